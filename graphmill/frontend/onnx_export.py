@@ -1,0 +1,237 @@
+"""``ir.Graph`` -> ONNX ``ModelProto``; the inverse of ``onnx_import``.
+
+Untouched imported tensors are re-emitted byte for byte; anything a pass
+created is encoded from numpy. Graphs built in Python (no ``ModelInfo``) get
+the smallest IR version their opsets need, so older runtimes still load them.
+"""
+
+from __future__ import annotations
+
+import onnx
+
+from graphmill.ir import (
+    Attr,
+    AttrKind,
+    Function,
+    Graph,
+    MapType,
+    Node,
+    OpaqueType,
+    OptionalType,
+    SequenceType,
+    SparseTensor,
+    SparseTensorType,
+    TensorType,
+    Type,
+    Value,
+)
+
+from .onnx_tensors import tensor_to_proto
+
+
+def type_to_proto(t: Type, tp: onnx.TypeProto) -> None:
+    if t.denotation:
+        tp.denotation = t.denotation
+    if isinstance(t, (TensorType, SparseTensorType)):
+        tt = tp.sparse_tensor_type if isinstance(t, SparseTensorType) else tp.tensor_type
+        tt.elem_type = int(t.dtype)
+        if t.shape is not None:
+            tt.shape.SetInParent()
+            dens = getattr(t, "dim_denotations", None)
+            for i, d in enumerate(t.shape):
+                dim = tt.shape.dim.add()
+                if isinstance(d, int):
+                    dim.dim_value = d
+                elif isinstance(d, str):
+                    dim.dim_param = d
+                if dens and i < len(dens) and dens[i]:
+                    dim.denotation = dens[i]
+    elif isinstance(t, SequenceType):
+        tp.sequence_type.SetInParent()
+        if t.elem_type is not None:
+            type_to_proto(t.elem_type, tp.sequence_type.elem_type)
+    elif isinstance(t, OptionalType):
+        tp.optional_type.SetInParent()
+        if t.elem_type is not None:
+            type_to_proto(t.elem_type, tp.optional_type.elem_type)
+    elif isinstance(t, MapType):
+        tp.map_type.key_type = int(t.key_dtype)
+        if t.value_type is not None:
+            type_to_proto(t.value_type, tp.map_type.value_type)
+    elif isinstance(t, OpaqueType):
+        tp.opaque_type.domain = t.domain
+        tp.opaque_type.name = t.name
+
+
+def _value_info(v: Value, vi: onnx.ValueInfoProto, *, type_override: Type | None = None) -> None:
+    vi.name = v.name
+    t = type_override if type_override is not None else v.type
+    if t is not None:
+        type_to_proto(t, vi.type)
+    if v.doc_string:
+        vi.doc_string = v.doc_string
+    _set_props(vi.metadata_props, v.metadata_props)
+
+
+def _set_props(field, props: dict[str, str]) -> None:
+    for k, val in props.items():
+        e = field.add()
+        e.key, e.value = k, val
+
+
+def _sparse_to_proto(s: SparseTensor, sp: onnx.SparseTensorProto, name: str | None = None) -> None:
+    sp.values.CopyFrom(tensor_to_proto(s.values, name))
+    sp.indices.CopyFrom(tensor_to_proto(s.indices))
+    sp.dims.extend(s.dims)
+
+
+def _attr_to_proto(a: Attr, ap: onnx.AttributeProto) -> None:
+    ap.name = a.name
+    ap.type = int(a.kind)
+    if a.doc_string:
+        ap.doc_string = a.doc_string
+    if a.ref_attr_name:
+        ap.ref_attr_name = a.ref_attr_name
+        return
+    k, v = a.kind, a.value
+    if k == AttrKind.FLOAT:
+        ap.f = v
+    elif k == AttrKind.INT:
+        ap.i = v
+    elif k == AttrKind.STRING:
+        ap.s = v.encode("utf-8") if isinstance(v, str) else v
+    elif k == AttrKind.TENSOR:
+        ap.t.CopyFrom(tensor_to_proto(v))
+    elif k == AttrKind.GRAPH:
+        graph_to_proto(v, ap.g)
+    elif k == AttrKind.FLOATS:
+        ap.floats.extend(v)
+    elif k == AttrKind.INTS:
+        ap.ints.extend(v)
+    elif k == AttrKind.STRINGS:
+        ap.strings.extend(s.encode("utf-8") if isinstance(s, str) else s for s in v)
+    elif k == AttrKind.TENSORS:
+        ap.tensors.extend(tensor_to_proto(t) for t in v)
+    elif k == AttrKind.GRAPHS:
+        for sub in v:
+            graph_to_proto(sub, ap.graphs.add())
+    elif k == AttrKind.SPARSE_TENSOR:
+        _sparse_to_proto(v, ap.sparse_tensor)
+    elif k == AttrKind.SPARSE_TENSORS:
+        for s in v:
+            _sparse_to_proto(s, ap.sparse_tensors.add())
+    elif k == AttrKind.TYPE_PROTO:
+        if v is not None:
+            type_to_proto(v, ap.tp)
+    elif k == AttrKind.TYPE_PROTOS:
+        for t in v:
+            type_to_proto(t, ap.type_protos.add())
+
+
+def _node_to_proto(n: Node, npb: onnx.NodeProto) -> None:
+    npb.input.extend(v.name if v is not None else "" for v in n.inputs)
+    npb.output.extend(v.name if v is not None else "" for v in n.outputs)
+    if n.name:
+        npb.name = n.name
+    npb.op_type = n.op_type
+    if n.domain:
+        npb.domain = n.domain
+    if n.overload:
+        npb.overload = n.overload
+    if n.doc_string:
+        npb.doc_string = n.doc_string
+    for a in n.attrs.values():
+        _attr_to_proto(a, npb.attribute.add())
+    _set_props(npb.metadata_props, n.metadata_props)
+    for blob in n.extra.get("device_configurations", ()):
+        npb.device_configurations.add().ParseFromString(blob)
+
+
+def graph_to_proto(g: Graph, gp: onnx.GraphProto) -> onnx.GraphProto:
+    gp.name = g.name
+    if g.doc_string:
+        gp.doc_string = g.doc_string
+    for v in g.inputs:
+        _value_info(v, gp.input.add())
+    for name, v in g.initializers.items():
+        if isinstance(v.const, SparseTensor):
+            _sparse_to_proto(v.const, gp.sparse_initializer.add(), name)
+        else:
+            gp.initializer.append(tensor_to_proto(v.const, name))
+    for n in g._nodes:
+        _node_to_proto(n, gp.node.add())
+    boundary = {id(v) for v in g.inputs} | {id(v) for v in g.outputs} | {id(v) for v in g.initializers.values()}
+    for n in g._nodes:
+        for v in n._outputs:
+            if v is None or id(v) in boundary:
+                continue
+            if v.type is not None or v.doc_string or v.metadata_props:
+                _value_info(v, gp.value_info.add())
+    for v in g.outputs:
+        _value_info(v, gp.output.add())
+    _set_props(gp.metadata_props, g.metadata_props)
+    for blob in g.extra.get("quantization_annotation", ()):
+        gp.quantization_annotation.add().ParseFromString(blob)
+    return gp
+
+
+def function_to_proto(f: Function) -> onnx.FunctionProto:
+    fp = onnx.FunctionProto()
+    fp.name = f.name
+    fp.domain = f.domain
+    if f.overload:
+        fp.overload = f.overload
+    body = f.graph
+    fp.input.extend(v.name for v in body.inputs)
+    fp.output.extend(v.name for v in body.outputs)
+    fp.attribute.extend(f.attributes)
+    for a in f.attribute_defaults.values():
+        _attr_to_proto(a, fp.attribute_proto.add())
+    for n in body._nodes:
+        _node_to_proto(n, fp.node.add())
+    for d, ver in body.opset_imports.items():
+        o = fp.opset_import.add()
+        o.domain, o.version = d, ver
+    boundary = {id(v) for v in body.inputs} | {id(v) for v in body.outputs}
+    for n in body._nodes:
+        for v in n._outputs:
+            if v is not None and id(v) not in boundary and v.type is not None:
+                _value_info(v, fp.value_info.add())
+    if f.doc_string:
+        fp.doc_string = f.doc_string
+    _set_props(fp.metadata_props, f.metadata_props)
+    return fp
+
+
+def to_proto(g: Graph) -> onnx.ModelProto:
+    """Export a top-level graph as a model."""
+    m = onnx.ModelProto()
+    info = g.model
+    opsets = g.opset_imports or {"": onnx.defs.onnx_opset_version()}
+    for d, ver in opsets.items():
+        o = m.opset_import.add()
+        o.domain, o.version = d, ver
+    if info is not None:
+        m.ir_version = info.ir_version
+        if info.producer_name:
+            m.producer_name = info.producer_name
+        if info.producer_version:
+            m.producer_version = info.producer_version
+        if info.domain:
+            m.domain = info.domain
+        if info.model_version:
+            m.model_version = info.model_version
+        if info.doc_string:
+            m.doc_string = info.doc_string
+        _set_props(m.metadata_props, info.metadata_props)
+        for blob in info.opaque.get("training_info", ()):
+            m.training_info.add().ParseFromString(blob)
+        for blob in info.opaque.get("configuration", ()):
+            m.configuration.add().ParseFromString(blob)
+    else:
+        m.ir_version = onnx.helper.find_min_ir_version_for(list(m.opset_import), ignore_unknown=True)
+        m.producer_name = "graphmill"
+    graph_to_proto(g, m.graph)
+    for f in g.functions.values():
+        m.functions.append(function_to_proto(f))
+    return m

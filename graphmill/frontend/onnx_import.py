@@ -1,0 +1,328 @@
+"""ONNX ``ModelProto`` -> ``ir.Graph``.
+
+Everything the proto carries is kept: opset imports, model metadata, model-local
+functions, nested graphs (with outer-scope references resolved to the outer
+``Value``), value_info types, doc strings, metadata_props, sparse initializers;
+fields the IR does not model (training_info, quantization annotations, device
+configurations) ride along as serialized bytes. Values are resolved in two
+sweeps per graph so that an out-of-order file imports (and is then sorted) and
+an undefined name or a cycle is reported with the node that has it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import ChainMap
+
+import onnx
+
+from graphmill.ir import (
+    Attr,
+    AttrKind,
+    DataType,
+    Function,
+    Graph,
+    IRError,
+    MapType,
+    ModelInfo,
+    ModelLoadError,
+    Node,
+    OpaqueType,
+    OptionalType,
+    SequenceType,
+    SparseTensor,
+    SparseTensorType,
+    TensorType,
+    Type,
+    UnsupportedModelError,
+    Value,
+)
+
+from .onnx_tensors import tensor_from_proto
+
+MAX_SUPPORTED_OPSET = onnx.defs.onnx_opset_version()
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def type_from_proto(tp: onnx.TypeProto) -> Type | None:
+    which = tp.WhichOneof("value")
+    den = tp.denotation
+    if which == "tensor_type" or which == "sparse_tensor_type":
+        tt = getattr(tp, which)
+        shape = None
+        dim_dens = None
+        if tt.HasField("shape"):
+            dims = []
+            dens = []
+            for d in tt.shape.dim:
+                kind = d.WhichOneof("value")
+                dims.append(d.dim_value if kind == "dim_value" else d.dim_param if kind == "dim_param" else None)
+                dens.append(d.denotation)
+            shape = tuple(dims)
+            dim_dens = tuple(dens) if any(dens) else None
+        if which == "sparse_tensor_type":
+            return SparseTensorType(_dtype(tt.elem_type), shape, den)
+        return TensorType(_dtype(tt.elem_type), shape, den, dim_dens)
+    if which == "sequence_type":
+        et = tp.sequence_type.elem_type
+        return SequenceType(type_from_proto(et) if tp.sequence_type.HasField("elem_type") else None, den)
+    if which == "optional_type":
+        et = tp.optional_type.elem_type
+        return OptionalType(type_from_proto(et) if tp.optional_type.HasField("elem_type") else None, den)
+    if which == "map_type":
+        mt = tp.map_type
+        return MapType(_dtype(mt.key_type), type_from_proto(mt.value_type) if mt.HasField("value_type") else None, den)
+    if which == "opaque_type":
+        return OpaqueType(tp.opaque_type.domain, tp.opaque_type.name, den)
+    return None
+
+
+def _dtype(code: int) -> DataType:
+    try:
+        return DataType(code)
+    except ValueError:
+        return DataType.UNDEFINED
+
+
+def _props(entries) -> dict[str, str]:
+    return {e.key: e.value for e in entries}
+
+
+class _Importer:
+    def __init__(self, model_path: str, base_dir: str | None) -> None:
+        self.path = model_path
+        self.base_dir = base_dir
+
+    def error(self, msg: str) -> ModelLoadError:
+        return ModelLoadError(f"{self.path}: {msg}")
+
+    # -- attributes ---------------------------------------------------------
+    def attr(self, ap: onnx.AttributeProto, scope: ChainMap, owner: Node | None) -> Attr:
+        kind = ap.type
+        if kind == 0:  # very old files leave the type out: tell it from the field that is set
+            kind = _guess_attr_kind(ap)
+        k = AttrKind(kind)
+        if ap.ref_attr_name:
+            return Attr(ap.name, k, None, ap.ref_attr_name, ap.doc_string)
+        if k == AttrKind.FLOAT:
+            v = ap.f
+        elif k == AttrKind.INT:
+            v = ap.i
+        elif k == AttrKind.STRING:
+            v = _text(ap.s)
+        elif k == AttrKind.TENSOR:
+            v = tensor_from_proto(ap.t, self.base_dir, self.path)
+        elif k == AttrKind.GRAPH:
+            v = self.graph(ap.g, scope)
+        elif k == AttrKind.FLOATS:
+            v = list(ap.floats)
+        elif k == AttrKind.INTS:
+            v = list(ap.ints)
+        elif k == AttrKind.STRINGS:
+            v = [_text(s) for s in ap.strings]
+        elif k == AttrKind.TENSORS:
+            v = [tensor_from_proto(t, self.base_dir, self.path) for t in ap.tensors]
+        elif k == AttrKind.GRAPHS:
+            v = [self.graph(g, scope) for g in ap.graphs]
+        elif k == AttrKind.SPARSE_TENSOR:
+            v = self.sparse(ap.sparse_tensor)
+        elif k == AttrKind.SPARSE_TENSORS:
+            v = [self.sparse(s) for s in ap.sparse_tensors]
+        elif k == AttrKind.TYPE_PROTO:
+            v = type_from_proto(ap.tp)
+        elif k == AttrKind.TYPE_PROTOS:
+            v = [type_from_proto(t) for t in ap.type_protos]
+        else:
+            v = None
+        return Attr(ap.name, k, v, "", ap.doc_string)
+
+    def sparse(self, sp: onnx.SparseTensorProto) -> SparseTensor:
+        return SparseTensor(tensor_from_proto(sp.values, self.base_dir, self.path),
+                            tensor_from_proto(sp.indices, self.base_dir, self.path), tuple(sp.dims))
+
+    # -- graphs -------------------------------------------------------------
+    def graph(self, gp: onnx.GraphProto, outer: ChainMap, *, is_function: bool = False) -> Graph:
+        g = Graph(gp.name)
+        g.doc_string = gp.doc_string
+        g.metadata_props = _props(gp.metadata_props)
+        if len(gp.quantization_annotation):
+            g.extra["quantization_annotation"] = [q.SerializeToString() for q in gp.quantization_annotation]
+        scope = outer.new_child()
+        vinfo = {vi.name: vi for vi in gp.value_info}
+
+        for vi in gp.input:
+            v = Value(vi.name, type_from_proto(vi.type) if vi.HasField("type") else None, doc_string=vi.doc_string)
+            v.metadata_props = _props(vi.metadata_props)
+            v._owner = g
+            g.inputs.append(v)
+            scope.maps[0][vi.name] = v
+        local_inputs = {v.name: v for v in g.inputs}
+        for tp in gp.initializer:
+            t = tensor_from_proto(tp, self.base_dir, self.path)
+            v = local_inputs.get(tp.name)
+            if v is None:
+                v = Value(tp.name, TensorType(t.dtype, t.shape))
+                v._owner = g
+                scope.maps[0][tp.name] = v
+            v.const = t
+            g.initializers[tp.name] = v
+        for sp in gp.sparse_initializer:
+            st = self.sparse(sp)
+            name = sp.values.name
+            v = local_inputs.get(name)
+            if v is None:
+                v = Value(name, SparseTensorType(st.dtype, st.dims))
+                v._owner = g
+                scope.maps[0][name] = v
+            v.const = st
+            g.initializers[name] = v
+
+        # Sweep 1: every node output gets its Value, so inputs can be resolved in any order.
+        pending: list[tuple[onnx.NodeProto, list[Value | None]]] = []
+        for npb in gp.node:
+            outs: list[Value | None] = []
+            for name in npb.output:
+                if not name:
+                    outs.append(None)
+                    continue
+                if name in scope.maps[0]:
+                    prev = scope.maps[0][name]
+                    what = f"{prev.producer.op_type} node {prev.producer.name!r}" if prev.producer else "a graph input or initializer"
+                    raise self.error(f"{npb.op_type} node {npb.name!r} in graph {gp.name!r} defines {name!r}, "
+                                     f"which {what} already defines (values must have one producer)")
+                vi = vinfo.get(name)
+                v = Value(name, type_from_proto(vi.type) if vi is not None and vi.HasField("type") else None)
+                if vi is not None:
+                    v.doc_string = vi.doc_string
+                    v.metadata_props = _props(vi.metadata_props)
+                scope.maps[0][name] = v
+                outs.append(v)
+            pending.append((npb, outs))
+
+        # Sweep 2: build nodes (subgraphs see the whole enclosing scope).
+        for npb, outs in pending:
+            ins: list[Value | None] = []
+            for name in npb.input:
+                if not name:
+                    ins.append(None)
+                    continue
+                v = scope.get(name)
+                if v is None:
+                    raise self.error(f"{npb.op_type} node {npb.name!r} in graph {gp.name!r} reads {name!r}, "
+                                     "which no graph input, initializer or node defines")
+                ins.append(v)
+            node = Node(npb.op_type, ins, None, outputs=outs, domain=npb.domain, name=npb.name,
+                        overload=npb.overload, doc_string=npb.doc_string)
+            node.metadata_props = _props(npb.metadata_props)
+            if len(npb.device_configurations):
+                node.extra["device_configurations"] = [d.SerializeToString() for d in npb.device_configurations]
+            node.attrs = {ap.name: self.attr(ap, scope, node) for ap in npb.attribute}
+            node.graph = g
+            for sub in node.subgraphs():
+                sub.parent = node
+            g._nodes.append(node)
+
+        for vi in gp.output:
+            v = scope.get(vi.name) if vi.name else None
+            if v is None:
+                raise self.error(f"graph {gp.name!r} output {vi.name!r} is not defined by any node, input or initializer")
+            if vi.HasField("type") and v.graph is g and (v.type is None or v.producer is not None):
+                v.type = type_from_proto(vi.type)
+            if vi.doc_string and not v.doc_string:
+                v.doc_string = vi.doc_string
+            if len(vi.metadata_props) and not v.metadata_props:
+                v.metadata_props = _props(vi.metadata_props)
+            g.outputs.append(v)
+        # Out-of-order files are legal to read; the IR keeps nodes sorted.
+        try:
+            if not _is_sorted(g):
+                g.sort()
+        except IRError as e:
+            raise self.error(str(e)) from None
+        return g
+
+    def function(self, fp: onnx.FunctionProto) -> Function:
+        gp = onnx.GraphProto()
+        gp.name = fp.name
+        for name in fp.input:
+            gp.input.add().name = name
+        for name in fp.output:
+            gp.output.add().name = name
+        gp.node.extend(fp.node)
+        gp.value_info.extend(fp.value_info)
+        body = self.graph(gp, ChainMap())
+        body.opset_imports = {o.domain: o.version for o in fp.opset_import}
+        defaults = {ap.name: self.attr(ap, ChainMap(), None) for ap in fp.attribute_proto}
+        return Function(fp.domain, fp.name, body, list(fp.attribute), defaults, fp.overload,
+                        fp.doc_string, _props(fp.metadata_props))
+
+
+def _is_sorted(g: Graph) -> bool:
+    seen: set[int] = set()
+    local = {id(v) for n in g._nodes for v in n._outputs if v is not None}
+    for n in g._nodes:
+        for v in n._inputs:
+            if v is not None and id(v) in local and id(v) not in seen:
+                return False
+        for v in n._outputs:
+            if v is not None:
+                seen.add(id(v))
+    return True
+
+
+def _text(b: bytes) -> str | bytes:
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return b  # binary attribute payloads are kept as bytes
+
+
+def _guess_attr_kind(ap: onnx.AttributeProto) -> int:
+    for field, kind in (("floats", 6), ("ints", 7), ("strings", 8), ("tensors", 9), ("graphs", 10)):
+        if len(getattr(ap, field)):
+            return kind
+    for field, kind in (("t", 4), ("g", 5), ("sparse_tensor", 11), ("tp", 13)):
+        if ap.HasField(field):
+            return kind
+    if ap.HasField("s"):
+        return 3
+    if ap.HasField("f"):
+        return 1
+    return 2
+
+
+def check_opsets(model: onnx.ModelProto, path: str) -> None:
+    for op in model.opset_import:
+        if op.domain in _DEFAULT_DOMAINS and op.version > MAX_SUPPORTED_OPSET:
+            raise UnsupportedModelError(
+                f"{path}: model uses opset {op.version} of the default ONNX domain, newer than the "
+                f"{MAX_SUPPORTED_OPSET} this installation supports (onnx {onnx.__version__}); "
+                "upgrade onnx or export the model at an older opset")
+
+
+def from_proto(model: onnx.ModelProto, *, base_dir: str | None = None, path: str = "<model>") -> Graph:
+    """Import a model. ``base_dir`` is the folder external data must stay inside."""
+    if not model.HasField("graph"):
+        raise ModelLoadError(f"{path}: not an ONNX model (no graph in the file)")
+    check_opsets(model, path)
+    imp = _Importer(path, os.path.abspath(base_dir) if base_dir else None)
+    g = imp.graph(model.graph, ChainMap())
+    g.opset_imports = {o.domain: o.version for o in model.opset_import}
+    g.model = ModelInfo(
+        ir_version=model.ir_version,
+        producer_name=model.producer_name,
+        producer_version=model.producer_version,
+        domain=model.domain,
+        model_version=model.model_version,
+        doc_string=model.doc_string,
+        metadata_props=_props(model.metadata_props),
+    )
+    if len(model.training_info):
+        g.model.opaque["training_info"] = [t.SerializeToString() for t in model.training_info]
+    if len(model.configuration):
+        g.model.opaque["configuration"] = [c.SerializeToString() for c in model.configuration]
+    for fp in model.functions:
+        f = imp.function(fp)
+        g.functions[f.key] = f
+    g._names = None
+    return g

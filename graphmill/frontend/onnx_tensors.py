@@ -1,0 +1,140 @@
+"""ONNX tensors as lazy IR constants, with external data confined to the model's folder.
+
+An imported ``TensorProto`` is kept as it is (``OnnxTensorSource``) and decoded
+only on demand, so re-exporting an untouched weight copies bytes instead of
+decoding and re-encoding them. External data is checked when the model is
+loaded -- the path must be relative, must resolve (symlinks included) inside
+the model's folder, and the byte range must lie inside the file -- and read
+only when the data is needed.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from graphmill.ir import DataType, Tensor
+from graphmill.ir.errors import ModelLoadError, UnsafeModelError
+
+
+class ExternalData:
+    """Where an external tensor's bytes live: a checked file path and byte range."""
+
+    __slots__ = ("path", "offset", "length")
+
+    def __init__(self, path: str, offset: int, length: int | None) -> None:
+        self.path = path
+        self.offset = offset
+        self.length = length
+
+    def read(self) -> bytes:
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read() if self.length is None else f.read(self.length)
+        if self.length is not None and len(data) != self.length:
+            raise ModelLoadError(f"{self.path}: external data ends early (wanted {self.length} bytes "
+                                 f"at offset {self.offset}, got {len(data)})")
+        return data
+
+
+def resolve_external_data(proto: onnx.TensorProto, base_dir: str | None, model_path: str) -> ExternalData:
+    """Validate an external-data reference; raise ``UnsafeModelError`` if it leaves ``base_dir``."""
+    info = {e.key: e.value for e in proto.external_data}
+    location = info.get("location", "")
+    where = f"{model_path}: tensor {proto.name!r}"
+    if not location:
+        raise ModelLoadError(f"{where} is stored externally but names no location")
+    if base_dir is None:
+        raise UnsafeModelError(f"{where} refers to external file {location!r}, but the model was not "
+                               "loaded from a folder; load it from its file path")
+    if os.path.isabs(location) or location.startswith(("/", "\\")) or (len(location) > 1 and location[1] == ":"):
+        raise UnsafeModelError(f"{where} refers to external data at absolute path {location!r}; "
+                               "external data must lie inside the model's folder")
+    base_real = os.path.realpath(base_dir)
+    target = os.path.realpath(os.path.join(base_real, location))
+    if os.path.commonpath([base_real, target]) != base_real:
+        raise UnsafeModelError(f"{where} refers to external data {location!r}, which leaves the model's "
+                               f"folder {base_dir!r}; refusing to read it")
+    if not os.path.isfile(target):
+        raise ModelLoadError(f"{where} refers to external data file {location!r}, which does not exist "
+                             f"in {base_dir!r}")
+    try:
+        offset = int(info.get("offset", "0") or 0)
+        length = int(info["length"]) if info.get("length") else None
+    except ValueError:
+        raise ModelLoadError(f"{where} has a non-integer external data offset/length") from None
+    size = os.path.getsize(target)
+    if offset < 0 or offset > size or (length is not None and (length < 0 or offset + length > size)):
+        raise ModelLoadError(f"{where}: external data range offset={offset} length={length} lies outside "
+                             f"{location!r} ({size} bytes)")
+    return ExternalData(target, offset, length)
+
+
+class OnnxTensorSource:
+    """Keeps the imported ``TensorProto`` and decodes it when asked."""
+
+    __slots__ = ("proto", "external")
+
+    def __init__(self, proto: onnx.TensorProto, external: ExternalData | None = None) -> None:
+        self.proto = proto
+        self.external = external
+
+    def inline_proto(self) -> onnx.TensorProto:
+        """The tensor with its data inline (external bytes read in)."""
+        if self.external is None:
+            return self.proto
+        p = onnx.TensorProto()
+        p.CopyFrom(self.proto)
+        del p.external_data[:]
+        p.data_location = onnx.TensorProto.DEFAULT
+        p.raw_data = self.external.read()
+        return p
+
+    def numpy(self) -> np.ndarray:
+        return numpy_helper.to_array(self.inline_proto())
+
+
+def tensor_from_proto(proto: onnx.TensorProto, base_dir: str | None, model_path: str) -> Tensor:
+    external = None
+    if proto.data_location == onnx.TensorProto.EXTERNAL:
+        external = resolve_external_data(proto, base_dir, model_path)
+    try:
+        dtype = DataType(proto.data_type)
+    except ValueError:
+        raise ModelLoadError(f"{model_path}: tensor {proto.name!r} has unknown element type {proto.data_type}") from None
+    return Tensor(
+        dtype=dtype,
+        shape=tuple(proto.dims),
+        source=OnnxTensorSource(proto, external),
+        name=proto.name,
+        doc_string=proto.doc_string,
+        metadata_props={p.key: p.value for p in proto.metadata_props},
+    )
+
+
+def tensor_to_proto(t: Tensor, name: str | None = None) -> onnx.TensorProto:
+    """Re-emit an untouched imported tensor verbatim; encode anything else from numpy."""
+    src = t.source
+    if isinstance(src, OnnxTensorSource):
+        p = onnx.TensorProto()
+        p.CopyFrom(src.inline_proto())
+    else:
+        arr = t.numpy()
+        if t.dtype == DataType.STRING:
+            p = numpy_helper.from_array(np.asarray(arr, dtype=object))
+        else:
+            p = numpy_helper.from_array(np.asarray(arr))
+            if p.data_type != int(t.dtype):
+                # numpy's dtype did not say which ONNX type (e.g. packed int4): encode explicitly.
+                p = onnx.helper.make_tensor("", int(t.dtype), list(t.shape), np.asarray(arr).ravel().tolist())
+        p.doc_string = t.doc_string
+        for k, v in t.metadata_props.items():
+            e = p.metadata_props.add()
+            e.key, e.value = k, v
+    final = name if name is not None else t.name
+    if p.name != final:
+        p.name = final
+    return p

@@ -1,0 +1,57 @@
+"""The one error hierarchy of graphmill.
+
+It lives in ``ir`` because every other part imports ``ir`` and nothing below it;
+``graphmill.errors`` re-exports it. Messages say what went wrong, where (file,
+node, op, line/column as applicable) and, where we can tell, what to do.
+"""
+
+from __future__ import annotations
+
+
+class GraphmillError(Exception):
+    """Base of every error graphmill raises on purpose.
+
+    The CLI turns any ``GraphmillError`` into a one-line message and exit status 2;
+    anything else escaping is a bug in graphmill.
+    """
+
+    exit_code = 2
+
+
+class UserInputError(GraphmillError):
+    """The user's input (file, option, config) is wrong; nothing was written."""
+
+
+class ModelLoadError(UserInputError):
+    """A model file could not be read as a valid model."""
+
+
+class UnsafeModelError(ModelLoadError):
+    """A model file asks for something it may not do (e.g. read outside its folder)."""
+
+
+class UnsupportedModelError(ModelLoadError):
+    """A model file is valid but uses something this build does not support (e.g. a newer opset)."""
+
+
+class IRError(GraphmillError):
+    """Misuse of the IR mutation API (a programming error in a pass or a builder)."""
+
+
+class VerificationError(GraphmillError):
+    """``verify(graph)`` found the graph malformed; ``problems`` lists every finding."""
+
+    def __init__(self, problems: list[str], graph_name: str = "") -> None:
+        self.problems = list(problems)
+        where = f"graph {graph_name!r}: " if graph_name else ""
+        first = problems[0] if problems else "unknown problem"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(f"{where}{first}{more}")
+
+
+class ShapeInferenceError(GraphmillError):
+    """An op's inputs do not satisfy the op's shape contract."""
+
+
+class ExecutionError(GraphmillError):
+    """A backend failed to run a graph."""

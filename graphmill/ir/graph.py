@@ -1,0 +1,709 @@
+"""The graph IR: ``Value``, ``Node``, ``Graph``, ``Function``.
+
+Use-def chains are kept right by the mutation API and only by it: a ``Value``
+knows its producer and every (node, input index) that uses it, including uses
+from nodes inside subgraphs (outer-scope references). Passes never edit
+``node._inputs`` or ``value._uses`` directly.
+
+Node order in ``Graph`` is a topological order; mutations that could break it
+(``append`` of a node whose inputs come later) are allowed, and ``sort()``
+restores it. ``verify()`` checks it.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import itertools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+
+from .attrs import Attr, AttrKind, infer_attr
+from .errors import IRError
+from .tensor import SparseTensor, Tensor
+from .types import TensorType, Type
+
+if TYPE_CHECKING:  # pragma: no cover
+    import networkx
+
+
+class Value:
+    """A named SSA value: a graph input, an initializer, or a node output."""
+
+    __slots__ = (
+        "name", "type", "producer", "index", "_uses", "const", "doc_string",
+        "metadata_props", "meta", "_owner",
+    )
+
+    def __init__(
+        self,
+        name: str = "",
+        type: Type | None = None,
+        *,
+        const: Tensor | SparseTensor | None = None,
+        doc_string: str = "",
+    ) -> None:
+        self.name = name
+        self.type = type
+        self.producer: Node | None = None
+        self.index: int | None = None  # output index in the producer
+        self._uses: list[tuple[Node, int]] = []
+        self.const = const
+        self.doc_string = doc_string
+        self.metadata_props: dict[str, str] = {}
+        self.meta: dict[str, Any] = {}
+        self._owner: Graph | None = None  # graph holding it as input/initializer
+
+    # -- queries -------------------------------------------------------------
+    def uses(self) -> list[tuple["Node", int]]:
+        """Every (node, input index) that reads this value, in no particular order."""
+        return list(self._uses)
+
+    @property
+    def users(self) -> list["Node"]:
+        """Distinct nodes that read this value."""
+        seen: dict[int, Node] = {}
+        for node, _ in self._uses:
+            seen.setdefault(id(node), node)
+        return list(seen.values())
+
+    @property
+    def num_uses(self) -> int:
+        return len(self._uses)
+
+    @property
+    def graph(self) -> "Graph | None":
+        """The graph that defines this value (producer's graph, or the owning graph)."""
+        if self.producer is not None:
+            return self.producer.graph
+        return self._owner
+
+    @property
+    def is_initializer(self) -> bool:
+        return self._owner is not None and self._owner.initializers.get(self.name) is self
+
+    @property
+    def is_graph_input(self) -> bool:
+        return self._owner is not None and any(v is self for v in self._owner.inputs)
+
+    def is_graph_output(self) -> bool:
+        g = self.graph
+        return g is not None and any(v is self for v in g.outputs)
+
+    @property
+    def dtype(self):
+        return getattr(self.type, "dtype", None)
+
+    @property
+    def shape(self):
+        return getattr(self.type, "shape", None)
+
+    # -- mutation --------------------------------------------------------------
+    def replace_all_uses_with(self, new: "Value", *, graph_outputs: bool = True) -> None:
+        """Make every reader of ``self`` read ``new`` instead.
+
+        With ``graph_outputs`` (the default) a graph output slot holding ``self``
+        is given ``new`` too, and ``new`` takes over the output's name when it is
+        a plain node output, so the model's interface keeps its names.
+        """
+        if new is self:
+            return
+        for node, i in list(self._uses):
+            node.set_input(i, new)
+        if graph_outputs:
+            g = self.graph
+            if g is not None:
+                for i, out in enumerate(g.outputs):
+                    if out is self:
+                        g.outputs[i] = new
+                        if (
+                            new.producer is not None
+                            and new.graph is g
+                            and not any(o is new for j, o in enumerate(g.outputs) if j != i)
+                        ):
+                            old_name = self.name
+                            self.name = g.unique_name(old_name + "_replaced")
+                            new.name = old_name
+
+    def __repr__(self) -> str:
+        t = f": {self.type}" if self.type is not None else ""
+        return f"Value(%{self.name}{t})"
+
+
+class Node:
+    """One operation. Op semantics are ONNX's for (domain, op_type)."""
+
+    __slots__ = (
+        "op_type", "domain", "overload", "name", "_inputs", "_outputs", "attrs",
+        "doc_string", "metadata_props", "meta", "graph", "extra",
+    )
+
+    def __init__(
+        self,
+        op_type: str,
+        inputs: Sequence[Value | None] = (),
+        attrs: dict[str, Any] | Iterable[Attr] | None = None,
+        *,
+        outputs: Sequence[Value | None] | int = 1,
+        domain: str = "",
+        name: str = "",
+        overload: str = "",
+        doc_string: str = "",
+    ) -> None:
+        self.op_type = op_type
+        self.domain = domain
+        self.overload = overload
+        self.name = name
+        self.doc_string = doc_string
+        self.metadata_props: dict[str, str] = {}
+        self.meta: dict[str, Any] = {}
+        self.graph: Graph | None = None
+        self.extra: dict[str, Any] = {}  # fields the IR carries but does not model (opaque)
+        self.attrs: dict[str, Attr] = {}
+        if attrs:
+            items = attrs.values() if isinstance(attrs, dict) and all(
+                isinstance(a, Attr) for a in attrs.values()) else attrs
+            if isinstance(items, dict):
+                for k, v in items.items():
+                    if v is not None:
+                        self.attrs[k] = infer_attr(k, v)
+            else:
+                for a in items:
+                    self.attrs[a.name] = a
+        self._inputs: list[Value | None] = []
+        for v in inputs:
+            self._inputs.append(v)
+            if v is not None:
+                v._uses.append((self, len(self._inputs) - 1))
+        if isinstance(outputs, int):
+            outputs = [Value() for _ in range(outputs)]
+        self._outputs: list[Value | None] = list(outputs)
+        for i, v in enumerate(self._outputs):
+            if v is None:
+                continue
+            if v.producer is not None:
+                raise IRError(f"value %{v.name} already has a producer ({v.producer.op_type})")
+            v.producer = self
+            v.index = i
+
+    # -- queries -------------------------------------------------------------
+    @property
+    def inputs(self) -> tuple[Value | None, ...]:
+        return tuple(self._inputs)
+
+    @property
+    def outputs(self) -> tuple[Value | None, ...]:
+        return tuple(self._outputs)
+
+    @property
+    def output(self) -> Value:
+        """The single output (error when the node has several)."""
+        if len(self._outputs) != 1 or self._outputs[0] is None:
+            raise IRError(f"{self.describe()} has {len(self._outputs)} outputs, not one")
+        return self._outputs[0]
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        """The attribute's plain value, or ``default`` when absent."""
+        a = self.attrs.get(name)
+        return default if a is None else a.value
+
+    def subgraphs(self) -> Iterator["Graph"]:
+        for a in self.attrs.values():
+            if a.kind == AttrKind.GRAPH:
+                yield a.value
+            elif a.kind == AttrKind.GRAPHS:
+                yield from a.value
+
+    def describe(self) -> str:
+        """How error messages name a node: ``Conv node 'conv1'``."""
+        op = f"{self.domain}::{self.op_type}" if self.domain not in ("", "ai.onnx") else self.op_type
+        return f"{op} node {self.name!r}" if self.name else f"{op} node (unnamed)"
+
+    # -- mutation --------------------------------------------------------------
+    def set_input(self, index: int, value: Value | None) -> None:
+        old = self._inputs[index]
+        if old is value:
+            return
+        if old is not None:
+            old._uses.remove((self, index))
+        self._inputs[index] = value
+        if value is not None:
+            value._uses.append((self, index))
+
+    def replace_input_with(self, old: Value, new: Value | None) -> None:
+        for i, v in enumerate(self._inputs):
+            if v is old:
+                self.set_input(i, new)
+
+    def append_input(self, value: Value | None) -> None:
+        self._inputs.append(value)
+        if value is not None:
+            value._uses.append((self, len(self._inputs) - 1))
+
+    def resize_inputs(self, n: int) -> None:
+        """Drop trailing inputs beyond ``n`` (or pad with omitted ones)."""
+        while len(self._inputs) > n:
+            i = len(self._inputs) - 1
+            v = self._inputs[i]
+            if v is not None:
+                v._uses.remove((self, i))
+            self._inputs.pop()
+        while len(self._inputs) < n:
+            self._inputs.append(None)
+
+    def set_attr(self, name: str, value: Any) -> None:
+        if value is None:
+            self.attrs.pop(name, None)
+        else:
+            self.attrs[name] = infer_attr(name, value)
+
+    def _detach_inputs(self) -> None:
+        for i, v in enumerate(self._inputs):
+            if v is not None:
+                v._uses.remove((self, i))
+        self._inputs = [None] * len(self._inputs)
+
+    def __repr__(self) -> str:
+        ins = ", ".join("%" + v.name if v is not None else "_" for v in self._inputs)
+        outs = ", ".join("%" + v.name if v is not None else "_" for v in self._outputs)
+        return f"Node({outs} = {self.op_type}({ins}))"
+
+
+@dataclass
+class ModelInfo:
+    """Model-level fields of an ONNX model that a graph carries for lossless export."""
+
+    ir_version: int = 10
+    producer_name: str = "graphmill"
+    producer_version: str = ""
+    domain: str = ""
+    model_version: int = 0
+    doc_string: str = ""
+    metadata_props: dict[str, str] = field(default_factory=dict)
+    # Fields carried verbatim (serialized protobuf), e.g. training_info, configuration.
+    opaque: dict[str, list[bytes]] = field(default_factory=dict)
+
+
+class Graph:
+    """A dataflow graph: inputs, nodes in topological order, outputs, initializers.
+
+    The top-level graph of a model also carries the model's opset imports,
+    functions and ``model`` info; a subgraph (If/Loop/Scan body) has ``parent``
+    set to the node that owns it and resolves outer names through it.
+    """
+
+    def __init__(
+        self,
+        name: str = "main",
+        *,
+        inputs: Sequence[Value] = (),
+        outputs: Sequence[Value] = (),
+        nodes: Sequence[Node] = (),
+        initializers: Sequence[Value] = (),
+        opset_imports: dict[str, int] | None = None,
+        doc_string: str = "",
+    ) -> None:
+        self.name = name
+        self.doc_string = doc_string
+        self.metadata_props: dict[str, str] = {}
+        self.meta: dict[str, Any] = {}
+        self.opset_imports: dict[str, int] = dict(opset_imports or {})
+        self.functions: dict[tuple[str, str, str], Function] = {}
+        self.model: ModelInfo | None = None
+        self.parent: Node | None = None
+        self.extra: dict[str, Any] = {}  # opaque fields carried for export
+        self.inputs: list[Value] = []
+        self.outputs: list[Value] = list(outputs)
+        self.initializers: dict[str, Value] = {}
+        self._nodes: list[Node] = []
+        self._name_counter = itertools.count()
+        self._names: set[str] | None = None
+        for v in inputs:
+            self.add_input(v)
+        for v in initializers:
+            self.add_initializer(v)
+        for n in nodes:
+            self.append(n)
+
+    # -- structure -------------------------------------------------------------
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        return tuple(self._nodes)
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(tuple(self._nodes))
+
+    @property
+    def root(self) -> "Graph":
+        g = self
+        while g.parent is not None and g.parent.graph is not None:
+            g = g.parent.graph
+        return g
+
+    def all_graphs(self) -> Iterator["Graph"]:
+        """This graph and every nested subgraph, depth first (function bodies excluded)."""
+        yield self
+        for node in self._nodes:
+            for sub in node.subgraphs():
+                yield from sub.all_graphs()
+
+    def all_nodes(self) -> Iterator[Node]:
+        """Every node here and in nested subgraphs."""
+        for g in self.all_graphs():
+            yield from g._nodes
+
+    def values(self) -> Iterator[Value]:
+        """Values defined in this graph (not subgraphs): inputs, initializers, node outputs."""
+        seen: set[int] = set()
+        for v in itertools.chain(self.inputs, self.initializers.values()):
+            if id(v) not in seen:
+                seen.add(id(v))
+                yield v
+        for n in self._nodes:
+            for v in n._outputs:
+                if v is not None:
+                    yield v
+
+    def value_map(self) -> dict[str, Value]:
+        return {v.name: v for v in self.values()}
+
+    # -- names -------------------------------------------------------------------
+    def _name_set(self) -> set[str]:
+        root = self.root
+        if root._names is None:
+            names: set[str] = set()
+            for g in root.all_graphs():
+                names.update(v.name for v in g.values())
+            root._names = names
+        return root._names
+
+    def unique_name(self, base: str = "v") -> str:
+        """A value name not used anywhere in this graph tree."""
+        names = self._name_set()
+        if base and base not in names:
+            names.add(base)
+            return base
+        root = self.root
+        while True:
+            cand = f"{base or 'v'}_{next(root._name_counter)}"
+            if cand not in names:
+                names.add(cand)
+                return cand
+
+    def _claim(self, value: Value, hint: str) -> None:
+        if not value.name:
+            value.name = self.unique_name(hint)
+        elif self.root._names is not None:
+            self.root._names.add(value.name)
+
+    # -- mutation: inputs, outputs, initializers ---------------------------------
+    def add_input(self, value: Value) -> Value:
+        if value.producer is not None:
+            raise IRError(f"%{value.name} is produced by a node; it cannot be a graph input")
+        self._claim(value, "input")
+        value._owner = self
+        self.inputs.append(value)
+        return value
+
+    def add_initializer(self, value: Value | Tensor, name: str = "") -> Value:
+        """Register a constant. A ``Tensor`` is wrapped in a new ``Value``."""
+        if isinstance(value, (Tensor, SparseTensor)):
+            t = value
+            v = Value(name or t.name, TensorType(t.dtype, t.shape), const=t)
+            value = v
+        if value.const is None:
+            raise IRError(f"initializer %{value.name} has no constant data")
+        self._claim(value, "const")
+        if value.name in self.initializers and self.initializers[value.name] is not value:
+            raise IRError(f"initializer name {value.name!r} is already taken in graph {self.name!r}")
+        value._owner = self
+        if isinstance(value.const, Tensor) and not value.const.name:
+            value.const.name = value.name
+        self.initializers[value.name] = value
+        return value
+
+    def remove_initializer(self, value: Value) -> None:
+        if value._uses:
+            raise IRError(f"initializer %{value.name} still has {len(value._uses)} use(s)")
+        if self.initializers.get(value.name) is value:
+            del self.initializers[value.name]
+        if not value.is_graph_input:
+            value._owner = None
+
+    # -- mutation: nodes ---------------------------------------------------------
+    def _adopt(self, node: Node) -> None:
+        if node.graph is not None:
+            raise IRError(f"{node.describe()} already belongs to graph {node.graph.name!r}")
+        node.graph = self
+        for v in node._outputs:
+            if v is not None:
+                self._claim(v, (node.name or node.op_type.lower()) + "_out")
+        for sub in node.subgraphs():
+            sub.parent = node
+
+    def append(self, node: Node) -> Node:
+        self._adopt(node)
+        self._nodes.append(node)
+        return node
+
+    def extend(self, nodes: Iterable[Node]) -> None:
+        for n in nodes:
+            self.append(n)
+
+    def insert_before(self, anchor: Node, nodes: Node | Sequence[Node]) -> None:
+        new = [nodes] if isinstance(nodes, Node) else list(nodes)
+        i = self._index_of(anchor)
+        for n in new:
+            self._adopt(n)
+        self._nodes[i:i] = new
+
+    def insert_after(self, anchor: Node, nodes: Node | Sequence[Node]) -> None:
+        new = [nodes] if isinstance(nodes, Node) else list(nodes)
+        i = self._index_of(anchor) + 1
+        for n in new:
+            self._adopt(n)
+        self._nodes[i:i] = new
+
+    def _index_of(self, node: Node) -> int:
+        if node.graph is not self:
+            raise IRError(f"{node.describe()} is not in graph {self.name!r}")
+        for i, n in enumerate(self._nodes):
+            if n is node:
+                return i
+        raise IRError(f"{node.describe()} is not in graph {self.name!r}")
+
+    def remove_node(self, node: Node, *, force: bool = False) -> None:
+        """Remove ``node``; its outputs must be unused (and not graph outputs) unless ``force``.
+
+        With ``force`` the remaining uses keep dangling values that ``verify`` reports,
+        which is only useful while a pass is mid-rewrite.
+        """
+        if not force:
+            for v in node._outputs:
+                if v is None:
+                    continue
+                if v._uses:
+                    users = ", ".join(sorted({u.describe() for u, _ in v._uses}))
+                    raise IRError(f"cannot remove {node.describe()}: output %{v.name} is used by {users}")
+                if any(o is v for o in self.outputs):
+                    raise IRError(f"cannot remove {node.describe()}: output %{v.name} is a graph output")
+        i = self._index_of(node)
+        del self._nodes[i]
+        node._detach_inputs()
+        node.graph = None
+
+    def remove_nodes(self, nodes: Iterable[Node]) -> None:
+        """Remove many nodes at once (linear time); their outputs must be unused outside the set."""
+        doomed = {id(n): n for n in nodes}
+        for n in doomed.values():
+            if n.graph is not self:
+                raise IRError(f"{n.describe()} is not in graph {self.name!r}")
+            for v in n._outputs:
+                if v is None:
+                    continue
+                outside = [u for u, _ in v._uses if id(u) not in doomed]
+                if outside:
+                    raise IRError(f"cannot remove {n.describe()}: %{v.name} is used by {outside[0].describe()}")
+                if any(o is v for o in self.outputs):
+                    raise IRError(f"cannot remove {n.describe()}: output %{v.name} is a graph output")
+        self._nodes = [n for n in self._nodes if id(n) not in doomed]
+        for n in doomed.values():
+            n._detach_inputs()
+            n.graph = None
+
+    def replace_node(self, old: Node, new: Node | Sequence[Node], outputs: Sequence[Value | None] | None = None) -> None:
+        """Insert ``new`` in place of ``old`` and reroute ``old``'s outputs.
+
+        ``outputs`` gives, for each output of ``old``, the value that replaces it
+        (default: the outputs of the last new node, in order).
+        """
+        new_nodes = [new] if isinstance(new, Node) else list(new)
+        if outputs is None:
+            outputs = new_nodes[-1].outputs if new_nodes else []
+        if len(outputs) < sum(1 for v in old._outputs if v is not None):
+            raise IRError(f"replace_node: {old.describe()} has {len(old._outputs)} outputs, got {len(outputs)} replacements")
+        self.insert_before(old, new_nodes)
+        for v_old, v_new in zip(old._outputs, outputs):
+            if v_old is not None and v_new is not None:
+                v_old.replace_all_uses_with(v_new)
+        self.remove_node(old)
+
+    # -- ordering -----------------------------------------------------------------
+    def sort(self) -> None:
+        """Reorder nodes topologically, keeping the current order where it is already valid.
+
+        Raises ``IRError`` naming a node on a cycle when there is one.
+        """
+        order = topological_order(self)
+        self._nodes = order
+
+    # -- views ---------------------------------------------------------------------
+    def to_networkx(self) -> "networkx.MultiDiGraph":
+        """A networkx view: one vertex per node (keyed by position), one edge per value use.
+
+        Vertices carry ``node`` (the IR node); edges carry ``value`` and ``index``.
+        Graph inputs/initializers are not vertices. The IR is not stored in networkx.
+        """
+        import networkx as nx
+
+        g = nx.MultiDiGraph(name=self.name)
+        pos = {id(n): i for i, n in enumerate(self._nodes)}
+        for i, n in enumerate(self._nodes):
+            g.add_node(i, node=n, op_type=n.op_type, name=n.name)
+        for i, n in enumerate(self._nodes):
+            for v in _node_reads(n):
+                if v.producer is not None and id(v.producer) in pos:
+                    g.add_edge(pos[id(v.producer)], i, value=v.name)
+        return g
+
+    def copy(self) -> "Graph":
+        """A deep copy: new Values/Nodes; constant tensors are shared (they are immutable)."""
+        memo: dict[int, Any] = {}
+        return _clone_graph(self, memo, parent=None)
+
+    def __str__(self) -> str:
+        from .printer import format_graph
+
+        return format_graph(self)
+
+    def __repr__(self) -> str:
+        return f"Graph({self.name!r}, {len(self._nodes)} nodes, {len(self.inputs)} inputs, {len(self.outputs)} outputs)"
+
+
+@dataclass
+class Function:
+    """A model-local function (ONNX ``FunctionProto``): a body graph plus attribute names."""
+
+    domain: str
+    name: str
+    graph: Graph
+    attributes: list[str] = field(default_factory=list)
+    attribute_defaults: dict[str, Attr] = field(default_factory=dict)
+    overload: str = ""
+    doc_string: str = ""
+    metadata_props: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.domain, self.name, self.overload)
+
+
+def _node_reads(node: Node) -> Iterator[Value]:
+    """Values a node reads: its inputs plus outer values its subgraphs capture."""
+    for v in node._inputs:
+        if v is not None:
+            yield v
+    for sub in node.subgraphs():
+        yield from captured_values(sub)
+
+
+def captured_values(graph: Graph) -> list[Value]:
+    """Values used inside ``graph`` (or deeper) but defined outside it."""
+    defined: set[int] = set()
+    out: dict[int, Value] = {}
+    for g in graph.all_graphs():
+        for v in g.values():
+            defined.add(id(v))
+    for g in graph.all_graphs():
+        for n in g._nodes:
+            for v in n._inputs:
+                if v is not None and id(v) not in defined:
+                    out.setdefault(id(v), v)
+        for v in g.outputs:
+            if id(v) not in defined:
+                out.setdefault(id(v), v)
+    return list(out.values())
+
+
+def topological_order(graph: Graph) -> list[Node]:
+    """Kahn's algorithm, stable: among ready nodes, the earlier one in the current order first."""
+    import heapq
+
+    nodes = graph._nodes
+    pos = {id(n): i for i, n in enumerate(nodes)}
+    indeg = [0] * len(nodes)
+    succs: list[list[int]] = [[] for _ in nodes]
+    for i, n in enumerate(nodes):
+        preds = set()
+        for v in _node_reads(n):
+            p = v.producer
+            if p is not None and id(p) in pos:
+                preds.add(pos[id(p)])
+        for p in preds:
+            succs[p].append(i)
+        indeg[i] = len(preds)
+    ready = [i for i in range(len(nodes)) if indeg[i] == 0]
+    heapq.heapify(ready)
+    order: list[Node] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(nodes[i])
+        for s in succs[i]:
+            indeg[s] -= 1
+            if indeg[s] == 0:
+                heapq.heappush(ready, s)
+    if len(order) != len(nodes):
+        stuck = [nodes[i] for i in range(len(nodes)) if indeg[i] > 0]
+        raise IRError(
+            f"graph {graph.name!r} has a cycle through {stuck[0].describe()}"
+            + (f" and {len(stuck) - 1} other node(s)" if len(stuck) > 1 else "")
+        )
+    return order
+
+
+def _clone_graph(graph: Graph, memo: dict[int, Any], parent: Node | None) -> Graph:
+    def val(v: Value | None) -> Value | None:
+        if v is None:
+            return None
+        got = memo.get(id(v))
+        if got is not None:
+            return got
+        return v  # outer-scope value outside the copied tree: shared
+
+    def fresh(v: Value) -> Value:
+        nv = Value(v.name, v.type, const=v.const, doc_string=v.doc_string)
+        nv.metadata_props = dict(v.metadata_props)
+        nv.meta = _copy.copy(v.meta)
+        memo[id(v)] = nv
+        return nv
+
+    g = Graph(graph.name, opset_imports=graph.opset_imports, doc_string=graph.doc_string)
+    g.parent = parent
+    g.metadata_props = dict(graph.metadata_props)
+    g.meta = _copy.copy(graph.meta)
+    g.extra = dict(graph.extra)
+    g.model = _copy.deepcopy(graph.model)
+    for v in graph.inputs:
+        nv = fresh(v)
+        nv._owner = g
+        g.inputs.append(nv)
+    for name, v in graph.initializers.items():
+        nv = memo.get(id(v)) or fresh(v)
+        nv._owner = g
+        g.initializers[name] = nv
+    for n in graph._nodes:
+        outs = [fresh(v) if v is not None else None for v in n._outputs]
+        attrs = {}
+        nn = Node(n.op_type, [val(v) for v in n._inputs], None, outputs=outs, domain=n.domain,
+                  name=n.name, overload=n.overload, doc_string=n.doc_string)
+        for k, a in n.attrs.items():
+            if a.kind == AttrKind.GRAPH:
+                attrs[k] = Attr(a.name, a.kind, _clone_graph(a.value, memo, nn), a.ref_attr_name, a.doc_string)
+            elif a.kind == AttrKind.GRAPHS:
+                attrs[k] = Attr(a.name, a.kind, [_clone_graph(s, memo, nn) for s in a.value],
+                                a.ref_attr_name, a.doc_string)
+            else:
+                attrs[k] = Attr(a.name, a.kind, _copy.copy(a.value), a.ref_attr_name, a.doc_string)
+        nn.attrs = attrs
+        nn.metadata_props = dict(n.metadata_props)
+        nn.meta = _copy.copy(n.meta)
+        nn.extra = dict(n.extra)
+        nn.graph = g
+        g._nodes.append(nn)
+    g.outputs = [val(v) for v in graph.outputs]  # type: ignore[misc]
+    for key, f in graph.functions.items():
+        g.functions[key] = Function(f.domain, f.name, _clone_graph(f.graph, {}, None), list(f.attributes),
+                                    dict(f.attribute_defaults), f.overload, f.doc_string, dict(f.metadata_props))
+    return g

@@ -1,0 +1,98 @@
+"""Readable, stable text form of a graph, meant to be diffed between passes.
+
+Stable means: the same graph prints the same text (attributes sorted by name,
+no object ids, large constants summarised by dtype/shape and a checksum).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from .attrs import Attr, AttrKind
+from .graph import Graph, Node, Value
+from .tensor import SparseTensor, Tensor
+
+_INLINE_LIMIT = 8  # constants with at most this many elements are printed in full
+
+
+def format_value(v: Value | None) -> str:
+    return "%" + v.name if v is not None else "_"
+
+
+def _typed(v: Value) -> str:
+    return f"%{v.name}: {v.type if v.type is not None else '?'}"
+
+
+def format_tensor(t: Tensor | SparseTensor) -> str:
+    if isinstance(t, SparseTensor):
+        return repr(t)
+    head = f"{t.dtype.short_name}{list(t.shape)}"
+    try:
+        arr = t.numpy()
+    except Exception:  # noqa: BLE001 -- undecodable exotic data: still print the header
+        return f"<{head}>"
+    if arr.size <= _INLINE_LIMIT:
+        return f"{head} {np.array2string(np.asarray(arr).ravel(), separator=',', threshold=_INLINE_LIMIT)}"
+    try:
+        crc = zlib.crc32(np.ascontiguousarray(arr).tobytes()) & 0xFFFFFFFF
+    except Exception:  # noqa: BLE001
+        return f"<{head}>"
+    return f"<{head} crc32={crc:08x}>"
+
+
+def format_attr(a: Attr, indent: str) -> str:
+    if a.ref_attr_name:
+        return f"{a.name}=@{a.ref_attr_name}"
+    k = a.kind
+    if k == AttrKind.FLOAT:
+        return f"{a.name}={a.value!r}"
+    if k in (AttrKind.INT, AttrKind.STRING):
+        return f"{a.name}={a.value!r}"
+    if k in (AttrKind.INTS, AttrKind.FLOATS, AttrKind.STRINGS):
+        return f"{a.name}=[{', '.join(repr(x) for x in a.value)}]"
+    if k in (AttrKind.TENSOR, AttrKind.SPARSE_TENSOR):
+        return f"{a.name}={format_tensor(a.value)}"
+    if k in (AttrKind.TENSORS, AttrKind.SPARSE_TENSORS):
+        return f"{a.name}=[{', '.join(format_tensor(t) for t in a.value)}]"
+    if k == AttrKind.GRAPH:
+        return f"{a.name}=" + format_graph(a.value, indent + "    ").lstrip()
+    if k == AttrKind.GRAPHS:
+        return f"{a.name}=[" + ", ".join(format_graph(g, indent + "    ").lstrip() for g in a.value) + "]"
+    return f"{a.name}={a.value}"
+
+
+def format_node(n: Node, indent: str = "  ") -> str:
+    outs = ", ".join(format_value(v) for v in n.outputs)
+    op = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}"
+    ins = ", ".join(format_value(v) for v in n.inputs)
+    attrs = ""
+    if n.attrs:
+        attrs = " {" + ", ".join(format_attr(n.attrs[k], indent) for k in sorted(n.attrs)) + "}"
+    types = ", ".join(str(v.type) if v is not None and v.type is not None else "?" for v in n.outputs)
+    name = f"  # {n.name}" if n.name else ""
+    return f"{indent}{outs} = {op}({ins}){attrs} -> {types}{name}"
+
+
+def format_graph(g: Graph, indent: str = "") -> str:
+    lines = []
+    head = f"{indent}graph {g.name}"
+    if g.opset_imports and g.parent is None:
+        head += " <" + ", ".join(f"{d or 'ai.onnx'}:{v}" for d, v in sorted(g.opset_imports.items())) + ">"
+    inputs = [v for v in g.inputs]
+    lines.append(head + " (")
+    for v in inputs:
+        lines.append(f"{indent}    {_typed(v)}" + ("  = initializer" if v.is_initializer else ""))
+    lines.append(f"{indent}) {{")
+    input_ids = {id(v) for v in g.inputs}
+    for name in sorted(g.initializers):
+        v = g.initializers[name]
+        if id(v) in input_ids:
+            continue
+        lines.append(f"{indent}  const {_typed(v)} = {format_tensor(v.const)}")
+    for n in g.nodes:
+        lines.append(format_node(n, indent + "  "))
+    lines.append(f"{indent}  return " + ", ".join(format_value(v) for v in g.outputs))
+    lines.append(f"{indent}}}")
+    return "\n".join(lines)

@@ -1,0 +1,129 @@
+"""``verify(graph)``: the structural invariants every pass must preserve.
+
+Checked: every value has a name that is unique in the graph tree and at most
+one definition; every node input and graph output is defined in scope before
+it is used (dangling and undefined uses, order, cycles); use-def chains agree
+with node inputs; initializer data agrees with the declared type; nodes and
+subgraphs point back at their owners. All findings are collected, so one run
+reports everything wrong.
+"""
+
+from __future__ import annotations
+
+from .errors import VerificationError
+from .graph import Graph, Node, Value, topological_order
+from .errors import IRError
+from .tensor import Tensor
+from .types import TensorType
+
+
+def verify(graph: Graph) -> None:
+    """Raise ``VerificationError`` listing every problem; return ``None`` when the graph is sound."""
+    problems = find_problems(graph)
+    if problems:
+        raise VerificationError(problems, graph.name)
+
+
+def find_problems(graph: Graph) -> list[str]:
+    problems: list[str] = []
+    names: dict[str, str] = {}
+    _check_graph(graph, set(), problems, names)
+    for f in graph.functions.values():
+        _check_graph(f.graph, set(), problems, {}, where=f"function {f.domain}::{f.name}")
+    return problems
+
+
+def _where(node: Node, idx: int) -> str:
+    return f"{node.describe()} (#{idx} in graph {node.graph.name!r})" if node.graph else node.describe()
+
+
+def _claim_name(v: Value, what: str, names: dict[str, str], problems: list[str]) -> None:
+    if not v.name:
+        problems.append(f"{what} has an empty name")
+        return
+    prev = names.get(v.name)
+    if prev is not None:
+        problems.append(f"value name {v.name!r} is defined twice: {prev} and {what}")
+    else:
+        names[v.name] = what
+
+
+def _check_graph(graph: Graph, outer: set[int], problems: list[str], names: dict[str, str], where: str = "") -> None:
+    label = where or f"graph {graph.name!r}"
+    scope = set(outer)
+    for v in graph.inputs:
+        if v.producer is not None:
+            problems.append(f"{label}: input %{v.name} has a producer {v.producer.describe()}")
+        if id(v) not in scope:
+            _claim_name(v, f"input of {label}", names, problems)
+        scope.add(id(v))
+    for name, v in graph.initializers.items():
+        if v.name != name:
+            problems.append(f"{label}: initializer registered as {name!r} is named {v.name!r}")
+        if v.const is None:
+            problems.append(f"{label}: initializer %{v.name} has no data")
+        elif isinstance(v.const, Tensor) and isinstance(v.type, TensorType):
+            if v.type.dtype and v.type.dtype != v.const.dtype:
+                problems.append(f"{label}: initializer %{v.name} is declared {v.type.dtype.short_name} "
+                                f"but holds {v.const.dtype.short_name}")
+            if v.type.shape is not None and len(v.type.shape) == len(v.const.shape):
+                for d, c in zip(v.type.shape, v.const.shape):
+                    if isinstance(d, int) and d != c:
+                        problems.append(f"{label}: initializer %{v.name} is declared {v.type} "
+                                        f"but holds shape {list(v.const.shape)}")
+                        break
+        if id(v) not in scope:
+            _claim_name(v, f"initializer of {label}", names, problems)
+            scope.add(id(v))
+
+    # Definitions by position, to tell "used before defined" from "never defined".
+    defined_at: dict[int, int] = {}
+    for i, n in enumerate(graph._nodes):
+        for v in n._outputs:
+            if v is not None:
+                defined_at[id(v)] = i
+
+    for i, n in enumerate(graph._nodes):
+        if n.graph is not graph:
+            problems.append(f"{label}: {n.describe()} at #{i} does not point back at its graph")
+        for k, v in enumerate(n._inputs):
+            if v is None:
+                continue
+            if (n, k) not in v._uses:
+                problems.append(f"{_where(n, i)}: input {k} (%{v.name}) is missing from its use list")
+            if id(v) in scope:
+                continue
+            if id(v) in defined_at:
+                problems.append(f"{_where(n, i)}: input %{v.name} is used before it is defined "
+                                f"(by {graph._nodes[defined_at[id(v)]].describe()} at #{defined_at[id(v)]})")
+            else:
+                problems.append(f"{_where(n, i)}: input %{v.name} is not defined in this graph or an enclosing one")
+        for k, v in enumerate(n._outputs):
+            if v is None:
+                continue
+            if v.producer is not n or v.index != k:
+                problems.append(f"{_where(n, i)}: output {k} (%{v.name}) does not name this node as its producer")
+            _claim_name(v, f"output {k} of {n.describe()}", names, problems)
+        for sub in n.subgraphs():
+            if sub.parent is not n:
+                problems.append(f"{_where(n, i)}: subgraph {sub.name!r} does not point back at its node")
+            _check_graph(sub, scope, problems, names, where=f"subgraph {sub.name!r} of {n.describe()}")
+        for v in n._outputs:
+            if v is not None:
+                scope.add(id(v))
+        # use lists must not claim uses that are not there
+    for n in graph._nodes:
+        for v in n._outputs:
+            if v is None:
+                continue
+            for user, k in v._uses:
+                if k >= len(user._inputs) or user._inputs[k] is not v:
+                    problems.append(f"{label}: %{v.name} lists a use by {user.describe()} input {k} that is not there")
+    for v in graph.outputs:
+        if v is None or id(v) not in scope:
+            problems.append(f"{label}: output %{getattr(v, 'name', '?')} is not defined")
+    if any("used before it is defined" in p for p in problems):
+        try:
+            topological_order(graph)
+        except IRError as e:
+            problems.append(str(e))
