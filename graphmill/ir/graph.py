@@ -101,6 +101,8 @@ class Value:
     def replace_all_uses_with(self, new: "Value", *, graph_outputs: bool = True) -> None:
         """Make every reader of ``self`` read ``new`` instead.
 
+        The producer of ``new`` keeps reading ``self`` (so wrapping a value --
+        ``y = Identity(x); x.replace_all_uses_with(y)`` -- does not make a cycle).
         With ``graph_outputs`` (the default) a graph output slot holding ``self``
         is given ``new`` too, and ``new`` takes over the output's name when it is
         a plain node output, so the model's interface keeps its names.
@@ -108,6 +110,8 @@ class Value:
         if new is self:
             return
         for node, i in list(self._uses):
+            if node is new.producer:
+                continue  # the node computing ``new`` from ``self`` keeps reading ``self``: no cycle
             node.set_input(i, new)
         if graph_outputs:
             g = self.graph

@@ -246,3 +246,49 @@ def _is_repeated(fd) -> bool:
     if rep is not None:
         return bool(rep() if callable(rep) else rep)
     return fd.label == fd.LABEL_REPEATED
+
+
+def run_corpus(kinds: tuple[str, ...] = DISK_KINDS + ("light", "node"),
+               transform: Callable[[onnx.ModelProto, Case], onnx.ModelProto] = graphmill_roundtrip,
+               progress: bool = False) -> list[CaseResult]:
+    import sys
+
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(4)
+    results = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, case in enumerate(iter_cases(kinds)):
+            results.append(run_case(case, transform))
+            if progress and (i + 1) % 200 == 0:
+                print(f"  {i + 1} cases...", file=sys.stderr, flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m graphmill.testing.onnx_corpus [--json PATH]``: the round-trip pass rates table."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--json", help="write per-case results to this file")
+    args = ap.parse_args(argv)
+    results = run_corpus(progress=True)
+    s = summarize(results)
+    print(f"{'kind':<20}{'cases':>7}{'ORT orig':>10}{'ORT rt':>8}{'check orig':>12}{'check rt':>10}")
+    for kind, k in s["by_kind"].items():
+        print(f"{kind:<20}{k['cases']:>7}{k['orig_ort']:>10}{k['new_ort']:>8}{k['orig_check']:>12}{k['new_check']:>10}")
+    print(f"{'total':<20}{s['cases']:>7}{s['orig_ort_pass']:>10}{s['new_ort_pass']:>8}"
+          f"{s['orig_check_pass']:>12}{s['new_check_pass']:>10}")
+    print(f"ONNX Runtime pass rate: originals {s['orig_ort_pass'] / s['cases']:.1%}, "
+          f"round-tripped {s['new_ort_pass'] / s['cases']:.1%}; regressions: {len(s['regressions'])}")
+    if args.json:
+        from graphmill.frontend.onnx_io import atomic_write_bytes
+
+        atomic_write_bytes(args.json, json.dumps([r.to_dict() for r in results], indent=1).encode())
+    return 1 if s["regressions"] else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

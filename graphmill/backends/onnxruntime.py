@@ -1,0 +1,249 @@
+"""ONNX Runtime as graphmill's numerical reference and latency meter.
+
+Every transformation is judged by running the graph before and after under
+ONNX Runtime on the same inputs; ``compare`` is that judgement. Timing reports
+the median of N runs after warm-up, because one run of a small model on a
+shared machine mostly measures noise.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from graphmill.frontend.onnx_export import to_proto
+from graphmill.ir import DataType, ExecutionError, Graph, TensorType, UserInputError
+
+_OPT_LEVELS = {
+    "disabled": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+@dataclass
+class OrtOptions:
+    """How to build an ONNX Runtime session.
+
+    ``optimization`` is ORT's own graph optimization level: keep it "disabled"
+    to measure the graph as graphmill left it, "all" to measure what users get.
+    """
+
+    provider: str = "CPUExecutionProvider"
+    intra_op_threads: int = 0  # 0 = ORT's default (one per core)
+    inter_op_threads: int = 0
+    optimization: str = "all"
+    log_severity: int = 3  # errors only; ORT's warnings are noise for users of graphmill
+
+    def session_options(self):
+        import onnxruntime as ort
+
+        if self.optimization not in _OPT_LEVELS:
+            raise UserInputError(f"unknown ONNX Runtime optimization level {self.optimization!r}; "
+                                 f"choose one of {', '.join(_OPT_LEVELS)}")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.intra_op_threads
+        so.inter_op_num_threads = self.inter_op_threads
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[self.optimization])
+        so.log_severity_level = self.log_severity
+        return so
+
+
+class OrtSession:
+    """A graph compiled into an ONNX Runtime session, ready to run many times."""
+
+    def __init__(self, graph: Graph, options: OrtOptions | None = None) -> None:
+        import onnxruntime as ort
+
+        self.graph = graph
+        self.options = options or OrtOptions()
+        available = ort.get_available_providers()
+        if self.options.provider not in available:
+            raise UserInputError(f"ONNX Runtime provider {self.options.provider!r} is not available here "
+                                 f"(available: {', '.join(available)})")
+        model_bytes = to_proto(graph).SerializeToString()
+        try:
+            self.session = ort.InferenceSession(model_bytes, self.options.session_options(),
+                                                providers=[self.options.provider])
+        except Exception as e:  # noqa: BLE001 -- ORT raises several unrelated types
+            raise ExecutionError(f"ONNX Runtime cannot load graph {graph.name!r}: {_first_line(e)}") from e
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, inputs: Mapping[str, Any] | Sequence[Any]) -> dict[str, Any]:
+        feeds = _feeds(self.input_names, inputs)
+        try:
+            outs = self.session.run(None, feeds)
+        except Exception as e:  # noqa: BLE001
+            raise ExecutionError(f"ONNX Runtime failed running graph {self.graph.name!r}: {_first_line(e)}") from e
+        return dict(zip(self.output_names, outs))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _feeds(names: list[str], inputs: Mapping[str, Any] | Sequence[Any]) -> dict[str, Any]:
+    if isinstance(inputs, Mapping):
+        missing = [n for n in names if n not in inputs]
+        if missing:
+            raise UserInputError(f"missing input(s) {', '.join(missing)}; the graph needs {', '.join(names)}")
+        return {n: inputs[n] for n in names}
+    inputs = list(inputs)
+    if len(inputs) != len(names):
+        raise UserInputError(f"got {len(inputs)} inputs, the graph needs {len(names)}: {', '.join(names)}")
+    return dict(zip(names, inputs))
+
+
+def run(graph: Graph, inputs: Mapping[str, Any] | Sequence[Any], options: OrtOptions | None = None) -> dict[str, Any]:
+    """Run ``graph`` once on numpy inputs; returns outputs by name."""
+    return OrtSession(graph, options).run(inputs)
+
+
+def random_inputs(graph: Graph, *, seed: int = 0, dims: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Seeded random data for every graph input that is not an initializer.
+
+    Symbolic dims take their size from ``dims`` (default 1); floats are standard
+    normal, integers lie in [0, 4) so they are valid indices for most ops.
+    """
+    rng = np.random.default_rng(seed)
+    dims = dict(dims or {})
+    init = {id(v) for v in graph.initializers.values()}
+    out: dict[str, np.ndarray] = {}
+    for v in graph.inputs:
+        if id(v) in init:
+            continue
+        t = v.type
+        if not isinstance(t, TensorType) or t.shape is None or not t.dtype:
+            raise UserInputError(f"cannot make random data for input %{v.name} of type {t}; pass inputs explicitly")
+        shape = tuple(d if isinstance(d, int) else int(dims.get(d, 1)) if isinstance(d, str) else 1 for d in t.shape)
+        dt = t.dtype
+        if dt.is_floating:
+            arr = rng.standard_normal(shape).astype(dt.numpy())
+        elif dt == DataType.BOOL:
+            arr = rng.random(shape) < 0.5
+        elif dt.is_integer:
+            arr = rng.integers(0, 4, size=shape).astype(dt.numpy())
+        elif dt == DataType.STRING:
+            arr = np.array(rng.choice(["a", "b", "c"], size=shape), dtype=object)
+        else:
+            raise UserInputError(f"cannot make random data for input %{v.name} of element type {dt.short_name}")
+        out[v.name] = arr
+    return out
+
+
+@dataclass
+class Timing:
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    runs: int
+    warmup: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def time_graph(graph: Graph, inputs: Mapping[str, Any] | None = None, *, runs: int = 20, warmup: int = 3,
+               options: OrtOptions | None = None, seed: int = 0) -> Timing:
+    """Median latency of one inference, after ``warmup`` untimed runs."""
+    if runs < 1:
+        raise UserInputError("runs must be at least 1")
+    sess = OrtSession(graph, options)
+    feeds = dict(inputs) if inputs is not None else random_inputs(graph, seed=seed)
+    for _ in range(warmup):
+        sess.run(feeds)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(feeds)
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    q = statistics.quantiles(times, n=10) if len(times) >= 2 else [times[0]] * 9
+    return Timing(statistics.median(times), q[0], q[-1], runs, warmup)
+
+
+@dataclass
+class OutputDiff:
+    name: str
+    max_abs: float
+    max_rel: float
+    ok: bool
+    note: str = ""
+
+
+@dataclass
+class Comparison:
+    """Outputs of two graphs on the same inputs. ``ok`` when every output is within tolerance."""
+
+    ok: bool
+    rtol: float
+    atol: float
+    outputs: list[OutputDiff] = field(default_factory=list)
+
+    @property
+    def max_abs(self) -> float:
+        return max((o.max_abs for o in self.outputs), default=0.0)
+
+    @property
+    def first_mismatch(self) -> OutputDiff | None:
+        return next((o for o in self.outputs if not o.ok), None)
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "rtol": self.rtol, "atol": self.atol, "max_abs": self.max_abs,
+                "outputs": [asdict(o) for o in self.outputs]}
+
+
+def compare_outputs(a: Mapping[str, Any], b: Mapping[str, Any], *, rtol: float, atol: float,
+                    names: Sequence[str] | None = None) -> Comparison:
+    """Elementwise ``|a-b| <= atol + rtol*|a|`` per output (NaNs must match NaNs)."""
+    diffs = []
+    for name in names if names is not None else list(a):
+        x, y = a.get(name), b.get(name)
+        if y is None:
+            diffs.append(OutputDiff(name, float("inf"), float("inf"), False, "missing in the second graph"))
+            continue
+        x, y = np.asarray(x), np.asarray(y)
+        if x.shape != y.shape:
+            diffs.append(OutputDiff(name, float("inf"), float("inf"), False, f"shape {x.shape} vs {y.shape}"))
+            continue
+        if x.dtype == object or y.dtype == object or x.dtype.kind in "bUS":
+            same = bool(np.array_equal(x, y))
+            diffs.append(OutputDiff(name, 0.0 if same else float("inf"), 0.0 if same else float("inf"), same))
+            continue
+        xf, yf = x.astype(np.float64), y.astype(np.float64)
+        nan_ok = np.array_equal(np.isnan(xf), np.isnan(yf))
+        with np.errstate(invalid="ignore"):
+            err = np.where(np.isnan(xf) & np.isnan(yf), 0.0, np.abs(xf - yf))
+            inf_same = (xf == yf)
+            err = np.where(inf_same, 0.0, err)
+        max_abs = float(np.nanmax(err)) if err.size else 0.0
+        denom = np.maximum(np.abs(xf), 1e-30)
+        max_rel = float(np.nanmax(err / denom)) if err.size else 0.0
+        ok = nan_ok and bool(np.all(err <= atol + rtol * np.abs(np.nan_to_num(xf))))
+        diffs.append(OutputDiff(name, max_abs, max_rel, ok, "" if nan_ok else "NaN positions differ"))
+    return Comparison(all(d.ok for d in diffs), rtol, atol, diffs)
+
+
+def compare(reference: Graph, candidate: Graph, inputs: Mapping[str, Any] | None = None, *, seed: int = 0,
+            rtol: float = 1e-4, atol: float = 1e-5, options: OrtOptions | None = None) -> Comparison:
+    """Run both graphs under ONNX Runtime on the same (seeded random) inputs and compare outputs.
+
+    Outputs are matched by position, so a pass that renames an output is still compared.
+    """
+    feeds = dict(inputs) if inputs is not None else random_inputs(reference, seed=seed)
+    ref = OrtSession(reference, options)
+    cand = OrtSession(candidate, options)
+    ra = ref.run(feeds)
+    rb = cand.run(feeds)
+    if len(ref.output_names) != len(cand.output_names):
+        return Comparison(False, rtol, atol, [OutputDiff("*", float("inf"), float("inf"), False,
+                                                         f"{len(ref.output_names)} vs {len(cand.output_names)} outputs")])
+    by_pos_b = {na: rb[nb] for na, nb in zip(ref.output_names, cand.output_names)}
+    return compare_outputs(ra, by_pos_b, rtol=rtol, atol=atol, names=ref.output_names)

@@ -1,0 +1,62 @@
+"""Shape inference: graphmill's registry first, onnx's own inference for what it leaves open.
+
+The registry knows the ops graphmill transforms and costs; onnx knows every
+standard op. Running onnx's inference on the exported model and merging its
+answers (without ever overriding a more precise type, or a symbol with a
+number) gives the union of both.
+"""
+
+from __future__ import annotations
+
+import onnx
+
+from graphmill.ir import Graph, TensorType
+from graphmill.ir.ops import InferenceReport, infer_types, merge_types
+
+from .onnx_export import to_proto
+from .onnx_import import type_from_proto
+
+
+def _needs_more(t) -> bool:
+    if t is None:
+        return True
+    if isinstance(t, TensorType):
+        return not t.dtype or t.shape is None or any(d is None for d in t.shape)
+    return False
+
+
+def infer_shapes(graph: Graph, *, use_onnx: bool = True, strict: bool = False) -> InferenceReport:
+    """Fill in value types in place; returns what was inferred and what could not be."""
+    report = infer_types(graph, strict=strict)
+    if not use_onnx:
+        return report
+    open_values = {v.name: v for g in graph.all_graphs() for n in g.nodes for v in n.outputs
+                   if v is not None and _needs_more(v.type)}
+    if not open_values:
+        return report
+    try:
+        inferred = onnx.shape_inference.infer_shapes(to_proto(graph), data_prop=True)
+    except Exception as e:  # noqa: BLE001 -- onnx's inference is a helper; its failure is not ours
+        report.errors.append(f"onnx shape inference failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+        return report
+    found = {}
+    stack = [inferred.graph]
+    while stack:
+        gp = stack.pop()
+        for vi in list(gp.value_info) + list(gp.output):
+            found[vi.name] = vi
+        for n in gp.node:
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    stack.append(a.g)
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    stack.extend(a.graphs)
+    for name, v in open_values.items():
+        vi = found.get(name)
+        if vi is None or not vi.HasField("type"):
+            continue
+        merged = merge_types(v.type, type_from_proto(vi.type), f"%{name}", report)
+        if merged is not v.type:
+            v.type = merged
+            report.inferred += 1
+    return report

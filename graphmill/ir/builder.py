@@ -1,0 +1,106 @@
+"""Writing graphs in Python.
+
+    b = GraphBuilder("mlp", opset=17)
+    x = b.input("x", "float32", ["N", 784])
+    h = b.Relu(b.Gemm(x, b.const(w1), b.const(b1), transB=1))
+    b.output(b.Gemm(h, b.const(w2), b.const(b2), transB=1), name="logits")
+    graph = b.build()          # inferred types, verified
+
+Any CamelCase attribute is an op (``b.Conv(...)``); ``b.op("Custom", ..., domain="x")``
+reaches the rest. Arrays and scalars passed as inputs become initializers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .dtypes import DataType
+from .errors import IRError
+from .graph import Graph, Node, Value
+from .tensor import Tensor
+from .types import Dim, TensorType
+
+
+class GraphBuilder:
+    def __init__(self, name: str = "main", *, opset: int = 17, opsets: dict[str, int] | None = None) -> None:
+        self.graph = Graph(name)
+        self.graph.opset_imports = {"": opset, **(opsets or {})}
+        self._counts: dict[str, int] = {}
+        self.meta_stack: list[dict[str, Any]] = []
+
+    def input(self, name: str, dtype: Any, shape: Sequence[Dim] | None) -> Value:
+        return self.graph.add_input(Value(name, TensorType(DataType.parse(dtype), shape)))
+
+    def const(self, value: Any, name: str = "") -> Value:
+        """An initializer holding ``value`` (numpy array or scalar)."""
+        arr = value if isinstance(value, (np.ndarray, Tensor)) else np.asarray(value)
+        t = arr if isinstance(arr, Tensor) else Tensor(arr)
+        return self.graph.add_initializer(t, name or self.graph.unique_name("const"))
+
+    def _as_value(self, x: Any) -> Value | None:
+        if x is None or isinstance(x, Value):
+            return x
+        return self.const(x)
+
+    def op(self, op_type: str, *inputs: Any, outputs: int = 1, domain: str = "", name: str = "",
+           **attrs: Any) -> Any:
+        """Append a node; returns its output Value, or a tuple when ``outputs > 1``."""
+        ins = [self._as_value(x) for x in inputs]
+        if not name:
+            k = self._counts.get(op_type, 0)
+            self._counts[op_type] = k + 1
+            name = f"{op_type}_{k}"
+        node = Node(op_type, ins, {k: v for k, v in attrs.items() if v is not None}, outputs=outputs,
+                    domain=domain, name=name)
+        for m in self.meta_stack:
+            node.meta.update(m)
+        self.graph.append(node)
+        outs = node.outputs
+        return outs[0] if outputs == 1 else outs
+
+    def __getattr__(self, op_type: str):
+        if not op_type[:1].isupper():
+            raise AttributeError(op_type)
+        return lambda *inputs, **attrs: self.op(op_type, *inputs, **attrs)
+
+    def output(self, value: Value, name: str = "") -> Value:
+        if name:
+            if value.name != name:
+                if any(v.name == name for v in self.graph.values()):
+                    raise IRError(f"output name {name!r} is already used")
+                self.graph._name_set().discard(value.name)
+                value.name = name
+                self.graph._name_set().add(name)
+        self.graph.outputs.append(value)
+        return value
+
+    def annotate(self, **meta: Any) -> "_MetaScope":
+        """``with b.annotate(stage=2): ...`` records ``meta`` on every node built inside."""
+        return _MetaScope(self, meta)
+
+    def build(self, *, infer: bool = True, verify: bool = True) -> Graph:
+        from .ops import infer_types
+        from .verifier import verify as _verify
+
+        g = self.graph
+        if infer:
+            infer_types(g, strict=True)
+        if verify:
+            _verify(g)
+        return g
+
+
+class _MetaScope:
+    def __init__(self, b: GraphBuilder, meta: dict[str, Any]) -> None:
+        self.b, self.meta = b, meta
+
+    def __enter__(self) -> None:
+        self.b.meta_stack.append(self.meta)
+
+    def __exit__(self, *exc: object) -> None:
+        self.b.meta_stack.pop()
+
+
+__all__ = ["GraphBuilder"]

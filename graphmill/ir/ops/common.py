@@ -1,0 +1,176 @@
+"""Shared pieces for op definitions: broadcasting, byte counting, attribute helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..dtypes import DataType
+from ..graph import Node
+from ..types import Dim, TensorType, num_elements
+from .registry import Cost, InferenceContext
+
+
+def broadcast_shapes(shapes: list[tuple[Dim, ...] | None]) -> tuple[Dim, ...] | None:
+    """Numpy-style (multidirectional) broadcast of possibly symbolic shapes; None if any rank is unknown.
+
+    Raises ValueError on two different known sizes that are both not 1.
+    """
+    if any(s is None for s in shapes):
+        return None
+    rank = max((len(s) for s in shapes), default=0)  # type: ignore[arg-type]
+    out: list[Dim] = []
+    for i in range(rank):
+        dims = [s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0]  # type: ignore[arg-type]
+        known = {d for d in dims if isinstance(d, int) and d != 1}
+        if len(known) > 1:
+            raise ValueError(f"cannot broadcast dimensions {sorted(known)}")
+        if known:
+            out.append(known.pop())
+            continue
+        others = [d for d in dims if d != 1]
+        if not others:
+            out.append(1)
+        elif all(d == others[0] and d is not None for d in others):
+            out.append(others[0])  # the same symbol everywhere
+        else:
+            out.append(None)
+    return tuple(out)
+
+
+def tensor_bytes(t) -> int | None:
+    if not isinstance(t, TensorType):
+        return None
+    n = num_elements(t.shape)
+    if n is None:
+        return None
+    return (n * (t.dtype.bitwidth or 8) + 7) // 8
+
+
+def io_cost(node: Node, macs: int = 0, flops: int = 0) -> Cost:
+    """A Cost whose bytes are the node's input and output sizes; unknown sizes make it inexact."""
+    known = True
+    read = written = 0
+    for v in node.inputs:
+        if v is None:
+            continue
+        b = tensor_bytes(v.type)
+        if b is None:
+            known = False
+        else:
+            read += b
+    for v in node.outputs:
+        if v is None:
+            continue
+        b = tensor_bytes(v.type)
+        if b is None:
+            known = False
+        else:
+            written += b
+    return Cost(macs=macs, flops=flops, bytes_read=read, bytes_written=written, known=known)
+
+
+def output_elements(node: Node, i: int = 0) -> int | None:
+    v = node.outputs[i] if i < len(node.outputs) else None
+    return None if v is None or not isinstance(v.type, TensorType) else num_elements(v.type.shape)
+
+
+def same_as_input(i: int = 0):
+    """Infer: one output with the type of input ``i``."""
+
+    def infer(ctx: InferenceContext):
+        t = ctx.input_type(i)
+        return [t]
+
+    return infer
+
+
+def elementwise_cost(flops_per_element: int = 1):
+    def cost(node: Node) -> Cost:
+        n = output_elements(node)
+        c = io_cost(node, flops=(n or 0) * flops_per_element)
+        if n is None:
+            c.known = False
+        return c
+
+    return cost
+
+
+def normalize_axis(axis: int, rank: int, ctx: InferenceContext | None = None) -> int:
+    if not -rank <= axis < max(rank, 1):
+        msg = f"axis {axis} is out of range for rank {rank}"
+        raise ctx.fail(msg) if ctx is not None else ValueError(msg)
+    return axis + rank if axis < 0 else axis
+
+
+def dtype_or(ctx: InferenceContext, i: int = 0) -> DataType:
+    return ctx.input_dtype(i)
+
+
+# -- helpers shared by the shape-manipulating op families --------------------------
+
+ABSENT = object()  # "neither the attribute nor the input is there" (distinct from "there but unknown")
+
+
+def ints_from_attr_or_input(ctx: InferenceContext, attr: str, index: int):
+    """An int list given as an attribute in older opsets and as an input in newer ones.
+
+    ONNX moved many such lists (Reduce axes, Split split, Squeeze axes, Pad pads,
+    Slice starts...) from attributes to inputs; a file may use either form, so
+    both are read regardless of the declared opset. Returns the list, ``None``
+    when it is an input whose value is not known here, or ``ABSENT``.
+    """
+    a = ctx.attr(attr)
+    if a is not None:
+        return [int(x) for x in (a if isinstance(a, (list, tuple)) else [a])]
+    if ctx.has_input(index):
+        v = ctx.input_value(index)
+        if v is None:
+            return None
+        return [int(x) for x in np.asarray(v).ravel()]
+    return ABSENT
+
+
+def dims_product(dims) -> Dim:
+    """Product of dims: an int when all are known ints, else None."""
+    n = 1
+    for d in dims:
+        if not isinstance(d, int):
+            return None
+        n *= d
+    return n
+
+
+def static_dims(shape) -> bool:
+    return shape is not None and all(isinstance(d, int) for d in shape)
+
+
+def known_rank(ctx: InferenceContext, i: int) -> int | None:
+    s = ctx.input_shape(i)
+    return None if s is None else len(s)
+
+
+def length_of_1d_input(ctx: InferenceContext, i: int) -> int | None:
+    """Length of a 1-D input from its type (when its value is unknown), else None."""
+    s = ctx.input_shape(i)
+    if s is not None and len(s) == 1 and isinstance(s[0], int):
+        return s[0]
+    if s is not None and len(s) == 0:
+        return 1
+    return None
+
+
+def cost_with_elements(node: Node, flops_per_element: int, *, of_input: int | None = None) -> Cost:
+    """io_cost with flops = elements * constant, counted on the output (or one input).
+
+    ``known`` is False when that element count is not static, so a caller never
+    gets a guessed number.
+    """
+    if of_input is None:
+        n = output_elements(node)
+    else:
+        v = node.inputs[of_input] if of_input < len(node.inputs) else None
+        n = None if v is None or not isinstance(v.type, TensorType) else num_elements(v.type.shape)
+    c = io_cost(node, flops=(n or 0) * flops_per_element)
+    if n is None:
+        c.known = False
+    return c

@@ -1,0 +1,115 @@
+"""Type and shape inference over a graph with the op registry.
+
+Inference only adds information: an unknown type is filled, an unknown
+dimension is refined, but a symbolic dimension is never replaced by a number
+and a declared type is never contradicted silently (conflicts are reported).
+Ops the registry does not know keep whatever types they had.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ShapeInferenceError
+from ..graph import Graph, Node
+from ..types import TensorType, Type
+from .registry import InferenceContext, lookup
+
+
+@dataclass
+class InferenceReport:
+    inferred: int = 0  # outputs whose type became known or more precise
+    unknown_ops: dict[str, int] = field(default_factory=dict)  # "domain::op" -> count
+    conflicts: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def merge_types(old: Type | None, new: Type | None, where: str, report: InferenceReport) -> Type | None:
+    """Combine a declared type with an inferred one, keeping the more precise of each part."""
+    if new is None:
+        return old
+    if old is None:
+        return new
+    if not isinstance(old, TensorType) or not isinstance(new, TensorType):
+        return old
+    dtype = old.dtype or new.dtype
+    if old.dtype and new.dtype and old.dtype != new.dtype:
+        report.conflicts.append(f"{where}: declared {old.dtype.short_name}, inferred {new.dtype.short_name}")
+    if old.shape is None:
+        shape = new.shape
+    elif new.shape is None:
+        shape = old.shape
+    elif len(old.shape) != len(new.shape):
+        report.conflicts.append(f"{where}: declared rank {len(old.shape)}, inferred rank {len(new.shape)}")
+        shape = old.shape
+    else:
+        dims = []
+        for a, b in zip(old.shape, new.shape):
+            if a is None:
+                dims.append(b)
+            elif isinstance(a, int) and isinstance(b, int) and a != b:
+                report.conflicts.append(f"{where}: declared {old}, inferred {new}")
+                dims.append(a)
+            else:
+                dims.append(a)  # a symbol stays a symbol; a known int stays
+        shape = tuple(dims)
+    if dtype == old.dtype and shape == old.shape:
+        return old
+    return TensorType(dtype, shape, old.denotation, old.dim_denotations)
+
+
+def infer_types(graph: Graph, *, strict: bool = False, recurse: bool = True) -> InferenceReport:
+    """Infer output types of every node the registry knows, in place.
+
+    With ``strict`` an op whose inputs break its contract raises
+    ``ShapeInferenceError``; otherwise the problem is recorded in the report.
+    """
+    report = InferenceReport()
+    _infer_graph(graph, graph.root.opset_imports, {}, report, strict, recurse)
+    return report
+
+
+def _infer_graph(graph: Graph, opsets: dict[str, int], known: dict[int, np.ndarray], report: InferenceReport,
+                 strict: bool, recurse: bool) -> None:
+    for node in graph._nodes:
+        if recurse:
+            for sub in node.subgraphs():
+                _infer_graph(sub, opsets, known, report, strict, recurse)
+        _infer_node(node, opsets, known, report, strict)
+
+
+def _infer_node(node: Node, opsets: dict[str, int], known: dict[int, np.ndarray], report: InferenceReport,
+                strict: bool) -> None:
+    d = lookup(node.domain, node.op_type)
+    if d is None or d.infer is None:
+        key = f"{node.domain or 'ai.onnx'}::{node.op_type}"
+        report.unknown_ops[key] = report.unknown_ops.get(key, 0) + 1
+        return
+    domain = "" if node.domain in ("", "ai.onnx") else node.domain
+    opset = opsets.get(domain, opsets.get("ai.onnx", 0)) if domain == "" else opsets.get(domain, 1)
+    ctx = InferenceContext(node, opset, known)
+    try:
+        types = d.infer(ctx)
+    except ShapeInferenceError as e:
+        if strict:
+            raise
+        report.errors.append(str(e))
+        return
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError) as e:
+        # A registry function tripping over input it did not expect is a finding, not a crash.
+        msg = f"{node.describe()}: inference failed ({type(e).__name__}: {e})"
+        if strict:
+            raise ShapeInferenceError(msg) from e
+        report.errors.append(msg)
+        return
+    for i, out in enumerate(node._outputs):
+        if out is None or i >= len(types):
+            continue
+        merged = merge_types(out.type, types[i], f"{node.describe()} output %{out.name}", report)
+        if merged is not out.type:
+            out.type = merged
+            report.inferred += 1
+        if i in ctx.output_values:
+            known[id(out)] = ctx.output_values[i]

@@ -1,0 +1,127 @@
+"""Bad input: one line naming the problem and the file (and node), exit status 2, nothing written.
+
+Each case runs the real console entry point (``python -m graphmill.cli``) in a subprocess,
+for both ``inspect`` and ``roundtrip -o``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "graphmill.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+def _relu_model(**kw) -> onnx.ModelProto:
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g",
+                          [helper.make_tensor_value_info("x", 1, [2])], [helper.make_tensor_value_info("y", 1, [2])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", kw.get("opset", 17))])
+
+
+def _write(path, model: onnx.ModelProto) -> str:
+    with open(path, "wb") as f:
+        f.write(model.SerializeToString())
+    return str(path)
+
+
+def make_missing(d):
+    return str(d / "nope.onnx"), ["no such file"]
+
+
+def make_not_onnx(d):
+    p = d / "notes.onnx"
+    p.write_text("this is a text file, not a model\n" * 10)
+    return str(p), ["not an ONNX model"]
+
+
+def make_truncated(d):
+    full = _relu_model().SerializeToString()
+    p = d / "trunc.onnx"
+    p.write_bytes(full[: len(full) // 2])
+    return str(p), ["truncated or corrupt"]
+
+
+def make_cycle(d):
+    g = helper.make_graph([helper.make_node("Relu", ["b"], ["a"], name="first"),
+                           helper.make_node("Neg", ["a"], ["b"], name="second")], "g",
+                          [helper.make_tensor_value_info("x", 1, [2])], [helper.make_tensor_value_info("b", 1, [2])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    return _write(d / "cycle.onnx", m), ["cycle through", "node 'first'"]
+
+
+def make_undefined_input(d):
+    g = helper.make_graph([helper.make_node("Add", ["x", "ghost"], ["y"], name="adder")], "g",
+                          [helper.make_tensor_value_info("x", 1, [2])], [helper.make_tensor_value_info("y", 1, [2])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    return _write(d / "undef.onnx", m), ["'adder'", "'ghost'", "no graph input"]
+
+
+def make_new_opset(d):
+    newest = onnx.defs.onnx_opset_version()
+    return _write(d / "future.onnx", _relu_model(opset=newest + 5)), [f"opset {newest + 5}", "newer than"]
+
+
+def make_external_escape(d):
+    inner = d / "m"
+    inner.mkdir()
+    (d / "secret.bin").write_bytes(b"\0" * 4096)
+    w = numpy_helper.from_array(np.zeros((4, 4), np.float32), "w")
+    w.ClearField("raw_data")
+    w.data_location = onnx.TensorProto.EXTERNAL
+    for k, v in (("location", "../secret.bin"), ("offset", "0"), ("length", "64")):
+        e = w.external_data.add()
+        e.key, e.value = k, v
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", 1, [4, 4])], [helper.make_tensor_value_info("y", 1, [4, 4])],
+                          [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    return _write(inner / "esc.onnx", m), ["leaves the model's folder", "'w'"]
+
+
+CASES = [make_missing, make_not_onnx, make_truncated, make_cycle, make_undefined_input, make_new_opset,
+         make_external_escape]
+
+
+@pytest.mark.parametrize("make", CASES, ids=[c.__name__[5:] for c in CASES])
+@pytest.mark.parametrize("command", ["inspect", "roundtrip"])
+def test_bad_input_gives_one_located_line_and_exit_2(tmp_path, make, command):
+    model, needles = make(tmp_path)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    before = sorted(os.listdir(tmp_path))
+    args = [command, model] + (["-o", str(out_dir / "o.onnx")] if command == "roundtrip" else [])
+    r = run_cli(*args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert os.path.basename(model) in lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert "Traceback" not in r.stderr
+    assert r.stdout == ""
+    assert os.listdir(out_dir) == []  # nothing written, no temporary left behind
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_roundtrip_refuses_to_overwrite_its_input(tmp_path):
+    p = _write(tmp_path / "m.onnx", _relu_model())
+    before = open(p, "rb").read()
+    r = run_cli("roundtrip", p, "-o", p)
+    assert r.returncode == 2 and "refusing to overwrite" in r.stderr
+    assert open(p, "rb").read() == before
+    r = run_cli("roundtrip", p, "-o", p, "--force")
+    assert r.returncode == 0, r.stderr
+
+
+def test_unknown_zoo_name_is_a_clear_error():
+    r = run_cli("zoo", "resnet9000", "-o", "x.onnx")
+    assert r.returncode == 2 and "unknown zoo model 'resnet9000'" in r.stderr

@@ -1,0 +1,175 @@
+"""ONNX files: external data stays inside the model's folder, writes are atomic, nested graphs
+and functions survive. Reference: onnx's own writer/reader (onnx.save with external data,
+onnx.load) and ONNX Runtime on the files graphmill writes."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+import graphmill
+from graphmill.backends import onnxruntime as ortb
+from graphmill.ir import ModelLoadError, UnsafeModelError
+
+
+def _model_with_weight(n: int = 4096) -> tuple[onnx.ModelProto, np.ndarray]:
+    w = np.arange(n, dtype=np.float32).reshape(64, n // 64) / n
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "ext",
+        [helper.make_tensor_value_info("x", 1, [2, 64])], [helper.make_tensor_value_info("y", 1, [2, n // 64])],
+        [numpy_helper.from_array(w, "w")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), w
+
+
+def _save_external(model: onnx.ModelProto, folder: str, location: str = "w.data") -> str:
+    path = os.path.join(folder, "model.onnx")
+    onnx.save(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location=location,
+              size_threshold=0)
+    return path
+
+
+def test_external_data_inside_folder_loads_and_runs(tmp_path):
+    model, w = _model_with_weight()
+    path = _save_external(model, str(tmp_path))
+    g = graphmill.load(path)
+    np.testing.assert_array_equal(g.initializers["w"].const.numpy(), w)
+    x = np.ones((2, 64), np.float32)
+    np.testing.assert_allclose(ortb.run(g, {"x": x})["y"], x @ w, rtol=1e-6)
+
+
+def _tamper_location(path: str, location: str) -> None:
+    m = onnx.load(path, load_external_data=False)
+    for e in m.graph.initializer[0].external_data:
+        if e.key == "location":
+            e.value = location
+    with open(path, "wb") as f:
+        f.write(m.SerializeToString())
+
+
+@pytest.mark.parametrize("location", ["../secret.bin", "sub/../../secret.bin", "/etc/passwd"])
+def test_external_data_outside_folder_is_refused(tmp_path, location):
+    inner = tmp_path / "model"
+    inner.mkdir()
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 65536)
+    model, _ = _model_with_weight()
+    path = _save_external(model, str(inner))
+    _tamper_location(path, location)
+    with pytest.raises(UnsafeModelError, match="model's folder|absolute path"):
+        graphmill.load(path)
+
+
+def test_external_data_symlink_escape_is_refused(tmp_path):
+    inner = tmp_path / "model"
+    inner.mkdir()
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 65536)
+    os.symlink(tmp_path / "secret.bin", inner / "w.data")
+    model, _ = _model_with_weight()
+    path = os.path.join(inner, "model.onnx")
+    onnx.save(model, os.path.join(tmp_path, "tmp.onnx"), save_as_external_data=True, location="w2.data",
+              size_threshold=0)
+    m = onnx.load(os.path.join(tmp_path, "tmp.onnx"), load_external_data=False)
+    for e in m.graph.initializer[0].external_data:
+        if e.key == "location":
+            e.value = "w.data"
+    open(path, "wb").write(m.SerializeToString())
+    with pytest.raises(UnsafeModelError, match="leaves the model's folder"):
+        graphmill.load(path)
+
+
+def test_external_data_missing_or_short_file(tmp_path):
+    model, _ = _model_with_weight()
+    path = _save_external(model, str(tmp_path))
+    os.truncate(os.path.join(tmp_path, "w.data"), 100)
+    with pytest.raises(ModelLoadError, match="outside"):
+        graphmill.load(path)
+    os.unlink(os.path.join(tmp_path, "w.data"))
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        graphmill.load(path)
+
+
+def test_save_with_external_data_reloads_in_onnx_and_graphmill(tmp_path):
+    model, w = _model_with_weight()
+    from graphmill.frontend import from_proto
+
+    g = from_proto(model)
+    out = tmp_path / "out.onnx"
+    graphmill.save(g, out, external_data="weights.bin", size_threshold=16)
+    assert (tmp_path / "weights.bin").stat().st_size >= w.nbytes
+    ref = onnx.load(str(out))  # onnx's own reader resolves it
+    np.testing.assert_array_equal(numpy_helper.to_array(ref.graph.initializer[0]), w)
+    np.testing.assert_array_equal(graphmill.load(out).initializers["w"].const.numpy(), w)
+
+
+def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
+    model, _ = _model_with_weight()
+    from graphmill.frontend import from_proto
+    from graphmill.frontend import onnx_io
+
+    g = from_proto(model)
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"previous content")
+
+    def boom(fd):  # fail after the bytes are written, before the rename
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(onnx_io.os, "fsync", boom)
+    with pytest.raises(OSError):
+        onnx_io.save(g, out)
+    monkeypatch.undo()
+    assert out.read_bytes() == b"previous content"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_nested_graphs_functions_and_metadata_survive(tmp_path):
+    """An If with outer-scope references, a model-local function, metadata: ORT runs the result."""
+    then_g = helper.make_graph([helper.make_node("Add", ["x", "one"], ["t"])], "then", [],
+                               [helper.make_tensor_value_info("t", 1, [2])])
+    else_g = helper.make_graph([helper.make_node("Sub", ["x", "one"], ["e"])], "else", [],
+                               [helper.make_tensor_value_info("e", 1, [2])])
+    fn = helper.make_function("local", "Twice", ["a"], ["b"], [helper.make_node("Add", ["a", "a"], ["b"])],
+                              [helper.make_opsetid("", 17)])
+    g = helper.make_graph(
+        [helper.make_node("If", ["c"], ["r"], then_branch=then_g, else_branch=else_g, name="branch"),
+         helper.make_node("Twice", ["r"], ["y"], domain="local", name="call")],
+        "nested",
+        [helper.make_tensor_value_info("x", 1, [2]), helper.make_tensor_value_info("c", 9, [])],
+        [helper.make_tensor_value_info("y", 1, [2])],
+        [numpy_helper.from_array(np.ones(2, np.float32), "one")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+                          functions=[fn])
+    helper.set_model_props(m, {"author": "test"})
+    m.doc_string = "doc"
+    src = tmp_path / "nested.onnx"
+    onnx.save(m, src)
+    graph = graphmill.load(src)
+    graphmill.verify(graph)
+    then_body = graph.nodes[0].attrs["then_branch"].value
+    # the subgraph reads the outer x: one Value, with the inner node among its users
+    x = graph.inputs[0]
+    assert any(u.graph is then_body for u in x.users)
+    out = tmp_path / "out.onnx"
+    graphmill.save(graph, out)
+    back = onnx.load(out)
+    onnx.checker.check_model(back, full_check=True)
+    assert back.metadata_props[0].key == "author" and back.doc_string == "doc"
+    assert back.functions[0].name == "Twice"
+    xs = np.array([1.0, 2.0], np.float32)
+    for cond, want in ((True, (xs + 1) * 2), (False, (xs - 1) * 2)):
+        got = ortb.run(graphmill.load(out), {"x": xs, "c": np.array(cond)})["y"]
+        np.testing.assert_allclose(got, want)
+
+
+def test_out_of_order_file_is_sorted_on_import(tmp_path):
+    g = helper.make_graph(
+        [helper.make_node("Neg", ["a"], ["y"], name="second"), helper.make_node("Relu", ["x"], ["a"], name="first")],
+        "unsorted", [helper.make_tensor_value_info("x", 1, [3])], [helper.make_tensor_value_info("y", 1, [3])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    p = tmp_path / "u.onnx"
+    p.write_bytes(m.SerializeToString())
+    graph = graphmill.load(p)
+    assert [n.name for n in graph.nodes] == ["first", "second"]
+    graphmill.verify(graph)
