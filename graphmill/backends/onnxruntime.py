@@ -66,10 +66,10 @@ class OrtSession:
         if self.options.provider not in available:
             raise UserInputError(f"ONNX Runtime provider {self.options.provider!r} is not available here "
                                  f"(available: {', '.join(available)})")
+        session_options = self.options.session_options()
         model_bytes = to_proto(graph).SerializeToString()
         try:
-            self.session = ort.InferenceSession(model_bytes, self.options.session_options(),
-                                                providers=[self.options.provider])
+            self.session = ort.InferenceSession(model_bytes, session_options, providers=[self.options.provider])
         except Exception as e:  # noqa: BLE001 -- ORT raises several unrelated types
             raise ExecutionError(f"ONNX Runtime cannot load graph {graph.name!r}: {_first_line(e)}") from e
         self.input_names = [i.name for i in self.session.get_inputs()]

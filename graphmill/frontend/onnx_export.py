@@ -80,8 +80,8 @@ def _set_props(field, props: dict[str, str]) -> None:
 
 
 def _sparse_to_proto(s: SparseTensor, sp: onnx.SparseTensorProto, name: str | None = None) -> None:
-    sp.values.CopyFrom(tensor_to_proto(s.values, name))
-    sp.indices.CopyFrom(tensor_to_proto(s.indices))
+    tensor_to_proto(s.values, name, into=sp.values)
+    tensor_to_proto(s.indices, into=sp.indices)
     sp.dims.extend(s.dims)
 
 
@@ -101,7 +101,7 @@ def _attr_to_proto(a: Attr, ap: onnx.AttributeProto) -> None:
     elif k == AttrKind.STRING:
         ap.s = v.encode("utf-8") if isinstance(v, str) else v
     elif k == AttrKind.TENSOR:
-        ap.t.CopyFrom(tensor_to_proto(v))
+        tensor_to_proto(v, into=ap.t)
     elif k == AttrKind.GRAPH:
         graph_to_proto(v, ap.g)
     elif k == AttrKind.FLOATS:
@@ -111,7 +111,8 @@ def _attr_to_proto(a: Attr, ap: onnx.AttributeProto) -> None:
     elif k == AttrKind.STRINGS:
         ap.strings.extend(s.encode("utf-8") if isinstance(s, str) else s for s in v)
     elif k == AttrKind.TENSORS:
-        ap.tensors.extend(tensor_to_proto(t) for t in v)
+        for t in v:
+            tensor_to_proto(t, into=ap.tensors.add())
     elif k == AttrKind.GRAPHS:
         for sub in v:
             graph_to_proto(sub, ap.graphs.add())
@@ -157,7 +158,7 @@ def graph_to_proto(g: Graph, gp: onnx.GraphProto) -> onnx.GraphProto:
         if isinstance(v.const, SparseTensor):
             _sparse_to_proto(v.const, gp.sparse_initializer.add(), name)
         else:
-            gp.initializer.append(tensor_to_proto(v.const, name))
+            tensor_to_proto(v.const, name, into=gp.initializer.add())
     for n in g._nodes:
         _node_to_proto(n, gp.node.add())
     boundary = {id(v) for v in g.inputs} | {id(v) for v in g.outputs} | {id(v) for v in g.initializers.values()}

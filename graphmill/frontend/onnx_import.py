@@ -152,7 +152,8 @@ class _Importer:
 
         for vi in gp.input:
             v = Value(vi.name, type_from_proto(vi.type) if vi.HasField("type") else None, doc_string=vi.doc_string)
-            v.metadata_props = _props(vi.metadata_props)
+            if len(vi.metadata_props):
+                v.metadata_props = _props(vi.metadata_props)
             v._owner = g
             g.inputs.append(v)
             scope.maps[0][vi.name] = v
@@ -179,14 +180,15 @@ class _Importer:
 
         # Sweep 1: every node output gets its Value, so inputs can be resolved in any order.
         pending: list[tuple[onnx.NodeProto, list[Value | None]]] = []
+        local = scope.maps[0]
         for npb in gp.node:
             outs: list[Value | None] = []
             for name in npb.output:
                 if not name:
                     outs.append(None)
                     continue
-                if name in scope.maps[0]:
-                    prev = scope.maps[0][name]
+                if name in local:
+                    prev = local[name]
                     what = f"{prev.producer.op_type} node {prev.producer.name!r}" if prev.producer else "a graph input or initializer"
                     raise self.error(f"{npb.op_type} node {npb.name!r} in graph {gp.name!r} defines {name!r}, "
                                      f"which {what} already defines (values must have one producer)")
@@ -194,8 +196,9 @@ class _Importer:
                 v = Value(name, type_from_proto(vi.type) if vi is not None and vi.HasField("type") else None)
                 if vi is not None:
                     v.doc_string = vi.doc_string
-                    v.metadata_props = _props(vi.metadata_props)
-                scope.maps[0][name] = v
+                    if len(vi.metadata_props):
+                        v.metadata_props = _props(vi.metadata_props)
+                local[name] = v
                 outs.append(v)
             pending.append((npb, outs))
 
@@ -206,17 +209,21 @@ class _Importer:
                 if not name:
                     ins.append(None)
                     continue
-                v = scope.get(name)
+                v = local.get(name)
+                if v is None:
+                    v = scope.get(name)  # outer scopes (subgraphs reading enclosing values)
                 if v is None:
                     raise self.error(f"{npb.op_type} node {npb.name!r} in graph {gp.name!r} reads {name!r}, "
                                      "which no graph input, initializer or node defines")
                 ins.append(v)
             node = Node(npb.op_type, ins, None, outputs=outs, domain=npb.domain, name=npb.name,
                         overload=npb.overload, doc_string=npb.doc_string)
-            node.metadata_props = _props(npb.metadata_props)
+            if len(npb.metadata_props):
+                node.metadata_props = _props(npb.metadata_props)
             if len(npb.device_configurations):
                 node.extra["device_configurations"] = [d.SerializeToString() for d in npb.device_configurations]
-            node.attrs = {ap.name: self.attr(ap, scope, node) for ap in npb.attribute}
+            if len(npb.attribute):
+                node.attrs = {ap.name: self.attr(ap, scope, node) for ap in npb.attribute}
             node.graph = g
             for sub in node.subgraphs():
                 sub.parent = node

@@ -88,11 +88,18 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     model = to_proto(graph)
     if external_data is not None:
         _move_to_external(model, path, external_data, size_threshold)
-    size = model.ByteSize()
-    if size > _PROTOBUF_LIMIT:
-        raise UserInputError(f"{path}: the model is {size / 2**30:.1f} GiB, over protobuf's 2 GiB limit; "
-                             "save it with external_data='weights.data'")
+    # Measuring the size costs a serialization; only do it when the weights alone come close.
+    if external_data is None and _inline_bytes(graph) > _PROTOBUF_LIMIT // 2:
+        size = model.ByteSize()
+        if size > _PROTOBUF_LIMIT:
+            raise UserInputError(f"{path}: the model is {size / 2**30:.1f} GiB, over protobuf's 2 GiB limit; "
+                                 "save it with external_data='weights.data'")
     atomic_write_bytes(path, model.SerializeToString())
+
+
+def _inline_bytes(graph: Graph) -> int:
+    return sum(v.const.nbytes for g in graph.all_graphs() for v in g.initializers.values()
+               if isinstance(v.const, Tensor) and v.const.dtype != 8)
 
 
 def _move_to_external(model: onnx.ModelProto, path: str, location: str, threshold: int) -> None:

@@ -111,26 +111,32 @@ def tensor_from_proto(proto: onnx.TensorProto, base_dir: str | None, model_path:
         source=OnnxTensorSource(proto, external),
         name=proto.name,
         doc_string=proto.doc_string,
-        metadata_props={p.key: p.value for p in proto.metadata_props},
+        metadata_props={p.key: p.value for p in proto.metadata_props} if len(proto.metadata_props) else None,
     )
 
 
-def tensor_to_proto(t: Tensor, name: str | None = None) -> onnx.TensorProto:
-    """Re-emit an untouched imported tensor verbatim; encode anything else from numpy."""
+def tensor_to_proto(t: Tensor, name: str | None = None, into: onnx.TensorProto | None = None) -> onnx.TensorProto:
+    """Re-emit an untouched imported tensor verbatim; encode anything else from numpy.
+
+    ``into`` (e.g. ``graph.initializer.add()``) receives the tensor directly, which
+    saves copying large weights twice.
+    """
+    p = into if into is not None else onnx.TensorProto()
     src = t.source
     if isinstance(src, OnnxTensorSource):
-        p = onnx.TensorProto()
         p.CopyFrom(src.inline_proto())
     else:
-        arr = t.numpy()
+        arr = np.asarray(t.numpy())
         if t.dtype == DataType.STRING:
-            p = numpy_helper.from_array(np.asarray(arr, dtype=object))
+            enc = numpy_helper.from_array(np.asarray(arr, dtype=object))
         else:
-            p = numpy_helper.from_array(np.asarray(arr))
-            if p.data_type != int(t.dtype):
+            enc = numpy_helper.from_array(arr)
+            if enc.data_type != int(t.dtype):
                 # numpy's dtype did not say which ONNX type (e.g. packed int4): encode explicitly.
-                p = onnx.helper.make_tensor("", int(t.dtype), list(t.shape), np.asarray(arr).ravel().tolist())
-        p.doc_string = t.doc_string
+                enc = onnx.helper.make_tensor("", int(t.dtype), list(t.shape), arr.ravel().tolist())
+        p.CopyFrom(enc)
+        if t.doc_string:
+            p.doc_string = t.doc_string
         for k, v in t.metadata_props.items():
             e = p.metadata_props.add()
             e.key, e.value = k, v

@@ -107,7 +107,10 @@ def _infer_node(node: Node, opsets: dict[str, int], known: dict[int, np.ndarray]
     for i, out in enumerate(node._outputs):
         if out is None or i >= len(types):
             continue
-        merged = merge_types(out.type, types[i], f"{node.describe()} output %{out.name}", report)
+        t = types[i]
+        if isinstance(t, TensorType) and not t.dtype:
+            t = None  # ONNX has no tensor type without an element type; an input was unknown
+        merged = merge_types(out.type, t, f"{node.describe()} output %{out.name}", report)
         if merged is not out.type:
             out.type = merged
             report.inferred += 1

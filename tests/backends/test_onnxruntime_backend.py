@@ -1,0 +1,98 @@
+"""The ONNX Runtime backend: running, timing, comparing. Reference: numpy on the same math,
+and the onnx wheel's light ResNet-50 with its shipped expected output."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import graphmill
+from graphmill.backends import onnxruntime as ortb
+from graphmill.ir import ExecutionError, UserInputError
+from graphmill.ir.builder import GraphBuilder
+
+
+def mlp(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    w1 = rng.standard_normal((8, 16)).astype(np.float32)
+    w2 = rng.standard_normal((16, 3)).astype(np.float32)
+    b = GraphBuilder("mlp")
+    x = b.input("x", "float32", ["N", 8])
+    y = b.MatMul(b.Relu(b.MatMul(x, b.const(w1, "w1"))), b.const(w2, "w2"))
+    b.output(y, "y")
+    return b.build(), w1, w2
+
+
+def test_run_matches_numpy():
+    g, w1, w2 = mlp()
+    x = np.random.default_rng(1).standard_normal((5, 8)).astype(np.float32)
+    y = ortb.run(g, {"x": x}, ortb.OrtOptions(intra_op_threads=1))["y"]
+    np.testing.assert_allclose(y, np.maximum(x @ w1, 0) @ w2, rtol=1e-5, atol=1e-5)
+    y2 = ortb.run(g, [x], ortb.OrtOptions(optimization="disabled"))["y"]
+    np.testing.assert_allclose(y, y2, rtol=1e-6)
+
+
+def test_light_resnet50_gives_the_shipped_expected_output(light_dir):
+    """Reference: light_resnet50_output_0.pb shipped in the onnx wheel, inputs made as onnx's runner makes them."""
+    from onnx.backend.test.runner import Runner
+
+    path = os.path.join(light_dir, "light_resnet50.onnx")
+    g = graphmill.load(path)
+    proto = onnx.load(path)
+    x = Runner.generate_dummy_data(proto.graph.input[0], seed=0, random=False)
+    want = numpy_helper.to_array(onnx.load_tensor(os.path.join(light_dir, "light_resnet50_output_0.pb")))
+    got = next(iter(ortb.run(g, {proto.graph.input[0].name: x}).values()))
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-7)
+
+
+def test_random_inputs_are_seeded_and_follow_symbols():
+    g, *_ = mlp()
+    a = ortb.random_inputs(g, seed=3, dims={"N": 7})
+    b = ortb.random_inputs(g, seed=3, dims={"N": 7})
+    assert a["x"].shape == (7, 8) and a["x"].dtype == np.float32
+    np.testing.assert_array_equal(a["x"], b["x"])
+    assert not np.array_equal(a["x"], ortb.random_inputs(g, seed=4, dims={"N": 7})["x"])
+
+
+def test_compare_names_the_output_that_diverged():
+    g, *_ = mlp()
+    h = g.copy()
+    w2 = h.initializers["w2"]
+    from graphmill.ir import Tensor
+
+    w2.const = Tensor(w2.const.numpy() * 1.01)
+    same = ortb.compare(g, g.copy(), rtol=0, atol=0)
+    assert same.ok and same.max_abs == 0.0
+    diff = ortb.compare(g, h, rtol=1e-4, atol=1e-5)
+    assert not diff.ok
+    assert diff.first_mismatch.name == "y" and diff.first_mismatch.max_abs > 1e-3
+
+
+def test_compare_outputs_handles_nan_and_shape():
+    a = {"y": np.array([1.0, np.nan], np.float32)}
+    assert ortb.compare_outputs(a, {"y": np.array([1.0, np.nan], np.float32)}, rtol=0, atol=0).ok
+    assert not ortb.compare_outputs(a, {"y": np.array([1.0, 2.0], np.float32)}, rtol=0, atol=0).ok
+    bad = ortb.compare_outputs(a, {"y": np.zeros(3, np.float32)}, rtol=0, atol=0)
+    assert not bad.ok and "shape" in bad.outputs[0].note
+
+
+def test_time_graph_reports_ordered_quantiles():
+    g, *_ = mlp()
+    t = ortb.time_graph(g, runs=7, warmup=1, options=ortb.OrtOptions(intra_op_threads=1))
+    assert t.runs == 7 and t.p10_ms <= t.median_ms <= t.p90_ms and t.median_ms > 0
+
+
+def test_errors_are_graphmill_errors():
+    g, *_ = mlp()
+    with pytest.raises(UserInputError, match="missing input"):
+        ortb.run(g, {})
+    with pytest.raises(UserInputError, match="optimization level"):
+        ortb.run(g, {"x": np.zeros((1, 8), np.float32)}, ortb.OrtOptions(optimization="max"))
+    with pytest.raises(UserInputError, match="provider"):
+        ortb.OrtSession(g, ortb.OrtOptions(provider="NoSuchExecutionProvider"))
+    with pytest.raises(ExecutionError, match="mlp"):
+        ortb.run(g, {"x": np.zeros((1, 9), np.float32)})
