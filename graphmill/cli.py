@@ -69,7 +69,7 @@ def print_summary(report: dict, out=sys.stdout) -> None:
 def cmd_inspect(args: argparse.Namespace) -> int:
     report = api.inspect_file(args.model)
     if args.json:
-        _write_json(report, None if args.json is True else args.json)
+        _write_json(report, None)
     else:
         print_summary(report)
     return 0
@@ -145,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="node count, op histogram, inputs/outputs, parameters and MACs of a model")
     p.add_argument("model", help="an ONNX model file")
-    p.add_argument("--json", nargs="?", const=True, default=False, metavar="PATH",
-                   help="print JSON (keys: nodes, ops, params, macs, inputs, outputs, ...) or write it to PATH")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON (keys: nodes, ops, params, macs, flops, inputs, outputs, opsets, ...)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("roundtrip", help="import a model into the IR and export it again (lossless)")
