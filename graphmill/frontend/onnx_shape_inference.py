@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import onnx
 
+import re
+
 from graphmill.ir import Graph, TensorType
 from graphmill.ir.ops import InferenceReport, infer_types, merge_types
 
@@ -23,6 +25,17 @@ def _needs_more(t) -> bool:
     if isinstance(t, TensorType):
         return not t.dtype or t.shape is None or any(d is None for d in t.shape)
     return False
+
+
+_ONNX_PLACEHOLDER = re.compile(r"^unk__\d+$")
+
+
+def _drop_placeholders(t):
+    """onnx names dims it could not determine ``unk__N``; they are unknown, not symbols."""
+    if isinstance(t, TensorType) and t.shape is not None and any(
+            isinstance(d, str) and _ONNX_PLACEHOLDER.match(d) for d in t.shape):
+        return t.with_shape([None if isinstance(d, str) and _ONNX_PLACEHOLDER.match(d) else d for d in t.shape])
+    return t
 
 
 def infer_shapes(graph: Graph, *, use_onnx: bool = True, strict: bool = False) -> InferenceReport:
@@ -55,7 +68,7 @@ def infer_shapes(graph: Graph, *, use_onnx: bool = True, strict: bool = False) -
         vi = found.get(name)
         if vi is None or not vi.HasField("type"):
             continue
-        merged = merge_types(v.type, type_from_proto(vi.type), f"%{name}", report)
+        merged = merge_types(v.type, _drop_placeholders(type_from_proto(vi.type)), f"%{name}", report)
         if merged is not v.type:
             v.type = merged
             report.inferred += 1

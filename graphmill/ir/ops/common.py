@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 
 from ..dtypes import DataType
@@ -86,6 +88,7 @@ def same_as_input(i: int = 0):
 
 def elementwise_cost(flops_per_element: int = 1):
     def cost(node: Node) -> Cost:
+        """Elementwise: macs 0; flops = output elements * a per-op constant (transcendentals count 1)."""
         n = output_elements(node)
         c = io_cost(node, flops=(n or 0) * flops_per_element)
         if n is None:
@@ -111,7 +114,7 @@ def dtype_or(ctx: InferenceContext, i: int = 0) -> DataType:
 ABSENT = object()  # "neither the attribute nor the input is there" (distinct from "there but unknown")
 
 
-def ints_from_attr_or_input(ctx: InferenceContext, attr: str, index: int):
+def ints_from_attr_or_input(ctx: InferenceContext, attr: str, index: int) -> "list[int] | None | object":
     """An int list given as an attribute in older opsets and as an input in newer ones.
 
     ONNX moved many such lists (Reduce axes, Split split, Squeeze axes, Pad pads,
@@ -130,7 +133,7 @@ def ints_from_attr_or_input(ctx: InferenceContext, attr: str, index: int):
     return ABSENT
 
 
-def dims_product(dims) -> Dim:
+def dims_product(dims: Iterable[Dim]) -> Dim:
     """Product of dims: an int when all are known ints, else None."""
     n = 1
     for d in dims:
@@ -138,10 +141,6 @@ def dims_product(dims) -> Dim:
             return None
         n *= d
     return n
-
-
-def static_dims(shape) -> bool:
-    return shape is not None and all(isinstance(d, int) for d in shape)
 
 
 def known_rank(ctx: InferenceContext, i: int) -> int | None:
@@ -174,3 +173,12 @@ def cost_with_elements(node: Node, flops_per_element: int, *, of_input: int | No
     if n is None:
         c.known = False
     return c
+
+
+def movement_cost(node: Node) -> Cost:
+    """Data movement and metadata ops (Reshape, Concat, Gather, Pad...): macs 0, flops 0.
+
+    Only the bytes read and written count; ``known`` is False when any of
+    those sizes is not static.
+    """
+    return cost_with_elements(node, 0)

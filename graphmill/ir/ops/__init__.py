@@ -1,0 +1,16 @@
+"""Op semantics graphmill knows: type/shape inference and cost, by (domain, op_type).
+
+Importing this package registers every definition below, one module per op family:
+elementwise (arithmetic, comparisons, activations), nn (Conv, ConvTranspose, Gemm,
+MatMul, Softmax, Dropout), norm (Batch/Layer/Instance/Group normalization...), pool,
+reduce, shape (Reshape, Transpose, Squeeze, Shape, Expand, Tile...), slicing (Concat,
+Split, Slice, Gather, Pad...), resize, constant (Constant, ConstantOfShape, Cast,
+Range). ``window`` holds the sliding-window arithmetic that conv and pool share.
+"""
+
+from . import constant, elementwise, nn, norm, pool, reduce, resize, shape, slicing  # noqa: F401  (register)
+from .infer import InferenceReport, infer_types, merge_types
+from .registry import Cost, InferenceContext, OpDef, lookup, register, registered_ops
+
+__all__ = ["Cost", "InferenceContext", "OpDef", "lookup", "register", "registered_ops", "InferenceReport",
+           "infer_types", "merge_types"]

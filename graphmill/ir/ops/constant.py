@@ -1,0 +1,144 @@
+"""Ops that make tensors or change element types: Constant, ConstantOfShape, Cast, CastLike,
+Range, EyeLike.
+
+Constant and ConstantOfShape are where most shape values start, and Cast and
+Range where exporters transform them, so all of these propagate small integer
+values.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..attrs import AttrKind
+from ..dtypes import DataType
+from ..graph import Node
+from ..tensor import SparseTensor, Tensor
+from ..types import TensorType
+from .common import cost_with_elements, length_of_1d_input, movement_cost
+from .registry import MAX_PROPAGATED_ELEMENTS, Cost, InferenceContext, register
+
+
+def _infer_constant(ctx: InferenceContext) -> list:
+    """The type of whichever ``value*`` attribute is set (exactly one must be)."""
+    attrs = ctx.node.attrs
+    if "value" in attrs and isinstance(attrs["value"].value, Tensor):
+        t = attrs["value"].value
+        if t.size <= MAX_PROPAGATED_ELEMENTS and t.dtype.is_integer:
+            ctx.set_output_value(0, t.numpy())
+        return [TensorType(t.dtype, t.shape)]
+    if "sparse_value" in attrs and isinstance(attrs["sparse_value"].value, SparseTensor):
+        st = attrs["sparse_value"].value
+        return [TensorType(st.dtype, st.dims)]
+    if "value_int" in attrs:
+        ctx.set_output_value(0, np.array(int(attrs["value_int"].value), dtype=np.int64))
+        return [TensorType(DataType.INT64, ())]
+    if "value_ints" in attrs:
+        ints = [int(x) for x in attrs["value_ints"].value]
+        ctx.set_output_value(0, np.array(ints, dtype=np.int64))
+        return [TensorType(DataType.INT64, (len(ints),))]
+    if "value_float" in attrs:
+        return [TensorType(DataType.FLOAT, ())]
+    if "value_floats" in attrs:
+        return [TensorType(DataType.FLOAT, (len(attrs["value_floats"].value),))]
+    if "value_string" in attrs:
+        return [TensorType(DataType.STRING, ())]
+    if "value_strings" in attrs:
+        return [TensorType(DataType.STRING, (len(attrs["value_strings"].value),))]
+    raise ctx.fail("no value attribute (value, value_int(s), value_float(s), value_string(s), sparse_value)")
+
+
+register("Constant", infer=_infer_constant, cost=movement_cost)
+
+
+def _infer_constant_of_shape(ctx: InferenceContext) -> list:
+    """Shape from the input's (possibly symbolic) value; element type of the ``value``
+    attribute (float32 zero by default)."""
+    a = ctx.node.attrs.get("value")
+    fill = a.value if a is not None and a.kind == AttrKind.TENSOR else None
+    dtype = fill.dtype if fill is not None else DataType.FLOAT
+    p = ctx.input_partial(0)
+    if p is None:
+        n = length_of_1d_input(ctx, 0)
+        return [TensorType(dtype, None if n is None else (None,) * n)]
+    dims = tuple(int(d) if isinstance(d, (int, np.integer)) else d for d in p.ravel())
+    if any(isinstance(d, int) and d < 0 for d in dims):
+        raise ctx.fail(f"negative dim in shape {list(dims)}")
+    if fill is not None and dtype.is_integer and all(isinstance(d, int) for d in dims):
+        if math.prod(dims) <= MAX_PROPAGATED_ELEMENTS:  # type: ignore[arg-type]
+            ctx.set_output_value(0, np.full(dims, fill.numpy().ravel()[0], dtype=fill.numpy().dtype))
+    return [TensorType(dtype, dims)]
+
+
+register("ConstantOfShape", infer=_infer_constant_of_shape, cost=movement_cost)
+
+
+def _cast_to(ctx: InferenceContext, dtype: DataType) -> list:
+    t = ctx.input_type(0)
+    if dtype.is_integer or dtype == DataType.BOOL:
+        v = ctx.input_value(0)
+        try:
+            np_dtype = dtype.numpy()
+        except TypeError:
+            np_dtype = None
+        if v is not None and np_dtype is not None and v.dtype.kind in "iufb" and np.all(np.isfinite(v)):
+            ctx.set_output_value(0, v.astype(np_dtype))
+        elif v is None and dtype.is_integer and np_dtype is not None:
+            p = ctx.input_partial(0)
+            if p is not None:  # int -> int of a symbolic shape keeps its symbols
+                ctx.set_output_partial(0, p, np_dtype)
+    return [TensorType(dtype, t.shape if t is not None else None)]
+
+
+def _infer_cast(ctx: InferenceContext) -> list:
+    """Same shape, element type ``to``."""
+    return _cast_to(ctx, DataType(int(ctx.attr("to"))))
+
+
+def _infer_cast_like(ctx: InferenceContext) -> list:
+    """Same shape, element type of ``target_type`` (input 1)."""
+    return _cast_to(ctx, ctx.input_dtype(1))
+
+
+def _cast_cost(node: Node) -> Cost:
+    """Cast/CastLike: macs 0; flops ~ 1 per element (a conversion)."""
+    return cost_with_elements(node, 1)
+
+
+register("Cast", infer=_infer_cast, cost=_cast_cost)
+register("CastLike", infer=_infer_cast_like, cost=_cast_cost)
+
+
+def _scalar(ctx: InferenceContext, i: int):
+    v = ctx.input_value(i)
+    if v is None or v.size != 1:
+        return None
+    return v.ravel()[0]
+
+
+def _infer_range(ctx: InferenceContext) -> list:
+    """1-D of max(ceil((limit - start) / delta), 0) elements of start's type."""
+    dtype = ctx.input_dtype(0)
+    start, limit, delta = _scalar(ctx, 0), _scalar(ctx, 1), _scalar(ctx, 2)
+    if start is None or limit is None or delta is None:
+        return [TensorType(dtype, (None,))]
+    if delta == 0:
+        raise ctx.fail("delta cannot be 0")
+    n = max(int(math.ceil((float(limit) - float(start)) / float(delta))), 0)
+    if dtype.is_integer and n <= MAX_PROPAGATED_ELEMENTS:
+        ctx.set_output_value(0, (int(start) + int(delta) * np.arange(n, dtype=np.int64)).astype(dtype.numpy()))
+    return [TensorType(dtype, (n,))]
+
+
+register("Range", infer=_infer_range, cost=movement_cost)
+
+
+def _infer_eye_like(ctx: InferenceContext) -> list:
+    """The input's 2-D shape; element type ``dtype`` or the input's."""
+    d = ctx.attr("dtype")
+    return [TensorType(DataType(int(d)) if d is not None else ctx.input_dtype(0), ctx.input_shape(0))]
+
+
+register("EyeLike", infer=_infer_eye_like, cost=movement_cost)

@@ -1,0 +1,373 @@
+"""Indexing ops: Concat, Split, Slice, Gather(Elements/ND), Scatter*, Pad, TopK, OneHot,
+and the shape-preserving Trilu/CumSum/ReverseSequence, plus the data-dependent
+Compress/NonZero.
+
+Concat, Split, Slice and Gather pass (partial) values on, since exporters
+build shapes out of them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..dtypes import DataType
+from ..graph import Node
+from ..types import Dim, TensorType
+from .common import (
+    ABSENT,
+    cost_with_elements,
+    ints_from_attr_or_input,
+    movement_cost,
+    normalize_axis,
+)
+from .registry import Cost, InferenceContext, register
+
+INT_BIG = 2**31 - 1  # exporters write INT_MAX / INT64_MAX for "to the end"
+
+
+def _np_dtype(dt: DataType):
+    return dt.numpy() if dt.is_integer else np.int64
+
+
+def _merge_dim(a: Dim, b: Dim) -> Dim:
+    """Two dims that must be equal: the more precise one."""
+    if a is None:
+        return b
+    if b is None or a == b:
+        return a
+    if isinstance(a, int) and isinstance(b, int):
+        raise ValueError(f"{a} != {b}")
+    return a if isinstance(a, int) else b
+
+
+# -- Concat -----------------------------------------------------------------------------------
+
+
+def _infer_concat(ctx: InferenceContext) -> list:
+    """Sizes along ``axis`` add up; every other dim must agree."""
+    shapes = [ctx.input_shape(i) for i in range(ctx.num_inputs) if ctx.has_input(i)]
+    dtype = next((ctx.input_dtype(i) for i in range(ctx.num_inputs) if ctx.input_dtype(i)), DataType.UNDEFINED)
+    known = [s for s in shapes if s is not None]
+    if not known:
+        return [TensorType(dtype, None)]
+    rank = len(known[0])
+    if any(len(s) != rank for s in known):
+        raise ctx.fail(f"inputs have different ranks: {[list(s) for s in known]}")
+    axis = normalize_axis(int(ctx.attr("axis", 1)), rank, ctx)
+    out: list[Dim] = []
+    for i in range(rank):
+        if i == axis:
+            total: Dim = 0
+            for s in shapes:
+                d = None if s is None else s[i]
+                total = total + d if isinstance(total, int) and isinstance(d, int) else None
+            if total is None and len(shapes) == 1 and shapes[0] is not None:
+                total = shapes[0][i]
+            out.append(total)
+        else:
+            d: Dim = None
+            try:
+                for s in known:
+                    d = _merge_dim(d, s[i])
+            except ValueError as e:
+                raise ctx.fail(f"dim {i} differs between inputs: {e}") from None
+            out.append(d)
+    parts = [ctx.input_partial(i) for i in range(ctx.num_inputs) if ctx.has_input(i)]
+    if parts and all(p is not None and p.ndim == rank for p in parts):
+        ctx.set_output_partial(0, np.concatenate(parts, axis=axis), _np_dtype(dtype))
+    return [TensorType(dtype, tuple(out))]
+
+
+register("Concat", infer=_infer_concat, cost=movement_cost)
+
+
+# -- Split ------------------------------------------------------------------------------------
+
+
+def _infer_split(ctx: InferenceContext) -> list:
+    """Pieces along ``axis``: the ``split`` sizes (attribute before opset 13, input after), else
+    equal parts, the last one smaller when ``num_outputs`` (opset 18) does not divide the dim."""
+    xs = ctx.input_shape(0)
+    dtype = ctx.input_dtype(0)
+    n_out = len(ctx.node.outputs)
+    if xs is None:
+        return [TensorType(dtype, None) for _ in range(n_out)]
+    axis = normalize_axis(int(ctx.attr("axis", 0)), len(xs), ctx)
+    split = ints_from_attr_or_input(ctx, "split", 1)
+    d = xs[axis]
+    sizes: list[Dim]
+    if split is None:
+        sizes = [None] * n_out
+    elif split is not ABSENT and split:
+        if len(split) != n_out:
+            raise ctx.fail(f"split {split} has {len(split)} entries for {n_out} outputs")
+        if isinstance(d, int) and sum(split) != d:
+            raise ctx.fail(f"split {split} does not add up to dim {axis} of size {d}")
+        sizes = list(split)
+    else:
+        n = int(ctx.attr("num_outputs", n_out))
+        if n != n_out:
+            raise ctx.fail(f"num_outputs={n} but the node has {n_out} outputs")
+        if isinstance(d, int):
+            if d % n == 0:
+                sizes = [d // n] * n
+            else:
+                if ctx.attr("num_outputs") is None:
+                    raise ctx.fail(f"dim {axis} of size {d} does not split into {n} equal parts")
+                part = -(-d // n)
+                sizes = [part] * (n - 1) + [d - part * (n - 1)]
+        else:
+            sizes = [d if n == 1 else None] * n
+    outs = []
+    for s in sizes:
+        shape = list(xs)
+        shape[axis] = s
+        outs.append(TensorType(dtype, tuple(shape)))
+    p = ctx.input_partial(0)
+    if p is not None and all(isinstance(s, int) for s in sizes) and p.ndim == len(xs):
+        pieces = np.split(p, np.cumsum(sizes[:-1]).astype(int), axis=axis)  # type: ignore[arg-type]
+        for i, piece in enumerate(pieces):
+            ctx.set_output_partial(i, piece, _np_dtype(dtype))
+    return outs
+
+
+register("Split", infer=_infer_split, cost=movement_cost)
+
+
+# -- Slice ------------------------------------------------------------------------------------
+
+
+def slice_bounds(d: int, start: int, end: int, step: int) -> tuple[int, int, int]:
+    """Clamp (start, end) of a slice over ``d`` elements as ONNX (and numpy) do; returns
+    (start, end, length)."""
+    if start < 0:
+        start += d
+    if end < 0:
+        end += d
+    if step > 0:
+        start = min(max(start, 0), d)
+        end = min(max(end, 0), d)
+        n = max(0, -(-(end - start) // step))
+    else:
+        start = min(max(start, 0), d - 1)
+        end = min(max(end, -1), d - 1)
+        n = max(0, -(-(start - end) // -step))
+    return start, end, n
+
+
+def _infer_slice(ctx: InferenceContext) -> list:
+    """Per sliced axis, the clamped length ceil((end - start) / step); starts/ends/axes are
+    attributes before opset 10 and inputs after (steps only as an input)."""
+    xs = ctx.input_shape(0)
+    dtype = ctx.input_dtype(0)
+    if xs is None:
+        return [TensorType(dtype, None)]
+    r = len(xs)
+    starts = ints_from_attr_or_input(ctx, "starts", 1)
+    ends = ints_from_attr_or_input(ctx, "ends", 2)
+    axes = ints_from_attr_or_input(ctx, "axes", 3)
+    steps = ints_from_attr_or_input(ctx, "steps", 4)
+    if axes is None:
+        return [TensorType(dtype, (None,) * r)]
+    if starts is None or ends is None or steps is None:
+        if axes is ABSENT:
+            return [TensorType(dtype, (None,) * r)]
+        norm = {normalize_axis(a, r, ctx) for a in axes}
+        return [TensorType(dtype, tuple(None if i in norm else d for i, d in enumerate(xs)))]
+    if starts is ABSENT or ends is ABSENT:
+        raise ctx.fail("starts and ends are required")
+    if axes is ABSENT:
+        axes = list(range(len(starts)))
+    if steps is ABSENT:
+        steps = [1] * len(starts)
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise ctx.fail(f"starts {starts}, ends {ends}, axes {axes}, steps {steps} differ in length")
+    out = list(xs)
+    index = [slice(None)] * r
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        a = normalize_axis(a, r, ctx)
+        if st == 0:
+            raise ctx.fail("slice step cannot be 0")
+        d = xs[a]
+        if isinstance(d, int):
+            b, f, n = slice_bounds(d, s, e, st)
+            out[a] = n
+            index[a] = slice(b, f if f >= 0 else None, st)
+        else:
+            whole = s == 0 and st == 1 and e >= INT_BIG
+            out[a] = d if whole else None
+    p = ctx.input_partial(0)
+    if p is not None and p.ndim == r:
+        ctx.set_output_partial(0, p[tuple(index)], _np_dtype(dtype))
+    return [TensorType(dtype, tuple(out))]
+
+
+register("Slice", infer=_infer_slice, cost=movement_cost)
+
+
+# -- Gather family ----------------------------------------------------------------------------
+
+
+def _infer_gather(ctx: InferenceContext) -> list:
+    """data.shape[:axis] + indices.shape + data.shape[axis+1:]."""
+    xs, ids = ctx.input_shape(0), ctx.input_shape(1)
+    dtype = ctx.input_dtype(0)
+    if xs is None or ids is None:
+        return [TensorType(dtype, None)]
+    axis = normalize_axis(int(ctx.attr("axis", 0)), len(xs), ctx)
+    shape = tuple(xs[:axis]) + tuple(ids) + tuple(xs[axis + 1:])
+    idx = ctx.input_value(1)
+    if idx is not None and isinstance(xs[axis], int):
+        d = xs[axis]
+        if np.any(idx < -d) or np.any(idx >= d):
+            raise ctx.fail(f"indices {idx.tolist()} are out of range for dim {axis} of size {d}")
+    p = ctx.input_partial(0)
+    if p is not None and idx is not None and p.ndim == len(xs):
+        ctx.set_output_partial(0, np.take(p, idx.astype(np.int64), axis=axis), _np_dtype(dtype))
+    return [TensorType(dtype, shape)]
+
+
+def _infer_gather_elements(ctx: InferenceContext) -> list:
+    """Output has the indices' shape and the data's element type."""
+    return [TensorType(ctx.input_dtype(0), ctx.input_shape(1))]
+
+
+def _infer_gather_nd(ctx: InferenceContext) -> list:
+    """indices.shape[:-1] + data.shape[batch_dims + indices.shape[-1]:]."""
+    xs, ids = ctx.input_shape(0), ctx.input_shape(1)
+    dtype = ctx.input_dtype(0)
+    if xs is None or ids is None or not isinstance(ids[-1], int):
+        return [TensorType(dtype, None)]
+    b = int(ctx.attr("batch_dims", 0))
+    if b + ids[-1] > len(xs):
+        raise ctx.fail(f"indices of depth {ids[-1]} with batch_dims {b} exceed data rank {len(xs)}")
+    return [TensorType(dtype, tuple(ids[:-1]) + tuple(xs[b + ids[-1]:]))]
+
+
+register("Gather", infer=_infer_gather, cost=movement_cost)
+register("GatherElements", infer=_infer_gather_elements, cost=movement_cost)
+register("GatherND", infer=_infer_gather_nd, cost=movement_cost)
+
+
+def _infer_like_input(ctx: InferenceContext) -> list:
+    return [ctx.input_type(0)]
+
+
+register(["ScatterElements", "Scatter", "ScatterND", "ReverseSequence"], infer=_infer_like_input,
+         cost=movement_cost)
+
+
+def _cumulative_cost(node: Node) -> Cost:
+    """CumSum/CumProd/Trilu: macs 0; flops ~ 1 per element."""
+    return cost_with_elements(node, 1)
+
+
+register(["CumSum", "CumProd", "Trilu"], infer=_infer_like_input, cost=_cumulative_cost)
+
+
+# -- Pad ---------------------------------------------------------------------------------------
+
+
+def _infer_pad(ctx: InferenceContext) -> list:
+    """Each padded axis grows by pad_begin + pad_end. ``pads`` is an attribute before opset 11
+    (``paddings`` in opset 1) and an input after; opset 18 adds the ``axes`` input."""
+    xs = ctx.input_shape(0)
+    dtype = ctx.input_dtype(0)
+    if xs is None:
+        return [TensorType(dtype, None)]
+    r = len(xs)
+    pads = ints_from_attr_or_input(ctx, "pads", 1)
+    if pads is ABSENT and ctx.attr("paddings") is not None:
+        pads = [int(p) for p in ctx.attr("paddings")]
+    axes = ints_from_attr_or_input(ctx, "axes", 3)
+    if axes is None:
+        return [TensorType(dtype, (None,) * r)]
+    axes = list(range(r)) if axes is ABSENT else [normalize_axis(a, r, ctx) for a in axes]
+    if pads is None:
+        return [TensorType(dtype, tuple(None if i in axes else d for i, d in enumerate(xs)))]
+    if pads is ABSENT:
+        raise ctx.fail("pads are required")
+    if len(pads) != 2 * len(axes):
+        raise ctx.fail(f"{len(pads)} pads for {len(axes)} axes (need begin and end for each)")
+    out = list(xs)
+    n = len(axes)
+    for j, a in enumerate(axes):
+        grow = pads[j] + pads[j + n]
+        d = xs[a]
+        out[a] = d + grow if isinstance(d, int) else (d if grow == 0 else None)
+        if isinstance(out[a], int) and out[a] < 0:
+            raise ctx.fail(f"pads {pads} make dim {a} negative")
+    return [TensorType(dtype, tuple(out))]
+
+
+register("Pad", infer=_infer_pad, cost=movement_cost)
+
+
+# -- TopK / OneHot -------------------------------------------------------------------------------
+
+
+def _infer_topk(ctx: InferenceContext) -> list:
+    """Values (input type) and Indices (int64), with dim ``axis`` replaced by K
+    (an attribute in opset 1, an input after)."""
+    xs = ctx.input_shape(0)
+    dtype = ctx.input_dtype(0)
+    if xs is None:
+        return [TensorType(dtype, None), TensorType(DataType.INT64, None)]
+    axis = normalize_axis(int(ctx.attr("axis", -1)), len(xs), ctx)
+    k = ints_from_attr_or_input(ctx, "k", 1)
+    kd: Dim = k[0] if isinstance(k, list) and k else None
+    if isinstance(kd, int) and isinstance(xs[axis], int) and kd > xs[axis]:
+        raise ctx.fail(f"K={kd} exceeds dim {axis} of size {xs[axis]}")
+    shape = tuple(kd if i == axis else d for i, d in enumerate(xs))
+    return [TensorType(dtype, shape), TensorType(DataType.INT64, shape)]
+
+
+def _topk_cost(node: Node) -> Cost:
+    """TopK: macs 0; flops ~ 2 per input element (a partial sort, counted linearly)."""
+    return cost_with_elements(node, 2, of_input=0)
+
+
+register("TopK", infer=_infer_topk, cost=_topk_cost)
+
+
+def _infer_one_hot(ctx: InferenceContext) -> list:
+    """indices.shape with ``depth`` inserted at ``axis``; element type of ``values``."""
+    ids = ctx.input_shape(0)
+    dtype = ctx.input_dtype(2)
+    if ids is None:
+        return [TensorType(dtype, None)]
+    depth = ctx.input_value(1)
+    dd: Dim = None if depth is None else int(np.asarray(depth).ravel()[0])
+    r = len(ids) + 1
+    axis = normalize_axis(int(ctx.attr("axis", -1)), r, ctx)
+    shape = tuple(ids[:axis]) + (dd,) + tuple(ids[axis:])
+    return [TensorType(dtype, shape)]
+
+
+register("OneHot", infer=_infer_one_hot, cost=movement_cost)
+
+
+# -- data-dependent sizes ------------------------------------------------------------------------
+
+
+def _infer_compress(ctx: InferenceContext) -> list:
+    """The kept count depends on the condition's data: that dim is unknown."""
+    xs = ctx.input_shape(0)
+    dtype = ctx.input_dtype(0)
+    axis = ctx.attr("axis")
+    if axis is None:
+        return [TensorType(dtype, (None,))]
+    if xs is None:
+        return [TensorType(dtype, None)]
+    a = normalize_axis(int(axis), len(xs), ctx)
+    return [TensorType(dtype, tuple(None if i == a else d for i, d in enumerate(xs)))]
+
+
+def _infer_nonzero(ctx: InferenceContext) -> list:
+    """int64 [rank, number of non-zeros]; the count depends on the data."""
+    xs = ctx.input_shape(0)
+    return [TensorType(DataType.INT64, (None if xs is None else len(xs), None))]
+
+
+register("Compress", infer=_infer_compress, cost=movement_cost)
+register("NonZero", infer=_infer_nonzero, cost=movement_cost)
