@@ -247,3 +247,52 @@ def compare(reference: Graph, candidate: Graph, inputs: Mapping[str, Any] | None
                                                          f"{len(ref.output_names)} vs {len(cand.output_names)} outputs")])
     by_pos_b = {na: rb[nb] for na, nb in zip(ref.output_names, cand.output_names)}
     return compare_outputs(ra, by_pos_b, rtol=rtol, atol=atol, names=ref.output_names)
+
+
+class NumericsMismatch(ExecutionError):
+    """A pass changed the outputs beyond tolerance (raised by ``NumericsCheck``)."""
+
+    pass_check = True  # the pass manager reports it as "after pass X: ..." rather than a crash
+
+
+class NumericsCheck:
+    """Instrument: after every pass that changed the graph, compare ONNX Runtime outputs with the original's.
+
+    The reference outputs are computed once, from the graph as it entered the
+    pipeline, on seeded random inputs; the first pass whose result differs
+    beyond ``atol + rtol*|ref|`` is named with the output that diverged.
+    ORT's own graph optimizations are disabled so that the graph graphmill
+    produced is what gets measured.
+    """
+
+    def __init__(self, *, rtol: float = 1e-4, atol: float = 1e-5, seed: int = 0,
+                 dims: Mapping[str, int] | None = None) -> None:
+        self.rtol, self.atol, self.seed = rtol, atol, seed
+        self.dims = dict(dims or {})
+        self.options = OrtOptions(optimization="disabled", intra_op_threads=1)
+        self.inputs: dict[str, np.ndarray] = {}
+        self.reference: dict[str, Any] = {}
+        self.names: list[str] = []
+        self.checks = 0
+        self.worst: dict[str, float] = {}  # pass name -> max |diff| it left
+
+    def enter_pipeline(self, graph: Graph, ctx: Any) -> None:
+        self.inputs = random_inputs(graph, seed=self.seed, dims=self.dims)
+        sess = OrtSession(graph, self.options)
+        self.reference = sess.run(self.inputs)
+        self.names = list(sess.output_names)
+
+    def after_pass(self, step: Any, graph: Graph, ctx: Any, result: Any) -> None:
+        if not getattr(result, "changed", True):
+            return
+        sess = OrtSession(graph, self.options)
+        got = sess.run(self.inputs)
+        by_pos = {ref: got[new] for ref, new in zip(self.names, sess.output_names)}
+        cmp = compare_outputs(self.reference, by_pos, rtol=self.rtol, atol=self.atol, names=self.names)
+        self.checks += 1
+        self.worst[step.name] = max(self.worst.get(step.name, 0.0), cmp.max_abs)
+        bad = cmp.first_mismatch
+        if bad is not None:
+            detail = bad.note or f"max |diff| {bad.max_abs:.3g}, max rel {bad.max_rel:.3g}"
+            raise NumericsMismatch(f"changed the numbers: output {bad.name!r} diverged ({detail}; "
+                                   f"tolerance atol={self.atol:g} + rtol={self.rtol:g}*|ref|, seed {self.seed})")

@@ -1,0 +1,365 @@
+"""The schedule DSL: ``.mill`` files and the inline command-line form, parsed with lark.
+
+File form::
+
+    # comments run to the end of the line
+    include "cleanup.mill"
+    schedule default {
+        fold-constants(size_limit=1048576)
+        fixpoint(max_iters=8) { simplify; cse; dce }
+        fuse-conv-bn
+        fuse-activation(emit="fused-conv", ops=[Relu, Clip])
+    }
+
+Inline form (the same grammar; separators are ``,`` ``;`` or new lines; a
+pass's options may also be given in braces)::
+
+    fold-constants,fixpoint{simplify,cse,dce},fuse-conv-bn{}
+
+Option values: integers, floats, "strings", bare words (``conv-bn``), true,
+false, and [lists]. A step naming a schedule defined in the file (or an
+included one) runs that schedule. Errors give file:line:column, the line and a
+caret, and the nearest known name.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from graphmill.ir import UserInputError
+from graphmill.passes.base import pass_class, suggest
+from graphmill.passes.schedule import Call, Fixpoint, Repeat, Run, Schedule, SourceLoc, Step
+
+GRAMMAR = r"""
+start: _item*
+_item: include | schedule_def | step | _SEP
+include: "include" STRING
+schedule_def: "schedule" NAME "{" _body "}"
+_body: (step | _SEP)*
+?step: fixpoint | repeat | run
+fixpoint: FIXPOINT args? "{" _body "}"
+repeat: REPEAT args? "{" _body "}"
+run: NAME (args | braced)?
+args: "(" [arg ("," arg)*] ")"
+braced: "{" [kwarg ("," kwarg)*] "}"
+?arg: kwarg | value
+kwarg: NAME "=" value
+?value: NUMBER -> number
+      | STRING -> string
+      | NAME -> word
+      | "[" [value ("," value)*] "]" -> list
+FIXPOINT.2: "fixpoint"
+REPEAT.2: "repeat"
+NAME: /[A-Za-z_][A-Za-z0-9_.\-]*/
+NUMBER: /[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?/
+STRING: /"([^"\\]|\\.)*"/
+_SEP: "," | ";"
+COMMENT: /#[^\n]*/
+%import common.WS
+%ignore WS
+%ignore COMMENT
+"""
+
+_PARSER = Lark(GRAMMAR, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+_TOKEN_WORDS = {
+    "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "LBRACE": "'{'", "RBRACE": "'}'",
+    "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "EQUAL": "'='", "COMMA": "','",
+    "_SEP": "',' or ';'", "SEMICOLON": "';'", "FIXPOINT": "'fixpoint'", "REPEAT": "'repeat'",
+    "SCHEDULE": "'schedule'", "INCLUDE": "'include'", "$END": "end of input",
+}
+
+
+class ScheduleError(UserInputError):
+    """A located error in a schedule: ``file:line:col: message``, the line, and a caret."""
+
+    def __init__(self, message: str, loc: SourceLoc | None) -> None:
+        self.loc = loc
+        self.bare = message
+        if loc is None:
+            super().__init__(message)
+            return
+        text = f"{loc}: {message}"
+        if loc.text:
+            text += f"\n    {loc.text}\n    {' ' * (loc.column - 1)}^"
+        super().__init__(text)
+
+
+@dataclass
+class _Def:
+    name: str
+    tree: Tree
+    loc: SourceLoc
+
+
+def _loc(source: str, lines: list[str], line: int, column: int) -> SourceLoc:
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    return SourceLoc(source, line, column, text.rstrip("\n"))
+
+
+def _unquote(s: str) -> str:
+    body = s[1:-1]
+    out, i = [], 0
+    while i < len(body):
+        if body[i] == "\\" and i + 1 < len(body):
+            out.append({"n": "\n", "t": "\t"}.get(body[i + 1], body[i + 1]))
+            i += 2
+        else:
+            out.append(body[i])
+            i += 1
+    return "".join(out)
+
+
+class _Values(Transformer):
+    @v_args(inline=True)
+    def number(self, tok: Token):
+        s = str(tok)
+        return float(s) if any(c in s for c in ".eE") else int(s)
+
+    @v_args(inline=True)
+    def string(self, tok: Token):
+        return _unquote(str(tok))
+
+    @v_args(inline=True)
+    def word(self, tok: Token):
+        s = str(tok)
+        return {"true": True, "false": False}.get(s, s)
+
+    def list(self, items):
+        return list(items)
+
+
+def _unbalanced_hint(text: str) -> tuple[int, int] | None:
+    """Line/column of the first '{' or '(' never closed, ignoring comments and strings."""
+    stack: list[tuple[str, int, int]] = []
+    line, col, i = 1, 0, 0
+    in_str = in_comment = False
+    while i < len(text):
+        c = text[i]
+        col += 1
+        if c == "\n":
+            line, col, in_comment = line + 1, 0, False
+        elif in_comment:
+            pass
+        elif in_str:
+            if c == "\\":
+                i += 1
+                col += 1
+            elif c == '"':
+                in_str = False
+        elif c == "#":
+            in_comment = True
+        elif c == '"':
+            in_str = True
+        elif c in "{([":
+            stack.append((c, line, col))
+        elif c in "})]" and stack:
+            stack.pop()
+        i += 1
+    return (stack[0][1], stack[0][2]) if stack else None
+
+
+class _Parser:
+    def __init__(self) -> None:
+        self.defs: dict[str, _Def] = {}
+        self.built: dict[str, Schedule] = {}
+        self.building: list[str] = []
+        self.include_stack: list[str] = []
+        self.lines: dict[str, list[str]] = {}
+        self.option_locs: dict[tuple[int, str], SourceLoc] = {}
+
+    # -- parsing ------------------------------------------------------------------
+    def parse_text(self, text: str, source: str) -> list[Tree]:
+        lines = text.splitlines()
+        self.lines[source] = lines
+        try:
+            tree = _Values().transform(_PARSER.parse(text))  # option values become Python values
+        except UnexpectedInput as e:
+            raise self._syntax_error(e, text, source, lines) from None
+        top_steps = []
+        for child in tree.children:
+            if child.data == "include":
+                self._include(child, source, lines)
+            elif child.data == "schedule_def":
+                name = str(child.children[0])
+                loc = _loc(source, lines, child.meta.line, child.meta.column)
+                if name in self.defs:
+                    raise ScheduleError(f"schedule {name!r} is defined twice (first at {self.defs[name].loc})", loc)
+                self.defs[name] = _Def(name, child, loc)
+                self._annotate(child, source, lines)
+            else:
+                self._annotate(child, source, lines)
+                top_steps.append(child)
+        return top_steps
+
+    def _annotate(self, tree: Tree, source: str, lines: list[str]) -> None:
+        for sub in tree.iter_subtrees():
+            if sub.data in ("run", "fixpoint", "repeat", "schedule_def") and not hasattr(sub, "gm_loc"):
+                sub.gm_loc = _loc(source, lines, sub.meta.line, sub.meta.column)  # type: ignore[attr-defined]
+
+    def _include(self, node: Tree, source: str, lines: list[str]) -> None:
+        loc = _loc(source, lines, node.meta.line, node.meta.column)
+        rel = _unquote(str(node.children[0]))
+        base = os.path.dirname(os.path.abspath(source)) if os.path.exists(source) else os.getcwd()
+        path = os.path.normpath(os.path.join(base, rel))
+        if path in self.include_stack:
+            raise ScheduleError(f"include cycle: {' -> '.join(self.include_stack + [path])}", loc)
+        if not os.path.isfile(path):
+            raise ScheduleError(f"cannot include {rel!r}: no such file ({path})", loc)
+        self.include_stack.append(path)
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            steps = self.parse_text(text, path)
+            if steps:
+                first = steps[0].gm_loc  # type: ignore[attr-defined]
+                raise ScheduleError("an included file may only define schedules, not run steps", first)
+        finally:
+            self.include_stack.pop()
+
+    def _syntax_error(self, e: UnexpectedInput, text: str, source: str, lines: list[str]) -> ScheduleError:
+        if isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
+            hint = _unbalanced_hint(text)
+            if hint:
+                ch = lines[hint[0] - 1][hint[1] - 1]
+                closing = {"{": "}", "(": ")", "[": "]"}[ch]
+                return ScheduleError(f"'{ch}' is never closed (expected '{closing}' before the end)",
+                                     _loc(source, lines, *hint))
+            line = max(len(lines), 1)
+            return ScheduleError("unexpected end of input", _loc(source, lines, line, len(lines[-1]) + 1 if lines else 1))
+        loc = _loc(source, lines, e.line, e.column)
+        if isinstance(e, UnexpectedCharacters):
+            ch = text[e.pos_in_stream] if e.pos_in_stream is not None and e.pos_in_stream < len(text) else "?"
+            return ScheduleError(f"unexpected character {ch!r}", loc)
+        if isinstance(e, UnexpectedToken):
+            got = repr(str(e.token)) if e.token.type != "$END" else "end of input"
+            if str(e.token) in ("}", ")", "]") and _unbalanced_hint(text) is None:
+                depth_err = f"unexpected {got}: there is no matching opening bracket"
+                return ScheduleError(depth_err, loc)
+            expected = sorted({_TOKEN_WORDS.get(t, t) for t in e.expected if not t.startswith("__")})
+            return ScheduleError(f"unexpected {got}; expected {' or '.join(expected[:5])}", loc)
+        return ScheduleError(str(e), loc)
+
+    # -- building -----------------------------------------------------------------
+    def schedule(self, name: str, loc: SourceLoc | None = None) -> Schedule:
+        if name in self.built:
+            return self.built[name]
+        if name in self.building:
+            raise ScheduleError(f"schedule {name!r} calls itself ({' -> '.join(self.building + [name])})", loc)
+        d = self.defs[name]
+        self.building.append(name)
+        try:
+            sched = Schedule(name, self.steps(d.tree.children[1:]))
+        finally:
+            self.building.pop()
+        self.built[name] = sched
+        return sched
+
+    def steps(self, trees: list) -> list[Step]:
+        return [self.step(t) for t in trees if isinstance(t, Tree)]
+
+    def _args(self, tree: Tree | None, loc: SourceLoc | None) -> tuple[list, dict]:
+        positional, named = [], {}
+        if tree is None:
+            return positional, named
+        for a in tree.children:
+            if isinstance(a, Tree) and a.data == "kwarg":
+                k = str(a.children[0])
+                if loc is not None:
+                    self.option_locs[(id(tree), k)] = SourceLoc(loc.file, a.meta.line, a.meta.column,
+                                                               self.lines[loc.file][a.meta.line - 1])
+                if k in named:
+                    raise ScheduleError(f"option {k!r} is given twice", self.option_locs.get((id(tree), k), loc))
+                named[k] = a.children[1]
+            else:
+                positional.append(a)
+        return positional, named
+
+    def step(self, tree: Tree) -> Step:
+        loc = tree.gm_loc  # type: ignore[attr-defined]
+        kids = tree.children
+        if tree.data in ("fixpoint", "repeat"):
+            args = next((k for k in kids if isinstance(k, Tree) and k.data == "args"), None)
+            body = [k for k in kids if isinstance(k, Tree) and k.data != "args"]
+            pos, named = self._args(args, loc)
+            if tree.data == "fixpoint":
+                if pos or set(named) - {"max_iters"}:
+                    raise ScheduleError("fixpoint takes only max_iters=N", loc)
+                n = named.get("max_iters", 8)
+                if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                    raise ScheduleError(f"fixpoint max_iters must be a positive integer, got {n!r}", loc)
+                return Fixpoint(self.steps(body), n, loc)
+            count = named.pop("count", pos[0] if pos else None)
+            if named or len(pos) > 1 or count is None:
+                raise ScheduleError("repeat takes one count: repeat(N) { ... }", loc)
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise ScheduleError(f"repeat count must be a non-negative integer, got {count!r}", loc)
+            return Repeat(self.steps(body), count, loc)
+        name = str(kids[0])
+        opt_tree = kids[1] if len(kids) > 1 else None
+        pos, named = self._args(opt_tree, loc)
+        if pos:
+            raise ScheduleError(f"{name}: options must be named (name=value)", loc)
+        if name in self.defs:
+            if named:
+                raise ScheduleError(f"schedule {name!r} takes no options", loc)
+            return Call(self.schedule(name, loc), loc)
+        try:
+            cls = pass_class(name)
+        except UserInputError:
+            hint = suggest(name, list(_known_passes()) + list(self.defs))
+            raise ScheduleError(f"unknown pass or schedule {name!r}{hint}", loc) from None
+        known = {o.name: o for o in cls.options}
+        for k, v in named.items():  # validate option names, types and ranges now, not mid-run
+            kloc = self.option_locs.get((id(opt_tree), k), loc)
+            if k not in known:
+                listing = f"; its options: {', '.join(known)}" if known else "; it takes no options"
+                raise ScheduleError(f"pass {name!r} has no option {k!r}{suggest(k, known)}{listing}", kloc)
+            try:
+                known[k].coerce(v, f"pass {name!r}")
+            except UserInputError as e:
+                raise ScheduleError(str(e), kloc) from None
+        return Run(name, named, loc)
+
+
+def _known_passes() -> list[str]:
+    from graphmill.passes.base import registered_passes
+
+    return list(registered_passes())
+
+
+def parse_schedule(text: str, *, source: str = "<inline>", entry: str | None = None) -> Schedule:
+    """Parse a schedule from text (file or inline form). ``entry`` picks a named schedule.
+
+    The entry is: ``entry`` if given; else the steps written outside any
+    ``schedule`` block; else a schedule named ``default``; else the last one defined.
+    """
+    p = _Parser()
+    top = p.parse_text(text, source)
+    if entry is not None:
+        if entry not in p.defs:
+            raise ScheduleError(f"no schedule named {entry!r} in {source}{suggest(entry, p.defs)}", None)
+        return p.schedule(entry)
+    if top:
+        return Schedule("main", p.steps(top))
+    if "default" in p.defs:
+        return p.schedule("default")
+    own = [d for d in p.defs.values() if d.loc.file == source]
+    if not own:
+        raise ScheduleError(f"{source}: defines no schedule and no steps", None)
+    return p.schedule(own[-1].name)
+
+
+def load_schedule(path: str, *, entry: str | None = None) -> Schedule:
+    """Parse a ``.mill`` file (``path`` may end in ``:name`` to pick a schedule)."""
+    if entry is None and ":" in os.path.basename(path) and not os.path.exists(path):
+        path, entry = path.rsplit(":", 1)
+    if not os.path.isfile(path):
+        raise UserInputError(f"{path}: no such schedule file")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    return parse_schedule(text, source=path, entry=entry)

@@ -1,0 +1,344 @@
+"""Declarative rewrite rules: a source pattern, a check, a replacement.
+
+A fusion is data, not a traversal::
+
+    Rule(
+        name="matmul-add",
+        pattern=Op("Add", Op("MatMul", Var("a", rank=2), Const("b", rank=2), name="mm"), Const("c"),
+                   commutative=True, name="add"),
+        check=lambda m: None if broadcasts(m) else "bias does not broadcast to the MatMul output",
+        replace=lambda m, r: r.op("Gemm", m["a"], m["b"], m["c"]),
+        exactness=EXACT,
+    )
+
+Patterns:
+- ``Op(types, *inputs, name=, attrs=, where=, single_use=True, commutative=False, domain="")`` matches
+  the node producing a value. ``types`` is an op type or a tuple of them. Inner ops must feed only
+  the match (``single_use``), so fusing never duplicates work. ``attrs`` maps attribute names to a
+  required value or a predicate; ``where`` is a predicate on the node returning True, or a reason.
+- ``Var(name, dtype=, rank=, where=)`` matches any value; a name used twice must bind the same value.
+- ``Const(name, ...)`` matches a constant (initializer or Constant output); ``m.const(name)`` is its array.
+- ``Opt(p)`` matches ``p`` or an omitted input.
+
+``check(match)`` returns None to accept or a reason to reject. ``replace(match, builder)``
+builds new nodes with ``builder.op(...)`` and returns the value(s) that replace the root's outputs.
+Every rule says how exact it is (``exact``, ``float-reassociating``, ``approximate``);
+``explain`` reports, for a rule that did not fire, the closest partial match and what failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .attrs import Attr, AttrKind
+from .graph import Graph, Node, Value
+from .tensor import Tensor
+
+EXACT = "exact"
+REASSOCIATING = "float-reassociating"
+APPROXIMATE = "approximate"
+
+
+class Pattern:
+    """Base of pattern elements."""
+
+    def describe(self) -> str:  # pragma: no cover - overridden
+        return type(self).__name__
+
+
+@dataclass
+class Var(Pattern):
+    name: str
+    dtype: Any = None
+    rank: int | None = None
+    where: Callable[[Value], Any] | None = None
+
+    def describe(self) -> str:
+        return f"%{self.name}"
+
+
+@dataclass
+class Const(Var):
+    def describe(self) -> str:
+        return f"const %{self.name}"
+
+
+@dataclass
+class Opt(Pattern):
+    inner: Pattern
+
+    def describe(self) -> str:
+        return f"optional {self.inner.describe()}"
+
+
+class Op(Pattern):
+    def __init__(self, types: str | tuple[str, ...], *inputs: Pattern, name: str = "", domain: str = "",
+                 attrs: dict[str, Any] | None = None, where: Callable[[Node], Any] | None = None,
+                 single_use: bool = True, commutative: bool = False, allow_extra_inputs: bool = False) -> None:
+        self.types = (types,) if isinstance(types, str) else tuple(types)
+        self.inputs = list(inputs)
+        self.name = name or self.types[0].lower()
+        self.domain = domain
+        self.attrs = dict(attrs or {})
+        self.where = where
+        self.single_use = single_use
+        self.commutative = commutative
+        self.allow_extra_inputs = allow_extra_inputs
+        if commutative and len(inputs) != 2:
+            raise ValueError("commutative patterns take exactly two inputs")
+
+    def describe(self) -> str:
+        return "|".join(self.types) + (f" {self.name!r}" if self.name else "")
+
+
+class Match:
+    """What a pattern bound: ``m["x"]`` is a captured value, ``m.node("conv")`` a matched node."""
+
+    def __init__(self, graph: Graph, root: Node) -> None:
+        self.graph = graph
+        self.root = root
+        self.values: dict[str, Value | None] = {}
+        self.nodes: dict[str, Node] = {}
+        self.order: list[Node] = []  # matched nodes, root first
+
+    def __getitem__(self, name: str) -> Value | None:
+        return self.values[name]
+
+    def __contains__(self, name: str) -> bool:
+        return self.values.get(name) is not None
+
+    def node(self, name: str) -> Node:
+        return self.nodes[name]
+
+    def const(self, name: str) -> np.ndarray | None:
+        v = self.values.get(name)
+        return None if v is None else constant_value(v)
+
+    def copy(self) -> "Match":
+        m = Match(self.graph, self.root)
+        m.values, m.nodes, m.order = dict(self.values), dict(self.nodes), list(self.order)
+        return m
+
+
+def constant_value(v: Value) -> np.ndarray | None:
+    """The data of an initializer or of a Constant node's output (``value`` forms only)."""
+    if isinstance(v.const, Tensor):
+        return v.const.numpy()
+    p = v.producer
+    if p is not None and p.op_type == "Constant" and p.domain in ("", "ai.onnx"):
+        for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+            a = p.attrs.get(key)
+            if a is None:
+                continue
+            if a.kind == AttrKind.TENSOR:
+                return a.value.numpy()
+            dtype = np.float32 if "float" in key else np.int64
+            return np.asarray(a.value, dtype=dtype)
+    return None
+
+
+@dataclass
+class _Fail:
+    depth: int
+    reason: str
+    node: Node | None
+
+
+class _Matcher:
+    """Backtracking matcher that remembers its deepest failure (for explain)."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.best: _Fail | None = None
+
+    def fail(self, depth: int, reason: str, node: Node | None) -> None:
+        if self.best is None or depth > self.best.depth:
+            self.best = _Fail(depth, reason, node)
+
+    def match_value(self, pat: Pattern, v: Value | None, m: Match, depth: int, where: str) -> Match | None:
+        if isinstance(pat, Opt):
+            if v is None:
+                if isinstance(pat.inner, Var):
+                    m = m.copy()
+                    m.values[pat.inner.name] = None
+                return m
+            return self.match_value(pat.inner, v, m, depth, where)
+        if v is None:
+            self.fail(depth, f"{where} is omitted but the pattern needs {pat.describe()}", None)
+            return None
+        if isinstance(pat, Var):
+            bound = m.values.get(pat.name, ...)
+            if bound is not ...:
+                if bound is not v:
+                    self.fail(depth, f"{where} (%{v.name}) is not the same value as %{pat.name}", None)
+                    return None
+                return m
+            if isinstance(pat, Const) and constant_value(v) is None:
+                self.fail(depth, f"{where} (%{v.name}) is not a constant", v.producer)
+                return None
+            if pat.dtype is not None and v.dtype != pat.dtype:
+                self.fail(depth, f"{where} (%{v.name}) has element type {getattr(v.dtype, 'short_name', '?')}", None)
+                return None
+            if pat.rank is not None and (v.shape is None or len(v.shape) != pat.rank):
+                self.fail(depth, f"{where} (%{v.name}) is not of rank {pat.rank} (type {v.type})", None)
+                return None
+            if pat.where is not None:
+                ok = pat.where(v)
+                if ok is not True:
+                    self.fail(depth, f"{where} (%{v.name}): {ok or 'constraint failed'}", None)
+                    return None
+            m = m.copy()
+            m.values[pat.name] = v
+            return m
+        assert isinstance(pat, Op)
+        node = v.producer
+        if node is None or node.graph is not self.graph:
+            self.fail(depth, f"{where} (%{v.name}) is not produced by a node in this graph", None)
+            return None
+        return self.match_node(pat, node, m, depth, where, is_root=False)
+
+    def match_node(self, pat: Op, node: Node, m: Match, depth: int, where: str, *, is_root: bool) -> Match | None:
+        if node.op_type not in pat.types or (node.domain or "") != pat.domain and not (
+                pat.domain == "" and node.domain == "ai.onnx"):
+            self.fail(depth, f"{where} is produced by {node.describe()}, not {'|'.join(pat.types)}", node)
+            return None
+        if pat.name in m.nodes and m.nodes[pat.name] is not node:
+            self.fail(depth, f"{node.describe()} is not the node already matched as {pat.name!r}", node)
+            return None
+        if not is_root and pat.single_use:
+            outs = [o for o in node.outputs if o is not None]
+            if any(o.is_graph_output() for o in outs) or sum(o.num_uses for o in outs) != 1:
+                uses = sum(o.num_uses for o in outs)
+                self.fail(depth + 1, f"{node.describe()} has {uses} uses (or is a graph output); fusing it would "
+                          "duplicate its work", node)
+                return None
+        for k, want in pat.attrs.items():
+            have = node.attr(k)
+            ok = want(have) if callable(want) else have == want
+            if not ok:
+                self.fail(depth + 1, f"{node.describe()} attribute {k}={have!r} does not satisfy the pattern", node)
+                return None
+        n_in = len(node.inputs)
+        if n_in > len(pat.inputs) and not pat.allow_extra_inputs and any(
+                x is not None for x in node.inputs[len(pat.inputs):]):
+            self.fail(depth + 1, f"{node.describe()} has {n_in} inputs, the pattern expects {len(pat.inputs)}", node)
+            return None
+        m = m.copy()
+        m.nodes[pat.name] = node
+        m.order.append(node)
+        orders = [pat.inputs]
+        if pat.commutative:
+            orders.append(list(reversed(pat.inputs)))
+        for order in orders:
+            cur: Match | None = m
+            for i, sub in enumerate(order):
+                v = node.inputs[i] if i < n_in else None
+                cur = self.match_value(sub, v, cur, depth + 1 + i, f"{node.describe()} input {i}")
+                if cur is None:
+                    break
+            if cur is not None:
+                if pat.where is not None:
+                    ok = pat.where(node)
+                    if ok is not True:
+                        self.fail(depth + 1 + len(order), f"{node.describe()}: {ok or 'constraint failed'}", node)
+                        continue
+                return cur
+        return None
+
+
+class ReplacementBuilder:
+    """Creates the replacement's nodes, inserted just before the matched root."""
+
+    def __init__(self, match: Match, rule_name: str) -> None:
+        self.match = match
+        self.rule_name = rule_name
+        self.graph = match.graph
+        self.new_nodes: list[Node] = []
+
+    def const(self, array: np.ndarray, name: str = "") -> Value:
+        base = name or f"{self.rule_name}_const"
+        return self.graph.add_initializer(Tensor(np.asarray(array)), self.graph.unique_name(base))
+
+    def op(self, op_type: str, *inputs: Value | None, outputs: int = 1, domain: str = "", name: str = "",
+           attrs: dict[str, Any] | None = None, **kw_attrs: Any) -> Any:
+        merged: dict[str, Any] = {}
+        for k, a in (attrs or {}).items():
+            merged[k] = a if isinstance(a, Attr) else a
+        merged.update({k: v for k, v in kw_attrs.items() if v is not None})
+        node = Node(op_type, list(inputs), merged, outputs=outputs, domain=domain,
+                    name=name or self.graph.unique_name(f"{self.rule_name}/{op_type}"))
+        self.new_nodes.append(node)
+        return node.outputs[0] if outputs == 1 else node.outputs
+
+
+@dataclass
+class Rule:
+    name: str
+    pattern: Op
+    replace: Callable[[Match, ReplacementBuilder], Value | Sequence[Value]]
+    check: Callable[[Match], str | None] | None = None
+    exactness: str = EXACT
+    doc: str = ""
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def match(self, graph: Graph, node: Node) -> Match | None:
+        return _Matcher(graph).match_node(self.pattern, node, Match(graph, node), 0, "root", is_root=True)
+
+    def try_rewrite(self, graph: Graph, node: Node) -> bool:
+        """Match at ``node``, check, replace; True when the graph changed."""
+        m = self.match(graph, node)
+        if m is None:
+            return False
+        if self.check is not None and self.check(m) is not None:
+            return False
+        rb = ReplacementBuilder(m, self.name)
+        new = self.replace(m, rb)
+        if new is None:
+            return False
+        new_values = [new] if isinstance(new, Value) else list(new)
+        root_outs = [o for o in node.outputs if o is not None]
+        if len(new_values) < len(root_outs):
+            raise ValueError(f"rule {self.name!r} returned {len(new_values)} values for {len(root_outs)} outputs")
+        graph.insert_before(node, rb.new_nodes)
+        for old, nv in zip(node.outputs, new_values):
+            if old is not None and nv is not None and nv is not old:
+                if nv.type is None:
+                    nv.type = old.type
+                old.replace_all_uses_with(nv)
+        for n in m.order:  # root first, then its producers: each becomes dead in turn
+            if n.graph is graph and all(o is None or (o.num_uses == 0 and not o.is_graph_output())
+                                        for o in n.outputs):
+                graph.remove_node(n)
+        return True
+
+
+def explain(rule: Rule, graph: Graph) -> str:
+    """Why ``rule`` does not fire on ``graph``: the closest partial match and what failed."""
+    best: tuple[int, str] | None = None
+    candidates = 0
+    for g in graph.all_graphs():
+        for node in g.nodes:
+            if node.op_type not in rule.pattern.types:
+                continue
+            candidates += 1
+            matcher = _Matcher(g)
+            m = matcher.match_node(rule.pattern, node, Match(g, node), 0, "root", is_root=True)
+            if m is not None:
+                reason = rule.check(m) if rule.check is not None else None
+                if reason is None:
+                    return f"rule {rule.name!r} matches at {node.describe()}"
+                depth = 10_000
+                text = f"closest match at {node.describe()}: the pattern matches, but the check fails: {reason}"
+            else:
+                f = matcher.best
+                depth = f.depth if f else 0
+                text = f"closest match at {node.describe()} ({depth} pattern element(s) matched): {f.reason if f else '?'}"
+            if best is None or depth > best[0]:
+                best = (depth, text)
+    if best is None:
+        return (f"rule {rule.name!r} cannot match: no {'|'.join(rule.pattern.types)} node in the graph "
+                f"({len(list(graph.all_nodes()))} nodes)")
+    return f"rule {rule.name!r} does not fire ({candidates} candidate root(s)); {best[1]}"

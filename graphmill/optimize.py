@@ -1,0 +1,156 @@
+"""``graphmill.optimize``: run a schedule with the instruments a user asked for, and report.
+
+This is where the parts meet (passes, the ONNX Runtime reference, file I/O for
+reproducers), so it sits at the top of the package like the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Iterable, TextIO
+
+from graphmill.backends import onnxruntime as ortb
+from graphmill.frontend import save
+from graphmill.frontend.onnx_io import atomic_write_bytes
+from graphmill.frontend.schedule_dsl import load_schedule, parse_schedule
+from graphmill.ir import Graph, GraphmillError
+from graphmill.ir.analysis import summarize
+from graphmill.passes import (
+    EXACT,
+    REASSOCIATING,
+    PassContext,
+    PassFailure,
+    PassManager,
+    PrintIR,
+    Schedule,
+    TimePasses,
+    as_schedule,
+)
+
+
+def default_schedule() -> Schedule:
+    """The embedded default schedule (graphmill/passes/default.mill)."""
+    text = resources.files("graphmill.passes").joinpath("default.mill").read_text(encoding="utf-8")
+    return parse_schedule(text, source="<default.mill>", entry="default")
+
+
+def resolve_schedule(schedule: Schedule | str | None = None, schedule_file: str | None = None) -> Schedule:
+    if schedule is not None and schedule_file is not None:
+        raise GraphmillError("give a schedule file or an inline schedule, not both")
+    if schedule_file is not None:
+        return load_schedule(schedule_file)
+    if schedule is None:
+        return default_schedule()
+    return as_schedule(schedule)
+
+
+@dataclass
+class OptimizeReport:
+    schedule: str
+    schedule_inline: str
+    seed: int
+    before: dict
+    after: dict
+    passes: list[dict]
+    stats: dict
+    notes: list[str] = field(default_factory=list)
+    time_passes: list[dict] | None = None
+    numerics: dict | None = None
+    comparison: dict | None = None
+    explain: str | None = None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _brief(g: Graph) -> dict:
+    s = summarize(g)
+    return {"nodes": s.nodes, "params": s.params, "macs": s.macs, "ops": s.ops}
+
+
+class ReproducerError(GraphmillError):
+    """A pass failed or broke the numbers; a reproducer was written to ``folder``."""
+
+    def __init__(self, failure: PassFailure, folder: str) -> None:
+        self.failure = failure
+        self.folder = folder
+        super().__init__(f"{failure}; reproducer in {folder} (rerun: graphmill optimize {folder}/before.onnx "
+                         f"-s {folder}/repro.mill --check-numerics -o /tmp/out.onnx)")
+
+
+def write_reproducer(failure: PassFailure, schedule: Schedule, seed: int, folder: str | None) -> str:
+    """The model before the failing pass, a schedule with just that pass, the full schedule, the seed."""
+    folder = folder or tempfile.mkdtemp(prefix="graphmill-repro-")
+    os.makedirs(folder, exist_ok=True)
+    if failure.before is not None:
+        save(failure.before, os.path.join(folder, "before.onnx"))
+    p = failure.step.pass_obj
+    run_one = Schedule("repro", as_schedule([p]).body)
+    atomic_write_bytes(os.path.join(folder, "repro.mill"), run_one.to_text().encode())
+    atomic_write_bytes(os.path.join(folder, "schedule.mill"), schedule.to_text().encode())
+    atomic_write_bytes(os.path.join(folder, "README.txt"), (
+        f"graphmill reproducer\nfailing step: {failure.step}\nseed: {seed}\nerror: {failure}\n"
+        f"passes run before it: {', '.join(failure.history) or 'none'}\n").encode())
+    return folder
+
+
+def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_file: str | None = None,
+             check_numerics: bool = False, rtol: float = 1e-4, atol: float = 1e-5, seed: int = 0,
+             verify_each: bool = False, time_passes: bool = False, print_ir_after: str | Iterable[str] | None = None,
+             print_ir_diff: bool = False, allow: Iterable[str] = (EXACT, REASSOCIATING),
+             reproducer_dir: str | None = None, compare: bool = False, explain_rule: str | None = None,
+             dims: dict[str, int] | None = None, stream: TextIO | None = None) -> OptimizeReport:
+    """Optimize ``graph`` in place with ``schedule`` (default: the embedded one) and report what happened.
+
+    ``check_numerics`` compares ONNX Runtime outputs with the original's after every
+    pass that changed the graph and stops at the first pass that breaks them;
+    on any failing pass a reproducer is written (to ``reproducer_dir`` or a new
+    temporary folder) and ``ReproducerError`` says where.
+    """
+    sched = resolve_schedule(schedule, schedule_file)
+    original = graph.copy() if compare else None
+    instruments: list[Any] = []
+    timer = TimePasses() if time_passes else None
+    if timer:
+        instruments.append(timer)
+    if print_ir_after is not None or print_ir_diff:
+        after = print_ir_after if isinstance(print_ir_after, str) else set(print_ir_after or ["all"])
+        instruments.append(PrintIR(after if after else "all", diff=print_ir_diff, stream=stream or sys.stderr))
+    numerics = ortb.NumericsCheck(rtol=rtol, atol=atol, seed=seed, dims=dims) if check_numerics else None
+    if numerics:
+        instruments.append(numerics)
+    ctx = PassContext(seed=seed, allow=allow)
+    before = _brief(graph)
+    pm = PassManager(sched, instruments, verify_each=verify_each, keep_snapshots=True, ctx=ctx)
+    try:
+        result = pm.run(graph)
+    except PassFailure as f:
+        raise ReproducerError(f, write_reproducer(f, sched, seed, reproducer_dir)) from f
+    report = OptimizeReport(
+        schedule=sched.to_text(), schedule_inline=sched.to_inline(), seed=seed, before=before, after=_brief(graph),
+        passes=[r.__dict__ for r in result.records], stats=result.stats(),
+        notes=result.notes + [f"{r.name}: {n}" for r in result.records for n in r.notes],
+    )
+    if timer:
+        report.time_passes = timer.rows()
+    if numerics:
+        report.numerics = {"checks": numerics.checks, "rtol": rtol, "atol": atol, "seed": seed,
+                           "max_abs_diff_by_pass": numerics.worst}
+    if original is not None:
+        report.comparison = ortb.compare(original, graph, seed=seed, rtol=rtol, atol=atol,
+                                         options=ortb.OrtOptions(optimization="disabled")).to_dict()
+    if explain_rule:
+        report.explain = explain(graph, explain_rule)
+    return report
+
+
+def explain(graph: Graph, rule_name: str) -> str:
+    from graphmill.ir.rewrite import explain as explain_rule
+    from graphmill.passes.rewrite_pass import find_rule
+
+    rule, owner = find_rule(rule_name)
+    return f"{explain_rule(rule, graph)} [rule of pass {owner!r}, {rule.exactness}]"

@@ -1,0 +1,233 @@
+"""The pass contract: a registered kebab-case name, typed options, a result, and analyses.
+
+A pass is a class::
+
+    @register_pass
+    class DeadCodeElimination(Pass):
+        '''Remove nodes whose outputs nobody reads.'''
+        name = "dce"
+        options = (Option("keep_side_effects", bool, True, "never remove ops with side effects"),)
+        preserves = frozenset()          # analyses still valid after a change ("all" = every one)
+
+        def run(self, graph, ctx) -> PassResult: ...
+
+Options are declared once and validated when the pass is built (from Python,
+the DSL or the command line), so a typo fails before any pass runs. Analyses
+(shapes, costs, use counts) are computed on demand through the context and
+cached until a pass that changed the graph does not declare them preserved --
+the analysis-manager contract of LLVM and MLIR.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable
+
+from graphmill.ir import Graph, UserInputError
+
+EXACT = "exact"
+REASSOCIATING = "float-reassociating"
+APPROXIMATE = "approximate"
+EXACTNESS = (EXACT, REASSOCIATING, APPROXIMATE)
+
+
+@dataclass(frozen=True)
+class Option:
+    """A typed pass option. ``type`` is int, float, str, bool or list (of str/int/float)."""
+
+    name: str
+    type: type
+    default: Any
+    doc: str
+    choices: tuple | None = None
+    min: float | None = None
+
+    def coerce(self, value: Any, where: str) -> Any:
+        t = self.type
+        ok = False
+        if t is bool:
+            ok = isinstance(value, bool)
+        elif t is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif t is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        elif t is str:
+            ok = isinstance(value, str)
+        elif t is list:
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                value = [value]  # `patterns=conv-bn` means a one-element list
+            ok = isinstance(value, (list, tuple))
+            value = list(value) if ok else value
+        if not ok:
+            raise UserInputError(f"{where}: option {self.name!r} must be {_type_name(t)}, got {_show(value)}")
+        if self.choices is not None:
+            items = value if t is list else [value]
+            for item in items:
+                if item not in self.choices:
+                    hint = _suggest(str(item), [str(c) for c in self.choices])
+                    raise UserInputError(f"{where}: option {self.name!r} does not accept {item!r}{hint}; "
+                                         f"choose from {', '.join(map(str, self.choices))}")
+        if self.min is not None and t in (int, float) and value < self.min:
+            raise UserInputError(f"{where}: option {self.name!r} must be at least {self.min}, got {value}")
+        return value
+
+
+def _type_name(t: type) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            list: "a list"}.get(t, t.__name__)
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v)
+
+
+def _suggest(word: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+@dataclass
+class PassResult:
+    """What a pass did. ``stats`` are counters for reports (e.g. ``{"removed": 3}``)."""
+
+    changed: bool = False
+    stats: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. "skipped Loop body: unsupported"
+
+
+class Analysis:
+    """A cached fact about a graph. Subclasses set ``name`` and implement ``compute``."""
+
+    name: ClassVar[str]
+
+    def compute(self, graph: Graph, ctx: "PassContext") -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+_ANALYSES: dict[str, type[Analysis]] = {}
+
+
+def register_analysis(cls: type[Analysis]) -> type[Analysis]:
+    _ANALYSES[cls.name] = cls
+    return cls
+
+
+class PassContext:
+    """State shared by the passes of one run: analyses cache, seed, the exactness allowed."""
+
+    def __init__(self, *, seed: int = 0, allow: Iterable[str] = (EXACT, REASSOCIATING)) -> None:
+        self.seed = seed
+        self.allow = set(allow)
+        bad = self.allow - set(EXACTNESS)
+        if bad:
+            raise UserInputError(f"unknown exactness level(s) {sorted(bad)}; known: {', '.join(EXACTNESS)}")
+        self._cache: dict[str, Any] = {}
+        self.computed: dict[str, int] = {}  # analysis name -> times computed (for reports and tests)
+
+    def analysis(self, name: str, graph: Graph) -> Any:
+        if name not in self._cache:
+            try:
+                cls = _ANALYSES[name]
+            except KeyError:
+                raise UserInputError(f"unknown analysis {name!r}{_suggest(name, _ANALYSES)}") from None
+            self._cache[name] = cls().compute(graph, self)
+            self.computed[name] = self.computed.get(name, 0) + 1
+        return self._cache[name]
+
+    def cached(self) -> set[str]:
+        return set(self._cache)
+
+    def invalidate(self, preserved: frozenset[str] | str = frozenset()) -> None:
+        """Drop cached analyses a changing pass did not declare preserved."""
+        if preserved == "all":
+            return
+        for name in list(self._cache):
+            if name not in preserved:
+                del self._cache[name]
+
+    def allows(self, exactness: str) -> bool:
+        return exactness in self.allow
+
+
+class Pass:
+    """Base of every pass. Subclasses set ``name``, ``options``, ``preserves`` and implement ``run``."""
+
+    name: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
+    preserves: ClassVar[frozenset[str] | str] = frozenset()
+    exactness: ClassVar[str] = EXACT
+
+    def __init__(self, **opts: Any) -> None:
+        where = f"pass {self.name!r}"
+        known = {o.name: o for o in self.options}
+        for k in opts:
+            if k not in known:
+                raise UserInputError(f"{where} has no option {k!r}{_suggest(k, known)}"
+                                     + (f"; its options: {', '.join(known)}" if known else "; it takes no options"))
+        self.opts: dict[str, Any] = {o.name: o.coerce(opts[o.name], where) if o.name in opts else o.default
+                                     for o in self.options}
+        self.given = dict(opts)
+
+    def __getattr__(self, item: str) -> Any:
+        opts = self.__dict__.get("opts")
+        if opts is not None and item in opts:
+            return opts[item]
+        raise AttributeError(item)
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @classmethod
+    def doc(cls) -> str:
+        return (cls.__doc__ or "").strip()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.given.items())
+        return f"{self.name}({args})" if args else self.name
+
+
+_PASSES: dict[str, type[Pass]] = {}
+
+
+def register_pass(cls: type[Pass]) -> type[Pass]:
+    if not cls.name or cls.name != cls.name.lower() or "_" in cls.name or " " in cls.name:
+        raise ValueError(f"pass name {cls.name!r} must be kebab-case")
+    if cls.name in _PASSES and _PASSES[cls.name] is not cls:
+        raise ValueError(f"pass {cls.name!r} is registered twice")
+    if cls.exactness not in EXACTNESS:
+        raise ValueError(f"pass {cls.name!r}: exactness must be one of {EXACTNESS}")
+    _PASSES[cls.name] = cls
+    return cls
+
+
+def pass_class(name: str) -> type[Pass]:
+    _load_builtin_passes()
+    try:
+        return _PASSES[name]
+    except KeyError:
+        raise UserInputError(f"unknown pass {name!r}{_suggest(name, _PASSES)}") from None
+
+
+def registered_passes() -> dict[str, type[Pass]]:
+    _load_builtin_passes()
+    return dict(sorted(_PASSES.items()))
+
+
+_builtin_loaded = False
+
+
+def _load_builtin_passes() -> None:
+    global _builtin_loaded
+    if not _builtin_loaded:
+        _builtin_loaded = True
+        import graphmill.passes.builtin  # noqa: F401  (registers)
+
+
+def suggest(word: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` or an empty string: one way to suggest, for passes, options and DSL errors."""
+    return _suggest(word, candidates)
+

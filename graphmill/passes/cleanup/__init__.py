@@ -1,0 +1,1 @@
+"""Cleanup passes: shape inference, constant folding, dead code, common subexpressions, simplification."""

@@ -1,0 +1,1 @@
+"""Fusion passes, each a list of rewrite rules (graphmill.ir.rewrite)."""

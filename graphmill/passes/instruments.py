@@ -1,0 +1,171 @@
+"""Instruments: plain classes the pass manager calls around every pass (TVM's PassInstrument idea).
+
+An instrument implements any of::
+
+    enter_pipeline(graph, ctx)                 before the first pass
+    before_pass(step, graph, ctx)              ``step`` is a PassStepInfo
+    after_pass(step, graph, ctx, result)       after a pass returned
+    exit_pipeline(graph, ctx)                  after the last pass
+
+Raising from ``after_pass`` stops the run and names the pass (that is how
+``VerifyEach`` and the numerics check fail a pass). Instruments that need a
+backend (ONNX Runtime's numerics check) live with that backend and are duck-typed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from graphmill.ir import Graph, GraphmillError, TensorType, find_problems
+from graphmill.ir.printer import format_graph
+
+from .base import PassContext, PassResult
+
+
+@dataclass
+class PassStepInfo:
+    """Which pass is running, and where in the schedule (``default > fixpoint#2 > cse``)."""
+
+    name: str
+    index: int  # 1-based count of passes run so far in this pipeline
+    path: str
+    pass_obj: Any = None
+
+    def __str__(self) -> str:
+        return f"pass {self.name!r} (#{self.index}, {self.path})"
+
+
+class PassCheckError(GraphmillError):
+    """An instrument found that a pass broke the graph (structure, interface or numerics)."""
+
+    def __init__(self, step: PassStepInfo, message: str) -> None:
+        self.step = step
+        super().__init__(f"after {step}: {message}")
+
+
+class TimePasses:
+    """``--time-passes``: wall time per pass name, summed over its runs."""
+
+    def __init__(self) -> None:
+        self.total: dict[str, float] = defaultdict(float)
+        self.count: dict[str, int] = defaultdict(int)
+        self._t0 = 0.0
+        self._start = 0.0
+        self.wall = 0.0
+
+    def enter_pipeline(self, graph: Graph, ctx: PassContext) -> None:
+        self._start = time.perf_counter()
+
+    def before_pass(self, step: PassStepInfo, graph: Graph, ctx: PassContext) -> None:
+        self._t0 = time.perf_counter()
+
+    def after_pass(self, step: PassStepInfo, graph: Graph, ctx: PassContext, result: PassResult) -> None:
+        self.total[step.name] += time.perf_counter() - self._t0
+        self.count[step.name] += 1
+
+    def exit_pipeline(self, graph: Graph, ctx: PassContext) -> None:
+        self.wall = time.perf_counter() - self._start
+
+    def rows(self) -> list[dict]:
+        return [{"pass": k, "runs": self.count[k], "seconds": round(v, 6)}
+                for k, v in sorted(self.total.items(), key=lambda kv: -kv[1])]
+
+    def table(self) -> str:
+        lines = [f"{'pass':<28}{'runs':>6}{'ms':>10}{'%':>7}"]
+        total = sum(self.total.values()) or 1e-12
+        for r in self.rows():
+            ms = r["seconds"] * 1e3
+            lines.append(f"{r['pass']:<28}{r['runs']:>6}{ms:>10.2f}{100 * r['seconds'] / total:>6.1f}%")
+        lines.append(f"{'total (passes)':<28}{sum(self.count.values()):>6}{total * 1e3:>10.2f}")
+        return "\n".join(lines)
+
+
+class PrintIR:
+    """``--print-ir-after=PASS|all`` and ``--print-ir-diff``: the IR text after passes, or its diff."""
+
+    def __init__(self, after: str | set[str] = "all", *, diff: bool = False, only_changed: bool = True,
+                 stream: TextIO | None = None) -> None:
+        self.after = after if isinstance(after, str) else set(after)
+        self.diff = diff
+        self.only_changed = only_changed
+        self.stream = stream or sys.stderr
+        self._before = ""
+
+    def _wants(self, name: str) -> bool:
+        return self.after == "all" or (isinstance(self.after, set) and name in self.after) or self.after == name
+
+    def enter_pipeline(self, graph: Graph, ctx: PassContext) -> None:
+        if self.diff:
+            self._before = format_graph(graph)
+
+    def after_pass(self, step: PassStepInfo, graph: Graph, ctx: PassContext, result: PassResult) -> None:
+        if not self._wants(step.name) or (self.only_changed and not result.changed):
+            if self.diff and result.changed:
+                self._before = format_graph(graph)
+            return
+        text = format_graph(graph)
+        if self.diff:
+            body = "".join(difflib.unified_diff(self._before.splitlines(True), text.splitlines(True),
+                                                "before", "after", n=1))
+            self._before = text
+            print(f"// ----- IR diff after {step} -----\n{body}", file=self.stream)
+        else:
+            print(f"// ----- IR after {step} -----\n{text}", file=self.stream)
+
+
+class VerifyEach:
+    """``--verify-each``: after every pass, the graph must verify and keep its interface.
+
+    Beyond ``verify()``: a graph output must not disappear or change its element
+    type, its rank, or a symbolic dimension into a number (a pass that silently
+    specialises ``N`` to 1 breaks every other batch size), and graph inputs
+    must stay as they were.
+    """
+
+    def __init__(self) -> None:
+        self._inputs: list[tuple[str, Any]] = []
+        self._outputs: list[tuple[str, Any]] = []
+
+    def enter_pipeline(self, graph: Graph, ctx: PassContext) -> None:
+        self._inputs = [(v.name, v.type) for v in graph.inputs]
+        self._outputs = [(v.name, v.type) for v in graph.outputs]
+        problems = find_problems(graph)
+        if problems:
+            raise GraphmillError(f"the input graph does not verify: {problems[0]}")
+
+    def after_pass(self, step: PassStepInfo, graph: Graph, ctx: PassContext, result: PassResult) -> None:
+        problems = find_problems(graph)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise PassCheckError(step, f"the graph does not verify: {problems[0]}{more}")
+        if len(graph.outputs) != len(self._outputs):
+            raise PassCheckError(step, f"the graph had {len(self._outputs)} outputs and now has {len(graph.outputs)}")
+        for (name, before), v in zip(self._outputs, graph.outputs):
+            msg = _interface_change(before, v.type)
+            if msg:
+                raise PassCheckError(step, f"graph output {name!r} {msg}")
+        if [(v.name, v.type) for v in graph.inputs] != self._inputs:
+            raise PassCheckError(step, "the graph's inputs changed")
+
+
+def _interface_change(before: Any, after: Any) -> str:
+    if not isinstance(before, TensorType):
+        return ""
+    if not isinstance(after, TensorType):
+        return f"lost its type {before}" if after is None else f"changed type from {before} to {after}"
+    if before.dtype and after.dtype and before.dtype != after.dtype:
+        return f"changed element type from {before.dtype.short_name} to {after.dtype.short_name}"
+    if before.shape is not None and after.shape is not None:
+        if len(before.shape) != len(after.shape):
+            return f"changed rank from {before} to {after}"
+        for i, (a, b) in enumerate(zip(before.shape, after.shape)):
+            if isinstance(a, str) and isinstance(b, int):
+                return f"had symbolic dimension {i} {a!r}, which a pass turned into the constant {b}"
+            if isinstance(a, int) and isinstance(b, int) and a != b:
+                return f"changed dimension {i} from {a} to {b}"
+    return ""

@@ -1,0 +1,172 @@
+"""The pass manager: runs a schedule over a graph, in place, with instruments.
+
+A failing pass is reported with where it sat in the schedule and the passes
+that ran before it; with ``keep_snapshots`` the manager also keeps the graph as
+it was before the failing pass, so the caller can write a reproducer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from graphmill.ir import Graph, GraphmillError
+
+from .base import Pass, PassContext, PassResult, pass_class
+from .instruments import PassCheckError, PassStepInfo, VerifyEach
+from .schedule import Call, Fixpoint, Repeat, Run, Schedule, Step
+
+log = logging.getLogger("graphmill.passes")
+
+
+class PassFailure(GraphmillError):
+    """A pass raised, or an instrument rejected what it did.
+
+    ``before`` is the graph as it was before that pass (when snapshots are kept),
+    ``history`` the names of the passes that ran before it.
+    """
+
+    def __init__(self, step: PassStepInfo, cause: BaseException, before: Graph | None, history: list[str]) -> None:
+        self.step = step
+        self.cause = cause
+        self.before = before
+        self.history = history
+        ran = ", ".join(history[-8:]) if history else "none"
+        if len(history) > 8:
+            ran = "..., " + ran
+        if isinstance(cause, PassCheckError):
+            what = str(cause)
+        elif getattr(cause, "pass_check", False):  # an instrument's verdict, e.g. a numerics mismatch
+            what = f"after {step}: {cause}"
+        else:
+            what = f"{step} failed: {type(cause).__name__}: {cause}"
+        super().__init__(f"{what} [passes run before it: {ran}]")
+
+
+@dataclass
+class PassRecord:
+    name: str
+    path: str
+    changed: bool
+    seconds: float
+    stats: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PipelineResult:
+    changed: bool
+    records: list[PassRecord]
+    notes: list[str] = field(default_factory=list)
+
+    def stats(self) -> dict[str, dict[str, float]]:
+        """Statistics summed per pass name."""
+        out: dict[str, dict[str, float]] = {}
+        for r in self.records:
+            agg = out.setdefault(r.name, {"runs": 0, "changed": 0})
+            agg["runs"] += 1
+            agg["changed"] += int(r.changed)
+            for k, v in r.stats.items():
+                agg[k] = agg.get(k, 0) + v
+        return out
+
+
+def as_schedule(spec: Schedule | str | Sequence[Pass | str]) -> Schedule:
+    """A ``Schedule`` from a schedule, inline text, or a list of passes / pass names."""
+    if isinstance(spec, Schedule):
+        return spec
+    if isinstance(spec, str):
+        from graphmill.frontend.schedule_dsl import parse_schedule
+
+        return parse_schedule(spec)
+    body: list[Step] = []
+    for p in spec:
+        if isinstance(p, Pass):
+            body.append(Run(p.name, dict(p.given)))
+        else:
+            body.append(Run(str(p)))
+    return Schedule("main", body)
+
+
+class PassManager:
+    def __init__(self, schedule: Schedule | str | Sequence[Pass | str], instruments: Iterable[Any] = (), *,
+                 verify_each: bool = False, keep_snapshots: bool = False, ctx: PassContext | None = None) -> None:
+        self.schedule = as_schedule(schedule)
+        self.instruments = list(instruments)
+        if verify_each and not any(isinstance(i, VerifyEach) for i in self.instruments):
+            self.instruments.insert(0, VerifyEach())
+        self.keep_snapshots = keep_snapshots
+        self.ctx = ctx or PassContext()
+        # Build every pass now: option errors surface before anything runs.
+        self._passes: dict[int, Pass] = {}
+        for run in self.schedule.runs():
+            self._passes[id(run)] = pass_class(run.name)(**run.options)
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for inst in self.instruments:
+            fn = getattr(inst, hook, None)
+            if fn is not None:
+                fn(*args)
+
+    def run(self, graph: Graph) -> PipelineResult:
+        self._records: list[PassRecord] = []
+        self._notes: list[str] = []
+        self._call("enter_pipeline", graph, self.ctx)
+        changed = self._run_steps(self.schedule.body, graph, self.schedule.name)
+        self._call("exit_pipeline", graph, self.ctx)
+        return PipelineResult(changed, self._records, self._notes)
+
+    def _run_steps(self, steps: list[Step], graph: Graph, path: str) -> bool:
+        changed = False
+        for step in steps:
+            if isinstance(step, Run):
+                changed |= self._run_pass(step, graph, path)
+            elif isinstance(step, Call):
+                changed |= self._run_steps(step.schedule.body, graph, f"{path} > {step.schedule.name}")
+            elif isinstance(step, Repeat):
+                for i in range(step.count):
+                    changed |= self._run_steps(step.body, graph, f"{path} > repeat#{i + 1}")
+            elif isinstance(step, Fixpoint):
+                for i in range(step.max_iters):
+                    if not self._run_steps(step.body, graph, f"{path} > fixpoint#{i + 1}"):
+                        break
+                    changed = True
+                else:
+                    note = f"{path}: fixpoint did not converge in {step.max_iters} iterations"
+                    self._notes.append(note)
+                    log.warning(note)
+        return changed
+
+    def _run_pass(self, run: Run, graph: Graph, path: str) -> bool:
+        p = self._passes[id(run)]
+        info = PassStepInfo(p.name, len(self._records) + 1, f"{path} > {p.name}", p)
+        before = graph.copy() if self.keep_snapshots else None
+        history = [r.name for r in self._records]
+        t0 = time.perf_counter()
+        try:
+            self._call("before_pass", info, graph, self.ctx)
+            result = p.run(graph, self.ctx)
+            if not isinstance(result, PassResult):
+                raise TypeError(f"pass {p.name!r} returned {type(result).__name__}, not PassResult")
+            seconds = time.perf_counter() - t0
+            if result.changed:
+                self.ctx.invalidate(p.preserves)
+            self._call("after_pass", info, graph, self.ctx, result)
+        except PassFailure:
+            raise
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001 -- any crash inside a pass is reported with its context
+            raise PassFailure(info, e, before, history) from e
+        self._records.append(PassRecord(p.name, info.path, result.changed, seconds, dict(result.stats),
+                                        list(result.notes)))
+        log.info("%-24s %s %.2f ms %s", p.name, "changed" if result.changed else "       ", seconds * 1e3,
+                 result.stats or "")
+        return result.changed
+
+
+def run_passes(graph: Graph, schedule: Schedule | str | Sequence[Pass | str], **kwargs: Any) -> PipelineResult:
+    """Run a schedule on ``graph`` in place (see ``PassManager`` for the keyword arguments)."""
+    return PassManager(schedule, **kwargs).run(graph)

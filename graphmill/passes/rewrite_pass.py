@@ -1,0 +1,76 @@
+"""A pass made of rewrite rules: every fusion is a list of ``Rule``s, not a traversal.
+
+Rules whose exactness the context does not allow are skipped (approximate rules
+run only when the schedule asks: ``allow=[approximate]`` on the pass, or
+``--allow approximate`` on the command line).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from graphmill.ir import Graph
+from graphmill.ir.rewrite import Rule
+
+from .base import EXACTNESS, Option, Pass, PassContext, PassResult
+
+
+class RewritePass(Pass):
+    rules: ClassVar[tuple[Rule, ...]] = ()
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("allow", list, [], "extra exactness levels to allow for this pass (e.g. [approximate])",
+               choices=EXACTNESS),
+        Option("max_rounds", int, 16, "sweeps over the graph before giving up on reaching a fixpoint", min=1),
+    )
+
+    def active_rules(self, ctx: PassContext) -> list[Rule]:
+        allowed = set(ctx.allow) | set(self.opts.get("allow", []))
+        return [r for r in self.rules if r.exactness in allowed]
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        rules = self.active_rules(ctx)
+        result = PassResult()
+        for r in self.rules:
+            if r not in rules:
+                result.notes.append(f"rule {r.name!r} ({r.exactness}) skipped: not allowed by this schedule")
+        for _ in range(self.opts.get("max_rounds", 16)):
+            fired = False
+            for g in list(graph.all_graphs()):
+                for node in list(g.nodes):
+                    if node.graph is not g:
+                        continue  # removed by an earlier rewrite in this sweep
+                    for rule in rules:
+                        if rule.pattern.types and node.op_type not in rule.pattern.types:
+                            continue
+                        if rule.try_rewrite(g, node):
+                            result.stats[rule.name] = result.stats.get(rule.name, 0) + 1
+                            fired = True
+                            break
+            if not fired:
+                break
+            result.changed = True
+        return result
+
+
+def all_rules() -> dict[str, tuple[Rule, str]]:
+    """Every rule of every registered RewritePass: rule name -> (rule, pass name)."""
+    from .base import registered_passes
+
+    found: dict[str, tuple[Rule, str]] = {}
+    for name, cls in registered_passes().items():
+        if isinstance(cls, type) and issubclass(cls, RewritePass):
+            for r in cls.rules:
+                found.setdefault(r.name, (r, name))
+    return found
+
+
+def find_rule(name: str) -> tuple[Rule, str]:
+    from graphmill.ir import UserInputError
+
+    from .base import suggest
+
+    rules = all_rules()
+    if name not in rules:
+        raise UserInputError(f"unknown rewrite rule {name!r}{suggest(name, rules)}; "
+                             f"known: {', '.join(sorted(rules)) or 'none'}")
+    return rules[name]

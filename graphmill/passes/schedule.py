@@ -1,0 +1,165 @@
+"""Schedules: what to run, as data. The DSL, the inline form and Python all build these.
+
+    Schedule("default", [Run("fold-constants"),
+                         Fixpoint([Run("simplify"), Run("cse"), Run("dce")], max_iters=8),
+                         Run("fuse-conv-bn")])
+
+``to_text()`` prints the file form (named schedules it calls included) and
+``to_inline()`` the one-line command-line form; parsing either gives back an
+equal schedule, which is how reports and reproducers record what ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+
+@dataclass(frozen=True)
+class SourceLoc:
+    """Where a step was written (for errors): file, 1-based line and column, and the line's text."""
+
+    file: str
+    line: int
+    column: int
+    text: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass
+class Run:
+    """Run one pass with options."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    loc: SourceLoc | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class Fixpoint:
+    """Run ``body`` until an iteration changes nothing, at most ``max_iters`` times."""
+
+    body: list["Step"]
+    max_iters: int = 8
+    loc: SourceLoc | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class Repeat:
+    """Run ``body`` exactly ``count`` times."""
+
+    body: list["Step"]
+    count: int = 1
+    loc: SourceLoc | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class Call:
+    """Run another named schedule (a ``schedule cleanup {...}`` block used by name)."""
+
+    schedule: "Schedule"
+    loc: SourceLoc | None = field(default=None, compare=False, repr=False)
+
+
+Step = Union[Run, Fixpoint, Repeat, Call]
+
+
+@dataclass
+class Schedule:
+    name: str
+    body: list[Step] = field(default_factory=list)
+
+    # -- printing ---------------------------------------------------------------
+    def to_inline(self) -> str:
+        """The one-line form: ``fold-constants,fixpoint{simplify,cse,dce},fuse-conv-bn``."""
+        return ",".join(_inline(s) for s in self.body)
+
+    def to_text(self) -> str:
+        """The file form, with every schedule it calls defined before it."""
+        out: list[str] = []
+        seen: set[str] = set()
+        _define(self, out, seen)
+        return "\n".join(out) + "\n"
+
+    def runs(self) -> list[Run]:
+        """Every pass step, depth first (for validation and listing)."""
+        found: list[Run] = []
+        _collect(self.body, found)
+        return found
+
+
+def format_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        if v and all(c.isalnum() or c in "-_." for c in v) and not v[0].isdigit() and v not in ("true", "false"):
+            return v
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(format_value(x) for x in v) + "]"
+    raise TypeError(f"cannot print option value {v!r}")
+
+
+def _opts(options: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={format_value(v)}" for k, v in options.items())
+
+
+def _inline(step: Step) -> str:
+    if isinstance(step, Run):
+        return f"{step.name}{{{_opts(step.options)}}}" if step.options else step.name
+    if isinstance(step, Fixpoint):
+        return f"fixpoint(max_iters={step.max_iters}){{{','.join(_inline(s) for s in step.body)}}}"
+    if isinstance(step, Repeat):
+        return f"repeat({step.count}){{{','.join(_inline(s) for s in step.body)}}}"
+    return ",".join(_inline(s) for s in step.schedule.body)  # Call: inline the callee
+
+
+def _lines(step: Step, indent: str) -> list[str]:
+    if isinstance(step, Run):
+        return [f"{indent}{step.name}({_opts(step.options)})" if step.options else f"{indent}{step.name}"]
+    if isinstance(step, Call):
+        return [f"{indent}{step.schedule.name}"]
+    head = f"fixpoint(max_iters={step.max_iters})" if isinstance(step, Fixpoint) else f"repeat({step.count})"
+    out = [f"{indent}{head} {{"]
+    for s in step.body:
+        out.extend(_lines(s, indent + "    "))
+    out.append(f"{indent}}}")
+    return out
+
+
+def _define(sched: Schedule, out: list[str], seen: set[str]) -> None:
+    if sched.name in seen:
+        return
+    seen.add(sched.name)
+    for callee in _callees(sched.body):
+        _define(callee, out, seen)
+    if out:
+        out.append("")
+    out.append(f"schedule {sched.name} {{")
+    for s in sched.body:
+        out.extend(_lines(s, "    "))
+    out.append("}")
+
+
+def _callees(body: list[Step]) -> list[Schedule]:
+    found: list[Schedule] = []
+    for s in body:
+        if isinstance(s, Call):
+            found.append(s.schedule)
+        elif isinstance(s, (Fixpoint, Repeat)):
+            found.extend(_callees(s.body))
+    return found
+
+
+def _collect(body: list[Step], found: list[Run]) -> None:
+    for s in body:
+        if isinstance(s, Run):
+            found.append(s)
+        elif isinstance(s, Call):
+            _collect(s.schedule.body, found)
+        else:
+            _collect(s.body, found)

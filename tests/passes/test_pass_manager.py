@@ -1,0 +1,286 @@
+"""The pass manager, its instruments, analyses and reproducers.
+
+References: ONNX Runtime (the numerics check), graphmill's verifier, and the schedules'
+own structure (how many times a pass must run is computed from the schedule by hand).
+Toy passes registered here carry a ``test-`` prefix.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+
+import graphmill
+from graphmill.backends import onnxruntime as ortb
+from graphmill.ir import GraphmillError, Node, Tensor, TensorType, Value
+from graphmill.ir.builder import GraphBuilder
+from graphmill.ir.rewrite import APPROXIMATE, EXACT, Op, Rule, Var
+from graphmill.optimize import ReproducerError, optimize
+from graphmill.passes import (
+    Analysis,
+    Option,
+    Pass,
+    PassContext,
+    PassFailure,
+    PassManager,
+    PassResult,
+    PrintIR,
+    TimePasses,
+    register_analysis,
+    register_pass,
+)
+from graphmill.passes.rewrite_pass import RewritePass
+
+CALLS: dict[str, int] = {}
+
+
+def relu_chain(n: int = 3):
+    b = GraphBuilder("chain")
+    x = b.input("x", "float32", ["N", 4])
+    y = x
+    for _ in range(n):
+        y = b.Relu(y)
+    b.output(y, "y")
+    return b.build()
+
+
+@register_pass
+class DropOneRelu(Pass):
+    """Test pass: bypass one Relu feeding a Relu per run (Relu(Relu(x)) == Relu(x)), so fixpoints iterate."""
+
+    name = "test-drop-one-relu"
+    preserves = frozenset({"test-count"})
+
+    def run(self, graph, ctx):
+        CALLS[self.name] = CALLS.get(self.name, 0) + 1
+        for n in graph.nodes:
+            if n.op_type == "Relu" and n.inputs[0].producer is not None and n.inputs[0].producer.op_type == "Relu":
+                inner = n.inputs[0].producer
+                n.set_input(0, inner.inputs[0])
+                graph.remove_node(inner)
+                return PassResult(True, {"removed": 1})
+        return PassResult(False)
+
+
+@register_pass
+class Noop(Pass):
+    """Test pass: changes nothing."""
+
+    name = "test-noop"
+    options = (Option("level", int, 1, "unused", min=0),)
+
+    def run(self, graph, ctx):
+        CALLS[self.name] = CALLS.get(self.name, 0) + 1
+        ctx.analysis("test-count", graph)
+        return PassResult(False)
+
+
+@register_pass
+class TouchNothingButSayChanged(Pass):
+    """Test pass: claims a change and preserves no analysis."""
+
+    name = "test-claim-change"
+
+    def run(self, graph, ctx):
+        return PassResult(True)
+
+
+@register_analysis
+class CountNodes(Analysis):
+    name = "test-count"
+
+    def compute(self, graph, ctx):
+        return len(graph)
+
+
+@register_pass
+class BreakNumbers(Pass):
+    """Test pass: replaces Relu by Neg -- wrong on purpose."""
+
+    name = "test-break-numbers"
+
+    def run(self, graph, ctx):
+        for n in graph.nodes:
+            if n.op_type == "Relu":
+                n.op_type = "Neg"
+                return PassResult(True)
+        return PassResult(False)
+
+
+@register_pass
+class SpecializeBatch(Pass):
+    """Test pass: silently turns the symbolic batch of the output into 1."""
+
+    name = "test-specialize-batch"
+
+    def run(self, graph, ctx):
+        out = graph.outputs[0]
+        out.type = out.type.with_shape([1] + list(out.type.shape[1:]))
+        return PassResult(True)
+
+
+@register_pass
+class SwallowOutput(Pass):
+    """Test pass: makes the graph output an undefined value."""
+
+    name = "test-swallow-output"
+
+    def run(self, graph, ctx):
+        graph.outputs[0] = Value("ghost", TensorType(1, ["N", 4]))
+        return PassResult(True)
+
+
+@register_pass
+class Crash(Pass):
+    """Test pass: raises."""
+
+    name = "test-crash"
+
+    def run(self, graph, ctx):
+        raise RuntimeError("boom")
+
+
+def test_fixpoint_runs_until_nothing_changes():
+    CALLS.clear()
+    g = relu_chain(4)  # three Relu-of-Relu pairs to remove, one per run
+    res = PassManager("fixpoint(max_iters=10){test-drop-one-relu}").run(g)
+    assert [n.op_type for n in g.nodes] == ["Relu"]
+    assert CALLS["test-drop-one-relu"] == 4  # 3 changing runs + 1 that finds nothing
+    assert res.changed and res.stats()["test-drop-one-relu"]["removed"] == 3
+
+
+def test_fixpoint_that_does_not_converge_says_so():
+    g = relu_chain(5)
+    res = PassManager("fixpoint(max_iters=2){test-drop-one-relu}").run(g)
+    assert len(g) == 3 and any("did not converge" in n for n in res.notes)
+
+
+def test_repeat_and_named_schedules():
+    from graphmill.frontend.schedule_dsl import parse_schedule
+
+    CALLS.clear()
+    sched = parse_schedule("schedule inner { test-noop; test-noop }\nschedule main2 { repeat(3) { inner } test-noop }")
+    PassManager(sched).run(relu_chain())
+    assert CALLS["test-noop"] == 3 * 2 + 1
+
+
+def test_analyses_are_cached_and_invalidated_by_what_passes_preserve():
+    ctx = PassContext()
+    g = relu_chain()
+    # noop computes test-count; a preserving change keeps it; a non-preserving change drops it
+    PassManager("test-noop,test-noop", ctx=ctx).run(g)
+    assert ctx.computed["test-count"] == 1
+    PassManager("test-drop-one-relu,test-noop", ctx=ctx).run(g)
+    assert ctx.computed["test-count"] == 1  # test-drop-one-relu preserves it
+    PassManager("test-claim-change,test-noop", ctx=ctx).run(g)
+    assert ctx.computed["test-count"] == 2
+
+
+def test_option_errors_surface_before_anything_runs():
+    CALLS.clear()
+    with pytest.raises(GraphmillError, match="level"):
+        PassManager("test-drop-one-relu,test-noop{level=-1}")
+    assert "test-drop-one-relu" not in CALLS
+
+
+def test_failure_names_the_pass_its_place_and_the_passes_before():
+    g = relu_chain()
+    with pytest.raises(PassFailure) as ei:
+        PassManager("test-noop,fixpoint{test-drop-one-relu},test-crash", keep_snapshots=True).run(g)
+    msg = str(ei.value)
+    assert "pass 'test-crash'" in msg and "RuntimeError: boom" in msg
+    assert "main > test-crash" in msg and "passes run before it: test-noop, test-drop-one-relu" in msg
+    assert ei.value.before is not None and len(ei.value.before) == 1  # the graph as it was before test-crash
+
+
+@pytest.mark.parametrize("bad, needle", [
+    ("test-specialize-batch", "symbolic dimension 0 'N', which a pass turned into the constant 1"),
+    ("test-swallow-output", "output %ghost is not defined"),
+])
+def test_verify_each_catches_interface_breaks(bad, needle):
+    with pytest.raises(PassFailure, match=f"after pass '{bad}'") as ei:
+        PassManager(f"test-noop,{bad}", verify_each=True).run(relu_chain())
+    assert needle in str(ei.value)
+
+
+def test_numerics_check_names_the_first_breaking_pass_and_output():
+    """Reference: ONNX Runtime outputs of the graph as it entered the pipeline."""
+    g = relu_chain(2)
+    check = ortb.NumericsCheck(seed=0, dims={"N": 3})
+    with pytest.raises(PassFailure) as ei:
+        PassManager("test-drop-one-relu,test-break-numbers,test-noop", [check]).run(g)
+    msg = str(ei.value)
+    assert "after pass 'test-break-numbers'" in msg and "output 'y' diverged" in msg
+    assert check.checks == 2  # after each changing pass
+
+
+def test_time_passes_and_print_ir():
+    timer = TimePasses()
+    buf = io.StringIO()
+    PassManager("test-noop,test-drop-one-relu,test-noop", [timer, PrintIR("all", diff=True, stream=buf)]).run(
+        relu_chain())
+    assert {r["pass"] for r in timer.rows()} == {"test-noop", "test-drop-one-relu"}
+    assert dict((r["pass"], r["runs"]) for r in timer.rows())["test-noop"] == 2
+    assert "test-noop" in timer.table()
+    out = buf.getvalue()
+    assert "IR diff after pass 'test-drop-one-relu'" in out and "-  %" in out  # a removed line
+    assert "after pass 'test-noop'" not in out  # unchanged passes print nothing
+
+
+def test_optimize_writes_a_reproducer_that_reproduces(tmp_path):
+    path = tmp_path / "m.onnx"
+    graphmill.save(relu_chain(2), path)
+    g = graphmill.load(path)
+    repro = tmp_path / "repro"
+    with pytest.raises(ReproducerError) as ei:
+        optimize(g, "test-drop-one-relu,test-break-numbers", check_numerics=True, dims=None,
+                 reproducer_dir=str(repro))
+    assert str(repro) in str(ei.value)
+    assert sorted(os.listdir(repro)) == ["README.txt", "before.onnx", "repro.mill", "schedule.mill"]
+    before = graphmill.load(repro / "before.onnx")
+    assert [n.op_type for n in before.nodes] == ["Relu"]  # after test-drop-one-relu, before the breaking pass
+    with pytest.raises(ReproducerError, match="test-break-numbers"):
+        optimize(before, schedule_file=str(repro / "repro.mill"), check_numerics=True,
+                 reproducer_dir=str(tmp_path / "again"))
+
+
+class _ApproxPass(RewritePass):
+    """Test pass: one exact and one approximate rule."""
+
+    name = "test-rules"
+    rules = (
+        Rule("test-neg-neg", Op("Neg", Op("Neg", Var("x"), name="inner"), name="outer"),
+             replace=lambda m, r: r.op("Identity", m["x"]), exactness=EXACT),
+        Rule("test-relu-to-abs", Op("Relu", Var("x")), replace=lambda m, r: r.op("Abs", m["x"]),
+             exactness=APPROXIMATE),
+    )
+
+
+register_pass(_ApproxPass)
+
+
+def test_approximate_rules_run_only_when_asked():
+    g = relu_chain(1)
+    res = PassManager("test-rules").run(g)
+    assert [n.op_type for n in g.nodes] == ["Relu"]
+    assert any("test-relu-to-abs" in n and "not allowed" in n for r in res.records for n in r.notes)
+    PassManager("test-rules{allow=[approximate]}").run(g)
+    assert [n.op_type for n in g.nodes] == ["Abs"]
+
+
+def test_explain_match_reports_the_closest_partial_match():
+    from graphmill.optimize import explain
+
+    b = GraphBuilder("g")
+    x = b.input("x", "float32", [4])
+    inner = b.Neg(x)
+    b.output(b.Neg(inner), "y")
+    b.output(b.Relu(inner), "z")  # inner has two users: the rule must not fire
+    g = b.build()
+    text = explain(g, "test-neg-neg")
+    assert "does not fire" in text and "has 2 uses" in text and "Neg node" in text
+    with pytest.raises(GraphmillError, match="did you mean 'test-neg-neg'"):
+        explain(g, "test-neg-nag")
