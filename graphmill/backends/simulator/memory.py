@@ -1,0 +1,410 @@
+"""Cycle-by-cycle memory system of one array layer (numba).
+
+What is simulated, per layer, in SCALE-Sim's terms (so totals can be compared with it):
+
+* Operand demand streams. For every fold of the dataflow (compute.py) and every cycle of the fold, the
+  address each array edge port reads (ifmap, filter) or writes (ofmap) is computed on the fly from the
+  layer's operand matrices (ifmap M x K im2col addresses, filter K x N, ofmap M x N), with the skew,
+  fill and drain gaps of the systolic array.
+* Read buffers (ifmap, filter): double buffered; half (rounded up) is active, the rest is the prefetch
+  half. DRAM data enter in the order the dataflow's *prefetch stream* lists them (SCALE-Sim's prefetch
+  matrices: per fold, with its anti-diagonal order where SCALE-Sim uses one), grouped in lines of
+  ceil(words/100) words. The active window starts filled (the fill before cycle 0 is reported
+  separately). A demanded word missing from the active window swaps the halves: the window advances by
+  the prefetch half and the DRAM fetches the next ``ceil(prefetch_words / bw)`` rows, one row of ``bw``
+  words per cycle plus one cycle of latency, back to back after the previous fetch. The array waits
+  (stall) until that fetch has arrived. The stream wraps around when a dataflow re-reads an operand.
+* Write buffer (ofmap): words enter as the array produces them; when more than the drain half is
+  occupied, a drain of ``ceil(drain_words / bw)`` rows of ``bw`` words starts (one row per cycle); when
+  the buffer is full during a drain the array waits for the drain to finish. At the end, the rest drains.
+* Each cycle, the array advances by one demand row, delayed by the largest of the three stalls.
+
+Departure from SCALE-Sim 3.0.0: its read buffer adds a positive prefetch stall twice and a negative one
+once (its GitHub issue #130: ``offset += potential_stall_cycles`` before ``if potential_stall_cycles > 0:
+offset += potential_stall_cycles``). graphmill adds a positive stall once and ignores negative ones.
+``bug130=True`` reproduces SCALE-Sim's arithmetic (used by the test that shows the difference).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from .compute import mapping
+from .lowering import ArrayLayer
+
+DF_CODE = {"os": 0, "ws": 1, "is": 2}
+
+
+# -- operand matrices (SCALE-Sim's operand_matrix, compact address spaces) ---------------------------------
+
+def operand_matrices(layer: ArrayLayer):
+    """ifmap (M x K), filter (K x N), ofmap (M x N) word addresses, SCALE-Sim's layout (channel fastest)."""
+    eh, ew = layer.out_h, layer.out_w
+    M, K, N = layer.M, layer.K, layer.N
+    i = np.arange(M, dtype=np.int64)[:, None]
+    j = np.arange(K, dtype=np.int64)[None, :]
+    orow, ocol = np.divmod(i, ew)
+    irow, icol = orow * layer.stride_h, ocol * layer.stride_w
+    crow, k = np.divmod(j, layer.S * layer.C)
+    ccol, cch = np.divmod(k, layer.C)
+    a = ((crow + irow) * layer.W + (ccol + icol)) * layer.C + cch
+    valid = (crow + irow < layer.H) & (ccol + icol < layer.W)
+    a = np.where(valid, a, -1).astype(np.int32)
+    b = (np.arange(N, dtype=np.int32)[None, :] * K + np.arange(K, dtype=np.int32)[:, None]).astype(np.int32)
+    o = (np.arange(M, dtype=np.int32)[:, None] * N + np.arange(N, dtype=np.int32)[None, :]).astype(np.int32)
+    del eh
+    return np.ascontiguousarray(a), np.ascontiguousarray(b), np.ascontiguousarray(o)
+
+
+@njit(cache=True)
+def _diag_order(mat):
+    """Flatten ``mat`` in SCALE-Sim's prefetch order: anti-diagonals, bottom row first."""
+    m, n = mat.shape
+    out = np.empty(m * n, np.int32)
+    idx = 0
+    for d in range(m + n - 1):
+        rmax = min(d, m - 1)
+        rmin = max(0, d - n + 1)
+        for r in range(rmax, rmin - 1, -1):
+            out[idx] = mat[r, d - r]
+            idx += 1
+    return out
+
+
+def _pad_cols(x: np.ndarray, width: int) -> np.ndarray:
+    if x.shape[1] == width:
+        return x
+    out = np.full((x.shape[0], width), -1, np.int32)
+    out[:, : x.shape[1]] = x
+    return out
+
+
+def _blocks_of_cols(x: np.ndarray, w: int) -> np.ndarray:
+    """Concatenate x[:, f*w:(f+1)*w] (padded to w columns) vertically over f."""
+    folds = -(-x.shape[1] // w)
+    xp = _pad_cols(x, folds * w)
+    return xp.reshape(x.shape[0], folds, w).transpose(1, 0, 2).reshape(folds * x.shape[0], w)
+
+
+def prefetch_streams(df: str, a, b, rows: int, cols: int):
+    """The ifmap and filter DRAM streams (valid addresses in fetch order) of SCALE-Sim's prefetch matrices."""
+    if df == "os":
+        ifm = _diag_order(np.ascontiguousarray(_blocks_of_cols(np.ascontiguousarray(a.T), rows)))
+        fil = _diag_order(np.ascontiguousarray(_blocks_of_cols(b, cols)))
+    elif df == "ws":
+        ifm = _diag_order(np.ascontiguousarray(_blocks_of_cols(a, rows)))
+        fil = _blocks_of_cols(b, cols).ravel()
+    else:
+        ifm = _blocks_of_cols(np.ascontiguousarray(a.T), cols).ravel()
+        fil = _diag_order(np.ascontiguousarray(_blocks_of_cols(np.ascontiguousarray(b.T), rows)))
+    return (np.ascontiguousarray(ifm[ifm >= 0]).astype(np.int32),
+            np.ascontiguousarray(fil[fil >= 0]).astype(np.int32))
+
+
+# -- the kernel -------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _demand(df, which, a, b, o, R, C, fr, fc, t, p):
+    """Address demanded at fold (fr, fc), fold cycle t, port p of operand ``which`` (0 ifmap, 1 filter, 2
+    ofmap); -1 when the port is idle."""
+    M = a.shape[0]
+    K = a.shape[1]
+    N = b.shape[1]
+    if df == 0:  # os: Sr=M, Sc=N, T=K
+        T = K
+        if which == 0:
+            u = t - p
+            m = fr * R + p
+            if 0 <= u < T and m < M:
+                return a[m, u]
+        elif which == 1:
+            u = t - p
+            n = fc * C + p
+            if 0 <= u < T and n < N:
+                return b[u, n]
+        else:
+            u = t - p - (T - 1)
+            if 0 <= u < R:
+                m = fr * R + (R - 1 - u)
+                n = fc * C + p
+                if m < M and n < N:
+                    return o[m, n]
+        return -1
+    if df == 1:  # ws: Sr=K, Sc=N, T=M
+        T = M
+        if which == 0:
+            u = t - p - R
+            k = fr * R + p
+            if 0 <= u < T and k < K:
+                return a[u, k]
+        elif which == 1:
+            if t < R:
+                k = fr * R + (R - 1 - t)
+                n = fc * C + p
+                if k < K and n < N:
+                    return b[k, n]
+        else:
+            u = t - p - (2 * R - 1)
+            n = fc * C + p
+            if 0 <= u < T and n < N:
+                return o[u, n]
+        return -1
+    # is: Sr=K, Sc=M, T=N
+    T = N
+    if which == 0:
+        if t < R:
+            k = fr * R + (R - 1 - t)
+            m = fc * C + p
+            if k < K and m < M:
+                return a[m, k]
+    elif which == 1:
+        u = t - p - R
+        k = fr * R + p
+        if 0 <= u < T and k < K:
+            return b[k, u]
+    else:
+        u = t - p - (2 * R - 1)
+        m = fc * C + p
+        if 0 <= u < T and m < M:
+            return o[m, u]
+    return -1
+
+
+@njit(cache=True)
+def _init_window(stream, eps, nlines, n_active, cnt):
+    words = 0
+    n = stream.shape[0]
+    for l in range(n_active):
+        for q in range(l * eps, min((l + 1) * eps, n)):
+            cnt[stream[q]] += 1
+            words += 1
+    return words
+
+
+@njit(cache=True)
+def _slide(stream, eps, nlines, n_active, n_pref, start, cnt):
+    """Swap halves: the window [start, start+A) becomes [start+P, start+P+A). Returns words fetched."""
+    n = stream.shape[0]
+    for j in range(n_pref):
+        l = (start + j) % nlines
+        for q in range(l * eps, min((l + 1) * eps, n)):
+            cnt[stream[q]] -= 1
+    words = 0
+    for j in range(n_pref):
+        l = (start + n_active + j) % nlines
+        for q in range(l * eps, min((l + 1) * eps, n)):
+            cnt[stream[q]] += 1
+            words += 1
+    return words
+
+
+@njit(cache=True)
+def simulate_layer_kernel(df, a, b, o, R, C, row_folds, col_folds, fold_len,
+                          if_stream, if_eps, if_nlines, if_act, if_pref, if_rows, if_space,
+                          f_stream, f_eps, f_nlines, f_act, f_pref, f_rows, f_space,
+                          of_total, of_active, of_drain, of_bw, n_out, bug130):
+    """Returns int64[12]: rows, stall, if_dram_words, f_dram_words, of_dram_words, if_stall_cycles,
+    f_stall_cycles, of_stall_cycles, ofmap_dram_stop, if_misses, f_misses, max_ofmap_occupancy."""
+    if_ports = C if df == 2 else R
+    f_ports = R if df == 2 else C
+    of_ports = C
+    if_cnt = np.zeros(if_space, np.int32)
+    f_cnt = np.zeros(f_space, np.int32)
+    if_act_l = min(if_act, if_nlines)
+    f_act_l = min(f_act, f_nlines)
+    if_pref_l = min(if_pref, if_nlines - if_act_l)
+    f_pref_l = min(f_pref, f_nlines - f_act_l)
+    if_words = _init_window(if_stream, if_eps, if_nlines, if_act_l, if_cnt)
+    f_words = _init_window(f_stream, f_eps, f_nlines, f_act_l, f_cnt)
+    if_start = 0
+    f_start = 0
+    if_last = -1
+    f_last = -1
+    if_misses = 0
+    f_misses = 0
+    # write buffer state
+    sizes = np.zeros(n_out + 2, np.int64)
+    n_closed = 0
+    line_idx = 0
+    free = of_total
+    ds = 0
+    drain_end = 0
+    of_words = 0
+    drain_rows = (of_drain + of_bw - 1) // of_bw
+    max_occ = 0
+    stall = 0
+    if_stall_sum = 0
+    f_stall_sum = 0
+    of_stall_sum = 0
+    i = 0
+    last_out = 0
+    for fc in range(col_folds):
+        for fr in range(row_folds):
+            for t in range(fold_len):
+                cycle = i + stall
+                # ifmap reads
+                off = 1
+                for p in range(if_ports):
+                    ad = _demand(df, 0, a, b, o, R, C, fr, fc, t, p)
+                    if ad < 0:
+                        continue
+                    while if_cnt[ad] == 0:
+                        if_words += _slide(if_stream, if_eps, if_nlines, if_act_l, if_pref_l, if_start, if_cnt)
+                        if_start = (if_start + if_pref_l) % if_nlines
+                        if_last += if_rows + 1
+                        if_misses += 1
+                        pot = if_last - (cycle + off)
+                        if bug130:
+                            off += pot
+                            if pot > 0:
+                                off += pot
+                        elif pot > 0:
+                            off += pot
+                if_st = off - 1
+                # filter reads
+                off = 1
+                for p in range(f_ports):
+                    ad = _demand(df, 1, a, b, o, R, C, fr, fc, t, p)
+                    if ad < 0:
+                        continue
+                    while f_cnt[ad] == 0:
+                        f_words += _slide(f_stream, f_eps, f_nlines, f_act_l, f_pref_l, f_start, f_cnt)
+                        f_start = (f_start + f_pref_l) % f_nlines
+                        f_last += f_rows + 1
+                        f_misses += 1
+                        pot = f_last - (cycle + off)
+                        if bug130:
+                            off += pot
+                            if pot > 0:
+                                off += pot
+                        elif pot > 0:
+                            off += pot
+                f_st = off - 1
+                # ofmap writes
+                cur = cycle
+                for p in range(of_ports):
+                    ad = _demand(df, 2, a, b, o, R, C, fr, fc, t, p)
+                    if ad < 0:
+                        continue
+                    line_idx += 1
+                    free -= 1
+                    if line_idx == of_bw:
+                        sizes[n_closed] = of_bw
+                        n_closed += 1
+                        line_idx = 0
+                    if of_total - free > max_occ:
+                        max_occ = of_total - free
+                    if cur < drain_end:
+                        if free <= 0:
+                            cur = drain_end
+                    elif free < of_active:
+                        if line_idx > 0:
+                            sizes[n_closed] = line_idx
+                            n_closed += 1
+                            line_idx = 0
+                        end = min(ds + drain_rows, n_closed)
+                        nl = end - ds
+                        data = 0
+                        for q in range(ds, end):
+                            data += sizes[q]
+                        free += data
+                        of_words += data
+                        ds = end
+                        if nl > 0:
+                            drain_end = cur + nl - 1
+                        else:
+                            drain_end = cur
+                of_st = cur - cycle
+                if cur > last_out:
+                    last_out = cur
+                s = max(if_st, max(f_st, of_st))
+                if if_st > 0:
+                    if_stall_sum += if_st
+                if f_st > 0:
+                    f_stall_sum += f_st
+                if of_st > 0:
+                    of_stall_sum += of_st
+                if s > 0:
+                    stall += s
+                i += 1
+    # final drain
+    if line_idx > 0:
+        sizes[n_closed] = line_idx
+        n_closed += 1
+        line_idx = 0
+    c = last_out
+    while ds < n_closed:
+        end = min(ds + drain_rows, n_closed)
+        nl = end - ds
+        for q in range(ds, end):
+            of_words += sizes[q]
+        ds = end
+        drain_end = c + nl - 1
+        c = drain_end + 1
+    res = np.zeros(12, np.int64)
+    res[0] = i
+    res[1] = stall
+    res[2] = if_words
+    res[3] = f_words
+    res[4] = of_words
+    res[5] = if_stall_sum
+    res[6] = f_stall_sum
+    res[7] = of_stall_sum
+    res[8] = drain_end
+    res[9] = if_misses
+    res[10] = f_misses
+    res[11] = max_occ
+    return res
+
+
+@dataclass
+class MemoryResult:
+    compute_cycles: int  # stall-free cycles (SCALE-Sim's "compute cycles": rows - 1)
+    stall_cycles: int
+    ifmap_dram_words: int
+    filter_dram_words: int
+    ofmap_dram_words: int
+    ifmap_stall_cycles: int
+    filter_stall_cycles: int
+    ofmap_stall_cycles: int
+    ofmap_drain_end: int
+    prefetch_swaps: int
+    max_ofmap_occupancy_words: int
+
+    @property
+    def total_cycles(self) -> int:
+        return self.compute_cycles + self.stall_cycles
+
+
+def _buffer_params(words: int, bw: int, stream_len: int):
+    """SCALE-Sim's read_buffer geometry: line size, line count, active / prefetch lines, rows per fetch."""
+    active = int(math.ceil(words * 0.5))
+    pref = words - active
+    eps = int(math.ceil(words / 100))
+    nlines = stream_len // eps + 1
+    return eps, nlines, int(math.ceil(active / eps)), int(math.ceil(pref / eps)), int(math.ceil(pref / bw))
+
+
+def simulate_memory(layer: ArrayLayer, rows: int, cols: int, dataflow: str, ifmap_words: int,
+                    filter_words: int, ofmap_words: int, ifmap_bw: int, filter_bw: int, ofmap_bw: int,
+                    *, bug130: bool = False) -> MemoryResult:
+    """Simulate one instance of ``layer`` (repeat not applied) cycle by cycle."""
+    a, b, o = operand_matrices(layer)
+    ifs, fis = prefetch_streams(dataflow, a, b, rows, cols)
+    mp = mapping(layer.M, layer.N, layer.K, rows, cols, dataflow)
+    i_eps, i_nl, i_act, i_pref, i_rows = _buffer_params(ifmap_words, ifmap_bw, ifs.shape[0])
+    f_eps, f_nl, f_act, f_pref, f_rows = _buffer_params(filter_words, filter_bw, fis.shape[0])
+    of_active = int(math.ceil(ofmap_words * 0.5))
+    of_drain = ofmap_words - of_active
+    n_out = layer.M * layer.N * (1 if dataflow == "os" else mp.row_folds)
+    res = simulate_layer_kernel(DF_CODE[dataflow], a, b, o, rows, cols, mp.row_folds, mp.col_folds,
+                                mp.fold_cycles,
+                                ifs, i_eps, i_nl, i_act, i_pref, i_rows, int(a.max()) + 1,
+                                fis, f_eps, f_nl, f_act, f_pref, f_rows, int(b.max()) + 1,
+                                ofmap_words, of_active, of_drain, ofmap_bw, n_out, bug130)
+    r = [int(x) for x in res]
+    return MemoryResult(r[0] - 1, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9] + r[10], r[11])
