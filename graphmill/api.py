@@ -10,19 +10,26 @@ from graphmill.ir import Graph
 from graphmill.ir.analysis import summarize
 
 
-def inspect(graph: Graph, *, infer: bool = True) -> dict:
+def inspect(graph: Graph, *, infer: bool = True, dims: dict[str, int] | None = None) -> dict:
     """Summary of a graph: nodes, ops, params, macs, inputs, outputs (see ``GraphSummary``).
 
     Types are inferred first (registry, then onnx's inference for the rest) on
-    the graph itself, which only gains type information.
+    the graph itself, which only gains type information. Symbolic dimensions
+    are bound to ``dims`` (default 1) for the cost figures. ``problems`` lists
+    what inference found wrong (inputs that break an op's contract, declared
+    types that contradict inferred ones): costs of such nodes are not counted.
     """
+    problems: list[str] = []
     if infer:
-        infer_shapes(graph)
-    return summarize(graph).to_dict()
+        report = infer_shapes(graph)
+        problems = report.errors + report.conflicts
+    out = summarize(graph, dims).to_dict()
+    out["problems"] = problems
+    return out
 
 
-def inspect_file(path: str | os.PathLike) -> dict:
-    report = inspect(load(path))
+def inspect_file(path: str | os.PathLike, *, dims: dict[str, int] | None = None) -> dict:
+    report = inspect(load(path), dims=dims)
     report["file"] = os.fspath(path)
     return report
 

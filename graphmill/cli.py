@@ -48,11 +48,17 @@ def print_summary(report: dict, out=sys.stdout) -> None:
         params += f"  + {report['unknown_params']} tensor(s) of unknown size"
     p(f"params:  {params}")
     macs = _fmt_count(report["macs"])
+    if report.get("symbols"):
+        macs += "  with " + ", ".join(f"{k}={v}" for k, v in report["symbols"].items())
     if report.get("cost_unknown_nodes"):
         macs += f"  ({report['cost_unknown_nodes']} node(s) with unknown shapes not counted)"
     p(f"MACs:    {macs}")
     if report.get("ops_without_cost"):
         p("         no cost model for: " + ", ".join(f"{k} x{v}" for k, v in report["ops_without_cost"].items()))
+    for problem in report.get("problems", [])[:10]:
+        p(f"warning: {problem}")
+    if len(report.get("problems", [])) > 10:
+        p(f"warning: ... and {len(report['problems']) - 10} more problem(s) (see --json)")
     p("inputs:")
     for i in report["inputs"]:
         p(f"  {i['name']:<32} {i['text']}")
@@ -66,8 +72,22 @@ def print_summary(report: dict, out=sys.stdout) -> None:
 
 # -- subcommands -------------------------------------------------------------------------------
 
+def parse_dims(items: Sequence[str] | None) -> dict[str, int]:
+    """``["N=8", "seq=128"]`` -> ``{"N": 8, "seq": 128}``."""
+    dims: dict[str, int] = {}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        try:
+            dims[name.strip()] = int(value)
+            if dims[name.strip()] < 0 or not name.strip():
+                raise ValueError
+        except ValueError:
+            raise UserInputError(f"--dim {item!r}: expected NAME=SIZE with a non-negative integer size") from None
+    return dims
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
-    report = api.inspect_file(args.model)
+    report = api.inspect_file(args.model, dims=parse_dims(args.dim))
     if args.json:
         _write_json(report, None)
     else:
@@ -76,18 +96,35 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def check_output_path(out: str, inputs: Sequence[str], force: bool) -> None:
-    """Refuse to overwrite an input model unless the user asked for it."""
-    if force or not os.path.exists(out):
+    """Refuse to overwrite an input model (or a weights file it reads) unless the user asked for it."""
+    if force or not out or not os.path.exists(out):
         return
     for src in inputs:
         if os.path.exists(src) and os.path.samefile(src, out):
-            raise UserInputError(f"{out}: refusing to overwrite the input model; pick another -o or pass --force")
+            what = "the input model" if src == inputs[0] else f"{src}, which the input model reads its weights from"
+            raise UserInputError(f"{out}: refusing to overwrite {what}; pick another -o or pass --force")
+
+
+def save_output(graph, args: argparse.Namespace) -> None:
+    """Save with the input's layout: weights go to an external file when the input had one."""
+    from graphmill.frontend.onnx_io import external_data_files
+
+    external = external_data_files(graph)
+    location = getattr(args, "external_data", None)
+    if location is None and external:
+        location = os.path.basename(args.output) + ".data"
+    protected = [args.model, *sorted(external)]
+    check_output_path(args.output, protected, args.force)
+    if location:
+        check_output_path(os.path.join(os.path.dirname(os.path.abspath(args.output)), location), protected,
+                          args.force)
+    api.save(graph, args.output, external_data=location)
 
 
 def cmd_roundtrip(args: argparse.Namespace) -> int:
     check_output_path(args.output, [args.model], args.force)
     graph = api.load(args.model)
-    api.save(graph, args.output)
+    save_output(graph, args)
     info = {"input": args.model, "output": args.output, "nodes": len(list(graph.all_nodes())),
             "bytes": os.path.getsize(args.output)}
     if args.json:
@@ -139,7 +176,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         print_ir_after=print_after, print_ir_diff=args.print_ir_diff, allow=["exact", "float-reassociating"]
         + list(args.allow or []), reproducer_dir=args.reproducer_dir, compare=not args.no_compare,
         explain_rule=args.explain_match)
-    api.save(graph, args.output)
+    save_output(graph, args)
     data = report.to_dict()
     data.update({"input": args.model, "output": args.output})
     if args.json:
@@ -180,10 +217,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 def cmd_zoo(args: argparse.Namespace) -> int:
     from graphmill.frontend import zoo
 
-    if args.list or not args.name:
+    if args.list:
         for name in sorted(zoo.MODELS):
             print(name)
         return 0
+    if not args.name:
+        raise UserInputError(f"graphmill zoo needs a model name; known: {', '.join(sorted(zoo.MODELS))}")
     if not args.output:
         raise UserInputError("graphmill zoo NAME needs -o OUT.onnx")
     graph = zoo.build(args.name)
@@ -194,14 +233,23 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Build the embedded example model, save it, and inspect, run and round-trip it."""
-    out_dir = args.out or tempfile.mkdtemp(prefix="graphmill-demo-")
-    os.makedirs(out_dir, exist_ok=True)
-    result = api.demo(out_dir, model=args.model, runs=args.runs)
+    from graphmill.frontend import zoo
+
+    if args.runs < 1:
+        raise UserInputError("--runs must be at least 1")
+    if args.model not in zoo.MODELS:
+        raise UserInputError(f"unknown zoo model {args.model!r}; known: {', '.join(sorted(zoo.MODELS))}")
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        result = api.demo(args.out, model=args.model, runs=args.runs)
+    else:  # nothing left behind when the user did not ask for the files
+        with tempfile.TemporaryDirectory(prefix="graphmill-demo-") as tmp:
+            result = api.demo(tmp, model=args.model, runs=args.runs)
     if args.json:
         _write_json(result, None)
         return 0
     print(f"== graphmill demo: {args.model} with seeded random weights, built from the paper's block table")
-    print(f"saved to {result['file']}\n")
+    print(f"saved to {result['file']}\n" if args.out else "")
     print_summary(result["inspect"])
     ort = result["onnxruntime"]
     print(f"\nONNX Runtime: {ort['median_ms']:.2f} ms median over {ort['runs']} runs "
@@ -226,13 +274,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="node count, op histogram, inputs/outputs, parameters and MACs of a model")
     p.add_argument("model", help="an ONNX model file")
     p.add_argument("--json", action="store_true",
-                   help="print JSON (keys: nodes, ops, params, macs, flops, inputs, outputs, opsets, ...)")
+                   help="print JSON (keys: nodes, ops, params, macs, flops, inputs, outputs, opsets, symbols, problems, ...)")
+    p.add_argument("--dim", action="append", metavar="NAME=SIZE",
+                   help="size of a symbolic dimension for the cost figures (default 1 each, e.g. per sample)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("roundtrip", help="import a model into the IR and export it again (lossless)")
     p.add_argument("model", help="an ONNX model file")
     p.add_argument("-o", "--output", required=True, help="where to write the exported model")
-    p.add_argument("--force", action="store_true", help="allow -o to overwrite the input model")
+    p.add_argument("--force", action="store_true", help="allow -o to overwrite the input model or its weights")
+    p.add_argument("--external-data", metavar="NAME",
+                   help="write weights to NAME next to the output (default: only when the input had external data)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_roundtrip)
 
@@ -257,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reproducer-dir", metavar="DIR", help="where to write a reproducer when a pass fails (default: a temp folder)")
     p.add_argument("--no-compare", action="store_true", help="skip the final ONNX Runtime comparison with the original")
     p.add_argument("--json", metavar="REPORT", help="write the report as JSON to REPORT ('-' for stdout only)")
-    p.add_argument("--force", action="store_true", help="allow -o to overwrite the input model")
+    p.add_argument("--force", action="store_true", help="allow -o to overwrite the input model or its weights")
+    p.add_argument("--external-data", metavar="NAME",
+                   help="write weights to NAME next to the output (default: only when the input had external data)")
     p.set_defaults(func=cmd_optimize)
 
     p = sub.add_parser("passes", help="list the passes with their documentation, options and rules")
@@ -291,8 +345,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"graphmill {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # e.g. `graphmill inspect m.onnx | head`
         return 0
+    except OSError as e:  # a file-system refusal we did not anticipate: still one line, still exit 2
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"graphmill {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -43,6 +43,8 @@ class OrtOptions:
     def session_options(self):
         import onnxruntime as ort
 
+        _quiet_ort_logger(self.log_severity)
+
         if self.optimization not in _OPT_LEVELS:
             raise UserInputError(f"unknown ONNX Runtime optimization level {self.optimization!r}; "
                                  f"choose one of {', '.join(_OPT_LEVELS)}")
@@ -52,6 +54,19 @@ class OrtOptions:
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[self.optimization])
         so.log_severity_level = self.log_severity
         return so
+
+
+_LOGGER_SET = False
+
+
+def _quiet_ort_logger(severity: int) -> None:
+    """ORT's process-wide logger prints multi-line errors on stderr that our messages already carry."""
+    global _LOGGER_SET
+    if not _LOGGER_SET:
+        import onnxruntime as ort
+
+        ort.set_default_logger_severity(severity)
+        _LOGGER_SET = True
 
 
 class OrtSession:
@@ -241,7 +256,11 @@ def compare(reference: Graph, candidate: Graph, inputs: Mapping[str, Any] | None
     ref = OrtSession(reference, options)
     cand = OrtSession(candidate, options)
     ra = ref.run(feeds)
-    rb = cand.run(feeds)
+    if len(cand.input_names) != len(ref.input_names):
+        raise UserInputError(f"the graphs take different inputs: {', '.join(ref.input_names)} vs "
+                             f"{', '.join(cand.input_names)}")
+    # inputs, like outputs, are matched by position: a pass may rename them
+    rb = cand.run({nb: feeds[na] for na, nb in zip(ref.input_names, cand.input_names)})
     if len(ref.output_names) != len(cand.output_names):
         return Comparison(False, rtol, atol, [OutputDiff("*", float("inf"), float("inf"), False,
                                                          f"{len(ref.output_names)} vs {len(cand.output_names)} outputs")])

@@ -298,13 +298,24 @@ def _guess_attr_kind(ap: onnx.AttributeProto) -> int:
     return 2
 
 
+# ai.onnx.ml's newest opset, from onnx's release table (release, ir, ai.onnx, ai.onnx.ml, ...).
+MAX_ML_OPSET = max(row[3] for row in onnx.helper.VERSION_TABLE)
+
+
 def check_opsets(model: onnx.ModelProto, path: str) -> None:
+    """Refuse models newer than this onnx understands (IR version, ai.onnx and ai.onnx.ml opsets)."""
+    hint = f"this installation supports (onnx {onnx.__version__}); upgrade onnx or export the model for an older one"
+    if model.ir_version > onnx.IR_VERSION:
+        raise UnsupportedModelError(f"{path}: model has IR version {model.ir_version}, newer than the "
+                                    f"{onnx.IR_VERSION} {hint}")
     for op in model.opset_import:
         if op.domain in _DEFAULT_DOMAINS and op.version > MAX_SUPPORTED_OPSET:
             raise UnsupportedModelError(
                 f"{path}: model uses opset {op.version} of the default ONNX domain, newer than the "
-                f"{MAX_SUPPORTED_OPSET} this installation supports (onnx {onnx.__version__}); "
-                "upgrade onnx or export the model at an older opset")
+                f"{MAX_SUPPORTED_OPSET} {hint}")
+        if op.domain == "ai.onnx.ml" and op.version > MAX_ML_OPSET:
+            raise UnsupportedModelError(f"{path}: model uses opset {op.version} of ai.onnx.ml, newer than the "
+                                        f"{MAX_ML_OPSET} {hint}")
 
 
 def from_proto(model: onnx.ModelProto, *, base_dir: str | None = None, path: str = "<model>") -> Graph:

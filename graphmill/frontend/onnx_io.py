@@ -57,23 +57,62 @@ def load(path: str | os.PathLike) -> Graph:
     return from_proto(model, base_dir=os.path.dirname(os.path.abspath(path)), path=path)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file renamed into place."""
-    path = os.fspath(path)
+def _default_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _check_target(path: str) -> str:
+    if not path:
+        raise UserInputError("the output path is empty")
+    if os.path.isdir(path):
+        raise UserInputError(f"{path}: is a folder; give a file name")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UserInputError(f"{path}: the folder {folder!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    return folder
+
+
+def atomic_write_many(files: list[tuple[str, bytes]]) -> None:
+    """Write several files so that none is replaced unless all were written.
+
+    Each goes to a temporary file in its destination folder (with the usual
+    permissions, not mkstemp's 0600), is flushed to disk, and only then are they
+    renamed into place, in order. On any failure the temporaries are removed.
+    """
+    temps: list[tuple[str, str]] = []
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, data in files:
+            folder = _check_target(path)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+            except OSError as e:
+                raise UserInputError(f"{path}: cannot write in {folder!r} ({e.strerror})") from None
+            temps.append((tmp, path))
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.chmod(tmp, _default_mode())
+            except OSError as e:
+                raise UserInputError(f"{path}: cannot write ({e.strerror})") from None
+        for tmp, path in temps:
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                raise UserInputError(f"{path}: cannot write ({e.strerror})") from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for tmp, _ in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file renamed into place."""
+    atomic_write_many([(os.fspath(path), data)])
 
 
 def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = None,
@@ -82,19 +121,24 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
 
     With ``external_data`` (a file name, relative to the model's folder), tensors
     of at least ``size_threshold`` bytes go to that file instead of the model;
-    models over protobuf's 2 GiB limit need it.
+    models over protobuf's 2 GiB limit need it (CLI: ``--external-data NAME``).
+    The model and its data file are replaced together or not at all.
     """
     path = os.fspath(path)
+    _check_target(path)
     model = to_proto(graph)
+    files: list[tuple[str, bytes]] = []
     if external_data is not None:
-        _move_to_external(model, path, external_data, size_threshold)
+        files.append(_move_to_external(model, path, external_data, size_threshold))
     # Measuring the size costs a serialization; only do it when the weights alone come close.
     if external_data is None and _inline_bytes(graph) > _PROTOBUF_LIMIT // 2:
         size = model.ByteSize()
         if size > _PROTOBUF_LIMIT:
             raise UserInputError(f"{path}: the model is {size / 2**30:.1f} GiB, over protobuf's 2 GiB limit; "
-                                 "save it with external_data='weights.data'")
-    atomic_write_bytes(path, model.SerializeToString())
+                                 "save its weights separately (CLI: --external-data weights.data; "
+                                 "Python: save(graph, path, external_data='weights.data'))")
+    files.append((path, model.SerializeToString()))
+    atomic_write_many(files)
 
 
 def _inline_bytes(graph: Graph) -> int:
@@ -102,9 +146,13 @@ def _inline_bytes(graph: Graph) -> int:
                if isinstance(v.const, Tensor) and v.const.dtype != 8)
 
 
-def _move_to_external(model: onnx.ModelProto, path: str, location: str, threshold: int) -> None:
-    if os.path.isabs(location) or os.path.normpath(location).startswith(".."):
-        raise UserInputError(f"external data location {location!r} must be a file name inside the model's folder")
+def _move_to_external(model: onnx.ModelProto, path: str, location: str, threshold: int) -> tuple[str, bytes]:
+    if (not location or os.path.isabs(location) or os.path.normpath(location).startswith("..")
+            or os.path.dirname(os.path.normpath(location))):
+        raise UserInputError(f"external data location {location!r} must be a plain file name; it is written "
+                             "next to the model")
+    if location == os.path.basename(path):
+        raise UserInputError(f"external data location {location!r} is the model file itself; pick another name")
     folder = os.path.dirname(os.path.abspath(path))
     chunks: list[bytes] = []
     offset = 0
@@ -124,7 +172,27 @@ def _move_to_external(model: onnx.ModelProto, path: str, location: str, threshol
             e = t.external_data.add()
             e.key, e.value = k, v
         offset += len(raw)
-    atomic_write_bytes(os.path.join(folder, location), b"".join(chunks))
+    return os.path.join(folder, location), b"".join(chunks)
+
+
+def external_data_files(graph: Graph) -> set[str]:
+    """Absolute paths of the external data files a loaded graph's tensors read from."""
+    from .onnx_tensors import OnnxTensorSource
+
+    found: set[str] = set()
+    for g in graph.all_graphs():
+        for v in g.initializers.values():
+            for t in (v.const, getattr(v.const, "values", None), getattr(v.const, "indices", None)):
+                src = getattr(t, "source", None)
+                if isinstance(src, OnnxTensorSource) and src.external is not None:
+                    found.add(src.external.path)
+        for n in g.nodes:
+            for a in n.attrs.values():
+                for t in (a.value if isinstance(a.value, list) else [a.value]):
+                    src = getattr(t, "source", None)
+                    if isinstance(src, OnnxTensorSource) and src.external is not None:
+                        found.add(src.external.path)
+    return found
 
 
 def _all_tensors(gp: onnx.GraphProto):
@@ -140,4 +208,5 @@ def _all_tensors(gp: onnx.GraphProto):
                     yield from _all_tensors(g)
 
 
-__all__ = ["load", "save", "read_model_proto", "atomic_write_bytes", "from_proto", "to_proto", "Tensor"]
+__all__ = ["load", "save", "read_model_proto", "atomic_write_bytes", "atomic_write_many", "external_data_files",
+           "from_proto", "to_proto"]

@@ -14,15 +14,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from .dtypes import DataType
 from .graph import Graph, Node, Value
 from .ops import Cost, lookup
+from .ops.common import is_weight_dtype
 from .types import TensorType, format_shape, num_elements
 
 _NONDETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
                                "Multinomial", "Bernoulli"})
-_WEIGHT_INTS = frozenset({DataType.INT8, DataType.UINT8, DataType.INT4, DataType.UINT4, DataType.INT2,
-                          DataType.UINT2})
 
 
 def is_constant_node(node: Node, constant: set[int]) -> bool:
@@ -42,10 +40,6 @@ def constant_values(graph: Graph) -> set[int]:
         if is_constant_node(n, constant):
             constant.update(id(v) for v in n.outputs if v is not None)
     return constant
-
-
-def _is_weight_dtype(dt: DataType | None) -> bool:
-    return dt is not None and (dt.is_floating or dt in _WEIGHT_INTS or dt in (DataType.COMPLEX64, DataType.COMPLEX128))
 
 
 def _elements(v: Value) -> int | None:
@@ -69,7 +63,7 @@ def parameter_values(graph: Graph) -> list[Value]:
         if id(v) in seen:
             continue
         seen.add(id(v))
-        if not _is_weight_dtype(v.dtype):
+        if not is_weight_dtype(v.dtype):
             continue
         if id(v) in outputs or any(id(u) not in const_nodes for u in v.users):
             params.append(v)
@@ -89,6 +83,7 @@ class GraphSummary:
     inputs: list[dict]
     outputs: list[dict]
     opsets: dict[str, int]
+    symbols: dict[str, int] = field(default_factory=dict)  # symbolic dims bound for the cost figures
     unknown_params: int = 0  # parameter tensors whose size could not be determined
     cost_unknown_nodes: int = 0  # nodes whose cost the registry could not compute
     ops_without_cost: dict[str, int] = field(default_factory=dict)
@@ -115,8 +110,47 @@ def _io(v: Value) -> dict:
     return {"name": v.name, "dtype": None, "shape": None, "text": str(t) if t is not None else "?"}
 
 
-def summarize(graph: Graph) -> GraphSummary:
-    """Node count, op histogram, parameters and MACs of a graph whose types are inferred."""
+def symbols(graph: Graph) -> list[str]:
+    """Symbolic dimension names used anywhere in the graph's value types, sorted."""
+    found: set[str] = set()
+    for g in graph.all_graphs():
+        for v in list(g.values()) + list(g.outputs):
+            shape = getattr(v.type, "shape", None)
+            if shape:
+                found.update(d for d in shape if isinstance(d, str))
+    return sorted(found)
+
+
+def bind_symbols(graph: Graph, dims: dict[str, int]) -> Graph:
+    """A copy of ``graph`` whose value types have the given symbols replaced by sizes.
+
+    Exact for costs: a symbol stands for the same size everywhere it appears.
+    """
+    g2 = graph.copy()
+    for g in g2.all_graphs():
+        for v in list(g.values()) + list(g.outputs):
+            t = v.type
+            if isinstance(t, TensorType) and t.shape is not None and any(isinstance(d, str) for d in t.shape):
+                v.type = t.with_shape([dims.get(d, d) if isinstance(d, str) else d for d in t.shape])
+    return g2
+
+
+def summarize(graph: Graph, dims: dict[str, int] | None = None) -> GraphSummary:
+    """Node count, op histogram, parameters and MACs of a graph whose types are inferred.
+
+    Costs need sizes: symbolic dimensions are bound to ``dims`` (default 1, i.e.
+    MACs per sample for a batch symbol); the bindings are reported in ``symbols``.
+    """
+    bound = {s: int((dims or {}).get(s, 1)) for s in symbols(graph)}
+    work = bind_symbols(graph, bound) if bound else graph
+    summary = _summarize(work)
+    summary.symbols = bound
+    summary.inputs = [_io(v) for v in graph.inputs if not v.is_initializer]
+    summary.outputs = [_io(v) for v in graph.outputs]
+    return summary
+
+
+def _summarize(graph: Graph) -> GraphSummary:
     ops: Counter[str] = Counter()
     macs = flops = unknown_cost = 0
     no_cost: Counter[str] = Counter()
@@ -130,10 +164,11 @@ def summarize(graph: Graph) -> GraphSummary:
         if c is None:
             no_cost[key] += 1
             continue
+        if not c.known:
+            unknown_cost += 1  # a partial count would look like a real one: leave it out
+            continue
         macs += c.macs
         flops += c.flops
-        if not c.known:
-            unknown_cost += 1
     params = 0
     unknown_params = 0
     for v in parameter_values(graph):

@@ -526,8 +526,11 @@ class Graph:
         new_nodes = [new] if isinstance(new, Node) else list(new)
         if outputs is None:
             outputs = new_nodes[-1].outputs if new_nodes else []
-        if len(outputs) < sum(1 for v in old._outputs if v is not None):
-            raise IRError(f"replace_node: {old.describe()} has {len(old._outputs)} outputs, got {len(outputs)} replacements")
+        needed = sum(1 for v in old._outputs if v is not None)
+        if len(outputs) < len(old._outputs) and any(v is not None for v in old._outputs[len(outputs):]):
+            raise IRError(f"replace_node: {old.describe()} has {needed} output(s) in use, "
+                          f"got {len(outputs)} replacement(s)")
+        self._index_of(old)  # fail before changing anything when old is not here
         self.insert_before(old, new_nodes)
         for v_old, v_new in zip(old._outputs, outputs):
             if v_old is not None and v_new is not None:
@@ -547,7 +550,7 @@ class Graph:
     def to_networkx(self) -> "networkx.MultiDiGraph":
         """A networkx view: one vertex per node (keyed by position), one edge per value use.
 
-        Vertices carry ``node`` (the IR node); edges carry ``value`` and ``index``.
+        Vertices carry ``node`` (the IR node); edges carry ``value`` (the value's name).
         Graph inputs/initializers are not vertices. The IR is not stored in networkx.
         """
         import networkx as nx
@@ -568,9 +571,9 @@ class Graph:
         return _clone_graph(self, memo, parent=None)
 
     def __str__(self) -> str:
-        from .printer import format_graph
+        from .printer import format_model
 
-        return format_graph(self)
+        return format_model(self)
 
     def __repr__(self) -> str:
         return f"Graph({self.name!r}, {len(self._nodes)} nodes, {len(self.inputs)} inputs, {len(self.outputs)} outputs)"

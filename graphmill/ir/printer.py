@@ -6,6 +6,8 @@ no object ids, large constants summarised by dtype/shape and a checksum).
 
 from __future__ import annotations
 
+import json
+import re
 import zlib
 
 import numpy as np
@@ -17,12 +19,27 @@ from .tensor import SparseTensor, Tensor
 _INLINE_LIMIT = 8  # constants with at most this many elements are printed in full
 
 
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_./:\-]+$")
+
+
+def format_name(name: str) -> str:
+    """``%conv1/out`` for ordinary names; ``%"a b"`` (JSON-style escapes) for anything else."""
+    if _PLAIN_NAME.match(name):
+        return "%" + name
+    return "%" + json.dumps(name)
+
+
 def format_value(v: Value | None) -> str:
-    return "%" + v.name if v is not None else "_"
+    return format_name(v.name) if v is not None else "_"
 
 
 def _typed(v: Value) -> str:
-    return f"%{v.name}: {v.type if v.type is not None else '?'}"
+    return f"{format_name(v.name)}: {v.type if v.type is not None else '?'}"
+
+
+def _float(x: float) -> str:
+    """Floats are stored as float32 in ONNX: print the shortest text that reads back the same float32."""
+    return np.format_float_positional(np.float32(x), unique=True, trim="0") if np.isfinite(x) else repr(x)
 
 
 def format_tensor(t: Tensor | SparseTensor) -> str:
@@ -47,10 +64,12 @@ def format_attr(a: Attr, indent: str) -> str:
         return f"{a.name}=@{a.ref_attr_name}"
     k = a.kind
     if k == AttrKind.FLOAT:
-        return f"{a.name}={a.value!r}"
+        return f"{a.name}={_float(a.value)}"
     if k in (AttrKind.INT, AttrKind.STRING):
         return f"{a.name}={a.value!r}"
-    if k in (AttrKind.INTS, AttrKind.FLOATS, AttrKind.STRINGS):
+    if k == AttrKind.FLOATS:
+        return f"{a.name}=[{', '.join(_float(x) for x in a.value)}]"
+    if k in (AttrKind.INTS, AttrKind.STRINGS):
         return f"{a.name}=[{', '.join(repr(x) for x in a.value)}]"
     if k in (AttrKind.TENSOR, AttrKind.SPARSE_TENSOR):
         return f"{a.name}={format_tensor(a.value)}"
@@ -71,8 +90,18 @@ def format_node(n: Node, indent: str = "  ") -> str:
     if n.attrs:
         attrs = " {" + ", ".join(format_attr(n.attrs[k], indent) for k in sorted(n.attrs)) + "}"
     types = ", ".join(str(v.type) if v is not None and v.type is not None else "?" for v in n.outputs)
-    name = f"  # {n.name}" if n.name else ""
+    name = f"  # {json.dumps(n.name)[1:-1]}" if n.name else ""
     return f"{indent}{outs} = {op}({ins}){attrs} -> {types}{name}"
+
+
+def format_model(g: Graph) -> str:
+    """The graph followed by the model-local functions it may call."""
+    parts = [format_graph(g)]
+    for f in g.functions.values():
+        attrs = f" attrs({', '.join(f.attributes)})" if f.attributes else ""
+        parts.append(f"function {f.domain}::{f.name}{'@' + f.overload if f.overload else ''}{attrs}\n"
+                     + format_graph(f.graph))
+    return "\n".join(parts)
 
 
 def format_graph(g: Graph, indent: str = "") -> str:

@@ -70,6 +70,18 @@ def make_new_opset(d):
     return _write(d / "future.onnx", _relu_model(opset=newest + 5)), [f"opset {newest + 5}", "newer than"]
 
 
+def make_new_ml_opset(d):
+    m = _relu_model()
+    m.opset_import.add().CopyFrom(helper.make_opsetid("ai.onnx.ml", 99))
+    return _write(d / "ml.onnx", m), ["opset 99 of ai.onnx.ml", "newer than"]
+
+
+def make_new_ir_version(d):
+    m = _relu_model()
+    m.ir_version = onnx.IR_VERSION + 3
+    return _write(d / "ir.onnx", m), [f"IR version {onnx.IR_VERSION + 3}", "newer than"]
+
+
 def make_external_escape(d):
     inner = d / "m"
     inner.mkdir()
@@ -88,7 +100,7 @@ def make_external_escape(d):
 
 
 CASES = [make_missing, make_not_onnx, make_truncated, make_cycle, make_undefined_input, make_new_opset,
-         make_external_escape]
+         make_new_ml_opset, make_new_ir_version, make_external_escape]
 
 
 @pytest.mark.parametrize("make", CASES, ids=[c.__name__[5:] for c in CASES])
@@ -125,3 +137,63 @@ def test_roundtrip_refuses_to_overwrite_its_input(tmp_path):
 def test_unknown_zoo_name_is_a_clear_error():
     r = run_cli("zoo", "resnet9000", "-o", "x.onnx")
     assert r.returncode == 2 and "unknown zoo model 'resnet9000'" in r.stderr
+
+
+def _external_model(folder) -> str:
+    w = numpy_helper.from_array(np.arange(64, dtype=np.float32).reshape(8, 8), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", 1, [8, 8])],
+                          [helper.make_tensor_value_info("y", 1, [8, 8])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    path = os.path.join(folder, "model.onnx")
+    onnx.save(m, path, save_as_external_data=True, location="w.bin", size_threshold=0)
+    return path
+
+
+def test_roundtrip_refuses_to_overwrite_the_inputs_weights(tmp_path):
+    path = _external_model(tmp_path)
+    before = (tmp_path / "w.bin").read_bytes()
+    r = run_cli("roundtrip", path, "-o", str(tmp_path / "w.bin"))
+    assert r.returncode == 2 and "refusing to overwrite" in r.stderr and "weights" in r.stderr
+    assert (tmp_path / "w.bin").read_bytes() == before
+
+
+def test_roundtrip_keeps_external_data_layout(tmp_path):
+    """Reference: onnx's own loader reads the weights graphmill wrote."""
+    path = _external_model(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run_cli("roundtrip", path, "-o", str(out / "m.onnx"))
+    assert r.returncode == 0, r.stderr
+    assert (out / "m.onnx.data").exists()
+    back = onnx.load(str(out / "m.onnx"))
+    np.testing.assert_array_equal(numpy_helper.to_array(back.graph.initializer[0]),
+                                  np.arange(64, dtype=np.float32).reshape(8, 8))
+    r = run_cli("roundtrip", path, "-o", str(out / "n.onnx"), "--external-data", "weights.bin")
+    assert r.returncode == 0 and (out / "weights.bin").exists()
+    r = run_cli("roundtrip", path, "-o", str(out / "k.onnx"), "--external-data", "../escape.bin")
+    assert r.returncode == 2 and "plain file name" in r.stderr and not (tmp_path / "escape.bin").exists()
+
+
+@pytest.mark.parametrize("target, needle", [
+    ("{d}", "is a folder"),
+    ("{d}/missing/out.onnx", "does not exist"),
+    ("", "output path is empty"),
+])
+def test_unwritable_outputs_are_one_line_errors(tmp_path, target, needle):
+    p = _write(tmp_path / "m.onnx", _relu_model())
+    r = run_cli("roundtrip", p, "-o", target.format(d=tmp_path))
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx"]
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    p = _write(tmp_path / "m.onnx", _relu_model())
+    old = os.umask(0o022)
+    try:
+        r = run_cli("roundtrip", p, "-o", str(tmp_path / "o.onnx"))
+    finally:
+        os.umask(old)
+    assert r.returncode == 0
+    assert (os.stat(tmp_path / "o.onnx").st_mode & 0o777) == 0o644

@@ -13,7 +13,7 @@ from onnx import helper, numpy_helper
 
 import graphmill
 from graphmill.backends import onnxruntime as ortb
-from graphmill.ir import ModelLoadError, UnsafeModelError
+from graphmill.ir import ModelLoadError, UnsafeModelError, UserInputError
 
 
 def _model_with_weight(n: int = 4096) -> tuple[onnx.ModelProto, np.ndarray]:
@@ -117,7 +117,7 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(onnx_io.os, "fsync", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(UserInputError, match="No space left"):
         onnx_io.save(g, out)
     monkeypatch.undo()
     assert out.read_bytes() == b"previous content"

@@ -51,10 +51,12 @@ def tensor_bytes(t) -> int | None:
 def io_cost(node: Node, macs: int = 0, flops: int = 0) -> Cost:
     """A Cost whose bytes are the node's input and output sizes; unknown sizes make it inexact."""
     known = True
-    read = written = 0
+    read = written = params = 0
     for v in node.inputs:
         if v is None:
             continue
+        if v.const is not None and is_weight_dtype(v.const.dtype):
+            params += v.const.size if hasattr(v.const, "size") else 0
         b = tensor_bytes(v.type)
         if b is None:
             known = False
@@ -68,7 +70,17 @@ def io_cost(node: Node, macs: int = 0, flops: int = 0) -> Cost:
             known = False
         else:
             written += b
-    return Cost(macs=macs, flops=flops, bytes_read=read, bytes_written=written, known=known)
+    return Cost(macs=macs, flops=flops, bytes_read=read, bytes_written=written, known=known, params=params)
+
+
+def is_weight_dtype(dt: DataType | None) -> bool:
+    """Element types that hold weights: floating point, complex, and <= 8-bit (quantized) integers.
+
+    Wider integers and booleans are shapes, axes and indices.
+    """
+    if dt is None:
+        return False
+    return dt.is_floating or (dt.is_integer and dt.bitwidth <= 8) or dt in (DataType.COMPLEX64, DataType.COMPLEX128)
 
 
 def output_elements(node: Node, i: int = 0) -> int | None:

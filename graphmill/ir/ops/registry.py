@@ -40,9 +40,12 @@ class Cost:
     """What running one node costs, independent of any hardware.
 
     ``macs`` counts multiply-accumulates (a Conv/Gemm/MatMul inner product step);
-    elementwise work is ``flops`` (one per output element per arithmetic op).
-    Bytes are those of the node's inputs (read) and outputs (written), at their
-    element types' widths; ``known`` is False when shapes were missing.
+    ``flops`` counts arithmetic operations: 2 per MAC plus the elementwise work
+    (about one per output element per arithmetic op). ``params`` is the number of
+    elements of the node's constant weight inputs (floating point or <= 8-bit
+    integers). Bytes are those of the node's inputs (read) and outputs
+    (written), at their element types' widths; ``known`` is False when shapes
+    were missing.
     """
 
     macs: int = 0
@@ -50,10 +53,12 @@ class Cost:
     bytes_read: int = 0
     bytes_written: int = 0
     known: bool = True
+    params: int = 0
 
     def __add__(self, other: "Cost") -> "Cost":
         return Cost(self.macs + other.macs, self.flops + other.flops, self.bytes_read + other.bytes_read,
-                    self.bytes_written + other.bytes_written, self.known and other.known)
+                    self.bytes_written + other.bytes_written, self.known and other.known,
+                    self.params + other.params)
 
 
 class InferenceContext:
