@@ -5,7 +5,7 @@ graph, ``infer_shapes``; the IR lives in ``graphmill.ir`` and ONNX Runtime
 execution in ``graphmill.backends.onnxruntime``.
 """
 
-from graphmill.api import inspect, inspect_file
+from graphmill.api import inspect, inspect_file, simulate
 from graphmill.frontend import load, save
 from graphmill.frontend.onnx_shape_inference import infer_shapes
 from graphmill.ir import Graph, GraphmillError, Node, Value, verify
@@ -13,5 +13,5 @@ from graphmill.ir.builder import GraphBuilder
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "save", "inspect", "inspect_file", "infer_shapes", "Graph", "Node", "Value", "verify",
+__all__ = ["load", "save", "inspect", "inspect_file", "simulate", "infer_shapes", "Graph", "Node", "Value", "verify",
            "GraphBuilder", "GraphmillError", "__version__"]

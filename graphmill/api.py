@@ -67,3 +67,21 @@ def demo(out_dir: str, *, model: str = "resnet18", runs: int = 10) -> dict:
                       "max_abs_diff": cmp.max_abs, "outputs_equal": cmp.ok},
         "onnx_version": onnx.__version__,
     }
+
+
+def simulate(graph: Graph, accel) -> "object":
+    """Simulate ``graph`` on an accelerator (an ``AccelConfig``, a dict in the TOML schema, or a TOML path).
+
+    Returns a ``graphmill.backends.simulator.SimReport`` (``.to_dict()`` for JSON, ``.table()``, ``.plot()``).
+    """
+    from graphmill.backends.simulator import simulate_graph
+
+    return simulate_graph(graph, accel)
+
+
+def simulate_scalesim(topology: str | os.PathLike, config: str | os.PathLike):
+    """Simulate a SCALE-Sim topology CSV under a SCALE-Sim .cfg (USER bandwidth)."""
+    from graphmill.backends.simulator import read_scalesim_config, read_topology, simulate_layers
+
+    cfg = read_scalesim_config(config)
+    return simulate_layers(read_topology(topology), cfg)

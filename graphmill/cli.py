@@ -260,6 +260,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Simulate a model on an accelerator config, or a SCALE-Sim topology under a SCALE-Sim config."""
+    if args.scalesim_topology or args.scalesim_config:
+        if not (args.scalesim_topology and args.scalesim_config) or args.model or args.accel:
+            raise UserInputError("use either MODEL.onnx --accel A.toml, or --scalesim-topology T.csv "
+                                 "--scalesim-config C.cfg")
+        report = api.simulate_scalesim(args.scalesim_topology, args.scalesim_config)
+    else:
+        if not args.model or not args.accel:
+            raise UserInputError("graphmill simulate needs MODEL.onnx --accel A.toml (or --scalesim-topology "
+                                 "T.csv --scalesim-config C.cfg)")
+        from graphmill.backends.simulator import load_accel
+
+        accel = load_accel(args.accel)  # validate the config before reading the model
+        report = api.simulate(api.load(args.model), accel)
+    if args.plot:
+        report.plot(args.plot)
+    if args.json:
+        _write_json(report.to_dict(), None)
+    else:
+        print(report.table(), end="")
+        if args.plot:
+            print(f"wrote {args.plot}")
+    return 0
+
+
 # -- entry point ---------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -330,6 +356,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=10, help="ONNX Runtime timing runs")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("simulate", help="cycle-level simulation on a systolic-array accelerator (per-layer table)")
+    p.add_argument("model", nargs="?", help="an ONNX model file")
+    p.add_argument("--accel", help="accelerator config (TOML; see examples/accelerators/)")
+    p.add_argument("--scalesim-topology", metavar="T.csv", help="a SCALE-Sim topology CSV (instead of a model)")
+    p.add_argument("--scalesim-config", metavar="C.cfg", help="a SCALE-Sim config (with --scalesim-topology)")
+    p.add_argument("--plot", metavar="OUT.png", help="write per-layer cycles and a roofline as PNG")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON (keys: total_cycles, layers: [{name, op, compute_cycles, stall_cycles, "
+                        "total_cycles, utilization, dram_read_bytes, dram_write_bytes}], ...)")
+    p.set_defaults(func=cmd_simulate)
     return parser
 
 

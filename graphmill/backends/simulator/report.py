@@ -1,0 +1,141 @@
+"""Simulation results: per-layer records, totals, JSON, and a plot (per-layer cycles + roofline).
+
+JSON schema (``SimReport.to_dict()``)::
+
+    {"accelerator": {...AccelConfig...}, "total_cycles": int, "compute_cycles": int, "stall_cycles": int,
+     "latency_ms": float, "energy_uj": float, "dram_read_bytes": int, "dram_write_bytes": int,
+     "macs": int, "utilization": float,
+     "layers": [{"name", "op", "shape", "kind" ("array" | "vector"), "compute_cycles", "stall_cycles",
+                 "total_cycles", "utilization", "dram_read_bytes", "dram_write_bytes", "macs",
+                 "energy_pj", "repeat"}]}
+
+``total_cycles`` of a layer = compute + stall cycles of all its instances (``repeat``); utilization =
+MACs / (total_cycles * rows * cols) for array layers, elements / (cycles * lanes) for vector layers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field
+
+from .config import AccelConfig
+
+
+@dataclass
+class LayerResult:
+    name: str
+    op: str
+    shape: str
+    kind: str
+    compute_cycles: int
+    stall_cycles: int
+    total_cycles: int
+    utilization: float
+    dram_read_bytes: int
+    dram_write_bytes: int
+    macs: int = 0
+    energy_pj: float = 0.0
+    repeat: int = 1
+
+
+@dataclass
+class SimReport:
+    accel: AccelConfig
+    layers: list[LayerResult] = field(default_factory=list)
+
+    @property
+    def total_cycles(self) -> int:
+        return sum(x.total_cycles for x in self.layers)
+
+    @property
+    def compute_cycles(self) -> int:
+        return sum(x.compute_cycles for x in self.layers)
+
+    @property
+    def stall_cycles(self) -> int:
+        return sum(x.stall_cycles for x in self.layers)
+
+    @property
+    def macs(self) -> int:
+        return sum(x.macs for x in self.layers)
+
+    def to_dict(self) -> dict:
+        a = self.accel
+        tot = self.total_cycles
+        return {
+            "accelerator": a.to_dict(),
+            "total_cycles": tot,
+            "compute_cycles": self.compute_cycles,
+            "stall_cycles": self.stall_cycles,
+            "latency_ms": tot / (a.clock_mhz * 1e3),
+            "energy_uj": sum(x.energy_pj for x in self.layers) / 1e6,
+            "dram_read_bytes": sum(x.dram_read_bytes for x in self.layers),
+            "dram_write_bytes": sum(x.dram_write_bytes for x in self.layers),
+            "macs": self.macs,
+            "utilization": self.macs / (tot * a.rows * a.cols) if tot else 0.0,
+            "layers": [asdict(x) for x in self.layers],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def table(self) -> str:
+        out = io.StringIO()
+        a = self.accel
+        print(f"accelerator {a.name}: {a.rows}x{a.cols} {a.dataflow}, buffers {a.ifmap_kb:g}/{a.filter_kb:g}/"
+              f"{a.ofmap_kb:g} KiB, DRAM {a.ifmap_bw_words}/{a.filter_bw_words}/{a.ofmap_bw_words} words/cycle, "
+              f"{a.clock_mhz:g} MHz", file=out)
+        print(f"{'layer':<28} {'op':<18} {'shape':<24} {'cycles':>12} {'stall':>10} {'util':>6} "
+              f"{'DRAM rd':>11} {'DRAM wr':>11}", file=out)
+        for x in self.layers:
+            print(f"{x.name[:28]:<28} {x.op[:18]:<18} {x.shape[:24]:<24} {x.total_cycles:>12,} {x.stall_cycles:>10,} "
+                  f"{x.utilization:>6.1%} {x.dram_read_bytes:>11,} {x.dram_write_bytes:>11,}", file=out)
+        d = self.to_dict()
+        print(f"total: {d['total_cycles']:,} cycles ({d['compute_cycles']:,} compute + {d['stall_cycles']:,} stall) "
+              f"= {d['latency_ms']:.3f} ms at {a.clock_mhz:g} MHz; utilization {d['utilization']:.1%}; "
+              f"DRAM {d['dram_read_bytes']:,} B read, {d['dram_write_bytes']:,} B written; "
+              f"energy {d['energy_uj']:.1f} uJ", file=out)
+        return out.getvalue()
+
+    def plot(self, path: str) -> None:
+        """Per-layer cycles (compute + stall) and a roofline of the layers; written atomically as PNG."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from graphmill.frontend.onnx_io import atomic_write_bytes
+
+        a = self.accel
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5))
+        idx = range(len(self.layers))
+        ax1.bar(idx, [x.compute_cycles for x in self.layers], label="compute")
+        ax1.bar(idx, [x.stall_cycles for x in self.layers], bottom=[x.compute_cycles for x in self.layers],
+                label="stall")
+        ax1.set_xlabel("layer")
+        ax1.set_ylabel("cycles")
+        ax1.set_title(f"per-layer cycles on {a.name}")
+        ax1.legend()
+        peak = a.rows * a.cols  # MACs / cycle
+        bw = (a.ifmap_bw_words + a.filter_bw_words + a.ofmap_bw_words) * a.word_bytes  # bytes / cycle
+        xs, ys = [], []
+        for x in self.layers:
+            if x.macs and x.total_cycles:
+                traffic = max(1, x.dram_read_bytes + x.dram_write_bytes)
+                xs.append(x.macs / traffic)
+                ys.append(x.macs / x.total_cycles)
+        import numpy as np
+
+        oi = np.logspace(-2, 4, 200)
+        ax2.loglog(oi, np.minimum(peak, oi * bw), "k-", label=f"roof: {peak} MAC/cycle, {bw} B/cycle")
+        ax2.loglog(xs, ys, "o", alpha=0.7, label="layers")
+        ax2.set_xlabel("operational intensity (MAC / DRAM byte)")
+        ax2.set_ylabel("MAC / cycle")
+        ax2.set_title("roofline")
+        ax2.legend()
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        plt.close(fig)
+        atomic_write_bytes(path, buf.getvalue())
