@@ -168,6 +168,8 @@ def graph_to_proto(g: Graph, gp: onnx.GraphProto) -> onnx.GraphProto:
                 continue
             if v.type is not None or v.doc_string or v.metadata_props:
                 _value_info(v, gp.value_info.add())
+    for blob in g.extra.get("value_info", ()):
+        gp.value_info.add().ParseFromString(blob)
     for v in g.outputs:
         _value_info(v, gp.output.add())
     _set_props(gp.metadata_props, g.metadata_props)

@@ -240,6 +240,16 @@ class _Importer:
             if len(vi.metadata_props) and not v.metadata_props:
                 v.metadata_props = _props(vi.metadata_props)
             g.outputs.append(v)
+        # value_info the IR has no home for (about inputs, initializers, graph outputs, or names that do
+        # not exist) rides along verbatim so that a round trip loses nothing.
+        output_ids = {id(v) for v in g.outputs}
+        extra = []
+        for vi in gp.value_info:
+            v = local.get(vi.name)
+            if v is None or v.producer is None or id(v) in output_ids:
+                extra.append(vi.SerializeToString())
+        if extra:
+            g.extra["value_info"] = extra
         # Out-of-order files are legal to read; the IR keeps nodes sorted.
         try:
             if not _is_sorted(g):

@@ -23,14 +23,20 @@ from graphmill.ir.errors import ModelLoadError, UnsafeModelError
 class ExternalData:
     """Where an external tensor's bytes live: a checked file path and byte range."""
 
-    __slots__ = ("path", "offset", "length")
+    __slots__ = ("path", "offset", "length", "stamp")
 
     def __init__(self, path: str, offset: int, length: int | None) -> None:
         self.path = path
         self.offset = offset
         self.length = length
+        st = os.stat(path)
+        self.stamp = (st.st_size, st.st_mtime_ns)  # data is read lazily: notice if the file changes meanwhile
 
     def read(self) -> bytes:
+        st = os.stat(self.path)
+        if (st.st_size, st.st_mtime_ns) != self.stamp:
+            raise ModelLoadError(f"{self.path}: the external data file changed after the model was loaded; "
+                                 "load the model again")
         with open(self.path, "rb") as f:
             f.seek(self.offset)
             data = f.read() if self.length is None else f.read(self.length)

@@ -173,3 +173,27 @@ def test_out_of_order_file_is_sorted_on_import(tmp_path):
     graph = graphmill.load(p)
     assert [n.name for n in graph.nodes] == ["first", "second"]
     graphmill.verify(graph)
+
+
+def test_external_data_changed_after_load_is_refused(tmp_path):
+    model, _ = _model_with_weight()
+    path = _save_external(model, str(tmp_path))
+    g = graphmill.load(path)
+    data = tmp_path / "w.data"
+    data.write_bytes(b"\0" * data.stat().st_size + b"\0")  # someone rewrites the weights
+    with pytest.raises(ModelLoadError, match="changed after the model was loaded"):
+        g.initializers["w"].const.numpy()
+
+
+def test_value_info_without_a_home_round_trips(tmp_path):
+    """value_info about an initializer, an input, an output, or a missing name survives import/export."""
+    from graphmill.frontend import from_proto, to_proto
+    from graphmill.testing.onnx_corpus import clear_default_presence
+
+    model, _ = _model_with_weight()
+    for name in ("w", "x", "y", "nobody"):
+        model.graph.value_info.append(helper.make_tensor_value_info(name, 1, None))
+    back = to_proto(from_proto(model))
+    clear_default_presence(model)
+    clear_default_presence(back)
+    assert back == model
