@@ -248,16 +248,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(result, None)
         return 0
-    print(f"== graphmill demo: {args.model} with seeded random weights, built from the paper's block table")
-    print(f"saved to {result['file']}\n" if args.out else "")
-    print_summary(result["inspect"])
-    ort = result["onnxruntime"]
-    print(f"\nONNX Runtime: {ort['median_ms']:.2f} ms median over {ort['runs']} runs "
-          f"(1 thread, input {ort['input_shape']}), output {ort['output_shape']}")
-    rt = result["roundtrip"]
-    print(f"round trip (load -> save -> load): {rt['nodes']} nodes, proto equal: {rt['proto_equal']}, "
-          f"max |diff| of outputs under ONNX Runtime: {rt['max_abs_diff']:.3g}")
-    return 0
+    b, a = result["before"], result["after"]
+    print(f"== graphmill demo: {args.model} (seeded random weights, built from the paper's block table), "
+          f"input {result['input_shape']}")
+    if args.out:
+        print(f"   files: {result['file']}, {result['optimized_file']}")
+    print(f"   round trip load -> save -> load: proto equal: {result['roundtrip_proto_equal']}")
+    print(f"   schedule: {result['schedule']}\n")
+    print(f"  {'':<26}{'before':>16}{'after':>16}")
+    print(f"  {'nodes':<26}{b['nodes']:>16,}{a['nodes']:>16,}")
+    print(f"  {'parameters':<26}{b['params']:>16,}{a['params']:>16,}")
+    print(f"  {'MACs':<26}{b['macs']:>16,}{a['macs']:>16,}")
+    for label, key in (("ORT ms (its opts off)", "ort_disabled"), ("ORT ms (its opts on)", "ort_all")):
+        lat = result["latency"][key]
+        print(f"  {label:<26}{lat['before_ms']:>16.2f}{lat['after_ms']:>16.2f}")
+    c = result["comparison"]
+    print(f"  {'max |output diff|':<26}{'':>16}{c['max_abs']:>16.3g}   "
+          f"({'within' if c['ok'] else 'OUTSIDE'} atol={c['atol']:g} + rtol={c['rtol']:g}*|ref|)")
+    print(f"\n  ops after: " + ", ".join(f"{k} x{v}" for k, v in a["ops"].items()))
+    print(f"  ONNX Runtime latency: median of {result['runs']} runs, 1 thread")
+    return 0 if c["ok"] else 1
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
