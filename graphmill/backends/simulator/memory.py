@@ -23,6 +23,11 @@ Departure from SCALE-Sim 3.0.0: its read buffer adds a positive prefetch stall t
 once (its GitHub issue #130: ``offset += potential_stall_cycles`` before ``if potential_stall_cycles > 0:
 offset += potential_stall_cycles``). graphmill adds a positive stall once and ignores negative ones.
 ``bug130=True`` reproduces SCALE-Sim's arithmetic (used by the test that shows the difference).
+
+Second departure: when SCALE-Sim's write buffer drains several lines, it credits every line but the last
+as a full line of ``bw`` words, even a line that a forced drain closed part-full, so its free space can
+exceed what the buffer really holds free. graphmill credits the words actually drained.
+``wr_quirk=True`` reproduces SCALE-Sim's accounting.
 """
 
 from __future__ import annotations
@@ -206,7 +211,7 @@ def _slide(stream, eps, nlines, n_active, n_pref, start, cnt):
 def simulate_layer_kernel(df, a, b, o, R, C, row_folds, col_folds, fold_len,
                           if_stream, if_eps, if_nlines, if_act, if_pref, if_rows, if_space,
                           f_stream, f_eps, f_nlines, f_act, f_pref, f_rows, f_space,
-                          of_total, of_active, of_drain, of_bw, n_out, bug130):
+                          of_total, of_active, of_drain, of_bw, n_out, bug130, wr_quirk):
     """Returns int64[12]: rows, stall, if_dram_words, f_dram_words, of_dram_words, if_stall_cycles,
     f_stall_cycles, of_stall_cycles, ofmap_dram_stop, if_misses, f_misses, max_ofmap_occupancy."""
     if_ports = C if df == 2 else R
@@ -309,8 +314,11 @@ def simulate_layer_kernel(df, a, b, o, R, C, row_folds, col_folds, fold_len,
                         end = min(ds + drain_rows, n_closed)
                         nl = end - ds
                         data = 0
-                        for q in range(ds, end):
-                            data += sizes[q]
+                        if wr_quirk and nl > 0:  # SCALE-Sim: n lines * bw minus the empty slots of the last
+                            data = nl * of_bw - (of_bw - sizes[end - 1])
+                        else:
+                            for q in range(ds, end):
+                                data += sizes[q]
                         free += data
                         of_words += data
                         ds = end
@@ -391,7 +399,7 @@ def _buffer_params(words: int, bw: int, stream_len: int):
 
 def simulate_memory(layer: ArrayLayer, rows: int, cols: int, dataflow: str, ifmap_words: int,
                     filter_words: int, ofmap_words: int, ifmap_bw: int, filter_bw: int, ofmap_bw: int,
-                    *, bug130: bool = False) -> MemoryResult:
+                    *, bug130: bool = False, wr_quirk: bool = False) -> MemoryResult:
     """Simulate one instance of ``layer`` (repeat not applied) cycle by cycle."""
     a, b, o = operand_matrices(layer)
     ifs, fis = prefetch_streams(dataflow, a, b, rows, cols)
@@ -405,6 +413,6 @@ def simulate_memory(layer: ArrayLayer, rows: int, cols: int, dataflow: str, ifma
                                 mp.fold_cycles,
                                 ifs, i_eps, i_nl, i_act, i_pref, i_rows, int(a.max()) + 1,
                                 fis, f_eps, f_nl, f_act, f_pref, f_rows, int(b.max()) + 1,
-                                ofmap_words, of_active, of_drain, ofmap_bw, n_out, bug130)
+                                ofmap_words, of_active, of_drain, ofmap_bw, n_out, bug130, wr_quirk)
     r = [int(x) for x in res]
     return MemoryResult(r[0] - 1, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9] + r[10], r[11])
