@@ -1,0 +1,113 @@
+"""Small helpers the cleanup and fusion passes share: opsets, shapes, constants, attribute forms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from graphmill.ir import DataType, Graph, Node, TensorType, Value
+from graphmill.ir.rewrite import Match, constant_value
+
+ONNX_DOMAINS = ("", "ai.onnx")
+FLOAT_TYPES = frozenset({DataType.FLOAT, DataType.FLOAT16, DataType.DOUBLE})
+NONDETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+                              "Multinomial", "Bernoulli"})
+
+
+def opset(graph: Graph, domain: str = "") -> int:
+    """The opset the model imports for ``domain`` (the default domain: "" or "ai.onnx")."""
+    imports = graph.root.opset_imports
+    if domain in ONNX_DOMAINS:
+        return int(imports.get("", imports.get("ai.onnx", 0)))
+    return int(imports.get(domain, 0))
+
+
+def need_opset(m: Match, minimum: int, what: str) -> str | None:
+    got = opset(m.graph)
+    return None if got >= minimum else f"{what} needs opset >= {minimum}, the model imports {got}"
+
+
+def shape_of(v: Value | None) -> tuple | None:
+    if v is None:
+        return None
+    if v.const is not None and hasattr(v.const, "shape"):
+        return tuple(v.const.shape)
+    t = v.type
+    return tuple(t.shape) if isinstance(t, TensorType) and t.shape is not None else None
+
+
+def dtype_of(v: Value | None) -> DataType | None:
+    if v is None:
+        return None
+    t = v.type
+    dt = t.dtype if isinstance(t, TensorType) else None
+    if not dt and v.const is not None and hasattr(v.const, "dtype"):
+        dt = v.const.dtype
+    return dt or None
+
+
+def is_static(shape: tuple | None) -> bool:
+    return shape is not None and all(isinstance(d, int) and d >= 0 for d in shape)
+
+
+def const_of(v: Value | None) -> np.ndarray | None:
+    return None if v is None else constant_value(v)
+
+
+def int_list(v: Value | None) -> list[int] | None:
+    a = const_of(v)
+    if a is None or a.dtype.kind not in "iu":
+        return None
+    return [int(x) for x in a.reshape(-1)]
+
+
+def axes_of(node: Node, input_index: int, attr: str = "axes") -> list[int] | None:
+    """Axes given as an attribute (older opsets) or as a constant input (newer ones); None if unknown,
+    [] if absent."""
+    if attr in node.attrs:
+        return [int(a) for a in node.attr(attr)]
+    if input_index < len(node.inputs) and node.inputs[input_index] is not None:
+        return int_list(node.inputs[input_index])
+    return []
+
+
+def normalize_axes(axes: list[int], rank: int) -> list[int] | None:
+    out = []
+    for a in axes:
+        if a < -rank or a >= rank:
+            return None
+        out.append(a % rank)
+    return out
+
+
+def broadcast_keeps(x_shape: tuple | None, c_shape: tuple | None) -> bool:
+    """True when broadcasting a tensor of ``x_shape`` with one of ``c_shape`` (static) gives ``x_shape``:
+    ``c`` has no more dims and each of its dims is 1 or the same static size."""
+    if x_shape is None or c_shape is None or len(c_shape) > len(x_shape):
+        return False
+    for xd, cd in zip(reversed(x_shape), reversed(c_shape)):
+        if cd == 1:
+            continue
+        if not (isinstance(xd, int) and xd == cd):
+            return False
+    return True
+
+
+def all_equal(a: np.ndarray | None, value: float) -> bool:
+    return a is not None and a.size > 0 and bool(np.all(a == value))
+
+
+def output_unused(v: Value | None) -> bool:
+    return v is None or (v.num_uses == 0 and not v.is_graph_output())
+
+
+def attr_value(node: Node, name: str, default: Any = None) -> Any:
+    return node.attr(name, default)
+
+
+def const_scalar(v: Value | None) -> float | None:
+    a = const_of(v)
+    if a is None or a.size != 1:
+        return None
+    return float(a.reshape(-1)[0])

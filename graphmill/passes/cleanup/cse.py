@@ -1,0 +1,146 @@
+"""Common subexpression elimination.
+
+Legal cases (merged, in every graph and subgraph separately):
+- two nodes with the same domain, op type, overload, attributes (tensor attributes compared
+  by type, shape and bytes) and the very same input values, in order -- or, for the binary
+  commutative ops Add, Mul, And, Or, Xor, Equal, the same two inputs in either order (IEEE
+  addition and multiplication of two operands are commutative, exactly);
+  the later node's outputs are rerouted to the earlier node's;
+- identical constant initializers (same element type, shape and bytes) of one graph: the
+  later one's readers read the earlier one.
+
+Refused (kept as they are):
+- non-deterministic ops (Random*, Multinomial, Bernoulli) and Dropout: two draws are not one;
+- ops with subgraphs (If/Loop/Scan): bodies are not compared;
+- ops of domains other than the ONNX ones (ai.onnx, ai.onnx.ml): they may have side effects;
+- a duplicate whose output is a graph output (merging would make two outputs one value, or
+  rename an output), or is returned directly by a nested subgraph;
+- a duplicate that produces an output the surviving node leaves omitted;
+- initializers that are also graph inputs (callers may override them) or graph outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from graphmill.ir import AttrKind, Graph, Node, SparseTensor, Tensor
+from graphmill.ir.rewrite import nested_output_ids
+
+from ..base import Pass, PassContext, PassResult, register_pass
+from .common import NONDETERMINISTIC
+
+CSE_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
+COMMUTATIVE = frozenset({"Add", "Mul", "And", "Or", "Xor", "Equal"})
+NEVER = NONDETERMINISTIC | {"Dropout"}
+
+
+@register_pass
+class CommonSubexpressionElimination(Pass):
+    """Merge nodes that compute the same thing, and identical constant initializers."""
+
+    name = "cse"
+    preserves = frozenset()
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        merged_nodes = merged_inits = 0
+        for g in list(graph.all_graphs()):
+            protected = nested_output_ids(g) | {id(v) for v in g.outputs}
+            merged_inits += _dedupe_initializers(g, protected)
+            seen: dict[tuple, Node] = {}
+            for node in list(g.nodes):
+                key = _key(node)
+                if key is None:
+                    continue
+                first = seen.get(key)
+                if first is None:
+                    seen[key] = node
+                    continue
+                if not _can_merge(node, first, protected):
+                    continue
+                for old, new in zip(node.outputs, first.outputs):
+                    if old is not None:
+                        old.replace_all_uses_with(new, graph_outputs=False)
+                g.remove_node(node)
+                merged_nodes += 1
+        return PassResult(bool(merged_nodes or merged_inits),
+                          {"nodes_merged": merged_nodes, "initializers_merged": merged_inits})
+
+
+def _can_merge(dup: Node, first: Node, protected: set[int]) -> bool:
+    if len(dup.outputs) != len(first.outputs):
+        return False
+    for a, b in zip(dup.outputs, first.outputs):
+        if a is None:
+            continue
+        if b is None or id(a) in protected:
+            return False
+    return True
+
+
+def _key(node: Node) -> tuple | None:
+    if node.domain not in CSE_DOMAINS or node.op_type in NEVER:
+        return None
+    attrs = []
+    for name in sorted(node.attrs):
+        a = node.attrs[name]
+        if a.kind in (AttrKind.GRAPH, AttrKind.GRAPHS):
+            return None
+        if a.ref_attr_name:
+            return None
+        attrs.append((name, int(a.kind), _attr_key(a.value)))
+    ins = [id(v) if v is not None else None for v in node.inputs]
+    if node.op_type in COMMUTATIVE and len(ins) == 2 and None not in ins:
+        ins = sorted(ins)  # type: ignore[type-var]
+    domain = "" if node.domain == "ai.onnx" else node.domain
+    return (domain, node.op_type, node.overload, tuple(ins), tuple(attrs), len(node.outputs))
+
+
+def _attr_key(v):
+    if isinstance(v, Tensor):
+        arr = v.numpy()
+        return ("T", int(v.dtype), tuple(v.shape), _digest(arr))
+    if isinstance(v, SparseTensor):
+        return ("S", id(v))  # not compared: distinct unless the very same object
+    if isinstance(v, (list, tuple)):
+        return tuple(_attr_key(x) for x in v)
+    if isinstance(v, float) and v != v:
+        return ("nan",)
+    if isinstance(v, (int, float, str, bytes, bool)) or v is None:
+        return v
+    return ("obj", id(v))
+
+
+def _digest(arr: np.ndarray) -> str:
+    if arr.dtype == object:
+        return hashlib.sha1(repr(arr.tolist()).encode()).hexdigest()
+    return hashlib.sha1(np.ascontiguousarray(arr).view(np.uint8).tobytes()).hexdigest()
+
+
+def _dedupe_initializers(g: Graph, protected: set[int]) -> int:
+    inputs = {id(v) for v in g.inputs}
+    groups: dict[tuple, list] = {}
+    for v in g.initializers.values():
+        if id(v) in inputs or id(v) in protected or not isinstance(v.const, Tensor):
+            continue
+        groups.setdefault((int(v.const.dtype), tuple(v.const.shape)), []).append(v)
+    merged = 0
+    for (dtype, shape), vs in groups.items():
+        if len(vs) < 2:
+            continue  # only same type-and-shape candidates are hashed
+        seen: dict[str, object] = {}
+        for v in vs:
+            try:
+                key = _digest(v.const.numpy())
+            except (TypeError, ValueError):
+                continue
+            first = seen.get(key)
+            if first is None:
+                seen[key] = v
+                continue
+            if v.num_uses:
+                v.replace_all_uses_with(first, graph_outputs=False)  # type: ignore[arg-type]
+            g.remove_initializer(v)
+            merged += 1
+    return merged

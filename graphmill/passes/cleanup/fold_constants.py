@@ -1,0 +1,367 @@
+"""Constant folding: evaluate nodes whose inputs are all constant, once, at compile time.
+
+Legal cases (folded):
+- a node of the ONNX default domain whose every present input is constant -- an initializer
+  that is not also a graph input (an initializer listed as an input is only a default the
+  caller may override), a ``Constant`` output, or an earlier folded result, from this graph
+  or an enclosing one;
+- evaluated with numpy for a handful of exact shape-manipulation ops on integer data (Shape,
+  Size, Identity, Concat, Unsqueeze, Squeeze, Reshape, Gather) and with ONNX Runtime on a
+  one-node model for everything else, so the folded value is what ORT would have computed;
+- ``Constant`` nodes (tensor / float(s) / int(s) forms) become initializers.
+
+Results become initializers named after the values they replace. A value that is a graph
+output keeps its name: it is produced by a ``Constant`` node instead (an initializer cannot
+take the output's place without renaming it).
+
+Refused (left unchanged; the reason is counted in the result's notes):
+- non-deterministic ops (RandomNormal/Uniform[Like], Multinomial, Bernoulli), ops with
+  subgraphs (If/Loop/Scan), ops of any other domain (their semantics are not ONNX's);
+- outputs larger than ``size_limit`` elements (estimated before evaluation for
+  ConstantOfShape, Expand, Tile and Range, so huge tensors are never materialized);
+- outputs that are not plain tensors (sequences, optionals), or of element types numpy cannot
+  hold (bfloat16, float8, 4-bit...), or strings;
+- results that disagree with the declared type (element type or static shape): the graph's
+  declaration wins and the node stays;
+- nodes ONNX Runtime cannot evaluate on their own (the error is noted).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from graphmill.ir import DataType, Graph, Node, Tensor, TensorType, Value
+from graphmill.ir.rewrite import constant_value, nested_output_ids
+
+from ..base import Option, Pass, PassContext, PassResult, register_pass
+from .common import NONDETERMINISTIC, ONNX_DOMAINS, opset
+
+_NUMPY_TYPES = frozenset({DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.INT8, DataType.INT16,
+                          DataType.INT32, DataType.INT64, DataType.UINT8, DataType.UINT16, DataType.UINT32,
+                          DataType.UINT64, DataType.BOOL})
+_CONST_ATTRS = ("value", "value_float", "value_floats", "value_int", "value_ints")
+
+
+@register_pass
+class FoldConstants(Pass):
+    """Evaluate constant subgraphs (numpy for shape arithmetic, ONNX Runtime otherwise)."""
+
+    name = "fold-constants"
+    options = (
+        Option("size_limit", int, 1 << 20, "largest folded output, in elements; bigger results stay computed",
+               min=0),
+        Option("constants_to_initializers", bool, True, "turn Constant nodes into initializers"),
+    )
+    preserves = frozenset()
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        refused: Counter[str] = Counter()
+        folded = converted = 0
+        known: dict[int, np.ndarray] = {}  # id(value) -> data, for constants of the whole tree
+        for g in list(graph.all_graphs()):
+            inputs = {id(v) for v in g.inputs}
+            for v in g.initializers.values():
+                if id(v) not in inputs and isinstance(v.const, Tensor) and v.const.dtype in _NUMPY_TYPES:
+                    known[id(v)] = _Lazy(v)  # type: ignore[assignment]
+            nested = nested_output_ids(g)
+            outputs = {id(v) for v in g.outputs}
+            for node in list(g.nodes):
+                if node.graph is not g:
+                    continue
+                if node.op_type == "Constant" and node.domain in ONNX_DOMAINS:
+                    arr = _constant_node_value(node)
+                    if arr is None:
+                        continue
+                    out = node.outputs[0]
+                    known[id(out)] = arr
+                    if (self.constants_to_initializers and id(out) not in outputs and id(out) not in nested
+                            and not node.meta):
+                        _to_initializer(g, node, arr)
+                        converted += 1
+                    continue
+                reason = self._refuse(node, known, nested)
+                if reason:
+                    if reason != "-":
+                        refused[reason] += 1
+                    continue
+                args = [None if v is None else _get(known, v) for v in node.inputs]
+                estimate = _estimate_size(node, args)
+                if estimate is not None and estimate > self.size_limit:
+                    refused[f"{node.op_type}: output over size_limit ({self.size_limit} elements)"] += 1
+                    continue
+                try:
+                    results = _evaluate(node, args, graph)
+                except _CannotFold as e:
+                    refused[f"{node.op_type}: {e}"] += 1
+                    continue
+                why = _check_results(node, results, self.size_limit)
+                if why:
+                    refused[f"{node.op_type}: {why}"] += 1
+                    continue
+                for v, arr in _replace_with_constants(g, node, results, outputs):
+                    known[id(v)] = arr
+                folded += 1
+        notes = [f"not folded ({n}x): {r}" for r, n in refused.most_common(20)]
+        stats = {"folded": folded, "constants_to_initializers": converted}
+        return PassResult(bool(folded or converted), stats, notes)
+
+    def _refuse(self, node: Node, known: dict, nested: set[int]) -> str:
+        ins = [v for v in node.inputs if v is not None]
+        if not ins or not all(id(v) in known for v in ins):
+            return "-"  # not constant: nothing to say
+        if node.domain not in ONNX_DOMAINS:
+            return f"{node.domain}::{node.op_type}: op of a non-ONNX domain"
+        if node.op_type in NONDETERMINISTIC:
+            return f"{node.op_type}: non-deterministic"
+        if any(True for _ in node.subgraphs()):
+            return f"{node.op_type}: has a subgraph"
+        if any(v is not None and id(v) in nested for v in node.outputs):
+            return f"{node.op_type}: output returned by a subgraph"
+        for v in node.outputs:
+            if v is None:
+                continue
+            t = v.type
+            if t is not None and not isinstance(t, TensorType):
+                return f"{node.op_type}: output is not a tensor ({t})"
+            if isinstance(t, TensorType) and t.dtype and t.dtype not in _NUMPY_TYPES:
+                return f"{node.op_type}: output element type {t.dtype.short_name} not foldable"
+        return ""
+
+
+class _CannotFold(Exception):
+    pass
+
+
+class _Lazy:
+    """An initializer's data, decoded only when a fold reads it."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: Value) -> None:
+        self.v = v
+
+
+def _get(known: dict, v: Value) -> np.ndarray:
+    a = known[id(v)]
+    if isinstance(a, _Lazy):
+        a = v.const.numpy()
+        known[id(v)] = a
+    return a
+
+
+def _constant_node_value(node: Node) -> np.ndarray | None:
+    if not any(k in node.attrs for k in _CONST_ATTRS):
+        return None
+    arr = constant_value(node.outputs[0]) if node.outputs and node.outputs[0] is not None else None
+    if arr is None or not isinstance(arr, np.ndarray):
+        return None
+    try:
+        if DataType.from_numpy(arr.dtype) not in _NUMPY_TYPES:
+            return None
+    except TypeError:
+        return None
+    return arr
+
+
+def _to_initializer(g: Graph, node: Node, arr: np.ndarray) -> None:
+    out = node.outputs[0]
+    name = out.name
+    init = g.add_initializer(Tensor(arr), g.unique_name(name + "_folded"))
+    out.replace_all_uses_with(init, graph_outputs=False)
+    g.remove_node(node)
+    _rename_initializer(g, init, name)
+
+
+def _rename_initializer(g: Graph, init: Value, name: str) -> None:
+    if name in g.initializers:
+        return
+    del g.initializers[init.name]
+    init.name = name
+    init.const.name = name
+    g.initializers[name] = init
+
+
+def _replace_with_constants(g: Graph, node: Node, results: list, outputs: set[int]) -> list:
+    """Replace the node by its results; returns (new value, data) pairs."""
+    renames, made = [], []
+    for v, arr in zip(node.outputs, results):
+        if v is None:
+            continue
+        arr = np.asarray(arr)
+        if id(v) in outputs:
+            c = Node("Constant", [], {"value": Tensor(arr)}, name=g.unique_name(f"{node.name or node.op_type}_folded"))
+            g.insert_before(node, [c])
+            c.outputs[0].type = TensorType(DataType.from_numpy(arr.dtype), arr.shape)
+            v.replace_all_uses_with(c.outputs[0])  # the Constant's output takes the graph output's name
+            made.append((c.outputs[0], arr))
+        else:
+            init = g.add_initializer(Tensor(arr), g.unique_name(v.name + "_folded"))
+            v.replace_all_uses_with(init, graph_outputs=False)
+            renames.append((init, v.name))
+            made.append((init, arr))
+    g.remove_node(node)
+    for init, name in renames:  # the folded initializers take the names of the values they replace
+        _rename_initializer(g, init, name)
+    return made
+
+
+def _estimate_size(node: Node, args: list) -> int | None:
+    op = node.op_type
+    try:
+        if op == "ConstantOfShape" and args and args[0] is not None:
+            return int(np.prod(args[0].astype(np.int64))) if args[0].size else 1
+        if op == "Expand" and len(args) > 1 and args[1] is not None:
+            return int(np.prod(np.broadcast_shapes(args[0].shape, tuple(int(x) for x in args[1].reshape(-1)))))
+        if op == "Tile" and len(args) > 1 and args[1] is not None:
+            return int(args[0].size * np.prod(args[1].astype(np.int64)))
+        if op == "Range" and len(args) == 3 and all(a is not None for a in args):
+            start, limit, delta = (float(a.reshape(-1)[0]) for a in args)
+            return max(int(np.ceil((limit - start) / delta)), 0) if delta else None
+    except (ValueError, OverflowError, ZeroDivisionError, TypeError):
+        return None
+    return None
+
+
+def _check_results(node: Node, results: list, limit: int) -> str:
+    if len(results) < sum(1 for v in node.outputs if v is not None):
+        return "evaluation returned fewer outputs than the node has"
+    for v, arr in zip(node.outputs, results):
+        if v is None:
+            continue
+        if not isinstance(arr, np.ndarray):
+            return f"output %{v.name} is not a tensor"
+        try:
+            dt = DataType.from_numpy(arr.dtype)
+        except TypeError:
+            return f"output %{v.name} has numpy type {arr.dtype}"
+        if dt not in _NUMPY_TYPES:
+            return f"output %{v.name} of element type {dt.short_name}"
+        if arr.size > limit:
+            return f"output over size_limit ({limit} elements)"
+        t = v.type
+        if isinstance(t, TensorType):
+            if t.dtype and t.dtype != dt:
+                return f"evaluated type {dt.short_name} differs from the declared {t.dtype.short_name}"
+            if t.shape is not None:
+                if len(t.shape) != arr.ndim or any(isinstance(d, int) and d != s for d, s in zip(t.shape, arr.shape)):
+                    return f"evaluated shape {list(arr.shape)} differs from the declared {t}"
+    return ""
+
+
+# -- evaluation ------------------------------------------------------------------------------
+
+def _evaluate(node: Node, args: list, graph: Graph) -> list:
+    if opset(graph) >= 13:
+        got = _evaluate_numpy(node, args)
+        if got is not None:
+            return got
+    return _evaluate_ort(node, args, graph)
+
+
+def _evaluate_numpy(node: Node, args: list) -> list | None:
+    op = node.op_type
+    ints = all(a is None or a.dtype == np.int64 for a in args)
+    if not ints:
+        return None
+    try:
+        if op == "Shape":
+            shape = np.array(args[0].shape, dtype=np.int64)
+            r = len(shape)
+            start = node.attr("start", 0)
+            end = node.attr("end", r)
+            start = min(max(start + r if start < 0 else start, 0), r)
+            end = min(max(end + r if end < 0 else end, 0), r)
+            return [shape[start:end]]
+        if op == "Size":
+            return [np.array(args[0].size, dtype=np.int64)]
+        if op == "Identity":
+            return [args[0]]
+        if op == "Concat" and all(a is not None for a in args) and args:
+            axis = node.attr("axis")
+            if axis is None or any(a.ndim == 0 for a in args):
+                return None
+            return [np.concatenate(args, axis=axis)]
+        if op == "Unsqueeze" and len(args) == 2 and args[1] is not None:
+            x, axes = args[0], [int(a) for a in args[1].reshape(-1)]
+            r = x.ndim + len(axes)
+            axes = sorted(a % r for a in axes)
+            if len(set(axes)) != len(axes) or any(a < -r or a >= r for a in args[1].reshape(-1)):
+                return None
+            for a in axes:
+                x = np.expand_dims(x, a)
+            return [x]
+        if op == "Squeeze" and len(args) == 2 and args[1] is not None:
+            x, axes = args[0], [int(a) for a in args[1].reshape(-1)]
+            if any(a < -x.ndim or a >= x.ndim or x.shape[a] != 1 for a in axes):
+                return None
+            return [np.squeeze(x, axis=tuple(a % x.ndim for a in axes))]
+        if op == "Reshape" and len(args) == 2 and args[1] is not None:
+            x, shape = args[0], [int(s) for s in args[1].reshape(-1)]
+            if node.attr("allowzero", 0) == 0:
+                if any(s == 0 for s in shape) and len(shape) > x.ndim:
+                    return None
+                shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+            elif 0 in shape and -1 in shape:
+                return None
+            return [x.reshape(shape)]
+        if op == "Gather" and len(args) == 2:
+            x, idx = args
+            axis = node.attr("axis", 0)
+            if x.ndim == 0 or axis < -x.ndim or axis >= x.ndim:
+                return None
+            n = x.shape[axis]
+            if np.any(idx < -n) or np.any(idx >= n):
+                return None
+            return [np.take(x, np.where(idx < 0, idx + n, idx), axis=axis)]
+    except (ValueError, IndexError, TypeError):
+        return None
+    return None
+
+
+def _evaluate_ort(node: Node, args: list, graph: Graph) -> list:
+    import onnx
+    import onnxruntime as ort
+
+    from graphmill.frontend.onnx_export import _node_to_proto
+
+    root = graph.root
+    npb = onnx.NodeProto()
+    _node_to_proto(node, npb)
+    del npb.input[:]
+    del npb.output[:]
+    inputs, feeds = [], {}
+    for i, (v, a) in enumerate(zip(node.inputs, args)):
+        if v is None:
+            npb.input.append("")
+            continue
+        name = f"in{i}"
+        npb.input.append(name)
+        if name not in feeds:
+            feeds[name] = a
+            elem = onnx.helper.np_dtype_to_tensor_dtype(a.dtype)
+            inputs.append(onnx.helper.make_tensor_value_info(name, elem, a.shape))
+    outputs = []
+    for i, v in enumerate(node.outputs):
+        if v is None:
+            npb.output.append("")
+            continue
+        npb.output.append(f"out{i}")
+        outputs.append(onnx.helper.make_value_info(f"out{i}", onnx.TypeProto()))
+    g = onnx.helper.make_graph([npb], "fold", inputs, outputs)
+    opsets = [onnx.helper.make_opsetid(d, v) for d, v in root.opset_imports.items()]
+    ir = root.model.ir_version if root.model is not None else 8
+    model = onnx.helper.make_model(g, opset_imports=opsets, ir_version=ir)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 4
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        outs = sess.run(None, feeds)
+    except Exception as e:  # noqa: BLE001 -- ORT raises several types; any failure means "do not fold"
+        text = str(e).strip().splitlines()
+        raise _CannotFold(f"ONNX Runtime cannot evaluate it alone ({text[0][:120] if text else type(e).__name__})")
+    return [np.asarray(o) if isinstance(o, np.ndarray) else o for o in outs]

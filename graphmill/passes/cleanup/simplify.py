@@ -1,0 +1,561 @@
+"""Local algebraic simplifications, as rewrite rules (data, not traversals).
+
+Every rule below is a ``graphmill.ir.rewrite.Rule``; its ``check`` returns a readable reason
+when it refuses, which ``explain`` (``--explain-match RULE``) reports. All are exact except
+``add-zero-float`` (see there). Each rule's docstring-like ``doc`` says what it does and refuses.
+
+Legal cases:
+- ``identity``: Identity(x) -> x.
+- ``dropout-inference``: Dropout(x) -> x when its mask output is absent or unused and
+  ``training_mode`` is absent or a constant false (opset < 7: only with ``is_test=1``).
+- ``reshape-noop``: Reshape(x, s) -> x when ``s`` keeps every dimension (each entry 0 -- without
+  allowzero --, the same static size, or one -1 standing for the only dimension left).
+- ``transpose-noop``: Transpose with the identity permutation.
+- ``cast-noop``: Cast to the element type ``x`` already has.
+- ``pad-noop``: Pad whose pads are all zero (any mode).
+- ``slice-noop``: Slice taking every element (start 0, step 1, end past a static dimension or
+  the INT64 max sentinel) on every sliced axis.
+- ``expand-noop``: Expand to a shape whose broadcast with ``x``'s is ``x``'s own.
+- ``transpose-pair``: Transpose(Transpose(x, p1), p2) -> Transpose(x, p1[p2]), or x when that
+  is the identity.
+- ``cast-chain``: Cast(Cast(x, T1), T2) when the first cast is lossless for every value of x's
+  type (widening): -> x when T2 is x's type, -> Cast(x, T2) when T2 is also lossless for x.
+  Narrowing-then-widening (float32 -> float16 -> float32) rounds, so it is kept.
+- ``castlike-to-cast``: CastLike(x, like) -> Cast(x, to=type(like)) when ``like``'s element type
+  is known, carrying ``saturate`` over as it is (dropping saturate=0 would change float8 results).
+- ``mul-one`` / ``div-one``: x*1, 1*x, x/1 -> x (IEEE exact, -0 and NaN included) when the
+  constant has x's element type and broadcasting it keeps x's shape.
+- ``sub-zero``: x - (+0) -> x (exact in IEEE: -0 - +0 = -0).
+- ``add-zero-exact``: x + c -> x when c is all -0.0 (IEEE exact) or x is an integer type.
+- ``add-zero-float``: x + (+0.0) -> x for floats. Tagged float-reassociating: it changes only
+  the sign of zero (x = -0.0 gives +0.0 before, -0.0 after), and -0.0 == +0.0 under every
+  comparison and tolerance; 1/x is the only way to tell them apart.
+- ``squeeze-unsqueeze``: Squeeze(Unsqueeze(x, a), a) -> x; ``unsqueeze-squeeze``:
+  Unsqueeze(Squeeze(x, a), a) -> x when every squeezed dimension is a static 1.
+- ``reshape-chain``: Reshape(Reshape(x, s1), s2) -> Reshape(x, s2) when s2 has no 0 entry that
+  would copy a dimension of the intermediate (or the outer Reshape has allowzero=1).
+- ``shape-static``: Shape(x) -> a constant when every selected dimension of x is a static size;
+  ``gather-shape``: Gather(Shape(x), i) -> a constant when the selected dimensions are static
+  (the other dimensions may be symbolic; they are not specialised).
+- ``shape-arith``: Concat / Unsqueeze / Squeeze / Gather / Reshape / Add / Sub / Mul / Div on
+  small int64 constants (shape arithmetic, at most 1024 elements) -> a constant (opset >= 13).
+
+Refused everywhere: matches whose root output is a graph output that the replacement cannot
+take over by name (e.g. Identity(input) -> output), and values returned directly by a subgraph
+(``graphmill.ir.rewrite`` enforces both).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphmill.ir import DataType
+from graphmill.ir.rewrite import EXACT, REASSOCIATING, Const, Match, Op, Opt, Rule, Var
+
+from ..base import register_pass
+from ..rewrite_pass import RewritePass
+from .common import (
+    all_equal,
+    axes_of,
+    broadcast_keeps,
+    const_of,
+    dtype_of,
+    int_list,
+    normalize_axes,
+    opset,
+    output_unused,
+    shape_of,
+)
+
+INT64_MAX_ISH = 1 << 62
+
+
+def _ok(cond: bool, reason: str) -> str | None:
+    return None if cond else reason
+
+
+# -- identity & dropout -----------------------------------------------------------------------
+
+IDENTITY = Rule("identity", Op("Identity", Var("x")), replace=lambda m, r: m["x"],
+                doc="Identity(x) -> x")
+
+
+def _dropout_check(m: Match) -> str | None:
+    node = m.node("dropout")
+    outs = node.outputs
+    if len(outs) > 1 and not output_unused(outs[1]):
+        return "the mask output is used"
+    if opset(m.graph) < 7 and node.attr("is_test", 0) != 1:
+        return "opset < 7 Dropout without is_test=1 is in training mode"
+    if "training_mode" in m:
+        tm = const_of(m["training_mode"])
+        if tm is None:
+            return "training_mode is not a constant"
+        if bool(np.any(tm)):
+            return "training_mode is true"
+    return None
+
+
+DROPOUT = Rule("dropout-inference",
+               Op("Dropout", Var("x"), Opt(Var("ratio")), Opt(Var("training_mode")), name="dropout"),
+               check=_dropout_check,
+               replace=lambda m, r: [m["x"]] + [None] * (len(m.root.outputs) - 1),
+               doc="Dropout(x) at inference -> x")
+
+
+# -- no-op Reshape / Transpose / Cast / Pad / Slice / Expand -----------------------------------
+
+def _reshape_noop_check(m: Match) -> str | None:
+    xs = shape_of(m["x"])
+    s = int_list(m["shape"])
+    if xs is None or s is None:
+        return "the input's rank or the target shape is unknown"
+    if len(s) != len(xs):
+        return f"rank changes ({len(xs)} -> {len(s)})"
+    allowzero = m.root.attr("allowzero", 0)
+    minus = 0
+    for d, t in zip(xs, s):
+        if t == 0 and not allowzero:
+            continue
+        if t == -1:
+            minus += 1
+            continue
+        if not (isinstance(d, int) and d == t):
+            return f"target {s} does not keep dimension {d!r}"
+    if minus > 1:
+        return "more than one -1"
+    if minus == 1 and any(isinstance(d, int) and d == 0 for d in xs):
+        return "-1 beside a zero-size dimension is ambiguous"
+    return None
+
+
+RESHAPE_NOOP = Rule("reshape-noop", Op("Reshape", Var("x"), Const("shape")), check=_reshape_noop_check,
+                    replace=lambda m, r: m["x"], doc="Reshape to the same shape -> x")
+
+
+def _perm(node, rank: int | None) -> list[int] | None:
+    p = node.attr("perm")
+    if p is not None:
+        return [int(a) for a in p]
+    return None if rank is None else list(range(rank))[::-1]
+
+
+def _transpose_noop_check(m: Match) -> str | None:
+    xs = shape_of(m["x"])
+    p = _perm(m.root, None if xs is None else len(xs))
+    if p is None:
+        return "no perm and the input rank is unknown"
+    return _ok(p == list(range(len(p))), f"perm {p} is not the identity")
+
+
+TRANSPOSE_NOOP = Rule("transpose-noop", Op("Transpose", Var("x")), check=_transpose_noop_check,
+                      replace=lambda m, r: m["x"], doc="Transpose by the identity permutation -> x")
+
+
+def _cast_noop_check(m: Match) -> str | None:
+    to = m.root.attr("to")
+    dt = dtype_of(m["x"])
+    if not isinstance(to, int):
+        return f"target type {to!r} is not an element type number (opset < 6 form)"
+    if dt is None:
+        return "the input's element type is unknown"
+    return _ok(int(dt) == to, f"casts {dt.short_name} to {DataType(to).short_name}")
+
+
+CAST_NOOP = Rule("cast-noop", Op("Cast", Var("x")), check=_cast_noop_check, replace=lambda m, r: m["x"],
+                 doc="Cast to the type x already has -> x")
+
+
+def _pad_noop_check(m: Match) -> str | None:
+    node = m.root
+    if "pads" in node.attrs or "paddings" in node.attrs:
+        pads = [int(p) for p in node.attr("pads", node.attr("paddings"))]
+    else:
+        pads = int_list(node.inputs[1]) if len(node.inputs) > 1 else None
+    if pads is None:
+        return "pads are not constant"
+    return _ok(all(p == 0 for p in pads), f"pads {pads} are not all zero")
+
+
+PAD_NOOP = Rule("pad-noop", Op("Pad", Var("x"), allow_extra_inputs=True), check=_pad_noop_check,
+                replace=lambda m, r: m["x"], doc="Pad by zero everywhere -> x")
+
+
+def _slice_noop_check(m: Match) -> str | None:
+    if opset(m.graph) < 10:
+        return "opset < 10 Slice (attribute form) is not handled"
+    xs = shape_of(m["x"])
+    starts, ends = int_list(m["starts"]), int_list(m["ends"])
+    axes = int_list(m["axes"]) if "axes" in m else None
+    steps = int_list(m["steps"]) if "steps" in m else None
+    if xs is None or starts is None or ends is None:
+        return "rank or slice bounds unknown"
+    if axes is None:
+        if "axes" in m:
+            return "axes are not integer constants"
+        axes = list(range(len(starts)))
+    if steps is None:
+        if "steps" in m:
+            return "steps are not integer constants"
+        steps = [1] * len(starts)
+    naxes = normalize_axes(axes, len(xs))
+    if naxes is None or not (len(starts) == len(ends) == len(naxes) == len(steps)):
+        return "slice arguments are inconsistent"
+    for a, s, e, st in zip(naxes, starts, ends, steps):
+        d = xs[a]
+        if st != 1:
+            return f"step {st} on axis {a}"
+        if s != 0 and not (isinstance(d, int) and s <= -d):
+            return f"start {s} on axis {a}"
+        if e < INT64_MAX_ISH and not (isinstance(d, int) and e >= d):
+            return f"end {e} on axis {a} of size {d!r} may cut it"
+    return None
+
+
+SLICE_NOOP = Rule("slice-noop", Op("Slice", Var("x"), Const("starts"), Const("ends"), Opt(Const("axes")),
+                                   Opt(Const("steps"))),
+                  check=_slice_noop_check, replace=lambda m, r: m["x"], doc="Slice of everything -> x")
+
+
+def _expand_noop_check(m: Match) -> str | None:
+    s = int_list(m["shape"])
+    if s is None:
+        return "target shape is not an integer constant"
+    return _ok(broadcast_keeps(shape_of(m["x"]), tuple(s)), f"expanding to {s} changes the shape")
+
+
+EXPAND_NOOP = Rule("expand-noop", Op("Expand", Var("x"), Const("shape")), check=_expand_noop_check,
+                   replace=lambda m, r: m["x"], doc="Expand that broadcasts to x's own shape -> x")
+
+
+# -- pairs and chains --------------------------------------------------------------------------
+
+def _composed_perm(m: Match) -> list[int] | None:
+    xs = shape_of(m["x"])
+    rank = None if xs is None else len(xs)
+    p1 = _perm(m.node("t1"), rank)
+    p2 = _perm(m.node("t2"), len(p1) if p1 is not None else rank)
+    if p1 is None or p2 is None or len(p1) != len(p2):
+        return None
+    return [p1[i] for i in p2]
+
+
+def _transpose_pair_replace(m: Match, r):
+    p = _composed_perm(m)
+    if p == list(range(len(p))):
+        return m["x"]
+    return r.op("Transpose", m["x"], perm=p)
+
+
+TRANSPOSE_PAIR = Rule(
+    "transpose-pair", Op("Transpose", Op("Transpose", Var("x"), name="t1"), name="t2"),
+    check=lambda m: _ok(_composed_perm(m) is not None, "permutations unknown (no perm and unknown rank)"),
+    replace=_transpose_pair_replace, doc="Transpose(Transpose(x)) -> one Transpose, or x")
+
+_INT_RANGE = {
+    DataType.BOOL: (0, 1), DataType.INT8: (-2**7, 2**7 - 1), DataType.UINT8: (0, 2**8 - 1),
+    DataType.INT16: (-2**15, 2**15 - 1), DataType.UINT16: (0, 2**16 - 1), DataType.INT32: (-2**31, 2**31 - 1),
+    DataType.UINT32: (0, 2**32 - 1), DataType.INT64: (-2**63, 2**63 - 1), DataType.UINT64: (0, 2**64 - 1),
+}
+_FLOAT_INT_EXACT = {DataType.FLOAT16: 2**11, DataType.FLOAT: 2**24, DataType.DOUBLE: 2**53}
+_FLOAT_RANK = {DataType.FLOAT16: 0, DataType.FLOAT: 1, DataType.DOUBLE: 2}
+
+
+def lossless(src: DataType, dst: DataType) -> bool:
+    """Every value of ``src`` converts to ``dst`` and back unchanged (bool as 0/1)."""
+    if src == dst:
+        return True
+    if src in _FLOAT_RANK and dst in _FLOAT_RANK:
+        return _FLOAT_RANK[dst] >= _FLOAT_RANK[src]  # widening float keeps NaN, inf, -0, subnormals
+    if src in _INT_RANGE and dst in _INT_RANGE:
+        lo, hi = _INT_RANGE[src]
+        dlo, dhi = _INT_RANGE[dst]
+        return dlo <= lo and hi <= dhi and dst != DataType.BOOL
+    if src in _INT_RANGE and dst in _FLOAT_INT_EXACT:
+        lo, hi = _INT_RANGE[src]
+        return max(-lo, hi) <= _FLOAT_INT_EXACT[dst]
+    return False
+
+
+def _cast_chain_plan(m: Match) -> tuple[str, int] | str:
+    x = dtype_of(m["x"])
+    t1, t2 = m.node("c1").attr("to"), m.node("c2").attr("to")
+    if x is None or not isinstance(t1, int) or not isinstance(t2, int):
+        return "element types unknown"
+    try:
+        t1d, t2d = DataType(t1), DataType(t2)
+    except ValueError:
+        return "unknown element type"
+    if not lossless(x, t1d):
+        return f"the first cast {x.short_name} -> {t1d.short_name} can round; the chain is kept"
+    if t2d == x:
+        return ("drop", t2)
+    if lossless(x, t2d):
+        return ("cast", t2)
+    return f"{x.short_name} -> {t2d.short_name} directly is not lossless either; the chain is kept"
+
+
+def _cast_chain_replace(m: Match, r):
+    kind, to = _cast_chain_plan(m)  # type: ignore[misc]
+    if kind == "drop":
+        return m["x"]
+    return r.op("Cast", m["x"], to=to)
+
+
+CAST_CHAIN = Rule(
+    "cast-chain", Op("Cast", Op("Cast", Var("x"), name="c1"), name="c2"),
+    check=lambda m: (lambda p: p if isinstance(p, str) else None)(_cast_chain_plan(m)),
+    replace=_cast_chain_replace, doc="widening Cast then Cast back (or further) -> x (or one Cast)")
+
+
+def _castlike_check(m: Match) -> str | None:
+    dt = dtype_of(m["like"])
+    if dt is None:
+        return "the target (like) element type is unknown"
+    return None
+
+
+def _castlike_replace(m: Match, r):
+    attrs = {"to": int(dtype_of(m["like"]))}
+    sat = m.root.attrs.get("saturate")
+    if sat is not None:
+        attrs["saturate"] = int(sat.value)  # saturate=0 must stay 0 (onnxscript drops it: wrong float8 results)
+    return r.op("Cast", m["x"], attrs=attrs)
+
+
+CASTLIKE = Rule("castlike-to-cast", Op("CastLike", Var("x"), Var("like")), check=_castlike_check,
+                replace=_castlike_replace, doc="CastLike with a known target type -> Cast (saturate kept)")
+
+
+# -- neutral elements ----------------------------------------------------------------------------
+
+def _neutral_check(value: float, *, int_only: bool = False, sign: int = 0):
+    def check(m: Match) -> str | None:
+        x, c = m["x"], m["c"]
+        cv = const_of(c)
+        dx, dc = dtype_of(x), dtype_of(c)
+        if dx is None or dc is None or dx != dc:
+            return "element types unknown or different"
+        if not broadcast_keeps(shape_of(x), shape_of(c)):
+            return f"broadcasting with the constant {shape_of(c)} changes x's shape {shape_of(x)}"
+        if not all_equal(cv, value):
+            return f"the constant is not all {value}"
+        if int_only and not dx.is_integer:
+            return "not an integer type"
+        if sign and dx.is_floating:
+            neg = np.signbit(cv.astype(np.float64))
+            if sign < 0 and not bool(np.all(neg)):
+                return "the zero is not all -0.0 (x + +0.0 turns -0.0 into +0.0)"
+            if sign > 0 and bool(np.any(neg)):
+                return "the zero is -0.0 somewhere (x - -0.0 turns -0.0 into +0.0)"
+        if not (dx.is_floating or dx.is_integer):
+            return f"element type {dx.short_name}"
+        return None
+    return check
+
+
+def _add_zero_exact_check(m: Match) -> str | None:
+    dx = dtype_of(m["x"])
+    if dx is not None and dx.is_integer:
+        return _neutral_check(0, int_only=True)(m)
+    return _neutral_check(0, sign=-1)(m)
+
+
+def _add_zero_float_check(m: Match) -> str | None:
+    dx = dtype_of(m["x"])
+    if dx is None or not dx.is_floating:
+        return "not a floating type (add-zero-exact handles integers)"
+    return _neutral_check(0)(m)
+
+
+MUL_ONE = Rule("mul-one", Op("Mul", Var("x"), Const("c"), commutative=True), check=_neutral_check(1),
+               replace=lambda m, r: m["x"], doc="x*1 -> x")
+DIV_ONE = Rule("div-one", Op("Div", Var("x"), Const("c")), check=_neutral_check(1),
+               replace=lambda m, r: m["x"], doc="x/1 -> x")
+SUB_ZERO = Rule("sub-zero", Op("Sub", Var("x"), Const("c")), check=_neutral_check(0, sign=1),
+                replace=lambda m, r: m["x"], doc="x - (+0) -> x")
+ADD_ZERO_EXACT = Rule("add-zero-exact", Op("Add", Var("x"), Const("c"), commutative=True),
+                      check=_add_zero_exact_check, replace=lambda m, r: m["x"],
+                      doc="x + 0 -> x for integers, x + (-0.0) -> x for floats")
+ADD_ZERO_FLOAT = Rule("add-zero-float", Op("Add", Var("x"), Const("c"), commutative=True),
+                      check=_add_zero_float_check, replace=lambda m, r: m["x"], exactness=REASSOCIATING,
+                      doc="x + (+0.0) -> x; differs only in the sign of a zero result")
+
+
+# -- Squeeze / Unsqueeze / Reshape chains ------------------------------------------------------
+
+def _squeeze_unsqueeze_check(m: Match) -> str | None:
+    xs = shape_of(m["x"])
+    if xs is None:
+        return "x's rank is unknown"
+    a1 = axes_of(m.node("u"), 1)
+    a2 = axes_of(m.node("s"), 1)
+    if not a1 or not a2:
+        return "axes unknown or absent"
+    r = len(xs) + len(a1)
+    n1, n2 = normalize_axes(a1, r), normalize_axes(a2, r)
+    if n1 is None or n2 is None:
+        return "axes out of range"
+    return _ok(sorted(n1) == sorted(n2), f"Unsqueeze axes {a1} and Squeeze axes {a2} differ")
+
+
+SQUEEZE_UNSQUEEZE = Rule(
+    "squeeze-unsqueeze",
+    Op("Squeeze", Op("Unsqueeze", Var("x"), Opt(Const("a1")), name="u"), Opt(Const("a2")), name="s"),
+    check=_squeeze_unsqueeze_check, replace=lambda m, r: m["x"], doc="Squeeze(Unsqueeze(x, a), a) -> x")
+
+
+def _unsqueeze_squeeze_check(m: Match) -> str | None:
+    xs = shape_of(m["x"])
+    if xs is None:
+        return "x's rank is unknown"
+    a1 = axes_of(m.node("s"), 1)
+    a2 = axes_of(m.node("u"), 1)
+    if not a1 or not a2:
+        return "axes unknown or absent (Squeeze without axes depends on the runtime shape)"
+    n1, n2 = normalize_axes(a1, len(xs)), normalize_axes(a2, len(xs))
+    if n1 is None or n2 is None:
+        return "axes out of range"
+    if sorted(n1) != sorted(n2):
+        return f"Squeeze axes {a1} and Unsqueeze axes {a2} differ"
+    for a in n1:
+        if xs[a] != 1:
+            return f"dimension {a} of x is {xs[a]!r}, not a static 1"
+    return None
+
+
+UNSQUEEZE_SQUEEZE = Rule(
+    "unsqueeze-squeeze",
+    Op("Unsqueeze", Op("Squeeze", Var("x"), Opt(Const("a1")), name="s"), Opt(Const("a2")), name="u"),
+    check=_unsqueeze_squeeze_check, replace=lambda m, r: m["x"], doc="Unsqueeze(Squeeze(x, a), a) -> x")
+
+
+def _reshape_chain_check(m: Match) -> str | None:
+    s2 = int_list(m["s2"])
+    if s2 is None:
+        return "outer shape is not an integer constant"
+    if 0 in s2 and not m.root.attr("allowzero", 0):
+        return "outer shape copies a dimension (0) of the intermediate"
+    return None
+
+
+RESHAPE_CHAIN = Rule(
+    "reshape-chain", Op("Reshape", Op("Reshape", Var("x"), Var("s1"), name="r1"), Const("s2"), name="r2"),
+    check=_reshape_chain_check,
+    replace=lambda m, r: r.op("Reshape", m["x"], m["s2"], allowzero=m.root.attr("allowzero")),
+    doc="Reshape(Reshape(x)) -> one Reshape")
+
+
+# -- static shapes ----------------------------------------------------------------------------
+
+def _shape_dims(node, xs: tuple) -> tuple:
+    r = len(xs)
+    start, end = node.attr("start", 0), node.attr("end", r)
+    start = min(max(start + r if start < 0 else start, 0), r)
+    end = min(max(end + r if end < 0 else end, 0), r)
+    return xs[start:end]
+
+
+def _shape_static_check(m: Match) -> str | None:
+    xs = shape_of(m["x"])
+    if xs is None:
+        return "x's shape is unknown"
+    dims = _shape_dims(m.root, xs)
+    return _ok(all(isinstance(d, int) for d in dims), f"shape {list(dims)} is not static (would specialise it)")
+
+
+SHAPE_STATIC = Rule(
+    "shape-static", Op("Shape", Var("x")), check=_shape_static_check,
+    replace=lambda m, r: r.const(np.array(_shape_dims(m.root, shape_of(m["x"])), dtype=np.int64), "shape"),
+    doc="Shape of a static shape -> constant")
+
+
+def _gather_shape_dims(m: Match):
+    xs = shape_of(m["x"])
+    if xs is None:
+        return "x's shape is unknown"
+    if m.root.attr("axis", 0) not in (0, -1):
+        return "Gather axis is not 0"
+    dims = _shape_dims(m.node("shape"), xs)
+    idx = const_of(m["idx"])
+    if idx is None or idx.dtype.kind not in "iu" or idx.ndim > 1:
+        return "indices are not a scalar or 1-D integer constant"
+    n = len(dims)
+    flat = [int(i) for i in idx.reshape(-1)]
+    if any(i < -n or i >= n for i in flat):
+        return "index out of range"
+    picked = [dims[i % n] for i in flat]
+    if not all(isinstance(d, int) for d in picked):
+        return f"selected dimensions {picked} are not static (would specialise them)"
+    return np.array(picked, dtype=np.int64).reshape(idx.shape)
+
+
+GATHER_SHAPE = Rule(
+    "gather-shape", Op("Gather", Op("Shape", Var("x"), name="shape", single_use=False), Const("idx")),
+    check=lambda m: (lambda d: d if isinstance(d, str) else None)(_gather_shape_dims(m)),
+    replace=lambda m, r: r.const(_gather_shape_dims(m), "dim"),
+    doc="Gather of static dimensions from Shape -> constant")
+
+SHAPE_ARITH_OPS = ("Concat", "Unsqueeze", "Squeeze", "Gather", "Reshape", "Add", "Sub", "Mul", "Div")
+
+
+def _shape_arith(m: Match):
+    from .fold_constants import _evaluate_numpy
+
+    node = m.root
+    if opset(m.graph) < 13:
+        return "opset < 13 (attribute forms of axes)"
+    args = []
+    for v in node.inputs:
+        if v is None:
+            args.append(None)
+            continue
+        a = const_of(v)
+        if a is None or a.dtype != np.int64 or a.size > 1024:
+            return "inputs are not small int64 constants"
+        args.append(a)
+    if not args or args[0] is None:
+        return "no inputs"
+    if node.op_type in ("Add", "Sub", "Mul", "Div"):
+        if len(args) != 2 or args[1] is None:
+            return "binary op needs two inputs"
+        a, b = args
+        if node.op_type == "Add":
+            out = a + b
+        elif node.op_type == "Sub":
+            out = a - b
+        elif node.op_type == "Mul":
+            out = a * b
+        else:
+            if np.any(b == 0):
+                return "division by zero"
+            q = np.abs(a) // np.abs(b)
+            out = np.where((a < 0) != (b < 0), -q, q)  # C++ integer division truncates toward zero
+        res = [np.asarray(out, dtype=np.int64)]
+    else:
+        res = _evaluate_numpy(node, args)
+        if res is None:
+            return "not evaluable here"
+    if res[0].size > 1024:
+        return "result too large"
+    return res[0]
+
+
+SHAPE_ARITH = Rule(
+    "shape-arith", Op(SHAPE_ARITH_OPS, allow_extra_inputs=True),
+    check=lambda m: (lambda d: d if isinstance(d, str) else None)(_shape_arith(m)),
+    replace=lambda m, r: r.const(_shape_arith(m), "shape_const"),
+    doc="shape arithmetic on small int64 constants -> constant")
+
+RULES = (IDENTITY, DROPOUT, RESHAPE_NOOP, TRANSPOSE_NOOP, CAST_NOOP, PAD_NOOP, SLICE_NOOP, EXPAND_NOOP,
+         TRANSPOSE_PAIR, CAST_CHAIN, CASTLIKE, MUL_ONE, DIV_ONE, SUB_ZERO, ADD_ZERO_EXACT, ADD_ZERO_FLOAT,
+         SQUEEZE_UNSQUEEZE, UNSQUEEZE_SQUEEZE, RESHAPE_CHAIN, SHAPE_STATIC, GATHER_SHAPE, SHAPE_ARITH)
+
+
+@register_pass
+class Simplify(RewritePass):
+    """Local simplifications (no-op ops, neutral elements, pairs and chains, static shapes)."""
+
+    name = "simplify"
+    rules = RULES
+    preserves = frozenset()

@@ -1,0 +1,126 @@
+"""Conv / Gemm followed by an activation, as one fused op.
+
+Default (``emit="meta"``): nothing ONNX sees changes. The producer gets
+``meta["fused_activation"] = {"op": "Relu", ...attributes}`` and the activation node
+``meta["fused_into"] = <producer name>``, so the simulator can cost them as one op
+(exact: the graph computes what it computed).
+
+``emit="fused-conv"``: Conv + activation become ``com.microsoft::FusedConv`` (ONNX Runtime's
+contrib op) with ``activation`` and ``activation_params``; the ``com.microsoft`` opset is imported
+if it is not. Only float32 Conv (FusedConv's CPU kernel) with a constant-bounded Clip.
+Float-reassociating: ORT applies the activation inside its convolution kernel.
+
+Legal activations: Relu, LeakyRelu(alpha), Sigmoid, Tanh, HardSigmoid(alpha, beta),
+Clip(min, max) with constant bounds (attributes before opset 11). The producer must have no
+other reader (its pre-activation output would be lost) and must not already be marked.
+
+Refused: producers with several readers or that are graph outputs, activations with
+non-constant bounds, Gemm for ``fused-conv`` (no such ORT op), other element types for FusedConv.
+"""
+
+from __future__ import annotations
+
+from graphmill.ir import DataType
+from graphmill.ir.rewrite import EXACT, REASSOCIATING, Match, Op, Opt, Rule, Var
+
+from ..base import Option, PassContext, register_pass
+from ..cleanup.common import const_scalar, dtype_of, opset
+from ..rewrite_pass import RewritePass
+
+ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "Clip")
+
+
+def _activation_params(m: Match) -> dict | str:
+    act = m.root
+    op = act.op_type
+    if op == "LeakyRelu":
+        return {"op": op, "alpha": float(act.attr("alpha", 0.01))}
+    if op == "HardSigmoid":
+        return {"op": op, "alpha": float(act.attr("alpha", 0.2)), "beta": float(act.attr("beta", 0.5))}
+    if op == "Clip":
+        if opset(m.graph) < 11:
+            return {"op": op, "min": float(act.attr("min", -3.4028234663852886e38)),
+                    "max": float(act.attr("max", 3.4028234663852886e38))}
+        lo = const_scalar(m["lo"]) if "lo" in m else -3.4028234663852886e38
+        hi = const_scalar(m["hi"]) if "hi" in m else 3.4028234663852886e38
+        if lo is None or hi is None:
+            return "Clip bounds are not constant scalars"
+        return {"op": op, "min": lo, "max": hi}
+    return {"op": op}
+
+
+def _pattern(producers: tuple[str, ...]) -> Op:
+    return Op(ACTIVATIONS, Op(producers, Var("x"), Var("w"), Opt(Var("b")), name="producer",
+                              allow_extra_inputs=True),
+              Opt(Var("lo")), Opt(Var("hi")), name="act")
+
+
+def _mark_check(m: Match) -> str | None:
+    if "fused_activation" in m.node("producer").meta or "fused_into" in m.root.meta:
+        return "already marked"
+    p = _activation_params(m)
+    return p if isinstance(p, str) else None
+
+
+def _mark(m: Match, r):
+    m.node("producer").meta["fused_activation"] = _activation_params(m)
+    m.root.meta["fused_into"] = m.node("producer").name
+    return list(m.root.outputs)  # the graph is unchanged: the rule only annotates
+
+
+MARK = Rule("mark-activation", _pattern(("Conv", "Gemm")), check=_mark_check, replace=_mark, exactness=EXACT,
+            doc="annotate Conv/Gemm + activation as one fused op (meta only)")
+
+
+def _fused_conv_check(m: Match) -> str | None:
+    if m.node("producer").op_type != "Conv":
+        return "FusedConv fuses Conv only"
+    if dtype_of(m["x"]) != DataType.FLOAT:
+        return "FusedConv's CPU kernel is float32 only"
+    p = _activation_params(m)
+    return p if isinstance(p, str) else None
+
+
+def _fused_conv(m: Match, r):
+    p = _activation_params(m)
+    conv = m.node("producer")
+    attrs = {k: a for k, a in conv.attrs.items()}
+    params = [v for k, v in p.items() if k != "op"]
+    g = m.graph.root
+    g.opset_imports.setdefault("com.microsoft", 1)
+    from graphmill.ir import infer_attr
+
+    attrs["activation"] = infer_attr("activation", p["op"])
+    if params:
+        attrs["activation_params"] = infer_attr("activation_params", [float(x) for x in params])
+    return r.op("FusedConv", *conv.inputs, domain="com.microsoft", attrs=attrs, name=conv.name)
+
+
+FUSED_CONV = Rule("fused-conv", _pattern(("Conv",)), check=_fused_conv_check, replace=_fused_conv,
+                  exactness=REASSOCIATING, doc="Conv + activation -> com.microsoft FusedConv")
+
+
+@register_pass
+class FuseActivation(RewritePass):
+    """Mark Conv/Gemm + activation as one fused op (meta), or emit com.microsoft FusedConv."""
+
+    name = "fuse-activation"
+    options = RewritePass.options + (
+        Option("emit", str, "meta", "meta: annotate only; fused-conv: emit com.microsoft FusedConv for ORT",
+               choices=("meta", "fused-conv")),
+    )
+    rules = (MARK, FUSED_CONV)
+    preserves = frozenset()
+
+    def active_rules(self, ctx: PassContext):
+        want = MARK if self.emit == "meta" else FUSED_CONV
+        return [r for r in super().active_rules(ctx) if r is want]
+
+    def run(self, graph, ctx):
+        result = super().run(graph, ctx)
+        if self.emit == "meta":
+            # annotations change no ONNX semantics, but the graph's annotations did change
+            result.notes = [n for n in result.notes if "fused-conv" not in n]
+        else:
+            result.notes = [n for n in result.notes if "mark-activation" not in n]
+        return result

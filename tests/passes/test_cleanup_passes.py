@@ -1,0 +1,137 @@
+"""shape-inference, fold-constants, cse, dce: numerical equivalence and refusals.
+
+Reference: ONNX Runtime running the graph before the pass (``graphmill.backends.onnxruntime.compare``
+on seeded random inputs). These passes are exact: rtol=0, atol=0. Node counts follow from each
+test's own construction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphmill.backends.onnxruntime import compare
+from graphmill.ir import TensorType
+from graphmill.ir.builder import GraphBuilder
+from graphmill.passes import run_passes
+
+
+def _run(g, schedule):
+    ref = g.copy()
+    res = run_passes(g, schedule, verify_each=True)
+    return ref, res
+
+
+def _ops(g):
+    return [n.op_type for n in g.nodes]
+
+
+def test_shape_inference_fills_types_and_keeps_symbols():
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", 3])
+    y = b.Relu(b.Add(x, np.ones(3, np.float32)))
+    b.output(y, "y")
+    g = b.build(infer=False)
+    assert y.type is None
+    _, res = _run(g, "shape-inference")
+    assert res.changed
+    assert y.type.shape == ("N", 3) and y.type.dtype == x.type.dtype
+    assert not run_passes(g, "shape-inference").changed  # nothing left to infer
+
+
+def test_fold_constants_numpy_and_ort_paths():
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2, 3])
+    w = b.Sqrt(b.Add(np.full((3,), 3.0, np.float32), np.ones(3, np.float32)))  # ORT path
+    shape = b.Concat(b.Shape(b.const(np.zeros((2, 3), np.float32))), np.array([1], np.int64), axis=0)  # numpy path
+    y = b.Reshape(b.Mul(x, w), shape)
+    b.output(y, "y")
+    g = b.build()
+    ref, res = _run(g, "fold-constants, dce")
+    assert _ops(g) == ["Mul", "Reshape"]  # Add, Sqrt, Shape, Concat folded
+    assert res.records[0].stats["folded"] == 4
+    assert compare(ref, g, rtol=0, atol=0).ok
+
+
+def test_fold_constants_refusals():
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2, 3])
+    big = b.ConstantOfShape(np.array([1 << 11, 1 << 11], np.int64))  # 4M elements: over the default limit
+    rnd = b.RandomNormalLike(b.const(np.zeros((2, 3), np.float32)))  # non-deterministic
+    custom = b.op("Foo", b.const(np.ones(3, np.float32)), domain="custom.x")  # unknown domain
+    b.output(b.ReduceSum(big, keepdims=0), "s")
+    b.output(b.Add(x, rnd), "r")
+    b.output(custom, "c")
+    g = b.build(infer=False)
+    _, res = _run(g, "fold-constants")
+    assert set(_ops(g)) == {"ConstantOfShape", "ReduceSum", "RandomNormalLike", "Add", "Foo"}
+    notes = " ".join(res.records[0].notes)
+    assert "size_limit" in notes and "non-deterministic" in notes and "non-ONNX domain" in notes
+
+
+def test_fold_constants_size_limit_option():
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [4, 4])
+    b.output(b.Add(x, b.ConstantOfShape(np.array([4, 4], np.int64))), "y")
+    g = b.build()
+    _run(g, "fold-constants(size_limit=8)")
+    assert _ops(g) == ["ConstantOfShape", "Add"]  # 16 elements > 8
+    ref, _ = _run(g, "fold-constants(size_limit=16), dce")
+    assert _ops(g) == ["Add"]
+    assert compare(ref, g, rtol=0, atol=0).ok
+
+
+def test_fold_constants_keeps_graph_output_names_and_overridable_initializers():
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [3])
+    b.output(b.Neg(b.const(np.arange(3, dtype=np.float32))), "folded_out")
+    # an initializer that is also a graph input is only a default: not constant
+    d = b.const(np.ones(3, np.float32), "d")
+    b.graph.add_input(d)
+    b.output(b.Add(x, b.Neg(d)), "y")
+    g = b.build()
+    ref, _ = _run(g, "fold-constants, dce")
+    assert [v.name for v in g.outputs] == ["folded_out", "y"]
+    assert _ops(g) == ["Constant", "Neg", "Add"]
+    assert compare(ref, g, {"x": np.ones(3, np.float32), "d": np.full(3, 5, np.float32)}, rtol=0, atol=0).ok
+
+
+def test_cse_merges_duplicates_and_constants():
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2, 3])
+    a1 = b.Relu(x)
+    a2 = b.Relu(x)
+    s1 = b.Add(a1, b.const(np.ones(3, np.float32)))
+    s2 = b.Add(b.const(np.ones(3, np.float32)), a2)  # commutative, duplicate constant
+    b.output(b.Mul(s1, s2), "y")
+    g = b.build()
+    ref, res = _run(g, "cse, dce")
+    assert _ops(g) == ["Relu", "Add", "Mul"]  # 5 built, one Relu and one Add merged
+    assert len(g.initializers) == 1
+    assert compare(ref, g, rtol=0, atol=0).ok
+
+
+def test_cse_refusals():
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2, 3])
+    r1 = b.RandomUniformLike(x)
+    r2 = b.RandomUniformLike(x)  # two draws are not one
+    b.output(b.Sub(r1, r2), "d")
+    b.output(b.Relu(x), "o1")
+    b.output(b.Relu(x), "o2")  # duplicate, but both are graph outputs with their own names
+    s1, s2 = b.Sub(x, b.Neg(x)), b.Sub(b.Neg(x), x)  # Sub is not commutative (the Negs do merge)
+    b.output(b.Add(s1, s2), "o3")
+    g = b.build()
+    before = _ops(g)
+    _run(g, "cse")
+    assert len(g.nodes) == len(before) - 1 and _ops(g).count("Neg") == 1 and _ops(g).count("Relu") == 2
+
+
+def test_dce_removes_dead_and_keeps_outputs():
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2])
+    b.Relu(b.Neg(x))  # dead chain
+    b.op("Effect", x, domain="custom.side")  # custom domain: may have side effects, kept
+    b.output(b.Abs(x), "y")
+    g = b.build(infer=False)
+    ref, _ = _run(g, "dce")
+    assert _ops(g) == ["Effect", "Abs"]

@@ -1,0 +1,323 @@
+"""Fusion passes: numerical equivalence against ONNX Runtime, node counts, and refusals.
+
+Reference: ONNX Runtime running the graph before the pass (``graphmill.backends.onnxruntime.compare``
+on seeded random inputs). Fusions are float-reassociating: rtol=1e-5, atol=1e-5 (1e-6 for exact
+annotations). Expected node counts follow from each test's own construction.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from graphmill.backends.onnxruntime import compare, random_inputs
+from graphmill.ir.builder import GraphBuilder
+from graphmill.passes import run_passes
+
+RTOL = ATOL = 1e-5
+
+
+def _run(g, schedule):
+    ref = g.copy()
+    res = run_passes(g, schedule, verify_each=True)
+    return ref, res
+
+
+def _ops(g):
+    return [n.op_type for n in g.nodes]
+
+
+def _bn(b, y, c, rng, **kw):
+    return b.BatchNormalization(y, rng.uniform(0.5, 2, c).astype(np.float32), rng.standard_normal(c).astype(np.float32),
+                                rng.standard_normal(c).astype(np.float32), rng.uniform(0.5, 2, c).astype(np.float32),
+                                epsilon=1e-3, **kw)
+
+
+# -- fuse-conv-bn ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_conv_bn_folds(rng, group):
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", 4, 8, 8])
+    w = rng.standard_normal((6, 4 // group, 3, 3)).astype(np.float32)
+    y = b.Conv(x, w, rng.standard_normal(6).astype(np.float32), pads=[1, 1, 1, 1], group=group)
+    b.output(_bn(b, y, 6, rng), "y")
+    g = b.build()
+    ref, _ = _run(g, "fuse-conv-bn, dce")
+    assert _ops(g) == ["Conv"]  # 2 nodes built, BN folded away
+    assert compare(ref, g, random_inputs(ref, seed=0, dims={"N": 2}), rtol=RTOL, atol=ATOL).ok
+
+
+def test_conv_without_bias_and_convtranspose_bn_fold(rng):
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [1, 4, 5, 5])
+    y = b.Conv(x, rng.standard_normal((6, 4, 3, 3)).astype(np.float32))
+    y = _bn(b, y, 6, rng)
+    z = b.ConvTranspose(y, rng.standard_normal((6, 2, 3, 3)).astype(np.float32), group=2, strides=[2, 2])
+    b.output(_bn(b, z, 4, rng), "z")
+    g = b.build()
+    ref, _ = _run(g, "fuse-conv-bn, dce")
+    assert _ops(g) == ["Conv", "ConvTranspose"]
+    assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
+
+
+def test_gemm_bn_folds(rng):
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [3, 5])
+    y = b.Gemm(x, rng.standard_normal((7, 5)).astype(np.float32), rng.standard_normal(7).astype(np.float32),
+               transB=1, alpha=0.5, beta=2.0)
+    b.output(_bn(b, y, 7, rng), "y")
+    g = b.build()
+    ref, _ = _run(g, "fuse-conv-bn, dce")
+    assert _ops(g) == ["Gemm"]
+    assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
+
+
+def test_conv_bn_refusals(rng):
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [1, 4, 5, 5])
+    w_in = b.input("w", "float32", [6, 4, 3, 3])
+    y1 = b.Conv(x, w_in)  # non-constant weights
+    o1 = _bn(b, y1, 6, rng)
+    y2 = b.Conv(x, rng.standard_normal((6, 4, 3, 3)).astype(np.float32))
+    o2 = _bn(b, y2, 6, rng)  # the Conv output is read twice
+    b.output(o1, "o1")
+    b.output(o2, "o2")
+    b.output(b.Relu(y2), "o3")
+    g = b.build()
+    before = _ops(g)
+    _run(g, "fuse-conv-bn, dce")
+    assert _ops(g) == before
+
+
+# -- fuse-matmul-add ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bias_shape", [(6,), (1, 6), (3, 6), ()])
+def test_matmul_add_to_gemm(rng, bias_shape):
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [3, 4])
+    y = b.Add(rng.standard_normal(bias_shape).astype(np.float32), b.MatMul(x, rng.standard_normal((4, 6)).astype(np.float32)))
+    b.output(y, "y")
+    g = b.build()
+    ref, _ = _run(g, "fuse-matmul-add, dce")
+    assert _ops(g) == ["Gemm"]
+    assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
+
+
+def test_matmul_add_refusals(rng):
+    b = GraphBuilder(opset=17)
+    x3 = b.input("x3", "float32", [2, 3, 4])  # batched: not a Gemm
+    x = b.input("x", "float32", ["M", 4])
+    wt = b.input("wt", "float32", [4, 6])  # non-constant B
+    o1 = b.Add(b.MatMul(x3, rng.standard_normal((4, 6)).astype(np.float32)), np.ones(6, np.float32))
+    o2 = b.Add(b.MatMul(x, wt), np.ones(6, np.float32))
+    o3 = b.Add(b.MatMul(x, rng.standard_normal((4, 6)).astype(np.float32)),
+               np.ones((2, 1, 6), np.float32))  # would broadcast the output to 3-D
+    o4 = b.Add(b.MatMul(x, rng.standard_normal((4, 6)).astype(np.float32)),
+               np.ones((5, 6), np.float32))  # row count 5 against a symbolic M
+    mm = b.MatMul(x, rng.standard_normal((4, 6)).astype(np.float32))
+    o5 = b.Add(mm, np.ones(6, np.float32))  # MatMul read twice
+    for i, o in enumerate([o1, o2, o3, o4, o5, mm]):
+        b.output(o, f"o{i}")
+    g = b.build()
+    before = _ops(g)
+    _run(g, "fuse-matmul-add, dce")
+    assert _ops(g) == before
+
+
+def test_matmul_add_needs_opset_11(rng):
+    b = GraphBuilder(opset=9)
+    x = b.input("x", "float32", [3, 4])
+    b.output(b.Add(b.MatMul(x, rng.standard_normal((4, 6)).astype(np.float32)), np.ones(6, np.float32)), "y")
+    g = b.build()
+    _run(g, "fuse-matmul-add")
+    assert _ops(g) == ["MatMul", "Add"]
+
+
+# -- fuse-activation ---------------------------------------------------------------------------
+
+def _conv_act(rng, act="Relu", **kw):
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [1, 3, 6, 6])
+    y = b.Conv(x, rng.standard_normal((4, 3, 3, 3)).astype(np.float32), rng.standard_normal(4).astype(np.float32),
+               name="conv")
+    if act == "Clip":
+        z = b.Clip(y, np.array(0, np.float32), np.array(6, np.float32), name="act")
+    else:
+        z = b.op(act, y, name="act", **kw)
+    b.output(z, "y")
+    return b.build()
+
+
+def test_fuse_activation_marks_without_changing_semantics(rng):
+    g = _conv_act(rng, "LeakyRelu", alpha=0.2)
+    ref, res = _run(g, "fuse-activation")
+    assert _ops(g) == ["Conv", "LeakyRelu"]
+    conv, act = g.nodes
+    assert conv.meta["fused_activation"] == {"op": "LeakyRelu", "alpha": pytest.approx(0.2)}
+    assert act.meta["fused_into"] == "conv"
+    assert compare(ref, g, rtol=0, atol=0).ok
+    # idempotent: a second run changes nothing
+    assert not run_passes(g, "fuse-activation").changed
+
+
+@pytest.mark.parametrize("act,kw", [("Relu", {}), ("LeakyRelu", {"alpha": 0.1}), ("Sigmoid", {}), ("Tanh", {}),
+                                    ("Clip", {}), ("HardSigmoid", {"alpha": 0.3, "beta": 0.4})])
+def test_fuse_activation_emits_fused_conv(rng, act, kw):
+    g = _conv_act(rng, act, **kw)
+    ref, _ = _run(g, "fuse-activation(emit=fused-conv), dce")
+    assert [(n.domain, n.op_type) for n in g.nodes] == [("com.microsoft", "FusedConv")]
+    assert g.opset_imports.get("com.microsoft") == 1
+    assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
+
+
+def test_fuse_activation_refuses_shared_producer(rng):
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [1, 3, 6, 6])
+    y = b.Conv(x, rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
+    b.output(b.Relu(y), "a")
+    b.output(y, "pre")  # the pre-activation value is a graph output
+    g = b.build()
+    _run(g, "fuse-activation(emit=fused-conv)")
+    assert _ops(g) == ["Conv", "Relu"] and not g.nodes[0].meta
+
+
+# -- fuse-gelu -----------------------------------------------------------------------------------
+
+def _gelu_erf(b, x, order=0, div=True):
+    s = b.Div(x, np.array(math.sqrt(2), np.float32)) if div else b.Mul(x, np.array(1 / math.sqrt(2), np.float32))
+    p = b.Add(b.Erf(s), np.array(1, np.float32))
+    half = np.array(0.5, np.float32)
+    if order == 0:
+        return b.Mul(b.Mul(x, p), half)
+    if order == 1:
+        return b.Mul(p, b.Mul(half, x))
+    return b.Mul(x, b.Mul(p, half))
+
+
+def _gelu_tanh(b, x, pow_form=True):
+    cube = b.Pow(x, np.array(3, np.float32)) if pow_form else b.Mul(x, b.Mul(x, x))
+    inner = b.Add(x, b.Mul(cube, np.array(0.044715, np.float32)))
+    t = b.Tanh(b.Mul(inner, np.array(math.sqrt(2 / math.pi), np.float32)))
+    return b.Mul(b.Mul(x, np.array(0.5, np.float32)), b.Add(t, np.array(1, np.float32)))
+
+
+@pytest.mark.parametrize("order,div", [(0, True), (1, True), (2, False)])
+def test_fuse_gelu_erf(order, div):
+    b = GraphBuilder(opset=20)
+    x = b.input("x", "float32", ["N", 16])
+    b.output(_gelu_erf(b, x, order, div), "y")
+    g = b.build()
+    assert len(g.nodes) == 5
+    ref, _ = _run(g, "fuse-gelu, dce")
+    assert _ops(g) == ["Gelu"] and g.nodes[0].attr("approximate", "none") == "none"
+    assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
+
+
+@pytest.mark.parametrize("pow_form", [True, False])
+def test_fuse_gelu_tanh(pow_form):
+    b = GraphBuilder(opset=20)
+    x = b.input("x", "float32", [4, 16])
+    b.output(_gelu_tanh(b, x, pow_form), "y")
+    g = b.build()
+    ref, _ = _run(g, "fuse-gelu, dce")
+    assert _ops(g) == ["Gelu"] and g.nodes[0].attr("approximate") == "tanh"
+    assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
+
+
+def test_fuse_gelu_refusals():
+    b = GraphBuilder(opset=17)  # no Gelu before opset 20
+    x = b.input("x", "float32", [4, 16])
+    b.output(_gelu_erf(b, x), "y")
+    g = b.build()
+    _, res = _run(g, "fuse-gelu")
+    assert len(g.nodes) == 5 and any("opset >= 20" in n for r in res.records for n in r.notes)
+    b = GraphBuilder(opset=20)
+    x = b.input("x", "float32", [4, 16])
+    s = b.Div(x, np.array(math.sqrt(2), np.float32))
+    e = b.Erf(s)
+    p = b.Add(e, np.array(1, np.float32))
+    b.output(b.Mul(b.Mul(x, p), np.array(0.5, np.float32)), "y")
+    b.output(e, "erf")  # an inner value is read outside the pattern
+    b2 = GraphBuilder(opset=20)
+    x2 = b2.input("x", "float32", [4, 16])
+    s2 = b2.Div(x2, np.array(1.5, np.float32))  # not sqrt(2)
+    b2.output(b2.Mul(b2.Mul(x2, b2.Add(b2.Erf(s2), np.array(1, np.float32))), np.array(0.5, np.float32)), "y")
+    for gg in (b.build(), b2.build()):
+        before = _ops(gg)
+        _run(gg, "fuse-gelu")
+        assert _ops(gg) == before
+
+
+# -- fuse-layernorm ------------------------------------------------------------------------------
+
+def _layernorm(b, x, axes, gamma=None, beta=None, opset=17):
+    def rm(v):
+        return b.ReduceMean(v, np.array(axes)) if opset >= 18 else b.ReduceMean(v, axes=axes)
+    d = b.Sub(x, rm(x))
+    var = rm(b.Pow(d, np.array(2, np.float32)))
+    y = b.Div(d, b.Sqrt(b.Add(var, np.array(1e-5, np.float32))))
+    if gamma is not None:
+        y = b.Mul(y, gamma)
+    if beta is not None:
+        y = b.Add(beta, y)
+    return y
+
+
+@pytest.mark.parametrize("opset,affine", [(17, 2), (18, 2), (17, 1), (17, 0)])
+def test_fuse_layernorm(rng, opset, affine):
+    b = GraphBuilder(opset=opset)
+    x = b.input("x", "float32", ["N", 5, 16])
+    gamma = rng.standard_normal(16).astype(np.float32) if affine >= 1 else None
+    beta = rng.standard_normal(16).astype(np.float32) if affine >= 2 else None
+    b.output(_layernorm(b, x, [-1], gamma, beta, opset), "y")
+    g = b.build()
+    assert len(g.nodes) == 7 + affine
+    ref, _ = _run(g, "fuse-layernorm, dce")
+    assert _ops(g) == ["LayerNormalization"]
+    assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
+
+
+def test_fuse_layernorm_two_trailing_axes(rng):
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2, 3, 4, 5])
+    b.output(_layernorm(b, x, [2, 3], rng.standard_normal((4, 5)).astype(np.float32),
+                        rng.standard_normal((1, 5)).astype(np.float32)), "y")
+    g = b.build()
+    ref, _ = _run(g, "fuse-layernorm, dce")
+    assert _ops(g) == ["LayerNormalization"] and g.nodes[0].attr("axis") == -2
+    assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
+
+
+def test_fuse_layernorm_refusals(rng):
+    cases = []
+    b = GraphBuilder(opset=16)  # no LayerNormalization before 17
+    x = b.input("x", "float32", [2, 16])
+    b.output(_layernorm(b, x, [-1], rng.standard_normal(16).astype(np.float32)), "y")
+    cases.append(b.build())
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2, 16, 4])
+    b.output(_layernorm(b, x, [1]), "y")  # not the trailing axis
+    cases.append(b.build())
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2, "D"])
+    b.output(_layernorm(b, x, [-1]), "y")  # symbolic normalized dimension
+    cases.append(b.build())
+    for g in cases:
+        before = _ops(g)
+        _run(g, "fuse-layernorm, dce")
+        assert _ops(g) == before
+
+
+def test_fuse_layernorm_row_varying_gamma_stays_a_mul(rng):
+    # gamma [3, 1] varies along the batch axis: it cannot be LayerNormalization's scale, but the
+    # unscaled normalization below it still fuses, and the Mul stays.
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [3, 16])
+    b.output(_layernorm(b, x, [-1], rng.standard_normal((3, 1)).astype(np.float32)), "y")
+    g = b.build()
+    ref, _ = _run(g, "fuse-layernorm, dce")
+    assert _ops(g) == ["LayerNormalization", "Mul"]
+    assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
