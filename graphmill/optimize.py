@@ -118,8 +118,11 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     if timer:
         instruments.append(timer)
     if print_ir_after is not None or print_ir_diff:
-        after = print_ir_after if isinstance(print_ir_after, str) else set(print_ir_after or ["all"])
-        instruments.append(PrintIR(after if after else "all", diff=print_ir_diff, stream=stream or sys.stderr))
+        if print_ir_after is None or print_ir_after == "all":
+            after: str | set[str] = "all"
+        else:
+            after = {print_ir_after} if isinstance(print_ir_after, str) else set(print_ir_after)
+        instruments.append(PrintIR(after, diff=print_ir_diff, stream=stream or sys.stderr))
     numerics = ortb.NumericsCheck(rtol=rtol, atol=atol, seed=seed, dims=dims) if check_numerics else None
     if numerics:
         instruments.append(numerics)

@@ -97,7 +97,9 @@ class PrintIR:
         self._before = ""
 
     def _wants(self, name: str) -> bool:
-        return self.after == "all" or (isinstance(self.after, set) and name in self.after) or self.after == name
+        if isinstance(self.after, set):
+            return "all" in self.after or name in self.after
+        return self.after in ("all", name)
 
     def enter_pipeline(self, graph: Graph, ctx: PassContext) -> None:
         if self.diff:
