@@ -1,0 +1,198 @@
+"""simplify: each rule on a small graph, against ONNX Runtime, plus the cases it must refuse.
+
+Reference: ONNX Runtime running the graph before the pass (``graphmill.backends.onnxruntime.compare``
+on seeded random inputs). Exact rules are compared with rtol=0, atol=0. Node counts follow from
+each test's own construction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from graphmill.backends.onnxruntime import compare
+from graphmill.ir import DataType
+from graphmill.ir.builder import GraphBuilder
+from graphmill.ir.rewrite import explain
+from graphmill.passes import PassContext, run_passes
+from graphmill.passes.cleanup import simplify as S
+
+F32 = int(DataType.FLOAT)
+F64 = int(DataType.DOUBLE)
+F16 = int(DataType.FLOAT16)
+
+
+def _simplify(g, schedule="simplify, dce", **kw):
+    ref = g.copy()
+    res = run_passes(g, schedule, verify_each=True, **kw)
+    return ref, res
+
+
+def _ops(g):
+    return [n.op_type for n in g.nodes]
+
+
+def _one(build, opset=17, shape=(2, 3, 4), dtype="float32"):
+    b = GraphBuilder(opset=opset)
+    x = b.input("x", dtype, list(shape))
+    y = build(b, x)
+    b.output(b.Abs(y) if dtype != "bool" else b.Not(y), "y")  # a real op at the end: outputs keep a producer
+    return b.build()
+
+
+NOOPS = [
+    ("identity", lambda b, x: b.Identity(x)),
+    ("dropout-inference", lambda b, x: b.Dropout(x)),
+    ("dropout-inference", lambda b, x: b.Dropout(x, np.array(0.5, np.float32), np.array(False))),
+    ("reshape-noop", lambda b, x: b.Reshape(x, np.array([0, 3, -1]))),
+    ("transpose-noop", lambda b, x: b.Transpose(x, perm=[0, 1, 2])),
+    ("cast-noop", lambda b, x: b.Cast(x, to=F32)),
+    ("pad-noop", lambda b, x: b.Pad(x, np.zeros(6, np.int64))),
+    ("slice-noop", lambda b, x: b.Slice(x, np.array([0, 0]), np.array([3, 1 << 63 - 1]), np.array([1, 2]))),
+    ("expand-noop", lambda b, x: b.Expand(x, np.array([1, 4]))),
+    ("transpose-pair", lambda b, x: b.Transpose(b.Transpose(x, perm=[2, 0, 1]), perm=[1, 2, 0])),
+    ("cast-chain", lambda b, x: b.Cast(b.Cast(x, to=F64), to=F32)),
+    ("castlike-to-cast", lambda b, x: b.CastLike(x, np.zeros(1, np.float32))),
+    ("mul-one", lambda b, x: b.Mul(np.ones(4, np.float32), x)),
+    ("div-one", lambda b, x: b.Div(x, np.ones((1, 1), np.float32))),
+    ("sub-zero", lambda b, x: b.Sub(x, np.zeros(4, np.float32))),
+    ("add-zero-exact", lambda b, x: b.Add(x, np.full(4, -0.0, np.float32))),
+    ("add-zero-float", lambda b, x: b.Add(x, np.zeros(4, np.float32))),
+    ("squeeze-unsqueeze", lambda b, x: b.Squeeze(b.Unsqueeze(x, np.array([1, -1])), np.array([1, 4]))),
+]
+
+
+@pytest.mark.parametrize("rule,build", NOOPS, ids=[f"{r}-{i}" for i, (r, _) in enumerate(NOOPS)])
+def test_noop_rules_remove_the_op(rule, build):
+    g = _one(build)
+    ref, res = _simplify(g)
+    assert _ops(g) == ["Abs"], f"{rule}: {explain(next(r for r in S.RULES if r.name == rule), g)}"
+    assert res.records[0].stats.get(rule, 0) >= 1
+    assert compare(ref, g, rtol=0, atol=0).ok
+
+
+def test_transpose_pair_composes():
+    g = _one(lambda b, x: b.Transpose(b.Transpose(x, perm=[2, 0, 1]), perm=[0, 2, 1]))
+    ref, _ = _simplify(g)
+    assert _ops(g) == ["Transpose", "Abs"] and g.nodes[0].attr("perm") == [2, 1, 0]
+    assert compare(ref, g, rtol=0, atol=0).ok
+
+
+def test_chains_collapse():
+    g = _one(lambda b, x: b.Reshape(b.Reshape(x, np.array([6, 4])), np.array([4, -1])))
+    ref, _ = _simplify(g)
+    assert _ops(g) == ["Reshape", "Abs"]
+    assert compare(ref, g, rtol=0, atol=0).ok
+    g = _one(lambda b, x: b.Cast(b.Cast(x, to=F32), to=F64), dtype="float16")  # f16 -> f32 -> f64: one Cast
+    ref, _ = _simplify(g)
+    assert _ops(g) == ["Cast", "Abs"] and g.nodes[0].attr("to") == F64
+    assert compare(ref, g, rtol=0, atol=0).ok
+    g = _one(lambda b, x: b.Unsqueeze(b.Squeeze(x, np.array([1])), np.array([1])), shape=(2, 1, 4))
+    ref, _ = _simplify(g)
+    assert _ops(g) == ["Abs"]
+    assert compare(ref, g, rtol=0, atol=0).ok
+
+
+def test_static_shape_chain_folds_to_a_constant():
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", 3, 4])
+    s = b.Shape(x)
+    hw = b.Mul(b.Gather(s, np.array(1)), b.Gather(s, np.array(2)))  # 3*4, static although N is not
+    shape = b.Concat(np.array([-1], np.int64), b.Unsqueeze(hw, np.array([0])), axis=0)
+    b.output(b.Reshape(x, shape), "y")
+    g = b.build()
+    ref, _ = _simplify(g, "fixpoint{simplify, cse, dce}")
+    assert _ops(g) == ["Reshape"]
+    assert [int(v) for v in g.nodes[0].inputs[1].const.numpy()] == [-1, 12]
+    from graphmill.backends.onnxruntime import random_inputs
+    assert compare(ref, g, random_inputs(ref, dims={"N": 5}), rtol=0, atol=0).ok
+
+
+def test_symbolic_dims_are_not_specialised():
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", 3])
+    b.output(b.Reshape(x, b.Concat(b.Gather(b.Shape(x), np.array([0])), np.array([3], np.int64), axis=0)), "a")
+    b.output(b.Shape(b.Relu(x)), "s")
+    b.output(b.Reshape(b.Relu(x), np.array([2, 3])), "c")  # only for N == 2: must stay a Reshape
+    g = b.build()
+    before = _ops(g)
+    _simplify(g, "simplify")
+    assert _ops(g) == before
+
+
+def test_castlike_keeps_saturate():
+    from graphmill.ir import Tensor
+
+    b = GraphBuilder(opset=19)
+    x = b.input("x", "float32", [8])
+    like = b.const(Tensor(np.zeros(1, np.uint8), dtype=DataType.FLOAT8E4M3FN))
+    b.output(b.Cast(b.CastLike(x, like, saturate=0), to=F32), "y")
+    g = b.build()
+    ref, _ = _simplify(g)
+    cast = g.nodes[0]
+    assert _ops(g) == ["Cast", "Cast"] and cast.attr("saturate") == 0  # saturate=0 is not dropped
+    # out-of-range values: saturate=0 gives NaN, saturate=1 would give +-448
+    feeds = {"x": np.array([1e6, -1e6, 500, 1, 0.1, np.inf, -np.inf, np.nan], np.float32)}
+    out = compare(ref, g, feeds, rtol=0, atol=0)
+    assert out.ok
+
+
+def test_refusals():
+    cases = [
+        lambda b, x: b.Cast(b.Cast(x, to=F16), to=F32),  # narrowing then widening rounds
+        lambda b, x: b.Add(x, np.zeros((2, 1, 1, 4), np.float32)),  # broadcast grows the rank
+        lambda b, x: b.Mul(x, np.ones(4, np.float64).astype(np.float32) * 1.0001),  # not 1
+        lambda b, x: b.Sub(x, np.full(4, -0.0, np.float32)),  # x - (-0) turns -0 into +0
+        lambda b, x: b.Reshape(x, np.array([3, 2, 4])),  # really reshapes
+        lambda b, x: b.Slice(x, np.array([0]), np.array([2]), np.array([2])),  # cuts axis 2
+        lambda b, x: b.Dropout(x, np.array(0.5, np.float32), np.array(True)),  # training mode
+    ]
+    for build in cases:
+        g = _one(build)
+        before = _ops(g)
+        _simplify(g)
+        assert _ops(g) == before, before
+    # Dropout whose mask is read
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2, 3])
+    y, mask = b.Dropout(x, outputs=2)
+    b.output(b.Abs(y), "y")
+    b.output(b.Not(mask), "m")
+    g = b.build()
+    _simplify(g)
+    assert "Dropout" in _ops(g)
+
+
+def test_graph_outputs_keep_their_names_and_producers():
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2, 3])
+    r = b.Relu(x)
+    b.output(b.Identity(x), "passthrough")  # would make an input the output: refused
+    b.output(b.Identity(r), "out")  # Relu's output can take the name "out"
+    b.output(r, "r")  # ... unless it is already an output itself: refused
+    g = b.build()
+    ref, _ = _simplify(g)
+    assert [v.name for v in g.outputs] == ["passthrough", "out", "r"]
+    assert _ops(g) == ["Relu", "Identity", "Identity"]
+    assert compare(ref, g, rtol=0, atol=0).ok
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2, 3])
+    b.output(b.Identity(b.Relu(x)), "out")
+    g = b.build()
+    _simplify(g)
+    assert _ops(g) == ["Relu"] and g.outputs[0].name == "out"
+
+
+def test_add_zero_float_is_reassociating_and_skipped_when_only_exact_allowed():
+    g = _one(lambda b, x: b.Add(x, np.zeros(4, np.float32)))
+    _, res = _simplify(g, "simplify", ctx=PassContext(allow=["exact"]))
+    assert "Add" in _ops(g)
+    assert any("add-zero-float" in n for n in res.records[0].notes)
+    assert S.ADD_ZERO_FLOAT.exactness == "float-reassociating"
+    assert all(r.exactness == "exact" for r in S.RULES if r is not S.ADD_ZERO_FLOAT)
+
+
+def test_explain_gives_a_readable_reason():
+    g = _one(lambda b, x: b.Cast(b.Cast(x, to=F16), to=F32))
+    text = explain(S.CAST_CHAIN, g)
+    assert "can round" in text
