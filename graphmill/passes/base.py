@@ -129,6 +129,7 @@ class PassContext:
         self.computed: dict[str, int] = {}  # analysis name -> times computed (for reports and tests)
 
     def analysis(self, name: str, graph: Graph) -> Any:
+        _load_builtin_passes()
         if name not in self._cache:
             try:
                 cls = _ANALYSES[name]
@@ -224,6 +225,7 @@ def _load_builtin_passes() -> None:
     global _builtin_loaded
     if not _builtin_loaded:
         _builtin_loaded = True
+        import graphmill.passes.analyses  # noqa: F401  (registers)
         import graphmill.passes.builtin  # noqa: F401  (registers)
 
 

@@ -284,3 +284,19 @@ def test_explain_match_reports_the_closest_partial_match():
     assert "does not fire" in text and "has 2 uses" in text and "Neg node" in text
     with pytest.raises(GraphmillError, match="did you mean 'test-neg-neg'"):
         explain(g, "test-neg-nag")
+
+
+def test_builtin_analyses_are_cached_until_a_change():
+    """Reference: the graph itself (node and use counts written out from its construction)."""
+    g = relu_chain(3)
+    ctx = PassContext()
+    uses = ctx.analysis("use-counts", g)
+    assert sorted(uses.values()) == [0, 1, 1, 1]  # x and two Relu outputs read once; y is only an output
+    assert ctx.analysis("use-counts", g) is uses  # cached
+    costs = ctx.analysis("costs", g)
+    assert set(costs) == {id(n) for n in g.nodes}
+    assert not any(c.known for c in costs.values())  # the batch N is symbolic: sizes are unknown, not guessed
+    PassManager("test-claim-change", ctx=ctx).run(g)
+    assert ctx.cached() == set()
+    with pytest.raises(GraphmillError, match="unknown analysis 'use-count'"):
+        ctx.analysis("use-count", g)
