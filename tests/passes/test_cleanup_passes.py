@@ -135,3 +135,15 @@ def test_dce_removes_dead_and_keeps_outputs():
     g = b.build(infer=False)
     ref, _ = _run(g, "dce")
     assert _ops(g) == ["Effect", "Abs"]
+
+
+def test_fold_constants_input_initializers_option():
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [3])
+    d = b.const(np.arange(3, dtype=np.float32), "d")
+    b.graph.add_input(d)  # IR < 4 style: an initializer listed as an input
+    b.output(b.Add(x, b.Neg(d)), "y")
+    g = b.build()
+    ref, _ = _run(g, "fold-constants(input_initializers=true), dce")
+    assert _ops(g) == ["Add"]  # Neg folded: the default value of d is taken as fixed
+    assert compare(ref, g, rtol=0, atol=0).ok  # with d at its default (random_inputs skips initializers)

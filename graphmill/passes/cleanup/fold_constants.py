@@ -53,6 +53,9 @@ class FoldConstants(Pass):
         Option("size_limit", int, 1 << 20, "largest folded output, in elements; bigger results stay computed",
                min=0),
         Option("constants_to_initializers", bool, True, "turn Constant nodes into initializers"),
+        Option("input_initializers", bool, False,
+               "treat initializers also listed as graph inputs (IR < 4 style) as constants; the caller can "
+               "then no longer override them"),
     )
     preserves = frozenset()
 
@@ -63,7 +66,7 @@ class FoldConstants(Pass):
         for g in list(graph.all_graphs()):
             inputs = {id(v) for v in g.inputs}
             for v in g.initializers.values():
-                if id(v) not in inputs and isinstance(v.const, Tensor) and v.const.dtype in _NUMPY_TYPES:
+                if (id(v) not in inputs or self.input_initializers) and isinstance(v.const, Tensor) and v.const.dtype in _NUMPY_TYPES:
                     known[id(v)] = _Lazy(v)  # type: ignore[assignment]
             nested = nested_output_ids(g)
             outputs = {id(v) for v in g.outputs}
