@@ -257,10 +257,22 @@ class ReplacementBuilder:
         self.rule_name = rule_name
         self.graph = match.graph
         self.new_nodes: list[Node] = []
+        self.new_consts: list[Value] = []
 
     def const(self, array: np.ndarray, name: str = "") -> Value:
         base = name or f"{self.rule_name}_const"
-        return self.graph.add_initializer(Tensor(np.asarray(array)), self.graph.unique_name(base))
+        v = self.graph.add_initializer(Tensor(np.asarray(array)), self.graph.unique_name(base))
+        self.new_consts.append(v)
+        return v
+
+    def rollback(self) -> None:
+        """Undo what the builder created (the nodes were never inserted)."""
+        for n in self.new_nodes:
+            n._detach_inputs()
+        for v in self.new_consts:
+            if v.num_uses == 0:
+                self.graph.remove_initializer(v)
+        self.new_nodes, self.new_consts = [], []
 
     def op(self, op_type: str, *inputs: Value | None, outputs: int = 1, domain: str = "", name: str = "",
            attrs: dict[str, Any] | None = None, **kw_attrs: Any) -> Any:
@@ -294,14 +306,22 @@ class Rule:
             return False
         if self.check is not None and self.check(m) is not None:
             return False
+        nested = nested_output_ids(graph)
+        if nested and any(o is not None and id(o) in nested for n in m.order for o in n.outputs):
+            return False  # a subgraph returns one of these values directly: it must stay
         rb = ReplacementBuilder(m, self.name)
         new = self.replace(m, rb)
         if new is None:
+            rb.rollback()
             return False
         new_values = [new] if isinstance(new, Value) else list(new)
         root_outs = [o for o in node.outputs if o is not None]
         if len(new_values) < len(root_outs):
+            rb.rollback()
             raise ValueError(f"rule {self.name!r} returned {len(new_values)} values for {len(root_outs)} outputs")
+        if _breaks_graph_outputs(graph, node, new_values, rb):
+            rb.rollback()
+            return False
         graph.insert_before(node, rb.new_nodes)
         for old, nv in zip(node.outputs, new_values):
             if old is not None and nv is not None and nv is not old:
@@ -313,6 +333,30 @@ class Rule:
                                         for o in n.outputs):
                 graph.remove_node(n)
         return True
+
+
+def nested_output_ids(graph: Graph) -> set[int]:
+    """ids of values that a subgraph nested in ``graph`` returns directly as one of its outputs."""
+    ids: set[int] = set()
+    for n in graph.nodes:
+        for sub in n.subgraphs():
+            for g in sub.all_graphs():
+                ids.update(id(v) for v in g.outputs if v is not None)
+    return ids
+
+
+def _breaks_graph_outputs(graph: Graph, root: Node, new_values: list, rb: ReplacementBuilder) -> bool:
+    """A root output that is a graph output may only be replaced by a node output of this graph that
+    can take over its name (not an input, initializer, outer value, or a value already returned)."""
+    for old, nv in zip(root.outputs, new_values):
+        if old is None or nv is None or nv is old or not old.is_graph_output():
+            continue
+        producer = nv.producer
+        if producer is None or not (producer.graph is graph or any(producer is n for n in rb.new_nodes)):
+            return True
+        if any(o is nv for o in graph.outputs):
+            return True
+    return False
 
 
 def explain(rule: Rule, graph: Graph) -> str:

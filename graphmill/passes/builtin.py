@@ -1,3 +1,4 @@
 """Imports every built-in pass module so that their ``@register_pass`` runs."""
 
-from graphmill.passes.cleanup import dce  # noqa: F401
+from graphmill.passes.cleanup import cse, dce, fold_constants, shape_inference, simplify  # noqa: F401
+from graphmill.passes.fusion import activation, conv_bn, gelu, layernorm, matmul_add  # noqa: F401
