@@ -8,6 +8,7 @@ test's own construction.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from graphmill.backends.onnxruntime import compare
 from graphmill.ir import TensorType
@@ -144,6 +145,27 @@ def test_fold_constants_input_initializers_option():
     b.graph.add_input(d)  # IR < 4 style: an initializer listed as an input
     b.output(b.Add(x, b.Neg(d)), "y")
     g = b.build()
-    ref, _ = _run(g, "fold-constants(input_initializers=true), dce")
+    ref, _ = _run(g, "fold-constants(input_initializers=constant), dce")
     assert _ops(g) == ["Add"]  # Neg folded: the default value of d is taken as fixed
     assert compare(ref, g, rtol=0, atol=0).ok  # with d at its default (random_inputs skips initializers)
+
+
+@pytest.mark.parametrize("ir_version, folded", [(3, True), (7, False)])
+def test_fold_constants_auto_follows_onnxruntime(ir_version, folded):
+    """Reference: ONNX Runtime lists no overridable initializers below IR version 4, and does from 4 on."""
+    import onnxruntime as ort
+
+    from graphmill.frontend import to_proto
+    from graphmill.ir import ModelInfo
+
+    b = GraphBuilder(opset=9)
+    x = b.input("x", "float32", [3])
+    d = b.const(np.arange(3, dtype=np.float32), "d")
+    b.graph.add_input(d)
+    b.output(b.Add(x, b.Neg(d)), "y")
+    g = b.build()
+    g.model = ModelInfo(ir_version=ir_version)
+    sess = ort.InferenceSession(to_proto(g).SerializeToString())
+    assert (len(sess.get_overridable_initializers()) == 0) == folded
+    _run(g, "fold-constants, dce")
+    assert ("Neg" not in _ops(g)) == folded

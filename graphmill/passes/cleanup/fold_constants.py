@@ -53,9 +53,11 @@ class FoldConstants(Pass):
         Option("size_limit", int, 1 << 20, "largest folded output, in elements; bigger results stay computed",
                min=0),
         Option("constants_to_initializers", bool, True, "turn Constant nodes into initializers"),
-        Option("input_initializers", bool, False,
-               "treat initializers also listed as graph inputs (IR < 4 style) as constants; the caller can "
-               "then no longer override them"),
+        Option("input_initializers", str, "auto",
+               "initializers also listed as graph inputs: 'constant' folds them (callers can no longer override "
+               "them), 'overridable' leaves them alone, 'auto' does what ONNX Runtime does: constant below IR "
+               "version 4 (where every initializer had to be listed as an input), overridable from 4 on",
+               choices=("auto", "constant", "overridable")),
     )
     preserves = frozenset()
 
@@ -63,10 +65,16 @@ class FoldConstants(Pass):
         refused: Counter[str] = Counter()
         folded = converted = 0
         known: dict[int, np.ndarray] = {}  # id(value) -> data, for constants of the whole tree
+        mode = self.input_initializers
+        if mode == "auto":
+            ir = graph.model.ir_version if graph.model is not None else 10
+            mode = "constant" if ir < 4 else "overridable"
+        fold_inputs = mode == "constant"
         for g in list(graph.all_graphs()):
             inputs = {id(v) for v in g.inputs}
             for v in g.initializers.values():
-                if (id(v) not in inputs or self.input_initializers) and isinstance(v.const, Tensor) and v.const.dtype in _NUMPY_TYPES:
+                if ((id(v) not in inputs or fold_inputs) and isinstance(v.const, Tensor)
+                        and v.const.dtype in _NUMPY_TYPES):
                     known[id(v)] = _Lazy(v)  # type: ignore[assignment]
             nested = nested_output_ids(g)
             outputs = {id(v) for v in g.outputs}
