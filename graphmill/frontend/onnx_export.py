@@ -79,6 +79,31 @@ def _set_props(field, props: dict[str, str]) -> None:
         e.key, e.value = k, val
 
 
+def _json_safe(meta: dict) -> dict:
+    import json
+
+    out = {}
+    for k, v in meta.items():
+        try:
+            json.dumps(v)
+        except (TypeError, ValueError):
+            continue  # in-memory objects (e.g. analysis handles) do not travel
+        out[k] = v
+    return out
+
+
+def _set_meta(field, meta: dict) -> None:
+    """Annotations travel as JSON under ``graphmill.meta`` (see onnx_import.META_KEY)."""
+    if not meta:
+        return
+    import json
+
+    safe = _json_safe(meta)
+    if safe:
+        e = field.add()
+        e.key, e.value = "graphmill.meta", json.dumps(safe, sort_keys=True, separators=(",", ":"))
+
+
 def _sparse_to_proto(s: SparseTensor, sp: onnx.SparseTensorProto, name: str | None = None) -> None:
     tensor_to_proto(s.values, name, into=sp.values)
     tensor_to_proto(s.indices, into=sp.indices)
@@ -144,6 +169,7 @@ def _node_to_proto(n: Node, npb: onnx.NodeProto) -> None:
     for a in n.attrs.values():
         _attr_to_proto(a, npb.attribute.add())
     _set_props(npb.metadata_props, n.metadata_props)
+    _set_meta(npb.metadata_props, n.meta)
     for blob in n.extra.get("device_configurations", ()):
         npb.device_configurations.add().ParseFromString(blob)
 
@@ -173,6 +199,7 @@ def graph_to_proto(g: Graph, gp: onnx.GraphProto) -> onnx.GraphProto:
     for v in g.outputs:
         _value_info(v, gp.output.add())
     _set_props(gp.metadata_props, g.metadata_props)
+    _set_meta(gp.metadata_props, g.meta)
     for blob in g.extra.get("quantization_annotation", ()):
         gp.quantization_annotation.add().ParseFromString(blob)
     return gp

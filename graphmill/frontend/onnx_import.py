@@ -145,6 +145,9 @@ class _Importer:
         g = Graph(gp.name)
         g.doc_string = gp.doc_string
         g.metadata_props = _props(gp.metadata_props)
+        meta_json = g.metadata_props.pop(META_KEY, None)
+        if meta_json is not None:
+            g.meta = _meta_from_json(meta_json, self.path, gp.name)
         if len(gp.quantization_annotation):
             g.extra["quantization_annotation"] = [q.SerializeToString() for q in gp.quantization_annotation]
         scope = outer.new_child()
@@ -220,6 +223,9 @@ class _Importer:
                         overload=npb.overload, doc_string=npb.doc_string)
             if len(npb.metadata_props):
                 node.metadata_props = _props(npb.metadata_props)
+                meta_json = node.metadata_props.pop(META_KEY, None)
+                if meta_json is not None:
+                    node.meta = _meta_from_json(meta_json, self.path, npb.name)
             if len(npb.device_configurations):
                 node.extra["device_configurations"] = [d.SerializeToString() for d in npb.device_configurations]
             if len(npb.attribute):
@@ -272,6 +278,23 @@ class _Importer:
         defaults = {ap.name: self.attr(ap, ChainMap(), None) for ap in fp.attribute_proto}
         return Function(fp.domain, fp.name, body, list(fp.attribute), defaults, fp.overload,
                         fp.doc_string, _props(fp.metadata_props))
+
+
+# graphmill's annotations (node.meta / graph.meta: stage, block, device, fusion group...) travel through
+# ONNX files as JSON under this metadata_props key, so a model keeps them between graphmill commands.
+META_KEY = "graphmill.meta"
+
+
+def _meta_from_json(text: str, path: str, where: str) -> dict:
+    import json
+
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        raise ModelLoadError(f"{path}: {where!r} has a malformed {META_KEY} entry (not JSON)") from None
+    if not isinstance(meta, dict):
+        raise ModelLoadError(f"{path}: {where!r} has a {META_KEY} entry that is not a JSON object")
+    return meta
 
 
 def _is_sorted(g: Graph) -> bool:

@@ -197,3 +197,23 @@ def test_value_info_without_a_home_round_trips(tmp_path):
     clear_default_presence(model)
     clear_default_presence(back)
     assert back == model
+
+
+def test_annotations_travel_through_files(tmp_path):
+    """node.meta / graph.meta (stage, device, ...) survive save and load as JSON metadata; others don't leak."""
+    from graphmill.ir.builder import GraphBuilder
+
+    b = GraphBuilder("g")
+    x = b.input("x", "float32", [2])
+    with b.annotate(stage=1, device="chip0"):
+        y = b.Relu(x)
+    b.output(y, "y")
+    g = b.build()
+    g.meta["blocks"] = [{"stage": 1, "repeats": 2}]
+    g.nodes[0].meta["handle"] = object()  # not JSON: stays in memory only
+    graphmill.save(g, tmp_path / "m.onnx")
+    back = graphmill.load(tmp_path / "m.onnx")
+    assert back.nodes[0].meta == {"stage": 1, "device": "chip0"}
+    assert back.meta == {"blocks": [{"stage": 1, "repeats": 2}]}
+    assert back.nodes[0].metadata_props == {}  # the carrier key is consumed on import
+    onnx.checker.check_model(onnx.load(tmp_path / "m.onnx"), full_check=True)
