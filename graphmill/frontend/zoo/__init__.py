@@ -1,4 +1,12 @@
-"""Reference architectures built from their papers' block tables, with seeded random weights."""
+"""Reference architectures built from their papers' block tables, with seeded random weights.
+
+``build(name, width=..., depth=..., resolution=..., batch=..., seed=...)`` builds one;
+``MODELS`` maps names to builders and ``DESCRIPTIONS`` names to one-line descriptions.
+Every model takes the ``width``, ``depth`` and ``resolution`` multipliers (see
+``_common``: resolution below 16 is a multiplier, from 16 up a size in pixels) and
+records its structure in node ``meta`` (``stage``, ``block``, ...) and in
+``graph.meta["stages"]`` / ``graph.meta["blocks"]``.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +14,66 @@ from typing import Callable
 
 from graphmill.ir import Graph, UserInputError
 
+from ._common import check_positive, round_filters, round_repeats
+from .efficientnet import COEFFICIENTS as EFFICIENTNET_COEFFICIENTS
+from .efficientnet import efficientnet
+from .mobilenet import mnasnet_a1, mobilenet_v2
 from .resnet import resnet
+from .transformer import bert, vit
+
+
+def _efficientnet(variant: str) -> Callable[..., Graph]:
+    return lambda **kw: efficientnet(variant, **kw)
+
+
+def _resnet(name: str) -> Callable[..., Graph]:
+    return lambda **kw: resnet(name, **kw)
+
 
 MODELS: dict[str, Callable[..., Graph]] = {
-    "resnet18": lambda **kw: resnet("resnet18", **kw),
-    "resnet34": lambda **kw: resnet("resnet34", **kw),
-    "resnet50": lambda **kw: resnet("resnet50", **kw),
+    "resnet18": _resnet("resnet18"),
+    "resnet34": _resnet("resnet34"),
+    "resnet50": _resnet("resnet50"),
+    **{f"efficientnet_{v}": _efficientnet(v) for v in EFFICIENTNET_COEFFICIENTS},
+    "mnasnet_a1": mnasnet_a1,
+    "mobilenet_v2": mobilenet_v2,
+    "bert_base": bert,
+    "vit_b_16": vit,
 }
+
+DESCRIPTIONS: dict[str, str] = {
+    "resnet18": "ResNet-18 (He et al. 2015, Table 1): basic blocks [2,2,2,2], 224x224, 11.7M params",
+    "resnet34": "ResNet-34 (He et al. 2015, Table 1): basic blocks [3,4,6,3], 224x224, 21.8M params",
+    "resnet50": "ResNet-50 (He et al. 2015, Table 1): bottlenecks [3,4,6,3], 224x224, 25.6M params",
+    **{f"efficientnet_{v}": f"EfficientNet-{v.upper()} (Tan & Le 2019): B0 table scaled by width {w}, depth {d}, "
+                            f"{r}x{r} input" for v, (w, d, r, _) in EFFICIENTNET_COEFFICIENTS.items()},
+    "mnasnet_a1": "MnasNet-A1 (Tan et al. 2019, Figure 7): SepConv + MBConv stages with SE, 224x224, 3.9M params",
+    "mobilenet_v2": "MobileNetV2 (Sandler et al. 2018, Table 2): inverted residuals, ReLU6, 224x224, 3.5M params",
+    "bert_base": "BERT-base-like encoder (Devlin et al. 2018): 12 layers, hidden 768, 12 heads, int64 ids [N, S]",
+    "vit_b_16": "ViT-B/16 (Dosovitskiy et al. 2020): 16x16 patches, 12 layers, hidden 768, 224x224, 86.6M params",
+}
+
+ALIASES = {"bert": "bert_base", "vit": "vit_b_16", "mnasnet": "mnasnet_a1", "mobilenetv2": "mobilenet_v2",
+           **{f"efficientnet-{v}": f"efficientnet_{v}" for v in EFFICIENTNET_COEFFICIENTS}}
+
+
+def resolve_name(name: str) -> str:
+    """The zoo's name for ``name`` (case-insensitive, a few aliases), or a UserInputError listing the names."""
+    key = str(name).strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in MODELS:
+        import difflib
+
+        close = difflib.get_close_matches(key, list(MODELS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserInputError(f"unknown zoo model {name!r}{hint}; known: {', '.join(sorted(MODELS))}")
+    return key
 
 
 def build(name: str, **kwargs) -> Graph:
     """Build a zoo model by name (``graphmill zoo --list`` shows the names)."""
-    try:
-        fn = MODELS[name]
-    except KeyError:
-        raise UserInputError(f"unknown zoo model {name!r}; known: {', '.join(sorted(MODELS))}") from None
-    return fn(**kwargs)
+    return MODELS[resolve_name(name)](**kwargs)
 
 
-__all__ = ["build", "MODELS", "resnet"]
+__all__ = ["build", "resolve_name", "MODELS", "DESCRIPTIONS", "resnet", "efficientnet", "mnasnet_a1",
+           "mobilenet_v2", "bert", "vit", "round_filters", "round_repeats", "check_positive"]

@@ -47,33 +47,55 @@ class _Net:
         return self.b.Relu(self.b.Add(y, sc))
 
 
-def resnet(name: str = "resnet18", *, num_classes: int = 1000, resolution: int = 224, batch: int | str = "N",
-           seed: int = 0, opset: int = 17) -> Graph:
-    """A ResNet from the paper's block table; ``name`` in resnet18/34/50/101."""
+def resnet(name: str = "resnet18", *, width: float = 1.0, depth: float = 1.0, resolution: float = 224,
+           num_classes: int = 1000, batch: int | str = "N", seed: int = 0, opset: int = 17) -> Graph:
+    """A ResNet from the paper's block table; ``name`` in resnet18/34/50/101.
+
+    ``width`` scales every stage's channels (``round_filters``, divisor 8), ``depth`` the blocks per
+    stage (``ceil(depth * n)``), ``resolution`` the 224x224 input (a multiplier below 16, else pixels).
+    """
+    from ._common import check_batch, check_count, check_positive, resolve_resolution, round_filters, round_repeats
+
     if name not in _LAYOUTS:
         raise ValueError(f"unknown ResNet {name!r}; choose one of {', '.join(_LAYOUTS)}")
-    blocks, bottleneck = _LAYOUTS[name]
+    w = check_positive("width", width, model=name)
+    d = check_positive("depth", depth, model=name)
+    resolution = resolve_resolution(resolution, 224, model=name)
+    num_classes = check_count("num_classes", num_classes, model=name)
+    batch = check_batch(batch, model=name)
+    layout, bottleneck = _LAYOUTS[name]
+    blocks = [round_repeats(n, d) for n in layout]
     b = GraphBuilder(name, opset=opset)
     net = _Net(b, seed)
     x = b.input("input", "float32", [batch, 3, resolution, resolution])
-    with b.annotate(stage=0, block=0):
-        y = net.conv_bn(x, 3, 64, 7, 2, True)
+    stem = round_filters(64, w)
+    with b.annotate(stage=0, block=0, kind="stem"):
+        y = net.conv_bn(x, 3, stem, 7, 2, True)
         y = b.MaxPool(y, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
-    cin = 64
+    cin = stem
+    table = []
     for s, n in enumerate(blocks):
-        width = 64 * 2**s
+        width = round_filters(64 * 2**s, w)
+        table.append(dict(stage=s + 1, kind="bottleneck" if bottleneck else "basic", repeats=n, width=width,
+                          stride=1 if s == 0 else 2, kernel=3, expand=4 if bottleneck else 1, se=0.0))
         for i in range(n):
             stride = 2 if (i == 0 and s > 0) else 1
-            with b.annotate(stage=s + 1, block=i):
+            with b.annotate(stage=s + 1, block=i, kind=table[-1]["kind"], kernel=3, stride=stride):
                 if bottleneck:
                     y = net.bottleneck(y, cin, width, stride)
                     cin = width * 4
                 else:
                     y = net.basic(y, cin, width, stride)
                     cin = width
-    with b.annotate(stage=len(blocks) + 1, block=0):
+    with b.annotate(stage=len(blocks) + 1, block=0, kind="head"):
         y = b.Flatten(b.GlobalAveragePool(y), axis=1)
         w = (net.rng.standard_normal((num_classes, cin)) * np.sqrt(1.0 / cin)).astype(np.float32)
         y = b.Gemm(y, b.const(w), b.const(np.zeros(num_classes, np.float32)), transB=1)
     b.output(y, "logits")
-    return b.build()
+    g = b.build()
+    g.meta["model"] = dict(family="resnet", variant=name, width=w, depth=d, resolution=resolution,
+                           num_classes=num_classes)
+    g.meta["stages"] = table
+    g.meta["blocks"] = [dict(stage=t["stage"], block=i, kind=t["kind"], kernel=3,
+                             stride=t["stride"] if i == 0 else 1) for t in table for i in range(t["repeats"])]
+    return g

@@ -1,0 +1,178 @@
+"""Shared pieces of the zoo's builders: multiplier rules, validation, seeded layers.
+
+The scaling rules are the published ones:
+
+* ``round_filters(c, w, divisor=8)``: ``c * w`` rounded to the nearest multiple
+  of ``divisor`` (at least ``divisor``), bumped up by one ``divisor`` when the
+  rounding went down by more than 10% (EfficientNet's and MobileNetV2's
+  ``_make_divisible``).
+* ``round_repeats(n, d)``: ``ceil(n * d)`` (EfficientNet).
+* resolution: a value below 16 is a multiplier of the model's native input
+  size, 16 or more an explicit size in pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from graphmill.ir import UserInputError, Value
+from graphmill.ir.builder import GraphBuilder
+
+#: 1 / E[act(x)^2] for x ~ N(0, 1): the weight gain that keeps a layer after ``act`` at unit variance
+GAIN = {"relu": 2.0, "relu6": 2.0, "swish": 1 / 0.3553, "none": 1.0}
+
+#: resolution values below this are multipliers, values at or above it are sizes in pixels
+RESOLUTION_SIZE_THRESHOLD = 16
+
+
+def check_positive(name: str, value: Any, *, model: str = "") -> float:
+    """``value`` as a float, or a UserInputError naming the argument when it is not a number > 0."""
+    where = f" for {model}" if model else ""
+    if isinstance(value, bool):
+        raise UserInputError(f"{name}={value!r}{where}: must be a number > 0")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise UserInputError(f"{name}={value!r}{where}: must be a number > 0") from None
+    if not math.isfinite(v) or v <= 0:
+        raise UserInputError(f"{name}={value!r}{where}: must be a number > 0")
+    return v
+
+
+def check_count(name: str, value: Any, *, model: str = "", minimum: int = 1) -> int:
+    """An integer hyperparameter (layers, heads, classes) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        where = f" for {model}" if model else ""
+        raise UserInputError(f"{name}={value!r}{where}: must be an integer >= {minimum}")
+    return int(value)
+
+
+def check_batch(batch: Any, *, model: str = "") -> int | str:
+    if isinstance(batch, str) and batch.isidentifier():
+        return batch
+    return check_count("batch", batch, model=model)
+
+
+def round_filters(channels: float, width: float = 1.0, divisor: int = 8, min_value: int | None = None) -> int:
+    """``channels * width`` rounded to a multiple of ``divisor``, never more than 10% below it."""
+    v = channels * width
+    min_value = divisor if min_value is None else min_value
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return int(new_v)
+
+
+def round_repeats(repeats: int, depth: float = 1.0) -> int:
+    """EfficientNet's depth rule: ``ceil(depth * repeats)``."""
+    return int(math.ceil(depth * repeats))
+
+
+def resolve_resolution(resolution: Any, native: int, *, model: str = "", multiple: int = 1) -> int:
+    """The input size for ``resolution``: a multiplier of ``native`` (< 16) or a size in pixels (>= 16).
+
+    The result is rounded to the nearest multiple of ``multiple`` (at least ``multiple``).
+    """
+    r = check_positive("resolution", resolution, model=model)
+    if r >= RESOLUTION_SIZE_THRESHOLD:
+        if not r.is_integer() or int(r) % multiple:
+            raise UserInputError(f"resolution={resolution!r} for {model}: an explicit size must be an integer"
+                                 + (f" multiple of {multiple}" if multiple > 1 else ""))
+        return int(r)
+    return max(multiple, int(round(r * native / multiple)) * multiple)
+
+
+class Layers:
+    """Seeded layers on a GraphBuilder (He-normal convolutions, BN at identity statistics)."""
+
+    def __init__(self, b: GraphBuilder, seed: int) -> None:
+        self.b = b
+        self.rng = np.random.default_rng(seed)
+        self._scalars: dict[tuple[str, float], Value] = {}
+
+    def scalar(self, value: float, dtype: str = "float32") -> Value:
+        """One shared 0-d initializer per (dtype, value) in the whole graph."""
+        key = (dtype, float(value))
+        if key not in self._scalars:
+            self._scalars[key] = self.b.const(np.array(value, dtype=dtype), name=self.b.graph.unique_name("scalar"))
+        return self._scalars[key]
+
+    def normal(self, shape: tuple[int, ...], std: float) -> np.ndarray:
+        return (self.rng.standard_normal(shape) * std).astype(np.float32)
+
+    def conv(self, x: Value, cin: int, cout: int, k: int, stride: int = 1, *, groups: int = 1,
+             bias: bool = False, gain: float = 2.0, pad: int | None = None) -> Value:
+        b = self.b
+        fan_in = (cin // groups) * k * k
+        w = b.const(self.normal((cout, cin // groups, k, k), math.sqrt(gain / fan_in)))
+        bv = b.const(np.zeros(cout, np.float32)) if bias else None
+        return b.Conv(x, w, bv, kernel_shape=[k, k], strides=[stride, stride], pads=[(k - 1) // 2 if pad is None else pad] * 4,
+                      group=groups if groups != 1 else None)
+
+    def bn(self, x: Value, c: int, *, gamma: float = 1.0, eps: float = 1e-5) -> Value:
+        b = self.b
+        return b.BatchNormalization(x, b.const(np.full(c, gamma, np.float32)), b.const(np.zeros(c, np.float32)),
+                                    b.const(np.zeros(c, np.float32)), b.const(np.ones(c, np.float32)),
+                                    epsilon=eps)
+
+    def act(self, x: Value, kind: str) -> Value:
+        b = self.b
+        if kind == "relu":
+            return b.Relu(x)
+        if kind == "relu6":
+            return b.Clip(x, self.scalar(0.0), self.scalar(6.0))
+        if kind == "swish":  # x * sigmoid(x): portable (ONNX's Swish op needs opset 24)
+            return b.Mul(x, b.Sigmoid(x))
+        if kind == "none":
+            return x
+        raise ValueError(f"unknown activation {kind!r}")
+
+    def conv_bn_act(self, x: Value, cin: int, cout: int, k: int, stride: int = 1, *, groups: int = 1,
+                    act: str = "relu", gamma: float = 1.0, eps: float = 1e-5, gain: float | None = None) -> Value:
+        g = gain if gain is not None else (2.0 if act != "none" else 1.0)
+        y = self.conv(x, cin, cout, k, stride, groups=groups, gain=g)
+        return self.act(self.bn(y, cout, gamma=gamma, eps=eps), act)
+
+    def squeeze_excite(self, x: Value, channels: int, squeeze: int, act: str) -> Value:
+        """Global pool, 1x1 conv to ``squeeze`` (bias) + act, 1x1 conv back (bias) + sigmoid, rescale."""
+        b = self.b
+        s = b.GlobalAveragePool(x)
+        s = self.act(self.conv(s, channels, squeeze, 1, bias=True), act)
+        s = b.Sigmoid(self.conv(s, squeeze, channels, 1, bias=True, gain=1.0))
+        return b.Mul(x, s)
+
+    def classifier(self, x: Value, cin: int, num_classes: int) -> Value:
+        """Global average pool, flatten, fully connected layer (Gemm with bias)."""
+        b = self.b
+        y = b.Flatten(b.GlobalAveragePool(x), axis=1)
+        w = b.const(self.normal((num_classes, cin), math.sqrt(1.0 / cin)))
+        return b.Gemm(y, w, b.const(np.zeros(num_classes, np.float32)), transB=1)
+
+
+def mbconv(L: Layers, x: Value, *, cin: int, cout: int, expand: int, kernel: int, stride: int,
+           se_channels: int, act: str, se_act: str | None = None, skip: bool = True, eps: float = 1e-5) -> Value:
+    """Inverted residual block: [1x1 expand] -> kxk depthwise -> [SE] -> 1x1 project (linear) [+ x]."""
+    b = L.b
+    mid = cin * expand
+    residual = skip and stride == 1 and cin == cout
+    y = x
+    # gains keep random-weight activations near unit variance through deep stacks (a block's input is ~linear)
+    if expand != 1:
+        with b.annotate(layer="expand"):
+            y = L.conv_bn_act(y, cin, mid, 1, act=act, eps=eps, gain=1.0)
+    with b.annotate(layer="depthwise"):
+        y = L.conv_bn_act(y, mid, mid, kernel, stride, groups=mid, act=act, eps=eps,
+                          gain=GAIN[act] if expand != 1 else 1.0)
+    if se_channels:
+        with b.annotate(layer="se"):
+            y = L.squeeze_excite(y, mid, se_channels, se_act or act)
+    with b.annotate(layer="project"):
+        # the SE gate is ~0.5 at random weights; a small gamma on residual branches keeps their sum tame
+        y = L.conv_bn_act(y, mid, cout, 1, act="none", gamma=0.3 if residual else 1.0, eps=eps,
+                          gain=GAIN[act] * (4.0 if se_channels else 1.0))
+    if residual:
+        y = b.Add(y, x)
+    return y
