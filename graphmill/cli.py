@@ -218,16 +218,20 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     from graphmill.frontend import zoo
 
     if args.list:
+        width = max(len(n) for n in zoo.MODELS)
         for name in sorted(zoo.MODELS):
-            print(name)
+            print(f"{name:<{width}}  {zoo.DESCRIPTIONS.get(name, '')}".rstrip())
         return 0
     if not args.name:
         raise UserInputError(f"graphmill zoo needs a model name; known: {', '.join(sorted(zoo.MODELS))}")
+    name = zoo.resolve_name(args.name)
+    mult = {k: zoo.check_positive(k, getattr(args, k)) for k in ("width", "depth", "resolution")
+            if getattr(args, k) is not None}  # checked before anything is built or written
     if not args.output:
         raise UserInputError("graphmill zoo NAME needs -o OUT.onnx")
-    graph = zoo.build(args.name)
+    graph = zoo.build(name, **mult)
     api.save(graph, args.output)
-    print(f"wrote {args.output} ({len(graph)} nodes)")
+    print(f"wrote {args.output} ({name}, {len(graph)} nodes)")
     return 0
 
 
@@ -358,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="model name (see --list)")
     p.add_argument("-o", "--output", help="where to write the model")
     p.add_argument("--list", action="store_true", help="list the models")
+    p.add_argument("--width", metavar="W", help="channel (or head) multiplier, > 0 (default 1)")
+    p.add_argument("--depth", metavar="D", help="repeats multiplier, > 0: blocks per stage become ceil(D * n)")
+    p.add_argument("--resolution", metavar="R", help="input size: a multiplier below 16, else pixels (default 1)")
     p.set_defaults(func=cmd_zoo)
 
     p = sub.add_parser("demo", help="build the embedded example model and inspect, run and round-trip it")

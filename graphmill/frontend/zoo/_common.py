@@ -30,15 +30,16 @@ RESOLUTION_SIZE_THRESHOLD = 16
 
 def check_positive(name: str, value: Any, *, model: str = "") -> float:
     """``value`` as a float, or a UserInputError naming the argument when it is not a number > 0."""
-    where = f" for {model}" if model else ""
+    shown = value if isinstance(value, str) and value.strip() else repr(value)
+    problem = UserInputError(f"{name}={shown}{' for ' + model if model else ''}: must be a number > 0")
     if isinstance(value, bool):
-        raise UserInputError(f"{name}={value!r}{where}: must be a number > 0")
+        raise problem
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise UserInputError(f"{name}={value!r}{where}: must be a number > 0") from None
+        raise problem from None
     if not math.isfinite(v) or v <= 0:
-        raise UserInputError(f"{name}={value!r}{where}: must be a number > 0")
+        raise problem
     return v
 
 
