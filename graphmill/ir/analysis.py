@@ -6,7 +6,8 @@ initializer, a Constant, or computed only from constants, as the light models
 of the onnx test data build their weights with ConstantOfShape) and it is read
 by a node that is not itself constant-only, or is a graph output. Integer
 tensors wider than 8 bits and booleans are shapes, axes and indices, not
-weights, and are not counted; 8- and 4-bit integers are (quantized weights).
+weights, and are not counted; 8- and 4-bit integers are (quantized weights). Nor are 0-d scalars
+(Clip's bounds, GELU's 0.5, an attention scale): constants of the formula, not learned weights.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ def _elements(v: Value) -> int | None:
     return None
 
 
+def _is_scalar(v: Value) -> bool:
+    shape = tuple(v.const.shape) if v.const is not None and hasattr(v.const, "shape") else getattr(v.type, "shape", None)
+    return shape == ()
+
+
 def parameter_values(graph: Graph) -> list[Value]:
     """The constant tensors that feed the computation (see the module docstring)."""
     constant = constant_values(graph)
@@ -63,7 +69,7 @@ def parameter_values(graph: Graph) -> list[Value]:
         if id(v) in seen:
             continue
         seen.add(id(v))
-        if not is_weight_dtype(v.dtype):
+        if not is_weight_dtype(v.dtype) or _is_scalar(v):
             continue
         if id(v) in outputs or any(id(u) not in const_nodes for u in v.users):
             params.append(v)

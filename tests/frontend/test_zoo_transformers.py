@@ -21,10 +21,8 @@ from graphmill.ir.analysis import summarize
 
 
 def weights(g, dims=None) -> int:
-    """Parameters without 0-d scalars (1/sqrt(d), GELU's 0.5, 1, sqrt(2)): constants, not weights."""
-    scalars = sum(1 for v in g.initializers.values()
-                  if v.const is not None and v.const.shape == () and v.type.dtype.is_floating)
-    return summarize(g, dims).params - scalars
+    """Parameters as summarize counts them: 0-d scalars (1/sqrt(d), GELU's 0.5, 1, sqrt(2)) are not weights."""
+    return summarize(g, dims).params
 
 
 def bert_params(V, P, T, H, L, F, pooler=True) -> int:
