@@ -1,0 +1,228 @@
+"""from_torch: reference is torch eager. The imported graph, run under ONNX Runtime, must give torch's
+outputs within max|diff| <= 1e-4 * max|ref| + 1e-6, at a batch size other than the one exported with."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+import graphmill  # noqa: E402
+from graphmill.backends import onnxruntime as ortb  # noqa: E402
+from graphmill.frontend.torch_import import from_torch  # noqa: E402
+from graphmill.ir import UserInputError, verify  # noqa: E402
+
+
+def close(got, ref) -> bool:
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    assert got.shape == ref.shape
+    return float(np.abs(got - ref).max()) <= 1e-4 * float(np.abs(ref).max()) + 1e-6
+
+
+class MHA(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(32, 4, batch_first=True)
+
+    def forward(self, x):
+        return self.attn(x, x, x, need_weights=False)[0]
+
+
+class HandAttention(nn.Module):
+    """Scaled dot-product attention written out: softmax(QK^T / sqrt(d)) V, with a causal mask."""
+
+    def __init__(self, d: int = 32, heads: int = 4) -> None:
+        super().__init__()
+        self.h, self.d = heads, d
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, t, 3, self.h, self.d // self.h).permute(2, 0, 3, 1, 4)
+        att = (q @ k.transpose(-1, -2)) / (self.d // self.h) ** 0.5
+        mask = torch.triu(torch.ones(t, t, dtype=torch.bool), 1)
+        att = att.masked_fill(mask, float("-inf")).softmax(-1)
+        return self.out((att @ v).transpose(1, 2).reshape(b, t, self.d))
+
+
+class SDPA(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(32, 96)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, -1)
+        return nn.functional.scaled_dot_product_attention(q, k, v)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c: int, stride: int = 1) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(c, c * stride, 3, stride, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(c * stride)
+        self.c2 = nn.Conv2d(c * stride, c * stride, 3, 1, 1, bias=False)
+        self.b2 = nn.BatchNorm2d(c * stride)
+        self.down = nn.Sequential(nn.Conv2d(c, c * stride, 1, stride, bias=False), nn.BatchNorm2d(c * stride)) \
+            if stride != 1 else nn.Identity()
+
+    def forward(self, x):
+        y = torch.relu(self.b1(self.c1(x)))
+        return torch.relu(self.b2(self.c2(y)) + self.down(x))
+
+
+class TinyNet(nn.Module):
+    """A small CNN written for this test: stem, two residual blocks, pooling, classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.BatchNorm2d(8), nn.Hardswish())
+        self.blocks = nn.Sequential(BasicBlock(8), BasicBlock(8, 2))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(16, 10))
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)))
+
+
+def _randomize_bn(module: nn.Module, seed: int) -> nn.Module:
+    """Non-trivial running statistics, so BatchNorm is really exercised."""
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return module
+
+
+def _layers():
+    img, seq = (3, 12, 12), (7, 32)
+    return {
+        "conv": (lambda: nn.Conv2d(3, 8, 3, stride=2, padding=1), img),
+        "conv_grouped_dilated": (lambda: nn.Conv2d(4, 8, 3, padding=2, dilation=2, groups=2), (4, 12, 12)),
+        "conv1d": (lambda: nn.Conv1d(3, 6, 5, padding=2), (3, 20)),
+        "conv_transpose": (lambda: nn.ConvTranspose2d(3, 5, 3, stride=2, padding=1, output_padding=1), img),
+        "linear": (lambda: nn.Linear(32, 16), seq),
+        "batchnorm": (lambda: nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8)), img),
+        "batchnorm1d": (lambda: nn.Sequential(nn.Linear(32, 16), nn.BatchNorm1d(16)), (32,)),
+        "layernorm": (lambda: nn.LayerNorm(32), seq),
+        "groupnorm": (lambda: nn.GroupNorm(2, 3 * 2), (6, 8, 8)),
+        "instancenorm": (lambda: nn.InstanceNorm2d(3, affine=True), img),
+        "activations": (lambda: nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 32), nn.GELU(),
+                                              nn.Linear(32, 32), nn.SiLU(), nn.Linear(32, 32), nn.Hardswish(),
+                                              nn.Hardsigmoid(), nn.LeakyReLU(0.1), nn.Tanh(), nn.ELU(), nn.ReLU6(),
+                                              nn.Softplus(), nn.Sigmoid()), seq),
+        "softmax": (lambda: nn.Sequential(nn.Linear(32, 10), nn.LogSoftmax(-1)), seq),
+        "mha": (MHA, seq),
+        "hand_attention": (HandAttention, seq),
+        "sdpa": (SDPA, seq),
+        "transformer_layer": (lambda: nn.TransformerEncoderLayer(32, 4, 64, dropout=0.1, batch_first=True), seq),
+        "maxpool": (lambda: nn.MaxPool2d(3, 2, 1, ceil_mode=True), img),
+        "avgpool": (lambda: nn.AvgPool2d(3, 2, 1, count_include_pad=False), img),
+        "adaptive_pool": (lambda: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), img),
+        "residual_block": (lambda: BasicBlock(3, 2), img),
+        "tinynet": (TinyNet, img),
+        "upsample": (lambda: nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), img),
+        "embedding": (None, None),
+    }
+
+
+LAYERS = _layers()
+
+
+@pytest.mark.parametrize("name", sorted(k for k, v in LAYERS.items() if v[0] is not None))
+def test_layer_matches_torch_eager(name):
+    factory, shape = LAYERS[name]
+    torch.manual_seed(0)
+    module = _randomize_bn(factory(), 1).eval()
+    graph = from_torch(module, torch.randn(2, *shape))
+    verify(graph)
+    assert graph.inputs[0].shape[0] == "N"
+    x = torch.randn(3, *shape, generator=torch.Generator().manual_seed(2))
+    got = ortb.run(graph, {"input": x.numpy()})["output"]
+    with torch.no_grad():
+        ref = module(x).numpy()
+    assert close(got, ref), f"{name}: max |diff| {np.abs(got - ref).max():.3g}"
+
+
+def test_embedding_and_several_inputs_outputs():
+    """Integer inputs, two inputs, two outputs, explicit names."""
+
+    class Two(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(50, 16)
+            self.lin = nn.Linear(16, 4)
+
+        def forward(self, ids, scale):
+            e = self.emb(ids) * scale
+            return self.lin(e).sum(1), e.mean()
+
+    torch.manual_seed(0)
+    m = Two().eval()
+    ids = torch.randint(0, 50, (2, 6))
+    g = from_torch(m, (ids, torch.ones(2, 1, 1)), input_names=["ids", "scale"], output_names=["logits", "avg"])
+    assert [v.name for v in g.inputs] == ["ids", "scale"]
+    assert [v.name for v in g.outputs] == ["logits", "avg"]
+    ids3 = torch.randint(0, 50, (3, 6), generator=torch.Generator().manual_seed(1))
+    sc = torch.full((3, 1, 1), 0.5)
+    got = ortb.run(g, {"ids": ids3.numpy(), "scale": sc.numpy()})
+    with torch.no_grad():
+        ref = m(ids3, sc)
+    assert close(got["logits"], ref[0].numpy()) and close(got["avg"], ref[1].numpy())
+
+
+def test_static_batch_when_asked():
+    g = from_torch(nn.Linear(4, 2), torch.randn(5, 4), dynamic_batch=False)
+    assert g.inputs[0].shape == (5, 4)
+
+
+def test_training_mode_is_restored_and_export_is_eval():
+    """Export uses eval semantics (Dropout off), and the module's per-submodule modes come back unchanged."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5), nn.BatchNorm1d(8))
+    m.train()
+    m[2].eval()
+    g = from_torch(m, torch.randn(4, 8))
+    assert m.training and m[1].training and not m[2].training
+    assert "Dropout" not in {n.op_type for n in g}
+    x = torch.randn(3, 8)
+    m.eval()
+    with torch.no_grad():
+        assert close(ortb.run(g, {"input": x.numpy()})["output"], m(x).numpy())
+
+
+def test_export_failure_is_a_clear_user_error(capfd):
+    class SVDNet(nn.Module):  # neither exporter (legacy, then dynamo) handles linalg_svd in torch 2.13
+        def forward(self, x):
+            return torch.linalg.svd(x)[1]
+
+    with pytest.raises(UserInputError) as ei:
+        from_torch(SVDNet(), torch.randn(2, 4, 4))
+    msg = str(ei.value)
+    assert "SVDNet" in msg and "aten::linalg_svd" in msg
+    assert "\n" not in msg
+    out, err = capfd.readouterr()
+    assert "Torch IR graph" not in out + err  # the exporter's IR dump is kept from the user
+
+
+def test_bad_example_inputs_name_the_module():
+    with pytest.raises(UserInputError, match="Linear"):
+        from_torch(nn.Linear(4, 2), torch.randn(2, 3))
+    with pytest.raises(UserInputError, match="example_inputs"):
+        from_torch(nn.Linear(4, 2), [1, 2])
+    with pytest.raises(graphmill.GraphmillError):
+        from_torch(nn.Linear(4, 2), torch.randn(2, 4), input_names=["a", "b"])
+
+
+def test_exports_in_memory_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from_torch(TinyNet().eval(), torch.randn(1, 3, 12, 12))
+    assert os.listdir(tmp_path) == []
+
+
+def test_top_level_api():
+    assert graphmill.from_torch is from_torch
