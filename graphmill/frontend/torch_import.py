@@ -70,14 +70,14 @@ def _first_line(e: BaseException) -> str:
 
 @contextlib.contextmanager
 def _quiet(stream):
-    """Silence a stream at the file-descriptor level (the exporters print from C++ and through logging)."""
+    """Silence a stream's file descriptor (1 or 2): the exporters print from C++ and through logging."""
+    fd = 1 if stream is sys.stdout else 2
     try:
-        fd = stream.fileno()
+        stream.flush()
+        saved = os.dup(fd)
     except (AttributeError, OSError, ValueError):
         yield
         return
-    stream.flush()
-    saved = os.dup(fd)
     try:
         with tempfile.TemporaryFile() as sink:
             os.dup2(sink.fileno(), fd)
