@@ -8,10 +8,19 @@ execution in ``graphmill.backends.onnxruntime``.
 from graphmill.api import inspect, inspect_file, simulate
 from graphmill.frontend import load, save
 from graphmill.frontend.onnx_shape_inference import infer_shapes
+from graphmill.frontend.torch_import import from_torch
 from graphmill.ir import Graph, GraphmillError, Node, Value, verify
 from graphmill.ir.builder import GraphBuilder
 
 __version__ = "0.1.0"
 
 __all__ = ["load", "save", "inspect", "inspect_file", "simulate", "infer_shapes", "Graph", "Node", "Value", "verify",
-           "GraphBuilder", "GraphmillError", "__version__"]
+           "GraphBuilder", "GraphmillError", "__version__", "from_torch", "to_torch"]
+
+
+def __getattr__(name):  # ``to_torch`` imports torch: only when asked for
+    if name == "to_torch":
+        from graphmill.backends.torch_lowering import to_torch
+
+        return to_torch
+    raise AttributeError(f"module 'graphmill' has no attribute {name!r}")
