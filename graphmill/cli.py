@@ -274,6 +274,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if c["ok"] else 1
 
 
+def cmd_scale(args: argparse.Namespace) -> int:
+    """Compound-scale a model (EfficientNet's rule) and write the result."""
+    from graphmill.passes.scaling import scale_graph
+
+    check_output_path(args.output, [args.model], False)
+    graph = api.load(args.model)
+    report = scale_graph(graph, phi=args.phi, alpha=args.alpha, beta=args.beta, gamma=args.gamma,
+                         divisor=args.divisor, seed=args.seed)  # validates before anything is written
+    api.save(graph, args.output)
+    report.update(input=args.model, output=args.output)
+    if args.json:
+        _write_json(report, None)
+        return 0
+    print(f"scaled {args.model} -> {args.output}: phi={args.phi:g}  depth x{report['depth']:.4g}  "
+          f"width x{report['width']:.4g}  resolution x{report['resolution']:.4g}  "
+          f"(input {report['input_size_before']} -> {report['input_size_after']})")
+    for row in report["stages"]:
+        print(f"  stage {row['stage']!s:<4} {row['kind']:<5} repeats {row['repeats_before']} -> {row['repeats_after']}"
+              f"  channels {row['channels_before']} -> {row['channels_after']}")
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Simulate a model on an accelerator config, or a SCALE-Sim topology under a SCALE-Sim config."""
     if args.scalesim_topology or args.scalesim_config:
@@ -373,6 +395,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=10, help="ONNX Runtime timing runs")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("scale", help="compound scaling (EfficientNet): depth alpha^phi, width beta^phi, resolution gamma^phi")
+    p.add_argument("model", help="an ONNX model file (never overwritten)")
+    p.add_argument("--phi", type=float, required=True, help="compound coefficient, >= 0")
+    p.add_argument("--alpha", type=float, default=1.2, help="depth base (default 1.2)")
+    p.add_argument("--beta", type=float, default=1.1, help="width base (default 1.1)")
+    p.add_argument("--gamma", type=float, default=1.15, help="resolution base (default 1.15)")
+    p.add_argument("--divisor", type=int, default=8, help="channels are rounded to multiples of this (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of new weights (default 0)")
+    p.add_argument("-o", "--output", required=True, help="where to write the scaled model")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON (keys: depth, width, resolution, input_size_before/after, "
+                        "stages: [{stage, kind, repeats_before, repeats_after, channels_before, channels_after}])")
+    p.set_defaults(func=cmd_scale)
 
     p = sub.add_parser("simulate", help="cycle-level simulation on a systolic-array accelerator (per-layer table)")
     p.add_argument("model", nargs="?", help="an ONNX model file")

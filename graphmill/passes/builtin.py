@@ -2,3 +2,4 @@
 
 from graphmill.passes.cleanup import cse, dce, fold_constants, shape_inference, simplify  # noqa: F401
 from graphmill.passes.fusion import activation, conv_bn, gelu, layernorm, matmul_add  # noqa: F401
+from graphmill.passes.scaling import compound  # noqa: F401

@@ -1,0 +1,283 @@
+"""The ``compound-scale`` pass: EfficientNet's compound scaling of depth, width and resolution.
+
+With coefficient ``phi`` and multipliers ``alpha, beta, gamma`` (Tan & Le 2019, Eq. 3):
+depth ``d = alpha**phi``, width ``w = beta**phi``, resolution ``r = gamma**phi``.
+
+* depth: each body stage of n blocks gets ``ceil(n * d)`` (``depth.deepen``);
+  the stem and the head are not deepened;
+* width: every channel group produced by a Conv/ConvTranspose/Gemm/MatMul
+  becomes ``round_filters(c * w, divisor)`` (the zoo's rule: nearest multiple
+  of ``divisor``, never more than 10% down), except groups that reach a graph
+  input or output (the image channels, the classifier's classes);
+  ``channels`` says how counts propagate and how new weights are filled;
+* resolution: every 4-d graph input's H and W become ``floor(H * r + 0.5)``
+  (round half up), then shapes are re-inferred. An AveragePool/MaxPool whose
+  window is its whole input (a global pool written with a fixed kernel, as in
+  many exported ResNets) is first rewritten to the Global op, so it stays
+  global at the new size; other hard-coded spatial sizes make inference fail.
+
+Order: depth (copies made at the old width), width (new blocks are widened
+with the rest), resolution. The result is verified, and ``graph.meta`` is
+updated: ``model`` (width, depth, resolution), ``stages`` and ``blocks``
+(repeats, channels, out_size) and ``scaling`` (the applied w/d/r and the
+per-stage before/after table).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from graphmill.ir import Graph, TensorType, UserInputError, verify
+from graphmill.ir.analysis import constant_values
+from graphmill.ir.ops import infer_types
+
+from ..base import Option, Pass, PassContext, PassResult, register_pass
+from . import channels
+from .depth import deepen
+from .structure import Structure, find_structure
+
+CHANNEL_KEYS = ("cin", "cout", "width", "se_channels", "stem", "head")
+
+
+def round_filters(c: float, w: float = 1.0, divisor: int = 8) -> int:
+    from graphmill.frontend.zoo._common import round_filters as rf  # the zoo's rule, one definition
+
+    return rf(c, w, divisor)
+
+
+def round_resolution(size: int, r: float) -> int:
+    """The documented resolution rounding: ``floor(size * r + 0.5)`` (round half up)."""
+    return int(math.floor(size * r + 0.5))
+
+
+def check_multiplier(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise UserInputError(f"{name}={value!r}: must be a number > 0")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise UserInputError(f"{name}={value!r}: must be a number > 0") from None
+    if not math.isfinite(v) or v <= 0:
+        raise UserInputError(f"{name}={value!r}: must be a number > 0")
+    return v
+
+
+def _reinfer(graph: Graph) -> None:
+    for n in graph.nodes:
+        for v in n.outputs:
+            if v is not None and isinstance(v.type, TensorType):
+                v.type = TensorType(v.type.dtype, None)
+    infer_types(graph, strict=True)
+
+
+def _globalize_pools(graph: Graph) -> int:
+    """An AveragePool/MaxPool whose window covers its whole input (no padding) becomes the Global op.
+
+    Exact at the old resolution, and keeps a "global pool in disguise" (common in exported ResNets:
+    AveragePool 7x7 on a 7x7 map) global when the resolution changes. Returns how many were rewritten.
+    """
+    from graphmill.ir import Node
+
+    count = 0
+    for n in graph.nodes:
+        if n.op_type not in ("AveragePool", "MaxPool") or len(n.outputs) != 1:
+            continue
+        x = n.inputs[0]
+        shp = x.shape if x is not None else None
+        k = n.attr("kernel_shape")
+        if shp is None or k is None or list(shp[2:]) != list(k) or any(int(p) for p in (n.attr("pads") or [])) \
+                or n.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID") or n.attr("dilations") is not None:
+            continue
+        op = "GlobalAveragePool" if n.op_type == "AveragePool" else "GlobalMaxPool"
+        new = Node(op, [x], None, name=graph.unique_name(f"{n.name or op}_global"))
+        new.meta = dict(n.meta)
+        graph.replace_node(n, new)
+        count += 1
+    return count
+
+
+def _weights_folded(graph: Graph) -> bool:
+    for n in graph.nodes:
+        if n.op_type in ("Conv", "ConvTranspose", "Gemm") and len(n.inputs) > 1 and n.inputs[1] is not None:
+            if n.inputs[1].const is None:
+                return False
+    return True
+
+
+def _stage_rows(struct: Structure | None) -> list[dict]:
+    if struct is None:
+        return []
+    return [dict(stage=s.id, kind=s.kind, repeats=s.repeats, channels=s.channels) for s in struct.stages]
+
+
+def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1.1, gamma: float = 1.15,
+                divisor: int = 8, seed: int = 0) -> dict:
+    """Compound-scale ``graph`` in place; returns the report also stored in ``graph.meta["scaling"]``."""
+    if isinstance(phi, bool) or not isinstance(phi, (int, float)) or not math.isfinite(phi) or phi < 0:
+        raise UserInputError(f"phi={phi!r}: must be a number >= 0")
+    alpha, beta, gamma = (check_multiplier(k, v) for k, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma)))
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
+        raise UserInputError(f"divisor={divisor!r}: must be an integer >= 1")
+    d, w, r = alpha ** phi, beta ** phi, gamma ** phi
+    if not _weights_folded(graph):
+        from graphmill.passes.base import pass_class
+
+        pass_class("fold-constants")(size_limit=1 << 30).run(graph, PassContext(seed=seed))
+        pass_class("dce")().run(graph, PassContext(seed=seed))
+    infer_types(graph)
+
+    struct: Structure | None = None
+    needs_depth = False
+    try:
+        struct = find_structure(graph)
+    except UserInputError:
+        if d != 1:
+            raise
+    if struct is not None:
+        needs_depth = any(math.ceil(s.repeats * d) != s.repeats for s in struct.body())
+    before = _stage_rows(struct)
+    added = 0
+    if needs_depth:
+        for s in struct.body():
+            added += deepen(graph, s, int(math.ceil(s.repeats * d)), seed=seed)
+        graph.sort()
+        _reinfer(graph)
+
+    widened = resized = 0
+    group_sizes: list[tuple[int, int]] = []
+    if w != 1:
+        constant = constant_values(graph)
+        cg = channels.analyze(graph.nodes, constant=constant,
+                              graph_inputs=[v for v in graph.inputs if not v.is_initializer],
+                              graph_outputs=graph.outputs)
+        plan: dict = {}
+        for root, members, size in channels.source_groups(cg):
+            new = round_filters(size, w, divisor)
+            if new != size:
+                plan[root] = new
+                group_sizes.append((size, new))
+        if not plan and cg.blocked and any(round_filters(sz, w, divisor) != sz
+                                           for sz in {cg.size[k] for k in cg.blocked if isinstance(cg.size[k], int)}):
+            node, why = next(iter(cg.blocked.values()))
+            raise channels.WidthError(f"cannot change the channel count through {node.describe()}: {why}; "
+                                      "no channel group of this model can be widened (use beta=1)")
+        resized = channels.resize_groups(graph, cg, channels.Plan(plan, seed=seed))
+        widened = len(plan)
+        if plan:
+            _reinfer(graph)
+
+    globalized = _globalize_pools(graph) if r != 1 else 0
+    res_before: dict[str, list] = {}
+    res_after: dict[str, list] = {}
+    for v in graph.inputs:
+        if v.is_initializer or not isinstance(v.type, TensorType) or v.shape is None or len(v.shape) != 4:
+            continue
+        shp = list(v.shape)
+        res_before[v.name] = shp[2:]
+        if r != 1:
+            for ax in (2, 3):
+                if not isinstance(shp[ax], int):
+                    raise UserInputError(f"input %{v.name} has a symbolic spatial size {shp[ax]!r}; "
+                                         "resolution scaling needs a fixed input size")
+                shp[ax] = max(1, round_resolution(shp[ax], r))
+            v.type = v.type.with_shape(shp)
+        res_after[v.name] = shp[2:]
+    _reinfer(graph)
+    verify(graph)
+
+    after = _stage_rows(struct)
+    report = dict(phi=phi, alpha=alpha, beta=beta, gamma=gamma, divisor=divisor, seed=seed, depth=d, width=w,
+                  resolution=r, structure=struct.source if struct else None, input_size_before=res_before,
+                  input_size_after=res_after, pools_made_global=globalized, blocks_added=added, channel_groups_resized=widened,
+                  tensors_resized=resized,
+                  stages=[dict(stage=b["stage"], kind=b["kind"], repeats_before=b["repeats"],
+                               repeats_after=a["repeats"], channels_before=b["channels"],
+                               channels_after=a["channels"]) for b, a in zip(before, after)])
+    _update_meta(graph, struct, report)
+    return report
+
+
+def _update_meta(graph: Graph, struct: Structure | None, report: dict) -> None:
+    w, d, div = report["width"], report["depth"], report["divisor"]
+    m = graph.meta
+    if isinstance(m.get("model"), dict):
+        model = dict(m["model"])
+        for k, f in (("width", w), ("depth", d)):
+            if isinstance(model.get(k), (int, float)):
+                model[k] = model[k] * f
+        if isinstance(model.get("resolution"), (int, float)) and report["input_size_after"]:
+            model["resolution"] = next(iter(report["input_size_after"].values()))[0]
+        for k in ("stem", "head"):
+            if isinstance(model.get(k), int):
+                model[k] = round_filters(model[k], w, div)
+        m["model"] = model
+    if isinstance(m.get("stages"), list):
+        rows = {row["stage"]: row for row in report["stages"]}
+        new = []
+        for st in m["stages"]:
+            st = dict(st)
+            for k in CHANNEL_KEYS:
+                if isinstance(st.get(k), int):
+                    st[k] = round_filters(st[k], w, div)
+            if st.get("stage") in rows and "repeats" in st:
+                st["repeats"] = rows[st["stage"]]["repeats_after"]
+            new.append(st)
+        m["stages"] = new
+    if isinstance(m.get("blocks"), list) and struct is not None and struct.source == "meta":
+        by_key = {(b.get("stage"), b.get("block")): b for b in m["blocks"] if isinstance(b, dict)}
+        new_blocks = []
+        for s in struct.stages:
+            for blk in s.blocks:
+                row = by_key.get((s.id, blk.index))
+                if row is None:  # a copy: take the last original block's row
+                    src = [b for b in m["blocks"] if b.get("stage") == s.id]
+                    row = dict(src[-1]) if src else {}
+                    row.update(block=blk.index, stride=1)
+                    if "cout" in row:
+                        row["cin"] = row["cout"]
+                    row["copied"] = True
+                else:
+                    row = dict(row)
+                    for k in CHANNEL_KEYS:
+                        if isinstance(row.get(k), int):
+                            row[k] = round_filters(row[k], w, div)
+                shp = blk.output.shape
+                if "out_size" in row and shp is not None and isinstance(shp[-1], int):
+                    row["out_size"] = shp[-1]
+                new_blocks.append(row)
+        body_ids = {s.id for s in struct.body()}
+        rest = [dict(b) for b in m["blocks"] if b.get("stage") not in body_ids]
+        m["blocks"] = sorted(rest + new_blocks, key=lambda b: (b.get("stage", 0), b.get("block", 0)))
+    m["scaling"] = report
+
+
+@register_pass
+class CompoundScale(Pass):
+    """EfficientNet compound scaling: depth alpha^phi, width beta^phi, resolution gamma^phi (see the module doc)."""
+
+    name = "compound-scale"
+    exactness = "approximate"  # a different network: numerics are not preserved (except at phi = 0)
+    options = (
+        Option("phi", float, 1.0, "compound coefficient (>= 0)", min=0.0),
+        Option("alpha", float, 1.2, "depth multiplier base (> 0)"),
+        Option("beta", float, 1.1, "width multiplier base (> 0)"),
+        Option("gamma", float, 1.15, "resolution multiplier base (> 0)"),
+        Option("divisor", int, 8, "channel counts are rounded to multiples of this", min=1),
+        Option("seed", int, 0, "seed of new weights"),
+    )
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        rep = scale_graph(graph, phi=self.phi, alpha=self.alpha, beta=self.beta, gamma=self.gamma,
+                          divisor=self.divisor, seed=self.seed)
+        changed = bool(rep["blocks_added"] or rep["tensors_resized"] or rep["input_size_before"] != rep["input_size_after"])
+        return PassResult(changed, {"blocks_added": rep["blocks_added"], "channel_groups": rep["channel_groups_resized"],
+                                    "tensors_resized": rep["tensors_resized"]})
+
+
+def scale(graph: Graph, phi: float, alpha: float = 1.2, beta: float = 1.1, gamma: float = 1.15, divisor: int = 8,
+          *, seed: int = 0, inplace: bool = False) -> Graph:
+    """The compound-scaled ``graph`` (a copy unless ``inplace``); the report is in ``graph.meta["scaling"]``."""
+    g = graph if inplace else graph.copy()
+    scale_graph(g, phi=phi, alpha=alpha, beta=beta, gamma=gamma, divisor=divisor, seed=seed)
+    return g

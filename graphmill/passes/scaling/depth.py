@@ -1,0 +1,141 @@
+"""Depth: a stage of n blocks gets ceil(n * d) by appending copies of its last block.
+
+Each new block is a copy of the stage's *last* block with its weights (new
+initializers holding the same values, so that training does not tie them),
+inserted right after the stage and rewired: the tensors that read the stage's
+output now read the last copy's output.
+
+When the last block is not shape-preserving (it has a stride, or its input
+channels differ from its output channels), the copy is made so that it is:
+every ``strides`` attribute in it becomes 1, and the channel group of its
+input is resized to the block's output channels (``channels.resize_groups``
+with ``reinit``): the tensors whose shape changes (e.g. the first 1x1 conv's
+weight, a depthwise conv of an expand-1 block and its BN) are re-initialised,
+seeded by the pass seed and the new tensor's name, with the statistics of
+the tensor they replace. Tensors whose shape does not change keep the copied
+weights. Copies do not gain a skip connection the original block lacks.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+from typing import Any
+
+from graphmill.ir import Graph, Node, Tensor, TensorType, Value
+
+from . import channels
+from .structure import Block, Stage, StructureError
+
+
+def _clear(v: Value) -> None:
+    if isinstance(v.type, TensorType):
+        v.type = TensorType(v.type.dtype, None)
+
+
+def copy_block(graph: Graph, block: Block, after: Value, *, index: int, stage: Any, seed: int,
+               constant: set[int]) -> tuple[list[Node], Value]:
+    """A copy of ``block`` reading ``after``; returns (new nodes, its output). Not yet inserted."""
+    tag = f"s{stage}b{index}"
+    produced = {id(v) for n in block.nodes for v in n.outputs if v is not None}
+    outer = {id(v): v for n in block.nodes for v in n.inputs
+             if v is not None and id(v) not in produced and id(v) not in constant}
+    if len(outer) != 1:
+        raise StructureError(f"stage {stage}: its last block reads {len(outer)} computed tensors from outside; "
+                             "a block copy needs exactly one")
+    block.input = next(iter(outer.values()))
+    shape_preserving = block.shape_preserving
+    placeholder = Value(graph.unique_name(f"{block.input.name}_{tag}_in"), block.input.type)
+    memo: dict[int, Value] = {id(block.input): placeholder}
+    new_nodes: list[Node] = []
+    for n in block.nodes:
+        ins = []
+        for v in n.inputs:
+            if v is None:
+                ins.append(None)
+            elif id(v) in memo:
+                ins.append(memo[id(v)])
+            elif v.is_initializer and v.const is not None and v.shape is not None and len(v.shape) >= 1:
+                arr = v.const.numpy().copy()
+                nv = graph.add_initializer(Value(graph.unique_name(f"{v.name}_{tag}"), v.type,
+                                                 const=Tensor(arr)))
+                memo[id(v)] = nv
+                ins.append(nv)
+            elif id(v) in constant:
+                ins.append(v)  # a shared scalar or a computed constant: shared
+            else:
+                raise StructureError(f"{n.describe()} in stage {stage} reads %{v.name} from outside its block")
+        outs = []
+        for v in n.outputs:
+            if v is None:
+                outs.append(None)
+                continue
+            nv = Value(graph.unique_name(f"{v.name}_{tag}"), v.type)
+            memo[id(v)] = nv
+            outs.append(nv)
+        nn = Node(n.op_type, ins, None, outputs=outs, domain=n.domain,
+                  name=graph.unique_name(f"{n.name or n.op_type}_{tag}") if n.name else "")
+        nn.attrs = {k: _copy.copy(a) for k, a in n.attrs.items()}
+        nn.meta = dict(n.meta)
+        if "block" in nn.meta:
+            nn.meta["block"] = index
+        if "stride" in nn.meta:
+            nn.meta["stride"] = 1
+        new_nodes.append(nn)
+    out = memo[id(block.output)]
+    if not shape_preserving:
+        for nn in new_nodes:
+            s = nn.attr("strides")
+            if s is not None and any(int(k) != 1 for k in s):
+                nn.set_attr("strides", [1] * len(s))
+        cin = block.input.shape[1] if block.input.shape else None
+        cout = block.output.shape[1] if block.output.shape else None
+        if isinstance(cin, int) and isinstance(cout, int) and cin != cout:
+            cg = channels.analyze(new_nodes, constant=constant | {id(v) for v in memo.values() if v.is_initializer})
+            root = cg.find(cg.el(placeholder, 1))
+            members = cg.groups()[root]
+            if any(m[0] == id(out) for m in members):
+                raise StructureError(f"stage {stage}: the copy of its last block ties input and output channels")
+            # the input group's old size is cin (from the weights); plan: resize to cout
+            for m in members:
+                cg.size[m] = cin
+            channels.resize_groups(None, cg, channels.Plan({root: cout}, seed=seed, reinit=True))
+        for nn in new_nodes:
+            for v in nn.outputs:
+                if v is not None:
+                    _clear(v)
+    for nn in new_nodes:
+        for i, v in enumerate(nn.inputs):
+            if v is placeholder:
+                nn.set_input(i, after)
+    return new_nodes, out
+
+
+def deepen(graph: Graph, stage: Stage, new_repeats: int, *, seed: int) -> int:
+    """Append copies of ``stage``'s last block until it has ``new_repeats`` blocks; returns #added."""
+    from graphmill.ir.analysis import constant_values
+
+    add = new_repeats - stage.repeats
+    if add <= 0:
+        return 0
+    if not stage.blocks:
+        raise StructureError(f"stage {stage.id} has no block that can be copied")
+    last = stage.blocks[-1]
+    constant = constant_values(graph)
+    tail = last.output
+    readers = tail.uses()
+    out_slots = [i for i, v in enumerate(graph.outputs) if v is tail]
+    anchor = tail.producer
+    first_index = max(b.index for b in stage.blocks) + 1
+    for k in range(add):
+        idx = first_index + k
+        nodes, out = copy_block(graph, last, tail, index=idx, stage=stage.id, seed=seed, constant=constant)
+        graph.insert_after(anchor, nodes)
+        anchor = nodes[-1]
+        stage.blocks.append(Block(nodes, tail, out, idx))
+        tail = out
+    for node, i in readers:
+        node.set_input(i, tail)
+    for i in out_slots:
+        graph.outputs[i] = tail
+    stage.repeats = new_repeats
+    return add

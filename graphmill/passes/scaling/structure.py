@@ -1,0 +1,220 @@
+"""Stage structure of a conv net: stages of repeated blocks, from node meta or discovered.
+
+*Known* structure: every node carries ``meta["stage"]`` and ``meta["block"]``
+(the zoo's models). Stage 0 or ``kind == "stem"`` is the stem, the last stage
+or ``kind == "head"`` the head; neither is deepened.
+
+*Discovered* structure (an imported ONNX conv net without meta):
+
+1. A *cut* is a point in topological order where exactly one non-constant
+   tensor is live; the nodes between two cuts form a segment with one input
+   and one output tensor.
+2. A shape-preserving segment without a Conv/Gemm/MatMul (BN, an activation)
+   joins the segment before it.
+3. A segment with a residual Add/Sum of two computed tensors is a *block*.
+   Consecutive blocks whose outputs have the same (channels, H, W) form a
+   stage; a new resolution or width starts the next stage.
+4. A stage's repeats also count a stage-opening block without a skip (as in
+   MobileNetV2/EfficientNet) when the segment just before the stage's first
+   residual block outputs the stage's shape; that block is not copied (the
+   stage's last block is). Everything before the first stage is the stem,
+   everything after the last the head. A single-block stage without any
+   residual connection cannot be told apart from the stem/head and is not
+   deepened (documented limitation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphmill.ir import Graph, Node, UserInputError, Value
+from graphmill.ir.analysis import constant_values
+
+COMPUTE = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+
+
+class StructureError(UserInputError):
+    """The stages of a graph cannot be found."""
+
+
+@dataclass
+class Block:
+    nodes: list[Node]
+    input: Value
+    output: Value
+    index: int
+
+    @property
+    def shape_preserving(self) -> bool:
+        a, b = self.input.shape, self.output.shape
+        return a is not None and b is not None and tuple(a[1:]) == tuple(b[1:])
+
+
+@dataclass
+class Stage:
+    id: Any
+    kind: str  # "stem", "body", "head"
+    blocks: list[Block]
+    repeats: int
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def channels(self) -> int | None:
+        s = self.blocks[-1].output.shape if self.blocks else None
+        return s[1] if s is not None and len(s) > 1 and isinstance(s[1], int) else None
+
+
+@dataclass
+class Structure:
+    stages: list[Stage]
+    source: str  # "meta" or "discovered"
+
+    def body(self) -> list[Stage]:
+        return [s for s in self.stages if s.kind == "body"]
+
+
+def _block_io(graph: Graph, nodes: list[Node], constant: set[int], where: str) -> tuple[Value, Value]:
+    ids = {id(n) for n in nodes}
+    produced = {id(v) for n in nodes for v in n.outputs if v is not None}
+    ins: dict[int, Value] = {}
+    outs: dict[int, Value] = {}
+    graph_out = {id(v) for v in graph.outputs}
+    for n in nodes:
+        for v in n.inputs:
+            if v is not None and id(v) not in produced and id(v) not in constant:
+                ins[id(v)] = v
+        for v in n.outputs:
+            if v is None:
+                continue
+            if id(v) in graph_out or any(id(u) not in ids for u in v.users):
+                outs[id(v)] = v
+    if len(ins) != 1 or len(outs) != 1:
+        raise StructureError(f"{where} has {len(ins)} input tensor(s) and {len(outs)} output tensor(s); "
+                             "a block needs exactly one of each")
+    return next(iter(ins.values())), next(iter(outs.values()))
+
+
+def from_meta(graph: Graph) -> Structure | None:
+    """Stages from node meta, or None when the nodes carry no stage/block meta."""
+    constant = constant_values(graph)
+    table: dict[Any, dict[Any, list[Node]]] = {}
+    kinds: dict[Any, str] = {}
+    for n in graph.nodes:
+        if any(id(v) in constant for v in n.outputs if v is not None):
+            continue
+        if "stage" not in n.meta or "block" not in n.meta:
+            if n.meta:
+                continue
+            return None
+        table.setdefault(n.meta["stage"], {}).setdefault(n.meta["block"], []).append(n)
+        if n.meta.get("kind") in ("stem", "head"):
+            kinds[n.meta["stage"]] = n.meta["kind"]
+    if not table:
+        return None
+    order = sorted(table, key=lambda s: min(graph.nodes.index(ns[0]) for ns in table[s].values()))
+    stages: list[Stage] = []
+    meta_stages = {s.get("stage"): s for s in graph.meta.get("stages", []) if isinstance(s, dict)}
+    for i, sid in enumerate(order):
+        kind = kinds.get(sid) or ("stem" if i == 0 else "head" if i == len(order) - 1 else "body")
+        blocks = []
+        if kind == "body":
+            for bid in sorted(table[sid]):
+                nodes = table[sid][bid]
+                x, y = _block_io(graph, nodes, constant, f"stage {sid} block {bid}")
+                blocks.append(Block(nodes, x, y, bid))
+        stages.append(Stage(sid, kind, blocks, len(table[sid]), meta_stages.get(sid, {})))
+    return Structure(stages, "meta")
+
+
+def discover(graph: Graph) -> Structure:
+    """Stages of repeated residual blocks between resolution changes (see the module doc)."""
+    constant = constant_values(graph)
+    nodes = [n for n in graph.nodes if not any(id(v) in constant for v in n.outputs if v is not None)]
+    pos = {id(n): i for i, n in enumerate(nodes)}
+    last_use: dict[int, int] = {}
+    graph_out = {id(v) for v in graph.outputs}
+    for i, n in enumerate(nodes):
+        for v in n.inputs:
+            if v is not None and id(v) not in constant:
+                last_use[id(v)] = i
+    live: dict[int, Value] = {id(v): v for v in graph.inputs if id(v) not in constant}
+    segments: list[list[Node]] = []
+    cur: list[Node] = []
+    for i, n in enumerate(nodes):
+        cur.append(n)
+        for v in n.outputs:
+            if v is not None:
+                live[id(v)] = v
+        for k in [k for k in live if last_use.get(k, -1) <= i and k not in graph_out]:
+            del live[k]
+        if len(live) == 1 and i < len(nodes) - 1:
+            segments.append(cur)
+            cur = []
+    if cur:
+        segments.append(cur)
+    # merge segments without compute into the previous one
+    def preserving(seg: list[Node]) -> bool:
+        try:
+            x, y = _block_io(graph, seg, constant, "segment")
+        except StructureError:
+            return False
+        return x.shape is not None and y.shape is not None and tuple(x.shape) == tuple(y.shape)
+
+    merged: list[list[Node]] = []
+    for seg in segments:
+        if merged and not any(n.op_type in COMPUTE for n in seg) and preserving(seg):
+            merged[-1].extend(seg)
+        else:
+            merged.append(list(seg))
+
+    def residual(seg: list[Node]) -> bool:
+        return any(n.op_type in COMPUTE for n in seg) and any(
+            n.op_type in ("Add", "Sum") and sum(1 for v in n.inputs if v is not None and id(v) not in constant) >= 2
+            for n in seg)
+
+    def shape_of(v: Value):
+        s = v.shape
+        return tuple(s[1:]) if s is not None else None
+
+    io = []
+    for k, seg in enumerate(merged):
+        try:
+            io.append(_block_io(graph, seg, constant, f"segment {k}"))
+        except StructureError:
+            io.append(None)
+    stages: list[Stage] = []
+    k = 0
+    first = None
+    while k < len(merged):
+        if io[k] is None or not residual(merged[k]):
+            k += 1
+            continue
+        x, y = io[k]
+        shp = shape_of(y)
+        opener = 0
+        if k > 0 and io[k - 1] is not None and not residual(merged[k - 1]) and shape_of(io[k - 1][1]) == shp \
+                and (not stages or stages[-1].blocks[-1].output is not io[k - 1][1]):
+            opener = 1
+        blocks = [Block(merged[k], x, y, opener)]
+        j = k + 1
+        while j < len(merged) and io[j] is not None and residual(merged[j]) and shape_of(io[j][1]) == shp:
+            blocks.append(Block(merged[j], io[j][0], io[j][1], opener + len(blocks)))
+            j += 1
+        if first is None:
+            first = k - opener
+        stages.append(Stage(len(stages) + 1, "body", blocks, len(blocks) + opener,
+                            {"opener_without_skip": bool(opener)}))
+        k = j
+    if not stages:
+        raise StructureError(f"no stages found in graph {graph.name!r}: no blocks with a residual connection "
+                             "between single-tensor cuts; nodes carry no stage/block meta either")
+    stem = Stage(0, "stem", [], 1)
+    head = Stage(len(stages) + 1, "head", [], 1)
+    return Structure([stem, *stages, head], "discovered")
+
+
+def find_structure(graph: Graph) -> Structure:
+    """Stages from node meta when present, else discovered."""
+    s = from_meta(graph)
+    return s if s is not None else discover(graph)

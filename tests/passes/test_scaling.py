@@ -1,0 +1,173 @@
+"""compound-scale: EfficientNet's compound rule (Tan & Le 2019, Eq. 3 and Table 1), run under ONNX Runtime."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+import graphmill as gm
+from graphmill.backends import onnxruntime as ortb
+from graphmill.frontend import zoo
+from graphmill.frontend.zoo._common import round_filters
+from graphmill.passes.scaling import scale
+
+# EfficientNet-B0, Table 1 of the paper: (output channels, repeats) of the seven MBConv stages
+B0_TABLE = [(16, 1), (24, 2), (40, 2), (80, 3), (112, 3), (192, 4), (320, 1)]
+ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
+
+
+@pytest.fixture(scope="module")
+def b0():
+    return zoo.build("efficientnet_b0", batch=1)
+
+
+def _finite_run(g):
+    out = ortb.run(g, ortb.random_inputs(g, seed=0))
+    assert all(np.isfinite(v).all() for v in out.values())
+    return out
+
+
+@pytest.mark.parametrize("phi", [1, 2, 3, 4, 5, 6, 7])
+def test_b0_compound_rule(b0, phi):
+    g = scale(b0, phi)
+    gm.verify(g)
+    rep = g.meta["scaling"]
+    body = [r for r in rep["stages"] if r["kind"] == "body"]
+    assert [r["channels_after"] for r in body] == [round_filters(c * BETA ** phi) for c, _ in B0_TABLE]
+    assert [r["repeats_after"] for r in body] == [math.ceil(n * ALPHA ** phi) for _, n in B0_TABLE]
+    size = math.floor(224 * GAMMA ** phi + 0.5)  # documented rounding: half up
+    assert g.inputs[0].shape[2:] == (size, size)
+    # the graph's meta table follows
+    assert [s["repeats"] for s in g.meta["stages"]] == [math.ceil(n * ALPHA ** phi) for _, n in B0_TABLE]
+    assert [s["cout"] for s in g.meta["stages"]] == [round_filters(c * BETA ** phi) for c, _ in B0_TABLE]
+    # the actual tensors: every block's output channels in each stage
+    for st, (c, _) in enumerate(B0_TABLE, start=1):
+        blocks = [b for b in g.meta["blocks"] if b["stage"] == st]
+        assert len(blocks) == math.ceil(B0_TABLE[st - 1][1] * ALPHA ** phi)
+    if phi <= 4 or os.environ.get("GRAPHMILL_SLOW"):
+        _finite_run(g)
+    else:  # larger inputs: a cheaper run at the same structure (shapes are re-inferred at 64x64 input)
+        small = g.copy()
+        v = small.inputs[0]
+        v.type = v.type.with_shape([1, 3, 64, 64])
+        from graphmill.passes.scaling.compound import _reinfer
+
+        _reinfer(small)
+        _finite_run(small)
+
+
+def test_phi_zero_is_identity(b0):
+    g = scale(b0, 0)
+    x = ortb.random_inputs(b0, seed=1)
+    a, b = ortb.run(b0, x), ortb.run(g, x)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_width_only_keeps_weights_in_overlap(b0):
+    g = scale(b0, 1, alpha=1.0, gamma=1.0)
+    changed = 0
+    for name, v in b0.initializers.items():
+        old = v.const.numpy()
+        new = g.initializers[name].const.numpy()
+        if new.shape != old.shape:
+            changed += 1
+            np.testing.assert_array_equal(new[tuple(slice(0, s) for s in old.shape)], old)
+    assert changed > 0
+    # new input columns of old output channels are zero: the original outputs are kept (ORT, 1e-4)
+    x = ortb.random_inputs(b0, seed=2)
+    a, b = ortb.run(b0, x), ortb.run(g, x)
+    np.testing.assert_allclose(b["logits"], a["logits"], rtol=1e-4, atol=1e-4)
+
+
+def test_seeded_reproducible(b0):
+    g1, g2 = scale(b0, 1, seed=3), scale(b0, 1, seed=3)
+    for name, v in g1.initializers.items():
+        np.testing.assert_array_equal(v.const.numpy(), g2.initializers[name].const.numpy())
+
+
+def test_resnet50_zoo_phi1():
+    g = scale(zoo.build("resnet50", batch=1), 1)
+    body = [r for r in g.meta["scaling"]["stages"] if r["kind"] == "body"]
+    assert [r["repeats_after"] for r in body] == [math.ceil(n * ALPHA) for n in (3, 4, 6, 3)]  # paper Table 1
+    assert [r["channels_after"] for r in body] == [round_filters(c * BETA) for c in (256, 512, 1024, 2048)]
+    _finite_run(g)
+
+
+def test_light_resnet50_discovered(light_dir):
+    g = gm.load(os.path.join(light_dir, "light_resnet50.onnx"))
+    s = scale(g, 1)
+    rep = s.meta["scaling"]
+    assert rep["structure"] == "discovered"
+    body = [r for r in rep["stages"] if r["kind"] == "body"]
+    assert [r["repeats_before"] for r in body] == [3, 4, 6, 3]  # ResNet-50, paper Table 1
+    assert [r["repeats_after"] for r in body] == [math.ceil(n * ALPHA) for n in (3, 4, 6, 3)]
+    out = _finite_run(s)
+    assert list(out.values())[0].shape == (1, 1000)  # classifier keeps its classes
+
+
+def test_width_refused_through_hardcoded_reshape():
+    from graphmill.ir import UserInputError
+    from graphmill.ir.builder import GraphBuilder
+
+    b = GraphBuilder("t")
+    x = b.input("x", "float32", [1, 3, 8, 8])
+    y = b.Conv(x, np.ones((8, 3, 3, 3), np.float32), pads=[1, 1, 1, 1])
+    y = b.Reshape(y, np.array([1, 8, 64], np.int64))
+    y = b.ReduceMean(y, np.array([2], np.int64), keepdims=0)
+    b.output(y, "y")
+    g = b.build()
+    with pytest.raises(UserInputError, match="Reshape"):
+        scale(g, 2, alpha=1.0, gamma=1.0, beta=2.0)
+
+
+def test_bad_multipliers(b0):
+    from graphmill.ir import UserInputError
+
+    for kw in (dict(phi=-1), dict(phi=1, alpha=0), dict(phi=1, beta=-2), dict(phi=1, gamma=float("nan"))):
+        with pytest.raises(UserInputError):
+            scale(b0, **kw)
+
+
+def test_pass_registered_and_runs_from_schedule(b0):
+    from graphmill.passes.manager import run_passes
+
+    g = b0.copy()
+    run_passes(g, "compound-scale{phi=1,alpha=1.0,gamma=1.0}")
+    assert g.meta["scaling"]["width"] == pytest.approx(BETA)
+
+
+def test_cli(tmp_path, capsys):
+    import json
+
+    from graphmill.cli import main
+
+    src = tmp_path / "b0.onnx"
+    gm.save(zoo.build("efficientnet_b0", batch=1), src)
+    out = tmp_path / "b1.onnx"
+    assert main(["scale", str(src), "--phi", "1", "-o", str(out), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["stages"][1]["repeats_after"] == math.ceil(1 * ALPHA)
+    g = gm.load(out)
+    assert g.meta["scaling"]["phi"] == 1  # meta survives the file
+    _finite_run(g)
+    bad = tmp_path / "bad.onnx"
+    for argv in (["--phi", "-1"], ["--phi", "1", "--alpha", "0"]):
+        assert main(["scale", str(src), *argv, "-o", str(bad)]) == 2
+        assert "error" in capsys.readouterr().err
+        assert not bad.exists()
+    assert main(["scale", str(src), "--phi", "1", "-o", str(src)]) == 2  # never overwrites MODEL
+    # a graph without stages (no residual blocks, no meta) and depth to apply
+    from graphmill.ir.builder import GraphBuilder
+
+    b = GraphBuilder("plain")
+    x = b.input("x", "float32", [1, 3, 8, 8])
+    b.output(b.Relu(b.Conv(x, np.ones((8, 3, 3, 3), np.float32), pads=[1, 1, 1, 1])), "y")
+    plain = tmp_path / "plain.onnx"
+    gm.save(b.build(), plain)
+    assert main(["scale", str(plain), "--phi", "1", "-o", str(bad)]) == 2
+    assert "no stages" in capsys.readouterr().err
+    assert not bad.exists()
