@@ -369,6 +369,380 @@ def simulate_layer_kernel(df, a, b, o, R, C, row_folds, col_folds, fold_len,
     return res
 
 
+# -- the fast kernel ----------------------------------------------------------------------------------------
+#
+# Same model, same results (every field of simulate_layer_kernel's result; tests/backends/simulator/
+# test_fast_kernel.py checks equality on generated layers, configs, dataflows and both SCALE-Sim quirks),
+# computed without a Python-level or per-port step where nothing can happen:
+# * the ports of a fold cycle that carry data form one contiguous range (_prange), so idle ports cost nothing
+#   and the ofmap words of a cycle are a count, not a list;
+# * a read buffer whose active half holds its whole prefetch stream can never miss (every demanded word is
+#   in the stream): its demand stream is not walked at all, and its operand matrix is not even built;
+# * the write buffer consumes a cycle's words in runs up to the next event (a drain starts, the buffer
+#   fills during a drain), with the closed lines kept as a count plus the few part-full lines.
+
+
+@njit(cache=True)
+def _prange(df, which, R, C, M, N, K, fr, fc, t):
+    """[lo, hi) of the ports of operand ``which`` that carry data at fold (fr, fc), fold cycle t (the ports
+    where _demand is not -1)."""
+    if df == 0:  # os, T = K
+        T = K
+        if which == 0:
+            lo = max(0, t - T + 1)
+            hi = min(t + 1, min(R, M - fr * R))
+        elif which == 1:
+            lo = max(0, t - T + 1)
+            hi = min(t + 1, min(C, N - fc * C))
+        else:
+            lo = max(0, t - T - R + 2)
+            hi = min(t - T + 2 - max(0, fr * R + R - M), min(C, N - fc * C))
+    elif df == 1:  # ws, T = M
+        T = M
+        if which == 0:
+            lo = max(0, t - R - T + 1)
+            hi = min(t - R + 1, min(R, K - fr * R))
+        elif which == 1:
+            lo = 0
+            hi = min(C, N - fc * C) if (t < R and fr * R + R - 1 - t < K) else 0
+        else:
+            lo = max(0, t - 2 * R - T + 2)
+            hi = min(t - 2 * R + 2, min(C, N - fc * C))
+    else:  # is, T = N
+        T = N
+        if which == 0:
+            lo = 0
+            hi = min(C, M - fc * C) if (t < R and fr * R + R - 1 - t < K) else 0
+        elif which == 1:
+            lo = max(0, t - R - T + 1)
+            hi = min(t - R + 1, min(R, K - fr * R))
+        else:
+            lo = max(0, t - 2 * R - T + 2)
+            hi = min(t - 2 * R + 2, min(C, M - fc * C))
+    if hi < lo:
+        hi = lo
+    return lo, hi
+
+
+@njit(cache=True)
+def _drained(ds, end, of_bw, part_idx, part_size, part_n, pp):
+    """Words in closed lines [ds, end) (full lines hold of_bw; part-full ones are listed in part_idx /
+    part_size, ascending, from pointer pp on), the size of line end-1, and the advanced pointer."""
+    data = (end - ds) * of_bw
+    last = of_bw
+    while pp < part_n and part_idx[pp] < end:
+        if part_idx[pp] >= ds:
+            data -= of_bw - part_size[pp]
+            if part_idx[pp] == end - 1:
+                last = part_size[pp]
+        pp += 1
+    return data, last, pp
+
+
+@njit(cache=True)
+def _occurrences(stream, eps, space):
+    """For every address, the prefetch-stream lines it occurs on, ascending (CSR: ptr, lines). The active
+    window is always one circular run of lines, so an address is in it iff one of its lines is."""
+    ptr = np.zeros(space + 1, np.int64)
+    for q in range(stream.shape[0]):
+        ptr[stream[q] + 1] += 1
+    for x in range(space):
+        ptr[x + 1] += ptr[x]
+    fill = ptr[:-1].copy()
+    lines = np.empty(stream.shape[0], np.int32)
+    for q in range(stream.shape[0]):
+        ad = stream[q]
+        lines[fill[ad]] = q // eps
+        fill[ad] += 1
+    return ptr, lines
+
+
+@njit(cache=True)
+def _in_window(ptr, lines, ad, nlines, start, act_l):
+    for q in range(ptr[ad], ptr[ad + 1]):
+        d = lines[q] - start
+        if d < 0:
+            d += nlines
+        if d < act_l:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _lines_words(first, count, eps, nlines, n):
+    """Words on the lines first, first+1, ... (count of them, circular over nlines) of a stream of n words."""
+    words = 0
+    for j in range(count):
+        l = (first + j) % nlines
+        w = min((l + 1) * eps, n) - l * eps
+        if w > 0:
+            words += w
+    return words
+
+
+@njit(cache=True)
+def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
+                        check_if, if_stream, if_eps, if_nlines, if_act, if_pref, if_rows, if_space, if_len,
+                        check_f, f_stream, f_eps, f_nlines, f_act, f_pref, f_rows, f_space, f_len,
+                        of_total, of_active, of_drain, of_bw, n_out, bug130, wr_quirk):
+    """simulate_layer_kernel's result, computed faster (see above). With check_if False the ifmap's active
+    window must hold its whole stream (if_len words); likewise check_f."""
+    if check_if:
+        if_ptr, if_lines = _occurrences(if_stream, if_eps, if_space)
+        if_act_l = min(if_act, if_nlines)
+        if_pref_l = min(if_pref, if_nlines - if_act_l)
+        if_words = _lines_words(0, if_act_l, if_eps, if_nlines, if_len)
+    else:
+        if_ptr, if_lines = _occurrences(if_stream[:0], 1, 0)
+        if_act_l = 0
+        if_pref_l = 0
+        if_words = if_len
+    if check_f:
+        f_ptr, f_lines = _occurrences(f_stream, f_eps, f_space)
+        f_act_l = min(f_act, f_nlines)
+        f_pref_l = min(f_pref, f_nlines - f_act_l)
+        f_words = _lines_words(0, f_act_l, f_eps, f_nlines, f_len)
+    else:
+        f_ptr, f_lines = _occurrences(f_stream[:0], 1, 0)
+        f_act_l = 0
+        f_pref_l = 0
+        f_words = f_len
+    if_start = 0
+    f_start = 0
+    if_last = -1
+    f_last = -1
+    if_misses = 0
+    f_misses = 0
+    # write buffer: closed lines are counted; the part-full ones (closed by a drain) are listed
+    part_idx = np.zeros(64, np.int64)
+    part_size = np.zeros(64, np.int64)
+    part_n = 0
+    pp = 0
+    n_closed = 0
+    line_idx = 0
+    free = of_total
+    ds = 0
+    drain_end = 0
+    of_words = 0
+    drain_rows = (of_drain + of_bw - 1) // of_bw
+    max_occ = 0
+    stall = 0
+    if_stall_sum = 0
+    f_stall_sum = 0
+    of_stall_sum = 0
+    i = 0
+    last_out = 0
+    # ofmap words per fold cycle depend on the fold only through the two bounds below: prefix sums of at
+    # most four distinct patterns, used to step over cycles where nothing can happen (no read check)
+    jump = not check_if and not check_f
+    pat_key = np.full((4, 2), -1, np.int64)
+    pat = np.zeros((4, fold_len + 1), np.int64)
+    n_pat = 0
+    for fc in range(col_folds):
+        for fr in range(row_folds):
+            P = pat[0]
+            if jump:
+                kr = min(R, M - fr * R) if df == 0 else 0
+                kc = min(C, (N if df < 2 else M) - fc * C)
+                q = 0
+                while q < n_pat and not (pat_key[q, 0] == kr and pat_key[q, 1] == kc):
+                    q += 1
+                if q == n_pat:
+                    pat_key[q, 0] = kr
+                    pat_key[q, 1] = kc
+                    acc = 0
+                    for t in range(fold_len):
+                        lo, hi = _prange(df, 2, R, C, M, N, K, fr, fc, t)
+                        pat[q, t] = acc
+                        acc += hi - lo
+                    pat[q, fold_len] = acc
+                    n_pat += 1
+                P = pat[q]
+            t = 0
+            while t < fold_len:
+                cycle = i + stall
+                if jump:
+                    # the longest run of cycles t .. t+k-1 in which no write-buffer event can happen
+                    if cycle < drain_end:
+                        kmax = min(drain_end - cycle, fold_len - t)
+                        room = free - 1  # words that keep free > 0
+                    else:
+                        kmax = fold_len - t
+                        room = free - of_active  # words that keep free >= of_active
+                    k = 0
+                    if room >= 0:
+                        base = P[t]
+                        if P[t + kmax] - base <= room:
+                            k = kmax
+                        else:
+                            lo_k = 0  # P[t+lo_k]-base <= room < P[t+hi_k]-base
+                            hi_k = kmax
+                            while hi_k - lo_k > 1:
+                                mid = (lo_k + hi_k) // 2
+                                if P[t + mid] - base <= room:
+                                    lo_k = mid
+                                else:
+                                    hi_k = mid
+                            k = lo_k
+                    if k > 0:
+                        words = P[t + k] - P[t]
+                        line_idx += words
+                        free -= words
+                        n_closed += line_idx // of_bw
+                        line_idx = line_idx % of_bw
+                        if of_total - free > max_occ:
+                            max_occ = of_total - free
+                        if cycle + k - 1 > last_out:
+                            last_out = cycle + k - 1
+                        i += k
+                        t += k
+                        continue
+                if_st = 0
+                f_st = 0
+                if check_if:
+                    lo, hi = _prange(df, 0, R, C, M, N, K, fr, fc, t)
+                    off = 1
+                    for p in range(lo, hi):
+                        if df == 0:
+                            ad = a[fr * R + p, t - p]
+                        elif df == 1:
+                            ad = a[t - p - R, fr * R + p]
+                        else:
+                            ad = a[fc * C + p, fr * R + R - 1 - t]
+                        if ad < 0:
+                            continue
+                        while not _in_window(if_ptr, if_lines, ad, if_nlines, if_start, if_act_l):
+                            if_words += _lines_words(if_start + if_act_l, if_pref_l, if_eps, if_nlines, if_len)
+                            if_start = (if_start + if_pref_l) % if_nlines
+                            if_last += if_rows + 1
+                            if_misses += 1
+                            pot = if_last - (cycle + off)
+                            if bug130:
+                                off += pot
+                                if pot > 0:
+                                    off += pot
+                            elif pot > 0:
+                                off += pot
+                    if_st = off - 1
+                if check_f:
+                    lo, hi = _prange(df, 1, R, C, M, N, K, fr, fc, t)
+                    off = 1
+                    for p in range(lo, hi):
+                        if df == 0:
+                            ad = b[t - p, fc * C + p]
+                        elif df == 1:
+                            ad = b[fr * R + R - 1 - t, fc * C + p]
+                        else:
+                            ad = b[fr * R + p, t - p - R]
+                        while not _in_window(f_ptr, f_lines, ad, f_nlines, f_start, f_act_l):
+                            f_words += _lines_words(f_start + f_act_l, f_pref_l, f_eps, f_nlines, f_len)
+                            f_start = (f_start + f_pref_l) % f_nlines
+                            f_last += f_rows + 1
+                            f_misses += 1
+                            pot = f_last - (cycle + off)
+                            if bug130:
+                                off += pot
+                                if pot > 0:
+                                    off += pot
+                            elif pot > 0:
+                                off += pot
+                    f_st = off - 1
+                # ofmap writes: rem words, consumed in runs up to the next write-buffer event
+                lo, hi = _prange(df, 2, R, C, M, N, K, fr, fc, t)
+                rem = hi - lo
+                cur = cycle
+                while rem > 0:
+                    if cur < drain_end:
+                        j = free if free > 1 else 1  # the word that leaves the buffer full
+                    else:
+                        j = free - of_active + 1  # the word that leaves less than the active half free
+                        if j < 1:
+                            j = 1
+                    hit = j <= rem
+                    if not hit:
+                        j = rem
+                    rem -= j
+                    line_idx += j
+                    free -= j
+                    n_closed += line_idx // of_bw
+                    line_idx = line_idx % of_bw
+                    if of_total - free > max_occ:
+                        max_occ = of_total - free
+                    if not hit:
+                        break
+                    if cur < drain_end:
+                        cur = drain_end
+                    else:
+                        if line_idx > 0:
+                            if part_n == part_idx.shape[0]:
+                                part_idx = np.concatenate((part_idx, np.zeros(part_n, np.int64)))
+                                part_size = np.concatenate((part_size, np.zeros(part_n, np.int64)))
+                            part_idx[part_n] = n_closed
+                            part_size[part_n] = line_idx
+                            part_n += 1
+                            n_closed += 1
+                            line_idx = 0
+                        end = min(ds + drain_rows, n_closed)
+                        nl = end - ds
+                        data, lastsz, pp = _drained(ds, end, of_bw, part_idx, part_size, part_n, pp)
+                        if wr_quirk and nl > 0:
+                            data = nl * of_bw - (of_bw - lastsz)
+                        free += data
+                        of_words += data
+                        ds = end
+                        if nl > 0:
+                            drain_end = cur + nl - 1
+                        else:
+                            drain_end = cur
+                of_st = cur - cycle
+                if cur > last_out:
+                    last_out = cur
+                s = max(if_st, max(f_st, of_st))
+                if if_st > 0:
+                    if_stall_sum += if_st
+                if f_st > 0:
+                    f_stall_sum += f_st
+                if of_st > 0:
+                    of_stall_sum += of_st
+                if s > 0:
+                    stall += s
+                i += 1
+                t += 1
+    # final drain
+    if line_idx > 0:
+        if part_n == part_idx.shape[0]:
+            part_idx = np.concatenate((part_idx, np.zeros(part_n, np.int64)))
+            part_size = np.concatenate((part_size, np.zeros(part_n, np.int64)))
+        part_idx[part_n] = n_closed
+        part_size[part_n] = line_idx
+        part_n += 1
+        n_closed += 1
+        line_idx = 0
+    c = last_out
+    while ds < n_closed:
+        end = min(ds + drain_rows, n_closed)
+        nl = end - ds
+        data, lastsz, pp = _drained(ds, end, of_bw, part_idx, part_size, part_n, pp)
+        of_words += data
+        ds = end
+        drain_end = c + nl - 1
+        c = drain_end + 1
+    res = np.zeros(12, np.int64)
+    res[0] = i
+    res[1] = stall
+    res[2] = if_words
+    res[3] = f_words
+    res[4] = of_words
+    res[5] = if_stall_sum
+    res[6] = f_stall_sum
+    res[7] = of_stall_sum
+    res[8] = drain_end
+    res[9] = if_misses
+    res[10] = f_misses
+    res[11] = max_occ
+    return res
+
+
 @dataclass
 class MemoryResult:
     compute_cycles: int  # stall-free cycles (SCALE-Sim's "compute cycles": rows - 1)
@@ -397,10 +771,60 @@ def _buffer_params(words: int, bw: int, stream_len: int):
     return eps, nlines, int(math.ceil(active / eps)), int(math.ceil(pref / eps)), int(math.ceil(pref / bw))
 
 
+def _ifmap_stream_len(layer: ArrayLayer) -> int:
+    """Valid entries of the im2col ifmap matrix (the length of its prefetch stream), without building it."""
+    def axis(n_out, win, stride, size):
+        return sum(max(0, min(win, size - o * stride)) for o in range(n_out))
+    return axis(layer.out_h, layer.R, layer.stride_h, layer.H) * axis(layer.out_w, layer.S, layer.stride_w,
+                                                                     layer.W) * layer.C
+
+
+_EMPTY2 = np.zeros((1, 1), np.int32)
+_EMPTY1 = np.zeros(1, np.int32)
+
+
 def simulate_memory(layer: ArrayLayer, rows: int, cols: int, dataflow: str, ifmap_words: int,
                     filter_words: int, ofmap_words: int, ifmap_bw: int, filter_bw: int, ofmap_bw: int,
-                    *, bug130: bool = False, wr_quirk: bool = False) -> MemoryResult:
-    """Simulate one instance of ``layer`` (repeat not applied) cycle by cycle."""
+                    *, bug130: bool = False, wr_quirk: bool = False, reference: bool = False) -> MemoryResult:
+    """Simulate one instance of ``layer`` (repeat not applied) cycle by cycle. ``reference=True`` runs the
+    plain kernel (simulate_layer_kernel: every port of every cycle) instead of the fast one; both give
+    the same result."""
+    if reference:
+        return _simulate_memory_reference(layer, rows, cols, dataflow, ifmap_words, filter_words, ofmap_words,
+                                          ifmap_bw, filter_bw, ofmap_bw, bug130=bug130, wr_quirk=wr_quirk)
+    mp = mapping(layer.M, layer.N, layer.K, rows, cols, dataflow)
+    if_len = _ifmap_stream_len(layer)
+    f_len = layer.K * layer.N
+    i_eps, i_nl, i_act, i_pref, i_rows = _buffer_params(ifmap_words, ifmap_bw, if_len)
+    f_eps, f_nl, f_act, f_pref, f_rows = _buffer_params(filter_words, filter_bw, f_len)
+    check_if = i_act < i_nl  # else the active half holds the whole stream: no miss can happen
+    check_f = f_act < f_nl
+    a = b = _EMPTY2
+    ifs = fis = _EMPTY1
+    if_space = f_space = 1
+    if check_if or check_f:
+        a, b, _ = operand_matrices(layer)
+        ifs, fis = prefetch_streams(dataflow, a, b, rows, cols)
+        if_space, f_space = int(a.max()) + 1, int(b.max()) + 1
+        if not check_if:
+            a, ifs = _EMPTY2, _EMPTY1
+        if not check_f:
+            b, fis = _EMPTY2, _EMPTY1
+    of_active = int(math.ceil(ofmap_words * 0.5))
+    of_drain = ofmap_words - of_active
+    n_out = layer.M * layer.N * (1 if dataflow == "os" else mp.row_folds)
+    res = simulate_layer_fast(DF_CODE[dataflow], a, b, layer.M, layer.N, layer.K, rows, cols, mp.row_folds,
+                              mp.col_folds, mp.fold_cycles,
+                              check_if, ifs, i_eps, i_nl, i_act, i_pref, i_rows, if_space, if_len,
+                              check_f, fis, f_eps, f_nl, f_act, f_pref, f_rows, f_space, f_len,
+                              ofmap_words, of_active, of_drain, ofmap_bw, n_out, bug130, wr_quirk)
+    r = [int(x) for x in res]
+    return MemoryResult(r[0] - 1, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9] + r[10], r[11])
+
+
+def _simulate_memory_reference(layer: ArrayLayer, rows: int, cols: int, dataflow: str, ifmap_words: int,
+                               filter_words: int, ofmap_words: int, ifmap_bw: int, filter_bw: int, ofmap_bw: int,
+                               *, bug130: bool = False, wr_quirk: bool = False) -> MemoryResult:
     a, b, o = operand_matrices(layer)
     ifs, fis = prefetch_streams(dataflow, a, b, rows, cols)
     mp = mapping(layer.M, layer.N, layer.K, rows, cols, dataflow)
