@@ -140,9 +140,11 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
     added = 0
     if needs_depth:
         for s in struct.body():
-            added += deepen(graph, s, int(math.ceil(s.repeats * d)), seed=seed)
-        graph.sort()
-        _reinfer(graph)
+            n = deepen(graph, s, int(math.ceil(s.repeats * d)), seed=seed)
+            if n:
+                added += n
+                graph.sort()
+                _reinfer(graph)  # the next stage's copy reads this stage's new output shapes
 
     widened = resized = 0
     group_sizes: list[tuple[int, int]] = []

@@ -1,0 +1,325 @@
+"""Compound-scaling coefficient search (EfficientNet Sec. 3.3, EfficientNet-X's latency-aware variant).
+
+The pieces follow ``search/``'s layout:
+
+* space ``ScalingGrid``: alpha, beta, gamma >= 1 on a grid of ``step`` up to
+  ``max_value``, kept when ``|alpha * beta**2 * gamma**2 - target| <= tolerance``
+  (the paper's FLOPs constraint, target 2, at phi = 1);
+* strategy: the grid, in order (``grid_candidates``);
+* evaluators: ``TrainEvaluator`` (accuracy after a short training run through
+  the torch backend, ``graphmill.to_torch``, on scikit-learn's digits: 8x8
+  images resized to the model's input, held-out split), ``StubEvaluator``
+  (a deterministic stand-in for tests, clearly not an accuracy), and the cost
+  ``MacsCost`` (``ir.analysis.summarize``) or ``SimLatencyCost`` (total cycles
+  of ``graphmill.simulate`` on an accelerator config);
+* objective ``Objective``: maximise accuracy subject to ``cost <= max_cost``
+  (infeasible candidates rank after every feasible one), ties broken by lower
+  cost; with ``latency_weight`` w, MnasNet's soft form ``acc * (cost/max_cost)**w``
+  for costs over the budget.
+
+``run_search`` evaluates the candidates, prints progress on stderr, writes the
+checkpoint (JSON, atomically) after every candidate and resumes from it (no
+candidate is evaluated twice); Ctrl-C stops after the candidate in flight is
+recorded. Results go to JSON and a PNG plot of accuracy against cost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from graphmill.ir import Graph, UserInputError
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ScalingGrid:
+    step: float = 0.05
+    max_value: float = 2.0
+    target: float = 2.0
+    tolerance: float = 0.1
+
+    def __post_init__(self) -> None:
+        for k in ("step", "max_value", "target", "tolerance"):
+            v = getattr(self, k)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise UserInputError(f"{k}={v!r}: must be a number > 0")
+        if self.max_value < 1:
+            raise UserInputError(f"max_value={self.max_value!r}: must be >= 1")
+
+    def values(self) -> list[float]:
+        n = int(math.floor((self.max_value - 1) / self.step + 1e-9))
+        return [round(1 + i * self.step, 10) for i in range(n + 1)]
+
+    def candidates(self) -> list[tuple[float, float, float]]:
+        vals = self.values()
+        out = []
+        for a in vals:
+            for b in vals:
+                for g in vals:
+                    if abs(a * b * b * g * g - self.target) <= self.tolerance:
+                        out.append((a, b, g))
+        return out
+
+
+def grid_candidates(space: ScalingGrid) -> list[tuple[float, float, float]]:
+    """The grid strategy: every candidate of the space, in a fixed order."""
+    return space.candidates()
+
+
+class Evaluator(Protocol):
+    def __call__(self, graph: Graph) -> dict[str, float]: ...
+
+
+@dataclass
+class MacsCost:
+    name: str = "macs"
+
+    def __call__(self, graph: Graph) -> float:
+        from graphmill.ir.analysis import summarize
+
+        return float(summarize(graph).macs)
+
+
+@dataclass
+class SimLatencyCost:
+    accel: Any  # AccelConfig, dict, or TOML path
+    name: str = "sim_cycles"
+
+    def __call__(self, graph: Graph) -> float:
+        from graphmill.api import simulate
+        from graphmill.ir.analysis import bind_symbols, symbols
+
+        g = bind_symbols(graph, {s: 1 for s in symbols(graph)})
+        return float(simulate(g, self.accel).total_cycles)
+
+
+@dataclass
+class StubEvaluator:
+    """NOT an accuracy: a deterministic stand-in (a smooth function of the model size) for tests."""
+
+    name: str = "stub"
+
+    def __call__(self, graph: Graph) -> dict[str, float]:
+        from graphmill.ir.analysis import summarize
+
+        s = summarize(graph)
+        return {"accuracy": float(1 - 1 / (1 + math.log1p(s.params) / 10)), "stub": 1.0}
+
+
+def digits_data(size: int, seed: int = 0):
+    """scikit-learn's digits (8x8, 10 classes) resized to ``size`` x ``size``, 3 channels; (xtr, ytr, xte, yte)."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:  # pragma: no cover
+        raise UserInputError("the training evaluator needs scikit-learn (pip install scikit-learn)") from e
+    import torch
+    import torch.nn.functional as F
+
+    d = load_digits()
+    x = torch.tensor(d.images / 16.0, dtype=torch.float32)[:, None]
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).repeat(1, 3, 1, 1)
+    x = (x - x.mean()) / x.std()
+    y = torch.tensor(d.target, dtype=torch.long)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    n_test = len(y) // 5
+    te, tr = perm[:n_test], perm[n_test:]
+    return x[tr], y[tr], x[te], y[te]
+
+
+@dataclass
+class TrainEvaluator:
+    """Accuracy on digits' held-out fifth after ``steps`` Adam steps through ``graphmill.to_torch``."""
+
+    steps: int = 30
+    batch: int = 64
+    lr: float = 3e-3
+    seed: int = 0
+    threads: int = 2
+    name: str = "train"
+
+    def __call__(self, graph: Graph) -> dict[str, float]:
+        import torch
+
+        from graphmill import to_torch
+
+        torch.manual_seed(self.seed)
+        torch.set_num_threads(self.threads)
+        size = graph.inputs[0].shape[-1]
+        xtr, ytr, xte, yte = digits_data(int(size), self.seed)
+        model = to_torch(graph)
+        model.train()
+        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+        gen = torch.Generator().manual_seed(self.seed)
+        loss = torch.tensor(0.0)
+        for _ in range(self.steps):
+            idx = torch.randint(0, len(ytr), (self.batch,), generator=gen)
+            out = model(xtr[idx])
+            out = out[0] if isinstance(out, (tuple, list)) else out
+            loss = torch.nn.functional.cross_entropy(out, ytr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            correct = 0
+            for i in range(0, len(yte), 256):
+                out = model(xte[i:i + 256])
+                out = out[0] if isinstance(out, (tuple, list)) else out
+                correct += int((out.argmax(1) == yte[i:i + 256]).sum())
+        return {"accuracy": correct / len(yte), "final_loss": float(loss.detach())}
+
+
+@dataclass
+class Objective:
+    """Maximise accuracy with ``cost <= max_cost`` (hard) or MnasNet's soft penalty when ``latency_weight`` < 0."""
+
+    max_cost: float | None = None
+    latency_weight: float | None = None  # e.g. -0.07 (MnasNet): soft; None: hard constraint
+
+    def score(self, accuracy: float, cost: float) -> float:
+        if self.max_cost is None:
+            return accuracy
+        if self.latency_weight is not None:
+            return accuracy * (cost / self.max_cost) ** self.latency_weight if cost > self.max_cost else accuracy
+        return accuracy
+
+    def feasible(self, cost: float) -> bool:
+        return self.max_cost is None or self.latency_weight is not None or cost <= self.max_cost
+
+    def key(self, r: dict) -> tuple:
+        """Sort key, best first."""
+        if r.get("status") != "ok":
+            return (2, 0.0, 0.0)
+        return (0 if self.feasible(r["cost"]) else 1, -self.score(r["accuracy"], r["cost"]), r["cost"])
+
+    def rank(self, results: list[dict]) -> list[dict]:
+        return sorted(results, key=self.key)
+
+
+@dataclass
+class SearchResult:
+    candidates: list[dict] = field(default_factory=list)
+    best: dict | None = None
+    interrupted: bool = False
+    config: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _write_json(path: str, data: dict) -> None:
+    from graphmill.frontend.onnx_io import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
+
+
+def run_search(base: Graph, *, space: ScalingGrid, evaluator: Callable[[Graph], dict], cost: Callable[[Graph], float],
+               objective: Objective, checkpoint: str | None = None, phi: float = 1.0, divisor: int = 8,
+               seed: int = 0, limit: int | None = None, progress=sys.stderr,
+               on_candidate: Callable[[int, dict], None] | None = None) -> SearchResult:
+    """Evaluate the grid's candidates (resuming from ``checkpoint``); see the module doc."""
+    from graphmill.passes.scaling import scale
+
+    cands = grid_candidates(space)
+    if limit is not None:
+        cands = cands[:limit]
+    config = dict(space=asdict(space), phi=phi, divisor=divisor, seed=seed, objective=asdict(objective),
+                  evaluator=getattr(evaluator, "name", type(evaluator).__name__),
+                  cost=getattr(cost, "name", type(cost).__name__))
+    done: dict[str, dict] = {}
+    if checkpoint and os.path.exists(checkpoint):
+        try:
+            with open(checkpoint) as f:
+                state = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserInputError(f"{checkpoint}: unreadable checkpoint ({e}); delete it to start over") from None
+        if state.get("config") != json.loads(json.dumps(config, default=str)):
+            raise UserInputError(f"{checkpoint}: checkpoint of a different search configuration; "
+                                 "delete it or use another --checkpoint")
+        done = {r["key"]: r for r in state.get("candidates", [])}
+    results = [done[k] for k in done]
+    interrupted = False
+    t_start = time.perf_counter()
+    todo = [c for c in cands if _key(c) not in done]
+    if progress is not None and done:
+        print(f"resuming: {len(done)} of {len(cands)} candidates already evaluated", file=progress)
+    for i, (a, b, g) in enumerate(todo):
+        key = _key((a, b, g))
+        t0 = time.perf_counter()
+        rec: dict[str, Any] = dict(key=key, alpha=a, beta=b, gamma=g, constraint=a * b * b * g * g)
+        try:
+            graph = scale(base, phi, a, b, g, divisor, seed=seed)
+            rec["cost"] = cost(graph)
+            rec.update(evaluator(graph))
+            rec["status"] = "ok"
+        except KeyboardInterrupt:
+            interrupted = True
+            break
+        except Exception as e:  # noqa: BLE001 -- a crashing candidate is recorded, not fatal
+            rec.update(status="failed", error=f"{type(e).__name__}: {e}")
+        rec["seconds"] = time.perf_counter() - t0
+        results.append(rec)
+        if checkpoint:
+            _write_json(checkpoint, dict(version=CHECKPOINT_VERSION, config=config, candidates=results))
+        if on_candidate is not None:
+            on_candidate(i, rec)
+        if progress is not None:
+            n = len(results)
+            eta = (time.perf_counter() - t_start) / (i + 1) * (len(todo) - i - 1)
+            acc = f"acc {rec['accuracy']:.3f}" if "accuracy" in rec else rec.get("error", "")
+            print(f"[{n}/{len(cands)}] alpha={a:g} beta={b:g} gamma={g:g}  cost {rec.get('cost', float('nan')):.4g}"
+                  f"  {acc}  ({rec['seconds']:.1f}s, ~{eta:.0f}s left)", file=progress, flush=True)
+    ranked = objective.rank(results)
+    best = ranked[0] if ranked and ranked[0].get("status") == "ok" else None
+    return SearchResult(ranked, best, interrupted, config)
+
+
+def _key(c: tuple[float, float, float]) -> str:
+    return "a{:g}_b{:g}_g{:g}".format(*c)
+
+
+def plot(result: SearchResult, path: str) -> None:
+    """Accuracy against cost, the best candidate marked (PNG, matplotlib Agg)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from graphmill.frontend.onnx_io import atomic_write_bytes
+
+    ok = [r for r in result.candidates if r.get("status") == "ok"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter([r["cost"] for r in ok], [r["accuracy"] for r in ok], s=18)
+    for r in ok:
+        ax.annotate(f"{r['alpha']:g}/{r['beta']:g}/{r['gamma']:g}", (r["cost"], r["accuracy"]), fontsize=6)
+    if result.best:
+        ax.scatter([result.best["cost"]], [result.best["accuracy"]], marker="*", s=120, c="red", label="best")
+        ax.legend()
+    mc = result.config.get("objective", {}).get("max_cost")
+    if mc:
+        ax.axvline(mc, ls="--", c="gray")
+    ax.set_xlabel(result.config.get("cost", "cost"))
+    ax.set_ylabel("accuracy")
+    ax.set_title("compound scaling coefficients (alpha/beta/gamma)")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def default_base(seed: int = 0) -> Graph:
+    """The small base network of the search: ResNet-18 at width 1/8, depth 1/2, 16x16 input, 10 classes."""
+    from graphmill.frontend import zoo
+
+    return zoo.build("resnet18", width=0.125, depth=0.5, resolution=16, num_classes=10, seed=seed)

@@ -1,0 +1,79 @@
+"""Coefficient search for compound scaling (EfficientNet Sec. 3.3: alpha * beta^2 * gamma^2 ~= 2 at phi = 1)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from graphmill.search.scaling import (MacsCost, Objective, ScalingGrid, StubEvaluator, TrainEvaluator, default_base,
+                                      grid_candidates, plot, run_search)
+
+
+def test_grid_satisfies_constraint():
+    space = ScalingGrid(step=0.1, max_value=1.5, target=2.0, tolerance=0.1)
+    cands = grid_candidates(space)
+    assert cands
+    assert (1.2, 1.1, 1.2) in cands or any(abs(a * b * b * g * g - 2) <= 0.1 for a, b, g in cands)
+    for a, b, g in cands:
+        assert min(a, b, g) >= 1
+        assert abs(a * b ** 2 * g ** 2 - 2.0) <= 0.1 + 1e-9
+    # and nothing on the grid that satisfies it is missing
+    vals = [round(1 + 0.1 * i, 10) for i in range(6)]
+    expect = {(a, b, g) for a in vals for b in vals for g in vals if abs(a * b * b * g * g - 2) <= 0.1}
+    assert set(cands) == expect
+
+
+def test_objective_ranks_feasible_by_accuracy_then_cost():
+    obj = Objective(max_cost=100)
+    rs = [dict(key="a", status="ok", accuracy=0.9, cost=150), dict(key="b", status="ok", accuracy=0.8, cost=90),
+          dict(key="c", status="ok", accuracy=0.8, cost=50), dict(key="d", status="failed"),
+          dict(key="e", status="ok", accuracy=0.85, cost=100)]
+    assert [r["key"] for r in obj.rank(rs)] == ["e", "c", "b", "a", "d"]
+    soft = Objective(max_cost=100, latency_weight=-1.0)  # MnasNet's soft form: 0.9 * (150/100)^-1 = 0.6
+    assert [r["key"] for r in soft.rank(rs)][:2] == ["e", "c"]
+
+
+class _Interrupting:
+    name = "stub"
+
+    def __init__(self, stop_after):
+        self.calls, self.stop_after, self.inner = [], stop_after, StubEvaluator()
+
+    def __call__(self, graph):
+        if len(self.calls) == self.stop_after:
+            raise KeyboardInterrupt
+        m = graph.meta["scaling"]
+        self.calls.append((m["alpha"], m["beta"], m["gamma"]))
+        return self.inner(graph)
+
+
+def test_resume_after_interruption(tmp_path):
+    base = default_base()
+    space = ScalingGrid(step=0.1, max_value=1.3, tolerance=0.25)
+    ck = str(tmp_path / "ck.json")
+    first = _Interrupting(stop_after=2)
+    r1 = run_search(base, space=space, evaluator=first, cost=MacsCost(), objective=Objective(), checkpoint=ck,
+                    limit=4, progress=None)
+    assert r1.interrupted and len(first.calls) == 2
+    assert len(json.load(open(ck))["candidates"]) == 2
+    second = _Interrupting(stop_after=100)
+    r2 = run_search(base, space=space, evaluator=second, cost=MacsCost(), objective=Objective(), checkpoint=ck,
+                    limit=4, progress=None)
+    assert not r2.interrupted
+    assert set(first.calls).isdisjoint(second.calls)  # no candidate evaluated twice
+    assert len(first.calls) + len(second.calls) == len(r2.candidates) == len(grid_candidates(space)[:4])
+    plot(r2, str(tmp_path / "p.png"))
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tiny_real_run(tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("torch")
+    base = default_base()
+    res = run_search(base, space=ScalingGrid(step=0.1, max_value=1.3, tolerance=0.25),
+                     evaluator=TrainEvaluator(steps=4, batch=32), cost=MacsCost(), objective=Objective(),
+                     checkpoint=str(tmp_path / "ck.json"), limit=2, progress=None)
+    assert len(res.candidates) == 2
+    assert all(r["status"] == "ok" and 0 <= r["accuracy"] <= 1 for r in res.candidates), res.candidates
+    assert res.best is not None
