@@ -1,0 +1,335 @@
+"""to_torch: references are ONNX Runtime on the same weights and inputs, the onnx wheel's shipped expected
+outputs (light models, node test corpus), and torch eager for from_torch -> to_torch round trips.
+Tolerance: max|diff| <= 1e-4 * max|ref| + 1e-6 unless the onnx case carries its own."""
+
+from __future__ import annotations
+
+import collections
+import os
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+import graphmill  # noqa: E402
+from graphmill.backends import onnxruntime as ortb  # noqa: E402
+from graphmill.backends.torch_lowering import export_weights, supported_ops, to_torch  # noqa: E402
+from graphmill.backends.torch_ops import to_numpy  # noqa: E402
+from graphmill.frontend import from_proto, load, zoo  # noqa: E402
+from graphmill.ir import Tensor, UserInputError  # noqa: E402
+
+
+def close(got, ref) -> bool:
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    assert got.shape == ref.shape
+    return float(np.abs(got - ref).max()) <= 1e-4 * float(np.abs(ref).max()) + 1e-6
+
+
+def run_torch(module, feeds: dict):
+    with torch.no_grad():
+        out = module(**feeds)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def test_zoo_resnet18_matches_onnxruntime(resnet18_graph):
+    g = resnet18_graph.copy()
+    m = to_torch(g).eval()
+    assert len(m.param_names) > 0 and all(p.requires_grad for p in m.parameters())
+    feeds = ortb.random_inputs(g, seed=0)
+    ref = list(ortb.run(g, feeds).values())
+    got = run_torch(m, feeds)
+    assert close(got[0].numpy(), ref[0])
+
+
+LIGHT_MODELS = ["resnet50", "squeezenet", "inception_v1", "densenet121", "inception_v2", "shufflenet",
+                "bvlc_alexnet", "vgg19", "zfnet512"]
+
+
+@pytest.mark.parametrize("name", LIGHT_MODELS)
+def test_light_model_matches_shipped_outputs(light_dir, name):
+    """The light models build their (constant) weights with ConstantOfShape; the module runs those nodes."""
+    from graphmill.testing.onnx_corpus import iter_cases, load_data_sets
+
+    case = next(c for c in iter_cases(("light",)) if c.name == f"light_{name}")
+    g = load(case.path)
+    ins, outs = load_data_sets(case, case.load_proto())[0]
+    with torch.no_grad():
+        got = to_torch(g).eval()(*ins)
+    np.testing.assert_allclose(got.numpy(), outs[0], rtol=case.rtol, atol=case.atol)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "squeezenet", "inception_v1", "densenet121"])
+def test_light_model_random_weights_match_onnxruntime(light_dir, name):
+    """Constant weights hide layout bugs: fold the weights into initializers, perturb them reproducibly
+    (x U(0.5, 1.5), which keeps BatchNorm variances positive) and compare with ONNX Runtime."""
+    from graphmill.passes.manager import run_passes
+
+    g = load(os.path.join(light_dir, f"light_{name}.onnx"))
+    run_passes(g, "fold-constants,dce")
+    rng = np.random.default_rng(0)
+    n = 0
+    for v in g.initializers.values():
+        arr = v.const.numpy()
+        if arr.dtype == np.float32 and arr.size > 1:
+            v.const = Tensor((arr * rng.uniform(0.5, 1.5, arr.shape)).astype(np.float32))
+            n += 1
+    assert n > 0
+    m = to_torch(g).eval()
+    assert m.param_names  # folded weights are trainable now
+    feeds = ortb.random_inputs(g, seed=1)
+    ref = list(ortb.run(g, feeds, ortb.OrtOptions(optimization="disabled")).values())
+    got = run_torch(m, feeds)
+    # softmax heads: compare probabilities and, where ORT keeps them, nothing else
+    assert close(got[0].numpy(), ref[0]), f"max |diff| {np.abs(got[0].numpy() - ref[0]).max():.3g}"
+
+
+# -- the ONNX backend node test corpus --------------------------------------------------------------------
+# Cases whose expected outputs depend on onnx's own random generator (training-mode dropout) cannot match;
+# the others are the backend's known gaps.
+KNOWN_NODE_FAILURES = {
+    "test_training_dropout", "test_training_dropout_default", "test_training_dropout_default_mask",
+    "test_training_dropout_mask",
+    "test_averagepool_2d_ceil_last_window_starts_on_pad",  # ceil_mode window that starts in the right pad
+}
+
+
+def _node_corpus():
+    from onnx import numpy_helper
+    from onnx.backend.test.runner import Runner
+
+    from graphmill.testing.onnx_corpus import iter_cases
+
+    sup = set(supported_ops())
+    table: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0, 0])  # pass, fail, refused
+    failures = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for c in iter_cases(("node",)):
+            nodes = c.model.graph.node
+            if len(nodes) != 1 or nodes[0].op_type not in sup:
+                continue
+            op = nodes[0].op_type
+            try:
+                m = to_torch(from_proto(c.model, path=c.name)).eval()
+            except UserInputError:
+                table[op][2] += 1
+                continue
+            try:
+                for ins, outs in c.data_sets:
+                    ins = [numpy_helper.to_array(x) if isinstance(x, onnx.TensorProto) else x for x in ins]
+                    outs = [numpy_helper.to_array(x) if isinstance(x, onnx.TensorProto) else x for x in outs]
+                    with torch.no_grad():
+                        y = m(*ins)
+                    y = y if isinstance(y, tuple) else (y,)
+                    Runner.assert_similar_outputs(outs, [to_numpy(t) for t in y], rtol=c.rtol, atol=c.atol)
+                table[op][0] += 1
+            except Exception as e:  # noqa: BLE001 -- recorded per case
+                table[op][1] += 1
+                failures.append((c.name, f"{type(e).__name__}: {str(e).strip()[:200]}"))
+    return table, failures
+
+
+def test_node_corpus_supported_ops():
+    table, failures = _node_corpus()
+    print("\nop: passed / failed / refused (unsupported variant or element type)")
+    for op in sorted(table):
+        print(f"  {op}: {table[op][0]} / {table[op][1]} / {table[op][2]}")
+    passed = sum(v[0] for v in table.values())
+    print(f"total passed {passed}, failed {len(failures)}")
+    unexpected = [f for f in failures if f[0] not in KNOWN_NODE_FAILURES]
+    assert not unexpected, unexpected
+    assert passed >= 600
+    for op in ("Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "LayerNormalization", "MaxPool",
+               "AveragePool", "Resize", "Slice", "Gather", "Pad", "Split", "Softmax", "Einsum"):
+        assert table[op][0] > 0, op
+
+
+# -- refusals ----------------------------------------------------------------------------------------------
+def _single_node_model(op_type: str, **attrs) -> onnx.ModelProto:
+    h = onnx.helper
+    x = h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3])
+    y = h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    node = h.make_node(op_type, ["x"], ["y"], name="the_node", **attrs)
+    return h.make_model(h.make_graph([node], "g", [x], [y]), opset_imports=[h.make_opsetid("", 17)])
+
+
+def test_unsupported_op_refused_at_construction():
+    g = from_proto(_single_node_model("Hardmax"))
+    with pytest.raises(UserInputError, match="Hardmax.*the_node|the_node.*Hardmax"):
+        to_torch(g)
+
+
+def test_unsupported_variant_refused_at_construction():
+    h = onnx.helper
+    x = h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 2, 2])
+    y = h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    sc = h.make_tensor("sc", onnx.TensorProto.FLOAT, [4], [1, 1, 2, 2])
+    node = h.make_node("Resize", ["x", "", "sc"], ["y"], name="rs", mode="cubic")
+    m = h.make_model(h.make_graph([node], "g", [x], [y], [sc]), opset_imports=[h.make_opsetid("", 17)])
+    with pytest.raises(UserInputError, match="rs.*cubic"):
+        to_torch(from_proto(m))
+
+
+# -- round trips through from_torch (models no other test uses) -------------------------------------------
+class UNetish(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.LeakyReLU(0.2))
+        self.mid = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=4), nn.Hardswish())
+        self.up = nn.ConvTranspose2d(8, 4, 4, 2, 1)
+        self.out = nn.Conv2d(7, 2, 1)
+
+    def forward(self, x):
+        y = self.up(self.mid(self.down(x)))
+        return torch.sigmoid(self.out(torch.cat([y, x], 1)))
+
+
+class Mixer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(16)
+        self.tok = nn.Linear(6, 6)
+        self.ch = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 16))
+
+    def forward(self, x):
+        x = x + self.tok(self.norm(x).transpose(1, 2)).transpose(1, 2)
+        x = x + self.ch(self.norm(x))
+        return torch.softmax(x.mean(1), -1), x[:, 1:4].amax(-1)
+
+
+ROUND_TRIP = {
+    "unetish": (UNetish, (3, 16, 16)),
+    "mixer": (Mixer, (6, 16)),
+    "transformer_layer": (lambda: nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), (5, 16)),
+    "mobile_block": (lambda: nn.Sequential(nn.Conv2d(3, 12, 1), nn.BatchNorm2d(12), nn.ReLU6(),
+                                           nn.Conv2d(12, 12, 3, 2, 1, groups=12), nn.BatchNorm2d(12), nn.SiLU(),
+                                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 5)), (3, 15, 15)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ROUND_TRIP))
+def test_from_torch_to_torch_round_trip(name):
+    factory, shape = ROUND_TRIP[name]
+    torch.manual_seed(0)
+    src = factory().eval()
+    for mod in src.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.2, 0.2)
+            mod.running_var.uniform_(0.5, 1.5)
+    g = graphmill.from_torch(src, torch.randn(2, *shape))
+    m = graphmill.to_torch(g).eval()
+    x = torch.randn(3, *shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = src(x)
+        got = m(x)
+    ref = ref if isinstance(ref, tuple) else (ref,)
+    got = got if isinstance(got, tuple) else (got,)
+    ort = list(ortb.run(g, {g.inputs[0].name: x.numpy()}).values())
+    for r, y, o in zip(ref, got, ort):
+        assert close(y.numpy(), r.numpy()), "torch backend vs torch eager"
+        assert close(y.numpy(), o), "torch backend vs ONNX Runtime"
+
+
+# -- training ----------------------------------------------------------------------------------------------
+def _data(n: int, classes: int, res: int, seed: int):
+    try:
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        x = torch.tensor(d.images[:n] / 16.0, dtype=torch.float32)[:, None]
+        x = nn.functional.interpolate(x, size=(res, res), mode="bilinear").repeat(1, 3, 1, 1)
+        y = torch.tensor(d.target[:n] % classes)
+    except ImportError:  # seeded random data with a learnable rule
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(n, 3, res, res, generator=g)
+        y = (x[:, 0].mean((1, 2)) > 0).long() + 2 * (x[:, 1].mean((1, 2)) > 0).long()
+    return x, y
+
+
+def test_training_resnet18_lowers_loss_and_exports_weights():
+    g = zoo.build("resnet18", batch="N", resolution=32, num_classes=10)
+    before = {k: v.const.numpy().copy() for k, v in g.initializers.items()}
+    torch.manual_seed(0)
+    m = to_torch(g)
+    m.train()
+    x, y = _data(64, 4, 32, seed=0)
+    opt = torch.optim.SGD(m.parameters(), lr=0.005)  # BatchNorm runs on running stats: keep steps small
+    with torch.no_grad():
+        first = nn.functional.cross_entropy(m.eval()(x), y).item()
+    m.train()
+    for _ in range(5):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(m(x), y)
+        loss.backward()
+        assert all(p.grad is not None for p in m.parameters())
+        opt.step()
+    m.eval()
+    with torch.no_grad():
+        last = nn.functional.cross_entropy(m(x), y).item()
+        out = m(x[:4]).numpy()
+    assert last < first
+    written = export_weights(m, g)
+    assert written == len(m.param_names)
+    changed = [k for k in m.param_names.values() if not np.array_equal(g.initializers[k].const.numpy(), before[k])]
+    assert len(changed) == len(m.param_names)
+    for bname, vname in m.buffer_names.items():  # running statistics are not trained
+        assert np.array_equal(g.initializers[vname].const.numpy(), before[vname])
+    ref = list(ortb.run(g, {g.inputs[0].name: x[:4].numpy()}).values())[0]
+    assert close(out, ref)
+
+
+def test_mlp_training_and_dropout_modes():
+    torch.manual_seed(0)
+    src = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 32), nn.ReLU(), nn.Linear(32, 4))
+    g = graphmill.from_torch(src, torch.randn(2, 3, 8, 8))
+    m = to_torch(g)
+    x, y = _data(128, 4, 8, seed=1)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    losses = []
+    for _ in range(20):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(m(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    m.export_weights()
+    with torch.no_grad():
+        assert close(m(x).numpy(), ortb.run(g, {"input": x.numpy()})["output"])
+
+
+def test_dropout_is_real_in_train_mode_identity_in_eval():
+    h = onnx.helper
+    x = h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [4, 256])
+    y = h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    r = h.make_tensor("r", onnx.TensorProto.FLOAT, [], [0.5])
+    node = h.make_node("Dropout", ["x", "r"], ["y"])
+    m = to_torch(from_proto(h.make_model(h.make_graph([node], "g", [x], [y], [r]),
+                                         opset_imports=[h.make_opsetid("", 17)])))
+    inp = torch.ones(4, 256)
+    assert torch.equal(m.eval()(inp), inp)
+    torch.manual_seed(0)
+    out = m.train()(inp)
+    zeros = (out == 0).float().mean().item()
+    assert 0.4 < zeros < 0.6 and torch.allclose(out[out != 0], torch.full_like(out[out != 0], 2.0))
+    assert not m.param_names  # the ratio is a buffer, not a weight
+
+
+def test_parameter_names_are_sanitized_and_unique():
+    h = onnx.helper
+    x = h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2])
+    y = h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    w1 = h.make_tensor("layer.0/weight:0", onnx.TensorProto.FLOAT, [2], [1, 2])
+    w2 = h.make_tensor("layer_0_weight_0", onnx.TensorProto.FLOAT, [2], [3, 4])
+    n1 = h.make_node("Mul", ["x", "layer.0/weight:0"], ["t"])
+    n2 = h.make_node("Add", ["t", "layer_0_weight_0"], ["y"])
+    g = from_proto(h.make_model(h.make_graph([n1, n2], "g", [x], [y], [w1, w2]),
+                                opset_imports=[h.make_opsetid("", 17)]))
+    m = to_torch(g)
+    assert sorted(m.param_names.values()) == ["layer.0/weight:0", "layer_0_weight_0"]
+    assert len(set(m.param_names)) == 2 and all(k.isidentifier() for k in m.param_names)
+    assert dict(m.named_parameters()).keys() == m.param_names.keys()
