@@ -481,6 +481,52 @@ def _lines_words(first, count, eps, nlines, n):
 
 
 @njit(cache=True)
+def _line_matrix(mat, ptr, lines):
+    """Per operand-matrix entry: -1 for an im2col padding entry, the stream line of its address when the
+    address occurs once in the stream, else -2 - address (look its lines up in ptr / lines). One lookup
+    in the operand's own layout instead of three scattered ones, for most words."""
+    m, n = mat.shape
+    out = np.empty((m, n), np.int32)
+    for r in range(m):
+        for c in range(n):
+            ad = mat[r, c]
+            if ad < 0:
+                out[r, c] = -1
+            elif ptr[ad + 1] - ptr[ad] == 1:
+                out[r, c] = lines[ptr[ad]]
+            else:
+                out[r, c] = -2 - ad
+    return out
+
+
+@njit(cache=True)
+def _hit(lm, ptr, lines, v, nlines, start, act_l):
+    """Whether the entry whose _line_matrix value is v (>= 0 or <= -2) is in the active window."""
+    if v >= 0:
+        d = v - start
+        if d < 0:
+            d += nlines
+        return d < act_l
+    return _in_window(ptr, lines, -2 - v, nlines, start, act_l)
+
+
+@njit(cache=True)
+def _trange(df, which, R, C, M, N, K, fr, fc, fold_len):
+    """[lo, hi): the fold cycles in which operand ``which`` has a busy port (they are contiguous)."""
+    lo = -1
+    hi = 0
+    for t in range(fold_len):
+        a, b = _prange(df, which, R, C, M, N, K, fr, fc, t)
+        if b > a:
+            if lo < 0:
+                lo = t
+            hi = t + 1
+    if lo < 0:
+        return 0, 0
+    return lo, hi
+
+
+@njit(cache=True)
 def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
                         check_if, if_stream, if_eps, if_nlines, if_act, if_pref, if_rows, if_space, if_len,
                         check_f, f_stream, f_eps, f_nlines, f_act, f_pref, f_rows, f_space, f_len,
@@ -489,21 +535,25 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
     window must hold its whole stream (if_len words); likewise check_f."""
     if check_if:
         if_ptr, if_lines = _occurrences(if_stream, if_eps, if_space)
+        la = _line_matrix(a, if_ptr, if_lines)
         if_act_l = min(if_act, if_nlines)
         if_pref_l = min(if_pref, if_nlines - if_act_l)
         if_words = _lines_words(0, if_act_l, if_eps, if_nlines, if_len)
     else:
         if_ptr, if_lines = _occurrences(if_stream[:0], 1, 0)
+        la = a
         if_act_l = 0
         if_pref_l = 0
         if_words = if_len
     if check_f:
         f_ptr, f_lines = _occurrences(f_stream, f_eps, f_space)
+        lb = _line_matrix(b, f_ptr, f_lines)
         f_act_l = min(f_act, f_nlines)
         f_pref_l = min(f_pref, f_nlines - f_act_l)
         f_words = _lines_words(0, f_act_l, f_eps, f_nlines, f_len)
     else:
         f_ptr, f_lines = _occurrences(f_stream[:0], 1, 0)
+        lb = b
         f_act_l = 0
         f_pref_l = 0
         f_words = f_len
@@ -533,41 +583,54 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
     i = 0
     last_out = 0
     # ofmap words per fold cycle depend on the fold only through the two bounds below: prefix sums of at
-    # most four distinct patterns, used to step over cycles where nothing can happen (no read check)
-    jump = not check_if and not check_f
+    # most four distinct patterns, used to step over cycles where nothing can happen (no write-buffer
+    # event, no demand on a read buffer that can miss)
     pat_key = np.full((4, 2), -1, np.int64)
     pat = np.zeros((4, fold_len + 1), np.int64)
     n_pat = 0
     for fc in range(col_folds):
         for fr in range(row_folds):
+            # fold cycles [lo, hi) in which a checked read buffer sees demands: no jump over them
+            if_tlo, if_thi = _trange(df, 0, R, C, M, N, K, fr, fc, fold_len) if check_if else (0, 0)
+            f_tlo, f_thi = _trange(df, 1, R, C, M, N, K, fr, fc, fold_len) if check_f else (0, 0)
             P = pat[0]
-            if jump:
-                kr = min(R, M - fr * R) if df == 0 else 0
-                kc = min(C, (N if df < 2 else M) - fc * C)
-                q = 0
-                while q < n_pat and not (pat_key[q, 0] == kr and pat_key[q, 1] == kc):
-                    q += 1
-                if q == n_pat:
-                    pat_key[q, 0] = kr
-                    pat_key[q, 1] = kc
-                    acc = 0
-                    for t in range(fold_len):
-                        lo, hi = _prange(df, 2, R, C, M, N, K, fr, fc, t)
-                        pat[q, t] = acc
-                        acc += hi - lo
-                    pat[q, fold_len] = acc
-                    n_pat += 1
-                P = pat[q]
+            kr = min(R, M - fr * R) if df == 0 else 0
+            kc = min(C, (N if df < 2 else M) - fc * C)
+            q = 0
+            while q < n_pat and not (pat_key[q, 0] == kr and pat_key[q, 1] == kc):
+                q += 1
+            if q == n_pat:
+                pat_key[q, 0] = kr
+                pat_key[q, 1] = kc
+                acc = 0
+                for t in range(fold_len):
+                    lo, hi = _prange(df, 2, R, C, M, N, K, fr, fc, t)
+                    pat[q, t] = acc
+                    acc += hi - lo
+                pat[q, fold_len] = acc
+                n_pat += 1
+            P = pat[q]
             t = 0
             while t < fold_len:
                 cycle = i + stall
-                if jump:
+                tend = fold_len
+                if if_tlo < if_thi:
+                    if t >= if_tlo and t < if_thi:
+                        tend = t
+                    elif t < if_tlo:
+                        tend = min(tend, if_tlo)
+                if f_tlo < f_thi:
+                    if t >= f_tlo and t < f_thi:
+                        tend = t
+                    elif t < f_tlo:
+                        tend = min(tend, f_tlo)
+                if tend > t:
                     # the longest run of cycles t .. t+k-1 in which no write-buffer event can happen
                     if cycle < drain_end:
-                        kmax = min(drain_end - cycle, fold_len - t)
+                        kmax = min(drain_end - cycle, tend - t)
                         room = free - 1  # words that keep free > 0
                     else:
-                        kmax = fold_len - t
+                        kmax = tend - t
                         room = free - of_active  # words that keep free >= of_active
                     k = 0
                     if room >= 0:
@@ -604,14 +667,14 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
                     off = 1
                     for p in range(lo, hi):
                         if df == 0:
-                            ad = a[fr * R + p, t - p]
+                            v = la[fr * R + p, t - p]
                         elif df == 1:
-                            ad = a[t - p - R, fr * R + p]
+                            v = la[t - p - R, fr * R + p]
                         else:
-                            ad = a[fc * C + p, fr * R + R - 1 - t]
-                        if ad < 0:
+                            v = la[fc * C + p, fr * R + R - 1 - t]
+                        if v == -1:
                             continue
-                        while not _in_window(if_ptr, if_lines, ad, if_nlines, if_start, if_act_l):
+                        while not _hit(la, if_ptr, if_lines, v, if_nlines, if_start, if_act_l):
                             if_words += _lines_words(if_start + if_act_l, if_pref_l, if_eps, if_nlines, if_len)
                             if_start = (if_start + if_pref_l) % if_nlines
                             if_last += if_rows + 1
@@ -629,12 +692,12 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
                     off = 1
                     for p in range(lo, hi):
                         if df == 0:
-                            ad = b[t - p, fc * C + p]
+                            v = lb[t - p, fc * C + p]
                         elif df == 1:
-                            ad = b[fr * R + R - 1 - t, fc * C + p]
+                            v = lb[fr * R + R - 1 - t, fc * C + p]
                         else:
-                            ad = b[fr * R + p, t - p - R]
-                        while not _in_window(f_ptr, f_lines, ad, f_nlines, f_start, f_act_l):
+                            v = lb[fr * R + p, t - p - R]
+                        while not _hit(lb, f_ptr, f_lines, v, f_nlines, f_start, f_act_l):
                             f_words += _lines_words(f_start + f_act_l, f_pref_l, f_eps, f_nlines, f_len)
                             f_start = (f_start + f_pref_l) % f_nlines
                             f_last += f_rows + 1

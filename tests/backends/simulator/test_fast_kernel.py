@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from graphmill.backends.simulator.lowering import ArrayLayer
-from graphmill.backends.simulator.memory import _ifmap_stream_len, _prange, _demand, operand_matrices, \
+from graphmill.backends.simulator.memory import _ifmap_stream_len, _prange, _trange, _demand, operand_matrices, \
     prefetch_streams, simulate_memory
 
 
@@ -55,8 +55,8 @@ def test_fast_equals_plain_kernel_resnet_like():
 
 
 def test_port_ranges_and_stream_length():
-    """_prange is exactly the set of ports where _demand is not -1; _ifmap_stream_len counts the valid
-    im2col entries."""
+    """_prange is exactly the set of ports where _demand is not -1, _trange the cycles where a read
+    operand has one; _ifmap_stream_len counts the valid im2col entries."""
     for lay, rows, cols, _, _ in _cases(7, 25):
         a, b, o = operand_matrices(lay)
         a2 = np.where(a < 0, 0, a)  # im2col padding entries (-1, skipped by the kernels) count as busy ports
@@ -70,6 +70,11 @@ def test_port_ranges_and_stream_length():
             ports = (cols if dfc == 2 else rows, rows if dfc == 2 else cols, cols)
             for fr in range(-(-Sr // rows)):
                 for fc in range(-(-Sc // cols)):
+                    for which in range(2):  # the busy cycles of a read operand are one run: _trange
+                        busy_t = [t for t in range(L) if _prange(dfc, which, rows, cols, M, N, K, fr, fc, t)[1]
+                                  > _prange(dfc, which, rows, cols, M, N, K, fr, fc, t)[0]]
+                        lo, hi = _trange(dfc, which, rows, cols, M, N, K, fr, fc, L)
+                        assert busy_t == list(range(lo, hi)), (lay, df, which, fr, fc)
                     for t in range(L):
                         for which in range(3):
                             lo, hi = _prange(dfc, which, rows, cols, M, N, K, fr, fc, t)
