@@ -174,12 +174,19 @@ def _node_to_proto(n: Node, npb: onnx.NodeProto) -> None:
         npb.device_configurations.add().ParseFromString(blob)
 
 
-def graph_to_proto(g: Graph, gp: onnx.GraphProto) -> onnx.GraphProto:
+def graph_to_proto(g: Graph, gp: onnx.GraphProto, *, initializers_are_inputs: bool = False) -> onnx.GraphProto:
+    """``initializers_are_inputs``: IR versions below 4 require every initializer to be listed as a graph
+    input too; initializers a pass created (e.g. folded constants) are appended to the inputs then."""
     gp.name = g.name
     if g.doc_string:
         gp.doc_string = g.doc_string
     for v in g.inputs:
         _value_info(v, gp.input.add())
+    if initializers_are_inputs:
+        listed = {id(v) for v in g.inputs}
+        for v in g.initializers.values():
+            if id(v) not in listed:
+                _value_info(v, gp.input.add())
     for name, v in g.initializers.items():
         if isinstance(v.const, SparseTensor):
             _sparse_to_proto(v.const, gp.sparse_initializer.add(), name)
@@ -261,7 +268,7 @@ def to_proto(g: Graph) -> onnx.ModelProto:
     else:
         m.ir_version = onnx.helper.find_min_ir_version_for(list(m.opset_import), ignore_unknown=True)
         m.producer_name = "graphmill"
-    graph_to_proto(g, m.graph)
+    graph_to_proto(g, m.graph, initializers_are_inputs=m.ir_version < 4)
     for f in g.functions.values():
         m.functions.append(function_to_proto(f))
     return m

@@ -217,3 +217,16 @@ def test_annotations_travel_through_files(tmp_path):
     assert back.meta == {"blocks": [{"stage": 1, "repeats": 2}]}
     assert back.nodes[0].metadata_props == {}  # the carrier key is consumed on import
     onnx.checker.check_model(onnx.load(tmp_path / "m.onnx"), full_check=True)
+
+
+def test_ir3_model_with_new_initializers_still_loads_in_onnxruntime(light_dir):
+    """IR < 4 requires every initializer to be a graph input too; folded constants must be listed.
+    Reference: ONNX Runtime refuses the model otherwise ("Graph ctor should have created NodeArg")."""
+    import os
+
+    from graphmill.passes import run_passes
+
+    g = graphmill.load(os.path.join(light_dir, "light_inception_v1.onnx"))
+    assert g.model.ir_version < 4
+    run_passes(g, "fold-constants")  # creates initializers, leaves the old ones unused
+    ortb.OrtSession(g)  # loads
