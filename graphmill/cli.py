@@ -296,6 +296,41 @@ def cmd_scale(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scale_search(args: argparse.Namespace) -> int:
+    """Grid search of compound-scaling coefficients (EfficientNet, latency-aware with a simulator config)."""
+    from graphmill.search import scaling as S
+
+    space = S.ScalingGrid(step=args.step, max_value=args.max_value, tolerance=args.tolerance)
+    if args.cost == "sim" and not args.accel:
+        raise UserInputError("--cost sim needs --accel A.toml (the accelerator to simulate on)")
+    cost = S.SimLatencyCost(args.accel) if args.cost == "sim" else S.MacsCost()
+    evaluator = S.StubEvaluator() if args.stub else S.TrainEvaluator(steps=args.steps, seed=args.seed)
+    base = api.load(args.model) if args.model else S.default_base(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+    checkpoint = args.checkpoint or os.path.join(args.out, "checkpoint.json")
+    result = S.run_search(base, space=space, evaluator=evaluator, cost=cost,
+                          objective=S.Objective(max_cost=args.max_cost), checkpoint=checkpoint, phi=args.phi,
+                          seed=args.seed, limit=args.limit)
+    results_path = os.path.join(args.out, "results.json")
+    plot_path = os.path.join(args.out, "accuracy_vs_cost.png")
+    _write_json(result.to_dict(), results_path)
+    if result.candidates:
+        S.plot(result, plot_path)
+    if args.json:
+        _write_json(result.to_dict(), None)
+    else:
+        b = result.best
+        if b:
+            print(f"best: alpha={b['alpha']:g} beta={b['beta']:g} gamma={b['gamma']:g}  "
+                  f"accuracy {b['accuracy']:.3f}  {cost.name} {b['cost']:.4g}")
+        print(f"{len(result.candidates)} candidate(s); results {results_path}, plot {plot_path}, "
+              f"checkpoint {checkpoint}")
+    if result.interrupted:
+        print("interrupted: run the same command again to resume from the checkpoint", file=sys.stderr)
+        return 130
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Simulate a model on an accelerator config, or a SCALE-Sim topology under a SCALE-Sim config."""
     if args.scalesim_topology or args.scalesim_config:
@@ -375,6 +410,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--external-data", metavar="NAME",
                    help="write weights to NAME next to the output (default: only when the input had external data)")
     p.set_defaults(func=cmd_optimize)
+
+    p = sub.add_parser("scale-search", help="search compound-scaling coefficients alpha, beta, gamma (grid, "
+                                            "alpha*beta^2*gamma^2 ~ 2) by short training runs and a cost")
+    p.add_argument("model", nargs="?", help="base model (default: a small ResNet-18 for 16x16 digits)")
+    p.add_argument("--out", default="scale-search", help="folder for results.json, the plot and the checkpoint")
+    p.add_argument("--checkpoint", help="checkpoint file (default OUT/checkpoint.json); a rerun resumes from it")
+    p.add_argument("--cost", choices=["macs", "sim"], default="macs", help="cost: MACs or simulated cycles")
+    p.add_argument("--accel", help="accelerator TOML for --cost sim")
+    p.add_argument("--max-cost", type=float, help="cost budget (candidates above it rank last)")
+    p.add_argument("--phi", type=float, default=1.0, help="compound coefficient for the search (default 1)")
+    p.add_argument("--step", type=float, default=0.1, help="grid step (default 0.1)")
+    p.add_argument("--max-value", type=float, default=2.0, help="largest alpha/beta/gamma (default 2)")
+    p.add_argument("--tolerance", type=float, default=0.1, help="|alpha*beta^2*gamma^2 - 2| allowed (default 0.1)")
+    p.add_argument("--steps", type=int, default=30, help="training steps per candidate (default 30)")
+    p.add_argument("--limit", type=int, help="evaluate at most this many candidates")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stub", action="store_true", help="use the stub evaluator (NOT an accuracy; for trying the tool)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=cmd_scale_search)
 
     p = sub.add_parser("passes", help="list the passes with their documentation, options and rules")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -233,8 +233,7 @@ def run_search(base: Graph, *, space: ScalingGrid, evaluator: Callable[[Graph], 
     if limit is not None:
         cands = cands[:limit]
     config = dict(space=asdict(space), phi=phi, divisor=divisor, seed=seed, objective=asdict(objective),
-                  evaluator=getattr(evaluator, "name", type(evaluator).__name__),
-                  cost=getattr(cost, "name", type(cost).__name__))
+                  evaluator=_describe(evaluator), cost=_describe(cost))
     done: dict[str, dict] = {}
     if checkpoint and os.path.exists(checkpoint):
         try:
@@ -283,6 +282,17 @@ def run_search(base: Graph, *, space: ScalingGrid, evaluator: Callable[[Graph], 
     return SearchResult(ranked, best, interrupted, config)
 
 
+def _describe(component: Any) -> Any:
+    """What identifies an evaluator or cost in the checkpoint: its settings, so that a resumed search
+    never mixes candidates trained or costed differently."""
+    from dataclasses import is_dataclass
+
+    if is_dataclass(component):
+        return {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
+                for k, v in asdict(component).items()}
+    return getattr(component, "name", type(component).__name__)
+
+
 def _key(c: tuple[float, float, float]) -> str:
     return "a{:g}_b{:g}_g{:g}".format(*c)
 
@@ -309,7 +319,8 @@ def plot(result: SearchResult, path: str) -> None:
     mc = result.config.get("objective", {}).get("max_cost")
     if mc:
         ax.axvline(mc, ls="--", c="gray")
-    ax.set_xlabel(result.config.get("cost", "cost"))
+    c = result.config.get("cost", "cost")
+    ax.set_xlabel(c.get("name", "cost") if isinstance(c, dict) else c)
     ax.set_ylabel("accuracy")
     ax.set_title("compound scaling coefficients (alpha/beta/gamma)")
     buf = io.BytesIO()
