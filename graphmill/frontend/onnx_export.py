@@ -154,7 +154,7 @@ def _attr_to_proto(a: Attr, ap: onnx.AttributeProto) -> None:
             type_to_proto(t, ap.type_protos.add())
 
 
-def _node_to_proto(n: Node, npb: onnx.NodeProto) -> None:
+def node_to_proto(n: Node, npb: onnx.NodeProto) -> None:
     npb.input.extend(v.name if v is not None else "" for v in n.inputs)
     npb.output.extend(v.name if v is not None else "" for v in n.outputs)
     if n.name:
@@ -193,7 +193,7 @@ def graph_to_proto(g: Graph, gp: onnx.GraphProto, *, initializers_are_inputs: bo
         else:
             tensor_to_proto(v.const, name, into=gp.initializer.add())
     for n in g._nodes:
-        _node_to_proto(n, gp.node.add())
+        node_to_proto(n, gp.node.add())
     boundary = {id(v) for v in g.inputs} | {id(v) for v in g.outputs} | {id(v) for v in g.initializers.values()}
     for n in g._nodes:
         for v in n._outputs:
@@ -225,7 +225,7 @@ def function_to_proto(f: Function) -> onnx.FunctionProto:
     for a in f.attribute_defaults.values():
         _attr_to_proto(a, fp.attribute_proto.add())
     for n in body._nodes:
-        _node_to_proto(n, fp.node.add())
+        node_to_proto(n, fp.node.add())
     for d, ver in body.opset_imports.items():
         o = fp.opset_import.add()
         o.domain, o.version = d, ver

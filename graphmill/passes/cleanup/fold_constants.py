@@ -335,11 +335,11 @@ def _evaluate_ort(node: Node, args: list, graph: Graph) -> list:
     import onnx
     import onnxruntime as ort
 
-    from graphmill.frontend.onnx_export import _node_to_proto
+    from graphmill.frontend.onnx_export import node_to_proto
 
     root = graph.root
     npb = onnx.NodeProto()
-    _node_to_proto(node, npb)
+    node_to_proto(node, npb)
     del npb.input[:]
     del npb.output[:]
     inputs, feeds = [], {}
