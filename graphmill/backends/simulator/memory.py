@@ -527,10 +527,132 @@ def _trange(df, which, R, C, M, N, K, fr, fc, fold_len):
 
 
 @njit(cache=True)
+def _build_stream(mat, transpose, w, diag, eps):
+    """prefetch_streams for one operand in one pass, without temporaries: the stream of valid addresses
+    of Y = mat (or mat.T) cut in blocks of w columns stacked vertically, in anti-diagonal (diag) or row
+    order; and, per entry of mat, the stream line of that very entry (-1 for an im2col padding entry)."""
+    if transpose:
+        m, n = mat.shape[1], mat.shape[0]
+    else:
+        m, n = mat.shape[0], mat.shape[1]
+    folds = (n + w - 1) // w
+    xm = folds * m
+    stream = np.empty(mat.shape[0] * mat.shape[1], np.int32)
+    own = np.full(mat.shape, -1, np.int32)
+    q = 0
+    if diag:
+        for d in range(xm + w - 1):
+            rmax = min(d, xm - 1)
+            rmin = max(0, d - w + 1)
+            for r in range(rmax, rmin - 1, -1):
+                c = d - r
+                f = r // m
+                j = f * w + c
+                if j >= n:
+                    continue
+                rr = r - f * m
+                if transpose:
+                    ad = mat[j, rr]
+                else:
+                    ad = mat[rr, j]
+                if ad < 0:
+                    continue
+                stream[q] = ad
+                if transpose:
+                    own[j, rr] = q // eps
+                else:
+                    own[rr, j] = q // eps
+                q += 1
+    else:
+        for r in range(xm):
+            f = r // m
+            rr = r - f * m
+            for c in range(w):
+                j = f * w + c
+                if j >= n:
+                    continue
+                if transpose:
+                    ad = mat[j, rr]
+                else:
+                    ad = mat[rr, j]
+                if ad < 0:
+                    continue
+                stream[q] = ad
+                if transpose:
+                    own[j, rr] = q // eps
+                else:
+                    own[rr, j] = q // eps
+                q += 1
+    return stream[:q].copy(), own
+
+
+# (transpose, block width: 0 rows / 1 cols, diag) of the ifmap and filter streams per dataflow
+_STREAM_FORM = {"os": ((True, 0, True), (False, 1, True)), "ws": ((False, 0, True), (False, 1, False)),
+                "is": ((True, 1, False), (True, 0, True))}
+
+
+def streams_and_own_lines(dataflow: str, a, b, rows: int, cols: int, i_eps: int, f_eps: int):
+    """prefetch_streams(dataflow, a, b, rows, cols) and, per entry of a and b, its own stream line."""
+    (ta, wa, da), (tb, wb, db) = _STREAM_FORM[dataflow]
+    ifs, own_a = _build_stream(a, ta, (rows, cols)[wa], da, i_eps)
+    fis, own_b = _build_stream(b, tb, (rows, cols)[wb], db, f_eps)
+    return ifs, fis, own_a, own_b
+
+
+@njit(cache=True)
+def _own_line(df, which, own, R, C, fr, fc, t, p):
+    if which == 0:
+        if df == 0:
+            return own[fr * R + p, t - p]
+        if df == 1:
+            return own[t - p - R, fr * R + p]
+        return own[fc * C + p, fr * R + R - 1 - t]
+    if df == 0:
+        return own[t - p, fc * C + p]
+    if df == 1:
+        return own[fr * R + R - 1 - t, fc * C + p]
+    return own[fr * R + p, t - p - R]
+
+
+@njit(cache=True)
+def _fill_spans(df, which, own, R, C, M, N, K, fr, fc, fold_len, slo, shi):
+    """Per fold cycle, the lowest and highest stream line of the entries the operand's ports demand (the
+    line of that very entry of the prefetch stream; -1 / -1 when none)."""
+    for t in range(fold_len):
+        lo, hi = _prange(df, which, R, C, M, N, K, fr, fc, t)
+        mn = -1
+        mx = -1
+        for p in range(lo, hi):
+            v = _own_line(df, which, own, R, C, fr, fc, t, p)
+            if v < 0:
+                continue
+            if mn < 0 or v < mn:
+                mn = v
+            if v > mx:
+                mx = v
+        slo[t] = mn
+        shi[t] = mx
+
+
+@njit(cache=True)
+def _span_in_window(lo, hi, nlines, start, act_l):
+    """Whether every line of lo..hi is in the window (then every word demanded in that cycle hits)."""
+    if hi < 0:
+        return True
+    dl = lo - start
+    if dl < 0:
+        dl += nlines
+    dh = hi - start
+    if dh < 0:
+        dh += nlines
+    return dl <= dh and dh < act_l
+
+
+@njit(cache=True)
 def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
                         check_if, if_stream, if_eps, if_nlines, if_act, if_pref, if_rows, if_space, if_len,
                         check_f, f_stream, f_eps, f_nlines, f_act, f_pref, f_rows, f_space, f_len,
-                        of_total, of_active, of_drain, of_bw, n_out, bug130, wr_quirk):
+                        of_total, of_active, of_drain, of_bw, n_out, bug130, wr_quirk, own_a, own_b):
     """simulate_layer_kernel's result, computed faster (see above). With check_if False the ifmap's active
     window must hold its whole stream (if_len words); likewise check_f."""
     if check_if:
@@ -585,6 +707,20 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
     # ofmap words per fold cycle depend on the fold only through the two bounds below: prefix sums of at
     # most four distinct patterns, used to step over cycles where nothing can happen (no write-buffer
     # event, no demand on a read buffer that can miss)
+    # A fold's demands on a read operand repeat in later folds that use the same block of it (os: ifmap
+    # by row fold, filter by column fold; ws: ifmap by row fold; is: filter by row fold). Per block and
+    # fold cycle, the span of stream lines of the demanded entries: a cycle whose span lies in the active
+    # window cannot miss, so its ports are not checked one by one.
+    if_key = 1 if df < 2 else 0  # 1: by row fold, 2: by column fold, 0: no reuse
+    f_key = 2 if df == 0 else (0 if df == 1 else 1)
+    if_nb = (row_folds if if_key == 1 else col_folds) if (check_if and if_key > 0) else 0
+    f_nb = (row_folds if f_key == 1 else col_folds) if (check_f and f_key > 0) else 0
+    if_slo = np.empty((if_nb, fold_len), np.int32)
+    if_shi = np.empty((if_nb, fold_len), np.int32)
+    if_done = np.zeros(if_nb, np.bool_)
+    f_slo = np.empty((f_nb, fold_len), np.int32)
+    f_shi = np.empty((f_nb, fold_len), np.int32)
+    f_done = np.zeros(f_nb, np.bool_)
     pat_key = np.full((4, 2), -1, np.int64)
     pat = np.zeros((4, fold_len + 1), np.int64)
     n_pat = 0
@@ -593,6 +729,14 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
             # fold cycles [lo, hi) in which a checked read buffer sees demands: no jump over them
             if_tlo, if_thi = _trange(df, 0, R, C, M, N, K, fr, fc, fold_len) if check_if else (0, 0)
             f_tlo, f_thi = _trange(df, 1, R, C, M, N, K, fr, fc, fold_len) if check_f else (0, 0)
+            if_b = (fr if if_key == 1 else fc) if if_nb > 0 else -1
+            if if_b >= 0 and not if_done[if_b]:
+                _fill_spans(df, 0, own_a, R, C, M, N, K, fr, fc, fold_len, if_slo[if_b], if_shi[if_b])
+                if_done[if_b] = True
+            f_b = (fr if f_key == 1 else fc) if f_nb > 0 else -1
+            if f_b >= 0 and not f_done[f_b]:
+                _fill_spans(df, 1, own_b, R, C, M, N, K, fr, fc, fold_len, f_slo[f_b], f_shi[f_b])
+                f_done[f_b] = True
             P = pat[0]
             kr = min(R, M - fr * R) if df == 0 else 0
             kc = min(C, (N if df < 2 else M) - fc * C)
@@ -662,7 +806,8 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
                         continue
                 if_st = 0
                 f_st = 0
-                if check_if:
+                if check_if and not (if_b >= 0 and _span_in_window(if_slo[if_b, t], if_shi[if_b, t], if_nlines,
+                                                                   if_start, if_act_l)):
                     lo, hi = _prange(df, 0, R, C, M, N, K, fr, fc, t)
                     off = 1
                     for p in range(lo, hi):
@@ -687,7 +832,8 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
                             elif pot > 0:
                                 off += pot
                     if_st = off - 1
-                if check_f:
+                if check_f and not (f_b >= 0 and _span_in_window(f_slo[f_b, t], f_shi[f_b, t], f_nlines,
+                                                                f_start, f_act_l)):
                     lo, hi = _prange(df, 1, R, C, M, N, K, fr, fc, t)
                     off = 1
                     for p in range(lo, hi):
@@ -865,14 +1011,15 @@ def simulate_memory(layer: ArrayLayer, rows: int, cols: int, dataflow: str, ifma
     a = b = _EMPTY2
     ifs = fis = _EMPTY1
     if_space = f_space = 1
+    own_a = own_b = _EMPTY2
     if check_if or check_f:
         a, b, _ = operand_matrices(layer)
-        ifs, fis = prefetch_streams(dataflow, a, b, rows, cols)
+        ifs, fis, own_a, own_b = streams_and_own_lines(dataflow, a, b, rows, cols, i_eps, f_eps)
         if_space, f_space = int(a.max()) + 1, int(b.max()) + 1
         if not check_if:
-            a, ifs = _EMPTY2, _EMPTY1
+            a, ifs, own_a = _EMPTY2, _EMPTY1, _EMPTY2
         if not check_f:
-            b, fis = _EMPTY2, _EMPTY1
+            b, fis, own_b = _EMPTY2, _EMPTY1, _EMPTY2
     of_active = int(math.ceil(ofmap_words * 0.5))
     of_drain = ofmap_words - of_active
     n_out = layer.M * layer.N * (1 if dataflow == "os" else mp.row_folds)
@@ -880,7 +1027,7 @@ def simulate_memory(layer: ArrayLayer, rows: int, cols: int, dataflow: str, ifma
                               mp.col_folds, mp.fold_cycles,
                               check_if, ifs, i_eps, i_nl, i_act, i_pref, i_rows, if_space, if_len,
                               check_f, fis, f_eps, f_nl, f_act, f_pref, f_rows, f_space, f_len,
-                              ofmap_words, of_active, of_drain, ofmap_bw, n_out, bug130, wr_quirk)
+                              ofmap_words, of_active, of_drain, ofmap_bw, n_out, bug130, wr_quirk, own_a, own_b)
     r = [int(x) for x in res]
     return MemoryResult(r[0] - 1, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9] + r[10], r[11])
 

@@ -12,7 +12,7 @@ import pytest
 
 from graphmill.backends.simulator.lowering import ArrayLayer
 from graphmill.backends.simulator.memory import _ifmap_stream_len, _prange, _trange, _demand, operand_matrices, \
-    prefetch_streams, simulate_memory
+    prefetch_streams, simulate_memory, streams_and_own_lines
 
 
 def _cases(seed: int, n: int):
@@ -82,3 +82,18 @@ def test_port_ranges_and_stream_length():
                                                                               fr, fc, t, p) >= 0]
                             assert busy == list(range(lo, hi)), (lay, df, which, fr, fc, t)
 
+
+
+def test_one_pass_streams_equal_prefetch_streams():
+    """The fast path's one-pass stream builder gives prefetch_streams' streams, and each entry's own line."""
+    for lay, rows, cols, _, _ in _cases(11, 25):
+        a, b, _ = operand_matrices(lay)
+        for df in ("os", "ws", "is"):
+            ifs, fis = prefetch_streams(df, a, b, rows, cols)
+            ifs2, fis2, own_a, own_b = streams_and_own_lines(df, a, b, rows, cols, 3, 5)
+            assert np.array_equal(ifs, ifs2) and np.array_equal(fis, fis2), (lay, df)
+            for mat, st, own, eps in ((a, ifs2, own_a, 3), (b, fis2, own_b, 5)):
+                assert np.all((own < 0) == (mat < 0))
+                for idx in zip(*np.nonzero(mat >= 0)):  # the entry's address is on its line
+                    assert mat[idx] in st[own[idx] * eps:(own[idx] + 1) * eps]
+                assert np.array_equal(np.sort(own[mat >= 0]), np.arange(st.shape[0]) // eps)
