@@ -77,3 +77,25 @@ def test_tiny_real_run(tmp_path):
     assert len(res.candidates) == 2
     assert all(r["status"] == "ok" and 0 <= r["accuracy"] <= 1 for r in res.candidates), res.candidates
     assert res.best is not None
+
+
+def test_latency_aware_cost_ranks_by_simulated_cycles(tmp_path):
+    """EfficientNet-X style: the cost is the simulator's total cycles on an accelerator preset.
+    Reference: graphmill.simulate on the same scaled graphs, called directly here."""
+    import os
+
+    from graphmill.api import simulate
+    from graphmill.ir.analysis import bind_symbols, symbols
+    from graphmill.passes.scaling import scale
+    from graphmill.search.scaling import (Objective, ScalingGrid, SimLatencyCost, StubEvaluator, default_base,
+                                          run_search)
+
+    accel = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "accelerators", "edge.toml")
+    base = default_base()
+    res = run_search(base, space=ScalingGrid(step=0.1), evaluator=StubEvaluator(), cost=SimLatencyCost(accel),
+                     objective=Objective(), limit=2, progress=None)
+    assert len(res.candidates) == 2 and all(c["status"] == "ok" for c in res.candidates)
+    for c in res.candidates:
+        g = scale(base, 1.0, c["alpha"], c["beta"], c["gamma"], 8, seed=0)
+        g = bind_symbols(g, {s: 1 for s in symbols(g)})
+        assert c["cost"] == float(simulate(g, accel).total_cycles) > 0
