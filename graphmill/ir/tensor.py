@@ -24,10 +24,12 @@ class TensorSource(Protocol):
 
 
 class Tensor:
-    """An immutable constant: element type, static shape, and data.
+    """A constant: element type, static shape, and data, treated as immutable.
 
-    ``source`` is opaque to the IR; exporters may recognise their own source
-    type and re-emit it verbatim.
+    The array passed in is kept, not copied (weights can be large): do not
+    mutate it afterwards; build a new ``Tensor`` instead. ``source`` is opaque
+    to the IR; exporters may recognise their own source type and re-emit it
+    verbatim.
     """
 
     __slots__ = ("dtype", "shape", "name", "doc_string", "metadata_props", "_array", "source")
