@@ -92,6 +92,89 @@ def test_conv_bn_refusals(rng):
     assert _ops(g) == before
 
 
+# -- fuse-conv-bn: per-channel constant Mul / Add (a decomposed BatchNormalization) -------------
+
+def _f32(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(6, 1, 1), (1, 6, 1, 1), (1, 1, 1), ()])
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv_mul_add_folds_into_conv(rng, shape, bias):
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", 4, 8, 8])
+    y = b.Conv(x, _f32(rng, 6, 4, 3, 3), *([_f32(rng, 6)] if bias else []), pads=[1, 1, 1, 1])
+    y = b.Mul(y, _f32(rng, *shape))
+    y = b.Add(_f32(rng, *shape), y)  # constant first: the rules are commutative
+    b.output(b.Relu(y), "y")
+    g = b.build()
+    ref, res = _run(g, "fuse-conv-bn, dce")
+    assert _ops(g) == ["Conv", "Relu"]  # 4 nodes built; Mul and Add folded into the Conv
+    assert compare(ref, g, random_inputs(ref, seed=0, dims={"N": 2}), rtol=RTOL, atol=ATOL).ok
+
+
+def test_convtranspose_grouped_mul_folds(rng):
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [1, 4, 5, 5])
+    y = b.ConvTranspose(x, _f32(rng, 4, 3, 3, 3), group=2, strides=[2, 2])  # 6 output channels
+    y = b.Add(b.Mul(y, _f32(rng, 6, 1, 1)), _f32(rng, 1, 6, 1, 1))
+    b.output(y, "y")
+    g = b.build()
+    ref, _ = _run(g, "fuse-conv-bn, dce")
+    assert _ops(g) == ["ConvTranspose"]
+    assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
+
+
+@pytest.mark.parametrize("shape", [(5, 1, 1), (1, 5, 1, 1), ()])
+def test_bn_mul_add_folds_into_bn(rng, shape):
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", 5, 4, 4])
+    y = _bn(b, b.Relu(x), 5, rng)  # BN after a non-Conv: stays, but absorbs the scale and shift
+    y = b.Add(b.Mul(y, _f32(rng, *shape)), _f32(rng, *shape))
+    b.output(y, "y")
+    g = b.build()
+    ref, _ = _run(g, "fuse-conv-bn, dce")
+    assert _ops(g) == ["Relu", "BatchNormalization"]  # 4 nodes built
+    assert compare(ref, g, random_inputs(ref, seed=0, dims={"N": 3}), rtol=RTOL, atol=ATOL).ok
+
+
+def test_conv_bn_mul_add_chain_folds_to_one_conv(rng):
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2, 3, 6, 6])
+    y = _bn(b, b.Conv(x, _f32(rng, 5, 3, 1, 1)), 5, rng)
+    y = b.Add(b.Mul(y, _f32(rng, 5, 1, 1)), _f32(rng, 5, 1, 1))
+    b.output(y, "y")
+    g = b.build()
+    ref, _ = _run(g, "fuse-conv-bn, dce")
+    assert _ops(g) == ["Conv"]  # Conv, BN, Mul, Add built
+    assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
+
+
+def test_scale_shift_refusals(rng):
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [1, 4, 5, 5])
+    x1 = b.input("x1", "float32", [1, 4, 5])
+    outs = []
+    w = _f32(rng, 6, 4, 3, 3)
+    outs.append(b.Mul(b.Conv(x, w), _f32(rng, 1, 1, 3)))  # varies along a spatial axis
+    outs.append(b.Add(b.Conv(x, w), _f32(rng, 6, 3, 3)))  # varies along H and W
+    outs.append(b.Mul(b.Conv(x, w), _f32(rng, 2, 6, 1, 1)))  # varies along the batch axis
+    outs.append(b.Add(b.Conv(x, w), _f32(rng, 1, 1, 6, 1, 1)))  # broadcasts to rank 5
+    outs.append(b.Mul(b.Conv(x, w), b.input("s", "float32", [6, 1, 1])))  # not a constant
+    shared = b.Conv(x, w)
+    outs.append(b.Mul(shared, _f32(rng, 6, 1, 1)))  # the Conv output is also read below
+    outs.append(b.Relu(shared))
+    outs.append(b.Mul(b.Conv(x1, _f32(rng, 6, 4, 3)), _f32(rng, 6, 1, 1)))  # 1-D conv: [6,1,1] is not per-channel
+    outs.append(b.Mul(_bn(b, x, 4, rng), _f32(rng, 4, 5, 1)))  # varies along H
+    for i, o in enumerate(outs):
+        b.output(o, f"o{i}")
+    g = b.build()
+    before = _ops(g)
+    ref, _ = _run(g, "fuse-conv-bn, dce")
+    assert _ops(g) == before
+    assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
+
+
 # -- fuse-matmul-add ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("bias_shape", [(6,), (1, 6), (3, 6), ()])

@@ -23,7 +23,7 @@ import numpy as np
 from graphmill.ir.rewrite import REASSOCIATING, Const, Match, Op, Opt, Rule, Var
 
 from ..base import register_pass
-from ..cleanup.common import FLOAT_TYPES, const_of, dtype_of, opset, output_unused
+from ..cleanup.common import FLOAT_TYPES, const_of, dtype_of, opset, output_unused, shape_of
 from ..rewrite_pass import RewritePass
 
 
@@ -151,12 +151,185 @@ GEMM_BN = Rule(
     check=_gemm_check, replace=_gemm_replace, exactness=REASSOCIATING,
     doc="BatchNormalization(Gemm(A, B, C)) -> Gemm(A, B*s, (beta*C-mean)*s+bias)")
 
-RULES = (_conv_rule("Conv", False), _conv_rule("ConvTranspose", True), GEMM_BN)
+
+# -- per-channel constant scale / shift after a Conv or a BatchNormalization --------------------
+#
+# Exporters (and older converters: the onnx light models) leave a decomposed BatchNormalization:
+# Mul(y, s) and Add(y, t) with s, t of shape [C, 1, 1] (or [1, C, 1, 1], [C, 1], a scalar). When y
+# is a Conv output, Mul folds into W (and B) and Add into B; when y is a BatchNormalization output,
+# Mul folds into its scale and bias and Add into its bias. Legal only when the constant varies
+# along the channel axis (1) at most, has the producer's element type and does not broadcast the
+# output to a bigger shape (its rank is at most the output's, a leading dim of a full-rank
+# constant is 1). Float-reassociating: the scaling happens before the accumulation.
+
+
+def _per_channel(c: np.ndarray | None, rank: int | None, channels: int) -> np.ndarray | str:
+    """The constant as one value per channel (shape [channels]), or why it is not per-channel."""
+    if c is None:
+        return "the operand is not a constant"
+    if rank is None:
+        return "the output's rank is unknown"
+    if c.ndim > rank:
+        return f"the constant (rank {c.ndim}) would broadcast the rank-{rank} output to a higher rank"
+    shape = (1,) * (rank - c.ndim) + tuple(c.shape)
+    if rank < 2:
+        return "the output has no channel axis"
+    if any(d != 1 for i, d in enumerate(shape) if i != 1):
+        return f"the constant of shape {list(c.shape)} varies along an axis other than the channel axis"
+    if shape[1] not in (1, channels):
+        return f"the constant has {shape[1]} channels, the output {channels}"
+    return np.broadcast_to(c.astype(np.float64).reshape(-1), (channels,))
+
+
+def _float_match(m: Match, a: str, b: str) -> str | None:
+    da, db = dtype_of(m[a]), dtype_of(m[b])
+    if da not in FLOAT_TYPES or da != db:
+        return "operands are not floats of the same element type"
+    return None
+
+
+def _conv_affine(m: Match) -> tuple | str:
+    w = _weights(m)
+    if isinstance(w, str):
+        return w
+    w, b = w
+    conv = m.node("conv")
+    if w.ndim < 3:
+        return "weights of rank < 3"
+    if conv.op_type == "Conv":
+        channels = w.shape[0]
+    else:
+        channels = w.shape[1] * int(conv.attr("group", 1))
+    why = _float_match(m, "w", "c")
+    if why:
+        return why
+    c = _per_channel(const_of(m["c"]), w.ndim, channels)
+    if isinstance(c, str):
+        return c
+    if "b" in m and dtype_of(m["b"]) != dtype_of(m["w"]):
+        return "bias and weights differ in element type"
+    return w, b, c
+
+
+def _scale_weights(w: np.ndarray, s: np.ndarray, conv) -> np.ndarray:
+    w64 = w.astype(np.float64)
+    if conv.op_type == "Conv":
+        return w64 * s.reshape((-1,) + (1,) * (w.ndim - 1))
+    group = int(conv.attr("group", 1))
+    c, mg = w.shape[0], w.shape[1]
+    g = w64.reshape((group, c // group, mg) + w.shape[2:]) * s.reshape((group, 1, mg) + (1,) * (w.ndim - 2))
+    return g.reshape(w.shape)
+
+
+def _conv_scale_check(m: Match) -> str | None:
+    got = _conv_affine(m)
+    return got if isinstance(got, str) else None
+
+
+def _conv_scale_replace(m: Match, r):
+    w, b, s = _conv_affine(m)
+    conv = m.node("conv")
+    wv = r.const(_scale_weights(w, s, conv).astype(w.dtype), m["w"].name + "_scaled")
+    ins = [m["x"], wv]
+    if b is not None:
+        ins.append(r.const((b.astype(np.float64).reshape(-1) * s).astype(w.dtype), m["b"].name + "_scaled"))
+    return r.op(conv.op_type, *ins, attrs=dict(conv.attrs), name=conv.name)
+
+
+def _conv_shift_replace(m: Match, r):
+    w, b, t = _conv_affine(m)
+    conv = m.node("conv")
+    b64 = np.zeros(t.size) if b is None else b.astype(np.float64).reshape(-1)
+    bv = r.const((b64 + t).astype(w.dtype), (m["b"].name if "b" in m else m["w"].name) + "_shifted")
+    return r.op(conv.op_type, m["x"], m["w"], bv, attrs=dict(conv.attrs), name=conv.name)
+
+
+def _conv_operand(op_type: str):
+    return Op(("Conv", "ConvTranspose"), Var("x"), Const("w"), Opt(Const("b")), name="conv")
+
+
+CONV_MUL = Rule(
+    "conv-mul",
+    Op("Mul", _conv_operand("Mul"), Const("c"), commutative=True, name="mul"),
+    check=_conv_scale_check, replace=_conv_scale_replace, exactness=REASSOCIATING,
+    doc="Mul(Conv(x, W, B), s) with s per channel -> Conv(x, W*s, B*s)")
+
+CONV_ADD = Rule(
+    "conv-add",
+    Op("Add", _conv_operand("Add"), Const("c"), commutative=True, name="add"),
+    check=_conv_scale_check, replace=_conv_shift_replace, exactness=REASSOCIATING,
+    doc="Add(Conv(x, W, B), t) with t per channel -> Conv(x, W, B+t)")
+
+
+def _bn_affine(m: Match) -> tuple | str:
+    bn = m.node("bn")
+    if opset(m.graph) < 9:
+        return "opset < 9 BatchNormalization (spatial / is_test forms)"
+    if bn.attr("training_mode", 0):
+        return "BatchNormalization in training mode"
+    if any(not output_unused(o) for o in bn.outputs[1:]):
+        return "BatchNormalization's running statistics are used"
+    scale, bias = const_of(m["scale"]), const_of(m["bias"])
+    if scale is None or bias is None or scale.ndim != 1 or bias.shape != scale.shape:
+        return "BatchNormalization scale and bias are not constant vectors of one shape"
+    why = _float_match(m, "scale", "c") or _float_match(m, "x", "c")
+    if why:
+        return why
+    shape = shape_of(m["x"]) or shape_of(bn.outputs[0])
+    c = _per_channel(const_of(m["c"]), None if shape is None else len(shape), scale.size)
+    if isinstance(c, str):
+        return c
+    return scale, bias, c
+
+
+def _bn_check(m: Match) -> str | None:
+    got = _bn_affine(m)
+    return got if isinstance(got, str) else None
+
+
+def _bn_rebuild(m: Match, r, scale: np.ndarray, bias: np.ndarray):
+    bn = m.node("bn")
+    sv = r.const(scale.astype(const_of(m["scale"]).dtype), m["scale"].name + "_scaled")
+    bv = r.const(bias.astype(const_of(m["bias"]).dtype), m["bias"].name + "_shifted")
+    attrs = {k: a.value for k, a in bn.attrs.items()}
+    return r.op("BatchNormalization", m["x"], sv, bv, m["mean"], m["var"], attrs=attrs, name=bn.name)
+
+
+def _bn_scale_replace(m: Match, r):
+    scale, bias, s = _bn_affine(m)
+    return _bn_rebuild(m, r, scale.astype(np.float64) * s, bias.astype(np.float64) * s)
+
+
+def _bn_shift_replace(m: Match, r):
+    scale, bias, t = _bn_affine(m)
+    return _bn_rebuild(m, r, scale.astype(np.float64), bias.astype(np.float64) + t)
+
+
+def _bn_operand():
+    return Op("BatchNormalization", Var("x"), Const("scale"), Const("bias"), Var("mean"), Var("var"), name="bn")
+
+
+BN_MUL = Rule(
+    "bn-mul",
+    Op("Mul", _bn_operand(), Const("c"), commutative=True, name="mul"),
+    check=_bn_check, replace=_bn_scale_replace, exactness=REASSOCIATING,
+    doc="Mul(BatchNormalization(x, scale, bias, mean, var), s) with s per channel -> "
+        "BatchNormalization(x, scale*s, bias*s, mean, var)")
+
+BN_ADD = Rule(
+    "bn-add",
+    Op("Add", _bn_operand(), Const("c"), commutative=True, name="add"),
+    check=_bn_check, replace=_bn_shift_replace, exactness=REASSOCIATING,
+    doc="Add(BatchNormalization(x, scale, bias, mean, var), t) with t per channel -> "
+        "BatchNormalization(x, scale, bias+t, mean, var)")
+
+RULES = (_conv_rule("Conv", False), _conv_rule("ConvTranspose", True), GEMM_BN, CONV_MUL, CONV_ADD, BN_MUL, BN_ADD)
 
 
 @register_pass
 class FuseConvBN(RewritePass):
-    """Fold inference BatchNormalization into Conv / ConvTranspose / Gemm weights."""
+    """Fold inference BatchNormalization into Conv / ConvTranspose / Gemm weights, and per-channel constant
+    Mul / Add after a Conv or a BatchNormalization into its weights, bias or scale."""
 
     name = "fuse-conv-bn"
     rules = RULES
