@@ -649,6 +649,15 @@ def _span_in_window(lo, hi, nlines, start, act_l):
 
 
 @njit(cache=True)
+def _grow(x):
+    """x with its length doubled (zeros after)."""
+    out = np.zeros(2 * x.shape[0], np.int64)
+    for q in range(x.shape[0]):
+        out[q] = x[q]
+    return out
+
+
+@njit(cache=True)
 def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
                         check_if, if_stream, if_eps, if_nlines, if_act, if_pref, if_rows, if_space, if_len,
                         check_f, f_stream, f_eps, f_nlines, f_act, f_pref, f_rows, f_space, f_len,
@@ -884,8 +893,8 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
                     else:
                         if line_idx > 0:
                             if part_n == part_idx.shape[0]:
-                                part_idx = np.concatenate((part_idx, np.zeros(part_n, np.int64)))
-                                part_size = np.concatenate((part_size, np.zeros(part_n, np.int64)))
+                                part_idx = _grow(part_idx)
+                                part_size = _grow(part_size)
                             part_idx[part_n] = n_closed
                             part_size[part_n] = line_idx
                             part_n += 1
@@ -920,8 +929,8 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
     # final drain
     if line_idx > 0:
         if part_n == part_idx.shape[0]:
-            part_idx = np.concatenate((part_idx, np.zeros(part_n, np.int64)))
-            part_size = np.concatenate((part_size, np.zeros(part_n, np.int64)))
+            part_idx = _grow(part_idx)
+            part_size = _grow(part_size)
         part_idx[part_n] = n_closed
         part_size[part_n] = line_idx
         part_n += 1
