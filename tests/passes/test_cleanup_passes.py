@@ -81,6 +81,49 @@ def test_fold_constants_size_limit_option():
     assert compare(ref, g, rtol=0, atol=0).ok
 
 
+@pytest.mark.parametrize("op", ["Transpose", "Reshape", "Cast", "Split"])
+def test_fold_constants_over_size_limit_when_not_growing(rng, op):
+    """A fold whose output is no bigger than the constant inputs it replaces (read by nothing else) does
+    not grow the model: it folds over size_limit (here 8 elements; the weight has 24)."""
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2, 4])
+    w = b.const(rng.standard_normal((6, 4)).astype(np.float32), "w")
+    if op == "Transpose":
+        wt = b.Transpose(w, perm=[1, 0])
+    elif op == "Reshape":
+        wt = b.Reshape(b.Transpose(w, perm=[1, 0]), np.array([4, 6], np.int64))
+    elif op == "Cast":
+        wt = b.Cast(b.Cast(b.Transpose(w, perm=[1, 0]), to=11), to=1)  # float -> double -> float: exact
+    else:
+        wt = b.Concat(*b.Split(b.Transpose(w, perm=[1, 0]), np.array([2, 4], np.int64), axis=1, outputs=2), axis=1)
+    b.output(b.MatMul(x, wt), "y")
+    g = b.build()
+    n_const = len(g.nodes) - 1
+    ref, res = _run(g, "fold-constants(size_limit=8), dce")
+    assert _ops(g) == ["MatMul"]  # every node but the MatMul was constant
+    assert res.records[0].stats["folded"] == n_const
+    assert compare(ref, g, rtol=0, atol=0).ok
+
+
+def test_fold_constants_over_size_limit_refusals(rng):
+    """Over size_limit, folds that grow the model stay: a weight that another node also reads (it would
+    be stored twice), growing ops (ConstantOfShape, Expand, Tile, Range)."""
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2, 4])
+    w = b.const(rng.standard_normal((4, 4)).astype(np.float32), "w")  # 16 elements
+    b.output(b.MatMul(x, b.Transpose(w, perm=[1, 0])), "y")
+    b.output(b.MatMul(x, w), "y2")  # w stays: the transposed copy would be stored besides it
+    b.output(b.Add(x, b.Expand(np.ones((1, 4), np.float32), np.array([2, 4], np.int64))), "e")  # 4 -> 8 elements
+    b.output(b.Add(x, b.Tile(np.ones((1, 4), np.float32), np.array([2, 1], np.int64))), "t")  # 4 -> 8
+    b.output(b.Add(x, b.ConstantOfShape(np.array([2, 4], np.int64))), "c")  # 2 -> 8
+    b.output(b.Range(np.array(0, np.int64), np.array(9, np.int64), np.array(1, np.int64)), "r")  # 3 -> 9
+    g = b.build()
+    before = _ops(g)
+    ref, _ = _run(g, "fold-constants(size_limit=7), dce")
+    assert _ops(g) == before
+    assert compare(ref, g, rtol=0, atol=0).ok
+
+
 def test_fold_constants_keeps_graph_output_names_and_overridable_initializers():
     b = GraphBuilder(opset=17)
     x = b.input("x", "float32", [3])

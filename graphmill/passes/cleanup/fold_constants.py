@@ -18,7 +18,12 @@ Refused (left unchanged; the reason is counted in the result's notes):
 - non-deterministic ops (RandomNormal/Uniform[Like], Multinomial, Bernoulli), ops with
   subgraphs (If/Loop/Scan), ops of any other domain (their semantics are not ONNX's);
 - outputs larger than ``size_limit`` elements (estimated before evaluation for
-  ConstantOfShape, Expand, Tile and Range, so huge tensors are never materialized);
+  ConstantOfShape, Expand, Tile and Range, so huge tensors are never materialized), unless
+  folding does not grow the model: the outputs hold no more elements than the constant inputs
+  that only this node reads (and that therefore die with it) -- a Transpose, Reshape, Cast,
+  Slice or Split of a big weight folds, a ConstantOfShape, Expand, Tile or Range that would
+  materialize a big tensor from a small one does not (raise ``size_limit`` to fold those: the
+  saved model then stores the whole tensor);
 - outputs that are not plain tensors (sequences, optionals), or of element types numpy cannot
   hold (bfloat16, float8, 4-bit...), or strings;
 - results that disagree with the declared type (element type or static shape): the graph's
@@ -50,7 +55,8 @@ class FoldConstants(Pass):
 
     name = "fold-constants"
     options = (
-        Option("size_limit", int, 1 << 20, "largest folded output, in elements; bigger results stay computed",
+        Option("size_limit", int, 1 << 20, "largest folded output, in elements; bigger results stay computed "
+               "unless they are no bigger than the constant inputs they replace (which then die)",
                min=0),
         Option("constants_to_initializers", bool, True, "turn Constant nodes into initializers"),
         Option("input_initializers", str, "auto",
@@ -98,8 +104,9 @@ class FoldConstants(Pass):
                         refused[reason] += 1
                     continue
                 args = [None if v is None else _get(known, v) for v in node.inputs]
+                freed = _freed_elements(node, args)
                 estimate = _estimate_size(node, args)
-                if estimate is not None and estimate > self.size_limit:
+                if estimate is not None and estimate > max(self.size_limit, freed):
                     refused[f"{node.op_type}: output over size_limit ({self.size_limit} elements)"] += 1
                     continue
                 try:
@@ -107,7 +114,7 @@ class FoldConstants(Pass):
                 except _CannotFold as e:
                     refused[f"{node.op_type}: {e}"] += 1
                     continue
-                why = _check_results(node, results, self.size_limit)
+                why = _check_results(node, results, self.size_limit, freed)
                 if why:
                     refused[f"{node.op_type}: {why}"] += 1
                     continue
@@ -235,9 +242,28 @@ def _estimate_size(node: Node, args: list) -> int | None:
     return None
 
 
-def _check_results(node: Node, results: list, limit: int) -> str:
+def _freed_elements(node: Node, args: list) -> int:
+    """Elements of the constant inputs that folding ``node`` frees: inputs only this node reads (each
+    value counted once), which are not graph outputs, so they die once the node is folded."""
+    freed, seen = 0, set()
+    for v, a in zip(node.inputs, args):
+        if v is None or a is None or id(v) in seen:
+            continue
+        seen.add(id(v))
+        if v.is_graph_output():
+            continue
+        if sum(1 for u in node.inputs if u is v) == v.num_uses:
+            freed += int(np.asarray(a).size)
+    return freed
+
+
+def _check_results(node: Node, results: list, limit: int, freed: int = 0) -> str:
     if len(results) < sum(1 for v in node.outputs if v is not None):
         return "evaluation returned fewer outputs than the node has"
+    total = sum(int(np.asarray(a).size) for v, a in zip(node.outputs, results) if v is not None
+                and isinstance(a, np.ndarray))
+    if total <= freed:
+        limit = max(limit, total)  # folding does not grow the model: the inputs it replaces die
     for v, arr in zip(node.outputs, results):
         if v is None:
             continue
