@@ -664,12 +664,17 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
                         of_total, of_active, of_drain, of_bw, n_out, bug130, wr_quirk, own_a, own_b):
     """simulate_layer_kernel's result, computed faster (see above). With check_if False the ifmap's active
     window must hold its whole stream (if_len words); likewise check_f."""
+    # run-time (not literal) constants: literal arguments would make numba compile every callee once per
+    # literal value (a cold compile several seconds longer)
+    zero = R - R
+    one = zero + 1
+    two = zero + 2
     if check_if:
         if_ptr, if_lines = _occurrences(if_stream, if_eps, if_space)
         la = _line_matrix(a, if_ptr, if_lines)
         if_act_l = min(if_act, if_nlines)
         if_pref_l = min(if_pref, if_nlines - if_act_l)
-        if_words = _lines_words(0, if_act_l, if_eps, if_nlines, if_len)
+        if_words = _lines_words(zero, if_act_l, if_eps, if_nlines, if_len)
     else:
         if_ptr, if_lines = _occurrences(if_stream[:0], 1, 0)
         la = a
@@ -681,15 +686,15 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
         lb = _line_matrix(b, f_ptr, f_lines)
         f_act_l = min(f_act, f_nlines)
         f_pref_l = min(f_pref, f_nlines - f_act_l)
-        f_words = _lines_words(0, f_act_l, f_eps, f_nlines, f_len)
+        f_words = _lines_words(zero, f_act_l, f_eps, f_nlines, f_len)
     else:
         f_ptr, f_lines = _occurrences(f_stream[:0], 1, 0)
         lb = b
         f_act_l = 0
         f_pref_l = 0
         f_words = f_len
-    if_start = 0
-    f_start = 0
+    if_start = zero
+    f_start = zero
     if_last = -1
     f_last = -1
     if_misses = 0
@@ -736,15 +741,15 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
     for fc in range(col_folds):
         for fr in range(row_folds):
             # fold cycles [lo, hi) in which a checked read buffer sees demands: no jump over them
-            if_tlo, if_thi = _trange(df, 0, R, C, M, N, K, fr, fc, fold_len) if check_if else (0, 0)
-            f_tlo, f_thi = _trange(df, 1, R, C, M, N, K, fr, fc, fold_len) if check_f else (0, 0)
+            if_tlo, if_thi = _trange(df, zero, R, C, M, N, K, fr, fc, fold_len) if check_if else (0, 0)
+            f_tlo, f_thi = _trange(df, one, R, C, M, N, K, fr, fc, fold_len) if check_f else (0, 0)
             if_b = (fr if if_key == 1 else fc) if if_nb > 0 else -1
             if if_b >= 0 and not if_done[if_b]:
-                _fill_spans(df, 0, own_a, R, C, M, N, K, fr, fc, fold_len, if_slo[if_b], if_shi[if_b])
+                _fill_spans(df, zero, own_a, R, C, M, N, K, fr, fc, fold_len, if_slo[if_b], if_shi[if_b])
                 if_done[if_b] = True
             f_b = (fr if f_key == 1 else fc) if f_nb > 0 else -1
             if f_b >= 0 and not f_done[f_b]:
-                _fill_spans(df, 1, own_b, R, C, M, N, K, fr, fc, fold_len, f_slo[f_b], f_shi[f_b])
+                _fill_spans(df, one, own_b, R, C, M, N, K, fr, fc, fold_len, f_slo[f_b], f_shi[f_b])
                 f_done[f_b] = True
             P = pat[0]
             kr = min(R, M - fr * R) if df == 0 else 0
@@ -757,13 +762,13 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
                 pat_key[q, 1] = kc
                 acc = 0
                 for t in range(fold_len):
-                    lo, hi = _prange(df, 2, R, C, M, N, K, fr, fc, t)
+                    lo, hi = _prange(df, two, R, C, M, N, K, fr, fc, t)
                     pat[q, t] = acc
                     acc += hi - lo
                 pat[q, fold_len] = acc
                 n_pat += 1
             P = pat[q]
-            t = 0
+            t = zero
             while t < fold_len:
                 cycle = i + stall
                 tend = fold_len
@@ -817,7 +822,7 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
                 f_st = 0
                 if check_if and not (if_b >= 0 and _span_in_window(if_slo[if_b, t], if_shi[if_b, t], if_nlines,
                                                                    if_start, if_act_l)):
-                    lo, hi = _prange(df, 0, R, C, M, N, K, fr, fc, t)
+                    lo, hi = _prange(df, zero, R, C, M, N, K, fr, fc, t)
                     off = 1
                     for p in range(lo, hi):
                         if df == 0:
@@ -843,7 +848,7 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
                     if_st = off - 1
                 if check_f and not (f_b >= 0 and _span_in_window(f_slo[f_b, t], f_shi[f_b, t], f_nlines,
                                                                 f_start, f_act_l)):
-                    lo, hi = _prange(df, 1, R, C, M, N, K, fr, fc, t)
+                    lo, hi = _prange(df, one, R, C, M, N, K, fr, fc, t)
                     off = 1
                     for p in range(lo, hi):
                         if df == 0:
@@ -866,7 +871,7 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
                                 off += pot
                     f_st = off - 1
                 # ofmap writes: rem words, consumed in runs up to the next write-buffer event
-                lo, hi = _prange(df, 2, R, C, M, N, K, fr, fc, t)
+                lo, hi = _prange(df, two, R, C, M, N, K, fr, fc, t)
                 rem = hi - lo
                 cur = cycle
                 while rem > 0:
