@@ -210,6 +210,60 @@ def test_matmul_add_refusals(rng):
     assert _ops(g) == before
 
 
+CLEANUP = "fixpoint{simplify, cse, dce}"
+
+
+def test_matmul_add_rows_shared_flatten(rng):
+    """Attention's q/k/v projections: three MatMul+Add+Reshape on one [1, 8, 16] input become one shared
+    Reshape to rows, three Gemm and three (merged) Reshapes: 9 nodes -> 7."""
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [1, 8, 16])
+    for i in range(3):
+        y = b.Add(b.MatMul(x, _f32(rng, 16, 16)), _f32(rng, 16))
+        b.output(b.Reshape(y, np.array([1, 8, 2, 8], np.int64)), f"y{i}")
+    g = b.build()
+    ref, res = _run(g, f"fuse-matmul-add, {CLEANUP}")
+    assert sorted(_ops(g)) == sorted(["Reshape"] + ["Gemm", "Reshape"] * 3)
+    assert res.records[0].stats == {"matmul-add-rows": 3}
+    assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
+
+
+def test_matmul_add_rows_after_reshape(rng):
+    """A comes from a Reshape only this site reads, and the result feeds a Reshape (with a copied dim):
+    Reshape, MatMul, Add, Reshape -> Reshape, Gemm, Reshape."""
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2, 3, 4, 4])
+    a = b.Reshape(x, np.array([2, 3, 16], np.int64))
+    y = b.Add(_f32(rng, 1, 1, 5), b.MatMul(a, _f32(rng, 16, 5)))
+    b.output(b.Reshape(y, np.array([0, 15], np.int64)), "y")
+    g = b.build()
+    ref, _ = _run(g, f"fuse-matmul-add, {CLEANUP}")
+    assert _ops(g) == ["Reshape", "Gemm", "Reshape"]
+    assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
+
+
+def test_matmul_add_rows_refusals(rng):
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [1, 8, 16])
+    xs = b.input("xs", "float32", ["N", 8, 16])
+    shape = np.array([1, 8, 2, 8], np.int64)
+    # a lone site on a graph input: a Reshape before the Gemm would add a node
+    b.output(b.Reshape(b.Add(b.MatMul(x, _f32(rng, 16, 16)), _f32(rng, 16)), shape), "lone")
+    # the result feeds no Reshape (the Reshape back would add a node), though x is shared
+    b.output(b.Relu(b.Add(b.MatMul(x, _f32(rng, 16, 16)), _f32(rng, 16))), "relu")
+    # a bias that varies along the rows is not Gemm's per-column C
+    b.output(b.Reshape(b.Add(b.MatMul(x, _f32(rng, 16, 16)), _f32(rng, 8, 16)), shape), "rows")
+    # symbolic leading dims, twice on one input
+    for i in range(2):
+        y = b.Add(b.MatMul(xs, _f32(rng, 16, 16)), _f32(rng, 16))
+        b.output(b.Reshape(y, np.array([-1, 8, 2, 8], np.int64)), f"sym{i}")
+    g = b.build()
+    before = sorted(_ops(g))
+    ref, _ = _run(g, f"fuse-matmul-add, {CLEANUP}")
+    assert sorted(_ops(g)) == before
+    assert compare(ref, g, random_inputs(ref, seed=0, dims={"N": 2}), rtol=RTOL, atol=ATOL).ok
+
+
 def test_matmul_add_needs_opset_11(rng):
     b = GraphBuilder(opset=9)
     x = b.input("x", "float32", [3, 4])
