@@ -196,3 +196,67 @@ def test_explain_gives_a_readable_reason():
     g = _one(lambda b, x: b.Cast(b.Cast(x, to=F16), to=F32))
     text = explain(S.CAST_CHAIN, g)
     assert "can round" in text
+
+
+# -- unit dimensions ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape, perm", [((1, 5, 6), [1, 0, 2]), ((5, 1, 6, 1), [3, 0, 2, 1]), ((1, 1, 4), [1, 2, 0])])
+def test_transpose_moving_only_unit_dims_becomes_reshape(shape, perm):
+    g = _one(lambda b, x: b.Transpose(x, perm=perm), shape=shape)
+    ref, res = _simplify(g)
+    assert _ops(g) == ["Reshape", "Abs"]  # Transpose, Abs built
+    assert res.records[0].stats.get("transpose-unit-dims") == 1
+    assert compare(ref, g, rtol=0, atol=0).ok
+
+
+def test_reshape_unit_moves_before_transpose_and_merges():
+    """Reshape(x, [4, 3, 5]) -> Transpose [1, 0, 2] -> Reshape adding a leading 1 -> Transpose [0, 1, 3, 2]
+    (the key path of nn.MultiheadAttention): 4 nodes become one Reshape and one Transpose."""
+    def build(b, x):
+        y = b.Transpose(b.Reshape(x, np.array([4, 3, 5], np.int64)), perm=[1, 0, 2])
+        return b.Transpose(b.Reshape(y, np.array([1, 3, 4, 5], np.int64)), perm=[0, 1, 3, 2])
+    g = _one(build, shape=(4, 15))
+    ref, _ = _simplify(g)
+    assert _ops(g) == ["Reshape", "Transpose", "Abs"]
+    assert g.nodes[1].attr("perm") == [0, 2, 3, 1]  # the 1 stays in place
+    assert compare(ref, g, rtol=0, atol=0).ok
+
+
+def test_reshape_unit_before_transpose_with_reshape_above_only():
+    def build(b, x):  # the query path: Reshape, Transpose, Reshape adding a 1, then a Mul
+        y = b.Transpose(b.Reshape(x, np.array([4, 3, 5], np.int64)), perm=[1, 0, 2])
+        return b.Mul(b.Reshape(y, np.array([1, 3, 4, 5], np.int64)), np.array([0.5], np.float32))
+    g = _one(build, shape=(4, 15))
+    ref, _ = _simplify(g)
+    assert _ops(g) == ["Reshape", "Transpose", "Mul", "Abs"]  # 5 nodes built
+    assert compare(ref, g, rtol=0, atol=0).ok
+
+
+def test_unsqueeze_chain_merges():
+    g = _one(lambda b, x: b.Unsqueeze(b.Unsqueeze(x, np.array([1], np.int64)), np.array([-1, 0], np.int64)))
+    ref, _ = _simplify(g)
+    assert _ops(g) == ["Unsqueeze", "Abs"]
+    assert compare(ref, g, rtol=0, atol=0).ok
+
+
+def test_unit_dim_refusals():
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [1, 5, 6])
+    xs = b.input("xs", "float32", ["N", 1, 6])
+    outs = [
+        b.Transpose(x, perm=[0, 2, 1]),  # swaps 5 and 6
+        b.Transpose(xs, perm=[1, 0, 2]),  # symbolic N: no static target shape
+        # Reshape after Transpose that merges dims, not only 1s
+        b.Reshape(b.Transpose(b.Reshape(x, np.array([5, 2, 3], np.int64)), perm=[1, 0, 2]), np.array([2, 15], np.int64)),
+        # only adds a 1, but nothing above (a graph input) or below (a Relu) to merge with
+        b.Relu(b.Reshape(b.Transpose(b.input("z", "float32", [2, 3]), perm=[1, 0]), np.array([3, 1, 2], np.int64))),
+    ]
+    for i, o in enumerate(outs):
+        b.output(b.Abs(o), f"o{i}")
+    g = b.build()
+    before = _ops(g)
+    ref, _ = _simplify(g)
+    assert _ops(g) == before
+    assert compare(ref, g, {"x": np.random.default_rng(0).standard_normal((1, 5, 6)).astype(np.float32),
+                            "xs": np.ones((2, 1, 6), np.float32),
+                            "z": np.arange(6, dtype=np.float32).reshape(2, 3)}, rtol=0, atol=0).ok

@@ -34,6 +34,12 @@ Legal cases:
   Unsqueeze(Squeeze(x, a), a) -> x when every squeezed dimension is a static 1.
 - ``reshape-chain``: Reshape(Reshape(x, s1), s2) -> Reshape(x, s2) when s2 has no 0 entry that
   would copy a dimension of the intermediate (or the outer Reshape has allowzero=1).
+- ``transpose-unit-dims``: Transpose that moves only dimensions of static size 1 (the other
+  dimensions keep their order; static shape) -> Reshape (no data movement).
+- ``reshape-unit-before-transpose``: Reshape(Transpose(x, p), s) where s only adds or drops 1s
+  (static shapes) -> Transpose(Reshape(x, s'), p'), only where a Reshape producing x (read only
+  there) or a Transpose reading the result then merges with it.
+- ``unsqueeze-chain``: Unsqueeze(Unsqueeze(x, a1), a2) -> Unsqueeze(x, a) (opset >= 13, constant axes).
 - ``shape-static``: Shape(x) -> a constant when every selected dimension of x is a static size;
   ``gather-shape``: Gather(Shape(x), i) -> a constant when the selected dimensions are static
   (the other dimensions may be symbolic; they are not specialised).
@@ -446,6 +452,121 @@ RESHAPE_CHAIN = Rule(
     doc="Reshape(Reshape(x)) -> one Reshape")
 
 
+# -- unit dimensions: Transpose / Reshape / Unsqueeze that only move or add 1s --------------------
+
+def _static_shape(v) -> tuple | None:
+    xs = shape_of(v)
+    return xs if xs is not None and all(isinstance(d, int) and d >= 0 for d in xs) else None
+
+
+def _transpose_unit_check(m: Match) -> str | None:
+    xs = _static_shape(m["x"])
+    if xs is None:
+        return "x's shape is not static"
+    p = _perm(m.root, len(xs))
+    if p is None or sorted(p) != list(range(len(xs))):
+        return "perm is not a permutation of x's axes"
+    moved = [a for a in p if xs[a] != 1]
+    return _ok(moved == sorted(moved), f"perm {p} reorders dimensions of size other than 1 ({list(xs)})")
+
+
+def _transpose_unit_replace(m: Match, r):
+    xs = _static_shape(m["x"])
+    p = _perm(m.root, len(xs))
+    return r.op("Reshape", m["x"], r.const(np.array([xs[a] for a in p], np.int64), "unit_transpose_shape"))
+
+
+TRANSPOSE_UNIT = Rule(
+    "transpose-unit-dims", Op("Transpose", Var("x")), check=_transpose_unit_check, replace=_transpose_unit_replace,
+    doc="Transpose that moves only dimensions of size 1 (static shape) -> Reshape (no data movement)")
+
+
+def _reshape_transpose_plan(m: Match) -> tuple | str:
+    """(new shape of x, new perm) so that Transpose(Reshape(x, s'), p') == Reshape(Transpose(x, p), s)."""
+    xs = _static_shape(m["x"])
+    target = _static_shape(m.root.outputs[0])
+    if xs is None or target is None:
+        return "shapes are not static"
+    p = _perm(m.node("t"), len(xs))
+    if p is None or sorted(p) != list(range(len(xs))):
+        return "perm is not a permutation of x's axes"
+    order = [a for a in p if xs[a] != 1]  # x's axes of size other than 1, in the Transpose output's order
+    if [xs[a] for a in order] != [d for d in target if d != 1]:
+        return f"the Reshape to {list(target)} does more than add or drop dimensions of size 1"
+    # x's dims of size other than 1 keep their order and take the target's non-1 positions; the 1s stay
+    # where the target has them, so the permutation leaves them in place (the forms ONNX Runtime's
+    # Transpose handles best, e.g. [0, 2, 1, 3])
+    kept = sorted(order)
+    slots = [t for t, d in enumerate(target) if d != 1]
+    new_x = [1] * len(target)
+    for slot, a in zip(slots, kept):
+        new_x[slot] = xs[a]
+    perm = list(range(len(target)))
+    for slot, a in zip(slots, order):
+        perm[slot] = slots[kept.index(a)]
+    return new_x, perm
+
+
+def _reshape_transpose_check(m: Match) -> str | None:
+    plan = _reshape_transpose_plan(m)
+    if isinstance(plan, str):
+        return plan
+    x = m["x"]
+    p = x.producer
+    merges_above = p is not None and p.op_type == "Reshape" and x.num_uses == 1 and not x.is_graph_output()
+    out = m.root.outputs[0]
+    merges_below = (not out.is_graph_output() and out.num_uses == 1 and out.users[0].op_type == "Transpose")
+    if not (merges_above or merges_below):
+        return "neither a Reshape above nor a Transpose below to merge with: moving the Reshape gains nothing"
+    return None
+
+
+def _reshape_transpose_replace(m: Match, r):
+    from graphmill.ir import TensorType
+
+    new_x, perm = _reshape_transpose_plan(m)
+    rs = r.op("Reshape", m["x"], r.const(np.array(new_x, np.int64), "unit_reshape_shape"))
+    dt = dtype_of(m["x"])
+    if dt is not None:
+        rs.type = TensorType(dt, tuple(new_x))
+    return r.op("Transpose", rs, perm=perm)
+
+
+RESHAPE_TRANSPOSE = Rule(
+    "reshape-unit-before-transpose",
+    Op("Reshape", Op("Transpose", Var("x"), name="t"), Const("shape"), name="reshape"),
+    check=_reshape_transpose_check, replace=_reshape_transpose_replace,
+    doc="Reshape(Transpose(x, p), s) where s only adds or drops 1s -> Transpose(Reshape(x, s'), p'), when a "
+        "Reshape above or a Transpose below then merges with it")
+
+
+def _unsqueeze_axes_plan(m: Match) -> list[int] | str:
+    if opset(m.graph) < 13:
+        return "Unsqueeze axes are an attribute before opset 13"
+    xs = shape_of(m["x"])
+    a1, a2 = int_list(m["a1"]), int_list(m["a2"])
+    if xs is None or a1 is None or a2 is None:
+        return "x's rank or the axes are unknown"
+    r1 = len(xs) + len(a1)
+    n1, n2 = normalize_axes(a1, r1), normalize_axes(a2, r1 + len(a2))
+    if n1 is None or n2 is None or len(set(n1)) != len(n1) or len(set(n2)) != len(n2):
+        return "axes out of range or repeated"
+    marks = [False] * len(xs)
+    for a in sorted(n1):
+        marks.insert(a, True)
+    for a in sorted(n2):
+        marks.insert(a, True)
+    return [i for i, t in enumerate(marks) if t]
+
+
+UNSQUEEZE_CHAIN = Rule(
+    "unsqueeze-chain",
+    Op("Unsqueeze", Op("Unsqueeze", Var("x"), Const("a1"), name="u1"), Const("a2"), name="u2"),
+    check=lambda m: (lambda p: p if isinstance(p, str) else None)(_unsqueeze_axes_plan(m)),
+    replace=lambda m, r: r.op("Unsqueeze", m["x"], r.const(np.array(_unsqueeze_axes_plan(m), np.int64), "axes")),
+    doc="Unsqueeze(Unsqueeze(x, a1), a2) -> Unsqueeze(x, a) (opset >= 13)")
+
+
 # -- static shapes ----------------------------------------------------------------------------
 
 def _shape_dims(node, xs: tuple) -> tuple:
@@ -549,7 +670,8 @@ SHAPE_ARITH = Rule(
 
 RULES = (IDENTITY, DROPOUT, RESHAPE_NOOP, TRANSPOSE_NOOP, CAST_NOOP, PAD_NOOP, SLICE_NOOP, EXPAND_NOOP,
          TRANSPOSE_PAIR, CAST_CHAIN, CASTLIKE, MUL_ONE, DIV_ONE, SUB_ZERO, ADD_ZERO_EXACT, ADD_ZERO_FLOAT,
-         SQUEEZE_UNSQUEEZE, UNSQUEEZE_SQUEEZE, RESHAPE_CHAIN, SHAPE_STATIC, GATHER_SHAPE, SHAPE_ARITH)
+         SQUEEZE_UNSQUEEZE, UNSQUEEZE_SQUEEZE, RESHAPE_CHAIN, TRANSPOSE_UNIT, RESHAPE_TRANSPOSE, UNSQUEEZE_CHAIN,
+         SHAPE_STATIC, GATHER_SHAPE, SHAPE_ARITH)
 
 
 @register_pass
