@@ -48,7 +48,7 @@ over ort-extended's): below 1.0 graphmill wins. A tool that fails or crashes
 on a model is recorded in its cell (ERR) and listed under the tables; it does
 not stop the run.
 
-Run (everything: 18 minutes measured on a 2-core machine under load average 3-6; `--models` for a subset; peers in a scratch
+Run (everything: 18 minutes measured on a 2-core machine under load average 3-6, 10 minutes under a lighter load; `--models` for a subset; peers in a scratch
 venv, e.g. ``pip install -e '.[bench]'``):
 
     python benchmarks/bench_optimize.py
