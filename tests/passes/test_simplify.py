@@ -250,6 +250,8 @@ def test_unit_dim_refusals():
         b.Reshape(b.Transpose(b.Reshape(x, np.array([5, 2, 3], np.int64)), perm=[1, 0, 2]), np.array([2, 15], np.int64)),
         # only adds a 1, but nothing above (a graph input) or below (a Relu) to merge with
         b.Relu(b.Reshape(b.Transpose(b.input("z", "float32", [2, 3]), perm=[1, 0]), np.array([3, 1, 2], np.int64))),
+        # a zero-size dimension: a 0 in the Reshape shape would copy a dimension instead
+        b.Transpose(b.input("e", "float32", [1, 0, 3]), perm=[1, 0, 2]),
     ]
     for i, o in enumerate(outs):
         b.output(b.Abs(o), f"o{i}")
@@ -259,4 +261,5 @@ def test_unit_dim_refusals():
     assert _ops(g) == before
     assert compare(ref, g, {"x": np.random.default_rng(0).standard_normal((1, 5, 6)).astype(np.float32),
                             "xs": np.ones((2, 1, 6), np.float32),
-                            "z": np.arange(6, dtype=np.float32).reshape(2, 3)}, rtol=0, atol=0).ok
+                            "z": np.arange(6, dtype=np.float32).reshape(2, 3),
+                            "e": np.zeros((1, 0, 3), np.float32)}, rtol=0, atol=0).ok

@@ -455,14 +455,15 @@ RESHAPE_CHAIN = Rule(
 # -- unit dimensions: Transpose / Reshape / Unsqueeze that only move or add 1s --------------------
 
 def _static_shape(v) -> tuple | None:
+    """The static shape, with no zero-size dimension (a 0 in a Reshape shape would copy a dimension)."""
     xs = shape_of(v)
-    return xs if xs is not None and all(isinstance(d, int) and d >= 0 for d in xs) else None
+    return xs if xs is not None and all(isinstance(d, int) and d > 0 for d in xs) else None
 
 
 def _transpose_unit_check(m: Match) -> str | None:
     xs = _static_shape(m["x"])
     if xs is None:
-        return "x's shape is not static"
+        return "x's shape is not static (or has a zero-size dimension)"
     p = _perm(m.root, len(xs))
     if p is None or sorted(p) != list(range(len(xs))):
         return "perm is not a permutation of x's axes"
@@ -486,7 +487,7 @@ def _reshape_transpose_plan(m: Match) -> tuple | str:
     xs = _static_shape(m["x"])
     target = _static_shape(m.root.outputs[0])
     if xs is None or target is None:
-        return "shapes are not static"
+        return "shapes are not static (or have a zero-size dimension)"
     p = _perm(m.node("t"), len(xs))
     if p is None or sorted(p) != list(range(len(xs))):
         return "perm is not a permutation of x's axes"

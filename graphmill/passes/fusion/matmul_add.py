@@ -61,7 +61,7 @@ def _rows_site(mm) -> tuple | None:
     a, b = mm.inputs
     bw = const_of(b)
     sa = shape_of(a)
-    if bw is None or bw.ndim != 2 or sa is None or len(sa) < 3 or not is_static(sa):
+    if bw is None or bw.ndim != 2 or sa is None or len(sa) < 3 or not is_static(sa) or 0 in sa:
         return None
     dt = dtype_of(a)
     if dt not in FLOAT_TYPES or dtype_of(b) != dt:
