@@ -13,16 +13,14 @@ import time
 import onnx
 import pytest
 
-SCHEDULE = ("shape-inference, fold-constants, fixpoint{simplify, cse, dce}, fuse-conv-bn, fuse-matmul-add, "
-            "fuse-gelu, fuse-layernorm, dce")
-
-
 def optimize_case(model: onnx.ModelProto, case) -> onnx.ModelProto:
+    """The embedded default schedule (what `graphmill optimize` runs), verifying after every pass."""
     from graphmill.frontend import from_proto, to_proto
+    from graphmill.optimize import default_schedule
     from graphmill.passes import run_passes
 
     g = from_proto(model, path=case.path or case.name)
-    run_passes(g, SCHEDULE, verify_each=True)
+    run_passes(g, default_schedule(), verify_each=True)
     return onnx.ModelProto.FromString(to_proto(g).SerializeToString())
 
 
