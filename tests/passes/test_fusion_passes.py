@@ -321,6 +321,34 @@ def test_fuse_activation_refuses_shared_producer(rng):
     assert _ops(g) == ["Conv", "Relu"] and not g.nodes[0].meta
 
 
+@pytest.mark.parametrize("swap", [False, True])
+def test_fuse_activation_turns_silu_into_quickgelu(rng, swap):
+    """Reference: ONNX Runtime on the original x * Sigmoid(x) (EfficientNet's swish after a Conv)."""
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [1, 3, 8, 8])
+    y = b.Conv(x, rng.standard_normal((4, 3, 3, 3)).astype(np.float32), name="conv")
+    s = b.Sigmoid(y)
+    b.output(b.Mul(s, y) if swap else b.Mul(y, s), "y")
+    g = b.build()
+    meta_only = g.copy()
+    _run(meta_only, "fuse-activation, dce")
+    assert _ops(meta_only) == ["Conv", "Sigmoid", "Mul"]  # emit=meta never changes ONNX semantics
+    ref, _ = _run(g, "fuse-activation(emit=fused-conv), dce")
+    assert [(n.domain, n.op_type) for n in g.nodes] == [("", "Conv"), ("com.microsoft", "QuickGelu")]
+    assert g.nodes[1].attr("alpha") == 1.0
+    assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
+
+
+def test_silu_rule_needs_the_same_value_twice(rng):
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [4])
+    z = b.input("z", "float32", [4])
+    b.output(b.Mul(x, b.Sigmoid(z)), "y")  # x * sigmoid(z) is not SiLU
+    g = b.build()
+    _run(g, "fuse-activation(emit=fused-conv)")
+    assert _ops(g) == ["Sigmoid", "Mul"]
+
+
 # -- fuse-gelu -----------------------------------------------------------------------------------
 
 def _gelu_erf(b, x, order=0, div=True):

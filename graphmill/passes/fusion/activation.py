@@ -10,6 +10,9 @@ contrib op) with ``activation`` and ``activation_params``; the ``com.microsoft``
 if it is not. Only float32 Conv (FusedConv's CPU kernel) with a constant-bounded Clip.
 Float-reassociating: ORT applies the activation inside its convolution kernel.
 
+With ``emit="fused-conv"`` SiLU written as ``x * Sigmoid(x)`` also becomes ``com.microsoft::QuickGelu``
+(alpha=1), which computes exactly that (FusedConv has no Swish activation).
+
 Legal activations: Relu, LeakyRelu(alpha), Sigmoid, Tanh, HardSigmoid(alpha, beta),
 Clip(min, max) with constant bounds (attributes before opset 11). The producer must have no
 other reader (its pre-activation output would be lost) and must not already be marked.
@@ -100,6 +103,25 @@ FUSED_CONV = Rule("fused-conv", _pattern(("Conv",)), check=_fused_conv_check, re
                   exactness=REASSOCIATING, doc="Conv + activation -> com.microsoft FusedConv")
 
 
+def _silu_check(m: Match) -> str | None:
+    if dtype_of(m["x"]) != DataType.FLOAT:
+        return "QuickGelu is used for float32 only"
+    return None
+
+
+def _silu(m: Match, r):
+    m.graph.root.opset_imports.setdefault("com.microsoft", 1)
+    return r.op("QuickGelu", m["x"], domain="com.microsoft", alpha=1.0, name=m.root.name)
+
+
+# SiLU/Swish as exporters write it. FusedConv has no Swish activation, but ORT's contrib QuickGelu
+# computes x * sigmoid(alpha * x): with alpha = 1 it is SiLU in one op (what ORT's own optimizer does).
+SILU = Rule("silu-quickgelu",
+            Op("Mul", Var("x"), Op("Sigmoid", Var("x"), name="sigmoid"), commutative=True, name="mul"),
+            check=_silu_check, replace=_silu, exactness=REASSOCIATING,
+            doc="x * Sigmoid(x) -> com.microsoft QuickGelu(alpha=1) (emit=fused-conv only)")
+
+
 @register_pass
 class FuseActivation(RewritePass):
     """Mark Conv/Gemm + activation as one fused op (meta), or emit com.microsoft FusedConv."""
@@ -109,18 +131,18 @@ class FuseActivation(RewritePass):
         Option("emit", str, "meta", "meta: annotate only; fused-conv: emit com.microsoft FusedConv for ORT",
                choices=("meta", "fused-conv")),
     )
-    rules = (MARK, FUSED_CONV)
+    rules = (MARK, FUSED_CONV, SILU)
     preserves = frozenset()
 
+    def _wanted(self) -> tuple[Rule, ...]:
+        return (MARK,) if self.emit == "meta" else (FUSED_CONV, SILU)
+
     def active_rules(self, ctx: PassContext):
-        want = MARK if self.emit == "meta" else FUSED_CONV
-        return [r for r in super().active_rules(ctx) if r is want]
+        return [r for r in super().active_rules(ctx) if r in self._wanted()]
 
     def run(self, graph, ctx):
         result = super().run(graph, ctx)
-        if self.emit == "meta":
-            # annotations change no ONNX semantics, but the graph's annotations did change
-            result.notes = [n for n in result.notes if "fused-conv" not in n]
-        else:
-            result.notes = [n for n in result.notes if "mark-activation" not in n]
+        # rules of the other emit mode are not "skipped", they are not asked for
+        other = {r.name for r in self.rules if r not in self._wanted()}
+        result.notes = [n for n in result.notes if not any(f"'{name}'" in n for name in other)]
         return result
