@@ -128,10 +128,15 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
         instruments.append(numerics)
     ctx = PassContext(seed=seed, allow=allow)
     before = _brief(graph)
-    pm = PassManager(sched, instruments, verify_each=verify_each, keep_snapshots=True, ctx=ctx)
+    # One copy of the input instead of a snapshot before every pass: on a failure, the passes that ran
+    # are replayed on it (they are deterministic for a seed) to rebuild the model before the failing one.
+    start = original.copy() if original is not None else graph.copy()
+    pm = PassManager(sched, instruments, verify_each=verify_each, ctx=ctx)
     try:
         result = pm.run(graph)
     except PassFailure as f:
+        if f.before is None:
+            f.before = _replay(start, f.ran, seed, allow)
         raise ReproducerError(f, write_reproducer(f, sched, seed, reproducer_dir)) from f
     report = OptimizeReport(
         schedule=sched.to_text(), schedule_inline=sched.to_inline(), seed=seed, before=before, after=_brief(graph),
@@ -149,6 +154,12 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     if explain_rule:
         report.explain = explain(graph, explain_rule)
     return report
+
+
+def _replay(start: Graph, ran: list, seed: int, allow: Iterable[str]) -> Graph:
+    """``start`` after the given pass steps: the model as it was before the step that failed."""
+    PassManager(Schedule("replay", list(ran)), ctx=PassContext(seed=seed, allow=allow)).run(start)
+    return start
 
 
 def explain(graph: Graph, rule_name: str) -> str:

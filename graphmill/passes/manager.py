@@ -2,7 +2,9 @@
 
 A failing pass is reported with where it sat in the schedule and the passes
 that ran before it; with ``keep_snapshots`` the manager also keeps the graph as
-it was before the failing pass, so the caller can write a reproducer.
+it was before the failing pass, so the caller can write a reproducer. Without
+snapshots (they cost a graph copy per pass) the failure lists the steps that
+ran, so a caller holding the input can replay them to the same point.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ class PassFailure(GraphmillError):
     ``history`` the names of the passes that ran before it.
     """
 
-    def __init__(self, step: PassStepInfo, cause: BaseException, before: Graph | None, history: list[str]) -> None:
+    def __init__(self, step: PassStepInfo, cause: BaseException, before: Graph | None, history: list[str],
+                 ran: list[Run] | None = None) -> None:
         self.step = step
         self.cause = cause
         self.before = before
         self.history = history
+        self.ran = list(ran or [])  # the pass steps executed before the failing one, in order (for replay)
         ran = ", ".join(history[-8:]) if history else "none"
         if len(history) > 8:
             ran = "..., " + ran
@@ -112,6 +116,7 @@ class PassManager:
 
     def run(self, graph: Graph) -> PipelineResult:
         self._records: list[PassRecord] = []
+        self._ran: list[Run] = []
         self._notes: list[str] = []
         self._call("enter_pipeline", graph, self.ctx)
         changed = self._run_steps(self.schedule.body, graph, self.schedule.name)
@@ -159,7 +164,8 @@ class PassManager:
         except KeyboardInterrupt:
             raise
         except Exception as e:  # noqa: BLE001 -- any crash inside a pass is reported with its context
-            raise PassFailure(info, e, before, history) from e
+            raise PassFailure(info, e, before, history, self._ran) from e
+        self._ran.append(run)
         self._records.append(PassRecord(p.name, info.path, result.changed, seconds, dict(result.stats),
                                         list(result.notes)))
         log.info("%-24s %s %.2f ms %s", p.name, "changed" if result.changed else "       ", seconds * 1e3,
