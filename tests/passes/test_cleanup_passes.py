@@ -212,3 +212,19 @@ def test_fold_constants_auto_follows_onnxruntime(ir_version, folded):
     assert (len(sess.get_overridable_initializers()) == 0) == folded
     _run(g, "fold-constants, dce")
     assert ("Neg" not in _ops(g)) == folded
+
+
+@pytest.mark.parametrize("value", [None, np.array([2.5], np.float32), np.array([7], np.int64)])
+def test_constant_of_shape_folds_like_onnxruntime(value):
+    """Reference: ONNX Runtime evaluating the same ConstantOfShape (fold-constants computes it with numpy)."""
+    from graphmill.ir import Tensor
+
+    b = GraphBuilder(opset=9)
+    x = b.input("x", "float32" if value is None or value.dtype == np.float32 else "int64", [2, 3])
+    kw = {} if value is None else {"value": Tensor(value)}
+    c = b.op("ConstantOfShape", np.array([2, 3], np.int64), **kw)
+    b.output(b.Add(x, c), "y")
+    g = b.build()
+    ref, _ = _run(g, "fold-constants, dce")
+    assert _ops(g) == ["Add"]
+    assert compare(ref, g, rtol=0, atol=0).ok

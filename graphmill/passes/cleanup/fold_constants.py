@@ -290,11 +290,29 @@ def _check_results(node: Node, results: list, limit: int, freed: int = 0) -> str
 # -- evaluation ------------------------------------------------------------------------------
 
 def _evaluate(node: Node, args: list, graph: Graph) -> list:
+    if node.op_type == "ConstantOfShape":  # one meaning since opset 9; the light models build weights with it
+        got = _constant_of_shape(node, args)
+        if got is not None:
+            return got
     if opset(graph) >= 13:
         got = _evaluate_numpy(node, args)
         if got is not None:
             return got
     return _evaluate_ort(node, args, graph)
+
+
+def _constant_of_shape(node: Node, args: list) -> list | None:
+    shape = args[0] if args else None
+    if shape is None or shape.dtype != np.int64 or shape.ndim != 1 or np.any(shape < 0):
+        return None
+    a = node.attrs.get("value")
+    if a is None:
+        fill = np.zeros(1, dtype=np.float32)
+    elif isinstance(a.value, Tensor) and a.value.size == 1 and a.value.dtype in _NUMPY_TYPES:
+        fill = a.value.numpy().reshape(-1)
+    else:
+        return None
+    return [np.full(tuple(int(d) for d in shape), fill[0], dtype=fill.dtype)]
 
 
 def _evaluate_numpy(node: Node, args: list) -> list | None:
