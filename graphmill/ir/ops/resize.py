@@ -38,6 +38,12 @@ def _values(ctx: InferenceContext, i: int):
     return True, (None if v is None else [x.item() for x in np.asarray(v).ravel()])
 
 
+def _axes(ctx: InferenceContext, rank: int) -> list[int]:
+    """The ``axes`` attribute normalized (default: every axis)."""
+    axes = ctx.attr("axes")
+    return list(range(rank)) if axes is None else [normalize_axis(int(a), rank, ctx) for a in axes]
+
+
 def _infer_resize(ctx: InferenceContext) -> list:
     """Output dims are ``sizes`` (adjusted by keep_aspect_ratio_policy) or floor(in * scale)."""
     xs = ctx.input_shape(0)
@@ -45,8 +51,7 @@ def _infer_resize(ctx: InferenceContext) -> list:
     if xs is None:
         return [TensorType(dtype, None)]
     r = len(xs)
-    axes_attr = ctx.attr("axes")
-    axes = list(range(r)) if axes_attr is None else [normalize_axis(int(a), r, ctx) for a in axes_attr]
+    axes = _axes(ctx, r)
     if ctx.opset and ctx.opset < 11:
         has_scales, scales = _values(ctx, 1)
         has_sizes, sizes = False, None
@@ -122,8 +127,7 @@ def _infer_center_crop_pad(ctx: InferenceContext) -> list:
     if xs is None:
         return [TensorType(dtype, None)]
     r = len(xs)
-    axes_attr = ctx.attr("axes")
-    axes = list(range(r)) if axes_attr is None else [normalize_axis(int(a), r, ctx) for a in axes_attr]
+    axes = _axes(ctx, r)
     v = ctx.input_value(1)
     if v is None:
         return [TensorType(dtype, tuple(None if i in axes else d for i, d in enumerate(xs)))]

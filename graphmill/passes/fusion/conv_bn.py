@@ -56,15 +56,22 @@ def _weights(m: Match):
     return w, b
 
 
-def _conv_check(m: Match, transpose: bool) -> str | None:
+def _bn_and_weights(m: Match):
+    """(bn scale, bn shift, weights, bias) or the reason the fold cannot happen."""
     p = _bn_params(m)
     if isinstance(p, str):
         return p
     w = _weights(m)
     if isinstance(w, str):
         return w
-    w, _ = w
-    s, _ = p
+    return (*p, *w)
+
+
+def _conv_check(m: Match, transpose: bool) -> str | None:
+    got = _bn_and_weights(m)
+    if isinstance(got, str):
+        return got
+    s, _, w, _ = got
     group = int(m.node("conv").attr("group", 1))
     channels = w.shape[0] if not transpose else w.shape[1] * group
     if w.ndim < 3 or channels != s.size:
@@ -108,14 +115,10 @@ def _conv_rule(op_type: str, transpose: bool) -> Rule:
 def _gemm_check(m: Match) -> str | None:
     if opset(m.graph) < 11:
         return "Gemm with optional C needs opset >= 11"
-    p = _bn_params(m)
-    if isinstance(p, str):
-        return p
-    w = _weights(m)
-    if isinstance(w, str):
-        return w
-    w, c = w
-    s, _ = p
+    got = _bn_and_weights(m)
+    if isinstance(got, str):
+        return got
+    s, _, w, c = got
     gemm = m.node("conv")
     if w.ndim != 2:
         return "B is not 2-D"
