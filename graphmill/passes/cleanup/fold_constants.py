@@ -22,8 +22,9 @@ Refused (left unchanged; the reason is counted in the result's notes):
   folding does not grow the model: the outputs hold no more elements than the constant inputs
   that only this node reads (and that therefore die with it) -- a Transpose, Reshape, Cast,
   Slice or Split of a big weight folds, a ConstantOfShape, Expand, Tile or Range that would
-  materialize a big tensor from a small one does not (raise ``size_limit`` to fold those: the
-  saved model then stores the whole tensor);
+  materialize a big tensor from a small one does not. The default limit (128 Mi elements) is
+  high on purpose: ONNX Runtime and onnxsim fold without one, and an unfolded ConstantOfShape
+  weight is recomputed on every run; lower it to keep files small;
 - outputs that are not plain tensors (sequences, optionals), or of element types numpy cannot
   hold (bfloat16, float8, 4-bit...), or strings;
 - results that disagree with the declared type (element type or static shape): the graph's
@@ -55,8 +56,10 @@ class FoldConstants(Pass):
 
     name = "fold-constants"
     options = (
-        Option("size_limit", int, 1 << 20, "largest folded output, in elements; bigger results stay computed "
-               "unless they are no bigger than the constant inputs they replace (which then die)",
+        Option("size_limit", int, 1 << 27, "largest folded output, in elements (default 128 Mi: 512 MiB of "
+               "float32, a quarter of protobuf's 2 GiB); bigger results stay computed unless they are no bigger "
+               "than the constant inputs they replace (which then die). Lower it to keep files small: a folded "
+               "ConstantOfShape/Expand/Tile/Range stores its whole result in the model",
                min=0),
         Option("constants_to_initializers", bool, True, "turn Constant nodes into initializers"),
         Option("input_initializers", str, "auto",
