@@ -328,11 +328,23 @@ class Rule:
                 if nv.type is None:
                     nv.type = old.type
                 old.replace_all_uses_with(nv)
-        for n in m.order:  # root first, then its producers: each becomes dead in turn
-            if n.graph is graph and all(o is None or (o.num_uses == 0 and not o.is_graph_output())
-                                        for o in n.outputs):
-                graph.remove_node(n)
+        _remove_dead(graph, m.order, nested)
         return True
+
+
+def _remove_dead(graph: Graph, candidates: list[Node], nested: set[int]) -> None:
+    """Remove the matched nodes that the rewrite left unread, then any producer that thereby lost
+    its last reader: a rule whose check looked past its pattern (every input of a Concat, say) leaves
+    no dead work behind for a later dce to find."""
+    work = list(candidates)  # root first, then its producers: each becomes dead in turn
+    while work:
+        n = work.pop(0)
+        if n.graph is not graph or not all(o is None or (o.num_uses == 0 and not o.is_graph_output()
+                                                         and id(o) not in nested) for o in n.outputs):
+            continue
+        producers = [v.producer for v in n.inputs if v is not None and v.producer is not None]
+        graph.remove_node(n)
+        work.extend(producers)
 
 
 def nested_output_ids(graph: Graph) -> set[int]:

@@ -56,7 +56,8 @@ def test_fold_constants_numpy_and_ort_paths():
 def test_fold_constants_refusals():
     b = GraphBuilder(opset=17)
     x = b.input("x", "float32", [2, 3])
-    big = b.ConstantOfShape(np.array([1 << 11, 1 << 11], np.int64))  # 4M elements: over the default limit
+    # 256 Mi elements: over the default limit (128 Mi), refused from the estimate, never materialized
+    big = b.ConstantOfShape(np.array([1 << 14, 1 << 14], np.int64))
     rnd = b.RandomNormalLike(b.const(np.zeros((2, 3), np.float32)))  # non-deterministic
     custom = b.op("Foo", b.const(np.ones(3, np.float32)), domain="custom.x")  # unknown domain
     b.output(b.ReduceSum(big, keepdims=0), "s")

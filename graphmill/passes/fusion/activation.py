@@ -10,7 +10,8 @@ contrib op) with ``activation`` and ``activation_params``; the ``com.microsoft``
 if it is not. Only float32 Conv (FusedConv's CPU kernel) with a constant-bounded Clip.
 Float-reassociating: ORT applies the activation inside its convolution kernel.
 
-With ``emit="fused-conv"`` SiLU written as ``x * Sigmoid(x)`` also becomes ``com.microsoft::QuickGelu``
+With ``emit="fused-conv"`` an activation applied to a Concat of Convs (what ``merge-ops`` makes of
+Conv -> Relu branches) moves back into each Conv as a FusedConv, and SiLU written as ``x * Sigmoid(x)`` also becomes ``com.microsoft::QuickGelu``
 (alpha=1), which computes exactly that (FusedConv has no Swish activation).
 
 Legal activations: Relu, LeakyRelu(alpha), Sigmoid, Tanh, HardSigmoid(alpha, beta),
@@ -23,7 +24,7 @@ non-constant bounds, Gemm for ``fused-conv`` (no such ORT op), other element typ
 
 from __future__ import annotations
 
-from graphmill.ir import DataType
+from graphmill.ir import DataType, infer_attr
 from graphmill.ir.rewrite import EXACT, REASSOCIATING, Match, Op, Opt, Rule, Var
 
 from ..base import Option, PassContext, register_pass
@@ -85,22 +86,62 @@ def _fused_conv_check(m: Match) -> str | None:
 
 
 def _fused_conv(m: Match, r):
-    p = _activation_params(m)
-    conv = m.node("producer")
-    attrs = {k: a for k, a in conv.attrs.items()}
-    params = [v for k, v in p.items() if k != "op"]
-    g = m.graph.root
-    g.opset_imports.setdefault("com.microsoft", 1)
-    from graphmill.ir import infer_attr
-
-    attrs["activation"] = infer_attr("activation", p["op"])
-    if params:
-        attrs["activation_params"] = infer_attr("activation_params", [float(x) for x in params])
-    return r.op("FusedConv", *conv.inputs, domain="com.microsoft", attrs=attrs, name=conv.name)
+    m.graph.root.opset_imports.setdefault("com.microsoft", 1)
+    return _fused_conv_node(r, m.node("producer"), _activation_params(m))
 
 
 FUSED_CONV = Rule("fused-conv", _pattern(("Conv",)), check=_fused_conv_check, replace=_fused_conv,
                   exactness=REASSOCIATING, doc="Conv + activation -> com.microsoft FusedConv")
+
+
+def _concat_convs(m: Match) -> list | str:
+    """The Convs feeding the Concat under the activation, each read only there, or why not."""
+    convs = []
+    for i, v in enumerate(m.node("concat").inputs):
+        p = v.producer if v is not None else None
+        if p is None or p.op_type != "Conv" or (p.domain or "") not in ("", "ai.onnx"):
+            return f"Concat input {i} is not produced by a Conv"
+        if v.num_uses != 1 or v.is_graph_output():
+            return f"Concat input {i} ({v.name}) has other readers or is a graph output"
+        if dtype_of(v) != DataType.FLOAT:
+            return "FusedConv's CPU kernel is float32 only"
+        convs.append(p)
+    return convs
+
+
+def _into_concat_check(m: Match) -> str | None:
+    convs = _concat_convs(m)
+    if isinstance(convs, str):
+        return convs
+    p = _activation_params(m)
+    return p if isinstance(p, str) else None
+
+
+def _fused_conv_node(r, conv, params: dict):
+    attrs = dict(conv.attrs)
+    values = [v for k, v in params.items() if k != "op"]
+    attrs["activation"] = infer_attr("activation", params["op"])
+    if values:
+        attrs["activation_params"] = infer_attr("activation_params", [float(x) for x in values])
+    return r.op("FusedConv", *conv.inputs, domain="com.microsoft", attrs=attrs, name=conv.name)
+
+
+def _into_concat(m: Match, r):
+    m.graph.root.opset_imports.setdefault("com.microsoft", 1)
+    params = _activation_params(m)
+    fused = [_fused_conv_node(r, c, params) for c in _concat_convs(m)]
+    concat = m.node("concat")
+    return r.op("Concat", *fused, attrs=dict(concat.attrs), name=concat.name)
+
+
+# merge-ops hoists Conv -> Relu -> Concat branches to Concat -> one Relu (fewer standard nodes); for
+# ONNX Runtime the activation goes back inside each Conv, where its kernel applies it for free.
+INTO_CONCAT = Rule("activation-into-concat",
+                   Op(ACTIVATIONS, Op("Concat", allow_extra_inputs=True, name="concat"), Opt(Var("lo")),
+                      Opt(Var("hi")), name="act"),
+                   check=_into_concat_check, replace=_into_concat, exactness=REASSOCIATING,
+                   doc="activation(Concat(Conv, Conv, ...)) -> Concat(FusedConv, FusedConv, ...) "
+                       "(emit=fused-conv only)")
 
 
 def _silu_check(m: Match) -> str | None:
@@ -131,11 +172,11 @@ class FuseActivation(RewritePass):
         Option("emit", str, "meta", "meta: annotate only; fused-conv: emit com.microsoft FusedConv for ORT",
                choices=("meta", "fused-conv")),
     )
-    rules = (MARK, FUSED_CONV, SILU)
+    rules = (MARK, FUSED_CONV, INTO_CONCAT, SILU)
     preserves = frozenset()
 
     def _wanted(self) -> tuple[Rule, ...]:
-        return (MARK,) if self.emit == "meta" else (FUSED_CONV, SILU)
+        return (MARK,) if self.emit == "meta" else (FUSED_CONV, INTO_CONCAT, SILU)
 
     def active_rules(self, ctx: PassContext):
         return [r for r in super().active_rules(ctx) if r in self._wanted()]

@@ -1,0 +1,254 @@
+"""Compute the same thing with fewer standard ONNX nodes: merges that no single fusion covers.
+
+These are the rewrites that separate a model with "only real work left" (every Conv followed by
+its Relu) from one with fewer nodes that still runs anywhere ONNX runs. Legal cases:
+
+- ``activation-over-concat``: ``Concat(f(a), f(b), ...)`` -> ``f(Concat(a, b, ...))`` when every
+  Concat input is produced by the same elementwise unary op ``f`` with the same attributes (and,
+  for Clip, the same bounds), each read only by the Concat. Inception and SqueezeNet branches end
+  in Conv -> Relu -> Concat: one Relu per module instead of one per branch. Exact for the
+  piecewise-linear ops (Relu, LeakyRelu, Clip, Abs, Neg, ...): each element is computed by the
+  same formula wherever it sits.
+- ``activation-over-concat-transcendental``: the same for Sigmoid, Tanh, Elu, Softplus, Erf, ...:
+  float-reassociating, since a vectorised kernel may evaluate an element in its SIMD body or its
+  scalar tail depending on where it sits in the tensor.
+- ``permutation-as-gather``: ``Reshape -> Transpose -> Reshape`` that gives back the input's shape
+  and only permutes the entries along one axis (ShuffleNet's channel shuffle) -> one
+  ``Gather(x, perm, axis)``. Exact (pure data movement). Needs static shapes; the permutation is
+  found by running the three ops on an index tensor (at most 2^22 entries).
+- ``global-pool-flatten``: ``Flatten(GlobalAveragePool(x))`` (or a Reshape to ``[N, C]``) ->
+  ``ReduceMean(x, spatial axes, keepdims=0)``; also an AveragePool with one window covering the
+  whole (static) spatial extent, undilated, any padding not counted (count_include_pad=0), and GlobalMaxPool -> ReduceMax (exact: a max is
+  order-free). The mean is float-reassociating: ONNX Runtime's two kernels may sum in a
+  different order.
+
+Refused: an intermediate read by anything else or that is a graph output (it would be
+recomputed or lost); non-static shapes where the rule needs them; Concat with one input.
+ONNX Runtime's Conv+activation fusion no longer sees the hoisted activation, so
+``fuse-activation(emit=fused-conv)`` sinks it back into the Convs (``activation-into-concat``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphmill.ir import Node
+from graphmill.ir.rewrite import EXACT, REASSOCIATING, Match, Op, Rule, Var
+
+from ..base import register_pass
+from ..cleanup.common import ONNX_DOMAINS, const_of, int_list, is_static, opset, shape_of
+from ..rewrite_pass import RewritePass
+
+# Elementwise unary ops that commute with Concat. Piecewise-linear ones give bit-identical results
+# wherever the element sits; the transcendental ones may not under a vectorised kernel.
+PIECEWISE_LINEAR = ("Relu", "LeakyRelu", "Clip", "Abs", "Neg", "Floor", "Ceil", "Round", "Sign", "HardSigmoid",
+                    "HardSwish", "Shrink", "ThresholdedRelu", "Cast", "Not")
+TRANSCENDENTAL = ("Sigmoid", "Tanh", "Elu", "Selu", "Celu", "Softplus", "Softsign", "Erf", "Exp", "Log", "Sqrt",
+                  "Reciprocal", "Mish", "Gelu", "Sin", "Cos")
+MAX_PERMUTATION_ENTRIES = 1 << 22
+
+
+def _same_bounds(a: Node, b: Node) -> bool:
+    """Clip's min/max inputs (opset >= 11): the same values, or equal constants."""
+    if len(a.inputs) != len(b.inputs):
+        return False
+    for va, vb in zip(a.inputs[1:], b.inputs[1:]):
+        if va is vb:
+            continue
+        ca, cb = const_of(va), const_of(vb)
+        if ca is None or cb is None or ca.dtype != cb.dtype or not np.array_equal(ca, cb):
+            return False
+    return True
+
+
+def _activation_producers(m: Match, ops: tuple[str, ...]) -> list[Node] | str:
+    concat = m.root
+    if len(concat.inputs) < 2:
+        return "Concat has a single input"
+    acts = []
+    for i, v in enumerate(concat.inputs):
+        p = v.producer if v is not None else None
+        if p is None or p.op_type not in ops or (p.domain or "") not in ONNX_DOMAINS:
+            return f"Concat input {i} is not produced by one of {', '.join(ops[:4])}, ..."
+        if v.num_uses != 1 or v.is_graph_output() or len([o for o in p.outputs if o is not None]) != 1:
+            return f"Concat input {i} ({v.name}) has other readers or is a graph output"
+        acts.append(p)
+    first = acts[0]
+    for p in acts[1:]:
+        if p.op_type != first.op_type:
+            return f"Concat inputs come from different ops ({first.op_type}, {p.op_type})"
+        if {k: a.value for k, a in p.attrs.items()} != {k: a.value for k, a in first.attrs.items()}:
+            return f"{p.describe()} and {first.describe()} have different attributes"
+        if not _same_bounds(p, first):
+            return f"{p.describe()} and {first.describe()} have different bounds"
+    return acts
+
+
+def _hoist_check(ops: tuple[str, ...]):
+    def check(m: Match) -> str | None:
+        acts = _activation_producers(m, ops)
+        return acts if isinstance(acts, str) else None
+    return check
+
+
+def _hoist(ops: tuple[str, ...]):
+    def replace(m: Match, r):
+        acts = _activation_producers(m, ops)
+        assert not isinstance(acts, str)
+        concat = m.root
+        joined = r.op("Concat", *[a.inputs[0] for a in acts], attrs=dict(concat.attrs), name=concat.name)
+        first = acts[0]
+        return r.op(first.op_type, joined, *first.inputs[1:], attrs=dict(first.attrs), name=first.name)
+    return replace
+
+
+ACTIVATION_OVER_CONCAT = Rule(
+    "activation-over-concat", Op("Concat", allow_extra_inputs=True), check=_hoist_check(PIECEWISE_LINEAR),
+    replace=_hoist(PIECEWISE_LINEAR), exactness=EXACT,
+    doc="Concat(f(a), f(b), ...) -> f(Concat(a, b, ...)) for piecewise-linear f (Relu, Clip, ...)")
+ACTIVATION_OVER_CONCAT_TRANSCENDENTAL = Rule(
+    "activation-over-concat-transcendental", Op("Concat", allow_extra_inputs=True),
+    check=_hoist_check(TRANSCENDENTAL), replace=_hoist(TRANSCENDENTAL), exactness=REASSOCIATING,
+    doc="Concat(f(a), f(b), ...) -> f(Concat(a, b, ...)) for Sigmoid, Tanh, Erf, ...")
+
+
+def _perm_attr(node: Node, rank: int) -> list[int]:
+    perm = node.attr("perm")
+    return [int(p) for p in perm] if perm is not None else list(reversed(range(rank)))
+
+
+def _single_axis_permutation(m: Match) -> tuple[int, np.ndarray] | str:
+    x_shape = shape_of(m["x"])
+    mid = shape_of(m.node("inner").outputs[0])
+    out = shape_of(m.root.outputs[0])
+    if not (is_static(x_shape) and is_static(mid) and is_static(out)):
+        return "shapes are not static"
+    if tuple(out) != tuple(x_shape):
+        return f"the result's shape {tuple(out)} is not the input's {tuple(x_shape)}"
+    size = int(np.prod(x_shape, dtype=np.int64))
+    if size > MAX_PERMUTATION_ENTRIES:
+        return f"{size} entries: over the {MAX_PERMUTATION_ENTRIES} this rule enumerates"
+    perm = _perm_attr(m.node("transpose"), len(mid))
+    index = np.arange(size, dtype=np.int64)
+    moved = index.reshape(mid).transpose(perm).reshape(x_shape)
+    base = index.reshape(x_shape)
+    for axis, n in enumerate(x_shape):
+        if n < 2:
+            continue
+        stride = int(np.prod(x_shape[axis + 1:], dtype=np.int64))
+        line = moved[(0,) * axis + (slice(None),) + (0,) * (len(x_shape) - axis - 1)]
+        order = line // stride
+        if sorted(order.tolist()) == list(range(n)) and np.array_equal(moved, np.take(base, order, axis=axis)):
+            return axis, order
+    return "the three ops move entries across more than one axis"
+
+
+def _permutation_check(m: Match) -> str | None:
+    found = _single_axis_permutation(m)
+    return found if isinstance(found, str) else None
+
+
+def _permutation_gather(m: Match, r):
+    axis, order = _single_axis_permutation(m)  # type: ignore[misc]
+    return r.op("Gather", m["x"], r.const(order.astype(np.int64), "shuffle_indices"), axis=int(axis),
+                name=m.root.name)
+
+
+PERMUTATION_AS_GATHER = Rule(
+    "permutation-as-gather",
+    Op("Reshape", Op("Transpose", Op("Reshape", Var("x"), Var("s1"), name="inner"), name="transpose"), Var("s2"),
+       name="outer"),
+    check=_permutation_check, replace=_permutation_gather, exactness=EXACT,
+    doc="Reshape -> Transpose -> Reshape permuting one axis (channel shuffle) -> Gather(x, perm, axis)")
+
+
+def _whole_window(pool: Node, spatial: tuple) -> str | None:
+    """None when AveragePool's single window averages exactly the whole input: it covers every
+    position, and padded positions (if any) do not count."""
+    kernel = [int(k) for k in pool.attr("kernel_shape", [])]
+    if len(kernel) != len(spatial):
+        return "AveragePool's kernel rank differs from the input's spatial rank"
+    if any(int(d) != 1 for d in pool.attr("dilations", [])):
+        return "AveragePool is dilated"
+    auto_pad = pool.attr("auto_pad", "NOTSET")
+    pads = [int(p) for p in pool.attr("pads", [])] if auto_pad == "NOTSET" else [] if auto_pad == "VALID" else None
+    if pads is None:
+        return f"AveragePool auto_pad={auto_pad}"
+    pads = pads or [0] * (2 * len(kernel))
+    begin, end = pads[:len(kernel)], pads[len(kernel):]
+    if any(p and int(pool.attr("count_include_pad", 0)) for p in pads):
+        return "AveragePool counts padded positions"
+    ceil = int(pool.attr("ceil_mode", 0))
+    strides = [int(s) for s in pool.attr("strides", [1] * len(kernel))]
+    for n, k, b, e, st in zip(spatial, kernel, begin, end, strides):
+        span = n + b + e - k
+        out = (-(-span // st) if ceil else span // st) + 1
+        if out != 1 or k - b < n:
+            return "AveragePool's window is not the whole spatial extent"
+    return None
+
+
+def _pool_check(m: Match) -> str | None:
+    pool = m.node("pool")
+    x_shape = shape_of(m["x"])
+    if x_shape is None or len(x_shape) < 3:
+        return "the pooled input's rank is unknown or below 3"
+    if pool.op_type == "AveragePool":
+        spatial = x_shape[2:]
+        if not is_static(spatial):
+            return "AveragePool over a non-static spatial extent"
+        why = _whole_window(pool, spatial)
+        if why:
+            return why
+    root = m.root
+    want = (x_shape[0], x_shape[1])
+    if root.op_type == "Flatten":
+        if int(root.attr("axis", 1)) != 1:
+            return "Flatten's axis is not 1"
+    else:
+        out = shape_of(root.outputs[0])
+        if out is None or tuple(out) != want:
+            return f"the Reshape gives {out}, not [N, C] = {list(want)}"
+    if opset(m.graph) < 1:
+        return "no default-domain opset"
+    return None
+
+
+def _pool_reduce(m: Match, r):
+    pool = m.node("pool")
+    rank = len(shape_of(m["x"]))  # type: ignore[arg-type]
+    axes = list(range(2, rank))
+    op = "ReduceMax" if pool.op_type == "GlobalMaxPool" else "ReduceMean"
+    new_axes_input = opset(m.graph) >= 18
+    if new_axes_input:
+        return r.op(op, m["x"], r.const(np.array(axes, dtype=np.int64), "pool_axes"), keepdims=0,
+                    name=m.root.name)
+    return r.op(op, m["x"], axes=axes, keepdims=0, name=m.root.name)
+
+
+def _pool_pattern(pools: tuple[str, ...]) -> Op:
+    return Op(("Flatten", "Reshape"), Op(pools, Var("x"), name="pool"), allow_extra_inputs=True, name="flatten")
+
+
+GLOBAL_POOL_FLATTEN = Rule(
+    "global-pool-flatten", _pool_pattern(("GlobalAveragePool", "AveragePool")), check=_pool_check,
+    replace=_pool_reduce, exactness=REASSOCIATING,
+    doc="Flatten(GlobalAveragePool(x)) (or a whole-extent AveragePool, or a Reshape to [N, C]) -> "
+        "ReduceMean(x, spatial axes, keepdims=0)")
+GLOBAL_MAXPOOL_FLATTEN = Rule(
+    "global-maxpool-flatten", _pool_pattern(("GlobalMaxPool",)), check=_pool_check, replace=_pool_reduce,
+    exactness=EXACT, doc="Flatten(GlobalMaxPool(x)) (or a Reshape to [N, C]) -> ReduceMax(x, spatial axes, "
+                         "keepdims=0)")
+
+RULES = (ACTIVATION_OVER_CONCAT, ACTIVATION_OVER_CONCAT_TRANSCENDENTAL, PERMUTATION_AS_GATHER, GLOBAL_POOL_FLATTEN,
+         GLOBAL_MAXPOOL_FLATTEN)
+
+
+@register_pass
+class MergeOps(RewritePass):
+    """Fewer standard ONNX nodes for the same computation: hoist activations over Concat, channel
+    shuffles as one Gather, global pooling + flatten as one reduction."""
+
+    name = "merge-ops"
+    rules = RULES
+    preserves = frozenset()
