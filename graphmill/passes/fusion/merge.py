@@ -246,9 +246,12 @@ RULES = (ACTIVATION_OVER_CONCAT, ACTIVATION_OVER_CONCAT_TRANSCENDENTAL, PERMUTAT
 
 @register_pass
 class MergeOps(RewritePass):
-    """Fewer standard ONNX nodes for the same computation: hoist activations over Concat, channel
-    shuffles as one Gather, global pooling + flatten as one reduction."""
+    """Same computation, fewer standard ONNX nodes (activation after Concat, shuffle as Gather, pooling).
+
+    For the node counts that fusions cannot lower further with standard ops: see the module docstring
+    for each rule's legal cases."""
 
     name = "merge-ops"
     rules = RULES
+    exactness = REASSOCIATING  # the loosest of its rules
     preserves = frozenset()
