@@ -21,6 +21,7 @@ from graphmill.ir import (
     SequenceType,
     SparseTensor,
     SparseTensorType,
+    Tensor,
     TensorType,
     Type,
     Value,
@@ -174,20 +175,34 @@ def node_to_proto(n: Node, npb: onnx.NodeProto) -> None:
         npb.device_configurations.add().ParseFromString(blob)
 
 
-def graph_to_proto(g: Graph, gp: onnx.GraphProto, *, initializers_are_inputs: bool = False) -> onnx.GraphProto:
+def _is_big_float_weight(v: Value, limit: int) -> bool:
+    c = v.const
+    return isinstance(c, Tensor) and c.dtype.is_floating and c.size > limit
+
+
+def graph_to_proto(g: Graph, gp: onnx.GraphProto, *, initializers_are_inputs: bool = False,
+                   strip_weights_over: int | None = None) -> onnx.GraphProto:
     """``initializers_are_inputs``: IR versions below 4 require every initializer to be listed as a graph
-    input too; initializers a pass created (e.g. folded constants) are appended to the inputs then."""
+    input too; initializers a pass created (e.g. folded constants) are appended to the inputs then.
+
+    ``strip_weights_over``: see ``to_proto``."""
     gp.name = g.name
     if g.doc_string:
         gp.doc_string = g.doc_string
     for v in g.inputs:
         _value_info(v, gp.input.add())
-    if initializers_are_inputs:
+    stripped: set[int] = set()
+    if strip_weights_over is not None:
+        stripped = {id(v) for v in g.initializers.values() if _is_big_float_weight(v, strip_weights_over)}
+    if initializers_are_inputs or stripped:
         listed = {id(v) for v in g.inputs}
         for v in g.initializers.values():
-            if id(v) not in listed:
-                _value_info(v, gp.input.add())
+            if id(v) not in listed and (initializers_are_inputs or id(v) in stripped):
+                t = TensorType(v.const.dtype, v.const.shape) if id(v) in stripped else None
+                _value_info(v, gp.input.add(), type_override=t)
     for name, v in g.initializers.items():
+        if id(v) in stripped:
+            continue
         if isinstance(v.const, SparseTensor):
             _sparse_to_proto(v.const, gp.sparse_initializer.add(), name)
         else:
@@ -240,8 +255,14 @@ def function_to_proto(f: Function) -> onnx.FunctionProto:
     return fp
 
 
-def to_proto(g: Graph) -> onnx.ModelProto:
-    """Export a top-level graph as a model."""
+def to_proto(g: Graph, *, strip_weights_over: int | None = None) -> onnx.ModelProto:
+    """Export a top-level graph as a model.
+
+    ``strip_weights_over`` (for analyses, never for saving): the top-level graph's initializers of a
+    floating element type with more than this many elements become typed graph inputs without data.
+    onnx's shape inference reads only their types (the inputs whose values decide shapes are integer
+    or rank-sized), and serializing then parsing every weight is what made it slow on big models.
+    """
     m = onnx.ModelProto()
     info = g.model
     opsets = g.opset_imports or {"": onnx.defs.onnx_opset_version()}
@@ -268,7 +289,7 @@ def to_proto(g: Graph) -> onnx.ModelProto:
     else:
         m.ir_version = onnx.helper.find_min_ir_version_for(list(m.opset_import), ignore_unknown=True)
         m.producer_name = "graphmill"
-    graph_to_proto(g, m.graph, initializers_are_inputs=m.ir_version < 4)
+    graph_to_proto(g, m.graph, initializers_are_inputs=m.ir_version < 4, strip_weights_over=strip_weights_over)
     for f in g.functions.values():
         m.functions.append(function_to_proto(f))
     return m

@@ -27,6 +27,11 @@ def _needs_more(t) -> bool:
     return False
 
 
+# Floating weights bigger than this reach onnx's inference as typed inputs without data. The float
+# inputs whose values onnx's inference reads (Resize/Upsample scales, Range and OneHot scalars) hold at
+# most one element per dimension, and data propagation reads integers only.
+WEIGHT_DATA_LIMIT = 1024
+
 _ONNX_PLACEHOLDER = re.compile(r"^unk__\d+$")
 
 
@@ -48,7 +53,8 @@ def infer_shapes(graph: Graph, *, use_onnx: bool = True, strict: bool = False) -
     if not open_values:
         return report
     try:
-        inferred = onnx.shape_inference.infer_shapes(to_proto(graph), data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(to_proto(graph, strip_weights_over=WEIGHT_DATA_LIMIT),
+                                                       data_prop=True)
     except Exception as e:  # noqa: BLE001 -- onnx's inference is a helper; its failure is not ours
         report.errors.append(f"onnx shape inference failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
         return report

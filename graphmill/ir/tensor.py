@@ -9,6 +9,7 @@ fast and bit-exact, including for element types numpy lacks.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Protocol
 
 import numpy as np
@@ -32,7 +33,7 @@ class Tensor:
     verbatim.
     """
 
-    __slots__ = ("dtype", "shape", "name", "doc_string", "metadata_props", "_array", "source")
+    __slots__ = ("dtype", "shape", "name", "doc_string", "metadata_props", "_array", "source", "_digest")
 
     def __init__(
         self,
@@ -63,6 +64,7 @@ class Tensor:
         self.metadata_props = dict(metadata_props or {})
         self._array = array
         self.source = source
+        self._digest: str | None = None
 
     @property
     def size(self) -> int:
@@ -88,8 +90,24 @@ class Tensor:
             self._array = arr
         return self._array
 
+    def data_digest(self) -> str:
+        """SHA-1 of the data's bytes (of ``repr`` for object arrays), computed once and kept: the tensor
+        is immutable, and passes that look for equal constants (``cse``) ask again on every fixpoint
+        round, which re-hashed every weight of a big model each time."""
+        if self._digest is None:
+            self._digest = array_digest(self.numpy())
+        return self._digest
+
     def __repr__(self) -> str:
         return f"Tensor({self.dtype.short_name}{list(self.shape)}{', ' + self.name if self.name else ''})"
+
+
+def array_digest(arr: np.ndarray) -> str:
+    """SHA-1 of an array's bytes (of ``repr`` of its elements for object arrays); dtype and shape are
+    not part of it."""
+    if arr.dtype == object:
+        return hashlib.sha1(repr(arr.tolist()).encode()).hexdigest()
+    return hashlib.sha1(np.ascontiguousarray(arr).view(np.uint8).reshape(-1)).hexdigest()
 
 
 class SparseTensor:

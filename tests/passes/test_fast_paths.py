@@ -1,0 +1,77 @@
+"""The shortcuts that keep the default schedule fast compute what the slow paths computed.
+
+References: the slow paths themselves (whole-data hashing, onnx's shape inference on the model with
+its weights inline, ONNX Runtime evaluating a one-node model).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphmill.frontend import onnx_shape_inference
+from graphmill.frontend.onnx_export import to_proto
+from graphmill.ir import Tensor, TensorType
+from graphmill.ir.builder import GraphBuilder
+from graphmill.passes import run_passes
+
+
+def test_cse_tells_apart_weights_whose_samples_agree():
+    base = np.random.default_rng(0).standard_normal((64, 65)).astype(np.float32)
+    other = base.copy()
+    other[3, 7] += 1.0  # not one of the evenly spaced elements the sample reads
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [65, 64])
+    ys = [b.MatMul(x, b.const(w)) for w in (base, other, base.copy())]
+    for i, y in enumerate(ys):
+        b.output(y, f"y{i}")
+    g = b.build()
+    res = run_passes(g, "cse, dce", verify_each=True)
+    assert res.stats()["cse"]["initializers_merged"] == 1  # the two copies of base, not other
+    weights = [n.inputs[1] for n in g.nodes]
+    assert weights[0] is weights[2] and weights[1] is not weights[0]
+    assert np.array_equal(weights[1].const.numpy(), other)
+
+
+def test_tensor_digest_is_the_data_hash_and_kept():
+    t = Tensor(np.arange(6, dtype=np.int64).reshape(2, 3))
+    d = t.data_digest()
+    assert d == Tensor(np.arange(6, dtype=np.int64)).data_digest()  # the bytes, not the shape
+    assert d != Tensor(np.arange(6, dtype=np.int32)).data_digest()
+    assert t._digest == d
+
+
+def _model_for_inference():
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", 3, 16, 16])
+    w = b.const(np.ones((8, 3, 3, 3), np.float32))  # 216 elements
+    big = b.const(np.ones((8 * 14 * 14, 10), np.float32))
+    y = b.Conv(x, w)
+    y = b.Reshape(y, b.const(np.array([-1, 8 * 14 * 14], np.int64)))
+    y = b.MatMul(y, big)
+    y = b.Resize(y, None, b.const(np.array([1.0, 2.0], np.float32)), mode="nearest")
+    b.output(y, "y")
+    return b.build(infer=False)
+
+
+def test_shape_inference_without_weight_data_infers_the_same(monkeypatch):
+    want = _model_for_inference()
+    monkeypatch.setattr(onnx_shape_inference, "WEIGHT_DATA_LIMIT", 1 << 40)  # every weight inline
+    onnx_shape_inference.infer_shapes(want)
+    monkeypatch.setattr(onnx_shape_inference, "WEIGHT_DATA_LIMIT", 100)  # w and big go without data
+    got = _model_for_inference()
+    onnx_shape_inference.infer_shapes(got)
+    assert [v.type for n in got.nodes for v in n.outputs] == [v.type for n in want.nodes for v in n.outputs]
+    assert got.nodes[-1].outputs[0].type == TensorType(want.nodes[-1].outputs[0].type.dtype, ("N", 20))
+
+
+def test_stripped_export_declares_big_float_weights_as_typed_inputs():
+    g = _model_for_inference()
+    m = to_proto(g, strip_weights_over=100)
+    inits = {t.name for t in m.graph.initializer}
+    inputs = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim] for vi in m.graph.input}
+    big = [v for v in g.initializers.values() if v.const.size > 100]
+    assert len(big) == 2
+    for v in big:
+        assert v.name not in inits and inputs[v.name] == list(v.const.shape)
+    assert len(inits) == len(g.initializers) - 2  # the int64 shape and the float scales stay inline
+    assert len(to_proto(g).graph.initializer) == len(g.initializers)
