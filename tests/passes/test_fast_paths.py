@@ -75,3 +75,56 @@ def test_stripped_export_declares_big_float_weights_as_typed_inputs():
         assert v.name not in inits and inputs[v.name] == list(v.const.shape)
     assert len(inits) == len(g.initializers) - 2  # the int64 shape and the float scales stay inline
     assert len(to_proto(g).graph.initializer) == len(g.initializers)
+
+
+def _numpy_and_ort(opset, op_type, args, **attrs):
+    from graphmill.passes.cleanup.fold_constants import _evaluate_numpy, _evaluate_ort
+
+    b = GraphBuilder(opset=opset)
+    node_out = b.op(op_type, *[b.const(a) if a is not None else None for a in args], **attrs)
+    b.output(node_out, "y")
+    g = b.build(infer=False)
+    node = g.nodes[-1]
+    return _evaluate_numpy(node, list(args), opset), _evaluate_ort(node, list(args), g)
+
+
+DATA = np.random.default_rng(1).standard_normal((2, 1, 3)).astype(np.float32)
+NUMPY_CASES = [  # (opset, op, inputs, attributes): every element type, attribute and input forms
+    (9, "Unsqueeze", [DATA], {"axes": [0, 4]}),
+    (11, "Unsqueeze", [DATA.astype(np.float16)], {"axes": [-1]}),
+    (13, "Unsqueeze", [DATA, np.array([1], np.int64)], {}),
+    (9, "Squeeze", [DATA], {"axes": [1]}),
+    (17, "Squeeze", [DATA > 0, np.array([-2], np.int64)], {}),
+    (9, "Reshape", [DATA, np.array([3, 0, -1], np.int64)], {}),
+    (17, "Reshape", [DATA.astype(np.uint8), np.array([-1], np.int64)], {}),
+    (9, "Gather", [DATA, np.array([1, 0], np.int64)], {"axis": 0}),
+    (13, "Gather", [DATA, np.array([[-1], [0]], np.int32)], {"axis": -1}),
+    (9, "Concat", [DATA, DATA], {"axis": 1}),
+    (17, "Concat", [DATA.astype(np.float16), DATA.astype(np.float16)], {"axis": -1}),
+    (9, "Identity", [DATA.astype(np.int8)], {}),
+    (9, "Shape", [DATA], {}),
+    (17, "Shape", [DATA], {"start": -2}),
+    (9, "Size", [DATA.astype(np.float64)], {}),
+]
+
+
+def test_numpy_folding_gives_onnxruntime_bits():
+    for opset, op, args, attrs in NUMPY_CASES:
+        got, want = _numpy_and_ort(opset, op, args, **attrs)
+        assert got is not None, (opset, op)
+        assert len(got) == len(want) == 1
+        assert got[0].dtype == want[0].dtype and got[0].shape == want[0].shape, (opset, op)
+        assert got[0].tobytes() == want[0].tobytes(), (opset, op)
+
+
+def test_numpy_folding_leaves_undefined_cases_to_onnxruntime():
+    from graphmill.passes.cleanup.fold_constants import _evaluate_numpy
+    from graphmill.ir import Node
+
+    neg = Node("Unsqueeze", [], {"axes": [-1]})
+    assert _evaluate_numpy(neg, [DATA], 10) is None  # negative axes are defined from opset 11
+    assert _evaluate_numpy(neg, [DATA], 11)[0].shape == (2, 1, 3, 1)
+    no_axes = Node("Squeeze", [], {})
+    assert _evaluate_numpy(no_axes, [DATA], 9) is None
+    assert _evaluate_numpy(Node("Gather", [], {"axis": 0}), [DATA, np.array([-1])], 9) is None
+    assert _evaluate_numpy(Node("Concat", [], {"axis": 0}), [DATA, DATA.astype(np.float64)], 17) is None
