@@ -1,5 +1,5 @@
 """Imports every built-in pass module so that their ``@register_pass`` runs."""
 
 from graphmill.passes.cleanup import cse, dce, fold_constants, shape_inference, simplify  # noqa: F401
-from graphmill.passes.fusion import activation, conv_bn, gelu, layernorm, matmul_add, merge  # noqa: F401
+from graphmill.passes.fusion import activation, conv_bn, gelu, layernorm, matmul_add, merge, ort_contrib  # noqa: F401
 from graphmill.passes.scaling import compound  # noqa: F401
