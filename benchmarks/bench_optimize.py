@@ -23,9 +23,13 @@ The tools (peers are PyPI packages; see the README's "Optimization benchmark"):
   original        the model as exported (the reference; latency baseline)
   graphmill       ``graphmill.load``; ``graphmill.optimize.optimize(g)`` (the
                   embedded default schedule); ``graphmill.save``
-  graphmill+ms    the default schedule then ``fuse-activation{emit=fused-conv}``
-                  (com.microsoft FusedConv), when ``graphmill passes`` has that
-                  option; n/a otherwise. Compared with ort-extended.
+  graphmill+ms    the embedded ``ort`` schedule: the default schedule then
+                  ``fuse-activation{emit=fused-conv}``, ``fuse-ort-contrib`` and
+                  ``dce`` (com.microsoft FusedConv, QuickGelu, Gelu, BiasGelu,
+                  SkipLayerNormalization, FusedMatMul, FusedGemm); a graphmill
+                  without that schedule gets the default schedule then
+                  ``fuse-activation{emit=fused-conv}``; n/a when ``graphmill
+                  passes`` lacks that option too. Compared with ort-extended.
   onnxsim         ``onnxsim.simplify(model)`` (defaults; check_n=0)
   onnxslim        ``onnxslim.slim(model)``
   onnxoptimizer   ``onnxoptimizer.optimize(model)`` (its default fuse-and-elimination passes)
@@ -90,7 +94,8 @@ SEED = 0
 TOOLS = ("graphmill", "graphmill+ms", "onnxsim", "onnxslim", "onnxoptimizer", "onnxscript", "ort-extended")
 STD_PEERS = ("onnxsim", "onnxslim", "onnxoptimizer", "onnxscript")  # standard ONNX ops only
 ALL_PEERS = STD_PEERS + ("ort-extended",)
-FUSED_STEP = "fuse-activation{emit=fused-conv}"
+FUSED_STEP = "fuse-activation{emit=fused-conv},fuse-ort-contrib,dce"  # what the embedded `ort` schedule adds
+FUSED_CONV_STEP = "fuse-activation{emit=fused-conv}"  # all a graphmill without the `ort` schedule can add
 WORKER_TIMEOUT_S = 900
 
 
@@ -142,7 +147,8 @@ def export_torch_model(name: str, path: str, npz: str) -> None:
 # -- the tools ----------------------------------------------------------------
 
 def fused_schedule() -> str | None:
-    """The default schedule plus com.microsoft FusedConv emission, or None when the passes lack it."""
+    """The embedded ``ort`` schedule (default + com.microsoft contrib-op fusions) as inline text; for a
+    graphmill without it, the default schedule plus FusedConv emission; None when the passes lack that too."""
     import_graphmill()
     from graphmill.passes.base import registered_passes
 
@@ -152,9 +158,18 @@ def fused_schedule() -> str | None:
     emit = {o.name: o for o in cls.options}.get("emit")
     if emit is None or (emit.choices is not None and "fused-conv" not in emit.choices):
         return None
+    from importlib import resources
+
+    from graphmill.frontend.schedule_dsl import ScheduleError, parse_schedule
     from graphmill.optimize import default_schedule
 
-    return default_schedule().to_inline() + "," + FUSED_STEP
+    if "fuse-ort-contrib" in registered_passes():
+        text = resources.files("graphmill.passes").joinpath("default.mill").read_text(encoding="utf-8")
+        try:
+            return parse_schedule(text, source="<default.mill>", entry="ort").to_inline()
+        except ScheduleError:
+            pass
+    return default_schedule().to_inline() + "," + FUSED_CONV_STEP
 
 
 def _gm(schedule: str | None) -> Callable[[str, str], None]:
@@ -185,7 +200,7 @@ def make_tool(tool: str) -> Callable[[str, str], None]:
     if tool == "graphmill+ms":
         sched = fused_schedule()
         if sched is None:
-            raise NotImplementedError(f"n/a: graphmill has no {FUSED_STEP} option")
+            raise NotImplementedError(f"n/a: graphmill has no {FUSED_CONV_STEP} option")
         return _gm(sched)
     if tool == "onnxsim":
         import onnxsim
