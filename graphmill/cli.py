@@ -389,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="an ONNX model file (never overwritten unless --force)")
     p.add_argument("-o", "--output", required=True, help="where to write the optimized model")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("-s", "--schedule", metavar="FILE.mill", help="schedule file (FILE.mill:NAME picks a schedule)")
+    g.add_argument("-s", "--schedule", metavar="FILE.mill", help="schedule file (FILE.mill:NAME picks a schedule), or a built-in schedule: default, ort "
+                   "(adds ONNX Runtime's com.microsoft fusions), cleanup")
     g.add_argument("-p", "--pipeline", metavar="INLINE", help="inline schedule, e.g. 'fold-constants,fixpoint{simplify,cse,dce}'")
     p.add_argument("--check-numerics", action="store_true",
                    help="after each changing pass, compare ONNX Runtime outputs with the original's; stop at the first pass that breaks them")

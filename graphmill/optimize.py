@@ -17,7 +17,7 @@ from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import save
 from graphmill.frontend.onnx_io import atomic_write_bytes
 from graphmill.frontend.schedule_dsl import load_schedule, parse_schedule
-from graphmill.ir import Graph, GraphmillError
+from graphmill.ir import Graph, GraphmillError, UserInputError
 from graphmill.ir.analysis import summarize
 from graphmill.passes import (
     EXACT,
@@ -32,16 +32,32 @@ from graphmill.passes import (
 )
 
 
+BUILTIN_SCHEDULES = ("default", "ort", "cleanup")  # the named schedules of graphmill/passes/default.mill
+
+
+def builtin_schedule(name: str = "default") -> Schedule:
+    """A schedule embedded in the package (graphmill/passes/default.mill): ``default`` (standard ONNX
+    ops), ``ort`` (default plus ONNX Runtime's com.microsoft fusions), ``cleanup``."""
+    text = resources.files("graphmill.passes").joinpath("default.mill").read_text(encoding="utf-8")
+    return parse_schedule(text, source="<default.mill>", entry=name)
+
+
 def default_schedule() -> Schedule:
     """The embedded default schedule (graphmill/passes/default.mill)."""
-    text = resources.files("graphmill.passes").joinpath("default.mill").read_text(encoding="utf-8")
-    return parse_schedule(text, source="<default.mill>", entry="default")
+    return builtin_schedule("default")
 
 
 def resolve_schedule(schedule: Schedule | str | None = None, schedule_file: str | None = None) -> Schedule:
+    """``schedule_file`` is a .mill path (``FILE.mill:NAME`` picks one of its schedules) or, when no
+    such file exists, the name of a built-in schedule (``-s ort``)."""
     if schedule is not None and schedule_file is not None:
         raise GraphmillError("give a schedule file or an inline schedule, not both")
     if schedule_file is not None:
+        if schedule_file in BUILTIN_SCHEDULES and not os.path.exists(schedule_file):
+            return builtin_schedule(schedule_file)
+        if not os.path.exists(schedule_file.rsplit(":", 1)[0]) and not os.path.exists(schedule_file):
+            raise UserInputError(f"{schedule_file}: no such schedule file, and not a built-in schedule "
+                                 f"({', '.join(BUILTIN_SCHEDULES)})")
         return load_schedule(schedule_file)
     if schedule is None:
         return default_schedule()

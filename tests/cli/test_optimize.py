@@ -76,6 +76,20 @@ def test_inline_and_file_schedules(resnet18_file, tmp_path):
     assert a["after"] == b["after"]
 
 
+def test_builtin_ort_schedule_by_name(light_dir, tmp_path):
+    """`-s ort` picks the embedded schedule; reference: ONNX Runtime on the original GoogLeNet (light model)."""
+    out = tmp_path / "o.onnx"
+    r = run_cli("optimize", os.path.join(light_dir, "light_inception_v1.onnx"), "-o", str(out), "-s", "ort",
+                "--json", "-")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert "fuse-ort-contrib" in data["schedule_inline"] and data["comparison"]["ok"]
+    ops = {n.op_type for n in graphmill.load(str(out)).nodes}
+    assert "FusedConv" in ops and "Relu" not in ops  # every Conv -> Relu, hoisted or not, is one FusedConv
+    r = run_cli("optimize", os.path.join(light_dir, "light_inception_v1.onnx"), "-o", str(out) + "2", "-s", "orrt")
+    assert r.returncode == 2 and "not a built-in schedule (default, ort, cleanup)" in r.stderr
+
+
 def test_print_ir_after_and_diff(resnet18_file, tmp_path):
     r = run_cli("optimize", resnet18_file, "-o", str(tmp_path / "o.onnx"), "-p", "fuse-conv-bn,dce",
                 "--print-ir-after", "fuse-conv-bn")
