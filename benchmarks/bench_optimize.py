@@ -158,17 +158,15 @@ def fused_schedule() -> str | None:
     emit = {o.name: o for o in cls.options}.get("emit")
     if emit is None or (emit.choices is not None and "fused-conv" not in emit.choices):
         return None
-    from importlib import resources
-
-    from graphmill.frontend.schedule_dsl import ScheduleError, parse_schedule
+    from graphmill.errors import GraphmillError
     from graphmill.optimize import default_schedule
 
-    if "fuse-ort-contrib" in registered_passes():
-        text = resources.files("graphmill.passes").joinpath("default.mill").read_text(encoding="utf-8")
-        try:
-            return parse_schedule(text, source="<default.mill>", entry="ort").to_inline()
-        except ScheduleError:
-            pass
+    try:
+        from graphmill.optimize import builtin_schedule
+
+        return builtin_schedule("ort").to_inline()
+    except (ImportError, GraphmillError):  # a graphmill from before the ort schedule
+        pass
     return default_schedule().to_inline() + "," + FUSED_CONV_STEP
 
 
