@@ -429,11 +429,28 @@ class Graph:
         return value
 
     def remove_initializer(self, value: Value) -> None:
+        self._check_unused(value)
+        self._drop_initializer(value, value.is_graph_input)
+
+    def remove_initializers(self, values: Iterable[Value]) -> None:
+        """Remove many unused initializers with one pass over the graph inputs (the light models
+        list every weight as an input too, and a scan per initializer was quadratic)."""
+        values = list(values)
+        for value in values:
+            self._check_unused(value)
+        inputs = {id(v) for v in self.inputs}
+        for value in values:
+            self._drop_initializer(value, id(value) in inputs if value._owner is self else value.is_graph_input)
+
+    @staticmethod
+    def _check_unused(value: Value) -> None:
         if value._uses:
             raise IRError(f"initializer %{value.name} still has {len(value._uses)} use(s)")
+
+    def _drop_initializer(self, value: Value, is_input: bool) -> None:
         if self.initializers.get(value.name) is value:
             del self.initializers[value.name]
-        if not value.is_graph_input:
+        if not is_input:
             value._owner = None
 
     # -- mutation: nodes ---------------------------------------------------------

@@ -299,14 +299,17 @@ class Rule:
     def match(self, graph: Graph, node: Node) -> Match | None:
         return _Matcher(graph).match_node(self.pattern, node, Match(graph, node), 0, "root", is_root=True)
 
-    def try_rewrite(self, graph: Graph, node: Node) -> bool:
-        """Match at ``node``, check, replace; True when the graph changed."""
+    def try_rewrite(self, graph: Graph, node: Node, nested_outputs: "NestedOutputs | None" = None) -> bool:
+        """Match at ``node``, check, replace; True when the graph changed.
+
+        ``nested_outputs``: a ``NestedOutputs`` of ``graph`` that a caller keeps across its rewrites."""
         m = self.match(graph, node)
         if m is None:
             return False
         if self.check is not None and self.check(m) is not None:
             return False
-        nested = nested_output_ids(graph)
+        tracker = nested_outputs if nested_outputs is not None else NestedOutputs(graph)
+        nested = tracker.ids()
         if nested and any(o is not None and id(o) in nested for n in m.order for o in n.outputs):
             return False  # a subgraph returns one of these values directly: it must stay
         rb = ReplacementBuilder(m, self.name)
@@ -328,15 +331,17 @@ class Rule:
                 if nv.type is None:
                     nv.type = old.type
                 old.replace_all_uses_with(nv)
-        _remove_dead(graph, m.order, nested)
+        removed = _remove_dead(graph, m.order, nested)
+        tracker.touched(rb.new_nodes + removed)
         return True
 
 
-def _remove_dead(graph: Graph, candidates: list[Node], nested: set[int]) -> None:
+def _remove_dead(graph: Graph, candidates: list[Node], nested: set[int]) -> list[Node]:
     """Remove the matched nodes that the rewrite left unread, then any producer that thereby lost
     its last reader: a rule whose check looked past its pattern (every input of a Concat, say) leaves
-    no dead work behind for a later dce to find."""
+    no dead work behind for a later dce to find. Returns the removed nodes."""
     work = list(candidates)  # root first, then its producers: each becomes dead in turn
+    removed = []
     while work:
         n = work.pop(0)
         if n.graph is not graph or not all(o is None or (o.num_uses == 0 and not o.is_graph_output()
@@ -344,7 +349,32 @@ def _remove_dead(graph: Graph, candidates: list[Node], nested: set[int]) -> None
             continue
         producers = [v.producer for v in n.inputs if v is not None and v.producer is not None]
         graph.remove_node(n)
+        removed.append(n)
         work.extend(producers)
+    return removed
+
+
+class NestedOutputs:
+    """``nested_output_ids(graph)`` kept across a sweep of rewrites over ``graph``.
+
+    The set changes only when a rewrite inserts or removes a node that has subgraphs (rewrites of
+    ``graph`` never edit a nested graph's outputs), and ``try_rewrite`` reports the nodes it
+    inserted and removed; recomputing it for every rewrite scanned the whole graph each time.
+    """
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self._ids: set[int] | None = None
+
+    def ids(self) -> set[int]:
+        if self._ids is None:
+            self._ids = nested_output_ids(self.graph)
+        return self._ids
+
+    def touched(self, nodes: list[Node]) -> None:
+        """``nodes`` were inserted into or removed from the graph."""
+        if self._ids is not None and any(True for n in nodes for _ in n.subgraphs()):
+            self._ids = None
 
 
 def nested_output_ids(graph: Graph) -> set[int]:

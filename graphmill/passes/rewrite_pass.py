@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from graphmill.ir import Graph
-from graphmill.ir.rewrite import Rule
+from graphmill.ir.rewrite import NestedOutputs, Rule
 
 from .base import EXACTNESS, Option, Pass, PassContext, PassResult
 
@@ -36,13 +36,14 @@ class RewritePass(Pass):
         for _ in range(self.opts.get("max_rounds", 16)):
             fired = False
             for g in list(graph.all_graphs()):
+                nested = NestedOutputs(g)
                 for node in list(g.nodes):
                     if node.graph is not g:
                         continue  # removed by an earlier rewrite in this sweep
                     for rule in rules:
                         if rule.pattern.types and node.op_type not in rule.pattern.types:
                             continue
-                        if rule.try_rewrite(g, node):
+                        if rule.try_rewrite(g, node, nested):
                             result.stats[rule.name] = result.stats.get(rule.name, 0) + 1
                             fired = True
                             break

@@ -128,3 +128,56 @@ def test_numpy_folding_leaves_undefined_cases_to_onnxruntime():
     assert _evaluate_numpy(no_axes, [DATA], 9) is None
     assert _evaluate_numpy(Node("Gather", [], {"axis": 0}), [DATA, np.array([-1])], 9) is None
     assert _evaluate_numpy(Node("Concat", [], {"axis": 0}), [DATA, DATA.astype(np.float64)], 17) is None
+
+
+def _branch_model():
+    """Identities a, b, c of x; an If whose then-branch returns a directly and whose else-branch
+    returns b directly; y = c + If's result."""
+    from onnx import helper
+
+    then_g = helper.make_graph([], "then", [], [helper.make_tensor_value_info("a", 1, [2])])
+    else_g = helper.make_graph([], "else", [], [helper.make_tensor_value_info("b", 1, [2])])
+    g = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["a"]), helper.make_node("Identity", ["x"], ["b"]),
+         helper.make_node("Identity", ["x"], ["c"]),
+         helper.make_node("If", ["cond"], ["r"], then_branch=then_g, else_branch=else_g),
+         helper.make_node("Add", ["c", "r"], ["y"])],
+        "branches",
+        [helper.make_tensor_value_info("x", 1, [2]), helper.make_tensor_value_info("cond", 9, [])],
+        [helper.make_tensor_value_info("y", 1, [2])])
+    from graphmill.frontend.onnx_import import from_proto
+
+    return from_proto(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+def test_rewrites_keep_values_a_subgraph_returns_directly():
+    g = _branch_model()
+    res = run_passes(g, "simplify", verify_each=True)
+    assert res.stats()["simplify"].get("identity") == 1  # c only
+    assert [n.op_type for n in g.nodes] == ["Identity", "Identity", "If", "Add"]
+    assert {n.outputs[0].name for n in g.nodes if n.op_type == "Identity"} == {"a", "b"}
+
+
+def test_nested_outputs_recomputed_when_a_node_with_subgraphs_comes_or_goes():
+    from graphmill.ir.rewrite import NestedOutputs, nested_output_ids
+
+    g = _branch_model()
+    tracker = NestedOutputs(g)
+    ids = tracker.ids()
+    assert ids == nested_output_ids(g) and len(ids) == 2
+    tracker.touched([n for n in g.nodes if n.op_type == "Identity"])
+    assert tracker.ids() is ids  # nodes without subgraphs change nothing
+    tracker.touched([n for n in g.nodes if n.op_type == "If"])
+    assert tracker.ids() is not ids and tracker.ids() == nested_output_ids(g)
+
+
+def test_remove_initializers_keeps_those_that_are_graph_inputs():
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2])
+    b.output(b.Relu(x), "y")
+    g = b.build()
+    w = g.add_initializer(Tensor(np.ones(2, np.float32)), "w")
+    d = g.add_initializer(Tensor(np.zeros(2, np.float32)), "d")
+    g.add_input(d)
+    g.remove_initializers([w, d])
+    assert not g.initializers and w.graph is None and d.graph is g and d in g.inputs

@@ -133,7 +133,7 @@ def _dedupe_initializers(g: Graph, protected: set[int]) -> int:
         if id(v) in inputs or id(v) in protected or not isinstance(v.const, Tensor):
             continue
         groups.setdefault((int(v.const.dtype), tuple(v.const.shape)), []).append(v)
-    merged = 0
+    doomed: list = []
     for (dtype, shape), vs in groups.items():
         if len(vs) < 2:
             continue  # only same type-and-shape candidates are looked at
@@ -158,6 +158,6 @@ def _dedupe_initializers(g: Graph, protected: set[int]) -> int:
                 continue
             if v.num_uses:
                 v.replace_all_uses_with(first, graph_outputs=False)  # type: ignore[arg-type]
-            g.remove_initializer(v)
-            merged += 1
-    return merged
+            doomed.append(v)
+    g.remove_initializers(doomed)
+    return len(doomed)

@@ -51,10 +51,10 @@ class DeadCodeElimination(Pass):
                 g.remove_nodes(dead)
                 removed_nodes += len(dead)
             inputs = {id(v) for v in g.inputs}
-            for name, v in list(g.initializers.items()):
-                if v.num_uses == 0 and id(v) not in inputs and id(v) not in outputs:
-                    g.remove_initializer(v)
-                    removed_inits += 1
+            unused = [v for v in g.initializers.values()
+                      if v.num_uses == 0 and id(v) not in inputs and id(v) not in outputs]
+            g.remove_initializers(unused)
+            removed_inits += len(unused)
         removed_funcs = 0
         if self.prune_functions and graph.functions:
             used = _called_functions(graph)
