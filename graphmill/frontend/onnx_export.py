@@ -27,7 +27,7 @@ from graphmill.ir import (
     Value,
 )
 
-from .onnx_tensors import tensor_to_proto
+from .onnx_tensors import field_key, tensor_chunks, tensor_to_proto, varint
 
 
 def type_to_proto(t: Type, tp: onnx.TypeProto) -> None:
@@ -181,11 +181,12 @@ def _is_big_float_weight(v: Value, limit: int) -> bool:
 
 
 def graph_to_proto(g: Graph, gp: onnx.GraphProto, *, initializers_are_inputs: bool = False,
-                   strip_weights_over: int | None = None) -> onnx.GraphProto:
+                   strip_weights_over: int | None = None, deferred: list | None = None) -> onnx.GraphProto:
     """``initializers_are_inputs``: IR versions below 4 require every initializer to be listed as a graph
     input too; initializers a pass created (e.g. folded constants) are appended to the inputs then.
 
-    ``strip_weights_over``: see ``to_proto``."""
+    ``strip_weights_over``: see ``to_proto``. ``deferred``: dense initializers are appended to it as
+    (name, Tensor) pairs, in order, instead of being encoded (``serialize_model`` writes them)."""
     gp.name = g.name
     if g.doc_string:
         gp.doc_string = g.doc_string
@@ -205,6 +206,8 @@ def graph_to_proto(g: Graph, gp: onnx.GraphProto, *, initializers_are_inputs: bo
             continue
         if isinstance(v.const, SparseTensor):
             _sparse_to_proto(v.const, gp.sparse_initializer.add(), name)
+        elif deferred is not None:
+            deferred.append((name, v.const))
         else:
             tensor_to_proto(v.const, name, into=gp.initializer.add())
     for n in g._nodes:
@@ -255,13 +258,14 @@ def function_to_proto(f: Function) -> onnx.FunctionProto:
     return fp
 
 
-def to_proto(g: Graph, *, strip_weights_over: int | None = None) -> onnx.ModelProto:
+def to_proto(g: Graph, *, strip_weights_over: int | None = None, deferred: list | None = None) -> onnx.ModelProto:
     """Export a top-level graph as a model.
 
     ``strip_weights_over`` (for analyses, never for saving): the top-level graph's initializers of a
     floating element type with more than this many elements become typed graph inputs without data.
     onnx's shape inference reads only their types (the inputs whose values decide shapes are integer
     or rank-sized), and serializing then parsing every weight is what made it slow on big models.
+    ``deferred``: see ``graph_to_proto`` (the top-level graph's initializers only).
     """
     m = onnx.ModelProto()
     info = g.model
@@ -289,7 +293,74 @@ def to_proto(g: Graph, *, strip_weights_over: int | None = None) -> onnx.ModelPr
     else:
         m.ir_version = onnx.helper.find_min_ir_version_for(list(m.opset_import), ignore_unknown=True)
         m.producer_name = "graphmill"
-    graph_to_proto(g, m.graph, initializers_are_inputs=m.ir_version < 4, strip_weights_over=strip_weights_over)
+    graph_to_proto(g, m.graph, initializers_are_inputs=m.ir_version < 4, strip_weights_over=strip_weights_over,
+                   deferred=deferred)
     for f in g.functions.values():
         m.functions.append(function_to_proto(f))
     return m
+
+
+# -- serializing without copying weights -----------------------------------------------------
+#
+# Protobuf writes a message's fields in field-number order, and a message is the concatenation of
+# its fields. So the bytes of ``to_proto(g).SerializeToString()`` can be assembled from pieces:
+# the model's fields before ``graph`` (7), the graph's fields before ``initializer`` (5: ``node``,
+# ``name``), each initializer, the graph's later fields, the model's later fields. The initializers
+# are the weights: encoding them into a ModelProto copied every weight three times (into the
+# TensorProto, into the model, into the serialized bytes), the bulk of saving a big model.
+
+_GRAPH_FIELD = 7  # ModelProto.graph
+_INITIALIZER_FIELD = 5  # GraphProto.initializer
+
+
+def serialize_model(g: Graph) -> list:
+    """``to_proto(g).SerializeToString()``, the same bytes, as a list of bytes-like chunks to write
+    in order; weights held as numpy arrays are referenced, not copied."""
+    deferred: list = []
+    m = to_proto(g, deferred=deferred)
+    graph_bytes = m.graph.SerializeToString()
+    m.ClearField("graph")
+    model_bytes = m.SerializeToString()
+    g_split = _field_boundary(graph_bytes, _INITIALIZER_FIELD)
+    m_split = _field_boundary(model_bytes, _GRAPH_FIELD)
+    inits: list = []
+    for name, t in deferred:
+        inits.extend(tensor_chunks(t, name, _INITIALIZER_FIELD))
+    graph_len = len(graph_bytes) + sum(len(c) for c in inits)
+    return [model_bytes[:m_split], field_key(_GRAPH_FIELD) + varint(graph_len), graph_bytes[:g_split], *inits,
+            graph_bytes[g_split:], model_bytes[m_split:]]
+
+
+def _read_varint(buf: bytes, i: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return n, i
+
+
+def _field_boundary(buf: bytes, field: int) -> int:
+    """Offset of the first top-level field numbered above ``field`` in a serialized message (its
+    length if none): where that field's entries go."""
+    i = 0
+    while i < len(buf):
+        tag, j = _read_varint(buf, i)
+        if tag >> 3 > field:
+            return i
+        wire = tag & 7
+        if wire == 0:
+            _, j = _read_varint(buf, j)
+        elif wire == 1:
+            j += 8
+        elif wire == 2:
+            n, j = _read_varint(buf, j)
+            j += n
+        elif wire == 5:
+            j += 4
+        else:
+            raise ValueError(f"unexpected protobuf wire type {wire}")
+        i = j
+    return len(buf)

@@ -15,9 +15,8 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from graphmill.ir import Graph, ModelLoadError, UserInputError
-from graphmill.ir.tensor import Tensor
 
-from .onnx_export import to_proto
+from .onnx_export import serialize_model, to_proto
 from .onnx_import import from_proto
 
 _PROTOBUF_LIMIT = 2**31 - 1
@@ -74,12 +73,13 @@ def _check_target(path: str) -> str:
     return folder
 
 
-def atomic_write_many(files: list[tuple[str, bytes]]) -> None:
+def atomic_write_many(files: list[tuple[str, bytes | list]]) -> None:
     """Write several files so that none is replaced unless all were written.
 
     Each goes to a temporary file in its destination folder (with the usual
     permissions, not mkstemp's 0600), is flushed to disk, and only then are they
     renamed into place, in order. On any failure the temporaries are removed.
+    A file's content is bytes or a list of bytes-like chunks written in order.
     """
     temps: list[tuple[str, str]] = []
     try:
@@ -92,7 +92,8 @@ def atomic_write_many(files: list[tuple[str, bytes]]) -> None:
             temps.append((tmp, path))
             try:
                 with os.fdopen(fd, "wb") as f:
-                    f.write(data)
+                    for chunk in ([data] if isinstance(data, (bytes, bytearray, memoryview)) else data):
+                        f.write(chunk)
                     f.flush()
                     os.fsync(f.fileno())
                 os.chmod(tmp, _default_mode())
@@ -126,24 +127,18 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     """
     path = os.fspath(path)
     _check_target(path)
-    model = to_proto(graph)
-    files: list[tuple[str, bytes]] = []
     if external_data is not None:
-        files.append(_move_to_external(model, path, external_data, size_threshold))
-    # Measuring the size costs a serialization; only do it when the weights alone come close.
-    if external_data is None and _inline_bytes(graph) > _PROTOBUF_LIMIT // 2:
-        size = model.ByteSize()
-        if size > _PROTOBUF_LIMIT:
-            raise UserInputError(f"{path}: the model is {size / 2**30:.1f} GiB, over protobuf's 2 GiB limit; "
-                                 "save its weights separately (CLI: --external-data weights.data; "
-                                 "Python: save(graph, path, external_data='weights.data'))")
-    files.append((path, model.SerializeToString()))
-    atomic_write_many(files)
-
-
-def _inline_bytes(graph: Graph) -> int:
-    return sum(v.const.nbytes for g in graph.all_graphs() for v in g.initializers.values()
-               if isinstance(v.const, Tensor) and v.const.dtype != 8)
+        model = to_proto(graph)
+        data = _move_to_external(model, path, external_data, size_threshold)
+        atomic_write_many([data, (path, model.SerializeToString())])
+        return
+    chunks = serialize_model(graph)  # the bytes of to_proto(graph), weights not copied into a proto
+    size = sum(len(c) for c in chunks)
+    if size > _PROTOBUF_LIMIT:
+        raise UserInputError(f"{path}: the model is {size / 2**30:.1f} GiB, over protobuf's 2 GiB limit; "
+                             "save its weights separately (CLI: --external-data weights.data; "
+                             "Python: save(graph, path, external_data='weights.data'))")
+    atomic_write_many([(path, chunks)])
 
 
 def _move_to_external(model: onnx.ModelProto, path: str, location: str, threshold: int) -> tuple[str, bytes]:

@@ -11,6 +11,7 @@ only when the data is needed.
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import onnx
@@ -150,3 +151,78 @@ def tensor_to_proto(t: Tensor, name: str | None = None, into: onnx.TensorProto |
     if p.name != final:
         p.name = final
     return p
+
+
+# -- a tensor as pieces of a serialized message (see onnx_export.serialize_model) ---------------
+
+_RAW_DATA_FIELD = 9  # TensorProto.raw_data
+# element types numpy_helper.from_array packs (several elements per byte): encoded the long way
+_PACKED = frozenset({DataType.INT4, DataType.UINT4, DataType.FLOAT4E2M1, DataType.INT2, DataType.UINT2,
+                     DataType.FLOAT6E2M3, DataType.FLOAT6E3M2})
+
+
+def varint(n: int) -> bytes:
+    """Protobuf's base-128 varint encoding of a non-negative integer."""
+    out = bytearray()
+    while True:
+        low = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def field_key(field: int) -> bytes:
+    """The tag of a length-delimited protobuf field."""
+    return varint(field << 3 | 2)
+
+
+def tensor_chunks(t: Tensor, name: str, field: int) -> list:
+    """The serialized entry of ``tensor_to_proto(t, name)`` in a length-delimited ``field`` of the
+    enclosing message, as bytes-like chunks. A tensor held as a native numpy array is written from
+    the array's own memory: the TensorProto's fields around ``raw_data`` (9) are encoded apart."""
+    pieces = _array_pieces(t, name)
+    if pieces is None:
+        src = t.source
+        if isinstance(src, OnnxTensorSource) and src.external is None and src.proto.name == name:
+            body = src.proto.SerializeToString()  # what tensor_to_proto would copy, verbatim
+        else:
+            body = tensor_to_proto(t, name).SerializeToString()
+        return [field_key(field) + varint(len(body)), body]
+    head, raw, tail = pieces
+    raw_key = field_key(_RAW_DATA_FIELD) + varint(len(raw))
+    size = len(head) + len(raw_key) + len(raw) + len(tail)
+    return [field_key(field) + varint(size) + head + raw_key, raw, tail]
+
+
+def _array_pieces(t: Tensor, name: str) -> tuple[bytes, memoryview, bytes] | None:
+    """(fields before raw_data, the data, fields after) as ``tensor_to_proto`` encodes an array whose
+    element type numpy names exactly; None for every other tensor."""
+    if isinstance(t.source, OnnxTensorSource) or t.dtype == DataType.STRING or t.dtype in _PACKED:
+        return None
+    if sys.byteorder != "little":
+        return None  # from_array swaps bytes there
+    arr = np.asarray(t.numpy())
+    if arr.dtype == object or arr.dtype.kind in "SU":
+        return None
+    try:
+        code = onnx.helper.np_dtype_to_tensor_dtype(arr.dtype)
+    except (KeyError, ValueError, TypeError):
+        return None
+    if code != int(t.dtype):
+        return None
+    head = onnx.TensorProto()
+    head.dims.extend(arr.shape)
+    head.data_type = code
+    if name:
+        head.name = name
+    tail = onnx.TensorProto()
+    if t.doc_string:
+        tail.doc_string = t.doc_string
+    for k, v in t.metadata_props.items():
+        e = tail.metadata_props.add()
+        e.key, e.value = k, v
+    raw = memoryview(np.ascontiguousarray(arr).view(np.uint8).reshape(-1))
+    return head.SerializeToString(), raw, tail.SerializeToString()
