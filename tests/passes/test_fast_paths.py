@@ -181,3 +181,23 @@ def test_remove_initializers_keeps_those_that_are_graph_inputs():
     g.add_input(d)
     g.remove_initializers([w, d])
     assert not g.initializers and w.graph is None and d.graph is g and d in g.inputs
+
+
+def test_cse_many_lookalike_weights_merge_only_true_duplicates():
+    """12 distinct weights share their sample (zeros but one element off the sample): past 8 the
+    comparison switches to digests; each weight's copy still merges into it, nothing else does."""
+    ws = []
+    for i in range(12):
+        w = np.zeros((64, 9), np.float32)  # 576 elements: the sample reads every 9th
+        w[1, 2] = i + 1  # element 11, not read
+        ws.append(w)
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [9, 64])
+    for i, w in enumerate(ws + [w.copy() for w in ws]):
+        b.output(b.MatMul(x, b.const(w)), f"y{i}")
+    g = b.build()
+    res = run_passes(g, "cse, dce", verify_each=True)
+    assert res.stats()["cse"]["initializers_merged"] == 12
+    weights = [n.inputs[1] for n in g.nodes]
+    assert all(weights[i] is weights[i + 12] for i in range(12))
+    assert len({id(w) for w in weights}) == 12

@@ -114,7 +114,7 @@ def _attr_key(v):
 def _sample_key(t: Tensor) -> bytes | None:
     """A few evenly spaced elements' bytes: equal tensors have equal samples, and different weights of
     one shape (a transformer's layers) almost never do, so only tensors whose samples collide need their
-    whole data hashed. None for object arrays (strings), which are always hashed."""
+    whole data compared. None for object arrays (strings)."""
     arr = t.numpy()
     if arr.dtype == object:
         return None
@@ -124,6 +124,39 @@ def _sample_key(t: Tensor) -> bytes | None:
 
 
 _SAMPLE = 64
+_MAX_COMPARED = 8  # distinct tensors per sample compared byte for byte; beyond, by cached digest
+
+
+def _same_data(a: Tensor, b: Tensor) -> bool:
+    x, y = a.numpy(), b.numpy()
+    if x.dtype == object or y.dtype == object:
+        return a.data_digest() == b.data_digest()
+    return bool(np.array_equal(np.ascontiguousarray(x).view(np.uint8).reshape(-1),
+                               np.ascontiguousarray(y).view(np.uint8).reshape(-1)))
+
+
+class _Bucket:
+    """The distinct tensors met so far that share a sample. A newcomer is compared byte for byte
+    with each (a comparison costs a third of hashing, and a duplicate usually meets its original
+    first); past ``_MAX_COMPARED`` of them the bucket switches to SHA-1 digests, which the tensors
+    keep, so many look-alike tensors (pruned weights) stay linear."""
+
+    def __init__(self) -> None:
+        self.reps: list = []
+        self.by_digest: dict[str, object] | None = None
+
+    def original_of(self, v) -> object | None:
+        """The earlier tensor with ``v``'s data, or None (``v`` is then remembered)."""
+        if self.by_digest is None and len(self.reps) >= _MAX_COMPARED:
+            self.by_digest = {r.const.data_digest(): r for r in self.reps}
+        if self.by_digest is not None:
+            first = self.by_digest.setdefault(v.const.data_digest(), v)
+            return None if first is v else first
+        for r in self.reps:
+            if _same_data(r.const, v.const):
+                return r
+        self.reps.append(v)
+        return None
 
 
 def _dedupe_initializers(g: Graph, protected: set[int]) -> int:
@@ -144,17 +177,12 @@ def _dedupe_initializers(g: Graph, protected: set[int]) -> int:
             except (TypeError, ValueError):
                 continue
         counts = Counter(samples.values())
-        seen: dict[tuple, object] = {}
+        buckets: dict[bytes | None, _Bucket] = {}
         for v in vs:  # in initializer order, so the first of equal tensors survives
             if id(v) not in samples or counts[samples[id(v)]] < 2:
                 continue  # undecodable, or no other tensor of its sample: no duplicate
-            try:
-                key = (samples[id(v)], v.const.data_digest())
-            except (TypeError, ValueError):
-                continue
-            first = seen.get(key)
+            first = buckets.setdefault(samples[id(v)], _Bucket()).original_of(v)
             if first is None:
-                seen[key] = v
                 continue
             if v.num_uses:
                 v.replace_all_uses_with(first, graph_outputs=False)  # type: ignore[arg-type]
