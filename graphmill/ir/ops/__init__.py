@@ -5,10 +5,10 @@ elementwise (arithmetic, comparisons, activations), nn (Conv, ConvTranspose, Gem
 MatMul, Softmax, Dropout), norm (Batch/Layer/Instance/Group normalization...), pool,
 reduce, shape (Reshape, Transpose, Squeeze, Shape, Expand, Tile...), slicing (Concat,
 Split, Slice, Gather, Pad...), resize, constant (Constant, ConstantOfShape, Cast,
-Range). ``window`` holds the sliding-window arithmetic that conv and pool share.
+Range), contrib (the com.microsoft ops graphmill's passes emit for ONNX Runtime). ``window`` holds the sliding-window arithmetic that conv and pool share.
 """
 
-from . import constant, elementwise, nn, norm, pool, reduce, resize, shape, slicing  # noqa: F401  (register)
+from . import constant, contrib, elementwise, nn, norm, pool, reduce, resize, shape, slicing  # noqa: F401  (register)
 from .infer import InferenceReport, infer_types, merge_types
 from .registry import Cost, InferenceContext, OpDef, lookup, register, registered_ops
 

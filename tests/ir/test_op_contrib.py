@@ -1,0 +1,57 @@
+"""com.microsoft ops graphmill's ``ort`` schedule emits: inferred shapes and MACs against ONNX Runtime.
+
+Reference: ONNX Runtime executing the op. With all-ones operands (no padding, no bias, alpha 1) every
+output element of FusedMatMul / FusedConv / FusedGemm is the count of its multiply-accumulates, so the
+output's shape is the shape to infer and its sum is the MAC count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto as TP
+from onnx import helper as oh
+
+from graphmill.frontend import from_proto
+from graphmill.ir.ops import infer_types, lookup
+
+
+def _run_one(op, shapes, **attrs):
+    names = [f"i{k}" for k in range(len(shapes))]
+    node = oh.make_node(op, names, ["y"], domain="com.microsoft", **attrs)
+    g = oh.make_graph([node], "g", [oh.make_tensor_value_info(n, TP.FLOAT, s) for n, s in zip(names, shapes)],
+                      [oh.make_tensor_value_info("y", TP.FLOAT, None)])
+    model = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17), oh.make_opsetid("com.microsoft", 1)])
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    (y,) = sess.run(None, {n: np.ones(s, np.float32) for n, s in zip(names, shapes)})
+    graph = from_proto(model)
+    graph.outputs[0].type = None
+    infer_types(graph, strict=True)
+    return y, graph.nodes[0]
+
+
+@pytest.mark.parametrize("a,b,attrs", [
+    ((2, 3, 4), (2, 4, 5), {}),
+    ((2, 4, 3), (4, 5), {"transA": 1}),
+    ((3, 4), (2, 5, 4), {"transB": 1}),
+    ((3, 2, 4), (2, 4, 5), {"transBatchA": 1}),          # A read as [2, 3, 4]
+    ((2, 3, 4), (4, 2, 5), {"transBatchB": 1}),          # B read as [2, 4, 5]
+    ((4, 2, 3), (5, 2, 4), {"transBatchA": 1, "transA": 1, "transBatchB": 1, "transB": 1}),
+])
+def test_fused_matmul_shape_and_macs(a, b, attrs):
+    y, node = _run_one("FusedMatMul", [a, b], **attrs)
+    assert tuple(node.outputs[0].type.shape) == y.shape
+    cost = lookup(node.domain, node.op_type).cost(node)
+    assert cost.known and cost.macs == int(y.sum())
+
+
+def test_fused_conv_and_gemm_count_like_conv_and_gemm():
+    y, node = _run_one("FusedConv", [(1, 3, 6, 6), (4, 3, 3, 3)], activation="Relu")
+    assert tuple(node.outputs[0].type.shape) == y.shape
+    assert lookup(node.domain, node.op_type).cost(node).macs == int(y.sum())
+    y, node = _run_one("FusedGemm", [(3, 5), (4, 5)], transB=1, activation="Relu")
+    assert tuple(node.outputs[0].type.shape) == y.shape
+    assert lookup(node.domain, node.op_type).cost(node).macs == int(y.sum())
