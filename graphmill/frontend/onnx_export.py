@@ -27,7 +27,8 @@ from graphmill.ir import (
     Value,
 )
 
-from .onnx_tensors import field_key, tensor_chunks, tensor_to_proto, varint
+from .onnx_tensors import tensor_chunks, tensor_to_proto
+from .onnx_wire import GRAPH_INITIALIZER, MODEL_GRAPH, field_boundary, field_key, varint
 
 
 def type_to_proto(t: Type, tp: onnx.TypeProto) -> None:
@@ -309,10 +310,6 @@ def to_proto(g: Graph, *, strip_weights_over: int | None = None, deferred: list 
 # are the weights: encoding them into a ModelProto copied every weight three times (into the
 # TensorProto, into the model, into the serialized bytes), the bulk of saving a big model.
 
-_GRAPH_FIELD = 7  # ModelProto.graph
-_INITIALIZER_FIELD = 5  # GraphProto.initializer
-
-
 def serialize_model(g: Graph) -> list:
     """``to_proto(g).SerializeToString()``, the same bytes, as a list of bytes-like chunks to write
     in order; weights held as numpy arrays are referenced, not copied."""
@@ -321,46 +318,11 @@ def serialize_model(g: Graph) -> list:
     graph_bytes = m.graph.SerializeToString()
     m.ClearField("graph")
     model_bytes = m.SerializeToString()
-    g_split = _field_boundary(graph_bytes, _INITIALIZER_FIELD)
-    m_split = _field_boundary(model_bytes, _GRAPH_FIELD)
+    g_split = field_boundary(graph_bytes, GRAPH_INITIALIZER)
+    m_split = field_boundary(model_bytes, MODEL_GRAPH)
     inits: list = []
     for name, t in deferred:
-        inits.extend(tensor_chunks(t, name, _INITIALIZER_FIELD))
+        inits.extend(tensor_chunks(t, name, GRAPH_INITIALIZER))
     graph_len = len(graph_bytes) + sum(len(c) for c in inits)
-    return [model_bytes[:m_split], field_key(_GRAPH_FIELD) + varint(graph_len), graph_bytes[:g_split], *inits,
+    return [model_bytes[:m_split], field_key(MODEL_GRAPH) + varint(graph_len), graph_bytes[:g_split], *inits,
             graph_bytes[g_split:], model_bytes[m_split:]]
-
-
-def _read_varint(buf: bytes, i: int) -> tuple[int, int]:
-    n = shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            return n, i
-
-
-def _field_boundary(buf: bytes, field: int) -> int:
-    """Offset of the first top-level field numbered above ``field`` in a serialized message (its
-    length if none): where that field's entries go."""
-    i = 0
-    while i < len(buf):
-        tag, j = _read_varint(buf, i)
-        if tag >> 3 > field:
-            return i
-        wire = tag & 7
-        if wire == 0:
-            _, j = _read_varint(buf, j)
-        elif wire == 1:
-            j += 8
-        elif wire == 2:
-            n, j = _read_varint(buf, j)
-            j += n
-        elif wire == 5:
-            j += 4
-        else:
-            raise ValueError(f"unexpected protobuf wire type {wire}")
-        i = j
-    return len(buf)

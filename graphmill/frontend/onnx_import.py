@@ -141,7 +141,8 @@ class _Importer:
                             tensor_from_proto(sp.indices, self.base_dir, self.path), tuple(sp.dims))
 
     # -- graphs -------------------------------------------------------------
-    def graph(self, gp: onnx.GraphProto, outer: ChainMap, *, is_function: bool = False) -> Graph:
+    def graph(self, gp: onnx.GraphProto, outer: ChainMap, *, is_function: bool = False,
+              raw_data: list | None = None) -> Graph:
         g = Graph(gp.name)
         g.doc_string = gp.doc_string
         g.metadata_props = _props(gp.metadata_props)
@@ -161,8 +162,8 @@ class _Importer:
             g.inputs.append(v)
             scope.maps[0][vi.name] = v
         local_inputs = {v.name: v for v in g.inputs}
-        for tp in gp.initializer:
-            t = tensor_from_proto(tp, self.base_dir, self.path)
+        for i, tp in enumerate(gp.initializer):
+            t = tensor_from_proto(tp, self.base_dir, self.path, raw_data[i] if raw_data else None)
             v = local_inputs.get(tp.name)
             if v is None:
                 v = Value(tp.name, TensorType(t.dtype, t.shape))
@@ -351,13 +352,18 @@ def check_opsets(model: onnx.ModelProto, path: str) -> None:
                                         f"{MAX_ML_OPSET} {hint}")
 
 
-def from_proto(model: onnx.ModelProto, *, base_dir: str | None = None, path: str = "<model>") -> Graph:
-    """Import a model. ``base_dir`` is the folder external data must stay inside."""
+def from_proto(model: onnx.ModelProto, *, base_dir: str | None = None, path: str = "<model>",
+               raw_data: list | None = None) -> Graph:
+    """Import a model. ``base_dir`` is the folder external data must stay inside.
+
+    ``raw_data``: per top-level initializer, the ``RawData`` the file reader set aside from it (the
+    proto then lacks its ``raw_data``), or None (see ``onnx_wire.carve_weights``).
+    """
     if not model.HasField("graph"):
         raise ModelLoadError(f"{path}: not an ONNX model (no graph in the file)")
     check_opsets(model, path)
     imp = _Importer(path, os.path.abspath(base_dir) if base_dir else None)
-    g = imp.graph(model.graph, ChainMap())
+    g = imp.graph(model.graph, ChainMap(), raw_data=raw_data)
     g.opset_imports = {o.domain: o.version for o in model.opset_import}
     g.model = ModelInfo(
         ir_version=model.ir_version,

@@ -18,6 +18,7 @@ from graphmill.ir import Graph, ModelLoadError, UserInputError
 
 from .onnx_export import serialize_model, to_proto
 from .onnx_import import from_proto
+from .onnx_wire import carve_weights
 
 _PROTOBUF_LIMIT = 2**31 - 1
 
@@ -25,6 +26,10 @@ _PROTOBUF_LIMIT = 2**31 - 1
 def read_model_proto(path: str | os.PathLike) -> onnx.ModelProto:
     """Parse a file into a ``ModelProto`` with errors that say what is wrong with it."""
     path = os.fspath(path)
+    return _parse_model(path, _read_file(path))
+
+
+def _read_file(path: str) -> bytes:
     if not os.path.exists(path):
         raise ModelLoadError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -36,6 +41,10 @@ def read_model_proto(path: str | os.PathLike) -> onnx.ModelProto:
         raise ModelLoadError(f"{path}: cannot read ({e.strerror})") from None
     if not data:
         raise ModelLoadError(f"{path}: the file is empty, not an ONNX model")
+    return data
+
+
+def _parse_model(path: str, data: bytes) -> onnx.ModelProto:
     looks_onnx = data[0] == 0x08  # every ONNX writer starts with field 1, ir_version (varint)
     try:
         model = onnx.ModelProto.FromString(data)
@@ -50,10 +59,32 @@ def read_model_proto(path: str | os.PathLike) -> onnx.ModelProto:
 
 
 def load(path: str | os.PathLike) -> Graph:
-    """Load an ONNX model file into a ``Graph``; external data must lie in the model's folder."""
+    """Load an ONNX model file into a ``Graph``; external data must lie in the model's folder.
+
+    The weights' bytes (top-level initializers' ``raw_data``) are set aside before parsing and stay
+    in the file's contents, where decoding views them and ``save`` writes them from: protobuf never
+    copies them into message objects.
+    """
     path = os.fspath(path)
-    model = read_model_proto(path)
-    return from_proto(model, base_dir=os.path.dirname(os.path.abspath(path)), path=path)
+    data = _read_file(path)
+    model, raw = _parse_skeleton(path, data)
+    return from_proto(model, base_dir=os.path.dirname(os.path.abspath(path)), path=path, raw_data=raw)
+
+
+def _parse_skeleton(path: str, data: bytes) -> tuple[onnx.ModelProto, list | None]:
+    """The model without its weights' bytes, and where they are; the whole model, parsed as
+    ``read_model_proto`` does (with its errors), when the file is not a plain one-graph message."""
+    try:
+        carved = carve_weights(data)
+        if carved is not None:
+            skeleton, raw = carved
+            model = onnx.ModelProto.FromString(skeleton)
+            if (model.HasField("graph") and len(model.graph.initializer) == len(raw)
+                    and (model.ir_version or len(model.opset_import))):
+                return model, raw
+    except (ValueError, DecodeError, RuntimeError):
+        pass
+    return _parse_model(path, data), None
 
 
 def _default_mode() -> int:

@@ -20,6 +20,8 @@ from onnx import numpy_helper
 from graphmill.ir import DataType, Tensor
 from graphmill.ir.errors import ModelLoadError, UnsafeModelError
 
+from .onnx_wire import TENSOR_RAW_DATA, RawData, field_boundary, field_key, varint
+
 
 class ExternalData:
     """Where an external tensor's bytes live: a checked file path and byte range."""
@@ -81,30 +83,66 @@ def resolve_external_data(proto: onnx.TensorProto, base_dir: str | None, model_p
 
 
 class OnnxTensorSource:
-    """Keeps the imported ``TensorProto`` and decodes it when asked."""
+    """Keeps the imported ``TensorProto`` and decodes it when asked.
 
-    __slots__ = ("proto", "external")
+    ``raw``: where the tensor's ``raw_data`` lies in the file's contents, when the reader set it
+    aside (``proto`` then lacks it): decoding views those bytes and saving writes them, with no copy.
+    """
 
-    def __init__(self, proto: onnx.TensorProto, external: ExternalData | None = None) -> None:
+    __slots__ = ("proto", "external", "raw")
+
+    def __init__(self, proto: onnx.TensorProto, external: ExternalData | None = None,
+                 raw: RawData | None = None) -> None:
         self.proto = proto
         self.external = external
+        self.raw = raw
 
     def inline_proto(self) -> onnx.TensorProto:
-        """The tensor with its data inline (external bytes read in)."""
-        if self.external is None:
+        """The tensor with its data inline (external or set-aside bytes put back)."""
+        if self.external is None and self.raw is None:
             return self.proto
         p = onnx.TensorProto()
         p.CopyFrom(self.proto)
+        if self.raw is not None:
+            p.raw_data = bytes(self.raw.view())
+            return p
         del p.external_data[:]
         p.data_location = onnx.TensorProto.DEFAULT
         p.raw_data = self.external.read()
         return p
 
     def numpy(self) -> np.ndarray:
+        if self.raw is not None:
+            arr = _view_raw(self.proto, self.raw)
+            if arr is not None:
+                return arr
         return numpy_helper.to_array(self.inline_proto())
 
 
-def tensor_from_proto(proto: onnx.TensorProto, base_dir: str | None, model_path: str) -> Tensor:
+def _view_raw(proto: onnx.TensorProto, raw: RawData) -> np.ndarray | None:
+    """What ``numpy_helper.to_array`` returns for a tensor whose ``raw_data`` is ``raw`` (a read-only
+    ``np.frombuffer`` array), viewing the file's bytes; None where it does more than that (packed
+    element types, strings, segments, big-endian hosts) or would fail."""
+    if sys.byteorder != "little" or proto.HasField("segment"):
+        return None
+    try:
+        dtype = DataType(proto.data_type)
+    except ValueError:
+        return None
+    if dtype in _PACKED or dtype in (DataType.STRING, DataType.UNDEFINED):
+        return None
+    np_dtype = onnx.helper.tensor_dtype_to_np_dtype(proto.data_type)
+    if len(raw) % np_dtype.itemsize:
+        return None
+    arr = np.frombuffer(raw.buf, dtype=np_dtype, count=len(raw) // np_dtype.itemsize, offset=raw.start)
+    try:
+        return arr.reshape(tuple(proto.dims))
+    except ValueError:
+        return None
+
+
+def tensor_from_proto(proto: onnx.TensorProto, base_dir: str | None, model_path: str,
+                      raw: RawData | None = None) -> Tensor:
     external = None
     if proto.data_location == onnx.TensorProto.EXTERNAL:
         external = resolve_external_data(proto, base_dir, model_path)
@@ -115,7 +153,7 @@ def tensor_from_proto(proto: onnx.TensorProto, base_dir: str | None, model_path:
     return Tensor(
         dtype=dtype,
         shape=tuple(proto.dims),
-        source=OnnxTensorSource(proto, external),
+        source=OnnxTensorSource(proto, external, raw),
         name=proto.name,
         doc_string=proto.doc_string,
         metadata_props={p.key: p.value for p in proto.metadata_props} if len(proto.metadata_props) else None,
@@ -155,35 +193,16 @@ def tensor_to_proto(t: Tensor, name: str | None = None, into: onnx.TensorProto |
 
 # -- a tensor as pieces of a serialized message (see onnx_export.serialize_model) ---------------
 
-_RAW_DATA_FIELD = 9  # TensorProto.raw_data
 # element types numpy_helper.from_array packs (several elements per byte): encoded the long way
 _PACKED = frozenset({DataType.INT4, DataType.UINT4, DataType.FLOAT4E2M1, DataType.INT2, DataType.UINT2,
                      DataType.FLOAT6E2M3, DataType.FLOAT6E3M2})
-
-
-def varint(n: int) -> bytes:
-    """Protobuf's base-128 varint encoding of a non-negative integer."""
-    out = bytearray()
-    while True:
-        low = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
-
-
-def field_key(field: int) -> bytes:
-    """The tag of a length-delimited protobuf field."""
-    return varint(field << 3 | 2)
 
 
 def tensor_chunks(t: Tensor, name: str, field: int) -> list:
     """The serialized entry of ``tensor_to_proto(t, name)`` in a length-delimited ``field`` of the
     enclosing message, as bytes-like chunks. A tensor held as a native numpy array is written from
     the array's own memory: the TensorProto's fields around ``raw_data`` (9) are encoded apart."""
-    pieces = _array_pieces(t, name)
+    pieces = _array_pieces(t, name) or _set_aside_pieces(t, name)
     if pieces is None:
         src = t.source
         if isinstance(src, OnnxTensorSource) and src.external is None and src.proto.name == name:
@@ -192,9 +211,20 @@ def tensor_chunks(t: Tensor, name: str, field: int) -> list:
             body = tensor_to_proto(t, name).SerializeToString()
         return [field_key(field) + varint(len(body)), body]
     head, raw, tail = pieces
-    raw_key = field_key(_RAW_DATA_FIELD) + varint(len(raw))
+    raw_key = field_key(TENSOR_RAW_DATA) + varint(len(raw))
     size = len(head) + len(raw_key) + len(raw) + len(tail)
     return [field_key(field) + varint(size) + head + raw_key, raw, tail]
+
+
+def _set_aside_pieces(t: Tensor, name: str) -> tuple[bytes, memoryview, bytes] | None:
+    """(fields before raw_data, the data, fields after) of an untouched imported tensor whose data
+    the reader set aside: its proto (without the data) split around field 9, and the file's bytes."""
+    src = t.source
+    if not isinstance(src, OnnxTensorSource) or src.raw is None or src.proto.name != name:
+        return None
+    rest = src.proto.SerializeToString()
+    cut = field_boundary(rest, TENSOR_RAW_DATA)
+    return rest[:cut], src.raw.view(), rest[cut:]
 
 
 def _array_pieces(t: Tensor, name: str) -> tuple[bytes, memoryview, bytes] | None:
