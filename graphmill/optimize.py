@@ -29,7 +29,11 @@ from graphmill.passes import (
     Schedule,
     TimePasses,
     as_schedule,
+    registered_passes,
 )
+
+# The built-in passes load with this module, as imports do, not inside the first optimize() call.
+registered_passes()
 
 
 BUILTIN_SCHEDULES = ("default", "ort", "cleanup")  # the named schedules of graphmill/passes/default.mill

@@ -38,6 +38,8 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import onnx
+import onnxruntime as ort  # imported with the pass, not during its first fold
 
 from graphmill.ir import DataType, Graph, Node, Tensor, TensorType, Value
 from graphmill.ir.rewrite import constant_value, nested_output_ids
@@ -438,9 +440,6 @@ _NUMPY_OPS = {"Shape": _np_shape, "Size": _np_size, "Identity": _np_identity, "C
 
 
 def _evaluate_ort(node: Node, args: list, graph: Graph) -> list:
-    import onnx
-    import onnxruntime as ort
-
     from graphmill.frontend.onnx_export import node_to_proto
 
     root = graph.root
