@@ -19,6 +19,7 @@ from graphmill.frontend.onnx_io import atomic_write_bytes
 from graphmill.frontend.schedule_dsl import load_schedule, parse_schedule
 from graphmill.ir import Graph, GraphmillError, UserInputError
 from graphmill.ir.analysis import summarize
+from graphmill.ir.gc_pause import collector_paused
 from graphmill.passes import (
     EXACT,
     REASSOCIATING,
@@ -118,6 +119,7 @@ def write_reproducer(failure: PassFailure, schedule: Schedule, seed: int, folder
     return folder
 
 
+@collector_paused()
 def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_file: str | None = None,
              check_numerics: bool = False, rtol: float = 1e-4, atol: float = 1e-5, seed: int = 0,
              verify_each: bool = False, time_passes: bool = False, print_ir_after: str | Iterable[str] | None = None,

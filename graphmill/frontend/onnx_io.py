@@ -15,6 +15,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from graphmill.ir import Graph, ModelLoadError, UserInputError
+from graphmill.ir.gc_pause import collector_paused
 
 from .onnx_export import serialize_model, to_proto
 from .onnx_import import from_proto
@@ -58,6 +59,7 @@ def _parse_model(path: str, data: bytes) -> onnx.ModelProto:
     return model
 
 
+@collector_paused()
 def load(path: str | os.PathLike) -> Graph:
     """Load an ONNX model file into a ``Graph``; external data must lie in the model's folder.
 
@@ -147,6 +149,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     atomic_write_many([(os.fspath(path), data)])
 
 
+@collector_paused()
 def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = None,
          size_threshold: int = 1024) -> None:
     """Save ``graph`` as an ONNX file, atomically.

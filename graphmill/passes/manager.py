@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from graphmill.ir import Graph, GraphmillError
+from graphmill.ir.gc_pause import collector_paused
 
 from .base import Pass, PassContext, PassResult, pass_class
 from .instruments import PassCheckError, PassStepInfo, VerifyEach
@@ -114,6 +115,7 @@ class PassManager:
             if fn is not None:
                 fn(*args)
 
+    @collector_paused()
     def run(self, graph: Graph) -> PipelineResult:
         self._records: list[PassRecord] = []
         self._ran: list[Run] = []

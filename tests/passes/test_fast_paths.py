@@ -201,3 +201,29 @@ def test_cse_many_lookalike_weights_merge_only_true_duplicates():
     weights = [n.inputs[1] for n in g.nodes]
     assert all(weights[i] is weights[i + 12] for i in range(12))
     assert len({id(w) for w in weights}) == 12
+
+
+def test_collector_paused_restores_the_collector_state():
+    import gc
+
+    from graphmill.ir.gc_pause import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner one leaves it to the outer one
+    assert gc.isenabled()
+    try:
+        with collector_paused():
+            raise KeyError("x")
+    except KeyError:
+        pass
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        run_passes(_branch_model(), "simplify")
+        assert not gc.isenabled()  # a caller that turned it off keeps it off
+    finally:
+        gc.enable()
