@@ -26,12 +26,13 @@ _NONDETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLik
 
 def is_constant_node(node: Node, constant: set[int]) -> bool:
     """A node whose outputs are the same on every run: all inputs constant, deterministic, no subgraph."""
-    if node.op_type in _NONDETERMINISTIC or any(True for _ in node.subgraphs()):
+    if node.op_type in _NONDETERMINISTIC:
         return False
-    if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-        return True
-    ins = [v for v in node.inputs if v is not None]
-    return bool(ins) and all(id(v) in constant for v in ins)
+    if not (node.op_type == "Constant" and node.domain in ("", "ai.onnx")):
+        ins = [v for v in node.inputs if v is not None]
+        if not ins or not all(id(v) in constant for v in ins):
+            return False
+    return not any(True for _ in node.subgraphs())  # last: the rarest reason, and the dearest to check
 
 
 def constant_values(graph: Graph) -> set[int]:
@@ -56,9 +57,11 @@ def _is_scalar(v: Value) -> bool:
     return shape == ()
 
 
-def parameter_values(graph: Graph) -> list[Value]:
-    """The constant tensors that feed the computation (see the module docstring)."""
-    constant = constant_values(graph)
+def parameter_values(graph: Graph, constant: set[int] | None = None) -> list[Value]:
+    """The constant tensors that feed the computation (see the module docstring). ``constant``:
+    ``constant_values(graph)``, when the caller has it."""
+    if constant is None:
+        constant = constant_values(graph)
     const_nodes = {id(n) for n in graph.nodes if is_constant_node(n, constant)}
     outputs = {id(v) for v in graph.outputs}
     seen: set[int] = set()
@@ -177,7 +180,7 @@ def _summarize(graph: Graph) -> GraphSummary:
         flops += c.flops
     params = 0
     unknown_params = 0
-    for v in parameter_values(graph):
+    for v in parameter_values(graph, constant):
         n = _elements(v)
         if n is None:
             unknown_params += 1

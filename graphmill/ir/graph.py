@@ -490,10 +490,10 @@ class Graph:
     def _index_of(self, node: Node) -> int:
         if node.graph is not self:
             raise IRError(f"{node.describe()} is not in graph {self.name!r}")
-        for i, n in enumerate(self._nodes):
-            if n is node:
-                return i
-        raise IRError(f"{node.describe()} is not in graph {self.name!r}")
+        try:
+            return self._nodes.index(node)  # Node has identity equality: list.index finds this very node, in C
+        except ValueError:
+            raise IRError(f"{node.describe()} is not in graph {self.name!r}") from None
 
     def remove_node(self, node: Node, *, force: bool = False) -> None:
         """Remove ``node``; its outputs must be unused (and not graph outputs) unless ``force``.
