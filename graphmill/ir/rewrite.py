@@ -118,8 +118,9 @@ class Match:
         return None if v is None else constant_value(v)
 
     def copy(self) -> "Match":
-        m = Match(self.graph, self.root)
-        m.values, m.nodes, m.order = dict(self.values), dict(self.nodes), list(self.order)
+        m = object.__new__(Match)  # the matcher copies at every binding: skip __init__'s empty containers
+        m.graph, m.root = self.graph, self.root
+        m.values, m.nodes, m.order = self.values.copy(), self.nodes.copy(), self.order.copy()
         return m
 
 
@@ -148,17 +149,23 @@ class _Fail:
 
 
 class _Matcher:
-    """Backtracking matcher that remembers its deepest failure (for explain)."""
+    """Backtracking matcher; with ``explain`` it remembers its deepest failure.
 
-    def __init__(self, graph: Graph) -> None:
+    Failure reasons are written only when explaining: rewrite passes try every rule at every node,
+    and formatting a reason for each failed attempt cost as much as the matching itself. A reason is
+    passed as a function for that, and ``where`` (which input of which node) is kept as (node, index).
+    """
+
+    def __init__(self, graph: Graph, *, explain: bool = False) -> None:
         self.graph = graph
+        self.explain = explain
         self.best: _Fail | None = None
 
-    def fail(self, depth: int, reason: str, node: Node | None) -> None:
-        if self.best is None or depth > self.best.depth:
-            self.best = _Fail(depth, reason, node)
+    def fail(self, depth: int, reason: Callable[[], str], node: Node | None) -> None:
+        if self.explain and (self.best is None or depth > self.best.depth):
+            self.best = _Fail(depth, reason(), node)
 
-    def match_value(self, pat: Pattern, v: Value | None, m: Match, depth: int, where: str) -> Match | None:
+    def match_value(self, pat: Pattern, v: Value | None, m: Match, depth: int, where: Any) -> Match | None:
         if isinstance(pat, Opt):
             if v is None:
                 if isinstance(pat.inner, Var):
@@ -167,28 +174,29 @@ class _Matcher:
                 return m
             return self.match_value(pat.inner, v, m, depth, where)
         if v is None:
-            self.fail(depth, f"{where} is omitted but the pattern needs {pat.describe()}", None)
+            self.fail(depth, lambda: f"{_at(where)} is omitted but the pattern needs {pat.describe()}", None)
             return None
         if isinstance(pat, Var):
             bound = m.values.get(pat.name, ...)
             if bound is not ...:
                 if bound is not v:
-                    self.fail(depth, f"{where} (%{v.name}) is not the same value as %{pat.name}", None)
+                    self.fail(depth, lambda: f"{_at(where)} (%{v.name}) is not the same value as %{pat.name}", None)
                     return None
                 return m
             if isinstance(pat, Const) and constant_value(v) is None:
-                self.fail(depth, f"{where} (%{v.name}) is not a constant", v.producer)
+                self.fail(depth, lambda: f"{_at(where)} (%{v.name}) is not a constant", v.producer)
                 return None
             if pat.dtype is not None and v.dtype != pat.dtype:
-                self.fail(depth, f"{where} (%{v.name}) has element type {getattr(v.dtype, 'short_name', '?')}", None)
+                self.fail(depth, lambda: f"{_at(where)} (%{v.name}) has element type "
+                          f"{getattr(v.dtype, 'short_name', '?')}", None)
                 return None
             if pat.rank is not None and (v.shape is None or len(v.shape) != pat.rank):
-                self.fail(depth, f"{where} (%{v.name}) is not of rank {pat.rank} (type {v.type})", None)
+                self.fail(depth, lambda: f"{_at(where)} (%{v.name}) is not of rank {pat.rank} (type {v.type})", None)
                 return None
             if pat.where is not None:
                 ok = pat.where(v)
                 if ok is not True:
-                    self.fail(depth, f"{where} (%{v.name}): {ok or 'constraint failed'}", None)
+                    self.fail(depth, lambda: f"{_at(where)} (%{v.name}): {ok or 'constraint failed'}", None)
                     return None
             m = m.copy()
             m.values[pat.name] = v
@@ -196,35 +204,36 @@ class _Matcher:
         assert isinstance(pat, Op)
         node = v.producer
         if node is None or node.graph is not self.graph:
-            self.fail(depth, f"{where} (%{v.name}) is not produced by a node in this graph", None)
+            self.fail(depth, lambda: f"{_at(where)} (%{v.name}) is not produced by a node in this graph", None)
             return None
         return self.match_node(pat, node, m, depth, where, is_root=False)
 
-    def match_node(self, pat: Op, node: Node, m: Match, depth: int, where: str, *, is_root: bool) -> Match | None:
+    def match_node(self, pat: Op, node: Node, m: Match, depth: int, where: Any, *, is_root: bool) -> Match | None:
         if node.op_type not in pat.types or (node.domain or "") != pat.domain and not (
                 pat.domain == "" and node.domain == "ai.onnx"):
-            self.fail(depth, f"{where} is produced by {node.describe()}, not {'|'.join(pat.types)}", node)
+            self.fail(depth, lambda: f"{_at(where)} is produced by {node.describe()}, not {'|'.join(pat.types)}", node)
             return None
         if pat.name in m.nodes and m.nodes[pat.name] is not node:
-            self.fail(depth, f"{node.describe()} is not the node already matched as {pat.name!r}", node)
+            self.fail(depth, lambda: f"{node.describe()} is not the node already matched as {pat.name!r}", node)
             return None
         if not is_root and pat.single_use:
             outs = [o for o in node.outputs if o is not None]
             if any(o.is_graph_output() for o in outs) or sum(o.num_uses for o in outs) != 1:
-                uses = sum(o.num_uses for o in outs)
-                self.fail(depth + 1, f"{node.describe()} has {uses} uses (or is a graph output); fusing it would "
-                          "duplicate its work", node)
+                self.fail(depth + 1, lambda: f"{node.describe()} has {sum(o.num_uses for o in outs)} uses (or is a "
+                          "graph output); fusing it would duplicate its work", node)
                 return None
         for k, want in pat.attrs.items():
             have = node.attr(k)
             ok = want(have) if callable(want) else have == want
             if not ok:
-                self.fail(depth + 1, f"{node.describe()} attribute {k}={have!r} does not satisfy the pattern", node)
+                self.fail(depth + 1, lambda: f"{node.describe()} attribute {k}={have!r} does not satisfy the pattern",
+                          node)
                 return None
         n_in = len(node.inputs)
         if n_in > len(pat.inputs) and not pat.allow_extra_inputs and any(
                 x is not None for x in node.inputs[len(pat.inputs):]):
-            self.fail(depth + 1, f"{node.describe()} has {n_in} inputs, the pattern expects {len(pat.inputs)}", node)
+            self.fail(depth + 1, lambda: f"{node.describe()} has {n_in} inputs, the pattern expects {len(pat.inputs)}",
+                      node)
             return None
         m = m.copy()
         m.nodes[pat.name] = node
@@ -236,17 +245,26 @@ class _Matcher:
             cur: Match | None = m
             for i, sub in enumerate(order):
                 v = node.inputs[i] if i < n_in else None
-                cur = self.match_value(sub, v, cur, depth + 1 + i, f"{node.describe()} input {i}")
+                cur = self.match_value(sub, v, cur, depth + 1 + i, (node, i))
                 if cur is None:
                     break
             if cur is not None:
                 if pat.where is not None:
                     ok = pat.where(node)
                     if ok is not True:
-                        self.fail(depth + 1 + len(order), f"{node.describe()}: {ok or 'constraint failed'}", node)
+                        self.fail(depth + 1 + len(order), lambda: f"{node.describe()}: {ok or 'constraint failed'}",
+                                  node)
                         continue
                 return cur
         return None
+
+
+def _at(where: Any) -> str:
+    """The text of a ``where``: "root", or (node, input index)."""
+    if isinstance(where, tuple):
+        node, i = where
+        return f"{node.describe()} input {i}"
+    return where
 
 
 class ReplacementBuilder:
@@ -410,7 +428,7 @@ def explain(rule: Rule, graph: Graph) -> str:
             if node.op_type not in rule.pattern.types:
                 continue
             candidates += 1
-            matcher = _Matcher(g)
+            matcher = _Matcher(g, explain=True)
             m = matcher.match_node(rule.pattern, node, Match(g, node), 0, "root", is_root=True)
             if m is not None:
                 reason = rule.check(m) if rule.check is not None else None
