@@ -30,6 +30,8 @@ ONNX Runtime's Conv+activation fusion no longer sees the hoisted activation, so
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from graphmill.ir import Node
@@ -125,10 +127,17 @@ def _single_axis_permutation(m: Match) -> tuple[int, np.ndarray] | str:
         return "shapes are not static"
     if tuple(out) != tuple(x_shape):
         return f"the result's shape {tuple(out)} is not the input's {tuple(x_shape)}"
+    return _axis_permutation(tuple(x_shape), tuple(mid), tuple(_perm_attr(m.node("transpose"), len(mid))))
+
+
+@functools.lru_cache(maxsize=256)
+def _axis_permutation(x_shape: tuple, mid: tuple, perm: tuple) -> tuple[int, np.ndarray] | str:
+    """The enumeration behind ``_single_axis_permutation``, a function of the shapes and the
+    permutation only: kept per (shapes, perm), since the rule's check and its replacement both ask,
+    and a network repeats the same shuffle block (light_shufflenet: 32 asks, 4 distinct)."""
     size = int(np.prod(x_shape, dtype=np.int64))
     if size > MAX_PERMUTATION_ENTRIES:
         return f"{size} entries: over the {MAX_PERMUTATION_ENTRIES} this rule enumerates"
-    perm = _perm_attr(m.node("transpose"), len(mid))
     index = np.arange(size, dtype=np.int64)
     moved = index.reshape(mid).transpose(perm).reshape(x_shape)
     base = index.reshape(x_shape)
@@ -139,6 +148,7 @@ def _single_axis_permutation(m: Match) -> tuple[int, np.ndarray] | str:
         line = moved[(0,) * axis + (slice(None),) + (0,) * (len(x_shape) - axis - 1)]
         order = line // stride
         if sorted(order.tolist()) == list(range(n)) and np.array_equal(moved, np.take(base, order, axis=axis)):
+            order.setflags(write=False)  # shared by every ask
             return axis, order
     return "the three ops move entries across more than one axis"
 
