@@ -45,6 +45,8 @@ def field_key(field: int) -> bytes:
 
 
 def _read_varint(buf: bytes, i: int, end: int) -> tuple[int, int]:
+    if i < end and buf[i] < 0x80:  # one byte: most tags and lengths
+        return buf[i], i + 1
     n = shift = 0
     while True:
         if i >= end or shift > 63:
@@ -83,11 +85,26 @@ def iter_fields(buf: bytes, start: int = 0, end: int | None = None) -> Iterator[
 
 def field_boundary(buf: bytes, field: int) -> int:
     """Offset of the first top-level field numbered above ``field`` (``len(buf)`` if none): where
-    that field's entries go in a message serialized in field-number order, as protobuf writes."""
-    for f in iter_fields(buf):
-        if f.number > field:
-            return f.tag_start
-    return len(buf)
+    that field's entries go in a message serialized in field-number order, as protobuf writes.
+    (``iter_fields``'s walk without building a Field per field: save calls it once per weight.)"""
+    i, end = 0, len(buf)
+    while i < end:
+        tag, j = _read_varint(buf, i, end)
+        if tag >> 3 > field:
+            return i
+        wire = tag & 7
+        if wire == _VARINT:
+            _, i = _read_varint(buf, j, end)
+        elif wire == _LEN:
+            n, j = _read_varint(buf, j, end)
+            i = j + n
+        elif wire == _I64:
+            i = j + 8
+        elif wire == _I32:
+            i = j + 4
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+    return end
 
 
 class RawData:
