@@ -32,7 +32,7 @@ def is_constant_node(node: Node, constant: set[int]) -> bool:
         ins = [v for v in node.inputs if v is not None]
         if not ins or not all(id(v) in constant for v in ins):
             return False
-    return not any(True for _ in node.subgraphs())  # last: the rarest reason, and the dearest to check
+    return not node.subgraphs()  # last: the rarest reason, and the dearest to check
 
 
 def constant_values(graph: Graph) -> set[int]:

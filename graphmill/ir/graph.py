@@ -210,12 +210,16 @@ class Node:
         a = self.attrs.get(name)
         return default if a is None else a.value
 
-    def subgraphs(self) -> Iterator["Graph"]:
+    def subgraphs(self) -> list["Graph"]:
+        """The graphs in this node's attributes (If/Loop/Scan bodies), in attribute order. A list,
+        not a generator: every pass asks this of every node, and most nodes have none."""
+        found: list[Graph] = []
         for a in self.attrs.values():
             if a.kind == AttrKind.GRAPH:
-                yield a.value
+                found.append(a.value)
             elif a.kind == AttrKind.GRAPHS:
-                yield from a.value
+                found.extend(a.value)
+        return found
 
     def describe(self) -> str:
         """How error messages name a node: ``Conv node 'conv1'``."""

@@ -391,7 +391,7 @@ class NestedOutputs:
 
     def touched(self, nodes: list[Node]) -> None:
         """``nodes`` were inserted into or removed from the graph."""
-        if self._ids is not None and any(True for n in nodes for _ in n.subgraphs()):
+        if self._ids is not None and any(n.subgraphs() for n in nodes):
             self._ids = None
 
 

@@ -139,7 +139,7 @@ class FoldConstants(Pass):
             return f"{node.domain}::{node.op_type}: op of a non-ONNX domain"
         if node.op_type in NONDETERMINISTIC:
             return f"{node.op_type}: non-deterministic"
-        if any(True for _ in node.subgraphs()):
+        if node.subgraphs():
             return f"{node.op_type}: has a subgraph"
         if any(v is not None and id(v) in nested for v in node.outputs):
             return f"{node.op_type}: output returned by a subgraph"
