@@ -57,12 +57,19 @@ def _is_scalar(v: Value) -> bool:
     return shape == ()
 
 
-def parameter_values(graph: Graph, constant: set[int] | None = None) -> list[Value]:
-    """The constant tensors that feed the computation (see the module docstring). ``constant``:
-    ``constant_values(graph)``, when the caller has it."""
+def _constant_node_ids(graph: Graph, constant: set[int]) -> set[int]:
+    return {id(n) for n in graph.nodes if is_constant_node(n, constant)}
+
+
+def parameter_values(graph: Graph, constant: set[int] | None = None,
+                     const_nodes: set[int] | None = None) -> list[Value]:
+    """The constant tensors that feed the computation (see the module docstring). ``constant`` and
+    ``const_nodes``: ``constant_values(graph)`` and the ids of the nodes constant under it, when the
+    caller has them."""
     if constant is None:
         constant = constant_values(graph)
-    const_nodes = {id(n) for n in graph.nodes if is_constant_node(n, constant)}
+    if const_nodes is None:
+        const_nodes = _constant_node_ids(graph, constant)
     outputs = {id(v) for v in graph.outputs}
     seen: set[int] = set()
     params: list[Value] = []
@@ -164,10 +171,11 @@ def _summarize(graph: Graph) -> GraphSummary:
     macs = flops = unknown_cost = 0
     no_cost: Counter[str] = Counter()
     constant = constant_values(graph)
+    const_nodes = _constant_node_ids(graph, constant)
     for n in graph.all_nodes():
         key = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}"
         ops[key] += 1
-        if n.graph is graph and is_constant_node(n, constant):
+        if n.graph is graph and id(n) in const_nodes:
             continue  # weight construction is not inference work
         c = node_cost(n)
         if c is None:
@@ -180,7 +188,7 @@ def _summarize(graph: Graph) -> GraphSummary:
         flops += c.flops
     params = 0
     unknown_params = 0
-    for v in parameter_values(graph, constant):
+    for v in parameter_values(graph, constant, const_nodes):
         n = _elements(v)
         if n is None:
             unknown_params += 1
