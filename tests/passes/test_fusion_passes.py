@@ -14,6 +14,7 @@ import pytest
 
 from graphmill.backends.onnxruntime import compare, random_inputs
 from graphmill.ir.builder import GraphBuilder
+from graphmill.testing.decomposed import gelu_erf as _gelu_erf
 from graphmill.passes import run_passes
 
 RTOL = ATOL = 1e-5
@@ -351,15 +352,6 @@ def test_silu_rule_needs_the_same_value_twice(rng):
 
 # -- fuse-gelu -----------------------------------------------------------------------------------
 
-def _gelu_erf(b, x, order=0, div=True):
-    s = b.Div(x, np.array(math.sqrt(2), np.float32)) if div else b.Mul(x, np.array(1 / math.sqrt(2), np.float32))
-    p = b.Add(b.Erf(s), np.array(1, np.float32))
-    half = np.array(0.5, np.float32)
-    if order == 0:
-        return b.Mul(b.Mul(x, p), half)
-    if order == 1:
-        return b.Mul(p, b.Mul(half, x))
-    return b.Mul(x, b.Mul(p, half))
 
 
 def _gelu_tanh(b, x, pow_form=True):

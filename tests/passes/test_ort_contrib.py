@@ -16,6 +16,7 @@ import pytest
 
 from graphmill.backends.onnxruntime import OrtOptions, compare, random_inputs
 from graphmill.ir.builder import GraphBuilder
+from graphmill.testing.decomposed import gelu_erf as _gelu_erf
 from graphmill.ir.rewrite import explain
 from graphmill.passes import run_passes
 from graphmill.passes.fusion import ort_contrib as oc
@@ -59,15 +60,6 @@ def _refused(g, rule, reason):
 
 # -- Gelu, FastGelu, BiasGelu -------------------------------------------------------------------
 
-def _gelu_erf(b, x, order=0, div=True):
-    s = b.Div(x, np.array(math.sqrt(2), np.float32)) if div else b.Mul(x, np.array(1 / math.sqrt(2), np.float32))
-    p = b.Add(b.Erf(s), np.array(1, np.float32))
-    half = np.array(0.5, np.float32)
-    if order == 0:
-        return b.Mul(b.Mul(x, p), half)
-    if order == 1:
-        return b.Mul(p, b.Mul(half, x))
-    return b.Mul(x, b.Mul(p, half))
 
 
 def _gelu_tanh(b, x):
