@@ -30,6 +30,7 @@ from graphmill.ir.rewrite import EXACT, REASSOCIATING, Match, Op, Opt, Rule, Var
 from ..base import Option, PassContext, register_pass
 from ..cleanup.common import const_scalar, dtype_of, opset
 from ..rewrite_pass import RewritePass
+from .merge import concat_producers
 
 ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "Clip")
 
@@ -96,16 +97,9 @@ FUSED_CONV = Rule("fused-conv", _pattern(("Conv",)), check=_fused_conv_check, re
 
 def _concat_convs(m: Match) -> list | str:
     """The Convs feeding the Concat under the activation, each read only there, or why not."""
-    convs = []
-    for i, v in enumerate(m.node("concat").inputs):
-        p = v.producer if v is not None else None
-        if p is None or p.op_type != "Conv" or (p.domain or "") not in ("", "ai.onnx"):
-            return f"Concat input {i} is not produced by a Conv"
-        if v.num_uses != 1 or v.is_graph_output():
-            return f"Concat input {i} ({v.name}) has other readers or is a graph output"
-        if dtype_of(v) != DataType.FLOAT:
-            return "FusedConv's CPU kernel is float32 only"
-        convs.append(p)
+    convs = concat_producers(m.node("concat"), ("Conv",))
+    if not isinstance(convs, str) and any(dtype_of(c.outputs[0]) != DataType.FLOAT for c in convs):
+        return "FusedConv's CPU kernel is float32 only"
     return convs
 
 

@@ -38,7 +38,7 @@ from graphmill.ir import Node
 from graphmill.ir.rewrite import EXACT, REASSOCIATING, Match, Op, Rule, Var
 
 from ..base import register_pass
-from ..cleanup.common import ONNX_DOMAINS, const_of, int_list, is_static, opset, shape_of
+from ..cleanup.common import ONNX_DOMAINS, const_of, is_static, opset, shape_of
 from ..rewrite_pass import RewritePass
 
 # Elementwise unary ops that commute with Concat. Piecewise-linear ones give bit-identical results
@@ -63,18 +63,27 @@ def _same_bounds(a: Node, b: Node) -> bool:
     return True
 
 
-def _activation_producers(m: Match, ops: tuple[str, ...]) -> list[Node] | str:
-    concat = m.root
-    if len(concat.inputs) < 2:
-        return "Concat has a single input"
-    acts = []
+def concat_producers(concat: Node, ops: tuple[str, ...]) -> list[Node] | str:
+    """The single-output default-domain nodes of ``ops`` producing every Concat input, each input read
+    only by the Concat (so the producers die with it); or why not."""
+    producers = []
     for i, v in enumerate(concat.inputs):
         p = v.producer if v is not None else None
         if p is None or p.op_type not in ops or (p.domain or "") not in ONNX_DOMAINS:
-            return f"Concat input {i} is not produced by one of {', '.join(ops[:4])}, ..."
+            which = f"a {ops[0]}" if len(ops) == 1 else f"one of {', '.join(ops[:4])}{', ...' if len(ops) > 4 else ''}"
+            return f"Concat input {i} is not produced by {which}"
         if v.num_uses != 1 or v.is_graph_output() or len([o for o in p.outputs if o is not None]) != 1:
             return f"Concat input {i} ({v.name}) has other readers or is a graph output"
-        acts.append(p)
+        producers.append(p)
+    return producers
+
+
+def _activation_producers(m: Match, ops: tuple[str, ...]) -> list[Node] | str:
+    if len(m.root.inputs) < 2:
+        return "Concat has a single input"
+    acts = concat_producers(m.root, ops)
+    if isinstance(acts, str):
+        return acts
     first = acts[0]
     for p in acts[1:]:
         if p.op_type != first.op_type:
@@ -219,8 +228,6 @@ def _pool_check(m: Match) -> str | None:
         out = shape_of(root.outputs[0])
         if out is None or tuple(out) != want:
             return f"the Reshape gives {out}, not [N, C] = {list(want)}"
-    if opset(m.graph) < 1:
-        return "no default-domain opset"
     return None
 
 
