@@ -2,7 +2,10 @@
 
 Rules whose exactness the context does not allow are skipped (approximate rules
 run only when the schedule asks: ``allow=[approximate]`` on the pass, or
-``--allow approximate`` on the command line).
+``--allow approximate`` on the command line). ``disable=[rule, ...]`` turns named
+rules off (MLIR's ``disable-patterns``): a rule can be right in general and wrong
+for one backend, e.g. merge-ops' activation hoist saves nodes but takes the Relu
+away from a Conv that ONNX Runtime would fuse it into.
 """
 
 from __future__ import annotations
@@ -21,17 +24,30 @@ class RewritePass(Pass):
         Option("allow", list, [], "extra exactness levels to allow for this pass (e.g. [approximate])",
                choices=EXACTNESS),
         Option("max_rounds", int, 16, "sweeps over the graph before giving up on reaching a fixpoint", min=1),
+        Option("disable", list, [], "rules of this pass not to run, by name (listed below)"),
     )
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        """Each pass's ``disable`` accepts exactly its own rule names (checked when a schedule is parsed)."""
+        super().__init_subclass__(**kwargs)
+        names = tuple(r.name for r in cls.__dict__.get("rules", cls.rules))
+        cls.options = tuple(Option(o.name, o.type, o.default, o.doc, choices=names) if o.name == "disable" else o
+                            for o in cls.options)
 
     def active_rules(self, ctx: PassContext) -> list[Rule]:
         allowed = set(ctx.allow) | set(self.opts.get("allow", []))
-        return [r for r in self.rules if r.exactness in allowed]
+        disabled = set(self.opts.get("disable", []))
+        return [r for r in self.rules if r.exactness in allowed and r.name not in disabled]
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         rules = self.active_rules(ctx)
         result = PassResult()
+        disabled = set(self.opts.get("disable", []))
+        active = {r.name for r in rules}  # by name: a pass may hand out a rule configured by its options
         for r in self.rules:
-            if r not in rules:
+            if r.name in disabled:
+                result.notes.append(f"rule {r.name!r} disabled by the schedule")
+            elif r.name not in active:
                 result.notes.append(f"rule {r.name!r} ({r.exactness}) skipped: not allowed by this schedule")
         for _ in range(self.opts.get("max_rounds", 16)):
             fired = False

@@ -77,6 +77,10 @@ def located(text: str, source: str = "<inline>") -> ScheduleError:
     ("dce,\ndcee", 2, 1, "unknown pass or schedule 'dcee' (did you mean 'dce'?)"),
     ("dce{remove_custm=true}", 1, 5, "no option 'remove_custm' (did you mean 'remove_custom'?)"),
     ("dce{remove_custom=3}", 1, 5, "must be true or false, got 3"),
+    # a rewrite pass's `disable` takes its own rule names only
+    ("simplify{disable=[identity, dropout-inferense]}", 1, 10,
+     "does not accept 'dropout-inferense' (did you mean 'dropout-inference'?)"),
+    ("merge-ops{disable=identity}", 1, 11, "does not accept 'identity'"),
     # brackets pair innermost-first, so the "}" closes fixpoint's "{" and the schedule's is the open one
     ("schedule a {\n  fixpoint(max_iters=2) { dce\n}", 1, 12, "'{' is never closed"),
     ("dce }", 1, 5, "no matching opening bracket"),

@@ -271,6 +271,15 @@ def test_approximate_rules_run_only_when_asked():
     assert [n.op_type for n in g.nodes] == ["Abs"]
 
 
+def test_rules_can_be_disabled_by_name():
+    g = relu_chain(1)
+    res = PassManager("test-rules{allow=[approximate], disable=[test-relu-to-abs]}").run(g)
+    assert [n.op_type for n in g.nodes] == ["Relu"] and not res.changed
+    assert any("'test-relu-to-abs' disabled by the schedule" in n for r in res.records for n in r.notes)
+    with pytest.raises(GraphmillError, match="does not accept 'relu-to-abs' .did you mean 'test-relu-to-abs'"):
+        PassManager("test-rules{disable=[relu-to-abs]}")
+
+
 def test_explain_match_reports_the_closest_partial_match():
     from graphmill.optimize import explain
 
