@@ -49,7 +49,7 @@ def _branches(rng, act="Relu", n=3, opset=17, **kw):
                                           ("Clip", {}, True), ("Sigmoid", {}, False), ("Tanh", {}, False)])
 def test_activation_hoists_over_concat(rng, act, kw, exact):
     g = _branches(rng, act, **kw)
-    ref, res = _run(g, "merge-ops")
+    ref, res = _run(g, "merge-ops{hoist_min_macs=0}")  # 1x1 Convs over 3 channels: weighed below
     assert _ops(g) == ["Conv", "Conv", "Conv", "Concat", act]  # 3 activations -> 1
     tol = 0 if exact else RTOL
     assert compare(ref, g, random_inputs(ref, seed=0, dims={"N": 2}), rtol=tol, atol=tol).ok
@@ -81,6 +81,41 @@ def test_activation_over_concat_refusals(rng):
     g = b.build()
     _run(g, "merge-ops")
     assert sorted(_ops(g)) == ["Clip", "Clip", "Concat", "Concat", "Relu"]
+
+
+def _fire(rng, squeeze: int, expand: int = 4):
+    """SqueezeNet's Fire module after its squeeze: a 1x1 and a 3x3 Conv, each + Relu, joined."""
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", squeeze, 5, 5])
+    outs = []
+    for k in (1, 3):
+        w = rng.standard_normal((expand, squeeze, k, k)).astype(np.float32)
+        outs.append(b.Relu(b.Conv(x, w, rng.standard_normal(expand).astype(np.float32), pads=[k // 2] * 4)))
+    b.output(b.Concat(*outs, axis=1), "y")
+    return b.build()
+
+
+def test_activation_hoist_is_weighed_against_the_producers_work(rng):
+    """Per Concat element the branches do (1 + 9) * squeeze / 2 MACs: squeeze 16 -> 80 (refused under
+    the default 256, as SqueezeNet's first Fire modules), squeeze 64 -> 320 (hoisted, as its last)."""
+    g = _fire(rng, 16)
+    ref, res = _run(g, "merge-ops")
+    assert _ops(g).count("Relu") == 2
+    assert res.records[-1].stats == {} and not res.changed
+    from graphmill.passes.fusion.merge import ACTIVATION_OVER_CONCAT
+
+    reason = ACTIVATION_OVER_CONCAT.check(ACTIVATION_OVER_CONCAT.match(g, g.nodes[-1]))
+    assert "80 MACs per element, under hoist_min_macs=256" in reason
+    g = _fire(rng, 64)
+    ref, _ = _run(g, "merge-ops")
+    assert _ops(g) == ["Conv", "Conv", "Concat", "Relu"]
+    assert compare(ref, g, random_inputs(ref, seed=0, dims={"N": 2}), rtol=0, atol=0).ok
+    g = _fire(rng, 16)
+    _run(g, "merge-ops{hoist_min_macs=80}")  # the threshold is inclusive
+    assert _ops(g).count("Relu") == 1
+    g = _fire(rng, 16)
+    _run(g, "merge-ops{disable=[activation-over-concat], hoist_min_macs=0}")
+    assert _ops(g).count("Relu") == 2
 
 
 def _channel_shuffle(b, x, groups, channels, hw):
