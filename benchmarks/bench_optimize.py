@@ -14,9 +14,14 @@ For each model and each tool this measures:
             of that output (rel), where ref is the original model's output on
             the same seeded random inputs (both with ORT_DISABLE_ALL)
 
-Latency is the median of ``--repeat`` runs (default 20) after one warm-up, on
+Latency is the median of ``--repeat`` rounds (default 20) after one warm-up, on
 one thread (intra_op_num_threads=1, inter_op_num_threads=1, sequential
-execution, CPUExecutionProvider), in a fresh Python process per (model, tool).
+execution, CPUExecutionProvider). All tools' results of one model are timed in
+one fresh Python process, interleaved: each round runs every session once,
+starting at a different session each round. A latency ratio is the median of
+the per-round ratios (paired, so a slow spell of the machine hits both sides);
+the A/A column is the same ratio for the original against a second session of
+itself: how far from 1.00 a ratio moves when nothing differs.
 
 The tools (peers are PyPI packages; see the README's "Optimization benchmark"):
 
@@ -240,44 +245,8 @@ def worker_optimize(tool: str, src: str, dst: str, repeat: int) -> dict:
     return {"opt_s": round(statistics.median(times), 4), "opt_s_all": [round(t, 4) for t in times]}
 
 
-def worker_latency(path: str, inputs: str, ref: str, repeat: int) -> dict:
-    """Latency with ORT optimizations off and on; outputs (off) compared with ``ref`` (written if absent)."""
-    import onnxruntime as ort
-
-    feeds_all = dict(np.load(inputs))
-    res: dict[str, Any] = {}
-    outs = None
-    for key, level in (("off", ort.GraphOptimizationLevel.ORT_DISABLE_ALL),
-                       ("on", ort.GraphOptimizationLevel.ORT_ENABLE_ALL)):
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = level
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-        extra = [i.name for i in sess.get_inputs() if i.name not in feeds_all]
-        if extra:
-            raise RuntimeError(f"the result needs input(s) the original does not have: {', '.join(extra[:3])}"
-                               + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
-                               + " (a graph input whose initializer the tool removed)")
-        feeds = {i.name: feeds_all[i.name] for i in sess.get_inputs()}
-        names = [o.name for o in sess.get_outputs()]
-        first = sess.run(None, feeds)  # warm-up
-        if key == "off":
-            outs = dict(zip(names, first))
-        times = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            sess.run(None, feeds)
-            times.append(time.perf_counter() - t0)
-        res[f"lat_{key}_ms"] = round(statistics.median(times) * 1e3, 3)
-        del sess
-    if not os.path.exists(ref):
-        np.savez(ref, **outs)
-        res["max_abs"] = res["max_rel"] = 0.0
-        return res
-    want = dict(np.load(ref))
+def _compare(want: dict, outs: dict) -> tuple[float, float]:
+    """Max abs and max relative (|diff| / max |ref| per output) difference from the original's outputs."""
     missing = sorted(set(want) - set(outs))
     if missing:
         raise RuntimeError(f"output(s) {', '.join(missing)} missing from the result")
@@ -286,15 +255,102 @@ def worker_latency(path: str, inputs: str, ref: str, repeat: int) -> dict:
         g = outs[n]
         if g.shape != w.shape:
             raise RuntimeError(f"output {n}: shape {list(g.shape)}, original {list(w.shape)}")
-        if not np.issubdtype(w.dtype, np.floating):
-            d = float(np.max(np.abs(g.astype(np.float64) - w.astype(np.float64)))) if w.size else 0.0
-            max_abs, max_rel = max(max_abs, d), max(max_rel, d)
-            continue
         d = float(np.max(np.abs(g.astype(np.float64) - w.astype(np.float64)))) if w.size else 0.0
-        scale = float(np.max(np.abs(w))) if w.size else 0.0
         max_abs = max(max_abs, d)
+        if not np.issubdtype(w.dtype, np.floating):
+            max_rel = max(max_rel, d)
+            continue
+        scale = float(np.max(np.abs(w))) if w.size else 0.0
         max_rel = max(max_rel, d / scale if scale > 0 else (0.0 if d == 0 else float("inf")))
-    res["max_abs"], res["max_rel"] = max_abs, max_rel
+    return max_abs, max_rel
+
+
+def _input_defaults(path: str) -> dict[str, np.ndarray]:
+    """The original's graph inputs that have an initializer (IR < 4 lists every initializer as an input).
+
+    ORT's offline optimizer drops such initializers but keeps the inputs; fed with the original's values,
+    its result computes what the original does, so it can still be timed (now as a real input, which
+    ORT cannot constant-fold: that is the result it saved).
+    """
+    from onnx import numpy_helper
+
+    m = onnx.load(path, load_external_data=False)
+    names = {i.name for i in m.graph.input}
+    return {t.name: numpy_helper.to_array(t) for t in m.graph.initializer
+            if t.name in names and t.data_location != onnx.TensorProto.EXTERNAL}
+
+
+def _session(path: str, level: Any, feeds_all: dict, defaults: dict) -> tuple[Any, dict]:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = level
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    extra = [i.name for i in sess.get_inputs() if i.name not in feeds_all and i.name not in defaults]
+    if extra:
+        raise RuntimeError(f"the result needs input(s) the original does not have: {', '.join(extra[:3])}"
+                           + (f" and {len(extra) - 3} more" if len(extra) > 3 else ""))
+    return sess, {i.name: feeds_all[i.name] if i.name in feeds_all else defaults[i.name] for i in sess.get_inputs()}
+
+
+def worker_latency(listing: str, inputs: str, repeat: int) -> dict:
+    """Every tool's result of one model timed in one process, in interleaved rounds.
+
+    ``listing`` is a JSON list of [label, path], the original first. Each round runs every session once,
+    starting at a different one each round, so drift in the machine's speed (other load, clock, cache)
+    falls on all tools alike; the per-round times come back, so ratios can be taken round by round.
+    The original is loaded twice (labels ``original`` and ``original:aa``): their ratio is the A/A
+    control, the noise floor of the comparison. Outputs (ORT optimizations off) are compared with the
+    original's.
+    """
+    import onnxruntime as ort
+
+    with open(listing) as f:
+        entries = [tuple(e) for e in json.load(f)]
+    entries.insert(1, ("original:aa", entries[0][1]))
+    feeds_all = dict(np.load(inputs))
+    defaults = _input_defaults(entries[0][1])
+    res: dict[str, dict[str, Any]] = {label: {} for label, _ in entries}
+    ref: dict | None = None
+    for key, level in (("off", ort.GraphOptimizationLevel.ORT_DISABLE_ALL),
+                       ("on", ort.GraphOptimizationLevel.ORT_ENABLE_ALL)):
+        live = []
+        for label, path in entries:
+            if "error" in res[label]:
+                continue
+            try:
+                sess, feeds = _session(path, level, feeds_all, defaults)
+                if set(feeds) - set(feeds_all):
+                    res[label]["fed_defaults"] = len(set(feeds) - set(feeds_all))
+                outs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))  # warm-up
+            except Exception as e:
+                res[label]["error"] = "result does not run: " + _short_error(e)
+                continue
+            if key == "off":
+                if label == "original":
+                    ref = outs
+                    res[label]["max_abs"] = res[label]["max_rel"] = 0.0
+                elif ref is not None:
+                    try:
+                        res[label]["max_abs"], res[label]["max_rel"] = _compare(ref, outs)
+                    except RuntimeError as e:
+                        res[label]["error"] = "result does not run: " + _short_error(e)
+                        continue
+            live.append((label, sess, feeds))
+            res[label][f"lat_{key}_rounds_ms"] = []
+        for r in range(repeat):
+            for i in range(len(live)):
+                label, sess, feeds = live[(i + r) % len(live)]
+                t0 = time.perf_counter()
+                sess.run(None, feeds)
+                res[label][f"lat_{key}_rounds_ms"].append(round((time.perf_counter() - t0) * 1e3, 4))
+        for label, _, _ in live:
+            res[label][f"lat_{key}_ms"] = round(statistics.median(res[label][f"lat_{key}_rounds_ms"]), 3)
+        del live
     return res
 
 
@@ -334,15 +390,9 @@ def graph_stats(path: str) -> dict:
 
 
 def bench_model(name: str, src: str, inputs: str, workdir: str, repeat: int, opt_repeat: int, tools: list[str]) -> dict:
-    ref = os.path.join(workdir, f"{name}.ref.npz")
     row: dict[str, Any] = {"model": name, "tools": {}}
-    log("  original ...")
-    orig: dict[str, Any] = graph_stats(src)
-    try:
-        orig.update(run_worker("latency", src, inputs, ref, str(repeat)))
-    except Exception as e:
-        orig["error"] = _short_error(e)
-    row["tools"]["original"] = orig
+    row["tools"]["original"] = graph_stats(src)
+    timed = [("original", src)]
     for tool in tools:
         dst = os.path.join(workdir, f"{name}.{tool}.onnx")
         log(f"  {tool} ...")
@@ -350,21 +400,31 @@ def bench_model(name: str, src: str, inputs: str, workdir: str, repeat: int, opt
         try:
             res.update(run_worker("optimize", tool, src, dst, str(opt_repeat)))
             res.update(graph_stats(dst))
+            timed.append((tool, dst))
         except Exception as e:
             msg = _short_error(e)
             if "n/a:" in msg:
                 res["na"] = msg[msg.index("n/a:"):]
             else:
                 res["error"] = msg
-        if "error" not in res and "na" not in res and "error" not in orig:
-            try:
-                res.update(run_worker("latency", dst, inputs, ref, str(repeat)))
-            except Exception as e:
-                res["error"] = "result does not run: " + _short_error(e)
-        for ext in ("", ".data"):
-            if os.path.exists(dst + ext):
-                os.unlink(dst + ext)
         row["tools"][tool] = res
+    log(f"  latency, {len(timed) + 1} sessions interleaved ...")
+    listing = os.path.join(workdir, f"{name}.timed.json")
+    with open(listing, "w") as f:
+        json.dump(timed, f)
+    try:
+        lat = run_worker("latency", listing, inputs, str(repeat))
+    except Exception as e:
+        lat = {label: {"error": "latency worker failed: " + _short_error(e)} for label, _ in timed}
+    for label, res in lat.items():
+        if label == "original:aa":
+            row["aa"] = res
+        else:
+            row["tools"][label].update(res)
+    for _, path in timed[1:] + [(None, listing)]:
+        for ext in ("", ".data"):
+            if os.path.exists(path + ext):
+                os.unlink(path + ext)
     row["ratios"] = ratios(row)
     return row
 
@@ -391,9 +451,20 @@ def ratios(row: dict) -> dict:
     ratio("nodes_ms", "graphmill+ms", "nodes", ("ort-extended",))
     ratio("opt_s", "graphmill", "opt_s", ALL_PEERS)
     ratio("opt_s_onnxsim", "graphmill", "opt_s", ("onnxsim",))
-    ratio("lat_off", "graphmill", "lat_off_ms", ALL_PEERS)
-    ratio("lat_on", "graphmill", "lat_on_ms", ALL_PEERS)
+    for key in ("off", "on"):
+        peer, _ = _best(row, ALL_PEERS, f"lat_{key}_ms")
+        out[f"lat_{key}"] = paired_ratio(t.get("graphmill", {}), t.get(peer, {}), key) if peer else None
+        out[f"lat_{key}:peer"] = peer
+        out[f"lat_{key}_aa"] = paired_ratio(row.get("aa", {}), t.get("original", {}), key)
     return out
+
+
+def paired_ratio(a: dict, b: dict, key: str) -> float | None:
+    """Median over rounds of a's time over b's in the same round: drift between rounds cancels out."""
+    ta, tb = a.get(f"lat_{key}_rounds_ms"), b.get(f"lat_{key}_rounds_ms")
+    if not ta or not tb or len(ta) != len(tb):
+        return None
+    return round(statistics.median(x / y for x, y in zip(ta, tb)), 3)
 
 
 # -- the report ---------------------------------------------------------------
@@ -439,7 +510,7 @@ def print_table(title: str, rows: list[dict], cols: list[str], key: str, fmt: Ca
         for label, rk in ratio_cols:
             x = r["ratios"].get(rk)
             cell = _ratio(x)
-            if x is not None and r["ratios"].get(rk + ":peer") and rk != "opt_s_onnxsim":
+            if x is not None and r["ratios"].get(rk + ":peer") and rk not in ("opt_s_onnxsim",):
                 cell += f" {SHORT[r['ratios'][rk + ':peer']]}"
             line += f"{cell:>{max(w, len(label) + 2, 15)}}"
         print(line)
@@ -453,10 +524,10 @@ def print_report(rows: list[dict], tools: list[str]) -> None:
     print_table("Optimization wall time, s, file to file (ratio: graphmill over the fastest peer, and over onnxsim)",
                 rows, [c for c in cols if c != "original"], "opt_s", _num,
                 [("gm/best-peer", "opt_s"), ("gm/onnxsim", "opt_s_onnxsim")])
-    print_table("ONNX Runtime latency, ms, 1 thread, ORT optimizations DISABLED (the graph itself)",
-                rows, cols, "lat_off_ms", _num, [("gm/best-peer", "lat_off")])
-    print_table("ONNX Runtime latency, ms, 1 thread, ORT optimizations ENABLED (ORT_ENABLE_ALL)",
-                rows, cols, "lat_on_ms", _num, [("gm/best-peer", "lat_on")])
+    for key, what in (("off", "DISABLED (the graph itself)"), ("on", "ENABLED (ORT_ENABLE_ALL)")):
+        print_table(f"ONNX Runtime latency, ms, 1 thread, ORT optimizations {what}; sessions interleaved round by "
+                    "round (ratios: median of per-round ratios; A/A: the original against itself, the noise floor)",
+                    rows, cols, f"lat_{key}_ms", _num, [("gm/best-peer", f"lat_{key}"), ("A/A", f"lat_{key}_aa")])
     print_table("Max abs output difference from the original", rows, [c for c in cols if c != "original"],
                 "max_abs", _sci, [])
     print_table("Max relative output difference (max |diff| / max |ref|, per output)", rows,
@@ -517,7 +588,7 @@ def worker_main(answer: str, args: list[str]) -> int:
         if kind == "optimize":
             res = worker_optimize(args[1], args[2], args[3], int(args[4]))
         elif kind == "latency":
-            res = worker_latency(args[1], args[2], args[3], int(args[4]))
+            res = worker_latency(args[1], args[2], int(args[3]))
         elif kind == "export":
             export_torch_model(args[1], args[2], args[3])
             res = {}
@@ -589,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             rows.append(bench_model(name, src, inputs, workdir, args.repeat, args.opt_repeat, tools))
             log(f"  {time.perf_counter() - t0:.0f} s")
-            for f in (src, inputs, os.path.join(workdir, f"{name}.ref.npz")):
+            for f in (src, inputs):
                 if f.startswith(workdir) and os.path.exists(f):
                     os.unlink(f)
     elapsed = time.perf_counter() - start
