@@ -415,6 +415,19 @@ class Graph:
         self.inputs.append(value)
         return value
 
+    def remove_inputs(self, values: Iterable[Value]) -> None:
+        """Drop unused graph inputs, with their initializers when they have one (an IR < 4 weight)."""
+        values = list(values)
+        for value in values:
+            if value._uses:
+                raise IRError(f"graph input %{value.name} still has {len(value._uses)} use(s)")
+            if any(o is value for o in self.outputs):
+                raise IRError(f"graph input %{value.name} is also a graph output")
+        gone = {id(v) for v in values}
+        self.inputs[:] = [v for v in self.inputs if id(v) not in gone]
+        for value in values:
+            self._drop_initializer(value, False)
+
     def add_initializer(self, value: Value | Tensor, name: str = "") -> Value:
         """Register a constant. A ``Tensor`` is wrapped in a new ``Value``."""
         if isinstance(value, (Tensor, SparseTensor)):

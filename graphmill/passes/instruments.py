@@ -126,7 +126,8 @@ class VerifyEach:
     Beyond ``verify()``: a graph output must not disappear or change its element
     type, its rank, or a symbolic dimension into a number (a pass that silently
     specialises ``N`` to 1 breaks every other batch size), and graph inputs
-    must stay as they were.
+    must stay as they were (an initializer listed as an input is a weight below
+    IR version 4, not an input callers feed: dce may drop it when unused).
     """
 
     def __init__(self) -> None:
@@ -134,7 +135,7 @@ class VerifyEach:
         self._outputs: list[tuple[str, Any]] = []
 
     def enter_pipeline(self, graph: Graph, ctx: PassContext) -> None:
-        self._inputs = [(v.name, v.type) for v in graph.inputs]
+        self._inputs = _interface_inputs(graph)
         self._outputs = [(v.name, v.type) for v in graph.outputs]
         problems = find_problems(graph)
         if problems:
@@ -151,8 +152,15 @@ class VerifyEach:
             msg = _interface_change(before, v.type)
             if msg:
                 raise PassCheckError(step, f"graph output {name!r} {msg}")
-        if [(v.name, v.type) for v in graph.inputs] != self._inputs:
+        if _interface_inputs(graph) != self._inputs:
             raise PassCheckError(step, "the graph's inputs changed")
+
+
+def _interface_inputs(graph: Graph) -> list[tuple[str, Any]]:
+    from .cleanup.common import input_initializers_are_constant
+
+    weights = input_initializers_are_constant(graph, "auto")
+    return [(v.name, v.type) for v in graph.inputs if not (weights and v.is_initializer)]
 
 
 def _interface_change(before: Any, after: Any) -> str:

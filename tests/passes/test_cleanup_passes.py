@@ -215,6 +215,42 @@ def test_fold_constants_auto_follows_onnxruntime(ir_version, folded):
     assert ("Neg" not in _ops(g)) == folded
 
 
+@pytest.mark.parametrize("ir_version, schedule, pruned", [(3, "dce", True), (7, "dce", False),
+                                                          (3, "dce{input_initializers=overridable}", False)])
+def test_dce_drops_unused_input_initializers_where_they_are_weights(ir_version, schedule, pruned):
+    """Below IR 4 every initializer had to be an input, and ONNX Runtime warns about each unused one
+    ("Removing initializer ... not used by any node"); from IR 4 an initializer-input is an overridable
+    default, part of the interface. Reference: ONNX Runtime's session inputs and outputs."""
+    from graphmill.frontend import to_proto
+    from graphmill.ir import ModelInfo
+
+    b = GraphBuilder(opset=9)
+    x = b.input("x", "float32", [3])
+    for name in ("unused", "used"):
+        b.graph.add_input(b.const(np.arange(3, dtype=np.float32) + len(name), name))
+    b.output(b.Add(x, b.graph.initializers["used"]), "y")
+    g = b.build()
+    g.model = ModelInfo(ir_version=ir_version)
+    ref, _ = _run(g, schedule)
+    names = [v.name for v in g.inputs]
+    assert names == (["x", "used"] if pruned else ["x", "unused", "used"])
+    assert ("unused" in g.initializers) != pruned and "used" in g.initializers
+    assert compare(ref, g, rtol=0, atol=0).ok  # the kept weight still holds its value
+    proto = to_proto(g)
+    assert [i.name for i in proto.graph.input] == names
+
+
+def test_remove_inputs_refuses_a_used_input():
+    from graphmill.ir import IRError
+
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [3])
+    b.output(b.Relu(x), "y")
+    g = b.build()
+    with pytest.raises(IRError, match="still has 1 use"):
+        g.remove_inputs([x])
+
+
 @pytest.mark.parametrize("value", [None, np.array([2.5], np.float32), np.array([7], np.int64)])
 def test_constant_of_shape_folds_like_onnxruntime(value):
     """Reference: ONNX Runtime evaluating the same ConstantOfShape (fold-constants computes it with numpy)."""

@@ -13,6 +13,19 @@ ONNX_DOMAINS = ("", "ai.onnx")
 FLOAT_TYPES = frozenset({DataType.FLOAT, DataType.FLOAT16, DataType.DOUBLE})
 NONDETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
                               "Multinomial", "Bernoulli"})
+INPUT_INITIALIZERS = ("auto", "constant", "overridable")
+INPUT_INITIALIZERS_DOC = (
+    "initializers also listed as graph inputs: 'constant' treats them as weights (callers can no longer "
+    "override them), 'overridable' leaves them alone, 'auto' does what ONNX Runtime does: constant below IR "
+    "version 4 (where every initializer had to be listed as an input), overridable from 4 on")
+
+
+def input_initializers_are_constant(graph: Graph, mode: str) -> bool:
+    """Whether initializers listed as graph inputs are weights (``mode`` is an INPUT_INITIALIZERS choice)."""
+    if mode == "auto":
+        ir = graph.model.ir_version if graph.model is not None else 10
+        return ir < 4
+    return mode == "constant"
 
 
 def opset(graph: Graph, domain: str = "") -> int:

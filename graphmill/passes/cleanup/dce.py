@@ -4,7 +4,9 @@ Removes, in every (sub)graph:
 - nodes none of whose outputs is read or is a graph output, when their domain is one whose ops
   are free of side effects (the ONNX domains, com.microsoft, graphmill); ops of other custom
   domains are kept unless ``remove_custom`` is set;
-- initializers nobody reads that are not graph inputs;
+- initializers nobody reads that are not graph inputs; and those that are, where such initializers
+  are weights rather than overridable defaults (``input_initializers``; by default below IR version 4,
+  whose models had to list every initializer as an input: ONNX Runtime warns about each unused one);
 - model-local functions no node calls (``prune_functions``).
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 from graphmill.ir import Graph
 
 from ..base import Option, Pass, PassContext, PassResult, register_pass
+from .common import INPUT_INITIALIZERS, INPUT_INITIALIZERS_DOC, input_initializers_are_constant
 
 PURE_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "graphmill", "ai.onnx.preview.training"})
 
@@ -25,6 +28,8 @@ class DeadCodeElimination(Pass):
     options = (
         Option("remove_custom", bool, False, "also remove unused ops of custom domains (they may have side effects)"),
         Option("prune_functions", bool, True, "drop model-local functions that no node calls"),
+        Option("input_initializers", str, "auto", INPUT_INITIALIZERS_DOC + "; unused constant ones are removed "
+               "with their input", choices=INPUT_INITIALIZERS),
     )
     preserves = frozenset({"use-counts"})
 
@@ -55,6 +60,11 @@ class DeadCodeElimination(Pass):
                       if v.num_uses == 0 and id(v) not in inputs and id(v) not in outputs]
             g.remove_initializers(unused)
             removed_inits += len(unused)
+            if g is graph and input_initializers_are_constant(graph, self.input_initializers):
+                unused_inputs = [v for v in g.inputs if v.is_initializer and v.num_uses == 0
+                                 and id(v) not in outputs]
+                g.remove_inputs(unused_inputs)
+                removed_inits += len(unused_inputs)
         removed_funcs = 0
         if self.prune_functions and graph.functions:
             used = _called_functions(graph)

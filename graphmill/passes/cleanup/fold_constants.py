@@ -45,7 +45,8 @@ from graphmill.ir import DataType, Graph, Node, Tensor, TensorType, Value
 from graphmill.ir.rewrite import constant_value, nested_output_ids
 
 from ..base import Option, Pass, PassContext, PassResult, register_pass
-from .common import NONDETERMINISTIC, ONNX_DOMAINS, opset
+from .common import (INPUT_INITIALIZERS, INPUT_INITIALIZERS_DOC, NONDETERMINISTIC, ONNX_DOMAINS,
+                     input_initializers_are_constant, opset)
 
 _NUMPY_TYPES = frozenset({DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.INT8, DataType.INT16,
                           DataType.INT32, DataType.INT64, DataType.UINT8, DataType.UINT16, DataType.UINT32,
@@ -65,11 +66,7 @@ class FoldConstants(Pass):
                "ConstantOfShape/Expand/Tile/Range stores its whole result in the model",
                min=0),
         Option("constants_to_initializers", bool, True, "turn Constant nodes into initializers"),
-        Option("input_initializers", str, "auto",
-               "initializers also listed as graph inputs: 'constant' folds them (callers can no longer override "
-               "them), 'overridable' leaves them alone, 'auto' does what ONNX Runtime does: constant below IR "
-               "version 4 (where every initializer had to be listed as an input), overridable from 4 on",
-               choices=("auto", "constant", "overridable")),
+        Option("input_initializers", str, "auto", INPUT_INITIALIZERS_DOC, choices=INPUT_INITIALIZERS),
     )
     preserves = frozenset()
 
@@ -77,11 +74,7 @@ class FoldConstants(Pass):
         refused: Counter[str] = Counter()
         folded = converted = 0
         known: dict[int, np.ndarray] = {}  # id(value) -> data, for constants of the whole tree
-        mode = self.input_initializers
-        if mode == "auto":
-            ir = graph.model.ir_version if graph.model is not None else 10
-            mode = "constant" if ir < 4 else "overridable"
-        fold_inputs = mode == "constant"
+        fold_inputs = input_initializers_are_constant(graph, self.input_initializers)
         for g in list(graph.all_graphs()):
             inputs = {id(v) for v in g.inputs}
             for v in g.initializers.values():
