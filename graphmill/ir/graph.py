@@ -419,6 +419,8 @@ class Graph:
         """Drop unused graph inputs, with their initializers when they have one (an IR < 4 weight)."""
         values = list(values)
         for value in values:
+            if value._owner is not self or not any(v is value for v in self.inputs):
+                raise IRError(f"%{value.name} is not an input of graph {self.name!r}")
             if value._uses:
                 raise IRError(f"graph input %{value.name} still has {len(value._uses)} use(s)")
             if any(o is value for o in self.outputs):

@@ -126,8 +126,9 @@ class VerifyEach:
     Beyond ``verify()``: a graph output must not disappear or change its element
     type, its rank, or a symbolic dimension into a number (a pass that silently
     specialises ``N`` to 1 breaks every other batch size), and graph inputs
-    must stay as they were (an initializer listed as an input is a weight below
-    IR version 4, not an input callers feed: dce may drop it when unused).
+    must stay as they were. An initializer also listed as an input may go only
+    where it is a weight rather than an overridable default: below IR version 4,
+    or where the pass was told so (``input_initializers=constant``).
     """
 
     def __init__(self) -> None:
@@ -135,7 +136,7 @@ class VerifyEach:
         self._outputs: list[tuple[str, Any]] = []
 
     def enter_pipeline(self, graph: Graph, ctx: PassContext) -> None:
-        self._inputs = _interface_inputs(graph)
+        self._inputs = [(v.name, v.type, v.is_initializer) for v in graph.inputs]
         self._outputs = [(v.name, v.type) for v in graph.outputs]
         problems = find_problems(graph)
         if problems:
@@ -152,15 +153,17 @@ class VerifyEach:
             msg = _interface_change(before, v.type)
             if msg:
                 raise PassCheckError(step, f"graph output {name!r} {msg}")
-        if _interface_inputs(graph) != self._inputs:
-            raise PassCheckError(step, "the graph's inputs changed")
+        now = [(v.name, v.type, v.is_initializer) for v in graph.inputs]
+        if now != self._inputs:
+            from .cleanup.common import input_initializers_are_constant
 
-
-def _interface_inputs(graph: Graph) -> list[tuple[str, Any]]:
-    from .cleanup.common import input_initializers_are_constant
-
-    weights = input_initializers_are_constant(graph, "auto")
-    return [(v.name, v.type) for v in graph.inputs if not (weights and v.is_initializer)]
+            opts = getattr(step.pass_obj, "opts", None) or {}
+            if not input_initializers_are_constant(graph, opts.get("input_initializers", "auto")):
+                raise PassCheckError(step, "the graph's inputs changed")
+            kept = [i for i in self._inputs if i in now or not i[2]]  # only weights may go
+            if now != kept:
+                raise PassCheckError(step, "the graph's inputs changed")
+            self._inputs = now
 
 
 def _interface_change(before: Any, after: Any) -> str:

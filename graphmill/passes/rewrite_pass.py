@@ -10,6 +10,7 @@ away from a Conv that ONNX Runtime would fuse it into.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 from graphmill.ir import Graph
@@ -31,8 +32,7 @@ class RewritePass(Pass):
         """Each pass's ``disable`` accepts exactly its own rule names (checked when a schedule is parsed)."""
         super().__init_subclass__(**kwargs)
         names = tuple(r.name for r in cls.__dict__.get("rules", cls.rules))
-        cls.options = tuple(Option(o.name, o.type, o.default, o.doc, choices=names) if o.name == "disable" else o
-                            for o in cls.options)
+        cls.options = tuple(dataclasses.replace(o, choices=names) if o.name == "disable" else o for o in cls.options)
 
     def active_rules(self, ctx: PassContext) -> list[Rule]:
         allowed = set(ctx.allow) | set(self.opts.get("allow", []))

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from graphmill.backends.onnxruntime import compare
-from graphmill.ir import TensorType
+from graphmill.ir import Tensor, TensorType
 from graphmill.ir.builder import GraphBuilder
-from graphmill.passes import run_passes
+from graphmill.passes import Pass, PassResult, register_pass, run_passes
 
 
 def _run(g, schedule):
@@ -240,15 +240,67 @@ def test_dce_drops_unused_input_initializers_where_they_are_weights(ir_version, 
     assert [i.name for i in proto.graph.input] == names
 
 
-def test_remove_inputs_refuses_a_used_input():
+def test_remove_inputs_refuses_a_used_input_or_a_non_input():
     from graphmill.ir import IRError
 
     b = GraphBuilder(opset=17)
     x = b.input("x", "float32", [3])
-    b.output(b.Relu(x), "y")
+    w = b.const(np.ones(3, np.float32), "w")
+    b.output(b.Add(x, w), "y")
     g = b.build()
     with pytest.raises(IRError, match="still has 1 use"):
         g.remove_inputs([x])
+    with pytest.raises(IRError, match="is not an input of graph"):
+        g.remove_inputs([w])
+
+
+def _ir_model(ir_version):
+    from graphmill.ir import ModelInfo
+
+    b = GraphBuilder(opset=9)
+    x = b.input("x", "float32", [3])
+    b.graph.add_input(b.const(np.arange(3, dtype=np.float32), "unused"))
+    b.output(b.Relu(x), "y")
+    g = b.build()
+    g.model = ModelInfo(ir_version=ir_version)
+    return g
+
+
+def test_verify_each_lets_only_weights_go():
+    """An unused initializer-input may go below IR 4 or when dce is told they are weights; a fed input
+    may never go or change, at any IR version."""
+    from graphmill.passes import PassFailure
+
+    _run(_ir_model(7), "dce{input_initializers=constant}")  # verify_each on: no false alarm
+    with pytest.raises(PassFailure, match="inputs changed"):
+        _run(_ir_model(3), "test-drop-fed-input")
+    with pytest.raises(PassFailure, match="inputs changed"):
+        _run(_ir_model(7), "test-drop-initializer-input")
+    _run(_ir_model(3), "test-drop-initializer-input")
+
+
+@register_pass
+class DropFedInput(Pass):
+    """Breaks the interface: the graph input x goes (its reader then reads a constant)."""
+
+    name = "test-drop-fed-input"
+
+    def run(self, graph, ctx):
+        x = graph.inputs[0]
+        x.replace_all_uses_with(graph.add_initializer(Tensor(np.zeros(3, np.float32)), "zeros"))
+        graph.remove_inputs([x])
+        return PassResult(True)
+
+
+@register_pass
+class DropInitializerInput(Pass):
+    """Drops the unused initializer-input whatever the IR version."""
+
+    name = "test-drop-initializer-input"
+
+    def run(self, graph, ctx):
+        graph.remove_inputs([v for v in graph.inputs if v.is_initializer])
+        return PassResult(True)
 
 
 @pytest.mark.parametrize("value", [None, np.array([2.5], np.float32), np.array([7], np.int64)])

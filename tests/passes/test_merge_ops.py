@@ -118,6 +118,49 @@ def test_activation_hoist_is_weighed_against_the_producers_work(rng):
     assert _ops(g).count("Relu") == 2
 
 
+def test_activation_hoist_weighs_only_what_a_backend_would_fuse(rng):
+    # Neg is fused into no Conv (not by fuse-activation, not by ONNX Runtime): hoisted however cheap the Conv
+    g = _branches(rng, "Neg")
+    ref, _ = _run(g, "merge-ops")
+    assert _ops(g) == ["Conv", "Conv", "Conv", "Concat", "Neg"]
+    assert compare(ref, g, random_inputs(ref, seed=0, dims={"N": 2}), rtol=0, atol=0).ok
+    # Relu over MatMuls: nothing fuses it into a MatMul either
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", 3])
+    outs = [b.Relu(b.MatMul(x, rng.standard_normal((3, 2)).astype(np.float32))) for _ in range(2)]
+    b.output(b.Concat(*outs, axis=1), "y")
+    g = b.build()
+    _run(g, "merge-ops")
+    assert _ops(g) == ["MatMul", "MatMul", "Concat", "Relu"]
+
+
+def test_activation_hoist_mixed_work_needs_the_parts_sizes(rng):
+    """One producer above the threshold, one below: their parts of the Concat are weighed by size, which a
+    symbolic concat axis hides (refused, with the reason); all above needs no sizes (hoisted)."""
+    from graphmill.passes.fusion.merge import ACTIVATION_OVER_CONCAT
+
+    def branches(k_small, k_big, rows):
+        b = GraphBuilder(opset=17)
+        x = b.input("x", "float32", [rows, 300])
+        outs = [b.Relu(b.Gemm(b.Slice(x, np.array([0], np.int64), np.array([k], np.int64), np.array([1], np.int64)),
+                              rng.standard_normal((k, 4)).astype(np.float32))) for k in (k_small, k_big)]
+        b.output(b.Concat(*outs, axis=0), "y")
+        return b.build()
+
+    g = branches(8, 300, "N")
+    _run(g, "merge-ops")
+    concat = next(n for n in g.nodes if n.op_type == "Concat")
+    reason = ACTIVATION_OVER_CONCAT.check(ACTIVATION_OVER_CONCAT.match(g, concat))
+    assert "part of the Concat is unknown" in reason and _ops(g).count("Relu") == 2
+    g = branches(8, 300, 2)  # static: (8 + 300) / 2 = 154 MACs per element, under 256
+    _run(g, "merge-ops")
+    assert _ops(g).count("Relu") == 2
+    g = branches(260, 300, "N")  # both above: no sizes needed
+    ref, _ = _run(g, "merge-ops")
+    assert _ops(g)[-1] == "Relu" and _ops(g).count("Relu") == 1
+    assert compare(ref, g, random_inputs(ref, seed=0, dims={"N": 2}), rtol=0, atol=0).ok
+
+
 def _channel_shuffle(b, x, groups, channels, hw):
     y = b.Reshape(x, np.array([1, groups, channels // groups, hw, hw], np.int64))
     y = b.Transpose(y, perm=[0, 2, 1, 3, 4])

@@ -124,3 +124,18 @@ def const_scalar(v: Value | None) -> float | None:
     if a is None or a.size != 1:
         return None
     return float(a.reshape(-1)[0])
+
+
+def concat_producers(concat: Node, ops: tuple[str, ...]) -> list[Node] | str:
+    """The single-output default-domain nodes of ``ops`` producing every Concat input, each input read
+    only by the Concat (so the producers die with it); or why not."""
+    producers = []
+    for i, v in enumerate(concat.inputs):
+        p = v.producer if v is not None else None
+        if p is None or p.op_type not in ops or (p.domain or "") not in ONNX_DOMAINS:
+            which = f"a {ops[0]}" if len(ops) == 1 else f"one of {', '.join(ops[:4])}{', ...' if len(ops) > 4 else ''}"
+            return f"Concat input {i} is not produced by {which}"
+        if v.num_uses != 1 or v.is_graph_output() or len([o for o in p.outputs if o is not None]) != 1:
+            return f"Concat input {i} ({v.name}) has other readers or is a graph output"
+        producers.append(p)
+    return producers

@@ -4,8 +4,8 @@ Removes, in every (sub)graph:
 - nodes none of whose outputs is read or is a graph output, when their domain is one whose ops
   are free of side effects (the ONNX domains, com.microsoft, graphmill); ops of other custom
   domains are kept unless ``remove_custom`` is set;
-- initializers nobody reads that are not graph inputs; and those that are, where such initializers
-  are weights rather than overridable defaults (``input_initializers``; by default below IR version 4,
+- initializers nobody reads that are not graph inputs; and, in the top-level graph, those that are,
+  where such initializers are weights rather than overridable defaults (``input_initializers``; by default below IR version 4,
   whose models had to list every initializer as an input: ONNX Runtime warns about each unused one);
 - model-local functions no node calls (``prune_functions``).
 """

@@ -28,9 +28,8 @@ from graphmill.ir import DataType, infer_attr
 from graphmill.ir.rewrite import EXACT, REASSOCIATING, Match, Op, Opt, Rule, Var
 
 from ..base import Option, PassContext, register_pass
-from ..cleanup.common import const_scalar, dtype_of, opset
+from ..cleanup.common import concat_producers, const_scalar, dtype_of, opset
 from ..rewrite_pass import RewritePass
-from .merge import concat_producers
 
 ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "Clip")
 

@@ -131,10 +131,11 @@ class FuseGelu(RewritePass):
         if opset(graph) >= GELU_OPSET:
             return super().run(graph, ctx)
         found = 0
+        rules = self.active_rules(ctx)
         for g in graph.all_graphs():
             for node in g.nodes:
                 if node.op_type == "Mul" and any(
-                        (m := r.match(g, node)) is not None and FORMS[r.name](m) is None for r in self.rules):
+                        (m := r.match(g, node)) is not None and FORMS[r.name](m) is None for r in rules):
                     found += 1
         notes = [f"{found} GELU pattern(s) left decomposed: Gelu needs opset >= {GELU_OPSET}, "
                  f"the model imports {opset(graph)}"] if found else []

@@ -8,12 +8,13 @@ its Relu) from one with fewer nodes that still runs anywhere ONNX runs. Legal ca
   for Clip, the same bounds), each read only by the Concat. Inception and SqueezeNet branches end
   in Conv -> Relu -> Concat: one Relu per module instead of one per branch. Exact for the
   piecewise-linear ops (Relu, LeakyRelu, Clip, Abs, Neg, ...): each element is computed by the
-  same formula wherever it sits. Weighed, not just matched: an activation taken off a Conv, Gemm
-  or MatMul is one that ONNX Runtime (FusedConv) or the simulator would have applied in the
-  producer's output stage for free, so the hoist needs those producers to do at least
-  ``hoist_min_macs`` (default 256) multiply-accumulates per element of the Concat, enough that the
-  extra elementwise pass is noise (SqueezeNet's early Fire modules, 80 per element, are refused;
-  its last two, 320, and Inception's, 480 and up, are hoisted).
+  same formula wherever it sits. Weighed, not just matched: a Relu, Clip, LeakyRelu, Sigmoid,
+  Tanh or HardSigmoid taken off a Conv or Gemm is one that ONNX Runtime (FusedConv, FusedGemm) or
+  the simulator (fuse-activation) would have applied in the producer's output stage for free, so
+  the hoist needs those producers to do at least ``hoist_min_macs`` (default 256)
+  multiply-accumulates per element of their part of the Concat, enough that the extra elementwise
+  pass is noise (SqueezeNet's first six Fire modules, 80-240 per element, are refused; its last
+  two, 320, and Inception's, 480 and up, are hoisted). Other activations and producers hoist freely.
 - ``activation-over-concat-transcendental``: the same for Sigmoid, Tanh, Elu, Softplus, Erf, ...:
   float-reassociating, since a vectorised kernel may evaluate an element in its SIMD body or its
   scalar tail depending on where it sits in the tensor.
@@ -44,8 +45,9 @@ from graphmill.ir import Node
 from graphmill.ir.rewrite import EXACT, REASSOCIATING, Match, Op, Rule, Var
 
 from ..base import Option, PassContext, register_pass
-from ..cleanup.common import ONNX_DOMAINS, const_of, is_static, opset, shape_of
+from ..cleanup.common import ONNX_DOMAINS, concat_producers, const_of, is_static, opset, shape_of
 from ..rewrite_pass import RewritePass
+from .activation import ACTIVATIONS
 
 # Elementwise unary ops that commute with Concat. Piecewise-linear ones give bit-identical results
 # wherever the element sits; the transcendental ones may not under a vectorised kernel.
@@ -69,21 +71,6 @@ def _same_bounds(a: Node, b: Node) -> bool:
     return True
 
 
-def concat_producers(concat: Node, ops: tuple[str, ...]) -> list[Node] | str:
-    """The single-output default-domain nodes of ``ops`` producing every Concat input, each input read
-    only by the Concat (so the producers die with it); or why not."""
-    producers = []
-    for i, v in enumerate(concat.inputs):
-        p = v.producer if v is not None else None
-        if p is None or p.op_type not in ops or (p.domain or "") not in ONNX_DOMAINS:
-            which = f"a {ops[0]}" if len(ops) == 1 else f"one of {', '.join(ops[:4])}{', ...' if len(ops) > 4 else ''}"
-            return f"Concat input {i} is not produced by {which}"
-        if v.num_uses != 1 or v.is_graph_output() or len([o for o in p.outputs if o is not None]) != 1:
-            return f"Concat input {i} ({v.name}) has other readers or is a graph output"
-        producers.append(p)
-    return producers
-
-
 def _activation_producers(m: Match, ops: tuple[str, ...]) -> list[Node] | str:
     if len(m.root.inputs) < 2:
         return "Concat has a single input"
@@ -101,53 +88,62 @@ def _activation_producers(m: Match, ops: tuple[str, ...]) -> list[Node] | str:
     return acts
 
 
-# Ops whose output stage a backend can apply an activation in (ORT's FusedConv/FusedGemm, the
-# simulator's fused activation): hoisting the activation off them gives that up.
-EPILOGUE_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+# What a backend applies in a producer's output stage for free: fuse-activation's mark-activation
+# (the simulator) and ONNX Runtime's FusedConv/FusedGemm take these activations after Conv or Gemm.
+# Hoisting one of them off such a producer gives that fusion up; any other activation or producer
+# costs nothing to hoist.
+EPILOGUE_OPS = frozenset({"Conv", "Gemm"})
 DEFAULT_HOIST_MIN_MACS = 256
 
 
 def _macs_per_element(node: Node) -> float | None:
-    """Multiply-accumulates per output element of a Conv/ConvTranspose/Gemm/MatMul, from its weight's shape
-    alone (so a symbolic batch does not matter); None when that shape is unknown."""
+    """Multiply-accumulates per output element of a Conv or Gemm, from its weight's shape alone (so a
+    symbolic batch or image size does not matter); None when that shape is unknown."""
     w = shape_of(node.inputs[1]) if len(node.inputs) > 1 else None
     if w is None or not is_static(w) or len(w) < 2:
         return None
     if node.op_type == "Conv":
         return float(np.prod(w[1:]))  # [M, C/group, k...]
-    if node.op_type == "ConvTranspose":  # [C, M/group, k...]: each input element feeds k outputs per stride
-        strides = node.attr("strides") or [1] * (len(w) - 2)
-        return float(w[0] / (node.attr("group") or 1) * np.prod(w[2:]) / np.prod(strides))
-    if node.op_type == "Gemm":
-        return float(w[1] if node.attr("transB") else w[0])
-    return float(w[-2])  # MatMul: [..., K, N]
+    return float(w[1] if node.attr("transB") else w[0])  # Gemm: B is [K, N], or [N, K] with transB
 
 
 def _hoist_cost_check(acts: list[Node], concat: Node, min_macs: int) -> str | None:
-    """Refuse when the activation leaves Conv/Gemm/MatMul producers that do little work per element.
+    """Refuse when the activation leaves Conv/Gemm producers that do little work per element.
 
     A backend that fuses the activation into its producer runs it for free; after the hoist it pays one
     elementwise pass over those producers' part of the Concat. That pass is worth a node only when it is
-    small next to their arithmetic (SqueezeNet's Fire modules, 80-320 MACs per element: hoisting all
+    small next to their arithmetic: the mean MACs per element over that part, weighted by each part's
+    size, must reach ``min_macs`` (SqueezeNet's Fire modules, 80-320 MACs per element: hoisting all
     eight cost ONNX Runtime 3.8% with its fusions on; Inception's, 480-1460: no measurable cost)."""
-    if min_macs <= 0:
+    if min_macs <= 0 or acts[0].op_type not in ACTIVATIONS:
         return None
     axis = concat.attr("axis")
-    work = extent = 0.0
+    fused: list[tuple[Node, float, int]] = []  # producer, MACs per element, its index in the Concat
     for i, a in enumerate(acts):
         f = a.inputs[0].producer
         if f is None or f.op_type not in EPILOGUE_OPS or (f.domain or "") not in ONNX_DOMAINS:
-            continue  # nothing to fuse the activation into: hoisting it costs nothing
+            continue  # nothing would fuse the activation into it: hoisting it off costs nothing
         k = _macs_per_element(f)
+        if k is None:
+            return f"the work of {f.describe()} per element is unknown (its weight's shape is not static)"
+        fused.append((f, k, i))
+    if not fused or min(k for _, k, _ in fused) >= min_macs:
+        return None  # every part is above the threshold: no need to weigh the parts
+    work = extent = 0.0
+    for f, k, i in fused:  # weigh each producer by its share of the Concat
         shape = shape_of(concat.inputs[i])
         e = shape[axis] if shape is not None and axis is not None and -len(shape) <= axis < len(shape) else None
-        if k is None or not isinstance(e, int):
-            return f"the work of {f.describe()} per element is unknown (its weight's or output's shape is not static)"
+        if not isinstance(e, int):
+            top = max(k for _, k, _ in fused)
+            if top < min_macs:  # every part is below: the sizes cannot change the answer
+                return (f"its Conv/Gemm producers do at most {top:.0f} MACs per element, under "
+                        f"hoist_min_macs={min_macs}: the activation costs less fused into them than the node it saves")
+            return f"the size of {f.describe()}'s part of the Concat is unknown (its shape is not static)"
         work, extent = work + k * e, extent + e
-    if extent and work < min_macs * extent:
-        return (f"its Conv/Gemm/MatMul producers do {work / extent:.0f} MACs per element, under "
-                f"hoist_min_macs={min_macs}: the activation costs less fused into them than the node it saves")
-    return None
+    if work >= min_macs * extent:
+        return None
+    return (f"its Conv/Gemm producers do {work / extent:.0f} MACs per element, under hoist_min_macs={min_macs}: "
+            "the activation costs less fused into them than the node it saves")
 
 
 def _hoist_check(ops: tuple[str, ...], min_macs: int = DEFAULT_HOIST_MIN_MACS):
@@ -328,8 +324,8 @@ class MergeOps(RewritePass):
     name = "merge-ops"
     options = RewritePass.options + (
         Option("hoist_min_macs", int, DEFAULT_HOIST_MIN_MACS,
-               "activation-over-concat takes an activation off Conv/Gemm/MatMul producers only when they do "
-               "at least this many MACs per Concat element (0: always)", min=0),
+               "activation-over-concat takes an activation a backend would fuse off Conv/Gemm producers only "
+               "when they do at least this many MACs per element of their part of the Concat (0: always)", min=0),
     )
     rules = RULES
     exactness = REASSOCIATING  # the loosest of its rules
