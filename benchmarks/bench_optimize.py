@@ -481,7 +481,9 @@ def _cell(res: dict, key: str, fmt: Callable[[float], str]) -> str:
     if "error" in res and res.get(key) is None:
         return "ERR"
     v = res.get(key)
-    return "-" if v is None else fmt(v)
+    if v is None:
+        return "-"
+    return fmt(v) + ("*" if key.startswith("lat_") and res.get("fed_defaults") else "")
 
 
 def _num(x: float) -> str:
@@ -540,6 +542,10 @@ def print_report(rows: list[dict], tools: list[str]) -> None:
             res = r["tools"].get(t, {})
             if "error" in res:
                 print(f"error: {r['model']} / {t}: {res['error']}")
+    fed = [f"{r['model']} / {t}" for r in rows for t in tools if r["tools"].get(t, {}).get("fed_defaults")]
+    if fed:
+        print("* fed the original's values for initializer-inputs the tool dropped (IR < 4), so ORT cannot "
+              "fold or prepack them: " + ", ".join(fed))
     nas = sorted({t for r in rows for t in tools if "na" in r["tools"].get(t, {})})
     for t in nas:
         print(f"n/a: {t}: " + next(r["tools"][t]["na"] for r in rows if "na" in r["tools"].get(t, {})))
