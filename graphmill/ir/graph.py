@@ -418,12 +418,13 @@ class Graph:
     def remove_inputs(self, values: Iterable[Value]) -> None:
         """Drop unused graph inputs, with their initializers when they have one (an IR < 4 weight)."""
         values = list(values)
+        inputs, outputs = {id(v) for v in self.inputs}, {id(v) for v in self.outputs}  # one scan, not one per value
         for value in values:
-            if value._owner is not self or not any(v is value for v in self.inputs):
+            if value._owner is not self or id(value) not in inputs:
                 raise IRError(f"%{value.name} is not an input of graph {self.name!r}")
             if value._uses:
                 raise IRError(f"graph input %{value.name} still has {len(value._uses)} use(s)")
-            if any(o is value for o in self.outputs):
+            if id(value) in outputs:
                 raise IRError(f"graph input %{value.name} is also a graph output")
         gone = {id(v) for v in values}
         self.inputs[:] = [v for v in self.inputs if id(v) not in gone]
