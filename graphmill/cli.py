@@ -33,7 +33,7 @@ def _write_json(data: dict, dest: str | None) -> None:
     if dest in (None, "-"):
         print(text)
     else:
-        from graphmill.frontend.onnx_io import atomic_write_bytes
+        from graphmill.util.files import atomic_write_bytes
 
         atomic_write_bytes(dest, (text + "\n").encode())
 

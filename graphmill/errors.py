@@ -1,6 +1,6 @@
-"""Public home of graphmill's error hierarchy (defined in ``graphmill.ir.errors``)."""
+"""Public home of graphmill's error hierarchy (defined in ``graphmill.util.errors``)."""
 
-from graphmill.ir.errors import (  # noqa: F401
+from graphmill.util.errors import (  # noqa: F401
     ExecutionError,
     GraphmillError,
     IRError,

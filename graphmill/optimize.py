@@ -15,7 +15,7 @@ from typing import Any, Iterable, TextIO
 
 from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import save
-from graphmill.frontend.onnx_io import atomic_write_bytes
+from graphmill.util.files import atomic_write_bytes
 from graphmill.frontend.schedule_dsl import load_schedule, parse_schedule
 from graphmill.ir import Graph, GraphmillError, UserInputError
 from graphmill.ir.analysis import summarize

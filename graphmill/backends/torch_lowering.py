@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from graphmill.ir import AttrKind, Graph, Tensor, TensorType, UserInputError, topological_order
-from graphmill.ir.errors import ExecutionError
+from graphmill.util.errors import ExecutionError
 
 from .torch_ops import CHECKS, NON_DIFF_INPUTS, OPS, to_numpy, to_torch_tensor, torch_dtype
 

@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError
 
 from graphmill.ir import Graph, ModelLoadError, UserInputError
 from graphmill.ir.gc_pause import collector_paused
+from graphmill.util.files import atomic_write_bytes, atomic_write_many, check_target
 
 from .onnx_export import serialize_model, to_proto
 from .onnx_import import from_proto
@@ -89,66 +90,6 @@ def _parse_skeleton(path: str, data: bytes) -> tuple[onnx.ModelProto, list | Non
     return _parse_model(path, data), None
 
 
-def _default_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _check_target(path: str) -> str:
-    if not path:
-        raise UserInputError("the output path is empty")
-    if os.path.isdir(path):
-        raise UserInputError(f"{path}: is a folder; give a file name")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UserInputError(f"{path}: the folder {folder!r} does not exist")
-    return folder
-
-
-def atomic_write_many(files: list[tuple[str, bytes | list]]) -> None:
-    """Write several files so that none is replaced unless all were written.
-
-    Each goes to a temporary file in its destination folder (with the usual
-    permissions, not mkstemp's 0600), is flushed to disk, and only then are they
-    renamed into place, in order. On any failure the temporaries are removed.
-    A file's content is bytes or a list of bytes-like chunks written in order.
-    """
-    temps: list[tuple[str, str]] = []
-    try:
-        for path, data in files:
-            folder = _check_target(path)
-            try:
-                fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-            except OSError as e:
-                raise UserInputError(f"{path}: cannot write in {folder!r} ({e.strerror})") from None
-            temps.append((tmp, path))
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    for chunk in ([data] if isinstance(data, (bytes, bytearray, memoryview)) else data):
-                        f.write(chunk)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.chmod(tmp, _default_mode())
-            except OSError as e:
-                raise UserInputError(f"{path}: cannot write ({e.strerror})") from None
-        for tmp, path in temps:
-            try:
-                os.replace(tmp, path)
-            except OSError as e:
-                raise UserInputError(f"{path}: cannot write ({e.strerror})") from None
-    except BaseException:
-        for tmp, _ in temps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file renamed into place."""
-    atomic_write_many([(os.fspath(path), data)])
-
-
 @collector_paused()
 def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = None,
          size_threshold: int = 1024) -> None:
@@ -160,7 +101,7 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     The model and its data file are replaced together or not at all.
     """
     path = os.fspath(path)
-    _check_target(path)
+    check_target(path)
     if external_data is not None:
         model = to_proto(graph)
         data = _move_to_external(model, path, external_data, size_threshold)

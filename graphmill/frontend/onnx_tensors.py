@@ -18,7 +18,7 @@ import onnx
 from onnx import numpy_helper
 
 from graphmill.ir import DataType, Tensor
-from graphmill.ir.errors import ModelLoadError, UnsafeModelError
+from graphmill.util.errors import ModelLoadError, UnsafeModelError
 
 from .onnx_wire import TENSOR_RAW_DATA, RawData, field_boundary, field_key, varint
 

@@ -2,7 +2,7 @@
 
 from .attrs import Attr, AttrKind, infer_attr
 from .dtypes import DataType
-from .errors import (
+from graphmill.util.errors import (
     ExecutionError,
     GraphmillError,
     IRError,

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .dtypes import DataType
-from .errors import IRError
+from graphmill.util.errors import IRError
 from .graph import Graph, Node, Value
 from .tensor import Tensor
 from .types import Dim, TensorType

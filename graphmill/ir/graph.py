@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from .attrs import Attr, AttrKind, infer_attr
-from .errors import IRError
+from graphmill.util.errors import IRError
 from .tensor import SparseTensor, Tensor
 from .types import TensorType, Type
 

@@ -10,9 +10,9 @@ reports everything wrong.
 
 from __future__ import annotations
 
-from .errors import VerificationError
+from graphmill.util.errors import VerificationError
 from .graph import Graph, Node, Value, topological_order
-from .errors import IRError
+from graphmill.util.errors import IRError
 from .tensor import Tensor
 from .types import TensorType
 

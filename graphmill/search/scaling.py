@@ -36,6 +36,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from graphmill.ir import Graph, UserInputError
+from graphmill.util.files import write_json
 
 CHECKPOINT_VERSION = 1
 
@@ -216,12 +217,6 @@ class SearchResult:
         return asdict(self)
 
 
-def _write_json(path: str, data: dict) -> None:
-    from graphmill.frontend.onnx_io import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
-
-
 def run_search(base: Graph, *, space: ScalingGrid, evaluator: Callable[[Graph], dict], cost: Callable[[Graph], float],
                objective: Objective, checkpoint: str | None = None, phi: float = 1.0, divisor: int = 8,
                seed: int = 0, limit: int | None = None, progress=sys.stderr,
@@ -268,7 +263,7 @@ def run_search(base: Graph, *, space: ScalingGrid, evaluator: Callable[[Graph], 
         rec["seconds"] = time.perf_counter() - t0
         results.append(rec)
         if checkpoint:
-            _write_json(checkpoint, dict(version=CHECKPOINT_VERSION, config=config, candidates=results))
+            write_json(checkpoint, dict(version=CHECKPOINT_VERSION, config=config, candidates=results))
         if on_candidate is not None:
             on_candidate(i, rec)
         if progress is not None:
@@ -299,15 +294,9 @@ def _key(c: tuple[float, float, float]) -> str:
 
 def plot(result: SearchResult, path: str) -> None:
     """Accuracy against cost, the best candidate marked (PNG, matplotlib Agg)."""
-    import io
+    from graphmill.util.plots import pyplot, save_figure
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from graphmill.frontend.onnx_io import atomic_write_bytes
-
+    plt = pyplot()
     ok = [r for r in result.candidates if r.get("status") == "ok"]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter([r["cost"] for r in ok], [r["accuracy"] for r in ok], s=18)
@@ -323,10 +312,7 @@ def plot(result: SearchResult, path: str) -> None:
     ax.set_xlabel(c.get("name", "cost") if isinstance(c, dict) else c)
     ax.set_ylabel("accuracy")
     ax.set_title("compound scaling coefficients (alpha/beta/gamma)")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path, dpi=120, tight=True)
 
 
 def default_base(seed: int = 0) -> Graph:

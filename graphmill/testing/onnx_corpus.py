@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ONNX Runtime pass rate: originals {s['orig_ort_pass'] / s['cases']:.1%}, "
           f"round-tripped {s['new_ort_pass'] / s['cases']:.1%}; regressions: {len(s['regressions'])}")
     if args.json:
-        from graphmill.frontend.onnx_io import atomic_write_bytes
+        from graphmill.util.files import atomic_write_bytes
 
         atomic_write_bytes(args.json, json.dumps([r.to_dict() for r in results], indent=1).encode())
     return 1 if s["regressions"] else 0

@@ -12,7 +12,6 @@ the schedule, which ``gantt()`` draws.
 from __future__ import annotations
 
 import heapq
-import io
 from dataclasses import dataclass, field
 
 from graphmill.ir import Graph, UserInputError
@@ -45,13 +44,9 @@ class MultiChipResult:
                 "spans": [s.__dict__ for s in self.spans]}
 
     def gantt(self, path: str) -> None:
-        import matplotlib
+        from graphmill.util.plots import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from graphmill.frontend.onnx_io import atomic_write_bytes
-
+        plt = pyplot()
         devs = sorted({s.device for s in self.spans})
         fig, ax = plt.subplots(figsize=(12, 1 + 0.6 * len(devs)))
         for s in self.spans:
@@ -64,10 +59,7 @@ class MultiChipResult:
         ax.set_xlabel("cycle")
         ax.set_title(f"schedule: makespan {self.makespan:,.0f} cycles (blue: ops, orange: incoming transfers)")
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        plt.close(fig)
-        atomic_write_bytes(path, buf.getvalue())
+        save_figure(fig, path, dpi=100)
 
 
 def simulate_multichip(graph: Graph, accel, cost: CostModel | None = None) -> MultiChipResult:

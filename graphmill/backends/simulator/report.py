@@ -100,13 +100,9 @@ class SimReport:
 
     def plot(self, path: str) -> None:
         """Per-layer cycles (compute + stall) and a roofline of the layers; written atomically as PNG."""
-        import matplotlib
+        from graphmill.util.plots import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from graphmill.frontend.onnx_io import atomic_write_bytes
-
+        plt = pyplot()
         a = self.accel
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5))
         idx = range(len(self.layers))
@@ -135,7 +131,4 @@ class SimReport:
         ax2.set_title("roofline")
         ax2.legend()
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        plt.close(fig)
-        atomic_write_bytes(path, buf.getvalue())
+        save_figure(fig, path, dpi=100)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ShapeInferenceError
+from graphmill.util.errors import ShapeInferenceError
 from ..graph import Graph, Node
 from ..types import TensorType, Type
 from .registry import InferenceContext, lookup

@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from ..dtypes import DataType
-from ..errors import ShapeInferenceError
+from graphmill.util.errors import ShapeInferenceError
 from ..graph import Node, Value
 from ..tensor import Tensor
 from ..types import Dim, TensorType, Type

@@ -1,7 +1,7 @@
 """The one error hierarchy of graphmill.
 
-It lives in ``ir`` because every other part imports ``ir`` and nothing below it;
-``graphmill.errors`` re-exports it. Messages say what went wrong, where (file,
+It lives in ``util`` because every layer (``ir`` included) may import ``util`` and
+nothing below it; ``graphmill.errors`` and ``graphmill.ir`` re-export it. Messages say what went wrong, where (file,
 node, op, line/column as applicable) and, where we can tell, what to do.
 """
 

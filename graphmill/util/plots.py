@@ -1,0 +1,32 @@
+"""PNG output of matplotlib figures, written atomically; matplotlib is the optional ``plot`` extra."""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+from graphmill.util.errors import UserInputError
+from graphmill.util.files import atomic_write_bytes
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the non-interactive Agg backend, or a user error saying how to install it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserInputError("plots need matplotlib: pip install 'graphmill[plot]'") from None
+    return plt
+
+
+def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 100, tight: bool = False) -> None:
+    """Render ``fig`` to PNG at ``path`` (atomically) and close it."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi, **({"bbox_inches": "tight"} if tight else {}))
+    finally:
+        pyplot().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
