@@ -20,7 +20,7 @@ every light model of onnx's test data (``onnx/backend/test/data/light``).
 
 In the same run each tool's saved file is reloaded with onnx and compared with
 the original (``onnx.ModelProto`` equality after
-``graphmill.testing.onnx_corpus.clear_default_presence`` on both); a tool whose
+``graphmill.frontend.onnx_io.clear_default_presence`` on both); a tool whose
 file differs is named in the ``check`` column. Ratios are graphmill's total
 over the peer's total: below 1.0 means graphmill is faster.
 
@@ -60,7 +60,7 @@ try:
 except ImportError:  # run from a checkout without installing it
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import graphmill
-from graphmill.testing.onnx_corpus import clear_default_presence
+from graphmill.frontend.onnx_io import clear_default_presence
 
 try:
     import onnx_ir

@@ -26,7 +26,7 @@ itself: how far from 1.00 a ratio moves when nothing differs.
 The tools (peers are PyPI packages; see the README's "Optimization benchmark"):
 
   original        the model as exported (the reference; latency baseline)
-  graphmill       ``graphmill.load``; ``graphmill.optimize.optimize(g)`` (the
+  graphmill       ``graphmill.load``; ``graphmill.optimize(g)`` (the
                   embedded default schedule); ``graphmill.save``
   graphmill+ms    the embedded ``ort`` schedule: the default schedule then
                   ``fuse-activation{emit=fused-conv}``, ``fuse-ort-contrib`` and
@@ -165,10 +165,10 @@ def fused_schedule() -> str | None:
     if emit is None or (emit.choices is not None and "fused-conv" not in emit.choices):
         return None
     from graphmill.errors import GraphmillError
-    from graphmill.optimize import default_schedule
+    from graphmill.passes.builtin_schedules import default_schedule
 
     try:
-        from graphmill.optimize import builtin_schedule
+        from graphmill.passes.builtin_schedules import builtin_schedule
 
         return builtin_schedule("ort").to_inline()
     except (ImportError, GraphmillError):  # a graphmill from before the ort schedule
@@ -178,7 +178,7 @@ def fused_schedule() -> str | None:
 
 def _gm(schedule: str | None) -> Callable[[str, str], None]:
     graphmill = import_graphmill()
-    from graphmill.optimize import optimize
+    from graphmill.optimization import optimize
 
     def run(src: str, dst: str) -> None:
         g = graphmill.load(src)

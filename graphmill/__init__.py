@@ -1,11 +1,11 @@
 """graphmill: a compiler-style graph optimization framework for neural networks.
 
-The Python API mirrors the CLI: ``load``/``save`` ONNX files, ``inspect`` a
-graph, ``infer_shapes``; the IR lives in ``graphmill.ir`` and ONNX Runtime
-execution in ``graphmill.backends.onnxruntime``.
+The Python API mirrors the CLI: ``load``/``save`` ONNX files, ``optimize`` a graph with a
+schedule, ``inspect`` it, ``simulate`` it on an accelerator, ``to_torch`` to train it. The IR
+lives in ``graphmill.ir``; ``graphmill.api`` holds the functions re-exported here.
 """
 
-from graphmill.api import inspect, inspect_file, simulate
+from graphmill.api import inspect, inspect_file, optimize, simulate
 from graphmill.frontend import load, save
 from graphmill.frontend.onnx_shape_inference import infer_shapes
 from graphmill.frontend.torch_import import from_torch
@@ -14,7 +14,7 @@ from graphmill.ir.builder import GraphBuilder
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "save", "inspect", "inspect_file", "simulate", "infer_shapes", "Graph", "Node", "Value", "verify",
+__all__ = ["load", "save", "optimize", "inspect", "inspect_file", "simulate", "infer_shapes", "Graph", "Node", "Value", "verify",
            "GraphBuilder", "GraphmillError", "__version__", "from_torch", "to_torch"]
 
 

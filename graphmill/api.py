@@ -7,7 +7,22 @@ import os
 from graphmill.frontend import load, save
 from graphmill.frontend.onnx_shape_inference import infer_shapes
 from graphmill.ir import Graph
-from graphmill.ir.analysis import summarize
+from graphmill.ir.summary import summarize
+from graphmill.optimization import OptimizeReport, ReproducerError, resolve_schedule
+from graphmill.optimization import optimize as _run_optimize
+
+
+def optimize(graph: Graph, schedule: "Schedule | str | None" = None, **options) -> OptimizeReport:
+    """Optimize ``graph`` in place with ``schedule`` and return the report.
+
+    ``schedule`` is a built-in name (``"default"``, ``"ort"``, ``"cleanup"``), inline DSL text
+    (``"fold-constants,fixpoint{simplify,cse,dce}"``), a path to a ``.mill`` file (``"my.mill"`` or
+    ``"my.mill:NAME"``), a ``Schedule`` or a list of passes; ``None`` runs the default schedule.
+    ``options`` are those of the CLI (``check_numerics``, ``rtol``, ``atol``, ``seed``, ``verify_each``,
+    ``time_passes``, ``print_ir_after``, ``allow``, ``dims``, ``compare``, ...): see
+    ``graphmill.optimization.optimize``.
+    """
+    return _run_optimize(graph, schedule, **options)
 
 
 def inspect(graph: Graph, *, infer: bool = True, dims: dict[str, int] | None = None) -> dict:
@@ -46,8 +61,8 @@ def demo(out_dir: str, *, model: str = "resnet18", runs: int = 10) -> dict:
     from graphmill.backends import onnxruntime as ortb
     from graphmill.frontend import zoo
     from graphmill.frontend.onnx_io import read_model_proto
-    from graphmill.optimize import optimize
-    from graphmill.testing.onnx_corpus import clear_default_presence
+    from graphmill.optimization import optimize
+    from graphmill.frontend.onnx_io import clear_default_presence
 
     path = os.path.join(out_dir, f"{model}.onnx")
     save(zoo.build(model, batch=1), path)

@@ -165,7 +165,7 @@ def _summary_line(label: str, before: float, after: float, fmt: str = "{:,}") ->
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from graphmill.optimize import optimize
+    from graphmill.optimization import optimize
 
     check_output_path(args.output, [args.model], args.force)
     graph = api.load(args.model)

@@ -178,5 +178,34 @@ def _all_tensors(gp: onnx.GraphProto):
                     yield from _all_tensors(g)
 
 
-__all__ = ["load", "save", "read_model_proto", "atomic_write_bytes", "atomic_write_many", "external_data_files",
+def clear_default_presence(msg) -> None:
+    """Clear scalar fields explicitly set to their default value, recursively, in place.
+
+    ONNX's protos are proto2, so ``domain: ""`` written out differs from
+    ``domain`` left unset, though no reader can tell them apart. Round-trip
+    equality is judged after this normalisation and no other.
+    """
+    from google.protobuf.descriptor import FieldDescriptor
+
+    for fd, value in msg.ListFields():
+        if fd.type == FieldDescriptor.TYPE_MESSAGE:
+            if is_repeated_field(fd):
+                for m in value:
+                    clear_default_presence(m)
+            else:
+                clear_default_presence(value)
+        elif not is_repeated_field(fd) and fd.containing_oneof is None:
+            if value == fd.default_value:
+                msg.ClearField(fd.name)
+
+
+def is_repeated_field(fd) -> bool:
+    rep = getattr(fd, "is_repeated", None)  # newer protobuf; ``label`` is deprecated there
+    if rep is not None:
+        return bool(rep() if callable(rep) else rep)
+    return fd.label == fd.LABEL_REPEATED
+
+
+
+__all__ = ["load", "save", "clear_default_presence", "read_model_proto", "atomic_write_bytes", "atomic_write_many", "external_data_files",
            "from_proto", "to_proto"]

@@ -10,7 +10,7 @@ until a pass that changes the graph does not list them in its ``preserves``.
 from __future__ import annotations
 
 from graphmill.ir import Graph
-from graphmill.ir.analysis import node_cost
+from graphmill.ir.summary import node_cost
 
 from .base import Analysis, PassContext, register_analysis
 

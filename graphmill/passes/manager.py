@@ -83,7 +83,7 @@ def as_schedule(spec: Schedule | str | Sequence[Pass | str]) -> Schedule:
     if isinstance(spec, Schedule):
         return spec
     if isinstance(spec, str):
-        from graphmill.frontend.schedule_dsl import parse_schedule
+        from graphmill.passes.dsl import parse_schedule
 
         return parse_schedule(spec)
     body: list[Step] = []

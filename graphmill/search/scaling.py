@@ -10,7 +10,7 @@ The pieces follow ``search/``'s layout:
   the torch backend, ``graphmill.to_torch``, on scikit-learn's digits: 8x8
   images resized to the model's input, held-out split), ``StubEvaluator``
   (a deterministic stand-in for tests, clearly not an accuracy), and the cost
-  ``MacsCost`` (``ir.analysis.summarize``) or ``SimLatencyCost`` (total cycles
+  ``MacsCost`` (``ir.summary.summarize``) or ``SimLatencyCost`` (total cycles
   of ``graphmill.simulate`` on an accelerator config);
 * objective ``Objective``: maximise accuracy subject to ``cost <= max_cost``
   (infeasible candidates rank after every feasible one), ties broken by lower
@@ -85,7 +85,7 @@ class MacsCost:
     name: str = "macs"
 
     def __call__(self, graph: Graph) -> float:
-        from graphmill.ir.analysis import summarize
+        from graphmill.ir.summary import summarize
 
         return float(summarize(graph).macs)
 
@@ -97,7 +97,7 @@ class SimLatencyCost:
 
     def __call__(self, graph: Graph) -> float:
         from graphmill.api import simulate
-        from graphmill.ir.analysis import bind_symbols, symbols
+        from graphmill.ir.summary import bind_symbols, symbols
 
         g = bind_symbols(graph, {s: 1 for s in symbols(graph)})
         return float(simulate(g, self.accel).total_cycles)
@@ -110,7 +110,7 @@ class StubEvaluator:
     name: str = "stub"
 
     def __call__(self, graph: Graph) -> dict[str, float]:
-        from graphmill.ir.analysis import summarize
+        from graphmill.ir.summary import summarize
 
         s = summarize(graph)
         return {"accuracy": float(1 - 1 / (1 + math.log1p(s.params) / 10)), "stub": 1.0}

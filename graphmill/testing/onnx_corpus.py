@@ -227,34 +227,6 @@ def summarize(results: list[CaseResult]) -> dict:
     }
 
 
-def clear_default_presence(msg) -> None:
-    """Clear scalar fields explicitly set to their default value, recursively, in place.
-
-    ONNX's protos are proto2, so ``domain: ""`` written out differs from
-    ``domain`` left unset, though no reader can tell them apart. Round-trip
-    equality is judged after this normalisation and no other.
-    """
-    from google.protobuf.descriptor import FieldDescriptor
-
-    for fd, value in msg.ListFields():
-        if fd.type == FieldDescriptor.TYPE_MESSAGE:
-            if _is_repeated(fd):
-                for m in value:
-                    clear_default_presence(m)
-            else:
-                clear_default_presence(value)
-        elif not _is_repeated(fd) and fd.containing_oneof is None:
-            if value == fd.default_value:
-                msg.ClearField(fd.name)
-
-
-def _is_repeated(fd) -> bool:
-    rep = getattr(fd, "is_repeated", None)  # newer protobuf; ``label`` is deprecated there
-    if rep is not None:
-        return bool(rep() if callable(rep) else rep)
-    return fd.label == fd.LABEL_REPEATED
-
-
 def run_corpus(kinds: tuple[str, ...] = DISK_KINDS + ("light", "node"),
                transform: Callable[[onnx.ModelProto, Case], onnx.ModelProto] = graphmill_roundtrip,
                progress: bool = False) -> list[CaseResult]:

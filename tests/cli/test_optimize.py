@@ -15,7 +15,7 @@ import pytest
 
 import graphmill
 from graphmill.backends import onnxruntime as ortb
-from graphmill.frontend.schedule_dsl import parse_schedule
+from graphmill.passes.dsl import parse_schedule
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -136,7 +136,7 @@ def test_passes_lists_every_pass_of_the_default_schedule():
     r = run_cli("passes", "--json")
     assert r.returncode == 0
     names = {p["name"] for p in json.loads(r.stdout)["passes"]}
-    from graphmill.optimize import default_schedule
+    from graphmill.passes.builtin_schedules import default_schedule
 
     assert {run.name for run in default_schedule().runs()} <= names
     for p in json.loads(r.stdout)["passes"]:

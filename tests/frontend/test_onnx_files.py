@@ -188,7 +188,7 @@ def test_external_data_changed_after_load_is_refused(tmp_path):
 def test_value_info_without_a_home_round_trips(tmp_path):
     """value_info about an initializer, an input, an output, or a missing name survives import/export."""
     from graphmill.frontend import from_proto, to_proto
-    from graphmill.testing.onnx_corpus import clear_default_presence
+    from graphmill.frontend.onnx_io import clear_default_presence
 
     model, _ = _model_with_weight()
     for name in ("w", "x", "y", "nobody"):

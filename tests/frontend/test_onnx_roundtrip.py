@@ -10,7 +10,8 @@ import onnx
 import pytest
 
 from graphmill.frontend import from_proto, load, to_proto
-from graphmill.testing.onnx_corpus import clear_default_presence, iter_cases, run_corpus, summarize
+from graphmill.frontend.onnx_io import clear_default_presence
+from graphmill.testing.onnx_corpus import iter_cases, run_corpus, summarize
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 import graphmill
 from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import zoo
-from graphmill.ir.analysis import summarize
+from graphmill.ir.summary import summarize
 
 # torchvision.models docs: num_params and GFLOPS (which torchvision counts as multiply-adds).
 PUBLISHED = {

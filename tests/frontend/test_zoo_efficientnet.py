@@ -19,7 +19,7 @@ import graphmill
 from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import zoo
 from graphmill.ir import UserInputError
-from graphmill.ir.analysis import summarize
+from graphmill.ir.summary import summarize
 
 # torchvision.models.efficientnet_b*: num_params (docs); paper Table 2: FLOPs (multiply-adds).
 PUBLISHED = {

@@ -17,7 +17,7 @@ import pytest
 import graphmill
 from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import zoo
-from graphmill.ir.analysis import summarize
+from graphmill.ir.summary import summarize
 
 
 def trainable_params(g) -> int:

@@ -17,7 +17,7 @@ import graphmill
 from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import zoo
 from graphmill.ir import UserInputError
-from graphmill.ir.analysis import summarize
+from graphmill.ir.summary import summarize
 
 
 def weights(g, dims=None) -> int:

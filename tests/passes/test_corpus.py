@@ -16,7 +16,7 @@ import pytest
 def optimize_case(model: onnx.ModelProto, case) -> onnx.ModelProto:
     """The embedded default schedule (what `graphmill optimize` runs), verifying after every pass."""
     from graphmill.frontend import from_proto, to_proto
-    from graphmill.optimize import default_schedule
+    from graphmill.passes.builtin_schedules import default_schedule
     from graphmill.passes import run_passes
 
     g = from_proto(model, path=case.path or case.name)

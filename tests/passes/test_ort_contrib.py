@@ -349,7 +349,7 @@ def test_fused_gemm_refusals(rng):
 # -- the `ort` schedule on a real model ----------------------------------------------------------
 
 def _embedded(name):
-    from graphmill.optimize import builtin_schedule
+    from graphmill.passes.builtin_schedules import builtin_schedule
 
     return builtin_schedule(name)
 

@@ -18,7 +18,7 @@ from graphmill.backends import onnxruntime as ortb
 from graphmill.ir import GraphmillError, Node, Tensor, TensorType, Value
 from graphmill.ir.builder import GraphBuilder
 from graphmill.ir.rewrite import APPROXIMATE, EXACT, Op, Rule, Var
-from graphmill.optimize import ReproducerError, optimize
+from graphmill.optimization import ReproducerError, optimize
 from graphmill.passes import (
     Analysis,
     Option,
@@ -159,7 +159,7 @@ def test_fixpoint_that_does_not_converge_says_so():
 
 
 def test_repeat_and_named_schedules():
-    from graphmill.frontend.schedule_dsl import parse_schedule
+    from graphmill.passes.dsl import parse_schedule
 
     CALLS.clear()
     sched = parse_schedule("schedule inner { test-noop; test-noop }\nschedule main2 { repeat(3) { inner } test-noop }")
@@ -281,7 +281,7 @@ def test_rules_can_be_disabled_by_name():
 
 
 def test_explain_match_reports_the_closest_partial_match():
-    from graphmill.optimize import explain
+    from graphmill.optimization import explain
 
     b = GraphBuilder("g")
     x = b.input("x", "float32", [4])

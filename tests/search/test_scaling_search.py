@@ -85,7 +85,7 @@ def test_latency_aware_cost_ranks_by_simulated_cycles(tmp_path):
     import os
 
     from graphmill.api import simulate
-    from graphmill.ir.analysis import bind_symbols, symbols
+    from graphmill.ir.summary import bind_symbols, symbols
     from graphmill.passes.scaling import scale
     from graphmill.search.scaling import (Objective, ScalingGrid, SimLatencyCost, StubEvaluator, default_base,
                                           run_search)

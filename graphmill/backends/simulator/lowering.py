@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from graphmill.ir import Graph, Node, UserInputError
-from graphmill.ir.analysis import constant_values, is_constant_node, node_cost
+from graphmill.ir.summary import constant_values, is_constant_node, node_cost
 from graphmill.ir.ops.registry import InferenceContext
 from graphmill.ir.ops.window import read_window
 from graphmill.ir.types import TensorType, num_elements

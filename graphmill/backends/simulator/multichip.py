@@ -15,7 +15,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from graphmill.ir import Graph, UserInputError
-from graphmill.ir.analysis import constant_values, is_constant_node
+from graphmill.ir.summary import constant_values, is_constant_node
 
 from .config import as_accel
 from .costmodel import CostModel, SimulatorCostModel, value_bytes

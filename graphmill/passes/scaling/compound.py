@@ -29,7 +29,7 @@ import math
 from typing import Any
 
 from graphmill.ir import Graph, TensorType, UserInputError, verify
-from graphmill.ir.analysis import constant_values
+from graphmill.ir.summary import constant_values
 from graphmill.ir.ops import infer_types
 
 from ..base import Option, Pass, PassContext, PassResult, register_pass

@@ -112,7 +112,7 @@ def copy_block(graph: Graph, block: Block, after: Value, *, index: int, stage: A
 
 def deepen(graph: Graph, stage: Stage, new_repeats: int, *, seed: int) -> int:
     """Append copies of ``stage``'s last block until it has ``new_repeats`` blocks; returns #added."""
-    from graphmill.ir.analysis import constant_values
+    from graphmill.ir.summary import constant_values
 
     add = new_repeats - stage.repeats
     if add <= 0:

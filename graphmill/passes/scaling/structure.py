@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphmill.ir import Graph, Node, UserInputError, Value
-from graphmill.ir.analysis import constant_values
+from graphmill.ir.summary import constant_values
 
 COMPUTE = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from graphmill.frontend.schedule_dsl import ScheduleError, load_schedule, parse_schedule
+from graphmill.passes.dsl import ScheduleError, load_schedule, parse_schedule
 from graphmill.passes import Call, Fixpoint, Repeat, Run, Schedule
 
 FILE_FORM = """
@@ -52,7 +52,7 @@ def test_schedules_print_back_to_equal_schedules():
 
 
 def test_option_values_of_every_kind():
-    from graphmill.frontend.schedule_dsl import _PARSER, _Values
+    from graphmill.passes.dsl import _PARSER, _Values
 
     tree = _Values().transform(_PARSER.parse('p(a=1, b=-2.5e-1, c="s t", d=true, e=[conv-bn, 3, "x"], f=word)'))
     kw = {str(k.children[0]): k.children[1] for k in tree.children[0].children[1].children}

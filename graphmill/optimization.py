@@ -1,4 +1,4 @@
-"""``graphmill.optimize``: run a schedule with the instruments a user asked for, and report.
+"""``graphmill.optimize()``: run a schedule with the instruments a user asked for, and report.
 
 This is where the parts meet (passes, the ONNX Runtime reference, file I/O for
 reproducers), so it sits at the top of the package like the CLI.
@@ -10,15 +10,15 @@ import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, Iterable, TextIO
 
 from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import save
 from graphmill.util.files import atomic_write_bytes
-from graphmill.frontend.schedule_dsl import load_schedule, parse_schedule
+from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES, builtin_schedule, default_schedule
+from graphmill.passes.dsl import load_schedule
 from graphmill.ir import Graph, GraphmillError, UserInputError
-from graphmill.ir.analysis import summarize
+from graphmill.ir.summary import summarize
 from graphmill.ir.gc_pause import collector_paused
 from graphmill.passes import (
     EXACT,
@@ -35,21 +35,6 @@ from graphmill.passes import (
 
 # The built-in passes load with this module, as imports do, not inside the first optimize() call.
 registered_passes()
-
-
-BUILTIN_SCHEDULES = ("default", "ort", "cleanup")  # the named schedules of graphmill/passes/default.mill
-
-
-def builtin_schedule(name: str = "default") -> Schedule:
-    """A schedule embedded in the package (graphmill/passes/default.mill): ``default`` (standard ONNX
-    ops), ``ort`` (default plus ONNX Runtime's com.microsoft fusions), ``cleanup``."""
-    text = resources.files("graphmill.passes").joinpath("default.mill").read_text(encoding="utf-8")
-    return parse_schedule(text, source="<default.mill>", entry=name)
-
-
-def default_schedule() -> Schedule:
-    """The embedded default schedule (graphmill/passes/default.mill)."""
-    return builtin_schedule("default")
 
 
 def resolve_schedule(schedule: Schedule | str | None = None, schedule_file: str | None = None) -> Schedule:

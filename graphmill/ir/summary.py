@@ -1,4 +1,4 @@
-"""Whole-graph analyses that do not change the graph: constness, parameters, MACs.
+"""Whole-graph facts for reports: constness, parameter counts, MACs, the summary `inspect` prints.
 
 Parameters are counted the way model papers count them: the constant tensors
 that feed the computation. A tensor counts when it is constant (an
