@@ -17,8 +17,7 @@ nn = torch.nn
 
 import graphmill  # noqa: E402
 from graphmill.backends import onnxruntime as ortb  # noqa: E402
-from graphmill.backends.torch_lowering import export_weights, supported_ops, to_torch  # noqa: E402
-from graphmill.backends.torch_ops import to_numpy  # noqa: E402
+from graphmill.backends.torch import export_weights, supported_ops, to_numpy, to_torch  # noqa: E402
 from graphmill.frontend import from_proto, load, zoo  # noqa: E402
 from graphmill.ir import Tensor, UserInputError  # noqa: E402
 

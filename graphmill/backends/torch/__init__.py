@@ -1,0 +1,13 @@
+"""The torch backend: ``to_torch(graph)`` lowers an ``ir.Graph`` to a trainable ``nn.Module``.
+
+``lowering`` builds the module and writes trained weights back (``export_weights``);
+``ops`` holds each ONNX op's semantics in torch, by op family; ``tensors`` converts
+element types and tensors between numpy and torch. Importing this package imports torch.
+"""
+
+from __future__ import annotations
+
+from .lowering import GraphModule, export_weights, supported_ops, to_torch
+from .tensors import to_numpy, to_torch_tensor, torch_dtype
+
+__all__ = ["GraphModule", "export_weights", "supported_ops", "to_numpy", "to_torch", "to_torch_tensor", "torch_dtype"]

@@ -1,0 +1,299 @@
+"""The torch backend: ``to_torch(graph) -> nn.Module``, so that search can train candidates.
+
+The module interprets the graph node by node in topological order with torch
+ops (``ops`` holds each op's ONNX semantics, by op family); it is eager, not traced, so
+shape-computing subgraphs (Shape -> Gather -> Concat -> Reshape) simply run.
+
+Weights:
+  * a floating initializer that some node reads as data (a Conv weight, a Gemm
+    bias, a BatchNormalization scale) becomes a trainable ``nn.Parameter``;
+  * a floating initializer read only in slots that carry no weights (Reshape's
+    shape, Resize's scales, BatchNormalization's running mean and variance)
+    becomes a buffer, as do integer and bool initializers and Constant nodes;
+  * names are sanitized (``[A-Za-z0-9_]``) and made unique; ``module.param_names``
+    maps each Parameter's name to the graph value it came from.
+
+``module.train()`` / ``eval()`` switch Dropout between a real dropout and the
+identity; BatchNormalization always uses the running statistics (inference
+semantics), with trainable scale and bias. ``export_weights(module, graph)``
+writes the trained Parameters back into the graph's initializers, so a trained
+candidate exports to ONNX again.
+
+Anything the backend cannot run (an op it does not know, a variant of one it
+does, a subgraph op) is refused with a ``UserInputError`` naming the node when
+the module is built, before any run.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from graphmill.ir import AttrKind, Graph, Tensor, TensorType, UserInputError, topological_order
+from graphmill.util.errors import ExecutionError
+
+from .ops import CHECKS, NON_DIFF_INPUTS, OPS
+from .tensors import to_numpy, to_torch_tensor, torch_dtype
+
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def supported_ops() -> list[str]:
+    """ONNX ops (default domain) the torch backend runs."""
+    return sorted(set(OPS) | {"Constant"})
+
+
+def _sanitize(name: str) -> str:
+    s = re.sub(r"[^0-9A-Za-z_]", "_", name).strip("_") or "w"
+    if s[0].isdigit():
+        s = "w_" + s
+    return s
+
+
+def _plain_attrs(node) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, a in node.attrs.items():
+        v = a.value
+        if a.kind == AttrKind.TENSOR and isinstance(v, Tensor):
+            v = to_torch_tensor(v.numpy())
+        elif isinstance(v, bytes):
+            try:
+                v = v.decode()
+            except UnicodeDecodeError:
+                pass
+        out[k] = v
+    return out
+
+
+def _constant_value(node) -> np.ndarray:
+    a = node.attrs
+    if "value" in a:
+        return np.asarray(a["value"].value.numpy())
+    if "value_float" in a:
+        return np.array(a["value_float"].value, dtype=np.float32)
+    if "value_floats" in a:
+        return np.array(a["value_floats"].value, dtype=np.float32)
+    if "value_int" in a:
+        return np.array(a["value_int"].value, dtype=np.int64)
+    if "value_ints" in a:
+        return np.array(a["value_ints"].value, dtype=np.int64)
+    raise UserInputError(f"{node.describe()}: Constant with {', '.join(a) or 'no value'} is not supported by "
+                         "the torch backend (string and sparse constants have no torch equivalent)")
+
+
+class _Step:
+    __slots__ = ("node", "fn", "attrs", "inputs", "outputs", "drop")
+
+    def __init__(self, node, fn, attrs, inputs, outputs) -> None:
+        self.node = node
+        self.fn = fn
+        self.attrs = attrs
+        self.inputs = inputs
+        self.outputs = outputs
+        self.drop: list[str] = []
+
+
+class GraphModule(nn.Module):
+    """An ``ir.Graph`` as a trainable ``nn.Module`` (build it with ``to_torch``).
+
+    ``forward`` takes the graph's (non-initializer) inputs positionally or by
+    name, as tensors or numpy arrays, and returns one tensor, or a tuple when
+    the graph has several outputs.
+    """
+
+    def __init__(self, graph: Graph) -> None:
+        super().__init__()
+        self.graph = graph
+        self.opset = graph.opset_imports.get("", graph.opset_imports.get("ai.onnx", 17))
+        self.current_outputs = 1
+        self.param_names: dict[str, str] = {}   # parameter name -> graph value name
+        self.buffer_names: dict[str, str] = {}  # buffer name -> graph value name
+        self._slot: dict[str, str] = {}         # graph value name -> attribute holding it
+        self._taken: set[str] = set()
+
+        try:
+            order = topological_order(graph)
+        except Exception as e:  # noqa: BLE001 -- a cycle: the IR's message names the node
+            raise UserInputError(f"graph {graph.name!r} cannot run under torch: {e}") from None
+        self._check(order)
+
+        inits = graph.initializers
+        self.input_names = [v.name for v in graph.inputs if v.name not in inits]
+        self.output_names = [v.name for v in graph.outputs]
+        trainable = self._trainable_initializers(order)
+        for name, v in inits.items():
+            if v.const is None or not hasattr(v.const, "numpy"):
+                raise UserInputError(f"initializer {name!r} of graph {graph.name!r}: sparse initializers are not "
+                                     "supported by the torch backend")
+            try:
+                t = to_torch_tensor(v.const.numpy())
+            except TypeError as e:
+                if not any(True for _ in v.uses()):
+                    continue
+                raise UserInputError(f"initializer {name!r}: {e}") from None
+            if name in trainable and t.is_floating_point():
+                self._register(name, nn.Parameter(t), param=True)
+            else:
+                self._register(name, t, param=False)
+
+        self._steps: list[_Step] = []
+        for node in order:
+            if node.op_type == "Constant":
+                out = node.outputs[0]
+                self._register(out.name, to_torch_tensor(_constant_value(node)), param=False, constant=True)
+                continue
+            attrs = _plain_attrs(node)
+            ins = [v.name if v is not None else None for v in node.inputs]
+            while ins and ins[-1] is None:
+                ins.pop()
+            outs = [v.name if v is not None else None for v in node.outputs]
+            self._steps.append(_Step(node, OPS[node.op_type], attrs, ins, outs))
+        self._plan_frees()
+
+    # -- construction helpers ----------------------------------------------------------------------
+    def _check(self, order) -> None:
+        g = self.graph
+        for v in list(g.inputs) + list(g.outputs) + [o for n in order for o in n.outputs if o is not None]:
+            t = v.type
+            if t is None:
+                continue
+            if not isinstance(t, TensorType):
+                raise UserInputError(f"value {v.name!r} of graph {g.name!r} has type {t}; the torch backend "
+                                     "runs dense tensors only")
+            if t.dtype:
+                try:
+                    torch_dtype(t.dtype)
+                except (TypeError, ValueError) as e:
+                    raise UserInputError(f"value {v.name!r} of graph {g.name!r}: {e} (the torch backend supports "
+                                         "float16/32/64, bfloat16, bool, int8/16/32/64, uint8)") from None
+        for node in order:
+            if node.domain not in _DEFAULT_DOMAINS:
+                raise UserInputError(f"{node.describe()}: the torch backend runs only default-domain ONNX ops; "
+                                     f"lower {node.domain}::{node.op_type} first")
+            if any(True for _ in node.subgraphs()):
+                raise UserInputError(f"{node.describe()}: ops with subgraphs ({node.op_type}) are not supported by "
+                                     "the torch backend")
+            if node.op_type != "Constant" and node.op_type not in OPS:
+                raise UserInputError(f"{node.describe()}: op {node.op_type} is not supported by the torch backend "
+                                     f"(supported: {', '.join(supported_ops())})")
+            chk = CHECKS.get(node.op_type)
+            why = chk(node, self.opset) if chk is not None else None
+            if why:
+                raise UserInputError(f"{node.describe()}: {why} by the torch backend")
+
+    def _trainable_initializers(self, order) -> set[str]:
+        out: set[str] = set()
+        for node in order:
+            skip = NON_DIFF_INPUTS.get(node.op_type, frozenset())
+            for i, v in enumerate(node.inputs):
+                if v is not None and v.is_initializer and i not in skip:
+                    out.add(v.name)
+        return out
+
+    def _register(self, value_name: str, t: torch.Tensor, *, param: bool, constant: bool = False) -> None:
+        base = ("c_" if constant else "") + _sanitize(value_name)
+        name, i = base, 1
+        while name in self._taken or hasattr(self, name):
+            name, i = f"{base}_{i}", i + 1
+        self._taken.add(name)
+        if param:
+            self.register_parameter(name, t)
+            self.param_names[name] = value_name
+        else:
+            self.register_buffer(name, t)
+            if not constant:
+                self.buffer_names[name] = value_name
+        self._slot[value_name] = name
+
+    def _plan_frees(self) -> None:
+        last: dict[str, int] = {}
+        for i, st in enumerate(self._steps):
+            for n in st.inputs:
+                if n is not None:
+                    last[n] = i
+        keep = set(self.output_names)
+        for n, i in last.items():
+            if n not in keep and n not in self._slot:
+                self._steps[i].drop.append(n)
+
+    # -- running -----------------------------------------------------------------------------------
+    def forward(self, *args, **kwargs):
+        if len(args) + len(kwargs) != len(self.input_names):
+            raise UserInputError(f"graph {self.graph.name!r} takes {len(self.input_names)} input(s) "
+                                 f"({', '.join(self.input_names)}); got {len(args) + len(kwargs)}")
+        env: dict[str, torch.Tensor] = {}
+        for name, v in zip(self.input_names, args):
+            env[name] = v if isinstance(v, torch.Tensor) else _as_tensor(v)
+        for name, v in kwargs.items():
+            if name not in self.input_names:
+                raise UserInputError(f"graph {self.graph.name!r} has no input {name!r}; inputs: "
+                                     f"{', '.join(self.input_names)}")
+            env[name] = v if isinstance(v, torch.Tensor) else _as_tensor(v)
+        for vname, attr in self._slot.items():
+            env.setdefault(vname, getattr(self, attr))
+        for st in self._steps:
+            ins = [env[n] if n is not None else None for n in st.inputs]
+            self.current_outputs = len(st.outputs)
+            try:
+                res = st.fn(self, st.attrs, ins)
+            except UserInputError:
+                raise
+            except Exception as e:  # noqa: BLE001 -- name the node that failed
+                raise ExecutionError(f"torch backend: {st.node.describe()} failed: "
+                                     f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from e
+            if not isinstance(res, tuple):
+                res = (res,)
+            for n, t in zip(st.outputs, res):
+                if n is not None:
+                    env[n] = t
+            for n in st.drop:
+                env.pop(n, None)
+        outs = tuple(env[n] for n in self.output_names)
+        return outs[0] if len(outs) == 1 else outs
+
+    def extra_repr(self) -> str:
+        return (f"graph={self.graph.name!r}, nodes={len(self._steps)}, params={len(self.param_names)}, "
+                f"inputs={self.input_names}, outputs={self.output_names}")
+
+    def export_weights(self, graph: Graph | None = None) -> int:
+        return export_weights(self, graph)
+
+
+def _as_tensor(v) -> torch.Tensor:
+    try:
+        return to_torch_tensor(np.asarray(v))
+    except TypeError as e:
+        raise UserInputError(f"torch backend input: {e}") from None
+
+
+def to_torch(graph: Graph) -> GraphModule:
+    """Lower ``graph`` to a trainable ``nn.Module`` (see the module docstring)."""
+    return GraphModule(graph)
+
+
+def export_weights(module: GraphModule, graph: Graph | None = None) -> int:
+    """Write ``module``'s Parameters back into ``graph``'s initializers (default: the graph it was built from).
+
+    Each initializer keeps its element type. Returns how many initializers were written.
+    """
+    g = graph if graph is not None else module.graph
+    n = 0
+    for pname, vname in module.param_names.items():
+        v = g.initializers.get(vname)
+        if v is None:
+            raise UserInputError(f"graph {g.name!r} has no initializer {vname!r} (parameter {pname!r}); "
+                                 "export into the graph the module was built from, or a copy of it")
+        p = getattr(module, pname)
+        old = v.const
+        arr = to_numpy(p)
+        if old is not None and hasattr(old, "dtype"):
+            arr = arr.astype(old.dtype.numpy(), copy=False)
+        v.const = Tensor(np.ascontiguousarray(arr), name=getattr(old, "name", vname) or vname)
+        if isinstance(v.type, TensorType):
+            v.type = TensorType(v.type.dtype, tuple(arr.shape), v.type.denotation)
+        n += 1
+    return n

@@ -1,0 +1,73 @@
+"""Pooling ops for the torch backend: MaxPool, AveragePool and their global forms."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .common import check, op, spatial, torch_pad
+
+
+def _pool_args(a, X):
+    nsp = X.dim() - 2
+    k, s, d, pads, _ = spatial(a, X, [0, 0] + list(a["kernel_shape"]))
+    return nsp, k, s, d, pads
+
+
+@op("MaxPool")
+def _maxpool(rt, a, x):
+    X = x[0]
+    nsp, k, s, d, pads = _pool_args(a, X)
+    ceil = bool(a.get("ceil_mode", 0))
+    begin, end = pads[:nsp], pads[nsp:]
+    fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[nsp]
+    if begin == end and all(p <= ((kk - 1) * dd + 1) // 2 for p, kk, dd in zip(begin, k, d)):
+        return fn(X, k, s, begin, d, ceil_mode=ceil)
+    Xp = F.pad(X, torch_pad(pads), value=float("-inf")) if X.is_floating_point() else F.pad(X, torch_pad(pads))
+    return fn(Xp, k, s, 0, d, ceil_mode=ceil)
+
+
+@check("MaxPool")
+def _check_maxpool(node, opset):
+    if len(node.outputs) > 1 and node.outputs[1] is not None:
+        return "MaxPool's Indices output is not supported"
+    return None
+
+
+@op("AveragePool")
+def _avgpool(rt, a, x):
+    X = x[0]
+    nsp, k, s, d, pads = _pool_args(a, X)
+    ceil = bool(a.get("ceil_mode", 0))
+    include = bool(a.get("count_include_pad", 0))
+    squeeze = nsp == 1
+    if squeeze:  # F.avg_pool1d has no divisor_override: pool 1-D as 2-D
+        X = X.unsqueeze(-1)
+        k, s, pads = k + [1], s + [1], [pads[0], 0, pads[1], 0]
+        nsp = 2
+    fn = {2: F.avg_pool2d, 3: F.avg_pool3d}[nsp]
+    tp = torch_pad(pads)
+    ones = torch.ones((1, 1) + tuple(X.shape[2:]), dtype=X.dtype, device=X.device)
+    total = fn(F.pad(X, tp), k, s, 0, ceil, True, 1)
+    count = fn(F.pad(ones, tp, value=1.0 if include else 0.0), k, s, 0, ceil, True, 1)
+    y = total / count
+    return y.squeeze(-1) if squeeze else y
+
+
+@check("AveragePool")
+def _check_avgpool(node, opset):
+    if any(v != 1 for v in node.attr("dilations", []) or []):
+        return "AveragePool with dilations is not supported"
+    if len(node.attr("kernel_shape", [])) > 3:
+        return "AveragePool over more than 3 spatial dims is not supported"
+    return None
+
+
+@op("GlobalAveragePool")
+def _gap(rt, a, x):
+    return x[0].mean(dim=tuple(range(2, x[0].dim())), keepdim=True)
+
+
+@op("GlobalMaxPool")
+def _gmp(rt, a, x):
+    return x[0].amax(dim=tuple(range(2, x[0].dim())), keepdim=True)

@@ -1,0 +1,222 @@
+"""Shape and data-movement ops for the torch backend: Reshape, Transpose, Concat, Split, Slice, Gather,
+Squeeze/Unsqueeze, Shape, ConstantOfShape, Pad, Expand, Tile, Range, Trilu."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .common import check, ints, norm_axis, op, torch_pad
+
+
+@op("Reshape", non_diff=(1,))
+def _reshape(rt, a, x):
+    X = x[0]
+    if len(x) > 1 and x[1] is not None:
+        shape = ints(x[1])
+    else:
+        shape = list(a["shape"])
+    if not a.get("allowzero", 0):
+        shape = [X.shape[i] if v == 0 else v for i, v in enumerate(shape)]
+    return X.reshape(shape)
+
+
+@op("Flatten")
+def _flatten(rt, a, x):
+    X = x[0]
+    axis = norm_axis(a.get("axis", 1), X.dim())
+    lead = int(np.prod(X.shape[:axis], dtype=np.int64))
+    rest = int(np.prod(X.shape[axis:], dtype=np.int64))
+    return X.reshape(lead, rest)
+
+
+@op("Transpose")
+def _transpose(rt, a, x):
+    X = x[0]
+    perm = a.get("perm") or list(reversed(range(X.dim())))
+    return X.permute(perm)
+
+
+@op("Concat")
+def _concat(rt, a, x):
+    return torch.cat([v for v in x if v is not None], dim=norm_axis(a["axis"], x[0].dim()))
+
+
+@op("Split", non_diff=(1,))
+def _split(rt, a, x):
+    X = x[0]
+    axis = norm_axis(a.get("axis", 0), X.dim())
+    split = x[1] if len(x) > 1 and x[1] is not None else a.get("split")
+    n = rt.current_outputs
+    if split is not None and len(ints(split)):
+        sizes = ints(split)
+    elif a.get("num_outputs") is not None:
+        num = a["num_outputs"]
+        chunk = -(-X.shape[axis] // num)
+        sizes = [chunk] * (num - 1) + [X.shape[axis] - chunk * (num - 1)]
+    else:
+        sizes = [X.shape[axis] // n] * n
+    return tuple(torch.split(X, sizes, dim=axis))
+
+
+@op("Slice", non_diff=(1, 2, 3, 4))
+def _slice(rt, a, x):
+    X = x[0]
+    if len(x) > 1:
+        starts, ends = ints(x[1]), ints(x[2])
+        axes = ints(x[3]) if len(x) > 3 and x[3] is not None else list(range(len(starts)))
+        steps = ints(x[4]) if len(x) > 4 and x[4] is not None else [1] * len(starts)
+    else:
+        starts, ends = list(a["starts"]), list(a["ends"])
+        axes = list(a.get("axes") or range(len(starts)))
+        steps = [1] * len(starts)
+    for st, en, ax, sp in zip(starts, ends, axes, steps):
+        ax = norm_axis(ax, X.dim())
+        dim = X.shape[ax]
+        st = st + dim if st < 0 else st
+        en = en + dim if en < 0 else en
+        if sp > 0:
+            st, en = min(max(st, 0), dim), min(max(en, 0), dim)
+            idx = [slice(None)] * X.dim()
+            idx[ax] = slice(st, max(en, st), sp)
+            X = X[tuple(idx)]
+        else:
+            st, en = min(max(st, 0), dim - 1), min(max(en, -1), dim - 1)
+            index = torch.arange(st, en, sp, device=X.device)
+            X = X.index_select(ax, index)
+    return X
+
+
+@op("Gather", non_diff=(1,))
+def _gather(rt, a, x):
+    X, idx = x
+    axis = norm_axis(a.get("axis", 0), X.dim())
+    idx = idx.to(torch.int64)
+    idx = torch.where(idx < 0, idx + X.shape[axis], idx)
+    out = X.index_select(axis, idx.reshape(-1))
+    return out.reshape(tuple(X.shape[:axis]) + tuple(idx.shape) + tuple(X.shape[axis + 1:]))
+
+
+@op("GatherElements", non_diff=(1,))
+def _gather_el(rt, a, x):
+    X, idx = x
+    axis = norm_axis(a.get("axis", 0), X.dim())
+    idx = idx.to(torch.int64)
+    idx = torch.where(idx < 0, idx + X.shape[axis], idx)
+    return torch.gather(X, axis, idx)
+
+
+@op("Squeeze", non_diff=(1,))
+def _squeeze(rt, a, x):
+    X = x[0]
+    axes = x[1] if len(x) > 1 and x[1] is not None else a.get("axes")
+    if axes is None:
+        return X.squeeze()
+    axes = sorted((norm_axis(v, X.dim()) for v in ints(axes)), reverse=True)
+    for ax in axes:
+        X = X.squeeze(ax)
+    return X
+
+
+@op("Unsqueeze", non_diff=(1,))
+def _unsqueeze(rt, a, x):
+    X = x[0]
+    axes = ints(x[1] if len(x) > 1 and x[1] is not None else a["axes"])
+    rank = X.dim() + len(axes)
+    for ax in sorted(norm_axis(v, rank) for v in axes):
+        X = X.unsqueeze(ax)
+    return X
+
+
+@op("Shape")
+def _shape(rt, a, x):
+    X = x[0]
+    dims = list(X.shape)
+    start = a.get("start", 0)
+    end = a.get("end")
+    dims = dims[start:end] if end is not None else dims[start:]
+    return torch.tensor(dims, dtype=torch.int64, device=X.device)
+
+
+@op("Size")
+def _size(rt, a, x):
+    return torch.tensor(x[0].numel(), dtype=torch.int64, device=x[0].device)
+
+
+@op("ConstantOfShape", non_diff=(0,))
+def _cos(rt, a, x):
+    shape = ints(x[0])
+    val = a.get("value")
+    if val is None:
+        return torch.zeros(shape, dtype=torch.float32, device=x[0].device)
+    return torch.full(shape, val.reshape(()).item(), dtype=val.dtype, device=x[0].device)
+
+
+@op("Pad", non_diff=(1, 2, 3))
+def _pad(rt, a, x):
+    X = x[0]
+    mode = a.get("mode", "constant")
+    if len(x) > 1:
+        pads = ints(x[1])
+        value = x[2].item() if len(x) > 2 and x[2] is not None and x[2].numel() else 0
+        axes = ints(x[3]) if len(x) > 3 and x[3] is not None else None
+    else:
+        pads = list(a.get("pads") or a.get("paddings"))
+        value = a.get("value", 0.0)
+        axes = None
+    rank = X.dim()
+    if axes is not None:
+        full = [0] * (2 * rank)
+        n = len(axes)
+        for i, ax in enumerate(axes):
+            ax = norm_axis(ax, rank)
+            full[ax], full[ax + rank] = pads[i], pads[i + n]
+        pads = full
+    tp = torch_pad(pads)
+    while len(tp) > 2 and tp[-1] == 0 and tp[-2] == 0:  # F.pad wants only the dims it touches
+        tp = tp[:-2]
+    if mode == "constant":
+        return F.pad(X, tp, value=value)
+    tmode = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}[mode]
+    if X.dim() - len(tp) // 2 < 1 or len(tp) // 2 > 3:
+        # torch pads at most the last 3 dims and not the batch dim: move dims so it can
+        raise NotImplementedError(f"Pad mode {mode!r} on these axes is not supported by the torch backend")
+    if X.dim() - len(tp) // 2 == 1:
+        return F.pad(X.unsqueeze(0), tp, mode=tmode).squeeze(0)
+    return F.pad(X, tp, mode=tmode)
+
+
+@op("Expand", non_diff=(1,))
+def _expand(rt, a, x):
+    X = x[0]
+    shape = torch.broadcast_shapes(tuple(X.shape), tuple(ints(x[1])))
+    return X.expand(shape)
+
+
+@op("Tile", non_diff=(1,))
+def _tile(rt, a, x):
+    return x[0].repeat(ints(x[1]))
+
+
+@op("Range", non_diff=(0, 1, 2))
+def _range(rt, a, x):
+    start, limit, delta = x
+    n = max(int(math.ceil((limit.item() - start.item()) / delta.item())), 0)
+    return start + torch.arange(n, device=start.device).to(start.dtype) * delta
+
+
+@op("Trilu", non_diff=(1,))
+def _trilu(rt, a, x):
+    k = int(x[1].item()) if len(x) > 1 and x[1] is not None else 0
+    return torch.triu(x[0], k) if a.get("upper", 1) else torch.tril(x[0], k)
+
+
+@check("Pad")
+def _check_pad(node, opset):
+    mode = node.attr("mode", "constant")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        return f"Pad mode {mode!r} is not supported"
+    return None
