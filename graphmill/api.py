@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 from graphmill.frontend import load, save
+from graphmill.frontend.onnx_io import external_data_files
 from graphmill.frontend.onnx_shape_inference import infer_shapes
-from graphmill.ir import Graph
+from graphmill.ir import Graph, UserInputError
 from graphmill.ir.summary import summarize
 from graphmill.optimization import OptimizeReport, ReproducerError, resolve_schedule
 from graphmill.optimization import optimize as _run_optimize
@@ -122,3 +123,112 @@ def simulate_scalesim(topology: str | os.PathLike, config: str | os.PathLike):
 
     cfg = read_scalesim_config(config)
     return simulate_layers(read_topology(topology), cfg)
+
+
+# -- what the CLI's commands need beyond the functions above (graphmill/cli calls this module only) ------------
+
+
+def list_passes() -> list[dict]:
+    """Every registered pass: name, doc, exactness, options (name, type, default, doc, choices), rules."""
+    from graphmill.passes import registered_passes
+    from graphmill.passes.rewrite_pass import RewritePass
+
+    rows = []
+    for name, cls in registered_passes().items():
+        rules = [{"name": r.name, "exactness": r.exactness, "doc": r.doc} for r in getattr(cls, "rules", ())] \
+            if issubclass(cls, RewritePass) else []
+        rows.append({"name": name, "doc": cls.doc(), "exactness": cls.exactness,
+                     "options": [{"name": o.name, "type": o.type.__name__, "default": o.default, "doc": o.doc,
+                                  **({"choices": list(o.choices)} if o.choices else {})} for o in cls.options],
+                     "rules": rules})
+    return rows
+
+
+def pass_time_table(rows: list[dict]) -> str:
+    """The ``--time-passes`` table of an ``OptimizeReport.time_passes``."""
+    from graphmill.passes.instruments import TimePasses
+
+    t = TimePasses()
+    for r in rows:
+        t.total[r["pass"]] = r["seconds"]
+        t.count[r["pass"]] = r["runs"]
+    return t.table()
+
+
+def zoo_models() -> dict[str, str]:
+    """Zoo model names with their one-line descriptions, sorted by name."""
+    from graphmill.frontend import zoo
+
+    return {name: zoo.DESCRIPTIONS.get(name, "") for name in sorted(zoo.MODELS)}
+
+
+def zoo_resolve(name: str) -> str:
+    """The zoo's name for ``name`` (case, ``-``/``_`` and aliases forgiven), or a UserInputError listing the names."""
+    from graphmill.frontend import zoo
+
+    return zoo.resolve_name(name)
+
+
+def zoo_options(**multipliers) -> dict:
+    """``width``/``depth``/``resolution`` checked (> 0) and converted; None values dropped."""
+    from graphmill.frontend import zoo
+
+    return {k: zoo.check_positive(k, v) for k, v in multipliers.items() if v is not None}
+
+
+def zoo_build(name: str, **options) -> Graph:
+    """Build a zoo model (seeded random weights); ``width``/``depth``/``resolution`` are checked first."""
+    from graphmill.frontend import zoo
+
+    name = zoo.resolve_name(name)
+    mult = zoo_options(**{k: options.pop(k) for k in ("width", "depth", "resolution") if k in options})
+    return zoo.build(name, **mult, **options)
+
+
+def scale(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1.1, gamma: float = 1.15,
+          divisor: int = 8, seed: int = 0) -> dict:
+    """Compound-scale ``graph`` in place (EfficientNet's rule); the report is also in ``graph.meta["scaling"]``."""
+    from graphmill.passes.scaling import scale_graph
+
+    return scale_graph(graph, phi=phi, alpha=alpha, beta=beta, gamma=gamma, divisor=divisor, seed=seed)
+
+
+def load_accel(path: str | os.PathLike):
+    """Read and validate an accelerator TOML (an ``AccelConfig``)."""
+    from graphmill.backends.simulator import load_accel as load
+
+    return load(path)
+
+
+def scale_search(base: Graph | None = None, *, out: str | os.PathLike = "scale-search", checkpoint: str | None = None,
+                 cost: str = "macs", accel: str | None = None, max_cost: float | None = None, phi: float = 1.0,
+                 step: float = 0.1, max_value: float = 2.0, tolerance: float = 0.1, steps: int = 30,
+                 limit: int | None = None, seed: int = 0, stub: bool = False) -> dict:
+    """Grid search of EfficientNet's compound-scaling coefficients; resumable from ``checkpoint``.
+
+    Writes OUT/results.json, OUT/accuracy_vs_cost.png and the checkpoint (default OUT/checkpoint.json);
+    returns ``{"result": SearchResult, "results": path, "plot": path, "checkpoint": path, "cost": name}``.
+    ``base`` defaults to a small ResNet-18 for 16x16 digits.
+    """
+    from graphmill.search import scaling as S
+    from graphmill.util.files import write_json
+
+    space = S.ScalingGrid(step=step, max_value=max_value, tolerance=tolerance)
+    if cost == "sim" and not accel:
+        raise UserInputError("--cost sim needs --accel A.toml (the accelerator to simulate on)")
+    cost_model = S.SimLatencyCost(accel) if cost == "sim" else S.MacsCost()
+    evaluator = S.StubEvaluator() if stub else S.TrainEvaluator(steps=steps, seed=seed)
+    base = base if base is not None else S.default_base(seed)
+    out = os.fspath(out)
+    os.makedirs(out, exist_ok=True)
+    checkpoint = checkpoint or os.path.join(out, "checkpoint.json")
+    result = S.run_search(base, space=space, evaluator=evaluator, cost=cost_model,
+                          objective=S.Objective(max_cost=max_cost), checkpoint=checkpoint, phi=phi,
+                          seed=seed, limit=limit)
+    results_path = os.path.join(out, "results.json")
+    plot_path = os.path.join(out, "accuracy_vs_cost.png")
+    write_json(results_path, result.to_dict())
+    if result.candidates:
+        S.plot(result, plot_path)
+    return {"result": result, "results": results_path, "plot": plot_path if result.candidates else None,
+            "checkpoint": checkpoint, "cost": cost_model.name}

@@ -1,0 +1,54 @@
+"""The ``graphmill`` command. Thin: one module per command parses its arguments and calls ``graphmill.api``.
+
+Every failure the user can fix is a ``GraphmillError``: one line on stderr and
+exit status 2. Nothing is written unless the command succeeds, and an input
+model is never overwritten unless ``--force`` says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from graphmill import __version__
+from graphmill.cli import demo, inspect, optimize, passes, roundtrip, scale, scale_search, simulate, zoo
+from graphmill.errors import GraphmillError
+
+COMMANDS = (inspect, roundtrip, optimize, scale_search, passes, zoo, demo, scale, simulate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="graphmill",
+                                     description="A compiler-style graph optimizer for neural networks.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log progress (-vv for debug)")
+    parser.add_argument("--version", action="version", version=f"graphmill {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for command in COMMANDS:
+        # -v is accepted after the command too; its own dest, since a subparser's default would reset the top one's
+        command.register(sub).add_argument("-v", "--verbose", dest="command_verbose", action="count", default=0,
+                                           help="log progress (-vv for debug)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    verbose = args.verbose + args.command_verbose
+    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), format="%(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except GraphmillError as e:
+        print(f"graphmill {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"graphmill {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `graphmill inspect m.onnx | head`
+        return 0
+    except OSError as e:  # a file-system refusal we did not anticipate: still one line, still exit 2
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"graphmill {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,79 @@
+"""What several commands share: JSON output, number formatting, --dim parsing, safe output paths."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+from graphmill import api
+from graphmill.errors import UserInputError
+from graphmill.util.files import atomic_write_text
+
+
+def fmt_count(n: int) -> str:
+    """``1234567`` -> ``1,234,567 (1.23 M)``."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n:,} ({n / scale:.2f} {unit})"
+    return f"{n:,}"
+
+
+def emit_json(data: dict, dest: str | None = None) -> None:
+    """Print ``data`` as JSON (``dest`` None or ``-``), or write it atomically to the file ``dest``."""
+    text = json.dumps(data, indent=2, default=str)
+    if dest in (None, "-"):
+        print(text)
+    else:
+        atomic_write_text(dest, text + "\n")
+
+
+def parse_dims(items: Sequence[str] | None) -> dict[str, int]:
+    """``["N=8", "seq=128"]`` -> ``{"N": 8, "seq": 128}``."""
+    dims: dict[str, int] = {}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        try:
+            dims[name.strip()] = int(value)
+            if dims[name.strip()] < 0 or not name.strip():
+                raise ValueError
+        except ValueError:
+            raise UserInputError(f"--dim {item!r}: expected NAME=SIZE with a non-negative integer size") from None
+    return dims
+
+
+def check_output_path(out: str, inputs: Sequence[str], force: bool) -> None:
+    """Refuse to overwrite an input model (or a weights file it reads) unless the user asked for it."""
+    if force or not out or not os.path.exists(out):
+        return
+    for src in inputs:
+        if os.path.exists(src) and os.path.samefile(src, out):
+            what = "the input model" if src == inputs[0] else f"{src}, which the input model reads its weights from"
+            raise UserInputError(f"{out}: refusing to overwrite {what}; pick another -o or pass --force")
+
+
+def save_output(graph, args: argparse.Namespace) -> None:
+    """Save with the input's layout: weights go to an external file when the input had one."""
+    external = api.external_data_files(graph)
+    location = getattr(args, "external_data", None)
+    if location is None and external:
+        location = os.path.basename(args.output) + ".data"
+    protected = [args.model, *sorted(external)]
+    check_output_path(args.output, protected, args.force)
+    if location:
+        check_output_path(os.path.join(os.path.dirname(os.path.abspath(args.output)), location), protected,
+                          args.force)
+    api.save(graph, args.output, external_data=location)
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    """``--force`` and ``--external-data``, shared by the commands that write a model."""
+    p.add_argument("--force", action="store_true", help="allow -o to overwrite the input model or its weights")
+    p.add_argument("--external-data", metavar="NAME",
+                   help="write weights to NAME next to the output (default: only when the input had external data)")
+
+
+def stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)

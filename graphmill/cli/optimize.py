@@ -1,0 +1,90 @@
+"""``graphmill optimize``: run a pass schedule over a model, check it against ONNX Runtime, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from graphmill import api
+from graphmill.cli.common import add_output_args, check_output_path, emit_json, save_output
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("optimize", help="run a pass schedule over a model (default: the embedded schedule)")
+    p.add_argument("model", help="an ONNX model file (never overwritten unless --force)")
+    p.add_argument("-o", "--output", required=True, help="where to write the optimized model")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-s", "--schedule", metavar="FILE.mill",
+                   help="schedule file (FILE.mill:NAME picks a schedule), or a built-in schedule: default, ort "
+                        "(adds ONNX Runtime's com.microsoft fusions), cleanup")
+    g.add_argument("-p", "--pipeline", metavar="INLINE",
+                   help="inline schedule, e.g. 'fold-constants,fixpoint{simplify,cse,dce}'")
+    p.add_argument("--check-numerics", action="store_true",
+                   help="after each changing pass, compare ONNX Runtime outputs with the original's; stop at the "
+                        "first pass that breaks them")
+    p.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance for numerics (default 1e-4)")
+    p.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance for numerics (default 1e-5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--verify-each", action="store_true", help="verify the IR and the model interface after every pass")
+    p.add_argument("--time-passes", action="store_true", help="print a table of time per pass")
+    p.add_argument("--print-ir-after", metavar="PASS", help="print the IR after this pass ('all' for every pass)")
+    p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass that changed it")
+    p.add_argument("--print-ir-diff", action="store_true",
+                   help="print a diff of the IR after every pass that changed it")
+    p.add_argument("--allow", action="append", choices=["approximate"], help="also run rules of this exactness")
+    p.add_argument("--explain-match", metavar="RULE",
+                   help="after optimizing, say why RULE does not match (closest partial match)")
+    p.add_argument("--reproducer-dir", metavar="DIR",
+                   help="where to write a reproducer when a pass fails (default: a temp folder)")
+    p.add_argument("--no-compare", action="store_true", help="skip the final ONNX Runtime comparison with the original")
+    p.add_argument("--json", metavar="REPORT", help="write the report as JSON to REPORT ('-' for stdout only)")
+    add_output_args(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def summary_line(label: str, before: float, after: float, fmt: str = "{:,}") -> str:
+    delta = "" if before == after else f"  ({(after - before) / before * 100:+.1f}%)" if before else ""
+    return f"  {label:<10}{fmt.format(before):>18} -> {fmt.format(after):<18}{delta}"
+
+
+def run(args: argparse.Namespace) -> int:
+    check_output_path(args.output, [args.model], args.force)
+    graph = api.load(args.model)
+    print_after = "all" if args.print_ir_after_all else args.print_ir_after
+    report = api.optimize(
+        graph, args.pipeline, schedule_file=args.schedule, check_numerics=args.check_numerics, rtol=args.rtol,
+        atol=args.atol, seed=args.seed, verify_each=args.verify_each, time_passes=args.time_passes,
+        print_ir_after=print_after, print_ir_diff=args.print_ir_diff, allow=["exact", "float-reassociating"]
+        + list(args.allow or []), reproducer_dir=args.reproducer_dir, compare=not args.no_compare,
+        explain_rule=args.explain_match)
+    save_output(graph, args)
+    data = report.to_dict()
+    data.update({"input": args.model, "output": args.output})
+    if args.json:
+        emit_json(data, args.json)
+    if args.json == "-":
+        return 0
+    b, a = report.before, report.after
+    print(f"optimized {args.model} -> {args.output}")
+    print(summary_line("nodes", b["nodes"], a["nodes"]))
+    print(summary_line("params", b["params"], a["params"]))
+    print(summary_line("MACs", b["macs"], a["macs"]))
+    if report.comparison is not None:
+        c = report.comparison
+        verdict = "within" if c["ok"] else "OUTSIDE"
+        print(f"  outputs   max |diff| {c['max_abs']:.3g} under ONNX Runtime ({verdict} atol={c['atol']:g}, "
+              f"rtol={c['rtol']:g}; seed {report.seed})")
+    if report.numerics is not None:
+        print(f"  numerics  checked after {report.numerics['checks']} changing pass(es): all within tolerance")
+    if report.time_passes is not None:
+        print(api.pass_time_table(report.time_passes))
+    for note in report.notes:
+        print(f"  note: {note}")
+    if report.explain:
+        print(report.explain)
+    if report.comparison is not None and not report.comparison["ok"]:
+        print("graphmill optimize: error: the optimized model's outputs differ from the original's beyond "
+              "tolerance", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,30 @@
+"""``graphmill passes``: the registered passes with their documentation, options and rules."""
+
+from __future__ import annotations
+
+import argparse
+
+from graphmill import api
+from graphmill.cli.common import emit_json
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("passes", help="list the passes with their documentation, options and rules")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = api.list_passes()
+    if args.json:
+        emit_json({"passes": rows})
+        return 0
+    for r in rows:
+        first, _, rest = r["doc"].partition("\n")
+        print(f"{r['name']}  ({r['exactness']})\n    {first}")
+        for o in r["options"]:
+            print(f"    {o['name']}: {o['type']} = {o['default']!r}  {o['doc']}")
+        for rule in r["rules"]:
+            print(f"    rule {rule['name']} [{rule['exactness']}]")
+    return 0

@@ -1,0 +1,45 @@
+"""``graphmill scale``: compound scaling (EfficientNet) of a model with stages."""
+
+from __future__ import annotations
+
+import argparse
+
+from graphmill import api
+from graphmill.cli.common import check_output_path, emit_json
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("scale", help="compound scaling (EfficientNet): depth alpha^phi, width beta^phi, "
+                                     "resolution gamma^phi")
+    p.add_argument("model", help="an ONNX model file (never overwritten)")
+    p.add_argument("--phi", type=float, required=True, help="compound coefficient, >= 0")
+    p.add_argument("--alpha", type=float, default=1.2, help="depth base (default 1.2)")
+    p.add_argument("--beta", type=float, default=1.1, help="width base (default 1.1)")
+    p.add_argument("--gamma", type=float, default=1.15, help="resolution base (default 1.15)")
+    p.add_argument("--divisor", type=int, default=8, help="channels are rounded to multiples of this (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of new weights (default 0)")
+    p.add_argument("-o", "--output", required=True, help="where to write the scaled model")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON (keys: depth, width, resolution, input_size_before/after, "
+                        "stages: [{stage, kind, repeats_before, repeats_after, channels_before, channels_after}])")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    check_output_path(args.output, [args.model], False)
+    graph = api.load(args.model)
+    report = api.scale(graph, phi=args.phi, alpha=args.alpha, beta=args.beta, gamma=args.gamma,
+                       divisor=args.divisor, seed=args.seed)  # validates before anything is written
+    api.save(graph, args.output)
+    report.update(input=args.model, output=args.output)
+    if args.json:
+        emit_json(report)
+        return 0
+    print(f"scaled {args.model} -> {args.output}: phi={args.phi:g}  depth x{report['depth']:.4g}  "
+          f"width x{report['width']:.4g}  resolution x{report['resolution']:.4g}  "
+          f"(input {report['input_size_before']} -> {report['input_size_after']})")
+    for row in report["stages"]:
+        print(f"  stage {row['stage']!s:<4} {row['kind']:<5} repeats {row['repeats_before']} -> "
+              f"{row['repeats_after']}  channels {row['channels_before']} -> {row['channels_after']}")
+    return 0

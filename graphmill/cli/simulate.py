@@ -1,0 +1,46 @@
+"""``graphmill simulate``: cycle-level simulation of a model (or a SCALE-Sim topology) on an accelerator."""
+
+from __future__ import annotations
+
+import argparse
+
+from graphmill import api
+from graphmill.cli.common import emit_json
+from graphmill.errors import UserInputError
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("simulate", help="cycle-level simulation on a systolic-array accelerator (per-layer table)")
+    p.add_argument("model", nargs="?", help="an ONNX model file")
+    p.add_argument("--accel", help="accelerator config (TOML; see examples/accelerators/)")
+    p.add_argument("--scalesim-topology", metavar="T.csv", help="a SCALE-Sim topology CSV (instead of a model)")
+    p.add_argument("--scalesim-config", metavar="C.cfg", help="a SCALE-Sim config (with --scalesim-topology)")
+    p.add_argument("--plot", metavar="OUT.png", help="write per-layer cycles and a roofline as PNG")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON (keys: total_cycles, layers: [{name, op, compute_cycles, stall_cycles, "
+                        "total_cycles, utilization, dram_read_bytes, dram_write_bytes}], ...)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.scalesim_topology or args.scalesim_config:
+        if not (args.scalesim_topology and args.scalesim_config) or args.model or args.accel:
+            raise UserInputError("use either MODEL.onnx --accel A.toml, or --scalesim-topology T.csv "
+                                 "--scalesim-config C.cfg")
+        report = api.simulate_scalesim(args.scalesim_topology, args.scalesim_config)
+    else:
+        if not args.model or not args.accel:
+            raise UserInputError("graphmill simulate needs MODEL.onnx --accel A.toml (or --scalesim-topology "
+                                 "T.csv --scalesim-config C.cfg)")
+        accel = api.load_accel(args.accel)  # validate the config before reading the model
+        report = api.simulate(api.load(args.model), accel)
+    if args.plot:
+        report.plot(args.plot)
+    if args.json:
+        emit_json(report.to_dict())
+    else:
+        print(report.table(), end="")
+        if args.plot:
+            print(f"wrote {args.plot}")
+    return 0

@@ -1,0 +1,39 @@
+"""``graphmill zoo``: write a reference architecture (seeded random weights) as ONNX."""
+
+from __future__ import annotations
+
+import argparse
+
+from graphmill import api
+from graphmill.errors import UserInputError
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("zoo", help="write a reference architecture as ONNX (random weights)")
+    p.add_argument("name", nargs="?", help="model name (see --list; '-' and '_' alike)")
+    p.add_argument("-o", "--output", help="where to write the model")
+    p.add_argument("--list", action="store_true", help="list the models")
+    p.add_argument("--width", metavar="W", help="channel (or head) multiplier, > 0 (default 1)")
+    p.add_argument("--depth", metavar="D", help="repeats multiplier, > 0: blocks per stage become ceil(D * n)")
+    p.add_argument("--resolution", metavar="R", help="input size: a multiplier below 16, else pixels (default 1)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    models = api.zoo_models()
+    if args.list:
+        width = max(len(n) for n in models)
+        for name, description in models.items():
+            print(f"{name:<{width}}  {description}".rstrip())
+        return 0
+    if not args.name:
+        raise UserInputError(f"graphmill zoo needs a model name; known: {', '.join(models)}")
+    name = api.zoo_resolve(args.name)
+    mult = api.zoo_options(width=args.width, depth=args.depth, resolution=args.resolution)  # before -o, as before
+    if not args.output:
+        raise UserInputError("graphmill zoo NAME needs -o OUT.onnx")
+    graph = api.zoo_build(name, **mult)
+    api.save(graph, args.output)
+    print(f"wrote {args.output} ({name}, {len(graph)} nodes)")
+    return 0
