@@ -17,14 +17,24 @@ pass's options may also be given in braces)::
     fold-constants,fixpoint{simplify,cse,dce},fuse-conv-bn{}
 
 Option values: integers, floats, "strings", bare words (``conv-bn``), true,
-false, and [lists]. A step naming a schedule defined in the file (or an
-included one) runs that schedule. Errors give file:line:column, the line and a
-caret, and the nearest known name.
+false, and [lists]. A step naming a schedule runs that schedule: one defined in
+the file or an included one first, then a built-in one (``cleanup``,
+``default``, ``ort``: graphmill/passes/default.mill), then a pass of that name.
+So a user's own ``schedule cleanup {...}`` shadows the built-in ``cleanup``
+inside that file, and the built-in ``default`` keeps calling its own
+``cleanup``.
+
+Limits, so that a hostile or generated schedule fails in one line instead of
+Python's recursion limit: steps nest at most ``MAX_NESTING`` (64) levels deep,
+where each ``fixpoint``, ``repeat`` and call of a named schedule is a level, and
+``include`` chains are at most as deep. Files are UTF-8 (a BOM is accepted).
+Errors give file:line:column, the line and a caret, and the nearest known name.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from lark import Lark, Token, Transformer, Tree, v_args
@@ -32,7 +42,17 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from graphmill.ir import UserInputError
 from graphmill.passes.base import pass_class, suggest
+from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES
 from graphmill.passes.schedule import Call, Fixpoint, Repeat, Run, Schedule, SourceLoc, Step
+
+MAX_NESTING = 64
+"""Deepest nesting of steps (each fixpoint, repeat and call of a named schedule is a level) and of includes.
+
+Real schedules use 3 or 4 levels (the built-in ``ort``: ort > default > cleanup > fixpoint); the limit
+keeps a generated or hostile file from reaching Python's recursion limit (a traceback of thousands of
+lines) in the parser, the printer or the pass manager."""
+
+KEYWORDS = ("schedule", "include", "fixpoint", "repeat")
 
 GRAMMAR = r"""
 start: _item*
@@ -115,6 +135,8 @@ def _unquote(s: str) -> str:
 
 
 class _Values(Transformer):
+    """Turns the option-value subtrees of a parse into Python values (int, float, str, bool, list)."""
+
     @v_args(inline=True)
     def number(self, tok: Token):
         s = str(tok)
@@ -133,12 +155,15 @@ class _Values(Transformer):
         return list(items)
 
 
-def _unbalanced_hint(text: str) -> tuple[int, int] | None:
-    """Line/column of the first '{' or '(' never closed, ignoring comments and strings."""
-    stack: list[tuple[str, int, int]] = []
+def _scan_brackets(text: str, stop: int | None = None) -> tuple[list[tuple[str, int, int, int]], tuple[int, int] | None]:
+    """Brackets ``{([`` still open at ``stop`` (char, line, column, offset), ignoring comments and strings,
+    and the line/column of the first bracket nested deeper than the parser may recurse (``None`` if none)."""
+    stack: list[tuple[str, int, int, int]] = []
+    too_deep: tuple[int, int] | None = None
     line, col, i = 1, 0, 0
+    end = len(text) if stop is None else min(stop, len(text))
     in_str = in_comment = False
-    while i < len(text):
+    while i < end:
         c = text[i]
         col += 1
         if c == "\n":
@@ -156,11 +181,61 @@ def _unbalanced_hint(text: str) -> tuple[int, int] | None:
         elif c == '"':
             in_str = True
         elif c in "{([":
-            stack.append((c, line, col))
+            stack.append((c, line, col, i))
+            # MAX_NESTING levels of steps, plus a schedule block, an option list and a list inside it
+            if len(stack) > MAX_NESTING + 3 and too_deep is None:
+                too_deep = (line, col)
         elif c in "})]" and stack:
             stack.pop()
         i += 1
+    return stack, too_deep
+
+
+def _unbalanced_hint(text: str) -> tuple[int, int] | None:
+    """Line/column of the first '{' or '(' never closed, ignoring comments and strings."""
+    stack, _ = _scan_brackets(text)
     return (stack[0][1], stack[0][2]) if stack else None
+
+
+_WORD = r"[A-Za-z_][A-Za-z0-9_.\-]*"
+
+
+def _nesting_error(loc: SourceLoc) -> ScheduleError:
+    return ScheduleError(f"steps nest deeper than {MAX_NESTING} levels (the limit; each fixpoint, repeat and "
+                         f"call of a named schedule is a level)", loc)
+
+
+def read_schedule_text(path: str, *, included_from: SourceLoc | None = None) -> str:
+    """The text of a ``.mill`` file, which must be UTF-8 (a leading BOM is dropped).
+
+    Anything else is refused in one line naming the file, the line and column, the byte offset and the
+    byte (and the include line that named the file), instead of a UnicodeDecodeError traceback.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        via = f" (included from {included_from})" if included_from is not None else ""
+        raise ScheduleError(f"not UTF-8 text: byte 0x{data[e.start]:02x} at offset {e.start}{via}; "
+                            f"schedule files are UTF-8", SourceLoc(path, line, column)) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _height(steps: list[Step], memo: dict[int, int]) -> int:
+    """Levels of nesting below ``steps`` (fixpoint, repeat and calls each add one)."""
+    h = 0
+    for s in steps:
+        if isinstance(s, (Fixpoint, Repeat)):
+            h = max(h, 1 + _height(s.body, memo))
+        elif isinstance(s, Call):
+            key = id(s.schedule)
+            if key not in memo:
+                memo[key] = _height(s.schedule.body, memo)
+            h = max(h, 1 + memo[key])
+    return h
 
 
 class _Parser:
@@ -171,11 +246,17 @@ class _Parser:
         self.include_stack: list[str] = []
         self.lines: dict[str, list[str]] = {}
         self.option_locs: dict[tuple[int, str], SourceLoc] = {}
+        self.depth = 0  # levels of fixpoint/repeat/call around the step being built
+        self.heights: dict[int, int] = {}
+        self.builtins: dict[str, Schedule] = {}
 
     # -- parsing ------------------------------------------------------------------
     def parse_text(self, text: str, source: str) -> list[Tree]:
         lines = text.splitlines()
         self.lines[source] = lines
+        _, too_deep = _scan_brackets(text)
+        if too_deep is not None:  # before lark, whose tree transformer recurses once per level
+            raise _nesting_error(_loc(source, lines, *too_deep))
         try:
             tree = _Values().transform(_PARSER.parse(text))  # option values become Python values
         except UnexpectedInput as e:
@@ -208,13 +289,13 @@ class _Parser:
         path = os.path.normpath(os.path.join(base, rel))
         if path in self.include_stack:
             raise ScheduleError(f"include cycle: {' -> '.join(self.include_stack + [path])}", loc)
+        if len(self.include_stack) > MAX_NESTING:
+            raise ScheduleError(f"includes nest deeper than {MAX_NESTING} files (the limit)", loc)
         if not os.path.isfile(path):
             raise ScheduleError(f"cannot include {rel!r}: no such file ({path})", loc)
         self.include_stack.append(path)
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-            steps = self.parse_text(text, path)
+            steps = self.parse_text(read_schedule_text(path, included_from=loc), path)
             if steps:
                 first = steps[0].gm_loc  # type: ignore[attr-defined]
                 raise ScheduleError("an included file may only define schedules, not run steps", first)
@@ -231,6 +312,9 @@ class _Parser:
                                      _loc(source, lines, *hint))
             line = max(len(lines), 1)
             return ScheduleError("unexpected end of input", _loc(source, lines, line, len(lines[-1]) + 1 if lines else 1))
+        misspelled = self._unknown_word_before_block(text, e.pos_in_stream, source, lines)
+        if misspelled is not None:
+            return misspelled
         loc = _loc(source, lines, e.line, e.column)
         if isinstance(e, UnexpectedCharacters):
             ch = text[e.pos_in_stream] if e.pos_in_stream is not None and e.pos_in_stream < len(text) else "?"
@@ -243,6 +327,34 @@ class _Parser:
             expected = sorted({_TOKEN_WORDS.get(t, t) for t in e.expected if not t.startswith("__")})
             return ScheduleError(f"unexpected {got}; expected {' or '.join(expected[:5])}", loc)
         return ScheduleError(str(e), loc)
+
+    def _unknown_word_before_block(self, text: str, pos: int | None, source: str,
+                                   lines: list[str]) -> ScheduleError | None:
+        """A syntax error inside ``WORD {`` where WORD (or the word before it) is no pass, schedule or keyword.
+
+        ``schedul a {`` parses as the steps ``schedul`` and ``a{...}``, a pass with options in braces, and
+        the grammar only fails at the block's first step, lines later; the misspelt word is the error.
+        """
+        if pos is None:
+            return None
+        stack, _ = _scan_brackets(text, pos)
+        braces = [b for b in stack if b[0] == "{"]
+        if not braces:
+            return None
+        offset = braces[-1][3]
+        m = re.search(rf"(?:(?<![A-Za-z0-9_.\-])({_WORD})[ \t]+)?(?<![A-Za-z0-9_.\-])({_WORD})\s*$", text[:offset])
+        if m is None:
+            return None
+        known = set(_known_passes()) | set(BUILTIN_SCHEDULES) | set(KEYWORDS) | set(
+            re.findall(rf"\bschedule\s+({_WORD})", text))
+        first, second = m.group(1), m.group(2)
+        if second in known or (first is not None and first == "schedule"):
+            return None
+        bad, start = (first, m.start(1)) if first is not None and first not in known else (second, m.start(2))
+        line = text.count("\n", 0, start) + 1
+        column = start - (text.rfind("\n", 0, start) + 1) + 1
+        return ScheduleError(f"unknown pass or schedule {bad!r}{suggest(bad, sorted(known))}",
+                             _loc(source, lines, line, column))
 
     # -- building -----------------------------------------------------------------
     def schedule(self, name: str, loc: SourceLoc | None = None) -> Schedule:
@@ -279,6 +391,15 @@ class _Parser:
                 positional.append(a)
         return positional, named
 
+    def _enter(self, loc: SourceLoc | None, below: int = 0) -> None:
+        """One more level of nesting (``below``: levels the step brings with it), within MAX_NESTING."""
+        if self.depth + 1 + below > MAX_NESTING:
+            raise _nesting_error(loc)
+
+    def _call(self, callee: Schedule, loc: SourceLoc | None) -> Call:
+        self._enter(loc, _height(callee.body, self.heights))
+        return Call(callee, loc)
+
     def step(self, tree: Tree) -> Step:
         loc = tree.gm_loc  # type: ignore[attr-defined]
         kids = tree.children
@@ -286,32 +407,48 @@ class _Parser:
             args = next((k for k in kids if isinstance(k, Tree) and k.data == "args"), None)
             body = [k for k in kids if isinstance(k, Tree) and k.data != "args"]
             pos, named = self._args(args, loc)
+            self._enter(loc)
+            self.depth += 1
+            try:
+                inner = self.steps(body)
+            finally:
+                self.depth -= 1
             if tree.data == "fixpoint":
                 if pos or set(named) - {"max_iters"}:
                     raise ScheduleError("fixpoint takes only max_iters=N", loc)
                 n = named.get("max_iters", 8)
                 if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                    raise ScheduleError(f"fixpoint max_iters must be a positive integer, got {n!r}", loc)
-                return Fixpoint(self.steps(body), n, loc)
+                    raise ScheduleError(f"fixpoint: option 'max_iters' must be an integer of at least 1, got {n!r}",
+                                        self.option_locs.get((id(args), "max_iters"), loc))
+                return Fixpoint(inner, n, loc)
             count = named.pop("count", pos[0] if pos else None)
             if named or len(pos) > 1 or count is None:
                 raise ScheduleError("repeat takes one count: repeat(N) { ... }", loc)
             if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                raise ScheduleError(f"repeat count must be a non-negative integer, got {count!r}", loc)
-            return Repeat(self.steps(body), count, loc)
+                raise ScheduleError(f"repeat: count must be an integer of at least 0, got {count!r}",
+                                    self.option_locs.get((id(args), "count"), loc))
+            return Repeat(inner, count, loc)
         name = str(kids[0])
         opt_tree = kids[1] if len(kids) > 1 else None
         pos, named = self._args(opt_tree, loc)
         if pos:
             raise ScheduleError(f"{name}: options must be named (name=value)", loc)
-        if name in self.defs:
+        if name in self.defs or name in BUILTIN_SCHEDULES:
             if named:
                 raise ScheduleError(f"schedule {name!r} takes no options", loc)
-            return Call(self.schedule(name, loc), loc)
+            if name not in self.defs:  # a built-in schedule, unless the file defines one of that name
+                return self._call(self._builtin(name), loc)
+            self._enter(loc)
+            self.depth += 1
+            try:
+                callee = self.schedule(name, loc)
+            finally:
+                self.depth -= 1
+            return self._call(callee, loc)
         try:
             cls = pass_class(name)
         except UserInputError:
-            hint = suggest(name, list(_known_passes()) + list(self.defs))
+            hint = suggest(name, list(_known_passes()) + list(self.defs) + list(BUILTIN_SCHEDULES) + list(KEYWORDS))
             raise ScheduleError(f"unknown pass or schedule {name!r}{hint}", loc) from None
         known = {o.name: o for o in cls.options}
         for k, v in named.items():  # validate option names, types and ranges now, not mid-run
@@ -325,6 +462,13 @@ class _Parser:
                 raise ScheduleError(str(e), kloc) from None
         return Run(name, named, loc)
 
+    def _builtin(self, name: str) -> Schedule:
+        if name not in self.builtins:
+            from graphmill.passes.builtin_schedules import builtin_schedule
+
+            self.builtins[name] = builtin_schedule(name)
+        return self.builtins[name]
+
 
 def _known_passes() -> list[str]:
     from graphmill.passes.base import registered_passes
@@ -335,23 +479,47 @@ def _known_passes() -> list[str]:
 def parse_schedule(text: str, *, source: str = "<inline>", entry: str | None = None) -> Schedule:
     """Parse a schedule from text (file or inline form). ``entry`` picks a named schedule.
 
-    The entry is: ``entry`` if given; else the steps written outside any
-    ``schedule`` block; else a schedule named ``default``; else the last one defined.
+    The entry is: ``entry`` if given; else the steps written outside any ``schedule`` block;
+    else, of the schedules the text itself defines (not those of included files), the one named
+    ``default``, else the only one that none of the others calls (helpers first, then the schedule
+    that uses them). Several such and none named ``default`` is an error listing them, so that
+    which one runs is never a guess.
     """
     p = _Parser()
+    if os.path.isfile(source):
+        p.include_stack.append(os.path.normpath(os.path.abspath(source)))  # a file including itself is a cycle
     top = p.parse_text(text, source)
+    for name in list(p.defs):  # every schedule is checked, not only the one that runs
+        p.schedule(name)
     if entry is not None:
         if entry not in p.defs:
             raise ScheduleError(f"no schedule named {entry!r} in {source}{suggest(entry, p.defs)}", None)
         return p.schedule(entry)
     if top:
         return Schedule("main", p.steps(top))
-    if "default" in p.defs:
+    own = [d.name for d in p.defs.values() if d.loc.file == source]
+    if "default" in own:
         return p.schedule("default")
-    own = [d for d in p.defs.values() if d.loc.file == source]
     if not own:
         raise ScheduleError(f"{source}: defines no schedule and no steps", None)
-    return p.schedule(own[-1].name)
+    called = {id(c) for name in own for c in _called(p.schedule(name).body)}
+    roots = [name for name in own if id(p.schedule(name)) not in called]
+    if len(roots) == 1:
+        return p.schedule(roots[0])
+    how = f"{source}:NAME" if source != "<inline>" else "entry=NAME"
+    raise ScheduleError(f"{source} defines {len(roots)} schedules that no other one calls ({', '.join(roots)}) "
+                        f"and none is named 'default': say which one to run ({how})", None)
+
+
+def _called(steps: list[Step]) -> list[Schedule]:
+    """The schedules ``steps`` call directly (inside fixpoint and repeat blocks too)."""
+    found: list[Schedule] = []
+    for s in steps:
+        if isinstance(s, Call):
+            found.append(s.schedule)
+        elif isinstance(s, (Fixpoint, Repeat)):
+            found.extend(_called(s.body))
+    return found
 
 
 def load_schedule(path: str, *, entry: str | None = None) -> Schedule:
@@ -360,6 +528,4 @@ def load_schedule(path: str, *, entry: str | None = None) -> Schedule:
         path, entry = path.rsplit(":", 1)
     if not os.path.isfile(path):
         raise UserInputError(f"{path}: no such schedule file")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    return parse_schedule(text, source=path, entry=entry)
+    return parse_schedule(read_schedule_text(path), source=path, entry=entry)

@@ -55,12 +55,17 @@ class Repeat:
     loc: SourceLoc | None = field(default=None, compare=False, repr=False)
 
 
-@dataclass
+@dataclass(eq=False)
 class Call:
     """Run another named schedule (a ``schedule cleanup {...}`` block used by name)."""
 
     schedule: "Schedule"
-    loc: SourceLoc | None = field(default=None, compare=False, repr=False)
+    loc: SourceLoc | None = field(default=None, repr=False)
+
+    def __eq__(self, other: object) -> bool:
+        """Calls are equal when they run the same steps: the callee's name is a label (``to_text`` may
+        rename one of two different schedules that share a name)."""
+        return isinstance(other, Call) and self.schedule.body == other.schedule.body
 
 
 Step = Union[Run, Fixpoint, Repeat, Call]
@@ -77,10 +82,14 @@ class Schedule:
         return ",".join(_inline(s) for s in self.body)
 
     def to_text(self) -> str:
-        """The file form, with every schedule it calls defined before it."""
+        """The file form, with every schedule it calls defined before it.
+
+        Two different schedules of one name (a user's ``cleanup`` and the one the built-in ``default``
+        calls) are printed as ``cleanup`` and ``cleanup.2``, so the text parses back to an equal schedule.
+        """
         out: list[str] = []
-        seen: set[str] = set()
-        _define(self, out, seen)
+        names: dict[int, str] = {}
+        _define(self, out, names, {})
         return "\n".join(out) + "\n"
 
     def runs(self) -> list[Run]:
@@ -118,30 +127,39 @@ def _inline(step: Step) -> str:
     return ",".join(_inline(s) for s in step.schedule.body)  # Call: inline the callee
 
 
-def _lines(step: Step, indent: str) -> list[str]:
+def _lines(step: Step, indent: str, names: dict[int, str]) -> list[str]:
     if isinstance(step, Run):
         return [f"{indent}{step.name}({_opts(step.options)})" if step.options else f"{indent}{step.name}"]
     if isinstance(step, Call):
-        return [f"{indent}{step.schedule.name}"]
+        return [f"{indent}{names[id(step.schedule)]}"]
     head = f"fixpoint(max_iters={step.max_iters})" if isinstance(step, Fixpoint) else f"repeat({step.count})"
     out = [f"{indent}{head} {{"]
     for s in step.body:
-        out.extend(_lines(s, indent + "    "))
+        out.extend(_lines(s, indent + "    ", names))
     out.append(f"{indent}}}")
     return out
 
 
-def _define(sched: Schedule, out: list[str], seen: set[str]) -> None:
-    if sched.name in seen:
+def _define(sched: Schedule, out: list[str], names: dict[int, str], taken: dict[str, Schedule]) -> None:
+    """Print ``sched`` after its callees; ``names`` maps each printed schedule (by identity) to its name."""
+    if id(sched) in names:
         return
-    seen.add(sched.name)
+    name, n = sched.name, 1
+    while name in taken and taken[name] != sched:  # another schedule of the same name: a new name
+        n += 1
+        name = f"{sched.name}.{n}"
+    if name in taken:  # an equal schedule of that name is already printed
+        names[id(sched)] = name
+        return
+    taken[name] = sched
+    names[id(sched)] = name
     for callee in _callees(sched.body):
-        _define(callee, out, seen)
+        _define(callee, out, names, taken)
     if out:
         out.append("")
-    out.append(f"schedule {sched.name} {{")
+    out.append(f"schedule {name} {{")
     for s in sched.body:
-        out.extend(_lines(s, "    "))
+        out.extend(_lines(s, "    ", names))
     out.append("}")
 
 

@@ -84,8 +84,8 @@ def located(text: str, source: str = "<inline>") -> ScheduleError:
     # brackets pair innermost-first, so the "}" closes fixpoint's "{" and the schedule's is the open one
     ("schedule a {\n  fixpoint(max_iters=2) { dce\n}", 1, 12, "'{' is never closed"),
     ("dce }", 1, 5, "no matching opening bracket"),
-    ("fixpoint(max_iters=0){dce}", 1, 1, "positive integer"),
-    ("repeat(two){dce}", 1, 1, "non-negative integer"),
+    ("fixpoint(max_iters=0){dce}", 1, 10, "option 'max_iters' must be an integer of at least 1, got 0"),
+    ("repeat(two){dce}", 1, 1, "count must be an integer of at least 0, got 'two'"),
     ("dce(1)", 1, 1, "options must be named"),
     ("dce ! dce", 1, 5, "unexpected character '!'"),
 ])
