@@ -9,8 +9,8 @@
 
 One table: layer, SCALE-Sim cycles, graphmill cycles (compute + stall), both wall times, ratio; then totals
 over the layers both tools ran, and graphmill's time for the whole network in one call. SCALE-Sim runs with
-its issue #130 fixed (--scalesim-as-is for the unpatched one, then graphmill uses bug130=True so both
-count the same way).
+its read-buffer prefetch stall counted once (--scalesim-as-is for the unpatched one, then graphmill uses
+double_count_prefetch_stall=True so both count the same way).
 
 graphmill's times: "first call" is the first simulation in this process (numba compiles its kernels, or
 loads them from numba's on-disk cache when one exists; NUMBA_CACHE_DIR=<empty dir> measures a cold
@@ -71,7 +71,7 @@ def _scalesim(cfg, lay, as_is, cache, cache_path):
         return e["total_cycles"], e["wall_s"], True
     from graphmill.backends.simulator.scalesim_ref import run_scalesim
 
-    s = run_scalesim(cfg, [lay], fix_issue_130=not as_is)[0]
+    s = run_scalesim(cfg, [lay], prefetch_stall_once=not as_is)[0]
     if cache_path:
         cache[k] = {"layer": lay.name, "shape": lay.shape_text(), "total_cycles": s.total_cycles,
                     "compute_cycles": s.compute_cycles, "wall_s": s.wall_s,
@@ -85,7 +85,7 @@ def _time_graphmill(lay, cfg, bug, repeat):
     best = None
     for _ in range(repeat):
         t0 = time.perf_counter()
-        g = simulate_array_layer(lay, cfg, bug130=bug)
+        g = simulate_array_layer(lay, cfg, double_count_prefetch_stall=bug)
         dt = time.perf_counter() - t0
         best = dt if best is None else min(best, dt)
     return g, best
@@ -95,7 +95,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--accel", default="examples/accelerators/scalesim-default.toml")
     ap.add_argument("--layers", default=":", help="python slice of the layer list, e.g. 0:5")
-    ap.add_argument("--scalesim-as-is", action="store_true", help="run SCALE-Sim unpatched (issue #130)")
+    ap.add_argument("--scalesim-as-is", action="store_true", help="run SCALE-Sim unpatched (prefetch stall counted twice)")
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds of SCALE-Sim wall time; later layers are not run with SCALE-Sim")
     ap.add_argument("--scalesim-cache", default=None, help="JSON file of SCALE-Sim results to reuse and extend")
@@ -126,9 +126,10 @@ def main() -> None:
 
     t0 = time.perf_counter()
     warm = ArrayLayer("warm", "Conv", 6, 6, 3, 3, 2, 3)
-    simulate_layers([warm], cfg, bug130=bug)
+    simulate_layers([warm], cfg, double_count_prefetch_stall=bug)
     for words in (8, 10 ** 6):  # both paths of the kernel: read buffers that can miss, and that cannot
-        simulate_memory(warm, cfg.rows, cfg.cols, cfg.dataflow, words, words, max(words, 2), 2, 2, 2, bug130=bug)
+        simulate_memory(warm, cfg.rows, cfg.cols, cfg.dataflow, words, words, max(words, 2), 2, 2, 2,
+                        double_count_prefetch_stall=bug)
     first = time.perf_counter() - t0
     cache_dir = os.environ.get("NUMBA_CACHE_DIR", "next to the sources")
     print(f"graphmill first call (numba compiles its kernels, or loads them from its cache, {cache_dir}): "
@@ -168,7 +169,7 @@ def main() -> None:
     best = None
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        rep = simulate_layers(layers, cfg, bug130=bug)
+        rep = simulate_layers(layers, cfg, double_count_prefetch_stall=bug)
         dt = time.perf_counter() - t0
         best = dt if best is None else min(best, dt)
     print(f"graphmill, all {len(layers)} layers: per-layer sum {tot_g_all:.4f} s; one simulate_layers call "

@@ -10,15 +10,17 @@ from .memory import simulate_memory
 from .report import LayerResult, SimReport
 
 
-def simulate_array_layer(layer: ArrayLayer, cfg: AccelConfig, *, bug130: bool = False, wr_quirk: bool = False,
-                         memo: dict | None = None) -> LayerResult:
+def simulate_array_layer(layer: ArrayLayer, cfg: AccelConfig, *, double_count_prefetch_stall: bool = False,
+                         scalesim_write_accounting: bool = False, memo: dict | None = None) -> LayerResult:
     """One array layer, all ``repeat`` instances (each simulated identically, back to back)."""
-    key = (layer.H, layer.W, layer.R, layer.S, layer.C, layer.N, layer.stride_h, layer.stride_w, bug130, wr_quirk)
+    key = (layer.H, layer.W, layer.R, layer.S, layer.C, layer.N, layer.stride_h, layer.stride_w,
+           double_count_prefetch_stall, scalesim_write_accounting)
     mem = memo.get(key) if memo is not None else None
     if mem is None:
         mem = simulate_memory(layer, cfg.rows, cfg.cols, cfg.dataflow, cfg.ifmap_words, cfg.filter_words,
                               cfg.ofmap_words, cfg.ifmap_bw_words, cfg.filter_bw_words, cfg.ofmap_bw_words,
-                              bug130=bug130, wr_quirk=wr_quirk)
+                              double_count_prefetch_stall=double_count_prefetch_stall,
+                              scalesim_write_accounting=scalesim_write_accounting)
         if memo is not None:
             memo[key] = mem
     n = layer.repeat
@@ -49,14 +51,17 @@ def simulate_vector_layer(layer: VectorLayer, cfg: AccelConfig) -> LayerResult:
                        layer.bytes_written, 0, energy, 1)
 
 
-def simulate_layers(layers: list, accel, *, bug130: bool = False, wr_quirk: bool = False) -> SimReport:
-    """Simulate primitives. ``bug130`` / ``wr_quirk`` reproduce two SCALE-Sim 3.0.0 departures (memory.py)."""
+def simulate_layers(layers: list, accel, *, double_count_prefetch_stall: bool = False,
+                    scalesim_write_accounting: bool = False) -> SimReport:
+    """Simulate primitives. The two flags reproduce SCALE-Sim 3.0.0's two departures (memory/__init__.py)."""
     cfg = as_accel(accel)
     rep = SimReport(cfg)
     memo: dict = {}
     for lay in layers:
         if isinstance(lay, ArrayLayer):
-            rep.layers.append(simulate_array_layer(lay, cfg, bug130=bug130, wr_quirk=wr_quirk, memo=memo))
+            rep.layers.append(simulate_array_layer(lay, cfg, double_count_prefetch_stall=double_count_prefetch_stall,
+                                                   scalesim_write_accounting=scalesim_write_accounting,
+                                                   memo=memo))
         else:
             rep.layers.append(simulate_vector_layer(lay, cfg))
     return rep

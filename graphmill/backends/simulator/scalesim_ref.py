@@ -1,7 +1,7 @@
 """Run SCALE-Sim 3.0.0 (a test-only dependency) on the same layers and configuration, for comparison.
 
-``fix_issue_130=True`` runs it with its read-buffer prefetch stall counted once (the evident intent of
-``read_buffer.service_reads``; see memory.py and SCALE-Sim GitHub issue #130).
+``prefetch_stall_once=True`` runs it with its read-buffer prefetch stall counted once (the evident intent
+of ``read_buffer.service_reads``, which adds a positive stall twice; see memory/__init__.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class ScaleSimLayer:
 
 
 def _patched_service_reads(self, incoming_requests_arr_np, incoming_cycles_arr):
-    """SCALE-Sim's read_buffer.service_reads (non-layout path) with the stall added once (issue #130)."""
+    """SCALE-Sim's read_buffer.service_reads (non-layout path) with the prefetch stall added once."""
     import numpy as np
 
     if not self.active_buf_full_flag:
@@ -50,12 +50,12 @@ def _patched_service_reads(self, incoming_requests_arr_np, incoming_cycles_arr):
     return np.asarray(out).reshape((len(out), 1))
 
 
-def run_scalesim(cfg: AccelConfig, layers: list[ArrayLayer], *, fix_issue_130: bool = False) -> list[ScaleSimLayer]:
+def run_scalesim(cfg: AccelConfig, layers: list[ArrayLayer], *, prefetch_stall_once: bool = False) -> list[ScaleSimLayer]:
     from scalesim.memory import read_buffer as rb
     from scalesim.single_layer_sim import single_layer_sim
 
     original = rb.read_buffer.service_reads
-    if fix_issue_130:
+    if prefetch_stall_once:
         rb.read_buffer.service_reads = _patched_service_reads
     try:
         with tempfile.TemporaryDirectory() as d:

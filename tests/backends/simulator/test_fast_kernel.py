@@ -2,7 +2,7 @@
 (memory.simulate_layer_kernel: every port of every cycle, reference=True): every field of the result equal
 (cycles, stalls per operand, DRAM words, prefetch swaps, drain end, peak ofmap occupancy), on generated
 layers, arrays, buffer sizes and bandwidths (with and without stalls), all dataflows, and both SCALE-Sim
-quirks (bug130, wr_quirk). Reference: the plain kernel, itself checked against SCALE-Sim 3.0.0 in
+departures (double_count_prefetch_stall, scalesim_write_accounting). Reference: the plain kernel, itself checked against SCALE-Sim 3.0.0 in
 test_vs_scalesim.py."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from graphmill.backends.simulator.lowering import ArrayLayer
-from graphmill.backends.simulator.memory import _ifmap_stream_len, _prange, _trange, _demand, operand_matrices, \
-    prefetch_streams, simulate_memory, streams_and_own_lines
+from graphmill.backends.simulator.memory import demand, ifmap_stream_len, operand_matrices, prange, \
+    prefetch_streams, simulate_memory, streams_and_own_lines, trange
 
 
 def _cases(seed: int, n: int):
@@ -32,14 +32,14 @@ def _cases(seed: int, n: int):
 
 
 @pytest.mark.parametrize("df", ["os", "ws", "is"])
-@pytest.mark.parametrize("bug130,wr_quirk", [(False, False), (True, False), (False, True)])
-def test_fast_equals_plain_kernel(df, bug130, wr_quirk):
-    seed = {"os": 1, "ws": 2, "is": 3}[df] * 10 + 2 * bug130 + wr_quirk
+@pytest.mark.parametrize("dc,wa", [(False, False), (True, False), (False, True), (True, True)])
+def test_fast_equals_plain_kernel(df, dc, wa):
+    seed = {"os": 1, "ws": 2, "is": 3}[df] * 10 + 2 * dc + wa
     stalled = 0
     for lay, rows, cols, words, bws in _cases(seed, 60):
         args = (lay, rows, cols, df, *words, *bws)
-        fast = simulate_memory(*args, bug130=bug130, wr_quirk=wr_quirk)
-        plain = simulate_memory(*args, bug130=bug130, wr_quirk=wr_quirk, reference=True)
+        fast = simulate_memory(*args, double_count_prefetch_stall=dc, scalesim_write_accounting=wa)
+        plain = simulate_memory(*args, double_count_prefetch_stall=dc, scalesim_write_accounting=wa, reference=True)
         assert fast == plain, (lay, rows, cols, words, bws)
         stalled += fast.stall_cycles > 0
     assert stalled > 10, "the cases must exercise stalls"
@@ -55,30 +55,30 @@ def test_fast_equals_plain_kernel_resnet_like():
 
 
 def test_port_ranges_and_stream_length():
-    """_prange is exactly the set of ports where _demand is not -1, _trange the cycles where a read
-    operand has one; _ifmap_stream_len counts the valid im2col entries."""
+    """prange is exactly the set of ports where demand is not -1, trange the cycles where a read
+    operand has one; ifmap_stream_len counts the valid im2col entries."""
     for lay, rows, cols, _, _ in _cases(7, 25):
         a, b, o = operand_matrices(lay)
         a2 = np.where(a < 0, 0, a)  # im2col padding entries (-1, skipped by the kernels) count as busy ports
-        assert _ifmap_stream_len(lay) == int((a >= 0).sum())
+        assert ifmap_stream_len(lay) == int((a >= 0).sum())
         M, K, N = lay.M, lay.K, lay.N
         for dfc, df in enumerate(("os", "ws", "is")):
-            assert prefetch_streams(df, a, b, rows, cols)[0].shape[0] == _ifmap_stream_len(lay)
+            assert prefetch_streams(df, a, b, rows, cols)[0].shape[0] == ifmap_stream_len(lay)
             T = {0: K, 1: M, 2: N}[dfc]
             Sr, Sc = {0: (M, N), 1: (K, N), 2: (K, M)}[dfc]
             L = T + rows + cols - 2 if dfc == 0 else 2 * rows + cols + T - 2
             ports = (cols if dfc == 2 else rows, rows if dfc == 2 else cols, cols)
             for fr in range(-(-Sr // rows)):
                 for fc in range(-(-Sc // cols)):
-                    for which in range(2):  # the busy cycles of a read operand are one run: _trange
-                        busy_t = [t for t in range(L) if _prange(dfc, which, rows, cols, M, N, K, fr, fc, t)[1]
-                                  > _prange(dfc, which, rows, cols, M, N, K, fr, fc, t)[0]]
-                        lo, hi = _trange(dfc, which, rows, cols, M, N, K, fr, fc, L)
+                    for which in range(2):  # the busy cycles of a read operand are one run: trange
+                        busy_t = [t for t in range(L) if prange(dfc, which, rows, cols, M, N, K, fr, fc, t)[1]
+                                  > prange(dfc, which, rows, cols, M, N, K, fr, fc, t)[0]]
+                        lo, hi = trange(dfc, which, rows, cols, M, N, K, fr, fc, L)
                         assert busy_t == list(range(lo, hi)), (lay, df, which, fr, fc)
                     for t in range(L):
                         for which in range(3):
-                            lo, hi = _prange(dfc, which, rows, cols, M, N, K, fr, fc, t)
-                            busy = [p for p in range(ports[which]) if _demand(dfc, which, a2, b, o, rows, cols,
+                            lo, hi = prange(dfc, which, rows, cols, M, N, K, fr, fc, t)
+                            busy = [p for p in range(ports[which]) if demand(dfc, which, a2, b, o, rows, cols,
                                                                               fr, fc, t, p) >= 0]
                             assert busy == list(range(lo, hi)), (lay, df, which, fr, fc, t)
 

@@ -1,8 +1,8 @@
 """Compute and total cycles against SCALE-Sim 3.0.0 itself, run here on small layers.
 
 Reference: ``scalesim==3.0.0`` (test extra). Compute cycles must be equal; total cycles (compute + stall,
-USER bandwidth) within 2% of SCALE-Sim run with its read-buffer stall counted once (its issue #130 fixed,
-see scalesim_ref.py); the difference that issue makes is shown by test_issue_130_double_prefetch_stall.
+USER bandwidth) within 2% of SCALE-Sim run with its read-buffer stall counted once (scalesim_ref.py); the
+difference its double-counted stall makes is shown by test_double_counted_prefetch_stall.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def test_compute_cycles_equal_scalesim(scalesim, make_accel, df, rows, cols):
     accel = make_accel
     layers = generated_layers()
     cfg = accel(rows, cols, df, kb=(64, 64, 64), bw=(64, 64, 64))
-    ref = run_scalesim(cfg, layers, fix_issue_130=True)
+    ref = run_scalesim(cfg, layers, prefetch_stall_once=True)
     ours = simulate_layers(layers, cfg)
     for lay, s, g in zip(layers, ref, ours.layers):
         # the closed form and the cycle-by-cycle simulation both equal SCALE-Sim's compute cycles
@@ -68,7 +68,7 @@ def test_total_cycles_within_2pct_of_scalesim(scalesim, make_accel, arr, df, kb,
     layers = [ArrayLayer("a", "Conv", 12, 12, 3, 3, 6, 20), ArrayLayer("b", "Conv", 9, 9, 1, 1, 24, 12, 2, 2),
               ArrayLayer("c", "Gemm", 24, 16, 1, 16, 1, 10)]
     cfg = accel(arr[0], arr[1], df, kb=kb, bw=bw)
-    ref = run_scalesim(cfg, layers, fix_issue_130=True)
+    ref = run_scalesim(cfg, layers, prefetch_stall_once=True)
     ours = simulate_layers(layers, cfg)
     assert sum(s.stall_cycles for s in ref) > 0, "the case must exercise stalls"
     for s, g in zip(ref, ours.layers):
@@ -76,20 +76,20 @@ def test_total_cycles_within_2pct_of_scalesim(scalesim, make_accel, arr, df, kb,
         assert abs(g.total_cycles - s.total_cycles) <= 0.02 * s.total_cycles, (s, g)
 
 
-def test_issue_130_double_prefetch_stall(scalesim, make_accel):
-    """SCALE-Sim 3.0.0 adds a positive read-buffer prefetch stall twice (GitHub issue #130).
+def test_double_counted_prefetch_stall(scalesim, make_accel):
+    """SCALE-Sim 3.0.0 adds a positive read-buffer prefetch stall twice (read_buffer.service_reads).
 
-    graphmill keeps the correct model (stall once). With the same arithmetic as SCALE-Sim (bug130=True)
+    graphmill keeps the correct model (stall once). With the same arithmetic as SCALE-Sim (double_count_prefetch_stall=True)
     it reproduces SCALE-Sim's unpatched number exactly; the correct model matches SCALE-Sim with the
     stall counted once, and the two differ.
     """
     accel = make_accel
     layer = ArrayLayer("c1", "Conv", 16, 16, 3, 3, 8, 24)
     cfg = accel(8, 4, "os", kb=(4, 4, 2), bw=(8, 8, 8))
-    buggy = run_scalesim(cfg, [layer], fix_issue_130=False)[0]
-    fixed = run_scalesim(cfg, [layer], fix_issue_130=True)[0]
+    buggy = run_scalesim(cfg, [layer], prefetch_stall_once=False)[0]
+    fixed = run_scalesim(cfg, [layer], prefetch_stall_once=True)[0]
     ours = simulate_layers([layer], cfg).layers[0]
-    ours_bug = simulate_layers([layer], cfg, bug130=True).layers[0]
+    ours_bug = simulate_layers([layer], cfg, double_count_prefetch_stall=True).layers[0]
     assert buggy.total_cycles != fixed.total_cycles
     assert ours_bug.total_cycles == buggy.total_cycles
     assert ours.total_cycles == fixed.total_cycles
@@ -99,12 +99,12 @@ def test_issue_130_double_prefetch_stall(scalesim, make_accel):
 def test_write_buffer_free_space_accounting(scalesim, make_accel):
     """SCALE-Sim 3.0.0's write buffer credits each drained line but the last as a full ``bw`` words, also a
     line a forced drain closed part-full (write_buffer.empty_drain_buf), so its free space drifts above
-    the truth. graphmill credits the words really drained. With SCALE-Sim's accounting (wr_quirk=True) it
+    the truth. graphmill credits the words really drained. With SCALE-Sim's accounting (scalesim_write_accounting=True) it
     reproduces SCALE-Sim exactly; with the correct one it differs, here by just over 2%."""
     layer = ArrayLayer("a", "Conv", 12, 12, 3, 3, 6, 20)
     cfg = make_accel(4, 8, "is", kb=(1, 1, 1), bw=(2, 2, 2))
-    ref = run_scalesim(cfg, [layer], fix_issue_130=True)[0]
-    quirk = simulate_layers([layer], cfg, wr_quirk=True).layers[0]
+    ref = run_scalesim(cfg, [layer], prefetch_stall_once=True)[0]
+    quirk = simulate_layers([layer], cfg, scalesim_write_accounting=True).layers[0]
     ours = simulate_layers([layer], cfg).layers[0]
     assert quirk.total_cycles == ref.total_cycles and quirk.stall_cycles == ref.stall_cycles
     assert ours.compute_cycles == ref.compute_cycles
