@@ -1,0 +1,676 @@
+"""Search spaces as data: named parameters (``Choice``, ``Int``, ``Float``), nested sub-spaces and conditionals.
+
+A configuration of a space is a plain JSON-able nested dict that holds only the *active* parameters: a parameter
+with ``when={"op": "mbconv"}`` (or ``when={"op": ["mbconv", "dwconv"]}``) exists only when its sibling ``op`` takes
+one of those values; a nested ``Space`` becomes a nested dict. Everything a strategy needs is here, so strategies
+never look inside a parameter's fields:
+
+* ``sample(rng)``: a random configuration (each active parameter uniform in its domain, log-uniform when ``log``);
+* ``mutate(config, rng)``: a configuration that differs in exactly one active parameter (parameters that become
+  active are sampled, those that become inactive dropped), the move regularized evolution makes;
+* ``encode(config)``: a fixed-length float32 vector for model-based strategies (one-hot for choices, numbers scaled
+  to [0, 1], log-scaled with ``log``, a zero block plus an "active" bit for conditional parameters);
+* ``key(config)``: a stable hash (sha256 of canonical JSON: sorted keys, values normalized through the space), the
+  same in every process, so a search can answer a repeated configuration from its history;
+* ``validate(config)``: the canonical form of a configuration, or a ``UserInputError`` naming the parameter path;
+* ``to_json()`` / ``Space.from_json()``: the documented JSON schema, which round-trips::
+
+    {"type": "space", "params": {NAME: PARAM, ...}, "when": {...}?}
+    PARAM = {"type": "choice", "values": [v, ...], "when": {SIBLING: v | [v, ...]}?}
+          | {"type": "int", "low": 1, "high": 8, "log": false, "when": {...}?}
+          | {"type": "float", "low": 0.0001, "high": 0.1, "log": true, "when": {...}?}
+          | {"type": "space", "params": {...}, "when": {...}?}
+
+A ``when`` value that is a list means "any of these"; to condition on a list-valued choice, wrap it: ``[[1, 2]]``.
+Choice values are JSON values (str, int, float, bool, None, or lists/dicts of them). Parameter names may not
+contain ``.``: paths such as ``block1.kernel`` name nested parameters in messages and in ``params()``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+
+from graphmill.util.errors import UserInputError
+
+__all__ = ["Param", "Choice", "Int", "Float", "Space", "product"]
+
+_MISSING = object()
+
+
+def _canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _plain(v: Any) -> Any:
+    """A JSON-able copy of a choice value (tuples become lists, numpy scalars Python numbers)."""
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if v is None or isinstance(v, (str, int, float)):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError("not finite")
+        return v
+    raise ValueError(f"{type(v).__name__} is not a JSON value")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality of two choice values that does not confuse ``True`` with ``1`` (but does equate ``1`` and ``1.0``)."""
+    if isinstance(a, (bool, np.bool_)) or isinstance(b, (bool, np.bool_)):
+        return isinstance(a, (bool, np.bool_)) and isinstance(b, (bool, np.bool_)) and bool(a) == bool(b)
+    if _is_number(a) and _is_number(b):
+        return float(a) == float(b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+class Param:
+    """One named dimension of a space. ``when`` (normalized by the owning ``Space``) makes it conditional."""
+
+    kind = "param"
+
+    def __init__(self, when: Mapping[str, Any] | None = None) -> None:
+        if when is not None and not isinstance(when, Mapping):
+            raise UserInputError(f"when={when!r}: must be a dict {{sibling name: value or [values]}}")
+        self.when: dict[str, Any] | None = dict(when) if when else None
+
+    # -- what every parameter kind provides
+    def sample(self, rng: np.random.Generator) -> Any:
+        raise NotImplementedError
+
+    def mutate_value(self, value: Any, rng: np.random.Generator) -> Any:
+        """A value different from ``value`` (the caller checks ``cardinality() > 1``)."""
+        raise NotImplementedError
+
+    def canonical(self, value: Any, path: str) -> Any:
+        """The canonical form of ``value`` or a ``UserInputError`` naming ``path``."""
+        raise NotImplementedError
+
+    def cardinality(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def width(self) -> int:
+        """Length of this parameter's block in ``Space.encode`` (without the "active" bit)."""
+        return 1
+
+    def encode_into(self, value: Any, out: np.ndarray, offset: int) -> None:
+        raise NotImplementedError
+
+    def to_json(self) -> dict:
+        raise NotImplementedError
+
+    def _when_json(self, d: dict) -> dict:
+        if self.when:
+            d["when"] = {k: _plain(v) for k, v in self.when.items()}
+        return d
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Param) and _canonical_json(self.to_json()) == _canonical_json(other.to_json())
+
+    def __hash__(self) -> int:
+        return hash(_canonical_json(self.to_json()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.to_json()!r})"
+
+
+class Choice(Param):
+    """A categorical parameter: one of ``values`` (JSON values, distinct)."""
+
+    kind = "choice"
+
+    def __init__(self, values: list | tuple, when: Mapping[str, Any] | None = None) -> None:
+        super().__init__(when)
+        if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+            raise UserInputError(f"Choice({values!r}): values must be a list")
+        if not values:
+            raise UserInputError("Choice([]): needs at least one value")
+        plain = []
+        for v in values:
+            try:
+                plain.append(_plain(v))
+            except ValueError as e:
+                raise UserInputError(f"Choice value {v!r}: {e}") from None
+        for i, v in enumerate(plain):
+            if any(_same(v, w) for w in plain[:i]):
+                raise UserInputError(f"Choice({plain!r}): value {v!r} appears twice")
+        self.values: list = plain
+
+    def index(self, value: Any) -> int:
+        """Position of ``value`` in ``values`` (-1 when absent)."""
+        for i, v in enumerate(self.values):
+            if _same(v, value):
+                return i
+        return -1
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        return self.values[int(rng.integers(len(self.values)))]
+
+    def mutate_value(self, value: Any, rng: np.random.Generator) -> Any:
+        i = self.index(value)
+        j = int(rng.integers(len(self.values) - 1))
+        return self.values[j + 1 if j >= i else j]
+
+    def canonical(self, value: Any, path: str) -> Any:
+        i = self.index(value)
+        if i < 0:
+            raise UserInputError(f"{path}: {value!r} is not one of {self.values!r}")
+        return self.values[i]
+
+    def cardinality(self) -> float:
+        return len(self.values)
+
+    @property
+    def width(self) -> int:
+        return len(self.values)
+
+    def encode_into(self, value: Any, out: np.ndarray, offset: int) -> None:
+        out[offset + self.index(value)] = 1.0
+
+    def to_json(self) -> dict:
+        return self._when_json({"type": "choice", "values": list(self.values)})
+
+
+class _Numeric(Param):
+    integral = False
+
+    def __init__(self, low: float, high: float, log: bool = False, when: Mapping[str, Any] | None = None) -> None:
+        super().__init__(when)
+        name = type(self).__name__
+        for what, v in (("low", low), ("high", high)):
+            if not _is_number(v) or not math.isfinite(float(v)):
+                raise UserInputError(f"{name}: {what}={v!r} must be a finite number")
+            if self.integral and float(v) != int(v):
+                raise UserInputError(f"{name}: {what}={v!r} must be an integer")
+        if not isinstance(log, (bool, np.bool_)):
+            raise UserInputError(f"{name}: log={log!r} must be true or false")
+        conv = int if self.integral else float
+        self.low, self.high, self.log = conv(low), conv(high), bool(log)
+        if self.low > self.high:
+            raise UserInputError(f"{name}({self.low}, {self.high}): low is above high")
+        if self.log and self.low <= 0:
+            raise UserInputError(f"{name}({self.low}, {self.high}, log=True): low must be > 0 on a log scale")
+
+    def scaled(self, value: float) -> float:
+        """``value`` mapped to [0, 1] (linearly, or in log space with ``log``)."""
+        if self.high == self.low:
+            return 0.0
+        if self.log:
+            return (math.log(value) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+        return (value - self.low) / (self.high - self.low)
+
+    def unscaled(self, u: float) -> float:
+        """The inverse of ``scaled`` (not rounded for ``Int``)."""
+        u = min(1.0, max(0.0, float(u)))
+        if self.log:
+            return math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
+        return self.low + u * (self.high - self.low)
+
+    def encode_into(self, value: Any, out: np.ndarray, offset: int) -> None:
+        out[offset] = self.scaled(value)
+
+    def to_json(self) -> dict:
+        return self._when_json({"type": self.kind, "low": self.low, "high": self.high, "log": self.log})
+
+
+class Int(_Numeric):
+    """An integer in [low, high] (both included), sampled uniformly, or log-uniformly with ``log=True``."""
+
+    kind = "int"
+    integral = True
+
+    def sample(self, rng: np.random.Generator) -> int:
+        if not self.log:
+            return int(rng.integers(self.low, self.high + 1))
+        # log-uniform over the integers: uniform on [log(low - 0.5), log(high + 0.5)) then rounded
+        lo, hi = math.log(max(self.low - 0.5, 1e-12)), math.log(self.high + 0.5)
+        v = int(round(math.exp(lo + float(rng.random()) * (hi - lo))))
+        return min(self.high, max(self.low, v))
+
+    def mutate_value(self, value: Any, rng: np.random.Generator) -> int:
+        if self.log:
+            for _ in range(64):
+                v = self.sample(rng)
+                if v != value:
+                    return v
+        j = self.low + int(rng.integers(self.high - self.low))
+        return j + 1 if j >= value else j
+
+    def canonical(self, value: Any, path: str) -> int:
+        if not _is_number(value) or not math.isfinite(float(value)) or float(value) != int(value):
+            raise UserInputError(f"{path}: {value!r} is not an integer")
+        v = int(value)
+        if not self.low <= v <= self.high:
+            raise UserInputError(f"{path}: {v} is outside [{self.low}, {self.high}]")
+        return v
+
+    def cardinality(self) -> float:
+        return self.high - self.low + 1
+
+
+class Float(_Numeric):
+    """A real number in [low, high], sampled uniformly, or log-uniformly with ``log=True``."""
+
+    kind = "float"
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return min(self.high, max(self.low, self.unscaled(float(rng.random()))))
+
+    def mutate_value(self, value: Any, rng: np.random.Generator) -> float:
+        # a Gaussian step of 0.2 in the scaled space, reflected at the bounds: local moves, still anywhere reachable
+        u = self.scaled(value)
+        for _ in range(64):
+            w = u + 0.2 * float(rng.standard_normal())
+            while w < 0 or w > 1:
+                w = -w if w < 0 else 2 - w
+            v = min(self.high, max(self.low, self.unscaled(w)))
+            if v != value:
+                return v
+        return self.low if value != self.low else self.high
+
+    def canonical(self, value: Any, path: str) -> float:
+        if not _is_number(value) or not math.isfinite(float(value)):
+            raise UserInputError(f"{path}: {value!r} is not a finite number")
+        v = float(value) + 0.0  # -0.0 -> 0.0
+        if not self.low <= v <= self.high:
+            raise UserInputError(f"{path}: {v} is outside [{self.low}, {self.high}]")
+        return v
+
+    def cardinality(self) -> float:
+        return math.inf if self.high > self.low else 1
+
+
+class Space(Param):
+    """A set of named parameters (some conditional, some nested spaces); also a parameter of a bigger space."""
+
+    kind = "space"
+
+    def __init__(self, params: Mapping[str, Param], when: Mapping[str, Any] | None = None) -> None:
+        super().__init__(when)
+        if not isinstance(params, Mapping):
+            raise UserInputError(f"Space({params!r}): needs a dict {{name: Choice | Int | Float | Space}}")
+        self._params: dict[str, Param] = {}
+        for name, p in params.items():
+            if not isinstance(name, str) or not name or "." in name:
+                raise UserInputError(f"parameter name {name!r}: must be a non-empty string without '.'")
+            if not isinstance(p, Param):
+                raise UserInputError(f"{name}: {p!r} is not a Choice, Int, Float or Space")
+            self._params[name] = p
+        # conditions: sibling -> tuple of allowed canonical values
+        self._conds: dict[str, dict[str, tuple]] = {}
+        for name, p in self._params.items():
+            if not p.when:
+                continue
+            conds = {}
+            for sib, allowed in p.when.items():
+                if sib not in self._params:
+                    raise UserInputError(f"{name}: when refers to {sib!r}, which is not a sibling"
+                                         + _did_you_mean(sib, self._params))
+                if sib == name:
+                    raise UserInputError(f"{name}: when refers to itself")
+                ref = self._params[sib]
+                if not isinstance(ref, (Choice, Int)):
+                    raise UserInputError(f"{name}: when refers to {sib!r}, which is a {ref.kind}; "
+                                         "only a choice or an int can control a parameter")
+                vals = allowed if isinstance(allowed, (list, tuple)) else [allowed]
+                if not vals:
+                    raise UserInputError(f"{name}: when {{{sib!r}: []}} can never hold")
+                conds[sib] = tuple(ref.canonical(v, f"{name}.when.{sib}") for v in vals)
+            self._conds[name] = conds
+        self._order = self._topological()
+        self._controllers = {s for c in self._conds.values() for s in c}
+        self._layout_cache: list | None = None
+
+    # -- structure
+    def _topological(self) -> list[str]:
+        order: list[str] = []
+        state: dict[str, int] = {}
+
+        def visit(n: str, stack: list[str]) -> None:
+            if state.get(n) == 2:
+                return
+            if state.get(n) == 1:
+                raise UserInputError("conditions form a cycle: " + " -> ".join(stack + [n]))
+            state[n] = 1
+            for s in self._conds.get(n, {}):
+                visit(s, stack + [n])
+            state[n] = 2
+            order.append(n)
+
+        for n in self._params:
+            visit(n, [])
+        return order
+
+    def __getitem__(self, name: str) -> Param:
+        try:
+            return self._params[name]
+        except KeyError:
+            raise KeyError(f"{name!r}: no such parameter" + _did_you_mean(name, self._params)) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._params
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._params)
+
+    def items(self):
+        return self._params.items()
+
+    def _active(self, name: str, values: Mapping[str, Any]) -> bool:
+        for sib, allowed in self._conds.get(name, {}).items():
+            v = values.get(sib, _MISSING)
+            if v is _MISSING or not any(_same(v, a) for a in allowed):
+                return False
+        return True
+
+    def params(self, prefix: str = "") -> Iterator[tuple[str, Param]]:
+        """Every leaf parameter as (dotted path, parameter), depth first in declaration order."""
+        for name, p in self._params.items():
+            path = prefix + name
+            if isinstance(p, Space):
+                yield from p.params(path + ".")
+            else:
+                yield path, p
+
+    # -- building configurations
+    def build(self, choose: Callable[[str, Param], Any], prefix: str = "") -> dict:
+        """A configuration whose every active leaf value is ``choose(path, param)``, asked in dependency order.
+
+        This is how strategies that decide parameter by parameter (an RL controller, Optuna's define-by-run TPE)
+        produce configurations with conditionals handled: a parameter is asked only once the siblings that
+        control it are decided, and only if it is active.
+        """
+        values: dict[str, Any] = {}
+        for name in self._order:
+            p = self._params[name]
+            if not self._active(name, values):
+                continue
+            if isinstance(p, Space):
+                values[name] = p.build(choose, prefix + name + ".")
+            else:
+                values[name] = p.canonical(choose(prefix + name, p), prefix + name)
+        return {n: values[n] for n in self._params if n in values}
+
+    def sample(self, rng: np.random.Generator) -> dict:
+        """A random configuration: every active parameter independently uniform (log-uniform with ``log``)."""
+        return self.build(lambda _path, p: p.sample(rng))
+
+    def _complete(self, partial: Mapping[str, Any], rng: np.random.Generator) -> dict:
+        values: dict[str, Any] = {}
+        for name in self._order:
+            p = self._params[name]
+            if not self._active(name, values):
+                continue
+            if name in partial:
+                values[name] = p._complete(partial[name], rng) if isinstance(p, Space) else partial[name]
+            else:
+                values[name] = p.sample(rng)
+        return {n: values[n] for n in self._params if n in values}
+
+    def _mutable(self, config: Mapping[str, Any], prefix: tuple = ()) -> list[tuple[tuple, Param]]:
+        out = []
+        for name, p in self._params.items():
+            if name not in config:
+                continue
+            if isinstance(p, Space):
+                out.extend(p._mutable(config[name], prefix + (name,)))
+            elif p.cardinality() > 1:
+                out.append((prefix + (name,), p))
+        return out
+
+    def mutate(self, config: Mapping[str, Any], rng: np.random.Generator) -> dict:
+        """A configuration differing from ``config`` in exactly one active parameter, chosen uniformly.
+
+        Parameters that the change activates are sampled; those it deactivates disappear. A space with a single
+        configuration has nothing to change: its configuration is returned.
+        """
+        config = self.validate(config)
+        cands = self._mutable(config)
+        if not cands:
+            return config
+        path, p = cands[int(rng.integers(len(cands)))]
+        new = json.loads(json.dumps(config))  # deep copy of plain data
+        d = new
+        for n in path[:-1]:
+            d = d[n]
+        d[path[-1]] = p.mutate_value(d[path[-1]], rng)
+        return self._complete(new, rng)
+
+    # -- checking and normalizing
+    def canonical(self, value: Any, path: str) -> dict:
+        if not isinstance(value, Mapping):
+            raise UserInputError(f"{path or 'config'}: expected a dict of parameters, got {value!r}")
+        prefix = path + "." if path else ""
+        for k in value:
+            if k not in self._params:
+                raise UserInputError(f"{prefix}{k}: no such parameter" + _did_you_mean(str(k), self._params))
+        values: dict[str, Any] = {}
+        for name in self._order:
+            p = self._params[name]
+            active = self._active(name, values)
+            if active and name not in value:
+                raise UserInputError(f"{prefix}{name}: missing (the parameter is active)")
+            if not active and name in value:
+                conds = ", ".join(f"{s} in {list(a)!r}" for s, a in self._conds[name].items())
+                raise UserInputError(f"{prefix}{name}: present but inactive (it exists only when {conds})")
+            if active:
+                values[name] = p.canonical(value[name], prefix + name)
+        return {n: values[n] for n in self._params if n in values}
+
+    def validate(self, config: Mapping[str, Any]) -> dict:
+        """The canonical form of ``config`` (declaration order, values normalized), or a ``UserInputError``
+        naming the offending parameter's path (``block1.kernel: 4 is not one of [3, 5]``)."""
+        return self.canonical(config, "")
+
+    def key(self, config: Mapping[str, Any]) -> str:
+        """Stable identity of a configuration: sha256 of its canonical JSON (sorted keys, normalized values).
+
+        ``1`` and ``1.0`` of a choice, ``3`` and ``3.0`` of an int give the same key; JSON floats print as the
+        shortest repr, so the hash is the same in every process and Python version.
+        """
+        return hashlib.sha256(_canonical_json(self.validate(config)).encode("ascii")).hexdigest()
+
+    # -- encoding for model-based strategies
+    def _layout(self) -> list[tuple[tuple, Param, bool, int]]:
+        if self._layout_cache is None:
+            out: list = []
+            offset = 0
+
+            def walk(space: Space, prefix: tuple, conditional: bool) -> None:
+                nonlocal offset
+                for name, p in space._params.items():
+                    cond = conditional or name in space._conds
+                    if isinstance(p, Space):
+                        walk(p, prefix + (name,), cond)
+                    else:
+                        out.append((prefix + (name,), p, cond, offset))
+                        offset += p.width + (1 if cond else 0)
+
+            walk(self, (), False)
+            self._layout_cache = out
+            self._dimension = offset
+        return self._layout_cache
+
+    @property
+    def dimension(self) -> int:
+        """Length of every ``encode`` vector."""
+        self._layout()
+        return self._dimension
+
+    def encode(self, config: Mapping[str, Any]) -> np.ndarray:
+        """A float32 vector of length ``dimension``: one-hot choices, numbers in [0, 1] (log-scaled with
+        ``log``), and for each conditional parameter a trailing "active" bit (its block stays zero when inactive).
+        ``config`` must be valid (``validate`` it first when it comes from outside)."""
+        out = np.zeros(self.dimension, dtype=np.float32)
+        for path, p, cond, offset in self._layout():
+            d: Any = config
+            for n in path:
+                d = d.get(n, _MISSING) if isinstance(d, Mapping) else _MISSING
+                if d is _MISSING:
+                    break
+            if d is _MISSING:
+                continue
+            p.encode_into(d, out, offset)
+            if cond:
+                out[offset + p.width] = 1.0
+        return out
+
+    # -- size and enumeration
+    def cardinality(self) -> float:
+        return self.size()
+
+    def size(self) -> float:
+        """The number of distinct configurations (conditionals counted exactly); ``math.inf`` with a
+        continuous parameter."""
+        memo: dict = {}
+
+        def count(i: int, assigned: tuple) -> float:
+            if i == len(self._order):
+                return 1
+            key = (i, _canonical_json([[n, _plain(v)] for n, v in assigned]))
+            if key in memo:
+                return memo[key]
+            name = self._order[i]
+            p = self._params[name]
+            values = dict(assigned)
+            if not self._active(name, values):
+                r = count(i + 1, assigned)
+            elif name in self._controllers:
+                dom = p.values if isinstance(p, Choice) else range(p.low, p.high + 1)
+                r = sum(count(i + 1, assigned + ((name, v),)) for v in dom)
+            else:
+                c = p.cardinality()
+                r = math.inf if c == math.inf else c * count(i + 1, assigned)
+            memo[key] = r
+            return r
+
+        return count(0, ())
+
+    def enumerate(self) -> Iterator[dict]:
+        """Every configuration (finite spaces only), in a fixed order."""
+        if self.size() == math.inf:
+            raise UserInputError("the space has a continuous parameter; it cannot be enumerated")
+
+        def rec(i: int, values: dict) -> Iterator[dict]:
+            if i == len(self._order):
+                yield {n: values[n] for n in self._params if n in values}
+                return
+            name = self._order[i]
+            p = self._params[name]
+            if not self._active(name, values):
+                yield from rec(i + 1, values)
+                return
+            if isinstance(p, Space):
+                dom: Any = p.enumerate()
+            elif isinstance(p, Choice):
+                dom = p.values
+            elif isinstance(p, Int):
+                dom = range(p.low, p.high + 1)
+            else:  # a Float with low == high
+                dom = [p.low]
+            for v in dom:
+                values[name] = v
+                yield from rec(i + 1, values)
+            del values[name]
+
+        return rec(0, {})
+
+    # -- JSON
+    def to_json(self) -> dict:
+        """The documented JSON form (see the module docstring); ``Space.from_json(s.to_json()) == s``."""
+        return self._when_json({"type": "space", "params": {n: p.to_json() for n, p in self._params.items()}})
+
+    @staticmethod
+    def from_json(data: Any, path: str = "space") -> "Space":
+        """A space from its JSON form; a malformed one raises ``UserInputError`` naming the JSON path."""
+        p = _param_from_json(data, path)
+        if not isinstance(p, Space):
+            raise UserInputError(f"{path}: expected {{\"type\": \"space\", \"params\": {{...}}}}, got type {p.kind!r}")
+        return p
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n!r}: {p!r}" for n, p in self._params.items())
+        return f"Space({{{inner}}}{', when=' + repr(self.when) if self.when else ''})"
+
+
+def _did_you_mean(word: str, names: Any) -> str:
+    close = difflib.get_close_matches(word, [str(n) for n in names], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_FIELDS = {"choice": {"type", "values", "when"}, "int": {"type", "low", "high", "log", "when"},
+           "float": {"type", "low", "high", "log", "when"}, "space": {"type", "params", "when"}}
+
+
+def _param_from_json(data: Any, path: str) -> Param:
+    if not isinstance(data, Mapping):
+        raise UserInputError(f"{path}: expected an object with a \"type\", got {data!r}")
+    kind = data.get("type", _MISSING)
+    if kind is _MISSING:
+        raise UserInputError(f"{path}: missing \"type\" (one of {sorted(_FIELDS)})")
+    if kind not in _FIELDS:
+        raise UserInputError(f"{path}.type: unknown type {kind!r}" + _did_you_mean(str(kind), _FIELDS)
+                             + f"; expected one of {sorted(_FIELDS)}")
+    for k in data:
+        if k not in _FIELDS[kind]:
+            raise UserInputError(f"{path}.{k}: unknown field for a {kind}" + _did_you_mean(str(k), _FIELDS[kind]))
+    when = data.get("when")
+    if when is not None and not isinstance(when, Mapping):
+        raise UserInputError(f"{path}.when: expected an object {{sibling: value or [values]}}")
+    try:
+        if kind == "choice":
+            if "values" not in data:
+                raise UserInputError("missing \"values\"")
+            if not isinstance(data["values"], list):
+                raise UserInputError("\"values\" must be a list")
+            return Choice(data["values"], when=when)
+        if kind in ("int", "float"):
+            for f in ("low", "high"):
+                if f not in data:
+                    raise UserInputError(f"missing \"{f}\"")
+            cls = Int if kind == "int" else Float
+            return cls(data["low"], data["high"], log=data.get("log", False), when=when)
+    except UserInputError as e:
+        raise UserInputError(f"{path}: {e}") from None
+    params = data.get("params", _MISSING)
+    if not isinstance(params, Mapping):
+        raise UserInputError(f"{path}.params: expected an object {{name: parameter}}")
+    built = {}
+    for name, sub in params.items():
+        built[name] = _param_from_json(sub, f"{path}.params.{name}")
+    try:
+        return Space(built, when=when)
+    except UserInputError as e:
+        raise UserInputError(f"{path}: {e}") from None
+
+
+def product(a: Space, b: Space, names: tuple[str, str] = ("nn", "accel")) -> Space:
+    """The joint space of ``a`` and ``b``: ``Space({names[0]: a, names[1]: b})`` (e.g. NN x accelerator)."""
+    if not isinstance(a, Space) or not isinstance(b, Space):
+        raise UserInputError("product(a, b): both must be Space objects")
+    if len(names) != 2 or names[0] == names[1]:
+        raise UserInputError(f"product: names={names!r} must be two different names")
+    return Space({names[0]: a, names[1]: b})

@@ -1,0 +1,268 @@
+"""graphmill.search.Space: sampling, mutation, encoding, keys, validation, size, JSON (references: hand counts,
+the design contract in notes/search_design.md, and sha256 of canonical JSON computed here independently)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from graphmill import search
+from graphmill.util.errors import UserInputError
+
+
+def demo_space() -> search.Space:
+    return search.Space({
+        "op": search.Choice(["conv", "dwconv", "mbconv"]),
+        "expand": search.Choice([1, 3, 6], when={"op": "mbconv"}),
+        "se": search.Choice([0, 0.25], when={"op": ["mbconv", "dwconv"]}),
+        "lr": search.Float(1e-4, 1e-1, log=True),
+        "drop": search.Float(0.0, 0.5),
+        "depth": search.Int(1, 8),
+        "width": search.Int(8, 256, log=True),
+        "block1": search.Space({
+            "kernel": search.Choice([3, 5]),
+            "dil": search.Choice([1, 2], when={"kernel": 3}),
+            "inner": search.Space({"a": search.Choice(["x", "y"]), "b": search.Int(0, 2, when={"a": "y"})}),
+        }),
+        "tail": search.Space({"n": search.Int(1, 3)}, when={"op": "conv"}),
+    })
+
+
+def discrete_space() -> search.Space:
+    return search.Space({
+        "op": search.Choice(["conv", "dwconv", "mbconv"]),
+        "expand": search.Choice([1, 3, 6], when={"op": "mbconv"}),
+        "k": search.Choice([3, 5]),
+        "se": search.Choice([0, 0.25], when={"k": 5}),
+        "depth": search.Int(1, 4),
+        "sub": search.Space({"a": search.Choice([True, False]), "b": search.Choice(["p", "q"], when={"a": True})}),
+    })
+
+
+def leaves(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, dict):
+            out.update(leaves(v, prefix + k + "."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def test_sampled_configs_validate_and_hold_only_active_params():
+    s = demo_space()
+    rng = np.random.default_rng(0)
+    seen_ops = set()
+    for _ in range(300):
+        c = s.sample(rng)
+        assert s.validate(c) == c
+        json.dumps(c)  # plain JSON data
+        seen_ops.add(c["op"])
+        assert ("expand" in c) == (c["op"] == "mbconv")
+        assert ("se" in c) == (c["op"] in ("mbconv", "dwconv"))
+        assert ("tail" in c) == (c["op"] == "conv")
+        assert ("dil" in c["block1"]) == (c["block1"]["kernel"] == 3)
+        assert 1e-4 <= c["lr"] <= 1e-1 and 8 <= c["width"] <= 256 and isinstance(c["width"], int)
+    assert seen_ops == {"conv", "dwconv", "mbconv"}
+
+
+def test_sampling_is_seeded():
+    s = demo_space()
+    a = [s.sample(np.random.default_rng(7)) for _ in range(3)]
+    b = [s.sample(np.random.default_rng(7)) for _ in range(3)]
+    assert a == b
+
+
+def test_log_float_samples_are_log_uniform():
+    # reference: for log-uniform on [1e-4, 1e-1], P(x < 1e-2) = 2/3 (two decades of three)
+    s = search.Space({"lr": search.Float(1e-4, 1e-1, log=True)})
+    rng = np.random.default_rng(1)
+    xs = np.array([s.sample(rng)["lr"] for _ in range(3000)])
+    assert abs((xs < 1e-2).mean() - 2 / 3) < 0.03
+
+
+def test_mutate_changes_exactly_one_active_param():
+    s = demo_space()
+    rng = np.random.default_rng(3)
+    changed_names = set()
+    for _ in range(500):
+        c = s.sample(rng)
+        m = s.mutate(c, rng)
+        assert s.validate(m) == m
+        a, b = leaves(c), leaves(m)
+        common = set(a) & set(b)
+        diffs = [k for k in common if a[k] != b[k]]
+        # exactly one parameter present in both changed value; others only (de)activated as its consequence
+        assert len(diffs) == 1, (c, m)
+        changed_names.add(diffs[0])
+    # every kind of leaf gets mutated sometimes, nested and conditional ones included
+    assert {"op", "lr", "depth", "block1.kernel", "block1.inner.a"} <= changed_names
+
+
+def test_mutate_activates_and_deactivates_conditionals():
+    s = search.Space({"op": search.Choice(["a", "b"]), "x": search.Choice([1, 2], when={"op": "b"})})
+    rng = np.random.default_rng(0)
+    assert s.mutate({"op": "a"}, rng) in ({"op": "b", "x": 1}, {"op": "b", "x": 2})
+    outs = {json.dumps(s.mutate({"op": "b", "x": 1}, rng)) for _ in range(50)}
+    assert outs == {json.dumps({"op": "a"}), json.dumps({"op": "b", "x": 2})}
+
+
+def test_mutate_of_a_single_point_space_returns_it():
+    s = search.Space({"a": search.Choice([1]), "b": search.Int(2, 2)})
+    assert s.mutate({"a": 1, "b": 2}, np.random.default_rng(0)) == {"a": 1, "b": 2}
+
+
+def test_encode_has_fixed_length_and_documented_layout():
+    s = demo_space()
+    # hand count: op 3, expand 3+1, se 2+1, lr 1, drop 1, depth 1, width 1, kernel 2, dil 2+1, a 2, b 1+1, tail.n 1+1
+    assert s.dimension == 3 + 4 + 3 + 1 + 1 + 1 + 1 + 2 + 3 + 2 + 2 + 2
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        v = s.encode(s.sample(rng))
+        assert v.shape == (s.dimension,) and v.dtype == np.float32
+        assert v.min() >= 0 and v.max() <= 1
+    small = search.Space({"op": search.Choice(["a", "b"]), "x": search.Choice([1, 2], when={"op": "b"}),
+                          "lr": search.Float(1e-3, 1e-1, log=True), "n": search.Int(0, 4)})
+    np.testing.assert_allclose(small.encode({"op": "a", "lr": 1e-2, "n": 1}), [1, 0, 0, 0, 0, 0.5, 0.25], atol=1e-6)
+    np.testing.assert_allclose(small.encode({"op": "b", "x": 2, "lr": 1e-3, "n": 4}), [0, 1, 0, 1, 1, 0, 1])
+
+
+def test_key_is_sha256_of_canonical_json_and_normalizes_numbers():
+    s = search.Space({"a": search.Choice([1, 3]), "b": search.Float(0, 2), "c": search.Int(0, 9)})
+    k = s.key({"c": 3, "b": 1, "a": 1})
+    ref = hashlib.sha256(json.dumps({"a": 1, "b": 1.0, "c": 3}, sort_keys=True, separators=(",", ":")).encode())
+    assert k == ref.hexdigest()
+    assert s.key({"a": 1.0, "b": 1.0, "c": 3.0}) == k
+    assert s.key({"a": np.int64(1), "b": np.float32(1.0), "c": np.int32(3)}) == k
+    assert s.key({"a": 3, "b": 1.0, "c": 3}) != k
+    bools = search.Space({"f": search.Choice([True, 1])})
+    assert bools.key({"f": True}) != bools.key({"f": 1})
+
+
+KEY_SCRIPT = """
+import json, sys
+import numpy as np
+from graphmill import search
+sys.path.insert(0, sys.argv[1])
+from test_space import demo_space
+s = demo_space()
+rng = np.random.default_rng(11)
+print(json.dumps([s.key(s.sample(rng)) for _ in range(20)]))
+"""
+
+
+def test_key_is_stable_across_processes():
+    s = demo_space()
+    rng = np.random.default_rng(11)
+    here = [s.key(s.sample(rng)) for _ in range(20)]
+    assert len(set(here)) == 20
+    for hashseed in ("1", "12345"):
+        env = dict(os.environ, PYTHONHASHSEED=hashseed)
+        out = subprocess.run([sys.executable, "-c", KEY_SCRIPT, os.path.dirname(__file__)], env=env,
+                             capture_output=True, text=True, timeout=120, check=True)
+        assert json.loads(out.stdout) == here
+
+
+def test_validate_names_the_path():
+    s = demo_space()
+    good = {"op": "conv", "lr": 0.01, "drop": 0.1, "depth": 2, "width": 16,
+            "block1": {"kernel": 5, "inner": {"a": "x"}}, "tail": {"n": 2}}
+    assert s.validate(good) == good
+    cases = [
+        ({**good, "block1": {"kernel": 4, "inner": {"a": "x"}}}, "block1.kernel: 4 is not one of [3, 5]"),
+        ({**good, "block1": {"kernel": 3, "inner": {"a": "x"}}}, "block1.dil: missing"),
+        ({**good, "expand": 3}, "expand: present but inactive"),
+        ({**good, "depht": 3}, "depht: no such parameter (did you mean 'depth'?)"),
+        ({**good, "depth": 2.5}, "depth: 2.5 is not an integer"),
+        ({**good, "depth": 9}, "depth: 9 is outside [1, 8]"),
+        ({**good, "lr": 1.0}, "lr: 1.0 is outside"),
+        ({**good, "block1": {"kernel": 5, "inner": {"a": "y"}}}, "block1.inner.b: missing"),
+        ({**good, "tail": 3}, "tail: expected a dict"),
+    ]
+    for cfg, msg in cases:
+        with pytest.raises(UserInputError, match=re.escape(msg)):
+            s.validate(cfg)
+
+
+def test_size_counts_conditionals_exactly():
+    s = discrete_space()
+    # hand count: op (conv 1 + dwconv 1 + mbconv 3) = 5; k (3: 1, 5: 2) = 3; depth 4; sub (True: 2, False: 1) = 3
+    assert s.size() == 5 * 3 * 4 * 3
+    configs = list(s.enumerate())
+    assert len(configs) == s.size()
+    assert len({s.key(c) for c in configs}) == len(configs)
+    assert all(s.validate(c) == c for c in configs)
+    assert demo_space().size() == math.inf
+
+
+def test_params_iterates_leaf_paths():
+    paths = [p for p, _ in demo_space().params()]
+    assert paths == ["op", "expand", "se", "lr", "drop", "depth", "width", "block1.kernel", "block1.dil",
+                     "block1.inner.a", "block1.inner.b", "tail.n"]
+
+
+def test_json_round_trip():
+    for s in (demo_space(), discrete_space()):
+        j = s.to_json()
+        text = json.dumps(j)
+        back = search.Space.from_json(json.loads(text))
+        assert back == s
+        assert back.to_json() == j
+        rng1, rng2 = np.random.default_rng(5), np.random.default_rng(5)
+        assert [s.sample(rng1) for _ in range(5)] == [back.sample(rng2) for _ in range(5)]
+    assert demo_space().to_json()["params"]["expand"] == {"type": "choice", "values": [1, 3, 6],
+                                                          "when": {"op": "mbconv"}}
+    assert demo_space().to_json()["params"]["lr"] == {"type": "float", "low": 1e-4, "high": 0.1, "log": True}
+
+
+def test_malformed_json_names_the_json_path():
+    bad = [
+        ({"type": "space", "params": {"a": {"type": "chioce", "values": [1]}}}, r"space\.params\.a\.type: unknown "
+                                                                                 r"type 'chioce' \(did you mean 'choice'"),
+        ({"type": "space", "params": {"a": {"type": "int", "low": 1}}}, r"space\.params\.a: missing \"high\""),
+        ({"type": "space", "params": {"s": {"type": "space", "params": {"k": {"type": "choice", "values": []}}}}},
+         r"space\.params\.s\.params\.k: Choice\(\[\]\)"),
+        ({"type": "space", "params": {"a": {"type": "float", "low": 1, "high": 2, "lg": True}}},
+         r"space\.params\.a\.lg: unknown field"),
+        ({"type": "space", "params": {"a": {"type": "choice", "values": [1], "when": {"zz": 1}}}},
+         r"a: when refers to 'zz'"),
+        ({"type": "space", "params": []}, r"space\.params: expected an object"),
+    ]
+    for data, msg in bad:
+        with pytest.raises(UserInputError, match=msg):
+            search.Space.from_json(data)
+
+
+def test_bad_definitions_are_user_errors():
+    with pytest.raises(UserInputError, match="cycle"):
+        search.Space({"a": search.Choice([1, 2], when={"b": 1}), "b": search.Choice([1, 2], when={"a": 1})})
+    with pytest.raises(UserInputError, match="when.op"):
+        search.Space({"op": search.Choice(["x"]), "y": search.Int(1, 2, when={"op": "z"})})
+    with pytest.raises(UserInputError, match="low must be > 0"):
+        search.Float(0, 1, log=True)
+    with pytest.raises(UserInputError, match="appears twice"):
+        search.Choice([1, 1.0])
+
+
+def test_product_nests_two_spaces():
+    nn = search.Space({"k": search.Choice([3, 5])})
+    accel = search.Space({"rows": search.Choice([8, 16, 32])})
+    joint = search.product(nn, accel)
+    assert joint.size() == 6
+    assert joint.validate({"nn": {"k": 3}, "accel": {"rows": 16}}) == {"nn": {"k": 3}, "accel": {"rows": 16}}
+    assert search.Space.from_json(joint.to_json()) == joint
+
+
+def test_importing_search_does_not_import_torch():
+    out = subprocess.run([sys.executable, "-c", "import sys, graphmill.search; print('torch' in sys.modules)"],
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "False"
+    import graphmill.search.scaling  # noqa: F401  (still importable)
