@@ -14,7 +14,8 @@ from typing import Callable
 
 from graphmill.ir import Graph, UserInputError
 
-from ._common import check_positive, round_filters, round_repeats
+from ._common import (Layers, check_batch, check_count, check_positive, mbconv, resolve_resolution, round_filters,
+                      round_repeats)
 from .efficientnet import COEFFICIENTS as EFFICIENTNET_COEFFICIENTS
 from .efficientnet import efficientnet
 from .mobilenet import mnasnet_a1, mobilenet_v2
@@ -34,6 +35,7 @@ MODELS: dict[str, Callable[..., Graph]] = {
     "resnet18": _resnet("resnet18"),
     "resnet34": _resnet("resnet34"),
     "resnet50": _resnet("resnet50"),
+    "resnet101": _resnet("resnet101"),
     **{f"efficientnet_{v}": _efficientnet(v) for v in EFFICIENTNET_COEFFICIENTS},
     "mnasnet_a1": mnasnet_a1,
     "mobilenet_v2": mobilenet_v2,
@@ -45,6 +47,7 @@ DESCRIPTIONS: dict[str, str] = {
     "resnet18": "ResNet-18 (He et al. 2015, Table 1): basic blocks [2,2,2,2], 224x224, 11.7M params",
     "resnet34": "ResNet-34 (He et al. 2015, Table 1): basic blocks [3,4,6,3], 224x224, 21.8M params",
     "resnet50": "ResNet-50 (He et al. 2015, Table 1): bottlenecks [3,4,6,3], 224x224, 25.6M params",
+    "resnet101": "ResNet-101 (He et al. 2015, Table 1): bottlenecks [3,4,23,3], 224x224, 44.5M params",
     **{f"efficientnet_{v}": f"EfficientNet-{v.upper()} (Tan & Le 2019): B0 table scaled by width {w}, depth {d}, "
                             f"{r}x{r} input" for v, (w, d, r, _) in EFFICIENTNET_COEFFICIENTS.items()},
     "mnasnet_a1": "MnasNet-A1 (Tan et al. 2019, Figure 7): SepConv + MBConv stages with SE, 224x224, 3.9M params",
@@ -53,13 +56,25 @@ DESCRIPTIONS: dict[str, str] = {
     "vit_b_16": "ViT-B/16 (Dosovitskiy et al. 2020): 16x16 patches, 12 layers, hidden 768, 224x224, 86.6M params",
 }
 
-ALIASES = {"bert": "bert_base", "vit": "vit_b_16", "mnasnet": "mnasnet_a1", "mobilenetv2": "mobilenet_v2",
-           **{f"efficientnet-{v}": f"efficientnet_{v}" for v in EFFICIENTNET_COEFFICIENTS}}
+ALIASES = {"bert": "bert_base", "vit": "vit_b_16", "mnasnet": "mnasnet_a1"}
+
+
+def _canonical(name: str) -> str:
+    """Lower case without separators: ``ResNet-50``, ``resnet_50`` and ``resnet50`` are one name."""
+    return "".join(ch for ch in str(name).strip().lower() if ch not in "-_ ")
+
+
+_BY_CANONICAL = {_canonical(n): n for n in [*MODELS, *ALIASES]}
 
 
 def resolve_name(name: str) -> str:
-    """The zoo's name for ``name`` (case-insensitive, a few aliases), or a UserInputError listing the names."""
-    key = str(name).strip().lower()
+    """The zoo's name for ``name``, or a UserInputError listing the names.
+
+    Case, ``-`` and ``_`` are forgiven everywhere (``efficientnet-b0``, ``resnet-50``, ``vit-b-16``,
+    ``MobileNet_V2``), as papers and other zoos spell them differently; a few short aliases
+    (``bert``, ``vit``, ``mnasnet``) name the zoo's only model of that family.
+    """
+    key = _BY_CANONICAL.get(_canonical(name), str(name).strip().lower())
     key = ALIASES.get(key, key)
     if key not in MODELS:
         import difflib
@@ -76,4 +91,6 @@ def build(name: str, **kwargs) -> Graph:
 
 
 __all__ = ["build", "resolve_name", "MODELS", "DESCRIPTIONS", "resnet", "efficientnet", "mnasnet_a1",
-           "mobilenet_v2", "bert", "vit", "round_filters", "round_repeats", "check_positive"]
+           "mobilenet_v2", "bert", "vit", "round_filters", "round_repeats", "check_positive",
+           # block-building pieces other builders reuse (graphmill.search.spaces.mnasnet)
+           "Layers", "mbconv", "check_batch", "check_count", "resolve_resolution"]
