@@ -139,7 +139,9 @@ def list_passes() -> list[dict]:
             if issubclass(cls, RewritePass) else []
         rows.append({"name": name, "doc": cls.doc(), "exactness": cls.exactness,
                      "options": [{"name": o.name, "type": o.type.__name__, "default": o.default, "doc": o.doc,
-                                  **({"choices": list(o.choices)} if o.choices else {})} for o in cls.options],
+                                  **({"choices": list(o.choices)} if o.choices else {}),
+                                  **({"range": o.accepted_range()} if o.accepted_range() else {})}
+                                 for o in cls.options],
                      "rules": rules})
     return rows
 

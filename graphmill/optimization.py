@@ -7,6 +7,7 @@ reproducers), so it sits at the top of the package like the CLI.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -51,7 +52,22 @@ def resolve_schedule(schedule: Schedule | str | None = None, schedule_file: str 
         return load_schedule(schedule_file)
     if schedule is None:
         return default_schedule()
-    return as_schedule(schedule)
+    if isinstance(schedule, str) and re.fullmatch(r"[^\n{}(),;]+\.mill(:[\w.\-]+)?", schedule.strip()):
+        return load_schedule(schedule.strip())  # graphmill.optimize(g, "my.mill"): a file, as the API says
+    return as_schedule(schedule)  # inline text; a built-in schedule's name ("ort") is a one-step schedule
+
+
+def check_print_ir_after(names: Iterable[str], schedule: Schedule) -> None:
+    """``--print-ir-after PASS`` must name a pass the schedule runs: a typo would print nothing, silently."""
+    from graphmill.passes.base import suggest
+
+    running = sorted({r.name for r in schedule.runs()})
+    for name in sorted(set(names) - {"all"} - set(running)):
+        if name in registered_passes():
+            raise UserInputError(f"--print-ir-after {name}: the schedule does not run {name!r} "
+                                 f"(it runs {', '.join(running) or 'no pass'})")
+        raise UserInputError(f"--print-ir-after {name}: unknown pass {name!r}"
+                             f"{suggest(name, running) or suggest(name, registered_passes())}")
 
 
 @dataclass
@@ -129,6 +145,7 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
             after: str | set[str] = "all"
         else:
             after = {print_ir_after} if isinstance(print_ir_after, str) else set(print_ir_after)
+            check_print_ir_after(after, sched)
         instruments.append(PrintIR(after, diff=print_ir_diff, stream=stream or sys.stderr))
     numerics = ortb.NumericsCheck(rtol=rtol, atol=atol, seed=seed, dims=dims) if check_numerics else None
     if numerics:

@@ -41,7 +41,18 @@ class Option:
     default: Any
     doc: str
     choices: tuple | None = None
-    min: float | None = None
+    min: float | None = None  # smallest accepted value (int and float options)
+    max: float | None = None  # largest accepted value
+    above: float | None = None  # the value must be greater than this (alpha > 0: min cannot say it)
+
+    def accepted_range(self) -> str | None:
+        """The accepted values of a bounded number as text (``>= 1``, ``> 0``, ``0 .. 1``), or None."""
+        low = f"> {self.above:g}" if self.above is not None else f">= {self.min:g}" if self.min is not None else None
+        if self.max is None:
+            return low
+        if low is None:
+            return f"<= {self.max:g}"
+        return f"{self.min:g} .. {self.max:g}" if self.min is not None else f"{low} and <= {self.max:g}"
 
     def coerce(self, value: Any, where: str) -> Any:
         t = self.type
@@ -69,8 +80,10 @@ class Option:
                     hint = _suggest(str(item), [str(c) for c in self.choices])
                     raise UserInputError(f"{where}: option {self.name!r} does not accept {item!r}{hint}; "
                                          f"choose from {', '.join(map(str, self.choices))}")
-        if self.min is not None and t in (int, float) and value < self.min:
-            raise UserInputError(f"{where}: option {self.name!r} must be at least {self.min}, got {value}")
+        if t in (int, float) and self.accepted_range() is not None and not (
+                (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+                and (self.above is None or value > self.above)):  # written so that NaN is refused too
+            raise UserInputError(f"{where}: option {self.name!r} must be {self.accepted_range()}, got {value!r}")
         return value
 
 

@@ -105,7 +105,12 @@ class ScheduleError(UserInputError):
             return
         text = f"{loc}: {message}"
         if loc.text:
-            text += f"\n    {loc.text}\n    {' ' * (loc.column - 1)}^"
+            shown, column = loc.text, loc.column
+            if len(shown) > 100:  # a generated one-line schedule: show the part around the column
+                start = max(0, column - 60)
+                shown = ("..." if start else "") + shown[start:start + 100] + ("..." if start + 100 < len(shown) else "")
+                column = column - start + (3 if start else 0)
+            text += f"\n    {shown}\n    {' ' * (column - 1)}^"
         super().__init__(text)
 
 

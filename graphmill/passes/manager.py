@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from graphmill.ir import Graph, GraphmillError
+from graphmill.ir import Graph, GraphmillError, UserInputError
 from graphmill.ir.gc_pause import collector_paused
 
 from .base import Pass, PassContext, PassResult, pass_class
@@ -22,6 +22,15 @@ from .instruments import PassCheckError, PassStepInfo, VerifyEach
 from .schedule import Call, Fixpoint, Repeat, Run, Schedule, Step
 
 log = logging.getLogger("graphmill.passes")
+
+
+class PassInputError(UserInputError):
+    """A pass refused the graph it was given (compound-scale on a graph without stages): the input is the
+    user's to change, not a bug in the pass, so it is reported as bad input (exit 2), with no reproducer."""
+
+    def __init__(self, pass_name: str, error: UserInputError) -> None:
+        self.pass_name = pass_name
+        super().__init__(f"pass {pass_name!r} cannot run on this model: {error}")
 
 
 class PassFailure(GraphmillError):
@@ -154,14 +163,17 @@ class PassManager:
         t0 = time.perf_counter()
         try:
             self._call("before_pass", info, graph, self.ctx)
-            result = p.run(graph, self.ctx)
+            try:
+                result = p.run(graph, self.ctx)
+            except UserInputError as e:
+                raise PassInputError(p.name, e) from e
             if not isinstance(result, PassResult):
                 raise TypeError(f"pass {p.name!r} returned {type(result).__name__}, not PassResult")
             seconds = time.perf_counter() - t0
             if result.changed:
                 self.ctx.invalidate(p.preserves)
             self._call("after_pass", info, graph, self.ctx, result)
-        except PassFailure:
+        except (PassFailure, PassInputError):
             raise
         except KeyboardInterrupt:
             raise

@@ -1,14 +1,21 @@
-"""The schedule DSL: file and inline forms parse to the same schedule, print back, and fail located.
+"""The schedule DSL: file and inline forms parse to the schedule written out by hand, print back to the
+text written out by hand, fail located, and refuse what would crash (bad bytes, runaway nesting).
 
-Reference: the schedules written out by hand in each test (Python objects built directly).
+Reference: the schedules and their texts written out by hand in each test (Python objects built
+directly, strings typed in), and graphmill/passes/default.mill for the built-in schedules.
 """
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from graphmill.passes.dsl import ScheduleError, load_schedule, parse_schedule
-from graphmill.passes import Call, Fixpoint, Repeat, Run, Schedule
+from graphmill.ir import UserInputError
+from graphmill.passes import Call, Fixpoint, Option, Pass, PassResult, Repeat, Run, Schedule, pass_class
+from graphmill.passes import register_pass, registered_passes
+from graphmill.passes.builtin_schedules import builtin_schedule
+from graphmill.passes.dsl import MAX_NESTING, ScheduleError, load_schedule, parse_schedule
 
 FILE_FORM = """
 # cleanup first
@@ -24,6 +31,25 @@ schedule default {
 }
 """
 
+# FILE_FORM as to_text() must print it (typed in, not produced by the printer)
+PRINTED = """schedule cleanup {
+    dce(remove_custom=false)
+    fixpoint(max_iters=3) {
+        dce
+        dce
+    }
+}
+
+schedule default {
+    cleanup
+    repeat(2) {
+        dce(prune_functions=true)
+    }
+}
+"""
+
+INLINE = "dce{remove_custom=false},fixpoint(max_iters=3){dce,dce},repeat(2){dce{prune_functions=true}}"
+
 
 def expected() -> Schedule:
     cleanup = Schedule("cleanup", [Run("dce", {"remove_custom": False}),
@@ -32,31 +58,46 @@ def expected() -> Schedule:
 
 
 def test_file_form_builds_the_schedule_python_would():
-    assert parse_schedule(FILE_FORM, source="x.mill") == expected()
+    got = parse_schedule(FILE_FORM, source="x.mill")
+    assert got == expected()
+    # field by field: Call compares the steps it runs, so its name is checked on its own
+    assert got.name == "default" and isinstance(got.body[0], Call) and got.body[0].schedule.name == "cleanup"
+    assert got.body[0].schedule.body[1].max_iters == 3 and got.body[1].count == 2
 
 
 def test_inline_form_is_equivalent():
-    inline = "dce{remove_custom=false},fixpoint(max_iters=3){dce,dce},repeat(2){dce{prune_functions=true}}"
-    got = parse_schedule(inline)
+    got = parse_schedule(INLINE)
     assert got.body == [Run("dce", {"remove_custom": False}), Fixpoint([Run("dce"), Run("dce")], 3),
                         Repeat([Run("dce", {"prune_functions": True})], 2)]
-    assert got.to_inline() == expected().to_inline() == inline
 
 
-def test_schedules_print_back_to_equal_schedules():
+def test_schedules_print_to_the_text_written_by_hand_and_parse_back():
     sched = expected()
-    assert parse_schedule(sched.to_text(), entry="default") == sched
-    assert parse_schedule(sched.to_inline()).body == parse_schedule(sched.to_inline()).body
-    assert "schedule cleanup {" in sched.to_text() and sched.to_text().index("cleanup {") < sched.to_text().index(
-        "default {")
+    assert sched.to_text() == PRINTED
+    assert sched.to_inline() == INLINE
+    assert parse_schedule(PRINTED) == sched  # `default` is the entry
+    assert parse_schedule(INLINE).body == [Run("dce", {"remove_custom": False}), Fixpoint([Run("dce"), Run("dce")], 3),
+                                           Repeat([Run("dce", {"prune_functions": True})], 2)]
+
+
+@register_pass
+class OptionKinds(Pass):
+    """Takes one option of every kind (for the option-value test)."""
+
+    name = "test-option-kinds"
+    options = (Option("a", int, 0, "int"), Option("b", float, 0.0, "float"), Option("c", str, "", "string"),
+               Option("d", bool, False, "bool"), Option("e", list, [], "list"), Option("f", str, "", "bare word"))
+    preserves = "all"
+
+    def run(self, graph, ctx):
+        return PassResult(False)
 
 
 def test_option_values_of_every_kind():
-    from graphmill.passes.dsl import _PARSER, _Values
-
-    tree = _Values().transform(_PARSER.parse('p(a=1, b=-2.5e-1, c="s t", d=true, e=[conv-bn, 3, "x"], f=word)'))
-    kw = {str(k.children[0]): k.children[1] for k in tree.children[0].children[1].children}
-    assert kw == {"a": 1, "b": -0.25, "c": "s t", "d": True, "e": ["conv-bn", 3, "x"], "f": "word"}
+    got = parse_schedule('test-option-kinds(a=1, b=-2.5e-1, c="s t", d=true, e=[conv-bn, 3, "x"], f=word)')
+    assert got.body == [Run("test-option-kinds", {"a": 1, "b": -0.25, "c": "s t", "d": True,
+                                                  "e": ["conv-bn", 3, "x"], "f": "word"})]
+    assert type(got.body[0].options["a"]) is int and type(got.body[0].options["b"]) is float
 
 
 def test_include_and_named_entry(tmp_path):
@@ -65,6 +106,52 @@ def test_include_and_named_entry(tmp_path):
     s = load_schedule(str(tmp_path / "main.mill"))
     assert s.name == "go" and isinstance(s.body[0], Call) and s.body[0].schedule.name == "tidy"
     assert load_schedule(str(tmp_path / "main.mill") + ":tidy").body == [Run("dce")]
+
+
+# -- built-in schedules inside files -----------------------------------------------------------------------------
+
+
+def test_builtin_schedules_are_callable_by_name_in_a_file():
+    got = parse_schedule("schedule mine {\n    default\n    dce\n}\n", source="mine.mill")
+    assert got.name == "mine" and got.body[1] == Run("dce")
+    call = got.body[0]
+    assert isinstance(call, Call) and call.schedule.name == "default"
+    # default.mill: default = cleanup, fuse-conv-bn, fuse-matmul-add, fuse-gelu, fuse-layernorm, merge-ops, cleanup
+    assert [getattr(s, "name", None) for s in call.schedule.body][1:6] == [
+        "fuse-conv-bn", "fuse-matmul-add", "fuse-gelu", "fuse-layernorm", "merge-ops"]
+    assert call.schedule.body[0].schedule.name == "cleanup"
+    for name in ("cleanup", "default", "ort"):
+        assert parse_schedule(name).body == [Call(builtin_schedule(name))]
+        assert parse_schedule(name).body[0].schedule.name == name
+
+
+def test_a_files_own_schedule_shadows_the_builtin_of_that_name():
+    got = parse_schedule("schedule cleanup { dce }\nschedule mine { cleanup\n default }\n", source="m.mill")
+    assert got.name == "mine"
+    assert got.body[0].schedule.body == [Run("dce")]  # the file's own cleanup
+    # the built-in default still calls the built-in cleanup (shape-inference, fold-constants, fixpoint{...})
+    inner = got.body[1].schedule.body[0].schedule
+    assert inner.name == "cleanup" and [s.name for s in inner.body[:2]] == ["shape-inference", "fold-constants"]
+    # printed, the second schedule called cleanup gets another name, and the text parses back equal
+    text = got.to_text()
+    assert "schedule cleanup {\n    dce\n}" in text and "schedule cleanup.2 {\n    shape-inference" in text
+    assert parse_schedule(text, entry="mine") == got
+
+
+def test_several_schedules_and_none_named_is_refused_with_the_list(tmp_path):
+    path = tmp_path / "two.mill"
+    path.write_text("schedule a { dce }\nschedule b { cse }\n")
+    with pytest.raises(ScheduleError) as ei:
+        load_schedule(str(path))
+    assert str(ei.value) == (f"{path} defines 2 schedules that no other one calls (a, b) and none is named "
+                             f"'default': say which one to run ({path}:NAME)")
+    assert load_schedule(f"{path}:b").body == [Run("cse")]
+    # the rules that do pick one: a schedule named default; else the one no other schedule calls
+    assert parse_schedule("schedule a { dce }\nschedule default { cse }").name == "default"
+    assert parse_schedule("schedule helper { dce }\nschedule main { helper\n cse }").name == "main"
+
+
+# -- errors --------------------------------------------------------------------------------------------------------
 
 
 def located(text: str, source: str = "<inline>") -> ScheduleError:
@@ -88,6 +175,11 @@ def located(text: str, source: str = "<inline>") -> ScheduleError:
     ("repeat(two){dce}", 1, 1, "count must be an integer of at least 0, got 'two'"),
     ("dce(1)", 1, 1, "options must be named"),
     ("dce ! dce", 1, 5, "unexpected character '!'"),
+    # a misspelt keyword on a schedule's first line is reported there, not where the grammar gives up
+    ("schedul a {\n    dce\n    cse\n}", 1, 1, "unknown pass or schedule 'schedul' (did you mean 'schedule'?)"),
+    ("schedule a {\n  fixpont {\n    dce\n  }\n}", 2, 3,
+     "unknown pass or schedule 'fixpont' (did you mean 'fixpoint'?)"),
+    ("schedul a {}", 1, 1, "unknown pass or schedule 'schedul' (did you mean 'schedule'?)"),
 ])
 def test_errors_name_line_column_and_show_a_caret(text, line, col, needle):
     e = located(text, "s.mill")
@@ -99,13 +191,120 @@ def test_errors_name_line_column_and_show_a_caret(text, line, col, needle):
     assert caret.index("^") - 4 == col - 1  # the caret sits under the column (4-space indent)
 
 
-def test_missing_include_and_cycles(tmp_path):
+def test_a_long_line_is_shown_around_the_error():
+    text = "dce," * 100 + "dcee"
+    e = located(text)
+    first, shown, caret = str(e).splitlines()
+    assert first.startswith("<inline>:1:401: unknown pass or schedule 'dcee'")
+    assert len(shown) < 120 and shown[caret.index("^"):].startswith("dcee")
+
+
+def test_files_that_are_not_utf8_are_refused_in_one_line(tmp_path):
+    bad = tmp_path / "bad.mill"
+    bad.write_bytes(b"schedule a {\n  d\xffce\n}\n")  # 0xff at offset 16 (13 bytes of line 1, then "  d"): line 2, column 4
+    with pytest.raises(ScheduleError) as ei:
+        load_schedule(str(bad))
+    assert str(ei.value) == f"{bad}:2:4: not UTF-8 text: byte 0xff at offset 16; schedule files are UTF-8"
+    main = tmp_path / "main.mill"
+    main.write_text('include "bad.mill"\nschedule b { dce }\n')
+    with pytest.raises(ScheduleError) as ei:
+        load_schedule(str(main))
+    assert str(ei.value) == (f"{bad}:2:4: not UTF-8 text: byte 0xff at offset 16 (included from {main}:1:1); "
+                             f"schedule files are UTF-8")
+    bom = tmp_path / "bom.mill"
+    bom.write_bytes("\ufeffschedule a { dce }\n".encode())  # a BOM is UTF-8: accepted
+    assert load_schedule(str(bom)).body == [Run("dce")]
+
+
+# -- nesting limits --------------------------------------------------------------------------------------------------
+
+
+def nested(n: int) -> str:
+    return "fixpoint{" * n + "dce" + "}" * n
+
+
+def test_nesting_up_to_the_limit_parses_and_prints():
+    s = parse_schedule(nested(MAX_NESTING))
+    depth, step = 0, s.body[0]
+    while isinstance(step, Fixpoint):
+        depth, step = depth + 1, step.body[0]
+    assert MAX_NESTING == 64 and depth == 64 and step == Run("dce")
+    assert parse_schedule(s.to_inline()) == s
+
+
+@pytest.mark.parametrize("n, col", [(65, 1 + 64 * 9), (350, 68 * 9)])
+def test_nesting_past_the_limit_is_one_located_error(n, col):
+    # 65: the 65th fixpoint (column 577); 350: refused by the bracket scan at the 68th '{' before lark
+    # recurses (64 levels + a schedule block, an option list and a list in it), not a RecursionError
+    e = located(nested(n))
+    assert (e.loc.line, e.loc.column) == (1, col)
+    assert "steps nest deeper than 64 levels (the limit" in str(e)
+
+
+def test_calls_of_named_schedules_count_as_levels():
+    chain = "".join(f"schedule s{i} {{ s{i + 1} }}\n" for i in range(400)) + "schedule s400 { dce }\n"
+    e = located(chain + "schedule default { s0 }\n")
+    assert "steps nest deeper than 64 levels" in str(e)
+    # a schedule within the limit, called from deep inside a fixpoint nest, is refused where it is called
+    ok = "schedule deep { " + nested(60) + " }\n"
+    assert parse_schedule(ok + "schedule default { fixpoint { fixpoint { deep } } }").name == "default"
+    e = located(ok + "schedule default {\n" + "fixpoint{" * 4 + "deep" + "}" * 4 + "}")
+    assert (e.loc.line, e.loc.column) == (3, 37) and "nest deeper than 64" in str(e)
+
+
+def test_include_cycles_self_includes_and_deep_include_chains(tmp_path):
+    (tmp_path / "a.mill").write_text('include "b.mill"\nschedule a { dce }\n')
+    (tmp_path / "b.mill").write_text('include "a.mill"\nschedule b { dce }\n')
+    with pytest.raises(ScheduleError) as ei:
+        load_schedule(str(tmp_path / "a.mill"))
+    a, b = tmp_path / "a.mill", tmp_path / "b.mill"
+    assert str(ei.value).splitlines()[0] == f"{b}:1:1: include cycle: {a} -> {b} -> {a}"
+    (tmp_path / "self.mill").write_text('include "self.mill"\nschedule s { dce }\n')
+    with pytest.raises(ScheduleError, match="include cycle"):
+        load_schedule(str(tmp_path / "self.mill"))
+    for i in range(80):
+        (tmp_path / f"c{i}.mill").write_text(f'include "c{i + 1}.mill"\nschedule c{i} {{ dce }}\n')
+    (tmp_path / "c80.mill").write_text("schedule c80 { dce }\n")
+    with pytest.raises(ScheduleError, match="includes nest deeper than 64 files"):
+        load_schedule(str(tmp_path / "c0.mill") + ":c0")
+
+
+def test_missing_include_and_recursive_schedules(tmp_path):
     (tmp_path / "a.mill").write_text('include "nope.mill"\n')
     with pytest.raises(ScheduleError, match=r"a.mill:1:1: cannot include 'nope.mill': no such file"):
         load_schedule(str(tmp_path / "a.mill"))
-    (tmp_path / "b.mill").write_text('include "c.mill"\n')
-    (tmp_path / "c.mill").write_text('include "b.mill"\n')
-    with pytest.raises(ScheduleError, match="include cycle"):
-        load_schedule(str(tmp_path / "b.mill"))
-    with pytest.raises(ScheduleError, match="calls itself"):
-        parse_schedule("schedule a { b }\nschedule b { a }\nschedule c { a }")
+    e = located("schedule a { b }\nschedule b { a }\nschedule c { a }")
+    assert str(e).splitlines()[0] == "<inline>:2:14: schedule 'a' calls itself (a -> b -> a)"
+    e = located("schedule default { fixpoint { default } }")
+    assert str(e).splitlines()[0] == "<inline>:1:31: schedule 'default' calls itself (default -> default)"
+
+
+# -- option ranges -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, col, message", [
+    ("compound-scale{alpha=0}", 16, "pass 'compound-scale': option 'alpha' must be > 0, got 0.0"),
+    ("compound-scale{beta=-1.5}", 16, "pass 'compound-scale': option 'beta' must be > 0, got -1.5"),
+    ("compound-scale{phi=-1}", 16, "pass 'compound-scale': option 'phi' must be >= 0, got -1.0"),
+    ("compound-scale{divisor=0}", 16, "pass 'compound-scale': option 'divisor' must be >= 1, got 0"),
+    ("fold-constants{size_limit=-1}", 16, "pass 'fold-constants': option 'size_limit' must be >= 0, got -1"),
+    ("merge-ops{hoist_min_macs=-1}", 11, "pass 'merge-ops': option 'hoist_min_macs' must be >= 0, got -1"),
+    ("simplify{max_rounds=0}", 10, "pass 'simplify': option 'max_rounds' must be >= 1, got 0"),
+    ("fixpoint(max_iters=-3){dce}", 10, "fixpoint: option 'max_iters' must be an integer of at least 1, got -3"),
+])
+def test_options_out_of_range_are_refused_when_parsed(text, col, message):
+    e = located(text, "r.mill")
+    assert str(e).splitlines()[0] == f"r.mill:1:{col}: {message}"
+
+
+def test_every_numeric_option_of_every_pass_has_a_range():
+    # seed: any integer is a seed (masked to 32 bits); nothing else is unbounded
+    unbounded = {("compound-scale", "seed")}
+    for name, cls in registered_passes().items():
+        if name.startswith("test-"):
+            continue
+        for o in cls.options:
+            if o.type in (int, float) and (name, o.name) not in unbounded:
+                assert o.accepted_range() is not None, (name, o.name)
+    with pytest.raises(UserInputError, match="option 'alpha' must be > 0, got nan"):
+        pass_class("compound-scale")(alpha=math.nan)  # NaN compares false with every bound: refused too

@@ -262,9 +262,9 @@ class CompoundScale(Pass):
     exactness = "approximate"  # a different network: numerics are not preserved (except at phi = 0)
     options = (
         Option("phi", float, 1.0, "compound coefficient (>= 0)", min=0.0),
-        Option("alpha", float, 1.2, "depth multiplier base (> 0)"),
-        Option("beta", float, 1.1, "width multiplier base (> 0)"),
-        Option("gamma", float, 1.15, "resolution multiplier base (> 0)"),
+        Option("alpha", float, 1.2, "depth multiplier base (> 0)", above=0.0),
+        Option("beta", float, 1.1, "width multiplier base (> 0)", above=0.0),
+        Option("gamma", float, 1.15, "resolution multiplier base (> 0)", above=0.0),
         Option("divisor", int, 8, "channel counts are rounded to multiples of this", min=1),
         Option("seed", int, 0, "seed of new weights"),
     )
