@@ -128,6 +128,18 @@ def simulate_scalesim(topology: str | os.PathLike, config: str | os.PathLike):
 # -- what the CLI's commands need beyond the functions above (graphmill/cli calls this module only) ------------
 
 
+def load_passes(path: str | os.PathLike) -> list[str]:
+    """Run a Python file of the user's own passes and rewrite rules (``--load-passes``, like MLIR's
+    ``--load-pass-plugin``) so schedules can name them; returns the pass names it registered.
+
+    Only a path the user gives loads code, never anything named by a model or a schedule; loading the
+    same file again is a no-op; an error in the file is one ``UserInputError`` naming file and line.
+    """
+    from graphmill.passes.plugins import load_pass_file
+
+    return load_pass_file(path)
+
+
 def list_passes() -> list[dict]:
     """Every registered pass: name, doc, exactness, options (name, type, default, doc, choices), rules."""
     from graphmill.passes import registered_passes

@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "(adds ONNX Runtime's com.microsoft fusions), cleanup")
     g.add_argument("-p", "--pipeline", metavar="INLINE",
                    help="inline schedule, e.g. 'fold-constants,fixpoint{simplify,cse,dce}'")
+    p.add_argument("--load-passes", metavar="FILE.py", action="append",
+                   help="run this Python file of your own passes and rewrite rules first (registered with "
+                        "@register_pass), so -p/-s/--explain-match can name them; repeatable")
     p.add_argument("--check-numerics", action="store_true",
                    help="after each changing pass, compare ONNX Runtime outputs with the original's; stop at the "
                         "first pass that breaks them")
@@ -49,6 +52,8 @@ def summary_line(label: str, before: float, after: float, fmt: str = "{:,}") -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    for plugin in args.load_passes or []:
+        api.load_passes(plugin)
     check_output_path(args.output, [args.model], args.force)
     graph = api.load(args.model)
     print_after = "all" if args.print_ir_after_all else args.print_ir_after

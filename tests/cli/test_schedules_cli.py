@@ -1,0 +1,200 @@
+"""Schedules from the command line and from Python: built-in names, the user's own passes
+(``--load-passes``), and bad schedules as one line with exit status 2.
+
+References: the README's own command and plugin file (run as written), ONNX Runtime on the original
+model (the CLI's comparison), graphmill/passes/default.mill for the built-in schedules, and errors
+written out by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import graphmill
+from graphmill import api
+from graphmill.ir import UserInputError
+from graphmill.ir.builder import GraphBuilder
+from graphmill.passes import registered_passes
+from graphmill.passes.builtin_schedules import builtin_schedule
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+README = os.path.join(ROOT, "README.md")
+EXAMPLE = os.path.join(ROOT, "examples", "my_passes.py")
+
+
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "graphmill.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+def mul_model() -> graphmill.Graph:
+    """y = (x * 2) * 3: one Mul the README's rule rewrites (x * 2 -> x + x) and one it must not."""
+    b = GraphBuilder("g")
+    x = b.input("x", "float32", [3])
+    b.output(b.Mul(b.Mul(x, np.float32(2.0)), np.float32(3.0)), "y")
+    return b.build()
+
+
+@pytest.fixture
+def model(tmp_path) -> str:
+    path = tmp_path / "m.onnx"
+    graphmill.save(mul_model(), path)
+    return str(path)
+
+
+def one_error_line(r: subprocess.CompletedProcess, command: str = "optimize") -> str:
+    """Exit 2, no traceback; the error is the first stderr line (a located DSL error adds the line and a caret)."""
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert "Traceback" not in r.stderr and 1 <= len(lines) <= 3, r.stderr
+    assert lines[0].startswith(f"graphmill {command}: error: "), r.stderr
+    return lines[0][len(f"graphmill {command}: error: "):]
+
+
+# -- the README's plugin example, as written ---------------------------------------------------------------------
+
+
+def readme_plugin_and_command() -> tuple[str, str]:
+    text = open(README, encoding="utf-8").read()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if 'name = "my-fusions"' in b)
+    command = re.search(r"^graphmill optimize m\.onnx .*--load-passes my_passes\.py.*$", text, re.M).group(0)
+    return block, command
+
+
+def test_readme_plugin_command_runs_as_written(tmp_path):
+    block, command = readme_plugin_and_command()
+    assert open(EXAMPLE, encoding="utf-8").read() == block  # examples/my_passes.py is the README's file
+    assert command == ("graphmill optimize m.onnx -o o.onnx --load-passes my_passes.py -p my-fusions "
+                       "--explain-match mul-by-two")
+    graphmill.save(mul_model(), tmp_path / "m.onnx")
+    shutil.copy(EXAMPLE, tmp_path / "my_passes.py")
+    argv = command.split()
+    assert argv[0] == "graphmill"
+    r = run_cli(*argv[1:], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    # the rule fired on x*2 (now x+x) and, asked to explain, names the Mul by 3 where its check fails
+    ops = sorted(n.op_type for n in graphmill.load(tmp_path / "o.onnx").nodes)
+    assert ops == ["Add", "Mul"]
+    assert "the pattern matches, but the check fails: the constant is not 2 [rule of pass 'my-fusions'" in r.stdout
+    assert "within atol" in r.stdout  # ONNX Runtime: same outputs as the original
+
+
+def test_passes_lists_the_loaded_passes(tmp_path):
+    r = run_cli("passes", "--load-passes", EXAMPLE)
+    assert r.returncode == 0, r.stderr
+    assert "my-fusions  (exact)\n    Strength reductions of my model family." in r.stdout
+    assert "    rule mul-by-two [exact]" in r.stdout
+    assert "max_rounds: int (>= 1) = 16" in r.stdout  # option ranges are listed
+    assert "my-fusions" not in run_cli("passes").stdout
+
+
+@pytest.mark.parametrize("source, line, message", [
+    ("import numpy\nimport no_such_module_xyz\n", 2, "ModuleNotFoundError: No module named 'no_such_module_xyz'"),
+    ("x = (\n", 1, "SyntaxError: '(' was never closed"),
+    ("from graphmill.passes import Pass, register_pass\n\n@register_pass\nclass Dce(Pass):\n    name = 'dce'\n",
+     3, "ValueError: pass 'dce' is registered twice"),
+    ("raise SystemExit(3)\n", 1, "SystemExit: 3"),
+])
+def test_errors_in_a_plugin_file_are_one_line_naming_it(tmp_path, model, source, line, message):
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(source)
+    err = one_error_line(run_cli("optimize", model, "-o", str(tmp_path / "o.onnx"), "--load-passes", str(plugin)))
+    assert err == f"{plugin}:{line}: cannot load passes: {message}"
+    assert not (tmp_path / "o.onnx").exists()
+    missing = one_error_line(run_cli("passes", "--load-passes", str(tmp_path / "nope.py")), "passes")
+    assert missing == f"{tmp_path / 'nope.py'}: no such file (--load-passes takes a Python file of passes)"
+
+
+def test_api_load_passes_registers_once(tmp_path):
+    plugin = tmp_path / "count_relus.py"
+    plugin.write_text("from graphmill.passes import Pass, PassResult, register_pass\n\n"
+                      "@register_pass\nclass CountRelus(Pass):\n    name = 'test-plugin-count-relus'\n"
+                      "    preserves = 'all'\n\n    def run(self, graph, ctx):\n"
+                      "        return PassResult(False, {'relus': sum(n.op_type == 'Relu' for n in graph.nodes)})\n")
+    assert "test-plugin-count-relus" not in registered_passes()
+    assert api.load_passes(plugin) == ["test-plugin-count-relus"]
+    assert api.load_passes(str(plugin)) == ["test-plugin-count-relus"]  # a second load is a no-op, not an error
+    b = GraphBuilder("g")
+    b.output(b.Relu(b.Relu(b.input("x", "float32", [2]))), "y")
+    report = graphmill.optimize(b.build(), "test-plugin-count-relus", compare=False)
+    assert report.passes[0]["stats"] == {"relus": 2}
+    with pytest.raises(UserInputError, match=r"nope\.py: no such file"):
+        api.load_passes(tmp_path / "nope.py")
+
+
+# -- built-in schedules by name ------------------------------------------------------------------------------------
+
+
+def test_builtin_names_work_from_python():
+    for name in ("default", "ort"):
+        g = mul_model()
+        report = graphmill.optimize(g, name, compare=True)
+        assert report.schedule_inline == builtin_schedule(name).to_inline()
+        assert report.comparison["ok"]
+
+
+def test_a_mill_file_calls_builtin_schedules(tmp_path, model):
+    (tmp_path / "mine.mill").write_text("schedule mine {\n    default\n    dce\n}\n")
+    r = run_cli("optimize", model, "-o", str(tmp_path / "o.onnx"), "-s", str(tmp_path / "mine.mill"),
+                "--json", str(tmp_path / "r.json"))
+    assert r.returncode == 0, r.stderr
+    import json
+
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["schedule_inline"] == builtin_schedule("default").to_inline() + ",dce"
+    assert data["comparison"]["ok"]
+
+
+# -- bad schedules: one line, exit 2 ---------------------------------------------------------------------------------
+
+
+def test_several_schedules_in_a_file_are_refused_with_their_names(tmp_path, model):
+    mill = tmp_path / "two.mill"
+    mill.write_text("schedule a { dce }\nschedule b { cse }\n")
+    err = one_error_line(run_cli("optimize", model, "-o", str(tmp_path / "o.onnx"), "-s", str(mill)))
+    assert err == (f"{mill} defines 2 schedules that no other one calls (a, b) and none is named 'default': "
+                   f"say which one to run ({mill}:NAME)")
+    assert run_cli("optimize", model, "-o", str(tmp_path / "o.onnx"), "-s", f"{mill}:b").returncode == 0
+
+
+def test_non_utf8_schedule_file(tmp_path, model):
+    mill = tmp_path / "bad.mill"
+    mill.write_bytes(b"schedule a {\xc3( dce }\n")  # 0xc3 starts a 2-byte sequence, '(' cannot continue it
+    err = one_error_line(run_cli("optimize", model, "-o", str(tmp_path / "o.onnx"), "-s", str(mill)))
+    assert err == f"{mill}:1:13: not UTF-8 text: byte 0xc3 at offset 12; schedule files are UTF-8"
+
+
+def test_print_ir_after_an_unknown_pass(tmp_path, model):
+    out = str(tmp_path / "o.onnx")
+    err = one_error_line(run_cli("optimize", model, "-o", out, "--print-ir-after", "simplfy"))
+    assert err == "--print-ir-after simplfy: unknown pass 'simplfy' (did you mean 'simplify'?)"
+    err = one_error_line(run_cli("optimize", model, "-o", out, "-p", "dce", "--print-ir-after", "cse"))
+    assert err == "--print-ir-after cse: the schedule does not run 'cse' (it runs dce)"
+    r = run_cli("optimize", model, "-o", out, "--load-passes", EXAMPLE, "-p", "my-fusions",
+                "--print-ir-after", "my-fusions")
+    assert r.returncode == 0 and "Add" in r.stderr, r.stderr  # a real pass of the schedule still prints
+
+
+def test_deep_schedules_are_one_error_not_a_recursion_traceback(tmp_path, model):
+    deep = "fixpoint{" * 350 + "dce" + "}" * 350
+    err = one_error_line(run_cli("optimize", model, "-o", str(tmp_path / "o.onnx"), "-p", deep))
+    assert err.startswith("<inline>:1:612: steps nest deeper than 64 levels (the limit")
+
+
+def test_pass_options_out_of_range_and_passes_that_need_structure(tmp_path, model):
+    out, rep = str(tmp_path / "o.onnx"), tmp_path / "repro"
+    err = one_error_line(run_cli("optimize", model, "-o", out, "-p", "compound-scale{alpha=0}"))
+    assert err == "<inline>:1:16: pass 'compound-scale': option 'alpha' must be > 0, got 0.0"
+    # a graph without stages: bad input naming the pass, not "pass failed" with a reproducer
+    err = one_error_line(run_cli("optimize", model, "-o", out, "-p", "compound-scale", "--allow", "approximate",
+                                 "--reproducer-dir", str(rep)))
+    assert err.startswith("pass 'compound-scale' cannot run on this model: no stages found in graph 'g'")
+    assert not rep.exists() and not os.path.exists(out)
