@@ -11,6 +11,11 @@ from graphmill.frontend.onnx_shape_inference import infer_shapes
 from graphmill.frontend.torch_import import from_torch
 from graphmill.ir import Graph, GraphmillError, Node, Value, verify
 from graphmill.ir.builder import GraphBuilder
+from graphmill.providers import install_default_providers
+
+# Passes reach ONNX Runtime (node evaluation) and onnx's shape inference only through the PassContext;
+# these are the defaults a context built without them uses (graphmill/providers.py).
+install_default_providers()
 
 __version__ = "0.1.0"
 

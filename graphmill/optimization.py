@@ -21,10 +21,10 @@ from graphmill.passes.dsl import load_schedule
 from graphmill.ir import Graph, GraphmillError, UserInputError
 from graphmill.ir.summary import summarize
 from graphmill.ir.gc_pause import collector_paused
+from graphmill.providers import pass_context
 from graphmill.passes import (
     EXACT,
     REASSOCIATING,
-    PassContext,
     PassFailure,
     PassManager,
     PrintIR,
@@ -150,7 +150,7 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     numerics = ortb.NumericsCheck(rtol=rtol, atol=atol, seed=seed, dims=dims) if check_numerics else None
     if numerics:
         instruments.append(numerics)
-    ctx = PassContext(seed=seed, allow=allow)
+    ctx = pass_context(seed=seed, allow=allow)  # with ONNX Runtime's node evaluator and onnx's shape inference
     before = _brief(graph)
     # One copy of the input instead of a snapshot before every pass: on a failure, the passes that ran
     # are replayed on it (they are deterministic for a seed) to rebuild the model before the failing one.
@@ -182,7 +182,7 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
 
 def _replay(start: Graph, ran: list, seed: int, allow: Iterable[str]) -> Graph:
     """``start`` after the given pass steps: the model as it was before the step that failed."""
-    PassManager(Schedule("replay", list(ran)), ctx=PassContext(seed=seed, allow=allow)).run(start)
+    PassManager(Schedule("replay", list(ran)), ctx=pass_context(seed=seed, allow=allow)).run(start)
     return start
 
 

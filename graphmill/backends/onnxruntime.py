@@ -15,8 +15,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from graphmill.frontend.onnx_export import to_proto
-from graphmill.ir import DataType, ExecutionError, Graph, TensorType, UserInputError
+from graphmill.frontend.onnx_export import node_to_proto, to_proto
+from graphmill.ir import DataType, ExecutionError, Graph, Node, TensorType, UserInputError
 
 _OPT_LEVELS = {
     "disabled": "ORT_DISABLE_ALL",
@@ -315,3 +315,64 @@ class NumericsCheck:
             detail = bad.note or f"max |diff| {bad.max_abs:.3g}, max rel {bad.max_rel:.3g}"
             raise NumericsMismatch(f"changed the numbers: output {bad.name!r} diverged ({detail}; "
                                    f"tolerance atol={self.atol:g} + rtol={self.rtol:g}*|ref|, seed {self.seed})")
+
+
+class OrtNodeEvaluator:
+    """Evaluates one node with ONNX Runtime, on a one-node model: the ``NodeEvaluator`` that
+    fold-constants uses (``graphmill.passes.base.NodeEvaluator``), so a folded value is what ORT
+    computes.
+
+    Sessions run single-threaded with ORT's graph optimizations off (one node has nothing to
+    optimize, and threads cost more than they save on one small op) and ORT's logger silent.
+    """
+
+    def __init__(self) -> None:
+        import onnxruntime as ort  # at construction, not during the first fold's timing
+
+        self._ort = ort
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 4
+        self._options = so
+
+    def evaluate(self, node: Node, inputs: Sequence[Any], graph: Graph) -> list[Any]:
+        """The node's outputs on ``inputs`` (numpy arrays, None for omitted ones); ``ExecutionError``
+        when ORT cannot evaluate the node on its own."""
+        import onnx
+
+        root = graph.root
+        npb = onnx.NodeProto()
+        node_to_proto(node, npb)
+        del npb.input[:]
+        del npb.output[:]
+        in_infos, feeds = [], {}
+        for i, (v, a) in enumerate(zip(node.inputs, inputs)):
+            if v is None:
+                npb.input.append("")
+                continue
+            name = f"in{i}"
+            npb.input.append(name)
+            if name not in feeds:
+                feeds[name] = a
+                elem = onnx.helper.np_dtype_to_tensor_dtype(a.dtype)
+                in_infos.append(onnx.helper.make_tensor_value_info(name, elem, a.shape))
+        out_infos = []
+        for i, v in enumerate(node.outputs):
+            if v is None:
+                npb.output.append("")
+                continue
+            npb.output.append(f"out{i}")
+            out_infos.append(onnx.helper.make_value_info(f"out{i}", onnx.TypeProto()))
+        g = onnx.helper.make_graph([npb], "fold", in_infos, out_infos)
+        opsets = [onnx.helper.make_opsetid(d, ver) for d, ver in root.opset_imports.items()]
+        ir = root.model.ir_version if root.model is not None else 8
+        model = onnx.helper.make_model(g, opset_imports=opsets, ir_version=ir)
+        try:
+            sess = self._ort.InferenceSession(model.SerializeToString(), self._options,
+                                              providers=["CPUExecutionProvider"])
+            outs = sess.run(None, feeds)
+        except Exception as e:  # noqa: BLE001 -- ORT raises several types; any failure means "cannot"
+            raise ExecutionError(f"ONNX Runtime cannot evaluate it alone ({_first_line(e)[:120]})") from None
+        return [np.asarray(o) if isinstance(o, np.ndarray) else o for o in outs]

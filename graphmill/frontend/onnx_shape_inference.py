@@ -4,6 +4,9 @@ The registry knows the ops graphmill transforms and costs; onnx knows every
 standard op. Running onnx's inference on the exported model and merging its
 answers (without ever overriding a more precise type, or a symbol with a
 number) gives the union of both.
+
+``OnnxShapeInferencer`` is that second step alone: the ``ShapeInferencer`` the
+passes get through their ``PassContext`` (passes do not import the frontend).
 """
 
 from __future__ import annotations
@@ -46,18 +49,33 @@ def _drop_placeholders(t):
 def infer_shapes(graph: Graph, *, use_onnx: bool = True, strict: bool = False) -> InferenceReport:
     """Fill in value types in place; returns what was inferred and what could not be."""
     report = infer_types(graph, strict=strict)
-    if not use_onnx:
-        return report
+    if use_onnx:
+        refine_with_onnx(graph, report)
+    return report
+
+
+class OnnxShapeInferencer:
+    """onnx's shape inference (with data propagation) for the values graphmill's registry left
+    open: the ``ShapeInferencer`` (``graphmill.passes.base``) that the shape-inference pass uses."""
+
+    def refine(self, graph: Graph, report: InferenceReport) -> None:
+        refine_with_onnx(graph, report)
+
+
+def refine_with_onnx(graph: Graph, report: InferenceReport) -> None:
+    """Merge onnx's inferred types into the values whose type is still incomplete, in place.
+
+    The graph is exported (big float weights without data) only when some value is open."""
     open_values = {v.name: v for g in graph.all_graphs() for n in g.nodes for v in n.outputs
                    if v is not None and _needs_more(v.type)}
     if not open_values:
-        return report
+        return
     try:
         inferred = onnx.shape_inference.infer_shapes(to_proto(graph, strip_weights_over=WEIGHT_DATA_LIMIT),
                                                        data_prop=True)
     except Exception as e:  # noqa: BLE001 -- onnx's inference is a helper; its failure is not ours
         report.errors.append(f"onnx shape inference failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
-        return report
+        return
     found = {}
     stack = [inferred.graph]
     while stack:
@@ -78,4 +96,3 @@ def infer_shapes(graph: Graph, *, use_onnx: bool = True, strict: bool = False) -
         if merged is not v.type:
             v.type = merged
             report.inferred += 1
-    return report

@@ -16,15 +16,26 @@ the DSL or the command line), so a typo fails before any pass runs. Analyses
 (shapes, costs, use counts) are computed on demand through the context and
 cached until a pass that changed the graph does not declare them preserved --
 the analysis-manager contract of LLVM and MLIR.
+
+Passes never import ``graphmill.frontend`` or ``graphmill.backends``. What a pass
+needs from them arrives through the interfaces below, carried by the
+``PassContext``: a ``NodeEvaluator`` (fold-constants asks it to run one node; the
+ONNX Runtime backend provides one) and a ``ShapeInferencer`` (onnx's inference,
+provided by the frontend's codec) for what the op registry leaves open. A
+context built without them uses the process-wide defaults that the top of the
+package installs (``set_default_providers``; ``graphmill/__init__.py`` installs
+``graphmill.providers.default_providers``), so a ``PassManager`` used directly
+from Python behaves like ``graphmill.optimize()``.
 """
 
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Iterable, Protocol, Sequence, runtime_checkable
 
-from graphmill.ir import Graph, UserInputError
+from graphmill.ir import Graph, Node, UserInputError
+from graphmill.ir.ops import InferenceReport
 
 EXACT = "exact"
 REASSOCIATING = "float-reassociating"
@@ -129,10 +140,81 @@ def register_analysis(cls: type[Analysis]) -> type[Analysis]:
     return cls
 
 
-class PassContext:
-    """State shared by the passes of one run: analyses cache, seed, the exactness allowed."""
+@runtime_checkable
+class NodeEvaluator(Protocol):
+    """Runs one node on constant inputs, as the reference runtime would.
 
-    def __init__(self, *, seed: int = 0, allow: Iterable[str] = (EXACT, REASSOCIATING)) -> None:
+    fold-constants asks it for every op it does not evaluate itself (numpy covers only the ops that
+    move elements), so a folded value is what the runtime computes. ``inputs`` holds one numpy array
+    per node input (None for an omitted optional one); ``graph`` is the graph holding the node (its
+    root carries the opset imports and IR version). Returns one result per node output; raises
+    ``graphmill.ir.ExecutionError`` when the node cannot be evaluated on its own (fold-constants then
+    leaves it and notes why).
+    """
+
+    def evaluate(self, node: Node, inputs: Sequence[Any], graph: Graph) -> list[Any]: ...
+
+
+@runtime_checkable
+class ShapeInferencer(Protocol):
+    """A second opinion on types and shapes, for what graphmill's op registry leaves open.
+
+    ``refine`` fills in, in place, the types of values that are still incomplete (unknown element
+    type, rank or dimension) after ``graphmill.ir.ops.infer_types``; it only adds information (never
+    overrides a declared type or a symbol) and records what it did and what failed in ``report``.
+    """
+
+    def refine(self, graph: Graph, report: InferenceReport) -> None: ...
+
+
+@dataclass
+class Providers:
+    """The services passes use from the parts they must not import (see the module docstring)."""
+
+    node_evaluator: NodeEvaluator | None = None
+    shape_inferencer: ShapeInferencer | None = None
+
+
+_default_factory: Callable[[], Providers] | None = None
+_defaults: Providers | None = None
+
+
+def set_default_providers(factory: Callable[[], Providers] | None) -> None:
+    """Install what a ``PassContext`` built without providers uses (``None`` removes it).
+
+    A factory rather than instances, so nothing heavy (ONNX Runtime) is imported before a pass
+    first needs it; it is called once, on first use.
+    """
+    global _default_factory, _defaults
+    _default_factory = factory
+    _defaults = None
+
+
+def default_providers() -> Providers:
+    """The installed default providers (empty when none were installed)."""
+    global _defaults
+    if _defaults is None:
+        _defaults = _default_factory() if _default_factory is not None else Providers()
+    return _defaults
+
+
+_UNSET: Any = object()
+
+
+class PassContext:
+    """State shared by the passes of one run: analyses cache, seed, the exactness allowed, providers.
+
+    ``node_evaluator`` / ``shape_inferencer``: the services of ``NodeEvaluator`` and
+    ``ShapeInferencer``; left out, the installed defaults (``default_providers()``) are used;
+    ``None`` means none (fold-constants then folds only what it evaluates with numpy, and shape
+    inference uses the op registry alone).
+    """
+
+    def __init__(self, *, seed: int = 0, allow: Iterable[str] = (EXACT, REASSOCIATING),
+                 node_evaluator: NodeEvaluator | None = _UNSET,
+                 shape_inferencer: ShapeInferencer | None = _UNSET) -> None:
+        self._node_evaluator = node_evaluator
+        self._shape_inferencer = shape_inferencer
         self.seed = seed
         self.allow = set(allow)
         bad = self.allow - set(EXACTNESS)
@@ -165,6 +247,18 @@ class PassContext:
 
     def allows(self, exactness: str) -> bool:
         return exactness in self.allow
+
+    @property
+    def node_evaluator(self) -> NodeEvaluator | None:
+        if self._node_evaluator is _UNSET:
+            self._node_evaluator = default_providers().node_evaluator
+        return self._node_evaluator
+
+    @property
+    def shape_inferencer(self) -> ShapeInferencer | None:
+        if self._shape_inferencer is _UNSET:
+            self._shape_inferencer = default_providers().shape_inferencer
+        return self._shape_inferencer
 
 
 class Pass:

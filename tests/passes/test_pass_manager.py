@@ -309,3 +309,86 @@ def test_builtin_analyses_are_cached_until_a_change():
     assert ctx.cached() == set()
     with pytest.raises(GraphmillError, match="unknown analysis 'use-count'"):
         ctx.analysis("use-count", g)
+
+
+# -- providers: what passes get from the frontend and backends, through the context ----------------
+
+def _const_add_graph():
+    """y = x + (a + b) with constants a, b: fold-constants must evaluate the inner Add (not a numpy op)."""
+    b = GraphBuilder("g", opset=17)
+    x = b.input("x", "float32", [3])
+    a = b.const(np.array([1.0, 2.0, 3.0], np.float32))
+    c = b.const(np.array([10.0, 20.0, 30.0], np.float32))
+    b.output(b.Add(x, b.Add(a, c)), "y")
+    return b.build()
+
+
+class CountingEvaluator:
+    """A NodeEvaluator computing Add with numpy (the reference: a hand-checkable sum)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def evaluate(self, node, inputs, graph):
+        self.calls.append(node.op_type)
+        if node.op_type != "Add":
+            raise graphmill.errors.ExecutionError("only Add")
+        return [inputs[0] + inputs[1]]
+
+
+def _folded_constant(g):
+    (add,) = [n for n in g.nodes if n.op_type == "Add"]
+    return add.inputs[1].const.numpy()
+
+
+def test_fold_constants_asks_the_context_node_evaluator():
+    g = _const_add_graph()
+    ev = CountingEvaluator()
+    res = PassManager("fold-constants", ctx=PassContext(node_evaluator=ev)).run(g)
+    assert ev.calls == ["Add"] and res.stats()["fold-constants"]["folded"] == 1
+    assert _folded_constant(g).tolist() == [11.0, 22.0, 33.0]  # 1+10, 2+20, 3+30
+
+
+def test_without_a_node_evaluator_only_numpy_ops_fold_and_the_note_says_why():
+    g = _const_add_graph()
+    res = PassManager("fold-constants", ctx=PassContext(node_evaluator=None)).run(g)
+    assert len([n for n in g.nodes if n.op_type == "Add"]) == 2
+    assert any("no node evaluator" in n for n in res.records[0].notes)
+
+
+def test_a_bare_context_uses_the_installed_defaults_onnxruntime_and_onnx():
+    from graphmill.backends.onnxruntime import OrtNodeEvaluator
+    from graphmill.frontend.onnx_shape_inference import OnnxShapeInferencer
+
+    ctx = PassContext()
+    assert isinstance(ctx.node_evaluator, OrtNodeEvaluator)  # installed by importing graphmill
+    assert isinstance(ctx.shape_inferencer, OnnxShapeInferencer)
+    g = _const_add_graph()
+    PassManager("fold-constants").run(g)  # no context given at all: ONNX Runtime evaluates the Add
+    assert _folded_constant(g).tolist() == [11.0, 22.0, 33.0]
+
+
+class CountingInferencer:
+    def __init__(self):
+        self.calls = 0
+
+    def refine(self, graph, report):
+        self.calls += 1
+        for n in graph.nodes:
+            if n.op_type == "TestOpaque":
+                n.outputs[0].type = TensorType(n.inputs[0].type.dtype, n.inputs[0].type.shape)
+
+
+def test_shape_inferencer_is_asked_only_for_what_the_registry_leaves_open():
+    inf = CountingInferencer()
+    g = relu_chain()  # every value typed by the registry
+    PassManager("shape-inference", ctx=PassContext(shape_inferencer=inf)).run(g)
+    assert inf.calls == 0
+    b = GraphBuilder("g")
+    x = b.input("x", "float32", ["N", 4])
+    y = b.op("TestOpaque", x, domain="test.opaque")  # no registry entry: its output stays open
+    b.output(b.Relu(y), "y")
+    g = b.build(infer=False)
+    res = PassManager("shape-inference", ctx=PassContext(shape_inferencer=inf)).run(g)
+    assert inf.calls == 1 and res.records[0].stats["fallback"] == 1
+    assert g.nodes[0].outputs[0].type == TensorType(x.type.dtype, ("N", 4))  # the inferencer's answer

@@ -11,7 +11,7 @@ import pytest
 import graphmill as gm
 from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import zoo
-from graphmill.frontend.zoo._common import round_filters
+from graphmill.ir.scaling import round_filters
 from graphmill.passes.scaling import scale
 
 # EfficientNet-B0, Table 1 of the paper: (output channels, repeats) of the seven MBConv stages
@@ -53,9 +53,9 @@ def test_b0_compound_rule(b0, phi):
         small = g.copy()
         v = small.inputs[0]
         v.type = v.type.with_shape([1, 3, 64, 64])
-        from graphmill.passes.scaling.compound import _reinfer
+        from graphmill.passes.scaling.compound import reinfer
 
-        _reinfer(small)
+        reinfer(small)
         _finite_run(small)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from graphmill.ir import UserInputError, Value
 from graphmill.ir.builder import GraphBuilder
+from graphmill.ir.scaling import round_filters, round_repeats  # noqa: F401 -- the one definition (ir/scaling.py)
 
 #: 1 / E[act(x)^2] for x ~ N(0, 1): the weight gain that keeps a layer after ``act`` at unit variance
 GAIN = {"relu": 2.0, "relu6": 2.0, "swish": 1 / 0.3553, "none": 1.0}
@@ -55,21 +56,6 @@ def check_batch(batch: Any, *, model: str = "") -> int | str:
     if isinstance(batch, str) and batch.isidentifier():
         return batch
     return check_count("batch", batch, model=model)
-
-
-def round_filters(channels: float, width: float = 1.0, divisor: int = 8, min_value: int | None = None) -> int:
-    """``channels * width`` rounded to a multiple of ``divisor``, never more than 10% below it."""
-    v = channels * width
-    min_value = divisor if min_value is None else min_value
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return int(new_v)
-
-
-def round_repeats(repeats: int, depth: float = 1.0) -> int:
-    """EfficientNet's depth rule: ``ceil(depth * repeats)``."""
-    return int(math.ceil(depth * repeats))
 
 
 def resolve_resolution(resolution: Any, native: int, *, model: str = "", multiple: int = 1) -> int:

@@ -7,8 +7,10 @@ Legal cases (folded):
   or an enclosing one;
 - evaluated with numpy for the ops that only move or describe elements (Shape, Size, Identity,
   Concat, Unsqueeze, Squeeze, Reshape, Gather; any element type, every opset), for
-  ConstantOfShape, and with ONNX Runtime on a one-node model for everything else, so the folded
-  value is what ORT would have computed;
+  ConstantOfShape, and by the context's node evaluator for everything else
+  (``PassContext.node_evaluator``: ONNX Runtime on a one-node model, provided by
+  ``graphmill.backends.onnxruntime.OrtNodeEvaluator``), so the folded value is what ORT would have
+  computed; without an evaluator only the numpy cases fold;
 - ``Constant`` nodes (tensor / float(s) / int(s) forms) become initializers.
 
 Results become initializers named after the values they replace. A value that is a graph
@@ -30,7 +32,7 @@ Refused (left unchanged; the reason is counted in the result's notes):
   hold (bfloat16, float8, 4-bit...), or strings;
 - results that disagree with the declared type (element type or static shape): the graph's
   declaration wins and the node stays;
-- nodes ONNX Runtime cannot evaluate on their own (the error is noted).
+- nodes the evaluator cannot evaluate on their own (the error is noted).
 """
 
 from __future__ import annotations
@@ -38,13 +40,11 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-import onnx
-import onnxruntime as ort  # imported with the pass, not during its first fold
 
-from graphmill.ir import DataType, Graph, Node, Tensor, TensorType, Value
+from graphmill.ir import DataType, ExecutionError, Graph, Node, Tensor, TensorType, Value
 from graphmill.ir.rewrite import constant_value, nested_output_ids
 
-from ..base import Option, Pass, PassContext, PassResult, register_pass
+from ..base import NodeEvaluator, Option, Pass, PassContext, PassResult, register_pass
 from .common import (INPUT_INITIALIZERS, INPUT_INITIALIZERS_DOC, NONDETERMINISTIC, ONNX_DOMAINS,
                      input_initializers_are_constant, opset)
 
@@ -56,7 +56,7 @@ _CONST_ATTRS = ("value", "value_float", "value_floats", "value_int", "value_ints
 
 @register_pass
 class FoldConstants(Pass):
-    """Evaluate constant subgraphs (numpy for shape arithmetic, ONNX Runtime otherwise)."""
+    """Evaluate constant subgraphs (numpy for shape arithmetic, the context's node evaluator otherwise)."""
 
     name = "fold-constants"
     options = (
@@ -75,6 +75,7 @@ class FoldConstants(Pass):
         folded = converted = 0
         known: dict[int, np.ndarray] = {}  # id(value) -> data, for constants of the whole tree
         fold_inputs = input_initializers_are_constant(graph, self.input_initializers)
+        evaluator = ctx.node_evaluator
         for g in list(graph.all_graphs()):
             inputs = {id(v) for v in g.inputs}
             for v in g.initializers.values():
@@ -109,7 +110,7 @@ class FoldConstants(Pass):
                     refused[f"{node.op_type}: output over size_limit ({self.size_limit} elements)"] += 1
                     continue
                 try:
-                    results = _evaluate(node, args, graph)
+                    results = _evaluate(node, args, graph, evaluator)
                 except _CannotFold as e:
                     refused[f"{node.op_type}: {e}"] += 1
                     continue
@@ -288,15 +289,20 @@ def _check_results(node: Node, results: list, limit: int, freed: int = 0) -> str
 
 # -- evaluation ------------------------------------------------------------------------------
 
-def _evaluate(node: Node, args: list, graph: Graph) -> list:
+def _evaluate(node: Node, args: list, graph: Graph, evaluator: NodeEvaluator | None) -> list:
     if node.op_type == "ConstantOfShape":  # one meaning since opset 9; the light models build weights with it
         got = _constant_of_shape(node, args)
         if got is not None:
             return got
-    got = _evaluate_numpy(node, args, opset(graph))
+    got = evaluate_numpy(node, args, opset(graph))
     if got is not None:
         return got
-    return _evaluate_ort(node, args, graph)
+    if evaluator is None:
+        raise _CannotFold("no node evaluator in the pass context (only numpy-evaluated ops fold)")
+    try:
+        return list(evaluator.evaluate(node, args, graph))
+    except ExecutionError as e:
+        raise _CannotFold(str(e)) from None
 
 
 def _constant_of_shape(node: Node, args: list) -> list | None:
@@ -321,8 +327,9 @@ def _constant_of_shape(node: Node, args: list) -> list | None:
 # not defined: those cases go to ORT too. One-node ORT sessions cost a millisecond each, and
 # light_densenet121 alone unsqueezes 242 folded weights.
 
-def _evaluate_numpy(node: Node, args: list, opset_version: int = 13) -> list | None:
-    """The node's outputs computed with numpy, or None if it is not one of the plain cases."""
+def evaluate_numpy(node: Node, args: list, opset_version: int = 13) -> list | None:
+    """The node's outputs computed with numpy, or None if it is not one of the plain cases
+    (simplify's shape arithmetic uses it too)."""
     fn = _NUMPY_OPS.get(node.op_type)
     if fn is None or not args or args[0] is None:
         return None
@@ -430,47 +437,3 @@ def _np_gather(node: Node, args: list, opset_version: int) -> list | None:
 
 _NUMPY_OPS = {"Shape": _np_shape, "Size": _np_size, "Identity": _np_identity, "Concat": _np_concat,
               "Unsqueeze": _np_unsqueeze, "Squeeze": _np_squeeze, "Reshape": _np_reshape, "Gather": _np_gather}
-
-
-def _evaluate_ort(node: Node, args: list, graph: Graph) -> list:
-    from graphmill.frontend.onnx_export import node_to_proto
-
-    root = graph.root
-    npb = onnx.NodeProto()
-    node_to_proto(node, npb)
-    del npb.input[:]
-    del npb.output[:]
-    inputs, feeds = [], {}
-    for i, (v, a) in enumerate(zip(node.inputs, args)):
-        if v is None:
-            npb.input.append("")
-            continue
-        name = f"in{i}"
-        npb.input.append(name)
-        if name not in feeds:
-            feeds[name] = a
-            elem = onnx.helper.np_dtype_to_tensor_dtype(a.dtype)
-            inputs.append(onnx.helper.make_tensor_value_info(name, elem, a.shape))
-    outputs = []
-    for i, v in enumerate(node.outputs):
-        if v is None:
-            npb.output.append("")
-            continue
-        npb.output.append(f"out{i}")
-        outputs.append(onnx.helper.make_value_info(f"out{i}", onnx.TypeProto()))
-    g = onnx.helper.make_graph([npb], "fold", inputs, outputs)
-    opsets = [onnx.helper.make_opsetid(d, v) for d, v in root.opset_imports.items()]
-    ir = root.model.ir_version if root.model is not None else 8
-    model = onnx.helper.make_model(g, opset_imports=opsets, ir_version=ir)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 4
-    try:
-        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        outs = sess.run(None, feeds)
-    except Exception as e:  # noqa: BLE001 -- ORT raises several types; any failure means "do not fold"
-        text = str(e).strip().splitlines()
-        raise _CannotFold(f"ONNX Runtime cannot evaluate it alone ({text[0][:120] if text else type(e).__name__})")
-    return [np.asarray(o) if isinstance(o, np.ndarray) else o for o in outs]

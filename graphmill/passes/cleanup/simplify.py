@@ -622,7 +622,7 @@ SHAPE_ARITH_OPS = ("Concat", "Unsqueeze", "Squeeze", "Gather", "Reshape", "Add",
 
 
 def _shape_arith(m: Match):
-    from .fold_constants import _evaluate_numpy
+    from .fold_constants import evaluate_numpy
 
     node = m.root
     if opset(m.graph) < 13:
@@ -655,7 +655,7 @@ def _shape_arith(m: Match):
             out = np.where((a < 0) != (b < 0), -q, q)  # C++ integer division truncates toward zero
         res = [np.asarray(out, dtype=np.int64)]
     else:
-        res = _evaluate_numpy(node, args)
+        res = evaluate_numpy(node, args)
         if res is None:
             return "not evaluable here"
     if res[0].size > 1024:

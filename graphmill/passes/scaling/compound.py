@@ -31,6 +31,7 @@ from typing import Any
 from graphmill.ir import Graph, TensorType, UserInputError, verify
 from graphmill.ir.summary import constant_values
 from graphmill.ir.ops import infer_types
+from graphmill.ir.scaling import round_filters  # the zoo's rule too: one definition
 
 from ..base import Option, Pass, PassContext, PassResult, register_pass
 from . import channels
@@ -38,12 +39,6 @@ from .depth import deepen
 from .structure import Structure, find_structure
 
 CHANNEL_KEYS = ("cin", "cout", "width", "se_channels", "stem", "head")
-
-
-def round_filters(c: float, w: float = 1.0, divisor: int = 8) -> int:
-    from graphmill.frontend.zoo._common import round_filters as rf  # the zoo's rule, one definition
-
-    return rf(c, w, divisor)
 
 
 def round_resolution(size: int, r: float) -> int:
@@ -63,7 +58,9 @@ def check_multiplier(name: str, value: Any) -> float:
     return v
 
 
-def _reinfer(graph: Graph) -> None:
+def reinfer(graph: Graph) -> None:
+    """Forget every node output's shape and infer them again from the inputs (after channels or the
+    input size changed, the old shapes are wrong, and inference never overrides a known dim)."""
     for n in graph.nodes:
         for v in n.outputs:
             if v is not None and isinstance(v.type, TensorType):
@@ -144,7 +141,7 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
             if n:
                 added += n
                 graph.sort()
-                _reinfer(graph)  # the next stage's copy reads this stage's new output shapes
+                reinfer(graph)  # the next stage's copy reads this stage's new output shapes
 
     widened = resized = 0
     group_sizes: list[tuple[int, int]] = []
@@ -167,7 +164,7 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
         resized = channels.resize_groups(graph, cg, channels.Plan(plan, seed=seed))
         widened = len(plan)
         if plan:
-            _reinfer(graph)
+            reinfer(graph)
 
     globalized = _globalize_pools(graph) if r != 1 else 0
     res_before: dict[str, list] = {}
@@ -185,7 +182,7 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
                 shp[ax] = max(1, round_resolution(shp[ax], r))
             v.type = v.type.with_shape(shp)
         res_after[v.name] = shp[2:]
-    _reinfer(graph)
+    reinfer(graph)
     verify(graph)
 
     after = _stage_rows(struct)
