@@ -319,4 +319,5 @@ def default_base(seed: int = 0) -> Graph:
     """The small base network of the search: ResNet-18 at width 1/8, depth 1/2, 16x16 input, 10 classes."""
     from graphmill.frontend import zoo
 
-    return zoo.build("resnet18", width=0.125, depth=0.5, resolution=16, num_classes=10, seed=seed)
+    return zoo.build("resnet18", width=0.125, depth=0.5, resolution=16, num_classes=10, seed=seed,
+                     min_resolution=16)

@@ -1,5 +1,5 @@
 """Zoo models against published tables: torchvision's documented parameter counts and GFLOPS
-(multiply-adds) for ResNet-18/34/50, and ONNX Runtime running what the zoo builds."""
+(multiply-adds) for ResNet-18/34/50/101, and ONNX Runtime running what the zoo builds."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ PUBLISHED = {
     "resnet18": (11_689_512, 1.81e9),
     "resnet34": (21_797_672, 3.66e9),
     "resnet50": (25_557_032, 4.09e9),
+    "resnet101": (44_549_160, 7.80e9),  # He et al. 2015 Table 1: bottlenecks [3,4,23,3], 7.8 G mult-adds
 }
 
 

@@ -53,3 +53,39 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, word
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and words in r.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("spelling,name", [
+    ("efficientnet-b0", "efficientnet_b0"), ("resnet-50", "resnet50"), ("mobilenet-v2", "mobilenet_v2"),
+    ("vit-b-16", "vit_b_16"), ("ResNet_101", "resnet101"), ("bert-base", "bert_base"), ("mnasnet-a1", "mnasnet_a1"),
+])
+def test_names_accept_dash_and_underscore_alike(spelling, name):
+    """Papers write ResNet-50 and EfficientNet-B0, torchvision resnet50 and efficientnet_b0: all name one model."""
+    assert zoo.resolve_name(spelling) == name
+
+
+@pytest.mark.parametrize("model,resolution,size,minimum", [
+    ("resnet18", "0.01", 2, 32),          # 224 * 0.01 -> a 2x2 input, below the 32 the five stride-2 stages need
+    ("efficientnet-b0", "31", 31, 32),
+    ("mobilenet_v2", "0.1", 22, 32),
+    ("vit_b_16", "0.01", 0, 16),          # not one 16x16 patch
+])
+def test_too_small_resolution_is_refused_naming_the_minimum(tmp_path, model, resolution, size, minimum):
+    out = tmp_path / "m.onnx"
+    r = run_cli(model, "--resolution", resolution, "-o", str(out))
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr
+    assert f"{size}x{size} input" in lines[0] and f"minimum is {minimum}x{minimum}" in lines[0], lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_readme_zoo_list_is_what_zoo_list_prints():
+    """The README's block under `graphmill zoo --list` is the command's output, line for line."""
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    m = re.search(r"<!-- zoo-list -->\n```\n(.*?)```", readme, re.S)
+    assert m, "README.md lacks the <!-- zoo-list --> block"
+    assert m.group(1).splitlines() == run_cli("--list").stdout.splitlines()

@@ -28,6 +28,17 @@ GAIN = {"relu": 2.0, "relu6": 2.0, "swish": 1 / 0.3553, "none": 1.0}
 #: resolution values below this are multipliers, values at or above it are sizes in pixels
 RESOLUTION_SIZE_THRESHOLD = 16
 
+#: The smallest input of the zoo's CNNs (their ``min_resolution`` default): five stride-2 stages, 32 in all;
+#: below it the last stage computes on padding only. A caller that wants such a toy says so (the scale
+#: search's 16x16 digits base passes ``min_resolution=16``).
+CNN_MIN_RESOLUTION = 32
+
+
+def cnn_minimum(min_resolution: int) -> dict:
+    """``resolve_resolution``'s ``minimum``/``why`` arguments for a CNN."""
+    return {"minimum": check_count("min_resolution", min_resolution), "why": "its stages downsample by 32"
+            if min_resolution == CNN_MIN_RESOLUTION else f"min_resolution={min_resolution}"}
+
 
 def check_positive(name: str, value: Any, *, model: str = "") -> float:
     """``value`` as a float, or a UserInputError naming the argument when it is not a number > 0."""
@@ -58,18 +69,27 @@ def check_batch(batch: Any, *, model: str = "") -> int | str:
     return check_count("batch", batch, model=model)
 
 
-def resolve_resolution(resolution: Any, native: int, *, model: str = "", multiple: int = 1) -> int:
+def resolve_resolution(resolution: Any, native: int, *, model: str = "", multiple: int = 1, minimum: int = 1,
+                       why: str = "") -> int:
     """The input size for ``resolution``: a multiplier of ``native`` (< 16) or a size in pixels (>= 16).
 
-    The result is rounded to the nearest multiple of ``multiple`` (at least ``multiple``).
+    The result is rounded to the nearest multiple of ``multiple``. A size below ``minimum`` is refused
+    (``why`` says why in the message): a CNN's stages downsample by 32 in all, so a smaller input leaves
+    its last stages computing on padding only, and a ViT needs one whole patch; such a model would
+    build and run, and its cost figures would mean nothing.
     """
     r = check_positive("resolution", resolution, model=model)
     if r >= RESOLUTION_SIZE_THRESHOLD:
         if not r.is_integer() or int(r) % multiple:
             raise UserInputError(f"resolution={resolution!r} for {model}: an explicit size must be an integer"
                                  + (f" multiple of {multiple}" if multiple > 1 else ""))
-        return int(r)
-    return max(multiple, int(round(r * native / multiple)) * multiple)
+        size = int(r)
+    else:
+        size = int(round(r * native / multiple)) * multiple
+    if size < max(minimum, 1):
+        raise UserInputError(f"resolution={resolution} for {model} gives a {size}x{size} input; the minimum is "
+                             f"{minimum}x{minimum}{' (' + why + ')' if why else ''}")
+    return size
 
 
 class Layers:

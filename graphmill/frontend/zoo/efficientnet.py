@@ -24,8 +24,8 @@ from __future__ import annotations
 from graphmill.ir import Graph
 from graphmill.ir.builder import GraphBuilder
 
-from ._common import (Layers, check_batch, check_count, check_positive, mbconv, resolve_resolution, round_filters,
-                      round_repeats)
+from ._common import (CNN_MIN_RESOLUTION, Layers, check_batch, check_count, check_positive, cnn_minimum, mbconv,
+                      resolve_resolution, round_filters, round_repeats)
 
 # (expand, kernel, stride, in, out, repeats): Table 1 of the paper (EfficientNet-B0).
 B0_BLOCKS = [
@@ -62,7 +62,8 @@ def stage_table(width: float = 1.0, depth: float = 1.0) -> list[dict]:
 
 
 def efficientnet(variant: str = "b0", *, width: float = 1.0, depth: float = 1.0, resolution: float = 1.0,
-                 num_classes: int = 1000, batch: int | str = "N", seed: int = 0, opset: int = 17) -> Graph:
+                 num_classes: int = 1000, batch: int | str = "N", seed: int = 0, opset: int = 17,
+                 min_resolution: int = CNN_MIN_RESOLUTION) -> Graph:
     """EfficientNet-``variant`` (b0..b7), further scaled by the ``width``/``depth``/``resolution`` multipliers."""
     variant = variant.lower().removeprefix("efficientnet-").removeprefix("efficientnet_")
     if variant not in COEFFICIENTS:
@@ -72,7 +73,7 @@ def efficientnet(variant: str = "b0", *, width: float = 1.0, depth: float = 1.0,
     cw, cd, cres, dropout = COEFFICIENTS[variant]
     w = cw * check_positive("width", width, model=name)
     d = cd * check_positive("depth", depth, model=name)
-    res = resolve_resolution(resolution, cres, model=name)
+    res = resolve_resolution(resolution, cres, model=name, **cnn_minimum(min_resolution))
     num_classes = check_count("num_classes", num_classes, model=name)
     batch = check_batch(batch, model=name)
 

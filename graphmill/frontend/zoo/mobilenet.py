@@ -16,8 +16,8 @@ from __future__ import annotations
 from graphmill.ir import Graph
 from graphmill.ir.builder import GraphBuilder
 
-from ._common import (Layers, check_batch, check_count, check_positive, mbconv, resolve_resolution, round_filters,
-                      round_repeats)
+from ._common import (CNN_MIN_RESOLUTION, Layers, check_batch, check_count, check_positive, cnn_minimum, mbconv,
+                      resolve_resolution, round_filters, round_repeats)
 
 # MobileNetV2, Table 2: (t expansion, c channels, n repeats, s stride); all 3x3 depthwise, ReLU6.
 MOBILENET_V2_BLOCKS = [
@@ -45,10 +45,11 @@ MNASNET_A1_BLOCKS = [
 
 def _inverted_residual_net(name: str, table: list[tuple], *, stem: int, head: int, act: str, width: float,
                            depth: float, resolution: float, num_classes: int, batch: int | str, seed: int,
-                           opset: int, head_width: float, family: str) -> Graph:
+                           opset: int, head_width: float, family: str,
+                           min_resolution: int = CNN_MIN_RESOLUTION) -> Graph:
     w = check_positive("width", width, model=name)
     d = check_positive("depth", depth, model=name)
-    res = resolve_resolution(resolution, 224, model=name)
+    res = resolve_resolution(resolution, 224, model=name, **cnn_minimum(min_resolution))
     num_classes = check_count("num_classes", num_classes, model=name)
     batch = check_batch(batch, model=name)
 
@@ -92,7 +93,8 @@ def _inverted_residual_net(name: str, table: list[tuple], *, stem: int, head: in
 
 
 def mobilenet_v2(*, width: float = 1.0, depth: float = 1.0, resolution: float = 1.0, num_classes: int = 1000,
-                 batch: int | str = "N", seed: int = 0, opset: int = 17) -> Graph:
+                 batch: int | str = "N", seed: int = 0, opset: int = 17,
+                 min_resolution: int = CNN_MIN_RESOLUTION) -> Graph:
     """MobileNetV2 from Table 2: stem 32, inverted residuals with ReLU6, 1x1 conv to 1280, classifier.
 
     As in the paper, the last 1x1 conv keeps 1280 channels for width < 1 and grows with width > 1.
@@ -101,13 +103,16 @@ def mobilenet_v2(*, width: float = 1.0, depth: float = 1.0, resolution: float = 
     w = check_positive("width", width, model="mobilenet_v2")
     return _inverted_residual_net("mobilenet_v2", table, stem=32, head=1280, act="relu6", width=w, depth=depth,
                                   resolution=resolution, num_classes=num_classes, batch=batch, seed=seed,
-                                  opset=opset, head_width=max(1.0, w), family="mobilenet_v2")
+                                  opset=opset, head_width=max(1.0, w), family="mobilenet_v2",
+                                  min_resolution=min_resolution)
 
 
 def mnasnet_a1(*, width: float = 1.0, depth: float = 1.0, resolution: float = 1.0, num_classes: int = 1000,
-               batch: int | str = "N", seed: int = 0, opset: int = 17) -> Graph:
+               batch: int | str = "N", seed: int = 0, opset: int = 17,
+               min_resolution: int = CNN_MIN_RESOLUTION) -> Graph:
     """MnasNet-A1 from Figure 7: stem 32, SepConv 16, six MBConv stages (SE where marked), 1x1 conv to 1280."""
     w = check_positive("width", width, model="mnasnet_a1")
     return _inverted_residual_net("mnasnet_a1", MNASNET_A1_BLOCKS, stem=32, head=1280, act="relu", width=w,
                                   depth=depth, resolution=resolution, num_classes=num_classes, batch=batch,
-                                  seed=seed, opset=opset, head_width=w, family="mnasnet")
+                                  seed=seed, opset=opset, head_width=w, family="mnasnet",
+                                  min_resolution=min_resolution)

@@ -48,19 +48,22 @@ class _Net:
 
 
 def resnet(name: str = "resnet18", *, width: float = 1.0, depth: float = 1.0, resolution: float = 224,
-           num_classes: int = 1000, batch: int | str = "N", seed: int = 0, opset: int = 17) -> Graph:
+           num_classes: int = 1000, batch: int | str = "N", seed: int = 0, opset: int = 17,
+           min_resolution: int = 32) -> Graph:
     """A ResNet from the paper's block table; ``name`` in resnet18/34/50/101.
 
     ``width`` scales every stage's channels (``round_filters``, divisor 8), ``depth`` the blocks per
-    stage (``ceil(depth * n)``), ``resolution`` the 224x224 input (a multiplier below 16, else pixels).
+    stage (``ceil(depth * n)``), ``resolution`` the 224x224 input (a multiplier below 16, else pixels),
+    at least ``min_resolution`` (the network's total stride, 32, by default).
     """
-    from ._common import check_batch, check_count, check_positive, resolve_resolution, round_filters, round_repeats
+    from ._common import (check_batch, check_count, check_positive, cnn_minimum, resolve_resolution, round_filters,
+                          round_repeats)
 
     if name not in _LAYOUTS:
         raise ValueError(f"unknown ResNet {name!r}; choose one of {', '.join(_LAYOUTS)}")
     w = check_positive("width", width, model=name)
     d = check_positive("depth", depth, model=name)
-    resolution = resolve_resolution(resolution, 224, model=name)
+    resolution = resolve_resolution(resolution, 224, model=name, **cnn_minimum(min_resolution))
     num_classes = check_count("num_classes", num_classes, model=name)
     batch = check_batch(batch, model=name)
     layout, bottleneck = _LAYOUTS[name]

@@ -157,7 +157,8 @@ def vit(*, width: float = 1.0, depth: float = 1.0, resolution: float = 1.0, patc
                      ("patch", patch), ("image_size", image_size)):
         check_count(arg, val, model=name)
     hidden, heads, mlp = _scaled_width(name, hidden, heads, mlp, w)
-    res = resolve_resolution(resolution, image_size, model=name, multiple=patch)
+    res = resolve_resolution(resolution, image_size, model=name, multiple=patch, minimum=patch,
+                             why=f"one {patch}x{patch} patch")
     batch = check_batch(batch, model=name)
     tokens = (res // patch) ** 2 + 1
 
