@@ -507,24 +507,13 @@ def parse_schedule(text: str, *, source: str = "<inline>", entry: str | None = N
         return p.schedule("default")
     if not own:
         raise ScheduleError(f"{source}: defines no schedule and no steps", None)
-    called = {id(c) for name in own for c in _called(p.schedule(name).body)}
+    called = {id(c) for name in own for c in p.schedule(name).callees()}
     roots = [name for name in own if id(p.schedule(name)) not in called]
     if len(roots) == 1:
         return p.schedule(roots[0])
     how = f"{source}:NAME" if source != "<inline>" else "entry=NAME"
     raise ScheduleError(f"{source} defines {len(roots)} schedules that no other one calls ({', '.join(roots)}) "
                         f"and none is named 'default': say which one to run ({how})", None)
-
-
-def _called(steps: list[Step]) -> list[Schedule]:
-    """The schedules ``steps`` call directly (inside fixpoint and repeat blocks too)."""
-    found: list[Schedule] = []
-    for s in steps:
-        if isinstance(s, Call):
-            found.append(s.schedule)
-        elif isinstance(s, (Fixpoint, Repeat)):
-            found.extend(_called(s.body))
-    return found
 
 
 def load_schedule(path: str, *, entry: str | None = None) -> Schedule:

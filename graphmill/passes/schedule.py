@@ -92,6 +92,10 @@ class Schedule:
         _define(self, out, names, {})
         return "\n".join(out) + "\n"
 
+    def callees(self) -> list["Schedule"]:
+        """The schedules this one calls directly (inside fixpoint and repeat blocks too)."""
+        return _callees(self.body)
+
     def runs(self) -> list[Run]:
         """Every pass step, depth first (for validation and listing)."""
         found: list[Run] = []
