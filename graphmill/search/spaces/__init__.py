@@ -11,7 +11,7 @@ from graphmill.search.space import Space
 
 from .accelerator import accel_config, accelerator_space
 from .joint import joint_space, split
-from .mnasnet import MNASNET_A1, build_mnasnet, check_config, mnasnet_space
+from .mnasnet import MNASNET_A1, MnasNetBuilder, build_mnasnet, check_config, mnasnet_space
 
 SPACES: dict[str, Callable[[], Space]] = {
     "mnasnet": mnasnet_space,
@@ -19,5 +19,5 @@ SPACES: dict[str, Callable[[], Space]] = {
     "mnasnet+accelerator": joint_space,
 }
 
-__all__ = ["SPACES", "MNASNET_A1", "accel_config", "accelerator_space", "build_mnasnet", "check_config",
+__all__ = ["SPACES", "MNASNET_A1", "MnasNetBuilder", "accel_config", "accelerator_space", "build_mnasnet", "check_config",
            "joint_space", "mnasnet_space", "split"]

@@ -26,6 +26,7 @@ Proxy reductions for cheap evaluation: ``width`` (channel multiplier), ``resolut
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 from graphmill.frontend.zoo import (Layers, check_batch, check_count, check_positive, mbconv, resolve_resolution,
@@ -178,3 +179,23 @@ def build_mnasnet(config: dict | None = None, *, width: float = 1.0, resolution:
     g.meta["stages"] = stages
     g.meta["blocks"] = layers
     return g
+
+
+@dataclass
+class MnasNetBuilder:
+    """``builder(config) -> Graph`` with fixed proxy settings: a picklable callable for evaluators and workers.
+
+    A joint NN x accelerator configuration (``{"nn": ..., "accel": ...}``) builds its ``nn`` half.
+    """
+
+    width: float = 1.0
+    resolution: float = 1.0
+    num_classes: int = 1000
+    in_channels: int = 3
+    batch: int | str = 1
+    seed: int = 0
+
+    def __call__(self, config: dict) -> Graph:
+        nn = config["nn"] if isinstance(config, dict) and set(config) == {"nn", "accel"} else config
+        return build_mnasnet(nn, width=self.width, resolution=self.resolution, num_classes=self.num_classes,
+                             in_channels=self.in_channels, batch=self.batch, seed=self.seed)

@@ -1,0 +1,144 @@
+"""Evaluators of graphmill.search: training accuracy, latency, cost, timeouts, the built-in MnasNet reward.
+
+References: MnasNet's reward (Tan et al. 2019, Eq. 2 and Sec. 3: soft alpha = beta = -0.07, hard alpha = 0,
+beta = -1) computed by hand; MnasNet-A1's published 3.9M parameters / 312M multiply-adds (Table 1); the
+simulator's own report (cycles) and the accelerator's clock for ms; ONNX Runtime for the accuracy of the
+exported trained graph; wall-clock bounds for the timeouts.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+
+import numpy as np
+import pytest
+
+from graphmill import api
+from graphmill.backends import onnxruntime as ortb
+from graphmill.backends.simulator.config import as_accel
+from graphmill.search.evaluators import (DEFAULT_ACCEL, AcceleratorEvaluator, CostEvaluator, EvaluationFailed,
+                                         EvaluationTimeout, LatencyEvaluator, MnasNetEvaluator, WithTimeout,
+                                         cost_metrics, digits_data, mnasnet_reward, simulated_latency, train_graph)
+from graphmill.search.spaces import MNASNET_A1, MnasNetBuilder, accel_config, build_mnasnet, joint_space
+from graphmill.util.errors import UserInputError
+
+EDGE = "examples/accelerators/edge.toml"
+
+
+def test_mnasnet_reward_by_hand():
+    # soft constraint: twice the target latency costs 1 - 2^-0.07 = 4.7% of the reward (exp(-0.07 ln 2) = 0.952638)
+    assert mnasnet_reward(0.75, 80.0, 40.0) == pytest.approx(0.75 * 2 ** -0.07) == pytest.approx(0.714478, abs=1e-6)
+    assert mnasnet_reward(0.75, 20.0, 40.0) == pytest.approx(0.75 * 0.5 ** -0.07)
+    # hard constraint: no gain under the target, a steep penalty over it
+    assert mnasnet_reward(0.75, 20.0, 40.0, 0.0, -1.0) == 0.75
+    assert mnasnet_reward(0.75, 80.0, 40.0, 0.0, -1.0) == pytest.approx(0.375)
+
+
+def test_cost_of_mnasnet_a1_is_the_published_one():
+    m = cost_metrics(build_mnasnet(MNASNET_A1))
+    assert m["params"] == 3_920_526          # Table 1: 3.9M
+    assert round(m["macs"] / 1e6) == 312     # Table 1: 312M multiply-adds
+    out = CostEvaluator(MnasNetBuilder())(MNASNET_A1)
+    assert out["reward"] == -m["macs"] and out["params"] == m["params"]
+
+
+def test_simulated_latency_is_cycles_at_the_clock():
+    g = MnasNetBuilder(width=0.25, resolution=32)(MNASNET_A1)
+    m = simulated_latency(g, EDGE)
+    cycles = api.simulate(g, EDGE).total_cycles
+    assert m["cycles"] == cycles > 0
+    assert m["latency_ms"] == pytest.approx(cycles / (500 * 1e3))  # edge.toml: 500 MHz
+    # a symbolic batch is simulated at batch 1
+    sym = build_mnasnet(MNASNET_A1, width=0.25, resolution=32, batch="N")
+    assert simulated_latency(sym, EDGE)["cycles"] == cycles
+    assert LatencyEvaluator(MnasNetBuilder(width=0.25, resolution=32), accel=EDGE)(MNASNET_A1)["reward"] == \
+        -m["latency_ms"]
+    with pytest.raises(UserInputError, match="latency method"):
+        LatencyEvaluator(MnasNetBuilder(), method="gpu")
+
+
+def test_training_is_deterministic_and_the_exported_graph_predicts_as_measured():
+    builder = MnasNetBuilder(width=0.25, resolution=16, num_classes=10, in_channels=1, batch="N")
+    g1, g2 = builder(MNASNET_A1), builder(MNASNET_A1)
+    m1 = train_graph(g1, steps=25, seed=0)
+    m2 = train_graph(g2, steps=25, seed=0)
+    assert m1["accuracy"] == m2["accuracy"] and m1["loss"] == m2["loss"]
+    assert m1["accuracy"] > 0.2  # ten classes: chance is 0.1
+    # the trained weights were written back: ONNX Runtime on the graph reproduces the measured accuracy
+    _, _, xte, yte = digits_data(16, 1, 0)
+    logits = ortb.run(g1, {"input": xte.numpy()})["logits"]
+    assert float((logits.argmax(1) == yte.numpy()).mean()) == pytest.approx(m1["accuracy"], abs=2 / len(yte))
+
+
+def _sleep(config: dict) -> dict:
+    time.sleep(config["seconds"])
+    return {"reward": config["seconds"]}
+
+
+def _raise(config: dict) -> dict:
+    raise ValueError("candidate does not build")
+
+
+class Sleeper:
+    """A picklable evaluator class, as the process mode needs."""
+
+    def __call__(self, config: dict) -> dict:
+        return _sleep(config)
+
+
+@pytest.mark.parametrize("mode", ["signal", "thread", "process"])
+def test_timeout_fails_a_slow_evaluation_on_time(mode):
+    ev = WithTimeout(Sleeper(), 0.5, mode=mode)
+    t = time.perf_counter()
+    with pytest.raises(EvaluationTimeout, match="0.5 s"):
+        ev({"seconds": 30})
+    assert time.perf_counter() - t < 15  # not the 30 s the evaluation wanted (a process start included)
+    assert ev({"seconds": 0.01}) == {"reward": 0.01}
+
+
+def test_timeout_passes_errors_through():
+    with pytest.raises(ValueError, match="does not build"):
+        WithTimeout(_raise, 5, mode="signal")({})
+    with pytest.raises(EvaluationFailed, match="ValueError: candidate does not build"):
+        WithTimeout(_raise, 30, mode="process")({})
+    with pytest.raises(UserInputError, match="timeout mode"):
+        WithTimeout(_raise, 5, mode="alarm")
+    assert pickle.loads(pickle.dumps(WithTimeout(Sleeper(), 2))).seconds == 2
+
+
+def test_builtin_mnasnet_evaluator():
+    ev = MnasNetEvaluator(steps=10, width=0.25, resolution=16, latency_width=0.25, latency_resolution=32,
+                          target_ms=0.2, accel=EDGE)
+    ev = pickle.loads(pickle.dumps(ev))  # process and Ray workers get a pickled copy
+    out = ev(MNASNET_A1)
+    assert set(out) >= {"reward", "accuracy", "latency_ms", "cycles", "macs", "params", "target_ms"}
+    target_graph = MnasNetBuilder(width=0.25, resolution=32)(MNASNET_A1)
+    assert out["cycles"] == api.simulate(target_graph, EDGE).total_cycles
+    assert out["reward"] == pytest.approx(mnasnet_reward(out["accuracy"], out["latency_ms"], 0.2))
+    # a joint configuration runs on its own accelerator (the base supplies the clock)
+    cfg = joint_space().sample(np.random.default_rng(0))
+    cfg["nn"] = MNASNET_A1
+    joint = ev(cfg)
+    acc = as_accel(accel_config(cfg["accel"], EDGE))
+    assert joint["cycles"] == api.simulate(target_graph, acc).total_cycles
+    assert joint["accuracy"] == out["accuracy"]  # same network, same seed
+    # T defaults to MnasNet-A1's latency on the base accelerator: A1 itself then scores its accuracy
+    default_t = MnasNetEvaluator(steps=5, latency_width=0.25, latency_resolution=32)
+    a1 = default_t(MNASNET_A1)
+    assert a1["target_ms"] == a1["latency_ms"] and a1["reward"] == pytest.approx(a1["accuracy"])
+    assert a1["latency_ms"] == simulated_latency(target_graph, DEFAULT_ACCEL)["latency_ms"]
+    hard = MnasNetEvaluator(steps=5, objective="mnasnet-hard", target_ms=1e-6, latency_width=0.25,
+                            latency_resolution=32)(MNASNET_A1)
+    assert hard["reward"] == pytest.approx(hard["accuracy"] * 1e-6 / hard["latency_ms"])
+    with pytest.raises(UserInputError, match="did you mean 'mnasnet'"):
+        MnasNetEvaluator(objective="mnasnett")
+
+
+def test_accelerator_evaluator_scores_latency():
+    cfg = {"rows": 32, "cols": 32, "dataflow": "ws", "ifmap_kb": 256, "filter_kb": 256, "ofmap_kb": 128,
+           "dram_bw_words": 16}
+    out = AcceleratorEvaluator(base=EDGE, width=0.25, resolution=32)(cfg)
+    g = MnasNetBuilder(width=0.25, resolution=32)(MNASNET_A1)
+    assert out["cycles"] == api.simulate(g, accel_config(cfg, EDGE)).total_cycles
+    assert out["reward"] == -out["latency_ms"]
