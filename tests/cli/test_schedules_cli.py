@@ -8,6 +8,7 @@ written out by hand.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -146,8 +147,6 @@ def test_a_mill_file_calls_builtin_schedules(tmp_path, model):
     r = run_cli("optimize", model, "-o", str(tmp_path / "o.onnx"), "-s", str(tmp_path / "mine.mill"),
                 "--json", str(tmp_path / "r.json"))
     assert r.returncode == 0, r.stderr
-    import json
-
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["schedule_inline"] == builtin_schedule("default").to_inline() + ",dce"
     assert data["comparison"]["ok"]
@@ -198,3 +197,14 @@ def test_pass_options_out_of_range_and_passes_that_need_structure(tmp_path, mode
                                  "--reproducer-dir", str(rep)))
     assert err.startswith("pass 'compound-scale' cannot run on this model: no stages found in graph 'g'")
     assert not rep.exists() and not os.path.exists(out)
+
+
+def test_example_schedule_builds_on_the_default_and_a_loaded_pass(tmp_path, model):
+    mill = os.path.join(ROOT, "examples", "with_my_fusions.mill")
+    r = run_cli("optimize", model, "-o", str(tmp_path / "o.onnx"), "--load-passes", EXAMPLE, "-s", mill,
+                "--json", str(tmp_path / "r.json"))
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["schedule_inline"] == builtin_schedule("default").to_inline() + ",my-fusions{max_rounds=4},dce"
+    assert sorted(n.op_type for n in graphmill.load(tmp_path / "o.onnx").nodes) == ["Add", "Mul"]
+    assert data["comparison"]["ok"]  # ONNX Runtime: the same outputs as the original
