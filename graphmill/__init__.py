@@ -20,12 +20,12 @@ install_default_providers()
 __version__ = "0.1.0"
 
 __all__ = ["load", "save", "optimize", "inspect", "inspect_file", "simulate", "infer_shapes", "Graph", "Node", "Value", "verify",
-           "GraphBuilder", "GraphmillError", "__version__", "from_torch", "to_torch"]
+           "GraphBuilder", "GraphmillError", "__version__", "from_torch", "to_torch", "export_weights"]
 
 
-def __getattr__(name):  # ``to_torch`` imports torch: only when asked for
-    if name == "to_torch":
-        from graphmill.backends.torch_lowering import to_torch
+def __getattr__(name: str):  # the torch backend imports torch: only when asked for
+    if name in ("to_torch", "export_weights"):
+        from graphmill.backends import torch as torch_backend
 
-        return to_torch
+        return getattr(torch_backend, name)
     raise AttributeError(f"module 'graphmill' has no attribute {name!r}")
