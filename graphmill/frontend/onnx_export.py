@@ -211,11 +211,12 @@ def graph_to_proto(g: Graph, gp: onnx.GraphProto, *, initializers_are_inputs: bo
             deferred.append((name, v.const))
         else:
             tensor_to_proto(v.const, name, into=gp.initializer.add())
-    for n in g._nodes:
+    nodes = g.nodes
+    for n in nodes:
         node_to_proto(n, gp.node.add())
     boundary = {id(v) for v in g.inputs} | {id(v) for v in g.outputs} | {id(v) for v in g.initializers.values()}
-    for n in g._nodes:
-        for v in n._outputs:
+    for n in nodes:
+        for v in n.outputs:
             if v is None or id(v) in boundary:
                 continue
             if v.type is not None or v.doc_string or v.metadata_props:
@@ -243,14 +244,15 @@ def function_to_proto(f: Function) -> onnx.FunctionProto:
     fp.attribute.extend(f.attributes)
     for a in f.attribute_defaults.values():
         _attr_to_proto(a, fp.attribute_proto.add())
-    for n in body._nodes:
+    nodes = body.nodes
+    for n in nodes:
         node_to_proto(n, fp.node.add())
     for d, ver in body.opset_imports.items():
         o = fp.opset_import.add()
         o.domain, o.version = d, ver
     boundary = {id(v) for v in body.inputs} | {id(v) for v in body.outputs}
-    for n in body._nodes:
-        for v in n._outputs:
+    for n in nodes:
+        for v in n.outputs:
             if v is not None and id(v) not in boundary and v.type is not None:
                 _value_info(v, fp.value_info.add())
     if f.doc_string:

@@ -158,8 +158,7 @@ class _Importer:
             v = Value(vi.name, type_from_proto(vi.type) if vi.HasField("type") else None, doc_string=vi.doc_string)
             if len(vi.metadata_props):
                 v.metadata_props = _props(vi.metadata_props)
-            v._owner = g
-            g.inputs.append(v)
+            g.add_input(v)
             scope.maps[0][vi.name] = v
         local_inputs = {v.name: v for v in g.inputs}
         for i, tp in enumerate(gp.initializer):
@@ -167,20 +166,18 @@ class _Importer:
             v = local_inputs.get(tp.name)
             if v is None:
                 v = Value(tp.name, TensorType(t.dtype, t.shape))
-                v._owner = g
                 scope.maps[0][tp.name] = v
             v.const = t
-            g.initializers[tp.name] = v
+            self.add_initializer(g, v)
         for sp in gp.sparse_initializer:
             st = self.sparse(sp)
             name = sp.values.name
             v = local_inputs.get(name)
             if v is None:
                 v = Value(name, SparseTensorType(st.dtype, st.dims))
-                v._owner = g
                 scope.maps[0][name] = v
             v.const = st
-            g.initializers[name] = v
+            self.add_initializer(g, v)
 
         # Sweep 1: every node output gets its Value, so inputs can be resolved in any order.
         pending: list[tuple[onnx.NodeProto, list[Value | None]]] = []
@@ -231,10 +228,7 @@ class _Importer:
                 node.extra["device_configurations"] = [d.SerializeToString() for d in npb.device_configurations]
             if len(npb.attribute):
                 node.attrs = {ap.name: self.attr(ap, scope, node) for ap in npb.attribute}
-            node.graph = g
-            for sub in node.subgraphs():
-                sub.parent = node
-            g._nodes.append(node)
+            g.append(node)  # adopts the node and its subgraphs; the Node already recorded its inputs' uses
 
         for vi in gp.output:
             v = scope.get(vi.name) if vi.name else None
@@ -259,11 +253,17 @@ class _Importer:
             g.extra["value_info"] = extra
         # Out-of-order files are legal to read; the IR keeps nodes sorted.
         try:
-            if not _is_sorted(g):
+            if not g.is_sorted():
                 g.sort()
         except IRError as e:
             raise self.error(str(e)) from None
         return g
+
+    def add_initializer(self, g: Graph, v: Value) -> None:
+        try:
+            g.add_initializer(v)
+        except IRError as e:  # two initializers of one name
+            raise self.error(str(e)) from None
 
     def function(self, fp: onnx.FunctionProto) -> Function:
         gp = onnx.GraphProto()
@@ -296,19 +296,6 @@ def _meta_from_json(text: str, path: str, where: str) -> dict:
     if not isinstance(meta, dict):
         raise ModelLoadError(f"{path}: {where!r} has a {META_KEY} entry that is not a JSON object")
     return meta
-
-
-def _is_sorted(g: Graph) -> bool:
-    seen: set[int] = set()
-    local = {id(v) for n in g._nodes for v in n._outputs if v is not None}
-    for n in g._nodes:
-        for v in n._inputs:
-            if v is not None and id(v) in local and id(v) not in seen:
-                return False
-        for v in n._outputs:
-            if v is not None:
-                seen.add(id(v))
-    return True
 
 
 def _text(b: bytes) -> str | bytes:
@@ -381,5 +368,4 @@ def from_proto(model: onnx.ModelProto, *, base_dir: str | None = None, path: str
     for fp in model.functions:
         f = imp.function(fp)
         g.functions[f.key] = f
-    g._names = None
     return g

@@ -70,9 +70,7 @@ class GraphBuilder:
             if value.name != name:
                 if any(v.name == name for v in self.graph.values()):
                     raise IRError(f"output name {name!r} is already used")
-                self.graph._name_set().discard(value.name)
-                value.name = name
-                self.graph._name_set().add(name)
+                self.graph.rename(value, name)
         self.graph.outputs.append(value)
         return value
 

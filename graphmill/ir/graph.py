@@ -264,7 +264,9 @@ class Node:
         else:
             self.attrs[name] = infer_attr(name, value)
 
-    def _detach_inputs(self) -> None:
+    def detach_inputs(self) -> None:
+        """Drop every input, with its use record (the slots stay, empty): for a node being discarded,
+        e.g. one a rewrite built and then did not insert."""
         for i, v in enumerate(self._inputs):
             if v is not None:
                 v._uses.remove((self, i))
@@ -406,6 +408,13 @@ class Graph:
         elif self.root._names is not None:
             self.root._names.add(value.name)
 
+    def rename(self, value: Value, name: str) -> None:
+        """Give ``value`` (of this graph tree) a new name, keeping ``unique_name``'s record of taken names."""
+        names = self._name_set()
+        names.discard(value.name)
+        value.name = name
+        names.add(name)
+
     # -- mutation: inputs, outputs, initializers ---------------------------------
     def add_input(self, value: Value) -> Value:
         if value.producer is not None:
@@ -532,7 +541,7 @@ class Graph:
                     raise IRError(f"cannot remove {node.describe()}: output %{v.name} is a graph output")
         i = self._index_of(node)
         del self._nodes[i]
-        node._detach_inputs()
+        node.detach_inputs()
         node.graph = None
 
     def remove_nodes(self, nodes: Iterable[Node]) -> None:
@@ -551,7 +560,7 @@ class Graph:
                     raise IRError(f"cannot remove {n.describe()}: output %{v.name} is a graph output")
         self._nodes = [n for n in self._nodes if id(n) not in doomed]
         for n in doomed.values():
-            n._detach_inputs()
+            n.detach_inputs()
             n.graph = None
 
     def replace_node(self, old: Node, new: Node | Sequence[Node], outputs: Sequence[Value | None] | None = None) -> None:
@@ -575,6 +584,20 @@ class Graph:
         self.remove_node(old)
 
     # -- ordering -----------------------------------------------------------------
+    def is_sorted(self) -> bool:
+        """Whether every node comes after the producers of what it reads in this graph (outer-scope
+        values and graph inputs are always available). Readers of files check it before ``sort()``."""
+        local = {id(v) for n in self._nodes for v in n._outputs if v is not None}
+        seen: set[int] = set()
+        for n in self._nodes:
+            for v in n._inputs:
+                if v is not None and id(v) in local and id(v) not in seen:
+                    return False
+            for v in n._outputs:
+                if v is not None:
+                    seen.add(id(v))
+        return True
+
     def sort(self) -> None:
         """Reorder nodes topologically, keeping the current order where it is already valid.
 

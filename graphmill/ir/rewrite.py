@@ -286,7 +286,7 @@ class ReplacementBuilder:
     def rollback(self) -> None:
         """Undo what the builder created (the nodes were never inserted)."""
         for n in self.new_nodes:
-            n._detach_inputs()
+            n.detach_inputs()
         for v in self.new_consts:
             if v.num_uses == 0:
                 self.graph.remove_initializer(v)

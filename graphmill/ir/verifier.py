@@ -78,27 +78,36 @@ def _check_graph(graph: Graph, outer: set[int], problems: list[str], names: dict
 
     # Definitions by position, to tell "used before defined" from "never defined".
     defined_at: dict[int, int] = {}
-    for i, n in enumerate(graph._nodes):
-        for v in n._outputs:
+    for i, n in enumerate(graph.nodes):
+        for v in n.outputs:
             if v is not None:
                 defined_at[id(v)] = i
 
-    for i, n in enumerate(graph._nodes):
+    use_sets: dict[int, set[tuple[int, int]]] = {}  # id(value) -> {(id(user), input index)}, built once each
+
+    def listed(v, n, k) -> bool:
+        got = use_sets.get(id(v))
+        if got is None:
+            got = use_sets[id(v)] = {(id(u), j) for u, j in v.uses()}
+        return (id(n), k) in got
+
+    nodes = graph.nodes
+    for i, n in enumerate(nodes):
         if n.graph is not graph:
             problems.append(f"{label}: {n.describe()} at #{i} does not point back at its graph")
-        for k, v in enumerate(n._inputs):
+        for k, v in enumerate(n.inputs):
             if v is None:
                 continue
-            if (n, k) not in v._uses:
+            if not listed(v, n, k):
                 problems.append(f"{_where(n, i)}: input {k} (%{v.name}) is missing from its use list")
             if id(v) in scope:
                 continue
             if id(v) in defined_at:
                 problems.append(f"{_where(n, i)}: input %{v.name} is used before it is defined "
-                                f"(by {graph._nodes[defined_at[id(v)]].describe()} at #{defined_at[id(v)]})")
+                                f"(by {nodes[defined_at[id(v)]].describe()} at #{defined_at[id(v)]})")
             else:
                 problems.append(f"{_where(n, i)}: input %{v.name} is not defined in this graph or an enclosing one")
-        for k, v in enumerate(n._outputs):
+        for k, v in enumerate(n.outputs):
             if v is None:
                 continue
             if v.producer is not n or v.index != k:
@@ -108,16 +117,17 @@ def _check_graph(graph: Graph, outer: set[int], problems: list[str], names: dict
             if sub.parent is not n:
                 problems.append(f"{_where(n, i)}: subgraph {sub.name!r} does not point back at its node")
             _check_graph(sub, scope, problems, names, where=f"subgraph {sub.name!r} of {n.describe()}")
-        for v in n._outputs:
+        for v in n.outputs:
             if v is not None:
                 scope.add(id(v))
         # use lists must not claim uses that are not there
-    for n in graph._nodes:
-        for v in n._outputs:
+    for n in nodes:
+        for v in n.outputs:
             if v is None:
                 continue
-            for user, k in v._uses:
-                if k >= len(user._inputs) or user._inputs[k] is not v:
+            for user, k in v.uses():
+                ins = user.inputs
+                if k >= len(ins) or ins[k] is not v:
                     problems.append(f"{label}: %{v.name} lists a use by {user.describe()} input {k} that is not there")
     for v in graph.outputs:
         if v is None or id(v) not in scope:

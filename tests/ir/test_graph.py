@@ -142,11 +142,49 @@ def test_copy_is_independent_and_prints_the_same():
 
 
 def test_printer_is_stable_and_readable():
+    # Reference: the text form written out by hand from small_graph's construction (opset 17, the
+    # scalar constant first, each node with its inferred type and its name, then the return).
     g, _ = small_graph()
     text = str(g)
     assert text == str(g)
-    assert "%relu_out = Relu(%x) -> float32[N,4]" in text or "Relu(%x)" in text
-    assert "return %y" in text
+    assert text == (
+        "graph g <ai.onnx:17> (\n"
+        "    %x: float32[N,4]\n"
+        ") {\n"
+        "  const %const: float32[] = float32[] [2.]\n"
+        "  %relu_out = Relu(%x) -> float32[N,4]  # relu\n"
+        "  %add_out = Add(%relu_out, %x) -> float32[N,4]  # add\n"
+        "  %y = Mul(%add_out, %const) -> float32[N,4]  # mul\n"
+        "  return %y\n"
+        "}"
+    )
+
+
+def test_is_sorted_and_rename_are_the_public_ways_to_check_order_and_rename():
+    g, v = small_graph()
+    assert g.is_sorted()
+    x = Value("x", TensorType(DataType.FLOAT, (4,)))
+    h = Graph("h", inputs=[x])
+    t = Value("t")
+    second = Node("Neg", [t], name="second")
+    first = Node("Relu", [x], outputs=[t], name="first")
+    h.append(second)  # appended before the producer of what it reads
+    h.append(first)
+    h.outputs.append(second.output)
+    assert not h.is_sorted()
+    h.sort()
+    assert h.is_sorted() and [n.name for n in h.nodes] == ["first", "second"]
+    g.rename(v["x"], "input0")
+    assert v["x"].name == "input0" and g.unique_name("x") == "x" and g.unique_name("input0") != "input0"
+
+
+def test_detach_inputs_drops_the_use_records():
+    g, v = small_graph()
+    n = Node("Sub", [v["x"], v["a"]])
+    assert v["x"].num_uses == 3
+    n.detach_inputs()  # never inserted: the rewrite builder's rollback
+    assert v["x"].num_uses == 2 and n.inputs == (None, None)
+    _consistent(g)
 
 
 def test_to_networkx_has_one_edge_per_use():

@@ -73,7 +73,7 @@ def infer_types(graph: Graph, *, strict: bool = False, recurse: bool = True) -> 
 
 def _infer_graph(graph: Graph, opsets: dict[str, int], known: dict[int, np.ndarray], report: InferenceReport,
                  strict: bool, recurse: bool) -> None:
-    for node in graph._nodes:
+    for node in graph.nodes:
         if recurse:
             for sub in node.subgraphs():
                 _infer_graph(sub, opsets, known, report, strict, recurse)
@@ -104,7 +104,7 @@ def _infer_node(node: Node, opsets: dict[str, int], known: dict[int, np.ndarray]
             raise ShapeInferenceError(msg) from e
         report.errors.append(msg)
         return
-    for i, out in enumerate(node._outputs):
+    for i, out in enumerate(node.outputs):
         if out is None or i >= len(types):
             continue
         t = types[i]
