@@ -322,9 +322,9 @@ def test_parameter_names_are_sanitized_and_unique():
     h = onnx.helper
     x = h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2])
     y = h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
-    w1 = h.make_tensor("layer.0/weight:0", onnx.TensorProto.FLOAT, [2], [1, 2])
+    w1 = h.make_tensor("layer.0/weight:0", onnx.TensorProto.FLOAT, [2, 2], [1, 2, 3, 4])  # a Linear: MatMul + Add
     w2 = h.make_tensor("layer_0_weight_0", onnx.TensorProto.FLOAT, [2], [3, 4])
-    n1 = h.make_node("Mul", ["x", "layer.0/weight:0"], ["t"])
+    n1 = h.make_node("MatMul", ["x", "layer.0/weight:0"], ["t"])
     n2 = h.make_node("Add", ["t", "layer_0_weight_0"], ["y"])
     g = from_proto(h.make_model(h.make_graph([n1, n2], "g", [x], [y], [w1, w2]),
                                 opset_imports=[h.make_opsetid("", 17)]))
@@ -332,3 +332,143 @@ def test_parameter_names_are_sanitized_and_unique():
     assert sorted(m.param_names.values()) == ["layer.0/weight:0", "layer_0_weight_0"]
     assert len(set(m.param_names)) == 2 and all(k.isidentifier() for k in m.param_names)
     assert dict(m.named_parameters()).keys() == m.param_names.keys()
+
+
+# -- what is trained: weights are Parameters, every other constant a buffer -------------------------------
+def _attention_gelu_graph():
+    """One post-LN attention + GELU block written out in ONNX (hidden 8, 2 heads of 4, causal mask by Where).
+
+    Weights (hand-listed): the four projections' MatMul weights and Add biases, LayerNormalization's scale and
+    bias. Constants: the attention scale sqrt(4), the mask fill value, GELU's 1/sqrt(2), 1 and 0.5, two Reshape
+    shapes and the boolean mask."""
+    h, P = onnx.helper, onnx.TensorProto
+    rng = np.random.default_rng(0)
+    inits, nodes = [], []
+
+    def init(name, arr):
+        inits.append(onnx.numpy_helper.from_array(np.asarray(arr), name))
+        return name
+
+    def node(op, ins, out, **attrs):
+        nodes.append(h.make_node(op, ins, [out], **attrs))
+        return out
+
+    def linear(x, name):
+        w = init(f"{name}.weight", rng.normal(0, 0.3, (8, 8)).astype(np.float32))
+        b = init(f"{name}.bias", rng.normal(0, 0.1, 8).astype(np.float32))
+        return node("Add", [node("MatMul", [x, w], f"{name}_mm"), b], f"{name}_out")
+
+    heads = init("heads_shape", np.array([0, 0, 2, 4], np.int64))
+    q = node("Transpose", [node("Reshape", [linear("x", "q"), heads], "q4")], "qh", perm=[0, 2, 1, 3])
+    k = node("Transpose", [node("Reshape", [linear("x", "k"), heads], "k4")], "kh", perm=[0, 2, 3, 1])
+    v = node("Transpose", [node("Reshape", [linear("x", "v"), heads], "v4")], "vh", perm=[0, 2, 1, 3])
+    s = node("Div", [node("MatMul", [q, k], "qk"), init("attn_scale", np.array(2.0, np.float32))], "scores")
+    s = node("Where", [init("causal_mask", np.triu(np.ones((5, 5), bool), 1)),
+                       init("mask_fill", np.array(-1e4, np.float32)), s], "masked")
+    a = node("Transpose", [node("MatMul", [node("Softmax", [s], "probs", axis=-1), v], "av")], "at", perm=[0, 2, 1, 3])
+    o = linear(node("Reshape", [a, init("merge_shape", np.array([0, 0, 8], np.int64))], "merged"), "out")
+    e = node("Erf", [node("Div", [o, init("gelu_sqrt2", np.array(np.sqrt(2.0), np.float32))], "o_s")], "erf")
+    g = node("Mul", [node("Mul", [o, init("gelu_half", np.array(0.5, np.float32))], "o_h"),
+                     node("Add", [e, init("gelu_one", np.array(1.0, np.float32))], "erf1")], "gelu")
+    node("LayerNormalization", [node("Add", ["x", g], "res"), init("norm.weight", 1 + 0.1 * rng.normal(size=8).astype(np.float32)),
+                                init("norm.bias", 0.1 * rng.normal(size=8).astype(np.float32))], "y", axis=-1, epsilon=1e-5)
+    model = h.make_model(h.make_graph(nodes, "attn_gelu", [h.make_tensor_value_info("x", P.FLOAT, ["N", 5, 8])],
+                                      [h.make_tensor_value_info("y", P.FLOAT, None)], inits),
+                         opset_imports=[h.make_opsetid("", 17)])
+    return from_proto(model)
+
+
+ATTN_WEIGHTS = {f"{p}.{w}" for p in ("q", "k", "v", "out", "norm") for w in ("weight", "bias")}
+ATTN_CONSTANTS = {"attn_scale", "mask_fill", "gelu_sqrt2", "gelu_one", "gelu_half", "heads_shape", "merge_shape",
+                  "causal_mask"}
+
+
+def test_only_weights_are_parameters_and_training_leaves_constants_alone():
+    """Reference: the hand-listed weights above; ONNX Runtime on the same graph before and after a step."""
+    g = _attention_gelu_graph()
+    before = {k: v.const.numpy().copy() for k, v in g.initializers.items()}
+    m = to_torch(g)
+    assert set(m.param_names.values()) == ATTN_WEIGHTS
+    assert {n for n, _ in m.named_parameters()} == set(m.param_names)
+    assert set(m.buffer_names.values()) == ATTN_CONSTANTS
+    assert set(m.state_dict()) == set(m.param_names) | set(m.buffer_names)  # buffers are persistent
+
+    x = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert close(m.eval()(x).numpy(), ortb.run(g, {"x": x.numpy()})["y"])
+
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.1)  # decay would move any constant it saw
+    m.train()
+    loss = (m(x) ** 2).mean()
+    loss.backward()
+    opt.step()
+    for bname, vname in m.buffer_names.items():
+        assert np.array_equal(to_numpy(getattr(m, bname)), before[vname]), vname
+    for pname, vname in m.param_names.items():
+        assert not np.array_equal(to_numpy(getattr(m, pname)), before[vname]), vname
+
+    assert export_weights(m, g) == len(ATTN_WEIGHTS)
+    for name in ATTN_CONSTANTS:
+        assert np.array_equal(g.initializers[name].const.numpy(), before[name]), name
+    for pname, vname in m.param_names.items():
+        assert np.array_equal(g.initializers[vname].const.numpy(), to_numpy(getattr(m, pname))), vname
+    with torch.no_grad():
+        assert close(m.eval()(x).numpy(), ortb.run(g, {"x": x.numpy()})["y"])  # the trained weights, both sides
+
+
+def _bert_param_count(L, h, ffn, vocab, pos, types):
+    """BERT's parameter count (Devlin et al.; HF BertModel's tensors): embeddings and their LayerNorm, per layer
+    four h x h projections, two LayerNorms and the FFN, all with biases; the pooler."""
+    return (vocab + pos + types) * h + 2 * h + L * (4 * (h * h + h) + 4 * h + 2 * h * ffn + ffn + h) + h * h + h
+
+
+def _vit_param_count(L, h, mlp, patch, tokens, classes):
+    """ViT's parameter count (Dosovitskiy et al.; torchvision's VisionTransformer tensors): patch conv with bias,
+    class token, position embedding, per layer two LayerNorms, four h x h projections and the MLP, final
+    LayerNorm, head."""
+    return (3 * patch * patch * h + h + h + tokens * h + L * (4 * h + 4 * (h * h + h) + 2 * h * mlp + mlp + h)
+            + 2 * h + h * classes + classes)
+
+
+def test_zoo_transformers_train_exactly_their_weights():
+    """Reference: BERT's and ViT's published parameter structure (hand counts above); every scalar constant
+    (attention scale, GELU's constants) is a buffer."""
+    bert = zoo.build("bert", layers=2, hidden=64, heads=2, ffn=128, vocab=100, max_positions=32)
+    vit = zoo.build("vit", layers=2, hidden=64, heads=2, mlp=128, image_size=32, patch=8, num_classes=10)
+    for g, expected, n_tensors in ((bert, _bert_param_count(2, 64, 128, 100, 32, 2), 5 + 16 * 2 + 2),
+                                   (vit, _vit_param_count(2, 64, 128, 8, 17, 10), 4 + 16 * 2 + 4)):
+        m = to_torch(g)
+        assert sum(p.numel() for p in m.parameters()) == expected, g.name
+        assert len(m.param_names) == n_tensors, g.name
+        scalars = {k for k, v in g.initializers.items() if v.const.numpy().ndim == 0}
+        assert scalars and scalars <= set(m.buffer_names.values()), g.name
+
+
+def test_group_norm_export_trains_its_weight_and_bias():
+    """nn.GroupNorm exports as InstanceNormalization on constant ones/zeros, then Mul and Add by the weight and
+    bias. Reference: the torch module's own parameters (same count and shapes' sizes)."""
+    torch.manual_seed(0)
+    src = nn.Sequential(nn.Conv2d(3, 6, 3), nn.GroupNorm(2, 6), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(6, 4)).eval()
+    x = torch.randn(2, 3, 6, 6)
+    g = graphmill.from_torch(src, x)
+    expected = sorted(p.numel() for _, p in src.named_parameters())
+    m = to_torch(g).eval()
+    assert sorted(p.numel() for p in m.parameters()) == expected
+    with torch.no_grad():
+        assert close(m(x).numpy(), src(x).numpy())
+    from graphmill.passes.manager import run_passes
+
+    run_passes(g, "fold-constants")  # the exporter's ones and zeros become initializers: still not weights
+    assert sum(1 for n in g if n.op_type == "InstanceNormalization" and n.inputs[1].is_initializer) == 1
+    assert sorted(p.numel() for p in to_torch(g).parameters()) == expected
+
+
+def test_trainable_override():
+    g = _attention_gelu_graph()
+    m = to_torch(g, trainable={"q.weight", "gelu_half"})
+    assert set(m.param_names.values()) == {"q.weight", "gelu_half"}
+    with pytest.raises(UserInputError, match="no initializer 'nope'"):
+        to_torch(g, trainable={"nope"})
+    with pytest.raises(UserInputError, match="heads_shape.*floating"):
+        to_torch(g, trainable={"heads_shape"})

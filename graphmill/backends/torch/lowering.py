@@ -5,13 +5,17 @@ ops (``ops`` holds each op's ONNX semantics, by op family); it is eager, not tra
 shape-computing subgraphs (Shape -> Gather -> Concat -> Reshape) simply run.
 
 Weights:
-  * a floating initializer that some node reads as data (a Conv weight, a Gemm
-    bias, a BatchNormalization scale) becomes a trainable ``nn.Parameter``;
-  * a floating initializer read only in slots that carry no weights (Reshape's
-    shape, Resize's scales, BatchNormalization's running mean and variance)
-    becomes a buffer, as do integer and bool initializers and Constant nodes;
+  * only the graph's weights become trainable ``nn.Parameter``s: Conv/ConvTranspose/
+    Gemm/MatMul weights and biases, normalization scales and biases, embedding tables
+    and learned position embeddings (``weights.weight_initializers`` states the rules;
+    ``to_torch(graph, trainable=names)`` overrides them);
+  * every other initializer (attention scales, mask fill values, GELU constants,
+    shapes, axes, running statistics) and every Constant node is a buffer: it moves
+    with ``.to(device)``, no optimizer sees it, and training leaves it unchanged.
+    Buffers are persistent, so ``state_dict()`` holds the whole graph's state;
   * names are sanitized (``[A-Za-z0-9_]``) and made unique; ``module.param_names``
-    maps each Parameter's name to the graph value it came from.
+    maps each Parameter's name to the graph value it came from, ``module.buffer_names``
+    each initializer buffer's.
 
 ``module.train()`` / ``eval()`` switch Dropout between a real dropout and the
 identity; BatchNormalization always uses the running statistics (inference
@@ -27,7 +31,7 @@ the module is built, before any run.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 import torch
@@ -36,8 +40,9 @@ from torch import nn
 from graphmill.ir import AttrKind, Graph, Tensor, TensorType, UserInputError, topological_order
 from graphmill.util.errors import ExecutionError
 
-from .ops import CHECKS, NON_DIFF_INPUTS, OPS
+from .ops import CHECKS, OPS
 from .tensors import to_numpy, to_torch_tensor, torch_dtype
+from .weights import weight_initializers
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
@@ -105,7 +110,7 @@ class GraphModule(nn.Module):
     the graph has several outputs.
     """
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, trainable: Collection[str] | None = None) -> None:
         super().__init__()
         self.graph = graph
         self.opset = graph.opset_imports.get("", graph.opset_imports.get("ai.onnx", 17))
@@ -124,7 +129,7 @@ class GraphModule(nn.Module):
         inits = graph.initializers
         self.input_names = [v.name for v in graph.inputs if v.name not in inits]
         self.output_names = [v.name for v in graph.outputs]
-        trainable = self._trainable_initializers(order)
+        trainable = weight_initializers(graph) if trainable is None else self._check_trainable(trainable)
         for name, v in inits.items():
             if v.const is None or not hasattr(v.const, "numpy"):
                 raise UserInputError(f"initializer {name!r} of graph {graph.name!r}: sparse initializers are not "
@@ -185,14 +190,18 @@ class GraphModule(nn.Module):
             if why:
                 raise UserInputError(f"{node.describe()}: {why} by the torch backend")
 
-    def _trainable_initializers(self, order) -> set[str]:
-        out: set[str] = set()
-        for node in order:
-            skip = NON_DIFF_INPUTS.get(node.op_type, frozenset())
-            for i, v in enumerate(node.inputs):
-                if v is not None and v.is_initializer and i not in skip:
-                    out.add(v.name)
-        return out
+    def _check_trainable(self, names: Collection[str]) -> set[str]:
+        if isinstance(names, str):
+            names = [names]
+        inits = self.graph.initializers
+        for n in names:
+            v = inits.get(n)
+            if v is None:
+                raise UserInputError(f"to_torch(trainable=...): graph {self.graph.name!r} has no initializer {n!r}")
+            if not (isinstance(v.const, Tensor) and v.const.dtype.is_floating):
+                raise UserInputError(f"to_torch(trainable=...): initializer {n!r} is not a floating-point tensor "
+                                     "and cannot be trained")
+        return set(names)
 
     def _register(self, value_name: str, t: torch.Tensor, *, param: bool, constant: bool = False) -> None:
         base = ("c_" if constant else "") + _sanitize(value_name)
@@ -270,9 +279,14 @@ def _as_tensor(v) -> torch.Tensor:
         raise UserInputError(f"torch backend input: {e}") from None
 
 
-def to_torch(graph: Graph) -> GraphModule:
-    """Lower ``graph`` to a trainable ``nn.Module`` (see the module docstring)."""
-    return GraphModule(graph)
+def to_torch(graph: Graph, *, trainable: Collection[str] | None = None) -> GraphModule:
+    """Lower ``graph`` to an ``nn.Module`` whose Parameters are the graph's weights (see the module docstring).
+
+    ``trainable`` names exactly the initializers to train instead of the automatic choice
+    (``weight_initializers(graph)``), e.g. to add a layer scale it does not recognize or to
+    freeze part of the model; everything else becomes a buffer.
+    """
+    return GraphModule(graph, trainable)
 
 
 def export_weights(module: GraphModule, graph: Graph | None = None) -> int:

@@ -1,12 +1,12 @@
 """ONNX op semantics in torch, one function per op, grouped by op family; importing this package fills the registry.
 
-``common`` holds the registry (``OPS``, ``CHECKS``, ``NON_DIFF_INPUTS``) and the helpers several
+``common`` holds the registry (``OPS``, ``CHECKS``) and the helpers several
 families share; each family module registers its ops when imported.
 """
 
 from __future__ import annotations
 
 from . import elementwise, linear, normalization, pooling, reduction, resize, shape  # noqa: F401 -- register
-from .common import CHECKS, NON_DIFF_INPUTS, OPS
+from .common import CHECKS, OPS
 
-__all__ = ["CHECKS", "NON_DIFF_INPUTS", "OPS"]
+__all__ = ["CHECKS", "OPS"]

@@ -9,9 +9,8 @@ not traced.
 
 ``CHECKS`` holds construction-time checks for ops whose attributes select a variant
 this backend does not implement (Resize's cubic mode, MaxPool's Indices output...);
-they return a reason or ``None``. ``NON_DIFF_INPUTS`` names the input slots that carry
-data rather than weights (shapes, axes, running statistics): a floating initializer
-read only there becomes a buffer, not a Parameter.
+they return a reason or ``None``. Which inputs hold weights is not the ops' business:
+``graphmill.backends.torch.weights`` decides that from the graph's structure.
 """
 
 from __future__ import annotations
@@ -22,16 +21,13 @@ import torch
 
 OPS: dict[str, Callable[..., Any]] = {}
 CHECKS: dict[str, Callable[[Any, int], str | None]] = {}
-NON_DIFF_INPUTS: dict[str, frozenset[int]] = {}
 
 
-def op(*names: str, non_diff: tuple[int, ...] = ()) -> Callable:
+def op(*names: str) -> Callable:
     """Register the decorated function as the implementation of ONNX ops ``names``."""
     def deco(fn):
         for n in names:
             OPS[n] = fn
-            if non_diff:
-                NON_DIFF_INPUTS[n] = frozenset(non_diff)
         return fn
     return deco
 

@@ -81,7 +81,7 @@ def _gelu(rt, a, x):
     return F.gelu(x[0], approximate=a.get("approximate", "none"))
 
 
-@op("Clip", non_diff=(1, 2))
+@op("Clip")
 def _clip(rt, a, x):
     v = x[0]
     lo = x[1] if len(x) > 1 and x[1] is not None else a.get("min")
@@ -162,7 +162,7 @@ def _mean(rt, a, x):
     return _variadic(torch.add)(rt, a, x) / len(x)
 
 
-@op("Where", non_diff=(0,))
+@op("Where")
 def _where(rt, a, x):
     return torch.where(x[0], x[1], x[2])
 
@@ -186,7 +186,7 @@ def _check_cast(node, opset):
     return None
 
 
-@op("Dropout", non_diff=(1, 2))
+@op("Dropout")
 def _dropout(rt, a, x):
     X = x[0]
     ratio = x[1].item() if len(x) > 1 and x[1] is not None else a.get("ratio", 0.5)

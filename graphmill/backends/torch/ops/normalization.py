@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from .common import check, norm_axis, op
 
 
-@op("BatchNormalization", non_diff=(3, 4))
+@op("BatchNormalization")
 def _bn(rt, a, x):
     X, scale, bias, mean, var = x[:5]
     y = F.batch_norm(X, mean, var, scale, bias, False, 0.0, a.get("epsilon", 1e-5))

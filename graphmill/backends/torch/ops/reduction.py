@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .common import NON_DIFF_INPUTS, OPS, ints, norm_axis, op
+from .common import OPS, ints, norm_axis, op
 
 
 def _reduce(fn):
@@ -66,7 +66,6 @@ for _n, _f in {
     "ReduceLogSumExp": lambda X, ax, k: torch.logsumexp(X, dim=ax, keepdim=k),
 }.items():
     OPS[_n] = _reduce(_f)
-    NON_DIFF_INPUTS[_n] = frozenset({1})
 
 
 def _arg(fn):
@@ -86,7 +85,7 @@ OPS["ArgMax"] = _arg(torch.argmax)
 OPS["ArgMin"] = _arg(torch.argmin)
 
 
-@op("CumSum", non_diff=(1,))
+@op("CumSum")
 def _cumsum(rt, a, x):
     X = x[0]
     axis = norm_axis(int(x[1].item()), X.dim())

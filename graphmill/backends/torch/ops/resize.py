@@ -41,7 +41,7 @@ def _nearest(xo: torch.Tensor, how: str) -> torch.Tensor:
     return torch.where(frac == 0.5, torch.floor(xo), torch.round(xo))  # round_prefer_floor
 
 
-@op("Resize", non_diff=(1, 2, 3))
+@op("Resize")
 def _resize(rt, a, x):
     X = x[0]
     rank = X.dim()

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .common import check, ints, norm_axis, op, torch_pad
 
 
-@op("Reshape", non_diff=(1,))
+@op("Reshape")
 def _reshape(rt, a, x):
     X = x[0]
     if len(x) > 1 and x[1] is not None:
@@ -45,7 +45,7 @@ def _concat(rt, a, x):
     return torch.cat([v for v in x if v is not None], dim=norm_axis(a["axis"], x[0].dim()))
 
 
-@op("Split", non_diff=(1,))
+@op("Split")
 def _split(rt, a, x):
     X = x[0]
     axis = norm_axis(a.get("axis", 0), X.dim())
@@ -62,7 +62,7 @@ def _split(rt, a, x):
     return tuple(torch.split(X, sizes, dim=axis))
 
 
-@op("Slice", non_diff=(1, 2, 3, 4))
+@op("Slice")
 def _slice(rt, a, x):
     X = x[0]
     if len(x) > 1:
@@ -90,7 +90,7 @@ def _slice(rt, a, x):
     return X
 
 
-@op("Gather", non_diff=(1,))
+@op("Gather")
 def _gather(rt, a, x):
     X, idx = x
     axis = norm_axis(a.get("axis", 0), X.dim())
@@ -100,7 +100,7 @@ def _gather(rt, a, x):
     return out.reshape(tuple(X.shape[:axis]) + tuple(idx.shape) + tuple(X.shape[axis + 1:]))
 
 
-@op("GatherElements", non_diff=(1,))
+@op("GatherElements")
 def _gather_el(rt, a, x):
     X, idx = x
     axis = norm_axis(a.get("axis", 0), X.dim())
@@ -109,7 +109,7 @@ def _gather_el(rt, a, x):
     return torch.gather(X, axis, idx)
 
 
-@op("Squeeze", non_diff=(1,))
+@op("Squeeze")
 def _squeeze(rt, a, x):
     X = x[0]
     axes = x[1] if len(x) > 1 and x[1] is not None else a.get("axes")
@@ -121,7 +121,7 @@ def _squeeze(rt, a, x):
     return X
 
 
-@op("Unsqueeze", non_diff=(1,))
+@op("Unsqueeze")
 def _unsqueeze(rt, a, x):
     X = x[0]
     axes = ints(x[1] if len(x) > 1 and x[1] is not None else a["axes"])
@@ -146,7 +146,7 @@ def _size(rt, a, x):
     return torch.tensor(x[0].numel(), dtype=torch.int64, device=x[0].device)
 
 
-@op("ConstantOfShape", non_diff=(0,))
+@op("ConstantOfShape")
 def _cos(rt, a, x):
     shape = ints(x[0])
     val = a.get("value")
@@ -155,7 +155,7 @@ def _cos(rt, a, x):
     return torch.full(shape, val.reshape(()).item(), dtype=val.dtype, device=x[0].device)
 
 
-@op("Pad", non_diff=(1, 2, 3))
+@op("Pad")
 def _pad(rt, a, x):
     X = x[0]
     mode = a.get("mode", "constant")
@@ -189,26 +189,26 @@ def _pad(rt, a, x):
     return F.pad(X, tp, mode=tmode)
 
 
-@op("Expand", non_diff=(1,))
+@op("Expand")
 def _expand(rt, a, x):
     X = x[0]
     shape = torch.broadcast_shapes(tuple(X.shape), tuple(ints(x[1])))
     return X.expand(shape)
 
 
-@op("Tile", non_diff=(1,))
+@op("Tile")
 def _tile(rt, a, x):
     return x[0].repeat(ints(x[1]))
 
 
-@op("Range", non_diff=(0, 1, 2))
+@op("Range")
 def _range(rt, a, x):
     start, limit, delta = x
     n = max(int(math.ceil((limit.item() - start.item()) / delta.item())), 0)
     return start + torch.arange(n, device=start.device).to(start.dtype) * delta
 
 
-@op("Trilu", non_diff=(1,))
+@op("Trilu")
 def _trilu(rt, a, x):
     k = int(x[1].item()) if len(x) > 1 and x[1] is not None else 0
     return torch.triu(x[0], k) if a.get("upper", 1) else torch.tril(x[0], k)

@@ -1,0 +1,147 @@
+"""Which initializers of a graph are weights, i.e. what ``to_torch`` trains.
+
+ONNX does not say which constants a model learned: a Conv weight, a GELU's 0.5, an
+attention scale and a Reshape's target shape are all initializers. Training every
+floating one would move the constants that define the model's function, so the torch
+backend trains only what plays a weight's part in the graph's structure:
+
+* **weight slots**: Conv/ConvTranspose weight and bias; Gemm's operands and C; an
+  initializer operand of MatMul or Einsum; the scale and bias of BatchNormalization,
+  LayerNormalization and InstanceNormalization (not BatchNormalization's running mean
+  and variance); Gather's data (an embedding table); PRelu's slope;
+* **biases and affine parameters**: the initializer of an Add whose other operand comes
+  from one of those products (Conv/ConvTranspose/Gemm/MatMul/Einsum with a weight: a
+  Linear's bias on 3-D activations is exported as MatMul + Add), from a normalization,
+  or from a Mul that scales a normalization's output; the initializer of such a Mul.
+  This is how ``nn.GroupNorm`` exports (Reshape, InstanceNormalization with constant
+  ones and zeros, Reshape, Mul by the weight, Add of the bias): its weight and bias are
+  trained, the exporter's ones and zeros are not;
+* **learned embeddings**: an initializer of rank >= 2 added to, or concatenated with,
+  activations (ViT's position embedding and class token), unless the sum feeds a
+  Softmax (an additive attention mask).
+
+An initializer counts through ops that only view it (Reshape, Transpose, Squeeze,
+Unsqueeze, Flatten, Identity, Cast, Expand): a weight transposed before its MatMul is
+still a weight. Only floating initializers qualify. Everything else (attention scales,
+mask fill values, GELU and epsilon constants, shapes, axes, running statistics, integer
+tables, ``Constant`` nodes) stays constant. Not recognized: a normalization written out
+with elementwise ops (its scale is a Mul of a Div) and per-channel layer scales;
+``to_torch(graph, trainable=...)`` takes an explicit set for those.
+"""
+
+from __future__ import annotations
+
+from graphmill.ir import Graph, Node, Tensor, Value, topological_order
+
+VIEWS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Cast", "Expand"})
+PRODUCTS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum"})
+NORMALIZATIONS = frozenset({"BatchNormalization", "LayerNormalization", "InstanceNormalization"})
+EVERY_INPUT = None
+WEIGHT_SLOTS: dict[str, tuple[int, ...] | None] = {
+    "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (0, 1, 2), "MatMul": (0, 1), "Einsum": EVERY_INPUT,
+    "BatchNormalization": (1, 2), "LayerNormalization": (1, 2), "InstanceNormalization": (1, 2),
+    "Gather": (0,), "PRelu": (1,),
+}
+
+
+def _viewed_initializer(v: Value | None) -> Value | None:
+    """The initializer ``v`` is a view of (through VIEWS' data input), or None."""
+    while v is not None:
+        if v.is_initializer:
+            return v
+        p = v.producer
+        if p is None or p.op_type not in VIEWS or not p.inputs:
+            return None
+        v = p.inputs[0]
+    return None
+
+
+def _root(v: Value | None) -> Node | None:
+    """The first producer of ``v`` that is not a view."""
+    p = v.producer if v is not None else None
+    while p is not None and p.op_type in VIEWS and p.inputs and p.inputs[0] is not None:
+        p = p.inputs[0].producer
+    return p
+
+
+def _viewers(v: Value) -> list[Node]:
+    """The nodes reading ``v`` directly or through views."""
+    out, todo = [], [v]
+    while todo:
+        for node, _ in todo.pop().uses():
+            if node.op_type in VIEWS:
+                todo.extend(o for o in node.outputs if o is not None)
+            else:
+                out.append(node)
+    return out
+
+
+def _is_float(v: Value) -> bool:
+    return isinstance(v.const, Tensor) and v.const.dtype.is_floating
+
+
+def _rank(v: Value) -> int:
+    return len(v.const.shape) if isinstance(v.const, Tensor) else 0
+
+
+def weight_initializers(graph: Graph) -> set[str]:
+    """Names of ``graph``'s initializers that ``to_torch`` trains (the module docstring gives the rules)."""
+    order = topological_order(graph)
+    dynamic = {v.name for v in graph.inputs if not v.is_initializer}
+    for node in order:
+        if any(v is not None and v.name in dynamic for v in node.inputs):
+            dynamic.update(o.name for o in node.outputs if o is not None)
+
+    weights: set[str] = set()
+    weighted: set[int] = set()   # id() of products holding a weight, normalizations, affine Muls
+
+    def take(v: Value | None) -> Value | None:
+        w = _viewed_initializer(v)
+        if w is not None and _is_float(w):
+            weights.add(w.name)
+            return w
+        return None
+
+    for node in order:
+        op = node.op_type
+        if op in WEIGHT_SLOTS and not _group_norm_core(node):
+            slots = WEIGHT_SLOTS[op]
+            idx = range(len(node.inputs)) if slots is EVERY_INPUT else slots
+            held = [take(node.inputs[i]) for i in idx if i < len(node.inputs)]
+            if (op in PRODUCTS and any(held)) or op in NORMALIZATIONS:
+                weighted.add(id(node))
+        elif op in NORMALIZATIONS:
+            weighted.add(id(node))
+        if op in ("Add", "Mul") and len(node.inputs) == 2:
+            for this, other in (node.inputs, node.inputs[::-1]):
+                root = _root(other)
+                if root is None or id(root) not in weighted:
+                    continue
+                if op == "Mul" and root.op_type not in NORMALIZATIONS:
+                    continue
+                if take(this) is not None and op == "Mul":
+                    weighted.add(id(node))
+        if op in ("Add", "Concat") and not _feeds_softmax(node):
+            for i, v in enumerate(node.inputs):
+                w = _viewed_initializer(v)
+                if w is not None and _is_float(w) and _rank(w) >= 2 and any(
+                        u is not None and u.name in dynamic for j, u in enumerate(node.inputs) if j != i):
+                    weights.add(w.name)
+    return weights
+
+
+def _feeds_softmax(node: Node) -> bool:
+    return any(n.op_type in ("Softmax", "LogSoftmax") for o in node.outputs if o is not None for n in _viewers(o))
+
+
+def _group_norm_core(node: Node) -> bool:
+    """An InstanceNormalization whose output a Mul by an initializer scales: the exporter's form of GroupNorm."""
+    if node.op_type != "InstanceNormalization" or not node.outputs or node.outputs[0] is None:
+        return False
+    for user in _viewers(node.outputs[0]):
+        if user.op_type == "Mul" and any(_viewed_initializer(v) is not None for v in user.inputs):
+            return True
+    return False
+
+
+__all__ = ["weight_initializers"]
