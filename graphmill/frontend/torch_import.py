@@ -23,7 +23,13 @@ fast path the tracer cannot export); the error then reports the legacy
 exporter's message, which names the failing ``aten::`` op.
 
 The legacy exporter traces, so data-dependent Python control flow is frozen
-at the example inputs (torch emits a TracerWarning; we keep it quiet). It
+at the example inputs: ``if x.sum() > 0:`` keeps the branch the example took.
+torch reports each such place with a ``TracerWarning``; ``from_torch`` passes
+those raised in the user's code (not in torch's own library, whose argument
+checks raise them on every ``nn.MultiheadAttention``) on as a
+``graphmill.errors.TracingWarning`` naming the module class, the file, line
+and source torch points at; ``strict=True`` raises ``UserInputError`` instead.
+The dynamo fallback refuses data-dependent control flow outright. It
 exports in eval mode (``training=TrainingMode.EVAL``): Dropout disappears and
 BatchNorm uses its running statistics.
 
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import linecache
 import os
 import re
 import sys
@@ -44,6 +51,7 @@ import warnings
 from typing import Any, Sequence
 
 from graphmill.ir import Graph, UserInputError
+from graphmill.util.errors import TracingWarning
 
 from .onnx_import import from_proto
 
@@ -90,12 +98,32 @@ def _quiet(stream):
         os.close(saved)
 
 
-def _export_legacy(torch, module, args, buf, opset, in_names, out_names, dynamic_axes) -> None:
-    with warnings.catch_warnings(), _quiet(sys.stdout):
-        warnings.simplefilter("ignore")
+def _export_legacy(torch, module, args, buf, opset, in_names, out_names, dynamic_axes) -> list[str]:
+    """Export with the tracer; returns the places in the user's code where it froze a value (see _frozen_sites)."""
+    with warnings.catch_warnings(record=True) as caught, _quiet(sys.stdout):
+        warnings.simplefilter("always")
         torch.onnx.export(module, args, buf, dynamo=False, opset_version=opset, input_names=in_names,
                           output_names=out_names, dynamic_axes=dynamic_axes, do_constant_folding=True,
                           training=torch.onnx.TrainingMode.EVAL)
+    return _frozen_sites(torch, caught)
+
+
+def _frozen_sites(torch, caught: list) -> list[str]:
+    """``file:line `source` (torch's reason)`` for each distinct TracerWarning raised outside torch's package."""
+    torch_dir = os.path.realpath(os.path.dirname(torch.__file__)) + os.sep
+    sites: list[str] = []
+    for w in caught:
+        if not issubclass(w.category, torch.jit.TracerWarning):
+            continue
+        path = w.filename or "?"
+        if os.path.realpath(path).startswith(torch_dir):
+            continue
+        reason = str(w.message).strip().split(". ")[0].splitlines()[0].rstrip(".") if str(w.message).strip() else ""
+        code = linecache.getline(path, w.lineno).strip() if w.lineno else ""
+        site = f"{path}:{w.lineno}" + (f" `{code}`" if code else "") + (f" ({reason})" if reason else "")
+        if site not in sites:
+            sites.append(site)
+    return sites
 
 
 def _export_dynamo(torch, module, args, buf, opset, in_names, out_names, dynamic_batch) -> None:
@@ -123,13 +151,17 @@ def _flatten(out: Any) -> list:
 
 
 def from_torch(module, example_inputs, *, dynamic_batch: bool = True, opset: int = 17,
-               input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None) -> Graph:
+               input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None,
+               strict: bool = False) -> Graph:
     """Import ``module`` (an ``nn.Module``) by exporting it to ONNX with ``example_inputs``.
 
     ``example_inputs`` is a tensor or a tuple/list of tensors. Names default to
     ``input``/``output`` (``input_0``, ``input_1``... when there are several).
     Raises ``UserInputError`` naming the module class and the failing op when
-    torch cannot export the module.
+    torch cannot export the module. Where the tracer froze a value computed from
+    tensor data (data-dependent control flow), the graph is right only for inputs
+    that take the same path: that is a ``TracingWarning`` naming the module and the
+    line, or with ``strict=True`` a ``UserInputError``.
     """
     import torch
 
@@ -175,8 +207,9 @@ def from_torch(module, example_inputs, *, dynamic_batch: bool = True, opset: int
                 dynamic_axes[n] = {0: "N"}
 
     buf = io.BytesIO()
+    frozen: list[str] = []
     try:
-        _export_legacy(torch, module, args, buf, opset, in_names, out_names, dynamic_axes)
+        frozen = _export_legacy(torch, module, args, buf, opset, in_names, out_names, dynamic_axes)
     except Exception as e:  # noqa: BLE001 -- torch raises many types; the user gets one clear message
         restore()
         buf = io.BytesIO()
@@ -189,6 +222,15 @@ def from_torch(module, example_inputs, *, dynamic_batch: bool = True, opset: int
                                  f"{_first_line(e)}") from e
     finally:
         restore()
+    if frozen and strict:
+        raise UserInputError(f"from_torch({cls}, strict=True): torch's tracer froze values computed from tensor data "
+                             f"to what the example inputs gave, at {'; '.join(frozen)}: the graph would hold only the "
+                             "path those inputs took")
+    for site in frozen:
+        warnings.warn(TracingWarning(
+            f"from_torch({cls}): torch's tracer froze a value computed from tensor data to what the example inputs "
+            f"gave, at {site}: the graph holds only the path those inputs took (strict=True makes this an error)"),
+            stacklevel=2)
 
     import onnx
 

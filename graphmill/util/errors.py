@@ -55,3 +55,8 @@ class ShapeInferenceError(GraphmillError):
 
 class ExecutionError(GraphmillError):
     """A backend failed to run a graph."""
+
+
+class TracingWarning(UserWarning):
+    """An import froze something the source model computes at run time (e.g. torch's tracer kept one branch
+    of data-dependent Python control flow); the graph may be right only for the example inputs."""

@@ -3,7 +3,9 @@ outputs within max|diff| <= 1e-4 * max|ref| + 1e-6, at a batch size other than t
 
 from __future__ import annotations
 
+import inspect
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ nn = torch.nn
 import graphmill  # noqa: E402
 from graphmill.backends import onnxruntime as ortb  # noqa: E402
 from graphmill.frontend.torch_import import from_torch  # noqa: E402
+from graphmill.errors import TracingWarning  # noqa: E402
 from graphmill.ir import UserInputError, verify  # noqa: E402
 
 
@@ -138,7 +141,14 @@ def test_layer_matches_torch_eager(name):
     factory, shape = LAYERS[name]
     torch.manual_seed(0)
     module = _randomize_bn(factory(), 1).eval()
-    graph = from_torch(module, torch.randn(2, *shape))
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        graph = from_torch(module, torch.randn(2, *shape))
+    frozen = [str(w.message) for w in rec if issubclass(w.category, TracingWarning)]
+    # torch's own argument checks (MHA, GroupNorm) raise TracerWarnings too: only this file's code may be named;
+    # HandAttention's `q, k, v = <tensor>` freezes an iteration count (3) and is reported
+    assert all(f"{__file__}:" in m for m in frozen), frozen
+    assert [("Iterating over a tensor" in m) for m in frozen] == ([True] if name == "hand_attention" else [])
     verify(graph)
     assert graph.inputs[0].shape[0] == "N"
     x = torch.randn(3, *shape, generator=torch.Generator().manual_seed(2))
@@ -226,3 +236,40 @@ def test_exports_in_memory_only(tmp_path, monkeypatch):
 
 def test_top_level_api():
     assert graphmill.from_torch is from_torch
+
+
+class Branchy(nn.Module):
+    """Data-dependent Python control flow: the tracer keeps only the branch the example input takes."""
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return x - 1
+        return x + 1
+
+
+def _branch_line() -> int:
+    lines, first = inspect.getsourcelines(Branchy.forward)
+    return first + next(i for i, text in enumerate(lines) if "if x.sum() > 0:" in text)
+
+
+def test_frozen_control_flow_warns_naming_the_module_and_line():
+    """Reference: torch eager on an input taking the other branch; ONNX Runtime runs what the tracer froze."""
+    with pytest.warns(TracingWarning) as rec:
+        g = from_torch(Branchy(), torch.ones(2, 3))
+    ours = [w for w in rec if issubclass(w.category, TracingWarning)]
+    assert len(ours) == 1
+    msg = str(ours[0].message)
+    assert "Branchy" in msg and "`if x.sum() > 0:`" in msg and f"{__file__}:{_branch_line()}" in msg
+    assert "Python boolean" in msg  # torch's own reason
+    assert ours[0].filename == __file__  # attributed to the caller of from_torch
+    assert [n.op_type for n in g if n.op_type != "Constant"] == ["Sub"]
+    x = -torch.ones(3, 3)
+    got = ortb.run(g, {"input": x.numpy()})["output"]
+    assert np.array_equal(got, (x - 1).numpy()) and not np.array_equal(got, Branchy()(x).numpy())
+
+
+def test_strict_refuses_frozen_control_flow():
+    with pytest.raises(UserInputError) as ei:
+        from_torch(Branchy(), torch.ones(2, 3), strict=True)
+    msg = str(ei.value)
+    assert "Branchy" in msg and "`if x.sum() > 0:`" in msg and f":{_branch_line()}" in msg and "\n" not in msg
