@@ -93,6 +93,30 @@ def test_conv_bn_refusals(rng):
     assert _ops(g) == before
 
 
+
+def test_conv_bn_folds_after_dynamo_zero_bias(rng):
+    """torch.onnx.export(dynamo=True, optimize=False) writes a bias-free Conv's zero bias as
+    Expand(CastLike(0.0, x), Expand(Shape(W, end=1), [1])). Only once simplify turns the CastLike
+    into a no-op Cast can the Expand fold into a constant, and only a constant bias lets conv-bn
+    fire: the default schedule must fold again after simplifying (before, every BN stayed).
+    Reference: ONNX Runtime on the graph before the schedule."""
+    from graphmill.optimization import resolve_schedule
+
+    b = GraphBuilder(opset=18)
+    x = b.input("x", "float32", ["N", 4, 8, 8])
+    w = b.const(rng.standard_normal((6, 4, 3, 3)).astype(np.float32), "conv.weight")
+    channels = b.Expand(b.Shape(w, start=0, end=1), np.array([1], np.int64))
+    zero = b.CastLike(np.array(0.0, np.float32), x)
+    bias = b.Expand(zero, channels)
+    y = b.Conv(x, w, bias, pads=[1, 1, 1, 1])
+    b.output(b.Relu(_bn(b, y, 6, rng)), "y")
+    g = b.build()
+    ref = g.copy()
+    run_passes(g, resolve_schedule(), verify_each=True)
+    assert _ops(g) == ["Conv", "Relu"]  # 8 nodes built
+    assert compare(ref, g, random_inputs(ref, seed=0, dims={"N": 2}), rtol=RTOL, atol=ATOL).ok
+
+
 # -- fuse-conv-bn: per-channel constant Mul / Add (a decomposed BatchNormalization) -------------
 
 def _f32(rng, *shape):
