@@ -90,6 +90,27 @@ def test_tanh_gelu_becomes_fastgelu():
     _same(ref, g)
 
 
+@pytest.mark.parametrize("shape", [[], None])
+def test_tanh_gelu_on_0d_or_unknown_rank_stays_off_fastgelu(shape):
+    """ORT's FastGelu rejects a 0-d input ("expected to have 1 or more dimensions"): the ort schedule
+    used to emit it anyway, and the result did not run. Reference: ONNX Runtime runs the result and
+    agrees with the graph before; ``explain`` names the rank."""
+    import graphmill
+
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", shape)
+    b.output(_gelu_tanh(b, x), "y")
+    g = b.build()
+    ref = g.copy()
+    graphmill.optimize(g, schedule_file="ort", verify_each=True)
+    assert "com.microsoft.FastGelu" not in _ops(g)
+    if shape == []:
+        _same(ref, g)  # ONNX Runtime runs the result
+    reason = "x is 0-d" if shape == [] else "x's rank is unknown"
+    texts = [explain(r, ref) for r in oc.FuseOrtContrib.rules if r.name.startswith("ms-fastgelu-tanh")]
+    assert any(reason in t for t in texts), texts
+
+
 @pytest.mark.parametrize("bias_shape,bias_first", [((32,), False), ((32,), True), ((1, 1, 32), False)])
 def test_matmul_bias_gelu_becomes_biasgelu(rng, bias_shape, bias_first):
     b = GraphBuilder(opset=17)

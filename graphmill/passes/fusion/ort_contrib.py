@@ -9,7 +9,8 @@ Legal cases (Add/Mul operands in either order; inner nodes read only by the matc
 
 - ``ms-gelu-erf-*``: ``0.5 * x * (1 + Erf(x / sqrt(2)))`` in fuse-gelu's three orders (its
   patterns and constant checks) -> ``Gelu(x)``, at any opset (ONNX's Gelu needs opset 20).
-  ``ms-fastgelu-tanh-*``: the tanh form -> ``FastGelu(x)`` (the same formula).
+  ``ms-fastgelu-tanh-*``: the tanh form -> ``FastGelu(x)`` (the same formula) when x's rank is known
+  and at least 1 (ORT's kernel rejects a 0-d input).
 - ``bias-gelu``: ``Gelu(Add(x, bias))`` (com.microsoft Gelu, or ONNX Gelu without approximation)
   -> ``BiasGelu(x, bias)``; ``bias-fastgelu``: FastGelu or ONNX ``Gelu(approximate="tanh")`` ->
   ``FastGelu(x, bias)``. The bias has x's static last dimension H and no other non-unit one (the
@@ -58,8 +59,8 @@ from graphmill.ir.rewrite import REASSOCIATING, Const, Match, Op, Opt, Rule, Var
 from ..base import Option, PassContext, register_pass
 from ..cleanup.common import const_of, dtype_of, shape_of
 from ..rewrite_pass import RewritePass
-from .activation import _activation_params
-from .activation import _pattern as _activation_pattern
+from .activation import fused_activation_params
+from .activation import activation_pattern as _activation_pattern
 from .gelu import ERF_RULES, FORMS, TANH_RULES
 
 MS = "com.microsoft"
@@ -108,6 +109,22 @@ def _gelu_check(form):
     return check
 
 
+def _fastgelu_check(form):
+    """ORT's FastGelu kernel rejects a 0-d input ("Input 0 is expected to have 1 or more dimensions"),
+    and an input of unknown rank might be one."""
+    gelu = _gelu_check(form)
+
+    def check(m: Match) -> str | None:
+        why = gelu(m)
+        if why:
+            return why
+        xs = shape_of(m["x"])
+        if xs is None:
+            return "x's rank is unknown: com.microsoft FastGelu needs rank >= 1"
+        return None if len(xs) >= 1 else "x is 0-d: com.microsoft FastGelu needs rank >= 1 (ONNX Runtime rejects it)"
+    return check
+
+
 def _emit_unary(op: str):
     def replace(m: Match, r):
         _import_ms(m)
@@ -120,7 +137,7 @@ GELU_RULES = tuple(
          exactness=REASSOCIATING, doc="0.5*x*(1+erf(x/sqrt2)) -> com.microsoft Gelu(x), any opset")
     for r in ERF_RULES)
 FASTGELU_RULES = tuple(
-    Rule(f"ms-fast{r.name}", r.pattern, check=_gelu_check(FORMS[r.name]), replace=_emit_unary("FastGelu"),
+    Rule(f"ms-fast{r.name}", r.pattern, check=_fastgelu_check(FORMS[r.name]), replace=_emit_unary("FastGelu"),
          exactness=REASSOCIATING, doc="0.5*x*(1+tanh(sqrt(2/pi)*(x+0.044715x^3))) -> com.microsoft FastGelu(x)")
     for r in TANH_RULES)
 
@@ -488,12 +505,12 @@ def _fused_gemm_check(m: Match) -> str | None:
         return f"FusedGemm's CPU kernel has no {m.root.op_type} activation"
     if not _f32(m["x"]):
         return f"FusedGemm is {F32_ONLY}"
-    p = _activation_params(m)
+    p = fused_activation_params(m)
     return p if isinstance(p, str) else None
 
 
 def _fused_gemm(m: Match, r):
-    p = _activation_params(m)
+    p = fused_activation_params(m)
     gemm = m.node("producer")
     attrs = dict(gemm.attrs)
     attrs["activation"] = infer_attr("activation", p["op"])
