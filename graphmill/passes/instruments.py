@@ -124,16 +124,22 @@ class VerifyEach:
     """``--verify-each``: after every pass, the graph must verify and keep its interface.
 
     Beyond ``verify()``: a graph output must not disappear or change its element
-    type, its rank, or a symbolic dimension into a number (a pass that silently
-    specialises ``N`` to 1 breaks every other batch size), and graph inputs
-    must stay as they were. An initializer also listed as an input may go only
-    where it is a weight rather than an overridable default: below IR version 4,
-    or where the pass was told so (``input_initializers=constant``).
+    type, its rank, a symbolic dimension into a number (a pass that silently
+    specialises ``N`` to 1 breaks every other batch size) or a number into a
+    symbol (a pass that drops a Reshape pinning ``N`` to 1 lets other sizes
+    through), and graph inputs must stay as they were. The declared types are
+    checked, and so are the types the op registry infers afresh for the outputs
+    from the inputs alone: a pass that keeps an output's old declared type while
+    computing another shape (a rewrite copies the replaced value's type) shows
+    there. An initializer also listed as an input may go only where it is a
+    weight rather than an overridable default: below IR version 4, or where the
+    pass was told so (``input_initializers=constant``).
     """
 
     def __init__(self) -> None:
         self._inputs: list[tuple[str, Any]] = []
         self._outputs: list[tuple[str, Any]] = []
+        self._inferred: list[Any] = []
 
     def enter_pipeline(self, graph: Graph, ctx: PassContext) -> None:
         self._inputs = [(v.name, v.type, v.is_initializer) for v in graph.inputs]
@@ -141,6 +147,7 @@ class VerifyEach:
         problems = find_problems(graph)
         if problems:
             raise GraphmillError(f"the input graph does not verify: {problems[0]}")
+        self._inferred = fresh_output_types(graph)
 
     def after_pass(self, step: PassStepInfo, graph: Graph, ctx: PassContext, result: PassResult) -> None:
         problems = find_problems(graph)
@@ -153,6 +160,13 @@ class VerifyEach:
             msg = _interface_change(before, v.type)
             if msg:
                 raise PassCheckError(step, f"graph output {name!r} {msg}")
+        if result.changed:
+            inferred = fresh_output_types(graph)
+            for (name, _), before, after in zip(self._outputs, self._inferred, inferred):
+                msg = _interface_change(before, after, unknown_ok=True)
+                if msg:
+                    raise PassCheckError(step, f"graph output {name!r}, its type inferred afresh from the inputs, {msg}")
+            self._inferred = inferred
         now = [(v.name, v.type, v.is_initializer) for v in graph.inputs]
         if now != self._inputs:
             from .cleanup.common import input_initializers_are_constant
@@ -166,10 +180,30 @@ class VerifyEach:
             self._inputs = now
 
 
-def _interface_change(before: Any, after: Any) -> str:
+def fresh_output_types(graph: Graph) -> list[Any]:
+    """The graph outputs' types as the op registry infers them from the graph inputs and constants alone,
+    ignoring every type a node output carries (a copy is inferred; the graph is not touched). Outputs of ops
+    the registry does not know, and what they feed, come out with an unknown shape."""
+    from graphmill.ir.ops import infer_types
+
+    copy = graph.copy()
+    for node in copy.nodes:
+        for v in node.outputs:
+            if v is not None and isinstance(v.type, TensorType):
+                v.type = TensorType(v.type.dtype, None)
+    infer_types(copy, recurse=False)
+    return [v.type for v in copy.outputs]
+
+
+def _interface_change(before: Any, after: Any, *, unknown_ok: bool = False) -> str:
+    """Why ``after`` is not compatible with ``before`` as a graph output's type, or "" when it is. A
+    dimension may become known, or (``unknown_ok``) unknown; a symbol must not become a number nor a
+    number a symbol, and the rank and element type must stay."""
     if not isinstance(before, TensorType):
         return ""
     if not isinstance(after, TensorType):
+        if unknown_ok:
+            return ""
         return f"lost its type {before}" if after is None else f"changed type from {before} to {after}"
     if before.dtype and after.dtype and before.dtype != after.dtype:
         return f"changed element type from {before.dtype.short_name} to {after.dtype.short_name}"
@@ -179,6 +213,8 @@ def _interface_change(before: Any, after: Any) -> str:
         for i, (a, b) in enumerate(zip(before.shape, after.shape)):
             if isinstance(a, str) and isinstance(b, int):
                 return f"had symbolic dimension {i} {a!r}, which a pass turned into the constant {b}"
+            if isinstance(a, int) and isinstance(b, str):
+                return f"had dimension {i} = {a}, which a pass made the symbol {b!r} (other sizes now get through)"
             if isinstance(a, int) and isinstance(b, int) and a != b:
                 return f"changed dimension {i} from {a} to {b}"
     return ""

@@ -14,7 +14,7 @@ from graphmill.backends.onnxruntime import compare
 from graphmill.ir import DataType
 from graphmill.ir.builder import GraphBuilder
 from graphmill.ir.rewrite import explain
-from graphmill.passes import PassContext, run_passes
+from graphmill.passes import Pass, PassContext, PassFailure, PassManager, PassResult, register_pass, run_passes
 from graphmill.passes.cleanup import simplify as S
 
 F32 = int(DataType.FLOAT)
@@ -263,3 +263,115 @@ def test_unit_dim_refusals():
                             "xs": np.ones((2, 1, 6), np.float32),
                             "z": np.arange(6, dtype=np.float32).reshape(2, 3),
                             "e": np.zeros((1, 0, 3), np.float32)}, rtol=0, atol=0).ok
+
+
+# -- a Reshape that pins a symbolic batch (issue 10, item 17) -----------------------------------
+
+def _pinned_chain(outer):
+    """Reshape(Reshape(x[N, 4], [1, 4]), outer) -> Abs: the inner Reshape only works for N = 1."""
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", 4])
+    r = b.Reshape(b.Reshape(x, np.array([1, 4])), np.array(outer))
+    b.output(b.Abs(r), "y")
+    return b.build()
+
+
+def test_reshape_chain_keeps_an_inner_reshape_that_pins_the_batch():
+    """Merged, Reshape(x, [-1, 2]) would give [2N, 2] where the graph declares [2, 2]: the rule must refuse
+    and say why. Reference: ONNX Runtime (same output at N = 1; both graphs reject N = 2, the pin stays)."""
+    from graphmill.backends.onnxruntime import random_inputs
+
+    g = _pinned_chain([-1, 2])
+    ref, _ = _simplify(g, "fixpoint{simplify, cse, dce}")
+    assert _ops(g) == ["Reshape", "Reshape", "Abs"]
+    assert g.outputs[0].shape == (2, 2)
+    assert "pins x's shape ['N', 4]" in explain(S.RESHAPE_CHAIN, g)
+    assert compare(ref, g, random_inputs(ref, seed=0, dims={"N": 1}), rtol=0, atol=0).ok
+    with pytest.raises(Exception):
+        compare(ref, g, random_inputs(ref, seed=0, dims={"N": 2}))
+
+
+@pytest.mark.parametrize("outer, inner_kept", [([4, 1], False), ([2, 2], False)])
+def test_reshape_chain_still_merges_when_nothing_is_pinned(outer, inner_kept):
+    """Without a -1 in the outer shape the result is that shape for every x, and Reshape(x, outer) keeps
+    the element-count check (N = 1 stays required). Reference: ONNX Runtime at N = 1."""
+    from graphmill.backends.onnxruntime import random_inputs
+
+    g = _pinned_chain(outer)
+    ref, _ = _simplify(g, "fixpoint{simplify, cse, dce}")
+    assert _ops(g) == ["Reshape", "Abs"]
+    assert compare(ref, g, random_inputs(ref, seed=0, dims={"N": 1}), rtol=0, atol=0).ok
+
+
+def test_reshape_chain_merges_symbolic_flattening():
+    """Reshape(Reshape(x[N, 4, 4], [-1, 16]), [-1, 4, 4]) is x for every N (the -1s resolve to N both ways).
+    Reference: ONNX Runtime at N = 3."""
+    from graphmill.backends.onnxruntime import random_inputs
+
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", 4, 4])
+    b.output(b.Abs(b.Reshape(b.Reshape(x, np.array([-1, 16])), np.array([-1, 4, 4]))), "y")
+    g = b.build()
+    ref, _ = _simplify(g, "fixpoint{simplify, cse, dce}")
+    assert _ops(g) == ["Abs"]
+    assert compare(ref, g, random_inputs(ref, seed=0, dims={"N": 3}), rtol=0, atol=0).ok
+
+
+@register_pass
+class UnpinReshape(Pass):
+    """Test pass: drops every Reshape, its readers read its input (the graph output takes x's [N, 4])."""
+
+    name = "test-unpin-reshape"
+
+    def run(self, graph, ctx):
+        for n in list(graph.nodes):
+            if n.op_type == "Reshape":
+                n.outputs[0].replace_all_uses_with(n.inputs[0])
+                graph.remove_node(n)
+                return PassResult(True)
+        return PassResult(False)
+
+
+@register_pass
+class StaleReshapeType(Pass):
+    """Test pass: the outer Reshape of a chain reads x directly, keeping its old declared type [1, 4]."""
+
+    name = "test-stale-reshape-type"
+
+    def run(self, graph, ctx):
+        for n in list(graph.nodes):
+            inner = n.inputs[0].producer if n.op_type == "Reshape" else None
+            if inner is not None and inner.op_type == "Reshape":
+                n.set_input(0, inner.inputs[0])
+                graph.remove_node(inner)
+                return PassResult(True)
+        return PassResult(False)
+
+
+def _reshape_out(shape, out_shape):
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", 4])
+    r = b.Reshape(x, np.array(shape))
+    for s in out_shape:
+        r = b.Reshape(r, np.array(s))
+    b.output(r, "y")
+    return b.build()
+
+
+@pytest.mark.parametrize("bad, graph, needle", [
+    # the declared output type goes from [1, 4] to x's [N, 4]
+    ("test-unpin-reshape", lambda: _reshape_out([1, 4], []),
+     "graph output 'y' had dimension 0 = 1, which a pass made the symbol 'N'"),
+    # the declared type stays [1, 4]; inferred afresh, the output is [N, 4]
+    ("test-stale-reshape-type", lambda: _reshape_out([1, 4], [[-1, 4]]),
+     "graph output 'y', its type inferred afresh from the inputs, had dimension 0 = 1, which a pass made the "
+     "symbol 'N'"),
+])
+def test_verify_each_catches_a_pass_that_unpins_the_batch(bad, graph, needle):
+    """Reference: graphmill's verifier (verify-each): the pass and the output are named."""
+    g = graph()
+    assert g.outputs[0].shape == (1, 4)
+    with pytest.raises(PassFailure, match=f"after pass '{bad}'") as ei:
+        PassManager(bad, verify_each=True).run(g)
+    assert needle in str(ei.value)
+

@@ -33,7 +33,10 @@ Legal cases:
 - ``squeeze-unsqueeze``: Squeeze(Unsqueeze(x, a), a) -> x; ``unsqueeze-squeeze``:
   Unsqueeze(Squeeze(x, a), a) -> x when every squeezed dimension is a static 1.
 - ``reshape-chain``: Reshape(Reshape(x, s1), s2) -> Reshape(x, s2) when s2 has no 0 entry that
-  would copy a dimension of the intermediate (or the outer Reshape has allowzero=1).
+  would copy a dimension of the intermediate (or the outer Reshape has allowzero=1), and the inner
+  Reshape pins nothing the outer one reads: s2 has no -1, or s1 has one too, or x's shape gives the
+  same result symbolically both ways (Reshape(Reshape(x[N, 4], [1, 4]), [-1, 2]) is [2, 2] only
+  because the inner one pins N to 1: merged it would be [2N, 2]).
 - ``transpose-unit-dims``: Transpose that moves only dimensions of static size 1 (the other
   dimensions keep their order; static shape) -> Reshape (no data movement).
 - ``reshape-unit-before-transpose``: Reshape(Transpose(x, p), s) where s only adds or drops 1s
@@ -56,6 +59,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphmill.ir import DataType
+from graphmill.ir.ops.shape import reshape_dims
 from graphmill.ir.rewrite import EXACT, REASSOCIATING, Const, Match, Op, Opt, Rule, Var
 
 from ..base import register_pass
@@ -442,6 +446,27 @@ def _reshape_chain_check(m: Match) -> str | None:
         return "outer shape is not an integer constant"
     if 0 in s2 and not m.root.attr("allowzero", 0):
         return "outer shape copies a dimension (0) of the intermediate"
+    if -1 not in s2:
+        return None  # the result is s2 whatever x is, and Reshape(x, s2) keeps the element-count check
+    s1 = int_list(m["s1"])
+    if s1 is not None and -1 in s1:
+        return None  # neither Reshape fixes the element count: the merged -1 resolves as the outer one did
+    # The inner Reshape fixes the element count (a static target), and the outer -1 takes its value from
+    # it: merged, the -1 would follow x instead. Identical only where x's shape gives the same result
+    # symbolically (Reshape([N, C], [1, C]) pins N to 1; dropping it lets every N through with a
+    # result of another shape than the declared one).
+    xs = shape_of(m["x"])
+    if xs is None or s1 is None:
+        return "the inner Reshape fixes the element count, and x's shape or the inner target is unknown"
+    allow1, allow2 = bool(m.node("r1").attr("allowzero", 0)), bool(m.root.attr("allowzero", 0))
+    try:
+        chained = reshape_dims(reshape_dims(xs, s1, allow1), s2, allow2)
+        merged = reshape_dims(xs, s2, allow2)
+    except ValueError as e:
+        return f"the Reshapes do not apply to x's shape {list(xs)}: {e}"
+    if None in merged or tuple(merged) != tuple(chained):
+        return (f"the inner Reshape to {s1} pins x's shape {list(xs)}: merged, the result would be "
+                f"{list(merged)}, not {list(chained)}")
     return None
 
 
