@@ -11,13 +11,13 @@ from __future__ import annotations
 from ..graph import Node
 from ..types import Dim, TensorType
 from .common import cost_with_elements, elementwise_cost, io_cost, same_as_input
-from .nn import _conv_cost, _gemm_cost, _infer_conv, _infer_gemm, _shape, _unknown, matmul_macs, matmul_shape
+from .nn import conv_cost, gemm_cost, infer_conv, infer_gemm, value_shape, unknown_cost, matmul_macs, matmul_shape
 from .registry import Cost, InferenceContext, register
 
 MS = "com.microsoft"
 
-register("FusedConv", MS, infer=_infer_conv, cost=_conv_cost)
-register("FusedGemm", MS, infer=_infer_gemm, cost=_gemm_cost)
+register("FusedConv", MS, infer=infer_conv, cost=conv_cost)
+register("FusedGemm", MS, infer=infer_gemm, cost=gemm_cost)
 # x * sigmoid(alpha x), erf GELU, tanh GELU (optionally + bias), erf GELU of (A + bias)
 register(["QuickGelu", "Gelu", "FastGelu", "BiasGelu"], MS, infer=same_as_input(0), cost=elementwise_cost(8))
 
@@ -74,10 +74,10 @@ def _infer_fused_matmul(ctx: InferenceContext) -> list:
 def _fused_matmul_cost(node: Node) -> Cost:
     """FusedMatMul: the MatMul formula on the operands as read (batch * M * N * K); flops 2*MACs (the
     alpha scale is folded into the accumulation)."""
-    ops = _operands(node, _shape(node, 0), _shape(node, 1))
+    ops = _operands(node, value_shape(node, 0), value_shape(node, 1))
     macs = matmul_macs(*ops) if ops is not None else None
     if macs is None:
-        return _unknown(node)
+        return unknown_cost(node)
     return io_cost(node, macs=macs, flops=2 * macs)
 
 

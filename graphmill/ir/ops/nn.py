@@ -16,14 +16,14 @@ from .registry import Cost, InferenceContext, register
 from .window import read_window, transposed_output_dim, window_output_dim
 
 
-def _shape(node: Node, i: int, *, output: bool = False) -> tuple[Dim, ...] | None:
+def value_shape(node: Node, i: int, *, output: bool = False) -> tuple[Dim, ...] | None:
     vals = node.outputs if output else node.inputs
     v = vals[i] if i < len(vals) else None
     t = v.type if v is not None else None
     return t.shape if isinstance(t, TensorType) else None
 
 
-def _unknown(node: Node) -> Cost:
+def unknown_cost(node: Node) -> Cost:
     c = io_cost(node)
     c.known = False
     return c
@@ -61,7 +61,7 @@ def _conv_like(ctx: InferenceContext, x: int, w: int, out_dtype: DataType, bias:
     return [TensorType(out_dtype, (n_batch, m) + spatial)]
 
 
-def _infer_conv(ctx: InferenceContext) -> list:
+def infer_conv(ctx: InferenceContext) -> list:
     return _conv_like(ctx, 0, 1, ctx.input_dtype(0), 2 if ctx.has_input(2) else None)
 
 
@@ -81,17 +81,17 @@ def _conv_cost_from(node: Node, w: int, bias: int | None) -> Cost:
     element when a bias is given. Unknown (``known=False``, macs 0) unless the
     output and weight shapes are static.
     """
-    ys, ws = _shape(node, 0, output=True), _shape(node, w)
+    ys, ws = value_shape(node, 0, output=True), value_shape(node, w)
     macs = dims_product(ys) if ys is not None else None
     kern = dims_product(ws[1:]) if ws is not None else None
     if macs is None or kern is None or ys is None:
-        return _unknown(node)
+        return unknown_cost(node)
     macs *= kern  # N*Cout*prod(out) * (Cin/group)*prod(kernel)
     flops = 2 * macs + (dims_product(ys) if bias is not None and node.inputs[bias] is not None else 0)
     return io_cost(node, macs=macs, flops=flops)
 
 
-def _conv_cost(node: Node) -> Cost:
+def conv_cost(node: Node) -> Cost:
     """Conv MACs = N * Cout * prod(out spatial) * (Cin/group) * prod(kernel); flops = 2*MACs (+ bias adds).
     Grouped and depthwise convs follow from Cin/group being the weight's dim 1."""
     return _conv_cost_from(node, 1, 2 if len(node.inputs) > 2 else None)
@@ -107,7 +107,7 @@ def _qlinear_conv_cost(node: Node) -> Cost:
     return _conv_cost_from(node, 3, 8 if len(node.inputs) > 8 else None)
 
 
-register("Conv", infer=_infer_conv, cost=_conv_cost)
+register("Conv", infer=infer_conv, cost=conv_cost)
 register("ConvInteger", infer=_infer_conv_integer, cost=_conv_integer_cost)
 register("QLinearConv", infer=_infer_qlinear_conv, cost=_qlinear_conv_cost)
 
@@ -158,13 +158,13 @@ def _conv_transpose_cost(node: Node) -> Cost:
     (Cout/group is the weight's dim 1). flops = 2*MACs (+ bias adds). Unknown
     unless the input and weight shapes are static.
     """
-    xs, ws = _shape(node, 0), _shape(node, 1)
+    xs, ws = value_shape(node, 0), value_shape(node, 1)
     a = dims_product(xs) if xs is not None else None
     b = dims_product(ws[1:]) if ws is not None else None
     if a is None or b is None:
-        return _unknown(node)
+        return unknown_cost(node)
     macs = a * b
-    ys = _shape(node, 0, output=True)
+    ys = value_shape(node, 0, output=True)
     bias = len(node.inputs) > 2 and node.inputs[2] is not None
     flops = 2 * macs + ((dims_product(ys) or 0) if bias and ys is not None else 0)
     return io_cost(node, macs=macs, flops=flops)
@@ -188,7 +188,7 @@ def _gemm_mnk(a: tuple[Dim, ...], b: tuple[Dim, ...], trans_a: bool, trans_b: bo
     return m, n, ka, kb
 
 
-def _infer_gemm(ctx: InferenceContext) -> list:
+def infer_gemm(ctx: InferenceContext) -> list:
     """Y[M, N] = alpha * A'[M, K] @ B'[K, N] + beta * C (A', B' transposed per transA/transB)."""
     a, b = ctx.input_shape(0), ctx.input_shape(1)
     dtype = ctx.input_dtype(0) or ctx.input_dtype(1)
@@ -212,20 +212,20 @@ def _infer_gemm(ctx: InferenceContext) -> list:
     return [TensorType(dtype, (m, n))]
 
 
-def _gemm_cost(node: Node) -> Cost:
+def gemm_cost(node: Node) -> Cost:
     """Gemm MACs = M*N*K; flops = 2*M*N*K (+ M*N for adding C). Unknown unless A and B are static."""
-    a, b = _shape(node, 0), _shape(node, 1)
+    a, b = value_shape(node, 0), value_shape(node, 1)
     if a is None or b is None or len(a) != 2 or len(b) != 2:
-        return _unknown(node)
+        return unknown_cost(node)
     m, n, k, _ = _gemm_mnk(a, b, bool(node.attr("transA", 0)), bool(node.attr("transB", 0)))
     macs = dims_product((m, n, k))
     if macs is None:
-        return _unknown(node)
+        return unknown_cost(node)
     has_c = len(node.inputs) > 2 and node.inputs[2] is not None
     return io_cost(node, macs=macs, flops=2 * macs + (m * n if has_c else 0))  # type: ignore[operator]
 
 
-register("Gemm", infer=_infer_gemm, cost=_gemm_cost)
+register("Gemm", infer=infer_gemm, cost=gemm_cost)
 
 
 def matmul_shape(a: tuple[Dim, ...], b: tuple[Dim, ...]) -> tuple[Dim, ...]:
@@ -283,9 +283,9 @@ def matmul_macs(a: tuple[Dim, ...] | None, b: tuple[Dim, ...] | None) -> int | N
 
 
 def _matmul_cost_from(node: Node, a: int, b: int) -> Cost:
-    macs = matmul_macs(_shape(node, a), _shape(node, b))
+    macs = matmul_macs(value_shape(node, a), value_shape(node, b))
     if macs is None:
-        return _unknown(node)
+        return unknown_cost(node)
     return io_cost(node, macs=macs, flops=2 * macs)
 
 

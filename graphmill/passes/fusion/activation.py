@@ -34,7 +34,7 @@ from ..rewrite_pass import RewritePass
 ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "Clip")
 
 
-def _activation_params(m: Match) -> dict | str:
+def fused_activation_params(m: Match) -> dict | str:
     act = m.root
     op = act.op_type
     if op == "LeakyRelu":
@@ -53,7 +53,7 @@ def _activation_params(m: Match) -> dict | str:
     return {"op": op}
 
 
-def _pattern(producers: tuple[str, ...]) -> Op:
+def activation_pattern(producers: tuple[str, ...]) -> Op:
     return Op(ACTIVATIONS, Op(producers, Var("x"), Var("w"), Opt(Var("b")), name="producer",
                               allow_extra_inputs=True),
               Opt(Var("lo")), Opt(Var("hi")), name="act")
@@ -62,17 +62,17 @@ def _pattern(producers: tuple[str, ...]) -> Op:
 def _mark_check(m: Match) -> str | None:
     if "fused_activation" in m.node("producer").meta or "fused_into" in m.root.meta:
         return "already marked"
-    p = _activation_params(m)
+    p = fused_activation_params(m)
     return p if isinstance(p, str) else None
 
 
 def _mark(m: Match, r):
-    m.node("producer").meta["fused_activation"] = _activation_params(m)
+    m.node("producer").meta["fused_activation"] = fused_activation_params(m)
     m.root.meta["fused_into"] = m.node("producer").name
     return list(m.root.outputs)  # the graph is unchanged: the rule only annotates
 
 
-MARK = Rule("mark-activation", _pattern(("Conv", "Gemm")), check=_mark_check, replace=_mark, exactness=EXACT,
+MARK = Rule("mark-activation", activation_pattern(("Conv", "Gemm")), check=_mark_check, replace=_mark, exactness=EXACT,
             doc="annotate Conv/Gemm + activation as one fused op (meta only)")
 
 
@@ -81,16 +81,16 @@ def _fused_conv_check(m: Match) -> str | None:
         return "FusedConv fuses Conv only"
     if dtype_of(m["x"]) != DataType.FLOAT:
         return "FusedConv's CPU kernel is float32 only"
-    p = _activation_params(m)
+    p = fused_activation_params(m)
     return p if isinstance(p, str) else None
 
 
 def _fused_conv(m: Match, r):
     m.graph.root.opset_imports.setdefault("com.microsoft", 1)
-    return _fused_conv_node(r, m.node("producer"), _activation_params(m))
+    return _fused_conv_node(r, m.node("producer"), fused_activation_params(m))
 
 
-FUSED_CONV = Rule("fused-conv", _pattern(("Conv",)), check=_fused_conv_check, replace=_fused_conv,
+FUSED_CONV = Rule("fused-conv", activation_pattern(("Conv",)), check=_fused_conv_check, replace=_fused_conv,
                   exactness=REASSOCIATING, doc="Conv + activation -> com.microsoft FusedConv")
 
 
@@ -106,7 +106,7 @@ def _into_concat_check(m: Match) -> str | None:
     convs = _concat_convs(m)
     if isinstance(convs, str):
         return convs
-    p = _activation_params(m)
+    p = fused_activation_params(m)
     return p if isinstance(p, str) else None
 
 
@@ -121,7 +121,7 @@ def _fused_conv_node(r, conv, params: dict):
 
 def _into_concat(m: Match, r):
     m.graph.root.opset_imports.setdefault("com.microsoft", 1)
-    params = _activation_params(m)
+    params = fused_activation_params(m)
     fused = [_fused_conv_node(r, c, params) for c in _concat_convs(m)]
     concat = m.node("concat")
     return r.op("Concat", *fused, attrs=dict(concat.attrs), name=concat.name)

@@ -1,0 +1,279 @@
+"""The one-way architecture, checked on the package's import graph and attribute accesses.
+
+Reference: the dependency rules of docs/architecture.md ("Package layout"):
+- ``ir`` imports nothing of graphmill but ``util``;
+- ``passes`` (and ``ir``) never import ``frontend`` or ``backends``: what a pass needs from them arrives
+  through an interface carried by the ``PassContext`` (graphmill/providers.py wires it in);
+- ``api`` and ``cli`` do not import ``graphmill.testing``; ``cli`` modules call ``graphmill.api`` only
+  (plus ``graphmill.errors`` and ``graphmill.util``);
+- nothing imports or reads another module's private names (``_x``), nor a private module from outside
+  its package.
+
+Every module under graphmill/ is parsed with ``ast`` (imports inside functions count too); each rule
+lists every offending file and line, so a failure says exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from dataclasses import dataclass
+
+import pytest
+
+import graphmill
+
+ROOT = os.path.dirname(os.path.abspath(graphmill.__file__))
+
+
+@dataclass
+class Module:
+    name: str  # dotted, e.g. graphmill.passes.base
+    path: str  # relative to the repository, for messages
+    tree: ast.Module
+    is_package: bool
+
+
+def _modules() -> list[Module]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(ROOT):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for fn in sorted(filenames):
+            if not fn.endswith(".py"):
+                continue
+            full = os.path.join(dirpath, fn)
+            rel = os.path.relpath(full, os.path.dirname(ROOT))
+            parts = rel[:-3].split(os.sep)
+            is_package = parts[-1] == "__init__"
+            if is_package:
+                parts = parts[:-1]
+            with open(full, encoding="utf-8") as f:
+                tree = ast.parse(f.read(), filename=rel)
+            out.append(Module(".".join(parts), rel, tree, is_package))
+    return out
+
+
+MODULES = _modules()
+MODULE_NAMES = {m.name for m in MODULES}
+
+
+def _resolve(mod: Module, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = mod.name.split(".")
+    if not mod.is_package:
+        base = base[:-1]
+    if node.level > 1:
+        base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+@dataclass
+class Import:
+    target: str  # the module imported (for ``from pkg import name``: pkg.name when that is a module)
+    names: list[str]  # names imported from ``target`` by a from-import ([] for ``import x``)
+    line: int
+
+
+def _imports(mod: Module) -> list[Import]:
+    out = []
+    for node in ast.walk(mod.tree):
+        if isinstance(node, ast.Import):
+            out.extend(Import(a.name, [], node.lineno) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve(mod, node)
+            names = [a.name for a in node.names]
+            out.append(Import(base, names, node.lineno))
+            for n in names:  # ``from graphmill.frontend import zoo`` imports the module graphmill.frontend.zoo
+                if f"{base}.{n}" in MODULE_NAMES:
+                    out.append(Import(f"{base}.{n}", [], node.lineno))
+    return out
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def _private(part: str) -> bool:
+    return part.startswith("_") and not (part.startswith("__") and part.endswith("__"))
+
+
+def _violations(rule) -> list[str]:
+    found = []
+    for mod in MODULES:
+        for imp in _imports(mod):
+            why = rule(mod, imp)
+            if why:
+                found.append(f"{mod.path}:{imp.line}: {why}")
+    return found
+
+
+def _show(found: list[str]) -> str:
+    return "\n  " + "\n  ".join(found)
+
+
+def test_passes_and_ir_never_import_frontend_or_backends():
+    def rule(mod, imp):
+        if (_under(mod.name, "graphmill.passes") or _under(mod.name, "graphmill.ir")) and (
+                _under(imp.target, "graphmill.frontend") or _under(imp.target, "graphmill.backends")):
+            return f"{mod.name} imports {imp.target} (give the pass an interface through the PassContext)"
+        return None
+
+    found = _violations(rule)
+    assert not found, _show(found)
+
+
+def test_ir_imports_only_util():
+    def rule(mod, imp):
+        if _under(mod.name, "graphmill.ir") and _under(imp.target, "graphmill") and not (
+                _under(imp.target, "graphmill.ir") or _under(imp.target, "graphmill.util")
+                or (imp.target == "graphmill" and set(imp.names) <= {"util", "ir"})):
+            return f"{mod.name} imports {imp.target}: ir may import graphmill.util only"
+        return None
+
+    found = _violations(rule)
+    assert not found, _show(found)
+
+
+def test_api_and_cli_do_not_import_testing():
+    def rule(mod, imp):
+        if (mod.name == "graphmill.api" or _under(mod.name, "graphmill.cli")) and _under(imp.target, "graphmill.testing"):
+            return f"{mod.name} imports {imp.target}: graphmill.testing is for tests only"
+        return None
+
+    found = _violations(rule)
+    assert not found, _show(found)
+
+
+CLI_MAY_IMPORT = ("graphmill.api", "graphmill.errors", "graphmill.util", "graphmill.cli")
+
+
+def test_cli_calls_api_only():
+    """Pending the CLI engineer's move of every command into graphmill/cli/<command>.py over api.py."""
+    def rule(mod, imp):
+        if not _under(mod.name, "graphmill.cli") or not _under(imp.target, "graphmill"):
+            return None
+        if any(_under(imp.target, ok) for ok in CLI_MAY_IMPORT):
+            return None
+        if imp.target == "graphmill" and set(imp.names) <= {"api", "errors", "util", "cli", "__version__"}:
+            return None
+        return f"{mod.name} imports {imp.target}: cli modules call graphmill.api only (add the function there)"
+
+    assert any(_under(m.name, "graphmill.cli") for m in MODULES), "graphmill/cli/ is missing"
+    found = _violations(rule)
+    assert not found, "[cli: the CLI engineer's part of issue 10 item 11]" + _show(found)
+
+
+def test_no_private_name_is_imported_across_modules():
+    def rule(mod, imp):
+        if not _under(imp.target, "graphmill"):
+            return None
+        private_names = [n for n in imp.names if _private(n)]
+        if private_names:
+            return f"imports private name(s) {', '.join(private_names)} from {imp.target}"
+        parts = imp.target.split(".")
+        for i, part in enumerate(parts):
+            if _private(part):
+                owner = ".".join(parts[:i])  # the package the private module belongs to
+                if not _under(mod.name, owner):
+                    return f"imports the private module {imp.target} from outside {owner}"
+        return None
+
+    found = _violations(rule)
+    assert not found, _show(found)
+
+
+def _defined_private_names(mod: Module) -> set[str]:
+    """Private names a module defines: functions, classes, module or class variables, ``self._x``
+    attributes, ``__slots__`` entries."""
+    names: set[str] = set()
+    for node in ast.walk(mod.tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif (isinstance(node, ast.Attribute) and isinstance(node.ctx, (ast.Store, ast.Del))
+              and isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+            names.add(node.attr)  # ``self._x = ...`` defines; ``graph._nodes = ...`` elsewhere does not
+        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__slots__" for t in node.targets):
+            for elt in getattr(node.value, "elts", []):
+                if isinstance(elt, ast.Constant) and isinstance(elt.value, str):
+                    names.add(elt.value)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+    return {n for n in names if _private(n)}
+
+
+DEFINED = {m.name: _defined_private_names(m) for m in MODULES}
+ANYWHERE = set().union(*DEFINED.values())
+
+
+def test_no_private_attribute_of_another_module_is_read_or_written():
+    """``obj._x`` where ``_x`` is a private name another graphmill module defines and this one does not
+    (e.g. a frontend writing ``graph._nodes``, a pass reading ``fold_constants._evaluate``)."""
+    found = []
+    for mod in MODULES:
+        own = DEFINED[mod.name]
+        for node in ast.walk(mod.tree):
+            if isinstance(node, ast.Attribute) and _private(node.attr) and node.attr in ANYWHERE \
+                    and node.attr not in own:
+                owners = sorted(m for m, names in DEFINED.items() if node.attr in names)
+                found.append(f"{mod.path}:{node.lineno}: .{node.attr} (defined in {', '.join(owners[:3])})")
+    assert not found, _show(found)
+
+
+@pytest.mark.parametrize("rule_source, offending", [
+    ("graphmill.passes.x", "from graphmill.frontend.onnx_export import to_proto"),
+    ("graphmill.ir.x", "from graphmill.passes import base"),
+    ("graphmill.cli.x", "from graphmill.optimization import optimize"),
+    ("graphmill.cli.x", "from graphmill.testing import onnx_corpus"),
+    ("graphmill.passes.x", "from graphmill.passes.cleanup.fold_constants import _evaluate"),
+    ("graphmill.passes.x", "from graphmill.frontend.zoo._common import round_filters"),
+])
+def test_the_rules_catch_what_they_name(rule_source, offending):
+    """Each rule fires on a one-line module that breaks it (the checks themselves can fail)."""
+    global MODULES, MODULE_NAMES
+    saved = MODULES, MODULE_NAMES
+    fake = Module(rule_source, f"<{rule_source}>", ast.parse(offending), False)
+    MODULES, MODULE_NAMES = [fake], {fake.name}
+    try:
+        failures = 0
+        for check in (test_passes_and_ir_never_import_frontend_or_backends, test_ir_imports_only_util,
+                      test_api_and_cli_do_not_import_testing, test_no_private_name_is_imported_across_modules):
+            try:
+                check()
+            except AssertionError:
+                failures += 1
+        if rule_source.startswith("graphmill.cli"):
+            with pytest.raises(AssertionError):
+                test_cli_calls_api_only()
+            failures += 1
+        assert failures >= 1
+    finally:
+        MODULES, MODULE_NAMES = saved
+
+
+def test_tests_use_public_names_only():
+    """Tests import graphmill's public names only (a test that needs a private helper is testing the
+    wrong thing, or the helper should be public). Pending where noted by file: tests/passes/
+    test_schedule_dsl.py (the DSL engineer's), tests/backends/simulator/ (the simulator engineer's)."""
+    tests_root = os.path.join(os.path.dirname(ROOT), "tests")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(tests_root):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for fn in sorted(filenames):
+            if not fn.endswith(".py"):
+                continue
+            full = os.path.join(dirpath, fn)
+            rel = os.path.relpath(full, os.path.dirname(ROOT))
+            with open(full, encoding="utf-8") as f:
+                tree = ast.parse(f.read(), filename=rel)
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("graphmill"):
+                    bad = [a.name for a in node.names if _private(a.name)]
+                    bad += [p for p in node.module.split(".") if _private(p)]
+                    if bad:
+                        found.append(f"{rel}:{node.lineno}: from {node.module} import ... ({', '.join(bad)})")
+                elif isinstance(node, ast.Attribute) and _private(node.attr) and node.attr in ANYWHERE:
+                    found.append(f"{rel}:{node.lineno}: .{node.attr}")
+    assert not found, _show(found)
