@@ -207,13 +207,17 @@ class PassContext:
     ``node_evaluator`` / ``shape_inferencer``: the services of ``NodeEvaluator`` and
     ``ShapeInferencer``; left out, the installed defaults (``default_providers()``) are used;
     ``None`` means none (fold-constants then folds only what it evaluates with numpy, and shape
-    inference uses the op registry alone).
+    inference uses the op registry alone). ``cost_model``: a ``graphmill.ir.cost.CostModel`` (op time,
+    transfer time, memory) for the passes that weigh costs; no default.
     """
 
     def __init__(self, *, seed: int = 0, allow: Iterable[str] = (EXACT, REASSOCIATING),
                  node_evaluator: NodeEvaluator | None = _UNSET,
-                 shape_inferencer: ShapeInferencer | None = _UNSET) -> None:
+                 shape_inferencer: ShapeInferencer | None = _UNSET, cost_model: Any = None) -> None:
         self._node_evaluator = node_evaluator
+        # a graphmill.ir.cost.CostModel, for passes that weigh alternatives (pipeline-partition, placement);
+        # None: such a pass asks for one in its error message
+        self.cost_model = cost_model
         self._shape_inferencer = shape_inferencer
         self.seed = seed
         self.allow = set(allow)
