@@ -6,10 +6,8 @@ import os
 
 from graphmill.frontend import load, save
 from graphmill.frontend.onnx_io import external_data_files
-from graphmill.frontend.onnx_shape_inference import infer_shapes
 from graphmill.ir import Graph, UserInputError
-from graphmill.ir.summary import summarize
-from graphmill.optimization import OptimizeReport, ReproducerError, resolve_schedule
+from graphmill.optimization import OptimizeReport, ReproducerError, model_summary, resolve_schedule
 from graphmill.optimization import optimize as _run_optimize
 
 
@@ -31,17 +29,13 @@ def inspect(graph: Graph, *, infer: bool = True, dims: dict[str, int] | None = N
 
     Types are inferred first (registry, then onnx's inference for the rest) on
     the graph itself, which only gains type information. Symbolic dimensions
-    are bound to ``dims`` (default 1) for the cost figures. ``problems`` lists
-    what inference found wrong (inputs that break an op's contract, declared
-    types that contradict inferred ones): costs of such nodes are not counted.
+    are bound to ``dims`` (default 1) for the cost figures; a name the graph
+    does not have is refused. ``problems`` lists what inference found wrong
+    (inputs that break an op's contract, declared types that contradict
+    inferred ones): costs of such nodes are not counted. ``optimize``'s
+    before/after figures are this same function (``model_summary``).
     """
-    problems: list[str] = []
-    if infer:
-        report = infer_shapes(graph)
-        problems = report.errors + report.conflicts
-    out = summarize(graph, dims).to_dict()
-    out["problems"] = problems
-    return out
+    return model_summary(graph, infer=infer, dims=dims)
 
 
 def inspect_file(path: str | os.PathLike, *, dims: dict[str, int] | None = None) -> dict:
@@ -221,18 +215,22 @@ def scale_search(base: Graph | None = None, *, out: str | os.PathLike = "scale-s
     """Grid search of EfficientNet's compound-scaling coefficients; resumable from ``checkpoint``.
 
     Writes OUT/results.json, OUT/accuracy_vs_cost.png and the checkpoint (default OUT/checkpoint.json);
-    returns ``{"result": SearchResult, "results": path, "plot": path, "checkpoint": path, "cost": name}``.
-    ``base`` defaults to a small ResNet-18 for 16x16 digits.
+    returns ``{"result": SearchResult, "results": path, "plot": path, "checkpoint": path, "cost": name,
+    "written": [paths that exist]}``. ``base`` defaults to a small ResNet-18 for 16x16 digits.
+    Every input is checked before the first candidate (a bad one would otherwise fail each candidate
+    in turn, minutes later): the numbers, the accelerator file, and the base model's ops against the
+    torch backend that trains the candidates.
     """
     from graphmill.search import scaling as S
     from graphmill.util.files import write_json
 
+    check_scale_search_args(cost=cost, accel=accel, max_cost=max_cost, phi=phi, steps=steps, limit=limit, seed=seed)
     space = S.ScalingGrid(step=step, max_value=max_value, tolerance=tolerance)
-    if cost == "sim" and not accel:
-        raise UserInputError("--cost sim needs --accel A.toml (the accelerator to simulate on)")
-    cost_model = S.SimLatencyCost(accel) if cost == "sim" else S.MacsCost()
+    cost_model = S.SimLatencyCost(load_accel(accel)) if cost == "sim" else S.MacsCost()
     evaluator = S.StubEvaluator() if stub else S.TrainEvaluator(steps=steps, seed=seed)
     base = base if base is not None else S.default_base(seed)
+    if not stub:
+        check_trainable(base)
     out = os.fspath(out)
     os.makedirs(out, exist_ok=True)
     checkpoint = checkpoint or os.path.join(out, "checkpoint.json")
@@ -244,5 +242,38 @@ def scale_search(base: Graph | None = None, *, out: str | os.PathLike = "scale-s
     write_json(results_path, result.to_dict())
     if result.candidates:
         S.plot(result, plot_path)
+    written = [p for p in (results_path, plot_path, checkpoint) if os.path.exists(p)]
     return {"result": result, "results": results_path, "plot": plot_path if result.candidates else None,
-            "checkpoint": checkpoint, "cost": cost_model.name}
+            "checkpoint": checkpoint, "cost": cost_model.name, "written": written}
+
+
+def check_scale_search_args(*, cost: str, accel: str | None, max_cost: float | None, phi: float, steps: int,
+                            limit: int | None, seed: int) -> None:
+    """The numbers and files of a scale search, checked up front: one UserInputError naming the option."""
+    import math
+
+    if cost not in ("macs", "sim"):
+        raise UserInputError(f"--cost {cost!r}: choose macs or sim")
+    if cost == "sim" and not accel:
+        raise UserInputError("--cost sim needs --accel A.toml (the accelerator to simulate on)")
+    if cost != "sim" and accel:
+        raise UserInputError("--accel is used only with --cost sim (the cost is MACs otherwise)")
+    for name, value, low in (("--steps", steps, 1), ("--limit", limit, 1), ("--seed", seed, 0)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise UserInputError(f"{name} {value!r}: must be an integer >= {low}")
+    for name, value in (("--phi", phi), ("--max-cost", max_cost)):
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise UserInputError(f"{name} {value!r}: must be a number > 0")
+
+
+def check_trainable(graph: Graph) -> None:
+    """UserInputError listing the ops of ``graph`` the torch backend cannot train (its op table:
+    ``graphmill.backends.torch.supported_ops``), before any candidate is built from it."""
+    from graphmill.backends.torch import supported_ops
+
+    known = set(supported_ops())
+    missing = sorted({n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+                      for n in graph.all_nodes() if n.domain not in ("", "ai.onnx") or n.op_type not in known})
+    if missing:
+        raise UserInputError(f"graph {graph.name!r}: the torch backend, which trains the candidates, lacks "
+                             f"op(s) {', '.join(missing)}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -15,11 +16,12 @@ from typing import Any, Iterable, TextIO
 
 from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import save
+from graphmill.frontend.onnx_shape_inference import infer_shapes
 from graphmill.util.files import atomic_write_bytes
 from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES, builtin_schedule, default_schedule
 from graphmill.passes.dsl import load_schedule
 from graphmill.ir import Graph, GraphmillError, UserInputError
-from graphmill.ir.summary import summarize
+from graphmill.ir.summary import summarize, symbols
 from graphmill.ir.gc_pause import collector_paused
 from graphmill.providers import pass_context
 from graphmill.passes import (
@@ -89,19 +91,67 @@ class OptimizeReport:
         return dict(self.__dict__)
 
 
-def _brief(g: Graph) -> dict:
-    s = summarize(g)
-    return {"nodes": s.nodes, "params": s.params, "macs": s.macs, "ops": s.ops}
+def check_dims(graph: Graph, dims: dict[str, int] | None) -> None:
+    """UserInputError when ``dims`` binds a name that is no symbolic dimension of ``graph``: a typo
+    (``--dim n=8`` for ``N``) would otherwise leave the figures per sample without a word."""
+    unknown = sorted(set(dims or {}) - set(symbols(graph)))
+    if unknown:
+        have = symbols(graph)
+        raise UserInputError(f"--dim {unknown[0]}: graph {graph.name!r} has no symbolic dimension named "
+                             f"{unknown[0]!r}; its symbols: {', '.join(have) if have else 'none (all sizes fixed)'}")
+
+
+def model_summary(graph: Graph, *, infer: bool = True, dims: dict[str, int] | None = None) -> dict:
+    """What ``graphmill inspect`` reports (``GraphSummary``'s fields plus ``problems``), and the
+    before/after figures of ``optimize``: one function, so the two never disagree on a file.
+
+    Types are inferred first (registry, then onnx's inference for the rest) on the graph itself,
+    which only gains type information: an exporter's file often declares no intermediate shapes, and
+    without them MACs and the sizes of computed weights are unknown. Symbolic dimensions are bound to
+    ``dims`` (default 1). ``problems`` lists what inference found wrong.
+    """
+    problems: list[str] = []
+    if infer:
+        report = infer_shapes(graph)
+        problems = report.errors + report.conflicts
+    check_dims(graph, dims)
+    out = summarize(graph, dims).to_dict()
+    out["problems"] = problems
+    return out
+
+
+#: the keys of ``model_summary`` an ``OptimizeReport`` keeps for before and after
+BRIEF_KEYS = ("nodes", "params", "macs", "flops", "ops", "symbols", "unknown_params", "cost_unknown_nodes")
+
+
+def _brief(g: Graph, dims: dict[str, int] | None = None) -> dict:
+    s = model_summary(g, dims=dims)
+    return {k: s[k] for k in BRIEF_KEYS}
+
+
+def rerun_command(folder: str, *, rtol: float, atol: float, seed: int, allow: Iterable[str],
+                  dims: dict[str, int] | None, load_passes: Iterable[str] = ()) -> str:
+    """The command line that reruns a reproducer with every option that decides its outcome."""
+    args = ["graphmill", "optimize", os.path.join(folder, "before.onnx"), "-s", os.path.join(folder, "repro.mill"),
+            "--check-numerics", "--rtol", repr(rtol), "--atol", repr(atol), "--seed", str(seed)]
+    for plugin in load_passes:
+        args += ["--load-passes", os.path.abspath(plugin)]
+    for level in sorted(set(allow) - {EXACT, REASSOCIATING}):
+        args += ["--allow", level]
+    for name, size in sorted((dims or {}).items()):
+        args += ["--dim", f"{name}={size}"]
+    args += ["-o", os.path.join(folder, "after.onnx")]
+    return " ".join(shlex.quote(a) for a in args)
 
 
 class ReproducerError(GraphmillError):
     """A pass failed or broke the numbers; a reproducer was written to ``folder``."""
 
-    def __init__(self, failure: PassFailure, folder: str) -> None:
+    def __init__(self, failure: PassFailure, folder: str, rerun: str | None = None) -> None:
         self.failure = failure
         self.folder = folder
-        super().__init__(f"{failure}; reproducer in {folder} (rerun: graphmill optimize {folder}/before.onnx "
-                         f"-s {folder}/repro.mill --check-numerics -o /tmp/out.onnx)")
+        self.rerun = rerun or rerun_command(folder, rtol=1e-4, atol=1e-5, seed=0, allow=(), dims=None)
+        super().__init__(f"{failure}; reproducer in {folder} (rerun: {self.rerun})")
 
 
 def write_reproducer(failure: PassFailure, schedule: Schedule, seed: int, folder: str | None) -> str:
@@ -126,15 +176,19 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
              verify_each: bool = False, time_passes: bool = False, print_ir_after: str | Iterable[str] | None = None,
              print_ir_diff: bool = False, allow: Iterable[str] = (EXACT, REASSOCIATING),
              reproducer_dir: str | None = None, compare: bool = False, explain_rule: str | None = None,
-             dims: dict[str, int] | None = None, stream: TextIO | None = None) -> OptimizeReport:
+             dims: dict[str, int] | None = None, stream: TextIO | None = None,
+             load_passes: Iterable[str] = ()) -> OptimizeReport:
     """Optimize ``graph`` in place with ``schedule`` (default: the embedded one) and report what happened.
 
     ``check_numerics`` compares ONNX Runtime outputs with the original's after every
     pass that changed the graph and stops at the first pass that breaks them;
     on any failing pass a reproducer is written (to ``reproducer_dir`` or a new
-    temporary folder) and ``ReproducerError`` says where.
+    temporary folder) and ``ReproducerError`` says where, with the command that reruns it.
+    ``dims`` sizes symbolic dimensions for the figures and the random inputs (default 1);
+    ``load_passes`` (the files the user's passes came from) only goes into that command.
     """
     sched = resolve_schedule(schedule, schedule_file)
+    before = _brief(graph, dims)  # first: it checks dims, and inference only adds type information
     original = graph.copy() if compare else None
     instruments: list[Any] = []
     timer = TimePasses() if time_passes else None
@@ -151,7 +205,6 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     if numerics:
         instruments.append(numerics)
     ctx = pass_context(seed=seed, allow=allow)  # with ONNX Runtime's node evaluator and onnx's shape inference
-    before = _brief(graph)
     # One copy of the input instead of a snapshot before every pass: on a failure, the passes that ran
     # are replayed on it (they are deterministic for a seed) to rebuild the model before the failing one.
     start = original.copy() if original is not None else graph.copy()
@@ -161,9 +214,11 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     except PassFailure as f:
         if f.before is None:
             f.before = _replay(start, f.ran, seed, allow)
-        raise ReproducerError(f, write_reproducer(f, sched, seed, reproducer_dir)) from f
+        folder = write_reproducer(f, sched, seed, reproducer_dir)
+        raise ReproducerError(f, folder, rerun_command(folder, rtol=rtol, atol=atol, seed=seed, allow=allow,
+                                                       dims=dims, load_passes=load_passes)) from f
     report = OptimizeReport(
-        schedule=sched.to_text(), schedule_inline=sched.to_inline(), seed=seed, before=before, after=_brief(graph),
+        schedule=sched.to_text(), schedule_inline=sched.to_inline(), seed=seed, before=before, after=_brief(graph, dims),
         passes=[r.__dict__ for r in result.records], stats=result.stats(),
         notes=result.notes + [f"{r.name}: {n}" for r in result.records for n in r.notes],
     )
@@ -173,7 +228,8 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
         report.numerics = {"checks": numerics.checks, "rtol": rtol, "atol": atol, "seed": seed,
                            "max_abs_diff_by_pass": numerics.worst}
     if original is not None:
-        report.comparison = ortb.compare(original, graph, seed=seed, rtol=rtol, atol=atol,
+        inputs = ortb.random_inputs(original, seed=seed, dims=dims)
+        report.comparison = ortb.compare(original, graph, inputs, seed=seed, rtol=rtol, atol=atol,
                                          options=ortb.OrtOptions(optimization="disabled")).to_dict()
     if explain_rule:
         report.explain = explain(graph, explain_rule)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from graphmill import api
-from graphmill.cli.common import add_output_args, check_output_path, emit_json, save_output
+from graphmill.cli.common import add_output_args, check_output_path, emit_json, parse_dims, save_output
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance for numerics (default 1e-4)")
     p.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance for numerics (default 1e-5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--dim", action="append", metavar="NAME=SIZE",
+                   help="size of a symbolic dimension for the random inputs and the figures (default 1 each)")
     p.add_argument("--verify-each", action="store_true", help="verify the IR and the model interface after every pass")
     p.add_argument("--time-passes", action="store_true", help="print a table of time per pass")
     p.add_argument("--print-ir-after", metavar="PASS", help="print the IR after this pass ('all' for every pass)")
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         atol=args.atol, seed=args.seed, verify_each=args.verify_each, time_passes=args.time_passes,
         print_ir_after=print_after, print_ir_diff=args.print_ir_diff, allow=["exact", "float-reassociating"]
         + list(args.allow or []), reproducer_dir=args.reproducer_dir, compare=not args.no_compare,
-        explain_rule=args.explain_match)
+        explain_rule=args.explain_match, dims=parse_dims(args.dim), load_passes=args.load_passes or ())
     save_output(graph, args)
     data = report.to_dict()
     data.update({"input": args.model, "output": args.output})

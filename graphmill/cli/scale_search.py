@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from graphmill import api
-from graphmill.cli.common import emit_json
+from graphmill.cli.common import emit_json, stderr
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -45,9 +45,15 @@ def run(args: argparse.Namespace) -> int:
         if b:
             print(f"best: alpha={b['alpha']:g} beta={b['beta']:g} gamma={b['gamma']:g}  "
                   f"accuracy {b['accuracy']:.3f}  {out['cost']} {b['cost']:.4g}")
-        print(f"{len(result.candidates)} candidate(s); results {out['results']}, plot {out['plot']}, "
-              f"checkpoint {out['checkpoint']}")
+        print(f"{len(result.candidates)} candidate(s); wrote {', '.join(out['written']) or 'nothing'}")
     if result.interrupted:
-        print("interrupted: run the same command again to resume from the checkpoint", file=sys.stderr)
+        resume = "run the same command again to resume from the checkpoint" if out["checkpoint"] in out["written"] \
+            else "no candidate was finished, nothing to resume"
+        print(f"interrupted: {resume}", file=sys.stderr)
         return 130
+    failed = [r for r in result.candidates if r.get("status") != "ok"]
+    if result.candidates and len(failed) == len(result.candidates):
+        stderr(f"graphmill scale-search: error: every candidate failed ({len(failed)}); the first: "
+               f"{failed[0].get('error', '?').splitlines()[0] if failed[0].get('error') else '?'}")
+        return 1
     return 0

@@ -14,7 +14,7 @@ import dataclasses
 from typing import ClassVar
 
 from graphmill.ir import Graph
-from graphmill.ir.rewrite import NestedOutputs, Rule
+from graphmill.ir.rewrite import NestedOutputs, Op, Pattern, Rule
 
 from .base import EXACTNESS, Option, Pass, PassContext, PassResult
 
@@ -44,11 +44,17 @@ class RewritePass(Pass):
         result = PassResult()
         disabled = set(self.opts.get("disable", []))
         active = {r.name for r in rules}  # by name: a pass may hand out a rule configured by its options
-        for r in self.rules:
+        allowed = set(ctx.allow) | set(self.opts.get("allow", []))
+        present = {n.op_type for g in graph.all_graphs() for n in g.nodes}
+        for r in self.rules:  # a note only for a rule that could have matched: its pattern's ops are present
+            if r.name in active or not needs_only(r.pattern, present):
+                continue
             if r.name in disabled:
                 result.notes.append(f"rule {r.name!r} disabled by the schedule")
-            elif r.name not in active:
+            elif r.exactness not in allowed:
                 result.notes.append(f"rule {r.name!r} ({r.exactness}) skipped: not allowed by this schedule")
+            else:
+                result.notes.append(f"rule {r.name!r} off by the pass's options")
         for _ in range(self.opts.get("max_rounds", 16)):
             fired = False
             for g in list(graph.all_graphs()):
@@ -67,6 +73,14 @@ class RewritePass(Pass):
                 break
             result.changed = True
         return result
+
+
+def needs_only(pattern: Pattern, present: set[str]) -> bool:
+    """Whether every op ``pattern`` requires is among ``present`` op types (optional parts aside):
+    when not, the rule could not have matched, and saying it was skipped is noise."""
+    if isinstance(pattern, Op):
+        return bool(set(pattern.types) & present) and all(needs_only(p, present) for p in pattern.inputs)
+    return True
 
 
 def all_rules() -> dict[str, tuple[Rule, str]]:

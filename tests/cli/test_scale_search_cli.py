@@ -6,8 +6,11 @@ Reference: the grid and the constraint alpha*beta^2*gamma^2 ~ 2 written out here
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+
+import pytest
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -35,3 +38,83 @@ def test_search_bad_input(tmp_path):
     assert r.returncode == 2 and "step=-1" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = run_cli("scale-search", "--out", str(tmp_path / "s"), "--cost", "sim")
     assert r.returncode == 2 and "--accel" in r.stderr
+
+
+def _conv_model_with(path, extra_op: str | None) -> str:
+    """A small conv net (one stage the compound-scale pass can grow), optionally with an op after it."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((8, 3, 3, 3), np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["y"])]
+    out = "y"
+    opsets = [helper.make_opsetid("", 17)]
+    if extra_op:
+        nodes.append(helper.make_node(extra_op, ["y"], ["z"], domain="com.example"))
+        opsets.append(helper.make_opsetid("com.example", 1))
+        out = "z"
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [1, 3, 16, 16])],
+                          [helper.make_tensor_value_info(out, 1, None)], [w])
+    onnx.save(helper.make_model(g, opset_imports=opsets), str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--steps", "0"], "--steps 0: must be an integer >= 1"),
+    (["--limit", "0"], "--limit 0"),
+    (["--phi", "nan"], "--phi nan"),
+    (["--cost", "sim", "--accel", "{missing}"], "no such accelerator config"),
+    (["--cost", "sim", "--accel", "{bad_toml}"], "not valid TOML"),
+    (["--accel", "examples/accelerators/edge.toml"], "--accel is used only with --cost sim"),
+    (["{torchless}"], "torch backend, which trains the candidates, lacks op(s) com.example.Mystery"),
+])
+def test_inputs_are_checked_before_the_first_candidate(tmp_path, args, needle):
+    """Each would otherwise fail every candidate in turn (or, for --steps 0, 'train' nothing and rank noise)."""
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("garbage = [\n")
+    names = {"missing": str(tmp_path / "none.toml"), "bad_toml": str(bad_toml),
+             "torchless": _conv_model_with(tmp_path / "m.onnx", "Mystery")}
+    args = [a.format(**names) for a in args]
+    out = tmp_path / "s"
+    r = run_cli("scale-search", "--out", str(out), *args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert "alpha=" not in r.stderr and not out.exists()  # no candidate ran, nothing written
+
+
+def _main(monkeypatch, capsys, *args):
+    from graphmill.cli import main
+
+    code = main(["scale-search", *args])
+    return code, capsys.readouterr()
+
+
+def test_every_candidate_failed_exits_non_zero(tmp_path, monkeypatch, capsys):
+    from graphmill.search import scaling
+
+    def broken(self, graph):
+        raise RuntimeError("evaluator broke")
+
+    monkeypatch.setattr(scaling.StubEvaluator, "__call__", broken)
+    code, cap = _main(monkeypatch, capsys, "--out", str(tmp_path / "s"), "--stub", "--limit", "2")
+    assert code == 1
+    assert "every candidate failed (2)" in cap.err and "RuntimeError: evaluator broke" in cap.err
+
+
+def test_ctrl_c_before_any_candidate_lists_only_files_that_exist(tmp_path, monkeypatch, capsys):
+    from graphmill.search import scaling
+
+    def interrupted(self, graph):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scaling.StubEvaluator, "__call__", interrupted)
+    out = tmp_path / "s"
+    code, cap = _main(monkeypatch, capsys, "--out", str(out), "--stub", "--limit", "2")
+    assert code == 130
+    assert "checkpoint.json" not in cap.out and "accuracy_vs_cost.png" not in cap.out and "None" not in cap.out
+    for word in cap.out.split():
+        if word.rstrip(",").endswith((".json", ".png")):
+            assert os.path.exists(word.rstrip(",")), word
+    assert "nothing to resume" in cap.err and not (out / "checkpoint.json").exists()

@@ -1,0 +1,124 @@
+"""`graphmill optimize`'s report: its "before" figures are `graphmill inspect`'s on the same file, a
+reproducer's rerun command reproduces the failure with every option that decided it, and the `ort`
+schedule says nothing about rules that could not have matched.
+
+References: `graphmill inspect` (whose MACs and parameters are checked against published tables in
+tests/cli/test_inspect.py) for the figures; the failing run itself for the reproducer.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "graphmill.cli", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def torchscript_cnn(tmp_path_factory) -> str:
+    """A small CNN through the TorchScript exporter (dynamo=False): no intermediate shapes in the file."""
+    torch = pytest.importorskip("torch")
+
+    class CNN(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.c2 = torch.nn.Conv2d(8, 16, 3, stride=2, padding=1)
+            self.fc = torch.nn.Linear(16, 10)
+
+        def forward(self, x):
+            y = torch.relu(self.c1(x))
+            y = torch.relu(self.c2(y))
+            return self.fc(y.mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ts") / "cnn.onnx"
+    torch.onnx.export(CNN().eval(), (torch.randn(1, 3, 32, 32),), str(path), dynamo=False, opset_version=17,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+    return str(path)
+
+
+def test_before_figures_are_inspects(torchscript_cnn, tmp_path):
+    # hand count: conv1 8*32*32*3*9 = 221,184; conv2 16*16*16*8*9 = 294,912; fc 16*10 = 160 -> 516,256 per sample
+    for dims, n in (([], 1), (["--dim", "N=4"], 4)):
+        inspected = json.loads(run_cli("inspect", torchscript_cnn, "--json", *dims).stdout)
+        r = run_cli("optimize", torchscript_cnn, "-o", str(tmp_path / "o.onnx"), "--json", "-", *dims)
+        assert r.returncode == 0, r.stderr
+        before = json.loads(r.stdout)["before"]
+        for key in ("nodes", "params", "macs", "flops", "ops", "symbols"):
+            assert before[key] == inspected[key], (key, before[key], inspected[key])
+        assert before["macs"] == 516_256 * n
+
+
+def test_dim_naming_no_symbol_of_the_model_is_refused(torchscript_cnn, tmp_path):
+    for command in (["inspect", torchscript_cnn], ["optimize", torchscript_cnn, "-o", str(tmp_path / "o.onnx")]):
+        r = run_cli(*command, "--dim", "n=8")
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "no symbolic dimension named 'n'; its symbols: N" in lines[0], r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+BREAKER = '''
+from graphmill.passes import Pass, PassResult, register_pass
+
+
+@register_pass
+class BreakRelu(Pass):
+    """Turns every Relu into a Sigmoid: a pass that breaks the numbers."""
+    name = "break-relu"
+
+    def run(self, graph, ctx):
+        hits = [n for n in graph.nodes if n.op_type == "Relu"]
+        for n in hits:
+            n.op_type = "Sigmoid"
+        return PassResult(bool(hits))
+'''
+
+
+def test_reproducer_rerun_carries_every_option_and_reproduces(torchscript_cnn, tmp_path):
+    plugin = tmp_path / "breaker.py"
+    plugin.write_text(BREAKER)
+    repro = tmp_path / "repro"
+    options = ["--rtol", "0.001", "--atol", "1e-06", "--seed", "7", "--allow", "approximate", "--dim", "N=2"]
+    r = run_cli("optimize", torchscript_cnn, "-o", str(tmp_path / "o.onnx"), "--load-passes", str(plugin),
+                "-p", "break-relu", "--check-numerics", "--reproducer-dir", str(repro), *options)
+    assert r.returncode == 2 and "after pass 'break-relu'" in r.stderr, r.stderr
+    rerun = r.stderr.split("(rerun: ", 1)[1].rstrip().removesuffix(")")
+    argv = shlex.split(rerun)
+    assert argv[:2] == ["graphmill", "optimize"] and "/tmp/out.onnx" not in rerun
+    assert argv[argv.index("-o") + 1] == str(repro / "after.onnx")
+    for flag, value in zip(options[::2], options[1::2]):
+        assert value in [argv[i + 1] for i, a in enumerate(argv) if a == flag], (flag, rerun)
+    assert argv[argv.index("--load-passes") + 1] == str(plugin)
+    again = run_cli(*argv[1:])
+    assert again.returncode == 2 and "after pass 'break-relu'" in again.stderr
+    assert "seed 7" in again.stderr and "atol=1e-06 + rtol=0.001" in again.stderr, again.stderr
+
+
+def test_ort_schedule_says_nothing_of_rules_that_could_not_match(torchscript_cnn, tmp_path):
+    """A CNN has no LayerNormalization: the SkipLayerNormalization rules (off in the ort schedule) could not
+    have matched, so they are not mentioned."""
+    r = run_cli("optimize", torchscript_cnn, "-o", str(tmp_path / "o.onnx"), "-s", "ort")
+    assert r.returncode == 0, r.stderr
+    assert "note:" not in r.stdout, r.stdout
+
+
+def test_verbose_after_the_subcommand_works_like_before_it(torchscript_cnn, tmp_path):
+    """`graphmill optimize M -o O -v` (argparse would reject a top-level flag there) logs the passes,
+    as `graphmill -v optimize ...` does; -vv counts across both places."""
+    out = str(tmp_path / "o.onnx")
+    after = run_cli("optimize", torchscript_cnn, "-o", out, "-v")
+    before = run_cli("-v", "optimize", torchscript_cnn, "-o", out, "--force")
+    assert after.returncode == 0 and before.returncode == 0, after.stderr
+    assert "graphmill.passes: fold-constants" in after.stderr
+    assert after.stderr.count("graphmill.passes:") == before.stderr.count("graphmill.passes:")
+    quiet = run_cli("optimize", torchscript_cnn, "-o", out, "--force")
+    assert "graphmill.passes" not in quiet.stderr
