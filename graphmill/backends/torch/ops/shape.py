@@ -90,22 +90,24 @@ def _slice(rt, a, x):
     return X
 
 
-@op("Gather")
-def _gather(rt, a, x):
+def _gather_args(a, x):
+    """Data, axis and int64 indices with ONNX's negative indices counted from the end of the axis."""
     X, idx = x
     axis = norm_axis(a.get("axis", 0), X.dim())
     idx = idx.to(torch.int64)
-    idx = torch.where(idx < 0, idx + X.shape[axis], idx)
+    return X, axis, torch.where(idx < 0, idx + X.shape[axis], idx)
+
+
+@op("Gather")
+def _gather(rt, a, x):
+    X, axis, idx = _gather_args(a, x)
     out = X.index_select(axis, idx.reshape(-1))
     return out.reshape(tuple(X.shape[:axis]) + tuple(idx.shape) + tuple(X.shape[axis + 1:]))
 
 
 @op("GatherElements")
 def _gather_el(rt, a, x):
-    X, idx = x
-    axis = norm_axis(a.get("axis", 0), X.dim())
-    idx = idx.to(torch.int64)
-    idx = torch.where(idx < 0, idx + X.shape[axis], idx)
+    X, axis, idx = _gather_args(a, x)
     return torch.gather(X, axis, idx)
 
 
