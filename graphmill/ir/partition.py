@@ -1,0 +1,195 @@
+"""Cutting a graph into contiguous stages: which values cross each cut, and each stage as a graph of its own.
+
+A *stage* is a set of compute nodes (nodes that are not constant: ``summary.constant_values``); the stages
+come in an order and together hold every compute node. The values that cross the boundary between stage
+``s`` and ``s + 1`` are those produced at or before stage ``s`` (graph inputs count as produced before stage
+0) and read after it, or graph outputs produced before the last stage: a value that skips a stage (a skip
+connection) crosses every boundary on its way, because a pipeline passes tensors only from one stage to the
+next. Constants never cross: each stage keeps its own copy of the initializers and constant nodes it reads.
+
+``extract_stages`` builds each stage as a ``Graph``: its inputs are the values crossing the boundary before it
+(the model's inputs for stage 0), its outputs those crossing the boundary after it (the model's outputs for
+the last stage), in a fixed order (graph inputs first, then by producing node). The torch backend runs such a
+graph as one pipeline stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from graphmill.util.errors import UserInputError
+
+from .graph import Graph, Node, Value
+from .summary import constant_values, is_constant_node
+from .types import TensorType, num_elements
+
+
+def value_bytes(v: Value | None) -> int:
+    """Bytes of a value's tensor (0 when its type, element type or shape is not known)."""
+    if v is None or not isinstance(v.type, TensorType) or v.type.shape is None:
+        return 0
+    n = num_elements(v.type.shape)
+    if n is None:
+        return 0
+    try:
+        width = max(1, v.type.dtype.numpy().itemsize)
+    except (AttributeError, TypeError, ValueError):
+        width = 4
+    return n * width
+
+
+def compute_nodes(graph: Graph) -> list[Node]:
+    """The nodes that do work on every run (not constant-only), in the graph's order."""
+    constant = constant_values(graph)
+    return [n for n in graph.nodes if not is_constant_node(n, constant)]
+
+
+@dataclass
+class Crossing:
+    """The values crossing each cut of an order of compute nodes.
+
+    ``values[j]`` (j = 1 .. n-1) are the values live between position ``j - 1`` and ``j``; ``values[0]`` and
+    ``values[n]`` are empty. ``first`` and ``last`` give, per value id, the position after which it exists
+    (-1: a graph input) and the last position reading it (n: a graph output).
+    """
+
+    order: list[Node]
+    values: list[list[Value]] = field(default_factory=list)
+
+    def bytes(self) -> list[int]:
+        return [sum(value_bytes(v) for v in vs) for vs in self.values]
+
+
+def crossing_values(graph: Graph, order: Sequence[Node]) -> Crossing:
+    """Which values cross each cut of ``order`` (a topological order of ``compute_nodes(graph)``)."""
+    order = list(order)
+    n = len(order)
+    pos = {id(node): i for i, node in enumerate(order)}
+    constant = constant_values(graph)
+    first: dict[int, int] = {}
+    vals: dict[int, Value] = {}
+    for v in graph.inputs:
+        if id(v) not in constant:
+            first[id(v)] = -1
+            vals[id(v)] = v
+    for i, node in enumerate(order):
+        for v in node.outputs:
+            if v is not None:
+                first[id(v)] = i
+                vals[id(v)] = v
+    last: dict[int, int] = {}
+    for i, node in enumerate(order):
+        for v in node.inputs:
+            if v is not None and id(v) in first:
+                last[id(v)] = max(last.get(id(v), -1), i)
+    for v in graph.outputs:
+        if id(v) in first:
+            last[id(v)] = n
+    out: list[list[Value]] = [[] for _ in range(n + 1)]
+    for k, v in vals.items():
+        if k not in last:
+            continue
+        for j in range(first[k] + 1, min(last[k], n - 1) + 1):
+            if j >= 1:
+                out[j].append(v)
+    # a fixed order: graph inputs first (in input order), then by producing position
+    rank = {id(v): (-1, i) for i, v in enumerate(graph.inputs)}
+    for j in range(n + 1):
+        out[j].sort(key=lambda v: rank.get(id(v), (first[id(v)], v.index or 0)))
+    return Crossing(order, out)
+
+
+@dataclass
+class StageGraph:
+    """One stage as a graph: ``graph``'s inputs are the values crossing into it, its outputs those crossing out."""
+
+    index: int
+    graph: Graph
+    nodes: list[Node]  # the compute nodes of the original graph in this stage
+
+
+def extract_stages(graph: Graph, stages: Sequence[Sequence[Node]]) -> list[StageGraph]:
+    """Each stage of ``graph`` as a graph of its own (see the module docstring).
+
+    ``stages`` hold the compute nodes of ``graph`` in order; concatenated they must be a topological
+    order of them, every compute node in exactly one stage (a UserInputError names the node otherwise).
+    """
+    order = [n for s in stages for n in s]
+    compute = compute_nodes(graph)
+    if len(order) != len(compute) or {id(n) for n in order} != {id(n) for n in compute}:
+        missing = [n for n in compute if id(n) not in {id(m) for m in order}]
+        what = missing[0].describe() if missing else "a node"
+        raise UserInputError(f"graph {graph.name!r}: the stages must hold every compute node once; {what} is not "
+                             "in exactly one stage")
+    pos = {id(n): i for i, n in enumerate(order)}
+    for n in order:
+        for v in n.inputs:
+            if v is not None and v.producer is not None and id(v.producer) in pos and \
+                    pos[id(v.producer)] > pos[id(n)]:
+                raise UserInputError(f"{n.describe()} reads {v.name!r} from a later stage: the stages are not in "
+                                     "a topological order")
+    cross = crossing_values(graph, order)
+    constant = constant_values(graph)
+    const_nodes = [n for n in graph.nodes if is_constant_node(n, constant)]
+    out: list[StageGraph] = []
+    start = 0
+    k = len(stages)
+    model_inputs = [v for v in graph.inputs if id(v) not in constant]
+    for s, members in enumerate(stages):
+        end = start + len(members)
+        ins = model_inputs if s == 0 else cross.values[start]
+        outs = list(graph.outputs) if s == k - 1 else cross.values[end]
+        out.append(StageGraph(s, _stage_graph(graph, s, list(members), ins, outs, const_nodes), list(members)))
+        start = end
+    return out
+
+
+def _stage_graph(graph: Graph, s: int, members: list[Node], ins: list[Value], outs: list[Value],
+                 const_nodes: list[Node]) -> Graph:
+    g = Graph(f"{graph.name}_stage{s}", opset_imports=graph.opset_imports)
+    vmap: dict[int, Value] = {}
+    for v in ins:
+        nv = Value(v.name, v.type)
+        g.add_input(nv)
+        vmap[id(v)] = nv
+    # the constant nodes this stage reads, transitively, in graph order
+    producer_needed: set[int] = set()
+    todo = [v for n in members for v in n.inputs if v is not None] + [v for v in outs if v is not None]
+    const_ids = {id(n) for n in const_nodes}
+    while todo:
+        v = todo.pop()
+        p = v.producer
+        if p is not None and id(p) in const_ids and id(p) not in producer_needed:
+            producer_needed.add(id(p))
+            todo.extend(x for x in p.inputs if x is not None)
+    nodes = [n for n in const_nodes if id(n) in producer_needed] + members
+
+    def mapped(v: Value | None) -> Value | None:
+        if v is None:
+            return None
+        got = vmap.get(id(v))
+        if got is not None:
+            return got
+        if v.const is not None:
+            nv = g.add_initializer(Value(v.name, v.type, const=v.const))
+            vmap[id(v)] = nv
+            return nv
+        raise UserInputError(f"stage {s} of graph {graph.name!r} reads {v.name!r}, which neither crosses into it "
+                             "nor is computed in it")
+
+    for n in nodes:
+        new_outs = []
+        for o in n.outputs:
+            if o is None:
+                new_outs.append(None)
+                continue
+            nv = Value(o.name, o.type)
+            vmap[id(o)] = nv
+            new_outs.append(nv)
+        nn = Node(n.op_type, [mapped(v) for v in n.inputs], dict(n.attrs), outputs=new_outs, domain=n.domain,
+                  name=n.name)
+        nn.meta = dict(n.meta)
+        g.append(nn)
+    g.outputs = [mapped(v) for v in outs]  # type: ignore[misc]
+    return g

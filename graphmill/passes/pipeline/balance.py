@@ -1,0 +1,102 @@
+"""Cutting a sequence of node costs into K contiguous stages.
+
+* ``block_partition``: torchgpipe's balance (``balance_by_time`` / ``balance_by_size``), the "Block
+  Partitions of Sequences" procedure of Bárány, Grinberg et al. (arXiv:1308.2452) as torchgpipe applies
+  it: costs normalized to [0, 1], start from equal-length blocks, move one element at a time from the
+  block next to the lightest one towards it until the heaviest block is within one (normalized) element of
+  the lightest. Not optimal; fast; blind to transfers and memory.
+* ``equal_split``: the same number of nodes per stage (the "equal layers" split papers compare with).
+* ``optimal_partition``: the partition of the order into K non-empty contiguous stages minimizing the largest
+  stage value (bottleneck), every stage under a memory cap: a dynamic program over (stages used, prefix
+  length), as PipeDream's planner does, exact for the given order. O(K n^2), vectorized over the split point.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+# stage value of stages [i, j) for a vector of i (all < j), for stage index k
+StageFn = Callable[[int, np.ndarray, int], np.ndarray]
+# memory of stages [i, j) for a vector of i
+MemFn = Callable[[np.ndarray, int], np.ndarray]
+
+
+def block_partition(costs: Sequence[float], k: int) -> list[int]:
+    """Stage sizes (numbers of elements, in order) of torchgpipe's balance for ``costs`` in ``k`` blocks."""
+    n = len(costs)
+    if k < 1 or n < k:
+        raise ValueError(f"cannot cut {n} elements into {k} blocks")
+    c = np.asarray(costs, dtype=float)
+    lo, span = float(c.min()), float(c.max() - c.min())
+    norm = (c - lo) / span if span > 0 else np.zeros(n)
+    prefix = np.concatenate([[0.0], np.cumsum(norm)])
+    ends = [n // k * (b + 1) for b in range(k - 1)] + [n]  # end of each block (exclusive)
+
+    def size(b: int) -> float:
+        return float(prefix[ends[b]] - prefix[ends[b - 1] if b else 0])
+
+    for _ in range(10 * n * k + 100):  # the procedure terminates; the bound only guards against float surprises
+        top, p = max((size(b), b) for b in range(k))  # (1) a heaviest block p (the last among equals)
+        moved_into_p = False
+        while not moved_into_p:
+            low, q = min((size(b), b) for b in range(k))  # a lightest block q (the first among equals)
+            if top <= low + 1:  # (2) balanced within one element: done
+                return _sizes(ends)
+            # (3) move the element of the neighbour h of q, on p's side, into q
+            if p < q:
+                h = q - 1
+                ends[h] -= 1
+            else:
+                h = q + 1
+                ends[q] += 1
+            moved_into_p = p == h
+        if any(e <= s for s, e in zip([0] + ends[:-1], ends)):
+            break
+    sizes = _sizes(ends)
+    return sizes if all(s > 0 for s in sizes) else equal_split(n, k)
+
+
+def _sizes(ends: list[int]) -> list[int]:
+    return [e - s for s, e in zip([0] + ends[:-1], ends)]
+
+
+def equal_split(n: int, k: int) -> list[int]:
+    """``n`` elements in ``k`` blocks of equal size (the first ``n % k`` one larger)."""
+    if k < 1 or n < k:
+        raise ValueError(f"cannot cut {n} elements into {k} blocks")
+    return [n // k + (1 if b < n % k else 0) for b in range(k)]
+
+
+def optimal_partition(n: int, k: int, value: StageFn, memory: MemFn | None = None,
+                      cap: float = 0.0) -> tuple[list[int], float] | None:
+    """Stage sizes minimizing ``max_s value(s, i_s, j_s)`` with ``memory(i_s, j_s) <= cap`` (no cap when 0),
+    and that bottleneck; None when no partition fits the cap.
+
+    ``dp[s][j]`` is the smallest bottleneck of the first j nodes in s + 1 stages; among split points giving
+    the same value the earliest is kept, so the result is deterministic.
+    """
+    if k < 1 or n < k:
+        raise ValueError(f"cannot cut {n} elements into {k} blocks")
+    inf = np.inf
+    dp = np.full((k, n + 1), inf)
+    arg = np.zeros((k, n + 1), dtype=np.int64)
+    for s in range(k):
+        for j in range(s + 1, n - (k - 1 - s) + 1):
+            i = np.arange(s, j) if s else np.zeros(1, dtype=np.int64)
+            v = value(s, i, j)
+            if s:
+                v = np.maximum(dp[s - 1][i], v)
+            if memory is not None and cap > 0:
+                v = np.where(memory(i, j) <= cap, v, inf)
+            best = int(np.argmin(v))
+            dp[s][j] = v[best]
+            arg[s][j] = i[best]
+    if not np.isfinite(dp[k - 1][n]):
+        return None
+    ends = [n]
+    for s in range(k - 1, 0, -1):
+        ends.append(int(arg[s][ends[-1]]))
+    ends = ends[::-1]
+    return _sizes(ends), float(dp[k - 1][n])

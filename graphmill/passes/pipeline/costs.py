@@ -1,0 +1,165 @@
+"""What the partitioner weighs, per compute node of a graph: forward and backward time, weights, activations,
+and the bytes crossing each cut of the order, all for one micro-batch.
+
+Rules (stated in the README, "Pipeline partitioning"):
+
+* **Micro-batch.** The batch dimension is dimension 0 of every model input; the mini-batch ``B`` (the
+  model's own size, or ``batch`` for a symbolic one) is split into ``M`` equal micro-batches of ``B / M``;
+  every time and size here is for one micro-batch (the graph is costed with its batch bound to ``B / M``).
+* **Forward** time of a node: ``CostModel.op_time(node, 0)`` (devices are identical).
+* **Backward** time: ``CostModel.backward_time(node, 0)`` when the cost model has it; otherwise twice the
+  forward time for a MAC op (Conv, Gemm, MatMul, ...: one product for the input's gradient, one for the
+  weights'), once the forward time for every other op (its gradient is elementwise work of the same size).
+* **Transfer** across a cut: the bytes of the values crossing it (``graphmill.ir.partition``, skip
+  connections included on every cut they pass) sent forward, and their gradients (same bytes) sent back:
+  ``2 * CostModel.transfer_time(bytes, s, s + 1)``, charged to the sending stage ``s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from graphmill.ir import Graph, Node, TensorType, UserInputError
+from graphmill.ir.ops import infer_types
+from graphmill.ir.partition import compute_nodes, crossing_values, value_bytes
+from graphmill.ir.summary import bind_symbols, constant_values, node_cost
+
+
+@dataclass
+class BatchInfo:
+    """The batch dimension: ``size`` (the mini-batch ``B``), ``symbol`` (its name when symbolic)."""
+
+    size: int
+    symbol: str | None
+
+
+def batch_dimension(graph: Graph, batch: int = 0) -> BatchInfo:
+    """Dimension 0 of the model's inputs, the one micro-batches split; a UserInputError when there is none."""
+    constant = constant_values(graph)
+    inputs = [v for v in graph.inputs if id(v) not in constant]
+    if not inputs:
+        raise UserInputError(f"graph {graph.name!r} has no input, so no batch dimension to split into micro-batches")
+    dims = set()
+    for v in inputs:
+        t = v.type
+        if not isinstance(t, TensorType) or t.shape is None or len(t.shape) == 0 or t.shape[0] is None:
+            raise UserInputError(f"input {v.name!r} of graph {graph.name!r} has no batch dimension to split into "
+                                 f"micro-batches (its shape is {getattr(t, 'shape', None)}); give it a leading "
+                                 "batch dimension")
+        dims.add(t.shape[0])
+    if len(dims) > 1:
+        raise UserInputError(f"graph {graph.name!r}: the inputs' first dimensions differ ({sorted(map(str, dims))}); "
+                             "there is no one batch dimension to split into micro-batches")
+    d = dims.pop()
+    if isinstance(d, str):
+        if batch < 1:
+            raise UserInputError(f"graph {graph.name!r} has a symbolic batch dimension {d!r}: give the mini-batch "
+                                 "size (batch=B, --batch B)")
+        return BatchInfo(batch, d)
+    if batch and batch != d:
+        raise UserInputError(f"graph {graph.name!r} has a fixed batch of {d}; batch={batch} cannot change it")
+    if d < 1:
+        raise UserInputError(f"graph {graph.name!r}: batch dimension of size {d} has nothing to split")
+    return BatchInfo(int(d), None)
+
+
+def at_batch(graph: Graph, info: BatchInfo, size: int) -> Graph:
+    """A copy of ``graph`` whose batch dimension is ``size`` (node order kept: node i is node i)."""
+    if info.symbol is not None:
+        return bind_symbols(graph, {info.symbol: size})
+    if size == info.size:
+        return graph.copy()
+    g = graph.copy()
+    constant = constant_values(g)
+    for v in g.inputs:
+        if id(v) not in constant:
+            v.type = v.type.with_shape([size, *v.type.shape[1:]])
+    for n in g.nodes:
+        for o in n.outputs:
+            if o is not None:
+                o.type = None
+    infer_types(g)
+    for v, orig in zip(g.outputs, graph.outputs):
+        t = v.type
+        if isinstance(t, TensorType) and t.shape and isinstance(orig.type, TensorType) and orig.type.shape and \
+                t.shape[0] != size and orig.type.shape[0] == info.size:
+            raise UserInputError(f"graph {graph.name!r}: output {v.name!r} keeps batch {t.shape[0]} when the input "
+                                 f"batch is {size}: the batch size {info.size} is fixed inside the model (a Reshape to "
+                                 "a constant shape?), so there is no batch dimension to split into micro-batches")
+    return g
+
+
+@dataclass
+class NodeCosts:
+    """Per compute node (in ``order``) and per cut, for one micro-batch; see the module docstring."""
+
+    order: list[Node]            # compute nodes of the original graph, in the order partitions are cut
+    forward: np.ndarray          # [n]
+    backward: np.ndarray         # [n]
+    weight_bytes: np.ndarray     # [n] constant inputs, each counted at its first reader
+    param_count: np.ndarray      # [n] elements of those (torchgpipe's balance by size)
+    act_bytes: np.ndarray        # [n] output bytes (what the backward pass keeps)
+    cut_bytes: np.ndarray        # [n + 1] bytes crossing cut j (0 and n: none); cut 0 holds the model inputs
+    input_bytes: int             # the model inputs of one micro-batch
+    transfer: list[np.ndarray]   # per stage s: 2 * transfer_time(cut_bytes[j], s, s + 1) for every j ([n + 1])
+    batch: BatchInfo
+    microbatches: int
+    units: str
+
+    @property
+    def n(self) -> int:
+        return len(self.order)
+
+
+def is_mac_op(node: Node) -> bool:
+    c = node_cost(node)
+    return bool(c is not None and c.macs > 0)
+
+
+def node_costs(graph: Graph, cost: Any, *, stages: int, microbatches: int, batch: int = 0) -> NodeCosts:
+    """Cost every compute node of ``graph`` for one micro-batch (``graph`` itself is not changed)."""
+    info = batch_dimension(graph, batch)
+    if microbatches < 1:
+        raise UserInputError(f"microbatches must be >= 1, got {microbatches}")
+    if info.size % microbatches:
+        raise UserInputError(f"the mini-batch of {info.size} does not split into {microbatches} equal micro-batches")
+    micro = info.size // microbatches
+    work = at_batch(graph, info, micro)
+    index = {id(n): i for i, n in enumerate(graph.nodes)}
+    wnodes = work.nodes
+    order = compute_nodes(graph)
+    worder = [wnodes[index[id(n)]] for n in order]
+    n = len(order)
+    fwd = np.zeros(n)
+    bwd = np.zeros(n)
+    backward_time = getattr(cost, "backward_time", None)
+    for i, node in enumerate(worder):
+        f = float(cost.op_time(node, 0))
+        fwd[i] = f
+        bwd[i] = float(backward_time(node, 0)) if backward_time is not None else (2.0 if is_mac_op(node) else 1.0) * f
+    seen: set[int] = set()
+    wbytes = np.zeros(n)
+    pcount = np.zeros(n)
+    wconstant = constant_values(work)
+    for i, node in enumerate(worder):
+        for v in node.inputs:
+            if v is not None and id(v) in wconstant and id(v) not in seen:
+                seen.add(id(v))
+                wbytes[i] += value_bytes(v)
+                if v.const is not None and hasattr(v.const, "shape") and len(v.const.shape) > 0:
+                    pcount[i] += int(np.prod(v.const.shape))
+    act = np.array([sum(value_bytes(o) for o in node.outputs) for node in worder], dtype=float)
+    cross = crossing_values(work, worder)
+    cut = np.array(cross.bytes(), dtype=float)
+    inputs = sum(value_bytes(v) for v in work.inputs if id(v) not in wconstant)
+    cut[0] = inputs
+    transfer = []
+    for s in range(stages):
+        t = np.array([2.0 * float(cost.transfer_time(int(b), s, s + 1)) if 0 < j < n else 0.0
+                      for j, b in enumerate(cut)])
+        transfer.append(t)
+    units = getattr(cost, "units", "cycles")
+    return NodeCosts(order, fwd, bwd, wbytes, pcount, act, cut, int(inputs), transfer, info, microbatches, units)

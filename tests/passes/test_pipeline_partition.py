@@ -1,0 +1,284 @@
+"""pipeline-partition: optimality, contiguity, skip connections, memory model and cap, bad input.
+
+References: an independent brute force over every set of cut points (written here from the graph's edges,
+not from the pass's helpers) for optimality; hand computations for the memory model and the transfers of a
+skip connection; torchgpipe's own tests of its block partition (tests/test_balance.py:
+``solve([1, 2, 3, 4, 5, 6], 2) == [[1, 2, 3, 4], [5, 6]]``, ``solve([0, 0], 2) == [[0], [0]]``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+import pytest
+
+from graphmill.ir import UserInputError
+from graphmill.ir.builder import GraphBuilder
+from graphmill.passes import PassContext, run_passes
+from graphmill.passes.pipeline import block_partition, partition_graph
+
+BW, LAT = 4.0, 10.0
+F32 = 4
+
+
+class TableCost:
+    """Times from a table (by node name); transfers latency + bytes / bandwidth."""
+
+    units = "cycles"
+
+    def __init__(self, fwd: dict[str, float], bwd: dict[str, float] | None = None) -> None:
+        self.fwd, self.bwd = fwd, bwd
+        if bwd is not None:
+            self.backward_time = lambda node, device=0: self.bwd[node.name]
+
+    def op_time(self, node, device=0):
+        return self.fwd[node.name]
+
+    def transfer_time(self, nbytes, src, dst):
+        return 0.0 if src == dst or nbytes <= 0 else LAT + nbytes / BW
+
+    def memory(self, node):
+        return 0
+
+
+def random_dag(seed: int, n: int):
+    """A random DAG of n compute nodes on [N, w] tensors: Relu, Add (skip connections), MatMul with weights."""
+    rng = random.Random(seed)
+    b = GraphBuilder(f"dag{seed}")
+    vals = [b.input("x", "float32", ["N", 4])]
+    for i in range(n):
+        kind = rng.choice(["relu", "add", "matmul", "add"])
+        a = vals[rng.randrange(len(vals))]
+        if kind == "relu" or (kind == "add" and len(vals) < 2):
+            v = b.Relu(a, name=f"n{i}")
+        elif kind == "add":
+            c = vals[rng.randrange(len(vals))]
+            v = b.Add(a, c, name=f"n{i}")
+        else:
+            v = b.MatMul(a, np.full((4, 4), 0.1, np.float32), name=f"n{i}")
+        vals.append(v)
+    b.output(vals[-1], name="y")
+    if n > 3:
+        b.output(vals[2], name="aux")  # a graph output produced early: it crosses every later cut
+    g = b.build()
+    fwd = {f"n{i}": float(rng.randint(1, 40)) for i in range(n)}
+    bwd = {f"n{i}": float(rng.randint(0, 60)) for i in range(n)}
+    return g, fwd, bwd
+
+
+def brute_force(g, fwd, bwd, k, m, batch, cap=0.0, objective="time"):
+    """Every choice of k-1 cut points of the graph's order; stage cost and memory computed from the edges."""
+    nodes = list(g.nodes)
+    n = len(nodes)
+    micro = batch // m
+    pos = {id(x): i for i, x in enumerate(nodes)}
+
+    def nbytes(v):
+        return micro * v.type.shape[1] * F32
+
+    def crossing(cut):  # values produced before position `cut` and read at or after it (or a graph output)
+        total = 0
+        cands = [(-1, v) for v in g.inputs] + [(i, o) for i, x in enumerate(nodes) for o in x.outputs]
+        for p, v in cands:
+            if p >= cut:
+                continue
+            later = any(pos[id(u)] >= cut for u in v.users) or any(v is o for o in g.outputs)
+            if later:
+                total += nbytes(v)
+        return total
+
+    def stage(i, j, s):
+        t = sum(fwd[x.name] + bwd[x.name] for x in nodes[i:j])
+        if j < n:
+            t += 2 * (LAT + crossing(j) / BW)
+        consts = {id(v): v for x in nodes[i:j] for v in x.inputs if v is not None and v.const is not None}
+        weights = sum(int(np.prod(v.const.shape)) * F32 for v in consts.values())
+        inputs = micro * 4 * F32 if i == 0 else crossing(i)
+        internal = sum(nbytes(o) for x in nodes[i:j] for o in x.outputs)
+        memory = 4 * weights + m * inputs + internal  # adam: weights + gradients + 2 moments; re-materialized
+        return t, memory
+
+    best = None
+    for cuts in itertools.combinations(range(1, n), k - 1):
+        ends = list(cuts) + [n]
+        starts = [0] + list(cuts)
+        st = [stage(i, j, s) for s, (i, j) in enumerate(zip(starts, ends))]
+        if cap and any(mem > cap for _, mem in st):
+            continue
+        value = max(t for t, _ in st) if objective == "time" else max(mem for _, mem in st)
+        if best is None or value < best:
+            best = value
+    return best, stage
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_optimal_matches_brute_force(seed):
+    n = 7 + seed % 4
+    k = 2 + seed % 3
+    g, fwd, bwd = random_dag(seed, n)
+    plan = partition_graph(g, TableCost(fwd, bwd), stages=k, microbatches=2, batch=4)
+    best, stage = brute_force(g, fwd, bwd, k, 2, 4)
+    assert plan["bottleneck"] == pytest.approx(best, rel=1e-12)
+    # the reported stages, re-costed independently, give the reported times and memory
+    start = 0
+    for st in plan["stages"]:
+        j = start + len(st["nodes"])
+        t, mem = stage(start, j, st["index"])
+        assert st["time"] == pytest.approx(t, rel=1e-12)
+        assert st["memory"] == mem
+        start = j
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_optimal_under_memory_cap_matches_brute_force(seed):
+    g, fwd, bwd = random_dag(100 + seed, 9)
+    k = 3
+    free, _ = brute_force(g, fwd, bwd, k, 2, 4, objective="memory")
+    cap = free * 1.15  # tight: some partitions are out
+    plan = partition_graph(g, TableCost(fwd, bwd), stages=k, microbatches=2, batch=4, memory_cap=cap)
+    best, _ = brute_force(g, fwd, bwd, k, 2, 4, cap=cap)
+    assert plan["bottleneck"] == pytest.approx(best, rel=1e-12)
+    assert max(st["memory"] for st in plan["stages"]) <= cap
+    # the memory objective finds the least-memory partition
+    plan_m = partition_graph(g, TableCost(fwd, bwd), stages=k, microbatches=2, batch=4, objective="memory")
+    assert max(st["memory"] for st in plan_m["stages"]) == free
+
+
+def test_memory_cap_nothing_fits_names_stage_and_excess():
+    g, fwd, bwd = random_dag(7, 8)
+    free, _ = brute_force(g, fwd, bwd, 2, 2, 4, objective="memory")
+    with pytest.raises(UserInputError) as e:
+        partition_graph(g, TableCost(fwd, bwd), stages=2, microbatches=2, batch=4, memory_cap=free - 1)
+    msg = str(e.value)
+    assert "\n" not in msg and "no partition into 2 stages fits the memory cap" in msg and "stage" in msg
+    assert "1 B over" in msg  # the least-memory partition exceeds the cap by exactly one byte
+    # a balanced method over the cap: the stage and the excess are named too
+    with pytest.raises(UserInputError, match=r"stage \d of the equal-layers partition needs .* over the memory cap"):
+        partition_graph(g, TableCost(fwd, bwd), stages=2, microbatches=2, batch=4, memory_cap=free - 1,
+                        method="equal-layers")
+
+
+def mlp(batch="N", skip=False):
+    b = GraphBuilder("mlp")
+    x = b.input("x", "float32", [batch, 8])
+    h1 = b.Relu(b.MatMul(x, np.ones((8, 16), np.float32), name="mm1"), name="r1")
+    h2 = b.Relu(b.MatMul(h1, np.ones((16, 16), np.float32), name="mm2"), name="r2")
+    h3 = b.MatMul(h2, np.ones((16, 16), np.float32), name="mm3")
+    if skip:
+        h3 = b.Add(h3, h1, name="skip")
+    b.output(b.MatMul(h3, np.ones((16, 4), np.float32), name="mm4"), name="y")
+    return b.build()
+
+
+def test_contiguous_topological_and_edges_respected():
+    g = mlp(skip=True)
+    fwd = {n.name: 5.0 for n in g.nodes}
+    plan = partition_graph(g, TableCost(fwd), stages=3, microbatches=2, batch=8)
+    stage = {n.name: n.meta["stage"] for n in g.nodes}
+    order = [name for st in plan["stages"] for name in st["nodes"]]
+    assert sorted(order) == sorted(n.name for n in g.nodes)
+    seen = set()
+    byname = {n.name: n for n in g.nodes}
+    for name in order:  # the concatenated lists are a topological order
+        for v in byname[name].inputs:
+            assert v.producer is None or v.producer.name in seen
+        seen.add(name)
+    for n in g.nodes:  # a later stage never feeds an earlier one
+        for v in n.inputs:
+            if v.producer is not None:
+                assert stage[v.producer.name] <= stage[n.name]
+    assert [st["index"] for st in plan["stages"]] == [0, 1, 2]
+    assert all(st["nodes"] for st in plan["stages"])
+    assert g.meta["pipeline"]["stages"][0]["nodes"] == plan["stages"][0]["nodes"]
+
+
+def test_skip_connection_counted_on_every_cut_it_crosses():
+    # equal-layers: 7 compute nodes in 3 stages of 3, 2, 2
+    g = mlp(skip=True)
+    names = [n.name for n in g.nodes]
+    assert names == ["mm1", "r1", "mm2", "r2", "mm3", "skip", "mm4"]
+    fwd = {n: 1.0 for n in names}
+    plan = partition_graph(g, TableCost(fwd), stages=3, microbatches=1, batch=2, method="equal-layers")
+    assert [st["nodes"] for st in plan["stages"]] == [["mm1", "r1", "mm2"], ["r2", "mm3"], ["skip", "mm4"]]
+    # hand computation, micro-batch of 2 float32 rows: cut 1 carries mm2's output [2,16] and r1's [2,16]
+    # (read by skip, two stages later); cut 2 carries mm3's [2,16] and r1's again
+    assert [st["send_bytes"] for st in plan["stages"]] == [2 * 2 * 16 * 4, 2 * 2 * 16 * 4, 0]
+    assert plan["stages"][0]["transfer"] == 2 * (LAT + 256 / BW)
+
+
+def test_memory_model_by_hand():
+    g = mlp()
+    fwd = {n.name: 1.0 for n in g.nodes}
+    plan = partition_graph(g, TableCost(fwd), stages=2, microbatches=4, batch=8, method="equal-layers",
+                           optimizer="momentum")
+    s0, s1 = plan["stages"]
+    assert s0["nodes"] == ["mm1", "r1", "mm2"] and s1["nodes"] == ["r2", "mm3", "mm4"]
+    d = s1["memory_detail"]
+    w = (16 * 16 + 16 * 4) * 4
+    assert d["weights"] == w and d["gradients"] == w and d["optimizer"] == w  # momentum: one buffer per weight
+    micro_in = 2 * 16 * 4  # mm2's output, micro-batch of 2
+    internal = 2 * (2 * 16 * 4) + 2 * 4 * 4  # r2, mm3 and mm4 outputs, one micro-batch
+    assert d["activations_remat"] == 4 * micro_in + internal
+    assert d["activations"] == 4 * (micro_in + internal)
+    assert d["activations_1f1b"] == 1 * (micro_in + internal)  # last stage: one micro-batch in flight
+    assert s1["memory"] == 3 * w + 4 * micro_in + internal
+    assert s0["memory_detail"]["activations_remat"] == 4 * (2 * 8 * 4) + 3 * (2 * 16 * 4)  # x; mm1, r1, mm2
+    plan2 = partition_graph(g, TableCost(fwd), stages=2, microbatches=4, batch=8, method="equal-layers",
+                            optimizer="momentum", remat=False)
+    assert plan2["stages"][1]["memory"] == 3 * w + 4 * (micro_in + internal)
+
+
+def test_backward_rule_and_cost_model_override():
+    g = mlp()
+    fwd = {n.name: 3.0 for n in g.nodes}
+    plan = partition_graph(g, TableCost(fwd), stages=2, microbatches=1, batch=2)
+    assert plan["node_times"]["mm1"] == {"forward": 3.0, "backward": 6.0}  # MAC op: twice
+    assert plan["node_times"]["r1"] == {"forward": 3.0, "backward": 3.0}  # elementwise: once
+    plan = partition_graph(g, TableCost(fwd, {n.name: 7.0 for n in g.nodes}), stages=2, microbatches=1, batch=2)
+    assert plan["node_times"]["mm1"]["backward"] == 7.0
+
+
+def test_torchgpipe_block_partition_reference():
+    assert block_partition([1, 2, 3, 4, 5, 6], 2) == [4, 2]
+    assert block_partition([0, 0], 2) == [1, 1]
+    assert block_partition([5] * 8, 4) == [2, 2, 2, 2]
+
+
+def test_balanced_methods_never_beat_optimal_on_zoo_graph():
+    from graphmill.frontend import zoo
+
+    g = zoo.build("resnet18", resolution=32)
+    fwd = {n.name: float(1 + (i * 37) % 11) for i, n in enumerate(g.nodes)}
+    res = {}
+    for method in ("optimal", "balanced-time", "balanced-params", "equal-layers"):
+        res[method] = partition_graph(g, TableCost(fwd), stages=4, microbatches=4, batch=8, method=method)["bottleneck"]
+    assert res["optimal"] <= min(res.values())
+
+
+def test_pass_through_schedule_with_cost_model():
+    g = mlp()
+    fwd = {n.name: 2.0 for n in g.nodes}
+    res = run_passes(g, "pipeline-partition{stages=2, microbatches=2, batch=4}",
+                     ctx=PassContext(cost_model=TableCost(fwd)))
+    assert res is not None and {n.meta["stage"] for n in g.nodes} == {0, 1}
+    with pytest.raises(Exception, match="needs a cost model"):
+        run_passes(mlp(), "pipeline-partition{stages=2}", ctx=PassContext())
+
+
+def test_bad_input():
+    fwd = {n: 1.0 for n in ["mm1", "r1", "mm2", "r2", "mm3", "mm4"]}
+    with pytest.raises(UserInputError, match="6 compute op.*cannot be cut into 7"):
+        partition_graph(mlp(), TableCost(fwd), stages=7, microbatches=1, batch=2)
+    with pytest.raises(UserInputError, match="microbatches must be >= 1"):
+        partition_graph(mlp(), TableCost(fwd), stages=2, microbatches=0, batch=2)
+    with pytest.raises(UserInputError, match="symbolic batch dimension"):
+        partition_graph(mlp(), TableCost(fwd), stages=2, microbatches=2)
+    with pytest.raises(UserInputError, match="does not split into 3 equal micro-batches"):
+        partition_graph(mlp(batch=4), TableCost(fwd), stages=2, microbatches=3)
+    b = GraphBuilder("scalar")
+    x = b.input("x", "float32", [])
+    b.output(b.Relu(b.Relu(x, name="a"), name="b"), name="y")
+    with pytest.raises(UserInputError, match="no batch dimension"):
+        partition_graph(b.build(), TableCost({"a": 1.0, "b": 1.0}), stages=2, microbatches=1)
