@@ -42,7 +42,8 @@ def stage_memory(weights: float, inputs_micro: float, internal_micro: float, *, 
     resident = 2 * weights + state
     return {"weights": int(weights), "gradients": int(weights), "optimizer": int(state),
             "activations_remat": int(remat), "activations": int(full), "activations_1f1b": int(f1b),
-            "total_remat": int(resident + remat), "total": int(resident + full)}
+            "total_remat": int(resident + remat), "total": int(resident + full),
+            "input_micro": int(inputs_micro), "internal_micro": int(internal_micro)}
 
 
 def memory_vector(wprefix: np.ndarray, aprefix: np.ndarray, cut: np.ndarray, *, microbatches: int, optimizer: str,
