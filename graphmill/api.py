@@ -277,3 +277,22 @@ def check_trainable(graph: Graph) -> None:
     if missing:
         raise UserInputError(f"graph {graph.name!r}: the torch backend, which trains the candidates, lacks "
                              f"op(s) {', '.join(missing)}")
+
+
+def search(space: str, evaluator: str = "builtin", *, out: str | os.PathLike, strategy: str = "default",
+           options: list[str] | dict | None = None, budget: int = 50, workers: int = 1, executor: str = "local",
+           ray_address: str | None = None, objective: str | None = None, accel: str | None = None,
+           timeout: float | None = None, seed: int = 0, proxy: dict | None = None, progress=None) -> dict:
+    """``graphmill search``: run (or resume, from OUT/checkpoint.json) a search into the folder ``out``.
+
+    ``space`` is ``"mnasnet"``, ``"accelerator"``, ``"mnasnet+accelerator"`` or a space JSON file;
+    ``evaluator`` is ``"builtin"`` or ``"MODULE:FUNCTION"``. Everything is checked before anything is
+    written. OUT gets checkpoint.json, history.jsonl, best_so_far.png, pareto.png and best.onnx (MnasNet's
+    space). Returns ``{"result": SearchResult, "summary": dict}`` (see ``graphmill.search.workflow``); for the
+    plain Python API on your own space and evaluator, use ``graphmill.search.run``.
+    """
+    from graphmill.search.workflow import run_search
+
+    return run_search(space, evaluator, out=os.fspath(out), strategy=strategy, options=options, budget=budget,
+                      workers=workers, executor=executor, ray_address=ray_address, objective=objective, accel=accel,
+                      timeout=timeout, seed=seed, proxy=proxy, progress=progress)

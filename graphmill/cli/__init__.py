@@ -13,10 +13,10 @@ import sys
 from typing import Sequence
 
 from graphmill import __version__
-from graphmill.cli import demo, inspect, optimize, passes, roundtrip, scale, scale_search, simulate, zoo
+from graphmill.cli import demo, inspect, optimize, passes, roundtrip, scale, scale_search, search, simulate, zoo
 from graphmill.errors import GraphmillError
 
-COMMANDS = (inspect, roundtrip, optimize, scale_search, passes, zoo, demo, scale, simulate)
+COMMANDS = (inspect, roundtrip, optimize, scale_search, passes, zoo, demo, scale, simulate, search)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,77 @@
+"""``graphmill search``: architecture (or any) search over a space, resumable, into a folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from graphmill import api
+from graphmill.cli.common import emit_json
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("search", help="search a space (mnasnet, accelerator, mnasnet+accelerator or a JSON file) "
+                                      "with a strategy and an evaluator; Ctrl-C, then rerun: resumes")
+    p.add_argument("--space", required=True, metavar="mnasnet|FILE.json",
+                   help="a built-in space (mnasnet, accelerator, mnasnet+accelerator) or a space JSON file")
+    p.add_argument("--evaluator", default="builtin", metavar="builtin|MODULE:FUNCTION",
+                   help="'builtin' (MnasNet's reward: digits accuracy x simulated latency) or a callable "
+                        "evaluate(config) -> float | dict importable as MODULE:FUNCTION (default builtin)")
+    p.add_argument("--strategy", default="default", help="default, random, evolution, reinforce, ppo, tpe")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a strategy option (repeatable), e.g. --option population=20")
+    p.add_argument("--budget", type=int, default=50, metavar="N", help="evaluations (default 50)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for checkpoint.json, history.jsonl, best.onnx and the plots")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="evaluations at once (default 1)")
+    p.add_argument("--executor", default="local", help="local (process pool; in-process for 1 worker) or ray")
+    p.add_argument("--ray-address", metavar="ADDR", help="an existing Ray cluster (default: start one locally)")
+    p.add_argument("--objective", metavar="NAME[:KEY=V,...]",
+                   help="mnasnet (soft, w=-0.07), mnasnet-hard (alpha 0, beta -1) or accuracy; options "
+                        "target_ms, alpha, beta, e.g. mnasnet:target_ms=40 (default: mnasnet, T = MnasNet-A1's "
+                        "latency on the accelerator)")
+    p.add_argument("--accel", metavar="A.toml", help="the accelerator for latency (base of the accelerator space)")
+    p.add_argument("--timeout", type=float, metavar="S", help="seconds per evaluation; slower trials fail")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the result as JSON (no progress lines)")
+    g = p.add_argument_group("built-in evaluator (proxy task)")
+    g.add_argument("--steps", type=int, help="training steps per candidate (default 100)")
+    g.add_argument("--proxy-width", type=float, help="channel multiplier of the trained proxy (default 0.25)")
+    g.add_argument("--proxy-resolution", type=int, help="input size of the trained proxy, pixels (default 16)")
+    g.add_argument("--latency", choices=["sim", "ort"], help="latency from the simulator (default) or ONNX Runtime")
+    g.add_argument("--latency-width", type=float, help="channel multiplier of the timed network (default 1.0)")
+    g.add_argument("--latency-resolution", type=int, help="input size of the timed network (default 224)")
+    p.set_defaults(func=run)
+    return p
+
+
+def _proxy(args: argparse.Namespace) -> dict:
+    names = {"steps": "steps", "proxy_width": "width", "proxy_resolution": "resolution", "latency": "latency",
+             "latency_width": "latency_width", "latency_resolution": "latency_resolution"}
+    return {key: getattr(args, a) for a, key in names.items() if getattr(args, a) is not None}
+
+
+def run(args: argparse.Namespace) -> int:
+    def progress(line: str) -> None:
+        if not args.json:
+            print(line, flush=True)
+
+    out = api.search(args.space, args.evaluator, strategy=args.strategy, options=args.option, budget=args.budget,
+                     out=args.out, workers=args.workers, executor=args.executor, ray_address=args.ray_address,
+                     objective=args.objective, accel=args.accel, timeout=args.timeout, seed=args.seed,
+                     proxy=_proxy(args), progress=progress)
+    if args.json:
+        emit_json(out["summary"])
+    else:
+        s = out["summary"]
+        best = s.get("best")
+        if best:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in best["metrics"].items()
+                              if k in ("accuracy", "latency_ms", "macs", "params") and isinstance(v, (int, float)))
+            print(f"best: reward {best['reward']:.4f} (trial {best['trial']}){': ' + shown if shown else ''}")
+        print(f"{s['trials']} trial(s), {s['failed']} failed; wrote {', '.join(s['files'])} in {s['out']}")
+    if out["summary"]["interrupted"]:
+        print(f"interrupted: run the same command again to resume from {out['summary']['checkpoint']}",
+              file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,412 @@
+"""What ``graphmill search`` does, as functions: resolve the space, evaluator and objective the user named,
+check everything before anything is written, run the search into a folder, write its outputs.
+
+The folder (``out``) holds ``checkpoint.json`` (the run's state; rerunning the same command resumes from it),
+``history.jsonl`` (one trial per line, in evaluation order), ``best.onnx`` (the best network, for MnasNet's
+space: trained proxy weights with the built-in evaluator), ``best_so_far.png`` and, when the trials report
+both ``accuracy`` and ``latency_ms``, ``pareto.png`` (the accuracy/latency Pareto front).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from graphmill.search.space import Space
+from graphmill.util.errors import UserInputError
+
+#: objective name -> (alpha, beta) of MnasNet's reward ACC x (LAT/T)^w; None: the accuracy alone
+OBJECTIVE_NAMES = ("mnasnet", "mnasnet-hard", "accuracy")
+OBJECTIVE_KEYS = ("target_ms", "alpha", "beta")
+BUILTIN_SPACES = ("mnasnet", "accelerator", "mnasnet+accelerator")
+
+
+def _nearest(word: str, names) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(n) for n in names], n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def load_space(spec: str) -> tuple[Space, str]:
+    """``(space, name)`` for a built-in name (``mnasnet``, ...) or a JSON file in the documented schema.
+
+    A malformed file is a ``UserInputError`` naming the file and the JSON path (``space.params.lr.low``) or
+    the line and column of a syntax error; a space without parameters is refused too.
+    """
+    from graphmill.search.spaces import SPACES
+
+    if spec in SPACES:
+        return SPACES[spec](), spec
+    if not spec.lower().endswith(".json") and not os.path.exists(spec):
+        raise UserInputError(f"--space {spec!r}: not a built-in space{_nearest(spec, SPACES)} nor a JSON file; "
+                             f"built-in: {', '.join(SPACES)}")
+    try:
+        with open(spec, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise UserInputError(f"{spec}: no such space file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserInputError(f"{spec}: cannot read the space file: {e}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserInputError(f"{spec}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+    try:
+        space = Space.from_json(data, "space")
+    except UserInputError as e:
+        raise UserInputError(f"{spec}: {e}") from None
+    if not list(space.params()) or space.size() == 0:
+        raise UserInputError(f"{spec}: the space has no parameters to search")
+    return space, "file"
+
+
+def parse_objective(text: str | None) -> tuple[str, dict[str, float]] | None:
+    """``"mnasnet:target_ms=40,alpha=-0.07"`` -> ``("mnasnet", {"target_ms": 40.0, "alpha": -0.07})``."""
+    if text is None:
+        return None
+    name, _, rest = text.partition(":")
+    name = name.strip()
+    if name not in OBJECTIVE_NAMES:
+        raise UserInputError(f"--objective {name!r}: unknown objective{_nearest(name, OBJECTIVE_NAMES)}; "
+                             f"known: {', '.join(OBJECTIVE_NAMES)}")
+    params: dict[str, float] = {}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if key not in OBJECTIVE_KEYS:
+            raise UserInputError(f"--objective {text!r}: unknown option {key!r}{_nearest(key, OBJECTIVE_KEYS)}; "
+                                 f"options: {', '.join(OBJECTIVE_KEYS)}")
+        try:
+            params[key] = float(value)
+        except ValueError:
+            raise UserInputError(f"--objective {text!r}: {key} needs a number, got {value!r}") from None
+        if not eq:
+            raise UserInputError(f"--objective {text!r}: write {key}=VALUE")
+    if "target_ms" in params and not params["target_ms"] > 0:
+        raise UserInputError(f"--objective {text!r}: target_ms must be > 0")
+    return name, params
+
+
+@dataclass
+class Rewarded:
+    """A user evaluator whose reward is recomputed from its metrics with MnasNet's objective.
+
+    The evaluator must report ``accuracy`` (and ``latency_ms`` for the ``mnasnet`` objectives).
+    """
+
+    evaluate: Callable[[dict], Any]
+    objective: str
+    target_ms: float | None = None
+    alpha: float | None = None
+    beta: float | None = None
+
+    def __call__(self, config: dict) -> dict:
+        from graphmill.search.evaluators import OBJECTIVES, mnasnet_reward
+
+        out = self.evaluate(config)
+        if not isinstance(out, dict) or "accuracy" not in out:
+            raise ValueError(f"--objective {self.objective} needs the evaluator to return a dict with 'accuracy'"
+                             + ("" if self.objective == "accuracy" else " and 'latency_ms'"))
+        out = dict(out)
+        weights = OBJECTIVES[self.objective]
+        if weights is None:
+            out["reward"] = float(out["accuracy"])
+            return out
+        if "latency_ms" not in out or self.target_ms is None:
+            raise ValueError(f"--objective {self.objective} needs 'latency_ms' in the evaluator's result and "
+                             "target_ms=... in the objective")
+        alpha = weights[0] if self.alpha is None else self.alpha
+        beta = weights[1] if self.beta is None else self.beta
+        out["reward"] = mnasnet_reward(out["accuracy"], out["latency_ms"], self.target_ms, alpha, beta)
+        return out
+
+
+def import_evaluator(spec: str) -> Callable[[dict], Any]:
+    """The callable ``module:function`` names (``module`` importable from the current folder or the path)."""
+    mod_name, sep, attr = spec.partition(":")
+    if not sep or not mod_name or not attr:
+        raise UserInputError(f"--evaluator {spec!r}: expected 'builtin' or MODULE:FUNCTION")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(mod_name)
+    except Exception as e:  # noqa: BLE001 -- any failure to import is the user's to fix, in one line
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise UserInputError(f"--evaluator {spec!r}: cannot import {mod_name!r}: {type(e).__name__}: {first}") \
+            from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            names = [n for n in dir(obj) if not n.startswith("_")]
+            raise UserInputError(f"--evaluator {spec!r}: {mod_name} has no {attr!r}{_nearest(part, names)}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise UserInputError(f"--evaluator {spec!r}: {attr} is a {type(obj).__name__}, not a callable")
+    return obj
+
+
+def make_evaluator(spec: str, space_name: str, *, objective: tuple[str, dict] | None = None, accel: Any = None,
+                   seed: int = 0, proxy: dict | None = None, timeout: float | None = None) -> Callable[[dict], Any]:
+    """The evaluator ``spec`` names for the space ``space_name`` (see ``load_space``), with its options."""
+    from graphmill.search.evaluators import AcceleratorEvaluator, MnasNetEvaluator, WithTimeout
+
+    proxy = dict(proxy or {})
+    if spec == "builtin":
+        if space_name in ("mnasnet", "mnasnet+accelerator"):
+            name, params = objective or ("mnasnet", {})
+            try:
+                ev: Callable = MnasNetEvaluator(seed=seed, accel=accel, objective=name, **params, **proxy)
+            except TypeError as e:
+                raise UserInputError(f"built-in evaluator: {e}") from None
+        elif space_name == "accelerator":
+            if objective is not None:
+                raise UserInputError("--objective: the accelerator space's built-in evaluator scores latency only")
+            ev = AcceleratorEvaluator(base=accel)
+        else:
+            raise UserInputError(f"--evaluator builtin scores the built-in spaces ({', '.join(BUILTIN_SPACES)}); "
+                                 "for a space file give --evaluator MODULE:FUNCTION")
+    else:
+        ev = import_evaluator(spec)
+        if objective is not None:
+            name, params = objective
+            ev = Rewarded(ev, name, **params)
+    return WithTimeout(ev, timeout) if timeout else ev
+
+
+# -- the run's folder ------------------------------------------------------------------------------------------
+
+def trial_record(index: int, trial: Any) -> dict:
+    """One line of history.jsonl: ``{"trial", "status", "reward", "config", "metrics"}``."""
+    return {"trial": index, "status": trial.status, "reward": trial.reward, "config": trial.config,
+            "metrics": dict(trial.metrics or {})}
+
+
+def write_history(path: str, history: list) -> None:
+    """history.jsonl: one JSON object per trial, in evaluation order (written atomically)."""
+    from graphmill.util.files import atomic_write_text
+
+    lines = [json.dumps(trial_record(i, t), sort_keys=True, default=float) for i, t in enumerate(history)]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (maximize the first, minimize the second),
+    ordered by the second axis."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][1], -points[i][0]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][0] > best:
+            front.append(i)
+            best = points[i][0]
+    return front
+
+
+def plot_best_so_far(path: str, history: list, title: str = "") -> None:
+    """best_so_far.png: every trial's reward and the best reward so far against the number of trials."""
+    from graphmill.util.plots import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    xs = [i + 1 for i, t in enumerate(history) if t.status == "ok" and t.reward is not None]
+    ys = [t.reward for t in history if t.status == "ok" and t.reward is not None]
+    best, curve = float("-inf"), []
+    for t in history:
+        if t.status == "ok" and t.reward is not None:
+            best = max(best, t.reward)
+        curve.append(best if best > float("-inf") else None)
+    ax.scatter(xs, ys, s=12, alpha=0.5, label="trial")
+    steps = [(i + 1, v) for i, v in enumerate(curve) if v is not None]
+    if steps:
+        ax.step([s[0] for s in steps], [s[1] for s in steps], where="post", color="C3", label="best so far")
+    failed = sum(1 for t in history if t.status != "ok")
+    ax.set_xlabel("trials")
+    ax.set_ylabel("reward")
+    ax.set_title(title or f"{len(history)} trials ({failed} failed)")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    save_figure(fig, path, tight=True)
+
+
+def plot_pareto(path: str, history: list) -> bool:
+    """pareto.png: accuracy against latency of every trial, the Pareto front highlighted; False if no trial
+    reports both ``accuracy`` and ``latency_ms``."""
+    from graphmill.util.plots import pyplot, save_figure
+
+    pts = [(float(t.metrics["accuracy"]), float(t.metrics["latency_ms"])) for t in history
+           if t.status == "ok" and t.metrics and "accuracy" in t.metrics and "latency_ms" in t.metrics]
+    if not pts:
+        return False
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ax.scatter([p[1] for p in pts], [p[0] for p in pts], s=12, alpha=0.5, label="trial")
+    front = [pts[i] for i in pareto_front(pts)]
+    ax.step([p[1] for p in front], [p[0] for p in front], where="post", color="C3", marker="o", label="Pareto front")
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"accuracy / latency: {len(front)} of {len(pts)} trials on the front")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    save_figure(fig, path, tight=True)
+    return True
+
+
+def best_model(evaluate: Any, space_name: str, config: dict, seed: int = 0):
+    """The best configuration's network for MnasNet's space (None for other spaces).
+
+    With the built-in evaluator: the proxy network with the trained weights that were measured (a retraining,
+    deterministic); with another evaluator: the full-size network with seeded weights.
+    """
+    from graphmill.search.evaluators import MnasNetEvaluator, WithTimeout
+    from graphmill.search.spaces import MnasNetBuilder
+
+    if space_name not in ("mnasnet", "mnasnet+accelerator"):
+        return None
+    inner = evaluate.evaluate if isinstance(evaluate, WithTimeout) else evaluate
+    if isinstance(inner, MnasNetEvaluator):
+        graph, _ = inner.trained_model(config)
+        return graph
+    return MnasNetBuilder(seed=seed)(config)
+
+
+# -- the whole command ------------------------------------------------------------------------------------------
+
+EXECUTORS = ("local", "ray")
+
+
+def parse_options(items: list[str] | None) -> dict[str, Any]:
+    """``["population=20", "sample=5"]`` -> ``{"population": 20, "sample": 5}`` (values as JSON, else text)."""
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UserInputError(f"--option {item!r}: expected KEY=VALUE")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserInputError(f"{name}={value!r}: must be an integer >= 1")
+    return value
+
+
+def _fmt_seconds(s: float) -> str:
+    s = max(0, int(round(s)))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class Progress:
+    """One line per finished trial: count, this trial, best so far, evaluations per second, ETA."""
+
+    def __init__(self, budget: int, emit: Callable[[str], None] | None, done: int = 0) -> None:
+        import time
+
+        self.budget, self.emit, self.start, self.done0 = budget, emit, time.perf_counter(), done
+
+    def __call__(self, index: int, trial: Any, best: Any) -> None:
+        import time
+
+        if self.emit is None:
+            return
+        finished = index + 1
+        rate = (finished - self.done0) / max(time.perf_counter() - self.start, 1e-9)
+        eta = (self.budget - finished) / rate if rate > 0 else float("nan")
+        this = f"reward {trial.reward:.4f}" if trial.status == "ok" and trial.reward is not None else trial.status
+        b = f"best {best.reward:.4f}" if best is not None and best.reward is not None else "best -"
+        self.emit(f"trial {finished}/{self.budget}: {this}  {b}  {rate:.2f} eval/s  ETA {_fmt_seconds(eta)}"
+                  if eta == eta else f"trial {finished}/{self.budget}: {this}  {b}")
+
+
+def prepare(space_spec: str, evaluator_spec: str = "builtin", *, strategy: str = "default",
+            options: list[str] | dict | None = None, budget: int = 50, workers: int = 1, executor: str = "local",
+            objective: str | None = None, accel: str | None = None, timeout: float | None = None, seed: int = 0,
+            proxy: dict | None = None) -> dict:
+    """Everything the user named, resolved and checked; a ``UserInputError`` before anything is written."""
+    from graphmill.search.strategies import strategy_class
+
+    space, space_name = load_space(space_spec)
+    obj = parse_objective(objective)
+    if accel is not None:
+        from graphmill.backends.simulator.config import load_accel
+
+        load_accel(accel)
+    opts = options if isinstance(options, dict) else parse_options(options)
+    strategy_class(strategy).check_options(dict(opts))
+    budget, workers = _count("--budget", budget), _count("--workers", workers)
+    if executor not in EXECUTORS:
+        raise UserInputError(f"--executor {executor!r}: unknown{_nearest(executor, EXECUTORS)}; "
+                             f"use one of {', '.join(EXECUTORS)}")
+    if executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UserInputError("--executor ray needs ray: pip install 'ray[default]'") from None
+    if timeout is not None and not timeout > 0:
+        raise UserInputError(f"--timeout {timeout!r}: must be > 0 seconds")
+    evaluate = make_evaluator(evaluator_spec, space_name, objective=obj, accel=accel, seed=seed, proxy=proxy,
+                              timeout=timeout)
+    return dict(space=space, space_name=space_name, evaluate=evaluate, strategy=strategy, options=opts,
+                budget=budget, workers=workers, executor=executor, seed=seed)
+
+
+def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, strategy: str = "default",
+               options: list[str] | dict | None = None, budget: int = 50, workers: int = 1, executor: str = "local",
+               ray_address: str | None = None, objective: str | None = None, accel: str | None = None,
+               timeout: float | None = None, seed: int = 0, proxy: dict | None = None,
+               progress: Callable[[str], None] | None = None) -> dict:
+    """Run (or resume) a search into the folder ``out`` and write its outputs (module docstring).
+
+    Returns ``{"result": SearchResult, "summary": {...JSON-able...}}``; ``summary["interrupted"]`` is True
+    when Ctrl-C stopped it (the checkpoint holds every finished trial: the same call resumes).
+    """
+    from graphmill import search
+
+    job = prepare(space_spec, evaluator_spec, strategy=strategy, options=options, budget=budget, workers=workers,
+                  executor=executor, objective=objective, accel=accel, timeout=timeout, seed=seed, proxy=proxy)
+    out = os.fspath(out)
+    os.makedirs(out, exist_ok=True)
+    checkpoint = os.path.join(out, "checkpoint.json")
+    interrupted = False
+    try:
+        result = search.run(job["space"], job["evaluate"], strategy=job["strategy"], budget=job["budget"],
+                            seed=seed, workers=job["workers"], executor=job["executor"], checkpoint=checkpoint,
+                            ray_address=ray_address, options=job["options"],
+                            callback=Progress(job["budget"], progress))
+    except KeyboardInterrupt:
+        interrupted = True
+        result = search.load_result(checkpoint) if os.path.exists(checkpoint) else None
+    return {"result": result, "summary": finish(out, result, job, interrupted, checkpoint)}
+
+
+def finish(out: str, result: Any, job: dict, interrupted: bool, checkpoint: str) -> dict:
+    """Write history.jsonl, the plots and best.onnx for ``result``; the JSON-able summary."""
+    history = list(result.history) if result is not None else []
+    files = ["checkpoint.json"] if os.path.exists(checkpoint) else []
+    write_history(os.path.join(out, "history.jsonl"), history)
+    files.append("history.jsonl")
+    best = result.best if result is not None else None
+    if history:
+        plot_best_so_far(os.path.join(out, "best_so_far.png"), history)
+        files.append("best_so_far.png")
+        if plot_pareto(os.path.join(out, "pareto.png"), history):
+            files.append("pareto.png")
+    if best is not None and best.status == "ok" and not interrupted:
+        graph = best_model(job["evaluate"], job["space_name"], best.config, job["seed"])
+        if graph is not None:
+            from graphmill.frontend import save
+
+            save(graph, os.path.join(out, "best.onnx"))
+            files.append("best.onnx")
+    best_index = next((i for i, t in enumerate(history) if t is best), None)
+    return {"out": out, "checkpoint": checkpoint, "space": job["space_name"], "strategy": job["strategy"],
+            "trials": len(history), "failed": sum(1 for t in history if t.status != "ok"),
+            "interrupted": interrupted, "files": files,
+            "best": trial_record(best_index if best_index is not None else -1, best) if best is not None else None}
