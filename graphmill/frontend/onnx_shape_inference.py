@@ -1,9 +1,14 @@
-"""Shape inference: graphmill's registry first, onnx's own inference for what it leaves open.
+"""Shape inference: graphmill's registry first, onnx's own inference for the ops it lacks.
 
-The registry knows the ops graphmill transforms and costs; onnx knows every
-standard op. Running onnx's inference on the exported model and merging its
-answers (without ever overriding a more precise type, or a symbol with a
-number) gives the union of both.
+The registry knows the ops graphmill transforms and costs, and carries shape
+values (symbolic ones too) through exporters' shape subgraphs as onnx's data
+propagation does; onnx knows every standard op. When an op without a registry
+entry leaves an output open, onnx's inference runs on the exported model and
+its answers are merged (never overriding a more precise type, or a symbol with
+a number), then the registry runs again so that what follows that op gains
+from them. A graph of registry ops only is never exported: no protobuf round
+trip for the zoo's models or for TorchScript/dynamo exports of CNNs and
+transformers.
 
 ``OnnxShapeInferencer`` is that second step alone: the ``ShapeInferencer`` the
 passes get through their ``PassContext`` (passes do not import the frontend).
@@ -16,7 +21,7 @@ import onnx
 import re
 
 from graphmill.ir import Graph, TensorType
-from graphmill.ir.ops import InferenceReport, infer_types, merge_types
+from graphmill.ir.ops import InferenceReport, infer_types, merge_types, unregistered_open_values
 
 from .onnx_export import to_proto
 from .onnx_import import type_from_proto
@@ -47,10 +52,17 @@ def _drop_placeholders(t):
 
 
 def infer_shapes(graph: Graph, *, use_onnx: bool = True, strict: bool = False) -> InferenceReport:
-    """Fill in value types in place; returns what was inferred and what could not be."""
+    """Fill in value types in place; returns what was inferred and what could not be.
+
+    onnx's inference (``use_onnx``) is asked only when an op without a registry entry leaves an
+    output open (``graphmill.ir.ops.unregistered_open_values``)."""
     report = infer_types(graph, strict=strict)
-    if use_onnx:
+    if use_onnx and next(unregistered_open_values(graph), None) is not None:
+        before = report.inferred
         refine_with_onnx(graph, report)
+        if report.inferred > before:  # what follows the unknown ops gains from onnx's answers
+            again = infer_types(graph, strict=strict)
+            report.inferred += again.inferred
     return report
 
 

@@ -9,8 +9,8 @@ Range), contrib (the com.microsoft ops graphmill's passes emit for ONNX Runtime)
 """
 
 from . import constant, contrib, elementwise, nn, norm, pool, reduce, resize, shape, slicing  # noqa: F401  (register)
-from .infer import InferenceReport, infer_types, merge_types
+from .infer import InferenceReport, has_inference, infer_types, is_open, merge_types, unregistered_open_values
 from .registry import Cost, InferenceContext, OpDef, lookup, register, registered_ops
 
 __all__ = ["Cost", "InferenceContext", "OpDef", "lookup", "register", "registered_ops", "InferenceReport",
-           "infer_types", "merge_types"]
+           "has_inference", "infer_types", "is_open", "merge_types", "unregistered_open_values"]

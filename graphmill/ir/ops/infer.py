@@ -9,11 +9,12 @@ Ops the registry does not know keep whatever types they had.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 
 from graphmill.util.errors import ShapeInferenceError
-from ..graph import Graph, Node
+from ..graph import Graph, Node, Value
 from ..types import TensorType, Type
 from .registry import InferenceContext, lookup
 
@@ -58,6 +59,32 @@ def merge_types(old: Type | None, new: Type | None, where: str, report: Inferenc
     if dtype == old.dtype and shape == old.shape:
         return old
     return TensorType(dtype, shape, old.denotation, old.dim_denotations)
+
+
+def is_open(t: Type | None) -> bool:
+    """Whether a type still lacks something inference could add (element type, rank, a dim)."""
+    if t is None:
+        return True
+    if isinstance(t, TensorType):
+        return not t.dtype or t.shape is None or any(d is None for d in t.shape)
+    return False
+
+
+def has_inference(node: Node) -> bool:
+    """Whether the registry has an ``infer`` function for ``node``'s op."""
+    d = lookup(node.domain, node.op_type)
+    return d is not None and d.infer is not None
+
+
+def unregistered_open_values(graph: Graph) -> Iterator[Value]:
+    """Outputs, over the whole graph tree, of ops without a registry entry whose type is still open.
+
+    These are the only values a second opinion (onnx's inference) is asked about: every other
+    op's output is what the registry makes of its inputs, and the registry carries shape values
+    (symbolic ones included) as far as onnx's data propagation does, so asking onnx about them
+    would cost a protobuf export of the whole graph for nothing."""
+    return (v for g in graph.all_graphs() for n in g.nodes if not has_inference(n)
+            for v in n.outputs if v is not None and is_open(v.type))
 
 
 def infer_types(graph: Graph, *, strict: bool = False, recurse: bool = True) -> InferenceReport:

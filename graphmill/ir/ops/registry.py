@@ -19,6 +19,7 @@ symbolic batch size survives Shape -> Gather -> Concat -> Reshape too.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -129,6 +130,20 @@ class InferenceContext:
         if got is not None and got.dtype == object:
             return got
         return None
+
+    def input_partial_or_unknown(self, i: int) -> np.ndarray | None:
+        """``input_partial``, or, for an integer input of static shape whose value is not known,
+        an object array of ``None`` of that shape (onnx's data propagation does the same: a
+        ``Concat`` of ``[seq]``, an unknown ``[?]`` and ``[16]`` is ``[seq, ?, 16]``)."""
+        p = self.input_partial(i)
+        if p is not None:
+            return p
+        t = self.input_type(i)
+        if t is None or t.shape is None or not t.dtype.is_integer or not all(isinstance(d, int) for d in t.shape):
+            return None
+        if math.prod(t.shape) > MAX_PROPAGATED_ELEMENTS:  # exact: a declared 2^40 dim never allocates
+            return None
+        return np.full(tuple(t.shape), None, dtype=object)
 
     def set_output_partial(self, i: int, value: np.ndarray, dtype: np.dtype | None = None) -> None:
         """Record a partially known integer value (entries int, symbol str or None).

@@ -72,7 +72,7 @@ def _infer_concat(ctx: InferenceContext) -> list:
             except ValueError as e:
                 raise ctx.fail(f"dim {i} differs between inputs: {e}") from None
             out.append(d)
-    parts = [ctx.input_partial(i) for i in range(ctx.num_inputs) if ctx.has_input(i)]
+    parts = [ctx.input_partial_or_unknown(i) for i in range(ctx.num_inputs) if ctx.has_input(i)]
     if parts and all(p is not None and p.ndim == rank for p in parts):
         ctx.set_output_partial(0, np.concatenate(parts, axis=axis), _np_dtype(dtype))
     return [TensorType(dtype, tuple(out))]

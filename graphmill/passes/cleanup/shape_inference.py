@@ -3,13 +3,13 @@
 Fills in value types in place with graphmill's op registry
 (``graphmill.ir.ops.infer_types``, about 145 ops), then asks the context's
 ``ShapeInferencer`` (onnx's inference, provided by the frontend; passes do not
-import it) about what the registry leaves open. The inferencer round-trips the
-graph through ONNX protobuf, so it is asked only when some value is still open
-after the registry (never on the zoo's CNNs and transformers, whose every value
-the registry types). It is not asked merely for values produced by ops without
-a registry entry: on dynamic-axes exports onnx's symbolic data propagation
-recovers dimensions the registry cannot (a ``Reshape`` whose shape is sliced
-out of ``Shape`` with computed bounds), and those dimensions decide fusions.
+import it) about the outputs of ops the registry has no entry for, and only
+when one of those is still open. The inferencer round-trips the whole graph
+through ONNX protobuf; the registry propagates shape values (symbolic ones
+too: ``Shape -> Slice -> Div -> Cast -> Concat -> Reshape`` on a dynamic-axes
+export) as far as onnx's data propagation does, so asking onnx about the
+registry's own ops would cost that round trip for nothing. Zoo models and
+TorchScript/dynamo exports of CNNs and transformers never ask it.
 
 Inference only adds information: a symbolic dimension is never replaced by a
 number and a declared type is never overwritten; conflicts and inference errors
@@ -19,10 +19,8 @@ never changes, so every structural analysis survives it.
 
 from __future__ import annotations
 
-from typing import Iterator
-
-from graphmill.ir import Graph, TensorType, Type, Value
-from graphmill.ir.ops import infer_types
+from graphmill.ir import Graph, TensorType
+from graphmill.ir.ops import infer_types, unregistered_open_values
 
 from ..base import Option, Pass, PassContext, PassResult, register_pass
 
@@ -31,11 +29,11 @@ STRUCTURAL_ANALYSES = frozenset({"use-counts", "constants", "liveness", "topolog
 
 @register_pass
 class ShapeInference(Pass):
-    """Infer element types and shapes of every value (registry first, then onnx for what it leaves open)."""
+    """Infer element types and shapes of every value (the registry, then onnx for ops it lacks)."""
 
     name = "shape-inference"
     options = (Option("use_onnx", bool, True, "ask the context's shape inferencer (onnx's inference) about "
-                                             "what the registry leaves open"),)
+                                             "the open outputs of ops the registry lacks"),)
     preserves = STRUCTURAL_ANALYSES
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
@@ -43,29 +41,18 @@ class ShapeInference(Pass):
         report = infer_types(graph)
         stats: dict[str, float] = {}
         inferencer = ctx.shape_inferencer if self.use_onnx else None
-        if inferencer is not None and next(open_values(graph), None) is not None:
+        if inferencer is not None and next(unregistered_open_values(graph), None) is not None:
+            known = report.inferred
             inferencer.refine(graph, report)
             stats["fallback"] = 1
+            if report.inferred > known:  # what follows the unknown ops gains from the inferencer's answers
+                report.inferred += infer_types(graph).inferred
         changed = signature(graph) != before
         notes = [f"conflict: {c}" for c in report.conflicts[:5]] + [f"error: {e}" for e in report.errors[:5]]
         stats["inferred"] = report.inferred
         if report.unknown_ops:
             stats["unknown_ops"] = sum(report.unknown_ops.values())
         return PassResult(changed, stats, notes)
-
-
-def is_open(t: Type | None) -> bool:
-    """Whether a type still lacks something inference could add (element type, rank, a dim)."""
-    if t is None:
-        return True
-    if isinstance(t, TensorType):
-        return not t.dtype or t.shape is None or any(d is None for d in t.shape)
-    return False
-
-
-def open_values(graph: Graph) -> Iterator[Value]:
-    """Node outputs of the whole graph tree whose type is still open."""
-    return (v for g in graph.all_graphs() for n in g.nodes for v in n.outputs if v is not None and is_open(v.type))
 
 
 def signature(graph: Graph) -> list:
