@@ -17,6 +17,7 @@ import numpy as np
 
 from graphmill.frontend.onnx_export import node_to_proto, to_proto
 from graphmill.ir import DataType, ExecutionError, Graph, Node, TensorType, UserInputError
+from graphmill.util.limits import shape_problem
 
 _OPT_LEVELS = {
     "disabled": "ORT_DISABLE_ALL",
@@ -38,7 +39,9 @@ class OrtOptions:
     intra_op_threads: int = 0  # 0 = ORT's default (one per core)
     inter_op_threads: int = 0
     optimization: str = "all"
-    log_severity: int = 3  # errors only; ORT's warnings are noise for users of graphmill
+    # 4 = fatal only: ORT's errors reach the user as the exception graphmill turns into one line, and
+    # its logger would print them again first, in colour, with a timestamp (warnings are noise too)
+    log_severity: int = 4
 
     def session_options(self):
         import onnxruntime as ort
@@ -138,6 +141,9 @@ def random_inputs(graph: Graph, *, seed: int = 0, dims: Mapping[str, int] | None
         if not isinstance(t, TensorType) or t.shape is None or not t.dtype:
             raise UserInputError(f"cannot make random data for input %{v.name} of type {t}; pass inputs explicitly")
         shape = tuple(d if isinstance(d, int) else int(dims.get(d, 1)) if isinstance(d, str) else 1 for d in t.shape)
+        too_big = shape_problem(shape)  # checked before numpy allocates: a declared 2^40 dim is a MemoryError
+        if too_big:
+            raise UserInputError(f"cannot make random data for input %{v.name} of shape {list(shape)}: {too_big}")
         dt = t.dtype
         if dt.is_floating:
             arr = rng.standard_normal(shape).astype(dt.numpy())

@@ -57,7 +57,68 @@ def _parse_model(path: str, data: bytes) -> onnx.ModelProto:
         raise ModelLoadError(f"{path}: not an ONNX model (the file does not parse as an ONNX protobuf)") from None
     if not model.HasField("graph") or model.ir_version == 0 and not len(model.opset_import):
         raise ModelLoadError(f"{path}: not an ONNX model (no graph or version in the file)")
+    check_text_fields(model, path)
     return model
+
+
+_TEXT_PLAN: dict = {}  # message descriptor -> its string fields and message fields, (name, repeated) each
+
+
+def _text_plan(desc) -> tuple[list, list]:
+    from google.protobuf.descriptor import FieldDescriptor
+
+    plan = _TEXT_PLAN.get(desc)
+    if plan is None:
+        plan = _TEXT_PLAN[desc] = (
+            [(f.name, is_repeated_field(f)) for f in desc.fields if f.type == FieldDescriptor.TYPE_STRING],
+            [(f.name, is_repeated_field(f)) for f in desc.fields if f.type == FieldDescriptor.TYPE_MESSAGE])
+    return plan
+
+
+def _bad_text(msg, where: list) -> tuple[list, str, bytes] | None:
+    strings, messages = _text_plan(msg.DESCRIPTOR)
+    for name, repeated in strings:
+        value = getattr(msg, name)
+        if repeated:
+            for i, item in enumerate(value):
+                if type(item) is bytes:
+                    return where, f"{name}[{i}]", item
+        elif type(value) is bytes:
+            return where, name, value
+    for name, repeated in messages:
+        if repeated:
+            for i, sub in enumerate(getattr(msg, name)):
+                found = _bad_text(sub, where + [(f"{name}[{i}]", sub)])
+                if found:
+                    return found
+        elif msg.HasField(name):
+            sub = getattr(msg, name)
+            found = _bad_text(sub, where + [(name, sub)])
+            if found:
+                return found
+    return None
+
+
+def check_text_fields(model: onnx.ModelProto, path: str) -> None:
+    """ModelLoadError naming the field (and node) when a text field of the model is not UTF-8.
+
+    ONNX's names, op types, domains, doc strings and metadata are protobuf ``string``s, UTF-8 by the
+    format; protobuf's parser does not check that for ONNX's proto2 messages and hands the raw bytes
+    on, which every later step would trip over. Attribute strings and tensor string data are
+    ``bytes`` fields, legal with any content, and are not checked (they round-trip as they are).
+    """
+    found = _bad_text(model, [])
+    if found is None:
+        return
+    where, field, raw = found
+    node = next((m for _, m in reversed(where) if isinstance(m, onnx.NodeProto)), None)
+    location = ".".join(step for step, _ in where) or "model"
+    if node is not None and type(node.op_type) is str:
+        named = type(node.name) is str and node.name
+        location += f" (node {node.name!r}, {node.op_type})" if named else f" ({node.op_type} node)"
+    shown = raw[:40] + (b"..." if len(raw) > 40 else b"")
+    raise ModelLoadError(f"{path}: {location}: {field} is not valid UTF-8 ({shown!r}); ONNX text fields must "
+                         "be UTF-8")
 
 
 @collector_paused()
@@ -71,7 +132,75 @@ def load(path: str | os.PathLike) -> Graph:
     path = os.fspath(path)
     data = _read_file(path)
     model, raw = _parse_skeleton(path, data)
-    return from_proto(model, base_dir=os.path.dirname(os.path.abspath(path)), path=path, raw_data=raw)
+    graph = from_proto(model, base_dir=os.path.dirname(os.path.abspath(path)), path=path, raw_data=raw)
+    check_sizes(graph, path)
+    check_arity(graph, path)
+    return graph
+
+
+def check_arity(graph: Graph, path: str) -> None:
+    """ModelLoadError naming the node when it has more inputs or outputs than its op's schema allows
+    (or fewer than it requires), for ops onnx knows at the model's opset. Such a file loads, and
+    would otherwise fail later inside a pass or ONNX Runtime, reported as that pass's failure."""
+    schemas: dict = {}
+    for g in graph.all_graphs():
+        for n in g.nodes:
+            domain = "" if n.domain in ("", "ai.onnx") else n.domain
+            key = (domain, n.op_type)
+            if key not in schemas:
+                version = graph.opset_imports.get(domain, graph.opset_imports.get("ai.onnx", 0)) if domain == "" \
+                    else graph.opset_imports.get(domain, 0)
+                try:
+                    schemas[key] = onnx.defs.get_schema(n.op_type, version, domain) if version else None
+                except onnx.defs.SchemaError:
+                    schemas[key] = None
+            schema = schemas[key]
+            if schema is None:
+                continue
+            for what, count, low, high in (("inputs", len(n.inputs), schema.min_input, schema.max_input),
+                                           ("outputs", len(n.outputs), schema.min_output, schema.max_output)):
+                if count > high or count < low:
+                    allowed = f"{low}" if low == high else f"{low} to {high}" if high < 2**31 - 1 else f"{low} or more"
+                    raise ModelLoadError(f"{path}: {n.describe()}: {count} {what}, but {n.op_type} (opset "
+                                         f"{schema.since_version}) takes {allowed}")
+
+
+#: (op type, input index) of operands whose length becomes the rank of the op's output
+SHAPE_OPERANDS = {("ConstantOfShape", 0), ("Expand", 1), ("Reshape", 1), ("Resize", 3), ("Upsample", 1)}
+
+
+def check_sizes(graph: Graph, path: str) -> None:
+    """ModelLoadError naming the value (or node) when a declared size is beyond ``graphmill.util.limits``.
+
+    Every later step allocates from declared shapes (onnx's shape inference per dimension, random
+    inputs per element), so an untrusted file declaring a 2^40-element tensor, or a shape operand of
+    2^24 entries (an output of rank 2^24), is refused here, before anything is allocated from it.
+    """
+    from graphmill.ir import TensorType
+    from graphmill.util.limits import max_rank, shape_problem
+
+    for g in graph.all_graphs():
+        for v in [*g.inputs, *g.values(), *g.outputs]:
+            t = v.type
+            if isinstance(t, TensorType):
+                problem = shape_problem(t.shape)
+                if problem:
+                    raise ModelLoadError(f"{path}: value {v.name!r} declares shape {_short_shape(t.shape)}: "
+                                         f"{problem}")
+        for n in g.nodes:
+            for i, v in enumerate(n.inputs):
+                if v is None or (n.op_type, i) not in SHAPE_OPERANDS or not isinstance(v.type, TensorType):
+                    continue
+                shape = v.type.shape
+                if shape is not None and len(shape) == 1 and isinstance(shape[0], int) and shape[0] > max_rank():
+                    raise ModelLoadError(
+                        f"{path}: {n.describe()}: its shape input {v.name!r} has {shape[0]} entries, an output "
+                        f"rank over the limit of {max_rank()} (GRAPHMILL_MAX_RANK)")
+
+
+def _short_shape(shape) -> str:
+    dims = [str(d) if d is not None else "?" for d in shape]
+    return "[" + ", ".join(dims if len(dims) <= 8 else dims[:8] + [f"... {len(dims)} dims"]) + "]"
 
 
 def _parse_skeleton(path: str, data: bytes) -> tuple[onnx.ModelProto, list | None]:
@@ -84,6 +213,7 @@ def _parse_skeleton(path: str, data: bytes) -> tuple[onnx.ModelProto, list | Non
             model = onnx.ModelProto.FromString(skeleton)
             if (model.HasField("graph") and len(model.graph.initializer) == len(raw)
                     and (model.ir_version or len(model.opset_import))):
+                check_text_fields(model, path)
                 return model, raw
     except (ValueError, DecodeError, RuntimeError):
         pass

@@ -150,6 +150,7 @@ def tensor_from_proto(proto: onnx.TensorProto, base_dir: str | None, model_path:
         dtype = DataType(proto.data_type)
     except ValueError:
         raise ModelLoadError(f"{model_path}: tensor {proto.name!r} has unknown element type {proto.data_type}") from None
+    check_tensor_data(proto, dtype, model_path, raw, external)
     return Tensor(
         dtype=dtype,
         shape=tuple(proto.dims),
@@ -158,6 +159,54 @@ def tensor_from_proto(proto: onnx.TensorProto, base_dir: str | None, model_path:
         doc_string=proto.doc_string,
         metadata_props={p.key: p.value for p in proto.metadata_props} if len(proto.metadata_props) else None,
     )
+
+
+_TYPED_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data")
+
+
+def check_tensor_data(proto: onnx.TensorProto, dtype: DataType, model_path: str, raw: RawData | None = None,
+                      external: ExternalData | None = None) -> None:
+    """ModelLoadError naming the tensor when its data does not fill its dims (or its dims are beyond
+    ``graphmill.util.limits``), checked at load from lengths alone: a short ``raw_data`` would
+    otherwise surface much later, inside a pass or ONNX Runtime, as a pass failure."""
+    from graphmill.util.limits import shape_problem
+
+    dims = tuple(proto.dims)
+    where = f"{model_path}: tensor {proto.name!r} (dims {list(dims)}, {dtype.short_name})"
+    if any(d < 0 for d in dims):
+        raise ModelLoadError(f"{where}: negative dimension")
+    problem = shape_problem(dims)
+    if problem:
+        raise ModelLoadError(f"{where}: {problem}")
+    if proto.HasField("segment") or dtype == DataType.UNDEFINED or dtype in _PACKED:
+        return  # packed sub-byte types: numpy_helper checks their lengths when they are decoded
+    n = 1
+    for d in dims:
+        n *= d
+    if dtype == DataType.STRING:
+        have, need, unit = len(proto.string_data), n, "strings"
+    else:
+        try:
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(proto.data_type).itemsize
+        except (KeyError, TypeError, ValueError):
+            return
+        if raw is not None or proto.HasField("raw_data") or external is not None:
+            need = n * itemsize
+            if raw is not None:
+                have = len(raw)
+            elif external is not None:
+                if external.length is None:
+                    return
+                have = external.length
+            else:
+                have = len(proto.raw_data)
+            unit = "bytes"
+        else:
+            have = max(len(getattr(proto, f)) for f in _TYPED_FIELDS)
+            need = n * (2 if dtype in (DataType.COMPLEX64, DataType.COMPLEX128) else 1)
+            unit = "values"
+    if have != need:
+        raise ModelLoadError(f"{where}: its dims need {need} {unit} of data, it holds {have}")
 
 
 def tensor_to_proto(t: Tensor, name: str | None = None, into: onnx.TensorProto | None = None) -> onnx.TensorProto:

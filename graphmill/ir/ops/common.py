@@ -161,9 +161,15 @@ def known_rank(ctx: InferenceContext, i: int) -> int | None:
 
 
 def length_of_1d_input(ctx: InferenceContext, i: int) -> int | None:
-    """Length of a 1-D input from its type (when its value is unknown), else None."""
+    """Length of a 1-D input from its type (when its value is unknown), else None. Callers make it
+    an output's rank, so a length over ``graphmill.util.limits.max_rank()`` fails the node."""
     s = ctx.input_shape(i)
     if s is not None and len(s) == 1 and isinstance(s[0], int):
+        from graphmill.util.limits import max_rank
+
+        if s[0] > max_rank():
+            raise ctx.fail(f"input {i} has {s[0]} entries: an output rank over the limit of {max_rank()} "
+                           "(GRAPHMILL_MAX_RANK)")
         return s[0]
     if s is not None and len(s) == 0:
         return 1

@@ -1,0 +1,214 @@
+"""Untrusted models: invalid UTF-8 text, sizes no real model has, malformed-but-parseable files, and
+models ONNX Runtime refuses. Each is one line on stderr naming the field, tensor or node, exit 2, no
+traceback, nothing written (no output, no reproducer folder), under a 4 GB address-space cap so a
+regression cannot take the machine down.
+
+References: the ONNX spec (onnx.proto: names, op types and doc strings are `string`, UTF-8; attribute
+strings are `bytes`; a tensor's data holds prod(dims) elements), the op schemas in `onnx.defs` for
+input/output counts, and ONNX Runtime's own refusal for the last case.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+MEMORY_CAP = 4 << 30
+ACCEL = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "accelerators", "edge.toml")
+
+
+def _cap_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+
+
+def run_cli(tmp_path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    tmp = tmp_path / "tmpdir"  # where a reproducer would go by default: must stay empty
+    tmp.mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "graphmill.cli", *args], capture_output=True, text=True,
+                          timeout=300, preexec_fn=_cap_memory, env={**os.environ, "TMPDIR": str(tmp), **(env or {})})
+
+
+def _relu(node_name="r", out="y", doc="", attrs=None) -> onnx.ModelProto:
+    node = helper.make_node("Relu", ["x"], [out], name=node_name, doc_string=doc)
+    for k, v in (attrs or {}).items():
+        node.attribute.append(helper.make_attribute(k, v))
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, [2])],
+                          [helper.make_tensor_value_info(out, 1, [2])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _write_patched(path, model: onnx.ModelProto, marker: bytes, bad: bytes) -> str:
+    """``model`` serialized, with ``marker`` (a same-length placeholder) replaced by invalid UTF-8."""
+    data = model.SerializeToString()
+    assert data.count(marker) >= 1 and len(marker) == len(bad)
+    path.write_bytes(data.replace(marker, bad))
+    return str(path)
+
+
+UTF8_CASES = {
+    "op_type": (lambda: _relu(), b"Relu", b"R\xffl\xfe", ["graph.node[0]", "op_type is not valid UTF-8"]),
+    "node_name": (lambda: _relu(node_name="NODEX"), b"NODEX", b"NO\xffEX",
+                  ["graph.node[0] (Relu node)", "name is not valid UTF-8"]),
+    "value_name": (lambda: _relu(out="yyyy"), b"yyyy", b"y\xffyy",
+                   ["graph.node[0] (node 'r', Relu)", "output[0] is not valid UTF-8"]),
+    "doc_string": (lambda: _relu(doc="DOCX"), b"DOCX", b"D\xffCX", ["(node 'r', Relu)", "doc_string"]),
+}
+
+
+def _commands(tmp_path, model: str) -> list[list[str]]:
+    out = str(tmp_path / "out.onnx")
+    return [["inspect", model], ["optimize", model, "-o", out], ["roundtrip", model, "-o", out],
+            ["simulate", model, "--accel", ACCEL]]
+
+
+def _assert_one_line(r, tmp_path, needles):
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert not (tmp_path / "out.onnx").exists()
+    assert not [f for f in os.listdir(tmp_path / "tmpdir") if f.startswith("graphmill-repro")]  # no reproducer
+
+
+@pytest.mark.parametrize("case", sorted(UTF8_CASES))
+def test_invalid_utf8_text_is_one_line_naming_field_and_node(tmp_path, case):
+    make, marker, bad, needles = UTF8_CASES[case]
+    model = _write_patched(tmp_path / "m.onnx", make(), marker, bad)
+    for command in _commands(tmp_path, model):
+        _assert_one_line(run_cli(tmp_path, *command), tmp_path, needles + ["m.onnx"])
+
+
+def test_binary_attribute_strings_are_legal_and_round_trip(tmp_path):
+    """AttributeProto.s is `bytes` in onnx.proto: any content is valid, and comes back byte for byte."""
+    model = _write_patched(tmp_path / "m.onnx", _relu(attrs={"note": "ATTRX"}), b"ATTRX", b"AT\xffRX")
+    out = tmp_path / "rt.onnx"
+    r = run_cli(tmp_path, "roundtrip", model, "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert onnx.load(str(out)).graph.node[0].attribute[0].s == b"AT\xffRX"
+
+
+def _huge_input(path, dims) -> str:
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", 1, dims)], [helper.make_tensor_value_info("y", 1, dims)])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+def _long_shape_operand(path, n) -> str:
+    """ConstantOfShape of a 1-D input of n entries: an output of rank n (onnx's inference allocates per dim)."""
+    g = helper.make_graph([helper.make_node("ConstantOfShape", ["s"], ["y"], name="cos")], "g",
+                          [helper.make_tensor_value_info("s", TensorProto.INT64, [n])],
+                          [helper.make_tensor_value_info("y", 1, None)])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+def _huge_initializer(path) -> str:
+    w = numpy_helper.from_array(np.ones(4, np.float32), "w")
+    w.dims[:] = [1 << 40]
+    g = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", 1, [4])], [helper.make_tensor_value_info("y", 1, None)],
+                          [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+SIZE_CASES = {
+    "dim_2^40": (lambda p: _huge_input(p, [1 << 40]), ["value 'x'", "1099511627776 elements", "GRAPHMILL_MAX_ELEMENTS"]),
+    "dims_2^20_x_2^20": (lambda p: _huge_input(p, [1 << 20, 1 << 20]), ["value 'x'", "GRAPHMILL_MAX_ELEMENTS"]),
+    "shape_operand_2^24": (lambda p: _long_shape_operand(p, 1 << 24),
+                           ["ConstantOfShape node 'cos'", "16777216 entries", "GRAPHMILL_MAX_RANK"]),
+    "initializer_2^40": (_huge_initializer, ["tensor 'w'", "GRAPHMILL_MAX_ELEMENTS"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SIZE_CASES))
+def test_sizes_no_real_model_has_are_refused_before_allocating(tmp_path, case):
+    make, needles = SIZE_CASES[case]
+    model = make(tmp_path / "m.onnx")
+    assert os.path.getsize(model) < 4096
+    for command in _commands(tmp_path, model)[:2]:
+        _assert_one_line(run_cli(tmp_path, *command), tmp_path, needles)
+
+
+def test_size_limit_is_overridable(tmp_path):
+    """The documented knob: a model over the default limit loads when the user raises it."""
+    model = _huge_input(tmp_path / "m.onnx", [1 << 32])
+    assert run_cli(tmp_path, "inspect", model).returncode == 2
+    r = run_cli(tmp_path, "inspect", model, env={"GRAPHMILL_MAX_ELEMENTS": str(1 << 33)})
+    assert r.returncode == 0, r.stderr
+    assert "4,294,967,296" in r.stdout or "4294967296" in r.stdout
+
+
+def test_random_inputs_refuse_a_bound_symbol_beyond_the_limit(tmp_path):
+    """`--dim N=2^40` would make optimize's comparison allocate 2^40 floats."""
+    model = _huge_input(tmp_path / "m.onnx", ["N", 1024])
+    r = run_cli(tmp_path, "optimize", model, "-o", str(tmp_path / "out.onnx"), "--dim", f"N={1 << 40}")
+    _assert_one_line(r, tmp_path, ["input %x", "GRAPHMILL_MAX_ELEMENTS"])
+
+
+def _short_raw(path) -> str:
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    w.raw_data = w.raw_data[:20]
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("x", 1, [4, 4])],
+                          [helper.make_tensor_value_info("y", 1, [4, 4])], [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+def _short_typed(path) -> str:
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 4], [1.0] * 16)
+    del w.float_data[3:]  # helper.make_tensor refuses to write this; a fuzzer or a broken writer does not
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("x", 1, [4, 4])],
+                          [helper.make_tensor_value_info("y", 1, [4, 4])], [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+def _extra_output(path) -> str:
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y", "extra"], name="two_out")], "g",
+                          [helper.make_tensor_value_info("x", 1, [4])], [helper.make_tensor_value_info("y", 1, [4])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+MALFORMED = {
+    "raw_data_short": (_short_raw, ["tensor 'w'", "need 64 bytes of data, it holds 20"]),
+    "float_data_short": (_short_typed, ["tensor 'w'", "need 16 values of data, it holds 3"]),
+    "extra_output": (_extra_output, ["Relu node 'two_out'", "2 outputs, but Relu (opset 14) takes 1"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_models_are_bad_input_not_a_pass_failure(tmp_path, case):
+    """Before: 'pass X failed' with a reproducer in /tmp (or ONNX Runtime's error at the end)."""
+    make, needles = MALFORMED[case]
+    model = make(tmp_path / "m.onnx")
+    for command in _commands(tmp_path, model)[:3]:
+        r = run_cli(tmp_path, *command, *(["--check-numerics"] if command[0] == "optimize" else []))
+        _assert_one_line(r, tmp_path, needles)
+        assert "reproducer" not in r.stderr and "failed" not in r.stderr
+
+
+def test_onnx_runtime_refusal_is_one_line_without_its_log(tmp_path):
+    """A Conv whose weight disagrees with its input's channels: ORT refuses at run time and, unless
+    silenced, first logs its own coloured, timestamped line ([E:onnxruntime:...])."""
+    w = numpy_helper.from_array(np.ones((2, 5, 1, 1), np.float32), "w")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="c")], "g",
+                          [helper.make_tensor_value_info("x", 1, [1, 3, 4, 4])],
+                          [helper.make_tensor_value_info("y", 1, None)], [w])
+    model = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), model)
+    r = run_cli(tmp_path, "optimize", model, "-o", str(tmp_path / "out.onnx"), "--check-numerics")
+    _assert_one_line(r, tmp_path, ["ONNX Runtime", "Conv node"])
+    assert "onnxruntime:" not in r.stderr
