@@ -75,8 +75,19 @@ def _infer_constant_of_shape(ctx: InferenceContext) -> list:
 register("ConstantOfShape", infer=_infer_constant_of_shape, cost=movement_cost)
 
 
+# The largest integer each floating type holds exactly (every smaller one too): a shape value cast
+# to float and back is itself only below it.
+EXACT_INT_LIMIT = {DataType.FLOAT16: 2**11, DataType.BFLOAT16: 2**8, DataType.FLOAT: 2**24, DataType.DOUBLE: 2**53}
+# Symbolic dims (sizes of real tensors) are taken to fit float32 and double exactly, as onnx's data
+# propagation takes them to fit any type; float16 and bfloat16 drop them (a 4097-token sequence).
+SYMBOLS_SURVIVE = (DataType.FLOAT, DataType.DOUBLE)
+
+
 def _cast_to(ctx: InferenceContext, dtype: DataType) -> list:
+    """Same shape, element type ``dtype``; shape values go along (symbolic entries included):
+    integer to integer, integer to float (kept exact, as an object value), float back to integer."""
     t = ctx.input_type(0)
+    src = ctx.input_dtype(0)
     if dtype.is_integer or dtype == DataType.BOOL:
         v = ctx.input_value(0)
         try:
@@ -87,8 +98,15 @@ def _cast_to(ctx: InferenceContext, dtype: DataType) -> list:
             ctx.set_output_value(0, v.astype(np_dtype))
         elif v is None and dtype.is_integer and np_dtype is not None:
             p = ctx.input_partial(0)
-            if p is not None:  # int -> int of a symbolic shape keeps its symbols
+            if p is not None:  # int -> int, or a float-cast shape back to int: symbols are kept
                 ctx.set_output_partial(0, p, np_dtype)
+    elif dtype in EXACT_INT_LIMIT and (src.is_integer or src in EXACT_INT_LIMIT):
+        p = ctx.input_partial(0)
+        if p is not None:
+            limit = EXACT_INT_LIMIT[dtype]
+            keep = [d if (isinstance(d, int) and abs(d) <= limit) or (isinstance(d, str) and dtype in SYMBOLS_SURVIVE)
+                    else None for d in p.ravel()]
+            ctx.set_output_partial(0, np.array(keep, dtype=object).reshape(p.shape), object)
     return [TensorType(dtype, t.shape if t is not None else None)]
 
 

@@ -7,7 +7,7 @@ import numpy as np
 from ..dtypes import DataType
 from ..types import TensorType
 from .common import broadcast_shapes, elementwise_cost, same_as_input
-from .registry import InferenceContext, register
+from .registry import InferenceContext, partial_dtype, register
 
 _BINARY_ARITH = ["Add", "Sub", "Mul", "Div", "Pow", "Mod", "Max", "Min", "Sum", "Mean", "PRelu",
                  "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor"]
@@ -22,8 +22,60 @@ def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where((a < 0) != (b < 0), -q, q).astype(np.result_type(a, b))
 
 
+def _int_mod(a: np.ndarray, b: np.ndarray, fmod: bool) -> np.ndarray:
+    """ONNX integer Mod: the sign of the divisor (Python's %), or of the dividend with ``fmod``."""
+    if np.any(b == 0):
+        raise ZeroDivisionError
+    return (np.fmod(a, b) if fmod else np.mod(a, b)).astype(np.result_type(a, b))
+
+
 _NUMPY_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _int_div, "Max": np.maximum,
                  "Min": np.minimum}
+
+
+def _dim_arith(op: str, a, b):
+    """One entry of integer shape arithmetic on partial values: ints compute as ONNX does (Div
+    truncates), and a symbol survives only where the result is that symbol exactly (s+0, s-0, s*1,
+    s/1, max/min(s, s)) or a constant (s-s = 0, s*0 = 0). Anything else is unknown (None): a sum or
+    product of symbols is no symbol graphmill's types can carry."""
+    if isinstance(a, int) and isinstance(b, int):
+        if op == "Div":
+            if b == 0:
+                return None
+            q = abs(a) // abs(b)
+            return -q if (a < 0) != (b < 0) else q
+        return {"Add": a + b, "Sub": a - b, "Mul": a * b, "Max": max(a, b), "Min": min(a, b)}[op]
+    if a is None or b is None:
+        return 0 if op == "Mul" and 0 in (a, b) else None
+    if isinstance(a, str) and isinstance(b, str):
+        if a != b:
+            return None
+        return {"Sub": 0, "Max": a, "Min": a}.get(op)
+    s, k, sym_left = (a, b, True) if isinstance(a, str) else (b, a, False)
+    if op == "Add" and k == 0 or op == "Sub" and k == 0 and sym_left:
+        return s
+    if op == "Mul":
+        return s if k == 1 else (0 if k == 0 else None)
+    if op == "Div" and k == 1 and sym_left:
+        return s
+    return None
+
+
+def _partial_arith(ctx: InferenceContext, op: str) -> None:
+    """Entry-wise integer arithmetic on (partially) known shape values, e.g. ``Shape(x) * [1, 1, 2]``
+    is ``[N, S, 128]`` for x of shape [N, S, 64] (onnx's data propagation does this per entry too)."""
+    a, b = ctx.input_partial_or_unknown(0), ctx.input_partial_or_unknown(1)
+    if a is None or b is None or (not any(x is not None for x in a.ravel()) and
+                                  not any(x is not None for x in b.ravel())):
+        return
+    try:
+        x, y = np.broadcast_arrays(a, b)
+    except ValueError:
+        return
+    if x.size > 1024:
+        return
+    out = np.array([_dim_arith(op, p, q) for p, q in zip(x.ravel(), y.ravel())], dtype=object).reshape(x.shape)
+    ctx.set_output_partial(0, out, partial_dtype(ctx.input_dtype(0)))
 
 
 def _broadcast(ctx: InferenceContext):
@@ -37,23 +89,88 @@ def _broadcast(ctx: InferenceContext):
 def _infer_arith(ctx: InferenceContext):
     dtype = next((ctx.input_dtype(i) for i in range(ctx.num_inputs) if ctx.input_dtype(i)), DataType.UNDEFINED)
     shape = _broadcast(ctx)
-    fn = _NUMPY_BINARY.get(ctx.node.op_type)
-    if fn is not None and ctx.num_inputs == 2:  # shape arithmetic (e.g. H*W) stays known
+    op = ctx.node.op_type
+    if ctx.num_inputs == 2 and dtype.is_integer and (op in _NUMPY_BINARY or op == "Mod"):
+        # shape arithmetic (e.g. H*W, seq // heads) stays known
         a, b = ctx.input_value(0), ctx.input_value(1)
         if a is not None and b is not None and a.dtype.kind in "iu" and b.dtype.kind in "iu":
             try:
-                ctx.set_output_value(0, fn(a, b))
+                if op == "Mod":
+                    ctx.set_output_value(0, _int_mod(a, b, bool(ctx.attr("fmod", 0))))
+                else:
+                    ctx.set_output_value(0, _NUMPY_BINARY[op](a, b))
             except ZeroDivisionError:
                 pass  # the value stays unknown; the type does not depend on it
+        elif op in _NUMPY_BINARY:
+            _partial_arith(ctx, op)
     return [TensorType(dtype, shape)]
 
 
 def _infer_compare(ctx: InferenceContext):
+    if ctx.node.op_type == "Equal" and ctx.num_inputs == 2 and ctx.input_dtype(0).is_integer:
+        _partial_equal(ctx)
     return [TensorType(DataType.BOOL, _broadcast(ctx))]
 
 
+def _partial_equal(ctx: InferenceContext) -> None:
+    """Equal on shape values, entry by entry (``_dim_equal``): exporters test ``shape == -1``
+    before a Where that replaces those entries."""
+    a, b = ctx.input_partial_or_unknown(0), ctx.input_partial_or_unknown(1)
+    if a is None or b is None:
+        return
+    try:
+        x, y = np.broadcast_arrays(a, b)
+    except ValueError:
+        return
+    if x.size > 1024:
+        return
+    out = [_dim_equal(p, q) for p, q in zip(x.ravel(), y.ravel())]
+    if all(o is not None for o in out):
+        ctx.set_output_value(0, np.array(out, dtype=bool).reshape(x.shape))
+    elif any(o is not None for o in out):
+        ctx.output_values[0] = np.array(out, dtype=object).reshape(x.shape)
+
+
+def _dim_equal(a, b) -> bool | None:
+    """Whether two entries of shape values are equal, None when unknown. A symbol is a dimension,
+    never negative: it differs from every negative int (the ``-1`` exporters test for)."""
+    if a is None or b is None:
+        return None
+    if isinstance(a, str) and isinstance(b, str):
+        return True if a == b else None
+    if isinstance(a, str) or isinstance(b, str):
+        k = b if isinstance(a, str) else a
+        return False if k < 0 else None
+    return a == b
+
+
 def _infer_where(ctx: InferenceContext):
-    return [TensorType(ctx.input_dtype(1) or ctx.input_dtype(2), _broadcast(ctx))]
+    dtype = ctx.input_dtype(1) or ctx.input_dtype(2)
+    if dtype.is_integer:
+        _partial_where(ctx)
+    return [TensorType(dtype, _broadcast(ctx))]
+
+
+def _partial_where(ctx: InferenceContext) -> None:
+    """Where on shape values: entries whose condition is known take the chosen side's entry."""
+    c = ctx.input_value(0)
+    if c is not None and c.dtype.kind == "b":
+        cond = np.array(c.tolist(), dtype=object).reshape(c.shape)
+    else:
+        cond = ctx.input_partial(0)
+        if cond is None:
+            return
+    a, b = ctx.input_partial_or_unknown(1), ctx.input_partial_or_unknown(2)
+    if a is None or b is None:
+        return
+    try:
+        k, x, y = np.broadcast_arrays(cond, a, b)
+    except ValueError:
+        return
+    if k.size > 1024:
+        return
+    out = [None if w is None else (p if w else q) for w, p, q in zip(k.ravel(), x.ravel(), y.ravel())]
+    ctx.set_output_partial(0, np.array(out, dtype=object).reshape(k.shape), partial_dtype(ctx.input_dtype(1)))
 
 
 register(_BINARY_ARITH, infer=_infer_arith, cost=elementwise_cost())

@@ -145,17 +145,20 @@ class InferenceContext:
             return None
         return np.full(tuple(t.shape), None, dtype=object)
 
-    def set_output_partial(self, i: int, value: np.ndarray, dtype: np.dtype | None = None) -> None:
-        """Record a partially known integer value (entries int, symbol str or None).
+    def set_output_partial(self, i: int, value: np.ndarray, dtype: np.dtype | type | None = None) -> None:
+        """Record a partially known value (entries int, symbol str or None) of a shape computation.
 
-        When every entry is an int it is stored as a plain value of ``dtype``
-        (default int64); when none is known nothing is stored.
+        When every entry is an int it is stored as a plain value of ``dtype`` (default int64);
+        when none is known nothing is stored. ``dtype`` ``object`` (``partial_dtype`` of a
+        floating type: a shape cast to float) keeps the value an object array even when every
+        entry is known, so that integer arithmetic never runs on float data; only data movement
+        and ``Cast`` back to an integer type read it.
         """
         arr = np.asarray(value, dtype=object)
         if arr.size > MAX_PROPAGATED_ELEMENTS:
             return
         flat = list(arr.ravel())
-        if all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in flat):
+        if dtype is not object and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in flat):
             self.set_output_value(i, np.array([int(x) for x in flat], dtype=dtype or np.int64).reshape(arr.shape))
         elif any(x is not None for x in flat):
             out = np.empty(arr.shape, dtype=object)
@@ -173,6 +176,20 @@ class InferenceContext:
 
     def fail(self, msg: str) -> ShapeInferenceError:
         return ShapeInferenceError(f"{self.node.describe()}: {msg}")
+
+
+def partial_dtype(dt: DataType) -> np.dtype | type:
+    """How a shape value of element type ``dt`` is stored (``set_output_partial``'s ``dtype``): as
+    that integer type, as ``object`` for a floating type (a shape cast to float: its entries stay
+    exact, and nothing computes on them as integers), int64 when the type is unknown."""
+    if dt.is_integer:
+        try:
+            return dt.numpy()
+        except TypeError:
+            return np.int64
+    if dt.is_floating:
+        return object
+    return np.int64
 
 
 InferFn = Callable[[InferenceContext], "list[Type | None]"]

@@ -9,6 +9,7 @@ shape subgraphs (Shape -> Gather -> Unsqueeze -> Concat -> Reshape) resolve.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import numpy as np
@@ -24,7 +25,7 @@ from .common import (
     movement_cost,
     normalize_axis,
 )
-from .registry import InferenceContext, register
+from .registry import InferenceContext, partial_dtype, register
 
 
 def symbolic_product(dims) -> Dim:
@@ -48,14 +49,7 @@ def _pass_partial(ctx: InferenceContext, out_shape, src: int = 0) -> None:
     p = ctx.input_partial(src)
     if p is not None and out_shape is not None and all(isinstance(d, int) for d in out_shape):
         if int(np.prod(out_shape, dtype=np.int64)) == p.size:
-            ctx.set_output_partial(0, p.reshape(out_shape), _np_dtype(ctx.input_dtype(src)))
-
-
-def _np_dtype(dt: DataType):
-    try:
-        return dt.numpy() if dt.is_integer else np.int64
-    except TypeError:
-        return np.int64
+            ctx.set_output_partial(0, p.reshape(out_shape), partial_dtype(ctx.input_dtype(src)))
 
 
 # -- Reshape ---------------------------------------------------------------------------------
@@ -191,7 +185,7 @@ def _infer_transpose(ctx: InferenceContext) -> list:
     perm = [normalize_axis(p, len(xs), ctx) for p in perm]
     p = ctx.input_partial(0)
     if p is not None and p.ndim == len(perm):
-        ctx.set_output_partial(0, np.transpose(p, perm), _np_dtype(dtype))
+        ctx.set_output_partial(0, np.transpose(p, perm), partial_dtype(dtype))
     return [TensorType(dtype, tuple(xs[i] for i in perm))]
 
 
@@ -288,7 +282,7 @@ def _infer_identity(ctx: InferenceContext) -> list:
     v = ctx.input(0)
     p = ctx.input_partial(0)
     if p is not None:
-        ctx.set_output_partial(0, p, _np_dtype(ctx.input_dtype(0)))
+        ctx.set_output_partial(0, p, partial_dtype(ctx.input_dtype(0)))
     return [v.type if v is not None else None]
 
 
@@ -318,10 +312,12 @@ def _infer_expand(ctx: InferenceContext) -> list:
         shape = _broadcast_with_unknown(xs, target)
     except ValueError as e:
         raise ctx.fail(str(e)) from None
-    v, t = ctx.input_value(0), ctx.input_value(1)
-    if v is not None and t is not None and shape is not None and all(isinstance(d, int) for d in shape):
-        if int(np.prod(shape, dtype=np.int64)) <= 1024:
+    if shape is not None and all(isinstance(d, int) for d in shape) and math.prod(shape) <= 1024:
+        v, p = ctx.input_value(0), ctx.input_partial(0)
+        if v is not None and v.dtype.kind == "b":
             ctx.set_output_value(0, np.broadcast_to(v, shape).copy())
+        elif p is not None:  # a shape value broadcast (symbolic entries too)
+            ctx.set_output_partial(0, np.broadcast_to(p, shape).copy(), partial_dtype(dtype))
     return [TensorType(dtype, shape)]
 
 

@@ -20,13 +20,9 @@ from .common import (
     movement_cost,
     normalize_axis,
 )
-from .registry import Cost, InferenceContext, register
+from .registry import Cost, InferenceContext, partial_dtype, register
 
 INT_BIG = 2**31 - 1  # exporters write INT_MAX / INT64_MAX for "to the end"
-
-
-def _np_dtype(dt: DataType):
-    return dt.numpy() if dt.is_integer else np.int64
 
 
 def _merge_dim(a: Dim, b: Dim) -> Dim:
@@ -74,7 +70,7 @@ def _infer_concat(ctx: InferenceContext) -> list:
             out.append(d)
     parts = [ctx.input_partial_or_unknown(i) for i in range(ctx.num_inputs) if ctx.has_input(i)]
     if parts and all(p is not None and p.ndim == rank for p in parts):
-        ctx.set_output_partial(0, np.concatenate(parts, axis=axis), _np_dtype(dtype))
+        ctx.set_output_partial(0, np.concatenate(parts, axis=axis), partial_dtype(dtype))
     return [TensorType(dtype, tuple(out))]
 
 
@@ -127,7 +123,7 @@ def _infer_split(ctx: InferenceContext) -> list:
     if p is not None and all(isinstance(s, int) for s in sizes) and p.ndim == len(xs):
         pieces = np.split(p, np.cumsum(sizes[:-1]).astype(int), axis=axis)  # type: ignore[arg-type]
         for i, piece in enumerate(pieces):
-            ctx.set_output_partial(i, piece, _np_dtype(dtype))
+            ctx.set_output_partial(i, piece, partial_dtype(dtype))
     return outs
 
 
@@ -198,7 +194,7 @@ def _infer_slice(ctx: InferenceContext) -> list:
             out[a] = d if whole else None
     p = ctx.input_partial(0)
     if p is not None and p.ndim == r:
-        ctx.set_output_partial(0, p[tuple(index)], _np_dtype(dtype))
+        ctx.set_output_partial(0, p[tuple(index)], partial_dtype(dtype))
     return [TensorType(dtype, tuple(out))]
 
 
@@ -223,7 +219,7 @@ def _infer_gather(ctx: InferenceContext) -> list:
             raise ctx.fail(f"indices {idx.tolist()} are out of range for dim {axis} of size {d}")
     p = ctx.input_partial(0)
     if p is not None and idx is not None and p.ndim == len(xs):
-        ctx.set_output_partial(0, np.take(p, idx.astype(np.int64), axis=axis), _np_dtype(dtype))
+        ctx.set_output_partial(0, np.take(p, idx.astype(np.int64), axis=axis), partial_dtype(dtype))
     return [TensorType(dtype, shape)]
 
 
