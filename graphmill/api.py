@@ -101,22 +101,25 @@ def demo(out_dir: str, *, model: str = "resnet18", runs: int = 10) -> dict:
     }
 
 
-def simulate(graph: Graph, accel) -> "object":
+def simulate(graph: Graph, accel, *, scalesim_compat: bool = False) -> "object":
     """Simulate ``graph`` on an accelerator (an ``AccelConfig``, a dict in the TOML schema, or a TOML path).
 
-    Returns a ``graphmill.backends.simulator.SimReport`` (``.to_dict()`` for JSON, ``.table()``, ``.plot()``).
+    Returns a ``graphmill.backends.simulator.SimReport`` (``.to_dict()`` for JSON, ``.table()``, ``.plot()``);
+    nodes the simulator cannot cost are in its ``uncosted`` (totals partial, a ``SimulationWarning``).
+    ``scalesim_compat=True`` uses SCALE-Sim 3.0.0's memory arithmetic instead of graphmill's corrected one.
     """
     from graphmill.backends.simulator import simulate_graph
 
-    return simulate_graph(graph, accel)
+    return simulate_graph(graph, accel, scalesim_compat=scalesim_compat)
 
 
-def simulate_scalesim(topology: str | os.PathLike, config: str | os.PathLike):
-    """Simulate a SCALE-Sim topology CSV under a SCALE-Sim .cfg (USER bandwidth)."""
+def simulate_scalesim(topology: str | os.PathLike, config: str | os.PathLike, *, scalesim_compat: bool = False):
+    """Simulate a SCALE-Sim topology CSV under a SCALE-Sim .cfg (USER or CALC interface bandwidth);
+    ``scalesim_compat=True`` reproduces SCALE-Sim 3.0.0's cycle counts exactly."""
     from graphmill.backends.simulator import read_scalesim_config, read_topology, simulate_layers
 
     cfg = read_scalesim_config(config)
-    return simulate_layers(read_topology(topology), cfg)
+    return simulate_layers(read_topology(topology), cfg, scalesim_compat=scalesim_compat)
 
 
 # -- what the CLI's commands need beyond the functions above (graphmill/cli calls this module only) ------------
