@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 
 from graphmill import api
 from graphmill.cli.common import emit_json
@@ -15,10 +17,14 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--accel", help="accelerator config (TOML; see examples/accelerators/)")
     p.add_argument("--scalesim-topology", metavar="T.csv", help="a SCALE-Sim topology CSV (instead of a model)")
     p.add_argument("--scalesim-config", metavar="C.cfg", help="a SCALE-Sim config (with --scalesim-topology)")
+    p.add_argument("--scalesim-compat", action="store_true",
+                   help="use SCALE-Sim 3.0.0's memory arithmetic (its double-counted prefetch stall and write-buffer "
+                        "accounting) to match its cycle counts exactly; default: graphmill's corrected model")
     p.add_argument("--plot", metavar="OUT.png", help="write per-layer cycles and a roofline as PNG")
     p.add_argument("--json", action="store_true",
-                   help="print JSON (keys: total_cycles, layers: [{name, op, compute_cycles, stall_cycles, "
-                        "total_cycles, utilization, dram_read_bytes, dram_write_bytes}], ...)")
+                   help="print JSON (keys: model, bandwidth_mode, total_cycles, partial, uncosted: [{name, op, "
+                        "reason}], layers: [{name, op, compute_cycles, stall_cycles, total_cycles, utilization, "
+                        "dram_read_bytes, dram_write_bytes, dram_bw_needed}], ...)")
     p.set_defaults(func=run)
     return p
 
@@ -28,13 +34,21 @@ def run(args: argparse.Namespace) -> int:
         if not (args.scalesim_topology and args.scalesim_config) or args.model or args.accel:
             raise UserInputError("use either MODEL.onnx --accel A.toml, or --scalesim-topology T.csv "
                                  "--scalesim-config C.cfg")
-        report = api.simulate_scalesim(args.scalesim_topology, args.scalesim_config)
+        report = api.simulate_scalesim(args.scalesim_topology, args.scalesim_config,
+                                       scalesim_compat=args.scalesim_compat)
     else:
         if not args.model or not args.accel:
             raise UserInputError("graphmill simulate needs MODEL.onnx --accel A.toml (or --scalesim-topology "
                                  "T.csv --scalesim-config C.cfg)")
         accel = api.load_accel(args.accel)  # validate the config before reading the model
-        report = api.simulate(api.load(args.model), accel)
+        graph = api.load(args.model)
+        with warnings.catch_warnings():  # said once below, as one line
+            warnings.filterwarnings("ignore", message="simulator: ")
+            report = api.simulate(graph, accel, scalesim_compat=args.scalesim_compat)
+        if report.partial:
+            names = ", ".join(f"{u['name']} ({u['op']})" for u in report.uncosted)
+            print(f"graphmill simulate: warning: the totals are partial: {len(report.uncosted)} node(s) not costed: "
+                  f"{names}", file=sys.stderr)
     if args.plot:
         report.plot(args.plot)
     if args.json:

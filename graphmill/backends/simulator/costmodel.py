@@ -1,51 +1,34 @@
-"""The cost-model interface of ARCHITECTURE.md, and its two implementations here.
+"""The simulator's two implementations of the ``CostModel`` protocol (graphmill/ir/cost.py, re-exported here).
 
-A ``CostModel`` answers, in cycles of the accelerator's clock and bytes:
-  ``op_time(node, device)``      cycles one node takes on one chip,
-  ``transfer_time(nbytes, src, dst)``  cycles to move a tensor between chips (0 on the same chip),
-  ``memory(node)``               bytes a node keeps resident (its constant inputs: weights).
 ``SimulatorCostModel`` answers op_time with the cycle-level simulation (memoized per layer shape);
 ``RooflineCostModel`` with max(MACs / array size, bytes / DRAM bandwidth), microseconds per call.
 Chips are identical (one AccelConfig); ``device`` is accepted for heterogeneous models later.
+
+A node the simulator cannot cost (lowering.py) takes 0 cycles here, never silently: it is listed in
+``uncosted`` ({"name", "op", "reason"}) and a ``SimulationWarning`` names it, once per node.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import warnings
 
 from graphmill.ir import Node
-from graphmill.ir.types import TensorType, num_elements
+from graphmill.ir.cost import CostModel
+from graphmill.ir.partition import value_bytes
 
 from .config import AccelConfig, as_accel
 from .engine import simulate_array_layer, simulate_vector_layer
-from .lowering import ArrayLayer, lower_node
+from .lowering import ArrayLayer, BranchChoice, Uncosted, lower_node
+from .report import SimulationWarning
 
-
-class CostModel(Protocol):
-    def op_time(self, node: Node, device: int = 0) -> float: ...
-
-    def transfer_time(self, nbytes: int, src: int, dst: int) -> float: ...
-
-    def memory(self, node: Node) -> int: ...
-
-
-def value_bytes(v) -> int:
-    if v is None or not isinstance(v.type, TensorType):
-        return 0
-    n = num_elements(v.type.shape)
-    if n is None:
-        return 0
-    try:
-        width = max(1, v.type.dtype.itemsize)
-    except Exception:  # noqa: BLE001
-        width = 4
-    return n * width
+__all__ = ["CostModel", "SimulationWarning", "SimulatorCostModel", "RooflineCostModel", "value_bytes"]
 
 
 class _Base:
     def __init__(self, accel) -> None:
         self.accel: AccelConfig = as_accel(accel)
         self._cache: dict[int, float] = {}
+        self.uncosted: list[dict] = []
 
     def transfer_time(self, nbytes: int, src: int, dst: int) -> float:
         if src == dst or nbytes <= 0:
@@ -58,8 +41,23 @@ class _Base:
     def op_time(self, node: Node, device: int = 0) -> float:
         k = id(node)
         if k not in self._cache:
-            self._cache[k] = float(sum(self._prim_time(p) for p in lower_node(node)))
+            inner: list[dict] = []
+            try:
+                prims = lower_node(node, inner)
+            except Uncosted as e:
+                prims = []
+                inner.append({"name": node.name or node.op_type, "op": node.op_type, "reason": str(e)})
+            for u in inner:  # names inside a control-flow body are already "outer/inner"
+                self.uncosted.append(u)
+                warnings.warn(f"simulator: {u['name']} ({u['op']}) is not costed: {u['reason']}; it counts as 0 "
+                              "cycles", SimulationWarning, stacklevel=2)
+            self._cache[k] = float(sum(self._time(p) for p in prims))
         return self._cache[k]
+
+    def _time(self, p) -> int:
+        if isinstance(p, BranchChoice):  # the worst case of an If
+            return max(sum(self._time(q) for q in b) for b in p.branches)
+        return self._prim_time(p)
 
 
 class SimulatorCostModel(_Base):

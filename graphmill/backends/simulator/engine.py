@@ -1,26 +1,74 @@
-"""Simulate layers or a whole graph on one accelerator: compute model + memory simulation + vector unit."""
+"""Simulate layers or a whole graph on one accelerator: compute model + memory simulation + vector unit.
+
+Two arithmetic models of the memory system (memory/__init__.py): graphmill's (the default) and SCALE-Sim
+3.0.0's (``scalesim_compat=True``: its double-counted read-buffer prefetch stall and its write-buffer
+accounting), so that a user can check equality with SCALE-Sim. The accelerator's ``bandwidth_mode`` picks
+USER bandwidth (the configured words per cycle, stalls when the DRAM is too slow) or SCALE-Sim's CALC
+(no read stalls; each layer reports the DRAM bandwidth it needs).
+"""
 
 from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
 
 from .compute import mapping
 from .config import AccelConfig, as_accel
 from .energy import layer_energy_pj
-from .lowering import ArrayLayer, VectorLayer, lower
-from .memory import simulate_memory
-from .report import LayerResult, SimReport
+from .lowering import ArrayLayer, BranchChoice, VectorLayer, lower
+from .memory import MemoryResult, simulate_memory
+from .memory.calc import simulate_memory_calc
+from .report import LayerResult, SimReport, SimulationWarning, uncosted_text
 
 
-def simulate_array_layer(layer: ArrayLayer, cfg: AccelConfig, *, double_count_prefetch_stall: bool = False,
-                         scalesim_write_accounting: bool = False, memo: dict | None = None) -> LayerResult:
+@dataclass(frozen=True)
+class Arithmetic:
+    """Which memory-system arithmetic to use; each flag reproduces one SCALE-Sim 3.0.0 departure."""
+
+    double_count_prefetch_stall: bool = False
+    scalesim_write_accounting: bool = False
+
+    @classmethod
+    def of(cls, scalesim_compat: bool = False, double_count_prefetch_stall: bool | None = None,
+           scalesim_write_accounting: bool | None = None) -> "Arithmetic":
+        """``scalesim_compat`` sets both flags; an explicit flag overrides it."""
+        dc = scalesim_compat if double_count_prefetch_stall is None else double_count_prefetch_stall
+        wa = scalesim_compat if scalesim_write_accounting is None else scalesim_write_accounting
+        return cls(bool(dc), bool(wa))
+
+    @property
+    def name(self) -> str:
+        """``graphmill`` (corrected), ``scalesim-compat`` (both of SCALE-Sim's), or graphmill plus one flag."""
+        if self.double_count_prefetch_stall and self.scalesim_write_accounting:
+            return "scalesim-compat"
+        flags = [f for f in ("double_count_prefetch_stall", "scalesim_write_accounting") if getattr(self, f)]
+        return "+".join(["graphmill"] + flags)
+
+
+GRAPHMILL = Arithmetic()
+
+
+def simulate_layer_memory(layer: ArrayLayer, cfg: AccelConfig, arith: Arithmetic = GRAPHMILL) -> MemoryResult:
+    """One instance of an array layer through the memory model the config's bandwidth mode selects."""
+    args = (layer, cfg.rows, cfg.cols, cfg.dataflow, cfg.ifmap_words, cfg.filter_words, cfg.ofmap_words,
+            cfg.ifmap_bw_words, cfg.filter_bw_words, cfg.ofmap_bw_words)
+    if cfg.bandwidth_mode == "calc":
+        return simulate_memory_calc(*args, scalesim_write_accounting=arith.scalesim_write_accounting)
+    return simulate_memory(*args, double_count_prefetch_stall=arith.double_count_prefetch_stall,
+                           scalesim_write_accounting=arith.scalesim_write_accounting)
+
+
+def _needed_bw(words: int, first: int, last: int) -> float:
+    return words / (last - first + 1) if last >= first else 0.0
+
+
+def simulate_array_layer(layer: ArrayLayer, cfg: AccelConfig, arith: Arithmetic = GRAPHMILL, *,
+                         memo: dict | None = None) -> LayerResult:
     """One array layer, all ``repeat`` instances (each simulated identically, back to back)."""
-    key = (layer.H, layer.W, layer.R, layer.S, layer.C, layer.N, layer.stride_h, layer.stride_w,
-           double_count_prefetch_stall, scalesim_write_accounting)
+    key = (layer.H, layer.W, layer.R, layer.S, layer.C, layer.N, layer.stride_h, layer.stride_w, arith)
     mem = memo.get(key) if memo is not None else None
     if mem is None:
-        mem = simulate_memory(layer, cfg.rows, cfg.cols, cfg.dataflow, cfg.ifmap_words, cfg.filter_words,
-                              cfg.ofmap_words, cfg.ifmap_bw_words, cfg.filter_bw_words, cfg.ofmap_bw_words,
-                              double_count_prefetch_stall=double_count_prefetch_stall,
-                              scalesim_write_accounting=scalesim_write_accounting)
+        mem = simulate_layer_memory(layer, cfg, arith)
         if memo is not None:
             memo[key] = mem
     n = layer.repeat
@@ -33,42 +81,70 @@ def simulate_array_layer(layer: ArrayLayer, cfg: AccelConfig, *, double_count_pr
     sram = (layer.M * layer.K * mp.col_folds if cfg.dataflow != "is" else layer.M * layer.K) \
         + layer.K * layer.N * (mp.row_folds if cfg.dataflow == "os" else 1) + mem.ofmap_dram_words
     energy = layer_energy_pj(cfg, macs, sram * n, (rd + wr) // cfg.word_bytes)
+    bw = None
+    if cfg.bandwidth_mode == "calc":  # SCALE-Sim's avg DRAM bandwidths (words per cycle) of one instance
+        bw = {"ifmap": _needed_bw(mem.ifmap_dram_words, mem.ifmap_dram_first, mem.ifmap_dram_last),
+              "filter": _needed_bw(mem.filter_dram_words, mem.filter_dram_first, mem.filter_dram_last),
+              "ofmap": _needed_bw(mem.ofmap_dram_words, mem.ofmap_dram_first, mem.ofmap_dram_last)}
     return LayerResult(layer.name, layer.op, layer.shape_text(), "array", comp, stall, total,
-                       macs / (total * cfg.rows * cfg.cols) if total else 0.0, rd, wr, macs, energy, n)
+                       macs / (total * cfg.rows * cfg.cols) if total else 0.0, rd, wr, macs, energy, n,
+                       dram_bw_needed=bw)
 
 
 def simulate_vector_layer(layer: VectorLayer, cfg: AccelConfig) -> LayerResult:
-    """Vector unit: ``lanes`` operations per cycle, overlapped with DRAM traffic (roofline: the slower wins)."""
+    """Vector unit: ``lanes`` operations per cycle, overlapped with DRAM traffic (roofline: the slower wins).
+    In CALC bandwidth mode the DRAM keeps up (no stall) and the bandwidth needed is reported."""
     comp = -(-layer.flops // cfg.lanes)
-    bw_rd = cfg.ifmap_bw_words * cfg.word_bytes
-    bw_wr = cfg.ofmap_bw_words * cfg.word_bytes
-    mem = max(-(-layer.bytes_read // bw_rd), -(-layer.bytes_written // bw_wr))
-    total = max(comp, mem)
     energy = layer.flops * cfg.mac_pj + (layer.bytes_read + layer.bytes_written) / cfg.word_bytes * (
         cfg.sram_pj_per_word + cfg.dram_pj_per_word)
+    if cfg.bandwidth_mode == "calc":
+        total = comp
+        bw = {"ifmap": layer.bytes_read / cfg.word_bytes / comp if comp else 0.0, "filter": 0.0,
+              "ofmap": layer.bytes_written / cfg.word_bytes / comp if comp else 0.0}
+    else:
+        bw_rd = cfg.ifmap_bw_words * cfg.word_bytes
+        bw_wr = cfg.ofmap_bw_words * cfg.word_bytes
+        mem = max(-(-layer.bytes_read // bw_rd), -(-layer.bytes_written // bw_wr))
+        total = max(comp, mem)
+        bw = None
     return LayerResult(layer.name, layer.op, layer.shape_text(), "vector", comp, total - comp, total,
                        layer.elements / (total * cfg.lanes) if total else 0.0, layer.bytes_read,
-                       layer.bytes_written, 0, energy, 1)
+                       layer.bytes_written, 0, energy, 1, dram_bw_needed=bw)
 
 
-def simulate_layers(layers: list, accel, *, double_count_prefetch_stall: bool = False,
-                    scalesim_write_accounting: bool = False) -> SimReport:
-    """Simulate primitives. The two flags reproduce SCALE-Sim 3.0.0's two departures (memory/__init__.py)."""
+def simulate_layers(layers: list, accel, *, scalesim_compat: bool = False,
+                    double_count_prefetch_stall: bool | None = None,
+                    scalesim_write_accounting: bool | None = None) -> SimReport:
+    """Simulate primitives. ``scalesim_compat=True`` reproduces SCALE-Sim 3.0.0's arithmetic (both of its
+    departures, memory/__init__.py); the two flags select one departure alone."""
     cfg = as_accel(accel)
-    rep = SimReport(cfg)
-    memo: dict = {}
-    for lay in layers:
-        if isinstance(lay, ArrayLayer):
-            rep.layers.append(simulate_array_layer(lay, cfg, double_count_prefetch_stall=double_count_prefetch_stall,
-                                                   scalesim_write_accounting=scalesim_write_accounting,
-                                                   memo=memo))
-        else:
-            rep.layers.append(simulate_vector_layer(lay, cfg))
+    arith = Arithmetic.of(scalesim_compat, double_count_prefetch_stall, scalesim_write_accounting)
+    rep = SimReport(cfg, model=arith.name)
+    rep.layers = simulate_primitives(layers, cfg, arith, {})
     return rep
 
 
-def simulate_graph(graph, accel) -> SimReport:
-    """Lower every node and simulate it (on a copy; symbolic input dims such as a batch "N" are taken as 1)."""
+def simulate_primitives(prims: list, cfg: AccelConfig, arith: Arithmetic = GRAPHMILL,
+                        memo: dict | None = None) -> list[LayerResult]:
+    """LayerResults of lowered primitives in order; of a BranchChoice, the branch that takes longest."""
+    out: list[LayerResult] = []
+    for p in prims:
+        if isinstance(p, ArrayLayer):
+            out.append(simulate_array_layer(p, cfg, arith, memo=memo))
+        elif isinstance(p, VectorLayer):
+            out.append(simulate_vector_layer(p, cfg))
+        elif isinstance(p, BranchChoice):
+            runs = [simulate_primitives(list(b), cfg, arith, memo) for b in p.branches]
+            out.extend(max(runs, key=lambda r: sum(x.total_cycles for x in r)))
+        else:
+            raise TypeError(f"not a simulator primitive: {p!r}")
+    return out
+
+
+def simulate_graph(graph, accel, *, scalesim_compat: bool = False) -> SimReport:
+    """Lower every node and simulate it (on a copy; symbolic input dims such as a batch "N" are taken as 1).
+
+    Nodes the simulator cannot cost are listed in the report's ``uncosted`` (its totals are then partial)."""
     from graphmill.frontend.onnx_shape_inference import infer_shapes
     from graphmill.ir.types import TensorType
 
@@ -78,5 +154,10 @@ def simulate_graph(graph, accel) -> SimReport:
         if isinstance(t, TensorType) and t.shape is not None and any(isinstance(d, str) for d in t.shape):
             v.type = TensorType(t.dtype, tuple(1 if isinstance(d, str) else d for d in t.shape))
     infer_shapes(graph)
-    prims = [p for _, ps in lower(graph) for p in ps]
-    return simulate_layers(prims, accel)
+    lowered = lower(graph)
+    rep = simulate_layers(lowered.primitives, accel, scalesim_compat=scalesim_compat)
+    rep.uncosted = list(lowered.uncosted)
+    if rep.uncosted:
+        warnings.warn(f"simulator: the totals are partial: {len(rep.uncosted)} node(s) not costed: "
+                      f"{uncosted_text(rep.uncosted)}", SimulationWarning, stacklevel=2)
+    return rep

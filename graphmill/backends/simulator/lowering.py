@@ -4,31 +4,54 @@
   convolution (padded input H x W, filter R x S, C channels, N filters, stride), so that
   M = output pixels, N = filters, K = R*S*C (im2col). Gemm/MatMul are the 1-column convolution SCALE-Sim's
   GEMM mode uses (H=M, W=K, R=1, S=K, C=1). ``repeat`` counts identical instances that run back to back:
-  batch, conv groups (a grouped/depthwise conv is lowered per group: C = Cin/group, N = Cout/group) and
-  MatMul batch dims.
-* ``VectorLayer``: elementwise ops, pooling, softmax, normalization on the vector unit.
+  batch, conv groups (a grouped/depthwise conv is lowered per group: C = Cin/group, N = Cout/group),
+  MatMul batch dims, and the time steps of a recurrent layer.
+* ``VectorLayer``: elementwise ops, pooling, softmax, normalization and data movement on the vector unit.
+* ``BranchChoice``: an ``If`` whose condition is not constant; the engine costs every branch and keeps
+  the most expensive (the worst case).
+* Recurrent layers (ONNX LSTM, GRU, RNN; forward, reverse or bidirectional; the sequence length and batch
+  from X's shape and ``layout``): per time step and direction, the gate matmuls X_t·W^T and H_{t-1}·R^T
+  on the array (GRU with ``linear_before_reset=0``: H·R for the z and r gates, then (r*H)·R for the
+  hidden gate, which needs r first), and the gate math (bias adds, activations, cell and state updates,
+  peepholes) on the vector unit.
+* ``Gather`` (an embedding lookup): the gathered rows (output elements) and the indices read from DRAM,
+  the output written; the table itself is not streamed.
+* Control flow with a static trip count: ``Loop`` with a constant trip-count input M costs M iterations
+  of its body (an upper bound when the body's condition can end it earlier), ``Scan`` one body per
+  element of the scanned axis, ``If`` the branch its constant condition selects, else a ``BranchChoice``.
 * Nodes with ``node.meta["fused_into"]`` set (the name of the node that absorbs them, e.g. a Relu after a
   Conv, set by a fusion pass) cost nothing extra: they are lowered to nothing.
-* Shape-only ops (Reshape, Flatten, Transpose of constants, ...) and constants are free.
+* Shape-only ops (Reshape, Flatten, Transpose, ...), constants and shape arithmetic (nodes that compute
+  only from Shape/Size outputs and constants, as exporters emit for dynamic shapes) are free.
+* Anything else needs an op-registry cost entry (then it runs on the vector unit); a node without one,
+  a Loop without a constant trip count, or a custom-domain op is *uncosted*: ``lower`` lists it in
+  ``Lowering.uncosted`` and the report says its totals are partial.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from graphmill.ir import Graph, Node, UserInputError
-from graphmill.ir.summary import constant_values, is_constant_node, node_cost
 from graphmill.ir.ops.registry import InferenceContext
 from graphmill.ir.ops.window import read_window
+from graphmill.ir.summary import constant_values, is_constant_node, node_cost
 from graphmill.ir.types import TensorType, num_elements
 
 FUSED_KEY = "fused_into"
+MAX_OPERAND_WORDS = 2 ** 31 - 1
 
-_FREE = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape", "Constant", "Dropout",
-                   "ConstantOfShape", "Cast", "Gather", "Slice", "Concat", "Transpose", "Split", "Expand"})
+_STANDARD = ("", "ai.onnx")
+_MS = "com.microsoft"
+_FREE = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape", "Size", "Constant",
+                   "Dropout", "ConstantOfShape", "Cast", "Slice", "Concat", "Transpose", "Split", "Expand"})
 _VECTOR_FLOPS = {"Softmax": 5, "LogSoftmax": 5, "BatchNormalization": 2, "LayerNormalization": 8,
                  "InstanceNormalization": 8, "GroupNormalization": 8, "Sigmoid": 4, "Tanh": 4, "Gelu": 8,
-                 "Erf": 4, "Exp": 2, "HardSwish": 3, "HardSigmoid": 2, "Relu": 1, "Clip": 1, "LeakyRelu": 2}
+                 "Erf": 4, "Exp": 2, "HardSwish": 3, "HardSigmoid": 2, "Relu": 1, "Clip": 1, "LeakyRelu": 2,
+                 "Affine": 2, "ThresholdedRelu": 1, "ScaledTanh": 5, "Elu": 4, "Softsign": 3, "Softplus": 4}
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,11 @@ class ArrayLayer:
                 raise UserInputError(f"{where}: {f} must be a positive integer, got {v!r}")
         if self.R > self.H or self.S > self.W:
             raise UserInputError(f"{where}: filter {self.R}x{self.S} is larger than the input {self.H}x{self.W}")
+        for what, words in (("ifmap", self.H * self.W * self.C), ("filter", self.K * self.N),
+                            ("ofmap", self.M * self.N)):
+            if words > MAX_OPERAND_WORDS:  # the memory kernels address operands with 32-bit integers
+                raise UserInputError(f"{where}: the {what} operand has {words:,} words; the simulator handles at "
+                                     f"most {MAX_OPERAND_WORDS:,} per operand")
         return self
 
 
@@ -91,9 +119,55 @@ class VectorLayer:
         return f"{self.elements} elems"
 
 
+@dataclass(frozen=True)
+class BranchChoice:
+    """Alternative primitive lists (an If's branches); the engine keeps the one that takes longest."""
+
+    name: str
+    op: str
+    branches: tuple[tuple, ...]
+    labels: tuple[str, ...]
+
+
+class Uncosted(Exception):
+    """The simulator has no cost model for a node (the message says why)."""
+
+
+@dataclass
+class Lowering:
+    """``lower``'s result: (node, primitives) for every node that does work, and the nodes that could not
+    be costed as {"name", "op", "reason"} (qualified "outer/inner" inside control-flow bodies)."""
+
+    items: list[tuple[Node, list]] = field(default_factory=list)
+    uncosted: list[dict] = field(default_factory=list)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    @property
+    def primitives(self) -> list:
+        return [p for _, ps in self.items for p in ps]
+
+
 def gemm_layer(name: str, op: str, m: int, n: int, k: int, repeat: int = 1) -> ArrayLayer:
     """A GEMM as SCALE-Sim's GEMM mode writes it: ifmap M x K (H=M, W=K, R=1, S=K, C=1), N filters."""
     return ArrayLayer(name, op, H=m, W=k, R=1, S=k, C=1, N=n, repeat=repeat)
+
+
+def repeated(prims: list, k: int, prefix: str = "") -> list:
+    """``prims`` run ``k`` times back to back (array layers: repeat x k; vector work x k), names prefixed."""
+    out = []
+    for p in prims:
+        name = prefix + p.name
+        if isinstance(p, ArrayLayer):
+            out.append(dataclasses.replace(p, name=name, repeat=p.repeat * k))
+        elif isinstance(p, VectorLayer):
+            out.append(dataclasses.replace(p, name=name, elements=p.elements * k, flops=p.flops * k,
+                                           bytes_read=p.bytes_read * k, bytes_written=p.bytes_written * k))
+        else:
+            out.append(dataclasses.replace(p, name=name, branches=tuple(tuple(repeated(list(b), k, prefix))
+                                                                        for b in p.branches)))
+    return out
 
 
 def _static(shape, what: str, node: Node) -> tuple[int, ...]:
@@ -107,64 +181,238 @@ def _tshape(v) -> tuple | None:
     return v.type.shape if v is not None and isinstance(v.type, TensorType) else None
 
 
-def lower_node(node: Node) -> list:
-    """Primitives for one node (empty when it is free or fused)."""
-    name = node.name or node.op_type
+def _itemsize(v) -> int:
+    try:
+        return max(1, v.type.dtype.numpy().itemsize)
+    except (AttributeError, TypeError):
+        return 4
+
+
+def _input(node: Node, i: int):
+    return node.inputs[i] if len(node.inputs) > i else None
+
+
+def _const_array(v) -> np.ndarray | None:
+    """The value of a constant input: an initializer or a Constant node's output."""
+    if v is None:
+        return None
+    if v.const is not None and hasattr(v.const, "numpy"):
+        return np.asarray(v.const.numpy())
+    p = v.producer
+    if p is not None and p.op_type == "Constant" and p.domain in _STANDARD:
+        val = p.attr("value")
+        if val is not None and hasattr(val, "numpy"):
+            return np.asarray(val.numpy())
+    return None
+
+
+def _lower_conv(node: Node, name: str) -> list:
     op = node.op_type
-    if node.meta.get(FUSED_KEY):
-        return []
-    if op in ("Conv", "ConvInteger", "QLinearConv"):
-        wi = 3 if op == "QLinearConv" else 1
-        xs = _static(_tshape(node.inputs[0]), "input", node)
-        ws = _static(_tshape(node.inputs[wi]), "weight", node)
-        ys = _static(_tshape(node.outputs[0]), "output", node)
-        if len(xs) != 4:
-            raise UserInputError(f"{node.describe()}: only 2-D convolutions are simulated (input rank {len(xs)})")
-        win = read_window(InferenceContext(node, 0, {}), tuple(ws[2:]))
-        group = int(node.attr("group", 1))
-        n_batch, cout, oh, ow = ys
-        kh, kw = win.extent(0), win.extent(1)  # dilation widens the window (approximation: dense taps)
-        sh, sw = win.strides
-        # The padded input SCALE-Sim sees: exactly what the output size implies.
-        hp, wp = (oh - 1) * sh + kh, (ow - 1) * sw + kw
-        lay = ArrayLayer(name, op, H=hp, W=wp, R=kh, S=kw, C=ws[1], N=cout // group, stride_h=sh, stride_w=sw,
-                         repeat=n_batch * group)
-        return [lay.validate(node.describe())]
-    if op == "Gemm":
+    wi = 3 if op == "QLinearConv" else 1
+    xs = _static(_tshape(node.inputs[0]), "input", node)
+    ws = _static(_tshape(node.inputs[wi]), "weight", node)
+    ys = _static(_tshape(node.outputs[0]), "output", node)
+    if len(xs) != 4:
+        raise UserInputError(f"{node.describe()}: only 2-D convolutions are simulated (input rank {len(xs)})")
+    win = read_window(InferenceContext(node, 0, {}), tuple(ws[2:]))
+    group = int(node.attr("group", 1))
+    n_batch, cout, oh, ow = ys
+    kh, kw = win.extent(0), win.extent(1)  # dilation widens the window (approximation: dense taps)
+    sh, sw = win.strides
+    # The padded input SCALE-Sim sees: exactly what the output size implies.
+    hp, wp = (oh - 1) * sh + kh, (ow - 1) * sw + kw
+    lay = ArrayLayer(name, op, H=hp, W=wp, R=kh, S=kw, C=ws[1], N=cout // group, stride_h=sh, stride_w=sw,
+                     repeat=n_batch * group)
+    return [lay.validate(node.describe())]
+
+
+def _lower_matmul(node: Node, name: str) -> list:
+    op = node.op_type
+    if op == "Gemm" or op == "FusedGemm":
         a = _static(_tshape(node.inputs[0]), "A", node)
         b = _static(_tshape(node.inputs[1]), "B", node)
         m, k = (a[1], a[0]) if node.attr("transA", 0) else (a[0], a[1])
         n = b[0] if node.attr("transB", 0) else b[1]
         return [gemm_layer(name, op, m, n, k).validate(node.describe())]
-    if op in ("MatMul", "MatMulInteger", "QLinearMatMul"):
-        bi = 3 if op == "QLinearMatMul" else 1
-        a = _static(_tshape(node.inputs[0]), "A", node)
-        b = _static(_tshape(node.inputs[bi]), "B", node)
-        a2 = (1,) + a if len(a) == 1 else a
-        b2 = b + (1,) if len(b) == 1 else b
-        ys = _static(_tshape(node.outputs[0]), "output", node)
-        batch = max(1, num_elements(ys) // (a2[-2] * b2[-1]))
-        return [gemm_layer(name, op, a2[-2], b2[-1], a2[-1], repeat=batch).validate(node.describe())]
-    if op in _FREE:
+    bi = 3 if op == "QLinearMatMul" else 1
+    a = _static(_tshape(node.inputs[0]), "A", node)
+    b = _static(_tshape(node.inputs[bi]), "B", node)
+    a2 = (1,) + a if len(a) == 1 else a
+    b2 = b + (1,) if len(b) == 1 else b
+    if node.attr("transA", 0):  # FusedMatMul
+        a2 = a2[:-2] + (a2[-1], a2[-2])
+    if node.attr("transB", 0):
+        b2 = b2[:-2] + (b2[-1], b2[-2])
+    ys = _static(_tshape(node.outputs[0]), "output", node)
+    batch = max(1, num_elements(ys) // max(1, a2[-2] * b2[-1]))
+    return [gemm_layer(name, op, a2[-2], b2[-1], a2[-1], repeat=batch).validate(node.describe())]
+
+
+_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+_DEFAULT_ACTS = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh"), "RNN": ("Tanh",)}
+
+
+def _activation_flops(node: Node) -> list[int]:
+    acts = node.attr("activations") or _DEFAULT_ACTS[node.op_type]
+    names = [a.decode() if isinstance(a, bytes) else str(a) for a in acts]
+    return [_VECTOR_FLOPS.get(a, 4) for a in names]
+
+
+def _lower_recurrent(node: Node, name: str) -> list:
+    """LSTM / GRU / RNN (ONNX semantics): per time step and direction, X_t·W^T and H_{t-1}·R^T on the array
+    and the gate math on the vector unit. Vector flops per batch row and step (H = hidden size, b = 1 with
+    a bias input, f/g/h the activations' costs): LSTM 4H(1+2b) + 3H f + H g + 3H (cell) + H h + H (+6H
+    peepholes); GRU 3H(1+2b) + H (r*(H·R)) + 2H f + H g + 4H (state update); RNN H(1+2b) + H f."""
+    op = node.op_type
+    xs = _static(_tshape(node.inputs[0]), "X", node)
+    ws = _static(_tshape(node.inputs[1]), "W", node)
+    if len(xs) != 3 or len(ws) != 3:
+        raise UserInputError(f"{node.describe()}: X and W must have rank 3 (got {len(xs)} and {len(ws)})")
+    layout = int(node.attr("layout", 0))
+    steps, batch = (xs[1], xs[0]) if layout else (xs[0], xs[1])
+    direction = node.attr("direction", "forward")
+    direction = direction.decode() if isinstance(direction, bytes) else str(direction)
+    dirs = 2 if direction == "bidirectional" else 1
+    gates = _GATES[op]
+    hidden = int(node.attr("hidden_size", ws[1] // gates))
+    inp = xs[2]
+    if steps * batch * hidden * inp == 0:
         return []
+    n = steps * dirs  # one array pass per time step and direction
+    where = node.describe()
+    prims = [gemm_layer(f"{name}/XW", op, batch, gates * hidden, inp, repeat=n).validate(where)]
+    if op == "GRU" and not int(node.attr("linear_before_reset", 0)):
+        prims.append(gemm_layer(f"{name}/HR[z,r]", op, batch, 2 * hidden, hidden, repeat=n).validate(where))
+        prims.append(gemm_layer(f"{name}/HR[h]", op, batch, hidden, hidden, repeat=n).validate(where))
+    else:
+        prims.append(gemm_layer(f"{name}/HR", op, batch, gates * hidden, hidden, repeat=n).validate(where))
+    b = 1 if _input(node, 3) is not None else 0
+    act = _activation_flops(node)
+    H = hidden
+    if op == "LSTM":
+        flops = 4 * H * (1 + 2 * b) + 3 * H * act[0] + H * act[1] + 3 * H + H * act[2] + H
+        if _input(node, 7) is not None:
+            flops += 6 * H
+        states_in, states_out = 1, 2  # c_{t-1}; h_t, c_t
+    elif op == "GRU":
+        flops = 3 * H * (1 + 2 * b) + H + 2 * H * act[0] + H * act[1] + 4 * H
+        states_in, states_out = 0, 1
+    else:
+        flops = H * (1 + 2 * b) + H * act[0]
+        states_in, states_out = 0, 1
+    item = _itemsize(node.inputs[0])
+    rows = n * batch
+    prims.append(VectorLayer(f"{name}/gates", op, rows * gates * H, rows * flops,
+                             rows * (2 * gates * H + states_in * H) * item, rows * states_out * H * item))
+    return prims
+
+
+def _lower_gather(node: Node, name: str) -> list:
+    ys = _tshape(node.outputs[0])
+    if ys is None or num_elements(ys) is None:
+        raise UserInputError(f"{node.describe()}: output shape is not static; the simulator needs static shapes")
+    elems = num_elements(ys)
+    ids = num_elements(_tshape(node.inputs[1]) or ()) or 0
+    rd = elems * _itemsize(node.inputs[0]) + ids * _itemsize(node.inputs[1])
+    return [VectorLayer(name, node.op_type, elems, max(elems, 1), rd, elems * _itemsize(node.outputs[0]))]
+
+
+def _body(node: Node, graph: Graph, name: str, uncosted: list[dict]) -> list:
+    sub = lower(graph)
+    uncosted.extend({**u, "name": f"{name}/{u['name']}"} for u in sub.uncosted)
+    return repeated(sub.primitives, 1, f"{name}/")
+
+
+def _lower_control_flow(node: Node, name: str, uncosted: list[dict]) -> list:
+    op = node.op_type
+    if op == "Loop":
+        trip = _const_array(_input(node, 0))
+        if trip is None or trip.size != 1:
+            raise Uncosted("its trip count M is not a constant input")
+        count = int(trip.reshape(-1)[0])
+        return repeated(_body(node, node.attr("body"), name, uncosted), max(count, 0))
+    if op == "Scan":
+        n_scan = int(node.attr("num_scan_inputs", 0))
+        if n_scan < 1:
+            raise Uncosted("it has no scan inputs")
+        first = node.inputs[len(node.inputs) - n_scan]
+        axes = node.attr("scan_input_axes") or [0] * n_scan
+        shape = _static(_tshape(first), "scan input", node)
+        axis = int(axes[0]) % len(shape) if shape else 0
+        return repeated(_body(node, node.attr("body"), name, uncosted), shape[axis] if shape else 1)
+    cond = _const_array(_input(node, 0))  # If
+    if cond is not None and cond.size == 1:
+        branch = "then_branch" if bool(cond.reshape(-1)[0]) else "else_branch"
+        return _body(node, node.attr(branch), f"{name}/{branch[:4]}", uncosted)
+    then = _body(node, node.attr("then_branch"), f"{name}/then", uncosted)
+    other = _body(node, node.attr("else_branch"), f"{name}/else", uncosted)
+    return [BranchChoice(name, op, (tuple(then), tuple(other)), ("then", "else"))]
+
+
+def lower_node(node: Node, uncosted: list[dict] | None = None) -> list:
+    """Primitives for one node (empty when it is free or fused). Raises ``Uncosted`` when the simulator has
+    no cost model for it; nodes inside a control-flow body that cannot be costed are appended to
+    ``uncosted`` (the body's other nodes are costed)."""
+    name = node.name or node.op_type
+    op = node.op_type
+    dom = node.domain
+    if node.meta.get(FUSED_KEY):
+        return []
+    std = dom in _STANDARD
+    if (std and op in ("Conv", "ConvInteger", "QLinearConv")) or (dom == _MS and op == "FusedConv"):
+        return _lower_conv(node, name)
+    if (std and op in ("Gemm", "MatMul", "MatMulInteger", "QLinearMatMul")) or \
+            (dom == _MS and op in ("FusedGemm", "FusedMatMul")):
+        return _lower_matmul(node, name)
+    if std and op in _GATES:
+        return _lower_recurrent(node, name)
+    if std and op == "Gather":
+        return _lower_gather(node, name)
+    if std and op in ("Loop", "Scan", "If"):
+        return _lower_control_flow(node, name, uncosted if uncosted is not None else [])
+    if std and op in _FREE:
+        return []
+    cost = node_cost(node)
+    if cost is None:
+        where = f"domain {dom!r}" if not std else "the op registry"
+        raise Uncosted(f"no cost model for {op} in {where}")
     ys = _tshape(node.outputs[0]) if node.outputs and node.outputs[0] is not None else None
     elems = num_elements(ys) if ys is not None else None
     if elems is None:
         raise UserInputError(f"{node.describe()}: output shape is not static; the simulator needs static shapes")
-    cost = node_cost(node)
     per = _VECTOR_FLOPS.get(op, 1)
-    flops = max(cost.flops if cost is not None and cost.known else 0, elems * per, 1)
-    br = cost.bytes_read if cost is not None else 0
-    bw = cost.bytes_written if cost is not None else 0
-    return [VectorLayer(name, op, elems, flops, br, bw)]
+    flops = max(cost.flops if cost.known else 0, elems * per, 1)
+    return [VectorLayer(name, op, elems, flops, cost.bytes_read, cost.bytes_written)]
 
 
-def lower(graph: Graph) -> list[tuple[Node, list]]:
-    """(node, primitives) for every top-level node that does work at inference (constant nodes excluded)."""
-    constant = constant_values(graph)
-    out = []
+def _shape_arithmetic(graph: Graph, constant: set[int]) -> set[int]:
+    """ids of the nodes that compute only from Shape/Size outputs and constants (host-side shape math)."""
+    derived: set[int] = set()
+    free: set[int] = set()
     for n in graph.nodes:
-        if is_constant_node(n, constant):
+        if n.op_type in ("Shape", "Size") and n.domain in _STANDARD:
+            derived.update(id(v) for v in n.outputs if v is not None)
             continue
-        out.append((n, lower_node(n)))
+        ins = [v for v in n.inputs if v is not None]
+        if ins and any(id(v) in derived for v in ins) and all(id(v) in derived or id(v) in constant for v in ins) \
+                and not n.subgraphs():
+            derived.update(id(v) for v in n.outputs if v is not None)
+            free.add(id(n))
+    return free
+
+
+def lower(graph: Graph) -> Lowering:
+    """(node, primitives) for every node of ``graph`` that does work at inference (constant nodes and shape
+    arithmetic excluded), and the nodes the simulator could not cost."""
+    constant = constant_values(graph)
+    shape_math = _shape_arithmetic(graph, constant)
+    out = Lowering()
+    for n in graph.nodes:
+        if is_constant_node(n, constant) or id(n) in shape_math:
+            continue
+        try:
+            out.items.append((n, lower_node(n, out.uncosted)))
+        except Uncosted as e:
+            out.uncosted.append({"name": n.name or n.op_type, "op": n.op_type if n.domain in _STANDARD
+                                 else f"{n.domain}::{n.op_type}", "reason": str(e)})
     return out

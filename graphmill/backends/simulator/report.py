@@ -2,15 +2,22 @@
 
 JSON schema (``SimReport.to_dict()``)::
 
-    {"accelerator": {...AccelConfig...}, "total_cycles": int, "compute_cycles": int, "stall_cycles": int,
+    {"accelerator": {...AccelConfig...}, "model": "graphmill" | "scalesim-compat",
+     "bandwidth_mode": "user" | "calc",
+     "total_cycles": int, "compute_cycles": int, "stall_cycles": int,
      "latency_ms": float, "energy_uj": float, "dram_read_bytes": int, "dram_write_bytes": int,
      "macs": int, "utilization": float,
+     "partial": bool, "uncosted": [{"name", "op", "reason"}],
      "layers": [{"name", "op", "shape", "kind" ("array" | "vector"), "compute_cycles", "stall_cycles",
                  "total_cycles", "utilization", "dram_read_bytes", "dram_write_bytes", "macs",
-                 "energy_pj", "repeat"}]}
+                 "energy_pj", "repeat", "dram_bw_needed"}]}
 
 ``total_cycles`` of a layer = compute + stall cycles of all its instances (``repeat``); utilization =
 MACs / (total_cycles * rows * cols) for array layers, elements / (cycles * lanes) for vector layers.
+``model``: which memory-system arithmetic produced the numbers (engine.py). ``partial``: some nodes could
+not be costed (listed in ``uncosted``; the totals leave them out). ``dram_bw_needed`` (CALC bandwidth mode
+only, else null): the DRAM words per cycle a layer needs, {"ifmap", "filter", "ofmap"}, SCALE-Sim's
+BANDWIDTH_REPORT figures.
 """
 
 from __future__ import annotations
@@ -20,6 +27,22 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from .config import AccelConfig
+
+
+class SimulationWarning(UserWarning):
+    """Part of a graph could not be costed: the figures leave it out (``SimReport.uncosted``)."""
+
+
+_MODEL_TEXT = {"graphmill": "graphmill's memory arithmetic; --scalesim-compat for SCALE-Sim 3.0.0's",
+               "scalesim-compat": "SCALE-Sim 3.0.0's arithmetic: double-counted prefetch stall, its "
+                                  "write-buffer accounting"}
+
+
+def uncosted_text(uncosted: list[dict], most: int = 5) -> str:
+    """'name (op), ...' of uncosted nodes, the first ``most`` of them."""
+    items = [f"{u['name']} ({u['op']})" for u in uncosted[:most]]
+    more = f", and {len(uncosted) - most} more" if len(uncosted) > most else ""
+    return ", ".join(items) + more
 
 
 @dataclass
@@ -37,12 +60,20 @@ class LayerResult:
     macs: int = 0
     energy_pj: float = 0.0
     repeat: int = 1
+    dram_bw_needed: dict[str, float] | None = None
 
 
 @dataclass
 class SimReport:
     accel: AccelConfig
     layers: list[LayerResult] = field(default_factory=list)
+    model: str = "graphmill"
+    uncosted: list[dict] = field(default_factory=list)
+
+    @property
+    def partial(self) -> bool:
+        """True when some nodes could not be costed: the totals leave them out."""
+        return bool(self.uncosted)
 
     @property
     def total_cycles(self) -> int:
@@ -65,6 +96,8 @@ class SimReport:
         tot = self.total_cycles
         return {
             "accelerator": a.to_dict(),
+            "model": self.model,
+            "bandwidth_mode": a.bandwidth_mode,
             "total_cycles": tot,
             "compute_cycles": self.compute_cycles,
             "stall_cycles": self.stall_cycles,
@@ -74,6 +107,8 @@ class SimReport:
             "dram_write_bytes": sum(x.dram_write_bytes for x in self.layers),
             "macs": self.macs,
             "utilization": self.macs / (tot * a.rows * a.cols) if tot else 0.0,
+            "partial": self.partial,
+            "uncosted": [dict(u) for u in self.uncosted],
             "layers": [asdict(x) for x in self.layers],
         }
 
@@ -83,19 +118,31 @@ class SimReport:
     def table(self) -> str:
         out = io.StringIO()
         a = self.accel
+        calc = a.bandwidth_mode == "calc"
+        dram = "CALC (no DRAM stalls; the bandwidth each layer needs is reported)" if calc else \
+            f"{a.ifmap_bw_words}/{a.filter_bw_words}/{a.ofmap_bw_words} words/cycle"
         print(f"accelerator {a.name}: {a.rows}x{a.cols} {a.dataflow}, buffers {a.ifmap_kb:g}/{a.filter_kb:g}/"
-              f"{a.ofmap_kb:g} KiB, DRAM {a.ifmap_bw_words}/{a.filter_bw_words}/{a.ofmap_bw_words} words/cycle, "
-              f"{a.clock_mhz:g} MHz", file=out)
+              f"{a.ofmap_kb:g} KiB, DRAM {dram}, {a.clock_mhz:g} MHz", file=out)
+        print(f"model: {self.model} ({_MODEL_TEXT.get(self.model, 'graphmill with some of SCALE-Sim 3.0.0')})",
+              file=out)
+        bw_head = f" {'DRAM need if/fl/of (words/cycle)':>34}" if calc else ""
         print(f"{'layer':<28} {'op':<18} {'shape':<24} {'cycles':>12} {'stall':>10} {'util':>6} "
-              f"{'DRAM rd':>11} {'DRAM wr':>11}", file=out)
+              f"{'DRAM rd':>11} {'DRAM wr':>11}{bw_head}", file=out)
         for x in self.layers:
+            bw = ""
+            if calc and x.dram_bw_needed is not None:
+                n = x.dram_bw_needed
+                bw = " " + f"{n['ifmap']:.2f}/{n['filter']:.2f}/{n['ofmap']:.2f}".rjust(34)
             print(f"{x.name[:28]:<28} {x.op[:18]:<18} {x.shape[:24]:<24} {x.total_cycles:>12,} {x.stall_cycles:>10,} "
-                  f"{x.utilization:>6.1%} {x.dram_read_bytes:>11,} {x.dram_write_bytes:>11,}", file=out)
+                  f"{x.utilization:>6.1%} {x.dram_read_bytes:>11,} {x.dram_write_bytes:>11,}{bw}", file=out)
         d = self.to_dict()
         print(f"total: {d['total_cycles']:,} cycles ({d['compute_cycles']:,} compute + {d['stall_cycles']:,} stall) "
               f"= {d['latency_ms']:.3f} ms at {a.clock_mhz:g} MHz; utilization {d['utilization']:.1%}; "
               f"DRAM {d['dram_read_bytes']:,} B read, {d['dram_write_bytes']:,} B written; "
               f"energy {d['energy_uj']:.1f} uJ", file=out)
+        if self.partial:
+            print(f"partial: the totals leave out {len(self.uncosted)} node(s) the simulator cannot cost: "
+                  f"{uncosted_text(self.uncosted)}", file=out)
         return out.getvalue()
 
     def plot(self, path: str) -> None:

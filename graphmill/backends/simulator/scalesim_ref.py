@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
-import os
 import tempfile
 import time
 from dataclasses import dataclass
 
 from .config import AccelConfig
 from .lowering import ArrayLayer
-from .topology import write_scalesim_files
+from .topology import write_layout_file, write_scalesim_files
 
 
 @dataclass
@@ -26,6 +24,10 @@ class ScaleSimLayer:
     stall_cycles: int
     total_cycles: int  # compute + stall
     wall_s: float
+    ifmap_dram_reads: int = 0  # words (SCALE-Sim's DETAILED_ACCESS_REPORT)
+    filter_dram_reads: int = 0
+    ofmap_dram_writes: int = 0
+    dram_bw: tuple[float, float, float] = (0.0, 0.0, 0.0)  # avg ifmap/filter/ofmap DRAM words per cycle
 
 
 def _patched_service_reads(self, incoming_requests_arr_np, incoming_cycles_arr):
@@ -51,19 +53,30 @@ def _patched_service_reads(self, incoming_requests_arr_np, incoming_cycles_arr):
 
 
 def run_scalesim(cfg: AccelConfig, layers: list[ArrayLayer], *, prefetch_stall_once: bool = False) -> list[ScaleSimLayer]:
+    """SCALE-Sim 3.0.0 on ``layers`` under ``cfg`` (its files written by write_scalesim_files)."""
+    with tempfile.TemporaryDirectory() as d:
+        cfg_path, topo_path, layout_path = write_scalesim_files(d, cfg, layers)
+        return run_scalesim_files(cfg_path, topo_path, [lay.name for lay in layers], layout_path=layout_path,
+                                  prefetch_stall_once=prefetch_stall_once)
+
+
+def run_scalesim_files(cfg_path: str, topo_path: str, names: list[str], *, layout_path: str | None = None,
+                       prefetch_stall_once: bool = False) -> list[ScaleSimLayer]:
+    """SCALE-Sim 3.0.0 on a user's own .cfg and conv topology CSV (``names``: its layers, in order). A
+    default layout file is written when none is given (SCALE-Sim loads one even when it does not use it)."""
+    from scalesim.layout_utils import layouts
     from scalesim.memory import read_buffer as rb
+    from scalesim.scale_config import scale_config
     from scalesim.single_layer_sim import single_layer_sim
+    from scalesim.topology_utils import topologies
 
     original = rb.read_buffer.service_reads
     if prefetch_stall_once:
         rb.read_buffer.service_reads = _patched_service_reads
     try:
         with tempfile.TemporaryDirectory() as d:
-            cfg_path, topo_path, layout_path = write_scalesim_files(d, cfg, layers)
-            from scalesim.layout_utils import layouts
-            from scalesim.scale_config import scale_config
-            from scalesim.topology_utils import topologies
-
+            if layout_path is None:
+                layout_path = write_layout_file(d, names)
             conf = scale_config()
             conf.read_conf_file(cfg_path)
             topo = topologies()
@@ -71,7 +84,7 @@ def run_scalesim(cfg: AccelConfig, layers: list[ArrayLayer], *, prefetch_stall_o
             lay = layouts()
             lay.load_arrays(layoutfile=layout_path)
             out = []
-            for i, layer in enumerate(layers):
+            for i, name in enumerate(names):
                 t0 = time.perf_counter()
                 s = single_layer_sim()
                 with contextlib.redirect_stdout(io.StringIO()):
@@ -79,7 +92,12 @@ def run_scalesim(cfg: AccelConfig, layers: list[ArrayLayer], *, prefetch_stall_o
                     s.run()
                 total = int(s.memory_system.get_total_compute_cycles())
                 stall = int(s.memory_system.get_stall_cycles())
-                out.append(ScaleSimLayer(layer.name, total - stall, stall, total, time.perf_counter() - t0))
+                wall = time.perf_counter() - t0
+                s.calc_report_data()
+                out.append(ScaleSimLayer(name, total - stall, stall, total, wall, int(s.ifmap_dram_reads),
+                                         int(s.filter_dram_reads), int(s.ofmap_dram_writes),
+                                         (float(s.avg_ifmap_dram_bw), float(s.avg_filter_dram_bw),
+                                          float(s.avg_ofmap_dram_bw))))
             return out
     finally:
         rb.read_buffer.service_reads = original
@@ -92,5 +110,3 @@ def scalesim_available() -> bool:
         return False
     return True
 
-
-del math, os

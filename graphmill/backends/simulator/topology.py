@@ -3,18 +3,26 @@
 Conv topology: a header line, then ``name, IFMAP H, IFMAP W, Filter H, Filter W, Channels, Num Filter,
 Stride,`` per layer (IFMAP sizes already include padding; an optional N:M sparsity column is accepted
 and ignored; a name containing ``DP`` is a depthwise layer run once per channel, as SCALE-Sim does).
-GEMM topology (header starting ``Layer, M, N, K``): ``name, M, N, K,``. Errors name the file and line.
+GEMM topology (header starting ``Layer, M, N, K``): ``name, M, N, K,``. Errors name the file and line
+(text that is not UTF-8, a malformed line, a value out of range, a layer too large to simulate).
+
+The .cfg: ``[architecture_presets]``, ``[layout]`` and ``[run_presets]`` as SCALE-Sim 3.0.0 reads them,
+``InterfaceBandwidth`` USER (the configured bandwidths) or CALC (no DRAM stalls; the bandwidth each layer
+needs is reported).
 """
 
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import os
 
 from graphmill.ir import UserInputError
 
-from .config import DATAFLOWS, AccelConfig
+from .config import CALC_READ_BW_WORDS, DATAFLOWS, RANGES, AccelConfig, range_text, read_text_file
 from .lowering import ArrayLayer, gemm_layer
+
+MAX_DIM = 2 ** 24  # a topology value no real layer has (and whose products would overflow the kernels)
 
 
 def _int(path: str, lineno: int, col: str, text: str) -> int:
@@ -24,6 +32,8 @@ def _int(path: str, lineno: int, col: str, text: str) -> int:
         raise UserInputError(f"{path}:{lineno}: {col} must be an integer, got {text.strip()!r}") from None
     if v <= 0:
         raise UserInputError(f"{path}:{lineno}: {col} must be positive, got {v}")
+    if v > MAX_DIM:
+        raise UserInputError(f"{path}:{lineno}: {col} must be at most {MAX_DIM:,}, got {v:,}")
     return v
 
 
@@ -33,13 +43,9 @@ _CONV_COLS = ("IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width", "C
 def read_topology(path: str | os.PathLike) -> list[ArrayLayer]:
     """Layers of a SCALE-Sim topology CSV (conv or GEMM, told apart by the header)."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        raise UserInputError(f"{path}: no such topology file") from None
-    except UnicodeDecodeError:
-        raise UserInputError(f"{path}: not a text file") from None
+    lines = [ln.rstrip("\r") for ln in read_text_file(path, "topology file", "a SCALE-Sim topology CSV").split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()
     if not lines:
         raise UserInputError(f"{path}: empty topology file (expected a header line and one line per layer)")
     header = [h.strip().lower() for h in lines[0].split(",")]
@@ -59,7 +65,7 @@ def read_topology(path: str | os.PathLike) -> list[ArrayLayer]:
             if len(cells) < 4:
                 raise UserInputError(f"{path}:{lineno}: expected 'name, M, N, K,' but got {len(cells)} field(s): {raw!r}")
             m, n, k = (_int(path, lineno, c, cells[i + 1]) for i, c in enumerate("MNK"))
-            layers.append(gemm_layer(name, "Gemm", m, n, k))
+            layers.append(gemm_layer(name, "Gemm", m, n, k).validate(f"{path}:{lineno}"))
             continue
         if len(cells) < 8:
             raise UserInputError(f"{path}:{lineno}: expected 8 fields (name, {', '.join(_CONV_COLS)}) but got "
@@ -68,30 +74,54 @@ def read_topology(path: str | os.PathLike) -> list[ArrayLayer]:
         if r > h or s > w:
             raise UserInputError(f"{path}:{lineno}: filter {r}x{s} is larger than the IFMAP {h}x{w}")
         if "DP" in name:
-            layers += [ArrayLayer(f"{name}Channel_{i}", "Conv", h, w, r, s, 1, n, st, st) for i in range(c)]
+            one = ArrayLayer(f"{name}Channel_0", "Conv", h, w, r, s, 1, n, st, st).validate(f"{path}:{lineno}")
+            layers += [one] + [dataclasses.replace(one, name=f"{name}Channel_{i}") for i in range(1, c)]
         else:
-            layers.append(ArrayLayer(name, "Conv", h, w, r, s, c, n, st, st))
+            layers.append(ArrayLayer(name, "Conv", h, w, r, s, c, n, st, st).validate(f"{path}:{lineno}"))
     if not layers:
         raise UserInputError(f"{path}: no layers (expected one line per layer after the header)")
     return layers
 
 
+def _config_error(path: str, e: configparser.Error, lines: list[str]) -> UserInputError:
+    """configparser's error as one line naming the file and line."""
+    line = getattr(e, "lineno", None)
+    if line is None and getattr(e, "errors", None):
+        line = e.errors[0][0]
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if isinstance(e, configparser.ParsingError) and line and not isinstance(e, configparser.MissingSectionHeaderError):
+        first = f"cannot parse {lines[line - 1].strip()!r}"
+    return UserInputError(f"{path}{f':{line}' if line else ''}: not a valid SCALE-Sim config: {first}")
+
+
 def read_scalesim_config(path: str | os.PathLike) -> AccelConfig:
     """An AccelConfig from a SCALE-Sim .cfg ([architecture_presets], [layout], [run_presets]).
 
-    USER bandwidth mode: ifmap/filter DRAM bandwidth from ``[layout] IfmapSRAMBankBandwidth`` /
+    ``InterfaceBandwidth: USER``: ifmap/filter DRAM bandwidth from ``[layout] IfmapSRAMBankBandwidth`` /
     ``FilterSRAMBankBandwidth`` and the ofmap one from the first ``Bandwidth`` entry, as SCALE-Sim 3.0.0
-    does; CALC mode (SCALE-Sim estimates bandwidth) is refused. Word size is 1 byte, as in SCALE-Sim.
+    does. ``CALC``: no DRAM stalls, each layer reports the bandwidth it needs (``Bandwidth`` is not read;
+    the read buffers' bookkeeping uses 10 words per cycle and the write buffer drains ``ArrayWidth`` words
+    per cycle, SCALE-Sim's values). Word size is 1 byte, as in SCALE-Sim. Errors name the file and line.
     """
     path = os.fspath(path)
-    cp = configparser.ConfigParser()
+    text = read_text_file(path, "SCALE-Sim config", "a SCALE-Sim config (.cfg)")
+    cp = configparser.ConfigParser(interpolation=None)
+    lines = text.split("\n")
     try:
-        with open(path, encoding="utf-8") as f:
-            cp.read_file(f)
-    except FileNotFoundError:
-        raise UserInputError(f"{path}: no such SCALE-Sim config") from None
+        cp.read_string(text, source=path)
     except configparser.Error as e:
-        raise UserInputError(f"{path}: not a valid SCALE-Sim config: {str(e).splitlines()[0]}") from None
+        raise _config_error(path, e, lines) from None
+
+    def line_of(sec: str, key: str) -> str:
+        """':N' of the line giving [sec] key (configparser keeps values, not lines)."""
+        current = None
+        for i, ln in enumerate(lines, start=1):
+            t = ln.strip()
+            if t.startswith("[") and t.endswith("]"):
+                current = t[1:-1].strip()
+            elif current == sec and t.replace(":", "=").split("=")[0].strip().lower() == key.lower():
+                return f":{i}"
+        return ""
 
     def get(sec: str, key: str) -> str:
         if not cp.has_section(sec):
@@ -100,35 +130,44 @@ def read_scalesim_config(path: str | os.PathLike) -> AccelConfig:
             raise UserInputError(f"{path}: missing [{sec}] {key}")
         return cp.get(sec, key).strip()
 
-    def num(sec: str, key: str) -> int:
-        v = get(sec, key)
+    def num(sec: str, key: str, field: str, text: str | None = None) -> int:
+        v = get(sec, key) if text is None else text
+        kind, lo, hi = RANGES[field]
+        accepted = range_text(field) if kind == "int" else f"an integer from 1 to {int(hi):,}"  # SCALE-Sim: ints
         try:
-            return int(v)
+            n = int(v)
         except ValueError:
-            raise UserInputError(f"{path}: [{sec}] {key} must be an integer, got {v!r}") from None
+            n = None
+        if n is None or not max(lo, 1 if kind == "num" else lo) <= n <= hi:
+            raise UserInputError(f"{path}{line_of(sec, key)}: [{sec}] {key} must be {accepted}, got {v!r}")
+        return n
 
     mode = get("run_presets", "InterfaceBandwidth")
-    if mode != "USER":
-        raise UserInputError(f"{path}: [run_presets] InterfaceBandwidth is {mode!r}; graphmill simulates a "
-                             "user-set bandwidth: set it to USER and give Bandwidth")
+    if mode not in ("USER", "CALC"):
+        raise UserInputError(f"{path}{line_of('run_presets', 'InterfaceBandwidth')}: [run_presets] "
+                             f"InterfaceBandwidth is {mode!r}; use USER or CALC")
     ap = "architecture_presets"
     df = get(ap, "Dataflow").lower()
     if df not in DATAFLOWS:
-        raise UserInputError(f"{path}: [{ap}] Dataflow is {df!r}; use one of {', '.join(DATAFLOWS)}")
-    bw_text = get(ap, "Bandwidth").split(",")[0]
-    try:
-        ofmap_bw = int(bw_text.strip())
-    except ValueError:
-        raise UserInputError(f"{path}: [{ap}] Bandwidth must be an integer, got {bw_text!r}") from None
-    if cp.has_section("layout"):
-        ifmap_bw, filter_bw = num("layout", "IfmapSRAMBankBandwidth"), num("layout", "FilterSRAMBankBandwidth")
+        raise UserInputError(f"{path}{line_of(ap, 'Dataflow')}: [{ap}] Dataflow is {df!r}; use one of "
+                             f"{', '.join(DATAFLOWS)}")
+    cols = num(ap, "ArrayWidth", "cols")
+    if mode == "CALC":
+        ifmap_bw = filter_bw = CALC_READ_BW_WORDS
+        ofmap_bw = cols
     else:
-        ifmap_bw = filter_bw = ofmap_bw
-    cfg = AccelConfig(rows=num(ap, "ArrayHeight"), cols=num(ap, "ArrayWidth"), dataflow=df,
-                      ifmap_kb=num(ap, "IfmapSramSzkB"), filter_kb=num(ap, "FilterSramSzkB"),
-                      ofmap_kb=num(ap, "OfmapSramSzkB"), ifmap_bw_words=ifmap_bw, filter_bw_words=filter_bw,
-                      ofmap_bw_words=ofmap_bw, word_bytes=1,
-                      name=cp.get("general", "run_name", fallback="scalesim").strip())
+        ofmap_bw = num(ap, "Bandwidth", "ofmap_bw_words", get(ap, "Bandwidth").split(",")[0].strip())
+        if cp.has_section("layout"):
+            ifmap_bw = num("layout", "IfmapSRAMBankBandwidth", "ifmap_bw_words")
+            filter_bw = num("layout", "FilterSRAMBankBandwidth", "filter_bw_words")
+        else:
+            ifmap_bw = filter_bw = ofmap_bw
+    cfg = AccelConfig(rows=num(ap, "ArrayHeight", "rows"), cols=cols, dataflow=df,
+                      ifmap_kb=num(ap, "IfmapSramSzkB", "ifmap_kb"), filter_kb=num(ap, "FilterSramSzkB", "filter_kb"),
+                      ofmap_kb=num(ap, "OfmapSramSzkB", "ofmap_kb"), ifmap_bw_words=ifmap_bw,
+                      filter_bw_words=filter_bw, ofmap_bw_words=ofmap_bw, word_bytes=1,
+                      name=cp.get("general", "run_name", fallback="scalesim").strip(),
+                      bandwidth_mode=mode.lower())
     return cfg.validate(path)
 
 
@@ -173,15 +212,22 @@ BlockSize : 8
 RandomNumberGeneratorSeed : 40
 
 [run_presets]
-InterfaceBandwidth: USER
+InterfaceBandwidth: {cfg.bandwidth_mode.upper()}
 UseRamulatorTrace: False
 """)
     with open(topo_path, "w") as f:
         f.write("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n")
         for lay in layers:
             f.write(f"{lay.name}, {lay.H}, {lay.W}, {lay.R}, {lay.S}, {lay.C}, {lay.N}, {lay.stride_h},\n")
+    write_layout_file(folder, [lay.name for lay in layers], run_name)
+    return cfg_path, topo_path, layout_path
+
+
+def write_layout_file(folder: str, names: list[str], run_name: str = "gm") -> str:
+    """A SCALE-Sim layout CSV with the default layout for each layer (SCALE-Sim loads one even when unused)."""
+    layout_path = os.path.join(folder, f"{run_name}_layout.csv")
     with open(layout_path, "w") as f:
         f.write("Layer name," + ",".join(f"f{i}" for i in range(20)) + ",\n")
-        for lay in layers:
-            f.write(f"{lay.name},1,1,1,1,1,1,0,1,2,0,1,2,0,1,2,3,0,1,2,3,\n")
-    return cfg_path, topo_path, layout_path
+        for name in names:
+            f.write(f"{name},1,1,1,1,1,1,0,1,2,0,1,2,0,1,2,3,0,1,2,3,\n")
+    return layout_path

@@ -20,3 +20,53 @@ def scalesim():
 @pytest.fixture(scope="session")
 def make_accel():
     return accel
+
+
+# A user's SCALE-Sim 3.0.0 .cfg written by hand: every section SCALE-Sim reads, in another order and style
+# than graphmill's own writer (comments, "=" separators, lower-case keys); fill in rows, cols, kb, df, mode.
+SCALESIM_CFG_TEMPLATE = """; my accelerator
+[run_presets]
+InterfaceBandwidth = {mode}
+UseRamulatorTrace = False
+
+[general]
+run_name = user_run
+
+[sparsity]
+SparsitySupport = false
+SparseRep = ellpack_block
+OptimizedMapping = false
+BlockSize = 8
+RandomNumberGeneratorSeed = 40
+
+[architecture_presets]
+# array
+arrayheight = {rows}
+arraywidth = {cols}
+dataflow = {df}
+# on-chip buffers (KiB)
+ifmapsramszkb = {kb}
+filtersramszkb = {kb}
+ofmapsramszkb = 1
+ifmapoffset = 0
+filteroffset = 10000000
+ofmapoffset = 20000000
+bandwidth = 8
+readrequestbuffer = 32
+writerequestbuffer = 32
+
+[layout]
+IfmapCustomLayout = False
+IfmapSRAMBankBandwidth = 6
+IfmapSRAMBankNum = 1
+IfmapSRAMBankPort = 2
+FilterCustomLayout = False
+FilterSRAMBankBandwidth = 4
+FilterSRAMBankNum = 1
+FilterSRAMBankPort = 2
+"""
+
+
+@pytest.fixture(scope="session")
+def scalesim_cfg() -> str:
+    return SCALESIM_CFG_TEMPLATE

@@ -10,6 +10,9 @@ import os
 import subprocess
 import sys
 
+import re
+import tomllib
+
 import pytest
 
 from graphmill.backends.simulator import load_accel, read_topology
@@ -36,6 +39,26 @@ BAD_CONFIGS = [
     ("filter_kb = 64", "filter_kb = -1", "memory.filter_kb"),
     ("dram_bw_words = 8", "dram_bw_words = 0", "memory.ifmap_bw_words"),
     ("rows = 8", "rows = 8.5", "array.rows"),
+    # values no accelerator has: refused when the config is read, naming the key and the accepted range
+    ("ifmap_kb = 64", "ifmap_kb = nan", "memory.ifmap_kb must be a number from 0.001 to 1,073,741,824, got nan"),
+    ("ifmap_kb = 64", "ifmap_kb = inf", "memory.ifmap_kb must be a number from 0.001 to 1,073,741,824, got inf"),
+    ("filter_kb = 64", "filter_kb = 1e-300", "memory.filter_kb must be a number from 0.001 to"),
+    ("ofmap_kb = 64", "ofmap_kb = 1e18", "memory.ofmap_kb must be a number from 0.001 to 1,073,741,824, got 1e+18"),
+    ("dram_bw_words = 8", "dram_bw_words = 1000000000000000000",
+     "memory.ifmap_bw_words must be an integer from 1 to 1,048,576"),
+    ("rows = 8", "rows = 1000000000000000000", "array.rows must be an integer from 1 to 65,536"),
+    ("dram_bw_words = 8", "dram_bw_words = 8\n[clock]\nmhz = 1e-300",
+     "clock.mhz must be a number from 0.001 to 1,000,000, got 1e-300"),
+    ("dram_bw_words = 8", "dram_bw_words = 8\n[clock]\nmhz = nan", "clock.mhz must be a number"),
+    ("dram_bw_words = 8", "dram_bw_words = 8\n[vector]\nlanes = 2.5",
+     "vector.lanes must be an integer from 0 to 1,048,576, got 2.5"),
+    ("dram_bw_words = 8", "dram_bw_words = 8\n[energy]\nmac_pj = inf", "energy.mac_pj must be a number from 0"),
+    ("dram_bw_words = 8", "dram_bw_words = 8\n[system]\nlink_bw_bytes_per_cycle = 1e-300",
+     "system.link_bw_bytes_per_cycle must be a number from 0.001"),
+    ("dram_bw_words = 8", "dram_bw_words = 8\n[system]\nchips = 1e18", "system.chips must be an integer"),
+    ("dram_bw_words = 8", 'dram_bw_words = 8\ninterface_bandwidth = "fast"', "memory.interface_bandwidth"),
+    ("dram_bw_words = 8", 'dram_bw_words = 8\ninterface_bandwidth = "calc"',
+     "memory.dram_bw_words is not used with interface_bandwidth"),
 ]
 
 
@@ -43,16 +66,59 @@ BAD_CONFIGS = [
 def test_bad_config_names_field(tmp_path, old, new, expect):
     p = tmp_path / "a.toml"
     p.write_text(GOOD.replace(old, new))
-    with pytest.raises(UserInputError, match=expect.replace(".", r"\.")):
+    with pytest.raises(UserInputError, match=re.escape(expect)):
         load_accel(p)
+
+
+def test_largest_accepted_buffers_simulate():
+    """The upper end of the documented ranges runs (10^18 KiB crashed numba; 2^30 KiB is accepted)."""
+    from graphmill.backends.simulator import ArrayLayer, simulate_layers
+    from graphmill.backends.simulator.config import from_dict
+
+    d = tomllib.loads(GOOD.replace("ifmap_kb = 64", f"ifmap_kb = {2 ** 30}").replace("ofmap_kb = 64",
+                                                                                      f"ofmap_kb = {2 ** 30}"))
+    rep = simulate_layers([ArrayLayer("c", "Conv", 6, 6, 3, 3, 2, 4)], from_dict(d))
+    assert rep.layers[0].compute_cycles > 0 and rep.layers[0].stall_cycles == 0
+
+
+def test_calc_interface_bandwidth_from_toml():
+    """interface_bandwidth = "calc": SCALE-Sim's CALC mode (read bookkeeping at 10 words/cycle, drain at cols)."""
+    from graphmill.backends.simulator.config import from_dict
+
+    cfg = from_dict(tomllib.loads(GOOD.replace("dram_bw_words = 8", 'interface_bandwidth = "CALC"')))
+    assert (cfg.bandwidth_mode, cfg.ifmap_bw_words, cfg.filter_bw_words, cfg.ofmap_bw_words) == ("calc", 10, 10, 8)
+
+
+@pytest.mark.parametrize("data,expect", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", r"a\.toml:1: not UTF-8 text \(byte 0x89 at offset 0\)"),
+    (GOOD.replace("rows = 8", "rows = 8 # caf\xe9").encode("latin-1"), r"a\.toml:3: not UTF-8 text \(byte 0xe9"),
+    (GOOD.encode() + b"\x00\x01", r"a\.toml:11: a NUL byte: a binary file"),
+    (b"[array\nrows = 8", r"a\.toml: not valid TOML: "),
+])
+def test_binary_or_non_utf8_toml_is_one_line(tmp_path, data, expect):
+    p = tmp_path / "a.toml"
+    p.write_bytes(data)
+    with pytest.raises(UserInputError, match=expect) as e:
+        load_accel(p)
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserInputError, match="cannot read the accelerator config"):
+        load_accel(tmp_path)  # a directory
+
+
+def test_cli_binary_accel_exit_2_one_line(tmp_path):
+    (tmp_path / "a.toml").write_bytes(bytes(range(256)))
+    r = run_cli("simulate", str(tmp_path / "m.onnx"), "--accel", str(tmp_path / "a.toml"))
+    assert r.returncode == 2 and "a.toml:2: not UTF-8 text (byte 0x80" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
 def test_good_config_and_presets_load():
     load_accel_text = load_accel
     root = os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples", "accelerators")
-    for f in ("edge.toml", "tpu-v1-like.toml", "scalesim-default.toml"):
+    for f in ("edge.toml", "tpu-v1-like.toml", "scalesim-default.toml", "scalesim-calc.toml"):
         cfg = load_accel_text(os.path.join(root, f))
         assert cfg.rows > 0
+    assert load_accel(os.path.join(root, "scalesim-calc.toml")).bandwidth_mode == "calc"
     assert load_accel(os.path.join(root, "tpu-v1-like.toml")).rows == 256
 
 
@@ -113,13 +179,31 @@ InterfaceBandwidth: USER
 @pytest.mark.parametrize("topo,cfg,expect", [
     (TOPO_HEADER + "c1, 10, 10, 3, 3, 4,\n", CFG, "t.csv:2: expected 8 fields"),
     (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("Dataflow : ws", "Dataflow : xs"), "Dataflow"),
-    (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("ArrayHeight: 8", "ArrayHeight: 0"), "array.rows"),
+    (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("ArrayHeight: 8", "ArrayHeight: 0"),
+     "c.cfg:4: [architecture_presets] ArrayHeight must be an integer from 1 to 65,536, got '0'"),
     (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("OfmapSramSzkB: 64", "OfmapSramSzkB: -2"),
-     "memory.ofmap_kb"),
+     "c.cfg:8: [architecture_presets] OfmapSramSzkB must be an integer from 1 to 1,073,741,824, got '-2'"),
+    (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("Bandwidth : 8", "Bandwidth : 1e400"),
+     "c.cfg:12: [architecture_presets] Bandwidth must be an integer from 1 to 1,048,576"),
+    (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("ArrayWidth: 8", "ArrayWidth: 8%"),
+     "c.cfg:5: [architecture_presets] ArrayWidth must be an integer"),
+    (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("InterfaceBandwidth: USER", "InterfaceBandwidth: FAST"),
+     "c.cfg:18: [run_presets] InterfaceBandwidth is 'FAST'; use USER or CALC"),
+    (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("Dataflow : ws", "Dataflow ws"),
+     "c.cfg:13: not a valid SCALE-Sim config: cannot parse 'Dataflow ws'"),
+    (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", "ArrayHeight: 8\n" + CFG,
+     "c.cfg:1: not a valid SCALE-Sim config: File contains no section headers"),
+    (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("run_name = t", "run_name = t\xe9"),
+     "c.cfg:2: not UTF-8 text"),
+    (TOPO_HEADER + "c1, 10, 10\xe9, 3, 3, 4, 8, 1,\n", CFG, "t.csv:2: not UTF-8 text"),
+    (TOPO_HEADER + "c1, 10, 100000000000000000000, 3, 3, 4, 8, 1,\n", CFG,
+     "t.csv:2: IFMAP Width must be at most 16,777,216"),
+    ("Layer, M, N, K,\ng1, 9, 7, 5,\ng2, 16000000, 16000000, 200,\n", CFG,
+     "t.csv:3: the ifmap operand has 3,200,000,000 words; the simulator handles at most 2,147,483,647"),
 ])
 def test_cli_scalesim_bad_input_exit_2_nothing_written(tmp_path, topo, cfg, expect):
-    (tmp_path / "t.csv").write_text(topo)
-    (tmp_path / "c.cfg").write_text(cfg)
+    (tmp_path / "t.csv").write_bytes(topo.encode("latin-1"))
+    (tmp_path / "c.cfg").write_bytes(cfg.encode("latin-1"))
     out = tmp_path / "plot.png"
     r = run_cli("simulate", "--scalesim-topology", str(tmp_path / "t.csv"), "--scalesim-config",
                 str(tmp_path / "c.cfg"), "--plot", str(out))

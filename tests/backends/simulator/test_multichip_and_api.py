@@ -96,3 +96,21 @@ def test_fused_activation_costs_nothing():
     next(n for n in g.nodes if n.op_type == "Relu").meta["fused_into"] = "MatMul_0"
     rep = graphmill.simulate(g, ACCEL)
     assert n_before == 2 and [x.op for x in rep.layers] == ["MatMul"]
+
+
+def test_cost_model_protocol_lives_in_ir_and_simulator_implements_it():
+    """ARCHITECTURE.md: the CostModel interface is defined in ir (ir/cost.py, importing nothing of graphmill
+    outside ir and util); the simulator's two models implement it and the simulator re-exports it."""
+    import ast
+    import inspect
+
+    import graphmill.backends.simulator as sim
+    from graphmill.ir import cost
+
+    assert sim.CostModel is cost.CostModel
+    for model in (SimulatorCostModel(ACCEL), RooflineCostModel(ACCEL)):
+        assert isinstance(model, cost.CostModel)
+    tree = ast.parse(inspect.getsource(cost))
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0] + \
+        [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert all(not m.startswith("graphmill") or m.startswith(("graphmill.ir", "graphmill.util")) for m in imported)

@@ -109,3 +109,72 @@ def test_write_buffer_free_space_accounting(scalesim, make_accel):
     assert quirk.total_cycles == ref.total_cycles and quirk.stall_cycles == ref.stall_cycles
     assert ours.compute_cycles == ref.compute_cycles
     assert ours.total_cycles != ref.total_cycles
+
+
+# -- SCALE-Sim's arithmetic on request (scalesim_compat) and its CALC interface-bandwidth mode ---------------
+
+COMPAT_LAYERS = [ArrayLayer("a", "Conv", 12, 12, 3, 3, 6, 20), ArrayLayer("b", "Conv", 9, 9, 1, 1, 24, 12, 2, 2),
+                 ArrayLayer("c", "Gemm", 24, 16, 1, 16, 1, 10), ArrayLayer("d", "Conv", 10, 10, 3, 3, 1, 1, 2, 2)]
+
+
+@pytest.mark.parametrize("arr,df,kb,bw", STALL_CASES)
+def test_user_mode_exact_with_scalesim_compat(scalesim, make_accel, arr, df, kb, bw):
+    """USER bandwidth, SCALE-Sim 3.0.0 unpatched: with scalesim_compat every layer's total and stall cycles
+    and its DRAM write words are SCALE-Sim's, to the cycle; the report says which model was used."""
+    cfg = make_accel(arr[0], arr[1], df, kb=kb, bw=bw)
+    ref = run_scalesim(cfg, COMPAT_LAYERS, prefetch_stall_once=False)
+    rep = simulate_layers(COMPAT_LAYERS, cfg, scalesim_compat=True)
+    assert sum(s.stall_cycles for s in ref) > 0, "the case must exercise stalls"
+    for s, g in zip(ref, rep.layers):
+        assert (g.total_cycles, g.stall_cycles, g.compute_cycles) == (s.total_cycles, s.stall_cycles,
+                                                                      s.compute_cycles), (s, g)
+        assert g.dram_write_bytes == s.ofmap_dram_writes, (s, g)
+    assert rep.to_dict()["model"] == "scalesim-compat" and "model: scalesim-compat" in rep.table()
+    assert simulate_layers(COMPAT_LAYERS, cfg).to_dict()["model"] == "graphmill"
+
+
+CALC_CASES = [((8, 4), "os", (1, 1, 1)), ((8, 4), "ws", (1, 1, 1)), ((6, 6), "is", (2, 2, 1)),
+              ((5, 7), "ws", (2, 1, 1)), ((4, 8), "os", (2, 2, 2)), ((3, 5), "is", (1, 2, 1))]
+
+
+@pytest.mark.parametrize("arr,df,kb", CALC_CASES)
+def test_calc_mode_equals_scalesim(scalesim, make_accel, arr, df, kb):
+    """InterfaceBandwidth CALC (SCALE-Sim's default): no stalls, and the DRAM reads, writes and the average
+    DRAM bandwidth of each operand (SCALE-Sim's BANDWIDTH_REPORT) equal SCALE-Sim's; with scalesim_compat
+    the write words too (its write-buffer accounting)."""
+    cfg = make_accel(arr[0], arr[1], df, kb=kb, bw=(10, 10, arr[1]), bandwidth_mode="calc")
+    ref = run_scalesim(cfg, COMPAT_LAYERS)
+    compat = simulate_layers(COMPAT_LAYERS, cfg, scalesim_compat=True)
+    ours = simulate_layers(COMPAT_LAYERS, cfg)
+    for s, g, o in zip(ref, compat.layers, ours.layers):
+        assert (g.total_cycles, g.stall_cycles) == (s.total_cycles, s.stall_cycles) == (o.total_cycles, 0), s
+        assert g.dram_read_bytes == s.ifmap_dram_reads + s.filter_dram_reads == o.dram_read_bytes, s
+        assert g.dram_write_bytes == s.ofmap_dram_writes, s
+        need = g.dram_bw_needed
+        assert (need["ifmap"], need["filter"], need["ofmap"]) == pytest.approx(s.dram_bw, rel=1e-12), s
+    d = compat.to_dict()
+    assert d["bandwidth_mode"] == "calc" and d["layers"][0]["dram_bw_needed"]["ifmap"] > 0
+    assert "CALC" in compat.table() and "DRAM need" in compat.table()
+
+
+
+
+@pytest.mark.parametrize("mode", ["USER", "CALC"])
+def test_users_own_scalesim_files_exact_with_compat(scalesim, scalesim_cfg, tmp_path, mode):
+    """A user's .cfg and topology CSV as SCALE-Sim reads them (the path of `graphmill simulate
+    --scalesim-config C.cfg --scalesim-topology T.csv --scalesim-compat`): equal cycles in both modes."""
+    from graphmill.api import simulate_scalesim
+    from graphmill.backends.simulator.scalesim_ref import run_scalesim_files
+
+    (tmp_path / "c.cfg").write_text(scalesim_cfg.format(rows=8, cols=4, kb=1, df="ws", mode=mode))
+    (tmp_path / "t.csv").write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
+                                    "Num Filter, Strides,\nc1, 12, 12, 3, 3, 6, 20, 1,\nc2, 9, 9, 1, 1, 24, 12, 2,\n")
+    ref = run_scalesim_files(str(tmp_path / "c.cfg"), str(tmp_path / "t.csv"), ["c1", "c2"])
+    rep = simulate_scalesim(tmp_path / "t.csv", tmp_path / "c.cfg", scalesim_compat=True)
+    assert rep.accel.bandwidth_mode == mode.lower()
+    assert [(g.total_cycles, g.stall_cycles) for g in rep.layers] == [(s.total_cycles, s.stall_cycles) for s in ref]
+    if mode == "USER":
+        assert sum(s.stall_cycles for s in ref) > 0
+    else:
+        for g, s in zip(rep.layers, ref):
+            assert tuple(g.dram_bw_needed.values()) == pytest.approx(s.dram_bw, rel=1e-12)

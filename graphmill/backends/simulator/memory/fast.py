@@ -44,6 +44,16 @@ def _occurrences(stream, eps, space):
 
 
 @njit(cache=True)
+def _lines_of(check, stream, eps, space, mat):
+    """A checked read operand's occurrence lists and line matrix (empty / the matrix itself otherwise)."""
+    if check:
+        ptr, lines = _occurrences(stream, eps, space)
+        return ptr, lines, _line_matrix(mat, ptr, lines)
+    ptr, lines = _occurrences(stream[:0], 1, 0)
+    return ptr, lines, mat
+
+
+@njit(cache=True)
 def _in_window(ptr, lines, ad, nlines, start, act_l):
     for q in range(ptr[ad], ptr[ad + 1]):
         d = lines[q] - start
@@ -163,18 +173,8 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
     two = zero + 2
     if_rb = rb_new(if_eps, if_nlines, if_act, if_pref, if_rows, if_len, check_if)
     f_rb = rb_new(f_eps, f_nlines, f_act, f_pref, f_rows, f_len, check_f)
-    if check_if:
-        if_ptr, if_lines = _occurrences(if_stream, if_eps, if_space)
-        la = _line_matrix(a, if_ptr, if_lines)
-    else:
-        if_ptr, if_lines = _occurrences(if_stream[:0], 1, 0)
-        la = a
-    if check_f:
-        f_ptr, f_lines = _occurrences(f_stream, f_eps, f_space)
-        lb = _line_matrix(b, f_ptr, f_lines)
-    else:
-        f_ptr, f_lines = _occurrences(f_stream[:0], 1, 0)
-        lb = b
+    if_ptr, if_lines, la = _lines_of(check_if, if_stream, if_eps, if_space, a)
+    f_ptr, f_lines, lb = _lines_of(check_f, f_stream, f_eps, f_space, b)
     wb = wb_new(of_total, of_active, of_drain, of_bw, scalesim_accounting)
     parts = wb_parts()
     acc = np.zeros(4, np.int64)

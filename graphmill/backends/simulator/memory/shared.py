@@ -211,14 +211,14 @@ def rb_miss(rb, cycle, off, double_count):
 # -- write buffer ---------------------------------------------------------------------------------------
 
 (WB_TOTAL, WB_ACTIVE, WB_BW, WB_DRAIN_ROWS, WB_SCALESIM, WB_FREE, WB_LINE, WB_CLOSED, WB_DS, WB_DRAIN_END,
- WB_WORDS, WB_MAXOCC, WB_PP, WB_PARTN, WB_FIRST_DRAIN) = range(15)
+ WB_WORDS, WB_MAXOCC, WB_PP, WB_PARTN, WB_FIRST_DRAIN, WB_LAST_DRAIN) = range(16)
 
 
 @njit(cache=True)
 def wb_new(total, active, drain, bw, scalesim_accounting):
     """An empty write buffer of ``total`` words; a drain starts when fewer than ``active`` are free and
     empties ceil(drain / bw) lines of bw words, one line per cycle."""
-    wb = np.zeros(15, np.int64)
+    wb = np.zeros(16, np.int64)
     wb[WB_TOTAL] = total
     wb[WB_ACTIVE] = active
     wb[WB_BW] = bw
@@ -264,7 +264,7 @@ def _close_line(wb, parts):
 
 
 @njit(cache=True)
-def wb_drain(wb, parts, start, final):
+def wb_drain(wb, parts, start):
     """Close the open line and drain up to ceil(drain / bw) closed lines from cycle ``start``, one per cycle.
     Returns ``parts`` (grown when needed). SCALE-Sim's accounting (WB_SCALESIM) credits every drained line
     but the last as a full line of bw words (write_buffer.empty_drain_buf), even one a drain closed
@@ -284,7 +284,7 @@ def wb_drain(wb, parts, start, final):
                 last = parts[1, pp]
         pp += 1
     wb[WB_PP] = pp
-    if wb[WB_SCALESIM] and nl > 0 and not final:
+    if wb[WB_SCALESIM] and nl > 0:
         data = nl * bw - (bw - last)
     wb[WB_FREE] += data
     wb[WB_WORDS] += data
@@ -293,6 +293,8 @@ def wb_drain(wb, parts, start, final):
         wb[WB_DRAIN_END] = start + nl - 1
         if wb[WB_FIRST_DRAIN] < 0:
             wb[WB_FIRST_DRAIN] = start
+        if wb[WB_DRAIN_END] > wb[WB_LAST_DRAIN]:  # drains can overlap: the final one starts at the last row
+            wb[WB_LAST_DRAIN] = wb[WB_DRAIN_END]
     else:
         wb[WB_DRAIN_END] = start
     return parts
@@ -321,7 +323,7 @@ def wb_write(wb, parts, rem, cycle):
         if cur < wb[WB_DRAIN_END]:
             cur = wb[WB_DRAIN_END]
         else:
-            parts = wb_drain(wb, parts, cur, False)
+            parts = wb_drain(wb, parts, cur)
     return cur, parts
 
 
@@ -331,7 +333,7 @@ def wb_finish(wb, parts, last_out):
     parts = _close_line(wb, parts)
     c = last_out
     while wb[WB_DS] < wb[WB_CLOSED]:
-        parts = wb_drain(wb, parts, c, True)
+        parts = wb_drain(wb, parts, c)
         c = wb[WB_DRAIN_END] + 1
     return parts
 
@@ -352,7 +354,7 @@ def add_stalls(acc, if_st, f_st, of_st):
         acc[0] += s
 
 
-N_RESULT = 17
+N_RESULT = 18
 
 
 @njit(cache=True)
@@ -372,13 +374,15 @@ def pack_result(rows, acc, if_words, f_words, if_misses, f_misses, wb):
     res[10] = f_misses
     res[11] = wb[WB_MAXOCC]
     res[12] = wb[WB_FIRST_DRAIN]
+    res[17] = wb[WB_LAST_DRAIN]
     return res
 
 
 @dataclass
 class MemoryResult:
-    """One layer instance's memory simulation. The DRAM read spans (first and last cycle a read buffer
-    receives DRAM data) are computed in CALC bandwidth mode only (0 otherwise)."""
+    """One layer instance's memory simulation. ``*_dram_first`` / ``*_dram_last``: the first and last cycle
+    of an operand's DRAM transfers (SCALE-Sim's DRAM trace start and stop); for the read buffers they are
+    computed in CALC bandwidth mode only (0 otherwise)."""
 
     compute_cycles: int  # stall-free cycles (SCALE-Sim's "compute cycles": rows - 1)
     stall_cycles: int
@@ -391,7 +395,8 @@ class MemoryResult:
     ofmap_drain_end: int
     prefetch_swaps: int
     max_ofmap_occupancy_words: int
-    ofmap_drain_start: int = -1
+    ofmap_dram_first: int = -1
+    ofmap_dram_last: int = 0
     ifmap_dram_first: int = 0
     ifmap_dram_last: int = 0
     filter_dram_first: int = 0
@@ -404,8 +409,8 @@ class MemoryResult:
     @classmethod
     def from_kernel(cls, res: np.ndarray) -> "MemoryResult":
         r = [int(x) for x in res]
-        return cls(r[0] - 1, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9] + r[10], r[11], r[12], r[13],
-                   r[14], r[15], r[16])
+        return cls(r[0] - 1, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9] + r[10], r[11], r[12], r[17],
+                   r[13], r[14], r[15], r[16])
 
 
 def buffer_params(words: int, bw: int, stream_len: int) -> tuple[int, int, int, int, int]:

@@ -87,6 +87,20 @@ def prefetch_streams(df: str, a: np.ndarray, b: np.ndarray, rows: int, cols: int
 
 
 @njit(cache=True)
+def _take(mat, transpose, j, rr, stream, own, q, eps):
+    """Append entry (rr, j) of Y (mat or mat.T) to the stream unless it is padding; returns the new length."""
+    ad = mat[j, rr] if transpose else mat[rr, j]
+    if ad < 0:
+        return q
+    stream[q] = ad
+    if transpose:
+        own[j, rr] = q // eps
+    else:
+        own[rr, j] = q // eps
+    return q + 1
+
+
+@njit(cache=True)
 def _build_stream(mat, transpose, w, diag, eps):
     """prefetch_streams for one operand in one pass, without temporaries: the stream of valid addresses
     of Y = mat (or mat.T) cut in blocks of w columns stacked vertically, in anti-diagonal (diag) or row
@@ -102,47 +116,18 @@ def _build_stream(mat, transpose, w, diag, eps):
     q = 0
     if diag:
         for d in range(xm + w - 1):
-            rmax = min(d, xm - 1)
-            rmin = max(0, d - w + 1)
-            for r in range(rmax, rmin - 1, -1):
-                c = d - r
+            for r in range(min(d, xm - 1), max(0, d - w + 1) - 1, -1):
                 f = r // m
-                j = f * w + c
-                if j >= n:
-                    continue
-                rr = r - f * m
-                if transpose:
-                    ad = mat[j, rr]
-                else:
-                    ad = mat[rr, j]
-                if ad < 0:
-                    continue
-                stream[q] = ad
-                if transpose:
-                    own[j, rr] = q // eps
-                else:
-                    own[rr, j] = q // eps
-                q += 1
+                j = f * w + d - r
+                if j < n:
+                    q = _take(mat, transpose, j, r - f * m, stream, own, q, eps)
     else:
         for r in range(xm):
             f = r // m
-            rr = r - f * m
             for c in range(w):
                 j = f * w + c
-                if j >= n:
-                    continue
-                if transpose:
-                    ad = mat[j, rr]
-                else:
-                    ad = mat[rr, j]
-                if ad < 0:
-                    continue
-                stream[q] = ad
-                if transpose:
-                    own[j, rr] = q // eps
-                else:
-                    own[rr, j] = q // eps
-                q += 1
+                if j < n:
+                    q = _take(mat, transpose, j, r - f * m, stream, own, q, eps)
     return stream[:q].copy(), own
 
 

@@ -1,0 +1,74 @@
+"""`graphmill simulate` on the command line: --scalesim-compat against SCALE-Sim 3.0.0 itself (USER and CALC
+modes, a user's own .cfg and topology), the model in use stated in table and JSON, and uncosted nodes
+reported on stderr and in the JSON with partial totals.
+
+References: SCALE-Sim 3.0.0 run here on the same files; the ONNX model's own nodes (a custom-domain op the
+simulator has no cost model for).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+TOPO = ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
+        "c1, 12, 12, 3, 3, 6, 20, 1,\nc2, 9, 9, 1, 1, 24, 12, 2,\n")
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "graphmill.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("mode", ["USER", "CALC"])
+def test_cli_scalesim_compat_equals_scalesim(scalesim, scalesim_cfg, tmp_path, mode):
+    from graphmill.backends.simulator.scalesim_ref import run_scalesim_files
+
+    cfg, topo = tmp_path / "c.cfg", tmp_path / "t.csv"
+    cfg.write_text(scalesim_cfg.format(rows=8, cols=4, kb=1, df="os", mode=mode))
+    topo.write_text(TOPO)
+    ref = run_scalesim_files(str(cfg), str(topo), ["c1", "c2"])
+    r = run_cli("simulate", "--scalesim-topology", str(topo), "--scalesim-config", str(cfg), "--scalesim-compat",
+                "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["model"] == "scalesim-compat" and d["bandwidth_mode"] == mode.lower() and d["partial"] is False
+    assert [(x["total_cycles"], x["stall_cycles"]) for x in d["layers"]] == [(s.total_cycles, s.stall_cycles)
+                                                                            for s in ref]
+    if mode == "USER":
+        assert sum(s.stall_cycles for s in ref) > 0
+        plain = json.loads(run_cli("simulate", "--scalesim-topology", str(topo), "--scalesim-config", str(cfg),
+                                   "--json").stdout)
+        assert plain["model"] == "graphmill" and plain["total_cycles"] != d["total_cycles"]
+    else:
+        for x, s in zip(d["layers"], ref):
+            assert tuple(x["dram_bw_needed"].values()) == pytest.approx(s.dram_bw, rel=1e-12)
+    table = run_cli("simulate", "--scalesim-topology", str(topo), "--scalesim-config", str(cfg), "--scalesim-compat")
+    assert "model: scalesim-compat" in table.stdout and table.returncode == 0
+
+
+def test_cli_uncosted_nodes_on_stderr_and_json(tmp_path):
+    w = helper.make_tensor("w", TensorProto.FLOAT, [16, 8], np.ones(128, np.float32).tolist())
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+                           helper.make_node("Mystery", ["h"], ["m"], name="mystery", domain="my.ops"),
+                           helper.make_node("Relu", ["m"], ["y"], name="relu")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])], [w],
+                          value_info=[helper.make_tensor_value_info("m", TensorProto.FLOAT, [4, 8])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("my.ops", 1)])
+    onnx.save(m, tmp_path / "m.onnx")
+    r = run_cli("simulate", str(tmp_path / "m.onnx"), "--accel", "examples/accelerators/edge.toml", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["partial"] is True and [(u["name"], u["op"]) for u in d["uncosted"]] == [("mystery", "my.ops::Mystery")]
+    assert [x["name"] for x in d["layers"]] == ["mm", "relu"]
+    assert r.stderr.strip().splitlines() == ["graphmill simulate: warning: the totals are partial: 1 node(s) not "
+                                             "costed: mystery (my.ops::Mystery)"]
+    t = run_cli("simulate", str(tmp_path / "m.onnx"), "--accel", "examples/accelerators/edge.toml")
+    assert "partial: the totals leave out 1 node(s) the simulator cannot cost: mystery (my.ops::Mystery)" in t.stdout
+    assert "model: graphmill" in t.stdout
