@@ -1,0 +1,304 @@
+"""Real pipeline-parallel training of a partitioned graph on ``torch.distributed.pipelining``.
+
+The graph's compute nodes carry ``node.meta["stage"]`` (the ``pipeline-partition`` pass); each stage is cut
+out as a graph of its own (``graphmill.ir.partition.extract_stages``: its inputs are the values crossing into
+it, skip connections relayed stage by stage), lowered with ``to_torch`` and wrapped in a ``PipelineStage``;
+``ScheduleGPipe`` or ``Schedule1F1B`` drives ``K`` local processes that talk over gloo. The processes are
+started here (``torch.multiprocessing`` spawn, a free localhost port): no torchrun.
+
+Training, the same in every process and in the single-process reference: generated data (seeded normal
+inputs; integer inputs in [0, 2)), a fixed random target for the first output, loss = MSE(first output,
+target) + the mean square of every other output, averaged over the ``M`` micro-batches (the schedule's
+``scale_grads``), plain SGD; modules in eval mode (Dropout off, BatchNormalization on running statistics:
+the torch backend's semantics), so that both runs compute the same function. The report compares every
+step's loss and every parameter's gradient with the reference (``max |a - b| / max |b|`` per tensor), and
+the trained weights are written back into the graph's initializers (``export_weights``).
+
+What pipelining cannot pass is refused before any process starts, naming the boundary: a value that is not a
+dense tensor, an element type gloo does not send (bool, complex) or a shape not known; a weight read by two
+stages (each process would train its own copy).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import tempfile
+import time
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import torch
+
+from graphmill.ir import Graph, TensorType, UserInputError
+from graphmill.ir.partition import StageGraph, compute_nodes, extract_stages
+from graphmill.ir.summary import constant_values
+from graphmill.util.errors import ExecutionError
+
+from .lowering import export_weights, to_torch
+from .tensors import torch_dtype
+from .weights import weight_initializers
+
+SCHEDULES = ("gpipe", "1f1b")
+_SENDABLE = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int8, torch.uint8, torch.int32,
+             torch.int64)
+
+
+def stages_of(graph: Graph) -> list[list]:
+    """The compute nodes of ``graph`` grouped by ``node.meta["stage"]``, checked contiguous and edge-respecting."""
+    nodes = compute_nodes(graph)
+    missing = [n for n in nodes if not isinstance(n.meta.get("stage"), int)]
+    if missing:
+        raise UserInputError(f"{missing[0].describe()} has no pipeline stage (node.meta['stage']); run "
+                             "pipeline-partition first")
+    k = max(n.meta["stage"] for n in nodes) + 1
+    groups: list[list] = [[] for _ in range(k)]
+    for n in nodes:
+        groups[n.meta["stage"]].append(n)
+    for s, g in enumerate(groups):
+        if not g:
+            raise UserInputError(f"graph {graph.name!r}: pipeline stage {s} has no compute node")
+    return groups
+
+
+def check_pipelinable(graph: Graph, stage_graphs: list[StageGraph]) -> None:
+    """Refuse, naming the boundary, what torch.distributed.pipelining cannot carry (module docstring)."""
+    for st in stage_graphs[1:]:
+        for v in st.graph.inputs:
+            where = f"boundary {st.index - 1}->{st.index} carries {v.name!r}"
+            t = v.type
+            if not isinstance(t, TensorType):
+                raise UserInputError(f"{where}, of type {t}: torch.distributed.pipelining passes only dense "
+                                     "tensors between stages; move the cut")
+            try:
+                dt = torch_dtype(t.dtype)
+            except (TypeError, ValueError):
+                dt = None
+            if dt not in _SENDABLE:
+                raise UserInputError(f"{where}, of element type {t.dtype.short_name if t.dtype else '?'}: "
+                                     "torch.distributed.pipelining over gloo cannot send it; move the cut")
+            if t.shape is None or any(not isinstance(d, int) for d in t.shape[1:]):
+                raise UserInputError(f"{where}, of shape {t.shape}: pipelining needs every dimension but the batch "
+                                     "known; bind the model's symbols first")
+    owner: dict[str, int] = {}
+    for st in stage_graphs:
+        for name in st.graph.initializers:
+            if name in owner and _is_float(st.graph.initializers[name]):
+                raise UserInputError(f"weight {name!r} is read by stages {owner[name]} and {st.index}: each process "
+                                     "would train its own copy; put its readers in one stage")
+            owner[name] = st.index
+
+
+def _is_float(v) -> bool:
+    return isinstance(v.type, TensorType) and v.type.dtype.is_floating and v.type.shape is not None and \
+        len(v.type.shape) > 0
+
+
+def generated_data(graph: Graph, batch: int, seed: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Seeded inputs for ``graph`` with the batch dimension ``batch``, and a target shaped like its first output."""
+    gen = torch.Generator().manual_seed(seed)
+    constant = constant_values(graph)
+    xs = []
+    for v in graph.inputs:
+        if id(v) in constant:
+            continue
+        t = v.type
+        shape = [batch, *t.shape[1:]]
+        bad = [d for d in shape[1:] if not isinstance(d, int)]
+        if bad:
+            raise UserInputError(f"input {v.name!r} has symbolic dimension {bad[0]!r}: --run needs every dimension "
+                                 "but the batch fixed")
+        dt = torch_dtype(t.dtype)
+        if dt.is_floating_point:
+            xs.append(torch.randn(shape, generator=gen).to(dt))
+        else:
+            xs.append(torch.randint(0, 2, shape, generator=gen).to(dt))
+    module = to_torch(graph).eval()
+    with torch.no_grad():
+        out = module(*xs)
+    first = out[0] if isinstance(out, tuple) else out
+    target = torch.randn(first.shape, generator=gen).to(first.dtype)
+    return xs, target
+
+
+def loss_fn(output: Any, target: torch.Tensor) -> torch.Tensor:
+    """MSE of the first output against the target, plus the mean square of every other output."""
+    outs = output if isinstance(output, (tuple, list)) else (output,)
+    loss = torch.nn.functional.mse_loss(outs[0], target)
+    for o in outs[1:]:
+        if o.is_floating_point():
+            loss = loss + (o * o).mean()
+    return loss
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def reference_training(graph: Graph, xs: list[torch.Tensor], target: torch.Tensor, *, steps: int,
+                       microbatches: int, lr: float) -> dict:
+    """Single-process training with the same micro-batches: losses, gradients per step, final weights."""
+    module = to_torch(graph).eval()
+    opt = torch.optim.SGD(module.parameters(), lr=lr)
+    chunks = list(zip(*[x.tensor_split(microbatches) for x in xs]))
+    tchunks = target.tensor_split(microbatches)
+    losses, grads, times = [], [], []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        total = 0.0
+        for c, t in zip(chunks, tchunks):
+            loss = loss_fn(module(*c), t) / microbatches
+            loss.backward()
+            total += float(loss.detach()) * microbatches
+        times.append(time.perf_counter() - t0)
+        losses.append(total / microbatches)
+        grads.append({module.param_names[n]: p.grad.detach().clone() for n, p in module.named_parameters()
+                      if p.grad is not None})
+        opt.step()
+    params = {module.param_names[n]: p.detach().clone() for n, p in module.named_parameters()}
+    return {"losses": losses, "grads": grads, "params": params, "times": times}
+
+
+def _worker(rank: int, world: int, port: int, stage_graph: Graph, trainable: list[str], xs, target, steps: int,
+            microbatches: int, schedule: str, lr: float, out_dir: str) -> None:
+    import torch.distributed as dist
+    from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=120))
+    try:
+        module = to_torch(stage_graph, trainable=trainable).eval()
+        stage = PipelineStage(module, rank, world, torch.device("cpu"))
+        cls = ScheduleGPipe if schedule == "gpipe" else Schedule1F1B
+        sched = cls(stage, microbatches, loss_fn=loss_fn)  # every rank: it tells the schedule to run backward
+        opt = torch.optim.SGD(module.parameters(), lr=lr)
+        losses, grads, times = [], [], []
+        for _ in range(steps):
+            dist.barrier()
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            if rank == 0 and world == 1:
+                mb_losses: list = []
+                sched.step(*xs, target=target, losses=mb_losses)
+            elif rank == 0:
+                sched.step(*xs)
+            elif rank == world - 1:
+                mb_losses = []
+                sched.step(target=target, losses=mb_losses)
+            else:
+                sched.step()
+            dist.barrier()
+            times.append(time.perf_counter() - t0)
+            if rank == world - 1:
+                losses.append(float(torch.stack([x.detach() for x in mb_losses]).mean()))
+            grads.append({module.param_names[n]: p.grad.detach().clone() for n, p in module.named_parameters()
+                          if p.grad is not None})
+            opt.step()
+        params = {module.param_names[n]: p.detach().clone() for n, p in module.named_parameters()}
+        torch.save({"losses": losses, "grads": grads, "params": params, "times": times},
+                   os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    scale = float(b.abs().max()) if b.numel() else 0.0
+    diff = float((a - b).abs().max()) if b.numel() else 0.0
+    return diff / scale if scale > 0 else diff
+
+
+def run_pipeline(graph: Graph, *, steps: int = 2, batch: int, microbatches: int, schedule: str = "gpipe",
+                 lr: float = 0.01, seed: int = 0, write_back: bool = True) -> dict:
+    """Train ``graph`` for ``steps`` steps pipelined over its stages, compare with one process, write weights back.
+
+    Returns ``{"stages", "schedule", "steps", "batch", "microbatches", "losses", "reference_losses",
+    "max_loss_rel_diff", "max_grad_rel_diff", "grads_compared", "max_weight_rel_diff", "step_time_s",
+    "reference_step_time_s", "backend"}``; times are medians over the steps after the first.
+    """
+    if schedule not in SCHEDULES:
+        raise UserInputError(f"unknown pipeline schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+    for name, v in (("steps", steps), ("batch", batch), ("microbatches", microbatches)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UserInputError(f"{name} must be an integer >= 1, got {v!r}")
+    if batch % microbatches:
+        raise UserInputError(f"--batch {batch} does not split into {microbatches} equal micro-batches")
+    groups = stages_of(graph)
+    k = len(groups)
+    stage_graphs = extract_stages(graph, groups)
+    check_pipelinable(graph, stage_graphs)
+    # the whole graph decides what is a weight (a MatMul's bias is one even when the MatMul is in another stage)
+    weights = weight_initializers(graph)
+    trainable = [sorted(n for n in st.graph.initializers if n in weights) for st in stage_graphs]
+    for st, names in zip(stage_graphs, trainable):
+        to_torch(st.graph, trainable=names)  # refuse what the torch backend cannot run before any process starts
+    xs, target = generated_data(graph, batch, seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each stage process: the measured times compare like with like
+    try:
+        ref = reference_training(graph, xs, target, steps=steps, microbatches=microbatches, lr=lr)
+    finally:
+        torch.set_num_threads(threads)
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory(prefix="graphmill-pipeline-") as tmp:
+        port = _free_port()
+        try:
+            _spawn(mp, k, port, stage_graphs, trainable, xs, target, steps, microbatches, schedule, lr, tmp)
+        except (mp.ProcessRaisedException, mp.ProcessExitedException) as e:
+            last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise ExecutionError(f"pipelined training failed in a stage process: {last}") from None
+        results = [torch.load(os.path.join(tmp, f"rank{r}.pt")) for r in range(k)]
+    losses = results[-1]["losses"]
+    loss_diff = max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(losses, ref["losses"]))
+    grad_diff, compared = 0.0, 0
+    for step in range(steps):
+        got: dict[str, torch.Tensor] = {}
+        for r in results:
+            got.update(r["grads"][step])
+        for name, g in ref["grads"][step].items():
+            if name not in got:
+                raise UserInputError(f"weight {name!r} got a gradient in one process but none in the pipeline")
+            grad_diff = max(grad_diff, _rel(got[name], g))
+            compared += 1
+    params: dict[str, torch.Tensor] = {}
+    for r in results:
+        params.update(r["params"])
+    weight_diff = max((_rel(params[n], p) for n, p in ref["params"].items()), default=0.0)
+    if write_back:
+        full = to_torch(graph)
+        with torch.no_grad():
+            for pname, vname in full.param_names.items():
+                getattr(full, pname).copy_(params[vname])
+        export_weights(full, graph)
+    pipe_times = [max(r["times"][i] for r in results) for i in range(steps)]
+    tail = pipe_times[1:] or pipe_times
+    rtail = ref["times"][1:] or ref["times"]
+    return {"stages": k, "schedule": schedule, "steps": steps, "batch": batch, "microbatches": microbatches,
+            "losses": losses, "reference_losses": ref["losses"], "max_loss_rel_diff": loss_diff,
+            "max_grad_rel_diff": grad_diff, "grads_compared": compared, "max_weight_rel_diff": weight_diff,
+            "step_time_s": statistics.median(tail), "reference_step_time_s": statistics.median(rtail),
+            "backend": "gloo", "boundaries": [[v.name for v in st.graph.inputs] for st in stage_graphs[1:]]}
+
+
+def _spawn(mp, k, port, stage_graphs, trainable, xs, target, steps, microbatches, schedule, lr, tmp) -> None:
+    ctx = mp.start_processes(_entry, args=(k, port, [st.graph for st in stage_graphs], trainable, xs, target, steps,
+                                           microbatches, schedule, lr, tmp), nprocs=k, join=False,
+                             start_method="spawn")
+    while not ctx.join():
+        pass
+
+
+def _entry(rank: int, world: int, port: int, graphs: list[Graph], trainable, xs, target, steps, microbatches,
+           schedule, lr, tmp) -> None:
+    _worker(rank, world, port, graphs[rank], trainable[rank], xs if rank == 0 else None, target if rank == world - 1 else None,
+            steps, microbatches, schedule, lr, tmp)
+
+
+__all__ = ["SCHEDULES", "check_pipelinable", "generated_data", "loss_fn", "reference_training", "run_pipeline",
+           "stages_of"]
