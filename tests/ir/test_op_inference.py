@@ -482,6 +482,59 @@ SYMBOLIC_GRAPHS = {
         [oh.make_node("Shape", ["x"], ["s"]), oh.make_node("Cast", ["s"], ["y"], to=TP.INT32)], [("x", F, ["N", 3])]),
 }
 
+
+
+# Exporters' shape subgraphs (TorchScript with dynamic_axes, dynamo): x is float32[N, S, 64]; the
+# value ``t`` computed from Shape(x) becomes the shape of y = ConstantOfShape(t) (or Reshape's target),
+# so y's shape is what the registry propagated. Shape-inference asks onnx only about ops without a
+# registry entry, so each of these must be at least as precise as onnx's data propagation.
+def _shape_value_graph(nodes, inits=(), use="cos"):
+    tail = [oh.make_node("ConstantOfShape", ["t"], ["y"])] if use == "cos" else [oh.make_node("Reshape", ["x", "t"], ["y"])]
+    return _model([oh.make_node("Shape", ["x"], ["s"])] + nodes + tail, [("x", F, ["N", "S", 64])], inits)
+
+
+SHAPE_VALUE_GRAPHS = {
+    # entry-wise arithmetic: ints compute, a symbol survives where exact (N*1 = N, N+0 = N, N/1 = N)
+    "shape_mul_entrywise": lambda: _shape_value_graph([oh.make_node("Mul", ["s", "k"], ["t"])], [("k", _i(1, 1, 2))]),
+    "shape_add_entrywise": lambda: _shape_value_graph([oh.make_node("Add", ["s", "k"], ["t"])], [("k", _i(0, 0, 2))]),
+    "shape_sub_entrywise": lambda: _shape_value_graph([oh.make_node("Sub", ["s", "k"], ["t"])], [("k", _i(0, 0, 2))]),
+    "shape_div_entrywise": lambda: _shape_value_graph([oh.make_node("Div", ["s", "k"], ["t"])], [("k", _i(1, 1, 8))]),
+    "shape_mul_symbol_by_symbol": lambda: _shape_value_graph([oh.make_node("Mul", ["s", "s"], ["t"])]),
+    "shape_max_entrywise": lambda: _shape_value_graph([oh.make_node("Max", ["s", "k"], ["t"])], [("k", _i(1, 1, 1))]),
+    "shape_mul_then_reshape": lambda: _shape_value_graph([oh.make_node("Mul", ["s", "k"], ["t"])], [("k", _i(1, 1, 1))],
+                                                         use="reshape"),
+    # the multi-head attention idiom: [seq, batch * heads, d / heads] with batch * heads unknown
+    "shape_concat_with_unknown_entry": lambda: _shape_value_graph(
+        [oh.make_node("Gather", ["s", "i1"], ["b"]), oh.make_node("Mul", ["b", "heads"], ["bh"]),
+         oh.make_node("Gather", ["s", "i0"], ["n"]), oh.make_node("Unsqueeze", ["n", "ax"], ["nu"]),
+         oh.make_node("Unsqueeze", ["bh", "ax"], ["bhu"]), oh.make_node("Concat", ["nu", "bhu", "hd"], ["t"], axis=0)],
+        [("i0", np.array(0, np.int64)), ("i1", np.array(1, np.int64)), ("heads", np.array(4, np.int64)),
+         ("ax", _i(0)), ("hd", _i(16))]),
+    # int -> float -> int keeps the (symbolic) entries; int -> int too
+    "shape_cast_float_and_back": lambda: _shape_value_graph(
+        [oh.make_node("Cast", ["s"], ["f"], to=TP.FLOAT), oh.make_node("Cast", ["f"], ["t"], to=TP.INT64)]),
+    "shape_cast_double_int32_back": lambda: _shape_value_graph(
+        [oh.make_node("Cast", ["s"], ["f"], to=TP.DOUBLE), oh.make_node("Cast", ["f"], ["i"], to=TP.INT32),
+         oh.make_node("Cast", ["i"], ["t"], to=TP.INT64)]),
+    # Slice with bounds computed from the rank: s[0 : rank - 1]
+    "shape_slice_computed_bounds": lambda: _shape_value_graph(
+        [oh.make_node("Shape", ["s"], ["r"]), oh.make_node("Sub", ["r", "one"], ["e"]),
+         oh.make_node("Slice", ["s", "z", "e"], ["t"])], [("one", _i(1)), ("z", _i(0))]),
+    # where(shape == -1, 1, shape): a dim is never negative
+    "shape_equal_where": lambda: _shape_value_graph(
+        [oh.make_node("Equal", ["s", "m1"], ["e"]), oh.make_node("Where", ["e", "o", "s"], ["t"])],
+        [("m1", _i(-1, -1, -1)), ("o", _i(1, 1, 1))]),
+    "shape_expand_value": lambda: _shape_value_graph(
+        [oh.make_node("Gather", ["s", "i2"], ["d"]), oh.make_node("Expand", ["d", "two"], ["t"])],
+        [("i2", _i(2)), ("two", _i(2))]),
+    "shape_mod_of_constants_in_slice": lambda: _shape_value_graph(
+        [oh.make_node("Mod", ["a", "b"], ["m"]), oh.make_node("Slice", ["s", "z", "m"], ["t"])],
+        [("a", _i(-1)), ("b", _i(3)), ("z", _i(0))]),
+}
+# onnx leaves the rank of the Mod case unknown, which the comparison with onnx cannot take: that one
+# is checked against ONNX Runtime alone (test_shape_value_propagation_through_exporter_idioms).
+SYMBOLIC_GRAPHS.update({k: v for k, v in SHAPE_VALUE_GRAPHS.items() if k != "shape_mod_of_constants_in_slice"})
+
 # Two bindings of the symbols for the ONNX Runtime check (different values, so a dim that
 # tracks a symbol and one that is a constant cannot be confused).
 BINDINGS = ({"N": 2, "H": 10, "W": 12, "S": 7, "T": 3, "M": 4, "B": 2, "K": 3},
@@ -569,6 +622,49 @@ def test_symbolic_refinements_over_onnx_are_the_expected_ones() -> None:
     }
     for (name, vname), shape in expect.items():
         assert _ours(SYMBOLIC_GRAPHS[name]())[vname].shape == shape, (name, vname)
+
+
+# What the registry makes of each exporter idiom above: equal to onnx's data propagation where onnx
+# knows the dim, and where it does not, the value ONNX Runtime executes (both checked by
+# test_symbolic_shapes_match_onnx_shape_inference); pinned so that losing a rule is noticed.
+SHAPE_VALUE_EXPECTED = {
+    "shape_mul_entrywise": ("N", "S", 128),  # onnx: (?, ?, 128)
+    "shape_add_entrywise": ("N", "S", 66),  # onnx: (?, ?, 66)
+    "shape_sub_entrywise": ("N", "S", 62),  # onnx: (?, ?, 62)
+    "shape_div_entrywise": ("N", "S", 8),  # onnx: (?, ?, ?)
+    "shape_mul_symbol_by_symbol": (None, None, 4096),  # N*N is no symbol; onnx the same
+    "shape_max_entrywise": (None, None, 64),  # max(N, 1) is not N when N = 0; onnx: (?, ?, ?)
+    "shape_mul_then_reshape": ("N", "S", 64),  # onnx: (?, ?, 64)
+    "shape_concat_with_unknown_entry": ("N", None, 16),  # onnx the same
+    "shape_cast_float_and_back": ("N", "S", 64),  # onnx the same
+    "shape_cast_double_int32_back": ("N", "S", 64),  # onnx the same
+    "shape_slice_computed_bounds": ("N", "S"),  # onnx the same
+    "shape_equal_where": ("N", "S", 64),  # onnx: (?, ?, ?)
+    "shape_expand_value": (64, 64),  # onnx: (?, ?)
+    "shape_mod_of_constants_in_slice": ("N", "S"),  # -1 mod 3 = 2 (sign of the divisor); onnx: rank 1, (?)
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPE_VALUE_GRAPHS))
+def test_shape_value_propagation_through_exporter_idioms(name: str) -> None:
+    model = SHAPE_VALUE_GRAPHS[name]()
+    got = _ours(model)["y"].shape
+    assert got == SHAPE_VALUE_EXPECTED[name]
+    for b in BINDINGS:  # and ONNX Runtime executes that shape under both bindings of N and S
+        run = _ort_shapes(model, b)["y"]
+        assert all(d is None or (b[d] if isinstance(d, str) else d) == r for d, r in zip(got, run)), (b, got, run)
+
+
+def test_shape_values_cast_to_float16_keep_only_exact_entries() -> None:
+    """float16 holds integers exactly up to 2048 only (IEEE 754 half: 11 significant bits), so a
+    symbolic dim cast to float16 and back is unknown and so is 4097, while 64 and 2048 stay: the
+    reference is the format's definition, checked with numpy's float16."""
+    assert float(np.float16(4097)) != 4097 and float(np.float16(2048)) == 2048
+    model = _model([oh.make_node("Shape", ["x"], ["s"]), oh.make_node("Concat", ["s", "k"], ["c"], axis=0),
+                    oh.make_node("Cast", ["c"], ["f"], to=TP.FLOAT16), oh.make_node("Cast", ["f"], ["t"], to=TP.INT64),
+                    oh.make_node("ConstantOfShape", ["t"], ["y"])],
+                   [("x", F, ["N", 64])], [("k", _i(2048, 4097))])
+    assert _ours(model)["y"].shape == (None, 64, 2048, None)
 
 
 def test_value_propagation_resolves_exporter_shape_chains_to_static() -> None:
