@@ -70,6 +70,35 @@ def _plain(v: Any) -> Any:
     raise ValueError(f"{type(v).__name__} is not a JSON value")
 
 
+def _tag(v: Any) -> Any:
+    """A hashable identity of a choice value consistent with ``_same`` (None when unhashable)."""
+    t = type(v)
+    if t is str:
+        return ("s", v)
+    if t is int or t is float:
+        return ("n", float(v))
+    if t is bool:
+        return ("b", v)
+    if isinstance(v, (bool, np.bool_)):
+        return ("b", bool(v))
+    if _is_number(v):
+        return ("n", float(v))
+    if isinstance(v, str):
+        return ("s", v)
+    if v is None:
+        return ("z",)
+    return None
+
+
+def _copy(config: Any) -> Any:
+    """A deep copy of plain configuration data (nested dicts of JSON values)."""
+    if type(config) is dict:
+        return {k: _copy(v) for k, v in config.items()}
+    if type(config) is list:
+        return [_copy(v) for v in config]
+    return config
+
+
 def _same(a: Any, b: Any) -> bool:
     """Equality of two choice values that does not confuse ``True`` with ``1`` (but does equate ``1`` and ``1.0``)."""
     if isinstance(a, (bool, np.bool_)) or isinstance(b, (bool, np.bool_)):
@@ -155,9 +184,15 @@ class Choice(Param):
             if any(_same(v, w) for w in plain[:i]):
                 raise UserInputError(f"Choice({plain!r}): value {v!r} appears twice")
         self.values: list = plain
+        tags = [_tag(v) for v in plain]
+        self._fast = {t: i for i, t in enumerate(tags)} if None not in tags else None
 
     def index(self, value: Any) -> int:
         """Position of ``value`` in ``values`` (-1 when absent)."""
+        if self._fast is not None:
+            t = _tag(value)
+            if t is not None:
+                return self._fast.get(t, -1)
         for i, v in enumerate(self.values):
             if _same(v, value):
                 return i
@@ -452,7 +487,7 @@ class Space(Param):
         if not cands:
             return config
         path, p = cands[int(rng.integers(len(cands)))]
-        new = json.loads(json.dumps(config))  # deep copy of plain data
+        new = _copy(config)
         d = new
         for n in path[:-1]:
             d = d[n]
@@ -461,7 +496,7 @@ class Space(Param):
 
     # -- checking and normalizing
     def canonical(self, value: Any, path: str) -> dict:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             raise UserInputError(f"{path or 'config'}: expected a dict of parameters, got {value!r}")
         prefix = path + "." if path else ""
         for k in value:
@@ -528,7 +563,7 @@ class Space(Param):
         for path, p, cond, offset in self._layout():
             d: Any = config
             for n in path:
-                d = d.get(n, _MISSING) if isinstance(d, Mapping) else _MISSING
+                d = d.get(n, _MISSING) if type(d) is dict or isinstance(d, Mapping) else _MISSING
                 if d is _MISSING:
                     break
             if d is _MISSING:

@@ -1,0 +1,138 @@
+"""The ask/tell interface every strategy speaks, the option checking they share, and the registry.
+
+A strategy proposes configurations (``ask``) and learns from results (``tell``); it never evaluates anything,
+so any executor can drive any strategy, and its whole state (RNG included) is a JSON-able dict so that a search
+can be checkpointed after every result and resumed exactly.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import math
+from typing import Any
+
+import numpy as np
+
+from graphmill.search.space import Space
+from graphmill.util.errors import UserInputError
+
+
+def nearest(word: str, names: Any) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``names``, or nothing."""
+    close = difflib.get_close_matches(str(word), [str(n) for n in names], n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def rng_state(rng: np.random.Generator) -> dict:
+    """The JSON-able state of a numpy Generator (PCG64's big integers are JSON integers)."""
+    return rng.bit_generator.state
+
+
+def rng_from_state(state: dict) -> np.random.Generator:
+    bitgen = getattr(np.random, state["bit_generator"])()
+    bitgen.state = state
+    return np.random.Generator(bitgen)
+
+
+class Strategy:
+    """Base class: ``ask() -> config``, ``tell(config, reward, metrics)``, ``state_dict()``/``load_state_dict()``.
+
+    ``OPTIONS`` maps each option a strategy accepts to its default; unknown options are a ``UserInputError``
+    with the nearest name. ``reward`` is higher-is-better; ``None`` means the evaluation failed.
+    ``tell`` may receive configurations in any order (asynchronous workers) and configurations this strategy
+    did not ask (a repeat answered from the history, a resumed run).
+    """
+
+    name = "base"
+    OPTIONS: dict[str, Any] = {}
+
+    def __init__(self, space: Space, *, seed: int = 0, **options: Any) -> None:
+        if not isinstance(space, Space):
+            raise UserInputError(f"{self.name}: the space must be a graphmill.search.Space, got {type(space).__name__}")
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise UserInputError(f"seed={seed!r}: must be an integer")
+        self.space = space
+        self.seed = int(seed)
+        self.options = self.check_options(options)
+        self.rng = np.random.default_rng(self.seed)
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        out = dict(cls.OPTIONS)
+        for k, v in options.items():
+            if k not in cls.OPTIONS:
+                known = ", ".join(sorted(cls.OPTIONS)) or "none"
+                raise UserInputError(f"strategy {cls.name!r}: unknown option {k!r}{nearest(k, cls.OPTIONS)}; "
+                                     f"its options: {known}")
+            default = cls.OPTIONS[k]
+            if isinstance(default, bool):
+                if not isinstance(v, bool):
+                    raise UserInputError(f"strategy {cls.name!r}: option {k}={v!r} must be true or false")
+            elif isinstance(default, int) and default is not None:
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                    raise UserInputError(f"strategy {cls.name!r}: option {k}={v!r} must be an integer")
+                v = int(v)
+            elif isinstance(default, float):
+                if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(float(v)):
+                    raise UserInputError(f"strategy {cls.name!r}: option {k}={v!r} must be a number")
+                v = float(v)
+            out[k] = v
+        return out
+
+    def ask(self) -> dict:
+        raise NotImplementedError
+
+    def tell(self, config: dict, reward: float | None, metrics: dict | None = None) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly where this strategy is (JSON-able)."""
+        return {"name": self.name, "seed": self.seed, "options": dict(self.options), "rng": rng_state(self.rng)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("name") != self.name:
+            raise UserInputError(f"strategy state is for {state.get('name')!r}, not {self.name!r}")
+        self.seed = int(state["seed"])
+        self.rng = rng_from_state(state["rng"])
+
+
+# name -> "module:Class"; modules are imported on first use so that torch/optuna load only when needed
+_REGISTRY: dict[str, str] = {
+    "default": "graphmill.search.strategies.default:PredictorEvolution",
+    "random": "graphmill.search.strategies.random:RandomSearch",
+    "evolution": "graphmill.search.strategies.evolution:RegularizedEvolution",
+    "reinforce": "graphmill.search.strategies.reinforce:Reinforce",
+    "ppo": "graphmill.search.strategies.reinforce:PPO",
+    "tpe": "graphmill.search.strategies.tpe:TPE",
+}
+
+STRATEGIES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def register(name: str, target: str | type) -> None:
+    """Add a strategy: a ``Strategy`` subclass or a ``"module:Class"`` string."""
+    global STRATEGIES
+    if isinstance(target, type):
+        _CLASSES[name] = target
+        target = f"{target.__module__}:{target.__qualname__}"
+    _REGISTRY[name] = target
+    STRATEGIES = tuple(_REGISTRY)
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    """The class registered as ``name``; an unknown name is a ``UserInputError`` with the nearest one."""
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise UserInputError(f"unknown strategy {name!r}{nearest(name, _REGISTRY)}; known: {', '.join(_REGISTRY)}")
+    if name not in _CLASSES:
+        module, cls = _REGISTRY[name].split(":")
+        _CLASSES[name] = getattr(importlib.import_module(module), cls)
+    return _CLASSES[name]
+
+
+def get(name: str, space: Space, *, seed: int = 0, **options: Any) -> Strategy:
+    """A new strategy ``name`` on ``space`` (``search.strategies.get("evolution", space, seed=0, population=20)``)."""
+    return strategy_class(name)(space, seed=seed, **options)
