@@ -166,3 +166,98 @@ def simulate_pipeline(plan: dict, cost: Any, *, schedule: str = "gpipe", remat: 
         peak.append(int(resident + (n * inp + internal if remat else n * (inp + internal))))
     return PipelineResult(schedule, k, m, step, busy, bubble, float(plan.get("one_device_time", sum(busy))),
                           in_flight, peak, moved, plan.get("units", "cycles"), spans)
+
+
+# -- devices: which chips the stages run on ------------------------------------------------------------------
+
+DEFAULT_ACCEL = {
+    "name": "pipeline-default",
+    "array": {"rows": 128, "cols": 128, "dataflow": "ws"},
+    "memory": {"ifmap_kb": 8192, "filter_kb": 8192, "ofmap_kb": 4096, "word_bytes": 2, "dram_bw_words": 512},
+    "clock": {"mhz": 1000},
+    "vector": {"lanes": 128},
+    "system": {"chips": 8, "link_bw_bytes_per_cycle": 64, "link_latency_cycles": 1000},
+}
+"""The accelerator `graphmill partition` uses without --accel/--devices-file: eight 128x128 bf16 chips at
+1 GHz with ~1 TB/s DRAM, linked at 64 bytes per cycle (64 GB/s) with 1 us latency."""
+
+
+@dataclass
+class PipelineDevices:
+    """The chips a pipeline runs on: their accelerator config (identical chips) and memory per chip (0: unknown)."""
+
+    accel: Any
+    count: int
+    memory_bytes: float = 0.0
+    names: list[str] = field(default_factory=list)
+
+
+def pipeline_devices(accel: Any = None, devices_file: str | None = None) -> PipelineDevices:
+    """The devices of ``--accel A.toml`` (its ``system.chips``), of ``--devices-file D.toml``, or the default.
+
+    A devices file lists identical devices and their link::
+
+        accel = "edge.toml"          # optional, relative to this file (default: the built-in accelerator)
+        [[device]]
+        name = "chip0"
+        memory_gb = 16               # the memory cap of each stage
+        [link]
+        bytes_per_cycle = 64
+        latency_cycles = 1000
+    """
+    import dataclasses
+    import os
+    import tomllib
+
+    from .config import as_accel, decode_text, from_dict, load_accel
+
+    if accel is not None and devices_file is not None:
+        raise UserInputError("give either --accel or --devices-file, not both")
+    if devices_file is None:
+        cfg = as_accel(accel) if accel is not None else from_dict(DEFAULT_ACCEL, "the default accelerator")
+        return PipelineDevices(cfg, cfg.chips, 0.0, [f"chip{i}" for i in range(cfg.chips)])
+    path = os.fspath(devices_file)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise UserInputError(f"{path}: cannot read the devices file: {e.strerror or e}") from None
+    try:
+        data = tomllib.loads(decode_text(raw, path, "a devices file (TOML)"))
+    except tomllib.TOMLDecodeError as e:
+        raise UserInputError(f"{path}: not valid TOML: {str(e).splitlines()[0] if str(e) else e}") from None
+    unknown = set(data) - {"accel", "device", "link"}
+    if unknown:
+        raise UserInputError(f"{path}: unknown key {sorted(unknown)[0]!r}; known: accel, device, link")
+    devices = data.get("device")
+    if not isinstance(devices, list) or not devices:
+        raise UserInputError(f"{path}: no [[device]] entries")
+    names, mems = [], []
+    for i, d in enumerate(devices):
+        if not isinstance(d, dict):
+            raise UserInputError(f"{path}: device {i} must be a table")
+        extra = set(d) - {"name", "memory_gb", "speed"}
+        if extra:
+            raise UserInputError(f"{path}: device {i}: unknown key {sorted(extra)[0]!r}; known: name, memory_gb, speed")
+        if d.get("speed", 1.0) != 1.0:
+            raise UserInputError(f"{path}: device {i}: speed {d['speed']!r}: pipeline stages run on identical devices "
+                                 "(speed 1.0)")
+        mem = d.get("memory_gb")
+        if isinstance(mem, bool) or not isinstance(mem, (int, float)) or not mem > 0:
+            raise UserInputError(f"{path}: device {i}: memory_gb must be a number > 0, got {mem!r}")
+        names.append(str(d.get("name", f"device{i}")))
+        mems.append(float(mem) * 1e9)
+    if data.get("accel") is not None:
+        a = data["accel"]
+        if not isinstance(a, str):
+            raise UserInputError(f"{path}: accel must be a path to an accelerator TOML")
+        cfg = load_accel(os.path.join(os.path.dirname(os.path.abspath(path)), a))
+    else:
+        cfg = from_dict(DEFAULT_ACCEL, "the default accelerator")
+    link = data.get("link", {})
+    if not isinstance(link, dict) or set(link) - {"bytes_per_cycle", "latency_cycles"}:
+        raise UserInputError(f"{path}: [link] takes bytes_per_cycle and latency_cycles")
+    cfg = dataclasses.replace(cfg, chips=len(devices),
+                              link_bw_bytes_per_cycle=link.get("bytes_per_cycle", cfg.link_bw_bytes_per_cycle),
+                              link_latency_cycles=link.get("latency_cycles", cfg.link_latency_cycles)).validate(path)
+    return PipelineDevices(cfg, len(devices), min(mems), names)

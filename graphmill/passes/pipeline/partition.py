@@ -176,8 +176,21 @@ def _plan(graph: Graph, c: NodeCosts, sizes: list[int], **opts: Any) -> dict:
                        "send_bytes": int(c.cut_bytes[j]) if j < c.n else 0,
                        "memory": detail["total_remat" if opts["remat"] else "total"], "memory_detail": detail,
                        "params": int(c.param_count[i:j].sum())})
+    # per position of the concatenated stage lists: what a cut right after it would send (bytes, and time there
+    # and back), so that another program can re-run the optimization over the reported numbers
+    order = [x for grp in members for x in grp]
+    cut_bytes, cut_transfer = [], []
+    nxt = c.n
+    for x in reversed(order):
+        p = pos.get(id(x))
+        j = p + 1 if p is not None else nxt
+        if p is not None:
+            nxt = p
+        cut_bytes.append(int(c.cut_bytes[j]) if j < c.n else 0)
+        cut_transfer.append(float(c.transfer[0][j]) if j < c.n else 0.0)
     return {"stages": report, "bottleneck": max(st["time"] for st in report), "units": c.units,
-            "node_times": node_times, "microbatches": m, "batch": c.batch.size, "microbatch_size": c.batch.size // m,
+            "node_times": node_times, "order": [x.name for x in order], "cut_bytes": cut_bytes[::-1],
+            "cut_transfer": cut_transfer[::-1], "microbatches": m, "batch": c.batch.size, "microbatch_size": c.batch.size // m,
             "method": opts["method"], "objective": opts["objective"], "memory_cap": opts["memory_cap"],
             "remat": opts["remat"], "optimizer": opts["optimizer"],
             "one_device_time": float(m * (c.forward.sum() + c.backward.sum()))}

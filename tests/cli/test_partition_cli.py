@@ -1,0 +1,162 @@
+"""``graphmill partition``: the JSON contract (issue 13, item 5), an independent re-optimization of the reported
+numbers, the Gantt PNG, bad input (item 6: one line, exit 2, nothing written), and a real 2-process run started
+by the CLI itself.
+
+References: a dynamic program written here over the report's own per-node times and per-cut transfer times
+(the optimum must equal the reported bottleneck); single-process training (the run's comparison).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from graphmill.cli import main
+from graphmill.frontend import load, save, zoo
+from graphmill.ir.builder import GraphBuilder
+
+STAGE_KEYS = {"index", "nodes", "forward", "backward", "send_bytes", "memory"}
+TOP_KEYS = {"stages", "bottleneck", "bubble_fraction", "step_time", "speedup_vs_one_device", "units", "node_times"}
+
+
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "r18.onnx"
+    save(zoo.build("resnet18", resolution=32, width=0.5), str(path))
+    return str(path)
+
+
+def independent_bottleneck(report: dict, k: int) -> float:
+    order = report["order"]
+    t = [report["node_times"][n]["forward"] + report["node_times"][n]["backward"] for n in order]
+    send = report["cut_transfer"]
+    n = len(order)
+    prefix = np.concatenate([[0.0], np.cumsum(t)])
+    best = {(0, 0): 0.0}
+    for s in range(1, k + 1):
+        for j in range(s, n + 1):
+            cands = []
+            for i in range(s - 1, j):
+                if (s - 1, i) in best:
+                    cost = prefix[j] - prefix[i] + (send[j - 1] if s < k else 0.0)
+                    cands.append(max(best[(s - 1, i)], cost))
+            if cands:
+                best[(s, j)] = min(cands)
+    return best[(k, n)]
+
+
+def test_json_contract_png_and_independent_optimum(cnn, tmp_path, capsys):
+    out, rep, png = tmp_path / "out.onnx", tmp_path / "rep.json", tmp_path / "g.png"
+    rc = main(["partition", cnn, "--stages", "3", "--microbatches", "4", "--batch", "8", "--schedule", "1f1b",
+               "-o", str(out), "--json", str(rep), "--plot", str(png)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "bottleneck" in text and f"wrote {out}" in text
+    r = json.loads(rep.read_text())
+    assert TOP_KEYS <= set(r)
+    assert all(STAGE_KEYS <= set(s) for s in r["stages"])
+    assert [s["index"] for s in r["stages"]] == [0, 1, 2]
+    # the stages' node lists, concatenated, are a topological order of the model
+    g = load(str(out))
+    concat = [name for s in r["stages"] for name in s["nodes"]]
+    assert sorted(concat) == sorted(n.name for n in g.nodes) and concat == r["order"]
+    where = {name: i for i, name in enumerate(concat)}
+    for node in g.nodes:
+        for v in node.inputs:
+            if v is not None and v.producer is not None:
+                assert where[v.producer.name] < where[node.name]
+        assert node.meta["stage"] == next(s["index"] for s in r["stages"] if node.name in s["nodes"])
+    # re-optimized independently from the report's numbers
+    assert independent_bottleneck(r, 3) == pytest.approx(r["bottleneck"], rel=1e-12)
+    assert set(r["node_times"]) == set(concat)
+    assert 0 < r["bubble_fraction"] < 1 and r["step_time"] > r["bottleneck"]
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_balanced_methods_and_devices_file(cnn, tmp_path):
+    res = {}
+    for method in ("optimal", "balanced-time", "balanced-params", "equal-layers"):
+        rep = tmp_path / f"{method}.json"
+        assert main(["partition", cnn, "--stages", "4", "--microbatches", "2", "--method", method,
+                     "-o", str(tmp_path / f"{method}.onnx"), "--json", str(rep)]) == 0
+        res[method] = json.loads(rep.read_text())["bottleneck"]
+    assert res["optimal"] <= min(res.values())
+    dev = tmp_path / "d.toml"
+    dev.write_text('[[device]]\nname = "a"\nmemory_gb = 0.2\n[[device]]\nname = "b"\nmemory_gb = 0.2\n'
+                   "[link]\nbytes_per_cycle = 32\nlatency_cycles = 50\n")
+    rep = tmp_path / "dev.json"
+    assert main(["partition", cnn, "--stages", "2", "--microbatches", "2", "--devices-file", str(dev),
+                 "-o", str(tmp_path / "dev.onnx"), "--json", str(rep)]) == 0
+    r = json.loads(rep.read_text())
+    assert r["memory_cap"] == 0.2e9 and max(s["memory"] for s in r["stages"]) <= 0.2e9
+    assert r["link"] == {"latency": 50, "bytes_per_unit": 32}
+
+
+def scalar_model(path):
+    b = GraphBuilder("scalar")
+    x = b.input("x", "float32", [])
+    b.output(b.Relu(b.Relu(x, name="a"), name="b"), name="y")
+    save(b.build(), str(path))
+
+
+@pytest.mark.parametrize("case", ["too_many_stages", "zero_microbatches", "no_batch_dim", "cap_too_small",
+                                  "bad_method", "bad_devices_file"])
+def test_bad_input_one_line_exit_2_nothing_written(cnn, tmp_path, capsys, case):
+    out, rep, png = tmp_path / "o.onnx", tmp_path / "r.json", tmp_path / "g.png"
+    model, extra = cnn, []
+    if case == "too_many_stages":
+        extra = ["--stages", "5000"]
+        expect = "only"
+    elif case == "zero_microbatches":
+        extra = ["--stages", "2", "--microbatches", "0"]
+        expect = "--microbatches 0"
+    elif case == "no_batch_dim":
+        model = str(tmp_path / "s.onnx")
+        scalar_model(model)
+        extra = ["--stages", "2"]
+        expect = "no batch dimension"
+    elif case == "cap_too_small":
+        extra = ["--stages", "2", "--memory-cap", "10KB"]
+        expect = "over"
+    elif case == "bad_method":
+        extra = ["--stages", "2", "--method", "greedy"]
+        expect = "greedy"
+    else:
+        d = tmp_path / "d.toml"
+        d.write_text('[[device]]\nname = "a"\n')
+        extra = ["--stages", "1", "--devices-file", str(d)]
+        expect = "memory_gb"
+    rc = main(["partition", model, *extra, "-o", str(out), "--json", str(rep), "--plot", str(png)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith("graphmill partition: error:") and expect in err
+    assert not out.exists() and not rep.exists() and not png.exists()
+
+
+def test_real_run_launched_by_the_cli(tmp_path):
+    rng = np.random.default_rng(3)
+    b = GraphBuilder("mlp")
+    x = b.input("x", "float32", ["N", 6])
+    h = b.Relu(b.Gemm(x, (rng.standard_normal((6, 8)) * 0.4).astype(np.float32), np.zeros(8, np.float32),
+                      name="fc1"), name="r1")
+    h = b.Tanh(b.MatMul(h, (rng.standard_normal((8, 8)) * 0.4).astype(np.float32), name="mm2"), name="t2")
+    b.output(b.MatMul(h, (rng.standard_normal((8, 2)) * 0.4).astype(np.float32), name="mm3"), name="y")
+    model, out, rep = tmp_path / "mlp.onnx", tmp_path / "trained.onnx", tmp_path / "r.json"
+    save(b.build(), str(model))
+    exe = os.path.join(os.path.dirname(sys.executable), "graphmill")
+    p = subprocess.run([exe, "partition", str(model), "--stages", "2", "--microbatches", "2", "--run", "--steps",
+                        "2", "--batch", "4", "--lr", "0.1", "-o", str(out), "--json", str(rep)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(rep.read_text())["run"]
+    assert r["stages"] == 2 and r["max_loss_rel_diff"] <= 1e-5 and r["max_grad_rel_diff"] <= 1e-5
+    assert r["grads_compared"] == 2 * 4  # fc1 weight and bias, mm2, mm3
+    before, after = load(str(model)), load(str(out))
+    changed = [n for n in before.initializers
+               if not np.array_equal(before.initializers[n].const.numpy(), after.initializers[n].const.numpy())]
+    assert len(changed) == 4  # the trained weights were written back and saved
