@@ -1,0 +1,82 @@
+"""What every executor shares: the evaluation wrapper that runs in a worker, and the executor interface.
+
+``call(evaluate, config, timeout)`` never raises: it returns ``("ok", result, seconds)`` or
+``("failed", "ErrorType: message", seconds)``; a ``timeout`` (seconds) is enforced with ``SIGALRM`` where the
+evaluation runs in a process's main thread (process-pool and Ray workers, the in-process executor when called from
+the main thread); the runner also abandons an evaluation that overruns its timeout by ``grace`` seconds (the pool
+kills and replaces that worker, Ray cancels the task).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+
+class EvaluationTimeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):  # pragma: no cover - runs in the evaluating process
+    raise EvaluationTimeout()
+
+
+def call(evaluate: Callable[[dict], Any], config: dict, timeout: float | None) -> tuple[str, Any, float]:
+    """Run one evaluation; the outcome as ``(status, result or error text, seconds)``."""
+    use_alarm = bool(timeout) and threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGALRM")
+    t0 = time.perf_counter()
+    old = None
+    try:
+        if use_alarm:
+            old = signal.signal(signal.SIGALRM, _alarm)
+            signal.setitimer(signal.ITIMER_REAL, float(timeout))
+        result = evaluate(config)
+        return "ok", result, time.perf_counter() - t0
+    except EvaluationTimeout:
+        return "failed", f"timeout: the evaluation took more than {timeout:g} s", time.perf_counter() - t0
+    except Exception as e:  # the evaluator's own failure: recorded, the search goes on
+        tb = traceback.extract_tb(e.__traceback__)
+        where = f" ({tb[-1].filename}:{tb[-1].lineno})" if tb else ""
+        return "failed", f"{type(e).__name__}: {e}{where}", time.perf_counter() - t0
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old if old is not None else signal.SIG_DFL)
+
+
+class Executor:
+    """Runs evaluations: ``submit(token, config)`` then ``wait(deadline)`` returns finished
+    ``[(token, (status, result, seconds))]`` (at least one unless the deadline passed); ``abandon(token)``
+    gives up an overrunning evaluation; ``close()`` stops the workers. ``workers`` evaluations run at once."""
+
+    workers: int = 1
+
+    def submit(self, token: int, config: dict) -> None:
+        raise NotImplementedError
+
+    def wait(self, timeout: float | None = None) -> list[tuple[int, tuple[str, Any, float]]]:
+        raise NotImplementedError
+
+    def abandon(self, token: int) -> None:
+        """Stop waiting for ``token`` (overran its timeout); the default cannot stop it and just forgets it."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def finite_or_none(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None

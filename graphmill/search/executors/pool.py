@@ -1,0 +1,129 @@
+"""The local process pool (``executor="local"``, the default with ``workers > 1``): asynchronous, as in the
+regularized-evolution paper's parallel setup: the runner hands the next candidate to whichever worker frees up
+first, without waiting for the others.
+
+Each worker is a long-lived process started with ``spawn`` (safe with torch and BLAS threads, unlike ``fork``)
+that receives ``evaluate`` once, so ``evaluate`` must be a picklable top-level function. Workers ignore Ctrl-C
+(the runner decides when to stop); a worker that dies (a crash in native code, ``kill``) or overruns its timeout
+is replaced and its evaluation recorded as failed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import pickle
+import signal
+import time
+from multiprocessing.connection import wait as wait_connections
+from typing import Any, Callable
+
+from graphmill.search.executors.base import Executor, call
+from graphmill.util.errors import UserInputError
+
+
+def _worker_main(conn, evaluate: Callable[[dict], Any]) -> None:  # pragma: no cover - runs in a child process
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        token, config, timeout = msg
+        out = call(evaluate, config, timeout)
+        try:
+            conn.send((token, out))
+        except Exception as e:  # the result could not be pickled
+            conn.send((token, ("failed", f"the result cannot be sent back: {type(e).__name__}: {e}", out[2])))
+
+
+class _Slot:
+    def __init__(self) -> None:
+        self.proc = None
+        self.conn = None
+        self.token: int | None = None
+        self.started = 0.0
+
+
+class ProcessPoolExecutor(Executor):
+    def __init__(self, evaluate: Callable[[dict], Any], workers: int, *, timeout: float | None = None,
+                 start_method: str = "spawn") -> None:
+        try:
+            pickle.dumps(evaluate)
+        except Exception as e:
+            raise UserInputError(f"evaluate {evaluate!r} cannot be sent to worker processes ({e}); make it a "
+                                 "top-level function of an importable module, or use workers=1") from None
+        self.evaluate = evaluate
+        self.workers = workers
+        self.timeout = timeout
+        self.ctx = mp.get_context(start_method)
+        self.slots = [_Slot() for _ in range(workers)]
+        for s in self.slots:
+            self._start(s)
+
+    def _start(self, slot: _Slot) -> None:
+        parent, child = self.ctx.Pipe()
+        proc = self.ctx.Process(target=_worker_main, args=(child, self.evaluate), daemon=True)
+        proc.start()
+        child.close()
+        slot.proc, slot.conn, slot.token = proc, parent, None
+
+    def _stop(self, slot: _Slot) -> None:
+        if slot.proc is not None:
+            if slot.proc.is_alive():
+                slot.proc.kill()
+            slot.proc.join(5)
+            slot.conn.close()
+        slot.proc = slot.conn = None
+        slot.token = None
+
+    def submit(self, token: int, config: dict) -> None:
+        for s in self.slots:
+            if s.token is None:
+                if s.proc is None or not s.proc.is_alive():
+                    self._stop(s)
+                    self._start(s)
+                s.token, s.started = token, time.perf_counter()
+                s.conn.send((token, config, self.timeout))
+                return
+        raise RuntimeError("no free worker")  # the runner never submits more than `workers`
+
+    def wait(self, timeout: float | None = None):
+        busy = {s.conn: s for s in self.slots if s.token is not None}
+        if not busy:
+            return []
+        out = []
+        for conn in wait_connections(list(busy), timeout):
+            s = busy[conn]
+            token = s.token
+            try:
+                tok, result = conn.recv()
+                s.token = None
+                out.append((tok, result))
+            except (EOFError, OSError):
+                code = s.proc.exitcode if s.proc is not None else None
+                s.proc.join(1)
+                code = s.proc.exitcode
+                self._stop(s)
+                out.append((token, ("failed", f"the worker process died (exit code {code})",
+                                    time.perf_counter() - s.started)))
+        return out
+
+    def abandon(self, token: int) -> None:
+        for s in self.slots:
+            if s.token == token:
+                self._stop(s)
+
+    def close(self) -> None:
+        for s in self.slots:
+            if s.proc is not None and s.token is None:
+                try:
+                    s.conn.send(None)
+                except OSError:
+                    pass
+        deadline = time.monotonic() + 3
+        for s in self.slots:
+            if s.proc is not None:
+                s.proc.join(max(0.0, deadline - time.monotonic()))
+            self._stop(s)

@@ -1,0 +1,372 @@
+"""``run``: drive a strategy against an evaluator on an executor, with dedup, budget, checkpoints and progress.
+
+The loop keeps ``workers`` evaluations in flight: it asks the strategy for a configuration; a configuration
+already evaluated (same ``space.key``) is answered from the history (told to the strategy, never re-evaluated,
+not counted against the budget); a new one is submitted. Each finished evaluation becomes a ``Trial`` (an
+evaluator that raises, returns a non-finite reward or overruns ``timeout`` gives a failed trial and the search
+goes on), is told to the strategy, and the whole state is checkpointed atomically. With one worker the
+sequence ask -> evaluate -> tell -> checkpoint is deterministic, so a run killed at any point and rerun with the
+same arguments ends with exactly the history of an uninterrupted run; evaluations that were in flight are
+resubmitted first on resume and no finished one is repeated.
+
+If the strategy proposes only known configurations ``max_repeats`` (200) times in a row (a converged RL
+controller), the runner proposes a random unseen configuration itself and tells it to the strategy, so the
+budget is still spent; when the space has no unseen configuration left the run ends early.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from graphmill.search import checkpoint as ckpt
+from graphmill.search.executors import Executor, make
+from graphmill.search.executors.base import finite_or_none
+from graphmill.search.space import Space
+from graphmill.search.strategies.base import rng_from_state, rng_state, strategy_class
+from graphmill.util.errors import UserInputError
+from graphmill.util.files import atomic_write_text
+
+MAX_REPEATS = 200
+
+
+@dataclass
+class Trial:
+    """One finished evaluation. ``reward`` is None when ``status == "failed"`` (``error`` says why)."""
+
+    number: int
+    config: dict
+    key: str
+    reward: float | None
+    status: str
+    metrics: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        d = {"number": self.number, "config": self.config, "key": self.key, "reward": self.reward,
+             "status": self.status, "metrics": self.metrics, "seconds": self.seconds}
+        if self.error is not None:
+            d["error"] = self.error
+        return d
+
+    @staticmethod
+    def from_json(d: dict) -> "Trial":
+        return Trial(number=int(d["number"]), config=d["config"], key=d["key"], reward=d["reward"],
+                     status=d["status"], metrics=d.get("metrics", {}), seconds=float(d.get("seconds", 0.0)),
+                     error=d.get("error"))
+
+
+def _metric(t: Trial, name: str) -> float | None:
+    v = t.reward if name == "reward" else t.metrics.get(name)
+    return finite_or_none(v)
+
+
+@dataclass
+class SearchResult:
+    """The outcome of ``run``: ``history`` (trials in evaluation order), ``best``, ``pareto(a, b)``."""
+
+    space: Space
+    strategy: str
+    history: list[Trial]
+    interrupted: bool = False
+    exhausted: bool = False
+
+    @property
+    def best(self) -> Trial | None:
+        """The trial of highest reward (the earliest on ties); None when no evaluation succeeded."""
+        best = None
+        for t in self.history:
+            if t.status == "ok" and t.reward is not None and (best is None or t.reward > best.reward):
+                best = t
+        return best
+
+    def best_so_far(self) -> list[float | None]:
+        """Best reward after each trial (None before the first success), for plots and benchmarks."""
+        out, best = [], None
+        for t in self.history:
+            if t.status == "ok" and t.reward is not None and (best is None or t.reward > best):
+                best = t.reward
+            out.append(best)
+        return out
+
+    def pareto(self, metric_a: str = "accuracy", metric_b: str = "latency", *,
+               maximize: tuple[bool, bool] = (True, False)) -> list[Trial]:
+        """The successful trials no other trial beats on both metrics (``"reward"`` or names in ``metrics``);
+        by default ``metric_a`` is maximized and ``metric_b`` minimized. Sorted by ``metric_b``."""
+        from graphmill.search.objectives import pareto_front
+
+        return pareto_front(self.history, metric_a, metric_b, maximize=maximize)
+
+    def to_json(self) -> dict:
+        best = self.best
+        return {"strategy": self.strategy, "trials": len(self.history), "interrupted": self.interrupted,
+                "exhausted": self.exhausted, "best": best.to_json() if best else None,
+                "history": [t.to_json() for t in self.history]}
+
+
+def write_history_jsonl(path: str, trials: list[Trial]) -> None:
+    """``trials`` as JSON lines (one ``Trial.to_json()`` per line), written atomically."""
+    import json
+
+    atomic_write_text(path, "".join(json.dumps(t.to_json(), allow_nan=False) + "\n" for t in trials))
+
+
+def _check_int(name: str, v: Any, low: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+        raise UserInputError(f"{name}={v!r}: must be an integer >= {low}")
+    return int(v)
+
+
+def _fmt_time(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "default", budget: int, seed: int = 0,
+        workers: int = 1, executor: str | None = None, checkpoint: str | None = None,
+        timeout: float | None = None, objective: Callable[[dict], float | None] | None = None,
+        progress: bool | Callable[[dict], None] = True, ray_address: str | None = None,
+        strategy_options: dict | None = None) -> SearchResult:
+    """Search ``space`` for the configuration of highest reward within ``budget`` evaluations.
+
+    ``evaluate(config) -> float | dict`` (higher is better; a dict carries ``"reward"`` and metrics, or only
+    metrics when ``objective(metrics) -> reward`` is given); a picklable top-level function for
+    ``executor="local"``/``"ray"``. ``executor`` defaults to ``"inprocess"`` with one worker, ``"local"`` (a
+    process pool) with more. ``checkpoint``: a JSON file written after every result and resumed from when it
+    exists (same space, strategy, seed and options; a bigger ``budget`` continues a finished run). ``progress``:
+    True prints one line per finished trial to stderr, a callable receives a dict (``line``, ``trial``, ``count``,
+    ``budget``, ``best``, ``rate``, ``eta``). Ctrl-C stops cleanly: the checkpoint is current and the partial
+    result comes back with ``interrupted=True``.
+    """
+    if not isinstance(space, Space):
+        raise UserInputError(f"space must be a graphmill.search.Space, got {type(space).__name__}")
+    if space.size() == 0:
+        raise UserInputError("the space is empty")
+    if not callable(evaluate):
+        raise UserInputError(f"evaluate {evaluate!r} is not callable")
+    budget = _check_int("budget", budget, 0)
+    workers = _check_int("workers", workers, 1)
+    seed = _check_int("seed", seed, 0) if not isinstance(seed, (int, np.integer)) or seed < 0 else int(seed)
+    if timeout is not None and (not isinstance(timeout, (int, float)) or not timeout > 0):
+        raise UserInputError(f"timeout={timeout!r}: must be a number of seconds > 0")
+    if executor is None:
+        executor = "inprocess" if workers == 1 else "local"
+    options = dict(strategy_options or {})
+    strat = strategy_class(strategy)(space, seed=seed, **options)
+
+    history: list[Trial] = []
+    by_key: dict[str, Trial] = {}
+    pending: list[dict] = []
+    waiting: list[dict] = []
+    rng = np.random.default_rng([seed, 7919])
+    repeats = 0
+    space_json = space.to_json()
+    if checkpoint is not None:
+        state = ckpt.load(checkpoint)
+        if state is not None:
+            for what, mine in (("space", space_json), ("strategy", strategy), ("seed", seed), ("options", options)):
+                if state.get(what) != mine:
+                    raise UserInputError(f"{checkpoint}: the checkpoint is of a different search (its {what} "
+                                         f"differs); use another path or remove it to start afresh")
+            history = [Trial.from_json(t) for t in state["history"]]
+            for t in history:
+                by_key.setdefault(t.key, t)
+            strat.load_state_dict(state["strategy_state"])
+            pending = list(state["pending"])
+            waiting = list(state["waiting"])
+            rng = rng_from_state(state["runner"]["rng"])
+            repeats = int(state["runner"]["repeats"])
+
+    def save() -> None:
+        if checkpoint is None:
+            return
+        ckpt.save(checkpoint, {"space": space_json, "strategy": strategy, "options": options, "seed": seed,
+                               "budget": budget, "history": [t.to_json() for t in history],
+                               "pending": [c for c in pending], "waiting": waiting,
+                               "strategy_state": strat.state_dict(),
+                               "runner": {"rng": rng_state(rng), "repeats": repeats}})
+
+    report = _progress(progress, budget)
+    size = space.size()
+    result = SearchResult(space, strategy, history)
+    exec_: Executor = make(executor, evaluate, workers=workers, timeout=timeout, ray_address=ray_address)
+    in_flight: dict[int, tuple[dict, str, float]] = {}  # token -> (config, key, submitted at)
+    next_token = 0
+    start = time.perf_counter()
+    done_here = 0
+
+    def submit(config: dict, key: str) -> None:
+        nonlocal next_token
+        exec_.submit(next_token, config)
+        in_flight[next_token] = (config, key, time.perf_counter())
+        next_token += 1
+
+    def tell_repeat(config: dict, t: Trial) -> None:
+        strat.tell(config, t.reward if t.status == "ok" else None, t.metrics)
+
+    try:
+        # evaluations in flight when the previous run stopped go first (the strategy already asked them)
+        resubmit, pending = pending, []
+        for c in resubmit:
+            pending.append(c)
+            submit(c, space.key(c))
+        while True:
+            while len(in_flight) < workers and len(history) + len(in_flight) < budget and not result.exhausted:
+                flying = {k for _, k, _ in in_flight.values()}
+                if repeats >= MAX_REPEATS:
+                    config = _unseen(space, rng, by_key, flying)
+                    if config is None:
+                        result.exhausted = True
+                        break
+                    repeats = 0
+                else:
+                    config = strat.ask()
+                key = space.key(config)
+                if key in by_key:
+                    tell_repeat(config, by_key[key])
+                    repeats += 1
+                    if size != math.inf and len(by_key) >= size:
+                        result.exhausted = True
+                    continue
+                if key in flying:
+                    waiting.append(config)  # told when that evaluation finishes
+                    repeats += 1
+                    continue
+                repeats = 0
+                pending.append(config)
+                submit(config, key)
+            if not in_flight:
+                break
+            finished = exec_.wait(_next_deadline(in_flight, timeout))
+            now = time.perf_counter()
+            if not finished and timeout:
+                for token, (config, key, t0) in list(in_flight.items()):
+                    if now - t0 > timeout + _GRACE:
+                        exec_.abandon(token)
+                        finished.append((token, ("failed", f"timeout: no result after {timeout:g} s", now - t0)))
+            for token, outcome in finished:
+                if token not in in_flight:
+                    continue
+                config, key, _ = in_flight.pop(token)
+                trial = _make_trial(len(history), config, key, outcome, objective)
+                history.append(trial)
+                by_key[key] = trial
+                _remove_first(pending, config)
+                strat.tell(config, trial.reward, trial.metrics)
+                for c in [c for c in waiting if space.key(c) == key]:
+                    _remove_first(waiting, c)
+                    tell_repeat(c, trial)
+                done_here += 1
+                save()
+                report(result, trial, done_here, time.perf_counter() - start, len(in_flight))
+    except KeyboardInterrupt:
+        result.interrupted = True
+    finally:
+        exec_.close()
+    return result
+
+
+_GRACE = 5.0
+
+
+def _next_deadline(in_flight: dict, timeout: float | None) -> float | None:
+    if not timeout:
+        return None
+    now = time.perf_counter()
+    return max(0.05, min(t0 + timeout + _GRACE - now for _, _, t0 in in_flight.values()))
+
+
+def _remove_first(items: list[dict], config: dict) -> None:
+    for i, c in enumerate(items):
+        if c == config:
+            del items[i]
+            return
+
+
+def _unseen(space: Space, rng: np.random.Generator, by_key: dict, flying: set) -> dict | None:
+    for _ in range(1000):
+        c = space.sample(rng)
+        k = space.key(c)
+        if k not in by_key and k not in flying:
+            return c
+    if space.size() != math.inf:
+        for c in space.enumerate():
+            k = space.key(c)
+            if k not in by_key and k not in flying:
+                return c
+    return None
+
+
+def _make_trial(number: int, config: dict, key: str, outcome: tuple, objective) -> Trial:
+    status, value, seconds = outcome
+    if status != "ok":
+        return Trial(number, config, key, None, "failed", {}, float(seconds), str(value))
+    metrics: dict = {}
+    error = None
+    if isinstance(value, dict):
+        metrics = {str(k): v for k, v in value.items() if k != "reward"}
+        if objective is not None:
+            try:
+                reward = objective({**metrics, **({"reward": value["reward"]} if "reward" in value else {})})
+            except Exception as e:
+                reward, error = None, f"objective failed: {type(e).__name__}: {e}"
+        elif "reward" in value:
+            reward = value["reward"]
+        else:
+            reward, error = None, "evaluate returned a dict without 'reward' (and no objective was given)"
+    else:
+        reward = objective({"reward": value}) if objective is not None else value
+    r = finite_or_none(reward)
+    if r is None:
+        return Trial(number, config, key, None, "failed", _jsonable(metrics), float(seconds),
+                     error or f"the reward {reward!r} is not a finite number")
+    return Trial(number, config, key, r, "ok", _jsonable(metrics), float(seconds))
+
+
+def _jsonable(metrics: dict) -> dict:
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, (bool, str)) or v is None:
+            out[k] = v
+        elif isinstance(v, (int, float, np.number)):
+            f = float(v)
+            out[k] = (int(v) if isinstance(v, (int, np.integer)) else f) if math.isfinite(f) else None
+        elif isinstance(v, (list, dict)):
+            import json
+
+            try:
+                out[k] = json.loads(json.dumps(v, allow_nan=False, default=float))
+            except (TypeError, ValueError):
+                out[k] = str(v)
+        else:
+            out[k] = str(v)
+    return out
+
+
+def _progress(progress, budget: int):
+    def report(result: SearchResult, trial: Trial, done_here: int, elapsed: float, flying: int) -> None:
+        if not progress:
+            return
+        best = result.best
+        rate = done_here / elapsed if elapsed > 0 else math.inf
+        left = max(0, budget - len(result.history))
+        eta = left / rate if rate > 0 else math.inf
+        r = f"{trial.reward:.4g}" if trial.reward is not None else f"failed ({(trial.error or '')[:60]})"
+        line = (f"[search] trial {len(result.history)}/{budget}  reward {r}  best "
+                f"{best.reward:.4g}" if best else f"[search] trial {len(result.history)}/{budget}  reward {r}  best -")
+        line += f"  {rate:.3g} evals/s  ETA {_fmt_time(eta)}"
+        if callable(progress):
+            progress({"line": line, "trial": trial, "count": len(result.history), "budget": budget,
+                      "best": best.reward if best else None, "rate": rate, "eta": eta})
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    return report

@@ -1,0 +1,45 @@
+"""Top-level evaluators for the runner tests (importable by worker processes and by the kill -9 script)."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+from graphmill import search
+
+
+def small_space() -> search.Space:
+    return search.Space({
+        "op": search.Choice(["conv", "dwconv", "mbconv"]),
+        "expand": search.Choice([1, 3, 6], when={"op": "mbconv"}),
+        "k": search.Choice([3, 5]),
+        "depth": search.Int(1, 5),
+        "lr": search.Float(1e-3, 1e-1, log=True),
+    })
+
+
+def score(c: dict) -> float:
+    r = {"conv": 0.0, "dwconv": 0.3, "mbconv": 0.5}[c["op"]] + 0.05 * c.get("expand", 0)
+    return r + 0.2 * (c["k"] == 5) - 0.1 * abs(c["depth"] - 3) - 0.1 * abs(math.log10(c["lr"]) + 2)
+
+
+def evaluate(c: dict) -> dict:
+    if c["depth"] == 5 and c["op"] == "conv":
+        raise RuntimeError("this candidate crashes")
+    return {"reward": score(c), "accuracy": 0.5 + score(c) / 4, "latency": 1.0 + c["depth"] + c.get("expand", 0)}
+
+
+def evaluate_slowly(c: dict) -> dict:
+    time.sleep(float(os.environ.get("GM_EVAL_SLEEP", "0.05")))
+    return evaluate(c)
+
+
+def sleep_for_a(c: dict) -> float:
+    time.sleep(c["a"])
+    return float(c["a"])
+
+
+def sleep_one_second(c: dict) -> float:
+    time.sleep(1.0)
+    return float(c["x"])

@@ -1,0 +1,249 @@
+"""search.run: the API of issue 11 item 8, dedup and budget, failures and timeouts, executors giving the same
+results, checkpoint/resume after kill -9 and Ctrl-C (reference: an uninterrupted run of the same search),
+progress lines, history.jsonl, and the objectives (MnasNet Eq. 2 by hand, Pareto fronts by hand)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # workers (spawned) import runner_helpers by name; sys.path is passed on to them
+
+import runner_helpers as rh  # noqa: E402
+
+from graphmill import search  # noqa: E402
+from graphmill.search import objectives  # noqa: E402
+from graphmill.util.errors import UserInputError  # noqa: E402
+
+
+def summary(result):
+    return [(t.config, t.reward, t.status) for t in result.history]
+
+
+def test_api_exactly_as_the_issue_states():
+    space = search.Space({"op0": search.Choice(["gcn", "gat", "skip"]), "lk1": search.Choice([0, 1])})
+
+    def evaluate(config):
+        return {"gcn": 1.0, "gat": 2.0, "skip": 0.5}[config["op0"]] + config["lk1"]
+
+    result = search.run(space, evaluate, budget=200, seed=0, progress=False)
+    assert len(result.history) == 6 and result.exhausted  # only 6 configurations exist: none evaluated twice
+    assert result.best.config == {"op0": "gat", "lk1": 1} and result.best.reward == 3.0
+    t = result.history[0]
+    assert isinstance(t.config, dict) and t.status == "ok" and isinstance(t.reward, float)
+    assert len({t.key for t in result.history}) == 6
+
+
+def test_repeats_are_answered_from_history_and_do_not_count():
+    space = search.Space({"a": search.Choice([0, 1, 2]), "b": search.Choice([0, 1])})
+    calls = []
+
+    def evaluate(c):
+        calls.append(c)
+        return c["a"] + c["b"]
+
+    for strategy in ("random", "evolution"):
+        calls.clear()
+        r = search.run(space, evaluate, strategy=strategy, budget=5, seed=1, progress=False)
+        assert len(r.history) == 5 == len(calls)
+        assert len({space.key(c) for c in calls}) == 5
+
+
+def test_failures_are_recorded_and_the_search_goes_on():
+    r = search.run(rh.small_space(), rh.evaluate, strategy="random", budget=60, seed=0, progress=False)
+    failed = [t for t in r.history if t.status == "failed"]
+    assert failed and all(t.reward is None and "crashes" in t.error for t in failed)
+    assert len(r.history) == 60 and r.best.status == "ok"
+
+    def nan(c):
+        return float("nan")
+
+    r = search.run(rh.small_space(), nan, strategy="random", budget=3, seed=0, progress=False)
+    assert [t.status for t in r.history] == ["failed"] * 3 and r.best is None
+
+
+def test_metrics_objective_and_pareto():
+    r = search.run(rh.small_space(), rh.evaluate, strategy="evolution", budget=30, seed=0, progress=False,
+                   objective=search.MnasNetObjective(target=4.0))
+    ok = [t for t in r.history if t.status == "ok"]
+    for t in ok:
+        lat, acc = t.metrics["latency"], t.metrics["accuracy"]
+        assert t.reward == pytest.approx(acc * (lat / 4.0) ** -0.07)
+    front = r.pareto("accuracy", "latency")
+    for t in front:  # nothing dominates a front member
+        assert not any(u.metrics["accuracy"] >= t.metrics["accuracy"] and u.metrics["latency"] <= t.metrics["latency"]
+                       and (u.metrics["accuracy"], u.metrics["latency"]) != (t.metrics["accuracy"],
+                                                                             t.metrics["latency"]) for u in ok)
+    assert [t.metrics["latency"] for t in front] == sorted(t.metrics["latency"] for t in front)
+
+
+def test_mnasnet_reward_by_hand():
+    # MnasNet Eq. 2: ACC * (LAT/T)^w; soft w = -0.07; hard alpha = 0, beta = -1
+    assert objectives.mnasnet_reward(0.75, 80.0, 80.0) == pytest.approx(0.75)
+    assert objectives.mnasnet_reward(0.75, 160.0, 80.0) == pytest.approx(0.75 * 2 ** -0.07)
+    assert objectives.mnasnet_reward(0.75, 40.0, 80.0) == pytest.approx(0.75 * 0.5 ** -0.07)
+    hard = objectives.MnasNetObjective.hard(80.0)
+    assert hard({"accuracy": 0.75, "latency": 40.0}) == pytest.approx(0.75)
+    assert hard({"accuracy": 0.75, "latency": 160.0}) == pytest.approx(0.375)
+    c = objectives.Constraints({"macs": 100.0, "params": 10.0})
+    assert c.violations({"macs": 150.0, "params": 5.0}) == ["macs 150 > 100"]
+    assert c.apply()({"reward": 0.8, "macs": 200.0, "params": 5.0}) == pytest.approx(0.4)
+    assert c.apply()({"reward": 0.8, "macs": 50.0, "params": 5.0}) == pytest.approx(0.8)
+
+
+def test_pareto_front_by_hand():
+    T = search.Trial
+    ts = [T(i, {}, str(i), 1.0, "ok", {"accuracy": a, "latency": l}) for i, (a, l) in
+          enumerate([(0.9, 10), (0.8, 5), (0.85, 12), (0.7, 5), (0.95, 20), (0.9, 10)])]
+    front = objectives.pareto_front(ts, "accuracy", "latency")
+    assert [t.number for t in front] == [1, 0, 4]
+
+
+def test_one_worker_same_results_whichever_executor():
+    a = search.run(rh.small_space(), rh.evaluate, strategy="evolution", budget=25, seed=3, progress=False)
+    b = search.run(rh.small_space(), rh.evaluate, strategy="evolution", budget=25, seed=3, progress=False,
+                   executor="local")
+    assert summary(a) == summary(b)
+
+
+def test_process_pool_two_workers_and_timeouts():
+    space = search.Space({"a": search.Choice([0.0, 0.2, 3.0])})
+    r = search.run(space, rh.sleep_for_a, strategy="random", budget=3, seed=0, workers=2, timeout=1.0,
+                   progress=False)
+    by_a = {t.config["a"]: t for t in r.history}
+    assert set(by_a) == {0.0, 0.2, 3.0}
+    assert by_a[3.0].status == "failed" and "timeout" in by_a[3.0].error
+    assert by_a[0.2].status == "ok" and by_a[0.2].reward == 0.2
+    # asynchronous: the two short evaluations finish before the long one is given up
+    assert r.history[-1].config["a"] == 3.0
+
+
+def test_unpicklable_evaluate_is_a_clear_error():
+    with pytest.raises(UserInputError, match="cannot be sent to worker processes"):
+        search.run(rh.small_space(), lambda c: 1.0, budget=2, workers=2, progress=False)
+
+
+def test_bad_arguments():
+    with pytest.raises(UserInputError, match="unknown strategy 'evolutoin'"):
+        search.run(rh.small_space(), rh.evaluate, strategy="evolutoin", budget=2)
+    with pytest.raises(UserInputError, match="unknown option 'popluation'"):
+        search.run(rh.small_space(), rh.evaluate, strategy="evolution", budget=2,
+                   strategy_options={"popluation": 3})
+    with pytest.raises(UserInputError, match="unknown executor 'rey' \\(did you mean 'ray'"):
+        search.run(rh.small_space(), rh.evaluate, budget=2, executor="rey")
+    with pytest.raises(UserInputError, match="budget"):
+        search.run(rh.small_space(), rh.evaluate, budget=-1)
+
+
+def test_progress_lines(capsys):
+    lines = []
+    search.run(rh.small_space(), rh.evaluate, strategy="random", budget=3, seed=0, progress=lambda s: lines.append(s))
+    assert [s["count"] for s in lines] == [1, 2, 3]
+    assert lines[-1]["line"].startswith("[search] trial 3/3") and "evals/s" in lines[-1]["line"]
+    assert "ETA" in lines[-1]["line"] and "best" in lines[-1]["line"]
+    search.run(rh.small_space(), rh.evaluate, strategy="random", budget=2, seed=0)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[1].startswith("[search] trial 2/2")
+
+
+def test_history_jsonl(tmp_path):
+    r = search.run(rh.small_space(), rh.evaluate, strategy="random", budget=4, seed=0, progress=False)
+    path = str(tmp_path / "history.jsonl")
+    search.write_history_jsonl(path, r.history)
+    rows = [json.loads(line) for line in open(path)]
+    assert [row["config"] for row in rows] == [t.config for t in r.history]
+    assert [search.Trial.from_json(row) for row in rows] == r.history
+
+
+@pytest.mark.parametrize("strategy", ["evolution", "default"])
+def test_checkpoint_resume_continues_exactly(tmp_path, strategy):
+    ref = search.run(rh.small_space(), rh.evaluate, strategy=strategy, budget=24, seed=5, progress=False)
+    ck = str(tmp_path / "run.json")
+    first = search.run(rh.small_space(), rh.evaluate, strategy=strategy, budget=15, seed=5, progress=False,
+                       checkpoint=ck)
+    assert summary(first) == summary(ref)[:15]
+    second = search.run(rh.small_space(), rh.evaluate, strategy=strategy, budget=24, seed=5, progress=False,
+                        checkpoint=ck)
+    assert summary(second) == summary(ref)
+    with pytest.raises(UserInputError, match="different search"):
+        search.run(rh.small_space(), rh.evaluate, strategy=strategy, budget=24, seed=6, checkpoint=ck)
+
+
+def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
+    ref = search.run(rh.small_space(), rh.evaluate, strategy="evolution", budget=20, seed=2, progress=False)
+    calls = {"n": 0}
+
+    def interrupted_at_8(c):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return rh.evaluate(c)
+
+    ck = str(tmp_path / "run.json")
+    part = search.run(rh.small_space(), interrupted_at_8, strategy="evolution", budget=20, seed=2,
+                      progress=False, checkpoint=ck)
+    assert part.interrupted and len(part.history) == 7
+    rest = search.run(rh.small_space(), rh.evaluate, strategy="evolution", budget=20, seed=2, progress=False,
+                      checkpoint=ck)
+    assert summary(rest) == summary(ref)
+
+
+KILL_SCRIPT = """
+import sys
+sys.path.insert(0, {here!r})
+import runner_helpers as rh
+from graphmill import search
+if __name__ == "__main__":
+    search.run(rh.small_space(), rh.evaluate_slowly, strategy=sys.argv[2], budget=30, seed=11, progress=False,
+               checkpoint=sys.argv[1], executor=sys.argv[3])
+"""
+
+
+@pytest.mark.parametrize("strategy,executor", [("default", "inprocess"), ("evolution", "local")])
+def test_kill_9_and_resume_gives_the_uninterrupted_history(tmp_path, strategy, executor):
+    ref = search.run(rh.small_space(), rh.evaluate, strategy=strategy, budget=30, seed=11, progress=False)
+    ck = str(tmp_path / "run.json")
+    script = tmp_path / "run_search.py"
+    script.write_text(KILL_SCRIPT.format(here=HERE))
+    env = dict(os.environ, GM_EVAL_SLEEP="0.1")
+    proc = subprocess.Popen([sys.executable, str(script), ck, strategy, executor], env=env,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    n = 0
+    while time.monotonic() < deadline:
+        try:
+            with open(ck) as f:
+                n = len(json.load(f)["history"])
+        except (OSError, ValueError):
+            n = 0
+        if n >= 8:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the runner and its workers, mid-evaluation
+    proc.wait()
+    assert 8 <= n < 30, n
+    with open(ck) as f:
+        killed_at = len(json.load(f)["history"])
+    resumed = search.run(rh.small_space(), rh.evaluate, strategy=strategy, budget=30, seed=11, progress=False,
+                         checkpoint=ck)
+    assert summary(resumed)[:killed_at] == summary(ref)[:killed_at]  # nothing lost
+    assert summary(resumed) == summary(ref)  # and nothing repeated or reordered
+
+
+@pytest.mark.slow
+def test_ray_executor_same_results_and_two_workers():
+    pytest.importorskip("ray")
+    ref = search.run(rh.small_space(), rh.evaluate, strategy="evolution", budget=12, seed=4, progress=False)
+    one = search.run(rh.small_space(), rh.evaluate, strategy="evolution", budget=12, seed=4, progress=False,
+                     executor="ray")
+    assert summary(one) == summary(ref)
+    two = search.run(rh.small_space(), rh.evaluate, strategy="evolution", budget=12, seed=4, progress=False,
+                     executor="ray", workers=2)
+    assert len(two.history) == 12 and len({t.key for t in two.history}) == 12
