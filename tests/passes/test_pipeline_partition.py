@@ -282,3 +282,25 @@ def test_bad_input():
     b.output(b.Relu(b.Relu(x, name="a"), name="b"), name="y")
     with pytest.raises(UserInputError, match="no batch dimension"):
         partition_graph(b.build(), TableCost({"a": 1.0, "b": 1.0}), stages=2, microbatches=1)
+
+
+class IdMemoCost(TableCost):
+    """Memoizes by id(node), as the simulator's cost models do; time grows with the batch of the output."""
+
+    def __init__(self):
+        super().__init__({})
+        self.memo = {}
+
+    def op_time(self, node, device=0):
+        if id(node) not in self.memo:
+            self.memo[id(node)] = float(node.outputs[0].type.shape[0] * 10)
+        return self.memo[id(node)]
+
+
+def test_cost_model_memoizing_by_id_sees_each_microbatch_size():
+    # regression: a graph copy per call, freed, let the next call's nodes reuse ids and read stale times
+    cost = IdMemoCost()
+    g = mlp()
+    first = [partition_graph(g, cost, stages=2, microbatches=m, batch=8)["bottleneck"] for m in (1, 2, 4, 2, 1)]
+    fresh = [partition_graph(g, IdMemoCost(), stages=2, microbatches=m, batch=8)["bottleneck"] for m in (1, 2, 4, 2, 1)]
+    assert first == fresh

@@ -17,6 +17,7 @@ Rules (stated in the README, "Pipeline partitioning"):
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,26 @@ def at_batch(graph: Graph, info: BatchInfo, size: int) -> Graph:
     return g
 
 
+# Cost models may memoize per node object (the simulator's key on id(node)); a graph copy made for one call and
+# freed would let a later copy's nodes reuse those ids and read stale times. So each (cost model, graph, batch
+# size) keeps its one copy for as long as the cost model lives.
+_WORK: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def _work_graph(graph: Graph, info: BatchInfo, size: int, cost: Any) -> Graph:
+    try:
+        per_cost = _WORK.setdefault(cost, {})
+    except TypeError:  # a cost model that cannot be weakly referenced: nothing to share
+        return at_batch(graph, info, size)
+    key = (id(graph), size, len(graph.nodes))
+    hit = per_cost.get(key)
+    if hit is not None and hit[0] is graph and all(a.name == b.name for a, b in zip(graph.nodes, hit[1].nodes)):
+        return hit[1]
+    work = at_batch(graph, info, size)
+    per_cost[key] = (graph, work)
+    return work
+
+
 @dataclass
 class NodeCosts:
     """Per compute node (in ``order``) and per cut, for one micro-batch; see the module docstring."""
@@ -127,7 +148,7 @@ def node_costs(graph: Graph, cost: Any, *, stages: int, microbatches: int, batch
     if info.size % microbatches:
         raise UserInputError(f"the mini-batch of {info.size} does not split into {microbatches} equal micro-batches")
     micro = info.size // microbatches
-    work = at_batch(graph, info, micro)
+    work = _work_graph(graph, info, micro, cost)
     index = {id(n): i for i, n in enumerate(graph.nodes)}
     wnodes = work.nodes
     order = compute_nodes(graph)
