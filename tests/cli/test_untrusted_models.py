@@ -155,24 +155,24 @@ def test_random_inputs_refuse_a_bound_symbol_beyond_the_limit(tmp_path):
     _assert_one_line(r, tmp_path, ["input %x", "GRAPHMILL_MAX_ELEMENTS"])
 
 
-def _short_raw(path) -> str:
-    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
-    w.raw_data = w.raw_data[:20]
+def _matmul_with(path, w: onnx.TensorProto) -> str:
     g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
                           [helper.make_tensor_value_info("x", 1, [4, 4])],
                           [helper.make_tensor_value_info("y", 1, [4, 4])], [w])
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return str(path)
+
+
+def _short_raw(path) -> str:
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    w.raw_data = w.raw_data[:20]
+    return _matmul_with(path, w)
 
 
 def _short_typed(path) -> str:
     w = helper.make_tensor("w", TensorProto.FLOAT, [4, 4], [1.0] * 16)
     del w.float_data[3:]  # helper.make_tensor refuses to write this; a fuzzer or a broken writer does not
-    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
-                          [helper.make_tensor_value_info("x", 1, [4, 4])],
-                          [helper.make_tensor_value_info("y", 1, [4, 4])], [w])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return str(path)
+    return _matmul_with(path, w)
 
 
 def _extra_output(path) -> str:
