@@ -25,8 +25,8 @@ from numba import njit
 
 from ..compute import mapping
 from ..lowering import ArrayLayer
-from .shared import (DF_CODE, MemoryResult, add_stalls, demand, pack_result, prange, wb_finish, wb_new, wb_parts,
-                     wb_write, write_buffer_params)
+from .shared import (DF_CODE, MemoryResult, demand, end_row, finish, kernel_state, prange, row_cycle, wb_write,
+                     write_buffer_params)
 from .streams import operand_matrices
 
 SETS_ACTIVE = 50  # int(active fraction 0.5 * 100)
@@ -120,27 +120,19 @@ def simulate_layer_calc(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
     f_est = _est_new(f_items, f_bw)
     if_last = np.full(a.max() + 1, -1, np.int64)
     f_last = np.full(b.max() + 1, -1, np.int64)
-    wb = wb_new(of_total, of_active, of_drain, of_bw, scalesim_accounting)
-    parts = wb_parts()
-    acc = np.zeros(4, np.int64)
-    i = 0
-    last_out = 0
+    wb, parts, acc = kernel_state(of_total, of_active, of_drain, of_bw, scalesim_accounting)
     for fc in range(col_folds):
         for fr in range(row_folds):
             for t in range(fold_len):
-                cycle = i + acc[0]
+                cycle = row_cycle(acc)
                 _est_row(df, zero, a, b, o, R, C, M, N, K, fr, fc, t, if_est, if_last, cycle)
                 _est_row(df, one, a, b, o, R, C, M, N, K, fr, fc, t, f_est, f_last, cycle)
                 lo, hi = prange(df, two, R, C, M, N, K, fr, fc, t)
                 cur, parts = wb_write(wb, parts, hi - lo, cycle)
-                if cur > last_out:
-                    last_out = cur
-                add_stalls(acc, 0, 0, cur - cycle)
-                i += 1
-    wb_finish(wb, parts, last_out)
+                end_row(acc, cycle, cur, 0, 0)  # reads never stall in CALC mode
     _est_finish(if_est)
     _est_finish(f_est)
-    res = pack_result(i, acc, if_est[E_READS], f_est[E_READS], 0, 0, wb)
+    res = finish(acc, wb, parts, if_est[E_READS], f_est[E_READS], 0, 0)
     res[13] = if_est[E_TSTART]
     res[14] = if_est[E_TEND]
     res[15] = f_est[E_TSTART]

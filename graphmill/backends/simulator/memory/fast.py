@@ -19,9 +19,9 @@ from numba import njit
 
 from ..compute import mapping
 from ..lowering import ArrayLayer
-from .shared import (DF_CODE, RB_ACT, RB_MISSES, RB_NLINES, RB_START, RB_WORDS, WB_ACTIVE, WB_DRAIN_END, WB_FREE,
-                     MemoryResult, add_stalls, buffer_params, pack_result, prange, rb_miss, rb_new, trange, wb_add,
-                     wb_finish, wb_new, wb_parts, wb_write, write_buffer_params)
+from .shared import (A_LAST, A_ROWS, DF_CODE, RB_ACT, RB_MISSES, RB_NLINES, RB_START, RB_WORDS, WB_ACTIVE,
+                     WB_DRAIN_END, WB_FREE, MemoryResult, buffer_params, end_row, finish, kernel_state, prange,
+                     rb_miss, rb_new, row_cycle, trange, wb_add, wb_write, write_buffer_params)
 from .streams import ifmap_stream_len, operand_matrices, streams_and_own_lines
 
 
@@ -175,11 +175,7 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
     f_rb = rb_new(f_eps, f_nlines, f_act, f_pref, f_rows, f_len, check_f)
     if_ptr, if_lines, la = _lines_of(check_if, if_stream, if_eps, if_space, a)
     f_ptr, f_lines, lb = _lines_of(check_f, f_stream, f_eps, f_space, b)
-    wb = wb_new(of_total, of_active, of_drain, of_bw, scalesim_accounting)
-    parts = wb_parts()
-    acc = np.zeros(4, np.int64)
-    i = 0
-    last_out = 0
+    wb, parts, acc = kernel_state(of_total, of_active, of_drain, of_bw, scalesim_accounting)
     # ofmap words per fold cycle depend on the fold only through the two bounds below: prefix sums of at
     # most four distinct patterns, used to step over cycles where nothing can happen (no write-buffer
     # event, no demand on a read buffer that can miss)
@@ -229,7 +225,7 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
             P = pat[q]
             t = zero
             while t < fold_len:
-                cycle = i + acc[0]
+                cycle = row_cycle(acc)
                 tend = fold_len
                 if if_tlo < if_thi:
                     if t >= if_tlo and t < if_thi:
@@ -266,9 +262,9 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
                             k = lo_k
                     if k > 0:
                         wb_add(wb, P[t + k] - P[t])
-                        if cycle + k - 1 > last_out:
-                            last_out = cycle + k - 1
-                        i += k
+                        if cycle + k - 1 > acc[A_LAST]:
+                            acc[A_LAST] = cycle + k - 1
+                        acc[A_ROWS] += k
                         t += k
                         continue
                 if_st = 0
@@ -284,13 +280,9 @@ def simulate_layer_fast(df, a, b, M, N, K, R, C, row_folds, col_folds, fold_len,
                                      double_count)
                 lo, hi = prange(df, two, R, C, M, N, K, fr, fc, t)
                 cur, parts = wb_write(wb, parts, hi - lo, cycle)
-                if cur > last_out:
-                    last_out = cur
-                add_stalls(acc, if_st, f_st, cur - cycle)
-                i += 1
+                end_row(acc, cycle, cur, if_st, f_st)
                 t += 1
-    wb_finish(wb, parts, last_out)
-    return pack_result(i, acc, if_rb[RB_WORDS], f_rb[RB_WORDS], if_rb[RB_MISSES], f_rb[RB_MISSES], wb)
+    return finish(acc, wb, parts, if_rb[RB_WORDS], f_rb[RB_WORDS], if_rb[RB_MISSES], f_rb[RB_MISSES])
 
 
 _EMPTY2 = np.zeros((1, 1), np.int32)

@@ -14,8 +14,8 @@ from numba import njit
 from ..compute import mapping
 from ..lowering import ArrayLayer
 from .shared import (DF_CODE, RB_ACT, RB_EPS, RB_MISSES, RB_NLINES, RB_PREF, RB_START, RB_WORDS, MemoryResult,
-                     add_stalls, buffer_params, demand, pack_result, rb_miss, rb_new, wb_finish, wb_new, wb_parts,
-                     wb_write, write_buffer_params)
+                     buffer_params, demand, end_row, finish, kernel_state, rb_miss, rb_new, row_cycle, wb_write,
+                     write_buffer_params)
 from .streams import operand_matrices, prefetch_streams
 
 
@@ -74,15 +74,11 @@ def simulate_layer_kernel(df, a, b, o, R, C, row_folds, col_folds, fold_len,
     f_rb = rb_new(f_eps, f_nlines, f_act, f_pref, f_rows, f_stream.shape[0], True)
     if_cnt = _window_counts(if_stream, if_rb, if_space)
     f_cnt = _window_counts(f_stream, f_rb, f_space)
-    wb = wb_new(of_total, of_active, of_drain, of_bw, scalesim_accounting)
-    parts = wb_parts()
-    acc = np.zeros(4, np.int64)
-    i = 0
-    last_out = 0
+    wb, parts, acc = kernel_state(of_total, of_active, of_drain, of_bw, scalesim_accounting)
     for fc in range(col_folds):
         for fr in range(row_folds):
             for t in range(fold_len):
-                cycle = i + acc[0]
+                cycle = row_cycle(acc)
                 if_st = _read_row(df, 0, a, b, o, R, C, fr, fc, t, if_ports, if_stream, if_cnt, if_rb, cycle,
                                   double_count)
                 f_st = _read_row(df, 1, a, b, o, R, C, fr, fc, t, f_ports, f_stream, f_cnt, f_rb, cycle,
@@ -91,12 +87,8 @@ def simulate_layer_kernel(df, a, b, o, R, C, row_folds, col_folds, fold_len,
                 for p in range(C):
                     if demand(df, 2, a, b, o, R, C, fr, fc, t, p) >= 0:
                         cur, parts = wb_write(wb, parts, 1, cur)
-                if cur > last_out:
-                    last_out = cur
-                add_stalls(acc, if_st, f_st, cur - cycle)
-                i += 1
-    wb_finish(wb, parts, last_out)
-    return pack_result(i, acc, if_rb[RB_WORDS], f_rb[RB_WORDS], if_rb[RB_MISSES], f_rb[RB_MISSES], wb)
+                end_row(acc, cycle, cur, if_st, f_st)
+    return finish(acc, wb, parts, if_rb[RB_WORDS], f_rb[RB_WORDS], if_rb[RB_MISSES], f_rb[RB_MISSES])
 
 
 def simulate_memory_reference(layer: ArrayLayer, rows: int, cols: int, dataflow: str, ifmap_words: int,

@@ -338,37 +338,60 @@ def wb_finish(wb, parts, last_out):
     return parts
 
 
-# -- stalls and results ---------------------------------------------------------------------------------
+# -- rows, stalls and results ---------------------------------------------------------------------------
+
+A_STALL, A_IF, A_F, A_OF, A_ROWS, A_LAST = range(6)  # acc: stall sums (total, per buffer), rows, last row
+
 
 @njit(cache=True)
-def add_stalls(acc, if_st, f_st, of_st):
-    """The row waits for the slowest of the three buffers; acc = [stall, ifmap, filter, ofmap] sums."""
+def kernel_state(of_total, of_active, of_drain, of_bw, scalesim_accounting):
+    """What every kernel starts from: the write buffer, its part-full lines, and ``acc``: the stall cycles
+    (in all, and per buffer), the demand rows done, and the cycle the latest row was served."""
+    return (wb_new(of_total, of_active, of_drain, of_bw, scalesim_accounting), wb_parts(),
+            np.zeros(6, np.int64))
+
+
+@njit(cache=True)
+def row_cycle(acc):
+    """The cycle the next demand row is issued: one row per cycle, delayed by the stalls so far."""
+    return acc[A_ROWS] + acc[A_STALL]
+
+
+@njit(cache=True)
+def end_row(acc, cycle, cur, if_st, f_st):
+    """A demand row issued at ``cycle`` is done: its ofmap words were served at ``cur``, its reads waited
+    ``if_st`` / ``f_st``; the row waits for the slowest of the three buffers."""
+    if cur > acc[A_LAST]:
+        acc[A_LAST] = cur
+    of_st = cur - cycle
     s = max(if_st, max(f_st, of_st))
     if if_st > 0:
-        acc[1] += if_st
+        acc[A_IF] += if_st
     if f_st > 0:
-        acc[2] += f_st
+        acc[A_F] += f_st
     if of_st > 0:
-        acc[3] += of_st
+        acc[A_OF] += of_st
     if s > 0:
-        acc[0] += s
+        acc[A_STALL] += s
+    acc[A_ROWS] += 1
 
 
 N_RESULT = 18
 
 
 @njit(cache=True)
-def pack_result(rows, acc, if_words, f_words, if_misses, f_misses, wb):
-    """The kernels' int64 result (layout: MemoryResult.from_kernel)."""
+def finish(acc, wb, parts, if_words, f_words, if_misses, f_misses):
+    """Drain the write buffer after the last row; the kernels' int64 result (MemoryResult.from_kernel)."""
+    wb_finish(wb, parts, acc[A_LAST])
     res = np.zeros(N_RESULT, np.int64)
-    res[0] = rows
-    res[1] = acc[0]
+    res[0] = acc[A_ROWS]
+    res[1] = acc[A_STALL]
     res[2] = if_words
     res[3] = f_words
     res[4] = wb[WB_WORDS]
-    res[5] = acc[1]
-    res[6] = acc[2]
-    res[7] = acc[3]
+    res[5] = acc[A_IF]
+    res[6] = acc[A_F]
+    res[7] = acc[A_OF]
     res[8] = wb[WB_DRAIN_END]
     res[9] = if_misses
     res[10] = f_misses
