@@ -19,8 +19,9 @@ from graphmill.backends import onnxruntime as ortb
 from graphmill.backends.simulator.config import as_accel
 from graphmill.search.evaluators import (DEFAULT_ACCEL, AcceleratorEvaluator, CostEvaluator, EvaluationFailed,
                                          EvaluationTimeout, LatencyEvaluator, MnasNetEvaluator, WithTimeout,
-                                         cost_metrics, digits_data, mnasnet_reward, simulated_latency, train_graph)
-from graphmill.search.spaces import MNASNET_A1, MnasNetBuilder, accel_config, build_mnasnet, joint_space
+                                         calibrate_batchnorm, cost_metrics, digits_data, mnasnet_reward, simulated_latency, train_graph)
+from graphmill.search.spaces import (MNASNET_A1, MnasNetBuilder, accel_config, build_mnasnet, joint_space,
+                                     mnasnet_space)
 from graphmill.util.errors import UserInputError
 
 EDGE = "examples/accelerators/edge.toml"
@@ -69,6 +70,28 @@ def test_training_is_deterministic_and_the_exported_graph_predicts_as_measured()
     _, _, xte, yte = digits_data(16, 1, 0)
     logits = ortb.run(g1, {"input": xte.numpy()})["logits"]
     assert float((logits.argmax(1) == yte.numpy()).mean()) == pytest.approx(m1["accuracy"], abs=2 / len(yte))
+
+
+def test_batchnorm_calibration_restores_the_signal():
+    # a sampled configuration whose signal vanishes at random weights on the 16x16 proxy (its last stages are
+    # 1x1, where a 5x5 kernel sees one tap): logits ~1e-8, i.e. training would start at chance
+    cfg = mnasnet_space().sample(np.random.default_rng(2))
+    g = build_mnasnet(cfg, width=0.25, resolution=16, num_classes=10, in_channels=1, batch="N")
+    x = digits_data(16, 1, 0)[0][:64]
+    assert np.std(ortb.run(g, {"input": x.numpy()})["logits"]) < 1e-4
+    n = calibrate_batchnorm(g, x)
+    assert n == sum(1 for node in g.nodes if node.op_type == "BatchNormalization")
+    # reference: ONNX Runtime's values of every BatchNormalization input on the calibrated graph
+    bns = [node for node in g.nodes if node.op_type == "BatchNormalization"]
+    probe = g.copy()
+    vm = probe.value_map()
+    probe.outputs.extend(vm[b.inputs[0].name] for b in bns)
+    outs = list(ortb.run(probe, {"input": x.numpy()}).values())
+    for b, t in zip(bns, outs[1:]):
+        tol = 1e-3 * float(t.std())  # torch (which calibrated) and ONNX Runtime differ by float32 rounding
+        np.testing.assert_allclose(b.inputs[3].const.numpy(), t.mean((0, 2, 3)), rtol=1e-3, atol=tol)
+        np.testing.assert_allclose(b.inputs[4].const.numpy(), t.var((0, 2, 3)), rtol=1e-3, atol=tol ** 2)
+    assert np.std(outs[0]) > 0.1
 
 
 def _sleep(config: dict) -> dict:
