@@ -15,6 +15,7 @@ import warnings
 from graphmill.ir import Node
 from graphmill.ir.cost import CostModel
 from graphmill.ir.partition import value_bytes
+from graphmill.ir.types import TensorType
 
 from .config import AccelConfig, as_accel
 from .engine import simulate_array_layer, simulate_vector_layer
@@ -24,10 +25,15 @@ from .report import SimulationWarning
 __all__ = ["CostModel", "SimulationWarning", "SimulatorCostModel", "RooflineCostModel", "value_bytes"]
 
 
+def _shapes(node: Node) -> tuple:
+    return tuple(v.type.shape if v is not None and isinstance(v.type, TensorType) else None
+                 for v in (*node.inputs, *node.outputs))
+
+
 class _Base:
     def __init__(self, accel) -> None:
         self.accel: AccelConfig = as_accel(accel)
-        self._cache: dict[int, float] = {}
+        self._cache: dict[int, tuple[Node, tuple, float]] = {}  # id -> (the node itself, its shapes, cycles)
         self.uncosted: list[dict] = []
 
     def transfer_time(self, nbytes: int, src: int, dst: int) -> float:
@@ -39,8 +45,13 @@ class _Base:
         return sum(value_bytes(v) for v in node.inputs if v is not None and v.const is not None)
 
     def op_time(self, node: Node, device: int = 0) -> float:
+        """Cycles of ``node`` on one chip, memoized per node object and the shapes it sees: the cache keeps
+        the node alive (so a later node cannot reuse its id) and recomputes when its shapes change (a graph
+        re-batched in place)."""
         k = id(node)
-        if k not in self._cache:
+        shapes = _shapes(node)
+        hit = self._cache.get(k)
+        if hit is None or hit[0] is not node or hit[1] != shapes:
             inner: list[dict] = []
             try:
                 prims = lower_node(node, inner)
@@ -51,8 +62,9 @@ class _Base:
                 self.uncosted.append(u)
                 warnings.warn(f"simulator: {u['name']} ({u['op']}) is not costed: {u['reason']}; it counts as 0 "
                               "cycles", SimulationWarning, stacklevel=2)
-            self._cache[k] = float(sum(self._time(p) for p in prims))
-        return self._cache[k]
+            hit = (node, shapes, float(sum(self._time(p) for p in prims)))
+            self._cache[k] = hit
+        return hit[2]
 
     def _time(self, p) -> int:
         if isinstance(p, BranchChoice):  # the worst case of an If

@@ -114,3 +114,17 @@ def test_cost_model_protocol_lives_in_ir_and_simulator_implements_it():
     imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0] + \
         [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert all(not m.startswith("graphmill") or m.startswith(("graphmill.ir", "graphmill.util")) for m in imported)
+
+
+def test_cost_model_memo_follows_the_node_and_its_shapes():
+    """A node re-batched in place (its shapes changed) is costed again, by the fold formula of its new shape
+    (the issue's pipeline partitioner saw stale times from a memo keyed on id(node) alone)."""
+    from graphmill.ir.types import TensorType
+
+    g, mm, _ = _two_branches()
+    cost = SimulatorCostModel(ACCEL)
+    assert cost.op_time(mm[0]) == 6 * 46 - 1  # 16x32 @ 32x24: 2 x 3 folds of 32 + 8 + 8 - 2 cycles
+    x, y = mm[0].inputs[0], mm[0].outputs[0]
+    x.type = TensorType(x.type.dtype, (32, 32))
+    y.type = TensorType(y.type.dtype, (32, 24))
+    assert cost.op_time(mm[0]) == 12 * 46 - 1  # 32 rows: 4 x 3 folds
