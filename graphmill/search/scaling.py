@@ -96,11 +96,11 @@ class SimLatencyCost:
     name: str = "sim_cycles"
 
     def __call__(self, graph: Graph) -> float:
-        from graphmill.api import simulate
+        from graphmill.backends.simulator import simulate_graph
         from graphmill.ir.summary import bind_symbols, symbols
 
         g = bind_symbols(graph, {s: 1 for s in symbols(graph)})
-        return float(simulate(g, self.accel).total_cycles)
+        return float(simulate_graph(g, self.accel).total_cycles)
 
 
 @dataclass
@@ -150,7 +150,7 @@ class TrainEvaluator:
     def __call__(self, graph: Graph) -> dict[str, float]:
         import torch
 
-        from graphmill import to_torch
+        from graphmill.backends.torch import to_torch
 
         torch.manual_seed(self.seed)
         torch.set_num_threads(self.threads)
