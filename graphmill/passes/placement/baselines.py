@@ -1,0 +1,182 @@
+"""Baseline placements (the papers' comparisons): single device, round-robin by layer, an expert-style contiguous
+layer split, HEFT and METIS. Each returns op -> device for a ``PlacementProblem``; the schedule simulation
+(``schedule.simulate``) then decides when each op runs.
+
+* ``single``: every op on the device where the ops' total time is least (ties: the lowest index) among the
+  devices whose memory holds the whole graph; the fastest device when none does (the result is then invalid).
+* ``round-robin``: layer ``k`` (``problem.layer_index``) on device ``k mod D``.
+* ``expert``: the layers, in the graph's order, cut into ``D`` contiguous runs whose time (on device 0) is as
+  close as possible to each device's share of the total, shares proportional to the devices' speed (a human
+  would give the faster device more layers), device ``k`` taking run ``k``.
+* ``heft``: Topcuoglu et al. (2002). Upward rank ``rank(i) = w(i) + max_j (c(i, j) + rank(j))``, ``w`` the op's
+  mean time over the devices, ``c`` the bytes op ``i`` sends op ``j`` over the mean link (mean over ordered pairs
+  of different devices of ``latency + bytes / bytes_per_unit``; 0 with one device). Ops in decreasing rank (ties:
+  graph order); each goes to the device giving the earliest finish time, with insertion into the first idle gap
+  long enough after its data-ready time (ties: the lowest device index); data-ready on device ``d`` is the latest
+  ``finish(pred) + latency + bytes / bytes_per_unit`` over predecessors (0 on the same device; no contention).
+  Devices whose memory would be exceeded by the op's weights are skipped while another fits.
+* ``metis``: a ``D``-way partition of the op graph by METIS (``pymetis``, seeded), vertex weight the op's mean
+  time, edge weight the bytes exchanged, part ``k`` sized for device ``k``'s share of the work (target weights
+  proportional to the devices' speed) and placed on device ``k``.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+
+from graphmill.ir import UserInputError
+
+from .problem import PlacementProblem
+
+
+def weights_on(prob: PlacementProblem, place: list[int]) -> np.ndarray:
+    """Bytes of producer-less values (weights) each device holds for a placement."""
+    out = np.zeros(prob.devices)
+    for v in prob.values:
+        if v.producer is None and v.consumers:
+            for d in {place[c] for c in v.consumers}:
+                out[d] += v.bytes
+    return out
+
+
+def single(prob: PlacementProblem) -> list[int]:
+    total = prob.op_time.sum(axis=0)
+    need = sum(v.bytes for v in prob.values if v.producer is None and v.consumers)
+    fits = [d for d in range(prob.devices) if need <= prob.capacity[d]]
+    cands = fits or list(range(prob.devices))
+    d = min(cands, key=lambda x: (total[x], x))
+    return [d] * prob.n
+
+
+def round_robin(prob: PlacementProblem) -> list[int]:
+    return [layer % prob.devices for layer in prob.layers]
+
+
+def expert(prob: PlacementProblem) -> list[int]:
+    D = prob.devices
+    nl = max(prob.layers) + 1
+    lt = np.zeros(nl)
+    np.add.at(lt, prob.layers, prob.op_time[:, 0])
+    speed = 1.0 / np.maximum(prob.op_time.sum(axis=0), 1e-30)
+    share = np.cumsum(speed / speed.sum()) * lt.sum()
+    cum = np.cumsum(lt)
+    dev = np.zeros(nl, dtype=int)
+    k = 0
+    for layer in range(nl):
+        # move on to the next device once this layer's midpoint passes the current device's share
+        mid = cum[layer] - lt[layer] / 2
+        while k < D - 1 and mid > share[k]:
+            k += 1
+        dev[layer] = k
+    return [int(dev[layer]) for layer in prob.layers]
+
+
+def mean_link(prob: PlacementProblem) -> tuple[float, float]:
+    """(mean latency, mean seconds-per-byte) over ordered pairs of different devices."""
+    D = prob.devices
+    if D < 2:
+        return 0.0, 0.0
+    off = ~np.eye(D, dtype=bool)
+    return float(prob.latency[off].mean()), float((1.0 / prob.bytes_per_unit[off]).mean())
+
+
+def upward_rank(prob: PlacementProblem) -> np.ndarray:
+    w = prob.op_time.mean(axis=1)
+    lat, inv = mean_link(prob)
+    D = prob.devices
+    rank = np.zeros(prob.n)
+    for i in range(prob.n - 1, -1, -1):
+        best = 0.0
+        for j in prob.succs[i]:
+            b = prob.edge_bytes[(i, j)]
+            c = (lat + b * inv) if (D > 1 and b > 0) else 0.0
+            best = max(best, c + rank[j])
+        rank[i] = w[i] + best
+    return rank
+
+
+def heft(prob: PlacementProblem) -> list[int]:
+    n, D = prob.n, prob.devices
+    rank = upward_rank(prob)
+    order = sorted(range(n), key=lambda i: (-rank[i], i))
+    place = [-1] * n
+    fin = np.zeros(n)
+    slots: list[list[tuple[float, float]]] = [[] for _ in range(D)]  # sorted busy intervals
+    held = np.zeros(D)
+    wbytes = [sum(prob.values[k].bytes for k in prob.resident[i]) for i in range(n)]
+    for i in order:
+        best = None
+        fits = [d for d in range(D) if held[d] + wbytes[i] <= prob.capacity[d]] or list(range(D))
+        for d in fits:
+            ready = 0.0
+            for p in prob.preds[i]:
+                pd = place[p]
+                c = 0.0 if pd == d else prob.transfer(prob.edge_bytes[(p, i)], pd, d)
+                ready = max(ready, fin[p] + c)
+            w = float(prob.op_time[i, d])
+            s = earliest_gap(slots[d], ready, w)
+            if best is None or s + w < best[0]:
+                best = (s + w, d, s)
+        f, d, s = best
+        place[i] = d
+        fin[i] = f
+        bisect.insort(slots[d], (s, f))
+        held[d] += wbytes[i]
+    return place
+
+
+def earliest_gap(busy: list[tuple[float, float]], ready: float, w: float) -> float:
+    """The earliest start >= ready of a gap of length w among sorted busy intervals (insertion policy)."""
+    t = ready
+    # intervals do not overlap, so their ends are sorted too: skip those ending before `ready`
+    k = bisect.bisect_right(busy, (ready, float("inf")))
+    if k > 0 and busy[k - 1][1] > t:
+        t = busy[k - 1][1]
+    for j in range(k, len(busy)):
+        s, e = busy[j]
+        if s - t >= w:
+            return t
+        t = max(t, e)
+    return t
+
+
+def metis(prob: PlacementProblem, seed: int = 0) -> list[int]:
+    try:
+        import pymetis
+    except ImportError:
+        raise UserInputError("method metis needs the pymetis package: pip install pymetis (it is in graphmill's "
+                             "'test' extra)") from None
+    n, D = prob.n, prob.devices
+    if D == 1 or n <= 1:
+        return [0] * n
+    w = prob.op_time.mean(axis=1)
+    scale = 1e6 / max(w.max(), 1e-30)
+    vw = [max(1, int(round(x * scale))) for x in w]
+    adj: list[dict[int, int]] = [dict() for _ in range(n)]
+    emax = max(prob.edge_bytes.values(), default=1) or 1
+    for (a, b), nb in prob.edge_bytes.items():
+        if a == b:
+            continue
+        ew = max(1, int(round(nb / emax * 1e6)))
+        adj[a][b] = adj[a].get(b, 0) + ew
+        adj[b][a] = adj[b].get(a, 0) + ew
+    xadj, adjncy, ewts = [0], [], []
+    for i in range(n):
+        for j in sorted(adj[i]):
+            adjncy.append(j)
+            ewts.append(adj[i][j])
+        xadj.append(len(adjncy))
+    speed = 1.0 / np.maximum(prob.op_time.sum(axis=0), 1e-30)
+    share = [float(x) for x in speed / speed.sum()]
+    kw: dict = {"vweights": vw, "eweights": ewts, "tpwgts": share, "options": pymetis.Options(seed=seed)}
+    if hasattr(pymetis, "CSRAdjacency"):
+        kw["adjacency"] = pymetis.CSRAdjacency(xadj, adjncy)
+    else:
+        kw.update(xadj=xadj, adjncy=adjncy)
+    _, parts = pymetis.part_graph(D, **kw)
+    return [int(p) for p in parts]  # part k was sized for device k's share
+
+
+BASELINES = {"single": single, "round-robin": round_robin, "expert": expert, "heft": heft, "metis": metis}

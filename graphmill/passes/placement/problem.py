@@ -1,0 +1,258 @@
+"""The placement problem as numbers: the compute ops in the graph's order, their time on each device, the
+values they exchange, the links and the memory capacities; everything a placement method and the schedule
+simulation (``schedule.py``) need, so that neither touches the IR again.
+
+Costs come from the cost model on the ``PassContext``: a ``graphmill.ir.cost.CostModel`` that also answers the
+device-set questions of ``DeviceCostModel`` (the simulator backend's ``PlacementCostModel`` does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from graphmill.ir import Graph, Node, UserInputError
+from graphmill.ir.partition import value_bytes
+from graphmill.ir.summary import constant_values, is_constant_node
+
+#: ops that start a new "layer" for round-robin and expert placement when the graph has no layer annotations
+LAYER_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN", "Gather", "Attention"})
+
+
+@runtime_checkable
+class DeviceCostModel(Protocol):
+    """A ``CostModel`` that knows its devices: how many, their names, memory capacity and links."""
+
+    devices: int
+    names: list[str]
+    units: str
+
+    def op_time(self, node: Node, device: int = 0) -> float: ...
+
+    def transfer_time(self, nbytes: int, src: int, dst: int) -> float: ...
+
+    def memory(self, node: Node) -> int: ...
+
+    def capacity(self, device: int) -> float: ...
+
+    def link(self, src: int, dst: int) -> tuple[float, float]: ...
+
+
+@dataclass
+class ValueInfo:
+    """One tensor: ``producer`` an op index (None: a graph input or constant, present on every device at 0)."""
+
+    name: str
+    bytes: int
+    producer: int | None
+    consumers: list[int]
+
+
+@dataclass
+class PlacementProblem:
+    names: list[str]
+    nodes: list[Node]
+    op_time: np.ndarray  # [n, D]
+    values: list[ValueInfo]
+    latency: np.ndarray  # [D, D]
+    bytes_per_unit: np.ndarray  # [D, D] (inf on the diagonal)
+    capacity: np.ndarray  # [D] bytes
+    units: str
+    device_names: list[str]
+    # derived
+    out_values: list[list[int]] = field(default_factory=list)  # op -> indices of values it produces (consumed)
+    in_count: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # op -> produced values it reads
+    resident: list[list[int]] = field(default_factory=list)  # op -> indices of producer-less values it reads
+    preds: list[list[int]] = field(default_factory=list)
+    succs: list[list[int]] = field(default_factory=list)
+    edge_bytes: dict[tuple[int, int], int] = field(default_factory=dict)  # (producer op, consumer op) -> bytes
+    layers: list[int] = field(default_factory=list)  # op -> layer index (round-robin / expert)
+    groups: list[int] = field(default_factory=list)  # op -> colocation group index
+
+    @property
+    def n(self) -> int:
+        return len(self.names)
+
+    @property
+    def devices(self) -> int:
+        return self.op_time.shape[1]
+
+    def transfer(self, nbytes: float, src: int, dst: int) -> float:
+        if src == dst or nbytes <= 0:
+            return 0.0
+        return float(self.latency[src, dst] + nbytes / self.bytes_per_unit[src, dst])
+
+    def finish(self) -> "PlacementProblem":
+        """Fill the derived tables."""
+        n = self.n
+        self.out_values = [[] for _ in range(n)]
+        self.resident = [[] for _ in range(n)]
+        self.in_count = np.zeros(n, np.int64)
+        preds: list[set[int]] = [set() for _ in range(n)]
+        self.edge_bytes = {}
+        for k, v in enumerate(self.values):
+            if v.producer is None:
+                for c in v.consumers:
+                    self.resident[c].append(k)
+                continue
+            if v.consumers:
+                self.out_values[v.producer].append(k)
+            for c in v.consumers:
+                self.in_count[c] += 1
+                preds[c].add(v.producer)
+                key = (v.producer, c)
+                self.edge_bytes[key] = self.edge_bytes.get(key, 0) + v.bytes
+        self.preds = [sorted(p) for p in preds]
+        succs: list[list[int]] = [[] for _ in range(n)]
+        for c, ps in enumerate(self.preds):
+            for p in ps:
+                succs[p].append(c)
+        self.succs = succs
+        return self
+
+
+def cost_model_of(ctx: Any, what: str) -> Any:
+    cost = getattr(ctx, "cost_model", None)
+    if cost is None:
+        raise UserInputError(f"{what} needs a cost model with devices: PassContext(cost_model=...) (graphmill.place "
+                             "and `graphmill place` give it the simulator's PlacementCostModel)")
+    if not isinstance(cost, DeviceCostModel):
+        raise UserInputError(f"{what}: the cost model {type(cost).__name__} does not describe its devices (devices, "
+                             "names, units, capacity(d), link(src, dst)); use graphmill.backends.simulator.devices."
+                             "PlacementCostModel")
+    return cost
+
+
+def name_ops(graph: Graph) -> None:
+    """Give every node a unique name: the report keys ops by name."""
+    seen: set[str] = set()
+    for i, n in enumerate(graph.nodes):
+        if not n.name or n.name in seen:
+            base = n.name or n.op_type
+            name, k = f"{base}_{i}", 1
+            while name in seen:
+                name, k = f"{base}_{i}_{k}", k + 1
+            n.name = name
+        seen.add(n.name)
+
+
+def build_problem(graph: Graph, cost: Any) -> PlacementProblem:
+    """The compute ops of ``graph`` (not constant-only, in the graph's order) and their costs."""
+    if not graph.is_sorted():
+        graph.sort()
+    name_ops(graph)
+    constant = constant_values(graph)
+    nodes = [n for n in graph.nodes if not is_constant_node(n, constant)]
+    if not nodes:
+        raise UserInputError(f"graph {graph.name!r} has no compute op to place")
+    D = int(cost.devices)
+    if D < 1:
+        raise UserInputError("zero devices: a placement needs at least one device")
+    index = {id(n): i for i, n in enumerate(nodes)}
+    t = np.zeros((len(nodes), D))
+    for i, n in enumerate(nodes):
+        for d in range(D):
+            t[i, d] = cost.op_time(n, d)
+    values: list[ValueInfo] = []
+    seen: dict[int, int] = {}
+
+    def add(v: Any, producer: int | None) -> int:
+        k = seen.get(id(v))
+        if k is None:
+            k = seen[id(v)] = len(values)
+            values.append(ValueInfo(v.name, int(value_bytes(v)), producer, []))
+        return k
+
+    for v in graph.inputs:
+        if id(v) not in constant:
+            add(v, None)
+    for i, n in enumerate(nodes):
+        for v in n.inputs:
+            if v is None:
+                continue
+            p = v.producer
+            k = add(v, index[id(p)] if p is not None and id(p) in index else None)
+            if not values[k].consumers or values[k].consumers[-1] != i:
+                values[k].consumers.append(i)
+        for v in n.outputs:
+            if v is not None:
+                add(v, i)
+    # producer-less values read by no compute op (unused inputs) and outputs nobody reads are kept: they cost
+    # nothing, and the report lists every tensor
+    lat = np.zeros((D, D))
+    bw = np.full((D, D), np.inf)
+    for s in range(D):
+        for d in range(D):
+            if s != d:
+                lat[s, d], bw[s, d] = cost.link(s, d)
+    cap = np.array([float(cost.capacity(d)) for d in range(D)])
+    prob = PlacementProblem([n.name for n in nodes], nodes, t, values, lat, bw, cap, str(cost.units),
+                            list(cost.names)).finish()
+    prob.layers = layer_index(nodes)
+    prob.groups = colocation_groups(prob)
+    return prob
+
+
+def layer_index(nodes: list[Node]) -> list[int]:
+    """Layer of each op: ``meta["layer"]`` / ``meta["block"]`` (with ``meta["stage"]``) where the builder
+    annotated them, else a new layer at each weighted op (``LAYER_OPS``) in the graph's order, the ops after it
+    joining it. Backward ops (``meta["forward"]``) take their forward op's layer."""
+    keys: list[Any] = []
+    cur = 0
+    by_name: dict[str, int] = {}
+    annotated = any("layer" in n.meta or "block" in n.meta for n in nodes)
+    for n in nodes:
+        fwd = n.meta.get("forward")
+        if fwd is not None and fwd in by_name:
+            keys.append(("same", by_name[fwd]))
+            continue
+        if annotated:
+            k = n.meta.get("layer", (n.meta.get("stage"), n.meta.get("block")))
+            keys.append(("key", repr(k)))
+        else:
+            if n.op_type in LAYER_OPS and keys:
+                cur += 1
+            keys.append(("key", cur))
+        by_name[n.name] = len(keys) - 1
+    out: list[int] = []
+    ids: dict[Any, int] = {}
+    for i, k in enumerate(keys):
+        if k[0] == "same":
+            out.append(out[k[1]])
+            continue
+        if k not in ids:
+            ids[k] = len(ids)
+        out.append(ids[k])
+    return out
+
+
+def colocation_groups(prob: PlacementProblem) -> list[int]:
+    """Colocation groups, as the papers colocate: an op with its gradient and update (``meta["forward"]`` /
+    ``meta["colocate"]`` name the op to sit with); constants are not placed (every device holds the ones it
+    reads). Group ids are numbered in the graph's order of their first op."""
+    parent = list(range(prob.n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    index = {name: i for i, name in enumerate(prob.names)}
+    for i, n in enumerate(prob.nodes):
+        for key in ("forward", "colocate"):
+            other = n.meta.get(key)
+            if isinstance(other, str) and other in index:
+                a, b = find(i), find(index[other])
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    ids: dict[int, int] = {}
+    out = []
+    for i in range(prob.n):
+        r = find(i)
+        if r not in ids:
+            ids[r] = len(ids)
+        out.append(ids[r])
+    return out

@@ -1,0 +1,146 @@
+"""Device sets for placement (graphmill/backends/simulator/devices.py): the devices TOML, its one-line errors, and
+the cost model's op and transfer times (reference: hand computation from the roofline model and the README's
+formulas)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from graphmill.backends.simulator import RooflineCostModel, load_accel
+from graphmill.backends.simulator.devices import (DEFAULT_PLACEMENT_ACCEL, DeviceSet, PlacementCostModel, device_set,
+                                                  load_devices)
+from graphmill.ir import UserInputError
+from graphmill.ir.builder import GraphBuilder
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
+
+
+def _mm_graph():
+    b = GraphBuilder("mm")
+    x = b.input("x", "float32", [64, 256])
+    y = b.MatMul(x, np.ones((256, 256), np.float32))
+    b.output(b.Relu(y))
+    return b.build()
+
+
+def _write(tmp_path, text: str, name: str = "d.toml") -> str:
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+HETERO = """
+[[device]]
+name = "cpu"
+speed = 0.25
+memory_gb = 64
+[[device]]
+name = "gpu0"
+memory_gb = 16
+[[device]]
+name = "gpu1"
+memory_gb = 16
+[link]
+bytes_per_cycle = 32
+latency_cycles = 100
+[[links]]
+between = ["cpu", "gpu1"]
+bytes_per_cycle = 8
+latency_cycles = 500
+"""
+
+
+def test_heterogeneous_file_speeds_memory_and_links(tmp_path):
+    ds = load_devices(_write(tmp_path, HETERO))
+    assert ds.names == ["cpu", "gpu0", "gpu1"] and ds.memory == [64e9, 16e9, 16e9]
+    assert not ds.uniform_link()
+    cm = PlacementCostModel(ds)
+    g = _mm_graph()
+    mm = g.nodes[0]
+    base = RooflineCostModel(load_accel_dict()).op_time(mm)
+    assert base > 0
+    # a device of speed 0.25 takes 4x the base time; the others the base time (same accelerator, same clock)
+    assert cm.op_time(mm, 0) == pytest.approx(4 * base)
+    assert cm.op_time(mm, 1) == cm.op_time(mm, 2) == pytest.approx(base)
+    # latency + bytes / bandwidth, the per-pair override in both directions
+    assert cm.transfer_time(1000, 0, 1) == pytest.approx(100 + 1000 / 32)
+    assert cm.transfer_time(1000, 2, 0) == pytest.approx(500 + 1000 / 8)
+    assert cm.transfer_time(1000, 1, 1) == 0
+    assert cm.memory(mm) == 256 * 256 * 4
+
+
+def load_accel_dict():
+    import dataclasses
+
+    from graphmill.backends.simulator.config import from_dict
+
+    return dataclasses.replace(from_dict(DEFAULT_PLACEMENT_ACCEL), chips=1)
+
+
+def test_device_with_own_accelerator_converts_clock(tmp_path):
+    edge = os.path.abspath(os.path.join(EXAMPLES, "accelerators", "edge.toml"))  # 500 MHz
+    ds = load_devices(_write(tmp_path, f"""
+[[device]]
+name = "fast"
+memory_gb = 1
+[[device]]
+name = "edge"
+accel = "{edge}"
+memory_gb = 1
+[link]
+bytes_per_cycle = 16
+latency_cycles = 0
+"""))
+    cm = PlacementCostModel(ds)
+    mm = _mm_graph().nodes[0]
+    edge_cycles = RooflineCostModel(load_accel(edge)).op_time(mm)
+    # reference clock 1000 MHz (the base accelerator); edge cycles at 500 MHz count twice
+    assert cm.op_time(mm, 1) == pytest.approx(edge_cycles * 1000 / 500)
+    assert ds.units == "cycles at 1000 MHz"
+
+
+def test_identical_chips_from_accel_and_count():
+    ds = device_set(devices=4)
+    assert ds.count == 4 and ds.uniform_link() and ds.memory == [16e9] * 4
+    assert ds.latency[0, 1] == 1000 and ds.bytes_per_unit[0, 1] == 64 and math.isinf(ds.bytes_per_unit[2, 2])
+    edge = device_set(accel=os.path.join(EXAMPLES, "accelerators", "edge.toml"))
+    assert edge.count == 2 and edge.latency[1, 0] == 200 and edge.bytes_per_unit[0, 1] == 16
+    again = DeviceSet.from_dict(ds.to_dict())
+    assert again.names == ds.names and np.array_equal(again.latency, ds.latency)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[[device]]\nmemory_gb = 1\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "device 0: missing field 'name'"),
+    ("[[device]]\nname = 'a'\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "device 'a': missing field 'memory_gb'"),
+    ("[[device]]\nname = 'a'\nmemory_gb = 1\n", "missing [link]"),
+    ("[[device]]\nname = 'a'\nmemory_gb = 1\n[link]\nbytes_per_cycle = 1\n", "[link]: missing field 'latency_cycles'"),
+    ("[[device]]\nname = 'a'\nmemory_gb = 0\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "memory_gb must be a number > 0"),
+    ("[[device]]\nname = 'a'\nmemory_gb = 1\nspeed = -1\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "speed must be a number > 0"),
+    ("[[device]]\nname = 'a'\nmemory_gb = 1\ncolour = 1\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "unknown key 'colour'"),
+    ("device = []\n", "no [[device]] entries"),
+    ("[[device]]\nname = 'a'\nmemory_gb = 1\n[[device]]\nname = 'a'\nmemory_gb = 1\n[link]\nbytes_per_cycle = 1\n"
+     "latency_cycles = 0\n", "name 'a' is used twice"),
+    ("[[device]]\nname = 'a'\nmemory_gb = 1\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n[[links]]\n"
+     "between = ['a', 'z']\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "between must name two different devices"),
+    ("[[device]\n", "not valid TOML"),
+])
+def test_bad_devices_file_one_line(tmp_path, text, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(UserInputError) as e:
+        load_devices(path)
+    assert message in str(e.value) and path in str(e.value) and "\n" not in str(e.value)
+
+
+def test_zero_devices_refused():
+    with pytest.raises(UserInputError, match="--devices 0: must be an integer >= 1"):
+        device_set(devices=0)
+
+
+def test_example_devices_files_load():
+    for name in ("cpu_4gpu.toml", "4chips.toml"):
+        ds = load_devices(os.path.join(EXAMPLES, "devices", name))
+        assert ds.count >= 4

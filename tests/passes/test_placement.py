@@ -1,0 +1,390 @@
+"""Device placement baselines, the schedule simulation and the JSON report (graphmill/passes/placement).
+
+References: a hand-computed schedule; an independent simulator and an independent HEFT (Topcuoglu et al. 2002)
+written here from the README's rules that read nothing but the JSON report; the simulator's multi-chip model
+(backends/simulator/multichip.py) on schedules without ties.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+
+import numpy as np
+import pytest
+
+from graphmill.backends.simulator.devices import PlacementCostModel, device_set, load_devices
+from graphmill.ir import UserInputError
+from graphmill.ir.builder import GraphBuilder
+from graphmill.passes import PassContext, run_passes
+from graphmill.passes.placement import METHODS, Place, build_problem, place_graph, simulate
+
+
+def random_dag(seed: int, n: int = 40, h: int = 64, batch: int = 16, name: str = "dag"):
+    """A random DAG of MatMul / Add / Relu / Tanh ops on [batch, h] tensors (unseen by the code under test)."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder(f"{name}{seed}")
+    vals = [b.input("x", "float32", [batch, h])]
+    for i in range(n):
+        kind = rng.choice(["mm", "mm", "add", "relu", "tanh"])
+        a = vals[int(rng.integers(max(0, len(vals) - 8), len(vals)))]
+        if kind == "mm":
+            w = rng.standard_normal((h, h)).astype(np.float32) * 0.1
+            v = b.MatMul(a, w)
+        elif kind == "add":
+            c = vals[int(rng.integers(0, len(vals)))]
+            v = b.Add(a, c)
+        elif kind == "relu":
+            v = b.Relu(a)
+        else:
+            v = b.Tanh(a)
+        vals.append(v)
+    used = {id(x) for node in b.graph.nodes for x in node.inputs}
+    for v in vals[1:]:
+        if id(v) not in used:
+            b.output(v)
+    return b.build()
+
+
+HETERO = """
+[[device]]
+name = "slow"
+speed = 0.3
+memory_gb = 4
+[[device]]
+name = "a"
+memory_gb = 4
+[[device]]
+name = "b"
+speed = 1.5
+memory_gb = 4
+[link]
+bytes_per_cycle = 32
+latency_cycles = 300
+[[links]]
+between = ["slow", "b"]
+bytes_per_cycle = 4
+latency_cycles = 2000
+"""
+
+
+def hetero(tmp_path):
+    p = tmp_path / "devices.toml"
+    p.write_text(HETERO)
+    return PlacementCostModel(load_devices(str(p)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# An independent simulator of the README's rule, reading only the JSON report.
+
+def resimulate(rep: dict) -> tuple[float, list[float]]:
+    ops = list(rep["op_time"])
+    order = {o: i for i, o in enumerate(ops)}
+    dev = rep["placement"]
+    D = len(rep["devices"])
+    link = rep["link"]
+
+    def lat_bw(s, d):
+        if isinstance(link["latency"], list):
+            return link["latency"][s][d], link["bytes_per_unit"][s][d]
+        return link["latency"], link["bytes_per_unit"]
+
+    reads = {o: [] for o in ops}  # op -> produced values it reads
+    for v in rep["values"]:
+        if v["producer"] is not None:
+            for c in v["consumers"]:
+                reads[c].append(v["name"])
+    vinfo = {v["name"]: v for v in rep["values"]}
+    present: dict[tuple[str, int], float] = {}
+    finish: dict[str, float] = {}
+    link_free = [[0.0] * D for _ in range(D)]
+    busy_until = [0.0] * D
+    running: dict[int, str | None] = {d: None for d in range(D)}
+    pending_arrivals: list[tuple[float, str, int]] = []
+    started: set[str] = set()
+    begin: dict[str, float] = {}
+    clock = 0.0
+    log: list[tuple] = []
+    while len(finish) < len(ops):
+        # 1. everything that happens at `clock`: finishes (issuing transfers), then arrivals
+        for d in range(D):
+            o = running[d]
+            if o is not None and busy_until[d] == clock:
+                running[d] = None
+                finish[o] = clock
+                present[(None, d)] = 0
+                prod = [v for v in rep["values"] if v["producer"] == o]
+                for v in prod:
+                    present[(v["name"], d)] = clock
+                    dests = []
+                    for c in sorted(v["consumers"], key=order.get):
+                        if dev[c] != d and dev[c] not in dests:
+                            dests.append(dev[c])
+                    for dc in dests:
+                        lat, bw = lat_bw(d, dc)
+                        s = max(clock, link_free[d][dc])
+                        e = s + (lat + v["bytes"] / bw if v["bytes"] > 0 else 0.0)
+                        link_free[d][dc] = e
+                        pending_arrivals.append((e, v["name"], dc))
+                        log.append((v["name"], d, dc, s, e))
+        for e, name, dc in list(pending_arrivals):
+            if e <= clock:
+                present[(name, dc)] = e
+                pending_arrivals.remove((e, name, dc))
+        # 2. idle devices start their earliest-in-order op whose inputs are all present
+        for d in range(D):
+            if running[d] is None:
+                cands = [o for o in ops if dev[o] == d and o not in started and
+                         all((x, d) in present for x in reads[o])]
+                if cands:
+                    o = min(cands, key=order.get)
+                    started.add(o)
+                    begin[o] = clock
+                    running[d] = o
+                    busy_until[d] = clock + rep["op_time"][o][d]
+        if any(running[d] is not None and busy_until[d] == clock for d in range(D)):
+            continue  # a zero-time op finishes at the same instant
+        nxt = [busy_until[d] for d in range(D) if running[d] is not None] + [e for e, _, _ in pending_arrivals]
+        if not nxt:
+            break
+        clock = min(nxt)
+    makespan = max(finish.values())
+    # memory per the README's rule
+    resident = [0.0] * D
+    ev = [[] for _ in range(D)]
+    arrive = {(n, dc): e for n, _, dc, _, e in log}
+    sent_end: dict[str, float] = {}
+    for n, _, _, _, e in log:
+        sent_end[n] = max(sent_end.get(n, 0.0), e)
+    for v in rep["values"]:
+        if v["producer"] is None:
+            for d in {dev[c] for c in v["consumers"]}:
+                resident[d] += v["bytes"]
+            continue
+        if v["bytes"] <= 0:
+            continue
+        p, f = dev[v["producer"]], finish[v["producer"]]
+        last = {}
+        for c in v["consumers"]:
+            last[dev[c]] = max(last.get(dev[c], 0.0), finish[c])
+        ev[p] += [(begin[v["producer"]], v["bytes"]), (max(last.get(p, f), sent_end.get(v["name"], f), f), -v["bytes"])]
+        for dc, t in last.items():
+            if dc != p:
+                a = arrive[(v["name"], dc)]
+                ev[dc] += [(a, v["bytes"]), (max(t, a), -v["bytes"])]
+    peak = []
+    for d in range(D):
+        cur = best = 0
+        for _, b in sorted(ev[d]):
+            cur += b
+            best = max(best, cur)
+        peak.append(resident[d] + best)
+    return makespan, peak
+
+
+def independent_heft(rep: dict) -> dict[str, int]:
+    """HEFT from the README's statement, on the report's numbers (unlimited memory)."""
+    ops = list(rep["op_time"])
+    D = len(rep["devices"])
+    link = rep["link"]
+
+    def lat_bw(s, d):
+        if isinstance(link["latency"], list):
+            return link["latency"][s][d], link["bytes_per_unit"][s][d]
+        return link["latency"], link["bytes_per_unit"]
+
+    edge: dict[tuple[str, str], int] = {}
+    for v in rep["values"]:
+        if v["producer"] is not None:
+            for c in v["consumers"]:
+                edge[(v["producer"], c)] = edge.get((v["producer"], c), 0) + v["bytes"]
+    succ = {o: [] for o in ops}
+    pred = {o: [] for o in ops}
+    for (a, c) in edge:
+        succ[a].append(c)
+        pred[c].append(a)
+    pairs = [(s, d) for s in range(D) for d in range(D) if s != d]
+    mlat = sum(lat_bw(s, d)[0] for s, d in pairs) / len(pairs) if pairs else 0.0
+    minv = sum(1 / lat_bw(s, d)[1] for s, d in pairs) / len(pairs) if pairs else 0.0
+    rank: dict[str, float] = {}
+    for o in reversed(ops):
+        w = sum(rep["op_time"][o]) / D
+        rank[o] = w + max([(mlat + edge[(o, c)] * minv if D > 1 and edge[(o, c)] > 0 else 0) + rank[c]
+                           for c in succ[o]], default=0.0)
+    idx = {o: i for i, o in enumerate(ops)}
+    place, fin = {}, {}
+    busy = [[] for _ in range(D)]
+    for o in sorted(ops, key=lambda x: (-rank[x], idx[x])):
+        best = None
+        for d in range(D):
+            ready = 0.0
+            for p in pred[o]:
+                if place[p] == d:
+                    ready = max(ready, fin[p])
+                else:
+                    lat, bw = lat_bw(place[p], d)
+                    ready = max(ready, fin[p] + (lat + edge[(p, o)] / bw if edge[(p, o)] > 0 else 0))
+            w = rep["op_time"][o][d]
+            t = ready
+            for s, e in sorted(busy[d]):  # first gap after `ready` that is long enough
+                if e <= t:
+                    continue
+                if s >= t + w:
+                    break
+                t = max(t, e)
+            if best is None or t + w < best[0]:
+                best = (t + w, d, t)
+        place[o] = best[1]
+        fin[o] = best[0]
+        busy[best[1]].append((best[2], best[0]))
+    return place
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_hand_computed_schedule():
+    """Two chips, a diamond x -> A -> (B, C) -> D with B on chip 1: the times and the transfer by hand."""
+    b = GraphBuilder("diamond")
+    x = b.input("x", "float32", [1, 256])  # 1 KB
+    a = b.Relu(x, name="A")
+    bb = b.Tanh(a, name="B")
+    c = b.Relu(a, name="C")
+    b.output(b.Add(bb, c, name="D"))
+    g = b.build()
+    cm = PlacementCostModel(device_set(devices=2))
+    prob = build_problem(g, cm)
+    t = prob.op_time[:, 0]
+    s = simulate(prob, [0, 1, 0, 0])
+    lat, bw = 1000, 64
+    xfer = lat + 1024 / bw
+    fa = t[0]
+    fb = fa + xfer + t[1]          # B waits for A's output on chip 1
+    fc = fa + t[2]                 # C runs right after A on chip 0
+    fd = max(fc, fb + xfer) + t[3]
+    assert s.finish.tolist() == pytest.approx([fa, fb, fc, fd])
+    assert s.makespan == pytest.approx(fd)
+    # peak on chip 1: B's input and output (1 KB each) are live together
+    assert s.peak[1] == pytest.approx(2048)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_report_resimulated_independently(tmp_path, seed):
+    g = random_dag(seed, n=45)
+    cm = hetero(tmp_path)
+    for method in ("round-robin", "heft", "metis", "expert"):
+        r = place_graph(g, cm, method=method)
+        rep = json.loads(json.dumps(r.report))  # exactly what a reader of the file gets
+        assert set(rep) == {"method", "devices", "units", "makespan", "baselines", "placement", "op_time", "values",
+                            "link", "memory"}
+        assert set(rep["memory"]) == {"capacity", "peak"}
+        assert all(set(v) == {"name", "bytes", "producer", "consumers"} for v in rep["values"])
+        makespan, peak = resimulate(rep)
+        assert makespan == pytest.approx(rep["makespan"], rel=1e-12)
+        assert peak == pytest.approx(rep["memory"]["peak"], rel=1e-12)
+        assert rep["baselines"][method] == rep["makespan"]
+        # the placement travels on the nodes
+        assert {n.name: n.meta["device"] for n in g.nodes if n.name in rep["placement"]} == rep["placement"]
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6, 7])
+def test_heft_equals_independent_heft(tmp_path, seed):
+    g = random_dag(seed, n=50, h=256, batch=256)
+    r = place_graph(g, hetero(tmp_path), method="heft")
+    assert r.report["placement"] == independent_heft(json.loads(json.dumps(r.report)))
+    assert len(set(r.report["placement"].values())) > 1  # not a trivial placement
+
+
+def test_uniform_link_and_identical_chips_report(tmp_path):
+    g = random_dag(9, n=30)
+    r = place_graph(g, PlacementCostModel(device_set(devices=4)), method="round-robin")
+    assert r.report["link"] == {"latency": 1000.0, "bytes_per_unit": 64.0}
+    assert r.report["units"] == "cycles at 1000 MHz"
+    assert resimulate(json.loads(json.dumps(r.report)))[0] == pytest.approx(r.report["makespan"])
+
+
+def test_schedule_matches_multichip_on_a_chain():
+    """On a chain (no ties between ready ops) the rule is multichip.py's: same makespan and transfers."""
+    from graphmill.backends.simulator import simulate_multichip
+    from graphmill.backends.simulator.config import from_dict
+    from graphmill.backends.simulator.devices import DEFAULT_PLACEMENT_ACCEL
+    import dataclasses
+
+    b = GraphBuilder("chain")
+    v = b.input("x", "float32", [8, 128])
+    for i in range(12):
+        v = b.MatMul(v, np.eye(128, dtype=np.float32)) if i % 2 == 0 else b.Relu(v)
+    b.output(v)
+    g = b.build()
+    cm = PlacementCostModel(device_set(devices=3))
+    r = place_graph(g, cm, method="round-robin")
+    accel = dataclasses.replace(from_dict(DEFAULT_PLACEMENT_ACCEL), chips=3)
+    mc = simulate_multichip(g, accel, cost=cm)
+    assert mc.makespan == pytest.approx(r.report["makespan"])
+
+
+def test_baselines_shapes(tmp_path):
+    g = random_dag(11, n=60)
+    cm = hetero(tmp_path)
+    r = place_graph(g, cm, method="single")
+    # single: the fastest device (speed 1.5) holds everything
+    assert set(r.report["placement"].values()) == {2}
+    assert set(r.report["baselines"]) == {"single", "round-robin", "expert", "heft", "metis"}
+    # round-robin by layer: each new MatMul starts a layer, layer k on device k mod 3
+    rr = place_graph(g, cm, method="round-robin").report["placement"]
+    layer, expect = 0, []
+    names = list(rr)
+    for i, name in enumerate(names):
+        if name.startswith("MatMul") and i > 0:
+            layer += 1
+        expect.append(layer % 3)
+    assert list(rr.values()) == expect
+    # expert: contiguous runs in the graph's order, devices in increasing order
+    ex = list(place_graph(g, cm, method="expert").report["placement"].values())
+    assert ex == sorted(ex) and len(set(ex)) == 3
+
+
+def test_memory_invalid_names_device_and_excess(tmp_path):
+    g = random_dag(12, n=30, h=512)  # 1 MB weights per MatMul
+    p = tmp_path / "small.toml"
+    p.write_text("[[device]]\nname = 'a'\nmemory_gb = 0.006\n[[device]]\nname = 'b'\nmemory_gb = 0.006\n"
+                 "[link]\nbytes_per_cycle = 64\nlatency_cycles = 10\n")
+    cm = PlacementCostModel(load_devices(str(p)))
+    with pytest.raises(UserInputError) as e:
+        place_graph(g, cm, method="single")
+    msg = str(e.value)
+    assert "placement of graph" in msg and "device 0 (a) needs" in msg and "over its memory of 6 MB" in msg
+    # the heft placement spreads the weights and fits
+    r = place_graph(g, cm, method="heft")
+    assert max(r.report["memory"]["peak"]) <= 6e6
+
+
+def test_graph_that_fits_nowhere(tmp_path):
+    g = random_dag(13, n=10, h=512)
+    p = tmp_path / "tiny.toml"
+    p.write_text("[[device]]\nname = 'a'\nmemory_gb = 0.0005\n[link]\nbytes_per_cycle = 64\nlatency_cycles = 10\n")
+    with pytest.raises(UserInputError, match="fits on no device"):
+        place_graph(g, PlacementCostModel(load_devices(str(p))), method="heft")
+
+
+def test_unknown_method_and_pass_on_context(tmp_path):
+    g = random_dag(14, n=20)
+    with pytest.raises(UserInputError, match="unknown placement method 'hft' \\(did you mean 'heft'\\?\\)"):
+        place_graph(g, hetero(tmp_path), method="hft")
+    with pytest.raises(UserInputError, match="needs a cost model"):
+        run_passes(g, [Place(method="heft")], ctx=PassContext())
+    run_passes(g, [Place(method="heft")], ctx=PassContext(cost_model=hetero(tmp_path)))
+    assert all("device" in n.meta for n in g.nodes)
+    assert g.meta["placement"]["method"] == "heft"
+    assert set(METHODS) == {"single", "round-robin", "expert", "heft", "metis", "rl", "hierarchical"}
+
+
+def test_metis_needs_pymetis(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pymetis", None)
+    with pytest.raises(UserInputError, match="method metis needs the pymetis package"):
+        place_graph(random_dag(15, n=10), hetero(tmp_path), method="metis")
+    # other methods still work, without a metis baseline
+    r = place_graph(random_dag(15, n=10), hetero(tmp_path), method="heft")
+    assert "metis" not in r.report["baselines"]
