@@ -5,6 +5,7 @@ from .base import (
     EXACT,
     REASSOCIATING,
     Analysis,
+    GraphNote,
     Option,
     Pass,
     PassContext,
@@ -19,7 +20,7 @@ from .manager import PassFailure, PassManager, PipelineResult, as_schedule, run_
 from .schedule import Call, Fixpoint, Repeat, Run, Schedule
 
 __all__ = [
-    "APPROXIMATE", "EXACT", "REASSOCIATING", "Analysis", "Option", "Pass", "PassContext", "PassResult",
+    "APPROXIMATE", "EXACT", "REASSOCIATING", "Analysis", "GraphNote", "Option", "Pass", "PassContext", "PassResult",
     "pass_class", "register_analysis", "register_pass", "registered_passes", "PassCheckError", "PassStepInfo",
     "PrintIR", "TimePasses", "VerifyEach", "PassFailure", "PassManager", "PipelineResult", "as_schedule",
     "run_passes", "Call", "Fixpoint", "Repeat", "Run", "Schedule",

@@ -116,11 +116,28 @@ def _suggest(word: str, candidates: Iterable[str]) -> str:
 
 @dataclass
 class PassResult:
-    """What a pass did. ``stats`` are counters for reports (e.g. ``{"removed": 3}``)."""
+    """What a pass did. ``stats`` are counters for reports (e.g. ``{"removed": 3}``).
+
+    A note is text, or a ``GraphNote`` when it describes what the pass left in the graph: those are
+    worded (or dropped) against the graph the whole schedule produced.
+    """
 
     changed: bool = False
     stats: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)  # e.g. "skipped Loop body: unsupported"
+    notes: list["str | GraphNote"] = field(default_factory=list)  # e.g. "skipped Loop body: unsupported"
+
+
+@dataclass(frozen=True)
+class GraphNote:
+    """A note about what a pass left undone, decided when the schedule ends.
+
+    A later pass may do what this one could not (fuse-gelu leaves GELU patterns decomposed below
+    opset 20; the ``ort`` schedule's fuse-ort-contrib then fuses them into com.microsoft ops), so a
+    note written when the pass ran could describe a graph the user never sees. ``describe`` gets the
+    final graph and returns the note's text, or None when there is nothing left to say.
+    """
+
+    describe: Callable[[Graph], "str | None"]
 
 
 class Analysis:

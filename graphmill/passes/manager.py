@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 from graphmill.ir import Graph, GraphmillError, UserInputError
 from graphmill.ir.gc_pause import collector_paused
 
-from .base import Pass, PassContext, PassResult, pass_class
+from .base import GraphNote, Pass, PassContext, PassResult, pass_class
 from .instruments import PassCheckError, PassStepInfo, VerifyEach
 from .schedule import Call, Fixpoint, Repeat, Run, Schedule, Step
 
@@ -132,6 +132,8 @@ class PassManager:
         self._call("enter_pipeline", graph, self.ctx)
         changed = self._run_steps(self.schedule.body, graph, self.schedule.name)
         self._call("exit_pipeline", graph, self.ctx)
+        for record in self._records:  # notes about what a pass left undone, against the final graph
+            record.notes = final_notes(record.notes, graph)
         return PipelineResult(changed, self._records, self._notes)
 
     def _run_steps(self, steps: list[Step], graph: Graph, path: str) -> bool:
@@ -185,6 +187,16 @@ class PassManager:
         log.info("%-24s %s %.2f ms %s", p.name, "changed" if result.changed else "       ", seconds * 1e3,
                  result.stats or "")
         return result.changed
+
+
+def final_notes(notes: Sequence["str | GraphNote"], graph: Graph) -> list[str]:
+    """Text notes as they are; ``GraphNote``s worded for ``graph``, dropped when they have nothing left to say."""
+    out = []
+    for note in notes:
+        text = note.describe(graph) if isinstance(note, GraphNote) else note
+        if text:
+            out.append(text)
+    return out
 
 
 def run_passes(graph: Graph, schedule: Schedule | str | Sequence[Pass | str], **kwargs: Any) -> PipelineResult:

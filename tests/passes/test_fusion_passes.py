@@ -432,6 +432,29 @@ def test_fuse_gelu_refusals():
         assert _ops(gg) == before
 
 
+def test_fuse_gelu_note_describes_the_final_graph():
+    """Below opset 20 fuse-gelu notes the GELUs it must leave decomposed; under the ``ort`` schedule
+    fuse-ort-contrib fuses them afterwards (com.microsoft Gelu), so the note must not claim they are left.
+    Reference: the final graph's ops."""
+    import graphmill
+
+    def gelu_graph():
+        b = GraphBuilder(opset=17)
+        x = b.input("x", "float32", [4, 16])
+        b.output(_gelu_erf(b, x), "y")
+        return b.build()
+
+    g = gelu_graph()
+    report = graphmill.optimize(g, "default")
+    assert "Erf" in _ops(g)
+    assert [n for n in report.notes if "GELU pattern(s) left decomposed" in n] == [
+        "fuse-gelu: 1 GELU pattern(s) left decomposed: Gelu needs opset >= 20, the model imports 17"]
+    g = gelu_graph()
+    report = graphmill.optimize(g, "ort")
+    assert _ops(g) == ["Gelu"] and g.nodes[0].domain == "com.microsoft"
+    assert not [n for n in report.notes if "GELU" in n], report.notes
+
+
 # -- fuse-layernorm ------------------------------------------------------------------------------
 
 def _layernorm(b, x, axes, gamma=None, beta=None, opset=17):
