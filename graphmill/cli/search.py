@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR",
                    help="folder for checkpoint.json, history.jsonl, best.onnx and the plots")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="evaluations at once (default 1)")
-    p.add_argument("--executor", default="local", help="local (process pool; in-process for 1 worker) or ray")
+    p.add_argument("--executor", help="inprocess, local (a process pool) or ray (default: inprocess for one "
+                                       "worker, local for more)")
     p.add_argument("--ray-address", metavar="ADDR", help="an existing Ray cluster (default: start one locally)")
     p.add_argument("--objective", metavar="NAME[:KEY=V,...]",
                    help="mnasnet (soft, w=-0.07), mnasnet-hard (alpha 0, beta -1) or accuracy; options "
@@ -67,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
         best = s.get("best")
         if best:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in best["metrics"].items()
-                              if k in ("accuracy", "latency_ms", "macs", "params") and isinstance(v, (int, float)))
-            print(f"best: reward {best['reward']:.4f} (trial {best['trial']}){': ' + shown if shown else ''}")
+                              if k in ("accuracy", "latency", "macs", "params") and isinstance(v, (int, float)))
+            print(f"best: reward {best['reward']:.4f} (trial {best['number'] + 1}){': ' + shown if shown else ''}")
         print(f"{s['trials']} trial(s), {s['failed']} failed; wrote {', '.join(s['files'])} in {s['out']}")
     if out["summary"]["interrupted"]:
         print(f"interrupted: run the same command again to resume from {out['summary']['checkpoint']}",

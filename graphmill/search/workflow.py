@@ -4,7 +4,7 @@ check everything before anything is written, run the search into a folder, write
 The folder (``out``) holds ``checkpoint.json`` (the run's state; rerunning the same command resumes from it),
 ``history.jsonl`` (one trial per line, in evaluation order), ``best.onnx`` (the best network, for MnasNet's
 space: trained proxy weights with the built-in evaluator), ``best_so_far.png`` and, when the trials report
-both ``accuracy`` and ``latency_ms``, ``pareto.png`` (the accuracy/latency Pareto front).
+both ``accuracy`` and ``latency``, ``pareto.png`` (the accuracy/latency Pareto front).
 """
 
 from __future__ import annotations
@@ -93,37 +93,34 @@ def parse_objective(text: str | None) -> tuple[str, dict[str, float]] | None:
 
 
 @dataclass
-class Rewarded:
-    """A user evaluator whose reward is recomputed from its metrics with MnasNet's objective.
+class AccuracyObjective:
+    """``--objective accuracy`` for a user evaluator: the reward is its ``accuracy`` metric."""
 
-    The evaluator must report ``accuracy`` (and ``latency_ms`` for the ``mnasnet`` objectives).
-    """
+    metric: str = "accuracy"
 
-    evaluate: Callable[[dict], Any]
-    objective: str
-    target_ms: float | None = None
-    alpha: float | None = None
-    beta: float | None = None
+    def __call__(self, metrics: dict) -> float:
+        if self.metric not in metrics:
+            raise KeyError(f"the evaluator returned no {self.metric!r} metric (has: {', '.join(sorted(metrics))})")
+        return float(metrics[self.metric])
 
-    def __call__(self, config: dict) -> dict:
-        from graphmill.search.evaluators import OBJECTIVES, mnasnet_reward
 
-        out = self.evaluate(config)
-        if not isinstance(out, dict) or "accuracy" not in out:
-            raise ValueError(f"--objective {self.objective} needs the evaluator to return a dict with 'accuracy'"
-                             + ("" if self.objective == "accuracy" else " and 'latency_ms'"))
-        out = dict(out)
-        weights = OBJECTIVES[self.objective]
-        if weights is None:
-            out["reward"] = float(out["accuracy"])
-            return out
-        if "latency_ms" not in out or self.target_ms is None:
-            raise ValueError(f"--objective {self.objective} needs 'latency_ms' in the evaluator's result and "
-                             "target_ms=... in the objective")
-        alpha = weights[0] if self.alpha is None else self.alpha
-        beta = weights[1] if self.beta is None else self.beta
-        out["reward"] = mnasnet_reward(out["accuracy"], out["latency_ms"], self.target_ms, alpha, beta)
-        return out
+def user_objective(objective: tuple[str, dict]) -> Callable[[dict], float]:
+    """The ``search.run(objective=...)`` turning a user evaluator's metrics into the reward."""
+    from graphmill.search.objectives import MnasNetObjective
+
+    name, params = objective
+    if name == "accuracy":
+        return AccuracyObjective()
+    if "target_ms" not in params:
+        raise UserInputError(f"--objective {name} with a user evaluator needs the latency target: "
+                             f"--objective {name}:target_ms=T (the evaluator reports 'accuracy' and 'latency' in ms)")
+    base = MnasNetObjective.hard(params["target_ms"]) if name == "mnasnet-hard" else \
+        MnasNetObjective.soft(params["target_ms"])
+    if "alpha" in params:
+        base.alpha = params["alpha"]
+    if "beta" in params:
+        base.beta = params["beta"]
+    return base
 
 
 def import_evaluator(spec: str) -> Callable[[dict], Any]:
@@ -151,9 +148,13 @@ def import_evaluator(spec: str) -> Callable[[dict], Any]:
 
 
 def make_evaluator(spec: str, space_name: str, *, objective: tuple[str, dict] | None = None, accel: Any = None,
-                   seed: int = 0, proxy: dict | None = None, timeout: float | None = None) -> Callable[[dict], Any]:
-    """The evaluator ``spec`` names for the space ``space_name`` (see ``load_space``), with its options."""
-    from graphmill.search.evaluators import AcceleratorEvaluator, MnasNetEvaluator, WithTimeout
+                   seed: int = 0, proxy: dict | None = None) -> Callable[[dict], Any]:
+    """The evaluator ``spec`` names for the space ``space_name`` (see ``load_space``), with its options.
+
+    The built-in evaluators compute their reward themselves (``objective`` configures it); a user
+    evaluator's objective is applied by ``search.run`` (``user_objective``).
+    """
+    from graphmill.search.evaluators import AcceleratorEvaluator, MnasNetEvaluator
 
     proxy = dict(proxy or {})
     if spec == "builtin":
@@ -172,39 +173,10 @@ def make_evaluator(spec: str, space_name: str, *, objective: tuple[str, dict] | 
                                  "for a space file give --evaluator MODULE:FUNCTION")
     else:
         ev = import_evaluator(spec)
-        if objective is not None:
-            name, params = objective
-            ev = Rewarded(ev, name, **params)
-    return WithTimeout(ev, timeout) if timeout else ev
+    return ev
 
 
 # -- the run's folder ------------------------------------------------------------------------------------------
-
-def trial_record(index: int, trial: Any) -> dict:
-    """One line of history.jsonl: ``{"trial", "status", "reward", "config", "metrics"}``."""
-    return {"trial": index, "status": trial.status, "reward": trial.reward, "config": trial.config,
-            "metrics": dict(trial.metrics or {})}
-
-
-def write_history(path: str, history: list) -> None:
-    """history.jsonl: one JSON object per trial, in evaluation order (written atomically)."""
-    from graphmill.util.files import atomic_write_text
-
-    lines = [json.dumps(trial_record(i, t), sort_keys=True, default=float) for i, t in enumerate(history)]
-    atomic_write_text(path, "".join(line + "\n" for line in lines))
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats on both axes (maximize the first, minimize the second),
-    ordered by the second axis."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][1], -points[i][0]))
-    front, best = [], float("-inf")
-    for i in order:
-        if points[i][0] > best:
-            front.append(i)
-            best = points[i][0]
-    return front
-
 
 def plot_best_so_far(path: str, history: list, title: str = "") -> None:
     """best_so_far.png: every trial's reward and the best reward so far against the number of trials."""
@@ -232,19 +204,20 @@ def plot_best_so_far(path: str, history: list, title: str = "") -> None:
     save_figure(fig, path, tight=True)
 
 
-def plot_pareto(path: str, history: list) -> bool:
+def plot_pareto(path: str, result: Any) -> bool:
     """pareto.png: accuracy against latency of every trial, the Pareto front highlighted; False if no trial
-    reports both ``accuracy`` and ``latency_ms``."""
+    reports both ``accuracy`` and ``latency``."""
     from graphmill.util.plots import pyplot, save_figure
 
-    pts = [(float(t.metrics["accuracy"]), float(t.metrics["latency_ms"])) for t in history
-           if t.status == "ok" and t.metrics and "accuracy" in t.metrics and "latency_ms" in t.metrics]
+    pts = [(float(t.metrics["accuracy"]), float(t.metrics["latency"])) for t in result.history
+           if t.status == "ok" and isinstance(t.metrics.get("accuracy"), (int, float))
+           and isinstance(t.metrics.get("latency"), (int, float))]
     if not pts:
         return False
+    front = [(float(t.metrics["accuracy"]), float(t.metrics["latency"])) for t in result.pareto("accuracy", "latency")]
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     ax.scatter([p[1] for p in pts], [p[0] for p in pts], s=12, alpha=0.5, label="trial")
-    front = [pts[i] for i in pareto_front(pts)]
     ax.step([p[1] for p in front], [p[0] for p in front], where="post", color="C3", marker="o", label="Pareto front")
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("accuracy")
@@ -261,22 +234,18 @@ def best_model(evaluate: Any, space_name: str, config: dict, seed: int = 0):
     With the built-in evaluator: the proxy network with the trained weights that were measured (a retraining,
     deterministic); with another evaluator: the full-size network with seeded weights.
     """
-    from graphmill.search.evaluators import MnasNetEvaluator, WithTimeout
+    from graphmill.search.evaluators import MnasNetEvaluator
     from graphmill.search.spaces import MnasNetBuilder
 
     if space_name not in ("mnasnet", "mnasnet+accelerator"):
         return None
-    inner = evaluate.evaluate if isinstance(evaluate, WithTimeout) else evaluate
-    if isinstance(inner, MnasNetEvaluator):
-        graph, _ = inner.trained_model(config)
+    if isinstance(evaluate, MnasNetEvaluator):
+        graph, _ = evaluate.trained_model(config)
         return graph
     return MnasNetBuilder(seed=seed)(config)
 
 
 # -- the whole command ------------------------------------------------------------------------------------------
-
-EXECUTORS = ("local", "ray")
-
 
 def parse_options(items: list[str] | None) -> dict[str, Any]:
     """``["population=20", "sample=5"]`` -> ``{"population": 20, "sample": 5}`` (values as JSON, else text)."""
@@ -298,38 +267,12 @@ def _count(name: str, value: Any) -> int:
     return value
 
 
-def _fmt_seconds(s: float) -> str:
-    s = max(0, int(round(s)))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-class Progress:
-    """One line per finished trial: count, this trial, best so far, evaluations per second, ETA."""
-
-    def __init__(self, budget: int, emit: Callable[[str], None] | None, done: int = 0) -> None:
-        import time
-
-        self.budget, self.emit, self.start, self.done0 = budget, emit, time.perf_counter(), done
-
-    def __call__(self, index: int, trial: Any, best: Any) -> None:
-        import time
-
-        if self.emit is None:
-            return
-        finished = index + 1
-        rate = (finished - self.done0) / max(time.perf_counter() - self.start, 1e-9)
-        eta = (self.budget - finished) / rate if rate > 0 else float("nan")
-        this = f"reward {trial.reward:.4f}" if trial.status == "ok" and trial.reward is not None else trial.status
-        b = f"best {best.reward:.4f}" if best is not None and best.reward is not None else "best -"
-        self.emit(f"trial {finished}/{self.budget}: {this}  {b}  {rate:.2f} eval/s  ETA {_fmt_seconds(eta)}"
-                  if eta == eta else f"trial {finished}/{self.budget}: {this}  {b}")
-
-
 def prepare(space_spec: str, evaluator_spec: str = "builtin", *, strategy: str = "default",
-            options: list[str] | dict | None = None, budget: int = 50, workers: int = 1, executor: str = "local",
-            objective: str | None = None, accel: str | None = None, timeout: float | None = None, seed: int = 0,
-            proxy: dict | None = None) -> dict:
+            options: list[str] | dict | None = None, budget: int = 50, workers: int = 1,
+            executor: str | None = None, objective: str | None = None, accel: str | None = None,
+            timeout: float | None = None, seed: int = 0, proxy: dict | None = None) -> dict:
     """Everything the user named, resolved and checked; a ``UserInputError`` before anything is written."""
+    from graphmill.search.executors import EXECUTORS
     from graphmill.search.strategies import strategy_class
 
     space, space_name = load_space(space_spec)
@@ -341,31 +284,37 @@ def prepare(space_spec: str, evaluator_spec: str = "builtin", *, strategy: str =
     opts = options if isinstance(options, dict) else parse_options(options)
     strategy_class(strategy).check_options(dict(opts))
     budget, workers = _count("--budget", budget), _count("--workers", workers)
-    if executor not in EXECUTORS:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserInputError(f"--seed {seed!r}: must be an integer >= 0")
+    if executor is not None and executor not in EXECUTORS:
         raise UserInputError(f"--executor {executor!r}: unknown{_nearest(executor, EXECUTORS)}; "
                              f"use one of {', '.join(EXECUTORS)}")
+    if executor == "inprocess" and workers != 1:
+        raise UserInputError(f"--executor inprocess runs one evaluation at a time; --workers {workers} needs "
+                             "local or ray")
     if executor == "ray":
         try:
             import ray  # noqa: F401
         except ImportError:
-            raise UserInputError("--executor ray needs ray: pip install 'ray[default]'") from None
+            raise UserInputError("--executor ray needs ray: pip install ray") from None
     if timeout is not None and not timeout > 0:
         raise UserInputError(f"--timeout {timeout!r}: must be > 0 seconds")
-    evaluate = make_evaluator(evaluator_spec, space_name, objective=obj, accel=accel, seed=seed, proxy=proxy,
-                              timeout=timeout)
-    return dict(space=space, space_name=space_name, evaluate=evaluate, strategy=strategy, options=opts,
-                budget=budget, workers=workers, executor=executor, seed=seed)
+    evaluate = make_evaluator(evaluator_spec, space_name, objective=obj, accel=accel, seed=seed, proxy=proxy)
+    run_objective = user_objective(obj) if obj is not None and evaluator_spec != "builtin" else None
+    return dict(space=space, space_name=space_name, evaluate=evaluate, objective=run_objective, strategy=strategy,
+                options=opts, budget=budget, workers=workers, executor=executor, timeout=timeout, seed=seed)
 
 
 def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, strategy: str = "default",
-               options: list[str] | dict | None = None, budget: int = 50, workers: int = 1, executor: str = "local",
-               ray_address: str | None = None, objective: str | None = None, accel: str | None = None,
-               timeout: float | None = None, seed: int = 0, proxy: dict | None = None,
+               options: list[str] | dict | None = None, budget: int = 50, workers: int = 1,
+               executor: str | None = None, ray_address: str | None = None, objective: str | None = None,
+               accel: str | None = None, timeout: float | None = None, seed: int = 0, proxy: dict | None = None,
                progress: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) a search into the folder ``out`` and write its outputs (module docstring).
 
-    Returns ``{"result": SearchResult, "summary": {...JSON-able...}}``; ``summary["interrupted"]`` is True
-    when Ctrl-C stopped it (the checkpoint holds every finished trial: the same call resumes).
+    ``progress(line)`` receives one line per finished trial. Returns ``{"result": SearchResult, "summary":
+    {...JSON-able...}}``; ``summary["interrupted"]`` is True when Ctrl-C stopped it (the checkpoint holds every
+    finished trial: the same call resumes).
     """
     from graphmill import search
 
@@ -374,39 +323,36 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
     out = os.fspath(out)
     os.makedirs(out, exist_ok=True)
     checkpoint = os.path.join(out, "checkpoint.json")
-    interrupted = False
-    try:
-        result = search.run(job["space"], job["evaluate"], strategy=job["strategy"], budget=job["budget"],
-                            seed=seed, workers=job["workers"], executor=job["executor"], checkpoint=checkpoint,
-                            ray_address=ray_address, options=job["options"],
-                            callback=Progress(job["budget"], progress))
-    except KeyboardInterrupt:
-        interrupted = True
-        result = search.load_result(checkpoint) if os.path.exists(checkpoint) else None
-    return {"result": result, "summary": finish(out, result, job, interrupted, checkpoint)}
+    result = search.run(job["space"], job["evaluate"], strategy=job["strategy"], budget=job["budget"], seed=seed,
+                        workers=job["workers"], executor=job["executor"], checkpoint=checkpoint,
+                        timeout=job["timeout"], objective=job["objective"], ray_address=ray_address,
+                        strategy_options=job["options"],
+                        progress=(lambda info: progress(info["line"])) if progress is not None else False)
+    return {"result": result, "summary": finish(out, result, job, checkpoint)}
 
 
-def finish(out: str, result: Any, job: dict, interrupted: bool, checkpoint: str) -> dict:
-    """Write history.jsonl, the plots and best.onnx for ``result``; the JSON-able summary."""
-    history = list(result.history) if result is not None else []
+def finish(out: str, result: Any, job: dict, checkpoint: str) -> dict:
+    """Write history.jsonl, the plots and (unless interrupted) best.onnx for ``result``; the JSON-able summary."""
+    from graphmill.search import write_history_jsonl
+
+    history = list(result.history)
     files = ["checkpoint.json"] if os.path.exists(checkpoint) else []
-    write_history(os.path.join(out, "history.jsonl"), history)
+    write_history_jsonl(os.path.join(out, "history.jsonl"), history)
     files.append("history.jsonl")
-    best = result.best if result is not None else None
+    best = result.best
     if history:
         plot_best_so_far(os.path.join(out, "best_so_far.png"), history)
         files.append("best_so_far.png")
-        if plot_pareto(os.path.join(out, "pareto.png"), history):
+        if plot_pareto(os.path.join(out, "pareto.png"), result):
             files.append("pareto.png")
-    if best is not None and best.status == "ok" and not interrupted:
+    if best is not None and not result.interrupted:
         graph = best_model(job["evaluate"], job["space_name"], best.config, job["seed"])
         if graph is not None:
             from graphmill.frontend import save
 
             save(graph, os.path.join(out, "best.onnx"))
             files.append("best.onnx")
-    best_index = next((i for i, t in enumerate(history) if t is best), None)
     return {"out": out, "checkpoint": checkpoint, "space": job["space_name"], "strategy": job["strategy"],
             "trials": len(history), "failed": sum(1 for t in history if t.status != "ok"),
-            "interrupted": interrupted, "files": files,
-            "best": trial_record(best_index if best_index is not None else -1, best) if best is not None else None}
+            "interrupted": result.interrupted, "exhausted": result.exhausted, "files": files,
+            "best": best.to_json() if best is not None else None}

@@ -19,7 +19,8 @@ from graphmill.backends import onnxruntime as ortb
 from graphmill.backends.simulator.config import as_accel
 from graphmill.search.evaluators import (DEFAULT_ACCEL, AcceleratorEvaluator, CostEvaluator, EvaluationFailed,
                                          EvaluationTimeout, LatencyEvaluator, MnasNetEvaluator, WithTimeout,
-                                         calibrate_batchnorm, cost_metrics, digits_data, mnasnet_reward, simulated_latency, train_graph)
+                                         calibrate_batchnorm, cost_metrics, digits_data, simulated_latency, train_graph)
+from graphmill.search.objectives import mnasnet_reward
 from graphmill.search.spaces import (MNASNET_A1, MnasNetBuilder, accel_config, build_mnasnet, joint_space,
                                      mnasnet_space)
 from graphmill.util.errors import UserInputError
@@ -32,8 +33,8 @@ def test_mnasnet_reward_by_hand():
     assert mnasnet_reward(0.75, 80.0, 40.0) == pytest.approx(0.75 * 2 ** -0.07) == pytest.approx(0.714478, abs=1e-6)
     assert mnasnet_reward(0.75, 20.0, 40.0) == pytest.approx(0.75 * 0.5 ** -0.07)
     # hard constraint: no gain under the target, a steep penalty over it
-    assert mnasnet_reward(0.75, 20.0, 40.0, 0.0, -1.0) == 0.75
-    assert mnasnet_reward(0.75, 80.0, 40.0, 0.0, -1.0) == pytest.approx(0.375)
+    assert mnasnet_reward(0.75, 20.0, 40.0, alpha=0.0, beta=-1.0) == 0.75
+    assert mnasnet_reward(0.75, 80.0, 40.0, alpha=0.0, beta=-1.0) == pytest.approx(0.375)
 
 
 def test_cost_of_mnasnet_a1_is_the_published_one():
@@ -49,12 +50,12 @@ def test_simulated_latency_is_cycles_at_the_clock():
     m = simulated_latency(g, EDGE)
     cycles = api.simulate(g, EDGE).total_cycles
     assert m["cycles"] == cycles > 0
-    assert m["latency_ms"] == pytest.approx(cycles / (500 * 1e3))  # edge.toml: 500 MHz
+    assert m["latency"] == pytest.approx(cycles / (500 * 1e3))  # edge.toml: 500 MHz
     # a symbolic batch is simulated at batch 1
     sym = build_mnasnet(MNASNET_A1, width=0.25, resolution=32, batch="N")
     assert simulated_latency(sym, EDGE)["cycles"] == cycles
     assert LatencyEvaluator(MnasNetBuilder(width=0.25, resolution=32), accel=EDGE)(MNASNET_A1)["reward"] == \
-        -m["latency_ms"]
+        -m["latency"]
     with pytest.raises(UserInputError, match="latency method"):
         LatencyEvaluator(MnasNetBuilder(), method="gpu")
 
@@ -135,10 +136,10 @@ def test_builtin_mnasnet_evaluator():
                           target_ms=0.2, accel=EDGE)
     ev = pickle.loads(pickle.dumps(ev))  # process and Ray workers get a pickled copy
     out = ev(MNASNET_A1)
-    assert set(out) >= {"reward", "accuracy", "latency_ms", "cycles", "macs", "params", "target_ms"}
+    assert set(out) >= {"reward", "accuracy", "latency", "cycles", "macs", "params", "target_ms"}
     target_graph = MnasNetBuilder(width=0.25, resolution=32)(MNASNET_A1)
     assert out["cycles"] == api.simulate(target_graph, EDGE).total_cycles
-    assert out["reward"] == pytest.approx(mnasnet_reward(out["accuracy"], out["latency_ms"], 0.2))
+    assert out["reward"] == pytest.approx(mnasnet_reward(out["accuracy"], out["latency"], 0.2))
     # a joint configuration runs on its own accelerator (the base supplies the clock)
     cfg = joint_space().sample(np.random.default_rng(0))
     cfg["nn"] = MNASNET_A1
@@ -149,11 +150,11 @@ def test_builtin_mnasnet_evaluator():
     # T defaults to MnasNet-A1's latency on the base accelerator: A1 itself then scores its accuracy
     default_t = MnasNetEvaluator(steps=5, latency_width=0.25, latency_resolution=32)
     a1 = default_t(MNASNET_A1)
-    assert a1["target_ms"] == a1["latency_ms"] and a1["reward"] == pytest.approx(a1["accuracy"])
-    assert a1["latency_ms"] == simulated_latency(target_graph, DEFAULT_ACCEL)["latency_ms"]
+    assert a1["target_ms"] == a1["latency"] and a1["reward"] == pytest.approx(a1["accuracy"])
+    assert a1["latency"] == simulated_latency(target_graph, DEFAULT_ACCEL)["latency"]
     hard = MnasNetEvaluator(steps=5, objective="mnasnet-hard", target_ms=1e-6, latency_width=0.25,
                             latency_resolution=32)(MNASNET_A1)
-    assert hard["reward"] == pytest.approx(hard["accuracy"] * 1e-6 / hard["latency_ms"])
+    assert hard["reward"] == pytest.approx(hard["accuracy"] * 1e-6 / hard["latency"])
     with pytest.raises(UserInputError, match="did you mean 'mnasnet'"):
         MnasNetEvaluator(objective="mnasnett")
 
@@ -164,4 +165,4 @@ def test_accelerator_evaluator_scores_latency():
     out = AcceleratorEvaluator(base=EDGE, width=0.25, resolution=32)(cfg)
     g = MnasNetBuilder(width=0.25, resolution=32)(MNASNET_A1)
     assert out["cycles"] == api.simulate(g, accel_config(cfg, EDGE)).total_cycles
-    assert out["reward"] == -out["latency_ms"]
+    assert out["reward"] == -out["latency"]

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from .cost import CostEvaluator, cost_metrics
 from .latency import DEFAULT_ACCEL, LatencyEvaluator, ort_latency, simulated_latency
-from .mnasnet import OBJECTIVES, AcceleratorEvaluator, MnasNetEvaluator, mnasnet_reward
+from .mnasnet import OBJECTIVES, AcceleratorEvaluator, MnasNetEvaluator
 from .timeout import EvaluationFailed, EvaluationTimeout, WithTimeout
 from .training import AccuracyEvaluator, calibrate_batchnorm, digits_data, train_graph
 
 __all__ = ["AcceleratorEvaluator", "AccuracyEvaluator", "CostEvaluator", "DEFAULT_ACCEL", "EvaluationFailed",
-           "EvaluationTimeout", "LatencyEvaluator", "MnasNetEvaluator", "OBJECTIVES", "WithTimeout", "calibrate_batchnorm",
-           "cost_metrics",
-           "digits_data", "mnasnet_reward", "ort_latency", "simulated_latency", "train_graph"]
+           "EvaluationTimeout", "LatencyEvaluator", "MnasNetEvaluator", "OBJECTIVES", "WithTimeout",
+           "calibrate_batchnorm", "cost_metrics", "digits_data", "ort_latency", "simulated_latency", "train_graph"]

@@ -1,7 +1,7 @@
 """Latency of a candidate: simulated on the systolic-array simulator, or measured with ONNX Runtime.
 
 * ``simulated_latency(graph, accel)``: ``graphmill.api.simulate`` at batch 1; ``cycles`` is the report's
-  total and ``latency_ms = cycles / (clock MHz * 1000)`` at the accelerator's configured clock.
+  total and ``latency = cycles / (clock MHz * 1000)`` milliseconds at the accelerator's configured clock.
 * ``ort_latency(graph)``: the median of ``runs`` timed ONNX Runtime inferences (one thread, ORT's own
   optimizations on, as users run it) after ``warmup`` untimed ones; noisy on a loaded machine, which is
   why the simulator is the built-in evaluator's default.
@@ -33,28 +33,28 @@ def _batch_one(graph: Graph) -> Graph:
 
 
 def simulated_latency(graph: Graph, accel: Any = None) -> dict[str, float]:
-    """``{"cycles", "latency_ms"}`` of one inference of ``graph`` on ``accel`` (AccelConfig, TOML dict or path)."""
+    """``{"cycles", "latency"}`` (latency in ms) of one inference of ``graph`` on ``accel`` (AccelConfig, TOML dict or path)."""
     from graphmill.api import simulate
     from graphmill.backends.simulator.config import as_accel
 
     cfg = as_accel(DEFAULT_ACCEL if accel is None else accel)
     report = simulate(_batch_one(graph), cfg)
     cycles = float(report.total_cycles)
-    return {"cycles": cycles, "latency_ms": cycles / (cfg.clock_mhz * 1e3)}
+    return {"cycles": cycles, "latency": cycles / (cfg.clock_mhz * 1e3)}
 
 
 def ort_latency(graph: Graph, *, runs: int = 20, warmup: int = 3, threads: int = 1) -> dict[str, float]:
-    """``{"latency_ms"}``: median ONNX Runtime latency of one inference (batch 1)."""
+    """``{"latency"}``: median ONNX Runtime latency in ms of one inference (batch 1)."""
     from graphmill.backends import onnxruntime as ortb
 
     g = _batch_one(graph)
     t = ortb.time_graph(g, runs=runs, warmup=warmup, options=ortb.OrtOptions(intra_op_threads=threads))
-    return {"latency_ms": float(t.median_ms)}
+    return {"latency": float(t.median_ms)}
 
 
 @dataclass
 class LatencyEvaluator:
-    """``evaluate(config)``: latency of ``builder(config)``; reward = -latency_ms (faster is better).
+    """``evaluate(config)``: latency of ``builder(config)``; reward = -latency in ms (faster is better).
 
     ``method`` is ``"sim"`` (the simulator on ``accel``) or ``"ort"`` (ONNX Runtime timing).
     """
@@ -73,4 +73,4 @@ class LatencyEvaluator:
     def __call__(self, config: dict) -> dict[str, float]:
         g = self.builder(config)
         m = simulated_latency(g, self.accel) if self.method == "sim" else ort_latency(g, runs=self.runs)
-        return {"reward": -m["latency_ms"], **m}
+        return {"reward": -m["latency"], **m}

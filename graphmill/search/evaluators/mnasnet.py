@@ -14,8 +14,10 @@ For a configuration of ``mnasnet_space()`` (or of the joint ``{"nn", "accel"}`` 
    hard one (alpha = 0, beta = -1), ``"accuracy"`` ignores latency. ``target_ms`` is T; by default the
    latency of MnasNet-A1 at the same latency size on the base accelerator (computed once per process).
 
-The result carries ``reward``, ``accuracy``, ``latency_ms`` (and ``cycles`` when simulated), ``macs`` and
-``params`` of the target-size network, ``loss`` and ``train_seconds``.
+The result carries ``reward``, ``accuracy``, ``latency`` (ms; and ``cycles`` when simulated), ``macs`` and
+``params`` of the target-size network, ``target_ms``, ``loss`` and ``train_seconds``. The reward is
+``graphmill.search.objectives.mnasnet_reward``; the metric names are those ``MnasNetObjective`` and
+``Constraints`` read (``accuracy``, ``latency``, ``macs``, ``params``, ``cycles``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphmill.ir import Graph
+from graphmill.search.objectives import mnasnet_reward
 from graphmill.search.spaces.accelerator import accel_config
 from graphmill.search.spaces.joint import split
 from graphmill.search.spaces.mnasnet import MNASNET_A1, MnasNetBuilder
@@ -39,13 +42,6 @@ OBJECTIVES: dict[str, tuple[float, float] | None] = {
     "mnasnet-hard": (0.0, -1.0),
     "accuracy": None,
 }
-
-
-def mnasnet_reward(accuracy: float, latency_ms: float, target_ms: float, alpha: float = -0.07,
-                   beta: float = -0.07) -> float:
-    """``ACC x (LAT / T)^w``, ``w = alpha`` if ``LAT <= T`` else ``beta`` (MnasNet, Eq. 2)."""
-    w = alpha if latency_ms <= target_ms else beta
-    return float(accuracy * (latency_ms / target_ms) ** w)
 
 
 @dataclass
@@ -106,7 +102,7 @@ class MnasNetEvaluator:
         if "ms" not in self._target_cache:
             a1 = self.target_builder()(MNASNET_A1)
             self._target_cache["ms"] = self.measure_latency(a1, self.accel if self.accel is not None
-                                                            else DEFAULT_ACCEL)["latency_ms"]
+                                                            else DEFAULT_ACCEL)["latency"]
         return self._target_cache["ms"]
 
     def trained_model(self, config: dict) -> tuple[Graph, dict[str, float]]:
@@ -129,13 +125,13 @@ class MnasNetEvaluator:
             alpha = weights[0] if self.alpha is None else self.alpha
             beta = weights[1] if self.beta is None else self.beta
             out["target_ms"] = self.target()
-            out["reward"] = mnasnet_reward(out["accuracy"], out["latency_ms"], out["target_ms"], alpha, beta)
+            out["reward"] = mnasnet_reward(out["accuracy"], out["latency"], out["target_ms"], alpha=alpha, beta=beta)
         return out
 
 
 @dataclass
 class AcceleratorEvaluator:
-    """The built-in evaluator of the accelerator space: a fixed network's latency; reward = -latency_ms.
+    """The built-in evaluator of the accelerator space: a fixed network's latency; reward = -latency (ms).
 
     The network is MnasNet-A1 at ``width`` / ``resolution`` (batch 1); ``base`` supplies the accelerator
     fields the space does not search (clock, word size, ...).
@@ -148,4 +144,4 @@ class AcceleratorEvaluator:
     def __call__(self, config: dict) -> dict[str, float]:
         graph = MnasNetBuilder(width=self.width, resolution=self.resolution)(MNASNET_A1)
         m = simulated_latency(graph, accel_config(config, self.base))
-        return {"reward": -m["latency_ms"], **m}
+        return {"reward": -m["latency"], **m}

@@ -1,0 +1,116 @@
+"""``graphmill search`` end to end, in a subprocess (the real console entry point).
+
+References: ONNX Runtime loads and runs the best model the search wrote; the history file is checked against
+the trial count asked for; bad input must give one line on stderr, exit status 2 and no output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EDGE = os.path.join(ROOT, "examples", "accelerators", "edge.toml")
+# a very small proxy: 3 training steps on 16x16 digits, latency of the network at width 0.25 and 32x32
+TINY = ["--steps", "3", "--proxy-width", "0.25", "--proxy-resolution", "16", "--latency-width", "0.25",
+        "--latency-resolution", "32"]
+
+
+def run_cli(*args: str, cwd=None, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(cwd or ""), ROOT,
+                                                                     os.environ.get("PYTHONPATH", "")])))
+    return subprocess.run([sys.executable, "-m", "graphmill.cli", "search", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=env)
+
+
+def test_mnasnet_search_writes_a_best_model_that_runs_under_onnxruntime(tmp_path):
+    import onnxruntime as ort
+
+    out = tmp_path / "run"
+    r = run_cli("--space", "mnasnet", "--strategy", "random", "--budget", "3", "--out", str(out), "--accel", EDGE,
+                "--seed", "1", *TINY)
+    assert r.returncode == 0, r.stderr
+    progress = [line for line in r.stdout.splitlines() if line.startswith("[search] trial ")]
+    assert [line.split()[2] for line in progress] == ["1/3", "2/3", "3/3"]
+    assert all(" best " in line and "evals/s" in line and "ETA" in line for line in progress)
+    for name in ("checkpoint.json", "history.jsonl", "best.onnx", "best_so_far.png", "pareto.png"):
+        assert (out / name).is_file(), name
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 3 and all(h["status"] == "ok" for h in history)
+    assert all({"accuracy", "latency", "cycles", "macs", "params"} <= set(h["metrics"]) for h in history)
+    best = max(history, key=lambda h: h["reward"])
+    sess = ort.InferenceSession(str(out / "best.onnx"), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((2, 1, 16, 16)).astype(np.float32)
+    (logits,) = sess.run(None, {sess.get_inputs()[0].name: x})
+    assert logits.shape == (2, 10) and np.isfinite(logits).all()
+    # the ONNX model is the best trial's network: its configuration travels in the graph's metadata
+    from graphmill import load
+
+    assert load(str(out / "best.onnx")).meta["config"] == best["config"]
+    # rerunning the finished command evaluates nothing again
+    again = run_cli("--space", "mnasnet", "--strategy", "random", "--budget", "3", "--out", str(out), "--accel",
+                    EDGE, "--seed", "1", "--json", *TINY)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert summary["trials"] == 3 and summary["best"]["config"] == best["config"]
+
+
+EVALUATORS = '''
+def quadratic(config):
+    return -(config["x"] - 0.3) ** 2
+
+def broken(config):
+    if config["x"] > 0.5:
+        raise ValueError("no")
+    return config["x"]
+'''
+
+
+def test_user_space_and_evaluator(tmp_path):
+    (tmp_path / "myeval.py").write_text(EVALUATORS)
+    (tmp_path / "space.json").write_text(json.dumps({"type": "space", "params": {
+        "x": {"type": "float", "low": 0.0, "high": 1.0}}}))
+    r = run_cli("--space", "space.json", "--evaluator", "myeval:broken", "--strategy", "random", "--budget", "6",
+                "--out", "o", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    history = [json.loads(line) for line in (tmp_path / "o" / "history.jsonl").read_text().splitlines()]
+    assert len(history) == summary["trials"] == 6
+    failed = [h for h in history if h["config"]["x"] > 0.5]
+    assert all(h["status"] == "failed" for h in failed) and summary["failed"] == len(failed)
+    assert summary["best"]["reward"] == max(h["config"]["x"] for h in history if h["config"]["x"] <= 0.5)
+    assert all("ValueError: no" in h["error"] for h in failed)
+    assert not (tmp_path / "o" / "best.onnx").exists()  # no network for a user space
+
+
+BAD_SPACE = '{"type": "space", "params": {"lr": {"type": "float", "low": "a", "high": 1}}}'
+
+
+@pytest.mark.parametrize("args, files, expect", [
+    (["--space", "bad.json"], {"bad.json": BAD_SPACE}, "space.params.lr"),
+    (["--space", "bad.json"], {"bad.json": '{"type": "space",\n "params": {,}}'}, "bad.json:2:"),
+    (["--space", "empty.json"], {"empty.json": '{"type": "space", "params": {}}'}, "no parameters"),
+    (["--space", "mnasnt"], {}, "did you mean 'mnasnet'"),
+    (["--space", "mnasnet", "--strategy", "evolutoin"], {}, "did you mean 'evolution'"),
+    (["--space", "mnasnet", "--strategy", "evolution", "--option", "populaton=20"], {}, "did you mean 'population'"),
+    (["--space", "mnasnet", "--evaluator", "nosuchmodule:f"], {}, "cannot import 'nosuchmodule'"),
+    (["--space", "mnasnet", "--evaluator", "json:nosuch"], {}, "json has no 'nosuch'"),
+    (["--space", "mnasnet", "--objective", "mnasnet:target=3"], {}, "did you mean 'target_ms'"),
+    (["--space", "mnasnet", "--executor", "rey"], {}, "did you mean 'ray'"),
+    (["--space", "mnasnet", "--evaluator", "json:loads", "--objective", "mnasnet"], {}, "target_ms=T"),
+    (["--space", "mnasnet", "--budget", "0"], {}, "--budget=0"),
+    (["--space", "mnasnet", "--accel", "missing.toml"], {}, "missing.toml"),
+])
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, files, expect):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    r = run_cli(*args, "--out", "o", cwd=tmp_path, timeout=120)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("graphmill search: error:") and expect in lines[0], lines
+    assert not (tmp_path / "o").exists()
