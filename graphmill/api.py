@@ -101,22 +101,25 @@ def demo(out_dir: str, *, model: str = "resnet18", runs: int = 10) -> dict:
     }
 
 
-def simulate(graph: Graph, accel) -> "object":
+def simulate(graph: Graph, accel, *, scalesim_compat: bool = False) -> "object":
     """Simulate ``graph`` on an accelerator (an ``AccelConfig``, a dict in the TOML schema, or a TOML path).
 
-    Returns a ``graphmill.backends.simulator.SimReport`` (``.to_dict()`` for JSON, ``.table()``, ``.plot()``).
+    Returns a ``graphmill.backends.simulator.SimReport`` (``.to_dict()`` for JSON, ``.table()``, ``.plot()``);
+    nodes the simulator cannot cost are in its ``uncosted`` (totals partial, a ``SimulationWarning``).
+    ``scalesim_compat=True`` uses SCALE-Sim 3.0.0's memory arithmetic instead of graphmill's corrected one.
     """
     from graphmill.backends.simulator import simulate_graph
 
-    return simulate_graph(graph, accel)
+    return simulate_graph(graph, accel, scalesim_compat=scalesim_compat)
 
 
-def simulate_scalesim(topology: str | os.PathLike, config: str | os.PathLike):
-    """Simulate a SCALE-Sim topology CSV under a SCALE-Sim .cfg (USER bandwidth)."""
+def simulate_scalesim(topology: str | os.PathLike, config: str | os.PathLike, *, scalesim_compat: bool = False):
+    """Simulate a SCALE-Sim topology CSV under a SCALE-Sim .cfg (USER or CALC interface bandwidth);
+    ``scalesim_compat=True`` reproduces SCALE-Sim 3.0.0's cycle counts exactly."""
     from graphmill.backends.simulator import read_scalesim_config, read_topology, simulate_layers
 
     cfg = read_scalesim_config(config)
-    return simulate_layers(read_topology(topology), cfg)
+    return simulate_layers(read_topology(topology), cfg, scalesim_compat=scalesim_compat)
 
 
 # -- what the CLI's commands need beyond the functions above (graphmill/cli calls this module only) ------------
@@ -289,11 +292,77 @@ def search(space: str, evaluator: str = "builtin", *, out: str | os.PathLike, st
     ``space`` is ``"mnasnet"``, ``"accelerator"``, ``"mnasnet+accelerator"`` or a space JSON file;
     ``evaluator`` is ``"builtin"`` or ``"MODULE:FUNCTION"``. Everything is checked before anything is
     written. OUT gets checkpoint.json, history.jsonl, best_so_far.png, pareto.png and best.onnx (MnasNet's
-    space); ``progress(line)`` gets one line per finished trial. Returns ``{"result": SearchResult, "summary": dict}`` (see ``graphmill.search.workflow``); for the
-    plain Python API on your own space and evaluator, use ``graphmill.search.run``.
+    space); ``progress(line)`` gets one line per finished trial. Returns ``{"result": SearchResult, "summary":
+    dict}`` (see ``graphmill.search.workflow``); for the plain Python API on your own space and evaluator, use
+    ``graphmill.search.run``.
     """
     from graphmill.search.workflow import run_search
 
     return run_search(space, evaluator, out=os.fspath(out), strategy=strategy, options=options, budget=budget,
                       workers=workers, executor=executor, ray_address=ray_address, objective=objective, accel=accel,
                       timeout=timeout, seed=seed, proxy=proxy, progress=progress)
+
+
+def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str = "gpipe", method: str = "optimal",
+              objective: str = "time", accel=None, devices_file: str | None = None, memory_cap: float = 0.0,
+              batch: int = 0, remat: bool = True, optimizer: str = "adam", cost: str = "roofline",
+              plot: str | os.PathLike | None = None, run: bool = False, steps: int = 2, lr: float = 0.01,
+              seed: int = 0) -> dict:
+    """Pipeline-partition ``graph`` in place (GPipe): ``node.meta["stage"]``, simulated schedule, optional real run.
+
+    Runs the ``pipeline-partition`` pass with the simulator's cost model (``cost``: ``"roofline"`` or
+    ``"simulator"``) for the chips of ``accel`` (a config, dict or TOML path; default the built-in one) or of a
+    ``devices_file``; simulates ``schedule`` (``"gpipe"`` or ``"1f1b"``) and, with ``plot``, writes its Gantt
+    PNG. ``run=True`` trains ``steps`` steps on K local processes (torch.distributed.pipelining, gloo) and
+    compares with one process (``report["run"]``); the trained weights are written back into ``graph``.
+    Returns the report: ``stages`` [{index, nodes, forward, backward, send_bytes, memory, ...}], ``bottleneck``,
+    ``bubble_fraction``, ``step_time``, ``speedup_vs_one_device``, ``units``, ``node_times``, ... (README).
+    A model symbolic in its batch is costed at ``batch`` (default: ``microbatches``, one sample each).
+    """
+    from graphmill.backends.simulator import RooflineCostModel, SimulatorCostModel
+    from graphmill.backends.simulator.pipeline import SCHEDULES, pipeline_devices, simulate_pipeline
+    from graphmill.passes import PassContext, run_passes
+    from graphmill.passes.pipeline import PipelinePartition, batch_dimension
+
+    for name, value, low in (("stages", stages, 1), ("microbatches", microbatches, 1), ("batch", batch, 0),
+                             ("steps", steps, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise UserInputError(f"--{name} {value!r}: must be an integer >= {low}")
+    if schedule not in SCHEDULES:
+        raise UserInputError(f"--schedule {schedule!r}: choose from {', '.join(SCHEDULES)}")
+    if cost not in ("roofline", "simulator"):
+        raise UserInputError(f"--cost {cost!r}: choose roofline or simulator")
+    from graphmill.ir.partition import compute_nodes
+
+    ops = len(compute_nodes(graph))
+    if stages > ops:
+        raise UserInputError(f"--stages {stages}: graph {graph.name!r} has only {ops} compute op(s) to spread over "
+                             "the stages")
+    devices = pipeline_devices(accel, devices_file)
+    if devices.count < stages:
+        raise UserInputError(f"{stages} stages need {stages} devices; the system has {devices.count} (set "
+                             "system.chips in the accelerator TOML, or list more devices)")
+    cap = memory_cap or devices.memory_bytes
+    if not batch and batch_dimension(graph, microbatches).symbol is not None:
+        batch = microbatches
+    model = (SimulatorCostModel if cost == "simulator" else RooflineCostModel)(devices.accel)
+    p = PipelinePartition(stages=stages, microbatches=microbatches, objective=objective, method=method,
+                          memory_cap=float(cap), remat=remat, optimizer=optimizer, batch=batch)
+    run_passes(graph, [p], ctx=PassContext(cost_model=model))
+    plan = graph.meta["pipeline"]
+    sim = simulate_pipeline(plan, model, schedule=schedule)
+    report = dict(plan)
+    report.update({"bubble_fraction": sim.bubble_fraction, "step_time": sim.step_time,
+                   "speedup_vs_one_device": sim.speedup, "schedule": schedule, "cost_model": cost,
+                   "accel": devices.accel.name, "clock_mhz": devices.accel.clock_mhz,
+                   "link": {"latency": devices.accel.link_latency_cycles,
+                            "bytes_per_unit": devices.accel.link_bw_bytes_per_cycle},
+                   "peak_memory": sim.peak_memory, "in_flight": sim.in_flight})
+    if run:
+        from graphmill.backends.torch.pipeline import run_pipeline
+
+        report["run"] = run_pipeline(graph, steps=steps, batch=plan["batch"], microbatches=microbatches,
+                                     schedule=schedule, lr=lr, seed=seed)
+    if plot:
+        sim.gantt(os.fspath(plot))
+    return report
