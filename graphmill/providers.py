@@ -7,7 +7,7 @@ docs/architecture.md). What a pass needs from them is an interface defined in
 - ``NodeEvaluator``: ONNX Runtime on a one-node model (``backends.onnxruntime.OrtNodeEvaluator``);
   fold-constants asks it to evaluate the ops it does not compute with numpy;
 - ``ShapeInferencer``: onnx's shape inference (``frontend.onnx_shape_inference.OnnxShapeInferencer``)
-  for values the op registry leaves open.
+  for the outputs of ops the op registry has no entry for.
 
 ``graphmill.optimize()`` passes ``default_providers()`` to its context explicitly; importing
 ``graphmill`` also installs them as the process-wide defaults (``install_default_providers``), so a

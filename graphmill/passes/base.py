@@ -21,7 +21,7 @@ Passes never import ``graphmill.frontend`` or ``graphmill.backends``. What a pas
 needs from them arrives through the interfaces below, carried by the
 ``PassContext``: a ``NodeEvaluator`` (fold-constants asks it to run one node; the
 ONNX Runtime backend provides one) and a ``ShapeInferencer`` (onnx's inference,
-provided by the frontend's codec) for what the op registry leaves open. A
+provided by the frontend's codec) for the outputs of ops the registry has no entry for. A
 context built without them uses the process-wide defaults that the top of the
 package installs (``set_default_providers``; ``graphmill/__init__.py`` installs
 ``graphmill.providers.default_providers``), so a ``PassManager`` used directly
@@ -174,7 +174,7 @@ class NodeEvaluator(Protocol):
 
 @runtime_checkable
 class ShapeInferencer(Protocol):
-    """A second opinion on types and shapes, for what graphmill's op registry leaves open.
+    """A second opinion on types and shapes, for outputs of ops graphmill's op registry has no entry for.
 
     ``refine`` fills in, in place, the types of values that are still incomplete (unknown element
     type, rank or dimension) after ``graphmill.ir.ops.infer_types``; it only adds information (never
