@@ -33,7 +33,8 @@ def _batch_one(graph: Graph) -> Graph:
 
 
 def simulated_latency(graph: Graph, accel: Any = None) -> dict[str, float]:
-    """``{"cycles", "latency"}`` (latency in ms) of one inference of ``graph`` on ``accel`` (AccelConfig, TOML dict or path)."""
+    """``{"cycles", "latency"}`` (latency in ms) of one inference of ``graph`` on ``accel`` (an AccelConfig,
+    a TOML-schema dict or a TOML path; default ``DEFAULT_ACCEL``)."""
     from graphmill.api import simulate
     from graphmill.backends.simulator.config import as_accel
 

@@ -21,7 +21,8 @@ from graphmill.ir import Graph, UserInputError
 
 @functools.lru_cache(maxsize=8)
 def digits_data(size: int, channels: int = 1, seed: int = 0):
-    """``(x_train, y_train, x_test, y_test)`` torch tensors: digits resized to ``size`` x ``size``, ``channels`` copies."""
+    """``(x_train, y_train, x_test, y_test)`` torch tensors: digits resized to ``size`` x ``size``, repeated
+    over ``channels``."""
     try:
         from sklearn.datasets import load_digits
     except ImportError:  # pragma: no cover - scikit-learn is in the test extra

@@ -19,5 +19,6 @@ SPACES: dict[str, Callable[[], Space]] = {
     "mnasnet+accelerator": joint_space,
 }
 
-__all__ = ["SPACES", "MNASNET_A1", "MnasNetBuilder", "accel_config", "accelerator_space", "build_mnasnet", "check_config",
+__all__ = ["SPACES", "MNASNET_A1", "MnasNetBuilder", "accel_config", "accelerator_space", "build_mnasnet",
+           "check_config",
            "joint_space", "mnasnet_space", "split"]

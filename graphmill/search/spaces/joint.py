@@ -21,7 +21,8 @@ def joint_space(nn: Space | None = None, accel: Space | None = None) -> Space:
 
 
 def split(config: dict) -> tuple[dict, dict | None]:
-    """``(nn_config, accel_config)`` of a joint configuration; a plain network configuration gives ``(config, None)``."""
+    """``(nn_config, accel_config)`` of a joint configuration; a plain network configuration gives
+    ``(config, None)``."""
     if set(config) == set(NAMES):
         return config["nn"], config["accel"]
     return config, None
