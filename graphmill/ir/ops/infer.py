@@ -13,10 +13,15 @@ from typing import Iterator
 
 import numpy as np
 
-from graphmill.util.errors import ShapeInferenceError
+from graphmill.util.errors import ShapeInferenceError, UserInputError
+from graphmill.util.limits import shape_problem
 from ..graph import Graph, Node, Value
 from ..types import TensorType, Type
 from .registry import InferenceContext, lookup
+
+
+class ModelTooLargeError(UserInputError):
+    """Inference found a tensor beyond graphmill's size limits (graphmill/util/limits.py)."""
 
 
 @dataclass
@@ -137,6 +142,10 @@ def _infer_node(node: Node, opsets: dict[str, int], known: dict[int, np.ndarray]
         t = types[i]
         if isinstance(t, TensorType) and not t.dtype:
             t = None  # ONNX has no tensor type without an element type; an input was unknown
+        if isinstance(t, TensorType) and (problem := shape_problem(t.shape)):
+            # A size no real model has, computed from the model's own constants (Range(0, 2^33, 1)): refuse
+            # it here, before onnx's inference, constant folding or random inputs try to allocate it.
+            raise ModelTooLargeError(f"{node.describe()}: output %{out.name} would have {problem}")
         merged = merge_types(out.type, t, f"{node.describe()} output %{out.name}", report)
         if merged is not out.type:
             out.type = merged
