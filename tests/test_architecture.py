@@ -135,6 +135,40 @@ def test_ir_imports_only_util():
     assert not found, _show(found)
 
 
+def test_util_imports_nothing_else_of_graphmill():
+    def rule(mod, imp):
+        if _under(mod.name, "graphmill.util") and _under(imp.target, "graphmill") and not (
+                _under(imp.target, "graphmill.util") or (imp.target == "graphmill" and set(imp.names) <= {"util"})):
+            return f"{mod.name} imports {imp.target}: util imports nothing else of graphmill"
+        return None
+
+    found = _violations(rule)
+    assert not found, _show(found)
+
+
+TOP = ("graphmill.api", "graphmill.cli", "graphmill.optimization", "graphmill.providers")
+LAYERS = ("graphmill.util", "graphmill.ir", "graphmill.frontend", "graphmill.passes", "graphmill.backends",
+          "graphmill.search")
+
+
+def test_layers_never_import_the_top_of_the_package():
+    """api, cli, optimization and providers sit on top: the layers below never import them (nor
+    ``graphmill`` itself, whose __init__ imports them)."""
+    def rule(mod, imp):
+        if not any(_under(mod.name, layer) for layer in LAYERS):
+            return None
+        if any(_under(imp.target, top) for top in TOP):
+            return f"{mod.name} imports {imp.target}: the layers below api never import the top"
+        if imp.target == "graphmill" and not set(imp.names) <= {"util", "ir", "errors"} | {
+                n for n in imp.names if f"graphmill.{n}" in MODULE_NAMES and any(
+                    _under(f"graphmill.{n}", layer) for layer in LAYERS)}:
+            return f"{mod.name} imports {imp.names} from graphmill (the package's __init__ sits on top)"
+        return None
+
+    found = _violations(rule)
+    assert not found, _show(found)
+
+
 def test_api_and_cli_do_not_import_testing():
     def rule(mod, imp):
         if (mod.name == "graphmill.api" or _under(mod.name, "graphmill.cli")) and _under(imp.target, "graphmill.testing"):

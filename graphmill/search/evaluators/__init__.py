@@ -2,7 +2,7 @@
 
 * ``training``: accuracy after a short training through the torch backend on scikit-learn's digits;
 * ``latency``: simulated (cycles -> ms at the accelerator's clock) or ONNX Runtime latency;
-* ``cost``: MACs and parameters from ``graphmill.api.inspect``;
+* ``cost``: MACs and parameters as ``graphmill inspect`` counts them;
 * ``timeout``: ``WithTimeout(evaluate, seconds)``, a per-evaluation limit (a timeout is a failed trial);
 * ``mnasnet``: the built-in ``MnasNetEvaluator`` (proxy accuracy x simulated latency, MnasNet's reward) and
   ``AcceleratorEvaluator`` for the accelerator space.

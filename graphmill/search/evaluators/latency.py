@@ -1,6 +1,6 @@
 """Latency of a candidate: simulated on the systolic-array simulator, or measured with ONNX Runtime.
 
-* ``simulated_latency(graph, accel)``: ``graphmill.api.simulate`` at batch 1; ``cycles`` is the report's
+* ``simulated_latency(graph, accel)``: the simulator (``simulate_graph``) at batch 1; ``cycles`` is the report's
   total and ``latency = cycles / (clock MHz * 1000)`` milliseconds at the accelerator's configured clock.
 * ``ort_latency(graph)``: the median of ``runs`` timed ONNX Runtime inferences (one thread, ORT's own
   optimizations on, as users run it) after ``warmup`` untimed ones; noisy on a loaded machine, which is
@@ -35,11 +35,11 @@ def _batch_one(graph: Graph) -> Graph:
 def simulated_latency(graph: Graph, accel: Any = None) -> dict[str, float]:
     """``{"cycles", "latency"}`` (latency in ms) of one inference of ``graph`` on ``accel`` (an AccelConfig,
     a TOML-schema dict or a TOML path; default ``DEFAULT_ACCEL``)."""
-    from graphmill.api import simulate
+    from graphmill.backends.simulator import simulate_graph
     from graphmill.backends.simulator.config import as_accel
 
     cfg = as_accel(DEFAULT_ACCEL if accel is None else accel)
-    report = simulate(_batch_one(graph), cfg)
+    report = simulate_graph(_batch_one(graph), cfg)
     cycles = float(report.total_cycles)
     return {"cycles": cycles, "latency": cycles / (cfg.clock_mhz * 1e3)}
 
