@@ -21,6 +21,9 @@ from .efficientnet import efficientnet
 from .mobilenet import mnasnet_a1, mobilenet_v2
 from .resnet import resnet
 from .transformer import bert, vit
+from .inception import inception_v3
+from .nmt import nmt, rnnlm
+from .transformer_seq2seq import transformer_seq2seq
 
 
 def _efficientnet(variant: str) -> Callable[..., Graph]:
@@ -41,6 +44,10 @@ MODELS: dict[str, Callable[..., Graph]] = {
     "mobilenet_v2": mobilenet_v2,
     "bert_base": bert,
     "vit_b_16": vit,
+    "inception_v3": inception_v3,
+    "nmt": nmt,
+    "rnnlm": rnnlm,
+    "transformer_seq2seq": transformer_seq2seq,
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -54,6 +61,10 @@ DESCRIPTIONS: dict[str, str] = {
     "mobilenet_v2": "MobileNetV2 (Sandler et al. 2018, Table 2): inverted residuals, ReLU6, 224x224, 3.5M params",
     "bert_base": "BERT-base-like encoder (Devlin et al. 2018): 12 layers, hidden 768, 12 heads, int64 ids [N, S]",
     "vit_b_16": "ViT-B/16 (Dosovitskiy et al. 2020): 16x16 patches, 12 layers, hidden 768, 224x224, 86.6M params",
+    "inception_v3": "Inception-V3 (Szegedy et al. 2016, Table 1): A/C/E blocks, 299x299, 23.8M params (no aux head)",
+    "nmt": "NMT (Wu et al. 2016): 2-layer LSTM encoder-decoder, attention, 1024 units, unrolled 20 steps",
+    "rnnlm": "RNN LM (Jozefowicz et al. 2016): 2-layer LSTM, 2048 units, 32k vocab, unrolled 20 steps, batch 64",
+    "transformer_seq2seq": "Transformer base (Vaswani et al. 2017): 6+6 layers, hidden 512, 8 heads, 64 tokens",
 }
 
 ALIASES = {"bert": "bert_base", "vit": "vit_b_16", "mnasnet": "mnasnet_a1"}
