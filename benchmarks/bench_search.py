@@ -1,0 +1,253 @@
+"""Search strategies on a tabular benchmark: best-so-far accuracy against evaluations, over >= 20 seeds.
+
+The tabular benchmark (built once with ``--build``, cached in benchmarks/data/search_digits_mlp.json): every
+architecture of a small MLP space (depth 1-3, per-layer width 16/32/64/128, activation relu/tanh/elu, learning
+rate 0.003/0.01/0.03/0.1: 1008 architectures) trained briefly with torch on scikit-learn's digits (Adam, 15
+epochs, batch 128, fixed seed) and scored by held-out accuracy. A search evaluation is a table lookup, so the
+benchmark measures sample efficiency only.
+
+Peers: Optuna's TPE (``tpe``) and plain regularized evolution with P = 20, S = 5 (``evolution``); also random
+search and the REINFORCE / PPO controllers. Goal (issue 11): the default strategy at least as good as the best
+peer at every budget from 25 to 200 and closing at least half of the best peer's remaining gap to the optimum at
+200. Also measured: ask+tell overhead, and the throughput of 2 workers against 1 with 1-second evaluations
+(local process pool and Ray).
+
+    .venv/bin/python benchmarks/bench_search.py --build      # ~2-5 min on 2 cores, writes the table
+    .venv/bin/python benchmarks/bench_search.py              # the comparison (a few minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TABLE = os.path.join(HERE, "data", "search_digits_mlp.json")
+sys.path.insert(0, HERE)
+
+from graphmill import search  # noqa: E402
+from graphmill.search import strategies  # noqa: E402
+from graphmill.util.files import write_json  # noqa: E402
+
+BUDGETS = (25, 50, 75, 100, 150, 200)
+
+
+def mlp_space() -> search.Space:
+    widths = [16, 32, 64, 128]
+    return search.Space({
+        "depth": search.Choice([1, 2, 3]),
+        "w1": search.Choice(widths),
+        "w2": search.Choice(widths, when={"depth": [2, 3]}),
+        "w3": search.Choice(widths, when={"depth": 3}),
+        "act": search.Choice(["relu", "tanh", "elu"]),
+        "lr": search.Choice([0.003, 0.01, 0.03, 0.1]),
+    })
+
+
+def train(config: dict) -> float:
+    """Held-out accuracy of the MLP ``config`` after a short training on digits (deterministic)."""
+    import torch
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    torch.set_num_threads(1)
+    x, y = load_digits(return_X_y=True)
+    xtr, xte, ytr, yte = train_test_split(x / 16.0, y, test_size=0.3, random_state=0, stratify=y)
+    xtr, xte = torch.tensor(xtr, dtype=torch.float32), torch.tensor(xte, dtype=torch.float32)
+    ytr, yte = torch.tensor(ytr), torch.tensor(yte)
+    torch.manual_seed(0)
+    act = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "elu": torch.nn.ELU}[config["act"]]
+    layers, fan_in = [], 64
+    for i in range(config["depth"]):
+        w = config[f"w{i + 1}"]
+        layers += [torch.nn.Linear(fan_in, w), act()]
+        fan_in = w
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(fan_in, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=config["lr"])
+    g = torch.Generator().manual_seed(0)
+    for _ in range(15):
+        perm = torch.randperm(len(xtr), generator=g)
+        for i in range(0, len(xtr), 128):
+            idx = perm[i:i + 128]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
+            opt.step()
+    with torch.no_grad():
+        return float((model(xte).argmax(1) == yte).float().mean())
+
+
+def build() -> None:
+    from multiprocessing import get_context
+
+    space = mlp_space()
+    configs = list(space.enumerate())
+    t0 = time.time()
+    with get_context("spawn").Pool(2) as pool:
+        accs = pool.map(train, configs, chunksize=8)
+    os.makedirs(os.path.dirname(TABLE), exist_ok=True)
+    write_json(TABLE, {"space": space.to_json(), "what": "held-out accuracy on sklearn digits (30% split, "
+                       "random_state 0), Adam 15 epochs batch 128, torch seed 0",
+                       "table": [[c, round(a, 6)] for c, a in zip(configs, accs)]}, indent=None)
+    print(f"built {len(configs)} architectures in {time.time() - t0:.0f} s -> {TABLE}")
+
+
+_LOOKUP: dict = {}
+
+
+def load_table() -> tuple[search.Space, dict]:
+    with open(TABLE) as f:
+        data = json.load(f)
+    space = search.Space.from_json(data["space"])
+    table = {space.key(c): a for c, a in data["table"]}
+    return space, table
+
+
+def lookup(config: dict) -> float:
+    if not _LOOKUP:
+        space, table = load_table()
+        _LOOKUP.update(table=table, space=space)
+    return _LOOKUP["table"][_LOOKUP["space"].key(config)]
+
+
+def curves(name: str, seeds: int, budget: int) -> np.ndarray:
+    out = np.zeros((seeds, budget))
+    for s in range(seeds):
+        r = search.run(_LOOKUP["space"], lookup, strategy=name, budget=budget, seed=s, progress=False)
+        b = r.best_so_far()
+        b += [b[-1]] * (budget - len(b))
+        out[s] = b
+    return out
+
+
+def overhead(name: str, history: int, asks: int = 50) -> float:
+    """Median ms of one ask+tell after ``history`` results told (a 10-parameter space)."""
+    space = search.Space({**{f"op{i}": search.Choice(["a", "b", "c", "d"]) for i in range(7)},
+                          "k": search.Choice([3, 5, 7]), "depth": search.Int(1, 8),
+                          "lr": search.Float(1e-4, 1e-1, log=True)})
+
+    def f(c):
+        return sum(ord(c[f"op{i}"]) * (i + 1) for i in range(7)) / 100 + c["depth"] * 0.1 - abs(math.log10(c["lr"]) + 2)
+
+    s = strategies.get(name, space, seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(history):  # as the runner would: ask, then tell
+        c = s.ask() if name != "default" or _ < 50 else space.sample(rng)
+        s.tell(c, f(c))
+    ts = []
+    for _ in range(asks):
+        t0 = time.perf_counter()
+        c = s.ask()
+        s.tell(c, f(c))
+        ts.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(ts))
+
+
+def throughput(executor: str, workers: int, n: int) -> tuple[float, float]:
+    """(total wall seconds, steady evaluations/s from first to last result) with 1-second evaluations."""
+    import bench_search_evals
+
+    space = search.Space({"x": search.Int(0, 10_000)})
+    stamps = []
+    t0 = time.perf_counter()
+    search.run(space, bench_search_evals.one_second, strategy="random", budget=n, seed=0, workers=workers,
+               executor=executor, progress=lambda s: stamps.append(time.perf_counter()))
+    total = time.perf_counter() - t0
+    steady = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    return total, steady
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", action="store_true", help="(re)build the tabular benchmark")
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--budget", type=int, default=200)
+    ap.add_argument("--strategies", default="default,evolution,tpe,random,reinforce,ppo")
+    ap.add_argument("--skip-overhead", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--json", help="write all numbers to this file")
+    args = ap.parse_args()
+    if args.build or not os.path.exists(TABLE):
+        build()
+        if args.build:
+            return
+    space, table = load_table()
+    _LOOKUP.update(table=table, space=space)
+    optimum = max(table.values())
+    accs = np.array(sorted(table.values()))
+    print(f"table: {len(table)} architectures, optimum {optimum:.4f}, median {np.median(accs):.4f}, "
+          f"top-1% {accs[int(0.99 * len(accs))]:.4f}")
+    report: dict = {"optimum": optimum, "size": len(table), "budgets": list(BUDGETS), "strategies": {}}
+    names = args.strategies.split(",")
+    res = {}
+    for name in names:
+        t0 = time.time()
+        c = curves(name, args.seeds, args.budget)
+        res[name] = c
+        report["strategies"][name] = {"mean": c.mean(0).tolist(), "std": c.std(0).tolist(),
+                                      "seconds": time.time() - t0}
+        print(f"  {name}: {args.seeds} seeds x {args.budget} evaluations in {time.time() - t0:.0f} s", flush=True)
+    budgets = [b for b in BUDGETS if b <= args.budget]
+    print(f"\nbest-so-far held-out accuracy, mean ± std over {args.seeds} seeds (optimum {optimum:.4f})")
+    print("strategy".ljust(11) + "".join(f"{b:>17}" for b in budgets))
+    for name in names:
+        c = res[name]
+        print(name.ljust(11) + "".join(f"{c[:, b - 1].mean():>10.4f} ± {c[:, b - 1].std():.4f}" for b in budgets))
+    peers = [p for p in ("tpe", "evolution") if p in res]
+    if "default" in res and peers:
+        print("\nregret (optimum - mean best-so-far); ratio = default / best peer (<= 1 is as good or better)")
+        print("budget".ljust(8) + "default".rjust(10) + "".join(p.rjust(10) for p in peers) + "ratio".rjust(8)
+              + "  goal met")
+        ok_all = True
+        for b in budgets:
+            rd = optimum - res["default"][:, b - 1].mean()
+            rp = {p: optimum - res[p][:, b - 1].mean() for p in peers}
+            best_peer = min(rp.values())
+            ratio = rd / best_peer if best_peer > 0 else (1.0 if rd <= 0 else math.inf)
+            met = rd <= best_peer + 1e-12
+            ok_all &= met
+            print(f"{b:<8}{rd:>10.4f}" + "".join(f"{rp[p]:>10.4f}" for p in peers) + f"{ratio:>8.2f}  "
+                  + ("yes" if met else "NO"))
+            report.setdefault("regret", {})[b] = {"default": rd, **rp, "ratio": ratio}
+        b = budgets[-1]
+        rd = optimum - res["default"][:, b - 1].mean()
+        best_peer = min(optimum - res[p][:, b - 1].mean() for p in peers)
+        closed = 1 - rd / best_peer if best_peer > 0 else float("nan")
+        print(f"at {b}: the default closes {closed:.0%} of the best peer's remaining gap to the optimum "
+              f"(goal >= 50%): {'yes' if closed >= 0.5 else 'NO'}; as good as the best peer at every budget: "
+              f"{'yes' if ok_all else 'NO'}")
+        report["gap_closed"] = closed
+    if not args.skip_overhead:
+        print("\nask+tell overhead (median ms, 10-parameter space)")
+        ov = {}
+        for name, h, goal in (("random", 10_000, 1.0), ("evolution", 10_000, 1.0), ("default", 1_000, 50.0)):
+            ov[name] = overhead(name, h)
+            print(f"  {name:<10} history {h:>6}: {ov[name]:8.3f} ms (goal < {goal:g} ms) "
+                  f"{'yes' if ov[name] < goal else 'NO'}")
+        report["overhead_ms"] = ov
+    if not args.skip_throughput:
+        print("\nthroughput with 1-second evaluations (16 evaluations; steady = from first to last result)")
+        tp = {}
+        for ex in ("local", "ray"):
+            try:
+                one = throughput(ex, 1, 16)
+                two = throughput(ex, 2, 16)
+            except Exception as e:  # ray missing or failing to start: say so
+                print(f"  {ex}: not measured ({type(e).__name__}: {e})")
+                continue
+            tp[ex] = {"one": one, "two": two, "speedup_total": one[0] / two[0], "speedup_steady": two[1] / one[1]}
+            print(f"  {ex:<6} 1 worker {one[0]:5.1f} s ({one[1]:.2f} evals/s)   2 workers {two[0]:5.1f} s "
+                  f"({two[1]:.2f} evals/s)   speedup {one[0] / two[0]:.2f}x total, {two[1] / one[1]:.2f}x steady "
+                  f"(goal >= 1.8x)")
+        report["throughput"] = tp
+    if args.json:
+        write_json(args.json, report)
+
+
+if __name__ == "__main__":
+    main()
