@@ -1,0 +1,370 @@
+"""Learned placers trained with REINFORCE on the simulated step time (torch, CPU).
+
+* ``rl`` (Mirhoseini et al., 2017): the ops are gathered into their colocation groups (an op with its gradient /
+  update: ``problem.colocation_groups``; constants are never placed) and, when there are more than
+  ``max_groups`` (default 256), the groups of each layer are merged into runs of about equal time (at most
+  ``max_groups`` units in all, a unit never mixing layers; the paper grouped large graphs by hand). Each unit is embedded (op type, output shape, time,
+  weights, adjacency: in/out degree and the mean position of its producers and readers) and a sequence-to-
+  sequence policy (bidirectional LSTM encoder over the units in topological order, LSTM decoder with attention
+  over the encoder states, the previous unit's device fed back) outputs one device per unit.
+* ``hierarchical`` (Mirhoseini et al., 2018): a feed-forward grouper (a 2-layer MLP over the colocation groups'
+  embeddings) samples one of ``groups`` (default 64) groups for each, and the same sequence-to-sequence placer
+  places the groups (a group's embedding: the mean of its members' plus its size); both are trained jointly,
+  the log-probability of a sample being the sum of the grouper's and the placer's choices. No manual grouping:
+  this is the method for graphs of tens of thousands of ops.
+
+Training: each step samples ``samples`` placements (default 8), simulates each (``schedule.simulate``), reward
+``-sqrt(makespan / reference)`` (reference: the best valid baseline's makespan) and ``-sqrt(invalid_penalty)``
+(default 10) for a placement over some device's memory; advantage = reward - a moving-average baseline
+(``baseline_decay`` 0.9); loss = -advantage * log-probability - ``entropy`` (0.01) * entropy; Adam (``lr``
+0.005). Before REINFORCE the policy is warm-started by at most ``warm_steps`` (default 100) steps of cross-entropy
+towards the best valid baseline's placement (its devices per unit; for the grouper, runs of equal device in the
+graph's order), stopping once the baseline's choices have a geometric-mean probability of ``warm_prob`` (0.9),
+so that sampling explores around the best heuristic rather than from uniform noise.
+
+**Never worse than the best baseline**: every baseline's placement is evaluated first and the placer returns the
+best valid placement it evaluated, baselines included. ``samples_to_best_baseline`` counts the sampled
+placements until one was at least as good as the best baseline (None: none was).
+
+``budget`` bounds the sampled placements (default 800); ``time_limit`` (seconds, default 480) bounds the training
+wall time. A ``checkpoint`` file (torch.save, written atomically after every step) holds the policy, the
+optimizer, the baseline, the best placement and the random states; a run given an existing checkpoint of the
+same problem resumes from it and reaches the same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from graphmill.ir import UserInputError
+from graphmill.util.files import atomic_write_bytes
+
+from .problem import PlacementProblem
+from .schedule import simulate
+
+DEFAULTS = {"samples": 8, "lr": 0.005, "entropy": 0.01, "baseline_decay": 0.9, "hidden": 64, "max_groups": 256,
+            "groups": 64, "warm_steps": 100, "warm_prob": 0.9, "invalid_penalty": 10.0, "time_limit": 480.0, "budget": 800,
+            "progress_every": 10}
+
+
+# -- features ---------------------------------------------------------------------------------------------------
+
+def op_features(prob: PlacementProblem) -> tuple[np.ndarray, np.ndarray, int]:
+    """Numeric features [n, F] (standardized) and op-type ids [n] of every op."""
+    n = prob.n
+    types: dict[str, int] = {}
+    tid = np.zeros(n, np.int64)
+    feats = np.zeros((n, 12))
+    out_b = np.zeros(n)
+    in_b = np.zeros(n)
+    w_b = np.zeros(n)
+    for v in prob.values:
+        if v.producer is not None:
+            out_b[v.producer] += v.bytes
+        for c in v.consumers:
+            (in_b if v.producer is not None else w_b)[c] += v.bytes
+    for i, node in enumerate(prob.nodes):
+        key = f"{node.domain}::{node.op_type}" if node.domain else node.op_type
+        tid[i] = types.setdefault(key, len(types))
+        shape = ()
+        for o in node.outputs:
+            if o is not None and getattr(o.type, "shape", None) is not None:
+                shape = tuple(d if isinstance(d, int) else 1 for d in o.type.shape)
+                break
+        dims = list(shape[-4:])
+        dims = [1] * (4 - len(dims)) + dims
+        preds, succs = prob.preds[i], prob.succs[i]
+        feats[i] = [math.log1p(prob.op_time[i].mean()), math.log1p(out_b[i]), math.log1p(in_b[i]),
+                    math.log1p(w_b[i]), i / max(1, n - 1), math.log1p(len(preds)), math.log1p(len(succs)),
+                    *[math.log1p(d) for d in dims], (np.mean(succs) - i) / max(1, n) if succs else 0.0]
+    mu, sd = feats.mean(0), feats.std(0) + 1e-6
+    return ((feats - mu) / sd).astype(np.float32), tid, len(types)
+
+
+def merge_units(prob: PlacementProblem, max_units: int) -> np.ndarray:
+    """op -> unit: the colocation groups; when there are more than ``max_units``, the groups of each layer
+    (``problem.layer_index``) are merged, in the graph's order, into runs of about equal time, each layer getting
+    runs in proportion to its time (at least one), so that a unit never mixes layers."""
+    groups = np.asarray(prob.groups)
+    ng = int(groups.max()) + 1
+    if ng <= max_units:
+        return groups
+    t = prob.op_time.mean(axis=1) + 1e-9
+    gt = np.zeros(ng)
+    np.add.at(gt, groups, t)
+    glayer = np.zeros(ng, np.int64)
+    glayer[groups] = np.asarray(prob.layers)  # a group's layer: its (last listed) op's
+    layers = np.unique(glayer)
+    lt = np.array([gt[glayer == layer].sum() for layer in layers])
+    quota = np.maximum(1, np.floor(lt / lt.sum() * (max_units - len(layers)) + 1).astype(int))
+    unit_of_group = np.zeros(ng, np.int64)
+    nxt = 0
+    for layer, q in zip(layers, quota):
+        members = np.flatnonzero(glayer == layer)
+        cum = np.cumsum(gt[members]) - gt[members] / 2
+        chunk = np.minimum((cum / gt[members].sum() * q).astype(int), q - 1)
+        _, dense = np.unique(chunk, return_inverse=True)
+        unit_of_group[members] = nxt + dense
+        nxt += int(dense.max()) + 1
+    return unit_of_group[groups]
+
+
+# -- the policy -------------------------------------------------------------------------------------------------
+
+class Seq2SeqPlacer(nn.Module):
+    """Bidirectional LSTM encoder; LSTM decoder with attention; one device per position."""
+
+    def __init__(self, feat: int, hidden: int, devices: int) -> None:
+        super().__init__()
+        self.devices = devices
+        self.inp = nn.Linear(feat, hidden)
+        self.enc = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True)
+        self.dev_emb = nn.Embedding(devices + 1, hidden)  # index `devices`: the start token
+        self.cell = nn.LSTMCell(2 * hidden + hidden, hidden)
+        self.q = nn.Linear(hidden, 2 * hidden, bias=False)
+        self.out = nn.Linear(hidden + 2 * hidden, devices)
+
+    def forward(self, x: torch.Tensor, *, sample: bool, gen: torch.Generator | None = None,
+                target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, L, F] -> (devices [B, L], log-prob [B], entropy [B]); ``target`` teacher-forces the choices."""
+        B, L, _ = x.shape
+        enc, _ = self.enc(torch.tanh(self.inp(x)))  # [B, L, 2H]
+        h = x.new_zeros(B, self.cell.hidden_size)
+        c = x.new_zeros(B, self.cell.hidden_size)
+        prev = torch.full((B,), self.devices, dtype=torch.long)
+        chosen, logp, ent = [], x.new_zeros(B), x.new_zeros(B)
+        for t in range(L):
+            h, c = self.cell(torch.cat([enc[:, t], self.dev_emb(prev)], -1), (h, c))
+            att = torch.softmax(torch.einsum("bld,bd->bl", enc, self.q(h)) / math.sqrt(enc.shape[-1]), -1)
+            ctx = torch.einsum("bl,bld->bd", att, enc)
+            lp = torch.log_softmax(self.out(torch.cat([h, ctx], -1)), -1)
+            if target is not None:
+                a = target[:, t]
+            elif sample:
+                a = torch.multinomial(lp.exp(), 1, generator=gen).squeeze(1)
+            else:
+                a = lp.argmax(-1)
+            logp = logp + lp.gather(1, a[:, None]).squeeze(1)
+            ent = ent - (lp.exp() * lp).sum(-1)
+            chosen.append(a)
+            prev = a
+        return torch.stack(chosen, 1), logp, ent
+
+
+class Policy(nn.Module):
+    """``rl``: the placer over fixed units; ``hierarchical``: grouper + placer."""
+
+    def __init__(self, feat: int, ntypes: int, hidden: int, devices: int, groups: int | None) -> None:
+        super().__init__()
+        self.type_emb = nn.Embedding(max(1, ntypes), 16)
+        f = feat + 16
+        self.groups = groups
+        if groups is not None:
+            self.grouper = nn.Sequential(nn.Linear(f, hidden), nn.ReLU(), nn.Linear(hidden, groups))
+            self.placer = Seq2SeqPlacer(f + 1, hidden, devices)
+        else:
+            self.placer = Seq2SeqPlacer(f + 1, hidden, devices)
+
+    def unit_embed(self, feats: torch.Tensor, tids: torch.Tensor, unit: torch.Tensor, nunits: int) -> torch.Tensor:
+        e = torch.cat([feats, self.type_emb(tids)], -1)
+        s = e.new_zeros(nunits, e.shape[1]).index_add_(0, unit, e)
+        cnt = e.new_zeros(nunits).index_add_(0, unit, torch.ones_like(unit, dtype=e.dtype))
+        return s / cnt.clamp(min=1)[:, None], cnt
+
+    def sample(self, emb: torch.Tensor, cnt: torch.Tensor, K: int, gen: torch.Generator | None, *,
+               sample: bool = True, target_groups: torch.Tensor | None = None,
+               target_devices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """K placements of the units: (unit devices [K, U], log-prob [K], entropy [K])."""
+        U = emb.shape[0]
+        if self.groups is None:
+            x = torch.cat([emb, torch.log1p(cnt)[:, None]], -1)[None].expand(K, U, -1)
+            return self.placer(x, sample=sample, gen=gen, target=target_devices)
+        G = self.groups
+        lg = torch.log_softmax(self.grouper(emb), -1)  # [U, G]
+        if target_groups is not None:
+            grp = target_groups
+        elif sample:
+            grp = torch.multinomial(lg.exp(), K, replacement=True, generator=gen).T  # [K, U]
+        else:
+            grp = lg.argmax(-1)[None].expand(K, U)
+        glogp = lg.gather(1, grp.T).T.sum(1)  # [K]
+        gent = -(lg.exp() * lg).sum()
+        w = cnt[None].expand(K, U)
+        s = emb.new_zeros(K, G, emb.shape[1]).scatter_add_(1, grp[..., None].expand(K, U, emb.shape[1]),
+                                                            (emb * cnt[:, None])[None].expand(K, U, -1))
+        c = emb.new_zeros(K, G).scatter_add_(1, grp, w)
+        x = torch.cat([s / c.clamp(min=1)[..., None], torch.log1p(c)[..., None]], -1)  # [K, G, F+1]
+        gdev, plogp, pent = self.placer(x, sample=sample, gen=gen, target=target_devices)
+        return gdev.gather(1, grp), glogp + plogp, gent + pent
+
+
+# -- training -----------------------------------------------------------------------------------------------------
+
+def _signature(prob: PlacementProblem, method: str, seed: int) -> str:
+    return f"{method}|{prob.n}|{prob.devices}|{seed}|{float(prob.op_time.sum()):.6g}|{len(prob.values)}"
+
+
+def learned_placement(prob: PlacementProblem, method: str, baselines: list[Any], *, budget: int = 0, seed: int = 0,
+                      options: dict | None = None, progress: Callable[[str], None] | None = None,
+                      checkpoint: str | None = None) -> tuple[list[int], dict]:
+    """Train the ``rl`` or ``hierarchical`` policy on ``prob`` and return (best placement, statistics).
+
+    torch runs on one thread here: the policy's tensors are small and step by step, and several threads only
+    contend (ten times slower on a loaded two-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _learned_placement(prob, method, baselines, budget=budget, seed=seed, options=options,
+                                  progress=progress, checkpoint=checkpoint)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any], *, budget: int, seed: int,
+                       options: dict | None, progress: Callable[[str], None] | None,
+                       checkpoint: str | None) -> tuple[list[int], dict]:
+    opts = dict(DEFAULTS)
+    for k, v in (options or {}).items():
+        if k not in DEFAULTS:
+            import difflib
+
+            close = difflib.get_close_matches(k, DEFAULTS, n=1)
+            raise UserInputError(f"unknown {method} option {k!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                                 f"known: {', '.join(DEFAULTS)}")
+        opts[k] = type(DEFAULTS[k])(v)
+    budget = budget or int(opts["budget"])
+    K = int(opts["samples"])
+    D = prob.devices
+    t_start = time.perf_counter()
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    valid = [c for c in baselines if c.valid]
+    best_base = min(valid, key=lambda c: c.schedule.makespan) if valid else None
+    ref = best_base.schedule.makespan if best_base else min(c.schedule.makespan for c in baselines)
+    ref = max(ref, 1e-9)
+    best_pl = list(best_base.placement) if best_base else None
+    best_t = best_base.schedule.makespan if best_base else math.inf
+    best_from = best_base.method if best_base else None
+    if D == 1:
+        return [0] * prob.n, {"steps": 0, "samples": 0, "best_from": "single", "samples_to_best_baseline": 0,
+                              "reference": ref}
+    feats, tids, ntypes = op_features(prob)
+    hier = method == "hierarchical"
+    unit = np.asarray(prob.groups) if hier else merge_units(prob, int(opts["max_groups"]))
+    U = int(unit.max()) + 1
+    G = min(int(opts["groups"]), U) if hier else None
+    policy = Policy(feats.shape[1], ntypes, int(opts["hidden"]), D, G)
+    optim = torch.optim.Adam(policy.parameters(), lr=float(opts["lr"]))
+    ft, tt, ut = torch.from_numpy(feats), torch.from_numpy(tids), torch.from_numpy(unit)
+    state = {"step": 0, "samples": 0, "baseline": None, "history": [], "to_best": None}
+    sig = _signature(prob, method, seed)
+    resumed = False
+    if checkpoint and os.path.exists(checkpoint):
+        try:
+            ck = torch.load(checkpoint, weights_only=False)
+        except Exception as e:  # noqa: BLE001 -- any unreadable file is the user's to remove
+            raise UserInputError(f"{checkpoint}: cannot read the placement checkpoint ({e}); remove it to start "
+                                 "afresh") from None
+        if not isinstance(ck, dict) or ck.get("signature") != sig:
+            raise UserInputError(f"{checkpoint}: a checkpoint of another placement run (graph, devices, method or "
+                                 "seed differ); give another path or remove it")
+        policy.load_state_dict(ck["policy"])
+        optim.load_state_dict(ck["optim"])
+        gen.set_state(ck["gen"])
+        torch.set_rng_state(ck["torch_rng"])
+        state = ck["state"]
+        if ck["best_t"] < best_t:
+            best_t, best_pl, best_from = ck["best_t"], ck["best_pl"], ck["best_from"]
+        resumed = True
+
+    def unit_targets(pl: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per unit the majority device of the baseline; for the grouper, runs of equal device."""
+        votes = np.zeros((U, D))
+        np.add.at(votes, (unit, np.asarray(pl)), prob.op_time.mean(axis=1) + 1e-9)
+        udev = votes.argmax(1)
+        if not hier:
+            return torch.from_numpy(udev)[None].expand(K, U), None
+        runs = np.zeros(U, np.int64)
+        r = 0
+        for u in range(1, U):
+            if udev[u] != udev[u - 1]:
+                r += 1
+            runs[u] = r
+        grp = (runs * G) // (r + 1)
+        gdev = np.zeros(G, np.int64)
+        for g_ in range(G):
+            members = udev[grp == g_]
+            gdev[g_] = np.bincount(members, minlength=D).argmax() if len(members) else 0
+        return torch.from_numpy(gdev)[None].expand(K, G), torch.from_numpy(grp)[None].expand(K, U)
+
+    def save() -> None:
+        if not checkpoint:
+            return
+        buf = io.BytesIO()
+        torch.save({"signature": sig, "policy": policy.state_dict(), "optim": optim.state_dict(),
+                    "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "state": state, "best_t": best_t,
+                    "best_pl": best_pl, "best_from": best_from}, buf)
+        atomic_write_bytes(checkpoint, buf.getvalue())
+
+    if not resumed and best_base is not None and int(opts["warm_steps"]) > 0:
+        tdev, tgrp = unit_targets(best_base.placement)
+        positions = U + (G or 0)
+        for _ in range(int(opts["warm_steps"])):
+            emb, cnt = policy.unit_embed(ft, tt, ut, U)
+            _, lp, _ = policy.sample(emb, cnt, 1, gen, target_groups=None if tgrp is None else tgrp[:1],
+                                     target_devices=tdev[:1])
+            if float(lp.detach().mean()) / positions > math.log(float(opts["warm_prob"])):
+                break  # the baseline's choices are likely enough; keep the rest of the distribution to explore
+            loss = -lp.mean() / positions
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+    penalty = -math.sqrt(float(opts["invalid_penalty"]))
+    every = max(1, int(opts["progress_every"]))
+    while state["samples"] < budget and time.perf_counter() - t_start < float(opts["time_limit"]):
+        emb, cnt = policy.unit_embed(ft, tt, ut, U)
+        udev, lp, ent = policy.sample(emb, cnt, K, gen)
+        rewards = []
+        for k in range(K):
+            pl = udev[k].numpy()[unit].tolist()
+            s = simulate(prob, pl)
+            ok = s.over(prob.capacity) is None
+            state["samples"] += 1
+            rewards.append(-math.sqrt(s.makespan / ref) if ok else penalty)
+            if ok and s.makespan < best_t:
+                best_t, best_pl, best_from = s.makespan, pl, f"{method} sample {state['samples']}"
+            if ok and state["to_best"] is None and s.makespan <= ref:
+                state["to_best"] = state["samples"]
+        r = torch.tensor(rewards)
+        b = state["baseline"]
+        b = float(r.mean()) if b is None else b
+        adv = r - b
+        loss = -(adv * lp).mean() - float(opts["entropy"]) * ent.mean()
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        state["baseline"] = float(opts["baseline_decay"]) * b + (1 - float(opts["baseline_decay"])) * float(r.mean())
+        state["step"] += 1
+        state["history"].append({"step": state["step"], "samples": state["samples"], "best": best_t,
+                                 "mean_reward": float(r.mean())})
+        save()
+        if progress and (state["step"] % every == 0 or state["samples"] >= budget):
+            base_txt = f"{best_base.method} {ref:,.0f}" if best_base else "none valid"
+            progress(f"{method}: step {state['step']}, {state['samples']}/{budget} placements, best step time "
+                     f"{best_t:,.0f} ({best_t / ref:.3f} of the best baseline), baseline {base_txt}, mean reward "
+                     f"{float(r.mean()):.3f}")
+    if best_pl is None:
+        raise UserInputError(f"the {method} placer found no placement that fits the devices' memory in "
+                             f"{state['samples']} samples (nor did any baseline)")
+    stats = {"steps": state["step"], "samples": state["samples"], "best_from": best_from,
+             "samples_to_best_baseline": state["to_best"], "reference": ref, "units": U,
+             "groups": G, "seconds": time.perf_counter() - t_start, "resumed": resumed}
+    return list(best_pl), stats
