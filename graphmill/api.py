@@ -366,3 +366,71 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
     if plot:
         sim.gantt(os.fspath(plot))
     return report
+
+
+def place(graph: Graph, *, method: str = "heft", devices: int | None = None, devices_file: str | None = None,
+          accel=None, memory_gb: float | None = None, cost: str = "roofline", budget: int = 0, seed: int = 0,
+          options: dict | None = None, training: bool = False, progress=None, checkpoint: str | None = None,
+          plot: str | os.PathLike | None = None, info: dict | None = None) -> dict:
+    """Place every op of ``graph`` on a device (``node.meta["device"]``) and return the JSON report (README,
+    "Device placement"; the issue's schema exactly).
+
+    Devices: ``devices`` identical chips of ``accel`` (default: the built-in accelerator; without ``devices``,
+    ``accel``'s ``system.chips``) or a heterogeneous ``devices_file``; ``memory_gb`` overrides every device's
+    memory. ``cost``: ``"roofline"`` or ``"simulator"``. ``training=True`` places the training step
+    (``passes.placement.training_graph``: one backward op per forward op): the report covers both, ``graph``'s
+    nodes get their forward ops' devices. ``budget``, ``seed``, ``options``, ``progress`` (a callable taking a
+    line), ``checkpoint``: the learned placers'. ``plot`` writes the schedule as a Gantt PNG; ``info`` (a dict)
+    receives wall times per method and the learned placer's statistics. The placement, method and device set travel in the graph's meta
+    (``graph.meta["placement"]``), so that ``graphmill simulate`` can replay a saved placed model.
+    """
+    from graphmill.backends.simulator.devices import PlacementCostModel, device_set
+    from graphmill.backends.simulator.placement_sim import placement_gantt
+    from graphmill.passes.placement import check_method, place_graph, training_graph
+    from graphmill.passes.placement.problem import name_ops
+
+    check_method(method)
+    if cost not in ("roofline", "simulator"):
+        raise UserInputError(f"--cost {cost!r}: choose roofline or simulator")
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise UserInputError(f"--budget {budget!r}: must be an integer >= 0 (0: the method's default)")
+    ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)
+    name_ops(graph)
+    target = training_graph(graph) if training else graph
+    model = PlacementCostModel(ds, cost)
+    result = place_graph(target, model, method=method, budget=budget, seed=seed, options=options,
+                         progress=progress, checkpoint=checkpoint)
+    target.meta["placement"].update({"device_set": ds.to_dict(), "cost": cost})
+    if training:  # the forward ops' placement travels on the given graph too
+        by_name = {n.name: n.meta.get("device") for n in target.nodes}
+        for n in graph.nodes:
+            if n.name in by_name:
+                n.meta["device"] = by_name[n.name]
+        graph.meta["placement"] = dict(target.meta["placement"], training=True)
+    if plot:
+        placement_gantt(result, os.fspath(plot))
+    if info is not None:
+        info.update(result.info)
+    return result.report
+
+
+def check_placement(graph: Graph, inputs: dict | None = None, *, runs: int = 3, seed: int = 0) -> dict:
+    """Run a placed graph on one process per device (torch.distributed, gloo) and compare with one ONNX Runtime
+    session: ``{"devices", "runs", "outputs_equal", "max_abs_diff", "step_time_s", "reference_step_time_s", ...}``."""
+    from graphmill.backends.placed_execution import run_placed
+
+    out = run_placed(graph, inputs, runs=runs, seed=seed)
+    out.pop("outputs", None)
+    return out
+
+
+def replay_placement(graph: Graph) -> dict | None:
+    """Simulate the placement a saved placed model carries (``graph.meta["placement"]``, ``node.meta["device"]``)
+    on the device set it was made for: ``{"makespan", "units", "devices", "peak", "method"}``; None when the
+    graph is not placed."""
+    from graphmill.backends.simulator.placement_sim import placed_device_set, replay_placement as _replay
+
+    ds = placed_device_set(graph)
+    if ds is None:
+        return None
+    return _replay(graph, ds, cost=(graph.meta.get("placement") or {}).get("cost", "roofline"))

@@ -15,9 +15,10 @@ from typing import Sequence
 from graphmill import __version__
 from graphmill.cli import demo, inspect, optimize, passes, roundtrip, scale, scale_search, search, simulate, zoo
 from graphmill.cli import partition
+from graphmill.cli import place
 from graphmill.errors import GraphmillError
 
-COMMANDS = (inspect, roundtrip, optimize, scale_search, passes, zoo, demo, scale, simulate, search, partition)
+COMMANDS = (inspect, roundtrip, optimize, scale_search, passes, zoo, demo, scale, simulate, search, partition, place)
 
 
 def build_parser() -> argparse.ArgumentParser:

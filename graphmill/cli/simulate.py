@@ -49,12 +49,16 @@ def run(args: argparse.Namespace) -> int:
             names = ", ".join(f"{u['name']} ({u['op']})" for u in report.uncosted)
             print(f"graphmill simulate: warning: the totals are partial: {len(report.uncosted)} node(s) not costed: "
                   f"{names}", file=sys.stderr)
+    replay = api.replay_placement(graph) if not (args.scalesim_topology or args.scalesim_config) else None
     if args.plot:
         report.plot(args.plot)
     if args.json:
-        emit_json(report.to_dict())
+        emit_json(report.to_dict() if replay is None else {**report.to_dict(), "placement_replay": replay})
     else:
         print(report.table(), end="")
+        if replay is not None:  # a model saved by `graphmill place`: its placement on its devices
+            print(f"placement ({replay['method']}) replayed on {len(replay['devices'])} devices: step time "
+                  f"{replay['makespan']:,.0f} {replay['units']}")
         if args.plot:
             print(f"wrote {args.plot}")
     return 0

@@ -1,0 +1,69 @@
+"""Replay of a placed graph: the device set stored with the placement (``graph.meta["placement"]["device_set"]``)
+or given, the cost model over it, and the schedule simulation of ``graphmill.passes.placement`` on the
+placement the nodes carry (``node.meta["device"]``). ``graphmill simulate`` uses it for a placed model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphmill.ir import Graph, UserInputError
+
+from .devices import DeviceSet, PlacementCostModel
+
+
+def placed_device_set(graph: Graph) -> DeviceSet | None:
+    """The device set a placement was made for, from the graph's meta (None: the graph is not placed)."""
+    meta = graph.meta.get("placement")
+    if not isinstance(meta, dict) or not isinstance(meta.get("device_set"), dict):
+        return None
+    try:
+        return DeviceSet.from_dict(meta["device_set"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserInputError(f"graph {graph.name!r}: its placement's device set is unreadable ({e})") from None
+
+
+def replay_placement(graph: Graph, devset: DeviceSet | None = None, *, cost: str = "roofline") -> dict[str, Any]:
+    """Simulate the placement on the nodes: ``{"makespan", "units", "devices", "peak", "method"}``."""
+    from graphmill.passes.placement import build_problem, simulate
+
+    devset = devset or placed_device_set(graph)
+    if devset is None:
+        raise UserInputError(f"graph {graph.name!r} carries no placement (run graphmill place)")
+    model = PlacementCostModel(devset, cost if cost else (graph.meta.get("placement") or {}).get("cost", "roofline"))
+    prob = build_problem(graph, model)
+    place = []
+    for n in prob.nodes:
+        d = n.meta.get("device")
+        if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < devset.count:
+            raise UserInputError(f"{n.describe()}: meta['device'] = {d!r} is not a device of the placement "
+                                 f"(0..{devset.count - 1})")
+        place.append(d)
+    s = simulate(prob, place)
+    return {"makespan": s.makespan, "units": prob.units, "devices": list(devset.names), "peak": s.peak.tolist(),
+            "method": (graph.meta.get("placement") or {}).get("method")}
+
+
+def placement_gantt(result: Any, path: str, title: str = "") -> None:
+    """A Gantt PNG of a placement's schedule (``PlaceResult``): ops per device, incoming transfers beneath."""
+    from graphmill.util.plots import pyplot, save_figure
+
+    prob, s = result.problem, result.schedule
+    plt = pyplot()
+    D = prob.devices
+    fig, ax = plt.subplots(figsize=(12, 1 + 0.6 * D))
+    place = [result.report["placement"][n] for n in prob.names]
+    for i in range(prob.n):
+        if s.finish[i] > s.start[i]:
+            ax.barh(place[i], s.finish[i] - s.start[i], left=s.start[i], height=0.5, color="tab:blue",
+                    edgecolor="k", linewidth=0.2)
+    for _, _, dst, t0, t1 in s.transfers:
+        if t1 > t0:
+            ax.barh(dst + 0.35, t1 - t0, left=t0, height=0.15, color="tab:orange", linewidth=0)
+    ax.set_yticks(range(D))
+    ax.set_yticklabels(prob.device_names)
+    ax.invert_yaxis()
+    ax.set_xlabel(prob.units)
+    ax.set_title(title or f"{result.report['method']}: makespan {s.makespan:,.0f} {prob.units} (blue: ops, orange: "
+                          "incoming transfers)")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)

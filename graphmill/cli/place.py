@@ -1,0 +1,103 @@
+"""``graphmill place``: put every op of a model on one of several devices; simulate the step; report and save."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from graphmill import api
+from graphmill.cli.common import add_output_args, check_output_path, emit_json, save_output
+from graphmill.util.files import check_target
+
+METHODS = "single, round-robin, expert, heft, metis, rl, hierarchical"
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("place", help="place ops on devices (heuristics, METIS, an RL placer, the hierarchical "
+                                     "grouper-placer) so that the simulated step finishes soonest")
+    p.add_argument("model", help="an ONNX model file")
+    dev = p.add_mutually_exclusive_group(required=True)
+    dev.add_argument("--devices", type=int, metavar="N", help="N identical chips (of --accel, or the built-in one)")
+    dev.add_argument("--devices-file", metavar="D.toml", help="heterogeneous devices and links (README)")
+    p.add_argument("--accel", metavar="A.toml", help="accelerator config of the chips (default: built-in)")
+    p.add_argument("--method", default="heft", help=f"{METHODS} (default heft)")
+    p.add_argument("--budget", type=int, default=0, metavar="N",
+                   help="placements rl/hierarchical may simulate (default 800)")
+    p.add_argument("--memory", type=float, metavar="GB", help="memory of every device (default: the file's, or 16)")
+    p.add_argument("--cost", default="roofline", help="op costs: roofline (default) or simulator (cycle-level)")
+    p.add_argument("--training", action="store_true",
+                   help="place the training step (forward + backward ops; README states the backward cost rule)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the learned placers and METIS (default 0)")
+    p.add_argument("--checkpoint", metavar="PATH", help="rl/hierarchical: save after every step; resume from it")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the model with node meta 'device'")
+    p.add_argument("--json", metavar="REPORT", help="write the JSON report to REPORT ('-': stdout)")
+    p.add_argument("--plot", metavar="gantt.png", help="write the simulated schedule as a Gantt PNG")
+    p.add_argument("--run", action="store_true",
+                   help="execution check: one process per device (torch.distributed, gloo) against one ORT session")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_output_args(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    for path in (args.output, args.json, args.plot):  # every output checked before any work
+        if path and path != "-":
+            check_target(path)
+            check_output_path(path, [args.model], args.force)
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    if args.devices is not None and args.devices < 1:
+        from graphmill.errors import UserInputError
+
+        raise UserInputError(f"--devices {args.devices}: must be an integer >= 1")
+    graph = api.load(args.model)
+    info: dict = {}
+    report = api.place(graph, method=args.method, devices=args.devices, devices_file=args.devices_file,
+                       accel=args.accel, memory_gb=args.memory, cost=args.cost, budget=args.budget, seed=args.seed,
+                       training=args.training, progress=progress, checkpoint=args.checkpoint, plot=args.plot,
+                       info=info)
+    run_result = api.check_placement(graph) if args.run else None
+    save_output(graph, args)
+    if args.json:
+        emit_json(report, args.json)
+    if args.json != "-":
+        print(table(report, info))
+        if run_result is not None:
+            print(f"execution check: {len(run_result['devices'])} processes, {run_result['runs']} runs, outputs "
+                  f"{'equal' if run_result['outputs_equal'] else 'DIFFER'} (max |diff| "
+                  f"{run_result['max_abs_diff']:.2e}) vs one ONNX Runtime session; measured step "
+                  f"{run_result['step_time_s'] * 1e3:.1f} ms (one session {run_result['reference_step_time_s'] * 1e3:.1f} ms)")
+        for path in (args.output, args.plot, args.json):
+            if path and path != "-":
+                print(f"wrote {path}")
+    if run_result is not None and not run_result["outputs_equal"]:
+        return 1
+    return 0
+
+
+def table(r: dict, info: dict) -> str:
+    u = r["units"]
+    counts = [0] * len(r["devices"])
+    for d in r["placement"].values():
+        counts[d] += 1
+    lines = [f"{len(r['placement'])} ops on {len(r['devices'])} devices ({r['method']}); times in {u}",
+             f"{'device':>12} {'ops':>6} {'peak memory':>14} {'capacity':>14}"]
+    for d, name in enumerate(r["devices"]):
+        cap = r["memory"]["capacity"][d]
+        lines.append(f"{name:>12} {counts[d]:>6} {r['memory']['peak'][d]:>14,.0f} "
+                     f"{cap if cap is None else format(cap, ',.0f'):>14}")
+    lines.append(f"{'method':>12} {'step time':>16} {'vs ' + r['method']:>10} {'wall s':>8}")
+    rows = dict(r["baselines"])
+    rows.setdefault(r["method"], r["makespan"])
+    for m, t in rows.items():
+        wall = info.get("wall_s", {}).get(m)
+        lines.append(f"{m:>12} {t:>16,.0f} {t / r['makespan']:>10.3f} {'' if wall is None else format(wall, '.2f'):>8}")
+    learned = info.get("learned")
+    if learned:
+        lines.append(f"{r['method']}: {learned['samples']} placements in {learned['steps']} steps, best from "
+                     f"{learned['best_from']}; samples to reach the best baseline: {learned['samples_to_best_baseline']}")
+    return "\n".join(lines)

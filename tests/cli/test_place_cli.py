@@ -1,0 +1,89 @@
+"""``graphmill place``: the report, the placement travelling in the ONNX and replayed by ``graphmill simulate``,
+and bad input (unknown method, zero devices, a devices file missing a field, a graph that fits on no device):
+one line, exit 2, nothing written. Reference: the report re-read and re-simulated (tests/passes/test_placement.py
+holds the independent simulator), the baselines of the same run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from graphmill import api
+from graphmill.ir.builder import GraphBuilder
+
+GM = [sys.executable, "-m", "graphmill.cli"]
+
+
+def run_cli(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*GM, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.fixture
+def model(tmp_path) -> str:
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("towers")
+    x = b.input("x", "float32", [32, 128])
+    tails = []
+    for _ in range(3):
+        v = x
+        for _ in range(3):
+            v = b.Relu(b.MatMul(v, (rng.standard_normal((128, 128)) * 0.1).astype(np.float32)))
+        tails.append(v)
+    b.output(b.Add(b.Add(tails[0], tails[1]), tails[2]), "y")
+    path = str(tmp_path / "m.onnx")
+    api.save(b.build(), path)
+    return path
+
+
+def test_place_writes_report_model_and_plot(tmp_path, model):
+    out, rep, png = (str(tmp_path / n) for n in ("p.onnx", "r.json", "g.png"))
+    r = run_cli("place", model, "--devices", "3", "--method", "hierarchical", "--budget", "8", "-o", out, "--json", rep,
+                "--plot", png, "--run")
+    assert r.returncode == 0, r.stderr
+    report = json.load(open(rep))
+    assert set(report) == {"method", "devices", "units", "makespan", "baselines", "placement", "op_time", "values",
+                           "link", "memory"}
+    assert report["makespan"] <= min(report["baselines"].values())
+    assert "hierarchical: step" in r.stderr and "best step time" in r.stderr  # progress
+    assert "execution check: " in r.stdout and "outputs equal" in r.stdout
+    g = api.load(out)
+    assert {n.name: n.meta["device"] for n in g.nodes if n.name in report["placement"]} == report["placement"]
+    assert os.path.getsize(png) > 0
+    sim = run_cli("simulate", out, "--accel", os.path.join(os.path.dirname(__file__), "..", "..", "examples", "accelerators",
+                                               "edge.toml"))
+    assert sim.returncode == 0, sim.stderr
+    assert f"step time {report['makespan']:,.0f} cycles at 1000 MHz" in sim.stdout
+
+
+def _devfile(tmp_path, text):
+    p = tmp_path / "d.toml"
+    p.write_text(text)
+    return str(p)
+
+
+@pytest.mark.parametrize("case", ["unknown_method", "zero_devices", "missing_field", "fits_nowhere", "bad_budget"])
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, model, case):
+    out = str(tmp_path / "o" / "p.onnx")
+    os.makedirs(os.path.dirname(out))
+    args = {"unknown_method": ["--devices", "2", "--method", "hefty"],
+            "zero_devices": ["--devices", "0"],
+            "missing_field": ["--devices-file", _devfile(tmp_path, "[[device]]\nname = 'a'\n[link]\n"
+                                                                   "bytes_per_cycle = 1\nlatency_cycles = 0\n")],
+            "fits_nowhere": ["--devices", "2", "--memory", "0.0001"],
+            "bad_budget": ["--devices", "2", "--method", "rl", "--budget", "-3"]}[case]
+    r = run_cli("place", model, *args, "-o", out, "--json", str(tmp_path / "o" / "r.json"))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    want = {"unknown_method": "unknown placement method 'hefty' (did you mean 'heft'?)",
+            "zero_devices": "--devices 0: must be an integer >= 1",
+            "missing_field": "device 'a': missing field 'memory_gb'",
+            "fits_nowhere": "fits on no device",
+            "bad_budget": "--budget -3"}[case]
+    assert want in lines[0]
+    assert os.listdir(tmp_path / "o") == []
