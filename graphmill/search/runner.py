@@ -9,7 +9,7 @@ sequence ask -> evaluate -> tell -> checkpoint is deterministic, so a run killed
 same arguments ends with exactly the history of an uninterrupted run; evaluations that were in flight are
 resubmitted first on resume and no finished one is repeated.
 
-If the strategy proposes only known configurations ``max_repeats`` (200) times in a row (a converged RL
+If the strategy proposes only known configurations ``MAX_REPEATS`` (50) times in a row (a converged RL
 controller), the runner proposes a random unseen configuration itself and tells it to the strategy, so the
 budget is still spent; when the space has no unseen configuration left the run ends early.
 """
@@ -32,7 +32,7 @@ from graphmill.search.strategies.base import rng_from_state, rng_state, strategy
 from graphmill.util.errors import UserInputError
 from graphmill.util.files import atomic_write_text
 
-MAX_REPEATS = 200
+MAX_REPEATS = 50
 
 
 @dataclass
