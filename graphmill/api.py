@@ -312,8 +312,8 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
 
     Runs the ``pipeline-partition`` pass with the simulator's cost model (``cost``: ``"roofline"`` or
     ``"simulator"``) for the chips of ``accel`` (a config, dict or TOML path; default the built-in one) or of a
-    ``devices_file``; simulates ``schedule`` (``"gpipe"`` or ``"1f1b"``) and, with ``plot``, writes its Gantt
-    PNG. ``run=True`` trains ``steps`` steps on K local processes (torch.distributed.pipelining, gloo) and
+    ``devices_file`` (the device-placement format; identical devices only, ``pipeline_devices``); simulates
+    ``schedule`` (``"gpipe"`` or ``"1f1b"``) and, with ``plot``, writes its Gantt PNG. ``run=True`` trains ``steps`` steps on K local processes (torch.distributed.pipelining, gloo) and
     compares with one process (``report["run"]``); the trained weights are written back into ``graph``.
     Returns the report: ``stages`` [{index, nodes, forward, backward, send_bytes, memory, ...}], ``bottleneck``,
     ``bubble_fraction``, ``step_time``, ``speedup_vs_one_device``, ``units``, ``node_times``, ... (README).
@@ -342,7 +342,7 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
     if devices.count < stages:
         raise UserInputError(f"{stages} stages need {stages} devices; the system has {devices.count} (set "
                              "system.chips in the accelerator TOML, or list more devices)")
-    cap = memory_cap or devices.memory_bytes
+    cap = memory_cap or devices.memory_cap(stages)  # stage s runs on device s: the smallest of those K
     if not batch and batch_dimension(graph, microbatches).symbol is not None:
         batch = microbatches
     model = (SimulatorCostModel if cost == "simulator" else RooflineCostModel)(devices.accel)

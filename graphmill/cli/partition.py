@@ -39,8 +39,12 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--objective", default="time", help="what optimal minimizes: time (default) or memory")
     dev = p.add_mutually_exclusive_group()
     dev.add_argument("--accel", metavar="A.toml", help="accelerator config; its system.chips are the devices")
-    dev.add_argument("--devices-file", metavar="D.toml", help="devices (memory each) and their link (README)")
-    p.add_argument("--memory-cap", metavar="SIZE", help="memory per device, e.g. 16GB (default: the devices file's)")
+    dev.add_argument("--devices-file", metavar="D.toml",
+                     help="identical devices (memory_gb each) and their [link], in the device-placement format "
+                          "(README); heterogeneous speeds are refused")
+    p.add_argument("--memory-cap", metavar="SIZE",
+                   help="memory per device, e.g. 16GB (default: the smallest memory_gb among the devices file's "
+                        "first K devices)")
     p.add_argument("--batch", type=int, default=0, metavar="B",
                    help="mini-batch size (default: the model's, or M for a symbolic batch)")
     p.add_argument("--no-remat", action="store_true", help="keep every micro-batch's activations (no re-materialization)")

@@ -3,17 +3,21 @@
 References: GPipe (Huang et al. 2019, §2.2): on K balanced stages with M micro-batches the bubble is
 (K - 1) / (M + K - 1) of the step, the step (M + K - 1) (F + B); PipeDream-flush / 1F1B (Narayanan et al.
 2021) has the same bubble and keeps at most K - s micro-batches in flight on stage s; the rest are hand
-computations.
+computations. The devices file is the device-placement one (backends/simulator/devices.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
-from graphmill.backends.simulator.pipeline import simulate_pipeline, task_order
+from graphmill.backends.simulator.config import load_accel
+from graphmill.backends.simulator.devices import load_devices
+from graphmill.backends.simulator.pipeline import pipeline_devices, simulate_pipeline, task_order
 from graphmill.ir import UserInputError
 from graphmill.ir.builder import GraphBuilder
 from graphmill.passes.pipeline import partition_graph
@@ -106,3 +110,53 @@ def test_gantt_png(tmp_path):
     assert {s.kind for s in r.spans} == {"forward", "backward", "transfer"}
     assert len([s for s in r.spans if s.kind != "transfer"]) == 3 * 4 * 2
     assert np.isfinite(r.to_dict()["speedup_vs_one_device"])
+
+
+# -- the devices a pipeline runs on: the device-placement devices file, identical devices only ------------------
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
+
+
+def test_pipeline_devices_read_the_placement_format(tmp_path):
+    """examples/devices/4chips.toml through devices.load_devices: four tpu-v1-like chips (its accelerator TOML),
+    8 GB each, the file's [link]. The memory cap of a K-stage pipeline is the smallest memory of the K devices
+    its stages run on (stage s on device s; hand-written memories here). A devices file whose devices carry
+    their own 700 MHz accelerator on the 1 GHz default reference clock: the link, 1000 reference cycles and 64
+    bytes per reference cycle, is 700 cycles and 64 / 0.7 bytes per cycle of the chips (hand conversion)."""
+    d = pipeline_devices(devices_file=os.path.join(EXAMPLES, "devices", "4chips.toml"))
+    tpu = load_accel(os.path.join(EXAMPLES, "accelerators", "tpu-v1-like.toml"))
+    assert d.count == 4 and d.names == ["chip0", "chip1", "chip2", "chip3"] and d.memory == [8e9] * 4
+    assert d.accel == dataclasses.replace(tpu, chips=4, link_bw_bytes_per_cycle=32, link_latency_cycles=500)
+    assert d.memory_cap(2) == d.memory_bytes == 8e9
+    p = tmp_path / "mixed.toml"
+    p.write_text('[[device]]\nname = "a"\nmemory_gb = 3\n[[device]]\nname = "b"\nmemory_gb = 2\n'
+                 '[[device]]\nname = "c"\nmemory_gb = 1\n[link]\nbytes_per_cycle = 16\nlatency_cycles = 10\n'
+                 '[[links]]\nbetween = ["a", "c"]\nbytes_per_cycle = 16\nlatency_cycles = 10\n')  # same link: uniform
+    m = pipeline_devices(devices_file=p)
+    assert (m.memory_cap(1), m.memory_cap(2), m.memory_cap(3)) == (3e9, 2e9, 1e9)
+    assert (m.accel.link_latency_cycles, m.accel.link_bw_bytes_per_cycle, m.accel.chips) == (10, 16, 3)
+    tpu_path = os.path.abspath(os.path.join(EXAMPLES, "accelerators", "tpu-v1-like.toml"))
+    q = tmp_path / "clock.toml"
+    q.write_text("".join(f'[[device]]\nname = "{n}"\nmemory_gb = 8\naccel = "{tpu_path}"\n' for n in "ab") +
+                 '[link]\nbytes_per_cycle = 64\nlatency_cycles = 1000\n')
+    c = pipeline_devices(devices_file=q)
+    assert c.accel.clock_mhz == 700 and c.accel.link_latency_cycles == pytest.approx(700)
+    assert c.accel.link_bw_bytes_per_cycle == pytest.approx(64 / 0.7)
+
+
+def test_pipeline_devices_errors_are_the_placement_parsers(tmp_path):
+    """One parser, one set of messages: a malformed file gets exactly devices.load_devices' message."""
+    for text in ('[[device]]\nname = "a"\n', '[[device]]\nname = "a"\nmemory_gb = 1\nspeed = 0\n[link]\n',
+                 'devices = 2\n', '[[device]]\nname = "a"\nmemory_gb = 1\n'):
+        p = tmp_path / "bad.toml"
+        p.write_text(text)
+        with pytest.raises(UserInputError) as placement:
+            load_devices(p)
+        with pytest.raises(UserInputError) as pipeline:
+            pipeline_devices(devices_file=p)
+        assert str(pipeline.value) == str(placement.value) and str(p) in str(pipeline.value)
+    with pytest.raises(UserInputError, match="device 'cpu': speed 0.1: pipeline stages run on identical devices"):
+        pipeline_devices(devices_file=os.path.join(EXAMPLES, "devices", "cpu_4gpu.toml"))
+    with pytest.raises(UserInputError, match="either --accel or --devices-file"):
+        pipeline_devices(accel=os.path.join(EXAMPLES, "accelerators", "edge.toml"),
+                         devices_file=os.path.join(EXAMPLES, "devices", "4chips.toml"))

@@ -86,7 +86,7 @@ def test_balanced_methods_and_devices_file(cnn, tmp_path):
                      "-o", str(tmp_path / f"{method}.onnx"), "--json", str(rep)]) == 0
         res[method] = json.loads(rep.read_text())["bottleneck"]
     assert res["optimal"] <= min(res.values())
-    dev = tmp_path / "d.toml"
+    dev = tmp_path / "d.toml"  # the device-placement format (backends/simulator/devices.py), identical devices
     dev.write_text('[[device]]\nname = "a"\nmemory_gb = 0.2\n[[device]]\nname = "b"\nmemory_gb = 0.2\n'
                    "[link]\nbytes_per_cycle = 32\nlatency_cycles = 50\n")
     rep = tmp_path / "dev.json"
@@ -97,6 +97,37 @@ def test_balanced_methods_and_devices_file(cnn, tmp_path):
     assert r["link"] == {"latency": 50, "bytes_per_unit": 32}
 
 
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
+
+
+def test_example_placement_devices_file(cnn, tmp_path):
+    """examples/devices/4chips.toml (four tpu-v1-like chips, 8 GB each, 32 bytes/cycle, 500 cycles latency):
+    the chips, the memory cap and the link come from the file. Reference: the same partition run with an
+    accelerator TOML written here stating those chips and that link (--accel), and by hand, every boundary
+    transfer = 2 x (500 + ceil(bytes / 32)) cycles (activations out, gradients back)."""
+    dev = os.path.join(EXAMPLES, "devices", "4chips.toml")
+    rep = tmp_path / "4.json"
+    assert main(["partition", cnn, "--stages", "4", "--microbatches", "2", "--devices-file", dev,
+                 "-o", str(tmp_path / "4.onnx"), "--json", str(rep)]) == 0
+    r = json.loads(rep.read_text())
+    assert r["accel"] == "tpu-v1-like" and r["clock_mhz"] == 700
+    assert r["link"] == {"latency": 500, "bytes_per_unit": 32}
+    assert r["memory_cap"] == 8e9 and max(s["memory"] for s in r["stages"]) <= 8e9
+    assert any(r["cut_bytes"])
+    for b, t in zip(r["cut_bytes"], r["cut_transfer"], strict=True):
+        assert t == (2 * (500 + -(-b // 32)) if b else 0)
+    base = open(os.path.join(EXAMPLES, "accelerators", "tpu-v1-like.toml")).read().split("[system]")[0]
+    acc = tmp_path / "tpu4.toml"
+    acc.write_text(base + "[system]\nchips = 4\nlink_bw_bytes_per_cycle = 32\nlink_latency_cycles = 500\n")
+    ref = tmp_path / "ref.json"
+    assert main(["partition", cnn, "--stages", "4", "--microbatches", "2", "--accel", str(acc),
+                 "--memory-cap", "8GB", "-o", str(tmp_path / "ref.onnx"), "--json", str(ref)]) == 0
+    a = json.loads(ref.read_text())
+    assert [s["nodes"] for s in r["stages"]] == [s["nodes"] for s in a["stages"]]
+    for key in ("bottleneck", "step_time", "bubble_fraction", "cut_transfer", "node_times", "link"):
+        assert r[key] == a[key], key
+
+
 def scalar_model(path):
     b = GraphBuilder("scalar")
     x = b.input("x", "float32", [])
@@ -105,7 +136,8 @@ def scalar_model(path):
 
 
 @pytest.mark.parametrize("case", ["too_many_stages", "zero_microbatches", "no_batch_dim", "cap_too_small",
-                                  "bad_method", "bad_devices_file"])
+                                  "bad_method", "bad_devices_file", "heterogeneous_devices", "per_pair_link",
+                                  "different_accel", "old_format_without_link"])
 def test_bad_input_one_line_exit_2_nothing_written(cnn, tmp_path, capsys, case):
     out, rep, png = tmp_path / "o.onnx", tmp_path / "r.json", tmp_path / "g.png"
     model, extra = cnn, []
@@ -126,11 +158,34 @@ def test_bad_input_one_line_exit_2_nothing_written(cnn, tmp_path, capsys, case):
     elif case == "bad_method":
         extra = ["--stages", "2", "--method", "greedy"]
         expect = "greedy"
-    else:
+    elif case == "bad_devices_file":  # the placement parser's message (devices.load_devices)
         d = tmp_path / "d.toml"
         d.write_text('[[device]]\nname = "a"\n')
         extra = ["--stages", "1", "--devices-file", str(d)]
-        expect = "memory_gb"
+        expect = f"{d}: device 'a': missing field 'memory_gb'"
+    elif case == "heterogeneous_devices":  # examples/devices/cpu_4gpu.toml: a CPU at speed 0.1 and four chips
+        d = os.path.join(EXAMPLES, "devices", "cpu_4gpu.toml")
+        extra = ["--stages", "2", "--devices-file", d]
+        expect = f"{d}: device 'cpu': speed 0.1: pipeline stages run on identical devices"
+    elif case == "per_pair_link":
+        d = tmp_path / "d.toml"
+        d.write_text("".join(f'[[device]]\nname = "{n}"\nmemory_gb = 8\n' for n in "abc") +
+                     '[link]\nbytes_per_cycle = 32\nlatency_cycles = 50\n'
+                     '[[links]]\nbetween = ["b", "c"]\nbytes_per_cycle = 8\nlatency_cycles = 50\n')
+        extra = ["--stages", "2", "--devices-file", str(d)]
+        expect = f"{d}: the link between devices 'b' and 'c' differs"
+    elif case == "different_accel":
+        d = tmp_path / "d.toml"
+        edge = os.path.abspath(os.path.join(EXAMPLES, "accelerators", "edge.toml"))
+        d.write_text(f'[[device]]\nname = "a"\nmemory_gb = 8\n[[device]]\nname = "b"\nmemory_gb = 8\n'
+                     f'accel = "{edge}"\n[link]\nbytes_per_cycle = 32\nlatency_cycles = 50\n')
+        extra = ["--stages", "2", "--devices-file", str(d)]
+        expect = f"{d}: device 'b': its accelerator differs from device 'a'"
+    else:  # the pipeline's former minimal format: [link] was optional; the placement format requires it
+        d = tmp_path / "d.toml"
+        d.write_text('[[device]]\nname = "a"\nmemory_gb = 8\n[[device]]\nname = "b"\nmemory_gb = 8\n')
+        extra = ["--stages", "2", "--devices-file", str(d)]
+        expect = f"{d}: missing [link]"
     rc = main(["partition", model, *extra, "-o", str(out), "--json", str(rep), "--plot", str(png)])
     err = capsys.readouterr().err
     assert rc == 2

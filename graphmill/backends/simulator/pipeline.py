@@ -22,11 +22,15 @@ mini-batch without pipeline or re-materialization, peak micro-batches in flight 
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from graphmill.ir import UserInputError
 
+from .config import as_accel, from_dict
+from .devices import load_devices
 from .multichip import Span
 
 SCHEDULES = ("gpipe", "1f1b")
@@ -184,80 +188,72 @@ DEFAULT_ACCEL = {
 
 @dataclass
 class PipelineDevices:
-    """The chips a pipeline runs on: their accelerator config (identical chips) and memory per chip (0: unknown)."""
+    """The chips a pipeline runs on (stage ``s`` on chip ``s``): their one accelerator config (identical chips,
+    ``system.chips`` = ``count``, its ``link_*`` the link between neighbours), and memory per chip in bytes
+    (empty: unknown, no cap)."""
 
     accel: Any
     count: int
-    memory_bytes: float = 0.0
+    memory: list[float] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
 
+    @property
+    def memory_bytes(self) -> float:
+        """The smallest chip's memory (0: unknown)."""
+        return min(self.memory) if self.memory else 0.0
 
-def pipeline_devices(accel: Any = None, devices_file: str | None = None) -> PipelineDevices:
+    def memory_cap(self, stages: int) -> float:
+        """The memory cap of a ``stages``-stage pipeline: the smallest memory among the chips it runs on
+        (chips ``0 .. stages - 1``; 0: unknown, no cap)."""
+        return min(self.memory[:stages]) if self.memory else 0.0
+
+
+def pipeline_devices(accel: Any = None, devices_file: str | os.PathLike | None = None) -> PipelineDevices:
     """The devices of ``--accel A.toml`` (its ``system.chips``), of ``--devices-file D.toml``, or the default.
 
-    A devices file lists identical devices and their link::
-
-        accel = "edge.toml"          # optional, relative to this file (default: the built-in accelerator)
-        [[device]]
-        name = "chip0"
-        memory_gb = 16               # the memory cap of each stage
-        [link]
-        bytes_per_cycle = 64
-        latency_cycles = 1000
+    The devices file is the device-placement format, read by ``devices.load_devices`` (one parser, one set of
+    error messages; README "Device placement"). A pipeline's stages run on identical chips joined by one link,
+    so a file is refused, in one line naming it and the device (or pair), when a device has a relative ``speed``
+    other than 1, an ``accel`` config different from the first device's, or a ``[[links]]`` override that makes
+    one pair's link differ from the others'. Each device's ``memory_gb`` is its stage's memory; the file's link
+    (latency, bytes per cycle) carries the boundary transfers. Link values are in cycles of the file's reference
+    clock; when the devices' own ``accel`` runs at another clock they are converted to its cycles.
     """
-    import dataclasses
-    import os
-    import tomllib
-
-    from .config import as_accel, decode_text, from_dict, load_accel
-
     if accel is not None and devices_file is not None:
         raise UserInputError("give either --accel or --devices-file, not both")
     if devices_file is None:
         cfg = as_accel(accel) if accel is not None else from_dict(DEFAULT_ACCEL, "the default accelerator")
-        return PipelineDevices(cfg, cfg.chips, 0.0, [f"chip{i}" for i in range(cfg.chips)])
+        return PipelineDevices(cfg, cfg.chips, [], [f"chip{i}" for i in range(cfg.chips)])
     path = os.fspath(devices_file)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise UserInputError(f"{path}: cannot read the devices file: {e.strerror or e}") from None
-    try:
-        data = tomllib.loads(decode_text(raw, path, "a devices file (TOML)"))
-    except tomllib.TOMLDecodeError as e:
-        raise UserInputError(f"{path}: not valid TOML: {str(e).splitlines()[0] if str(e) else e}") from None
-    unknown = set(data) - {"accel", "device", "link"}
-    if unknown:
-        raise UserInputError(f"{path}: unknown key {sorted(unknown)[0]!r}; known: accel, device, link")
-    devices = data.get("device")
-    if not isinstance(devices, list) or not devices:
-        raise UserInputError(f"{path}: no [[device]] entries")
-    names, mems = [], []
-    for i, d in enumerate(devices):
-        if not isinstance(d, dict):
-            raise UserInputError(f"{path}: device {i} must be a table")
-        extra = set(d) - {"name", "memory_gb", "speed"}
-        if extra:
-            raise UserInputError(f"{path}: device {i}: unknown key {sorted(extra)[0]!r}; known: name, memory_gb, speed")
-        if d.get("speed", 1.0) != 1.0:
-            raise UserInputError(f"{path}: device {i}: speed {d['speed']!r}: pipeline stages run on identical devices "
-                                 "(speed 1.0)")
-        mem = d.get("memory_gb")
-        if isinstance(mem, bool) or not isinstance(mem, (int, float)) or not mem > 0:
-            raise UserInputError(f"{path}: device {i}: memory_gb must be a number > 0, got {mem!r}")
-        names.append(str(d.get("name", f"device{i}")))
-        mems.append(float(mem) * 1e9)
-    if data.get("accel") is not None:
-        a = data["accel"]
-        if not isinstance(a, str):
-            raise UserInputError(f"{path}: accel must be a path to an accelerator TOML")
-        cfg = load_accel(os.path.join(os.path.dirname(os.path.abspath(path)), a))
-    else:
-        cfg = from_dict(DEFAULT_ACCEL, "the default accelerator")
-    link = data.get("link", {})
-    if not isinstance(link, dict) or set(link) - {"bytes_per_cycle", "latency_cycles"}:
-        raise UserInputError(f"{path}: [link] takes bytes_per_cycle and latency_cycles")
-    cfg = dataclasses.replace(cfg, chips=len(devices),
-                              link_bw_bytes_per_cycle=link.get("bytes_per_cycle", cfg.link_bw_bytes_per_cycle),
-                              link_latency_cycles=link.get("latency_cycles", cfg.link_latency_cycles)).validate(path)
-    return PipelineDevices(cfg, len(devices), min(mems), names)
+    ds = load_devices(path)
+    first = ds.accels[0].to_dict()
+    for i, name in enumerate(ds.names):
+        if ds.speeds[i] != 1.0:
+            raise UserInputError(f"{path}: device {name!r}: speed {ds.speeds[i]:g}: pipeline stages run on identical "
+                                 "devices of the base accelerator (speed 1); heterogeneous devices are for "
+                                 "graphmill place")
+        if ds.accels[i].to_dict() != first:
+            raise UserInputError(f"{path}: device {name!r}: its accelerator differs from device {ds.names[0]!r}'s: "
+                                 "pipeline stages run on identical devices; heterogeneous devices are for "
+                                 "graphmill place")
+    if not ds.uniform_link():
+        lat, bw = ds.latency, ds.bytes_per_unit
+        i, j = next((i, j) for i in range(ds.count) for j in range(ds.count) if i != j and
+                    (lat[i, j] != lat[0, 1] or bw[i, j] != bw[0, 1]))
+        raise UserInputError(f"{path}: the link between devices {ds.names[i]!r} and {ds.names[j]!r} differs from the "
+                             f"one between {ds.names[0]!r} and {ds.names[1]!r}: pipeline stages run on identical "
+                             "devices joined by one link; per-pair links are for graphmill place")
+    cfg = ds.accels[0]
+    if ds.count > 1:  # the file's link, from cycles of its reference clock into the devices' own cycles
+        scale = cfg.clock_mhz / ds.ref_mhz
+        latency, bpc = _plain(float(ds.latency[0, 1]) * scale), _plain(float(ds.bytes_per_unit[0, 1]) / scale)
+    else:  # one device: nothing crosses a link
+        latency, bpc = cfg.link_latency_cycles, cfg.link_bw_bytes_per_cycle
+    cfg = dataclasses.replace(cfg, chips=ds.count, link_bw_bytes_per_cycle=bpc,
+                              link_latency_cycles=latency).validate(path)
+    return PipelineDevices(cfg, ds.count, list(ds.memory), list(ds.names))
+
+
+def _plain(x: float) -> float | int:
+    """An integral float as an int, so that the report's link reads as the file wrote it."""
+    return int(x) if x.is_integer() else x
