@@ -40,7 +40,7 @@ def test_resnet18_runs_under_onnxruntime_and_keeps_structure(resnet18_graph):
     g = resnet18_graph
     out = ortb.run(g, ortb.random_inputs(g, seed=0))["logits"]
     assert out.shape == (1, 1000) and np.isfinite(out).all()
-    stages = {n.meta.get("stage") for n in g.nodes}
+    stages = {n.meta.get("model_stage") for n in g.nodes}
     assert stages == {0, 1, 2, 3, 4, 5}
 
 

@@ -98,7 +98,7 @@ def _stage_structure(g):
     """Per MBConv stage (from node meta): number of blocks and the project conv's output channels."""
     blocks, cout = {}, {}
     for n in g.nodes:
-        s = n.meta.get("stage")
+        s = n.meta.get("model_stage")
         if n.meta.get("kind") != "mbconv":
             continue
         blocks.setdefault(s, set()).add(n.meta["block"])
@@ -129,7 +129,7 @@ def test_b0_blocks_carry_table1_and_se_of_the_input_channels():
     for n in g.nodes:
         if n.meta.get("kind") == "mbconv":
             m = n.meta
-            seen[(m["stage"], m["block"])] = (m["expand"], m["kernel"], m["stride"], m["se"])
+            seen[(m["model_stage"], m["block"])] = (m["expand"], m["kernel"], m["stride"], m["se"])
     for s, (e, k, st, _, reps) in enumerate(TABLE1, start=1):
         for i in range(reps):
             assert seen[(s, i)] == (e, k, st if i == 0 else 1, 0.25)
@@ -138,7 +138,7 @@ def test_b0_blocks_carry_table1_and_se_of_the_input_channels():
     se = {}
     for n in g.nodes:
         if n.meta.get("layer") == "se" and n.op_type == "Conv":
-            se.setdefault((n.meta["stage"], n.meta["block"]), []).append(n.inputs[1].const.shape[:2])
+            se.setdefault((n.meta["model_stage"], n.meta["block"]), []).append(n.inputs[1].const.shape[:2])
     assert se[(2, 0)] == [(4, 96), (96, 4)]
     assert se[(2, 1)] == [(6, 144), (144, 6)]
     assert [b["stage"] for b in g.meta["blocks"]] == [s for s, t in enumerate(TABLE1, 1) for _ in range(t[4])]

@@ -36,7 +36,7 @@ def test_mnasnet_a1_matches_the_paper():
     # Figure 7: SE on the 5x5 MBConv3 (40), the 3x3 MBConv6 (112) and the 5x5 MBConv6 (160) stages
     with_se = sorted({(n.meta["expand"], n.meta["kernel"]) for n in g.nodes if n.meta.get("se")})
     assert with_se == [(3, 5), (6, 3), (6, 5)]
-    se_stages = {n.meta["stage"] for n in g.nodes if n.meta.get("layer") == "se"}
+    se_stages = {n.meta["model_stage"] for n in g.nodes if n.meta.get("layer") == "se"}
     assert se_stages == {3, 5, 6}
 
 
@@ -51,7 +51,7 @@ def test_mobilenet_v2_matches_torchvision_and_the_paper():
     blocks = {}
     for n in g.nodes:
         if n.meta.get("kind") == "mbconv":
-            blocks[(n.meta["stage"], n.meta["block"])] = (n.meta["expand"], n.meta["stride"])
+            blocks[(n.meta["model_stage"], n.meta["block"])] = (n.meta["expand"], n.meta["stride"])
     assert blocks == {(s, i): (t, st if i == 0 else 1) for s, (t, _, n, st) in enumerate(table2, 1) for i in range(n)}
 
 
@@ -71,7 +71,7 @@ def test_depth_multiplier_rounds_repeats_up():
     per_stage = {}
     for n in g.nodes:
         if n.meta.get("kind") in ("mbconv", "sepconv"):
-            per_stage.setdefault(n.meta["stage"], set()).add(n.meta["block"])
+            per_stage.setdefault(n.meta["model_stage"], set()).add(n.meta["block"])
     assert [len(per_stage[s]) for s in sorted(per_stage)] == [math.ceil(1.5 * r) for r in figure7_repeats]
     assert g.inputs[0].type.shape == (1, 3, 96, 96)
 

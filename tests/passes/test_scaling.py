@@ -171,3 +171,36 @@ def test_cli(tmp_path, capsys):
     assert main(["scale", str(plain), "--phi", "1", "-o", str(bad)]) == 2
     assert "no stages" in capsys.readouterr().err
     assert not bad.exists()
+
+
+class _UnitCost:
+    """Every op 1 time unit, transfers latency + bytes: enough for pipeline-partition to cut somewhere."""
+
+    units = "cycles"
+
+    def op_time(self, node, device=0):
+        return 1.0
+
+    def transfer_time(self, nbytes, src, dst):
+        return 0.0 if src == dst or nbytes <= 0 else 10.0 + nbytes / 4.0
+
+    def memory(self, node):
+        return 0
+
+
+def test_compound_scaling_after_pipeline_partition_sees_the_model_stages():
+    """pipeline-partition writes node.meta["stage"] (the pipeline stage); the zoo's architectural stage is
+    node.meta["model_stage"], so compound scaling of a partitioned EfficientNet-B0 still finds the paper's seven
+    MBConv stages (Table 1) and deepens each by ceil(n * alpha) -- not two "stages" made of the pipeline halves."""
+    from graphmill import api
+    from graphmill.passes import PassContext, run_passes
+
+    g = zoo.build("efficientnet_b0", batch=1, resolution=32)
+    run_passes(g, "pipeline-partition{stages=2}", ctx=PassContext(cost_model=_UnitCost()))
+    assert {n.meta["stage"] for n in g.nodes} == {0, 1}  # the pipeline's stages are there
+    report = api.scale(g, phi=1)
+    body = [r for r in report["stages"] if r["kind"] == "body"]
+    assert [r["repeats_before"] for r in body] == [n for _, n in B0_TABLE]
+    assert [r["repeats_after"] for r in body] == [math.ceil(n * ALPHA) for _, n in B0_TABLE]
+    assert [r["channels_after"] for r in body] == [round_filters(c * BETA) for c, _ in B0_TABLE]
+    gm.verify(g)

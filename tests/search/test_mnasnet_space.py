@@ -59,7 +59,8 @@ def test_space_is_the_papers_factorization():
 
 
 def _conv_nodes(g, stage):
-    return [n for n in g.nodes if n.op_type == "Conv" and n.meta.get("stage") == stage and n.meta.get("layer") != "se"]
+    return [n for n in g.nodes
+            if n.op_type == "Conv" and n.meta.get("model_stage") == stage and n.meta.get("layer") != "se"]
 
 
 def test_configuration_fixes_ops_kernels_filters_and_layers():
@@ -77,17 +78,17 @@ def test_configuration_fixes_ops_kernels_filters_and_layers():
     c2 = _conv_nodes(g, 2)
     assert len(c2) == 3 and all(n.attr("kernel_shape") == [5, 5] and not n.attr("group") for n in c2)
     assert [n.inputs[1].shape[0] for n in c2] == [round_filters(24 * 1.25, w)] * 3 == [16] * 3
-    assert sum(1 for n in g.nodes if n.op_type == "GlobalAveragePool" and n.meta.get("stage") == 2) == 3  # SE
+    assert sum(1 for n in g.nodes if n.op_type == "GlobalAveragePool" and n.meta.get("model_stage") == 2) == 3  # SE
     assert [n.meta["block"] for n in c2] == [0, 1, 2] and {n.meta["search_block"] for n in c2} == {"block2"}
     assert all(n.meta["choice"] == cfg["block2"] for n in c2)
     # the identity skips: layers 2 and 3 (stride 1, same channels), not layer 1 (stride 2)
-    assert sum(1 for n in g.nodes if n.op_type == "Add" and n.meta.get("stage") == 2) == 2
+    assert sum(1 for n in g.nodes if n.op_type == "Add" and n.meta.get("model_stage") == 2) == 2
     # block4: depthwise-separable, 4 - 1 = 3 layers of (5x5 depthwise, 1x1 pointwise + ReLU), no skip
     c4 = _conv_nodes(g, 4)
     assert len(c4) == 6
     assert [n.attr("kernel_shape") for n in c4] == [[5, 5], [1, 1]] * 3
     assert all(n.attr("group") == n.inputs[0].shape[1] for n in c4[0::2])
-    assert sum(1 for n in g.nodes if n.op_type == "Add" and n.meta.get("stage") == 4) == 0
+    assert sum(1 for n in g.nodes if n.op_type == "Add" and n.meta.get("model_stage") == 4) == 0
     assert c4[-1].inputs[1].shape[0] == round_filters(80 * 0.75, w) == 32
     # block5: MBConv expansion 3, 3 layers (expand 1x1, depthwise 5x5, project 1x1)
     c5 = _conv_nodes(g, 5)

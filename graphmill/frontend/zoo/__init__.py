@@ -4,8 +4,9 @@
 ``MODELS`` maps names to builders and ``DESCRIPTIONS`` names to one-line descriptions.
 Every model takes the ``width``, ``depth`` and ``resolution`` multipliers (see
 ``_common``: resolution below 16 is a multiplier, from 16 up a size in pixels) and
-records its structure in node ``meta`` (``stage``, ``block``, ...) and in
-``graph.meta["stages"]`` / ``graph.meta["blocks"]``.
+records its structure in node ``meta`` (``model_stage``, ``block``, ...; not ``stage``, which is the
+pipeline stage ``pipeline-partition`` writes) and in ``graph.meta["stages"]`` / ``graph.meta["blocks"]``
+(whose rows keep a ``stage`` field: ``node_meta(row)`` maps a row to node meta).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Callable
 
 from graphmill.ir import Graph, UserInputError
 
-from ._common import (Layers, check_batch, check_count, check_positive, mbconv, resolve_resolution, round_filters,
-                      round_repeats)
+from ._common import (MODEL_STAGE, Layers, check_batch, check_count, check_positive, mbconv, node_meta,
+                      resolve_resolution, round_filters, round_repeats)
 from .efficientnet import COEFFICIENTS as EFFICIENTNET_COEFFICIENTS
 from .efficientnet import efficientnet
 from .mobilenet import mnasnet_a1, mobilenet_v2
@@ -104,4 +105,6 @@ def build(name: str, **kwargs) -> Graph:
 __all__ = ["build", "resolve_name", "MODELS", "DESCRIPTIONS", "resnet", "efficientnet", "mnasnet_a1",
            "mobilenet_v2", "bert", "vit", "round_filters", "round_repeats", "check_positive",
            # block-building pieces other builders reuse (graphmill.search.spaces.mnasnet)
-           "Layers", "mbconv", "check_batch", "check_count", "resolve_resolution"]
+           "Layers", "mbconv", "check_batch", "check_count", "resolve_resolution",
+           # the node meta key of the architectural stage, and a table row as node meta
+           "MODEL_STAGE", "node_meta"]

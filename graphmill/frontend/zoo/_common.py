@@ -34,6 +34,21 @@ RESOLUTION_SIZE_THRESHOLD = 16
 CNN_MIN_RESOLUTION = 32
 
 
+#: The node meta key of a node's *architectural* stage (stem 0, the body stages, the head). Not ``"stage"``:
+#: that key is the pipeline stage the ``pipeline-partition`` pass writes, and compound scaling must still see
+#: the model's stages after partitioning. ``graph.meta["stages"]``/``["blocks"]`` rows keep their ``"stage"``.
+MODEL_STAGE = "model_stage"
+
+
+def node_meta(info: dict) -> dict:
+    """A ``graph.meta["blocks"]``-style row as node meta: its ``"stage"`` becomes ``MODEL_STAGE``.
+
+    For ``b.annotate(**node_meta(info))``: the table rows and the node annotations share their fields except
+    that one key, which on a node would collide with the pipeline stage.
+    """
+    return {MODEL_STAGE if k == "stage" else k: v for k, v in info.items()}
+
+
 def cnn_minimum(min_resolution: int) -> dict:
     """``resolve_resolution``'s ``minimum``/``why`` arguments for a CNN."""
     return {"minimum": check_count("min_resolution", min_resolution), "why": "its stages downsample by 32"

@@ -13,7 +13,7 @@ The user's ``width``/``depth`` multiply the variant's coefficients;
 pixels. Dropout is an inference no-op: its rate is recorded in
 ``graph.meta["model"]``, not built.
 
-Every node carries ``meta["stage"]`` (0 stem, 1..7 the MBConv stages, 8 the
+Every node carries ``meta["model_stage"]`` (0 stem, 1..7 the MBConv stages, 8 the
 head) and ``meta["block"]``, and MBConv nodes also the block's ``kind``,
 ``expand``, ``kernel``, ``stride`` and ``se``; ``graph.meta["blocks"]`` and
 ``graph.meta["stages"]`` hold the same table in machine-readable form.
@@ -25,7 +25,7 @@ from graphmill.ir import Graph
 from graphmill.ir.builder import GraphBuilder
 
 from ._common import (CNN_MIN_RESOLUTION, Layers, check_batch, check_count, check_positive, cnn_minimum, mbconv,
-                      resolve_resolution, round_filters, round_repeats)
+                      node_meta, resolve_resolution, round_filters, round_repeats)
 
 # (expand, kernel, stride, in, out, repeats): Table 1 of the paper (EfficientNet-B0).
 B0_BLOCKS = [
@@ -81,7 +81,7 @@ def efficientnet(variant: str = "b0", *, width: float = 1.0, depth: float = 1.0,
     L = Layers(b, seed)
     x = b.input("input", "float32", [batch, 3, res, res])
     stem = round_filters(STEM_CHANNELS, w)
-    with b.annotate(stage=0, block=0, kind="stem"):
+    with b.annotate(model_stage=0, block=0, kind="stem"):
         y = L.conv_bn_act(x, 3, stem, 3, 2, act="swish", eps=1e-3)
     stages = stage_table(w, d)
     blocks: list[dict] = []
@@ -93,14 +93,14 @@ def efficientnet(variant: str = "b0", *, width: float = 1.0, depth: float = 1.0,
             squeeze = max(1, int(cin * SE_RATIO))
             info = dict(stage=st["stage"], block=i, kind="mbconv", expand=st["expand"], kernel=st["kernel"],
                         stride=stride, se=SE_RATIO)
-            with b.annotate(**info):
+            with b.annotate(**node_meta(info)):
                 y = mbconv(L, y, cin=cin, cout=st["cout"], expand=st["expand"], kernel=st["kernel"], stride=stride,
                            se_channels=squeeze, act="swish", eps=1e-3)
             size = (size + stride - 1) // stride
             blocks.append(dict(info, cin=cin, cout=st["cout"], se_channels=squeeze, out_size=size))
             cin = st["cout"]
     head = round_filters(HEAD_CHANNELS, w)
-    with b.annotate(stage=len(stages) + 1, block=0, kind="head"):
+    with b.annotate(model_stage=len(stages) + 1, block=0, kind="head"):
         y = L.conv_bn_act(y, cin, head, 1, act="swish", eps=1e-3)
         y = L.classifier(y, head, num_classes)
     b.output(y, "logits")

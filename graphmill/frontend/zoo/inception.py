@@ -6,7 +6,7 @@ InceptionA blocks (35x35), a grid reduction, four InceptionC blocks with factori
 (the auxiliary classifier, used only in training, is left out).
 
 Every convolution is Conv + BatchNormalization (eps 0.001) + ReLU with seeded He-normal weights. Nodes carry
-``meta["stage"]`` (0 stem, 1-3 the grids, 4 head), ``meta["block"]`` and ``meta["kind"]``.
+``meta["model_stage"]`` (0 stem, 1-3 the grids, 4 head), ``meta["block"]`` and ``meta["kind"]``.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def inception_v3(*, width: float = 1.0, depth: float = 1.0, resolution: float = 
     net = _Inception(b, seed, w)
     c = net.c
     x = b.input("input", "float32", [batch, 3, res, res])
-    with b.annotate(stage=0, block=0, kind="stem"):
+    with b.annotate(model_stage=0, block=0, kind="stem"):
         y = net.cba(x, 3, c(32), 3, stride=2)
         y = net.cba(y, c(32), c(32), 3)
         y = net.cba(y, c(32), c(64), 3, pad=1)
@@ -120,24 +120,24 @@ def inception_v3(*, width: float = 1.0, depth: float = 1.0, resolution: float = 
     cin = c(192)
     blocks = []
     for i, pool in enumerate((32, 64, 64)):
-        with b.annotate(stage=1, block=i, kind="inception_a"):
+        with b.annotate(model_stage=1, block=i, kind="inception_a"):
             y, cin = net.block_a(y, cin, pool)
         blocks.append(("inception_a", 1, i))
-    with b.annotate(stage=2, block=0, kind="reduction_b"):
+    with b.annotate(model_stage=2, block=0, kind="reduction_b"):
         y, cin = net.block_b(y, cin)
     blocks.append(("reduction_b", 2, 0))
     for i, c7 in enumerate((128, 160, 160, 192)):
-        with b.annotate(stage=2, block=i + 1, kind="inception_c"):
+        with b.annotate(model_stage=2, block=i + 1, kind="inception_c"):
             y, cin = net.block_c(y, cin, c7)
         blocks.append(("inception_c", 2, i + 1))
-    with b.annotate(stage=3, block=0, kind="reduction_d"):
+    with b.annotate(model_stage=3, block=0, kind="reduction_d"):
         y, cin = net.block_d(y, cin)
     blocks.append(("reduction_d", 3, 0))
     for i in range(2):
-        with b.annotate(stage=3, block=i + 1, kind="inception_e"):
+        with b.annotate(model_stage=3, block=i + 1, kind="inception_e"):
             y, cin = net.block_e(y, cin)
         blocks.append(("inception_e", 3, i + 1))
-    with b.annotate(stage=4, block=0, kind="head"):
+    with b.annotate(model_stage=4, block=0, kind="head"):
         y = net.classifier(y, cin, num_classes)
     b.output(y, "logits")
     g = b.build()

@@ -6,7 +6,7 @@ with ``round_filters`` (divisor 8, never more than 10% down), ``depth`` the
 repeats of each stage by ``ceil(depth * n)``, ``resolution`` the 224x224 input
 (a multiplier below 16, a size in pixels from 16 up).
 
-Nodes carry ``meta["stage"]`` / ``meta["block"]`` and, in MBConv stages, the
+Nodes carry ``meta["model_stage"]`` / ``meta["block"]`` and, in MBConv stages, the
 block's ``kind``, ``expand``, ``kernel``, ``stride`` and ``se``;
 ``graph.meta["blocks"]`` and ``graph.meta["stages"]`` hold the table.
 """
@@ -17,7 +17,7 @@ from graphmill.ir import Graph
 from graphmill.ir.builder import GraphBuilder
 
 from ._common import (CNN_MIN_RESOLUTION, Layers, check_batch, check_count, check_positive, cnn_minimum, mbconv,
-                      resolve_resolution, round_filters, round_repeats)
+                      node_meta, resolve_resolution, round_filters, round_repeats)
 
 # MobileNetV2, Table 2: (t expansion, c channels, n repeats, s stride); all 3x3 depthwise, ReLU6.
 MOBILENET_V2_BLOCKS = [
@@ -57,7 +57,7 @@ def _inverted_residual_net(name: str, table: list[tuple], *, stem: int, head: in
     L = Layers(b, seed)
     x = b.input("input", "float32", [batch, 3, res, res])
     c_stem = round_filters(stem, w)
-    with b.annotate(stage=0, block=0, kind="stem"):
+    with b.annotate(model_stage=0, block=0, kind="stem"):
         y = L.conv_bn_act(x, 3, c_stem, 3, 2, act=act)
     stages: list[dict] = []
     blocks: list[dict] = []
@@ -72,7 +72,7 @@ def _inverted_residual_net(name: str, table: list[tuple], *, stem: int, head: in
             stride = st if i == 0 else 1
             squeeze = max(1, int(cin * se)) if se else 0
             info = dict(stage=s, block=i, kind=kind, expand=e, kernel=k, stride=stride, se=se)
-            with b.annotate(**info):
+            with b.annotate(**node_meta(info)):
                 # MnasNet's SepConv block has no skip (the reference's "noskip"); MBConvs skip when shapes allow
                 y = mbconv(L, y, cin=cin, cout=cout, expand=e, kernel=k, stride=stride, se_channels=squeeze,
                            act=act, se_act="relu", skip=kind != "sepconv")
@@ -80,7 +80,7 @@ def _inverted_residual_net(name: str, table: list[tuple], *, stem: int, head: in
             blocks.append(dict(info, cin=cin, cout=cout, se_channels=squeeze, out_size=size))
             cin = cout
     c_head = round_filters(head, head_width)
-    with b.annotate(stage=len(table) + 1, block=0, kind="head"):
+    with b.annotate(model_stage=len(table) + 1, block=0, kind="head"):
         y = L.conv_bn_act(y, cin, c_head, 1, act=act)
         y = L.classifier(y, c_head, num_classes)
     b.output(y, "logits")

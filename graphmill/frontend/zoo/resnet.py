@@ -2,7 +2,7 @@
 
 Weights are random (He-normal convolutions, BN at identity statistics) and
 seeded, so a model is the same on every machine without downloading anything.
-Nodes carry ``meta["stage"]`` and ``meta["block"]`` for passes that need the
+Nodes carry ``meta["model_stage"]`` and ``meta["block"]`` for passes that need the
 network's structure.
 """
 
@@ -72,7 +72,7 @@ def resnet(name: str = "resnet18", *, width: float = 1.0, depth: float = 1.0, re
     net = _Net(b, seed)
     x = b.input("input", "float32", [batch, 3, resolution, resolution])
     stem = round_filters(64, w)
-    with b.annotate(stage=0, block=0, kind="stem"):
+    with b.annotate(model_stage=0, block=0, kind="stem"):
         y = net.conv_bn(x, 3, stem, 7, 2, True)
         y = b.MaxPool(y, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
     cin = stem
@@ -83,14 +83,14 @@ def resnet(name: str = "resnet18", *, width: float = 1.0, depth: float = 1.0, re
                           stride=1 if s == 0 else 2, kernel=3, expand=4 if bottleneck else 1, se=0.0))
         for i in range(n):
             stride = 2 if (i == 0 and s > 0) else 1
-            with b.annotate(stage=s + 1, block=i, kind=table[-1]["kind"], kernel=3, stride=stride):
+            with b.annotate(model_stage=s + 1, block=i, kind=table[-1]["kind"], kernel=3, stride=stride):
                 if bottleneck:
                     y = net.bottleneck(y, cin, width, stride)
                     cin = width * 4
                 else:
                     y = net.basic(y, cin, width, stride)
                     cin = width
-    with b.annotate(stage=len(blocks) + 1, block=0, kind="head"):
+    with b.annotate(model_stage=len(blocks) + 1, block=0, kind="head"):
         y = b.Flatten(b.GlobalAveragePool(y), axis=1)
         w = (net.rng.standard_normal((num_classes, cin)) * np.sqrt(1.0 / cin)).astype(np.float32)
         y = b.Gemm(y, b.const(w), b.const(np.zeros(num_classes, np.float32)), transB=1)

@@ -13,7 +13,7 @@ keeps its ratio to the hidden size), ``depth`` the layers by ``ceil(depth * L)``
 number of position embeddings (BERT). Values below 16 are multipliers, from 16
 up explicit sizes.
 
-Nodes carry ``meta["stage"]`` (0 embeddings, 1 the encoder, 2 the head),
+Nodes carry ``meta["model_stage"]`` (0 embeddings, 1 the encoder, 2 the head),
 ``meta["block"]`` (the layer) and ``meta["kind"]``; ``graph.meta["blocks"]``
 lists the layers.
 """
@@ -27,7 +27,7 @@ import numpy as np
 from graphmill.ir import Graph, UserInputError, Value
 from graphmill.ir.builder import GraphBuilder
 
-from ._common import Layers, check_batch, check_count, check_positive, resolve_resolution, round_repeats
+from ._common import Layers, check_batch, check_count, check_positive, node_meta, resolve_resolution, round_repeats
 
 
 class _Encoder(Layers):
@@ -110,7 +110,7 @@ def bert(*, width: float = 1.0, depth: float = 1.0, resolution: float = 1.0, lay
     b = GraphBuilder(name, opset=opset)
     E = _Encoder(b, seed, opset)
     ids = b.input("input_ids", "int64", [batch, seq])
-    with b.annotate(stage=0, block=0, kind="embeddings"):
+    with b.annotate(model_stage=0, block=0, kind="embeddings"):
         word = b.Gather(E.weight(vocab, hidden), ids, axis=0)
         # position ids 0..S-1 as [batch, seq] (a cumulative sum of ones keeps the seq symbol for inference)
         ones = b.ConstantOfShape(b.Shape(ids), value=np.ones(1, np.int64))
@@ -125,13 +125,13 @@ def bert(*, width: float = 1.0, depth: float = 1.0, resolution: float = 1.0, lay
     blocks = []
     for i in range(layers):
         info = dict(stage=1, block=i, kind="encoder_layer", norm="post", heads=heads, hidden=hidden, ffn=ffn)
-        with b.annotate(**info):
+        with b.annotate(**node_meta(info)):
             x = E.layer_norm(b.Add(x, E.attention(x, hidden, heads)), hidden, eps)
             x = E.layer_norm(b.Add(x, E.mlp(x, hidden, ffn)), hidden, eps)
         blocks.append(info)
     b.output(x, "last_hidden_state")
     if pooler:
-        with b.annotate(stage=2, block=0, kind="pooler"):
+        with b.annotate(model_stage=2, block=0, kind="pooler"):
             first = b.Gather(x, b.const(np.array(0, np.int64)), axis=1)
             pooled = b.Tanh(b.Gemm(first, E.weight(hidden, hidden), E.zeros(hidden)))
         b.output(pooled, "pooler_output")
@@ -165,7 +165,7 @@ def vit(*, width: float = 1.0, depth: float = 1.0, resolution: float = 1.0, patc
     b = GraphBuilder(name, opset=opset)
     E = _Encoder(b, seed, opset)
     img = b.input("input", "float32", [batch, 3, res, res])
-    with b.annotate(stage=0, block=0, kind="patch_embedding"):
+    with b.annotate(model_stage=0, block=0, kind="patch_embedding"):
         x = E.conv(img, 3, hidden, patch, patch, bias=True, gain=1.0, pad=0)
         x = b.Transpose(b.Reshape(x, b.const(np.array([0, hidden, -1], np.int64))), perm=[0, 2, 1])
         n = b.Shape(img, start=0, end=1)
@@ -174,11 +174,11 @@ def vit(*, width: float = 1.0, depth: float = 1.0, resolution: float = 1.0, patc
     blocks = []
     for i in range(layers):
         info = dict(stage=1, block=i, kind="encoder_layer", norm="pre", heads=heads, hidden=hidden, ffn=mlp)
-        with b.annotate(**info):
+        with b.annotate(**node_meta(info)):
             x = b.Add(x, E.attention(E.layer_norm(x, hidden, eps), hidden, heads))
             x = b.Add(x, E.mlp(E.layer_norm(x, hidden, eps), hidden, mlp))
         blocks.append(info)
-    with b.annotate(stage=2, block=0, kind="head"):
+    with b.annotate(model_stage=2, block=0, kind="head"):
         x = E.layer_norm(x, hidden, eps)
         first = b.Gather(x, b.const(np.array(0, np.int64)), axis=1)
         y = b.Gemm(first, E.weight(num_classes, hidden), E.zeros(num_classes), transB=1)

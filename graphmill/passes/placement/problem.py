@@ -196,9 +196,10 @@ def build_problem(graph: Graph, cost: Any) -> PlacementProblem:
 
 
 def layer_index(nodes: list[Node]) -> list[int]:
-    """Layer of each op: ``meta["layer"]`` / ``meta["block"]`` (with ``meta["stage"]``) where the builder
-    annotated them, else a new layer at each weighted op (``LAYER_OPS``) in the graph's order, the ops after it
-    joining it. Backward ops (``meta["forward"]``) take their forward op's layer."""
+    """Layer of each op: ``meta["layer"]`` / ``meta["block"]`` (with ``meta["model_stage"]``, the zoo's
+    architectural stage) where the builder annotated them, else a new layer at each weighted op
+    (``LAYER_OPS``) in the graph's order, the ops after it joining it. Backward ops (``meta["forward"]``)
+    take their forward op's layer."""
     keys: list[Any] = []
     cur = 0
     by_name: dict[str, int] = {}
@@ -209,7 +210,7 @@ def layer_index(nodes: list[Node]) -> list[int]:
             keys.append(("same", by_name[fwd]))
             continue
         if annotated:
-            k = n.meta.get("layer", (n.meta.get("stage"), n.meta.get("block")))
+            k = n.meta.get("layer", (n.meta.get("model_stage"), n.meta.get("block")))
             keys.append(("key", repr(k)))
         else:
             if n.op_type in LAYER_OPS and keys:

@@ -68,7 +68,8 @@ def training_graph(graph: Graph) -> Graph:
             outs.append(Value(g.unique_name(f"{f.name}_grad"), ins[0].type))
             targets.append(None)  # type: ignore[arg-type]
         b = Node("Backward", ins + saved, {}, outputs=outs, domain="graphmill", name=f"{f.name}_grad")
-        b.meta = {"forward": f.name, **{k: f.meta[k] for k in ("stage", "block", "layer") if k in f.meta}}
+        b.meta = {"forward": f.name, **{k: f.meta[k] for k in ("model_stage", "block", "layer")
+                                           if k in f.meta}}
         g.append(b)
         for v, gv in zip(targets, outs):
             if v is not None and id(v) not in constant and v.producer is not None:

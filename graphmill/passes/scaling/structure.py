@@ -1,8 +1,10 @@
 """Stage structure of a conv net: stages of repeated blocks, from node meta or discovered.
 
-*Known* structure: every node carries ``meta["stage"]`` and ``meta["block"]``
-(the zoo's models). Stage 0 or ``kind == "stem"`` is the stem, the last stage
-or ``kind == "head"`` the head; neither is deepened.
+*Known* structure: every node carries ``meta["model_stage"]`` and ``meta["block"]``
+(the zoo's models; not ``meta["stage"]``, the pipeline stage ``pipeline-partition``
+writes, so a partitioned model still scales by its architectural stages). Stage 0
+or ``kind == "stem"`` is the stem, the last stage or ``kind == "head"`` the head;
+neither is deepened.
 
 *Discovered* structure (an imported ONNX conv net without meta):
 
@@ -96,20 +98,20 @@ def _block_io(graph: Graph, nodes: list[Node], constant: set[int], where: str) -
 
 
 def from_meta(graph: Graph) -> Structure | None:
-    """Stages from node meta, or None when the nodes carry no stage/block meta."""
+    """Stages from node meta, or None when the nodes carry no model_stage/block meta."""
     constant = constant_values(graph)
     table: dict[Any, dict[Any, list[Node]]] = {}
     kinds: dict[Any, str] = {}
     for n in graph.nodes:
         if any(id(v) in constant for v in n.outputs if v is not None):
             continue
-        if "stage" not in n.meta or "block" not in n.meta:
+        if "model_stage" not in n.meta or "block" not in n.meta:
             if n.meta:
                 continue
             return None
-        table.setdefault(n.meta["stage"], {}).setdefault(n.meta["block"], []).append(n)
+        table.setdefault(n.meta["model_stage"], {}).setdefault(n.meta["block"], []).append(n)
         if n.meta.get("kind") in ("stem", "head"):
-            kinds[n.meta["stage"]] = n.meta["kind"]
+            kinds[n.meta["model_stage"]] = n.meta["kind"]
     if not table:
         return None
     order = sorted(table, key=lambda s: min(graph.nodes.index(ns[0]) for ns in table[s].values()))
@@ -208,7 +210,7 @@ def discover(graph: Graph) -> Structure:
         k = j
     if not stages:
         raise StructureError(f"no stages found in graph {graph.name!r}: no blocks with a residual connection "
-                             "between single-tensor cuts; nodes carry no stage/block meta either")
+                             "between single-tensor cuts; nodes carry no model_stage/block meta either")
     stem = Stage(0, "stem", [], 1)
     head = Stage(len(stages) + 1, "head", [], 1)
     return Structure([stem, *stages, head], "discovered")

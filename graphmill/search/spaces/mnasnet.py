@@ -29,8 +29,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from graphmill.frontend.zoo import (Layers, check_batch, check_count, check_positive, mbconv, resolve_resolution,
-                                    round_filters)
+from graphmill.frontend.zoo import (Layers, check_batch, check_count, check_positive, mbconv, node_meta,
+                                    resolve_resolution, round_filters)
 from graphmill.frontend.zoo.mobilenet import MNASNET_A1_BLOCKS
 from graphmill.ir import Graph, Value
 from graphmill.ir.builder import GraphBuilder
@@ -118,7 +118,7 @@ def build_mnasnet(config: dict | None = None, *, width: float = 1.0, resolution:
                   opset: int = 17, name: str = "mnasnet_search") -> Graph:
     """Build the network of ``config`` (default: MnasNet-A1) as a verified ``ir.Graph``.
 
-    Nodes carry the zoo's ``meta["stage"]`` (1..7 for the searched blocks, 0 stem, 8 head),
+    Nodes carry the zoo's ``meta["model_stage"]`` (1..7 for the searched blocks, 0 stem, 8 head),
     ``meta["block"]`` (the layer's index inside its stage), ``meta["kind"]`` (the op) and,
     in searched blocks, ``meta["search_block"]`` (``"block3"``) and ``meta["choice"]`` (that
     block's choices); ``graph.meta`` holds ``model``, ``config``, ``stages`` and ``blocks``,
@@ -135,7 +135,7 @@ def build_mnasnet(config: dict | None = None, *, width: float = 1.0, resolution:
     L = Layers(b, seed)
     x = b.input("input", "float32", [batch, in_channels, res, res])
     c_stem = round_filters(STEM_CHANNELS, w)
-    with b.annotate(stage=0, block=0, kind="stem"):
+    with b.annotate(model_stage=0, block=0, kind="stem"):
         y = L.conv_bn_act(x, in_channels, c_stem, 3, 2, act="relu")
     stages: list[dict] = []
     layers: list[dict] = []
@@ -154,7 +154,7 @@ def build_mnasnet(config: dict | None = None, *, width: float = 1.0, resolution:
             skip = ch["skip"] == "identity"
             residual = skip and stride == 1 and cin == cout
             info = dict(stage=s, block=i, kind=op, expand=e, kernel=k, stride=stride, se=se)
-            with b.annotate(**info, search_block=bname, choice=dict(ch)):
+            with b.annotate(**node_meta(info), search_block=bname, choice=dict(ch)):
                 if op == "mbconv":
                     y = mbconv(L, y, cin=cin, cout=cout, expand=e, kernel=k, stride=stride, se_channels=squeeze,
                                act="relu", se_act="relu", skip=skip)
@@ -168,7 +168,7 @@ def build_mnasnet(config: dict | None = None, *, width: float = 1.0, resolution:
             layers.append(dict(info, cin=cin, cout=cout, se_channels=squeeze, residual=residual, out_size=size))
             cin = cout
     c_head = round_filters(HEAD_CHANNELS, w)
-    with b.annotate(stage=len(BASE) + 1, block=0, kind="head"):
+    with b.annotate(model_stage=len(BASE) + 1, block=0, kind="head"):
         y = L.conv_bn_act(y, cin, c_head, 1, act="relu")
         y = L.classifier(y, c_head, num_classes)
     b.output(y, "logits")
