@@ -25,7 +25,7 @@ from graphmill.ir import DataType, TensorType
 from graphmill.ir.ops import infer_types, lookup, registered_ops
 
 MAC_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "ConvInteger", "QLinearConv", "MatMulInteger",
-           "QLinearMatMul"}
+           "QLinearMatMul", "LSTM", "GRU", "RNN"}
 
 
 def _graph(nodes, inputs, inits=(), opset=18):
@@ -298,6 +298,22 @@ def test_corpus_mac_ops_follow_the_formula_on_reference_shapes() -> None:
         assert _cost(node).macs == want, (name, _cost(node), want)
         checked[op] = checked.get(op, 0) + 1
     assert set(checked) == {"Conv", "ConvTranspose", "Gemm", "MatMul"}, checked
+
+
+def test_corpus_recurrent_macs_are_the_gate_matmuls() -> None:
+    """LSTM/GRU/RNN: every direction, time step and batch row does X·W (gates*hidden x input) and H·R
+    (gates*hidden x hidden). The sizes come from the corpus case's own arrays (X, W, R)."""
+    checked = {}
+    for name, g, ins, expected in _corpus_graphs():
+        node = g.nodes[0]
+        if node.op_type not in ("LSTM", "GRU", "RNN"):
+            continue
+        x, w, r = ins[0].shape, ins[1].shape, ins[2].shape
+        seq, batch = (x[1], x[0]) if node.attr("layout", 0) else (x[0], x[1])
+        want = w[0] * seq * batch * w[1] * (w[2] + r[2])  # dirs * steps * batch * (gates*hidden) * (input+hidden)
+        assert _cost(node).macs == want, (name, _cost(node), want)
+        checked[node.op_type] = checked.get(node.op_type, 0) + 1
+    assert set(checked) == {"LSTM", "GRU", "RNN"}, checked
 
 
 def test_corpus_other_ops_have_no_macs_and_flops_proportional_to_elements() -> None:

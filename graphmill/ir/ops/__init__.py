@@ -5,10 +5,10 @@ elementwise (arithmetic, comparisons, activations), nn (Conv, ConvTranspose, Gem
 MatMul, Softmax, Dropout), norm (Batch/Layer/Instance/Group normalization...), pool,
 reduce, shape (Reshape, Transpose, Squeeze, Shape, Expand, Tile...), slicing (Concat,
 Split, Slice, Gather, Pad...), resize, constant (Constant, ConstantOfShape, Cast,
-Range), contrib (the com.microsoft ops graphmill's passes emit for ONNX Runtime). ``window`` holds the sliding-window arithmetic that conv and pool share.
+Range), recurrent (LSTM, GRU, RNN), contrib (the com.microsoft ops graphmill's passes emit for ONNX Runtime). ``window`` holds the sliding-window arithmetic that conv and pool share.
 """
 
-from . import constant, contrib, elementwise, nn, norm, pool, reduce, resize, shape, slicing  # noqa: F401  (register)
+from . import constant, contrib, elementwise, nn, norm, pool, recurrent, reduce, resize, shape, slicing  # noqa: F401  (register)
 from .infer import InferenceReport, has_inference, infer_types, is_open, merge_types, unregistered_open_values
 from .registry import Cost, InferenceContext, OpDef, lookup, register, registered_ops
 
