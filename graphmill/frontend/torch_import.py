@@ -135,7 +135,8 @@ def _export_dynamo(torch, module, args, buf, opset, in_names, out_names, dynamic
         warnings.simplefilter("ignore")
         module.eval()
         torch.onnx.export(module, args, buf, dynamo=True, opset_version=opset, input_names=in_names,
-                          output_names=out_names, dynamic_shapes=dynamic_shapes, verbose=False)
+                          output_names=out_names, dynamic_shapes=dynamic_shapes, verbose=False,
+                          optimize=False)  # its optimizer merges equal initializers: training would tie them
 
 
 def _flatten(out: Any) -> list:

@@ -18,7 +18,7 @@ nn = torch.nn
 import graphmill  # noqa: E402
 from graphmill.backends import onnxruntime as ortb  # noqa: E402
 from graphmill.backends.torch import export_weights, supported_ops, to_numpy, to_torch  # noqa: E402
-from graphmill.frontend import from_proto, load, zoo  # noqa: E402
+from graphmill.frontend import from_proto, load, to_proto, zoo  # noqa: E402
 from graphmill.ir import Tensor, UserInputError  # noqa: E402
 
 
@@ -472,3 +472,134 @@ def test_trainable_override():
         to_torch(g, trainable={"nope"})
     with pytest.raises(UserInputError, match="heads_shape.*floating"):
         to_torch(g, trainable={"heads_shape"})
+
+
+# -- the TorchScript exporter's deduplicated initializers (issue 10, item 10) --------------------------------------
+class _TwoLinearTwoNorm(nn.Module):
+    """Linear -> LayerNorm -> Linear -> LayerNorm with zero biases: the exporter stores the four zero vectors
+    (a.bias, b.bias, n1.bias, n2.bias) once and the two ones vectors once, the others as Identity of them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.n1, self.b, self.n2 = nn.Linear(8, 8), nn.LayerNorm(8), nn.Linear(8, 8), nn.LayerNorm(8)
+        nn.init.zeros_(self.a.bias)
+        nn.init.zeros_(self.b.bias)
+
+    def forward(self, x):
+        return self.n2(self.b(self.n1(self.a(x))))
+
+
+def _sgd_step(module, x, target, named) -> dict[str, np.ndarray]:
+    """One SGD step (lr 0.5) on a squared error with a non-uniform weighting, so every bias and scale gets its own
+    gradient; returns the parameters afterwards by torch name (``named``: module parameter name -> torch name)."""
+    opt = torch.optim.SGD(module.parameters(), lr=0.5)
+    opt.zero_grad()
+    w = torch.linspace(0.5, 2.0, target.shape[-1])
+    loss = (((module(x) - target) ** 2) * w).sum()
+    loss.backward()
+    opt.step()
+    return {named[n]: p.detach().numpy().copy() for n, p in module.named_parameters()}
+
+
+def _check_untied_training(src: nn.Module, x, *, expect_copies: bool) -> None:
+    g = graphmill.from_torch(src.eval(), (x,))
+    if expect_copies:
+        assert any(n.op_type == "Identity" and n.inputs[0].is_initializer for n in g), "no deduplicated initializer"
+    m = to_torch(g)
+    names = dict(src.named_parameters())
+    # one Parameter per torch parameter, mapped to its name, with its initial values
+    assert len(list(m.parameters())) == len(names)
+    assert sorted(m.param_names.values()) == sorted(names)
+    for pn, vn in m.param_names.items():
+        np.testing.assert_array_equal(getattr(m, pn).detach().numpy(), names[vn].detach().numpy())
+    # reference: the same SGD step on the torch module in eager mode
+    torch.manual_seed(1)
+    target = torch.randn(*src(x).shape)
+    ref = _sgd_step(src, x, target, {n: n for n in names})
+    got = _sgd_step(m.eval(), x, target, m.param_names)
+    assert sorted(got) == sorted(ref)
+    for n in ref:
+        assert close(got[n], ref[n]), n
+    # export_weights -> ONNX Runtime equals the trained module (reference: ONNX Runtime on the exported graph)
+    export_weights(m)
+    xs = torch.randn(3, *x.shape[1:])
+    with torch.no_grad():
+        want = src(xs).numpy()
+        mine = m(xs).numpy()
+    assert close(mine, want)
+    onnx.checker.check_model(to_proto(g))
+    ort_out = list(ortb.run(from_proto(to_proto(g)), {m.input_names[0]: xs.numpy()}).values())[0]
+    assert close(ort_out, want)
+
+
+def test_deduplicated_initializers_train_as_separate_parameters():
+    """tie.py from the review: before the fix a.bias, b.bias, n1.bias, n2.bias were one Parameter (and n1/n2.weight
+    another), so 4 Parameters for torch's 8 and one step moved all four biases together."""
+    torch.manual_seed(0)
+    src = _TwoLinearTwoNorm()
+    x = torch.randn(2, 8)
+    _check_untied_training(src, x, expect_copies=True)
+
+
+def test_transformer_encoder_layer_trains_each_parameter():
+    """nn.TransformerEncoderLayer (dynamo fallback): norm1/norm2 and the zero biases stay separate Parameters and one
+    step equals torch's (before: the exporter's optimizer merged them, 9 Parameters for torch's 12)."""
+    torch.manual_seed(0)
+    src = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+    _check_untied_training(src, torch.randn(2, 5, 16), expect_copies=False)
+
+
+def _tied_embedding_graph(w: np.ndarray):
+    """logits = Gemm(Gather(W, ids), W, transB=1): ONE initializer read directly by two ops (an embedding shared with
+    the LM head, no Identity): genuine tying. (from_torch cannot produce it here: the exporter's constant folding
+    stores the head's transposed copy as an initializer of its own.)"""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Gather", ["W", "ids"], ["h"]),
+             helper.make_node("Gemm", ["h", "W"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "tied", [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N"])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", w.shape[0]])],
+                              [numpy_helper.from_array(w, "W")])
+    return from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+def test_genuine_weight_tying_stays_one_parameter():
+    """Reference: torch eager with one nn.Parameter used as embedding and head (F.embedding, F.linear)."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((11, 8)).astype(np.float32)
+    m = to_torch(_tied_embedding_graph(w))
+    assert list(m.param_names.values()) == ["W"]
+    ref_w = nn.Parameter(torch.from_numpy(w.copy()))
+    ids = torch.tensor([1, 2, 3, 4, 5, 10])
+    target = torch.from_numpy(rng.standard_normal((6, 11)).astype(np.float32))
+
+    class Ref(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.W = ref_w
+
+        def forward(self, i):
+            return nn.functional.linear(nn.functional.embedding(i, self.W), self.W)
+
+    ref = _sgd_step(Ref(), ids, target, {"W": "W"})
+    got = _sgd_step(m, ids, target, m.param_names)
+    assert close(got["W"], ref["W"])
+
+
+def test_export_weights_of_untouched_copies_keeps_the_identity_and_trainable_names_copies():
+    torch.manual_seed(0)
+    g = graphmill.from_torch(_TwoLinearTwoNorm().eval(), (torch.randn(2, 8),))
+    before = sorted(n.outputs[0].name for n in g if n.op_type == "Identity")
+    assert before == ["b.bias", "n1.bias", "n2.bias", "n2.weight"]
+    m = to_torch(g)
+    assert m.export_weights() == 8
+    assert sorted(n.outputs[0].name for n in g if n.op_type == "Identity") == before  # equal values: still shared
+    with torch.no_grad():
+        m.n2_bias.add_(1.0)
+    m.export_weights()
+    assert sorted(n.outputs[0].name for n in g if n.op_type == "Identity") == ["b.bias", "n1.bias", "n2.weight"]
+    np.testing.assert_array_equal(g.initializers["n2.bias"].const.numpy(), np.ones(8, np.float32))
+    np.testing.assert_array_equal(g.initializers["a.bias"].const.numpy(), np.zeros(8, np.float32))
+    # an explicit trainable set names copies by their own value name; the others run their Identity
+    m2 = to_torch(g, trainable={"n2.weight", "a.weight"})
+    assert sorted(m2.param_names.values()) == ["a.weight", "n2.weight"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .lowering import GraphModule, export_weights, supported_ops, to_torch
 from .tensors import to_numpy, to_torch_tensor, torch_dtype
-from .weights import weight_initializers
+from .weights import initializer_copies, weight_initializers
 
-__all__ = ["GraphModule", "export_weights", "supported_ops", "to_numpy", "to_torch", "to_torch_tensor", "torch_dtype",
+__all__ = ["GraphModule", "export_weights", "initializer_copies", "supported_ops", "to_numpy", "to_torch", "to_torch_tensor", "torch_dtype",
            "weight_initializers"]

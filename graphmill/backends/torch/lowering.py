@@ -13,6 +13,11 @@ Weights:
     shapes, axes, running statistics) and every Constant node is a buffer: it moves
     with ``.to(device)``, no optimizer sees it, and training leaves it unchanged.
     Buffers are persistent, so ``state_dict()`` holds the whole graph's state;
+  * an initializer the TorchScript exporter deduplicated (``n2.bias = Identity(a.bias)``: see
+    ``weights``) is untied again: each trainable copy is its own Parameter, initialized with the
+    initializer's values, so ``a.bias`` and ``n2.bias`` train separately as they did in torch.
+    Ops reading one initializer directly share its Parameter (genuine tying, e.g. an embedding
+    shared with the LM head);
   * names are sanitized (``[A-Za-z0-9_]``) and made unique; ``module.param_names``
     maps each Parameter's name to the graph value it came from, ``module.buffer_names``
     each initializer buffer's.
@@ -21,7 +26,8 @@ Weights:
 identity; BatchNormalization always uses the running statistics (inference
 semantics), with trainable scale and bias. ``export_weights(module, graph)``
 writes the trained Parameters back into the graph's initializers, so a trained
-candidate exports to ONNX again.
+candidate exports to ONNX again; a copy whose trained values differ from what its
+``Identity`` would give becomes an initializer of its own in place of the ``Identity``.
 
 Anything the backend cannot run (an op it does not know, a variant of one it
 does, a subgraph op) is refused with a ``UserInputError`` naming the node when
@@ -42,7 +48,7 @@ from graphmill.util.errors import ExecutionError
 
 from .ops import CHECKS, OPS
 from .tensors import to_numpy, to_torch_tensor, torch_dtype
-from .weights import weight_initializers
+from .weights import initializer_copies, weight_initializers
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
@@ -117,6 +123,7 @@ class GraphModule(nn.Module):
         self.current_outputs = 1
         self.param_names: dict[str, str] = {}   # parameter name -> graph value name
         self.buffer_names: dict[str, str] = {}  # buffer name -> graph value name
+        self.copy_names: set[str] = set()       # graph values that are untied initializer copies (Parameters)
         self._slot: dict[str, str] = {}         # graph value name -> attribute holding it
         self._taken: set[str] = set()
 
@@ -129,7 +136,8 @@ class GraphModule(nn.Module):
         inits = graph.initializers
         self.input_names = [v.name for v in graph.inputs if v.name not in inits]
         self.output_names = [v.name for v in graph.outputs]
-        trainable = weight_initializers(graph) if trainable is None else self._check_trainable(trainable)
+        copies = initializer_copies(graph)
+        trainable = weight_initializers(graph) if trainable is None else self._check_trainable(trainable, copies)
         for name, v in inits.items():
             if v.const is None or not hasattr(v.const, "numpy"):
                 raise UserInputError(f"initializer {name!r} of graph {graph.name!r}: sparse initializers are not "
@@ -145,8 +153,20 @@ class GraphModule(nn.Module):
             else:
                 self._register(name, t, param=False)
 
+        untied: set[str] = set()  # copies that are Parameters of their own: their Identity does not run
+        for name, src in copies.items():
+            if name in trainable and name not in self._slot:
+                t = to_torch_tensor(inits[src].const.numpy())
+                if t.is_floating_point():
+                    self._register(name, nn.Parameter(t), param=True)
+                    untied.add(name)
+        self.copy_names = untied
+
         self._steps: list[_Step] = []
         for node in order:
+            if node.op_type == "Identity" and node.outputs and node.outputs[0] is not None \
+                    and node.outputs[0].name in untied:
+                continue
             if node.op_type == "Constant":
                 out = node.outputs[0]
                 self._register(out.name, to_torch_tensor(_constant_value(node)), param=False, constant=True)
@@ -190,14 +210,15 @@ class GraphModule(nn.Module):
             if why:
                 raise UserInputError(f"{node.describe()}: {why} by the torch backend")
 
-    def _check_trainable(self, names: Collection[str]) -> set[str]:
+    def _check_trainable(self, names: Collection[str], copies: dict[str, str]) -> set[str]:
         if isinstance(names, str):
             names = [names]
         inits = self.graph.initializers
         for n in names:
-            v = inits.get(n)
+            v = inits.get(n, inits.get(copies.get(n, "")))
             if v is None:
-                raise UserInputError(f"to_torch(trainable=...): graph {self.graph.name!r} has no initializer {n!r}")
+                raise UserInputError(f"to_torch(trainable=...): graph {self.graph.name!r} has no initializer {n!r} "
+                                     "(nor an initializer copy, an Identity of one, of that name)")
             if not (isinstance(v.const, Tensor) and v.const.dtype.is_floating):
                 raise UserInputError(f"to_torch(trainable=...): initializer {n!r} is not a floating-point tensor "
                                      "and cannot be trained")
@@ -292,13 +313,21 @@ def to_torch(graph: Graph, *, trainable: Collection[str] | None = None) -> Graph
 def export_weights(module: GraphModule, graph: Graph | None = None) -> int:
     """Write ``module``'s Parameters back into ``graph``'s initializers (default: the graph it was built from).
 
-    Each initializer keeps its element type. Returns how many initializers were written.
+    Each initializer keeps its element type. A Parameter that is an initializer copy (the output
+    of an ``Identity`` of an initializer, untied by ``to_torch``) keeps its ``Identity`` while its
+    values equal what the ``Identity`` reads (e.g. before training); otherwise the ``Identity`` is
+    replaced by an initializer of the copy's name holding the trained values, so the graph computes
+    what the module does. Returns how many Parameters were written.
     """
     g = graph if graph is not None else module.graph
     n = 0
+    pending: dict[str, np.ndarray] = {}
     for pname, vname in module.param_names.items():
         v = g.initializers.get(vname)
         if v is None:
+            if vname in module.copy_names:
+                pending[vname] = to_numpy(getattr(module, pname))
+                continue
             raise UserInputError(f"graph {g.name!r} has no initializer {vname!r} (parameter {pname!r}); "
                                  "export into the graph the module was built from, or a copy of it")
         p = getattr(module, pname)
@@ -310,4 +339,36 @@ def export_weights(module: GraphModule, graph: Graph | None = None) -> int:
         if isinstance(v.type, TensorType):
             v.type = TensorType(v.type.dtype, tuple(arr.shape), v.type.denotation)
         n += 1
+    if pending:
+        copies = initializer_copies(g)
+        values = g.value_map()
+        for vname in [c for c in copies if c in pending]:  # node order: a copy of a copy after what it reads
+            _write_copy(g, values[vname], pending.pop(vname))
+            n += 1
+        if pending:
+            name = next(iter(pending))
+            raise UserInputError(f"graph {g.name!r} has no initializer or Identity copy {name!r}; export into the "
+                                 "graph the module was built from, or a copy of it")
     return n
+
+
+def _current(v) -> np.ndarray:
+    """What an initializer or an initializer copy holds in the graph now."""
+    while not v.is_initializer:
+        v = v.producer.inputs[0]
+    return v.const.numpy()
+
+
+def _write_copy(g: Graph, v, arr: np.ndarray) -> None:
+    """Give the copy ``v`` (``v = Identity(src)``) the values ``arr``: keep the Identity when ``src`` already
+    holds exactly them, else replace it by an initializer named ``v.name``."""
+    identity = v.producer
+    src = _current(identity.inputs[0])
+    arr = np.ascontiguousarray(arr.astype(src.dtype, copy=False))
+    if arr.shape == src.shape and np.array_equal(arr, src, equal_nan=arr.dtype.kind in "fc"):
+        return
+    name = v.name
+    g.rename(v, g.unique_name(name + "_identity"))
+    new = g.add_initializer(Tensor(arr, name=name), name)
+    v.replace_all_uses_with(new)
+    g.remove_node(identity)

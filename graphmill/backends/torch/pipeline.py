@@ -39,7 +39,7 @@ from graphmill.util.errors import ExecutionError
 
 from .lowering import export_weights, to_torch
 from .tensors import torch_dtype
-from .weights import weight_initializers
+from .weights import initializer_copies, weight_initializers
 
 SCHEDULES = ("gpipe", "1f1b")
 _SENDABLE = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int8, torch.uint8, torch.int32,
@@ -234,7 +234,8 @@ def run_pipeline(graph: Graph, *, steps: int = 2, batch: int, microbatches: int,
     check_pipelinable(graph, stage_graphs)
     # the whole graph decides what is a weight (a MatMul's bias is one even when the MatMul is in another stage)
     weights = weight_initializers(graph)
-    trainable = [sorted(n for n in st.graph.initializers if n in weights) for st in stage_graphs]
+    trainable = [sorted(n for n in [*st.graph.initializers, *initializer_copies(st.graph)] if n in weights)
+                 for st in stage_graphs]
     for st, names in zip(stage_graphs, trainable):
         to_torch(st.graph, trainable=names)  # refuse what the torch backend cannot run before any process starts
     xs, target = generated_data(graph, batch, seed)

@@ -27,6 +27,18 @@ mask fill values, GELU and epsilon constants, shapes, axes, running statistics, 
 tables, ``Constant`` nodes) stays constant. Not recognized: a normalization written out
 with elementwise ops (its scale is a Mul of a Div) and per-channel layer scales;
 ``to_torch(graph, trainable=...)`` takes an explicit set for those.
+
+**Copies are separate weights.** torch's TorchScript exporter stores parameters with equal
+initial values once (e.g. every zero bias, every LayerNorm's ones) and gives each other
+parameter an ``Identity`` of that initializer, named after the parameter (``n2.bias =
+Identity(a.bias)``). Such an ``Identity`` is the exporter's deduplication marker, not a
+model's weight tying, so the rule is: **the output of an ``Identity`` whose input is an
+initializer (or another such copy) is a copy** (``initializer_copies``), classified by its
+own uses like an initializer of its own, and ``to_torch`` gives each trainable copy its own
+``nn.Parameter`` initialized with the initializer's values. Ops that read one initializer
+directly (no ``Identity``), e.g. an embedding table shared with the LM head, share it: that
+is genuine tying, and it stays one Parameter. ``weight_initializers`` returns the names of
+trainable initializers and copies.
 """
 
 from __future__ import annotations
@@ -44,10 +56,42 @@ WEIGHT_SLOTS: dict[str, tuple[int, ...] | None] = {
 }
 
 
+def initializer_copies(graph: Graph) -> dict[str, str]:
+    """Each copy's value name -> the initializer it copies: the outputs of ``Identity`` nodes of ``graph``
+    whose input is an initializer or another copy (the TorchScript exporter's deduplication marker), in
+    node order (a copy of a copy comes after the copy it reads)."""
+    copies: dict[str, str] = {}
+    for node in topological_order(graph):
+        if node.op_type != "Identity" or not node.inputs or node.inputs[0] is None or not node.outputs:
+            continue
+        src, out = node.inputs[0], node.outputs[0]
+        if out is None:
+            continue
+        if src.is_initializer:
+            copies[out.name] = src.name
+        elif src.name in copies and src.producer is not None and src.producer.op_type == "Identity":
+            copies[out.name] = copies[src.name]
+    return copies
+
+
+def _is_copy(v: Value) -> bool:
+    p = v.producer
+    if p is None or p.op_type != "Identity" or not p.inputs or p.inputs[0] is None:
+        return False
+    return p.inputs[0].is_initializer or _is_copy(p.inputs[0])
+
+
+def _source(v: Value) -> Value:
+    """The initializer holding a copy's (or an initializer's) values."""
+    while not v.is_initializer:
+        v = v.producer.inputs[0]
+    return v
+
+
 def _viewed_initializer(v: Value | None) -> Value | None:
-    """The initializer ``v`` is a view of (through VIEWS' data input), or None."""
+    """The initializer or copy ``v`` is a view of (through VIEWS' data input), or None."""
     while v is not None:
-        if v.is_initializer:
+        if v.is_initializer or _is_copy(v):
             return v
         p = v.producer
         if p is None or p.op_type not in VIEWS or not p.inputs:
@@ -77,15 +121,18 @@ def _viewers(v: Value) -> list[Node]:
 
 
 def _is_float(v: Value) -> bool:
-    return isinstance(v.const, Tensor) and v.const.dtype.is_floating
+    c = _source(v).const
+    return isinstance(c, Tensor) and c.dtype.is_floating
 
 
 def _rank(v: Value) -> int:
-    return len(v.const.shape) if isinstance(v.const, Tensor) else 0
+    c = _source(v).const
+    return len(c.shape) if isinstance(c, Tensor) else 0
 
 
 def weight_initializers(graph: Graph) -> set[str]:
-    """Names of ``graph``'s initializers that ``to_torch`` trains (the module docstring gives the rules)."""
+    """Names of ``graph``'s initializers and initializer copies that ``to_torch`` trains (the module docstring
+    gives the rules)."""
     order = topological_order(graph)
     dynamic = {v.name for v in graph.inputs if not v.is_initializer}
     for node in order:
@@ -144,4 +191,4 @@ def _group_norm_core(node: Node) -> bool:
     return False
 
 
-__all__ = ["weight_initializers"]
+__all__ = ["initializer_copies", "weight_initializers"]
