@@ -18,7 +18,7 @@ from graphmill.ir.partition import value_bytes
 from graphmill.ir.types import TensorType
 
 from .config import AccelConfig, as_accel
-from .engine import simulate_array_layer, simulate_vector_layer
+from .engine import recurrent_weights_resident, simulate_array_layer, simulate_vector_layer
 from .lowering import ArrayLayer, BranchChoice, Uncosted, lower_node
 from .report import SimulationWarning
 
@@ -91,7 +91,8 @@ class RooflineCostModel(_Base):
     def _prim_time(self, p) -> int:
         a = self.accel
         if isinstance(p, ArrayLayer):
-            words = (p.M * p.K + p.K * p.N) * p.repeat
+            loads = p.weight_sets if recurrent_weights_resident(p, a) else p.repeat  # R stays on chip
+            words = p.M * p.K * p.repeat + p.K * p.N * loads
             out = p.M * p.N * p.repeat
             return max(-(-p.macs // (a.rows * a.cols)), -(-words // (a.ifmap_bw_words + a.filter_bw_words)),
                        -(-out // a.ofmap_bw_words))

@@ -62,9 +62,24 @@ def _needed_bw(words: int, first: int, last: int) -> float:
     return words / (last - first + 1) if last >= first else 0.0
 
 
+def recurrent_weights_resident(layer: ArrayLayer, cfg: AccelConfig) -> bool:
+    """Whether a recurrent layer's weight matrix R (``layer.recurrent_words``) stays on chip across its time
+    steps: it fits the filter buffer's active half (the half a read buffer computes from; the same test
+    by which the memory model's read buffer never misses)."""
+    return 0 < layer.recurrent_words <= -(-cfg.filter_words // 2)
+
+
 def simulate_array_layer(layer: ArrayLayer, cfg: AccelConfig, arith: Arithmetic = GRAPHMILL, *,
                          memo: dict | None = None) -> LayerResult:
-    """One array layer, all ``repeat`` instances (each simulated identically, back to back)."""
+    """One array layer, all ``repeat`` instances (each simulated identically, back to back).
+
+    Each instance's buffers start filled, as SCALE-Sim starts every layer (its initial fill is counted in
+    DRAM words, not in cycles). For the per-step H·R of a recurrent layer (``recurrent_words`` > 0) the
+    instances are time steps sharing a weight matrix R per direction (``weight_sets``): when R fits the
+    filter buffer's active half it stays on chip, read from DRAM once per direction (later steps read no
+    filter words); else every step re-reads it, and every step after a direction's first also waits for its
+    filter window to load (min(active half, filter words) at the filter bandwidth; not in CALC mode, where
+    the DRAM keeps up)."""
     key = (layer.H, layer.W, layer.R, layer.S, layer.C, layer.N, layer.stride_h, layer.stride_w, arith)
     mem = memo.get(key) if memo is not None else None
     if mem is None:
@@ -73,10 +88,18 @@ def simulate_array_layer(layer: ArrayLayer, cfg: AccelConfig, arith: Arithmetic 
             memo[key] = mem
     n = layer.repeat
     comp, stall = mem.compute_cycles * n, mem.stall_cycles * n
+    filter_loads = n
+    if layer.recurrent_words:
+        sets = max(1, min(layer.weight_sets, n))
+        if recurrent_weights_resident(layer, cfg):
+            filter_loads = sets
+        elif cfg.bandwidth_mode != "calc":
+            window = min(-(-cfg.filter_words // 2), mem.filter_dram_words)
+            stall += (n - sets) * -(-window // cfg.filter_bw_words)
     total = comp + stall
     macs = layer.macs
     mp = mapping(layer.M, layer.N, layer.K, cfg.rows, cfg.cols, cfg.dataflow)
-    rd = (mem.ifmap_dram_words + mem.filter_dram_words) * n * cfg.word_bytes
+    rd = (mem.ifmap_dram_words * n + mem.filter_dram_words * filter_loads) * cfg.word_bytes
     wr = mem.ofmap_dram_words * n * cfg.word_bytes
     sram = (layer.M * layer.K * mp.col_folds if cfg.dataflow != "is" else layer.M * layer.K) \
         + layer.K * layer.N * (mp.row_folds if cfg.dataflow == "os" else 1) + mem.ofmap_dram_words
@@ -93,23 +116,25 @@ def simulate_array_layer(layer: ArrayLayer, cfg: AccelConfig, arith: Arithmetic 
 
 def simulate_vector_layer(layer: VectorLayer, cfg: AccelConfig) -> LayerResult:
     """Vector unit: ``lanes`` operations per cycle, overlapped with DRAM traffic (roofline: the slower wins).
-    In CALC bandwidth mode the DRAM keeps up (no stall) and the bandwidth needed is reported."""
+
+    Traffic is accounted as the array's is: in words (one per operand element), read at ``ifmap_bw_words``
+    and written at ``ofmap_bw_words`` words per cycle, bytes = words x ``word_bytes``; so a wider word
+    never makes a vector op faster. In CALC bandwidth mode the DRAM keeps up (no stall) and the bandwidth
+    needed (words per cycle) is reported."""
     comp = -(-layer.flops // cfg.lanes)
-    energy = layer.flops * cfg.mac_pj + (layer.bytes_read + layer.bytes_written) / cfg.word_bytes * (
-        cfg.sram_pj_per_word + cfg.dram_pj_per_word)
+    rd_words, wr_words = layer.words_read, layer.words_written
+    energy = layer.flops * cfg.mac_pj + (rd_words + wr_words) * (cfg.sram_pj_per_word + cfg.dram_pj_per_word)
     if cfg.bandwidth_mode == "calc":
         total = comp
-        bw = {"ifmap": layer.bytes_read / cfg.word_bytes / comp if comp else 0.0, "filter": 0.0,
-              "ofmap": layer.bytes_written / cfg.word_bytes / comp if comp else 0.0}
+        bw = {"ifmap": rd_words / comp if comp else 0.0, "filter": 0.0,
+              "ofmap": wr_words / comp if comp else 0.0}
     else:
-        bw_rd = cfg.ifmap_bw_words * cfg.word_bytes
-        bw_wr = cfg.ofmap_bw_words * cfg.word_bytes
-        mem = max(-(-layer.bytes_read // bw_rd), -(-layer.bytes_written // bw_wr))
+        mem = max(-(-rd_words // cfg.ifmap_bw_words), -(-wr_words // cfg.ofmap_bw_words))
         total = max(comp, mem)
         bw = None
     return LayerResult(layer.name, layer.op, layer.shape_text(), "vector", comp, total - comp, total,
-                       layer.elements / (total * cfg.lanes) if total else 0.0, layer.bytes_read,
-                       layer.bytes_written, 0, energy, 1, dram_bw_needed=bw)
+                       layer.elements / (total * cfg.lanes) if total else 0.0, rd_words * cfg.word_bytes,
+                       wr_words * cfg.word_bytes, 0, energy, 1, dram_bw_needed=bw)
 
 
 def simulate_layers(layers: list, accel, *, scalesim_compat: bool = False,

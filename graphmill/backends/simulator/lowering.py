@@ -5,15 +5,21 @@
   M = output pixels, N = filters, K = R*S*C (im2col). Gemm/MatMul are the 1-column convolution SCALE-Sim's
   GEMM mode uses (H=M, W=K, R=1, S=K, C=1). ``repeat`` counts identical instances that run back to back:
   batch, conv groups (a grouped/depthwise conv is lowered per group: C = Cin/group, N = Cout/group),
-  MatMul batch dims, and the time steps of a recurrent layer.
+  MatMul batch dims, and the time steps of a recurrent layer's H·R. ``recurrent_words`` > 0 marks the
+  per-step H·R of a recurrent layer: its ``repeat`` instances are ``weight_sets`` groups (directions) of
+  time steps that share one recurrent weight matrix of ``recurrent_words`` words (the engine keeps it on
+  chip when it fits the filter buffer's active half, else re-reads it each step and charges the load).
 * ``VectorLayer``: elementwise ops, pooling, softmax, normalization and data movement on the vector unit.
+  Its DRAM traffic is counted in *words* (operand elements), as the array's is: bytes = words x
+  ``word_bytes``, time against the configured words per cycle.
 * ``BranchChoice``: an ``If`` whose condition is not constant; the engine costs every branch and keeps
   the most expensive (the worst case).
 * Recurrent layers (ONNX LSTM, GRU, RNN; forward, reverse or bidirectional; the sequence length and batch
-  from X's shape and ``layout``): per time step and direction, the gate matmuls X_t·W^T and H_{t-1}·R^T
-  on the array (GRU with ``linear_before_reset=0``: H·R for the z and r gates, then (r*H)·R for the
-  hidden gate, which needs r first), and the gate math (bias adds, activations, cell and state updates,
-  peepholes) on the vector unit.
+  from X's shape and ``layout``): X·W^T for all time steps of a direction as ONE matmul (M = steps x
+  batch: it does not depend on the recurrence), then per time step and direction H_{t-1}·R^T on the array
+  (GRU with ``linear_before_reset=0``: H·R for the z and r gates, then (r*H)·R for the hidden gate, which
+  needs r first; both marked with the whole R's size, which must stay on chip for either to reuse it),
+  and the gate math (bias adds, activations, cell and state updates, peepholes) on the vector unit.
 * ``Gather`` (an embedding lookup): the gathered rows (output elements) and the indices read from DRAM,
   the output written; the table itself is not streamed.
 * Control flow with a static trip count: ``Loop`` with a constant trip-count input M costs M iterations
@@ -67,6 +73,8 @@ class ArrayLayer:
     stride_h: int = 1
     stride_w: int = 1
     repeat: int = 1
+    recurrent_words: int = 0  # > 0: the H·R of a recurrent layer (module docstring)
+    weight_sets: int = 1  # with recurrent_words: the groups of repeats sharing one weight matrix
 
     @property
     def out_h(self) -> int:
@@ -112,8 +120,8 @@ class VectorLayer:
     op: str
     elements: int  # output elements
     flops: int  # vector operations
-    bytes_read: int
-    bytes_written: int
+    words_read: int  # DRAM words (operand elements) read; bytes = words x the accelerator's word_bytes
+    words_written: int
 
     def shape_text(self) -> str:
         return f"{self.elements} elems"
@@ -163,7 +171,7 @@ def repeated(prims: list, k: int, prefix: str = "") -> list:
             out.append(dataclasses.replace(p, name=name, repeat=p.repeat * k))
         elif isinstance(p, VectorLayer):
             out.append(dataclasses.replace(p, name=name, elements=p.elements * k, flops=p.flops * k,
-                                           bytes_read=p.bytes_read * k, bytes_written=p.bytes_written * k))
+                                           words_read=p.words_read * k, words_written=p.words_written * k))
         else:
             out.append(dataclasses.replace(p, name=name, branches=tuple(tuple(repeated(list(b), k, prefix))
                                                                         for b in p.branches)))
@@ -181,11 +189,17 @@ def _tshape(v) -> tuple | None:
     return v.type.shape if v is not None and isinstance(v.type, TensorType) else None
 
 
-def _itemsize(v) -> int:
-    try:
-        return max(1, v.type.dtype.numpy().itemsize)
-    except (AttributeError, TypeError):
-        return 4
+def _elements(v) -> int:
+    """Elements of a value with a static shape (0 when absent or unknown)."""
+    shape = _tshape(v)
+    n = num_elements(shape) if shape is not None else None
+    return n or 0
+
+
+def _words(values) -> int:
+    """DRAM words (elements) of the present values: one word per element, whatever the dtype, as the
+    array counts its operands (the accelerator's ``word_bytes`` sets the bytes)."""
+    return sum(_elements(v) for v in values if v is not None)
 
 
 def _input(node: Node, i: int):
@@ -278,14 +292,19 @@ def _lower_recurrent(node: Node, name: str) -> list:
     inp = xs[2]
     if steps * batch * hidden * inp == 0:
         return []
-    n = steps * dirs  # one array pass per time step and direction
+    n = steps * dirs  # one H·R array pass per time step and direction
     where = node.describe()
-    prims = [gemm_layer(f"{name}/XW", op, batch, gates * hidden, inp, repeat=n).validate(where)]
+    # X·W^T of all time steps at once (per direction): it does not depend on the recurrence.
+    prims = [gemm_layer(f"{name}/XW", op, steps * batch, gates * hidden, inp, repeat=dirs).validate(where)]
+    rec = dict(recurrent_words=gates * hidden * hidden, weight_sets=dirs)  # R of one direction
     if op == "GRU" and not int(node.attr("linear_before_reset", 0)):
-        prims.append(gemm_layer(f"{name}/HR[z,r]", op, batch, 2 * hidden, hidden, repeat=n).validate(where))
-        prims.append(gemm_layer(f"{name}/HR[h]", op, batch, hidden, hidden, repeat=n).validate(where))
+        prims.append(dataclasses.replace(gemm_layer(f"{name}/HR[z,r]", op, batch, 2 * hidden, hidden, repeat=n),
+                                         **rec).validate(where))
+        prims.append(dataclasses.replace(gemm_layer(f"{name}/HR[h]", op, batch, hidden, hidden, repeat=n),
+                                         **rec).validate(where))
     else:
-        prims.append(gemm_layer(f"{name}/HR", op, batch, gates * hidden, hidden, repeat=n).validate(where))
+        prims.append(dataclasses.replace(gemm_layer(f"{name}/HR", op, batch, gates * hidden, hidden, repeat=n),
+                                         **rec).validate(where))
     b = 1 if _input(node, 3) is not None else 0
     act = _activation_flops(node)
     H = hidden
@@ -300,10 +319,9 @@ def _lower_recurrent(node: Node, name: str) -> list:
     else:
         flops = H * (1 + 2 * b) + H * act[0]
         states_in, states_out = 0, 1
-    item = _itemsize(node.inputs[0])
-    rows = n * batch
+    rows = n * batch  # words: the two gate pre-activations (X·W, H·R) and the states in; the states out
     prims.append(VectorLayer(f"{name}/gates", op, rows * gates * H, rows * flops,
-                             rows * (2 * gates * H + states_in * H) * item, rows * states_out * H * item))
+                             rows * (2 * gates * H + states_in * H), rows * states_out * H))
     return prims
 
 
@@ -312,9 +330,8 @@ def _lower_gather(node: Node, name: str) -> list:
     if ys is None or num_elements(ys) is None:
         raise UserInputError(f"{node.describe()}: output shape is not static; the simulator needs static shapes")
     elems = num_elements(ys)
-    ids = num_elements(_tshape(node.inputs[1]) or ()) or 0
-    rd = elems * _itemsize(node.inputs[0]) + ids * _itemsize(node.inputs[1])
-    return [VectorLayer(name, node.op_type, elems, max(elems, 1), rd, elems * _itemsize(node.outputs[0]))]
+    ids = _elements(node.inputs[1]) if len(node.inputs) > 1 else 0
+    return [VectorLayer(name, node.op_type, elems, max(elems, 1), elems + ids, elems)]
 
 
 def _body(node: Node, graph: Graph, name: str, uncosted: list[dict]) -> list:
@@ -382,7 +399,7 @@ def lower_node(node: Node, uncosted: list[dict] | None = None) -> list:
         raise UserInputError(f"{node.describe()}: output shape is not static; the simulator needs static shapes")
     per = _VECTOR_FLOPS.get(op, 1)
     flops = max(cost.flops if cost.known else 0, elems * per, 1)
-    return [VectorLayer(name, op, elems, flops, cost.bytes_read, cost.bytes_written)]
+    return [VectorLayer(name, op, elems, flops, _words(node.inputs), _words(node.outputs))]
 
 
 def _shape_arithmetic(graph: Graph, constant: set[int]) -> set[int]:

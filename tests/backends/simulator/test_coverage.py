@@ -1,8 +1,9 @@
 """Ops the simulator costs instead of dropping them: recurrent layers, embedding Gathers, control flow with
 static trip counts; and what it still cannot cost is listed (JSON "uncosted", stderr) with partial totals.
 
-References: hand counts from the ONNX operator definitions (LSTM/GRU/RNN: per time step and direction the
-gate matmuls X_t·W^T and H_{t-1}·R^T; Gather reads the rows it gathers; Loop runs its body M times, Scan once
+References: hand counts from the ONNX operator definitions (LSTM/GRU/RNN: X·W^T of all time steps of a
+direction as one matmul, M = steps x batch, since it does not depend on the recurrence; per time step and
+direction H_{t-1}·R^T; Gather reads the rows it gathers; Loop runs its body M times, Scan once
 per element of the scanned axis, If one branch), checked against the simulator's own cost of a MatMul of the
 same shape (itself checked against SCALE-Sim 3.0.0 in test_vs_scalesim.py) and against the closed-form
 compute cycles of SCALE-Sim's mapping (compute.compute_cycles, folds * L - 1).
@@ -77,21 +78,24 @@ def test_nmt_costs_its_lstms_gate_matmul_by_gate_matmul(nmt_model):
     rep = graphmill.simulate(nmt_model, ACCEL)
     assert {x.op for x in rep.layers} >= {"Gather", "LSTM", "MatMul"}
     assert not rep.partial and rep.to_dict()["uncosted"] == []
-    # 20 tokens, batch 1. Encoder: 2 directions x 20 steps of [1,64]x[64,512] (X·W, 4 gates x 128) and
-    # [1,128]x[128,512] (H·R); decoder: 20 steps of [1,256]x[256,512] and [1,128]x[128,512].
+    # 20 tokens, batch 1. Encoder: per direction (2) one [20,64]x[64,512] X·W (4 gates x 128) and 20 steps of
+    # [1,128]x[128,512] H·R; decoder: one [20,256]x[256,512] and 20 steps of [1,128]x[128,512].
     enc_xw, enc_hr = _by_suffix(rep, "/XW", "enc"), _by_suffix(rep, "/HR", "enc")
     dec_xw, dec_hr = _by_suffix(rep, "/XW", "dec"), _by_suffix(rep, "/HR", "dec")
-    for lay, steps, (m, n, k) in ((enc_xw, 40, (1, 512, 64)), (enc_hr, 40, (1, 512, 128)),
-                                  (dec_xw, 20, (1, 512, 256)), (dec_hr, 20, (1, 512, 128))):
-        assert lay.total_cycles == steps * _mm_cycles(m, n, k), lay
-        assert lay.total_cycles == steps * compute_cycles(m, n, k, 16, 16, "os"), lay  # hand count
-        assert lay.macs == steps * m * n * k and lay.repeat == steps
+    for lay, rep_, (m, n, k) in ((enc_xw, 2, (20, 512, 64)), (enc_hr, 40, (1, 512, 128)),
+                                 (dec_xw, 1, (20, 512, 256)), (dec_hr, 20, (1, 512, 128))):
+        assert lay.total_cycles == rep_ * _mm_cycles(m, n, k), lay
+        assert lay.total_cycles == rep_ * compute_cycles(m, n, k, 16, 16, "os"), lay  # hand count
+        assert lay.macs == rep_ * m * n * k and lay.repeat == rep_
+    # R (512 x 128 words) fits the 2 MiB active filter half: read once per direction; h_{t-1} each step
+    assert enc_hr.dram_read_bytes == 2 * 512 * 128 + 40 * 128 and dec_hr.dram_read_bytes == 512 * 128 + 20 * 128
     lstm_cycles = sum(x.total_cycles for x in rep.layers if x.op == "LSTM")
-    assert lstm_cycles > 40 * _mm_cycles(1, 512, 64) + 20 * _mm_cycles(1, 512, 256)
+    assert lstm_cycles > 2 * _mm_cycles(20, 512, 64) + _mm_cycles(20, 512, 256) + 60 * _mm_cycles(1, 512, 128)
     assert rep.total_cycles > 100 * 973  # the issue's NMT "took" 973 cycles with its LSTMs as a few elements
-    # the embedding: the 20 gathered rows of 64 floats and the 20 int64 indices, not the 256,000-byte table
+    # the embedding: the 20 gathered rows of 64 floats and the 20 indices, in words (1 byte each here), not
+    # the 64,000-word table
     emb = _by_suffix(rep, "Gather")
-    assert emb.dram_read_bytes == 20 * 64 * 4 + 20 * 8 and emb.dram_write_bytes == 20 * 64 * 4
+    assert emb.dram_read_bytes == 20 * 64 + 20 and emb.dram_write_bytes == 20 * 64
 
 
 def _rnn_graph(op: str, *, hidden=8, inp=5, steps=7, batch=3, direction="forward", **attrs):
@@ -118,11 +122,16 @@ def test_recurrent_lowering_follows_onnx(op, direction, attrs, gemms):
     g = _rnn_graph(op, direction=direction, **attrs)
     rep = graphmill.simulate(g, ACCEL)
     assert not rep.partial
-    steps = 7 * (2 if direction == "bidirectional" else 1)
+    dirs = 2 if direction == "bidirectional" else 1
+    steps = 7 * dirs
     names = [x.name for x in rep.layers]
     assert names == [f"rnn/{s}" for s, _, _ in gemms] + ["rnn/gates"]
-    for lay, (_, n, k) in zip(rep.layers, gemms):
-        assert lay.macs == steps * 3 * n * k and lay.total_cycles == steps * _mm_cycles(3, n, k)
+    for lay, (what, n, k) in zip(rep.layers, gemms):
+        assert lay.macs == steps * 3 * n * k
+        if what == "XW":  # all 7 steps x batch 3 at once, per direction
+            assert lay.repeat == dirs and lay.total_cycles == dirs * _mm_cycles(7 * 3, n, k)
+        else:
+            assert lay.repeat == steps and lay.total_cycles == steps * _mm_cycles(3, n, k)
     gates = rep.layers[-1]
     assert gates.kind == "vector" and gates.shape == f"{steps * 3 * {'LSTM': 32, 'GRU': 24, 'RNN': 8}[op]} elems"
     # vector flops per batch row and step, H = 8, with bias (sigmoid and tanh cost 4 each): LSTM gate
@@ -141,7 +150,9 @@ def test_recurrent_layout_1_reads_batch_first_shapes():
     y = b.op("RNN", x, w, r, outputs=2, hidden_size=8, layout=1, name="rnn")
     b.output(y[0], "y")
     xw = lower_node(b.build(infer=False).nodes[0])[0]
-    assert (xw.M, xw.N, xw.K, xw.repeat) == (3, 8, 5, 7)
+    assert (xw.M, xw.N, xw.K, xw.repeat) == (7 * 3, 8, 5, 1)  # all steps x batch in one matmul
+    hr = lower_node(b.build(infer=False).nodes[0])[1]
+    assert (hr.M, hr.N, hr.K, hr.repeat) == (3, 8, 8, 7)
 
 
 def _model(nodes, inputs, outputs, inits=()):
