@@ -7,7 +7,7 @@ JSON schema (``SimReport.to_dict()``)::
      "total_cycles": int, "compute_cycles": int, "stall_cycles": int,
      "latency_ms": float, "energy_uj": float, "dram_read_bytes": int, "dram_write_bytes": int,
      "macs": int, "utilization": float,
-     "partial": bool, "uncosted": [{"name", "op", "reason"}],
+     "partial": bool, "uncosted": [{"name", "op", "reason"}], "notes": [str],
      "layers": [{"name", "op", "shape", "kind" ("array" | "vector"), "compute_cycles", "stall_cycles",
                  "total_cycles", "utilization", "dram_read_bytes", "dram_write_bytes", "macs",
                  "energy_pj", "repeat", "dram_bw_needed"}]}
@@ -17,7 +17,8 @@ MACs / (total_cycles * rows * cols) for array layers, elements / (cycles * lanes
 ``model``: which memory-system arithmetic produced the numbers (engine.py). ``partial``: some nodes could
 not be costed (listed in ``uncosted``; the totals leave them out). ``dram_bw_needed`` (CALC bandwidth mode
 only, else null): the DRAM words per cycle a layer needs, {"ifmap", "filter", "ofmap"}, SCALE-Sim's
-BANDWIDTH_REPORT figures.
+BANDWIDTH_REPORT figures. ``notes``: what a reader must know to compare the figures (the table prints each
+as a ``note:`` line), e.g. that DRAM reads in USER mode are not SCALE-Sim's even with --scalesim-compat.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from .config import AccelConfig
+
+
+USER_COMPAT_READS_NOTE = (
+    "DRAM reads are not SCALE-Sim's in USER bandwidth mode, even with --scalesim-compat: graphmill counts the "
+    "operand words fetched, SCALE-Sim 3.0.0 whole prefetch blocks (past an operand's end too); cycles and DRAM "
+    "writes equal SCALE-Sim's")
 
 
 class SimulationWarning(UserWarning):
@@ -76,6 +83,13 @@ class SimReport:
         return bool(self.uncosted)
 
     @property
+    def notes(self) -> list[str]:
+        """Caveats on comparing the figures (JSON ``notes``, the table's ``note:`` lines)."""
+        if self.model == "scalesim-compat" and self.accel.bandwidth_mode == "user":
+            return [USER_COMPAT_READS_NOTE]
+        return []
+
+    @property
     def total_cycles(self) -> int:
         return sum(x.total_cycles for x in self.layers)
 
@@ -109,6 +123,7 @@ class SimReport:
             "utilization": self.macs / (tot * a.rows * a.cols) if tot else 0.0,
             "partial": self.partial,
             "uncosted": [dict(u) for u in self.uncosted],
+            "notes": self.notes,
             "layers": [asdict(x) for x in self.layers],
         }
 
@@ -140,6 +155,8 @@ class SimReport:
               f"= {d['latency_ms']:.3f} ms at {a.clock_mhz:g} MHz; utilization {d['utilization']:.1%}; "
               f"DRAM {d['dram_read_bytes']:,} B read, {d['dram_write_bytes']:,} B written; "
               f"energy {d['energy_uj']:.1f} uJ", file=out)
+        for note in self.notes:
+            print(f"note: {note}", file=out)
         if self.partial:
             print(f"partial: the totals leave out {len(self.uncosted)} node(s) the simulator cannot cost: "
                   f"{uncosted_text(self.uncosted)}", file=out)

@@ -8,7 +8,10 @@ GEMM topology (header starting ``Layer, M, N, K``): ``name, M, N, K,``. Errors n
 
 The .cfg: ``[architecture_presets]``, ``[layout]`` and ``[run_presets]`` as SCALE-Sim 3.0.0 reads them,
 ``InterfaceBandwidth`` USER (the configured bandwidths) or CALC (no DRAM stalls; the bandwidth each layer
-needs is reported).
+needs is reported). Settings graphmill does not model are refused in one line naming the file and line,
+never ignored (the numbers would then silently differ from SCALE-Sim's): ``SparsitySupport: true``,
+``UseRamulatorTrace: True``, ``IfmapCustomLayout``/``FilterCustomLayout: True``, and a ``Bandwidth`` list
+of several values (SCALE-Sim 3.0.0 reads only its first, the ofmap drain rate).
 """
 
 from __future__ import annotations
@@ -142,6 +145,16 @@ def read_scalesim_config(path: str | os.PathLike) -> AccelConfig:
             raise UserInputError(f"{path}{line_of(sec, key)}: [{sec}] {key} must be {accepted}, got {v!r}")
         return n
 
+    def refuse_unmodelled(sec: str, key: str, why: str) -> None:
+        """A setting graphmill does not model, set to a value that would change SCALE-Sim's numbers."""
+        if cp.has_option(sec, key) and cp.get(sec, key).strip().lower() == "true":
+            raise UserInputError(f"{path}{line_of(sec, key)}: [{sec}] {key} is {cp.get(sec, key).strip()}: "
+                                 f"graphmill does not model {why}; set it to false")
+
+    refuse_unmodelled("sparsity", "SparsitySupport", "SCALE-Sim's sparse (N:M) filters")
+    refuse_unmodelled("run_presets", "UseRamulatorTrace", "Ramulator DRAM traces")
+    refuse_unmodelled("layout", "IfmapCustomLayout", "custom SRAM layouts")
+    refuse_unmodelled("layout", "FilterCustomLayout", "custom SRAM layouts")
     mode = get("run_presets", "InterfaceBandwidth")
     if mode not in ("USER", "CALC"):
         raise UserInputError(f"{path}{line_of('run_presets', 'InterfaceBandwidth')}: [run_presets] "
@@ -156,7 +169,13 @@ def read_scalesim_config(path: str | os.PathLike) -> AccelConfig:
         ifmap_bw = filter_bw = CALC_READ_BW_WORDS
         ofmap_bw = cols
     else:
-        ofmap_bw = num(ap, "Bandwidth", "ofmap_bw_words", get(ap, "Bandwidth").split(",")[0].strip())
+        bws = [x.strip() for x in get(ap, "Bandwidth").split(",")]
+        if len(bws) > 1:
+            raise UserInputError(f"{path}{line_of(ap, 'Bandwidth')}: [{ap}] Bandwidth has {len(bws)} values "
+                                 f"({', '.join(bws)}); SCALE-Sim 3.0.0 uses only the first (the ofmap DRAM "
+                                 "bandwidth; ifmap and filter come from [layout] IfmapSRAMBankBandwidth and "
+                                 "FilterSRAMBankBandwidth), so give one value")
+        ofmap_bw = num(ap, "Bandwidth", "ofmap_bw_words", bws[0])
         if cp.has_section("layout"):
             ifmap_bw = num("layout", "IfmapSRAMBankBandwidth", "ifmap_bw_words")
             filter_bw = num("layout", "FilterSRAMBankBandwidth", "filter_bw_words")
