@@ -23,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="OUT.png", help="write per-layer cycles and a roofline as PNG")
     p.add_argument("--json", action="store_true",
                    help="print JSON (keys: model, bandwidth_mode, total_cycles, partial, uncosted: [{name, op, "
-                        "reason}], layers: [{name, op, compute_cycles, stall_cycles, total_cycles, utilization, "
-                        "dram_read_bytes, dram_write_bytes, dram_bw_needed}], ...)")
+                        "reason}], notes: [str], layers: [{name, op, compute_cycles, stall_cycles, total_cycles, "
+                        "utilization, dram_read_bytes, dram_write_bytes, dram_bw_needed}], ...)")
     p.set_defaults(func=run)
     return p
 
