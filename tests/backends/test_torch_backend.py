@@ -603,3 +603,37 @@ def test_export_weights_of_untouched_copies_keeps_the_identity_and_trainable_nam
     # an explicit trainable set names copies by their own value name; the others run their Identity
     m2 = to_torch(g, trainable={"n2.weight", "a.weight"})
     assert sorted(m2.param_names.values()) == ["a.weight", "n2.weight"]
+
+
+def test_pipelined_training_keeps_copies_separate():
+    """tie.py on 2 pipeline stages: stage 1 holds a.bias and n1.weight only to copy them (b.bias, n2.bias,
+    n2.weight); it must train the copies, not the originals (stage 0 does), and not be refused as sharing a weight.
+    Reference: single-process training of the same graph (run_pipeline's own comparison, <= 1e-5 relative)."""
+    from graphmill.backends.torch.pipeline import run_pipeline
+    from graphmill.passes.pipeline import partition_graph
+
+    class UnitCost:
+        units = "cycles"
+
+        def op_time(self, node, device=0):
+            return 1.0
+
+        def transfer_time(self, nbytes, src, dst):
+            return 0.0
+
+        def memory(self, node):
+            return 0
+
+    torch.manual_seed(0)
+    from graphmill.passes.manager import run_passes
+
+    g = graphmill.from_torch(_TwoLinearTwoNorm().eval(), (torch.randn(2, 8),))
+    run_passes(g, "shape-inference")  # the boundary's type (pipelining sends typed tensors); keeps the Identities
+    assert sum(n.op_type == "Identity" for n in g) == 4
+    partition_graph(g, UnitCost(), stages=2, microbatches=2, batch=4)
+    r = run_pipeline(g, steps=2, batch=4, microbatches=2, schedule="gpipe", lr=0.1)
+    assert r["grads_compared"] == 2 * 8
+    assert r["max_loss_rel_diff"] <= 1e-5 and r["max_grad_rel_diff"] <= 1e-5 and r["max_weight_rel_diff"] <= 1e-5
+    m = to_torch(g)  # the trained copies were written back as initializers of their own
+    assert len(list(m.parameters())) == 8
+    assert not np.array_equal(g.initializers["n2.bias"].const.numpy(), g.initializers["a.bias"].const.numpy())

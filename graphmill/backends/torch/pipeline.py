@@ -84,11 +84,25 @@ def check_pipelinable(graph: Graph, stage_graphs: list[StageGraph]) -> None:
                                      "known; bind the model's symbols first")
     owner: dict[str, int] = {}
     for st in stage_graphs:
-        for name in st.graph.initializers:
+        for name in read_directly(st.graph):
             if name in owner and _is_float(st.graph.initializers[name]):
                 raise UserInputError(f"weight {name!r} is read by stages {owner[name]} and {st.index}: each process "
                                      "would train its own copy; put its readers in one stage")
             owner[name] = st.index
+
+
+def read_directly(graph: Graph) -> list[str]:
+    """``graph``'s initializers read by some node other than the Identity of an initializer copy: a stage that
+    holds an initializer only to copy it (``n2.bias = Identity(a.bias)``, see ``weights``) does not train it."""
+    copies = initializer_copies(graph)
+    read: set[str] = set()
+    for node in graph.nodes:
+        if node.op_type == "Identity" and node.outputs and node.outputs[0] is not None \
+                and node.outputs[0].name in copies:
+            continue
+        read.update(v.name for v in node.inputs if v is not None and v.is_initializer)
+    read.update(v.name for v in graph.outputs if v.is_initializer)
+    return [n for n in graph.initializers if n in read]
 
 
 def _is_float(v) -> bool:
@@ -234,7 +248,7 @@ def run_pipeline(graph: Graph, *, steps: int = 2, batch: int, microbatches: int,
     check_pipelinable(graph, stage_graphs)
     # the whole graph decides what is a weight (a MatMul's bias is one even when the MatMul is in another stage)
     weights = weight_initializers(graph)
-    trainable = [sorted(n for n in [*st.graph.initializers, *initializer_copies(st.graph)] if n in weights)
+    trainable = [sorted(n for n in [*read_directly(st.graph), *initializer_copies(st.graph)] if n in weights)
                  for st in stage_graphs]
     for st, names in zip(stage_graphs, trainable):
         to_torch(st.graph, trainable=names)  # refuse what the torch backend cannot run before any process starts
