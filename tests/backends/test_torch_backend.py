@@ -637,3 +637,14 @@ def test_pipelined_training_keeps_copies_separate():
     m = to_torch(g)  # the trained copies were written back as initializers of their own
     assert len(list(m.parameters())) == 8
     assert not np.array_equal(g.initializers["n2.bias"].const.numpy(), g.initializers["a.bias"].const.numpy())
+
+
+def test_optimizing_without_cse_keeps_copies_separate():
+    """The README's advice for optimizing before training: a schedule without cse folds each Identity copy into an
+    initializer of its own (fold-constants) and keeps torch's 8 parameters (reference: named_parameters())."""
+    torch.manual_seed(0)
+    src = _TwoLinearTwoNorm().eval()
+    g = graphmill.from_torch(src, (torch.randn(2, 8),))
+    graphmill.optimize(g, "fold-constants,simplify,dce")
+    assert not any(n.op_type == "Identity" for n in g)
+    assert sorted(to_torch(g).param_names.values()) == sorted(n for n, _ in src.named_parameters())
