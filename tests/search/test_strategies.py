@@ -196,3 +196,39 @@ def test_tpe_options_are_tpesamplers():
     drive(s, 6)
     with pytest.raises(UserInputError, match=r"unknown option 'n_startup' \(did you mean 'n_startup_trials'\?\)"):
         strategies.get("tpe", space(), n_startup=3)
+
+
+def test_default_local_step_proposes_an_unseen_neighbour_of_the_incumbent():
+    # reference: Space.mutate's definition of a neighbour (exactly one parameter active in both differs);
+    # with local_every=1 every model-based proposal after n_init is such a neighbour of the best so far
+    sp = search.Space({"a": search.Choice([0, 1, 2, 3]), "b": search.Choice(["x", "y", "z"]),
+                       "c": search.Choice([1, 2, 4, 8])})
+    s = strategies.get("default", sp, seed=0, n_init=4, local_every=1)
+    seen = {}
+    for _ in range(12):
+        c = s.ask()
+        if len(seen) >= 4:
+            best = max(seen.values(), key=lambda t: t[1])[0]
+            assert sp.key(c) not in seen
+            assert sum(c[k] != best[k] for k in c) == 1, (c, best)
+        r = c["a"] + ["x", "y", "z"].index(c["b"]) * 0.5 + c["c"] / 8
+        seen[sp.key(c)] = (c, r)
+        s.tell(c, r)
+
+
+def test_default_ordinal_feature_orders_numeric_choices():
+    # reference: hand computation: lr 0.003/0.01/0.03/0.1 ranks 0, 1/3, 2/3, 1 appended after Space.encode
+    sp = search.Space({"lr": search.Choice([0.1, 0.003, 0.03, 0.01]), "act": search.Choice(["relu", "tanh", "elu"])})
+    s = strategies.get("default", sp, seed=0)
+    c = {"lr": 0.03, "act": "tanh"}
+    e = s.features(c)
+    assert e.shape == (sp.dimension + 1,)
+    assert e[-1] == pytest.approx(2 / 3)
+    assert np.array_equal(e[:-1], sp.encode(c).astype(np.float64))
+    off = strategies.get("default", sp, seed=0, ordinal=False)
+    assert off.features(c).shape == (sp.dimension,)
+
+
+def test_default_rejects_bad_linear_weights():
+    with pytest.raises(UserInputError, match="linear"):
+        strategies.get("default", space(), linear=[1.5])
