@@ -7,6 +7,7 @@ import sys
 
 from graphmill import api
 from graphmill.cli.common import add_output_args, check_output_path, emit_json, parse_dims, save_output
+from graphmill.util.files import check_target
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -54,9 +55,12 @@ def summary_line(label: str, before: float, after: float, fmt: str = "{:,}") -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    for path in (args.output, args.json):  # every output checked before any work (nothing written on a refusal)
+        if path and path != "-":
+            check_target(path)
+            check_output_path(path, [args.model], args.force)
     for plugin in args.load_passes or []:
         api.load_passes(plugin)
-    check_output_path(args.output, [args.model], args.force)
     graph = api.load(args.model)
     print_after = "all" if args.print_ir_after_all else args.print_ir_after
     report = api.optimize(

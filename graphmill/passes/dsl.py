@@ -27,7 +27,10 @@ inside that file, and the built-in ``default`` keeps calling its own
 Limits, so that a hostile or generated schedule fails in one line instead of
 Python's recursion limit: steps nest at most ``MAX_NESTING`` (64) levels deep,
 where each ``fixpoint``, ``repeat`` and call of a named schedule is a level, and
-``include`` chains are at most as deep. Files are UTF-8 (a BOM is accepted).
+``include`` chains are at most as deep; ``repeat(N)`` counts and ``fixpoint``'s
+``max_iters`` are at most ``MAX_ITERATIONS`` (10,000), and so is the product of
+the repeat counts around any step (``repeat(100){repeat(1000){dce}}`` would run
+dce 100,000 times: refused), calls of named schedules included. Files are UTF-8 (a BOM is accepted).
 Errors give file:line:column, the line and a caret, and the nearest known name.
 """
 
@@ -44,6 +47,7 @@ from graphmill.ir import UserInputError
 from graphmill.passes.base import pass_class, suggest
 from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES
 from graphmill.passes.schedule import Call, Fixpoint, Repeat, Run, Schedule, SourceLoc, Step
+from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
 
 MAX_NESTING = 64
 """Deepest nesting of steps (each fixpoint, repeat and call of a named schedule is a level) and of includes.
@@ -51,6 +55,12 @@ MAX_NESTING = 64
 Real schedules use 3 or 4 levels (the built-in ``ort``: ort > default > cleanup > fixpoint); the limit
 keeps a generated or hostile file from reaching Python's recursion limit (a traceback of thousands of
 lines) in the parser, the printer or the pass manager."""
+
+MAX_ITERATIONS = 10_000
+"""Largest ``repeat`` count, ``fixpoint`` ``max_iters``, and product of the repeat counts around a step.
+
+Built-in schedules iterate at most 8 times; the bound turns a typo or a generated ``repeat(1000000000)``,
+which would run for days, into a one-line error when the schedule is parsed."""
 
 KEYWORDS = ("schedule", "include", "fixpoint", "repeat")
 
@@ -216,8 +226,12 @@ def read_schedule_text(path: str, *, included_from: SourceLoc | None = None) -> 
     Anything else is refused in one line naming the file, the line and column, the byte offset and the
     byte (and the include line that named the file), instead of a UnicodeDecodeError traceback.
     """
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        data = read_user_file(path, TEXT_FILE_LIMIT, "a schedule file (.mill)")
+    except UserInputError as e:  # not a regular file, or too large
+        if included_from is None:
+            raise
+        raise ScheduleError(f"{e} (included from here)", included_from) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -243,6 +257,23 @@ def _height(steps: list[Step], memo: dict[int, int]) -> int:
     return h
 
 
+def _runs(steps: list[Step], memo: dict[int, int]) -> int:
+    """The largest product of the repeat counts around any step in ``steps`` (1 with no repeat), through
+    calls of named schedules: how many times the most repeated step runs, for every fixpoint converging."""
+    most = 1
+    for s in steps:
+        if isinstance(s, Repeat):
+            most = max(most, s.count * _runs(s.body, memo))
+        elif isinstance(s, Fixpoint):
+            most = max(most, _runs(s.body, memo))
+        elif isinstance(s, Call):
+            key = id(s.schedule)
+            if key not in memo:
+                memo[key] = _runs(s.schedule.body, memo)
+            most = max(most, memo[key])
+    return most
+
+
 class _Parser:
     def __init__(self) -> None:
         self.defs: dict[str, _Def] = {}
@@ -253,6 +284,7 @@ class _Parser:
         self.option_locs: dict[tuple[int, str], SourceLoc] = {}
         self.depth = 0  # levels of fixpoint/repeat/call around the step being built
         self.heights: dict[int, int] = {}
+        self.runs: dict[int, int] = {}
         self.builtins: dict[str, Schedule] = {}
 
     # -- parsing ------------------------------------------------------------------
@@ -296,7 +328,7 @@ class _Parser:
             raise ScheduleError(f"include cycle: {' -> '.join(self.include_stack + [path])}", loc)
         if len(self.include_stack) > MAX_NESTING:
             raise ScheduleError(f"includes nest deeper than {MAX_NESTING} files (the limit)", loc)
-        if not os.path.isfile(path):
+        if not os.path.exists(path):  # a folder or device is refused by read_schedule_text, naming it
             raise ScheduleError(f"cannot include {rel!r}: no such file ({path})", loc)
         self.include_stack.append(path)
         try:
@@ -422,16 +454,22 @@ class _Parser:
                 if pos or set(named) - {"max_iters"}:
                     raise ScheduleError("fixpoint takes only max_iters=N", loc)
                 n = named.get("max_iters", 8)
-                if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                    raise ScheduleError(f"fixpoint: option 'max_iters' must be an integer of at least 1, got {n!r}",
+                if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_ITERATIONS:
+                    raise ScheduleError(f"fixpoint: option 'max_iters' must be an integer from 1 to "
+                                        f"{MAX_ITERATIONS:,}, got {n!r}",
                                         self.option_locs.get((id(args), "max_iters"), loc))
                 return Fixpoint(inner, n, loc)
             count = named.pop("count", pos[0] if pos else None)
             if named or len(pos) > 1 or count is None:
                 raise ScheduleError("repeat takes one count: repeat(N) { ... }", loc)
-            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                raise ScheduleError(f"repeat: count must be an integer of at least 0, got {count!r}",
-                                    self.option_locs.get((id(args), "count"), loc))
+            count_loc = self.option_locs.get((id(args), "count"), loc)
+            if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_ITERATIONS:
+                raise ScheduleError(f"repeat: count must be an integer from 0 to {MAX_ITERATIONS:,}, got {count!r}",
+                                    count_loc)
+            inside = _runs(inner, self.runs)
+            if count * inside > MAX_ITERATIONS:
+                raise ScheduleError(f"repeat({count}) around steps already repeated {inside:,} times would run them "
+                                    f"{count * inside:,} times (at most {MAX_ITERATIONS:,})", count_loc)
             return Repeat(inner, count, loc)
         name = str(kids[0])
         opt_tree = kids[1] if len(kids) > 1 else None
@@ -520,6 +558,6 @@ def load_schedule(path: str, *, entry: str | None = None) -> Schedule:
     """Parse a ``.mill`` file (``path`` may end in ``:name`` to pick a schedule)."""
     if entry is None and ":" in os.path.basename(path) and not os.path.exists(path):
         path, entry = path.rsplit(":", 1)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):  # a folder or device is refused by read_schedule_text, naming it
         raise UserInputError(f"{path}: no such schedule file")
     return parse_schedule(read_schedule_text(path), source=path, entry=entry)

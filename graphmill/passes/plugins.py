@@ -8,17 +8,23 @@ Code runs only from a path the user gave (``--load-passes`` or ``graphmill.api.l
 a model or a ``.mill`` file can load or name a Python file, so an untrusted model never runs code.
 Loading the same file twice is a no-op. Anything the file raises (a syntax error, an import error, a
 pass name already taken) is one ``UserInputError`` naming the file and line.
+
+The file must be Python source whose name ends in ``.py``: anything else (a model given by mistake,
+``--load-passes m.onnx``; a ``plug.txt``) is refused in one line naming it, before any of it runs.
+Running an arbitrary file as Python would at best fail with a confusing syntax error and at worst run
+text the user never meant as code.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import sys
+import types
 
 from graphmill.ir import UserInputError
 from graphmill.passes.base import registered_passes
+from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
 
 _LOADED: dict[str, list[str]] = {}  # real path -> the passes that file registered
 
@@ -29,15 +35,17 @@ def load_pass_file(path: str | os.PathLike) -> list[str]:
     real = os.path.realpath(shown)
     if real in _LOADED:
         return list(_LOADED[real])
+    if os.path.isdir(real):
+        raise UserInputError(f"{shown}: is a folder (--load-passes takes a Python file of passes)")
     if not os.path.isfile(real):
         raise UserInputError(f"{shown}: no such file (--load-passes takes a Python file of passes)")
-    with open(real, "rb") as f:
-        source = f.read()
+    if not shown.endswith(".py"):
+        raise UserInputError(f"{shown}: not a Python file (--load-passes takes Python source named *.py)")
+    source = read_user_file(real, TEXT_FILE_LIMIT, "a Python file of passes")
     before = set(registered_passes())
     name = "graphmill_user_passes_" + hashlib.sha1(real.encode()).hexdigest()[:12]
-    spec = importlib.util.spec_from_file_location(name, real)
-    assert spec is not None  # a file path always gives a spec
-    module = importlib.util.module_from_spec(spec)
+    module = types.ModuleType(name)  # by hand: importlib's spec_from_file_location needs a known suffix
+    module.__file__ = real
     sys.modules[name] = module  # dataclasses and pickling look their module up there
     try:
         exec(compile(source, real, "exec"), module.__dict__)  # noqa: S102 -- the user's own file, by path

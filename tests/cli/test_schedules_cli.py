@@ -208,3 +208,89 @@ def test_example_schedule_builds_on_the_default_and_a_loaded_pass(tmp_path, mode
     assert data["schedule_inline"] == builtin_schedule("default").to_inline() + ",my-fusions{max_rounds=4},dce"
     assert sorted(n.op_type for n in graphmill.load(tmp_path / "o.onnx").nodes) == ["Add", "Mul"]
     assert data["comparison"]["ok"]  # ONNX Runtime: the same outputs as the original
+
+
+# -- review of issue 10: plugin files, compound-scale's phi, repeat's count, --json, the ort notes ------------------
+
+
+@pytest.mark.parametrize("name, content", [
+    ("m2.onnx", None),  # a model given by mistake: the AssertionError traceback at plugins.py:39 before
+    ("plug.txt", b"x = 1\n"),  # valid Python, but not a .py file: refused too (documented), not run
+])
+def test_load_passes_refuses_a_file_that_is_not_python_source(tmp_path, model, name, content):
+    plugin = tmp_path / name
+    if content is None:
+        shutil.copy(model, plugin)
+    else:
+        plugin.write_bytes(content)
+    out = tmp_path / "o.onnx"
+    err = one_error_line(run_cli("optimize", model, "-o", str(out), "--load-passes", str(plugin), "-p", "dce"))
+    assert err == f"{plugin}: not a Python file (--load-passes takes Python source named *.py)"
+    assert not out.exists()
+    err = one_error_line(run_cli("passes", "--load-passes", str(plugin)), "passes")
+    assert err == f"{plugin}: not a Python file (--load-passes takes Python source named *.py)"
+    err = one_error_line(run_cli("passes", "--load-passes", str(tmp_path)), "passes")
+    assert err == f"{tmp_path}: is a folder (--load-passes takes a Python file of passes)"
+    with pytest.raises(UserInputError, match="not a Python file"):
+        api.load_passes(plugin)
+
+
+def test_compound_scale_phi_that_would_overflow_is_bad_input_not_a_pass_failure(tmp_path, model):
+    out, rep = str(tmp_path / "o.onnx"), tmp_path / "repro"
+    # before: "pass 'compound-scale' failed: OverflowError" and a reproducer in /tmp
+    err = one_error_line(run_cli("optimize", model, "-o", out, "-p", "compound-scale{phi=1e300}",
+                                 "--reproducer-dir", str(rep)))
+    assert err == "<inline>:1:16: pass 'compound-scale': option 'phi' must be 0 .. 100, got 1e+300"
+    # within the option's range, a multiplier over 16: refused before the graph is touched.
+    # 1.2 ** 50 = 9100.44 (hand computation), so the depth multiplier names 9100
+    err = one_error_line(run_cli("optimize", model, "-o", out, "-p", "compound-scale{phi=50}",
+                                 "--reproducer-dir", str(rep)))
+    assert err == ("pass 'compound-scale' cannot run on this model: phi=50.0: the depth multiplier alpha**phi = "
+                   "1.2**50 is 9100; at most 16 is accepted")
+    assert not rep.exists() and not os.path.exists(out)
+    # graphmill scale / api.scale take phi straight to scale_graph: the same refusal, before any work
+    with pytest.raises(UserInputError, match=r"the width multiplier beta\*\*phi = 1e\+200\*\*2 is too large"):
+        api.scale(mul_model(), phi=2, alpha=1.0, beta=1e200)
+    err = one_error_line(run_cli("scale", model, "-o", out, "--phi", "1e300"), "scale")
+    assert err.startswith("phi=1e+300: the depth multiplier alpha**phi = 1.2**1e+300 is too large to represent")
+
+
+def test_a_repeat_count_past_the_limit_is_refused_at_once(tmp_path, model):
+    # before: repeat(1000000000){dce} ran dce a billion times (run_cli's timeout would end the test)
+    err = one_error_line(run_cli("optimize", model, "-o", str(tmp_path / "o.onnx"), "-p",
+                                 "repeat(1000000000){dce}"))
+    assert err == "<inline>:1:1: repeat: count must be an integer from 0 to 10,000, got 1000000000"
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_json_destination_is_checked_before_the_model_is_written(tmp_path, model):
+    out = tmp_path / "x.onnx"
+    err = one_error_line(run_cli("optimize", model, "-o", str(out), "--json", str(tmp_path / "nodir" / "r.json")))
+    assert err == f"{tmp_path / 'nodir' / 'r.json'}: the folder {str(tmp_path / 'nodir')!r} does not exist"
+    assert not out.exists()  # before: exit 2, but x.onnx had been written
+    err = one_error_line(run_cli("optimize", model, "-o", str(out), "--json", str(tmp_path)))
+    assert err == f"{tmp_path}: is a folder; give a file name" and not out.exists()
+    err = one_error_line(run_cli("optimize", model, "-o", str(out), "--json", model))
+    assert "refusing to overwrite the input model" in err and not out.exists()
+
+
+def test_ort_schedule_says_nothing_about_the_rules_it_turns_off(tmp_path):
+    """LayerNormalization(Add(a, b)): fuse-ort-contrib's default makes it one SkipLayerNormalization, so the
+    rule could match; the ort schedule turns it off (skip_layernorm=false) and must not note that each run."""
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("g", opset=17)
+    s = b.Add(b.input("x", "float32", [1, 5, 16]), b.input("s", "float32", [1, 5, 16]))
+    b.output(b.LayerNormalization(s, rng.uniform(0.5, 1.5, 16).astype(np.float32),
+                                  rng.standard_normal(16).astype(np.float32), epsilon=1e-5), "y")
+    path = str(tmp_path / "t.onnx")
+    graphmill.save(b.build(), path)
+    r = run_cli("optimize", path, "-o", str(tmp_path / "o.onnx"), "-s", "ort")
+    assert r.returncode == 0, r.stderr
+    assert "skip-layernorm" not in r.stdout and "note:" not in r.stdout, r.stdout
+    assert "within" in r.stdout  # ONNX Runtime: the same outputs as the original
+    r = run_cli("optimize", path, "-o", str(tmp_path / "f.onnx"), "-p", "fuse-ort-contrib")
+    assert r.returncode == 0, r.stderr
+    assert [n.op_type for n in graphmill.load(tmp_path / "f.onnx").nodes] == ["SkipLayerNormalization"]
+    # a rule the schedule itself disables by name is still noted (tests/passes/test_pass_manager.py)
+    r = run_cli("optimize", path, "-o", str(tmp_path / "d.onnx"), "-p", "fuse-ort-contrib{disable=[skip-layernorm]}")
+    assert "note: fuse-ort-contrib: rule 'skip-layernorm' disabled by the schedule" in r.stdout, r.stdout

@@ -15,7 +15,7 @@ from graphmill.ir import UserInputError
 from graphmill.passes import Call, Fixpoint, Option, Pass, PassResult, Repeat, Run, Schedule, pass_class
 from graphmill.passes import register_pass, registered_passes
 from graphmill.passes.builtin_schedules import builtin_schedule
-from graphmill.passes.dsl import MAX_NESTING, ScheduleError, load_schedule, parse_schedule
+from graphmill.passes.dsl import MAX_ITERATIONS, MAX_NESTING, ScheduleError, load_schedule, parse_schedule
 
 FILE_FORM = """
 # cleanup first
@@ -171,8 +171,8 @@ def located(text: str, source: str = "<inline>") -> ScheduleError:
     # brackets pair innermost-first, so the "}" closes fixpoint's "{" and the schedule's is the open one
     ("schedule a {\n  fixpoint(max_iters=2) { dce\n}", 1, 12, "'{' is never closed"),
     ("dce }", 1, 5, "no matching opening bracket"),
-    ("fixpoint(max_iters=0){dce}", 1, 10, "option 'max_iters' must be an integer of at least 1, got 0"),
-    ("repeat(two){dce}", 1, 1, "count must be an integer of at least 0, got 'two'"),
+    ("fixpoint(max_iters=0){dce}", 1, 10, "option 'max_iters' must be an integer from 1 to 10,000, got 0"),
+    ("repeat(two){dce}", 1, 1, "count must be an integer from 0 to 10,000, got 'two'"),
     ("dce(1)", 1, 1, "options must be named"),
     ("dce ! dce", 1, 5, "unexpected character '!'"),
     # a misspelt keyword on a schedule's first line is reported there, not where the grammar gives up
@@ -285,16 +285,52 @@ def test_missing_include_and_recursive_schedules(tmp_path):
 @pytest.mark.parametrize("text, col, message", [
     ("compound-scale{alpha=0}", 16, "pass 'compound-scale': option 'alpha' must be > 0, got 0.0"),
     ("compound-scale{beta=-1.5}", 16, "pass 'compound-scale': option 'beta' must be > 0, got -1.5"),
-    ("compound-scale{phi=-1}", 16, "pass 'compound-scale': option 'phi' must be >= 0, got -1.0"),
+    ("compound-scale{phi=-1}", 16, "pass 'compound-scale': option 'phi' must be 0 .. 100, got -1.0"),
     ("compound-scale{divisor=0}", 16, "pass 'compound-scale': option 'divisor' must be >= 1, got 0"),
     ("fold-constants{size_limit=-1}", 16, "pass 'fold-constants': option 'size_limit' must be >= 0, got -1"),
     ("merge-ops{hoist_min_macs=-1}", 11, "pass 'merge-ops': option 'hoist_min_macs' must be >= 0, got -1"),
     ("simplify{max_rounds=0}", 10, "pass 'simplify': option 'max_rounds' must be >= 1, got 0"),
-    ("fixpoint(max_iters=-3){dce}", 10, "fixpoint: option 'max_iters' must be an integer of at least 1, got -3"),
+    ("fixpoint(max_iters=-3){dce}", 10, "fixpoint: option 'max_iters' must be an integer from 1 to 10,000, got -3"),
+    # compound-scale's phi: at most 100 (EfficientNet-B7 is phi = 6); 1e300 overflowed 1.2**phi mid-pass
+    ("compound-scale{phi=1e300}", 16, "pass 'compound-scale': option 'phi' must be 0 .. 100, got 1e+300"),
 ])
 def test_options_out_of_range_are_refused_when_parsed(text, col, message):
     e = located(text, "r.mill")
     assert str(e).splitlines()[0] == f"r.mill:1:{col}: {message}"
+
+
+# -- iteration limits (a schedule must finish: repeat(1000000000){dce} ran for days) -------------------------------
+
+
+def test_repeat_and_fixpoint_counts_up_to_the_limit_parse():
+    assert MAX_ITERATIONS == 10_000
+    assert parse_schedule("repeat(10000){dce}").body == [Repeat([Run("dce")], 10_000)]
+    assert parse_schedule("repeat(count=0){dce}").body == [Repeat([Run("dce")], 0)]
+    assert parse_schedule("fixpoint(max_iters=10000){dce}").body == [Fixpoint([Run("dce")], 10_000)]
+    # 100 x 100 = 10,000 runs of dce: exactly the limit; a fixpoint in between does not multiply
+    assert parse_schedule("repeat(100){fixpoint{repeat(100){dce}}}").body[0].count == 100
+
+
+@pytest.mark.parametrize("text, col, message", [
+    ("repeat(1000000000){dce}", 1, "repeat: count must be an integer from 0 to 10,000, got 1000000000"),
+    ("repeat(count=10001){dce}", 8, "repeat: count must be an integer from 0 to 10,000, got 10001"),
+    ("fixpoint(max_iters=10001){dce}", 10,
+     "fixpoint: option 'max_iters' must be an integer from 1 to 10,000, got 10001"),
+    # nested counts multiply: 100 x 101 = 10,100 runs of dce (hand computation)
+    ("repeat(101){repeat(100){dce}}", 1,
+     "repeat(101) around steps already repeated 100 times would run them 10,100 times (at most 10,000)"),
+])
+def test_repeat_and_fixpoint_past_the_limit_are_refused_when_parsed(text, col, message):
+    e = located(text, "r.mill")
+    assert str(e).splitlines()[0] == f"r.mill:1:{col}: {message}"
+
+
+def test_repeat_counts_multiply_through_calls_of_named_schedules():
+    # b runs a 200 times, a runs dce 200 times: 40,000 runs of dce, refused where b repeats a
+    e = located("schedule a { repeat(200){dce} }\nschedule b { repeat(200){a} }\n", "r.mill")
+    assert str(e).splitlines()[0] == ("r.mill:2:14: repeat(200) around steps already repeated 200 times would "
+                                      "run them 40,000 times (at most 10,000)")
+    assert parse_schedule("schedule a { repeat(50){dce} }\nschedule b { repeat(200){a} }\n").name == "b"
 
 
 def test_every_numeric_option_of_every_pass_has_a_range():

@@ -23,7 +23,8 @@ Legal cases (Add/Mul operands in either order; inner nodes read only by the matc
   stash_type 1 and its Mean/InvStdDev outputs unread. When the sum is also read elsewhere (pre-LN
   transformers: the residual stream), the node's fourth output ``input_skip_bias_sum`` replaces
   it; every such reader must come after the LayerNormalization (the fused node takes its place).
-  Option ``skip_layernorm=false`` leaves these alone: on ORT 1.32's CPU provider the kernel is
+  Option ``skip_layernorm=false`` leaves these alone (without a "rule skipped" note: the ``ort``
+  schedule sets it on purpose): on ORT 1.32's CPU provider the kernel is
   slower than Add + LayerNormalization (measured 6-8x on [1, 128..197, 512..768], one thread),
   on CUDA it is the faster form; ORT's own offline optimizer emits it on CPU too.
 - ``fused-matmul-*``: MatMul (or FusedMatMul) whose input is a Transpose swapping the last two

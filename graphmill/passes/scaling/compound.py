@@ -40,6 +40,15 @@ from .structure import Structure, find_structure
 
 CHANNEL_KEYS = ("cin", "cout", "width", "se_channels", "stem", "head")
 
+MAX_PHI = 100.0
+"""Largest ``phi`` a schedule may name (checked when it is parsed). EfficientNet-B7 is phi = 6; the bound
+refuses an absurd coefficient (``phi=1e300`` overflowed ``alpha ** phi``) in one line before any work."""
+
+MAX_MULTIPLIER = 16.0
+"""Largest depth, width or resolution multiplier (``alpha**phi``, ``beta**phi``, ``gamma**phi``) ``scale_graph``
+accepts. EfficientNet-B7's largest is 3.1 (depth); 16x the width alone is 256x the parameters. Larger asks
+are refused before the graph is touched, instead of an OverflowError or a model too large to build."""
+
 
 def round_resolution(size: int, r: float) -> int:
     """The documented resolution rounding: ``floor(size * r + 0.5)`` (round half up)."""
@@ -56,6 +65,19 @@ def check_multiplier(name: str, value: Any) -> float:
     if not math.isfinite(v) or v <= 0:
         raise UserInputError(f"{name}={value!r}: must be a number > 0")
     return v
+
+
+def _multiplier(what: str, base: float, name: str, phi: float) -> float:
+    """``base ** phi``, refused (UserInputError) when it overflows or exceeds ``MAX_MULTIPLIER``."""
+    try:
+        m = base ** phi
+    except OverflowError:
+        m = math.inf
+    if not m <= MAX_MULTIPLIER:
+        shown = f"{m:.4g}" if math.isfinite(m) else "too large to represent"
+        raise UserInputError(f"phi={phi!r}: the {what} multiplier {name}**phi = {base:g}**{phi:g} is {shown}; "
+                             f"at most {MAX_MULTIPLIER:g} is accepted")
+    return m
 
 
 def reinfer(graph: Graph) -> None:
@@ -116,7 +138,8 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
     alpha, beta, gamma = (check_multiplier(k, v) for k, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma)))
     if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
         raise UserInputError(f"divisor={divisor!r}: must be an integer >= 1")
-    d, w, r = alpha ** phi, beta ** phi, gamma ** phi
+    d, w, r = (_multiplier(what, base, name, phi) for what, base, name in
+               (("depth", alpha, "alpha"), ("width", beta, "beta"), ("resolution", gamma, "gamma")))
     if not _weights_folded(graph):
         from graphmill.passes.base import pass_class
 
@@ -258,7 +281,8 @@ class CompoundScale(Pass):
     name = "compound-scale"
     exactness = "approximate"  # a different network: numerics are not preserved (except at phi = 0)
     options = (
-        Option("phi", float, 1.0, "compound coefficient (>= 0)", min=0.0),
+        Option("phi", float, 1.0, "compound coefficient (alpha/beta/gamma**phi at most 16 each)", min=0.0,
+               max=MAX_PHI),
         Option("alpha", float, 1.2, "depth multiplier base (> 0)", above=0.0),
         Option("beta", float, 1.1, "width multiplier base (> 0)", above=0.0),
         Option("gamma", float, 1.15, "resolution multiplier base (> 0)", above=0.0),
