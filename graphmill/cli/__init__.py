@@ -16,14 +16,15 @@ from graphmill import __version__
 from graphmill.cli import demo, inspect, optimize, passes, roundtrip, scale, scale_search, search, simulate, zoo
 from graphmill.cli import partition
 from graphmill.cli import place
+from graphmill.cli.common import OneLineParser
 from graphmill.errors import GraphmillError
 
 COMMANDS = (inspect, roundtrip, optimize, scale_search, passes, zoo, demo, scale, simulate, search, partition, place)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="graphmill",
-                                     description="A compiler-style graph optimizer for neural networks.")
+    parser = OneLineParser(prog="graphmill",  # usage errors in one line, subcommands' too (their class is this)
+                           description="A compiler-style graph optimizer for neural networks.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log progress (-vv for debug)")
     parser.add_argument("--version", action="version", version=f"graphmill {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

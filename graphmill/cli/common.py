@@ -6,11 +6,37 @@ import argparse
 import json
 import os
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from graphmill import api
 from graphmill.errors import UserInputError
 from graphmill.util.files import atomic_write_text
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, like every other graphmill error.
+
+    argparse prints the whole usage block (8 lines for scale-search) before the message; graphmill's
+    rule is one line on stderr and exit status 2, so the usage is left to ``--help``. Subparsers made by
+    ``add_subparsers`` use the parent's class, so setting it on the top parser covers every command.
+    """
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse's, but arguments left over after a command are that command's error
+        (``graphmill inspect: error: unrecognized arguments: ...``), not the top parser's."""
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(ns, "command", None)
+            prog = f"{self.prog} {command}" if command else self.prog
+            self._one_line_exit(prog, f"unrecognized arguments: {' '.join(extras)}")
+        return ns
+
+    def error(self, message: str) -> NoReturn:
+        self._one_line_exit(self.prog, message)
+
+    def _one_line_exit(self, prog: str, message: str) -> NoReturn:
+        text = " ".join(str(message).split())
+        self.exit(2, f"{prog}: error: {text} (see {prog} --help)\n")
 
 
 def fmt_count(n: int) -> str:

@@ -197,3 +197,20 @@ def test_outputs_get_ordinary_permissions(tmp_path):
         os.umask(old)
     assert r.returncode == 0
     assert (os.stat(tmp_path / "o.onnx").st_mode & 0o777) == 0o644
+
+
+@pytest.mark.parametrize("args, line", [
+    # before: argparse's whole usage block (8 lines for scale-search), then the error
+    (["scale-search", "--steps", "abc"],
+     "graphmill scale-search: error: argument --steps: invalid int value: 'abc' (see graphmill scale-search --help)"),
+    (["optimize", "m.onnx"],
+     "graphmill optimize: error: the following arguments are required: -o/--output (see graphmill optimize --help)"),
+    # arguments left over after a command are that command's error, not the top parser's
+    (["inspect", "a.onnx", "b", "c"],
+     "graphmill inspect: error: unrecognized arguments: b c (see graphmill inspect --help)"),
+    ([], "graphmill: error: the following arguments are required: COMMAND (see graphmill --help)"),
+])
+def test_usage_errors_are_one_line_and_exit_2(args, line):
+    r = run_cli(*args)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == line + "\n"
