@@ -17,7 +17,7 @@ import numpy as np
 
 from graphmill.frontend.onnx_export import node_to_proto, to_proto
 from graphmill.ir import DataType, ExecutionError, Graph, Node, TensorType, UserInputError
-from graphmill.util.limits import shape_problem
+from graphmill.util.limits import max_run_bytes, shape_problem, size_text
 
 _OPT_LEVELS = {
     "disabled": "ORT_DISABLE_ALL",
@@ -129,34 +129,96 @@ def random_inputs(graph: Graph, *, seed: int = 0, dims: Mapping[str, int] | None
 
     Symbolic dims take their size from ``dims`` (default 1); floats are standard
     normal, integers lie in [0, 4) so they are valid indices for most ops.
+
+    Before anything is allocated, the bytes of all inputs together with those of the outputs a run
+    will produce (their declared shapes) are checked against ``GRAPHMILL_MAX_RUN_BYTES``
+    (graphmill/util/limits.py): every tensor can be within the per-tensor limit and the run still
+    need more memory than the machine has. Data is drawn in the input's own element type (no float64
+    intermediate, which would double a float32 input's footprint).
     """
     rng = np.random.default_rng(seed)
     dims = dict(dims or {})
     init = {id(v) for v in graph.initializers.values()}
-    out: dict[str, np.ndarray] = {}
+    wanted: list[tuple[Any, TensorType, tuple[int, ...]]] = []
     for v in graph.inputs:
         if id(v) in init:
             continue
         t = v.type
         if not isinstance(t, TensorType) or t.shape is None or not t.dtype:
             raise UserInputError(f"cannot make random data for input %{v.name} of type {t}; pass inputs explicitly")
-        shape = tuple(d if isinstance(d, int) else int(dims.get(d, 1)) if isinstance(d, str) else 1 for d in t.shape)
+        shape = _bound_shape(t.shape, dims)
         too_big = shape_problem(shape)  # checked before numpy allocates: a declared 2^40 dim is a MemoryError
         if too_big:
             raise UserInputError(f"cannot make random data for input %{v.name} of shape {list(shape)}: {too_big}")
+        wanted.append((v, t, shape))
+    check_run_bytes(graph, dims)  # each tensor fits; all of them together, with the outputs, must too
+    out: dict[str, np.ndarray] = {}
+    for v, t, shape in wanted:
         dt = t.dtype
         if dt.is_floating:
-            arr = rng.standard_normal(shape).astype(dt.numpy())
+            arr = _normal(rng, shape, dt.numpy())
         elif dt == DataType.BOOL:
-            arr = rng.random(shape) < 0.5
+            arr = rng.integers(0, 2, size=shape, dtype=np.bool_)
         elif dt.is_integer:
-            arr = rng.integers(0, 4, size=shape).astype(dt.numpy())
+            npt = np.dtype(dt.numpy())
+            arr = (rng.integers(0, 4, size=shape, dtype=npt) if npt.kind in "iu"  # int4 & co. are not numpy's
+                   else rng.integers(0, 4, size=shape, dtype=np.int8).astype(npt))
         elif dt == DataType.STRING:
             arr = np.array(rng.choice(["a", "b", "c"], size=shape), dtype=object)
         else:
             raise UserInputError(f"cannot make random data for input %{v.name} of element type {dt.short_name}")
         out[v.name] = arr
     return out
+
+
+def _normal(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Standard normal data of ``dtype``: drawn in place for float32/float64, else in float32 chunks."""
+    out = np.empty(shape, dtype)
+    if out.dtype in (np.float32, np.float64):
+        rng.standard_normal(dtype=out.dtype, out=out)
+        return out
+    flat = out.reshape(-1)
+    step = 2**22
+    for i in range(0, flat.size, step):
+        flat[i:i + step] = rng.standard_normal(min(step, flat.size - i), dtype=np.float32)
+    return out
+
+
+def _bound_shape(shape, dims: Mapping[str, int]) -> tuple[int, ...]:
+    return tuple(d if isinstance(d, int) else int(dims.get(d, 1)) if isinstance(d, str) else 1 for d in shape)
+
+
+def _tensor_bytes(t: TensorType, dims: Mapping[str, int]) -> int:
+    n = 1
+    for d in _bound_shape(t.shape, dims):
+        n *= max(d, 0)
+    try:
+        width = max(1, t.dtype.numpy().itemsize)
+    except (AttributeError, TypeError, ValueError):
+        width = 8  # strings: one object pointer each
+    return n * width
+
+
+def check_run_bytes(graph: Graph, dims: Mapping[str, int] | None = None) -> None:
+    """Refuse, before anything is allocated, a run whose random inputs and expected outputs together
+    exceed ``GRAPHMILL_MAX_RUN_BYTES``; the message names the largest of them and the budget."""
+    dims = dict(dims or {})
+    init = {id(v) for v in graph.initializers.values()}
+    sized: list[tuple[int, str]] = []
+    for kind, values in (("input", [v for v in graph.inputs if id(v) not in init]), ("output", graph.outputs)):
+        for v in values:
+            t = v.type
+            if isinstance(t, TensorType) and t.shape is not None and t.dtype:
+                sized.append((_tensor_bytes(t, dims), f"{kind} %{v.name} {list(_bound_shape(t.shape, dims))}"))
+    total = sum(b for b, _ in sized)
+    budget = max_run_bytes()
+    if total <= budget:
+        return
+    sized.sort(key=lambda x: -x[0])
+    named = ", ".join(f"{what} {size_text(b)}" for b, what in sized[:3]) + (", ..." if len(sized) > 3 else "")
+    raise UserInputError(f"running the model on random inputs needs {size_text(total)} for its inputs and outputs "
+                         f"({named}), more than the {size_text(budget)} budget (GRAPHMILL_MAX_RUN_BYTES); skip the "
+                         "run (optimize --no-compare) or raise the budget")
 
 
 @dataclass

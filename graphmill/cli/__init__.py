@@ -51,6 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `graphmill inspect m.onnx | head`
         return 0
+    except MemoryError as e:  # numpy's _ArrayMemoryError included: a size no budget anticipated
+        detail = str(e).splitlines()[0] if str(e) else "an allocation failed"
+        print(f"graphmill {args.command}: error: out of memory ({detail}); the model or its inputs are too "
+              "large for this machine's memory (see the size limits in README.md)", file=sys.stderr)
+        return 2
     except OSError as e:  # a file-system refusal we did not anticipate: still one line, still exit 2
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         print(f"graphmill {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)

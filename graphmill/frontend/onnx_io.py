@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 
 from graphmill.ir import Graph, ModelLoadError, UserInputError
 from graphmill.ir.gc_pause import collector_paused
-from graphmill.util.files import atomic_write_bytes, atomic_write_many, check_target
+from graphmill.util.files import MODEL_FILE_LIMIT, atomic_write_bytes, atomic_write_many, check_target, read_user_file
 
 from .onnx_export import serialize_model, to_proto
 from .onnx_import import from_proto
@@ -37,8 +37,7 @@ def _read_file(path: str) -> bytes:
     if os.path.isdir(path):
         raise ModelLoadError(f"{path}: is a folder, not an ONNX model file")
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_user_file(path, MODEL_FILE_LIMIT, "an ONNX model file", error=ModelLoadError)
     except OSError as e:
         raise ModelLoadError(f"{path}: cannot read ({e.strerror})") from None
     if not data:

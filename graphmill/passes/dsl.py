@@ -228,10 +228,11 @@ def read_schedule_text(path: str, *, included_from: SourceLoc | None = None) -> 
     """
     try:
         data = read_user_file(path, TEXT_FILE_LIMIT, "a schedule file (.mill)")
-    except UserInputError as e:  # not a regular file, or too large
+    except (UserInputError, OSError) as e:  # not a regular file, too large, a folder, unreadable
+        message = str(e) if isinstance(e, UserInputError) else f"{path}: cannot read ({e.strerror or e})"
         if included_from is None:
-            raise
-        raise ScheduleError(f"{e} (included from here)", included_from) from None
+            raise UserInputError(message) from None
+        raise ScheduleError(f"{message} (included from here)", included_from) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -20,7 +20,7 @@ import os
 from typing import Any
 
 from graphmill.util.errors import UserInputError
-from graphmill.util.files import atomic_write_text
+from graphmill.util.files import CHECKPOINT_LIMIT, atomic_write_text, read_user_file
 
 FORMAT = "graphmill-search-checkpoint"
 VERSION = 1
@@ -38,8 +38,7 @@ def load(path: str | os.PathLike) -> dict[str, Any] | None:
     if not os.path.exists(path):
         return None
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(read_user_file(path, CHECKPOINT_LIMIT, "a search checkpoint (JSON)").decode("utf-8"))
     except (OSError, ValueError) as e:
         raise UserInputError(f"{path}: cannot read the search checkpoint ({e}); remove it to start afresh") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

@@ -36,7 +36,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from graphmill.ir import Graph, UserInputError
-from graphmill.util.files import write_json
+from graphmill.util.files import CHECKPOINT_LIMIT, read_user_file, write_json
 
 CHECKPOINT_VERSION = 1
 
@@ -232,9 +232,8 @@ def run_search(base: Graph, *, space: ScalingGrid, evaluator: Callable[[Graph], 
     done: dict[str, dict] = {}
     if checkpoint and os.path.exists(checkpoint):
         try:
-            with open(checkpoint) as f:
-                state = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
+            state = json.loads(read_user_file(checkpoint, CHECKPOINT_LIMIT, "a search checkpoint (JSON)").decode("utf-8"))
+        except (OSError, ValueError) as e:
             raise UserInputError(f"{checkpoint}: unreadable checkpoint ({e}); delete it to start over") from None
         if state.get("config") != json.loads(json.dumps(config, default=str)):
             raise UserInputError(f"{checkpoint}: checkpoint of a different search configuration; "

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from graphmill.search.space import Space
 from graphmill.util.errors import UserInputError
+from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
 
 #: objective name -> (alpha, beta) of MnasNet's reward ACC x (LAT/T)^w; None: the accuracy alone
 OBJECTIVE_NAMES = ("mnasnet", "mnasnet-hard", "accuracy")
@@ -46,8 +47,7 @@ def load_space(spec: str) -> tuple[Space, str]:
         raise UserInputError(f"--space {spec!r}: not a built-in space{_nearest(spec, SPACES)} nor a JSON file; "
                              f"built-in: {', '.join(SPACES)}")
     try:
-        with open(spec, encoding="utf-8") as f:
-            text = f.read()
+        text = read_user_file(spec, TEXT_FILE_LIMIT, "a search space (JSON)").decode("utf-8")
     except FileNotFoundError:
         raise UserInputError(f"{spec}: no such space file") from None
     except (OSError, UnicodeDecodeError) as e:

@@ -1,16 +1,25 @@
-"""Atomic file output: a reader never sees a half-written file, and a failed write leaves nothing behind.
+"""User files in and out: bounded reads of what a user names, atomic writes of what graphmill produces.
 
-Every file graphmill writes (models, reports, plots, reproducers, checkpoints) goes through here.
+Every file graphmill writes (models, reports, plots, reproducers, checkpoints) goes through the
+atomic writers: a reader never sees a half-written file, and a failed write leaves nothing behind.
+
+Every file a user names (models, accelerator and device TOMLs, SCALE-Sim .cfg and topology CSVs,
+``.mill`` schedules, search space JSON) is read through :func:`read_user_file`: only a regular file
+(``/dev/zero`` or a FIFO would be read forever), and at most a size limit, so a mistaken or hostile
+path ends in one line instead of a hang or a MemoryError.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import tempfile
 from typing import Any
 
 from graphmill.util.errors import UserInputError
+from graphmill.util.limits import size_text
 
 
 def _default_mode() -> int:
@@ -82,3 +91,52 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, data: Any, *, indent: int | None = 2) -> None:
     """Write ``data`` as JSON (non-JSON values through ``str``), atomically, ending in a newline."""
     atomic_write_text(path, json.dumps(data, indent=indent, default=str) + "\n")
+
+
+TEXT_FILE_LIMIT = 16 * 2**20
+"""Most bytes of a text input (TOML, .cfg, topology CSV, .mill, JSON): real ones are a few KB."""
+
+MODEL_FILE_LIMIT = 2**31 - 1
+"""Most bytes of an ONNX model file: protobuf's own limit on one message (larger models keep their
+weights in external data files, which are read tensor by tensor)."""
+
+CHECKPOINT_LIMIT = 2**30
+"""Most bytes of a search checkpoint graphmill reads back (JSON of every finished candidate)."""
+
+
+def read_user_file(path: str | os.PathLike, limit: int, what: str, *,
+                   error: type[UserInputError] = UserInputError) -> bytes:
+    """The bytes of the user's file ``path``, refused in one line (``error``) unless it is a regular file
+    of at most ``limit`` bytes (``what`` names what it should be, for the message).
+
+    The file is opened without blocking (a FIFO would otherwise wait for a writer) and checked with
+    ``fstat`` on the open descriptor, so a path swapped after a check cannot slip through; at most
+    ``limit`` + 1 bytes are read, so a file that grows meanwhile is still refused. ``OSError`` (no such
+    file, permission denied, and ``IsADirectoryError`` for a folder) propagates for the caller to word.
+    """
+    shown = os.fspath(path)
+    fd = os.open(shown, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):  # an OSError, so each caller words it as it words other read failures
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), shown)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{shown}: not a regular file (a device, FIFO or socket); expected {what}")
+        if st.st_size > limit:
+            raise error(f"{shown}: {st.st_size:,} bytes, more than the {size_text(limit)} limit for {what}")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        chunks: list[bytes] = []
+        got = 0
+        while got <= limit:
+            chunk = os.read(fd, min(limit + 1 - got, 2**26))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    finally:
+        os.close(fd)
+    if got > limit:
+        raise error(f"{shown}: more than the {size_text(limit)} limit for {what} (the file grew while read)")
+    return b"".join(chunks)
+

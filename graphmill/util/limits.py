@@ -10,7 +10,17 @@ before anything is allocated from a declared shape.
 * ``GRAPHMILL_MAX_RANK`` (default 64, numpy's own maximum): dimensions of one tensor, and so the
   entries of a shape operand (Reshape's, Expand's, ConstantOfShape's).
 
-Both are read from the environment on every check, so a user with a larger model raises them for one
+* ``GRAPHMILL_MAX_RUN_BYTES`` (default 2 GiB): bytes of the random inputs graphmill makes to run a
+  model under ONNX Runtime (``optimize``'s comparison, timing), together with the outputs the run
+  will produce (from their declared shapes). Each tensor may be within the per-tensor limit and the
+  run still need more memory than the machine has (four 2^30-element inputs are 16 GiB), so the total
+  is checked before anything is allocated.
+* ``GRAPHMILL_MAX_SIM_BYTES`` (default 256 MiB): bytes of the word-address matrices the simulator
+  builds for one array layer (SCALE-Sim's operand matrices: ifmap M x K, filter K x N, ofmap M x N,
+  4 bytes a word); with the prefetch streams built from them, a layer at the budget peaks at about
+  six times that (measured: a 4600^3 MatMul, 254 MB of matrices, 1.5 GB resident).
+
+All are read from the environment on every check, so a user with a larger model raises them for one
 command (``GRAPHMILL_MAX_ELEMENTS=8589934592 graphmill inspect big.onnx``).
 """
 
@@ -20,6 +30,8 @@ import os
 
 DEFAULT_MAX_ELEMENTS = 2**31
 DEFAULT_MAX_RANK = 64
+DEFAULT_MAX_RUN_BYTES = 2 * 2**30
+DEFAULT_MAX_SIM_BYTES = 256 * 2**20
 
 
 def _env_int(name: str, default: int) -> int:
@@ -45,6 +57,24 @@ def max_elements() -> int:
 def max_rank() -> int:
     """Most dimensions one tensor may have (``GRAPHMILL_MAX_RANK``, default 64)."""
     return _env_int("GRAPHMILL_MAX_RANK", DEFAULT_MAX_RANK)
+
+
+def max_run_bytes() -> int:
+    """Most bytes of random inputs plus expected outputs of one run (``GRAPHMILL_MAX_RUN_BYTES``, 2 GiB)."""
+    return _env_int("GRAPHMILL_MAX_RUN_BYTES", DEFAULT_MAX_RUN_BYTES)
+
+
+def max_sim_bytes() -> int:
+    """Most bytes of one layer's simulator address matrices (``GRAPHMILL_MAX_SIM_BYTES``, 256 MiB)."""
+    return _env_int("GRAPHMILL_MAX_SIM_BYTES", DEFAULT_MAX_SIM_BYTES)
+
+
+def size_text(n: int) -> str:
+    """``n`` bytes for a message: 8 GiB, 512 MiB, 3.5 KiB, 100 bytes."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
 
 
 def shape_problem(shape) -> str | None:

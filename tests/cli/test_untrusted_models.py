@@ -229,3 +229,157 @@ def test_onnx_runtime_refusal_is_one_line_without_its_log(tmp_path):
     r = run_cli(tmp_path, "optimize", model, "-o", str(tmp_path / "out.onnx"), "--check-numerics")
     _assert_one_line(r, tmp_path, ["ONNX Runtime", "Conv node"])
     assert "onnxruntime:" not in r.stderr
+
+
+# --- Sizes within the per-tensor limit that still exhaust memory, and files that are not files (issue 10
+# items 15/18). References: hand computations of the bytes (float32 = 4 bytes, the simulator's address
+# matrices M x K + K x N + M x N words of 4 bytes, as SCALE-Sim's operand_matrix builds them), and POSIX
+# file types (/dev/zero and /dev/urandom are character devices that never end, a FIFO blocks its reader).
+
+def _big_matmul(path, n: int = 32768) -> str:
+    """One MatMul of an n x n float32 input by itself: every tensor is 2^30 elements (4 GiB) at n = 32768,
+    within GRAPHMILL_MAX_ELEMENTS (2^31)."""
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "x"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("x", 1, [n, n])], [helper.make_tensor_value_info("y", 1, [n, n])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+def _four_big_inputs(path) -> str:
+    """x0 + x1 + x2 + x3, each 2^30 float32 elements: 4 GiB apiece, 16 GiB of inputs in all."""
+    nodes = [helper.make_node("Add", ["x0", "x1"], ["s1"]), helper.make_node("Add", ["s1", "x2"], ["s2"]),
+             helper.make_node("Add", ["s2", "x3"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(f"x{i}", 1, [1 << 30]) for i in range(4)],
+                          [helper.make_tensor_value_info("y", 1, [1 << 30])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("make, needles", [
+    (_big_matmul, ["input %x [32768, 32768] 4 GiB", "output %y", "8 GiB", "GRAPHMILL_MAX_RUN_BYTES", "--no-compare"]),
+    (_four_big_inputs, ["input %x0", "input %x1", "20 GiB", "GRAPHMILL_MAX_RUN_BYTES", "--no-compare"]),
+])
+def test_optimize_refuses_random_inputs_beyond_the_run_budget(tmp_path, make, needles):
+    """Before: numpy's _ArrayMemoryError (8 GiB of float64 for one 2^30 float32 input), traceback, exit 1."""
+    model = make(tmp_path / "m.onnx")
+    _assert_one_line(run_cli(tmp_path, "optimize", model, "-o", str(tmp_path / "out.onnx")), tmp_path, needles)
+    r = run_cli(tmp_path, "optimize", model, "-o", str(tmp_path / "out.onnx"), "--no-compare")  # the way out
+    assert r.returncode == 0, r.stderr
+
+
+def test_run_budget_is_the_documented_knob(tmp_path):
+    """A 4 x 1000 float32 Relu: 16,000 bytes of input + 16,000 of output = 32,000 (by hand); a budget of
+    exactly that runs, one byte less is refused."""
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [helper.make_tensor_value_info("x", 1, [4, 1000])],
+                          [helper.make_tensor_value_info("y", 1, [4, 1000])])
+    model = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), model)
+    out = str(tmp_path / "out.onnx")
+    r = run_cli(tmp_path, "optimize", model, "-o", out, env={"GRAPHMILL_MAX_RUN_BYTES": "32000"})
+    assert r.returncode == 0, r.stderr
+    os.unlink(out)
+    r = run_cli(tmp_path, "optimize", model, "-o", out, env={"GRAPHMILL_MAX_RUN_BYTES": "31999"})
+    _assert_one_line(r, tmp_path, ["31.2 KiB", "GRAPHMILL_MAX_RUN_BYTES"])
+
+
+def test_random_inputs_draw_in_the_input_dtype_without_a_float64_copy():
+    """2^27 float32 elements are 512 MiB; numpy's default float64 draw would need 1 GiB more. The child caps
+    its address space at what it already maps plus 768 MiB, then asks for the data."""
+    code = """
+import re, resource
+import numpy as np
+from graphmill.ir import DataType, Graph, TensorType, Value
+from graphmill.backends.onnxruntime import random_inputs
+g = Graph("g", inputs=[Value("x", TensorType(DataType.FLOAT, (1 << 27,)))])
+vm = int(re.search(r"VmSize:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (768 << 20), vm + (768 << 20)))
+x = random_inputs(g, seed=0)["x"]
+assert x.dtype == np.float32 and x.shape == (1 << 27,)
+print(round(float(x[:1 << 20].std()), 1))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "1.0"  # still standard normal
+
+
+def test_simulate_refuses_a_layer_beyond_the_address_matrix_budget(tmp_path):
+    """32768^3 MatMul: 3 x 2^30 words x 4 bytes = 12 GiB of address matrices. Before: an 8 GiB int64
+    temporary, _ArrayMemoryError, traceback, exit 1."""
+    r = run_cli(tmp_path, "simulate", _big_matmul(tmp_path / "m.onnx"), "--accel", ACCEL)
+    _assert_one_line(r, tmp_path, ["node 'mm'", "M32768 N32768 K32768", "12 GiB", "256 MiB", "GRAPHMILL_MAX_SIM_BYTES"])
+
+
+def test_simulate_address_matrix_budget_is_exact_and_overridable(tmp_path):
+    """MatMul [512, 512] x [512, 512] on edge.toml (its 256 KB ifmap buffer cannot hold the 2^18-word
+    stream, so the matrices are built): 3 x 2^18 words x 4 bytes = 3,145,728 bytes (by hand). That budget
+    runs, one byte less is refused naming the node."""
+    model = _big_matmul(tmp_path / "m.onnx", n=512)
+    r = run_cli(tmp_path, "simulate", model, "--accel", ACCEL, env={"GRAPHMILL_MAX_SIM_BYTES": "3145728"})
+    assert r.returncode == 0, r.stderr
+    r = run_cli(tmp_path, "simulate", model, "--accel", ACCEL, env={"GRAPHMILL_MAX_SIM_BYTES": "3145727"})
+    _assert_one_line(r, tmp_path, ["node 'mm'", "M512 N512 K512", "3 MiB of operand address matrices",
+                                   "GRAPHMILL_MAX_SIM_BYTES"])
+
+
+def test_memory_error_anywhere_is_one_line(tmp_path):
+    """With the budget raised past what the 4 GB cap allows, numpy's MemoryError reaches the CLI."""
+    model = _big_matmul(tmp_path / "m.onnx")
+    r = run_cli(tmp_path, "optimize", model, "-o", str(tmp_path / "out.onnx"),
+                env={"GRAPHMILL_MAX_RUN_BYTES": str(1 << 40)})
+    _assert_one_line(r, tmp_path, ["out of memory"])
+
+
+def _fifo(tmp_path, name: str) -> str:
+    path = str(tmp_path / name)
+    os.mkfifo(path)
+    return path
+
+
+def _tiny_model(tmp_path) -> str:
+    return _big_matmul(tmp_path / "small.onnx", n=4)
+
+
+def _topology(tmp_path) -> str:
+    path = tmp_path / "t.csv"
+    path.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
+                    "conv1, 8, 8, 3, 3, 4, 8, 1,\n")
+    return str(path)
+
+
+NOT_REGULAR = {
+    "inspect_dev_zero": lambda t: ["inspect", "/dev/zero"],
+    "inspect_fifo": lambda t: ["inspect", _fifo(t, "m.onnx")],
+    "accel_dev_zero": lambda t: ["simulate", _tiny_model(t), "--accel", "/dev/zero"],
+    "accel_dev_urandom": lambda t: ["simulate", _tiny_model(t), "--accel", "/dev/urandom"],
+    "accel_fifo": lambda t: ["simulate", _tiny_model(t), "--accel", _fifo(t, "a.toml")],
+    "topology_dev_zero": lambda t: ["simulate", "--scalesim-topology", "/dev/zero", "--scalesim-config", "/dev/zero"],
+    "scalesim_config_fifo": lambda t: ["simulate", "--scalesim-topology", _topology(t), "--scalesim-config",
+                                       _fifo(t, "c.cfg")],
+    "schedule_dev_zero": lambda t: ["optimize", _tiny_model(t), "-o", str(t / "out.onnx"), "-s", "/dev/zero"],
+    "schedule_fifo": lambda t: ["optimize", _tiny_model(t), "-o", str(t / "out.onnx"), "-s", _fifo(t, "s.mill")],
+}
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero (POSIX)")
+@pytest.mark.parametrize("case", sorted(NOT_REGULAR))
+def test_files_that_are_not_regular_are_refused(tmp_path, case):
+    """Before: read forever (a FIFO hangs; /dev/zero grows until MemoryError, a traceback)."""
+    command = NOT_REGULAR[case](tmp_path)
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir(exist_ok=True)
+    r = subprocess.run([sys.executable, "-m", "graphmill.cli", *command], capture_output=True, text=True, timeout=60,
+                       preexec_fn=_cap_memory, env={**os.environ, "TMPDIR": str(tmp)})
+    _assert_one_line(r, tmp_path, ["not a regular file"])
+
+
+def test_oversized_files_are_refused_before_reading(tmp_path):
+    """A 17 MiB accelerator TOML (limit 16 MiB for text inputs) and a 2 GiB model (protobuf's own limit is
+    2^31 - 1 bytes; a sparse file, so nothing is written to disk)."""
+    toml = tmp_path / "big.toml"
+    toml.write_bytes(b"#" * (17 << 20))
+    r = run_cli(tmp_path, "simulate", _tiny_model(tmp_path), "--accel", str(toml))
+    _assert_one_line(r, tmp_path, ["big.toml", "17,825,792 bytes", "16 MiB limit"])
+    model = tmp_path / "huge.onnx"
+    with open(model, "wb") as f:
+        f.truncate(1 << 31)
+    _assert_one_line(run_cli(tmp_path, "inspect", str(model)), tmp_path, ["huge.onnx", "2,147,483,648 bytes", "2 GiB limit"])

@@ -27,6 +27,7 @@ import tomllib
 from dataclasses import asdict, dataclass
 
 from graphmill.ir import UserInputError
+from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
 
 DATAFLOWS = ("os", "ws", "is")
 BANDWIDTH_MODES = ("user", "calc")
@@ -208,8 +209,7 @@ def read_text_file(path: str, name: str, what: str) -> str:
     """The UTF-8 text of ``path``; every failure one line naming the file (``name``: "accelerator config"
     in "no such accelerator config"; ``what``: what the file should be, for a binary one)."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_user_file(path, TEXT_FILE_LIMIT, what)
     except FileNotFoundError:
         raise UserInputError(f"{path}: no such {name}") from None
     except OSError as e:

@@ -51,6 +51,8 @@ import numpy as np
 from graphmill.ir import Node, UserInputError
 from graphmill.ir.partition import value_bytes
 
+from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
+
 from .config import AccelConfig, as_accel, decode_text, from_dict, load_accel
 from .costmodel import RooflineCostModel, SimulatorCostModel
 
@@ -166,8 +168,7 @@ def load_devices(path: str | os.PathLike, *, accel: Any = None) -> DeviceSet:
     """Read a devices TOML (module docstring); every error one line naming the file, the device and the key."""
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_user_file(path, TEXT_FILE_LIMIT, "a devices file (TOML)")
     except OSError as e:
         raise UserInputError(f"{path}: cannot read the devices file: {e.strerror or e}") from None
     try:

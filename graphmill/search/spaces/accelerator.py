@@ -47,8 +47,9 @@ def _base_dict(base: Any) -> dict:
         import tomllib
 
         as_accel(base)
-        with open(base, "rb") as f:
-            return tomllib.load(f)
+        from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
+
+        return tomllib.loads(read_user_file(base, TEXT_FILE_LIMIT, "an accelerator config (TOML)").decode("utf-8"))
     c = base
     return {"name": c.name, "memory": {"word_bytes": c.word_bytes}, "clock": {"mhz": c.clock_mhz},
             **({"vector": {"lanes": c.vector_lanes}} if c.vector_lanes else {}),

@@ -4,6 +4,11 @@ matrices, in compact address spaces).
 Both memory kernels read the same operand matrices; the reference kernel walks the prefetch streams of
 ``prefetch_streams`` (built with numpy), the fast one builds them in one pass together with each entry's
 own stream line (``streams_and_own_lines``); tests check the two builders agree.
+
+Like SCALE-Sim, the kernels materialize these matrices (a word address per operand entry), so one
+layer's matrices are bounded by ``GRAPHMILL_MAX_SIM_BYTES`` (graphmill/util/limits.py, default 256 MiB
+of 4-byte addresses): a larger layer is refused in one line naming the node and the size, before
+anything is allocated (a 32768^3 MatMul would need 12 GiB).
 """
 
 from __future__ import annotations
@@ -11,26 +16,52 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from graphmill.ir import UserInputError
+from graphmill.util.limits import max_sim_bytes, size_text
+
 from ..lowering import ArrayLayer
+
+
+def operand_matrix_bytes(layer: ArrayLayer) -> int:
+    """Bytes of ``layer``'s three address matrices (4-byte words: M x K + K x N + M x N)."""
+    M, K, N = layer.M, layer.K, layer.N
+    return 4 * (M * K + K * N + M * N)
+
+
+def check_operand_matrices(layer: ArrayLayer) -> None:
+    """Refuse ``layer`` in one line when its address matrices exceed ``GRAPHMILL_MAX_SIM_BYTES``."""
+    need, budget = operand_matrix_bytes(layer), max_sim_bytes()
+    if need > budget:
+        raise UserInputError(f"node {layer.name!r} ({layer.op}, {layer.shape_text()}): the memory simulation "
+                             f"builds {size_text(need)} of operand address matrices, more than the "
+                             f"{size_text(budget)} budget (GRAPHMILL_MAX_SIM_BYTES); raise it if the machine "
+                             "has the memory (about 6x at the peak)")
 
 
 def operand_matrices(layer: ArrayLayer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ifmap (M x K), filter (K x N), ofmap (M x N) word addresses, SCALE-Sim's layout (channel fastest);
-    -1 marks an im2col entry outside the (padded) input."""
+    -1 marks an im2col entry outside the (padded) input.
+
+    Refused (``check_operand_matrices``) beyond the ``GRAPHMILL_MAX_SIM_BYTES`` budget; the ifmap matrix
+    is built in row blocks straight into int32, so the int64 arithmetic never spans the whole matrix."""
+    check_operand_matrices(layer)
     ew = layer.out_w
     M, K, N = layer.M, layer.K, layer.N
-    i = np.arange(M, dtype=np.int64)[:, None]
+    a = np.empty((M, K), np.int32)
     j = np.arange(K, dtype=np.int64)[None, :]
-    orow, ocol = np.divmod(i, ew)
-    irow, icol = orow * layer.stride_h, ocol * layer.stride_w
     crow, k = np.divmod(j, layer.S * layer.C)
     ccol, cch = np.divmod(k, layer.C)
-    a = ((crow + irow) * layer.W + (ccol + icol)) * layer.C + cch
-    valid = (crow + irow < layer.H) & (ccol + icol < layer.W)
-    a = np.where(valid, a, -1).astype(np.int32)
-    b = (np.arange(N, dtype=np.int32)[None, :] * K + np.arange(K, dtype=np.int32)[:, None]).astype(np.int32)
-    o = (np.arange(M, dtype=np.int32)[:, None] * N + np.arange(N, dtype=np.int32)[None, :]).astype(np.int32)
-    return np.ascontiguousarray(a), np.ascontiguousarray(b), np.ascontiguousarray(o)
+    block = max(1, 2**22 // max(K, 1))
+    for r0 in range(0, M, block):
+        i = np.arange(r0, min(M, r0 + block), dtype=np.int64)[:, None]
+        orow, ocol = np.divmod(i, ew)
+        irow, icol = orow * layer.stride_h, ocol * layer.stride_w
+        blk = ((crow + irow) * layer.W + (ccol + icol)) * layer.C + cch
+        valid = (crow + irow < layer.H) & (ccol + icol < layer.W)
+        a[r0:r0 + i.shape[0]] = np.where(valid, blk, -1)
+    b = np.arange(N, dtype=np.int32)[None, :] * K + np.arange(K, dtype=np.int32)[:, None]
+    o = np.arange(M, dtype=np.int32)[:, None] * N + np.arange(N, dtype=np.int32)[None, :]
+    return a, b, o
 
 
 def ifmap_stream_len(layer: ArrayLayer) -> int:
