@@ -18,30 +18,39 @@ from .energy import layer_energy_pj
 from .lowering import ArrayLayer, BranchChoice, VectorLayer, lower
 from .memory import MemoryResult, simulate_memory
 from .memory.calc import simulate_memory_calc
+from .memory.shared import scalesim_read_words
+from .memory.streams import prefetch_matrix_entries
 from .report import LayerResult, SimReport, SimulationWarning, uncosted_text
 
 
 @dataclass(frozen=True)
 class Arithmetic:
-    """Which memory-system arithmetic to use; each flag reproduces one SCALE-Sim 3.0.0 departure."""
+    """Which memory-system arithmetic to use; each flag reproduces one SCALE-Sim 3.0.0 departure.
+
+    ``scalesim_read_accounting``: DRAM reads in USER bandwidth mode counted as SCALE-Sim counts them,
+    whole prefetch blocks (memory.shared.scalesim_read_words) instead of the operand words fetched."""
 
     double_count_prefetch_stall: bool = False
     scalesim_write_accounting: bool = False
+    scalesim_read_accounting: bool = False
 
     @classmethod
     def of(cls, scalesim_compat: bool = False, double_count_prefetch_stall: bool | None = None,
-           scalesim_write_accounting: bool | None = None) -> "Arithmetic":
-        """``scalesim_compat`` sets both flags; an explicit flag overrides it."""
+           scalesim_write_accounting: bool | None = None,
+           scalesim_read_accounting: bool | None = None) -> "Arithmetic":
+        """``scalesim_compat`` sets every flag; an explicit flag overrides it."""
         dc = scalesim_compat if double_count_prefetch_stall is None else double_count_prefetch_stall
         wa = scalesim_compat if scalesim_write_accounting is None else scalesim_write_accounting
-        return cls(bool(dc), bool(wa))
+        ra = scalesim_compat if scalesim_read_accounting is None else scalesim_read_accounting
+        return cls(bool(dc), bool(wa), bool(ra))
 
     @property
     def name(self) -> str:
-        """``graphmill`` (corrected), ``scalesim-compat`` (both of SCALE-Sim's), or graphmill plus one flag."""
-        if self.double_count_prefetch_stall and self.scalesim_write_accounting:
+        """``graphmill`` (corrected), ``scalesim-compat`` (all of SCALE-Sim's), or graphmill plus flags."""
+        flags = [f for f in ("double_count_prefetch_stall", "scalesim_write_accounting", "scalesim_read_accounting")
+                 if getattr(self, f)]
+        if len(flags) == 3:
             return "scalesim-compat"
-        flags = [f for f in ("double_count_prefetch_stall", "scalesim_write_accounting") if getattr(self, f)]
         return "+".join(["graphmill"] + flags)
 
 
@@ -56,6 +65,18 @@ def simulate_layer_memory(layer: ArrayLayer, cfg: AccelConfig, arith: Arithmetic
         return simulate_memory_calc(*args, scalesim_write_accounting=arith.scalesim_write_accounting)
     return simulate_memory(*args, double_count_prefetch_stall=arith.double_count_prefetch_stall,
                            scalesim_write_accounting=arith.scalesim_write_accounting)
+
+
+def array_dram_read_words(layer: ArrayLayer, cfg: AccelConfig, mem: MemoryResult,
+                          arith: Arithmetic = GRAPHMILL) -> tuple[int, int]:
+    """(ifmap, filter) DRAM words one instance of ``layer`` reads. With ``scalesim_read_accounting`` in USER
+    bandwidth mode, SCALE-Sim 3.0.0's count (whole prefetch blocks, its DETAILED_ACCESS_REPORT reads); else
+    the operand words fetched (in CALC mode the two agree)."""
+    if not arith.scalesim_read_accounting or cfg.bandwidth_mode == "calc":
+        return mem.ifmap_dram_words, mem.filter_dram_words
+    if_entries, f_entries = prefetch_matrix_entries(cfg.dataflow, layer.M, layer.N, layer.K, cfg.rows, cfg.cols)
+    return (scalesim_read_words(cfg.ifmap_words, cfg.ifmap_bw_words, if_entries, mem.ifmap_swaps),
+            scalesim_read_words(cfg.filter_words, cfg.filter_bw_words, f_entries, mem.filter_swaps))
 
 
 def _needed_bw(words: int, first: int, last: int) -> float:
@@ -99,7 +120,8 @@ def simulate_array_layer(layer: ArrayLayer, cfg: AccelConfig, arith: Arithmetic 
     total = comp + stall
     macs = layer.macs
     mp = mapping(layer.M, layer.N, layer.K, cfg.rows, cfg.cols, cfg.dataflow)
-    rd = (mem.ifmap_dram_words * n + mem.filter_dram_words * filter_loads) * cfg.word_bytes
+    if_words, f_words = array_dram_read_words(layer, cfg, mem, arith)
+    rd = (if_words * n + f_words * filter_loads) * cfg.word_bytes
     wr = mem.ofmap_dram_words * n * cfg.word_bytes
     sram = (layer.M * layer.K * mp.col_folds if cfg.dataflow != "is" else layer.M * layer.K) \
         + layer.K * layer.N * (mp.row_folds if cfg.dataflow == "os" else 1) + mem.ofmap_dram_words
@@ -139,11 +161,13 @@ def simulate_vector_layer(layer: VectorLayer, cfg: AccelConfig) -> LayerResult:
 
 def simulate_layers(layers: list, accel, *, scalesim_compat: bool = False,
                     double_count_prefetch_stall: bool | None = None,
-                    scalesim_write_accounting: bool | None = None) -> SimReport:
-    """Simulate primitives. ``scalesim_compat=True`` reproduces SCALE-Sim 3.0.0's arithmetic (both of its
-    departures, memory/__init__.py); the two flags select one departure alone."""
+                    scalesim_write_accounting: bool | None = None,
+                    scalesim_read_accounting: bool | None = None) -> SimReport:
+    """Simulate primitives. ``scalesim_compat=True`` reproduces SCALE-Sim 3.0.0's arithmetic (its two
+    departures, memory/__init__.py, and its DRAM read count in USER mode); each flag selects one alone."""
     cfg = as_accel(accel)
-    arith = Arithmetic.of(scalesim_compat, double_count_prefetch_stall, scalesim_write_accounting)
+    arith = Arithmetic.of(scalesim_compat, double_count_prefetch_stall, scalesim_write_accounting,
+                          scalesim_read_accounting)
     rep = SimReport(cfg, model=arith.name)
     rep.layers = simulate_primitives(layers, cfg, arith, {})
     return rep

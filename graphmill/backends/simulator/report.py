@@ -18,7 +18,7 @@ MACs / (total_cycles * rows * cols) for array layers, elements / (cycles * lanes
 not be costed (listed in ``uncosted``; the totals leave them out). ``dram_bw_needed`` (CALC bandwidth mode
 only, else null): the DRAM words per cycle a layer needs, {"ifmap", "filter", "ofmap"}, SCALE-Sim's
 BANDWIDTH_REPORT figures. ``notes``: what a reader must know to compare the figures (the table prints each
-as a ``note:`` line), e.g. that DRAM reads in USER mode are not SCALE-Sim's even with --scalesim-compat.
+as a ``note:`` line); none at present (with --scalesim-compat every figure compared with SCALE-Sim's is its).
 """
 
 from __future__ import annotations
@@ -30,19 +30,13 @@ from dataclasses import asdict, dataclass, field
 from .config import AccelConfig
 
 
-USER_COMPAT_READS_NOTE = (
-    "DRAM reads are not SCALE-Sim's in USER bandwidth mode, even with --scalesim-compat: graphmill counts the "
-    "operand words fetched, SCALE-Sim 3.0.0 whole prefetch blocks (past an operand's end too); cycles and DRAM "
-    "writes equal SCALE-Sim's")
-
-
 class SimulationWarning(UserWarning):
     """Part of a graph could not be costed: the figures leave it out (``SimReport.uncosted``)."""
 
 
 _MODEL_TEXT = {"graphmill": "graphmill's memory arithmetic; --scalesim-compat for SCALE-Sim 3.0.0's",
                "scalesim-compat": "SCALE-Sim 3.0.0's arithmetic: double-counted prefetch stall, its "
-                                  "write-buffer accounting"}
+                                  "write-buffer accounting, DRAM reads in whole prefetch blocks"}
 
 
 def uncosted_text(uncosted: list[dict], most: int = 5) -> str:
@@ -84,9 +78,8 @@ class SimReport:
 
     @property
     def notes(self) -> list[str]:
-        """Caveats on comparing the figures (JSON ``notes``, the table's ``note:`` lines)."""
-        if self.model == "scalesim-compat" and self.accel.bandwidth_mode == "user":
-            return [USER_COMPAT_READS_NOTE]
+        """Caveats on comparing the figures (JSON ``notes``, the table's ``note:`` lines). None at present:
+        with --scalesim-compat, USER mode's DRAM reads are SCALE-Sim's too (its whole prefetch blocks)."""
         return []
 
     @property

@@ -2,7 +2,8 @@
 
 Reference: ``scalesim==3.0.0`` (test extra). Compute cycles must be equal; total cycles (compute + stall,
 USER bandwidth) within 2% of SCALE-Sim run with its read-buffer stall counted once (scalesim_ref.py); the
-difference its double-counted stall makes is shown by test_double_counted_prefetch_stall.
+difference its double-counted stall makes is shown by test_double_counted_prefetch_stall. With
+scalesim_compat (unpatched SCALE-Sim): cycles and per-operand DRAM reads and writes exactly SCALE-Sim's.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 from graphmill.backends.simulator.compute import compute_cycles
-from graphmill.backends.simulator.engine import simulate_layers
+from graphmill.backends.simulator.engine import (Arithmetic, array_dram_read_words, simulate_layer_memory,
+                                                 simulate_layers)
 from graphmill.backends.simulator.lowering import ArrayLayer
 from graphmill.backends.simulator.scalesim_ref import run_scalesim
 
@@ -119,18 +121,49 @@ COMPAT_LAYERS = [ArrayLayer("a", "Conv", 12, 12, 3, 3, 6, 20), ArrayLayer("b", "
 
 @pytest.mark.parametrize("arr,df,kb,bw", STALL_CASES)
 def test_user_mode_exact_with_scalesim_compat(scalesim, make_accel, arr, df, kb, bw):
-    """USER bandwidth, SCALE-Sim 3.0.0 unpatched: with scalesim_compat every layer's total and stall cycles
-    and its DRAM write words are SCALE-Sim's, to the cycle; the report says which model was used."""
+    """USER bandwidth, SCALE-Sim 3.0.0 unpatched: with scalesim_compat every layer's total and stall cycles,
+    its DRAM read words per operand (DETAILED_ACCESS_REPORT: whole prefetch blocks) and its DRAM write words
+    are SCALE-Sim's, to the cycle and word; the report says which model was used."""
     cfg = make_accel(arr[0], arr[1], df, kb=kb, bw=bw)
     ref = run_scalesim(cfg, COMPAT_LAYERS, prefetch_stall_once=False)
     rep = simulate_layers(COMPAT_LAYERS, cfg, scalesim_compat=True)
     assert sum(s.stall_cycles for s in ref) > 0, "the case must exercise stalls"
-    for s, g in zip(ref, rep.layers):
+    for lay, s, g in zip(COMPAT_LAYERS, ref, rep.layers):
         assert (g.total_cycles, g.stall_cycles, g.compute_cycles) == (s.total_cycles, s.stall_cycles,
                                                                       s.compute_cycles), (s, g)
         assert g.dram_write_bytes == s.ofmap_dram_writes, (s, g)
+        assert compat_reads(lay, cfg) == (s.ifmap_dram_reads, s.filter_dram_reads), (s, g)
+        assert g.dram_read_bytes == s.ifmap_dram_reads + s.filter_dram_reads, (s, g)
+    assert rep.notes == []
     assert rep.to_dict()["model"] == "scalesim-compat" and "model: scalesim-compat" in rep.table()
     assert simulate_layers(COMPAT_LAYERS, cfg).to_dict()["model"] == "graphmill"
+
+
+def compat_reads(layer: ArrayLayer, cfg) -> tuple[int, int]:
+    """(ifmap, filter) DRAM read words of one instance under scalesim_compat."""
+    arith = Arithmetic.of(scalesim_compat=True)
+    return array_dram_read_words(layer, cfg, simulate_layer_memory(layer, cfg, arith), arith)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_user_mode_compat_dram_reads_random_layers(scalesim, make_accel, seed):
+    """Random layers, arrays, dataflows, buffers and bandwidths (USER mode, SCALE-Sim 3.0.0 unpatched): with
+    scalesim_compat the cycles and each operand's DRAM reads and writes are SCALE-Sim's; the default model
+    counts the words fetched instead, so its reads differ on some layer (the flag is what makes them equal)."""
+    rng = np.random.default_rng(seed)
+    df = ["os", "ws", "is"][seed % 3]
+    rows, cols = int(rng.integers(2, 9)), int(rng.integers(2, 9))
+    cfg = make_accel(rows, cols, df, kb=(1, 1, 1), bw=tuple(int(x) for x in rng.integers(1, 9, 3)))
+    layers = generated_layers(seed)
+    ref = run_scalesim(cfg, layers, prefetch_stall_once=False)
+    rep = simulate_layers(layers, cfg, scalesim_compat=True)
+    ours = simulate_layers(layers, cfg)
+    for lay, s, g in zip(layers, ref, rep.layers):
+        assert (g.total_cycles, g.stall_cycles) == (s.total_cycles, s.stall_cycles), (lay, s, g)
+        assert compat_reads(lay, cfg) == (s.ifmap_dram_reads, s.filter_dram_reads), (lay, s, g)
+        assert (g.dram_read_bytes, g.dram_write_bytes) == (s.ifmap_dram_reads + s.filter_dram_reads,
+                                                           s.ofmap_dram_writes), (lay, s, g)
+    assert any(o.dram_read_bytes != s.ifmap_dram_reads + s.filter_dram_reads for o, s in zip(ours.layers, ref))
 
 
 CALC_CASES = [((8, 4), "os", (1, 1, 1)), ((8, 4), "ws", (1, 1, 1)), ((6, 6), "is", (2, 2, 1)),

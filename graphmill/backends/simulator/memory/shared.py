@@ -424,6 +424,8 @@ class MemoryResult:
     ifmap_dram_last: int = 0
     filter_dram_first: int = 0
     filter_dram_last: int = 0
+    ifmap_swaps: int = 0  # prefetch swaps (DRAM block fetches after the initial fill) per read buffer
+    filter_swaps: int = 0
 
     @property
     def total_cycles(self) -> int:
@@ -433,7 +435,7 @@ class MemoryResult:
     def from_kernel(cls, res: np.ndarray) -> "MemoryResult":
         r = [int(x) for x in res]
         return cls(r[0] - 1, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9] + r[10], r[11], r[12], r[17],
-                   r[13], r[14], r[15], r[16])
+                   r[13], r[14], r[15], r[16], r[9], r[10])
 
 
 def buffer_params(words: int, bw: int, stream_len: int) -> tuple[int, int, int, int, int]:
@@ -443,6 +445,19 @@ def buffer_params(words: int, bw: int, stream_len: int) -> tuple[int, int, int, 
     eps = int(math.ceil(words / 100))
     nlines = stream_len // eps + 1
     return eps, nlines, int(math.ceil(active / eps)), int(math.ceil(pref / eps)), int(math.ceil(pref / bw))
+
+
+def scalesim_read_words(words: int, bw: int, fetch_entries: int, swaps: int) -> int:
+    """DRAM words a read buffer reads as SCALE-Sim 3.0.0 counts them (read_buffer.num_access, its
+    DETAILED_ACCESS_REPORT / BANDWIDTH_REPORT reads): whole blocks of ``bw`` words. The initial fill reads
+    ceil(active half / bw) rows of its fetch matrix (at most all ceil(fetch_entries / bw) of them), every
+    prefetch swap ceil(prefetch half / bw) rows, each counted as ``bw`` words even where the row holds
+    padding or lies past the operand's end (the fetch wraps around). ``fetch_entries``: the entries of its
+    prefetch matrix, padding included (streams.prefetch_matrix_entries)."""
+    active = int(math.ceil(words * 0.5))
+    pref = words - active
+    first = min(-(-active // bw), -(-fetch_entries // bw))
+    return (first + swaps * (-(-pref // bw))) * bw
 
 
 def write_buffer_params(words: int) -> tuple[int, int]:

@@ -72,6 +72,19 @@ def ifmap_stream_len(layer: ArrayLayer) -> int:
                                                                      layer.W) * layer.C
 
 
+def prefetch_matrix_entries(dataflow: str, M: int, N: int, K: int, rows: int, cols: int) -> tuple[int, int]:
+    """Entries of SCALE-Sim's ifmap and filter prefetch matrices, padding (-1) included: the operand matrix
+    cut in blocks of array rows or columns (the last padded to full width) stacked vertically. SCALE-Sim's
+    read buffer sizes its fetch matrix by these (memory.shared.scalesim_read_words)."""
+    def blocks(height: int, width: int, w: int) -> int:
+        return -(-width // w) * w * height
+    if dataflow == "os":
+        return blocks(K, M, rows), blocks(K, N, cols)
+    if dataflow == "ws":
+        return blocks(M, K, rows), blocks(K, N, cols)
+    return blocks(K, M, cols), blocks(N, K, rows)
+
+
 @njit(cache=True)
 def _diag_order(mat):
     """Flatten ``mat`` in SCALE-Sim's prefetch order: anti-diagonals, bottom row first."""
