@@ -30,6 +30,11 @@ Two departures from SCALE-Sim 3.0.0's arithmetic, each reproducible with a flag 
   but the last as a full line of ``bw`` words, even a line that a forced drain closed part-full, so its
   free space can exceed what the buffer really holds free. graphmill credits the words actually drained.
 
+A third, in what is reported rather than simulated: SCALE-Sim counts a read buffer's DRAM reads in whole
+fetch blocks of ``bw`` words (the initial fill's, every swap's, padding and wrap-around included), graphmill
+the operand words fetched. ``scalesim_compat`` counts them SCALE-Sim's way in USER mode from the kernels'
+per-buffer swaps (``shared.scalesim_read_words``, applied in engine.array_dram_read_words).
+
 Modules: ``streams`` (operand matrices, prefetch streams), ``shared`` (the njit helpers every kernel uses:
 port demands, read-buffer swaps, the write buffer, results), ``reference`` (the plain kernel: every port
 of every cycle), ``fast`` (the same result without the idle steps; the default), ``calc`` (SCALE-Sim's
