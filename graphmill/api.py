@@ -387,7 +387,7 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
     from graphmill.backends.simulator.devices import PlacementCostModel, device_set
     from graphmill.backends.simulator.placement_sim import placement_gantt
     from graphmill.passes.placement import check_method, place_graph, training_graph
-    from graphmill.passes.placement.problem import name_ops
+    from graphmill.ir.naming import name_nodes
 
     check_method(method)
     if cost not in ("roofline", "simulator"):
@@ -395,7 +395,7 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
         raise UserInputError(f"--budget {budget!r}: must be an integer >= 0 (0: the method's default)")
     ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)
-    name_ops(graph)
+    name_nodes(graph)
     target = training_graph(graph) if training else graph
     model = PlacementCostModel(ds, cost)
     result = place_graph(target, model, method=method, budget=budget, seed=seed, options=options,

@@ -118,22 +118,9 @@ class StubEvaluator:
 
 def digits_data(size: int, seed: int = 0):
     """scikit-learn's digits (8x8, 10 classes) resized to ``size`` x ``size``, 3 channels; (xtr, ytr, xte, yte)."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as e:  # pragma: no cover
-        raise UserInputError("the training evaluator needs scikit-learn (pip install scikit-learn)") from e
-    import torch
-    import torch.nn.functional as F
+    from graphmill.search.evaluators.training import digits_data as digits
 
-    d = load_digits()
-    x = torch.tensor(d.images / 16.0, dtype=torch.float32)[:, None]
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).repeat(1, 3, 1, 1)
-    x = (x - x.mean()) / x.std()
-    y = torch.tensor(d.target, dtype=torch.long)
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    n_test = len(y) // 5
-    te, tr = perm[:n_test], perm[n_test:]
-    return x[tr], y[tr], x[te], y[te]
+    return digits(size, channels=3, seed=seed)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from graphmill.ir import Graph, Node, UserInputError
+from graphmill.ir.naming import name_nodes
 from graphmill.ir.partition import value_bytes
 from graphmill.ir.summary import constant_values, is_constant_node
 from graphmill.passes.base import Option, Pass, PassContext, PassResult, register_pass
@@ -41,22 +42,6 @@ def fmt_bytes(b: float) -> str:
         if abs(b) >= scale:
             return f"{b / scale:.3g} {unit}"
     return f"{int(b)} B"
-
-
-def name_nodes(graph: Graph) -> bool:
-    """Give every node a unique name (reports key nodes by name); True when a name changed."""
-    seen: set[str] = set()
-    changed = False
-    for i, n in enumerate(graph.nodes):
-        if not n.name or n.name in seen:
-            base = n.name or n.op_type
-            name, k = f"{base}_{i}", 1
-            while name in seen:
-                name, k = f"{base}_{i}_{k}", k + 1
-            n.name = name
-            changed = True
-        seen.add(n.name)
-    return changed
 
 
 def partition_graph(graph: Graph, cost: Any, *, stages: int = 2, microbatches: int = 1, objective: str = "time",

@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from graphmill.ir import Graph, Node, UserInputError
+from graphmill.ir.naming import name_nodes
 from graphmill.ir.partition import value_bytes
 from graphmill.ir.summary import constant_values, is_constant_node
 
@@ -125,24 +126,11 @@ def cost_model_of(ctx: Any, what: str) -> Any:
     return cost
 
 
-def name_ops(graph: Graph) -> None:
-    """Give every node a unique name: the report keys ops by name."""
-    seen: set[str] = set()
-    for i, n in enumerate(graph.nodes):
-        if not n.name or n.name in seen:
-            base = n.name or n.op_type
-            name, k = f"{base}_{i}", 1
-            while name in seen:
-                name, k = f"{base}_{i}_{k}", k + 1
-            n.name = name
-        seen.add(n.name)
-
-
 def build_problem(graph: Graph, cost: Any) -> PlacementProblem:
     """The compute ops of ``graph`` (not constant-only, in the graph's order) and their costs."""
     if not graph.is_sorted():
         graph.sort()
-    name_ops(graph)
+    name_nodes(graph)
     constant = constant_values(graph)
     nodes = [n for n in graph.nodes if not is_constant_node(n, constant)]
     if not nodes:
