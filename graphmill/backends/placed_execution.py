@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from graphmill.ir import Graph, Node, TensorType, UserInputError, Value
+from graphmill.ir.partition import clone_nodes, constant_closure
 from graphmill.ir.summary import constant_values, is_constant_node
 
 __all__ = ["device_runs", "run_placed"]
@@ -49,19 +50,9 @@ def device_runs(graph: Graph) -> list[tuple[int, list[Node]]]:
 def _run_graph(graph: Graph, k: int, nodes: list[Node], later_reads: set[int], constant: set[int]) -> Graph:
     g = Graph(f"{graph.name}_run{k}", opset_imports=graph.opset_imports)
     vmap: dict[int, Value] = {}
-    inside = {id(n) for n in nodes}
-    need_const: list[Node] = []
-    seen_c: set[int] = set()
-    todo = [v for n in nodes for v in n.inputs if v is not None]
-    while todo:  # constant nodes the run reads, transitively
-        v = todo.pop()
-        p = v.producer
-        if p is not None and id(v) in constant and id(p) not in seen_c:
-            seen_c.add(id(p))
-            need_const.append(p)
-            todo.extend(x for x in p.inputs if x is not None)
-    order = {id(n): i for i, n in enumerate(graph.nodes)}
-    need_const.sort(key=lambda n: order[id(n)])
+    # the constant nodes the run reads, transitively, in graph order: recomputed here, not received
+    need_const = constant_closure(graph, [v for n in nodes for v in n.inputs],
+                                  lambda p: any(o is not None and id(o) in constant for o in p.outputs))
 
     def mapped(v: Value | None) -> Value | None:
         if v is None:
@@ -74,19 +65,7 @@ def _run_graph(graph: Graph, k: int, nodes: list[Node], later_reads: set[int], c
             vmap[id(v)] = g.add_input(Value(v.name, v.type))
         return vmap[id(v)]
 
-    for n in need_const + nodes:
-        ins = [mapped(v) if (v is None or v.producer is None or id(v.producer) not in inside or id(v) in vmap)
-               else vmap[id(v)] for v in n.inputs]
-        outs = []
-        for o in n.outputs:
-            if o is None:
-                outs.append(None)
-                continue
-            nv = Value(o.name, o.type)
-            vmap[id(o)] = nv
-            outs.append(nv)
-        nn = Node(n.op_type, ins, dict(n.attrs), outputs=outs, domain=n.domain, name=n.name)
-        g.append(nn)
+    clone_nodes(g, need_const + nodes, mapped, vmap, keep_meta=False)
     g.outputs = [vmap[id(o)] for n in nodes for o in n.outputs if o is not None and id(o) in later_reads]
     return g
 

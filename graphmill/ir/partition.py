@@ -16,7 +16,7 @@ graph as one pipeline stage.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Iterable, Sequence
 
 from graphmill.util.errors import UserInputError
 
@@ -145,6 +145,39 @@ def extract_stages(graph: Graph, stages: Sequence[Sequence[Node]]) -> list[Stage
     return out
 
 
+def constant_closure(graph: Graph, reads: Iterable[Value | None], is_constant: Callable[[Node], bool]) -> list[Node]:
+    """The constant nodes ``reads`` depend on, transitively, in graph order: a piece cut out of ``graph``
+    recomputes them (or holds their initializers) rather than receiving them from another piece."""
+    needed: set[int] = set()
+    todo = [v for v in reads if v is not None]
+    while todo:
+        p = todo.pop().producer
+        if p is not None and id(p) not in needed and is_constant(p):
+            needed.add(id(p))
+            todo.extend(x for x in p.inputs if x is not None)
+    return [n for n in graph.nodes if id(n) in needed]
+
+
+def clone_nodes(g: Graph, nodes: Iterable[Node], mapped: Callable[[Value | None], Value | None],
+                vmap: dict[int, Value], *, keep_meta: bool = True) -> None:
+    """Append copies of ``nodes`` (in a topological order) to ``g``: inputs through ``mapped``, each output a
+    new value recorded in ``vmap`` under the original's id."""
+    for n in nodes:
+        ins = [mapped(v) for v in n.inputs]
+        outs: list[Value | None] = []
+        for o in n.outputs:
+            if o is None:
+                outs.append(None)
+                continue
+            nv = Value(o.name, o.type)
+            vmap[id(o)] = nv
+            outs.append(nv)
+        nn = Node(n.op_type, ins, dict(n.attrs), outputs=outs, domain=n.domain, name=n.name)
+        if keep_meta:
+            nn.meta = dict(n.meta)
+        g.append(nn)
+
+
 def _stage_graph(graph: Graph, s: int, members: list[Node], ins: list[Value], outs: list[Value],
                  const_nodes: list[Node]) -> Graph:
     g = Graph(f"{graph.name}_stage{s}", opset_imports=graph.opset_imports)
@@ -153,17 +186,9 @@ def _stage_graph(graph: Graph, s: int, members: list[Node], ins: list[Value], ou
         nv = Value(v.name, v.type)
         g.add_input(nv)
         vmap[id(v)] = nv
-    # the constant nodes this stage reads, transitively, in graph order
-    producer_needed: set[int] = set()
-    todo = [v for n in members for v in n.inputs if v is not None] + [v for v in outs if v is not None]
     const_ids = {id(n) for n in const_nodes}
-    while todo:
-        v = todo.pop()
-        p = v.producer
-        if p is not None and id(p) in const_ids and id(p) not in producer_needed:
-            producer_needed.add(id(p))
-            todo.extend(x for x in p.inputs if x is not None)
-    nodes = [n for n in const_nodes if id(n) in producer_needed] + members
+    reads = [v for n in members for v in n.inputs] + list(outs)
+    nodes = constant_closure(graph, reads, lambda n: id(n) in const_ids) + members
 
     def mapped(v: Value | None) -> Value | None:
         if v is None:
@@ -178,18 +203,6 @@ def _stage_graph(graph: Graph, s: int, members: list[Node], ins: list[Value], ou
         raise UserInputError(f"stage {s} of graph {graph.name!r} reads {v.name!r}, which neither crosses into it "
                              "nor is computed in it")
 
-    for n in nodes:
-        new_outs = []
-        for o in n.outputs:
-            if o is None:
-                new_outs.append(None)
-                continue
-            nv = Value(o.name, o.type)
-            vmap[id(o)] = nv
-            new_outs.append(nv)
-        nn = Node(n.op_type, [mapped(v) for v in n.inputs], dict(n.attrs), outputs=new_outs, domain=n.domain,
-                  name=n.name)
-        nn.meta = dict(n.meta)
-        g.append(nn)
+    clone_nodes(g, nodes, mapped, vmap)
     g.outputs = [mapped(v) for v in outs]  # type: ignore[misc]
     return g
