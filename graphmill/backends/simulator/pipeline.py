@@ -30,7 +30,7 @@ from typing import Any
 from graphmill.ir import UserInputError
 
 from .config import as_accel, from_dict
-from .devices import load_devices
+from .devices import DEFAULT_PLACEMENT_ACCEL, load_devices
 from .multichip import Span
 
 SCHEDULES = ("gpipe", "1f1b")
@@ -174,14 +174,8 @@ def simulate_pipeline(plan: dict, cost: Any, *, schedule: str = "gpipe", remat: 
 
 # -- devices: which chips the stages run on ------------------------------------------------------------------
 
-DEFAULT_ACCEL = {
-    "name": "pipeline-default",
-    "array": {"rows": 128, "cols": 128, "dataflow": "ws"},
-    "memory": {"ifmap_kb": 8192, "filter_kb": 8192, "ofmap_kb": 4096, "word_bytes": 2, "dram_bw_words": 512},
-    "clock": {"mhz": 1000},
-    "vector": {"lanes": 128},
-    "system": {"chips": 8, "link_bw_bytes_per_cycle": 64, "link_latency_cycles": 1000},
-}
+DEFAULT_ACCEL = {**DEFAULT_PLACEMENT_ACCEL, "name": "pipeline-default",
+                 "system": {**DEFAULT_PLACEMENT_ACCEL["system"], "chips": 8}}
 """The accelerator `graphmill partition` uses without --accel/--devices-file: eight 128x128 bf16 chips at
 1 GHz with ~1 TB/s DRAM, linked at 64 bytes per cycle (64 GB/s) with 1 us latency."""
 

@@ -61,18 +61,29 @@ def _dim_arith(op: str, a, b):
     return None
 
 
-def _partial_arith(ctx: InferenceContext, op: str) -> None:
-    """Entry-wise integer arithmetic on (partially) known shape values, e.g. ``Shape(x) * [1, 1, 2]``
-    is ``[N, S, 128]`` for x of shape [N, S, 64] (onnx's data propagation does this per entry too)."""
+def _broadcast_partials(ctx: InferenceContext):
+    """The two inputs' (partially) known values and their broadcast, ``(a, b, x, y)``; None when either is
+    unknown, they do not broadcast, or the result is too large to carry as a shape value."""
     a, b = ctx.input_partial_or_unknown(0), ctx.input_partial_or_unknown(1)
-    if a is None or b is None or (not any(x is not None for x in a.ravel()) and
-                                  not any(x is not None for x in b.ravel())):
-        return
+    if a is None or b is None:
+        return None
     try:
         x, y = np.broadcast_arrays(a, b)
     except ValueError:
-        return
+        return None
     if x.size > 1024:
+        return None
+    return a, b, x, y
+
+
+def _partial_arith(ctx: InferenceContext, op: str) -> None:
+    """Entry-wise integer arithmetic on (partially) known shape values, e.g. ``Shape(x) * [1, 1, 2]``
+    is ``[N, S, 128]`` for x of shape [N, S, 64] (onnx's data propagation does this per entry too)."""
+    pair = _broadcast_partials(ctx)
+    if pair is None:
+        return
+    a, b, x, y = pair
+    if not any(v is not None for v in a.ravel()) and not any(v is not None for v in b.ravel()):
         return
     out = np.array([_dim_arith(op, p, q) for p, q in zip(x.ravel(), y.ravel())], dtype=object).reshape(x.shape)
     ctx.set_output_partial(0, out, partial_dtype(ctx.input_dtype(0)))
@@ -115,15 +126,10 @@ def _infer_compare(ctx: InferenceContext):
 def _partial_equal(ctx: InferenceContext) -> None:
     """Equal on shape values, entry by entry (``_dim_equal``): exporters test ``shape == -1``
     before a Where that replaces those entries."""
-    a, b = ctx.input_partial_or_unknown(0), ctx.input_partial_or_unknown(1)
-    if a is None or b is None:
+    pair = _broadcast_partials(ctx)
+    if pair is None:
         return
-    try:
-        x, y = np.broadcast_arrays(a, b)
-    except ValueError:
-        return
-    if x.size > 1024:
-        return
+    _, _, x, y = pair
     out = [_dim_equal(p, q) for p, q in zip(x.ravel(), y.ravel())]
     if all(o is not None for o in out):
         ctx.set_output_value(0, np.array(out, dtype=bool).reshape(x.shape))
