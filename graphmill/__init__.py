@@ -8,8 +8,8 @@ package (``graphmill.search.run``, spaces, strategies), imported on first use; `
 ``export_weights`` import torch on first use, so ``import graphmill`` never does.
 """
 
-from graphmill.api import inspect, inspect_file, optimize, partition, place, simulate
-from graphmill.frontend import load, save
+from graphmill.api import inspect, inspect_file, optimize, partition, place, save, simulate
+from graphmill.frontend import load
 from graphmill.frontend.onnx_shape_inference import infer_shapes
 from graphmill.frontend.torch_import import from_torch
 from graphmill.ir import Graph, GraphmillError, Node, Value, verify

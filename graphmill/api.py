@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from graphmill.frontend import load, save
+from graphmill.frontend import load
+from graphmill.frontend import save as _save_onnx
 from graphmill.frontend.onnx_io import external_data_files
 from graphmill.ir import Graph, UserInputError
 from graphmill.optimization import OptimizeReport, ReproducerError, model_summary, resolve_schedule
@@ -22,6 +23,18 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, **options) 
     ``graphmill.optimization.optimize``.
     """
     return _run_optimize(graph, schedule, **options)
+
+
+def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = None, size_threshold: int = 1024,
+         lower: bool = True) -> None:
+    """Save ``graph`` as an ONNX file, atomically (``frontend.save``). graphmill-domain ops that have a
+    lowering (``passes/lowering``) are written as their standard-ONNX nodes, so any ONNX consumer runs
+    the file; ``lower=False`` keeps them (a file only graphmill reads). ``graph`` itself is unchanged."""
+    if lower:
+        from graphmill.passes.lowering import lowered_copy
+
+        graph = lowered_copy(graph)
+    _save_onnx(graph, path, external_data=external_data, size_threshold=size_threshold)
 
 
 def inspect(graph: Graph, *, infer: bool = True, dims: dict[str, int] | None = None) -> dict:

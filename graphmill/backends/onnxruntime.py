@@ -17,6 +17,7 @@ import numpy as np
 
 from graphmill.frontend.onnx_export import node_to_proto, to_proto
 from graphmill.ir import DataType, ExecutionError, Graph, Node, TensorType, UserInputError
+from graphmill.passes.lowering import lowered_copy
 from graphmill.util.limits import max_run_bytes, shape_problem, size_text
 
 _OPT_LEVELS = {
@@ -85,7 +86,8 @@ class OrtSession:
             raise UserInputError(f"ONNX Runtime provider {self.options.provider!r} is not available here "
                                  f"(available: {', '.join(available)})")
         session_options = self.options.session_options()
-        model_bytes = to_proto(graph).SerializeToString()
+        # graphmill-domain ops (MoE, relative attention, ...) run as their standard-ONNX lowering
+        model_bytes = to_proto(lowered_copy(graph)).SerializeToString()
         try:
             self.session = ort.InferenceSession(model_bytes, session_options, providers=[self.options.provider])
         except Exception as e:  # noqa: BLE001 -- ORT raises several unrelated types

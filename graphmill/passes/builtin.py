@@ -5,3 +5,4 @@ from graphmill.passes.fusion import activation, conv_bn, gelu, layernorm, matmul
 from graphmill.passes.scaling import compound  # noqa: F401
 from graphmill.passes.pipeline import partition  # noqa: F401
 from graphmill.passes.placement import placement_pass  # noqa: F401
+from graphmill.passes.lowering import lower  # noqa: F401
