@@ -19,6 +19,8 @@ from ._common import (MODEL_STAGE, Layers, check_batch, check_count, check_posit
                       resolve_resolution, round_filters, round_repeats)
 from .efficientnet import COEFFICIENTS as EFFICIENTNET_COEFFICIENTS
 from .efficientnet import efficientnet
+from .efficientnetv2 import VARIANTS as EFFICIENTNETV2_VARIANTS
+from .efficientnetv2 import efficientnetv2
 from .mobilenet import mnasnet_a1, mobilenet_v2
 from .resnet import resnet
 from .transformer import bert, vit
@@ -31,6 +33,10 @@ def _efficientnet(variant: str) -> Callable[..., Graph]:
     return lambda **kw: efficientnet(variant, **kw)
 
 
+def _efficientnetv2(variant: str) -> Callable[..., Graph]:
+    return lambda **kw: efficientnetv2(variant, **kw)
+
+
 def _resnet(name: str) -> Callable[..., Graph]:
     return lambda **kw: resnet(name, **kw)
 
@@ -41,6 +47,7 @@ MODELS: dict[str, Callable[..., Graph]] = {
     "resnet50": _resnet("resnet50"),
     "resnet101": _resnet("resnet101"),
     **{f"efficientnet_{v}": _efficientnet(v) for v in EFFICIENTNET_COEFFICIENTS},
+    **{f"efficientnetv2_{v}": _efficientnetv2(v) for v in EFFICIENTNETV2_VARIANTS},
     "mnasnet_a1": mnasnet_a1,
     "mobilenet_v2": mobilenet_v2,
     "bert_base": bert,
@@ -58,6 +65,8 @@ DESCRIPTIONS: dict[str, str] = {
     "resnet101": "ResNet-101 (He et al. 2015, Table 1): bottlenecks [3,4,23,3], 224x224, 44.5M params",
     **{f"efficientnet_{v}": f"EfficientNet-{v.upper()} (Tan & Le 2019): B0 table scaled by width {w}, depth {d}, "
                             f"{r}x{r} input" for v, (w, d, r, _) in EFFICIENTNET_COEFFICIENTS.items()},
+    **{f"efficientnetv2_{v}": f"EfficientNetV2-{v.upper()} (Tan & Le 2021): Fused-MBConv + MBConv stages, {r}x{r} "
+                              f"input (trained at {t})" for v, (_, _, r, t, _) in EFFICIENTNETV2_VARIANTS.items()},
     "mnasnet_a1": "MnasNet-A1 (Tan et al. 2019, Figure 7): SepConv + MBConv stages with SE, 224x224, 3.9M params",
     "mobilenet_v2": "MobileNetV2 (Sandler et al. 2018, Table 2): inverted residuals, ReLU6, 224x224, 3.5M params",
     "bert_base": "BERT-base-like encoder (Devlin et al. 2018): 12 layers, hidden 768, 12 heads, int64 ids [N, S]",
@@ -103,7 +112,7 @@ def build(name: str, **kwargs) -> Graph:
 
 
 __all__ = ["build", "resolve_name", "MODELS", "DESCRIPTIONS", "resnet", "efficientnet", "mnasnet_a1",
-           "mobilenet_v2", "bert", "vit", "round_filters", "round_repeats", "check_positive",
+           "mobilenet_v2", "bert", "vit", "efficientnetv2", "round_filters", "round_repeats", "check_positive",
            # block-building pieces other builders reuse (graphmill.search.spaces.mnasnet)
            "Layers", "mbconv", "check_batch", "check_count", "resolve_resolution",
            # the node meta key of the architectural stage, and a table row as node meta

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from graphmill.ir import UserInputError, Value
+from graphmill.ir import Graph, UserInputError, Value
 from graphmill.ir.builder import GraphBuilder
 from graphmill.ir.scaling import round_filters, round_repeats  # noqa: F401 -- the one definition (ir/scaling.py)
 
@@ -198,3 +198,96 @@ def mbconv(L: Layers, x: Value, *, cin: int, cout: int, expand: int, kernel: int
     if residual:
         y = b.Add(y, x)
     return y
+
+
+def fused_mbconv(L: Layers, x: Value, *, cin: int, cout: int, expand: int, kernel: int, stride: int,
+                 se_channels: int, act: str, se_act: str | None = None, skip: bool = True, eps: float = 1e-5) -> Value:
+    """Fused-MBConv (EfficientNetV2, Figure 2): MBConv's 1x1 expansion and kxk depthwise conv replaced by
+    one regular kxk conv, which trains faster on accelerators in the early, wide-activation stages.
+
+    ``expand != 1``: kxk conv (stride) to ``cin * expand`` + BN + act -> [SE] -> 1x1 project + BN (linear);
+    ``expand == 1``: a single kxk conv (stride) to ``cout`` + BN + act -> [SE], as the official code builds it.
+    A residual is added when the stride is 1 and the channels match.
+    """
+    b = L.b
+    residual = skip and stride == 1 and cin == cout
+    mid = cin * expand
+    if expand != 1:
+        with b.annotate(layer="fused_expand"):
+            y = L.conv_bn_act(x, cin, mid, kernel, stride, act=act, eps=eps, gain=1.0)
+    else:
+        with b.annotate(layer="fused"):
+            y = L.conv_bn_act(x, cin, cout, kernel, stride, act=act, eps=eps, gain=1.0,
+                              gamma=0.3 if residual else 1.0)
+        mid = cout
+    if se_channels:
+        with b.annotate(layer="se"):
+            y = L.squeeze_excite(y, mid, se_channels, se_act or act)
+    if expand != 1:
+        with b.annotate(layer="project"):
+            y = L.conv_bn_act(y, mid, cout, 1, act="none", gamma=0.3 if residual else 1.0, eps=eps,
+                              gain=GAIN[act] * (4.0 if se_channels else 1.0))
+    if residual:
+        y = b.Add(y, x)
+    return y
+
+
+#: the block functions of an inverted-residual table's ``kind`` column (``sepconv`` is MBConv without
+#: expansion and without the skip, as MnasNet's reference builds it)
+BLOCKS = {"mbconv": mbconv, "sepconv": mbconv, "fused_mbconv": fused_mbconv}
+
+
+def inverted_residual_net(name: str, table: list[tuple], *, stem: int, head: int, act: str, width: float,
+                          depth: float, resolution: float, num_classes: int, batch: int | str, seed: int,
+                          opset: int, head_width: float, family: str, native: int = 224, se_act: str = "relu",
+                          eps: float = 1e-5, min_resolution: int = CNN_MIN_RESOLUTION) -> Graph:
+    """A stem conv, stages of inverted-residual blocks, a 1x1 head conv and a classifier, from a block table.
+
+    ``table`` rows are ``(kind, expansion, kernel, stride, channels, repeats, se_ratio)`` with ``kind`` one
+    of ``BLOCKS``; channels are scaled by ``round_filters(c, width)``, repeats by ``ceil(depth * n)``, the
+    SE squeeze is ``max(1, int(block input channels * se_ratio))``. MobileNetV2, MnasNet-A1 and
+    EfficientNetV2 share this builder; ``graph.meta["stages"]``/``["blocks"]`` record the scaled table.
+    """
+    w = check_positive("width", width, model=name)
+    d = check_positive("depth", depth, model=name)
+    res = resolve_resolution(resolution, native, model=name, **cnn_minimum(min_resolution))
+    num_classes = check_count("num_classes", num_classes, model=name)
+    batch = check_batch(batch, model=name)
+
+    b = GraphBuilder(name, opset=opset)
+    L = Layers(b, seed)
+    x = b.input("input", "float32", [batch, 3, res, res])
+    c_stem = round_filters(stem, w)
+    with b.annotate(model_stage=0, block=0, kind="stem"):
+        y = L.conv_bn_act(x, 3, c_stem, 3, 2, act=act, eps=eps)
+    stages: list[dict] = []
+    blocks: list[dict] = []
+    cin = c_stem
+    size = (res + 1) // 2
+    for s, (kind, e, k, st, c, n, se) in enumerate(table, start=1):
+        cout = round_filters(c, w)
+        reps = round_repeats(n, d)
+        stages.append(dict(stage=s, kind=kind, expand=e, kernel=k, stride=st, se=se, cin=cin, cout=cout,
+                           repeats=reps))
+        for i in range(reps):
+            stride = st if i == 0 else 1
+            squeeze = max(1, int(cin * se)) if se else 0
+            info = dict(stage=s, block=i, kind=kind, expand=e, kernel=k, stride=stride, se=se)
+            with b.annotate(**node_meta(info)):
+                # MnasNet's SepConv block has no skip (the reference's "noskip"); MBConvs skip when shapes allow
+                y = BLOCKS[kind](L, y, cin=cin, cout=cout, expand=e, kernel=k, stride=stride, se_channels=squeeze,
+                                 act=act, se_act=se_act, skip=kind != "sepconv", eps=eps)
+            size = (size + stride - 1) // stride
+            blocks.append(dict(info, cin=cin, cout=cout, se_channels=squeeze, out_size=size))
+            cin = cout
+    c_head = round_filters(head, head_width)
+    with b.annotate(model_stage=len(table) + 1, block=0, kind="head"):
+        y = L.conv_bn_act(y, cin, c_head, 1, act=act, eps=eps)
+        y = L.classifier(y, c_head, num_classes)
+    b.output(y, "logits")
+    g = b.build()
+    g.meta["model"] = dict(family=family, width=w, depth=d, resolution=res, stem=c_stem, head=c_head,
+                           num_classes=num_classes)
+    g.meta["stages"] = stages
+    g.meta["blocks"] = blocks
+    return g
