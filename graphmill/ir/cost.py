@@ -7,12 +7,15 @@ A ``CostModel`` answers, in cycles of the device's clock and bytes:
 * ``transfer_time(nbytes, src, dst)``: cycles to move a tensor between devices (0 on the same device),
 * ``memory(node)``: bytes a node keeps resident (its constant inputs: weights).
 
+A ``FusionCostModel`` also answers ``group_cost(nodes, device)``: a fusion group run as one kernel (``GroupCost``).
+
 Implementations live with the backends (the simulator's ``SimulatorCostModel`` and ``RooflineCostModel``;
 ONNX Runtime timing) and reach passes through the ``PassContext``; ``ir`` only defines the protocol.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from .graph import Node
@@ -27,3 +30,26 @@ class CostModel(Protocol):
     def transfer_time(self, nbytes: int, src: int, dst: int) -> float: ...
 
     def memory(self, node: Node) -> int: ...
+
+
+@dataclass(frozen=True)
+class GroupCost:
+    """A fusion group run as one kernel on one device (``FusionCostModel.group_cost``): ``time`` in the cost
+    model's units (``inf`` when refused), the DRAM ``read_bytes``/``write_bytes`` paid at the group's boundary,
+    the ``onchip_bytes`` its intermediate tensors need against the buffers' ``capacity_bytes``; ``fits`` False
+    with the ``reason`` when the group is refused."""
+
+    time: float
+    fits: bool
+    reason: str = ""
+    read_bytes: int = 0
+    write_bytes: int = 0
+    onchip_bytes: int = 0
+    capacity_bytes: int = 0
+
+
+@runtime_checkable
+class FusionCostModel(Protocol):
+    """A ``CostModel`` that also costs a fusion group (the learned passes ask it through the PassContext)."""
+
+    def group_cost(self, nodes: list[Node], device: int = 0) -> GroupCost: ...

@@ -342,6 +342,15 @@ class PlacementCostModel:
     def memory(self, node: Node) -> int:
         return sum(value_bytes(v) for v in node.inputs if v is not None and v.const is not None)
 
+    def group_cost(self, nodes: list[Node], device: int = 0) -> Any:
+        """A fusion group as one kernel on ``device`` (``fusion_cost.py``); one op: its own op time."""
+        from .fusion_cost import GroupCost, kernel_cost
+
+        if len(nodes) == 1:
+            return GroupCost(self.op_time(nodes[0], device), True)
+        a = self.devset.accels[device]
+        return kernel_cost(nodes, a, scale=self.devset.ref_mhz / a.clock_mhz / self.devset.speeds[device])
+
 
 def backward_of(node: Node) -> Node | None:
     """The forward node a ``graphmill::Backward`` node differentiates (``meta["forward"]``, found among the

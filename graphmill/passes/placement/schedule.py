@@ -43,10 +43,12 @@ class Schedule:
         return (d, float(excess[d])) if excess[d] > 0 else None
 
 
-def simulate(prob: PlacementProblem, placement: np.ndarray | list[int], *, memory: bool = True) -> Schedule:
-    """Schedule ``placement`` (op -> device) by the module's rule."""
+def simulate(prob: PlacementProblem, placement: np.ndarray | list[int], *, memory: bool = True,
+             priority: np.ndarray | list[float] | None = None) -> Schedule:
+    """Schedule ``placement`` (op -> device) by the module's rule (``priority``: op -> rank among ready ops)."""
     place = [int(d) for d in placement]
     n, D = prob.n, prob.devices
+    key = list(range(n)) if priority is None else [float(x) for x in priority]
     t = prob.op_time
     pending = prob.in_count.copy().tolist()
     start = [0.0] * n
@@ -60,7 +62,7 @@ def simulate(prob: PlacementProblem, placement: np.ndarray | list[int], *, memor
     values = prob.values
     for i in range(n):
         if pending[i] == 0:
-            heapq.heappush(ready[place[i]], (i, i))
+            heapq.heappush(ready[place[i]], (key[i], i))
     lat, bw = prob.latency, prob.bytes_per_unit
     now = 0.0
     done = 0
@@ -92,7 +94,7 @@ def simulate(prob: PlacementProblem, placement: np.ndarray | list[int], *, memor
                         if dc == d:
                             pending[c] -= 1
                             if pending[c] == 0:
-                                heapq.heappush(ready[dc], (c, c))
+                                heapq.heappush(ready[dc], (key[c], c))
                         elif dc not in sent:
                             sent.add(dc)
                             s0 = max(now, link_free.get((d, dc), 0.0))
@@ -107,7 +109,7 @@ def simulate(prob: PlacementProblem, placement: np.ndarray | list[int], *, memor
                     if place[c] == dc:
                         pending[c] -= 1
                         if pending[c] == 0:
-                            heapq.heappush(ready[dc], (c, c))
+                            heapq.heappush(ready[dc], (key[c], c))
     if done != n:
         raise ValueError("placement could not be scheduled (a cycle in the graph)")
     fin = np.array(finish)

@@ -1,0 +1,130 @@
+"""The baselines the learned passes are judged against (issue 14, item 6), each a ``Decisions`` part:
+
+* placement: the placement package's ``single``, ``round-robin``, ``expert``, ``heft``, ``metis``;
+* fusion: ``none`` and ``greedy`` (fuse every op with its fusion producer when the placement put both on one
+  device, the legal pairs; ``JointProblem.resolve`` refuses each joining that would overflow the buffers, so
+  every group formed fits);
+* scheduling (the priority among ready ops): ``graph`` (the graph's order), ``critical-path`` (highest upward
+  rank first: HEFT's rank, the longest remaining path of op and transfer times) and ``memory`` (a memory-
+  minimizing order: the topological order that, at each step, runs the ready op with the largest
+  ``bytes freed - bytes allocated``, freed being the inputs it is the last reader of; ties: graph order).
+
+``best_baseline`` evaluates every combination (5 x 2 x 3) on the same environment and returns the best.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+from graphmill.passes.placement.baselines import BASELINES as PLACEMENTS, upward_rank
+
+from .env import Decisions, JointProblem, Outcome
+
+__all__ = ["PLACEMENTS", "FUSIONS", "SCHEDULES", "placement_baselines", "fusion_baseline", "schedule_baseline",
+           "best_baseline", "BaselineResult"]
+
+FUSIONS = ("none", "greedy")
+SCHEDULES = ("graph", "critical-path", "memory")
+
+
+def placement_baselines(jp: JointProblem, seed: int = 0) -> dict[str, np.ndarray]:
+    """Every placement baseline available (``metis`` only when pymetis is installed)."""
+    out = {}
+    for name, fn in PLACEMENTS.items():
+        try:
+            out[name] = np.asarray(fn(jp.prob, seed) if name == "metis" else fn(jp.prob), np.int64)
+        except Exception:  # noqa: BLE001 -- METIS without pymetis: left out, as the place pass does
+            if name != "metis":
+                raise
+    return out
+
+
+def fusion_baseline(jp: JointProblem, name: str, placement: np.ndarray) -> np.ndarray:
+    if name == "none":
+        return np.zeros(jp.n, bool)
+    fp = jp.fuse_producer
+    pl = np.asarray(placement)
+    return (fp >= 0) & (pl[np.maximum(fp, 0)] == pl)
+
+
+def memory_order(jp: JointProblem) -> np.ndarray:
+    """Position of each op in the greedy memory-minimizing topological order (module docstring)."""
+    prob = jp.prob
+    n = prob.n
+    pending = prob.in_count.copy()
+    readers_left = {k: len(v.consumers) for k, v in enumerate(prob.values) if v.producer is not None}
+    reads = [[] for _ in range(n)]
+    for k, v in enumerate(prob.values):
+        if v.producer is not None:
+            for c in v.consumers:
+                reads[c].append(k)
+    out_bytes = np.zeros(n)
+    for k, v in enumerate(prob.values):
+        if v.producer is not None and v.consumers:
+            out_bytes[v.producer] += v.bytes
+
+    def score(i: int) -> float:
+        freed = sum(prob.values[k].bytes for k in reads[i] if readers_left[k] == 1)
+        return -(freed - out_bytes[i])
+
+    ready = [(score(i), i) for i in range(n) if pending[i] == 0]
+    heapq.heapify(ready)
+    pos = np.zeros(n)
+    step = 0
+    while ready:
+        s, i = heapq.heappop(ready)
+        if s != score(i):  # stale: an input's other readers ran since
+            heapq.heappush(ready, (score(i), i))
+            continue
+        pos[i] = step
+        step += 1
+        for k in reads[i]:
+            readers_left[k] -= 1
+        for k in prob.out_values[i]:
+            for c in prob.values[k].consumers:
+                pending[c] -= 1
+                if pending[c] == 0:
+                    heapq.heappush(ready, (score(c), c))
+    return pos
+
+
+def schedule_baseline(jp: JointProblem, name: str) -> np.ndarray:
+    if name == "graph":
+        return np.arange(jp.n, dtype=np.float64)
+    if name == "critical-path":
+        return -np.asarray(upward_rank(jp.prob), np.float64)
+    return memory_order(jp)
+
+
+@dataclass
+class BaselineResult:
+    name: str  # "placement+fusion+schedule"
+    decisions: Decisions
+    outcome: Outcome
+    table: dict[str, float]  # every combination -> makespan (inf when invalid)
+
+
+def best_baseline(jp: JointProblem, *, seed: int = 0, placements: dict | None = None) -> BaselineResult:
+    """Every placement x fusion x schedule baseline evaluated; the best valid one (least makespan)."""
+    placements = placements if placements is not None else placement_baselines(jp, seed)
+    scheds = {s: schedule_baseline(jp, s) for s in SCHEDULES}
+    best: BaselineResult | None = None
+    table: dict[str, float] = {}
+    for pn, pl in placements.items():
+        for fn in FUSIONS:
+            fu = fusion_baseline(jp, fn, pl)
+            for sn, pr in scheds.items():
+                dec = Decisions(pl, fu, pr)
+                out = jp.evaluate(dec)
+                name = f"{pn}+{fn}+{sn}"
+                table[name] = out.makespan if out.valid else float("inf")
+                if out.valid and (best is None or out.makespan < best.outcome.makespan):
+                    best = BaselineResult(name, dec, out, table)
+    if best is None:  # nothing fits: the least bad, so that callers can say by how much
+        pn = next(iter(placements))
+        dec = Decisions(placements[pn], np.zeros(jp.n, bool), scheds["graph"])
+        best = BaselineResult(f"{pn}+none+graph", dec, jp.evaluate(dec), table)
+    return best

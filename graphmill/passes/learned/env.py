@@ -1,0 +1,239 @@
+"""The environment of the learned passes: a graph, a device set and a cost model turn a set of decisions into a
+simulated step time and a peak memory per device (issue 14, item 1).
+
+Decisions, one of each per compute op (the placement problem's ops, in the graph's order):
+
+* ``device``: the device it runs on;
+* ``fuse``: whether it joins the fusion group of its *fusion producer* (``JointProblem.fuse_producer``: the
+  producer whose only reader it is, the one sending it the most bytes; -1 when there is none). A fused op runs
+  on its producer's device whatever ``device`` says (the mask a policy applies), so a group never crosses
+  devices. Groups grow in the graph's order; an op whose joining would make the group not fit in the on-chip
+  buffers (the cost model's ``group_cost``) is refused, with the reason, and starts a group of its own.
+  Because each member but the last has exactly one reader, inside the group, a group is convex: contracting it
+  to one op keeps the graph acyclic.
+* ``priority``: a number per op; among the ready ops of a device the one of least priority runs first
+  (``placement.schedule.simulate``'s ``priority``; a group takes its least member priority).
+
+A fusion group of two or more ops becomes one op whose time is the cost model's ``group_cost`` (one kernel:
+intermediates stay on chip, DRAM traffic at the boundary); values inside it are neither sent nor held in device
+memory. The contracted problem is scheduled by the placement's list scheduler (``schedule.py``), so with no
+fusion and ``priority`` = graph order the step time is exactly the placement report's.
+
+``OptimizationEnv`` wraps it in Gymnasium's method names (``reset() -> (obs, info)``, ``step(action) -> (obs,
+reward, terminated, truncated, info)``) without depending on gymnasium: one step is one episode (all decisions
+at once), reward ``-makespan / reference`` (reference: one device, graph order, no fusion), ``-penalty`` when
+a device's memory is exceeded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from graphmill.ir import UserInputError
+from graphmill.passes.placement.problem import PlacementProblem, ValueInfo
+from graphmill.passes.placement.schedule import Schedule, simulate
+
+__all__ = ["Decisions", "Outcome", "JointProblem", "OptimizationEnv", "fusion_producers"]
+
+
+@dataclass
+class Decisions:
+    """Per op: device, fuse-with-producer, priority (module docstring)."""
+
+    device: np.ndarray
+    fuse: np.ndarray
+    priority: np.ndarray
+
+    @classmethod
+    def default(cls, n: int, device: int | np.ndarray = 0) -> "Decisions":
+        dev = np.full(n, device, np.int64) if np.isscalar(device) else np.asarray(device, np.int64)
+        return cls(dev, np.zeros(n, bool), np.arange(n, dtype=np.float64))
+
+
+@dataclass
+class Outcome:
+    makespan: float
+    peak: np.ndarray  # [D] bytes
+    valid: bool
+    device: np.ndarray  # [n] the devices after the fusion mask
+    group: np.ndarray  # [n] op -> group index (groups in the graph's order of their last op)
+    groups: list[list[int]]
+    refused: list[str]
+    start: np.ndarray  # [n] the group's start for each member
+    finish: np.ndarray  # [n]
+    schedule: Schedule
+    over: tuple[int, float] | None = None
+
+    def order(self) -> list[list[int]]:
+        """Per device, its ops in the order they ran (members of a group in the graph's order)."""
+        D = len(self.peak)
+        out: list[list[int]] = [[] for _ in range(D)]
+        for i in sorted(range(len(self.device)), key=lambda i: (self.start[i], self.group[i], i)):
+            out[int(self.device[i])].append(i)
+        return out
+
+
+def fusion_producers(prob: PlacementProblem) -> np.ndarray:
+    """op -> the producer it may fuse with (its only reader is this op; the most bytes), -1 when none."""
+    fp = np.full(prob.n, -1, np.int64)
+    for i in range(prob.n):
+        best, bb = -1, -1
+        for p in prob.preds[i]:
+            if prob.succs[p] == [i]:
+                b = prob.edge_bytes.get((p, i), 0)
+                if b > bb:
+                    best, bb = p, b
+        fp[i] = best
+    return fp
+
+
+@dataclass
+class JointProblem:
+    """A placement problem plus what fusion needs: the fusion producers and the cost model's ``group_cost``
+    (None: no fusion possible; every ``fuse`` is refused)."""
+
+    prob: PlacementProblem
+    cost: Any = None
+    fuse_producer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    _cache: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.fuse_producer = fusion_producers(self.prob)
+        if self.cost is not None and not hasattr(self.cost, "group_cost"):
+            self.cost = None
+
+    @property
+    def n(self) -> int:
+        return self.prob.n
+
+    @property
+    def devices(self) -> int:
+        return self.prob.devices
+
+    def group_cost(self, members: tuple[int, ...], device: int) -> tuple[float, str]:
+        """(time, '') of ``members`` as one kernel on ``device``, or (inf, the reason it is refused)."""
+        key = (members, device)
+        hit = self._cache.get(key)
+        if hit is None:
+            if self.cost is None:
+                hit = (float("inf"), "refused: the cost model does not cost fusion groups")
+            else:
+                gc = self.cost.group_cost([self.prob.nodes[i] for i in members], device)
+                hit = (float(gc.time), "") if gc.fits else (float("inf"), gc.reason)
+            self._cache[key] = hit
+        return hit
+
+    def resolve(self, dec: Decisions) -> tuple[np.ndarray, np.ndarray, list[list[int]], list[str], list[float]]:
+        """(devices, op -> group, groups, refusals, group times on their device) after the fusion mask."""
+        n, fp = self.n, self.fuse_producer
+        dev = np.asarray(dec.device, np.int64).copy()
+        fuse = np.asarray(dec.fuse, bool)
+        if dev.shape != (n,) or fuse.shape != (n,) or np.shape(dec.priority) != (n,):
+            raise UserInputError(f"decisions must have one entry per op ({n})")
+        if n and (dev.min() < 0 or dev.max() >= self.devices):
+            raise UserInputError(f"a device index is out of range 0..{self.devices - 1}")
+        group = np.full(n, -1, np.int64)
+        members: list[list[int]] = []
+        times: list[float] = []
+        refused: list[str] = []
+        t = self.prob.op_time
+        for i in range(n):
+            p = int(fp[i])
+            if fuse[i] and p >= 0:
+                dev[i] = dev[p]
+                g = int(group[p])
+                cand = tuple(members[g]) + (i,)
+                tm, why = self.group_cost(cand, int(dev[i]))
+                if not why:
+                    members[g].append(i)
+                    times[g] = tm
+                    group[i] = g
+                    continue
+                refused.append(f"{self.prob.names[i]} with {self.prob.names[p]}: {why}")
+            group[i] = len(members)
+            members.append([i])
+            times.append(float(t[i, dev[i]]))
+        return dev, group, members, refused, times
+
+    def evaluate(self, dec: Decisions, *, memory: bool = True) -> Outcome:
+        """Simulate the decisions (module docstring)."""
+        prob = self.prob
+        dev, group, members, refused, times = self.resolve(dec)
+        prio = np.asarray(dec.priority, np.float64)
+        if len(members) == prob.n:  # no fusion: the placement problem itself
+            s = simulate(prob, dev, priority=prio, memory=memory)
+            return self._outcome(s, dev, group, members, refused, s.start, s.finish)
+        # contract every group into one op; its groups are numbered in the graph's order of their first
+        # member, and ordered for the schedule by their last (a topological order: module docstring)
+        G = len(members)
+        last = np.array([m[-1] for m in members])
+        order = np.argsort(last, kind="stable")
+        rank = np.empty(G, np.int64)
+        rank[order] = np.arange(G)
+        cg = rank[group]  # op -> contracted index
+        gdev = np.zeros(G, np.int64)
+        gdev[cg] = dev
+        op_time = np.zeros((G, prob.devices))
+        gt = np.asarray(times)[order]
+        op_time[:, :] = gt[:, None]
+        gprio = np.full(G, np.inf)
+        np.minimum.at(gprio, cg, prio)
+        values: list[ValueInfo] = []
+        for v in prob.values:
+            if v.producer is None:
+                cons = sorted({int(cg[c]) for c in v.consumers})
+                values.append(ValueInfo(v.name, v.bytes, None, cons))
+                continue
+            pg = int(cg[v.producer])
+            cons = sorted({int(cg[c]) for c in v.consumers} - {pg})
+            if v.consumers and not cons:
+                continue  # an intermediate: stays on chip
+            values.append(ValueInfo(v.name, v.bytes, pg, cons))
+        names = [prob.names[members[k][-1]] for k in order]
+        nodes = [prob.nodes[members[k][-1]] for k in order]
+        cprob = PlacementProblem(names, nodes, op_time, values, prob.latency, prob.bytes_per_unit, prob.capacity,
+                                 prob.units, prob.device_names).finish()
+        s = simulate(cprob, gdev, priority=gprio, memory=memory)
+        return self._outcome(s, dev, cg, [members[k] for k in order], refused, s.start[cg], s.finish[cg])
+
+    def _outcome(self, s: Schedule, dev, group, members, refused, start, finish) -> Outcome:
+        over = s.over(self.prob.capacity) if s.peak.any() else None
+        return Outcome(s.makespan, s.peak, over is None, dev, np.asarray(group), members, refused,
+                       np.asarray(start), np.asarray(finish), s, over)
+
+
+class OptimizationEnv:
+    """Gymnasium-style environment over a ``JointProblem`` (module docstring). ``reset()`` returns the node
+    features (``features.node_features``) and ``info`` with the masks; ``step(action)`` takes a ``Decisions``
+    or a dict with ``device``, ``fuse``, ``priority``."""
+
+    metadata: dict = {"render_modes": []}
+
+    def __init__(self, problem: JointProblem, *, penalty: float = 10.0) -> None:
+        from .features import node_features
+
+        self.problem = problem
+        self.penalty = float(penalty)
+        self._features = node_features
+        base = problem.evaluate(Decisions.default(problem.n, int(np.argmin(problem.prob.op_time.sum(0)))),
+                                memory=False)
+        self.reference = max(base.makespan, 1e-9)
+        self._obs: dict | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        if self._obs is None:
+            self._obs = self._features(self.problem)
+        return self._obs, {"reference": self.reference, "devices": self.problem.devices, "ops": self.problem.n}
+
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        dec = action if isinstance(action, Decisions) else Decisions(np.asarray(action["device"]),
+                                                                    np.asarray(action["fuse"]),
+                                                                    np.asarray(action["priority"]))
+        out = self.problem.evaluate(dec)
+        reward = -out.makespan / self.reference if out.valid else -self.penalty
+        info = {"makespan": out.makespan, "peak": out.peak.tolist(), "valid": out.valid, "refused": out.refused,
+                "groups": len(out.groups), "outcome": out}
+        return self._obs if self._obs is not None else self.reset()[0], reward, True, False, info

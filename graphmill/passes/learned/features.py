@@ -1,0 +1,108 @@
+"""Node features of the learned passes' policy: what the GNN sees of each op (issue 14, item 3).
+
+Per op (``NODE_FEATURES`` columns): a one-hot of its op type over ``OP_VOCAB`` (others: ``other``; a training
+graph's backward op: ``backward``), then log-scaled numbers made relative to the graph, so that one policy reads
+graphs of any size: its mean time over the devices / the graph's mean, output / input / weight bytes / the
+graph's mean output bytes, in- and out-degree, its position in the graph's order, its upward rank / the
+largest (the critical path through it), whether it has a fusion producer, whether fusing with it fits the
+buffers, and the bytes it would keep on chip.
+
+Per op and device (``DEVICE_FEATURES``): the op's time on the device / its mean over the devices, the device's
+memory / the largest, whether the hint placement (the best placement baseline under graph order) puts it there,
+and the share of its producers the hint puts there. Devices are scored one by one from these, so one policy
+serves any number of devices.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from graphmill.passes.placement.baselines import upward_rank
+
+from .env import Decisions, JointProblem
+
+OP_VOCAB = ("Conv", "MatMul", "Gemm", "Add", "Mul", "Sub", "Div", "Relu", "Clip", "Sigmoid", "Tanh", "Softmax",
+            "BatchNormalization", "LayerNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "Concat",
+            "Split", "Slice", "Reshape", "Transpose", "Gather", "LSTM", "GRU", "Erf", "Pow", "ReduceMean",
+            "Sqrt", "Flatten", "Squeeze", "Unsqueeze", "Identity", "HardSigmoid", "HardSwish", "other", "backward")
+NUMERIC = ("time", "out_bytes", "in_bytes", "weight_bytes", "in_degree", "out_degree", "position", "rank",
+           "has_fuse_producer", "fuse_fits", "fuse_bytes")
+NODE_FEATURES = len(OP_VOCAB) + len(NUMERIC)
+DEVICE_FEATURES = 4
+
+__all__ = ["OP_VOCAB", "NODE_FEATURES", "DEVICE_FEATURES", "node_features", "hint_placement"]
+
+
+def hint_placement(jp: JointProblem) -> tuple[np.ndarray, str]:
+    """The best placement baseline under graph order and no fusion (the policy's starting hint)."""
+    from .baselines import placement_baselines
+
+    best, name, bt = None, "", math.inf
+    for pn, pl in placement_baselines(jp).items():
+        out = jp.evaluate(Decisions(pl, np.zeros(jp.n, bool), np.arange(jp.n, dtype=np.float64)))
+        t = out.makespan if out.valid else 1e300 + out.makespan  # invalid ones last
+        if best is None or t < bt:
+            best, name, bt = pl, pn, t
+    return np.asarray(best, np.int64), name
+
+
+def node_features(jp: JointProblem) -> dict:
+    """The observation: ``x`` [n, NODE_FEATURES], ``dev_x`` [n, D, DEVICE_FEATURES], ``src``/``dst`` (edges
+    producer -> reader), ``fuse_producer`` [n], ``fuse_ok`` [n] (bool), ``hint`` [n], ``hint_name``."""
+    prob = jp.prob
+    n, D = prob.n, prob.devices
+    x = np.zeros((n, NODE_FEATURES), np.float32)
+    vocab = {k: i for i, k in enumerate(OP_VOCAB)}
+    for i, node in enumerate(prob.nodes):
+        if node.domain == "graphmill":
+            x[i, vocab["backward"]] = 1
+        else:
+            x[i, vocab.get(node.op_type, vocab["other"])] = 1
+    out_b = np.zeros(n)
+    in_b = np.zeros(n)
+    w_b = np.zeros(n)
+    for v in prob.values:
+        if v.producer is not None:
+            out_b[v.producer] += v.bytes
+        for c in v.consumers:
+            (in_b if v.producer is not None else w_b)[c] += v.bytes
+    t = prob.op_time.mean(axis=1)
+    tm = max(t.mean(), 1e-9)
+    bm = max(out_b.mean(), 1.0)
+    rank = upward_rank(prob)
+    fp = jp.fuse_producer
+    hint, hint_name = hint_placement(jp)
+    fuse_ok = np.zeros(n, bool)
+    fuse_b = np.zeros(n)
+    for i in range(n):
+        p = int(fp[i])
+        if p >= 0:
+            _, why = jp.group_cost((p, i), int(hint[p]))
+            fuse_ok[i] = not why
+            fuse_b[i] = prob.edge_bytes.get((p, i), 0)
+    k = len(OP_VOCAB)
+    x[:, k + 0] = np.log1p(t / tm)
+    x[:, k + 1] = np.log1p(out_b / bm)
+    x[:, k + 2] = np.log1p(in_b / bm)
+    x[:, k + 3] = np.log1p(w_b / bm)
+    x[:, k + 4] = np.log1p([len(p) for p in prob.preds])
+    x[:, k + 5] = np.log1p([len(s) for s in prob.succs])
+    x[:, k + 6] = np.arange(n) / max(1, n - 1)
+    x[:, k + 7] = rank / max(rank.max(), 1e-9)
+    x[:, k + 8] = fp >= 0
+    x[:, k + 9] = fuse_ok
+    x[:, k + 10] = np.log1p(fuse_b / bm)
+    dev_x = np.zeros((n, D, DEVICE_FEATURES), np.float32)
+    dev_x[:, :, 0] = np.log((prob.op_time + 1e-9) / (t[:, None] + 1e-9))
+    dev_x[:, :, 1] = (prob.capacity / prob.capacity.max())[None, :]
+    dev_x[np.arange(n), hint, 2] = 1
+    for i in range(n):
+        ps = prob.preds[i]
+        if ps:
+            np.add.at(dev_x[i, :, 3], hint[ps], 1.0 / len(ps))
+    src = np.array([p for i in range(n) for p in prob.preds[i]], np.int64)
+    dst = np.array([i for i in range(n) for _ in prob.preds[i]], np.int64)
+    return {"x": x, "dev_x": dev_x, "src": src, "dst": dst, "fuse_producer": fp.copy(), "fuse_ok": fuse_ok,
+            "hint": hint, "hint_name": hint_name}
