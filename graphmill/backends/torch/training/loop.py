@@ -1,0 +1,318 @@
+"""The training loop every graphmill training feature shares: steps in stages, progress, checkpoints, Ctrl-C.
+
+``training_loop`` runs a plan (a list of ``Stage``s) one optimizer step at a time through a caller's
+``step(stage)`` (which computes the loss, back-propagates and steps the optimizer) and, every ``log_every``
+steps and at the end of each stage, evaluates, appends a history row, writes the checkpoint and prints one
+progress line. The checkpoint is ``torch.save`` of state dicts, plain numbers and strings only (read back
+with ``torch.load(weights_only=True)``: no pickled code runs), written atomically: the module's
+state (Parameters and buffers), the optimizer's, torch's global random state and the sampling generator's,
+the step, the history and the configuration it was made with. Resuming restores all of it, so an
+interrupted run continues exactly as the uninterrupted one would have (same thread count assumed).
+Ctrl-C stops between steps: the loop returns ``interrupted=True`` and the last checkpoint stands.
+
+``train_classifier`` is the classification step on digits (cross-entropy, RandAugment and mixup at the
+stage's strength, the stage's dropout rate); ``calibrate_batchnorm`` starts a random network at unit scale.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from graphmill.ir import Graph, Tensor, topological_order
+from graphmill.util.errors import UserInputError
+from graphmill.util.files import MODEL_FILE_LIMIT, atomic_write_bytes, read_user_file
+
+from .data import mixup, rand_augment
+from .progressive import DROPOUT_RATIO, Stage
+
+
+def first_output(out: Any):
+    """A module's first output (a graph with several outputs returns a tuple; the first is the logits)."""
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def calibrate_batchnorm(graph: Graph, x, *, eps: float = 0.0) -> int:
+    """Set every BatchNormalization's mean and variance to its input's statistics on ``x``, in graph order.
+
+    The torch backend runs BatchNormalization as in inference (the graph's statistics, not the batch's), so
+    a candidate trains with whatever scale its random weights give: past a few layers on a small proxy input
+    (stages at 1x1, where a k x k kernel sees one tap) the signal vanishes and training stalls at chance.
+    Re-estimating the statistics on training data first (BN recalibration, as one-shot NAS does) starts
+    every candidate at unit scale. Each BatchNormalization is calibrated after the ones before it (one
+    forward pass each). Returns how many were calibrated; the graph's initializers hold the statistics.
+    """
+    import numpy as np
+    import torch
+
+    from ..lowering import to_torch
+
+    def own_const(v) -> bool:
+        return v is not None and v.is_initializer and v.num_uses == 1
+    bns = [n for n in topological_order(graph) if n.op_type == "BatchNormalization" and len(n.inputs) == 5
+           and own_const(n.inputs[3]) and own_const(n.inputs[4])]
+    if not bns:
+        return 0
+    probe = graph.copy()
+    values = probe.value_map()
+    first_extra = len(probe.outputs)
+    probe.outputs.extend(values[n.inputs[0].name] for n in bns)
+    module = to_torch(probe)
+    slot = {vname: attr for attr, vname in module.buffer_names.items()}
+    module.eval()
+    with torch.no_grad():
+        for i, bn in enumerate(bns):
+            t = module(x)[first_extra + i]
+            dims = [d for d in range(t.dim()) if d != 1]
+            mean, var = t.mean(dims), t.var(dims, unbiased=False) + eps
+            for v, stat in ((bn.inputs[3], mean), (bn.inputs[4], var)):
+                getattr(module, slot[v.name]).copy_(stat)
+                arr = stat.numpy().astype(v.const.numpy().dtype)
+                v.const = Tensor(np.ascontiguousarray(arr), name=v.const.name or v.name)
+    return len(bns)
+
+
+def recalibrate_batchnorm(module, x) -> int:
+    """``calibrate_batchnorm`` of a ``GraphModule`` mid-training: its current weights, statistics of ``x``
+    written into its buffers (and its graph). The torch backend's BatchNormalization never updates its
+    statistics, so a network whose input size changes (progressive learning) keeps the statistics of the old
+    size; re-estimating them at a stage change is what batch-statistics BatchNormalization would track."""
+    import torch
+
+    from ..lowering import export_weights
+
+    export_weights(module)
+    n = calibrate_batchnorm(module.graph, x)
+    inits = module.graph.initializers
+    with torch.no_grad():
+        for attr, vname in module.buffer_names.items():
+            v = inits.get(vname)
+            if v is not None and v.const is not None:
+                buf = getattr(module, attr)
+                buf.copy_(torch.as_tensor(v.const.numpy()).to(buf.dtype))
+    return n
+
+
+# -- checkpoints -----------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """``torch.save(state)`` written atomically (a reader never sees half a checkpoint)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """A checkpoint ``save_checkpoint`` wrote, loaded with ``weights_only=True`` (tensors, numbers, strings,
+    lists and dicts only: a file that asks for anything else is refused, not run)."""
+    import torch
+
+    try:
+        data = read_user_file(path, MODEL_FILE_LIMIT, "a training checkpoint")
+    except FileNotFoundError:
+        raise UserInputError(f"{path}: no checkpoint to resume from; run without --resume to start") from None
+    try:
+        state = torch.load(io.BytesIO(data), weights_only=True)
+    except Exception as e:  # noqa: BLE001 -- any unreadable file is the user's to fix
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserInputError(f"{path}: not a graphmill training checkpoint ({first[:200]})") from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "step", "config"} <= set(state):
+        raise UserInputError(f"{path}: not a graphmill training checkpoint (keys missing)")
+    return state
+
+
+def check_same_config(path: str | os.PathLike, saved: dict, config: dict) -> None:
+    """Refuse to resume a checkpoint made with other options, naming the first that differs."""
+    for key in sorted(set(saved) | set(config)):
+        if saved.get(key) != config.get(key):
+            raise UserInputError(f"{path}: the checkpoint was made with {key}={saved.get(key)!r}, this run has "
+                                 f"{key}={config.get(key)!r}; repeat the original options to resume, or use "
+                                 "another --out to start afresh")
+
+
+# -- the loop --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoopResult:
+    """What ``training_loop`` did: the history rows, the step reached of ``total_steps``, whether Ctrl-C
+    stopped it, the step the checkpoint holds, the training seconds (evaluation excluded) and the last
+    step's loss."""
+
+    history: list[dict] = field(default_factory=list)
+    step: int = 0
+    total_steps: int = 0
+    interrupted: bool = False
+    checkpoint_step: int | None = None
+    train_seconds: float = 0.0
+    last_loss: float = float("nan")
+
+
+def stage_at(stages: list[Stage], step: int) -> int:
+    """The index of the stage that step ``step`` (0-based) belongs to."""
+    end = 0
+    for i, s in enumerate(stages):
+        end += s.steps
+        if step < end:
+            return i
+    return len(stages) - 1
+
+
+def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage], float],
+                  evaluate: Callable[[], dict], *, log_every: int, generator, config: dict,
+                  checkpoint: str | os.PathLike | None = None, resume: bool = False,
+                  progress: Callable[[str], None] | None = None,
+                  on_stage: Callable[[Stage], None] | None = None) -> LoopResult:
+    """Run ``stages`` through ``step``; see the module docstring. ``on_stage(stage)`` runs when a stage
+    begins (and on resume), before its first step; ``generator`` is the batch sampler's, checkpointed too."""
+    import torch
+
+    total = sum(s.steps for s in stages)
+    res = LoopResult(total_steps=total)
+    if resume:
+        state = load_checkpoint(checkpoint)
+        check_same_config(checkpoint, state["config"], config)
+        try:
+            module.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise UserInputError(f"{checkpoint}: does not fit this model ({str(e).splitlines()[0][:200]})") from None
+        torch.set_rng_state(state["rng"])
+        generator.set_state(state["generator"])
+        res.step = res.checkpoint_step = int(state["step"])
+        res.history = list(state["history"])
+        res.train_seconds = float(state["train_seconds"])
+    ends = [sum(s.steps for s in stages[:i + 1]) for i in range(len(stages))]
+    current = None
+    losses: list[float] = []
+    module.train()
+    try:
+        while res.step < total:
+            si = stage_at(stages, res.step)
+            t0 = time.perf_counter()  # a stage's set-up (data, recalibration) counts as training time
+            if si != current:
+                current = si
+                if on_stage is not None:
+                    on_stage(stages[si])
+            loss = step(stages[si])
+            res.train_seconds += time.perf_counter() - t0
+            res.step += 1
+            res.last_loss = loss
+            losses.append(loss)
+            if res.step % log_every == 0 or res.step in ends:
+                module.eval()
+                with torch.no_grad():
+                    metrics = evaluate()
+                module.train()
+                st = stages[si]
+                row = {"step": res.step, "epoch": round(res.step / log_every, 3), "stage": si + 1,
+                       "stages": len(stages), "size": st.size, "dropout": st.dropout, "magnitude": st.magnitude,
+                       "mixup": st.mixup, "loss": sum(losses) / len(losses), **metrics,
+                       "train_seconds": round(res.train_seconds, 4)}
+                losses = []
+                res.history.append(row)
+                if checkpoint is not None:
+                    save_checkpoint(checkpoint, {
+                        "model": module.state_dict(), "optimizer": optimizer.state_dict(),
+                        "rng": torch.get_rng_state(), "generator": generator.get_state(), "step": res.step,
+                        "history": res.history, "train_seconds": res.train_seconds, "config": config})
+                    res.checkpoint_step = res.step
+                if progress is not None:
+                    progress(progress_line(row, total))
+    except KeyboardInterrupt:
+        res.interrupted = True
+    module.eval()
+    return res
+
+
+def progress_line(row: dict, total: int) -> str:
+    """One line per epoch/stage: where training is, the stage's settings, the loss and the metrics."""
+    reg = "" if row.get("dropout") is None else f" dropout {row['dropout']:.2f}"
+    reg += f" magnitude {row['magnitude']:.1f} mixup {row['mixup']:.2f}"
+    metrics = "  ".join(f"{k} {row[k]:.4f}" for k in ("accuracy", "knn_accuracy") if k in row)
+    return (f"epoch {row['epoch']:g}  step {row['step']}/{total}  stage {row['stage']}/{row['stages']} size "
+            f"{row['size']}{reg}  loss {row['loss']:.4f}  {metrics}  train {row['train_seconds']:.1f}s")
+
+
+# -- classification --------------------------------------------------------------------------------------------
+
+
+def accuracy(module, x, y, *, chunk: int = 512) -> float:
+    """Held-out accuracy of ``module``'s first output (argmax) on ``x``, ``y``."""
+    import torch
+
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(y), chunk):
+            correct += int((first_output(module(x[i:i + chunk])).argmax(1) == y[i:i + chunk]).sum())
+    return correct / max(len(y), 1)
+
+
+def set_dropout(module, rate: float | None) -> None:
+    """Set the training copy's shared Dropout ratio (``progressive.with_dropout``); None leaves it."""
+    if rate is None:
+        return
+    for attr, vname in module.buffer_names.items():
+        if vname == DROPOUT_RATIO:
+            getattr(module, attr).fill_(float(rate))
+            return
+    if rate > 0:
+        raise UserInputError("dropout rate given but the module has no shared Dropout ratio (build it from "
+                             "progressive.with_dropout(graph))")
+
+
+def train_classifier(module, data: Callable[[int], tuple], stages: list[Stage], *, batch: int, lr: float,
+                     seed: int, eval_size: int, log_every: int | None = None, config: dict | None = None,
+                     checkpoint=None, resume: bool = False, progress=None, recalibrate: int = 0) -> LoopResult:
+    """Train ``module`` (10 logits first) with Adam on ``data(size) -> (x_train, y_train, x_test, y_test)``
+    through ``stages``: batches of ``batch`` drawn with replacement by a generator seeded with ``seed``,
+    augmented (RandAugment at the stage's magnitude, mixup at its alpha), the stage's dropout rate;
+    held-out accuracy at ``eval_size``. ``log_every`` defaults to one epoch (steps per pass over the data).
+    With plain stages (no augmentation, no mixup, dropout None) a step draws only its batch indices, so it
+    is the plain fixed-size training the search's evaluators run. ``recalibrate``: when the image size
+    changes between stages, BatchNormalization statistics are re-estimated on that many training images at
+    the new size (``recalibrate_batchnorm``; 0: never)."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+    n_train = len(data(stages[0].size)[1])
+    log_every = log_every or max(1, -(-n_train // batch))
+    train = {}
+
+    def on_stage(stage: Stage) -> None:
+        set_dropout(module, stage.dropout)
+        train["x"], train["y"] = data(stage.size)[:2]
+        if recalibrate and train.get("size", stage.size) != stage.size:
+            recalibrate_batchnorm(module, train["x"][:recalibrate])
+        train["size"] = stage.size
+
+    def step(stage: Stage) -> float:
+        xtr, ytr = train["x"], train["y"]
+        idx = torch.randint(0, len(ytr), (batch,), generator=gen)
+        x, y = rand_augment(xtr[idx], stage.magnitude), ytr[idx]
+        x, ya, yb, lam = mixup(x, y, stage.mixup)
+        out = first_output(module(x))
+        loss = F.cross_entropy(out, ya)
+        if lam != 1.0:
+            loss = lam * loss + (1 - lam) * F.cross_entropy(out, yb)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    def evaluate() -> dict:
+        _, _, xte, yte = data(eval_size)
+        return {"accuracy": accuracy(module, xte, yte)}
+
+    return training_loop(module, optimizer, stages, step, evaluate, log_every=log_every, generator=gen,
+                         config=config or {}, checkpoint=checkpoint, resume=resume, progress=progress,
+                         on_stage=on_stage)

@@ -1,0 +1,190 @@
+"""One training run of a graph on the shipped task: plan the stages, calibrate, lower, train, write back.
+
+``TrainConfig`` holds every option (it is also what a checkpoint must match to be resumed); ``run_training``
+trains ``graph`` in place (its initializers become the trained weights, so the graph saved as ONNX predicts
+as it was measured) in one of three modes:
+
+* ``fixed``: plain training at the model's input size with fixed regularization (the final strengths):
+  the baseline of progressive learning;
+* ``progressive``: EfficientNetV2's stages (``progressive.progressive_schedule``), from ``min_size`` to the
+  model's input size; accuracy is always measured at the model's input size;
+* ``contrastive``: the model is one tower; two RandAugment views of each image are the pair; the loss
+  and gradient are BASIC's micro-batched exact ones (``contrastive.contrastive_backward``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from graphmill.ir import Graph
+from graphmill.util.errors import UserInputError
+
+from .contrastive import check_micro_batch, train_contrastive
+from .data import TASK, digits_data
+from .loop import LoopResult, calibrate_batchnorm, train_classifier
+from .progressive import Stage, fixed_schedule, progressive_schedule, with_dropout
+
+MODES = ("fixed", "progressive", "contrastive")
+N_CLASSES = 10
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run (see ``graphmill train --help`` for their meaning)."""
+
+    mode: str = "fixed"
+    steps: int | None = None
+    epochs: int | None = None
+    batch: int = 64
+    micro_batch: int | None = None
+    stages: int = 4
+    min_size: int = 16
+    dropout: tuple = (0.1, 0.3)
+    magnitude: tuple = (5.0, 15.0)
+    mixup: tuple = (0.0, 0.2)
+    temperature: float = 0.1
+    lr: float = 3e-3
+    seed: int = 0
+    data_seed: int = 0
+    calibrate: int = 128
+    model: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("dropout", "magnitude", "mixup"):
+            d[k] = [float(v) for v in (d[k] if isinstance(d[k], (tuple, list)) else (d[k], d[k]))]
+        return d
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Bad options refused in one line before anything runs (the model's own checks come later)."""
+    import math
+
+    if cfg.mode not in MODES:
+        raise UserInputError(f"training mode {cfg.mode!r}: choose one of {', '.join(MODES)}")
+    if cfg.steps is not None and cfg.epochs is not None:
+        raise UserInputError("give --steps or --epochs, not both")
+    for name, v, low in (("--steps", cfg.steps, 1), ("--epochs", cfg.epochs, 1), ("--batch", cfg.batch, 1),
+                         ("--stages", cfg.stages, 1), ("--min-size", cfg.min_size, 1), ("--seed", cfg.seed, 0),
+                         ("--calibrate", cfg.calibrate, 0)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+            raise UserInputError(f"{name} {v!r}: must be an integer >= {low}")
+    for name, v in (("--lr", cfg.lr), ("--temperature", cfg.temperature)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise UserInputError(f"{name} {v!r}: must be a number > 0")
+    if cfg.mode == "contrastive":
+        check_micro_batch(cfg.batch, cfg.micro_batch)
+    elif cfg.micro_batch is not None:
+        raise UserInputError("--micro-batch applies to --contrastive training only")
+
+
+def image_input(graph: Graph) -> tuple[int, int]:
+    """``(channels, size)`` of a graph whose first input is ``[N, C, S, S]`` with fixed C and S."""
+    non_init = [v for v in graph.inputs if not v.is_initializer]
+    shape = non_init[0].shape if len(non_init) == 1 else None
+    if shape is None or len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]) or shape[2] != shape[3]:
+        got = "inputs " + ", ".join(f"{v.name} {v.shape}" for v in non_init) if len(non_init) != 1 else shape
+        raise UserInputError(f"graph {graph.name!r}: training on images needs one input [N, C, S, S] with fixed "
+                             f"C and S, got {got}")
+    return int(shape[1]), int(shape[2])
+
+
+def steps_per_epoch(batch: int, size: int = 8, data_seed: int = 0) -> int:
+    """Optimizer steps in one pass over the training images at batches of ``batch``."""
+    return max(1, -(-len(digits_data(size, 1, data_seed)[1]) // batch))
+
+
+def plan(cfg: TrainConfig, size: int) -> list[Stage]:
+    """The stages of ``cfg`` for a model whose input is ``size`` x ``size``."""
+    per_epoch = steps_per_epoch(cfg.batch, data_seed=cfg.data_seed)
+    total = cfg.steps if cfg.steps is not None else (cfg.epochs if cfg.epochs is not None else 10) * per_epoch
+    end = {k: (v if isinstance(v, (int, float)) else v[-1]) for k, v in
+           (("dropout", cfg.dropout), ("magnitude", cfg.magnitude), ("mixup", cfg.mixup))}
+    if cfg.mode == "progressive":
+        return progressive_schedule(stages=cfg.stages, min_size=cfg.min_size, max_size=size, steps=total,
+                                    dropout=cfg.dropout, magnitude=cfg.magnitude, mixup=cfg.mixup)
+    if cfg.mode == "contrastive":
+        return fixed_schedule(size=size, steps=total, dropout=None, magnitude=end["magnitude"], mixup=0.0)
+    return fixed_schedule(size=size, steps=total, **end)
+
+
+@dataclass
+class TrainRun:
+    """A finished (or interrupted) run: the config, its stages, the loop's result and the final metrics."""
+
+    config: TrainConfig
+    stages: list[Stage]
+    loop: LoopResult
+    channels: int
+    size: int
+
+    @property
+    def final(self) -> dict:
+        return dict(self.loop.history[-1]) if self.loop.history else {}
+
+    def to_dict(self) -> dict:
+        final = self.final
+        metric = "knn_accuracy" if self.config.mode == "contrastive" else "accuracy"
+        return {"task": TASK, "mode": self.config.mode, "model": self.config.model, "config": self.config.to_dict(),
+                "input": [self.channels, self.size], "stages": [s.to_dict() for s in self.stages],
+                "steps": self.loop.step, "total_steps": self.loop.total_steps, "interrupted": self.loop.interrupted,
+                "checkpoint_step": self.loop.checkpoint_step, "train_seconds": round(self.loop.train_seconds, 4),
+                "metric": metric, metric: final.get(metric), "loss": final.get("loss")}
+
+
+def export_state(module, graph: Graph) -> None:
+    """The trained Parameters (``export_weights``) and the buffers that are ``graph``'s initializers (the
+    BatchNormalization statistics a stage change re-estimated) written into ``graph``."""
+    import numpy as np
+
+    from graphmill.ir import Tensor
+
+    from ..lowering import export_weights
+    from ..tensors import to_numpy
+
+    export_weights(module, graph)
+    for attr, vname in module.buffer_names.items():
+        v = graph.initializers.get(vname)
+        if v is not None and v.const is not None and hasattr(v.const, "numpy"):
+            old = v.const.numpy()
+            arr = to_numpy(getattr(module, attr)).astype(old.dtype, copy=False)
+            if arr.shape == old.shape and not np.array_equal(arr, old):
+                v.const = Tensor(np.ascontiguousarray(arr), name=v.const.name or vname)
+
+
+def run_training(graph: Graph, cfg: TrainConfig, *, checkpoint=None, resume: bool = False,
+                 progress: Callable[[str], None] | None = None) -> TrainRun:
+    """Train ``graph`` in place as ``cfg`` says (see the module docstring); ``checkpoint`` is the file written
+    at every progress line, and read first when ``resume``."""
+    from ..lowering import to_torch
+
+    check_config(cfg)
+    channels, size = image_input(graph)
+    stages = plan(cfg, size)
+    if cfg.mode != "contrastive":
+        out = graph.outputs[0].shape if graph.outputs else None
+        if out is not None and len(out) == 2 and isinstance(out[1], int) and out[1] != N_CLASSES:
+            raise UserInputError(f"graph {graph.name!r}: the digits task has {N_CLASSES} classes, the model's first "
+                                 f"output has {out[1]} (zoo models: graphmill train builds them with 10)")
+
+    def data(s: int):
+        return digits_data(s, channels, cfg.data_seed)
+
+    if cfg.calibrate:
+        calibrate_batchnorm(graph, data(stages[0].size)[0][:cfg.calibrate])
+    common = dict(lr=cfg.lr, seed=cfg.seed, config=cfg.to_dict(), checkpoint=checkpoint, resume=resume,
+                  progress=progress)
+    if cfg.mode == "contrastive":
+        module = to_torch(graph)
+        loop = train_contrastive(module, data, stages[0], batch=cfg.batch, micro_batch=cfg.micro_batch,
+                                 temperature=cfg.temperature, **common)
+    else:
+        dropping = any(s.dropout for s in stages)
+        module = to_torch(with_dropout(graph) if dropping else graph)
+        loop = train_classifier(module, data, stages, batch=cfg.batch, eval_size=size, recalibrate=cfg.calibrate,
+                                **common)
+    if not loop.interrupted:
+        export_state(module, graph)
+    return TrainRun(cfg, stages, loop, channels, size)
