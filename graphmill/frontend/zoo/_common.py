@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from graphmill.ir import Graph, UserInputError, Value
+from graphmill.ir import DataType, Graph, Tensor, UserInputError, Value
 from graphmill.ir.builder import GraphBuilder
 from graphmill.ir.scaling import round_filters, round_repeats  # noqa: F401 -- the one definition (ir/scaling.py)
 
@@ -107,12 +107,34 @@ def resolve_resolution(resolution: Any, native: int, *, model: str = "", multipl
     return size
 
 
-class Layers:
-    """Seeded layers on a GraphBuilder (He-normal convolutions, BN at identity statistics)."""
+class SeededNormal:
+    """A weight drawn on first use: float32 N(0, std^2) of ``shape`` from its own ``seed`` (a ``Tensor`` source).
 
-    def __init__(self, b: GraphBuilder, seed: int) -> None:
+    Big models' parameter and MAC counts need shapes only; drawing 168M weights costs seconds that a count,
+    a ``graphmill inspect`` or a shape test never needs. The data is the same whenever it is drawn.
+    """
+
+    def __init__(self, seed: int, shape: tuple[int, ...], std: float) -> None:
+        self.seed, self.shape, self.std = seed, tuple(shape), float(std)
+
+    def numpy(self) -> np.ndarray:
+        a = np.random.default_rng(self.seed).standard_normal(self.shape, dtype=np.float32)
+        a *= np.float32(self.std)
+        return a
+
+
+class Layers:
+    """Seeded layers on a GraphBuilder (He-normal convolutions, BN at identity statistics).
+
+    ``lazy=True``: random weights are ``SeededNormal`` tensors, drawn when something reads them (a run, a
+    save), each from a seed the builder's generator draws in build order, so a model is still a function
+    of its seed. The zoo's older builders keep eager weights (their values are part of saved expectations).
+    """
+
+    def __init__(self, b: GraphBuilder, seed: int, *, lazy: bool = False) -> None:
         self.b = b
         self.rng = np.random.default_rng(seed)
+        self.lazy = lazy
         self._scalars: dict[tuple[str, float], Value] = {}
 
     def scalar(self, value: float, dtype: str = "float32") -> Value:
@@ -122,7 +144,11 @@ class Layers:
             self._scalars[key] = self.b.const(np.array(value, dtype=dtype), name=self.b.graph.unique_name("scalar"))
         return self._scalars[key]
 
-    def normal(self, shape: tuple[int, ...], std: float) -> np.ndarray:
+    def normal(self, shape: tuple[int, ...], std: float) -> np.ndarray | Tensor:
+        """N(0, std^2) float32 weights of ``shape`` (a lazily drawn ``Tensor`` when ``lazy``)."""
+        if self.lazy:
+            seed = int(self.rng.integers(2**63))
+            return Tensor(source=SeededNormal(seed, shape, std), dtype=DataType.FLOAT, shape=tuple(shape))
         return (self.rng.standard_normal(shape) * std).astype(np.float32)
 
     def conv(self, x: Value, cin: int, cout: int, k: int, stride: int = 1, *, groups: int = 1,
@@ -240,13 +266,14 @@ BLOCKS = {"mbconv": mbconv, "sepconv": mbconv, "fused_mbconv": fused_mbconv}
 def inverted_residual_net(name: str, table: list[tuple], *, stem: int, head: int, act: str, width: float,
                           depth: float, resolution: float, num_classes: int, batch: int | str, seed: int,
                           opset: int, head_width: float, family: str, native: int = 224, se_act: str = "relu",
-                          eps: float = 1e-5, min_resolution: int = CNN_MIN_RESOLUTION) -> Graph:
+                          eps: float = 1e-5, lazy: bool = False, min_resolution: int = CNN_MIN_RESOLUTION) -> Graph:
     """A stem conv, stages of inverted-residual blocks, a 1x1 head conv and a classifier, from a block table.
 
     ``table`` rows are ``(kind, expansion, kernel, stride, channels, repeats, se_ratio)`` with ``kind`` one
     of ``BLOCKS``; channels are scaled by ``round_filters(c, width)``, repeats by ``ceil(depth * n)``, the
     SE squeeze is ``max(1, int(block input channels * se_ratio))``. MobileNetV2, MnasNet-A1 and
     EfficientNetV2 share this builder; ``graph.meta["stages"]``/``["blocks"]`` record the scaled table.
+    ``lazy``: weights drawn on first use (``Layers``).
     """
     w = check_positive("width", width, model=name)
     d = check_positive("depth", depth, model=name)
@@ -255,7 +282,7 @@ def inverted_residual_net(name: str, table: list[tuple], *, stem: int, head: int
     batch = check_batch(batch, model=name)
 
     b = GraphBuilder(name, opset=opset)
-    L = Layers(b, seed)
+    L = Layers(b, seed, lazy=lazy)
     x = b.input("input", "float32", [batch, 3, res, res])
     c_stem = round_filters(stem, w)
     with b.annotate(model_stage=0, block=0, kind="stem"):

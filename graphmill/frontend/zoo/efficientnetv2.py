@@ -12,7 +12,8 @@ Resolution: the default input is the variant's *evaluation* size (S 384, M 480, 
 published parameter and FLOP counts are measured; ``graph.meta["model"]["train_resolution"]`` holds the
 final training size of progressive learning (S 300, M 384, L 384) and ``dropout`` the rate (an inference
 no-op, not built). ``width``/``depth`` scale the table like EfficientNet's (``round_filters``, ``ceil``);
-``resolution`` below 16 multiplies the evaluation size, from 16 up it is the size in pixels.
+``resolution`` below 16 multiplies the evaluation size, from 16 up it is the size in pixels. Weights are
+seeded and drawn when first read (``Layers(lazy=True)``), so building L for its counts takes no time.
 
 Published counts (the paper's Table 7 / the official README for the released code, FLOPs meaning
 multiply-adds): S 22M / 8.8B (README 21.5M / 8.4B), M 54M / 24B (README 54.1M / 24.7B),
@@ -81,6 +82,6 @@ def efficientnetv2(variant: str = "s", *, width: float = 1.0, depth: float = 1.0
     g = inverted_residual_net(name, table, stem=stem, head=HEAD_CHANNELS, act="swish", width=w, depth=depth,
                               resolution=resolution, num_classes=num_classes, batch=batch, seed=seed, opset=opset,
                               head_width=w, family="efficientnetv2", native=eval_size, se_act="swish", eps=1e-3,
-                              min_resolution=min_resolution)
+                              lazy=True, min_resolution=min_resolution)
     g.meta["model"].update(variant=key, eval_resolution=eval_size, train_resolution=train_size, dropout=dropout)
     return g
