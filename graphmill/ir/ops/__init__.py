@@ -9,6 +9,7 @@ Range), recurrent (LSTM, GRU, RNN), contrib (the com.microsoft ops graphmill's p
 """
 
 from . import constant, contrib, elementwise, nn, norm, pool, recurrent, reduce, resize, shape, slicing  # noqa: F401  (register)
+from . import attention  # noqa: F401  (register graphmill::RelativeAttention)
 from .infer import InferenceReport, has_inference, infer_types, is_open, merge_types, unregistered_open_values
 from .registry import Cost, InferenceContext, OpDef, lookup, register, registered_ops
 
