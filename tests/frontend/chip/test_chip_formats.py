@@ -1,0 +1,113 @@
+"""Circuit Training's netlist and .plc formats. References: the files of Circuit Training's own tests and the
+TILOS MacroPlacement Ariane133 flow (tests/data/chip, counts from the .plc headers CT wrote), hand-written
+malformed inputs (line and column counted by hand)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections import Counter
+
+import pytest
+
+from graphmill.frontend.chip.netlist import NetlistError, parse_netlist_text, read_netlist
+from graphmill.frontend.chip.plc import PlcError, apply_plc, format_plc, parse_plc_text, placement_text, read_plc
+from graphmill.ir.ops.chip import CANVAS_KEY, DOMAIN
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "data", "chip")
+
+
+def _path(*p: str) -> str:
+    return os.path.join(DATA, *p)
+
+
+def test_sample_clustered_graph():
+    g = read_netlist(_path("sample_clustered", "netlist.pb.txt"))
+    kinds = Counter(n.op_type for n in g)
+    # the .plc header CT wrote: 2 hard macros, 4 hard macro pins, 1 soft macro, 2 soft macro pins, 2 ports
+    assert kinds == {"HardMacro": 2, "HardMacroPin": 4, "SoftMacro": 1, "SoftMacroPin": 2, "Port": 2}
+    assert all(n.domain == DOMAIN for n in g)
+    by = {n.name: n for n in g}
+    # net driven by P0 (inputs: Grp_2/Pinput, P0_M0): its value's producer is P0, its users the sinks
+    net = by["P0"].outputs[0]
+    assert net.producer is by["P0"] and {u.name for u in net.users} == {"Grp_2/Pinput", "P0_M0"}
+    pin = by["P0_M0"]
+    assert pin.attr("macro") == "M0" and pin.attr("x_offset") == -60 and pin.attr("y_offset") == 60
+    assert by["M0"].attr("width") == 120 and by["M0"].attr("orientation") == "N"
+    assert [n.attr("index") for n in g] == list(range(len(g)))
+
+
+def test_malformed_netlist_names_line_and_column():
+    text = 'node {\n  name: "a"\n  attr {\n    key: "type"\n    value { placeholder: "PORT" }\n  }\n  oops "x"\n}\n'
+    with pytest.raises(NetlistError, match=r"<n>: line 7, column 8: expected ':' or '\{' after 'oops'"):
+        parse_netlist_text(text, "<n>")
+    with pytest.raises(NetlistError, match=r"line 3, column 1 \(end of file\): unexpected end of file: missing"):
+        parse_netlist_text('node {\n  name: "a"\n', "<n>")
+    with pytest.raises(NetlistError, match=r"line 1, column 18: node 'a': input 'zz' is not a node"):
+        parse_netlist_text('node { name: "a" input: "zz" attr { key: "type" value { placeholder: "PORT" } } }')
+    with pytest.raises(NetlistError, match=r"line 1, column 1: node 'a': unknown type 'BLOB'"):
+        parse_netlist_text('node { name: "a" attr { key: "type" value { placeholder: "BLOB" } } }')
+    with pytest.raises(NetlistError, match=r"line 2, column 3: expected a field name, found '@'"):
+        parse_netlist_text('node { name: "a" }\n  @', "<n>")
+
+
+def test_netlist_file_errors(tmp_path):
+    bad = tmp_path / "n.pb.txt.gz"
+    bad.write_bytes(b"\x1f\x8bnot gzip")
+    with pytest.raises(NetlistError, match="not a valid gzip"):
+        read_netlist(bad)
+    with pytest.raises(NetlistError, match="cannot read"):
+        read_netlist(tmp_path / "missing.pb.txt")
+    ok = tmp_path / "ok.pb.txt.gz"
+    ok.write_bytes(gzip.compress(open(_path("sample_clustered", "netlist.pb.txt"), "rb").read()))
+    assert len(read_netlist(ok)) == 11
+
+
+@pytest.mark.parametrize("folder,name", [("ariane133_ng45", "legalized.plc"), ("sample_clustered", "initial.plc"),
+                                         ("toy_macro_stdcell", "initial.plc"), ("simple_with_coords", "initial.plc")])
+def test_plc_round_trip(folder, name):
+    text = open(_path(folder, name), encoding="utf-8").read()
+    plc = parse_plc_text(text, name)
+    assert format_plc(plc) == text
+
+
+def test_plc_header_and_apply():
+    plc = read_plc(_path("ariane133_ng45", "legalized.plc"))
+    c = plc.canvas()
+    assert (c.width, c.height, c.columns, c.rows) == (1433.406, 1433.406, 24, 21)
+    assert (c.hroutes, c.vroutes, c.hmacro, c.vmacro, c.smoothing) == (57.031, 56.818, 39.583, 30.303, 0)
+    assert plc.costs() == {"wirelength": 0.0736, "density": 0.4988, "congestion": 0.7259}
+    assert len(plc.nodes) == 495 + 133 + 782
+
+
+def test_plc_apply_and_write_keeps_header(tmp_path):
+    g = read_netlist(_path("sample_clustered", "netlist.pb.txt"))
+    plc = read_plc(_path("sample_clustered", "initial.plc"))
+    apply_plc(g, plc)
+    assert g.meta[CANVAS_KEY].columns == 2
+    by = {n.name: n for n in g}
+    assert (by["M0"].attr("x"), by["M0"].attr("y")) == (125, 375)
+    # unchanged placement: the node lines come back as written
+    out = placement_text(g, plc)
+    assert out.splitlines()[-5:] == open(_path("sample_clustered", "initial.plc")).read().splitlines()[-5:]
+    by["M0"].set_attr("x", 130.5)
+    out = placement_text(g, plc, {"wirelength": 0.5, "density": 0.25, "congestion": 0.125})
+    lines = out.splitlines()
+    assert "2 130.5 375 N 0" in lines
+    assert "# Wirelength cost : 0.5000" in lines and "# Density cost : 0.2500" in lines
+    assert "# Routes per micron, hor : 70.33 ver : 74.51" in lines and "# Columns : 2  Rows : 2" in lines
+    again = parse_plc_text(out)
+    assert again.canvas() == plc.canvas() and again.nodes[2].x == 130.5
+
+
+def test_plc_mismatch_refused():
+    g = read_netlist(_path("sample_clustered", "netlist.pb.txt"))
+    text = open(_path("sample_clustered", "initial.plc")).read()
+    with pytest.raises(PlcError, match=r"line 36: node 4 is not a macro, standard cell or port"):
+        apply_plc(g, parse_plc_text(text.replace("\n8 170 310 N 0", "\n4 170 310 N 0"), "p.plc"))
+    with pytest.raises(PlcError, match=r"line 22: HARD_MACROs is 3 but the netlist has 2"):
+        apply_plc(g, parse_plc_text(text.replace("HARD_MACROs     :         2", "HARD_MACROs : 3"), "p.plc"))
+    with pytest.raises(PlcError, match=r"line 34: expected 'index x y orientation fixed'"):
+        parse_plc_text(text.replace("\n2 125 375 N 0", "\n2 125 N 0"), "p.plc")
+    with pytest.raises(PlcError, match="no 'Columns : C  Rows : R' line"):
+        parse_plc_text("# Width : 1 Height : 1\n").canvas()
