@@ -126,6 +126,22 @@ def simulate(graph: Graph, accel, *, scalesim_compat: bool = False) -> "object":
     return simulate_graph(graph, accel, scalesim_compat=scalesim_compat)
 
 
+def simulate_moe(graph: Graph, accel, *, chips: list[int] | None = None, seed: int = 0) -> list[dict]:
+    """Per MoE layer of ``graph``: per-expert load measured on seeded inputs (ONNX Runtime), dropped assignments,
+    and one step expert-parallel on ``chips`` chips against the layer replicated on one chip
+    (``backends/simulator/expert_parallel.py``); [] for a graph without MoE layers."""
+    from graphmill.backends.simulator.expert_parallel import moe_report
+
+    return moe_report(graph, accel, chips=chips, seed=seed)
+
+
+def moe_table(rows: list[dict]) -> str:
+    """``simulate_moe``'s rows as the lines ``graphmill simulate`` prints."""
+    from graphmill.backends.simulator.expert_parallel import moe_report_table
+
+    return moe_report_table(rows)
+
+
 def simulate_scalesim(topology: str | os.PathLike, config: str | os.PathLike, *, scalesim_compat: bool = False):
     """Simulate a SCALE-Sim topology CSV under a SCALE-Sim .cfg (USER or CALC interface bandwidth);
     ``scalesim_compat=True`` reproduces SCALE-Sim 3.0.0's cycle counts exactly."""
@@ -200,11 +216,41 @@ def zoo_options(**multipliers) -> dict:
     return {k: zoo.check_positive(k, v) for k, v in multipliers.items() if v is not None}
 
 
+def zoo_moe_options(*, experts=None, k=None, capacity_factor=None) -> dict:
+    """``--experts``/``--k`` (integers >= 1) and ``--capacity-factor`` (a number > 0) parsed; None values dropped.
+    Whether they fit together (k <= E) is checked when the model is built."""
+    out: dict = {}
+    for key, flag, v in (("experts", "--experts", experts), ("k", "--k", k)):
+        if v is None:
+            continue
+        try:
+            n = int(str(v), 10)
+        except ValueError:
+            raise UserInputError(f"{flag} {v!r}: must be an integer >= 1") from None
+        if n < 1:
+            raise UserInputError(f"{flag} {v!r}: must be an integer >= 1")
+        out[key] = n
+    if capacity_factor is not None:
+        try:
+            cf = float(capacity_factor)
+        except ValueError:
+            raise UserInputError(f"--capacity-factor {capacity_factor!r}: must be a number > 0") from None
+        if not cf > 0 or cf == float("inf"):
+            raise UserInputError(f"--capacity-factor {capacity_factor!r}: must be a number > 0 (tokens over an "
+                                 "expert's capacity are dropped; the capacity is this factor times T k / E)")
+        out["capacity_factor"] = cf
+    return out
+
+
 def zoo_build(name: str, **options) -> Graph:
     """Build a zoo model (seeded random weights); ``width``/``depth``/``resolution`` are checked first."""
     from graphmill.frontend import zoo
 
     name = zoo.resolve_name(name)
+    moe = [key for key in ("experts", "k", "capacity_factor") if options.get(key) is not None]
+    if moe and name not in zoo.MOE_MODELS:
+        raise UserInputError(f"{', '.join(moe)}: options of the mixture-of-experts models "
+                             f"({', '.join(zoo.MOE_MODELS)}), not of {name}")
     mult = zoo_options(**{k: options.pop(k) for k in ("width", "depth", "resolution") if k in options})
     return zoo.build(name, **mult, **options)
 

@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--scalesim-compat", action="store_true",
                    help="use SCALE-Sim 3.0.0's memory arithmetic (its double-counted prefetch stall and write-buffer "
                         "accounting) to match its cycle counts exactly; default: graphmill's corrected model")
+    p.add_argument("--expert-chips", metavar="N[,N...]",
+                   help="MoE graphs: simulate expert parallelism on these chip counts (default: the accelerator's "
+                        "chips, at least 2), against the layer replicated on one chip")
     p.add_argument("--plot", metavar="OUT.png", help="write per-layer cycles and a roofline as PNG")
     p.add_argument("--json", action="store_true",
                    help="print JSON (keys: model, bandwidth_mode, total_cycles, partial, uncosted: [{name, op, "
@@ -50,15 +53,31 @@ def run(args: argparse.Namespace) -> int:
             print(f"graphmill simulate: warning: the totals are partial: {len(report.uncosted)} node(s) not costed: "
                   f"{names}", file=sys.stderr)
     replay = api.replay_placement(graph) if not (args.scalesim_topology or args.scalesim_config) else None
+    moe = [] if (args.scalesim_topology or args.scalesim_config) else \
+        api.simulate_moe(graph, accel, chips=_chip_list(args.expert_chips))  # per-expert load of MoE layers
     if args.plot:
         report.plot(args.plot)
     if args.json:
-        emit_json(report.to_dict() if replay is None else {**report.to_dict(), "placement_replay": replay})
+        d = report.to_dict() if replay is None else {**report.to_dict(), "placement_replay": replay}
+        emit_json({**d, "moe": moe} if moe else d)
     else:
         print(report.table(), end="")
+        print(api.moe_table(moe), end="")
         if replay is not None:  # a model saved by `graphmill place`: its placement on its devices
             print(f"placement ({replay['method']}) replayed on {len(replay['devices'])} devices: step time "
                   f"{replay['makespan']:,.0f} {replay['units']}")
         if args.plot:
             print(f"wrote {args.plot}")
     return 0
+
+
+def _chip_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        chips = [int(t, 10) for t in text.split(",")]
+    except ValueError:
+        chips = []
+    if not chips or any(c < 1 for c in chips):
+        raise UserInputError(f"--expert-chips {text!r}: give chip counts >= 1, comma-separated (e.g. 4,8)")
+    return chips

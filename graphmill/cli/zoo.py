@@ -16,6 +16,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--width", metavar="W", help="channel (or head) multiplier, > 0 (default 1)")
     p.add_argument("--depth", metavar="D", help="repeats multiplier, > 0: blocks per stage become ceil(D * n)")
     p.add_argument("--resolution", metavar="R", help="input size: a multiplier below 16, else pixels (default 1)")
+    p.add_argument("--experts", metavar="E", help="MoE models: experts per MoE layer")
+    p.add_argument("--k", metavar="K", help="MoE models: experts per token (1 <= K <= E)")
+    p.add_argument("--capacity-factor", metavar="CF", help="MoE models: expert capacity factor, > 0")
     p.set_defaults(func=run)
     return p
 
@@ -31,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError(f"graphmill zoo needs a model name; known: {', '.join(models)}")
     name = api.zoo_resolve(args.name)
     mult = api.zoo_options(width=args.width, depth=args.depth, resolution=args.resolution)  # before -o, as before
+    mult.update(api.zoo_moe_options(experts=args.experts, k=args.k, capacity_factor=args.capacity_factor))
     if not args.output:
         raise UserInputError("graphmill zoo NAME needs -o OUT.onnx")
     graph = api.zoo_build(name, **mult)

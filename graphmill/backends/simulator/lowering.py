@@ -389,6 +389,9 @@ def lower_node(node: Node, uncosted: list[dict] | None = None) -> list:
         return _lower_control_flow(node, name, uncosted if uncosted is not None else [])
     if std and op in _FREE:
         return []
+    if dom == "graphmill" and op == "MoE":  # gate and per-expert GEMMs (expert_parallel.py)
+        from .expert_parallel import moe_primitives
+        return moe_primitives(node, name)
     cost = node_cost(node)
     if cost is None:
         where = f"domain {dom!r}" if not std else "the op registry"

@@ -53,6 +53,12 @@ from .weights import initializer_copies, weight_initializers
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
+def op_key(node) -> str:
+    """The ``OPS`` key of a node: its op type, or ``domain::op_type`` for ops of graphmill's domain
+    (``graphmill::MoE``), which the torch backend runs directly, without their ONNX lowering."""
+    return node.op_type if node.domain in _DEFAULT_DOMAINS else f"{node.domain}::{node.op_type}"
+
+
 def supported_ops() -> list[str]:
     """ONNX ops (default domain) the torch backend runs."""
     return sorted(set(OPS) | {"Constant"})
@@ -176,7 +182,7 @@ class GraphModule(nn.Module):
             while ins and ins[-1] is None:
                 ins.pop()
             outs = [v.name if v is not None else None for v in node.outputs]
-            self._steps.append(_Step(node, OPS[node.op_type], attrs, ins, outs))
+            self._steps.append(_Step(node, OPS[op_key(node)], attrs, ins, outs))
         self._plan_frees()
 
     # -- construction helpers ----------------------------------------------------------------------
@@ -196,13 +202,13 @@ class GraphModule(nn.Module):
                     raise UserInputError(f"value {v.name!r} of graph {g.name!r}: {e} (the torch backend supports "
                                          "float16/32/64, bfloat16, bool, int8/16/32/64, uint8)") from None
         for node in order:
-            if node.domain not in _DEFAULT_DOMAINS:
+            if node.domain not in _DEFAULT_DOMAINS and op_key(node) not in OPS:
                 raise UserInputError(f"{node.describe()}: the torch backend runs only default-domain ONNX ops; "
                                      f"lower {node.domain}::{node.op_type} first")
             if any(True for _ in node.subgraphs()):
                 raise UserInputError(f"{node.describe()}: ops with subgraphs ({node.op_type}) are not supported by "
                                      "the torch backend")
-            if node.op_type != "Constant" and node.op_type not in OPS:
+            if node.op_type != "Constant" and op_key(node) not in OPS:
                 raise UserInputError(f"{node.describe()}: op {node.op_type} is not supported by the torch backend "
                                      f"(supported: {', '.join(supported_ops())})")
             chk = CHECKS.get(node.op_type)

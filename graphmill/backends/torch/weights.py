@@ -53,6 +53,8 @@ WEIGHT_SLOTS: dict[str, tuple[int, ...] | None] = {
     "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (0, 1, 2), "MatMul": (0, 1), "Einsum": EVERY_INPUT,
     "BatchNormalization": (1, 2), "LayerNormalization": (1, 2), "InstanceNormalization": (1, 2),
     "Gather": (0,), "PRelu": (1,),
+    "RelativeAttention": (3,),  # graphmill::RelativeAttention: the relative position bias table
+    "MoE": (1, 2, 3, 4, 5, 6),  # graphmill::MoE: gate, noise and expert weights (ir/ops/moe.py)
 }
 
 

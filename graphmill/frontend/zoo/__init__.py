@@ -26,6 +26,7 @@ from .resnet import resnet
 from .transformer import bert, vit
 from .inception import inception_v3
 from .nmt import nmt, rnnlm
+from .moe import MOE_MODELS, moe_lstm_lm, switch_transformer
 from .transformer_seq2seq import transformer_seq2seq
 
 
@@ -56,6 +57,8 @@ MODELS: dict[str, Callable[..., Graph]] = {
     "nmt": nmt,
     "rnnlm": rnnlm,
     "transformer_seq2seq": transformer_seq2seq,
+    "moe_lstm_lm": moe_lstm_lm,
+    "switch_transformer": switch_transformer,
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -75,6 +78,9 @@ DESCRIPTIONS: dict[str, str] = {
     "nmt": "NMT (Wu et al. 2016): 2-layer LSTM encoder-decoder, attention, 1024 units, unrolled 20 steps",
     "rnnlm": "RNN LM (Jozefowicz et al. 2016): 2-layer LSTM, 2048 units, 32k vocab, unrolled 20 steps, batch 64",
     "transformer_seq2seq": "Transformer base (Vaswani et al. 2017): 6+6 layers, hidden 512, 8 heads, 64 tokens",
+    "moe_lstm_lm": "MoE LSTM LM (Shazeer et al. 2017): LSTM, noisy top-4 MoE of 16 experts, LSTM; 512 units, 20 steps",
+    "switch_transformer": "Switch Transformer (Fedus et al. 2021): 4 layers, hidden 256, top-1 MoE FFN (8 experts) "
+                          "every other layer",
 }
 
 ALIASES = {"bert": "bert_base", "vit": "vit_b_16", "mnasnet": "mnasnet_a1"}

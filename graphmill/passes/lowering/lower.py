@@ -3,8 +3,9 @@
 Every node of a lowered domain (default: ``graphmill``) whose op has a lowering is replaced, in every
 (sub)graph, by the nodes its lowering function builds; the replacements keep the original outputs'
 types, and a replaced graph output keeps its name, so a lowered model has the same interface. The new
-nodes carry the original node's ``meta`` plus ``lowered_from`` (``"graphmill::MoE"``) and
-``lowered_node`` (its name), which travel in saved files: the simulator and reports can still tell
+nodes carry the original node's ``meta`` plus ``lowered_from`` (``"graphmill::MoE"``), ``lowered_node``
+(its name), what the lowering adds (``LoweringBuilder.meta``) and, on the node producing the value that
+replaces output ``i``, ``lowered_outputs`` (``{"<its output index>": i}``), which travel in saved files: the simulator and reports can still tell
 which standard nodes make up one layer.
 
 Ops without a lowering are left as they are, with a note (``strict=True``: an error), because some
@@ -67,9 +68,12 @@ def lower_node(graph: Graph, node: Node) -> bool:
         raise IRError(f"the lowering of {node.op_type} returned {len(outs)} value(s) for {len(olds)} output(s)")
     graph_outputs = {id(v) for v in graph.outputs}
     renames = []
-    for old, new in zip(olds, outs):
+    for i, (old, new) in enumerate(zip(olds, outs)):
         if old is None or new is None:
             continue
+        if new.producer is not None and any(n is new.producer for n in b.nodes):
+            # which output of the original op this value is: {producer output index: op output index}
+            new.producer.meta.setdefault("lowered_outputs", {})[str(new.index)] = i
         if new.type is None:
             new.type = old.type
         if id(old) in graph_outputs:

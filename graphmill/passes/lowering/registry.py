@@ -48,6 +48,9 @@ class LoweringBuilder:
         self.nodes: list[Node] = []
         self.initializers: list[Value] = []
         self.prefix = node.name or node.op_type
+        #: extra meta every new node gets (a lowering may record the op's configuration here, so that the
+        #: lowered layer stays recognizable in a saved file)
+        self.meta: dict[str, Any] = {}
 
     def op(self, op_type: str, *inputs: Value | None, outputs: int = 1, domain: str = "", **attrs: Any) -> Any:
         """Append ``op_type(*inputs, **attrs)``; returns its output value, or a tuple when ``outputs > 1``.
@@ -59,6 +62,7 @@ class LoweringBuilder:
         n.meta.update(self.node.meta)
         n.meta["lowered_from"] = f"{self.node.domain}::{self.node.op_type}"
         n.meta["lowered_node"] = self.node.name
+        n.meta.update(self.meta)
         self.nodes.append(n)
         return n.outputs[0] if outputs == 1 else n.outputs
 

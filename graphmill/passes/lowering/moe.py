@@ -1,0 +1,148 @@
+"""``graphmill::MoE`` in standard ONNX (opset >= 16, for ScatterND's ``reduction="add"``).
+
+The same arithmetic as the torch backend (``backends/torch/ops/moe.py``), op for op, so ONNX Runtime and
+torch agree to float rounding (the semantics are in ``ir/ops/moe.py``):
+
+- tokens ``x2 = Flatten(X)`` [T, d]; gate logits ``MatMul``; noise ``noise * Softplus(x2 Wnoise)``;
+- ``TopK`` of the logits (``topk``) or of their ``Softmax`` (``switch``/``gshard``), gate values;
+- choice-major assignment ranks: ``CumSum(exclusive)`` of the one-hot expert choices [k T, E];
+- capacity ``C``: a constant when the token count is static, else ``Min(T, Ceil(double(T) * ratio))``
+  computed from the runtime token count (the same float64 arithmetic as ``moe_capacity``);
+- dispatch: ``ScatterND(add)`` of the tokens into a zero buffer [E (C + 1), d] at ``e (C + 1) + rank``
+  (dropped assignments into the discarded slot ``C``); experts: batched ``MatMul`` over [E, C + 1, d];
+- combine: ``Gather`` of each assignment's expert output, times its gate value (0 when dropped), summed
+  over the k choices; the auxiliary losses and counts as ``ReduceSum``/``ReduceMean`` arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from graphmill.ir import DataType, Node
+from graphmill.ir.ops.moe import (B1, B2, CV_EPSILON, NOISE, W1, W2, WG, WNOISE, X, check_moe_config, moe_attrs,
+                                  moe_capacity, moe_dims, moe_experts)
+from graphmill.util.errors import UserInputError
+
+from .registry import LoweringBuilder, register_lowering
+
+MOE_MIN_OPSET = 16
+
+
+def _input(node: Node, i: int):
+    return node.inputs[i] if i < len(node.inputs) else None
+
+
+def _cv_squared(b: LoweringBuilder, v, dt) -> object:
+    mean = b.op("ReduceMean", v, keepdims=0)  # all axes
+    dev = b.op("Sub", v, mean)
+    var = b.op("ReduceMean", b.op("Mul", dev, dev), keepdims=0)
+    return b.op("Div", var, b.op("Add", b.op("Mul", mean, mean), np.asarray(CV_EPSILON, dt)))
+
+
+def _mean_over(b: LoweringBuilder, v, axis: int):
+    """ReduceMean over one axis (axes an input from opset 18, an attribute before)."""
+    if b.opset >= 18:
+        return b.op("ReduceMean", v, b.ints(axis), keepdims=0)
+    return b.op("ReduceMean", v, axes=[axis], keepdims=0)
+
+
+def lower_moe(node: Node, b: LoweringBuilder) -> list:
+    """graphmill::MoE -> standard ONNX (module docstring)."""
+    a = moe_attrs(node)
+    experts = moe_experts(node)
+    x = node.inputs[X]
+    if experts is None or x is None or x.type is None or getattr(x.type, "shape", None) is None:
+        raise UserInputError(f"cannot lower {node.describe()}: the number of experts and the rank of X must be "
+                             "known (run shape inference first)")
+    check_moe_config(experts=experts, where=node.describe(), **a)
+    E, k, gate = experts, a["k"], a["gate"]
+    tokens, d, h, _ = moe_dims(node)
+    b.meta["moe"] = dict(a, experts=E, tokens=tokens, d=d, expert_hidden=h,
+                         noisy=_input(node, WNOISE) is not None)  # the layer stays recognizable in a saved file
+    ratio = float(a["capacity_factor"]) * k / E
+    dt = x.type.dtype.numpy()
+    rank = len(x.type.shape)
+    F32 = int(x.type.dtype)
+    I64, F64 = int(DataType.INT64), int(DataType.DOUBLE)
+
+    x2 = b.op("Flatten", x, axis=rank - 1) if rank != 2 else x  # [T, d]
+    if isinstance(tokens, int) and isinstance(d, int):  # static: capacity and buffer shapes are constants
+        T, dd = b.ints(tokens), b.ints(d)
+    else:
+        shape2 = b.op("Shape", x2)
+        T = b.op("Slice", shape2, b.ints(0), b.ints(1))  # [1]
+        dd = b.op("Slice", shape2, b.ints(1), b.ints(2))  # [1]
+    clean = b.op("MatMul", x2, node.inputs[WG])
+    wnoise, noise = _input(node, WNOISE), _input(node, NOISE)
+    std = b.op("Softplus", b.op("MatMul", x2, wnoise)) if wnoise is not None else None
+    noisy = b.op("Add", clean, b.op("Mul", noise, std)) if (std is not None and noise is not None) else clean
+    probs = None
+    if gate == "topk":
+        topv, topi = b.op("TopK", noisy, b.ints(k), outputs=2, axis=1, largest=1, sorted=1)
+        w = b.op("Softmax", topv, axis=1)
+    else:
+        probs = b.op("Softmax", noisy, axis=1)
+        topv, topi = b.op("TopK", probs, b.ints(k), outputs=2, axis=1, largest=1, sorted=1)
+        w = b.op("Div", topv, b.op("ReduceSum", topv, b.ints(1), keepdims=1)) if gate == "gshard" else topv
+
+    # ranks: choice-major
+    arange_e = b.const(np.arange(E, dtype=np.int64))
+    flat_e = b.op("Reshape", b.op("Transpose", topi, perm=[1, 0]), b.ints(-1))  # [kT]
+    onehot = b.op("Cast", b.op("Equal", b.op("Unsqueeze", flat_e, b.ints(1)), arange_e), to=I64)  # [kT, E]
+    before = b.op("CumSum", onehot, b.const(np.asarray(0, np.int64)), exclusive=1)
+    pos = b.op("ReduceSum", b.op("Mul", before, onehot), b.ints(1), keepdims=0)  # [kT]
+    if isinstance(tokens, int):
+        c = moe_capacity(tokens, k, E, a["capacity_factor"])
+        cap, cap1 = b.ints(c), b.ints(c + 1)
+    else:
+        cap = b.op("Cast", b.op("Ceil", b.op("Mul", b.op("Cast", T, to=F64), np.asarray(ratio, np.float64))), to=I64)
+        cap = b.op("Min", cap, T)  # [1]
+        cap1 = b.op("Add", cap, b.ints(1))
+    keep = b.op("Less", pos, cap)
+    slot = b.op("Add", b.op("Mul", flat_e, cap1), b.op("Where", keep, pos, cap))  # [kT]
+
+    # dispatch, experts, combine
+    rows = b.ints(E * (c + 1)) if isinstance(tokens, int) else b.op("Mul", cap1, b.ints(E))
+    zeros = b.op("ConstantOfShape", b.op("Concat", rows, dd, axis=0), value=np.zeros(1, dt))
+    x_rep = b.op("Tile", x2, b.ints(k, 1))
+    buf = b.op("ScatterND", zeros, b.op("Unsqueeze", slot, b.ints(1)), x_rep, reduction="add")
+    buf3 = b.op("Reshape", buf, b.op("Concat", b.ints(E), cap1, dd, axis=0))
+    h = b.op("Relu", b.op("Add", b.op("MatMul", buf3, node.inputs[W1]), b.op("Unsqueeze", node.inputs[B1], b.ints(1))))
+    out3 = b.op("Add", b.op("MatMul", h, node.inputs[W2]), b.op("Unsqueeze", node.inputs[B2], b.ints(1)))
+    out = b.op("Reshape", out3, b.op("Concat", rows, dd, axis=0))
+    picked = b.op("Gather", out, slot, axis=0)  # [kT, d]
+    wflat = b.op("Mul", b.op("Reshape", b.op("Transpose", w, perm=[1, 0]), b.ints(-1)), b.op("Cast", keep, to=F32))
+    weighted = b.op("Mul", picked, b.op("Unsqueeze", wflat, b.ints(1)))
+    y2 = b.op("ReduceSum", b.op("Reshape", weighted, b.op("Concat", b.ints(k), T, dd, axis=0)), b.ints(0), keepdims=0)
+    y = b.op("Reshape", y2, b.op("Shape", x)) if rank != 2 else y2
+
+    counts = b.op("ReduceSum", onehot, b.ints(0), keepdims=0)  # [E]
+    dropped = b.op("ReduceSum", b.op("Cast", b.op("Not", keep), to=I64), keepdims=0)
+    dense = b.op("ReduceSum", b.op("Mul", b.op("Cast", b.op("Equal", b.op("Unsqueeze", topi, b.ints(2)), arange_e),
+                                               to=F32), b.op("Unsqueeze", w, b.ints(2))), b.ints(1), keepdims=0)
+    importance_loss = _cv_squared(b, b.op("ReduceSum", dense, b.ints(0), keepdims=0), dt)
+    if gate == "topk":
+        if std is not None and k < E:
+            top_k1, _ = b.op("TopK", noisy, b.ints(k + 1), outputs=2, axis=1, largest=1, sorted=1)
+            thr_in = b.op("Slice", top_k1, b.ints(k), b.ints(k + 1), b.ints(1))
+            thr_out = b.op("Slice", top_k1, b.ints(k - 1), b.ints(k), b.ints(1))
+            is_in = b.op("Greater", noisy, thr_in)
+
+            def cdf(thr):
+                z = b.op("Div", b.op("Div", b.op("Sub", clean, thr), std), np.asarray(math.sqrt(2.0), dt))
+                return b.op("Mul", b.op("Add", b.op("Erf", z), np.asarray(1.0, dt)), np.asarray(0.5, dt))
+            p = b.op("Where", is_in, cdf(thr_in), cdf(thr_out))
+            load_loss = _cv_squared(b, b.op("ReduceSum", p, b.ints(0), keepdims=0), dt)
+        else:
+            load_loss = _cv_squared(b, b.op("Cast", counts, to=F32), dt)
+    else:
+        first = b.op("Slice", topi, b.ints(0), b.ints(1), b.ints(1))  # [T, 1]
+        f = _mean_over(b, b.op("Cast", b.op("Equal", first, arange_e), to=F32), 0)
+        pm = _mean_over(b, probs, 0)
+        load_loss = b.op("Mul", b.op("ReduceSum", b.op("Mul", f, pm), keepdims=0), np.asarray(float(E), dt))
+    return [y, importance_loss, load_loss, counts, dropped]
+
+
+register_lowering("graphmill", "MoE", lower_moe, min_opset=MOE_MIN_OPSET)

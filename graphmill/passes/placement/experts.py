@@ -1,0 +1,52 @@
+"""Placing the experts of an MoE layer on chips (expert parallelism).
+
+Each chip holds ``ceil(E / chips)`` expert slots at most (the experts' weights must fit, and GShard/Switch
+shard experts evenly). ``contiguous`` puts experts ``e`` on chip ``e * chips // E`` (what GShard's and
+Mesh TensorFlow's expert sharding does); ``balanced`` assigns experts in decreasing order of load to the
+least-loaded chip that has a free slot (LPT, Graham 1969), so a skewed router does not pile the hot
+experts on one chip. The step time of a placement is the simulator's business
+(``backends/simulator/expert_parallel.py``); this module only decides where experts go.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from graphmill.util.errors import UserInputError
+
+METHODS = ("contiguous", "balanced")
+
+
+def place_experts(loads: Sequence[float], chips: int, *, method: str = "balanced") -> list[int]:
+    """The chip of each expert (a list of length E) for per-expert ``loads`` (tokens, or any work measure)."""
+    E = len(loads)
+    if not isinstance(chips, int) or chips < 1:
+        raise UserInputError(f"expert placement needs a positive number of chips, got {chips!r}")
+    if E < 1:
+        raise UserInputError("expert placement needs at least one expert")
+    if method not in METHODS:
+        raise UserInputError(f"unknown expert placement method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "contiguous":
+        return [e * chips // E for e in range(E)]
+    slots = math.ceil(E / chips)
+    work = [0.0] * chips
+    held = [0] * chips
+    out = [0] * E
+    for e in sorted(range(E), key=lambda i: (-float(loads[i]), i)):
+        c = min((c for c in range(chips) if held[c] < slots), key=lambda c: (work[c], c))
+        out[e] = c
+        work[c] += float(loads[e])
+        held[c] += 1
+    return out
+
+
+def chip_loads(loads: Sequence[float], placement: Sequence[int], chips: int) -> list[float]:
+    """Total load per chip under ``placement``."""
+    out = [0.0] * chips
+    for e, c in enumerate(placement):
+        out[c] += float(loads[e])
+    return out
+
+
+__all__ = ["METHODS", "chip_loads", "place_experts"]

@@ -1,0 +1,105 @@
+"""The MoE zoo models: moe_lstm_lm (Shazeer et al. 2017) and switch_transformer (Fedus et al. 2021).
+
+References: the structure the papers describe (an MoE between stacked LSTM layers; an MoE FFN in every other
+Transformer layer), MACs per token counted by hand from the layer sizes, ONNX Runtime (running the lowered
+model) against the torch backend, and the CLI's one-line exit-2 rule for bad options.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import graphmill
+from graphmill import api
+from graphmill.backends import onnxruntime as ortb
+from graphmill.frontend import zoo
+from graphmill.errors import UserInputError
+
+SMALL_LM = dict(batch=2, steps=3, vocab=40, hidden=8, expert_hidden=12, experts=4, k=2)
+
+
+def _walk(node, *, up: bool) -> list:
+    seen, todo, out = {id(node)}, [node], []
+    while todo:
+        n = todo.pop()
+        nxt = [v.producer for v in n.inputs if v is not None and v.producer is not None] if up else \
+            [u for v in n.outputs if v is not None for u in v.users]
+        for m in nxt:
+            if id(m) not in seen:
+                seen.add(id(m))
+                out.append(m)
+                todo.append(m)
+    return out
+
+
+def test_names_and_options():
+    assert {"moe_lstm_lm", "switch_transformer"} <= set(api.zoo_models())
+    g = zoo.build("moe-lstm-lm", **SMALL_LM, capacity_factor=0.5)
+    moe = [n for n in g.nodes if n.op_type == "MoE"]
+    assert len(moe) == 1 and moe[0].attr("k") == 2 and moe[0].attr("capacity_factor") == 0.5
+    assert g.meta["moe"][0]["experts"] == 4
+    # the MoE sits between the two LSTM stacks: it reads the low stack and the high stack reads it
+    up, down = _walk(moe[0], up=True), _walk(moe[0], up=False)
+    layers_up = {str(n.meta.get("layer", "")) for n in up}
+    layers_down = {str(n.meta.get("layer", "")) for n in down}
+    assert any(x.startswith("lstm_low") for x in layers_up) and not any(x.startswith("lstm_high") for x in layers_up)
+    assert any(x.startswith("lstm_high") for x in layers_down) and not any(x.startswith("lstm_low") for x in layers_down)
+    st = zoo.build("switch_transformer", layers=4, batch=1, seq=8, vocab=30, hidden=16, heads=2, ffn=24, experts=4)
+    moe_blocks = sorted(n.meta["block"] for n in st.nodes if n.op_type == "MoE")
+    assert moe_blocks == [1, 3]  # every other layer (Switch Transformer section 2)
+    assert all(n.attr("gate") == "switch" and n.attr("k") == 1 for n in st.nodes if n.op_type == "MoE")
+
+
+@pytest.mark.parametrize("name, kw, match", [
+    ("moe_lstm_lm", dict(experts=2, k=3), "k must be <= E"),
+    ("switch_transformer", dict(capacity_factor=0), "capacity factor must be > 0"),
+    ("switch_transformer", dict(capacity_factor=-0.5), "capacity factor must be > 0"),
+])
+def test_bad_options_are_user_errors(name, kw, match):
+    with pytest.raises(UserInputError, match=match):
+        api.zoo_build(name, **kw)
+
+
+def test_cli_bad_input_one_line_exit_2(tmp_path, capsys):
+    from graphmill.cli import main
+
+    for args in (["moe-lstm-lm", "--experts", "2", "--k", "3"], ["switch-transformer", "--capacity-factor", "0"],
+                 ["resnet18", "--experts", "4"], ["moe-lstm-lm", "--k", "two"]):
+        out = tmp_path / "m.onnx"
+        assert main(["zoo", *args, "-o", str(out)]) == 2, args
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert not out.exists()
+
+
+def test_macs_per_token_hand_count():
+    g = zoo.build("moe_lstm_lm", **SMALL_LM)
+    B, S, V, H, h, E, k = 2, 3, 40, 8, 12, 4, 2
+    tokens = B * S
+    lstm = 2 * tokens * (2 * H) * 4 * H  # two LSTM layers: [x, h] (2H) x 4H gates per token
+    moe = tokens * H * E * 2 + tokens * k * 2 * H * h  # noisy gate + k experts
+    softmax = tokens * H * V
+    assert graphmill.inspect(g)["macs"] == lstm + moe + softmax
+
+
+def test_switch_transformer_ort_equals_torch_and_saves_standard_onnx(tmp_path):
+    g = zoo.build("switch_transformer", layers=2, batch=2, seq=8, vocab=50, hidden=16, heads=2, ffn=24, experts=4,
+                  capacity_factor=1.0)
+    ids = np.random.default_rng(0).integers(0, 50, size=(2, 8))
+    o = ortb.run(g, {"input_ids": ids})
+    m = graphmill.to_torch(g)
+    m.eval()
+    t = m(input_ids=torch.from_numpy(ids))
+    for (name, a), b in zip(o.items(), t):
+        np.testing.assert_allclose(a, b.detach().numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+    graphmill.save(g, tmp_path / "s.onnx")
+    model = onnx.load(tmp_path / "s.onnx")
+    onnx.checker.check_model(model)
+    assert {n.domain for n in model.graph.node} == {""}
+    back = graphmill.load(tmp_path / "s.onnx")
+    o2 = ortb.run(back, {"input_ids": ids})
+    for name in o:
+        np.testing.assert_array_equal(o[name], o2[name])
