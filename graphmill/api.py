@@ -448,7 +448,8 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
     from graphmill.passes.placement import check_method, place_graph, training_graph
     from graphmill.ir.naming import name_nodes
 
-    check_method(method)
+    if method != "learned":  # learned: the learned passes' policy (issue 14), placed by _learned_place below
+        check_method(method)
     if cost not in ("roofline", "simulator"):
         raise UserInputError(f"--cost {cost!r}: choose roofline or simulator")
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
@@ -457,8 +458,11 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
     name_nodes(graph)
     target = training_graph(graph) if training else graph
     model = PlacementCostModel(ds, cost)
-    result = place_graph(target, model, method=method, budget=budget, seed=seed, options=options,
-                         progress=progress, checkpoint=checkpoint)
+    if method == "learned":
+        result = _learned_place(target, model, budget=budget, seed=seed, options=options, progress=progress)
+    else:
+        result = place_graph(target, model, method=method, budget=budget, seed=seed, options=options,
+                             progress=progress, checkpoint=checkpoint)
     target.meta["placement"].update({"device_set": ds.to_dict(), "cost": cost})
     if training:  # the forward ops' placement travels on the given graph too
         by_name = {n.name: n.meta.get("device") for n in target.nodes}
@@ -493,3 +497,260 @@ def replay_placement(graph: Graph) -> dict | None:
     if ds is None:
         return None
     return _replay(graph, ds, cost=(graph.meta.get("placement") or {}).get("cost", "roofline"))
+
+
+# -- training (graphmill train) --------------------------------------------------------------------------------
+
+
+def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "train-out", progressive: bool = False,
+          contrastive: bool = False, stages: int = 4, min_size: int = 16, max_size: int | None = None,
+          dropout=(0.1, 0.3), magnitude=(5.0, 15.0), mixup=(0.0, 0.2), batch: int = 64,
+          micro_batch: int | None = None, temperature: float = 0.1, embed_dim: int = 64, steps: int | None = None,
+          epochs: int | None = None, lr: float = 3e-3, seed: int = 0, width: float | None = None,
+          depth: float | None = None, resume: bool = False, threads: int | None = None, progress=None) -> dict:
+    """``graphmill train``: train ``model`` (a zoo name, an ``.onnx`` path or a ``Graph``) on the shipped task
+    (scikit-learn's digits) through the torch backend, and write OUT/model.onnx (the trained weights),
+    OUT/history.json and OUT/report.json; OUT/checkpoint.pt is written at every progress line and read
+    back by ``resume=True``.
+
+    Modes: plain fixed-size training (the default, the baseline), ``progressive`` (EfficientNetV2: ``stages``
+    stages from ``min_size`` to the model's size, ``dropout``/``magnitude``/``mixup`` rising from their first
+    to their second value) or ``contrastive`` (BASIC: two views, batch ``batch`` in micro-batches of
+    ``micro_batch``, which must divide it). ``steps`` or ``epochs`` (default 10 epochs) is the length. Zoo
+    models are built at ``max_size`` (default 32) with 10 classes (``embed_dim`` outputs when contrastive),
+    scaled by ``width``/``depth``. Every option is checked before any work. ``progress(line)`` gets one line
+    per epoch and stage. Returns the report (``interrupted`` True after Ctrl-C: nothing but the checkpoint
+    was written; the same call with ``resume=True`` continues).
+    """
+    from graphmill.backends.torch.training import TrainConfig, check_config, run_training
+    from graphmill.frontend.onnx_io import serialize_model
+    from graphmill.util.files import atomic_write_many
+    import json
+
+    if progressive and contrastive:
+        raise UserInputError("--progressive and --contrastive are separate modes; choose one")
+    mode = "progressive" if progressive else "contrastive" if contrastive else "fixed"
+    cfg = TrainConfig(mode=mode, steps=steps, epochs=epochs, batch=batch, micro_batch=micro_batch, stages=stages,
+                      min_size=min_size, dropout=dropout, magnitude=magnitude, mixup=mixup,
+                      temperature=temperature, lr=lr, seed=seed)
+    check_config(cfg)
+    for name, v, low in (("--max-size", max_size, 1), ("--embed-dim", embed_dim, 1), ("--threads", threads, 1)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+            raise UserInputError(f"{name} {v!r}: must be an integer >= {low}")
+    if progressive and max_size is not None and min_size > max_size:
+        raise UserInputError(f"progressive schedule: sizes shrink (--min-size {min_size} > --max-size {max_size}); "
+                             "progressive learning grows the image size")
+    out = os.fspath(out)
+    checkpoint = os.path.join(out, "checkpoint.pt")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserInputError(f"--out {out}: is a file; give a folder")
+    if os.path.exists(checkpoint) and not resume:
+        raise UserInputError(f"{checkpoint}: a checkpoint exists; pass --resume to continue it, or another --out")
+    if resume and not os.path.exists(checkpoint):
+        raise UserInputError(f"{checkpoint}: no checkpoint to resume from; run without --resume to start")
+    if isinstance(model, Graph):
+        graph, cfg.model = model, f"graph {model.name}"
+    elif str(model).endswith(".onnx") or os.path.exists(model):
+        if width is not None or depth is not None:
+            raise UserInputError("--width/--depth scale zoo models; an .onnx file is trained as it is")
+        graph, cfg.model = load(model), os.path.abspath(os.fspath(model))
+    else:
+        name = zoo_resolve(str(model))
+        opts = {"width": width, "depth": depth, "resolution": max_size or 32,
+                "num_classes": embed_dim if contrastive else 10, "seed": seed}
+        graph = zoo_build(name, **{k: v for k, v in opts.items() if v is not None})
+        cfg.model = f"zoo {name} " + " ".join(f"{k}={v}" for k, v in opts.items() if v is not None)
+    size = graph.inputs[0].shape[-1] if graph.inputs and graph.inputs[0].shape else None
+    if max_size is not None and isinstance(size, int) and size != max_size:
+        raise UserInputError(f"--max-size {max_size}: {cfg.model} takes {size}x{size} images (the final size is the "
+                             "model's own)")
+    if threads is not None:
+        import torch
+        torch.set_num_threads(threads)
+    check_trainable(graph)
+    os.makedirs(out, exist_ok=True)
+    run = run_training(graph, cfg, checkpoint=checkpoint, resume=resume, progress=progress)
+    report = run.to_dict()
+    files = {"model": os.path.join(out, "model.onnx"), "history": os.path.join(out, "history.json"),
+             "report": os.path.join(out, "report.json"), "checkpoint": checkpoint}
+    report["files"] = files
+    if not run.loop.interrupted:
+        def js(d) -> bytes:
+            return (json.dumps(d, indent=2, default=str) + "\n").encode()
+        atomic_write_many([(files["model"], serialize_model(graph)), (files["history"], js(run.loop.history)),
+                           (files["report"], js(report))])
+    report["history"] = run.loop.history
+    return report
+
+
+# -- learned passes (issue 14) ------------------------------------------------------------------------------------
+
+def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict | None, progress) -> "object":
+    """``place(method="learned")``: the baselines placed and scheduled as ``place`` does (the report's
+    ``baselines``), then the learned policy's devices (``learned-place``: graph order, no fusion, the placement
+    report's rules) from its greedy decisions and ``samples`` draws (option, default 16), fine-tuned for
+    ``budget`` more simulated samples when > 0 (options: ``policy``, ``samples``)."""
+    import time
+
+    from graphmill.passes.learned.passes import decisions_from_graph, run_learned
+    from graphmill.passes.placement.place import PlaceResult, apply_placement, evaluate, fmt_bytes, make_report
+    from graphmill.passes.placement import place_graph
+
+    opts = dict(options or {})
+    policy_path = str(opts.pop("policy", "") or "")
+    samples = int(opts.pop("samples", 16))
+    if opts:
+        raise UserInputError(f"unknown learned placement option {sorted(opts)[0]!r}; known: policy, samples")
+    base = place_graph(graph, model, method="heft", seed=seed)
+    t0 = time.perf_counter()
+    jp, dec, out, stats = run_learned(graph, model, "learned-place", policy_path=policy_path, samples=samples,
+                                      seed=seed)
+    learned = {"samples": samples + 1, "steps": 0, "best_from": "zero-shot", "samples_to_best_baseline": None}
+    if budget:
+        from graphmill.passes.learned.passes import combine, policy_for
+        from graphmill.search.learned import fine_tune, make_task
+
+        task = make_task(graph.name, graph, model)
+        keep = decisions_from_graph(graph, task.jp)
+        ref = min(base.report["baselines"].values())
+        ft = fine_tune(policy_for(policy_path), task, budget=budget, seed=seed, progress=progress, reference=ref,
+                       transform=lambda d: combine(d, keep, {"place"}, task.jp))
+        learned.update(samples=learned["samples"] + ft["samples"], steps=-(-budget // 10), best_from="fine-tune",
+                       samples_to_best_baseline=None if ft["samples_to_reference"] is None else
+                       learned["samples"] + ft["samples_to_reference"])
+        if ft["outcome"] is not None and ft["outcome"].makespan < out.makespan:
+            out = ft["outcome"]
+    placement = [int(d) for d in out.device]
+    cand = evaluate(base.problem, placement, "learned", time.perf_counter() - t0)
+    if not cand.valid:
+        d, excess = cand.schedule.over(base.problem.capacity)
+        raise UserInputError(f"the learned placement of graph {graph.name!r} is invalid: device {d} "
+                             f"({base.problem.device_names[d]}) {fmt_bytes(excess)} over its memory")
+    apply_placement(graph, base.problem, placement)
+    report = make_report(base.problem, "learned", cand, base.candidates)
+    ref = min(report["baselines"].values())
+    if learned["samples_to_best_baseline"] is None and cand.schedule.makespan <= ref:
+        learned["samples_to_best_baseline"] = learned["samples"]
+    graph.meta["placement"] = {"method": "learned", "makespan": cand.schedule.makespan, "units": base.problem.units,
+                               "devices": list(base.problem.device_names)}
+    info = dict(base.info)
+    info["wall_s"]["learned"] = cand.seconds
+    info["learned"] = learned
+    return PlaceResult(report, base.problem, cand.schedule, dict(base.candidates, learned=cand), info)
+
+
+LEARNED_PASSES = ("learned-optimize", "learned-place", "learned-fuse", "learned-schedule")
+
+
+def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimize", devices: int | None = None,
+                     devices_file: str | None = None, accel=None, memory_gb: float | None = None,
+                     cost: str = "roofline", training: bool = False, policy: str | None = None, samples: int = 8,
+                     finetune: int = 0, seed: int = 0, progress=None) -> dict:
+    """Run the learned passes (README, "Learned passes") on ``graph`` in place: ``passes`` one of
+    ``learned-optimize`` (placement, fusion and scheduling jointly) or a sequence of ``learned-place``,
+    ``learned-fuse``, ``learned-schedule`` (each keeps what the others wrote). ``policy``: a policy file (default:
+    the shipped one); ``samples``: policy draws simulated besides its greedy decisions; ``finetune``: more
+    samples of PPO fine-tuning on this graph (joint pass only). Devices as ``place``; ``training=True``
+    optimizes the training step. Returns ``{"passes", "devices", "units", "makespan", "best_baseline": {"name",
+    "makespan"}, "placement": {op: device}, "fusion_groups": [[op]], "priority": {op: number}, "order": {device:
+    [op]}, "refused": [reason], "memory": {"capacity", "peak"}, "finetune": {...} | None}``; the decisions also
+    travel in the graph's meta (``graph.meta["learned"]`` with the device set, node meta ``device``,
+    ``fusion_group``, ``priority``) so that ``learned_replay`` re-simulates them."""
+    from graphmill.backends.simulator.devices import PlacementCostModel, device_set
+    from graphmill.ir.naming import name_nodes
+    from graphmill.passes.learned.baselines import best_baseline
+    from graphmill.passes.learned.passes import apply_decisions, combine, decisions_from_graph, policy_for, run_learned
+    from graphmill.passes.placement import training_graph
+
+    seq = [passes] if isinstance(passes, str) else list(passes)
+    for p in seq:
+        if p not in LEARNED_PASSES:
+            raise UserInputError(f"unknown learned pass {p!r}; choose from {', '.join(LEARNED_PASSES)}")
+    for name, v in (("samples", samples), ("finetune", finetune)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise UserInputError(f"--{name} {v!r}: must be an integer >= 0")
+    if cost not in ("roofline", "simulator"):
+        raise UserInputError(f"--cost {cost!r}: choose roofline or simulator")
+    ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)
+    model = PlacementCostModel(ds, cost)
+    name_nodes(graph)
+    target = training_graph(graph) if training else graph
+    pol = policy_for(policy or "")
+    ft_info = None
+    for p in seq:
+        jp, dec, out, _ = run_learned(target, model, p, samples=samples, seed=seed, policy=pol)
+        if finetune and p == "learned-optimize":
+            from graphmill.search.learned import fine_tune, make_task
+
+            task = make_task(target.name, target, model)
+            ft = fine_tune(pol, task, budget=finetune, seed=seed, progress=progress)
+            ft_info = {"samples": ft["samples"], "samples_to_best_baseline": ft["samples_to_reference"],
+                       "improved": bool(ft["outcome"] is not None and ft["outcome"].makespan < out.makespan)}
+            if ft_info["improved"]:
+                dec, out = ft["decisions"], ft["outcome"]
+        apply_decisions(target, jp, dec, out, p)
+    bb = best_baseline(jp)
+    target.meta["learned"].update({"device_set": ds.to_dict(), "cost": cost, "passes": seq})
+    if training:
+        by_name = {n.name: n.meta.get("device") for n in target.nodes}
+        for n in graph.nodes:
+            if n.name in by_name:
+                n.meta["device"] = by_name[n.name]
+        graph.meta["learned"] = dict(target.meta["learned"], training=True)
+    names = jp.prob.names
+    return {"passes": seq, "devices": list(jp.prob.device_names), "units": jp.prob.units, "makespan": out.makespan,
+            "best_baseline": {"name": bb.name, "makespan": bb.outcome.makespan},
+            "placement": {names[i]: int(d) for i, d in enumerate(out.device)},
+            "fusion_groups": [[names[i] for i in g] for g in out.groups if len(g) > 1],
+            "priority": {names[i]: float(x) for i, x in enumerate(dec.priority)},
+            "order": target.meta["learned"]["order"], "refused": list(out.refused),
+            "memory": {"capacity": [float(c) for c in jp.prob.capacity], "peak": [float(x) for x in out.peak]},
+            "finetune": ft_info}
+
+
+def learned_replay(graph: Graph) -> dict | None:
+    """Re-simulate the decisions the learned passes left in ``graph`` (its meta) on the device set they were made
+    for: ``{"makespan", "peak", "units", "devices"}``; None when no learned pass ran on it."""
+    from graphmill.backends.simulator.devices import DeviceSet, PlacementCostModel
+    from graphmill.passes.learned.passes import replay
+
+    meta = graph.meta.get("learned")
+    if not isinstance(meta, dict) or "device_set" not in meta:
+        return None
+    model = PlacementCostModel(DeviceSet.from_dict(meta["device_set"]), meta.get("cost", "roofline"))
+    out = replay(graph, model)
+    return {"makespan": out.makespan, "peak": [float(x) for x in out.peak], "units": model.units,
+            "devices": model.names}
+
+
+def train_policy(output: str | os.PathLike, *, steps: int | None = None, seed: int = 0, quick: bool = False,
+                 options: dict | None = None, checkpoint: str | None = None, progress=None,
+                 command: str = "") -> dict:
+    """Train the learned passes' policy with PPO on the default training set (``graphmill.search.learned``:
+    zoo models forward and as training steps, random DAGs, 2/4/8 devices) and write it to ``output`` (.npz
+    with its .json: architecture, training set, seed, options, time, ``command``). ``quick``: a small
+    training set (tests). Returns ``{"output", "steps", "samples", "seconds", "resumed", "final"}``."""
+    import time
+
+    from graphmill.backends.simulator.devices import PlacementCostModel, device_set
+    from graphmill.search.learned import make_task, train, training_set
+    from graphmill.util.files import check_target
+
+    output = os.fspath(output)
+    if not output.endswith(".npz"):
+        raise UserInputError(f"{output}: a policy file ends in .npz (its metadata goes beside it in .json)")
+    check_target(output)
+    opts = dict(options or {})
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise UserInputError(f"--steps {steps!r}: must be an integer >= 1")
+        opts["steps"] = steps
+    t0 = time.perf_counter()
+    tasks = [make_task(n, g, PlacementCostModel(device_set(devices=D))) for n, g, D in training_set(quick=quick)]
+    if progress:
+        progress(f"train-policy: {len(tasks)} training graphs ready in {time.perf_counter() - t0:.1f} s")
+    _, info = train(tasks, seed=seed, options=opts, checkpoint=checkpoint, progress=progress, output=output,
+                    meta={"command": command, "cost": "roofline", "accel": "placement-default"})
+    last = info["history"][-1] if info["history"] else {}
+    return {"output": output, "steps": info["steps"], "samples": info["samples"], "seconds": info["seconds"],
+            "resumed": info["resumed"], "final": last.get("mean_time_vs_best_baseline")}

@@ -16,10 +16,14 @@ from graphmill import __version__
 from graphmill.cli import demo, inspect, optimize, passes, roundtrip, scale, scale_search, search, simulate, zoo
 from graphmill.cli import partition
 from graphmill.cli import place
+from graphmill.cli import train_policy
+from graphmill.cli import train
 from graphmill.cli.common import OneLineParser
 from graphmill.errors import GraphmillError
 
-COMMANDS = (inspect, roundtrip, optimize, scale_search, passes, zoo, demo, scale, simulate, search, partition, place)
+COMMANDS = (inspect, roundtrip, optimize, scale_search, passes, zoo, demo, scale, simulate, search, partition, place,
+            train,
+            train_policy)
 
 
 def build_parser() -> argparse.ArgumentParser:
