@@ -125,6 +125,45 @@ def synthetic_table() -> tuple[search.Space, dict]:
     return space, table
 
 
+CELL_OPS = ["none", "skip", "conv1x1", "conv3x3", "avgpool"]
+CELL_EDGES = [(0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)]
+
+
+def cell_table() -> tuple[search.Space, dict]:
+    """A third, differently shaped table: a NAS-Bench-201-like cell (4 nodes, 6 edges, 5 ops each: 15,625
+    configurations, far above the default's enumerate_limit) scored by a generated surrogate with the structure
+    such benchmarks have: a cell whose output is not connected to its input scores 0.1 (chance); otherwise the
+    output node's "capacity" (each edge adds 1.0 for conv3x3, 0.6 for conv1x1, 0.15 for avgpool, 0 for skip to
+    its source node's; a node takes its best input plus a quarter of the others) gives a saturating accuracy,
+    too much capacity without a skip path from input to output is penalized (trainability: an interaction of
+    all edges), plus seeded pairwise interactions of three edge pairs and a small per-configuration hash noise."""
+    import hashlib
+
+    space = search.Space({f"e{i}": search.Choice(CELL_OPS) for i in range(len(CELL_EDGES))})
+    gain = {"none": None, "skip": 0.0, "conv1x1": 0.6, "conv3x3": 1.0, "avgpool": 0.15}
+    r = np.random.default_rng(201)
+    pairs = [(0, 5), (1, 4), (2, 3)]
+    inter = {p: r.normal(0, 0.006, (5, 5)) for p in pairs}
+    table = {}
+    for c in space.enumerate():
+        ops = [c[f"e{i}"] for i in range(len(CELL_EDGES))]
+        cap: dict[int, float | None] = {0: 0.0}
+        skip_path = {0: True}
+        for j in (1, 2, 3):
+            ins = [(cap[a] + gain[op], skip_path[a] and op == "skip") for (a, b), op in zip(CELL_EDGES, ops)
+                   if b == j and gain[op] is not None and cap[a] is not None]
+            cap[j] = max(v for v, _ in ins) + 0.25 * (sum(v for v, _ in ins) - max(v for v, _ in ins)) if ins else None
+            skip_path[j] = any(s for _, s in ins)
+        if cap[3] is None:
+            v = 0.1
+        else:
+            v = 0.72 + 0.22 * (1 - math.exp(-0.55 * cap[3])) - (0.0 if skip_path[3] else 0.012 * max(0.0, cap[3] - 2.5) ** 2)
+            v += sum(inter[(a, b)][CELL_OPS.index(ops[a]), CELL_OPS.index(ops[b])] for a, b in pairs)
+        h = int(hashlib.md5(space.key(c).encode()).hexdigest()[:8], 16) / 2**32
+        table[space.key(c)] = float(v + 0.004 * (h - 0.5))
+    return space, table
+
+
 _LOOKUP: dict = {}
 
 
@@ -141,6 +180,33 @@ def lookup(config: dict) -> float:
         space, table = load_table()
         _LOOKUP.update(table=table, space=space)
     return _LOOKUP["table"][_LOOKUP["space"].key(config)]
+
+
+def curves_cache_path(table: str) -> str:
+    return os.path.join(HERE, "data", f"search_curves_{table}.json")
+
+
+def cached_curves(table: str, name: str, seeds: int, budget: int) -> np.ndarray | None:
+    """Curves of ``name`` stored by an earlier run with the same table, seeds and budget (None if absent)."""
+    path = curves_cache_path(table)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        entry = json.load(f).get(name)
+    if not entry or entry["seeds"] != seeds or entry["budget"] != budget:
+        return None
+    return np.array(entry["curves"], dtype=float)
+
+
+def store_curves(table: str, name: str, c: np.ndarray, seconds: float) -> None:
+    path = curves_cache_path(table)
+    data = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            data = json.load(f)
+    data[name] = {"seeds": c.shape[0], "budget": c.shape[1], "seconds": round(seconds, 1),
+                  "curves": [[round(float(v), 6) for v in row] for row in c]}
+    write_json(path, data, indent=None)
 
 
 def curves(name: str, seeds: int, budget: int) -> np.ndarray:
@@ -196,8 +262,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--budget", type=int, default=200)
     ap.add_argument("--strategies", default="default,evolution,tpe,random,reinforce,ppo")
-    ap.add_argument("--table", choices=("mlp", "synthetic"), default="mlp",
-                    help="mlp: the cached digits table; synthetic: a second, generated table (see synthetic_table)")
+    ap.add_argument("--table", choices=("mlp", "synthetic", "cell"), default="mlp",
+                    help="mlp: the cached digits table; synthetic: a second, generated table (see synthetic_table); "
+                         "cell: a NAS-Bench-201-like cell space with a generated surrogate (see cell_table)")
+    ap.add_argument("--reuse", default="",
+                    help="comma-separated strategies whose curves are read from benchmarks/data/"
+                         "search_curves_<table>.json (written by every run) instead of rerun, when that file holds "
+                         "them for the same seeds and budget (e.g. reinforce,ppo: ~18 min of CPU at 20 seeds)")
     ap.add_argument("--skip-overhead", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--json", help="write all numbers to this file")
@@ -206,7 +277,7 @@ def main() -> None:
         build()
         if args.build:
             return
-    space, table = load_table() if args.table == "mlp" else synthetic_table()
+    space, table = {"mlp": load_table, "synthetic": synthetic_table, "cell": cell_table}[args.table]()
     _LOOKUP.update(table=table, space=space)
     optimum = max(table.values())
     accs = np.array(sorted(table.values()))
@@ -215,13 +286,21 @@ def main() -> None:
     report: dict = {"optimum": optimum, "size": len(table), "budgets": list(BUDGETS), "strategies": {}}
     names = args.strategies.split(",")
     res = {}
+    reuse = set(filter(None, args.reuse.split(",")))
     for name in names:
         t0 = time.time()
-        c = curves(name, args.seeds, args.budget)
+        c = cached_curves(args.table, name, args.seeds, args.budget) if name in reuse else None
+        if c is None:
+            c = curves(name, args.seeds, args.budget)
+            store_curves(args.table, name, c, time.time() - t0)
+            how = "run"
+        else:
+            how = "read from " + os.path.relpath(curves_cache_path(args.table))
         res[name] = c
         report["strategies"][name] = {"mean": c.mean(0).tolist(), "std": c.std(0).tolist(),
                                       "seconds": time.time() - t0}
-        print(f"  {name}: {args.seeds} seeds x {args.budget} evaluations in {time.time() - t0:.0f} s", flush=True)
+        print(f"  {name}: {args.seeds} seeds x {args.budget} evaluations ({how}) in {time.time() - t0:.0f} s",
+              flush=True)
     budgets = [b for b in BUDGETS if b <= args.budget]
     print(f"\nbest-so-far reward (mlp: held-out accuracy), mean ± std over {args.seeds} seeds (optimum {optimum:.4f})")
     print("strategy".ljust(11) + "".join(f"{b:>17}" for b in budgets))

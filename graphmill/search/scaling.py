@@ -17,28 +17,26 @@ The pieces follow ``search/``'s layout:
   cost; with ``latency_weight`` w, MnasNet's soft form ``acc * (cost/max_cost)**w``
   for costs over the budget.
 
-``run_search`` evaluates the candidates, prints progress on stderr, writes the
-checkpoint (JSON, atomically) after every candidate and resumes from it (no
-candidate is evaluated twice); Ctrl-C stops after the candidate in flight is
-recorded. Results go to JSON and a PNG plot of accuracy against cost.
+``run_search`` is one client of ``graphmill.search.run``: the space is
+alpha/beta/gamma as choices over the grid values, the strategy is ``grid`` with
+the feasible candidates as its points (its ``label`` option records the
+evaluator, cost, objective and phi, so a checkpoint of other settings is
+refused), and ``run`` evaluates them, prints progress on stderr, writes its
+checkpoint (atomically) after every candidate and resumes from it (no candidate
+is evaluated twice); Ctrl-C stops after the candidate in flight. Results go to
+JSON and a PNG plot of accuracy against cost.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Protocol
 
-import numpy as np
 
 from graphmill.ir import Graph, UserInputError
-from graphmill.util.files import CHECKPOINT_LIMIT, read_user_file, write_json
-
-CHECKPOINT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -206,61 +204,60 @@ class SearchResult:
 
 def run_search(base: Graph, *, space: ScalingGrid, evaluator: Callable[[Graph], dict], cost: Callable[[Graph], float],
                objective: Objective, checkpoint: str | None = None, phi: float = 1.0, divisor: int = 8,
-               seed: int = 0, limit: int | None = None, progress=sys.stderr,
-               on_candidate: Callable[[int, dict], None] | None = None) -> SearchResult:
-    """Evaluate the grid's candidates (resuming from ``checkpoint``); see the module doc."""
+               seed: int = 0, limit: int | None = None, progress=sys.stderr) -> SearchResult:
+    """Evaluate the grid's candidates through ``graphmill.search.run`` (strategy ``grid``, resuming from
+    ``checkpoint``); see the module doc."""
     from graphmill.passes.scaling import scale
+    from graphmill.search import checkpoint as ckpt
+    from graphmill.search.runner import run
+    from graphmill.search.space import Choice, Space
 
     cands = grid_candidates(space)
-    if limit is not None:
-        cands = cands[:limit]
     config = dict(space=asdict(space), phi=phi, divisor=divisor, seed=seed, objective=asdict(objective),
                   evaluator=_describe(evaluator), cost=_describe(cost))
-    done: dict[str, dict] = {}
-    if checkpoint and os.path.exists(checkpoint):
-        try:
-            state = json.loads(read_user_file(checkpoint, CHECKPOINT_LIMIT, "a search checkpoint (JSON)").decode("utf-8"))
-        except (OSError, ValueError) as e:
-            raise UserInputError(f"{checkpoint}: unreadable checkpoint ({e}); delete it to start over") from None
-        if state.get("config") != json.loads(json.dumps(config, default=str)):
-            raise UserInputError(f"{checkpoint}: checkpoint of a different search configuration; "
-                                 "delete it or use another --checkpoint")
-        done = {r["key"]: r for r in state.get("candidates", [])}
-    results = [done[k] for k in done]
-    interrupted = False
-    t_start = time.perf_counter()
-    todo = [c for c in cands if _key(c) not in done]
-    if progress is not None and done:
-        print(f"resuming: {len(done)} of {len(cands)} candidates already evaluated", file=progress)
-    for i, (a, b, g) in enumerate(todo):
-        key = _key((a, b, g))
-        t0 = time.perf_counter()
-        rec: dict[str, Any] = dict(key=key, alpha=a, beta=b, gamma=g, constraint=a * b * b * g * g)
-        try:
-            graph = scale(base, phi, a, b, g, divisor, seed=seed)
-            rec["cost"] = cost(graph)
-            rec.update(evaluator(graph))
-            rec["status"] = "ok"
-        except KeyboardInterrupt:
-            interrupted = True
-            break
-        except Exception as e:  # noqa: BLE001 -- a crashing candidate is recorded, not fatal
-            rec.update(status="failed", error=f"{type(e).__name__}: {e}")
-        rec["seconds"] = time.perf_counter() - t0
+    if not cands:
+        return SearchResult([], None, False, config)
+    budget = len(cands) if limit is None else min(limit, len(cands))
+    vals = space.values()
+    grid = Space({"alpha": Choice(vals), "beta": Choice(vals), "gamma": Choice(vals)})
+    options = {"configs": [{"alpha": a, "beta": b, "gamma": g} for a, b, g in cands],
+               "label": json.loads(json.dumps(config, default=str))}
+    if progress is not None and checkpoint:
+        state = ckpt.load(checkpoint)
+        if state is not None and state.get("history"):
+            print(f"resuming: {len(state['history'])} of {budget} candidates already evaluated", file=progress)
+
+    def evaluate(c: dict) -> dict:
+        graph = scale(base, phi, c["alpha"], c["beta"], c["gamma"], divisor, seed=seed)
+        rec = {"cost": cost(graph), **evaluator(graph)}
+        c_ = rec["cost"]
+        # the grid ignores rewards; this one orders feasible candidates before infeasible ones as rank() does
+        rec["reward"] = objective.score(rec["accuracy"], c_) - (0.0 if objective.feasible(c_) else 2.0)
+        return rec
+
+    def report(d: dict) -> None:
+        t = d["trial"]
+        a, b, g = t.config["alpha"], t.config["beta"], t.config["gamma"]
+        acc = f"acc {t.metrics['accuracy']:.3f}" if "accuracy" in t.metrics else (t.error or "")
+        eta = d["eta"]
+        print(f"[{d['count']}/{d['budget']}] alpha={a:g} beta={b:g} gamma={g:g}  cost "
+              f"{t.metrics.get('cost', float('nan')):.4g}  {acc}  ({t.seconds:.1f}s, ~"
+              f"{eta if math.isfinite(eta) else 0:.0f}s left)", file=progress, flush=True)
+
+    res = run(grid, evaluate, strategy="grid", budget=budget, seed=seed, checkpoint=checkpoint,
+              progress=report if progress is not None else False, strategy_options=options)
+    results = []
+    for t in res.history:
+        a, b, g = t.config["alpha"], t.config["beta"], t.config["gamma"]
+        rec: dict[str, Any] = dict(key=_key((a, b, g)), alpha=a, beta=b, gamma=g, constraint=a * b * b * g * g)
+        rec.update({k: v for k, v in t.metrics.items()})
+        rec.update(status=t.status, seconds=t.seconds)
+        if t.error is not None:
+            rec["error"] = t.error
         results.append(rec)
-        if checkpoint:
-            write_json(checkpoint, dict(version=CHECKPOINT_VERSION, config=config, candidates=results))
-        if on_candidate is not None:
-            on_candidate(i, rec)
-        if progress is not None:
-            n = len(results)
-            eta = (time.perf_counter() - t_start) / (i + 1) * (len(todo) - i - 1)
-            acc = f"acc {rec['accuracy']:.3f}" if "accuracy" in rec else rec.get("error", "")
-            print(f"[{n}/{len(cands)}] alpha={a:g} beta={b:g} gamma={g:g}  cost {rec.get('cost', float('nan')):.4g}"
-                  f"  {acc}  ({rec['seconds']:.1f}s, ~{eta:.0f}s left)", file=progress, flush=True)
     ranked = objective.rank(results)
     best = ranked[0] if ranked and ranked[0].get("status") == "ok" else None
-    return SearchResult(ranked, best, interrupted, config)
+    return SearchResult(ranked, best, res.interrupted, config)
 
 
 def _describe(component: Any) -> Any:

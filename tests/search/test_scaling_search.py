@@ -56,7 +56,9 @@ def test_resume_after_interruption(tmp_path):
     r1 = run_search(base, space=space, evaluator=first, cost=MacsCost(), objective=Objective(), checkpoint=ck,
                     limit=4, progress=None)
     assert r1.interrupted and len(first.calls) == 2
-    assert len(json.load(open(ck))["candidates"]) == 2
+    state = json.load(open(ck))  # search.run's checkpoint (strategy grid), holding the two finished candidates
+    assert state["format"] == "graphmill-search-checkpoint" and state["strategy"] == "grid"
+    assert len(state["history"]) == 2
     second = _Interrupting(stop_after=100)
     r2 = run_search(base, space=space, evaluator=second, cost=MacsCost(), objective=Objective(), checkpoint=ck,
                     limit=4, progress=None)

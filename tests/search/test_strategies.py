@@ -232,3 +232,26 @@ def test_default_ordinal_feature_orders_numeric_choices():
 def test_default_rejects_bad_linear_weights():
     with pytest.raises(UserInputError, match="linear"):
         strategies.get("default", space(), linear=[1.5])
+
+
+def test_grid_enumerates_in_order_resumes_and_takes_a_point_list():
+    """Reference: ``Space.enumerate()``'s order (every configuration once) and the given list itself."""
+    sp = search.Space({"a": search.Choice([1, 2, 3]), "b": search.Choice(["x", "y"], when={"a": [2, 3]})})
+    every = list(sp.enumerate())
+    g = strategies.get("grid", sp)
+    got = [g.ask() for _ in range(2)]
+    g2 = strategies.get("grid", sp)
+    g2.load_state_dict(json.loads(json.dumps(g.state_dict())))
+    got += [g2.ask() for _ in range(len(every) - 2)]
+    assert got == every
+    r = search.run(sp, lambda c: c["a"], strategy="grid", budget=len(every), progress=False)
+    assert [t.config for t in r.history] == every
+    points = [{"a": 3, "b": "y"}, {"a": 1}]
+    g = strategies.get("grid", sp, configs=points)
+    assert [g.ask() for _ in range(2)] == points
+    with pytest.raises(UserInputError, match="a: 4 is not one of"):
+        strategies.get("grid", sp, configs=[{"a": 4}])
+    with pytest.raises(UserInputError, match="non-empty list"):
+        strategies.get("grid", sp, configs=[])
+    with pytest.raises(UserInputError, match="continuous"):
+        strategies.get("grid", search.Space({"x": search.Float(0, 1)}))

@@ -105,6 +105,7 @@ _REGISTRY: dict[str, str] = {
     "reinforce": "graphmill.search.strategies.reinforce:Reinforce",
     "ppo": "graphmill.search.strategies.reinforce:PPO",
     "tpe": "graphmill.search.strategies.tpe:TPE",
+    "grid": "graphmill.search.strategies.grid:Grid",
 }
 
 STRATEGIES: tuple[str, ...] = tuple(_REGISTRY)
