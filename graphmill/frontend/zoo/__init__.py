@@ -21,6 +21,8 @@ from .efficientnet import COEFFICIENTS as EFFICIENTNET_COEFFICIENTS
 from .efficientnet import efficientnet
 from .efficientnetv2 import VARIANTS as EFFICIENTNETV2_VARIANTS
 from .efficientnetv2 import efficientnetv2
+from .coatnet import VARIANTS as COATNET_VARIANTS
+from .coatnet import coatnet
 from .mobilenet import mnasnet_a1, mobilenet_v2
 from .resnet import resnet
 from .transformer import bert, vit
@@ -38,6 +40,10 @@ def _efficientnetv2(variant: str) -> Callable[..., Graph]:
     return lambda **kw: efficientnetv2(variant, **kw)
 
 
+def _coatnet(variant: int) -> Callable[..., Graph]:
+    return lambda **kw: coatnet(variant, **kw)
+
+
 def _resnet(name: str) -> Callable[..., Graph]:
     return lambda **kw: resnet(name, **kw)
 
@@ -49,6 +55,7 @@ MODELS: dict[str, Callable[..., Graph]] = {
     "resnet101": _resnet("resnet101"),
     **{f"efficientnet_{v}": _efficientnet(v) for v in EFFICIENTNET_COEFFICIENTS},
     **{f"efficientnetv2_{v}": _efficientnetv2(v) for v in EFFICIENTNETV2_VARIANTS},
+    **{f"coatnet_{v}": _coatnet(v) for v in COATNET_VARIANTS},
     "mnasnet_a1": mnasnet_a1,
     "mobilenet_v2": mobilenet_v2,
     "bert_base": bert,
@@ -70,6 +77,8 @@ DESCRIPTIONS: dict[str, str] = {
                             f"{r}x{r} input" for v, (w, d, r, _) in EFFICIENTNET_COEFFICIENTS.items()},
     **{f"efficientnetv2_{v}": f"EfficientNetV2-{v.upper()} (Tan & Le 2021): Fused-MBConv + MBConv stages, {r}x{r} "
                               f"input (trained at {t})" for v, (_, _, r, t, _) in EFFICIENTNETV2_VARIANTS.items()},
+    **{f"coatnet_{v}": f"CoAtNet-{v} (Dai et al. 2021, Table 3): conv stem, 2 MBConv + 2 relative-attention stages, "
+                       f"blocks {list(n)}, channels {list(c)}, 224x224" for v, (n, c) in COATNET_VARIANTS.items()},
     "mnasnet_a1": "MnasNet-A1 (Tan et al. 2019, Figure 7): SepConv + MBConv stages with SE, 224x224, 3.9M params",
     "mobilenet_v2": "MobileNetV2 (Sandler et al. 2018, Table 2): inverted residuals, ReLU6, 224x224, 3.5M params",
     "bert_base": "BERT-base-like encoder (Devlin et al. 2018): 12 layers, hidden 768, 12 heads, int64 ids [N, S]",
@@ -118,7 +127,8 @@ def build(name: str, **kwargs) -> Graph:
 
 
 __all__ = ["build", "resolve_name", "MODELS", "DESCRIPTIONS", "resnet", "efficientnet", "mnasnet_a1",
-           "mobilenet_v2", "bert", "vit", "efficientnetv2", "round_filters", "round_repeats", "check_positive",
+           "mobilenet_v2", "bert", "vit", "efficientnetv2", "coatnet", "round_filters", "round_repeats",
+           "check_positive",
            # block-building pieces other builders reuse (graphmill.search.spaces.mnasnet)
            "Layers", "mbconv", "check_batch", "check_count", "resolve_resolution",
            # the node meta key of the architectural stage, and a table row as node meta

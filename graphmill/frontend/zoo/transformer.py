@@ -30,7 +30,9 @@ from graphmill.ir.builder import GraphBuilder
 from ._common import Layers, check_batch, check_count, check_positive, node_meta, resolve_resolution, round_repeats
 
 
-class _Encoder(Layers):
+class Encoder(Layers):
+    """Seeded transformer layers (normal std 0.02 weights, LayerNorm at identity) on top of ``Layers``."""
+
     def __init__(self, b: GraphBuilder, seed: int, opset: int, std: float = 0.02) -> None:
         super().__init__(b, seed)
         self.opset = opset
@@ -108,7 +110,7 @@ def bert(*, width: float = 1.0, depth: float = 1.0, resolution: float = 1.0, lay
         raise UserInputError(f"seq={seq} for {name}: longer than the {positions} position embeddings")
 
     b = GraphBuilder(name, opset=opset)
-    E = _Encoder(b, seed, opset)
+    E = Encoder(b, seed, opset)
     ids = b.input("input_ids", "int64", [batch, seq])
     with b.annotate(model_stage=0, block=0, kind="embeddings"):
         word = b.Gather(E.weight(vocab, hidden), ids, axis=0)
@@ -163,7 +165,7 @@ def vit(*, width: float = 1.0, depth: float = 1.0, resolution: float = 1.0, patc
     tokens = (res // patch) ** 2 + 1
 
     b = GraphBuilder(name, opset=opset)
-    E = _Encoder(b, seed, opset)
+    E = Encoder(b, seed, opset)
     img = b.input("input", "float32", [batch, 3, res, res])
     with b.annotate(model_stage=0, block=0, kind="patch_embedding"):
         x = E.conv(img, 3, hidden, patch, patch, bias=True, gain=1.0, pad=0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import elementwise, linear, normalization, pooling, reduction, resize, shape  # noqa: F401 -- register
 from . import moe  # noqa: F401 -- graphmill::MoE, registered under its domain-qualified name
+from . import attention  # noqa: F401 -- graphmill::RelativeAttention
 from .common import CHECKS, OPS
 
 __all__ = ["CHECKS", "OPS"]

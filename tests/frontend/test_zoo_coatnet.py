@@ -1,0 +1,143 @@
+"""CoAtNet-0..3 from the zoo against the paper, ONNX Runtime and the torch backend.
+
+References: the CoAtNet paper (Dai et al. 2021): Table 3 (blocks L and channels D of S0..S4, head size 32,
+MBConv expansion 4, FFN expansion 4) and Table 4 (ImageNet-1K at 224: CoAtNet-0 25M params / 4.2B FLOPs,
+-1 42M / 8.4B, -2 75M / 15.7B, -3 168M / 34.7B; the paper's FLOPs are multiply-adds); the relative-attention
+table size (2H-1)(2W-1) x heads worked by hand for the 14x14 and 7x7 maps at 224; ONNX Runtime on the saved
+(lowered, standard ONNX) model against the torch backend running graphmill::RelativeAttention directly;
+`graphmill zoo` on the command line (exit 2, one line, nothing written for bad input).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import graphmill
+from graphmill.frontend import zoo
+from graphmill.ir import UserInputError
+from graphmill.ir.summary import summarize
+
+PUBLISHED = {0: (25e6, 4.2e9), 1: (42e6, 8.4e9), 2: (75e6, 15.7e9), 3: (168e6, 34.7e9)}
+TABLE3 = {0: ((2, 2, 3, 5, 2), (64, 96, 192, 384, 768)), 1: ((2, 2, 6, 14, 2), (64, 96, 192, 384, 768)),
+          2: ((2, 2, 6, 14, 2), (128, 128, 256, 512, 1024)), 3: ((2, 2, 6, 14, 2), (192, 192, 384, 768, 1536))}
+
+
+def _trainable(g) -> int:
+    s = summarize(g)
+    return s.params - sum(n.inputs[k].const.size for n in g.nodes if n.op_type == "BatchNormalization"
+                          for k in (3, 4))
+
+
+@pytest.mark.parametrize("variant", [0, 1, 2, 3])
+def test_params_and_macs_match_the_paper(variant):
+    g = zoo.build(f"coatnet_{variant}", batch=1)  # shapes and cost only: weights are drawn when read
+    assert g.inputs[0].type.shape == (1, 3, 224, 224)
+    s = summarize(g)
+    assert s.cost_unknown_nodes == 0 and not s.ops_without_cost
+    params, macs = PUBLISHED[variant]
+    assert abs(_trainable(g) - params) / params < 0.02, (_trainable(g), params)
+    assert abs(s.macs - macs) / macs < 0.05, (s.macs, macs)
+
+
+@pytest.mark.parametrize("variant", [0, 3])
+def test_stages_follow_table3_with_relative_attention_in_s3_s4(variant):
+    g = zoo.build(f"coatnet_{variant}", batch=1)
+    blocks, dims = TABLE3[variant]
+    stages = g.meta["stages"]
+    assert [st["kind"] for st in stages] == ["conv", "mbconv", "mbconv", "transformer", "transformer"]
+    assert [st["cout"] for st in stages] == list(dims)
+    assert [st["repeats"] for st in stages] == list(blocks)
+    assert [st["out_size"] for st in stages] == [112, 56, 28, 14, 7]
+    attn = [n for n in g.nodes if n.op_type == "RelativeAttention"]
+    assert len(attn) == blocks[3] + blocks[4] and all(n.domain == "graphmill" for n in attn)
+    # S3: a 14x14 map, (2*14-1)^2 = 729 offsets x D3/32 heads; S4: 7x7, 13^2 = 169 x D4/32
+    tables = [n.inputs[3].const.shape for n in attn]
+    assert tables == [(729, dims[3] // 32)] * blocks[3] + [(169, dims[4] // 32)] * blocks[4]
+    q = attn[0].inputs[0].type.shape
+    assert q == (1, dims[3] // 32, 196, 32)
+    # MBConv: expansion 4 of the output channels, SE 0.25 of them; the first block strides in its 1x1 conv
+    convs = [n for n in g.nodes if n.op_type == "Conv" and n.meta.get("model_stage") == 1 and n.meta["block"] == 0]
+    by_layer = {n.meta["layer"]: n for n in convs}
+    assert by_layer["expand"].inputs[1].const.shape == (4 * dims[1], dims[0], 1, 1)
+    assert by_layer["expand"].attrs["strides"].value == [2, 2]
+    assert by_layer["depthwise"].attrs["strides"].value == [1, 1]
+    se = [n.inputs[1].const.shape for n in convs if n.meta["layer"] == "se"]
+    assert se == [(dims[1] // 4, 4 * dims[1], 1, 1), (4 * dims[1], dims[1] // 4, 1, 1)]
+
+
+def test_onnxruntime_on_the_saved_model_equals_the_torch_backend(tmp_path):
+    import onnxruntime as ort
+    import torch
+
+    from graphmill.backends.torch import to_torch
+
+    g = zoo.build("coatnet_0", resolution=64, num_classes=10, batch=2)
+    path = tmp_path / "coatnet0.onnx"
+    graphmill.save(g, str(path))
+    saved = graphmill.load(str(path))
+    assert not any(n.domain == "graphmill" for n in saved.nodes)  # standard ONNX: lowered when saved
+    assert sum(n.op_type == "Gather" for n in saved.nodes) == 5 + 2  # one bias Gather per Transformer block
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    (got,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    m = to_torch(g).eval()  # runs graphmill::RelativeAttention itself
+    tables = [n.inputs[3].name for n in g.nodes if n.op_type == "RelativeAttention"]
+    assert set(tables) <= set(m.param_names.values())  # the relative-position tables train
+    with torch.no_grad():
+        want = m(torch.from_numpy(x)).numpy()
+    assert want.std() > 0.05
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_width_depth_and_resolution_options():
+    g = zoo.build("coatnet_0", width=0.5, depth=2.0, resolution=96, batch=1)
+    stages = g.meta["stages"]
+    assert [st["cout"] for st in stages] == [32, 48, 96, 192, 384]  # S3/S4 stay multiples of the head size 32
+    assert [st["repeats"] for st in stages] == [2, 4, 6, 10, 4]
+    assert g.inputs[0].type.shape == (1, 3, 96, 96)
+    attn = [n for n in g.nodes if n.op_type == "RelativeAttention"]
+    assert {(n.attrs["height"].value, n.attrs["width"].value) for n in attn} == {(6, 6), (3, 3)}
+    assert zoo.build("coatnet_1", resolution=2.0, batch=1).inputs[0].type.shape == (1, 3, 448, 448)
+
+
+@pytest.mark.parametrize("kw,words", [
+    (dict(resolution=200), "resolution=200 for coatnet_0: the input size must be a multiple of 32 .*relative-"
+                           "attention stages attend over its 1/16 and 1/32 maps, 12.5x12.5 and 6.25x6.25 here"),
+    (dict(resolution=0.05), "resolution=0.05 for coatnet_0 gives a 0x0 input; the minimum is 32x32"),
+    (dict(width=0), "width=0 for coatnet_0: must be a number > 0"),
+])
+def test_bad_options_are_one_line_errors(kw, words):
+    with pytest.raises(UserInputError, match=words):
+        zoo.build("coatnet_0", **kw)
+
+
+def test_unknown_variant():
+    with pytest.raises(UserInputError, match="unknown CoAtNet variant 7; choose one of 0, 1, 2, 3"):
+        zoo.coatnet(7)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "graphmill.cli", "zoo", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "m.onnx"
+    r = run_cli("coatnet_2", "--resolution", "100", "-o", str(out))
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert "resolution=100 for coatnet_2: the input size must be a multiple of 32" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_writes_standard_onnx(tmp_path):
+    out = tmp_path / "c.onnx"
+    r = run_cli("CoAtNet-1", "--resolution", "64", "--depth", "0.5", "--width", "0.25", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    g = graphmill.load(str(out))
+    assert g.inputs[0].type.shape[1:] == (3, 64, 64)
+    assert sum(n.op_type == "Softmax" for n in g.nodes) == 7 + 1  # ceil(0.5 * 14) + ceil(0.5 * 2) blocks
+    assert not any(n.domain == "graphmill" for n in g.nodes)
