@@ -6,3 +6,4 @@ from graphmill.passes.scaling import compound  # noqa: F401
 from graphmill.passes.pipeline import partition  # noqa: F401
 from graphmill.passes.placement import placement_pass  # noqa: F401
 from graphmill.passes.lowering import lower  # noqa: F401
+from graphmill.passes.learned import passes as learned_passes  # noqa: F401

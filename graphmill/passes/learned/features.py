@@ -5,17 +5,16 @@ graph's backward op: ``backward``), then log-scaled numbers made relative to the
 graphs of any size: its mean time over the devices / the graph's mean, output / input / weight bytes / the
 graph's mean output bytes, in- and out-degree, its position in the graph's order, its upward rank / the
 largest (the critical path through it), whether it has a fusion producer, whether fusing with it fits the
-buffers, and the bytes it would keep on chip.
+buffers, the bytes it would keep on chip, and the *hint*: whether the best baseline (``baselines.best_baseline``:
+the best of the placement x fusion x schedule heuristics, simulated) fuses it and its place in that baseline's
+order (0..1). The policy starts from the best heuristic and learns where to depart from it.
 
 Per op and device (``DEVICE_FEATURES``): the op's time on the device / its mean over the devices, the device's
-memory / the largest, whether the hint placement (the best placement baseline under graph order) puts it there,
-and the share of its producers the hint puts there. Devices are scored one by one from these, so one policy
+memory / the largest, whether the hint places it there, and the share of its producers the hint places there. Devices are scored one by one from these, so one policy
 serves any number of devices.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -28,29 +27,25 @@ OP_VOCAB = ("Conv", "MatMul", "Gemm", "Add", "Mul", "Sub", "Div", "Relu", "Clip"
             "Split", "Slice", "Reshape", "Transpose", "Gather", "LSTM", "GRU", "Erf", "Pow", "ReduceMean",
             "Sqrt", "Flatten", "Squeeze", "Unsqueeze", "Identity", "HardSigmoid", "HardSwish", "other", "backward")
 NUMERIC = ("time", "out_bytes", "in_bytes", "weight_bytes", "in_degree", "out_degree", "position", "rank",
-           "has_fuse_producer", "fuse_fits", "fuse_bytes")
+           "has_fuse_producer", "fuse_fits", "fuse_bytes", "hint_fuse", "hint_order")
 NODE_FEATURES = len(OP_VOCAB) + len(NUMERIC)
 DEVICE_FEATURES = 4
 
-__all__ = ["OP_VOCAB", "NODE_FEATURES", "DEVICE_FEATURES", "node_features", "hint_placement"]
+__all__ = ["OP_VOCAB", "NUMERIC", "NODE_FEATURES", "DEVICE_FEATURES", "node_features", "hint_decisions"]
 
 
-def hint_placement(jp: JointProblem) -> tuple[np.ndarray, str]:
-    """The best placement baseline under graph order and no fusion (the policy's starting hint)."""
-    from .baselines import placement_baselines
+def hint_decisions(jp: JointProblem, placement: np.ndarray | None = None) -> tuple[Decisions, str]:
+    """The best baseline (of every placement, or of ``placement`` alone, x fusions x schedules): the hint."""
+    from .baselines import best_baseline
 
-    best, name, bt = None, "", math.inf
-    for pn, pl in placement_baselines(jp).items():
-        out = jp.evaluate(Decisions(pl, np.zeros(jp.n, bool), np.arange(jp.n, dtype=np.float64)))
-        t = out.makespan if out.valid else 1e300 + out.makespan  # invalid ones last
-        if best is None or t < bt:
-            best, name, bt = pl, pn, t
-    return np.asarray(best, np.int64), name
+    bb = best_baseline(jp, placements=None if placement is None else {"given": np.asarray(placement, np.int64)})
+    return bb.decisions, bb.name
 
 
-def node_features(jp: JointProblem) -> dict:
+def node_features(jp: JointProblem, hint: np.ndarray | None = None) -> dict:
     """The observation: ``x`` [n, NODE_FEATURES], ``dev_x`` [n, D, DEVICE_FEATURES], ``src``/``dst`` (edges
-    producer -> reader), ``fuse_producer`` [n], ``fuse_ok`` [n] (bool), ``hint`` [n], ``hint_name``."""
+    producer -> reader), ``fuse_producer`` [n], ``fuse_ok`` [n] (bool), ``hint`` [n], ``hint_name``.
+    ``hint``: a placement to use as the hint (a graph already placed) instead of the best baseline."""
     prob = jp.prob
     n, D = prob.n, prob.devices
     x = np.zeros((n, NODE_FEATURES), np.float32)
@@ -73,7 +68,12 @@ def node_features(jp: JointProblem) -> dict:
     bm = max(out_b.mean(), 1.0)
     rank = upward_rank(prob)
     fp = jp.fuse_producer
-    hint, hint_name = hint_placement(jp)
+    hd, hint_name = hint_decisions(jp, hint)
+    hint = np.asarray(hd.device, np.int64)
+    hint_fuse = np.asarray(hd.fuse, bool) & (jp.fuse_producer >= 0)
+    order = np.empty(n)
+    order[np.argsort(hd.priority, kind="stable")] = np.arange(n)
+    hint_order = order / max(1, n - 1)
     fuse_ok = np.zeros(n, bool)
     fuse_b = np.zeros(n)
     for i in range(n):
@@ -94,6 +94,8 @@ def node_features(jp: JointProblem) -> dict:
     x[:, k + 8] = fp >= 0
     x[:, k + 9] = fuse_ok
     x[:, k + 10] = np.log1p(fuse_b / bm)
+    x[:, k + 11] = hint_fuse
+    x[:, k + 12] = hint_order
     dev_x = np.zeros((n, D, DEVICE_FEATURES), np.float32)
     dev_x[:, :, 0] = np.log((prob.op_time + 1e-9) / (t[:, None] + 1e-9))
     dev_x[:, :, 1] = (prob.capacity / prob.capacity.max())[None, :]
@@ -105,4 +107,4 @@ def node_features(jp: JointProblem) -> dict:
     src = np.array([p for i in range(n) for p in prob.preds[i]], np.int64)
     dst = np.array([i for i in range(n) for _ in prob.preds[i]], np.int64)
     return {"x": x, "dev_x": dev_x, "src": src, "dst": dst, "fuse_producer": fp.copy(), "fuse_ok": fuse_ok,
-            "hint": hint, "hint_name": hint_name}
+            "hint": hint, "hint_name": hint_name, "hint_decisions": hd}

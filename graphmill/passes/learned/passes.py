@@ -1,0 +1,174 @@
+"""The learned passes: ``learned-place``, ``learned-fuse``, ``learned-schedule`` and ``learned-optimize`` (all
+three decided jointly by one forward pass of the policy). They need a device cost model on the PassContext (the
+placement's ``PlacementCostModel``, which also costs fusion groups) and load the policy file (default: the one
+shipped in ``data/``; torch is imported only when a learned pass runs).
+
+What they write (and ``decisions_from_graph`` / ``replay`` read back, so the simulator replays it):
+
+* ``node.meta["device"]``: every node's device (constants: their first reader's, as ``place`` writes it);
+* ``node.meta["fusion_group"]``: the compute op's fusion group (an int; ops sharing one run as one kernel);
+* ``node.meta["priority"]``: the op's scheduling priority (least runs first among a device's ready ops);
+* ``graph.meta["learned"]``: ``{"pass", "makespan", "units", "devices", "order": {device name: [op names in
+  the order they run]}, "groups": [[op names]] (groups of two or more), "refused": [reasons]}``.
+
+A pass deciding only some of the three keeps the others from the graph: the devices, groups and priorities an
+earlier pass wrote, else one device (the fastest), no fusion and the graph's order. A fusion the policy proposes
+across the kept devices is dropped. ``samples`` more draws of the policy are simulated besides its greedy
+decisions and the best kept.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphmill.ir import Graph
+from graphmill.passes.base import Option, Pass, PassContext, PassResult, register_pass
+from graphmill.passes.placement.place import apply_placement
+from graphmill.passes.placement.problem import build_problem, cost_model_of
+
+from .env import Decisions, JointProblem, Outcome
+
+__all__ = ["LearnedPlace", "LearnedFuse", "LearnedSchedule", "LearnedOptimize", "decisions_from_graph", "replay",
+           "apply_decisions", "run_learned", "PARTS", "combine", "policy_for"]
+
+PARTS = {"learned-place": {"place"}, "learned-fuse": {"fuse"}, "learned-schedule": {"schedule"},
+         "learned-optimize": {"place", "fuse", "schedule"}}
+
+_POLICIES: dict = {}
+
+
+def policy_for(path: str = ""):
+    """The policy of ``path`` (empty: the shipped one), loaded once per process."""
+    from .policy import load_policy
+
+    key = path or ""
+    if key not in _POLICIES:
+        _POLICIES[key] = load_policy(path or None)[0]
+    return _POLICIES[key]
+
+
+def decisions_from_graph(graph: Graph, jp: JointProblem) -> Decisions:
+    """The decisions the graph's metas hold (module docstring), defaults where a meta is missing."""
+    nodes = jp.prob.nodes
+    fastest = int(np.argmin(jp.prob.op_time.sum(0)))
+    dev = np.array([int(n.meta.get("device", fastest)) if 0 <= int(n.meta.get("device", fastest)) < jp.devices
+                    else fastest for n in nodes], np.int64)
+    grp = [n.meta.get("fusion_group") for n in nodes]
+    fp = jp.fuse_producer
+    fuse = np.array([fp[i] >= 0 and grp[i] is not None and grp[int(fp[i])] == grp[i] for i in range(jp.n)], bool)
+    prio = np.array([float(n.meta.get("priority", i)) for i, n in enumerate(nodes)], np.float64)
+    return Decisions(dev, fuse, prio)
+
+
+def combine(learned: Decisions, base: Decisions, parts: set[str], jp: JointProblem) -> Decisions:
+    """``learned``'s choices for ``parts``, ``base``'s for the rest; no fusion across the resulting devices."""
+    dev = np.asarray(learned.device if "place" in parts else base.device, np.int64)
+    fuse = np.array(learned.fuse if "fuse" in parts else base.fuse, bool)
+    if "place" not in parts:
+        fp = jp.fuse_producer
+        fuse &= (fp >= 0) & (dev[np.maximum(fp, 0)] == dev)
+    prio = np.asarray(learned.priority if "schedule" in parts else base.priority, np.float64)
+    return Decisions(dev, fuse, prio)
+
+
+def apply_decisions(graph: Graph, jp: JointProblem, dec: Decisions, out: Outcome, name: str) -> None:
+    """Write the metas of the module docstring."""
+    apply_placement(graph, jp.prob, [int(d) for d in out.device])
+    for i, node in enumerate(jp.prob.nodes):
+        node.meta["fusion_group"] = int(out.group[i])
+        node.meta["priority"] = float(dec.priority[i])
+    names = jp.prob.names
+    graph.meta["learned"] = {
+        "pass": name, "makespan": out.makespan, "units": jp.prob.units, "devices": list(jp.prob.device_names),
+        "order": {jp.prob.device_names[d]: [names[i] for i in ops] for d, ops in enumerate(out.order())},
+        "groups": [[names[i] for i in g] for g in out.groups if len(g) > 1], "refused": list(out.refused)}
+
+
+def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples: int = 8, seed: int = 0,
+                policy=None) -> tuple[JointProblem, Decisions, Outcome, dict]:
+    """What the pass ``name`` does (module docstring); returns (problem, decisions, outcome, stats)."""
+    import torch
+
+    from .features import node_features
+    from .policy import obs_tensors
+
+    parts = PARTS[name]
+    jp = JointProblem(build_problem(graph, cost), cost)
+    base = decisions_from_graph(graph, jp)
+    hint = base.device if "place" not in parts and any("device" in n.meta for n in jp.prob.nodes) else None
+    pol = policy if policy is not None else policy_for(policy_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t = obs_tensors(node_features(jp, hint=hint))
+        cands = [pol.act(t, greedy=True)]
+        gen = torch.Generator().manual_seed(seed)
+        cands += [pol.act(t, gen=gen) for _ in range(samples)]
+    finally:
+        torch.set_num_threads(threads)
+    best = None
+    for k, s in enumerate(cands):
+        dec = combine(s.decisions, base, parts, jp)
+        out = jp.evaluate(dec)
+        key = (not out.valid, out.makespan)
+        if best is None or key < best[0]:
+            best = (key, dec, out, "greedy" if k == 0 else f"sample {k}")
+    _, dec, out, src = best
+    stats = {"makespan": out.makespan, "fusion_groups": sum(len(g) > 1 for g in out.groups),
+             "refused_fusions": len(out.refused), "from_sample": 0 if src == "greedy" else int(src.split()[1])}
+    return jp, dec, out, stats
+
+
+def replay(graph: Graph, cost) -> Outcome:
+    """Re-simulate the decisions the graph's metas hold on ``cost``'s devices."""
+    jp = JointProblem(build_problem(graph, cost), cost)
+    return jp.evaluate(decisions_from_graph(graph, jp))
+
+
+class _Learned(Pass):
+    options = (
+        Option("policy", str, "", "policy file (.npz with its .json); empty: the shipped pretrained policy"),
+        Option("samples", int, 8, "policy samples simulated besides its greedy decisions", min=0, max=10000),
+    )
+    preserves = "all"
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        cost = cost_model_of(ctx, f"the {self.name} pass")
+        jp, dec, out, stats = run_learned(graph, cost, self.name, policy_path=self.opts["policy"],
+                                          samples=self.opts["samples"], seed=ctx.seed)
+        notes = []
+        if not out.valid:
+            d, excess = out.over
+            notes.append(f"{self.name}: device {jp.prob.device_names[d]} exceeds its memory by {excess:,.0f} bytes")
+        apply_decisions(graph, jp, dec, out, self.name)
+        return PassResult(changed=True, stats=stats, notes=notes)
+
+
+@register_pass
+class LearnedPlace(_Learned):
+    """Place every op on a device with the learned graph policy (writes node.meta["device"]; needs a device cost
+    model on the context)."""
+
+    name = "learned-place"
+
+
+@register_pass
+class LearnedFuse(_Learned):
+    """Choose fusion groups with the learned graph policy (node.meta["fusion_group"]; groups must fit the on-chip
+    buffers; the devices already written are kept)."""
+
+    name = "learned-fuse"
+
+
+@register_pass
+class LearnedSchedule(_Learned):
+    """Choose the order of ready ops on each device with the learned graph policy (node.meta["priority"])."""
+
+    name = "learned-schedule"
+
+
+@register_pass
+class LearnedOptimize(_Learned):
+    """Placement, fusion and scheduling decided jointly by the learned graph policy (all three metas)."""
+
+    name = "learned-optimize"

@@ -1,0 +1,220 @@
+"""The graph policy of the learned passes (issue 14, item 3) and its file format.
+
+Network (plain torch; torch-geometric would add a dependency for three index_add calls):
+
+* node encoder: an MLP over ``features.node_features``' ``x``;
+* ``layers`` GraphSAGE-style rounds: ``h <- LayerNorm(h + ReLU(W [h, mean of producers' h, mean of readers' h]))``;
+* an attention decoder: ``inducing`` learned queries attend over all nodes (multi-head), then every node attends
+  to those summaries (an induced set-attention block: global context in O(n) rather than O(n^2), so graphs of
+  thousands of ops take one pass);
+* three heads per node: **device** (each device scored by an MLP over ``[h_i, dev_x[i, d]]``, plus a learned
+  gain times "the hint places it here", so that any number of devices is served), **fuse** with its fusion
+  producer (an MLP over ``[h_i, h_producer]`` plus a learned gain times +-1 for the hint's choice), **priority**
+  (a Gaussian around ``hint_order - w * rank + 0.1 mu_i``, learned ``log_std``). The hint is the best baseline
+  (``features``): the greedy decisions of an untrained policy are the best heuristic's, and training learns
+  where to depart from it.
+
+Masks: an op without a fusion producer, or whose fusion would not fit the buffers, cannot fuse; a fused op runs
+on its producer's device (its device choice is masked out of the log-probability), so a fusion never crosses
+devices. Each unmasked choice is one "token" of PPO (``graphmill.search.learned``).
+
+Files: a policy is ``NAME.npz`` (the state dict, loaded with ``allow_pickle=False``) and ``NAME.json`` (the
+architecture, training set, seed and time). Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from graphmill.ir import UserInputError
+from graphmill.util.files import atomic_write_many
+
+from .env import Decisions
+from .features import DEVICE_FEATURES, NODE_FEATURES
+
+__all__ = ["GraphPolicy", "Sample", "obs_tensors", "save_policy", "load_policy", "default_policy_path",
+           "POLICY_FORMAT"]
+
+POLICY_FORMAT = "graphmill-learned-policy/1"
+
+
+def default_policy_path() -> str:
+    """The pretrained policy shipped with graphmill (``data/policy.npz`` next to this module)."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "policy.npz")
+
+
+def obs_tensors(obs: dict) -> dict:
+    """The observation as torch tensors (``features.node_features``' keys)."""
+    out = {k: torch.from_numpy(np.ascontiguousarray(obs[k])) for k in ("x", "dev_x", "src", "dst", "fuse_producer",
+                                                                        "hint")}
+    out["fuse_ok"] = torch.from_numpy(np.asarray(obs["fuse_ok"], bool))
+    n = obs["x"].shape[0]
+    deg_in = torch.zeros(n).index_add_(0, out["dst"], torch.ones(len(out["dst"])))
+    deg_out = torch.zeros(n).index_add_(0, out["src"], torch.ones(len(out["src"])))
+    out["deg_in"] = deg_in.clamp(min=1)[:, None]
+    out["deg_out"] = deg_out.clamp(min=1)[:, None]
+    out["position"] = torch.arange(n, dtype=torch.float32) / max(1, n - 1)
+    from .features import NUMERIC, OP_VOCAB
+
+    k = len(OP_VOCAB)
+    out["rank"] = out["x"][:, k + NUMERIC.index("rank")]
+    out["hint_fuse"] = out["x"][:, k + NUMERIC.index("hint_fuse")]
+    out["hint_order"] = out["x"][:, k + NUMERIC.index("hint_order")]
+    return out
+
+
+@dataclass
+class Sample:
+    """Sampled (or greedy) decisions with what PPO needs to re-score them."""
+
+    decisions: Decisions
+    device: torch.Tensor  # [n] long
+    fuse: torch.Tensor  # [n] bool
+    prio_noise: torch.Tensor  # [n] the Gaussian draw (priority offset)
+    logp: torch.Tensor  # [tokens] the old log-probabilities of the unmasked choices
+
+
+class SageLayer(nn.Module):
+    def __init__(self, h: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3 * h, h)
+        self.norm = nn.LayerNorm(h)
+
+    def forward(self, h: torch.Tensor, t: dict) -> torch.Tensor:
+        src, dst = t["src"], t["dst"]
+        m_in = h.new_zeros(h.shape).index_add_(0, dst, h[src]) / t["deg_in"]
+        m_out = h.new_zeros(h.shape).index_add_(0, src, h[dst]) / t["deg_out"]
+        return self.norm(h + torch.relu(self.lin(torch.cat([h, m_in, m_out], -1))))
+
+
+class GraphPolicy(nn.Module):
+    """GraphSAGE encoder + induced attention decoder + device / fuse / priority heads (module docstring)."""
+
+    def __init__(self, hidden: int = 64, layers: int = 3, inducing: int = 16, heads: int = 4) -> None:
+        super().__init__()
+        self.config = {"hidden": hidden, "layers": layers, "inducing": inducing, "heads": heads}
+        self.inp = nn.Sequential(nn.Linear(NODE_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+        self.sage = nn.ModuleList(SageLayer(hidden) for _ in range(layers))
+        self.inducing = nn.Parameter(torch.randn(inducing, hidden) * 0.1)
+        self.pool = nn.MultiheadAttention(hidden, heads, batch_first=True)
+        self.broadcast = nn.MultiheadAttention(hidden, heads, batch_first=True)
+        self.norm = nn.LayerNorm(hidden)
+        self.dev = nn.Sequential(nn.Linear(hidden + DEVICE_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.hint_gain = nn.Parameter(torch.tensor(5.0))
+        self.fuse = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.fuse_gain = nn.Parameter(torch.tensor(3.0))
+        self.prio = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.rank_weight = nn.Parameter(torch.tensor(0.0))
+        self.log_std = nn.Parameter(torch.tensor(-3.0))
+        for head in (self.dev, self.fuse, self.prio):
+            nn.init.zeros_(head[-1].weight)
+            nn.init.zeros_(head[-1].bias)
+
+    def heads(self, t: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(device logits [n, D], fuse logits [n], priority means [n]) of one graph."""
+        h = self.inp(t["x"])
+        for layer in self.sage:
+            h = layer(h, t)
+        q = self.inducing[None]
+        z, _ = self.pool(q, h[None], h[None])
+        ctx, _ = self.broadcast(h[None], z, z)
+        h = self.norm(h + ctx[0])
+        n, D, _ = t["dev_x"].shape
+        dev_in = torch.cat([h[:, None, :].expand(n, D, h.shape[1]), t["dev_x"]], -1)
+        dev_logits = self.dev(dev_in).squeeze(-1) + self.hint_gain * t["dev_x"][:, :, 2]
+        prod = h[t["fuse_producer"].clamp(min=0)]
+        fuse_logits = self.fuse(torch.cat([h, prod], -1)).squeeze(-1) + self.fuse_gain * (2 * t["hint_fuse"] - 1)
+        mu = t["hint_order"] - self.rank_weight * t["rank"] + self.prio(h).squeeze(-1) * 0.1
+        return dev_logits, fuse_logits, mu
+
+    def act(self, t: dict, *, greedy: bool = False, gen: torch.Generator | None = None) -> Sample:
+        """One set of decisions for the graph of ``t`` (no gradient)."""
+        with torch.no_grad():
+            dev_logits, fuse_logits, mu = self.heads(t)
+            fuse_ok = t["fuse_ok"]
+            if greedy:
+                fuse = (fuse_logits > 0) & fuse_ok
+                dev = dev_logits.argmax(-1)
+                noise = torch.zeros_like(mu)
+            else:
+                u = torch.rand(fuse_logits.shape, generator=gen)
+                fuse = (u < torch.sigmoid(fuse_logits)) & fuse_ok
+                dev = torch.multinomial(torch.softmax(dev_logits, -1), 1, generator=gen).squeeze(1)
+                noise = torch.randn(mu.shape, generator=gen)
+            s = Sample(self._decisions(t, dev, fuse, mu + noise * self.log_std.exp()), dev, fuse, noise,
+                       torch.zeros(0))
+            s.logp = self.log_prob(t, s, heads=(dev_logits, fuse_logits, mu))[0]
+        return s
+
+    def _decisions(self, t: dict, dev: torch.Tensor, fuse: torch.Tensor, prio: torch.Tensor) -> Decisions:
+        d = dev.numpy().astype(np.int64).copy()
+        f = fuse.numpy().astype(bool)
+        fp = t["fuse_producer"].numpy()
+        for i in np.flatnonzero(f):  # the mask: a fused op follows its producer (producers come first)
+            d[i] = d[fp[i]]
+        return Decisions(d, f, prio.numpy().astype(np.float64))
+
+    def log_prob(self, t: dict, s: Sample, heads: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-probabilities [tokens], entropies [tokens]) of the unmasked choices of ``s``, in a fixed order:
+        fuse choices of ops that may fuse, device choices of unfused ops, every priority."""
+        dev_logits, fuse_logits, mu = heads if heads is not None else self.heads(t)
+        ok = t["fuse_ok"]
+        fl = fuse_logits[ok]
+        ff = s.fuse[ok].float()
+        lp_f = -nn.functional.binary_cross_entropy_with_logits(fl, ff, reduction="none")
+        pf = torch.sigmoid(fl)
+        ent_f = nn.functional.binary_cross_entropy_with_logits(fl, pf, reduction="none")
+        free = ~s.fuse
+        ld = torch.log_softmax(dev_logits[free], -1)
+        lp_d = ld.gather(1, s.device[free][:, None]).squeeze(1)
+        ent_d = -(ld.exp() * ld).sum(-1)
+        std = self.log_std.exp()
+        x = torch.from_numpy(s.decisions.priority).to(mu.dtype)  # the action taken
+        z = (x - mu) / std
+        lp_p = -0.5 * z * z - self.log_std - 0.5 * math.log(2 * math.pi)
+        ent_p = (0.5 + 0.5 * math.log(2 * math.pi) + self.log_std).expand_as(lp_p)
+        return torch.cat([lp_f, lp_d, lp_p]), torch.cat([ent_f, ent_d, ent_p])
+
+
+def save_policy(policy: GraphPolicy, path: str | os.PathLike, meta: dict) -> None:
+    """``path`` (.npz, the weights) and the .json beside it (architecture + ``meta``), both atomically."""
+    import io
+
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+        raise UserInputError(f"{path}: a policy file ends in .npz (its metadata goes beside it in .json)")
+    buf = io.BytesIO()
+    np.savez(buf, **{k: v.detach().cpu().numpy() for k, v in policy.state_dict().items()})
+    doc = {"format": POLICY_FORMAT, "config": policy.config, **meta}
+    atomic_write_many([(path, buf.getvalue()), (path[:-4] + ".json", (json.dumps(doc, indent=1) + "\n").encode())])
+
+
+def load_policy(path: str | os.PathLike | None = None) -> tuple[GraphPolicy, dict]:
+    """A policy saved by ``save_policy`` (default: the shipped one); one-line error for anything else."""
+    path = os.fspath(path) if path is not None else default_policy_path()
+    meta_path = path[:-4] + ".json" if path.endswith(".npz") else None
+    if meta_path is None or not os.path.isfile(path) or not os.path.isfile(meta_path):
+        raise UserInputError(f"{path}: no policy there (a policy is NAME.npz with NAME.json beside it; "
+                             "`graphmill train-policy` writes one)")
+    from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
+
+    try:
+        meta = json.loads(read_user_file(meta_path, TEXT_FILE_LIMIT, "a policy's metadata (JSON)"))
+        if meta.get("format") != POLICY_FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}, expected {POLICY_FORMAT!r}")
+        policy = GraphPolicy(**{k: int(v) for k, v in meta["config"].items()})
+        with np.load(path, allow_pickle=False) as z:
+            state = {k: torch.from_numpy(z[k].copy()) for k in z.files}
+        policy.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, OSError, RuntimeError) as e:
+        raise UserInputError(f"{path}: not a graphmill policy ({str(e).splitlines()[0] if str(e) else e})") from None
+    policy.eval()
+    return policy, meta

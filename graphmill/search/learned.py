@@ -1,0 +1,331 @@
+"""Training the learned passes' graph policy with PPO across graphs (issue 14, items 3-4).
+
+The policy and its inference live in ``graphmill.passes.learned`` (passes never import search); the trainer
+lives here because training is a search over policies, and search may import passes. It writes the policy file
+the passes load (``policy.save_policy``: .npz + .json, never a pickle).
+
+* **Tasks**: a graph on a device set (``identical chips`` of the default placement accelerator, roofline
+  costs), its environment (``JointProblem``), observation and *reference*: the best baseline's step time
+  (``passes.learned.baselines.best_baseline``: 5 placements x 2 fusions x 3 schedules).
+* **Training set** (``training_set``): zoo models (ResNet-18, MobileNetV2, each forward and as a training step),
+  random DAGs of realistic op mixes (``random_graph``: an MLP/attention mix of MatMul, Add, Mul, Relu, Tanh,
+  Sigmoid, Softmax; a CNN mix of Conv, BatchNormalization, Relu, Add, MaxPool), on 2, 4 and 8 devices.
+* **PPO** (one-step episodes: all decisions at once): each step draws ``graphs`` tasks, samples ``samples``
+  decision sets per task from the current policy, rewards ``-makespan / reference`` (``-penalty`` when a
+  device's memory overflows), advantages normalized within each task's samples (the group mean is the
+  baseline; no critic), then ``epochs`` passes of the clipped surrogate (``clip``) over every unmasked choice
+  (each fuse, device and priority draw is one token sharing its sample's advantage) with an entropy bonus;
+  Adam.
+* **Checkpoint/resume**: after every step the policy, optimizer and history are written atomically
+  (``torch.save`` of tensors and plain data, read back with ``weights_only=True``); the random draws of step
+  ``k`` come from ``seed`` and ``k`` alone, so a resumed run equals an uninterrupted one.
+* ``fine_tune``: the same PPO on one graph for a sample budget, keeping the best decisions it simulated
+  (the zero-shot greedy ones included); from a fresh policy it is the per-graph RL baseline.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from graphmill.ir import Graph, UserInputError
+from graphmill.ir.builder import GraphBuilder
+from graphmill.passes.learned.env import Decisions, JointProblem, Outcome
+from graphmill.passes.learned.features import node_features
+from graphmill.passes.learned.policy import GraphPolicy, Sample, obs_tensors, save_policy
+from graphmill.passes.placement import build_problem, training_graph
+from graphmill.util.files import atomic_write_bytes
+
+__all__ = ["Task", "make_task", "random_graph", "training_set", "train", "fine_tune", "DEFAULTS",
+           "TRAINING_MODELS"]
+
+DEFAULTS = {"steps": 60, "graphs": 4, "samples": 8, "epochs": 3, "clip": 0.2, "lr": 0.003, "entropy": 0.001,
+            "penalty": 3.0, "hidden": 64, "layers": 3, "time_limit": 600.0}
+
+#: zoo models in the default training set (model, build kwargs); none of the held-out benchmark graphs
+TRAINING_MODELS = (("resnet18", {"batch": 8}), ("mobilenet_v2", {"batch": 8}))
+
+
+@dataclass
+class Task:
+    name: str
+    jp: JointProblem
+    obs: dict
+    t: dict
+    reference: float
+    baseline: str
+    baseline_decisions: Decisions | None = None
+
+
+def make_task(name: str, graph: Graph, cost: Any) -> Task:
+    """A graph on the devices of ``cost`` (a ``PlacementCostModel``), ready for training or fine-tuning."""
+    jp = JointProblem(build_problem(graph, cost), cost)
+    obs = node_features(jp)  # its hint is the best baseline
+    hd = obs["hint_decisions"]
+    return Task(name, jp, obs, obs_tensors(obs), max(jp.evaluate(hd).makespan, 1e-9), obs["hint_name"], hd)
+
+
+def random_graph(seed: int, kind: str = "mlp", n: int = 100, batch: int = 8) -> Graph:
+    """A random DAG of a realistic op mix: ``mlp`` (MatMul, Add, Mul, Relu, Tanh, Sigmoid, Softmax on [batch *
+    16, h] activations, widths 256..1024) or ``cnn`` (Conv 3x3/1x1, BatchNormalization, Relu, Add, MaxPool on
+    NCHW, 16..128 channels). Each op reads one of the last few values (skip connections arise)."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder(f"{kind}{seed}")
+    if kind == "mlp":
+        h = int(rng.choice([256, 512, 1024]))
+        vals = [b.input("x", "float32", [batch * 16, h])]
+        for _ in range(n):
+            a = vals[int(rng.integers(max(0, len(vals) - 6), len(vals)))]
+            k = rng.choice(["mm", "mm", "mm", "add", "mul", "relu", "tanh", "sigmoid", "softmax"])
+            if k == "mm":
+                v = b.MatMul(a, (rng.standard_normal((h, h)) * 0.02).astype(np.float32))
+            elif k in ("add", "mul"):
+                c = vals[int(rng.integers(max(0, len(vals) - 6), len(vals)))]
+                v = b.Add(a, c) if k == "add" else b.Mul(a, c)
+            else:
+                v = getattr(b, {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "softmax": "Softmax"}[k])(a)
+            vals.append(v)
+    elif kind == "cnn":
+        c = int(rng.choice([16, 32, 64]))
+        s = int(rng.choice([28, 56]))
+        vals = [b.input("x", "float32", [batch, c, s, s])]
+        for _ in range(n):
+            a = vals[int(rng.integers(max(0, len(vals) - 4), len(vals)))]
+            k = rng.choice(["conv3", "conv1", "bn", "relu", "relu", "add"])
+            if k.startswith("conv"):
+                r = 3 if k == "conv3" else 1
+                v = b.Conv(a, (rng.standard_normal((c, c, r, r)) * 0.05).astype(np.float32), pads=[r // 2] * 4)
+            elif k == "bn":
+                ones = np.ones(c, np.float32)
+                v = b.BatchNormalization(a, ones, ones * 0, ones * 0, ones)
+            elif k == "add":
+                v = b.Add(a, vals[int(rng.integers(max(0, len(vals) - 4), len(vals)))])
+            else:
+                v = b.Relu(a)
+            vals.append(v)
+    else:
+        raise UserInputError(f"random graph kind {kind!r}: choose mlp or cnn")
+    used = {id(x) for node in b.graph.nodes for x in node.inputs}
+    for v in vals[1:]:
+        if id(v) not in used:
+            b.output(v)
+    return b.build()
+
+
+def training_set(*, quick: bool = False) -> list[tuple[str, Graph, int]]:
+    """(name, graph, devices) of the default training set (module docstring); ``quick``: a small one."""
+    from graphmill.frontend import zoo
+
+    out: list[tuple[str, Graph, int]] = []
+    models = TRAINING_MODELS[:1] if quick else TRAINING_MODELS
+    for i, (m, kw) in enumerate(models):
+        g = zoo.build(m, **kw)
+        out.append((f"{m}", g, 4))
+        if not quick:
+            out.append((f"{m}-train", training_graph(g.copy()), 2 + 2 * (i % 2)))
+    specs = [("mlp", 60, 2), ("mlp", 150, 4), ("mlp", 300, 8), ("cnn", 40, 2), ("cnn", 100, 4), ("mlp", 200, 2)]
+    for k, (kind, n, D) in enumerate(specs[:2] if quick else specs):
+        out.append((f"random-{kind}-{n}-s{k}", random_graph(100 + k, kind, n), D))
+    return out
+
+
+def _signature(names: list[str], opts: dict, seed: int) -> str:
+    keys = ("graphs", "samples", "epochs", "clip", "lr", "entropy", "penalty", "hidden", "layers")
+    return f"{'|'.join(names)}|{seed}|" + "|".join(f"{k}={opts[k]}" for k in keys)
+
+
+def _rollouts(policy: GraphPolicy, task: Task, K: int, gen: torch.Generator, penalty: float,
+              record: Callable[[Decisions, Outcome], None] | None = None,
+              transform: Callable[[Decisions], Decisions] | None = None) -> tuple[list[Sample], np.ndarray]:
+    samples, rewards = [], []
+    for _ in range(K):
+        s = policy.act(task.t, gen=gen)
+        dec = transform(s.decisions) if transform is not None else s.decisions
+        o = task.jp.evaluate(dec)
+        samples.append(s)
+        rewards.append(-o.makespan / task.reference if o.valid else -penalty)
+        if record is not None:
+            record(dec, o)
+    return samples, np.asarray(rewards)
+
+
+def _ppo_update(policy: GraphPolicy, optim: torch.optim.Optimizer, batch: list[tuple[Task, list[Sample], np.ndarray]],
+                opts: dict) -> float:
+    """``epochs`` clipped-surrogate passes over the batch's tokens; the last loss."""
+    loss_v = 0.0
+    for _ in range(int(opts["epochs"])):
+        losses = []
+        for task, samples, adv in batch:
+            if not np.any(adv):
+                continue
+            heads = policy.heads(task.t)
+            for s, a in zip(samples, adv):
+                lp, ent = policy.log_prob(task.t, s, heads=heads)
+                ratio = torch.exp(lp - s.logp)
+                clipped = torch.clamp(ratio, 1 - opts["clip"], 1 + opts["clip"])
+                surr = torch.minimum(ratio * float(a), clipped * float(a))
+                losses.append(-surr.mean() - opts["entropy"] * ent.mean())
+        if not losses:
+            break
+        loss = torch.stack(losses).mean()
+        optim.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        optim.step()
+        loss_v = float(loss.detach())
+    return loss_v
+
+
+def _advantages(r: np.ndarray) -> np.ndarray:
+    sd = r.std()
+    return (r - r.mean()) / sd if sd > 1e-9 else np.zeros_like(r)
+
+
+def _options(options: dict | None) -> dict:
+    opts = dict(DEFAULTS)
+    for k, v in (options or {}).items():
+        if k not in DEFAULTS:
+            import difflib
+
+            close = difflib.get_close_matches(k, DEFAULTS, n=1)
+            raise UserInputError(f"unknown train-policy option {k!r}{f' (did you mean {close[0]!r}?)' if close else ''}"
+                                 f"; known: {', '.join(DEFAULTS)}")
+        opts[k] = type(DEFAULTS[k])(v)
+    return opts
+
+
+def train(tasks: list[Task], *, seed: int = 0, options: dict | None = None, checkpoint: str | None = None,
+          progress: Callable[[str], None] | None = None, output: str | None = None,
+          meta: dict | None = None) -> tuple[GraphPolicy, dict]:
+    """PPO across ``tasks`` (module docstring); returns the policy and ``{"history", "steps", "samples",
+    "seconds", "resumed"}``. ``output``: write the policy there (``save_policy``) with ``meta`` and the
+    training record (tasks, seed, options, time)."""
+    opts = _options(options)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(tasks, seed, opts, checkpoint, progress, output, meta or {})
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(tasks, seed, opts, checkpoint, progress, output, meta):
+    t_start = time.perf_counter()
+    torch.manual_seed(seed)
+    policy = GraphPolicy(hidden=int(opts["hidden"]), layers=int(opts["layers"]))
+    optim = torch.optim.Adam(policy.parameters(), lr=float(opts["lr"]))
+    sig = _signature([t.name for t in tasks], opts, seed)
+    state: dict = {"step": 0, "samples": 0, "history": [], "seconds": 0.0}
+    resumed = False
+    if checkpoint and os.path.exists(checkpoint):
+        try:
+            ck = torch.load(checkpoint, weights_only=True)
+        except Exception as e:  # noqa: BLE001 -- any unreadable file is the user's to remove
+            raise UserInputError(f"{checkpoint}: cannot read the training checkpoint ({str(e).splitlines()[0]}); "
+                                 "remove it to start afresh") from None
+        if not isinstance(ck, dict) or ck.get("signature") != sig:
+            raise UserInputError(f"{checkpoint}: a checkpoint of another training run (training set, options or "
+                                 "seed differ); give another path or remove it")
+        policy.load_state_dict(ck["policy"])
+        optim.load_state_dict(ck["optim"])
+        state = ck["state"]
+        resumed = True
+    steps = int(opts["steps"])
+    G = min(int(opts["graphs"]), len(tasks))
+    K = int(opts["samples"])
+    seconds0 = float(state["seconds"])
+    while state["step"] < steps:
+        if seconds0 + time.perf_counter() - t_start > float(opts["time_limit"]):
+            if progress:
+                progress(f"train-policy: time limit {opts['time_limit']:g} s reached at step {state['step']}")
+            break
+        k = state["step"]
+        rng = np.random.default_rng([seed, k])
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        chosen = rng.choice(len(tasks), size=G, replace=False)
+        batch = []
+        ratios = []
+        for ti in chosen:
+            task = tasks[int(ti)]
+            samples, r = _rollouts(policy, task, K, gen, float(opts["penalty"]))
+            batch.append((task, samples, _advantages(r)))
+            ratios.append(float(np.mean(-r)))
+            state["samples"] += K
+        loss = _ppo_update(policy, optim, batch, opts)
+        state["step"] += 1
+        state["history"].append({"step": state["step"], "samples": state["samples"],
+                                 "mean_time_vs_best_baseline": float(np.mean(ratios)), "loss": loss,
+                                 "tasks": [tasks[int(i)].name for i in chosen]})
+        state["seconds"] = seconds0 + time.perf_counter() - t_start
+        if checkpoint:
+            buf = io.BytesIO()
+            torch.save({"signature": sig, "policy": policy.state_dict(), "optim": optim.state_dict(),
+                        "state": state}, buf)
+            atomic_write_bytes(checkpoint, buf.getvalue())
+        if progress:
+            progress(f"train-policy: step {state['step']}/{steps}, {state['samples']} samples, mean step time "
+                     f"{np.mean(ratios):.3f} of the best baseline, loss {loss:.4f}, {state['seconds']:.0f} s")
+    info = {"history": state["history"], "steps": state["step"], "samples": state["samples"],
+            "seconds": state["seconds"], "resumed": resumed}
+    if output:
+        record = {"training_set": [{"name": t.name, "ops": t.jp.n, "devices": t.jp.devices,
+                                    "best_baseline": t.baseline} for t in tasks],
+                  "seed": seed, "options": opts, "steps": state["step"], "samples": state["samples"],
+                  "train_seconds": round(state["seconds"], 1), **meta}
+        save_policy(policy, output, record)
+    return policy, info
+
+
+def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samples: int = 10, seed: int = 0,
+              options: dict | None = None, progress: Callable[[str], None] | None = None,
+              transform: Callable[[Decisions], Decisions] | None = None, reference: float | None = None) -> dict:
+    """PPO on one graph for ``budget`` simulated samples, starting from ``policy`` (a copy; None: a fresh
+    policy, the per-graph RL baseline). Returns ``{"decisions", "outcome", "samples", "samples_to_reference",
+    "curve"}``: the best valid decisions simulated (for a given policy its greedy decisions count as the first
+    sample), the samples until one was at least as good as ``reference`` (default: the task's best baseline;
+    None: never), and the best step time after each sample. ``transform`` maps the policy's decisions to the
+    ones simulated (a pass deciding only some of the three: ``passes.learned.passes.combine``)."""
+    opts = _options(options)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(seed)
+        pol = copy.deepcopy(policy) if policy is not None else GraphPolicy(hidden=int(opts["hidden"]),
+                                                                            layers=int(opts["layers"]))
+        pol.train()
+        optim = torch.optim.Adam(pol.parameters(), lr=float(opts["lr"]))
+        gen = torch.Generator().manual_seed(seed)
+        best: dict = {"t": math.inf, "dec": None, "out": None, "n": 0, "to_ref": None, "curve": []}
+        ref = task.reference if reference is None else reference
+
+        def record(dec: Decisions, o: Outcome) -> None:
+            best["n"] += 1
+            if o.valid and o.makespan < best["t"]:
+                best.update(t=o.makespan, dec=dec, out=o)
+            if best["to_ref"] is None and best["t"] <= ref:
+                best["to_ref"] = best["n"]
+            best["curve"].append(best["t"])
+
+        if policy is not None:
+            g = pol.act(task.t, greedy=True)
+            dec = transform(g.decisions) if transform is not None else g.decisions
+            record(dec, task.jp.evaluate(dec))
+        while best["n"] < budget:
+            K = min(samples, budget - best["n"])
+            ss, r = _rollouts(pol, task, K, gen, float(opts["penalty"]), record, transform)
+            _ppo_update(pol, optim, [(task, ss, _advantages(r))], opts)
+            if progress:
+                progress(f"fine-tune {task.name}: {best['n']}/{budget} samples, best {best['t']:,.0f} "
+                         f"({best['t'] / task.reference:.3f} of the best baseline {task.baseline})")
+    finally:
+        torch.set_num_threads(threads)
+    return {"decisions": best["dec"], "outcome": best["out"], "samples": best["n"],
+            "samples_to_reference": best["to_ref"], "curve": best["curve"]}

@@ -1,0 +1,152 @@
+"""The learned passes' policy, its PPO trainer and the passes (graphmill/passes/learned, graphmill/search/learned.py).
+
+References: the environment's own baselines (an untrained policy's greedy decisions are the best baseline's,
+by construction of the hint features); the mask rules written out here from the policy's docstring; an
+uninterrupted training run (a resumed one must equal it bit for bit); the placement package's list scheduler
+(the learned metas replayed must give the pass's makespan).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from graphmill.backends.simulator.devices import PlacementCostModel, device_set
+from graphmill.ir import UserInputError
+from graphmill.passes import PassContext, run_passes
+from graphmill.passes.learned import Decisions, JointProblem
+from graphmill.passes.learned.baselines import best_baseline
+from graphmill.passes.learned.features import node_features
+from graphmill.passes.learned.infer import propose
+from graphmill.passes.learned.passes import LearnedOptimize, LearnedPlace, LearnedSchedule, replay
+from graphmill.passes.learned.policy import GraphPolicy, load_policy, obs_tensors, save_policy
+from graphmill.passes.placement import build_problem
+from graphmill.search.learned import fine_tune, make_task, random_graph, train
+
+
+def cost(devices: int = 4) -> PlacementCostModel:
+    return PlacementCostModel(device_set(devices=devices))
+
+
+def small_tasks():
+    return [make_task(f"t{k}", random_graph(k, kind, n), cost(D))
+            for k, (kind, n, D) in enumerate([("mlp", 30, 2), ("cnn", 16, 4), ("mlp", 24, 4)])]
+
+
+@pytest.fixture(scope="module")
+def policy_file(tmp_path_factory):
+    torch.manual_seed(0)
+    path = str(tmp_path_factory.mktemp("pol") / "p.npz")
+    save_policy(GraphPolicy(hidden=16, layers=2), path, {"training_set": [], "seed": 0})
+    return path
+
+
+def test_untrained_greedy_is_the_best_baseline_and_masks_hold():
+    task = make_task("cnn", random_graph(3, "cnn", 30), cost(4))
+    bb = best_baseline(task.jp)
+    assert task.reference == bb.outcome.makespan
+    torch.manual_seed(1)
+    pol = GraphPolicy(hidden=16, layers=2)
+    g = pol.act(task.t, greedy=True)
+    assert task.jp.evaluate(g.decisions).makespan == pytest.approx(bb.outcome.makespan)
+    gen = torch.Generator().manual_seed(0)
+    fp = task.jp.fuse_producer
+    ok = task.obs["fuse_ok"]
+    for _ in range(5):
+        s = pol.act(task.t, gen=gen)
+        d = s.decisions
+        assert not np.any(d.fuse & ~ok)  # an op that cannot fuse never does
+        for i in np.flatnonzero(d.fuse):
+            assert d.device[i] == d.device[fp[i]]  # a fusion never crosses devices
+        lp, ent = pol.log_prob(task.t, s)
+        assert lp.shape[0] == int(ok.sum()) + int((~s.fuse).sum()) + task.jp.n
+        assert torch.allclose(lp, s.logp, atol=1e-5)
+
+
+def test_policy_file_roundtrip_and_refusals(tmp_path, policy_file):
+    pol, meta = load_policy(policy_file)
+    assert meta["config"]["hidden"] == 16 and meta["seed"] == 0
+    task = make_task("m", random_graph(4, "mlp", 20), cost(2))
+    torch.manual_seed(0)
+    ref = GraphPolicy(hidden=16, layers=2)
+    a, b = pol.heads(task.t), ref.heads(task.t)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    # a pickle inside the npz is never loaded
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, w=np.array([{"x": 1}], dtype=object))
+    (tmp_path / "bad.json").write_text(json.dumps({"format": meta["format"], "config": meta["config"]}))
+    with pytest.raises(UserInputError, match="not a graphmill policy"):
+        load_policy(str(bad))
+    with pytest.raises(UserInputError, match="no policy there"):
+        load_policy(str(tmp_path / "none.npz"))
+
+
+@pytest.mark.slow
+def test_training_checkpoint_resume_equals_uninterrupted(tmp_path):
+    tasks = small_tasks()
+    opts = {"steps": 2, "graphs": 2, "samples": 4, "epochs": 1, "hidden": 16, "layers": 1}
+    straight, info = train(tasks, seed=3, options=opts)
+    assert info["steps"] == 2 and info["samples"] == 16
+    ck = str(tmp_path / "ck.pt")
+    train(tasks, seed=3, options=dict(opts, steps=1), checkpoint=ck)
+    with pytest.raises(UserInputError, match="another training run"):
+        train(tasks, seed=4, options=dict(opts, steps=2), checkpoint=ck)
+    out = str(tmp_path / "p.npz")
+    resumed, info2 = train(tasks, seed=3, options=opts, checkpoint=ck, output=out)
+    assert info2["resumed"] and info2["steps"] == 2
+    for (k, v), (_, w) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(v, w), k
+    meta = json.loads((tmp_path / "p.json").read_text())
+    assert meta["seed"] == 3 and [t["name"] for t in meta["training_set"]] == ["t0", "t1", "t2"]
+
+
+def test_fine_tune_spends_its_budget_and_never_loses_the_zero_shot():
+    task = make_task("m", random_graph(8, "mlp", 40), cost(4))
+    torch.manual_seed(0)
+    pol = GraphPolicy(hidden=16, layers=1)
+    zero = task.jp.evaluate(pol.act(task.t, greedy=True).decisions).makespan
+    r = fine_tune(pol, task, budget=12, samples=4, seed=0, options={"epochs": 1})
+    assert r["samples"] == 12 and len(r["curve"]) == 12
+    assert r["outcome"].makespan <= zero and np.all(np.diff(r["curve"]) <= 0)
+    assert r["samples_to_reference"] == 1  # the zero-shot greedy is the best baseline already
+
+
+def test_passes_write_metas_that_replay(policy_file):
+    g = random_graph(11, "mlp", 40)
+    cm = cost(4)
+    run_passes(g, [LearnedOptimize(policy=policy_file, samples=2)], ctx=PassContext(cost_model=cm))
+    meta = g.meta["learned"]
+    assert meta["pass"] == "learned-optimize"
+    assert all("device" in n.meta for n in g.nodes)
+    assert replay(g, cm).makespan == meta["makespan"]
+    assert sum(len(v) for v in meta["order"].values()) == len(build_problem(g, cm).names)
+    # sequential: learned-schedule keeps the devices learned-place wrote
+    h = random_graph(11, "mlp", 40)
+    placed = random_graph(11, "mlp", 40)
+    run_passes(placed, [LearnedPlace(policy=policy_file)], ctx=PassContext(cost_model=cm))
+    run_passes(h, [LearnedPlace(policy=policy_file), LearnedSchedule(policy=policy_file)],
+               ctx=PassContext(cost_model=cm))
+    assert [n.meta["device"] for n in h.nodes] == [n.meta["device"] for n in placed.nodes]
+    assert h.meta["learned"]["pass"] == "learned-schedule"
+    assert replay(h, cm).makespan == h.meta["learned"]["makespan"]
+    with pytest.raises(Exception, match="cost model"):
+        run_passes(random_graph(1, "mlp", 5), ["learned-fuse"], ctx=PassContext())
+
+
+def test_zero_shot_proposal_is_valid_and_fast_on_the_shipped_policy():
+    import os
+
+    from graphmill.passes.learned.policy import default_policy_path
+
+    path = default_policy_path()
+    if not os.path.exists(path):
+        pytest.skip("no shipped policy yet")
+    assert os.path.getsize(path) < 3 * 2**20
+    pol, meta = load_policy()
+    assert meta["training_set"] and "seed" in meta and "train_seconds" in meta and meta["command"]
+    jp = JointProblem(build_problem(random_graph(21, "cnn", 60), cost(4)), cost(4))
+    p = propose(pol, jp, samples=2)
+    assert p.outcome.valid and p.seconds < 30
