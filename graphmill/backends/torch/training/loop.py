@@ -168,9 +168,10 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
                   evaluate: Callable[[], dict], *, log_every: int, generator, config: dict,
                   checkpoint: str | os.PathLike | None = None, resume: bool = False,
                   progress: Callable[[str], None] | None = None,
-                  on_stage: Callable[[Stage], None] | None = None) -> LoopResult:
-    """Run ``stages`` through ``step``; see the module docstring. ``on_stage(stage)`` runs when a stage
-    begins (and on resume), before its first step; ``generator`` is the batch sampler's, checkpointed too."""
+                  on_stage: Callable[[Stage, Stage | None], None] | None = None) -> LoopResult:
+    """Run ``stages`` through ``step``; see the module docstring. ``on_stage(stage, previous)`` runs when a
+    stage begins (and on resume), before its first step; ``previous`` is the stage before when this one
+    starts now, None at the first stage or mid-stage on resume; ``generator`` is the batch sampler's, checkpointed too."""
     import torch
 
     total = sum(s.steps for s in stages)
@@ -198,8 +199,9 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
             t0 = time.perf_counter()  # a stage's set-up (data, recalibration) counts as training time
             if si != current:
                 current = si
-                if on_stage is not None:
-                    on_stage(stages[si])
+                if on_stage is not None:  # the previous stage, when this one starts now (not on a resume)
+                    starts = res.step == (ends[si - 1] if si else 0)
+                    on_stage(stages[si], stages[si - 1] if starts and si else None)
             loss = step(stages[si])
             res.train_seconds += time.perf_counter() - t0
             res.step += 1
@@ -288,12 +290,11 @@ def train_classifier(module, data: Callable[[int], tuple], stages: list[Stage], 
     log_every = log_every or max(1, -(-n_train // batch))
     train = {}
 
-    def on_stage(stage: Stage) -> None:
+    def on_stage(stage: Stage, previous: Stage | None) -> None:
         set_dropout(module, stage.dropout)
         train["x"], train["y"] = data(stage.size)[:2]
-        if recalibrate and train.get("size", stage.size) != stage.size:
+        if recalibrate and previous is not None and previous.size != stage.size:
             recalibrate_batchnorm(module, train["x"][:recalibrate])
-        train["size"] = stage.size
 
     def step(stage: Stage) -> float:
         xtr, ytr = train["x"], train["y"]

@@ -1,0 +1,122 @@
+"""Progressive learning (EfficientNetV2, Tan & Le 2021, Algorithm 1), the shared loop's checkpoint/resume
+and the regularizers.
+
+References: Algorithm 1's linear interpolation computed by hand; ONNX Runtime for the dropout-carrying
+training copy in inference; an uninterrupted run for resume (bit-equal weights).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from graphmill.backends.torch import to_torch
+from graphmill.backends.torch.training import (Stage, TrainConfig, fixed_schedule, load_checkpoint, mixup,
+                                               progressive_schedule, rand_augment, run_training, with_dropout)
+from graphmill.errors import UserInputError
+from graphmill.frontend import zoo
+
+
+def test_schedule_is_algorithm_1_by_hand():
+    st = progressive_schedule(stages=4, min_size=16, max_size=32, steps=10, dropout=(0.1, 0.4),
+                              magnitude=(5, 15), mixup=(0, 0.3))
+    # S_i = 16 + 16 i/3 -> 16, 21.33, 26.67, 32; R_i likewise; N/M = 2.5 steps: 2, 2, 3, 3
+    assert [s.size for s in st] == [16, 21, 27, 32]
+    assert [s.steps for s in st] == [2, 2, 3, 3]
+    assert np.allclose([s.dropout for s in st], [0.1, 0.2, 0.3, 0.4])
+    assert np.allclose([s.magnitude for s in st], [5, 5 + 10 / 3, 5 + 20 / 3, 15])
+    assert np.allclose([s.mixup for s in st], [0, 0.1, 0.2, 0.3])
+    one = progressive_schedule(stages=1, min_size=16, max_size=32, steps=5)
+    assert [(s.size, s.steps, s.dropout) for s in one] == [(32, 5, 0.3)]  # one stage: the final setting
+    assert fixed_schedule(size=32, steps=7) == [Stage(size=32, steps=7, dropout=0.3, magnitude=15.0, mixup=0.2)]
+
+
+@pytest.mark.parametrize("kw,match", [(dict(min_size=40, max_size=32), "sizes shrink"),
+                                      (dict(steps=3), "cannot fill"), (dict(steps=0), "--steps"),
+                                      (dict(dropout=(0.1, 1.0)), "below 1"), (dict(magnitude=(-1, 5)), ">= 0")])
+def test_bad_schedules_are_refused(kw, match):
+    args = dict(stages=4, min_size=16, max_size=32, steps=10) | kw
+    with pytest.raises(UserInputError, match=match):
+        progressive_schedule(**args)
+
+
+def test_regularizers_off_draw_nothing_and_on_change_the_batch():
+    x = torch.randn(6, 1, 8, 8)
+    state = torch.get_rng_state()
+    assert rand_augment(x, 0) is x
+    assert mixup(x, torch.arange(6), 0.0)[3] == 1.0
+    assert torch.equal(state, torch.get_rng_state())  # plain training draws only its batch indices
+    torch.manual_seed(0)
+    y = rand_augment(x, 30)
+    assert y.shape == x.shape and not torch.allclose(x, y)
+    xm, ya, yb, lam = mixup(x, torch.arange(6), 0.4)
+    assert 0 < lam < 1 and torch.allclose(xm, lam * x + (1 - lam) * x[torch.tensor([int(v) for v in yb])])
+
+
+def _small(resolution=32):
+    return zoo.build("efficientnetv2_s", width=0.125, depth=0.2, resolution=resolution, num_classes=10, seed=1)
+
+
+def test_dropout_copy_trains_with_the_stage_rate_and_infers_as_the_original():
+    from graphmill.backends.onnxruntime import run
+
+    g = _small()
+    work = with_dropout(g)
+    drops = [n for n in work.nodes if n.op_type == "Dropout"]
+    assert len(drops) == 1 and drops[0].outputs[0].users[0].op_type in ("Gemm", "MatMul")
+    assert not any(n.op_type == "Dropout" for n in g.nodes)  # the user's graph is untouched
+    m = to_torch(work)
+    x = np.random.default_rng(0).normal(size=(4, 3, 32, 32)).astype(np.float32)
+    want = list(run(g, {g.inputs[0].name: x}).values())[0]  # ONNX Runtime on the user's graph
+    m.eval()
+    got = m(torch.tensor(x)).detach().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    from graphmill.backends.torch.training.loop import set_dropout
+    set_dropout(m, 0.9)
+    m.train()
+    torch.manual_seed(0)
+    assert not torch.allclose(m(torch.tensor(x)), torch.tensor(got), atol=1e-3)
+
+
+def _run(tmp_path, name, resume=False, stop_after=None, **cfg):
+    lines = []
+
+    def progress(line):
+        lines.append(line)
+        if stop_after is not None and len(lines) >= stop_after:
+            raise KeyboardInterrupt
+    g = _small()
+    config = TrainConfig(mode="progressive", steps=8, batch=16, stages=4, min_size=16, calibrate=16, **cfg)
+    run = run_training(g, config, checkpoint=tmp_path / name, resume=resume, progress=progress)
+    return g, run, lines
+
+
+@pytest.mark.slow
+def test_interrupted_progressive_run_resumes_to_the_uninterrupted_weights(tmp_path):
+    # reference: the same run without interruption; resume must give bit-equal weights and history
+    ref, ref_run, ref_lines = _run(tmp_path, "ref.pt")
+    assert len(ref_lines) == 4 and [r["size"] for r in ref_run.loop.history] == [16, 21, 27, 32]
+    assert "stage 2/4 size 21" in ref_lines[1] and "accuracy" in ref_lines[1]
+    _, cut, _ = _run(tmp_path, "cut.pt", stop_after=2)
+    assert cut.loop.interrupted and cut.loop.checkpoint_step == 4
+    assert load_checkpoint(tmp_path / "cut.pt")["step"] == 4
+    done, run, lines = _run(tmp_path, "cut.pt", resume=True)
+    assert not run.loop.interrupted and len(lines) == 2 and run.loop.step == 8
+    assert [r["loss"] for r in run.loop.history] == [r["loss"] for r in ref_run.loop.history]
+    for name, v in ref.initializers.items():
+        assert np.array_equal(v.const.numpy(), done.initializers[name].const.numpy()), name
+    with pytest.raises(UserInputError, match="lr"):  # other options: refused, naming the first that differs
+        _run(tmp_path, "cut.pt", resume=True, lr=1e-2)
+
+
+def test_checkpoint_is_loaded_without_running_pickled_code(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+    bad = tmp_path / "evil.pt"
+    bad.write_bytes(pickle.dumps({"model": Evil(), "optimizer": {}, "step": 0, "config": {}}))
+    with pytest.raises(UserInputError, match="not a graphmill training checkpoint"):
+        load_checkpoint(bad)
