@@ -1,0 +1,104 @@
+"""Legality of a macro placement and a greedy legalizer.
+
+Legal (as Circuit Training's placer requires of hard macros): every hard macro inside the canvas and no two
+hard macros overlapping (by more than ``EPS`` microns in either direction, for coordinates that went through a
+text file). Soft macros (standard-cell clusters) may overlap: the density cost accounts for them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .problem import ChipProblem
+
+EPS = 1e-6
+
+
+@njit(cache=True)
+def _overlaps_any(m, x, y, w, h, idx, skip, eps):
+    """Does hard macro m (centre x[m], y[m], size w[m] x h[m]) overlap any macro in ``idx`` except ``skip``?"""
+    for j in idx:
+        if j == m or j == skip:
+            continue
+        if abs(x[m] - x[j]) < (w[m] + w[j]) / 2 - eps and abs(y[m] - y[j]) < (h[m] + h[j]) / 2 - eps:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _count_overlaps(x, y, w, h, idx, eps):
+    n = 0
+    for a in range(len(idx)):
+        i = idx[a]
+        for b in range(a + 1, len(idx)):
+            j = idx[b]
+            if abs(x[i] - x[j]) < (w[i] + w[j]) / 2 - eps and abs(y[i] - y[j]) < (h[i] + h[j]) / 2 - eps:
+                n += 1
+    return n
+
+
+def inside(problem: ChipProblem, m: int, x: float, y: float, w: float, h: float) -> bool:
+    c = problem.canvas
+    return x - w / 2 >= -EPS and x + w / 2 <= c.width + EPS and y - h / 2 >= -EPS and y + h / 2 <= c.height + EPS
+
+
+def legality(problem: ChipProblem) -> tuple[bool, str]:
+    """(legal, why not): hard macros inside the canvas and pairwise disjoint."""
+    hard = problem.hard
+    w, h = problem.sizes()
+    for m in hard:
+        if not inside(problem, int(m), problem.x[m], problem.y[m], w[m], h[m]):
+            return False, f"hard macro {problem.names[m]!r} lies outside the canvas"
+    n = _count_overlaps(problem.x, problem.y, w, h, hard, EPS)
+    if n:
+        return False, f"{n} pairs of hard macros overlap"
+    return True, ""
+
+
+def legalize(problem: ChipProblem, order: np.ndarray | None = None, *, step: float | None = None) -> bool:
+    """Move hard macros (largest first, fixed ones kept) to the nearest position where they fit inside the
+    canvas without overlapping those already placed, searching rings of candidate positions ``step`` apart.
+    Returns True when every macro found a place. Why greedy nearest: it keeps the given placement's
+    structure (from a quadratic placement or a previous run) and only resolves overlaps."""
+    c = problem.canvas
+    w, h = problem.sizes()
+    hard = problem.hard
+    if order is None:
+        order = hard[np.argsort(-(w[hard] * h[hard]), kind="stable")]
+    step = step or min(c.width / c.columns, c.height / c.rows) / 4
+    placed: list[int] = [int(m) for m in hard if problem.fixed[m]]
+    ok = True
+    x, y = problem.x, problem.y
+    for m in order:
+        m = int(m)
+        if problem.fixed[m]:
+            continue
+        x0 = float(np.clip(x[m], w[m] / 2, c.width - w[m] / 2))
+        y0 = float(np.clip(y[m], h[m] / 2, c.height - h[m] / 2))
+        idx = np.array(placed, dtype=np.int64)
+        found = False
+        max_ring = int(max(c.width, c.height) / step) + 2
+        for ring in range(max_ring):
+            if ring == 0:
+                cands = [(x0, y0)]
+            else:
+                cands = []
+                for k in range(-ring, ring + 1):
+                    cands += [(x0 + k * step, y0 - ring * step), (x0 + k * step, y0 + ring * step)]
+                for k in range(-ring + 1, ring):
+                    cands += [(x0 - ring * step, y0 + k * step), (x0 + ring * step, y0 + k * step)]
+                cands.sort(key=lambda p: (p[0] - x0) ** 2 + (p[1] - y0) ** 2)
+            for cx, cy in cands:
+                cx = min(max(cx, w[m] / 2), c.width - w[m] / 2)
+                cy = min(max(cy, h[m] / 2), c.height - h[m] / 2)
+                x[m], y[m] = cx, cy
+                if not _overlaps_any(m, x, y, w, h, idx, -1, EPS):
+                    found = True
+                    break
+            if found:
+                break
+        if not found:
+            ok = False
+        placed.append(m)
+    return ok

@@ -1,0 +1,269 @@
+"""Simulated annealing over hard macros, the strong published baseline for macro placement.
+
+Moves (each kept legal: inside the canvas, no two hard macros overlapping): *move* a macro by a random step
+that shrinks as the temperature falls, *swap* two macros, *shift* one a little along one axis, *flip* it
+(N, S, FN, FS: the same footprint, mirrored pins). Each move is scored by the incremental proxy cost and
+accepted by the Metropolis rule; the temperature falls geometrically with the elapsed share of the time
+budget. Every so often the soft macros are re-placed by force-directed rounds (never keeping a worse
+placement). The best placement seen is kept and returned, also when the run is interrupted (Ctrl-C).
+
+A start whose hard macros overlap (e.g. every node at the canvas centre) is first given a global placement:
+force-directed rounds over hard and soft macros together, greedy legalization of the hard macros (largest
+first, nearest legal position), force-directed placement of the soft macros.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from numba import njit
+
+from .cost import DEFAULT_WEIGHTS, CostReport, ProxyCost
+from .fd import ForceDirected
+from .legality import EPS, legality, legalize
+from .problem import KIND_HARD, KIND_SOFT, ChipProblem
+
+Progress = Callable[[dict], None]
+
+
+@dataclass
+class PlaceResult:
+    """What a placer reached: the cost report of the placement left on the problem, its legality, time."""
+
+    report: CostReport
+    legal: bool
+    seconds: float
+    method: str
+    interrupted: bool = False
+    stats: dict = field(default_factory=dict)
+
+
+@njit(cache=True)
+def _fits(m, nx, ny, mw, mh, x, y, w, h, idx, skip, cw, ch, eps):
+    """Would hard macro m with centre (nx, ny) and size mw x mh lie inside the canvas and clear of every
+    macro in ``idx`` other than m and ``skip``?"""
+    if nx - mw / 2 < -eps or nx + mw / 2 > cw + eps or ny - mh / 2 < -eps or ny + mh / 2 > ch + eps:
+        return False
+    for j in idx:
+        if j == m or j == skip:
+            continue
+        if abs(nx - x[j]) < (mw + w[j]) / 2 - eps and abs(ny - y[j]) < (mh + h[j]) / 2 - eps:
+            return False
+    return True
+
+
+FLIPS = np.array([0, 1, 4, 5], dtype=np.int64)  # N, S, FN, FS: footprint unchanged
+
+
+def global_placement(problem: ChipProblem, cost: ProxyCost, *, seed: int = 0, should_stop=None) -> None:
+    """A legal starting placement from any (possibly overlapping) one: force-directed rounds over all
+    movable macros, greedy legalization of the hard ones, force-directed rounds for the soft ones."""
+    p = problem
+    movable = np.nonzero(((p.kind == KIND_HARD) | (p.kind == KIND_SOFT)) & (p.fixed == 0))[0]
+    rng = np.random.default_rng(seed)
+    c = p.canvas
+    # nodes stacked on one spot give the springs nothing to pull apart: jitter them over a small disc first
+    p.x[movable] += rng.normal(0, c.width / 20, len(movable))
+    p.y[movable] += rng.normal(0, c.height / 20, len(movable))
+    w, h = p.sizes()
+    p.x[movable] = np.clip(p.x[movable], w[movable] / 2, c.width - w[movable] / 2)
+    p.y[movable] = np.clip(p.y[movable], h[movable] / 2, c.height - h[movable] / 2)
+    ForceDirected(p, movable).run(None, rounds=40, attract=0.2, steps=2, target=0.9, seed=seed,
+                                  should_stop=should_stop)
+    legalize(p)
+    ForceDirected(p).run(cost, rounds=40, seed=seed, should_stop=should_stop)
+
+
+def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAULT_WEIGHTS, budget_s: float = 60.0,
+           seed: int = 0, progress: Progress | None = None, progress_every: float = 5.0,
+           fd_period_s: float | None = None, start_accept: float = 0.01,
+           iterations: int | None = None) -> PlaceResult:
+    """Simulated annealing of ``problem``'s hard macros for ``budget_s`` seconds (seeded); the best placement
+    seen is left on ``problem``. Ctrl-C (KeyboardInterrupt) stops early with that placement. ``iterations``
+    caps the number of proposed moves (the schedule then runs on that count, not the clock: reproducible).
+    ``start_accept``: the chance of accepting an average uphill move at the start (low: a given legal
+    placement is refined rather than scrambled)."""
+    t0 = time.monotonic()
+    deadline = t0 + budget_s
+    rng = np.random.default_rng(seed)
+    p = problem
+    c = p.canvas
+    cost = ProxyCost(p, weights)
+    interrupted = False
+    stats: dict = {"iterations": 0, "accepted": 0, "illegal": 0, "fd_rounds": 0}
+
+    def out_of_time() -> bool:
+        return time.monotonic() >= deadline
+
+    best_cost = cost.proxy()
+    best = p.copy_placement()
+    try:
+        if not legality(p)[0]:
+            global_placement(p, cost, seed=seed, should_stop=out_of_time)
+            stats["global_placement"] = True
+        elif p.soft.size:
+            ForceDirected(p).run(cost, rounds=10, seed=seed, should_stop=out_of_time)
+        cur = cost.evaluate().proxy
+        legal_now = legality(p)[0]
+        best_cost = cur if legal_now else math.inf
+        best = p.copy_placement()
+        hard = p.hard[p.fixed[p.hard] == 0]
+        if len(hard) == 0 or not legal_now:
+            raise StopIteration
+        w, h = p.sizes()
+        allhard = p.hard.astype(np.int64)
+        gw, gh = c.width / c.columns, c.height / c.rows
+        fd = ForceDirected(p) if p.soft.size else None
+        fd_period = fd_period_s if fd_period_s is not None else max(2.0, budget_s / 25)
+        # initial temperature: accept an average uphill move with probability start_accept
+        ups = []
+        for _ in range(60):
+            m = int(rng.choice(hard))
+            nx = p.x[m] + rng.normal(0, c.width / 10)
+            ny = p.y[m] + rng.normal(0, c.height / 10)
+            if _fits(m, nx, ny, w[m], h[m], p.x, p.y, w, h, allhard, -1, c.width, c.height, EPS):
+                ox, oy = p.x[m], p.y[m]
+                cost.move(m, nx, ny)
+                d = cost.proxy() - cur
+                cost.move(m, ox, oy)
+                if d > 0:
+                    ups.append(d)
+        t_start = (float(np.mean(ups)) if ups else 1e-3) / -math.log(start_accept)
+        t_end = t_start * 1e-3
+        anneal_t0 = time.monotonic()
+        anneal_len = max(deadline - anneal_t0, 1e-3)
+        next_report = time.monotonic() + progress_every
+        next_fd = time.monotonic() + fd_period
+        it = 0
+        temp = t_start
+        while True:
+            it += 1
+            if iterations is not None and it > iterations:
+                break
+            if (it & 63) == 0:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                frac = (now - anneal_t0) / anneal_len if iterations is None else it / iterations
+                temp = t_start * (t_end / t_start) ** frac
+                if (it & 8191) == 0:
+                    cur = cost.evaluate().proxy  # drop float drift of the incremental updates
+                if fd is not None and (now >= next_fd if iterations is None else it % 4096 == 0):
+                    cur = fd.run(cost, rounds=4, seed=it, should_stop=out_of_time)
+                    stats["fd_rounds"] += 4
+                    next_fd = time.monotonic() + fd_period
+                    if cur < best_cost - 1e-12:
+                        best_cost, best = cur, p.copy_placement()
+                if progress is not None and now >= next_report:
+                    progress({"elapsed": round(now - t0, 1), "iterations": it, "accepted": stats["accepted"],
+                              "temperature": temp, "current": cur, "best": best_cost})
+                    next_report = now + progress_every
+            scale = max(math.sqrt(temp / t_start), 0.02)
+            r = rng.random()
+            m = int(hard[rng.integers(len(hard))])
+            if r < 0.45:  # move
+                nx = p.x[m] + rng.normal(0, 0.3 * c.width * scale + gw / 4)
+                ny = p.y[m] + rng.normal(0, 0.3 * c.height * scale + gh / 4)
+                if not _fits(m, nx, ny, w[m], h[m], p.x, p.y, w, h, allhard, -1, c.width, c.height, EPS):
+                    stats["illegal"] += 1
+                    continue
+                ox, oy = p.x[m], p.y[m]
+                cost.move(m, nx, ny)
+                new = cost.proxy()
+                if new <= cur or rng.random() < math.exp((cur - new) / temp):
+                    cur = new
+                    stats["accepted"] += 1
+                else:
+                    cost.move(m, ox, oy)
+                    continue
+            elif r < 0.65:  # swap
+                n = int(hard[rng.integers(len(hard))])
+                if n == m:
+                    continue
+                mx, my, nx_, ny_ = p.x[m], p.y[m], p.x[n], p.y[n]
+                if not (_fits(m, nx_, ny_, w[m], h[m], p.x, p.y, w, h, allhard, n, c.width, c.height, EPS)
+                        and _fits(n, mx, my, w[n], h[n], p.x, p.y, w, h, allhard, m, c.width, c.height, EPS)
+                        and not (abs(nx_ - mx) < (w[m] + w[n]) / 2 - EPS and abs(ny_ - my) < (h[m] + h[n]) / 2 - EPS)):
+                    stats["illegal"] += 1
+                    continue
+                cost.move(m, nx_, ny_)
+                cost.move(n, mx, my)
+                new = cost.proxy()
+                if new <= cur or rng.random() < math.exp((cur - new) / temp):
+                    cur = new
+                    stats["accepted"] += 1
+                else:
+                    cost.move(n, nx_, ny_)
+                    cost.move(m, mx, my)
+                    continue
+            elif r < 0.87:  # shift along one axis
+                d = rng.normal(0, gw / 2 if r < 0.76 else gh / 2)
+                nx, ny = (p.x[m] + d, p.y[m]) if r < 0.76 else (p.x[m], p.y[m] + d)
+                if not _fits(m, nx, ny, w[m], h[m], p.x, p.y, w, h, allhard, -1, c.width, c.height, EPS):
+                    stats["illegal"] += 1
+                    continue
+                ox, oy = p.x[m], p.y[m]
+                cost.move(m, nx, ny)
+                new = cost.proxy()
+                if new <= cur or rng.random() < math.exp((cur - new) / temp):
+                    cur = new
+                    stats["accepted"] += 1
+                else:
+                    cost.move(m, ox, oy)
+                    continue
+            else:  # flip
+                oo = int(p.orient[m])
+                if oo not in (0, 1, 4, 5):
+                    continue
+                no = int(FLIPS[rng.integers(4)])
+                if no == oo:
+                    continue
+                cost.move(m, p.x[m], p.y[m], no)
+                new = cost.proxy()
+                if new <= cur or rng.random() < math.exp((cur - new) / temp):
+                    cur = new
+                    stats["accepted"] += 1
+                else:
+                    cost.move(m, p.x[m], p.y[m], oo)
+                    continue
+            if cur < best_cost - 1e-12:
+                best_cost = cur
+                best = p.copy_placement()
+        stats["iterations"] = it
+    except StopIteration:
+        pass
+    except KeyboardInterrupt:
+        interrupted = True
+    p.set_placement(best)
+    report = cost.evaluate()
+    legal, _ = legality(p)
+    return PlaceResult(report, legal, time.monotonic() - t0, "sa", interrupted, stats)
+
+
+def force_directed(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAULT_WEIGHTS,
+                   budget_s: float = 60.0, seed: int = 0, progress: Progress | None = None) -> PlaceResult:
+    """Force-directed placement of the soft macros with the hard macros where they are (legalized first if
+    they overlap); the best placement by proxy cost is kept."""
+    t0 = time.monotonic()
+    deadline = t0 + budget_s
+    cost = ProxyCost(problem, weights)
+    interrupted = False
+    try:
+        if not legality(problem)[0]:
+            legalize(problem)
+        if problem.soft.size:
+            fd = ForceDirected(problem)
+            rounds = 0
+            while rounds < 200 and time.monotonic() < deadline:
+                v = fd.run(cost, rounds=10, seed=seed + rounds, should_stop=lambda: time.monotonic() >= deadline)
+                rounds += 10
+                if progress is not None:
+                    progress({"elapsed": round(time.monotonic() - t0, 1), "rounds": rounds, "best": v})
+    except KeyboardInterrupt:
+        interrupted = True
+    report = cost.evaluate()
+    return PlaceResult(report, legality(problem)[0], time.monotonic() - t0, "fd", interrupted, {})

@@ -1,0 +1,83 @@
+"""Force-directed and simulated-annealing placers. References: an independent legality check written here
+(pairwise rectangle overlap, canvas bounds), the proxy cost of the start (a placer keeps its best placement,
+so it never ends worse than a legal start), reproducibility by seed."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from graphmill.frontend.chip.netlist import read_netlist
+from graphmill.frontend.chip.plc import apply_plc, read_plc
+from graphmill.passes.chip.cost import proxy_cost
+from graphmill.passes.chip.generate import generate_netlist
+from graphmill.passes.chip.legality import legalize
+from graphmill.passes.chip.problem import problem_from_graph
+from graphmill.passes.chip.sa import anneal, force_directed
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "data", "chip")
+
+
+def independent_legal(p) -> bool:
+    """Hard macros inside the canvas and pairwise disjoint (1e-6 tolerance), from raw centres and sizes."""
+    rects = []
+    for i in np.nonzero(p.kind == 1)[0]:
+        w, h = (p.h[i], p.w[i]) if p.orient[i] in (2, 3, 6, 7) else (p.w[i], p.h[i])
+        x0, y0, x1, y1 = p.x[i] - w / 2, p.y[i] - h / 2, p.x[i] + w / 2, p.y[i] + h / 2
+        if x0 < -1e-6 or y0 < -1e-6 or x1 > p.canvas.width + 1e-6 or y1 > p.canvas.height + 1e-6:
+            return False
+        rects.append((x0, y0, x1, y1))
+    for a in range(len(rects)):
+        for b in range(a + 1, len(rects)):
+            ra, rb = rects[a], rects[b]
+            if min(ra[2], rb[2]) - max(ra[0], rb[0]) > 1e-6 and min(ra[3], rb[3]) - max(ra[1], rb[1]) > 1e-6:
+                return False
+    return True
+
+
+def test_sa_from_vacuous_start_is_legal_and_reproducible():
+    results = []
+    for _ in range(2):
+        p = problem_from_graph(generate_netlist(hard=12, soft=20, seed=3))  # every node at the canvas centre
+        assert not independent_legal(p)
+        r = anneal(p, budget_s=60, seed=5, iterations=4000)
+        assert r.legal and independent_legal(p)
+        assert r.report.proxy == pytest.approx(proxy_cost(p).proxy)
+        results.append((r.report, p.x.copy()))
+    assert results[0][0] == results[1][0] and np.array_equal(results[0][1], results[1][1])
+
+
+def test_sa_never_worse_than_a_legal_start_and_moves_only_hard_and_soft():
+    g = read_netlist(os.path.join(DATA, "sample_clustered", "netlist.pb.txt"))
+    apply_plc(g, read_plc(os.path.join(DATA, "sample_clustered", "initial.plc")))
+    p = problem_from_graph(g)
+    assert independent_legal(p)
+    start = proxy_cost(p).proxy
+    ports = (p.x[p.kind == 0].copy(), p.y[p.kind == 0].copy())
+    r = anneal(p, budget_s=30, seed=0, iterations=3000)
+    assert r.legal and independent_legal(p) and r.report.proxy <= start + 1e-12
+    assert np.array_equal(ports[0], p.x[p.kind == 0]) and np.array_equal(ports[1], p.y[p.kind == 0])
+
+
+def test_sa_ctrl_c_keeps_best_so_far():
+    p = problem_from_graph(generate_netlist(hard=10, soft=10, seed=4))
+
+    def interrupt(info):
+        raise KeyboardInterrupt
+
+    r = anneal(p, budget_s=30, seed=0, progress=interrupt, progress_every=0.0)
+    assert r.interrupted and r.legal and independent_legal(p)
+    assert r.report.proxy == pytest.approx(proxy_cost(p).proxy)
+
+
+def test_force_directed_moves_soft_macros_only_and_keeps_the_best():
+    p = problem_from_graph(generate_netlist(hard=8, soft=24, seed=2))
+    legalize(p)
+    hard = (p.x[p.hard].copy(), p.y[p.hard].copy())
+    start = proxy_cost(p).proxy
+    r = force_directed(p, budget_s=20, seed=0)
+    assert np.array_equal(hard[0], p.x[p.hard]) and np.array_equal(hard[1], p.y[p.hard])
+    assert r.report.proxy <= start and r.legal
+    assert not np.allclose(p.x[p.soft], 200.0)  # the clusters left the centre
