@@ -522,7 +522,7 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     per epoch and stage. Returns the report (``interrupted`` True after Ctrl-C: nothing but the checkpoint
     was written; the same call with ``resume=True`` continues).
     """
-    from graphmill.backends.torch.training import TrainConfig, check_config, run_training
+    from graphmill.backends.torch.training import TrainConfig, check_config, check_model, run_training
     from graphmill.frontend.onnx_io import serialize_model
     from graphmill.util.files import atomic_write_many
     import json
@@ -568,6 +568,7 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
         import torch
         torch.set_num_threads(threads)
     check_trainable(graph)
+    check_model(graph, cfg)
     os.makedirs(out, exist_ok=True)
     run = run_training(graph, cfg, checkpoint=checkpoint, resume=resume, progress=progress)
     report = run.to_dict()

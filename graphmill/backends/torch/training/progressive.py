@@ -41,7 +41,9 @@ class Stage:
         return asdict(self)
 
 
-def _range(name: str, value) -> tuple[float, float]:
+def regularization_range(name: str, value) -> tuple[float, float]:
+    """``(start, end)`` of a regularization given as a pair or one number, refused unless both are finite and
+    >= 0 (a dropout rate below 1)."""
     lo, hi = (value, value) if isinstance(value, (int, float)) else tuple(value)
     for v in (lo, hi):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
@@ -74,7 +76,7 @@ def progressive_schedule(*, stages: int, min_size: int, max_size: int, steps: in
     if steps < stages:
         raise UserInputError(f"progressive schedule: {steps} step(s) cannot fill {stages} stages; "
                              "give more --steps/--epochs or fewer --stages")
-    regs = {k: _range(k, v) for k, v in (("dropout", dropout), ("magnitude", magnitude), ("mixup", mixup))}
+    regs = {k: regularization_range(k, v) for k, v in (("dropout", dropout), ("magnitude", magnitude), ("mixup", mixup))}
     out = []
     for i, n in enumerate(split_steps(steps, stages)):
         t = i / (stages - 1) if stages > 1 else 1.0
@@ -89,9 +91,9 @@ def fixed_schedule(*, size: int, steps: int, dropout: float | None = 0.3, magnit
     for name, v in (("size", size), ("steps", steps)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise UserInputError(f"--{name} {v!r}: must be an integer >= 1")
-    d = None if dropout is None else _range("dropout", dropout)[0]
-    return [Stage(size=size, steps=steps, dropout=d, magnitude=_range("magnitude", magnitude)[0],
-                  mixup=_range("mixup", mixup)[0])]
+    d = None if dropout is None else regularization_range("dropout", dropout)[0]
+    return [Stage(size=size, steps=steps, dropout=d, magnitude=regularization_range("magnitude", magnitude)[0],
+                  mixup=regularization_range("mixup", mixup)[0])]
 
 
 def with_dropout(graph: Graph) -> Graph:

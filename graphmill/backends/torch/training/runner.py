@@ -23,7 +23,7 @@ from graphmill.util.errors import UserInputError
 from .contrastive import check_micro_batch, train_contrastive
 from .data import TASK, digits_data
 from .loop import LoopResult, calibrate_batchnorm, train_classifier
-from .progressive import Stage, fixed_schedule, progressive_schedule, with_dropout
+from .progressive import Stage, fixed_schedule, progressive_schedule, regularization_range, with_dropout
 
 MODES = ("fixed", "progressive", "contrastive")
 N_CLASSES = 10
@@ -74,6 +74,8 @@ def check_config(cfg: TrainConfig) -> None:
     for name, v in (("--lr", cfg.lr), ("--temperature", cfg.temperature)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
             raise UserInputError(f"{name} {v!r}: must be a number > 0")
+    for name in ("dropout", "magnitude", "mixup"):
+        regularization_range(name, getattr(cfg, name))
     if cfg.mode == "contrastive":
         check_micro_batch(cfg.batch, cfg.micro_batch)
     elif cfg.micro_batch is not None:
@@ -154,20 +156,28 @@ def export_state(module, graph: Graph) -> None:
                 v.const = Tensor(np.ascontiguousarray(arr), name=v.const.name or vname)
 
 
+def check_model(graph: Graph, cfg: TrainConfig) -> tuple[int, int]:
+    """``cfg`` and ``graph`` checked against each other before any work: one image input ``[N, C, S, S]``,
+    10 logits first for classification, the stages' schedule; returns ``(channels, size)``."""
+    check_config(cfg)
+    channels, size = image_input(graph)
+    if cfg.mode != "contrastive":
+        out = graph.outputs[0].shape if graph.outputs else None
+        if out is not None and len(out) == 2 and isinstance(out[1], int) and out[1] != N_CLASSES:
+            raise UserInputError(f"graph {graph.name!r}: the digits task has {N_CLASSES} classes, the model's first "
+                                 f"output has {out[1]} (zoo models: graphmill train builds them with 10)")
+    plan(cfg, size)
+    return channels, size
+
+
 def run_training(graph: Graph, cfg: TrainConfig, *, checkpoint=None, resume: bool = False,
                  progress: Callable[[str], None] | None = None) -> TrainRun:
     """Train ``graph`` in place as ``cfg`` says (see the module docstring); ``checkpoint`` is the file written
     at every progress line, and read first when ``resume``."""
     from ..lowering import to_torch
 
-    check_config(cfg)
-    channels, size = image_input(graph)
+    channels, size = check_model(graph, cfg)
     stages = plan(cfg, size)
-    if cfg.mode != "contrastive":
-        out = graph.outputs[0].shape if graph.outputs else None
-        if out is not None and len(out) == 2 and isinstance(out[1], int) and out[1] != N_CLASSES:
-            raise UserInputError(f"graph {graph.name!r}: the digits task has {N_CLASSES} classes, the model's first "
-                                 f"output has {out[1]} (zoo models: graphmill train builds them with 10)")
 
     def data(s: int):
         return digits_data(s, channels, cfg.data_seed)

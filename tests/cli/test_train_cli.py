@@ -1,0 +1,95 @@
+"""``graphmill train``: the trained model ONNX Runtime runs, the report, and bad input (one line, exit 2,
+nothing written).
+
+References: ONNX Runtime running the written model.onnx (its held-out accuracy must be the one the report
+states, measured by the torch backend); the schedule's sizes by hand (2 stages, 16 -> 32).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from graphmill.cli import main
+
+SMALL = ["efficientnetv2_s", "--width", "0.125", "--depth", "0.2"]
+
+
+@pytest.mark.slow
+def test_progressive_train_writes_a_model_onnx_runtime_runs_as_measured(tmp_path, capsys):
+    import onnxruntime as ort
+
+    from graphmill.backends.torch.training import digits_data
+
+    out = tmp_path / "run"
+    rc = main(["train", *SMALL, "--progressive", "--stages", "2", "--steps", "6", "--batch", "16",
+               "--out", str(out), "--json", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert len(err.strip().splitlines()) == 2 and "stage 2/2 size 32" in err  # one progress line per stage
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["mode"] == "progressive" and "digits" in report["task"]
+    assert [s["size"] for s in report["stages"]] == [16, 32] and report["steps"] == 6
+    assert json.loads((out / "report.json").read_text())["accuracy"] == report["accuracy"]
+    assert len(json.loads((out / "history.json").read_text())) == 2
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    _, _, xte, yte = digits_data(32, 3, 0)
+    logits = sess.run(None, {sess.get_inputs()[0].name: xte.numpy()})[0]
+    assert (logits.argmax(1) == yte.numpy()).mean() == pytest.approx(report["accuracy"], abs=1.5 / len(yte))
+
+
+def test_contrastive_train_with_micro_batches(tmp_path, capsys):
+    out = tmp_path / "c"
+    rc = main(["train", *SMALL, "--contrastive", "--batch", "24", "--micro-batch", "8", "--steps", "2",
+               "--embed-dim", "12", "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    report = json.loads(captured.out)
+    assert report["mode"] == "contrastive" and report["metric"] == "knn_accuracy" and report["knn_accuracy"] > 0
+    assert report["config"]["micro_batch"] == 8 and (out / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--contrastive", "--batch", "32", "--micro-batch", "5"], "does not divide --batch 32"),
+    (["--progressive", "--min-size", "40", "--max-size", "32"], "sizes shrink"),
+    (["--steps", "0"], "--steps 0"),
+    (["--steps", "-3"], "--steps -3"),
+    (["--epochs", "0"], "--epochs 0"),
+    (["--micro-batch", "4"], "--contrastive"),
+    (["--progressive", "--contrastive"], "choose one"),
+    (["--progressive", "--dropout", "0.1:1.5"], "dropout"),
+])
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, args, match):
+    out = tmp_path / "o"
+    rc = main(["train", *SMALL, *args, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and match in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_an_unknown_model_or_non_image_onnx_is_refused(tmp_path, capsys):
+    from onnx import helper, save_model
+
+    assert main(["train", "nosuchnet", "--out", str(tmp_path / "a")]) == 2
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [helper.make_tensor_value_info("x", 1, [2])],
+                          [helper.make_tensor_value_info("y", 1, [2])])
+    save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "r.onnx"))
+    assert main(["train", str(tmp_path / "r.onnx"), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "nosuchnet" in err[0] and "[N, C, S, S]" in err[1]
+    assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
+
+
+def test_an_existing_checkpoint_needs_resume(tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"x")
+    assert main(["train", *SMALL, "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", *SMALL, "--out", str(out), "--resume"]) == 2
+    assert "not a graphmill training checkpoint" in capsys.readouterr().err
+    assert main(["train", *SMALL, "--out", str(tmp_path / "new"), "--resume"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
