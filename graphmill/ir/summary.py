@@ -7,7 +7,9 @@ of the onnx test data build their weights with ConstantOfShape) and it is read
 by a node that is not itself constant-only, or is a graph output. Integer
 tensors wider than 8 bits and booleans are shapes, axes and indices, not
 weights, and are not counted; 8- and 4-bit integers are (quantized weights). Nor are 0-d scalars
-(Clip's bounds, GELU's 0.5, an attention scale): constants of the formula, not learned weights.
+(Clip's bounds, GELU's 0.5, an attention scale): constants of the formula, not learned weights. A weight
+looked up by constant indices (a ``Gather``, e.g. a relative-position bias expanded from its table) counts
+as the table it reads, not as the copy.
 """
 
 from __future__ import annotations
@@ -61,6 +63,22 @@ def _constant_node_ids(graph: Graph, constant: set[int]) -> set[int]:
     return {id(n) for n in graph.nodes if is_constant_node(n, constant)}
 
 
+_VIEWS = frozenset({"Transpose", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Flatten"})
+
+
+def _gathered_table(v: Value, const_nodes: set[int]) -> Value | None:
+    """The weight that a constant-only ``Gather`` (then views) copies ``v`` from, else None. Such a copy (a
+    relative-position bias [heads, L, L] expanded from its (2H-1)(2W-1) x heads table by constant indices, as
+    ``graphmill::RelativeAttention``'s lowering writes it) holds no values of its own: the table counts."""
+    while (p := v.producer) is not None and id(p) in const_nodes and p.domain in ("", "ai.onnx") and p.inputs:
+        if p.op_type == "Gather" and p.inputs[0] is not None and is_weight_dtype(p.inputs[0].dtype):
+            return p.inputs[0]
+        if p.op_type not in _VIEWS or p.inputs[0] is None:
+            return None
+        v = p.inputs[0]
+    return None
+
+
 def parameter_values(graph: Graph, constant: set[int] | None = None,
                      const_nodes: set[int] | None = None) -> list[Value]:
     """The constant tensors that feed the computation (see the module docstring). ``constant`` and
@@ -72,6 +90,7 @@ def parameter_values(graph: Graph, constant: set[int] | None = None,
         const_nodes = _constant_node_ids(graph, constant)
     outputs = {id(v) for v in graph.outputs}
     seen: set[int] = set()
+    counted: set[int] = set()
     params: list[Value] = []
     candidates = list(graph.initializers.values()) + [v for n in graph.nodes if id(n) in const_nodes
                                                       for v in n.outputs if v is not None]
@@ -82,7 +101,10 @@ def parameter_values(graph: Graph, constant: set[int] | None = None,
         if not is_weight_dtype(v.dtype) or _is_scalar(v):
             continue
         if id(v) in outputs or any(id(u) not in const_nodes for u in v.users):
-            params.append(v)
+            v = _gathered_table(v, const_nodes) or v
+            if id(v) not in counted:
+                counted.add(id(v))
+                params.append(v)
     return params
 
 

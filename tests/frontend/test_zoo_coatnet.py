@@ -81,6 +81,9 @@ def test_onnxruntime_on_the_saved_model_equals_the_torch_backend(tmp_path):
     saved = graphmill.load(str(path))
     assert not any(n.domain == "graphmill" for n in saved.nodes)  # standard ONNX: lowered when saved
     assert sum(n.op_type == "Gather" for n in saved.nodes) == 5 + 2  # one bias Gather per Transformer block
+    # the file's counts are the model's: each table once (not its gathered [heads, L, L] copy), same MACs
+    assert graphmill.inspect(saved)["params"] == graphmill.inspect(g)["params"]
+    assert graphmill.inspect(saved)["macs"] == graphmill.inspect(g)["macs"]
     x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
     (got,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})
     m = to_torch(g).eval()  # runs graphmill::RelativeAttention itself

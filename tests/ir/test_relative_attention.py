@@ -19,6 +19,7 @@ from graphmill.ir import Graph, ShapeInferenceError, UserInputError
 from graphmill.ir.builder import GraphBuilder
 from graphmill.ir.ops import lookup
 from graphmill.ir.ops.attention import relative_position_index, table_rows
+from graphmill.ir.summary import summarize
 from graphmill.passes.lowering import lowered_copy
 
 H, W, HEADS, D, DV, N = 2, 3, 4, 8, 5, 2
@@ -118,6 +119,9 @@ def test_lowering_is_gather_and_add_before_softmax_and_runs_under_onnxruntime():
     with torch.no_grad():
         np.testing.assert_allclose(m(**{k: torch.from_numpy(a) for k, a in x.items()}).numpy(), want,
                                    rtol=1e-5, atol=1e-5)
+    # inspect counts the table once in the lowered graph too, not its [heads, L, L] gathered copy
+    assert summarize(low).params == summarize(g).params == table_rows(H, W) * HEADS
+    assert summarize(low).macs == summarize(g).macs
     # a bias that did not depend on the relative position (or was ignored) would not match: perturb it
     other = ortb.run(_graph(scale=0.3, table=np.zeros((table_rows(H, W), HEADS), np.float32)), x)["y"]
     assert np.abs(other - got).max() > 1e-2
