@@ -155,3 +155,18 @@ def test_lowering_needs_known_shapes():
     g = b.build()
     with pytest.raises(UserInputError, match="rank and head size of Q must be known"):
         lower_graph(g)
+
+
+def test_simulator_runs_the_op_as_its_lowering():
+    """The simulator has no model of its own for the op: it simulates the lowering (the products on the array)."""
+    import os
+
+    import graphmill
+
+    g = _graph(n=1)
+    acc = graphmill.api.load_accel(os.path.join(os.path.dirname(__file__), "..", "..", "examples", "accelerators",
+                                                "edge.toml"))
+    op, low = graphmill.simulate(g, acc).to_dict(), graphmill.simulate(lowered_copy(g), acc).to_dict()
+    assert op["uncosted"] == [] and op["total_cycles"] == low["total_cycles"] > 0
+    assert [r["op"] for r in op["layers"]] == [r["op"] for r in low["layers"]]
+    assert sum(r["op"] == "MatMul" for r in op["layers"]) == 2

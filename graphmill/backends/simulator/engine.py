@@ -202,6 +202,11 @@ def simulate_graph(graph, accel, *, scalesim_compat: bool = False) -> SimReport:
         t = v.type
         if isinstance(t, TensorType) and t.shape is not None and any(isinstance(d, str) for d in t.shape):
             v.type = TensorType(t.dtype, tuple(1 if isinstance(d, str) else d for d in t.shape))
+    # graphmill ops the simulator has no model of its own for run as their standard-ONNX lowering
+    # (RelativeAttention: both products on the array, bias and softmax on the vector unit); MoE has one
+    from graphmill.passes.lowering import lower_node as lower_to_onnx
+    for n in [n for n in graph.nodes if n.domain == "graphmill" and n.op_type != "MoE"]:
+        lower_to_onnx(graph, n)
     infer_shapes(graph)
     lowered = lower(graph)
     rep = simulate_layers(lowered.primitives, accel, scalesim_compat=scalesim_compat)
