@@ -741,7 +741,12 @@ def train_policy(output: str | os.PathLike, *, steps: int | None = None, seed: i
     if not output.endswith(".npz"):
         raise UserInputError(f"{output}: a policy file ends in .npz (its metadata goes beside it in .json)")
     check_target(output)
+    from graphmill.search.learned import DEFAULTS
+
     opts = dict(options or {})
+    unknown = sorted(set(opts) - set(DEFAULTS))
+    if unknown:
+        raise UserInputError(f"unknown train-policy option {unknown[0]!r}; known: {', '.join(DEFAULTS)}")
     if steps is not None:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise UserInputError(f"--steps {steps!r}: must be an integer >= 1")
@@ -755,3 +760,160 @@ def train_policy(output: str | os.PathLike, *, steps: int | None = None, seed: i
     last = info["history"][-1] if info["history"] else {}
     return {"output": output, "steps": info["steps"], "samples": info["samples"], "seconds": info["seconds"],
             "resumed": info["resumed"], "final": last.get("mean_time_vs_best_baseline")}
+
+
+CHIP_METHODS = ("fd", "sa", "rl")
+
+
+def chip_load(netlist: str | os.PathLike, init: str | os.PathLike):
+    """Read a Circuit Training netlist and its ``.plc`` placement: ``(graph, plc)``, the graph placed as the file
+    says. Refused in one line: a malformed netlist (line, column), a ``.plc`` whose nodes or counts do not
+    match, macros whose total area exceeds the canvas."""
+    from graphmill.frontend.chip.netlist import read_netlist
+    from graphmill.frontend.chip.plc import apply_plc, read_plc
+    from graphmill.passes.chip.problem import problem_from_graph
+
+    graph = read_netlist(netlist)
+    plc = read_plc(init)
+    apply_plc(graph, plc)
+    problem_from_graph(graph).check_area()
+    return graph, plc
+
+
+def chip_cost(netlist: str | os.PathLike, placement: str | os.PathLike,
+              weights: tuple[float, float, float] = (1.0, 0.5, 0.5)) -> dict:
+    """The proxy cost of a placement as Circuit Training's evaluator computes it, and its legality:
+    ``{"proxy", "wirelength", "density", "congestion", "legal"}``."""
+    from graphmill.passes.chip.cost import proxy_cost
+    from graphmill.passes.chip.legality import legality
+    from graphmill.passes.chip.problem import problem_from_graph
+
+    graph, _ = chip_load(netlist, placement)
+    problem = problem_from_graph(graph)
+    return dict(proxy_cost(problem, tuple(weights)).as_dict(), legal=legality(problem)[0])
+
+
+def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: str = "sa",
+               output: str | os.PathLike | None = None, budget_s: float = 60.0, seed: int = 0,
+               weights: tuple[float, float, float] = (1.0, 0.5, 0.5), json_path: str | os.PathLike | None = None,
+               plot: str | os.PathLike | None = None, progress=None, options: dict | None = None,
+               info: dict | None = None) -> dict:
+    """Place a netlist's macros (``graphmill chip place``): ``method`` fd (force-directed soft macros), sa
+    (simulated annealing) or rl (the RL placer) for ``budget_s`` seconds from ``init``'s placement; write
+    ``output`` (a ``.plc`` with ``init``'s header fields and the new cost components), ``json_path`` and ``plot``
+    (canvas PNG) together at the end, also after Ctrl-C (the best placement so far). Returns the report
+    ``{"proxy", "wirelength", "density", "congestion", "legal", "seconds", "method"}``; ``info`` (a dict) receives
+    ``interrupted`` and the placer's statistics."""
+    import math
+
+    from graphmill.frontend.chip.plc import placement_text
+    from graphmill.passes.chip.problem import problem_from_graph
+    from graphmill.util.files import atomic_write_many, check_target
+
+    if method not in CHIP_METHODS:
+        raise UserInputError(f"--method {method!r}: choose fd, sa or rl")
+    if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)) or not budget_s > 0 or not math.isfinite(budget_s):
+        raise UserInputError(f"--budget-s {budget_s!r}: must be a number of seconds > 0")
+    weights = tuple(float(v) for v in weights)
+    if len(weights) != 3 or not all(math.isfinite(v) and v >= 0 for v in weights):
+        raise UserInputError(f"--weights {','.join(map(str, weights))}: three numbers >= 0 (wirelength, density, "
+                             "congestion)")
+    for path in (output, json_path, plot):
+        if path and path != "-":
+            check_target(os.fspath(path))
+    graph, plc = chip_load(netlist, init)
+    problem = problem_from_graph(graph)
+    if method == "fd":
+        from graphmill.passes.chip.sa import force_directed
+        result = force_directed(problem, weights=weights, budget_s=budget_s, seed=seed, progress=progress)
+    elif method == "sa":
+        from graphmill.passes.chip.sa import anneal
+        result = anneal(problem, weights=weights, budget_s=budget_s, seed=seed, progress=progress,
+                        **(options or {}))
+    else:
+        from graphmill.passes.chip.rl import rl_place
+        result = rl_place(problem, weights=weights, budget_s=budget_s, seed=seed, progress=progress,
+                          **(options or {}))
+    problem.write_back(graph)
+    r = result.report
+    report = {"proxy": r.proxy, "wirelength": r.wirelength, "density": r.density, "congestion": r.congestion,
+              "legal": bool(result.legal), "seconds": round(result.seconds, 3), "method": method}
+    files: list[tuple[str, bytes]] = []
+    if output:
+        costs = {"wirelength": r.wirelength, "density": r.density, "congestion": r.congestion}
+        files.append((os.fspath(output), placement_text(graph, plc, costs).encode()))
+    if json_path and json_path != "-":
+        import json
+
+        files.append((os.fspath(json_path), (json.dumps(report, indent=2) + "\n").encode()))
+    if plot:
+        from graphmill.passes.chip.cost import ProxyCost
+        from graphmill.passes.chip.plot import placement_png
+
+        files.append((os.fspath(plot), placement_png(ProxyCost(problem, weights))))
+    atomic_write_many(files)
+    if info is not None:
+        info.update(result.stats, interrupted=result.interrupted)
+    return report
+
+
+# -- weight-sharing supernet (graphmill supernet, issue 15) --------------------------------------------------------
+
+
+def supernet_train(out: str | os.PathLike, *, steps: int | None = None, seed: int = 0, spec=None,
+                   threads: int | None = None, progress=None) -> dict:
+    """``graphmill supernet train``: train (or continue, from OUT/checkpoint.pt) a BigNAS supernet on the shipped
+    task (scikit-learn's digits) and write OUT/supernet.onnx and OUT/supernet.json
+    (``graphmill.search.oneshot.train``). ``spec`` defaults to the digits space (``oneshot.DIGITS_SPEC``);
+    ``steps`` to 400. Returns the run's report (``interrupted`` True after Ctrl-C: the checkpoint stands and the
+    same call continues it)."""
+    from graphmill.search.oneshot import DIGITS_SPEC, TrainOptions, train_supernet
+
+    opts = TrainOptions(seed=seed, spec=spec or DIGITS_SPEC)
+    if steps is not None:
+        opts.steps = steps
+    return train_supernet(out, opts, progress=progress, threads=threads).to_dict()
+
+
+def supernet_select(path: str | os.PathLike, *, output: str | os.PathLike, max_macs: float | None = None,
+                    max_params: float | None = None, max_latency_ms: float | None = None, accel: str | None = None,
+                    config: dict | None = None, report: str | os.PathLike | None = None, progress=None) -> dict:
+    """``graphmill supernet select``: the most accurate child of the supernet trained in ``path`` under one
+    constraint (coarse-to-fine, ``graphmill.search.oneshot.select``), or the child ``config`` when given;
+    written to ``output`` as a standard ONNX model with the inherited weights (statistics recalibrated).
+    Returns exactly ``{"macs", "params", "accuracy", "latency_ms", "config"}`` (also written to ``report``);
+    latency is simulated on ``accel`` (default: the search's edge accelerator). Everything is checked before
+    anything is written."""
+    from graphmill.search.oneshot import ChildEvaluator, check_constraint, load_supernet, select_child
+    from graphmill.search.oneshot.select import CONSTRAINTS, UNITS
+    from graphmill.util.files import check_target, write_json
+
+    given = {k: v for k, v in (("macs", max_macs), ("params", max_params), ("latency_ms", max_latency_ms))
+             if v is not None}
+    if len(given) > 1:
+        raise UserInputError(f"give one constraint, not {len(given)} ({', '.join(CONSTRAINTS[k] for k in given)})")
+    if not given and config is None:
+        raise UserInputError("give a constraint: --max-macs, --max-params or --max-latency-ms (with --accel)")
+    if max_latency_ms is not None and accel is None:
+        raise UserInputError("--max-latency-ms needs --accel A.toml (the accelerator the latency is simulated on)")
+    kind, limit = next(iter(given.items())) if given else (None, None)
+    if kind is not None:
+        limit = check_constraint(kind, limit)
+    check_target(os.fspath(output))
+    if report is not None:
+        check_target(os.fspath(report))
+    accel_cfg = load_accel(accel) if accel is not None else None
+    graph, spec, _info = load_supernet(path)
+    ev = ChildEvaluator(graph, spec, accel=accel_cfg)
+    if config is not None:
+        chosen = spec.check(config)
+        if kind is not None and ev.metric(kind, chosen) > limit:
+            raise UserInputError(f"the child given does not satisfy {CONSTRAINTS[kind]} {limit:g}: it needs "
+                                 f"{ev.metric(kind, chosen):g} {UNITS[kind]}")
+        result = ev.report(chosen)
+    else:
+        result = select_child(ev, kind, limit, progress=progress).report
+    save(ev.child_graph(result["config"]), output)
+    if report is not None:
+        write_json(report, result)
+    return result

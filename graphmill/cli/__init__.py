@@ -17,13 +17,17 @@ from graphmill.cli import demo, inspect, optimize, passes, roundtrip, scale, sca
 from graphmill.cli import partition
 from graphmill.cli import place
 from graphmill.cli import train_policy
+from graphmill.cli import chip
 from graphmill.cli import train
+from graphmill.cli import supernet
 from graphmill.cli.common import OneLineParser
 from graphmill.errors import GraphmillError
 
 COMMANDS = (inspect, roundtrip, optimize, scale_search, passes, zoo, demo, scale, simulate, search, partition, place,
             train,
-            train_policy)
+            train_policy,
+            chip,
+            supernet)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -79,7 +79,7 @@ def global_placement(problem: ChipProblem, cost: ProxyCost, *, seed: int = 0, sh
 
 
 def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAULT_WEIGHTS, budget_s: float = 60.0,
-           seed: int = 0, progress: Progress | None = None, progress_every: float = 5.0,
+           seed: int = 0, progress: Progress | None = None, progress_every: float = 2.0,
            fd_period_s: float | None = None, start_accept: float = 0.01,
            iterations: int | None = None) -> PlaceResult:
     """Simulated annealing of ``problem``'s hard macros for ``budget_s`` seconds (seeded); the best placement

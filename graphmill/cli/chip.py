@@ -1,0 +1,73 @@
+"""``graphmill chip place``: place a chip netlist's macros (Circuit Training formats) by force-directed placement,
+simulated annealing or the RL placer, scored by Circuit Training's proxy cost."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from graphmill import api
+from graphmill.cli.common import emit_json
+from graphmill.errors import UserInputError
+
+
+def _weights(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WL,DEN,CONG (three numbers, e.g. 1,0.5,0.5)")
+    return parts  # type: ignore[return-value]
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("chip", help="chip macro placement (Circuit Training netlists and .plc files)")
+    chip_sub = p.add_subparsers(dest="chip_command", metavar="SUBCOMMAND")
+    chip_sub.required = True
+    q = chip_sub.add_parser("place", help="place the macros of NETLIST, starting from --init, and write OUT.plc")
+    q.add_argument("netlist", metavar="NETLIST", help="netlist.pb.txt (or .gz), Circuit Training's format")
+    q.add_argument("--init", required=True, metavar="INITIAL.plc", help="initial placement (canvas, grid, routing)")
+    q.add_argument("--method", required=True, choices=api.CHIP_METHODS, help="fd, sa or rl")
+    q.add_argument("-o", "--output", required=True, metavar="OUT.plc", help="the placement written")
+    q.add_argument("--budget-s", type=float, default=60.0, metavar="N", help="seconds of search (default 60)")
+    q.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    q.add_argument("--weights", type=_weights, default=(1.0, 0.5, 0.5), metavar="WL,DEN,CONG",
+                   help="proxy cost weights (default 1,0.5,0.5)")
+    q.add_argument("--json", metavar="REPORT", help="write the JSON report to REPORT ('-': stdout)")
+    q.add_argument("--plot", metavar="canvas.png", help="draw macros, clusters and the congestion heat map")
+    q.add_argument("--quiet", action="store_true", help="no progress lines")
+    q.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.budget_s > 0:
+        raise UserInputError(f"--budget-s {args.budget_s:g}: must be a number of seconds > 0")
+    for path in (args.output, args.json, args.plot):
+        for src in (args.netlist, args.init):
+            if path and path != "-" and os.path.exists(path) and os.path.exists(src) and os.path.samefile(path, src):
+                raise UserInputError(f"{path}: refusing to overwrite the input {src}; pick another output")
+
+    def progress(info: dict) -> None:
+        if not args.quiet:
+            print("chip place: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                             for k, v in info.items()), file=sys.stderr, flush=True)
+
+    info: dict = {}
+    report = api.chip_place(args.netlist, args.init, method=args.method, output=args.output, budget_s=args.budget_s,
+                            seed=args.seed, weights=args.weights, json_path=args.json, plot=args.plot,
+                            progress=progress, info=info)
+    if args.json == "-":
+        emit_json(report)
+        return 0
+    print(f"{args.method}: proxy {report['proxy']:.4f} (wirelength {report['wirelength']:.4f}, density "
+          f"{report['density']:.4f}, congestion {report['congestion']:.4f}), "
+          f"{'legal' if report['legal'] else 'NOT LEGAL'}, {report['seconds']:.1f} s")
+    if info.get("interrupted"):
+        print("interrupted: the best placement so far was written")
+    for path in (args.output, args.json, args.plot):
+        if path and path != "-":
+            print(f"wrote {path}")
+    return 0

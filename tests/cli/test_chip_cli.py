@@ -1,0 +1,99 @@
+"""``graphmill chip place``: outputs (.plc keeping the input's header, JSON with exactly the issue's keys, a PNG),
+bad input (malformed netlist with line/column, mismatched .plc, macros larger than the canvas, budget <= 0): one
+line, exit 2, nothing written; Ctrl-C writes the best placement so far. References: the written .plc re-read and
+re-scored by api.chip_cost (the proxy cost tested against Circuit Training's numbers in tests/passes/chip), the
+legality check of tests/passes/chip/test_chip_placers.py on the written placement."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from graphmill import api
+from graphmill.cli import main
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "data", "chip")
+NET = os.path.join(DATA, "sample_clustered", "netlist.pb.txt")
+PLC = os.path.join(DATA, "sample_clustered", "initial.plc")
+GM = [sys.executable, "-m", "graphmill.cli"]
+
+
+@pytest.mark.parametrize("method", ["fd", "sa"])
+def test_place_writes_plc_json_plot(tmp_path, method, capsys):
+    out, rep, png = tmp_path / "out.plc", tmp_path / "r.json", tmp_path / "c.png"
+    rc = main(["chip", "place", NET, "--init", PLC, "--method", method, "-o", str(out), "--budget-s", "2",
+               "--seed", "1", "--json", str(rep), "--plot", str(png), "--quiet"])
+    assert rc == 0
+    report = json.loads(rep.read_text())
+    assert set(report) == {"proxy", "wirelength", "density", "congestion", "legal", "seconds", "method"}
+    assert report["method"] == method and report["legal"] is True
+    again = api.chip_cost(NET, out)  # the written file re-scored
+    for k in ("proxy", "wirelength", "density", "congestion"):
+        assert again[k] == pytest.approx(report[k], rel=1e-9)
+    text = out.read_text()
+    for line in ("# Columns : 2  Rows : 2", "# Width : 500.000  Height : 500.000",
+                 "# Routes per micron, hor : 70.33 ver : 74.51", "# Routes used by macros, hor : 51.79  ver : 51.79",
+                 "# Smoothing factor : 2"):
+        assert line in text.splitlines()
+    assert f"# Wirelength cost : {report['wirelength']:.4f}" in text
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["proxy"] <= api.chip_cost(NET, PLC)["proxy"] + 1e-12
+
+
+def test_custom_weights(tmp_path):
+    out = tmp_path / "o.plc"
+    assert main(["chip", "place", NET, "--init", PLC, "--method", "sa", "-o", str(out), "--budget-s", "1",
+                 "--weights", "1,1,0.5", "--json", str(tmp_path / "r.json"), "--quiet"]) == 0
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["proxy"] == pytest.approx(r["wirelength"] + r["density"] + 0.5 * r["congestion"])
+
+
+def _bad(tmp_path, capsys, args, pattern):
+    out = tmp_path / "out.plc"
+    try:
+        rc = main(["chip", "place", *args, "-o", str(out), "--json", str(tmp_path / "r.json"), "--quiet"])
+    except SystemExit as e:  # usage errors exit from argparse
+        rc = e.code
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and pattern in err, err
+    assert os.listdir(tmp_path) == [p for p in os.listdir(tmp_path) if p not in ("out.plc", "r.json")]
+    assert not out.exists()
+
+
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys):
+    bad_net = tmp_path / "bad.pb.txt"
+    bad_net.write_text('node {\n  name: "a"\n  attr {\n    key: "type"\n    value { placeholder: "PORT" } }\n  x: }\n')
+    _bad(tmp_path, capsys, [str(bad_net), "--init", PLC, "--method", "sa"], "line 6, column 6")
+    other = tmp_path / "other.plc"
+    other.write_text(open(PLC).read().replace("\n8 170 310 N 0", "\n9 170 310 N 0"))
+    _bad(tmp_path, capsys, [NET, "--init", str(other), "--method", "sa"], "node 9 is not a macro")
+    small = tmp_path / "small.plc"
+    small.write_text(open(PLC).read().replace("# Width : 500.000  Height : 500.000", "# Width : 130  Height : 130"))
+    _bad(tmp_path, capsys, [NET, "--init", str(small), "--method", "sa"], "exceeds the canvas")
+    _bad(tmp_path, capsys, [NET, "--init", PLC, "--method", "sa", "--budget-s", "0"], "--budget-s 0")
+    _bad(tmp_path, capsys, [NET, "--init", PLC, "--method", "sa", "--budget-s", "-3"], "must be")
+    _bad(tmp_path, capsys, [NET, "--init", PLC, "--method", "annealing"], "invalid choice")
+
+
+@pytest.mark.slow
+def test_ctrl_c_writes_best_so_far(tmp_path):
+    out, rep = tmp_path / "out.plc", tmp_path / "r.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([*GM, "chip", "place", NET, "--init", PLC, "--method", "sa", "-o", str(out),
+                             "--budget-s", "120", "--json", str(rep)], stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, env=env)
+    line = proc.stderr.readline()  # the first progress line: the search is running
+    assert line.startswith("chip place:"), line
+    proc.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and time.monotonic() - t0 < 30
+    report = json.loads(rep.read_text())
+    assert report["legal"] and api.chip_cost(NET, out)["proxy"] == pytest.approx(report["proxy"])
+    assert "interrupted" in stdout
