@@ -34,3 +34,22 @@ def test_bad_input(args):
         place_experts(*args)
     with pytest.raises(UserInputError, match="unknown expert placement"):
         place_experts([1], 1, method="random")
+
+
+def test_place_experts_pass_writes_meta_that_the_simulator_uses():
+    from graphmill.backends.simulator.expert_parallel import moe_report
+    from graphmill.frontend import zoo
+    from graphmill.passes import run_passes
+
+    from graphmill.backends.simulator import AccelConfig
+
+    g = zoo.build("switch_transformer", layers=2, batch=1, seq=8, vocab=20, hidden=16, heads=2, ffn=24, experts=4)
+    (node,) = [n for n in g.nodes if n.op_type == "MoE"]
+    node.meta["moe_routing"] = {"counts": [6, 1, 0, 1]}
+    run_passes(g, "place-experts{chips=2, method=contiguous}")
+    assert node.meta["expert_placement"] == [0, 0, 1, 1] and node.meta["expert_chips"] == 2
+    run_passes(g, "place-experts{chips=2}")
+    # LPT: e0 (6) -> chip 0, e1 (1) -> chip 1, e3 (1) -> chip 1, e2 (0) -> chip 0 (chip 1's 2 slots are full)
+    assert node.meta["expert_placement"] == [0, 1, 0, 1]
+    (row,) = moe_report(g, AccelConfig(8, 8, "os", 4, 4, 2, 4, 4, 4), chips=[2])
+    assert row["expert_parallel"][0]["placement"] == [0, 1, 0, 1]  # the pass's, not re-placed on measured load

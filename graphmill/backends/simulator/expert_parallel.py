@@ -8,7 +8,8 @@ under ONNX Runtime (graphmill-domain ops lowered) on seeded inputs and reads eve
 gate noise is zero (inference).
 
 **Expert parallelism** (GShard's layout): the layer's T tokens are split evenly over N chips, the E
-experts are placed on chips (``passes.placement.experts.place_experts``: contiguous, or balanced by load),
+experts are placed on chips (``passes.placement.experts.place_experts``: contiguous, or balanced by load; the
+``place-experts`` pass's ``meta["expert_placement"]`` when it was run for that many chips),
 and one step is four phases separated by the all-to-all collectives:
 
 1. gate: every chip computes ``[T/N, d] x [d, E]`` (twice with noise weights) plus the softmax/top-k;
@@ -59,6 +60,8 @@ class MoELayer:
     noisy: bool
     counts: list[int] | None = None  # assignments per expert (before capacity)
     dropped: int | None = None
+    placement: list[int] | None = None  # the place-experts pass's choice (meta["expert_placement"])
+    placement_chips: int | None = None
 
     @property
     def capacity(self) -> int:
@@ -95,8 +98,12 @@ def moe_layers(graph: Graph) -> list[MoELayer]:
             tokens, d, h, E = moe_dims(n)
             if not all(isinstance(v, int) for v in (tokens, d, h, E)):
                 raise UserInputError(f"{n.describe()}: the MoE layer's shapes must be static to simulate it")
-            out.append(MoELayer(n.name or "MoE", E, a["k"], a["capacity_factor"], a["gate"], tokens, d, h,
-                                len(n.inputs) > 2 and n.inputs[2] is not None))
+            layer = MoELayer(n.name or "MoE", E, a["k"], a["capacity_factor"], a["gate"], tokens, d, h,
+                             len(n.inputs) > 2 and n.inputs[2] is not None)
+            p, chips = n.meta.get("expert_placement"), n.meta.get("expert_chips")
+            if isinstance(p, list) and len(p) == E and isinstance(chips, int):
+                layer.placement, layer.placement_chips = [int(c) for c in p], chips
+            out.append(layer)
         elif n.meta.get("lowered_from") == LOWERED_FROM and n.meta.get("lowered_node") not in seen:
             name = n.meta.get("lowered_node") or "MoE"
             m = n.meta.get("moe") or {}
@@ -326,7 +333,8 @@ def moe_report(graph: Graph, accel, *, chips: Sequence[int] | None = None, input
         one = simulate_expert_parallel(layer, cfg, 1, cycles=cyc)
         par = []
         for n in chip_counts:
-            r = simulate_expert_parallel(layer, cfg, n, method=method, cycles=cyc)
+            given = layer.placement if layer.placement_chips == n else None  # the place-experts pass's choice
+            r = simulate_expert_parallel(layer, cfg, n, method=method, placement=given, cycles=cyc)
             d = r.to_dict()
             d["speedup_vs_one_chip"] = one.step_cycles / r.step_cycles if r.step_cycles else None
             par.append(d)

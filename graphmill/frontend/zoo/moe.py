@@ -63,6 +63,18 @@ def moe_layer(b: GraphBuilder, x: Value, rng: np.random.Generator, *, d: int, ex
     return outs[0], list(outs[1:])
 
 
+def _sizes(model: str, width, depth, resolution, layers, length: tuple[str, int], batch, vocab) -> tuple:
+    """(width, layers, sequence length, batch, vocab) checked: ``depth`` scales the layers (ceil), ``resolution``
+    the sequence length (a multiplier below 16, else the length)."""
+    w = check_positive("width", width, model=model)
+    layers = max(1, math.ceil(check_count("layers", layers, model=model) * check_positive("depth", depth, model=model)))
+    r = check_positive("resolution", resolution, model=model)
+    name, n = length
+    n = check_count(name, n, model=model)
+    n = n if r == 1.0 else (int(r) if r >= 16 else max(1, round(n * r)))
+    return w, layers, n, check_count("batch", batch, model=model), check_count("vocab", vocab, model=model)
+
+
 def _expose(b: GraphBuilder, name: str, aux: list[Value]) -> None:
     for suffix, v in zip(MOE_OUTPUTS, aux):
         b.output(v, f"{name}_{suffix}")
@@ -81,14 +93,9 @@ def moe_lstm_lm(*, experts: int = 16, k: int = 4, capacity_factor: float = 1.25,
     the steps (a multiplier below 16, else steps)."""
     model = "moe_lstm_lm"
     check_moe_config(experts=experts, k=k, capacity_factor=capacity_factor, gate=gate, where=model)
-    w = check_positive("width", width, model=model)
-    layers = max(1, math.ceil(check_count("layers", layers, model=model) * check_positive("depth", depth, model=model)))
+    w, layers, steps, batch, vocab = _sizes(model, width, depth, resolution, layers, ("steps", steps), batch, vocab)
     hidden = max(1, round(check_count("hidden", hidden, model=model) * w))
     expert_hidden = max(1, round(check_count("expert_hidden", expert_hidden, model=model) * w))
-    r = check_positive("resolution", resolution, model=model)
-    steps = check_count("steps", steps, model=model) if r == 1.0 else (int(r) if r >= 16 else max(1, round(steps * r)))
-    batch = check_count("batch", batch, model=model)
-    vocab = check_count("vocab", vocab, model=model)
 
     b = GraphBuilder(f"moe_lstm_lm_e{experts}_k{k}", opset=opset, opsets={"graphmill": 1})
     rec = Recurrent(b, seed)
@@ -130,16 +137,11 @@ def switch_transformer(*, experts: int = 8, k: int = 1, capacity_factor: float =
     [batch, seq, vocab]; layers 1, 3, 5, ... (every other, counting from 0) have an MoE FFN."""
     model = "switch_transformer"
     check_moe_config(experts=experts, k=k, capacity_factor=capacity_factor, gate=gate, where=model)
-    w = check_positive("width", width, model=model)
-    layers = max(1, math.ceil(check_count("layers", layers, model=model) * check_positive("depth", depth, model=model)))
-    heads = max(1, round(check_count("heads", heads, model=model) * w))
-    dh = check_count("hidden", hidden, model=model) // heads if w == 1.0 else 64
+    w, layers, seq, batch, vocab = _sizes(model, width, depth, resolution, layers, ("seq", seq), batch, vocab)
+    dh = max(1, check_count("hidden", hidden, model=model) // check_count("heads", heads, model=model))
+    heads = max(1, round(heads * w))  # width scales the heads; the head size stays
     hidden = heads * dh
     ffn = max(1, round(check_count("ffn", ffn, model=model) * w))
-    r = check_positive("resolution", resolution, model=model)
-    seq = check_count("seq", seq, model=model) if r == 1.0 else (int(r) if r >= 16 else max(1, round(seq * r)))
-    batch = check_count("batch", batch, model=model)
-    vocab = check_count("vocab", vocab, model=model)
 
     b = GraphBuilder(f"switch_transformer_e{experts}", opset=opset, opsets={"graphmill": 1})
     rng = np.random.default_rng(seed)

@@ -13,7 +13,11 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from graphmill.ir import Graph
+from graphmill.ir.ops.moe import moe_experts
 from graphmill.util.errors import UserInputError
+
+from ..base import Option, Pass, PassContext, PassResult, register_pass
 
 METHODS = ("contiguous", "balanced")
 
@@ -49,4 +53,39 @@ def chip_loads(loads: Sequence[float], placement: Sequence[int], chips: int) -> 
     return out
 
 
-__all__ = ["METHODS", "chip_loads", "place_experts"]
+def node_loads(node) -> list[float] | None:
+    """An MoE node's per-expert load: measured routing in ``meta["moe_routing"]["counts"]`` if any, else None."""
+    r = node.meta.get("moe_routing")
+    counts = r.get("counts") if isinstance(r, dict) else None
+    return [float(c) for c in counts] if isinstance(counts, list) and counts else None
+
+
+@register_pass
+class PlaceExperts(Pass):
+    """Place the experts of every graphmill::MoE layer on chips: node.meta["expert_placement"] (one chip per
+    expert) and node.meta["expert_chips"]; the simulator's expert-parallel step reads them."""
+
+    name = "place-experts"
+    options = (
+        Option("chips", int, 8, "chips the experts are spread over", min=1),
+        Option("method", str, "balanced", "contiguous (GShard's sharding) or balanced (LPT on the measured load, "
+               "meta['moe_routing']; an even load without one)", choices=METHODS),
+    )
+    preserves = "all"
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        placed = 0
+        for node in graph.all_nodes():
+            if node.domain != "graphmill" or node.op_type != "MoE":
+                continue
+            E = moe_experts(node)
+            if E is None:
+                continue
+            loads = node_loads(node) or [1.0] * E
+            node.meta["expert_placement"] = place_experts(loads, self.opts["chips"], method=self.opts["method"])
+            node.meta["expert_chips"] = self.opts["chips"]
+            placed += 1
+        return PassResult(changed=bool(placed), stats={"moe_layers_placed": placed})
+
+
+__all__ = ["METHODS", "PlaceExperts", "chip_loads", "node_loads", "place_experts"]
