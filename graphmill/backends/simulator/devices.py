@@ -349,7 +349,8 @@ class PlacementCostModel:
         if len(nodes) == 1:
             return GroupCost(self.op_time(nodes[0], device), True)
         a = self.devset.accels[device]
-        return kernel_cost(nodes, a, scale=self.devset.ref_mhz / a.clock_mhz / self.devset.speeds[device])
+        return kernel_cost(nodes, a, scale=self.devset.ref_mhz / a.clock_mhz / self.devset.speeds[device],
+                           memo=self.__dict__.setdefault("_kernel_memo", {}))
 
 
 def backward_of(node: Node) -> Node | None:

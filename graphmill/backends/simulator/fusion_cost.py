@@ -69,16 +69,23 @@ def _compute(node: Node, accel: AccelConfig) -> tuple[int | None, bool, str]:
     return c, array, ""
 
 
-def kernel_cost(nodes: list[Node], accel: AccelConfig, *, scale: float = 1.0) -> GroupCost:
+def kernel_cost(nodes: list[Node], accel: AccelConfig, *, scale: float = 1.0, memo: dict | None = None) -> GroupCost:
     """``nodes`` run as one kernel on a chip of ``accel`` (module docstring); ``scale`` converts its cycles to
-    the caller's time unit (a heterogeneous device: reference clock / own clock / speed)."""
+    the caller's time unit (a heterogeneous device: reference clock / own clock / speed). ``memo`` keeps each
+    node's lowering (keyed by the node and the accelerator, holding both so that ids are not reused)."""
     members = {id(n) for n in nodes}
     wb = accel.word_bytes
     capacity = (accel.ifmap_words + accel.ofmap_words) // 2
     compute = 0
     array = False
     for n in nodes:
-        c, on_array, why = _compute(n, accel)
+        if memo is None:
+            c, on_array, why = _compute(n, accel)
+        else:
+            hit = memo.get((id(n), id(accel)))
+            if hit is None or hit[0] is not n or hit[1] is not accel:
+                hit = memo[(id(n), id(accel))] = (n, accel, _compute(n, accel))
+            c, on_array, why = hit[2]
         if c is None:
             return GroupCost(math.inf, False, f"refused: {why}", capacity_bytes=capacity * wb)
         compute += c

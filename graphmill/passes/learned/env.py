@@ -182,13 +182,14 @@ class JointProblem:
         gprio = np.full(G, np.inf)
         np.minimum.at(gprio, cg, prio)
         values: list[ValueInfo] = []
+        cgl = cg.tolist()
         for v in prob.values:
             if v.producer is None:
-                cons = sorted({int(cg[c]) for c in v.consumers})
+                cons = sorted({cgl[c] for c in v.consumers})
                 values.append(ValueInfo(v.name, v.bytes, None, cons))
                 continue
-            pg = int(cg[v.producer])
-            cons = sorted({int(cg[c]) for c in v.consumers} - {pg})
+            pg = cgl[v.producer]
+            cons = sorted({cgl[c] for c in v.consumers} - {pg})
             if v.consumers and not cons:
                 continue  # an intermediate: stays on chip
             values.append(ValueInfo(v.name, v.bytes, pg, cons))

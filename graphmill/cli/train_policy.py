@@ -1,0 +1,63 @@
+"""``graphmill train-policy``: train the learned passes' graph policy with PPO across graphs; write it (.npz + .json)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+from graphmill import api
+from graphmill.cli.common import emit_json
+from graphmill.errors import UserInputError
+from graphmill.util.files import check_target
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("train-policy", help="train the learned passes' policy (GNN + attention, PPO across graphs) "
+                                            "and write it as POLICY.npz with POLICY.json beside it")
+    p.add_argument("-o", "--output", required=True, metavar="POLICY.npz", help="where to write the policy")
+    p.add_argument("--steps", type=int, metavar="N", help="PPO steps (default 60)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--quick", action="store_true", help="a small training set (a smoke test)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a trainer option: graphs, samples, epochs, clip, lr, entropy, penalty, hidden, layers, "
+                        "time_limit (repeatable)")
+    p.add_argument("--checkpoint", metavar="PATH", help="save after every step; resume from it")
+    p.add_argument("--json", metavar="REPORT", help="write the summary as JSON ('-': stdout)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    check_target(args.output)
+    if args.json and args.json != "-":
+        check_target(args.json)
+        if args.output.endswith(".npz") and os.path.abspath(args.json) == os.path.abspath(args.output[:-4] + ".json"):
+            raise UserInputError(f"--json {args.json}: that is where the policy's metadata goes; choose another path")
+    options: dict = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserInputError(f"--option {item!r}: expected KEY=VALUE")
+        try:
+            options[key] = float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            raise UserInputError(f"--option {item!r}: the value must be a number") from None
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    command = "graphmill train-policy " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    out = api.train_policy(args.output, steps=args.steps, seed=args.seed, quick=args.quick, options=options,
+                           checkpoint=args.checkpoint, progress=progress, command=command)
+    if args.json:
+        emit_json(out, args.json)
+    if args.json != "-":
+        final = "n/a" if out["final"] is None else f"{out['final']:.3f}"
+        print(f"trained {out['steps']} steps ({out['samples']} samples) in {out['seconds']:.0f} s; last step's "
+              f"samples at {final} of the best baseline's step time")
+        print(f"wrote {out['output']} and {out['output'][:-4]}.json")
+    return 0
