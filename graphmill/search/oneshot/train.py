@@ -1,0 +1,337 @@
+"""Training the supernet (BigNAS): the sandwich rule with in-place distillation, checkpointed and resumable.
+
+The task: scikit-learn's digits (1,797 8x8 images, 10 classes), upsampled bilinearly to each child's
+resolution and normalized (``search.evaluators.training.digits_data``, split seed 0: the held-out fifth is
+the test set); the last ``VAL`` of the training images are held out too, as the validation set child
+selection ranks children on. Every step draws one batch and trains four children on it, accumulating
+their gradients into the shared weights before one Adam step (cosine learning rate):
+
+* the largest child, on the labels (cross-entropy), with dropout before the classifier and an L2 weight
+  decay on convolution and classifier weights: BigNAS regularizes only the largest child;
+* the smallest child and two random children (each choice uniform), on the largest child's soft labels
+  (in-place distillation: cross-entropy to its detached softmax), without dropout or weight decay.
+
+BatchNormalization uses each child's batch statistics while training; afterwards statistics are
+re-estimated per child (``calibrate``), as BigNAS does before evaluating a child.
+
+``train_supernet`` writes OUT/checkpoint.pt (``torch.save`` of state dicts, numbers and strings, loaded
+with ``weights_only=True``, written atomically) every ``log_every`` steps with a progress line; rerunning
+the same call continues from it (same options required), and Ctrl-C stops between steps with the last
+checkpoint standing. When done: OUT/supernet.onnx (the supernet graph: the largest child with every shared
+weight, statistics of the largest child) and OUT/supernet.json (spec, task, options, history).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from graphmill.util.errors import UserInputError
+from graphmill.util.files import CHECKPOINT_LIMIT, atomic_write_many, read_user_file
+
+from .space import DIGITS_SPEC, SupernetSpec
+
+FORMAT = "graphmill-supernet"
+VERSION = 1
+VAL = 300  #: training images held out as the validation set of child selection
+TASK = ("scikit-learn digits (1,797 8x8 images, 10 classes), upsampled bilinearly to the child's resolution; "
+        f"test = the seeded held-out fifth (359), validation = {VAL} more held out of the training part")
+
+
+@dataclass
+class DigitsSplit:
+    """Train / validation / test tensors of digits at one resolution."""
+
+    x_train: Any
+    y_train: Any
+    x_val: Any
+    y_val: Any
+    x_test: Any
+    y_test: Any
+
+
+def digits_split(resolution: int, channels: int = 1) -> DigitsSplit:
+    """The supernet task at ``resolution`` (the same images and split at every resolution)."""
+    from graphmill.search.evaluators.training import digits_data
+
+    xtr, ytr, xte, yte = digits_data(int(resolution), int(channels), 0)
+    return DigitsSplit(xtr[:-VAL], ytr[:-VAL], xtr[-VAL:], ytr[-VAL:], xte, yte)
+
+
+@dataclass
+class TrainOptions:
+    """What a supernet training run is made with (a resume must repeat it)."""
+
+    steps: int = 400
+    seed: int = 0
+    batch: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 5e-5
+    dropout: float = 0.1
+    temperature: float = 1.0
+    random_children: int = 2
+    log_every: int = 25
+    calibrate: int = 256
+    spec: SupernetSpec = field(default_factory=lambda: DIGITS_SPEC)
+    sandwich: bool = True  #: False trains only ``fixed`` (the stand-alone baseline: same loop, one child)
+    fixed: dict | None = None
+
+    def check(self) -> None:
+        for name in ("steps", "batch", "log_every", "calibrate"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise UserInputError(f"--{name} {v!r}: must be an integer >= 1")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise UserInputError(f"--seed {self.seed!r}: must be an integer >= 0")
+        if not self.sandwich:
+            if self.fixed is None:
+                raise UserInputError("stand-alone training needs the child's configuration")
+            self.fixed = self.spec.check(self.fixed)
+
+    def to_json(self) -> dict:
+        return {"steps": self.steps, "seed": self.seed, "batch": self.batch, "lr": self.lr,
+                "weight_decay": self.weight_decay, "dropout": self.dropout, "temperature": self.temperature,
+                "random_children": self.random_children, "log_every": self.log_every, "calibrate": self.calibrate,
+                "spec": json.dumps(self.spec.to_json(), sort_keys=True), "sandwich": self.sandwich,
+                "fixed": json.dumps(self.fixed, sort_keys=True)}
+
+
+@dataclass
+class TrainResult:
+    """What ``train_supernet`` did (``interrupted`` after Ctrl-C; ``checkpoint_step`` what the file holds)."""
+
+    out: str
+    steps: int
+    total_steps: int
+    interrupted: bool
+    checkpoint_step: int | None
+    train_seconds: float
+    history: list[dict]
+    files: dict[str, str]
+
+    def to_dict(self) -> dict:
+        return {"out": self.out, "steps": self.steps, "total_steps": self.total_steps, "interrupted": self.interrupted,
+                "checkpoint_step": self.checkpoint_step, "train_seconds": round(self.train_seconds, 3),
+                "task": TASK, "history": self.history, "files": self.files}
+
+
+def sample_child(spec: SupernetSpec, generator) -> dict:
+    """A child with every choice uniform, drawn from the torch ``generator`` (checkpointed with the run)."""
+    import torch
+
+    def pick(vals) -> int:
+        return vals[int(torch.randint(len(vals), (1,), generator=generator))]
+    cfg: dict[str, Any] = {"resolution": pick(spec.resolutions)}
+    for name, st in zip(spec.stage_names(), spec.stages):
+        cfg[name] = {"depth": pick(st.depths), "width": pick(st.widths), "kernel": pick(spec.kernels),
+                     "expand": pick(spec.expands)}
+    return cfg
+
+
+def calibrate(module, config: Mapping[str, Any], data: DigitsSplit, n: int) -> dict[str, np.ndarray]:
+    """BigNAS's BN recalibration of child ``config``: its statistics on the first ``n`` training images, written
+    into ``module``'s buffers (leading channels) and returned (for the child's graph)."""
+    stats = module.batch_statistics(data.x_train[:n], config)
+    module.set_statistics(stats)
+    return stats
+
+
+def accuracy(module, config: Mapping[str, Any], x, y) -> float:
+    """Accuracy of child ``config`` with the module's current statistics (eval mode)."""
+    import torch
+
+    was = module.training
+    module.eval()
+    with torch.no_grad():
+        pred = module(x, config).argmax(1)
+    module.train(was)
+    return float((pred == y).float().mean())
+
+
+def _trainer(module, opts: TrainOptions, data: dict[int, DigitsSplit], generator):
+    import torch
+    import torch.nn.functional as F
+
+    spec = opts.spec
+    big = spec.largest() if opts.sandwich else opts.fixed
+    small = spec.smallest()
+    n_train = len(data[spec.resolutions[0]].y_train)
+    decay = module.decay_parameters()
+
+    def step(optimizer, k: int) -> dict[str, float]:
+        for g in optimizer.param_groups:  # cosine schedule, a function of the step alone (nothing to checkpoint)
+            g["lr"] = opts.lr * 0.5 * (1 + math.cos(math.pi * k / opts.steps))
+        idx = torch.randint(n_train, (opts.batch,), generator=generator)
+        optimizer.zero_grad()
+        d = data[big["resolution"]]
+        y = d.y_train[idx]
+        out = module(d.x_train[idx], big, dropout=opts.dropout)
+        loss = F.cross_entropy(out, y)
+        if opts.weight_decay:
+            loss = loss + 0.5 * opts.weight_decay * sum((p * p).sum() for p in decay)
+        loss.backward()
+        row = {"loss_largest": float(loss.detach()), "train_acc_largest": float((out.argmax(1) == y).float().mean())}
+        if opts.sandwich:
+            soft = F.softmax(out.detach() / opts.temperature, dim=1)
+            children = [small] + [sample_child(spec, generator) for _ in range(opts.random_children)]
+            kd = 0.0
+            for i, c in enumerate(children):
+                o = module(data[c["resolution"]].x_train[idx], c)
+                loss_c = -(soft * F.log_softmax(o / opts.temperature, dim=1)).sum(1).mean()
+                loss_c.backward()
+                kd += float(loss_c.detach()) / len(children)
+                if i == 0:
+                    row["train_acc_smallest"] = float((o.argmax(1) == y).float().mean())
+            row["loss_distill"] = kd
+        optimizer.step()
+        return row
+    return step
+
+
+def check_out(out: str) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserInputError(f"--out {out}: is a file; give a folder")
+
+
+def train_supernet(out: str | os.PathLike, opts: TrainOptions | None = None, *,
+                   progress: Callable[[str], None] | None = None, threads: int | None = None) -> TrainResult:
+    """Train (or continue, from OUT/checkpoint.pt) the supernet of ``opts.spec``; see the module docstring."""
+    import torch
+
+    from graphmill.backends.torch.training.loop import check_same_config, load_checkpoint, save_checkpoint
+
+    from .torchnet import SupernetModule
+    from .weights import init_weights
+
+    opts = opts or TrainOptions()
+    opts.check()
+    out = os.fspath(out)
+    check_out(out)
+    spec = opts.spec
+    files = {"checkpoint": os.path.join(out, "checkpoint.pt"), "supernet": os.path.join(out, "supernet.onnx"),
+             "report": os.path.join(out, "supernet.json")}
+    config = opts.to_json()
+    state = None
+    if os.path.exists(files["checkpoint"]):
+        state = load_checkpoint(files["checkpoint"])
+        check_same_config(files["checkpoint"], state["config"], config)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.manual_seed(opts.seed)
+    data = {r: digits_split(r, spec.in_channels) for r in spec.resolutions}
+    module = SupernetModule(spec, init_weights(spec, opts.seed))
+    optimizer = torch.optim.Adam(module.parameters(), lr=opts.lr)
+    generator = torch.Generator().manual_seed(opts.seed)
+    history: list[dict] = []
+    step_no, seconds, held = 0, 0.0, None
+    if state is not None:
+        try:
+            module.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise UserInputError(f"{files['checkpoint']}: does not fit this supernet ({str(e).splitlines()[0][:200]})") \
+                from None
+        torch.set_rng_state(state["rng"])
+        generator.set_state(state["generator"])
+        step_no = held = int(state["step"])
+        history, seconds = list(state["history"]), float(state["train_seconds"])
+    os.makedirs(out, exist_ok=True)
+    step = _trainer(module, opts, data, generator)
+    big = spec.largest() if opts.sandwich else opts.fixed
+    module.train()
+    rows: list[dict] = []
+    interrupted = False
+    t_start = time.perf_counter()
+    done_at_start = step_no
+    try:
+        while step_no < opts.steps:
+            t0 = time.perf_counter()
+            rows.append(step(optimizer, step_no))
+            seconds += time.perf_counter() - t0
+            step_no += 1
+            if step_no % opts.log_every == 0 or step_no == opts.steps:
+                row = {"step": step_no, **{k: float(np.mean([r[k] for r in rows])) for k in rows[0]},
+                       "train_seconds": round(seconds, 3)}
+                rows = []
+                d = data[big["resolution"]]
+                calibrate(module, big, d, opts.calibrate)
+                row["val_acc_largest"] = accuracy(module, big, d.x_val, d.y_val)
+                if opts.sandwich:
+                    s = spec.smallest()
+                    ds = data[s["resolution"]]
+                    calibrate(module, s, ds, opts.calibrate)
+                    row["val_acc_smallest"] = accuracy(module, s, ds.x_val, ds.y_val)
+                module.train()
+                history.append(row)
+                save_checkpoint(files["checkpoint"], {
+                    "model": module.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+                    "generator": generator.get_state(), "step": step_no, "history": history,
+                    "train_seconds": seconds, "config": config})
+                held = step_no
+                if progress is not None:
+                    rate = (step_no - done_at_start) / max(time.perf_counter() - t_start, 1e-9)
+                    eta = (opts.steps - step_no) / rate if rate else float("inf")
+                    progress(progress_line(row, opts.steps, rate, eta))
+    except KeyboardInterrupt:
+        interrupted = True
+    if not interrupted:
+        calibrate(module, big, data[big["resolution"]], opts.calibrate)  # the saved graph's statistics: the largest's
+        write_result(files, module, opts, history, seconds)
+    return TrainResult(out, step_no, opts.steps, interrupted, held, seconds, history, files)
+
+
+def progress_line(row: dict, total: int, rate: float, eta: float) -> str:
+    small = f"  val acc smallest {row['val_acc_smallest']:.4f}" if "val_acc_smallest" in row else ""
+    kd = f"  distill loss {row['loss_distill']:.4f}" if "loss_distill" in row else ""
+    return (f"step {row['step']}/{total}  loss largest {row['loss_largest']:.4f}{kd}  val acc largest "
+            f"{row['val_acc_largest']:.4f}{small}  {rate:.2f} steps/s  ETA {eta:.0f}s")
+
+
+def write_result(files: dict, module, opts: TrainOptions, history: list, seconds: float) -> None:
+    """OUT/supernet.onnx and OUT/supernet.json, together and atomically."""
+    from graphmill.frontend.onnx_io import serialize_model
+
+    from .graph import supernet_graph
+
+    graph = supernet_graph(opts.spec, module.weights())
+    report = {"format": FORMAT, "version": VERSION, "task": TASK, "spec": opts.spec.to_json(),
+              "options": {k: v for k, v in opts.to_json().items() if k != "spec"}, "steps": opts.steps,
+              "train_seconds": round(seconds, 3), "history": history}
+    atomic_write_many([(files["supernet"], serialize_model(graph)),
+                       (files["report"], (json.dumps(report, indent=2) + "\n").encode())])
+
+
+def load_supernet(path: str | os.PathLike):
+    """``(graph, spec, report)`` of a trained supernet folder, or a UserInputError saying what is missing."""
+    from graphmill.frontend import load
+
+    from .graph import supernet_graph
+    from .weights import weight_shapes
+
+    path = os.fspath(path)
+    report_path, model_path = os.path.join(path, "supernet.json"), os.path.join(path, "supernet.onnx")
+    if not os.path.isdir(path):
+        raise UserInputError(f"{path}: no such folder (train a supernet with graphmill supernet train --out {path})")
+    if not os.path.exists(report_path) or not os.path.exists(model_path):
+        held = " (a training checkpoint is there: rerun graphmill supernet train with the same options to finish)" \
+            if os.path.exists(os.path.join(path, "checkpoint.pt")) else ""
+        raise UserInputError(f"{path}: no trained supernet (supernet.json and supernet.onnx missing){held}")
+    try:
+        report = json.loads(read_user_file(report_path, CHECKPOINT_LIMIT, "a supernet report (JSON)").decode("utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserInputError(f"{report_path}: cannot read the supernet report ({e})") from None
+    if not isinstance(report, dict) or report.get("format") != FORMAT or report.get("version") != VERSION:
+        raise UserInputError(f"{report_path}: not a graphmill supernet report (format {FORMAT} version {VERSION})")
+    spec = SupernetSpec.from_json(report["spec"])
+    weights = {n: v.const.numpy() for n, v in load(model_path).initializers.items() if v.const is not None}
+    for n, shape in weight_shapes(spec).items():
+        if n not in weights or tuple(weights[n].shape) != shape:
+            raise UserInputError(f"{model_path}: weight {n} missing or not of shape {list(shape)}: the file does not "
+                                 "match supernet.json")
+    return supernet_graph(spec, weights), spec, report

@@ -1,0 +1,159 @@
+"""The BigNAS supernet (graphmill.search.oneshot): weight sharing, extraction to standard ONNX, training, selection.
+
+References: ONNX Runtime on the saved child files (against the torch module that trains the shared weights),
+slices of the supernet's tensors taken by hand in the tests, ``calibrate_batchnorm`` of the training evaluator
+(one forward pass per BatchNormalization) for the one-pass recalibration, ``graphmill.inspect`` for MACs, and
+an uninterrupted run for resume.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+import graphmill
+from graphmill.errors import UserInputError
+from graphmill.search.evaluators.training import calibrate_batchnorm
+from graphmill.search.oneshot import (TINY_SPEC, ChildEvaluator, TrainOptions, child, graph_weights, init_weights,
+                                      load_supernet, select_child, supernet_graph, train_supernet)
+from graphmill.search.oneshot.torchnet import SupernetModule
+
+S = TINY_SPEC
+MID = {"resolution": 12, "stage1": {"depth": 2, "width": 4, "kernel": 3, "expand": 3},
+       "stage2": {"depth": 1, "width": 12, "kernel": 5, "expand": 2}}
+
+
+def _random_weights(seed: int = 1) -> dict[str, np.ndarray]:
+    """Initial weights with every scale, shift and statistic perturbed, so no slice is trivially zero/one."""
+    rng = np.random.default_rng(seed)
+    w = init_weights(S, seed)
+    for n, a in w.items():
+        if n.endswith(".bn.var"):
+            w[n] = rng.uniform(0.5, 2.0, a.shape).astype(np.float32)
+        elif ".bn." in n or n == "fc.b":
+            w[n] = rng.normal(0, 0.5, a.shape).astype(np.float32)
+    return w
+
+
+def _ort(path, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def test_supernet_graph_names_elastic_dimensions_and_child_slices_by_hand():
+    g = supernet_graph(S, _random_weights())
+    assert g.meta["supernet"]["config"] == S.largest()
+    kinds = {n.meta["supernet"]["part"]: n.meta["supernet"]["elastic"] for n in g.nodes}
+    assert kinds["dw"] == ["expand", "kernel", "depth"] or kinds["dw"] == ["expand", "kernel"]
+    optional = {(n.meta["supernet"]["stage"], n.meta["supernet"]["layer"]) for n in g.nodes if n.meta["supernet"]["optional"]}
+    assert optional == {(1, 1), (2, 1)}  # depths (1, 2): the second layer of each stage may be dropped
+    c = child(g, MID)
+    full = graph_weights(g)
+    cw = graph_weights(c)
+    # hand-taken slices: stage1 layer1 (cin 4, hidden 12, k 3 -> centre of the 5x5), stage2 layer0 (cin 4 -> 8)
+    np.testing.assert_array_equal(cw["stage1.l1.dw.w"], full["stage1.l1.dw.w"][:12, :, 1:4, 1:4])
+    np.testing.assert_array_equal(cw["stage1.l1.expand.w"], full["stage1.l1.expand.w"][:12, :4])
+    np.testing.assert_array_equal(cw["stage2.l0.expand.w"], full["stage2.l0.expand.w"][:8, :4])
+    np.testing.assert_array_equal(cw["stage2.l0.dw.w"], full["stage2.l0.dw.w"][:8])
+    np.testing.assert_array_equal(cw["stage2.l0.project.bn.var"], full["stage2.l0.project.bn.var"][:12])
+    np.testing.assert_array_equal(cw["head.w"], full["head.w"][:, :12])
+    assert "stage2.l1.dw.w" not in cw  # depth 1: the second layer is not there
+    assert {n.domain for n in c.nodes} == {""}  # standard ONNX only
+    assert {n.op_type for n in c.nodes} <= {"Conv", "BatchNormalization", "Relu", "Add", "GlobalAveragePool",
+                                            "Flatten", "Gemm"}
+
+
+@pytest.mark.parametrize("which", ["smallest", "mid", "largest"])
+def test_extracted_child_under_onnxruntime_equals_the_torch_supernet(tmp_path, which):
+    g = supernet_graph(S, _random_weights())
+    cfg = {"smallest": S.smallest(), "mid": MID, "largest": S.largest()}[which]
+    path = tmp_path / "child.onnx"
+    graphmill.save(child(g, cfg), path)
+    x = np.random.default_rng(0).standard_normal((5, 1, cfg["resolution"], cfg["resolution"])).astype(np.float32)
+    m = SupernetModule(S, graph_weights(g)).eval()
+    with torch.no_grad():
+        ref = m(torch.from_numpy(x), cfg).numpy()
+    np.testing.assert_allclose(_ort(path, x), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_child_outside_the_ranges_is_refused_naming_the_choice():
+    g = supernet_graph(S)
+    bad = {**MID, "stage2": {**MID["stage2"], "width": 40}}
+    with pytest.raises(UserInputError, match=r"stage2\.width: 40 is not one of \[8, 12\]"):
+        child(g, bad)
+    with pytest.raises(UserInputError, match=r"resolution: 20"):
+        child(g, {**MID, "resolution": 20})
+
+
+def test_one_pass_recalibration_equals_calibrate_batchnorm():
+    g = supernet_graph(S, _random_weights())
+    x = torch.randn(16, 1, 12, 12)
+    reference = child(g, MID)
+    assert calibrate_batchnorm(reference, x) > 0
+    stats = SupernetModule(S, graph_weights(g)).batch_statistics(x, MID)
+    for n, a in stats.items():
+        np.testing.assert_allclose(a, reference.initializers[n].const.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_zero_initialized_residual_layers_make_every_depth_the_same_function_at_init():
+    w = init_weights(S, 0)
+    assert all(not w[f"stage{s}.l1.project.bn.scale"].any() for s in (1, 2))  # BigNAS: last BN gamma = 0
+    assert w["stage1.l0.project.bn.scale"].all()  # a non-residual layer keeps gamma 1
+    m = SupernetModule(S, w).train()
+    x = torch.randn(8, 1, 12, 12)
+    deep = {**MID, "stage1": {**MID["stage1"], "depth": 2}, "stage2": {**MID["stage2"], "depth": 2}}
+    shallow = {**MID, "stage1": {**MID["stage1"], "depth": 1}, "stage2": {**MID["stage2"], "depth": 1}}
+    with torch.no_grad():
+        torch.testing.assert_close(m(x, deep), m(x, shallow))
+
+
+@pytest.mark.slow
+def test_interrupted_training_resumes_to_the_uninterrupted_result(tmp_path):
+    opts = dict(steps=2, log_every=1, batch=8, calibrate=32, spec=S)
+    full = train_supernet(tmp_path / "a", TrainOptions(**opts), threads=1)
+    assert not full.interrupted and [r["step"] for r in full.history] == [1, 2]
+
+    def stop(_line: str) -> None:
+        raise KeyboardInterrupt
+    part = train_supernet(tmp_path / "b", TrainOptions(**opts), progress=stop, threads=1)
+    assert part.interrupted and part.checkpoint_step == 1
+    assert not (tmp_path / "b" / "supernet.onnx").exists()  # nothing but the checkpoint is written
+    again = train_supernet(tmp_path / "b", TrainOptions(**opts), threads=1)
+    assert not again.interrupted and again.steps == 2
+    ga, _, ra = load_supernet(tmp_path / "a")
+    gb, _, rb = load_supernet(tmp_path / "b")
+    for n, a in graph_weights(ga).items():
+        np.testing.assert_array_equal(a, graph_weights(gb)[n], err_msg=n)
+    def drop_time(h):
+        return [{k: v for k, v in r.items() if k != "train_seconds"} for r in h]
+    assert drop_time(ra["history"]) == drop_time(rb["history"])
+    with pytest.raises(UserInputError, match="steps=2.*steps=5"):
+        train_supernet(tmp_path / "b", TrainOptions(**{**opts, "steps": 5}), threads=1)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("supernet")
+    train_supernet(out, TrainOptions(steps=6, log_every=6, batch=16, calibrate=64, spec=S), threads=1)
+    return out
+
+
+@pytest.mark.slow
+def test_selection_respects_the_budget_and_reports_inspect_macs(trained, tmp_path):
+    graph, spec, report = load_supernet(trained)
+    assert "digits" in report["task"]
+    ev = ChildEvaluator(graph, spec, calibrate=64)
+    limit = 0.5 * (ev.costs(spec.smallest())["macs"] + ev.costs(spec.largest())["macs"])
+    sel = select_child(ev, "macs", limit, coarse=3, max_evals=8)
+    assert set(sel.report) == {"macs", "params", "accuracy", "latency_ms", "config"}
+    assert sel.report["macs"] <= limit and len(sel.evaluated) <= 8
+    assert all(e["macs"] <= limit for e in sel.evaluated)
+    best = max(e["val_accuracy"] for e in sel.evaluated)
+    assert ev.accuracy(sel.config) == best
+    path = tmp_path / "c.onnx"
+    graphmill.save(ev.child_graph(sel.config), path)
+    assert graphmill.inspect(graphmill.load(path))["macs"] == sel.report["macs"]
+    with pytest.raises(UserInputError, match=r"no child satisfies --max-macs 10: the cheapest child .* needs"):
+        select_child(ev, "macs", 10)
