@@ -77,8 +77,9 @@ DESCRIPTIONS: dict[str, str] = {
                             f"{r}x{r} input" for v, (w, d, r, _) in EFFICIENTNET_COEFFICIENTS.items()},
     **{f"efficientnetv2_{v}": f"EfficientNetV2-{v.upper()} (Tan & Le 2021): Fused-MBConv + MBConv stages, {r}x{r} "
                               f"input (trained at {t})" for v, (_, _, r, t, _) in EFFICIENTNETV2_VARIANTS.items()},
-    **{f"coatnet_{v}": f"CoAtNet-{v} (Dai et al. 2021, Table 3): conv stem, 2 MBConv + 2 relative-attention stages, "
-                       f"blocks {list(n)}, channels {list(c)}, 224x224" for v, (n, c) in COATNET_VARIANTS.items()},
+    **{f"coatnet_{v}": f"CoAtNet-{v} (Dai et al. 2021, Table 3): C-C-T-T, relative attention, blocks "
+                       f"{'-'.join(map(str, n))}, channels {'-'.join(map(str, c))}, 224x224"
+       for v, (n, c) in COATNET_VARIANTS.items()},
     "mnasnet_a1": "MnasNet-A1 (Tan et al. 2019, Figure 7): SepConv + MBConv stages with SE, 224x224, 3.9M params",
     "mobilenet_v2": "MobileNetV2 (Sandler et al. 2018, Table 2): inverted residuals, ReLU6, 224x224, 3.5M params",
     "bert_base": "BERT-base-like encoder (Devlin et al. 2018): 12 layers, hidden 768, 12 heads, int64 ids [N, S]",
