@@ -1,0 +1,119 @@
+"""``graphmill supernet train`` / ``select``: the child file ONNX Runtime runs with the inherited weights, the
+report's exact keys, and bad input (one line, exit 2, nothing written).
+
+References: ONNX Runtime on CHILD.onnx against the torch module holding the supernet's weights (statistics
+recalibrated for that child); ``graphmill inspect`` of CHILD.onnx for the reported MACs and parameters; the
+simulator on the given accelerator for the reported latency.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from graphmill.cli import main
+from graphmill.search.evaluators.latency import simulated_latency
+from graphmill.search.oneshot import TINY_SPEC, ChildEvaluator, TrainOptions, load_supernet, train_supernet
+from graphmill.search.oneshot.train import calibrate
+
+import graphmill
+
+ACCEL = """
+[array]
+rows = 8
+cols = 8
+dataflow = "ws"
+[memory]
+ifmap_kb = 64
+filter_kb = 64
+ofmap_kb = 32
+word_bytes = 1
+dram_bw_words = 4
+[clock]
+mhz = 200
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sn")
+    train_supernet(out, TrainOptions(steps=4, log_every=4, batch=16, calibrate=64, spec=TINY_SPEC), threads=1)
+    return out
+
+
+@pytest.mark.slow
+def test_select_writes_a_child_onnx_runtime_runs_with_inherited_weights(trained, tmp_path, capsys):
+    import onnxruntime as ort
+
+    accel = tmp_path / "a.toml"
+    accel.write_text(ACCEL)
+    out, rep = tmp_path / "child.onnx", tmp_path / "r.json"
+    rc = main(["supernet", "select", str(trained), "--max-params", "2500", "--accel", str(accel), "-o", str(out),
+               "--json", str(rep)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "coarse 1/" in err  # progress lines
+    report = json.loads(rep.read_text())
+    assert set(report) == {"macs", "params", "accuracy", "latency_ms", "config"}
+    facts = graphmill.inspect(graphmill.load(out))
+    assert report["params"] == facts["params"] <= 2500 and report["macs"] == facts["macs"]
+    assert report["latency_ms"] == pytest.approx(simulated_latency(graphmill.load(out), str(accel))["latency"])
+    cfg = report["config"]
+    graph, spec, _ = load_supernet(trained)
+    ev = ChildEvaluator(graph, spec, calibrate=256)  # the same recalibration select used
+    calibrate(ev.module, cfg, ev.data[cfg["resolution"]], 256)
+    x = ev.data[cfg["resolution"]].x_test[:50]
+    with torch.no_grad():
+        ref = ev.module.eval()(x, cfg).numpy()
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+    acc = float((sess.run(None, {sess.get_inputs()[0].name: ev.data[cfg["resolution"]].x_test.numpy()})[0]
+                 .argmax(1) == ev.data[cfg["resolution"]].y_test.numpy()).mean())
+    assert acc == pytest.approx(report["accuracy"], abs=1e-6)  # the reported accuracy is the file's
+
+
+def _bad(capsys, args, pattern, tmp_path):
+    before = set(os.listdir(tmp_path))
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert pattern in err, err
+    assert set(os.listdir(tmp_path)) == before  # nothing written
+
+
+def test_bad_select_input_is_one_line_exit_2_nothing_written(trained, tmp_path, capsys):
+    o = str(tmp_path / "c.onnx")
+    _bad(capsys, ["supernet", "select", str(trained), "--max-macs", "10", "-o", o],
+         "no child satisfies --max-macs 10: the cheapest child of the supernet needs", tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _bad(capsys, ["supernet", "select", str(empty), "--max-macs", "1e9", "-o", o], "no trained supernet", tmp_path)
+    cfg = json.dumps({"resolution": 12, "stage1": {"depth": 3, "width": 4, "kernel": 3, "expand": 2},
+                      "stage2": {"depth": 1, "width": 8, "kernel": 3, "expand": 2}})
+    _bad(capsys, ["supernet", "select", str(trained), "--config", cfg, "-o", o],
+         "child outside the supernet's ranges: stage1.depth: 3 is not one of [1, 2]", tmp_path)
+    _bad(capsys, ["supernet", "select", str(trained), "--max-latency-ms", "1", "-o", o], "needs --accel", tmp_path)
+    _bad(capsys, ["supernet", "select", str(trained), "--max-macs", "-3", "-o", o], "must be a positive", tmp_path)
+    _bad(capsys, ["supernet", "select", str(trained), "-o", o], "give a constraint", tmp_path)
+
+
+@pytest.mark.slow
+def test_train_cli_default_space_writes_a_supernet_and_resumes(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["supernet", "train", "--out", str(out), "--steps", "1", "--json", str(tmp_path / "t.json")]) == 0
+    err = capsys.readouterr().err
+    assert "step 1/1" in err
+    report = json.loads((tmp_path / "t.json").read_text())
+    assert report["steps"] == 1 and "digits" in report["task"]
+    assert {"supernet.onnx", "supernet.json", "checkpoint.pt"} <= set(os.listdir(out))
+    graph, spec, _ = load_supernet(out)
+    assert graph.meta["supernet"]["config"] == spec.largest()
+    # the same command again: the checkpoint is complete, nothing more to train, outputs rewritten identically
+    assert main(["supernet", "train", "--out", str(out), "--steps", "1"]) == 0
+    assert main(["supernet", "train", "--out", str(out), "--steps", "2", "--seed", "1"]) == 2
+    assert "the checkpoint was made with seed=0" in capsys.readouterr().err
