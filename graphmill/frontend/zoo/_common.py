@@ -214,16 +214,24 @@ def mbconv(L: Layers, x: Value, *, cin: int, cout: int, expand: int, kernel: int
     with b.annotate(layer="depthwise"):
         y = L.conv_bn_act(y, mid, mid, kernel, stride, groups=mid, act=act, eps=eps,
                           gain=GAIN[act] if expand != 1 else 1.0)
+    return se_project_residual(L, y, x, mid=mid, cout=cout, se_channels=se_channels, act=act, se_act=se_act,
+                               residual=residual, eps=eps)
+
+
+def se_project_residual(L: Layers, y: Value, x: Value, *, mid: int, cout: int, se_channels: int, act: str,
+                        se_act: str | None, residual: bool, eps: float, project: bool = True) -> Value:
+    """The tail MBConv and Fused-MBConv share: [SE on ``mid`` channels] -> [1x1 project to ``cout`` + BN,
+    linear] -> [+ the block input ``x``]."""
+    b = L.b
     if se_channels:
         with b.annotate(layer="se"):
             y = L.squeeze_excite(y, mid, se_channels, se_act or act)
-    with b.annotate(layer="project"):
-        # the SE gate is ~0.5 at random weights; a small gamma on residual branches keeps their sum tame
-        y = L.conv_bn_act(y, mid, cout, 1, act="none", gamma=0.3 if residual else 1.0, eps=eps,
-                          gain=GAIN[act] * (4.0 if se_channels else 1.0))
-    if residual:
-        y = b.Add(y, x)
-    return y
+    if project:
+        with b.annotate(layer="project"):
+            # the SE gate is ~0.5 at random weights; a small gamma on residual branches keeps their sum tame
+            y = L.conv_bn_act(y, mid, cout, 1, act="none", gamma=0.3 if residual else 1.0, eps=eps,
+                              gain=GAIN[act] * (4.0 if se_channels else 1.0))
+    return b.Add(y, x) if residual else y
 
 
 def fused_mbconv(L: Layers, x: Value, *, cin: int, cout: int, expand: int, kernel: int, stride: int,
@@ -246,16 +254,8 @@ def fused_mbconv(L: Layers, x: Value, *, cin: int, cout: int, expand: int, kerne
             y = L.conv_bn_act(x, cin, cout, kernel, stride, act=act, eps=eps, gain=1.0,
                               gamma=0.3 if residual else 1.0)
         mid = cout
-    if se_channels:
-        with b.annotate(layer="se"):
-            y = L.squeeze_excite(y, mid, se_channels, se_act or act)
-    if expand != 1:
-        with b.annotate(layer="project"):
-            y = L.conv_bn_act(y, mid, cout, 1, act="none", gamma=0.3 if residual else 1.0, eps=eps,
-                              gain=GAIN[act] * (4.0 if se_channels else 1.0))
-    if residual:
-        y = b.Add(y, x)
-    return y
+    return se_project_residual(L, y, x, mid=mid, cout=cout, se_channels=se_channels, act=act, se_act=se_act,
+                               residual=residual, eps=eps, project=expand != 1)
 
 
 #: the block functions of an inverted-residual table's ``kind`` column (``sepconv`` is MBConv without
