@@ -589,9 +589,12 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
 def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict | None, progress) -> "object":
     """``place(method="learned")``: the baselines placed and scheduled as ``place`` does (the report's
     ``baselines``), then the learned policy's devices (``learned-place``: graph order, no fusion, the placement
-    report's rules) from its greedy decisions and ``samples`` draws (option, default 16), fine-tuned for
-    ``budget`` more simulated samples when > 0 (options: ``policy``, ``samples``)."""
+    report's rules; its features start from the best baseline's placement) from its greedy decisions and
+    ``samples`` draws (option, default 16), fine-tuned for ``budget`` more simulated samples when > 0 (options:
+    ``policy``, ``samples``). As the rl placers, it returns the best placement evaluated, baselines included."""
     import time
+
+    import numpy as np
 
     from graphmill.passes.learned.passes import decisions_from_graph, run_learned
     from graphmill.passes.placement.place import PlaceResult, apply_placement, evaluate, fmt_bytes, make_report
@@ -603,15 +606,18 @@ def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict
     if opts:
         raise UserInputError(f"unknown learned placement option {sorted(opts)[0]!r}; known: policy, samples")
     base = place_graph(graph, model, method="heft", seed=seed)
+    valid = [c for c in base.candidates.values() if c.valid]
+    best_base = min(valid, key=lambda c: c.schedule.makespan) if valid else None
+    hint = None if best_base is None else np.asarray(best_base.placement)
     t0 = time.perf_counter()
     jp, dec, out, stats = run_learned(graph, model, "learned-place", policy_path=policy_path, samples=samples,
-                                      seed=seed)
+                                      seed=seed, hint=hint)
     learned = {"samples": samples + 1, "steps": 0, "best_from": "zero-shot", "samples_to_best_baseline": None}
     if budget:
         from graphmill.passes.learned.passes import combine, policy_for
         from graphmill.search.learned import fine_tune, make_task
 
-        task = make_task(graph.name, graph, model)
+        task = make_task(graph.name, graph, model, hint=hint)
         keep = decisions_from_graph(graph, task.jp)
         ref = min(base.report["baselines"].values())
         ft = fine_tune(policy_for(policy_path), task, budget=budget, seed=seed, progress=progress, reference=ref,
@@ -623,6 +629,11 @@ def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict
             out = ft["outcome"]
     placement = [int(d) for d in out.device]
     cand = evaluate(base.problem, placement, "learned", time.perf_counter() - t0)
+    if best_base is not None and (not cand.valid or best_base.schedule.makespan < cand.schedule.makespan):
+        # as the rl placers: never worse than the best valid baseline (best_from says which one won)
+        learned["best_from"] = best_base.method
+        placement = list(best_base.placement)
+        cand = evaluate(base.problem, placement, "learned", cand.seconds)
     if not cand.valid:
         d, excess = cand.schedule.over(base.problem.capacity)
         raise UserInputError(f"the learned placement of graph {graph.name!r} is invalid: device {d} "
@@ -630,7 +641,8 @@ def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict
     apply_placement(graph, base.problem, placement)
     report = make_report(base.problem, "learned", cand, base.candidates)
     ref = min(report["baselines"].values())
-    if learned["samples_to_best_baseline"] is None and cand.schedule.makespan <= ref:
+    if learned["samples_to_best_baseline"] is None and cand.schedule.makespan <= ref and \
+            learned["best_from"] in ("zero-shot", "fine-tune"):
         learned["samples_to_best_baseline"] = learned["samples"]
     graph.meta["placement"] = {"method": "learned", "makespan": cand.schedule.makespan, "units": base.problem.units,
                                "devices": list(base.problem.device_names)}
