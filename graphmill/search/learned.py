@@ -65,10 +65,11 @@ class Task:
     baseline_decisions: Decisions | None = None
 
 
-def make_task(name: str, graph: Graph, cost: Any) -> Task:
-    """A graph on the devices of ``cost`` (a ``PlacementCostModel``), ready for training or fine-tuning."""
+def make_task(name: str, graph: Graph, cost: Any, *, hint: np.ndarray | None = None) -> Task:
+    """A graph on the devices of ``cost`` (a ``PlacementCostModel``), ready for training or fine-tuning;
+    ``hint``: the placement its features start from (default: the best baseline's)."""
     jp = JointProblem(build_problem(graph, cost), cost)
-    obs = node_features(jp)  # its hint is the best baseline
+    obs = node_features(jp, hint=hint)  # its hint: the best baseline (for that placement)
     hd = obs["hint_decisions"]
     return Task(name, jp, obs, obs_tensors(obs), max(jp.evaluate(hd).makespan, 1e-9), obs["hint_name"], hd)
 

@@ -85,8 +85,10 @@ def apply_decisions(graph: Graph, jp: JointProblem, dec: Decisions, out: Outcome
 
 
 def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples: int = 8, seed: int = 0,
-                policy=None) -> tuple[JointProblem, Decisions, Outcome, dict]:
-    """What the pass ``name`` does (module docstring); returns (problem, decisions, outcome, stats)."""
+                policy=None, hint: np.ndarray | None = None) -> tuple[JointProblem, Decisions, Outcome, dict]:
+    """What the pass ``name`` does (module docstring); returns (problem, decisions, outcome, stats). ``hint``:
+    the placement the policy's features start from (default: the graph's own when it keeps the devices, else
+    the best baseline's)."""
     import torch
 
     from .features import node_features
@@ -95,7 +97,8 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     parts = PARTS[name]
     jp = JointProblem(build_problem(graph, cost), cost)
     base = decisions_from_graph(graph, jp)
-    hint = base.device if "place" not in parts and any("device" in n.meta for n in jp.prob.nodes) else None
+    if hint is None and "place" not in parts and any("device" in n.meta for n in jp.prob.nodes):
+        hint = base.device
     pol = policy if policy is not None else policy_for(policy_path)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
