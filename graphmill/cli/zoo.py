@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from graphmill import api
+from graphmill.cli.common import emit_json
 from graphmill.errors import UserInputError
 
 
@@ -19,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--experts", metavar="E", help="MoE models: experts per MoE layer")
     p.add_argument("--k", metavar="K", help="MoE models: experts per token (1 <= K <= E)")
     p.add_argument("--capacity-factor", metavar="CF", help="MoE models: expert capacity factor, > 0")
+    p.add_argument("--json", action="store_true", help="print JSON: with --list {models: {name: description}}, "
+                   "else {name, output, nodes, params, macs, input_shape, model: the builder's settings}")
     p.set_defaults(func=run)
     return p
 
@@ -26,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     models = api.zoo_models()
     if args.list:
+        if args.json:
+            emit_json({"models": models})
+            return 0
         width = max(len(n) for n in models)
         for name, description in models.items():
             print(f"{name:<{width}}  {description}".rstrip())
@@ -39,5 +45,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError("graphmill zoo NAME needs -o OUT.onnx")
     graph = api.zoo_build(name, **mult)
     api.save(graph, args.output)
+    if args.json:
+        counts = api.inspect(graph)
+        emit_json({"name": name, "output": args.output, "nodes": len(graph), "params": counts["params"],
+                   "macs": counts["macs"], "input_shape": list(graph.inputs[0].type.shape),
+                   "model": graph.meta.get("model", {})})
+        return 0
     print(f"wrote {args.output} ({name}, {len(graph)} nodes)")
     return 0

@@ -10,6 +10,7 @@ table size (2H-1)(2W-1) x heads worked by hand for the 14x14 and 7x7 maps at 224
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -138,8 +139,12 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):
 
 def test_cli_writes_standard_onnx(tmp_path):
     out = tmp_path / "c.onnx"
-    r = run_cli("CoAtNet-1", "--resolution", "64", "--depth", "0.5", "--width", "0.25", "-o", str(out))
+    r = run_cli("CoAtNet-1", "--resolution", "64", "--depth", "0.5", "--width", "0.25", "--json", "-o", str(out))
     assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    want = graphmill.inspect(zoo.build("coatnet_1", resolution=64, depth=0.5, width=0.25))
+    assert (report["name"], report["params"], report["macs"]) == ("coatnet_1", want["params"], want["macs"])
+    assert report["model"]["repeats"] == [2, 1, 3, 7, 1] and report["input_shape"][1:] == [3, 64, 64]
     g = graphmill.load(str(out))
     assert g.inputs[0].type.shape[1:] == (3, 64, 64)
     assert sum(n.op_type == "Softmax" for n in g.nodes) == 7 + 1  # ceil(0.5 * 14) + ceil(0.5 * 2) blocks

@@ -155,6 +155,7 @@ def _copy_zoo_weights(g, model) -> None:
                 t.copy_(v)
 
 
+@pytest.mark.slow  # ~4 s: 21M weights drawn, saved and run twice
 def test_independent_torch_model_has_the_same_parameters_and_outputs(tmp_path):
     import onnxruntime as ort
     import torch
