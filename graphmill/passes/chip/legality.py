@@ -69,36 +69,39 @@ def legalize(problem: ChipProblem, order: np.ndarray | None = None, *, step: flo
     step = step or min(c.width / c.columns, c.height / c.rows) / 4
     placed: list[int] = [int(m) for m in hard if problem.fixed[m]]
     ok = True
-    x, y = problem.x, problem.y
     for m in order:
         m = int(m)
         if problem.fixed[m]:
             continue
-        x0 = float(np.clip(x[m], w[m] / 2, c.width - w[m] / 2))
-        y0 = float(np.clip(y[m], h[m] / 2, c.height - h[m] / 2))
-        idx = np.array(placed, dtype=np.int64)
-        found = False
-        max_ring = int(max(c.width, c.height) / step) + 2
-        for ring in range(max_ring):
-            if ring == 0:
-                cands = [(x0, y0)]
-            else:
-                cands = []
-                for k in range(-ring, ring + 1):
-                    cands += [(x0 + k * step, y0 - ring * step), (x0 + k * step, y0 + ring * step)]
-                for k in range(-ring + 1, ring):
-                    cands += [(x0 - ring * step, y0 + k * step), (x0 + ring * step, y0 + k * step)]
-                cands.sort(key=lambda p: (p[0] - x0) ** 2 + (p[1] - y0) ** 2)
-            for cx, cy in cands:
-                cx = min(max(cx, w[m] / 2), c.width - w[m] / 2)
-                cy = min(max(cy, h[m] / 2), c.height - h[m] / 2)
-                x[m], y[m] = cx, cy
-                if not _overlaps_any(m, x, y, w, h, idx, -1, EPS):
-                    found = True
-                    break
-            if found:
-                break
-        if not found:
-            ok = False
+        ok = place_nearest(problem, m, np.array(placed, dtype=np.int64), step=step) and ok
         placed.append(m)
     return ok
+
+
+def place_nearest(problem: ChipProblem, m: int, others: np.ndarray, *, step: float | None = None) -> bool:
+    """Move hard macro ``m`` to the position nearest its own (on rings ``step`` apart) where it lies inside the
+    canvas clear of the macros ``others``; False (left clamped inside the canvas) if there is none."""
+    c = problem.canvas
+    w, h = problem.sizes()
+    step = step or min(c.width / c.columns, c.height / c.rows) / 4
+    x, y = problem.x, problem.y
+    x0 = float(np.clip(x[m], w[m] / 2, c.width - w[m] / 2))
+    y0 = float(np.clip(y[m], h[m] / 2, c.height - h[m] / 2))
+    max_ring = int(max(c.width, c.height) / step) + 2
+    for ring in range(max_ring):
+        if ring == 0:
+            cands = [(x0, y0)]
+        else:
+            cands = []
+            for k in range(-ring, ring + 1):
+                cands += [(x0 + k * step, y0 - ring * step), (x0 + k * step, y0 + ring * step)]
+            for k in range(-ring + 1, ring):
+                cands += [(x0 - ring * step, y0 + k * step), (x0 + ring * step, y0 + k * step)]
+            cands.sort(key=lambda q: (q[0] - x0) ** 2 + (q[1] - y0) ** 2)
+        for cx, cy in cands:
+            x[m] = min(max(cx, w[m] / 2), c.width - w[m] / 2)
+            y[m] = min(max(cy, h[m] / 2), c.height - h[m] / 2)
+            if not _overlaps_any(m, x, y, w, h, others, -1, EPS):
+                return True
+    x[m], y[m] = x0, y0
+    return False
