@@ -112,6 +112,13 @@ def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAUL
         best_cost = cur if legal_now else math.inf
         best = p.copy_placement()
         hard = p.hard[p.fixed[p.hard] == 0]
+        if len(hard) == 0 and p.soft.size:  # nothing to anneal: the soft macros get the budget
+            fd0 = ForceDirected(p)
+            for r in range(0, 200, 10):
+                if out_of_time():
+                    break
+                cur = fd0.run(cost, rounds=10, seed=seed + r, should_stop=out_of_time)
+            best_cost, best = cur, p.copy_placement()
         if len(hard) == 0 or not legal_now:
             raise StopIteration
         w, h = p.sizes()
