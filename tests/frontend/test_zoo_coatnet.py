@@ -82,6 +82,9 @@ def test_onnxruntime_on_the_saved_model_equals_the_torch_backend(tmp_path):
     saved = graphmill.load(str(path))
     assert not any(n.domain == "graphmill" for n in saved.nodes)  # standard ONNX: lowered when saved
     assert sum(n.op_type == "Gather" for n in saved.nodes) == 5 + 2  # one bias Gather per Transformer block
+    # one relative-position index per map size (S3 4x4, S4 2x2), shared by the stage's blocks
+    assert sorted(n for n in saved.initializers if "relative_position_index" in n) == [
+        "relative_position_index_2x2", "relative_position_index_4x4"]
     # the file's counts are the model's: each table once (not its gathered [heads, L, L] copy), same MACs
     assert graphmill.inspect(saved)["params"] == graphmill.inspect(g)["params"]
     assert graphmill.inspect(saved)["macs"] == graphmill.inspect(g)["macs"]
@@ -112,6 +115,8 @@ def test_width_depth_and_resolution_options():
                            "attention stages attend over its 1/16 and 1/32 maps, 12.5x12.5 and 6.25x6.25 here"),
     (dict(resolution=0.05), "resolution=0.05 for coatnet_0 gives a 0x0 input; the minimum is 32x32"),
     (dict(width=0), "width=0 for coatnet_0: must be a number > 0"),
+    (dict(resolution=4096), r"stage 3 attends over 65536 positions, and each head's \[65536, 65536\] attention "
+                            "logits would have 4294967296 elements, more than the limit"),
 ])
 def test_bad_options_are_one_line_errors(kw, words):
     with pytest.raises(UserInputError, match=words):

@@ -37,6 +37,7 @@ from graphmill.ir.builder import GraphBuilder
 from graphmill.ir.ops.attention import DOMAIN as ATTENTION_DOMAIN
 from graphmill.ir.ops.attention import OP as ATTENTION_OP
 from graphmill.ir.ops.attention import table_rows
+from graphmill.util.limits import shape_problem
 
 from ._common import (check_batch, check_count, check_positive, node_meta, resolve_resolution, round_filters,
                       round_repeats)
@@ -136,8 +137,14 @@ def _check_resolution(resolution, name: str) -> int:
             f"resolution={r:g} for {name}: the input size must be a multiple of {RESOLUTION_MULTIPLE} "
             f"(five stride-2 stages halve it exactly; the relative-attention stages attend over its 1/16 and 1/32 "
             f"maps, {r / 16:g}x{r / 16:g} and {r / 32:g}x{r / 32:g} here)")
-    return resolve_resolution(r, NATIVE_RESOLUTION, model=name, multiple=RESOLUTION_MULTIPLE,
-                              minimum=RESOLUTION_MULTIPLE, why="five stride-2 stages")
+    res = resolve_resolution(r, NATIVE_RESOLUTION, model=name, multiple=RESOLUTION_MULTIPLE,
+                             minimum=RESOLUTION_MULTIPLE, why="five stride-2 stages")
+    positions = (res // 16) ** 2  # S3's map, the largest relative attention
+    why = shape_problem((positions, positions))
+    if why:
+        raise UserInputError(f"resolution={res} for {name}: stage 3 attends over {positions} positions, and each "
+                             f"head's [{positions}, {positions}] attention logits would have {why}")
+    return res
 
 
 def coatnet(variant: int = 0, *, width: float = 1.0, depth: float = 1.0, resolution: float = 1.0,
