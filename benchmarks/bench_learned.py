@@ -1,0 +1,186 @@
+"""Learned passes benchmark (issue 14's goal): held-out graphs, the shipped policy against the baselines.
+
+Held-out graphs: none is in the policy's training set (``graphmill.search.learned.training_set``: ResNet-18 and
+MobileNetV2, forward and training step, random MLP/CNN DAGs), nor a width/depth variant of one: Inception-V3
+(forward and training step), the Transformer encoder-decoder, the LSTM NMT, the RNN LM, and a DenseNet-style
+graph written here (concatenation-heavy, a generator the training set never used). All on ``--devices``
+identical chips (the placement default: 128x128 bf16 at 1 GHz, 16 GB, 64 B/cycle links, 1 us), roofline costs.
+
+Per graph, on the same environment (``passes.learned.env``):
+
+* **best baseline**: the best of 5 placements (single, round-robin, expert, HEFT, METIS) x 2 fusions (none,
+  greedy) x 3 schedules (graph order, critical path, memory-minimizing), 30 simulations;
+* **zero-shot**: ``learned-optimize``: the policy's greedy decisions plus ``--samples`` draws (one forward pass);
+* **fine-tuned**: PPO from the shipped policy for ``--finetune`` samples (its greedy decisions count as one);
+* **per-graph RL**: the same PPO from a fresh policy given ``--rl-factor`` x the fine-tuning samples; and for
+  placement alone (``--rl-placer``, slow) the placement issue's ``rl`` placer with as many samples (graph order, no fusion: it compares
+  with ``place --method learned`` fine-tuned for ``--finetune`` samples);
+* **joint vs sequential**: ``learned-optimize`` against ``learned-place`` -> ``learned-fuse`` ->
+  ``learned-schedule`` (each keeping what the previous wrote), both with ``--samples`` draws;
+* samples to reach the best baseline (<=) and to beat it by 1% (< 0.99x) for fine-tuning vs per-graph RL.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_learned.py [--devices 4] [--graphs ...] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+
+import numpy as np
+
+from graphmill.backends.simulator.devices import PlacementCostModel, device_set
+from graphmill.frontend import zoo
+from graphmill.ir.builder import GraphBuilder
+from graphmill.passes.learned.env import Decisions
+from graphmill.passes.learned.infer import propose
+from graphmill.passes.learned.passes import apply_decisions, combine, decisions_from_graph, run_learned
+from graphmill.passes.learned.policy import load_policy
+from graphmill.passes.placement import place_graph, training_graph
+from graphmill.search.learned import fine_tune, make_task
+
+
+def densenet_like(blocks: int = 3, layers: int = 6, growth: int = 32, batch: int = 8):
+    """A DenseNet-style graph (Huang et al. 2017): each layer BN-ReLU-Conv3x3 on the concatenation of all earlier
+    outputs of its block; transitions Conv1x1 + AveragePool."""
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("densenet_like")
+    x = b.input("x", "float32", [batch, 3, 64, 64])
+    c = 2 * growth
+    h = b.Conv(x, (rng.standard_normal((c, 3, 3, 3)) * 0.1).astype(np.float32), pads=[1, 1, 1, 1])
+    for k in range(blocks):
+        feats = [h]
+        for _ in range(layers):
+            cin = c + growth * (len(feats) - 1)
+            cat = feats[0] if len(feats) == 1 else b.Concat(*feats, axis=1)
+            ones = np.ones(cin, np.float32)
+            y = b.Relu(b.BatchNormalization(cat, ones, ones * 0, ones * 0, ones))
+            y = b.Conv(y, (rng.standard_normal((growth, cin, 3, 3)) * 0.05).astype(np.float32), pads=[1, 1, 1, 1])
+            feats.append(y)
+        cin = c + growth * layers
+        h = b.Conv(b.Concat(*feats, axis=1), (rng.standard_normal((c, cin, 1, 1)) * 0.05).astype(np.float32))
+        if k < blocks - 1:
+            h = b.AveragePool(h, kernel_shape=[2, 2], strides=[2, 2])
+    b.output(h)
+    return b.build()
+
+
+def held_out() -> dict:
+    return {
+        "inception_v3": lambda: zoo.build("inception_v3", batch=8),
+        "inception_v3-train": lambda: training_graph(zoo.build("inception_v3", batch=8)),
+        "transformer_seq2seq": lambda: zoo.build("transformer_seq2seq", batch=8),
+        "nmt": lambda: zoo.build("nmt", batch=16),
+        "rnnlm": lambda: zoo.build("rnnlm", batch=16),
+        "densenet_like": densenet_like,
+    }
+
+
+def samples_to(curve: list[float], target: float) -> int | None:
+    for k, t in enumerate(curve):
+        if t <= target:
+            return k + 1
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--devices", type=int, default=4)
+    ap.add_argument("--graphs", nargs="+", default=list(held_out()))
+    ap.add_argument("--samples", type=int, default=16, help="zero-shot policy draws besides the greedy decisions")
+    ap.add_argument("--finetune", type=int, default=100)
+    ap.add_argument("--rl-factor", type=int, default=10)
+    ap.add_argument("--rl-placer", action="store_true", help="also run the placement issue's rl placer (slow)")
+    ap.add_argument("--policy", default=None, help="policy file (default: the shipped one)")
+    ap.add_argument("--json", default=None, help="rows written after each graph; a rerun skips graphs already there")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    pol, meta = load_policy(args.policy)
+    print(f"policy: {meta.get('command')} ({meta.get('train_seconds')} s, seed {meta.get('seed')}; training set: "
+          f"{', '.join(t['name'] for t in meta.get('training_set', []))})")
+    rows: list[dict] = []
+    if args.json and os.path.exists(args.json):
+        with open(args.json) as f:
+            rows = [r for r in json.load(f)["rows"] if r["graph"] in args.graphs]
+    done = {r["graph"] for r in rows}
+    hdr = (f"{'graph':<20} {'ops':>5} {'best baseline':>28} {'zero-shot':>9} {'fine-tuned':>10} {'per-graph RL':>12} "
+           f"{'joint':>7} {'sequential':>10} {'zs s':>6}")
+    print(f"\n## {args.devices} devices; step times relative to the best baseline (lower is better)\n{hdr}")
+    for r in rows:
+        print(f"{r['graph']:<20} {r['ops']:>5} {r['best_baseline']:>18} {r['best_baseline_time']:>9.3g} "
+              f"{r['zero_shot']:>9.3f} {r['fine_tuned']:>10.3f} {r['per_graph_rl']:>12.3f} {r['joint']:>7.3f} "
+              f"{r['sequential']:>10.3f} {r['zero_shot_seconds']:>6.1f}  (from {args.json})")
+    for name in args.graphs:
+        if name in done:
+            continue
+        g = held_out()[name]()
+        cm = PlacementCostModel(device_set(devices=args.devices))
+        task = make_task(name, g, cm)
+        B = task.reference
+        # zero-shot: one forward pass + samples
+        t0 = time.perf_counter()
+        zs = propose(pol, task.jp, samples=args.samples, obs=task.obs)
+        zs_s = time.perf_counter() - t0
+        ft = fine_tune(pol, task, budget=args.finetune, seed=0)
+        rl = fine_tune(None, task, budget=args.finetune * args.rl_factor, seed=0)
+        # joint vs sequential on copies of the graph
+        gj, gs = g.copy(), g.copy()
+        _, _, oj, _ = run_learned(gj, cm, "learned-optimize", samples=args.samples, policy=pol)
+        for p in ("learned-place", "learned-fuse", "learned-schedule"):
+            jp, dec, os_, _ = run_learned(gs, cm, p, samples=args.samples, policy=pol)
+            apply_decisions(gs, jp, dec, os_, p)
+        row = {"graph": name, "ops": task.jp.n, "best_baseline": task.baseline, "best_baseline_time": B,
+               "zero_shot": zs.outcome.makespan / B, "zero_shot_seconds": zs_s,
+               "fine_tuned": ft["outcome"].makespan / B, "per_graph_rl": rl["outcome"].makespan / B,
+               "joint": oj.makespan / B, "sequential": os_.makespan / B,
+               "ft_samples_to_reach": ft["samples_to_reference"], "rl_samples_to_reach": rl["samples_to_reference"],
+               "ft_samples_to_beat_1pct": samples_to(ft["curve"], 0.99 * B),
+               "rl_samples_to_beat_1pct": samples_to(rl["curve"], 0.99 * B)}
+        if args.rl_placer:
+            gp = g.copy()
+            placed = place_graph(gp, cm, method="rl", budget=args.finetune * args.rl_factor, seed=0)
+            base_t = min(placed.report["baselines"].values())
+            gl = g.copy()
+            place_graph(gl, cm, method="heft")
+            jp, dec, out, _ = run_learned(gl, cm, "learned-place", samples=args.samples, policy=pol)
+            keep = decisions_from_graph(gl, task.jp)
+            lft = fine_tune(pol, task, budget=args.finetune, seed=0, reference=base_t,
+                            transform=lambda d, keep=keep: combine(d, keep, {"place"}, task.jp))
+            lbest = min(out.makespan, lft["outcome"].makespan)
+            row.update(place_best_baseline=base_t, place_rl=placed.report["makespan"] / base_t,
+                       place_rl_samples_to_reach=placed.info["learned"]["samples_to_best_baseline"],
+                       place_learned_ft=lbest / base_t, place_learned_samples_to_reach=lft["samples_to_reference"])
+        rows.append(row)
+        if args.json:
+            with open(args.json + ".tmp", "w") as f:
+                json.dump({"devices": args.devices, "rows": rows, "policy": meta}, f, indent=1, default=str)
+            os.replace(args.json + ".tmp", args.json)
+        print(f"{name:<20} {task.jp.n:>5} {task.baseline:>18} {B:>9.3g} {row['zero_shot']:>9.3f} "
+              f"{row['fine_tuned']:>10.3f} {row['per_graph_rl']:>12.3f} {row['joint']:>7.3f} {row['sequential']:>10.3f} "
+              f"{zs_s:>6.1f}", flush=True)
+    print("\nsamples to reach (<=) / beat by 1% (<0.99x) the best baseline: fine-tuned vs per-graph RL")
+    for r in rows:
+        print(f"{r['graph']:<20} reach {r['ft_samples_to_reach']} vs {r['rl_samples_to_reach']}; beat 1% "
+              f"{r['ft_samples_to_beat_1pct']} vs {r['rl_samples_to_beat_1pct']}")
+    if args.rl_placer and all("place_rl" in r for r in rows):
+        print("\nplacement only (graph order, no fusion; relative to the best placement baseline): learned fine-tuned "
+              f"({args.finetune} samples) vs the rl placer ({args.finetune * args.rl_factor} samples)")
+        for r in rows:
+            print(f"{r['graph']:<20} learned {r['place_learned_ft']:.3f} (reach at {r['place_learned_samples_to_reach']})"
+                  f"  rl {r['place_rl']:.3f} (reach at {r['place_rl_samples_to_reach']})")
+    n = len(rows)
+    beats = sum(r["zero_shot"] < 1 for r in rows)
+    worst = max(r["zero_shot"] for r in rows)
+    big = [r for r in rows if r["ops"] >= 500]
+    ft_wins = sum(r["fine_tuned"] < r["per_graph_rl"] for r in big)
+    joint_wins = sum(r["joint"] < r["sequential"] for r in rows)
+    print(f"\ngoal: zero-shot beats the best baseline on {beats}/{n} (majority needed), worst {worst:.3f} (<= 1.05 "
+          f"needed); fine-tuned beats per-graph RL on {ft_wins}/{len(big)} graphs of >= 500 ops (all needed); joint "
+          f"beats sequential on {joint_wins}/{n}")
+
+
+if __name__ == "__main__":
+    main()
