@@ -156,18 +156,19 @@ def test_gshard_top2_renormalizes_the_two_gates_and_first_choices_win_capacity()
     assert abs(g2.sum() - 1) < 1e-12
 
 
-@pytest.mark.parametrize("gate, k, E, cf, shape, noisy", [
-    ("topk", 2, 6, 0.8, (4, 7), True),     # Shazeer noisy top-k with drops
-    ("topk", 3, 5, 2.0, (9,), False),      # no noise weights: load loss on counts
-    ("topk", 4, 4, 1.0, (2, 3, 2), True),  # k = E
-    ("switch", 1, 8, 1.25, (5, 6), False),
-    ("gshard", 2, 4, 1.0, (13,), True),
+@pytest.mark.parametrize("gate, k, E, cf, shape, noisy, opset", [
+    ("topk", 2, 6, 0.8, (4, 7), True, 17),     # Shazeer noisy top-k with drops
+    ("topk", 3, 5, 2.0, (9,), False, 16),      # no noise weights: load loss on counts; the lowering's lowest opset
+    ("topk", 4, 4, 1.0, (2, 3, 2), True, 17),  # k = E
+    ("switch", 1, 8, 1.25, (5, 6), False, 18),  # ReduceMean's axes as an input from opset 18
+    ("switch", 1, 3, 0.4, (11,), False, 16),
+    ("gshard", 2, 4, 1.0, (13,), True, 17),
 ])
-def test_ort_lowering_torch_and_numpy_reference_agree(gate, k, E, cf, shape, noisy):
-    rng = np.random.default_rng(hash((gate, k, E)) % 2**32)
+def test_ort_lowering_torch_and_numpy_reference_agree(gate, k, E, cf, shape, noisy, opset):
+    rng = np.random.default_rng(E * 100 + k * 10 + opset)
     d, h = 6, 10
     w = _weights(rng, E, d, h, noisy)
-    g = _graph(w, shape=shape, k=k, cf=cf, gate=gate, noise_input=noisy)
+    g = _graph(w, shape=shape, k=k, cf=cf, gate=gate, noise_input=noisy, opset=opset)
     T = math.prod(shape)
     feeds = {"x": rng.normal(size=(*shape, d)).astype(np.float32)}
     if noisy:
@@ -248,3 +249,12 @@ def test_training_draws_noise_inference_does_not():
     c = moe_forward(x, *args, k=1, gate="topk", training=False)[0]
     d = moe_forward(x, *args, k=1, gate="topk", training=False)[0]
     assert not torch.equal(a, b) and torch.equal(c, d)
+
+
+def test_lowering_needs_opset_16_and_says_so():
+    from graphmill.errors import UserInputError
+
+    w = _weights(np.random.default_rng(0), 3, 4, 4, False)
+    g = _graph(w, shape=(5,), k=1, cf=1.0, gate="switch", noise_input=False, opset=15)
+    with pytest.raises(UserInputError, match="opset >= 16"):
+        lowered_copy(g)
