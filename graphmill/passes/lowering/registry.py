@@ -29,42 +29,42 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from graphmill.ir import Graph, Node, Tensor, Value
+from graphmill.ir.rewrite import Match, ReplacementBuilder
 from graphmill.util.errors import IRError
 
 
-class LoweringBuilder:
-    """Builds the standard ONNX nodes that replace one node, through the IR's public construction API.
+class LoweringBuilder(ReplacementBuilder):
+    """Builds the standard ONNX nodes that replace one node, through the IR's public construction API: the
+    rewrite rules' ``ReplacementBuilder`` (nodes collected, not inserted; ``rollback`` undoes the initializers)
+    with the lowered node's ``meta`` on every new node and Python scalars as ONNX-typed constants.
 
-    Nodes are collected, not inserted: ``lower-graphmill`` puts them in place of the node with
-    ``Graph.replace_node`` once the function returns, so a failing lowering leaves the graph as it was
-    (apart from initializers it added, which ``rollback`` removes).
+    ``lower-graphmill`` puts the collected nodes in place of the node with ``Graph.replace_node`` once the
+    function returns, so a failing lowering leaves the graph as it was.
     """
 
     def __init__(self, graph: Graph, node: Node, opset: int) -> None:
-        self.graph = graph
+        super().__init__(Match(graph, node), node.name or node.op_type)
         self.node = node
         #: the default-domain opset the new nodes must be valid in
         self.opset = opset
-        self.nodes: list[Node] = []
-        self.initializers: list[Value] = []
-        self.prefix = node.name or node.op_type
         #: extra meta every new node gets (a lowering may record the op's configuration here, so that the
         #: lowered layer stays recognizable in a saved file)
         self.meta: dict[str, Any] = {}
 
-    def op(self, op_type: str, *inputs: Value | None, outputs: int = 1, domain: str = "", **attrs: Any) -> Any:
+    @property
+    def nodes(self) -> list[Node]:
+        return self.new_nodes
+
+    def op(self, op_type: str, *inputs: Any, outputs: int = 1, domain: str = "", **attrs: Any) -> Any:
         """Append ``op_type(*inputs, **attrs)``; returns its output value, or a tuple when ``outputs > 1``.
         Inputs may be numpy arrays or Python scalars (they become initializers)."""
-        ins = [self.as_value(x) for x in inputs]
-        name = f"{self.prefix}/{op_type}_{len(self.nodes)}"
-        n = Node(op_type, ins, {k: v for k, v in attrs.items() if v is not None}, outputs=outputs, domain=domain,
-                 name=name)
+        out = super().op(op_type, *[self.as_value(x) for x in inputs], outputs=outputs, domain=domain, **attrs)
+        n = self.new_nodes[-1]
         n.meta.update(self.node.meta)
         n.meta["lowered_from"] = f"{self.node.domain}::{self.node.op_type}"
         n.meta["lowered_node"] = self.node.name
         n.meta.update(self.meta)
-        self.nodes.append(n)
-        return n.outputs[0] if outputs == 1 else n.outputs
+        return out
 
     def const(self, value: Any, name: str = "") -> Value:
         """An initializer holding ``value`` (numpy array or scalar; a Python float becomes float32, an
@@ -73,11 +73,11 @@ class LoweringBuilder:
             value = np.asarray(value, dtype=np.float32)
         elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             value = np.asarray(value, dtype=np.int64)
-        arr = value if isinstance(value, (np.ndarray, Tensor)) else np.asarray(value)
-        t = arr if isinstance(arr, Tensor) else Tensor(arr)
-        v = self.graph.add_initializer(t, self.graph.unique_name(name or f"{self.prefix}/const"))
-        self.initializers.append(v)
-        return v
+        if isinstance(value, Tensor):
+            v = self.graph.add_initializer(value, self.graph.unique_name(name or f"{self.rule_name}/const"))
+            self.new_consts.append(v)
+            return v
+        return super().const(np.asarray(value), name or f"{self.rule_name}/const")
 
     def ints(self, *values: int) -> Value:
         """A 1-D int64 initializer (axes, shapes, starts/ends)."""
@@ -87,14 +87,6 @@ class LoweringBuilder:
         if x is None or isinstance(x, Value):
             return x
         return self.const(x)
-
-    def rollback(self) -> None:
-        for n in self.nodes:
-            n.detach_inputs()
-        for v in self.initializers:
-            if v.num_uses == 0:
-                self.graph.remove_initializer(v)
-        self.nodes, self.initializers = [], []
 
 
 LoweringFn = Callable[[Node, LoweringBuilder], Sequence["Value | None"]]
