@@ -1,20 +1,32 @@
 """Device placement benchmark (issue 12's goal table): one table per device count, model x method -> simulated
 step time and placement wall time, every method on the same cost model (roofline, the built-in 128x128 chip,
-64 B/cycle links with 1 us latency, 16 GB each) in the same run. Training-step graphs (forward + backward, the
-papers placed training steps). Also: the samples the learned placers needed to reach the best baseline, and the
-hierarchical placement of a >= 10,000-op training graph (4-layer NMT unrolled 50 steps).
+64 B/cycle links with 1 us latency, 16 GB each) in the same run. Training-step graphs (forward + backward: the
+papers placed training steps). Beside them: a lower bound on the makespan of any placement under this cost model
+(``graphmill/passes/placement/bounds.py``: the largest of the critical path with free transfers, the perfectly
+spread work, and the critical path with communication at joins and forks), the learned placers' ratio to the
+better of HEFT and METIS (the goal: <= 0.9 on NMT and Inception-V3 with 4 devices), and the samples they needed to
+reach the best baseline and the goal. ``--big``: the hierarchical placement of a >= 10,000-op training graph
+(4-layer NMT unrolled 50 steps).
 
-    .venv/bin/python benchmarks/bench_place.py [--devices 2 4 8] [--models ...] [--budget 800] [--big]
+Baselines are computed in every ``api.place`` run; one run per learned method gives every baseline's step time
+and wall time too (the same problem, the same cost model).
+
+    .venv/bin/python benchmarks/bench_place.py [--devices 2 4 8] [--models ...] [--budget 0] [--big]
+        [--json benchmarks/data/bench_place.json]     # the results, cached; --table prints them again
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
 import time
 
 from graphmill import api
 from graphmill.frontend import zoo
 from graphmill.passes.placement import METHODS
+from graphmill.util.files import write_json
 
 MODELS = {
     "inception_v3": dict(batch=32),
@@ -23,46 +35,109 @@ MODELS = {
     "rnnlm": dict(batch=64),
     "resnet50": dict(batch=32),
 }
+LEARNED = ("rl", "hierarchical")
+DEFAULT_JSON = os.path.join(os.path.dirname(__file__), "data", "bench_place.json")
+
+
+def run_one(g, D: int, method: str, budget: int, training: bool) -> dict:
+    info: dict = {}
+    t0 = time.perf_counter()
+    rep = api.place(g.copy(), method=method, devices=D, budget=budget, training=training, info=info)
+    out = {"makespan": rep["makespan"], "baselines": rep["baselines"], "wall_s": info["wall_s"],
+           "bounds": info.get("bounds"), "ops": len(rep["placement"]), "total_s": time.perf_counter() - t0}
+    if "learned" in info:
+        L = info["learned"]
+        out["learned"] = {k: L.get(k) for k in ("samples", "steps", "best_from", "samples_to_best_baseline",
+                                                  "samples_to_goal", "units", "groups", "seconds")}
+    return out
+
+
+def table(results: dict) -> str:
+    """Markdown tables from the results (one per device count)."""
+    lines = []
+    for D, rows in results["tables"].items():
+        methods = [m for m in METHODS if any(m in r["step"] for r in rows.values())]
+        lines.append(f"\n**{D} devices** (training step; step time in Mcycles at 1 GHz = ms; placement wall s)\n")
+        lines.append("| model | ops | lower bound | " + " | ".join(methods) +
+                     " | learned / min(HEFT, METIS) | min(HEFT, METIS) / bound | samples to best baseline (rl, hier.) |")
+        lines.append("|" + "---|" * (len(methods) + 6))
+        for name, r in rows.items():
+            cells = []
+            for m in methods:
+                if m in r["step"]:
+                    cells.append(f"{r['step'][m] / 1e6:.2f} ({r['wall'][m]:.1f}s)")
+                else:
+                    cells.append("-")
+            hm = min(r["step"].get("heft", math.inf), r["step"].get("metis", math.inf))
+            learned = [r["step"][m] for m in LEARNED if m in r["step"]]
+            ratio = f"{min(learned) / hm:.3f}" if learned else "-"
+            to_best = ", ".join(str(r.get("samples_to_best", {}).get(m)) for m in LEARNED if m in r["step"])
+            lines.append(f"| {name} | {r['ops']} | {r['bound'] / 1e6:.2f} | " + " | ".join(cells) +
+                         f" | {ratio} | {hm / r['bound']:.2f} | {to_best} |")
+    if results.get("big"):
+        b = results["big"]
+        lines.append(f"\nhierarchical, {b['model']}: {b['ops']} ops placed in {b['wall_s']:.0f} s; step time "
+                     f"{b['makespan'] / 1e6:.2f} M vs best baseline {b['best_baseline'] / 1e6:.2f} M "
+                     f"({b['makespan'] / b['best_baseline']:.3f}); lower bound {b['bound'] / 1e6:.2f} M")
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--devices", type=int, nargs="+", default=[2, 4, 8])
     ap.add_argument("--models", nargs="+", default=list(MODELS))
-    ap.add_argument("--methods", nargs="+", default=list(METHODS))
-    ap.add_argument("--budget", type=int, default=0, help="learned placers' budget (0: default 800)")
+    ap.add_argument("--methods", nargs="+", default=list(LEARNED),
+                    help="learned methods to run (every baseline is computed in each run)")
+    ap.add_argument("--budget", type=int, default=0, help="learned placers' budget (0: their default, 800)")
     ap.add_argument("--inference", action="store_true", help="forward graphs instead of training steps")
     ap.add_argument("--big", action="store_true", help="also place the >=10k-op NMT training graph (hierarchical)")
+    ap.add_argument("--json", default=DEFAULT_JSON, help="where the results are cached")
+    ap.add_argument("--table", action="store_true", help="print the tables of the cached results; run nothing")
     args = ap.parse_args()
+    if args.table:
+        with open(args.json) as f:
+            print(table(json.load(f)))
+        return
+    training = not args.inference
+    results: dict = {"budget": args.budget or 800, "training": training, "tables": {}}
     graphs = {m: zoo.build(m, **MODELS[m]) for m in args.models}
     for D in args.devices:
-        print(f"\n## {D} devices (training step: {not args.inference}); step time in cycles at 1 GHz, wall s")
-        print(f"{'model':<20} " + " ".join(f"{m:>22}" for m in args.methods) + f" {'best learned/heft|metis':>24}"
-              f" {'samples to best base':>20}")
+        rows: dict = {}
+        results["tables"][str(D)] = rows
         for name, g in graphs.items():
-            cells, times, extra = [], {}, ""
+            r: dict = {"step": {}, "wall": {}, "samples_to_best": {}, "samples_to_goal": {}}
             for m in args.methods:
-                info: dict = {}
-                t0 = time.perf_counter()
-                rep = api.place(g.copy(), method=m, devices=D, budget=args.budget, training=not args.inference,
-                                info=info)
-                wall = time.perf_counter() - t0
-                times[m] = rep["makespan"]
-                cells.append(f"{rep['makespan']:>13,.0f} {wall:>7.1f}s")
-                if "learned" in info:
-                    extra += f" {m}:{info['learned']['samples_to_best_baseline']}"
-            ref = min(times.get("heft", float("inf")), times.get("metis", float("inf")))
-            learned = min([times[m] for m in ("rl", "hierarchical") if m in times] or [float("nan")])
-            print(f"{name:<20} " + " ".join(f"{c:>22}" for c in cells) + f" {learned / ref:>24.3f} {extra:>20}",
+                one = run_one(g, D, m, args.budget, training)
+                for b, t in one["baselines"].items():
+                    r["step"].setdefault(b, t)
+                    r["wall"].setdefault(b, one["wall_s"][b])
+                r["step"][m] = one["makespan"]
+                r["wall"][m] = one["wall_s"].get(m, one["total_s"])
+                if "learned" in one:
+                    r["samples_to_best"][m] = one["learned"]["samples_to_best_baseline"]
+                    r["samples_to_goal"][m] = one["learned"]["samples_to_goal"]
+                    r.setdefault("learned", {})[m] = one["learned"]
+                r["bound"], r["bounds"], r["ops"] = one["bounds"]["bound"], one["bounds"], one["ops"]
+            hm = min(r["step"].get("heft", math.inf), r["step"].get("metis", math.inf))
+            learned = [r["step"][m] for m in LEARNED if m in r["step"]]
+            print(f"{D} devices, {name} ({r['ops']} ops): bound {r['bound']:,.0f} ({', '.join(f'{k} {v:,.0f}' for k, v in r['bounds'].items() if k != 'bound')}); "
+                  + ", ".join(f"{m} {t:,.0f} ({r['wall'][m]:.1f}s)" for m, t in r["step"].items())
+                  + (f"; learned / min(HEFT, METIS) {min(learned) / hm:.3f}" if learned else "")
+                  + f"; samples to best baseline {r['samples_to_best']}, to the goal {r['samples_to_goal']}",
                   flush=True)
+            rows[name] = r
+            write_json(args.json, results)
     if args.big:
         g = zoo.build("nmt", layers=4, src_len=50, tgt_len=50, batch=64)
-        info = {}
-        t0 = time.perf_counter()
-        rep = api.place(g, method="hierarchical", devices=4, training=True, budget=args.budget, info=info)
-        print(f"\nhierarchical, 4-layer NMT unrolled 50 steps, training step: {len(rep['placement'])} ops placed in "
-              f"{time.perf_counter() - t0:.0f} s; step time {rep['makespan']:,.0f} vs best baseline "
-              f"{min(rep['baselines'].values()):,.0f} ({rep['makespan'] / min(rep['baselines'].values()):.3f})")
+        one = run_one(g, 4, "hierarchical", args.budget, True)
+        results["big"] = {"model": "nmt layers=4 src_len=tgt_len=50 batch=64, training step, 4 devices",
+                          "ops": one["ops"], "wall_s": one["total_s"], "makespan": one["makespan"],
+                          "best_baseline": min(one["baselines"].values()), "bound": one["bounds"]["bound"],
+                          "learned": one.get("learned")}
+        print(f"hierarchical, 4-layer NMT unrolled 50 steps, training step: {one['ops']} ops placed in "
+              f"{one['total_s']:.0f} s", flush=True)
+        write_json(args.json, results)
+    print(table(results))
 
 
 if __name__ == "__main__":

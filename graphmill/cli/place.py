@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, default=0, metavar="N",
                    help="placements rl/hierarchical may simulate (default 800)")
     p.add_argument("--memory", type=float, metavar="GB", help="memory of every device (default: the file's, or 16)")
-    p.add_argument("--cost", default="roofline", help="op costs: roofline (default) or simulator (cycle-level)")
+    p.add_argument("--cost", default="roofline", help="op costs: roofline (default), simulator (cycle-level) or ort (measured: ONNX "
+                        "Runtime's per-op profiler on this machine)")
     p.add_argument("--training", action="store_true",
                    help="place the training step (forward + backward ops; README states the backward cost rule)")
     p.add_argument("--seed", type=int, default=0, help="seed of the learned placers and METIS (default 0)")

@@ -29,7 +29,8 @@ def replay_placement(graph: Graph, devset: DeviceSet | None = None, *, cost: str
     devset = devset or placed_device_set(graph)
     if devset is None:
         raise UserInputError(f"graph {graph.name!r} carries no placement (run graphmill place)")
-    model = PlacementCostModel(devset, cost if cost else (graph.meta.get("placement") or {}).get("cost", "roofline"))
+    cost = cost if cost else (graph.meta.get("placement") or {}).get("cost", "roofline")
+    model = PlacementCostModel(devset, measured_cost(graph, devset) if cost == "ort" else cost)
     prob = build_problem(graph, model)
     place = []
     for n in prob.nodes:
@@ -41,6 +42,14 @@ def replay_placement(graph: Graph, devset: DeviceSet | None = None, *, cost: str
     s = simulate(prob, place)
     return {"makespan": s.makespan, "units": prob.units, "devices": list(devset.names), "peak": s.peak.tolist(),
             "method": (graph.meta.get("placement") or {}).get("method")}
+
+
+def measured_cost(graph: Graph, devset: DeviceSet) -> Any:
+    """``--cost ort``: the graph's node times measured by ONNX Runtime's profiler (``backends/ort_costmodel.py``),
+    in cycles of the device set's reference clock; the machine measured is the reference device."""
+    from graphmill.backends.ort_costmodel import OrtCostModel
+
+    return OrtCostModel.measure(graph, clock_mhz=devset.ref_mhz)
 
 
 def placement_gantt(result: Any, path: str, title: str = "") -> None:

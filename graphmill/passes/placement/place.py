@@ -31,6 +31,7 @@ from graphmill.ir import Graph, UserInputError
 from graphmill.ir.summary import constant_values, is_constant_node
 
 from .baselines import BASELINES
+from .bounds import lower_bounds
 from .problem import PlacementProblem, build_problem
 from .schedule import Schedule, simulate
 
@@ -121,6 +122,7 @@ def place_graph(graph: Graph, cost: Any, *, method: str = "heft", budget: int = 
         dt = time.perf_counter() - t0
         cands[name] = evaluate(prob, pl, name, dt)
         info["wall_s"][name] = dt
+    info["bounds"] = lower_bounds(prob)  # how far from the best possible (bounds.py; not part of the report)
     if method in LEARNED:
         from .rl import learned_placement
 
