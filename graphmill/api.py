@@ -436,7 +436,8 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
 
     Devices: ``devices`` identical chips of ``accel`` (default: the built-in accelerator; without ``devices``,
     ``accel``'s ``system.chips``) or a heterogeneous ``devices_file``; ``memory_gb`` overrides every device's
-    memory. ``cost``: ``"roofline"`` or ``"simulator"``. ``training=True`` places the training step
+    memory. ``cost``: ``"roofline"``, ``"simulator"`` or ``"ort"`` (op times measured by ONNX Runtime's per-op
+    profiler, ``backends/ort_costmodel.py``). ``training=True`` places the training step
     (``passes.placement.training_graph``: one backward op per forward op): the report covers both, ``graph``'s
     nodes get their forward ops' devices. ``budget``, ``seed``, ``options``, ``progress`` (a callable taking a
     line), ``checkpoint``: the learned placers'. ``plot`` writes the schedule as a Gantt PNG; ``info`` (a dict)
@@ -444,20 +445,20 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
     (``graph.meta["placement"]``), so that ``graphmill simulate`` can replay a saved placed model.
     """
     from graphmill.backends.simulator.devices import PlacementCostModel, device_set
-    from graphmill.backends.simulator.placement_sim import placement_gantt
+    from graphmill.backends.simulator.placement_sim import measured_cost, placement_gantt
     from graphmill.passes.placement import check_method, place_graph, training_graph
     from graphmill.ir.naming import name_nodes
 
     if method != "learned":  # learned: the learned passes' policy (issue 14), placed by _learned_place below
         check_method(method)
-    if cost not in ("roofline", "simulator"):
-        raise UserInputError(f"--cost {cost!r}: choose roofline or simulator")
+    if cost not in ("roofline", "simulator", "ort"):
+        raise UserInputError(f"--cost {cost!r}: choose roofline, simulator or ort")
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
         raise UserInputError(f"--budget {budget!r}: must be an integer >= 0 (0: the method's default)")
     ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)
     name_nodes(graph)
     target = training_graph(graph) if training else graph
-    model = PlacementCostModel(ds, cost)
+    model = PlacementCostModel(ds, measured_cost(graph, ds) if cost == "ort" else cost)
     if method == "learned":
         result = _learned_place(target, model, budget=budget, seed=seed, options=options, progress=progress)
     else:
