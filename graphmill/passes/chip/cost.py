@@ -176,8 +176,9 @@ def _route_net(k, sign, hn, vn, stamp, stamp_id, rbuf, cbuf, x, y, orient, pin_m
 
 
 @njit(cache=True)
-def _footprint(m, sign, grid, x, y, w, h, orient, gw, gh, cols, rows):
-    """Add (sign=1) or remove (-1) module m's covered area to the density grid."""
+def _extent(m, x, y, w, h, orient, gw, gh, cols, rows):
+    """Module m's rectangle and the grid cells it spans, clamped to the grid as plc_client clamps them
+    (ur_r = -1: entirely below or left of the canvas, skipped)."""
     mw, mh = _size(m, w, h, orient)
     x0 = x[m] - mw / 2
     x1 = x[m] + mw / 2
@@ -185,14 +186,19 @@ def _footprint(m, sign, grid, x, y, w, h, orient, gw, gh, cols, rows):
     y1 = y[m] + mh / 2
     ur_r = int(np.floor(y1 / gh))
     ur_c = int(np.floor(x1 / gw))
-    bl_r = int(np.floor(y0 / gh))
-    bl_c = int(np.floor(x0 / gw))
     if ur_r < 0 or ur_c < 0:
+        return x0, x1, y0, y1, 0, 0, -1, -1
+    bl_r = max(int(np.floor(y0 / gh)), 0)
+    bl_c = max(int(np.floor(x0 / gw)), 0)
+    return x0, x1, y0, y1, bl_r, bl_c, min(ur_r, rows - 1), min(ur_c, cols - 1)
+
+
+@njit(cache=True)
+def _footprint(m, sign, grid, x, y, w, h, orient, gw, gh, cols, rows):
+    """Add (sign=1) or remove (-1) module m's covered area to the density grid."""
+    x0, x1, y0, y1, bl_r, bl_c, ur_r, ur_c = _extent(m, x, y, w, h, orient, gw, gh, cols, rows)
+    if ur_r < 0:
         return
-    bl_r = max(bl_r, 0)
-    bl_c = max(bl_c, 0)
-    ur_r = min(ur_r, rows - 1)
-    ur_c = min(ur_c, cols - 1)
     for r in range(bl_r, ur_r + 1):
         yd = min(y1, (r + 1) * gh) - max(y0, r * gh)
         if yd < 0:
@@ -207,21 +213,9 @@ def _footprint(m, sign, grid, x, y, w, h, orient, gw, gh, cols, rows):
 @njit(cache=True)
 def _macro_blockage(m, sign, hm, vm, x, y, w, h, orient, gw, gh, cols, rows, halloc, valloc):
     """Add (sign=1) or remove (-1) the routing tracks hard macro m blocks (plc_client's macro congestion)."""
-    mw, mh = _size(m, w, h, orient)
-    x0 = x[m] - mw / 2
-    x1 = x[m] + mw / 2
-    y0 = y[m] - mh / 2
-    y1 = y[m] + mh / 2
-    ur_r = int(np.floor(y1 / gh))
-    ur_c = int(np.floor(x1 / gw))
-    bl_r = int(np.floor(y0 / gh))
-    bl_c = int(np.floor(x0 / gw))
-    if ur_r < 0 or ur_c < 0:
+    x0, x1, y0, y1, bl_r, bl_c, ur_r, ur_c = _extent(m, x, y, w, h, orient, gw, gh, cols, rows)
+    if ur_r < 0:
         return
-    bl_r = max(bl_r, 0)
-    bl_c = max(bl_c, 0)
-    ur_r = min(ur_r, rows - 1)
-    ur_c = min(ur_c, cols - 1)
     part_v = False
     part_h = False
     for r in range(bl_r, ur_r + 1):

@@ -144,6 +144,20 @@ def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAUL
         anneal_t0 = time.monotonic()
         anneal_len = max(deadline - anneal_t0, 1e-3)
         next_report = time.monotonic() + progress_every
+
+        def attempt(moves: tuple, cur: float, temp: float) -> tuple[bool, float]:
+            """Apply ``moves`` ((module, x, y, orientation), ...), keep them by the Metropolis rule or undo."""
+            old = [(m, p.x[m], p.y[m], int(p.orient[m])) for m, _, _, _ in moves]
+            for m, nx, ny, no in moves:
+                cost.move(m, nx, ny, no)
+            new = cost.proxy()
+            if new <= cur or rng.random() < math.exp((cur - new) / temp):
+                stats["accepted"] += 1
+                return True, new
+            for m, ox, oy, oo in reversed(old):
+                cost.move(m, ox, oy, oo)
+            return False, cur
+
         next_fd = time.monotonic() + fd_period
         it = 0
         temp = t_start
@@ -178,14 +192,8 @@ def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAUL
                 if not _fits(m, nx, ny, w[m], h[m], p.x, p.y, w, h, allhard, -1, c.width, c.height, EPS):
                     stats["illegal"] += 1
                     continue
-                ox, oy = p.x[m], p.y[m]
-                cost.move(m, nx, ny)
-                new = cost.proxy()
-                if new <= cur or rng.random() < math.exp((cur - new) / temp):
-                    cur = new
-                    stats["accepted"] += 1
-                else:
-                    cost.move(m, ox, oy)
+                ok, cur = attempt(((m, nx, ny, int(p.orient[m])),), cur, temp)
+                if not ok:
                     continue
             elif r < 0.65:  # swap
                 n = int(hard[rng.integers(len(hard))])
@@ -197,15 +205,8 @@ def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAUL
                         and not (abs(nx_ - mx) < (w[m] + w[n]) / 2 - EPS and abs(ny_ - my) < (h[m] + h[n]) / 2 - EPS)):
                     stats["illegal"] += 1
                     continue
-                cost.move(m, nx_, ny_)
-                cost.move(n, mx, my)
-                new = cost.proxy()
-                if new <= cur or rng.random() < math.exp((cur - new) / temp):
-                    cur = new
-                    stats["accepted"] += 1
-                else:
-                    cost.move(n, nx_, ny_)
-                    cost.move(m, mx, my)
+                ok, cur = attempt(((m, nx_, ny_, int(p.orient[m])), (n, mx, my, int(p.orient[n]))), cur, temp)
+                if not ok:
                     continue
             elif r < 0.87:  # shift along one axis
                 d = rng.normal(0, gw / 2 if r < 0.76 else gh / 2)
@@ -213,14 +214,8 @@ def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAUL
                 if not _fits(m, nx, ny, w[m], h[m], p.x, p.y, w, h, allhard, -1, c.width, c.height, EPS):
                     stats["illegal"] += 1
                     continue
-                ox, oy = p.x[m], p.y[m]
-                cost.move(m, nx, ny)
-                new = cost.proxy()
-                if new <= cur or rng.random() < math.exp((cur - new) / temp):
-                    cur = new
-                    stats["accepted"] += 1
-                else:
-                    cost.move(m, ox, oy)
+                ok, cur = attempt(((m, nx, ny, int(p.orient[m])),), cur, temp)
+                if not ok:
                     continue
             else:  # flip
                 oo = int(p.orient[m])
@@ -229,13 +224,8 @@ def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAUL
                 no = int(FLIPS[rng.integers(4)])
                 if no == oo:
                     continue
-                cost.move(m, p.x[m], p.y[m], no)
-                new = cost.proxy()
-                if new <= cur or rng.random() < math.exp((cur - new) / temp):
-                    cur = new
-                    stats["accepted"] += 1
-                else:
-                    cost.move(m, p.x[m], p.y[m], oo)
+                ok, cur = attempt(((m, p.x[m], p.y[m], no),), cur, temp)
+                if not ok:
                     continue
             if cur < best_cost - 1e-12:
                 best_cost = cur
