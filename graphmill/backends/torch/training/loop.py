@@ -142,8 +142,8 @@ def check_same_config(path: str | os.PathLike, saved: dict, config: dict) -> Non
 @dataclass
 class LoopResult:
     """What ``training_loop`` did: the history rows, the step reached of ``total_steps``, whether Ctrl-C
-    stopped it, the step the checkpoint holds, the training seconds (evaluation excluded) and the last
-    step's loss."""
+    stopped it, the step the checkpoint holds, the training seconds (wall and this process's CPU time:
+    evaluation excluded; CPU time is what a benchmark on a shared machine compares) and the last step's loss."""
 
     history: list[dict] = field(default_factory=list)
     step: int = 0
@@ -151,6 +151,7 @@ class LoopResult:
     interrupted: bool = False
     checkpoint_step: int | None = None
     train_seconds: float = 0.0
+    cpu_seconds: float = 0.0
     last_loss: float = float("nan")
 
 
@@ -189,6 +190,7 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
         res.step = res.checkpoint_step = int(state["step"])
         res.history = list(state["history"])
         res.train_seconds = float(state["train_seconds"])
+        res.cpu_seconds = float(state.get("cpu_seconds", 0.0))
     ends = [sum(s.steps for s in stages[:i + 1]) for i in range(len(stages))]
     current = None
     losses: list[float] = []
@@ -196,7 +198,7 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
     try:
         while res.step < total:
             si = stage_at(stages, res.step)
-            t0 = time.perf_counter()  # a stage's set-up (data, recalibration) counts as training time
+            t0, c0 = time.perf_counter(), time.process_time()  # a stage's set-up counts as training time
             if si != current:
                 current = si
                 if on_stage is not None:  # the previous stage, when this one starts now (not on a resume)
@@ -204,6 +206,7 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
                     on_stage(stages[si], stages[si - 1] if starts and si else None)
             loss = step(stages[si])
             res.train_seconds += time.perf_counter() - t0
+            res.cpu_seconds += time.process_time() - c0
             res.step += 1
             res.last_loss = loss
             losses.append(loss)
@@ -216,14 +219,15 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
                 row = {"step": res.step, "epoch": round(res.step / log_every, 3), "stage": si + 1,
                        "stages": len(stages), "size": st.size, "dropout": st.dropout, "magnitude": st.magnitude,
                        "mixup": st.mixup, "loss": sum(losses) / len(losses), **metrics,
-                       "train_seconds": round(res.train_seconds, 4)}
+                       "train_seconds": round(res.train_seconds, 4), "cpu_seconds": round(res.cpu_seconds, 4)}
                 losses = []
                 res.history.append(row)
                 if checkpoint is not None:
                     save_checkpoint(checkpoint, {
                         "model": module.state_dict(), "optimizer": optimizer.state_dict(),
                         "rng": torch.get_rng_state(), "generator": generator.get_state(), "step": res.step,
-                        "history": res.history, "train_seconds": res.train_seconds, "config": config})
+                        "history": res.history, "train_seconds": res.train_seconds,
+                        "cpu_seconds": res.cpu_seconds, "config": config})
                     res.checkpoint_step = res.step
                 if progress is not None:
                     progress(progress_line(row, total))

@@ -133,6 +133,7 @@ class TrainRun:
                 "input": [self.channels, self.size], "stages": [s.to_dict() for s in self.stages],
                 "steps": self.loop.step, "total_steps": self.loop.total_steps, "interrupted": self.loop.interrupted,
                 "checkpoint_step": self.loop.checkpoint_step, "train_seconds": round(self.loop.train_seconds, 4),
+                "cpu_seconds": round(self.loop.cpu_seconds, 4),
                 "metric": metric, metric: final.get(metric), "loss": final.get("loss")}
 
 
