@@ -333,9 +333,10 @@ def check_trainable(graph: Graph) -> None:
     ``graphmill.backends.torch.supported_ops``), before any candidate is built from it."""
     from graphmill.backends.torch import supported_ops
 
-    known = set(supported_ops())
-    missing = sorted({n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
-                      for n in graph.all_nodes() if n.domain not in ("", "ai.onnx") or n.op_type not in known})
+    known = set(supported_ops())  # graphmill-domain ops it runs itself are keyed "graphmill::Op"
+    std = ("", "ai.onnx")
+    missing = sorted({n.op_type if n.domain in std else f"{n.domain}.{n.op_type}" for n in graph.all_nodes()
+                      if (n.op_type if n.domain in std else f"{n.domain}::{n.op_type}") not in known})
     if missing:
         raise UserInputError(f"graph {graph.name!r}: the torch backend, which trains the candidates, lacks "
                              f"op(s) {', '.join(missing)}")

@@ -154,3 +154,10 @@ def test_cli_writes_standard_onnx(tmp_path):
     assert g.inputs[0].type.shape[1:] == (3, 64, 64)
     assert sum(n.op_type == "Softmax" for n in g.nodes) == 7 + 1  # ceil(0.5 * 14) + ceil(0.5 * 2) blocks
     assert not any(n.domain == "graphmill" for n in g.nodes)
+
+
+def test_graphmill_train_accepts_it():
+    """The torch backend runs graphmill::RelativeAttention, so training's op check lets CoAtNet through."""
+    from graphmill import api
+
+    api.check_trainable(zoo.build("coatnet_0", resolution=32, width=0.25, depth=0.5, num_classes=10))
