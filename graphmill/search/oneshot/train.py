@@ -9,7 +9,11 @@ their gradients into the shared weights before one Adam step (cosine learning ra
 * the largest child, on the labels (cross-entropy), with dropout before the classifier and an L2 weight
   decay on convolution and classifier weights: BigNAS regularizes only the largest child;
 * the smallest child and two random children (each choice uniform), on the largest child's soft labels
-  (in-place distillation: cross-entropy to its detached softmax), without dropout or weight decay.
+  (in-place distillation: cross-entropy to its detached softmax), without dropout or weight decay. Departure
+  from BigNAS (``label_weight``, default 0.5): their loss is half distillation, half cross-entropy on the
+  labels; in our short runs the pure distillation of BigNAS left the smallest child behind (400 steps, seed 0:
+  smallest 0.877 vs 0.923 validation accuracy, ten random children 0.782 vs 0.797 on average);
+  ``label_weight=0`` is BigNAS's rule.
 
 BatchNormalization uses each child's batch statistics while training; afterwards statistics are
 re-estimated per child (``calibrate``), as BigNAS does before evaluating a child.
@@ -75,6 +79,7 @@ class TrainOptions:
     weight_decay: float = 5e-5
     dropout: float = 0.1
     temperature: float = 1.0
+    label_weight: float = 0.5  #: children's loss = (1 - w) * distillation + w * cross-entropy on the labels
     random_children: int = 2
     log_every: int = 25
     calibrate: int = 256
@@ -97,7 +102,7 @@ class TrainOptions:
     def to_json(self) -> dict:
         return {"steps": self.steps, "seed": self.seed, "batch": self.batch, "lr": self.lr,
                 "weight_decay": self.weight_decay, "dropout": self.dropout, "temperature": self.temperature,
-                "random_children": self.random_children, "log_every": self.log_every, "calibrate": self.calibrate,
+                "label_weight": self.label_weight, "random_children": self.random_children, "log_every": self.log_every, "calibrate": self.calibrate,
                 "spec": json.dumps(self.spec.to_json(), sort_keys=True), "sandwich": self.sandwich,
                 "fixed": json.dumps(self.fixed, sort_keys=True)}
 
@@ -184,6 +189,8 @@ def _trainer(module, opts: TrainOptions, data: dict[int, DigitsSplit], generator
             for i, c in enumerate(children):
                 o = module(data[c["resolution"]].x_train[idx], c)
                 loss_c = -(soft * F.log_softmax(o / opts.temperature, dim=1)).sum(1).mean()
+                if opts.label_weight:
+                    loss_c = (1 - opts.label_weight) * loss_c + opts.label_weight * F.cross_entropy(o, y)
                 loss_c.backward()
                 kd += float(loss_c.detach()) / len(children)
                 if i == 0:
