@@ -1,6 +1,7 @@
 """Zero-shot use of a trained policy on a graph it has never seen: one forward pass gives the greedy decisions;
-``samples`` more draws (0 by default) are simulated and the best valid one kept. No training happens here
-(fine-tuning is ``graphmill.search.learned.fine_tune``)."""
+``samples`` more draws (0 by default) are simulated and the best valid one kept; with ``guard`` the hint (the
+best baseline the policy reads as features) is a candidate too. No training happens here (fine-tuning is
+``graphmill.search.learned.fine_tune``)."""
 
 from __future__ import annotations
 
@@ -27,25 +28,34 @@ class Proposal:
 
 
 def propose(policy: GraphPolicy, jp: JointProblem, *, samples: int = 0, seed: int = 0,
-            obs: dict | None = None) -> Proposal:
-    """The policy's decisions for ``jp`` (module docstring)."""
+            obs: dict | None = None, guard: bool = False) -> Proposal:
+    """The policy's decisions for ``jp`` (module docstring). ``guard``: the hint (the best baseline, an input
+    of the policy) is a candidate too, so that the result is never worse than the best baseline."""
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        t = obs_tensors(obs if obs is not None else node_features(jp))
+        obs = obs if obs is not None else node_features(jp)
+        t = obs_tensors(obs)
         best = policy.act(t, greedy=True)
         out = jp.evaluate(best.decisions)
         src = "greedy"
         gen = torch.Generator().manual_seed(seed)
+        dec = best.decisions
         for k in range(samples):
             s = policy.act(t, gen=gen)
             o = jp.evaluate(s.decisions)
             if o.valid and (not out.valid or o.makespan < out.makespan):
-                best, out, src = s, o, f"sample {k + 1}"
+                dec, out, src = s.decisions, o, f"sample {k + 1}"
+        if guard:
+            hd = (obs if obs is not None else {}).get("hint_decisions")
+            if hd is not None:
+                o = jp.evaluate(hd)
+                if o.valid and (not out.valid or o.makespan < out.makespan):
+                    dec, out, src = hd, o, "hint"
     finally:
         torch.set_num_threads(threads)
-    return Proposal(best.decisions, out, src, time.perf_counter() - t0)
+    return Proposal(dec, out, src, time.perf_counter() - t0)
 
 
 def with_parts(learned: Decisions, base: Decisions, parts: set[str]) -> Decisions:

@@ -14,7 +14,9 @@ What they write (and ``decisions_from_graph`` / ``replay`` read back, so the sim
 A pass deciding only some of the three keeps the others from the graph: the devices, groups and priorities an
 earlier pass wrote, else one device (the fastest), no fusion and the graph's order. A fusion the policy proposes
 across the kept devices is dropped. ``samples`` more draws of the policy are simulated besides its greedy
-decisions and the best kept.
+decisions and the best kept; with ``guard`` (default) the best baseline's decisions (the policy's hint) are a
+candidate too, so a learned pass is never worse than the best baseline (``from_sample`` says who won: 0 the
+greedy decisions, k a sample, -1 the hint).
 """
 
 from __future__ import annotations
@@ -85,10 +87,12 @@ def apply_decisions(graph: Graph, jp: JointProblem, dec: Decisions, out: Outcome
 
 
 def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples: int = 8, seed: int = 0,
-                policy=None, hint: np.ndarray | None = None) -> tuple[JointProblem, Decisions, Outcome, dict]:
+                policy=None, hint: np.ndarray | None = None,
+                guard: bool = True) -> tuple[JointProblem, Decisions, Outcome, dict]:
     """What the pass ``name`` does (module docstring); returns (problem, decisions, outcome, stats). ``hint``:
     the placement the policy's features start from (default: the graph's own when it keeps the devices, else
-    the best baseline's)."""
+    the best baseline's); ``guard``: the hint's own decisions are a candidate too (``from_sample`` -1 when they
+    win), so that the pass is never worse than the best baseline."""
     import torch
 
     from .features import node_features
@@ -103,22 +107,25 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        t = obs_tensors(node_features(jp, hint=hint))
-        cands = [pol.act(t, greedy=True)]
+        obs = node_features(jp, hint=hint)
+        t = obs_tensors(obs)
+        cands = [pol.act(t, greedy=True).decisions]
         gen = torch.Generator().manual_seed(seed)
-        cands += [pol.act(t, gen=gen) for _ in range(samples)]
+        cands += [pol.act(t, gen=gen).decisions for _ in range(samples)]
     finally:
         torch.set_num_threads(threads)
+    if guard:
+        cands.append(obs["hint_decisions"])
     best = None
-    for k, s in enumerate(cands):
-        dec = combine(s.decisions, base, parts, jp)
+    for k, d in enumerate(cands):
+        dec = combine(d, base, parts, jp)
         out = jp.evaluate(dec)
         key = (not out.valid, out.makespan)
         if best is None or key < best[0]:
-            best = (key, dec, out, "greedy" if k == 0 else f"sample {k}")
-    _, dec, out, src = best
+            best = (key, dec, out, k)
+    _, dec, out, k = best
     stats = {"makespan": out.makespan, "fusion_groups": sum(len(g) > 1 for g in out.groups),
-             "refused_fusions": len(out.refused), "from_sample": 0 if src == "greedy" else int(src.split()[1])}
+             "refused_fusions": len(out.refused), "from_sample": k if k <= samples else -1}
     return jp, dec, out, stats
 
 
@@ -132,13 +139,14 @@ class _Learned(Pass):
     options = (
         Option("policy", str, "", "policy file (.npz with its .json); empty: the shipped pretrained policy"),
         Option("samples", int, 8, "policy samples simulated besides its greedy decisions", min=0, max=10000),
+        Option("guard", bool, True, "the best baseline (the policy's hint) is a candidate too: never worse than it"),
     )
     preserves = "all"
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         cost = cost_model_of(ctx, f"the {self.name} pass")
         jp, dec, out, stats = run_learned(graph, cost, self.name, policy_path=self.opts["policy"],
-                                          samples=self.opts["samples"], seed=ctx.seed)
+                                          samples=self.opts["samples"], seed=ctx.seed, guard=self.opts["guard"])
         notes = []
         if not out.valid:
             d, excess = out.over

@@ -7,7 +7,9 @@ Network (plain torch; torch-geometric would add a dependency for three index_add
 * an attention decoder: ``inducing`` learned queries attend over all nodes (multi-head), then every node attends
   to those summaries (an induced set-attention block: global context in O(n) rather than O(n^2), so graphs of
   thousands of ops take one pass);
-* three heads per node: **device** (each device scored by an MLP over ``[h_i, dev_x[i, d]]``, plus a learned
+* three heads per node (each head's learned part bounded by a tanh: +-3 logits, +-0.1 in priority, so that on a
+  graph unlike the training set the policy departs from the hint by a bounded amount): **device** (each device
+  scored by an MLP over ``[h_i, dev_x[i, d]]``, plus a learned
   gain times "the hint places it here", so that any number of devices is served), **fuse** with its fusion
   producer (an MLP over ``[h_i, h_producer]`` plus a learned gain times +-1 for the hint's choice), **priority**
   (a Gaussian around ``hint_order - w * rank + 0.1 mu_i``, learned ``log_std``). The hint is the best baseline
@@ -129,10 +131,11 @@ class GraphPolicy(nn.Module):
         h = self.norm(h + ctx[0])
         n, D, _ = t["dev_x"].shape
         dev_in = torch.cat([h[:, None, :].expand(n, D, h.shape[1]), t["dev_x"]], -1)
-        dev_logits = self.dev(dev_in).squeeze(-1) + self.hint_gain * t["dev_x"][:, :, 2]
+        dev_logits = 3.0 * torch.tanh(self.dev(dev_in).squeeze(-1)) + self.hint_gain * t["dev_x"][:, :, 2]
         prod = h[t["fuse_producer"].clamp(min=0)]
-        fuse_logits = self.fuse(torch.cat([h, prod], -1)).squeeze(-1) + self.fuse_gain * (2 * t["hint_fuse"] - 1)
-        mu = t["hint_order"] - self.rank_weight * t["rank"] + self.prio(h).squeeze(-1) * 0.1
+        fuse_logits = 3.0 * torch.tanh(self.fuse(torch.cat([h, prod], -1)).squeeze(-1)) + \
+            self.fuse_gain * (2 * t["hint_fuse"] - 1)
+        mu = t["hint_order"] - self.rank_weight * t["rank"] + 0.1 * torch.tanh(self.prio(h).squeeze(-1))
         return dev_logits, fuse_logits, mu
 
     def act(self, t: dict, *, greedy: bool = False, gen: torch.Generator | None = None) -> Sample:
