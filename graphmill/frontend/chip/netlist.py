@@ -278,6 +278,8 @@ def parse_netlist_text(text: str, path: str = "<netlist>") -> Graph:
             if sink.op_type in (HARD_MACRO, SOFT_MACRO):
                 raise p.fail(f"node {driver.name!r}: input {sink_name!r} is a macro; nets connect pins", kk)
             sink.append_input(net)
+    if not any(n.op_type in (HARD_MACRO, SOFT_MACRO, STDCELL) for n in nodes):
+        raise NetlistError(f"{path}: no macros or standard cells: nothing to place (is this a netlist.pb.txt?)")
     graph.extend(nodes)
     return graph
 

@@ -47,6 +47,8 @@ def test_malformed_netlist_names_line_and_column():
         parse_netlist_text('node { name: "a" input: "zz" attr { key: "type" value { placeholder: "PORT" } } }')
     with pytest.raises(NetlistError, match=r"line 1, column 1: node 'a': unknown type 'BLOB'"):
         parse_netlist_text('node { name: "a" attr { key: "type" value { placeholder: "BLOB" } } }')
+    with pytest.raises(NetlistError, match=r"<e>: no macros or standard cells"):
+        parse_netlist_text("# only a comment\n", "<e>")
     with pytest.raises(NetlistError, match=r"line 2, column 3: expected a field name, found '@'"):
         parse_netlist_text('node { name: "a" }\n  @', "<n>")
 
