@@ -14,7 +14,9 @@ way, implemented by ``contrastive_backward``:
 Peak activation memory is that of one micro-batch of b, not of B. The random state is saved before each
 micro-batch of step 1 and restored for its re-run in step 3, so dropout draws the same masks twice and the
 gradients are those of the function step 1 evaluated. The torch backend's BatchNormalization uses running
-statistics (no batch dependence), so micro-batching changes nothing there either.
+statistics (no batch dependence), so micro-batching changes nothing there either; a plain torch tower with
+``nn.BatchNorm`` in training mode normalizes each micro-batch by its own statistics, which no micro-batching
+can reproduce exactly (BASIC's caveat): put such layers in eval mode, or accept that difference.
 
 The loss (``info_nce``) is the symmetric InfoNCE of CLIP/ALIGN/BASIC: L2-normalized embeddings, logits
 ``za @ zb.T / temperature``, cross-entropy to the diagonal in both directions, averaged. The two towers may
