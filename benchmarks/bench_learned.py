@@ -21,6 +21,7 @@ Per graph, on the same environment (``passes.learned.env``):
 * samples to reach the best baseline (<=) and to beat it by 1% (< 0.99x) for fine-tuning vs per-graph RL.
 
     nice -n 10 .venv/bin/python benchmarks/bench_learned.py [--devices 4] [--graphs ...] [--json out.json]
+    nice -n 10 .venv/bin/python benchmarks/bench_learned.py --speed     # the environment's episodes per second
 """
 
 from __future__ import annotations
@@ -80,6 +81,36 @@ def held_out() -> dict:
     }
 
 
+def speed() -> None:
+    """Environment episodes per CPU second (process time, so a loaded machine does not skew it) on ResNet-50
+    (batch 32) and the 2-layer NMT (batch 64), 4 devices: random decisions (fusion everywhere possible, new
+    groups to cost) and a baseline's (HEFT, greedy fusion, critical path)."""
+    from graphmill.passes.learned import JointProblem, OptimizationEnv
+    from graphmill.passes.learned.baselines import fusion_baseline, placement_baselines, schedule_baseline
+    from graphmill.passes.placement import build_problem
+
+    for name, kw in [("resnet50", dict(batch=32)), ("nmt", dict(layers=2, batch=64))]:
+        cm = PlacementCostModel(device_set(devices=4))
+        jp = JointProblem(build_problem(zoo.build(name, **kw), cm), cm)
+        env = OptimizationEnv(jp)
+        env.reset()
+        rng = np.random.default_rng(0)
+        n = jp.n
+        heft = placement_baselines(jp)["heft"]
+        for label, mk in [("random decisions", lambda: Decisions(rng.integers(0, 4, n), rng.random(n) < 0.5,
+                                                                 rng.random(n))),
+                          ("HEFT + greedy fusion + critical path",
+                           lambda: Decisions(heft, fusion_baseline(jp, "greedy", heft),
+                                             schedule_baseline(jp, "critical-path")))]:
+            acts = [mk() for _ in range(30)]
+            env.step(acts[0])
+            t0 = time.process_time()
+            for a in acts:
+                env.step(a)
+            print(f"{name} ({n} ops, 4 devices), {label}: {len(acts) / (time.process_time() - t0):.0f} episodes "
+                  "per CPU second")
+
+
 def samples_to(curve: list[float], target: float) -> int | None:
     for k, t in enumerate(curve):
         if t <= target:
@@ -96,9 +127,13 @@ def main() -> None:
     ap.add_argument("--rl-factor", type=int, default=10)
     ap.add_argument("--rl-placer", action="store_true", help="also run the placement issue's rl placer (slow)")
     ap.add_argument("--policy", default=None, help="policy file (default: the shipped one)")
+    ap.add_argument("--speed", action="store_true", help="only measure the environment's episodes per second")
     ap.add_argument("--json", default=None, help="rows written after each graph; a rerun skips graphs already there")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
+    if args.speed:
+        speed()
+        return
     pol, meta = load_policy(args.policy)
     print(f"policy: {meta.get('command')} ({meta.get('train_seconds')} s, seed {meta.get('seed')}; training set: "
           f"{', '.join(t['name'] for t in meta.get('training_set', []))})")

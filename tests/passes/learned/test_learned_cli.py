@@ -49,7 +49,7 @@ def test_learned_optimize_api_replays_and_refuses_bad_input():
     rep = api.learned_optimize(g, devices=2, samples=1)
     assert rep["passes"] == ["learned-optimize"] and rep["makespan"] > 0
     assert api.learned_replay(g)["makespan"] == rep["makespan"]
-    assert rep["makespan"] <= rep["best_baseline"]["makespan"] * 1.05
+    assert rep["makespan"] <= rep["best_baseline"]["makespan"]  # guarded: the best baseline is a candidate
     with pytest.raises(UserInputError, match="unknown learned pass"):
         api.learned_optimize(g, passes="learned-x", devices=2)
     with pytest.raises(UserInputError, match="--samples"):
