@@ -52,6 +52,39 @@ def run_one(g, D: int, method: str, budget: int, training: bool) -> dict:
     return out
 
 
+def local_search_reference(g, D: int, budget: int, training: bool, seed: int = 0) -> dict:
+    """Not a placer of graphmill: evidence of what is reachable under the cost model. From the best baseline,
+    ``budget`` random moves of one colocation group (an op with its gradient) to a random other device, each
+    kept when the simulated step time drops (the same ``schedule.simulate`` as every method)."""
+    import numpy as np
+
+    from graphmill.backends.simulator.devices import PlacementCostModel, device_set
+    from graphmill.ir.naming import name_nodes
+    from graphmill.passes.placement import BASELINES, build_problem, simulate, training_graph
+
+    g = g.copy()
+    name_nodes(g)
+    prob = build_problem(training_graph(g) if training else g, PlacementCostModel(device_set(devices=D)))
+    t0 = time.perf_counter()
+    base = {m: fn(prob, seed) if m == "metis" else fn(prob) for m, fn in BASELINES.items()}
+    times = {m: simulate(prob, pl, memory=False).makespan for m, pl in base.items()}
+    start = min(times, key=times.get)
+    pl, best = np.array(base[start]), times[start]
+    groups = np.asarray(prob.groups)
+    members = [np.flatnonzero(groups == k) for k in range(int(groups.max()) + 1)]
+    rng = np.random.default_rng(seed)
+    for _ in range(budget if D > 1 else 0):
+        k = int(rng.integers(len(members)))
+        old = int(pl[members[k][0]])
+        pl[members[k]] = (old + int(rng.integers(1, D))) % D
+        s = simulate(prob, pl)
+        if s.makespan < best and s.over(prob.capacity) is None:
+            best = s.makespan
+        else:
+            pl[members[k]] = old
+    return {"makespan": best, "start": start, "evals": budget, "wall_s": time.perf_counter() - t0}
+
+
 def table(results: dict) -> str:
     """Markdown tables from the results (one per device count)."""
     lines = []
@@ -74,6 +107,10 @@ def table(results: dict) -> str:
             to_best = ", ".join(str(r.get("samples_to_best", {}).get(m)) for m in LEARNED if m in r["step"])
             lines.append(f"| {name} | {r['ops']} | {r['bound'] / 1e6:.2f} | " + " | ".join(cells) +
                          f" | {ratio} | {hm / r['bound']:.2f} | {to_best} |")
+            if "reference" in r:
+                ref = r["reference"]
+                lines.append(f"| ↳ reference local search ({ref['evals']} moves from {ref['start']}) | | | "
+                             + " | ".join("" for _ in methods) + f" | {ref['makespan'] / hm:.3f} | | |")
     if results.get("big"):
         b = results["big"]
         lines.append(f"\nhierarchical, {b['model']}: {b['ops']} ops placed in {b['wall_s']:.0f} s; step time "
@@ -85,13 +122,16 @@ def table(results: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--devices", type=int, nargs="+", default=[2, 4, 8])
-    ap.add_argument("--models", nargs="+", default=list(MODELS))
-    ap.add_argument("--methods", nargs="+", default=list(LEARNED),
+    ap.add_argument("--models", nargs="*", default=list(MODELS))
+    ap.add_argument("--methods", nargs="*", default=list(LEARNED),
                     help="learned methods to run (every baseline is computed in each run)")
     ap.add_argument("--budget", type=int, default=0, help="learned placers' budget (0: their default, 800)")
     ap.add_argument("--inference", action="store_true", help="forward graphs instead of training steps")
     ap.add_argument("--big", action="store_true", help="also place the >=10k-op NMT training graph (hierarchical)")
     ap.add_argument("--json", default=DEFAULT_JSON, help="where the results are cached")
+    ap.add_argument("--reference", type=int, default=0, metavar="N",
+                    help="also run N moves of a plain local search (not a placer: evidence of what the cost model "
+                         "allows; its ratio to min(HEFT, METIS) is printed under the row)")
     ap.add_argument("--table", action="store_true", help="print the tables of the cached results; run nothing")
     args = ap.parse_args()
     if args.table:
@@ -106,7 +146,7 @@ def main() -> None:
         results["tables"][str(D)] = rows
         for name, g in graphs.items():
             r: dict = {"step": {}, "wall": {}, "samples_to_best": {}, "samples_to_goal": {}}
-            for m in args.methods:
+            for m in args.methods or ["heft"]:  # no learned method: one run gives every baseline
                 one = run_one(g, D, m, args.budget, training)
                 for b, t in one["baselines"].items():
                     r["step"].setdefault(b, t)
@@ -119,6 +159,10 @@ def main() -> None:
                     r.setdefault("learned", {})[m] = one["learned"]
                 r["bound"], r["bounds"], r["ops"] = one["bounds"]["bound"], one["bounds"], one["ops"]
             hm = min(r["step"].get("heft", math.inf), r["step"].get("metis", math.inf))
+            if args.reference:
+                r["reference"] = local_search_reference(g, D, args.reference, training)
+                print(f"{D} devices, {name}: reference local search {r['reference']['makespan']:,.0f} "
+                      f"({r['reference']['makespan'] / hm:.3f} of min(HEFT, METIS))", flush=True)
             learned = [r["step"][m] for m in LEARNED if m in r["step"]]
             print(f"{D} devices, {name} ({r['ops']} ops): bound {r['bound']:,.0f} ({', '.join(f'{k} {v:,.0f}' for k, v in r['bounds'].items() if k != 'bound')}); "
                   + ", ".join(f"{m} {t:,.0f} ({r['wall'][m]:.1f}s)" for m, t in r["step"].items())

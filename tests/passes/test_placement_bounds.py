@@ -1,0 +1,77 @@
+"""Lower bounds on the makespan (graphmill/passes/placement/bounds.py). References: a hand computation on a
+fork-join graph (where the bound is tight: the best placement, found by enumerating every placement, equals it),
+and enumeration of every placement of small random graphs with the schedule simulator (the bound never exceeds
+the best makespan found)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from graphmill.backends.simulator.devices import PlacementCostModel, device_set
+from graphmill.frontend import zoo
+from graphmill.passes.placement import PlacementProblem, ValueInfo, build_problem, simulate, training_graph
+from graphmill.passes.placement.bounds import lower_bounds
+
+
+def problem(times: np.ndarray, edges: list[tuple[int, int, int]], latency: float, bw: float) -> PlacementProblem:
+    n, D = times.shape
+    values = [ValueInfo(f"v{k}", b, p, [c]) for k, (p, c, b) in enumerate(edges)]
+    lat = np.full((D, D), float(latency))
+    np.fill_diagonal(lat, 0.0)
+    bpu = np.full((D, D), float(bw))
+    np.fill_diagonal(bpu, np.inf)
+    return PlacementProblem([f"op{i}" for i in range(n)], [None] * n, times, values, lat, bpu,
+                            np.full(D, np.inf), "units", [f"d{d}" for d in range(D)]).finish()
+
+
+def best_makespan(prob: PlacementProblem) -> float:
+    return min(simulate(prob, list(pl), memory=False).makespan
+               for pl in itertools.product(range(prob.devices), repeat=prob.n))
+
+
+def test_fork_join_by_hand_and_tight():
+    # a -> (b, c) -> d, every op 10 on both devices, every edge 100 bytes, latency 5, 10 bytes per unit:
+    # a transfer takes 15. Critical path 30; work 40 / 2 = 20; at the join d either b and c share d's device
+    # (one after the other: 10 + 10 + 10 = 30 before d starts) or one arrives remote (20 + 15 = 35): est(d) = 30,
+    # so the bound is 40 = all on one device, which enumeration confirms is the best.
+    prob = problem(np.full((4, 2), 10.0), [(0, 1, 100), (0, 2, 100), (1, 3, 100), (2, 3, 100)], 5, 10)
+    lb = lower_bounds(prob)
+    assert lb["critical_path"] == 30
+    assert lb["work"] == pytest.approx(20)
+    assert lb["join"] == 40
+    assert lb["bound"] == 40 == best_makespan(prob)
+
+
+def test_free_transfers_leave_the_critical_path():
+    # the same graph with transfers of 0 bytes: b and c run in parallel, the join costs nothing
+    prob = problem(np.full((4, 2), 10.0), [(0, 1, 0), (0, 2, 0), (1, 3, 0), (2, 3, 0)], 0, 10)
+    assert lower_bounds(prob)["bound"] == 30 == best_makespan(prob)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bound_never_exceeds_the_best_placement_of_random_graphs(seed):
+    rng = np.random.default_rng(seed)
+    n, D = 7, 3
+    times = rng.uniform(1, 20, size=(n, 1)) * rng.uniform(0.5, 2, size=(1, D))  # devices of different speed
+    edges = [(i, j, int(rng.integers(0, 400))) for j in range(1, n) for i in range(j) if rng.random() < 0.4]
+    prob = problem(times, edges, float(rng.uniform(0, 10)), float(rng.uniform(5, 50)))
+    lb = lower_bounds(prob)
+    best = best_makespan(prob)
+    assert lb["bound"] <= best + 1e-9
+    assert lb["bound"] >= max(lb["critical_path"], lb["work"]) - 1e-9
+    # the work bound of devices of different speed: the fractional LP, at least total min time / D
+    assert lb["work"] >= times.min(axis=1).sum() / D - 1e-9
+
+
+def test_bound_below_every_baseline_of_a_training_graph():
+    from graphmill.passes.placement import BASELINES
+
+    g = zoo.build("nmt", layers=2, hidden=64, vocab=50, src_len=4, tgt_len=4, batch=16)
+    prob = build_problem(training_graph(g), PlacementCostModel(device_set(devices=3)))
+    lb = lower_bounds(prob)
+    for name, fn in BASELINES.items():
+        assert lb["bound"] <= simulate(prob, fn(prob)).makespan, name
+    assert lb["join"] >= lb["critical_path"]
