@@ -14,7 +14,8 @@ Per graph, on the same environment (``passes.learned.env``):
   with the hint (the best baseline, which the policy reads as features) a candidate too, as the passes do;
 * **fine-tuned**: PPO from the shipped policy for ``--finetune`` samples (its greedy decisions count as one);
 * **per-graph RL**: the same PPO from a fresh policy given ``--rl-factor`` x the fine-tuning samples; and for
-  placement alone (``--rl-placer``, slow) the placement issue's ``rl`` placer with as many samples (graph order, no fusion: it compares
+  placement alone (``--rl-placer``, slow) the placement issue's ``rl`` placer with as many samples (graph
+  order, no fusion: it compares
   with ``place --method learned`` fine-tuned for ``--finetune`` samples);
 * **joint vs sequential**: ``learned-optimize`` against ``learned-place`` -> ``learned-fuse`` ->
   ``learned-schedule`` (each keeping what the previous wrote), both with ``--samples`` draws, unguarded;
@@ -148,7 +149,8 @@ def main() -> None:
     print(f"\n## {args.devices} devices; step times relative to the best baseline (lower is better)\n{hdr}")
     for r in rows:
         print(f"{r['graph']:<20} {r['ops']:>5} {r['best_baseline']:>18} {r['best_baseline_time']:>9.3g} "
-              f"{r['zero_shot']:>9.3f} {r['zero_shot_guarded']:>7.3f} {r['fine_tuned']:>10.3f} {r['per_graph_rl']:>12.3f} {r['joint']:>7.3f} "
+              f"{r['zero_shot']:>9.3f} {r['zero_shot_guarded']:>7.3f} {r['fine_tuned']:>10.3f} "
+              f"{r['per_graph_rl']:>12.3f} {r['joint']:>7.3f} "
               f"{r['sequential']:>10.3f} {r['zero_shot_seconds']:>6.1f}  (from {args.json})")
     for name in args.graphs:
         if name in done:
@@ -198,7 +200,8 @@ def main() -> None:
                 json.dump({"devices": args.devices, "rows": rows, "policy": meta}, f, indent=1, default=str)
             os.replace(args.json + ".tmp", args.json)
         print(f"{name:<20} {task.jp.n:>5} {task.baseline:>18} {B:>9.3g} {row['zero_shot']:>9.3f} "
-              f"{row['zero_shot_guarded']:>7.3f} {row['fine_tuned']:>10.3f} {row['per_graph_rl']:>12.3f} {row['joint']:>7.3f} {row['sequential']:>10.3f} "
+              f"{row['zero_shot_guarded']:>7.3f} {row['fine_tuned']:>10.3f} {row['per_graph_rl']:>12.3f} "
+              f"{row['joint']:>7.3f} {row['sequential']:>10.3f} "
               f"{zs_s:>6.1f}", flush=True)
     print("\nsamples to reach (<=) / beat by 1% (<0.99x) the best baseline: fine-tuned vs per-graph RL")
     for r in rows:
@@ -208,7 +211,8 @@ def main() -> None:
         print("\nplacement only (graph order, no fusion; relative to the best placement baseline): learned fine-tuned "
               f"({args.finetune} samples) vs the rl placer ({args.finetune * args.rl_factor} samples)")
         for r in rows:
-            print(f"{r['graph']:<20} learned {r['place_learned_ft']:.3f} (reach at {r['place_learned_samples_to_reach']})"
+            print(f"{r['graph']:<20} learned {r['place_learned_ft']:.3f} "
+                  f"(reach at {r['place_learned_samples_to_reach']})"
                   f"  rl {r['place_rl']:.3f} (reach at {r['place_rl_samples_to_reach']})")
     n = len(rows)
     beats = sum(r["zero_shot"] < 1 for r in rows)
@@ -218,7 +222,8 @@ def main() -> None:
     ft_wins = sum(r["fine_tuned"] < r["per_graph_rl"] for r in big)
     joint_wins = sum(r["joint"] < r["sequential"] for r in rows)
     print(f"\ngoal: zero-shot beats the best baseline on {beats}/{n} (majority needed), worst {worst:.3f} (<= 1.05 "
-          f"needed); guarded (the hint a candidate too) beats it on {gbeats}/{n}; fine-tuned beats per-graph RL on {ft_wins}/{len(big)} graphs of >= 500 ops (all needed); joint "
+          f"needed); guarded (the hint a candidate too) beats it on {gbeats}/{n}; fine-tuned beats per-graph RL on "
+          f"{ft_wins}/{len(big)} graphs of >= 500 ops (all needed); joint "
           f"beats sequential on {joint_wins}/{n}")
 
 

@@ -1,4 +1,4 @@
-"""``graphmill train-policy``: train the learned passes' graph policy with PPO across graphs; write it (.npz + .json)."""
+"""``graphmill train-policy``: train the learned passes' graph policy with PPO across graphs; write .npz + .json."""
 
 from __future__ import annotations
 

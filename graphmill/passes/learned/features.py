@@ -10,7 +10,8 @@ the best of the placement x fusion x schedule heuristics, simulated) fuses it an
 order (0..1). The policy starts from the best heuristic and learns where to depart from it.
 
 Per op and device (``DEVICE_FEATURES``): the op's time on the device / its mean over the devices, the device's
-memory / the largest, whether the hint places it there, and the share of its producers the hint places there. Devices are scored one by one from these, so one policy
+memory / the largest, whether the hint places it there, and the share of its producers the hint places there.
+Devices are scored one by one from these, so one policy
 serves any number of devices.
 """
 
