@@ -815,7 +815,9 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
     """Place a netlist's macros (``graphmill chip place``): ``method`` fd (force-directed soft macros), sa
     (simulated annealing) or rl (the RL placer) for ``budget_s`` seconds from ``init``'s placement; write
     ``output`` (a ``.plc`` with ``init``'s header fields and the new cost components), ``json_path`` and ``plot``
-    (canvas PNG) together at the end, also after Ctrl-C (the best placement so far). Returns the report
+    (canvas PNG) together at the end, also after Ctrl-C (the best placement so far). rl keeps its training state
+    in ``output`` + ``.rl-checkpoint`` while it runs (removed when it finishes; an interrupted run's rerun
+    resumes from it). Returns the report
     ``{"proxy", "wirelength", "density", "congestion", "legal", "seconds", "method"}``; ``info`` (a dict) receives
     ``interrupted`` and the placer's statistics."""
     import math
@@ -846,8 +848,12 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
                         **(options or {}))
     else:
         from graphmill.passes.chip.rl import rl_place
-        result = rl_place(problem, weights=weights, budget_s=budget_s, seed=seed, progress=progress,
-                          **(options or {}))
+        opts = dict(options or {})
+        if output and "checkpoint" not in opts:  # training state beside the output: a rerun resumes from it
+            opts["checkpoint"] = os.fspath(output) + ".rl-checkpoint"
+        result = rl_place(problem, weights=weights, budget_s=budget_s, seed=seed, progress=progress, **opts)
+        if not result.interrupted and opts.get("checkpoint") and os.path.exists(opts["checkpoint"]):
+            os.unlink(opts["checkpoint"])
     problem.write_back(graph)
     r = result.report
     report = {"proxy": r.proxy, "wirelength": r.wirelength, "density": r.density, "congestion": r.congestion,
