@@ -121,8 +121,8 @@ def child(mode: str, batch: int, micro: int, size: int, grads_path: str) -> None
 def run_child(mode: str, batch: int, micro: int, size: int, grads_path: str) -> float:
     """Peak RSS (MiB) of a child process running ``child``, read from outside with ``os.wait4``."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    p = subprocess.Popen([sys.executable, __file__, "--child", mode, str(batch), str(micro), str(size), grads_path],
-                         env=env)
+    p = subprocess.Popen([sys.executable, __file__, "--child", mode, str(batch), str(micro), str(size), grads_path,
+                          str(MODEL_OPTS["width"]), str(MODEL_OPTS["depth"])], env=env)
     _, status, usage = os.wait4(p.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"child {mode} failed ({os.waitstatus_to_exitcode(status)})")
@@ -159,7 +159,8 @@ def part_b(args) -> dict:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        mode, batch, micro, size, path = sys.argv[2:7]
+        mode, batch, micro, size, path, width, depth = sys.argv[2:9]
+        MODEL_OPTS.update(width=float(width), depth=float(depth))
         child(mode, int(batch), int(micro), int(size), path)
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -174,11 +175,14 @@ def main() -> None:
     ap.add_argument("--target", type=float, help="accuracy to reach (default: the lower mean final accuracy - margin)")
     ap.add_argument("--margin", type=float, default=0.02)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--width", type=float, default=MODEL_OPTS["width"], help="zoo width multiplier (default 0.125)")
+    ap.add_argument("--depth", type=float, default=MODEL_OPTS["depth"], help="zoo depth multiplier (default 0.2)")
     ap.add_argument("--big-batch", type=int, default=4096)
     ap.add_argument("--micro-batch", type=int, default=64)
     ap.add_argument("--size", type=int, default=32, help="image size for part b")
     ap.add_argument("--json", help="write the results as JSON")
     args = ap.parse_args()
+    MODEL_OPTS.update(width=args.width, depth=args.depth)
     res = {}
     if args.part in ("a", "both"):
         print("(a) progressive vs fixed-size training", file=sys.stderr)
