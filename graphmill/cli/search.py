@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--evaluator", default="builtin", metavar="builtin|MODULE:FUNCTION",
                    help="'builtin' (MnasNet's reward: digits accuracy x simulated latency) or a callable "
                         "evaluate(config) -> float | dict importable as MODULE:FUNCTION (default builtin)")
-    p.add_argument("--strategy", default="default", help="default, random, evolution, reinforce, ppo, tpe")
+    p.add_argument("--strategy", default="default", help="default, random, evolution, reinforce, ppo, tpe, grid")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a strategy option (repeatable), e.g. --option population=20")
     p.add_argument("--budget", type=int, default=50, metavar="N", help="evaluations (default 50)")

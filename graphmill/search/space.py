@@ -549,6 +549,11 @@ class Space(Param):
             self._dimension = offset
         return self._layout_cache
 
+    def leaf_columns(self) -> list[tuple[str, int, int]]:
+        """(dotted path, start, stop) of each leaf parameter's block in ``encode`` ("active" bit included), in
+        ``params()`` order: for models that weigh parameters separately (the default strategy's relevances)."""
+        return [(".".join(path), off, off + p.width + (1 if cond else 0)) for path, p, cond, off in self._layout()]
+
     @property
     def dimension(self) -> int:
         """Length of every ``encode`` vector."""

@@ -255,3 +255,52 @@ def test_grid_enumerates_in_order_resumes_and_takes_a_point_list():
         strategies.get("grid", sp, configs=[])
     with pytest.raises(UserInputError, match="continuous"):
         strategies.get("grid", search.Space({"x": search.Float(0, 1)}))
+
+
+def _proposals(sp, f, n, **options):
+    s = strategies.get("default", sp, seed=3, n_init=4, **options)
+    out = []
+    for _ in range(n):
+        c = s.ask()
+        out.append(sp.key(c))
+        s.tell(c, f(c))
+    return out, s
+
+
+def test_default_depends_only_on_the_order_of_rewards():
+    """Reference: a monotone transform of the reward (exp(8 r), and one failure-like outlier floor) keeps every
+    comparison between results, so the rank-warped model makes the same proposals; without the warp it does not."""
+    sp = search.Space({"a": search.Choice([0, 1, 2, 3]), "b": search.Choice(["x", "y", "z"]),
+                       "c": search.Choice([1, 2, 4, 8])})
+
+    def f(c):
+        return c["a"] * 0.3 - abs(["x", "y", "z"].index(c["b"]) - 1) + np.log2(c["c"]) * 0.2
+
+    def g(c):  # monotone in f, with the low results squashed together like failed trainings
+        return float(np.exp(8 * max(f(c), -0.5)) + f(c))
+
+    plain, _ = _proposals(sp, f, 16)
+    warped, _ = _proposals(sp, g, 16)
+    assert plain == warped
+    off_f, _ = _proposals(sp, f, 16, warp=False)
+    off_g, _ = _proposals(sp, g, 16, warp=False)
+    assert off_f != off_g
+
+
+def test_default_relevance_is_largest_for_the_parameter_that_matters():
+    """Reference: the reward below depends on ``b`` alone (hand-written), so the marginal-likelihood fit gives
+    ``b`` the largest relevance and the irrelevant parameters less than their start (1)."""
+    sp = search.Space({"a": search.Choice([0, 1, 2, 3]), "b": search.Choice(["x", "y", "z", "w"]),
+                       "c": search.Choice([1, 2, 4, 8]), "d": search.Choice(["p", "q", "r"])})
+    _, s = _proposals(sp, lambda c: ["x", "y", "z", "w"].index(c["b"]) ** 2 / 3.0, 24, ard_min=8, refit_every=4)
+    rel = s.state_dict()["hyper"][3]
+    assert len(rel) == 4 and rel[1] == max(rel)
+    assert rel[1] > 1 > max(rel[0], rel[2], rel[3])
+
+
+def test_leaf_columns_cover_the_encoding():
+    # reference: hand layout: a one-hot of 3, a conditional one-hot of 2 plus its active bit, a nested one-hot of 2
+    sp = search.Space({"op": search.Choice(["a", "b", "c"]), "k": search.Choice([3, 5], when={"op": "a"}),
+                       "blk": search.Space({"w": search.Choice([8, 16])})})
+    assert sp.leaf_columns() == [("op", 0, 3), ("k", 3, 6), ("blk.w", 6, 8)]
+    assert sp.dimension == 8

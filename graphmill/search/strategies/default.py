@@ -115,11 +115,29 @@ def _norm_cdf(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.vectorize(erf)(z / math.sqrt(2.0)))
 
 
+def _normal_scores(y: np.ndarray) -> np.ndarray:
+    """Rewards replaced by the normal quantiles of their ranks (ties share their mean rank): a Gaussian copula,
+    so that a few failed trainings (accuracy 0.1 among 0.95s) do not flatten the model where the best are, and
+    the model, like TPE, depends only on the order of the rewards."""
+    from statistics import NormalDist
+
+    n = len(y)
+    order = np.argsort(y, kind="stable")
+    ranks = np.empty(n)
+    ranks[order] = np.arange(n, dtype=np.float64)
+    _, inv, counts = np.unique(y, return_inverse=True, return_counts=True)
+    sums = np.bincount(inv, weights=ranks)
+    ranks = sums[inv] / counts[inv]
+    q = NormalDist().inv_cdf
+    return np.array([q((r + 0.5) / n) for r in ranks])
+
+
 class PredictorEvolution(Strategy):
     name = "default"
     OPTIONS = {"n_init": 10, "candidates": 300, "parents": 10, "max_train": 250, "refit_every": 10,
-               "enumerate_limit": 3000, "xi": 0.0, "local_every": 2, "ordinal": True, "local_mean": True,
-               "linear": [0.0], "beta": -1.0, "tpe_frac": 1.0, "gamma": 0.25}
+               "enumerate_limit": 3000, "xi": 0.0, "local_every": 0, "ordinal": True, "local_mean": True,
+               "linear": [0.0], "beta": -1.0, "tpe_frac": 1.0, "gamma": 0.25, "ard": True, "ard_min": 10, "warp": True, "tpe_until": 0,
+               "ard_sweeps": 1}
 
     def __init__(self, space: Space, *, seed: int = 0, **options: Any) -> None:
         super().__init__(space, seed=seed, **options)
@@ -151,6 +169,14 @@ class PredictorEvolution(Strategy):
                          for path, p in self._leaves
                          if self.options["ordinal"] and isinstance(p, Choice) and len(p.values) > 2
                          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p.values)]
+        # the leaf each feature column belongs to (encode blocks, then the ordinal ranks), for relevances
+        groups = np.zeros(space.dimension + len(self._ordinal), dtype=np.int64)
+        for j, (_, a, b) in enumerate(space.leaf_columns()):
+            groups[a:b] = j
+        paths = [path for path, _ in self._leaves]
+        for j, (path, _, _) in enumerate(self._ordinal):
+            groups[space.dimension + j] = paths.index(".".join(path))
+        self._groups = groups
 
     # -- bookkeeping
     def _enc(self, config: dict) -> np.ndarray:
@@ -254,8 +280,11 @@ class PredictorEvolution(Strategy):
             return self._random_unseen()
         X = np.stack([self._X[i] for i in ok])
         y = np.array([self._y[i] for i in ok], dtype=np.float64)
-        mu_y, sd_y = float(y.mean()), float(y.std())
-        ys = (y - mu_y) / (sd_y if sd_y > 1e-12 else 1.0)
+        if self.options["warp"]:
+            ys = _normal_scores(y)
+        else:
+            mu_y, sd_y = float(y.mean()), float(y.std())
+            ys = (y - mu_y) / (sd_y if sd_y > 1e-12 else 1.0)
         train = self._training_subset(ys)
         Xt, yt = X[train], ys[train]
         if self._pending_enc:  # constant liar: pending configurations at the mean (0 after standardizing)
@@ -265,7 +294,10 @@ class PredictorEvolution(Strategy):
         if self.hyper is None or n_ok - self.fitted_at >= self.options["refit_every"]:
             self.hyper = self._fit(X[train], ys[train])
             self.fitted_at = n_ok
-        ls, noise, w = (tuple(self.hyper) + (0.0,))[:3]
+        ls, noise, w, rel = self._unpack(self.hyper)
+        if rel is not None:  # relevance of each parameter: scale its columns
+            scale = np.sqrt(np.asarray(rel)[self._groups])
+            Xt, cands = Xt * scale, cands * scale
         mean, std = self._posterior(Xt, yt, cands, ls, noise, w)
         best = float(ys.max())
         k = self.options["local_every"]
@@ -280,6 +312,11 @@ class PredictorEvolution(Strategy):
                     z = (mean[nb] - best) / np.maximum(std[nb], 1e-12)
                     ei = (mean[nb] - best) * _norm_cdf(z) + std[nb] * _norm_pdf(z)
                     return cand_configs[int(nb[np.lexsort((-mean[nb], -ei))[0]])]
+        if n_ok < self.options["tpe_until"]:  # early: TPE's density ratio, ties by expected improvement
+            score = self._tpe_scores(ok, cand_configs)
+            z = (mean - best) / np.maximum(std, 1e-12)
+            ei = (mean - best) * _norm_cdf(z) + std * _norm_pdf(z)
+            return cand_configs[int(np.lexsort((-ei, -np.round(score, 9)))[0])]
         if self.options["tpe_frac"] < 1.0:
             score = self._tpe_scores(ok, cand_configs)
             m = max(1, int(math.ceil(self.options["tpe_frac"] * len(score))))
@@ -335,22 +372,56 @@ class PredictorEvolution(Strategy):
         return (np.stack(encs) if encs else np.zeros((0, self.space.dimension))), out
 
     # -- the Gaussian process
-    def _fit(self, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    @staticmethod
+    def _unpack(hyper) -> tuple:
+        h = tuple(hyper)
+        return h[0], h[1], (h[2] if len(h) > 2 else 0.0), (h[3] if len(h) > 3 else None)
+
+    @staticmethod
+    def _loglik(X: np.ndarray, y: np.ndarray, ls: float, noise: float, w: float) -> float:
+        K = _kernel(X, X, ls, w) + noise * np.eye(len(X))
+        try:
+            L = np.linalg.cholesky(K)
+        except np.linalg.LinAlgError:
+            return -math.inf
+        alpha = _tri_solve(L, _tri_solve(L, y), trans=True)
+        return -0.5 * float(y @ alpha) - float(np.log(np.diag(L)).sum())
+
+    def _fit(self, X: np.ndarray, y: np.ndarray) -> tuple:
+        """Lengthscale, noise (and linear weight) from a grid by marginal likelihood; then, with ``ard`` and
+        at least ``ard_min`` results, a relevance per parameter (its columns scaled by sqrt(relevance)) by
+        coordinate search over {0.1, 0.3, 1, 3} x the previous fit's, parameter by parameter."""
         base = math.sqrt(self._n_params)
         best, best_ll = (base, 1e-3, 0.0), -math.inf
+        prev = self._unpack(self.hyper)[3] if self.hyper is not None else None
+        rel = np.ones(len(self._leaves)) if prev is None else np.asarray(prev, dtype=np.float64)
+        use_ard = self.options["ard"] and len(y) >= self.options["ard_min"]
+        if not use_ard:
+            rel = np.ones(len(self._leaves))
+        Xs = X * np.sqrt(rel[self._groups])
         for f, w in [(f, w) for f in (0.25, 0.5, 1.0, 2.0) for w in self.options["linear"]]:
-            K0 = _kernel(X, X, base * f, w)
             for noise in (1e-4, 1e-2, 1e-1):
-                K = K0 + noise * np.eye(len(X))
-                try:
-                    L = np.linalg.cholesky(K)
-                except np.linalg.LinAlgError:
-                    continue
-                alpha = _tri_solve(L, _tri_solve(L, y), trans=True)
-                ll = -0.5 * float(y @ alpha) - float(np.log(np.diag(L)).sum())
+                ll = self._loglik(Xs, y, base * f, noise, w)
                 if ll > best_ll + 1e-9:
                     best, best_ll = (base * f, noise, w), ll
-        return best
+        if not use_ard:
+            return best
+        ls, noise, w = best
+        for _ in range(self.options["ard_sweeps"]):
+            for j in range(len(self._leaves)):
+                cur = rel[j]
+                for m in (0.1, 0.3, 3.0):
+                    trial = rel.copy()
+                    trial[j] = min(100.0, max(0.01, cur * m))
+                    ll = self._loglik(X * np.sqrt(trial[self._groups]), y, ls, noise, w)
+                    if ll > best_ll + 1e-9:
+                        best_ll, rel = ll, trial
+        Xs = X * np.sqrt(rel[self._groups])
+        for noise in (1e-4, 1e-2, 1e-1):
+            ll = self._loglik(Xs, y, ls, noise, w)
+            if ll > best_ll + 1e-9:
+                best_ll, best = ll, (ls, noise, w)
+        return best + ([float(v) for v in rel],)
 
     @staticmethod
     def _posterior(X: np.ndarray, y: np.ndarray, C: np.ndarray, ls: float, noise: float, w: float = 0.0):
@@ -393,8 +464,9 @@ class PredictorEvolution(Strategy):
 
     # -- state
     def state_dict(self) -> dict:
+        h = [list(v) if isinstance(v, (list, tuple)) else v for v in self.hyper] if self.hyper else None
         return {**super().state_dict(), "asked": self.asked, "observed": [[c, r] for c, r in self.observed],
-                "pending": list(self.pending), "hyper": list(self.hyper) if self.hyper else None,
+                "pending": list(self.pending), "hyper": h,
                 "fitted_at": self.fitted_at}
 
     def load_state_dict(self, state: dict) -> None:
