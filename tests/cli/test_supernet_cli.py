@@ -22,20 +22,7 @@ from graphmill.search.oneshot.train import calibrate
 
 import graphmill
 
-ACCEL = """
-[array]
-rows = 8
-cols = 8
-dataflow = "ws"
-[memory]
-ifmap_kb = 64
-filter_kb = 64
-ofmap_kb = 32
-word_bytes = 1
-dram_bw_words = 4
-[clock]
-mhz = 200
-"""
+ACCEL = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "accelerators", "scalesim-default.toml")
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +36,7 @@ def trained(tmp_path_factory):
 def test_select_writes_a_child_onnx_runtime_runs_with_inherited_weights(trained, tmp_path, capsys):
     import onnxruntime as ort
 
-    accel = tmp_path / "a.toml"
-    accel.write_text(ACCEL)
+    accel = ACCEL  # not the default accelerator: the latency must be simulated on the one given
     out, rep = tmp_path / "child.onnx", tmp_path / "r.json"
     rc = main(["supernet", "select", str(trained), "--max-params", "2500", "--accel", str(accel), "-o", str(out),
                "--json", str(rep)])
@@ -62,6 +48,7 @@ def test_select_writes_a_child_onnx_runtime_runs_with_inherited_weights(trained,
     facts = graphmill.inspect(graphmill.load(out))
     assert report["params"] == facts["params"] <= 2500 and report["macs"] == facts["macs"]
     assert report["latency_ms"] == pytest.approx(simulated_latency(graphmill.load(out), str(accel))["latency"])
+    assert report["latency_ms"] != pytest.approx(simulated_latency(graphmill.load(out))["latency"])  # not the default
     cfg = report["config"]
     graph, spec, _ = load_supernet(trained)
     ev = ChildEvaluator(graph, spec, calibrate=256)  # the same recalibration select used
