@@ -258,3 +258,24 @@ def test_lowering_needs_opset_16_and_says_so():
     g = _graph(w, shape=(5,), k=1, cf=1.0, gate="switch", noise_input=False, opset=15)
     with pytest.raises(UserInputError, match="opset >= 16"):
         lowered_copy(g)
+
+
+def test_tied_gate_logits_route_like_onnx_runtime():
+    """Zero gate weights (Shazeer et al. initialize the gate at zero) tie every logit: ONNX's TopK takes the
+    lower expert index first, and so must the torch backend (torch.topk's tie order differs), or the two
+    backends route, drop and combine differently. References: ONNX Runtime, and the numpy reference's stable
+    argsort."""
+    rng = np.random.default_rng(11)
+    w = _weights(rng, 4, 5, 6, noisy=False)
+    w["wg"] = np.zeros_like(w["wg"])
+    for gate, k in (("topk", 2), ("switch", 1), ("gshard", 2)):
+        g = _graph(w, shape=(6,), k=k, cf=1.0, gate=gate, noise_input=False)
+        feeds = {"x": rng.normal(size=(6, 5)).astype(np.float32)}
+        o = ortb.run(g, feeds)
+        t = _torch(g, feeds)
+        ref = reference(feeds["x"], {k_: (v.astype(np.float64) if v is not None else None) for k_, v in w.items()},
+                        None, k=k, cf=1.0, gate=gate)
+        assert list(o["expert_counts"]) == [6] * k + [0] * (4 - k)
+        for name, tv, r in zip(NAMES, t, ref):
+            np.testing.assert_allclose(tv.detach().numpy(), o[name], rtol=1e-5, atol=1e-5, err_msg=f"{gate} {name}")
+            np.testing.assert_allclose(o[name], r, rtol=1e-4, atol=1e-5, err_msg=f"{gate} {name} vs reference")

@@ -17,6 +17,7 @@ from graphmill import api
 from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import zoo
 from graphmill.errors import UserInputError
+from graphmill.ir.ops.moe import moe_capacity
 
 SMALL_LM = dict(batch=2, steps=3, vocab=40, hidden=8, expert_hidden=12, experts=4, k=2)
 
@@ -134,3 +135,38 @@ def test_moe_lstm_lm_trains_through_to_torch():
         opt.step()
         losses.append(float(nll.detach()))
     assert losses[-1] < losses[0]
+
+
+def test_saved_model_counts_no_dispatch_buffer_and_trains_through_to_torch(tmp_path):
+    """A saved MoE model (standard ONNX) against the in-memory graph: the same parameter count (the lowering
+    once dispatched into a float zero buffer [E (C + 1), d] built from constants, which inspect counted as
+    parameters and `optimize`'s constant folding stored), and to_torch on the loaded file runs it (TopK,
+    ScatterND) with outputs equal to ONNX Runtime's and gradients reaching the gate and the experts that got
+    tokens, which the torch backend refused before (it lacked TopK)."""
+    g = zoo.build("moe_lstm_lm", **SMALL_LM, capacity_factor=2.0)
+    path = tmp_path / "lm.onnx"
+    graphmill.save(g, path)
+    back = graphmill.load(path)
+    assert graphmill.inspect(back)["params"] == graphmill.inspect(g)["params"]
+    opt = back.copy()
+    graphmill.optimize(opt)  # in place: constant folding included
+    E, d = SMALL_LM["experts"], SMALL_LM["hidden"]
+    rows = E * (moe_capacity(2 * 3, SMALL_LM["k"], E, 2.0) + 1)  # 28 dispatch slots of d features
+    assert not [n for n, v in opt.initializers.items() if v.const is not None and tuple(v.const.shape) == (rows, d)]
+    tokens = np.random.default_rng(0).integers(0, 40, size=(2, 3))
+    o = ortb.run(back, {"tokens": tokens})
+    m = graphmill.to_torch(back)
+    m.train()
+    t = m(tokens=torch.from_numpy(tokens))
+    for (name, a), b in zip(o.items(), t):
+        np.testing.assert_allclose(a, b.detach().numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+    probs, imp, load, counts, _ = t
+    loss = -torch.log(probs[:, :-1].gather(2, torch.from_numpy(tokens)[:, 1:, None]) + 1e-9).mean() + 0.1 * (imp + load)
+    loss.backward()
+    moe = next(n for n in g.nodes if n.op_type == "MoE")
+    params = {m.param_names[n]: p for n, p in m.named_parameters()}
+    for i in (1, 3, 4, 5, 6):  # Wg, W1, B1, W2, B2 (same initializer names in the file)
+        assert params[moe.inputs[i].name].grad is not None, i
+    assert params[moe.inputs[1].name].grad.abs().sum() > 0
+    w1 = params[moe.inputs[3].name].grad
+    assert all((w1[e].abs().sum() > 0) == bool(counts[e] > 0) for e in range(E))

@@ -1,4 +1,4 @@
-"""``graphmill::MoE`` in standard ONNX (opset >= 16, for ScatterND's ``reduction="add"``).
+"""``graphmill::MoE`` in standard ONNX (opset >= 16).
 
 The same arithmetic as the torch backend (``backends/torch/ops/moe.py``), op for op, so ONNX Runtime and
 torch agree to float rounding (the semantics are in ``ir/ops/moe.py``):
@@ -8,8 +8,11 @@ torch agree to float rounding (the semantics are in ``ir/ops/moe.py``):
 - choice-major assignment ranks: ``CumSum(exclusive)`` of the one-hot expert choices [k T, E];
 - capacity ``C``: a constant when the token count is static, else ``Min(T, Ceil(double(T) * ratio))``
   computed from the runtime token count (the same float64 arithmetic as ``moe_capacity``);
-- dispatch: ``ScatterND(add)`` of the tokens into a zero buffer [E (C + 1), d] at ``e (C + 1) + rank``
-  (dropped assignments into the discarded slot ``C``); experts: batched ``MatMul`` over [E, C + 1, d];
+- dispatch: ``ScatterND`` of each kept assignment's token index into an int64 slot table [E (C + 1)] at
+  ``e (C + 1) + rank`` (dropped assignments write token 0 into the discarded slot ``C``, empty slots hold 0),
+  then ``Gather`` of the tokens by that table: [E (C + 1), d]. No float buffer of that size is a constant, so
+  ``inspect`` counts no dispatch buffer as parameters and constant folding stores none (a zero buffer
+  scattered into would be both); experts: batched ``MatMul`` over [E, C + 1, d];
 - combine: ``Gather`` of each assignment's expert output, times its gate value (0 when dropped), summed
   over the k choices; the auxiliary losses and counts as ``ReduceSum``/``ReduceMean`` arithmetic.
 """
@@ -103,11 +106,18 @@ def lower_moe(node: Node, b: LoweringBuilder) -> list:
     keep = b.op("Less", pos, cap)
     slot = b.op("Add", b.op("Mul", flat_e, cap1), b.op("Where", keep, pos, cap))  # [kT]
 
-    # dispatch, experts, combine
+    # dispatch (a Gather of the tokens by slot: no float buffer that constant folding would store), experts,
+    # combine
     rows = b.ints(E * (c + 1)) if isinstance(tokens, int) else b.op("Mul", cap1, b.ints(E))
-    zeros = b.op("ConstantOfShape", b.op("Concat", rows, dd, axis=0), value=np.zeros(1, dt))
-    x_rep = b.op("Tile", x2, b.ints(k, 1))
-    buf = b.op("ScatterND", zeros, b.op("Unsqueeze", slot, b.ints(1)), x_rep, reduction="add")
+    if isinstance(tokens, int):
+        token_of = b.const(np.tile(np.arange(tokens, dtype=np.int64), k))  # [kT]: assignment -> its token
+    else:
+        token_of = b.op("Tile", b.op("Range", b.const(np.asarray(0, np.int64)), b.op("Squeeze", T, b.ints(0)),
+                                     b.const(np.asarray(1, np.int64))), b.ints(k))
+    zero_tok = b.const(np.asarray(0, np.int64))
+    src = b.op("ScatterND", b.op("ConstantOfShape", rows, value=np.zeros(1, np.int64)),
+               b.op("Unsqueeze", slot, b.ints(1)), b.op("Where", keep, token_of, zero_tok))
+    buf = b.op("Gather", x2, src, axis=0)  # [E (C + 1), d]; empty and dropped slots hold token 0, never used
     buf3 = b.op("Reshape", buf, b.op("Concat", b.ints(E), cap1, dd, axis=0))
     h = b.op("Relu", b.op("Add", b.op("MatMul", buf3, node.inputs[W1]), b.op("Unsqueeze", node.inputs[B1], b.ints(1))))
     out3 = b.op("Add", b.op("MatMul", h, node.inputs[W2]), b.op("Unsqueeze", node.inputs[B2], b.ints(1)))

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from graphmill.ir.ops.moe import CV_EPSILON, check_moe_config, moe_capacity
 
-from .common import op
+from .common import check, op
 
 SQRT2 = math.sqrt(2.0)
 
@@ -28,6 +28,14 @@ def cv_squared(v: torch.Tensor) -> torch.Tensor:
     v = v.to(torch.float32) if not v.is_floating_point() else v
     mean = v.mean()
     return ((v - mean) ** 2).mean() / (mean * mean + CV_EPSILON)
+
+
+def topk(x: torch.Tensor, k: int, dim: int = -1, *, largest: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, indices) of the k largest (smallest) along ``dim``, equal values in index order as ONNX's TopK
+    defines it (``torch.topk`` breaks ties in no set order, so routing on tied logits could differ from ONNX
+    Runtime's); a stable sort, differentiable in the values."""
+    v, i = torch.sort(x, dim=dim, descending=largest, stable=True)
+    return v.narrow(dim, 0, k), i.narrow(dim, 0, k)
 
 
 def _normal_cdf(z: torch.Tensor) -> torch.Tensor:
@@ -58,11 +66,11 @@ def moe_forward(x: torch.Tensor, wg: torch.Tensor, wnoise: torch.Tensor | None, 
     noisy = clean + noise * std if (std is not None and noise is not None) else clean
     probs = None
     if gate == "topk":
-        topv, topi = noisy.topk(k, dim=1)
+        topv, topi = topk(noisy, k, 1)
         w = torch.softmax(topv, dim=1)
     else:
         probs = torch.softmax(noisy, dim=1)
-        topv, topi = probs.topk(k, dim=1)
+        topv, topi = topk(probs, k, 1)
         w = topv / topv.sum(dim=1, keepdim=True) if gate == "gshard" else topv
 
     # capacity: choice-major ranks per expert
@@ -86,7 +94,7 @@ def moe_forward(x: torch.Tensor, wg: torch.Tensor, wnoise: torch.Tensor | None, 
     importance_loss = cv_squared(gates_dense.sum(0))
     if gate == "topk":
         if std is not None and k < E:
-            top_k1 = noisy.topk(k + 1, dim=1).values
+            top_k1 = topk(noisy, k + 1, 1)[0]
             thr_in, thr_out = top_k1[:, k:k + 1], top_k1[:, k - 1:k]
             is_in = noisy > thr_in
             p = torch.where(is_in, _normal_cdf((clean - thr_in) / std), _normal_cdf((clean - thr_out) / std))
@@ -110,4 +118,35 @@ def _moe(rt, a, x):
                        activation=act.decode() if isinstance(act, bytes) else act, training=rt.training)
 
 
-__all__ = ["cv_squared", "moe_forward"]
+# -- the standard ops of the MoE lowering that no other op family of this backend needed: a saved MoE model
+# (standard ONNX, ``passes/lowering/moe.py``) runs and trains through them (its gate is noise-free: the noise
+# input is absent in the file) --------------------------------------------------------------------------------
+
+@op("TopK")
+def _topk(rt, a, x):
+    """ONNX TopK: (values, int64 indices) of the k largest (``largest=1``) or smallest along ``axis``."""
+    v, i = topk(x[0], int(x[1].reshape(-1)[0]), int(a.get("axis", -1)), largest=bool(a.get("largest", 1)))
+    return v, i.to(torch.int64)
+
+
+@op("ScatterND")
+def _scatter_nd(rt, a, x):
+    """ONNX ScatterND with ``reduction`` none or add (differentiable in ``data`` and ``updates``)."""
+    data, indices, updates = x[0], x[1].to(torch.int64), x[2]
+    red = a.get("reduction", "none")
+    red = red.decode() if isinstance(red, bytes) else red
+    q = indices.shape[-1]
+    idx = indices.reshape(-1, q)
+    idx = torch.where(idx < 0, idx + torch.tensor(data.shape[:q], device=idx.device), idx)
+    upd = updates.reshape(idx.shape[0], *data.shape[q:])
+    return data.index_put(tuple(idx.t()), upd, accumulate=red == "add")
+
+
+@check("ScatterND")
+def _check_scatter_nd(node, opset):
+    red = node.attr("reduction", "none")
+    red = red.decode() if isinstance(red, bytes) else red
+    return None if red in ("none", "add") else f"ScatterND reduction {red!r} is not supported (only none and add)"
+
+
+__all__ = ["cv_squared", "moe_forward", "topk"]
