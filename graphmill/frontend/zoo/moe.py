@@ -27,6 +27,8 @@ import numpy as np
 from graphmill.ir import Graph, Value
 from graphmill.ir.builder import GraphBuilder
 from graphmill.ir.ops.moe import check_moe_config
+from graphmill.util.errors import UserInputError
+from graphmill.util.limits import shape_problem
 
 from ._common import check_count, check_positive
 from .nmt import Recurrent
@@ -45,6 +47,10 @@ def moe_layer(b: GraphBuilder, x: Value, rng: np.random.Generator, *, d: int, ex
     noise-free routing a tie that ONNX Runtime and torch may break differently. ``noise_input`` adds a graph input
     ``<name>_noise [tokens, E]`` for the gate noise (so ONNX Runtime and torch see the same samples)."""
     check_moe_config(experts=experts, k=k, capacity_factor=capacity_factor, gate=gate, where=name)
+    for what, shape in (("expert weights W1", (experts, d, expert_hidden)), ("gate weights Wg", (d, experts))):
+        why = shape_problem(shape)
+        if why:  # before drawing them: 10^6 experts once took 35 s and 3 GB to end in a memory error
+            raise UserInputError(f"{name}: {experts} experts: the {what} {list(shape)} would have {why}")
 
     def uni(*shape: int, fan_in: int) -> Value:
         lim = 1.0 / math.sqrt(fan_in)
