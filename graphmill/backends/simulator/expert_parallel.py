@@ -258,13 +258,25 @@ def _all_to_all(kept: Sequence[int], placement: Sequence[int], chips: int, row_b
     return worst, total
 
 
+#: the most chips an expert-parallel step is simulated on: an accelerator config's ``[system] chips`` limit
+MAX_CHIPS = 4096
+
+
+def check_chips(chips: Any) -> int:
+    """``chips`` if it is a chip count the simulator takes (1..MAX_CHIPS), else a one-line error (the
+    all-to-all is per pair of chips: 10^9 chips would be 10^9-entry lists before any answer)."""
+    if not isinstance(chips, int) or isinstance(chips, bool) or not 1 <= chips <= MAX_CHIPS:
+        raise UserInputError(f"expert parallelism needs a number of chips in 1..{MAX_CHIPS} (the accelerator "
+                             f"config's limit), got {chips!r}")
+    return chips
+
+
 def simulate_expert_parallel(layer: MoELayer, accel, chips: int, *, placement: Sequence[int] | None = None,
                              method: str = "balanced", cycles: "_Cycles | None" = None) -> ExpertParallelResult:
     """One step of ``layer`` with its experts spread over ``chips`` chips (module docstring); ``chips = 1`` is
     the layer replicated on one chip (no transfers)."""
     cfg = as_accel(accel)
-    if not isinstance(chips, int) or chips < 1:
-        raise UserInputError(f"expert parallelism needs a positive number of chips, got {chips!r}")
+    check_chips(chips)
     cyc = cycles or _Cycles(cfg)
     kept = layer.kept
     if placement is None:
@@ -320,11 +332,11 @@ def moe_report(graph: Graph, accel, *, chips: Sequence[int] | None = None, input
     one step expert-parallel on each of ``chips`` (default: the accelerator's ``chips``, at least 2) against
     the layer replicated on one chip."""
     cfg = as_accel(accel)
+    chip_counts = [check_chips(c) for c in chips] if chips else [max(2, cfg.chips)]
     layers = moe_layers(graph)
     if not layers:
         return []
     routing = measure_routing(graph, inputs, seed=seed)
-    chip_counts = list(chips) if chips else [max(2, cfg.chips)]
     cyc = _Cycles(cfg)
     out = []
     for layer in layers:
@@ -367,5 +379,5 @@ def moe_report_table(rows: list[dict]) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-__all__ = ["ExpertParallelResult", "MoELayer", "measure_routing", "moe_layers", "moe_primitives", "moe_report",
+__all__ = ["MAX_CHIPS", "ExpertParallelResult", "MoELayer", "check_chips", "measure_routing", "moe_layers", "moe_primitives", "moe_report",
            "moe_report_table", "routing_inputs", "simulate_expert_parallel"]

@@ -108,3 +108,17 @@ def test_report_and_cli_json(tmp_path, capsys):
     assert m["expert_load"] == r["expert_load"] and m["dropped"] == r["dropped"]
     assert [p["chips"] for p in m["expert_parallel"]] == [4, 8]
     assert main(["simulate", str(path), "--accel", str(cfg), "--expert-chips", "0"]) == 2
+
+
+def test_chip_counts_beyond_the_config_limit_are_one_line_errors():
+    """--expert-chips 1000000 (or 10^9, which would build 10^9-entry lists) is refused like an accelerator
+    config's chips beyond 4096, before any routing run."""
+    import pytest
+
+    from graphmill.errors import UserInputError
+
+    cfg = accel(8, 8, "os")
+    for bad in (10 ** 6, 0, 4097):
+        with pytest.raises(UserInputError, match=r"number of chips in 1\.\.4096"):
+            simulate_expert_parallel(_layer([4, 4]), cfg, bad)
+    assert simulate_expert_parallel(_layer([4, 4]), cfg, 4096).chips == 4096
