@@ -13,14 +13,21 @@
   the log-probability of a sample being the sum of the grouper's and the placer's choices. No manual grouping:
   this is the method for graphs of tens of thousands of ops.
 
-Training: each step samples ``samples`` placements (default 8), simulates each (``schedule.simulate``), reward
-``-sqrt(makespan / reference)`` (reference: the best valid baseline's makespan) and ``-sqrt(invalid_penalty)``
-(default 10) for a placement over some device's memory; advantage = reward - a moving-average baseline
-(``baseline_decay`` 0.9); loss = -advantage * log-probability - ``entropy`` (0.01) * entropy; Adam (``lr``
-0.005). Before REINFORCE the policy is warm-started by at most ``warm_steps`` (default 100) steps of cross-entropy
-towards the best valid baseline's placement (its devices per unit; for the grouper, runs of equal device in the
-graph's order), stopping once the baseline's choices have a geometric-mean probability of ``warm_prob`` (0.9),
-so that sampling explores around the best heuristic rather than from uniform noise.
+Training (the policy proposes changes to the best placement so far, which it sees: Placeto's iterative
+improvement, Addanki et al. 2019, with the cross-entropy update towards the best sample of Post, Gao et al.
+2018): the *incumbent* is the best valid baseline's placement (per unit the device most of its time is on; for
+the grouper, each device's units cut in the graph's order into its share of the groups), later the best sample.
+Every unit's embedding carries its incumbent device (one-hot). The policy is warm-started by at most
+``warm_steps`` (100) steps towards the incumbent's choices. Each step samples ``samples`` placements (default 8)
+and teacher-forces the incumbent as one more row; each distinct placement is simulated once
+(``schedule.simulate``); reward ``-sqrt(makespan / reference)`` (reference: the best valid baseline's makespan),
+``-sqrt(invalid_penalty)`` (10) for a placement over some device's memory; advantage = reward - the mean reward
+of the step's other samples (leave-one-out); loss = -advantage * log-probability - ``entropy`` (0.01) * mean
+entropy per choice + ``imitation`` (1) * sum over the incumbent's choices of (log-probability - log(1 - explore
+/ P))^2, P the number of choices: every choice of the incumbent is held near probability 1 - ``explore`` / P,
+so that a sample differs from the incumbent in about ``explore`` (2) choices spread over the whole graph (a
+plain cross-entropy lets a few uncertain choices take all the exploration); Adam (``lr`` 0.005). A sample
+better than the incumbent becomes the incumbent.
 
 **Never worse than the best baseline**: every baseline's placement is evaluated first and the placer returns the
 best valid placement it evaluated, baselines included. ``samples_to_best_baseline`` counts the sampled
@@ -52,8 +59,8 @@ from .problem import PlacementProblem
 from .schedule import simulate
 
 DEFAULTS = {"samples": 8, "lr": 0.005, "entropy": 0.01, "baseline_decay": 0.9, "hidden": 64, "max_groups": 256,
-            "groups": 64, "warm_steps": 100, "warm_prob": 0.9, "invalid_penalty": 10.0, "time_limit": 480.0, "budget": 800,
-            "progress_every": 10}
+            "groups": 64, "warm_steps": 100, "explore": 2.0, "imitation": 1.0, "invalid_penalty": 10.0,
+            "time_limit": 480.0, "budget": 800, "progress_every": 10}
 
 
 # -- features ---------------------------------------------------------------------------------------------------
@@ -154,29 +161,30 @@ class Seq2SeqPlacer(nn.Module):
 
     def forward(self, x: torch.Tensor, *, sample: bool, gen: torch.Generator | None = None,
                 target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x [B, L, F] -> (devices [B, L], log-prob [B], entropy [B]); ``target`` teacher-forces the choices."""
+        """x [B, L, F] -> (devices [B, L], log-prob of each choice [B, L], entropy [B]); ``target`` (>= 0)
+        teacher-forces choices."""
         B, L, _ = x.shape
         enc, _ = self.enc(torch.tanh(self.inp(x)))  # [B, L, 2H]
         h = x.new_zeros(B, self.cell.hidden_size)
         c = x.new_zeros(B, self.cell.hidden_size)
         prev = torch.full((B,), self.devices, dtype=torch.long)
-        chosen, logp, ent = [], x.new_zeros(B), x.new_zeros(B)
+        chosen, logp, ent = [], [], x.new_zeros(B)
         for t in range(L):
             h, c = self.cell(torch.cat([enc[:, t], self.dev_emb(prev)], -1), (h, c))
             att = torch.softmax(torch.einsum("bld,bd->bl", enc, self.q(h)) / math.sqrt(enc.shape[-1]), -1)
             ctx = torch.einsum("bl,bld->bd", att, enc)
             lp = torch.log_softmax(self.out(torch.cat([h, ctx], -1)), -1)
-            if target is not None:
+            if target is not None and bool((target[:, t] >= 0).all()):
                 a = target[:, t]
-            elif sample:
-                a = torch.multinomial(lp.exp(), 1, generator=gen).squeeze(1)
             else:
-                a = lp.argmax(-1)
-            logp = logp + lp.gather(1, a[:, None]).squeeze(1)
+                a = torch.multinomial(lp.exp(), 1, generator=gen).squeeze(1) if sample else lp.argmax(-1)
+                if target is not None:  # rows with a target >= 0 are teacher-forced, the others sample
+                    a = torch.where(target[:, t] >= 0, target[:, t], a)
+            logp.append(lp.gather(1, a[:, None]).squeeze(1))
             ent = ent - (lp.exp() * lp).sum(-1)
             chosen.append(a)
             prev = a
-        return torch.stack(chosen, 1), logp, ent
+        return torch.stack(chosen, 1), torch.stack(logp, 1), ent
 
 
 class Policy(nn.Module):
@@ -185,7 +193,7 @@ class Policy(nn.Module):
     def __init__(self, feat: int, ntypes: int, hidden: int, devices: int, groups: int | None) -> None:
         super().__init__()
         self.type_emb = nn.Embedding(max(1, ntypes), 16)
-        f = feat + 16
+        f = feat + 16 + devices  # + the incumbent placement (one-hot device), as Placeto's policy sees it
         self.groups = groups
         if groups is not None:
             self.grouper = nn.Sequential(nn.Linear(f, hidden), nn.ReLU(), nn.Linear(hidden, groups))
@@ -201,21 +209,24 @@ class Policy(nn.Module):
 
     def sample(self, emb: torch.Tensor, cnt: torch.Tensor, K: int, gen: torch.Generator | None, *,
                sample: bool = True, target_groups: torch.Tensor | None = None,
-               target_devices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """K placements of the units: (unit devices [K, U], log-prob [K], entropy [K])."""
+               target_devices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+        """K placements of the units: (unit devices [K, U], log-prob of each choice [K, P] (P = U, or U + G
+        with the grouper), entropy [K], the choices (groups [K, U] or None, placer devices [K, U or G]))."""
         U = emb.shape[0]
         if self.groups is None:
             x = torch.cat([emb, torch.log1p(cnt)[:, None]], -1)[None].expand(K, U, -1)
-            return self.placer(x, sample=sample, gen=gen, target=target_devices)
+            dev, lp, ent = self.placer(x, sample=sample, gen=gen, target=target_devices)
+            return dev, lp, ent, (None, dev)
         G = self.groups
         lg = torch.log_softmax(self.grouper(emb), -1)  # [U, G]
-        if target_groups is not None:
+        if target_groups is not None and bool((target_groups >= 0).all()):
             grp = target_groups
-        elif sample:
-            grp = torch.multinomial(lg.exp(), K, replacement=True, generator=gen).T  # [K, U]
         else:
-            grp = lg.argmax(-1)[None].expand(K, U)
-        glogp = lg.gather(1, grp.T).T.sum(1)  # [K]
+            grp = (torch.multinomial(lg.exp(), K, replacement=True, generator=gen).T if sample
+                   else lg.argmax(-1)[None].expand(K, U))  # [K, U]
+            if target_groups is not None:
+                grp = torch.where(target_groups >= 0, target_groups, grp)
+        glogp = lg.gather(1, grp.T).T  # [K, U]
         gent = -(lg.exp() * lg).sum()
         w = cnt[None].expand(K, U)
         s = emb.new_zeros(K, G, emb.shape[1]).scatter_add_(1, grp[..., None].expand(K, U, emb.shape[1]),
@@ -223,7 +234,7 @@ class Policy(nn.Module):
         c = emb.new_zeros(K, G).scatter_add_(1, grp, w)
         x = torch.cat([s / c.clamp(min=1)[..., None], torch.log1p(c)[..., None]], -1)  # [K, G, F+1]
         gdev, plogp, pent = self.placer(x, sample=sample, gen=gen, target=target_devices)
-        return gdev.gather(1, grp), glogp + plogp, gent + pent
+        return gdev.gather(1, grp), torch.cat([glogp, plogp], 1), gent + pent, (grp, gdev)
 
 
 # -- training -----------------------------------------------------------------------------------------------------
@@ -285,7 +296,7 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
     optim = torch.optim.Adam(policy.parameters(), lr=float(opts["lr"]))
     ft, tt, ut = torch.from_numpy(feats), torch.from_numpy(tids), torch.from_numpy(unit)
     state: dict[str, Any] = {"step": 0, "samples": 0, "baseline": None, "history": [], "to_best": None,
-                             "to_goal": None}
+                             "to_goal": None, "incumbent": None}
     heft_metis = [c.schedule.makespan for c in valid if c.method in ("heft", "metis")]
     goal_ref = min(heft_metis) if heft_metis else ref
     sig = _signature(prob, method, seed)
@@ -308,25 +319,28 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
             best_t, best_pl, best_from = ck["best_t"], ck["best_pl"], ck["best_from"]
         resumed = True
 
-    def unit_targets(pl: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per unit the majority device of the baseline; for the grouper, runs of equal device."""
+    def unit_targets(pl: list[int]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The policy's choices closest to placement ``pl``: (placer devices [1, U or G], groups [1, U] or None,
+        unit devices [U]). Per unit the device most of its time is on; for the grouper, the units of each device
+        cut in the graph's order into that device's share of the ``G`` groups (at least one), so that any
+        placement of the units is one the grouper-placer can sample."""
         votes = np.zeros((U, D))
         np.add.at(votes, (unit, np.asarray(pl)), prob.op_time.mean(axis=1) + 1e-9)
         udev = votes.argmax(1)
         if not hier:
-            return torch.from_numpy(udev)[None].expand(K, U), None
-        runs = np.zeros(U, np.int64)
-        r = 0
-        for u in range(1, U):
-            if udev[u] != udev[u - 1]:
-                r += 1
-            runs[u] = r
-        grp = (runs * G) // (r + 1)
-        gdev = np.zeros(G, np.int64)
-        for g_ in range(G):
-            members = udev[grp == g_]
-            gdev[g_] = np.bincount(members, minlength=D).argmax() if len(members) else 0
-        return torch.from_numpy(gdev)[None].expand(K, G), torch.from_numpy(grp)[None].expand(K, U)
+            return torch.from_numpy(udev)[None], None, torch.from_numpy(udev)
+        used = [d for d in range(D) if np.any(udev == d)]
+        count = np.array([np.sum(udev == d) for d in used], dtype=float)
+        share = np.maximum(1, np.floor(count / count.sum() * (G - len(used)))).astype(int)
+        grp = np.zeros(U, np.int64)
+        gdev = np.full(G, used[0], np.int64)
+        nxt = 0
+        for d, q in zip(used, share):
+            members = np.flatnonzero(udev == d)
+            grp[members] = nxt + np.minimum(np.arange(len(members)) * q // len(members), q - 1)
+            gdev[nxt:nxt + q] = d
+            nxt += q
+        return torch.from_numpy(gdev)[None], torch.from_numpy(grp)[None], torch.from_numpy(udev)
 
     def save() -> None:
         if not checkpoint:
@@ -337,45 +351,73 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
                     "best_pl": best_pl, "best_from": best_from}, buf)
         atomic_write_bytes(checkpoint, buf.getvalue())
 
-    if not resumed and best_base is not None and int(opts["warm_steps"]) > 0:
-        tdev, tgrp = unit_targets(best_base.placement)
-        positions = U + (G or 0)
-        for _ in range(int(opts["warm_steps"])):
-            emb, cnt = policy.unit_embed(ft, tt, ut, U)
-            _, lp, _ = policy.sample(emb, cnt, 1, gen, target_groups=None if tgrp is None else tgrp[:1],
-                                     target_devices=tdev[:1])
-            if float(lp.detach().mean()) / positions > math.log(float(opts["warm_prob"])):
-                break  # the baseline's choices are likely enough; keep the rest of the distribution to explore
-            loss = -lp.mean() / positions
+    positions = U + (G or 0)
+    # each of the incumbent's choices is held at probability 1 - explore / positions (a squared error on its
+    # log-probability: the cross-entropy towards the incumbent below that, an exploration floor above), so
+    # that a sample differs from the incumbent in about `explore` choices spread over all positions: the policy
+    # proposes changes to the best placement so far, which it sees as an input (Placeto's iterative improvement)
+    keep = math.log(max(1e-6, 1.0 - float(opts["explore"]) / positions))
+
+    def embed(inc: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        emb, cnt = policy.unit_embed(ft, tt, ut, U)
+        return torch.cat([emb, nn.functional.one_hot(inc[2], D).to(emb.dtype)], -1), cnt
+
+    if not resumed:
+        if best_base is not None:
+            state["incumbent"] = unit_targets(best_base.placement)
+        else:  # no valid baseline: start from the first device everywhere
+            state["incumbent"] = unit_targets([0] * prob.n)
+        for _ in range(int(opts["warm_steps"])):  # warm start: imitate the incumbent (the best baseline)
+            inc = state["incumbent"]
+            emb, cnt = embed(inc)
+            _, lp, _, _ = policy.sample(emb, cnt, 1, gen, target_groups=inc[1], target_devices=inc[0])
+            if int((lp[0].detach() < 2 * keep).sum()) <= float(opts["explore"]):
+                break  # likely enough; the rest of the distribution explores
             optim.zero_grad()
-            loss.backward()
+            ((lp[0] - keep) ** 2).sum().backward()
             optim.step()
     penalty = -math.sqrt(float(opts["invalid_penalty"]))
     every = max(1, int(opts["progress_every"]))
+    seen: dict[bytes, tuple[float, bool]] = {}
     while state["samples"] < budget and time.perf_counter() - t_start < float(opts["time_limit"]):
-        emb, cnt = policy.unit_embed(ft, tt, ut, U)
-        udev, lp, ent = policy.sample(emb, cnt, K, gen)
+        inc = state["incumbent"]
+        emb, cnt = embed(inc)
+        # rows 0..K-1 sample; row K is the incumbent, teacher-forced, for the cross-entropy hinge
+        tdev = torch.cat([torch.full((K, inc[0].shape[1]), -1, dtype=torch.long), inc[0]])
+        tgrp = None if inc[1] is None else torch.cat([torch.full((K, U), -1, dtype=torch.long), inc[1]])
+        udev, lp_all, ent_all, (cg, cd) = policy.sample(emb, cnt, K + 1, gen, target_groups=tgrp,
+                                                        target_devices=tdev)
         rewards = []
+        improved = None
         for k in range(K):
-            pl = udev[k].numpy()[unit].tolist()
-            s = simulate(prob, pl)
-            ok = s.over(prob.capacity) is None
+            key = udev[k].numpy().astype(np.int16).tobytes()
+            if key not in seen:  # a placement sampled again is not simulated again (it still counts)
+                sch = simulate(prob, udev[k].numpy()[unit].tolist())
+                seen[key] = (sch.makespan, sch.over(prob.capacity) is None)
+            t_k, ok = seen[key]
             state["samples"] += 1
-            rewards.append(-math.sqrt(s.makespan / ref) if ok else penalty)
-            if ok and s.makespan < best_t:
-                best_t, best_pl, best_from = s.makespan, pl, f"{method} sample {state['samples']}"
-            if ok and state["to_best"] is None and s.makespan <= ref:
+            rewards.append(-math.sqrt(t_k / ref) if ok else penalty)
+            if ok and t_k < best_t:
+                best_t, best_pl, best_from = t_k, udev[k].numpy()[unit].tolist(), f"{method} sample {state['samples']}"
+                improved = k
+            if ok and state["to_best"] is None and t_k <= ref:
                 state["to_best"] = state["samples"]
-            if ok and state.get("to_goal") is None and s.makespan <= 0.9 * goal_ref:
+            if ok and state.get("to_goal") is None and t_k <= 0.9 * goal_ref:
                 state["to_goal"] = state["samples"]
         r = torch.tensor(rewards)
         b = state["baseline"]
         b = float(r.mean()) if b is None else b
-        adv = r - b
-        loss = -(adv * lp).mean() - float(opts["entropy"]) * ent.mean()
+        # leave-one-out baseline (the mean reward of the step's other samples; the moving average with one)
+        base = (r.sum() - r) / (K - 1) if K > 1 else r.new_full((K,), b)
+        loss = -((r - base) * lp_all[:K].sum(1)).mean() - float(opts["entropy"]) * ent_all[:K].mean() / positions
+        loss = loss + float(opts["imitation"]) * ((lp_all[K] - keep) ** 2).sum()
         optim.zero_grad()
         loss.backward()
         optim.step()
+        if improved is not None:  # the new incumbent: the sample's own choices
+            new_udev = udev[improved].clone()
+            state["incumbent"] = (cd[improved:improved + 1].clone(),
+                                  None if cg is None else cg[improved:improved + 1].clone(), new_udev)
         state["baseline"] = float(opts["baseline_decay"]) * b + (1 - float(opts["baseline_decay"])) * float(r.mean())
         state["step"] += 1
         state["history"].append({"step": state["step"], "samples": state["samples"], "best": best_t,
