@@ -279,3 +279,27 @@ def test_tied_gate_logits_route_like_onnx_runtime():
         for name, tv, r in zip(NAMES, t, ref):
             np.testing.assert_allclose(tv.detach().numpy(), o[name], rtol=1e-5, atol=1e-5, err_msg=f"{gate} {name}")
             np.testing.assert_allclose(o[name], r, rtol=1e-4, atol=1e-5, err_msg=f"{gate} {name} vs reference")
+
+
+def test_float64_noisy_topk_layer_runs_under_onnx_runtime():
+    """A double-precision noisy top-k layer (E = 32, k = 5, X of rank 4): ONNX Runtime has no double Erf, which
+    the smooth load estimator's normal CDF needs, so the lowering computes that CDF in float32; outputs
+    against torch (float64) and the numpy reference, the load loss to float32 rounding."""
+    rng = np.random.default_rng(5)
+    E, d, h, k, shape, T = 32, 5, 9, 5, (2, 3, 4), 24
+    w = {a: (v.astype(np.float64) if v is not None else None) for a, v in _weights(rng, E, d, h).items()}
+    b = GraphBuilder("moe64", opset=18, opsets={"graphmill": 1})
+    x, nz = b.input("x", "float64", [*shape, d]), b.input("noise", "float64", [T, E])
+    outs = b.op("MoE", x, *[b.const(w[n]) for n in ("wg", "wnoise", "w1", "b1", "w2", "b2")], nz, domain="graphmill",
+                outputs=5, k=k, capacity_factor=0.3, gate="topk")
+    for n, o in zip(NAMES, outs):
+        b.output(o, n)
+    g = b.build()
+    feeds = {"x": rng.normal(size=(*shape, d)), "noise": rng.normal(size=(T, E))}
+    o = ortb.run(g, feeds)
+    t = _torch(g, feeds)
+    ref = reference(feeds["x"], w, feeds["noise"], k=k, cf=0.3, gate="topk")
+    assert o["y"].dtype == np.float64 and int(o["dropped"]) > 0
+    for name, tv, r in zip(NAMES, t, ref):
+        np.testing.assert_allclose(o[name], tv.detach().numpy(), rtol=1e-6, atol=1e-9, err_msg=name)
+        np.testing.assert_allclose(o[name], r, rtol=1e-6, atol=1e-9, err_msg=name)

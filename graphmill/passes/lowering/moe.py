@@ -142,7 +142,11 @@ def lower_moe(node: Node, b: LoweringBuilder) -> list:
 
             def cdf(thr):
                 z = b.op("Div", b.op("Div", b.op("Sub", clean, thr), std), np.asarray(math.sqrt(2.0), dt))
-                return b.op("Mul", b.op("Add", b.op("Erf", z), np.asarray(1.0, dt)), np.asarray(0.5, dt))
+                if F32 == int(DataType.DOUBLE):  # ONNX Runtime has no double Erf: the CDF in float32
+                    erf = b.op("Cast", b.op("Erf", b.op("Cast", z, to=int(DataType.FLOAT))), to=F32)
+                else:
+                    erf = b.op("Erf", z)
+                return b.op("Mul", b.op("Add", erf, np.asarray(1.0, dt)), np.asarray(0.5, dt))
             p = b.op("Where", is_in, cdf(thr_in), cdf(thr_out))
             load_loss = _cv_squared(b, b.op("ReduceSum", p, b.ints(0), keepdims=0), dt)
         else:
