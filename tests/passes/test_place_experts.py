@@ -53,3 +53,26 @@ def test_place_experts_pass_writes_meta_that_the_simulator_uses():
     assert node.meta["expert_placement"] == [0, 1, 0, 1]
     (row,) = moe_report(g, AccelConfig(8, 8, "os", 4, 4, 2, 4, 4, 4), chips=[2])
     assert row["expert_parallel"][0]["placement"] == [0, 1, 0, 1]  # the pass's, not re-placed on measured load
+
+
+def test_place_experts_on_a_saved_model_file(tmp_path):
+    """A model file holds its MoE layers lowered to standard ONNX: the pass (as `graphmill optimize -p
+    place-experts{...}` runs it) must place those layers too, and the simulator must use that placement
+    (before, the pass skipped every loaded layer and left nothing for the simulator)."""
+    import graphmill
+    from graphmill.backends.simulator import AccelConfig
+    from graphmill.backends.simulator.expert_parallel import moe_report
+    from graphmill.frontend import zoo
+    from graphmill.passes import run_passes
+
+    g = zoo.build("switch_transformer", layers=2, batch=1, seq=8, vocab=20, hidden=16, heads=2, ffn=24, experts=4)
+    graphmill.save(g, tmp_path / "s.onnx")
+    back = graphmill.load(tmp_path / "s.onnx")
+    assert not [n for n in back.nodes if n.op_type == "MoE"]
+    run_passes(back, "place-experts{chips=2, method=contiguous}")
+    layer = [n for n in back.nodes if n.meta.get("lowered_from") == "graphmill::MoE"]
+    assert layer and all(n.meta["expert_placement"] == [0, 0, 1, 1] and n.meta["expert_chips"] == 2 for n in layer)
+    graphmill.save(back, tmp_path / "p.onnx")  # the meta travels in the file
+    (row,) = moe_report(graphmill.load(tmp_path / "p.onnx"), AccelConfig(8, 8, "os", 4, 4, 2, 4, 4, 4), chips=[2, 4])
+    assert row["expert_parallel"][0]["placement"] == [0, 0, 1, 1]  # the pass's (balanced would differ on load)
+    assert row["expert_parallel"][1]["chips"] == 4 and len(set(row["expert_parallel"][1]["placement"])) == 4

@@ -112,8 +112,12 @@ def moe_layers(graph: Graph) -> list[MoELayer]:
                 continue  # a lowering without its configuration: costed as its standard nodes only
             seen.add(name)
             E, k, tokens, d, h = vals
-            out.append(MoELayer(name, E, k, float(m.get("capacity_factor", 1.0)), str(m.get("gate", "topk")),
-                                tokens, d, h, bool(m.get("noisy", False))))
+            layer = MoELayer(name, E, k, float(m.get("capacity_factor", 1.0)), str(m.get("gate", "topk")),
+                             tokens, d, h, bool(m.get("noisy", False)))
+            p, chips = n.meta.get("expert_placement"), n.meta.get("expert_chips")
+            if isinstance(p, list) and len(p) == E and isinstance(chips, int):  # place-experts on a loaded file
+                layer.placement, layer.placement_chips = [int(c) for c in p], chips
+            out.append(layer)
     return out
 
 

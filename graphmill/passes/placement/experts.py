@@ -20,6 +20,8 @@ from graphmill.util.errors import UserInputError
 from ..base import Option, Pass, PassContext, PassResult, register_pass
 
 METHODS = ("contiguous", "balanced")
+#: ``meta["lowered_from"]`` of the standard nodes an MoE layer was lowered to (a saved file's layers)
+LOWERED_MOE = "graphmill::MoE"
 
 
 def place_experts(loads: Sequence[float], chips: int, *, method: str = "balanced") -> list[int]:
@@ -62,8 +64,9 @@ def node_loads(node) -> list[float] | None:
 
 @register_pass
 class PlaceExperts(Pass):
-    """Place the experts of every graphmill::MoE layer on chips: node.meta["expert_placement"] (one chip per
-    expert) and node.meta["expert_chips"]; the simulator's expert-parallel step reads them."""
+    """Place the experts of every MoE layer on chips: node.meta["expert_placement"] (one chip per expert) and
+    node.meta["expert_chips"], on the graphmill::MoE node or, in a loaded model file, on every node of the
+    layer's lowering (their meta["moe"] gives E); the simulator's expert-parallel step reads them."""
 
     name = "place-experts"
     options = (
@@ -74,16 +77,28 @@ class PlaceExperts(Pass):
     preserves = "all"
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        chips, method = self.opts["chips"], self.opts["method"]
         placed = 0
+        lowered: dict[str, list] = {}  # a loaded model file holds the layers lowered: lowered_node -> its nodes
         for node in graph.all_nodes():
-            if node.domain != "graphmill" or node.op_type != "MoE":
+            if node.domain == "graphmill" and node.op_type == "MoE":
+                E = moe_experts(node)
+                if E is None:
+                    continue
+                loads = node_loads(node) or [1.0] * E
+                node.meta["expert_placement"] = place_experts(loads, chips, method=method)
+                node.meta["expert_chips"] = chips
+                placed += 1
+            elif node.meta.get("lowered_from") == LOWERED_MOE and isinstance(node.meta.get("moe"), dict):
+                lowered.setdefault(str(node.meta.get("lowered_node")), []).append(node)
+        for nodes in lowered.values():  # every node of the layer carries its placement, as a lowering's meta
+            E = nodes[0].meta["moe"].get("experts")
+            if not isinstance(E, int) or E < 1:
                 continue
-            E = moe_experts(node)
-            if E is None:
-                continue
-            loads = node_loads(node) or [1.0] * E
-            node.meta["expert_placement"] = place_experts(loads, self.opts["chips"], method=self.opts["method"])
-            node.meta["expert_chips"] = self.opts["chips"]
+            placement = place_experts(node_loads(nodes[0]) or [1.0] * E, chips, method=method)
+            for n in nodes:
+                n.meta["expert_placement"] = list(placement)
+                n.meta["expert_chips"] = chips
             placed += 1
         return PassResult(changed=bool(placed), stats={"moe_layers_placed": placed})
 
