@@ -12,7 +12,9 @@ from graphmill.optimization import OptimizeReport, ReproducerError, model_summar
 from graphmill.optimization import optimize as _run_optimize
 
 
-def optimize(graph: Graph, schedule: "Schedule | str | None" = None, **options) -> OptimizeReport:
+def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices: int | None = None,
+             devices_file: str | None = None, accel=None, memory_gb: float | None = None, cost: str = "roofline",
+             **options) -> OptimizeReport:
     """Optimize ``graph`` in place with ``schedule`` and return the report.
 
     ``schedule`` is a built-in name (``"default"``, ``"ort"``, ``"cleanup"``), inline DSL text
@@ -21,8 +23,35 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, **options) 
     ``options`` are those of the CLI (``check_numerics``, ``rtol``, ``atol``, ``seed``, ``verify_each``,
     ``time_passes``, ``print_ir_after``, ``allow``, ``dims``, ``compare``, ...): see
     ``graphmill.optimization.optimize``.
+
+    Devices (as ``place``: ``devices`` identical chips of ``accel``, or a ``devices_file``; ``memory_gb``;
+    ``cost`` roofline or simulator) give the passes that put ops on devices (``place``, ``LEARNED_PASSES``) the
+    same device cost model ``place`` uses; a schedule naming one of them without devices is refused before any
+    work. The device set and cost travel in the meta those passes write (``graph.meta["learned"]`` /
+    ``["placement"]``), so that ``replay_placement`` (``graphmill simulate``) re-simulates the decisions.
     """
-    return _run_optimize(graph, schedule, **options)
+    from graphmill.optimization import resolve_schedule
+
+    names = [r.name for r in resolve_schedule(schedule, options.get("schedule_file")).runs()]
+    need = [n for n in names if n == "place" or n in LEARNED_PASSES]
+    if devices is None and devices_file is None and accel is None:
+        if need:
+            raise UserInputError(f"pass {need[0]!r} puts ops on devices: give them with --devices N or "
+                                 "--devices-file D.toml (api.optimize: devices=, devices_file=, accel=)")
+        return _run_optimize(graph, schedule, **options)
+    from graphmill.backends.simulator.devices import PlacementCostModel, device_set
+
+    if cost not in ("roofline", "simulator"):
+        raise UserInputError(f"--cost {cost!r}: choose roofline or simulator")
+    ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)
+    before = {k: graph.meta.get(k) for k in ("learned", "placement")}
+    report = _run_optimize(graph, schedule, cost_model=PlacementCostModel(ds, cost), **options)
+    written = [k for k, old in before.items() if isinstance(graph.meta.get(k), dict) and graph.meta[k] is not old]
+    for k in written:  # by this run's passes
+        graph.meta[k].update({"device_set": ds.to_dict(), "cost": cost})
+    if written:  # the other one, from an earlier run, no longer describes the nodes' devices
+        graph.meta.pop("placement" if "learned" in written else "learned", None)
+    return report
 
 
 def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = None, size_threshold: int = 1024,
@@ -447,6 +476,7 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
     """
     from graphmill.backends.simulator.devices import PlacementCostModel, device_set
     from graphmill.backends.simulator.placement_sim import measured_cost, placement_gantt
+    from graphmill.frontend.onnx_shape_inference import infer_shapes
     from graphmill.passes.placement import check_method, place_graph, training_graph
     from graphmill.ir.naming import name_nodes
 
@@ -457,6 +487,7 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
         raise UserInputError(f"--budget {budget!r}: must be an integer >= 0 (0: the method's default)")
     ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)
+    infer_shapes(graph)  # a file without intermediate shapes (torch.onnx.export writes none) has them costed
     name_nodes(graph)
     target = training_graph(graph) if training else graph
     model = PlacementCostModel(ds, measured_cost(graph, ds) if cost == "ort" else cost)
@@ -492,12 +523,14 @@ def check_placement(graph: Graph, inputs: dict | None = None, *, runs: int = 3, 
 def replay_placement(graph: Graph) -> dict | None:
     """Simulate the placement a saved placed model carries (``graph.meta["placement"]``, ``node.meta["device"]``)
     on the device set it was made for: ``{"makespan", "units", "devices", "peak", "method"}``; None when the
-    graph is not placed."""
+    graph is not placed. A graph the learned passes placed (``graph.meta["learned"]``, no ``placement``) replays
+    with its fusion groups and priorities (``learned_replay``; ``method`` is the pass)."""
     from graphmill.backends.simulator.placement_sim import placed_device_set, replay_placement as _replay
 
     ds = placed_device_set(graph)
     if ds is None:
-        return None
+        learned = learned_replay(graph)
+        return None if learned is None else dict(learned, method=graph.meta["learned"].get("pass"))
     return _replay(graph, ds, cost=(graph.meta.get("placement") or {}).get("cost", "roofline"))
 
 
@@ -614,7 +647,11 @@ def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict
     t0 = time.perf_counter()
     jp, dec, out, stats = run_learned(graph, model, "learned-place", policy_path=policy_path, samples=samples,
                                       seed=seed, hint=hint)
-    learned = {"samples": samples + 1, "steps": 0, "best_from": "zero-shot", "samples_to_best_baseline": None}
+    reach = [k + 1 for k, t in enumerate(stats["candidates"]) if best_base is not None and
+             t <= best_base.schedule.makespan]  # the policy's own samples, the hint (from_sample -1) not counted
+    learned = {"samples": samples + 1, "steps": 0,
+               "best_from": "zero-shot" if stats["from_sample"] >= 0 or best_base is None else best_base.method,
+               "samples_to_best_baseline": reach[0] if reach else None}
     if budget:
         from graphmill.passes.learned.passes import combine, policy_for
         from graphmill.search.learned import fine_tune, make_task
@@ -624,11 +661,13 @@ def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict
         ref = min(base.report["baselines"].values())
         ft = fine_tune(policy_for(policy_path), task, budget=budget, seed=seed, progress=progress, reference=ref,
                        transform=lambda d: combine(d, keep, {"place"}, task.jp))
-        learned.update(samples=learned["samples"] + ft["samples"], steps=-(-budget // 10), best_from="fine-tune",
-                       samples_to_best_baseline=None if ft["samples_to_reference"] is None else
-                       learned["samples"] + ft["samples_to_reference"])
+        learned.update(samples=learned["samples"] + ft["samples"], steps=-(-budget // 10),
+                       samples_to_best_baseline=learned["samples_to_best_baseline"] or (
+                           None if ft["samples_to_reference"] is None else
+                           learned["samples"] + ft["samples_to_reference"]))
         if ft["outcome"] is not None and ft["outcome"].makespan < out.makespan:
             out = ft["outcome"]
+            learned["best_from"] = "fine-tune"
     placement = [int(d) for d in out.device]
     cand = evaluate(base.problem, placement, "learned", time.perf_counter() - t0)
     if best_base is not None and (not cand.valid or best_base.schedule.makespan < cand.schedule.makespan):
@@ -642,10 +681,6 @@ def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict
                              f"({base.problem.device_names[d]}) {fmt_bytes(excess)} over its memory")
     apply_placement(graph, base.problem, placement)
     report = make_report(base.problem, "learned", cand, base.candidates)
-    ref = min(report["baselines"].values())
-    if learned["samples_to_best_baseline"] is None and cand.schedule.makespan <= ref and \
-            learned["best_from"] in ("zero-shot", "fine-tune"):
-        learned["samples_to_best_baseline"] = learned["samples"]
     graph.meta["placement"] = {"method": "learned", "makespan": cand.schedule.makespan, "units": base.problem.units,
                                "devices": list(base.problem.device_names)}
     info = dict(base.info)
@@ -672,6 +707,7 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
     travel in the graph's meta (``graph.meta["learned"]`` with the device set, node meta ``device``,
     ``fusion_group``, ``priority``) so that ``learned_replay`` re-simulates them."""
     from graphmill.backends.simulator.devices import PlacementCostModel, device_set
+    from graphmill.frontend.onnx_shape_inference import infer_shapes
     from graphmill.ir.naming import name_nodes
     from graphmill.passes.learned.baselines import best_baseline
     from graphmill.passes.learned.passes import apply_decisions, combine, decisions_from_graph, policy_for, run_learned
@@ -688,6 +724,7 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
         raise UserInputError(f"--cost {cost!r}: choose roofline or simulator")
     ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)
     model = PlacementCostModel(ds, cost)
+    infer_shapes(graph)  # as place: intermediate shapes a file lacks
     name_nodes(graph)
     target = training_graph(graph) if training else graph
     pol = policy_for(policy or "")
@@ -706,6 +743,8 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
         apply_decisions(target, jp, dec, out, p)
     bb = best_baseline(jp)
     target.meta["learned"].update({"device_set": ds.to_dict(), "cost": cost, "passes": seq})
+    for g in {id(graph): graph, id(target): target}.values():  # an earlier placement's meta is stale now
+        g.meta.pop("placement", None)
     if training:
         by_name = {n.name: n.meta.get("device") for n in target.nodes}
         for n in graph.nodes:

@@ -177,7 +177,7 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
              print_ir_diff: bool = False, allow: Iterable[str] = (EXACT, REASSOCIATING),
              reproducer_dir: str | None = None, compare: bool = False, explain_rule: str | None = None,
              dims: dict[str, int] | None = None, stream: TextIO | None = None,
-             load_passes: Iterable[str] = ()) -> OptimizeReport:
+             load_passes: Iterable[str] = (), cost_model: Any = None) -> OptimizeReport:
     """Optimize ``graph`` in place with ``schedule`` (default: the embedded one) and report what happened.
 
     ``check_numerics`` compares ONNX Runtime outputs with the original's after every
@@ -186,6 +186,7 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     temporary folder) and ``ReproducerError`` says where, with the command that reruns it.
     ``dims`` sizes symbolic dimensions for the figures and the random inputs (default 1);
     ``load_passes`` (the files the user's passes came from) only goes into that command.
+    ``cost_model``: the ``PassContext``'s (the device cost model ``place`` and the learned passes need).
     """
     sched = resolve_schedule(schedule, schedule_file)
     before = _brief(graph, dims)  # first: it checks dims, and inference only adds type information
@@ -204,7 +205,8 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     numerics = ortb.NumericsCheck(rtol=rtol, atol=atol, seed=seed, dims=dims) if check_numerics else None
     if numerics:
         instruments.append(numerics)
-    ctx = pass_context(seed=seed, allow=allow)  # with ONNX Runtime's node evaluator and onnx's shape inference
+    # with ONNX Runtime's node evaluator and onnx's shape inference
+    ctx = pass_context(seed=seed, allow=allow, cost_model=cost_model)
     # One copy of the input instead of a snapshot before every pass: on a failure, the passes that ran
     # are replayed on it (they are deterministic for a seed) to rebuild the model before the failing one.
     start = original.copy() if original is not None else graph.copy()
@@ -213,7 +215,7 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
         result = pm.run(graph)
     except PassFailure as f:
         if f.before is None:
-            f.before = _replay(start, f.ran, seed, allow)
+            f.before = _replay(start, f.ran, seed, allow, cost_model)
         folder = write_reproducer(f, sched, seed, reproducer_dir)
         raise ReproducerError(f, folder, rerun_command(folder, rtol=rtol, atol=atol, seed=seed, allow=allow,
                                                        dims=dims, load_passes=load_passes)) from f
@@ -236,9 +238,10 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     return report
 
 
-def _replay(start: Graph, ran: list, seed: int, allow: Iterable[str]) -> Graph:
+def _replay(start: Graph, ran: list, seed: int, allow: Iterable[str], cost_model: Any = None) -> Graph:
     """``start`` after the given pass steps: the model as it was before the step that failed."""
-    PassManager(Schedule("replay", list(ran)), ctx=pass_context(seed=seed, allow=allow)).run(start)
+    ctx = pass_context(seed=seed, allow=allow, cost_model=cost_model)
+    PassManager(Schedule("replay", list(ran)), ctx=ctx).run(start)
     return start
 
 

@@ -44,6 +44,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="where to write a reproducer when a pass fails (default: a temp folder)")
     p.add_argument("--no-compare", action="store_true", help="skip the final ONNX Runtime comparison with the original")
     p.add_argument("--json", metavar="REPORT", help="write the report as JSON to REPORT ('-' for stdout only)")
+    dev = p.add_argument_group("devices (for the place and learned-* passes, as graphmill place)")
+    dev.add_argument("--devices", type=int, metavar="N", help="N identical chips (of --accel, or the built-in one)")
+    dev.add_argument("--devices-file", metavar="D.toml", help="heterogeneous devices and links (README)")
+    dev.add_argument("--accel", metavar="A.toml", help="accelerator config of the chips (alone: its system.chips)")
+    dev.add_argument("--memory", type=float, metavar="GB", help="memory of every device (default: the file's, or 16)")
+    dev.add_argument("--cost", default="roofline", choices=["roofline", "simulator"],
+                     help="op costs (default roofline)")
     add_output_args(p)
     p.set_defaults(func=run)
     return p
@@ -68,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
         atol=args.atol, seed=args.seed, verify_each=args.verify_each, time_passes=args.time_passes,
         print_ir_after=print_after, print_ir_diff=args.print_ir_diff, allow=["exact", "float-reassociating"]
         + list(args.allow or []), reproducer_dir=args.reproducer_dir, compare=not args.no_compare,
-        explain_rule=args.explain_match, dims=parse_dims(args.dim), load_passes=args.load_passes or ())
+        explain_rule=args.explain_match, dims=parse_dims(args.dim), load_passes=args.load_passes or (),
+        devices=args.devices, devices_file=args.devices_file, accel=args.accel, memory_gb=args.memory,
+        cost=args.cost)
     save_output(graph, args)
     data = report.to_dict()
     data.update({"input": args.model, "output": args.output})

@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="place the training step (forward + backward ops; README states the backward cost rule)")
     p.add_argument("--seed", type=int, default=0, help="seed of the learned placers and METIS (default 0)")
     p.add_argument("--checkpoint", metavar="PATH", help="rl/hierarchical: save after every step; resume from it")
+    p.add_argument("--policy", metavar="POLICY.npz", help="learned: a policy file (default: the shipped one)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the model with node meta 'device'")
     p.add_argument("--json", metavar="REPORT", help="write the JSON report to REPORT ('-': stdout)")
     p.add_argument("--plot", metavar="gantt.png", help="write the simulated schedule as a Gantt PNG")
@@ -55,12 +56,16 @@ def run(args: argparse.Namespace) -> int:
         from graphmill.errors import UserInputError
 
         raise UserInputError(f"--devices {args.devices}: must be an integer >= 1")
+    if args.policy and args.method != "learned":
+        from graphmill.errors import UserInputError
+
+        raise UserInputError(f"--policy {args.policy}: only --method learned reads a policy")
     graph = api.load(args.model)
     info: dict = {}
     report = api.place(graph, method=args.method, devices=args.devices, devices_file=args.devices_file,
                        accel=args.accel, memory_gb=args.memory, cost=args.cost, budget=args.budget, seed=args.seed,
                        training=args.training, progress=progress, checkpoint=args.checkpoint, plot=args.plot,
-                       info=info)
+                       info=info, options={"policy": args.policy} if args.policy else None)
     run_result = api.check_placement(graph) if args.run else None
     save_output(graph, args)
     if args.json:

@@ -92,7 +92,8 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     """What the pass ``name`` does (module docstring); returns (problem, decisions, outcome, stats). ``hint``:
     the placement the policy's features start from (default: the graph's own when it keeps the devices, else
     the best baseline's); ``guard``: the hint's own decisions are a candidate too (``from_sample`` -1 when they
-    win), so that the pass is never worse than the best baseline."""
+    win), so that the pass is never worse than the best baseline. ``stats["candidates"]``: the step time of the
+    policy's greedy decisions and of each sample, in order (inf when invalid)."""
     import torch
 
     from .features import node_features
@@ -117,15 +118,18 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     if guard:
         cands.append(obs["hint_decisions"])
     best = None
+    times = []
     for k, d in enumerate(cands):
         dec = combine(d, base, parts, jp)
         out = jp.evaluate(dec)
+        times.append(out.makespan if out.valid else float("inf"))
         key = (not out.valid, out.makespan)
         if best is None or key < best[0]:
             best = (key, dec, out, k)
     _, dec, out, k = best
     stats = {"makespan": out.makespan, "fusion_groups": sum(len(g) > 1 for g in out.groups),
-             "refused_fusions": len(out.refused), "from_sample": k if k <= samples else -1}
+             "refused_fusions": len(out.refused), "from_sample": k if k <= samples else -1,
+             "candidates": times[:samples + 1]}  # the policy's candidates' step times (inf: invalid), greedy first
     return jp, dec, out, stats
 
 
@@ -152,6 +156,7 @@ class _Learned(Pass):
             d, excess = out.over
             notes.append(f"{self.name}: device {jp.prob.device_names[d]} exceeds its memory by {excess:,.0f} bytes")
         apply_decisions(graph, jp, dec, out, self.name)
+        stats.pop("candidates")  # a pass's stats are numbers (the manager sums them)
         return PassResult(changed=True, stats=stats, notes=notes)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,6 +201,21 @@ def save_policy(policy: GraphPolicy, path: str | os.PathLike, meta: dict) -> Non
     atomic_write_many([(path, buf.getvalue()), (path[:-4] + ".json", (json.dumps(doc, indent=1) + "\n").encode())])
 
 
+def check_state(policy: GraphPolicy, state: dict) -> None:
+    """Refuse, naming the first differing tensor, a state dict that does not fit ``policy``: a policy written
+    for another feature set (its input layer's width is the number of node features) or architecture."""
+    own = policy.state_dict()
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or extra:
+        raise ValueError(f"tensor {(missing or extra)[0]!r} {'missing' if missing else 'unexpected'}")
+    for k, v in own.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            why = (f"{state[k].shape[-1]} node features, this graphmill has {NODE_FEATURES}"
+                   if k == "inp.0.weight" and state[k].dim() == 2 else
+                   f"{tuple(state[k].shape)}, expected {tuple(v.shape)}")
+            raise ValueError(f"tensor {k!r} is {why}; retrain it with `graphmill train-policy`")
+
+
 def load_policy(path: str | os.PathLike | None = None) -> tuple[GraphPolicy, dict]:
     """A policy saved by ``save_policy`` (default: the shipped one); one-line error for anything else."""
     path = os.fspath(path) if path is not None else default_policy_path()
@@ -216,8 +232,9 @@ def load_policy(path: str | os.PathLike | None = None) -> tuple[GraphPolicy, dic
         policy = GraphPolicy(**{k: int(v) for k, v in meta["config"].items()})
         with np.load(path, allow_pickle=False) as z:
             state = {k: torch.from_numpy(z[k].copy()) for k in z.files}
+        check_state(policy, state)
         policy.load_state_dict(state)
-    except (ValueError, KeyError, TypeError, OSError, RuntimeError) as e:
+    except (ValueError, KeyError, TypeError, OSError, RuntimeError, EOFError, zipfile.BadZipFile) as e:
         raise UserInputError(f"{path}: not a graphmill policy ({str(e).splitlines()[0] if str(e) else e})") from None
     policy.eval()
     return policy, meta
