@@ -290,6 +290,8 @@ def ppo_update(policy, optim, ep_rolls: list[tuple[Episode, list[Rollout]]], *, 
                 probs = torch.softmax(lg, -1)
                 ent = -(probs * logp_all.clamp(min=-1e4)).sum(-1)
                 loss = loss - (surr.mean() + entropy * ent.mean()) / (len(rolls) * len(ep_rolls))
+        if not torch.is_tensor(loss):  # no decisions in the batch (no movable hard macros): nothing to learn
+            return 0.0
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         optim.step()

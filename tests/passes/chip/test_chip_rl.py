@@ -85,3 +85,10 @@ def test_rl_place_is_legal_and_no_worse_than_its_episodes():
     assert r.legal and independent_legal(p)
     assert r.report.proxy == pytest.approx(proxy_cost(p).proxy)
     assert np.isfinite(r.report.proxy)
+
+
+def test_netlist_without_hard_macros():
+    # Circuit Training's simple_with_coords has soft macros and standard cells only: nothing for the policy
+    p = problem_from_graph(generate_netlist(hard=0, soft=6, seed=2))
+    r = rl.rl_place(p, budget_s=1.0, seed=0)
+    assert r.legal and np.isfinite(r.report.proxy)
