@@ -178,3 +178,11 @@ def test_too_many_experts_refused_before_any_weight_is_drawn(monkeypatch):
     monkeypatch.setenv("GRAPHMILL_MAX_ELEMENTS", "1000")
     with pytest.raises(UserInputError, match=r"64 experts: the expert weights W1 \[64, 8, 12\] would have 6144 "):
         zoo.build("moe_lstm_lm", **dict(SMALL_LM, experts=64))
+
+
+def test_switch_transformer_keeps_an_moe_layer_at_any_depth():
+    """--depth 0.1 scales 4 layers to ceil(0.4) = 1, which was a dense Transformer without any MoE layer (and
+    --experts/--k silently meant nothing); the model keeps two layers, the second an MoE."""
+    g = zoo.build("switch_transformer", depth=0.1, batch=1, seq=4, vocab=20, hidden=16, heads=2, ffn=24, experts=4)
+    assert g.meta["model"]["layers"] == 2
+    assert [n.name for n in g.nodes if n.op_type == "MoE"] == ["moe1"]

@@ -140,10 +140,12 @@ def switch_transformer(*, experts: int = 8, k: int = 1, capacity_factor: float =
                        batch: int = 8, gate: str = "switch", seed: int = 0, opset: int = 17, width: float = 1.0,
                        depth: float = 1.0, resolution: float = 1.0) -> Graph:
     """A Switch-Transformer-style encoder (module docstring): input_ids int64 [batch, seq] -> logits
-    [batch, seq, vocab]; layers 1, 3, 5, ... (every other, counting from 0) have an MoE FFN."""
+    [batch, seq, vocab]; layers 1, 3, 5, ... (every other, counting from 0) have an MoE FFN, so there are at least
+    two layers whatever ``depth`` scales them to."""
     model = "switch_transformer"
     check_moe_config(experts=experts, k=k, capacity_factor=capacity_factor, gate=gate, where=model)
     w, layers, seq, batch, vocab = _sizes(model, width, depth, resolution, layers, ("seq", seq), batch, vocab)
+    layers = max(2, layers)  # layer 1 is the first MoE layer: one layer (--depth 0.1) would hold no MoE at all
     dh = max(1, check_count("hidden", hidden, model=model) // check_count("heads", heads, model=model))
     heads = max(1, round(heads * w))  # width scales the heads; the head size stays
     hidden = heads * dh
