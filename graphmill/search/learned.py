@@ -42,6 +42,7 @@ from graphmill.passes.learned.env import Decisions, JointProblem, Outcome
 from graphmill.passes.learned.features import node_features
 from graphmill.passes.learned.policy import GraphPolicy, Sample, obs_tensors, save_policy
 from graphmill.passes.placement import build_problem, training_graph
+from graphmill.passes.placement.rl import load_checkpoint, merge_options
 from graphmill.util.files import atomic_write_bytes
 
 __all__ = ["Task", "make_task", "random_graph", "training_set", "train", "fine_tune", "DEFAULTS",
@@ -191,16 +192,7 @@ def _advantages(r: np.ndarray) -> np.ndarray:
 
 
 def _options(options: dict | None) -> dict:
-    opts = dict(DEFAULTS)
-    for k, v in (options or {}).items():
-        if k not in DEFAULTS:
-            import difflib
-
-            close = difflib.get_close_matches(k, DEFAULTS, n=1)
-            raise UserInputError(f"unknown train-policy option {k!r}{f' (did you mean {close[0]!r}?)' if close else ''}"
-                                 f"; known: {', '.join(DEFAULTS)}")
-        opts[k] = type(DEFAULTS[k])(v)
-    return opts
+    return merge_options(DEFAULTS, options, "train-policy")
 
 
 def train(tasks: list[Task], *, seed: int = 0, options: dict | None = None, checkpoint: str | None = None,
@@ -227,14 +219,7 @@ def _train(tasks, seed, opts, checkpoint, progress, output, meta):
     state: dict = {"step": 0, "samples": 0, "history": [], "seconds": 0.0}
     resumed = False
     if checkpoint and os.path.exists(checkpoint):
-        try:
-            ck = torch.load(checkpoint, weights_only=True)
-        except Exception as e:  # noqa: BLE001 -- any unreadable file is the user's to remove
-            raise UserInputError(f"{checkpoint}: cannot read the training checkpoint ({str(e).splitlines()[0]}); "
-                                 "remove it to start afresh") from None
-        if not isinstance(ck, dict) or ck.get("signature") != sig:
-            raise UserInputError(f"{checkpoint}: a checkpoint of another training run (training set, options or "
-                                 "seed differ); give another path or remove it")
+        ck = load_checkpoint(checkpoint, sig, "training", "training set, options or seed")
         policy.load_state_dict(ck["policy"])
         optim.load_state_dict(ck["optim"])
         state = ck["state"]

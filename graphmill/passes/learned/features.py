@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphmill.passes.placement.baselines import upward_rank
+from graphmill.passes.placement.problem import op_bytes
 
 from .env import Decisions, JointProblem
 
@@ -56,14 +57,7 @@ def node_features(jp: JointProblem, hint: np.ndarray | None = None) -> dict:
             x[i, vocab["backward"]] = 1
         else:
             x[i, vocab.get(node.op_type, vocab["other"])] = 1
-    out_b = np.zeros(n)
-    in_b = np.zeros(n)
-    w_b = np.zeros(n)
-    for v in prob.values:
-        if v.producer is not None:
-            out_b[v.producer] += v.bytes
-        for c in v.consumers:
-            (in_b if v.producer is not None else w_b)[c] += v.bytes
+    out_b, in_b, w_b = op_bytes(prob)
     t = prob.op_time.mean(axis=1)
     tm = max(t.mean(), 1e-9)
     bm = max(out_b.mean(), 1.0)

@@ -245,3 +245,15 @@ def colocation_groups(prob: PlacementProblem) -> list[int]:
             ids[r] = len(ids)
         out.append(ids[r])
     return out
+
+
+def op_bytes(prob: PlacementProblem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per op: the bytes it produces, reads from other ops and reads from graph inputs and weights (the byte
+    features of the rl placer and of the learned passes' policy)."""
+    out_b, in_b, w_b = np.zeros(prob.n), np.zeros(prob.n), np.zeros(prob.n)
+    for v in prob.values:
+        if v.producer is not None:
+            out_b[v.producer] += v.bytes
+        for c in v.consumers:
+            (in_b if v.producer is not None else w_b)[c] += v.bytes
+    return out_b, in_b, w_b

@@ -55,7 +55,7 @@ from torch import nn
 from graphmill.ir import UserInputError
 from graphmill.util.files import atomic_write_bytes
 
-from .problem import PlacementProblem
+from .problem import PlacementProblem, op_bytes
 from .schedule import simulate
 
 DEFAULTS = {"samples": 8, "lr": 0.005, "entropy": 0.01, "baseline_decay": 0.9, "hidden": 64, "max_groups": 256,
@@ -80,14 +80,7 @@ def op_features(prob: PlacementProblem) -> tuple[np.ndarray, np.ndarray, int]:
     types: dict[str, int] = {}
     tid = np.zeros(n, np.int64)
     feats = np.zeros((n, 17))
-    out_b = np.zeros(n)
-    in_b = np.zeros(n)
-    w_b = np.zeros(n)
-    for v in prob.values:
-        if v.producer is not None:
-            out_b[v.producer] += v.bytes
-        for c in v.consumers:
-            (in_b if v.producer is not None else w_b)[c] += v.bytes
+    out_b, in_b, w_b = op_bytes(prob)
     up = upward_rank(prob)
     w = prob.op_time.mean(axis=1)
     down = np.zeros(n)  # longest path from the start to the op's start (op times only)
@@ -239,6 +232,35 @@ class Policy(nn.Module):
 
 # -- training -----------------------------------------------------------------------------------------------------
 
+def merge_options(defaults: dict, options: dict | None, what: str) -> dict:
+    """``defaults`` updated with ``options``, each converted to its default's type; an unknown key is refused
+    in one line with the closest known one (``what``: whose options, e.g. "rl")."""
+    opts = dict(defaults)
+    for k, v in (options or {}).items():
+        if k not in defaults:
+            import difflib
+
+            close = difflib.get_close_matches(k, defaults, n=1)
+            raise UserInputError(f"unknown {what} option {k!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                                 f"known: {', '.join(defaults)}")
+        opts[k] = type(defaults[k])(v)
+    return opts
+
+
+def load_checkpoint(path: str, signature: str, what: str, differ: str, *, weights_only: bool = True) -> dict:
+    """A training checkpoint written with ``signature``, or a one-line refusal: a file ``torch.load`` cannot
+    read, or one of another run (``differ``: what would differ); ``what`` names the run ("placement")."""
+    try:
+        ck = torch.load(path, weights_only=weights_only)
+    except Exception as e:  # noqa: BLE001 -- any unreadable file is the user's to remove
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserInputError(f"{path}: cannot read the {what} checkpoint ({why}); remove it to start afresh") from None
+    if not isinstance(ck, dict) or ck.get("signature") != signature:
+        raise UserInputError(f"{path}: a checkpoint of another {what} run ({differ} differ); give another path or "
+                             "remove it")
+    return ck
+
+
 def _signature(prob: PlacementProblem, method: str, seed: int) -> str:
     return f"{method}|{prob.n}|{prob.devices}|{seed}|{float(prob.op_time.sum()):.6g}|{len(prob.values)}"
 
@@ -262,15 +284,7 @@ def learned_placement(prob: PlacementProblem, method: str, baselines: list[Any],
 def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any], *, budget: int, seed: int,
                        options: dict | None, progress: Callable[[str], None] | None,
                        checkpoint: str | None) -> tuple[list[int], dict]:
-    opts = dict(DEFAULTS)
-    for k, v in (options or {}).items():
-        if k not in DEFAULTS:
-            import difflib
-
-            close = difflib.get_close_matches(k, DEFAULTS, n=1)
-            raise UserInputError(f"unknown {method} option {k!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
-                                 f"known: {', '.join(DEFAULTS)}")
-        opts[k] = type(DEFAULTS[k])(v)
+    opts = merge_options(DEFAULTS, options, method)
     budget = budget or int(opts["budget"])
     K = int(opts["samples"])
     D = prob.devices
@@ -302,14 +316,7 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
     sig = _signature(prob, method, seed)
     resumed = False
     if checkpoint and os.path.exists(checkpoint):
-        try:
-            ck = torch.load(checkpoint, weights_only=False)
-        except Exception as e:  # noqa: BLE001 -- any unreadable file is the user's to remove
-            raise UserInputError(f"{checkpoint}: cannot read the placement checkpoint ({e}); remove it to start "
-                                 "afresh") from None
-        if not isinstance(ck, dict) or ck.get("signature") != sig:
-            raise UserInputError(f"{checkpoint}: a checkpoint of another placement run (graph, devices, method or "
-                                 "seed differ); give another path or remove it")
+        ck = load_checkpoint(checkpoint, sig, "placement", "graph, devices, method or seed", weights_only=False)
         policy.load_state_dict(ck["policy"])
         optim.load_state_dict(ck["optim"])
         gen.set_state(ck["gen"])
