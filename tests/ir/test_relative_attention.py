@@ -170,3 +170,14 @@ def test_simulator_runs_the_op_as_its_lowering():
     assert op["uncosted"] == [] and op["total_cycles"] == low["total_cycles"] > 0
     assert [r["op"] for r in op["layers"]] == [r["op"] for r in low["layers"]]
     assert sum(r["op"] == "MatMul" for r in op["layers"]) == 2
+
+
+def test_rank_2_queries_without_a_heads_axis_are_refused():
+    """Q [L, d] has no heads axis for the [heads, L, L] bias: the lowering (and torch) then return
+    [heads, L, dv] while inference said [L, dv] (ONNX Runtime gave (2, 4, 8) for a declared [4, 8])."""
+    b = GraphBuilder("ra", opset=17, opsets={"graphmill": 1})
+    q = b.input("q", "float32", [4, 8])
+    b.output(b.op("RelativeAttention", q, q, q, b.const(np.zeros((9, 2), np.float32)), domain="graphmill",
+                  height=2, width=2), "y")
+    with pytest.raises(ShapeInferenceError, match=r"RelativeAttention.*Q has rank 2; expected \[\.\.\., heads, L, d\]"):
+        b.build()

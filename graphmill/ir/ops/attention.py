@@ -80,8 +80,8 @@ def _infer(ctx: InferenceContext) -> list:
     q, k, v, t = (ctx.input_shape(i) for i in (Q, K, V, TABLE))
     dtype = ctx.input_dtype(V) or ctx.input_dtype(Q)
     for name, s in (("Q", q), ("K", k), ("V", v)):
-        if s is not None and len(s) < 2:
-            raise ctx.fail(f"{name} has rank {len(s)}; expected [..., heads, L, d]")
+        if s is not None and len(s) < 3:  # the [L, L, heads] bias needs a heads axis to broadcast against
+            raise ctx.fail(f"{name} has rank {len(s)}; expected [..., heads, L, d] (rank >= 3)")
         if s is not None and isinstance(s[-2], int) and s[-2] != h * w:
             raise ctx.fail(f"{name} has {s[-2]} positions; height {h} x width {w} is {h * w}")
     if q is not None and k is not None and isinstance(q[-1], int) and isinstance(k[-1], int) and q[-1] != k[-1]:
