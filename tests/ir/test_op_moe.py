@@ -75,3 +75,18 @@ def test_bad_configuration_is_one_line_user_error(kwargs, match):
 def test_graph_with_k_over_experts_is_refused_at_inference():
     with pytest.raises(MoEConfigError, match="k must be <= E"):
         moe_graph(E=2, k=3)
+
+
+def test_scalar_tokens_are_refused_at_inference():
+    """X of rank 0 has no feature axis: refused naming the node (it reached ONNX Runtime, whose Flatten
+    refused the lowering with a message about axis -1)."""
+    from graphmill.ir import ShapeInferenceError
+
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("moe", opset=17, opsets={"graphmill": 1})
+    f = lambda *s: b.const(rng.normal(size=s).astype(np.float32))  # noqa: E731
+    outs = b.op("MoE", b.input("x", "float32", []), f(5, 3), None, f(3, 5, 4), f(3, 4), f(3, 4, 5), f(3, 5),
+                domain="graphmill", outputs=5, k=2, capacity_factor=1.0, gate="topk")
+    b.output(outs[0], "y")
+    with pytest.raises(ShapeInferenceError, match=r"MoE.*X is a scalar"):
+        b.build()

@@ -154,6 +154,8 @@ def infer_moe(ctx: InferenceContext) -> list:
     if experts is not None:
         check_moe_config(experts=experts, where=node.describe(), **a)
     x = ctx.input_shape(X)
+    if x is not None and len(x) == 0:
+        raise ctx.fail("X is a scalar; expected tokens [..., d] (rank >= 1)")
     want = {WG: 2, WNOISE: 2, W1: 3, B1: 2, W2: 3, B2: 2, NOISE: 2}
     for i, rank in want.items():
         s = ctx.input_shape(i) if ctx.has_input(i) else None
