@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     replay = api.replay_placement(graph) if not (args.scalesim_topology or args.scalesim_config) else None
     moe = [] if (args.scalesim_topology or args.scalesim_config) else \
         api.simulate_moe(graph, accel, chips=_chip_list(args.expert_chips))  # per-expert load of MoE layers
+    if args.expert_chips is not None and not moe:
+        print("graphmill simulate: warning: --expert-chips: the model has no mixture-of-experts layer",
+              file=sys.stderr)
     if args.plot:
         report.plot(args.plot)
     if args.json:

@@ -122,3 +122,15 @@ def test_chip_counts_beyond_the_config_limit_are_one_line_errors():
         with pytest.raises(UserInputError, match=r"number of chips in 1\.\.4096"):
             simulate_expert_parallel(_layer([4, 4]), cfg, bad)
     assert simulate_expert_parallel(_layer([4, 4]), cfg, 4096).chips == 4096
+
+
+def test_expert_chips_on_a_model_without_moe_layers_says_so(tmp_path, capsys):
+    """--expert-chips on a dense model did nothing, silently; now one warning line (the table stands)."""
+    from graphmill import api
+    from graphmill.cli import main
+
+    path = tmp_path / "c.onnx"
+    api.save(zoo.build("coatnet_0", resolution=32, width=0.125, depth=0.2, batch=1, num_classes=2), path)
+    assert main(["simulate", str(path), "--accel", EDGE, "--expert-chips", "4"]) == 0
+    err = capsys.readouterr().err
+    assert "--expert-chips: the model has no mixture-of-experts layer" in err and len(err.strip().splitlines()) == 1
