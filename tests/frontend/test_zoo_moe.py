@@ -86,16 +86,24 @@ def test_macs_per_token_hand_count():
     assert graphmill.inspect(g)["macs"] == lstm + moe + softmax
 
 
+def _ort_equals_torch(g, name: str, ids: np.ndarray, *, train: bool):
+    """(ONNX Runtime's outputs, the torch module, its outputs) of ``g`` on input ``name``, asserted equal; the
+    torch module in training mode when ``train`` (only for a loaded file: its lowered gate has no noise, where
+    the op would draw some)."""
+    o = ortb.run(g, {name: ids})
+    m = graphmill.to_torch(g)
+    m.train(train)
+    t = m(**{name: torch.from_numpy(ids)})
+    for (out, a), b in zip(o.items(), t):
+        np.testing.assert_allclose(a, b.detach().numpy(), rtol=1e-5, atol=1e-5, err_msg=out)
+    return o, m, t
+
+
 def test_switch_transformer_ort_equals_torch_and_saves_standard_onnx(tmp_path):
     g = zoo.build("switch_transformer", layers=2, batch=2, seq=8, vocab=50, hidden=16, heads=2, ffn=24, experts=4,
                   capacity_factor=1.0)
     ids = np.random.default_rng(0).integers(0, 50, size=(2, 8))
-    o = ortb.run(g, {"input_ids": ids})
-    m = graphmill.to_torch(g)
-    m.eval()
-    t = m(input_ids=torch.from_numpy(ids))
-    for (name, a), b in zip(o.items(), t):
-        np.testing.assert_allclose(a, b.detach().numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+    o, _, _ = _ort_equals_torch(g, "input_ids", ids, train=False)
     graphmill.save(g, tmp_path / "s.onnx")
     model = onnx.load(tmp_path / "s.onnx")
     onnx.checker.check_model(model)
@@ -154,12 +162,7 @@ def test_saved_model_counts_no_dispatch_buffer_and_trains_through_to_torch(tmp_p
     rows = E * (moe_capacity(2 * 3, SMALL_LM["k"], E, 2.0) + 1)  # 28 dispatch slots of d features
     assert not [n for n, v in opt.initializers.items() if v.const is not None and tuple(v.const.shape) == (rows, d)]
     tokens = np.random.default_rng(0).integers(0, 40, size=(2, 3))
-    o = ortb.run(back, {"tokens": tokens})
-    m = graphmill.to_torch(back)
-    m.train()
-    t = m(tokens=torch.from_numpy(tokens))
-    for (name, a), b in zip(o.items(), t):
-        np.testing.assert_allclose(a, b.detach().numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+    _, m, t = _ort_equals_torch(back, "tokens", tokens, train=True)
     probs, imp, load, counts, _ = t
     loss = -torch.log(probs[:, :-1].gather(2, torch.from_numpy(tokens)[:, 1:, None]) + 1e-9).mean() + 0.1 * (imp + load)
     loss.backward()
