@@ -164,3 +164,25 @@ def test_baselines_memory_order_is_topological_and_best_is_valid():
     bb = best_baseline(jp)
     assert bb.outcome.valid and bb.outcome.makespan == min(bb.table.values())
     assert len(bb.table) >= 24  # 4-5 placements x 2 fusions x 3 schedules
+
+
+def test_a_fused_group_takes_its_least_member_priority_by_hand():
+    # x -> Relu (a) -> Tanh (b), x -> Sigmoid (c), one device, 64 elements. a+b fused: compute 64/8 + 256/8 = 40,
+    # reads x (64 / 4 = 16), writes b (16): 40 cycles; c alone 256/8 = 32. Priorities a 0, b 9, c 5: the group
+    # takes 0 (its least) and runs 0..40, then c 40..72; had it taken b's 9, c would run first (0..32).
+    b = GraphBuilder("fused_prio")
+    x = b.input("x", "float32", [1, 64])
+    b.output(b.Tanh(b.Relu(x)))
+    b.output(b.Sigmoid(x))
+    g = b.build()
+    cm = tiny(1)
+    jp = JointProblem(build_problem(g, cm), cm)
+    ops = {n.op_type: i for i, n in enumerate(jp.prob.nodes)}
+    fuse = np.zeros(3, bool)
+    fuse[ops["Tanh"]] = True
+    prio = np.zeros(3)
+    prio[ops["Tanh"]], prio[ops["Sigmoid"]] = 9.0, 5.0
+    out = jp.evaluate(Decisions(np.zeros(3, int), fuse, prio))
+    assert sorted(map(sorted, out.groups)) == sorted([sorted([ops["Relu"], ops["Tanh"]]), [ops["Sigmoid"]]])
+    assert out.start[ops["Relu"]] == 0.0 and out.finish[ops["Tanh"]] == 40.0
+    assert out.start[ops["Sigmoid"]] == 40.0 and out.makespan == 72.0

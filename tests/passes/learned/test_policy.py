@@ -150,3 +150,63 @@ def test_zero_shot_proposal_is_valid_and_fast_on_the_shipped_policy():
     jp = JointProblem(build_problem(random_graph(21, "cnn", 60), cost(4)), cost(4))
     p = propose(pol, jp, samples=2)
     assert p.outcome.valid and p.seconds < 30
+
+
+def test_fusion_features_and_masks_match_an_independent_reading_of_the_graph():
+    # reference: the rule of the README read straight off the graph here: an op's fusion producer is a producer
+    # whose outputs only it reads (the one sending it the most bytes), and the op may fuse when the two run as one
+    # kernel that fits the buffers (the hand-checked group cost) on the hint's device of the producer; a sampled
+    # policy never fuses elsewhere and a fused op always runs on its producer's device
+    from graphmill.ir.types import TensorType, num_elements
+
+    def nbytes(v) -> int:
+        t = v.type
+        return 4 * int(num_elements(t.shape)) if isinstance(t, TensorType) and t.shape else 0  # float32 only
+
+    from graphmill.ir.builder import GraphBuilder
+    from tests.passes.learned.test_env import tiny  # a chip with 1 KB buffers: 1,024 words on chip
+
+    bld = GraphBuilder("fits")
+    big = bld.Tanh(bld.Relu(bld.input("x", "float32", [1, 2000])))  # 2,000 words between them: no fit
+    b1 = bld.Relu(bld.input("y", "float32", [1, 200]))
+    bld.output(big)
+    bld.output(bld.Add(bld.Sigmoid(b1), b1))  # Sigmoid's producer has two readers; Add's fusion producer: Sigmoid
+    fits = []
+    for g, cm in ((random_graph(3, "cnn", 40), cost(3)), (bld.build(), tiny(2))):
+        fits += check_fusion_features(g, cm, nbytes)
+    assert any(fits) and not all(fits)
+
+
+def check_fusion_features(g, cm, nbytes) -> list[bool]:
+    """The fusion features and masks of ``g`` against the rule read off the graph; each fusion's fit."""
+    jp = JointProblem(build_problem(g, cm), cm)
+    obs = node_features(jp)
+    names = jp.prob.names
+    idx = {n: i for i, n in enumerate(names)}
+    expect_fp, expect_ok = [], []
+    for name in names:
+        node = next(n for n in g.nodes if n.name == name)
+        cands: dict[str, int] = {}
+        for v in node.inputs:
+            p = v.producer if v is not None else None
+            if p is None or p.name not in idx:
+                continue
+            if {u.name for o in p.outputs if o is not None for u in o.users} == {name}:
+                cands[p.name] = cands.get(p.name, 0) + nbytes(v)
+        best = {p for p, b in cands.items() if b == max(cands.values(), default=0)}
+        expect_fp.append(best)
+        fp = int(obs["fuse_producer"][idx[name]])
+        assert (fp < 0) if not best else names[fp] in best, name
+        ok = bool(best) and cm.group_cost([jp.prob.nodes[fp], node], int(obs["hint"][fp])).fits
+        expect_ok.append(ok)
+    assert np.array_equal(obs["fuse_ok"], np.array(expect_ok))
+    torch.manual_seed(2)
+    pol = GraphPolicy(hidden=16, layers=1)
+    t = obs_tensors(obs)
+    gen = torch.Generator().manual_seed(1)
+    fp = obs["fuse_producer"]
+    for _ in range(4):
+        d = pol.act(t, gen=gen).decisions
+        assert not np.any(d.fuse & ~np.array(expect_ok))
+        assert all(d.device[i] == d.device[fp[i]] for i in np.flatnonzero(d.fuse))
+    return [ok for ok, best in zip(expect_ok, expect_fp) if best]
