@@ -151,7 +151,9 @@ class _Learned(Pass):
         cost = cost_model_of(ctx, f"the {self.name} pass")
         jp, dec, out, stats = run_learned(graph, cost, self.name, policy_path=self.opts["policy"],
                                           samples=self.opts["samples"], seed=ctx.seed, guard=self.opts["guard"])
-        notes = []
+        who = "the best baseline" if stats["from_sample"] < 0 else "the policy"
+        notes = [f"simulated step time {out.makespan:,.0f} {jp.prob.units} on {jp.devices} devices, "
+                 f"{stats['fusion_groups']} fusion group(s) ({who}'s decisions)"]
         if not out.valid:
             d, excess = out.over
             notes.append(f"{self.name}: device {jp.prob.device_names[d]} exceeds its memory by {excess:,.0f} bytes")

@@ -155,6 +155,7 @@ def test_optimize_runs_a_mill_schedule_with_learned_place_and_simulate_replays_i
     g = api.load(out)
     meta = g.meta["learned"]
     assert meta["pass"] == "learned-place" and meta["device_set"]["names"] == ["chip0", "chip1", "chip2"]
+    assert f"note: learned-place: simulated step time {meta['makespan']:,.0f} cycles" in capsys.readouterr().out
     r = api.place(api.load(torch_onnx), method="single", devices=3)
     r["placement"] = {n.name: n.meta["device"] for n in g.nodes if n.name in r["placement"]}
     assert len(r["placement"]) == len(r["op_time"])
