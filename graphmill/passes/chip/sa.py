@@ -186,9 +186,13 @@ def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAUL
             scale = max(math.sqrt(temp / t_start), 0.02)
             r = rng.random()
             m = int(hard[rng.integers(len(hard))])
-            if r < 0.45:  # move
-                nx = p.x[m] + rng.normal(0, 0.3 * c.width * scale + gw / 4)
-                ny = p.y[m] + rng.normal(0, 0.3 * c.height * scale + gh / 4)
+            if r < 0.45 or 0.65 <= r < 0.87:  # move anywhere near, or shift along one axis
+                if r < 0.45:
+                    nx = p.x[m] + rng.normal(0, 0.3 * c.width * scale + gw / 4)
+                    ny = p.y[m] + rng.normal(0, 0.3 * c.height * scale + gh / 4)
+                else:
+                    d = rng.normal(0, gw / 2 if r < 0.76 else gh / 2)
+                    nx, ny = (p.x[m] + d, p.y[m]) if r < 0.76 else (p.x[m], p.y[m] + d)
                 if not _fits(m, nx, ny, w[m], h[m], p.x, p.y, w, h, allhard, -1, c.width, c.height, EPS):
                     stats["illegal"] += 1
                     continue
@@ -208,16 +212,7 @@ def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAUL
                 ok, cur = attempt(((m, nx_, ny_, int(p.orient[m])), (n, mx, my, int(p.orient[n]))), cur, temp)
                 if not ok:
                     continue
-            elif r < 0.87:  # shift along one axis
-                d = rng.normal(0, gw / 2 if r < 0.76 else gh / 2)
-                nx, ny = (p.x[m] + d, p.y[m]) if r < 0.76 else (p.x[m], p.y[m] + d)
-                if not _fits(m, nx, ny, w[m], h[m], p.x, p.y, w, h, allhard, -1, c.width, c.height, EPS):
-                    stats["illegal"] += 1
-                    continue
-                ok, cur = attempt(((m, nx, ny, int(p.orient[m])),), cur, temp)
-                if not ok:
-                    continue
-            else:  # flip
+            else:  # flip (r >= 0.87)
                 oo = int(p.orient[m])
                 if oo not in (0, 1, 4, 5):
                     continue
