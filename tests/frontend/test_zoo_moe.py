@@ -189,3 +189,12 @@ def test_switch_transformer_keeps_an_moe_layer_at_any_depth():
     g = zoo.build("switch_transformer", depth=0.1, batch=1, seq=4, vocab=20, hidden=16, heads=2, ffn=24, experts=4)
     assert g.meta["model"]["layers"] == 2
     assert [n.name for n in g.nodes if n.op_type == "MoE"] == ["moe1"]
+
+
+def test_numpy_integer_options_are_counts_and_booleans_are_not():
+    """experts=np.int64(4) (a value computed with numpy) was refused as 'not a positive integer'; experts=True
+    ended in a TypeError instead of the one-line error."""
+    g = zoo.build("moe_lstm_lm", **dict(SMALL_LM, experts=np.int64(4), k=np.int64(2)))
+    assert g.meta["moe"][0]["experts"] == 4 and type(g.meta["moe"][0]["k"]) is int
+    with pytest.raises(UserInputError, match="number of experts must be a positive integer, got True"):
+        zoo.build("moe_lstm_lm", **dict(SMALL_LM, experts=True, k=1))

@@ -99,6 +99,7 @@ def moe_lstm_lm(*, experts: int = 16, k: int = 4, capacity_factor: float = 1.25,
     the steps (a multiplier below 16, else steps)."""
     model = "moe_lstm_lm"
     check_moe_config(experts=experts, k=k, capacity_factor=capacity_factor, gate=gate, where=model)
+    experts, k = int(experts), int(k)  # numpy integers from an API caller
     w, layers, steps, batch, vocab = _sizes(model, width, depth, resolution, layers, ("steps", steps), batch, vocab)
     hidden = max(1, round(check_count("hidden", hidden, model=model) * w))
     expert_hidden = max(1, round(check_count("expert_hidden", expert_hidden, model=model) * w))
@@ -144,6 +145,7 @@ def switch_transformer(*, experts: int = 8, k: int = 1, capacity_factor: float =
     two layers whatever ``depth`` scales them to."""
     model = "switch_transformer"
     check_moe_config(experts=experts, k=k, capacity_factor=capacity_factor, gate=gate, where=model)
+    experts, k = int(experts), int(k)  # numpy integers from an API caller
     w, layers, seq, batch, vocab = _sizes(model, width, depth, resolution, layers, ("seq", seq), batch, vocab)
     layers = max(2, layers)  # layer 1 is the first MoE layer: one layer (--depth 0.1) would hold no MoE at all
     dh = max(1, check_count("hidden", hidden, model=model) // check_count("heads", heads, model=model))

@@ -58,6 +58,7 @@ Cost: MACs count the gate (``T d E``, twice with Wnoise) and only the k chosen e
 from __future__ import annotations
 
 import math
+import numbers
 
 from graphmill.util.errors import UserInputError
 
@@ -86,9 +87,12 @@ class MoEConfigError(UserInputError):
 def check_moe_config(*, experts: int, k: int, capacity_factor: float, gate: str = "topk",
                      activation: str = "relu", where: str = "MoE") -> None:
     """Refuse what no MoE layer can be, in one line naming ``where`` (a node or a zoo model)."""
-    if not isinstance(experts, int) or experts < 1:
+    def whole(v) -> bool:  # numpy integers too; True is not a count
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+    if not whole(experts) or experts < 1:
         raise MoEConfigError(f"{where}: the number of experts must be a positive integer, got {experts!r}")
-    if not isinstance(k, int) or k < 1:
+    if not whole(k) or k < 1:
         raise MoEConfigError(f"{where}: k (experts per token) must be a positive integer, got {k!r}")
     if k > experts:
         raise MoEConfigError(f"{where}: k = {k} experts per token, but the layer has only {experts} experts "
