@@ -206,3 +206,38 @@ def test_bad_policy_files_are_one_line_exit_2(torch_onnx, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 4 and all("policy" in line and "reproducer" not in line for line in err), err
     assert not (tmp_path / "o.onnx").exists()
+
+
+def test_learned_optimize_fused_decisions_resimulated_independently():
+    # the joint pass's decisions (devices, fusion groups, priorities) as the README states them: each group is one
+    # op costing the (hand-checked) group_cost on its device, values inside a group are neither sent nor held,
+    # a group runs at its least member priority (ties: graph order of its last member); re-simulated by the
+    # placement tests' independent list scheduler (which starts ready ops in the report's op order)
+    from tests.passes.test_placement import resimulate
+
+    g = random_graph(4, "mlp", 30)  # the shipped policy fuses here (the best baseline does not)
+    cm = PlacementCostModel(device_set(devices=3))
+    rep = api.learned_optimize(g, devices=3, samples=4, seed=1)
+    assert rep["fusion_groups"], "the case needs fusion"
+    placed = api.place(random_graph(4, "mlp", 30), method="single", devices=3)  # op_time, values, link
+    names = list(placed["op_time"])
+    group_of = {n: n for n in names}
+    for grp in rep["fusion_groups"]:
+        for n in grp:
+            group_of[n] = grp[-1]
+    members: dict[str, list[str]] = {}
+    for n in names:
+        members.setdefault(group_of[n], []).append(n)
+    node = {n.name: n for n in g.nodes}
+    prio = {k: min(rep["priority"][m] for m in ms) for k, ms in members.items()}
+    order = sorted(members, key=lambda k: (prio[k], names.index(k)))
+    op_time = {k: [cm.group_cost([node[m] for m in members[k]], d).time for d in range(3)] for k in order}
+    values = []
+    for v in placed["values"]:
+        p = None if v["producer"] is None else group_of[v["producer"]]
+        cons = sorted({group_of[c] for c in v["consumers"]} - {p})
+        if v["consumers"] and not cons and p is not None:
+            continue  # inside a group
+        values.append(dict(v, producer=p, consumers=cons))
+    r = dict(placed, op_time=op_time, values=values, placement={k: rep["placement"][k] for k in order})
+    assert resimulate(r) == (rep["makespan"], rep["memory"]["peak"])
