@@ -271,6 +271,7 @@ def main() -> None:
                     help="comma-separated strategies whose curves are read from benchmarks/data/"
                          "search_curves_<table>.json (written by every run) instead of rerun, when that file holds "
                          "them for the same seeds and budget (e.g. reinforce,ppo: ~18 min of CPU at 20 seeds)")
+    ap.add_argument("--skip-curves", action="store_true", help="only the overhead and throughput measurements")
     ap.add_argument("--skip-overhead", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--throughput-evals", default="16,60",
@@ -288,7 +289,7 @@ def main() -> None:
     print(f"table ({args.table}): {len(table)} configurations, optimum {optimum:.4f}, median {np.median(accs):.4f}, "
           f"top-1% {accs[int(0.99 * len(accs))]:.4f}")
     report: dict = {"optimum": optimum, "size": len(table), "budgets": list(BUDGETS), "strategies": {}}
-    names = args.strategies.split(",")
+    names = [] if args.skip_curves else args.strategies.split(",")
     res = {}
     reuse = set(filter(None, args.reuse.split(",")))
     for name in names:
@@ -306,7 +307,7 @@ def main() -> None:
         print(f"  {name}: {args.seeds} seeds x {args.budget} evaluations ({how}) in {time.time() - t0:.0f} s",
               flush=True)
     budgets = [b for b in BUDGETS if b <= args.budget]
-    print(f"\nbest-so-far reward (mlp: held-out accuracy), mean ± std over {args.seeds} seeds (optimum {optimum:.4f})")
+    print(f"\nbest-so-far reward ({args.table} table), mean ± std over {args.seeds} seeds (optimum {optimum:.4f})")
     print("strategy".ljust(11) + "".join(f"{b:>17}" for b in budgets))
     for name in names:
         c = res[name]
