@@ -5,7 +5,7 @@ TILOS MacroPlacement project (Docs/ProxyCost, CodeElements/Plc_client/plc_client
 
 - wirelength: sum over nets of weight x half-perimeter of the pins' bounding box, divided by
   (canvas width + height) x net count (the sum of the drivers' weights, a port counting 1);
-- density: each grid cell's area covered by macros (hard, soft) and standard cells over the cell's area;
+- density: each grid cell's area covered by macros (hard, soft; no standard cells, as plc_client) over the cell's area;
   the mean of the densest 10% of cells (of the occupied cells when the grid has fewer than 10), x 0.5;
 - congestion: each net is routed over the grid cells its pins occupy (two cells: an L from the source;
   three: the L/T patterns; more: a star from the source's cell), adding its weight to the horizontal
@@ -266,7 +266,7 @@ def _full(x, y, w, h, orient, kind, pin_mod, pin_dx, pin_dy, net_ptr, net_pins, 
         _route_net(k, 1.0, hn, vn, stamp, stamp[-1], rbuf, cbuf, x, y, orient, pin_mod, pin_dx, pin_dy,
                    net_ptr, net_pins, net_route_weight, gw, gh, cols, rows)
     for m in range(len(x)):
-        if kind[m] != 0:
+        if kind[m] == 1 or kind[m] == 2:  # density: hard and soft macros only (plc_client counts no std cells)
             _footprint(m, 1.0, grid, x, y, w, h, orient, gw, gh, cols, rows)
         if kind[m] == 1:
             _macro_blockage(m, 1.0, hm, vm, x, y, w, h, orient, gw, gh, cols, rows, halloc, valloc)
@@ -284,7 +284,7 @@ def _update(m, sign, wl, x, y, w, h, orient, kind, pin_mod, pin_dx, pin_dy, net_
         stamp[-1] += 1
         _route_net(k, sign, hn, vn, stamp, stamp[-1], rbuf, cbuf, x, y, orient, pin_mod, pin_dx, pin_dy,
                    net_ptr, net_pins, net_route_weight, gw, gh, cols, rows)
-    if kind[m] != 0:
+    if kind[m] == 1 or kind[m] == 2:
         _footprint(m, sign, grid, x, y, w, h, orient, gw, gh, cols, rows)
     if kind[m] == 1:
         _macro_blockage(m, sign, hm, vm, x, y, w, h, orient, gw, gh, cols, rows, halloc, valloc)
