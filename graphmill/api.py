@@ -869,6 +869,8 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
         raise UserInputError(f"--method {method!r}: choose fd, sa or rl")
     if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)) or not budget_s > 0 or not math.isfinite(budget_s):
         raise UserInputError(f"--budget-s {budget_s!r}: must be a number of seconds > 0")
+    if isinstance(seed, bool) or not hasattr(seed, "__index__") or not 0 <= int(seed) < 2 ** 32:
+        raise UserInputError(f"--seed {seed!r}: must be an integer from 0 to 2**32 - 1")
     weights = tuple(float(v) for v in weights)
     if len(weights) != 3 or not all(math.isfinite(v) and v >= 0 for v in weights):
         raise UserInputError(f"--weights {','.join(map(str, weights))}: three numbers >= 0 (wirelength, density, "
@@ -899,7 +901,9 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
               "legal": bool(result.legal), "seconds": round(result.seconds, 3), "method": method}
     files: list[tuple[str, bytes]] = []
     if output:
-        costs = {"wirelength": r.wirelength, "density": r.density, "congestion": r.congestion}
+        c = problem.canvas
+        costs = {"wirelength": r.wirelength, "density": r.density, "congestion": r.congestion,
+                 "hpwl": r.wirelength * (c.width + c.height) * problem.net_count}
         files.append((os.fspath(output), placement_text(graph, plc, costs).encode()))
     if json_path and json_path != "-":
         import json

@@ -99,3 +99,46 @@ def test_ctrl_c_writes_best_so_far(tmp_path):
     report = json.loads(rep.read_text())
     assert report["legal"] and api.chip_cost(NET, out)["proxy"] == pytest.approx(report["proxy"])
     assert "interrupted" in stdout
+
+
+def test_negative_seed_refused_in_one_line(tmp_path, capsys):
+    # numpy's generator refused it with a traceback from inside the placer
+    _bad(tmp_path, capsys, [NET, "--init", PLC, "--method", "sa", "--seed", "-3"], "--seed -3")
+
+
+def test_wirelength_total_line_is_the_new_placements(tmp_path):
+    # sample_clustered's header says "Wirelength : 0.0"; plc_client writes there the net-weighted HPWL total (in
+    # Ariane133's legalized.plc: 4763106.815 = 0.0736 x (W + H) x nets). Reference: HPWL summed here by hand
+    # from the written file's node lines (pin offsets of N-oriented macros, nets from the netlist's inputs).
+    from graphmill.frontend.chip.netlist import read_netlist
+
+    out = tmp_path / "o.plc"
+    assert main(["chip", "place", NET, "--init", PLC, "--method", "fd", "-o", str(out), "--budget-s", "1",
+                 "--quiet"]) == 0  # fd moves soft macros only: no turned hard macro in the file
+    lines = out.read_text().splitlines()
+    total = [ln for ln in lines if ln.startswith("# Wirelength :")]
+    assert len(total) == 1
+    g = read_netlist(NET)
+    pos = {}
+    mods = {int(n.attr("index")): n for n in g if n.op_type in ("Port", "HardMacro", "SoftMacro")}
+    for ln in lines:
+        if ln and not ln.startswith("#"):
+            i, x, y, o = ln.split()[:4]
+            assert o in ("N", "-"), "this reference handles unturned macros only"
+            pos[mods[int(i)].name] = (float(x), float(y))
+    by = {n.name: n for n in g}
+
+    def at(n):
+        if n.name in pos:
+            return pos[n.name]
+        mx, my = pos[n.attr("macro")]
+        return mx + n.attr("x_offset"), my + n.attr("y_offset")
+
+    hpwl = 0.0
+    for n in g:
+        if n.outputs and n.outputs[0].users:
+            pts = [at(n)] + [at(by[u.name]) for u in n.outputs[0].users]
+            w = 1.0 if n.op_type == "Port" else (n.attr("weight") or 1.0)
+            hpwl += w * (max(p[0] for p in pts) - min(p[0] for p in pts) + max(p[1] for p in pts)
+                         - min(p[1] for p in pts))
+    assert hpwl > 0 and float(total[0].split(":")[1]) == pytest.approx(hpwl, abs=1e-3)

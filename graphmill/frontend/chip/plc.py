@@ -42,6 +42,7 @@ _HEADER = {
     "smoothing": re.compile(rf"Smoothing factor\s*:\s*{_NUM}"),
     "overlap": re.compile(rf"Overlap threshold\s*:\s*{_NUM}"),
     "wirelength_cost": re.compile(rf"^#\s*Wirelength cost\s*:\s*{_NUM}"),
+    "wirelength_total": re.compile(rf"^#\s*Wirelength\s*:\s*{_NUM}"),
     "density_cost": re.compile(rf"^#\s*Density cost\s*:\s*{_NUM}"),
     "congestion_cost": re.compile(rf"^#\s*Congestion cost\s*:\s*{_NUM}"),
 }
@@ -223,7 +224,8 @@ def format_plc(plc: PlcFile) -> str:
 
 def placement_text(graph: Graph, template: PlcFile, costs: dict[str, float] | None = None) -> str:
     """A ``.plc`` for ``graph``'s current placement: ``template``'s header (canvas, grid, routing and other
-    fields kept; cost lines replaced by ``costs``: wirelength/density/congestion), then one line per
+    fields kept; cost lines replaced by ``costs``: wirelength/density/congestion, and the ``Wirelength :`` total by
+    ``costs["hpwl"]``, the placement's net-weighted HPWL in microns), then one line per
     port, macro and standard cell in netlist order (a line unchanged from the template is kept as is)."""
     header: list[str] = []
     in_map = False
@@ -238,6 +240,9 @@ def placement_text(graph: Graph, template: PlcFile, costs: dict[str, float] | No
         if in_map and _MAP_LINE.match(s):
             continue
         in_map = False
+        if costs is not None and "hpwl" in costs and _HEADER["wirelength_total"].search(s):
+            header.append(f"# Wirelength : {costs['hpwl']:.3f}")  # the net-weighted HPWL total, as plc_client
+            continue
         if costs is not None:
             replaced = False
             for key in ("wirelength", "density", "congestion"):
