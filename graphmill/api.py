@@ -591,9 +591,17 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
         graph, cfg.model = load(model), os.path.abspath(os.fspath(model))
     else:
         name = zoo_resolve(str(model))
+        if max_size is not None and max_size < 16:  # the zoo reads a resolution below 16 as a multiplier
+            raise UserInputError(f"--max-size {max_size}: zoo models are built at 16 px or more")
         opts = {"width": width, "depth": depth, "resolution": max_size or 32,
                 "num_classes": embed_dim if contrastive else 10, "seed": seed}
-        graph = zoo_build(name, **{k: v for k, v in opts.items() if v is not None})
+        try:
+            graph = zoo_build(name, **{k: v for k, v in opts.items() if v is not None})
+        except TypeError as e:  # a sequence model's builder takes no num_classes: not an image classifier
+            if "num_classes" not in str(e):
+                raise
+            raise UserInputError(f"zoo {name}: not an image classifier; graphmill train trains models of one input "
+                                 "[N, C, S, S] (e.g. resnet18, mobilenet_v2, efficientnetv2_s, coatnet_0)") from None
         cfg.model = f"zoo {name} " + " ".join(f"{k}={v}" for k, v in opts.items() if v is not None)
     size = graph.inputs[0].shape[-1] if graph.inputs and graph.inputs[0].shape else None
     if max_size is not None and isinstance(size, int) and size != max_size:

@@ -103,3 +103,19 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
 
 def stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
+
+
+def report_interrupted(report: dict, command: str, *, resume_flag: str | None = None,
+                       nothing: str = "no checkpoint was reached, nothing to resume") -> int:
+    """After Ctrl-C in a resumable command: one line saying where it stopped, what the checkpoint holds and
+    the command that resumes it (this process's own argv, ``resume_flag`` added once); exit status 130."""
+    import shlex
+
+    argv = [a for a in sys.argv[1:] if a != resume_flag] if sys.argv and command in sys.argv else []
+    tail = f" {resume_flag}" if resume_flag else ""
+    again = ("graphmill " + " ".join(shlex.quote(a) for a in argv) + tail) if argv else \
+        "the same command" + (f" with {resume_flag}" if resume_flag else "")
+    held = report["checkpoint_step"]
+    stderr(f"interrupted at step {report['steps']}/{report['total_steps']}; "
+           + (f"{report['files']['checkpoint']} holds step {held}; resume: {again}" if held else nothing))
+    return 130

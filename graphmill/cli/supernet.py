@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 
 from graphmill import api
-from graphmill.cli.common import emit_json, stderr
+from graphmill.cli.common import emit_json, report_interrupted, stderr
 from graphmill.errors import UserInputError
 
 
@@ -54,13 +52,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserInputError(f"--seed {args.seed}: must be an integer >= 0")
     report = api.supernet_train(args.out, steps=args.steps, seed=args.seed, progress=stderr)
     if report["interrupted"]:
-        argv = sys.argv[1:] if sys.argv and "supernet" in sys.argv else []
-        again = ("graphmill " + " ".join(shlex.quote(a) for a in argv)) if argv else "the same command"
-        held = report["checkpoint_step"]
-        stderr(f"interrupted at step {report['steps']}/{report['total_steps']}; "
-               + (f"{report['files']['checkpoint']} holds step {held}; resume: {again}" if held else
-                  "no checkpoint was reached, nothing to resume"))
-        return 130
+        return report_interrupted(report, "supernet")
     if args.json:
         emit_json(report, args.json)
     if args.json != "-":

@@ -5,11 +5,9 @@ contrastive training (BASIC). Resumable; one progress line per epoch and stage."
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 from graphmill import api
-from graphmill.cli.common import emit_json, stderr
+from graphmill.cli.common import emit_json, report_interrupted, stderr
 from graphmill.errors import UserInputError
 
 
@@ -73,14 +71,8 @@ def run(args: argparse.Namespace) -> int:
                        lr=args.lr, seed=args.seed, width=args.width, depth=args.depth, resume=args.resume,
                        threads=args.threads, progress=stderr)
     if report["interrupted"]:
-        argv = [a for a in sys.argv[1:] if a != "--resume"] if sys.argv and "train" in sys.argv else []
-        again = ("graphmill " + " ".join(shlex.quote(a) for a in argv) + " --resume") if argv else \
-            "the same command with --resume"
-        held = report["checkpoint_step"]
-        stderr(f"interrupted at step {report['steps']}/{report['total_steps']}; "
-               + (f"{report['files']['checkpoint']} holds step {held}; resume: {again}" if held else
-                  "no progress line was reached, nothing to resume"))
-        return 130
+        return report_interrupted(report, "train", resume_flag="--resume",
+                                  nothing="no progress line was reached, nothing to resume")
     if args.json:
         emit_json({k: v for k, v in report.items()}, args.json)
     if args.json != "-":

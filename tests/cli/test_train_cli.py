@@ -61,6 +61,8 @@ def test_contrastive_train_with_micro_batches(tmp_path, capsys):
     (["--micro-batch", "4"], "--contrastive"),
     (["--progressive", "--contrastive"], "choose one"),
     (["--progressive", "--dropout", "0.1:1.5"], "dropout"),
+    (["--magnitude", "5:40"], "--magnitude"),  # RandAugment's scale is 0..30 (was clipped silently)
+    (["--max-size", "8"], "16 px or more"),  # the zoo reads < 16 as a multiplier (was 'takes 1792x1792 images')
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, args, match):
     out = tmp_path / "o"
@@ -93,3 +95,48 @@ def test_an_existing_checkpoint_needs_resume(tmp_path, capsys):
     assert "not a graphmill training checkpoint" in capsys.readouterr().err
     assert main(["train", *SMALL, "--out", str(tmp_path / "new"), "--resume"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["moe_lstm_lm", "switch_transformer", "bert_base"])
+def test_a_zoo_model_that_is_not_an_image_classifier_is_refused(tmp_path, capsys, name):
+    """Sequence models have no [N, C, S, S] input (was a TypeError traceback about num_classes, exit 1)."""
+    rc = main(["train", name, "--steps", "1", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not an image classifier" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_the_printed_resume_command_gives_the_uninterrupted_model(tmp_path, capsys, monkeypatch):
+    """Ctrl-C (KeyboardInterrupt) arriving while the first progress line is printed: exit 130, one line naming
+    the checkpoint and the command that resumes; that command (--resume added) writes the model.onnx bytes an
+    uninterrupted run writes. Reference: the uninterrupted run."""
+    import shlex
+    import sys
+
+    args = [*SMALL, "--progressive", "--stages", "2", "--steps", "6", "--batch", "16"]
+    assert main(["train", *args, "--out", str(tmp_path / "whole")]) == 0
+    real = sys.stderr
+
+    class CtrlC:
+        def write(self, text):
+            if text.startswith("epoch "):
+                monkeypatch.setattr(sys, "stderr", real)
+                real.write(text + "\n")  # print writes the newline separately
+                raise KeyboardInterrupt
+            return real.write(text)
+
+        def flush(self):
+            real.flush()
+
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["graphmill", "train", *args, "--out", str(tmp_path / "cut")])
+    monkeypatch.setattr(sys, "stderr", CtrlC())
+    assert main(sys.argv[1:]) == 130
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("interrupted at step 3/6;") and "holds step 3" in line, line
+    again = shlex.split(line.split("resume: ", 1)[1])
+    assert again[:2] == ["graphmill", "train"] and again.count("--resume") == 1
+    assert not (tmp_path / "cut" / "model.onnx").exists()
+    assert main(again[1:]) == 0
+    assert (tmp_path / "cut" / "model.onnx").read_bytes() == (tmp_path / "whole" / "model.onnx").read_bytes()

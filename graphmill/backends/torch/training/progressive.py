@@ -22,6 +22,8 @@ import numpy as np
 from graphmill.ir import Graph, Node, Tensor, TensorType, Value, topological_order
 from graphmill.util.errors import UserInputError
 
+from .data import MAX_MAGNITUDE
+
 DROPOUT_RATIO = "graphmill_train_dropout_ratio"
 """The initializer every Dropout of the training copy reads its ratio from (a buffer the loop sets per stage)."""
 
@@ -48,6 +50,8 @@ def regularization_range(name: str, value) -> tuple[float, float]:
     for v in (lo, hi):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
             raise UserInputError(f"--{name} {value!r}: expected numbers >= 0 (START:END)")
+    if name == "magnitude" and max(lo, hi) > MAX_MAGNITUDE:
+        raise UserInputError(f"--magnitude {value!r}: RandAugment's magnitude scale is 0 .. {MAX_MAGNITUDE:g}")
     if name == "dropout" and max(lo, hi) >= 1:
         raise UserInputError(f"--dropout {value!r}: a dropout rate is below 1")
     return float(lo), float(hi)
