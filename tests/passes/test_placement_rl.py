@@ -63,3 +63,19 @@ def test_unknown_option_named():
 
     with pytest.raises(UserInputError, match="unknown rl option 'sample' \\(did you mean 'samples'\\?\\)"):
         place_graph(small_nmt(), PlacementCostModel(device_set(devices=2)), method="rl", options={"sample": 3})
+
+
+class _Payload:
+    """Any class: unpickling it would run attacker-chosen code paths (reference: torch.load's weights_only rule)."""
+
+
+def test_checkpoint_holding_pickled_objects_refused_not_unpickled(tmp_path):
+    import torch
+
+    from graphmill.ir import UserInputError
+
+    ck = str(tmp_path / "ck.pt")
+    torch.save({"signature": "x", "payload": _Payload()}, ck)
+    with pytest.raises(UserInputError, match="cannot read the placement checkpoint"):
+        place_graph(small_nmt(), PlacementCostModel(device_set(devices=2)), method="rl", budget=4, seed=0,
+                    options={"samples": 4}, checkpoint=ck)

@@ -316,7 +316,7 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
     sig = _signature(prob, method, seed)
     resumed = False
     if checkpoint and os.path.exists(checkpoint):
-        ck = load_checkpoint(checkpoint, sig, "placement", "graph, devices, method or seed", weights_only=False)
+        ck = load_checkpoint(checkpoint, sig, "placement", "graph, devices, method or seed")
         policy.load_state_dict(ck["policy"])
         optim.load_state_dict(ck["optim"])
         gen.set_state(ck["gen"])
