@@ -405,7 +405,8 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
         except KeyboardInterrupt:
             interrupted = True
     report = cost.evaluate()
-    return PlaceResult(report, legality(problem)[0], time.monotonic() - t0, "rl", interrupted, {})
+    return PlaceResult(report, legality(problem)[0], time.monotonic() - t0, "rl", interrupted,
+                       {"best_episode": best_v})
 
 
 def pretrain(problems: list[ChipProblem], out: str | os.PathLike, *, budget_s: float = 300.0, seed: int = 0,

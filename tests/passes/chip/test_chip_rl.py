@@ -84,7 +84,8 @@ def test_rl_place_is_legal_and_no_worse_than_its_episodes():
     r = rl.rl_place(p, budget_s=3.0, seed=0)
     assert r.legal and independent_legal(p)
     assert r.report.proxy == pytest.approx(proxy_cost(p).proxy)
-    assert np.isfinite(r.report.proxy)
+    # the best sampled/greedy episode's proxy: the soft-macro rounds after it keep the best, so never worse
+    assert np.isfinite(r.stats["best_episode"]) and r.report.proxy <= r.stats["best_episode"] + 1e-9
 
 
 def test_netlist_without_hard_macros():
