@@ -8,7 +8,7 @@ from graphmill.frontend import load
 from graphmill.frontend import save as _save_onnx
 from graphmill.frontend.onnx_io import external_data_files
 from graphmill.ir import Graph, UserInputError
-from graphmill.optimization import OptimizeReport, ReproducerError, model_summary, resolve_schedule
+from graphmill.optimization import OptimizeReport, ReproducerError, check_dims, model_summary, resolve_schedule
 from graphmill.optimization import optimize as _run_optimize
 
 
@@ -457,10 +457,27 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
     return report
 
 
+def _static_sizes(graph: Graph, dims: dict[str, int] | None) -> None:
+    """Bind ``dims`` in ``graph`` and infer every intermediate shape (a torch.onnx.export file has none), or refuse
+    in one line: placement costs ops, and costs need sizes."""
+    from graphmill.frontend.onnx_shape_inference import infer_shapes
+    from graphmill.ir.summary import bind_symbols, symbols
+
+    if dims:
+        check_dims(graph, dims)
+        bind_symbols(graph, dims, in_place=True)
+    infer_shapes(graph)
+    free = symbols(graph)
+    if free:
+        raise UserInputError(f"graph {graph.name!r} has symbolic dimension(s) {', '.join(free)}: op costs need sizes; "
+                             f"give them with --dim (api: dims=), e.g. --dim {free[0]}=32")
+
+
 def place(graph: Graph, *, method: str = "heft", devices: int | None = None, devices_file: str | None = None,
           accel=None, memory_gb: float | None = None, cost: str = "roofline", budget: int = 0, seed: int = 0,
           options: dict | None = None, training: bool = False, progress=None, checkpoint: str | None = None,
-          plot: str | os.PathLike | None = None, info: dict | None = None) -> dict:
+          plot: str | os.PathLike | None = None, info: dict | None = None,
+          dims: dict[str, int] | None = None) -> dict:
     """Place every op of ``graph`` on a device (``node.meta["device"]``) and return the JSON report (README,
     "Device placement"; the issue's schema exactly).
 
@@ -471,12 +488,13 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
     (``passes.placement.training_graph``: one backward op per forward op): the report covers both, ``graph``'s
     nodes get their forward ops' devices. ``budget``, ``seed``, ``options``, ``progress`` (a callable taking a
     line), ``checkpoint``: the learned placers'. ``plot`` writes the schedule as a Gantt PNG; ``info`` (a dict)
-    receives wall times per method and the learned placer's statistics. The placement, method and device set travel in the graph's meta
+    receives wall times per method and the learned placer's statistics. ``dims`` binds symbolic dimensions
+    (e.g. ``{"N": 32}``, the batch of a zoo model) in ``graph`` itself: op costs need sizes, and a placement holds
+    for one step size, so the placed model keeps them. The placement, method and device set travel in the graph's meta
     (``graph.meta["placement"]``), so that ``graphmill simulate`` can replay a saved placed model.
     """
     from graphmill.backends.simulator.devices import PlacementCostModel, device_set
     from graphmill.backends.simulator.placement_sim import measured_cost, placement_gantt
-    from graphmill.frontend.onnx_shape_inference import infer_shapes
     from graphmill.passes.placement import check_method, place_graph, training_graph
     from graphmill.ir.naming import name_nodes
 
@@ -487,7 +505,7 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
         raise UserInputError(f"--budget {budget!r}: must be an integer >= 0 (0: the method's default)")
     ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)
-    infer_shapes(graph)  # a file without intermediate shapes (torch.onnx.export writes none) has them costed
+    _static_sizes(graph, dims)
     name_nodes(graph)
     target = training_graph(graph) if training else graph
     model = PlacementCostModel(ds, measured_cost(graph, ds) if cost == "ort" else cost)
@@ -715,7 +733,6 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
     travel in the graph's meta (``graph.meta["learned"]`` with the device set, node meta ``device``,
     ``fusion_group``, ``priority``) so that ``learned_replay`` re-simulates them."""
     from graphmill.backends.simulator.devices import PlacementCostModel, device_set
-    from graphmill.frontend.onnx_shape_inference import infer_shapes
     from graphmill.ir.naming import name_nodes
     from graphmill.passes.learned.baselines import best_baseline
     from graphmill.passes.learned.passes import apply_decisions, combine, decisions_from_graph, policy_for, run_learned
@@ -732,7 +749,7 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
         raise UserInputError(f"--cost {cost!r}: choose roofline or simulator")
     ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)
     model = PlacementCostModel(ds, cost)
-    infer_shapes(graph)  # as place: intermediate shapes a file lacks
+    _static_sizes(graph, None)
     name_nodes(graph)
     target = training_graph(graph) if training else graph
     pol = policy_for(policy or "")

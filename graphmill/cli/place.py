@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from graphmill import api
-from graphmill.cli.common import add_output_args, check_output_path, emit_json, save_output
+from graphmill.cli.common import add_output_args, check_output_path, emit_json, parse_dims, save_output
 from graphmill.util.files import check_target
 
 METHODS = "single, round-robin, expert, heft, metis, rl, hierarchical, learned"
@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--training", action="store_true",
                    help="place the training step (forward + backward ops; README states the backward cost rule)")
     p.add_argument("--seed", type=int, default=0, help="seed of the learned placers and METIS (default 0)")
+    p.add_argument("--dim", action="append", metavar="NAME=SIZE",
+                   help="size of a symbolic dimension, e.g. the batch of a zoo model: --dim N=32 (the placed model "
+                        "is saved with it)")
     p.add_argument("--checkpoint", metavar="PATH", help="rl/hierarchical: save after every step; resume from it")
     p.add_argument("--policy", metavar="POLICY.npz", help="learned: a policy file (default: the shipped one)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the model with node meta 'device'")
@@ -65,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     report = api.place(graph, method=args.method, devices=args.devices, devices_file=args.devices_file,
                        accel=args.accel, memory_gb=args.memory, cost=args.cost, budget=args.budget, seed=args.seed,
                        training=args.training, progress=progress, checkpoint=args.checkpoint, plot=args.plot,
-                       info=info, options={"policy": args.policy} if args.policy else None)
+                       info=info, options={"policy": args.policy} if args.policy else None,
+                       dims=parse_dims(args.dim))
     run_result = api.check_placement(graph) if args.run else None
     save_output(graph, args)
     if args.json:

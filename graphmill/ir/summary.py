@@ -159,12 +159,14 @@ def symbols(graph: Graph) -> list[str]:
     return sorted(found)
 
 
-def bind_symbols(graph: Graph, dims: dict[str, int]) -> Graph:
-    """A copy of ``graph`` whose value types have the given symbols replaced by sizes.
+def bind_symbols(graph: Graph, dims: dict[str, int], *, in_place: bool = False) -> Graph:
+    """A copy of ``graph`` (``in_place``: ``graph`` itself) whose value types have the given symbols replaced by
+    sizes.
 
-    Exact for costs: a symbol stands for the same size everywhere it appears.
+    Exact for costs: a symbol stands for the same size everywhere it appears. In place serves placement, whose
+    device decisions hold for one step size and travel with the model saved at that size.
     """
-    g2 = graph.copy()
+    g2 = graph if in_place else graph.copy()
     for g in g2.all_graphs():
         for v in list(g.values()) + list(g.outputs):
             t = v.type

@@ -87,3 +87,25 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, model, case):
             "bad_budget": "--budget -3"}[case]
     assert want in lines[0]
     assert os.listdir(tmp_path / "o") == []
+
+
+def test_symbolic_batch_needs_dim_and_the_placed_model_keeps_it(tmp_path):
+    """A zoo-style model with batch symbol N: refused in one line naming --dim, placed with --dim N=4 (the saved
+    model's input then has batch 4), a misspelled symbol refused. Reference: the model's own input shape."""
+    rng = np.random.default_rng(1)
+    b = GraphBuilder("symbolic")
+    x = b.input("x", "float32", ["N", 64])
+    b.output(b.Relu(b.MatMul(x, rng.standard_normal((64, 64)).astype(np.float32))), "y")
+    src = str(tmp_path / "s.onnx")
+    api.save(b.build(), src)
+    out = str(tmp_path / "p.onnx")
+    r = run_cli("place", src, "--devices", "2", "-o", out)
+    assert r.returncode == 2 and "--dim N=" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not os.path.exists(out)
+    r = run_cli("place", src, "--devices", "2", "-o", out, "--dim", "n=4")
+    assert r.returncode == 2 and "no symbolic dimension named 'n'" in r.stderr and not os.path.exists(out)
+    r = run_cli("place", src, "--devices", "2", "-o", out, "--dim", "N=4")
+    assert r.returncode == 0, r.stderr
+    g = api.load(out)
+    assert list(g.inputs[0].type.shape) == [4, 64]
+    assert all("device" in n.meta for n in g.nodes)
