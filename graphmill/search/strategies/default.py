@@ -43,7 +43,8 @@ configuration of highest predicted mean; it helped the un-warped GP, with the wa
 Matern kernel), ``beta`` >= 0 (upper confidence bound instead of expected improvement; beta 0.5: no change),
 ``tpe_frac`` < 1 (keep only that fraction of candidates ranked by a univariate Parzen ratio l(x)/g(x), TPE's
 criterion, with the best ``gamma`` as "good"), ``tpe_until`` (propose by that ratio until that many results:
-worse, MLP .0052 at 25).
+worse, MLP .0052 at 25); on the cell table ``parents`` 20 (.0165/.0097/.0080/.0062/.0033/.0017: better at 150,
+worse at 50-100) and ``candidates`` 600 (.0169/.0086/.0075/.0063/.0044/.0011: better at 200, twice the ask cost).
 
 Above ``max_train`` results the model is fitted on the best half of that many plus a random sample of the rest,
 which bounds the cost of an ask (a Cholesky of ``max_train`` rows).
