@@ -6,7 +6,8 @@
     300 -> 380 px images); the ratio measured here is printed as it is.
 (b) Memory-optimized contrastive training (BASIC, Pham et al. 2021) at B = 4,096 with micro-batches of
     b = 64 vs the full batch in one autograd pass: each in its own child process, peak RSS read from
-    outside (os.wait4's rusage of that child), the gradients written by both compared here.
+    outside (os.wait4's rusage of that child), the gradients written by both compared here, and both against
+    the full-batch step in float64 (a fourth child): is a difference micro-batching's or float32 rounding's?
 
     nice -n 10 .venv/bin/python benchmarks/bench_training.py            # both parts, a few minutes each
     nice -n 10 .venv/bin/python benchmarks/bench_training.py --part a --seeds 3 --json out.json
@@ -52,7 +53,8 @@ def part_a(args) -> dict:
     for seed in range(args.seeds):
         for mode in ("fixed", "progressive"):
             graph, name = _build(10, args.max_size, seed)
-            cfg = TrainConfig(mode=mode, epochs=args.epochs, batch=args.batch, stages=args.stages,
+            epochs = args.progressive_epochs if mode == "progressive" and args.progressive_epochs else args.epochs
+            cfg = TrainConfig(mode=mode, epochs=epochs, batch=args.batch, stages=args.stages,
                               min_size=args.min_size, seed=seed, lr=args.lr)
             t0 = time.perf_counter()
             run = run_training(graph, cfg)
@@ -66,7 +68,8 @@ def part_a(args) -> dict:
     # equal accuracy: the lower of the two methods' mean final accuracies, less a margin (both reach it)
     mean_final = {m: statistics.mean(r["final_accuracy"] for r in rs) for m, rs in runs.items()}
     target = args.target if args.target is not None else min(mean_final.values()) - args.margin
-    out = {"task": TASK, "model": f"{name} {MODEL_OPTS}", "epochs": args.epochs, "batch": args.batch,
+    out = {"task": TASK, "model": f"{name} {MODEL_OPTS}", "epochs": args.epochs,
+           "progressive_epochs": args.progressive_epochs or args.epochs, "batch": args.batch,
            "sizes": f"{args.min_size} -> {args.max_size} in {args.stages} stages (fixed: {args.max_size})",
            "target_accuracy": target, "seeds": args.seeds, "methods": {}}
     for mode, rs in runs.items():
@@ -111,6 +114,9 @@ def child(mode: str, batch: int, micro: int, size: int, grads_path: str) -> None
     xa, xb = rand_augment(x, 10), rand_augment(x, 10)
     if mode == "baseline":
         return
+    if mode == "full64":  # the float64 reference both float32 gradients are measured against
+        module.double()
+        xa, xb = xa.double(), xb.double()
     t0 = time.perf_counter()
     loss = contrastive_backward(module, module, xa, xb, micro_batch=micro if mode == "micro" else None)
     seconds = time.perf_counter() - t0
@@ -134,7 +140,7 @@ def part_b(args) -> dict:
 
     with tempfile.TemporaryDirectory() as d:
         peaks, grads = {}, {}
-        for mode in ("baseline", "micro", "full"):
+        for mode in ("baseline", "micro", "full", "full64"):
             path = os.path.join(d, f"{mode}.npz")
             peaks[mode] = run_child(mode, args.big_batch, args.micro_batch, args.size, path)
             if mode != "baseline":
@@ -142,18 +148,25 @@ def part_b(args) -> dict:
             print(f"  {mode:8s} peak RSS {peaks[mode]:8.1f} MiB", file=sys.stderr)
     g_micro, g_full = grads["micro"], grads["full"]
     names = [k for k in g_full if k not in ("loss", "seconds")]
-    # per parameter tensor: the largest element difference over the largest gradient element, and the norm of
-    # the difference over the gradient's norm; the worst tensor of each
-    rel = max(float(np.abs(g_micro[k] - g_full[k]).max() / max(np.abs(g_full[k]).max(), 1e-30)) for k in names)
-    rel_norm = max(float(np.linalg.norm(g_micro[k] - g_full[k]) / max(np.linalg.norm(g_full[k]), 1e-30))
-                   for k in names)
+
+    def worst(a: dict, ref: dict) -> tuple[float, float]:
+        """Per parameter tensor: the largest element difference over the largest gradient element, and the norm
+        of the difference over the gradient's norm; the worst tensor of each."""
+        d = {k: a[k].astype(np.float64) - ref[k].astype(np.float64) for k in names}
+        return (max(float(np.abs(d[k]).max() / max(np.abs(ref[k]).max(), 1e-30)) for k in names),
+                max(float(np.linalg.norm(d[k]) / max(np.linalg.norm(ref[k]), 1e-30)) for k in names))
+
+    rel, rel_norm = worst(g_micro, g_full)
+    # float32 summation order: both float32 gradients against the float64 full-batch one
+    vs64 = {m: dict(zip(("max_element", "norm"), worst(grads[m], grads["full64"]))) for m in ("micro", "full")}
     return {"batch": args.big_batch, "micro_batch": args.micro_batch, "image_size": args.size,
             "model": f"{_build(64, args.size, 0)[1]} {MODEL_OPTS} (one tower, two RandAugment views)",
-            "peak_rss_mib": peaks, "above_baseline_mib": {m: peaks[m] - peaks["baseline"] for m in ("micro", "full")},
+            "peak_rss_mib": peaks, "above_baseline_mib": {m: peaks[m] - peaks["baseline"] for m in ("micro", "full", "full64")},
             "memory_ratio_full_over_micro": (peaks["full"] - peaks["baseline"]) / max(peaks["micro"] - peaks["baseline"], 1e-9),
             "loss": {m: float(g["loss"]) for m, g in grads.items()},
             "step_seconds": {m: float(g["seconds"]) for m, g in grads.items()},
             "max_relative_gradient_difference": rel, "max_relative_gradient_norm_difference": rel_norm,
+            "relative_difference_vs_float64_full_batch": vs64,
             "parameters_compared": len(names)}
 
 
@@ -167,6 +180,8 @@ def main() -> None:
     ap.add_argument("--part", choices=["a", "b", "both"], default="both")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--progressive-epochs", type=int, help="progressive training's epochs (default --epochs): "
+                    "Algorithm 1 lets the cheap small stages run longer; the fixed-size baseline keeps --epochs")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--stages", type=int, default=4)
@@ -187,7 +202,7 @@ def main() -> None:
     if args.part in ("a", "both"):
         print("(a) progressive vs fixed-size training", file=sys.stderr)
         a = res["progressive"] = part_a(args)
-        print(f"\n(a) {a['task']}\n    model {a['model']}, {a['epochs']} epochs of batch {a['batch']}, sizes {a['sizes']}")
+        print(f"\n(a) {a['task']}\n    model {a['model']}, {a['epochs']} epochs (progressive {a['progressive_epochs']}) of batch {a['batch']}, sizes {a['sizes']}")
         print(f"    target accuracy {a['target_accuracy']:.4f}; mean +- std over {a['seeds']} seeds; seconds are the "
               "training process's CPU time (one thread), evaluation excluded")
         print(f"    {'method':12s} {'final accuracy':>18s} {'training CPU s':>16s} {'s to target':>16s} reached")
@@ -204,7 +219,7 @@ def main() -> None:
         print("(b) contrastive training memory", file=sys.stderr)
         b = res["contrastive"] = part_b(args)
         print(f"\n(b) B = {b['batch']}, b = {b['micro_batch']}, {b['image_size']}x{b['image_size']} digits, {b['model']}")
-        for m in ("baseline", "micro", "full"):
+        for m in ("baseline", "micro", "full", "full64"):
             extra = "" if m == "baseline" else (f"  (+{b['above_baseline_mib'][m]:.0f} MiB over baseline, "
                                                 f"step {b['step_seconds'][m]:.1f}s)")
             print(f"    {m:9s} peak RSS {b['peak_rss_mib'][m]:8.1f} MiB{extra}")
@@ -213,6 +228,10 @@ def main() -> None:
               f"max |gradient| {b['max_relative_gradient_difference']:.2e}, ||difference|| / ||gradient|| "
               f"{b['max_relative_gradient_norm_difference']:.2e} (float32); losses {b['loss']['micro']:.6f} / "
               f"{b['loss']['full']:.6f}")
+        v = b["relative_difference_vs_float64_full_batch"]
+        print("    against the float64 full-batch gradient (max |difference| / max |gradient|, ||difference|| / "
+              f"||gradient||): micro-batched float32 {v['micro']['max_element']:.2e} / {v['micro']['norm']:.2e}, "
+              f"full-batch float32 {v['full']['max_element']:.2e} / {v['full']['norm']:.2e}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2, default=str)
