@@ -11,6 +11,9 @@
 
     nice -n 10 .venv/bin/python benchmarks/bench_training.py            # both parts, a few minutes each
     nice -n 10 .venv/bin/python benchmarks/bench_training.py --part a --seeds 3 --json out.json
+    # where compute weighs more: 64 px final, progressive given more (cheap) epochs; baseline unchanged
+    nice -n 10 .venv/bin/python benchmarks/bench_training.py --part a --seeds 1 --width 0.5 --max-size 64 \
+        --progressive-epochs 12
 """
 
 from __future__ import annotations
