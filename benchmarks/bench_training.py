@@ -6,7 +6,7 @@
     300 -> 380 px images); the ratio measured here is printed as it is.
 (b) Memory-optimized contrastive training (BASIC, Pham et al. 2021) at B = 4,096 with micro-batches of
     b = 64 vs the full batch in one autograd pass: each in its own child process, peak RSS read from
-    outside (os.wait4's rusage of that child), the gradients written by both compared here, and both against
+    outside (the child's own VmHWM in /proc, graphmill.util.processes), the gradients written by both compared here, and both against
     the full-batch step in float64 (a fourth child): is a difference micro-batching's or float32 rounding's?
 
     nice -n 10 .venv/bin/python benchmarks/bench_training.py            # both parts, a few minutes each
@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -128,14 +127,18 @@ def child(mode: str, batch: int, micro: int, size: int, grads_path: str) -> None
 
 
 def run_child(mode: str, batch: int, micro: int, size: int, grads_path: str) -> float:
-    """Peak RSS (MiB) of a child process running ``child``, read from outside with ``os.wait4``."""
+    """Peak RSS (MiB) of a child process running ``child``, read from outside: its own VmHWM in /proc
+    (graphmill.util.processes; os.wait4's ru_maxrss would carry this process's high-water mark into the child)."""
+    from graphmill.util.processes import peak_rss_mib
+
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    p = subprocess.Popen([sys.executable, __file__, "--child", mode, str(batch), str(micro), str(size), grads_path,
-                          str(MODEL_OPTS["width"]), str(MODEL_OPTS["depth"])], env=env)
-    _, status, usage = os.wait4(p.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"child {mode} failed ({os.waitstatus_to_exitcode(status)})")
-    return usage.ru_maxrss / 1024
+    argv = [__file__, "--child", mode, str(batch), str(micro), str(size), grads_path, str(MODEL_OPTS["width"]),
+            str(MODEL_OPTS["depth"])]
+    code = f"import runpy, sys; sys.argv = {argv!r}; runpy.run_path({__file__!r}, run_name='__main__')"
+    try:
+        return peak_rss_mib(code, env=env)[0]
+    except RuntimeError as e:
+        raise SystemExit(f"child {mode} failed: {e}") from None
 
 
 def part_b(args) -> dict:

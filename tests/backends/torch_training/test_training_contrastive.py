@@ -1,13 +1,12 @@
 """Memory-optimized contrastive training (BASIC): micro-batched gradients against full-batch autograd.
 
 References: full-batch autograd of the same loss on models this file builds itself (never the zoo's), an
-independent numpy InfoNCE, and peak RSS of child processes read from outside (``os.wait4``'s rusage).
+independent numpy InfoNCE, and peak RSS of child processes read from outside (the child's own VmHWM in /proc).
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -18,6 +17,7 @@ from torch import nn
 
 from graphmill.backends.torch.training import contrastive_backward, info_nce
 from graphmill.errors import UserInputError
+from graphmill.util.processes import peak_rss_mib
 
 
 def _tower(seed: int, dropout: float = 0.0) -> nn.Module:
@@ -138,16 +138,10 @@ CHILD = textwrap.dedent("""
 
 def _peak_rss_mb(*settings: tuple[int, int]) -> list[float]:
     """Peak RSS (MB) of child processes, one per (batch, micro-batch) setting, each running one contrastive
-    step (run side by side), read from outside: each child's own rusage from ``os.wait4``."""
+    step, read from outside: the child's own VmHWM in /proc (graphmill.util.processes; ru_maxrss would carry
+    the test runner's own high-water mark into every child)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(B), str(b)], env=env) for B, b in settings]
-    peaks = []
-    for p in procs:
-        _, status, usage = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        assert p.returncode == 0
-        peaks.append(usage.ru_maxrss / 1024)  # kilobytes on Linux
-    return peaks
+    return [peak_rss_mib(CHILD, [str(B), str(b)], env=env)[0] for B, b in settings]
 
 
 @pytest.mark.slow

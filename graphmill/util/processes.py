@@ -1,0 +1,46 @@
+"""Peak memory of a child process, read from outside it.
+
+``ru_maxrss`` of a waited-for child is not its own peak on Linux: a forked child starts with its parent's
+high-water mark and keeps it across ``exec``, so under a 1.5 GB test runner every child "peaks" at 1.5 GB.
+``VmHWM`` in ``/proc/PID/status`` belongs to the child's own address space (reset by ``exec``); the child is
+held open at its end (it waits for its stdin to close) so that the parent can read it before the process goes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Sequence
+
+#: appended to a child's code: tell the parent the work is done, then wait until it has read the peak
+_HOLD = "\nimport sys as _s\n_s.stdout.write('\\n__peak_ready__\\n'); _s.stdout.flush(); _s.stdin.read()\n"
+
+
+def _vm_hwm_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/{pid}/status has no VmHWM")
+
+
+def peak_rss_mib(code: str, args: Sequence[str] = (), *, env: dict | None = None) -> tuple[float, str]:
+    """Run ``python -c code args...`` and return (its own peak resident memory in MiB, its stdout).
+
+    Raises RuntimeError (with the child's stderr tail) when the child fails."""
+    p = subprocess.Popen([sys.executable, "-c", code + _HOLD, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env if env is not None else dict(os.environ))
+    out_lines = []
+    peak = None
+    assert p.stdout is not None and p.stdin is not None
+    for line in p.stdout:
+        if line.rstrip("\n") == "__peak_ready__":
+            peak = _vm_hwm_kib(p.pid) / 1024
+            break
+        out_lines.append(line)
+    rest, err = p.communicate("")  # closes the child's stdin: it exits
+    if p.returncode != 0 or peak is None:
+        tail = (err or "").strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"child failed (exit {p.returncode}): {tail[0]}")
+    return peak, "".join(out_lines) + (rest or "")
