@@ -100,6 +100,8 @@ def _infer(ctx: InferenceContext) -> list:
 
 
 def _cost(node: Node) -> Cost:
+    """MACs of both products (Q·K^T and the weights times V), one per multiply-add; flops add LOGIT_FLOPS per
+    logit (scale, bias add, softmax); params are the constant inputs' entries (the learned bias table)."""
     q, k, v = (value_shape(node, i) for i in (Q, K, V))
     if q is None or k is None or v is None:
         return unknown_cost(node)

@@ -73,6 +73,8 @@ def _infer_net(ctx: InferenceContext) -> list:
 
 
 def _no_cost(node: Node) -> Cost:
+    """Zero: a macro, cell or port of a netlist computes nothing; its "cost" is where it is placed, which the
+    proxy cost (passes/chip/cost.py) measures, not the op registry."""
     return Cost()
 
 
