@@ -392,6 +392,31 @@ def search(space: str, evaluator: str = "builtin", *, out: str | os.PathLike, st
                       timeout=timeout, seed=seed, proxy=proxy, progress=progress)
 
 
+def search_method(method: str, *, out: str | os.PathLike, budget: int | None = None, seed: int = 0,
+                  workers: int = 1, executor: str | None = None, ray_address: str | None = None,
+                  accel: str | None = None, options: list[str] | dict | None = None, progress=None) -> dict:
+    """``graphmill search --method autohas|nahas|evanet``: run (or resume) a whole search method into ``out``.
+
+    ``options`` are the method's own settings, as ``["key=value", ...]`` (the CLI's ``--option``) or a dict of
+    strings; each method documents its keys and refuses unknown ones. Returns the method's JSON-able summary
+    (``graphmill.search.methods``: at least method, task, out, files, interrupted, checkpoint, best, trials).
+    """
+    from graphmill.search.methods import check_method, run_method
+
+    check_method(method)
+    if isinstance(options, dict):
+        opts = {str(k): str(v) for k, v in options.items()}
+    else:
+        opts = {}
+        for item in options or []:
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise UserInputError(f"--option {item!r}: expected KEY=VALUE")
+            opts[key.strip()] = value.strip()
+    return run_method(method, out=os.fspath(out), budget=budget, seed=seed, workers=workers, executor=executor,
+                      ray_address=ray_address, accel=accel, options=opts, progress=progress)
+
+
 def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str = "gpipe", method: str = "optimal",
               objective: str = "time", accel=None, devices_file: str | None = None, memory_cap: float = 0.0,
               batch: int = 0, remat: bool = True, optimizer: str = "adam", cost: str = "roofline",

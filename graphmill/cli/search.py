@@ -7,20 +7,27 @@ import sys
 
 from graphmill import api
 from graphmill.cli.common import emit_json
+from graphmill.errors import UserInputError
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="search a space (mnasnet, accelerator, mnasnet+accelerator or a JSON file) "
-                                      "with a strategy and an evaluator; Ctrl-C, then rerun: resumes")
-    p.add_argument("--space", required=True, metavar="mnasnet|FILE.json",
+                                      "with a strategy and an evaluator, or run a whole search method "
+                                      "(--method autohas|nahas|evanet); Ctrl-C, then rerun: resumes")
+    p.add_argument("--space", metavar="mnasnet|FILE.json",
                    help="a built-in space (mnasnet, accelerator, mnasnet+accelerator) or a space JSON file")
+    p.add_argument("--method", metavar="autohas|nahas|evanet",
+                   help="instead of --space: a whole search method with its own task, space and training "
+                        "(AutoHAS, NAHAS, EvaNet; see the README); its settings go in --option KEY=VALUE")
     p.add_argument("--evaluator", default="builtin", metavar="builtin|MODULE:FUNCTION",
                    help="'builtin' (MnasNet's reward: digits accuracy x simulated latency) or a callable "
                         "evaluate(config) -> float | dict importable as MODULE:FUNCTION (default builtin)")
     p.add_argument("--strategy", default="default", help="default, random, evolution, reinforce, ppo, tpe, grid")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="a strategy option (repeatable), e.g. --option population=20")
-    p.add_argument("--budget", type=int, default=50, metavar="N", help="evaluations (default 50)")
+                   help="a strategy option (repeatable), e.g. --option population=20; with --method, one of "
+                        "the method's settings")
+    p.add_argument("--budget", type=int, metavar="N",
+                   help="evaluations (default 50; with --method, the method's own default)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="folder for checkpoint.json, history.jsonl, best.onnx and the plots")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="evaluations at once (default 1)")
@@ -52,12 +59,49 @@ def _proxy(args: argparse.Namespace) -> dict:
     return {key: getattr(args, a) for a, key in names.items() if getattr(args, a) is not None}
 
 
+#: options that belong to --space searches only (dest -> flag), refused beside --method
+_SPACE_ONLY = {"evaluator": "--evaluator", "strategy": "--strategy", "objective": "--objective",
+               "timeout": "--timeout", "steps": "--steps", "proxy_width": "--proxy-width",
+               "proxy_resolution": "--proxy-resolution", "latency": "--latency", "latency_width": "--latency-width",
+               "latency_resolution": "--latency-resolution"}
+_SPACE_DEFAULTS = {"evaluator": "builtin", "strategy": "default"}
+
+
+def _run_method(args: argparse.Namespace, progress) -> int:
+    for dest, flag in _SPACE_ONLY.items():
+        value = getattr(args, dest)
+        if value is not None and value != _SPACE_DEFAULTS.get(dest):
+            raise UserInputError(f"{flag} belongs to --space searches; with --method {args.method} give the "
+                                     f"method's settings as --option KEY=VALUE")
+    s = api.search_method(args.method, out=args.out, budget=args.budget, seed=args.seed, workers=args.workers,
+                          executor=args.executor, ray_address=args.ray_address, accel=args.accel,
+                          options=args.option, progress=progress)
+    if args.json:
+        emit_json(s)
+    else:
+        best = s.get("best")
+        if best:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in best.items()
+                              if isinstance(v, (int, float)) and not isinstance(v, bool))
+            print(f"best: {shown}" if shown else "best: see report.json")
+        print(f"{s['method']} on {s['task']}: {s['trials']} trial(s); wrote {', '.join(s['files'])} in {s['out']}")
+    if s.get("interrupted"):
+        print(f"interrupted: run the same command again to resume from {s['checkpoint']}", file=sys.stderr)
+        return 130
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     def progress(line: str) -> None:
         if not args.json:
             print(line, flush=True)
 
-    out = api.search(args.space, args.evaluator, strategy=args.strategy, options=args.option, budget=args.budget,
+    if (args.space is None) == (args.method is None):
+        raise UserInputError("give exactly one of --space SPACE and --method METHOD")
+    if args.method is not None:
+        return _run_method(args, progress)
+    budget = 50 if args.budget is None else args.budget
+    out = api.search(args.space, args.evaluator, strategy=args.strategy, options=args.option, budget=budget,
                      out=args.out, workers=args.workers, executor=args.executor, ray_address=args.ray_address,
                      objective=args.objective, accel=args.accel, timeout=args.timeout, seed=args.seed,
                      proxy=_proxy(args), progress=progress)

@@ -1,0 +1,67 @@
+"""``graphmill search --method NAME``: the plumbing from the command line to a method module's ``run``.
+
+Reference: the contract in ``graphmill.search.methods`` (written by hand there); a stand-in method module (this
+file's ``run``) records what it is given, so these tests check the plumbing, not any method.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from graphmill.cli import main
+from graphmill.search import methods
+
+CALLS: list[dict] = []
+
+
+def run(out, *, budget, seed, workers, executor, ray_address, accel, options, progress):
+    """A stand-in method: records its arguments, reports one trial through ``progress``."""
+    CALLS.append(dict(out=out, budget=budget, seed=seed, workers=workers, executor=executor,
+                      ray_address=ray_address, accel=accel, options=options))
+    if progress is not None:
+        progress("trial 1/1  best 0.5")
+    return {"method": "stand-in", "task": "nothing", "out": out, "files": ["report.json"], "interrupted": False,
+            "checkpoint": f"{out}/checkpoint.json", "best": {"accuracy": 0.5}, "trials": 1}
+
+
+@pytest.fixture()
+def stand_in(monkeypatch):
+    CALLS.clear()
+    monkeypatch.setitem(methods.METHODS, "nahas", __name__)
+    return CALLS
+
+
+def test_method_gets_every_flag_and_its_options_as_strings(stand_in, tmp_path, capsys):
+    rc = main(["search", "--method", "nahas", "--out", str(tmp_path / "o"), "--budget", "7", "--seed", "3",
+               "--workers", "2", "--executor", "ray", "--ray-address", "auto", "--accel", "a.toml",
+               "--option", "area_mm2=4.5", "--option", "strategy=evolution", "--json"])
+    assert rc == 0
+    assert stand_in == [dict(out=str(tmp_path / "o"), budget=7, seed=3, workers=2, executor="ray",
+                             ray_address="auto", accel="a.toml",
+                             options={"area_mm2": "4.5", "strategy": "evolution"})]
+    out = capsys.readouterr().out
+    assert json.loads(out)["best"] == {"accuracy": 0.5} and "trial 1/1" not in out  # --json: no progress lines
+
+
+def test_method_progress_and_default_budget(stand_in, tmp_path, capsys):
+    assert main(["search", "--method", "nahas", "--out", str(tmp_path / "o")]) == 0
+    assert stand_in[0]["budget"] is None and stand_in[0]["workers"] == 1 and stand_in[0]["options"] == {}
+    out = capsys.readouterr().out
+    assert "trial 1/1  best 0.5" in out and "stand-in on nothing: 1 trial(s)" in out
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--method", "nahs"], "did you mean 'nahas'"),
+    ([], "exactly one of --space SPACE and --method METHOD"),
+    (["--method", "nahas", "--space", "mnasnet"], "exactly one of --space SPACE and --method METHOD"),
+    (["--method", "nahas", "--strategy", "ppo"], "--strategy belongs to --space searches"),
+    (["--method", "nahas", "--option", "area"], "expected KEY=VALUE"),
+    (["--method", "nahas", "--budget", "0"], "--budget 0"),
+])
+def test_bad_method_input_is_one_line_exit_2_nothing_run(stand_in, tmp_path, capsys, args, expect):
+    assert main(["search", *args, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expect in err[0], err
+    assert stand_in == [] and not (tmp_path / "o").exists()
