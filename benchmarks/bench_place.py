@@ -12,7 +12,11 @@ Baselines are computed in every ``api.place`` run; one run per learned method gi
 and wall time too (the same problem, the same cost model).
 
     .venv/bin/python benchmarks/bench_place.py [--devices 2 4 8] [--models ...] [--budget 0] [--big]
+        [--reference 800] [--start best|random]
         [--json benchmarks/data/bench_place.json]     # the results, cached; --table prints them again
+
+``--start random`` starts the learned placers from a random placement instead of the best baseline's, so that
+"samples to the best baseline" counts what Placeto counts (cached in benchmarks/data/bench_place_scratch.json).
 """
 
 from __future__ import annotations
@@ -39,16 +43,18 @@ LEARNED = ("rl", "hierarchical")
 DEFAULT_JSON = os.path.join(os.path.dirname(__file__), "data", "bench_place.json")
 
 
-def run_one(g, D: int, method: str, budget: int, training: bool) -> dict:
+def run_one(g, D: int, method: str, budget: int, training: bool, options: dict | None = None) -> dict:
     info: dict = {}
     t0 = time.perf_counter()
-    rep = api.place(g.copy(), method=method, devices=D, budget=budget, training=training, info=info)
+    rep = api.place(g.copy(), method=method, devices=D, budget=budget, training=training, info=info,
+                    options=options if method in LEARNED else None)
     out = {"makespan": rep["makespan"], "baselines": rep["baselines"], "wall_s": info["wall_s"],
            "bounds": info.get("bounds"), "ops": len(rep["placement"]), "total_s": time.perf_counter() - t0}
     if "learned" in info:
         L = info["learned"]
         out["learned"] = {k: L.get(k) for k in ("samples", "steps", "best_from", "samples_to_best_baseline",
-                                                  "samples_to_goal", "units", "groups", "seconds")}
+                                                  "samples_to_beat_best_baseline", "samples_to_goal", "units",
+                                                  "groups", "seconds")}
     return out
 
 
@@ -88,11 +94,12 @@ def local_search_reference(g, D: int, budget: int, training: bool, seed: int = 0
 def table(results: dict) -> str:
     """Markdown tables from the results (one per device count)."""
     lines = []
-    for D, rows in results["tables"].items():
+    for D, rows in sorted(results["tables"].items(), key=lambda kv: int(kv[0])):
         methods = [m for m in METHODS if any(m in r["step"] for r in rows.values())]
         lines.append(f"\n**{D} devices** (training step; step time in Mcycles at 1 GHz = ms; placement wall s)\n")
         lines.append("| model | ops | lower bound | " + " | ".join(methods) +
-                     " | learned / min(HEFT, METIS) | min(HEFT, METIS) / bound | samples to best baseline (rl, hier.) |")
+                     " | rl, hier. / min(HEFT, METIS) | min(HEFT, METIS) / bound | samples to reach / beat the best"
+                     " baseline / to the goal (rl; hier.) |")
         lines.append("|" + "---|" * (len(methods) + 6))
         for name, r in rows.items():
             cells = []
@@ -102,9 +109,9 @@ def table(results: dict) -> str:
                 else:
                     cells.append("-")
             hm = min(r["step"].get("heft", math.inf), r["step"].get("metis", math.inf))
-            learned = [r["step"][m] for m in LEARNED if m in r["step"]]
-            ratio = f"{min(learned) / hm:.3f}" if learned else "-"
-            to_best = ", ".join(str(r.get("samples_to_best", {}).get(m)) for m in LEARNED if m in r["step"])
+            ratio = ", ".join(f"{r['step'][m] / hm:.3f}" for m in LEARNED if m in r["step"]) or "-"
+            to_best = "; ".join(f"{r.get('samples_to_best', {}).get(m)} / {r.get('samples_to_beat', {}).get(m, '-')}"
+                                f" / {r.get('samples_to_goal', {}).get(m)}" for m in LEARNED if m in r["step"])
             lines.append(f"| {name} | {r['ops']} | {r['bound'] / 1e6:.2f} | " + " | ".join(cells) +
                          f" | {ratio} | {hm / r['bound']:.2f} | {to_best} |")
             if "reference" in r:
@@ -132,6 +139,9 @@ def main() -> None:
     ap.add_argument("--reference", type=int, default=0, metavar="N",
                     help="also run N moves of a plain local search (not a placer: evidence of what the cost model "
                          "allows; its ratio to min(HEFT, METIS) is printed under the row)")
+    ap.add_argument("--start", choices=("best", "random"), default="best",
+                    help="the learned placers' start: the best baseline's placement (default) or a random one "
+                         "(from scratch: samples to reach the best baseline as Placeto counts them)")
     ap.add_argument("--table", action="store_true", help="print the tables of the cached results; run nothing")
     args = ap.parse_args()
     if args.table:
@@ -139,15 +149,15 @@ def main() -> None:
             print(table(json.load(f)))
         return
     training = not args.inference
-    results: dict = {"budget": args.budget or 800, "training": training, "tables": {}}
+    results: dict = {"budget": args.budget or 800, "training": training, "start": args.start, "tables": {}}
     graphs = {m: zoo.build(m, **MODELS[m]) for m in args.models}
     for D in args.devices:
         rows: dict = {}
         results["tables"][str(D)] = rows
         for name, g in graphs.items():
-            r: dict = {"step": {}, "wall": {}, "samples_to_best": {}, "samples_to_goal": {}}
+            r: dict = {"step": {}, "wall": {}, "samples_to_best": {}, "samples_to_beat": {}, "samples_to_goal": {}}
             for m in args.methods or ["heft"]:  # no learned method: one run gives every baseline
-                one = run_one(g, D, m, args.budget, training)
+                one = run_one(g, D, m, args.budget, training, {"start": args.start})
                 for b, t in one["baselines"].items():
                     r["step"].setdefault(b, t)
                     r["wall"].setdefault(b, one["wall_s"][b])
@@ -155,6 +165,7 @@ def main() -> None:
                 r["wall"][m] = one["wall_s"].get(m, one["total_s"])
                 if "learned" in one:
                     r["samples_to_best"][m] = one["learned"]["samples_to_best_baseline"]
+                    r["samples_to_beat"][m] = one["learned"]["samples_to_beat_best_baseline"]
                     r["samples_to_goal"][m] = one["learned"]["samples_to_goal"]
                     r.setdefault("learned", {})[m] = one["learned"]
                 r["bound"], r["bounds"], r["ops"] = one["bounds"]["bound"], one["bounds"], one["ops"]
@@ -167,7 +178,8 @@ def main() -> None:
             print(f"{D} devices, {name} ({r['ops']} ops): bound {r['bound']:,.0f} ({', '.join(f'{k} {v:,.0f}' for k, v in r['bounds'].items() if k != 'bound')}); "
                   + ", ".join(f"{m} {t:,.0f} ({r['wall'][m]:.1f}s)" for m, t in r["step"].items())
                   + (f"; learned / min(HEFT, METIS) {min(learned) / hm:.3f}" if learned else "")
-                  + f"; samples to best baseline {r['samples_to_best']}, to the goal {r['samples_to_goal']}",
+                  + f"; samples to best baseline {r['samples_to_best']}, to beat it {r['samples_to_beat']}, "
+                  f"to the goal {r['samples_to_goal']}",
                   flush=True)
             rows[name] = r
             write_json(args.json, results)

@@ -1,14 +1,16 @@
 """Learned placers trained with REINFORCE on the simulated step time (torch, CPU).
 
 * ``rl`` (Mirhoseini et al., 2017): the ops are gathered into their colocation groups (an op with its gradient /
-  update: ``problem.colocation_groups``; constants are never placed) and, when there are more than
-  ``max_groups`` (default 256), the groups of each layer are merged into runs of about equal time (at most
-  ``max_groups`` units in all, a unit never mixing layers; the paper grouped large graphs by hand). Each unit is embedded (op type, output shape, time,
+  update: ``problem.colocation_groups``; constants are never placed), every chain of groups between forks and
+  joins is contracted into one unit (``chain_units``, option ``chains``, default on: one choice moves a whole
+  branch of an Inception module, which is what spreads parallel branches over devices) and, when there are more
+  than ``max_groups`` (default 256) units, the units of each layer are merged into runs of about equal time (at
+  most ``max_groups`` units in all, a unit never mixing layers; the paper grouped large graphs by hand). Each unit is embedded (op type, output shape, time,
   weights, adjacency: in/out degree and the mean position of its producers and readers) and a sequence-to-
   sequence policy (bidirectional LSTM encoder over the units in topological order, LSTM decoder with attention
   over the encoder states, the previous unit's device fed back) outputs one device per unit.
-* ``hierarchical`` (Mirhoseini et al., 2018): a feed-forward grouper (a 2-layer MLP over the colocation groups'
-  embeddings) samples one of ``groups`` (default 64) groups for each, and the same sequence-to-sequence placer
+* ``hierarchical`` (Mirhoseini et al., 2018): a feed-forward grouper (a 2-layer MLP over the chain units'
+  embeddings, as above without the merging) samples one of ``groups`` (default 64) groups for each, and the same sequence-to-sequence placer
   places the groups (a group's embedding: the mean of its members' plus its size); both are trained jointly,
   the log-probability of a sample being the sum of the grouper's and the placer's choices. No manual grouping:
   this is the method for graphs of tens of thousands of ops.
@@ -17,7 +19,11 @@ Training (the policy proposes changes to the best placement so far, which it see
 improvement, Addanki et al. 2019, with the cross-entropy update towards the best sample of Post, Gao et al.
 2018): the *incumbent* is the best valid baseline's placement (per unit the device most of its time is on; for
 the grouper, each device's units cut in the graph's order into its share of the groups), later the best sample.
-Every unit's embedding carries its incumbent device (one-hot). The policy is warm-started by at most
+Every unit's embedding carries its incumbent device (one-hot), and a *copy term* adds a learned logit ``keep``
+(one for the placer, one for the grouper) to the incumbent's choice at every position, started at the value
+that keeps each choice with probability 1 - ``explore`` / P: the policy's own layers only learn *which edits*
+to propose, and when the incumbent changes its samples follow the new one at once (without it, a policy that
+had learned the old incumbent's devices kept proposing to undo each improvement). The policy is warm-started by at most
 ``warm_steps`` (100) steps towards the incumbent's choices. Each step samples ``samples`` placements (default 8)
 and teacher-forces the incumbent as one more row; each distinct placement is simulated once
 (``schedule.simulate``); reward ``-sqrt(makespan / reference)`` (reference: the best valid baseline's makespan),
@@ -27,11 +33,14 @@ entropy per choice + ``imitation`` (1) * sum over the incumbent's choices of (lo
 / P))^2, P the number of choices: every choice of the incumbent is held near probability 1 - ``explore`` / P,
 so that a sample differs from the incumbent in about ``explore`` (2) choices spread over the whole graph (a
 plain cross-entropy lets a few uncertain choices take all the exploration); Adam (``lr`` 0.005). A sample
-better than the incumbent becomes the incumbent.
+better than the incumbent becomes the incumbent. ``start="random"`` (from scratch, for counting samples as
+Placeto does) starts the incumbent at a seeded uniformly random placement instead of the best baseline's.
 
 **Never worse than the best baseline**: every baseline's placement is evaluated first and the placer returns the
 best valid placement it evaluated, baselines included. ``samples_to_best_baseline`` counts the sampled
-placements until one was at least as good as the best baseline (None: none was); ``samples_to_goal`` until one
+placements until one was at least as good as the best baseline (None: none was; 1 or so when started from it,
+which is why ``start="random"`` exists), ``samples_to_beat_best_baseline`` until one was faster than it,
+``samples_to_goal`` until one
 was 10% faster than the better of HEFT and METIS (issue 12's goal; None: none was).
 
 ``budget`` bounds the sampled placements (default 800); ``time_limit`` (seconds, default 480) bounds the training
@@ -60,7 +69,8 @@ from .schedule import simulate
 
 DEFAULTS = {"samples": 8, "lr": 0.005, "entropy": 0.01, "baseline_decay": 0.9, "hidden": 64, "max_groups": 256,
             "groups": 64, "warm_steps": 100, "explore": 2.0, "imitation": 1.0, "invalid_penalty": 10.0,
-            "time_limit": 480.0, "budget": 800, "progress_every": 10}
+            "time_limit": 480.0, "budget": 800, "progress_every": 10, "chains": True,
+            "start": "best"}
 
 
 # -- features ---------------------------------------------------------------------------------------------------
@@ -109,11 +119,44 @@ def op_features(prob: PlacementProblem) -> tuple[np.ndarray, np.ndarray, int]:
     return ((feats - mu) / sd).astype(np.float32), tid, len(types)
 
 
-def merge_units(prob: PlacementProblem, max_units: int) -> np.ndarray:
-    """op -> unit: the colocation groups; when there are more than ``max_units``, the groups of each layer
-    (``problem.layer_index``) are merged, in the graph's order, into runs of about equal time, each layer getting
-    runs in proportion to its time (at least one), so that a unit never mixes layers."""
-    groups = np.asarray(prob.groups)
+def chain_units(prob: PlacementProblem, base: np.ndarray | None = None) -> np.ndarray:
+    """op -> unit: the units of ``base`` (default: the colocation groups) with every chain between forks and
+    joins contracted into one, so that one choice of the policy moves a whole branch (an Inception module's
+    branch: conv, ReLU, conv, ... between the module's input and its concat, with their gradients).
+
+    The chains are those of the forward direction: an edge between two units counts when it goes from the unit
+    of the earlier first op to the later one (a gradient edge goes back, from a later unit to an earlier one,
+    and is ignored); unit ``a`` is merged with ``b`` when ``b`` is ``a``'s only successor and ``a`` is ``b``'s
+    only predecessor. Units are numbered in the graph's order of their first op."""
+    base = np.asarray(prob.groups if base is None else base)
+    n_base = int(base.max()) + 1 if len(base) else 0
+    first = np.full(n_base, len(base))
+    np.minimum.at(first, base, np.arange(len(base)))
+    out: list[set[int]] = [set() for _ in range(n_base)]
+    inn: list[set[int]] = [set() for _ in range(n_base)]
+    for p, c in prob.edge_bytes:
+        a, b = int(base[p]), int(base[c])
+        if a != b and first[a] < first[b]:
+            out[a].add(b)
+            inn[b].add(a)
+    head = list(range(n_base))  # unit -> the first unit of its chain (chains only grow forward)
+    for a in sorted(range(n_base), key=lambda k: first[k]):
+        if len(out[a]) == 1:
+            b = next(iter(out[a]))
+            if len(inn[b]) == 1:
+                head[b] = head[a]
+    ids: dict[int, int] = {}
+    for a in sorted(range(n_base), key=lambda k: first[k]):
+        ids.setdefault(head[a], len(ids))
+    return np.array([ids[head[int(u)]] for u in base], np.int64)
+
+
+def merge_units(prob: PlacementProblem, max_units: int, base: np.ndarray | None = None) -> np.ndarray:
+    """op -> unit: the units of ``base`` (default: the colocation groups); when there are more than
+    ``max_units``, the units of each layer (``problem.layer_index``; a unit's layer: its last listed op's) are
+    merged, in the graph's order, into runs of about equal time, each layer getting runs in proportion to its
+    time (at least one), so that a run never mixes layers."""
+    groups = np.asarray(prob.groups if base is None else base)
     ng = int(groups.max()) + 1
     if ng <= max_units:
         return groups
@@ -153,9 +196,11 @@ class Seq2SeqPlacer(nn.Module):
         self.out = nn.Linear(hidden + 2 * hidden, devices)
 
     def forward(self, x: torch.Tensor, *, sample: bool, gen: torch.Generator | None = None,
-                target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                target: torch.Tensor | None = None,
+                prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [B, L, F] -> (devices [B, L], log-prob of each choice [B, L], entropy [B]); ``target`` (>= 0)
-        teacher-forces choices."""
+        teacher-forces choices; ``prior`` ([L, devices]) is added to the logits (the copy term: the incumbent's
+        device, scaled by the policy's ``keep``)."""
         B, L, _ = x.shape
         enc, _ = self.enc(torch.tanh(self.inp(x)))  # [B, L, 2H]
         h = x.new_zeros(B, self.cell.hidden_size)
@@ -166,7 +211,8 @@ class Seq2SeqPlacer(nn.Module):
             h, c = self.cell(torch.cat([enc[:, t], self.dev_emb(prev)], -1), (h, c))
             att = torch.softmax(torch.einsum("bld,bd->bl", enc, self.q(h)) / math.sqrt(enc.shape[-1]), -1)
             ctx = torch.einsum("bl,bld->bd", att, enc)
-            lp = torch.log_softmax(self.out(torch.cat([h, ctx], -1)), -1)
+            logits = self.out(torch.cat([h, ctx], -1))
+            lp = torch.log_softmax(logits if prior is None else logits + prior[t], -1)
             if target is not None and bool((target[:, t] >= 0).all()):
                 a = target[:, t]
             else:
@@ -188,6 +234,10 @@ class Policy(nn.Module):
         self.type_emb = nn.Embedding(max(1, ntypes), 16)
         f = feat + 16 + devices  # + the incumbent placement (one-hot device), as Placeto's policy sees it
         self.groups = groups
+        # the copy term: a logit added to the incumbent's choice at every position, so that the policy
+        # proposes edits of the incumbent (Placeto) and follows it at once when it changes; set by the trainer
+        # to the value that keeps each choice with probability 1 - explore / positions, then learned
+        self.keep = nn.Parameter(torch.zeros(2))  # [placer, grouper]
         if groups is not None:
             self.grouper = nn.Sequential(nn.Linear(f, hidden), nn.ReLU(), nn.Linear(hidden, groups))
             self.placer = Seq2SeqPlacer(f + 1, hidden, devices)
@@ -202,16 +252,26 @@ class Policy(nn.Module):
 
     def sample(self, emb: torch.Tensor, cnt: torch.Tensor, K: int, gen: torch.Generator | None, *,
                sample: bool = True, target_groups: torch.Tensor | None = None,
-               target_devices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+               target_devices: torch.Tensor | None = None,
+               incumbent: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
         """K placements of the units: (unit devices [K, U], log-prob of each choice [K, P] (P = U, or U + G
-        with the grouper), entropy [K], the choices (groups [K, U] or None, placer devices [K, U or G]))."""
+        with the grouper), entropy [K], the choices (groups [K, U] or None, placer devices [K, U or G])).
+        ``incumbent`` (placer devices [1, U or G], groups [1, U] or None, ...): the choices the copy term
+        favours."""
         U = emb.shape[0]
+        devices = self.placer.devices
+        prior = None
+        if incumbent is not None:
+            prior = self.keep[0] * nn.functional.one_hot(incumbent[0][0], devices).to(emb.dtype)
         if self.groups is None:
             x = torch.cat([emb, torch.log1p(cnt)[:, None]], -1)[None].expand(K, U, -1)
-            dev, lp, ent = self.placer(x, sample=sample, gen=gen, target=target_devices)
+            dev, lp, ent = self.placer(x, sample=sample, gen=gen, target=target_devices, prior=prior)
             return dev, lp, ent, (None, dev)
         G = self.groups
-        lg = torch.log_softmax(self.grouper(emb), -1)  # [U, G]
+        logits = self.grouper(emb)
+        if incumbent is not None and incumbent[1] is not None:
+            logits = logits + self.keep[1] * nn.functional.one_hot(incumbent[1][0], G).to(emb.dtype)
+        lg = torch.log_softmax(logits, -1)  # [U, G]
         if target_groups is not None and bool((target_groups >= 0).all()):
             grp = target_groups
         else:
@@ -226,7 +286,7 @@ class Policy(nn.Module):
                                                             (emb * cnt[:, None])[None].expand(K, U, -1))
         c = emb.new_zeros(K, G).scatter_add_(1, grp, w)
         x = torch.cat([s / c.clamp(min=1)[..., None], torch.log1p(c)[..., None]], -1)  # [K, G, F+1]
-        gdev, plogp, pent = self.placer(x, sample=sample, gen=gen, target=target_devices)
+        gdev, plogp, pent = self.placer(x, sample=sample, gen=gen, target=target_devices, prior=prior)
         return gdev.gather(1, grp), torch.cat([glogp, plogp], 1), gent + pent, (grp, gdev)
 
 
@@ -262,7 +322,7 @@ def load_checkpoint(path: str, signature: str, what: str, differ: str, *, weight
 
 
 def _signature(prob: PlacementProblem, method: str, seed: int) -> str:
-    return f"{method}|{prob.n}|{prob.devices}|{seed}|{float(prob.op_time.sum()):.6g}|{len(prob.values)}"
+    return f"v2|{method}|{prob.n}|{prob.devices}|{seed}|{float(prob.op_time.sum()):.6g}|{len(prob.values)}"
 
 
 def learned_placement(prob: PlacementProblem, method: str, baselines: list[Any], *, budget: int = 0, seed: int = 0,
@@ -285,6 +345,9 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
                        options: dict | None, progress: Callable[[str], None] | None,
                        checkpoint: str | None) -> tuple[list[int], dict]:
     opts = merge_options(DEFAULTS, options, method)
+    if opts["start"] not in ("best", "random"):
+        raise UserInputError(f"{method} option start={opts['start']!r}: choose 'best' (the best baseline's placement) "
+                             "or 'random' (from scratch)")
     budget = budget or int(opts["budget"])
     K = int(opts["samples"])
     D = prob.devices
@@ -300,10 +363,11 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
     best_from = best_base.method if best_base else None
     if D == 1:
         return [0] * prob.n, {"steps": 0, "samples": 0, "best_from": "single", "samples_to_best_baseline": 0,
-                              "samples_to_goal": None, "reference": ref}
+                              "samples_to_beat_best_baseline": None, "samples_to_goal": None, "reference": ref}
     feats, tids, ntypes = op_features(prob)
     hier = method == "hierarchical"
-    unit = np.asarray(prob.groups) if hier else merge_units(prob, int(opts["max_groups"]))
+    base = chain_units(prob) if opts["chains"] else np.asarray(prob.groups)
+    unit = base if hier else merge_units(prob, int(opts["max_groups"]), base)
     U = int(unit.max()) + 1
     G = min(int(opts["groups"]), U) if hier else None
     policy = Policy(feats.shape[1], ntypes, int(opts["hidden"]), D, G)
@@ -313,7 +377,7 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
                              "to_goal": None, "incumbent": None}
     heft_metis = [c.schedule.makespan for c in valid if c.method in ("heft", "metis")]
     goal_ref = min(heft_metis) if heft_metis else ref
-    sig = _signature(prob, method, seed)
+    sig = _signature(prob, method, seed) + f"|{opts['start']}|{int(bool(opts['chains']))}"
     resumed = False
     if checkpoint and os.path.exists(checkpoint):
         ck = load_checkpoint(checkpoint, sig, "placement", "graph, devices, method or seed")
@@ -364,20 +428,33 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
     # that a sample differs from the incumbent in about `explore` choices spread over all positions: the policy
     # proposes changes to the best placement so far, which it sees as an input (Placeto's iterative improvement)
     keep = math.log(max(1e-6, 1.0 - float(opts["explore"]) / positions))
+    if not resumed:  # the copy term's start: each choice keeps the incumbent's with probability exp(keep)
+        eps = 1.0 - math.exp(keep)
+        with torch.no_grad():
+            policy.keep[0] = math.log((1 - eps) * max(1, D - 1) / eps)
+            policy.keep[1] = math.log((1 - eps) * max(1, (G or 1) - 1) / eps)
 
     def embed(inc: tuple) -> tuple[torch.Tensor, torch.Tensor]:
         emb, cnt = policy.unit_embed(ft, tt, ut, U)
         return torch.cat([emb, nn.functional.one_hot(inc[2], D).to(emb.dtype)], -1), cnt
 
     if not resumed:
-        if best_base is not None:
+        if opts["start"] == "random":  # from scratch: a seeded uniformly random placement of the units
+            rand = np.random.default_rng(seed).integers(0, D, U)[unit].tolist()
+            sch = simulate(prob, rand)
+            state["incumbent"] = unit_targets(rand)
+            state["incumbent_t"] = sch.makespan if sch.over(prob.capacity) is None else math.inf
+        elif best_base is not None:
             state["incumbent"] = unit_targets(best_base.placement)
+            state["incumbent_t"] = best_t
         else:  # no valid baseline: start from the first device everywhere
             state["incumbent"] = unit_targets([0] * prob.n)
+            state["incumbent_t"] = math.inf
         for _ in range(int(opts["warm_steps"])):  # warm start: imitate the incumbent (the best baseline)
             inc = state["incumbent"]
             emb, cnt = embed(inc)
-            _, lp, _, _ = policy.sample(emb, cnt, 1, gen, target_groups=inc[1], target_devices=inc[0])
+            _, lp, _, _ = policy.sample(emb, cnt, 1, gen, target_groups=inc[1], target_devices=inc[0],
+                                        incumbent=inc)
             if int((lp[0].detach() < 2 * keep).sum()) <= float(opts["explore"]):
                 break  # likely enough; the rest of the distribution explores
             optim.zero_grad()
@@ -393,7 +470,7 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
         tdev = torch.cat([torch.full((K, inc[0].shape[1]), -1, dtype=torch.long), inc[0]])
         tgrp = None if inc[1] is None else torch.cat([torch.full((K, U), -1, dtype=torch.long), inc[1]])
         udev, lp_all, ent_all, (cg, cd) = policy.sample(emb, cnt, K + 1, gen, target_groups=tgrp,
-                                                        target_devices=tdev)
+                                                        target_devices=tdev, incumbent=inc)
         rewards = []
         improved = None
         for k in range(K):
@@ -406,9 +483,13 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
             rewards.append(-math.sqrt(t_k / ref) if ok else penalty)
             if ok and t_k < best_t:
                 best_t, best_pl, best_from = t_k, udev[k].numpy()[unit].tolist(), f"{method} sample {state['samples']}"
+            if ok and t_k < state["incumbent_t"]:
+                state["incumbent_t"] = t_k
                 improved = k
             if ok and state["to_best"] is None and t_k <= ref:
                 state["to_best"] = state["samples"]
+            if ok and state.get("to_beat") is None and t_k < ref:
+                state["to_beat"] = state["samples"]
             if ok and state.get("to_goal") is None and t_k <= 0.9 * goal_ref:
                 state["to_goal"] = state["samples"]
         r = torch.tensor(rewards)
@@ -439,7 +520,8 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
         raise UserInputError(f"the {method} placer found no placement that fits the devices' memory in "
                              f"{state['samples']} samples (nor did any baseline)")
     stats = {"steps": state["step"], "samples": state["samples"], "best_from": best_from,
-             "samples_to_best_baseline": state["to_best"], "samples_to_goal": state.get("to_goal"),
+             "samples_to_best_baseline": state["to_best"], "samples_to_beat_best_baseline": state.get("to_beat"),
+             "samples_to_goal": state.get("to_goal"),
              "reference": ref, "units": U,
              "groups": G, "seconds": time.perf_counter() - t_start, "resumed": resumed}
     return list(best_pl), stats
