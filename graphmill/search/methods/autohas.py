@@ -1,0 +1,557 @@
+"""AutoHAS (Dong et al., "AutoHAS: Efficient Hyperparameter and Architecture Search"): one joint search of a
+network's architecture and its training hyper-parameters with shared weights, at about the cost of one training.
+
+**Task**: scikit-learn's digits (``graphmill.search.oneshot.TASK``: 1,797 8x8 images upsampled bilinearly to the
+child's resolution; 1,138 training images, 300 validation images that score candidates, 359 test images that
+only the final report reads).
+
+**Joint space** (``joint_space``): ``{"arch": <the BigNAS supernet's children>, "hp": {"lr", "weight_decay",
+"augment"}}``. ``arch`` is ``SupernetSpec.space()`` of ``graphmill.search.oneshot`` (``space=digits``:
+``DIGITS_SPEC``, resolution 8/12/16 x per stage depth, width, kernel, expansion; ``space=tiny`` for tests); the
+hyper-parameters are candidate lists, as AutoHAS discretizes them: the peak learning rate of SGD with momentum
+0.9 (default 0.01, 0.03, 0.1, 0.3), the weight decay (L2 on the child's convolution and classifier weights;
+0, 1e-4, 5e-4, 2e-3) and RandAugment's magnitude (``graphmill.backends.torch.training.rand_augment``; 0, 5, 10,
+20 of 30).
+
+**Search** (``budget`` = controller steps, default 450): the supernet's shared weights W (BigNAS initialization)
+and a controller of independent categorical distributions (``Controller``, REINFORCE with a moving-average
+baseline). Each step samples (architecture, hyper-parameters); ``temp_steps`` SGD steps of that child with those
+hyper-parameters (learning rate, weight decay, augmentation of the batch) from a copy of W give the temporary
+weights W*; the reward is W*'s accuracy on a validation batch (``val_batch`` images, BatchNormalization on the
+batch's statistics); the controller learns from it; then W <- W* (the temporary update is the shared weights'
+update, so scoring adds only a validation forward: the search costs about one training run). During the first
+``warmup`` fraction of the steps the controller samples uniformly and does not learn (W trains for every child
+first). The search's learning rate is each sample's own, constant (no schedule: candidates are compared at
+their own value all along).
+
+**Final pick**: the controller's most probable configuration, trained for ``final_steps`` SGD steps with its
+hyper-parameters (cosine schedule from its learning rate) from scratch (``final_init=scratch``: the protocol
+every baseline candidate gets, so accuracies compare) or from the shared weights (``final_init=inherit``);
+BatchNormalization recalibrated, reported on the test set, written as ``best.onnx`` (standard ONNX ops).
+
+**Outputs** in ``out``: ``checkpoint.pt`` (shared weights, optimizer, controller, RNGs, history; written
+atomically after every ``log_every`` steps, during the search and the final training; rerunning the same
+command resumes from it, other options are refused naming the first that differs), ``history.jsonl`` (one
+line per controller step: configuration, reward, loss), ``autohas.png`` (reward over steps; probabilities of
+the hyper-parameter candidates, the chosen ones marked), ``best.onnx`` and ``report.json``.
+
+**Workers and executors**: the shared-weight loop is one sequential process (each step starts from the last
+one's weights), so ``workers`` is the number of torch threads it uses; ``executor`` ``None``/``"inprocess"``/
+``"local"`` run it in this process, ``"ray"`` runs the whole loop as one Ray task (``graphmill.search``'s Ray
+executor: a local Ray, or ``ray_address``; the folder must be on a file system the task sees; progress lines
+are not streamed back from the task). ``accel``: when given, the report adds the pick's simulated latency on
+that accelerator (the reward is accuracy alone).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from graphmill.search.methods._autohas_train import Controller, ChildTrainer, search_step, train_alone
+from graphmill.search.space import Choice, Space
+from graphmill.util.errors import UserInputError
+
+METHOD = "autohas"
+DEFAULT_BUDGET = 450
+SPACES = ("digits", "tiny")
+HP_DEFAULTS = {"lr": (0.01, 0.03, 0.1, 0.3), "weight_decay": (0.0, 1e-4, 5e-4, 2e-3), "augment": (0, 5, 10, 20)}
+
+#: option -> default (its type is the option's: ``--option KEY=VALUE`` values are parsed to it)
+OPTIONS: dict[str, Any] = {
+    "space": "digits",          # the supernet: digits (DIGITS_SPEC) | tiny (TINY_SPEC, for tests)
+    "batch": 32,                # training images per SGD step
+    "val_batch": 64,            # validation images per reward
+    "temp_steps": 1,            # SGD steps of the temporary update
+    "warmup": 0.25,             # fraction of the steps with a uniform, non-learning controller
+    "controller_lr": 0.05,
+    "entropy": 0.001,
+    "baseline_decay": 0.95,
+    "log_every": 25,            # steps per progress line and checkpoint
+    "final_steps": 150,         # SGD steps of the final pick's training
+    "final_init": "scratch",    # scratch | inherit
+    "lr": "0.01,0.03,0.1,0.3",  # candidate peak learning rates (SGD, momentum 0.9)
+    "weight_decay": "0,0.0001,0.0005,0.002",
+    "augment": "0,5,10,20",     # candidate RandAugment magnitudes (0 .. 30)
+}
+CHOICES = {"space": SPACES, "final_init": ("scratch", "inherit")}
+TASK_NAME = "digits"
+
+
+def _nearest(word: str, names) -> str:
+    from graphmill.search.strategies.base import nearest
+
+    return nearest(word, names)
+
+
+def _floats(key: str, text: str) -> tuple:
+    try:
+        vals = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise UserInputError(f"--option {key}={text!r}: expected comma-separated numbers") from None
+    if not vals or any(not math.isfinite(v) or v < 0 for v in vals) or len(set(vals)) != len(vals):
+        raise UserInputError(f"--option {key}={text!r}: expected distinct finite numbers >= 0")
+    if key == "lr" and min(vals) <= 0:
+        raise UserInputError(f"--option lr={text!r}: learning rates must be > 0")
+    if key == "augment" and max(vals) > 30:
+        raise UserInputError(f"--option augment={text!r}: RandAugment magnitudes are 0 .. 30")
+    return tuple(int(v) if key == "augment" and v == int(v) else v for v in vals)
+
+
+def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options with defaults filled in and values parsed; a ``UserInputError`` for an unknown key (naming
+    the nearest valid one) or a bad value."""
+    out = dict(OPTIONS)
+    for key, raw in options.items():
+        if key not in OPTIONS:
+            raise UserInputError(f"--option {key}: unknown AutoHAS option{_nearest(key, OPTIONS)}; options: "
+                                 f"{', '.join(OPTIONS)}")
+        default = OPTIONS[key]
+        text = str(raw).strip()
+        if key in HP_DEFAULTS:
+            out[key] = text
+        elif isinstance(default, int):
+            try:
+                v = int(text)
+            except ValueError:
+                raise UserInputError(f"--option {key}={raw!r}: expected a whole number") from None
+            if v < 1:
+                raise UserInputError(f"--option {key}={raw!r}: must be >= 1")
+            out[key] = v
+        elif isinstance(default, float):
+            try:
+                v = float(text)
+            except ValueError:
+                raise UserInputError(f"--option {key}={raw!r}: expected a number") from None
+            if not math.isfinite(v) or v < 0 or (key in ("warmup", "baseline_decay") and v >= 1):
+                raise UserInputError(f"--option {key}={raw!r}: must be a finite number >= 0"
+                                     + (" and < 1" if key in ("warmup", "baseline_decay") else ""))
+            out[key] = v
+        else:
+            if text not in CHOICES[key]:
+                raise UserInputError(f"--option {key}={raw!r}: use one of {', '.join(CHOICES[key])}"
+                                     f"{_nearest(text, CHOICES[key])}")
+            out[key] = text
+    for key in HP_DEFAULTS:
+        out[key] = _floats(key, out[key])
+    return out
+
+
+def supernet_spec(name: str):
+    from graphmill.search.oneshot import DIGITS_SPEC, TINY_SPEC
+
+    return {"digits": DIGITS_SPEC, "tiny": TINY_SPEC}[name]
+
+
+def joint_space(spec=None, *, lr=HP_DEFAULTS["lr"], weight_decay=HP_DEFAULTS["weight_decay"],
+                augment=HP_DEFAULTS["augment"]) -> Space:
+    """Architecture (the supernet's children) x hyper-parameters, as one ``graphmill.search.Space``:
+    ``{"arch": {...}, "hp": {"lr", "weight_decay", "augment"}}``; the random and TPE baselines search it too."""
+    spec = spec if spec is not None else supernet_spec("digits")
+    return Space({"arch": spec.space(), "hp": Space({"lr": Choice(list(lr)), "weight_decay": Choice(list(weight_decay)),
+                                                     "augment": Choice(list(augment))})})
+
+
+@dataclass
+class CandidateEvaluator:
+    """The baselines' evaluator (``graphmill.search.run``): a joint configuration trained alone from scratch
+    for ``steps`` SGD steps (the final pick's protocol); reward = validation accuracy, the test accuracy, the
+    images trained on and the CPU seconds as metrics. Picklable (process-pool and Ray workers)."""
+
+    space: str = "digits"
+    steps: int = 150
+    batch: int = 32
+    seed: int = 0
+
+    def __call__(self, config: dict) -> dict:
+        import torch
+
+        torch.set_num_threads(1)
+        m = train_alone(supernet_spec(self.space), config["arch"], config["hp"], steps=self.steps,
+                        batch=self.batch, seed=self.seed)
+        return {"reward": m["val_accuracy"], **m}
+
+
+# -- run --------------------------------------------------------------------------------------------------------
+
+def _check_run(out: str, budget: int | None, seed: int, workers: int, executor: str | None,
+               ray_address: str | None, accel: str | None, options: Mapping[str, Any]) -> tuple[dict, int, Any]:
+    opts = check_options(options)
+    if budget is None:
+        budget = DEFAULT_BUDGET
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise UserInputError(f"--budget {budget!r}: AutoHAS's budget is controller steps, a whole number >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserInputError(f"--seed {seed!r}: must be an integer >= 0")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UserInputError(f"--workers {workers!r}: must be a whole number >= 1")
+    if executor not in (None, "inprocess", "local", "ray"):
+        raise UserInputError(f"--executor {executor!r}: unknown{_nearest(str(executor), ('local', 'ray'))}; "
+                             "use local or ray")
+    if ray_address is not None and executor != "ray":
+        raise UserInputError("--ray-address needs --executor ray")
+    if executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UserInputError("--executor ray needs ray, an optional extra: pip install 'ray[default]'") from None
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserInputError(f"--out {out}: is a file; give a folder")
+    accel_cfg = None
+    if accel is not None:
+        from graphmill.backends.simulator.config import load_accel
+
+        accel_cfg = load_accel(accel)
+    return opts, budget, accel_cfg
+
+
+def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str | None,
+        ray_address: str | None, accel: str | None, options: dict[str, str],
+        progress: Callable[[str], None] | None) -> dict:
+    """Run (or resume) AutoHAS into the folder ``out`` (module docstring); its JSON-able summary.
+
+    Everything is checked before anything is written. ``budget``: controller steps. ``progress(line)`` receives a
+    line per ``log_every`` steps (search and final training). Ctrl-C stops between steps: the last checkpoint
+    stands (the same call resumes from it) and the summary says ``interrupted: True``.
+    """
+    out = os.fspath(out)
+    opts, budget, accel_cfg = _check_run(out, budget, seed, workers, executor, ray_address, accel, options)
+    if executor == "ray":
+        return _run_on_ray(out, budget=budget, seed=seed, workers=workers, ray_address=ray_address, accel=accel,
+                           options=dict(options))
+    return _Run(out, opts, budget, seed, workers, accel_cfg, progress).go()
+
+
+@dataclass
+class _RayJob:
+    """The whole loop as one evaluation of ``graphmill.search``'s Ray executor (picklable)."""
+
+    out: str
+    budget: int
+    seed: int
+    workers: int
+    accel: str | None
+    options: dict
+
+    def __call__(self, _config: dict) -> dict:
+        return run(self.out, budget=self.budget, seed=self.seed, workers=self.workers, executor=None,
+                   ray_address=None, accel=self.accel, options=self.options, progress=None)
+
+
+def _run_on_ray(out: str, *, budget: int, seed: int, workers: int, ray_address: str | None, accel: str | None,
+                options: dict) -> dict:
+    from graphmill.search.executors import make
+
+    ex = make("ray", _RayJob(os.path.abspath(out), budget, seed, workers, accel, options), workers=1, timeout=None,
+              ray_address=ray_address)
+    try:
+        ex.submit(0, {})
+        finished = ex.wait(None)
+    except KeyboardInterrupt:
+        ex.close()
+        ckpt = os.path.join(out, "checkpoint.pt")
+        return {"method": METHOD, "task": TASK_NAME, "out": out, "files": [], "interrupted": True,
+                "checkpoint": ckpt if os.path.exists(ckpt) else None, "best": None, "trials": None}
+    ex.close()
+    status, value, _ = finished[0][1]
+    if status != "ok":
+        raise UserInputError(f"AutoHAS as a Ray task failed: {value}")
+    return value
+
+
+class _Run:
+    """One AutoHAS run into a folder: state, checkpoint, the two phases, outputs."""
+
+    def __init__(self, out: str, opts: dict, budget: int, seed: int, workers: int, accel_cfg: Any,
+                 progress: Callable[[str], None] | None) -> None:
+        self.out, self.opts, self.budget, self.seed, self.workers = out, opts, budget, seed, workers
+        self.accel_cfg, self.progress = accel_cfg, progress
+        self.spec = supernet_spec(opts["space"])
+        self.space = joint_space(self.spec, lr=opts["lr"], weight_decay=opts["weight_decay"], augment=opts["augment"])
+        self.files = {"checkpoint": os.path.join(out, "checkpoint.pt"), "history": os.path.join(out, "history.jsonl"),
+                      "plot": os.path.join(out, "autohas.png"), "model": os.path.join(out, "best.onnx"),
+                      "report": os.path.join(out, "report.json")}
+        self.config = {"method": METHOD, "budget": budget, "seed": seed,
+                       **{k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()}}
+        self.config = {k: json.dumps(v) if isinstance(v, list) else v for k, v in self.config.items()}
+
+    # -- state
+    def _load(self):
+        from graphmill.backends.torch.training.loop import check_same_config, load_checkpoint
+
+        if not os.path.exists(self.files["checkpoint"]):
+            return None
+        state = load_checkpoint(self.files["checkpoint"])
+        check_same_config(self.files["checkpoint"], state["config"], self.config)
+        return state
+
+    def go(self) -> dict:
+        import torch
+
+        from graphmill.search.oneshot import init_weights
+        from graphmill.search.oneshot.torchnet import SupernetModule
+        from graphmill.search.oneshot.train import digits_split
+
+        from graphmill.search.methods._autohas_train import sgd
+
+        state = self._load()  # a foreign or mismatched checkpoint is refused before anything is written
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.workers)
+        try:
+            if state is not None and state.get("phase") == "done" and os.path.exists(self.files["report"]):
+                return self._summary(json.loads(open(self.files["report"]).read()), False)
+            torch.manual_seed(self.seed)
+            self.data = {r: digits_split(r, self.spec.in_channels) for r in self.spec.resolutions}
+            self.module = SupernetModule(self.spec, init_weights(self.spec, self.seed))
+            self.module.train()
+            self.optimizer = sgd(self.module)
+            self.generator = torch.Generator().manual_seed(self.seed)
+            self.controller = Controller(self.space, seed=self.seed, lr=self.opts["controller_lr"],
+                                         entropy=self.opts["entropy"], baseline_decay=self.opts["baseline_decay"])
+            self.history: list[dict] = []
+            self.probs: list[dict] = []
+            self.step_no = 0
+            self.compute = {"search_train_images": 0, "search_val_images": 0, "final_train_images": 0,
+                            "search_cpu_seconds": 0.0, "final_cpu_seconds": 0.0}
+            self.phase, self.final_state = "search", None
+            if state is not None:
+                self._restore(state)
+            os.makedirs(self.out, exist_ok=True)
+            interrupted = False
+            try:
+                if self.phase == "search":
+                    self._search()
+                self._final()
+            except KeyboardInterrupt:
+                interrupted = True
+            if interrupted:
+                self._write_partial()
+                return self._summary(None, True)
+            return self._summary(self._finish(), False)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _restore(self, state: dict) -> None:
+        import torch
+
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["rng"])
+        self.controller.load_state_dict(json.loads(state["controller"]))
+        self.history = json.loads(state["history"])
+        self.probs = json.loads(state["probs"])
+        self.compute = json.loads(state["compute"])
+        self.step_no = int(state["step"])
+        self.phase = state["phase"]
+        self.final_state = state.get("final")
+
+    def _save(self, final: dict | None = None) -> None:
+        import torch
+
+        from graphmill.backends.torch.training.loop import save_checkpoint
+
+        save_checkpoint(self.files["checkpoint"], {
+            "model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(), "rng": torch.get_rng_state(),
+            "controller": json.dumps(self.controller.state_dict()), "history": json.dumps(self.history),
+            "probs": json.dumps(self.probs), "compute": json.dumps(self.compute), "step": self.step_no,
+            "phase": self.phase, "final": final, "config": self.config})
+
+    def _say(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress(line)
+
+    # -- phase 1: the shared-weight search
+    def _search(self) -> None:
+        o = self.opts
+        warm = int(round(o["warmup"] * self.budget))
+        t_start, done_at_start = time.perf_counter(), self.step_no
+        while self.step_no < self.budget:
+            t0 = time.process_time()
+            row = search_step(self.module, self.optimizer, self.controller, self.spec, self.data, self.generator,
+                              batch=o["batch"], val_batch=o["val_batch"], temp_steps=o["temp_steps"],
+                              learn=self.step_no >= warm)
+            self.compute["search_cpu_seconds"] += time.process_time() - t0
+            self.compute["search_train_images"] += o["batch"] * o["temp_steps"]
+            self.compute["search_val_images"] += o["val_batch"]
+            self.step_no += 1
+            self.history.append({"step": self.step_no, "config": row["config"], "reward": row["reward"],
+                                 "loss": row["loss"], "diverged": row["diverged"],
+                                 "learning": self.step_no > warm})
+            if self.step_no % o["log_every"] == 0 or self.step_no == self.budget:
+                self.probs.append({"step": self.step_no,
+                                   "probs": {path: p.tolist() for (path, _), p in
+                                             zip(self.controller.decisions, self.controller.probs())}})
+                if self.step_no == self.budget:
+                    self.phase = "final"
+                self._save()
+                rate = (self.step_no - done_at_start) / max(time.perf_counter() - t_start, 1e-9)
+                self._say(self._search_line(rate))
+
+    def _search_line(self, rate: float) -> str:
+        recent = [h["reward"] for h in self.history[-self.opts["log_every"]:]]
+        pick = self.controller.argmax()
+        hp = pick["hp"]
+        eta = (self.budget - self.step_no) / rate if rate > 0 else math.inf
+        return (f"[autohas] step {self.step_no}/{self.budget}  reward {np.mean(recent):.4f} (last "
+                f"{len(recent)})  pick lr {hp['lr']:g} wd {hp['weight_decay']:g} augment {hp['augment']:g} "
+                f"res {pick['arch']['resolution']}  p(pick) {self.controller.probability(pick):.3g}  "
+                f"{rate:.2f} steps/s  ETA {_fmt(eta)}")
+
+    # -- phase 2: the final pick trained
+    def _final(self) -> None:
+        import torch
+
+        from graphmill.search.oneshot import init_weights
+
+        o = self.opts
+        pick = self.controller.argmax()
+        weights = init_weights(self.spec, self.seed) if o["final_init"] == "scratch" else self.module.weights()
+        self.trainer = ChildTrainer(self.spec, pick["arch"], pick["hp"], weights, steps=o["final_steps"],
+                                    batch=o["batch"], seed=self.seed, data=self.data)
+        if self.final_state is not None:
+            self.trainer.load_state_dict(self.final_state)
+        elif o["final_init"] == "scratch":
+            torch.manual_seed(self.seed)  # RandAugment's draws: what a baseline candidate with this seed sees
+        t_start, done_at_start = time.perf_counter(), self.trainer.step_no
+        tr = self.trainer
+        losses: list[float] = []
+        while tr.step_no < o["final_steps"]:
+            t0 = time.process_time()
+            losses.append(tr.step())
+            self.compute["final_cpu_seconds"] += time.process_time() - t0
+            self.compute["final_train_images"] += o["batch"]
+            if tr.step_no % o["log_every"] == 0 or tr.step_no == o["final_steps"]:
+                self._save(final=tr.state_dict())
+                rate = (tr.step_no - done_at_start) / max(time.perf_counter() - t_start, 1e-9)
+                eta = (o["final_steps"] - tr.step_no) / rate if rate > 0 else math.inf
+                self._say(f"[autohas] final {tr.step_no}/{o['final_steps']}  loss {np.mean(losses):.4f}  "
+                          f"{rate:.2f} steps/s  ETA {_fmt(eta)}")
+                losses = []
+
+    # -- outputs
+    def _write_history(self) -> None:
+        from graphmill.util.files import atomic_write_text
+
+        atomic_write_text(self.files["history"], "".join(json.dumps(h) + "\n" for h in self.history))
+
+    def _write_partial(self) -> None:
+        if self.history:
+            self._write_history()
+            plot(self.files["plot"], self.history, self.probs, self.space, None)
+
+    def _finish(self) -> dict:
+        from graphmill.frontend import save
+        from graphmill.search.evaluators.cost import cost_metrics
+        from graphmill.util.files import write_json
+
+        t0 = time.process_time()
+        acc = self.trainer.evaluate()
+        graph = self.trainer.graph()
+        self.compute["final_cpu_seconds"] += time.process_time() - t0
+        costs = cost_metrics(graph)
+        pick = self.controller.argmax()
+        best = {"config": pick["arch"], "hyperparameters": pick["hp"], "accuracy": acc["test_accuracy"],
+                "val_accuracy": acc["val_accuracy"], "macs": int(costs["macs"]), "params": int(costs["params"]),
+                "probability": self.controller.probability(pick)}
+        if self.accel_cfg is not None:
+            from graphmill.search.evaluators.latency import simulated_latency
+
+            best["latency_ms"] = float(simulated_latency(graph, self.accel_cfg)["latency"])
+        self._write_history()
+        plot(self.files["plot"], self.history, self.probs, self.space, pick)
+        save(graph, self.files["model"])
+        c = dict(self.compute)
+        c["total_train_images"] = c["search_train_images"] + c["final_train_images"]
+        c["total_cpu_seconds"] = round(c["search_cpu_seconds"] + c["final_cpu_seconds"], 3)
+        report = {"method": METHOD, "task": _task(), "budget": self.budget, "seed": self.seed,
+                  "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.opts.items()},
+                  "best": best, "compute": c, "trials": len(self.history),
+                  "controller": {path: dict(zip([str(v) for v in p.values], map(float, pr)))
+                                 for (path, p), pr in zip(self.controller.decisions, self.controller.probs())},
+                  "mean_reward_last_log": float(np.mean([h["reward"] for h in self.history[-self.opts["log_every"]:]]))}
+        write_json(self.files["report"], report)
+        self.phase = "done"
+        self._save(final=self.trainer.state_dict())
+        return report
+
+    def _summary(self, report: dict | None, interrupted: bool) -> dict:
+        files = [os.path.basename(p) for p in self.files.values() if os.path.exists(p)]
+        if report is None:  # interrupted: the controller's current pick, not trained yet
+            best = None
+            if hasattr(self, "controller"):
+                pick = self.controller.argmax()
+                best = {"config": pick["arch"], "hyperparameters": pick["hp"], "accuracy": None, "macs": None,
+                        "params": None, "probability": self.controller.probability(pick)}
+            return {"method": METHOD, "task": _task(), "out": self.out, "files": files, "interrupted": interrupted,
+                    "checkpoint": self.files["checkpoint"] if os.path.exists(self.files["checkpoint"]) else None,
+                    "best": best, "trials": len(getattr(self, "history", [])), "budget": self.budget,
+                    "phase": getattr(self, "phase", None)}
+        return {"method": METHOD, "task": report["task"], "out": self.out, "files": files, "interrupted": False,
+                "checkpoint": self.files["checkpoint"], "best": report["best"], "trials": report["trials"],
+                "budget": report["budget"], "compute": report["compute"]}
+
+
+def _task() -> str:
+    from graphmill.search.oneshot import TASK
+
+    return TASK
+
+
+def _fmt(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def plot(path: str, history: list[dict], probs: list[dict], space: Space, pick: dict | None) -> None:
+    """autohas.png: the controller's reward over steps (each step and a moving average) and, per
+    hyper-parameter, the probability of each candidate over steps (the chosen candidate drawn thick)."""
+    from graphmill.util.plots import pyplot, save_figure
+
+    plt = pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4))
+    ax = axes[0][0]
+    steps = [h["step"] for h in history]
+    rewards = [h["reward"] for h in history]
+    ax.scatter(steps, rewards, s=3, alpha=0.25, label="reward (validation batch accuracy)")
+    w = max(1, min(50, len(rewards) // 10 or 1))
+    if len(rewards) >= w:
+        ma = np.convolve(rewards, np.ones(w) / w, mode="valid")
+        ax.plot(steps[w - 1:], ma, color="C3", label=f"moving average ({w})")
+    learn = [h["step"] for h in history if h.get("learning")]
+    if learn:
+        ax.axvline(learn[0], color="grey", ls=":", label="controller starts learning")
+    ax.set_xlabel("controller step")
+    ax.set_ylabel("reward")
+    ax.set_title("AutoHAS search")
+    ax.legend(loc="lower right", fontsize=7)
+    ax.grid(alpha=0.3)
+    for ax, name in zip([axes[0][1], axes[1][0], axes[1][1]], ("lr", "weight_decay", "augment")):
+        key = f"hp.{name}"
+        values = space["hp"][name].values
+        xs = [p["step"] for p in probs]
+        chosen = pick["hp"][name] if pick else None
+        for i, v in enumerate(values):
+            ys = [p["probs"][key][i] for p in probs]
+            ax.plot(xs, ys, lw=3 if v == chosen else 1, label=f"{v:g}" + (" (chosen)" if v == chosen else ""))
+        ax.set_xlabel("controller step")
+        ax.set_ylabel("probability")
+        ax.set_title(f"{name} candidates")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7, loc="upper left")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path, tight=True)
+
+
+__all__ = ["run", "OPTIONS", "DEFAULT_BUDGET", "check_options", "joint_space", "supernet_spec", "Controller",
+           "CandidateEvaluator", "ChildTrainer", "train_alone", "plot"]

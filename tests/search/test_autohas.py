@@ -1,0 +1,118 @@
+"""AutoHAS (graphmill.search.methods.autohas): joint architecture x hyper-parameter search with shared weights.
+
+References: ONNX Runtime (the exported pick's accuracy on the test images equals the reported one), an
+uninterrupted run (a run stopped by Ctrl-C and resumed ends with the same history and pick), hand-computed
+optima (the controller's argmax on a reward that only one choice earns; a learning rate of 1e-6 cannot beat
+0.1 after the temporary updates), and the nearest-name rule for bad options.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from graphmill.errors import UserInputError
+from graphmill.search import Choice, Space
+from graphmill.search.methods import autohas
+
+TINY = {"space": "tiny", "log_every": "5", "final_steps": "10", "batch": "16", "val_batch": "32"}
+
+
+def _run(out, budget=20, progress=None, **options):
+    return autohas.run(str(out), budget=budget, seed=0, workers=1, executor=None, ray_address=None, accel=None,
+                       options={**TINY, **options}, progress=progress)
+
+
+def test_run_writes_outputs_and_the_onnx_pick_predicts_as_reported(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    lines: list[str] = []
+    s = _run(tmp_path / "a", progress=lines.append)
+    assert s["method"] == "autohas" and not s["interrupted"] and s["trials"] == 20
+    assert "digits" in s["task"]
+    assert {"checkpoint.pt", "history.jsonl", "autohas.png", "best.onnx", "report.json"} <= set(s["files"])
+    assert sum(line.startswith("[autohas] step") for line in lines) == 4
+    assert sum(line.startswith("[autohas] final") for line in lines) == 2
+    best = s["best"]
+    assert set(best["hyperparameters"]) == {"lr", "weight_decay", "augment"} and best["macs"] > 0 and best["params"] > 0
+    rows = [json.loads(x) for x in open(tmp_path / "a" / "history.jsonl")]
+    assert [r["step"] for r in rows] == list(range(1, 21))
+    json.dumps(s)
+    # ONNX Runtime on the exported child, on the test images at the pick's resolution: the reported accuracy
+    from graphmill.search.oneshot import digits_split
+
+    d = digits_split(best["config"]["resolution"])
+    sess = ort.InferenceSession(str(tmp_path / "a" / "best.onnx"))
+    logits = sess.run(None, {sess.get_inputs()[0].name: d.x_test.numpy()})[0]
+    acc = float((logits.argmax(1) == d.y_test.numpy()).mean())
+    assert abs(acc - best["accuracy"]) <= 1.5 / len(d.y_test)
+    # rerunning the finished command returns the same result without training again
+    again = _run(tmp_path / "a")
+    assert again["best"] == best
+
+
+def test_ctrl_c_then_rerun_resumes_to_the_uninterrupted_result(tmp_path):
+    full = _run(tmp_path / "full", budget=10)
+
+    def stop(line: str) -> None:  # at the first progress line: after the checkpoint of step 5
+        raise KeyboardInterrupt
+
+    part = _run(tmp_path / "part", budget=10, progress=stop)
+    assert part["interrupted"] and part["checkpoint"] and part["trials"] == 5
+    assert not os.path.exists(tmp_path / "part" / "best.onnx")
+    done = _run(tmp_path / "part", budget=10)
+    assert not done["interrupted"]
+    assert done["best"] == full["best"]
+    h1 = [json.loads(x) for x in open(tmp_path / "full" / "history.jsonl")]
+    h2 = [json.loads(x) for x in open(tmp_path / "part" / "history.jsonl")]
+    assert h1 == h2
+    # a different option against that checkpoint is refused, naming the option
+    with pytest.raises(UserInputError, match="val_batch"):
+        _run(tmp_path / "part", budget=10, val_batch="16")
+
+
+def test_bad_options_are_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / "never"
+    with pytest.raises(UserInputError, match="did you mean 'temp_steps'"):
+        _run(out, temp_step="2")
+    with pytest.raises(UserInputError, match="final_init"):
+        _run(out, final_init="warm")
+    with pytest.raises(UserInputError, match="augment"):
+        _run(out, augment="5,40")
+    with pytest.raises(UserInputError, match="budget"):
+        _run(out, budget=0)
+    with pytest.raises(UserInputError, match="executor"):
+        autohas.run(str(out), budget=5, seed=0, workers=1, executor="rey", ray_address=None, accel=None,
+                    options=dict(TINY), progress=None)
+    with pytest.raises(UserInputError):
+        autohas.run(str(out), budget=5, seed=0, workers=1, executor=None, ray_address=None,
+                    accel=str(tmp_path / "missing.toml"), options=dict(TINY), progress=None)
+    assert not out.exists()
+
+
+def test_controller_converges_to_the_only_rewarded_choice():
+    space = Space({"a": Choice([0, 1, 2, 3]), "b": Space({"c": Choice(["x", "y"])})})
+    ctl = autohas.Controller(space, seed=0, lr=0.1)
+    for _ in range(400):
+        config, actions = ctl.sample()
+        ctl.update(actions, 1.0 if (config["a"] == 2 and config["b"]["c"] == "y") else 0.0)
+    assert ctl.argmax() == {"a": 2, "b": {"c": "y"}}
+    assert ctl.probability({"a": 2, "b": {"c": "y"}}) > 0.5
+    # the state round-trips through JSON: the same next sample
+    other = autohas.Controller(space, seed=5)
+    other.load_state_dict(json.loads(json.dumps(ctl.state_dict())))
+    assert other.sample() == ctl.sample()
+
+
+@pytest.mark.slow
+def test_temporary_update_scores_the_sampled_learning_rate(tmp_path):
+    """With learning rates 1e-6 and 0.1 as the only hyper-parameter choice, the temporary update with the
+    sampled rate decides the reward: the controller must end on 0.1 (1e-6 leaves W* = W at chance)."""
+    s = _run(tmp_path / "lr", budget=80, lr="0.000001,0.1", weight_decay="0", augment="0", warmup="0.1",
+             controller_lr="0.2", final_steps="5")
+    assert s["best"]["hyperparameters"]["lr"] == 0.1
+    rep = json.load(open(tmp_path / "lr" / "report.json"))
+    assert rep["controller"]["hp.lr"]["0.1"] > 0.8
+    assert np.isclose(sum(rep["controller"]["hp.lr"].values()), 1.0)
