@@ -11,6 +11,10 @@ channels, BatchNormalization, ReLU, then a ``kt x 1 x 1`` temporal convolution, 
 does so that the block has the parameters of the full ``kt x k x k`` convolution:
 ``mid = floor(kt * k^2 * cin * cout / (k^2 * cin + kt * cout))``.
 
+``itgm_conv`` is EvaNet's iTGM layer (a 3-D convolution whose temporal profile is a learned mixture of
+Gaussians, computed in the graph from a few parameters); ``conv_bn`` / ``batchnorm`` are the pieces, with a
+zero-initialized BatchNormalization scale and a residual input for layers that must start as the identity.
+
 ``video_net`` builds a small classifier of such blocks (global average pool, Gemm) for generated clips.
 """
 
@@ -35,17 +39,88 @@ def r2plus1d_mid(cin: int, cout: int, k: int, kt: int) -> int:
 
 def _conv3d(b: GraphBuilder, rng: np.random.Generator, x: Value, cin: int, cout: int, kernel: Sequence[int],
             stride: Sequence[int], name: str) -> Value:
+    return conv_bn(b, rng, x, cin, cout, kernel, stride, name)
+
+
+def batchnorm(b: GraphBuilder, y: Value, c: int, name: str, *, zero_scale: bool = False) -> Value:
+    """BatchNormalization of ``c`` channels (scale 1, or 0 with ``zero_scale``: a zero-initialized residual
+    branch, BigNAS's choice, which an inserted layer uses to start as the identity)."""
+    scale = np.zeros(c, np.float32) if zero_scale else np.ones(c, np.float32)
+    return b.BatchNormalization(y, b.const(scale, name=f"{name}.bn.scale"),
+                                b.const(np.zeros(c, np.float32), name=f"{name}.bn.bias"),
+                                b.const(np.zeros(c, np.float32), name=f"{name}.bn.mean"),
+                                b.const(np.ones(c, np.float32), name=f"{name}.bn.var"), epsilon=1e-5,
+                                name=f"{name}.bn")
+
+
+def conv_bn(b: GraphBuilder, rng: np.random.Generator, x: Value, cin: int, cout: int, kernel: Sequence[int],
+            stride: Sequence[int], name: str, *, relu: bool = True, zero_scale: bool = False,
+            residual: Value | None = None) -> Value:
+    """3-D convolution (``kernel`` = ``[kt, kh, kw]``, "same" padding ``k // 2``, He-initialized ``{name}.w``)
+    + BatchNormalization (``{name}.bn.*``) [+ ``residual``] [+ ReLU]."""
     kt, kh, kw = kernel
     w = (rng.standard_normal((cout, cin, kt, kh, kw)) * math.sqrt(2.0 / (cin * kt * kh * kw))).astype(np.float32)
     pads = [kt // 2, kh // 2, kw // 2] * 2
     y = b.Conv(x, b.const(w, name=f"{name}.w"), kernel_shape=list(kernel), strides=list(stride), pads=pads,
                name=f"{name}.conv")
-    c = cout
-    y = b.BatchNormalization(y, b.const(np.ones(c, np.float32), name=f"{name}.bn.scale"),
-                             b.const(np.zeros(c, np.float32), name=f"{name}.bn.bias"),
-                             b.const(np.zeros(c, np.float32), name=f"{name}.bn.mean"),
-                             b.const(np.ones(c, np.float32), name=f"{name}.bn.var"), epsilon=1e-5, name=f"{name}.bn")
-    return b.Relu(y, name=f"{name}.relu")
+    y = batchnorm(b, y, cout, name, zero_scale=zero_scale)
+    if residual is not None:
+        y = b.Add(residual, y, name=f"{name}.add")
+    return b.Relu(y, name=f"{name}.relu") if relu else y
+
+
+ITGM_SUFFIXES = (".itgm.w", ".itgm.center", ".itgm.width", ".itgm.mix")
+"""Names (suffixes) of an iTGM layer's parameters: what ``itgm_parameters`` finds for ``to_torch(trainable=)``."""
+
+
+def itgm_conv(b: GraphBuilder, rng: np.random.Generator, x: Value, cin: int, cout: int, *, k: int = 3,
+              length: int = 3, mixtures: int = 2, stride: int = 1, tstride: int = 1, name: str = "itgm",
+              relu: bool = True, zero_scale: bool = False, residual: Value | None = None) -> Value:
+    """An iTGM layer (inflated Temporal Gaussian Mixture, EvaNet, Piergiovanni et al. 2019) + BN [+ residual]
+    [+ ReLU]: a ``length x k x k`` 3-D convolution whose kernel is a 2-D ``k x k`` kernel ``{name}.itgm.w``
+    (``[cout, cin, 1, k, k]``) times, per output channel, a temporal profile that mixes ``mixtures`` Gaussians::
+
+        g_m(t) = exp(-(t - center_m)^2 / (2 exp(2 width_m))), normalized over the taps t = -(L-1)/2 .. (L-1)/2
+        profile[c] = softmax(mix[c]) @ g                          kernel = w * profile[c]  (broadcast over t)
+
+    ``center``, ``width`` (log sigma, in frames) and ``mix`` (``[cout, mixtures]``) are parameters, so the
+    layer has ``cout*cin*k*k + 2*mixtures + cout*mixtures`` of them whatever its temporal length (the point of
+    iTGM: long temporal kernels at 2-D cost in parameters). The kernel is computed in the graph from the
+    parameters (standard ONNX ops: ONNX Runtime and the torch backend run it, the torch backend trains it with
+    ``to_torch(graph, trainable=weight_initializers(graph) | itgm_parameters(graph))``).
+    """
+    M, L = mixtures, length
+    w = (rng.standard_normal((cout, cin, 1, k, k)) * math.sqrt(2.0 / (cin * k * k))).astype(np.float32)
+    half = (L - 1) / 2
+    centers = np.linspace(-half / 2, half / 2, M).astype(np.float32) if M > 1 else np.zeros(1, np.float32)
+    widths = np.full(M, math.log(max(0.5, L / (2.0 * M))), np.float32)
+    ws = b.const(w, name=f"{name}.itgm.w")
+    c = b.Reshape(b.const(centers, name=f"{name}.itgm.center"), np.array([M, 1], np.int64), name=f"{name}.c")
+    taps = b.const((np.arange(L, dtype=np.float32) - np.float32(half))[None, :], name=f"{name}.taps")
+    d = b.Sub(taps, c, name=f"{name}.d")                                                    # [M, L]
+    var = b.Exp(b.Mul(b.const(widths, name=f"{name}.itgm.width"), np.float32(2.0), name=f"{name}.w2"),
+                name=f"{name}.var")
+    var = b.Reshape(var, np.array([M, 1], np.int64), name=f"{name}.var2")
+    g = b.Exp(b.Div(b.Mul(d, d, name=f"{name}.dd"), b.Mul(var, np.float32(-2.0), name=f"{name}.v2"),
+                    name=f"{name}.q"), name=f"{name}.g")
+    g = b.Div(g, b.ReduceSum(g, np.array([1], np.int64), keepdims=1, name=f"{name}.gsum"), name=f"{name}.gn")
+    mix = b.Softmax(b.const(np.zeros((cout, M), np.float32), name=f"{name}.itgm.mix"), axis=1,
+                    name=f"{name}.softmax")
+    prof = b.Reshape(b.MatMul(mix, g, name=f"{name}.profile"), np.array([cout, 1, L, 1, 1], np.int64),
+                     name=f"{name}.profile5")
+    kernel = b.Mul(ws, prof, name=f"{name}.kernel")                                         # [cout, cin, L, k, k]
+    y = b.Conv(x, kernel, kernel_shape=[L, k, k], strides=[tstride, stride, stride], pads=[L // 2, k // 2, k // 2] * 2,
+               name=f"{name}.conv")
+    y = batchnorm(b, y, cout, name, zero_scale=zero_scale)
+    if residual is not None:
+        y = b.Add(residual, y, name=f"{name}.add")
+    return b.Relu(y, name=f"{name}.relu") if relu else y
+
+
+def itgm_parameters(graph: Graph) -> set[str]:
+    """The initializers of ``graph``'s iTGM layers that train (``ITGM_SUFFIXES``): ``weight_initializers`` does
+    not see them, since they reach the Conv through the ops that compute its kernel."""
+    return {n for n in graph.initializers if n.endswith(ITGM_SUFFIXES)}
 
 
 def conv3d_block(b: GraphBuilder, rng: np.random.Generator, x: Value, cin: int, cout: int, *, k: int = 3,

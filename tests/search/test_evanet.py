@@ -1,0 +1,188 @@
+"""EvaNet: weight-inheriting evolution of video modules (issue 15 item 4; graphmill.search.methods.evanet).
+
+References: ONNX Runtime on the saved parent and child graphs (function-preserving inheritance gives the
+parent's outputs); the inheritance rules' crop/pad computed by hand; the iTGM layer against torch's conv3d
+with the kernel computed in this test from the paper's formula (Gaussian mixture temporal profile); the
+method's best.onnx under ONNX Runtime against the accuracy the search reported; an interrupted-and-resumed
+run against an uninterrupted one (the runner's contract with one worker).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+import graphmill
+from graphmill.errors import UserInputError
+from graphmill.ir import Tensor
+from graphmill.ir.builder import GraphBuilder
+from graphmill.search.methods.evanet import (PARENT, VideoTask, build, evanet_space, fit, load_weights,
+                                             parameters, prepare_graph, run, task_arrays)
+from graphmill.search.oneshot.video import itgm_conv
+
+TINY = {"steps": "6", "train": "96", "val": "64", "test": "64", "population": "2", "sample": "2",
+        "eval_every": "3", "batch": "16"}
+
+
+def _ort(g, x, tmp_path, name):
+    p = tmp_path / f"{name}.onnx"
+    graphmill.save(g, p)
+    return ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"clip": x})[0]
+
+
+def test_inheritance_keeps_the_function_of_growing_mutations_under_onnxruntime(tmp_path):
+    task = VideoTask(seed=0, train=64, val=16, test=16)
+    parent_cfg = {"m0": {"layer": "itgm", "kt": 3, "width": 8, "repeat": 1},
+                  "m1": {"layer": "2+1d", "kt": 3, "width": 8, "repeat": 1},
+                  "m2": {"layer": "3d", "kt": 3, "width": 12, "repeat": 1}}
+    g, _ = prepare_graph(parent_cfg, task, modules=3, seed=0, parent=None)
+    rng = np.random.default_rng(1)
+    for v in g.initializers.values():  # non-trivial trained-like weights: random BN affine too
+        if v.name.endswith((".bn.scale", ".bn.bias", ".itgm.mix", ".itgm.center", "fc.b")):
+            v.const = Tensor((np.asarray(v.const.numpy()) + rng.normal(0, 0.3, v.const.shape))
+                                          .astype(np.float32), name=v.name)
+    par = parameters(g)
+    x = task_arrays(task)[2][:8]
+    ref = _ort(g, x, tmp_path, "parent")
+    for label, change in (("widen m0", ("m0", {"width": 16})), ("temporal kernel 3 -> 7 of (2+1)-D", ("m1", {"kt": 7})),
+                          ("kernel 3 -> 5 of 3-D", ("m2", {"kt": 5})), ("add a repeat", ("m1", {"repeat": 2})),
+                          ("iTGM -> 3-D, same length", ("m0", {"layer": "3d"}))):
+        cfg = copy.deepcopy(parent_cfg)
+        cfg[change[0]].update(change[1])
+        child, _ = prepare_graph(cfg, task, modules=3, seed=5, parent=par)
+        np.testing.assert_allclose(_ort(child, x, tmp_path, "child"), ref, rtol=1e-4, atol=1e-4, err_msg=label)
+    # shrinking is not function-preserving, but a fresh child would differ far more
+    cfg = copy.deepcopy(parent_cfg)
+    cfg["m2"]["width"] = 8
+    child, _ = prepare_graph(cfg, task, modules=3, seed=5, parent=par)
+    assert child.initializers["m2.l0.w"].const.numpy().shape == (8, 8, 3, 3, 3)
+    np.testing.assert_array_equal(child.initializers["m2.l0.w"].const.numpy(), par["m2.l0.w"][:8])
+
+
+def test_fit_crops_and_pads_as_documented_by_hand():
+    src = np.arange(2 * 3 * 3, dtype=np.float32).reshape(2, 3, 3, 1, 1)      # [out 2, in 3, kt 3, 1, 1]
+    fresh = np.full((3, 2, 5, 1, 1), 7, np.float32)                          # [out 3, in 2, kt 5, 1, 1]
+    out = fit(fresh, src, "m0.l0.w")
+    # old rows: in-channels cropped to 2, kt 3 centred in 5 with zeros around; the new row keeps its fresh init
+    want = np.zeros((3, 2, 5, 1, 1), np.float32)
+    want[:2, :, 1:4] = src[:, :2]
+    want[2] = 7
+    np.testing.assert_array_equal(out, want)
+    # kernel 5 -> 3: the centre taps
+    np.testing.assert_array_equal(fit(np.zeros((2, 3, 1, 1, 1), np.float32), src, "m0.l0.w")[:, :, 0], src[:, :, 1])
+    # per-channel vectors: first rows copied, new ones fresh
+    np.testing.assert_array_equal(fit(np.full(4, 9, np.float32), np.array([1, 2], np.float32), "m0.l0.bn.bias"),
+                                  [1, 2, 9, 9])
+
+
+def test_itgm_layer_under_onnxruntime_equals_the_gaussian_mixture_kernel_by_hand(tmp_path):
+    b = GraphBuilder("t")
+    x = b.input("clip", "float32", [2, 3, 6, 5, 5])
+    rng = np.random.default_rng(0)
+    y = itgm_conv(b, rng, x, 3, 4, k=3, length=5, mixtures=2, name="L", relu=False)
+    b.output(y, "y")
+    g = b.build()
+    mix = rng.normal(size=(4, 2)).astype(np.float32)
+    g.initializers["L.itgm.mix"].const = Tensor(mix, name="L.itgm.mix")
+    w = g.initializers["L.itgm.w"].const.numpy()
+    c = g.initializers["L.itgm.center"].const.numpy().astype(np.float64)
+    s = g.initializers["L.itgm.width"].const.numpy().astype(np.float64)
+    # the paper's temporal profile: softmax-mixed Gaussians N(c_m, exp(s_m)^2) over taps -2..2, normalized
+    kernel = np.zeros((4, 3, 5, 3, 3))
+    for o in range(4):
+        a = np.exp(mix[o]) / np.exp(mix[o]).sum()
+        prof = np.zeros(5)
+        for m in range(2):
+            gm = np.array([np.exp(-(t - 2 - c[m]) ** 2 / (2 * np.exp(s[m]) ** 2)) for t in range(5)])
+            prof += a[m] * gm / gm.sum()
+        kernel[o] = w[o] * prof[None, :, None, None]
+    xv = rng.normal(size=(2, 3, 6, 5, 5)).astype(np.float32)
+    ref = torch.nn.functional.conv3d(torch.from_numpy(xv).double(), torch.from_numpy(kernel), padding=(2, 1, 1))
+    ref = (ref / np.sqrt(1 + 1e-5)).numpy()  # BatchNormalization with mean 0, var 1, scale 1, bias 0
+    np.testing.assert_allclose(_ort(g, xv, tmp_path, "itgm"), ref, rtol=1e-4, atol=1e-4)
+    # 2*3*3*3*... parameters: 4*3*9 + 2 + 2 + 4*2, whatever the length (the point of iTGM)
+    assert sum(g.initializers[n].const.numpy().size for n in g.initializers if ".itgm." in n) == 108 + 4 + 8
+
+
+def test_lineage_space_carries_the_parent_and_keys_ignore_it():
+    space = evanet_space(3)
+    rng = np.random.default_rng(0)
+    parent = space.sample(rng)
+    child = space.mutate(parent, rng)
+    assert child[PARENT] == space.key(parent)
+    bare = {k: v for k, v in child.items() if k != PARENT}
+    assert space.key(child) == space.key(bare) != space.key(parent)
+    assert sum(parent[m] != bare[m] for m in ("m0", "m1", "m2")) == 1
+    grand = space.mutate(child, rng)
+    assert grand[PARENT] == space.key(bare)
+
+
+@pytest.mark.slow
+def test_run_ctrl_c_then_resume_writes_outputs_and_children_inherit(tmp_path):
+    lines = []
+
+    def stop_at_one(line):
+        lines.append(line)
+        if line.startswith("[evanet] trial 1/"):
+            raise KeyboardInterrupt
+
+    out = tmp_path / "a"
+    part = run(str(out), budget=3, seed=0, workers=1, executor=None, ray_address=None, accel=None,
+               options=TINY, progress=stop_at_one)
+    assert part["interrupted"] and part["trials"] == 1 and os.path.exists(part["checkpoint"])
+    first = json.loads(open(out / "history.jsonl").readline())
+    full = run(str(out), budget=3, seed=0, workers=1, executor=None, ray_address=None, accel=None,
+               options=TINY, progress=lines.append)
+    assert [line.split("  ")[0] for line in lines] == [f"[evanet] trial {i}/3" for i in (1, 2, 3)]
+    assert not full["interrupted"] and full["trials"] == 3 and full["method"] == "evanet"
+    assert "moving" in full["task"] and set(full["best"]) >= {"config", "accuracy", "macs", "steps"}
+    for f in ("checkpoint.json", "history.jsonl", "evanet.png", "best.onnx", "report.json"):
+        assert os.path.getsize(out / f) > 0
+    hist = [json.loads(line) for line in open(out / "history.jsonl")]
+    assert hist[0] == first  # resumed: the finished trial is kept, not repeated
+    keys = [t["key"] for t in hist]
+    kids = [t for t in hist if t["metrics"]["inherited"]]
+    assert kids, "population 2: the third trial is a mutated child"
+    for t in kids:  # the parent is an earlier trial; the child trained steps // 3 = 2 steps instead of 6
+        assert t["config"][PARENT] in keys[:keys.index(t["key"])]
+        assert t["metrics"]["steps"] == 2 and t["metrics"]["tensors"]["copied"] > 0
+    assert all(t["metrics"]["steps"] == 6 for t in hist if not t["metrics"]["inherited"])
+    arrays, acc, _ = load_weights(str(out / "weights" / f"{hist[0]['key']}.npz"))
+    assert acc == hist[0]["reward"] and "m0.l0.bn.scale" in arrays
+    # best.onnx carries the trained weights: its validation accuracy under ONNX Runtime is the reported one
+    _, _, xv, yv, _, _ = task_arrays(VideoTask(seed=0, train=96, val=64, test=64))
+    sess = ort.InferenceSession(str(out / "best.onnx"), providers=["CPUExecutionProvider"])
+    pred = sess.run(None, {"clip": xv})[0].argmax(1)
+    assert float((pred == yv).mean()) == pytest.approx(full["best"]["accuracy"], abs=1 / 64 + 1e-9)
+
+
+def test_bad_input_is_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / "o"
+    kw = dict(budget=2, seed=0, workers=1, executor=None, ray_address=None, accel=None, progress=None)
+    with pytest.raises(UserInputError, match="did you mean 'child_steps'"):
+        run(str(out), options={"child_step": "3"}, **kw)
+    with pytest.raises(UserInputError, match="steps=.x.: must be a whole number"):
+        run(str(out), options={"steps": "x"}, **kw)
+    with pytest.raises(UserInputError, match="executor"):
+        run(str(out), options={}, **{**kw, "executor": "rayy"})
+    with pytest.raises(UserInputError, match="no such file"):
+        run(str(out), options={}, **{**kw, "accel": str(tmp_path / "missing.toml")})
+    assert not out.exists()
+    out.mkdir()
+    (out / "job.json").write_text(json.dumps({"method": "evanet", "seed": 0, "options": {"steps": 1}, "accel": None}))
+    with pytest.raises(UserInputError, match="different settings"):
+        run(str(out), options={}, **kw)
+    assert sorted(os.listdir(out)) == ["job.json"]
+
+
+def test_build_is_a_verified_graph_for_every_layer_kind():
+    for layer in ("3d", "2+1d", "itgm", "pool"):
+        m = {"layer": layer, "width": 8, "repeat": 2, **({} if layer == "pool" else {"kt": 3})}
+        g = build({"m0": m, "m1": m, "m2": m}, frames=8, size=16)
+        assert g.outputs[0].type.shape[1] == 8
