@@ -1,0 +1,141 @@
+"""Issue 15 goal (c): NAHAS joint network x accelerator search against the two two-step baselines, on digits.
+
+Task: scikit-learn's digits (1,797 8x8 images, 10 classes) upsampled bilinearly to each network's resolution;
+every candidate network (``graphmill.search.methods.nahas``, option ``nn=digits``: the MnasNet-style MBConv
+space of ``DIGITS_SPEC``, 3 stages, resolution 8/12/16) is trained alone for ``--steps`` Adam steps (batch 64,
+training seed 0 for every search seed: one task) on the seeded 4/5 and scored on the held-out fifth (359 images).
+Latency and energy: the same architecture at 8x the resolution (64-128 px), batch 1, simulated on the
+candidate accelerator (``accelerator_space()``: 8-128 rows and cols, os/ws/is, 32-512 KB buffers, 4-64 DRAM
+words/cycle; 500 MHz, 1-byte words); area from ``nahas.AreaModel`` (45 nm).
+
+"Equal latency and area" is enforced by the constraints, the same for the three methods: every design counted
+has area <= A (4 mm^2, the default budget) and simulated latency <= T (the reference network's latency on the
+fixed edge accelerator, 16x16 output-stationary with 256/256/128 KB buffers: 2.57 ms); each method's result is
+its feasible design of highest reward (the same MnasNet-style reward for all: accuracy x hard latency term x
+(E/E_ref)^-0.01), and the same total number of evaluations (``--budget``) is spent by each:
+
+* ``joint``: regularized evolution (P=10, S=3) over the joint space;
+* ``nn-then-accel``: half the budget searching the network on the fixed edge accelerator, half the accelerator
+  for that network;
+* ``accel-then-nn``: half searching the accelerator for the reference network, half the network on it.
+
+Reported: accuracy, latency, area and energy of each method's pick, mean +- std over the seeds (search seeds);
+how often joint beats both; a PNG (accuracy vs latency of every trained design, coloured by area, each seed's
+pick starred).
+
+    nice -n 10 .venv/bin/python benchmarks/bench_nahas.py --seeds 0,1,2 --budget 30 --json nahas.json
+    nice -n 10 .venv/bin/python benchmarks/bench_nahas.py --seeds 0,1,2 --budget 30 --latency-ms 1.0 --json t1.json
+    .venv/bin/python benchmarks/bench_nahas.py --merge nahas.json      # the table again, from the JSON
+
+Runs live in ``--work`` (default /tmp/bench_nahas): rerunning resumes and never re-evaluates a finished trial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from graphmill.search.methods import nahas  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read_history(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--budget", type=int, default=30, help="evaluations per method and seed (default 30)")
+    ap.add_argument("--steps", type=int, default=100, help="Adam steps per candidate (default 100)")
+    ap.add_argument("--strategy", default="evolution")
+    ap.add_argument("--latency-ms", type=float, default=0.0,
+                    help="latency target T in ms (default 0: the reference network on the edge accelerator)")
+    ap.add_argument("--area-mm2", type=float, default=4.0, help="area budget A (default 4 mm^2)")
+    ap.add_argument("--modes", default=",".join(nahas.MODES))
+    ap.add_argument("--work", default=os.path.join("/tmp", "bench_nahas"))
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--png", default=os.path.join(HERE, "data", "nahas_goal_c.png"))
+    ap.add_argument("--merge", nargs="+", metavar="RUN.json", help="only print the table of runs written by --json")
+    args = ap.parse_args()
+    if args.merge:
+        rows: dict[str, list] = {}
+        meta = {}
+        for p in args.merge:
+            with open(p, encoding="utf-8") as f:
+                d = json.load(f)
+            meta = d
+            for mode, picks in d["picks"].items():
+                rows.setdefault(mode, []).extend(picks)
+        table(rows, meta["constraints"], meta["budget"], meta["steps"])
+        return 0
+    seeds = [int(s) for s in args.seeds.split(",")]
+    modes = args.modes.split(",")
+    options = {"steps": str(args.steps), "strategy": args.strategy, "latency_ms": str(args.latency_ms),
+               "area_mm2": str(args.area_mm2)}
+    picks: dict[str, list] = {m: [] for m in modes}
+    trials: dict[str, list] = {m: [] for m in modes}
+    constraints = None
+    t0 = time.time()
+    for seed in seeds:
+        for mode in modes:
+            out = os.path.join(args.work, f"T{args.latency_ms:g}_A{args.area_mm2:g}_{args.strategy}_b{args.budget}"
+                               f"_s{args.steps}", f"seed{seed}", mode)
+            s = nahas.run(out, budget=args.budget, seed=seed, workers=1, executor=None, ray_address=None, accel=None,
+                          options={**options, "mode": mode},
+                          progress=lambda line, s=seed: print(f"[seed {s}] {line}", file=sys.stderr, flush=True))
+            if s["interrupted"]:
+                print("interrupted: rerun the same command to resume", file=sys.stderr)
+                return 130
+            constraints = s["constraints"]
+            b = s["best"]
+            picks[mode].append({"seed": seed, **{k: b[k] for k in ("accuracy", "latency_ms", "area_mm2", "energy_uj",
+                                                                    "feasible", "nn", "config")}})
+            trials[mode] += read_history(os.path.join(out, "history.jsonl"))
+            print(f"[seed {seed}] {mode}: acc {b['accuracy']:.4f} lat {b['latency_ms']:.4g} ms area "
+                  f"{b['area_mm2']:.3g} mm^2 E {b['energy_uj']:.4g} uJ feasible {b['feasible']} "
+                  f"({time.time() - t0:.0f}s)", file=sys.stderr, flush=True)
+    table(picks, constraints, args.budget, args.steps)
+    winners = {m: [next(t for t in trials[m] if t["nn"] == p["nn"] and t["config"] == p["config"]) for p in picks[m]]
+               for m in modes}
+    nahas.plot(args.png, trials, constraints["latency_ms"], constraints["area_mm2"], winners=winners,
+               title=f"NAHAS on digits: {len(seeds)} seeds x {args.budget} evaluations per method")
+    print(f"wrote {args.png}", file=sys.stderr)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"task": nahas.TASK, "seeds": seeds, "budget": args.budget, "steps": args.steps,
+                       "strategy": args.strategy, "constraints": constraints, "picks": picks}, f, indent=1)
+    return 0
+
+
+def table(picks: dict, constraints: dict, budget: int, steps: int) -> None:
+    def ms(vals, fmt="{:.4f}"):
+        a = np.asarray(vals, dtype=float)
+        return f"{fmt.format(a.mean())} +- {fmt.format(a.std(ddof=1) if len(a) > 1 else 0.0)}"
+
+    print(f"NAHAS goal (c): digits, {budget} evaluations per method, {steps} training steps per candidate; "
+          f"constraints area <= {constraints['area_mm2']:g} mm^2, latency <= {constraints['latency_ms']:.4g} ms")
+    print(f"{'method':<15} {'seeds':>5} {'accuracy':>20} {'latency ms':>18} {'area mm^2':>16} {'energy uJ':>20} "
+          f"{'feasible':>8}")
+    for mode, ps in picks.items():
+        print(f"{mode:<15} {len(ps):>5} {ms([p['accuracy'] for p in ps]):>20} "
+              f"{ms([p['latency_ms'] for p in ps], '{:.3f}'):>18} {ms([p['area_mm2'] for p in ps], '{:.2f}'):>16} "
+              f"{ms([p['energy_uj'] for p in ps], '{:.0f}'):>20} {sum(p['feasible'] for p in ps):>5}/{len(ps)}")
+    if "joint" in picks:
+        others = [m for m in picks if m != "joint"]
+        wins = sum(all(picks["joint"][i]["accuracy"] > picks[m][i]["accuracy"] for m in others)
+                   for i in range(len(picks["joint"])))
+        print(f"joint more accurate than both baselines in {wins}/{len(picks['joint'])} seeds")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,713 @@
+"""NAHAS (Zhou et al., "Rethinking Co-design of Neural Architectures and Hardware Accelerators", 2021): one
+search over the network AND the accelerator that runs it, under an area budget, against the two two-step
+baselines (network first on a fixed accelerator then the accelerator; or the accelerator first for a fixed
+network then the network).
+
+**Task**: scikit-learn's digits (``TASK``: 1,797 8x8 images upsampled bilinearly to the network's resolution;
+trained on the seeded 4/5, accuracy on the held-out fifth, ``graphmill.search.evaluators.train_graph``; the same
+held-out fifth ranks the candidates and is reported, for every mode alike).
+
+**Joint space**: ``{"nn": <network>, "accel": <accelerator>}`` (``graphmill.search.product``). The network
+(option ``nn``) is ``digits``: the MnasNet-style MBConv space of ``graphmill.search.oneshot.DIGITS_SPEC``
+(resolution 8/12/16 x per stage depth, width, kernel, expansion; each candidate trained alone from BigNAS's
+initialization), ``tiny`` (``TINY_SPEC``, for tests) or ``mnasnet`` (MnasNet's 7-block factorized space,
+``spaces/mnasnet.py``; trained at width 0.25 / 16 px, slow). The accelerator is ``accelerator_space()``
+(``spaces/accelerator.py``: rows, cols, dataflow, the three buffers in KB, DRAM words/cycle), its value lists
+set by the options of the same names; clock and word size come from ``--accel`` (default: the examples' edge
+accelerator, 500 MHz, 1-byte words).
+
+**Evaluation** (``NahasEvaluator``): (1) the area ``area_mm2`` of the accelerator (``AreaModel``); over the
+budget (option ``area_mm2``) the design is infeasible and is not trained: reward ``-area / budget`` (below
+every feasible reward, which is >= 0; the hard constraint); (2) accuracy of the network's proxy after ``steps``
+Adam steps (cached per network within a process: the same network on another accelerator is not retrained);
+(3) latency and energy of one inference (batch 1) of the network at its deployment size on the accelerator,
+simulated (``graphmill.backends.simulator``: cycles -> ms at the clock; energy = MACs x ``mac_pj`` + SRAM
+words x ``sram_pj_per_word`` + DRAM words x ``dram_pj_per_word``, the simulator's model, with the 45 nm
+constants of ``energy_constants``). Deployment size: the digits spaces at ``latency_scale`` x the proxy's
+resolution (8 -> 64..128 px), MnasNet's at 1.0 / 224 px; (4) the reward, MnasNet's (Tan et al. 2019, Eq. 2)
+with a hard latency constraint and a soft energy term::
+
+    reward = ACC x (LAT / T) ^ (0 if LAT <= T else -1) x (E / E_ref) ^ energy_w        (area <= A)
+
+``T`` (option ``latency_ms``; default: the reference network's latency on the fixed accelerator), ``E_ref``
+(the reference network's energy there: a scale only) and ``energy_w`` (default -0.01: 2x the energy costs 0.7%
+of the reward, so energy separates designs of near-equal accuracy without outweighing accuracy). A design is
+*feasible* when ``area <= A`` and ``LAT <= T``; the reported best is the feasible trial of highest reward.
+
+**Modes** (option ``mode``), all at the same total number of evaluations (``budget``) and the same reward:
+
+* ``joint``: the strategy (option ``strategy``: ``evolution`` = regularized evolution, ``reinforce`` / ``ppo``
+  = the LSTM controller, or any ``graphmill.search`` strategy) searches the joint space;
+* ``nn-then-accel``: step 1 searches the network on the fixed accelerator (``--accel`` or the edge default;
+  it must be within the budget) for ``split`` x budget evaluations, step 2 the accelerator for step 1's best
+  network with the rest;
+* ``accel-then-nn``: step 1 searches the accelerator for the fixed reference network (a mid-size network of
+  the space: ``reference_network``), step 2 the network on step 1's best accelerator.
+
+**Outputs** in ``out``: ``checkpoint.json`` (``joint``) or ``checkpoint.step1.json`` / ``checkpoint.step2.json``
+(``graphmill.search.run``'s checkpoints: rerunning the same command resumes; ``settings.json`` records the
+options and another run's options are refused naming the first that differs), ``history.jsonl`` (every trial,
+with its ``step``), ``nahas.png`` (accuracy vs latency of the evaluated designs, coloured by area; the latency
+target, infeasible designs and the best marked), ``best.onnx`` (the chosen network with its trained proxy
+weights: a deterministic retraining), ``best_target.onnx`` (the same architecture at its deployment size, as
+simulated), ``best_accel.toml`` (the chosen accelerator: ``graphmill simulate best_target.onnx --accel
+best_accel.toml`` re-simulates it) and ``report.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from graphmill.search.space import Space, product
+from graphmill.search.spaces.accelerator import (ARRAY_SIZES, BANDWIDTH_WORDS, BUFFER_KB, DATAFLOWS, accel_config,
+                                                 accelerator_space)
+from graphmill.search.strategies.base import nearest
+from graphmill.util.errors import UserInputError
+
+METHOD = "nahas"
+DEFAULT_BUDGET = 40
+MODES = ("joint", "nn-then-accel", "accel-then-nn")
+NN_SPACES = ("digits", "tiny", "mnasnet")
+TASK = ("scikit-learn digits (1,797 8x8 images, 10 classes) upsampled bilinearly to the network's resolution; "
+        "trained on the seeded 4/5, accuracy on the held-out fifth (359 images)")
+
+
+#: buffer sizes searched by default: the accelerator space's without 1 MB (an edge-scale area budget)
+NAHAS_BUFFER_KB = tuple(k for k in BUFFER_KB if k <= 512)
+
+
+def _ints(values) -> str:
+    return ",".join(str(v) for v in values)
+
+
+#: option -> default (``--option KEY=VALUE`` values are parsed to the default's type; lists are comma-separated)
+OPTIONS: dict[str, Any] = {
+    "mode": "joint",            # joint | nn-then-accel | accel-then-nn
+    "strategy": "evolution",    # a graphmill.search strategy: evolution, reinforce, ppo, random, default, tpe
+    "population": 10,           # regularized evolution's population P (strategy=evolution)
+    "sample": 3,                # and its tournament size S
+    "nn": "digits",             # the network space: digits | tiny | mnasnet
+    "area_mm2": 4.0,            # the area budget A (mm^2)
+    "latency_ms": 0.0,          # the latency target T (ms); 0: the reference network on the fixed accelerator
+    "energy_w": -0.01,          # the energy term's exponent
+    "split": 0.5,               # two-step modes: the first step's share of the budget
+    "steps": 100,               # Adam steps of a candidate's proxy training
+    "batch": 64,
+    "lr": 0.003,
+    "train_seed": 0,            # the proxy training's seed (the same for every search seed: one task)
+    "latency_scale": 8,         # digits spaces: deployment resolution = scale x proxy resolution
+    "rows": _ints(ARRAY_SIZES),
+    "cols": _ints(ARRAY_SIZES),
+    "dataflow": ",".join(DATAFLOWS),
+    "ifmap_kb": _ints(NAHAS_BUFFER_KB),
+    "filter_kb": _ints(NAHAS_BUFFER_KB),
+    "ofmap_kb": _ints(NAHAS_BUFFER_KB),
+    "dram_bw_words": _ints(BANDWIDTH_WORDS),
+}
+ACCEL_KEYS = ("rows", "cols", "dataflow", "ifmap_kb", "filter_kb", "ofmap_kb", "dram_bw_words")
+
+
+# -- the area model ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AreaModel:
+    """Area of a systolic-array accelerator in mm^2: ``fixed + rows x cols x pe + (ifmap + filter + ofmap KB)
+    x sram_per_kb``. 45 nm constants, 8-bit operands (1-byte words) and 32-bit accumulation:
+
+    * ``pe_mm2`` = 636 um^2: an 8-bit multiplier (282 um^2) and a 32-bit adder (137 um^2), Horowitz,
+      "Computing's energy problem", ISSCC 2014 (45 nm table), plus 48 flip-flop bits of pipeline registers
+      (8-bit ifmap, 8-bit weight, 32-bit partial sum) at about 4.52 um^2 each (NanGate 45 nm Open Cell Library,
+      DFF_X1);
+    * ``sram_mm2_per_kb`` = 4,049 um^2: 8,192 six-transistor cells of 0.346 um^2 (Intel 45 nm, Mistry et al.,
+      IEDM 2007) at an assumed 70% array efficiency (decoders, sense amplifiers);
+    * ``fixed_mm2`` = 0.5 mm^2: control, DMA and the vector unit; an assumption, not a published figure.
+
+    The DRAM interface (bandwidth) is not charged: every point of a space pays the same for it here.
+    """
+
+    pe_mm2: float = (282.0 + 137.0 + 48 * 4.52) * 1e-6
+    sram_mm2_per_kb: float = 8192 * 0.346 / 0.7 * 1e-6
+    fixed_mm2: float = 0.5
+
+    def area_mm2(self, rows: int, cols: int, ifmap_kb: float, filter_kb: float, ofmap_kb: float) -> float:
+        """The area of one accelerator (mm^2)."""
+        return self.fixed_mm2 + rows * cols * self.pe_mm2 + (ifmap_kb + filter_kb + ofmap_kb) * self.sram_mm2_per_kb
+
+    def of(self, accel: Mapping[str, Any]) -> float:
+        """The area of an accelerator given as a TOML-schema dict (``[array]``, ``[memory]``) or as a
+        configuration of the accelerator space (flat ``rows``, ``cols``, ``ifmap_kb``, ...)."""
+        arr, mem = (accel.get("array", {}), accel.get("memory", {})) if "array" in accel else (accel, accel)
+        return self.area_mm2(int(arr["rows"]), int(arr["cols"]), float(mem["ifmap_kb"]), float(mem["filter_kb"]),
+                             float(mem["ofmap_kb"]))
+
+
+AREA = AreaModel()
+
+#: 45 nm energy (Horowitz, ISSCC 2014): 8-bit multiply 0.2 pJ + 32-bit add 0.1 pJ; DRAM 1.3 nJ per 64-bit access
+MAC_PJ = 0.2 + 0.1
+DRAM_PJ_PER_BYTE = 1300.0 / 8
+#: SRAM read energy per 64-bit access by capacity (KB -> pJ), Horowitz ISSCC 2014: 8 KB 10 pJ, 32 KB 20 pJ, 1 MB 100 pJ
+SRAM_PJ_PER_64BIT = ((8.0, 10.0), (32.0, 20.0), (1024.0, 100.0))
+
+
+def sram_pj_per_byte(kb: float) -> float:
+    """Energy of one byte read from a ``kb`` KB SRAM: Horowitz's three points interpolated (and extrapolated)
+    linearly in log(capacity) / log(energy)."""
+    pts = SRAM_PJ_PER_64BIT
+    i = 0 if kb <= pts[1][0] else 1
+    (k0, e0), (k1, e1) = pts[i], pts[i + 1]
+    slope = math.log(e1 / e0) / math.log(k1 / k0)
+    return e0 * (kb / k0) ** slope / 8.0
+
+
+def energy_constants(accel: Mapping[str, Any]) -> dict[str, float]:
+    """The ``[energy]`` table of a TOML-schema accelerator: 45 nm MAC and DRAM energies, and the SRAM energy per
+    word the mean of the three buffers' (each by its capacity; the simulator has one SRAM cost per word)."""
+    mem = accel.get("memory", {})
+    wb = int(mem.get("word_bytes", 1))
+    sram = sum(sram_pj_per_byte(float(mem[k])) for k in ("ifmap_kb", "filter_kb", "ofmap_kb")) / 3
+    return {"mac_pj": MAC_PJ, "sram_pj_per_word": sram * wb, "dram_pj_per_word": DRAM_PJ_PER_BYTE * wb}
+
+
+def with_energy(accel: dict, keep: bool = False) -> dict:
+    """``accel`` (a TOML-schema dict) with ``energy_constants`` as its ``[energy]`` (``keep``: a table it has
+    already, from the user's ``--accel``, wins)."""
+    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in accel.items()}
+    if not (keep and "energy" in d):
+        d["energy"] = energy_constants(d)
+    return d
+
+
+# -- network spaces ---------------------------------------------------------------------------------------------
+
+def _spec(nn: str):
+    from graphmill.search.oneshot import DIGITS_SPEC, TINY_SPEC
+
+    return DIGITS_SPEC if nn == "digits" else TINY_SPEC
+
+
+def network_space(nn: str) -> Space:
+    """The network half of the joint space (``nn``: ``digits``, ``tiny`` or ``mnasnet``)."""
+    if nn == "mnasnet":
+        from graphmill.search.spaces.mnasnet import mnasnet_space
+
+        return mnasnet_space()
+    return _spec(nn).space()
+
+
+def reference_network(nn: str) -> dict:
+    """The fixed network of ``accel-then-nn`` and of the default latency target: the middle choice of every
+    dimension for the digits spaces (``at_level(1)``), MnasNet-A1 for MnasNet's."""
+    if nn == "mnasnet":
+        from graphmill.search.spaces.mnasnet import MNASNET_A1
+
+        return json.loads(json.dumps(MNASNET_A1))
+    return _spec(nn).at_level(1)
+
+
+def build_network(nn: str, config: dict, *, deploy: bool, latency_scale: int = 8, seed: int = 0):
+    """The ``ir.Graph`` of a network: the proxy (``deploy=False``: batch ``N``, trained on digits) or the
+    deployment-size network that is simulated (``deploy=True``: batch 1)."""
+    if nn == "mnasnet":
+        from graphmill.search.spaces.mnasnet import MnasNetBuilder
+
+        if deploy:
+            return MnasNetBuilder(width=1.0, resolution=224, num_classes=1000, in_channels=3, batch=1, seed=seed)(config)
+        return MnasNetBuilder(width=0.25, resolution=16, num_classes=10, in_channels=1, batch="N", seed=seed)(config)
+    from graphmill.search.oneshot import build_graph, init_weights
+    from graphmill.search.oneshot.weights import child_weights
+
+    spec = _spec(nn)
+    config = spec.check(config)
+    if deploy:
+        spec = dataclasses.replace(spec, resolutions=tuple(r * latency_scale for r in spec.resolutions))
+        config = {**config, "resolution": config["resolution"] * latency_scale}
+    weights = dict(child_weights(spec, config, init_weights(spec, seed)))
+    return build_graph(spec, config, weights, batch=1 if deploy else "N", name=f"nahas_{nn}")
+
+
+# -- the evaluator ----------------------------------------------------------------------------------------------
+
+_ACCURACY: dict[str, dict] = {}  # per process: network key + training settings -> accuracy metrics
+
+
+@dataclass
+class NahasEvaluator:
+    """``evaluate(config) -> dict`` of a NAHAS design (module docstring, "Evaluation"); picklable.
+
+    ``config`` is a joint configuration ``{"nn", "accel"}``, or one half when the other is fixed
+    (``fixed_nn``: a network configuration; ``fixed_accel``: a TOML-schema accelerator dict).
+    ``base``: the TOML-schema dict the accelerator space's points are laid over (clock, word size).
+    """
+
+    base: dict
+    area_budget: float
+    latency_target: float
+    energy_ref: float
+    energy_w: float = -0.01
+    nn: str = "digits"
+    steps: int = 100
+    batch: int = 64
+    lr: float = 0.003
+    train_seed: int = 0
+    latency_scale: int = 8
+    user_energy: bool = False
+    fixed_nn: dict | None = None
+    fixed_accel: dict | None = None
+    area: AreaModel = field(default_factory=AreaModel)
+
+    def halves(self, config: dict) -> tuple[dict, dict]:
+        """``(network configuration, TOML-schema accelerator dict)`` of ``config``."""
+        if self.fixed_nn is not None:
+            return self.fixed_nn, self.accelerator(config)
+        if self.fixed_accel is not None:
+            return config, self.fixed_accel
+        return config["nn"], self.accelerator(config["accel"])
+
+    def accelerator(self, accel: dict) -> dict:
+        """The TOML-schema dict of an accelerator-space point over ``base``, with its 45 nm energies (or the
+        ``[energy]`` of the user's ``--accel`` when it has one: ``user_energy``)."""
+        return with_energy(accel_config(accel, self.base), keep=self.user_energy)
+
+    def accuracy(self, nn_config: dict) -> dict:
+        """``{"accuracy", "loss", "train_seconds"}`` of the network's proxy (cached in this process)."""
+        from graphmill.search.evaluators.training import train_graph
+
+        key = json.dumps([self.nn, self.steps, self.batch, self.lr, self.train_seed, nn_config], sort_keys=True)
+        if key not in _ACCURACY:
+            graph = build_network(self.nn, nn_config, deploy=False, seed=self.train_seed)
+            _ACCURACY[key] = train_graph(graph, steps=self.steps, batch=self.batch, lr=self.lr, seed=self.train_seed)
+        return dict(_ACCURACY[key])
+
+    def trained_network(self, nn_config: dict):
+        """The proxy network with the trained weights that were measured (a deterministic retraining)."""
+        from graphmill.search.evaluators.training import train_graph
+
+        graph = build_network(self.nn, nn_config, deploy=False, seed=self.train_seed)
+        train_graph(graph, steps=self.steps, batch=self.batch, lr=self.lr, seed=self.train_seed)
+        return graph
+
+    def simulate(self, nn_config: dict, accel: dict) -> dict:
+        """``{"latency_ms", "energy_uj", "cycles", "macs"}`` of the deployment-size network on ``accel``."""
+        return simulate_design(self.nn, nn_config, accel, self.latency_scale, self.train_seed)
+
+    def reward(self, accuracy: float, latency_ms: float, energy_uj: float) -> float:
+        """MnasNet's reward with a hard latency constraint and a soft energy term (module docstring)."""
+        lat = 1.0 if latency_ms <= self.latency_target else self.latency_target / latency_ms
+        return float(accuracy * lat * (energy_uj / self.energy_ref) ** self.energy_w)
+
+    def __call__(self, config: dict) -> dict:
+        nn_config, accel = self.halves(config)
+        area = self.area.of(accel)
+        if area > self.area_budget:
+            return {"reward": -area / self.area_budget, "area_mm2": area, "feasible": False,
+                    "over": f"area {area:.3g} > {self.area_budget:g} mm^2"}
+        out: dict[str, Any] = {"area_mm2": area}
+        out.update(self.accuracy(nn_config))
+        out.update(self.simulate(nn_config, accel))
+        out["latency"] = out["latency_ms"]
+        out["feasible"] = out["latency_ms"] <= self.latency_target
+        if not out["feasible"]:
+            out["over"] = f"latency {out['latency_ms']:.4g} > {self.latency_target:.4g} ms"
+        out["reward"] = self.reward(out["accuracy"], out["latency_ms"], out["energy_uj"])
+        return out
+
+
+def simulate_design(nn: str, nn_config: dict, accel: dict, latency_scale: int = 8, seed: int = 0) -> dict:
+    """Latency (ms), energy (uJ), cycles and MACs of one inference of the network at deployment size on ``accel``
+    (a TOML-schema dict), as the simulator reports them."""
+    from graphmill.backends.simulator import simulate_graph
+    from graphmill.backends.simulator.config import as_accel
+
+    graph = build_network(nn, nn_config, deploy=True, latency_scale=latency_scale, seed=seed)
+    d = simulate_graph(graph, as_accel(accel)).to_dict()
+    return {"latency_ms": float(d["latency_ms"]), "energy_uj": float(d["energy_uj"]),
+            "cycles": float(d["total_cycles"]), "macs": float(d["macs"])}
+
+
+# -- options and inputs -----------------------------------------------------------------------------------------
+
+def _list(key: str, text: str, kind: type) -> list:
+    vals = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            v = kind(part)
+        except ValueError:
+            raise UserInputError(f"--option {key}={text!r}: {part!r} is not a {'number' if kind is float else 'whole number'}"
+                                 ) from None
+        if kind is not str and not (math.isfinite(v) and v > 0):
+            raise UserInputError(f"--option {key}={text!r}: values must be > 0")
+        if v not in vals:
+            vals.append(v)
+    if not vals or vals == [""]:
+        raise UserInputError(f"--option {key}: give at least one value")
+    return vals
+
+
+def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options with defaults filled in and values parsed from strings; a ``UserInputError`` for an unknown
+    key (naming the nearest valid one) or a bad value. Accelerator value lists come back as lists."""
+    from graphmill.search.strategies import strategy_class
+
+    out: dict[str, Any] = dict(OPTIONS)
+    for key, raw in options.items():
+        if key not in OPTIONS:
+            raise UserInputError(f"--option {key}: unknown NAHAS option{nearest(key, OPTIONS)}; options: "
+                                 f"{', '.join(OPTIONS)}")
+        text = str(raw).strip()
+        default = OPTIONS[key]
+        if key in ACCEL_KEYS:
+            out[key] = text
+        elif isinstance(default, int) and not isinstance(default, bool):
+            try:
+                out[key] = int(text)
+            except ValueError:
+                raise UserInputError(f"--option {key}={raw!r}: expected a whole number") from None
+        elif isinstance(default, float):
+            try:
+                out[key] = float(text)
+            except ValueError:
+                raise UserInputError(f"--option {key}={raw!r}: expected a number") from None
+            if not math.isfinite(out[key]):
+                raise UserInputError(f"--option {key}={raw!r}: expected a finite number")
+        else:
+            out[key] = text
+    for key in ACCEL_KEYS:
+        out[key] = _list(key, str(out[key]), str if key == "dataflow" else (float if key.endswith("_kb") else int))
+    for v in out["dataflow"]:
+        if v not in DATAFLOWS:
+            raise UserInputError(f"--option dataflow: {v!r} is not a dataflow{nearest(v, DATAFLOWS)}; use "
+                                 f"{', '.join(DATAFLOWS)}")
+    if out["mode"] not in MODES:
+        raise UserInputError(f"--option mode={out['mode']!r}: unknown{nearest(out['mode'], MODES)}; use one of "
+                             f"{', '.join(MODES)}")
+    if out["nn"] not in NN_SPACES:
+        raise UserInputError(f"--option nn={out['nn']!r}: unknown network space{nearest(out['nn'], NN_SPACES)}; "
+                             f"use one of {', '.join(NN_SPACES)}")
+    strategy_class(out["strategy"])
+    for key in ("population", "sample", "steps", "batch", "latency_scale"):
+        if out[key] < 1:
+            raise UserInputError(f"--option {key}={out[key]}: must be >= 1")
+    if out["train_seed"] < 0:
+        raise UserInputError(f"--option train_seed={out['train_seed']}: must be >= 0")
+    if not out["area_mm2"] > 0:
+        raise UserInputError(f"--option area_mm2={out['area_mm2']:g}: the area budget must be > 0 mm^2")
+    if out["latency_ms"] < 0:
+        raise UserInputError(f"--option latency_ms={out['latency_ms']:g}: must be > 0 (or 0 for the default)")
+    if not out["lr"] > 0:
+        raise UserInputError(f"--option lr={out['lr']:g}: must be > 0")
+    if not 0 < out["split"] < 1:
+        raise UserInputError(f"--option split={out['split']:g}: the first step's share must be between 0 and 1")
+    return out
+
+
+def check_area(opts: Mapping[str, Any], area: AreaModel = AREA) -> float:
+    """The smallest area of the accelerator space; a ``UserInputError`` when even it exceeds the budget (no
+    point of the space can be built: refused before anything runs)."""
+    lo = area.area_mm2(min(opts["rows"]), min(opts["cols"]), min(opts["ifmap_kb"]), min(opts["filter_kb"]),
+                       min(opts["ofmap_kb"]))
+    if lo > opts["area_mm2"]:
+        raise UserInputError(
+            f"area budget {opts['area_mm2']:g} mm^2: every accelerator of the space exceeds it (the smallest, "
+            f"{min(opts['rows'])}x{min(opts['cols'])} PEs with {min(opts['ifmap_kb']):g}+{min(opts['filter_kb']):g}+"
+            f"{min(opts['ofmap_kb']):g} KB of buffers, is {lo:.3g} mm^2); raise --option area_mm2 or offer smaller "
+            "rows, cols or buffers")
+    return lo
+
+
+def base_accelerator(accel: str | None) -> dict:
+    """The TOML-schema dict of ``--accel`` (validated) or the default edge accelerator: the fixed accelerator
+    of ``nn-then-accel`` and the base the accelerator space's points are laid over."""
+    from graphmill.search.evaluators.latency import DEFAULT_ACCEL
+    from graphmill.search.spaces.accelerator import accel_config as over
+
+    if accel is None:
+        return with_energy(json.loads(json.dumps(DEFAULT_ACCEL)))
+    return with_energy(over({}, accel), keep=True)
+
+
+def accel_space(opts: Mapping[str, Any]) -> Space:
+    return accelerator_space(**{k: opts[k] for k in ACCEL_KEYS})
+
+
+SETTINGS = ("mode", "strategy", "population", "sample", "nn", "area_mm2", "latency_ms", "energy_w", "split",
+            "steps", "batch", "lr", "train_seed", "latency_scale") + ACCEL_KEYS
+
+
+def _check_run(out: str, budget: int | None, seed: int, workers: int, executor: str | None, accel: str | None,
+               options: Mapping[str, Any]) -> dict:
+    """Everything checked and resolved before anything is written (a ``UserInputError`` otherwise)."""
+    from graphmill.search.executors import EXECUTORS
+
+    opts = check_options(options)
+    if budget is None:
+        budget = DEFAULT_BUDGET
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise UserInputError(f"--budget {budget!r}: must be a whole number >= 1")
+    if opts["mode"] != "joint" and budget < 2:
+        raise UserInputError(f"--budget {budget}: mode {opts['mode']} needs at least 2 evaluations (two steps)")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserInputError(f"--seed {seed!r}: must be a whole number >= 0")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UserInputError(f"--workers {workers!r}: must be a whole number >= 1")
+    if executor is not None and executor not in EXECUTORS:
+        raise UserInputError(f"--executor {executor!r}: unknown{nearest(executor, EXECUTORS)}; use one of "
+                             f"{', '.join(EXECUTORS)}")
+    if executor == "inprocess" and workers != 1:
+        raise UserInputError(f"--executor inprocess runs one evaluation at a time; --workers {workers} needs local "
+                             "or ray")
+    if executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UserInputError("--executor ray needs ray: pip install ray") from None
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserInputError(f"--out {out}: is a file; give a folder")
+    check_area(opts)
+    base = base_accelerator(accel)
+    user_energy = accel is not None and "energy" in accel_config({}, accel)
+    base_area = AREA.of(base)
+    if opts["mode"] == "nn-then-accel" and base_area > opts["area_mm2"]:
+        raise UserInputError(f"--accel {accel or 'edge (default)'}: the fixed accelerator's area {base_area:.3g} mm^2 "
+                             f"exceeds the area budget {opts['area_mm2']:g} mm^2")
+    ref = reference_network(opts["nn"])
+    ref_sim = simulate_design(opts["nn"], ref, base, opts["latency_scale"], opts["train_seed"])
+    target = opts["latency_ms"] or ref_sim["latency_ms"]
+    settings = {k: opts[k] for k in SETTINGS}
+    settings.update(seed=seed, accel=base)
+    path = os.path.join(out, "settings.json")
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                old = json.load(f)
+        except (OSError, ValueError):
+            raise UserInputError(f"{path}: unreadable; remove the folder's NAHAS files to start afresh") from None
+        for k, v in settings.items():
+            if json.loads(json.dumps(v)) != old.get(k):
+                raise UserInputError(f"--out {out}: holds a NAHAS run with another {k} ({old.get(k)!r}, now {v!r}); "
+                                     "use another folder or the same options")
+    evaluator = NahasEvaluator(base=base, area_budget=opts["area_mm2"], latency_target=float(target),
+                               energy_ref=float(ref_sim["energy_uj"]), energy_w=opts["energy_w"], nn=opts["nn"],
+                               steps=opts["steps"], batch=opts["batch"], lr=opts["lr"], train_seed=opts["train_seed"],
+                               latency_scale=opts["latency_scale"], user_energy=user_energy)
+    return dict(opts=opts, budget=budget, evaluator=evaluator, base=base, base_area=base_area, reference=ref,
+                reference_sim=ref_sim, settings=settings)
+
+
+# -- the run ----------------------------------------------------------------------------------------------------
+
+def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str | None,
+        ray_address: str | None, accel: str | None, options: dict[str, str],
+        progress: Callable[[str], None] | None) -> dict:
+    """Run (or resume) a NAHAS search into ``out`` (module docstring); the JSON-able summary."""
+    out = os.fspath(out)
+    job = _check_run(out, budget, seed, workers, executor, accel, options)
+    from graphmill.util.files import write_json
+
+    os.makedirs(out, exist_ok=True)
+    write_json(os.path.join(out, "settings.json"), job["settings"])
+    return _Run(out, job, seed, workers, executor, ray_address, progress).go()
+
+
+class _Run:
+    def __init__(self, out: str, job: dict, seed: int, workers: int, executor: str | None,
+                 ray_address: str | None, progress: Callable[[str], None] | None) -> None:
+        self.out, self.job, self.seed, self.workers = out, job, seed, workers
+        self.executor, self.ray_address, self.progress = executor, ray_address, progress
+        self.opts = job["opts"]
+        self.ev: NahasEvaluator = job["evaluator"]
+        self.trials: list[dict] = []  # every trial as JSON, with "step" and the full design
+        self.interrupted = False
+        self.t0 = time.perf_counter()
+
+    def _search(self, name: str, space: Space, evaluate: NahasEvaluator, budget: int, checkpoint: str):
+        from graphmill import search
+
+        opts = self.opts
+        strat_opts = {"population": opts["population"], "sample": opts["sample"]} \
+            if opts["strategy"] == "evolution" else {}
+
+        def report(info: dict) -> None:
+            if self.progress is None:
+                return
+            t = info["trial"]
+            m = t.metrics
+            what = (f"acc {m['accuracy']:.4f} lat {m['latency_ms']:.4g} ms E {m['energy_uj']:.4g} uJ "
+                    f"area {m['area_mm2']:.3g} mm^2" if "accuracy" in m else
+                    (m.get("over") or (t.error or "")[:60]))
+            self.progress(f"[nahas {name}] {info['line'].removeprefix('[search] ')}  | {what}")
+
+        result = search.run(space, evaluate, strategy=opts["strategy"], budget=budget, seed=self.seed,
+                            workers=self.workers, executor=self.executor, checkpoint=checkpoint,
+                            progress=report, ray_address=self.ray_address, strategy_options=strat_opts)
+        for t in result.history:
+            d = t.to_json()
+            nn_config, accel = evaluate.halves(t.config)
+            d.update(step=name, nn=nn_config, accel=accel)
+            self.trials.append(d)
+        self.interrupted = self.interrupted or result.interrupted
+        return result
+
+    def go(self) -> dict:
+        opts, ev, out = self.opts, self.ev, self.out
+        nn_space, a_space = network_space(opts["nn"]), accel_space(opts)
+        budget = self.job["budget"]
+        checkpoints = []
+        try:
+            if opts["mode"] == "joint":
+                checkpoints.append(os.path.join(out, "checkpoint.json"))
+                self._search("joint", product(nn_space, a_space), ev, budget, checkpoints[-1])
+            else:
+                b1 = min(budget - 1, max(1, int(round(budget * opts["split"]))))
+                if opts["mode"] == "nn-then-accel":
+                    first = ("network", nn_space, dataclasses.replace(ev, fixed_accel=self.job["base"]))
+                else:
+                    first = ("accelerator", a_space, dataclasses.replace(ev, fixed_nn=self.job["reference"]))
+                checkpoints.append(os.path.join(out, "checkpoint.step1.json"))
+                r1 = self._search(first[0], first[1], first[2], b1, checkpoints[-1])
+                if not self.interrupted:
+                    pick = _best(self.trials)
+                    if pick is None:
+                        raise UserInputError(f"NAHAS {opts['mode']}: step 1 evaluated no design successfully "
+                                             f"({len(r1.history)} trials); see history.jsonl")
+                    if opts["mode"] == "nn-then-accel":
+                        second = ("accelerator", a_space, dataclasses.replace(ev, fixed_nn=pick["nn"]))
+                    else:
+                        second = ("network", nn_space, dataclasses.replace(ev, fixed_accel=pick["accel"]))
+                    checkpoints.append(os.path.join(out, "checkpoint.step2.json"))
+                    self._search(second[0], second[1], second[2], budget - b1, checkpoints[-1])
+        except KeyboardInterrupt:
+            self.interrupted = True
+        return self._finish(checkpoints)
+
+    def _finish(self, checkpoints: list[str]) -> dict:
+        from graphmill.util.files import atomic_write_text, write_json
+
+        out, ev = self.out, self.ev
+        files = [os.path.basename(c) for c in checkpoints if os.path.exists(c)] + ["settings.json"]
+        atomic_write_text(os.path.join(out, "history.jsonl"),
+                          "".join(json.dumps(t, allow_nan=False) + "\n" for t in self.trials))
+        files.append("history.jsonl")
+        best = _best(self.trials)
+        if self.trials:
+            plot(os.path.join(out, "nahas.png"), {self.opts["mode"]: self.trials}, ev.latency_target,
+                 ev.area_budget, title=f"NAHAS {self.opts['mode']} ({self.opts['nn']} on digits)")
+            files.append("nahas.png")
+        best_json = design(best) if best is not None else None
+        if best is not None and not self.interrupted:
+            try:
+                from graphmill.frontend import save
+
+                save(ev.trained_network(best["nn"]), os.path.join(out, "best.onnx"))
+                save(build_network(ev.nn, best["nn"], deploy=True, latency_scale=ev.latency_scale,
+                                   seed=ev.train_seed), os.path.join(out, "best_target.onnx"))
+                atomic_write_text(os.path.join(out, "best_accel.toml"), toml_text(best["accel"]))
+                files += ["best.onnx", "best_target.onnx", "best_accel.toml"]
+            except KeyboardInterrupt:
+                self.interrupted = True
+        report = {"method": METHOD, "mode": self.opts["mode"], "task": TASK, "network_space": self.opts["nn"],
+                  "strategy": self.opts["strategy"], "seed": self.seed, "budget": self.job["budget"],
+                  "trials": len(self.trials), "interrupted": self.interrupted,
+                  "constraints": {"area_mm2": ev.area_budget, "latency_ms": ev.latency_target},
+                  "energy_ref_uj": ev.energy_ref, "energy_w": ev.energy_w,
+                  "reference_network": {"config": self.job["reference"], **self.job["reference_sim"],
+                                        "accelerator": self.job["base"], "area_mm2": self.job["base_area"]},
+                  "area_model": dataclasses.asdict(ev.area),
+                  "feasible_trials": sum(1 for t in self.trials if _feasible(t)),
+                  "best": best_json, "options": {k: self.opts[k] for k in SETTINGS}}
+        write_json(os.path.join(out, "report.json"), report)
+        files.append("report.json")
+        return {"method": METHOD, "task": TASK, "out": out, "files": files, "interrupted": self.interrupted,
+                "checkpoint": checkpoints[-1] if checkpoints else os.path.join(out, "checkpoint.json"),
+                "best": best_json, "trials": len(self.trials), "mode": self.opts["mode"],
+                "constraints": report["constraints"], "seconds": time.perf_counter() - self.t0}
+
+
+def _feasible(t: Mapping[str, Any]) -> bool:
+    return t.get("status") == "ok" and bool(t.get("metrics", {}).get("feasible"))
+
+
+def _best(trials: list[dict]) -> dict | None:
+    """The feasible trial of highest reward (earliest on ties); else the best-rewarded trial; None if none ok."""
+    ok = [t for t in trials if t.get("status") == "ok" and t.get("reward") is not None]
+    pool = [t for t in ok if _feasible(t)] or ok
+    return max(pool, key=lambda t: t["reward"]) if pool else None  # max keeps the first of equal rewards
+
+
+def design(t: Mapping[str, Any]) -> dict:
+    """A trial as the report's ``best``: its network and accelerator configuration and metrics."""
+    m = t.get("metrics", {})
+    return {"config": t["config"], "nn": t["nn"], "accel": t["accel"], "step": t.get("step"), "reward": t.get("reward"),
+            "feasible": bool(m.get("feasible")), "accuracy": m.get("accuracy"), "latency_ms": m.get("latency_ms"),
+            "energy": m.get("energy_uj"), "energy_uj": m.get("energy_uj"), "area_mm2": m.get("area_mm2"),
+            "macs": m.get("macs"), "cycles": m.get("cycles")}
+
+
+def toml_text(accel: Mapping[str, Any]) -> str:
+    """A TOML-schema accelerator dict as TOML text (``graphmill simulate --accel`` reads it back)."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v)
+        return repr(v) if isinstance(v, float) else str(v)
+
+    lines = [f"{k} = {value(v)}" for k, v in accel.items() if not isinstance(v, dict)]
+    for k, v in accel.items():
+        if isinstance(v, dict):
+            lines += ["", f"[{k}]"] + [f"{kk} = {value(vv)}" for kk, vv in v.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot(path: str, runs: Mapping[str, list[dict]], latency_target: float, area_budget: float, *,
+         title: str = "NAHAS", winners: Mapping[str, list[dict]] | None = None) -> None:
+    """Accuracy vs simulated latency of the evaluated designs, coloured by area (one marker per run ``runs``
+    names); the latency target, the area budget in the colour bar; each run's best (or the designs of
+    ``winners``) marked with a star."""
+    from graphmill.util.plots import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    markers = "osD^v<>"
+    sc = None
+    for i, (name, trials) in enumerate(runs.items()):
+        pts = [t for t in trials if t.get("status") == "ok" and "accuracy" in t.get("metrics", {})]
+        if not pts:
+            continue
+        xs = [t["metrics"]["latency_ms"] for t in pts]
+        ys = [t["metrics"]["accuracy"] for t in pts]
+        cs = [t["metrics"]["area_mm2"] for t in pts]
+        sc = ax.scatter(xs, ys, c=cs, cmap="viridis", vmin=0, vmax=area_budget, marker=markers[i % len(markers)],
+                        s=22, alpha=0.75, edgecolors="none", label=f"{name} ({len(pts)} trained)")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, name in enumerate(runs):
+        picks = (winners or {}).get(name)
+        if picks is None:
+            b = _best(runs[name])
+            picks = [b] if b is not None and "accuracy" in b.get("metrics", {}) else []
+        for j, b in enumerate(picks):
+            ax.scatter([b["metrics"]["latency_ms"]], [b["metrics"]["accuracy"]], marker="*", s=260,
+                       facecolors="none", edgecolors=colors[i % len(colors)], linewidths=1.8,
+                       label=f"{name} best" if j == 0 else None)
+    ax.axvline(latency_target, color="red", ls="--", lw=1, label=f"latency target {latency_target:.3g} ms")
+    ax.set_xscale("log")
+    ax.set_xlabel("simulated latency (ms, log)")
+    ax.set_ylabel("accuracy (digits, held-out fifth)")
+    ax.set_title(title)
+    if sc is not None:
+        fig.colorbar(sc, ax=ax, label=f"area (mm^2; budget {area_budget:g})")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    save_figure(fig, path, tight=True)
+
+
+__all__ = ["AREA", "AreaModel", "DEFAULT_BUDGET", "MODES", "NahasEvaluator", "OPTIONS", "TASK", "build_network",
+           "check_area", "check_options", "design", "energy_constants", "network_space", "plot", "reference_network",
+           "run", "simulate_design", "sram_pj_per_byte", "toml_text"]
