@@ -267,12 +267,29 @@ def _count(name: str, value: Any) -> int:
     return value
 
 
+def check_executor(executor: str | None, workers: int) -> None:
+    """A ``UserInputError`` for an unknown executor, ``inprocess`` with more than one worker, or ``ray``
+    without ray installed (shared by ``--space`` searches and the ``--method`` ones)."""
+    from graphmill.search.executors import EXECUTORS
+
+    if executor is not None and executor not in EXECUTORS:
+        raise UserInputError(f"--executor {executor!r}: unknown{_nearest(executor, EXECUTORS)}; "
+                             f"use one of {', '.join(EXECUTORS)}")
+    if executor == "inprocess" and workers != 1:
+        raise UserInputError(f"--executor inprocess runs one evaluation at a time; --workers {workers} needs "
+                             "local or ray")
+    if executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UserInputError("--executor ray needs ray: pip install ray") from None
+
+
 def prepare(space_spec: str, evaluator_spec: str = "builtin", *, strategy: str = "default",
             options: list[str] | dict | None = None, budget: int = 50, workers: int = 1,
             executor: str | None = None, objective: str | None = None, accel: str | None = None,
             timeout: float | None = None, seed: int = 0, proxy: dict | None = None) -> dict:
     """Everything the user named, resolved and checked; a ``UserInputError`` before anything is written."""
-    from graphmill.search.executors import EXECUTORS
     from graphmill.search.strategies import strategy_class
 
     space, space_name = load_space(space_spec)
@@ -286,17 +303,7 @@ def prepare(space_spec: str, evaluator_spec: str = "builtin", *, strategy: str =
     budget, workers = _count("--budget", budget), _count("--workers", workers)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserInputError(f"--seed {seed!r}: must be an integer >= 0")
-    if executor is not None and executor not in EXECUTORS:
-        raise UserInputError(f"--executor {executor!r}: unknown{_nearest(executor, EXECUTORS)}; "
-                             f"use one of {', '.join(EXECUTORS)}")
-    if executor == "inprocess" and workers != 1:
-        raise UserInputError(f"--executor inprocess runs one evaluation at a time; --workers {workers} needs "
-                             "local or ray")
-    if executor == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise UserInputError("--executor ray needs ray: pip install ray") from None
+    check_executor(executor, workers)
     if timeout is not None and not timeout > 0:
         raise UserInputError(f"--timeout {timeout!r}: must be > 0 seconds")
     evaluate = make_evaluator(evaluator_spec, space_name, objective=obj, accel=accel, seed=seed, proxy=proxy)

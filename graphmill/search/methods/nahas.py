@@ -444,7 +444,7 @@ SETTINGS = ("mode", "strategy", "population", "sample", "nn", "area_mm2", "laten
 def _check_run(out: str, budget: int | None, seed: int, workers: int, executor: str | None, accel: str | None,
                options: Mapping[str, Any]) -> dict:
     """Everything checked and resolved before anything is written (a ``UserInputError`` otherwise)."""
-    from graphmill.search.executors import EXECUTORS
+    from graphmill.search.workflow import check_executor
 
     opts = check_options(options)
     if budget is None:
@@ -457,17 +457,7 @@ def _check_run(out: str, budget: int | None, seed: int, workers: int, executor: 
         raise UserInputError(f"--seed {seed!r}: must be a whole number >= 0")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UserInputError(f"--workers {workers!r}: must be a whole number >= 1")
-    if executor is not None and executor not in EXECUTORS:
-        raise UserInputError(f"--executor {executor!r}: unknown{nearest(executor, EXECUTORS)}; use one of "
-                             f"{', '.join(EXECUTORS)}")
-    if executor == "inprocess" and workers != 1:
-        raise UserInputError(f"--executor inprocess runs one evaluation at a time; --workers {workers} needs local "
-                             "or ray")
-    if executor == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise UserInputError("--executor ray needs ray: pip install ray") from None
+    check_executor(executor, workers)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserInputError(f"--out {out}: is a file; give a folder")
     check_area(opts)
