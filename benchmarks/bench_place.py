@@ -142,6 +142,9 @@ def main() -> None:
     ap.add_argument("--start", choices=("best", "random"), default="best",
                     help="the learned placers' start: the best baseline's placement (default) or a random one "
                          "(from scratch: samples to reach the best baseline as Placeto counts them)")
+    ap.add_argument("--update", action="store_true",
+                    help="add the rows to the cached results (same budget, start and training) instead of starting "
+                         "them afresh")
     ap.add_argument("--table", action="store_true", help="print the tables of the cached results; run nothing")
     args = ap.parse_args()
     if args.table:
@@ -150,10 +153,16 @@ def main() -> None:
         return
     training = not args.inference
     results: dict = {"budget": args.budget or 800, "training": training, "start": args.start, "tables": {}}
+    if args.update and os.path.exists(args.json):
+        with open(args.json) as f:
+            cached = json.load(f)
+        if {k: cached.get(k) for k in ("budget", "training", "start")} != {k: results[k] for k in
+                                                                           ("budget", "training", "start")}:
+            raise SystemExit(f"{args.json}: cached with another budget, start or training step; not updated")
+        results = cached
     graphs = {m: zoo.build(m, **MODELS[m]) for m in args.models}
     for D in args.devices:
-        rows: dict = {}
-        results["tables"][str(D)] = rows
+        rows: dict = results["tables"].setdefault(str(D), {})
         for name, g in graphs.items():
             r: dict = {"step": {}, "wall": {}, "samples_to_best": {}, "samples_to_beat": {}, "samples_to_goal": {}}
             for m in args.methods or ["heft"]:  # no learned method: one run gives every baseline

@@ -450,7 +450,9 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
         else:  # no valid baseline: start from the first device everywhere
             state["incumbent"] = unit_targets([0] * prob.n)
             state["incumbent_t"] = math.inf
+        state["warm"] = 0
         for _ in range(int(opts["warm_steps"])):  # warm start: imitate the incumbent (the best baseline)
+            state["warm"] += 1
             inc = state["incumbent"]
             emb, cnt = embed(inc)
             _, lp, _, _ = policy.sample(emb, cnt, 1, gen, target_groups=inc[1], target_devices=inc[0],
@@ -522,6 +524,6 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
     stats = {"steps": state["step"], "samples": state["samples"], "best_from": best_from,
              "samples_to_best_baseline": state["to_best"], "samples_to_beat_best_baseline": state.get("to_beat"),
              "samples_to_goal": state.get("to_goal"),
-             "reference": ref, "units": U,
+             "reference": ref, "units": U, "warm_steps": state.get("warm"),
              "groups": G, "seconds": time.perf_counter() - t_start, "resumed": resumed}
     return list(best_pl), stats
