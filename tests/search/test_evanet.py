@@ -57,6 +57,10 @@ def test_inheritance_keeps_the_function_of_growing_mutations_under_onnxruntime(t
         cfg[change[0]].update(change[1])
         child, _ = prepare_graph(cfg, task, modules=3, seed=5, parent=par)
         np.testing.assert_allclose(_ort(child, x, tmp_path, "child"), ref, rtol=1e-4, atol=1e-4, err_msg=label)
+        if label == "widen m0":  # inherited statistics kept; the 8 new channels' calibrated (fresh ones are 0)
+            mean = child.initializers["m0.l0.bn.mean"].const.numpy()
+            np.testing.assert_array_equal(mean[:8], par["m0.l0.bn.mean"])
+            assert np.all(mean[8:] != 0)
     # shrinking is not function-preserving, but a fresh child would differ far more
     cfg = copy.deepcopy(parent_cfg)
     cfg["m2"]["width"] = 8

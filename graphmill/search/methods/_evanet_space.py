@@ -50,14 +50,13 @@ statistics of inherited channels are inherited; those of new channels are re-est
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from graphmill.ir import Graph, topological_order
+from graphmill.ir import Graph
 from graphmill.ir.builder import GraphBuilder
-from graphmill.search.oneshot.video import ITGM_SUFFIXES, conv_bn, itgm_conv, r2plus1d_mid
+from graphmill.search.oneshot.video import ITGM_SUFFIXES, classifier_head, conv_bn, itgm_conv, r2plus1d_mid
 from graphmill.search.space import Choice, Space
 from graphmill.util.errors import UserInputError
 
@@ -155,11 +154,7 @@ def build(config: dict, *, frames: int = 8, size: int = 16, num_classes: int = 8
             with b.annotate(evanet=f"m{i}", layer=j):
                 y = _layer(b, rng, y, cin, m, f"m{i}.l{j}", residual=j > 0)
             cin = int(m["width"])
-    y = b.Flatten(b.GlobalAveragePool(y, name="pool"), axis=1, name="flatten")
-    w = (rng.standard_normal((num_classes, cin)) * math.sqrt(1.0 / cin)).astype(np.float32)
-    y = b.Gemm(y, b.const(w, name="fc.w"), b.const(np.zeros(num_classes, np.float32), name="fc.b"), transB=1,
-               name="fc")
-    b.output(y, "logits")
+    b.output(classifier_head(b, rng, y, cin, num_classes), "logits")
     return b.build()
 
 
@@ -265,30 +260,8 @@ def calibrate_new(graph: Graph, x, masks: dict[str, np.ndarray]) -> int:
     """Set the statistics of the BatchNormalization channels in ``masks`` (``{"m0.l0.bn": bool[C]}``) to their
     input's mean and variance on ``x``, layer by layer in graph order (each after the ones before it), leaving
     every other channel's statistics as they are. Returns how many layers were touched."""
-    import torch
+    from graphmill.backends.torch.training import calibrate_batchnorm
 
-    from graphmill.backends.torch import to_torch
-    from graphmill.ir import Tensor
-
-    bns = [n for n in topological_order(graph) if n.op_type == "BatchNormalization"
-           and n.inputs[3].name[:-len(".mean")] in masks]
-    if not bns:
+    if not masks:
         return 0
-    probe = graph.copy()
-    values = probe.value_map()
-    first = len(probe.outputs)
-    probe.outputs.extend(values[n.inputs[0].name] for n in bns)
-    module = to_torch(probe)
-    slot = {vname: attr for attr, vname in module.buffer_names.items()}
-    module.eval()
-    with torch.no_grad():
-        for i, bn in enumerate(bns):
-            mask = torch.from_numpy(masks[bn.inputs[3].name[:-len(".mean")]])
-            t = module(x)[first + i]
-            dims = [d for d in range(t.dim()) if d != 1]
-            for v, stat in ((bn.inputs[3], t.mean(dims)), (bn.inputs[4], t.var(dims, unbiased=False))):
-                buf = getattr(module, slot[v.name])
-                buf[mask] = stat[mask].to(buf.dtype)
-                gv = graph.initializers[v.name]
-                gv.const = Tensor(np.ascontiguousarray(buf.numpy().copy()), name=gv.const.name or v.name)
-    return len(bns)
+    return calibrate_batchnorm(graph, x, only={f"{k}.mean": m for k, m in masks.items()})

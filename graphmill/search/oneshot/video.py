@@ -153,9 +153,13 @@ def video_net(blocks: Sequence[tuple[str, int, int, int, int]], *, frames: int =
         with b.annotate(video_block=i, kind=kind):
             y = fn(b, rng, y, cin, cout, k=k, kt=kt, stride=stride, tstride=stride, name=f"b{i}")
         cin = cout
+    b.output(classifier_head(b, rng, y, cin, num_classes), "logits")
+    return b.build()
+
+
+def classifier_head(b: GraphBuilder, rng: np.random.Generator, y: Value, cin: int, num_classes: int) -> Value:
+    """Global average pooling over T, H, W, then a Gemm to ``num_classes`` logits (``fc.w``, ``fc.b``)."""
     y = b.Flatten(b.GlobalAveragePool(y, name="pool"), axis=1, name="flatten")
     w = (rng.standard_normal((num_classes, cin)) * math.sqrt(1.0 / cin)).astype(np.float32)
-    y = b.Gemm(y, b.const(w, name="fc.w"), b.const(np.zeros(num_classes, np.float32), name="fc.b"), transB=1,
-               name="fc")
-    b.output(y, "logits")
-    return b.build()
+    return b.Gemm(y, b.const(w, name="fc.w"), b.const(np.zeros(num_classes, np.float32), name="fc.b"), transB=1,
+                  name="fc")

@@ -35,7 +35,7 @@ def first_output(out: Any):
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def calibrate_batchnorm(graph: Graph, x, *, eps: float = 0.0) -> int:
+def calibrate_batchnorm(graph: Graph, x, *, eps: float = 0.0, only: dict | None = None) -> int:
     """Set every BatchNormalization's mean and variance to its input's statistics on ``x``, in graph order.
 
     The torch backend runs BatchNormalization as in inference (the graph's statistics, not the batch's), so
@@ -44,6 +44,8 @@ def calibrate_batchnorm(graph: Graph, x, *, eps: float = 0.0) -> int:
     Re-estimating the statistics on training data first (BN recalibration, as one-shot NAS does) starts
     every candidate at unit scale. Each BatchNormalization is calibrated after the ones before it (one
     forward pass each). Returns how many were calibrated; the graph's initializers hold the statistics.
+    ``only`` (``{running-mean initializer name: bool mask of channels}``) calibrates just those channels of
+    those layers, leaving every other statistic as it is (a network that inherited trained weights: EvaNet).
     """
     import numpy as np
     import torch
@@ -53,7 +55,7 @@ def calibrate_batchnorm(graph: Graph, x, *, eps: float = 0.0) -> int:
     def own_const(v) -> bool:
         return v is not None and v.is_initializer and v.num_uses == 1
     bns = [n for n in topological_order(graph) if n.op_type == "BatchNormalization" and len(n.inputs) == 5
-           and own_const(n.inputs[3]) and own_const(n.inputs[4])]
+           and own_const(n.inputs[3]) and own_const(n.inputs[4]) and (only is None or n.inputs[3].name in only)]
     if not bns:
         return 0
     probe = graph.copy()
@@ -68,8 +70,14 @@ def calibrate_batchnorm(graph: Graph, x, *, eps: float = 0.0) -> int:
             t = module(x)[first_extra + i]
             dims = [d for d in range(t.dim()) if d != 1]
             mean, var = t.mean(dims), t.var(dims, unbiased=False) + eps
+            mask = None if only is None else torch.as_tensor(only[bn.inputs[3].name], dtype=torch.bool)
             for v, stat in ((bn.inputs[3], mean), (bn.inputs[4], var)):
-                getattr(module, slot[v.name]).copy_(stat)
+                buf = getattr(module, slot[v.name])
+                if mask is None:
+                    buf.copy_(stat)
+                else:
+                    buf[mask] = stat[mask].to(buf.dtype)
+                    stat = buf.clone()
                 arr = stat.numpy().astype(v.const.numpy().dtype)
                 v.const = Tensor(np.ascontiguousarray(arr), name=v.const.name or v.name)
     return len(bns)
