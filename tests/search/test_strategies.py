@@ -304,3 +304,41 @@ def test_leaf_columns_cover_the_encoding():
                        "blk": search.Space({"w": search.Choice([8, 16])})})
     assert sp.leaf_columns() == [("op", 0, 3), ("k", 3, 6), ("blk.w", 6, 8)]
     assert sp.dimension == 8
+
+
+def _reference_log_prob(model, traj):
+    # the controller scored one trajectory decision by decision, as ask() samples it (the pre-batching code)
+    import torch
+
+    h = c = torch.zeros(1, model.hidden)
+    inp = model.start
+    logp, ent = torch.zeros(()), torch.zeros(())
+    for d, a in traj:
+        h, c = model.cell(inp + model.position.weight[d : d + 1], (h, c))
+        lp = torch.log_softmax(model.heads[d](h)[0], dim=-1)
+        logp, ent = logp + lp[a], ent - (lp.exp() * lp).sum()
+        inp = model.action_emb[d].weight[a : a + 1]
+    return logp, ent
+
+
+def test_controller_batched_scoring_matches_one_trajectory_at_a_time():
+    # reference: the per-trajectory, per-decision loop above; trajectories of different lengths and decisions
+    # (a conditional space), values and gradients
+    import torch
+
+    sp = space()
+    ctl = strategies.get("ppo", sp, seed=3)
+    rng = np.random.default_rng(0)
+    trajs = [ctl.trajectory(sp.sample(rng)) for _ in range(12)]
+    assert len({len(t) for t in trajs}) > 1
+    w = torch.linspace(-1, 1, len(trajs))
+    logp, ent = ctl.model.log_probs(trajs)
+    (w @ logp + ent.sum()).backward()
+    got = [p.grad.clone() for p in ctl.model.parameters()]
+    ctl.model.zero_grad()
+    ref = [_reference_log_prob(ctl.model, t) for t in trajs]
+    (sum(wi * lp for wi, (lp, _) in zip(w, ref)) + sum(e for _, e in ref)).backward()
+    assert torch.allclose(logp, torch.stack([lp for lp, _ in ref]), atol=1e-5)
+    assert torch.allclose(ent, torch.stack([e for _, e in ref]), atol=1e-5)
+    for g, p in zip(got, ctl.model.parameters()):  # no grad in the reference: unused (last decision's embedding)
+        assert torch.allclose(g, torch.zeros_like(g) if p.grad is None else p.grad, atol=1e-5)
