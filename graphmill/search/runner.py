@@ -3,8 +3,8 @@
 The loop keeps ``workers`` evaluations in flight: it asks the strategy for a configuration; a configuration
 already evaluated (same ``space.key``) is answered from the history (told to the strategy, never re-evaluated,
 not counted against the budget); a new one is submitted. Each finished evaluation becomes a ``Trial`` (an
-evaluator that raises, returns a non-finite reward or overruns ``timeout`` gives a failed trial and the search
-goes on), is told to the strategy, and the whole state is checkpointed atomically. With one worker the
+evaluator that raises, returns a non-finite reward or overruns ``timeout``, counted from the evaluation's
+start in its worker, gives a failed trial and the search goes on), is told to the strategy, and the whole state is checkpointed atomically. With one worker the
 sequence ask -> evaluate -> tell -> checkpoint is deterministic, so a run killed at any point and rerun with the
 same arguments ends with exactly the history of an uninterrupted run; evaluations that were in flight are
 resubmitted first on resume and no finished one is repeated.
@@ -245,11 +245,12 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
                 submit(config, key)
             if not in_flight:
                 break
-            finished = exec_.wait(_next_deadline(in_flight, timeout))
+            finished = exec_.wait(_next_deadline(exec_, in_flight, timeout))
             now = time.perf_counter()
             if not finished and timeout:
-                for token, (config, key, t0) in list(in_flight.items()):
-                    if now - t0 > timeout + _GRACE:
+                for token in list(in_flight):
+                    t0 = exec_.started(token)  # the timeout counts from the evaluation's start in its worker
+                    if t0 is not None and now - t0 > timeout + _GRACE:
                         exec_.abandon(token)
                         finished.append((token, ("failed", f"timeout: no result after {timeout:g} s", now - t0)))
             for token, outcome in finished:
@@ -275,13 +276,20 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
 
 
 _GRACE = 5.0
+_START_POLL = 1.0  # seconds between looks at evaluations whose worker has not reported their start yet
 
 
-def _next_deadline(in_flight: dict, timeout: float | None) -> float | None:
+def _next_deadline(exec_: Executor, in_flight: dict, timeout: float | None) -> float | None:
+    """Seconds until the first started evaluation overruns ``timeout + _GRACE``; while some have not started,
+    at most ``_START_POLL`` (their clock starts when their worker reports the start)."""
     if not timeout:
         return None
     now = time.perf_counter()
-    return max(0.05, min(t0 + timeout + _GRACE - now for _, _, t0 in in_flight.values()))
+    starts = [exec_.started(token) for token in in_flight]
+    waits = [t0 + timeout + _GRACE - now for t0 in starts if t0 is not None]
+    if any(t0 is None for t0 in starts):
+        waits.append(_START_POLL)
+    return max(0.05, min(waits))
 
 
 def _remove_first(items: list[dict], config: dict) -> None:

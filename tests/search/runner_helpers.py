@@ -43,3 +43,18 @@ def sleep_for_a(c: dict) -> float:
 def sleep_one_second(c: dict) -> float:
     time.sleep(1.0)
     return float(c["x"])
+
+
+class StartsLate:
+    """``sleep_for_a`` whose worker starts ``delay`` seconds late: unpickling it (in a spawned worker, before the
+    worker can take an evaluation) sleeps, as a worker importing heavy modules on a loaded machine does."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def __setstate__(self, state: dict) -> None:
+        time.sleep(state["delay"])
+        self.__dict__.update(state)
+
+    def __call__(self, c: dict) -> float:
+        return sleep_for_a(c)

@@ -106,6 +106,7 @@ def test_pareto_front_by_hand():
     assert [t.number for t in front] == [1, 0, 4]
 
 
+@pytest.mark.xdist_group("processes")  # a worker process
 def test_one_worker_same_results_whichever_executor():
     a = search.run(rh.small_space(), rh.evaluate, strategy="evolution", budget=25, seed=3, progress=False)
     b = search.run(rh.small_space(), rh.evaluate, strategy="evolution", budget=25, seed=3, progress=False,
@@ -113,6 +114,7 @@ def test_one_worker_same_results_whichever_executor():
     assert summary(a) == summary(b)
 
 
+@pytest.mark.xdist_group("processes")  # two worker processes, a 1 s timeout
 def test_process_pool_two_workers_and_timeouts():
     space = search.Space({"a": search.Choice([0.0, 0.2, 3.0])})
     r = search.run(space, rh.sleep_for_a, strategy="random", budget=3, seed=0, workers=2, timeout=1.0,
@@ -123,6 +125,17 @@ def test_process_pool_two_workers_and_timeouts():
     assert by_a[0.2].status == "ok" and by_a[0.2].reward == 0.2
     # asynchronous: the two short evaluations finish before the long one is given up
     assert r.history[-1].config["a"] == 3.0
+
+
+@pytest.mark.slow
+def test_timeout_counts_from_the_start_in_the_worker_not_the_submission():
+    # the worker starts 5.8 s late (more than timeout + the runner's 5 s grace after the submission); the
+    # evaluations themselves take 0 and 0.2 s, well within the 1 s timeout, so both must succeed (before the
+    # fix the runner gave both up as timeouts: a slow worker spawn under load made the test above flaky)
+    space = search.Space({"a": search.Choice([0.0, 0.2])})
+    r = search.run(space, rh.StartsLate(5.8), strategy="random", budget=2, seed=0, workers=1, executor="local",
+                   timeout=1.0, progress=False)
+    assert [(t.status, t.reward) for t in sorted(r.history, key=lambda t: t.config["a"])] == [("ok", 0.0), ("ok", 0.2)]
 
 
 def test_unpicklable_evaluate_is_a_clear_error():
@@ -206,6 +219,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.xdist_group("processes")  # a runner process and its workers
 @pytest.mark.parametrize("strategy,executor", [("default", "inprocess"), ("evolution", "local")])
 def test_kill_9_and_resume_gives_the_uninterrupted_history(tmp_path, strategy, executor):
     ref = search.run(rh.small_space(), rh.evaluate, strategy=strategy, budget=30, seed=11, progress=False)
@@ -238,6 +252,7 @@ def test_kill_9_and_resume_gives_the_uninterrupted_history(tmp_path, strategy, e
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("processes")  # a local Ray cluster
 def test_ray_executor_same_results_and_two_workers():
     pytest.importorskip("ray")
     ref = search.run(rh.small_space(), rh.evaluate, strategy="evolution", budget=12, seed=4, progress=False)

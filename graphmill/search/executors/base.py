@@ -50,8 +50,9 @@ def call(evaluate: Callable[[dict], Any], config: dict, timeout: float | None) -
 
 class Executor:
     """Runs evaluations: ``submit(token, config)`` then ``wait(deadline)`` returns finished
-    ``[(token, (status, result, seconds))]`` (at least one unless the deadline passed); ``abandon(token)``
-    gives up an overrunning evaluation; ``close()`` stops the workers. ``workers`` evaluations run at once."""
+    ``[(token, (status, result, seconds))]`` (at least one unless the deadline passed); ``started(token)`` says
+    when an evaluation began in its worker; ``abandon(token)`` gives up an overrunning evaluation; ``close()``
+    stops the workers. ``workers`` evaluations run at once."""
 
     workers: int = 1
 
@@ -59,6 +60,12 @@ class Executor:
         raise NotImplementedError
 
     def wait(self, timeout: float | None = None) -> list[tuple[int, tuple[str, Any, float]]]:
+        raise NotImplementedError
+
+    def started(self, token: int) -> float | None:
+        """When ``token``'s evaluation began in its worker (``time.perf_counter()``), as the worker reported it;
+        None while it waits for a worker (still spawning or importing): the runner counts an evaluation's timeout
+        from this moment, so a slow worker start is not charged to the evaluation."""
         raise NotImplementedError
 
     def abandon(self, token: int) -> None:

@@ -3,6 +3,7 @@ evaluations too cheap to be worth a process hop). One worker by construction."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 from graphmill.search.executors.base import Executor, call
@@ -14,10 +15,17 @@ class InProcessExecutor(Executor):
         self.timeout = timeout
         self.workers = 1
         self._done: list = []
+        self._started: dict[int, float] = {}
 
     def submit(self, token: int, config: dict) -> None:
+        self._started[token] = time.perf_counter()
         self._done.append((token, call(self.evaluate, config, self.timeout)))
+
+    def started(self, token: int) -> float | None:
+        return self._started.get(token)
 
     def wait(self, timeout: float | None = None):
         done, self._done = self._done, []
+        for token, _ in done:
+            self._started.pop(token, None)
         return done

@@ -31,6 +31,7 @@ def _worker_main(conn, evaluate: Callable[[dict], Any]) -> None:  # pragma: no c
         if msg is None:
             return
         token, config, timeout = msg
+        conn.send((token, None))  # started: the parent counts the timeout from here, not from the submission
         out = call(evaluate, config, timeout)
         try:
             conn.send((token, out))
@@ -43,7 +44,8 @@ class _Slot:
         self.proc = None
         self.conn = None
         self.token: int | None = None
-        self.started = 0.0
+        self.submitted = 0.0
+        self.started: float | None = None  # when the worker reported the evaluation's start
 
 
 class ProcessPoolExecutor(Executor):
@@ -84,30 +86,41 @@ class ProcessPoolExecutor(Executor):
                 if s.proc is None or not s.proc.is_alive():
                     self._stop(s)
                     self._start(s)
-                s.token, s.started = token, time.perf_counter()
+                s.token, s.submitted, s.started = token, time.perf_counter(), None
                 s.conn.send((token, config, self.timeout))
                 return
         raise RuntimeError("no free worker")  # the runner never submits more than `workers`
 
+    def started(self, token: int) -> float | None:
+        for s in self.slots:
+            if s.token == token:
+                return s.started
+        return None
+
     def wait(self, timeout: float | None = None):
-        busy = {s.conn: s for s in self.slots if s.token is not None}
-        if not busy:
-            return []
-        out = []
-        for conn in wait_connections(list(busy), timeout):
-            s = busy[conn]
-            token = s.token
-            try:
-                tok, result = conn.recv()
-                s.token = None
-                out.append((tok, result))
-            except (EOFError, OSError):
-                code = s.proc.exitcode if s.proc is not None else None
-                s.proc.join(1)
-                code = s.proc.exitcode
-                self._stop(s)
-                out.append((token, ("failed", f"the worker process died (exit code {code})",
-                                    time.perf_counter() - s.started)))
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        out: list = []
+        while not out:
+            busy = {s.conn: s for s in self.slots if s.token is not None}
+            left = None if deadline is None else deadline - time.perf_counter()
+            if not busy or (left is not None and left <= 0):
+                break
+            for conn in wait_connections(list(busy), left):
+                s = busy[conn]
+                token = s.token
+                try:
+                    tok, result = conn.recv()
+                    if result is None:  # the worker's start report
+                        s.started = time.perf_counter()
+                        continue
+                    s.token = None
+                    out.append((tok, result))
+                except (EOFError, OSError):
+                    s.proc.join(1)
+                    code = s.proc.exitcode
+                    self._stop(s)
+                    out.append((token, ("failed", f"the worker process died (exit code {code})",
+                                        time.perf_counter() - (s.started or s.submitted))))
         return out
 
     def abandon(self, token: int) -> None:

@@ -1,7 +1,22 @@
 """The Ray executor (``executor="ray"``): ``ray.init()`` locally (with ``workers`` CPUs) when no address is
-given, else connects to ``ray_address`` (an existing cluster, e.g. ``"auto"`` or ``"ray://host:10001"``). Each
-evaluation is a Ray task of one CPU; at most ``workers`` are in flight, and a free slot takes the next candidate
-at once (asynchronous). ray is an optional extra (``pip install ray``)."""
+given, else connects to ``ray_address`` (an existing cluster, e.g. ``"auto"`` or ``"ray://host:10001"``). ray is
+an optional extra (``pip install ray``).
+
+Each worker is a Ray actor of one CPU, created as soon as the executor is (its process starts and loads
+``evaluate`` while the runner asks for the first candidates), that takes one evaluation at a time; a free actor
+takes the next candidate at once (asynchronous). Start-up is what costs with Ray (measured in
+benchmarks/bench_search.py), so:
+
+* ``ray.init`` runs without the dashboard, log forwarding or a runtime_env (which goes through Ray's runtime-env
+  agent before the first task); local workers get the driver's import path through the raylet's environment;
+* the worker-side code (the actor and ``executors.base.call``) is sent by value, so a worker imports only
+  ``evaluate``'s own module, not graphmill (whose import pulls in onnx: seconds per worker on a loaded machine);
+* an actor reports when it is ready, so an evaluation's timeout counts from its start in the worker, not from a
+  submission that waited for the actor's process to start.
+
+An actor whose evaluation overran its timeout is killed and replaced; one that died (a crash in native code)
+is replaced and its evaluation recorded as failed.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +25,32 @@ import sys
 import time
 from typing import Any, Callable
 
+from graphmill.search.executors import base
 from graphmill.search.executors.base import Executor, call
 from graphmill.util.errors import UserInputError
+
+
+class _Worker:  # pragma: no cover - runs in a Ray worker process
+    """One evaluation at a time; ``evaluate`` unpickled once, when the actor starts."""
+
+    def __init__(self, evaluate: Callable[[dict], Any]) -> None:
+        self.evaluate = evaluate
+
+    def ready(self) -> bool:
+        return True
+
+    def run(self, config: dict, timeout: float | None) -> tuple[str, Any, float]:
+        return call(self.evaluate, config, timeout)
+
+
+class _Slot:
+    def __init__(self) -> None:
+        self.actor: Any = None
+        self.ready_ref: Any = None  # pending until the actor has started
+        self.ready_at: float | None = None
+        self.token: int | None = None
+        self.ref: Any = None
+        self.submitted = 0.0
 
 
 class RayExecutor(Executor):
@@ -19,17 +58,17 @@ class RayExecutor(Executor):
                  address: str | None = None) -> None:
         try:
             import ray
+            import ray.cloudpickle
         except ImportError:
             raise UserInputError("executor 'ray' needs ray, an optional extra: pip install 'ray[default]'") from None
         self.ray = ray
+        self.evaluate = evaluate
         self.workers = workers
         self.timeout = timeout
         self.owns = False
         self.init_seconds = 0.0
         if not ray.is_initialized():
             t0 = time.perf_counter()
-            # start-up is what costs with Ray (measured in benchmarks/bench_search.py): no dashboard, no log
-            # forwarding, and no runtime_env (it goes through Ray's runtime-env agent before the first task)
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
             if address:
                 kwargs["address"] = address
@@ -53,44 +92,87 @@ class RayExecutor(Executor):
                         os.environ["PYTHONPATH"] = old
             self.owns = True
             self.init_seconds = time.perf_counter() - t0
-        self.task = ray.remote(num_cpus=1, max_retries=0)(call)
-        self.evaluate_ref = ray.put(evaluate)
-        self.refs: dict[Any, int] = {}
+        for module in (base, sys.modules[__name__]):  # the worker-side code by value: no graphmill import there
+            ray.cloudpickle.register_pickle_by_value(module)
+        self.actor_class = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(_Worker)
+        self.slots = [_Slot() for _ in range(workers)]
+        for s in self.slots:  # eagerly: the actors start while the runner asks for the first candidates
+            self._start(s)
+
+    def _start(self, slot: _Slot) -> None:
+        slot.actor = self.actor_class.remote(self.evaluate)
+        slot.ready_ref, slot.ready_at = slot.actor.ready.remote(), None
+        slot.token = slot.ref = None
+
+    def _replace(self, slot: _Slot) -> None:
+        try:
+            self.ray.kill(slot.actor, no_restart=True)
+        except Exception:
+            pass
+        self._start(slot)
 
     def submit(self, token: int, config: dict) -> None:
-        ref = self.task.remote(self.evaluate_ref, config, self.timeout)
-        self.refs[ref] = token
+        for s in self.slots:
+            if s.token is None:
+                s.token, s.submitted = token, time.perf_counter()
+                s.ref = s.actor.run.remote(config, self.timeout)
+                return
+        raise RuntimeError("no free worker")  # the runner never submits more than `workers`
+
+    def started(self, token: int) -> float | None:
+        for s in self.slots:
+            if s.token == token:
+                return None if s.ready_at is None else max(s.ready_at, s.submitted)
+        return None
 
     def wait(self, timeout: float | None = None):
-        if not self.refs:
-            return []
-        ready, _ = self.ray.wait(list(self.refs), num_returns=1, timeout=timeout)
-        if ready:
-            more, _ = self.ray.wait(list(self.refs), num_returns=len(self.refs), timeout=0)
-            ready = list(dict.fromkeys(ready + more))
-        out = []
-        for ref in ready:
-            token = self.refs.pop(ref)
-            t0 = time.perf_counter()
-            try:
-                out.append((token, self.ray.get(ref)))
-            except Exception as e:  # the task itself failed (worker crash, cancelled)
-                out.append((token, ("failed", f"ray task failed: {type(e).__name__}: {e}".splitlines()[0],
-                                    time.perf_counter() - t0)))
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        out: list = []
+        while not out:
+            waiting = {s.ready_ref: s for s in self.slots if s.ready_ref is not None}
+            running = {s.ref: s for s in self.slots if s.token is not None}
+            left = None if deadline is None else deadline - time.perf_counter()
+            if not running or (left is not None and left <= 0):
+                break
+            ready, _ = self.ray.wait(list(waiting) + list(running), num_returns=1, timeout=left)
+            if ready:
+                more, _ = self.ray.wait(list(waiting) + list(running), num_returns=len(waiting) + len(running),
+                                        timeout=0)
+                ready = list(dict.fromkeys(ready + more))
+            for ref in ready:
+                if ref in waiting:
+                    s = waiting[ref]
+                    s.ready_ref = None
+                    try:
+                        self.ray.get(ref)
+                        s.ready_at = time.perf_counter()
+                    except Exception:  # the actor could not start: its evaluation's result says why
+                        s.ready_at = time.perf_counter()
+                    continue
+                s = running[ref]
+                token = s.token
+                s.token = s.ref = None
+                try:
+                    out.append((token, self.ray.get(ref)))
+                except Exception as e:  # the actor died (a crash in native code, killed)
+                    t0 = s.ready_at if s.ready_at is not None else s.submitted
+                    out.append((token, ("failed", f"ray task failed: {type(e).__name__}: {e}".splitlines()[0],
+                                        time.perf_counter() - max(t0, s.submitted))))
+                    self._replace(s)
         return out
 
     def abandon(self, token: int) -> None:
-        for ref, t in list(self.refs.items()):
-            if t == token:
-                self.ray.cancel(ref, force=True)
-                del self.refs[ref]
+        for s in self.slots:
+            if s.token == token:
+                self._replace(s)
 
     def close(self) -> None:
-        for ref in list(self.refs):
-            try:
-                self.ray.cancel(ref, force=True)
-            except Exception:
-                pass
-        self.refs.clear()
+        for s in self.slots:
+            if s.actor is not None:
+                try:
+                    self.ray.kill(s.actor, no_restart=True)
+                except Exception:
+                    pass
+            s.actor = s.ready_ref = s.ref = s.token = None
         if self.owns:
             self.ray.shutdown()
