@@ -23,7 +23,8 @@ missing (removed by hand) makes the child train from scratch, and its trial says
 ``DIR`` holds ``checkpoint.json`` (rerunning the same command resumes), ``job.json`` (the settings; a rerun
 with different ones is refused), ``weights/``, ``history.jsonl``, ``evanet.png`` (validation accuracy vs MACs
 of every evaluated network, and the training curves of inheriting children vs from-scratch members),
-``best.onnx`` (the best network with its trained weights) and ``report.json``.
+``best.onnx`` (the best network with its trained weights) and ``report.json``. With ``accel`` (a simulator
+TOML) every trial also reports ``latency_ms`` (the simulator, batch 1) and the plot uses it instead of MACs.
 """
 
 from __future__ import annotations
@@ -432,8 +433,9 @@ def inheritance_summary(history: list) -> dict:
 
 
 def plot(path: str, history: list, task: VideoTask) -> bool:
-    """Validation accuracy vs MACs of every evaluated network (inheriting children vs from scratch), and the
-    training curves of both kinds. False when no trial succeeded."""
+    """Validation accuracy vs MACs (vs simulated latency when the trials have it: ``--accel``) of every evaluated
+    network (inheriting children vs from scratch), and the training curves of both kinds. False when no trial
+    succeeded."""
     from graphmill.util.plots import pyplot, save_figure
 
     ok = [t for t in history if t.status == "ok"]
@@ -441,16 +443,20 @@ def plot(path: str, history: list, task: VideoTask) -> bool:
         return False
     plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    lat = all(t.metrics.get("latency_ms") is not None for t in ok)  # with --accel: simulated latency
+
+    def xof(t) -> float:
+        return t.metrics["latency_ms"] if lat else t.metrics["macs"] / 1e6
     for inh, color, label in ((False, "tab:blue", "from scratch"), (True, "tab:orange", "inheriting child")):
         pts = [t for t in ok if bool(t.metrics.get("inherited")) == inh]
         if pts:
-            a.scatter([t.metrics["macs"] / 1e6 for t in pts], [t.reward for t in pts], c=color, label=label, s=22)
+            a.scatter([xof(t) for t in pts], [t.reward for t in pts], c=color, label=label, s=22)
         for i, t in enumerate(pts):
             c = np.asarray(t.metrics.get("curve") or [[0, 0]], float)
             b.plot(c[:, 0], c[:, 1], color=color, alpha=0.5, lw=1, label=label if i == 0 else None)
     best = max(ok, key=lambda t: t.reward)
-    a.scatter([best.metrics["macs"] / 1e6], [best.reward], marker="*", s=160, c="red", label="best")
-    a.set_xlabel("MACs per clip (millions)")
+    a.scatter([xof(best)], [best.reward], marker="*", s=160, c="red", label="best")
+    a.set_xlabel("simulated latency per clip (ms, --accel)" if lat else "MACs per clip (millions)")
     a.set_ylabel("validation accuracy")
     a.set_title("EvaNet: evaluated video networks")
     a.legend(fontsize=8)
