@@ -17,11 +17,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/graphmill demo --out out/demo
 
+# The suite runs on TEST_WORKERS pytest-xdist workers (one per core of the 2-core CI machine). --dist loadgroup
+# spreads tests one by one but keeps each xdist_group on one worker: the tests of a module sharing a
+# module-scoped fixture (grouped by tests/conftest.py) and the "processes" group of tests that must not run
+# beside one another. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
+PYTEST_XDIST := -n $(TEST_WORKERS) --dist loadgroup
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_XDIST)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m 'not slow'
+	$(BIN)/python -m pytest -q $(PYTEST_XDIST) -m 'not slow'
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_io.py

@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import onnx
-import pytest
+# Under pytest-xdist (`make test` runs two workers, one per core) these are set before numpy, torch or numba
+# load. One BLAS/OpenMP thread per worker: two workers each spinning two threads oversubscribe two cores. One
+# numba cache per worker: numba updates a function's cache index by read, add, write, so two workers compiling
+# one function for different signatures on a cold cache can leave an index naming the other's data file.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+    os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__))), ".pytest_cache", "numba", _WORKER))
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import pytest  # noqa: E402
+
+# `@pytest.mark.xdist_group("processes")` marks the tests that must not run beside one another (`make test`
+# uses --dist loadgroup): tests that start process pools, Ray or torch.distributed groups, measure a child's
+# peak memory, or assert wall-clock bounds or timings. They run one after another on one worker while the other
+# worker runs single-threaded tests.
 
 ONNX_DATA = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
 LIGHT = os.path.join(ONNX_DATA, "light")
@@ -16,6 +32,21 @@ def pytest_configure(config):
     import onnxruntime
 
     onnxruntime.set_default_logger_severity(4)  # ORT's own error logs would drown the test output
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
+def pytest_collection_modifyitems(config, items):
+    """Under ``--dist loadgroup`` the tests are spread one by one, except the tests of one module that use a
+    module- or class-scoped fixture: those get the module as their xdist group, so the fixture is built once,
+    on one worker, as in a serial run. Tests with an explicit ``xdist_group`` mark keep their own group."""
+    if config.getoption("dist", "no") != "loadgroup":
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        fixturedefs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        if any(defs and defs[-1].scope in ("module", "class") for defs in fixturedefs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +65,4 @@ def resnet18_graph():
     from graphmill.frontend import zoo
 
     return zoo.build("resnet18", batch=1)
+

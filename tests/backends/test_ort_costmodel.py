@@ -70,6 +70,7 @@ def test_profile_parser_averages_node_kernel_events_after_warmup():
     assert parse_profile(events) == {"a": [50.0, 10.0, 20.0], "b": [7.0, 3.0]}
 
 
+@pytest.mark.xdist_group("processes")  # two timings compared
 def test_measured_op_time_matches_an_independent_timing_of_the_node():
     graph = from_proto(chain_model())
     m = OrtCostModel.measure(graph, runs=7, warmup=2, clock_mhz=1000.0)

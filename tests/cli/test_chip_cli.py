@@ -84,6 +84,7 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("processes")  # a wall-clock bound after Ctrl-C
 def test_ctrl_c_writes_best_so_far(tmp_path):
     out, rep = tmp_path / "out.plc", tmp_path / "r.json"
     env = dict(os.environ, OMP_NUM_THREADS="1")

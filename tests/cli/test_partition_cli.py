@@ -193,6 +193,7 @@ def test_bad_input_one_line_exit_2_nothing_written(cnn, tmp_path, capsys, case):
     assert not out.exists() and not rep.exists() and not png.exists()
 
 
+@pytest.mark.xdist_group("processes")  # --run: torch.distributed (gloo) processes
 def test_real_run_launched_by_the_cli(tmp_path):
     rng = np.random.default_rng(3)
     b = GraphBuilder("mlp")

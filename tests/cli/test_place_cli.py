@@ -40,6 +40,7 @@ def model(tmp_path) -> str:
     return path
 
 
+@pytest.mark.xdist_group("processes")  # --run: three torch.distributed (gloo) processes
 def test_place_writes_report_model_and_plot(tmp_path, model):
     out, rep, png = (str(tmp_path / n) for n in ("p.onnx", "r.json", "g.png"))
     r = run_cli("place", model, "--devices", "3", "--method", "hierarchical", "--budget", "8", "-o", out, "--json", rep,

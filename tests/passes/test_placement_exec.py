@@ -12,6 +12,8 @@ from graphmill.backends.simulator.devices import PlacementCostModel, device_set
 from graphmill.ir.builder import GraphBuilder
 from graphmill.passes.placement import place_graph
 
+pytestmark = pytest.mark.xdist_group("processes")  # torch.distributed (gloo) process groups
+
 
 def branchy(seed: int = 0):
     """Two parallel MatMul towers joined at the end, so that a placement uses both devices."""

@@ -111,6 +111,7 @@ class Sleeper:
         return _sleep(config)
 
 
+@pytest.mark.xdist_group("processes")  # wall-clock bound, a process
 @pytest.mark.parametrize("mode", ["signal", "thread", "process"])
 def test_timeout_fails_a_slow_evaluation_on_time(mode):
     ev = WithTimeout(Sleeper(), 0.5, mode=mode)
@@ -121,6 +122,7 @@ def test_timeout_fails_a_slow_evaluation_on_time(mode):
     assert ev({"seconds": 0.01}) == {"reward": 0.01}
 
 
+@pytest.mark.xdist_group("processes")  # a process
 def test_timeout_passes_errors_through():
     with pytest.raises(ValueError, match="does not build"):
         WithTimeout(_raise, 5, mode="signal")({})

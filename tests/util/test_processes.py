@@ -9,6 +9,7 @@ import pytest
 from graphmill.util.processes import peak_rss_mib
 
 
+@pytest.mark.xdist_group("processes")  # a child's peak memory
 def test_child_peak_is_its_own_not_the_parents():
     held = np.ones(400 * 2**20 // 8)  # the parent holds 400 MiB: ru_maxrss would report >= 400 for any child
     small, out = peak_rss_mib("print('ok')")

@@ -145,6 +145,7 @@ def _peak_rss_mb(*settings: tuple[int, int]) -> list[float]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("processes")  # child processes' peak memory
 def test_peak_memory_grows_with_the_micro_batch_not_the_batch():
     # A full-batch step keeps ~4 activations of 16x32x32 floats per example and view for the backward
     # (~0.5 MB per example: ~90-140 MB at B=256, as the allocator goes). Micro-batched, B=1024 costs only its
