@@ -66,3 +66,44 @@ def resnet18_graph():
 
     return zoo.build("resnet18", batch=1)
 
+
+@pytest.fixture(scope="session")
+def two_linear_two_norm():
+    """A torch module class: Linear -> LayerNorm -> Linear -> LayerNorm (8 features) with zero Linear biases. The
+    TorchScript exporter stores the four zero vectors (a.bias, b.bias, n1.bias, n2.bias) once and the two ones
+    vectors (n1.weight, n2.weight) once, the others as Identity of them: the case of deduplicated initializers
+    that from_torch must keep distinct and to_torch must train separately. torch is imported only when asked."""
+    nn = pytest.importorskip("torch").nn
+
+    class TwoLinearTwoNorm(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.n1, self.b, self.n2 = nn.Linear(8, 8), nn.LayerNorm(8), nn.Linear(8, 8), nn.LayerNorm(8)
+            nn.init.zeros_(self.a.bias)
+            nn.init.zeros_(self.b.bias)
+
+        def forward(self, x):
+            return self.n2(self.b(self.n1(self.a(x))))
+
+    return TwoLinearTwoNorm
+
+
+class _UnitCost:
+    units = "cycles"
+
+    def op_time(self, node, device=0):
+        return 1.0
+
+    def transfer_time(self, nbytes, src, dst):
+        return 0.0
+
+    def memory(self, node):
+        return 0
+
+
+@pytest.fixture
+def unit_cost():
+    """A pipeline partitioner's cost model in which every op takes one cycle, transfers are free and nothing
+    takes memory: stage boundaries then depend on the graph's shape only, which the torch pipeline tests need
+    (they compare pipelined with single-process training, not the partition)."""
+    return _UnitCost()

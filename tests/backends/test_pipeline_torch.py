@@ -21,18 +21,7 @@ from graphmill.ir.builder import GraphBuilder  # noqa: E402
 from graphmill.ir.partition import extract_stages  # noqa: E402
 from graphmill.passes.pipeline import partition_graph  # noqa: E402
 
-
-class UnitCost:
-    units = "cycles"
-
-    def op_time(self, node, device=0):
-        return 1.0
-
-    def transfer_time(self, nbytes, src, dst):
-        return 0.0
-
-    def memory(self, node):
-        return 0
+pytestmark = pytest.mark.xdist_group("processes")  # torch.distributed (gloo) process groups
 
 
 def small_cnn():
@@ -66,11 +55,11 @@ def skip_mlp():
     return b.build()
 
 
-def test_cnn_two_stages_1f1b_matches_single_process(tmp_path):
+def test_cnn_two_stages_1f1b_matches_single_process(tmp_path, unit_cost):
     from graphmill.frontend import load, save
 
     g = small_cnn()
-    partition_graph(g, UnitCost(), stages=2, microbatches=2, batch=4)
+    partition_graph(g, unit_cost, stages=2, microbatches=2, batch=4)
     before = {n: np.array(v.const.numpy()) for n, v in g.initializers.items()}
     r = run_pipeline(g, steps=2, batch=4, microbatches=2, schedule="1f1b", lr=0.05)
     assert r["stages"] == 2 and len(r["losses"]) == 2
@@ -90,9 +79,9 @@ def test_cnn_two_stages_1f1b_matches_single_process(tmp_path):
     assert {n.meta.get("stage") for n in back.nodes} == {0, 1}
 
 
-def test_skip_connection_relayed_over_three_stages_gpipe():
+def test_skip_connection_relayed_over_three_stages_gpipe(unit_cost):
     g = skip_mlp()
-    plan = partition_graph(g, UnitCost(), stages=3, microbatches=2, batch=4, method="equal-layers")
+    plan = partition_graph(g, unit_cost, stages=3, microbatches=2, batch=4, method="equal-layers")
     assert [s["nodes"] for s in plan["stages"]] == [["mm1", "t1", "mm2"], ["t2", "mm3", "t3"], ["skip", "mm4"]]
     r = run_pipeline(g, steps=2, batch=4, microbatches=2, schedule="gpipe", lr=0.1)
     assert r["boundaries"] == [["t1_out", "mm2_out"], ["t1_out", "t3_out"]]  # t1_out relayed through stage 1

@@ -475,20 +475,7 @@ def test_trainable_override():
 
 
 # -- the TorchScript exporter's deduplicated initializers (issue 10, item 10) --------------------------------------
-class _TwoLinearTwoNorm(nn.Module):
-    """Linear -> LayerNorm -> Linear -> LayerNorm with zero biases: the exporter stores the four zero vectors
-    (a.bias, b.bias, n1.bias, n2.bias) once and the two ones vectors once, the others as Identity of them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.a, self.n1, self.b, self.n2 = nn.Linear(8, 8), nn.LayerNorm(8), nn.Linear(8, 8), nn.LayerNorm(8)
-        nn.init.zeros_(self.a.bias)
-        nn.init.zeros_(self.b.bias)
-
-    def forward(self, x):
-        return self.n2(self.b(self.n1(self.a(x))))
-
-
+# (the module of these tests is tests/conftest.py's two_linear_two_norm fixture)
 def _sgd_step(module, x, target, named) -> dict[str, np.ndarray]:
     """One SGD step (lr 0.5) on a squared error with a non-uniform weighting, so every bias and scale gets its own
     gradient; returns the parameters afterwards by torch name (``named``: module parameter name -> torch name)."""
@@ -532,11 +519,11 @@ def _check_untied_training(src: nn.Module, x, *, expect_copies: bool) -> None:
     assert close(ort_out, want)
 
 
-def test_deduplicated_initializers_train_as_separate_parameters():
+def test_deduplicated_initializers_train_as_separate_parameters(two_linear_two_norm):
     """tie.py from the review: before the fix a.bias, b.bias, n1.bias, n2.bias were one Parameter (and n1/n2.weight
     another), so 4 Parameters for torch's 8 and one step moved all four biases together."""
     torch.manual_seed(0)
-    src = _TwoLinearTwoNorm()
+    src = two_linear_two_norm()
     x = torch.randn(2, 8)
     _check_untied_training(src, x, expect_copies=True)
 
@@ -586,9 +573,9 @@ def test_genuine_weight_tying_stays_one_parameter():
     assert close(got["W"], ref["W"])
 
 
-def test_export_weights_of_untouched_copies_keeps_the_identity_and_trainable_names_copies():
+def test_export_weights_of_untouched_copies_keeps_the_identity_and_trainable_names_copies(two_linear_two_norm):
     torch.manual_seed(0)
-    g = graphmill.from_torch(_TwoLinearTwoNorm().eval(), (torch.randn(2, 8),))
+    g = graphmill.from_torch(two_linear_two_norm().eval(), (torch.randn(2, 8),))
     before = sorted(n.outputs[0].name for n in g if n.op_type == "Identity")
     assert before == ["b.bias", "n1.bias", "n2.bias", "n2.weight"]
     m = to_torch(g)
@@ -605,32 +592,21 @@ def test_export_weights_of_untouched_copies_keeps_the_identity_and_trainable_nam
     assert sorted(m2.param_names.values()) == ["a.weight", "n2.weight"]
 
 
-def test_pipelined_training_keeps_copies_separate():
+@pytest.mark.xdist_group("processes")  # torch.distributed (gloo) processes
+def test_pipelined_training_keeps_copies_separate(two_linear_two_norm, unit_cost):
     """tie.py on 2 pipeline stages: stage 1 holds a.bias and n1.weight only to copy them (b.bias, n2.bias,
     n2.weight); it must train the copies, not the originals (stage 0 does), and not be refused as sharing a weight.
     Reference: single-process training of the same graph (run_pipeline's own comparison, <= 1e-5 relative)."""
     from graphmill.backends.torch.pipeline import run_pipeline
     from graphmill.passes.pipeline import partition_graph
 
-    class UnitCost:
-        units = "cycles"
-
-        def op_time(self, node, device=0):
-            return 1.0
-
-        def transfer_time(self, nbytes, src, dst):
-            return 0.0
-
-        def memory(self, node):
-            return 0
-
     torch.manual_seed(0)
     from graphmill.passes.manager import run_passes
 
-    g = graphmill.from_torch(_TwoLinearTwoNorm().eval(), (torch.randn(2, 8),))
+    g = graphmill.from_torch(two_linear_two_norm().eval(), (torch.randn(2, 8),))
     run_passes(g, "shape-inference")  # the boundary's type (pipelining sends typed tensors); keeps the Identities
     assert sum(n.op_type == "Identity" for n in g) == 4
-    partition_graph(g, UnitCost(), stages=2, microbatches=2, batch=4)
+    partition_graph(g, unit_cost, stages=2, microbatches=2, batch=4)
     r = run_pipeline(g, steps=2, batch=4, microbatches=2, schedule="gpipe", lr=0.1)
     assert r["grads_compared"] == 2 * 8
     assert r["max_loss_rel_diff"] <= 1e-5 and r["max_grad_rel_diff"] <= 1e-5 and r["max_weight_rel_diff"] <= 1e-5
@@ -639,11 +615,11 @@ def test_pipelined_training_keeps_copies_separate():
     assert not np.array_equal(g.initializers["n2.bias"].const.numpy(), g.initializers["a.bias"].const.numpy())
 
 
-def test_optimizing_without_cse_keeps_copies_separate():
+def test_optimizing_without_cse_keeps_copies_separate(two_linear_two_norm):
     """The README's advice for optimizing before training: a schedule without cse folds each Identity copy into an
     initializer of its own (fold-constants) and keeps torch's 8 parameters (reference: named_parameters())."""
     torch.manual_seed(0)
-    src = _TwoLinearTwoNorm().eval()
+    src = two_linear_two_norm().eval()
     g = graphmill.from_torch(src, (torch.randn(2, 8),))
     graphmill.optimize(g, "fold-constants,simplify,dce")
     assert not any(n.op_type == "Identity" for n in g)

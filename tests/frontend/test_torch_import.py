@@ -275,24 +275,13 @@ def test_strict_refuses_frozen_control_flow():
     assert "Branchy" in msg and "`if x.sum() > 0:`" in msg and f":{_branch_line()}" in msg and "\n" not in msg
 
 
-def test_graph_keeps_every_parameter_distinct():
+def test_graph_keeps_every_parameter_distinct(two_linear_two_norm):
     """Each torch parameter stays a value of its own in the graph (reference: the module's named_parameters()), so
     to_torch can train them separately. The TorchScript exporter keeps a deduplicated parameter as an Identity of the
     initializer with equal values, named after the parameter; the dynamo exporter (TransformerEncoderLayer takes
     that fallback) must not run its optimizer, which merged norm1/norm2 and the zero biases into one initializer."""
-
-    class TwoNorms(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a, self.n1, self.b, self.n2 = nn.Linear(8, 8), nn.LayerNorm(8), nn.Linear(8, 8), nn.LayerNorm(8)
-            nn.init.zeros_(self.a.bias)
-            nn.init.zeros_(self.b.bias)
-
-        def forward(self, x):
-            return self.n2(self.b(self.n1(self.a(x))))
-
     torch.manual_seed(0)
-    src = TwoNorms().eval()
+    src = two_linear_two_norm().eval()
     g = from_torch(src, torch.randn(2, 8))
     values = {v.name: v for v in g.values()}
     for name, p in src.named_parameters():
