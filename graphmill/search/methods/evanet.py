@@ -25,6 +25,8 @@ with different ones is refused), ``weights/``, ``history.jsonl``, ``evanet.png``
 of every evaluated network, and the training curves of inheriting children vs from-scratch members),
 ``best.onnx`` (the best network with its trained weights) and ``report.json``. With ``accel`` (a simulator
 TOML) every trial also reports ``latency_ms`` (the simulator, batch 1) and the plot uses it instead of MACs.
+Ctrl-C stops after the checkpoint of the last finished trial; ``history.jsonl`` and ``report.json`` are written
+(``interrupted: true``), the plot and ``best.onnx`` when the run completes.
 """
 
 from __future__ import annotations
@@ -324,10 +326,10 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
         raise UserInputError(f"--workers {workers!r}: must be a whole number >= 1")
     _check_executor(executor, ray_address)
     if accel is not None:
-        from graphmill.backends.simulator.config import as_accel
-
         if not os.path.isfile(accel):
             raise UserInputError(f"--accel {accel}: no such file")
+        from graphmill.backends.simulator.config import as_accel
+
         as_accel(accel)
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserInputError(f"--out {out}: exists and is not a folder")
@@ -385,7 +387,7 @@ def _finish(out: str, result, task: VideoTask, opts: dict, space: LineageSpace, 
     files = ["checkpoint.json", "job.json", "weights/"]
     write_history_jsonl(os.path.join(out, "history.jsonl"), result.history)
     files.append("history.jsonl")
-    if plot(os.path.join(out, "evanet.png"), result.history, task):
+    if not result.interrupted and plot(os.path.join(out, "evanet.png"), result.history, task):
         files.append("evanet.png")
     best = result.best
     best_json = None
@@ -398,7 +400,7 @@ def _finish(out: str, result, task: VideoTask, opts: dict, space: LineageSpace, 
         if "latency_ms" in m:
             best_json["latency_ms"] = m["latency_ms"]
         path = os.path.join(out, "weights", f"{best.key}.npz")
-        if os.path.exists(path):
+        if os.path.exists(path) and not result.interrupted:
             from graphmill.frontend import save
 
             arrays, _, _ = load_weights(path)
