@@ -110,7 +110,9 @@ def test_itgm_layer_under_onnxruntime_equals_the_gaussian_mixture_kernel_by_hand
     ref = torch.nn.functional.conv3d(torch.from_numpy(xv).double(), torch.from_numpy(kernel), padding=(2, 1, 1))
     ref = (ref / np.sqrt(1 + 1e-5)).numpy()  # BatchNormalization with mean 0, var 1, scale 1, bias 0
     np.testing.assert_allclose(_ort(g, xv, tmp_path, "itgm"), ref, rtol=1e-4, atol=1e-4)
-    # 2*3*3*3*... parameters: 4*3*9 + 2 + 2 + 4*2, whatever the length (the point of iTGM)
+    # MACs by hand: the 5x3x3 convolution, N*cout*T*H*W*cin*5*9 (its kernel is computed from weights only)
+    assert graphmill.inspect(g)["macs"] == 2 * 4 * 6 * 5 * 5 * 3 * 5 * 9
+    # learned parameters: 4*3*9 + 2 + 2 + 4*2, whatever the length (the point of iTGM)
     assert sum(g.initializers[n].const.numpy().size for n in g.initializers if ".itgm." in n) == 108 + 4 + 8
 
 
