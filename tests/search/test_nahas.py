@@ -64,6 +64,24 @@ def test_reward_and_area_constraint_by_hand():
     assert m["area_mm2"] == pytest.approx(area) and m["reward"] == pytest.approx(-area)
 
 
+def test_area_filter_redraws_proposals_over_the_budget():
+    from graphmill.search import strategies
+    from graphmill.search.spaces import accelerator_space, joint_space
+
+    space = joint_space(nahas.network_space("tiny"), accelerator_space())
+    strat = strategies.get("nahas-area", space, seed=0, inner="random", area_mm2=2.0)
+    areas = []
+    for _ in range(30):
+        c = strat.ask()
+        a = c["accel"]
+        areas.append(_area_by_hand(a["rows"], a["cols"], [a["ifmap_kb"], a["filter_kb"], a["ofmap_kb"]]))
+        strat.tell(c, 0.5)
+    assert max(areas) <= 2.0 and strat.refused > 0  # random proposals exceed 2 mm^2 more often than not
+    again = strategies.get("nahas-area", space, seed=0, inner="random", area_mm2=2.0)
+    again.load_state_dict(json.loads(json.dumps(strat.state_dict())))
+    assert again.ask() == strat.ask()  # the state round-trips through JSON (checkpoints)
+
+
 def test_bad_input_refused_before_anything_is_written(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(UserInputError, match=r"every accelerator of the space exceeds it .*8x8 PEs"):
@@ -90,16 +108,17 @@ def test_joint_run_resume_and_chosen_design_resimulated(tmp_path):
         if len(lines) == 2:
             raise KeyboardInterrupt
 
-    part = _run(tmp_path / "a", progress=stop_at_two)
+    part = _run(tmp_path / "a", progress=stop_at_two, area_mm2="1.2")
     assert part["interrupted"] and part["trials"] == 2
     assert os.path.exists(part["checkpoint"]) and "best.onnx" not in part["files"]
     rest = []
-    full = _run(tmp_path / "a", progress=rest.append)  # the same command resumes
+    full = _run(tmp_path / "a", progress=rest.append, area_mm2="1.2")  # the same command resumes
     assert not full["interrupted"] and full["trials"] == 4 and len(rest) == 2
-    ref = _run(tmp_path / "b")  # uninterrupted
+    ref = _run(tmp_path / "b", area_mm2="1.2")  # uninterrupted
     hist = [json.loads(x) for x in open(tmp_path / "a" / "history.jsonl")]
     hist_ref = [json.loads(x) for x in open(tmp_path / "b" / "history.jsonl")]
     assert [h["config"] for h in hist] == [h["config"] for h in hist_ref]
+    assert all(h["metrics"]["area_mm2"] <= 1.2 for h in hist)  # nothing over the budget was evaluated
     assert {"best.onnx", "best_target.onnx", "best_accel.toml", "nahas.png", "report.json",
             "history.jsonl"} <= set(full["files"])
     best = full["best"]

@@ -67,7 +67,7 @@ from typing import Any, Callable, Mapping
 from graphmill.search.space import Space, product
 from graphmill.search.spaces.accelerator import (ARRAY_SIZES, BANDWIDTH_WORDS, BUFFER_KB, DATAFLOWS, accel_config,
                                                  accelerator_space)
-from graphmill.search.strategies.base import nearest
+from graphmill.search.strategies.base import Strategy, nearest, register
 from graphmill.util.errors import UserInputError
 
 METHOD = "nahas"
@@ -331,6 +331,63 @@ def simulate_design(nn: str, nn_config: dict, accel: dict, latency_scale: int = 
             "cycles": float(d["total_cycles"]), "macs": float(d["macs"])}
 
 
+# -- area-feasible proposals ------------------------------------------------------------------------------------
+
+class AreaFiltered(Strategy):
+    """Any strategy (``inner``, with ``inner_options``) whose proposals over the area budget are redrawn before
+    they are evaluated: the area is an analytic function of the accelerator, so no method spends a (training)
+    evaluation on a design it could have refused by arithmetic. A refused proposal is not told to the inner
+    strategy (an evolution population keeps its members; the RL controller just samples again): the search is
+    the inner strategy's proposal distribution restricted to the budget. After ``tries`` refusals in a row the
+    proposal is returned anyway (the evaluator scores it ``-area / budget``).
+
+    ``accel_key``: where the accelerator is in a configuration (``"accel"`` in the joint space; ``""``: the
+    configuration is the accelerator). ``area_mm2`` 0: no budget (every proposal passes).
+    """
+
+    name = "nahas-area"
+    OPTIONS = {"inner": "evolution", "inner_options": {}, "area_mm2": 0.0, "accel_key": "accel", "tries": 1000}
+
+    def __init__(self, space: Space, *, seed: int = 0, **options: Any) -> None:
+        super().__init__(space, seed=seed, **options)
+        from graphmill.search.strategies import strategy_class
+
+        self.inner = strategy_class(self.options["inner"])(space, seed=seed, **dict(self.options["inner_options"]))
+        self.refused = 0
+
+    def _area(self, config: dict) -> float | None:
+        key = self.options["accel_key"]
+        acc = config.get(key) if key else config
+        if not isinstance(acc, dict) or not {"rows", "cols", "ifmap_kb", "filter_kb", "ofmap_kb"} <= set(acc):
+            return None
+        return AREA.of(acc)
+
+    def ask(self) -> dict:
+        budget = self.options["area_mm2"]
+        config = self.inner.ask()
+        for _ in range(int(self.options["tries"])):
+            area = self._area(config) if budget > 0 else None
+            if area is None or area <= budget:
+                return config
+            self.refused += 1
+            config = self.inner.ask()
+        return config
+
+    def tell(self, config: dict, reward: float | None, metrics: dict | None = None) -> None:
+        self.inner.tell(config, reward, metrics)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "inner": self.inner.state_dict(), "refused": self.refused}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.inner.load_state_dict(state["inner"])
+        self.refused = int(state["refused"])
+
+
+register(AreaFiltered.name, AreaFiltered)
+
+
 # -- options and inputs -----------------------------------------------------------------------------------------
 
 def _list(key: str, text: str, kind: type) -> list:
@@ -521,8 +578,10 @@ class _Run:
         from graphmill import search
 
         opts = self.opts
-        strat_opts = {"population": opts["population"], "sample": opts["sample"]} \
-            if opts["strategy"] == "evolution" else {}
+        inner = {"population": opts["population"], "sample": opts["sample"]} if opts["strategy"] == "evolution" else {}
+        # proposals over the area budget are redrawn, never evaluated (AreaFiltered); a network-only step has none
+        strat_opts = {"inner": opts["strategy"], "inner_options": inner, "area_mm2": evaluate.area_budget,
+                      "accel_key": "accel" if evaluate.fixed_nn is None and evaluate.fixed_accel is None else ""}
 
         def report(info: dict) -> None:
             if self.progress is None:
@@ -534,7 +593,7 @@ class _Run:
                     (m.get("over") or (t.error or "")[:60]))
             self.progress(f"[nahas {name}] {info['line'].removeprefix('[search] ')}  | {what}")
 
-        result = search.run(space, evaluate, strategy=opts["strategy"], budget=budget, seed=self.seed,
+        result = search.run(space, evaluate, strategy=AreaFiltered.name, budget=budget, seed=self.seed,
                             workers=self.workers, executor=self.executor, checkpoint=checkpoint,
                             progress=report, ray_address=self.ray_address, strategy_options=strat_opts)
         for t in result.history:
@@ -675,7 +734,7 @@ def plot(path: str, runs: Mapping[str, list[dict]], latency_target: float, area_
         ys = [t["metrics"]["accuracy"] for t in pts]
         cs = [t["metrics"]["area_mm2"] for t in pts]
         sc = ax.scatter(xs, ys, c=cs, cmap="viridis", vmin=0, vmax=area_budget, marker=markers[i % len(markers)],
-                        s=22, alpha=0.75, edgecolors="none", label=f"{name} ({len(pts)} trained)")
+                        s=22, alpha=0.75, edgecolors="none", label=f"{name} ({len(pts)} designs)")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, name in enumerate(runs):
         picks = (winners or {}).get(name)
