@@ -128,7 +128,8 @@ class AreaModel:
       IEDM 2007) at an assumed 70% array efficiency (decoders, sense amplifiers);
     * ``fixed_mm2`` = 0.5 mm^2: control, DMA and the vector unit; an assumption, not a published figure.
 
-    The DRAM interface (bandwidth) is not charged: every point of a space pays the same for it here.
+    The DRAM interface (bandwidth) is not charged: every point of a space pays the same for it here. One chip:
+    ``[system] chips`` is not counted, as the graph simulation NAHAS uses (``simulate_graph``) is single-chip.
     """
 
     pe_mm2: float = (282.0 + 137.0 + 48 * 4.52) * 1e-6
