@@ -289,21 +289,6 @@ class EvaNetEvaluator:
 # -- the method ------------------------------------------------------------------------------------------------
 
 
-def _check_executor(executor: str | None, ray_address: str | None) -> None:
-    if executor not in (None, "inprocess", "local", "ray"):
-        from graphmill.search.strategies.base import nearest
-
-        raise UserInputError(f"--executor {executor!r}: unknown{nearest(str(executor), ['local', 'ray'])}; "
-                             "known: local, ray")
-    if executor == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise UserInputError("--executor ray needs ray (pip install ray)") from None
-    if ray_address is not None and executor != "ray":
-        raise UserInputError("--ray-address needs --executor ray")
-
-
 def _job(opts: dict, seed: int, accel: str | None) -> dict:
     return {"method": "evanet", "seed": int(seed), "options": opts, "accel": os.path.abspath(accel) if accel else None}
 
@@ -324,7 +309,11 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
         raise UserInputError(f"--budget {budget!r}: must be a whole number >= 1")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UserInputError(f"--workers {workers!r}: must be a whole number >= 1")
-    _check_executor(executor, ray_address)
+    from graphmill.search.workflow import check_executor
+
+    check_executor(executor, workers)
+    if ray_address is not None and executor != "ray":
+        raise UserInputError("--ray-address needs --executor ray")
     if accel is not None:
         if not os.path.isfile(accel):
             raise UserInputError(f"--accel {accel}: no such file")
