@@ -12,15 +12,17 @@ Per seed:
 * random search and TPE (``graphmill.search.run``, strategy ``random`` / ``tpe``, one in-process worker) with
   ``--baseline-budget`` candidates, each trained alone from scratch for ``--steps`` SGD steps of ``--batch``
   images (``CandidateEvaluator``); the pick is the candidate of best validation accuracy, reported on the test set;
-* AutoHAS (``graphmill.search.methods.autohas.run``) with ``--budget`` controller steps, its pick trained with the
-  same protocol (``final_steps = --steps`` from scratch unless ``--option final_init=inherit``).
+* AutoHAS (``graphmill.search.methods.autohas.run``) with ``--budget`` controller steps and its default options
+  (``--option KEY=VALUE`` changes one): its pick fine-tuned from the shared weights for ``final_steps`` (75) SGD
+  steps (``--option final_init=scratch --option final_steps=100`` gives it a baseline candidate's protocol).
 
 Compute, two units: CPU seconds (``time.process_time`` of the whole call, one torch thread: training,
 validation, controller, the pick's training and export) and training images (forward + backward passes x batch;
 AutoHAS's validation forwards not counted here, they are in the CPU seconds). The baselines' results are cached
-per (strategy, seed, budget, steps, batch) in ``--cache`` and reused with ``--reuse``.
+per (strategy, seed, budget, steps, batch) in ``--cache``, AutoHAS's runs per (seed, budget, batch, options) in
+``--runs``; ``--reuse`` reuses both (``--only-baselines`` / ``--only-autohas`` fill one cache).
 
-    nice -n 10 .venv/bin/python benchmarks/bench_autohas.py --seeds 0,1,2 --reuse --json autohas.json
+    nice -n 10 .venv/bin/python benchmarks/bench_autohas.py --seeds 0,1,2 --reuse --json /tmp/autohas.json
 """
 
 from __future__ import annotations
@@ -40,6 +42,14 @@ from graphmill import search  # noqa: E402
 from graphmill.search.methods import autohas  # noqa: E402
 
 CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "autohas_baselines.json")
+RUNS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "autohas_runs.json")
+
+
+def save_json(path: str, data: dict) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=0)
+    os.replace(path + ".tmp", path)
 
 
 def baseline(strategy: str, seed: int, budget: int, steps: int, batch: int) -> dict:
@@ -67,7 +77,7 @@ def baseline(strategy: str, seed: int, budget: int, steps: int, batch: int) -> d
 
 def run_autohas(seed: int, budget: int, steps: int, batch: int, options: dict) -> dict:
     out = tempfile.mkdtemp(prefix="bench_autohas_")
-    opts = {"final_steps": str(steps), "batch": str(batch), **options}
+    opts = {"batch": str(batch), **options}
     t0, w0 = time.process_time(), time.time()
     s = autohas.run(out, budget=budget, seed=seed, workers=1, executor=None, ray_address=None, accel=None,
                     options=opts, progress=lambda line: print(f"[autohas seed {seed}] {line}", file=sys.stderr,
@@ -86,13 +96,15 @@ def main() -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--budget", type=int, default=autohas.DEFAULT_BUDGET, help="AutoHAS controller steps")
     ap.add_argument("--baseline-budget", type=int, default=30, help="random/TPE candidates")
-    ap.add_argument("--steps", type=int, default=150, help="SGD steps per candidate (and of AutoHAS's final pick)")
+    ap.add_argument("--steps", type=int, default=100, help="SGD steps per random/TPE candidate")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--strategies", default="random,tpe")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="AutoHAS option")
     ap.add_argument("--cache", default=CACHE)
-    ap.add_argument("--reuse", action="store_true", help="reuse cached baseline searches")
+    ap.add_argument("--runs", default=RUNS, help="cache of AutoHAS runs (per seed, budget, batch, options)")
+    ap.add_argument("--reuse", action="store_true", help="reuse cached baseline searches and AutoHAS runs")
     ap.add_argument("--only-baselines", action="store_true")
+    ap.add_argument("--only-autohas", action="store_true")
     ap.add_argument("--json", help="write every result here")
     args = ap.parse_args()
     import matplotlib.pyplot  # noqa: F401 -- imported before any measurement (AutoHAS plots)
@@ -102,22 +114,24 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     options = dict(o.split("=", 1) for o in args.option)
     cache = json.load(open(args.cache)) if os.path.exists(args.cache) else {}
+    runs = json.load(open(args.runs)) if os.path.exists(args.runs) else {}
     results: dict[str, list[dict]] = {}
     for seed in seeds:
-        for strategy in args.strategies.split(","):
+        for strategy in [] if args.only_autohas else args.strategies.split(","):
             key = f"{strategy}/{seed}/{args.baseline_budget}/{args.steps}/{args.batch}"
             if not (args.reuse and key in cache):
                 cache[key] = baseline(strategy, seed, args.baseline_budget, args.steps, args.batch)
-                os.makedirs(os.path.dirname(args.cache), exist_ok=True)
-                with open(args.cache + ".tmp", "w") as f:
-                    json.dump(cache, f, indent=0)
-                os.replace(args.cache + ".tmp", args.cache)
+                save_json(args.cache, cache)
             results.setdefault(strategy, []).append(cache[key])
             r = cache[key]
             print(f"[{strategy} seed {seed}] test {r['test_accuracy']:.4f} val {r['val_accuracy']:.4f} "
                   f"cpu {r['cpu_seconds']:.1f}s", file=sys.stderr, flush=True)
         if not args.only_baselines:
-            r = run_autohas(seed, args.budget, args.steps, args.batch, options)
+            key = f"autohas/{seed}/{args.budget}/{args.batch}/{json.dumps(options, sort_keys=True)}"
+            if not (args.reuse and key in runs):
+                runs[key] = run_autohas(seed, args.budget, args.steps, args.batch, options)
+                save_json(args.runs, runs)
+            r = runs[key]
             results.setdefault("autohas", []).append(r)
             print(f"[autohas seed {seed}] test {r['test_accuracy']:.4f} val {r['val_accuracy']:.4f} "
                   f"cpu {r['cpu_seconds']:.1f}s pick {r['config']['hp']} res {r['config']['arch']['resolution']}",
@@ -134,14 +148,14 @@ def main() -> int:
 def table(results: dict, args, seeds: list, options: dict) -> None:
     def ms(v, scale=1.0, fmt=".2f"):
         return f"{np.mean(v) * scale:{fmt}} +- {np.std(v) * scale:{fmt}}"
-    print(f"task: digits (scikit-learn); {len(seeds)} seeds {seeds}; candidates and AutoHAS's pick trained "
+    print(f"task: digits (scikit-learn); {len(seeds)} seeds {seeds}; candidates trained "
           f"{args.steps} SGD steps x {args.batch} images; random/TPE: {args.baseline_budget} candidates; AutoHAS: "
           f"{args.budget} controller steps {options or ''}")
     print(f"{'method':>8} {'test accuracy %':>16} {'val accuracy %':>16} {'CPU seconds':>16} {'train images':>20}")
     for name, rs in results.items():
         print(f"{name:>8} {ms([r['test_accuracy'] for r in rs], 100):>16} {ms([r['val_accuracy'] for r in rs], 100):>16} "
               f"{ms([r['cpu_seconds'] for r in rs], 1, '.1f'):>16} {ms([r['train_images'] for r in rs], 1, ',.0f'):>20}")
-    if "autohas" not in results:
+    if "autohas" not in results or len(results) < 2:
         return
     a = results["autohas"]
     for name, rs in results.items():

@@ -113,6 +113,46 @@ class Controller:
         self.mean, self.m2 = float(state["mean"]), float(state["m2"])
 
 
+class JointController:
+    """The controller of the joint space ``{"arch": ..., "hp": ...}``: one ``Controller`` per part, each with its
+    own baseline, so that each part learns from its own reward (``search_step``): the architecture from W*'s
+    validation accuracy, the hyper-parameters from the improvement their temporary update made on the same
+    validation batch. Same interface as ``Controller`` (``decisions`` and ``probs`` over prefixed paths)."""
+
+    PARTS = ("arch", "hp")
+
+    def __init__(self, space: Space, **kwargs: Any) -> None:
+        seed = int(kwargs.pop("seed", 0))
+        self.parts = {name: Controller(space[name], seed=seed + 7919 * i, **kwargs)
+                      for i, name in enumerate(self.PARTS)}
+        self.decisions = [(f"{name}.{path}", p) for name in self.PARTS for path, p in self.parts[name].decisions]
+
+    def probs(self) -> list[np.ndarray]:
+        return [p for name in self.PARTS for p in self.parts[name].probs()]
+
+    def sample(self) -> tuple[dict, dict]:
+        config, actions = {}, {}
+        for name in self.PARTS:
+            config[name], actions[name] = self.parts[name].sample()
+        return config, actions
+
+    def argmax(self) -> dict:
+        return {name: self.parts[name].argmax() for name in self.PARTS}
+
+    def probability(self, config: Mapping[str, Any]) -> float:
+        return float(np.prod([self.parts[name].probability(config[name]) for name in self.PARTS]))
+
+    def update(self, actions: Mapping[str, list[int]], rewards: Mapping[str, float]) -> dict:
+        return {name: self.parts[name].update(actions[name], float(rewards[name])) for name in self.PARTS}
+
+    def state_dict(self) -> dict:
+        return {name: self.parts[name].state_dict() for name in self.PARTS}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for name in self.PARTS:
+            self.parts[name].load_state_dict(state[name])
+
+
 def decay_loss(module, spec, arch: Mapping[str, Any]):
     """``0.5 * sum(w**2)`` over the convolution and classifier weights the child ``arch`` uses (its slices:
     weight decay of the child alone, never of the weights only other children use)."""
@@ -150,45 +190,49 @@ def train_step(module, optimizer, spec, arch: Mapping[str, Any], hp: Mapping[str
     return float(loss.detach())
 
 
-def batch_accuracy(module, arch: Mapping[str, Any], x, y) -> float:
-    """Accuracy of ``arch`` on one validation batch, BatchNormalization on that batch's statistics (the shared
-    weights hold no statistics of the sampled child; recalibrating per step would cost more than the step)."""
-    import torch
-
-    with torch.no_grad():
-        return float((module(x, arch).argmax(1) == y).float().mean())
-
-
-def search_step(module, optimizer, controller: Controller, spec, data: Mapping[int, Any], generator, *,
+def search_step(module, optimizer, controller: JointController, spec, data: Mapping[int, Any], generator, *,
                 batch: int, val_batch: int, temp_steps: int, learn: bool) -> dict:
     """One AutoHAS step: sample (architecture, hyper-parameters); ``temp_steps`` SGD steps with them from the
-    shared weights W give the temporary weights W*; the reward is W*'s accuracy on a validation batch; the
-    controller learns from it (``learn``); the shared weights become W* (AutoHAS's update: the temporary update
-    is the shared weights' step, so scoring costs only the validation forward). A diverged update (non-finite
-    loss) is undone from the copy of W and scores 0."""
+    shared weights W (a copy is kept) give the temporary weights W*; the controller is rewarded on one
+    validation batch: the architecture by W*'s accuracy (AutoHAS's reward), the hyper-parameters by what their
+    update gained there, ``loss(W) - loss(W*)`` (the same batch and child before and after: the architecture's
+    own level and the batch's difficulty cancel, which the hyper-parameters' small effect on one step needs to
+    be visible at all); then the shared weights become W* (the temporary update is the shared weights' step, so
+    scoring adds only two validation forwards). A diverged update (non-finite loss or logits) is undone from the
+    copy and scores 0 / the worst gain. BatchNormalization uses the validation batch's statistics (the shared
+    weights hold no statistics of the sampled child; recalibrating per step would cost more than the step)."""
     import torch
+    import torch.nn.functional as F
 
     config, actions = controller.sample()
     arch, hp = config["arch"], config["hp"]
+    d = data[arch["resolution"]]
+    vidx = torch.randint(len(d.y_val), (val_batch,), generator=generator)
+    xv, yv = d.x_val[vidx], d.y_val[vidx]
+    with torch.no_grad():
+        before = float(F.cross_entropy(module(xv, arch), yv))
     saved = [p.detach().clone() for p in module.parameters()]
     moments = {k: {n: (t.clone() if torch.is_tensor(t) else t) for n, t in v.items()}
                for k, v in optimizer.state.items()}
     losses = [train_step(module, optimizer, spec, arch, hp, data, generator, batch, float(hp["lr"]))
               for _ in range(temp_steps)]
-    d = data[arch["resolution"]]
-    vidx = torch.randint(len(d.y_val), (val_batch,), generator=generator)
-    finite = all(math.isfinite(v) for v in losses) and all(bool(torch.isfinite(p).all()) for p in module.parameters())
+    finite = all(math.isfinite(v) for v in losses)
     if finite:
-        reward = batch_accuracy(module, arch, d.x_val[vidx], d.y_val[vidx])
+        with torch.no_grad():  # W* diverged on its last step shows as non-finite logits
+            logits = module(xv, arch)
+        finite = bool(torch.isfinite(logits).all())
+    if finite:
+        reward = float((logits.argmax(1) == yv).float().mean())
+        gain = before - float(F.cross_entropy(logits, yv))
     else:
-        reward = 0.0
+        reward, gain = 0.0, -max(before, 1.0)
         with torch.no_grad():
             for p, s in zip(module.parameters(), saved):
                 p.copy_(s)
         optimizer.state.clear()
         optimizer.state.update(moments)
-    adv = controller.update(actions, reward) if learn else 0.0
-    return {"config": config, "reward": reward, "loss": float(np.mean(losses)) if finite else None,
+    adv = controller.update(actions, {"arch": reward, "hp": gain}) if learn else {}
+    return {"config": config, "reward": reward, "gain": gain, "loss": float(np.mean(losses)) if finite else None,
             "advantage": adv, "diverged": not finite}
 
 

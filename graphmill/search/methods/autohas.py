@@ -13,21 +13,26 @@ hyper-parameters are candidate lists, as AutoHAS discretizes them: the peak lear
 0, 1e-4, 5e-4, 2e-3) and RandAugment's magnitude (``graphmill.backends.torch.training.rand_augment``; 0, 5, 10,
 20 of 30).
 
-**Search** (``budget`` = controller steps, default 450): the supernet's shared weights W (BigNAS initialization)
-and a controller of independent categorical distributions (``Controller``, REINFORCE with a moving-average
-baseline). Each step samples (architecture, hyper-parameters); ``temp_steps`` SGD steps of that child with those
-hyper-parameters (learning rate, weight decay, augmentation of the batch) from a copy of W give the temporary
-weights W*; the reward is W*'s accuracy on a validation batch (``val_batch`` images, BatchNormalization on the
-batch's statistics); the controller learns from it; then W <- W* (the temporary update is the shared weights'
-update, so scoring adds only a validation forward: the search costs about one training run). During the first
-``warmup`` fraction of the steps the controller samples uniformly and does not learn (W trains for every child
-first). The search's learning rate is each sample's own, constant (no schedule: candidates are compared at
-their own value all along).
+**Search** (``budget`` = controller steps, default 300): the supernet's shared weights W (BigNAS initialization)
+and a controller of independent categorical distributions (``JointController``: one ``Controller`` for the
+architecture, one for the hyper-parameters, REINFORCE with moving-average baselines). Each step samples
+(architecture, hyper-parameters); ``temp_steps`` SGD steps of that child with those hyper-parameters (learning
+rate, weight decay, augmentation of the batch) from a copy of W give the temporary weights W*; one validation
+batch (``val_batch`` images, BatchNormalization on the batch's statistics) scores them: the architecture by W*'s
+accuracy (AutoHAS's reward), the hyper-parameters by the validation loss their update removed,
+``loss(W) - loss(W*)`` on the same batch and child (a departure, for variance: with one reward for both, the
+architectures' spread of accuracy drowned the hyper-parameters' one-step effect and the controller ended on
+learning rate 0.01 in a 250-step run); then W <- W* (the temporary update is the shared weights' update, so
+scoring adds only two validation forwards: the search costs about one training run). During the first
+``warmup`` fraction of the steps the controller samples uniformly and does not learn (W trains for every
+child first). The search's learning rate is each sample's own, constant (candidates are
+compared at their own value all along).
 
 **Final pick**: the controller's most probable configuration, trained for ``final_steps`` SGD steps with its
-hyper-parameters (cosine schedule from its learning rate) from scratch (``final_init=scratch``: the protocol
-every baseline candidate gets, so accuracies compare) or from the shared weights (``final_init=inherit``);
-BatchNormalization recalibrated, reported on the test set, written as ``best.onnx`` (standard ONNX ops).
+hyper-parameters (cosine schedule from its learning rate) from the shared weights (``final_init=inherit``, the
+default: the weights the search trained are the point of sharing them) or from scratch (``final_init=scratch``:
+the protocol of a baseline candidate); BatchNormalization recalibrated, reported on the test set, written as
+``best.onnx`` (standard ONNX ops).
 
 **Outputs** in ``out``: ``checkpoint.pt`` (shared weights, optimizer, controller, RNGs, history; written
 atomically after every ``log_every`` steps, during the search and the final training; rerunning the same
@@ -54,12 +59,12 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from graphmill.search.methods._autohas_train import Controller, ChildTrainer, search_step, train_alone
+from graphmill.search.methods._autohas_train import ChildTrainer, Controller, JointController, search_step, train_alone
 from graphmill.search.space import Choice, Space
 from graphmill.util.errors import UserInputError
 
 METHOD = "autohas"
-DEFAULT_BUDGET = 450
+DEFAULT_BUDGET = 300
 SPACES = ("digits", "tiny")
 HP_DEFAULTS = {"lr": (0.01, 0.03, 0.1, 0.3), "weight_decay": (0.0, 1e-4, 5e-4, 2e-3), "augment": (0, 5, 10, 20)}
 
@@ -67,20 +72,20 @@ HP_DEFAULTS = {"lr": (0.01, 0.03, 0.1, 0.3), "weight_decay": (0.0, 1e-4, 5e-4, 2
 OPTIONS: dict[str, Any] = {
     "space": "digits",          # the supernet: digits (DIGITS_SPEC) | tiny (TINY_SPEC, for tests)
     "batch": 32,                # training images per SGD step
-    "val_batch": 64,            # validation images per reward
+    "val_batch": 32,            # validation images per reward
     "temp_steps": 1,            # SGD steps of the temporary update
-    "warmup": 0.25,             # fraction of the steps with a uniform, non-learning controller
+    "warmup": 0.5,             # fraction of the steps with a uniform, non-learning controller
     "controller_lr": 0.05,
     "entropy": 0.001,
     "baseline_decay": 0.95,
     "log_every": 25,            # steps per progress line and checkpoint
-    "final_steps": 150,         # SGD steps of the final pick's training
-    "final_init": "scratch",    # scratch | inherit
+    "final_steps": 50,          # SGD steps of the final pick's training
+    "final_init": "inherit",    # inherit (from the shared weights) | scratch
     "lr": "0.01,0.03,0.1,0.3",  # candidate peak learning rates (SGD, momentum 0.9)
     "weight_decay": "0,0.0001,0.0005,0.002",
     "augment": "0,5,10,20",     # candidate RandAugment magnitudes (0 .. 30)
 }
-CHOICES = {"space": SPACES, "final_init": ("scratch", "inherit")}
+CHOICES = {"space": SPACES, "final_init": ("inherit", "scratch")}
 TASK_NAME = "digits"
 
 
@@ -312,7 +317,7 @@ class _Run:
             self.module.train()
             self.optimizer = sgd(self.module)
             self.generator = torch.Generator().manual_seed(self.seed)
-            self.controller = Controller(self.space, seed=self.seed, lr=self.opts["controller_lr"],
+            self.controller = JointController(self.space, seed=self.seed, lr=self.opts["controller_lr"],
                                          entropy=self.opts["entropy"], baseline_decay=self.opts["baseline_decay"])
             self.history: list[dict] = []
             self.probs: list[dict] = []
@@ -383,7 +388,7 @@ class _Run:
             self.compute["search_val_images"] += o["val_batch"]
             self.step_no += 1
             self.history.append({"step": self.step_no, "config": row["config"], "reward": row["reward"],
-                                 "loss": row["loss"], "diverged": row["diverged"],
+                                 "gain": row["gain"], "loss": row["loss"], "diverged": row["diverged"],
                                  "learning": self.step_no > warm})
             if self.step_no % o["log_every"] == 0 or self.step_no == self.budget:
                 self.probs.append({"step": self.step_no,
@@ -549,9 +554,10 @@ def plot(path: str, history: list[dict], probs: list[dict], space: Space, pick: 
         ax.set_ylim(0, 1)
         ax.legend(fontsize=7, loc="upper left")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    save_figure(fig, path, tight=True)
+    fig.subplots_adjust(hspace=0.45, wspace=0.25)
+    save_figure(fig, path)
 
 
 __all__ = ["run", "OPTIONS", "DEFAULT_BUDGET", "check_options", "joint_space", "supernet_spec", "Controller",
+           "JointController",
            "CandidateEvaluator", "ChildTrainer", "train_alone", "plot"]
