@@ -26,6 +26,7 @@ def _run(out, budget=20, progress=None, **options):
                        options={**TINY, **options}, progress=progress)
 
 
+@pytest.mark.slow
 def test_run_writes_outputs_and_the_onnx_pick_predicts_as_reported(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     lines: list[str] = []
@@ -53,6 +54,7 @@ def test_run_writes_outputs_and_the_onnx_pick_predicts_as_reported(tmp_path):
     assert again["best"] == best
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_rerun_resumes_to_the_uninterrupted_result(tmp_path):
     full = _run(tmp_path / "full", budget=10)
 
