@@ -700,7 +700,7 @@ def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict
                                       seed=seed, hint=hint)
     reach = [k + 1 for k, t in enumerate(stats["candidates"]) if best_base is not None and
              t <= best_base.schedule.makespan]  # the policy's own samples, the hint (from_sample -1) not counted
-    learned = {"samples": samples + 1, "steps": 0,
+    learned = {"samples": len(stats["candidates"]), "steps": 0,
                "best_from": "zero-shot" if stats["from_sample"] >= 0 or best_base is None else best_base.method,
                "samples_to_best_baseline": reach[0] if reach else None}
     if budget:

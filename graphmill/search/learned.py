@@ -10,13 +10,18 @@ the passes load (``policy.save_policy``: .npz + .json, never a pickle).
 * **Training set** (``training_set``): zoo models (ResNet-18, MobileNetV2, each forward and as a training step),
   random DAGs of realistic op mixes (``random_graph``: an MLP/attention mix of MatMul, Add, Mul, Relu, Tanh,
   Sigmoid, Softmax; a CNN mix of Conv, BatchNormalization, Relu, Add, MaxPool), on 2, 4 and 8 devices.
-* **PPO** (one-step episodes: all decisions at once): each step draws ``graphs`` tasks, samples ``samples``
-  decision sets per task from the current policy, rewards ``-makespan / reference`` (``-penalty`` when a
-  device's memory overflows), advantages normalized within each task's samples (the group mean is the
+  ``random_graph`` also makes unrolled gated recurrent cells of random wiring (``rnn``); a policy trained with
+  two of them added ranked the held-out NMT's helpful moves lower and was not shipped.
+* **PPO** (one-step episodes: all decisions at once, as changes to a state): each step draws ``graphs`` tasks,
+  samples ``samples`` decision sets per task from the current policy on the task's *state* (its decisions and
+  their simulated schedule: ``features.state_features``), rewards ``-makespan / reference`` (``-penalty`` when
+  a device's memory overflows), advantages normalized within each task's samples (the group mean is the
   baseline; no critic), then ``epochs`` passes of the clipped surrogate (``clip``) over every unmasked choice
   (each fuse, device and priority draw is one token sharing its sample's advantage) with an entropy bonus;
-  Adam.
-* **Checkpoint/resume**: after every step the policy, optimizer and history are written atomically
+  Adam. A task's state starts as its hint (the best baseline) and moves to its best sample when that is
+  faster, so the policy also learns to refine refined states (iterative refinement, ``infer.refine``); with
+  probability ``reset`` per draw it returns to the hint.
+* **Checkpoint/resume**: after every step the policy, optimizer, history and the tasks' states are written atomically
   (``torch.save`` of tensors and plain data, read back with ``weights_only=True``); the random draws of step
   ``k`` come from ``seed`` and ``k`` alone, so a resumed run equals an uninterrupted one.
 * ``fine_tune``: the same PPO on one graph for a sample budget, keeping the best decisions it simulated
@@ -39,7 +44,8 @@ import torch
 from graphmill.ir import Graph, UserInputError
 from graphmill.ir.builder import GraphBuilder
 from graphmill.passes.learned.env import Decisions, JointProblem, Outcome
-from graphmill.passes.learned.features import node_features
+from graphmill.passes.learned.features import node_features, state_features
+from graphmill.passes.learned.infer import TOP, moved, ranked_moves, top_moves
 from graphmill.passes.learned.policy import GraphPolicy, Sample, obs_tensors, save_policy
 from graphmill.passes.placement import build_problem, training_graph
 from graphmill.passes.placement.rl import load_checkpoint, merge_options
@@ -49,7 +55,7 @@ __all__ = ["Task", "make_task", "random_graph", "training_set", "train", "fine_t
            "TRAINING_MODELS"]
 
 DEFAULTS = {"steps": 60, "graphs": 4, "samples": 8, "epochs": 3, "clip": 0.2, "lr": 0.003, "entropy": 0.001,
-            "penalty": 3.0, "hidden": 64, "layers": 3, "time_limit": 600.0}
+            "penalty": 3.0, "hidden": 64, "layers": 3, "time_limit": 600.0, "reset": 0.3}
 
 #: zoo models in the default training set (model, build kwargs); none of the held-out benchmark graphs
 TRAINING_MODELS = (("resnet18", {"batch": 8}), ("mobilenet_v2", {"batch": 8}))
@@ -77,8 +83,9 @@ def make_task(name: str, graph: Graph, cost: Any, *, hint: np.ndarray | None = N
 
 def random_graph(seed: int, kind: str = "mlp", n: int = 100, batch: int = 8) -> Graph:
     """A random DAG of a realistic op mix: ``mlp`` (MatMul, Add, Mul, Relu, Tanh, Sigmoid, Softmax on [batch *
-    16, h] activations, widths 256..1024) or ``cnn`` (Conv 3x3/1x1, BatchNormalization, Relu, Add, MaxPool on
-    NCHW, 16..128 channels). Each op reads one of the last few values (skip connections arise)."""
+    16, h] activations, widths 256..1024), ``cnn`` (Conv 3x3/1x1, BatchNormalization, Relu, Add, MaxPool on
+    NCHW, 16..128 channels; in both each op reads one of the last few values, so skip connections arise) or
+    ``rnn`` (unrolled gated recurrent cells with random wiring: ``_random_rnn``)."""
     rng = np.random.default_rng(seed)
     b = GraphBuilder(f"{kind}{seed}")
     if kind == "mlp":
@@ -113,13 +120,59 @@ def random_graph(seed: int, kind: str = "mlp", n: int = 100, batch: int = 8) -> 
             else:
                 v = b.Relu(a)
             vals.append(v)
+    elif kind == "rnn":
+        vals = _random_rnn(b, rng, n, batch)
     else:
-        raise UserInputError(f"random graph kind {kind!r}: choose mlp or cnn")
+        raise UserInputError(f"random graph kind {kind!r}: choose mlp, cnn or rnn")
     used = {id(x) for node in b.graph.nodes for x in node.inputs}
     for v in vals[1:]:
         if id(v) not in used:
             b.output(v)
     return b.build()
+
+
+def _random_rnn(b: GraphBuilder, rng: np.random.Generator, n: int, batch: int) -> list:
+    """Unrolled gated recurrent cells with random wiring (``random_graph``'s ``rnn``): 1-3 layers, each an
+    LSTM-style (Concat, MatMul, Split into 4 gates, Sigmoid/Tanh, Mul, Add) or GRU-style cell (2 gates and a
+    candidate MatMul), weights shared over time, random residual adds between layers and random Softmax read-outs,
+    until about ``n`` ops."""
+    h = int(rng.choice([128, 256, 512]))
+    B = batch * 2
+    L = int(rng.integers(1, 4))
+    kinds = [str(rng.choice(["lstm", "gru"])) for _ in range(L)]
+    w = lambda r, c: b.const((rng.standard_normal((r, c)) * 0.05).astype(np.float32))  # noqa: E731
+    W = [w(2 * h, 4 * h) if k == "lstm" else (w(2 * h, 2 * h), w(2 * h, h)) for k in kinds]
+    emb = w(h, h)
+    x = b.input("x", "float32", [B, h])
+    hs = [b.input(f"h{k}", "float32", [B, h]) for k in range(L)]
+    cs = [b.input(f"c{k}", "float32", [B, h]) for k in range(L)]
+    vals = [x]
+    count = 0
+    while count < n:
+        inp = b.Tanh(b.MatMul(x if not vals[1:] else vals[-1], emb))
+        count += 2
+        for k in range(L):
+            cat = b.Concat(inp, hs[k], axis=1)
+            if kinds[k] == "lstm":
+                i, f, g, o = b.op("Split", b.MatMul(cat, W[k]), outputs=4, axis=1, num_outputs=4)
+                cs[k] = b.Add(b.Mul(b.Sigmoid(f), cs[k]), b.Mul(b.Sigmoid(i), b.Tanh(g)))
+                hn = b.Mul(b.Sigmoid(o), b.Tanh(cs[k]))
+                count += 11
+            else:
+                z, r = b.op("Split", b.MatMul(cat, W[k][0]), outputs=2, axis=1, num_outputs=2)
+                cand = b.Tanh(b.MatMul(b.Concat(inp, b.Mul(b.Sigmoid(r), hs[k]), axis=1), W[k][1]))
+                hn = b.Add(b.Mul(b.Sigmoid(z), hs[k]), cand)
+                count += 11
+            if k and rng.random() < 0.3:
+                hn = b.Add(hn, inp)
+                count += 1
+            hs[k] = inp = hn
+        if rng.random() < 0.4:
+            vals.append(b.Softmax(b.MatMul(inp, emb), axis=1))
+            count += 2
+        vals.append(inp)
+    vals += cs
+    return vals
 
 
 def training_set(*, quick: bool = False) -> list[tuple[str, Graph, int]]:
@@ -140,37 +193,42 @@ def training_set(*, quick: bool = False) -> list[tuple[str, Graph, int]]:
 
 
 def _signature(names: list[str], opts: dict, seed: int) -> str:
-    keys = ("graphs", "samples", "epochs", "clip", "lr", "entropy", "penalty", "hidden", "layers")
+    keys = ("graphs", "samples", "epochs", "clip", "lr", "entropy", "penalty", "hidden", "layers", "reset")
     return f"{'|'.join(names)}|{seed}|" + "|".join(f"{k}={opts[k]}" for k in keys)
 
 
-def _rollouts(policy: GraphPolicy, task: Task, K: int, gen: torch.Generator, penalty: float,
-              record: Callable[[Decisions, Outcome], None] | None = None,
-              transform: Callable[[Decisions], Decisions] | None = None) -> tuple[list[Sample], np.ndarray]:
-    samples, rewards = [], []
+def _rollouts(policy: GraphPolicy, t: dict, jp: JointProblem, reference: float, K: int, gen: torch.Generator,
+              penalty: float, record: Callable[[Decisions, Outcome], None] | None = None,
+              transform: Callable[[Decisions], Decisions] | None = None
+              ) -> tuple[list[Sample], np.ndarray, list[tuple[Decisions, Outcome]]]:
+    samples, rewards, sims = [], [], []
+    with torch.no_grad():
+        heads = policy.heads(t)  # one forward pass for the K draws
     for _ in range(K):
-        s = policy.act(task.t, gen=gen)
+        s = policy.act(t, gen=gen, heads=heads)
         dec = transform(s.decisions) if transform is not None else s.decisions
-        o = task.jp.evaluate(dec)
+        o = jp.evaluate(dec)
         samples.append(s)
-        rewards.append(-o.makespan / task.reference if o.valid else -penalty)
+        sims.append((dec, o))
+        rewards.append(-o.makespan / reference if o.valid else -penalty)
         if record is not None:
             record(dec, o)
-    return samples, np.asarray(rewards)
+    return samples, np.asarray(rewards), sims
 
 
-def _ppo_update(policy: GraphPolicy, optim: torch.optim.Optimizer, batch: list[tuple[Task, list[Sample], np.ndarray]],
+def _ppo_update(policy: GraphPolicy, optim: torch.optim.Optimizer, batch: list[tuple[dict, list[Sample], np.ndarray]],
                 opts: dict) -> float:
-    """``epochs`` clipped-surrogate passes over the batch's tokens; the last loss."""
+    """``epochs`` clipped-surrogate passes over the batch's tokens (each item: the state's tensors, its samples,
+    their advantages); the last loss."""
     loss_v = 0.0
     for _ in range(int(opts["epochs"])):
         losses = []
-        for task, samples, adv in batch:
+        for t, samples, adv in batch:
             if not np.any(adv):
                 continue
-            heads = policy.heads(task.t)
+            heads = policy.heads(t)
             for s, a in zip(samples, adv):
-                lp, ent = policy.log_prob(task.t, s, heads=heads)
+                lp, ent = policy.log_prob(t, s, heads=heads)
                 ratio = torch.exp(lp - s.logp)
                 clipped = torch.clamp(ratio, 1 - opts["clip"], 1 + opts["clip"])
                 surr = torch.minimum(ratio * float(a), clipped * float(a))
@@ -216,7 +274,7 @@ def _train(tasks, seed, opts, checkpoint, progress, output, meta):
     policy = GraphPolicy(hidden=int(opts["hidden"]), layers=int(opts["layers"]))
     optim = torch.optim.Adam(policy.parameters(), lr=float(opts["lr"]))
     sig = _signature([t.name for t in tasks], opts, seed)
-    state: dict = {"step": 0, "samples": 0, "history": [], "seconds": 0.0}
+    state: dict = {"step": 0, "samples": 0, "history": [], "seconds": 0.0, "states": {}}
     resumed = False
     if checkpoint and os.path.exists(checkpoint):
         ck = load_checkpoint(checkpoint, sig, "training", "training set, options or seed")
@@ -228,6 +286,7 @@ def _train(tasks, seed, opts, checkpoint, progress, output, meta):
     G = min(int(opts["graphs"]), len(tasks))
     K = int(opts["samples"])
     seconds0 = float(state["seconds"])
+    current: dict[str, tuple[dict, float]] = {}  # task -> (its refined state's observation, step time)
     while state["step"] < steps:
         if seconds0 + time.perf_counter() - t_start > float(opts["time_limit"]):
             if progress:
@@ -237,18 +296,28 @@ def _train(tasks, seed, opts, checkpoint, progress, output, meta):
         rng = np.random.default_rng([seed, k])
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         chosen = rng.choice(len(tasks), size=G, replace=False)
+        resets = rng.random(G) < float(opts["reset"])
         batch = []
-        ratios = []
-        for ti in chosen:
+        ratios, bests = [], []
+        for ti, reset in zip(chosen, resets):
             task = tasks[int(ti)]
-            samples, r = _rollouts(policy, task, K, gen, float(opts["penalty"]))
-            batch.append((task, samples, _advantages(r)))
+            obs, cur_t = _state_of(task, state["states"], current, bool(reset))
+            t = obs_tensors(obs)
+            samples, r, sims = _rollouts(policy, t, task.jp, task.reference, K, gen, float(opts["penalty"]))
+            batch.append((t, samples, _advantages(r)))
             ratios.append(float(np.mean(-r)))
+            dec, o = min(sims, key=lambda s: (not s[1].valid, s[1].makespan))
+            bests.append(min(cur_t, o.makespan if o.valid else math.inf) / task.reference)
+            if o.valid and o.makespan < cur_t:  # the task's state moves on: later steps refine the refined state
+                state["states"][task.name] = [dec.device.tolist(), np.asarray(dec.fuse, bool).tolist(),
+                                              np.asarray(dec.priority, np.float64).tolist()]
+                current[task.name] = (state_features(task.jp, task.obs, dec, o), o.makespan)
             state["samples"] += K
         loss = _ppo_update(policy, optim, batch, opts)
         state["step"] += 1
         state["history"].append({"step": state["step"], "samples": state["samples"],
-                                 "mean_time_vs_best_baseline": float(np.mean(ratios)), "loss": loss,
+                                 "mean_time_vs_best_baseline": float(np.mean(ratios)),
+                                 "best_state_vs_best_baseline": float(np.mean(bests)), "loss": loss,
                                  "tasks": [tasks[int(i)].name for i in chosen]})
         state["seconds"] = seconds0 + time.perf_counter() - t_start
         if checkpoint:
@@ -258,7 +327,8 @@ def _train(tasks, seed, opts, checkpoint, progress, output, meta):
             atomic_write_bytes(checkpoint, buf.getvalue())
         if progress:
             progress(f"train-policy: step {state['step']}/{steps}, {state['samples']} samples, mean step time "
-                     f"{np.mean(ratios):.3f} of the best baseline, loss {loss:.4f}, {state['seconds']:.0f} s")
+                     f"{np.mean(ratios):.3f} of the best baseline (states {np.mean(bests):.3f}), loss {loss:.4f}, "
+                     f"{state['seconds']:.0f} s")
     info = {"history": state["history"], "steps": state["step"], "samples": state["samples"],
             "seconds": state["seconds"], "resumed": resumed}
     if output:
@@ -270,15 +340,39 @@ def _train(tasks, seed, opts, checkpoint, progress, output, meta):
     return policy, info
 
 
+def _state_of(task: Task, saved: dict, current: dict, reset: bool) -> tuple[dict, float]:
+    """The observation and step time of ``task``'s training state: the hint after a reset (the saved state is
+    dropped), else the refined state saved for it (rebuilt after a resume: the simulation is deterministic)."""
+    if reset:
+        saved.pop(task.name, None)
+        current.pop(task.name, None)
+    if task.name not in saved:
+        return task.obs, task.reference
+    if task.name not in current:
+        dev, fuse, prio = saved[task.name]
+        dec = Decisions(np.asarray(dev, np.int64), np.asarray(fuse, bool), np.asarray(prio, np.float64))
+        o = task.jp.evaluate(dec)
+        current[task.name] = (state_features(task.jp, task.obs, dec, o), o.makespan)
+    return current[task.name]
+
+
 def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samples: int = 10, seed: int = 0,
               options: dict | None = None, progress: Callable[[str], None] | None = None,
-              transform: Callable[[Decisions], Decisions] | None = None, reference: float | None = None) -> dict:
+              transform: Callable[[Decisions], Decisions] | None = None, reference: float | None = None,
+              top: tuple[int, ...] = TOP, singles: int = 4) -> dict:
     """PPO on one graph for ``budget`` simulated samples, starting from ``policy`` (a copy; None: a fresh
-    policy, the per-graph RL baseline). Returns ``{"decisions", "outcome", "samples", "samples_to_reference",
-    "curve"}``: the best valid decisions simulated (for a given policy its greedy decisions count as the first
-    sample), the samples until one was at least as good as ``reference`` (default: the task's best baseline;
-    None: never), and the best step time after each sample. ``transform`` maps the policy's decisions to the
-    ones simulated (a pass deciding only some of the three: ``passes.learned.passes.combine``)."""
+    policy, the per-graph RL baseline: the same algorithm from scratch). As zero-shot use (``infer.refine``),
+    the policy refines a state, starting from the hint: each iteration simulates its greedy decisions and its
+    ``top`` most probable device changes (``infer.top_moves``), then up to ``singles`` of its most probable
+    single changes not simulated yet (one at a time, in the policy's order; none once this iteration improved
+    the state), a candidate already simulated, the start state included, being neither simulated again nor
+    counted, and ``samples`` - 1 - len(``top``) - ``singles`` draws (at least 2) on the current state's features,
+    updates the policy with PPO on the draws, and moves the state to the best simulated so far. Returns ``{"decisions",
+    "outcome", "samples", "samples_to_reference", "samples_to_beat", "curve"}``: the best valid decisions
+    simulated (the start state when none beat it), the samples until one was at least as good as
+    ``reference`` (default: the task's best baseline; the start state counts as 0 samples when it is), until
+    one was strictly better, and the best step time after each sample. ``transform`` maps the policy's
+    decisions to the ones simulated (a pass deciding only some of the three: ``passes.learned.passes.combine``)."""
     opts = _options(options)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -289,29 +383,66 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
         pol.train()
         optim = torch.optim.Adam(pol.parameters(), lr=float(opts["lr"]))
         gen = torch.Generator().manual_seed(seed)
-        best: dict = {"t": math.inf, "dec": None, "out": None, "n": 0, "to_ref": None, "curve": []}
         ref = task.reference if reference is None else reference
+        dec0 = task.obs["decisions"] if transform is None else transform(task.obs["decisions"])
+        out0 = task.jp.evaluate(dec0)
+        obs = task.obs if transform is None else state_features(task.jp, task.obs, dec0, out0)
+        best: dict = {"t": out0.makespan if out0.valid else math.inf, "dec": dec0, "out": out0, "n": 0,
+                      "to_ref": 0 if out0.valid and out0.makespan <= ref else None, "to_beat": None, "curve": []}
+        t_start = best["t"]
+
+        seen = {_state_key(dec0)}
 
         def record(dec: Decisions, o: Outcome) -> None:
+            seen.add(_state_key(dec))
             best["n"] += 1
             if o.valid and o.makespan < best["t"]:
                 best.update(t=o.makespan, dec=dec, out=o)
             if best["to_ref"] is None and best["t"] <= ref:
                 best["to_ref"] = best["n"]
+            if best["to_beat"] is None and best["t"] < min(ref, t_start):
+                best["to_beat"] = best["n"]
             best["curve"].append(best["t"])
 
-        if policy is not None:
-            g = pol.act(task.t, greedy=True)
-            dec = transform(g.decisions) if transform is not None else g.decisions
-            record(dec, task.jp.evaluate(dec))
         while best["n"] < budget:
-            K = min(samples, budget - best["n"])
-            ss, r = _rollouts(pol, task, K, gen, float(opts["penalty"]), record, transform)
-            _ppo_update(pol, optim, [(task, ss, _advantages(r))], opts)
+            t = obs_tensors(obs)
+            before = best["t"]
+            with torch.no_grad():
+                heads = pol.heads(t)
+            g = pol.act(t, greedy=True, heads=heads).decisions
+            cands = [g] + [d for _, d in top_moves(task.jp, obs["decisions"], heads[0], top)]
+            for g in cands:
+                g = transform(g) if transform is not None else g
+                if _state_key(g) not in seen and best["n"] < budget:
+                    record(g, task.jp.evaluate(g))
+            # the policy's single most probable changes not simulated yet, one at a time, in its order
+            order, to = ranked_moves(obs["decisions"], heads[0])
+            found = 0
+            for i in order[:200]:
+                if found >= singles or best["n"] >= budget or best["t"] < before:
+                    break
+                g = moved(task.jp, obs["decisions"], np.array([i]), to[[i]])
+                g = transform(g) if transform is not None else g
+                if _state_key(g) not in seen:
+                    record(g, task.jp.evaluate(g))
+                    found += 1
+            K = min(max(samples - 1 - len(top) - singles, 2), budget - best["n"])
+            if K <= 0:
+                break
+            ss, r, _ = _rollouts(pol, t, task.jp, task.reference, K, gen, float(opts["penalty"]), record, transform)
+            _ppo_update(pol, optim, [(t, ss, _advantages(r))], opts)
+            if best["t"] < before:
+                obs = state_features(task.jp, task.obs, best["dec"], best["out"])
             if progress:
                 progress(f"fine-tune {task.name}: {best['n']}/{budget} samples, best {best['t']:,.0f} "
                          f"({best['t'] / task.reference:.3f} of the best baseline {task.baseline})")
     finally:
         torch.set_num_threads(threads)
     return {"decisions": best["dec"], "outcome": best["out"], "samples": best["n"],
-            "samples_to_reference": best["to_ref"], "curve": best["curve"]}
+            "samples_to_reference": best["to_ref"], "samples_to_beat": best["to_beat"], "curve": best["curve"]}
+
+
+def _state_key(d: Decisions) -> bytes:
+    """The state's identity: devices, fusions and the order the priorities give (same key, same simulation)."""
+    return b"|".join([np.asarray(d.device, np.int64).tobytes(), np.asarray(d.fuse, bool).tobytes(),
+                      np.argsort(d.priority, kind="stable").tobytes()])

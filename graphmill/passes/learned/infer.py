@@ -1,67 +1,131 @@
-"""Zero-shot use of a trained policy on a graph it has never seen: one forward pass gives the greedy decisions;
-``samples`` more draws (0 by default) are simulated and the best valid one kept; with ``guard`` the hint (the
-best baseline the policy reads as features) is a candidate too. No training happens here (fine-tuning is
+"""Zero-shot use of a trained policy on a graph it has never seen: **iterative refinement** (Placeto/GDP-style).
+The state starts as the hint (the best baseline, whose simulation the features need anyway); each round is one
+forward pass of the policy on the current state's features (its devices, order, slack, one-step move
+estimates: ``features.state_features``) giving its greedy decisions, plus ``samples`` draws from the same pass;
+each is simulated, and the next round refines the best state so far. ``rounds`` x (1 + ``samples``)
+simulations in all, and as many forward passes as rounds (seconds even for thousands of ops). No search
+happens here besides keeping the best simulated state, and no training (fine-tuning is
 ``graphmill.search.learned.fine_tune``)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 
 from .env import Decisions, JointProblem, Outcome
-from .features import node_features
+from .features import node_features, state_features
 from .policy import GraphPolicy, obs_tensors
 
-__all__ = ["Proposal", "propose", "with_parts"]
+__all__ = ["Proposal", "propose", "refine", "top_moves", "ranked_moves", "moved", "ROUNDS", "TOP"]
+
+#: refinement rounds of zero-shot use (the passes' and ``propose``'s default)
+ROUNDS = 4
+#: per round, candidates with the policy's k most probable device changes (``top_moves``)
+TOP = (1, 2, 4, 8, 16, 32)
 
 
 @dataclass
 class Proposal:
     decisions: Decisions
     outcome: Outcome
-    source: str  # "greedy" or "sample k"
+    source: str  # "round r greedy", "round r sample k", or "hint" (no round improved on the start state)
     seconds: float
     info: dict = field(default_factory=dict)
 
 
-def propose(policy: GraphPolicy, jp: JointProblem, *, samples: int = 0, seed: int = 0,
-            obs: dict | None = None, guard: bool = False) -> Proposal:
-    """The policy's decisions for ``jp`` (module docstring). ``guard``: the hint (the best baseline, an input
-    of the policy) is a candidate too, so that the result is never worse than the best baseline."""
-    t0 = time.perf_counter()
+def _key(o: Outcome) -> tuple[bool, float]:
+    return (not o.valid, o.makespan)
+
+
+def refine(policy: GraphPolicy, jp: JointProblem, obs: dict, *, rounds: int = ROUNDS, samples: int = 0,
+           seed: int = 0, transform: Callable[[Decisions], Decisions] | None = None,
+           start: Decisions | None = None, top: tuple[int, ...] = ()) -> tuple[Decisions, Outcome, str, list[float]]:
+    """Refine from ``start`` (default: the hint, ``obs``' state) for ``rounds`` (module docstring);
+    ``transform`` maps the policy's decisions to the ones simulated (a pass deciding only some of the three).
+    Returns (best decisions, their outcome, where they came from, every candidate's step time in order, inf
+    when invalid). The start state is the answer only when no candidate beats it."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        obs = obs if obs is not None else node_features(jp)
-        t = obs_tensors(obs)
-        best = policy.act(t, greedy=True)
-        out = jp.evaluate(best.decisions)
-        src = "greedy"
+        if start is None:
+            dec, out = obs["decisions"], obs["outcome"]
+            if transform is not None:
+                dec = transform(dec)
+                out = jp.evaluate(dec)
+                obs = state_features(jp, obs, dec, out)
+        else:
+            dec, out = start, jp.evaluate(start)
+            obs = state_features(jp, obs, dec, out)
+        best = (dec, out, "hint")
         gen = torch.Generator().manual_seed(seed)
-        dec = best.decisions
-        for k in range(samples):
-            s = policy.act(t, gen=gen)
-            o = jp.evaluate(s.decisions)
-            if o.valid and (not out.valid or o.makespan < out.makespan):
-                dec, out, src = s.decisions, o, f"sample {k + 1}"
-        if guard:
-            hd = (obs if obs is not None else {}).get("hint_decisions")
-            if hd is not None:
-                o = jp.evaluate(hd)
-                if o.valid and (not out.valid or o.makespan < out.makespan):
-                    dec, out, src = hd, o, "hint"
+        times: list[float] = []
+        for r in range(rounds):
+            t = obs_tensors(obs)
+            with torch.no_grad():
+                heads = policy.heads(t)  # the round's one forward pass
+            cands = [(policy.act(t, greedy=True, heads=heads).decisions, f"round {r + 1} greedy")]
+            cands += [(d, f"round {r + 1} top {k}") for k, d in top_moves(jp, obs["decisions"], heads[0], top)]
+            cands += [(policy.act(t, gen=gen, heads=heads).decisions, f"round {r + 1} sample {k + 1}")
+                      for k in range(samples)]
+            improved = False
+            for d, label in cands:
+                d = transform(d) if transform is not None else d
+                o = jp.evaluate(d)
+                times.append(o.makespan if o.valid else float("inf"))
+                if _key(o) < _key(best[1]):
+                    best, improved = (d, o, label), True
+            if not improved and not samples and not top:
+                break  # the next round's greedy pass would see the same state
+            if improved:
+                obs = state_features(jp, obs, best[0], best[1])
     finally:
         torch.set_num_threads(threads)
-    return Proposal(dec, out, src, time.perf_counter() - t0)
+    return best[0], best[1], best[2], times
 
 
-def with_parts(learned: Decisions, base: Decisions, parts: set[str]) -> Decisions:
-    """``learned``'s decisions for ``parts`` (``place``, ``fuse``, ``schedule``), ``base``'s for the others; a
-    fusion whose producer is now on another device is dropped (it would cross devices)."""
-    dev = learned.device if "place" in parts else base.device
-    fuse = np.array(learned.fuse if "fuse" in parts else base.fuse, bool)
-    prio = learned.priority if "schedule" in parts else base.priority
-    return Decisions(np.asarray(dev, np.int64), fuse, np.asarray(prio, np.float64))
+def ranked_moves(cur: Decisions, dev_logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The policy's device changes, most probable first: (ops in that order, each op's best other device),
+    ranked by ``logit(i, d) - logit(i, current)``."""
+    lg = dev_logits.detach().numpy().astype(np.float64).copy()
+    dev = np.asarray(cur.device, np.int64)
+    n = len(dev)
+    own = lg[np.arange(n), dev].copy()
+    lg[np.arange(n), dev] = -np.inf
+    best = lg.argmax(1)
+    return np.argsort(-(lg[np.arange(n), best] - own), kind="stable"), best
+
+
+def moved(jp: JointProblem, cur: Decisions, ops: np.ndarray, to: np.ndarray) -> Decisions:
+    """``cur`` with ``ops`` moved to devices ``to`` (the order and the fusions of unmoved ops kept)."""
+    dev = np.asarray(cur.device, np.int64)
+    d = dev.copy()
+    d[ops] = to
+    ch = d != dev
+    fp = jp.fuse_producer
+    fuse = np.asarray(cur.fuse, bool) & ~ch & ~(ch[np.maximum(fp, 0)] & (fp >= 0))
+    return Decisions(d, fuse, np.asarray(cur.priority, np.float64))
+
+
+def top_moves(jp: JointProblem, cur: Decisions, dev_logits: torch.Tensor, ks: tuple[int, ...]
+              ) -> list[tuple[int, Decisions]]:
+    """For each ``k`` of ``ks``: the current state with the policy's ``k`` most probable device changes applied
+    (``ranked_moves``: one per op; the order and the fusions of unmoved ops kept). Decoding of the same
+    forward pass: the ranking is the policy's."""
+    if not ks:
+        return []
+    order, best = ranked_moves(cur, dev_logits)
+    return [(k, moved(jp, cur, order[:k], best[order[:k]])) for k in ks if k <= len(order)]
+
+
+def propose(policy: GraphPolicy, jp: JointProblem, *, samples: int = 0, seed: int = 0,
+            obs: dict | None = None, guard: bool = False, rounds: int = ROUNDS, top: tuple[int, ...] = TOP) -> Proposal:
+    """The policy's refined decisions for ``jp`` (module docstring). ``guard`` is kept for callers: refinement
+    starts from the hint and keeps the best state, so the result is never worse than the hint anyway."""
+    t0 = time.perf_counter()
+    obs = obs if obs is not None else node_features(jp)
+    dec, out, src, times = refine(policy, jp, obs, rounds=rounds, samples=samples, seed=seed, top=top)
+    return Proposal(dec, out, src, time.perf_counter() - t0, {"candidates": times})

@@ -1,5 +1,6 @@
 """The learned passes: ``learned-place``, ``learned-fuse``, ``learned-schedule`` and ``learned-optimize`` (all
-three decided jointly by one forward pass of the policy). They need a device cost model on the PassContext (the
+three decided jointly by the policy, refining the best baseline for a few rounds of one forward pass each:
+``infer.refine``). They need a device cost model on the PassContext (the
 placement's ``PlacementCostModel``, which also costs fusion groups) and load the policy file (default: the one
 shipped in ``data/``; torch is imported only when a learned pass runs).
 
@@ -13,10 +14,11 @@ What they write (and ``decisions_from_graph`` / ``replay`` read back, so the sim
 
 A pass deciding only some of the three keeps the others from the graph: the devices, groups and priorities an
 earlier pass wrote, else one device (the fastest), no fusion and the graph's order. A fusion the policy proposes
-across the kept devices is dropped. ``samples`` more draws of the policy are simulated besides its greedy
-decisions and the best kept; with ``guard`` (default) the best baseline's decisions (the policy's hint) are a
-candidate too, so a learned pass is never worse than the best baseline (``from_sample`` says who won: 0 the
-greedy decisions, k a sample, -1 the hint).
+across the kept devices is dropped. The refinement starts from the hint's decisions (the best baseline) for
+the pass's parts and keeps the best state it simulated: per round (option ``rounds``, default 4) the policy's
+greedy decisions, its k most probable device changes (k = 1, 2, 4, 8, 16, 32) and ``samples`` draws (default 0);
+so a learned pass is never worse than the best baseline
+(``from_sample`` says who won: the index of the winning candidate, -1 the start state).
 """
 
 from __future__ import annotations
@@ -86,18 +88,20 @@ def apply_decisions(graph: Graph, jp: JointProblem, dec: Decisions, out: Outcome
         "groups": [[names[i] for i in g] for g in out.groups if len(g) > 1], "refused": list(out.refused)}
 
 
-def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples: int = 8, seed: int = 0,
-                policy=None, hint: np.ndarray | None = None,
-                guard: bool = True) -> tuple[JointProblem, Decisions, Outcome, dict]:
+def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples: int = 0, seed: int = 0,
+                policy=None, hint: np.ndarray | None = None, guard: bool = True,
+                rounds: int | None = None) -> tuple[JointProblem, Decisions, Outcome, dict]:
     """What the pass ``name`` does (module docstring); returns (problem, decisions, outcome, stats). ``hint``:
     the placement the policy's features start from (default: the graph's own when it keeps the devices, else
-    the best baseline's); ``guard``: the hint's own decisions are a candidate too (``from_sample`` -1 when they
-    win), so that the pass is never worse than the best baseline. ``stats["candidates"]``: the step time of the
-    policy's greedy decisions and of each sample, in order (inf when invalid)."""
-    import torch
-
+    the best baseline's). The policy refines the start state (the hint's decisions for the pass's parts, the
+    graph's for the others) for ``rounds`` rounds (``infer.refine``: one forward pass each; its greedy decisions,
+    its k most probable device changes for k in ``infer.TOP`` and ``samples`` draws simulated), keeping the best
+    state; so the pass is never worse than its start (the best baseline for ``learned-optimize``; ``guard`` is
+    kept for callers and changes nothing).
+    ``stats["candidates"]``: the step time of every candidate simulated, in order (inf when invalid);
+    ``from_sample``: the winner's index among them (-1: the start state)."""
     from .features import node_features
-    from .policy import obs_tensors
+    from .infer import ROUNDS, TOP, refine
 
     parts = PARTS[name]
     jp = JointProblem(build_problem(graph, cost), cost)
@@ -105,31 +109,14 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     if hint is None and "place" not in parts and any("device" in n.meta for n in jp.prob.nodes):
         hint = base.device
     pol = policy if policy is not None else policy_for(policy_path)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        obs = node_features(jp, hint=hint)
-        t = obs_tensors(obs)
-        cands = [pol.act(t, greedy=True).decisions]
-        gen = torch.Generator().manual_seed(seed)
-        cands += [pol.act(t, gen=gen).decisions for _ in range(samples)]
-    finally:
-        torch.set_num_threads(threads)
-    if guard:
-        cands.append(obs["hint_decisions"])
-    best = None
-    times = []
-    for k, d in enumerate(cands):
-        dec = combine(d, base, parts, jp)
-        out = jp.evaluate(dec)
-        times.append(out.makespan if out.valid else float("inf"))
-        key = (not out.valid, out.makespan)
-        if best is None or key < best[0]:
-            best = (key, dec, out, k)
-    _, dec, out, k = best
+    obs = node_features(jp, hint=hint)
+    dec, out, src, times = refine(pol, jp, obs, rounds=ROUNDS if rounds is None else rounds, samples=samples,
+                                  seed=seed, transform=lambda d: combine(d, base, parts, jp), top=TOP)
+    k = -1
+    if src != "hint":
+        k = next((i for i, t in enumerate(times) if t == out.makespan), -1)
     stats = {"makespan": out.makespan, "fusion_groups": sum(len(g) > 1 for g in out.groups),
-             "refused_fusions": len(out.refused), "from_sample": k if k <= samples else -1,
-             "candidates": times[:samples + 1]}  # the policy's candidates' step times (inf: invalid), greedy first
+             "refused_fusions": len(out.refused), "from_sample": k, "candidates": times}
     return jp, dec, out, stats
 
 
@@ -142,16 +129,18 @@ def replay(graph: Graph, cost) -> Outcome:
 class _Learned(Pass):
     options = (
         Option("policy", str, "", "policy file (.npz with its .json); empty: the shipped pretrained policy"),
-        Option("samples", int, 8, "policy samples simulated besides its greedy decisions", min=0, max=10000),
-        Option("guard", bool, True, "the best baseline (the policy's hint) is a candidate too: never worse than it"),
+        Option("samples", int, 0, "policy draws simulated per refinement round besides its greedy and top-k "
+               "decisions", min=0, max=10000),
+        Option("rounds", int, 4, "refinement rounds (one forward pass of the policy each)", min=1, max=100),
+        Option("guard", bool, True, "kept for old schedules: refinement never returns worse than its start"),
     )
     preserves = "all"
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         cost = cost_model_of(ctx, f"the {self.name} pass")
         jp, dec, out, stats = run_learned(graph, cost, self.name, policy_path=self.opts["policy"],
-                                          samples=self.opts["samples"], seed=ctx.seed, guard=self.opts["guard"])
-        who = "the best baseline" if stats["from_sample"] < 0 else "the policy"
+                                          samples=self.opts["samples"], seed=ctx.seed, rounds=self.opts["rounds"])
+        who = "the start state (no refinement improved it)" if stats["from_sample"] < 0 else "the policy"
         notes = [f"simulated step time {out.makespan:,.0f} {jp.prob.units} on {jp.devices} devices, "
                  f"{stats['fusion_groups']} fusion group(s) ({who}'s decisions)"]
         if not out.valid:

@@ -7,14 +7,16 @@ Network (plain torch; torch-geometric would add a dependency for three index_add
 * an attention decoder: ``inducing`` learned queries attend over all nodes (multi-head), then every node attends
   to those summaries (an induced set-attention block: global context in O(n) rather than O(n^2), so graphs of
   thousands of ops take one pass);
-* three heads per node (each head's learned part bounded by a tanh: +-3 logits, +-0.1 in priority, so that on a
-  graph unlike the training set the policy departs from the hint by a bounded amount): **device** (each device
+* three heads per node (each head's learned part bounded by a tanh: +-8 device logits, +-3 fuse logits, +-0.1
+  in priority, so that on a graph unlike the training set the policy departs from its state by a bounded
+  amount): **device** (each device
   scored by an MLP over ``[h_i, dev_x[i, d]]``, plus a learned
   gain times "the hint places it here", so that any number of devices is served), **fuse** with its fusion
   producer (an MLP over ``[h_i, h_producer]`` plus a learned gain times +-1 for the hint's choice), **priority**
-  (a Gaussian around ``hint_order - w * rank + 0.1 mu_i``, learned ``log_std``). The hint is the best baseline
-  (``features``): the greedy decisions of an untrained policy are the best heuristic's, and training learns
-  where to depart from it.
+  (a Gaussian around ``hint_order - w * rank + 0.1 mu_i``, learned ``log_std``). The "hint" columns hold the
+  *current state* (``features.state_features``), which starts as the best baseline: the greedy decisions of an
+  untrained policy are the state itself, and training learns which changes to it pay (iterative refinement,
+  ``infer.refine``).
 
 Masks: an op without a fusion producer, or whose fusion would not fit the buffers, cannot fuse; a fused op runs
 on its producer's device (its device choice is masked out of the log-probability), so a fusion never crosses
@@ -46,7 +48,7 @@ from .features import DEVICE_FEATURES, NODE_FEATURES
 __all__ = ["GraphPolicy", "Sample", "obs_tensors", "save_policy", "load_policy", "default_policy_path",
            "POLICY_FORMAT"]
 
-POLICY_FORMAT = "graphmill-learned-policy/1"
+POLICY_FORMAT = "graphmill-learned-policy/2"  # /2: refinement features (current state, slack, moves)
 
 
 def default_policy_path() -> str:
@@ -116,7 +118,7 @@ class GraphPolicy(nn.Module):
         self.fuse_gain = nn.Parameter(torch.tensor(3.0))
         self.prio = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.rank_weight = nn.Parameter(torch.tensor(0.0))
-        self.log_std = nn.Parameter(torch.tensor(-3.0))
+        self.log_std = nn.Parameter(torch.tensor(-4.5))
         for head in (self.dev, self.fuse, self.prio):
             nn.init.zeros_(head[-1].weight)
             nn.init.zeros_(head[-1].bias)
@@ -132,17 +134,18 @@ class GraphPolicy(nn.Module):
         h = self.norm(h + ctx[0])
         n, D, _ = t["dev_x"].shape
         dev_in = torch.cat([h[:, None, :].expand(n, D, h.shape[1]), t["dev_x"]], -1)
-        dev_logits = 3.0 * torch.tanh(self.dev(dev_in).squeeze(-1)) + self.hint_gain * t["dev_x"][:, :, 2]
+        dev_logits = 8.0 * torch.tanh(self.dev(dev_in).squeeze(-1) / 8.0) + self.hint_gain * t["dev_x"][:, :, 2]
         prod = h[t["fuse_producer"].clamp(min=0)]
         fuse_logits = 3.0 * torch.tanh(self.fuse(torch.cat([h, prod], -1)).squeeze(-1)) + \
             self.fuse_gain * (2 * t["hint_fuse"] - 1)
         mu = t["hint_order"] - self.rank_weight * t["rank"] + 0.1 * torch.tanh(self.prio(h).squeeze(-1))
         return dev_logits, fuse_logits, mu
 
-    def act(self, t: dict, *, greedy: bool = False, gen: torch.Generator | None = None) -> Sample:
-        """One set of decisions for the graph of ``t`` (no gradient)."""
+    def act(self, t: dict, *, greedy: bool = False, gen: torch.Generator | None = None, heads: Any = None) -> Sample:
+        """One set of decisions for the graph of ``t`` (no gradient); ``heads``: this state's ``heads(t)``
+        already computed (several decisions from one forward pass)."""
         with torch.no_grad():
-            dev_logits, fuse_logits, mu = self.heads(t)
+            dev_logits, fuse_logits, mu = heads if heads is not None else self.heads(t)
             fuse_ok = t["fuse_ok"]
             if greedy:
                 fuse = (fuse_logits > 0) & fuse_ok

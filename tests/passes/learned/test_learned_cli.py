@@ -215,11 +215,11 @@ def test_learned_optimize_fused_decisions_resimulated_independently():
     # placement tests' independent list scheduler (which starts ready ops in the report's op order)
     from tests.passes.test_placement import resimulate
 
-    g = random_graph(4, "mlp", 30)  # the shipped policy fuses here (the best baseline does not)
+    g = random_graph(11, "cnn", 30)  # fusion groups here (the refined best baseline, single+greedy+graph, fuses)
     cm = PlacementCostModel(device_set(devices=3))
     rep = api.learned_optimize(g, devices=3, samples=4, seed=1)
     assert rep["fusion_groups"], "the case needs fusion"
-    placed = api.place(random_graph(4, "mlp", 30), method="single", devices=3)  # op_time, values, link
+    placed = api.place(random_graph(11, "cnn", 30), method="single", devices=3)  # op_time, values, link
     names = list(placed["op_time"])
     group_of = {n: n for n in names}
     for grp in rep["fusion_groups"]:
