@@ -24,7 +24,7 @@ seeds, with the per-pair counts. Goal: ratio <= 1/3.
 
     nice -n 10 .venv/bin/python benchmarks/bench_evanet.py --seeds 0,1,2,3,4 --json benchmarks/data/evanet_goal_d.json
 
-Measured (README, Search, EvaNet): 0.161 +- 0.101 over seeds 0-4 (per seed 0.219, 0.000, 0.207, 0.094, 0.286).
+Measured (README, Search, EvaNet): 0.077 +- 0.071 over seeds 0-4 (per seed 0.188, 0.000, 0.103, 0.094, 0.000).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """EvaNet: weight-inheriting evolution of video modules (issue 15 item 4; graphmill.search.methods.evanet).
 
 References: ONNX Runtime on the saved parent and child graphs (function-preserving inheritance gives the
-parent's outputs); the inheritance rules' crop/pad computed by hand; the iTGM layer against torch's conv3d
+parent's outputs); the inheritance rules' crop/pad computed by hand; a rank-2 3-D kernel built by hand against
+its (2+1)-D split run through ReLU with torch's conv3d; the iTGM layer against torch's conv3d
 with the kernel computed in this test from the paper's formula (Gaussian mixture temporal profile); the
 method's best.onnx under ONNX Runtime against the accuracy the search reported; an interrupted-and-resumed
 run against an uninterrupted one (the runner's contract with one worker).
@@ -22,8 +23,8 @@ import graphmill
 from graphmill.errors import UserInputError
 from graphmill.ir import Tensor
 from graphmill.ir.builder import GraphBuilder
-from graphmill.search.methods.evanet import (PARENT, VideoTask, build, evanet_space, fit, load_weights,
-                                             parameters, prepare_graph, run, task_arrays)
+from graphmill.search.methods.evanet import (PARENT, VideoTask, build, evanet_space, fit, join_2plus1d,
+                                             load_weights, parameters, prepare_graph, run, split_2plus1d, task_arrays)
 from graphmill.search.oneshot.video import itgm_conv
 
 TINY = {"steps": "3", "train": "48", "val": "32", "test": "32", "population": "2", "sample": "2",
@@ -83,6 +84,25 @@ def test_fit_crops_and_pads_as_documented_by_hand():
     # per-channel vectors: first rows copied, new ones fresh
     np.testing.assert_array_equal(fit(np.full(4, 9, np.float32), np.array([1, 2], np.float32), "m0.l0.bn.bias"),
                                   [1, 2, 9, 9])
+
+
+def test_split_2plus1d_through_relu_computes_the_3d_convolution_and_join_inverts_it():
+    rng = np.random.default_rng(0)
+    # a kernel of rank 2 as a [(cout, kt), (cin, kh, kw)] matrix, built by hand
+    k = (rng.normal(size=(5 * 3, 2)) @ rng.normal(size=(2, 4 * 9))).reshape(5, 3, 4, 3, 3).transpose(0, 2, 1, 3, 4)
+    k = k.astype(np.float32)
+    spatial, temporal = split_2plus1d(k, 5)
+    x = torch.from_numpy(rng.normal(size=(2, 4, 6, 7, 7)).astype(np.float32))
+    ref = torch.nn.functional.conv3d(x, torch.from_numpy(k), padding=1)
+    mid = torch.relu(torch.nn.functional.conv3d(x, torch.from_numpy(spatial), padding=(0, 1, 1)))
+    out = torch.nn.functional.conv3d(mid, torch.from_numpy(temporal), padding=(1, 0, 0))
+    np.testing.assert_allclose(out.numpy(), ref.numpy(), rtol=1e-4, atol=1e-4)
+    ident = {"x.spatial.w": spatial, "x.temporal.w": temporal, "x.spatial.bn.scale": np.ones(5, np.float32),
+             "x.spatial.bn.bias": np.zeros(5, np.float32), "x.spatial.bn.mean": np.zeros(5, np.float32),
+             "x.spatial.bn.var": np.full(5, 1 - 1e-5, np.float32)}
+    back, offset = join_2plus1d(ident, "x")
+    np.testing.assert_allclose(back, k, atol=1e-5)
+    assert np.all(offset == 0)
 
 
 def test_itgm_layer_under_onnxruntime_equals_the_gaussian_mixture_kernel_by_hand(tmp_path):

@@ -43,7 +43,11 @@ Aliases across layer types at the same slot: ``"3d"`` and ``"pool"`` share ``m{i
 weight becomes the centre tap of a 3-D kernel and back) and ``bn.*`` with ``"itgm"``; an iTGM layer's 2-D
 kernel ``.itgm.w`` inherits from a 3-D kernel ``.w`` (its centre frame); a 3-D kernel inheriting from an
 iTGM layer gets the iTGM's *effective* kernel (``w x profile``, then the kernel-axis rule), which keeps the
-function when the lengths agree. Everything else of a changed layer type is fresh. BatchNormalization
+function when the lengths agree. Between ``"2+1d"`` and the single-kernel types: a new (2+1)-D layer gets the
+parent's 3-D kernel factorized (``split_2plus1d``: truncated SVD, each component as a ``+v``/``-v`` channel
+pair through the ReLU, exact up to rank ``mid // 2``; the middle BatchNormalization the identity, the last one
+the parent's); a 3-D (pool, iTGM) layer from a (2+1)-D one gets its linear part (``join_2plus1d``: ReLU's odd
+part ``z / 2``; exact for a pair-built layer). BatchNormalization
 statistics of inherited channels are inherited; those of new channels are re-estimated on training clips
 (``calibrate_new``), layer by layer, with the inherited ones left alone.
 """
@@ -224,6 +228,85 @@ def _source(name: str, parent: dict[str, np.ndarray], shape: tuple) -> np.ndarra
     return None
 
 
+_EPS = 1e-5
+
+
+def _slope_shift(parent: dict[str, np.ndarray], bn: str) -> tuple[np.ndarray, np.ndarray]:
+    """BatchNormalization ``bn`` (inference form) as ``y = slope * x + shift``."""
+    slope = parent[bn + ".scale"] / np.sqrt(parent[bn + ".var"] + _EPS)
+    return slope, parent[bn + ".bias"] - parent[bn + ".mean"] * slope
+
+
+def split_2plus1d(kernel: np.ndarray, mid: int) -> tuple[np.ndarray, np.ndarray]:
+    """A ``[cout, cin, kt, kh, kw]`` kernel as a (2+1)-D pair ``(spatial [mid, cin, 1, kh, kw], temporal [cout,
+    mid, kt, 1, 1])`` through ReLU: the best rank-``mid // 2`` factorization of the kernel (truncated SVD of its
+    ``[(cout, kt), (cin, kh, kw)]`` matrix), each component as a pair of channels ``+v``/``-v`` whose temporal
+    weights are ``+u``/``-u``, so that ``u * relu(v.x) - u * relu(-v.x) = u * (v.x)`` (with an identity
+    BatchNormalization between them): exact when the kernel's rank is at most ``mid // 2``."""
+    cout, cin, kt, kh, kw = kernel.shape
+    a = kernel.transpose(0, 2, 1, 3, 4).reshape(cout * kt, cin * kh * kw).astype(np.float64)
+    u, sv, vt = np.linalg.svd(a, full_matrices=False)
+    spatial = np.zeros((mid, cin, 1, kh, kw))
+    temporal = np.zeros((cout, mid, kt, 1, 1))
+    for k in range(min(mid // 2, len(sv))):
+        v = np.sqrt(sv[k]) * vt[k].reshape(cin, kh, kw)
+        w = np.sqrt(sv[k]) * u[:, k].reshape(cout, kt)
+        spatial[2 * k, :, 0], spatial[2 * k + 1, :, 0] = v, -v
+        temporal[:, 2 * k, :, 0, 0], temporal[:, 2 * k + 1, :, 0, 0] = w, -w
+    return spatial.astype(np.float32), temporal.astype(np.float32)
+
+
+def join_2plus1d(parent: dict[str, np.ndarray], slot: str) -> tuple[np.ndarray, np.ndarray]:
+    """The linear part of a (2+1)-D layer as one 3-D kernel and a per-output-channel offset: ReLU's odd part is
+    exactly ``z / 2`` (``relu(z) = z/2 + |z|/2``), so the kernel is ``1/2 sum_m temporal[o, m, t] * slope_m *
+    spatial[m, i, h, w]`` (``slope`` of the middle BatchNormalization) and the offset ``1/2 sum_{m,t}
+    temporal[o, m, t] * shift_m``; the even part ``|z|/2`` is dropped. ``join_2plus1d`` inverts
+    ``split_2plus1d`` up to its rank truncation."""
+    s = parent[slot + ".spatial.w"][:, :, 0].astype(np.float64)        # [mid, cin, kh, kw]
+    t = parent[slot + ".temporal.w"][:, :, :, 0, 0].astype(np.float64)  # [cout, mid, kt]
+    slope, shift = _slope_shift(parent, slot + ".spatial.bn")
+    kernel = 0.5 * np.einsum("omt,m,mihw->oithw", t, slope, s)
+    return kernel.astype(np.float32), (0.5 * np.einsum("omt,m->o", t, shift)).astype(np.float32)
+
+
+def _across_types(child: Graph, parent: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Parent tensors translated to the child's layer type where a slot changed between (2+1)-D and a single
+    3-D kernel (3-D, pool, iTGM): ``split_2plus1d`` / ``join_2plus1d``, BatchNormalization carried over (the
+    middle one of a new (2+1)-D layer is the identity)."""
+    extra: dict[str, np.ndarray] = {}
+    inits = child.initializers
+    for name in inits:
+        if name.endswith(".spatial.w") and name not in parent:
+            slot = name[:-len(".spatial.w")]
+            sw, tw = inits[name].const.numpy(), inits[slot + ".temporal.w"].const.numpy()
+            mid, cin, cout, kt = sw.shape[0], sw.shape[1], tw.shape[0], tw.shape[2]
+            src = _source(slot + ".w", parent, (cout, cin, kt, sw.shape[3], sw.shape[4]))
+            if src is None or src.ndim != 5:
+                continue
+            kernel = fit(np.zeros((cout, cin, kt, sw.shape[3], sw.shape[4]), np.float32), src, slot + ".w")
+            extra[name], extra[slot + ".temporal.w"] = split_2plus1d(kernel, mid)
+            ident = {"scale": np.ones(mid), "bias": np.zeros(mid), "mean": np.zeros(mid), "var": np.full(mid, 1 - _EPS)}
+            for k, v in ident.items():
+                extra[f"{slot}.spatial.bn.{k}"] = v.astype(np.float32)
+            for k in ("scale", "bias", "mean", "var"):
+                if f"{slot}.bn.{k}" in parent:
+                    extra[f"{slot}.temporal.bn.{k}"] = parent[f"{slot}.bn.{k}"]
+        elif name.endswith((".itgm.w", ".w")) and name not in parent and not name.endswith(".spatial.w") \
+                and not name.endswith(".temporal.w"):
+            slot = name[:-len(".itgm.w")] if name.endswith(".itgm.w") else name[:-len(".w")]
+            if slot + ".spatial.w" not in parent:
+                continue
+            kernel, offset = join_2plus1d(parent, slot)
+            if name.endswith(".itgm.w"):  # an iTGM's 2-D kernel: the 3-D kernel summed over time
+                kernel = kernel.sum(2, keepdims=True)
+            extra[name] = kernel
+            if f"{slot}.temporal.bn.mean" in parent:
+                for k in ("scale", "bias", "var"):
+                    extra[f"{slot}.bn.{k}"] = parent[f"{slot}.temporal.bn.{k}"]
+                extra[f"{slot}.bn.mean"] = parent[f"{slot}.temporal.bn.mean"] - offset
+    return extra
+
+
 def inherit(child: Graph, parent: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Copy into ``child`` (in place) every parent tensor that fits (module docstring); returns, per
     BatchNormalization name prefix (``m0.l0.bn``), the mask of channels whose statistics are new (to
@@ -231,6 +314,7 @@ def inherit(child: Graph, parent: dict[str, np.ndarray]) -> dict[str, np.ndarray
     from graphmill.ir import Tensor
 
     new_stats: dict[str, np.ndarray] = {}
+    parent = {**parent, **_across_types(child, parent)}
     copied = fitted = fresh_count = 0
     for name, v in child.initializers.items():
         if not name.endswith(PARAMETER_SUFFIXES) or v.const is None:

@@ -42,15 +42,16 @@ import numpy as np
 
 from graphmill.search.methods._evanet_space import (LAYERS, PARENT, LineageSpace, architecture, build,
                                                     calibrate_new, describe, evanet_space, fit, inherit,
-                                                    itgm_kernel, parameters)
+                                                    itgm_kernel, join_2plus1d, parameters, split_2plus1d)
 from graphmill.search.methods._evanet_task import NUM_CLASSES, VideoTask, render, task_arrays
 from graphmill.util.errors import UserInputError
 from graphmill.util.files import atomic_write_bytes, write_json
 
 __all__ = ["run", "OPTIONS", "DEFAULT_BUDGET", "VideoTask", "EvaNetEvaluator", "LineageSpace", "evanet_space",
-           "build", "inherit", "fit", "calibrate_new", "parameters", "describe", "architecture", "itgm_kernel",
-           "train_video", "steps_to_reach", "load_weights", "save_weights", "prepare_graph", "task_arrays",
-           "render", "task_of", "heldout_accuracy", "inheritance_summary", "LAYERS", "PARENT", "NUM_CLASSES", "check_options"]
+           "build", "inherit", "fit", "split_2plus1d", "join_2plus1d", "calibrate_new", "parameters", "describe",
+           "architecture", "itgm_kernel", "train_video", "steps_to_reach", "load_weights", "save_weights",
+           "prepare_graph", "task_arrays", "render", "task_of", "heldout_accuracy", "inheritance_summary", "LAYERS",
+           "PARENT", "NUM_CLASSES", "check_options"]
 
 #: option -> default (``--option KEY=VALUE``); values are parsed to the default's type
 OPTIONS: dict[str, Any] = {
@@ -361,7 +362,8 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
         else:
             what = f"failed ({(t.error or '')[:80]})"
         best = f"{d['best']:.3f}" if d["best"] is not None else "-"
-        progress(f"[evanet] trial {d['count']}/{d['budget']}  {what}  best {best}  ETA {d['line'].rsplit('ETA ', 1)[-1]}")
+        eta = d["line"].rsplit("ETA ", 1)[-1]
+        progress(f"[evanet] trial {d['count']}/{d['budget']}  {what}  best {best}  ETA {eta}")
 
     result = search_run(space, evaluator, strategy="evolution", budget=budget, seed=seed, workers=workers,
                         executor=executor, checkpoint=checkpoint, timeout=opts["timeout"] or None,
@@ -402,11 +404,12 @@ def _finish(out: str, result, task: VideoTask, opts: dict, space: LineageSpace, 
             save(graph, os.path.join(out, "best.onnx"))
             files.append("best.onnx")
     inheritance = inheritance_summary(result.history)
-    summary = {"method": "evanet", "task": task.describe(), "out": os.path.abspath(out), "files": files + ["report.json"],
-               "interrupted": bool(result.interrupted), "checkpoint": os.path.abspath(checkpoint), "best": best_json,
-               "trials": len(result.history), "inheritance": inheritance,
-               "options": opts, "space": "3 video modules x {layer: 3d, 2+1d, itgm, pool; kt: 1, 3, 5, 7; "
-                                         "width: 8, 12, 16; repeat: 1, 2}".replace("3 video", f"{opts['modules']} video")}
+    space_text = (f"{opts['modules']} video modules x {{layer: 3d, 2+1d, itgm, pool; kt: 1, 3, 5, 7; width: 8, 12, "
+                  "16; repeat: 1, 2}")
+    summary = {"method": "evanet", "task": task.describe(), "out": os.path.abspath(out),
+               "files": files + ["report.json"], "interrupted": bool(result.interrupted),
+               "checkpoint": os.path.abspath(checkpoint), "best": best_json, "trials": len(result.history),
+               "inheritance": inheritance, "options": opts, "space": space_text}
     write_json(os.path.join(out, "report.json"), summary)
     return summary
 
