@@ -385,7 +385,7 @@ class _Run:
                               learn=self.step_no >= warm)
             self.compute["search_cpu_seconds"] += time.process_time() - t0
             self.compute["search_train_images"] += o["batch"] * o["temp_steps"]
-            self.compute["search_val_images"] += o["val_batch"]
+            self.compute["search_val_images"] += 2 * o["val_batch"]  # forwards of W and of W*
             self.step_no += 1
             self.history.append({"step": self.step_no, "config": row["config"], "reward": row["reward"],
                                  "gain": row["gain"], "loss": row["loss"], "diverged": row["diverged"],
