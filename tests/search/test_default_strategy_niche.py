@@ -58,3 +58,35 @@ def test_bad_init_and_noise_options_are_refused_in_one_line():
         strategies.get("default", _space(), init="sprad")
     with pytest.raises(UserInputError, match="noises"):
         strategies.get("default", _space(), noises=[0.0])
+
+
+def test_spread_initial_design_is_a_latin_square_on_a_3x3x3_space():
+    # reference: by hand, a farthest-first design on 3 parameters of 3 values gives each parameter 3 distinct
+    # values in its first 3 points (each next point differs from both in every parameter); random sampling does so
+    # with probability (6/9)^3 ~ 0.3
+    sp = search.Space({f"p{i}": search.Choice([0, 1, 2]) for i in range(3)})
+    for seed in range(3):
+        s = strategies.get("default", sp, seed=seed, init="spread", n_init=3)
+        asked = [s.ask() for _ in range(3)]
+        for i in range(3):
+            assert sorted(c[f"p{i}"] for c in asked) == [0, 1, 2]
+
+
+def test_acquisition_hill_climb_proposes_unseen_valid_configurations_deterministically():
+    # ls_starts > 0 on a space too large to enumerate: every proposal valid and new, and the same for the same seed
+    sp = search.Space({f"e{i}": search.Choice(["a", "b", "c", "d", "e"]) for i in range(6)})
+
+    def f(c):
+        return sum((i + 1) * "abcde".index(c[f"e{i}"]) for i in range(6)) / 10
+
+    runs = []
+    for _ in range(2):
+        s = strategies.get("default", sp, seed=1, n_init=5, ls_starts=3, enumerate_limit=10)
+        seen = []
+        for _ in range(12):
+            c = s.ask()
+            assert sp.validate(c) == c and c not in seen
+            seen.append(c)
+            s.tell(c, f(c))
+        runs.append(seen)
+    assert runs[0] == runs[1]

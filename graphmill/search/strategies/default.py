@@ -404,9 +404,7 @@ class PredictorEvolution(Strategy):
         if self.options["beta"] >= 0:
             ucb = mean + self.options["beta"] * std + mask
             return cand_configs[int(np.lexsort((-mean, -ucb))[0])]
-        z = (mean - best - self.options["xi"]) / np.maximum(std, 1e-12)
-        ei = (mean - best - self.options["xi"]) * _norm_cdf(z) + std * _norm_pdf(z)
-        ei = np.where(std > 1e-12, ei, np.maximum(mean - best, 0.0))
+        ei = self._expected_improvement(mean, std, best)
         order = np.lexsort((-mean, -(ei + mask)))  # highest EI, ties by highest mean, then first
         if self.options["ls_starts"] > 0 and not self._finite_small:
             return self._local_search([cand_configs[int(i)] for i in order[: self.options["ls_starts"]]],
@@ -418,7 +416,10 @@ class PredictorEvolution(Strategy):
         C = np.stack([self._enc(c) for c in configs])
         if scale is not None:
             C = C * scale
-        mean, std = predict(C)
+        return self._expected_improvement(*predict(C), best)
+
+    def _expected_improvement(self, mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
+        """EI over ``best`` + ``xi``; where the model is certain, the plain improvement of the mean."""
         z = (mean - best - self.options["xi"]) / np.maximum(std, 1e-12)
         ei = (mean - best - self.options["xi"]) * _norm_cdf(z) + std * _norm_pdf(z)
         return np.where(std > 1e-12, ei, np.maximum(mean - best, 0.0))
