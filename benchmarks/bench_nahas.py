@@ -9,12 +9,14 @@ candidate accelerator (``accelerator_space()``: 8-128 rows and cols, os/ws/is, 3
 words/cycle; 500 MHz, 1-byte words); area from ``nahas.AreaModel`` (45 nm).
 
 "Equal latency and area" is enforced by the constraints, the same for the three methods: every design counted
-has area <= A (4 mm^2, the default budget) and simulated latency <= T (the reference network's latency on the
-fixed edge accelerator, 16x16 output-stationary with 256/256/128 KB buffers: 2.57 ms); each method's result is
+has area <= A (``--area-mm2``, default 4 mm^2) and simulated latency <= T (``--latency-ms``; default the reference
+network's latency on the fixed edge accelerator, 16x16 output-stationary with 256/256/128 KB buffers: 2.57 ms;
+the README's runs use 1.0 ms, which the edge accelerator meets only with small networks); each method's result is
 its feasible design of highest reward (the same MnasNet-style reward for all: accuracy x hard latency term x
 (E/E_ref)^-0.01), and the same total number of evaluations (``--budget``) is spent by each:
 
-* ``joint``: regularized evolution (P=10, S=3) over the joint space;
+* ``joint``: regularized evolution (P=10, S=3) over the joint space (every mode redraws proposals over the area
+  budget before evaluating them);
 * ``nn-then-accel``: half the budget searching the network on the fixed edge accelerator, half the accelerator
   for that network;
 * ``accel-then-nn``: half searching the accelerator for the reference network, half the network on it.
