@@ -11,6 +11,7 @@ import json
 import pytest
 
 from graphmill.cli import main
+from graphmill.errors import UserInputError
 from graphmill.search import methods
 
 CALLS: list[dict] = []
@@ -65,3 +66,20 @@ def test_bad_method_input_is_one_line_exit_2_nothing_run(stand_in, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expect in err[0], err
     assert stand_in == [] and not (tmp_path / "o").exists()
+
+
+def test_parse_options_types_values_by_their_defaults():
+    # reference: the typing rule stated in parse_options' docstring, applied by hand
+    defaults = {"steps": 100, "lr": 0.003, "mode": "joint", "rows": "8,16", "fast": False}
+    got = methods.parse_options({"steps": " 7", "lr": "1e-2", "mode": "nn-then-accel ", "rows": "4", "fast": "true"},
+                                defaults, "NAHAS", text=("rows",))
+    assert got == {"steps": 7, "lr": 0.01, "mode": "nn-then-accel", "rows": "4", "fast": True}
+    assert methods.parse_options({"steps": 5.0}, defaults, "X")["steps"] == 5          # typed from Python
+    for options, expect in [({"step": "1"}, "unknown NAHAS option (did you mean 'steps'?)"),
+                            ({"steps": "1.5"}, "steps='1.5': must be a whole number"),
+                            ({"steps": 1.5}, "steps=1.5: must be a whole number"),
+                            ({"lr": "inf"}, "lr='inf': must be a finite number"),
+                            ({"fast": "maybe"}, "fast='maybe': must be true or false")]:
+        with pytest.raises(UserInputError) as e:
+            methods.parse_options(options, defaults, "NAHAS")
+        assert expect in str(e.value), (options, str(e.value))

@@ -21,7 +21,8 @@ summary with at least ``method``, ``task``, ``out``, ``files``, ``interrupted``,
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+import math
+from typing import Any, Callable, Mapping
 
 from graphmill.util.errors import UserInputError
 
@@ -44,6 +45,43 @@ def check_method(name: str) -> str:
     raise UserInputError(f"--method {name!r}: unknown search method{hint}; known: {', '.join(METHODS)}")
 
 
+def parse_options(options: Mapping[str, Any], defaults: Mapping[str, Any], method: str,
+                  *, text: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``defaults`` updated with ``options`` (``--option`` strings, or values already typed from Python), each
+    parsed to its default's type: whole numbers for an int default, finite numbers for a float, text otherwise
+    and for the keys in ``text``. An unknown key is a ``UserInputError`` naming the nearest valid one; the
+    method then checks ranges and choices itself. One parser, so that every method reads ``--option`` alike.
+    """
+    from graphmill.search.strategies.base import nearest
+
+    out = dict(defaults)
+    for key, raw in options.items():
+        if key not in defaults:
+            raise UserInputError(f"--option {key}: unknown {method} option{nearest(key, defaults)}; options: "
+                                 f"{', '.join(defaults)}")
+        default = defaults[key]
+        if key in text or isinstance(default, str) or default is None:
+            out[key] = raw.strip() if isinstance(raw, str) else raw
+            continue
+        try:
+            if isinstance(default, bool):
+                value: Any = {"true": True, "1": True, "false": False, "0": False}[str(raw).strip().lower()]
+            elif isinstance(default, int):
+                if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                    raise ValueError
+                value = int(raw.strip()) if isinstance(raw, str) else int(raw)
+            else:
+                value = float(raw.strip()) if isinstance(raw, str) else float(raw)
+                if not math.isfinite(value):
+                    raise ValueError
+        except (TypeError, ValueError, KeyError):
+            kind = ("true or false" if isinstance(default, bool) else "a whole number" if isinstance(default, int)
+                    else "a finite number")
+            raise UserInputError(f"--option {key}={raw!r}: must be {kind}") from None
+        out[key] = value
+    return out
+
+
 def run_method(name: str, *, out: str, budget: int | None = None, seed: int = 0, workers: int = 1,
                executor: str | None = None, ray_address: str | None = None, accel: str | None = None,
                options: dict[str, str] | None = None,
@@ -58,4 +96,4 @@ def run_method(name: str, *, out: str, budget: int | None = None, seed: int = 0,
                       ray_address=ray_address, accel=accel, options=dict(options or {}), progress=progress)
 
 
-__all__ = ["METHODS", "check_method", "run_method"]
+__all__ = ["METHODS", "check_method", "parse_options", "run_method"]

@@ -59,6 +59,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from graphmill.search.methods import parse_options
 from graphmill.search.methods._autohas_train import ChildTrainer, Controller, JointController, search_step, train_alone
 from graphmill.search.space import Choice, Space
 from graphmill.util.errors import UserInputError
@@ -112,37 +113,17 @@ def _floats(key: str, text: str) -> tuple:
 def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """The options with defaults filled in and values parsed; a ``UserInputError`` for an unknown key (naming
     the nearest valid one) or a bad value."""
-    out = dict(OPTIONS)
-    for key, raw in options.items():
-        if key not in OPTIONS:
-            raise UserInputError(f"--option {key}: unknown AutoHAS option{_nearest(key, OPTIONS)}; options: "
-                                 f"{', '.join(OPTIONS)}")
-        default = OPTIONS[key]
-        text = str(raw).strip()
-        if key in HP_DEFAULTS:
-            out[key] = text
-        elif isinstance(default, int):
-            try:
-                v = int(text)
-            except ValueError:
-                raise UserInputError(f"--option {key}={raw!r}: expected a whole number") from None
-            if v < 1:
-                raise UserInputError(f"--option {key}={raw!r}: must be >= 1")
-            out[key] = v
-        elif isinstance(default, float):
-            try:
-                v = float(text)
-            except ValueError:
-                raise UserInputError(f"--option {key}={raw!r}: expected a number") from None
-            if not math.isfinite(v) or v < 0 or (key in ("warmup", "baseline_decay") and v >= 1):
-                raise UserInputError(f"--option {key}={raw!r}: must be a finite number >= 0"
-                                     + (" and < 1" if key in ("warmup", "baseline_decay") else ""))
-            out[key] = v
-        else:
-            if text not in CHOICES[key]:
-                raise UserInputError(f"--option {key}={raw!r}: use one of {', '.join(CHOICES[key])}"
-                                     f"{_nearest(text, CHOICES[key])}")
-            out[key] = text
+    out = parse_options(options, OPTIONS, "AutoHAS", text=tuple(HP_DEFAULTS))
+    for key, default in OPTIONS.items():
+        v = out[key]
+        if isinstance(default, int) and v < 1:
+            raise UserInputError(f"--option {key}={v!r}: must be >= 1")
+        if isinstance(default, float) and (v < 0 or (key in ("warmup", "baseline_decay") and v >= 1)):
+            raise UserInputError(f"--option {key}={v!r}: must be a finite number >= 0"
+                                 + (" and < 1" if key in ("warmup", "baseline_decay") else ""))
+        if key in CHOICES and v not in CHOICES[key]:
+            raise UserInputError(f"--option {key}={v!r}: use one of {', '.join(CHOICES[key])}"
+                                 f"{_nearest(str(v), CHOICES[key])}")
     for key in HP_DEFAULTS:
         out[key] = _floats(key, out[key])
     return out

@@ -64,6 +64,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from graphmill.search.methods import parse_options
 from graphmill.search.space import Space, product
 from graphmill.search.spaces.accelerator import (ARRAY_SIZES, BANDWIDTH_WORDS, BUFFER_KB, DATAFLOWS, accel_config,
                                                  accelerator_space)
@@ -414,29 +415,7 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     key (naming the nearest valid one) or a bad value. Accelerator value lists come back as lists."""
     from graphmill.search.strategies import strategy_class
 
-    out: dict[str, Any] = dict(OPTIONS)
-    for key, raw in options.items():
-        if key not in OPTIONS:
-            raise UserInputError(f"--option {key}: unknown NAHAS option{nearest(key, OPTIONS)}; options: "
-                                 f"{', '.join(OPTIONS)}")
-        text = str(raw).strip()
-        default = OPTIONS[key]
-        if key in ACCEL_KEYS:
-            out[key] = text
-        elif isinstance(default, int) and not isinstance(default, bool):
-            try:
-                out[key] = int(text)
-            except ValueError:
-                raise UserInputError(f"--option {key}={raw!r}: expected a whole number") from None
-        elif isinstance(default, float):
-            try:
-                out[key] = float(text)
-            except ValueError:
-                raise UserInputError(f"--option {key}={raw!r}: expected a number") from None
-            if not math.isfinite(out[key]):
-                raise UserInputError(f"--option {key}={raw!r}: expected a finite number")
-        else:
-            out[key] = text
+    out: dict[str, Any] = parse_options(options, OPTIONS, "NAHAS", text=tuple(ACCEL_KEYS))
     for key in ACCEL_KEYS:
         out[key] = _list(key, str(out[key]), str if key == "dataflow" else (float if key.endswith("_kb") else int))
     for v in out["dataflow"]:
