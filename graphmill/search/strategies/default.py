@@ -44,7 +44,9 @@ table's surrogate with its pairwise interactions drawn from another seed: niche 
 optimum, width and dropout interactions): niche 2 .0452/.0121/.0047/.0017/.0013/.0008 against niche 0
 .0482/.0188/.0065/.0013/.0004/.0003 (better to 75, worse from 100; regularized evolution .1628/.0865/.0488/
 .0394/.0288/.0137). ``niche_top`` 4 (the best 4 unconditionally, then niches): synthetic .330/.062/0/0/0/0,
-cell .0172/.0097/.0069/.0057/.0037/.0006.
+cell .0172/.0097/.0069/.0057/.0037/.0006. Held-out seeds 20-39 of the cell table: niche 2 .0136/.0079/.0057/.0046/
+.0033/.0011, niche 0 .0143/.0075/.0064/.0053/.0035/.0013, TPE .0241/.0156/.0109/.0076/.0053/.0038, evolution
+.0254/.0166/.0116/.0078/.0048/.0032 (the goal holds there too: 66% of the gap closed at 200).
 
 Measured alternatives kept as options, off by default because they did not help on every table:
 ``local_every`` k > 0 (every k-th model-based proposal is the unseen one-mutation neighbour of the best
