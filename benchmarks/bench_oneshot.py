@@ -19,13 +19,15 @@ For every seed:
 Reported per target: MACs (mean over seeds of the chosen children) and test accuracy mean +- std over seeds
 for the three. Goal: supernet children within 1% of stand-alone training and above compound scaling.
 
-    nice -n 10 .venv/bin/python benchmarks/bench_oneshot.py --seeds 0,1,2 --steps 200 --json oneshot.json
+    nice -n 10 .venv/bin/python benchmarks/bench_oneshot.py --seeds 0,1,2 --steps 200 --json oneshot.json \
+        --cache ~/.cache/bench_oneshot   # reruns reuse (or resume) every network trained there
     .venv/bin/python benchmarks/bench_oneshot.py --merge run0.json run1.json   # seeds run as separate processes
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -76,10 +78,22 @@ def compound_at(spec: SupernetSpec, target: float):
     return compound(spec, lo)
 
 
+def run_dir(cache: str, opts: TrainOptions) -> str:
+    """The folder of the run made with ``opts`` under ``cache``: named by a hash of every option, so a rerun
+    finds a finished run there (``load_supernet``) or resumes its checkpoint, and never mixes options."""
+    key = hashlib.sha1(json.dumps(opts.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+    return os.path.join(cache, ("supernet" if opts.sandwich else "alone") + f"_s{opts.seed}_n{opts.steps}_{key}")
+
+
+def trained(cache: str, opts: TrainOptions, progress=None) -> str:
+    out = run_dir(cache, opts)
+    if not os.path.exists(os.path.join(out, "supernet.json")):
+        train_supernet(out, opts, threads=1, progress=progress)
+    return out
+
+
 def alone(spec: SupernetSpec, cfg: dict, steps: int, seed: int, tmp: str) -> float:
-    out = tempfile.mkdtemp(dir=tmp)
-    train_supernet(out, TrainOptions(steps=steps, seed=seed, spec=spec, sandwich=False, fixed=cfg, log_every=steps),
-                   threads=1)
+    out = trained(tmp, TrainOptions(steps=steps, seed=seed, spec=spec, sandwich=False, fixed=cfg, log_every=steps))
     graph, sp, _ = load_supernet(out)
     return ChildEvaluator(graph, sp).accuracy(cfg, "test")
 
@@ -90,6 +104,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--targets", type=int, default=5)
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--cache", help="keep every trained network here and reuse it on reruns (default: a fresh "
+                    "temporary folder)")
     ap.add_argument("--merge", nargs="+", metavar="RUN.json", help="only print the table of runs written by --json")
     args = ap.parse_args()
     if args.merge:
@@ -105,12 +121,12 @@ def main() -> int:
     targets = [float(lo * (hi / lo) ** f) for f in fr]
     rows: dict[int, dict[str, list]] = {i: {"macs": [], "supernet": [], "alone": [], "compound": [],
                                             "compound_macs": [], "configs": []} for i in range(len(targets))}
-    tmp = tempfile.mkdtemp(prefix="bench_oneshot_")
+    tmp = args.cache or tempfile.mkdtemp(prefix="bench_oneshot_")
+    os.makedirs(tmp, exist_ok=True)
     t0 = time.time()
     for seed in seeds:
-        out = os.path.join(tmp, f"supernet{seed}")
-        train_supernet(out, TrainOptions(steps=args.steps, seed=seed), threads=1,
-                       progress=lambda line, s=seed: print(f"[seed {s}] {line}", file=sys.stderr))
+        out = trained(tmp, TrainOptions(steps=args.steps, seed=seed),
+                      progress=lambda line, s=seed: print(f"[seed {s}] {line}", file=sys.stderr))
         graph, sp, _ = load_supernet(out)
         ev = ChildEvaluator(graph, sp)
         for i, t in enumerate(targets):
