@@ -144,3 +144,24 @@ def test_two_step_baseline_fixes_the_first_steps_pick(tmp_path):
     pick = max(ok, key=lambda h: h["reward"])
     assert all(h["nn"] == pick["nn"] for h in hist[2:])  # step 2: that network, accelerators searched
     assert s["checkpoint"].endswith("checkpoint.step2.json")
+
+
+def test_ctrl_c_during_a_candidates_training_stops_the_search_not_a_failed_trial():
+    """Reference: Ctrl-C's contract (stop cleanly, resume). The training loop catches KeyboardInterrupt; a
+    SIGINT during a candidate's proxy training must reach the search, not end as a failed trial (IndexError)."""
+    import signal
+
+    from graphmill.search.evaluators.training import train_graph
+
+    graph = nahas.build_network("tiny", nahas.reference_network("tiny"), deploy=False)
+    train_graph(graph, steps=1, batch=8, calibrate=0)  # imports and data loaded: the SIGINT below lands in the steps
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_graph(graph, steps=100000, batch=8, calibrate=0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, old)

@@ -64,6 +64,8 @@ def train_graph(graph: Graph, *, steps: int = 100, batch: int = 64, lr: float = 
     seconds = time.perf_counter() - t0
     run = train_classifier(model, lambda _size: data, [Stage(size=size, steps=steps)], batch=batch, lr=lr,
                            seed=seed, eval_size=size, log_every=steps)
+    if run.interrupted:  # the loop caught Ctrl-C: pass it on, or the search records a failed trial and goes on
+        raise KeyboardInterrupt
     model.export_weights(graph)
     return {"accuracy": run.history[-1]["accuracy"], "loss": run.last_loss,
             "train_seconds": seconds + run.train_seconds}
