@@ -212,3 +212,15 @@ def test_build_is_a_verified_graph_for_every_layer_kind():
         m = {"layer": layer, "width": 8, "repeat": 2, **({} if layer == "pool" else {"kt": 3})}
         g = build({"m0": m, "m1": m, "m2": m}, frames=8, size=16)
         assert g.outputs[0].type.shape[1] == 8
+
+
+def test_one_frame_is_refused_not_run_into_failed_trials(tmp_path):
+    # by hand: one frame holds no motion (the task is unsolvable) and the 2x2x2 pool after module 0 leaves 0
+    # frames (every trial failed with a ShapeInferenceError, exit 0); two frames are the least that works
+    out = tmp_path / "o"
+    with pytest.raises(UserInputError, match="frames=1: must be a whole number >= 2"):
+        run(str(out), budget=1, seed=0, workers=1, executor=None, ray_address=None, accel=None, progress=None,
+            options={"frames": "1"})
+    assert not out.exists()
+    g = build({f"m{i}": {"layer": "3d", "kt": 3, "width": 8, "repeat": 1} for i in range(3)}, frames=2, size=8)
+    assert g.outputs[0].type.shape[1] == 8

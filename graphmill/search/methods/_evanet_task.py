@@ -43,6 +43,8 @@ class VideoTask:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise UserInputError(f"task {name}={v!r}: must be a whole number >= 1")
+        if self.frames < 2:  # one frame holds no motion, and the network's 2x2x2 pool would leave none
+            raise UserInputError(f"task frames={self.frames}: must be a whole number >= 2 (the motion needs two)")
         if self.size < self.frames + 6:
             raise UserInputError(f"task size={self.size}: a shape moving {self.frames - 1} pixels needs size >= "
                                  f"{self.frames + 6}")
