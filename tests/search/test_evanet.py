@@ -224,3 +224,17 @@ def test_one_frame_is_refused_not_run_into_failed_trials(tmp_path):
     assert not out.exists()
     g = build({f"m{i}": {"layer": "3d", "kt": 3, "width": 8, "repeat": 1} for i in range(3)}, frames=2, size=8)
     assert g.outputs[0].type.shape[1] == 8
+
+
+def test_a_checkpoint_without_its_job_file_is_refused_and_nothing_written(tmp_path):
+    # the search checkpoint records only the strategy's options, so job.json is the only record of the training
+    # settings: with it removed by hand, a rerun with other steps used to resume the old trials silently and write
+    # a job.json of the new settings (which then refused the original command)
+    out = tmp_path / "o"
+    kw = dict(budget=1, seed=0, workers=1, executor=None, ray_address=None, accel=None, progress=None)
+    out.mkdir()  # a finished run's folder with job.json removed (the refusal comes before the checkpoint is read)
+    (out / "checkpoint.json").write_text("{}")
+    before = sorted(os.listdir(out))
+    with pytest.raises(UserInputError, match="no job.json"):
+        run(str(out), options={**TINY, "steps": "4"}, **kw)
+    assert sorted(os.listdir(out)) == before

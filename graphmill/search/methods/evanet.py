@@ -338,6 +338,10 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
             what = f"options {', '.join(diff)}" if diff else "seed or accelerator"
             raise UserInputError(f"{out}: holds an evanet run with different settings ({what}); use another "
                                  "--out or remove it to start afresh")
+    elif os.path.exists(os.path.join(out, "checkpoint.json")):
+        # the search checkpoint records only the strategy's options: job.json is the record of the rest
+        raise UserInputError(f"{out}: holds a checkpoint.json but no job.json (its settings); use another --out "
+                             "or remove it to start afresh")
     task = task_of(opts, seed)
     space = evanet_space(opts["modules"])
 
