@@ -28,8 +28,20 @@ class OneLineParser(argparse.ArgumentParser):
         if extras:
             command = getattr(ns, "command", None)
             prog = f"{self.prog} {command}" if command else self.prog
-            self._one_line_exit(prog, f"unrecognized arguments: {' '.join(extras)}")
+            self._one_line_exit(prog, f"unrecognized arguments: {' '.join(extras)}{self._nearest(command, extras)}")
         return ns
+
+    def _nearest(self, command: str | None, extras: list[str]) -> str:
+        """`` (did you mean --option?)`` for the first unknown ``--flag`` close to one the command takes."""
+        import difflib
+
+        flags = [e.split("=", 1)[0] for e in extras if e.startswith("--")]
+        target: argparse.ArgumentParser = self
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+                target = action.choices[command]
+        close = difflib.get_close_matches(flags[0], list(target._option_string_actions), n=1) if flags else []
+        return f" (did you mean {close[0]}?)" if close else ""
 
     def error(self, message: str) -> NoReturn:
         self._one_line_exit(self.prog, message)

@@ -83,3 +83,12 @@ def test_parse_options_types_values_by_their_defaults():
         with pytest.raises(UserInputError) as e:
             methods.parse_options(options, defaults, "NAHAS")
         assert expect in str(e.value), (options, str(e.value))
+
+
+def test_a_misspelt_flag_names_the_nearest_one(stand_in, tmp_path, capsys):
+    # by hand: --optoin is one transposition from --option; a plain extra word gets no guess
+    with pytest.raises(SystemExit) as e:
+        main(["search", "--method", "nahas", "--out", str(tmp_path / "o"), "--optoin", "steps=3"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "(did you mean --option?)" in err[0], err
+    assert stand_in == []
