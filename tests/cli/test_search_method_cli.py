@@ -92,3 +92,10 @@ def test_a_misspelt_flag_names_the_nearest_one(stand_in, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "(did you mean --option?)" in err[0], err
     assert stand_in == []
+
+
+def test_an_empty_out_is_refused_not_the_current_folder(stand_in, capsys):
+    # an empty --out used to reach the method, and EvaNet wrote its whole folder into the current directory
+    assert main(["search", "--method", "nahas", "--out", ""]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0] and stand_in == [], err

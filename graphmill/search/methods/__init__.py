@@ -88,6 +88,8 @@ def run_method(name: str, *, out: str, budget: int | None = None, seed: int = 0,
                progress: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) the search method ``name`` into the folder ``out``; its JSON-able summary."""
     module = importlib.import_module(METHODS[check_method(name)])
+    if not str(out).strip():
+        raise UserInputError("--out '': give a folder (an empty path would write into the current one)")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
         raise UserInputError(f"--budget {budget!r}: must be a whole number >= 1")
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
