@@ -72,25 +72,9 @@ DEFAULT_BUDGET = 24
 def check_options(options: dict[str, str]) -> dict[str, Any]:
     """``options`` (strings from ``--option KEY=VALUE``, or already typed values) parsed and range-checked;
     an unknown key is a ``UserInputError`` naming the nearest valid one."""
-    from graphmill.search.strategies.base import nearest
+    from graphmill.search.methods import parse_options
 
-    out = dict(OPTIONS)
-    for k, raw in options.items():
-        if k not in OPTIONS:
-            raise UserInputError(f"--option {k}: unknown evanet option{nearest(k, OPTIONS)}; known: "
-                                 f"{', '.join(OPTIONS)}")
-        default = OPTIONS[k]
-        try:
-            if isinstance(default, int):
-                if isinstance(raw, float) and not raw.is_integer():
-                    raise ValueError
-                v: Any = int(raw) if not isinstance(raw, str) else int(raw.strip())
-            else:
-                v = float(raw)
-        except (TypeError, ValueError):
-            kind = "a whole number" if isinstance(default, int) else "a number"
-            raise UserInputError(f"--option {k}={raw!r}: must be {kind}") from None
-        out[k] = v
+    out = parse_options(options, OPTIONS, "evanet")
     for k in ("steps", "population", "sample", "batch", "eval_every", "modules"):
         if out[k] < 1:
             raise UserInputError(f"--option {k}={out[k]}: must be >= 1")
