@@ -19,10 +19,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--method", metavar="autohas|nahas|evanet",
                    help="instead of --space: a whole search method with its own task, space and training "
                         "(AutoHAS, NAHAS, EvaNet; see the README); its settings go in --option KEY=VALUE")
-    p.add_argument("--evaluator", default="builtin", metavar="builtin|MODULE:FUNCTION",
+    p.add_argument("--evaluator", metavar="builtin|MODULE:FUNCTION",
                    help="'builtin' (MnasNet's reward: digits accuracy x simulated latency) or a callable "
                         "evaluate(config) -> float | dict importable as MODULE:FUNCTION (default builtin)")
-    p.add_argument("--strategy", default="default", help="default, random, evolution, reinforce, ppo, tpe, grid")
+    p.add_argument("--strategy", help="default (the default), random, evolution, reinforce, ppo, tpe, grid")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a strategy option (repeatable), e.g. --option population=20; with --method, one of "
                         "the method's settings")
@@ -64,13 +64,12 @@ _SPACE_ONLY = {"evaluator": "--evaluator", "strategy": "--strategy", "objective"
                "timeout": "--timeout", "steps": "--steps", "proxy_width": "--proxy-width",
                "proxy_resolution": "--proxy-resolution", "latency": "--latency", "latency_width": "--latency-width",
                "latency_resolution": "--latency-resolution"}
-_SPACE_DEFAULTS = {"evaluator": "builtin", "strategy": "default"}
 
 
 def _run_method(args: argparse.Namespace, progress) -> int:
     for dest, flag in _SPACE_ONLY.items():
         value = getattr(args, dest)
-        if value is not None and value != _SPACE_DEFAULTS.get(dest):
+        if value is not None:
             raise UserInputError(f"{flag} belongs to --space searches; with --method {args.method} give the "
                                      f"method's settings as --option KEY=VALUE")
     s = api.search_method(args.method, out=args.out, budget=args.budget, seed=args.seed, workers=args.workers,
@@ -101,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if args.method is not None:
         return _run_method(args, progress)
     budget = 50 if args.budget is None else args.budget
-    out = api.search(args.space, args.evaluator, strategy=args.strategy, options=args.option, budget=budget,
+    out = api.search(args.space, args.evaluator or "builtin", strategy=args.strategy or "default",
+                     options=args.option, budget=budget,
                      out=args.out, workers=args.workers, executor=args.executor, ray_address=args.ray_address,
                      objective=args.objective, accel=args.accel, timeout=args.timeout, seed=args.seed,
                      proxy=_proxy(args), progress=progress)

@@ -58,6 +58,7 @@ def test_method_progress_and_default_budget(stand_in, tmp_path, capsys):
     ([], "exactly one of --space SPACE and --method METHOD"),
     (["--method", "nahas", "--space", "mnasnet"], "exactly one of --space SPACE and --method METHOD"),
     (["--method", "nahas", "--strategy", "ppo"], "--strategy belongs to --space searches"),
+    (["--method", "nahas", "--evaluator", "builtin"], "--evaluator belongs to --space searches"),
     (["--method", "nahas", "--option", "area"], "expected KEY=VALUE"),
     (["--method", "nahas", "--budget", "0"], "--budget 0"),
 ])
