@@ -118,3 +118,12 @@ def test_temporary_update_scores_the_sampled_learning_rate(tmp_path):
     rep = json.load(open(tmp_path / "lr" / "report.json"))
     assert rep["controller"]["hp.lr"]["0.1"] > 0.8
     assert np.isclose(sum(rep["controller"]["hp.lr"].values()), 1.0)
+
+
+def test_candidate_lists_from_python_read_like_the_cli_text():
+    """Reference: the CLI's comma-separated text. ``options={"lr": [0.1, 0.3]}`` from Python was refused
+    ("expected comma-separated numbers"); a list must give what ``--option lr=0.1,0.3`` gives."""
+    from_list = autohas.check_options({"lr": [0.1, 0.3]})["lr"]
+    assert from_list == autohas.check_options({"lr": "0.1,0.3"})["lr"] == (0.1, 0.3)
+    with pytest.raises(UserInputError, match="learning rates must be > 0"):
+        autohas.check_options({"lr": [0.0, 0.1]})

@@ -165,3 +165,13 @@ def test_ctrl_c_during_a_candidates_training_stops_the_search_not_a_failed_trial
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, old)
+
+
+def test_list_options_from_python_read_like_the_cli_text():
+    """Reference: the CLI's comma-separated text. ``api.search_method(options={"rows": [8, 16]})`` was refused
+    ("'[8' is not a whole number"); a Python list must give what ``--option rows=8,16`` gives."""
+    from_list = nahas.check_options({"rows": [8, 16]})["rows"]
+    assert from_list == nahas.check_options({"rows": "8,16"})["rows"] == [8, 16]
+    assert nahas.check_options({"dataflow": ("os", "ws")})["dataflow"] == ["os", "ws"]
+    with pytest.raises(UserInputError, match="values must be > 0"):
+        nahas.check_options({"rows": [0]})

@@ -98,7 +98,8 @@ def _nearest(word: str, names) -> str:
 
 def _floats(key: str, text: str) -> tuple:
     try:
-        vals = [float(v) for v in str(text).split(",") if v.strip()]
+        parts = text if isinstance(text, (list, tuple)) else str(text).split(",")  # Python may pass a list
+        vals = [float(v) for v in parts if str(v).strip()]
     except ValueError:
         raise UserInputError(f"--option {key}={text!r}: expected comma-separated numbers") from None
     if not vals or any(not math.isfinite(v) or v < 0 for v in vals) or len(set(vals)) != len(vals):

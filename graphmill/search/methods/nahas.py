@@ -394,8 +394,8 @@ register(AreaFiltered.name, AreaFiltered)
 
 def _list(key: str, text: str, kind: type) -> list:
     vals = []
-    for part in text.split(","):
-        part = part.strip()
+    for part in (text if isinstance(text, (list, tuple)) else str(text).split(",")):  # Python may pass a list
+        part = part.strip() if isinstance(part, str) else part
         try:
             v = kind(part)
         except ValueError:
@@ -417,7 +417,7 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
     out: dict[str, Any] = parse_options(options, OPTIONS, "NAHAS", text=tuple(ACCEL_KEYS))
     for key in ACCEL_KEYS:
-        out[key] = _list(key, str(out[key]), str if key == "dataflow" else (float if key.endswith("_kb") else int))
+        out[key] = _list(key, out[key], str if key == "dataflow" else (float if key.endswith("_kb") else int))
     for v in out["dataflow"]:
         if v not in DATAFLOWS:
             raise UserInputError(f"--option dataflow: {v!r} is not a dataflow{nearest(v, DATAFLOWS)}; use "
