@@ -398,14 +398,15 @@ def search_method(method: str, *, out: str | os.PathLike, budget: int | None = N
     """``graphmill search --method autohas|nahas|evanet``: run (or resume) a whole search method into ``out``.
 
     ``options`` are the method's own settings, as ``["key=value", ...]`` (the CLI's ``--option``) or a dict of
-    strings; each method documents its keys and refuses unknown ones. Returns the method's JSON-able summary
-    (``graphmill.search.methods``: at least method, task, out, files, interrupted, checkpoint, best, trials).
+    strings or typed values (``{"rows": [8, 16]}``); each method documents its keys and refuses unknown ones.
+    Returns the method's JSON-able summary (``graphmill.search.methods``: at least method, task, out, files,
+    interrupted, checkpoint, best, trials).
     """
     from graphmill.search.methods import check_method, run_method
 
     check_method(method)
     if isinstance(options, dict):
-        opts = {str(k): str(v) for k, v in options.items()}
+        opts = {str(k): v for k, v in options.items()}  # typed values (a list of ints) reach the method's parser
     else:
         opts = {}
         for item in options or []:

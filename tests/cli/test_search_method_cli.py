@@ -100,3 +100,43 @@ def test_an_empty_out_is_refused_not_the_current_folder(stand_in, capsys):
     assert main(["search", "--method", "nahas", "--out", ""]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--out" in err[0] and stand_in == [], err
+
+
+def test_parse_options_lists_keep_their_items_whole():
+    """Reference: the values as given, typed by hand: a list option (``lists``) comes back as a list of its
+    kind from comma text or a Python list; a fraction is never truncated into a whole number."""
+    import numpy as np
+
+    defaults = {"rows": "8,16", "kb": "32,64", "flow": "os,ws"}
+    kinds = {"rows": int, "kb": float, "flow": str}
+    assert methods.parse_options({}, defaults, "X", lists=kinds) == {"rows": [8, 16], "kb": [32.0, 64.0],
+                                                                       "flow": ["os", "ws"]}
+    got = methods.parse_options({"rows": [np.int64(4), 8.0], "kb": " 1.5, 2,", "flow": ("is",)}, defaults, "X",
+                                lists=kinds)
+    assert got == {"rows": [4, 8], "kb": [1.5, 2.0], "flow": ["is"]}
+    for options, expect in [({"rows": "8.5,16"}, "--option rows='8.5,16': '8.5' is not a whole number"),
+                            ({"rows": [8.5, 16]}, "--option rows=[8.5, 16]: 8.5 is not a whole number"),
+                            ({"rows": [16, False]}, "--option rows=[16, False]: False is not a whole number"),
+                            ({"kb": "1,nan"}, "--option kb='1,nan': 'nan' is not a finite number"),
+                            ({"rows": " , "}, "--option rows=' , ': give at least one value")]:
+        with pytest.raises(UserInputError) as e:
+            methods.parse_options(options, defaults, "X", lists=kinds)
+        assert str(e.value) == expect, (options, str(e.value))
+
+
+@pytest.mark.parametrize("method, option, named", [
+    ("nahas", "rows=8.5,16", "--option rows='8.5,16': '8.5' is not a whole number"),
+    ("nahas", "strategy=foo", "--option strategy='foo': unknown strategy"),
+    ("autohas", "augment=0,5,x", "--option augment='0,5,x': 'x' is not a finite number"),
+    ("evanet", "population=8.5", "--option population='8.5': must be a whole number"),
+])
+def test_real_methods_refuse_bad_options_in_one_line_exit_2_nothing_written(tmp_path, capsys, method, option,
+                                                                            named):
+    """Reference: the contract (one line naming the option and the value, exit 2, nothing written), on the
+    real method modules, not the stand-in."""
+    assert main(["search", "--method", method, "--out", str(tmp_path / "o"), "--budget", "1", "--option",
+                 option, "--json"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and named in err[0] and "nahas-area" not in err[0], err
+    assert captured.out == "" and not (tmp_path / "o").exists()

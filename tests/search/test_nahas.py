@@ -175,3 +175,39 @@ def test_list_options_from_python_read_like_the_cli_text():
     assert nahas.check_options({"dataflow": ("os", "ws")})["dataflow"] == ["os", "ws"]
     with pytest.raises(UserInputError, match="values must be > 0"):
         nahas.check_options({"rows": [0]})
+
+
+def test_unknown_strategy_lists_only_the_users_choices_and_the_nearest():
+    """Reference: the strategy registry (``graphmill.search.strategies.names()``) less NAHAS's own area filter,
+    which wraps the chosen strategy and is no choice of the user's: the message listed ``nahas-area``, and
+    ``strategy=nahas-area`` was accepted."""
+    from graphmill.search import strategies
+
+    choices = [n for n in strategies.names() if n != "nahas-area"]
+    with pytest.raises(UserInputError) as e:
+        nahas.check_options({"strategy": "foo"})
+    msg = str(e.value)
+    assert "nahas-area" not in msg and "strategy='foo'" in msg and msg.endswith(", ".join(choices)), msg
+    with pytest.raises(UserInputError, match=r"unknown strategy \(did you mean 'evolution'\?\)"):
+        nahas.check_options({"strategy": "evolutoin"})
+    with pytest.raises(UserInputError, match="unknown strategy") as e:
+        nahas.check_options({"strategy": "nahas-area"})
+    assert "nahas-area" not in str(e.value).split("use one of")[1]
+    assert nahas.check_options({"strategy": "random"})["strategy"] == "random"
+
+
+def test_integer_lists_are_never_truncated(tmp_path):
+    """Reference: the values as given. ``options={"rows": [8.5, 16]}`` became rows 8, 16 (``int(8.5)``) and
+    ``[True, 16]`` rows 1, 16; both are refused naming the option and the value, while ``[8, 16]`` (and the
+    same list through ``api.search_method``, which turned it into the text ``'[8, 16]'``) keeps working."""
+    from graphmill import api
+
+    for rows, bad in (([8.5, 16], "8.5"), ((True, 16), "True"), ("8.5,16", "'8.5'"), ("8,16e0", "'16e0'")):
+        with pytest.raises(UserInputError) as e:
+            nahas.check_options({"rows": rows})
+        assert str(e.value).startswith(f"--option rows={rows!r}: {bad} is not a whole number"), str(e.value)
+    assert nahas.check_options({"cols": [8, 16], "ifmap_kb": [32, 64.0]})["cols"] == [8, 16]
+    # through the API: the list reaches the parser (the smallest point, 8x8, is named), nothing is written
+    with pytest.raises(UserInputError, match=r"the smallest, 8x8 PEs"):
+        api.search_method("nahas", out=tmp_path / "o", budget=1, options={"rows": [8, 16], "area_mm2": 0.5})
+    assert not (tmp_path / "o").exists()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import operator
 from typing import Any, Callable, Mapping
 
 from graphmill.util.errors import UserInputError
@@ -36,50 +37,92 @@ METHODS: dict[str, str] = {
 
 def check_method(name: str) -> str:
     """``name`` if it is a known method, else a ``UserInputError`` naming the nearest one."""
-    import difflib
+    from graphmill.search.strategies.base import nearest
 
     if name in METHODS:
         return name
-    close = difflib.get_close_matches(str(name), list(METHODS), n=1, cutoff=0.5)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise UserInputError(f"--method {name!r}: unknown search method{hint}; known: {', '.join(METHODS)}")
+    raise UserInputError(f"--method {name!r}: unknown search method{nearest(name, METHODS)}; known: "
+                         f"{', '.join(METHODS)}")
+
+
+#: what a value of each kind must be, in the messages of ``parse_options``
+_KINDS = {bool: "true or false", int: "a whole number", float: "a finite number", str: "text"}
+
+
+def _typed(raw: Any, kind: type) -> Any:
+    """``raw`` (text, or a value already typed from Python) as ``kind``; a ``ValueError`` when it is not one.
+    A whole number is never made of a fraction (``8.5`` is refused, not truncated to 8) nor of a bool."""
+    if kind is str:
+        return raw.strip() if isinstance(raw, str) else raw
+    if kind is bool:
+        return {"true": True, "1": True, "false": False, "0": False}[str(raw).strip().lower()]
+    if isinstance(raw, bool):
+        raise ValueError(raw)
+    if kind is int:
+        if isinstance(raw, str):
+            return int(raw.strip())
+        if isinstance(raw, float):
+            if not raw.is_integer():
+                raise ValueError(raw)
+            return int(raw)
+        return operator.index(raw)  # int, numpy integers; a float-like object without __index__ is refused
+    value = float(raw.strip()) if isinstance(raw, str) else float(raw)
+    if not math.isfinite(value):
+        raise ValueError(raw)
+    return value
 
 
 def parse_options(options: Mapping[str, Any], defaults: Mapping[str, Any], method: str,
-                  *, text: tuple[str, ...] = ()) -> dict[str, Any]:
+                  *, text: tuple[str, ...] = (), lists: Mapping[str, type] | None = None) -> dict[str, Any]:
     """``defaults`` updated with ``options`` (``--option`` strings, or values already typed from Python), each
     parsed to its default's type: whole numbers for an int default, finite numbers for a float, text otherwise
-    and for the keys in ``text``. An unknown key is a ``UserInputError`` naming the nearest valid one; the
-    method then checks ranges and choices itself. One parser, so that every method reads ``--option`` alike.
+    and for the keys in ``text``. The keys of ``lists`` are candidate lists (``--option rows=8,16``, or a Python
+    list or tuple): every key of it comes back as a list whose items are parsed as that key's kind (``int``,
+    ``float`` or ``str``), defaults included; empty items are skipped, an empty list is refused. A whole number
+    is never truncated from a fraction (``rows=8.5,16`` is refused naming the option and the value). An unknown
+    key is a ``UserInputError`` naming the nearest valid one; the method then checks ranges and choices itself.
+    One parser, so that every method reads ``--option`` alike.
     """
     from graphmill.search.strategies.base import nearest
 
+    lists = dict(lists or {})
     out = dict(defaults)
     for key, raw in options.items():
         if key not in defaults:
             raise UserInputError(f"--option {key}: unknown {method} option{nearest(key, defaults)}; options: "
                                  f"{', '.join(defaults)}")
+        out[key] = raw
+    for key, raw in out.items():
+        if key in lists:
+            out[key] = _parse_list(key, raw, lists[key])
+            continue
+        if key not in options:
+            continue
         default = defaults[key]
         if key in text or isinstance(default, str) or default is None:
-            out[key] = raw.strip() if isinstance(raw, str) else raw
+            out[key] = _typed(raw, str)
+            continue
+        kind = bool if isinstance(default, bool) else int if isinstance(default, int) else float
+        try:
+            out[key] = _typed(raw, kind)
+        except (TypeError, ValueError, KeyError):
+            raise UserInputError(f"--option {key}={raw!r}: must be {_KINDS[kind]}") from None
+    return out
+
+
+def _parse_list(key: str, raw: Any, kind: type) -> list:
+    parts = list(raw) if isinstance(raw, (list, tuple)) else str(raw).split(",")
+    values = []
+    for part in parts:
+        if isinstance(part, str) and not part.strip():
             continue
         try:
-            if isinstance(default, bool):
-                value: Any = {"true": True, "1": True, "false": False, "0": False}[str(raw).strip().lower()]
-            elif isinstance(default, int):
-                if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                    raise ValueError
-                value = int(raw.strip()) if isinstance(raw, str) else int(raw)
-            else:
-                value = float(raw.strip()) if isinstance(raw, str) else float(raw)
-                if not math.isfinite(value):
-                    raise ValueError
+            values.append(str(part).strip() if kind is str else _typed(part, kind))
         except (TypeError, ValueError, KeyError):
-            kind = ("true or false" if isinstance(default, bool) else "a whole number" if isinstance(default, int)
-                    else "a finite number")
-            raise UserInputError(f"--option {key}={raw!r}: must be {kind}") from None
-        out[key] = value
-    return out
+            raise UserInputError(f"--option {key}={raw!r}: {part!r} is not {_KINDS[kind]}") from None
+    if not values:
+        raise UserInputError(f"--option {key}={raw!r}: give at least one value")
+    return values
 
 
 def run_method(name: str, *, out: str, budget: int | None = None, seed: int = 0, workers: int = 1,

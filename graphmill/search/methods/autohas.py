@@ -96,13 +96,9 @@ def _nearest(word: str, names) -> str:
     return nearest(word, names)
 
 
-def _floats(key: str, text: str) -> tuple:
-    try:
-        parts = text if isinstance(text, (list, tuple)) else str(text).split(",")  # Python may pass a list
-        vals = [float(v) for v in parts if str(v).strip()]
-    except ValueError:
-        raise UserInputError(f"--option {key}={text!r}: expected comma-separated numbers") from None
-    if not vals or any(not math.isfinite(v) or v < 0 for v in vals) or len(set(vals)) != len(vals):
+def _candidates(key: str, vals: list, text: Any) -> tuple:
+    """A hyper-parameter's candidate list (parsed by ``parse_options``) range-checked, as a tuple."""
+    if any(v < 0 for v in vals) or len(set(vals)) != len(vals):
         raise UserInputError(f"--option {key}={text!r}: expected distinct finite numbers >= 0")
     if key == "lr" and min(vals) <= 0:
         raise UserInputError(f"--option lr={text!r}: learning rates must be > 0")
@@ -114,9 +110,12 @@ def _floats(key: str, text: str) -> tuple:
 def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """The options with defaults filled in and values parsed; a ``UserInputError`` for an unknown key (naming
     the nearest valid one) or a bad value."""
-    out = parse_options(options, OPTIONS, "AutoHAS", text=tuple(HP_DEFAULTS))
+    out = parse_options(options, OPTIONS, "AutoHAS", lists={key: float for key in HP_DEFAULTS})
     for key, default in OPTIONS.items():
         v = out[key]
+        if key in HP_DEFAULTS:
+            out[key] = _candidates(key, v, options.get(key, default))
+            continue
         if isinstance(default, int) and v < 1:
             raise UserInputError(f"--option {key}={v!r}: must be >= 1")
         if isinstance(default, float) and (v < 0 or (key in ("warmup", "baseline_decay") and v >= 1)):
@@ -125,8 +124,6 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         if key in CHOICES and v not in CHOICES[key]:
             raise UserInputError(f"--option {key}={v!r}: use one of {', '.join(CHOICES[key])}"
                                  f"{_nearest(str(v), CHOICES[key])}")
-    for key in HP_DEFAULTS:
-        out[key] = _floats(key, out[key])
     return out
 
 

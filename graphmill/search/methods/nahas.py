@@ -392,32 +392,18 @@ register(AreaFiltered.name, AreaFiltered)
 
 # -- options and inputs -----------------------------------------------------------------------------------------
 
-def _list(key: str, text: str, kind: type) -> list:
-    vals = []
-    for part in (text if isinstance(text, (list, tuple)) else str(text).split(",")):  # Python may pass a list
-        part = part.strip() if isinstance(part, str) else part
-        try:
-            v = kind(part)
-        except ValueError:
-            raise UserInputError(f"--option {key}={text!r}: {part!r} is not a {'number' if kind is float else 'whole number'}"
-                                 ) from None
-        if kind is not str and not (math.isfinite(v) and v > 0):
-            raise UserInputError(f"--option {key}={text!r}: values must be > 0")
-        if v not in vals:
-            vals.append(v)
-    if not vals or vals == [""]:
-        raise UserInputError(f"--option {key}: give at least one value")
-    return vals
-
-
 def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """The options with defaults filled in and values parsed from strings; a ``UserInputError`` for an unknown
     key (naming the nearest valid one) or a bad value. Accelerator value lists come back as lists."""
+    from graphmill.search.strategies import names as strategy_names
     from graphmill.search.strategies import strategy_class
 
-    out: dict[str, Any] = parse_options(options, OPTIONS, "NAHAS", text=tuple(ACCEL_KEYS))
+    kinds = {key: str if key == "dataflow" else (float if key.endswith("_kb") else int) for key in ACCEL_KEYS}
+    out: dict[str, Any] = parse_options(options, OPTIONS, "NAHAS", lists=kinds)
     for key in ACCEL_KEYS:
-        out[key] = _list(key, out[key], str if key == "dataflow" else (float if key.endswith("_kb") else int))
+        if kinds[key] is not str and not all(v > 0 for v in out[key]):
+            raise UserInputError(f"--option {key}={options.get(key, OPTIONS[key])!r}: values must be > 0")
+        out[key] = list(dict.fromkeys(out[key]))  # a repeated value is one candidate
     for v in out["dataflow"]:
         if v not in DATAFLOWS:
             raise UserInputError(f"--option dataflow: {v!r} is not a dataflow{nearest(v, DATAFLOWS)}; use "
@@ -428,6 +414,11 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     if out["nn"] not in NN_SPACES:
         raise UserInputError(f"--option nn={out['nn']!r}: unknown network space{nearest(out['nn'], NN_SPACES)}; "
                              f"use one of {', '.join(NN_SPACES)}")
+    # the user's choices: every registered strategy but the area filter NAHAS wraps around the chosen one
+    chosen = [name for name in strategy_names() if name != AreaFiltered.name]
+    if out["strategy"] not in chosen:
+        raise UserInputError(f"--option strategy={out['strategy']!r}: unknown strategy"
+                             f"{nearest(out['strategy'], chosen)}; use one of {', '.join(chosen)}")
     strategy_class(out["strategy"])
     for key in ("population", "sample", "steps", "batch", "latency_scale"):
         if out[key] < 1:
