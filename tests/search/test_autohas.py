@@ -127,3 +127,87 @@ def test_candidate_lists_from_python_read_like_the_cli_text():
     assert from_list == autohas.check_options({"lr": "0.1,0.3"})["lr"] == (0.1, 0.3)
     with pytest.raises(UserInputError, match="learning rates must be > 0"):
         autohas.check_options({"lr": [0.0, 0.1]})
+
+
+def _visible_points(ax) -> list[int]:
+    """The data marks a reader can see in ``ax``, per artist: a scatter's points when its markers are at least
+    10 pt^2, a line's points when it has markers or joins two points or more (a markerless line through one
+    point draws nothing); lines in axes coordinates (``axvline``) are not data."""
+    seen = [len(c.get_offsets()) for c in ax.collections if len(c.get_offsets()) and min(c.get_sizes()) >= 10]
+    for line in ax.get_lines():
+        if line.get_transform() != ax.transData:
+            continue
+        n = len(line.get_xdata())
+        if n >= 2 or (n == 1 and line.get_marker() not in (None, "", "None", " ")):
+            seen.append(n)
+    return seen
+
+
+def _figure(monkeypatch, draw):
+    """The figure ``draw()`` saves (``save_figure`` still writes it)."""
+    from graphmill.util import plots
+
+    figures = []
+    save = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, **kw: (figures.append(fig), save(fig, path, **kw)))
+    draw()
+    return figures[-1]
+
+
+def test_plot_of_a_one_step_history_shows_its_points(tmp_path, monkeypatch):
+    """Reference: hand count. What a 1-step run (budget below ``log_every``) recorded: one reward and one
+    snapshot of the controller's probabilities; its autohas.png was blank in all four panels (the reward at
+    3 pt^2, 25% opaque; the snapshot drawn as markerless lines, which draw nothing through one point)."""
+    space = autohas.joint_space(autohas.supernet_spec("tiny"))
+    history = [{"step": 1, "config": {}, "reward": 0.0625, "learning": True}]
+    probs = [{"step": 1, "probs": {f"hp.{k}": [0.25] * 4 for k in ("lr", "weight_decay", "augment")}}]
+    pick = {"hp": {"lr": 0.01, "weight_decay": 0.0, "augment": 0}}
+    fig = _figure(monkeypatch, lambda: autohas.plot(str(tmp_path / "a.png"), history, probs, space, pick))
+    reward, *hps = fig.axes[:4]
+    assert _visible_points(reward) == [1]
+    for ax in hps:  # the 4 candidates of lr, weight_decay, augment: one point each
+        assert _visible_points(ax) == [1] * 4, ax.get_title()
+
+
+def test_plot_with_nothing_to_draw_says_so(tmp_path, monkeypatch):
+    """Reference: hand count: no step and no snapshot; the image must say so, not be a blank grid."""
+    space = autohas.joint_space(autohas.supernet_spec("tiny"))
+    fig = _figure(monkeypatch, lambda: autohas.plot(str(tmp_path / "a.png"), [], [], space, None))
+    for ax in fig.axes[:4]:
+        assert _visible_points(ax) == [] and any(t.get_text().startswith("no ") for t in ax.texts), ax.get_title()
+
+
+@pytest.mark.slow  # about 1 s once torch, scikit-learn and matplotlib are imported; 12 s cold on a loaded machine
+def test_a_one_step_run_plots_the_controllers_start_and_end(tmp_path, monkeypatch):
+    """Reference: hand count: a 1-step run has one reward, and the controller's probabilities before (step 0)
+    and after its step: a line of two points per candidate."""
+    fig = _figure(monkeypatch, lambda: _run(tmp_path / "one", budget=1, final_steps="1"))
+    reward, *hps = fig.axes[:4]
+    assert _visible_points(reward) == [1]
+    for ax in hps:
+        assert _visible_points(ax) == [2] * 4, ax.get_title()
+        assert list(ax.get_lines()[0].get_xdata()) == [0, 1]
+
+
+@pytest.mark.slow  # three 4-step runs: about 3 s once torch is imported
+def test_ctrl_c_before_the_first_log_step_leaves_a_checkpoint_to_resume(tmp_path, monkeypatch):
+    """Reference: the uninterrupted run. A Ctrl-C before the first ``log_every`` steps left no checkpoint (the
+    summary said ``checkpoint: None`` and the CLI "resume from None") beside a history of steps no checkpoint
+    held; now the step-0 checkpoint is there and the rerun ends as the uninterrupted run does."""
+    full = _run(tmp_path / "full", budget=4, final_steps="1")
+    real, calls = autohas.search_step, []
+
+    def step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(autohas, "search_step", step)
+    part = _run(tmp_path / "part", budget=4, final_steps="1")
+    assert part["interrupted"] and part["checkpoint"] == str(tmp_path / "part" / "checkpoint.pt")
+    assert os.path.exists(part["checkpoint"]) and not os.path.exists(tmp_path / "part" / "best.onnx")
+    monkeypatch.setattr(autohas, "search_step", real)
+    done = _run(tmp_path / "part", budget=4, final_steps="1")
+    assert not done["interrupted"] and done["best"] == full["best"]
+    assert open(tmp_path / "part" / "history.jsonl").read() == open(tmp_path / "full" / "history.jsonl").read()

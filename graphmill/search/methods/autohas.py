@@ -307,6 +307,8 @@ class _Run:
             if state is not None:
                 self._restore(state)
             os.makedirs(self.out, exist_ok=True)
+            if state is None:  # step 0: a Ctrl-C before the first log_every steps still leaves a checkpoint to
+                self._save()   # resume from (it consumes no random number: the run is unchanged)
             interrupted = False
             try:
                 if self.phase == "search":
@@ -357,6 +359,8 @@ class _Run:
         o = self.opts
         warm = int(round(o["warmup"] * self.budget))
         t_start, done_at_start = time.perf_counter(), self.step_no
+        if self.step_no == 0 and not self.probs:  # the starting point of the plot's probability curves
+            self._snapshot()
         while self.step_no < self.budget:
             t0 = time.process_time()
             row = search_step(self.module, self.optimizer, self.controller, self.spec, self.data, self.generator,
@@ -370,14 +374,17 @@ class _Run:
                                  "gain": row["gain"], "loss": row["loss"], "diverged": row["diverged"],
                                  "learning": self.step_no > warm})
             if self.step_no % o["log_every"] == 0 or self.step_no == self.budget:
-                self.probs.append({"step": self.step_no,
-                                   "probs": {path: p.tolist() for (path, _), p in
-                                             zip(self.controller.decisions, self.controller.probs())}})
+                self._snapshot()
                 if self.step_no == self.budget:
                     self.phase = "final"
                 self._save()
                 rate = (self.step_no - done_at_start) / max(time.perf_counter() - t_start, 1e-9)
                 self._say(self._search_line(rate))
+
+    def _snapshot(self) -> None:
+        self.probs.append({"step": self.step_no,
+                           "probs": {path: p.tolist() for (path, _), p in
+                                     zip(self.controller.decisions, self.controller.probs())}})
 
     def _search_line(self, rate: float) -> str:
         recent = [h["reward"] for h in self.history[-self.opts["log_every"]:]]
@@ -498,7 +505,10 @@ def _fmt(s: float) -> str:
 
 def plot(path: str, history: list[dict], probs: list[dict], space: Space, pick: dict | None) -> None:
     """autohas.png: the controller's reward over steps (each step and a moving average) and, per
-    hyper-parameter, the probability of each candidate over steps (the chosen candidate drawn thick)."""
+    hyper-parameter, the probability of each candidate over steps (the chosen candidate drawn thick).
+
+    A short run has few points (a run shorter than ``log_every`` has one probability snapshot): they are drawn
+    as markers, since a line through one point draws nothing; a panel with nothing to draw says so."""
     from graphmill.util.plots import pyplot, save_figure
 
     plt = pyplot()
@@ -506,18 +516,23 @@ def plot(path: str, history: list[dict], probs: list[dict], space: Space, pick: 
     ax = axes[0][0]
     steps = [h["step"] for h in history]
     rewards = [h["reward"] for h in history]
-    ax.scatter(steps, rewards, s=3, alpha=0.25, label="reward (validation batch accuracy)")
+    few = len(rewards) < 100  # markers big enough to see one point; a long run's cloud stays light
+    ax.scatter(steps, rewards, s=16 if few else 3, alpha=0.8 if few else 0.25,
+               label="reward (validation batch accuracy)")
     w = max(1, min(50, len(rewards) // 10 or 1))
-    if len(rewards) >= w:
+    if w > 1:
         ma = np.convolve(rewards, np.ones(w) / w, mode="valid")
         ax.plot(steps[w - 1:], ma, color="C3", label=f"moving average ({w})")
     learn = [h["step"] for h in history if h.get("learning")]
     if learn:
         ax.axvline(learn[0], color="grey", ls=":", label="controller starts learning")
+    if not history:
+        _nothing(ax, "no controller step finished yet")
     ax.set_xlabel("controller step")
     ax.set_ylabel("reward")
     ax.set_title("AutoHAS search")
-    ax.legend(loc="lower right", fontsize=7)
+    if history:
+        ax.legend(loc="lower right", fontsize=7)
     ax.grid(alpha=0.3)
     for ax, name in zip([axes[0][1], axes[1][0], axes[1][1]], ("lr", "weight_decay", "augment")):
         key = f"hp.{name}"
@@ -526,7 +541,10 @@ def plot(path: str, history: list[dict], probs: list[dict], space: Space, pick: 
         chosen = pick["hp"][name] if pick else None
         for i, v in enumerate(values):
             ys = [p["probs"][key][i] for p in probs]
-            ax.plot(xs, ys, lw=3 if v == chosen else 1, label=f"{v:g}" + (" (chosen)" if v == chosen else ""))
+            ax.plot(xs, ys, lw=3 if v == chosen else 1, marker="o" if len(xs) < 30 else None,
+                    ms=7 if v == chosen else 4, label=f"{v:g}" + (" (chosen)" if v == chosen else ""))
+        if not probs:
+            _nothing(ax, "no snapshot of the controller yet\n(one every log_every steps)")
         ax.set_xlabel("controller step")
         ax.set_ylabel("probability")
         ax.set_title(f"{name} candidates")
@@ -535,6 +553,10 @@ def plot(path: str, history: list[dict], probs: list[dict], space: Space, pick: 
         ax.grid(alpha=0.3)
     fig.subplots_adjust(hspace=0.45, wspace=0.25)
     save_figure(fig, path)
+
+
+def _nothing(ax, why: str) -> None:
+    ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", color="grey")
 
 
 __all__ = ["run", "OPTIONS", "DEFAULT_BUDGET", "check_options", "joint_space", "supernet_spec", "Controller",
