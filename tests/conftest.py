@@ -107,3 +107,31 @@ def unit_cost():
     takes memory: stage boundaries then depend on the graph's shape only, which the torch pipeline tests need
     (they compare pipelined with single-process training, not the partition)."""
     return _UnitCost()
+
+
+def _sigint_state() -> tuple[bool, bool]:
+    """Whether SIGINT is ignored and whether it is blocked in this process, as the kernel sees it
+    (/proc/self/status), so that a change made by a C library (not through Python's ``signal``) shows too."""
+    ignored = blocked = False
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("SigIgn:"):
+                    ignored = bool(int(line.split()[1], 16) & (1 << (2 - 1)))
+                elif line.startswith("SigBlk:"):
+                    blocked = bool(int(line.split()[1], 16) & (1 << (2 - 1)))
+    except OSError:  # not Linux
+        pass
+    return ignored, blocked
+
+
+@pytest.fixture(autouse=True)
+def _sigint_left_as_found():
+    """A test must leave SIGINT as it found it: a process left ignoring (or blocking) SIGINT cannot be stopped
+    with Ctrl-C, and every command it starts inherits that, so a later Ctrl-C test would fail far from the cause.
+    Fails the test that changed it."""
+    before = _sigint_state()
+    yield
+    after = _sigint_state()
+    if after != before:
+        pytest.fail(f"this test left SIGINT (ignored, blocked) = {after}, was {before}", pytrace=False)

@@ -84,9 +84,11 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys):
 
 
 def _as_a_shell_starts_it() -> None:
-    """SIGINT unblocked and at its default in the child, as a shell starts a command: the test process may
-    inherit another state from earlier tests in the same pytest worker (a child started with SIGINT ignored
-    or blocked never sees Ctrl-C; it ran on past the signal once in a two-worker run)."""
+    """SIGINT unblocked and at its default in the child, as an interactive shell starts a command. The test run
+    itself may ignore SIGINT: a non-interactive shell starts a background command (`make test &`, `bash -c
+    'cmd & wait'`) with SIGINT and SIGQUIT ignored, every descendant inherits that, and Python then installs no
+    KeyboardInterrupt handler; a child started so ran on past the signal to its 120 s budget in fresh-clone
+    runs launched in the background."""
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
