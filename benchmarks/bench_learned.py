@@ -18,9 +18,15 @@ Per graph, on the same environment (``passes.learned.env``):
   state kept: this shows what the policy proposes on its own, and can be worse than the hint);
 * **fine-tuned**: PPO from the shipped policy for ``--finetune`` samples, refining the best state so far
   (``search.learned.fine_tune``);
-* **per-graph RL**: the same algorithm from a fresh policy given ``--rl-factor`` x the fine-tuning samples; and
-  for placement alone (``--rl-placer``, slow) the placement issue's ``rl`` placer with as many samples (graph
-  order, no fusion: it compares with ``place --method learned`` fine-tuned for ``--finetune`` samples);
+* **per-graph RL**, two of them, each given ``--rl-factor`` x the fine-tuning samples: (a) the same algorithm
+  from a fresh policy (``fine_tune(None, ...)``: what transfer adds, everything else equal); (b) the placement
+  issue's ``rl`` placer (``place --method rl``, ``passes.placement.rl``: chain units, copy logit, warm start
+  from the best placement baseline), the project's per-graph RL method, trained on this graph alone; it decides
+  devices only, scheduled in the graph's order without fusion as ``place`` does, and its step time is
+  divided by the same best baseline (of the 30 combinations); skip it with ``--no-rl-placer``;
+* **placement alone** (the ``graphmill place`` environment: graph order, no fusion, relative to the best of the
+  5 placement baselines): ``fine_tune`` of the shipped policy deciding devices only for ``--finetune`` samples
+  (every simulation counted, starting from the best placement baseline) against the ``rl`` placer's;
 * **joint vs sequential**: ``learned-optimize`` against ``learned-place`` -> ``learned-fuse`` ->
   ``learned-schedule`` (each keeping what the previous wrote), each with the zero-shot rounds and samples (so the
   sequential passes simulate 3x as many candidates);
@@ -47,7 +53,7 @@ from graphmill.ir.builder import GraphBuilder
 from graphmill.passes.learned.env import Decisions
 from graphmill.passes.learned.infer import propose
 from graphmill.passes.learned.policy import obs_tensors
-from graphmill.passes.learned.passes import apply_decisions, combine, decisions_from_graph, run_learned
+from graphmill.passes.learned.passes import apply_decisions, combine, run_learned
 from graphmill.passes.learned.policy import load_policy
 from graphmill.passes.placement import place_graph, training_graph
 from graphmill.search.learned import fine_tune, make_task
@@ -135,7 +141,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4, help="zero-shot refinement rounds (one forward pass each)")
     ap.add_argument("--finetune", type=int, default=100)
     ap.add_argument("--rl-factor", type=int, default=10)
-    ap.add_argument("--rl-placer", action="store_true", help="also run the placement issue's rl placer (slow)")
+    ap.add_argument("--no-rl-placer", action="store_true", help="skip the placement issue's rl placer columns")
     ap.add_argument("--policy", default=None, help="policy file (default: the shipped one)")
     ap.add_argument("--speed", action="store_true", help="only measure the environment's episodes per second")
     ap.add_argument("--json", default=None, help="rows written after each graph; a rerun skips graphs already there")
@@ -196,20 +202,28 @@ def main() -> None:
                "ft_samples_to_beat": ft["samples_to_beat"], "rl_samples_to_beat": rl["samples_to_beat"],
                "ft_samples_to_beat_1pct": samples_to(ft["curve"], 0.99 * B),
                "rl_samples_to_beat_1pct": samples_to(rl["curve"], 0.99 * B)}
-        if args.rl_placer:
+        if not args.no_rl_placer:
             gp = g.copy()
+            t0 = time.perf_counter()
             placed = place_graph(gp, cm, method="rl", budget=args.finetune * args.rl_factor, seed=0)
+            rl_s = time.perf_counter() - t0
             base_t = min(placed.report["baselines"].values())
-            gl = g.copy()
-            place_graph(gl, cm, method="heft")
-            jp, dec, out, _ = run_learned(gl, cm, "learned-place", samples=args.samples, policy=pol)
-            keep = decisions_from_graph(gl, task.jp)
-            lft = fine_tune(pol, task, budget=args.finetune, seed=0, reference=base_t,
-                            transform=lambda d, keep=keep: combine(d, keep, {"place"}, task.jp))
-            lbest = min(out.makespan, lft["outcome"].makespan)
-            row.update(place_best_baseline=base_t, place_rl=placed.report["makespan"] / base_t,
-                       place_rl_samples_to_reach=placed.info["learned"]["samples_to_best_baseline"],
-                       place_learned_ft=lbest / base_t, place_learned_samples_to_reach=lft["samples_to_reference"])
+            best_pl = min((c for c in placed.candidates.values() if c.valid and c.method != "rl"),
+                          key=lambda c: c.schedule.makespan)
+            # placement alone: the shipped policy fine-tuned on devices only (graph order, no fusion), from
+            # the best placement baseline; every simulation within the budget
+            ptask = make_task(name, g.copy(), cm, hint=np.asarray(best_pl.placement))
+            keep = Decisions.default(ptask.jp.n, np.asarray(best_pl.placement))
+            t0 = time.perf_counter()
+            lft = fine_tune(pol, ptask, budget=args.finetune, seed=0, reference=base_t,
+                            transform=lambda d, keep=keep, jp=ptask.jp: combine(d, keep, {"place"}, jp))
+            row.update(rl_placer=placed.report["makespan"] / B, rl_placer_seconds=rl_s,
+                       place_best_baseline=base_t, place_best_baseline_name=best_pl.method,
+                       place_rl=placed.report["makespan"] / base_t,
+                       place_rl_samples_to_beat=placed.info["learned"]["samples_to_beat_best_baseline"],
+                       place_learned_ft=lft["outcome"].makespan / base_t,
+                       place_learned_ft_seconds=time.perf_counter() - t0,
+                       place_learned_samples_to_beat=lft["samples_to_beat"])
         rows.append(row)
         if args.json:
             with open(args.json + ".tmp", "w") as f:
@@ -224,25 +238,29 @@ def main() -> None:
     for r in rows:
         print(f"{r['graph']:<20} beat {r['ft_samples_to_beat']} vs {r['rl_samples_to_beat']}; beat 1% "
               f"{r['ft_samples_to_beat_1pct']} vs {r['rl_samples_to_beat_1pct']}")
-    if args.rl_placer and all("place_rl" in r for r in rows):
-        print("\nplacement only (graph order, no fusion; relative to the best placement baseline): learned fine-tuned "
-              f"({args.finetune} samples) vs the rl placer ({args.finetune * args.rl_factor} samples)")
+    if all("place_rl" in r for r in rows):
+        print("\nper-graph RL = the rl placer (place --method rl), relative to the best of the 30 baselines; and "
+              "placement only (graph order, no fusion; relative to the best placement baseline): learned "
+              f"fine-tuned ({args.finetune} samples) vs the rl placer ({args.finetune * args.rl_factor} samples)")
         for r in rows:
-            print(f"{r['graph']:<20} learned {r['place_learned_ft']:.3f} "
-                  f"(reach at {r['place_learned_samples_to_reach']})"
-                  f"  rl {r['place_rl']:.3f} (reach at {r['place_rl_samples_to_reach']})")
+            print(f"{r['graph']:<20} rl placer {r['rl_placer']:.4f} ({r['rl_placer_seconds']:.0f} s) | placement "
+                  f"only: learned {r['place_learned_ft']:.4f} (beat at {r['place_learned_samples_to_beat']}) rl "
+                  f"{r['place_rl']:.4f} (beat at {r['place_rl_samples_to_beat']}) vs {r['place_best_baseline_name']}")
     n = len(rows)
     beats = sum(r["zero_shot"] < 1 for r in rows)
     worst = max(r["zero_shot"] for r in rows)
     worst1 = max(r["one_pass"] for r in rows)
     big = [r for r in rows if r["ops"] >= 500]
     ft_wins = sum(r["fine_tuned"] < r["per_graph_rl"] for r in big)
+    ft_wins_rl = sum(r["fine_tuned"] < r["rl_placer"] for r in big if "rl_placer" in r)
+    place_wins = sum(r["place_learned_ft"] < r["place_rl"] for r in big if "place_rl" in r)
     joint_wins = sum(r["joint"] < r["sequential"] for r in rows)
     joint3_wins = sum(r["joint_3x"] < r["sequential"] for r in rows)
     joint_ties = sum(r["joint"] == r["sequential"] for r in rows)
     print(f"\ngoal: zero-shot beats the best baseline on {beats}/{n} (majority needed), worst {worst:.3f} (<= 1.05 "
           f"needed; one pass alone worst {worst1:.3f}); fine-tuned beats per-graph RL on "
-          f"{ft_wins}/{len(big)} graphs of >= 500 ops (all needed); joint "
+          f"{ft_wins}/{len(big)} graphs of >= 500 ops (all needed), the rl placer on {ft_wins_rl}/{len(big)} "
+          f"(placement only: {place_wins}/{len(big)}); joint "
           f"beats sequential on {joint_wins}/{n} (ties {joint_ties}; with as many simulations as the three passes: "
           f"{joint3_wins}/{n})")
 

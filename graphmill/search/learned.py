@@ -24,8 +24,9 @@ the passes load (``policy.save_policy``: .npz + .json, never a pickle).
 * **Checkpoint/resume**: after every step the policy, optimizer, history and the tasks' states are written atomically
   (``torch.save`` of tensors and plain data, read back with ``weights_only=True``); the random draws of step
   ``k`` come from ``seed`` and ``k`` alone, so a resumed run equals an uninterrupted one.
-* ``fine_tune``: the same PPO on one graph for a sample budget, keeping the best decisions it simulated
-  (the zero-shot greedy ones included); from a fresh policy it is the per-graph RL baseline.
+* ``fine_tune``: zero-shot refinement, then the same PPO on one graph for a sample budget together with moves
+  of whole chain units (the ``rl`` placer's units), keeping the best decisions it simulated; from a fresh
+  policy it is one of the two per-graph RL baselines of the benchmark (the other: ``place --method rl``).
 """
 
 from __future__ import annotations
@@ -45,14 +46,14 @@ from graphmill.ir import Graph, UserInputError
 from graphmill.ir.builder import GraphBuilder
 from graphmill.passes.learned.env import Decisions, JointProblem, Outcome
 from graphmill.passes.learned.features import node_features, state_features
-from graphmill.passes.learned.infer import TOP, moved, ranked_moves, top_moves
+from graphmill.passes.learned.infer import ROUNDS, TOP, moved, ranked_moves, top_moves
 from graphmill.passes.learned.policy import GraphPolicy, Sample, obs_tensors, save_policy
 from graphmill.passes.placement import build_problem, training_graph
-from graphmill.passes.placement.rl import load_checkpoint, merge_options
+from graphmill.passes.placement.rl import chain_units, load_checkpoint, merge_options, merge_units
 from graphmill.util.files import atomic_write_bytes
 
 __all__ = ["Task", "make_task", "random_graph", "training_set", "train", "fine_tune", "DEFAULTS",
-           "TRAINING_MODELS"]
+           "TRAINING_MODELS", "task_units", "unit_moves"]
 
 DEFAULTS = {"steps": 60, "graphs": 4, "samples": 8, "epochs": 3, "clip": 0.2, "lr": 0.003, "entropy": 0.001,
             "penalty": 3.0, "hidden": 64, "layers": 3, "time_limit": 600.0, "reset": 0.3}
@@ -359,10 +360,12 @@ def _state_of(task: Task, saved: dict, current: dict, reset: bool) -> tuple[dict
 def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samples: int = 10, seed: int = 0,
               options: dict | None = None, progress: Callable[[str], None] | None = None,
               transform: Callable[[Decisions], Decisions] | None = None, reference: float | None = None,
-              top: tuple[int, ...] = TOP, singles: int = 4) -> dict:
+              top: tuple[int, ...] = TOP, singles: int = 4, units: int = 40, rounds: int = ROUNDS) -> dict:
     """PPO on one graph for ``budget`` simulated samples, starting from ``policy`` (a copy; None: a fresh
-    policy, the per-graph RL baseline: the same algorithm from scratch). As zero-shot use (``infer.refine``),
-    the policy refines a state, starting from the hint: each iteration simulates its greedy decisions and its
+    policy, the per-graph RL baseline: the same algorithm from scratch). It first runs zero-shot use
+    (``infer.refine``'s ``rounds`` rounds of greedy decisions and top-k changes from the hint, each simulation
+    counted in the budget), so fine-tuning is never worse than zero-shot; then, refining the best state so far,
+    each iteration simulates its greedy decisions and its
     ``top`` most probable device changes (``infer.top_moves``), then up to ``singles`` of its most probable
     single changes not simulated yet (one at a time, in the policy's order; none once this iteration improved
     the state), a candidate already simulated, the start state included, being neither simulated again nor
@@ -372,7 +375,14 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
     simulated (the start state when none beat it), the samples until one was at least as good as
     ``reference`` (default: the task's best baseline; the start state counts as 0 samples when it is), until
     one was strictly better, and the best step time after each sample. ``transform`` maps the policy's
-    decisions to the ones simulated (a pass deciding only some of the three: ``passes.learned.passes.combine``)."""
+    decisions to the ones simulated (a pass deciding only some of the three: ``passes.learned.passes.combine``).
+
+    ``units``: per iteration, after the policy's candidates, that many **chain-unit moves** (``unit_moves``:
+    the placement RL placer's units, an Inception branch with its gradients, moved whole to another device),
+    each simulated on the current state and kept at once when faster (first improvement). A single-op change
+    of a chain adds two transfers, so the policy's single-op moves cannot spread parallel branches; these can.
+    They are drawn uniformly (a seeded random unit and other device): ranked by the policy's mean device
+    logits over the unit they did worse than uniform on Inception-V3 (README, "Learned passes")."""
     opts = _options(options)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -392,6 +402,8 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
         t_start = best["t"]
 
         seen = {_state_key(dec0)}
+        unit_of = task_units(task.jp) if units else None
+        urng = np.random.default_rng([seed, 1])
 
         def record(dec: Decisions, o: Outcome) -> None:
             seen.add(_state_key(dec))
@@ -404,6 +416,18 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
                 best["to_beat"] = best["n"]
             best["curve"].append(best["t"])
 
+        for _ in range(rounds):  # zero-shot first (infer.refine's rounds): greedy + top-k, every one counted
+            t = obs_tensors(obs)
+            before = best["t"]
+            with torch.no_grad():
+                heads = pol.heads(t)
+            for g in [pol.act(t, greedy=True, heads=heads).decisions] + [
+                    d for _, d in top_moves(task.jp, obs["decisions"], heads[0], top)]:
+                g = transform(g) if transform is not None else g
+                if _state_key(g) not in seen and best["n"] < budget:
+                    record(g, task.jp.evaluate(g))
+            if best["t"] < before:
+                obs = state_features(task.jp, task.obs, best["dec"], best["out"])
         while best["n"] < budget:
             t = obs_tensors(obs)
             before = best["t"]
@@ -431,6 +455,13 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
                 break
             ss, r, _ = _rollouts(pol, t, task.jp, task.reference, K, gen, float(opts["penalty"]), record, transform)
             _ppo_update(pol, optim, [(t, ss, _advantages(r))], opts)
+            if units and best["n"] < budget:
+                for g in unit_moves(task.jp, lambda: best["dec"], unit_of, urng, units):
+                    if best["n"] >= budget:
+                        break
+                    g = transform(g) if transform is not None else g
+                    if _state_key(g) not in seen:
+                        record(g, task.jp.evaluate(g))
             if best["t"] < before:
                 obs = state_features(task.jp, task.obs, best["dec"], best["out"])
             if progress:
@@ -440,6 +471,34 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
         torch.set_num_threads(threads)
     return {"decisions": best["dec"], "outcome": best["out"], "samples": best["n"],
             "samples_to_reference": best["to_ref"], "samples_to_beat": best["to_beat"], "curve": best["curve"]}
+
+
+def task_units(jp: JointProblem, max_units: int = 256) -> np.ndarray:
+    """op -> chain unit of the placement RL placer (``placement.rl.chain_units``: chains of colocation groups
+    between forks and joins; merged per layer into at most ``max_units`` runs, ``rl.merge_units``, as ``rl`` does)."""
+    return merge_units(jp.prob, max_units, chain_units(jp.prob))
+
+
+def unit_moves(jp: JointProblem, current: Callable[[], Decisions], unit: np.ndarray, rng: np.random.Generator,
+               k: int):
+    """Up to ``k`` states, each the state ``current()`` returns then with one random chain unit (``unit``: op ->
+    unit) moved whole to a random other device (its fusions dropped, the order kept: ``infer.moved``), generated
+    lazily, so that a move the caller kept is built on by the next (first improvement)."""
+    D = jp.devices
+    U = int(unit.max()) + 1 if len(unit) else 0
+    if D < 2 or not U:
+        return
+    members = [[] for _ in range(U)]
+    for i, u in enumerate(unit.tolist()):
+        members[u].append(i)
+    for _ in range(k):
+        u = int(rng.integers(U))
+        ops = np.asarray(members[u], np.int64)
+        cur = current()
+        dev = np.asarray(cur.device, np.int64)
+        d = int(rng.integers(D - 1))
+        d += d >= int(np.bincount(dev[ops], minlength=D).argmax())  # another device than most of the unit's
+        yield moved(jp, cur, ops, np.full(len(ops), d, np.int64))
 
 
 def _state_key(d: Decisions) -> bytes:

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
+from graphmill.backends.simulator.devices import PlacementCostModel, device_set
 from graphmill.ir.builder import GraphBuilder
 from graphmill.passes.learned import Decisions, JointProblem
 from graphmill.passes.learned.features import move_estimates, node_features, slack
 from graphmill.passes.learned.infer import refine
 from graphmill.passes.learned.policy import GraphPolicy
 from graphmill.passes.placement import build_problem
-from graphmill.search.learned import random_graph
+from graphmill.search.learned import fine_tune, make_task, random_graph, task_units, unit_moves
 from tests.passes.learned.test_env import tiny
 
 
@@ -101,3 +102,68 @@ def test_shipped_policy_zero_shot_beats_the_best_baseline_on_a_held_out_graph():
     assert again.makespan < 0.995 * task.reference
     one = task.jp.evaluate(pol.act(obs_tensors(task.obs), greedy=True).decisions)  # one pass, nothing kept
     assert one.makespan <= 1.05 * task.reference
+
+
+def two_chains(batch: int = 256, h: int = 1024):
+    """x -> three MatMuls (chain A) and x -> three MatMuls (chain B), joined by an Add."""
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("two_chains")
+    x = b.input("x", "float32", [batch, h])
+    outs = []
+    for _ in range(2):
+        y = x
+        for _ in range(3):
+            y = b.MatMul(y, (rng.standard_normal((h, h)) * 0.01).astype(np.float32))
+        outs.append(y)
+    b.output(b.Add(*outs))
+    return b.build()
+
+
+def test_fine_tune_unit_moves_spread_parallel_chains_by_hand():
+    """Fine-tuning's chain-unit moves (search.learned.unit_moves, the rl placer's chain units) move a whole branch:
+    from everything on device 0, the best state puts one chain on the other device. By hand, with the list
+    scheduler's rule: both chains run in parallel (T each; x is an input, on every device at 0), the moved chain's
+    output crosses the link (latency 1000 + bytes / 64 cycles) and the Add runs after it. Single-op changes
+    cannot reach it (a lone MatMul on the other device only adds transfers): without unit moves, the same
+    budget and seed stay at the start."""
+    g = two_chains()
+    cm = PlacementCostModel(device_set(devices=2))
+    task = make_task("two_chains", g, cm, hint=np.zeros(7, np.int64))
+    jp = task.jp
+    names = [n.op_type for n in jp.prob.nodes]
+    assert names == ["MatMul"] * 6 + ["Add"]
+    unit = task_units(jp)
+    assert unit.tolist() == [0, 0, 0, 1, 1, 1, 2]  # chain A, chain B, the Add
+    t = jp.prob.op_time[:, 0]
+    assert np.allclose(jp.prob.op_time[:, 1], t)
+    start = task.obs["decisions"]
+    assert np.all(start.device == 0) and task.reference == pytest.approx(t.sum())
+    moves = list(unit_moves(jp, lambda: start, unit, np.random.default_rng(0), 6))
+    for m in moves:  # one whole unit, to the other device
+        ch = np.flatnonzero(m.device != 0)
+        assert len(np.unique(unit[ch])) == 1 and len(ch) == np.sum(unit == unit[ch[0]]) and np.all(m.device[ch] == 1)
+    T = t[:3].sum()
+    assert t[3:6].sum() == pytest.approx(T)
+    by_hand = T + 1000 + 256 * 1024 * 4 / 64 + t[6]
+    kw = dict(budget=20, seed=0, top=(), singles=0, options={"epochs": 1})
+    with_units = fine_tune(None, task, units=8, **kw)
+    assert with_units["outcome"].makespan == pytest.approx(by_hand)
+    assert by_hand < 0.8 * t.sum()
+    without = fine_tune(None, task, units=0, **kw)
+    assert without["outcome"].makespan == pytest.approx(t.sum())
+
+
+def test_fine_tune_starts_with_the_zero_shot_rounds_counted():
+    """Fine-tuning first runs zero-shot refinement (infer.refine, the reference here: an independent code path),
+    each simulation counted: given as many samples as zero-shot simulates, its best-so-far curve is zero-shot's
+    running minimum, so fine-tuning is never worse than zero-shot (without those rounds it is not on this graph)."""
+    from graphmill.passes.learned.infer import propose
+    from graphmill.passes.learned.policy import load_policy
+
+    task = make_task("m", random_graph(8, "mlp", 60), PlacementCostModel(device_set(devices=4)))
+    pol, _ = load_policy()
+    zs = propose(pol, task.jp, obs=task.obs)
+    assert zs.outcome.makespan < task.reference and zs.source.startswith("round 2")
+    running = np.minimum.accumulate(np.minimum(zs.info["candidates"], task.reference))
+    r = fine_tune(pol, task, budget=len(running), units=0, singles=0)
+    assert np.allclose(r["curve"], running) and r["outcome"].makespan == zs.outcome.makespan
