@@ -143,7 +143,9 @@ def main() -> None:
     ap.add_argument("--table-only", action="store_true")
     ap.add_argument("--pretrain", metavar="OUT.npz", help="pre-train the RL policy on the tiny netlists and 9 "
                     "generated ones for --budget-s seconds and save it (the shipped graphmill/passes/chip/data/"
-                    "rl_policy.npz was made with --pretrain ... --budget-s 300 --seeds 0)")
+                    "rl_policy.npz was made on 2026-12-02 with OMP_NUM_THREADS=1 nice -n 10 python "
+                    "benchmarks/bench_chip.py --pretrain OUT.npz --budget-s 300 --seeds 0: 300 s, 37,920 episodes, "
+                    "learning rate 3e-4, 2 shared cores at load ~7)")
     args = ap.parse_args()
     if args.pretrain:
         from graphmill import api

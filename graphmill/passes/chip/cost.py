@@ -444,6 +444,11 @@ class ProxyCost:
         return np.maximum(vs + self.vm / vcap, hs + self.hm / hcap).reshape(c.rows, c.columns)
 
 
+# public names for the RL placer's position features (graphmill/passes/chip/positions.py), same functions
+pin_xy = _pin_xy
+oriented_size = _size
+
+
 def proxy_cost(problem: ChipProblem, weights: tuple[float, float, float] = DEFAULT_WEIGHTS) -> CostReport:
     """The proxy cost of ``problem``'s current placement (a one-off ``ProxyCost``)."""
     return ProxyCost(problem, weights).report()

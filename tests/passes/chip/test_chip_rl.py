@@ -4,6 +4,8 @@ with positive advantage becomes more likely after an update), an exact checkpoin
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -93,3 +95,90 @@ def test_netlist_without_hard_macros():
     p = problem_from_graph(generate_netlist(hard=0, soft=6, seed=2))
     r = rl.rl_place(p, budget_s=1.0, seed=0)
     assert r.legal and np.isfinite(r.report.proxy)
+
+
+def _place_all_but(p, m):
+    """Legalize every hard macro (greedy, largest first), then return the known mask with every module but m."""
+    from graphmill.passes.chip.legality import legalize
+
+    legalize(p)
+    known = np.ones(len(p.x), dtype=bool)
+    known[m] = False
+    return known
+
+
+def test_position_feature_hpwl_increase_matches_proxy_wirelength():
+    # reference: the proxy cost's own wirelength (cost.py, checked against Circuit Training's header values):
+    # with every other module known, the feature's HPWL increase between two positions of macro m must equal
+    # the difference of the wirelength cost with m at those positions
+    p = _problem(seed=4, hard=6)
+    ep = rl.Episode(p, sub=2)
+    m = int(ep.order[0])
+    known = _place_all_but(p, m)
+    others = np.array([j for j in p.hard if j != m], dtype=np.int64)
+    placed = np.zeros(len(p.x), dtype=np.int64)
+    placed[:len(others)] = others
+    grid = np.zeros(p.canvas.columns * p.canvas.rows)
+    f, legal = ep.features(m, 0, p.x.copy(), p.y.copy(), known, placed, len(others), grid)
+    from graphmill.passes.chip.positions import position_features
+
+    n = len(ep.cx)
+    dwl = np.zeros(n)
+    junk = [np.zeros(n) for _ in range(3)]
+    c = p.canvas
+    position_features(m, ep.cx, ep.cy, p.x.copy(), p.y.copy(), p.w, p.h, p.orient, known, placed, len(others),
+                      p.pin_mod, p.pin_dx, p.pin_dy, p.net_ptr, p.net_pins, p.net_weight, p.mod_net_ptr, p.mod_nets,
+                      grid, ep.soft_grid, ep.gw, ep.gh, c.columns, c.rows, c.width, c.height, 1e-6, ep.wl_norm,
+                      np.zeros(n, dtype=bool), dwl, *junk)
+    idx = np.nonzero(legal)[0]
+    assert len(idx) >= 4
+    wl = []
+    for i in idx[:: max(1, len(idx) // 6)]:
+        p.x[m], p.y[m] = ep.cx[i], ep.cy[i]
+        wl.append((i, proxy_cost(p).wirelength))
+    for (i, a), (j, b) in zip(wl, wl[1:]):
+        assert dwl[i] - dwl[j] == pytest.approx(a - b, abs=1e-12)
+    # the standardized copy the policy reads (feature 5) orders legal positions as the increase does
+    assert np.argsort(f[idx, 5], kind="stable").tolist() == np.argsort(dwl[idx].astype(np.float32), kind="stable").tolist()
+    # legality: the independent check of test_chip_placers on every position the mask allows
+    for i in idx:
+        p.x[m], p.y[m] = ep.cx[i], ep.cy[i]
+        assert independent_legal(p)
+
+
+def test_finer_lattice_places_between_cell_centres():
+    # sub=2: four positions per grid cell, at the centres of its quarters (reference: the grid geometry)
+    torch.manual_seed(0)
+    p = _problem(seed=7)
+    ep = rl.Episode(p, sub=2)
+    c = p.canvas
+    assert len(ep.cx) == 4 * c.columns * c.rows
+    ro = rl.rollout(rl.new_policy(), ep, torch.Generator().manual_seed(0))
+    assert independent_legal(p)
+    qx, qy = ep.gw / 2, ep.gh / 2
+    off_centre = 0
+    for m, a in zip(ro.macros, ro.actions):
+        if a < 0:
+            continue
+        kx, ky = p.x[m] / qx - 0.5, p.y[m] / qy - 0.5
+        assert kx == pytest.approx(round(kx)) and ky == pytest.approx(round(ky))
+        off_centre += (round(kx) % 2 == 1) or (round(ky) % 2 == 1)
+    assert off_centre > 0
+
+
+@pytest.mark.slow
+def test_untrained_policy_beats_uniform_legal_placement():
+    # reference: a uniform choice among the legal positions (the same policy with its prior zeroed: every
+    # legal position equally likely), on Ariane133 from the flow's placement (its soft macros). The HPWL-increase
+    # and density features must give even the untrained policy a far better start than chance
+    from graphmill import api
+
+    d = os.path.join(os.path.dirname(__file__), "..", "..", "data", "chip", "ariane133_ng45")
+    g, _ = api.chip_load(os.path.join(d, "netlist.pb.txt.gz"), os.path.join(d, "legalized.plc"))
+    ep = rl.Episode(problem_from_graph(g))
+    policy = rl.new_policy()
+    greedy = rl.rollout(policy, ep, torch.Generator().manual_seed(0), greedy=True).proxy
+    with torch.no_grad():
+        policy.prior.zero_()
+    uniform = [ro.proxy for ro in rl.rollouts(policy, ep, torch.Generator().manual_seed(0), 2)]
+    assert greedy < 0.70 < min(uniform)

@@ -1,0 +1,186 @@
+"""The RL placer's action space and per-position features, in numba.
+
+Action space: the centres of a ``sub`` x ``sub`` lattice inside every grid cell (``sub = 1``: Circuit
+Training's grid-cell centres; ``sub = 2``: four positions per cell, as later Circuit Training versions and
+follow-up work place on finer grids). Why finer: the proxy cost's density term is the mean of the densest 10%
+of grid cells, and a macro centred on a cell centre always covers that cell to its full height; positions
+between cell centres let macros straddle cell boundaries (what simulated annealing exploits off the grid).
+
+Features for the macro ``m`` about to be placed, at every position (``position_features``):
+
+- legal: the macro centred there lies inside the canvas and clear of every hard macro placed so far;
+- the exact increase of the net-weighted HPWL (in wirelength-cost units: divided by (canvas width + height) x
+  net count) over ``m``'s nets, counting the pins of modules whose positions are known (ports, soft macros,
+  hard macros placed so far), with ``m``'s pin offsets turned by its orientation;
+- the hard-macro density under the footprint (area-weighted mean over the grid cells it covers) and the
+  densest cell it would leave (hard macros so far plus this one), and the same area-weighted mean of the
+  soft macros' density (clusters move after the hard macros, so this is a softer signal).
+
+Why: the HPWL increase is what a greedy placer would minimise; as an input (and a prior term in the logits) it
+gives even an untrained policy a sensible start, and training learns the trade-off with density and routing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .cost import oriented_size, pin_xy
+from .problem import ChipProblem
+
+
+def lattice(problem: ChipProblem, sub: int) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate centres (x, y), row-major over a (rows x sub) by (columns x sub) lattice."""
+    c = problem.canvas
+    gw, gh = c.width / c.columns, c.height / c.rows
+    xs = (np.arange(c.columns * sub) + 0.5) * gw / sub
+    ys = (np.arange(c.rows * sub) + 0.5) * gh / sub
+    X, Y = np.meshgrid(xs, ys)
+    return X.ravel().copy(), Y.ravel().copy()
+
+
+@njit(cache=True)
+def add_footprint(grid, x0, x1, y0, y1, gw, gh, cols, rows, sign):
+    """Add (sign 1) the area fraction of rectangle [x0, x1] x [y0, y1] to every grid cell it covers."""
+    c0 = max(int(np.floor(x0 / gw)), 0)
+    c1 = min(int(np.floor(x1 / gw)), cols - 1)
+    r0 = max(int(np.floor(y0 / gh)), 0)
+    r1 = min(int(np.floor(y1 / gh)), rows - 1)
+    for r in range(r0, r1 + 1):
+        oy = min(y1, (r + 1) * gh) - max(y0, r * gh)
+        if oy <= 0:
+            continue
+        for c in range(c0, c1 + 1):
+            ox = min(x1, (c + 1) * gw) - max(x0, c * gw)
+            if ox > 0:
+                grid[r * cols + c] += sign * ox * oy / (gw * gh)
+
+
+@njit(cache=True)
+def _under(grid, x0, x1, y0, y1, gw, gh, cols, rows, area_frac):
+    """(area-weighted mean of ``grid`` under the rectangle, max over its cells of grid + its coverage)."""
+    c0 = max(int(np.floor(x0 / gw)), 0)
+    c1 = min(int(np.floor(x1 / gw)), cols - 1)
+    r0 = max(int(np.floor(y0 / gh)), 0)
+    r1 = min(int(np.floor(y1 / gh)), rows - 1)
+    s = 0.0
+    a = 0.0
+    top = 0.0
+    for r in range(r0, r1 + 1):
+        oy = min(y1, (r + 1) * gh) - max(y0, r * gh)
+        if oy <= 0:
+            continue
+        for c in range(c0, c1 + 1):
+            ox = min(x1, (c + 1) * gw) - max(x0, c * gw)
+            if ox > 0:
+                f = ox * oy / (gw * gh)
+                s += f * grid[r * cols + c]
+                a += f
+                v = grid[r * cols + c] + f
+                if v > top:
+                    top = v
+    return (s / a if a > 0 else 0.0), top
+
+
+@njit(cache=True)
+def position_features(m, X, Y, x, y, w, h, orient, known, placed, n_placed, pin_mod, pin_dx, pin_dy, net_ptr,
+                      net_pins, net_weight, mod_net_ptr, mod_nets, hard_grid, soft_grid, gw, gh, cols, rows, cw, ch,
+                      eps, wl_norm, legal, dwl, hden, htop, sden):
+    """Fill ``legal``, ``dwl`` (HPWL increase / wl_norm), ``hden``, ``htop``, ``sden`` for macro m at every
+    candidate centre (X[i], Y[i]); see the module docstring."""
+    mw, mh = oriented_size(m, w, h, orient)
+    n = len(X)
+    for i in range(n):
+        cx = X[i]
+        cy = Y[i]
+        ok = cx - mw / 2 >= -eps and cx + mw / 2 <= cw + eps and cy - mh / 2 >= -eps and cy + mh / 2 <= ch + eps
+        if ok:
+            for a in range(n_placed):
+                j = placed[a]
+                jw, jh = oriented_size(j, w, h, orient)
+                if abs(cx - x[j]) < (mw + jw) / 2 - eps and abs(cy - y[j]) < (mh + jh) / 2 - eps:
+                    ok = False
+                    break
+        legal[i] = ok
+        dwl[i] = 0.0
+        hden[i], htop[i] = _under(hard_grid, cx - mw / 2, cx + mw / 2, cy - mh / 2, cy + mh / 2, gw, gh, cols, rows,
+                                  1.0)
+        sden[i] = _under(soft_grid, cx - mw / 2, cx + mw / 2, cy - mh / 2, cy + mh / 2, gw, gh, cols, rows, 1.0)[0]
+    # wirelength: per net of m, the known pins' bounding box and m's pins' offsets (turned), then every position
+    ox0 = x[m]
+    oy0 = y[m]
+    for t in range(mod_net_ptr[m], mod_net_ptr[m + 1]):
+        k = mod_nets[t]
+        bx0 = 1e300
+        bx1 = -1e300
+        by0 = 1e300
+        by1 = -1e300
+        dx0 = 1e300
+        dx1 = -1e300
+        dy0 = 1e300
+        dy1 = -1e300
+        nk = 0
+        for j in range(net_ptr[k], net_ptr[k + 1]):
+            pn = net_pins[j]
+            md = pin_mod[pn]
+            px, py = pin_xy(pn, x, y, orient, pin_mod, pin_dx, pin_dy)
+            if md == m:
+                dx0 = min(dx0, px - ox0)
+                dx1 = max(dx1, px - ox0)
+                dy0 = min(dy0, py - oy0)
+                dy1 = max(dy1, py - oy0)
+            elif known[md]:
+                bx0 = min(bx0, px)
+                bx1 = max(bx1, px)
+                by0 = min(by0, py)
+                by1 = max(by1, py)
+                nk += 1
+        if nk == 0:
+            continue
+        wt = net_weight[k] / wl_norm
+        base = (bx1 - bx0) + (by1 - by0)
+        for i in range(n):
+            ux = max(bx1, X[i] + dx1) - min(bx0, X[i] + dx0)
+            uy = max(by1, Y[i] + dy1) - min(by0, Y[i] + dy0)
+            dwl[i] += wt * (ux + uy - base)
+
+
+@njit(cache=True)
+def _standardize(v, legal, out):
+    s = 0.0
+    n = 0
+    for i in range(len(v)):
+        if legal[i]:
+            s += v[i]
+            n += 1
+    if n == 0:
+        out[:] = 0.0
+        return
+    mean = s / n
+    q = 0.0
+    for i in range(len(v)):
+        if legal[i]:
+            q += (v[i] - mean) ** 2
+    sd = np.sqrt(q / n)
+    for i in range(len(v)):
+        out[i] = (v[i] - mean) / sd if sd > 1e-12 else 0.0
+
+
+@njit(cache=True)
+def assemble_features(f, X, Y, cw, ch, legal, dwl, hden, htop, sden, static, frac, zbuf):
+    """The RL policy's per-position inputs (rl.Episode.features lists them) into ``f`` [positions, 11]."""
+    for i in range(len(X)):
+        f[i, 0] = X[i] / cw
+        f[i, 1] = Y[i] / ch
+        f[i, 2] = hden[i]
+        f[i, 3] = htop[i]
+        f[i, 4] = sden[i]
+        f[i, 8] = static[i, 0]
+        f[i, 9] = static[i, 1]
+        f[i, 10] = frac
+    _standardize(dwl, legal, zbuf)
+    f[:, 5] = zbuf
+    _standardize(sden, legal, zbuf)
+    f[:, 6] = zbuf
+    _standardize(hden, legal, zbuf)
+    f[:, 7] = zbuf
