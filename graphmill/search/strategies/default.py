@@ -75,8 +75,8 @@ joint one with a weight from {0, 0.5} picked by marginal likelihood: .0034 ± .0
 0.8: .0037; grid {0, .5, .9} over 300 seeds: .0035), Thompson sampling from the joint posterior for the 15
 model-based asks (70 seeds: .0054 ± .0004, too much exploration), ``xi`` 0.3 (.0034), ``ordinal`` false (.0034),
 ``enumerate_limit`` 0 (mutant candidates of niched parents instead of the whole table, 500 seeds: .0033; with
-``niche`` 0: .0032), ``noises`` [0.1] (500 seeds: .0034) and [1e-4] (500 seeds: .0033), ``init`` "spread" (.0037). None is better than
-the default by more than its standard error, so the default is unchanged.
+``niche`` 0: .0032), ``noises`` [0.1] (500 seeds: .0034) and [1e-4] (500 seeds: .0033), ``init`` "spread"
+(.0037). None is better than the default by more than its standard error, so the default is unchanged.
 
 Above ``max_train`` results the model is fitted on the best half of that many plus a random sample of the rest,
 which bounds the cost of an ask (a Cholesky of ``max_train`` rows).
