@@ -85,7 +85,9 @@ def _run_method(args: argparse.Namespace, progress) -> int:
             print(f"best: {shown}" if shown else "best: see report.json")
         print(f"{s['method']} on {s['task']}: {s['trials']} trial(s); wrote {', '.join(s['files'])} in {s['out']}")
     if s.get("interrupted"):
-        print(f"interrupted: run the same command again to resume from {s['checkpoint']}", file=sys.stderr)
+        print(f"interrupted: run the same command again to resume from {s['checkpoint']}" if s.get("checkpoint")
+              else "interrupted before the first checkpoint: run the same command again to start it over",
+              file=sys.stderr)  # a None checkpoint was printed as "resume from None"
         return 130
     return 0
 

@@ -140,3 +140,21 @@ def test_real_methods_refuse_bad_options_in_one_line_exit_2_nothing_written(tmp_
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and named in err[0] and "nahas-area" not in err[0], err
     assert captured.out == "" and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("checkpoint, expect", [
+    ("o/checkpoint.json", "interrupted: run the same command again to resume from o/checkpoint.json"),
+    (None, "interrupted before the first checkpoint: run the same command again to start it over"),
+])
+def test_an_interrupted_method_says_how_to_resume(stand_in, monkeypatch, tmp_path, capsys, checkpoint, expect):
+    """Reference: the summary's checkpoint. A method interrupted before its first checkpoint returns None there,
+    which was printed as "resume from None"."""
+    import sys
+
+    def interrupted(out, **kwargs):
+        return {"method": "stand-in", "task": "nothing", "out": out, "files": [], "interrupted": True,
+                "checkpoint": checkpoint, "best": None, "trials": 0}
+
+    monkeypatch.setattr(sys.modules[__name__], "run", interrupted)
+    assert main(["search", "--method", "nahas", "--out", str(tmp_path / "o"), "--json"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == [expect]

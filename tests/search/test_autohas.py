@@ -207,6 +207,8 @@ def test_ctrl_c_before_the_first_log_step_leaves_a_checkpoint_to_resume(tmp_path
     part = _run(tmp_path / "part", budget=4, final_steps="1")
     assert part["interrupted"] and part["checkpoint"] == str(tmp_path / "part" / "checkpoint.pt")
     assert os.path.exists(part["checkpoint"]) and not os.path.exists(tmp_path / "part" / "best.onnx")
+    # no best before the pick is trained (the CLI printed "best: probability 0.0156" of the untrained pick)
+    assert part["best"] is None and set(part["current_pick"]["hyperparameters"]) == {"lr", "weight_decay", "augment"}
     monkeypatch.setattr(autohas, "search_step", real)
     done = _run(tmp_path / "part", budget=4, final_steps="1")
     assert not done["interrupted"] and done["best"] == full["best"]

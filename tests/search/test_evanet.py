@@ -238,3 +238,21 @@ def test_a_checkpoint_without_its_job_file_is_refused_and_nothing_written(tmp_pa
     with pytest.raises(UserInputError, match="no job.json"):
         run(str(out), options={**TINY, "steps": "4"}, **kw)
     assert sorted(os.listdir(out)) == before
+
+
+def test_ctrl_c_in_the_first_evaluation_lists_only_what_it_wrote(tmp_path, monkeypatch):
+    """Reference: the folder itself. A Ctrl-C before the first evaluation finished listed ``checkpoint.json``
+    among the files written and as the checkpoint to resume from, where none had been written."""
+    from graphmill.search.methods import evanet
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evanet, "train_video", interrupted)
+    out = tmp_path / "o"
+    s = run(str(out), budget=2, seed=0, workers=1, executor=None, ray_address=None, accel=None, options=TINY,
+            progress=None)
+    assert s["interrupted"] and s["trials"] == 0 and s["checkpoint"] is None
+    assert not (out / "checkpoint.json").exists()
+    assert sorted(s["files"]) == sorted(f for f in ("job.json", "weights/", "history.jsonl", "report.json"))
+    assert all((out / f).exists() for f in s["files"])

@@ -475,16 +475,16 @@ class _Run:
 
     def _summary(self, report: dict | None, interrupted: bool) -> dict:
         files = [os.path.basename(p) for p in self.files.values() if os.path.exists(p)]
-        if report is None:  # interrupted: the controller's current pick, not trained yet
-            best = None
+        if report is None:  # interrupted: no best yet (the CLI printed the untrained pick's probability as
+            pick_now = None   # "best"); the controller's current pick, not trained, apart
             if hasattr(self, "controller"):
                 pick = self.controller.argmax()
-                best = {"config": pick["arch"], "hyperparameters": pick["hp"], "accuracy": None, "macs": None,
-                        "params": None, "probability": self.controller.probability(pick)}
+                pick_now = {"config": pick["arch"], "hyperparameters": pick["hp"],
+                            "probability": self.controller.probability(pick)}
             return {"method": METHOD, "task": _task(), "out": self.out, "files": files, "interrupted": interrupted,
                     "checkpoint": self.files["checkpoint"] if os.path.exists(self.files["checkpoint"]) else None,
-                    "best": best, "trials": len(getattr(self, "history", [])), "budget": self.budget,
-                    "phase": getattr(self, "phase", None)}
+                    "best": None, "current_pick": pick_now, "trials": len(getattr(self, "history", [])),
+                    "budget": self.budget, "phase": getattr(self, "phase", None)}
         return {"method": METHOD, "task": report["task"], "out": self.out, "files": files, "interrupted": False,
                 "checkpoint": self.files["checkpoint"], "best": report["best"], "trials": report["trials"],
                 "budget": report["budget"], "compute": report["compute"]}

@@ -363,7 +363,8 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
 def _finish(out: str, result, task: VideoTask, opts: dict, space: LineageSpace, checkpoint: str) -> dict:
     from graphmill.search.runner import write_history_jsonl
 
-    files = ["checkpoint.json", "job.json", "weights/"]
+    # what is there: a Ctrl-C during the first evaluation leaves no checkpoint (it was listed all the same)
+    files = [f for f in ("checkpoint.json", "job.json", "weights/") if os.path.exists(os.path.join(out, f))]
     write_history_jsonl(os.path.join(out, "history.jsonl"), result.history)
     files.append("history.jsonl")
     if not result.interrupted and plot(os.path.join(out, "evanet.png"), result.history, task):
@@ -396,8 +397,8 @@ def _finish(out: str, result, task: VideoTask, opts: dict, space: LineageSpace, 
                   "16; repeat: 1, 2}")
     summary = {"method": "evanet", "task": task.describe(), "out": os.path.abspath(out),
                "files": files + ["report.json"], "interrupted": bool(result.interrupted),
-               "checkpoint": os.path.abspath(checkpoint), "best": best_json, "trials": len(result.history),
-               "inheritance": inheritance, "options": opts, "space": space_text}
+               "checkpoint": os.path.abspath(checkpoint) if os.path.exists(checkpoint) else None, "best": best_json,
+               "trials": len(result.history), "inheritance": inheritance, "options": opts, "space": space_text}
     write_json(os.path.join(out, "report.json"), summary)
     return summary
 
@@ -446,6 +447,9 @@ def plot(path: str, history: list, task: VideoTask) -> bool:
     b.set_ylabel("validation accuracy")
     b.set_title("training curves")
     b.legend(fontsize=8)
-    fig.suptitle(task.describe()[:150], fontsize=7)
+    import textwrap
+
+    fig.suptitle(textwrap.fill(task.describe(), 170), fontsize=7)  # whole: it was cut at 150 characters
+    fig.tight_layout(rect=(0, 0, 1, 0.97))  # room for its two lines above the panels' titles
     save_figure(fig, path, tight=True)
     return True

@@ -618,7 +618,7 @@ class _Run:
         best = _best(self.trials)
         if self.trials:
             plot(os.path.join(out, "nahas.png"), {self.opts["mode"]: self.trials}, ev.latency_target,
-                 ev.area_budget, title=f"NAHAS {self.opts['mode']} ({self.opts['nn']} on digits)")
+                 ev.area_budget, title=f"NAHAS {self.opts['mode']} ({self.opts['nn']} network space, digits task)")
             files.append("nahas.png")
         best_json = design(best) if best is not None else None
         if best is not None and not self.interrupted:
@@ -718,6 +718,11 @@ def plot(path: str, runs: Mapping[str, list[dict]], latency_target: float, area_
                        label=f"{name} best" if j == 0 else None)
     ax.axvline(latency_target, color="red", ls="--", lw=1, label=f"latency target {latency_target:.3g} ms")
     ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    # plain numbers, the minor ticks labelled at 2 and 5 only (matplotlib's 2x10^0 3x10^0 4x10^0 overlapped)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
     ax.set_xlabel("simulated latency (ms, log)")
     ax.set_ylabel("accuracy (digits, held-out fifth)")
     ax.set_title(title)
