@@ -196,6 +196,20 @@ def test_unknown_strategy_lists_only_the_users_choices_and_the_nearest():
     assert nahas.check_options({"strategy": "random"})["strategy"] == "random"
 
 
+def test_area_filter_is_not_offered_as_a_strategy_anywhere():
+    """Reference: the seven strategies issue 11 names plus ``grid``. Importing NAHAS registered its area filter
+    like a user's strategy, so ``graphmill search --strategy foo`` listed ``nahas-area`` once NAHAS had been
+    imported; it is internal: found by name (a NAHAS checkpoint names it) but never listed or suggested."""
+    from graphmill.search import strategies
+
+    assert "nahas-area" not in strategies.names()
+    assert set(strategies.names()) >= {"default", "random", "evolution", "reinforce", "ppo", "tpe", "grid"}
+    with pytest.raises(UserInputError) as e:
+        strategies.strategy_class("nahas-aera")
+    assert "nahas-area" not in str(e.value), e.value
+    assert strategies.strategy_class("nahas-area") is nahas.AreaFiltered
+
+
 def test_integer_lists_are_never_truncated(tmp_path):
     """Reference: the values as given. ``options={"rows": [8.5, 16]}`` became rows 8, 16 (``int(8.5)``) and
     ``[True, 16]`` rows 1, 16; both are refused naming the option and the value, while ``[8, 16]`` (and the

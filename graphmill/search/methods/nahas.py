@@ -387,7 +387,7 @@ class AreaFiltered(Strategy):
         self.refused = int(state["refused"])
 
 
-register(AreaFiltered.name, AreaFiltered)
+register(AreaFiltered.name, AreaFiltered, internal=True)
 
 
 # -- options and inputs -----------------------------------------------------------------------------------------
@@ -414,8 +414,8 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     if out["nn"] not in NN_SPACES:
         raise UserInputError(f"--option nn={out['nn']!r}: unknown network space{nearest(out['nn'], NN_SPACES)}; "
                              f"use one of {', '.join(NN_SPACES)}")
-    # the user's choices: every registered strategy but the area filter NAHAS wraps around the chosen one
-    chosen = [name for name in strategy_names() if name != AreaFiltered.name]
+    # the user's choices: the listed strategies (the area filter NAHAS wraps around the chosen one is internal)
+    chosen = list(strategy_names())
     if out["strategy"] not in chosen:
         raise UserInputError(f"--option strategy={out['strategy']!r}: unknown strategy"
                              f"{nearest(out['strategy'], chosen)}; use one of {', '.join(chosen)}")

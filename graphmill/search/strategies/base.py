@@ -109,16 +109,21 @@ _REGISTRY: dict[str, str] = {
 }
 
 STRATEGIES: tuple[str, ...] = tuple(_REGISTRY)
+_INTERNAL: set[str] = set()
 
 
-def register(name: str, target: str | type) -> None:
-    """Add a strategy: a ``Strategy`` subclass or a ``"module:Class"`` string."""
+def register(name: str, target: str | type, *, internal: bool = False) -> None:
+    """Add a strategy: a ``Strategy`` subclass or a ``"module:Class"`` string. An ``internal`` one (a wrapper a
+    search method builds around the user's strategy, such as NAHAS's area filter) is found by name, so that a
+    checkpoint naming it resumes, but is not listed in ``STRATEGIES`` nor offered in error messages."""
     global STRATEGIES
     if isinstance(target, type):
         _CLASSES[name] = target
         target = f"{target.__module__}:{target.__qualname__}"
     _REGISTRY[name] = target
-    STRATEGIES = tuple(_REGISTRY)
+    if internal:
+        _INTERNAL.add(name)
+    STRATEGIES = tuple(n for n in _REGISTRY if n not in _INTERNAL)
 
 
 _CLASSES: dict[str, type] = {}
@@ -127,7 +132,7 @@ _CLASSES: dict[str, type] = {}
 def strategy_class(name: str) -> type[Strategy]:
     """The class registered as ``name``; an unknown name is a ``UserInputError`` with the nearest one."""
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise UserInputError(f"unknown strategy {name!r}{nearest(name, _REGISTRY)}; known: {', '.join(_REGISTRY)}")
+        raise UserInputError(f"unknown strategy {name!r}{nearest(name, STRATEGIES)}; known: {', '.join(STRATEGIES)}")
     if name not in _CLASSES:
         module, cls = _REGISTRY[name].split(":")
         _CLASSES[name] = getattr(importlib.import_module(module), cls)
