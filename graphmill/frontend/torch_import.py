@@ -33,6 +33,13 @@ The dynamo fallback refuses data-dependent control flow outright. It
 exports in eval mode (``training=TrainingMode.EVAL``): Dropout disappears and
 BatchNorm uses its running statistics.
 
+Tied parameters (one ``nn.Parameter`` reachable under several names, e.g. ``head.weight =
+emb.weight``) stay one initializer: the exporter's constant folding turns a bias-free
+``Linear``'s ``MatMul`` operand into a new initializer holding the transposed weight, which
+would make the head a second, independent weight under ``to_torch``; ``from_torch`` replaces
+such a folded copy of a tied parameter (an exporter-named initializer equal to it or to its
+transpose) by ``Transpose``/a direct read of the tied initializer (``_retie``).
+
 With ``dynamic_batch`` every input's first dimension is the symbol ``"N"``,
 and so is every output's first dimension when, in the example run, it equals
 the first input's batch size.
@@ -50,7 +57,7 @@ import tempfile
 import warnings
 from typing import Any, Sequence
 
-from graphmill.ir import Graph, UserInputError
+from graphmill.ir import Graph, Node, Tensor, UserInputError, Value
 from graphmill.util.errors import TracingWarning
 
 from .onnx_import import from_proto
@@ -151,6 +158,58 @@ def _flatten(out: Any) -> list:
     return []
 
 
+def _retie(graph: Graph, module) -> int:
+    """Make the graph read each tied parameter of ``module`` from its one initializer again.
+
+    The legacy exporter constant-folds ``Transpose(weight)`` (a bias-free ``Linear`` on 3-D input exports as
+    ``MatMul``) into a new initializer named ``onnx::MatMul_N``; for a tied weight that copy would untie the
+    head from the embedding. An initializer whose name is none of the module's parameters or buffers and
+    whose data equals a tied parameter (or its 2-D transpose) exactly is replaced by a direct read (or a
+    ``Transpose``) of the tied parameter's initializer. Returns how many copies were replaced.
+    """
+    import numpy as np
+
+    groups: dict[int, tuple] = {}
+    own: set[str] = set()
+    for name, p in module.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(p), (p, []))[1].append(name)
+        own.add(name)
+    own.update(name for name, _ in module.named_buffers(remove_duplicate=False))
+    inits = graph.initializers
+    done = 0
+    for p, names in groups.values():
+        src = next((inits[n] for n in names if n in inits), None) if len(names) > 1 else None
+        if src is None or not isinstance(src.const, Tensor):
+            continue
+        arr = src.const.numpy()
+        for v in list(inits.values()):
+            if v is src or v.name in own or v in graph.inputs or not isinstance(v.const, Tensor):
+                continue
+            c = v.const.numpy()
+            if c.dtype != arr.dtype:
+                continue
+            same = c.shape == arr.shape and np.array_equal(c, arr)
+            transposed = not same and arr.ndim == 2 and c.shape == arr.shape[::-1] and np.array_equal(c, arr.T)
+            if not (same or transposed):
+                continue
+            name = v.name
+            if same:
+                v.replace_all_uses_with(src)
+            else:
+                out = Value("", v.type)
+                node = Node("Transpose", [src], {"perm": [1, 0]}, outputs=[out], name=f"{name}_retie")
+                if graph.nodes:
+                    graph.insert_before(graph.nodes[0], node)
+                else:
+                    graph.append(node)
+                v.replace_all_uses_with(out)
+            graph.remove_initializer(v)
+            if not same:
+                graph.rename(out, name)
+            done += 1
+    return done
+
+
 def from_torch(module, example_inputs, *, dynamic_batch: bool = True, opset: int = 17,
                input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None,
                strict: bool = False) -> Graph:
@@ -237,6 +296,7 @@ def from_torch(module, example_inputs, *, dynamic_batch: bool = True, opset: int
 
     model = onnx.ModelProto.FromString(buf.getvalue())
     graph = from_proto(model, path=f"<torch {cls}>")
+    _retie(graph, module)
     if graph.name in ("", "main_graph"):
         graph.name = cls
     return graph

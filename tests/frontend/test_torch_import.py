@@ -296,3 +296,49 @@ def test_graph_keeps_every_parameter_distinct(two_linear_two_norm):
         warnings.simplefilter("ignore")
         g = from_torch(enc, torch.randn(2, 5, 16))
     assert set(g.initializers) >= {n for n, _ in enc.named_parameters()}
+
+
+class TiedLM(nn.Module):
+    """An embedding whose table is also the bias-free output head (``head.weight = emb.weight``): on 3-D
+    activations the head exports as MatMul, whose transposed operand the exporter folds into a new initializer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(11, 8)
+        self.head = nn.Linear(8, 11, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, ids):
+        return self.head(torch.tanh(self.emb(ids)))
+
+
+def test_tied_embedding_and_head_stay_one_weight():
+    """References: ONNX Runtime on the imported graph against torch eager; training, torch itself: one SGD step of
+    the tied torch module and of ``to_torch(graph)`` on the same batch must give the same new table, which needs
+    the head's gradient and the embedding's summed into one Parameter (untied, the table would get only the
+    embedding's gradient)."""
+    from graphmill.backends.torch import export_weights, to_torch
+
+    torch.manual_seed(0)
+    src = TiedLM()
+    ids = torch.randint(0, 11, (2, 5))
+    g = from_torch(src, ids)
+    floats = [n for n, v in g.initializers.items() if v.const.numpy().dtype.kind == "f"]
+    assert floats == ["emb.weight"], floats  # no folded copy of the tied table
+    ids3 = torch.randint(0, 11, (3, 5), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = src(ids3).numpy()
+    assert close(ortb.run(g, {"input": ids3.numpy()})["output"], ref)
+
+    mod = to_torch(g)
+    assert list(mod.param_names.values()) == ["emb.weight"]
+    for m in (src, mod):
+        opt = torch.optim.SGD(m.parameters(), lr=0.5)
+        opt.zero_grad()
+        (m(ids3) ** 2).mean().backward()
+        opt.step()
+    export_weights(mod, g)
+    np.testing.assert_allclose(g.initializers["emb.weight"].const.numpy(), src.emb.weight.detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        assert close(ortb.run(g, {"input": ids3.numpy()})["output"], src(ids3).numpy())
