@@ -142,6 +142,9 @@ def main() -> None:
     ap.add_argument("--finetune", type=int, default=100)
     ap.add_argument("--rl-factor", type=int, default=10)
     ap.add_argument("--no-rl-placer", action="store_true", help="skip the placement issue's rl placer columns")
+    ap.add_argument("--dram-bw", type=int, default=None,
+                    help="the default chip's DRAM bandwidth in words per cycle (default 512; fusion pays only when "
+                         "the vector unit's 128 lanes outrun it, e.g. 32)")
     ap.add_argument("--policy", default=None, help="policy file (default: the shipped one)")
     ap.add_argument("--speed", action="store_true", help="only measure the environment's episodes per second")
     ap.add_argument("--json", default=None, help="rows written after each graph; a rerun skips graphs already there")
@@ -150,6 +153,16 @@ def main() -> None:
     if args.speed:
         speed()
         return
+    accel = None
+    if args.dram_bw:
+        import copy
+
+        from graphmill.backends.simulator.config import from_dict
+        from graphmill.backends.simulator.devices import DEFAULT_PLACEMENT_ACCEL
+
+        acc = copy.deepcopy(DEFAULT_PLACEMENT_ACCEL)
+        acc["memory"]["dram_bw_words"] = args.dram_bw
+        accel = from_dict(acc)
     pol, meta = load_policy(args.policy)
     print(f"policy: {meta.get('command')} ({meta.get('train_seconds')} s, seed {meta.get('seed')}; training set: "
           f"{', '.join(t['name'] for t in meta.get('training_set', []))})")
@@ -172,7 +185,7 @@ def main() -> None:
         if name in done:
             continue
         g = held_out()[name]()
-        cm = PlacementCostModel(device_set(devices=args.devices))
+        cm = PlacementCostModel(device_set(devices=args.devices, accel=accel))
         task = make_task(name, g, cm)
         B = task.reference
         # zero-shot: refinement rounds of one forward pass each; and one pass alone, unguarded
@@ -227,7 +240,8 @@ def main() -> None:
         rows.append(row)
         if args.json:
             with open(args.json + ".tmp", "w") as f:
-                json.dump({"devices": args.devices, "rows": rows, "policy": meta}, f, indent=1, default=str)
+                json.dump({"devices": args.devices, "dram_bw_words": args.dram_bw or 512, "rows": rows, "policy": meta},
+                          f, indent=1, default=str)
             os.replace(args.json + ".tmp", args.json)
         print(f"{name:<20} {task.jp.n:>5} {task.baseline:>18} {B:>9.3g} {row['zero_shot']:>9.4f} "
               f"{row['one_pass']:>7.4f} {row['fine_tuned']:>10.4f} {row['per_graph_rl']:>12.4f} "
