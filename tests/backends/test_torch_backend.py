@@ -5,6 +5,7 @@ Tolerance: max|diff| <= 1e-4 * max|ref| + 1e-6 unless the onnx case carries its 
 from __future__ import annotations
 
 import collections
+import re
 import os
 import warnings
 
@@ -20,6 +21,7 @@ from graphmill.backends import onnxruntime as ortb  # noqa: E402
 from graphmill.backends.torch import export_weights, supported_ops, to_numpy, to_torch  # noqa: E402
 from graphmill.frontend import from_proto, load, to_proto, zoo  # noqa: E402
 from graphmill.ir import Tensor, UserInputError  # noqa: E402
+from graphmill.passes.cleanup.cse import MERGED_INITIALIZERS, merged_initializers  # noqa: E402
 
 
 def close(got, ref) -> bool:
@@ -624,3 +626,28 @@ def test_optimizing_without_cse_keeps_copies_separate(two_linear_two_norm):
     graphmill.optimize(g, "fold-constants,simplify,dce")
     assert not any(n.op_type == "Identity" for n in g)
     assert sorted(to_torch(g).param_names.values()) == sorted(n for n, _ in src.named_parameters())
+
+
+def test_training_refuses_weights_cse_merged(two_linear_two_norm, tmp_path):
+    """The default schedule's cse merges the four zero biases and the two ones vectors (independent torch
+    parameters, reference: named_parameters()) into one initializer each: trained, they would be one Parameter.
+    The graph records the merge (kept in the saved model), and to_torch refuses it in one line naming the weights,
+    automatic or explicit trainable set, also after a save/load; without the record it would silently build 4
+    Parameters for torch's 8."""
+    torch.manual_seed(0)
+    g = graphmill.from_torch(two_linear_two_norm().eval(), (torch.randn(2, 8),))
+    graphmill.optimize(g)
+    merged = merged_initializers(g)
+    assert sorted(len(v) for v in merged.values()) == [1, 3], merged  # ones: n2.weight; zeros: the other three
+    zeros = next(k for k, v in merged.items() if len(v) == 3)
+    with pytest.raises(UserInputError, match=f"weight '{re.escape(zeros)}' also stands for .*'cse'") as e:
+        to_torch(g)
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserInputError, match="merged it into the equal"):
+        to_torch(g, trainable=set(merged[zeros][:1]))
+    path = tmp_path / "opt.onnx"
+    graphmill.save(g, path)
+    with pytest.raises(UserInputError, match="'cse' pass merged"):
+        to_torch(graphmill.load(path))
+    del g.metadata_props[MERGED_INITIALIZERS]
+    assert len(to_torch(g).param_names) == 4  # what training would have done silently: 4 for torch's 8

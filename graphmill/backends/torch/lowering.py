@@ -18,6 +18,9 @@ Weights:
     initializer's values, so ``a.bias`` and ``n2.bias`` train separately as they did in torch.
     Ops reading one initializer directly share its Parameter (genuine tying, e.g. an embedding
     shared with the LM head);
+  * a weight the ``cse`` pass merged with equal, independent ones (recorded in the graph's
+    ``metadata_props``: ``passes.cleanup.cse.merged_initializers``) is refused: trained, they
+    would be one Parameter;
   * names are sanitized (``[A-Za-z0-9_]``) and made unique; ``module.param_names``
     maps each Parameter's name to the graph value it came from, ``module.buffer_names``
     each initializer buffer's.
@@ -44,6 +47,7 @@ import torch
 from torch import nn
 
 from graphmill.ir import AttrKind, Graph, Tensor, TensorType, UserInputError, topological_order
+from graphmill.passes.cleanup.cse import MERGED_INITIALIZERS, merged_initializers
 from graphmill.util.errors import ExecutionError
 
 from .ops import CHECKS, OPS
@@ -144,6 +148,7 @@ class GraphModule(nn.Module):
         self.output_names = [v.name for v in graph.outputs]
         copies = initializer_copies(graph)
         trainable = weight_initializers(graph) if trainable is None else self._check_trainable(trainable, copies)
+        self._refuse_merged(trainable)
         for name, v in inits.items():
             if v.const is None or not hasattr(v.const, "numpy"):
                 raise UserInputError(f"initializer {name!r} of graph {graph.name!r}: sparse initializers are not "
@@ -216,12 +221,29 @@ class GraphModule(nn.Module):
             if why:
                 raise UserInputError(f"{node.describe()}: {why} by the torch backend")
 
+    def _refuse_merged(self, trainable: Collection[str]) -> None:
+        """A weight that ``cse`` merged with equal ones (its graph's record, ``merged_initializers``) would train
+        them as one Parameter, though they were independent: refused in one line."""
+        merged = merged_initializers(self.graph)
+        for name in sorted(merged):
+            if name in trainable:
+                others = ", ".join(repr(n) for n in merged[name])
+                raise UserInputError(
+                    f"graph {self.graph.name!r}: weight {name!r} also stands for {others}, equal initializers the "
+                    "'cse' pass merged; trained, they would be one Parameter: train before optimizing, or optimize "
+                    f"with a schedule without cse (or delete graph.metadata_props[{MERGED_INITIALIZERS!r}] to train "
+                    "them as one)")
+
     def _check_trainable(self, names: Collection[str], copies: dict[str, str]) -> set[str]:
         if isinstance(names, str):
             names = [names]
         inits = self.graph.initializers
         for n in names:
             v = inits.get(n, inits.get(copies.get(n, "")))
+            survivor = next((k for k, vs in merged_initializers(self.graph).items() if n in vs), None)
+            if v is None and survivor is not None:
+                raise UserInputError(f"to_torch(trainable=...): graph {self.graph.name!r} has no initializer {n!r}: "
+                                     f"the 'cse' pass merged it into the equal {survivor!r}")
             if v is None:
                 raise UserInputError(f"to_torch(trainable=...): graph {self.graph.name!r} has no initializer {n!r} "
                                      "(nor an initializer copy, an Identity of one, of that name)")

@@ -17,10 +17,18 @@ Refused (kept as they are):
   rename an output), or is returned directly by a nested subgraph;
 - a duplicate that produces an output the surviving node leaves omitted;
 - initializers that are also graph inputs (callers may override them) or graph outputs.
+
+Merging equal initializers is right for inference but not for training: two independent weights
+that happen to be equal (zero-initialized biases, LayerNorm ones) would become one trained
+Parameter. So each graph records the floating-point initializers it merged in its
+``metadata_props[MERGED_INITIALIZERS]`` (JSON ``{survivor: [merged names]}``, saved with the
+model), and ``to_torch`` refuses to train a survivor: train before optimizing, or optimize with a
+schedule without ``cse``.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -34,6 +42,18 @@ from .common import NONDETERMINISTIC
 CSE_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 COMMUTATIVE = frozenset({"Add", "Mul", "And", "Or", "Xor", "Equal"})
 NEVER = NONDETERMINISTIC | {"Dropout"}
+MERGED_INITIALIZERS = "graphmill.cse.merged_initializers"  # graph metadata key: {survivor: [merged names]}
+
+
+def merged_initializers(graph: Graph) -> dict[str, list[str]]:
+    """The floating-point initializers ``cse`` merged in ``graph``: ``{survivor: [names it stands for]}``
+    (empty when it merged none, or the record is unreadable)."""
+    try:
+        rec = json.loads(graph.metadata_props.get(MERGED_INITIALIZERS, "{}"))
+    except ValueError:
+        return {}
+    return {str(k): [str(x) for x in v] for k, v in rec.items() if isinstance(v, list)} if isinstance(rec, dict) \
+        else {}
 
 
 @register_pass
@@ -167,6 +187,7 @@ def _dedupe_initializers(g: Graph, protected: set[int]) -> int:
             continue
         groups.setdefault((int(v.const.dtype), tuple(v.const.shape)), []).append(v)
     doomed: list = []
+    merged = merged_initializers(g)
     for (dtype, shape), vs in groups.items():
         if len(vs) < 2:
             continue  # only same type-and-shape candidates are looked at
@@ -187,5 +208,9 @@ def _dedupe_initializers(g: Graph, protected: set[int]) -> int:
             if v.num_uses:
                 v.replace_all_uses_with(first, graph_outputs=False)  # type: ignore[arg-type]
             doomed.append(v)
+            if v.const.dtype.is_floating:  # trainable: recorded, so that to_torch refuses to tie them
+                merged.setdefault(first.name, []).extend([v.name] + merged.pop(v.name, []))  # type: ignore[attr-defined]
     g.remove_initializers(doomed)
+    if merged:
+        g.metadata_props[MERGED_INITIALIZERS] = json.dumps(merged, sort_keys=True)
     return len(doomed)
