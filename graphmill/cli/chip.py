@@ -4,7 +4,9 @@ simulated annealing or the RL placer, scored by Circuit Training's proxy cost.""
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import sys
 
 from graphmill import api
@@ -19,7 +21,15 @@ def _weights(text: str) -> tuple[float, float, float]:
         parts = ()
     if len(parts) != 3:
         raise argparse.ArgumentTypeError(f"{text!r}: expected WL,DEN,CONG (three numbers, e.g. 1,0.5,0.5)")
+    if not all(math.isfinite(v) and v >= 0 for v in parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: each weight must be a number >= 0 (WL,DEN,CONG, e.g. 1,0.5,0.5)")
     return parts  # type: ignore[return-value]
+
+
+# argparse takes an argument starting with '-' for an option unless it is one negative number, so
+# `--weights -1,0.5,0.5` failed with "expected one argument"; a comma list starting with a negative
+# number is a value too, and reaches _weights, which refuses it in one line.
+_NEGATIVE_VALUE = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\.?\d[\d.eE+-]*(,[^,]*)+$")
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -33,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     q.add_argument("-o", "--output", required=True, metavar="OUT.plc", help="the placement written")
     q.add_argument("--budget-s", type=float, default=60.0, metavar="N", help="seconds of search (default 60)")
     q.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    if hasattr(q, "_negative_number_matcher"):  # argparse's own attribute (Python 3.11-3.13)
+        q._negative_number_matcher = _NEGATIVE_VALUE
     q.add_argument("--weights", type=_weights, default=(1.0, 0.5, 0.5), metavar="WL,DEN,CONG",
                    help="proxy cost weights (default 1,0.5,0.5)")
     q.add_argument("--json", metavar="REPORT", help="write the JSON report to REPORT ('-': stdout)")

@@ -83,6 +83,16 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys):
     _bad(tmp_path, capsys, [NET, "--init", PLC, "--method", "annealing"], "invalid choice")
 
 
+def test_negative_weight_one_line_either_spelling(tmp_path, capsys):
+    """A negative proxy weight is refused in one line naming the value, whether given as `--weights -1,0.5,0.5`
+    (argparse took it for an option: 'expected one argument') or `--weights=-1,0.5,0.5`; reference: the proxy
+    cost's weights are Circuit Training's non-negative coefficients."""
+    for args in (["--weights", "-1,0.5,0.5"], ["--weights=-1,0.5,0.5"], ["--weights", "1,-0.5,0.5"]):
+        text = args[-1].split("=")[-1]
+        _bad(tmp_path, capsys, [NET, "--init", PLC, "--method", "fd", *args], f"'{text}': each weight must be a "
+             "number >= 0")
+
+
 def _as_a_shell_starts_it() -> None:
     """SIGINT unblocked and at its default in the child, as an interactive shell starts a command. The test run
     itself may ignore SIGINT: a non-interactive shell starts a background command (`make test &`, `bash -c
