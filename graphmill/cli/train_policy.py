@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a trainer option: graphs, samples, epochs, clip, lr, entropy, penalty, hidden, layers, "
                         "time_limit, reset (repeatable)")
-    p.add_argument("--checkpoint", metavar="PATH", help="save after every step; resume from it")
+    p.add_argument("--checkpoint", metavar="PATH", help="save after every step; resume from it (removed when the run finishes)")
     p.add_argument("--json", metavar="REPORT", help="write the summary as JSON ('-': stdout)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)

@@ -338,6 +338,8 @@ def _train(tasks, seed, opts, checkpoint, progress, output, meta):
                   "seed": seed, "options": opts, "steps": state["step"], "samples": state["samples"],
                   "train_seconds": round(state["seconds"], 1), **meta}
         save_policy(policy, output, record)
+    if checkpoint and state["step"] >= steps and os.path.exists(checkpoint):
+        os.unlink(checkpoint)  # finished (as chip place's .rl-checkpoint): a rerun trains afresh, not a no-op 'resume'
     return policy, info
 
 
