@@ -194,10 +194,9 @@ def check_tensor_data(proto: onnx.TensorProto, dtype: DataType, model_path: str,
             need = n * itemsize
             if raw is not None:
                 have = len(raw)
-            elif external is not None:
-                if external.length is None:
-                    return
-                have = external.length
+            elif external is not None:  # no length: to the end of the file (ONNX's rule), sized at load
+                have = external.stamp[0] - external.offset if external.length is None else external.length
+                where += f" in external data {os.path.basename(external.path)!r} at offset {external.offset}"
             else:
                 have = len(proto.raw_data)
             unit = "bytes"

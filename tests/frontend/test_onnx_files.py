@@ -91,6 +91,44 @@ def test_external_data_missing_or_short_file(tmp_path):
         graphmill.load(path)
 
 
+def _set_external(path: str, **fields: str) -> None:
+    m = onnx.load(path, load_external_data=False)
+    t = m.graph.initializer[0]
+    keep = [(e.key, e.value) for e in t.external_data if e.key not in fields]
+    del t.external_data[:]
+    for k, v in keep + [(k, v) for k, v in fields.items() if v is not None]:
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    with open(path, "wb") as f:
+        f.write(m.SerializeToString())
+
+
+@pytest.mark.parametrize("fields", [{"length": str(1 << 40)}, {"offset": str(1 << 40)},
+                                    {"offset": "8", "length": "9" * 40}, {"length": "-5"}])
+def test_external_data_declared_range_beyond_the_file_is_one_line(tmp_path, fields):
+    """A malicious length/offset (2**40, 40 digits, negative) is checked against the file's size at load: one line
+    naming the tensor and the file, nothing allocated (reference: the file's size, 16 KiB here)."""
+    model, _ = _model_with_weight()
+    path = _save_external(model, str(tmp_path))
+    _set_external(path, **fields)
+    with pytest.raises(ModelLoadError, match=r"tensor 'w': external data range .* lies outside 'w.data' \(16384 bytes"):
+        graphmill.load(path)
+
+
+def test_external_data_without_length_runs_to_the_end_of_the_file(tmp_path):
+    """No ``length``: the data runs to the end of the file (onnx.external_data_helper reads the rest of the file).
+    A range that does not fill the tensor's dims is refused at load in one line naming the tensor, the file and the
+    byte counts; it used to load and fail later, in whatever first decoded it, with numpy's 'cannot reshape'."""
+    model, w = _model_with_weight()
+    path = _save_external(model, str(tmp_path))
+    _set_external(path, length=None)
+    np.testing.assert_array_equal(graphmill.load(path).initializers["w"].const.numpy(), w)
+    _set_external(path, offset="8")
+    with pytest.raises(ModelLoadError, match=r"tensor 'w' .* in external data 'w.data' at offset 8: its dims need "
+                                             r"16384 bytes of data, it holds 16376"):
+        graphmill.load(path)
+
+
 def test_save_with_external_data_reloads_in_onnx_and_graphmill(tmp_path):
     model, w = _model_with_weight()
     from graphmill.frontend import from_proto
