@@ -158,14 +158,17 @@ def _flatten(out: Any) -> list:
     return []
 
 
+_WEIGHT_READERS = frozenset({"MatMul", "Gemm", "Gather", "Einsum"})  # what reads an embedding table or a head
+
+
 def _retie(graph: Graph, module) -> int:
     """Make the graph read each tied parameter of ``module`` from its one initializer again.
 
     The legacy exporter constant-folds ``Transpose(weight)`` (a bias-free ``Linear`` on 3-D input exports as
     ``MatMul``) into a new initializer named ``onnx::MatMul_N``; for a tied weight that copy would untie the
     head from the embedding. An initializer whose name is none of the module's parameters or buffers and
-    whose data equals a tied parameter (or its 2-D transpose) exactly is replaced by a direct read (or a
-    ``Transpose``) of the tied parameter's initializer. Returns how many copies were replaced.
+    whose data equals a tied parameter (or its 2-D transpose) exactly, read only as a weight (MatMul, Gemm,
+    Gather, Einsum), is replaced by a direct read (or a ``Transpose``) of the tied parameter's initializer. Returns how many copies were replaced.
     """
     import numpy as np
 
@@ -183,8 +186,9 @@ def _retie(graph: Graph, module) -> int:
             continue
         arr = src.const.numpy()
         for v in list(inits.values()):
-            if v is src or v.name in own or v in graph.inputs or not isinstance(v.const, Tensor):
-                continue
+            if v is src or v.name in own or v in graph.inputs or not isinstance(v.const, Tensor) \
+                    or not all(n.op_type in _WEIGHT_READERS for n, _ in v.uses()):
+                continue  # a constant read elsewhere (a mask, a fill value) is left alone even if equal
             c = v.const.numpy()
             if c.dtype != arr.dtype:
                 continue
