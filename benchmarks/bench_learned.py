@@ -146,6 +146,9 @@ def main() -> None:
                     help="the default chip's DRAM bandwidth in words per cycle (default 512; fusion pays only when "
                          "the vector unit's 128 lanes outrun it, e.g. 32)")
     ap.add_argument("--policy", default=None, help="policy file (default: the shipped one)")
+    ap.add_argument("--train-steps", type=int, default=0,
+                    help="first train a policy (seed 0, search.learned.train, the default training set) on this "
+                         "benchmark's chip for N PPO steps, write it to --policy, and use it")
     ap.add_argument("--speed", action="store_true", help="only measure the environment's episodes per second")
     ap.add_argument("--json", default=None, help="rows written after each graph; a rerun skips graphs already there")
     args = ap.parse_args()
@@ -163,6 +166,17 @@ def main() -> None:
         acc = copy.deepcopy(DEFAULT_PLACEMENT_ACCEL)
         acc["memory"]["dram_bw_words"] = args.dram_bw
         accel = from_dict(acc)
+    if args.train_steps:
+        if not args.policy:
+            ap.error("--train-steps needs --policy PATH.npz (where the trained policy goes)")
+        from graphmill.search.learned import train, training_set
+
+        tasks = [make_task(n, tg, PlacementCostModel(device_set(devices=D, accel=accel)))
+                 for n, tg, D in training_set()]
+        train(tasks, seed=0, options={"steps": args.train_steps, "time_limit": 3600.0}, output=args.policy,
+              progress=lambda line: print(line, flush=True),
+              meta={"command": "benchmarks/bench_learned.py --train-steps " + str(args.train_steps)
+                    + (f" --dram-bw {args.dram_bw}" if args.dram_bw else "")})
     pol, meta = load_policy(args.policy)
     print(f"policy: {meta.get('command')} ({meta.get('train_seconds')} s, seed {meta.get('seed')}; training set: "
           f"{', '.join(t['name'] for t in meta.get('training_set', []))})")
