@@ -123,9 +123,9 @@ def test_fine_tune_unit_moves_spread_parallel_chains_by_hand():
     """Fine-tuning's chain-unit moves (search.learned.unit_moves, the rl placer's chain units) move a whole branch:
     from everything on device 0, the best state puts one chain on the other device. By hand, with the list
     scheduler's rule: both chains run in parallel (T each; x is an input, on every device at 0), the moved chain's
-    output crosses the link (latency 1000 + bytes / 64 cycles) and the Add runs after it. Single-op changes
-    cannot reach it (a lone MatMul on the other device only adds transfers): without unit moves, the same
-    budget and seed stay at the start."""
+    output crosses the link (latency 1000 + bytes / 64 cycles) and the Add runs after it, reached in one move
+    (the best-so-far curve goes from the start straight to it). Without unit moves (the same budget and seed;
+    top-k and single changes off) the fresh policy's draws stay at the start."""
     g = two_chains()
     cm = PlacementCostModel(device_set(devices=2))
     task = make_task("two_chains", g, cm, hint=np.zeros(7, np.int64))
@@ -148,6 +148,7 @@ def test_fine_tune_unit_moves_spread_parallel_chains_by_hand():
     kw = dict(budget=20, seed=0, top=(), singles=0, options={"epochs": 1})
     with_units = fine_tune(None, task, units=8, **kw)
     assert with_units["outcome"].makespan == pytest.approx(by_hand)
+    assert all(c == pytest.approx(t.sum()) or c == pytest.approx(by_hand) for c in with_units["curve"])
     assert by_hand < 0.8 * t.sum()
     without = fine_tune(None, task, units=0, **kw)
     assert without["outcome"].makespan == pytest.approx(t.sum())
