@@ -91,12 +91,18 @@ def test_training_checkpoint_resume_equals_uninterrupted(tmp_path):
     straight, info = train(tasks, seed=3, options=opts)
     assert info["steps"] == 2 and info["samples"] == 16
     ck = str(tmp_path / "ck.pt")
-    train(tasks, seed=3, options=dict(opts, steps=1), checkpoint=ck)
+
+    def interrupt(line: str) -> None:  # Ctrl-C after the first step (its checkpoint written): a finished run
+        if "step 1/" in line:  # removes its checkpoint, an interrupted one keeps it
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tasks, seed=3, options=opts, checkpoint=ck, progress=interrupt)
     with pytest.raises(UserInputError, match="another training run"):
         train(tasks, seed=4, options=dict(opts, steps=2), checkpoint=ck)
     out = str(tmp_path / "p.npz")
     resumed, info2 = train(tasks, seed=3, options=opts, checkpoint=ck, output=out)
-    assert info2["resumed"] and info2["steps"] == 2
+    assert info2["resumed"] and info2["steps"] == 2 and [h["step"] for h in info2["history"]] == [1, 2]
     for (k, v), (_, w) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(v, w), k
     meta = json.loads((tmp_path / "p.json").read_text())
