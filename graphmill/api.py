@@ -656,8 +656,16 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
         torch.set_num_threads(threads)
     check_trainable(graph)
     check_model(graph, cfg)
+    from graphmill.backends.torch import to_torch
+
+    to_torch(graph)  # the torch backend's own refusals (weights cse merged, op attributes, dtypes) before OUT exists
+    created = not os.path.isdir(out)
     os.makedirs(out, exist_ok=True)
-    run = run_training(graph, cfg, checkpoint=checkpoint, resume=resume, progress=progress)
+    try:
+        run = run_training(graph, cfg, checkpoint=checkpoint, resume=resume, progress=progress)
+    finally:  # refused or interrupted before the first checkpoint: leave no empty OUT behind
+        if created and os.path.isdir(out) and not os.listdir(out):
+            os.rmdir(out)
     report = run.to_dict()
     files = {"model": os.path.join(out, "model.onnx"), "history": os.path.join(out, "history.json"),
              "report": os.path.join(out, "report.json"), "checkpoint": checkpoint}

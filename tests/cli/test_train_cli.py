@@ -140,3 +140,32 @@ def test_ctrl_c_then_the_printed_resume_command_gives_the_uninterrupted_model(tm
     assert not (tmp_path / "cut" / "model.onnx").exists()
     assert main(again[1:]) == 0
     assert (tmp_path / "cut" / "model.onnx").read_bytes() == (tmp_path / "whole" / "model.onnx").read_bytes()
+
+
+def test_weights_cse_merged_are_refused_before_out_is_created(tmp_path, capsys):
+    """Two convolutions with equal zero biases (independent weights), optimized with the default schedule: its
+    cse merges the biases and records it, and training them would make them one Parameter. Reference: to_torch's
+    own refusal (graphmill.cse.merged_initializers, commit 273d27f) and the project rule for bad input: one line,
+    exit 2, nothing written (OUT was created, empty, before the refusal)."""
+    import graphmill
+    from graphmill.ir.builder import GraphBuilder
+    from graphmill.passes.cleanup.cse import merged_initializers
+
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("twoconv")
+    h = b.input("x", "float32", ["N", 1, 16, 16])
+    for name, cin in (("c1", 1), ("c2", 4)):
+        w = (rng.standard_normal((4, cin, 3, 3)) * 0.3).astype(np.float32)
+        h = b.Relu(b.Conv(h, w, np.zeros(4, np.float32), pads=[1, 1, 1, 1], name=name))
+    h = b.Flatten(b.GlobalAveragePool(h))
+    b.output(b.Gemm(h, (rng.standard_normal((10, 4)) * 0.3).astype(np.float32), np.ones(10, np.float32), transB=1),
+             name="logits")
+    g = b.build()
+    graphmill.optimize(g)
+    assert [len(v) for v in merged_initializers(g).values()] == [1]  # the two zero biases
+    graphmill.save(g, tmp_path / "merged.onnx")
+    out = tmp_path / "run"
+    rc = main(["train", str(tmp_path / "merged.onnx"), "--steps", "1", "--batch", "8", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "'cse' pass merged" in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
