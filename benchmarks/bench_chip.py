@@ -71,11 +71,14 @@ def one_run(job: dict) -> dict:
             plc = vacuous_plc(net, plc, os.path.join(tmp, "vacuous.plc"))
         out = os.path.join(tmp, "out.plc")
         t0 = time.perf_counter()
-        rep = api.chip_place(net, plc, method=job["method"], output=out, budget_s=job["budget_s"], seed=job["seed"])
+        info: dict = {}
+        rep = api.chip_place(net, plc, method=job["method"], output=out, budget_s=job["budget_s"], seed=job["seed"],
+                             info=info)
         wall = time.perf_counter() - t0
         again = api.chip_cost(net, out)  # re-read from the written file, legality checked again
+    stats = {k: v for k, v in info.items() if k in ("episodes", "iterations", "best_episode")}
     return dict(job, **{k: again[k] for k in ("proxy", "wirelength", "density", "congestion", "legal")},
-                reported_proxy=rep["proxy"], wall_s=wall)
+                reported_proxy=rep["proxy"], wall_s=wall, load=os.getloadavg()[0], **stats)
 
 
 def speed() -> dict:

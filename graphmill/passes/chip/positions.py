@@ -40,25 +40,10 @@ def lattice(problem: ChipProblem, sub: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True)
-def add_footprint(grid, x0, x1, y0, y1, gw, gh, cols, rows, sign):
-    """Add (sign 1) the area fraction of rectangle [x0, x1] x [y0, y1] to every grid cell it covers."""
-    c0 = max(int(np.floor(x0 / gw)), 0)
-    c1 = min(int(np.floor(x1 / gw)), cols - 1)
-    r0 = max(int(np.floor(y0 / gh)), 0)
-    r1 = min(int(np.floor(y1 / gh)), rows - 1)
-    for r in range(r0, r1 + 1):
-        oy = min(y1, (r + 1) * gh) - max(y0, r * gh)
-        if oy <= 0:
-            continue
-        for c in range(c0, c1 + 1):
-            ox = min(x1, (c + 1) * gw) - max(x0, c * gw)
-            if ox > 0:
-                grid[r * cols + c] += sign * ox * oy / (gw * gh)
-
-
-@njit(cache=True)
-def _under(grid, x0, x1, y0, y1, gw, gh, cols, rows, area_frac):
-    """(area-weighted mean of ``grid`` under the rectangle, max over its cells of grid + its coverage)."""
+def _cover(grid, x0, x1, y0, y1, gw, gh, cols, rows, sign):
+    """Over the grid cells rectangle [x0, x1] x [y0, y1] covers: add ``sign`` x the covered area fraction to
+    ``grid`` (sign 0: leave it), and return (the area-weighted mean of ``grid`` under the rectangle, the
+    largest grid + coverage of a covered cell), both read before the addition."""
     c0 = max(int(np.floor(x0 / gw)), 0)
     c1 = min(int(np.floor(x1 / gw)), cols - 1)
     r0 = max(int(np.floor(y0 / gh)), 0)
@@ -74,12 +59,20 @@ def _under(grid, x0, x1, y0, y1, gw, gh, cols, rows, area_frac):
             ox = min(x1, (c + 1) * gw) - max(x0, c * gw)
             if ox > 0:
                 f = ox * oy / (gw * gh)
-                s += f * grid[r * cols + c]
+                g = grid[r * cols + c]
+                s += f * g
                 a += f
-                v = grid[r * cols + c] + f
-                if v > top:
-                    top = v
+                if g + f > top:
+                    top = g + f
+                if sign != 0:
+                    grid[r * cols + c] = g + sign * f
     return (s / a if a > 0 else 0.0), top
+
+
+@njit(cache=True)
+def add_footprint(grid, x0, x1, y0, y1, gw, gh, cols, rows, sign):
+    """Add (sign 1) the area fraction of rectangle [x0, x1] x [y0, y1] to every grid cell it covers."""
+    _cover(grid, x0, x1, y0, y1, gw, gh, cols, rows, sign)
 
 
 @njit(cache=True)
@@ -103,9 +96,9 @@ def position_features(m, X, Y, x, y, w, h, orient, known, placed, n_placed, pin_
                     break
         legal[i] = ok
         dwl[i] = 0.0
-        hden[i], htop[i] = _under(hard_grid, cx - mw / 2, cx + mw / 2, cy - mh / 2, cy + mh / 2, gw, gh, cols, rows,
-                                  1.0)
-        sden[i] = _under(soft_grid, cx - mw / 2, cx + mw / 2, cy - mh / 2, cy + mh / 2, gw, gh, cols, rows, 1.0)[0]
+        hden[i], htop[i] = _cover(hard_grid, cx - mw / 2, cx + mw / 2, cy - mh / 2, cy + mh / 2, gw, gh, cols, rows,
+                                  0.0)
+        sden[i] = _cover(soft_grid, cx - mw / 2, cx + mw / 2, cy - mh / 2, cy + mh / 2, gw, gh, cols, rows, 0.0)[0]
     # wirelength: per net of m, the known pins' bounding box and m's pins' offsets (turned), then every position
     ox0 = x[m]
     oy0 = y[m]

@@ -362,13 +362,14 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
           batch: int = 8, lr: float = 3e-3, seed: int = 0, weights=DEFAULT_WEIGHTS, checkpoint: str | None = None,
           progress: Progress | None = None, progress_every: float = 5.0, sub: int = DEFAULT_SUB,
           epochs: int = 2, episodes_of: list[Episode] | None = None, best_of: list | None = None,
-          adapt_start: bool = True) -> tuple:
+          adapt_start: bool = True, stats_of: dict | None = None) -> tuple:
     """PPO on ``problems`` (pre-training: many netlists; fine-tuning: one) for ``budget_s`` seconds or
     ``episodes`` episodes. Returns ``(policy, best)`` where ``best[i]`` is the (proxy, placement) of the best
     episode on problem i. Resumes from ``checkpoint`` when it exists; writes it after every batch.
     ``episodes_of``: the problems' ``Episode`` objects when the caller already built them; ``best_of``: a list
     kept equal to ``best`` as it improves (what a caller still has after Ctrl-C). ``adapt_start``: episodes
-    start with the soft macros where the best episode so far left them (``Episode.restart_from``)."""
+    start with the soft macros where the best episode so far left them (``Episode.restart_from``);
+    ``stats_of`` (a dict) receives the episode count after every batch."""
     import torch
 
     torch.manual_seed(seed)
@@ -416,6 +417,8 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
                 ep_rolls.append((eps[i], rolls))
                 done += batch
             ppo_update(policy, optim, ep_rolls, epochs=epochs)
+            if stats_of is not None:
+                stats_of["episodes"] = done
             if checkpoint:
                 _save_checkpoint(checkpoint, policy, optim, {
                     "episodes": done, "best": [(v, None if pl is None else [a.tolist() for a in pl]) for v, pl in best]})
@@ -446,13 +449,15 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
     best_v, best_pl = math.inf, None
     start = problem.copy_placement()
     best: list = []
+    stats: dict = {"episodes": 0}
     try:
         import torch
 
         ep = Episode(problem, weights, sub=sub, seed=seed)
         left = budget_s * finetune_share - (time.monotonic() - t0)
         policy, best = train([problem], policy=policy, budget_s=max(left, 0.0), seed=seed, weights=weights,
-                             checkpoint=checkpoint, progress=progress, episodes_of=[ep], best_of=best)
+                             checkpoint=checkpoint, progress=progress, episodes_of=[ep], best_of=best,
+                             stats_of=stats)
         ro = rollout(policy, ep, torch.Generator().manual_seed(seed), greedy=True)
         if ro.proxy < best_v:
             best_v, best_pl = ro.proxy, ro.placement
@@ -471,7 +476,7 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
             interrupted = True
     report = cost.evaluate()
     return PlaceResult(report, legality(problem)[0], time.monotonic() - t0, "rl", interrupted,
-                       {"best_episode": best_v})
+                       {"best_episode": best_v, **stats})
 
 
 def pretrain(problems: list[ChipProblem], out: str | os.PathLike, *, budget_s: float = 300.0, seed: int = 0,
