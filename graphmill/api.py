@@ -719,9 +719,10 @@ def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict
         task = make_task(graph.name, graph, model, hint=hint)
         keep = decisions_from_graph(graph, task.jp)
         ref = min(base.report["baselines"].values())
+        # from zero-shot's best state, its rounds already run: the budget buys new simulations, each counted once
         ft = fine_tune(policy_for(policy_path), task, budget=budget, seed=seed, progress=progress, reference=ref,
-                       transform=lambda d: combine(d, keep, {"place"}, task.jp))
-        learned.update(samples=learned["samples"] + ft["samples"], steps=-(-budget // 10),
+                       transform=lambda d: combine(d, keep, {"place"}, task.jp), start=(dec, out), rounds=0)
+        learned.update(samples=learned["samples"] + ft["samples"], steps=ft["steps"],
                        samples_to_best_baseline=learned["samples_to_best_baseline"] or (
                            None if ft["samples_to_reference"] is None else
                            learned["samples"] + ft["samples_to_reference"]))
@@ -794,7 +795,7 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
             from graphmill.search.learned import fine_tune, make_task
 
             task = make_task(target.name, target, model)
-            ft = fine_tune(pol, task, budget=finetune, seed=seed, progress=progress)
+            ft = fine_tune(pol, task, budget=finetune, seed=seed, progress=progress, start=(dec, out), rounds=0)
             ft_info = {"samples": ft["samples"], "samples_to_best_baseline": ft["samples_to_reference"],
                        "improved": bool(ft["outcome"] is not None and ft["outcome"].makespan < out.makespan)}
             if ft_info["improved"]:

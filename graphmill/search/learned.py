@@ -362,7 +362,8 @@ def _state_of(task: Task, saved: dict, current: dict, reset: bool) -> tuple[dict
 def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samples: int = 10, seed: int = 0,
               options: dict | None = None, progress: Callable[[str], None] | None = None,
               transform: Callable[[Decisions], Decisions] | None = None, reference: float | None = None,
-              top: tuple[int, ...] = TOP, singles: int = 4, units: int = 40, rounds: int = ROUNDS) -> dict:
+              top: tuple[int, ...] = TOP, singles: int = 4, units: int = 40, rounds: int = ROUNDS,
+              start: tuple[Decisions, Outcome] | None = None) -> dict:
     """PPO on one graph for ``budget`` simulated samples, starting from ``policy`` (a copy; None: a fresh
     policy, the per-graph RL baseline: the same algorithm from scratch). It first runs zero-shot use
     (``infer.refine``'s ``rounds`` rounds of greedy decisions and top-k changes from the hint, each simulation
@@ -373,7 +374,7 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
     the state), a candidate already simulated, the start state included, being neither simulated again nor
     counted, and ``samples`` - 1 - len(``top``) - ``singles`` draws (at least 2) on the current state's features,
     updates the policy with PPO on the draws, and moves the state to the best simulated so far. Returns ``{"decisions",
-    "outcome", "samples", "samples_to_reference", "samples_to_beat", "curve"}``: the best valid decisions
+    "outcome", "samples", "samples_to_reference", "samples_to_beat", "curve", "steps"}``: the best valid decisions
     simulated (the start state when none beat it), the samples until one was at least as good as
     ``reference`` (default: the task's best baseline; the start state counts as 0 samples when it is), until
     one was strictly better, and the best step time after each sample. ``transform`` maps the policy's
@@ -384,7 +385,11 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
     each simulated on the current state and kept at once when faster (first improvement). A single-op change
     of a chain adds two transfers, so the policy's single-op moves cannot spread parallel branches; these can.
     They are drawn uniformly (a seeded random unit and other device): ranked by the policy's mean device
-    logits over the unit they did worse than uniform on Inception-V3 (README, "Learned passes")."""
+    logits over the unit they did worse than uniform on Inception-V3 (README, "Learned passes").
+
+    ``start``: the state to refine instead of the hint, with its outcome (a caller that already ran zero-shot
+    passes its best and ``rounds=0``), so that no simulation is repeated and none is counted twice; the
+    returned ``steps`` is the number of PPO updates."""
     opts = _options(options)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -396,10 +401,14 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
         optim = torch.optim.Adam(pol.parameters(), lr=float(opts["lr"]))
         gen = torch.Generator().manual_seed(seed)
         ref = task.reference if reference is None else reference
-        dec0 = task.obs["decisions"] if transform is None else transform(task.obs["decisions"])
-        out0 = task.jp.evaluate(dec0)
-        obs = task.obs if transform is None else state_features(task.jp, task.obs, dec0, out0)
-        best: dict = {"t": out0.makespan if out0.valid else math.inf, "dec": dec0, "out": out0, "n": 0,
+        if start is not None:  # already simulated by the caller: not again, and not counted
+            dec0, out0 = start
+            obs = state_features(task.jp, task.obs, dec0, out0)
+        else:
+            dec0 = task.obs["decisions"] if transform is None else transform(task.obs["decisions"])
+            out0 = task.jp.evaluate(dec0)
+            obs = task.obs if transform is None else state_features(task.jp, task.obs, dec0, out0)
+        best: dict = {"t": out0.makespan if out0.valid else math.inf, "dec": dec0, "out": out0, "n": 0, "steps": 0,
                       "to_ref": 0 if out0.valid and out0.makespan <= ref else None, "to_beat": None, "curve": []}
         t_start = best["t"]
 
@@ -457,6 +466,7 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
                 break
             ss, r, _ = _rollouts(pol, t, task.jp, task.reference, K, gen, float(opts["penalty"]), record, transform)
             _ppo_update(pol, optim, [(t, ss, _advantages(r))], opts)
+            best["steps"] += 1
             if units and best["n"] < budget:
                 for g in unit_moves(task.jp, lambda: best["dec"], unit_of, urng, units):
                     if best["n"] >= budget:
@@ -471,7 +481,7 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
                          f"({best['t'] / task.reference:.3f} of the best baseline {task.baseline})")
     finally:
         torch.set_num_threads(threads)
-    return {"decisions": best["dec"], "outcome": best["out"], "samples": best["n"],
+    return {"decisions": best["dec"], "outcome": best["out"], "samples": best["n"], "steps": best["steps"],
             "samples_to_reference": best["to_ref"], "samples_to_beat": best["to_beat"], "curve": best["curve"]}
 
 

@@ -241,3 +241,42 @@ def test_learned_optimize_fused_decisions_resimulated_independently():
         values.append(dict(v, producer=p, consumers=cons))
     r = dict(placed, op_time=op_time, values=values, placement={k: rep["placement"][k] for k in order})
     assert resimulate(r) == (rep["makespan"], rep["memory"]["peak"])
+
+
+def test_place_learned_budget_counts_each_fine_tune_simulation_once(monkeypatch):
+    """``place --method learned --budget B``: zero-shot runs once (api.place), then fine-tuning starts from its best
+    state and simulates exactly B more candidates, all reported. Reference: a counting JointProblem.evaluate (every
+    simulation) against the reported samples; the extra simulations of a budget run are B plus the task's own
+    setup (baselines and hint), counted on a bare make_task. Before, fine_tune re-ran the zero-shot rounds api.place
+    had run and re-simulated the start state: B + 1 simulations for B reported, and 'steps' was budget / 10."""
+    from graphmill.passes.learned.env import JointProblem
+    from graphmill.search import learned
+
+    calls = []
+    evaluate = JointProblem.evaluate
+    monkeypatch.setattr(JointProblem, "evaluate", lambda self, dec: calls.append(1) or evaluate(self, dec))
+    runs = []
+    fine_tune = learned.fine_tune
+    monkeypatch.setattr(learned, "fine_tune", lambda *a, **k: runs.append(fine_tune(*a, **k)) or runs[-1])
+
+    def run(budget: int) -> tuple[int, dict]:
+        calls.clear()
+        info: dict = {}
+        api.place(random_graph(5, "mlp", 20), method="learned", devices=3, budget=budget, info=info)
+        return len(calls), info["learned"]
+
+    setup = []  # the simulations of the fine-tune task's setup (its hint and reference), not samples
+    make_task = learned.make_task
+
+    def counted_make_task(*a, **k):
+        before = len(calls)
+        task = make_task(*a, **k)
+        setup.append(len(calls) - before)
+        return task
+    monkeypatch.setattr(learned, "make_task", counted_make_task)
+    n0, zero = run(0)
+    n, got = run(12)
+    setup = setup[-1]
+    assert got["samples"] == zero["samples"] + 12
+    assert n - n0 == 12 + setup
+    assert len(runs) == 1 and runs[0]["samples"] == 12 and got["steps"] == runs[0]["steps"] >= 1
