@@ -256,3 +256,21 @@ def test_ctrl_c_in_the_first_evaluation_lists_only_what_it_wrote(tmp_path, monke
     assert not (out / "checkpoint.json").exists()
     assert sorted(s["files"]) == sorted(f for f in ("job.json", "weights/", "history.jsonl", "report.json"))
     assert all((out / f).exists() for f in s["files"])
+
+
+@pytest.mark.slow  # one trial trained: ~5-8 s
+def test_interrupted_run_plots_its_finished_trials_and_keeps_paths_as_given(tmp_path, monkeypatch):
+    """Reference: autohas and nahas (their summaries keep ``out`` and ``checkpoint`` as given; an interrupted
+    autohas run writes its partial plot) and the folder itself. EvaNet gave absolute paths and wrote evanet.png
+    only when the run completed."""
+    monkeypatch.chdir(tmp_path)
+
+    def stop_at_one(line):
+        if line.startswith("[evanet] trial 1/"):
+            raise KeyboardInterrupt
+
+    s = run("a", budget=2, seed=0, workers=1, executor=None, ray_address=None, accel=None, options=TINY,
+            progress=stop_at_one)
+    assert s["interrupted"] and s["trials"] == 1
+    assert s["out"] == "a" and s["checkpoint"] == os.path.join("a", "checkpoint.json")
+    assert "evanet.png" in s["files"] and os.path.getsize(tmp_path / "a" / "evanet.png") > 0

@@ -26,7 +26,7 @@ of every evaluated network, and the training curves of inheriting children vs fr
 ``best.onnx`` (the best network with its trained weights) and ``report.json``. With ``accel`` (a simulator
 TOML) every trial also reports ``latency_ms`` (the simulator, batch 1) and the plot uses it instead of MACs.
 Ctrl-C stops after the checkpoint of the last finished trial; ``history.jsonl`` and ``report.json`` are written
-(``interrupted: true``), the plot and ``best.onnx`` when the run completes.
+(``interrupted: true``) with the plot of the finished trials; ``best.onnx`` when the run completes.
 """
 
 from __future__ import annotations
@@ -367,7 +367,7 @@ def _finish(out: str, result, task: VideoTask, opts: dict, space: LineageSpace, 
     files = [f for f in ("checkpoint.json", "job.json", "weights/") if os.path.exists(os.path.join(out, f))]
     write_history_jsonl(os.path.join(out, "history.jsonl"), result.history)
     files.append("history.jsonl")
-    if not result.interrupted and plot(os.path.join(out, "evanet.png"), result.history, task):
+    if plot(os.path.join(out, "evanet.png"), result.history, task):  # interrupted: the finished trials' (as autohas)
         files.append("evanet.png")
     best = result.best
     best_json = None
@@ -395,9 +395,9 @@ def _finish(out: str, result, task: VideoTask, opts: dict, space: LineageSpace, 
     inheritance = inheritance_summary(result.history)
     space_text = (f"{opts['modules']} video modules x {{layer: 3d, 2+1d, itgm, pool; kt: 1, 3, 5, 7; width: 8, 12, "
                   "16; repeat: 1, 2}")
-    summary = {"method": "evanet", "task": task.describe(), "out": os.path.abspath(out),
+    summary = {"method": "evanet", "task": task.describe(), "out": out,  # as given, as autohas and nahas
                "files": files + ["report.json"], "interrupted": bool(result.interrupted),
-               "checkpoint": os.path.abspath(checkpoint) if os.path.exists(checkpoint) else None, "best": best_json,
+               "checkpoint": checkpoint if os.path.exists(checkpoint) else None, "best": best_json,
                "trials": len(result.history), "inheritance": inheritance, "options": opts, "space": space_text}
     write_json(os.path.join(out, "report.json"), summary)
     return summary
