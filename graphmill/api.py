@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 from graphmill.frontend import load
@@ -387,9 +388,17 @@ def search(space: str, evaluator: str = "builtin", *, out: str | os.PathLike, st
     """
     from graphmill.search.workflow import run_search
 
+    _check_ray_address(ray_address, executor)
     return run_search(space, evaluator, out=os.fspath(out), strategy=strategy, options=options, budget=budget,
                       workers=workers, executor=executor, ray_address=ray_address, objective=objective, accel=accel,
                       timeout=timeout, seed=seed, proxy=proxy, progress=progress)
+
+
+def _check_ray_address(ray_address: str | None, executor: str | None) -> None:
+    """``--ray-address`` without ``--executor ray`` was ignored by the mnasnet/JSON searches and NAHAS (the run
+    went on locally, as if no cluster was named): refused in one line for every search, as EvaNet/AutoHAS did."""
+    if ray_address is not None and executor != "ray":
+        raise UserInputError("--ray-address needs --executor ray")
 
 
 def search_method(method: str, *, out: str | os.PathLike, budget: int | None = None, seed: int = 0,
@@ -405,6 +414,7 @@ def search_method(method: str, *, out: str | os.PathLike, budget: int | None = N
     from graphmill.search.methods import check_method, run_method
 
     check_method(method)
+    _check_ray_address(ray_address, executor)
     if isinstance(options, dict):
         opts = {str(k): v for k, v in options.items()}  # typed values (a list of ints) reach the method's parser
     else:
@@ -837,6 +847,13 @@ def learned_replay(graph: Graph) -> dict | None:
             "devices": model.names}
 
 
+_POLICY_OPTION_RANGES = {  # train-policy option: (low, low excluded, high)
+    "steps": (1, False, math.inf), "graphs": (1, False, math.inf), "samples": (1, False, math.inf),
+    "epochs": (1, False, math.inf), "clip": (0, True, math.inf), "lr": (0, True, math.inf),
+    "entropy": (0, False, math.inf), "penalty": (0, False, math.inf), "hidden": (1, False, math.inf),
+    "layers": (1, False, math.inf), "time_limit": (0, True, math.inf), "reset": (0, False, 1)}
+
+
 def train_policy(output: str | os.PathLike, *, steps: int | None = None, seed: int = 0, quick: bool = False,
                  options: dict | None = None, checkpoint: str | None = None, progress=None,
                  command: str = "") -> dict:
@@ -856,10 +873,20 @@ def train_policy(output: str | os.PathLike, *, steps: int | None = None, seed: i
     check_target(output)
     from graphmill.search.learned import DEFAULTS
 
+    if checkpoint:
+        check_target(os.fspath(checkpoint))
     opts = dict(options or {})
     unknown = sorted(set(opts) - set(DEFAULTS))
     if unknown:
         raise UserInputError(f"unknown train-policy option {unknown[0]!r}; known: {', '.join(DEFAULTS)}")
+    for key, value in opts.items():  # bad values failed after the training set was built, as torch tracebacks
+        low, strict, high = _POLICY_OPTION_RANGES.get(key, (-math.inf, False, math.inf))
+        whole = isinstance(DEFAULTS[key], int)
+        number = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+        if not number or (whole and value != int(value)) or value < low or (strict and value == low) or value > high:
+            rng = f"{'>' if strict else '>='} {low:g}" + ("" if high == math.inf else f" and <= {high:g}")
+            raise UserInputError(f"--option {key}={value!r}: must be {'a whole number' if whole else 'a number'} "
+                                 f"{rng}")
     if steps is not None:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise UserInputError(f"--steps {steps!r}: must be an integer >= 1")

@@ -61,6 +61,10 @@ def test_method_progress_and_default_budget(stand_in, tmp_path, capsys):
     (["--method", "nahas", "--evaluator", "builtin"], "--evaluator belongs to --space searches"),
     (["--method", "nahas", "--option", "area"], "expected KEY=VALUE"),
     (["--method", "nahas", "--budget", "0"], "--budget 0"),
+    # ignored by NAHAS and the --space searches (ran locally, as if no cluster was named); EvaNet/AutoHAS refused it
+    (["--method", "nahas", "--ray-address", "auto"], "--ray-address needs --executor ray"),
+    (["--space", "mnasnet", "--budget", "1", "--ray-address", "auto", "--executor", "local"],
+     "--ray-address needs --executor ray"),
 ])
 def test_bad_method_input_is_one_line_exit_2_nothing_run(stand_in, tmp_path, capsys, args, expect):
     assert main(["search", *args, "--out", str(tmp_path / "o")]) == 2

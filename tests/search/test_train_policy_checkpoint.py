@@ -32,3 +32,23 @@ def test_finished_run_removes_its_checkpoint_interrupted_run_resumes(tmp_path):
     r = api.train_policy(out, steps=2, quick=True, options=OPTIONS, checkpoint=str(ck), progress=lines.append)
     assert not r["resumed"] and any("step 1/2" in x for x in lines)  # the rerun trained again
     assert not ck.exists()
+
+
+@pytest.mark.parametrize("options, named", [
+    ({"lr": -1.0}, "--option lr=-1.0: must be a number > 0"),  # was torch's ValueError traceback, exit 1
+    ({"epochs": 0}, "--option epochs=0: must be a whole number >= 1"),
+    ({"reset": 1.5}, "--option reset=1.5: must be a number >= 0 and <= 1"),
+])
+def test_bad_option_values_are_refused_before_any_work(tmp_path, options, named, monkeypatch):
+    """Reference: the project's bad-input rule (one line naming the option and value, before any work, nothing
+    written); ``training_set`` is replaced by a trap, so a refusal after building it fails the test."""
+    from graphmill.errors import UserInputError
+    from graphmill.search import learned
+
+    monkeypatch.setattr(learned, "training_set", lambda **k: pytest.fail("built the training set first"))
+    with pytest.raises(UserInputError) as e:
+        api.train_policy(tmp_path / "p.npz", options=options, quick=True, checkpoint=str(tmp_path / "ck"))
+    assert str(e.value) == named
+    with pytest.raises(UserInputError, match="does not exist"):  # --checkpoint's folder, also checked first
+        api.train_policy(tmp_path / "p.npz", quick=True, checkpoint=str(tmp_path / "nodir" / "ck"))
+    assert list(tmp_path.iterdir()) == []
