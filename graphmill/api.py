@@ -388,17 +388,9 @@ def search(space: str, evaluator: str = "builtin", *, out: str | os.PathLike, st
     """
     from graphmill.search.workflow import run_search
 
-    _check_ray_address(ray_address, executor)
     return run_search(space, evaluator, out=os.fspath(out), strategy=strategy, options=options, budget=budget,
                       workers=workers, executor=executor, ray_address=ray_address, objective=objective, accel=accel,
                       timeout=timeout, seed=seed, proxy=proxy, progress=progress)
-
-
-def _check_ray_address(ray_address: str | None, executor: str | None) -> None:
-    """``--ray-address`` without ``--executor ray`` was ignored by the mnasnet/JSON searches and NAHAS (the run
-    went on locally, as if no cluster was named): refused in one line for every search, as EvaNet/AutoHAS did."""
-    if ray_address is not None and executor != "ray":
-        raise UserInputError("--ray-address needs --executor ray")
 
 
 def search_method(method: str, *, out: str | os.PathLike, budget: int | None = None, seed: int = 0,
@@ -414,7 +406,6 @@ def search_method(method: str, *, out: str | os.PathLike, budget: int | None = N
     from graphmill.search.methods import check_method, run_method
 
     check_method(method)
-    _check_ray_address(ray_address, executor)
     if isinstance(options, dict):
         opts = {str(k): v for k, v in options.items()}  # typed values (a list of ints) reach the method's parser
     else:

@@ -267,14 +267,15 @@ def _count(name: str, value: Any) -> int:
     return value
 
 
-def check_executor(executor: str | None, workers: int) -> None:
-    """A ``UserInputError`` for an unknown executor, ``inprocess`` with more than one worker, or ``ray``
-    without ray installed (shared by ``--space`` searches and the ``--method`` ones)."""
+def check_executor(executor: str | None, workers: int, ray_address: str | None = None) -> None:
+    """A ``UserInputError`` for an unknown executor, ``inprocess`` with more than one worker, a ``ray_address``
+    without ``ray``, or ``ray`` without ray installed (shared by ``--space`` searches and the ``--method`` ones)."""
     from graphmill.search.executors import EXECUTORS
 
     if executor is not None and executor not in EXECUTORS:
         raise UserInputError(f"--executor {executor!r}: unknown{_nearest(executor, EXECUTORS)}; "
                              f"use one of {', '.join(EXECUTORS)}")
+    check_ray_address(executor, ray_address)
     if executor == "inprocess" and workers != 1:
         raise UserInputError(f"--executor inprocess runs one evaluation at a time; --workers {workers} needs "
                              "local or ray")
@@ -285,10 +286,18 @@ def check_executor(executor: str | None, workers: int) -> None:
             raise UserInputError("--executor ray needs ray: pip install ray") from None
 
 
+def check_ray_address(executor: str | None, ray_address: str | None) -> None:
+    """``--ray-address`` names a cluster for the ``ray`` executor; with any other the run would go on locally as
+    if no cluster was named, so it is refused."""
+    if ray_address is not None and executor != "ray":
+        raise UserInputError("--ray-address needs --executor ray")
+
+
 def prepare(space_spec: str, evaluator_spec: str = "builtin", *, strategy: str = "default",
             options: list[str] | dict | None = None, budget: int = 50, workers: int = 1,
             executor: str | None = None, objective: str | None = None, accel: str | None = None,
-            timeout: float | None = None, seed: int = 0, proxy: dict | None = None) -> dict:
+            timeout: float | None = None, seed: int = 0, proxy: dict | None = None,
+            ray_address: str | None = None) -> dict:
     """Everything the user named, resolved and checked; a ``UserInputError`` before anything is written."""
     from graphmill.search.strategies import strategy_class
 
@@ -303,7 +312,7 @@ def prepare(space_spec: str, evaluator_spec: str = "builtin", *, strategy: str =
     budget, workers = _count("--budget", budget), _count("--workers", workers)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserInputError(f"--seed {seed!r}: must be an integer >= 0")
-    check_executor(executor, workers)
+    check_executor(executor, workers, ray_address)
     if timeout is not None and not timeout > 0:
         raise UserInputError(f"--timeout {timeout!r}: must be > 0 seconds")
     evaluate = make_evaluator(evaluator_spec, space_name, objective=obj, accel=accel, seed=seed, proxy=proxy)
@@ -326,7 +335,8 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
     from graphmill import search
 
     job = prepare(space_spec, evaluator_spec, strategy=strategy, options=options, budget=budget, workers=workers,
-                  executor=executor, objective=objective, accel=accel, timeout=timeout, seed=seed, proxy=proxy)
+                  executor=executor, objective=objective, accel=accel, timeout=timeout, seed=seed, proxy=proxy,
+                  ray_address=ray_address)
     out = os.fspath(out)
     os.makedirs(out, exist_ok=True)
     checkpoint = os.path.join(out, "checkpoint.json")

@@ -130,7 +130,10 @@ def run_method(name: str, *, out: str, budget: int | None = None, seed: int = 0,
                options: dict[str, str] | None = None,
                progress: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) the search method ``name`` into the folder ``out``; its JSON-able summary."""
+    from graphmill.search.workflow import check_ray_address
+
     module = importlib.import_module(METHODS[check_method(name)])
+    check_ray_address(executor, ray_address)  # for every method: one that ignored it ran locally
     if not str(out).strip():
         raise UserInputError("--out '': give a folder (an empty path would write into the current one)")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):

@@ -178,8 +178,6 @@ def _check_run(out: str, budget: int | None, seed: int, workers: int, executor: 
     if executor not in (None, "inprocess", "local", "ray"):
         raise UserInputError(f"--executor {executor!r}: unknown{_nearest(str(executor), ('local', 'ray'))}; "
                              "use local or ray")
-    if ray_address is not None and executor != "ray":
-        raise UserInputError("--ray-address needs --executor ray")
     if executor == "ray":
         try:
             import ray  # noqa: F401

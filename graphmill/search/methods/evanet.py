@@ -297,8 +297,6 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
     from graphmill.search.workflow import check_executor
 
     check_executor(executor, workers)
-    if ray_address is not None and executor != "ray":
-        raise UserInputError("--ray-address needs --executor ray")
     if accel is not None:
         if not os.path.isfile(accel):
             raise UserInputError(f"--accel {accel}: no such file")
