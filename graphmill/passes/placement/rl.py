@@ -324,9 +324,9 @@ def load_checkpoint(path: str, signature: str, what: str, differ: str, *, weight
     return ck
 
 
-def _projected_time(prob: PlacementProblem, placement: np.ndarray) -> float:
-    """The step time of ``placement``, infinite when it is over some device's memory."""
-    sch = simulate(prob, placement.tolist())
+def _projected_time(prob: PlacementProblem, placement) -> float:
+    """The step time of ``placement`` (a device per op), infinite when it is over some device's memory."""
+    sch = simulate(prob, np.asarray(placement).tolist())
     return sch.makespan if sch.over(prob.capacity) is None else math.inf
 
 
@@ -450,9 +450,8 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
     if not resumed:
         if opts["start"] == "random":  # from scratch: a seeded uniformly random placement of the units
             rand = np.random.default_rng(seed).integers(0, D, U)[unit].tolist()
-            sch = simulate(prob, rand)
             state["incumbent"] = unit_targets(rand)
-            state["incumbent_t"] = sch.makespan if sch.over(prob.capacity) is None else math.inf
+            state["incumbent_t"] = _projected_time(prob, rand)
         elif best_base is not None:
             state["incumbent"] = unit_targets(best_base.placement)
             state["incumbent_t"] = best_t
