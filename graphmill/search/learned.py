@@ -46,7 +46,7 @@ from graphmill.ir import Graph, UserInputError
 from graphmill.ir.builder import GraphBuilder
 from graphmill.passes.learned.env import Decisions, JointProblem, Outcome
 from graphmill.passes.learned.features import node_features, state_features
-from graphmill.passes.learned.infer import ROUNDS, TOP, moved, ranked_moves, top_moves
+from graphmill.passes.learned.infer import ROUNDS, TOP, moved, ranked_moves, refine, state_key, top_moves
 from graphmill.passes.learned.policy import GraphPolicy, Sample, obs_tensors, save_policy
 from graphmill.passes.placement import build_problem, training_graph
 from graphmill.passes.placement.rl import chain_units, load_checkpoint, merge_options, merge_units
@@ -366,8 +366,9 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
               start: tuple[Decisions, Outcome] | None = None) -> dict:
     """PPO on one graph for ``budget`` simulated samples, starting from ``policy`` (a copy; None: a fresh
     policy, the per-graph RL baseline: the same algorithm from scratch). It first runs zero-shot use
-    (``infer.refine``'s ``rounds`` rounds of greedy decisions and top-k changes from the hint, each simulation
-    counted in the budget), so fine-tuning is never worse than zero-shot; then, refining the best state so far,
+    (``infer.refine`` itself: ``rounds`` rounds of greedy decisions and top-k changes from the hint, each
+    simulation counted in the budget, its set of simulated states kept for what follows), so fine-tuning is
+    never worse than zero-shot; then, refining the best state so far,
     each iteration simulates its greedy decisions and its
     ``top`` most probable device changes (``infer.top_moves``), then up to ``singles`` of its most probable
     single changes not simulated yet (one at a time, in the policy's order; none once this iteration improved
@@ -412,33 +413,33 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
                       "to_ref": 0 if out0.valid and out0.makespan <= ref else None, "to_beat": None, "curve": []}
         t_start = best["t"]
 
-        seen = {_state_key(dec0)}
+        seen = {state_key(dec0)}
         unit_of = task_units(task.jp) if units else None
         urng = np.random.default_rng([seed, 1])
 
-        def record(dec: Decisions, o: Outcome) -> None:
-            seen.add(_state_key(dec))
+        def count(t: float) -> None:  # one more simulation, its step time t (inf: invalid)
             best["n"] += 1
-            if o.valid and o.makespan < best["t"]:
-                best.update(t=o.makespan, dec=dec, out=o)
+            best["t"] = min(best["t"], t)
             if best["to_ref"] is None and best["t"] <= ref:
                 best["to_ref"] = best["n"]
             if best["to_beat"] is None and best["t"] < min(ref, t_start):
                 best["to_beat"] = best["n"]
             best["curve"].append(best["t"])
 
-        for _ in range(rounds):  # zero-shot first (infer.refine's rounds): greedy + top-k, every one counted
-            t = obs_tensors(obs)
-            before = best["t"]
-            with torch.no_grad():
-                heads = pol.heads(t)
-            for g in [pol.act(t, greedy=True, heads=heads).decisions] + [
-                    d for _, d in top_moves(task.jp, obs["decisions"], heads[0], top)]:
-                g = transform(g) if transform is not None else g
-                if _state_key(g) not in seen and best["n"] < budget:
-                    record(g, task.jp.evaluate(g))
-            if best["t"] < before:
-                obs = state_features(task.jp, task.obs, best["dec"], best["out"])
+        def record(dec: Decisions, o: Outcome) -> None:
+            seen.add(state_key(dec))
+            if o.valid and o.makespan < best["t"]:
+                best.update(dec=dec, out=o)
+            count(o.makespan if o.valid else math.inf)
+
+        if rounds:  # zero-shot first (infer.refine: greedy + top-k per round), every simulation counted
+            dec, out, _, times = refine(pol, task.jp, obs, rounds=rounds, transform=transform, start=(dec0, out0),
+                                        top=top, budget=budget, seen=seen)
+            for x in times:
+                count(x)
+            if best["t"] < t_start:  # refine's best: the fastest valid state it simulated
+                best.update(dec=dec, out=out)
+                obs = state_features(task.jp, task.obs, dec, out)
         while best["n"] < budget:
             t = obs_tensors(obs)
             before = best["t"]
@@ -448,7 +449,7 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
             cands = [g] + [d for _, d in top_moves(task.jp, obs["decisions"], heads[0], top)]
             for g in cands:
                 g = transform(g) if transform is not None else g
-                if _state_key(g) not in seen and best["n"] < budget:
+                if state_key(g) not in seen and best["n"] < budget:
                     record(g, task.jp.evaluate(g))
             # the policy's single most probable changes not simulated yet, one at a time, in its order
             order, to = ranked_moves(obs["decisions"], heads[0])
@@ -458,7 +459,7 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
                     break
                 g = moved(task.jp, obs["decisions"], np.array([i]), to[[i]])
                 g = transform(g) if transform is not None else g
-                if _state_key(g) not in seen:
+                if state_key(g) not in seen:
                     record(g, task.jp.evaluate(g))
                     found += 1
             K = min(max(samples - 1 - len(top) - singles, 2), budget - best["n"])
@@ -472,7 +473,7 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
                     if best["n"] >= budget:
                         break
                     g = transform(g) if transform is not None else g
-                    if _state_key(g) not in seen:
+                    if state_key(g) not in seen:
                         record(g, task.jp.evaluate(g))
             if best["t"] < before:
                 obs = state_features(task.jp, task.obs, best["dec"], best["out"])
@@ -512,8 +513,3 @@ def unit_moves(jp: JointProblem, current: Callable[[], Decisions], unit: np.ndar
         d += d >= int(np.bincount(dev[ops], minlength=D).argmax())  # another device than most of the unit's
         yield moved(jp, cur, ops, np.full(len(ops), d, np.int64))
 
-
-def _state_key(d: Decisions) -> bytes:
-    """The state's identity: devices, fusions and the order the priorities give (same key, same simulation)."""
-    return b"|".join([np.asarray(d.device, np.int64).tobytes(), np.asarray(d.fuse, bool).tobytes(),
-                      np.argsort(d.priority, kind="stable").tobytes()])

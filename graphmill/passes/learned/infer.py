@@ -2,10 +2,11 @@
 The state starts as the hint (the best baseline, whose simulation the features need anyway); each round is one
 forward pass of the policy on the current state's features (its devices, order, slack, one-step move
 estimates: ``features.state_features``) giving its greedy decisions, plus ``samples`` draws from the same pass;
-each is simulated, and the next round refines the best state so far. ``rounds`` x (1 + ``samples``)
-simulations in all, and as many forward passes as rounds (seconds even for thousands of ops). No search
-happens here besides keeping the best simulated state, and no training (fine-tuning is
-``graphmill.search.learned.fine_tune``)."""
+each is simulated, and the next round refines the best state so far. A decision set simulated already (the
+start state, an earlier candidate: ``state_key``) is not simulated again nor counted, so at most ``rounds`` x (1 +
+len(``top``) + ``samples``) simulations in all, and at most as many forward passes as rounds (seconds even for
+thousands of ops). No search happens here besides keeping the best simulated state, and no training
+(fine-tuning, ``graphmill.search.learned.fine_tune``, starts with these rounds: it calls ``refine``)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .env import Decisions, JointProblem, Outcome
 from .features import node_features, state_features
 from .policy import GraphPolicy, obs_tensors
 
-__all__ = ["Proposal", "propose", "refine", "top_moves", "ranked_moves", "moved", "ROUNDS", "TOP"]
+__all__ = ["Proposal", "propose", "refine", "state_key", "top_moves", "ranked_moves", "moved", "ROUNDS", "TOP"]
 
 #: refinement rounds of zero-shot use (the passes' and ``propose``'s default)
 ROUNDS = 4
@@ -41,13 +42,29 @@ def _key(o: Outcome) -> tuple[bool, float]:
     return (not o.valid, o.makespan)
 
 
+def state_key(d: Decisions) -> bytes:
+    """The state's identity: devices, fusions and the order the priorities give (same key, same simulation)."""
+    return b"|".join([np.asarray(d.device, np.int64).tobytes(), np.asarray(d.fuse, bool).tobytes(),
+                      np.argsort(d.priority, kind="stable").tobytes()])
+
+
 def refine(policy: GraphPolicy, jp: JointProblem, obs: dict, *, rounds: int = ROUNDS, samples: int = 0,
            seed: int = 0, transform: Callable[[Decisions], Decisions] | None = None,
-           start: Decisions | None = None, top: tuple[int, ...] = ()) -> tuple[Decisions, Outcome, str, list[float]]:
-    """Refine from ``start`` (default: the hint, ``obs``' state) for ``rounds`` (module docstring);
-    ``transform`` maps the policy's decisions to the ones simulated (a pass deciding only some of the three).
-    Returns (best decisions, their outcome, where they came from, every candidate's step time in order, inf
-    when invalid). The start state is the answer only when no candidate beats it."""
+           start: tuple[Decisions, Outcome] | None = None, top: tuple[int, ...] = (),
+           budget: int | None = None, seen: set[bytes] | None = None
+           ) -> tuple[Decisions, Outcome, str, list[float]]:
+    """Refine from ``start`` (default: the hint, ``obs``' state; else a state and its outcome, simulated
+    already) for ``rounds`` (module docstring); ``transform`` maps the policy's decisions to the ones simulated
+    (a pass deciding only some of the three). Returns (best decisions, their outcome, where they came from, the
+    step time of every simulation in order, inf when invalid). The start state is the answer only when no
+    candidate beats it.
+
+    ``seen``: the ``state_key`` of every decision set simulated already (default: a new set); the start state's
+    and every simulated candidate's are added, in place, so a caller that goes on searching (``fine_tune``)
+    never simulates one of them twice. A candidate whose key is there is answered from memory: not simulated
+    again and not counted (it was compared with the best when it was simulated; a caller adding keys of its
+    own has kept the best of those). ``budget``: at most that many simulations (the start state's not counted)."""
+    seen = set() if seen is None else seen
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -58,12 +75,15 @@ def refine(policy: GraphPolicy, jp: JointProblem, obs: dict, *, rounds: int = RO
                 out = jp.evaluate(dec)
                 obs = state_features(jp, obs, dec, out)
         else:
-            dec, out = start, jp.evaluate(start)
+            dec, out = start
             obs = state_features(jp, obs, dec, out)
+        seen.add(state_key(dec))
         best = (dec, out, "hint")
         gen = torch.Generator().manual_seed(seed)
         times: list[float] = []
         for r in range(rounds):
+            if budget is not None and len(times) >= budget:
+                break
             t = obs_tensors(obs)
             with torch.no_grad():
                 heads = policy.heads(t)  # the round's one forward pass
@@ -74,12 +94,18 @@ def refine(policy: GraphPolicy, jp: JointProblem, obs: dict, *, rounds: int = RO
             improved = False
             for d, label in cands:
                 d = transform(d) if transform is not None else d
+                key = state_key(d)
+                if key in seen:
+                    continue  # simulated already: compared with the best then
+                if budget is not None and len(times) >= budget:
+                    break
+                seen.add(key)
                 o = jp.evaluate(d)
                 times.append(o.makespan if o.valid else float("inf"))
                 if _key(o) < _key(best[1]):
                     best, improved = (d, o, label), True
-            if not improved and not samples and not top:
-                break  # the next round's greedy pass would see the same state
+            if not improved and not samples:
+                break  # the next round's forward pass would see the same state: the same candidates, all seen
             if improved:
                 obs = state_features(jp, obs, best[0], best[1])
     finally:

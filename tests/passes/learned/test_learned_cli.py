@@ -138,7 +138,10 @@ def test_place_learned_on_a_torch_export_resimulated_independently(torch_onnx, t
                                guard=False, hint=hint)
     greedy = dict(r, placement=dict(zip(r["op_time"], (int(d) for d in dec.device))))
     assert resimulate(greedy)[0] <= min(r["baselines"].values())
-    assert info["learned"]["samples_to_best_baseline"] == 1
+    # the count is of simulations: the policy's greedy placement here is its start state, the best baseline's
+    # (simulated already: answered from memory, not counted; it was counted as sample 1 while refinement
+    # re-simulated it), and none of its new candidates reaches the baseline, so None, and the baseline is returned
+    assert info["learned"]["samples_to_best_baseline"] is None and info["learned"]["best_from"] != "zero-shot"
 
 
 def test_optimize_runs_a_mill_schedule_with_learned_place_and_simulate_replays_it(torch_onnx, tmp_path, capsys):

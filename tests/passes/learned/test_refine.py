@@ -15,8 +15,9 @@ from graphmill.backends.simulator.devices import PlacementCostModel, device_set
 from graphmill.ir.builder import GraphBuilder
 from graphmill.passes.learned import Decisions, JointProblem
 from graphmill.passes.learned.features import move_estimates, node_features, slack
-from graphmill.passes.learned.infer import refine
-from graphmill.passes.learned.policy import GraphPolicy
+from graphmill.passes.learned.features import state_features
+from graphmill.passes.learned.infer import TOP, refine, state_key, top_moves
+from graphmill.passes.learned.policy import GraphPolicy, load_policy, obs_tensors
 from graphmill.passes.placement import build_problem
 from graphmill.search.learned import fine_tune, make_task, random_graph, task_units, unit_moves
 from tests.passes.learned.test_env import tiny
@@ -73,8 +74,14 @@ def test_refinement_is_one_forward_pass_per_round_and_never_worse_than_its_start
     calls = []
     heads = pol.heads
     pol.heads = lambda t: calls.append(1) or heads(t)
+    keys = []
+    evaluate = jp.evaluate
+    jp.evaluate = lambda d: keys.append(state_key(d)) or evaluate(d)
     dec, out, src, times = refine(pol, jp, obs, rounds=3, samples=2, seed=0)
-    assert len(calls) == 3 and len(times) == 9  # 3 forward passes, 3 x (greedy + 2 draws) simulated
+    # 3 forward passes; of their 3 x (greedy + 2 draws) candidates each distinct one simulated once (the
+    # greedy decisions repeat while no round improves), the start state not again
+    assert len(calls) == 3 and len(times) == len(keys) == len(set(keys)) <= 9
+    assert state_key(obs["decisions"]) not in keys
     start = obs["outcome"].makespan
     assert out.makespan <= start and out.makespan == pytest.approx(min(times + [start]))
     assert jp.evaluate(dec).makespan == out.makespan
@@ -155,9 +162,9 @@ def test_fine_tune_unit_moves_spread_parallel_chains_by_hand():
 
 
 def test_fine_tune_starts_with_the_zero_shot_rounds_counted():
-    """Fine-tuning first runs zero-shot refinement (infer.refine, the reference here: an independent code path),
-    each simulation counted: given as many samples as zero-shot simulates, its best-so-far curve is zero-shot's
-    running minimum, so fine-tuning is never worse than zero-shot (without those rounds it is not on this graph)."""
+    """Fine-tuning first runs zero-shot refinement (infer.refine, reached here through propose), each simulation
+    counted: given as many samples as zero-shot simulates, its best-so-far curve is zero-shot's running minimum,
+    so fine-tuning is never worse than zero-shot (without those rounds it is not on this graph)."""
     from graphmill.passes.learned.infer import propose
     from graphmill.passes.learned.policy import load_policy
 
@@ -168,3 +175,76 @@ def test_fine_tune_starts_with_the_zero_shot_rounds_counted():
     running = np.minimum.accumulate(np.minimum(zs.info["candidates"], task.reference))
     r = fine_tune(pol, task, budget=len(running), units=0, singles=0)
     assert np.allclose(r["curve"], running) and r["outcome"].makespan == zs.outcome.makespan
+
+
+def every_candidate(pol, jp, obs, rounds):
+    """refine's rounds (greedy + top-k) without memory, as refine ran before it kept a seen-set: every candidate
+    simulated, the state moved to the best so far after an improving round. (best outcome, keys simulated)."""
+    best, best_dec, sims = obs["outcome"], obs["decisions"], []
+    for _ in range(rounds):
+        t = obs_tensors(obs)
+        with torch.no_grad():
+            heads = pol.heads(t)
+        before = best
+        for d in [pol.act(t, greedy=True, heads=heads).decisions] + [
+                d for _, d in top_moves(jp, obs["decisions"], heads[0], TOP)]:
+            o = jp.evaluate(d)
+            sims.append(state_key(d))
+            if (not o.valid, o.makespan) < (not best.valid, best.makespan):
+                best, best_dec = o, d
+        if best is not before:
+            obs = state_features(jp, obs, best_dec, best)
+    return best, sims
+
+
+def small_task():
+    # 40 ops on 2 chips: the shipped policy improves on the hint in round 2, and its rounds repeat candidates
+    return make_task("m", random_graph(8, "mlp", 40), PlacementCostModel(device_set(devices=2)))
+
+
+def test_refinement_simulates_each_decision_set_once_within_its_budget():
+    """Reference: the same rounds without memory, written here (``every_candidate``): refine reaches the same best
+    step time from exactly the distinct decision sets that simulates (fewer simulations: it repeats some), and
+    never the start state again (the task's setup simulated it). ``seen`` comes back holding them all; a
+    ``budget`` stops at that many simulations, a prefix of the unbounded run's."""
+    pol, _ = load_policy()
+    task = small_task()
+    jp = task.jp
+    start = state_key(task.obs["decisions"])
+    ref, ref_keys = every_candidate(pol, jp, task.obs, 4)
+    keys = []
+    evaluate = jp.evaluate
+    jp.evaluate = lambda d: keys.append(state_key(d)) or evaluate(d)
+    seen = set()
+    dec, out, src, times = refine(pol, jp, task.obs, top=TOP, seen=seen)
+    assert len(keys) == len(set(keys)) == len(times) < len(ref_keys)
+    assert set(keys) == set(ref_keys) - {start} and seen == set(keys) | {start}
+    assert out.makespan == ref.makespan < task.reference and src.startswith("round 2")
+    keys.clear()
+    _, _, _, first = refine(pol, jp, task.obs, top=TOP, budget=5)
+    assert len(keys) == 5 and first == times[:5]
+
+
+def test_fine_tune_starts_with_refine_itself_and_its_memory(monkeypatch):
+    """One implementation of the zero-shot rounds: fine_tune calls infer.refine (reference: the call, seen through
+    the module's name) once, with its budget, and counts exactly refine's simulations first (its curve starts
+    with their running minimum); its memory is refine's: refine's simulations are distinct and not its start
+    state, and the set refine filled is the one fine-tuning then adds to (it ends holding every state simulated)."""
+    from graphmill.search import learned
+
+    pol, _ = load_policy()
+    task = small_task()
+    calls = []
+    real = learned.refine
+    monkeypatch.setattr(learned, "refine", lambda *a, **k: calls.append((k, real(*a, **k))) or calls[-1][1])
+    keys = []
+    evaluate = task.jp.evaluate
+    task.jp.evaluate = lambda d: keys.append(state_key(d)) or evaluate(d)
+    r = fine_tune(pol, task, budget=24, samples=4, units=0, singles=0, options={"epochs": 1})
+    assert len(calls) == 1 and calls[0][0]["budget"] == 24 and calls[0][0]["seen"] is not None
+    times = calls[0][1][3]
+    n = len(times)
+    assert 0 < n < 24 and r["samples"] == 24
+    assert np.allclose(r["curve"][:n], np.minimum.accumulate(np.minimum(times, task.reference)))
+    zero_shot = keys[:1 + n]  # fine_tune's start state, then refine's simulations
+    assert len(set(zero_shot)) == 1 + n and set(keys) <= calls[0][0]["seen"]
