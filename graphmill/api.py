@@ -314,8 +314,9 @@ def scale_search(base: Graph | None = None, *, out: str | os.PathLike = "scale-s
     torch backend that trains the candidates.
     """
     from graphmill.search import scaling as S
-    from graphmill.util.files import write_json
+    from graphmill.util.files import check_out_folder, write_json
 
+    out = check_out_folder(out, "scale-search", "results.json, accuracy_vs_cost.png and checkpoint.json")
     check_scale_search_args(cost=cost, accel=accel, max_cost=max_cost, phi=phi, steps=steps, limit=limit, seed=seed)
     space = S.ScalingGrid(step=step, max_value=max_value, tolerance=tolerance)
     cost_model = S.SimLatencyCost(load_accel(accel)) if cost == "sim" else S.MacsCost()
@@ -323,7 +324,6 @@ def scale_search(base: Graph | None = None, *, out: str | os.PathLike = "scale-s
     base = base if base is not None else S.default_base(seed)
     if not stub:
         check_trainable(base)
-    out = os.fspath(out)
     os.makedirs(out, exist_ok=True)
     checkpoint = checkpoint or os.path.join(out, "checkpoint.json")
     result = S.run_search(base, space=space, evaluator=evaluator, cost=cost_model,
@@ -604,7 +604,7 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     """
     from graphmill.backends.torch.training import TrainConfig, check_config, check_model, run_training
     from graphmill.frontend.onnx_io import serialize_model
-    from graphmill.util.files import atomic_write_many
+    from graphmill.util.files import atomic_write_many, check_out_folder
     import json
 
     if progressive and contrastive:
@@ -620,10 +620,8 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     if progressive and max_size is not None and min_size > max_size:
         raise UserInputError(f"progressive schedule: sizes shrink (--min-size {min_size} > --max-size {max_size}); "
                              "progressive learning grows the image size")
-    out = os.fspath(out)
+    out = check_out_folder(out, "train", "model.onnx, history.json, report.json and checkpoint.pt")
     checkpoint = os.path.join(out, "checkpoint.pt")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UserInputError(f"--out {out}: is a file; give a folder")
     if os.path.exists(checkpoint) and not resume:
         raise UserInputError(f"{checkpoint}: a checkpoint exists; pass --resume to continue it, or another --out")
     if resume and not os.path.exists(checkpoint):

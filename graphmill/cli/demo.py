@@ -9,6 +9,7 @@ import tempfile
 from graphmill import api
 from graphmill.cli.common import emit_json
 from graphmill.errors import UserInputError
+from graphmill.util.files import check_out_folder
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -26,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError("--runs must be at least 1")
     model = api.zoo_resolve(args.model)
     if args.out:
+        check_out_folder(args.out, "demo", "MODEL.onnx, MODEL.roundtrip.onnx and MODEL.optimized.onnx")
         os.makedirs(args.out, exist_ok=True)
         result = api.demo(args.out, model=model, runs=args.runs)
     else:  # nothing left behind when the user did not ask for the files

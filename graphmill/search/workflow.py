@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from graphmill.search.space import Space
 from graphmill.util.errors import UserInputError
-from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
+from graphmill.util.files import TEXT_FILE_LIMIT, check_out_folder, read_user_file
 
 #: objective name -> (alpha, beta) of MnasNet's reward ACC x (LAT/T)^w; None: the accuracy alone
 OBJECTIVE_NAMES = ("mnasnet", "mnasnet-hard", "accuracy")
@@ -334,10 +334,10 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
     """
     from graphmill import search
 
+    out = check_out_folder(out, "search", "checkpoint.json, history.jsonl, best.onnx and the plots")
     job = prepare(space_spec, evaluator_spec, strategy=strategy, options=options, budget=budget, workers=workers,
                   executor=executor, objective=objective, accel=accel, timeout=timeout, seed=seed, proxy=proxy,
                   ray_address=ray_address)
-    out = os.fspath(out)
     os.makedirs(out, exist_ok=True)
     checkpoint = os.path.join(out, "checkpoint.json")
     result = search.run(job["space"], job["evaluate"], strategy=job["strategy"], budget=job["budget"], seed=seed,

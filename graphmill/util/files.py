@@ -40,6 +40,25 @@ def check_target(path: str) -> str:
     return folder
 
 
+def check_out_folder(path: str | os.PathLike, command: str, contents: str, *, flag: str = "--out") -> str:
+    """``path`` (as a string) if ``command`` may make it the folder it writes ``contents`` in: it may not exist
+    yet (the caller creates it), but neither it nor its nearest existing parent may be a file, and it may not be
+    empty. Checked before any work, so the refusal is one line naming the path and what is expected rather than
+    ``os.makedirs``'s bare "File exists" after the work began."""
+    shown = os.fspath(path)
+    if not shown.strip():
+        raise UserInputError(f"{flag} '': give a folder (an empty path would write into the current one)")
+    if os.path.exists(shown) and not os.path.isdir(shown):
+        raise UserInputError(f"{flag} {shown}: exists and is not a folder ({command} writes a folder: {contents})")
+    above = os.path.dirname(os.path.abspath(shown))
+    while not os.path.exists(above):  # the root exists
+        above = os.path.dirname(above)
+    if not os.path.isdir(above):
+        raise UserInputError(f"{flag} {shown}: {above} is a file, not a folder ({command} writes a folder: "
+                             f"{contents})")
+    return shown
+
+
 def atomic_write_many(files: list[tuple[str, bytes | list]]) -> None:
     """Write several files so that none is replaced unless all were written.
 

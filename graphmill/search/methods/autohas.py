@@ -63,6 +63,7 @@ from graphmill.search.methods import parse_options
 from graphmill.search.methods._autohas_train import ChildTrainer, Controller, JointController, search_step, train_alone
 from graphmill.search.space import Choice, Space
 from graphmill.util.errors import UserInputError
+from graphmill.util.files import check_out_folder
 
 METHOD = "autohas"
 DEFAULT_BUDGET = 300
@@ -183,8 +184,8 @@ def _check_run(out: str, budget: int | None, seed: int, workers: int, executor: 
             import ray  # noqa: F401
         except ImportError:
             raise UserInputError("--executor ray needs ray, an optional extra: pip install 'ray[default]'") from None
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UserInputError(f"--out {out}: is a file; give a folder")
+    check_out_folder(out, "search --method autohas", "checkpoint.pt, history.jsonl, report.json, best.onnx and "
+                                                      "autohas.png")
     accel_cfg = None
     if accel is not None:
         from graphmill.backends.simulator.config import load_accel

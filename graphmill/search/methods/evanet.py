@@ -45,7 +45,7 @@ from graphmill.search.methods._evanet_space import (LAYERS, PARENT, LineageSpace
                                                     itgm_kernel, join_2plus1d, parameters, split_2plus1d)
 from graphmill.search.methods._evanet_task import NUM_CLASSES, VideoTask, render, task_arrays
 from graphmill.util.errors import UserInputError
-from graphmill.util.files import atomic_write_bytes, write_json
+from graphmill.util.files import atomic_write_bytes, check_out_folder, write_json
 
 __all__ = ["run", "OPTIONS", "DEFAULT_BUDGET", "VideoTask", "EvaNetEvaluator", "LineageSpace", "evanet_space",
            "build", "inherit", "fit", "split_2plus1d", "join_2plus1d", "calibrate_new", "parameters", "describe",
@@ -303,8 +303,8 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
         from graphmill.backends.simulator.config import as_accel
 
         as_accel(accel)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UserInputError(f"--out {out}: exists and is not a folder")
+    check_out_folder(out, "search --method evanet", "job.json, checkpoint.json, history.jsonl, report.json, "
+                                                   "best.onnx and evanet.png")
     job = _job(opts, seed, accel)
     job_path = os.path.join(out, "job.json")
     if os.path.exists(job_path):

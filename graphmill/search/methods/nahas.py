@@ -70,6 +70,7 @@ from graphmill.search.spaces.accelerator import (ARRAY_SIZES, BANDWIDTH_WORDS, B
                                                  accelerator_space)
 from graphmill.search.strategies.base import Strategy, nearest, register
 from graphmill.util.errors import UserInputError
+from graphmill.util.files import check_out_folder
 
 METHOD = "nahas"
 DEFAULT_BUDGET = 40
@@ -486,8 +487,8 @@ def _check_run(out: str, budget: int | None, seed: int, workers: int, executor: 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UserInputError(f"--workers {workers!r}: must be a whole number >= 1")
     check_executor(executor, workers)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UserInputError(f"--out {out}: is a file; give a folder")
+    check_out_folder(out, "search --method nahas", "settings.json, checkpoint.json, history.jsonl, report.json, "
+                                                    "best.onnx, best_target.onnx, best_accel.toml and nahas.png")
     check_area(opts)
     base = base_accelerator(accel)
     user_energy = accel is not None and "energy" in accel_config({}, accel)

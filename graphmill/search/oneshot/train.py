@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from graphmill.util.errors import UserInputError
-from graphmill.util.files import CHECKPOINT_LIMIT, atomic_write_many, read_user_file
+from graphmill.util.files import CHECKPOINT_LIMIT, atomic_write_many, check_out_folder, read_user_file
 
 from .space import DIGITS_SPEC, SupernetSpec
 
@@ -201,11 +201,6 @@ def _trainer(module, opts: TrainOptions, data: dict[int, DigitsSplit], generator
     return step
 
 
-def check_out(out: str) -> None:
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UserInputError(f"--out {out}: is a file; give a folder")
-
-
 def train_supernet(out: str | os.PathLike, opts: TrainOptions | None = None, *,
                    progress: Callable[[str], None] | None = None, threads: int | None = None) -> TrainResult:
     """Train (or continue, from OUT/checkpoint.pt) the supernet of ``opts.spec``; see the module docstring."""
@@ -218,8 +213,7 @@ def train_supernet(out: str | os.PathLike, opts: TrainOptions | None = None, *,
 
     opts = opts or TrainOptions()
     opts.check()
-    out = os.fspath(out)
-    check_out(out)
+    out = check_out_folder(out, "supernet train", "checkpoint.pt, supernet.onnx and supernet.json")
     spec = opts.spec
     files = {"checkpoint": os.path.join(out, "checkpoint.pt"), "supernet": os.path.join(out, "supernet.onnx"),
              "report": os.path.join(out, "supernet.json")}
