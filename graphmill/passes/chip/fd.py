@@ -145,19 +145,8 @@ def spread(problem: ChipProblem, movable: np.ndarray, target: float = 1.0, *, sw
     load = np.zeros(cells)
     mov = np.zeros(len(p.x), dtype=np.bool_)
     mov[movable] = True
-    for m in np.nonzero((p.kind == KIND_HARD) | (p.kind == KIND_SOFT) | (p.kind == KIND_STDCELL))[0]:
-        if mov[m]:
-            continue
-        x0, x1 = p.x[m] - w[m] / 2, p.x[m] + w[m] / 2
-        y0, y1 = p.y[m] - h[m] / 2, p.y[m] + h[m] / 2
-        c0, c1 = max(int(x0 // gw), 0), min(int(x1 // gw), c.columns - 1)
-        r0, r1 = max(int(y0 // gh), 0), min(int(y1 // gh), c.rows - 1)
-        for r in range(r0, r1 + 1):
-            oy = min(y1, (r + 1) * gh) - max(y0, r * gh)
-            for q in range(c0, c1 + 1):
-                ox = min(x1, (q + 1) * gw) - max(x0, q * gw)
-                if ox > 0 and oy > 0:
-                    load[r * c.columns + q] += ox * oy
+    fixed_mods = np.nonzero(((p.kind == KIND_HARD) | (p.kind == KIND_SOFT) | (p.kind == KIND_STDCELL)) & ~mov)[0]
+    _covered_area(fixed_mods.astype(np.int64), p.x, p.y, w, h, load, gw, gh, c.columns, c.rows)
     for m in movable:
         r = min(max(int(p.y[m] // gh), 0), c.rows - 1)
         q = min(max(int(p.x[m] // gw), 0), c.columns - 1)
@@ -169,6 +158,26 @@ def spread(problem: ChipProblem, movable: np.ndarray, target: float = 1.0, *, sw
         if not np.any(load > target * gw * gh + 1e-9) or rad >= radius + 3:
             break
     _snap(np.asarray(movable, dtype=np.int64), p.x, p.y, w, h, gw, gh, c.columns, c.rows)
+
+
+@njit(cache=True)
+def _covered_area(mods, x, y, w, h, load, gw, gh, cols, rows):
+    """Add the area each of ``mods`` covers in every grid cell to ``load`` (numba: called by every spread)."""
+    for m in mods:
+        x0 = x[m] - w[m] / 2
+        x1 = x[m] + w[m] / 2
+        y0 = y[m] - h[m] / 2
+        y1 = y[m] + h[m] / 2
+        c0 = max(int(x0 // gw), 0)
+        c1 = min(int(x1 // gw), cols - 1)
+        r0 = max(int(y0 // gh), 0)
+        r1 = min(int(y1 // gh), rows - 1)
+        for r in range(r0, r1 + 1):
+            oy = min(y1, (r + 1) * gh) - max(y0, r * gh)
+            for q in range(c0, c1 + 1):
+                ox = min(x1, (q + 1) * gw) - max(x0, q * gw)
+                if ox > 0 and oy > 0:
+                    load[r * cols + q] += ox * oy
 
 
 @njit(cache=True)

@@ -177,3 +177,73 @@ def assemble_features(f, X, Y, cw, ch, legal, dwl, hden, htop, sden, static, fra
     f[:, 6] = zbuf
     _standardize(hden, legal, zbuf)
     f[:, 7] = zbuf
+
+
+@njit(cache=True)
+def footprint_density_increase(X, Y, mw, mh, hard_grid, soft_grid, gw, gh, cols, rows, out):
+    """For a macro of size mw x mh centred at each (X[i], Y[i]): the increase of the sum of squared grid-cell
+    densities (hard + soft macros) it would cause, sum over covered cells of f (2 d + f) (f: the share of the
+    cell it covers, d: the cell's density before), into ``out``. Why squares: the proxy's density term is the
+    mean of the densest cells, and the sum of squares is its smooth stand-in: it is least where the macro covers
+    emptier cells and spreads its area over more of them (straddling cell boundaries) instead of filling one."""
+    for i in range(len(X)):
+        x0 = X[i] - mw / 2
+        x1 = X[i] + mw / 2
+        y0 = Y[i] - mh / 2
+        y1 = Y[i] + mh / 2
+        c0 = max(int(np.floor(x0 / gw)), 0)
+        c1 = min(int(np.floor(x1 / gw)), cols - 1)
+        r0 = max(int(np.floor(y0 / gh)), 0)
+        r1 = min(int(np.floor(y1 / gh)), rows - 1)
+        s = 0.0
+        for r in range(r0, r1 + 1):
+            oy = min(y1, (r + 1) * gh) - max(y0, r * gh)
+            if oy <= 0:
+                continue
+            for c in range(c0, c1 + 1):
+                ox = min(x1, (c + 1) * gw) - max(x0, c * gw)
+                if ox > 0:
+                    f = ox * oy / (gw * gh)
+                    s += f * (2.0 * (hard_grid[r * cols + c] + soft_grid[r * cols + c]) + f)
+        out[i] = s
+
+
+@njit(cache=True)
+def legal_positions(m, X, Y, offx, offy, cols_l, gwl, ghl, x, y, w, h, orient, placed, n_placed, cw, ch, eps, legal):
+    """``legal[i]``: some offset (offx[q], offy[q]) puts macro m centred at (X[i] + offx[q], Y[i] + offy[q])
+    inside the canvas and clear of every hard macro placed so far (the test ``position_features`` makes, at
+    every offset). ``X``/``Y`` is the row-major lattice of ``lattice`` (``cols_l`` columns, spacing gwl x ghl).
+    Why not position by position: each placed macro forbids a rectangle of centres, so it is stamped onto the
+    lattice (a few dozen positions) instead of being tested against all of them: O(placed x offsets x stamp)
+    rather than O(positions x placed)."""
+    n = len(X)
+    K = len(offx)
+    rows_l = n // cols_l
+    mw, mh = oriented_size(m, w, h, orient)
+    block = np.zeros((n, K), dtype=np.bool_)
+    for a in range(n_placed):
+        j = placed[a]
+        jw, jh = oriented_size(j, w, h, orient)
+        hx = (mw + jw) / 2 - eps
+        hy = (mh + jh) / 2 - eps
+        for q in range(K):
+            c0 = max(int(np.floor((x[j] - offx[q] - hx) / gwl - 0.5)), 0)
+            c1 = min(int(np.ceil((x[j] - offx[q] + hx) / gwl - 0.5)), cols_l - 1)
+            r0 = max(int(np.floor((y[j] - offy[q] - hy) / ghl - 0.5)), 0)
+            r1 = min(int(np.ceil((y[j] - offy[q] + hy) / ghl - 0.5)), rows_l - 1)
+            for r in range(r0, r1 + 1):
+                for c in range(c0, c1 + 1):
+                    i = r * cols_l + c
+                    if abs(X[i] + offx[q] - x[j]) < hx and abs(Y[i] + offy[q] - y[j]) < hy:
+                        block[i, q] = True
+    for i in range(n):
+        ok = False
+        for q in range(K):
+            if block[i, q]:
+                continue
+            cx = X[i] + offx[q]
+            cy = Y[i] + offy[q]
+            if cx - mw / 2 >= -eps and cx + mw / 2 <= cw + eps and cy - mh / 2 >= -eps and cy + mh / 2 <= ch + eps:
+                ok = True
+                break
+        legal[i] = ok

@@ -44,13 +44,17 @@ from graphmill.util.files import atomic_write_bytes
 from .cost import DEFAULT_WEIGHTS, ProxyCost
 from .fd import ForceDirected, module_adjacency
 from .legality import EPS, legality, place_nearest
-from .positions import add_footprint, assemble_features, lattice, position_features
+from .positions import (add_footprint, assemble_features, footprint_density_increase, lattice, legal_positions,
+                        position_features)
 from .problem import KIND_HARD, KIND_PORT, KIND_SOFT, ChipProblem
 from .sa import PlaceResult, Progress, global_placement
 
 CELL_FEATURES = 11
 NODE_FEATURES = 8
 DEFAULT_SUB = 1
+DEFAULT_REFINE = 1
+DEFAULT_REFINE_DENSITY = 1.0
+DEFAULT_HARD_DENSITY_PRIOR = None
 DEFAULT_POLICY = os.path.join(os.path.dirname(__file__), "data", "rl_policy.npz")
 
 
@@ -64,7 +68,7 @@ class Episode:
     macros start somewhere meaningful; the hard macros' start positions are never used."""
 
     def __init__(self, problem: ChipProblem, weights=DEFAULT_WEIGHTS, *, sub: int = DEFAULT_SUB,
-                 seed: int = 0) -> None:
+                 seed: int = 0, refine: int = DEFAULT_REFINE, refine_density: float = DEFAULT_REFINE_DENSITY) -> None:
         import torch
 
         self.p = p = problem
@@ -111,6 +115,14 @@ class Episode:
                           self.gw, self.gh, c.columns, c.rows, 1.0)
         self.wl_norm = max((c.width + c.height) * p.net_count, 1e-12)
         self.fd = ForceDirected(p, adjacency=self.adj) if p.soft.size else None
+        # sub-cell refinement: offsets (a refine x refine lattice spanning the chosen position's cell) and the
+        # weight turning the squared-density increase into proxy units (density weight x 1 / (0.1 x cells): a
+        # change f of one of the densest 10% of cells moves the density term by that much)
+        self.refine = int(refine)
+        off = np.linspace(-0.5, 0.5, self.refine) if self.refine > 1 else np.zeros(1)
+        ox, oy = np.meshgrid(off * self.gw / self.sub, off * self.gh / self.sub)
+        self.refine_dx, self.refine_dy = ox.ravel().copy(), oy.ravel().copy()
+        self.refine_lam = float(refine_density) * float(weights[1]) / max(0.1 * c.columns * c.rows, 1.0)
 
     def settle(self, placement: tuple, rounds: int = 10) -> tuple[float, tuple]:
         """(proxy, placement) after force-directed rounds for the soft macros of ``placement`` keeping the best
@@ -144,15 +156,46 @@ class Episode:
         p, c = self.p, self.p.canvas
         n = len(self.cx)
         legal = np.zeros(n, dtype=np.bool_)
+        centre_legal = np.zeros(n, dtype=np.bool_)
         dwl, hden, htop, sden = (np.zeros(n) for _ in range(4))
-        position_features(m, self.cx, self.cy, x, y, p.w, p.h, p.orient, known, placed, n_placed, p.pin_mod, p.pin_dx,
+        # legality by stamping (legal_positions), so position_features skips its own test (n_placed = 0)
+        legal_positions(m, self.cx, self.cy, self.refine_dx, self.refine_dy, c.columns * self.sub, self.gw / self.sub,
+                        self.gh / self.sub, x, y, p.w, p.h, p.orient, placed, n_placed, c.width, c.height, EPS, legal)
+        position_features(m, self.cx, self.cy, x, y, p.w, p.h, p.orient, known, placed, 0, p.pin_mod, p.pin_dx,
                           p.pin_dy, p.net_ptr, p.net_pins, p.net_weight, p.mod_net_ptr, p.mod_nets, hard_grid,
                           self.soft_grid, self.gw, self.gh, c.columns, c.rows, c.width, c.height, EPS, self.wl_norm,
-                          legal, dwl, hden, htop, sden)
+                          centre_legal, dwl, hden, htop, sden)
         f = np.empty((n, CELL_FEATURES), dtype=np.float32)
         assemble_features(f, self.cx, self.cy, c.width, c.height, legal, dwl, hden, htop, sden, self.static,
                           step / max(len(self.order), 1), np.empty(n))
         return f, legal
+
+
+    def refine_position(self, m: int, a: int, x, y, known, placed, n_placed, hard_grid) -> tuple[float, float]:
+        """The exact centre for macro m in the policy's chosen position ``a``: among the ``refine`` x ``refine``
+        offsets spanning a's cell, the legal one of least HPWL increase (to the modules placed so far) plus the
+        density weight x the increase of the squared grid-cell densities (``footprint_density_increase``); the
+        cell centre itself when ``refine`` is 1. A deterministic rule of the environment (like Circuit Training's
+        legalization), evaluated for the chosen cell only: the action space and the policy are unchanged."""
+        if self.refine <= 1:
+            return float(self.cx[a]), float(self.cy[a])
+        p, c = self.p, self.p.canvas
+        X = self.cx[a] + self.refine_dx
+        Y = self.cy[a] + self.refine_dy
+        k = len(X)
+        legal = np.zeros(k, dtype=np.bool_)
+        dwl, hden, htop, sden, dden = (np.zeros(k) for _ in range(5))
+        position_features(m, X, Y, x, y, p.w, p.h, p.orient, known, placed, n_placed, p.pin_mod, p.pin_dx, p.pin_dy,
+                          p.net_ptr, p.net_pins, p.net_weight, p.mod_net_ptr, p.mod_nets, hard_grid, self.soft_grid,
+                          self.gw, self.gh, c.columns, c.rows, c.width, c.height, EPS, self.wl_norm, legal, dwl, hden,
+                          htop, sden)
+        footprint_density_increase(X, Y, float(self.w[m]), float(self.h[m]), hard_grid, self.soft_grid, self.gw,
+                                   self.gh, c.columns, c.rows, dden)
+        score = np.where(legal, dwl + self.refine_lam * dden, np.inf)
+        i = int(np.argmin(score))
+        if not np.isfinite(score[i]):  # cannot happen for a legal action (its centre is an offset); be safe
+            return float(self.cx[a]), float(self.cy[a])
+        return float(X[i]), float(Y[i])
 
 
 def _policy_class():
@@ -283,8 +326,8 @@ def rollouts(policy, ep: Episode, gen, n: int = 1, *, greedy: bool = False, fd_r
                 actions[idx, step] = a.numpy()
             for b in range(n):
                 if ok[b]:
-                    a_ = actions[b, step]
-                    xs[b, m], ys[b, m] = ep.cx[a_], ep.cy[a_]
+                    xs[b, m], ys[b, m] = ep.refine_position(m, int(actions[b, step]), xs[b], ys[b], known[b],
+                                                            placed[b], n_placed, grids[b])
                 else:  # nowhere on the lattice: the nearest legal position off it
                     p.x[:], p.y[:] = xs[b], ys[b]
                     place_nearest(p, m, placed[b, :n_placed])
@@ -362,7 +405,8 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
           batch: int = 8, lr: float = 3e-3, seed: int = 0, weights=DEFAULT_WEIGHTS, checkpoint: str | None = None,
           progress: Progress | None = None, progress_every: float = 5.0, sub: int = DEFAULT_SUB,
           epochs: int = 2, episodes_of: list[Episode] | None = None, best_of: list | None = None,
-          adapt_start: bool = True, stats_of: dict | None = None) -> tuple:
+          adapt_start: bool = True, stats_of: dict | None = None, refine: int = DEFAULT_REFINE,
+          refine_density: float = DEFAULT_REFINE_DENSITY) -> tuple:
     """PPO on ``problems`` (pre-training: many netlists; fine-tuning: one) for ``budget_s`` seconds or
     ``episodes`` episodes. Returns ``(policy, best)`` where ``best[i]`` is the (proxy, placement) of the best
     episode on problem i. Resumes from ``checkpoint`` when it exists; writes it after every batch.
@@ -376,7 +420,9 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
     gen = torch.Generator().manual_seed(seed)
     policy = policy if policy is not None else new_policy()
     optim = torch.optim.Adam(policy.parameters(), lr=lr)
-    eps = episodes_of if episodes_of is not None else [Episode(p, weights, sub=sub, seed=seed) for p in problems]
+    eps = episodes_of if episodes_of is not None else [Episode(p, weights, sub=sub, seed=seed, refine=refine,
+                                                                          refine_density=refine_density)
+                                                                  for p in problems]
     best: list[tuple[float, tuple | None]] = best_of if best_of is not None else []
     best[:] = [(math.inf, None)] * len(problems)
     done = 0
@@ -437,7 +483,9 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
 
 def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float = 60.0, seed: int = 0,
              progress: Progress | None = None, policy_path: str | None = None, checkpoint: str | None = None,
-             finetune_share: float = 0.9, sub: int = DEFAULT_SUB) -> PlaceResult:
+             finetune_share: float = 0.9, sub: int = DEFAULT_SUB, refine: int = DEFAULT_REFINE,
+             refine_density: float = DEFAULT_REFINE_DENSITY,
+             hard_density_prior: float | None = DEFAULT_HARD_DENSITY_PRIOR) -> PlaceResult:
     """Fine-tune the pre-trained policy (``policy_path``, default the shipped one) on ``problem`` for a share of
     ``budget_s``, then keep the best of its episodes and of a greedy decode, and re-place the soft macros by
     force-directed rounds (best proxy kept). Ctrl-C stops with the best placement so far. ``sub``: candidate
@@ -445,6 +493,11 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
     t0 = time.monotonic()
     path = policy_path or DEFAULT_POLICY
     policy = load_policy(path) if os.path.exists(path) else new_policy()
+    if hard_density_prior is not None:  # the prior's weight on the standardized hard-macro density (feature 7)
+        import torch
+
+        with torch.no_grad():
+            policy.prior[2] = float(hard_density_prior)
     interrupted = False
     best_v, best_pl = math.inf, None
     start = problem.copy_placement()
@@ -453,7 +506,7 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
     try:
         import torch
 
-        ep = Episode(problem, weights, sub=sub, seed=seed)
+        ep = Episode(problem, weights, sub=sub, seed=seed, refine=refine, refine_density=refine_density)
         left = budget_s * finetune_share - (time.monotonic() - t0)
         policy, best = train([problem], policy=policy, budget_s=max(left, 0.0), seed=seed, weights=weights,
                              checkpoint=checkpoint, progress=progress, episodes_of=[ep], best_of=best,

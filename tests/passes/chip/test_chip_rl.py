@@ -24,9 +24,10 @@ def _problem(seed=7, hard=8):
 
 
 def test_rollout_places_largest_first_on_legal_cell_centres():
+    # refine = 1: Circuit Training's action space exactly, every macro centred on its chosen cell's centre
     torch.manual_seed(0)
     p = _problem()
-    ep = rl.Episode(p)
+    ep = rl.Episode(p, refine=1)
     w, h = p.sizes()
     assert list(ep.order) == sorted(ep.order, key=lambda m: -(w[m] * h[m]))
     ro = rl.rollout(rl.new_policy(), ep, torch.Generator().manual_seed(0))
@@ -182,3 +183,86 @@ def test_untrained_policy_beats_uniform_legal_placement():
         policy.prior.zero_()
     uniform = [ro.proxy for ro in rl.rollouts(policy, ep, torch.Generator().manual_seed(0), 2)]
     assert greedy < 0.70 < min(uniform)
+
+
+def test_footprint_density_increase_hand_computed():
+    # reference: a hand computation on a 2 x 2 grid of 10 x 10 cells, hard density [0.5, 0, 0, 0], soft
+    # [0, 0.25, 0, 0]; a 10 x 10 macro centred on cell 0 covers it whole: 1 x (2 x 0.5 + 1) = 2; centred on the
+    # boundary of cells 0 and 1 it covers half of each: 0.5 x (2 x 0.5 + 0.5) + 0.5 x (2 x 0.25 + 0.5) = 1.25;
+    # centred on the grid's middle, a quarter of each: 0.25 x (1 + 0.25) + 0.25 x (0.5 + 0.25) + 2 x 0.25 x 0.25
+    from graphmill.passes.chip.positions import footprint_density_increase
+
+    hard = np.array([0.5, 0.0, 0.0, 0.0])
+    soft = np.array([0.0, 0.25, 0.0, 0.0])
+    out = np.zeros(3)
+    footprint_density_increase(np.array([5.0, 10.0, 10.0]), np.array([5.0, 5.0, 10.0]), 10.0, 10.0, hard, soft, 10.0,
+                               10.0, 2, 2, out)
+    assert out == pytest.approx([2.0, 1.25, 0.3125 + 0.1875 + 0.125])
+
+
+def test_stamped_legality_matches_independent_check():
+    # reference: test_chip_placers' independent legality check (pairwise overlap, canvas bounds), macro m moved
+    # to every offset of every grid cell: a cell is legal when some offset is (refine = 3), or its centre is
+    # (refine = 1, Circuit Training's mask)
+    from graphmill.passes.chip.legality import legalize
+    from graphmill.passes.chip.positions import legal_positions
+
+    p = _problem(seed=5, hard=8)
+    legalize(p)
+    c = p.canvas
+    m = int(p.hard[0])
+    others = np.array([j for j in p.hard if j != m], dtype=np.int64)
+    x0, y0 = p.x[m], p.y[m]
+    for refine in (1, 3):
+        ep = rl.Episode(p, refine=refine)
+        legal = np.zeros(len(ep.cx), dtype=bool)
+        legal_positions(m, ep.cx, ep.cy, ep.refine_dx, ep.refine_dy, c.columns, ep.gw, ep.gh, p.x.copy(), p.y.copy(),
+                        p.w, p.h, p.orient, others, len(others), c.width, c.height, 1e-6, legal)
+        ref = np.zeros(len(ep.cx), dtype=bool)
+        for i in range(len(ep.cx)):
+            for dx, dy in zip(ep.refine_dx, ep.refine_dy):
+                p.x[m], p.y[m] = ep.cx[i] + dx, ep.cy[i] + dy
+                if independent_legal(p):
+                    ref[i] = True
+                    break
+        p.x[m], p.y[m] = x0, y0
+        assert legal.tolist() == ref.tolist()
+        assert 0 < legal.sum() < len(legal)
+    assert len(ep.refine_dx) == 9
+
+
+def test_refined_rollout_places_on_offsets_of_the_chosen_cell():
+    # refine = 3: the policy picks a grid cell, the rule picks one of the 3 x 3 offsets (centre, +-half a cell)
+    # of least HPWL increase + density term among the legal ones. References: the grid geometry, the
+    # independent legality check, the proxy cost of the final placement, and with the density term off
+    # (refine_density = 0) the exact wirelength cost (cost.py): no other legal offset of the chosen cell gives
+    # a smaller HPWL to the modules placed so far
+    torch.manual_seed(0)
+    p = _problem(seed=7)
+    ep = rl.Episode(p, refine=3, refine_density=0.0)
+    c = p.canvas
+    ro = rl.rollout(rl.new_policy(), ep, torch.Generator().manual_seed(0), fd_rounds=0)  # soft macros stay put
+    assert independent_legal(p)
+    assert ro.proxy == pytest.approx(proxy_cost(p).proxy)
+    off_centre = 0
+    for m, a, mask in zip(ro.macros, ro.actions, ro.masks):
+        if a < 0:
+            continue
+        assert mask[a]
+        kx = (p.x[m] - (a % c.columns + 0.5) * ep.gw) / (ep.gw / 2)
+        ky = (p.y[m] - (a // c.columns + 0.5) * ep.gh) / (ep.gh / 2)
+        assert round(kx) in (-1, 0, 1) and kx == pytest.approx(round(kx))
+        assert round(ky) in (-1, 0, 1) and ky == pytest.approx(round(ky))
+        off_centre += (round(kx), round(ky)) != (0, 0)
+    assert off_centre > 0
+    # the last macro: all others are placed, so "modules placed so far" = every module; its chosen offset has
+    # the least wirelength cost among the legal offsets of its cell
+    m, a = int(ro.macros[-1]), int(ro.actions[-1])
+    assert a >= 0
+    best = (p.x[m], p.y[m])
+    wl = {}
+    for dx, dy in zip(ep.refine_dx, ep.refine_dy):
+        p.x[m], p.y[m] = ep.cx[a] + dx, ep.cy[a] + dy
+        if independent_legal(p):
+            wl[(p.x[m], p.y[m])] = proxy_cost(p).wirelength
+    assert wl[best] == pytest.approx(min(wl.values()), abs=1e-12)
