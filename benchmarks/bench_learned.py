@@ -13,7 +13,7 @@ Per graph, on the same environment (``passes.learned.env``):
 * **zero-shot**: iterative refinement (``passes.learned.infer.refine``) from the hint (the best baseline, which
   the policy reads as features): ``--rounds`` rounds, each one forward pass on the current state giving the
   greedy decisions, the policy's k most probable device changes (k = 1, 2, 4, 8, 16, 32: ``infer.top_moves``) and
-  ``--samples`` draws, all simulated, the next round refining the best state so far;
+  ``--samples`` draws, each distinct one simulated once, the next round refining the best state so far;
   **one pass**: the greedy decisions of a single forward pass on the hint's state, simulated as they are (no
   state kept: this shows what the policy proposes on its own, and can be worse than the hint);
 * **fine-tuned**: PPO from the shipped policy for ``--finetune`` samples, refining the best state so far
@@ -29,7 +29,7 @@ Per graph, on the same environment (``passes.learned.env``):
   (every simulation counted, starting from the best placement baseline) against the ``rl`` placer's;
 * **joint vs sequential**: ``learned-optimize`` against ``learned-place`` -> ``learned-fuse`` ->
   ``learned-schedule`` (each keeping what the previous wrote), each with the zero-shot rounds and samples (so the
-  sequential passes simulate 3x as many candidates);
+  sequential passes have 3x the rounds; ``joint_3x``: the joint pass with as many rounds);
 * samples to beat the best baseline (< 1x) and to beat it by 1% (< 0.99x) for fine-tuning vs per-graph RL
   (both start from the hint's state, so both "reach" it at 0 samples).
 
@@ -217,7 +217,7 @@ def main() -> None:
             jp, dec, os_, st = run_learned(gs, cm, p, samples=args.samples, policy=pol, rounds=args.rounds)
             apply_decisions(gs, jp, dec, os_, p)
             sims += len(st["candidates"])
-        # the joint pass given as many simulations as the three passes used (3x the rounds)
+        # the joint pass given as many rounds as the three passes (3x; they end once one improves nothing)
         _, _, oj3, st3 = run_learned(g.copy(), cm, "learned-optimize", samples=args.samples, policy=pol,
                                      rounds=3 * args.rounds)
         row = {"graph": name, "ops": task.jp.n, "best_baseline": task.baseline, "best_baseline_time": B,
