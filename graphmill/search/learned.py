@@ -377,7 +377,8 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
     updates the policy with PPO on the draws, and moves the state to the best simulated so far. Returns ``{"decisions",
     "outcome", "samples", "samples_to_reference", "samples_to_beat", "curve", "steps"}``: the best valid decisions
     simulated (the start state when none beat it), the samples until one was at least as good as
-    ``reference`` (default: the task's best baseline; the start state counts as 0 samples when it is), until
+    ``reference`` (default: the task's best baseline; the hint counts as 0 samples when it is, a caller's
+    ``start`` never: it is not a new sample), until
     one was strictly better, and the best step time after each sample. ``transform`` maps the policy's
     decisions to the ones simulated (a pass deciding only some of the three: ``passes.learned.passes.combine``).
 
@@ -410,7 +411,8 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
             out0 = task.jp.evaluate(dec0)
             obs = task.obs if transform is None else state_features(task.jp, task.obs, dec0, out0)
         best: dict = {"t": out0.makespan if out0.valid else math.inf, "dec": dec0, "out": out0, "n": 0, "steps": 0,
-                      "to_ref": 0 if out0.valid and out0.makespan <= ref else None, "to_beat": None, "curve": []}
+                      "to_ref": 0 if start is None and out0.valid and out0.makespan <= ref else None,
+                      "to_beat": None, "curve": []}
         t_start = best["t"]
 
         seen = {state_key(dec0)}
@@ -420,7 +422,7 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
         def count(t: float) -> None:  # one more simulation, its step time t (inf: invalid)
             best["n"] += 1
             best["t"] = min(best["t"], t)
-            if best["to_ref"] is None and best["t"] <= ref:
+            if best["to_ref"] is None and t <= ref:  # a caller's start is no sample: only new simulations count
                 best["to_ref"] = best["n"]
             if best["to_beat"] is None and best["t"] < min(ref, t_start):
                 best["to_beat"] = best["n"]

@@ -142,6 +142,12 @@ def test_place_learned_on_a_torch_export_resimulated_independently(torch_onnx, t
     # (simulated already: answered from memory, not counted; it was counted as sample 1 while refinement
     # re-simulated it), and none of its new candidates reaches the baseline, so None, and the baseline is returned
     assert info["learned"]["samples_to_best_baseline"] is None and info["learned"]["best_from"] != "zero-shot"
+    # with a budget, fine-tuning starts from zero-shot's best, here the baseline's own placement: that start is
+    # no sample, so it must not count as "reached" (the report said 5 + 0 = 5, zero-shot's count, before)
+    info = {}
+    api.place(api.load(torch_onnx), method="learned", devices=3, budget=8, info=info)
+    assert info["learned"]["samples"] > 5 and info["learned"]["best_from"] not in ("zero-shot", "fine-tune")
+    assert info["learned"]["samples_to_best_baseline"] is None
 
 
 def test_optimize_runs_a_mill_schedule_with_learned_place_and_simulate_replays_it(torch_onnx, tmp_path, capsys):
