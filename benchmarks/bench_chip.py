@@ -186,9 +186,10 @@ def main() -> None:
     if not args.table_only:
         for net in names:
             budget = args.budget_s if net == "ariane133" else args.tiny_budget_s
+            # seed-major: with --jobs 2, a seed's runs of two methods run side by side, under the same load
             for start in args.starts.split(","):
-                for method in args.methods.split(","):
-                    for seed in (int(s) for s in args.seeds.split(",")):
+                for seed in (int(s) for s in args.seeds.split(",")):
+                    for method in args.methods.split(","):
                         job = {"netlist": net, "start": start, "method": method, "seed": seed, "budget_s": budget}
                         if key(job) not in have:
                             jobs.append(job)

@@ -46,7 +46,9 @@ class CostReport:
 
 
 @njit(cache=True)
-def _pin_xy(p, x, y, orient, pin_mod, pin_dx, pin_dy):
+def pin_xy(p, x, y, orient, pin_mod, pin_dx, pin_dy):
+    """Pin p's position: its module's centre plus its offset turned by the module's orientation (shared with
+    the RL placer's position features, so both read pins the same way)."""
     m = pin_mod[p]
     dx = pin_dx[p]
     dy = pin_dy[p]
@@ -69,7 +71,8 @@ def _pin_xy(p, x, y, orient, pin_mod, pin_dx, pin_dy):
 
 
 @njit(cache=True)
-def _size(m, w, h, orient):
+def oriented_size(m, w, h, orient):
+    """Module m's (width, height) as placed: swapped by the quarter-turn orientations E, W, FE, FW."""
     o = orient[m]
     if o == 2 or o == 3 or o == 6 or o == 7:
         return h[m], w[m]
@@ -83,7 +86,7 @@ def _net_hpwl(k, x, y, orient, pin_mod, pin_dx, pin_dy, net_ptr, net_pins, net_w
     x1 = -1e300
     y1 = -1e300
     for j in range(net_ptr[k], net_ptr[k + 1]):
-        px, py = _pin_xy(net_pins[j], x, y, orient, pin_mod, pin_dx, pin_dy)
+        px, py = pin_xy(net_pins[j], x, y, orient, pin_mod, pin_dx, pin_dy)
         x0 = min(x0, px)
         x1 = max(x1, px)
         y0 = min(y0, py)
@@ -156,7 +159,7 @@ def _route_net(k, sign, hn, vn, stamp, stamp_id, rbuf, cbuf, x, y, orient, pin_m
                net_pins, net_route_weight, gw, gh, cols, rows):
     n = 0
     for j in range(net_ptr[k], net_ptr[k + 1]):
-        px, py = _pin_xy(net_pins[j], x, y, orient, pin_mod, pin_dx, pin_dy)
+        px, py = pin_xy(net_pins[j], x, y, orient, pin_mod, pin_dx, pin_dy)
         r = _cell_of(py, gh, rows)
         c = _cell_of(px, gw, cols)
         cell = r * cols + c
@@ -179,7 +182,7 @@ def _route_net(k, sign, hn, vn, stamp, stamp_id, rbuf, cbuf, x, y, orient, pin_m
 def _extent(m, x, y, w, h, orient, gw, gh, cols, rows):
     """Module m's rectangle and the grid cells it spans, clamped to the grid as plc_client clamps them
     (ur_r = -1: entirely below or left of the canvas, skipped)."""
-    mw, mh = _size(m, w, h, orient)
+    mw, mh = oriented_size(m, w, h, orient)
     x0 = x[m] - mw / 2
     x1 = x[m] + mw / 2
     y0 = y[m] - mh / 2
@@ -442,11 +445,6 @@ class ProxyCost:
         else:
             vs, hs = self.vn / vcap, self.hn / hcap
         return np.maximum(vs + self.vm / vcap, hs + self.hm / hcap).reshape(c.rows, c.columns)
-
-
-# public names for the RL placer's position features (graphmill/passes/chip/positions.py), same functions
-pin_xy = _pin_xy
-oriented_size = _size
 
 
 def proxy_cost(problem: ChipProblem, weights: tuple[float, float, float] = DEFAULT_WEIGHTS) -> CostReport:

@@ -147,10 +147,7 @@ def spread(problem: ChipProblem, movable: np.ndarray, target: float = 1.0, *, sw
     mov[movable] = True
     fixed_mods = np.nonzero(((p.kind == KIND_HARD) | (p.kind == KIND_SOFT) | (p.kind == KIND_STDCELL)) & ~mov)[0]
     _covered_area(fixed_mods.astype(np.int64), p.x, p.y, w, h, load, gw, gh, c.columns, c.rows)
-    for m in movable:
-        r = min(max(int(p.y[m] // gh), 0), c.rows - 1)
-        q = min(max(int(p.x[m] // gw), 0), c.columns - 1)
-        load[r * c.columns + q] += w[m] * h[m]
+    _centre_area(np.asarray(movable, dtype=np.int64), p.x, p.y, w, h, load, gw, gh, c.columns, c.rows)
     order = np.random.default_rng(seed).permutation(len(movable)).astype(np.int64)
     for rad in range(radius, max(c.columns, c.rows)):
         _diffuse(np.asarray(movable, dtype=np.int64), p.x, p.y, w, h, load, target * gw * gh, gw, gh, c.columns,
@@ -178,6 +175,15 @@ def _covered_area(mods, x, y, w, h, load, gw, gh, cols, rows):
                 ox = min(x1, (q + 1) * gw) - max(x0, q * gw)
                 if ox > 0 and oy > 0:
                     load[r * cols + q] += ox * oy
+
+
+@njit(cache=True)
+def _centre_area(mods, x, y, w, h, load, gw, gh, cols, rows):
+    """Add each of ``mods``' whole area to the grid cell of its centre."""
+    for m in mods:
+        r = min(max(int(y[m] // gh), 0), rows - 1)
+        q = min(max(int(x[m] // gw), 0), cols - 1)
+        load[r * cols + q] += w[m] * h[m]
 
 
 @njit(cache=True)

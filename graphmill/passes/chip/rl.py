@@ -52,9 +52,8 @@ from .sa import PlaceResult, Progress, global_placement
 CELL_FEATURES = 11
 NODE_FEATURES = 8
 DEFAULT_SUB = 1
-DEFAULT_REFINE = 1
+DEFAULT_REFINE = 5
 DEFAULT_REFINE_DENSITY = 1.0
-DEFAULT_HARD_DENSITY_PRIOR = None
 DEFAULT_POLICY = os.path.join(os.path.dirname(__file__), "data", "rl_policy.npz")
 
 
@@ -233,10 +232,12 @@ def _policy_class():
         def logits(self, hm: torch.Tensor, g: torch.Tensor, cells: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             """hm [T, H] (the macros to place), g [H], cells [T, C, F], mask [T, C] -> logits [T, C]."""
             q = self.query(torch.cat([hm, g.expand(hm.shape[0], -1)], -1))  # [T, H]
-            k = self.cell(cells)  # [T, C, H]
-            s = (k @ q[:, :, None])[..., 0] / math.sqrt(q.shape[-1])
-            s = s + self.bias(cells)[..., 0] + cells[..., 5:8] @ self.prior
-            return s.masked_fill(~mask, -1e9)
+            # only the legal positions go through the scorer (the rest are masked anyway): about half the work
+            rows = mask.nonzero()[:, 0]
+            sel = cells[mask]  # [N, F]
+            s = (self.cell(sel) * q[rows]).sum(-1) / math.sqrt(q.shape[-1])
+            s = s + self.bias(sel)[:, 0] + sel[:, 5:8] @ self.prior
+            return torch.full(mask.shape, -1e9, dtype=s.dtype).index_put((mask.nonzero(as_tuple=True)), s)
 
     return PlacementPolicy
 
@@ -484,8 +485,7 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
 def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float = 60.0, seed: int = 0,
              progress: Progress | None = None, policy_path: str | None = None, checkpoint: str | None = None,
              finetune_share: float = 0.9, sub: int = DEFAULT_SUB, refine: int = DEFAULT_REFINE,
-             refine_density: float = DEFAULT_REFINE_DENSITY,
-             hard_density_prior: float | None = DEFAULT_HARD_DENSITY_PRIOR) -> PlaceResult:
+             refine_density: float = DEFAULT_REFINE_DENSITY) -> PlaceResult:
     """Fine-tune the pre-trained policy (``policy_path``, default the shipped one) on ``problem`` for a share of
     ``budget_s``, then keep the best of its episodes and of a greedy decode, and re-place the soft macros by
     force-directed rounds (best proxy kept). Ctrl-C stops with the best placement so far. ``sub``: candidate
@@ -493,11 +493,6 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
     t0 = time.monotonic()
     path = policy_path or DEFAULT_POLICY
     policy = load_policy(path) if os.path.exists(path) else new_policy()
-    if hard_density_prior is not None:  # the prior's weight on the standardized hard-macro density (feature 7)
-        import torch
-
-        with torch.no_grad():
-            policy.prior[2] = float(hard_density_prior)
     interrupted = False
     best_v, best_pl = math.inf, None
     start = problem.copy_placement()

@@ -113,7 +113,7 @@ def test_position_feature_hpwl_increase_matches_proxy_wirelength():
     # with every other module known, the feature's HPWL increase between two positions of macro m must equal
     # the difference of the wirelength cost with m at those positions
     p = _problem(seed=4, hard=6)
-    ep = rl.Episode(p, sub=2)
+    ep = rl.Episode(p, sub=2, refine=1)  # refine = 1: a position is legal when the macro centred there is
     m = int(ep.order[0])
     known = _place_all_but(p, m)
     others = np.array([j for j in p.hard if j != m], dtype=np.int64)
@@ -151,7 +151,7 @@ def test_finer_lattice_places_between_cell_centres():
     # sub=2: four positions per grid cell, at the centres of its quarters (reference: the grid geometry)
     torch.manual_seed(0)
     p = _problem(seed=7)
-    ep = rl.Episode(p, sub=2)
+    ep = rl.Episode(p, sub=2, refine=1)
     c = p.canvas
     assert len(ep.cx) == 4 * c.columns * c.rows
     ro = rl.rollout(rl.new_policy(), ep, torch.Generator().manual_seed(0))
