@@ -704,8 +704,9 @@ def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict
     best_base = min(valid, key=lambda c: c.schedule.makespan) if valid else None
     hint = None if best_base is None else np.asarray(best_base.placement)
     t0 = time.perf_counter()
+    seen: set = set()  # every state zero-shot simulated: fine-tuning below repeats none of them
     jp, dec, out, stats = run_learned(graph, model, "learned-place", policy_path=policy_path, samples=samples,
-                                      seed=seed, hint=hint)
+                                      seed=seed, hint=hint, seen=seen)
     reach = [k + 1 for k, t in enumerate(stats["candidates"]) if best_base is not None and
              t <= best_base.schedule.makespan]  # the policy's own samples, the hint (from_sample -1) not counted
     learned = {"samples": len(stats["candidates"]), "steps": 0,
@@ -720,7 +721,8 @@ def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict
         ref = min(base.report["baselines"].values())
         # from zero-shot's best state, its rounds already run: the budget buys new simulations, each counted once
         ft = fine_tune(policy_for(policy_path), task, budget=budget, seed=seed, progress=progress, reference=ref,
-                       transform=lambda d: combine(d, keep, {"place"}, task.jp), start=(dec, out), rounds=0)
+                       transform=lambda d: combine(d, keep, {"place"}, task.jp), start=(dec, out), rounds=0,
+                       seen=seen)
         learned.update(samples=learned["samples"] + ft["samples"], steps=ft["steps"],
                        samples_to_best_baseline=learned["samples_to_best_baseline"] or (
                            None if ft["samples_to_reference"] is None else
@@ -789,12 +791,14 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
     pol = policy_for(policy or "")
     ft_info = None
     for p in seq:
-        jp, dec, out, _ = run_learned(target, model, p, samples=samples, seed=seed, policy=pol)
+        seen: set = set()
+        jp, dec, out, _ = run_learned(target, model, p, samples=samples, seed=seed, policy=pol, seen=seen)
         if finetune and p == "learned-optimize":
             from graphmill.search.learned import fine_tune, make_task
 
             task = make_task(target.name, target, model)
-            ft = fine_tune(pol, task, budget=finetune, seed=seed, progress=progress, start=(dec, out), rounds=0)
+            ft = fine_tune(pol, task, budget=finetune, seed=seed, progress=progress, start=(dec, out), rounds=0,
+                           seen=seen)
             ft_info = {"samples": ft["samples"], "samples_to_best_baseline": ft["samples_to_reference"],
                        "improved": bool(ft["outcome"] is not None and ft["outcome"].makespan < out.makespan)}
             if ft_info["improved"]:

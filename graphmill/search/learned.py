@@ -363,7 +363,7 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
               options: dict | None = None, progress: Callable[[str], None] | None = None,
               transform: Callable[[Decisions], Decisions] | None = None, reference: float | None = None,
               top: tuple[int, ...] = TOP, singles: int = 4, units: int = 40, rounds: int = ROUNDS,
-              start: tuple[Decisions, Outcome] | None = None) -> dict:
+              start: tuple[Decisions, Outcome] | None = None, seen: set[bytes] | None = None) -> dict:
     """PPO on one graph for ``budget`` simulated samples, starting from ``policy`` (a copy; None: a fresh
     policy, the per-graph RL baseline: the same algorithm from scratch). It first runs zero-shot use
     (``infer.refine`` itself: ``rounds`` rounds of greedy decisions and top-k changes from the hint, each
@@ -391,7 +391,8 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
 
     ``start``: the state to refine instead of the hint, with its outcome (a caller that already ran zero-shot
     passes its best and ``rounds=0``), so that no simulation is repeated and none is counted twice; the
-    returned ``steps`` is the number of PPO updates."""
+    returned ``steps`` is the number of PPO updates. ``seen``: the ``state_key`` of states the caller simulated
+    already (its zero-shot candidates), neither simulated again nor counted; filled in place."""
     opts = _options(options)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -415,7 +416,8 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
                       "to_beat": None, "curve": []}
         t_start = best["t"]
 
-        seen = {state_key(dec0)}
+        seen = set() if seen is None else seen
+        seen.add(state_key(dec0))
         unit_of = task_units(task.jp) if units else None
         urng = np.random.default_rng([seed, 1])
 

@@ -90,7 +90,8 @@ def apply_decisions(graph: Graph, jp: JointProblem, dec: Decisions, out: Outcome
 
 def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples: int = 0, seed: int = 0,
                 policy=None, hint: np.ndarray | None = None, guard: bool = True,
-                rounds: int | None = None) -> tuple[JointProblem, Decisions, Outcome, dict]:
+                rounds: int | None = None, seen: set[bytes] | None = None
+                ) -> tuple[JointProblem, Decisions, Outcome, dict]:
     """What the pass ``name`` does (module docstring); returns (problem, decisions, outcome, stats). ``hint``:
     the placement the policy's features start from (default: the graph's own when it keeps the devices, else
     the best baseline's). The policy refines the start state (the hint's decisions for the pass's parts, the
@@ -99,7 +100,8 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     state; so the pass is never worse than its start (the best baseline for ``learned-optimize``; ``guard`` is
     kept for callers and changes nothing).
     ``stats["candidates"]``: the step time of every candidate simulated, in order (inf when invalid);
-    ``from_sample``: the winner's index among them (-1: the start state)."""
+    ``from_sample``: the winner's index among them (-1: the start state). ``seen``: ``infer.refine``'s set of
+    simulated states, filled in place (a caller that fine-tunes next passes it on and repeats none)."""
     from .features import node_features
     from .infer import ROUNDS, TOP, refine
 
@@ -111,7 +113,7 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     pol = policy if policy is not None else policy_for(policy_path)
     obs = node_features(jp, hint=hint)
     dec, out, src, times = refine(pol, jp, obs, rounds=ROUNDS if rounds is None else rounds, samples=samples,
-                                  seed=seed, transform=lambda d: combine(d, base, parts, jp), top=TOP)
+                                  seed=seed, transform=lambda d: combine(d, base, parts, jp), top=TOP, seen=seen)
     k = -1
     if src != "hint":
         k = next((i for i, t in enumerate(times) if t == out.makespan), -1)
