@@ -392,7 +392,8 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
     ``start``: the state to refine instead of the hint, with its outcome (a caller that already ran zero-shot
     passes its best and ``rounds=0``), so that no simulation is repeated and none is counted twice; the
     returned ``steps`` is the number of PPO updates. ``seen``: the ``state_key`` of states the caller simulated
-    already (its zero-shot candidates), neither simulated again nor counted; filled in place."""
+    already (its zero-shot candidates): no greedy, top-k, single or unit candidate is simulated again or
+    counted (PPO's draws are on-policy samples: simulated and counted as drawn, even when seen); filled in place."""
     opts = _options(options)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

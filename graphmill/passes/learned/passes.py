@@ -101,7 +101,8 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     kept for callers and changes nothing).
     ``stats["candidates"]``: the step time of every candidate simulated, in order (inf when invalid);
     ``from_sample``: the winner's index among them (-1: the start state). ``seen``: ``infer.refine``'s set of
-    simulated states, filled in place (a caller that fine-tunes next passes it on and repeats none)."""
+    simulated states, filled in place (a caller that fine-tunes next passes it on: ``fine_tune`` proposes none
+    of them again, PPO's draws aside)."""
     from .features import node_features
     from .infer import ROUNDS, TOP, refine
 
