@@ -765,7 +765,9 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
     samples of PPO fine-tuning on this graph (joint pass only). Devices as ``place``; ``training=True``
     optimizes the training step. Returns ``{"passes", "devices", "units", "makespan", "best_baseline": {"name",
     "makespan"}, "placement": {op: device}, "fusion_groups": [[op]], "priority": {op: number}, "order": {device:
-    [op]}, "refused": [reason], "memory": {"capacity", "peak"}, "finetune": {...} | None}``; the decisions also
+    [op]}, "refused": [reason], "memory": {"capacity", "peak"}, "finetune": {"samples", "samples_to_best_baseline",
+    "improved"} | None}`` (``finetune``'s count is of fine-tuning's own samples, from zero-shot's best, until one is at
+    or under the best baseline; None when none is); the decisions also
     travel in the graph's meta (``graph.meta["learned"]`` with the device set, node meta ``device``,
     ``fusion_group``, ``priority``) so that ``learned_replay`` re-simulates them."""
     from graphmill.backends.simulator.devices import PlacementCostModel, device_set

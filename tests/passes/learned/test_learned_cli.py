@@ -152,18 +152,16 @@ def test_place_learned_on_a_torch_export_resimulated_independently(torch_onnx, t
     assert info["learned"]["samples"] == n0 + 8 and (s is None or s > n0)
 
 
-def test_place_learned_budget_buys_new_simulations_only(torch_onnx, monkeypatch):
-    """`place --method learned --budget B`: zero-shot, then fine-tuning for B more simulations; fine-tuning's
-    candidates (greedy, top-k, single and unit moves) include none of the states zero-shot simulated (reference:
-    the simulator calls themselves, keyed by the state's devices, fusions and order), so the budget buys new
-    states (19 of its 30 re-simulated zero-shot's here before). PPO's draws are on-policy samples, simulated as
-    drawn, recorded apart."""
+def record_simulations(monkeypatch) -> dict[str, list]:
+    """The state key of every simulation from then on, by phase: zero-shot (``refine``), fine-tuning's own
+    candidates (``fine_tune``) and PPO's draws inside fine-tuning (``ppo``: a sampled, not greedy, action)."""
     from graphmill.passes.learned import JointProblem, infer
     from graphmill.passes.learned.policy import GraphPolicy
     from graphmill.search import learned
 
-    phase: list[str] = []  # the phase whose simulations are being recorded: refine (zero-shot) or fine_tune
+    phase: list[str] = []
     keys: dict[str, list] = {"refine": [], "fine_tune": [], "ppo": []}
+    drawn: list[bool] = []
 
     def recording(name, f):
         def call(*a, **k):
@@ -173,8 +171,6 @@ def test_place_learned_budget_buys_new_simulations_only(torch_onnx, monkeypatch)
             finally:
                 phase.pop()
         return call
-
-    drawn: list[bool] = []  # a sampled (not greedy) policy action inside fine_tune: PPO's draw, simulated next
 
     def evaluate_recorded(self, d):
         if phase:
@@ -192,8 +188,22 @@ def test_place_learned_budget_buys_new_simulations_only(torch_onnx, monkeypatch)
     monkeypatch.setattr(GraphPolicy, "act", act_recorded)
     monkeypatch.setattr(infer, "refine", recording("refine", infer.refine))
     monkeypatch.setattr(learned, "fine_tune", recording("fine_tune", learned.fine_tune))
-    info: dict = {}
-    api.place(api.load(torch_onnx), method="learned", devices=3, budget=30, info=info)
+    return keys
+
+
+@pytest.mark.parametrize("how", ["place", "learned_optimize"])
+def test_learned_budget_buys_new_simulations_only(torch_onnx, monkeypatch, how):
+    """`place --method learned --budget B` and `learned_optimize(finetune=B)`: zero-shot, then fine-tuning for B
+    more simulations; fine-tuning's candidates (greedy, top-k, single and unit moves) include none of the states
+    zero-shot simulated (reference: the simulator calls themselves, keyed by the state's devices, fusions and
+    order), so the budget buys new states (19 of place's 30 re-simulated zero-shot's here before). PPO's draws
+    are on-policy samples, simulated as drawn, recorded apart."""
+    keys = record_simulations(monkeypatch)
+    if how == "place":
+        api.place(api.load(torch_onnx), method="learned", devices=3, budget=30)
+    else:
+        r = api.learned_optimize(api.load(torch_onnx), devices=3, finetune=30)
+        assert r["finetune"]["samples"] == 30
     assert len(keys["refine"]) >= 5 and len(keys["fine_tune"]) + len(keys["ppo"]) == 30
     assert not set(keys["refine"]) & set(keys["fine_tune"])
 

@@ -248,3 +248,21 @@ def test_fine_tune_starts_with_refine_itself_and_its_memory(monkeypatch):
     assert np.allclose(r["curve"][:n], np.minimum.accumulate(np.minimum(times, task.reference)))
     zero_shot = keys[:1 + n]  # fine_tune's start state, then refine's simulations
     assert len(set(zero_shot)) == 1 + n and set(keys) <= calls[0][0]["seen"]
+
+
+def test_fine_tune_from_a_callers_start_counts_samples_to_reference_from_new_simulations_only():
+    """A caller's ``start`` (zero-shot's best, here the hint, at the reference itself) is no sample:
+    ``samples_to_reference`` is 1 + the index of the first new simulation at or under the reference, or None
+    (reference: the simulator calls themselves, recorded in order; every one inside fine_tune is a counted sample)."""
+    task = small_task()
+    dec0 = task.obs["decisions"]
+    out0 = task.jp.evaluate(dec0)
+    ref = out0.makespan  # the start is exactly at the reference: the old count said 0 here
+    times = []
+    evaluate = task.jp.evaluate
+    task.jp.evaluate = lambda d: (lambda o: times.append(o.makespan if o.valid else np.inf) or o)(evaluate(d))
+    r = fine_tune(None, task, budget=12, samples=4, seed=0, reference=ref, start=(dec0, out0), rounds=0,
+                  options={"epochs": 1})  # a fresh policy: its first candidates are worse than the hint here
+    assert len(times) == r["samples"] == 12 and times[0] > ref
+    first = next((k + 1 for k, t in enumerate(times) if t <= ref), None)
+    assert r["samples_to_reference"] == first
