@@ -19,8 +19,8 @@ peer at every budget from 25 to 200 and closing at least half of the best peer's
     .venv/bin/python benchmarks/bench_search.py              # the comparison (a few minutes)
     .venv/bin/python benchmarks/bench_search.py --strategies default,evolution,tpe,random --skip-throughput
     .venv/bin/python benchmarks/bench_search.py --table synthetic --skip-overhead --skip-throughput  # 2nd table
-    .venv/bin/python benchmarks/bench_search.py --table mlp3 --seeds 100 --reuse default,tpe --skip-overhead \
-        --skip-throughput   # curves in search_curves_mlp3_100.json; --reuse extends a stored run of fewer seeds
+    .venv/bin/python benchmarks/bench_search.py --table mlp3 --seeds 100 --strategies default,tpe --reuse default,tpe \
+        --skip-overhead --skip-throughput   # curves in search_curves_mlp3_100.json; --reuse extends a stored run of fewer seeds
 """
 
 from __future__ import annotations
