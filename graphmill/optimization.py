@@ -17,7 +17,7 @@ from typing import Any, Iterable, TextIO
 from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import save
 from graphmill.frontend.onnx_shape_inference import infer_shapes
-from graphmill.util.files import atomic_write_bytes
+from graphmill.util.files import atomic_write_bytes, check_out_folder
 from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES, builtin_schedule, default_schedule
 from graphmill.passes.dsl import load_schedule
 from graphmill.ir import Graph, GraphmillError, UserInputError
@@ -189,6 +189,9 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     ``cost_model``: the ``PassContext``'s (the device cost model ``place`` and the learned passes need).
     """
     sched = resolve_schedule(schedule, schedule_file)
+    if reproducer_dir is not None:  # refused before any work, not when a pass fails and the reproducer is written
+        check_out_folder(reproducer_dir, "optimize", "a failing pass's reproducer: before.onnx, repro.mill, "
+                         "schedule.mill, README.txt", flag="--reproducer-dir")
     before = _brief(graph, dims)  # first: it checks dims, and inference only adds type information
     original = graph.copy() if compare else None
     instruments: list[Any] = []

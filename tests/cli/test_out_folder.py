@@ -34,3 +34,22 @@ def test_out_that_is_a_file_is_one_line_naming_it(tmp_path, monkeypatch, capsys,
         assert rc == 2 and len(err) == 1, err
         assert says in err[0] and f"({writer} writes a folder: " in err[0], err
     assert os.listdir(tmp_path) == ["afile"] and (tmp_path / "afile").read_text() == "kept"
+
+
+def test_reproducer_dir_that_is_a_file_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """``optimize --reproducer-dir FILE`` said "File exists" only once a pass had failed (the folder is made
+    then); now it is refused up front like every ``--out`` folder, even for a run that would not fail."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("kept")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    rc = main(["optimize", "m.onnx", "-o", "o.onnx", "--reproducer-dir", "afile"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert "--reproducer-dir afile: exists and is not a folder (optimize writes a folder: " in err[0], err
+    assert sorted(os.listdir(tmp_path)) == ["afile", "m.onnx"] and (tmp_path / "afile").read_text() == "kept"

@@ -303,8 +303,8 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
         from graphmill.backends.simulator.config import as_accel
 
         as_accel(accel)
-    check_out_folder(out, "search --method evanet", "job.json, checkpoint.json, history.jsonl, report.json, "
-                                                   "best.onnx and evanet.png")
+    check_out_folder(out, "search --method evanet", "job.json, checkpoint.json, history.jsonl, weights/, "
+                                                   "report.json, best.onnx and evanet.png")
     job = _job(opts, seed, accel)
     job_path = os.path.join(out, "job.json")
     if os.path.exists(job_path):
