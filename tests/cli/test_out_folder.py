@@ -53,3 +53,12 @@ def test_reproducer_dir_that_is_a_file_is_refused_before_any_work(tmp_path, monk
     assert rc == 2 and len(err) == 1, err
     assert "--reproducer-dir afile: exists and is not a folder (optimize writes a folder: " in err[0], err
     assert sorted(os.listdir(tmp_path)) == ["afile", "m.onnx"] and (tmp_path / "afile").read_text() == "kept"
+
+
+def test_empty_out_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    """``--out ''`` would write into the current folder: refused before any work (message written out here)."""
+    monkeypatch.chdir(tmp_path)
+    rc = main(["search", "--space", "mnasnet", "--budget", "1", "--out", ""])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--out '': give a folder" in err[0], err
+    assert os.listdir(tmp_path) == []
