@@ -55,10 +55,12 @@ def test_reproducer_dir_that_is_a_file_is_refused_before_any_work(tmp_path, monk
     assert sorted(os.listdir(tmp_path)) == ["afile", "m.onnx"] and (tmp_path / "afile").read_text() == "kept"
 
 
-def test_empty_out_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("argv", [["search", "--space", "mnasnet"], ["search", "--method", "nahas"],
+                                  ["search", "--method", "evanet"], ["search", "--method", "autohas"]])
+def test_empty_out_is_refused_in_one_line(tmp_path, monkeypatch, capsys, argv):
     """``--out ''`` would write into the current folder: refused before any work (message written out here)."""
     monkeypatch.chdir(tmp_path)
-    rc = main(["search", "--space", "mnasnet", "--budget", "1", "--out", ""])
+    rc = main(argv + ["--budget", "1", "--out", ""])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "--out '': give a folder" in err[0], err
     assert os.listdir(tmp_path) == []
