@@ -234,7 +234,7 @@ def store_curves(table: str, name: str, c: np.ndarray, seconds: float, read_from
             data = json.load(f)
     data[name] = {"seeds": c.shape[0], "budget": c.shape[1], "seconds": round(seconds, 1),
                   "curves": [[round(float(v), 6) for v in row] for row in c]}
-    if read_from:  # copied from a longer run's first seeds, not rerun
+    if read_from:  # copied from another run's first seeds (or extended from them), not all rerun
         data[name]["read_from"] = os.path.basename(read_from)
     write_json(path, data, indent=None)
 
@@ -364,7 +364,14 @@ def main() -> None:
         else:  # extend a shorter stored run with the seeds it lacks
             k = len(cached[0])
             c = np.vstack([cached[0], curves(name, args.seeds, args.budget, first=k)])
-            store_curves(args.table, name, c, time.time() - t0)
+            with open(cached[1]) as f:  # the stored seeds' seconds plus the new ones': the whole run's
+                before = json.load(f)[name]
+            if before.get("read_from"):  # itself a copy: its seconds are not known here
+                note, earlier = "; seconds: the new seeds only", 0.0
+            else:
+                note, earlier = "", before["seconds"] * k / before["seeds"]
+            store_curves(args.table, name, c, earlier + time.time() - t0,
+                         read_from=f"{os.path.basename(cached[1])} (seeds 0-{k - 1}; the rest run{note})")
             how = f"seeds 0-{k - 1} read from {os.path.relpath(cached[1])}, {k}-{args.seeds - 1} run"
         res[name] = c
         report["strategies"][name] = {"mean": c.mean(0).tolist(), "std": c.std(0).tolist(),
