@@ -47,6 +47,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from graphmill.search.methods import nahas  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+#: benchmark method -> the options that select it (joint: the nested accelerator search; joint-sampled: the
+#: single controller over the product space)
+METHODS = {"joint": {"mode": "joint", "accel_search": "nested"},
+           "joint-sampled": {"mode": "joint", "accel_search": "sampled"},
+           "nn-then-accel": {"mode": "nn-then-accel"}, "accel-then-nn": {"mode": "accel-then-nn"}}
 
 
 def read_history(path: str) -> list[dict]:
@@ -57,13 +62,16 @@ def read_history(path: str) -> list[dict]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--budget", type=int, default=30, help="evaluations per method and seed (default 30)")
+    ap.add_argument("--budget", type=int, default=30, help="trainings (network evaluations) per method and seed (default 30)")
     ap.add_argument("--steps", type=int, default=100, help="Adam steps per candidate (default 100)")
     ap.add_argument("--strategy", default="evolution")
     ap.add_argument("--latency-ms", type=float, default=0.0,
                     help="latency target T in ms (default 0: the reference network on the edge accelerator)")
     ap.add_argument("--area-mm2", type=float, default=4.0, help="area budget A (default 4 mm^2)")
-    ap.add_argument("--modes", default=",".join(nahas.MODES))
+    ap.add_argument("--accel-sims", type=int, default=nahas.OPTIONS["accel_sims"],
+                    help="K: simulations per training, for every method (default %(default)s)")
+    ap.add_argument("--modes", default=",".join(METHODS),
+                    help=f"methods to run (default all: {', '.join(METHODS)})")
     ap.add_argument("--work", default=os.path.join("/tmp", "bench_nahas"))
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--png", default=os.path.join(HERE, "data", "nahas_goal_c.png"))
@@ -78,12 +86,15 @@ def main() -> int:
             meta = d
             for mode, picks in d["picks"].items():
                 rows.setdefault(mode, []).extend(picks)
-        table(rows, meta["constraints"], meta["budget"], meta["steps"])
+        table(rows, meta["constraints"], meta["budget"], meta["steps"], meta.get("accel_sims"))
         return 0
     seeds = [int(s) for s in args.seeds.split(",")]
     modes = args.modes.split(",")
+    for m in modes:
+        if m not in METHODS:
+            ap.error(f"--modes: unknown method {m!r}; use {', '.join(METHODS)}")
     options = {"steps": str(args.steps), "strategy": args.strategy, "latency_ms": str(args.latency_ms),
-               "area_mm2": str(args.area_mm2)}
+               "area_mm2": str(args.area_mm2), "accel_sims": str(args.accel_sims)}
     picks: dict[str, list] = {m: [] for m in modes}
     trials: dict[str, list] = {m: [] for m in modes}
     constraints = None
@@ -91,9 +102,9 @@ def main() -> int:
     for seed in seeds:
         for mode in modes:
             out = os.path.join(args.work, f"T{args.latency_ms:g}_A{args.area_mm2:g}_{args.strategy}_b{args.budget}"
-                               f"_s{args.steps}", f"seed{seed}", mode)
+                               f"_s{args.steps}_K{args.accel_sims}", f"seed{seed}", mode)
             s = nahas.run(out, budget=args.budget, seed=seed, workers=1, executor=None, ray_address=None, accel=None,
-                          options={**options, "mode": mode},
+                          options={**options, **METHODS[mode]},
                           progress=lambda line, s=seed: print(f"[seed {s}] {line}", file=sys.stderr, flush=True))
             if s["interrupted"]:
                 print("interrupted: rerun the same command to resume", file=sys.stderr)
@@ -101,42 +112,56 @@ def main() -> int:
             constraints = s["constraints"]
             b = s["best"]
             picks[mode].append({"seed": seed, **{k: b[k] for k in ("accuracy", "latency_ms", "area_mm2", "energy_uj",
-                                                                    "feasible", "nn", "config")}})
+                                                                    "feasible", "nn", "config", "accel")},
+                                "trainings": s["trainings"], "simulations": s["simulations"], "trials": s["trials"],
+                                "seconds": s["seconds"]})
             trials[mode] += read_history(os.path.join(out, "history.jsonl"))
             print(f"[seed {seed}] {mode}: acc {b['accuracy']:.4f} lat {b['latency_ms']:.4g} ms area "
                   f"{b['area_mm2']:.3g} mm^2 E {b['energy_uj']:.4g} uJ feasible {b['feasible']} "
+                  f"trainings {s['trainings']} simulations {s['simulations']} "
                   f"({time.time() - t0:.0f}s)", file=sys.stderr, flush=True)
-    table(picks, constraints, args.budget, args.steps)
+    table(picks, constraints, args.budget, args.steps, args.accel_sims)
     winners = {m: [next(t for t in trials[m] if t["nn"] == p["nn"] and t["config"] == p["config"]) for p in picks[m]]
                for m in modes}
     nahas.plot(args.png, trials, constraints["latency_ms"], constraints["area_mm2"], winners=winners,
-               title=f"NAHAS on digits: {len(seeds)} seeds x {args.budget} evaluations per method")
+               title=f"NAHAS on digits: {len(seeds)} seeds x {args.budget} trainings, "
+                     f"{args.budget * args.accel_sims} simulations per method")
     print(f"wrote {args.png}", file=sys.stderr)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"task": nahas.TASK, "seeds": seeds, "budget": args.budget, "steps": args.steps,
-                       "strategy": args.strategy, "constraints": constraints, "picks": picks}, f, indent=1)
+                       "accel_sims": args.accel_sims, "strategy": args.strategy, "constraints": constraints,
+                       "picks": picks}, f, indent=1)
     return 0
 
 
-def table(picks: dict, constraints: dict, budget: int, steps: int) -> None:
+def table(picks: dict, constraints: dict, budget: int, steps: int, accel_sims: int | None = None) -> None:
     def ms(vals, fmt="{:.4f}"):
         a = np.asarray(vals, dtype=float)
         return f"{fmt.format(a.mean())} +- {fmt.format(a.std(ddof=1) if len(a) > 1 else 0.0)}"
 
-    print(f"NAHAS goal (c): digits, {budget} evaluations per method, {steps} training steps per candidate; "
+    per = f"{budget} trainings" + (f" and {budget * accel_sims} simulations" if accel_sims else " (evaluations)")
+    print(f"NAHAS goal (c): digits, {per} per method, {steps} training steps per candidate; "
           f"constraints area <= {constraints['area_mm2']:g} mm^2, latency <= {constraints['latency_ms']:.4g} ms")
     print(f"{'method':<15} {'seeds':>5} {'accuracy':>20} {'latency ms':>18} {'area mm^2':>16} {'energy uJ':>20} "
-          f"{'feasible':>8}")
+          f"{'feasible':>8} {'trainings':>10} {'simulations':>12}")
+
+    def counts(ps, key):
+        vals = sorted({p.get(key) for p in ps}, key=str)
+        return "/".join("?" if v is None else str(v) for v in vals)
+
     for mode, ps in picks.items():
         print(f"{mode:<15} {len(ps):>5} {ms([p['accuracy'] for p in ps]):>20} "
               f"{ms([p['latency_ms'] for p in ps], '{:.3f}'):>18} {ms([p['area_mm2'] for p in ps], '{:.2f}'):>16} "
-              f"{ms([p['energy_uj'] for p in ps], '{:.0f}'):>20} {sum(p['feasible'] for p in ps):>5}/{len(ps)}")
-    if "joint" in picks:
-        others = [m for m in picks if m != "joint"]
-        wins = sum(all(picks["joint"][i]["accuracy"] > picks[m][i]["accuracy"] for m in others)
-                   for i in range(len(picks["joint"])))
-        print(f"joint more accurate than both baselines in {wins}/{len(picks['joint'])} seeds")
+              f"{ms([p['energy_uj'] for p in ps], '{:.0f}'):>20} {sum(p['feasible'] for p in ps):>5}/{len(ps)} "
+              f"{counts(ps, 'trainings'):>10} {counts(ps, 'simulations'):>12}")
+    print("per-seed accuracy: " + "; ".join(f"{m} " + ", ".join(f"{p['accuracy']:.4f}" for p in ps)
+                                           for m, ps in picks.items()))
+    others = [m for m in picks if m in ("nn-then-accel", "accel-then-nn")]
+    for joint in (m for m in picks if m.startswith("joint") and others):
+        wins = sum(all(picks[joint][i]["accuracy"] > picks[m][i]["accuracy"] for m in others)
+                   for i in range(len(picks[joint])))
+        print(f"{joint} more accurate than {' and '.join(others)} in {wins}/{len(picks[joint])} seeds")
 
 
 if __name__ == "__main__":

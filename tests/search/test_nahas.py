@@ -108,13 +108,15 @@ def test_joint_run_resume_and_chosen_design_resimulated(tmp_path):
         if len(lines) == 2:
             raise KeyboardInterrupt
 
-    part = _run(tmp_path / "a", progress=stop_at_two, area_mm2="1.2")
+    part = _run(tmp_path / "a", progress=stop_at_two, area_mm2="1.2", accel_sims="8")
     assert part["interrupted"] and part["trials"] == 2
     assert os.path.exists(part["checkpoint"]) and "best.onnx" not in part["files"]
     rest = []
-    full = _run(tmp_path / "a", progress=rest.append, area_mm2="1.2")  # the same command resumes
+    nahas.clear_caches()  # a fresh process: what was trained comes back from the checkpoint
+    full = _run(tmp_path / "a", progress=rest.append, area_mm2="1.2", accel_sims="8")  # the same command resumes
     assert not full["interrupted"] and full["trials"] == 4 and len(rest) == 2
-    ref = _run(tmp_path / "b", area_mm2="1.2")  # uninterrupted
+    assert full["trainings"] == 4 and full["simulations"] == 4 * 8  # nested (the default): K per network
+    ref = _run(tmp_path / "b", area_mm2="1.2", accel_sims="8")  # uninterrupted
     hist = [json.loads(x) for x in open(tmp_path / "a" / "history.jsonl")]
     hist_ref = [json.loads(x) for x in open(tmp_path / "b" / "history.jsonl")]
     assert [h["config"] for h in hist] == [h["config"] for h in hist_ref]
@@ -135,7 +137,9 @@ def test_joint_run_resume_and_chosen_design_resimulated(tmp_path):
 
 @pytest.mark.slow
 def test_two_step_baseline_fixes_the_first_steps_pick(tmp_path):
-    s = _run(tmp_path, mode="nn-then-accel")
+    # budget 2 trainings, 2 simulations each: the 2 networks on the fixed accelerator (one simulation each),
+    # then the other 2 simulations on the accelerator for step 1's pick
+    s = _run(tmp_path, budget=2, mode="nn-then-accel", accel_sims="2")
     hist = [json.loads(x) for x in open(tmp_path / "history.jsonl")]
     assert [h["step"] for h in hist] == ["network"] * 2 + ["accelerator"] * 2
     edge = nahas.base_accelerator(None)
@@ -225,3 +229,133 @@ def test_integer_lists_are_never_truncated(tmp_path):
     with pytest.raises(UserInputError, match=r"the smallest, 8x8 PEs"):
         api.search_method("nahas", out=tmp_path / "o", budget=1, options={"rows": [8, 16], "area_mm2": 0.5})
     assert not (tmp_path / "o").exists()
+
+
+# -- the nested joint search and the equal accounting ----------------------------------------------------------
+
+class _Counter:
+    """Counts the calls of a public function it wraps (trainings, simulations)."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *a, **k):
+        self.calls += 1
+        return self.fn(*a, **k)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """``(trainings, simulations)`` counters over ``train_graph`` and ``nahas.simulate_graph_design``, the
+    process caches emptied first (a fresh process)."""
+    from graphmill.search.evaluators import training
+
+    nahas.clear_caches()
+    train = _Counter(training.train_graph)
+    sim = _Counter(nahas.simulate_graph_design)
+    monkeypatch.setattr(training, "train_graph", train)
+    monkeypatch.setattr(nahas, "simulate_graph_design", sim)
+    yield train, sim
+    nahas.clear_caches()
+
+
+def test_nested_search_returns_the_brute_force_best_accelerator(counted):
+    """Reference: brute force in the test over a 32-point accelerator space, through the public simulator
+    (``simulate_design``) and area model (``AREA.area_mm2``), the hardware factor written out by hand
+    (``(T/LAT if LAT > T else 1) x (E/E_ref)^w``, feasible points first). With ``sims`` >= the area-feasible
+    points the nested search must find exactly that point; with fewer it must spend no more than it is given."""
+    import itertools
+
+    values = {"rows": [8, 16], "cols": [8, 16], "dataflow": ["os", "ws"], "ifmap_kb": [32.0, 64.0],
+              "filter_kb": [32.0, 64.0], "ofmap_kb": [32.0], "dram_bw_words": [8]}
+    base = nahas.base_accelerator(None)
+    nn = nahas.reference_network("tiny")
+    e_ref, w, budget = 100.0, -0.01, 1.2
+    sims = []
+    for combo in itertools.product(*values.values()):
+        c = dict(zip(values, combo))
+        if nahas.AREA.area_mm2(c["rows"], c["cols"], c["ifmap_kb"], c["filter_kb"], c["ofmap_kb"]) > budget:
+            continue
+        accel = nahas.with_energy(nahas.accel_config(c, base))
+        sims.append((c, nahas.simulate_design("tiny", nn, accel, latency_scale=2)))
+    target = sorted(s["latency_ms"] for _, s in sims)[len(sims) // 2]  # about half the points meet it
+    brute = []
+    for c, sim in sims:
+        lat = sim["latency_ms"]
+        hw = (1.0 if lat <= target else target / lat) * (sim["energy_uj"] / e_ref) ** w
+        brute.append((lat <= target, hw, c))
+    assert 4 < len(brute) < 32 and any(f for f, _, _ in brute) and not all(f for f, _, _ in brute)
+    ev = nahas.NahasEvaluator(base=base, area_budget=budget, latency_target=target, energy_ref=e_ref, energy_w=w,
+                              nn="tiny", latency_scale=2, accel_values=values, inner_sims=32)
+    best = max(brute, key=lambda b: (b[0], b[1]))
+    nahas.clear_caches()
+    sims_before = counted[1].calls
+    got = ev.best_accelerator(nn)
+    assert got["config"] == best[2] and got["hardware"] == pytest.approx(best[1])
+    assert got["sims"] == len(brute) == counted[1].calls - sims_before
+    # fewer simulations than feasible points: a search, never over its simulation budget, within the area
+    nahas.clear_caches()
+    sims_before = counted[1].calls
+    few = ev.best_accelerator(nn, sims=5)
+    assert few["sims"] <= 5 and counted[1].calls - sims_before <= 5 and few["area_mm2"] <= budget
+    assert counted[0].calls == 0  # the accelerator search trains nothing
+
+
+@pytest.mark.slow
+def test_every_mode_spends_the_same_trainings_and_simulations(tmp_path, counted):
+    """Reference: the accounting contract (``--budget`` N trainings and N x ``accel_sims`` simulations for
+    every mode), counted at the source: calls of ``train_graph`` (less the one deterministic retraining that
+    writes ``best.onnx``) and of the simulator. The two-step modes used to train budget/2 (+1) networks."""
+    n, k = 3, 3
+    for mode, extra in (("joint", {}), ("joint", {"accel_search": "sampled"}), ("nn-then-accel", {}),
+                        ("accel-then-nn", {})):
+        nahas.clear_caches()
+        train0, sim0 = counted[0].calls, counted[1].calls
+        s = _run(tmp_path / f"{mode}{extra}", budget=n, seed=1, mode=mode, accel_sims=str(k), **extra)
+        report = json.load(open(tmp_path / f"{mode}{extra}" / "report.json"))
+        if mode == "accel-then-nn":  # seed 1: the reference network is not among those searched (a training of
+            hist = [json.loads(x) for x in open(tmp_path / f"{mode}{extra}" / "history.jsonl")]  # it would show)
+            assert nahas.reference_network("tiny") not in [h["nn"] for h in hist if h["step"] == "network"]
+        assert (s["trainings"], s["simulations"]) == (report["trainings"], report["simulations"]), mode
+        assert report["trainings"] == n == counted[0].calls - train0 - 1, (mode, extra)
+        # the sampled joint mode may stop at n trainings before its n x k simulations
+        sims = counted[1].calls - sim0 - 1  # less the reference network's simulation (the default target)
+        if extra:
+            assert report["simulations"] <= n * k and sims <= report["simulations"], (mode, extra, sims)
+        else:
+            assert report["simulations"] == n * k, (mode, extra)
+            assert sims <= n * k, (mode, sims)  # a cached simulation is spent but not repeated
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode,extra,stop,seed", [("nn-then-accel", {}, 4, 0),
+                                                   ("joint", {"accel_search": "sampled"}, 2, 2)])
+def test_resume_repeats_no_finished_training(tmp_path, counted, mode, extra, stop, seed):
+    """Reference: an uninterrupted run. Interrupted after ``stop`` trials (nn-then-accel: in its accelerator
+    step, whose network was trained in step 1; sampled joint: a network may come back with another
+    accelerator: with seed 2 its third trial is its second network again) and resumed in a fresh process (caches
+    emptied), the run trains only what it had not, and ends with the uninterrupted run's history."""
+    lines = []
+
+    def stop_at(line):
+        lines.append(line)
+        if len(lines) == stop:
+            raise KeyboardInterrupt
+
+    opts = {"mode": mode, "accel_sims": "2", **extra}
+    part = _run(tmp_path / "a", budget=3, seed=seed, progress=stop_at, **opts)
+    assert part["interrupted"]
+    trained_before = part["trainings"]
+    nahas.clear_caches()
+    t0 = counted[0].calls
+    full = _run(tmp_path / "a", budget=3, seed=seed, **opts)
+    assert not full["interrupted"] and full["trainings"] == 3
+    assert counted[0].calls - t0 == 3 - trained_before + 1  # + the retraining that writes best.onnx
+    nahas.clear_caches()
+    ref = _run(tmp_path / "b", budget=3, seed=seed, **opts)
+    hist = [json.loads(x) for x in open(tmp_path / "a" / "history.jsonl")]
+    hist_ref = [json.loads(x) for x in open(tmp_path / "b" / "history.jsonl")]
+    assert [(h["step"], h["config"]) for h in hist] == [(h["step"], h["config"]) for h in hist_ref]
+    before = [h["nn"] for h in hist[:stop]]
+    assert any(h["nn"] in before for h in hist[stop:])  # a network trained before Ctrl-C comes back after it
+    assert full["best"]["accuracy"] == ref["best"]["accuracy"]

@@ -19,7 +19,8 @@ accelerator, 500 MHz, 1-byte words).
 **Evaluation** (``NahasEvaluator``): (1) the area ``area_mm2`` of the accelerator (``AreaModel``); over the
 budget (option ``area_mm2``) the design is infeasible and is not trained: reward ``-area / budget`` (below
 every feasible reward, which is >= 0; the hard constraint); (2) accuracy of the network's proxy after ``steps``
-Adam steps (cached per network within a process: the same network on another accelerator is not retrained);
+Adam steps (cached per network within a process, and primed from the checkpoints on resume: the same network
+on another accelerator is not retrained, nor is a finished training after Ctrl-C);
 (3) latency and energy of one inference (batch 1) of the network at its deployment size on the accelerator,
 simulated (``graphmill.backends.simulator``: cycles -> ms at the clock; energy = MACs x ``mac_pj`` + SRAM
 words x ``sram_pj_per_word`` + DRAM words x ``dram_pj_per_word``, the simulator's model, with the 45 nm
@@ -34,20 +35,41 @@ with a hard latency constraint and a soft energy term::
 of the reward, so energy separates designs of near-equal accuracy without outweighing accuracy). A design is
 *feasible* when ``area <= A`` and ``LAT <= T``; the reported best is the feasible trial of highest reward.
 
-**Modes** (option ``mode``), all at the same total number of evaluations (``budget``) and the same reward:
+**Accounting** (the same for every mode): ``budget`` is the number of trainings (distinct networks trained:
+the expensive unit), and every mode also gets ``budget x accel_sims`` simulations (option ``accel_sims``,
+K). A simulation costs ~10 ms at deployment size, a training ~1-2 s. ``report.json`` states ``trainings`` and
+``simulations`` as spent.
 
-* ``joint``: the strategy (option ``strategy``: ``evolution`` = regularized evolution, ``reinforce`` / ``ppo``
-  = the LSTM controller, or any ``graphmill.search`` strategy) searches the joint space;
+**Modes** (option ``mode``), at those equal counts and the same reward:
+
+* ``joint`` with ``accel_search=nested`` (the default): a bilevel co-design search. The strategy (option
+  ``strategy``: ``evolution`` = regularized evolution, ``reinforce`` / ``ppo`` = the LSTM controller, or any
+  ``graphmill.search`` strategy) searches the network space; each network is trained once and judged at ITS
+  best accelerator within the area budget, found by ``NahasEvaluator.best_accelerator``: an accelerator search
+  of K simulations and no training (the accuracy is a constant factor of the reward, so it maximizes the
+  hardware factor ``(LAT/T)^(0|-1) x (E/E_ref)^energy_w``; the area is analytic, so points over the budget are
+  never simulated; every area-feasible point when they are no more than K; else ``accel_strategy``, proposing
+  first the accelerators chosen for the ``accel_warm`` best networks so far: what served good networks is the
+  likeliest to serve the next);
+* ``joint`` with ``accel_search=sampled``: the single controller over the product space (a trial is one
+  (network, accelerator) pair, a network is trained the first time it is drawn); it runs until ``budget``
+  networks are trained or ``budget x K`` trials are spent;
 * ``nn-then-accel``: step 1 searches the network on the fixed accelerator (``--accel`` or the edge default;
-  it must be within the budget) for ``split`` x budget evaluations, step 2 the accelerator for step 1's best
-  network with the rest;
+  it must be within the budget): every training, one simulation each; step 2 the accelerator for step 1's
+  best network (its accuracy known: nothing trained) with the other ``budget x (K - 1)`` simulations;
 * ``accel-then-nn``: step 1 searches the accelerator for the fixed reference network (a mid-size network of
-  the space: ``reference_network``), step 2 the network on step 1's best accelerator.
+  the space: ``reference_network``) with ``budget x (K - 1)`` simulations and no training (the hardware factor
+  alone); step 2 the network on step 1's best accelerator: every training, one simulation each.
+
+Every accelerator-only search (the nested ones and the two-step modes' accelerator steps) uses
+``accel_strategy`` (default ``evolution``, with ``population`` / ``sample``); ``strategy`` drives the network
+searches and the sampled joint search.
 
 **Outputs** in ``out``: ``checkpoint.json`` (``joint``) or ``checkpoint.step1.json`` / ``checkpoint.step2.json``
 (``graphmill.search.run``'s checkpoints: rerunning the same command resumes; ``settings.json`` records the
 options and another run's options are refused naming the first that differs), ``history.jsonl`` (every trial,
-with its ``step``), ``nahas.png`` (accuracy vs latency of the evaluated designs, coloured by area; the latency
+with its ``step``, network ``nn``, accelerator ``accel``: for a nested trial the one its inner search chose,
+and ``metrics.sims``), ``nahas.png`` (accuracy vs latency of the evaluated designs, coloured by area; the latency
 target, infeasible designs and the best marked), ``best.onnx`` (the chosen network with its trained proxy
 weights: a deterministic retraining), ``best_target.onnx`` (the same architecture at its deployment size, as
 simulated), ``best_accel.toml`` (the chosen accelerator: ``graphmill simulate best_target.onnx --accel
@@ -69,12 +91,13 @@ from graphmill.search.space import Space, product
 from graphmill.search.spaces.accelerator import (ARRAY_SIZES, BANDWIDTH_WORDS, BUFFER_KB, DATAFLOWS, accel_config,
                                                  accelerator_space)
 from graphmill.search.strategies.base import Strategy, nearest, register
-from graphmill.util.errors import UserInputError
+from graphmill.util.errors import GraphmillError, UserInputError
 from graphmill.util.files import check_out_folder
 
 METHOD = "nahas"
 DEFAULT_BUDGET = 40
 MODES = ("joint", "nn-then-accel", "accel-then-nn")
+ACCEL_SEARCHES = ("nested", "sampled")
 NN_SPACES = ("digits", "tiny", "mnasnet")
 TASK = ("scikit-learn digits (1,797 8x8 images, 10 classes) upsampled bilinearly to the network's resolution; "
         "trained on the seeded 4/5, accuracy on the held-out fifth (359 images)")
@@ -98,7 +121,10 @@ OPTIONS: dict[str, Any] = {
     "area_mm2": 4.0,            # the area budget A (mm^2)
     "latency_ms": 0.0,          # the latency target T (ms); 0: the reference network on the fixed accelerator
     "energy_w": -0.01,          # the energy term's exponent
-    "split": 0.5,               # two-step modes: the first step's share of the budget
+    "accel_search": "nested",   # joint mode's accelerator half: nested (per network) | sampled (product space)
+    "accel_sims": 32,           # K: simulations per training (every method: budget x K simulations in all)
+    "accel_strategy": "evolution",  # the strategy of every accelerator-only search (nested, two-step steps)
+    "accel_warm": 4,            # nested: accelerators of the best networks so far tried first (within the K)
     "steps": 100,               # Adam steps of a candidate's proxy training
     "batch": 64,
     "lr": 0.003,
@@ -238,6 +264,20 @@ def build_network(nn: str, config: dict, *, deploy: bool, latency_scale: int = 8
 # -- the evaluator ----------------------------------------------------------------------------------------------
 
 _ACCURACY: dict[str, dict] = {}  # per process: network key + training settings -> accuracy metrics
+_SIMS: dict[str, dict] = {}  # per process: (network, deployment settings, accelerator) -> simulation metrics
+_GRAPHS: dict[str, Any] = {}  # per process: the deployment-size graph of the last networks simulated
+
+#: the inner (accelerator) search enumerates a space of at most this many points to see whether its
+#: area-feasible points fit in the simulation budget (then it simulates them all: the exact best)
+ENUMERATE_LIMIT = 4096
+
+
+def clear_caches() -> None:
+    """Forget this process's trained accuracies, simulations and graphs, as a fresh process would (a resumed
+    run primes the accuracies again from its checkpoints: no finished training is repeated)."""
+    _ACCURACY.clear()
+    _SIMS.clear()
+    _GRAPHS.clear()
 
 
 @dataclass
@@ -245,7 +285,12 @@ class NahasEvaluator:
     """``evaluate(config) -> dict`` of a NAHAS design (module docstring, "Evaluation"); picklable.
 
     ``config`` is a joint configuration ``{"nn", "accel"}``, or one half when the other is fixed
-    (``fixed_nn``: a network configuration; ``fixed_accel``: a TOML-schema accelerator dict).
+    (``fixed_nn``: a network configuration; ``fixed_accel``: a TOML-schema accelerator dict), or, when
+    ``inner_sims`` > 0 (the nested joint mode), a network whose accelerator is found by ``best_accelerator``
+    (an accelerator search of ``inner_sims`` simulations, no training). ``fixed_accuracy``: the network's
+    accuracy metrics are known (nn-then-accel's accelerator step: nothing is trained); ``hardware_only``: no
+    accuracy at all, the reward is the hardware factor alone (accel-then-nn's accelerator step: the accuracy of
+    the fixed network is a constant factor of the reward, so it is not needed to rank accelerators).
     ``base``: the TOML-schema dict the accelerator space's points are laid over (clock, word size).
     """
 
@@ -263,30 +308,66 @@ class NahasEvaluator:
     user_energy: bool = False
     fixed_nn: dict | None = None
     fixed_accel: dict | None = None
+    fixed_accuracy: dict | None = None
+    hardware_only: bool = False
+    inner_sims: int = 0
+    accel_values: dict | None = None  # the accelerator space's value lists (ACCEL_KEYS); None: the defaults
+    accel_strategy: str = "evolution"
+    accel_strategy_options: dict = field(default_factory=dict)
+    seed: int = 0  # the search seed (seeds each nested accelerator search, with the network)
+    accel_warm: int = 0  # nested: the inner search first tries the accelerators of the best networks so far
     area: AreaModel = field(default_factory=AreaModel)
+    #: nested: (reward, accelerator point) of every network evaluated so far, in order (the warm start's pool)
+    chosen: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     def halves(self, config: dict) -> tuple[dict, dict]:
-        """``(network configuration, TOML-schema accelerator dict)`` of ``config``."""
+        """``(network configuration, TOML-schema accelerator dict)`` of ``config`` (not for nested trials,
+        whose accelerator is in their metrics)."""
         if self.fixed_nn is not None:
             return self.fixed_nn, self.accelerator(config)
         if self.fixed_accel is not None:
             return config, self.fixed_accel
         return config["nn"], self.accelerator(config["accel"])
 
+    def network_of(self, config: dict) -> dict:
+        """The network configuration of a trial's ``config``."""
+        if self.inner_sims:
+            return config
+        return self.halves(config)[0]
+
+    def trains(self) -> bool:
+        """Whether this evaluator trains networks (False: the accuracy is given, or not needed)."""
+        return self.fixed_accuracy is None and not self.hardware_only
+
     def accelerator(self, accel: dict) -> dict:
         """The TOML-schema dict of an accelerator-space point over ``base``, with its 45 nm energies (or the
         ``[energy]`` of the user's ``--accel`` when it has one: ``user_energy``)."""
         return with_energy(accel_config(accel, self.base), keep=self.user_energy)
 
+    def _key(self, nn_config: dict) -> str:
+        return json.dumps([self.nn, self.steps, self.batch, self.lr, self.train_seed, nn_config], sort_keys=True)
+
     def accuracy(self, nn_config: dict) -> dict:
-        """``{"accuracy", "loss", "train_seconds"}`` of the network's proxy (cached in this process)."""
+        """``{"accuracy", "loss", "train_seconds"}`` of the network's proxy (cached in this process; the given
+        ``fixed_accuracy`` when there is one)."""
+        if self.fixed_accuracy is not None:
+            return dict(self.fixed_accuracy)
         from graphmill.search.evaluators.training import train_graph
 
-        key = json.dumps([self.nn, self.steps, self.batch, self.lr, self.train_seed, nn_config], sort_keys=True)
+        key = self._key(nn_config)
         if key not in _ACCURACY:
             graph = build_network(self.nn, nn_config, deploy=False, seed=self.train_seed)
             _ACCURACY[key] = train_graph(graph, steps=self.steps, batch=self.batch, lr=self.lr, seed=self.train_seed)
         return dict(_ACCURACY[key])
+
+    def remember(self, nn_config: dict, metrics: Mapping[str, Any], reward: float | None = None) -> None:
+        """Record a finished trial (from a checkpoint): the network's measured accuracy, so that it is not
+        trained again, and (nested) its chosen accelerator for the warm start, as if it had run here."""
+        if self.inner_sims and "accel_config" in metrics and reward is not None:
+            self.chosen.append((float(reward), metrics["accel_config"]))
+        if self.trains() and "accuracy" in metrics:
+            _ACCURACY.setdefault(self._key(nn_config), {k: metrics[k] for k in ("accuracy", "loss", "train_seconds")
+                                                         if k in metrics})
 
     def trained_network(self, nn_config: dict):
         """The proxy network with the trained weights that were measured (a deterministic retraining)."""
@@ -297,41 +378,141 @@ class NahasEvaluator:
         return graph
 
     def simulate(self, nn_config: dict, accel: dict) -> dict:
-        """``{"latency_ms", "energy_uj", "cycles", "macs"}`` of the deployment-size network on ``accel``."""
-        return simulate_design(self.nn, nn_config, accel, self.latency_scale, self.train_seed)
+        """``{"latency_ms", "energy_uj", "cycles", "macs"}`` of the deployment-size network on ``accel``
+        (cached per network and accelerator in this process)."""
+        key = json.dumps([self.nn, self.latency_scale, self.train_seed, nn_config, accel], sort_keys=True)
+        if key not in _SIMS:
+            gkey = json.dumps([self.nn, self.latency_scale, self.train_seed, nn_config], sort_keys=True)
+            if gkey not in _GRAPHS:
+                if len(_GRAPHS) >= 8:
+                    _GRAPHS.pop(next(iter(_GRAPHS)))
+                _GRAPHS[gkey] = build_network(self.nn, nn_config, deploy=True, latency_scale=self.latency_scale,
+                                              seed=self.train_seed)
+            _SIMS[key] = simulate_graph_design(_GRAPHS[gkey], accel)
+        return dict(_SIMS[key])
+
+    def hardware(self, latency_ms: float, energy_uj: float) -> float:
+        """The reward's hardware factor ``(LAT/T)^(0 if LAT <= T else -1) x (E/E_ref)^energy_w``: the reward
+        is ``accuracy x hardware``, so for one network the best accelerator is the one of highest hardware."""
+        lat = 1.0 if latency_ms <= self.latency_target else self.latency_target / latency_ms
+        return float(lat * (energy_uj / self.energy_ref) ** self.energy_w)
 
     def reward(self, accuracy: float, latency_ms: float, energy_uj: float) -> float:
         """MnasNet's reward with a hard latency constraint and a soft energy term (module docstring)."""
-        lat = 1.0 if latency_ms <= self.latency_target else self.latency_target / latency_ms
-        return float(accuracy * lat * (energy_uj / self.energy_ref) ** self.energy_w)
+        return float(accuracy * self.hardware(latency_ms, energy_uj))
 
     def __call__(self, config: dict) -> dict:
+        if self.inner_sims:
+            return self._nested(config)
         nn_config, accel = self.halves(config)
         area = self.area.of(accel)
         if area > self.area_budget:
-            return {"reward": -area / self.area_budget, "area_mm2": area, "feasible": False,
+            return {"reward": -area / self.area_budget, "area_mm2": area, "feasible": False, "sims": 0,
                     "over": f"area {area:.3g} > {self.area_budget:g} mm^2"}
         out: dict[str, Any] = {"area_mm2": area}
-        out.update(self.accuracy(nn_config))
-        out.update(self.simulate(nn_config, accel))
+        out.update(self.simulate(nn_config, accel))  # first: a design the simulator rejects costs no training
+        out["sims"] = 1
+        if not self.hardware_only:
+            out.update(self.accuracy(nn_config))
+        self._score(out)
+        return out
+
+    def _score(self, out: dict) -> None:
         out["latency"] = out["latency_ms"]
         out["feasible"] = out["latency_ms"] <= self.latency_target
         if not out["feasible"]:
             out["over"] = f"latency {out['latency_ms']:.4g} > {self.latency_target:.4g} ms"
-        out["reward"] = self.reward(out["accuracy"], out["latency_ms"], out["energy_uj"])
+        out["hardware"] = self.hardware(out["latency_ms"], out["energy_uj"])
+        out["reward"] = out["hardware"] if self.hardware_only else out["accuracy"] * out["hardware"]
+
+    def _nested(self, nn_config: dict) -> dict:
+        out: dict[str, Any] = dict(self.accuracy(nn_config))
+        pick = self.best_accelerator(nn_config, warm=self.warm_start())
+        out.update({k: pick[k] for k in ("area_mm2", "latency_ms", "energy_uj", "cycles", "macs", "sims")})
+        out["accel_config"] = pick["config"]
+        self._score(out)
+        self.chosen.append((out["reward"], pick["config"]))
         return out
+
+    def warm_start(self) -> list[dict]:
+        """The accelerators chosen for the ``accel_warm`` best-rewarded networks so far (distinct; the earlier
+        first on equal rewards): a nested search starts from what served the best networks."""
+        out: list[dict] = []
+        for _, c in sorted(self.chosen, key=lambda rc: -rc[0]):
+            if c not in out:
+                out.append(c)
+            if len(out) >= self.accel_warm:
+                break
+        return out[:self.accel_warm]
+
+    def best_accelerator(self, nn_config: dict, sims: int | None = None, warm: list[dict] | None = None) -> dict:
+        """The nested joint mode's inner search: the accelerator of highest ``hardware`` factor for the network
+        ``nn_config`` within the area budget, spending at most ``sims`` (default ``inner_sims``) simulations
+        and no training. When the space's area-feasible points are no more than ``sims`` (and the space has
+        at most ``ENUMERATE_LIMIT`` points) every one is simulated: the exact best. Otherwise
+        ``graphmill.search.run`` with ``accel_strategy`` (proposals over the area budget redrawn, never
+        simulated), seeded by the search seed and the network, proposing the ``warm`` points first (within
+        the ``sims``). Returns ``{"config", "accel", "hardware",
+        "latency_ms", "energy_uj", "cycles", "macs", "area_mm2", "feasible", "sims"}``: the feasible
+        (latency <= T) point of highest hardware factor, else the highest."""
+        import zlib
+
+        from graphmill import search
+
+        sims = self.inner_sims if sims is None else sims
+        if sims < 1:
+            raise UserInputError(f"accel_sims={sims}: the accelerator search needs at least 1 simulation")
+        space = accelerator_space(**(self.accel_values or {}))
+        hw = dataclasses.replace(self, fixed_nn=nn_config, fixed_accel=None, fixed_accuracy=None, hardware_only=True,
+                                 inner_sims=0)
+        trials: list[tuple[dict, dict]] = []
+        points = None
+        if space.size() <= ENUMERATE_LIMIT:
+            points = [c for c in space.enumerate() if self.area.of(c) <= self.area_budget]
+            if len(points) > sims:
+                points = None
+        if points is not None:
+            for c in points:
+                try:
+                    trials.append((c, hw(c)))
+                except UserInputError:
+                    continue  # the simulator rejects it (buffers too small for a tile): no design
+        else:
+            seed = (self.seed * 1_000_003 + zlib.crc32(json.dumps(nn_config, sort_keys=True).encode())) % (2 ** 31)
+            result = search.run(space, hw, strategy=AreaFiltered.name, budget=sims, seed=seed, workers=1,
+                                executor="inprocess", progress=False,
+                                strategy_options={"inner": self.accel_strategy,
+                                                  "inner_options": dict(self.accel_strategy_options),
+                                                  "area_mm2": self.area_budget, "accel_key": "",
+                                                  "first": list(warm or [])[:sims]})
+            trials = [(t.config, t.metrics) for t in result.history if t.status == "ok"]
+        done = [(c, m) for c, m in trials if "latency_ms" in m]
+        if not done:
+            raise GraphmillError(f"no accelerator of the space could be simulated for this network "
+                                 f"({len(trials)} tried within {self.area_budget:g} mm^2)")
+        pool = [(c, m) for c, m in done if m["feasible"]] or done
+        c, m = max(pool, key=lambda cm: cm[1]["hardware"])  # max keeps the first of equal factors
+        return {"config": c, "accel": self.accelerator(c), "hardware": m["hardware"], "latency_ms": m["latency_ms"],
+                "energy_uj": m["energy_uj"], "cycles": m["cycles"], "macs": m["macs"], "area_mm2": m["area_mm2"],
+                "feasible": bool(m["feasible"]), "sims": len(done)}
+
+
+def simulate_graph_design(graph, accel: dict) -> dict:
+    """Latency (ms), energy (uJ), cycles and MACs of one inference of ``graph`` on ``accel`` (a TOML-schema
+    dict), as the simulator reports them."""
+    from graphmill.backends.simulator import simulate_graph
+    from graphmill.backends.simulator.config import as_accel
+
+    d = simulate_graph(graph, as_accel(accel)).to_dict()
+    return {"latency_ms": float(d["latency_ms"]), "energy_uj": float(d["energy_uj"]),
+            "cycles": float(d["total_cycles"]), "macs": float(d["macs"])}
 
 
 def simulate_design(nn: str, nn_config: dict, accel: dict, latency_scale: int = 8, seed: int = 0) -> dict:
     """Latency (ms), energy (uJ), cycles and MACs of one inference of the network at deployment size on ``accel``
     (a TOML-schema dict), as the simulator reports them."""
-    from graphmill.backends.simulator import simulate_graph
-    from graphmill.backends.simulator.config import as_accel
-
     graph = build_network(nn, nn_config, deploy=True, latency_scale=latency_scale, seed=seed)
-    d = simulate_graph(graph, as_accel(accel)).to_dict()
-    return {"latency_ms": float(d["latency_ms"]), "energy_uj": float(d["energy_uj"]),
-            "cycles": float(d["total_cycles"]), "macs": float(d["macs"])}
+    return simulate_graph_design(graph, accel)
 
 
 # -- area-feasible proposals ------------------------------------------------------------------------------------
@@ -345,11 +526,14 @@ class AreaFiltered(Strategy):
     proposal is returned anyway (the evaluator scores it ``-area / budget``).
 
     ``accel_key``: where the accelerator is in a configuration (``"accel"`` in the joint space; ``""``: the
-    configuration is the accelerator). ``area_mm2`` 0: no budget (every proposal passes).
+    configuration is the accelerator). ``area_mm2`` 0: no budget (every proposal passes). ``first``:
+    configurations proposed before the inner strategy's (the nested search's warm start); their results are
+    told to the inner strategy like its own (an evolution population takes them in).
     """
 
     name = "nahas-area"
-    OPTIONS = {"inner": "evolution", "inner_options": {}, "area_mm2": 0.0, "accel_key": "accel", "tries": 1000}
+    OPTIONS = {"inner": "evolution", "inner_options": {}, "area_mm2": 0.0, "accel_key": "accel", "tries": 1000,
+               "first": []}
 
     def __init__(self, space: Space, *, seed: int = 0, **options: Any) -> None:
         super().__init__(space, seed=seed, **options)
@@ -357,6 +541,7 @@ class AreaFiltered(Strategy):
 
         self.inner = strategy_class(self.options["inner"])(space, seed=seed, **dict(self.options["inner_options"]))
         self.refused = 0
+        self.given = 0
 
     def _area(self, config: dict) -> float | None:
         key = self.options["accel_key"]
@@ -367,6 +552,13 @@ class AreaFiltered(Strategy):
 
     def ask(self) -> dict:
         budget = self.options["area_mm2"]
+        first = self.options["first"]
+        while self.given < len(first):
+            self.given += 1
+            config = first[self.given - 1]
+            area = self._area(config) if budget > 0 else None
+            if area is None or area <= budget:
+                return json.loads(json.dumps(config))
         config = self.inner.ask()
         for _ in range(int(self.options["tries"])):
             area = self._area(config) if budget > 0 else None
@@ -380,12 +572,13 @@ class AreaFiltered(Strategy):
         self.inner.tell(config, reward, metrics)
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "inner": self.inner.state_dict(), "refused": self.refused}
+        return {**super().state_dict(), "inner": self.inner.state_dict(), "refused": self.refused, "given": self.given}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.inner.load_state_dict(state["inner"])
         self.refused = int(state["refused"])
+        self.given = int(state.get("given", 0))
 
 
 register(AreaFiltered.name, AreaFiltered, internal=True)
@@ -417,13 +610,19 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
                              f"use one of {', '.join(NN_SPACES)}")
     # the user's choices: the listed strategies (the area filter NAHAS wraps around the chosen one is internal)
     chosen = list(strategy_names())
-    if out["strategy"] not in chosen:
-        raise UserInputError(f"--option strategy={out['strategy']!r}: unknown strategy"
-                             f"{nearest(out['strategy'], chosen)}; use one of {', '.join(chosen)}")
-    strategy_class(out["strategy"])
-    for key in ("population", "sample", "steps", "batch", "latency_scale"):
+    for key in ("strategy", "accel_strategy"):
+        if out[key] not in chosen:
+            raise UserInputError(f"--option {key}={out[key]!r}: unknown strategy"
+                                 f"{nearest(out[key], chosen)}; use one of {', '.join(chosen)}")
+        strategy_class(out[key])
+    if out["accel_search"] not in ACCEL_SEARCHES:
+        raise UserInputError(f"--option accel_search={out['accel_search']!r}: unknown"
+                             f"{nearest(out['accel_search'], ACCEL_SEARCHES)}; use one of {', '.join(ACCEL_SEARCHES)}")
+    for key in ("population", "sample", "steps", "batch", "latency_scale", "accel_sims"):
         if out[key] < 1:
             raise UserInputError(f"--option {key}={out[key]}: must be >= 1")
+    if out["accel_warm"] < 0:
+        raise UserInputError(f"--option accel_warm={out['accel_warm']}: must be >= 0")
     if out["train_seed"] < 0:
         raise UserInputError(f"--option train_seed={out['train_seed']}: must be >= 0")
     if not out["area_mm2"] > 0:
@@ -432,8 +631,6 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         raise UserInputError(f"--option latency_ms={out['latency_ms']:g}: must be > 0 (or 0 for the default)")
     if not out["lr"] > 0:
         raise UserInputError(f"--option lr={out['lr']:g}: must be > 0")
-    if not 0 < out["split"] < 1:
-        raise UserInputError(f"--option split={out['split']:g}: the first step's share must be between 0 and 1")
     return out
 
 
@@ -462,12 +659,17 @@ def base_accelerator(accel: str | None) -> dict:
     return with_energy(over({}, accel), keep=True)
 
 
+def evolution_options(opts: Mapping[str, Any], strategy: str) -> dict:
+    """The options of ``strategy``: ``population`` and ``sample`` for regularized evolution, none otherwise."""
+    return {"population": opts["population"], "sample": opts["sample"]} if strategy == "evolution" else {}
+
+
 def accel_space(opts: Mapping[str, Any]) -> Space:
     return accelerator_space(**{k: opts[k] for k in ACCEL_KEYS})
 
 
-SETTINGS = ("mode", "strategy", "population", "sample", "nn", "area_mm2", "latency_ms", "energy_w", "split",
-            "steps", "batch", "lr", "train_seed", "latency_scale") + ACCEL_KEYS
+SETTINGS = ("mode", "strategy", "accel_search", "accel_sims", "accel_strategy", "accel_warm", "population", "sample", "nn",
+            "area_mm2", "latency_ms", "energy_w", "steps", "batch", "lr", "train_seed", "latency_scale") + ACCEL_KEYS
 
 
 def _check_run(out: str, budget: int | None, seed: int, workers: int, executor: str | None, accel: str | None,
@@ -480,8 +682,6 @@ def _check_run(out: str, budget: int | None, seed: int, workers: int, executor: 
         budget = DEFAULT_BUDGET
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise UserInputError(f"--budget {budget!r}: must be a whole number >= 1")
-    if opts["mode"] != "joint" and budget < 2:
-        raise UserInputError(f"--budget {budget}: mode {opts['mode']} needs at least 2 evaluations (two steps)")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserInputError(f"--seed {seed!r}: must be a whole number >= 0")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -515,7 +715,10 @@ def _check_run(out: str, budget: int | None, seed: int, workers: int, executor: 
     evaluator = NahasEvaluator(base=base, area_budget=opts["area_mm2"], latency_target=float(target),
                                energy_ref=float(ref_sim["energy_uj"]), energy_w=opts["energy_w"], nn=opts["nn"],
                                steps=opts["steps"], batch=opts["batch"], lr=opts["lr"], train_seed=opts["train_seed"],
-                               latency_scale=opts["latency_scale"], user_energy=user_energy)
+                               latency_scale=opts["latency_scale"], user_energy=user_energy,
+                               accel_values={k: opts[k] for k in ACCEL_KEYS}, accel_strategy=opts["accel_strategy"],
+                               accel_strategy_options=evolution_options(opts, opts["accel_strategy"]), seed=seed,
+                               accel_warm=opts["accel_warm"])
     return dict(opts=opts, budget=budget, evaluator=evaluator, base=base, base_area=base_area, reference=ref,
                 reference_sim=ref_sim, settings=settings)
 
@@ -546,32 +749,66 @@ class _Run:
         self.interrupted = False
         self.t0 = time.perf_counter()
 
-    def _search(self, name: str, space: Space, evaluate: NahasEvaluator, budget: int, checkpoint: str):
+    def _search(self, name: str, space: Space, evaluate: NahasEvaluator, budget: int, checkpoint: str, *,
+                strategy: str, trainings: int = 0):
+        """One ``graphmill.search.run`` over ``space`` into ``checkpoint`` (resumed when it exists: the
+        accuracies it holds are not trained again). ``trainings`` > 0 (the sampled joint mode, where a trial
+        may reuse a trained network on another accelerator): the search runs until ``trainings`` distinct
+        networks are trained or ``budget`` trials are spent, whichever is first, in rounds of at most the
+        trainings left (so never more)."""
         from graphmill import search
+        from graphmill.search import checkpoint as ckpt
 
         opts = self.opts
-        inner = {"population": opts["population"], "sample": opts["sample"]} if opts["strategy"] == "evolution" else {}
         # proposals over the area budget are redrawn, never evaluated (AreaFiltered); a network-only step has none
-        strat_opts = {"inner": opts["strategy"], "inner_options": inner, "area_mm2": evaluate.area_budget,
-                      "accel_key": "accel" if evaluate.fixed_nn is None and evaluate.fixed_accel is None else ""}
+        joint = evaluate.fixed_nn is None and evaluate.fixed_accel is None and not evaluate.inner_sims
+        strat_opts = {"inner": strategy, "inner_options": evolution_options(opts, strategy),
+                      "area_mm2": evaluate.area_budget, "accel_key": "accel" if joint else ""}
 
         def report(info: dict) -> None:
             if self.progress is None:
                 return
             t = info["trial"]
             m = t.metrics
-            what = (f"acc {m['accuracy']:.4f} lat {m['latency_ms']:.4g} ms E {m['energy_uj']:.4g} uJ "
-                    f"area {m['area_mm2']:.3g} mm^2" if "accuracy" in m else
-                    (m.get("over") or (t.error or "")[:60]))
+            what = (f"acc {m['accuracy']:.4f} " if "accuracy" in m else f"hw {m['hardware']:.4f} "
+                    if "hardware" in m else "")
+            if "latency_ms" in m:
+                what += (f"lat {m['latency_ms']:.4g} ms E {m['energy_uj']:.4g} uJ area {m['area_mm2']:.3g} mm^2"
+                         + (f" ({m['sims']} sims)" if m.get("sims", 1) > 1 else ""))
+            else:
+                what = m.get("over") or (t.error or "")[:60]
             self.progress(f"[nahas {name}] {info['line'].removeprefix('[search] ')}  | {what}")
 
-        result = search.run(space, evaluate, strategy=AreaFiltered.name, budget=budget, seed=self.seed,
-                            workers=self.workers, executor=self.executor, checkpoint=checkpoint,
-                            progress=report, ray_address=self.ray_address, strategy_options=strat_opts)
+        state = ckpt.load(checkpoint)
+        history = state["history"] if state else []
+        for t in history:
+            if t.get("status") == "ok":
+                evaluate.remember(evaluate.network_of(t["config"]), t.get("metrics", {}), t.get("reward"))
+        kw = dict(strategy=AreaFiltered.name, seed=self.seed, workers=self.workers, executor=self.executor,
+                  checkpoint=checkpoint, progress=report, ray_address=self.ray_address, strategy_options=strat_opts)
+        if trainings:
+            result = None
+            while True:
+                left = trainings - len(_networks(history))
+                if left <= 0 or len(history) >= budget:
+                    break
+                result = search.run(space, evaluate, budget=min(budget, len(history) + left), **kw)
+                grew = len(result.history) > len(history)
+                history = [t.to_json() for t in result.history]
+                if result.interrupted or result.exhausted or not grew:
+                    break
+            if result is None:  # a finished run resumed: read back, nothing evaluated
+                result = search.run(space, evaluate, budget=len(history), **kw)
+        else:
+            result = search.run(space, evaluate, budget=budget, **kw)
         for t in result.history:
             d = t.to_json()
-            nn_config, accel = evaluate.halves(t.config)
-            d.update(step=name, nn=nn_config, accel=accel)
+            if evaluate.inner_sims:
+                nn_config = t.config
+                accel = evaluate.accelerator(t.metrics["accel_config"]) if "accel_config" in t.metrics else None
+            else:
+                nn_config, accel = evaluate.halves(t.config)
+            d.update(step=name, nn=nn_config, accel=accel, trained=evaluate.trains())
             self.trials.append(d)
         self.interrupted = self.interrupted or result.interrupted
         return result
@@ -579,34 +816,64 @@ class _Run:
     def go(self) -> dict:
         opts, ev, out = self.opts, self.ev, self.out
         nn_space, a_space = network_space(opts["nn"]), accel_space(opts)
-        budget = self.job["budget"]
+        n = self.job["budget"]  # trainings, for every mode
+        sims = n * opts["accel_sims"]  # simulations, for every mode
         checkpoints = []
         try:
             if opts["mode"] == "joint":
                 checkpoints.append(os.path.join(out, "checkpoint.json"))
-                self._search("joint", product(nn_space, a_space), ev, budget, checkpoints[-1])
-            else:
-                b1 = min(budget - 1, max(1, int(round(budget * opts["split"]))))
-                if opts["mode"] == "nn-then-accel":
-                    first = ("network", nn_space, dataclasses.replace(ev, fixed_accel=self.job["base"]))
+                if opts["accel_search"] == "nested":
+                    self._search("joint", nn_space, dataclasses.replace(ev, inner_sims=opts["accel_sims"]), n,
+                                 checkpoints[-1], strategy=opts["strategy"])
                 else:
-                    first = ("accelerator", a_space, dataclasses.replace(ev, fixed_nn=self.job["reference"]))
+                    self._search("joint", product(nn_space, a_space), ev, sims, checkpoints[-1],
+                                 strategy=opts["strategy"], trainings=n)
+            elif opts["mode"] == "nn-then-accel":
+                # step 1: every training, the networks on the fixed accelerator (one simulation each); step 2:
+                # the other simulations, the accelerator for step 1's best network (its accuracy known)
                 checkpoints.append(os.path.join(out, "checkpoint.step1.json"))
-                r1 = self._search(first[0], first[1], first[2], b1, checkpoints[-1])
-                if not self.interrupted:
-                    pick = _best(self.trials)
-                    if pick is None:
-                        raise UserInputError(f"NAHAS {opts['mode']}: step 1 evaluated no design successfully "
-                                             f"({len(r1.history)} trials); see history.jsonl")
-                    if opts["mode"] == "nn-then-accel":
-                        second = ("accelerator", a_space, dataclasses.replace(ev, fixed_nn=pick["nn"]))
-                    else:
-                        second = ("network", nn_space, dataclasses.replace(ev, fixed_accel=pick["accel"]))
+                r1 = self._search("network", nn_space, dataclasses.replace(ev, fixed_accel=self.job["base"]), n,
+                                  checkpoints[-1], strategy=opts["strategy"])
+                if not self.interrupted and sims > n:
+                    pick = self._pick(r1)
+                    known = {k: pick["metrics"][k] for k in ("accuracy", "loss", "train_seconds")
+                             if k in pick["metrics"]}
                     checkpoints.append(os.path.join(out, "checkpoint.step2.json"))
-                    self._search(second[0], second[1], second[2], budget - b1, checkpoints[-1])
+                    self._search("accelerator", a_space,
+                                 dataclasses.replace(ev, fixed_nn=pick["nn"], fixed_accuracy=known), sims - n,
+                                 checkpoints[-1], strategy=opts["accel_strategy"])
+            else:
+                # step 1: the simulations but one per training, the accelerator for the reference network (its
+                # accuracy a constant factor: not trained); step 2: every training, the networks on that one
+                accel = self.job["base"]
+                if sims > n:
+                    checkpoints.append(os.path.join(out, "checkpoint.step1.json"))
+                    r1 = self._search("accelerator", a_space,
+                                      dataclasses.replace(ev, fixed_nn=self.job["reference"], hardware_only=True),
+                                      sims - n, checkpoints[-1], strategy=opts["accel_strategy"])
+                    accel = None if self.interrupted else self._pick(r1, trained=False)["accel"]
+                if accel is not None:
+                    checkpoints.append(os.path.join(out, "checkpoint.step2.json"))
+                    self._search("network", nn_space, dataclasses.replace(ev, fixed_accel=accel), n,
+                                 checkpoints[-1], strategy=opts["strategy"])
         except KeyboardInterrupt:
             self.interrupted = True
         return self._finish(checkpoints)
+
+    def _pick(self, result, trained: bool = True) -> dict:
+        pick = _best(self.trials, trained=trained)
+        if pick is None:
+            raise UserInputError(f"NAHAS {self.opts['mode']}: step 1 evaluated no design successfully "
+                                 f"({len(result.history)} trials); see history.jsonl")
+        return pick
+
+    def accounting(self) -> dict:
+        """``{"trainings", "simulations"}`` the run spent: distinct networks trained (a trial whose accuracy
+        was given or not needed trains nothing) and simulations (a nested trial's are its inner search's)."""
+        trained = [t for t in self.trials if t.get("trained") and "accuracy" in t.get("metrics", {})]
+        nets = {json.dumps(t["nn"], sort_keys=True) for t in trained}
+        return {"trainings": len(nets),
+                "simulations": int(sum(t.get("metrics", {}).get("sims", 0) for t in self.trials))}
 
     def _finish(self, checkpoints: list[str]) -> dict:
         from graphmill.util.files import atomic_write_text, write_json
@@ -635,19 +902,20 @@ class _Run:
                 self.interrupted = True
         report = {"method": METHOD, "mode": self.opts["mode"], "task": TASK, "network_space": self.opts["nn"],
                   "strategy": self.opts["strategy"], "seed": self.seed, "budget": self.job["budget"],
-                  "trials": len(self.trials), "interrupted": self.interrupted,
+                  "trials": len(self.trials), **self.accounting(), "accel_search": self.opts["accel_search"],
+                  "accel_sims": self.opts["accel_sims"], "interrupted": self.interrupted,
                   "constraints": {"area_mm2": ev.area_budget, "latency_ms": ev.latency_target},
                   "energy_ref_uj": ev.energy_ref, "energy_w": ev.energy_w,
                   "reference_network": {"config": self.job["reference"], **self.job["reference_sim"],
                                         "accelerator": self.job["base"], "area_mm2": self.job["base_area"]},
                   "area_model": dataclasses.asdict(ev.area),
-                  "feasible_trials": sum(1 for t in self.trials if _feasible(t)),
+                  "feasible_trials": sum(1 for t in self.trials if _feasible(t) and "accuracy" in t["metrics"]),
                   "best": best_json, "options": {k: self.opts[k] for k in SETTINGS}}
         write_json(os.path.join(out, "report.json"), report)
         files.append("report.json")
         return {"method": METHOD, "task": TASK, "out": out, "files": files, "interrupted": self.interrupted,
                 "checkpoint": checkpoints[-1] if checkpoints else os.path.join(out, "checkpoint.json"),
-                "best": best_json, "trials": len(self.trials), "mode": self.opts["mode"],
+                "best": best_json, "trials": len(self.trials), **self.accounting(), "mode": self.opts["mode"],
                 "constraints": report["constraints"], "seconds": time.perf_counter() - self.t0}
 
 
@@ -655,9 +923,17 @@ def _feasible(t: Mapping[str, Any]) -> bool:
     return t.get("status") == "ok" and bool(t.get("metrics", {}).get("feasible"))
 
 
-def _best(trials: list[dict]) -> dict | None:
-    """The feasible trial of highest reward (earliest on ties); else the best-rewarded trial; None if none ok."""
-    ok = [t for t in trials if t.get("status") == "ok" and t.get("reward") is not None]
+def _networks(history: list[dict]) -> set[str]:
+    """The distinct networks a joint (sampled) search has trained: its successful trials' networks."""
+    return {json.dumps(t["config"]["nn"], sort_keys=True) for t in history
+            if t.get("status") == "ok" and "accuracy" in t.get("metrics", {})}
+
+
+def _best(trials: list[dict], trained: bool = True) -> dict | None:
+    """The feasible trial of highest reward (earliest on ties); else the best-rewarded trial; None if none ok.
+    ``trained``: only trials with an accuracy (an accelerator step's hardware-only trials are no designs)."""
+    ok = [t for t in trials if t.get("status") == "ok" and t.get("reward") is not None
+          and (not trained or "accuracy" in t.get("metrics", {}))]
     pool = [t for t in ok if _feasible(t)] or ok
     return max(pool, key=lambda t: t["reward"]) if pool else None  # max keeps the first of equal rewards
 
