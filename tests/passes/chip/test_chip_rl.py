@@ -266,3 +266,53 @@ def test_refined_rollout_places_on_offsets_of_the_chosen_cell():
         if independent_legal(p):
             wl[(p.x[m], p.y[m])] = proxy_cost(p).wirelength
     assert wl[best] == pytest.approx(min(wl.values()), abs=1e-12)
+
+
+def _cell_cover(x0, x1, y0, y1, cols, rows, gw, gh):
+    """Brute force: the share of every grid cell (row-major) the rectangle [x0, x1] x [y0, y1] covers."""
+    cx0 = np.arange(cols) * gw
+    cy0 = np.arange(rows) * gh
+    ox = np.clip(np.minimum(x1, cx0 + gw) - np.maximum(x0, cx0), 0, None)
+    oy = np.clip(np.minimum(y1, cy0 + gh) - np.maximum(y0, cy0), 0, None)
+    return (oy[:, None] * ox[None, :]).ravel() / (gw * gh)
+
+
+def test_refinement_scores_the_densest_cells_increase():
+    # reference: the whole rule recomputed independently for the last macro of a rollout (every other module
+    # placed): numpy rasterization of the hard macros and of the soft macros (where the episode started them)
+    # onto the grid, tau = the density of the k-th densest cell (k = 10% of the cells, as the proxy), and for
+    # every legal offset of the chosen cell the proxy's wirelength cost (cost.py) + 0.5 / (0.1 x cells) x (the
+    # sum over covered cells of max(d + f, tau) - max(d, tau) + 0.1 x the increase of the squared densities);
+    # the macro sits at the offset of least score. Squares alone (the rule before) would pick another offset
+    # here, so the test fails without the top-k term.
+    from graphmill.passes.chip.problem import KIND_SOFT
+
+    torch.manual_seed(0)
+    p = _problem(seed=3)
+    ep = rl.Episode(p, refine=5)
+    c = p.canvas
+    ro = rl.rollout(rl.new_policy(), ep, torch.Generator().manual_seed(0), fd_rounds=0)  # soft macros stay put
+    m, a = int(ro.macros[-1]), int(ro.actions[-1])
+    assert a >= 0
+    w, h = p.sizes()
+    gw, gh = c.width / c.columns, c.height / c.rows
+
+    def cover(j, x, y):
+        return _cell_cover(x - w[j] / 2, x + w[j] / 2, y - h[j] / 2, y + h[j] / 2, c.columns, c.rows, gw, gh)
+
+    d = sum(cover(j, p.x[j], p.y[j]) for j in p.hard if j != m) + sum(
+        cover(j, p.x[j], p.y[j]) for j in np.nonzero(p.kind == KIND_SOFT)[0])
+    tau = np.sort(d)[-int(np.floor(0.1 * c.columns * c.rows))]
+    lam = 0.5 / (0.1 * c.columns * c.rows)
+    best = (p.x[m], p.y[m])
+    rule, squares = {}, {}
+    for dx, dy in zip(ep.refine_dx, ep.refine_dy):
+        p.x[m], p.y[m] = ep.cx[a] + dx, ep.cy[a] + dy
+        if independent_legal(p):
+            f = cover(m, p.x[m], p.y[m])
+            sq = ((d + f) ** 2 - d ** 2).sum()
+            wl = proxy_cost(p).wirelength
+            rule[(p.x[m], p.y[m])] = wl + lam * ((np.maximum(d + f, tau) - np.maximum(d, tau)).sum() + 0.1 * sq)
+            squares[(p.x[m], p.y[m])] = wl + lam * sq
+    assert rule[best] == pytest.approx(min(rule.values()), abs=1e-9)
+    assert min(squares, key=squares.get) != best
