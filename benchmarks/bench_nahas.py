@@ -70,6 +70,9 @@ def main() -> int:
     ap.add_argument("--area-mm2", type=float, default=4.0, help="area budget A (default 4 mm^2)")
     ap.add_argument("--accel-sims", type=int, default=nahas.OPTIONS["accel_sims"],
                     help="K: simulations per training, for every method (default %(default)s)")
+    ap.add_argument("--accel-warm", type=int, default=nahas.OPTIONS["accel_warm"],
+                    help="nested joint: accelerators of the best networks so far tried first (default %(default)s; "
+                         "0: each inner search from scratch)")
     ap.add_argument("--modes", default=",".join(METHODS),
                     help=f"methods to run (default all: {', '.join(METHODS)})")
     ap.add_argument("--work", default=os.path.join("/tmp", "bench_nahas"))
@@ -94,7 +97,8 @@ def main() -> int:
         if m not in METHODS:
             ap.error(f"--modes: unknown method {m!r}; use {', '.join(METHODS)}")
     options = {"steps": str(args.steps), "strategy": args.strategy, "latency_ms": str(args.latency_ms),
-               "area_mm2": str(args.area_mm2), "accel_sims": str(args.accel_sims)}
+               "area_mm2": str(args.area_mm2), "accel_sims": str(args.accel_sims), "accel_warm": str(args.accel_warm)}
+    warm = "" if args.accel_warm == nahas.OPTIONS["accel_warm"] else f"_W{args.accel_warm}"
     picks: dict[str, list] = {m: [] for m in modes}
     trials: dict[str, list] = {m: [] for m in modes}
     constraints = None
@@ -102,7 +106,7 @@ def main() -> int:
     for seed in seeds:
         for mode in modes:
             out = os.path.join(args.work, f"T{args.latency_ms:g}_A{args.area_mm2:g}_{args.strategy}_b{args.budget}"
-                               f"_s{args.steps}_K{args.accel_sims}", f"seed{seed}", mode)
+                               f"_s{args.steps}_K{args.accel_sims}{warm}", f"seed{seed}", mode)
             s = nahas.run(out, budget=args.budget, seed=seed, workers=1, executor=None, ray_address=None, accel=None,
                           options={**options, **METHODS[mode]},
                           progress=lambda line, s=seed: print(f"[seed {s}] {line}", file=sys.stderr, flush=True))
@@ -130,7 +134,7 @@ def main() -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"task": nahas.TASK, "seeds": seeds, "budget": args.budget, "steps": args.steps,
-                       "accel_sims": args.accel_sims, "strategy": args.strategy, "constraints": constraints,
+                       "accel_sims": args.accel_sims, "accel_warm": args.accel_warm, "strategy": args.strategy, "constraints": constraints,
                        "picks": picks}, f, indent=1)
     return 0
 
