@@ -19,7 +19,7 @@ For every seed:
 Reported per target: MACs (mean over seeds of the chosen children) and test accuracy mean +- std over seeds
 for the three. Goal: supernet children within 1% of stand-alone training and above compound scaling.
 
-    nice -n 10 .venv/bin/python benchmarks/bench_oneshot.py --seeds 0,1,2 --steps 200 --json oneshot.json \
+    nice -n 10 .venv/bin/python benchmarks/bench_oneshot.py --seeds 0,1,2 --json oneshot.json \
         --cache ~/.cache/bench_oneshot   # reruns reuse (or resume) every network trained there
     .venv/bin/python benchmarks/bench_oneshot.py --merge run0.json run1.json   # seeds run as separate processes
 """
@@ -92,9 +92,9 @@ def trained(cache: str, opts: TrainOptions, progress=None) -> str:
     return out
 
 
-def alone(spec: SupernetSpec, cfg: dict, steps: int, seed: int, tmp: str, batch: int = 32) -> float:
+def alone(spec: SupernetSpec, cfg: dict, steps: int, seed: int, tmp: str, batch: int, lr: float) -> float:
     out = trained(tmp, TrainOptions(steps=steps, seed=seed, spec=spec, sandwich=False, fixed=cfg, log_every=steps,
-                                    batch=batch))
+                                    batch=batch, lr=lr))
     graph, sp, _ = load_supernet(out)
     return ChildEvaluator(graph, sp).accuracy(cfg, "test")
 
@@ -102,9 +102,11 @@ def alone(spec: SupernetSpec, cfg: dict, steps: int, seed: int, tmp: str, batch:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--batch", type=int, default=32,
-                    help="images per step, the supernet's and every stand-alone network's alike (default 32)")
+    ap.add_argument("--steps", type=int, default=TrainOptions.steps)
+    ap.add_argument("--batch", type=int, default=TrainOptions.batch,
+                    help="images per step, the supernet's and every stand-alone network's alike (default %(default)s)")
+    ap.add_argument("--lr", type=float, default=TrainOptions.lr,
+                    help="Adam's peak learning rate (cosine schedule), the supernet's and every stand-alone network's")
     ap.add_argument("--targets", type=int, default=5)
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--cache", help="keep every trained network here and reuse it on reruns (default: a fresh "
@@ -128,7 +130,7 @@ def main() -> int:
     os.makedirs(tmp, exist_ok=True)
     t0 = time.time()
     for seed in seeds:
-        out = trained(tmp, TrainOptions(steps=args.steps, seed=seed, batch=args.batch),
+        out = trained(tmp, TrainOptions(steps=args.steps, seed=seed, batch=args.batch, lr=args.lr),
                       progress=lambda line, s=seed: print(f"[seed {s}] {line}", file=sys.stderr))
         graph, sp, _ = load_supernet(out)
         ev = ChildEvaluator(graph, sp)
@@ -139,10 +141,10 @@ def main() -> int:
             r["macs"].append(sel.report["macs"])
             r["supernet"].append(sel.report["accuracy"])
             r["configs"].append(cfg)
-            r["alone"].append(alone(spec, cfg, args.steps, seed, tmp, args.batch))
+            r["alone"].append(alone(spec, cfg, args.steps, seed, tmp, args.batch, args.lr))
             cspec, ccfg = compound_at(spec, t)
             r["compound_macs"].append(macs_of(cspec, ccfg))
-            r["compound"].append(alone(cspec, ccfg, args.steps, seed, tmp, args.batch))
+            r["compound"].append(alone(cspec, ccfg, args.steps, seed, tmp, args.batch, args.lr))
             print(f"[seed {seed}] target {t:,.0f} MACs: child {r['macs'][-1]:,} MACs supernet {r['supernet'][-1]:.4f} "
                   f"alone {r['alone'][-1]:.4f} | compound {r['compound_macs'][-1]:,.0f} MACs {r['compound'][-1]:.4f} "
                   f"({time.time() - t0:.0f}s)", file=sys.stderr, flush=True)
@@ -151,7 +153,7 @@ def main() -> int:
     if args.json:
         summary = [{"target_macs": t, **rows[i]} for i, t in enumerate(targets)]
         with open(args.json, "w") as f:
-            json.dump({"seeds": len(seeds), "steps": args.steps, "batch": args.batch, "task": "digits", "rows": summary}, f, indent=1)
+            json.dump({"seeds": len(seeds), "steps": args.steps, "batch": args.batch, "lr": args.lr, "task": "digits", "rows": summary}, f, indent=1)
     return 0
 
 
