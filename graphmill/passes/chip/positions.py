@@ -40,11 +40,12 @@ def lattice(problem: ChipProblem, sub: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True)
-def _cover(grid, x0, x1, y0, y1, gw, gh, cols, rows, sign, other):
+def _cover(grid, x0, x1, y0, y1, gw, gh, cols, rows, sign, other, tau=0.0):
     """Over the grid cells rectangle [x0, x1] x [y0, y1] covers: add ``sign`` x the covered area fraction to
     ``grid`` (sign 0: leave it), and return (the area-weighted mean of ``grid`` under the rectangle, the
     largest grid + coverage of a covered cell, the sum over covered cells of f (2 (grid + other) + f), f the
-    covered fraction: the increase of the squared densities of grid + other), all read before the addition."""
+    covered fraction: the increase of the squared densities of grid + other, and the sum over covered cells of
+    max(d + f, tau) - max(d, tau), d = grid + other), all read before the addition."""
     c0 = max(int(np.floor(x0 / gw)), 0)
     c1 = min(int(np.floor(x1 / gw)), cols - 1)
     r0 = max(int(np.floor(y0 / gh)), 0)
@@ -53,6 +54,7 @@ def _cover(grid, x0, x1, y0, y1, gw, gh, cols, rows, sign, other):
     a = 0.0
     top = 0.0
     sq = 0.0
+    hinge = 0.0
     for r in range(r0, r1 + 1):
         oy = min(y1, (r + 1) * gh) - max(y0, r * gh)
         if oy <= 0:
@@ -64,12 +66,14 @@ def _cover(grid, x0, x1, y0, y1, gw, gh, cols, rows, sign, other):
                 g = grid[r * cols + c]
                 s += f * g
                 a += f
-                sq += f * (2.0 * (g + other[r * cols + c]) + f)
+                d = g + other[r * cols + c]
+                sq += f * (2.0 * d + f)
+                hinge += max(d + f, tau) - max(d, tau)
                 if g + f > top:
                     top = g + f
                 if sign != 0:
                     grid[r * cols + c] = g + sign * f
-    return (s / a if a > 0 else 0.0), top, sq
+    return (s / a if a > 0 else 0.0), top, sq, hinge
 
 
 @njit(cache=True)
@@ -99,8 +103,8 @@ def position_features(m, X, Y, x, y, w, h, orient, known, placed, n_placed, pin_
                     break
         legal[i] = ok
         dwl[i] = 0.0
-        hden[i], htop[i], _ = _cover(hard_grid, cx - mw / 2, cx + mw / 2, cy - mh / 2, cy + mh / 2, gw, gh, cols,
-                                     rows, 0.0, soft_grid)
+        hden[i], htop[i], _, _ = _cover(hard_grid, cx - mw / 2, cx + mw / 2, cy - mh / 2, cy + mh / 2, gw, gh,
+                                        cols, rows, 0.0, soft_grid)
         sden[i] = _cover(soft_grid, cx - mw / 2, cx + mw / 2, cy - mh / 2, cy + mh / 2, gw, gh, cols, rows, 0.0,
                          soft_grid)[0]
     # wirelength: per net of m, the known pins' bounding box and m's pins' offsets (turned), then every position
@@ -247,23 +251,5 @@ def footprint_top_increase(X, Y, mw, mh, hard_grid, soft_grid, gw, gh, cols, row
     later macros fill edge to edge (cells between them ~0.96 full); the proxy only counts the densest cells, so
     a macro may sit close to its neighbours as long as no cell it covers rises into the densest 10%."""
     for i in range(len(X)):
-        x0 = X[i] - mw / 2
-        x1 = X[i] + mw / 2
-        y0 = Y[i] - mh / 2
-        y1 = Y[i] + mh / 2
-        c0 = max(int(np.floor(x0 / gw)), 0)
-        c1 = min(int(np.floor(x1 / gw)), cols - 1)
-        r0 = max(int(np.floor(y0 / gh)), 0)
-        r1 = min(int(np.floor(y1 / gh)), rows - 1)
-        s = 0.0
-        for r in range(r0, r1 + 1):
-            oy = min(y1, (r + 1) * gh) - max(y0, r * gh)
-            if oy <= 0:
-                continue
-            for c in range(c0, c1 + 1):
-                ox = min(x1, (c + 1) * gw) - max(x0, c * gw)
-                if ox > 0:
-                    f = ox * oy / (gw * gh)
-                    d = hard_grid[r * cols + c] + soft_grid[r * cols + c]
-                    s += max(d + f, tau) - max(d, tau)
-        out[i] = s
+        out[i] = _cover(hard_grid, X[i] - mw / 2, X[i] + mw / 2, Y[i] - mh / 2, Y[i] + mh / 2, gw, gh, cols, rows, 0.0,
+                        soft_grid, tau)[3]

@@ -13,8 +13,8 @@ macro on a 68-micron cell always fills that cell, and the proxy's density term i
 cells; the rule costs a few evaluations per macro, not a larger action space (``sub = 2`` measured worse at
 equal time). ``refine = 1``: Circuit Training's cell centres exactly. The policy: a GraphSAGE encoder (the
 learned passes' ``SageLayer``, graphmill.passes.learned.policy) over the module graph (ports, hard and soft
-macros; an edge per module pair sharing a net) gives each macro an embedding, computed once per episode (it does not change within
-one); at each step the macro to place and the netlist's mean embedding are scored against every position's
+macros; an edge per module pair sharing a net) gives each macro an embedding, computed once per episode (it
+does not change within one); at each step the macro to place and the netlist's mean embedding are scored against every position's
 features (``Episode.features``: position, the hard and soft macro density under the footprint, the exact
 increase of the net-weighted HPWL to the modules already placed, ...), plus a prior linear in the standardized
 HPWL increase and densities (a greedy placer's score, learned with the rest): one logit per position, illegal
