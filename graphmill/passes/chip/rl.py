@@ -3,25 +3,24 @@ with a graph encoder, masked to legal positions; reward -proxy cost; trained wit
 Training's tiny netlists plus generated ones, fine-tuned on the netlist at hand (Circuit Training's method,
 Mirhoseini et al., Nature 2021, with graphmill's proxy cost).
 
-Actions: the grid cells (``sub = 1``, Circuit Training's action space, the default) or a finer ``sub`` x
-``sub`` lattice per cell (``positions.lattice``). Where in the chosen cell the macro goes (``refine``, default
-5): a deterministic rule of the environment, not the policy, picks among ``refine`` x ``refine`` offsets
-spanning the cell (centre, +-1/4, +-1/2 of it) the legal one of least HPWL increase plus the increase of the
-densest 10% of cells' densities (squared densities as a tie-break; ``Episode.refine_position``); a cell is
-unmasked when some offset is legal (``positions.legal_positions``). Why: on cell centres a 133-micron-tall
-macro on a 68-micron cell always fills that cell, and the proxy's density term is the mean of the densest
-cells; the rule costs a few evaluations per macro, not a larger action space (``sub = 2`` measured worse at
-equal time). ``refine = 1``: Circuit Training's cell centres exactly. The policy: a GraphSAGE encoder (the
-learned passes' ``SageLayer``, graphmill.passes.learned.policy) over the module graph (ports, hard and soft
-macros; an edge per module pair sharing a net) gives each macro an embedding, computed once per episode (it
-does not change within one); at each step the macro to place and the netlist's mean embedding are scored against every position's
-features (``Episode.features``: position, the hard and soft macro density under the footprint, the exact
-increase of the net-weighted HPWL to the modules already placed, ...), plus a prior linear in the standardized
-HPWL increase and densities (a greedy placer's score, learned with the rest): one logit per position, illegal
-positions masked (the macro would leave the canvas or overlap a placed macro). The features make the policy
-independent of the grid's size, so one policy serves every netlist. Episodes run in lockstep batches (one
-policy call per step for all). After the hard macros, the soft macros are placed by force-directed rounds and
-the episode's reward is -proxy cost.
+Actions: the grid cells (``sub = 1``, Circuit Training's action space, the default) or a finer ``sub`` x ``sub``
+lattice per cell (``positions.lattice``). Where in the chosen cell the macro goes (``refine``, default 5): a
+deterministic rule of the environment, not the policy, picks among ``refine`` x ``refine`` offsets spanning the cell
+(centre, +-1/4, +-1/2 of it) the legal one of least HPWL increase plus the increase of the densest 10% of cells'
+densities (squared densities as a tie-break; ``Episode.refine_position``); a cell is unmasked when some offset is
+legal (``positions.legal_positions``). Why: on cell centres a 133-micron-tall macro on a 68-micron cell always fills
+that cell, and the proxy's density term is the mean of the densest cells; the rule costs a few evaluations per
+macro, not a larger action space (``sub = 2`` measured worse at equal time). ``refine = 1``: Circuit Training's cell
+centres exactly. The policy: a GraphSAGE encoder (the learned passes' ``SageLayer``,
+graphmill.passes.learned.policy) over the module graph (ports, hard and soft macros; an edge per module pair sharing
+a net) gives each macro an embedding, computed once per episode (it does not change within one); at each step the
+macro to place and the netlist's mean embedding are scored against every position's features (``Episode.features``:
+position, the hard and soft macro density under the footprint, the exact increase of the net-weighted HPWL to the
+modules already placed, ...), plus a prior linear in the standardized HPWL increase and densities (a greedy placer's
+score, learned with the rest): one logit per position, illegal positions masked (the macro would leave the canvas or
+overlap a placed macro). The features make the policy independent of the grid's size, so one policy serves every
+netlist. Episodes run in lockstep batches (one policy call per step for all). After the hard macros, the soft macros
+are placed by force-directed rounds and the episode's reward is -proxy cost.
 
 The soft macros sit, during an episode, where the start has them (a start whose hard macros overlap first
 gets SA's global placement); with ``adapt_start`` (the default) episodes then start from the soft-macro
