@@ -108,6 +108,10 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=TrainOptions.lr,
                     help="Adam's peak learning rate (cosine schedule), the supernet's and every stand-alone network's")
     ap.add_argument("--targets", type=int, default=5)
+    ap.add_argument("--coarse", type=int, default=4, help="child selection: coarse grid points evaluated (default 4; "
+                    "graphmill supernet select uses 6)")
+    ap.add_argument("--max-evals", type=int, default=12, help="child selection: at most this many children evaluated "
+                    "(default 12; graphmill supernet select uses 30)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--cache", help="keep every trained network here and reuse it on reruns (default: a fresh "
                     "temporary folder)")
@@ -135,7 +139,7 @@ def main() -> int:
         graph, sp, _ = load_supernet(out)
         ev = ChildEvaluator(graph, sp)
         for i, t in enumerate(targets):
-            sel = select_child(ev, "macs", t, coarse=4, max_evals=12)
+            sel = select_child(ev, "macs", t, coarse=args.coarse, max_evals=args.max_evals)
             cfg = sel.config
             r = rows[i]
             r["macs"].append(sel.report["macs"])
@@ -153,7 +157,8 @@ def main() -> int:
     if args.json:
         summary = [{"target_macs": t, **rows[i]} for i, t in enumerate(targets)]
         with open(args.json, "w") as f:
-            json.dump({"seeds": len(seeds), "steps": args.steps, "batch": args.batch, "lr": args.lr, "task": "digits", "rows": summary}, f, indent=1)
+            json.dump({"seeds": len(seeds), "steps": args.steps, "batch": args.batch, "lr": args.lr, "coarse": args.coarse,
+                       "max_evals": args.max_evals, "task": "digits", "rows": summary}, f, indent=1)
     return 0
 
 
