@@ -40,16 +40,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from graphmill import search  # noqa: E402
 from graphmill.search.methods import autohas  # noqa: E402
+from graphmill.util.files import write_json  # noqa: E402
 
 CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "autohas_baselines.json")
 RUNS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "autohas_runs.json")
 
 
 def save_json(path: str, data: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(data, f, indent=0)
-    os.replace(path + ".tmp", path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_json(path, data, indent=0)
 
 
 def baseline(strategy: str, seed: int, budget: int, steps: int, batch: int) -> dict:
