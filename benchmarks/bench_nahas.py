@@ -45,6 +45,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from graphmill.search.methods import nahas  # noqa: E402
+from graphmill.util.files import write_json  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: benchmark method -> the options that select it (joint: the nested accelerator search; joint-sampled: the
@@ -62,7 +63,8 @@ def read_history(path: str) -> list[dict]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--budget", type=int, default=30, help="trainings (network evaluations) per method and seed (default 30)")
+    ap.add_argument("--budget", type=int, default=30,
+                    help="trainings (network evaluations) per method and seed (default 30)")
     ap.add_argument("--steps", type=int, default=100, help="Adam steps per candidate (default 100)")
     ap.add_argument("--strategy", default="evolution")
     ap.add_argument("--latency-ms", type=float, default=0.0,
@@ -132,10 +134,9 @@ def main() -> int:
                      f"{args.budget * args.accel_sims} simulations per method")
     print(f"wrote {args.png}", file=sys.stderr)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"task": nahas.TASK, "seeds": seeds, "budget": args.budget, "steps": args.steps,
-                       "accel_sims": args.accel_sims, "accel_warm": args.accel_warm, "strategy": args.strategy, "constraints": constraints,
-                       "picks": picks}, f, indent=1)
+        write_json(args.json, {"task": nahas.TASK, "seeds": seeds, "budget": args.budget, "steps": args.steps,
+                               "accel_sims": args.accel_sims, "accel_warm": args.accel_warm,
+                               "strategy": args.strategy, "constraints": constraints, "picks": picks}, indent=1)
     return 0
 
 

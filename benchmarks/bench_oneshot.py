@@ -43,6 +43,7 @@ from graphmill.search.evaluators.cost import cost_metrics  # noqa: E402
 from graphmill.search.oneshot import (DIGITS_SPEC, ChildEvaluator, StageSpec, SupernetSpec, TrainOptions,  # noqa: E402
                                       build_graph, init_weights, load_supernet, select_child, train_supernet)
 from graphmill.search.oneshot.weights import child_weights  # noqa: E402
+from graphmill.util.files import write_json  # noqa: E402
 
 
 def macs_of(spec: SupernetSpec, cfg: dict) -> float:
@@ -156,9 +157,9 @@ def main() -> int:
     table(targets, rows, len(seeds), args.steps)
     if args.json:
         summary = [{"target_macs": t, **rows[i]} for i, t in enumerate(targets)]
-        with open(args.json, "w") as f:
-            json.dump({"seeds": len(seeds), "steps": args.steps, "batch": args.batch, "lr": args.lr, "coarse": args.coarse,
-                       "max_evals": args.max_evals, "task": "digits", "rows": summary}, f, indent=1)
+        write_json(args.json, {"seeds": len(seeds), "steps": args.steps, "batch": args.batch, "lr": args.lr,
+                               "coarse": args.coarse, "max_evals": args.max_evals, "task": "digits",
+                               "rows": summary}, indent=1)
     return 0
 
 

@@ -19,8 +19,9 @@ peer at every budget from 25 to 200 and closing at least half of the best peer's
     .venv/bin/python benchmarks/bench_search.py              # the comparison (a few minutes)
     .venv/bin/python benchmarks/bench_search.py --strategies default,evolution,tpe,random --skip-throughput
     .venv/bin/python benchmarks/bench_search.py --table synthetic --skip-overhead --skip-throughput  # 2nd table
-    .venv/bin/python benchmarks/bench_search.py --table mlp3 --seeds 100 --strategies default,tpe --reuse default,tpe \
-        --skip-overhead --skip-throughput   # curves in search_curves_mlp3_100.json; --reuse extends a stored run of fewer seeds
+    .venv/bin/python benchmarks/bench_search.py --table mlp3 --seeds 100 --strategies default,tpe \
+        --reuse default,tpe --skip-overhead --skip-throughput
+        # curves in search_curves_mlp3_100.json; --reuse extends a stored run of fewer seeds
 """
 
 from __future__ import annotations
@@ -207,9 +208,9 @@ def curves_cache_path(table: str, seeds: int = 20) -> str:
                         f"search_curves_{table}_{seeds}.json")
 
 
-def cached_curves(table: str, name: str, seeds: int, budget: int) -> tuple[np.ndarray, str] | None:
-    """The longest stored run of ``name`` on ``table`` with this budget, cut to its first ``seeds`` seeds, and its
-    file (None if none). Seed s's curve does not depend on how many seeds a run has (every seed is its own
+def cached_curves(table: str, name: str, seeds: int, budget: int) -> tuple[np.ndarray, str, dict] | None:
+    """The longest stored run of ``name`` on ``table`` with this budget, cut to its first ``seeds`` seeds, its
+    file and its stored entry (None if none). Seed s's curve does not depend on how many seeds a run has (every seed is its own
     ``search.run(seed=s)``), so a 100-seed run's first 20 rows are the 20-seed run, and a 20-seed run is the
     start of a 100-seed one."""
     import glob
@@ -222,7 +223,7 @@ def cached_curves(table: str, name: str, seeds: int, budget: int) -> tuple[np.nd
         with open(path) as f:
             entry = json.load(f).get(name)
         if entry and entry["budget"] == budget and (best is None or min(entry["seeds"], seeds) > len(best[0])):
-            best = (np.array(entry["curves"][:seeds], dtype=float), path)
+            best = (np.array(entry["curves"][:seeds], dtype=float), path, entry)
     return best
 
 
@@ -364,8 +365,7 @@ def main() -> None:
         else:  # extend a shorter stored run with the seeds it lacks
             k = len(cached[0])
             c = np.vstack([cached[0], curves(name, args.seeds, args.budget, first=k)])
-            with open(cached[1]) as f:  # the stored seeds' seconds plus the new ones': the whole run's
-                before = json.load(f)[name]
+            before = cached[2]  # the stored seeds' seconds plus the new ones': the whole run's
             if before.get("read_from"):  # itself a copy: its seconds are not known here
                 note, earlier = "; seconds: the new seeds only", 0.0
             else:

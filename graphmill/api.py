@@ -1010,8 +1010,8 @@ def supernet_train(out: str | os.PathLike, *, steps: int | None = None, seed: in
     """``graphmill supernet train``: train (or continue, from OUT/checkpoint.pt) a BigNAS supernet on the shipped
     task (scikit-learn's digits) and write OUT/supernet.onnx and OUT/supernet.json
     (``graphmill.search.oneshot.train``). ``spec`` defaults to the digits space (``oneshot.DIGITS_SPEC``);
-    ``steps`` to 600 (``TrainOptions``). Returns the run's report (``interrupted`` True after Ctrl-C: the checkpoint stands and the
-    same call continues it)."""
+    ``steps`` to 600 (``TrainOptions``). Returns the run's report (``interrupted`` True after Ctrl-C: the
+    checkpoint stands and the same call continues it)."""
     from graphmill.search.oneshot import DIGITS_SPEC, TrainOptions, train_supernet
 
     opts = TrainOptions(seed=seed, spec=spec or DIGITS_SPEC)

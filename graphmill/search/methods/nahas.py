@@ -668,8 +668,8 @@ def accel_space(opts: Mapping[str, Any]) -> Space:
     return accelerator_space(**{k: opts[k] for k in ACCEL_KEYS})
 
 
-SETTINGS = ("mode", "strategy", "accel_search", "accel_sims", "accel_strategy", "accel_warm", "population", "sample", "nn",
-            "area_mm2", "latency_ms", "energy_w", "steps", "batch", "lr", "train_seed", "latency_scale") + ACCEL_KEYS
+SETTINGS = ("mode", "strategy", "accel_search", "accel_sims", "accel_strategy", "accel_warm", "population", "sample",
+            "nn", "area_mm2", "latency_ms", "energy_w", "steps", "batch", "lr", "train_seed", "latency_scale") + ACCEL_KEYS
 
 
 def _check_run(out: str, budget: int | None, seed: int, workers: int, executor: str | None, accel: str | None,
