@@ -137,10 +137,9 @@ def main() -> int:
                   file=sys.stderr, flush=True)
     table(results, args, seeds, options)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"task": "digits", "seeds": seeds, "options": options, "budget": args.budget,
-                       "baseline_budget": args.baseline_budget, "steps": args.steps, "batch": args.batch,
-                       "results": results}, f, indent=1)
+        write_json(args.json, {"task": "digits", "seeds": seeds, "options": options, "budget": args.budget,
+                               "baseline_budget": args.baseline_budget, "steps": args.steps, "batch": args.batch,
+                               "results": results}, indent=1)
     return 0
 
 
