@@ -253,3 +253,26 @@ def footprint_top_increase(X, Y, mw, mh, hard_grid, soft_grid, gw, gh, cols, row
     for i in range(len(X)):
         out[i] = _cover(hard_grid, X[i] - mw / 2, X[i] + mw / 2, Y[i] - mh / 2, Y[i] + mh / 2, gw, gh, cols, rows, 0.0,
                         soft_grid, tau)[3]
+
+
+@njit(cache=True)
+def offsets_fit(m, X, Y, x, y, w, h, orient, hard, cw, ch, eps, out):
+    """``out[i]``: macro m centred at (X[i], Y[i]) lies inside the canvas and clear of every hard macro in
+    ``hard`` other than m itself, all at their current positions (the same test as ``position_features``, but
+    against every other hard macro: ``rl.Episode.sweep_offsets`` re-decides one macro's offset with all the
+    others placed)."""
+    mw, mh = oriented_size(m, w, h, orient)
+    for i in range(len(X)):
+        cx = X[i]
+        cy = Y[i]
+        ok = cx - mw / 2 >= -eps and cx + mw / 2 <= cw + eps and cy - mh / 2 >= -eps and cy + mh / 2 <= ch + eps
+        if ok:
+            for a in range(len(hard)):
+                j = hard[a]
+                if j == m:
+                    continue
+                jw, jh = oriented_size(j, w, h, orient)
+                if abs(cx - x[j]) < (mw + jw) / 2 - eps and abs(cy - y[j]) < (mh + jh) / 2 - eps:
+                    ok = False
+                    break
+        out[i] = ok

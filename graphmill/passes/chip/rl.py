@@ -51,7 +51,7 @@ from .cost import DEFAULT_WEIGHTS, ProxyCost
 from .fd import ForceDirected, module_adjacency
 from .legality import EPS, legality, place_nearest
 from .positions import (add_footprint, assemble_features, footprint_density_increase, footprint_top_increase, lattice,
-                        legal_positions, position_features)
+                        legal_positions, offsets_fit, position_features)
 from .problem import KIND_HARD, KIND_PORT, KIND_SOFT, ChipProblem
 from .sa import PlaceResult, Progress, global_placement
 
@@ -62,6 +62,7 @@ DEFAULT_REFINE = 5
 DEFAULT_REFINE_DENSITY = 1.0
 DEFAULT_REFINE_TOP = True  # Episode.refine_position: the densest-10% increase, squares as a tie-break (0.1 x)
 REFINE_SQUARES = 0.1
+DEFAULT_OFFSET_SWEEPS = 4  # Episode.sweep_offsets: at most this many sweeps re-deciding every macro's offset (0: off)
 FINALE_RESERVE_S = 20.0  # rl_place: at most this much of the budget for the greedy decode and force-directed rounds
 DEFAULT_POLICY = os.path.join(os.path.dirname(__file__), "data", "rl_policy.npz")
 
@@ -77,7 +78,7 @@ class Episode:
 
     def __init__(self, problem: ChipProblem, weights=DEFAULT_WEIGHTS, *, sub: int = DEFAULT_SUB,
                  seed: int = 0, refine: int = DEFAULT_REFINE, refine_density: float = DEFAULT_REFINE_DENSITY,
-                 refine_top: bool = DEFAULT_REFINE_TOP) -> None:
+                 refine_top: bool = DEFAULT_REFINE_TOP, offset_sweeps: int = DEFAULT_OFFSET_SWEEPS) -> None:
         import torch
 
         self.p = p = problem
@@ -134,6 +135,8 @@ class Episode:
         self.refine_lam = float(refine_density) * float(weights[1]) / max(0.1 * c.columns * c.rows, 1.0)
         self.refine_top = bool(refine_top)
         self.top_k = max(int(np.floor(0.1 * c.columns * c.rows)), 1)  # the proxy's densest 10% (cost._top_mean)
+        self.offset_sweeps = int(offset_sweeps)
+        self.all_hard = p.hard.astype(np.int64)
 
     def settle(self, placement: tuple, rounds: int = 10) -> tuple[float, tuple]:
         """(proxy, placement) after force-directed rounds for the soft macros of ``placement`` keeping the best
@@ -143,6 +146,21 @@ class Episode:
             return self.cost.evaluate().proxy, self.p.copy_placement()
         v = self.fd.run(self.cost, rounds=rounds, seed=1)
         return v, self.p.copy_placement()
+
+    def polish(self, placement: tuple, actions: np.ndarray | None, rounds: int = 2,
+               fd_rounds: int = 10) -> tuple[float, tuple]:
+        """(proxy, placement) of a new best episode: ``settle`` alone when ``offset_sweeps`` is 0 (or the
+        actions are unknown), else ``rounds`` x (``sweep_offsets`` with every macro known, then ``settle``): the
+        soft macros move after the offsets change, which changes the best offsets again. Neither step raises
+        the proxy cost; hard macros stay within the policy's chosen positions."""
+        if self.offset_sweeps <= 0 or actions is None or self.refine <= 1:
+            return self.settle(placement, rounds=fd_rounds)
+        v, pl = math.inf, placement
+        for _ in range(max(int(rounds), 1)):
+            self.p.set_placement(pl)
+            self.sweep_offsets(actions)
+            v, pl = self.settle(self.p.copy_placement(), rounds=fd_rounds)
+        return v, pl
 
     def restart_from(self, placement: tuple) -> None:
         """Episodes from now on start with the soft macros (and cells) where ``placement`` has them: the best
@@ -220,6 +238,51 @@ class Episode:
         if not np.isfinite(score[i]):  # cannot happen for a legal action (its centre is an offset); be safe
             return float(self.cx[a]), float(self.cy[a])
         return float(X[i]), float(Y[i])
+
+
+    def sweep_offsets(self, actions: np.ndarray, sweeps: int | None = None) -> int:
+        """Re-decide the sub-cell offset of every hard macro once all are placed, on ``self.p``'s current
+        placement (changed in place): for each macro in placement order whose ``actions`` entry is a position
+        (``actions[t]`` for ``self.order[t]``; -1, a macro placed off the lattice, is left alone), among the
+        ``refine`` x ``refine`` offsets of the SAME position the policy chose, the legal one (inside the canvas,
+        clear of every other hard macro) of least exact proxy cost (``ProxyCost.move``, soft macros where they
+        are); repeated for at most ``sweeps`` (default ``offset_sweeps``) sweeps, until one moves nothing.
+        Returns the number of moves. The policy's decisions (the positions) are kept; only the rule's offset is
+        decided again, now knowing every macro, not just those placed before (``refine_position``); nothing
+        moves a macro to another position. The proxy cost never rises (a move is kept only when it lowers it)."""
+        sweeps = self.offset_sweeps if sweeps is None else int(sweeps)
+        if sweeps <= 0 or self.refine <= 1:
+            return 0
+        p, c, cost = self.p, self.p.canvas, self.cost
+        cur = cost.evaluate().proxy
+        ok = np.zeros(len(self.refine_dx), dtype=np.bool_)
+        moves = 0
+        for _ in range(sweeps):
+            moved = 0
+            for m, a in zip(self.order, actions):
+                m, a = int(m), int(a)
+                if a < 0:
+                    continue
+                X = self.cx[a] + self.refine_dx
+                Y = self.cy[a] + self.refine_dy
+                offsets_fit(m, X, Y, p.x, p.y, p.w, p.h, p.orient, self.all_hard, c.width, c.height, EPS, ok)
+                x0, y0 = float(p.x[m]), float(p.y[m])
+                bv, bx, by = cur, x0, y0
+                for i in np.nonzero(ok)[0]:
+                    if X[i] == x0 and Y[i] == y0:
+                        continue
+                    cost.move(m, X[i], Y[i])
+                    v = cost.proxy()
+                    if v < bv - 1e-12:
+                        bv, bx, by = v, float(X[i]), float(Y[i])
+                cost.move(m, bx, by)
+                if (bx, by) != (x0, y0):
+                    cur = bv
+                    moved += 1
+            moves += moved
+            if not moved:
+                break
+        return moves
 
 
 def _policy_class():
@@ -307,10 +370,12 @@ class Rollout:
     logp: np.ndarray  # [T]
 
 
-def rollouts(policy, ep: Episode, gen, n: int = 1, *, greedy: bool = False, fd_rounds: int = 8) -> list[Rollout]:
+def rollouts(policy, ep: Episode, gen, n: int = 1, *, greedy: bool = False, fd_rounds: int = 8,
+             sweep: int = 0) -> list[Rollout]:
     """``n`` episodes in lockstep (one policy call per step for all of them): place the hard macros largest
-    first (sampling, or the most likely position when ``greedy``), force-directed rounds for the soft macros,
-    reward -proxy. The graph embedding is computed once: it does not change within an episode."""
+    first (sampling, or the most likely position when ``greedy``), with ``sweep`` > 0 re-decide their sub-cell
+    offsets (at most ``sweep`` sweeps of ``Episode.sweep_offsets``), force-directed rounds for the soft
+    macros, reward -proxy. The graph embedding is computed once: it does not change within an episode."""
     import torch
 
     p, c = ep.p, ep.p.canvas
@@ -366,6 +431,8 @@ def rollouts(policy, ep: Episode, gen, n: int = 1, *, greedy: bool = False, fd_r
     out = []
     for b in range(n):
         p.set_placement((xs[b], ys[b], ep.start[2]))
+        if sweep > 0:
+            ep.sweep_offsets(actions[b], sweep)
         if ep.fd is not None and fd_rounds:
             ep.fd.run(None, rounds=fd_rounds, seed=0)
         proxy = ep.cost.evaluate().proxy
@@ -374,9 +441,9 @@ def rollouts(policy, ep: Episode, gen, n: int = 1, *, greedy: bool = False, fd_r
     return out
 
 
-def rollout(policy, ep: Episode, gen, *, greedy: bool = False, fd_rounds: int = 8) -> Rollout:
+def rollout(policy, ep: Episode, gen, *, greedy: bool = False, fd_rounds: int = 8, sweep: int = 0) -> Rollout:
     """One episode (``rollouts`` with n = 1)."""
-    return rollouts(policy, ep, gen, 1, greedy=greedy, fd_rounds=fd_rounds)[0]
+    return rollouts(policy, ep, gen, 1, greedy=greedy, fd_rounds=fd_rounds, sweep=sweep)[0]
 
 
 def ppo_update(policy, optim, ep_rolls: list[tuple[Episode, list[Rollout]]], *, epochs: int = 4, clip: float = 0.2,
@@ -432,14 +499,21 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
           progress: Progress | None = None, progress_every: float = 5.0, sub: int = DEFAULT_SUB,
           epochs: int = 2, episodes_of: list[Episode] | None = None, best_of: list | None = None,
           adapt_start: bool = True, stats_of: dict | None = None, refine: int = DEFAULT_REFINE,
-          refine_density: float = DEFAULT_REFINE_DENSITY, refine_top: bool = DEFAULT_REFINE_TOP) -> tuple:
+          refine_density: float = DEFAULT_REFINE_DENSITY, refine_top: bool = DEFAULT_REFINE_TOP,
+          offset_sweeps: int = DEFAULT_OFFSET_SWEEPS, episode_sweeps: int = 0,
+          actions_of: list | None = None) -> tuple:
     """PPO on ``problems`` (pre-training: many netlists; fine-tuning: one) for ``budget_s`` seconds or
     ``episodes`` episodes. Returns ``(policy, best)`` where ``best[i]`` is the (proxy, placement) of the best
     episode on problem i. Resumes from ``checkpoint`` when it exists; writes it after every batch.
     ``episodes_of``: the problems' ``Episode`` objects when the caller already built them; ``best_of``: a list
     kept equal to ``best`` as it improves (what a caller still has after Ctrl-C). ``adapt_start``: episodes
     start with the soft macros where the best episode so far left them (``Episode.restart_from``);
-    ``stats_of`` (a dict) receives the episode count after every batch."""
+    ``stats_of`` (a dict) receives the episode count after every batch. ``offset_sweeps`` > 0: a new best
+    episode is polished (``Episode.polish``: its offsets re-decided with every macro known, soft macros settled)
+    before it is kept, and is new when its own proxy beats the best episode's before polishing;
+    ``episode_sweeps`` > 0: every episode's offsets are re-decided (at most that many sweeps) before its reward.
+    ``actions_of`` (a list) receives each problem's best episode's actions (what ``Episode.sweep_offsets``
+    needs)."""
     import torch
 
     torch.manual_seed(seed)
@@ -448,10 +522,13 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
     optim = torch.optim.Adam(policy.parameters(), lr=lr)
     eps = episodes_of if episodes_of is not None else [Episode(p, weights, sub=sub, seed=seed, refine=refine,
                                                                           refine_density=refine_density,
-                                                                          refine_top=refine_top)
+                                                                          refine_top=refine_top,
+                                                                          offset_sweeps=offset_sweeps)
                                                                   for p in problems]
     best: list[tuple[float, tuple | None]] = best_of if best_of is not None else []
     best[:] = [(math.inf, None)] * len(problems)
+    acts: list = actions_of if actions_of is not None else []
+    acts[:] = [None] * len(problems)
     done = 0
     if checkpoint and os.path.exists(checkpoint):
         try:
@@ -464,6 +541,9 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
             for i, (v, pl) in enumerate(ck["state"].get("best", [])):
                 if pl is not None and i < len(best):
                     best[i] = (v, tuple(np.array(a, dtype=arr.dtype) for a, arr in zip(pl, problems[i].copy_placement())))
+                    saved = ck["state"].get("best_actions")
+                    if saved and i < len(saved) and saved[i] is not None:
+                        acts[i] = np.array(saved[i], dtype=np.int64)
                     if adapt_start:
                         eps[i].restart_from(best[i][1])
         except Exception as e:  # noqa: BLE001 -- any unreadable checkpoint is the user's to remove
@@ -472,6 +552,7 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
     t0 = time.monotonic()
     next_report = t0 + progress_every
     rng = np.random.default_rng(seed + done)
+    raw = [v for v, _ in best]  # the best episode's proxy before polishing: what a new episode must beat
     try:
         while True:
             if episodes is not None and done >= episodes:
@@ -481,12 +562,21 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
             pick = rng.choice(len(eps), size=min(len(eps), 4), replace=False) if len(eps) > 4 else range(len(eps))
             ep_rolls = []
             for i in pick:
-                rolls = rollouts(policy, eps[i], gen, batch)
+                rolls = rollouts(policy, eps[i], gen, batch, sweep=episode_sweeps)
                 top = min(rolls, key=lambda ro: ro.proxy)
-                if top.proxy < best[i][0]:
+                if eps[i].offset_sweeps <= 0 and top.proxy < best[i][0]:  # as before the sweep existed
                     best[i] = eps[i].settle(top.placement)
+                    acts[i] = top.actions.copy()
                     if adapt_start:
                         eps[i].restart_from(best[i][1])
+                elif eps[i].offset_sweeps > 0 and top.proxy < raw[i]:
+                    raw[i] = top.proxy
+                    v, pl = eps[i].polish(top.placement, top.actions)
+                    if v < best[i][0]:
+                        best[i] = (v, pl)
+                        acts[i] = top.actions.copy()
+                        if adapt_start:
+                            eps[i].restart_from(pl)
                 ep_rolls.append((eps[i], rolls))
                 done += batch
             ppo_update(policy, optim, ep_rolls, epochs=epochs)
@@ -494,7 +584,8 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
                 stats_of["episodes"] = done
             if checkpoint:
                 _save_checkpoint(checkpoint, policy, optim, {
-                    "episodes": done, "best": [(v, None if pl is None else [a.tolist() for a in pl]) for v, pl in best]})
+                    "episodes": done, "best": [(v, None if pl is None else [a.tolist() for a in pl]) for v, pl in best],
+                    "best_actions": [None if a is None else a.tolist() for a in acts]})
             now = time.monotonic()
             if progress is not None and now >= next_report:
                 mean = float(np.mean([ro.proxy for _, rs in ep_rolls for ro in rs]))
@@ -512,13 +603,20 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
              progress: Progress | None = None, policy_path: str | None = None, checkpoint: str | None = None,
              finetune_share: float = 0.9, sub: int = DEFAULT_SUB, refine: int = DEFAULT_REFINE,
              refine_density: float = DEFAULT_REFINE_DENSITY,
-             refine_top: bool = DEFAULT_REFINE_TOP) -> PlaceResult:
+             refine_top: bool = DEFAULT_REFINE_TOP, offset_sweeps: int = DEFAULT_OFFSET_SWEEPS,
+             episode_sweeps: int = 0) -> PlaceResult:
     """Fine-tune the pre-trained policy (``policy_path``, default the shipped one) on ``problem`` for a share of
     ``budget_s``, then keep the best of its episodes and of a greedy decode, and re-place the soft macros by
     force-directed rounds (best proxy kept). Ctrl-C stops with the best placement so far. ``sub``: candidate
     positions per grid cell and side (1: the cell centres). The time kept for that finale is ``1 -
     finetune_share`` of the budget but at most ``FINALE_RESERVE_S``: on Ariane133 the greedy decode and the
-    force-directed rounds take 9-19 s (load 3), so a plain 10% left 40-50 s of a 600-s budget unused."""
+    force-directed rounds take 9-19 s (load 3), so a plain 10% left 40-50 s of a 600-s budget unused.
+    ``offset_sweeps`` > 0: the sub-cell offsets of the best episode's and of the greedy decode's macros are
+    re-decided with every macro known (``Episode.sweep_offsets``: the policy's positions kept, only the rule's
+    offset within each re-chosen by the exact proxy cost), alternating with the force-directed rounds, both
+    during training (``Episode.polish`` of each new best) and in the finale (4 x (a sweep, 10 rounds) instead
+    of 40 rounds); ``episode_sweeps`` > 0: every training episode too (at most that many sweeps), before its
+    reward."""
     t0 = time.monotonic()
     path = policy_path or DEFAULT_POLICY
     policy = load_policy(path) if os.path.exists(path) else new_policy()
@@ -526,31 +624,44 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
     best_v, best_pl = math.inf, None
     start = problem.copy_placement()
     best: list = []
+    best_acts: list = []
+    best_ro_acts = None
     stats: dict = {"episodes": 0}
     try:
         import torch
 
         ep = Episode(problem, weights, sub=sub, seed=seed, refine=refine, refine_density=refine_density,
-                     refine_top=refine_top)
+                     refine_top=refine_top, offset_sweeps=offset_sweeps)
         reserve = min((1.0 - finetune_share) * budget_s, FINALE_RESERVE_S)
         left = budget_s - reserve - (time.monotonic() - t0)
         policy, best = train([problem], policy=policy, budget_s=max(left, 0.0), seed=seed, weights=weights,
                              checkpoint=checkpoint, progress=progress, episodes_of=[ep], best_of=best,
-                             stats_of=stats)
-        ro = rollout(policy, ep, torch.Generator().manual_seed(seed), greedy=True)
-        if ro.proxy < best_v:
-            best_v, best_pl = ro.proxy, ro.placement
+                             stats_of=stats, episode_sweeps=episode_sweeps, actions_of=best_acts)
+        ro = rollout(policy, ep, torch.Generator().manual_seed(seed), greedy=True, sweep=ep.offset_sweeps)
+        v, pl = (ep.polish(ro.placement, ro.actions) if ep.offset_sweeps > 0 else (ro.proxy, ro.placement))
+        if v < best_v:
+            best_v, best_pl, best_ro_acts = v, pl, ro.actions
     except KeyboardInterrupt:
         interrupted = True
     if best and best[0][1] is not None and best[0][0] < best_v:
         best_v, best_pl = best[0]
+        best_ro_acts = best_acts[0] if best_acts else None
     problem.set_placement(best_pl if best_pl is not None else start)
     cost = ProxyCost(problem, weights)
     if not interrupted and problem.soft.size:
         remaining = max(0.0, budget_s - (time.monotonic() - t0))
         deadline = time.monotonic() + remaining
         try:
-            ForceDirected(problem).run(cost, rounds=40, seed=seed, should_stop=lambda: time.monotonic() >= deadline)
+            if offset_sweeps > 0 and best_ro_acts is not None and best_pl is not None:
+                for _ in range(4):  # the sweep and the rounds alternate (Episode.polish), same 40 rounds in all
+                    if time.monotonic() >= deadline:
+                        break
+                    ep.sweep_offsets(best_ro_acts)
+                    ForceDirected(problem).run(cost, rounds=10, seed=seed,
+                                               should_stop=lambda: time.monotonic() >= deadline)
+            else:
+                ForceDirected(problem).run(cost, rounds=40, seed=seed,
+                                           should_stop=lambda: time.monotonic() >= deadline)
         except KeyboardInterrupt:
             interrupted = True
     report = cost.evaluate()

@@ -316,3 +316,38 @@ def test_refinement_scores_the_densest_cells_increase():
             squares[(p.x[m], p.y[m])] = wl + lam * sq
     assert rule[best] == pytest.approx(min(rule.values()), abs=1e-9)
     assert min(squares, key=squares.get) != best
+
+
+def test_offset_sweep_keeps_the_policy_cells_and_never_raises_the_proxy():
+    # Episode.sweep_offsets re-decides each hard macro's sub-cell offset once every macro is placed. References:
+    # the grid geometry (each macro stays on one of the 5 x 5 offsets, 0, +-1/4, +-1/2 of a cell, of the cell
+    # the policy chose), the independent legality check, and the proxy cost re-evaluated from scratch
+    # (cost.proxy_cost, a full evaluation, not the sweep's incremental one): lower than before the sweep, and
+    # at the sweep's fixed point no legal offset of any macro's cell gives a lower proxy. Without the sweep
+    # (the rollout's own rule, which sees only the macros placed before each one) the proxy is higher and
+    # the fixed-point check fails.
+    torch.manual_seed(0)
+    p = _problem(seed=3)
+    ep = rl.Episode(p, refine=5, offset_sweeps=50)
+    c = p.canvas
+    gw, gh = c.width / c.columns, c.height / c.rows
+    ro = rl.rollout(rl.new_policy(), ep, torch.Generator().manual_seed(0), fd_rounds=0)  # no sweep
+    before = proxy_cost(p).proxy
+    moves = ep.sweep_offsets(ro.actions)
+    after = proxy_cost(p).proxy
+    assert moves > 0 and after < before - 1e-9
+    assert independent_legal(p)
+    offsets = np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
+    for m, a in zip(ro.macros, ro.actions):
+        assert a >= 0
+        kx = (p.x[m] - (a % c.columns + 0.5) * gw) / gw
+        ky = (p.y[m] - (a // c.columns + 0.5) * gh) / gh
+        assert np.min(np.abs(offsets - kx)) < 1e-9 and np.min(np.abs(offsets - ky)) < 1e-9
+    for m, a in zip(ro.macros, ro.actions):
+        x0, y0 = p.x[m], p.y[m]
+        for ox in offsets:
+            for oy in offsets:
+                p.x[m], p.y[m] = (a % c.columns + 0.5 + ox) * gw, (a // c.columns + 0.5 + oy) * gh
+                if independent_legal(p):
+                    assert proxy_cost(p).proxy >= after - 1e-9
+        p.x[m], p.y[m] = x0, y0
