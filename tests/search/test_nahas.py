@@ -359,3 +359,38 @@ def test_resume_repeats_no_finished_training(tmp_path, counted, mode, extra, sto
     before = [h["nn"] for h in hist[:stop]]
     assert any(h["nn"] in before for h in hist[stop:])  # a network trained before Ctrl-C comes back after it
     assert full["best"]["accuracy"] == ref["best"]["accuracy"]
+
+
+def test_ctrl_c_in_a_nested_accelerator_search_stops_the_run(tmp_path, counted, monkeypatch):
+    """Reference: Ctrl-C's contract (stop cleanly; the same command resumes to the uninterrupted result). A
+    SIGINT landing in a network's inner accelerator search (``graphmill.search.run``, which catches it) was
+    swallowed: that network was recorded as finished with the simulations done so far (2 of 4 here) and the
+    run went on as if nothing had happened."""
+    sims = counted[1]
+    calls_at_start = sims.calls
+    real = sims.fn
+
+    def interrupted_in_trial_two(*a, **k):
+        # the reference network's simulation, then trial 1's 4, then trial 2's second one is interrupted
+        if sims.calls - calls_at_start == 7:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    sims.fn = interrupted_in_trial_two
+    s = _run(tmp_path / "a", budget=2, accel_sims="4")
+    assert s["interrupted"] and s["trials"] == 1
+    hist = [json.loads(x) for x in open(tmp_path / "a" / "history.jsonl")]
+    assert [h["metrics"]["sims"] for h in hist] == [4]
+    assert s["checkpoint"] is not None and os.path.exists(s["checkpoint"])
+
+
+def test_ctrl_c_before_the_first_checkpoint_names_no_checkpoint(tmp_path, counted):
+    """Reference: the CLI's message for an interrupted method (``resume from CHECKPOINT`` only when there is
+    one). Interrupted in its first trial, a NAHAS run named DIR/checkpoint.json, a file it had not written."""
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    counted[0].fn = interrupted  # the first candidate's training
+    s = _run(tmp_path / "a", budget=2, accel_sims="2")
+    assert s["interrupted"] and s["trials"] == 0
+    assert s["checkpoint"] is None and not os.path.exists(tmp_path / "a" / "checkpoint.json")

@@ -485,6 +485,8 @@ class NahasEvaluator:
                                                   "inner_options": dict(self.accel_strategy_options),
                                                   "area_mm2": self.area_budget, "accel_key": "",
                                                   "first": list(warm or [])[:sims]})
+            if result.interrupted:  # search.run stops on Ctrl-C and returns: the outer search must stop too
+                raise KeyboardInterrupt
             trials = [(t.config, t.metrics) for t in result.history if t.status == "ok"]
         done = [(c, m) for c, m in trials if "latency_ms" in m]
         if not done:
@@ -914,7 +916,7 @@ class _Run:
         write_json(os.path.join(out, "report.json"), report)
         files.append("report.json")
         return {"method": METHOD, "task": TASK, "out": out, "files": files, "interrupted": self.interrupted,
-                "checkpoint": checkpoints[-1] if checkpoints else os.path.join(out, "checkpoint.json"),
+                "checkpoint": next((c for c in reversed(checkpoints) if os.path.exists(c)), None),
                 "best": best_json, "trials": len(self.trials), **self.accounting(), "mode": self.opts["mode"],
                 "constraints": report["constraints"], "seconds": time.perf_counter() - self.t0}
 
