@@ -1029,9 +1029,9 @@ def supernet_select(path: str | os.PathLike, *, output: str | os.PathLike, max_m
     Returns exactly ``{"macs", "params", "accuracy", "latency_ms", "config"}`` (also written to ``report``);
     latency is simulated on ``accel`` (default: the search's edge accelerator). Everything is checked before
     anything is written."""
-    from graphmill.search.oneshot import ChildEvaluator, check_constraint, load_supernet, select_child
+    from graphmill.search.oneshot import ChildEvaluator, check_constraint, check_outputs, load_supernet, select_child
     from graphmill.search.oneshot.select import CONSTRAINTS, UNITS
-    from graphmill.util.files import check_target, write_json
+    from graphmill.util.files import write_json
 
     given = {k: v for k, v in (("macs", max_macs), ("params", max_params), ("latency_ms", max_latency_ms))
              if v is not None}
@@ -1044,9 +1044,7 @@ def supernet_select(path: str | os.PathLike, *, output: str | os.PathLike, max_m
     kind, limit = next(iter(given.items())) if given else (None, None)
     if kind is not None:
         limit = check_constraint(kind, limit)
-    check_target(os.fspath(output))
-    if report is not None:
-        check_target(os.fspath(report))
+    check_outputs(path, output, report)  # writable, not one file twice, not the supernet's own files
     accel_cfg = load_accel(accel) if accel is not None else None
     graph, spec, _info = load_supernet(path)
     ev = ChildEvaluator(graph, spec, accel=accel_cfg)

@@ -104,3 +104,21 @@ def test_train_cli_default_space_writes_a_supernet_and_resumes(tmp_path, capsys)
     assert main(["supernet", "train", "--out", str(out), "--steps", "1"]) == 0
     assert main(["supernet", "train", "--out", str(out), "--steps", "2", "--seed", "1"]) == 2
     assert "the checkpoint was made with seed=0" in capsys.readouterr().err
+
+
+def test_select_never_writes_over_its_own_outputs_or_the_supernet(trained, tmp_path, capsys):
+    """Reference: the files themselves (bytes before and after). ``-o X --json X`` wrote the child, then the
+    report over it (exit 0, no model left); ``-o DIR/supernet.onnx`` replaced the supernet by its own child (the
+    folder then no longer loaded); the supernet's report file given as DIR was called 'no such folder'."""
+    cfg = json.dumps(TINY_SPEC.smallest())
+    o = str(tmp_path / "c.onnx")
+    _bad(capsys, ["supernet", "select", str(trained), "--config", cfg, "-o", o, "--json", str(tmp_path / "." / "c.onnx")],
+         "name the same file", tmp_path)
+    before = {n: (trained / n).read_bytes() for n in os.listdir(trained)}
+    for flag, name in (("-o", "supernet.onnx"), ("--json", "supernet.json"), ("--json", "checkpoint.pt")):
+        args = ["supernet", "select", str(trained), "--config", cfg, "-o", o, "--json", str(tmp_path / "r.json")]
+        args[args.index(flag) + 1] = str(trained / name)
+        _bad(capsys, args, f"{flag} {trained / name}: is the trained supernet's {name}", tmp_path)
+    assert {n: (trained / n).read_bytes() for n in os.listdir(trained)} == before
+    _bad(capsys, ["supernet", "select", str(trained / "supernet.json"), "--config", cfg, "-o", o], "is a file",
+         tmp_path)

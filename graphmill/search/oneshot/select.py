@@ -22,6 +22,7 @@ cycles / clock), the examples' edge accelerator when none is given.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -126,6 +127,33 @@ def check_constraint(kind: str, limit: Any) -> float:
             or limit == float("inf"):
         raise UserInputError(f"{CONSTRAINTS[kind]} {limit!r}: must be a positive finite number")
     return float(limit)
+
+
+#: the files of a trained supernet folder (``train_supernet``): no selection output may overwrite them
+SUPERNET_FILES = ("supernet.onnx", "supernet.json", "checkpoint.pt")
+
+
+def check_outputs(supernet: str | os.PathLike, output: str | os.PathLike,
+                  report: str | os.PathLike | None = None) -> None:
+    """Refuse, before any work, a child path (``-o``) or report path (``--json``) that cannot be written, two that
+    name the same file (the report would replace the child just written) or one that is a file of the supernet
+    folder being read (the child would replace ``supernet.onnx``, the supernet it came from)."""
+    from graphmill.util.files import check_target
+
+    paths = {"-o": os.fspath(output)}
+    if report is not None:
+        paths["--json"] = os.fspath(report)
+    for p in paths.values():
+        check_target(p)
+    real = {flag: os.path.realpath(p) for flag, p in paths.items()}
+    if report is not None and real["-o"] == real["--json"]:
+        raise UserInputError(f"-o {paths['-o']} and --json {paths['--json']} name the same file: the report would "
+                             "overwrite the child; give two paths")
+    own = {os.path.realpath(os.path.join(os.fspath(supernet), n)): n for n in SUPERNET_FILES}
+    for flag, p in real.items():
+        if p in own:
+            raise UserInputError(f"{flag} {paths[flag]}: is the trained supernet's {own[p]}, which it would overwrite; "
+                                 "write the child elsewhere")
 
 
 def select_child(ev: ChildEvaluator, kind: str, limit: float, *, coarse: int = 6, max_evals: int = 30,

@@ -317,6 +317,8 @@ def load_supernet(path: str | os.PathLike):
 
     path = os.fspath(path)
     report_path, model_path = os.path.join(path, "supernet.json"), os.path.join(path, "supernet.onnx")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserInputError(f"{path}: is a file; give the folder graphmill supernet train --out wrote")
     if not os.path.isdir(path):
         raise UserInputError(f"{path}: no such folder (train a supernet with graphmill supernet train --out {path})")
     if not os.path.exists(report_path) or not os.path.exists(model_path):
