@@ -26,20 +26,26 @@ class OneLineParser(argparse.ArgumentParser):
         (``graphmill inspect: error: unrecognized arguments: ...``), not the top parser's."""
         ns, extras = self.parse_known_args(args, namespace)
         if extras:
-            command = getattr(ns, "command", None)
-            prog = f"{self.prog} {command}" if command else self.prog
-            self._one_line_exit(prog, f"unrecognized arguments: {' '.join(extras)}{self._nearest(command, extras)}")
+            target = self._command_parser(ns)  # the innermost: `supernet train`, not `supernet`
+            self._one_line_exit(target.prog, f"unrecognized arguments: {' '.join(extras)}"
+                                             f"{self._nearest(target, extras)}")
         return ns
 
-    def _nearest(self, command: str | None, extras: list[str]) -> str:
+    def _command_parser(self, ns: argparse.Namespace) -> argparse.ArgumentParser:
+        """The parser of the (sub)command ``ns`` ran, following nested subcommands (``chip place``)."""
+        target: argparse.ArgumentParser = self
+        while True:
+            subs = [a for a in target._actions if isinstance(a, argparse._SubParsersAction)]
+            name = getattr(ns, subs[0].dest, None) if subs else None
+            if name not in (subs[0].choices if subs else {}):
+                return target
+            target = subs[0].choices[name]
+
+    def _nearest(self, target: argparse.ArgumentParser, extras: list[str]) -> str:
         """`` (did you mean --option?)`` for the first unknown ``--flag`` close to one the command takes."""
         import difflib
 
         flags = [e.split("=", 1)[0] for e in extras if e.startswith("--")]
-        target: argparse.ArgumentParser = self
-        for action in self._actions:
-            if isinstance(action, argparse._SubParsersAction) and command in action.choices:
-                target = action.choices[command]
         close = difflib.get_close_matches(flags[0], list(target._option_string_actions), n=1) if flags else []
         return f" (did you mean {close[0]}?)" if close else ""
 

@@ -122,3 +122,14 @@ def test_select_never_writes_over_its_own_outputs_or_the_supernet(trained, tmp_p
     assert {n: (trained / n).read_bytes() for n in os.listdir(trained)} == before
     _bad(capsys, ["supernet", "select", str(trained / "supernet.json"), "--config", cfg, "-o", o], "is a file",
          tmp_path)
+
+
+def test_a_misspelt_flag_of_a_subcommand_names_its_nearest_flag(tmp_path, capsys):
+    """Reference: the flags ``supernet train`` takes. The nearest flag was looked up on ``supernet`` (whose only
+    flag is --help): '--stesp 5' drew 'did you mean --help?' under 'graphmill supernet'."""
+    with pytest.raises(SystemExit) as e:
+        main(["supernet", "train", "--out", str(tmp_path / "x"), "--stesp", "5"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("graphmill supernet train: error: unrecognized arguments: --stesp 5 (did you mean --steps?)")
+    assert not os.listdir(tmp_path)
