@@ -394,3 +394,19 @@ def test_ctrl_c_before_the_first_checkpoint_names_no_checkpoint(tmp_path, counte
     s = _run(tmp_path / "a", budget=2, accel_sims="2")
     assert s["interrupted"] and s["trials"] == 0
     assert s["checkpoint"] is None and not os.path.exists(tmp_path / "a" / "checkpoint.json")
+
+
+def test_a_rerun_with_another_budget_never_mixes_two_runs(tmp_path, counted):
+    """Reference: the run's own history before the rerun. A two-step run rerun with a bigger --budget found
+    another step-1 pick and continued the step-2 checkpoint of the old pick: history.jsonl then listed the old
+    network's accelerator trials (its accuracy, latency) under the new network. A smaller budget on a joint
+    run was taken too, reporting budget 1 beside 2 trainings. Both are refused; a bigger joint budget continues."""
+    _run(tmp_path / "two", budget=2, mode="nn-then-accel", accel_sims="2")
+    before = (tmp_path / "two" / "history.jsonl").read_text()
+    with pytest.raises(UserInputError, match="nn-then-accel run of --budget 2, now 3"):
+        _run(tmp_path / "two", budget=3, mode="nn-then-accel", accel_sims="2")
+    assert (tmp_path / "two" / "history.jsonl").read_text() == before
+    _run(tmp_path / "j", budget=2, accel_sims="2")
+    with pytest.raises(UserInputError, match="joint run of --budget 2, now 1"):
+        _run(tmp_path / "j", budget=1, accel_sims="2")
+    assert json.load(open(tmp_path / "j" / "report.json"))["budget"] == 2

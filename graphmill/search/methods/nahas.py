@@ -67,7 +67,8 @@ searches and the sampled joint search.
 
 **Outputs** in ``out``: ``checkpoint.json`` (``joint``) or ``checkpoint.step1.json`` / ``checkpoint.step2.json``
 (``graphmill.search.run``'s checkpoints: rerunning the same command resumes; ``settings.json`` records the
-options and another run's options are refused naming the first that differs), ``history.jsonl`` (every trial,
+options and another run's options are refused naming the first that differs, and ``--budget``: a joint run
+continues with a bigger one, a two-step run takes only its own, whose first step fixed its second), ``history.jsonl`` (every trial,
 with its ``step``, network ``nn``, accelerator ``accel``: for a nested trial the one its inner search chose,
 and ``metrics.sims``), ``nahas.png`` (accuracy vs latency of the evaluated designs, coloured by area; the latency
 target, infeasible designs and the best marked), ``best.onnx`` (the chosen network with its trained proxy
@@ -714,6 +715,16 @@ def _check_run(out: str, budget: int | None, seed: int, workers: int, executor: 
             if json.loads(json.dumps(v)) != old.get(k):
                 raise UserInputError(f"--out {out}: holds a NAHAS run with another {k} ({old.get(k)!r}, now {v!r}); "
                                      "use another folder or the same options")
+        # a two-step run's second step searched for its first step's pick: another budget changes that pick and
+        # would continue the second step's checkpoint for another design; a smaller one cannot undo trainings
+        was = old.get("budget")
+        if was is not None and budget != was and (opts["mode"] != "joint" or budget < was):
+            why = ("its second step searched for the pick of its first" if opts["mode"] != "joint" else
+                   "a smaller budget cannot undo its trainings")
+            raise UserInputError(f"--out {out}: holds a NAHAS {opts['mode']} run of --budget {was}, now {budget} "
+                                 f"({why}); use --budget {was}{' or more' if opts['mode'] == 'joint' else ''} or "
+                                 "another folder")
+    settings["budget"] = budget
     evaluator = NahasEvaluator(base=base, area_budget=opts["area_mm2"], latency_target=float(target),
                                energy_ref=float(ref_sim["energy_uj"]), energy_w=opts["energy_w"], nn=opts["nn"],
                                steps=opts["steps"], batch=opts["batch"], lr=opts["lr"], train_seed=opts["train_seed"],
