@@ -170,3 +170,40 @@ def test_reported_accuracy_is_exactly_onnx_runtimes_on_the_child_file(tmp_path):
     right = int((_ort(path, d.x_test.numpy()).argmax(1) == d.y_test.numpy()).sum())
     assert 0 < right < len(d.y_test)
     assert ev.report(MID)["accuracy"] == right / len(d.y_test)
+
+
+def test_ctrl_c_mid_step_keeps_that_step_and_the_resumed_run_trains_no_step_twice(tmp_path, monkeypatch):
+    """Reference: an uninterrupted run (weights and history) and a count of optimizer steps. A SIGINT during
+    step 2 of 3 used to raise inside the step: the checkpoint of the last progress line (none here) stood and
+    the resumed run trained steps 1-2 again (3 steps instead of 1)."""
+    import os
+    import signal
+
+    opts = dict(steps=3, log_every=3, batch=8, calibrate=16, spec=S)
+    train_supernet(tmp_path / "a", TrainOptions(**opts), threads=1)
+    calls = []
+    real_step = torch.optim.Adam.step
+
+    def step(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while step 2 runs
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        part = train_supernet(tmp_path / "b", TrainOptions(**opts), threads=1)
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert part.interrupted and part.checkpoint_step == 2 and part.steps == 2
+    assert signal.getsignal(signal.SIGINT) is old
+    calls.clear()
+    again = train_supernet(tmp_path / "b", TrainOptions(**opts), threads=1)
+    assert not again.interrupted and len(calls) == 1  # step 3 only
+    ga, _, ra = load_supernet(tmp_path / "a")
+    gb, _, rb = load_supernet(tmp_path / "b")
+    for n, w in graph_weights(ga).items():
+        np.testing.assert_array_equal(w, graph_weights(gb)[n], err_msg=n)
+    assert [{k: v for k, v in r.items() if k != "train_seconds"} for r in ra["history"]] == \
+        [{k: v for k, v in r.items() if k != "train_seconds"} for r in rb["history"]]

@@ -20,8 +20,9 @@ re-estimated per child (``calibrate``), as BigNAS does before evaluating a child
 
 ``train_supernet`` writes OUT/checkpoint.pt (``torch.save`` of state dicts, numbers and strings, loaded
 with ``weights_only=True``, written atomically) every ``log_every`` steps with a progress line; rerunning
-the same call continues from it (same options required), and Ctrl-C stops between steps with the last
-checkpoint standing. When done: OUT/supernet.onnx (the supernet graph: the largest child with every shared
+the same call continues from it (same options required). Ctrl-C lets the step under way finish, checkpoints
+it and stops, so no step is trained twice (a second Ctrl-C stops at once, the last checkpoint standing).
+When done: OUT/supernet.onnx (the supernet graph: the largest child with every shared
 weight, statistics of the largest child) and OUT/supernet.json (spec, task, options, history).
 """
 
@@ -246,45 +247,87 @@ def train_supernet(out: str | os.PathLike, opts: TrainOptions | None = None, *,
     step = _trainer(module, opts, data, generator)
     big = spec.largest() if opts.sandwich else opts.fixed
     module.train()
-    rows: list[dict] = []
+    rows: list[dict] = list(state.get("rows", [])) if state is not None else []  # steps since the last row
+
+    def save() -> None:
+        save_checkpoint(files["checkpoint"], {
+            "model": module.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+            "generator": generator.get_state(), "step": step_no, "history": history, "rows": rows,
+            "train_seconds": seconds, "config": config})
     interrupted = False
     t_start = time.perf_counter()
     done_at_start = step_no
+    stop = _DeferredInterrupt()
     try:
-        while step_no < opts.steps:
-            t0 = time.perf_counter()
-            rows.append(step(optimizer, step_no))
-            seconds += time.perf_counter() - t0
-            step_no += 1
-            if step_no % opts.log_every == 0 or step_no == opts.steps:
-                row = {"step": step_no, **{k: float(np.mean([r[k] for r in rows])) for k in rows[0]},
-                       "train_seconds": round(seconds, 3)}
-                rows = []
-                d = data[big["resolution"]]
-                calibrate(module, big, d, opts.calibrate)
-                row["val_acc_largest"] = accuracy(module, big, d.x_val, d.y_val)
-                if opts.sandwich:
-                    s = spec.smallest()
-                    ds = data[s["resolution"]]
-                    calibrate(module, s, ds, opts.calibrate)
-                    row["val_acc_smallest"] = accuracy(module, s, ds.x_val, ds.y_val)
-                module.train()
-                history.append(row)
-                save_checkpoint(files["checkpoint"], {
-                    "model": module.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
-                    "generator": generator.get_state(), "step": step_no, "history": history,
-                    "train_seconds": seconds, "config": config})
-                held = step_no
-                if progress is not None:
-                    rate = (step_no - done_at_start) / max(time.perf_counter() - t_start, 1e-9)
-                    eta = (opts.steps - step_no) / rate if rate else float("inf")
-                    progress(progress_line(row, opts.steps, rate, eta))
+        with stop:
+            while step_no < opts.steps:
+                t0 = time.perf_counter()
+                rows.append(step(optimizer, step_no))
+                seconds += time.perf_counter() - t0
+                step_no += 1
+                if step_no % opts.log_every == 0 or step_no == opts.steps:
+                    row = {"step": step_no, **{k: float(np.mean([r[k] for r in rows])) for k in rows[0]},
+                           "train_seconds": round(seconds, 3)}
+                    rows = []
+                    d = data[big["resolution"]]
+                    calibrate(module, big, d, opts.calibrate)
+                    row["val_acc_largest"] = accuracy(module, big, d.x_val, d.y_val)
+                    if opts.sandwich:
+                        s = spec.smallest()
+                        ds = data[s["resolution"]]
+                        calibrate(module, s, ds, opts.calibrate)
+                        row["val_acc_smallest"] = accuracy(module, s, ds.x_val, ds.y_val)
+                    module.train()
+                    history.append(row)
+                    save()
+                    held = step_no
+                    if progress is not None:
+                        rate = (step_no - done_at_start) / max(time.perf_counter() - t_start, 1e-9)
+                        eta = (opts.steps - step_no) / rate if rate else float("inf")
+                        progress(progress_line(row, opts.steps, rate, eta))
+                if stop.requested:  # Ctrl-C during this step: it finished; keep it (no step is trained twice)
+                    if held != step_no:
+                        save()
+                        held = step_no
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
         interrupted = True
     if not interrupted:
         calibrate(module, big, data[big["resolution"]], opts.calibrate)  # the saved graph's statistics: the largest's
         write_result(files, module, opts, history, seconds)
     return TrainResult(out, step_no, opts.steps, interrupted, held, seconds, history, files)
+
+
+class _DeferredInterrupt:
+    """While active (in the main thread, where Ctrl-C raises KeyboardInterrupt), a first Ctrl-C only sets
+    ``requested``: the training loop finishes the step under way, checkpoints it and stops, so the resumed run
+    repeats no step (a KeyboardInterrupt inside a step would leave its weights half-updated, and the steps since
+    the last progress line would be trained again). A second Ctrl-C raises at once (the last checkpoint stands)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = None
+
+    def _handler(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> "_DeferredInterrupt":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
 
 
 def progress_line(row: dict, total: int, rate: float, eta: float) -> str:
