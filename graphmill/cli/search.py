@@ -83,6 +83,8 @@ def _run_method(args: argparse.Namespace, progress) -> int:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in best.items()
                               if isinstance(v, (int, float)) and not isinstance(v, bool))
             print(f"best: {shown}" if shown else "best: see report.json")
+            if best.get("feasible") is False:  # report.json says so; the numbers above alone did not
+                print("  (infeasible: no trial met the constraints; this is the highest-reward trial anyway)")
         print(f"{s['method']} on {s['task']}: {s['trials']} trial(s); wrote {', '.join(s['files'])} in {s['out']}")
     if s.get("interrupted"):
         print(f"interrupted: run the same command again to resume from {s['checkpoint']}" if s.get("checkpoint")

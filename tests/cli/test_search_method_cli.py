@@ -162,3 +162,22 @@ def test_an_interrupted_method_says_how_to_resume(stand_in, monkeypatch, tmp_pat
     monkeypatch.setattr(sys.modules[__name__], "run", interrupted)
     assert main(["search", "--method", "nahas", "--out", str(tmp_path / "o"), "--json"]) == 130
     assert capsys.readouterr().err.strip().splitlines() == [expect]
+
+
+def test_an_infeasible_best_is_said_to_be_infeasible(stand_in, monkeypatch, tmp_path, capsys):
+    """Reference: the method's own ``"feasible": false`` (NAHAS, when no design meets the latency target). The
+    summary printed that best's numbers like any other, with nothing saying it breaks the constraints."""
+    import sys
+
+    module = sys.modules[__name__]
+    plain = module.run
+
+    def infeasible(out, **kw):
+        s = plain(out, **kw)
+        s["best"] = {"accuracy": 0.4, "latency_ms": 1.7, "feasible": False}
+        return s
+
+    monkeypatch.setattr(module, "run", infeasible)
+    assert main(["search", "--method", "nahas", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "best: accuracy 0.4, latency_ms 1.7\n  (infeasible: no trial met the constraints" in out
