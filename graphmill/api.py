@@ -1006,18 +1006,25 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
 
 
 def supernet_train(out: str | os.PathLike, *, steps: int | None = None, seed: int = 0, spec=None,
-                   threads: int | None = None, progress=None) -> dict:
+                   threads: int | None = None, progress=None, report: str | os.PathLike | None = None) -> dict:
     """``graphmill supernet train``: train (or continue, from OUT/checkpoint.pt) a BigNAS supernet on the shipped
     task (scikit-learn's digits) and write OUT/supernet.onnx and OUT/supernet.json
     (``graphmill.search.oneshot.train``). ``spec`` defaults to the digits space (``oneshot.DIGITS_SPEC``);
     ``steps`` to 600 (``TrainOptions``). Returns the run's report (``interrupted`` True after Ctrl-C: the
-    checkpoint stands and the same call continues it)."""
-    from graphmill.search.oneshot import DIGITS_SPEC, TrainOptions, train_supernet
+    checkpoint stands and the same call continues it), also written to ``report`` when the run finishes (the
+    path checked before any training)."""
+    from graphmill.search.oneshot import DIGITS_SPEC, TrainOptions, check_report_path, train_supernet
+    from graphmill.util.files import write_json
 
+    if report is not None:
+        check_report_path(out, report)
     opts = TrainOptions(seed=seed, spec=spec or DIGITS_SPEC)
     if steps is not None:
         opts.steps = steps
-    return train_supernet(out, opts, progress=progress, threads=threads).to_dict()
+    result = train_supernet(out, opts, progress=progress, threads=threads).to_dict()
+    if report is not None and not result["interrupted"]:
+        write_json(report, result)
+    return result
 
 
 def supernet_select(path: str | os.PathLike, *, output: str | os.PathLike, max_macs: float | None = None,

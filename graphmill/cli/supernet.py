@@ -50,11 +50,12 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserInputError(f"--steps {args.steps}: must be an integer >= 1")
     if args.seed < 0:
         raise UserInputError(f"--seed {args.seed}: must be an integer >= 0")
-    report = api.supernet_train(args.out, steps=args.steps, seed=args.seed, progress=stderr)
+    report = api.supernet_train(args.out, steps=args.steps, seed=args.seed, progress=stderr,
+                                report=None if args.json in (None, "-") else args.json)  # checked before training
     if report["interrupted"]:
         return report_interrupted(report, "supernet")
-    if args.json:
-        emit_json(report, args.json)
+    if args.json == "-":
+        emit_json(report)
     if args.json != "-":
         last = report["history"][-1] if report["history"] else {}
         acc = " ".join(f"{k} {last[k]:.4f}" for k in ("val_acc_largest", "val_acc_smallest") if k in last)

@@ -133,3 +133,15 @@ def test_a_misspelt_flag_of_a_subcommand_names_its_nearest_flag(tmp_path, capsys
     assert e.value.code == 2 and len(err.splitlines()) == 1, err
     assert err.startswith("graphmill supernet train: error: unrecognized arguments: --stesp 5 (did you mean --steps?)")
     assert not os.listdir(tmp_path)
+
+
+def test_train_json_report_path_is_checked_before_training(tmp_path, capsys):
+    """Reference: the folder's contents. '--json OUT/supernet.json' (or checkpoint.pt, supernet.onnx) trained,
+    then wrote the training report over the supernet's own file (the folder no longer loaded); '--json OUT'
+    trained, then failed: the path is now refused before any training, nothing written."""
+    out = tmp_path / "sn"
+    for name in ("supernet.json", "checkpoint.pt", "supernet.onnx"):
+        _bad(capsys, ["supernet", "train", "--out", str(out), "--steps", "1", "--json", str(out / name)],
+             f"is the run's own {name}, which the report would overwrite", tmp_path)
+    _bad(capsys, ["supernet", "train", "--out", str(out), "--steps", "1", "--json", str(out)], "is the --out folder",
+         tmp_path)

@@ -12,10 +12,10 @@ from __future__ import annotations
 from .graph import build_graph, child, graph_weights, set_graph_weights, spec_of, supernet_graph
 from .select import ChildEvaluator, Selection, check_constraint, check_outputs, select_child
 from .space import DIGITS_SPEC, TINY_SPEC, StageSpec, SupernetSpec
-from .train import TASK, TrainOptions, TrainResult, digits_split, load_supernet, train_supernet
+from .train import TASK, TrainOptions, TrainResult, check_report_path, digits_split, load_supernet, train_supernet
 from .weights import child_slices, init_weights, weight_shapes
 
 __all__ = ["SupernetSpec", "StageSpec", "DIGITS_SPEC", "TINY_SPEC", "build_graph", "child", "graph_weights",
            "set_graph_weights", "spec_of", "supernet_graph", "ChildEvaluator", "Selection", "check_constraint",
-           "check_outputs", "select_child", "TASK", "TrainOptions", "TrainResult", "digits_split", "load_supernet",
-           "train_supernet", "child_slices", "init_weights", "weight_shapes"]
+           "check_outputs", "select_child", "TASK", "TrainOptions", "TrainResult", "check_report_path", "digits_split",
+           "load_supernet", "train_supernet", "child_slices", "init_weights", "weight_shapes"]

@@ -130,10 +130,6 @@ def check_constraint(kind: str, limit: Any) -> float:
     return float(limit)
 
 
-#: the files of a trained supernet folder (``train_supernet``): no selection output may overwrite them
-SUPERNET_FILES = ("supernet.onnx", "supernet.json", "checkpoint.pt")
-
-
 def check_outputs(supernet: str | os.PathLike, output: str | os.PathLike,
                   report: str | os.PathLike | None = None) -> None:
     """Refuse, before any work, a child path (``-o``) or report path (``--json``) that cannot be written, two that
@@ -150,6 +146,8 @@ def check_outputs(supernet: str | os.PathLike, output: str | os.PathLike,
     if report is not None and real["-o"] == real["--json"]:
         raise UserInputError(f"-o {paths['-o']} and --json {paths['--json']} name the same file: the report would "
                              "overwrite the child; give two paths")
+    from .train import SUPERNET_FILES
+
     own = {os.path.realpath(os.path.join(os.fspath(supernet), n)): n for n in SUPERNET_FILES}
     for flag, p in real.items():
         if p in own:

@@ -42,6 +42,8 @@ from graphmill.util.files import CHECKPOINT_LIMIT, atomic_write_many, check_out_
 
 from .space import DIGITS_SPEC, SupernetSpec
 
+#: the files ``train_supernet`` writes in its folder (no report or selected child may overwrite them)
+SUPERNET_FILES = ("supernet.onnx", "supernet.json", "checkpoint.pt")
 FORMAT = "graphmill-supernet"
 VERSION = 1
 VAL = 300  #: training images held out as the validation set of child selection
@@ -328,6 +330,24 @@ class _DeferredInterrupt:
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
             self._old = None
+
+
+def check_report_path(out: str | os.PathLike, report: str | os.PathLike) -> None:
+    """``supernet train --json REPORT``, checked before any training: a file path that can be written once the
+    run has made OUT (in OUT, or in an existing folder), and neither OUT itself nor one of the files the run
+    writes there (the report would replace the supernet it describes)."""
+    from graphmill.util.files import check_target
+
+    path, folder = os.fspath(report), os.path.realpath(os.fspath(out))
+    if os.path.realpath(path) == folder:
+        raise UserInputError(f"--json {path}: is the --out folder; give a file name")
+    if os.path.dirname(os.path.realpath(path)) != folder:
+        check_target(path)
+    elif os.path.basename(path) in SUPERNET_FILES:
+        raise UserInputError(f"--json {path}: is the run's own {os.path.basename(path)}, which the report would "
+                             "overwrite; write it elsewhere")
+    elif os.path.isdir(path):
+        raise UserInputError(f"{path}: is a folder; give a file name")
 
 
 def progress_line(row: dict, total: int, rate: float, eta: float) -> str:
