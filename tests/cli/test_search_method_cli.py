@@ -181,3 +181,19 @@ def test_an_infeasible_best_is_said_to_be_infeasible(stand_in, monkeypatch, tmp_
     assert main(["search", "--method", "nahas", "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     assert "best: accuracy 0.4, latency_ms 1.7\n  (infeasible: no trial met the constraints" in out
+
+
+def test_a_run_whose_every_trial_failed_says_so(stand_in, monkeypatch, tmp_path, capsys):
+    """Reference: the method's summary (trials 2, best None: NAHAS when no accelerator of the space can be
+    simulated, e.g. '--option ifmap_kb=0.01 ...'). The summary said '2 trial(s)' and nothing about a best."""
+    import sys
+
+    module = sys.modules[__name__]
+    plain = module.run
+
+    def failed(out, **kw):
+        return {**plain(out, **kw), "best": None, "trials": 2}
+
+    monkeypatch.setattr(module, "run", failed)
+    assert main(["search", "--method", "nahas", "--out", str(tmp_path / "o")]) == 0
+    assert f"best: none: no trial succeeded (the reasons are in {tmp_path / 'o'})" in capsys.readouterr().out
