@@ -1010,7 +1010,7 @@ def supernet_train(out: str | os.PathLike, *, steps: int | None = None, seed: in
     """``graphmill supernet train``: train (or continue, from OUT/checkpoint.pt) a BigNAS supernet on the shipped
     task (scikit-learn's digits) and write OUT/supernet.onnx and OUT/supernet.json
     (``graphmill.search.oneshot.train``). ``spec`` defaults to the digits space (``oneshot.DIGITS_SPEC``);
-    ``steps`` to 600 (``TrainOptions``). Returns the run's report (``interrupted`` True after Ctrl-C: the
+    ``steps`` to 1200 (``TrainOptions``). Returns the run's report (``interrupted`` True after Ctrl-C: the
     checkpoint stands and the same call continues it), also written to ``report`` when the run finishes (the
     path checked before any training)."""
     from graphmill.search.oneshot import DIGITS_SPEC, TrainOptions, check_report_path, train_supernet

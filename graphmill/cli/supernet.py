@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.required = True
     t = s.add_parser("train", help="train the supernet (sandwich rule, in-place distillation); rerun to resume")
     t.add_argument("--out", required=True, help="folder for checkpoint.pt, supernet.onnx and supernet.json")
-    t.add_argument("--steps", type=int, help="optimizer steps, each training 4 children (default 600)")
+    t.add_argument("--steps", type=int, help="optimizer steps, each training 4 children (default 1200)")
     t.add_argument("--seed", type=int, default=0, help="seed of weights, batches and sampled children (default 0)")
     t.add_argument("--json", nargs="?", const="-", metavar="REPORT",
                    help="write the training report as JSON to REPORT (or stdout without a file)")
