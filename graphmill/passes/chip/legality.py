@@ -16,6 +16,21 @@ EPS = 1e-6
 
 
 @njit(cache=True)
+def fits(m, nx, ny, mw, mh, x, y, w, h, idx, skip, cw, ch, eps):
+    """Would hard macro m with centre (nx, ny) and size mw x mh lie inside the canvas and clear of every
+    macro in ``idx`` other than m and ``skip`` (``w``, ``h``: sizes as oriented, ``ChipProblem.sizes``)?
+    The one position test of the placers: SA's moves and swaps, the RL placer's offset sweep."""
+    if nx - mw / 2 < -eps or nx + mw / 2 > cw + eps or ny - mh / 2 < -eps or ny + mh / 2 > ch + eps:
+        return False
+    for j in idx:
+        if j == m or j == skip:
+            continue
+        if abs(nx - x[j]) < (mw + w[j]) / 2 - eps and abs(ny - y[j]) < (mh + h[j]) / 2 - eps:
+            return False
+    return True
+
+
+@njit(cache=True)
 def _overlaps_any(m, x, y, w, h, idx, skip, eps):
     """Does hard macro m (centre x[m], y[m], size w[m] x h[m]) overlap any macro in ``idx`` except ``skip``?"""
     for j in idx:

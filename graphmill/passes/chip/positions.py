@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from .cost import oriented_size, pin_xy
+from .legality import fits
 from .problem import ChipProblem
 
 
@@ -256,23 +257,10 @@ def footprint_top_increase(X, Y, mw, mh, hard_grid, soft_grid, gw, gh, cols, row
 
 
 @njit(cache=True)
-def offsets_fit(m, X, Y, x, y, w, h, orient, hard, cw, ch, eps, out):
+def offsets_fit(m, X, Y, x, y, w, h, hard, cw, ch, eps, out):
     """``out[i]``: macro m centred at (X[i], Y[i]) lies inside the canvas and clear of every hard macro in
-    ``hard`` other than m itself, all at their current positions (the same test as ``position_features``, but
-    against every other hard macro: ``rl.Episode.sweep_offsets`` re-decides one macro's offset with all the
-    others placed)."""
-    mw, mh = oriented_size(m, w, h, orient)
+    ``hard`` other than m itself, all at their current positions (``legality.fits``, SA's test, at each
+    position; ``w``, ``h`` as oriented): ``rl.Episode.sweep_offsets`` re-decides one macro's offset with all
+    the others placed."""
     for i in range(len(X)):
-        cx = X[i]
-        cy = Y[i]
-        ok = cx - mw / 2 >= -eps and cx + mw / 2 <= cw + eps and cy - mh / 2 >= -eps and cy + mh / 2 <= ch + eps
-        if ok:
-            for a in range(len(hard)):
-                j = hard[a]
-                if j == m:
-                    continue
-                jw, jh = oriented_size(j, w, h, orient)
-                if abs(cx - x[j]) < (mw + jw) / 2 - eps and abs(cy - y[j]) < (mh + jh) / 2 - eps:
-                    ok = False
-                    break
-        out[i] = ok
+        out[i] = fits(m, X[i], Y[i], w[m], h[m], x, y, w, h, hard, -1, cw, ch, eps)

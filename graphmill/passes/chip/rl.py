@@ -262,6 +262,7 @@ class Episode:
         p, c, cost = self.p, self.p.canvas, self.cost
         cur = cost.evaluate().proxy
         ok = np.zeros(len(self.refine_dx), dtype=np.bool_)
+        w, h = p.sizes()  # as oriented (the sweep changes no orientation)
         moves = 0
         for _ in range(sweeps):
             moved = 0
@@ -271,7 +272,7 @@ class Episode:
                     continue
                 X = self.cx[a] + self.refine_dx
                 Y = self.cy[a] + self.refine_dy
-                offsets_fit(m, X, Y, p.x, p.y, p.w, p.h, p.orient, self.all_hard, c.width, c.height, EPS, ok)
+                offsets_fit(m, X, Y, p.x, p.y, w, h, self.all_hard, c.width, c.height, EPS, ok)
                 x0, y0 = float(p.x[m]), float(p.y[m])
                 bv, bx, by = cur, x0, y0
                 for i in np.nonzero(ok)[0]:

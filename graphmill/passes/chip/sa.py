@@ -24,7 +24,7 @@ from numba import njit
 
 from .cost import DEFAULT_WEIGHTS, CostReport, ProxyCost
 from .fd import ForceDirected
-from .legality import EPS, legality, legalize
+from .legality import EPS, fits, legality, legalize
 from .problem import KIND_HARD, KIND_SOFT, ChipProblem
 
 Progress = Callable[[dict], None]
@@ -40,20 +40,6 @@ class PlaceResult:
     method: str
     interrupted: bool = False
     stats: dict = field(default_factory=dict)
-
-
-@njit(cache=True)
-def _fits(m, nx, ny, mw, mh, x, y, w, h, idx, skip, cw, ch, eps):
-    """Would hard macro m with centre (nx, ny) and size mw x mh lie inside the canvas and clear of every
-    macro in ``idx`` other than m and ``skip``?"""
-    if nx - mw / 2 < -eps or nx + mw / 2 > cw + eps or ny - mh / 2 < -eps or ny + mh / 2 > ch + eps:
-        return False
-    for j in idx:
-        if j == m or j == skip:
-            continue
-        if abs(nx - x[j]) < (mw + w[j]) / 2 - eps and abs(ny - y[j]) < (mh + h[j]) / 2 - eps:
-            return False
-    return True
 
 
 FLIPS = np.array([0, 1, 4, 5], dtype=np.int64)  # N, S, FN, FS: footprint unchanged
@@ -132,7 +118,7 @@ def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAUL
             m = int(rng.choice(hard))
             nx = p.x[m] + rng.normal(0, c.width / 10)
             ny = p.y[m] + rng.normal(0, c.height / 10)
-            if _fits(m, nx, ny, w[m], h[m], p.x, p.y, w, h, allhard, -1, c.width, c.height, EPS):
+            if fits(m, nx, ny, w[m], h[m], p.x, p.y, w, h, allhard, -1, c.width, c.height, EPS):
                 ox, oy = p.x[m], p.y[m]
                 cost.move(m, nx, ny)
                 d = cost.proxy() - cur
@@ -193,7 +179,7 @@ def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAUL
                 else:
                     d = rng.normal(0, gw / 2 if r < 0.76 else gh / 2)
                     nx, ny = (p.x[m] + d, p.y[m]) if r < 0.76 else (p.x[m], p.y[m] + d)
-                if not _fits(m, nx, ny, w[m], h[m], p.x, p.y, w, h, allhard, -1, c.width, c.height, EPS):
+                if not fits(m, nx, ny, w[m], h[m], p.x, p.y, w, h, allhard, -1, c.width, c.height, EPS):
                     stats["illegal"] += 1
                     continue
                 ok, cur = attempt(((m, nx, ny, int(p.orient[m])),), cur, temp)
@@ -204,8 +190,8 @@ def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAUL
                 if n == m:
                     continue
                 mx, my, nx_, ny_ = p.x[m], p.y[m], p.x[n], p.y[n]
-                if not (_fits(m, nx_, ny_, w[m], h[m], p.x, p.y, w, h, allhard, n, c.width, c.height, EPS)
-                        and _fits(n, mx, my, w[n], h[n], p.x, p.y, w, h, allhard, m, c.width, c.height, EPS)
+                if not (fits(m, nx_, ny_, w[m], h[m], p.x, p.y, w, h, allhard, n, c.width, c.height, EPS)
+                        and fits(n, mx, my, w[n], h[n], p.x, p.y, w, h, allhard, m, c.width, c.height, EPS)
                         and not (abs(nx_ - mx) < (w[m] + w[n]) / 2 - EPS and abs(ny_ - my) < (h[m] + h[n]) / 2 - EPS)):
                     stats["illegal"] += 1
                     continue
