@@ -28,12 +28,12 @@ import numpy as np
 from graphmill.ir import Graph
 from graphmill.passes.base import Option, Pass, PassContext, PassResult, register_pass
 from graphmill.passes.placement.place import apply_placement
-from graphmill.passes.placement.problem import build_problem, cost_model_of
+from graphmill.passes.placement.problem import build_problem, cost_model_of, infer_open_shapes
 
 from .env import Decisions, JointProblem, Outcome
 
 __all__ = ["LearnedPlace", "LearnedFuse", "LearnedSchedule", "LearnedOptimize", "decisions_from_graph", "replay",
-           "apply_decisions", "run_learned", "PARTS", "combine", "policy_for"]
+           "apply_decisions", "run_learned", "PARTS", "combine", "policy_for", "replay_tables"]
 
 PARTS = {"learned-place": {"place"}, "learned-fuse": {"fuse"}, "learned-schedule": {"schedule"},
          "learned-optimize": {"place", "fuse", "schedule"}}
@@ -86,6 +86,19 @@ def apply_decisions(graph: Graph, jp: JointProblem, dec: Decisions, out: Outcome
         "pass": name, "makespan": out.makespan, "units": jp.prob.units, "devices": list(jp.prob.device_names),
         "order": {jp.prob.device_names[d]: [names[i] for i in ops] for d, ops in enumerate(out.order())},
         "groups": [[names[i] for i in g] for g in out.groups if len(g) > 1], "refused": list(out.refused)}
+
+
+def replay_tables(jp: JointProblem, out: Outcome) -> dict:
+    """What re-simulating ``out`` needs besides the decisions, in the placement report's schema (README, "Device
+    placement", "Report"): ``op_time`` {op: [time on each device]} (ops in the graph's order), ``values``,
+    ``link``, and ``group_time``: the time of each fusion group of two or more ops on its device (the cost
+    model's ``group_cost``, one kernel), aligned with the groups of ``out`` listed in its order. Without them
+    a report's decisions could be replayed only with graphmill's own cost model."""
+    from graphmill.passes.placement.place import problem_tables
+
+    tables = problem_tables(jp.prob)
+    groups = [jp.group_cost(tuple(g), int(out.device[g[0]]))[0] for g in out.groups if len(g) > 1]
+    return {"op_time": tables["op_time"], "group_time": groups, "values": tables["values"], "link": tables["link"]}
 
 
 def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples: int = 0, seed: int = 0,
@@ -141,11 +154,13 @@ class _Learned(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         cost = cost_model_of(ctx, f"the {self.name} pass")
+        infer_open_shapes(graph, ctx)
         jp, dec, out, stats = run_learned(graph, cost, self.name, policy_path=self.opts["policy"],
                                           samples=self.opts["samples"], seed=ctx.seed, rounds=self.opts["rounds"])
-        who = "the start state (no refinement improved it)" if stats["from_sample"] < 0 else "the policy"
+        who = ("the start state's decisions: no refinement improved it" if stats["from_sample"] < 0
+               else "the policy's decisions")
         notes = [f"simulated step time {out.makespan:,.0f} {jp.prob.units} on {jp.devices} devices, "
-                 f"{stats['fusion_groups']} fusion group(s) ({who}'s decisions)"]
+                 f"{stats['fusion_groups']} fusion group(s) ({who})"]
         if not out.valid:
             d, excess = out.over
             notes.append(f"{self.name}: device {jp.prob.device_names[d]} exceeds its memory by {excess:,.0f} bytes")

@@ -6,7 +6,7 @@ from graphmill.ir import Graph
 from graphmill.passes.base import Option, Pass, PassContext, PassResult, register_pass
 
 from .place import METHODS, place_graph
-from .problem import cost_model_of
+from .problem import cost_model_of, infer_open_shapes
 
 
 @register_pass
@@ -23,5 +23,6 @@ class Place(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         cost = cost_model_of(ctx, "the place pass")
+        infer_open_shapes(graph, ctx)
         r = place_graph(graph, cost, method=self.opts["method"], budget=self.opts["budget"], seed=ctx.seed)
         return PassResult(changed=True, stats={"makespan": r.report["makespan"], "devices": len(r.report["devices"])})

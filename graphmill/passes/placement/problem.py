@@ -126,6 +126,20 @@ def cost_model_of(ctx: Any, what: str) -> Any:
     return cost
 
 
+def infer_open_shapes(graph: Graph, ctx: Any) -> None:
+    """Run the ``shape-inference`` pass when a value lacks a shape: ops are costed from their sizes, and a model
+    loaded from a ``torch.onnx.export`` file declares no intermediate shapes (``api.place`` and ``graphmill
+    optimize`` infer them first; a pass run from Python on a loaded model gets them here)."""
+    from graphmill.ir import TensorType
+
+    if all(isinstance(v.type, TensorType) and v.type.shape is not None
+           for n in graph.nodes for v in n.outputs if v is not None):
+        return
+    from graphmill.passes.cleanup.shape_inference import ShapeInference
+
+    ShapeInference().run(graph, ctx)
+
+
 def build_problem(graph: Graph, cost: Any) -> PlacementProblem:
     """The compute ops of ``graph`` (not constant-only, in the graph's order) and their costs."""
     if not graph.is_sorted():
