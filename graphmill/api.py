@@ -766,14 +766,16 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
     optimizes the training step. Returns ``{"passes", "devices", "units", "makespan", "best_baseline": {"name",
     "makespan"}, "placement": {op: device}, "fusion_groups": [[op]], "priority": {op: number}, "order": {device:
     [op]}, "refused": [reason], "memory": {"capacity", "peak"}, "finetune": {"samples", "samples_to_best_baseline",
-    "improved"} | None}`` (``finetune``'s count is of fine-tuning's own samples, from zero-shot's best, until one is at
+    "improved"} | None}`` plus what a re-simulation needs (``passes.learned.passes.replay_tables``: ``op_time``,
+    ``group_time``, ``values``, ``link``) (``finetune``'s count is of fine-tuning's own samples, from zero-shot's best, until one is at
     or under the best baseline; None when none is); the decisions also
     travel in the graph's meta (``graph.meta["learned"]`` with the device set, node meta ``device``,
     ``fusion_group``, ``priority``) so that ``learned_replay`` re-simulates them."""
     from graphmill.backends.simulator.devices import PlacementCostModel, device_set
     from graphmill.ir.naming import name_nodes
     from graphmill.passes.learned.baselines import best_baseline
-    from graphmill.passes.learned.passes import apply_decisions, combine, decisions_from_graph, policy_for, run_learned
+    from graphmill.passes.learned.passes import (apply_decisions, combine, decisions_from_graph, policy_for,
+                                                 replay_tables, run_learned)
     from graphmill.passes.placement import training_graph
 
     seq = [passes] if isinstance(passes, str) else list(passes)
@@ -824,7 +826,7 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
             "priority": {names[i]: float(x) for i, x in enumerate(dec.priority)},
             "order": target.meta["learned"]["order"], "refused": list(out.refused),
             "memory": {"capacity": [float(c) for c in jp.prob.capacity], "peak": [float(x) for x in out.peak]},
-            "finetune": ft_info}
+            "finetune": ft_info, **replay_tables(jp, out)}
 
 
 def learned_replay(graph: Graph) -> dict | None:

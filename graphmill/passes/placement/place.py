@@ -64,13 +64,15 @@ class PlaceResult:
     info: dict = field(default_factory=dict)  # wall times, learned-placer statistics (not part of the report)
 
 
-def check_method(method: str) -> None:
-    if method not in METHODS:
+def check_method(method: str, known: tuple[str, ...] = METHODS + ("learned",)) -> None:
+    """Refuse an unknown method in one line, listing ``known``: by default every method of ``graphmill place``,
+    ``learned`` (the learned passes' policy, ``api.place``) included, so that a typo of it is answered with it."""
+    if method not in known:
         import difflib
 
-        close = difflib.get_close_matches(method, METHODS, n=1)
+        close = difflib.get_close_matches(method, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UserInputError(f"unknown placement method {method!r}{hint}; choose from {', '.join(METHODS)}")
+        raise UserInputError(f"unknown placement method {method!r}{hint}; choose from {', '.join(known)}")
 
 
 def check_fits(prob: PlacementProblem, graph_name: str) -> None:
@@ -106,7 +108,7 @@ def place_graph(graph: Graph, cost: Any, *, method: str = "heft", budget: int = 
                 checkpoint: str | None = None) -> PlaceResult:
     """Place ``graph`` in place (``node.meta["device"]``) with ``method`` and return the report (module
     docstring). ``budget``: placements the learned placers may simulate (0: their default)."""
-    check_method(method)
+    check_method(method, METHODS)  # learned is api.place's (the learned passes' policy), not a placer here
     prob = build_problem(graph, cost)
     check_fits(prob, graph.name)
     cands: dict[str, Candidate] = {}
@@ -172,6 +174,17 @@ def link_table(prob: PlacementProblem) -> dict:
                                for i in range(D)]}
 
 
+def problem_tables(prob: PlacementProblem) -> dict:
+    """The report's ``op_time``, ``values`` and ``link``: with the decisions, all a re-simulation needs (the
+    learned passes' report carries them too)."""
+    names = prob.names
+    return {
+        "op_time": {names[i]: [float(x) for x in prob.op_time[i]] for i in range(prob.n)},
+        "values": [{"name": v.name, "bytes": int(v.bytes), "producer": None if v.producer is None else
+                    names[v.producer], "consumers": [names[c] for c in v.consumers]} for v in prob.values],
+        "link": link_table(prob)}
+
+
 def make_report(prob: PlacementProblem, method: str, chosen: Candidate, cands: dict[str, Candidate]) -> dict:
     names = prob.names
     return {
@@ -181,10 +194,7 @@ def make_report(prob: PlacementProblem, method: str, chosen: Candidate, cands: d
         "makespan": chosen.schedule.makespan,
         "baselines": {m: c.schedule.makespan for m, c in cands.items() if m not in LEARNED},
         "placement": {names[i]: int(d) for i, d in enumerate(chosen.placement)},
-        "op_time": {names[i]: [float(x) for x in prob.op_time[i]] for i in range(prob.n)},
-        "values": [{"name": v.name, "bytes": int(v.bytes), "producer": None if v.producer is None else
-                    names[v.producer], "consumers": [names[c] for c in v.consumers]} for v in prob.values],
-        "link": link_table(prob),
+        **problem_tables(prob),
         "memory": {"capacity": [float(c) if math.isfinite(c) else None for c in prob.capacity],
                    "peak": [float(p) for p in chosen.schedule.peak]},
     }
