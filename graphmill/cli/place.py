@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--accel", metavar="A.toml", help="accelerator config of the chips (default: built-in)")
     p.add_argument("--method", default="heft", help=f"{METHODS} (default heft)")
     p.add_argument("--budget", type=int, default=0, metavar="N",
-                   help="placements rl/hierarchical may simulate (default 800)")
+                   help="placements rl/hierarchical may simulate (default 800); learned: fine-tuning samples after "
+                        "its zero-shot ones (default 0: none)")
     p.add_argument("--memory", type=float, metavar="GB", help="memory of every device (default: the file's, or 16)")
     p.add_argument("--cost", default="roofline", help="op costs: roofline (default), simulator (cycle-level) or ort (measured: ONNX "
                         "Runtime's per-op profiler on this machine)")
@@ -32,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="size of a symbolic dimension, e.g. the batch of a zoo model: --dim N=32 (the placed model "
                         "is saved with it)")
-    p.add_argument("--checkpoint", metavar="PATH", help="rl/hierarchical: save after every step; resume from it")
+    p.add_argument("--checkpoint", metavar="PATH", help="rl/hierarchical: save after every step; resume from it "
+                                                        "(other methods take none)")
     p.add_argument("--policy", metavar="POLICY.npz", help="learned: a policy file (default: the shipped one)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the model with node meta 'device'")
     p.add_argument("--json", metavar="REPORT", help="write the JSON report to REPORT ('-': stdout)")
@@ -63,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
         from graphmill.errors import UserInputError
 
         raise UserInputError(f"--policy {args.policy}: only --method learned reads a policy")
+    if args.checkpoint and args.method not in ("rl", "hierarchical"):
+        from graphmill.errors import UserInputError
+
+        raise UserInputError(f"--checkpoint {args.checkpoint}: only --method rl or hierarchical checkpoints (a "
+                             f"{args.method} run keeps no state to resume; learned fine-tuning restarts: README)")
     graph = api.load(args.model)
     info: dict = {}
     report = api.place(graph, method=args.method, devices=args.devices, devices_file=args.devices_file,

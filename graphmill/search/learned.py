@@ -484,7 +484,8 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
                 obs = state_features(task.jp, task.obs, best["dec"], best["out"])
             if progress:
                 progress(f"fine-tune {task.name}: {best['n']}/{budget} samples, best {best['t']:,.0f} "
-                         f"({best['t'] / task.reference:.3f} of the best baseline {task.baseline})")
+                         f"({best['t'] / ref:.3f} of " + (f"the best baseline {task.baseline})" if reference is None
+                                                          else f"the reference {ref:,.0f})"))
     finally:
         torch.set_num_threads(threads)
     return {"decisions": best["dec"], "outcome": best["out"], "samples": best["n"], "steps": best["steps"],
