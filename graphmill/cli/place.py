@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from graphmill import api
@@ -48,10 +49,16 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    for path in (args.output, args.json, args.plot):  # every output checked before any work
+    seen: dict[str, str] = {}
+    for flag, path in (("-o", args.output), ("--json", args.json), ("--plot", args.plot)):  # before any work
         if path and path != "-":
             check_target(path)
             check_output_path(path, [args.model], args.force)
+            other = seen.setdefault(os.path.realpath(path), flag)
+            if other != flag:  # the later write would replace the earlier one (--plot is written first)
+                from graphmill.errors import UserInputError
+
+                raise UserInputError(f"{flag} {path}: the same file as {other}; give each output its own path")
 
     def progress(line: str) -> None:
         if not args.quiet:

@@ -118,3 +118,16 @@ def test_place_learned_fine_tune_progress_compares_with_the_placement_baseline(e
     assert ft and all(f"of the reference {ref:,.0f})" in x for x in ft)
     best = float(ft[-1].split("best ")[1].split(" ")[0].replace(",", ""))
     assert f"({best / ref:.3f} of" in ft[-1]
+
+
+def test_place_refuses_two_outputs_on_one_path(exported, tmp_path, capsys):
+    # `-o r.out --json r.out` wrote the model, then the report over it ("wrote r.out" twice, exit 0); `--plot`
+    # on the -o path was replaced by the model. Reference: the README's bad-input rule (one line, exit 2, nothing
+    # written).
+    same = str(tmp_path / "r.out")
+    assert main(["place", exported, "--devices", "2", "--method", "single", "-o", same, "--json", same]) == 2
+    assert main(["place", exported, "--devices", "2", "--method", "single", "-o", same, "--json", "-",
+                 "--plot", str(tmp_path / "." / "r.out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("the same file as -o" in line for line in err), err
+    assert not list(tmp_path.iterdir())
