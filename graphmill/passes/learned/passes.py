@@ -86,6 +86,11 @@ def apply_decisions(graph: Graph, jp: JointProblem, dec: Decisions, out: Outcome
         "pass": name, "makespan": out.makespan, "units": jp.prob.units, "devices": list(jp.prob.device_names),
         "order": {jp.prob.device_names[d]: [names[i] for i in ops] for d, ops in enumerate(out.order())},
         "groups": [[names[i] for i in g] for g in out.groups if len(g) > 1], "refused": list(out.refused)}
+    if any(n.op_type == "Backward" and n.domain == "graphmill" for n in jp.prob.nodes):
+        # a training step (placement.training_graph): its backward ops are not in the model that is saved, so
+        # their decisions (and the forward ops') travel here for ``replay`` to rebuild the step
+        graph.meta["learned"]["decisions"] = {names[i]: [int(out.device[i]), int(out.group[i]), float(dec.priority[i])]
+                                              for i in range(jp.n)}
 
 
 def replay_tables(jp: JointProblem, out: Outcome) -> dict:
@@ -137,7 +142,18 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
 
 
 def replay(graph: Graph, cost) -> Outcome:
-    """Re-simulate the decisions the graph's metas hold on ``cost``'s devices."""
+    """Re-simulate the decisions the graph's metas hold on ``cost``'s devices; a training step's
+    (``graph.meta["learned"]["training"]``) on the training graph rebuilt from ``graph``, with the decisions of
+    every op its meta's ``decisions`` table holds (``apply_decisions``), not on the forward graph alone."""
+    table = (graph.meta.get("learned") or {}).get("decisions")
+    if (graph.meta.get("learned") or {}).get("training") and isinstance(table, dict):
+        from graphmill.passes.placement.training import training_graph
+
+        graph = training_graph(graph)
+        for n in graph.nodes:
+            if n.name in table:
+                d, grp, prio = table[n.name]
+                n.meta.update(device=int(d), fusion_group=int(grp), priority=float(prio))
     jp = JointProblem(build_problem(graph, cost), cost)
     return jp.evaluate(decisions_from_graph(graph, jp))
 
