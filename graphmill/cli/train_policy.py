@@ -51,8 +51,17 @@ def run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr, flush=True)
 
     command = "graphmill train-policy " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    out = api.train_policy(args.output, steps=args.steps, seed=args.seed, quick=args.quick, options=options,
-                           checkpoint=args.checkpoint, progress=progress, command=command)
+    try:
+        out = api.train_policy(args.output, steps=args.steps, seed=args.seed, quick=args.quick, options=options,
+                               checkpoint=args.checkpoint, progress=progress, command=command)
+    except KeyboardInterrupt:  # say what a rerun does (the CLI's handler then prints "interrupted", exit 130)
+        if args.checkpoint and os.path.exists(args.checkpoint):
+            print(f"graphmill train-policy: {args.checkpoint} holds the last finished step; rerun the same command "
+                  "to resume", file=sys.stderr)
+        else:
+            print("graphmill train-policy: nothing saved (no --checkpoint, or no step finished); a rerun starts "
+                  "over", file=sys.stderr)
+        raise
     if args.json:
         emit_json(out, args.json)
     if args.json != "-":

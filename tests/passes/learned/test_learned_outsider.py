@@ -144,3 +144,21 @@ def test_learned_training_step_replays_after_save_and_load(exported, tmp_path):
     api.save(g, path)
     for graph in (g, api.load(path)):
         assert api.learned_replay(graph)["makespan"] == rep["makespan"]
+
+
+def test_train_policy_ctrl_c_says_whether_a_rerun_resumes(tmp_path, capsys, monkeypatch):
+    # Ctrl-C printed only "interrupted", whether or not a checkpoint was there to resume. Reference: the README
+    # ("Ctrl-C, rerun: resumes") and the file system (the checkpoint exists or not).
+    ckpt = tmp_path / "t.ckpt"
+
+    def interrupted(*a, **k):
+        if k.get("checkpoint"):
+            ckpt.write_bytes(b"x")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "train_policy", interrupted)
+    assert main(["train-policy", "-o", str(tmp_path / "p.npz"), "--checkpoint", str(ckpt)]) == 130
+    assert main(["train-policy", "-o", str(tmp_path / "p.npz")]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "rerun the same command to resume" in err[0] and err[1].endswith("interrupted")
+    assert "a rerun starts over" in err[2] and err[3].endswith("interrupted")
