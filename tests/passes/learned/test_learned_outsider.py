@@ -8,7 +8,6 @@ README's rule written out), fed only what a report holds; the same pass run afte
 from __future__ import annotations
 
 import json
-import warnings
 
 import pytest
 
@@ -17,25 +16,16 @@ from graphmill.backends.simulator.devices import PlacementCostModel, device_set
 from graphmill.cli import main
 from graphmill.passes import PassContext, run_passes
 from graphmill.search.learned import random_graph
-from tests.passes.learned.test_learned_cli import torch_model
+from tests.passes.learned.test_learned_cli import torch_onnx  # noqa: F401 (the module's fixture, shared)
 from tests.passes.test_placement import resimulate
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("x") / "net.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch_model(path)
-    return path
-
-
-def test_learned_and_place_passes_run_on_a_loaded_torch_export(exported):
+def test_learned_and_place_passes_run_on_a_loaded_torch_export(torch_onnx):
     # README, "Learned passes": run_passes(graphmill.load("model.onnx"), "learned-place,...", ctx=ctx). A legacy
     # torch.onnx.export file declares no intermediate shapes; the passes refused it before ("output shape None is
     # not static"). Reference: the same passes after an explicit shape-inference pass.
     def run(schedule: str) -> dict:
-        g = api.load(exported)
+        g = api.load(torch_onnx)
         run_passes(g, schedule, ctx=PassContext(cost_model=PlacementCostModel(device_set(devices=2))))
         return {n.name: (n.meta.get("device"), n.meta.get("fusion_group")) for n in g.nodes}, g.meta
 
@@ -92,12 +82,12 @@ def test_learned_optimize_report_replays_from_the_report_alone():
                     assert at[v["producer"]] < at[c]
 
 
-def test_place_cli_refusals_name_learned_and_checkpoint(exported, tmp_path, capsys):
+def test_place_cli_refusals_name_learned_and_checkpoint(torch_onnx, tmp_path, capsys):
     # `--method learnd` listed every method but learned (and suggested nothing); `--checkpoint` with a method
     # that keeps no state was silently ignored (a rerun then "resumed" nothing). One line each, exit 2, no files.
     out = str(tmp_path / "o.onnx")
-    assert main(["place", exported, "--devices", "2", "--method", "learnd", "-o", out]) == 2
-    assert main(["place", exported, "--devices", "2", "--method", "learned", "--budget", "5", "--checkpoint",
+    assert main(["place", torch_onnx, "--devices", "2", "--method", "learnd", "-o", out]) == 2
+    assert main(["place", torch_onnx, "--devices", "2", "--method", "learned", "--budget", "5", "--checkpoint",
                  str(tmp_path / "c.ckpt"), "-o", out]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2
@@ -106,13 +96,13 @@ def test_place_cli_refusals_name_learned_and_checkpoint(exported, tmp_path, caps
     assert not list(tmp_path.iterdir())
 
 
-def test_place_learned_fine_tune_progress_compares_with_the_placement_baseline(exported):
+def test_place_learned_fine_tune_progress_compares_with_the_placement_baseline(torch_onnx):
     # `place --method learned --budget B` fine-tunes devices alone (graph order, no fusion) against the best
     # *placement* baseline; its progress lines divided by the joint task's best baseline (which may fuse) and
     # named it, so a fine-tune that matched the best placement read "1.115 of the best baseline
     # given+greedy+graph". Reference: the report's own best baseline.
     lines: list[str] = []
-    rep = api.place(api.load(exported), method="learned", devices=2, budget=8, progress=lines.append)
+    rep = api.place(api.load(torch_onnx), method="learned", devices=2, budget=8, progress=lines.append)
     ref = min(rep["baselines"].values())
     ft = [x for x in lines if x.startswith("fine-tune")]
     assert ft and all(f"of the reference {ref:,.0f})" in x for x in ft)
@@ -120,24 +110,24 @@ def test_place_learned_fine_tune_progress_compares_with_the_placement_baseline(e
     assert f"({best / ref:.3f} of" in ft[-1]
 
 
-def test_place_refuses_two_outputs_on_one_path(exported, tmp_path, capsys):
+def test_place_refuses_two_outputs_on_one_path(torch_onnx, tmp_path, capsys):
     # `-o r.out --json r.out` wrote the model, then the report over it ("wrote r.out" twice, exit 0); `--plot`
     # on the -o path was replaced by the model. Reference: the README's bad-input rule (one line, exit 2, nothing
     # written).
     same = str(tmp_path / "r.out")
-    assert main(["place", exported, "--devices", "2", "--method", "single", "-o", same, "--json", same]) == 2
-    assert main(["place", exported, "--devices", "2", "--method", "single", "-o", same, "--json", "-",
+    assert main(["place", torch_onnx, "--devices", "2", "--method", "single", "-o", same, "--json", same]) == 2
+    assert main(["place", torch_onnx, "--devices", "2", "--method", "single", "-o", same, "--json", "-",
                  "--plot", str(tmp_path / "." / "r.out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all("the same file as -o" in line for line in err), err
     assert not list(tmp_path.iterdir())
 
 
-def test_learned_training_step_replays_after_save_and_load(exported, tmp_path):
+def test_learned_training_step_replays_after_save_and_load(torch_onnx, tmp_path):
     # learned_optimize(training=True) decides for the training step, but the replay (learned_replay, `graphmill
     # simulate`) re-simulated the forward graph alone: 80,885 for a reported 230,695 on a U-Net. Reference: the
     # report's makespan, itself re-simulated from the report alone above (same scheduler, same tables).
-    g = api.load(exported)
+    g = api.load(torch_onnx)
     rep = api.learned_optimize(g, devices=2, training=True, samples=2)
     assert any(n.endswith("_grad") for n in rep["placement"])
     path = str(tmp_path / "t.onnx")
