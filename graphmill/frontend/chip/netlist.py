@@ -118,6 +118,9 @@ class _Parser:
                     else:
                         i += 1
                         c = v[0]
+                        if (c == '"' or c == "'") and (len(v) == 1 or v[-1] != c):
+                            self.i = i - 1
+                            raise self.fail(f"unterminated string (no closing {c} on this line)")
                         if c == '"' or c == "'":
                             v = _unquote(v)
                             while i < n and toks[i][0] in "\"'":  # adjacent strings concatenate
@@ -297,6 +300,8 @@ def read_netlist(path: str | os.PathLike) -> Graph:
             raw = d.decompress(data, NETLIST_LIMIT + 1)
             if len(raw) > NETLIST_LIMIT or d.unconsumed_tail:
                 raise NetlistError(f"{shown}: more than {NETLIST_LIMIT:,} bytes once decompressed")
+            if not d.eof:  # a cut-off download: report it, not a parse error at the line where the text stops
+                raise NetlistError(f"{shown}: the gzip file is truncated (it ends before its compressed data does)")
             data = raw
         except (zlib.error, EOFError, gzip.BadGzipFile) as e:
             raise NetlistError(f"{shown}: not a valid gzip file ({e})") from None

@@ -65,6 +65,19 @@ def test_netlist_file_errors(tmp_path):
     assert len(read_netlist(ok)) == 11
 
 
+def test_truncated_gzip_and_unterminated_string_named(tmp_path):
+    """A cut-off .gz netlist was reported as a parse error where its text stopped ('line 16, column 24 (end of
+    file): unexpected end of file'), and an unterminated string as a field error on the next line ("line 3, column
+    3: expected ':' or '{' after 'a'"). Reference: the byte count cut and the quote's position, by hand."""
+    data = gzip.compress(open(_path("sample_clustered", "netlist.pb.txt"), "rb").read())
+    cut = tmp_path / "cut.pb.txt.gz"
+    cut.write_bytes(data[:200])
+    with pytest.raises(NetlistError, match="cut.pb.txt.gz: the gzip file is truncated"):
+        read_netlist(cut)
+    with pytest.raises(NetlistError, match=r"<n>: line 2, column 9: unterminated string"):
+        parse_netlist_text('node {\n  name: "a\n  input: "b"\n}\n', "<n>")
+
+
 @pytest.mark.parametrize("folder,name", [("ariane133_ng45", "legalized.plc"), ("sample_clustered", "initial.plc"),
                                          ("toy_macro_stdcell", "initial.plc"), ("simple_with_coords", "initial.plc")])
 def test_plc_round_trip(folder, name):
