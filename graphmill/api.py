@@ -945,9 +945,9 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
     ``interrupted`` and the placer's statistics."""
     import math
 
-    from graphmill.frontend.chip.plc import placement_text
+    from graphmill.frontend.chip.plc import check_place_paths, placement_text
     from graphmill.passes.chip.problem import problem_from_graph
-    from graphmill.util.files import atomic_write_many, check_target
+    from graphmill.util.files import atomic_write_many
 
     if method not in CHIP_METHODS:
         raise UserInputError(f"--method {method!r}: choose fd, sa or rl")
@@ -956,12 +956,10 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
     if isinstance(seed, bool) or not hasattr(seed, "__index__") or not 0 <= int(seed) < 2 ** 32:
         raise UserInputError(f"--seed {seed!r}: must be an integer from 0 to 2**32 - 1")
     weights = tuple(float(v) for v in weights)
-    if len(weights) != 3 or not all(math.isfinite(v) and v >= 0 for v in weights):
-        raise UserInputError(f"--weights {','.join(map(str, weights))}: three numbers >= 0 (wirelength, density, "
-                             "congestion)")
-    for path in (output, json_path, plot):
-        if path and path != "-":
-            check_target(os.fspath(path))
+    if len(weights) != 3 or not all(math.isfinite(v) and v >= 0 for v in weights) or not any(weights):
+        raise UserInputError(f"--weights {','.join(map(str, weights))}: three numbers >= 0, not all 0 (wirelength, "
+                             "density, congestion)")
+    check_place_paths({"NETLIST": netlist, "--init": init}, {"-o": output, "--json": json_path, "--plot": plot})
     graph, plc = chip_load(netlist, init)
     problem = problem_from_graph(graph)
     if method == "fd":

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 import sys
 
@@ -23,6 +22,8 @@ def _weights(text: str) -> tuple[float, float, float]:
         raise argparse.ArgumentTypeError(f"{text!r}: expected WL,DEN,CONG (three numbers, e.g. 1,0.5,0.5)")
     if not all(math.isfinite(v) and v >= 0 for v in parts):
         raise argparse.ArgumentTypeError(f"{text!r}: each weight must be a number >= 0 (WL,DEN,CONG, e.g. 1,0.5,0.5)")
+    if not any(parts):  # every placement would cost 0: nothing to optimize
+        raise argparse.ArgumentTypeError(f"{text!r}: at least one weight must be > 0 (WL,DEN,CONG, e.g. 1,0.5,0.5)")
     return parts  # type: ignore[return-value]
 
 
@@ -57,10 +58,6 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if not args.budget_s > 0:
         raise UserInputError(f"--budget-s {args.budget_s:g}: must be a number of seconds > 0")
-    for path in (args.output, args.json, args.plot):
-        for src in (args.netlist, args.init):
-            if path and path != "-" and os.path.exists(path) and os.path.exists(src) and os.path.samefile(path, src):
-                raise UserInputError(f"{path}: refusing to overwrite the input {src}; pick another output")
 
     def progress(info: dict) -> None:
         if not args.quiet:

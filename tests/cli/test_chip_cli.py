@@ -170,3 +170,27 @@ def test_wirelength_total_line_is_the_new_placements(tmp_path):
             hpwl += w * (max(p[0] for p in pts) - min(p[0] for p in pts) + max(p[1] for p in pts)
                          - min(p[1] for p in pts))
     assert hpwl > 0 and float(total[0].split(":")[1]) == pytest.approx(hpwl, abs=1e-3)
+
+
+def test_outputs_naming_one_file_or_an_input_refused(tmp_path, capsys):
+    """`-o p.plc --json p.plc` wrote the placement and then the JSON report over it (exit 0, 'wrote p.plc' twice,
+    the placement lost); `api.chip_place(..., output=INIT)` replaced the user's initial placement (only the CLI
+    checked inputs); `--weights 0,0,0` made every placement cost 0 (nothing to optimize, exit 0). Reference: the
+    paths given (hand check: no file written twice, an input never written)."""
+    from graphmill.errors import UserInputError
+
+    init = tmp_path / "init.plc"
+    init.write_bytes(open(PLC, "rb").read())
+    out = tmp_path / "p.plc"
+    for extra in (["--json", str(out)], ["--plot", os.path.join(str(tmp_path), ".", "p.plc")]):
+        rc = main(["chip", "place", NET, "--init", str(init), "--method", "fd", "-o", str(out), "--budget-s", "1",
+                   "--quiet", *extra])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1 and "name the same file" in err, err
+        assert not out.exists()
+    with pytest.raises(UserInputError, match="refusing to overwrite"):
+        api.chip_place(NET, init, method="fd", output=init, budget_s=1)
+    assert init.read_bytes() == open(PLC, "rb").read()
+    with pytest.raises(UserInputError, match="not all 0"):
+        api.chip_place(NET, init, method="fd", output=out, budget_s=1, weights=(0, 0, 0))
+    _bad(tmp_path, capsys, [NET, "--init", PLC, "--method", "fd", "--weights", "0,0,0"], "at least one weight")
