@@ -525,6 +525,7 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
     needs)."""
     import torch
 
+    t0 = time.monotonic()  # before the optimizer: its first construction imports torch._dynamo (seconds)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     policy = policy if policy is not None else new_policy()
@@ -558,8 +559,7 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
         except Exception as e:  # noqa: BLE001 -- any unreadable checkpoint is the user's to remove
             raise UserInputError(f"{checkpoint}: cannot resume from this checkpoint ({type(e).__name__}: {e}); "
                                  "delete it to start over") from None
-    t0 = time.monotonic()
-    next_report = t0 + progress_every
+    next_report = time.monotonic() + progress_every
     rng = np.random.default_rng(seed + done)
     raw = [v for v, _ in best]  # the best episode's proxy before polishing: what a new episode must beat
     gains: list[float] = []  # what polishing took off each polished episode's proxy

@@ -82,6 +82,25 @@ def test_checkpoint_resume_and_policy_file(tmp_path):
         assert torch.equal(a, b), k
 
 
+def test_train_budget_counts_the_optimizer_construction(monkeypatch):
+    """train's clock started after torch.optim.Adam was built, whose first construction imports torch._dynamo
+    (8 s on a loaded machine), so `chip place --method rl --budget-s 10` on a tiny netlist ran 15-17 s. Reference:
+    the wall clock; a slow optimizer built here stands in for that import: with a budget shorter than it, no
+    batch may run."""
+    import time
+
+    real = torch.optim.Adam
+
+    def slow_adam(*a, **k):
+        time.sleep(1.0)
+        return real(*a, **k)
+
+    monkeypatch.setattr(torch.optim, "Adam", slow_adam)
+    stats: dict = {}
+    rl.train([_problem(seed=5, hard=4)], budget_s=0.5, batch=4, seed=0, stats_of=stats)
+    assert stats.get("episodes", 0) == 0
+
+
 def test_rl_place_is_legal_and_no_worse_than_its_episodes():
     p = _problem(seed=11)
     r = rl.rl_place(p, budget_s=3.0, seed=0)
