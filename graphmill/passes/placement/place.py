@@ -84,18 +84,27 @@ def check_fits(prob: PlacementProblem, graph_name: str) -> None:
         raise UserInputError(f"graph {graph_name!r} fits on no device: its weights and inputs need {fmt_bytes(weights)}, "
                              f"{fmt_bytes(weights - total)} more than all {prob.devices} devices hold together "
                              f"({fmt_bytes(total)})")
-    need = np.zeros(prob.n)
+    # an op's own bytes on device d: the weights and inputs it reads, which are live at its start, plus its outputs,
+    # allocated at its start; an op of zero time on d starts and finishes at once, and at equal times the schedule
+    # frees before it allocates (schedule.py), so there it needs its weights and the larger of its produced inputs
+    # and its read outputs (a Concat of four 8 MB tensors needs 34 MB there, not 67 MB)
+    w, ins, outs, read_outs = np.zeros(prob.n), np.zeros(prob.n), np.zeros(prob.n), np.zeros(prob.n)
     for v in prob.values:
         for c in v.consumers:
-            need[c] += v.bytes
+            (w if v.producer is None else ins)[c] += v.bytes
         if v.producer is not None:
-            need[v.producer] += v.bytes
-    i = int(np.argmax(need))
-    biggest = float(prob.capacity.max())
-    if need[i] > biggest:
+            outs[v.producer] += v.bytes
+            if v.consumers:
+                read_outs[v.producer] += v.bytes
+    need = np.where(prob.op_time > 0, (w + ins + outs)[:, None], (w + np.maximum(ins, read_outs))[:, None])
+    over = need - prob.capacity[None, :]
+    i = int(np.argmax(over.min(axis=1)))
+    if over[i].min() > 0:
+        d = int(np.argmin(over[i]))
         raise UserInputError(f"graph {graph_name!r} fits on no device: op {prob.names[i]!r} alone needs "
-                             f"{fmt_bytes(need[i])} (its weights, inputs and outputs), {fmt_bytes(need[i] - biggest)} "
-                             f"more than the largest device memory ({fmt_bytes(biggest)})")
+                             f"{fmt_bytes(need[i, d])} (its weights, inputs and outputs), {fmt_bytes(over[i, d])} "
+                             f"more than the device that comes closest ({prob.device_names[d]}, "
+                             f"{fmt_bytes(prob.capacity[d])})")
 
 
 def evaluate(prob: PlacementProblem, placement: list[int], method: str, seconds: float = 0.0) -> Candidate:

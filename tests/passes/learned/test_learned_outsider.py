@@ -14,6 +14,7 @@ import pytest
 from graphmill import api
 from graphmill.backends.simulator.devices import PlacementCostModel, device_set
 from graphmill.cli import main
+from graphmill.errors import UserInputError
 from graphmill.passes import PassContext, run_passes
 from graphmill.search.learned import random_graph
 from tests.passes.learned.test_learned_cli import torch_onnx  # noqa: F401 (the module's fixture, shared)
@@ -152,3 +153,26 @@ def test_train_policy_ctrl_c_says_whether_a_rerun_resumes(tmp_path, capsys, monk
     err = capsys.readouterr().err.strip().splitlines()
     assert "rerun the same command to resume" in err[0] and err[1].endswith("interrupted")
     assert "a rerun starts over" in err[2] and err[3].endswith("interrupted")
+
+
+def test_a_zero_time_op_is_not_refused_for_bytes_it_never_holds(tmp_path):
+    # place refused "fits on no device: op 'concat' alone needs 32.8 KB" though the whole graph on one device
+    # peaks at 20,484 bytes under the README's memory rule: a Concat costs no time, so its inputs are freed as its
+    # output is allocated (frees first at equal times). Hand computation: x (4,096 B) is resident; the four
+    # activations (4,096 B each) are live together until concat, then its output (16,384 B) until sum finishes,
+    # with sum's 4-byte output: 4,096 + 16,384 + 4 = 20,484 <= 25,000. One op over every device is still refused.
+    import onnx
+    from onnx import TensorProto, helper
+
+    acts = [helper.make_node(op, ["x"], [f"r{i}"], name=f"a{i}") for i, op in enumerate(("Relu", "Sigmoid",
+                                                                                         "Tanh", "Sigmoid"))]
+    nodes = acts + [helper.make_node("Concat", [f"r{i}" for i in range(4)], ["c"], axis=1, name="concat"),
+                    helper.make_node("ReduceSum", ["c"], ["y"], keepdims=1, name="sum")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1024])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])])
+    path = str(tmp_path / "cat.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    r = api.place(api.load(path), method="single", devices=1, memory_gb=25000 / 1e9)
+    assert r["op_time"]["concat"] == [0.0] and r["memory"]["peak"] == [20484.0]
+    with pytest.raises(UserInputError, match="fits on no device: op 'sum' alone needs 16.4 KB"):  # 16,384 + 4
+        api.place(api.load(path), method="single", devices=1, memory_gb=16000 / 1e9)
