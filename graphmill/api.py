@@ -785,6 +785,9 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
     for name, v in (("samples", samples), ("finetune", finetune)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise UserInputError(f"--{name} {v!r}: must be an integer >= 0")
+    if finetune and "learned-optimize" not in seq:  # it was ignored: fine-tuning runs for the joint pass only
+        raise UserInputError(f"finetune={finetune}: only the joint pass learned-optimize fine-tunes; passes {seq} "
+                             "do not")
     if cost not in ("roofline", "simulator"):
         raise UserInputError(f"--cost {cost!r}: choose roofline or simulator")
     ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)

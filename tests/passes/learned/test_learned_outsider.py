@@ -176,3 +176,12 @@ def test_a_zero_time_op_is_not_refused_for_bytes_it_never_holds(tmp_path):
     assert r["op_time"]["concat"] == [0.0] and r["memory"]["peak"] == [20484.0]
     with pytest.raises(UserInputError, match="fits on no device: op 'sum' alone needs 16.4 KB"):  # 16,384 + 4
         api.place(api.load(path), method="single", devices=1, memory_gb=16000 / 1e9)
+
+
+def test_learned_optimize_refuses_finetune_it_would_ignore():
+    # README: learned_optimize(g, ..., finetune=100)  # also passes=[...] in sequence. With a sequence the budget
+    # was silently dropped (report "finetune": None). Reference: the docstring ("joint pass only").
+    g = random_graph(5, "mlp", 12)
+    with pytest.raises(UserInputError, match="only the joint pass learned-optimize fine-tunes"):
+        api.learned_optimize(g, passes=["learned-place", "learned-fuse"], devices=2, finetune=10)
+    assert api.learned_optimize(g, passes=["learned-place"], devices=2, samples=1)["finetune"] is None
