@@ -170,7 +170,7 @@ class _Learned(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         cost = cost_model_of(ctx, f"the {self.name} pass")
-        infer_open_shapes(graph, ctx)
+        infer_open_shapes(graph, ctx, f"the {self.name} pass")
         jp, dec, out, stats = run_learned(graph, cost, self.name, policy_path=self.opts["policy"],
                                           samples=self.opts["samples"], seed=ctx.seed, rounds=self.opts["rounds"])
         who = ("the start state's decisions: no refinement improved it" if stats["from_sample"] < 0

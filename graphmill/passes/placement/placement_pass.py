@@ -23,6 +23,6 @@ class Place(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         cost = cost_model_of(ctx, "the place pass")
-        infer_open_shapes(graph, ctx)
+        infer_open_shapes(graph, ctx, "the place pass")
         r = place_graph(graph, cost, method=self.opts["method"], budget=self.opts["budget"], seed=ctx.seed)
         return PassResult(changed=True, stats={"makespan": r.report["makespan"], "devices": len(r.report["devices"])})

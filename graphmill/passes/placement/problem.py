@@ -126,18 +126,24 @@ def cost_model_of(ctx: Any, what: str) -> Any:
     return cost
 
 
-def infer_open_shapes(graph: Graph, ctx: Any) -> None:
+def infer_open_shapes(graph: Graph, ctx: Any, what: str) -> None:
     """Run the ``shape-inference`` pass when a value lacks a shape: ops are costed from their sizes, and a model
     loaded from a ``torch.onnx.export`` file declares no intermediate shapes (``api.place`` and ``graphmill
-    optimize`` infer them first; a pass run from Python on a loaded model gets them here)."""
+    optimize`` infer them first; a pass run from Python on a loaded model gets them here). A symbolic dimension
+    (a dynamic batch) is refused in one line naming it: a pass has no size for it."""
     from graphmill.ir import TensorType
+    from graphmill.ir.summary import symbols
 
-    if all(isinstance(v.type, TensorType) and v.type.shape is not None
-           for n in graph.nodes for v in n.outputs if v is not None):
-        return
-    from graphmill.passes.cleanup.shape_inference import ShapeInference
+    if not all(isinstance(v.type, TensorType) and v.type.shape is not None
+               for n in graph.nodes for v in n.outputs if v is not None):
+        from graphmill.passes.cleanup.shape_inference import ShapeInference
 
-    ShapeInference().run(graph, ctx)
+        ShapeInference().run(graph, ctx)
+    free = symbols(graph)
+    if free:
+        raise UserInputError(f"{what}: graph {graph.name!r} has symbolic dimension(s) {', '.join(free)}; op costs "
+                             f"need sizes: bind them in the model first (`graphmill place MODEL --dim {free[0]}=32 "
+                             "...` saves the placed model with it; api: graphmill.ir.summary.bind_symbols)")
 
 
 def build_problem(graph: Graph, cost: Any) -> PlacementProblem:

@@ -185,3 +185,21 @@ def test_learned_optimize_refuses_finetune_it_would_ignore():
     with pytest.raises(UserInputError, match="only the joint pass learned-optimize fine-tunes"):
         api.learned_optimize(g, passes=["learned-place", "learned-fuse"], devices=2, finetune=10)
     assert api.learned_optimize(g, passes=["learned-place"], devices=2, samples=1)["finetune"] is None
+
+
+def test_passes_name_a_symbolic_dimension_they_cannot_size(tmp_path):
+    # `graphmill optimize m.onnx -p learned-place --devices 2 --dim N=4` on a dynamic-batch model: the simulator
+    # answered "input shape ('N', 3, 224, 224) is not static ... build the model with batch=1" (optimize's --dim
+    # sizes only its random inputs). Reference: the README's bad-input rule: one line naming the dimension.
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])])
+    path = str(tmp_path / "dyn.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    for schedule in ("learned-place", "place"):
+        with pytest.raises(Exception, match=r"has symbolic dimension\(s\) N; op costs need sizes"):
+            run_passes(api.load(path), schedule,
+                       ctx=PassContext(cost_model=PlacementCostModel(device_set(devices=2))))
