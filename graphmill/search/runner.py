@@ -16,6 +16,7 @@ budget is still spent; when the space has no unseen configuration left the run e
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -112,8 +113,6 @@ class SearchResult:
 
 def write_history_jsonl(path: str, trials: list[Trial]) -> None:
     """``trials`` as JSON lines (one ``Trial.to_json()`` per line), written atomically."""
-    import json
-
     atomic_write_text(path, "".join(json.dumps(t.to_json(), allow_nan=False) + "\n" for t in trials))
 
 
@@ -134,14 +133,18 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
         workers: int = 1, executor: str | None = None, checkpoint: str | None = None,
         timeout: float | None = None, objective: Callable[[dict], float | None] | None = None,
         progress: bool | Callable[[dict], None] = True, ray_address: str | None = None,
-        strategy_options: dict | None = None) -> SearchResult:
+        strategy_options: dict | None = None, fingerprint: Any = None) -> SearchResult:
     """Search ``space`` for the configuration of highest reward within ``budget`` evaluations.
 
     ``evaluate(config) -> float | dict`` (higher is better; a dict carries ``"reward"`` and metrics, or only
     metrics when ``objective(metrics) -> reward`` is given); a picklable top-level function for
     ``executor="local"``/``"ray"``. ``executor`` defaults to ``"inprocess"`` with one worker, ``"local"`` (a
     process pool) with more. ``checkpoint``: a JSON file written after every result and resumed from when it
-    exists (same space, strategy, seed and options; a bigger ``budget`` continues a finished run). ``progress``:
+    exists (same space, strategy, seed and options; a bigger ``budget`` continues a finished run).
+    ``fingerprint``: JSON-able, whatever else must match for a checkpoint to be resumed (``evaluate`` itself is
+    not compared: ``graphmill search`` passes its evaluator, objective, accelerator and proxy settings, so that a
+    rerun with another evaluator into the same folder is refused instead of mixing two evaluators' rewards in one
+    history); a checkpoint written with another one is refused, one written without one is not. ``progress``:
     True prints one line per finished trial to stderr, a callable receives a dict (``line``, ``trial``, ``count``,
     ``budget``, ``best``, ``rate``, ``eta``). Ctrl-C stops cleanly: the checkpoint is current and the partial
     result comes back with ``interrupted=True``.
@@ -169,6 +172,11 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
     rng = np.random.default_rng([seed, 7919])
     repeats = 0
     space_json = space.to_json()
+    if fingerprint is not None:
+        try:
+            fingerprint = json.loads(json.dumps(fingerprint, allow_nan=False))  # as the checkpoint will hold it
+        except (TypeError, ValueError) as e:
+            raise UserInputError(f"fingerprint={fingerprint!r} is not JSON-able: {e}") from None
     if checkpoint is not None:
         state = ckpt.load(checkpoint)
         if state is not None:
@@ -176,6 +184,10 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
                 if state.get(what) != mine:
                     raise UserInputError(f"{checkpoint}: the checkpoint is of a different search (its {what} "
                                          f"differs); use another path or remove it to start afresh")
+            if fingerprint is not None and state.get("fingerprint", fingerprint) != fingerprint:
+                raise UserInputError(f"{checkpoint}: the checkpoint is of a different search "
+                                     f"({_differs(state['fingerprint'], fingerprint)}); use another path or "
+                                     "remove it to start afresh")
             history = [Trial.from_json(t) for t in state["history"]]
             for t in history:
                 by_key.setdefault(t.key, t)
@@ -192,7 +204,8 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
                                "budget": budget, "history": [t.to_json() for t in history],
                                "pending": [c for c in pending], "waiting": waiting,
                                "strategy_state": strat.state_dict(),
-                               "runner": {"rng": rng_state(rng), "repeats": repeats}})
+                               "runner": {"rng": rng_state(rng), "repeats": repeats},
+                               **({"fingerprint": fingerprint} if fingerprint is not None else {})})
 
     report = _progress(progress, budget)
     size = space.size()
@@ -276,6 +289,14 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
 
 
 _GRACE = 5.0
+
+
+def _differs(was: Any, now: Any) -> str:
+    """What differs between a checkpoint's fingerprint and this run's, for the refusal message."""
+    if isinstance(was, dict) and isinstance(now, dict):
+        keys = [k for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
+        return "; ".join(f"its {k} was {json.dumps(was.get(k))}, now {json.dumps(now.get(k))}" for k in keys)
+    return f"its fingerprint was {json.dumps(was)}, now {json.dumps(now)}"
 _START_POLL = 1.0  # seconds between looks at evaluations whose worker has not reported their start yet
 
 
@@ -348,8 +369,6 @@ def _jsonable(metrics: dict) -> dict:
             f = float(v)
             out[k] = (int(v) if isinstance(v, (int, np.integer)) else f) if math.isfinite(f) else None
         elif isinstance(v, (list, dict)):
-            import json
-
             try:
                 out[k] = json.loads(json.dumps(v, allow_nan=False, default=float))
             except (TypeError, ValueError):

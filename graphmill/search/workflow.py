@@ -303,22 +303,44 @@ def prepare(space_spec: str, evaluator_spec: str = "builtin", *, strategy: str =
 
     space, space_name = load_space(space_spec)
     obj = parse_objective(objective)
+    accel_settings = None
     if accel is not None:
         from graphmill.backends.simulator.config import load_accel
 
-        load_accel(accel)
+        accel_settings = load_accel(accel).to_dict()
     opts = options if isinstance(options, dict) else parse_options(options)
-    strategy_class(strategy).check_options(dict(opts))
     budget, workers = _count("--budget", budget), _count("--workers", workers)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserInputError(f"--seed {seed!r}: must be an integer >= 0")
+    # built once here, not only checked, so that a bad option value (population=0, a grid over a continuous
+    # space) is refused before the output folder exists
+    strategy_class(strategy)(space, seed=seed, **dict(opts))
     check_executor(executor, workers, ray_address)
     if timeout is not None and not timeout > 0:
         raise UserInputError(f"--timeout {timeout!r}: must be > 0 seconds")
     evaluate = make_evaluator(evaluator_spec, space_name, objective=obj, accel=accel, seed=seed, proxy=proxy)
     run_objective = user_objective(obj) if obj is not None and evaluator_spec != "builtin" else None
     return dict(space=space, space_name=space_name, evaluate=evaluate, objective=run_objective, strategy=strategy,
-                options=opts, budget=budget, workers=workers, executor=executor, timeout=timeout, seed=seed)
+                options=opts, budget=budget, workers=workers, executor=executor, timeout=timeout, seed=seed,
+                fingerprint=fingerprint(evaluator_spec, evaluate, obj, accel_settings))
+
+
+def fingerprint(evaluator_spec: str, evaluate: Any, objective: tuple[str, dict] | None,
+                accel: dict | None) -> dict:
+    """What the rewards of a ``graphmill search`` run depend on besides its space, strategy, options and seed
+    (which the checkpoint records anyway): the evaluator, a user evaluator's objective, the accelerator's
+    settings (``accel``: the TOML's content, not its path) and the built-in evaluator's proxy settings
+    (defaults filled in, so that ``--steps 100`` and no ``--steps`` are the same run). Stored in the
+    checkpoint, so that rerunning into the same folder with another evaluator is refused instead of resuming
+    with two evaluators' rewards in one history."""
+    import dataclasses
+
+    settings = {}
+    if evaluator_spec == "builtin" and dataclasses.is_dataclass(evaluate):
+        settings = {f.name: getattr(evaluate, f.name) for f in dataclasses.fields(evaluate)
+                    if f.repr and f.name not in ("accel", "base", "seed")}
+    applied = list(objective) if objective is not None and evaluator_spec != "builtin" else None
+    return {"evaluator": evaluator_spec, "objective": applied, "settings": settings, "accel": accel}
 
 
 def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, strategy: str = "default",
@@ -343,7 +365,7 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
     result = search.run(job["space"], job["evaluate"], strategy=job["strategy"], budget=job["budget"], seed=seed,
                         workers=job["workers"], executor=job["executor"], checkpoint=checkpoint,
                         timeout=job["timeout"], objective=job["objective"], ray_address=ray_address,
-                        strategy_options=job["options"],
+                        strategy_options=job["options"], fingerprint=job["fingerprint"],
                         progress=(lambda info: progress(info["line"])) if progress is not None else False)
     return {"result": result, "summary": finish(out, result, job, checkpoint)}
 

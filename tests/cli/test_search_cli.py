@@ -104,6 +104,8 @@ BAD_SPACE = '{"type": "space", "params": {"lr": {"type": "float", "low": "a", "h
     (["--space", "mnasnet", "--executor", "rey"], {}, "did you mean 'ray'"),
     (["--space", "mnasnet", "--evaluator", "json:loads", "--objective", "mnasnet"], {}, "target_ms=T"),
     (["--space", "mnasnet", "--budget", "0"], {}, "--budget=0"),
+    # an option value the strategy refuses: the folder used to be created before the refusal
+    (["--space", "mnasnet", "--strategy", "evolution", "--option", "population=0"], {}, "population=0 must be >= 1"),
     (["--space", "mnasnet", "--accel", "missing.toml"], {}, "missing.toml"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, files, expect):
@@ -114,3 +116,19 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, files, exp
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("graphmill search: error:") and expect in lines[0], lines
     assert not (tmp_path / "o").exists()
+
+
+def test_rerun_with_another_evaluator_is_refused(tmp_path):
+    # reference: the first run's history.jsonl, which must stay as it was. Before the fix the rerun with
+    # myeval:broken resumed the checkpoint of myeval:quadratic (exit 0) and its best mixed the two evaluators
+    (tmp_path / "myeval.py").write_text(EVALUATORS)
+    (tmp_path / "space.json").write_text(json.dumps({"type": "space", "params": {
+        "x": {"type": "float", "low": 0.0, "high": 1.0}}}))
+    args = ["--space", "space.json", "--strategy", "random", "--out", "o"]
+    assert run_cli(*args, "--evaluator", "myeval:quadratic", "--budget", "2", cwd=tmp_path).returncode == 0
+    before = (tmp_path / "o" / "history.jsonl").read_text()
+    r = run_cli(*args, "--evaluator", "myeval:broken", "--budget", "4", cwd=tmp_path)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'its evaluator was "myeval:quadratic", now "myeval:broken"' in lines[0], lines
+    assert (tmp_path / "o" / "history.jsonl").read_text() == before

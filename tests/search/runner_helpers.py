@@ -58,3 +58,18 @@ class StartsLate:
 
     def __call__(self, c: dict) -> float:
         return sleep_for_a(c)
+
+
+def _cannot_load() -> None:
+    raise RuntimeError("this evaluator cannot be loaded in a worker process")
+
+
+class Unloadable:
+    """An evaluate that pickles in the parent but cannot be unpickled in a worker (``_cannot_load`` raises), as
+    when a spawned worker re-imports an unguarded script's main module and dies before its first evaluation."""
+
+    def __call__(self, c: dict) -> float:
+        return 0.0
+
+    def __reduce__(self):
+        return (_cannot_load, ())

@@ -143,6 +143,35 @@ def test_unpicklable_evaluate_is_a_clear_error():
         search.run(rh.small_space(), lambda c: 1.0, budget=2, workers=2, progress=False)
 
 
+def test_a_worker_that_cannot_load_evaluate_stops_the_search(tmp_path):
+    # reference: the worker's own failure, raised while it unpickles evaluate. Before the fix every evaluation
+    # became a failed trial "the worker process died (exit code 1)" (all 3 of the budget), kept in the
+    # checkpoint as if the configurations were bad, and the run ended normally
+    ck = tmp_path / "run.json"
+    with pytest.raises(UserInputError, match="before it could start an evaluation.*__name__"):
+        search.run(rh.small_space(), rh.Unloadable(), strategy="random", budget=3, workers=1, executor="local",
+                   checkpoint=str(ck), progress=False)
+    assert not ck.exists()  # no trial was recorded
+
+
+def test_a_checkpoint_of_another_fingerprint_is_refused(tmp_path):
+    # reference: the fingerprint given (graphmill search passes its evaluator, objective and settings); before,
+    # a rerun into the same checkpoint with another evaluator resumed and mixed the two evaluators' rewards
+    ck = str(tmp_path / "run.json")
+    kw = dict(strategy="random", seed=0, checkpoint=ck, progress=False)
+    search.run(rh.small_space(), rh.evaluate, budget=3, fingerprint={"evaluator": "a", "steps": 1}, **kw)
+    with pytest.raises(UserInputError, match='its evaluator was "a", now "b"'):
+        search.run(rh.small_space(), rh.evaluate, budget=5, fingerprint={"evaluator": "b", "steps": 1}, **kw)
+    assert len(json.load(open(ck))["history"]) == 3  # untouched
+    r = search.run(rh.small_space(), rh.evaluate, budget=5, fingerprint={"steps": 1, "evaluator": "a"}, **kw)
+    assert len(r.history) == 5
+    # a checkpoint written without a fingerprint (before there were any) still resumes with one
+    ck2 = str(tmp_path / "old.json")
+    search.run(rh.small_space(), rh.evaluate, budget=2, **{**kw, "checkpoint": ck2})
+    r = search.run(rh.small_space(), rh.evaluate, budget=3, fingerprint={"evaluator": "a"}, **{**kw, "checkpoint": ck2})
+    assert len(r.history) == 3
+
+
 def test_bad_arguments():
     with pytest.raises(UserInputError, match="unknown strategy 'evolutoin'"):
         search.run(rh.small_space(), rh.evaluate, strategy="evolutoin", budget=2)

@@ -5,7 +5,10 @@ first, without waiting for the others.
 Each worker is a long-lived process started with ``spawn`` (safe with torch and BLAS threads, unlike ``fork``)
 that receives ``evaluate`` once, so ``evaluate`` must be a picklable top-level function. Workers ignore Ctrl-C
 (the runner decides when to stop); a worker that dies (a crash in native code, ``kill``) or overruns its timeout
-is replaced and its evaluation recorded as failed.
+is replaced and its evaluation recorded as failed. A fresh worker that dies before it starts its first
+evaluation could not load ``evaluate`` (an unguarded script's main module re-imported by ``spawn``, a module
+the child cannot import): that stops the search with a ``UserInputError``, since every evaluation would fail
+alike and the failures would be kept in the checkpoint as if the configurations were bad.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ def _worker_main(conn, evaluate: Callable[[dict], Any]) -> None:  # pragma: no c
             conn.send((token, ("failed", f"the result cannot be sent back: {type(e).__name__}: {e}", out[2])))
 
 
+def _name(evaluate: Any) -> str:
+    return f"{getattr(evaluate, '__module__', '?')}.{getattr(evaluate, '__qualname__', type(evaluate).__name__)}"
+
+
 class _Slot:
     def __init__(self) -> None:
         self.proc = None
@@ -46,6 +53,7 @@ class _Slot:
         self.token: int | None = None
         self.submitted = 0.0
         self.started: float | None = None  # when the worker reported the evaluation's start
+        self.ready = False  # the process has reported a start once: it loaded ``evaluate``
 
 
 class ProcessPoolExecutor(Executor):
@@ -69,7 +77,7 @@ class ProcessPoolExecutor(Executor):
         proc = self.ctx.Process(target=_worker_main, args=(child, self.evaluate), daemon=True)
         proc.start()
         child.close()
-        slot.proc, slot.conn, slot.token = proc, parent, None
+        slot.proc, slot.conn, slot.token, slot.ready = proc, parent, None, False
 
     def _stop(self, slot: _Slot) -> None:
         if slot.proc is not None:
@@ -112,13 +120,21 @@ class ProcessPoolExecutor(Executor):
                     tok, result = conn.recv()
                     if result is None:  # the worker's start report
                         s.started = time.perf_counter()
+                        s.ready = True
                         continue
                     s.token = None
                     out.append((tok, result))
                 except (EOFError, OSError):
                     s.proc.join(1)
                     code = s.proc.exitcode
+                    fresh = not s.ready
                     self._stop(s)
+                    if fresh:  # every evaluation would fail the same way: not a failed trial but a broken setup
+                        raise UserInputError(
+                            f"a worker process exited (exit code {code}) before it could start an evaluation: it "
+                            f"could not load evaluate {_name(self.evaluate)} (its error is printed above); in a "
+                            "script, call search.run under 'if __name__ == \"__main__\":' (workers are spawned "
+                            "and import the main module again), or use workers=1 or executor='ray'")
                     out.append((token, ("failed", f"the worker process died (exit code {code})",
                                         time.perf_counter() - (s.started or s.submitted))))
         return out

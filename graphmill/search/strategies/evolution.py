@@ -21,8 +21,9 @@ class RegularizedEvolution(Strategy):
 
     def __init__(self, space, *, seed: int = 0, **options) -> None:
         super().__init__(space, seed=seed, **options)
-        if self.options["population"] < 1 or self.options["sample"] < 1:
-            raise UserInputError("evolution: population and sample must be >= 1")
+        for k in ("population", "sample"):
+            if self.options[k] < 1:
+                raise UserInputError(f"strategy 'evolution': option {k}={self.options[k]} must be >= 1")
         self.population: deque = deque()  # (config, reward), oldest first
         self.asked = 0
 
