@@ -547,7 +547,10 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
         for n in graph.nodes:
             if n.name in by_name:
                 n.meta["device"] = by_name[n.name]
-        graph.meta["placement"] = dict(target.meta["placement"], training=True)
+        # the backward ops are not in the model that is saved: every op's device travels in the meta for
+        # replay_placement to rebuild the step (passes.placement.training_step, as the learned passes do)
+        graph.meta["placement"] = dict(target.meta["placement"], training=True, decisions={
+            n.name: [n.meta["device"]] for n in target.nodes if "device" in n.meta})
     if plot:
         placement_gantt(result, os.fspath(plot))
     if info is not None:

@@ -23,14 +23,21 @@ def placed_device_set(graph: Graph) -> DeviceSet | None:
 
 
 def replay_placement(graph: Graph, devset: DeviceSet | None = None, *, cost: str = "roofline") -> dict[str, Any]:
-    """Simulate the placement on the nodes: ``{"makespan", "units", "devices", "peak", "method"}``."""
-    from graphmill.passes.placement import build_problem, simulate
+    """Simulate the placement on the nodes: ``{"makespan", "units", "devices", "peak", "method"}``. A training
+    step's placement (``graph.meta["placement"]["training"]``, ``place --training``) is replayed on the training
+    step rebuilt from ``graph`` with every op's device from the meta's ``decisions`` (``training_step``), as
+    ``place`` scheduled it, not on the forward graph alone."""
+    from graphmill.passes.placement import build_problem, simulate, training_step
 
     devset = devset or placed_device_set(graph)
     if devset is None:
         raise UserInputError(f"graph {graph.name!r} carries no placement (run graphmill place)")
-    cost = cost if cost else (graph.meta.get("placement") or {}).get("cost", "roofline")
+    meta = graph.meta.get("placement") or {}
+    cost = cost if cost else meta.get("cost", "roofline")
+    # ort: the forward graph measured, a backward op costed from its forward op's time (as place does)
     model = PlacementCostModel(devset, measured_cost(graph, devset) if cost == "ort" else cost)
+    if meta.get("training") and isinstance(meta.get("decisions"), dict):
+        graph = training_step(graph, meta["decisions"], ("device",))
     prob = build_problem(graph, model)
     place = []
     for n in prob.nodes:

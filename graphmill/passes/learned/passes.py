@@ -147,13 +147,9 @@ def replay(graph: Graph, cost) -> Outcome:
     every op its meta's ``decisions`` table holds (``apply_decisions``), not on the forward graph alone."""
     table = (graph.meta.get("learned") or {}).get("decisions")
     if (graph.meta.get("learned") or {}).get("training") and isinstance(table, dict):
-        from graphmill.passes.placement.training import training_graph
+        from graphmill.passes.placement.training import training_step
 
-        graph = training_graph(graph)
-        for n in graph.nodes:
-            if n.name in table:
-                d, grp, prio = table[n.name]
-                n.meta.update(device=int(d), fusion_group=int(grp), priority=float(prio))
+        graph = training_step(graph, table, ("device", "fusion_group", "priority"))
     jp = JointProblem(build_problem(graph, cost), cost)
     return jp.evaluate(decisions_from_graph(graph, jp))
 

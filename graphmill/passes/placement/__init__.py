@@ -12,8 +12,8 @@ from .place import LEARNED, METHODS, PlaceResult, check_method, make_report, pla
 from .placement_pass import Place
 from .problem import DeviceCostModel, PlacementProblem, ValueInfo, build_problem
 from .schedule import Schedule, simulate
-from .training import training_graph
+from .training import training_graph, training_step
 
 __all__ = ["BASELINES", "heft", "upward_rank", "LEARNED", "METHODS", "PlaceResult", "check_method", "make_report",
            "place_graph", "Place", "DeviceCostModel", "PlacementProblem", "ValueInfo", "build_problem", "Schedule",
-           "simulate", "training_graph"]
+           "simulate", "training_graph", "training_step"]

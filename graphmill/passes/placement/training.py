@@ -78,3 +78,17 @@ def training_graph(graph: Graph) -> Graph:
     if "graphmill" not in g.opset_imports:
         g.opset_imports = {**g.opset_imports, "graphmill": 1}
     return g
+
+
+def training_step(graph: Graph, decisions: dict, keys: tuple[str, ...]) -> Graph:
+    """The training step (``training_graph``) of the forward ``graph`` a placement or a learned pass decided for,
+    each op's node meta ``keys`` set from ``decisions`` ({op name: [one value per key]}). Its backward ops are
+    not in the forward model that is saved, so the decisions of every op travel in the graph's meta as this
+    table (``graph.meta["placement"]`` or ``["learned"]``, ``"decisions"``) and a replay rebuilds the step
+    here: without it, it would re-simulate the forward graph alone."""
+    step = training_graph(graph)
+    for n in step.nodes:
+        values = decisions.get(n.name)
+        if isinstance(values, (list, tuple)) and len(values) == len(keys):
+            n.meta.update(zip(keys, values))
+    return step
