@@ -694,16 +694,20 @@ def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict
     import numpy as np
 
     from graphmill.passes.learned.passes import decisions_from_graph, run_learned
-    from graphmill.passes.placement.place import PlaceResult, apply_placement, evaluate, fmt_bytes, make_report
-    from graphmill.passes.placement import place_graph
+    from graphmill.passes.placement import build_problem
+    from graphmill.passes.placement.place import (PlaceResult, apply_placement, baseline_candidates, check_fits,
+                                                  evaluate, fmt_bytes, make_report)
 
     opts = dict(options or {})
     policy_path = str(opts.pop("policy", "") or "")
     samples = int(opts.pop("samples", 16))
     if opts:
         raise UserInputError(f"unknown learned placement option {sorted(opts)[0]!r}; known: policy, samples")
-    base = place_graph(graph, model, method="heft", seed=seed)
-    valid = [c for c in base.candidates.values() if c.valid]
+    # every baseline, none refused for its memory (place_graph(method="heft") refused the run when HEFT's did)
+    prob = build_problem(graph, model)
+    check_fits(prob, graph.name)
+    cands, base_info = baseline_candidates(prob, seed)
+    valid = [c for c in cands.values() if c.valid]
     best_base = min(valid, key=lambda c: c.schedule.makespan) if valid else None
     hint = None if best_base is None else np.asarray(best_base.placement)
     t0 = time.perf_counter()
@@ -721,7 +725,9 @@ def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict
 
         task = make_task(graph.name, graph, model, hint=hint)
         keep = decisions_from_graph(graph, task.jp)
-        ref = min(base.report["baselines"].values())
+        # the best VALID baseline (README): an invalid one's step time is not achievable, as a reference it made
+        # the progress ratio and samples_to_best_baseline count against a placement that does not fit
+        ref = None if best_base is None else best_base.schedule.makespan
         # from zero-shot's best state, its rounds already run: the budget buys new simulations, each counted once
         ft = fine_tune(policy_for(policy_path), task, budget=budget, seed=seed, progress=progress, reference=ref,
                        transform=lambda d: combine(d, keep, {"place"}, task.jp), start=(dec, out), rounds=0,
@@ -734,24 +740,24 @@ def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict
             out = ft["outcome"]
             learned["best_from"] = "fine-tune"
     placement = [int(d) for d in out.device]
-    cand = evaluate(base.problem, placement, "learned", time.perf_counter() - t0)
+    cand = evaluate(prob, placement, "learned", time.perf_counter() - t0)
     if best_base is not None and (not cand.valid or best_base.schedule.makespan < cand.schedule.makespan):
         # as the rl placers: never worse than the best valid baseline (best_from says which one won)
         learned["best_from"] = best_base.method
         placement = list(best_base.placement)
-        cand = evaluate(base.problem, placement, "learned", cand.seconds)
+        cand = evaluate(prob, placement, "learned", cand.seconds)
     if not cand.valid:
-        d, excess = cand.schedule.over(base.problem.capacity)
+        d, excess = cand.schedule.over(prob.capacity)
         raise UserInputError(f"the learned placement of graph {graph.name!r} is invalid: device {d} "
-                             f"({base.problem.device_names[d]}) {fmt_bytes(excess)} over its memory")
-    apply_placement(graph, base.problem, placement)
-    report = make_report(base.problem, "learned", cand, base.candidates)
-    graph.meta["placement"] = {"method": "learned", "makespan": cand.schedule.makespan, "units": base.problem.units,
-                               "devices": list(base.problem.device_names)}
-    info = dict(base.info)
+                             f"({prob.device_names[d]}) {fmt_bytes(excess)} over its memory")
+    apply_placement(graph, prob, placement)
+    report = make_report(prob, "learned", cand, cands)
+    graph.meta["placement"] = {"method": "learned", "makespan": cand.schedule.makespan, "units": prob.units,
+                               "devices": list(prob.device_names)}
+    info = dict(base_info)
     info["wall_s"]["learned"] = cand.seconds
     info["learned"] = learned
-    return PlaceResult(report, base.problem, cand.schedule, dict(base.candidates, learned=cand), info)
+    return PlaceResult(report, prob, cand.schedule, dict(cands, learned=cand), info)
 
 
 LEARNED_PASSES = ("learned-optimize", "learned-place", "learned-fuse", "learned-schedule")

@@ -422,3 +422,31 @@ def test_training_placement_replays_the_training_step_after_save_and_load(tmp_pa
         replay = api.replay_placement(graph)
         assert replay["makespan"] == pytest.approx(makespan, rel=1e-12)
         assert replay["peak"] == pytest.approx(peak, rel=1e-12)
+
+
+@pytest.mark.slow  # 6 s: the policy's first load
+def test_learned_placement_reference_is_the_best_valid_baseline(tmp_path):
+    # at 0.8 MB per device the fastest baseline (single, 1,568 cycles) and HEFT exceed chip0's memory. Before:
+    # place --method learned was refused (it computed its baselines as a HEFT placement, which refuses an invalid
+    # one), and its fine-tuning reference was min(baselines), the invalid single's (the progress ratio and
+    # samples_to_best_baseline counted against a placement that does not fit). Reference: each baseline placed
+    # on its own by api.place, refused when over memory; the best valid one's step time.
+    from graphmill import api
+
+    mem, valid = 0.0008, {}
+    for m in ("single", "round-robin", "expert", "heft", "metis"):
+        try:
+            valid[m] = api.place(three_towers(), devices=3, method=m, training=True, memory_gb=mem)["makespan"]
+        except UserInputError as e:
+            assert "over its memory" in str(e)
+    assert {"single", "heft"}.isdisjoint(valid) and len(valid) == 3
+    g, lines, info = three_towers(), [], {}
+    rep = api.place(g, devices=3, method="learned", training=True, memory_gb=mem, budget=10, seed=0,
+                    options={"samples": 2}, progress=lines.append, info=info)
+    assert min(rep["baselines"].values()) == rep["baselines"]["single"] < min(valid.values())
+    ft = [line for line in lines if line.startswith("fine-tune")]
+    assert ft and all(line.endswith(f"of the reference {min(valid.values()):,.0f})") for line in ft), ft
+    assert rep["makespan"] <= min(valid.values()) and info["learned"]["samples_to_best_baseline"] is not None
+    path = str(tmp_path / "learned.onnx")  # the learned method's training step replays too
+    api.save(g, path)
+    assert api.replay_placement(api.load(path))["makespan"] == rep["makespan"]

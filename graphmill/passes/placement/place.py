@@ -112,14 +112,12 @@ def evaluate(prob: PlacementProblem, placement: list[int], method: str, seconds:
     return Candidate(method, list(placement), s, s.over(prob.capacity) is None, seconds)
 
 
-def place_graph(graph: Graph, cost: Any, *, method: str = "heft", budget: int = 0, seed: int = 0,
-                options: dict | None = None, progress: Callable[[str], None] | None = None,
-                checkpoint: str | None = None) -> PlaceResult:
-    """Place ``graph`` in place (``node.meta["device"]``) with ``method`` and return the report (module
-    docstring). ``budget``: placements the learned placers may simulate (0: their default)."""
-    check_method(method, METHODS)  # learned is api.place's (the learned passes' policy), not a placer here
-    prob = build_problem(graph, cost)
-    check_fits(prob, graph.name)
+def baseline_candidates(prob: PlacementProblem, seed: int = 0, method: str = "") -> tuple[dict[str, Candidate], dict]:
+    """Every baseline placement of ``prob`` simulated, ``{name: Candidate}``, valid or not (the report lists them
+    all; a placer starts from the valid ones), and ``{"wall_s": {name: seconds}, "bounds": lower bounds}``.
+    METIS is left out when pymetis is missing, unless ``method`` is metis (which then says how to install it).
+    Refuses nothing: a caller placing with its own method (``api.place(method="learned")``) must not be refused
+    because one baseline's placement exceeds a device's memory."""
     cands: dict[str, Candidate] = {}
     info: dict = {"wall_s": {}}
     for name, fn in BASELINES.items():
@@ -134,6 +132,18 @@ def place_graph(graph: Graph, cost: Any, *, method: str = "heft", budget: int = 
         cands[name] = evaluate(prob, pl, name, dt)
         info["wall_s"][name] = dt
     info["bounds"] = lower_bounds(prob)  # how far from the best possible (bounds.py; not part of the report)
+    return cands, info
+
+
+def place_graph(graph: Graph, cost: Any, *, method: str = "heft", budget: int = 0, seed: int = 0,
+                options: dict | None = None, progress: Callable[[str], None] | None = None,
+                checkpoint: str | None = None) -> PlaceResult:
+    """Place ``graph`` in place (``node.meta["device"]``) with ``method`` and return the report (module
+    docstring). ``budget``: placements the learned placers may simulate (0: their default)."""
+    check_method(method, METHODS)  # learned is api.place's (the learned passes' policy), not a placer here
+    prob = build_problem(graph, cost)
+    check_fits(prob, graph.name)
+    cands, info = baseline_candidates(prob, seed, method)
     if method in LEARNED:
         from .rl import learned_placement
 
