@@ -15,6 +15,7 @@ import pytest
 
 from graphmill import api
 from graphmill.ir.builder import GraphBuilder
+from tests.passes.test_placement import three_towers
 
 GM = [sys.executable, "-m", "graphmill.cli"]
 
@@ -25,18 +26,8 @@ def run_cli(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def model(tmp_path) -> str:
-    rng = np.random.default_rng(0)
-    b = GraphBuilder("towers")
-    x = b.input("x", "float32", [32, 128])
-    tails = []
-    for _ in range(3):
-        v = x
-        for _ in range(3):
-            v = b.Relu(b.MatMul(v, (rng.standard_normal((128, 128)) * 0.1).astype(np.float32)))
-        tails.append(v)
-    b.output(b.Add(b.Add(tails[0], tails[1]), tails[2]), "y")
     path = str(tmp_path / "m.onnx")
-    api.save(b.build(), path)
+    api.save(three_towers(), path)
     return path
 
 
