@@ -54,7 +54,7 @@ from graphmill.util.files import atomic_write_bytes
 
 from .cost import DEFAULT_WEIGHTS, ProxyCost
 from .fd import ForceDirected, module_adjacency
-from .legality import EPS, legality, place_nearest
+from .legality import EPS, legality, legalize, place_nearest
 from .positions import (add_footprint, assemble_features, footprint_density_increase, footprint_top_increase, lattice,
                         legal_positions, offsets_fit, position_features)
 from .problem import KIND_HARD, KIND_PORT, KIND_SOFT, ChipProblem
@@ -667,6 +667,12 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
         best_v, best_pl = best[0]
         best_ro_acts = best_acts[0] if best_acts else None
     problem.set_placement(best_pl if best_pl is not None else start)
+    if len(problem.hard) and not legality(problem)[0]:
+        # no legal episode (a macro found no legal position: a tight canvas, an interrupted first batch): the
+        # legalizer's placement, as fd and sa give, rather than an illegal one; the offset sweep below keeps macros
+        # in the policy's cells, which they left
+        legalize(problem)
+        best_ro_acts = None
     cost = ProxyCost(problem, weights)
     if not interrupted and problem.soft.size:
         remaining = max(0.0, budget_s - (time.monotonic() - t0))

@@ -81,3 +81,31 @@ def test_force_directed_moves_soft_macros_only_and_keeps_the_best():
     assert np.array_equal(hard[0], p.x[p.hard]) and np.array_equal(hard[1], p.y[p.hard])
     assert r.report.proxy <= start and r.legal
     assert not np.allclose(p.x[p.soft], 200.0)  # the clusters left the centre
+
+
+def tight_problem():
+    """sample_clustered on a 205 x 125 canvas, every macro at (100, 60): a legal placement exists (its 120 x 120
+    and 80 x 40 hard macros side by side: 200 <= 205) but none with the big one in the middle (40 and 45 microns
+    left beside it, 5 above)."""
+    from graphmill.frontend.chip.plc import parse_plc_text
+
+    g = read_netlist(os.path.join(DATA, "sample_clustered", "netlist.pb.txt"))
+    text = open(os.path.join(DATA, "sample_clustered", "initial.plc")).read()
+    text = text.replace("Width : 500.000  Height : 500.000", "Width : 205  Height : 125").replace("1 499 499", "1 204 124")
+    for line in ("2 125 375", "3 375 375", "8 170 310"):
+        text = text.replace(line, line.split()[0] + " 100 60")
+    apply_plc(g, parse_plc_text(text))
+    return problem_from_graph(g)
+
+
+def test_tight_canvas_legalized():
+    """The nearest-position legalizer put the 120 x 120 macro in the middle of the tight canvas (tight_problem) and
+    found no place for the 80 x 40 one, so fd and sa (and rl) wrote an illegal placement, 'NOT LEGAL', although a
+    legal one exists; legalize now falls back to bottom-left packing. Reference: independent_legal, the arithmetic
+    in tight_problem."""
+    p = tight_problem()
+    assert not independent_legal(p) and legalize(p) and independent_legal(p)
+    for place in (force_directed, anneal):
+        p = tight_problem()
+        r = place(p, budget_s=1, seed=0)
+        assert r.legal and independent_legal(p)

@@ -16,7 +16,7 @@ from graphmill.passes.chip.cost import proxy_cost  # noqa: E402
 from graphmill.passes.chip.generate import generate_netlist  # noqa: E402
 from graphmill.passes.chip.problem import problem_from_graph  # noqa: E402
 
-from .test_chip_placers import independent_legal  # noqa: E402
+from .test_chip_placers import independent_legal, tight_problem  # noqa: E402
 
 
 def _problem(seed=7, hard=8):
@@ -108,6 +108,15 @@ def test_rl_place_is_legal_and_no_worse_than_its_episodes():
     assert r.report.proxy == pytest.approx(proxy_cost(p).proxy)
     # the best sampled/greedy episode's proxy: the soft-macro rounds after it keep the best, so never worse
     assert np.isfinite(r.stats["best_episode"]) and r.report.proxy <= r.stats["best_episode"] + 1e-9
+
+
+def test_rl_place_legal_where_no_episode_is():
+    """On tight_problem every episode places the 120 x 120 macro in the middle and the 80 x 40 one nowhere legal, and
+    rl_place wrote its best episode, illegal ('NOT LEGAL'); it now legalizes a final placement that is not.
+    Reference: independent_legal, the arithmetic in tight_problem."""
+    p = tight_problem()
+    r = rl.rl_place(p, budget_s=1.0, seed=0)
+    assert r.legal and independent_legal(p)
 
 
 def test_netlist_without_hard_macros():
