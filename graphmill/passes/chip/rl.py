@@ -492,6 +492,22 @@ def ppo_update(policy, optim, ep_rolls: list[tuple[Episode, list[Rollout]]], *, 
     return total
 
 
+def run_key(problems: list[ChipProblem], weights) -> str:
+    """What a checkpoint is valid for: the netlists (module names, sizes, canvas, nets) and the cost weights. Why: a
+    rerun resumes from ``OUT.plc.rl-checkpoint``, so one written for another netlist of the same size, or under
+    other weights, was resumed silently (its best placement, scored on another scale, competing with the new)."""
+    import hashlib
+
+    h = hashlib.sha256(repr(tuple(float(v) for v in weights)).encode())
+    for p in problems:
+        c = p.canvas
+        h.update("\n".join(p.names).encode())
+        h.update(repr((c.width, c.height, c.columns, c.rows)).encode())
+        for a in (p.kind, p.w, p.h, p.fixed, p.net_ptr, p.net_pins, p.net_weight):
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:24]
+
+
 def _save_checkpoint(path: str, policy, optim, state: dict) -> None:
     import torch
 
@@ -540,9 +556,19 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
     acts: list = actions_of if actions_of is not None else []
     acts[:] = [None] * len(problems)
     done = 0
+    key = run_key(problems, weights)
     if checkpoint and os.path.exists(checkpoint):
         try:
             ck = torch.load(checkpoint, weights_only=True)
+            old_key = ck["state"].get("key", key)  # checkpoints written before the key: taken as they are
+        except Exception:  # noqa: BLE001 -- reported below with the other unreadable checkpoints
+            ck, old_key = None, key
+        if old_key != key:
+            raise UserInputError(f"{checkpoint}: a checkpoint of a run on another netlist or with other weights; "
+                                 "delete it (or write elsewhere with -o) to start over")
+        try:
+            if ck is None:
+                ck = torch.load(checkpoint, weights_only=True)
             policy = new_policy(**ck["config"])
             policy.load_state_dict(ck["policy"])
             optim = torch.optim.Adam(policy.parameters(), lr=lr)
@@ -603,7 +629,8 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
                     stats_of["polishes"], stats_of["polish_s"] = polish_s[1], round(polish_s[0], 1)
             if checkpoint:
                 _save_checkpoint(checkpoint, policy, optim, {
-                    "episodes": done, "best": [(v, None if pl is None else [a.tolist() for a in pl]) for v, pl in best],
+                    "episodes": done, "key": key,
+                    "best": [(v, None if pl is None else [a.tolist() for a in pl]) for v, pl in best],
                     "best_actions": [None if a is None else a.tolist() for a in acts]})
             now = time.monotonic()
             if progress is not None and now >= next_report:

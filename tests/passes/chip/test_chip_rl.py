@@ -101,6 +101,24 @@ def test_train_budget_counts_the_optimizer_construction(monkeypatch):
     assert stats.get("episodes", 0) == 0
 
 
+def test_checkpoint_of_another_netlist_or_weights_refused(tmp_path):
+    """A rerun resumes from OUT.plc.rl-checkpoint; one written for another netlist with as many modules (here two
+    generated ones) or under other weights was resumed silently, its best placement (another netlist's, or scored
+    on another scale) competing with the new run's. Reference: the two runs' inputs, by construction."""
+    from graphmill.errors import UserInputError
+
+    ck = str(tmp_path / "ck.pt")
+    rl.train([_problem(seed=5, hard=4)], episodes=4, batch=4, seed=0, checkpoint=ck)
+    other = _problem(seed=6, hard=4)
+    assert len(other.names) == len(_problem(seed=5, hard=4).names)
+    with pytest.raises(UserInputError, match="another netlist or with other weights"):
+        rl.train([other], episodes=8, batch=4, seed=0, checkpoint=ck)
+    with pytest.raises(UserInputError, match="another netlist or with other weights"):
+        rl.train([_problem(seed=5, hard=4)], episodes=8, batch=4, seed=0, checkpoint=ck, weights=(1.0, 1.0, 1.0))
+    rl.train([_problem(seed=5, hard=4)], episodes=8, batch=4, seed=0, checkpoint=ck)  # the same run resumes
+    assert torch.load(ck, weights_only=True)["state"]["episodes"] == 8
+
+
 def test_rl_place_is_legal_and_no_worse_than_its_episodes():
     p = _problem(seed=11)
     r = rl.rl_place(p, budget_s=3.0, seed=0)
