@@ -976,7 +976,8 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
     problem = problem_from_graph(graph)
     if method == "fd":
         from graphmill.passes.chip.sa import force_directed
-        result = force_directed(problem, weights=weights, budget_s=budget_s, seed=seed, progress=progress)
+        result = force_directed(problem, weights=weights, budget_s=budget_s, seed=seed, progress=progress,
+                                **(options or {}))  # none: an option given is refused, not ignored
     elif method == "sa":
         from graphmill.passes.chip.sa import anneal
         result = anneal(problem, weights=weights, budget_s=budget_s, seed=seed, progress=progress,

@@ -33,6 +33,14 @@ def _weights(text: str) -> tuple[float, float, float]:
 _NEGATIVE_VALUE = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\.?\d[\d.eE+-]*(,[^,]*)+$")
 
 
+def _show(key: str, value) -> str:
+    """One progress field: seconds to 0.1, other numbers to 4 significant digits (a fixed 4 decimals printed
+    'elapsed 2.4000' and, late in an anneal, 'temperature 0.0000')."""
+    if isinstance(value, float):
+        return f"{key} {value:.1f}" if key == "elapsed" else f"{key} {value:.4g}"
+    return f"{key} {value}"
+
+
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("chip", help="chip macro placement (Circuit Training netlists and .plc files)")
     chip_sub = p.add_subparsers(dest="chip_command", metavar="SUBCOMMAND")
@@ -61,8 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(info: dict) -> None:
         if not args.quiet:
-            print("chip place: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                             for k, v in info.items()), file=sys.stderr, flush=True)
+            print("chip place: " + ", ".join(_show(k, v) for k, v in info.items()), file=sys.stderr, flush=True)
 
     info: dict = {}
     report = api.chip_place(args.netlist, args.init, method=args.method, output=args.output, budget_s=args.budget_s,

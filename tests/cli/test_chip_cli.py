@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -194,3 +195,17 @@ def test_outputs_naming_one_file_or_an_input_refused(tmp_path, capsys):
     with pytest.raises(UserInputError, match="not all 0"):
         api.chip_place(NET, init, method="fd", output=out, budget_s=1, weights=(0, 0, 0))
     _bad(tmp_path, capsys, [NET, "--init", PLC, "--method", "fd", "--weights", "0,0,0"], "at least one weight")
+
+
+def test_progress_lines_and_fd_options(tmp_path, capsys):
+    """Progress fields were all printed with 4 decimals: 'elapsed 2.4000', and late in an anneal 'temperature
+    0.0000' (it is not 0: it falls geometrically to 1e-3 of its start); api.chip_place ignored ``options`` for fd
+    (sa and rl refuse an unknown one). Reference: the annealing schedule (temperature > 0 throughout)."""
+    out = tmp_path / "o.plc"
+    assert main(["chip", "place", NET, "--init", PLC, "--method", "sa", "-o", str(out), "--budget-s", "2.5"]) == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("chip place:")]
+    assert lines and all(re.search(r"elapsed \d+\.\d,", ln) for ln in lines), lines
+    temps = [float(re.search(r"temperature (\S+),", ln).group(1)) for ln in lines]
+    assert all(t > 0 for t in temps), lines
+    with pytest.raises(TypeError, match="refine"):
+        api.chip_place(NET, PLC, method="fd", output=tmp_path / "f.plc", budget_s=1, options={"refine": 1})
