@@ -269,7 +269,10 @@ def placement_text(graph: Graph, template: PlcFile, costs: dict[str, float] | No
                 node.attr("fixed", 0)) and (old.orientation == "-" or old.orientation == node.attr("orientation")):
             line = old.line
         lines.append(line)
-    return "\n".join(lines) + "\n"
+    # a template with Windows line ends (CRLF) gets them on every line, not only on the lines kept from it
+    raw = [it if isinstance(it, str) else template.nodes[it].line for it in template.items]
+    eol = "\r\n" if raw and sum(r.endswith("\r") for r in raw) * 2 > len(raw) else "\n"
+    return eol.join(ln.rstrip("\r") for ln in lines) + eol
 
 
 def check_place_paths(inputs: dict[str, str | os.PathLike], outputs: dict[str, str | os.PathLike | None]) -> None:

@@ -78,6 +78,20 @@ def test_truncated_gzip_and_unterminated_string_named(tmp_path):
         parse_netlist_text('node {\n  name: "a\n  input: "b"\n}\n', "<n>")
 
 
+def test_crlf_template_gives_crlf_output():
+    """A .plc with Windows line ends (CRLF) was written back with CRLF on the header lines kept from it and LF on
+    the node lines (29 and 7 of 36 lines for sample_clustered): mixed. Reference: the template's line ends."""
+    g = read_netlist(_path("sample_clustered", "netlist.pb.txt"))
+    text = open(_path("sample_clustered", "initial.plc")).read().replace("\n", "\r\n")
+    plc = parse_plc_text(text)
+    apply_plc(g, plc)
+    next(n for n in g if n.name == "M0").set_attr("x", 130.0)  # one node line rewritten
+    out = placement_text(g, plc)
+    assert out.count("\n") == out.count("\r\n") == len(text.splitlines()) and "\r\r" not in out
+    plain = placement_text(g, parse_plc_text(open(_path("sample_clustered", "initial.plc")).read()))
+    assert "\r" not in plain
+
+
 @pytest.mark.parametrize("folder,name", [("ariane133_ng45", "legalized.plc"), ("sample_clustered", "initial.plc"),
                                          ("toy_macro_stdcell", "initial.plc"), ("simple_with_coords", "initial.plc")])
 def test_plc_round_trip(folder, name):
