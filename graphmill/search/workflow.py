@@ -288,9 +288,14 @@ def check_executor(executor: str | None, workers: int, ray_address: str | None =
 
 def check_ray_address(executor: str | None, ray_address: str | None) -> None:
     """``--ray-address`` names a cluster for the ``ray`` executor; with any other the run would go on locally as
-    if no cluster was named, so it is refused."""
+    if no cluster was named, so it is refused; so is an address where nothing answers (``ray.init`` would wait
+    there without end)."""
     if ray_address is not None and executor != "ray":
         raise UserInputError("--ray-address needs --executor ray")
+    if executor == "ray" and ray_address:  # before anything is written: ray.init would wait without end
+        from graphmill.search.executors.ray import check_address
+
+        check_address(ray_address)
 
 
 def prepare(space_spec: str, evaluator_spec: str = "builtin", *, strategy: str = "default",

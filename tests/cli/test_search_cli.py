@@ -107,6 +107,8 @@ BAD_SPACE = '{"type": "space", "params": {"lr": {"type": "float", "low": "a", "h
     # an option value the strategy refuses: the folder used to be created before the refusal
     (["--space", "mnasnet", "--strategy", "evolution", "--option", "population=0"], {}, "population=0 must be >= 1"),
     (["--space", "mnasnet", "--accel", "missing.toml"], {}, "missing.toml"),
+    # nothing listens on port 1: ray.init waited there without end (no answer after 400 s), after creating --out
+    (["--space", "mnasnet", "--executor", "ray", "--ray-address", "127.0.0.1:1"], {}, "nothing answers at 127.0.0.1:1"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, files, expect):
     for name, text in files.items():

@@ -30,6 +30,28 @@ from graphmill.search.executors.base import Executor, call
 from graphmill.util.errors import UserInputError
 
 
+def check_address(address: str | None, timeout: float = 5.0) -> None:
+    """A ``UserInputError`` when ``address`` is ``HOST:PORT`` (or ``ray://HOST:PORT``) and nothing there accepts a
+    TCP connection: ``ray.init`` would retry without end (measured: no answer after 400 s for ``127.0.0.1:1``,
+    Ray's own warnings every few seconds). Other forms (``auto``, ...) are left to Ray, which answers at once."""
+    import socket
+
+    if not address:
+        return
+    rest = address.split("://", 1)[1] if address.startswith("ray://") else address
+    host, sep, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or "/" in host:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise UserInputError(f"ray address {address!r}: nothing answers at {host}:{port} ({why}); start the "
+                             "cluster first (ray start --head) or leave the address out to start Ray "
+                             "locally") from None
+
+
 class _Worker:  # pragma: no cover - runs in a Ray worker process
     """One evaluation at a time; ``evaluate`` unpickled once, when the actor starts."""
 
@@ -71,6 +93,7 @@ class RayExecutor(Executor):
             t0 = time.perf_counter()
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
             if address:
+                check_address(address)
                 kwargs["address"] = address
             else:
                 kwargs["num_cpus"] = workers
