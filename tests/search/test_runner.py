@@ -114,6 +114,18 @@ def test_one_worker_same_results_whichever_executor():
     assert summary(a) == summary(b)
 
 
+def test_an_evaluator_that_edits_its_config_changes_nothing():
+    # reference: the same search with an evaluator that leaves its argument alone (what a worker process, which
+    # gets a copy, always gave). Before the fix the in-process executor (the default with one worker) handed over
+    # the runner's own dict: the history held the edited configuration ({"lr": 0.0, "note": "seen"}), and on
+    # other spaces the run died with "note: no such parameter" or, in the default strategy, a math domain error
+    for strategy in ("evolution", "default"):
+        kw = dict(strategy=strategy, budget=12, seed=0, progress=False)
+        a = search.run(rh.small_space(), rh.evaluate, **kw)
+        b = search.run(rh.small_space(), rh.evaluate_and_edit, **kw)
+        assert summary(b) == summary(a)
+
+
 @pytest.mark.xdist_group("processes")  # two worker processes, a 1 s timeout
 def test_process_pool_two_workers_and_timeouts():
     space = search.Space({"a": search.Choice([0.0, 0.2, 3.0])})

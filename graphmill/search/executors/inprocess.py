@@ -1,8 +1,11 @@
 """The in-process executor: each evaluation runs in the calling thread when submitted (tests, debugging, and
-evaluations too cheap to be worth a process hop). One worker by construction."""
+evaluations too cheap to be worth a process hop). One worker by construction. ``evaluate`` gets a copy of the
+configuration, as a worker process gets one, so that an evaluator that edits its argument changes neither the
+history nor what the strategy is told (and gives the same search on every executor)."""
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any, Callable
 
@@ -19,7 +22,7 @@ class InProcessExecutor(Executor):
 
     def submit(self, token: int, config: dict) -> None:
         self._started[token] = time.perf_counter()
-        self._done.append((token, call(self.evaluate, config, self.timeout)))
+        self._done.append((token, call(self.evaluate, copy.deepcopy(config), self.timeout)))
 
     def started(self, token: int) -> float | None:
         return self._started.get(token)
