@@ -150,6 +150,21 @@ def test_timeout_counts_from_the_start_in_the_worker_not_the_submission():
     assert [(t.status, t.reward) for t in sorted(r.history, key=lambda t: t.config["a"])] == [("ok", 0.0), ("ok", 0.2)]
 
 
+def test_timeout_outside_the_main_thread_still_fails_the_trial():
+    # reference: timeout=0.1 against evaluations of 0 and 0.3 s (the README: an evaluation that overruns
+    # timeout= is a failed trial). From a thread SIGALRM cannot be used; before the fix the 0.3 s one was "ok"
+    import threading
+
+    space = search.Space({"a": search.Choice([0.0, 0.3])})
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", search.run(
+        space, rh.sleep_for_a, strategy="random", budget=2, seed=0, timeout=0.1, progress=False)))
+    t.start()
+    t.join(30)
+    by_a = {x.config["a"]: x for x in out["r"].history}
+    assert by_a[0.0].status == "ok" and by_a[0.3].status == "failed" and "timeout" in by_a[0.3].error
+
+
 def test_unpicklable_evaluate_is_a_clear_error():
     with pytest.raises(UserInputError, match="cannot be sent to worker processes"):
         search.run(rh.small_space(), lambda c: 1.0, budget=2, workers=2, progress=False)

@@ -4,7 +4,8 @@
 ``("failed", "ErrorType: message", seconds)``; a ``timeout`` (seconds) is enforced with ``SIGALRM`` where the
 evaluation runs in a process's main thread (process-pool and Ray workers, the in-process executor when called from
 the main thread); the runner also abandons an evaluation that overruns its timeout by ``grace`` seconds (the pool
-kills and replaces that worker, Ray cancels the task).
+kills and replaces that worker, Ray cancels the task). Where no alarm can be set (the in-process executor run
+from another thread) an evaluation that overran is still a failed trial, when it returns.
 """
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ def call(evaluate: Callable[[dict], Any], config: dict, timeout: float | None) -
             old = signal.signal(signal.SIGALRM, _alarm)
             signal.setitimer(signal.ITIMER_REAL, float(timeout))
         result = evaluate(config)
-        return "ok", result, time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        if timeout and not use_alarm and seconds > timeout:  # it could not be stopped: still not a success
+            return "failed", (f"timeout: the evaluation took {seconds:.3g} s, more than {timeout:g} s (outside "
+                              "the main thread it could not be stopped: use executor 'local' for that)"), seconds
+        return "ok", result, seconds
     except EvaluationTimeout:
         return "failed", f"timeout: the evaluation took more than {timeout:g} s", time.perf_counter() - t0
     except Exception as e:  # the evaluator's own failure: recorded, the search goes on
