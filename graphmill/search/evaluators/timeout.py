@@ -4,7 +4,8 @@ An evaluation that runs past ``seconds`` raises ``EvaluationTimeout``, which the
 failed trial (as it does any exception), and the search goes on. Three ways to stop it:
 
 * ``"signal"``: ``SIGALRM`` (``setitimer``) in the calling thread; no extra process, but it can only
-  interrupt Python code (a long call into C -- one big torch op -- ends first). Needs the main thread.
+  interrupt Python code (a long call into C -- one big torch op -- ends first). Needs the main thread. An
+  enclosing timer (``search.run(timeout=)`` on the same thread) is kept: the shorter limit wins.
 * ``"process"``: the evaluation runs in a fresh child process (``spawn``), killed at the deadline; it
   stops anything, at the cost of a process start (and of importing torch again) per evaluation. The
   clock starts once the child has loaded the evaluator, so the start does not count against the limit.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -83,13 +85,21 @@ class WithTimeout:
         def expire(signum, frame):
             raise self._expired()
 
+        # an enclosing limit (search.run(timeout=) sets one with the same timer) must still hold: one that ends
+        # first stays in charge; else this one runs and the enclosing one is re-armed with what it had left
+        enclosing = signal.getitimer(signal.ITIMER_REAL)[0]
+        if 0 < enclosing <= self.seconds:
+            return self.evaluate(config)
         previous = signal.signal(signal.SIGALRM, expire)
+        start = time.monotonic()
         signal.setitimer(signal.ITIMER_REAL, float(self.seconds))
         try:
             return self.evaluate(config)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+            if enclosing > 0:
+                signal.setitimer(signal.ITIMER_REAL, max(1e-3, enclosing - (time.monotonic() - start)))
 
     def _by_process(self, config: dict) -> Any:
         ctx = multiprocessing.get_context("spawn")
