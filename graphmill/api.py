@@ -920,12 +920,15 @@ def chip_load(netlist: str | os.PathLike, init: str | os.PathLike):
     match, macros whose total area exceeds the canvas."""
     from graphmill.frontend.chip.netlist import read_netlist
     from graphmill.frontend.chip.plc import apply_plc, read_plc
-    from graphmill.passes.chip.problem import problem_from_graph
+    from graphmill.passes.chip.problem import ChipPlacementError, problem_from_graph
 
     graph = read_netlist(netlist)
     plc = read_plc(init)
     apply_plc(graph, plc)
-    problem_from_graph(graph).check_area()
+    try:
+        problem_from_graph(graph).check_area()
+    except ChipPlacementError as e:  # the canvas is the .plc's: name it
+        raise ChipPlacementError(f"{plc.path}: {e}") from None
     return graph, plc
 
 
