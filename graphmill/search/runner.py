@@ -226,13 +226,16 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
         strat.tell(config, t.reward if t.status == "ok" else None, t.metrics)
 
     try:
-        # evaluations in flight when the previous run stopped go first (the strategy already asked them)
-        resubmit, pending = pending, []
-        for c in resubmit:
-            pending.append(c)
-            submit(c, space.key(c))
+        # evaluations in flight when the previous run stopped go first (the strategy already asked them), at most
+        # `workers` at a time: a run resumed with fewer workers than it had keeps the rest queued (they stay in
+        # `pending` for the checkpoint until they finish)
+        queued = list(pending)
         while True:
-            while len(in_flight) < workers and len(history) + len(in_flight) < budget and not result.exhausted:
+            while queued and len(in_flight) < workers:
+                c = queued.pop(0)
+                submit(c, space.key(c))
+            while len(in_flight) < workers and len(history) + len(in_flight) + len(queued) < budget \
+                    and not result.exhausted:
                 flying = {k for _, k, _ in in_flight.values()}
                 if repeats >= MAX_REPEATS:
                     config = _unseen(space, rng, by_key, flying)

@@ -165,6 +165,24 @@ def test_timeout_outside_the_main_thread_still_fails_the_trial():
     assert by_a[0.0].status == "ok" and by_a[0.3].status == "failed" and "timeout" in by_a[0.3].error
 
 
+def test_resume_with_fewer_workers_than_were_in_flight(tmp_path):
+    # reference: a checkpoint as a 3-worker run killed mid-way leaves it (2 evaluations in flight, in "pending"),
+    # resumed with one pool worker; before the fix the runner submitted both at once: RuntimeError "no free worker"
+    ck = tmp_path / "run.json"
+    kw = dict(strategy="random", seed=0, checkpoint=str(ck), progress=False)
+    search.run(rh.small_space(), rh.evaluate, budget=3, **kw)
+    state = json.loads(ck.read_text())
+    space, seen = rh.small_space(), {t["key"] for t in state["history"]}
+    rng = __import__("numpy").random.default_rng(5)
+    extra = [c for c in (space.sample(rng) for _ in range(20)) if space.key(c) not in seen][:2]
+    state["pending"] = extra
+    ck.write_text(json.dumps(state))
+    r = search.run(space, rh.evaluate, budget=6, workers=1, executor="local", **kw)
+    assert [t.config for t in r.history[3:5]] == extra  # the in-flight ones first, one at a time
+    assert len(r.history) == 6 and len({t.key for t in r.history}) == 6
+    assert json.loads(ck.read_text())["pending"] == []
+
+
 def test_unpicklable_evaluate_is_a_clear_error():
     with pytest.raises(UserInputError, match="cannot be sent to worker processes"):
         search.run(rh.small_space(), lambda c: 1.0, budget=2, workers=2, progress=False)
