@@ -120,6 +120,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, files, exp
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # two CLI processes, ~5 s
 def test_rerun_with_another_evaluator_is_refused(tmp_path):
     # reference: the first run's history.jsonl, which must stay as it was. Before the fix the rerun with
     # myeval:broken resumed the checkpoint of myeval:quadratic (exit 0) and its best mixed the two evaluators
