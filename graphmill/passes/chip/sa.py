@@ -9,7 +9,8 @@ placement). The best placement seen is kept and returned, also when the run is i
 
 A start whose hard macros overlap (e.g. every node at the canvas centre) is first given a global placement:
 force-directed rounds over hard and soft macros together, greedy legalization of the hard macros (largest
-first, nearest legal position), force-directed placement of the soft macros.
+first, nearest legal position), force-directed placement of the soft macros. A legal start is replaced by
+its global placement when that costs less (``better_start``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,25 @@ def global_placement(problem: ChipProblem, cost: ProxyCost, *, seed: int = 0, sh
     ForceDirected(p).run(cost, rounds=40, seed=seed, should_stop=should_stop)
 
 
+def better_start(problem: ChipProblem, cost: ProxyCost, *, seed: int = 0, should_stop=None) -> bool:
+    """Replace a legal start by its global placement when that costs less (True when it did).
+
+    The annealing starts cold (``start_accept``), so it refines the placement it is given and cannot undo a
+    poor one: from a random legal placement of Ariane133 it reached 0.7434 in 60 s, against 0.6784 from every
+    node at the canvas centre, which gets the global placement. The global placement costs under a second
+    there, and a good start (the flow's 0.6859; its global placement 0.8608) is kept as it was."""
+    p = problem
+    if not np.any(p.fixed[p.hard] == 0):
+        return False
+    given, kept = cost.evaluate().proxy, p.copy_placement()
+    global_placement(p, cost, seed=seed, should_stop=should_stop)
+    if legality(p)[0] and cost.evaluate().proxy < given:
+        return True
+    p.set_placement(kept)
+    cost.evaluate()
+    return False
+
+
 def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAULT_WEIGHTS, budget_s: float = 60.0,
            seed: int = 0, progress: Progress | None = None, progress_every: float = 2.0,
            fd_period_s: float | None = None, start_accept: float = 0.01,
@@ -91,8 +111,10 @@ def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAUL
         if not legality(p)[0]:
             global_placement(p, cost, seed=seed, should_stop=out_of_time)
             stats["global_placement"] = True
-        elif p.soft.size:
-            ForceDirected(p).run(cost, rounds=10, seed=seed, should_stop=out_of_time)
+        else:
+            if p.soft.size:
+                ForceDirected(p).run(cost, rounds=10, seed=seed, should_stop=out_of_time)
+            stats["global_placement"] = better_start(p, cost, seed=seed, should_stop=out_of_time)
         cur = cost.evaluate().proxy
         legal_now = legality(p)[0]
         best_cost = cur if legal_now else math.inf
