@@ -48,23 +48,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     verbose = args.verbose + args.command_verbose
+    # "graphmill chip place: error: ..." as argparse says it for a nested command's usage errors
+    name = " ".join(n for n in (args.command, getattr(args, f"{args.command}_command", None)) if n)
     logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), format="%(name)s: %(message)s")
     try:
         return args.func(args)
     except GraphmillError as e:
-        print(f"graphmill {args.command}: error: {e}", file=sys.stderr)
+        print(f"graphmill {name}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print(f"graphmill {args.command}: interrupted", file=sys.stderr)
+        print(f"graphmill {name}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `graphmill inspect m.onnx | head`
         return 0
     except MemoryError as e:  # numpy's _ArrayMemoryError included: a size no budget anticipated
         detail = str(e).splitlines()[0] if str(e) else "an allocation failed"
-        print(f"graphmill {args.command}: error: out of memory ({detail}); the model or its inputs are too "
+        print(f"graphmill {name}: error: out of memory ({detail}); the model or its inputs are too "
               "large for this machine's memory (see the size limits in README.md)", file=sys.stderr)
         return 2
     except OSError as e:  # a file-system refusal we did not anticipate: still one line, still exit 2
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        print(f"graphmill {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        print(f"graphmill {name}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2

@@ -65,6 +65,7 @@ def _bad(tmp_path, capsys, args, pattern):
         rc = e.code
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and pattern in err, err
+    assert err.startswith("graphmill chip place: error: "), err  # one prefix, argparse's and ours alike
     assert os.listdir(tmp_path) == [p for p in os.listdir(tmp_path) if p not in ("out.plc", "r.json")]
     assert not out.exists()
 
