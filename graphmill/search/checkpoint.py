@@ -11,10 +11,20 @@ Schema (``version`` 1)::
 
 The file is replaced through a temporary file renamed into place (``graphmill.util.files``) after every
 result, so a ``kill -9`` at any moment leaves either the previous or the new checkpoint, never a torn one.
+
+Writing it takes time (an RL controller's state makes it megabytes), so each result is first appended to a
+write-ahead journal next to it (``<checkpoint>.journal``, one JSON line ``{"run": DIGEST, "trial": <Trial>}``,
+flushed and fsynced) before the strategy hears of it; a ``kill -9`` while the checkpoint is being written then
+loses no result: the resumed run answers the journaled configurations from the journal when its strategy asks
+for them again instead of evaluating them twice. ``DIGEST`` (``run_digest``) names the search (space, strategy,
+options, seed, fingerprint), so a journal left by another search is ignored; a torn last line (killed mid-append)
+is ignored too. The journal holds only results the checkpoint lacks: it is rewritten (removed when empty) each
+time a checkpoint lands. A checkpoint without a journal (older versions) resumes as before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any
@@ -46,3 +56,69 @@ def load(path: str | os.PathLike) -> dict[str, Any] | None:
     if data.get("version") != VERSION:
         raise UserInputError(f"{path}: checkpoint version {data.get('version')!r} is not {VERSION}")
     return data
+
+
+def journal_path(path: str | os.PathLike) -> str:
+    """The write-ahead journal of the checkpoint at ``path``: ``<path>.journal``."""
+    return os.fspath(path) + ".journal"
+
+
+def run_digest(identity: Any) -> str:
+    """A short stable digest of ``identity`` (JSON-able), tagging journal lines with the search they belong to."""
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def journal_append(path: str | os.PathLike, run: str, trial: dict[str, Any]) -> None:
+    """Append ``trial`` to the journal of ``path`` and fsync it: once this returns, a ``kill -9`` cannot lose it."""
+    jpath = journal_path(path)
+    data = (json.dumps({"run": run, "trial": trial}, separators=(",", ":"), allow_nan=False) + "\n").encode()
+    try:
+        fd = os.open(jpath, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise UserInputError(f"{jpath}: cannot write ({e.strerror})") from None
+
+
+def journal_read(path: str | os.PathLike, run: str) -> list[dict[str, Any]]:
+    """The trials journaled for the search ``run`` next to ``path``, in order; [] when there is no journal.
+    Lines of another search, lines that do not parse and a torn last line (no newline) are skipped."""
+    jpath = journal_path(path)
+    try:
+        with open(jpath, "rb") as f:
+            raw = f.read(CHECKPOINT_LIMIT)
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise UserInputError(f"{jpath}: cannot read the search journal ({e.strerror}); remove it") from None
+    out = []
+    for line in raw.split(b"\n")[:-1]:  # the last piece is "" or a torn line
+        try:
+            d = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(d, dict) and d.get("run") == run and isinstance(d.get("trial"), dict):
+            out.append(d["trial"])
+    return out
+
+
+def journal_rewrite(path: str | os.PathLike, run: str, trials: list[dict[str, Any]]) -> None:
+    """Leave only ``trials`` in the journal of ``path`` (atomically; the file is removed when there are none).
+    Called once a checkpoint holding every other journaled trial has landed."""
+    jpath = journal_path(path)
+    if not trials:
+        try:
+            os.unlink(jpath)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise UserInputError(f"{jpath}: cannot remove ({e.strerror})") from None
+        return
+    atomic_write_text(jpath, "".join(json.dumps({"run": run, "trial": t}, separators=(",", ":"), allow_nan=False)
+                                     + "\n" for t in trials))

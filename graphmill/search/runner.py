@@ -7,7 +7,10 @@ evaluator that raises, returns a non-finite reward or overruns ``timeout``, coun
 start in its worker, gives a failed trial and the search goes on), is told to the strategy, and the whole state is checkpointed atomically. With one worker the
 sequence ask -> evaluate -> tell -> checkpoint is deterministic, so a run killed at any point and rerun with the
 same arguments ends with exactly the history of an uninterrupted run; evaluations that were in flight are
-resubmitted first on resume and no finished one is repeated.
+resubmitted first on resume and no finished one is repeated: each result is appended to a write-ahead journal
+(``checkpoint.journal_append``) before the strategy is told and the checkpoint written, and a resumed run
+answers a journaled configuration from the journal (a new trial, counted like the original) when it is
+submitted again, so a kill while the checkpoint is being written costs no evaluation either.
 
 If the strategy proposes only known configurations ``MAX_REPEATS`` (50) times in a row (a converged RL
 controller), the runner proposes a random unseen configuration itself and tells it to the strategy, so the
@@ -177,7 +180,11 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
             fingerprint = json.loads(json.dumps(fingerprint, allow_nan=False))  # as the checkpoint will hold it
         except (TypeError, ValueError) as e:
             raise UserInputError(f"fingerprint={fingerprint!r} is not JSON-able: {e}") from None
+    journal: dict[str, dict] = {}  # key -> Trial.to_json() of results journaled but not in the checkpoint
+    run_id = ""
     if checkpoint is not None:
+        run_id = ckpt.run_digest({"space": space_json, "strategy": strategy, "options": options, "seed": seed,
+                                  "fingerprint": fingerprint})
         state = ckpt.load(checkpoint)
         if state is not None:
             for what, mine in (("space", space_json), ("strategy", strategy), ("seed", seed), ("options", options)):
@@ -196,6 +203,8 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
             waiting = list(state["waiting"])
             rng = rng_from_state(state["runner"]["rng"])
             repeats = int(state["runner"]["repeats"])
+        journal = _journaled(space, checkpoint, run_id, by_key)
+        ckpt.journal_rewrite(checkpoint, run_id, list(journal.values()))  # drops torn and other searches' lines
 
     def save() -> None:
         if checkpoint is None:
@@ -206,19 +215,24 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
                                "strategy_state": strat.state_dict(),
                                "runner": {"rng": rng_state(rng), "repeats": repeats},
                                **({"fingerprint": fingerprint} if fingerprint is not None else {})})
+        ckpt.journal_rewrite(checkpoint, run_id, list(journal.values()))  # the checkpoint has landed
 
     report = _progress(progress, budget)
     size = space.size()
     result = SearchResult(space, strategy, history)
     exec_: Executor = make(executor, evaluate, workers=workers, timeout=timeout, ray_address=ray_address)
     in_flight: dict[int, tuple[dict, str, float]] = {}  # token -> (config, key, submitted at)
+    ready: list[int] = []  # tokens answered from the journal, finished without an evaluation
     next_token = 0
     start = time.perf_counter()
     done_here = 0
 
     def submit(config: dict, key: str) -> None:
         nonlocal next_token
-        exec_.submit(next_token, config)
+        if key in journal:
+            ready.append(next_token)
+        else:
+            exec_.submit(next_token, config)
         in_flight[next_token] = (config, key, time.perf_counter())
         next_token += 1
 
@@ -261,7 +275,11 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
                 submit(config, key)
             if not in_flight:
                 break
-            finished = exec_.wait(_next_deadline(exec_, in_flight, timeout))
+            if ready:
+                finished = [(token, None) for token in ready]
+                ready.clear()
+            else:
+                finished = exec_.wait(_next_deadline(exec_, in_flight, timeout))
             now = time.perf_counter()
             if not finished and timeout:
                 for token in list(in_flight):
@@ -273,7 +291,12 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
                 if token not in in_flight:
                     continue
                 config, key, _ = in_flight.pop(token)
-                trial = _make_trial(len(history), config, key, outcome, objective)
+                if outcome is None:  # answered from the journal: the evaluation finished before the kill
+                    trial = Trial.from_json({**journal.pop(key), "number": len(history), "config": config})
+                else:
+                    trial = _make_trial(len(history), config, key, outcome, objective)
+                    if checkpoint is not None:
+                        ckpt.journal_append(checkpoint, run_id, trial.to_json())  # before tell and checkpoint
                 history.append(trial)
                 by_key[key] = trial
                 _remove_first(pending, config)
@@ -314,6 +337,21 @@ def _next_deadline(exec_: Executor, in_flight: dict, timeout: float | None) -> f
     if any(t0 is None for t0 in starts):
         waits.append(_START_POLL)
     return max(0.05, min(waits))
+
+
+def _journaled(space: Space, checkpoint: str, run_id: str, by_key: dict) -> dict[str, dict]:
+    """The trials of the checkpoint's journal that its history lacks, by key (valid ones of this search)."""
+    out: dict[str, dict] = {}
+    for d in ckpt.journal_read(checkpoint, run_id):
+        try:
+            t = Trial.from_json(d)
+            if t.key != space.key(t.config):
+                continue
+        except Exception:  # a line this version cannot read: the configuration is evaluated again
+            continue
+        if t.key not in by_key:
+            out.setdefault(t.key, t.to_json())
+    return out
 
 
 def _remove_first(items: list[dict], config: dict) -> None:

@@ -1,0 +1,84 @@
+"""search.run's write-ahead journal (issue 11 item 7: after ``kill -9`` no finished evaluation is repeated).
+
+A kill while the checkpoint is being written (megabytes for an RL controller's state) is simulated by a checkpoint
+writer that raises ``SystemExit`` instead of writing (the run's memory is lost with it, as with ``kill -9``): the
+result just evaluated is then only in the journal. References: an uninterrupted run of the same search (the
+history) and an evaluator that counts its calls (each distinct configuration evaluated exactly once, across the
+killed and the resumed run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import runner_helpers as rh  # noqa: E402
+
+from graphmill import search  # noqa: E402
+from graphmill.search import checkpoint as ckpt  # noqa: E402
+
+BUDGET = 16
+
+
+def summary(result):
+    return [(t.config, t.reward, t.status) for t in result.history]
+
+
+@pytest.mark.parametrize("strategy,dies_at", [("default", 6), ("reinforce", 1), ("ppo", 9)])
+def test_a_kill_while_the_checkpoint_is_written_repeats_no_evaluation(tmp_path, monkeypatch, strategy, dies_at):
+    ref = search.run(rh.small_space(), rh.evaluate, strategy=strategy, budget=BUDGET, seed=3, progress=False)
+    ck = str(tmp_path / "run.json")
+    calls: list[str] = []
+
+    def counted(c):
+        calls.append(json.dumps(c, sort_keys=True))
+        return rh.evaluate(c)
+
+    saves = {"n": 0}
+    real_save = ckpt.save
+
+    def dying_save(path, state):  # the process dies while this checkpoint is being written
+        saves["n"] += 1
+        if saves["n"] == dies_at:
+            raise SystemExit(9)
+        real_save(path, state)
+
+    monkeypatch.setattr(ckpt, "save", dying_save)
+    with pytest.raises(SystemExit):
+        search.run(rh.small_space(), counted, strategy=strategy, budget=BUDGET, seed=3, progress=False,
+                   checkpoint=ck)
+    monkeypatch.setattr(ckpt, "save", real_save)
+    saved = len(ckpt.load(ck)["history"]) if dies_at > 1 else 0
+    assert (saved, len(calls)) == (dies_at - 1, dies_at)  # the last result is in no checkpoint
+    with open(ck + ".journal", "a") as f:
+        f.write('{"run": "torn by the ki')  # a kill mid-append leaves a torn last line: ignored
+    resumed = search.run(rh.small_space(), counted, strategy=strategy, budget=BUDGET, seed=3, progress=False,
+                         checkpoint=ck)
+    assert summary(resumed) == summary(ref)
+    assert sorted(calls) == sorted(json.dumps(t.config, sort_keys=True) for t in ref.history)  # each once
+    assert not os.path.exists(ck + ".journal")  # every journaled result is in the final checkpoint
+
+
+def test_a_journal_of_another_search_is_ignored(tmp_path):
+    # reference: the uninterrupted run; a journal line of another seed (same configuration key) must not answer
+    ref = search.run(rh.small_space(), rh.evaluate, strategy="evolution", budget=8, seed=4, progress=False)
+    ck = str(tmp_path / "run.json")
+    other = ckpt.run_digest({"space": rh.small_space().to_json(), "strategy": "evolution", "options": {},
+                             "seed": 5, "fingerprint": None})
+    first = ref.history[0]
+    ckpt.journal_append(ck, other, {**first.to_json(), "reward": 123.0})
+    calls = []
+
+    def counted(c):
+        calls.append(c)
+        return rh.evaluate(c)
+
+    r = search.run(rh.small_space(), counted, strategy="evolution", budget=8, seed=4, progress=False,
+                   checkpoint=ck)
+    assert summary(r) == summary(ref) and len(calls) == 8
+    assert not os.path.exists(ckpt.journal_path(ck))
