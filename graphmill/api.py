@@ -945,6 +945,20 @@ def chip_cost(netlist: str | os.PathLike, placement: str | os.PathLike,
     return dict(proxy_cost(problem, tuple(weights)).as_dict(), legal=legality(problem)[0])
 
 
+def _check_chip_options(method: str, options: dict | None) -> None:
+    """An unknown placer option refused in one line naming the ones there are (it was a TypeError)."""
+    import inspect
+
+    from graphmill.passes.chip.rl import rl_place
+    from graphmill.passes.chip.sa import anneal, force_directed
+
+    placer = {"fd": force_directed, "sa": anneal, "rl": rl_place}[method]
+    known = sorted(set(inspect.signature(placer).parameters) - {"problem", "weights", "budget_s", "seed", "progress"})
+    unknown = sorted(set(options or {}) - set(known))
+    if unknown:
+        raise UserInputError(f"unknown {method} option {unknown[0]!r}; known: {', '.join(known) or 'none'}")
+
+
 def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: str = "sa",
                output: str | os.PathLike | None = None, budget_s: float = 60.0, seed: int = 0,
                weights: tuple[float, float, float] = (1.0, 0.5, 0.5), json_path: str | os.PathLike | None = None,
@@ -975,6 +989,7 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
         raise UserInputError(f"--weights {','.join(map(str, weights))}: three numbers >= 0, not all 0 (wirelength, "
                              "density, congestion)")
     check_place_paths({"NETLIST": netlist, "--init": init}, {"-o": output, "--json": json_path, "--plot": plot})
+    _check_chip_options(method, options)
     graph, plc = chip_load(netlist, init)
     problem = problem_from_graph(graph)
     if method == "fd":

@@ -210,5 +210,11 @@ def test_progress_lines_and_fd_options(tmp_path, capsys):
     assert lines and all(re.search(r"elapsed \d+\.\d,", ln) for ln in lines), lines
     temps = [float(re.search(r"temperature (\S+),", ln).group(1)) for ln in lines]
     assert all(t > 0 for t in temps), lines
-    with pytest.raises(TypeError, match="refine"):
+    from graphmill.errors import UserInputError
+
+    # an unknown option: one line naming the placer's options (it was a TypeError), before anything is read
+    with pytest.raises(UserInputError, match="unknown fd option 'refine'; known: none"):
         api.chip_place(NET, PLC, method="fd", output=tmp_path / "f.plc", budget_s=1, options={"refine": 1})
+    with pytest.raises(UserInputError, match=r"unknown sa option 'refine'; known: .*start_accept"):
+        api.chip_place(NET, PLC, method="sa", output=tmp_path / "f.plc", budget_s=1, options={"refine": 1})
+    assert not (tmp_path / "f.plc").exists()
