@@ -560,15 +560,9 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
     if checkpoint and os.path.exists(checkpoint):
         try:
             ck = torch.load(checkpoint, weights_only=True)
-            old_key = ck["state"].get("key", key)  # checkpoints written before the key: taken as they are
-        except Exception:  # noqa: BLE001 -- reported below with the other unreadable checkpoints
-            ck, old_key = None, key
-        if old_key != key:
-            raise UserInputError(f"{checkpoint}: a checkpoint of a run on another netlist or with other weights; "
-                                 "delete it (or write elsewhere with -o) to start over")
-        try:
-            if ck is None:
-                ck = torch.load(checkpoint, weights_only=True)
+            if ck["state"].get("key", key) != key:  # checkpoints written before the key: taken as they are
+                raise UserInputError(f"{checkpoint}: a checkpoint of a run on another netlist or with other "
+                                     "weights; delete it (or write elsewhere with -o) to start over")
             policy = new_policy(**ck["config"])
             policy.load_state_dict(ck["policy"])
             optim = torch.optim.Adam(policy.parameters(), lr=lr)
@@ -582,6 +576,8 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
                         acts[i] = np.array(saved[i], dtype=np.int64)
                     if adapt_start:
                         eps[i].restart_from(best[i][1])
+        except UserInputError:
+            raise
         except Exception as e:  # noqa: BLE001 -- any unreadable checkpoint is the user's to remove
             raise UserInputError(f"{checkpoint}: cannot resume from this checkpoint ({type(e).__name__}: {e}); "
                                  "delete it to start over") from None
