@@ -76,7 +76,7 @@ def one_run(job: dict) -> dict:
                              info=info)
         wall = time.perf_counter() - t0
         again = api.chip_cost(net, out)  # re-read from the written file, legality checked again
-    stats = {k: v for k, v in info.items() if k in ("episodes", "iterations", "best_episode")}
+    stats = {k: v for k, v in info.items() if k in ("episodes", "iterations", "best_episode", "descent")}
     return dict(job, **{k: again[k] for k in ("proxy", "wirelength", "density", "congestion", "legal")},
                 reported_proxy=rep["proxy"], wall_s=wall, load=os.getloadavg()[0], **stats)
 

@@ -53,6 +53,7 @@ from graphmill.util.errors import UserInputError
 from graphmill.util.files import atomic_write_bytes
 
 from .cost import DEFAULT_WEIGHTS, ProxyCost
+from .descent import coordinate_descent
 from .fd import ForceDirected, module_adjacency
 from .legality import EPS, legality, legalize, place_nearest
 from .positions import (add_footprint, assemble_features, footprint_density_increase, footprint_top_increase, lattice,
@@ -70,6 +71,8 @@ REFINE_SQUARES = 0.1
 DEFAULT_POLISH_NEAR = 0.0  # train: share of the time for polishing near-best episodes that are no record
 DEFAULT_OFFSET_SWEEPS = 4  # Episode.sweep_offsets: at most this many sweeps re-deciding every macro's offset (0: off)
 FINALE_RESERVE_S = 20.0  # rl_place: at most this much of the budget for the greedy decode and force-directed rounds
+DEFAULT_DESCENT_EPOCHS = 8  # rl_place: coordinate-descent epochs after the policy (descent.coordinate_descent; 0: off)
+DESCENT_SHARE, DESCENT_RESERVE_S = 0.1, 60.0  # rl_place: the budget kept for the descent: this share, at most this
 DEFAULT_POLICY = os.path.join(os.path.dirname(__file__), "data", "rl_policy.npz")
 
 
@@ -646,7 +649,9 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
              finetune_share: float = 0.9, sub: int = DEFAULT_SUB, refine: int = DEFAULT_REFINE,
              refine_density: float = DEFAULT_REFINE_DENSITY,
              refine_top: bool = DEFAULT_REFINE_TOP, offset_sweeps: int = DEFAULT_OFFSET_SWEEPS,
-             episode_sweeps: int = 0, polish_near: float = DEFAULT_POLISH_NEAR) -> PlaceResult:
+             episode_sweeps: int = 0, polish_near: float = DEFAULT_POLISH_NEAR,
+             descent_epochs: int = DEFAULT_DESCENT_EPOCHS, descent_k: int = 5,
+             descent_swaps: bool = True) -> PlaceResult:
     """Fine-tune the pre-trained policy (``policy_path``, default the shipped one) on ``problem`` for a share of
     ``budget_s``, then keep the best of its episodes and of a greedy decode, and re-place the soft macros by
     force-directed rounds (best proxy kept). Ctrl-C stops with the best placement so far. ``sub``: candidate
@@ -658,7 +663,11 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
     offset within each re-chosen by the exact proxy cost), alternating with the force-directed rounds, both
     during training (``Episode.polish`` of each new best) and in the finale (4 x (a sweep, 10 rounds) instead
     of 40 rounds); ``episode_sweeps`` > 0: every training episode too (at most that many sweeps), before its
-    reward."""
+    reward. ``descent_epochs`` > 0: last, coordinate descent from that placement (``descent.coordinate_descent``,
+    Circuit Training's ``cd_finetune``: each macro to its cheapest legal position within ``descent_k`` cells and
+    orientation, swaps of identical macros with ``descent_swaps``), for at most that many epochs in the time kept
+    for it (``DESCENT_SHARE`` of the budget, at most ``DESCENT_RESERVE_S``); its outcome is in the stats
+    (``descent``), with the proxy before it."""
     t0 = time.monotonic()
     path = policy_path or DEFAULT_POLICY
     policy = load_policy(path) if os.path.exists(path) else new_policy()
@@ -675,6 +684,8 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
         ep = Episode(problem, weights, sub=sub, seed=seed, refine=refine, refine_density=refine_density,
                      refine_top=refine_top, offset_sweeps=offset_sweeps)
         reserve = min((1.0 - finetune_share) * budget_s, FINALE_RESERVE_S)
+        if descent_epochs > 0 and len(problem.hard):
+            reserve += min(DESCENT_SHARE * budget_s, DESCENT_RESERVE_S)
         left = budget_s - reserve - (time.monotonic() - t0)
         policy, best = train([problem], policy=policy, budget_s=max(left, 0.0), seed=seed, weights=weights,
                              checkpoint=checkpoint, progress=progress, episodes_of=[ep], best_of=best,
@@ -711,6 +722,15 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
             else:
                 ForceDirected(problem).run(cost, rounds=40, seed=seed,
                                            should_stop=lambda: time.monotonic() >= deadline)
+        except KeyboardInterrupt:
+            interrupted = True
+    if not interrupted and descent_epochs > 0 and legality(problem)[0]:
+        deadline = t0 + budget_s
+        try:
+            stats["descent"] = coordinate_descent(problem, cost, k=descent_k, refine=max(refine, 1),
+                                                  epochs=descent_epochs, swaps=descent_swaps, seed=seed,
+                                                  should_stop=lambda: time.monotonic() >= deadline,
+                                                  progress=progress)
         except KeyboardInterrupt:
             interrupted = True
     report = cost.evaluate()

@@ -126,6 +126,9 @@ def test_rl_place_is_legal_and_no_worse_than_its_episodes():
     assert r.report.proxy == pytest.approx(proxy_cost(p).proxy)
     # the best sampled/greedy episode's proxy: the soft-macro rounds after it keep the best, so never worse
     assert np.isfinite(r.stats["best_episode"]) and r.report.proxy <= r.stats["best_episode"] + 1e-9
+    # the coordinate-descent finale (Circuit Training's cd_finetune) ran last, from the finale's placement
+    d = r.stats["descent"]
+    assert d["epochs"] >= 1 and d["proxy"] == pytest.approx(r.report.proxy) and d["proxy"] <= d["start"] + 1e-9
 
 
 def test_rl_place_legal_where_no_episode_is():
