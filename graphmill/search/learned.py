@@ -25,12 +25,14 @@ the passes load (``policy.save_policy``: .npz + .json, never a pickle).
   (``torch.save`` of tensors and plain data, read back with ``weights_only=True``); the random draws of step
   ``k`` come from ``seed`` and ``k`` alone, so a resumed run equals an uninterrupted one.
 * ``fine_tune``: zero-shot refinement, then the same PPO on one graph for a sample budget together with moves
-  of whole chain units (the ``rl`` placer's units), keeping the best decisions it simulated; from a fresh
+  of whole chain units (the ``rl`` placer's units; which unit and where read from the best state's simulated
+  schedule: ``critical_chain``, ``blame_unit_moves``), keeping the best decisions it simulated; from a fresh
   policy it is one of the two per-graph RL baselines of the benchmark (the other: ``place --method rl``).
 """
 
 from __future__ import annotations
 
+import bisect
 import copy
 import io
 import math
@@ -53,7 +55,8 @@ from graphmill.passes.placement.rl import chain_units, load_checkpoint, merge_op
 from graphmill.util.files import atomic_write_bytes
 
 __all__ = ["Task", "make_task", "random_graph", "training_set", "train", "fine_tune", "DEFAULTS",
-           "TRAINING_MODELS", "task_units", "unit_moves"]
+           "TRAINING_MODELS", "task_units", "unit_moves",
+           "guided_unit_moves", "blame_unit_moves", "critical_chain"]
 
 DEFAULTS = {"steps": 60, "graphs": 4, "samples": 8, "epochs": 3, "clip": 0.2, "lr": 0.003, "entropy": 0.001,
             "penalty": 3.0, "hidden": 64, "layers": 3, "time_limit": 600.0, "reset": 0.3}
@@ -363,7 +366,8 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
               options: dict | None = None, progress: Callable[[str], None] | None = None,
               transform: Callable[[Decisions], Decisions] | None = None, reference: float | None = None,
               top: tuple[int, ...] = TOP, singles: int = 4, units: int = 40, rounds: int = ROUNDS,
-              start: tuple[Decisions, Outcome] | None = None, seen: set[bytes] | None = None) -> dict:
+              start: tuple[Decisions, Outcome] | None = None, seen: set[bytes] | None = None,
+              pick: str = "guided", mix: float = 0.0) -> dict:
     """PPO on one graph for ``budget`` simulated samples, starting from ``policy`` (a copy; None: a fresh
     policy, the per-graph RL baseline: the same algorithm from scratch). It first runs zero-shot use
     (``infer.refine`` itself: ``rounds`` rounds of greedy decisions and top-k changes from the hint, each
@@ -382,12 +386,15 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
     one was strictly better, and the best step time after each sample. ``transform`` maps the policy's
     decisions to the ones simulated (a pass deciding only some of the three: ``passes.learned.passes.combine``).
 
-    ``units``: per iteration, after the policy's candidates, that many **chain-unit moves** (``unit_moves``:
-    the placement RL placer's units, an Inception branch with its gradients, moved whole to another device),
-    each simulated on the current state and kept at once when faster (first improvement). A single-op change
-    of a chain adds two transfers, so the policy's single-op moves cannot spread parallel branches; these can.
-    They are drawn uniformly (a seeded random unit and other device): ranked by the policy's mean device
-    logits over the unit they did worse than uniform on Inception-V3 (README, "Learned passes").
+    ``units``: per iteration, after the policy's candidates, that many **chain-unit moves** (the placement RL
+    placer's units, an Inception branch with its gradients, moved whole to another device), each simulated on
+    the current state and kept at once when faster (first improvement). A single-op change of a chain adds two
+    transfers, so the policy's single-op moves cannot spread parallel branches; these can. ``pick="guided"``
+    (default): chosen from the best state's simulated schedule (``guided_unit_moves``: the units the chain of
+    waits setting its step time blames, ``blame_unit_moves``), uniform draws once those are spent (and with
+    probability ``mix`` after a state's first move); ``pick="uniform"``: a seeded random unit and other device
+    each (``unit_moves``, the algorithm before). Ranked by the policy's mean device logits over the unit they
+    did worse than uniform on Inception-V3 (README, "Learned passes").
 
     ``start``: the state to refine instead of the hint, with its outcome (a caller that already ran zero-shot
     passes its best and ``rounds=0``), so that no simulation is repeated and none is counted twice; the
@@ -474,7 +481,10 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
             _ppo_update(pol, optim, [(t, ss, _advantages(r))], opts)
             best["steps"] += 1
             if units and best["n"] < budget:
-                for g in unit_moves(task.jp, lambda: best["dec"], unit_of, urng, units):
+                gen_moves = (unit_moves(task.jp, lambda: best["dec"], unit_of, urng, units) if pick == "uniform"
+                             else guided_unit_moves(task.jp, lambda: (best["dec"], best["out"]), unit_of, urng, units,
+                                                    mix=mix))
+                for g in gen_moves:
                     if best["n"] >= budget:
                         break
                     g = transform(g) if transform is not None else g
@@ -518,4 +528,178 @@ def unit_moves(jp: JointProblem, current: Callable[[], Decisions], unit: np.ndar
         d = int(rng.integers(D - 1))
         d += d >= int(np.bincount(dev[ops], minlength=D).argmax())  # another device than most of the unit's
         yield moved(jp, cur, ops, np.full(len(ops), d, np.int64))
+
+
+
+def guided_unit_moves(jp: JointProblem, current: Callable[[], tuple[Decisions, Outcome]], unit: np.ndarray,
+                      rng: np.random.Generator, k: int, *, mix: float = 0.0):
+    """Like ``unit_moves``, but the unit and its device are chosen from the current state's simulated schedule
+    (``current()`` returns the state and its ``Outcome``; nothing is simulated here): ``blame_unit_moves``'s
+    list, most blamed first, re-ranked whenever the state changed (a move was kept); once the list is spent (and,
+    after a state's first move, with probability ``mix``) a uniform draw as ``unit_moves`` makes. Placeto and
+    GDP observe the current placement's runtime state the same way; reading the last simulation is free, as a
+    forward pass is."""
+    D = jp.devices
+    U = int(unit.max()) + 1 if len(unit) else 0
+    if D < 2 or not U:
+        return
+    members = _unit_members(unit)
+    ranked: list[tuple[int, int]] = []
+    last = None
+    pos = 0
+    for _ in range(k):
+        cur, out = current()
+        if out is not last:
+            ranked, last, pos = blame_unit_moves(jp, out, members), out, 0
+        if pos < len(ranked) and (pos == 0 or rng.random() >= mix):  # a new state's first move: its most blamed
+            u, d = ranked[pos]
+            pos += 1
+        else:
+            u = int(rng.integers(U))
+            ops = np.asarray(members[u], np.int64)
+            d = int(rng.integers(D - 1))
+            d += d >= int(np.bincount(np.asarray(cur.device, np.int64)[ops], minlength=D).argmax())
+        ops = np.asarray(members[u], np.int64)
+        yield moved(jp, cur, ops, np.full(len(ops), d, np.int64))
+
+
+def _unit_members(unit: np.ndarray) -> list[list[int]]:
+    members: list[list[int]] = [[] for _ in range(int(unit.max()) + 1 if len(unit) else 0)]
+    for i, u in enumerate(unit.tolist()):
+        members[u].append(i)
+    return members
+
+
+def critical_chain(jp: JointProblem, out: Outcome) -> list[tuple]:
+    """The chain of waits that sets the step time of a simulated state, walked back from the op finishing last:
+    an op waited for its latest input (a local producer: ``("data", producer, op)``; a transfer:
+    ``("send", producer, op, seconds)``) or, ready earlier, for its device (``("device", op ahead, op, wait)``);
+    a transfer waited for its producer or for its link (``("link", producer of the transfer ahead, its
+    destination device, wait)``: links carry one transfer at a time). Read from the ``Outcome`` alone."""
+    prob = jp.prob
+    n = prob.n
+    if not n:
+        return []
+    st, fi = np.asarray(out.start, np.float64), np.asarray(out.finish, np.float64)
+    dev = np.asarray(out.device, np.int64)
+    grp = np.asarray(out.group, np.int64)
+    eps = 1e-9 * max(out.makespan, 1.0)
+    prev = np.full(n, -1, np.int64)  # the op that ran last on the same device before (another group)
+    for ops in out.order():
+        last = -1
+        for i in ops:
+            if last >= 0 and grp[last] != grp[i]:
+                prev[i] = last
+            elif last >= 0:
+                prev[i] = prev[last]
+            last = i
+    fused = len(out.groups) != n  # the schedule's values are the contracted problem's: no link analysis
+    sends: dict[tuple[int, int], tuple[float, float]] = {}  # (value, dst) -> (start, end)
+    links: dict[tuple[int, int], list[tuple[float, float, int]]] = {}  # (src, dst) -> (start, end, producer op)
+    if not fused:
+        for v, src, dst, s0, e in out.schedule.transfers:
+            p = prob.values[v].producer
+            if p is not None:
+                links.setdefault((src, dst), []).append((s0, e, int(p)))
+                sends[(v, dst)] = (s0, e)
+        for lst in links.values():
+            lst.sort()
+
+    def send_of(p: int, i: int) -> tuple[float, float] | None:  # the latest transfer of p's values to i's device
+        got = [sends[(k, int(dev[i]))] for k in prob.out_values[p]
+               if (k, int(dev[i])) in sends and i in prob.values[k].consumers]
+        return max(got, key=lambda x: x[1]) if got else None
+
+    chain: list[tuple] = []
+    i = int(np.argmax(fi))
+    for _ in range(4 * n + 8):  # every step goes strictly back in time or to a producer
+        if st[i] <= eps:
+            break
+        ready, why = 0.0, None
+        for p in prob.preds[i]:
+            if grp[p] == grp[i]:
+                continue
+            if dev[p] == dev[i]:
+                a = fi[p]
+            else:
+                s = send_of(p, i)
+                a = s[1] if s is not None else fi[p] + prob.transfer(prob.edge_bytes.get((p, i), 0), int(dev[p]),
+                                                                       int(dev[i]))
+            if a > ready:
+                ready, why = a, p
+        if ready < st[i] - eps and prev[i] >= 0:  # ready earlier: it waited for its device
+            chain.append(("device", int(prev[i]), i, st[i] - ready))
+            i = int(prev[i])
+            continue
+        if why is None:
+            break
+        if dev[why] == dev[i]:
+            chain.append(("data", int(why), i))
+            i = int(why)
+            continue
+        s = send_of(int(why), i)
+        chain.append(("send", int(why), i, ready - fi[why]))
+        if s is not None and s[0] > fi[why] + eps:  # the transfer waited for its link
+            lst = links[(int(dev[why]), int(dev[i]))]
+            k = bisect.bisect_left(lst, (s[0], -math.inf, -1)) - 1
+            if k >= 0:
+                ahead = lst[k][2]
+                chain.append(("link", ahead, int(dev[i]), s[0] - fi[why]))
+                i = ahead
+                continue
+        i = int(why)
+    return chain
+
+
+AHEAD = 0.5  # share of a device wait blamed on the op ahead (the waiting op's unit: all of it)
+
+
+def blame_unit_moves(jp: JointProblem, out: Outcome, members: list[list[int]]) -> list[tuple[int, int]]:
+    """(unit, device) moves that would shorten the ``critical_chain`` of a simulated state, most blamed first:
+    an op waiting for its device blames the op ahead (its unit moved to the least busy other device during the
+    unit's time window) and itself (the same); a transfer on the chain blames its producer's unit moved to the
+    reader's device and the reader's unit moved to the producer's; a transfer waiting for its link blames the
+    unit of the transfer ahead, moved to that transfer's destination. Each move's score: the wait it could
+    remove, summed over the chain. Nothing is simulated."""
+    prob = jp.prob
+    n, D = prob.n, prob.devices
+    if not n or D < 2:
+        return []
+    unit = np.zeros(n, np.int64)
+    for u, ops in enumerate(members):
+        unit[ops] = u
+    dev = np.asarray(out.device, np.int64)
+    st, fi = np.asarray(out.start, np.float64), np.asarray(out.finish, np.float64)
+    score: dict[tuple[int, int], float] = {}
+
+    def idle_device(u: int) -> int:  # the other device least busy while the unit's ops run
+        ops = members[u]
+        lo, hi = float(st[ops].min()), float(fi[ops].max())
+        load = np.bincount(dev, weights=np.clip(np.minimum(fi, hi) - np.maximum(st, lo), 0, None), minlength=D)
+        load[np.bincount(dev[ops], minlength=D).argmax()] = np.inf
+        return int(load.argmin())
+
+    def add(u: int, d: int, s: float) -> None:
+        if np.all(dev[members[u]] == d):
+            return
+        score[(u, d)] = score.get((u, d), 0.0) + s
+
+    where: dict[int, int] = {}
+    for item in critical_chain(jp, out):
+        kind = item[0]
+        if kind == "device":
+            _, a, b, w = item
+            for x, share in ((b, 1.0), (a, AHEAD)):
+                u = int(unit[x])
+                if u not in where:
+                    where[u] = idle_device(u)
+                add(u, where[u], share * w)
+        elif kind == "send":
+            _, p, c, w = item
+            add(int(unit[p]), int(dev[c]), w)
+            add(int(unit[c]), int(dev[p]), w)
+        elif kind == "link":
+            _, q, dst, w = item
+            add(int(unit[q]), dst, w)
+    return [k for k, _ in sorted(score.items(), key=lambda kv: -kv[1])]
 

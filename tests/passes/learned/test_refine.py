@@ -19,7 +19,8 @@ from graphmill.passes.learned.features import state_features
 from graphmill.passes.learned.infer import TOP, refine, state_key, top_moves
 from graphmill.passes.learned.policy import GraphPolicy, load_policy, obs_tensors
 from graphmill.passes.placement import build_problem
-from graphmill.search.learned import fine_tune, make_task, random_graph, task_units, unit_moves
+from graphmill.search.learned import (critical_chain, fine_tune, guided_unit_moves, make_task, random_graph, task_units,
+                                      unit_moves)
 from tests.passes.learned.test_env import tiny
 
 
@@ -159,6 +160,66 @@ def test_fine_tune_unit_moves_spread_parallel_chains_by_hand():
     assert by_hand < 0.8 * t.sum()
     without = fine_tune(None, task, units=0, **kw)
     assert without["outcome"].makespan == pytest.approx(t.sum())
+
+
+def long_short_and_sides(batch: int = 256, h: int = 1024):
+    """Four tiny independent Relus (T1..T4), then x -> four MatMuls (chain L) and x -> one MatMul (S), joined by an
+    Add."""
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("long_short")
+    for k in range(4):
+        b.output(b.Relu(b.input(f"z{k}", "float32", [1, 16])))
+    x = b.input("x", "float32", [batch, h])
+    y = x
+    for _ in range(4):
+        y = b.MatMul(y, (rng.standard_normal((h, h)) * 0.01).astype(np.float32))
+    s = b.MatMul(x, (rng.standard_normal((h, h)) * 0.01).astype(np.float32))
+    b.output(b.Add(y, s))
+    return b.build()
+
+
+def test_guided_unit_moves_first_move_is_the_critical_unit_to_the_idle_device_by_hand():
+    """Fine-tuning's chain-unit moves are chosen from the current state's simulated schedule (search.learned
+    guided_unit_moves: the chain of waits that sets the step time, critical_chain, and the units it blames).
+    By hand, with the list scheduler's rule, everything on device 0 of 2 in the graph's order: the Relus (R in all),
+    L (4 t), S (t: ready at 0, it waits R + 4 t for the device), the Add; step time R + 5 t + a. Of the 7 single
+    unit moves, S to device 1 is the best (R + 4 t + a: S's output arrives at t + transfer, before L ends); L to
+    device 1 gives 4 t + transfer + a (the transfer is longer than R), the Add or a Relu at most r. Reference: the
+    hand values and every unit move simulated. The guided first move is that one for every seed; the uniform
+    draws it replaced (unit_moves) pick it only by chance (not for all of seeds 0-4), so this test fails with them."""
+    g = long_short_and_sides()
+    cm = PlacementCostModel(device_set(devices=2))
+    task = make_task("long_short", g, cm, hint=np.zeros(10, np.int64))
+    jp = task.jp
+    names = [n.op_type for n in jp.prob.nodes]
+    assert names == ["Relu"] * 4 + ["MatMul"] * 5 + ["Add"]
+    L, S, A = [4, 5, 6, 7], 8, 9
+    unit = task_units(jp)
+    assert unit.tolist() == [0, 1, 2, 3, 4, 4, 4, 4, 5, 6]  # four Relus, chain L, S, the Add
+    t = jp.prob.op_time[:, 0]
+    assert np.allclose(jp.prob.op_time[:, 1], t) and np.allclose(t[L + [S]], t[S])
+    start = Decisions.default(jp.n, 0)
+    out = jp.evaluate(start)
+    R, T, a = t[:4].sum(), t[S], t[A]
+    tr = jp.prob.transfer(jp.prob.edge_bytes[(S, A)], 1, 0)
+    assert out.makespan == pytest.approx(R + 5 * T + a) and tr > R and t[:4].max() < 0.01 * T
+    assert ("device", L[-1], S, pytest.approx(R + 4 * T)) in critical_chain(jp, out)
+    # every single unit move, simulated: S to device 1 is the unique best, as by hand
+    sims = {}
+    for u in range(7):
+        dev = np.zeros(jp.n, np.int64)
+        dev[unit == u] = 1
+        sims[u] = jp.evaluate(Decisions(dev, np.zeros(jp.n, bool), start.priority)).makespan
+    assert sims[5] == pytest.approx(R + 4 * T + a) and sims[4] == pytest.approx(4 * T + tr + a)
+    assert min(sims, key=sims.get) == 5 and sorted(sims.values())[1] > sims[5] + 0.5 * T
+    best = np.zeros(jp.n, np.int64)
+    best[S] = 1
+    for seed in range(5):
+        first = next(guided_unit_moves(jp, lambda: (start, out), unit, np.random.default_rng(seed), 1))
+        assert first.device.tolist() == best.tolist()
+    uniform = [next(unit_moves(jp, lambda: start, unit, np.random.default_rng(seed), 1)).device.tolist()
+               for seed in range(5)]
+    assert any(m != best.tolist() for m in uniform)
 
 
 def test_fine_tune_starts_with_the_zero_shot_rounds_counted():
