@@ -222,6 +222,39 @@ def test_guided_unit_moves_first_move_is_the_critical_unit_to_the_idle_device_by
     assert any(m != best.tolist() for m in uniform)
 
 
+def test_critical_chain_sees_a_transfer_waiting_for_its_link_by_hand():
+    """critical_chain (search.learned) reads link contention that slack does not. By hand, with the list
+    scheduler's rule: P1 and P2 (small MatMuls with 1 MB outputs) run on device 0 (t each), their readers C1, C2
+    on device 1; the link 0 -> 1 carries one transfer at a time (tr each: latency + bytes / bandwidth, tr > t), so
+    P2's output, ready at 2 t, waits tr - t behind P1's and reaches C2 at t + 2 tr, which ends the step. The chain
+    holds that send (2 tr - t after P2's finish) and the link wait behind P1 (tr - t); features.slack, blind to
+    links, gives P1 slack, and its unit moved to device 1 (the transfer ahead's destination) is blamed."""
+    from graphmill.search.learned import blame_unit_moves
+
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("link_wait")
+    x = b.input("x", "float32", [256, 64])
+    for _ in range(2):
+        b.output(b.Relu(b.MatMul(x, (rng.standard_normal((64, 1024)) * 0.1).astype(np.float32))))
+    cm = PlacementCostModel(device_set(devices=2))
+    jp = JointProblem(build_problem(b.build(), cm), cm)
+    assert [n.op_type for n in jp.prob.nodes] == ["MatMul", "Relu", "MatMul", "Relu"]
+    P1, C1, P2, C2 = range(4)
+    dev = np.array([0, 1, 0, 1])
+    out = jp.evaluate(Decisions(dev, np.zeros(4, bool), np.array([0.0, 2, 1, 3])))
+    t = jp.prob.op_time[P1, 0]
+    tr = jp.prob.transfer(jp.prob.edge_bytes[(P1, C1)], 0, 1)
+    assert jp.prob.op_time[P2, 0] == pytest.approx(t) and tr > t
+    assert out.finish[P2] == pytest.approx(2 * t) and out.start[C2] == pytest.approx(t + 2 * tr)
+    assert out.makespan == pytest.approx(t + 2 * tr + jp.prob.op_time[C2, 1])
+    chain = critical_chain(jp, out)
+    assert chain[:2] == [("send", P2, C2, pytest.approx(2 * tr - t)), ("link", P1, 1, pytest.approx(tr - t))]
+    assert slack(jp, out)[P1] > 0
+    unit = task_units(jp)
+    members = [np.flatnonzero(unit == u).tolist() for u in range(unit.max() + 1)]
+    assert (int(unit[P1]), 1) in blame_unit_moves(jp, out, members)
+
+
 def test_fine_tune_starts_with_the_zero_shot_rounds_counted():
     """Fine-tuning first runs zero-shot refinement (infer.refine, reached here through propose), each simulation
     counted: given as many samples as zero-shot simulates, its best-so-far curve is zero-shot's running minimum,
