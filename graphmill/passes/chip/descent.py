@@ -146,11 +146,11 @@ def coordinate_descent(problem: ChipProblem, cost: ProxyCost, *, k: int = 5, ref
             evals += n
             moved += was != (float(p.x[m]), float(p.y[m]), int(p.orient[m]))
             if fd is not None and soft_every > 0 and (i + 1) % soft_every == 0:
-                cur = fd.run(cost, rounds=soft_rounds, seed=seed + 7919 * e + i)
+                cur = fd.run(cost, rounds=soft_rounds, seed=seed + 7919 * e + i, should_stop=should_stop)
         if stopped:
             break
         if fd is not None:
-            cur = fd.run(cost, rounds=2 * soft_rounds, seed=seed + 7919 * e + len(order))
+            cur = fd.run(cost, rounds=2 * soft_rounds, seed=seed + 7919 * e + len(order), should_stop=should_stop)
         cur = cost.evaluate().proxy  # drop the incremental updates' float drift
         done += 1
         moves += moved
