@@ -21,7 +21,7 @@ DATA = os.path.join(HERE, "..", "..", "data", "chip")
 SAMPLE = os.path.join(DATA, "sample_clustered")
 
 
-@pytest.mark.parametrize("method,options", [("sa", {"iterations": 1500}), ("fd", None)])
+@pytest.mark.parametrize("method,options", [("sa", {"iterations": 1500}), ("fd", None), ("rl", None)])
 def test_placer_output_re_evaluated_independently(tmp_path, method, options):
     # the start's two hard macros (nodes 2 and 3) turned E and FW: pins and footprints turned as OpenDB turns them
     lines = []
