@@ -27,6 +27,8 @@ from typing import Callable
 
 import numpy as np
 
+from graphmill.util.errors import UserInputError
+
 from .cost import ProxyCost
 from .fd import ForceDirected
 from .legality import EPS
@@ -39,6 +41,19 @@ FAMILIES = (np.array([0, 1, 4, 5], dtype=np.int64), np.array([2, 3, 6, 7], dtype
 def family(orient: int) -> np.ndarray:
     """The orientations sharing ``orient``'s footprint (codes into ``ir.ops.chip.ORIENTATIONS``)."""
     return FAMILIES[0] if int(orient) in (0, 1, 4, 5) else FAMILIES[1]
+
+
+def check_options(epochs: object, k: object, swaps: object) -> None:
+    """Refuse, in one line, descent settings that would otherwise be read silently as something else (a negative
+    ``epochs`` as 0, a negative ``k`` as no candidate at all, the string "no" as swaps on) or fail deep inside
+    with a TypeError after the whole training budget: ``epochs`` and ``k`` whole numbers >= 0, ``swaps`` a bool.
+    Called by ``rl.rl_place`` before it trains."""
+    for name, v in (("descent_epochs", epochs), ("descent_k", k)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise UserInputError(f"rl option {name}={v!r}: a whole number >= 0 "
+                                 f"({'0 turns the descent off' if name == 'descent_epochs' else '0: own cell only'})")
+    if not isinstance(swaps, (bool, np.bool_)):
+        raise UserInputError(f"rl option descent_swaps={swaps!r}: true or false")
 
 
 def candidates(problem: ChipProblem, m: int, k: int, refine: int) -> tuple[np.ndarray, np.ndarray]:
@@ -163,4 +178,4 @@ def coordinate_descent(problem: ChipProblem, cost: ProxyCost, *, k: int = 5, ref
             "seconds": round(time.monotonic() - t0, 3)}
 
 
-__all__ = ["FAMILIES", "best_move", "candidates", "coordinate_descent", "family"]
+__all__ = ["FAMILIES", "best_move", "candidates", "check_options", "coordinate_descent", "family"]

@@ -60,7 +60,7 @@ from graphmill.util.errors import UserInputError
 from graphmill.util.files import atomic_write_bytes
 
 from .cost import DEFAULT_WEIGHTS, ProxyCost
-from .descent import coordinate_descent
+from .descent import check_options, coordinate_descent
 from .fd import ForceDirected, module_adjacency
 from .legality import EPS, legality, legalize, place_nearest
 from .positions import (add_footprint, assemble_features, footprint_density_increase, footprint_top_increase, lattice,
@@ -675,6 +675,7 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
     orientation, swaps of identical macros with ``descent_swaps``), for at most that many epochs in the time kept
     for it (``DESCENT_SHARE`` of the budget, at most ``DESCENT_RESERVE_S``); its outcome is in the stats
     (``descent``), with the proxy before it."""
+    check_options(descent_epochs, descent_k, descent_swaps)
     t0 = time.monotonic()
     path = policy_path or DEFAULT_POLICY
     policy = load_policy(path) if os.path.exists(path) else new_policy()

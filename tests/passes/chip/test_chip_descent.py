@@ -6,6 +6,8 @@ test_chip_placers' independent legality check."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ from graphmill.passes.chip.descent import coordinate_descent
 from graphmill.passes.chip.generate import generate_netlist
 from graphmill.passes.chip.legality import legalize
 from graphmill.passes.chip.problem import problem_from_graph
+from graphmill.passes.chip.rl import rl_place
 
 from .test_chip_placers import independent_legal
 
@@ -139,3 +142,25 @@ def test_interrupted_descent_leaves_a_legal_placement_no_worse(monkeypatch, at):
     assert proxy_cost(p).proxy <= before + 1e-9
     if at == 1:
         assert all(np.array_equal(a, b) for a, b in zip(p.copy_placement(), start))
+
+
+@pytest.mark.parametrize("bad", [{"descent_epochs": -1}, {"descent_k": -1}, {"descent_epochs": "3"},
+                                 {"descent_k": 2.5}, {"descent_swaps": "no"}, {"descent_epochs": True}])
+def test_bad_descent_options_refused_in_one_line_before_training(tmp_path, bad):
+    # Reference: the README's documented values (descent_epochs and descent_k whole numbers >= 0, 0 meaning off /
+    # own cell; descent_swaps true or false). Before the check, -1 epochs was read as 0, k -1 as no candidate at
+    # all, "no" as swaps on, and "3" failed with a TypeError after the whole training budget. Refused now in one
+    # line before the policy trains, and api.chip_place writes nothing.
+    from graphmill import api
+    from graphmill.errors import UserInputError
+
+    p = problem_from_graph(generate_netlist(hard=4, soft=4, seed=1))
+    with pytest.raises(UserInputError, match=next(iter(bad))) as e:
+        rl_place(p, budget_s=1.0, **bad)
+    assert "\n" not in str(e.value)
+    data = os.path.join(os.path.dirname(__file__), "..", "..", "data", "chip", "toy_macro_stdcell")
+    out = tmp_path / "out.plc"
+    with pytest.raises(UserInputError):
+        api.chip_place(os.path.join(data, "netlist.pb.txt"), os.path.join(data, "initial.plc"), method="rl",
+                       output=out, json_path=tmp_path / "r.json", budget_s=1.0, options=bad)
+    assert list(tmp_path.iterdir()) == []
