@@ -393,8 +393,8 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
     (default): chosen from the best state's simulated schedule (``guided_unit_moves``: the units the chain of
     waits setting its step time blames, ``blame_unit_moves``), uniform draws once those are spent (and with
     probability ``mix`` after a state's first move); ``pick="uniform"``: a seeded random unit and other device
-    each (``unit_moves``, the algorithm before). Ranked by the policy's mean device logits over the unit they
-    did worse than uniform on Inception-V3 (README, "Learned passes").
+    each (``unit_moves``, the algorithm before). Ranking units by the policy's mean device logits instead did
+    worse than uniform draws on Inception-V3 (README, "Learned passes").
 
     ``start``: the state to refine instead of the hint, with its outcome (a caller that already ran zero-shot
     passes its best and ``rounds=0``), so that no simulation is repeated and none is counted twice; the
@@ -517,9 +517,7 @@ def unit_moves(jp: JointProblem, current: Callable[[], Decisions], unit: np.ndar
     U = int(unit.max()) + 1 if len(unit) else 0
     if D < 2 or not U:
         return
-    members = [[] for _ in range(U)]
-    for i, u in enumerate(unit.tolist()):
-        members[u].append(i)
+    members = _unit_members(unit)
     for _ in range(k):
         u = int(rng.integers(U))
         ops = np.asarray(members[u], np.int64)
