@@ -164,3 +164,30 @@ def test_bad_descent_options_refused_in_one_line_before_training(tmp_path, bad):
         api.chip_place(os.path.join(data, "netlist.pb.txt"), os.path.join(data, "initial.plc"), method="rl",
                        output=out, json_path=tmp_path / "r.json", budget_s=1.0, options=bad)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_in_the_soft_macro_rounds_keeps_the_best_placement(monkeypatch):
+    # Ctrl-C landing in the force-directed rounds the descent runs every soft_every macros, in its first round:
+    # the best placement so far is the one that round started from (ForceDirected.run keeps the best of its start
+    # and its finished rounds), so the soft macros must be back there, and the cost state evaluated on it. Before,
+    # they stayed where the interrupted round had pushed them (here, as a stand-in for any mid-round state, all
+    # into one corner), and the placement written was not the best found. Reference: the positions recorded at
+    # the interruption, the from-scratch proxy, and the independent legality check.
+    from graphmill.passes.chip.fd import ForceDirected
+
+    p = _legal_problem()
+    seen = []
+
+    def steps(self, *a, **k):
+        seen.append((p.x[p.soft].copy(), p.y[p.soft].copy()))
+        p.x[p.soft], p.y[p.soft] = 0.0, 0.0
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ForceDirected, "steps", steps)
+    cost = ProxyCost(p)
+    with pytest.raises(KeyboardInterrupt):
+        coordinate_descent(p, cost, k=K, refine=REFINE, epochs=5, soft_every=2, soft_rounds=2)
+    assert len(seen) == 1
+    assert np.array_equal(p.x[p.soft], seen[0][0]) and np.array_equal(p.y[p.soft], seen[0][1])
+    assert cost.proxy() == pytest.approx(proxy_cost(p).proxy, abs=1e-9)
+    assert independent_legal(p)
