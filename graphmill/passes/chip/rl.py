@@ -719,6 +719,7 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
     if not interrupted and problem.soft.size:
         remaining = max(0.0, budget_s - (time.monotonic() - t0))
         deadline = time.monotonic() + remaining
+        kept = problem.copy_placement()  # the last finished step's placement: what Ctrl-C leaves
         try:
             if offset_sweeps > 0 and best_ro_acts is not None and best_pl is not None:
                 for _ in range(4):  # the sweep and the rounds alternate (Episode.polish), same 40 rounds in all
@@ -727,10 +728,12 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
                     ep.sweep_offsets(best_ro_acts)
                     ForceDirected(problem).run(cost, rounds=10, seed=seed,
                                                should_stop=lambda: time.monotonic() >= deadline)
+                    kept = problem.copy_placement()
             else:
                 ForceDirected(problem).run(cost, rounds=40, seed=seed,
                                            should_stop=lambda: time.monotonic() >= deadline)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # not a half-done sweep or round (ForceDirected keeps its best only on return)
+            problem.set_placement(kept)
             interrupted = True
     if not interrupted and descent_epochs > 0 and legality(problem)[0]:
         deadline = t0 + budget_s

@@ -191,3 +191,35 @@ def test_ctrl_c_in_the_soft_macro_rounds_keeps_the_best_placement(monkeypatch):
     assert np.array_equal(p.x[p.soft], seen[0][0]) and np.array_equal(p.y[p.soft], seen[0][1])
     assert cost.proxy() == pytest.approx(proxy_cost(p).proxy, abs=1e-9)
     assert independent_legal(p)
+
+
+def test_ctrl_c_in_the_rl_finale_rounds_keeps_the_last_finished_placement(monkeypatch):
+    # Ctrl-C in rl_place's finale (offset sweeps alternating with force-directed rounds, just before the descent):
+    # the placement written is the one the interrupted step started from, not the soft macros wherever the
+    # interrupted round had pushed them (here all into one corner, as a stand-in for a mid-round state). Before,
+    # they stayed there. Reference: the positions recorded at the interruption, the from-scratch proxy, the
+    # independent legality check.
+    from graphmill.passes.chip import rl
+    from graphmill.passes.chip.fd import ForceDirected
+
+    p = problem_from_graph(generate_netlist(hard=4, soft=6, seed=2))
+    seen = []
+
+    class Boom(ForceDirected):
+        def run(self, cost=None, **kw):
+            if self.adj_given:
+                return super().run(cost, **kw)
+            seen.append((p.x[p.soft].copy(), p.y[p.soft].copy()))
+            p.x[p.soft], p.y[p.soft] = 0.0, 0.0
+            raise KeyboardInterrupt
+
+        def __init__(self, problem, *a, **kw):
+            self.adj_given = bool(a) or bool(kw)  # the episodes' own (adjacency given); the finale's plain one
+            super().__init__(problem, *a, **kw)
+
+    monkeypatch.setattr(rl, "ForceDirected", Boom)
+    res = rl.rl_place(p, budget_s=8.0, seed=0, finetune_share=0.05)  # the finale at once
+    assert res.interrupted and len(seen) == 1
+    assert np.array_equal(p.x[p.soft], seen[0][0]) and np.array_equal(p.y[p.soft], seen[0][1])
+    assert res.report.proxy == pytest.approx(proxy_cost(p).proxy, abs=1e-9)
+    assert independent_legal(p) and res.legal
