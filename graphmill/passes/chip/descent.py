@@ -132,21 +132,6 @@ def best_move(problem: ChipProblem, cost: ProxyCost, m: int, cur: float, k: int,
     return cur, n
 
 
-def soft_rounds_kept(fd: ForceDirected, cost: ProxyCost, **kw) -> float:
-    """``fd.run(cost, **kw)`` (force-directed rounds of the soft macros, the best of its start and its rounds
-    kept), but Ctrl-C inside it puts the soft macros back where the rounds started (the best placement so far: the
-    descent never raises the cost) and ``cost`` re-evaluated there, rather than wherever the interrupted round had
-    pushed them (ForceDirected.run restores its best only when it returns)."""
-    p = fd.p
-    xy = (p.x[p.soft].copy(), p.y[p.soft].copy())
-    try:
-        return fd.run(cost, **kw)
-    except BaseException:
-        p.x[p.soft], p.y[p.soft] = xy
-        cost.evaluate()
-        raise
-
-
 def coordinate_descent(problem: ChipProblem, cost: ProxyCost, *, k: int = 5, refine: int = 5, epochs: int = 8,
                        tol: float = 1e-4, swaps: bool = True, soft_every: int = 32, soft_rounds: int = 4,
                        seed: int = 0, should_stop: Callable[[], bool] | None = None,
@@ -177,12 +162,12 @@ def coordinate_descent(problem: ChipProblem, cost: ProxyCost, *, k: int = 5, ref
             evals += n
             moved += was != (float(p.x[m]), float(p.y[m]), int(p.orient[m]))
             if fd is not None and soft_every > 0 and (i + 1) % soft_every == 0:
-                cur = soft_rounds_kept(fd, cost, rounds=soft_rounds, seed=seed + 7919 * e + i,
+                cur = fd.run(cost, rounds=soft_rounds, seed=seed + 7919 * e + i,
                                        should_stop=should_stop)
         if stopped:
             break
         if fd is not None:
-            cur = soft_rounds_kept(fd, cost, rounds=2 * soft_rounds, seed=seed + 7919 * e + len(order),
+            cur = fd.run(cost, rounds=2 * soft_rounds, seed=seed + 7919 * e + len(order),
                                    should_stop=should_stop)
         cur = cost.evaluate().proxy  # drop the incremental updates' float drift
         done += 1
@@ -195,4 +180,4 @@ def coordinate_descent(problem: ChipProblem, cost: ProxyCost, *, k: int = 5, ref
             "seconds": round(time.monotonic() - t0, 3)}
 
 
-__all__ = ["FAMILIES", "best_move", "candidates", "check_options", "coordinate_descent", "soft_rounds_kept", "family"]
+__all__ = ["FAMILIES", "best_move", "candidates", "check_options", "coordinate_descent", "family"]

@@ -224,8 +224,8 @@ class ForceDirected:
     def run(self, cost: ProxyCost | None = None, *, rounds: int = 20, attract: float = 0.1, steps: int = 1,
             target: float = 0.95, seed: int = 0, should_stop=None) -> float:
         """``rounds`` of (``steps`` attraction steps, then ``spread``); with ``cost``, keep the placement of
-        lowest proxy cost among the start and every round (``cost`` is left evaluated on it) and return it.
-        ``should_stop()`` ends early (Ctrl-C, time budget)."""
+        lowest proxy cost among the start and every round (``cost`` is left evaluated on it) and return it, also
+        when Ctrl-C interrupts a round (then re-raised). ``should_stop()`` ends early (a time budget)."""
         p = self.p
         max_move = 0.05 * max(p.canvas.width, p.canvas.height)
         best = float("inf")
@@ -233,16 +233,22 @@ class ForceDirected:
         if cost is not None:
             best = cost.evaluate().proxy
             best_xy = (p.x[self.movable].copy(), p.y[self.movable].copy())
-        for r in range(rounds):
-            if should_stop is not None and should_stop():
-                break
-            self.steps(steps, attract, 0.0, max_move)
-            spread(p, self.movable, target, seed=seed + r)
+        try:
+            for r in range(rounds):
+                if should_stop is not None and should_stop():
+                    break
+                self.steps(steps, attract, 0.0, max_move)
+                spread(p, self.movable, target, seed=seed + r)
+                if cost is not None:
+                    v = cost.evaluate().proxy
+                    if v < best:
+                        best = v
+                        best_xy = (p.x[self.movable].copy(), p.y[self.movable].copy())
+        except BaseException:  # Ctrl-C mid-round: the best so far, not the interrupted round's positions
             if cost is not None:
-                v = cost.evaluate().proxy
-                if v < best:
-                    best = v
-                    best_xy = (p.x[self.movable].copy(), p.y[self.movable].copy())
+                p.x[self.movable], p.y[self.movable] = best_xy
+                cost.evaluate()
+            raise
         if cost is not None:
             p.x[self.movable], p.y[self.movable] = best_xy
             return cost.evaluate().proxy

@@ -732,7 +732,7 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
             else:
                 ForceDirected(problem).run(cost, rounds=40, seed=seed,
                                            should_stop=lambda: time.monotonic() >= deadline)
-        except KeyboardInterrupt:  # not a half-done sweep or round (ForceDirected keeps its best only on return)
+        except KeyboardInterrupt:  # the last finished step's placement, not a half-done sweep
             problem.set_placement(kept)
             interrupted = True
     if not interrupted and descent_epochs > 0 and legality(problem)[0]:
