@@ -34,13 +34,14 @@ from .fd import ForceDirected
 from .legality import EPS
 from .positions import offsets_fit
 from .problem import ChipProblem
+from .sa import FLIPS
 
-FAMILIES = (np.array([0, 1, 4, 5], dtype=np.int64), np.array([2, 3, 6, 7], dtype=np.int64))  # N S FN FS, E W FE FW
+FAMILIES = (FLIPS, np.array([2, 3, 6, 7], dtype=np.int64))  # N S FN FS (SA's flips), E W FE FW
 
 
 def family(orient: int) -> np.ndarray:
     """The orientations sharing ``orient``'s footprint (codes into ``ir.ops.chip.ORIENTATIONS``)."""
-    return FAMILIES[0] if int(orient) in (0, 1, 4, 5) else FAMILIES[1]
+    return FAMILIES[0] if int(orient) in FAMILIES[0] else FAMILIES[1]
 
 
 def check_options(epochs: object, k: object, swaps: object) -> None:
@@ -162,13 +163,11 @@ def coordinate_descent(problem: ChipProblem, cost: ProxyCost, *, k: int = 5, ref
             evals += n
             moved += was != (float(p.x[m]), float(p.y[m]), int(p.orient[m]))
             if fd is not None and soft_every > 0 and (i + 1) % soft_every == 0:
-                cur = fd.run(cost, rounds=soft_rounds, seed=seed + 7919 * e + i,
-                                       should_stop=should_stop)
+                cur = fd.run(cost, rounds=soft_rounds, seed=seed + 7919 * e + i, should_stop=should_stop)
         if stopped:
             break
         if fd is not None:
-            cur = fd.run(cost, rounds=2 * soft_rounds, seed=seed + 7919 * e + len(order),
-                                   should_stop=should_stop)
+            cur = fd.run(cost, rounds=2 * soft_rounds, seed=seed + 7919 * e + len(order), should_stop=should_stop)
         cur = cost.evaluate().proxy  # drop the incremental updates' float drift
         done += 1
         moves += moved

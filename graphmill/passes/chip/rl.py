@@ -716,9 +716,8 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
         legalize(problem)
         best_ro_acts = None
     cost = ProxyCost(problem, weights)
+    deadline = t0 + budget_s  # the finale and the descent share what the training left
     if not interrupted and problem.soft.size:
-        remaining = max(0.0, budget_s - (time.monotonic() - t0))
-        deadline = time.monotonic() + remaining
         kept = problem.copy_placement()  # the last finished step's placement: what Ctrl-C leaves
         try:
             if offset_sweeps > 0 and best_ro_acts is not None and best_pl is not None:
@@ -736,7 +735,6 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
             problem.set_placement(kept)
             interrupted = True
     if not interrupted and descent_epochs > 0 and legality(problem)[0]:
-        deadline = t0 + budget_s
         try:
             stats["descent"] = coordinate_descent(problem, cost, k=descent_k, refine=max(refine, 1),
                                                   epochs=descent_epochs, swaps=descent_swaps, seed=seed,
