@@ -522,9 +522,7 @@ def unit_moves(jp: JointProblem, current: Callable[[], Decisions], unit: np.ndar
         u = int(rng.integers(U))
         ops = np.asarray(members[u], np.int64)
         cur = current()
-        dev = np.asarray(cur.device, np.int64)
-        d = int(rng.integers(D - 1))
-        d += d >= int(np.bincount(dev[ops], minlength=D).argmax())  # another device than most of the unit's
+        d = _other_device(rng, D, cur, ops)
         yield moved(jp, cur, ops, np.full(len(ops), d, np.int64))
 
 
@@ -554,11 +552,15 @@ def guided_unit_moves(jp: JointProblem, current: Callable[[], tuple[Decisions, O
             pos += 1
         else:
             u = int(rng.integers(U))
-            ops = np.asarray(members[u], np.int64)
-            d = int(rng.integers(D - 1))
-            d += d >= int(np.bincount(np.asarray(cur.device, np.int64)[ops], minlength=D).argmax())
+            d = _other_device(rng, D, cur, np.asarray(members[u], np.int64))
         ops = np.asarray(members[u], np.int64)
         yield moved(jp, cur, ops, np.full(len(ops), d, np.int64))
+
+
+def _other_device(rng: np.random.Generator, D: int, cur: Decisions, ops: np.ndarray) -> int:
+    """A uniform draw among the devices other than the one holding most of ``ops`` in ``cur``."""
+    d = int(rng.integers(D - 1))
+    return d + (d >= int(np.bincount(np.asarray(cur.device, np.int64)[ops], minlength=D).argmax()))
 
 
 def _unit_members(unit: np.ndarray) -> list[list[int]]:
