@@ -54,6 +54,7 @@ statistics of inherited channels are inherited; those of new channels are re-est
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -336,8 +337,38 @@ def inherit(child: Graph, parent: dict[str, np.ndarray]) -> dict[str, np.ndarray
             mask = np.arange(cur.shape[0]) >= src.shape[0]
             if mask.any():
                 new_stats[name[:-len(".mean")]] = mask
+    for slot, bn in _pool_changed(child, parent).items():
+        new_stats[bn] = np.ones(child.initializers[bn + ".mean"].const.numpy().shape[0], bool)
     child.meta["inherited"] = {"copied": copied, "fitted": fitted, "fresh": fresh_count}
     return new_stats
+
+
+def _slot_kind(names, slot: str, shape_of) -> str | None:
+    """``"pool"``, ``"2+1d"``, ``"itgm"`` or ``"3d"``: the layer type of ``slot`` from its tensor names (None:
+    the slot does not exist); a pool layer is the one whose ``.w`` is ``1x1x1``."""
+    if f"{slot}.spatial.w" in names:
+        return "2+1d"
+    if f"{slot}.itgm.w" in names:
+        return "itgm"
+    if f"{slot}.w" in names:
+        return "pool" if tuple(shape_of(f"{slot}.w")[2:]) == (1, 1, 1) else "3d"
+    return None
+
+
+def _pool_changed(child: Graph, parent: dict[str, np.ndarray]) -> dict[str, str]:
+    """``{slot: its last BatchNormalization}`` for the slots where a max-pool layer became a convolution or back:
+    the kernel and BatchNormalization scale and bias are inherited, but what that BatchNormalization normalizes
+    is no longer the parent's (the 3x3x3 max-pool appeared or went), so its statistics are re-estimated; the
+    torch backend trains on fixed statistics, and the parent's would stay wrong for the whole training."""
+    inits = child.initializers
+    slots = sorted({m.group(1) for m in map(re.compile(r"(m\d+\.l\d+)\.").match, inits) if m})
+    out = {}
+    for slot in slots:
+        mine = _slot_kind(inits, slot, lambda n: inits[n].const.numpy().shape)
+        theirs = _slot_kind(parent, slot, lambda n: parent[n].shape)
+        if mine is not None and theirs is not None and (mine == "pool") != (theirs == "pool"):
+            out[slot] = f"{slot}.temporal.bn" if mine == "2+1d" else f"{slot}.bn"
+    return out
 
 
 def calibrate_new(graph: Graph, x, masks: dict[str, np.ndarray]) -> int:
