@@ -49,7 +49,10 @@ pair through the ReLU, exact up to rank ``mid // 2``; the middle BatchNormalizat
 the parent's); a 3-D (pool, iTGM) layer from a (2+1)-D one gets its linear part (``join_2plus1d``: ReLU's odd
 part ``z / 2``; exact for a pair-built layer). BatchNormalization
 statistics of inherited channels are inherited; those of new channels are re-estimated on training clips
-(``calibrate_new``), layer by layer, with the inherited ones left alone.
+(``calibrate_new``), layer by layer, with the inherited ones left alone. Where a ``"pool"`` layer became a
+convolution (3-D, iTGM, (2+1)-D) or back, every channel of that layer's last BatchNormalization is re-estimated:
+the 3x3x3 max-pool appeared or went, so its input is no longer the parent's, and the torch backend trains with
+fixed statistics (stale ones left a pool -> 3-D child at chance for 360 steps).
 """
 
 from __future__ import annotations
