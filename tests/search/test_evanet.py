@@ -290,7 +290,8 @@ def _bn_input_stats(g, bn, x, tmp_path):
     return z.mean((0, 2, 3, 4)), z.var((0, 2, 3, 4))
 
 
-@pytest.mark.parametrize("before,after", [("pool", "3d"), ("3d", "pool"), ("pool", "itgm")])
+@pytest.mark.parametrize("before,after", [("pool", "3d"), ("3d", "pool"), ("pool", "itgm"), ("pool", "2+1d"),
+                                          ("2+1d", "pool")])
 def test_a_max_pool_added_or_removed_re_estimates_that_layers_statistics(tmp_path, before, after):
     # pool <-> a convolution keeps the kernel and the BatchNormalization's scale and bias, but what the
     # BatchNormalization normalizes is no longer the parent's (a 3x3x3 max-pool appears or goes); the torch
@@ -302,14 +303,18 @@ def test_a_max_pool_added_or_removed_re_estimates_that_layers_statistics(tmp_pat
     parent_cfg = {"m0": slot("3d"), "m1": slot(before), "m2": slot("3d")}
     g, _ = prepare_graph(parent_cfg, task, modules=3, seed=0, parent=None)
     par = parameters(g)
-    par["m1.l0.bn.mean"] = par["m1.l0.bn.mean"] + 3.0        # trained-like statistics, far from the child's
-    par["m1.l0.bn.var"] = par["m1.l0.bn.var"] * 4.0
+    last = lambda layer: "m1.l0.temporal.bn" if layer == "2+1d" else "m1.l0.bn"  # the layer's last one
+    par[f"{last(before)}.mean"] = par[f"{last(before)}.mean"] + 3.0   # trained-like statistics, far from the child's
+    par[f"{last(before)}.var"] = par[f"{last(before)}.var"] * 4.0
     child_cfg = copy.deepcopy(parent_cfg)
     child_cfg["m1"] = slot(after)
     child, _ = prepare_graph(child_cfg, task, modules=3, seed=5, parent=par)
     x = task_arrays(task)[0][:256]
-    mean, var = _bn_input_stats(child, "m1.l0.bn", x, tmp_path)
-    np.testing.assert_allclose(child.initializers["m1.l0.bn.mean"].const.numpy(), mean, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(child.initializers["m1.l0.bn.var"].const.numpy(), var, rtol=1e-4, atol=1e-5)
-    for name in ("m0.l0.bn.mean", "m0.l0.bn.var", "m1.l0.bn.scale", "m1.l0.bn.bias"):
+    bn = last(after)
+    mean, var = _bn_input_stats(child, bn, x, tmp_path)
+    np.testing.assert_allclose(child.initializers[f"{bn}.mean"].const.numpy(), mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(child.initializers[f"{bn}.var"].const.numpy(), var, rtol=1e-4, atol=1e-5)
+    for name in ("m0.l0.bn.mean", "m0.l0.bn.var"):
         np.testing.assert_array_equal(child.initializers[name].const.numpy(), par[name])
+    for k in ("scale", "bias"):  # the parent's, carried over
+        np.testing.assert_array_equal(child.initializers[f"{bn}.{k}"].const.numpy(), par[f"{last(before)}.{k}"])

@@ -318,6 +318,7 @@ def inherit(child: Graph, parent: dict[str, np.ndarray]) -> dict[str, np.ndarray
     from graphmill.ir import Tensor
 
     new_stats: dict[str, np.ndarray] = {}
+    pool_changed = _pool_changed(child, parent)  # from the parent's own tensors, before the translations below
     parent = {**parent, **_across_types(child, parent)}
     copied = fitted = fresh_count = 0
     for name, v in child.initializers.items():
@@ -340,7 +341,7 @@ def inherit(child: Graph, parent: dict[str, np.ndarray]) -> dict[str, np.ndarray
             mask = np.arange(cur.shape[0]) >= src.shape[0]
             if mask.any():
                 new_stats[name[:-len(".mean")]] = mask
-    for slot, bn in _pool_changed(child, parent).items():
+    for slot, bn in pool_changed.items():
         new_stats[bn] = np.ones(child.initializers[bn + ".mean"].const.numpy().shape[0], bool)
     child.meta["inherited"] = {"copied": copied, "fitted": fitted, "fresh": fresh_count}
     return new_stats
