@@ -1060,12 +1060,15 @@ def supernet_train(out: str | os.PathLike, *, steps: int | None = None, seed: in
 
 def supernet_select(path: str | os.PathLike, *, output: str | os.PathLike, max_macs: float | None = None,
                     max_params: float | None = None, max_latency_ms: float | None = None, accel: str | None = None,
-                    config: dict | None = None, report: str | os.PathLike | None = None, progress=None) -> dict:
+                    config: dict | None = None, report: str | os.PathLike | None = None, progress=None,
+                    plot: str | os.PathLike | None = None) -> dict:
     """``graphmill supernet select``: the most accurate child of the supernet trained in ``path`` under one
     constraint (coarse-to-fine, ``graphmill.search.oneshot.select``), or the child ``config`` when given;
     written to ``output`` as a standard ONNX model with the inherited weights (statistics recalibrated).
     Returns exactly ``{"macs", "params", "accuracy", "latency_ms", "config"}`` (also written to ``report``);
-    latency is simulated on ``accel`` (default: the search's edge accelerator). Everything is checked before
+    latency is simulated on ``accel`` (default: the search's edge accelerator). ``plot``: a PNG of validation
+    accuracy against MACs, parameters and latency of the coarse grid's children and those the selection
+    evaluated, with each Pareto front (``oneshot.plot``; a few seconds more). Everything is checked before
     anything is written."""
     from graphmill.search.oneshot import ChildEvaluator, check_constraint, check_outputs, load_supernet, select_child
     from graphmill.search.oneshot.select import CONSTRAINTS, UNITS
@@ -1082,7 +1085,7 @@ def supernet_select(path: str | os.PathLike, *, output: str | os.PathLike, max_m
     kind, limit = next(iter(given.items())) if given else (None, None)
     if kind is not None:
         limit = check_constraint(kind, limit)
-    check_outputs(path, output, report)  # writable, not one file twice, not the supernet's own files
+    check_outputs(path, output, report, plot)  # writable, not one file twice, not the supernet's own files
     accel_cfg = load_accel(accel) if accel is not None else None
     graph, spec, _info = load_supernet(path)
     ev = ChildEvaluator(graph, spec, accel=accel_cfg)
@@ -1091,10 +1094,15 @@ def supernet_select(path: str | os.PathLike, *, output: str | os.PathLike, max_m
         if kind is not None and ev.metric(kind, chosen) > limit:
             raise UserInputError(f"the child given does not satisfy {CONSTRAINTS[kind]} {limit:g}: it needs "
                                  f"{ev.metric(kind, chosen):g} {UNITS[kind]}")
-        result = ev.report(chosen)
+        result, selection = ev.report(chosen), None
     else:
-        result = select_child(ev, kind, limit, progress=progress).report
+        selection = select_child(ev, kind, limit, progress=progress)
+        result = selection.report
     save(ev.child_graph(result["config"]), output)
     if report is not None:
         write_json(report, result)
+    if plot is not None:
+        from graphmill.search.oneshot.plot import children_points, plot_children
+
+        plot_children(plot, children_points(ev, selection, progress), result["config"], kind, limit)
     return result

@@ -2,8 +2,9 @@
 
 ``graphmill supernet train --out DIR [--steps N] [--seed S]`` trains the default digits supernet (rerunning
 it continues from DIR/checkpoint.pt); ``graphmill supernet select DIR (--max-macs M | --max-params P |
---max-latency-ms L --accel A.toml) -o CHILD.onnx [--json REPORT]`` writes the most accurate child under the
-constraint as a standard ONNX model with the inherited weights.
+--max-latency-ms L --accel A.toml) -o CHILD.onnx [--json REPORT] [--plot PNG]`` writes the most accurate child
+under the constraint as a standard ONNX model with the inherited weights (and, with ``--plot``, the children's
+accuracy / cost Pareto fronts).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, metavar="CHILD.onnx", help="where to write the child")
     c.add_argument("--json", metavar="REPORT", help="write {macs, params, accuracy, latency_ms, config} to REPORT "
                                                     "(- for stdout)")
+    c.add_argument("--plot", metavar="PNG", help="also write validation accuracy vs MACs / parameters / latency of "
+                                                 "the supernet's children with their Pareto fronts (a few seconds)")
     c.set_defaults(func=run_select)
     return p
 
@@ -75,7 +78,7 @@ def run_select(args: argparse.Namespace) -> int:
     report = api.supernet_select(args.dir, output=args.output, max_macs=args.max_macs, max_params=args.max_params,
                                  max_latency_ms=args.max_latency_ms, accel=args.accel, config=config,
                                  report=None if args.json in (None, "-") else args.json,
-                                 progress=None if to_stdout else stderr)
+                                 progress=None if to_stdout else stderr, plot=args.plot)
     if to_stdout:
         emit_json(report)
         return 0

@@ -145,3 +145,45 @@ def test_train_json_report_path_is_checked_before_training(tmp_path, capsys):
              f"is the run's own {name}, which the report would overwrite", tmp_path)
     _bad(capsys, ["supernet", "train", "--out", str(out), "--steps", "1", "--json", str(out)], "is the --out folder",
          tmp_path)
+
+
+def test_select_plot_measures_the_coarse_grid_and_marks_each_pareto_front(trained, tmp_path, capsys):
+    """Reference: the evaluator's own measurements of every coarse-grid child (``ChildEvaluator``, the same
+    numbers select ranks by) and a brute-force dominance check written here, not ``pareto_front``."""
+    from graphmill.search.oneshot.plot import PANELS, children_points, front
+
+    out, png = tmp_path / "c.onnx", tmp_path / "children.png"
+    rc = main(["supernet", "select", str(trained), "--max-macs", "1e9", "-o", str(out), "--plot", str(png)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "children measured" in err
+    graph, spec, _ = load_supernet(trained)
+    ev = ChildEvaluator(graph, spec)
+    pts = children_points(ev)
+    grid = list(spec.coarse_grid())
+    assert len(pts) == len({json.dumps(c, sort_keys=True) for c in grid})
+    for p in pts[:5]:
+        assert p["val_accuracy"] == ev.accuracy(p["config"]) and p["macs"] == ev.metric("macs", p["config"])
+    for metric, _ in PANELS:
+        f = front(pts, metric)
+        on = {json.dumps(p["config"], sort_keys=True) for p in f}
+        for p in pts:  # on the front exactly when no other child is at least as good on both and better on one
+            dominated = any(q[metric] <= p[metric] and q["val_accuracy"] >= p["val_accuracy"]
+                            and (q[metric] < p[metric] or q["val_accuracy"] > p["val_accuracy"]) for q in pts)
+            if dominated:
+                assert json.dumps(p["config"], sort_keys=True) not in on
+        assert all(not any(q[metric] <= p[metric] and q["val_accuracy"] >= p["val_accuracy"]
+                           and (q[metric] < p[metric] or q["val_accuracy"] > p["val_accuracy"]) for q in pts)
+                   for p in f)
+        assert [p[metric] for p in f] == sorted(p[metric] for p in f) and f
+
+
+def test_select_plot_path_is_checked_before_any_work(trained, tmp_path, capsys):
+    cfg = json.dumps(TINY_SPEC.smallest())
+    o = str(tmp_path / "c.onnx")
+    _bad(capsys, ["supernet", "select", str(trained), "--config", cfg, "-o", o, "--plot", o], "name the same file",
+         tmp_path)
+    _bad(capsys, ["supernet", "select", str(trained), "--config", cfg, "-o", o, "--plot",
+                  str(trained / "supernet.json")], "--plot", tmp_path)
+    _bad(capsys, ["supernet", "select", str(trained), "--config", cfg, "-o", o, "--plot",
+                  str(tmp_path / "no" / "such" / "dir" / "p.png")], "p.png", tmp_path)

@@ -3,7 +3,8 @@
 ``space.py`` (the elastic ranges, ``SupernetSpec``), ``weights.py`` (shared weights: names, shapes,
 initialization, slicing), ``graph.py`` (the supernet as one ``ir.Graph``; ``child`` extracts a standard-ONNX
 child), ``torchnet.py`` (the same weights as a torch module that runs any child), ``train.py`` (sandwich rule,
-in-place distillation, checkpoint/resume), ``select.py`` (coarse-to-fine child selection under a budget).
+in-place distillation, checkpoint/resume), ``select.py`` (coarse-to-fine child selection under a budget),
+``plot.py`` (the children's accuracy / cost Pareto fronts, ``supernet select --plot``).
 Importing this package does not import torch.
 """
 
