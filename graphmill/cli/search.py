@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--accel", metavar="A.toml", help="the accelerator for latency (base of the accelerator space)")
     p.add_argument("--timeout", type=float, metavar="S", help="seconds per evaluation; slower trials fail")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print the result as JSON (no progress lines)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (progress lines on stderr)")
     g = p.add_argument_group("built-in evaluator (proxy task)")
     g.add_argument("--steps", type=int, help="training steps per candidate (default 100)")
     g.add_argument("--proxy-width", type=float, help="channel multiplier of the trained proxy (default 0.25)")
@@ -97,9 +97,8 @@ def _run_method(args: argparse.Namespace, progress) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    def progress(line: str) -> None:
-        if not args.json:
-            print(line, flush=True)
+    def progress(line: str) -> None:  # with --json stdout is the JSON alone: the lines go to stderr
+        print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
 
     if (args.space is None) == (args.method is None):
         raise UserInputError("give exactly one of --space SPACE and --method METHOD")

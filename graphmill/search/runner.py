@@ -383,17 +383,19 @@ def _make_trial(number: int, config: dict, key: str, outcome: tuple, objective) 
     error = None
     if isinstance(value, dict):
         metrics = {str(k): v for k, v in value.items() if k != "reward"}
-        if objective is not None:
-            try:
-                reward = objective({**metrics, **({"reward": value["reward"]} if "reward" in value else {})})
-            except Exception as e:
-                reward, error = None, f"objective failed: {type(e).__name__}: {e}"
-        elif "reward" in value:
-            reward = value["reward"]
-        else:
-            reward, error = None, "evaluate returned a dict without 'reward' (and no objective was given)"
+    if objective is not None:  # its error (a metric the evaluator did not return) fails this trial, not the run
+        given = {**metrics, "reward": value["reward"]} if isinstance(value, dict) and "reward" in value else \
+            metrics if isinstance(value, dict) else {"reward": value}
+        try:
+            reward = objective(given)
+        except Exception as e:
+            reward, error = None, f"objective failed: {type(e).__name__}: {e}"
+    elif not isinstance(value, dict):
+        reward = value
+    elif "reward" in value:
+        reward = value["reward"]
     else:
-        reward = objective({"reward": value}) if objective is not None else value
+        reward, error = None, "evaluate returned a dict without 'reward' (and no objective was given)"
     r = finite_or_none(reward)
     if r is None:
         return Trial(number, config, key, None, "failed", _jsonable(metrics), float(seconds),
@@ -427,7 +429,7 @@ def _progress(progress, budget: int):
         rate = done_here / elapsed if elapsed > 0 else math.inf
         left = max(0, budget - len(result.history))
         eta = left / rate if rate > 0 else math.inf
-        r = f"{trial.reward:.4g}" if trial.reward is not None else f"failed ({(trial.error or '')[:60]})"
+        r = f"{trial.reward:.4g}" if trial.reward is not None else f"failed ({(trial.error or '')[:120]})"
         line = (f"[search] trial {len(result.history)}/{budget}  reward {r}  best "
                 f"{best.reward:.4g}" if best else f"[search] trial {len(result.history)}/{budget}  reward {r}  best -")
         line += f"  {rate:.3g} evals/s  ETA {_fmt_time(eta)}"

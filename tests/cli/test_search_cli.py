@@ -78,7 +78,8 @@ def test_user_space_and_evaluator(tmp_path):
     r = run_cli("--space", "space.json", "--evaluator", "myeval:broken", "--strategy", "random", "--budget", "6",
                 "--out", "o", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    summary = json.loads(r.stdout)
+    summary = json.loads(r.stdout)  # stdout is the JSON alone; the progress lines went to stderr
+    assert sum(line.startswith("[search] trial ") for line in r.stderr.splitlines()) == 6, r.stderr
     history = [json.loads(line) for line in (tmp_path / "o" / "history.jsonl").read_text().splitlines()]
     assert len(history) == summary["trials"] == 6
     failed = [h for h in history if h["config"]["x"] > 0.5]

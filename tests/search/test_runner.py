@@ -336,3 +336,37 @@ def test_ray_executor_same_results_and_two_workers():
     two = search.run(rh.small_space(), rh.evaluate, strategy="evolution", budget=12, seed=4, progress=False,
                      executor="ray", workers=2)
     assert len(two.history) == 12 and len({t.key for t in two.history}) == 12
+
+
+def test_an_objective_error_on_a_plain_float_fails_that_trial_not_the_run():
+    """Reference: the objective's own KeyError text. A float evaluate under an objective that needs
+    'accuracy' used to raise out of search.run (the CLI printed a traceback)."""
+    space = search.Space({"a": search.Choice([0, 1, 2])})
+    r = search.run(space, _float_evaluate, budget=3, seed=0, progress=False,
+                   objective=search.MnasNetObjective(target=80))
+    assert len(r.history) == 3 and all(t.status == "failed" for t in r.history)
+    assert all("objective failed" in t.error and "'accuracy'" in t.error for t in r.history)
+    ok = search.run(space, _float_evaluate, budget=3, seed=0, progress=False, objective=lambda m: 2 * m["reward"])
+    assert sorted(t.reward for t in ok.history) == [0.0, 2.0, 4.0]
+
+
+def _float_evaluate(config: dict) -> float:
+    return float(config["a"])
+
+
+def test_a_pool_worker_whose_parent_is_gone_exits_quietly(capfd):
+    """After ``kill -9`` of the search, an orphaned worker finished its evaluation and printed BrokenPipeError
+    tracebacks from ``conn.send``. Reference: the pipe itself (the parent end closed before the reply)."""
+    import multiprocessing as mp
+
+    from graphmill.search.executors.pool import _worker_main
+
+    parent, child = mp.Pipe()
+    parent.send((1, {"a": 1}, None))
+    parent.close()  # the parent is gone: the "started" reply cannot be sent
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        _worker_main(child, _float_evaluate)  # returns, no exception
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert "Traceback" not in capfd.readouterr().err

@@ -34,12 +34,17 @@ def _worker_main(conn, evaluate: Callable[[dict], Any]) -> None:  # pragma: no c
         if msg is None:
             return
         token, config, timeout = msg
-        conn.send((token, None))  # started: the parent counts the timeout from here, not from the submission
-        out = call(evaluate, config, timeout)
-        try:
-            conn.send((token, out))
-        except Exception as e:  # the result could not be pickled
-            conn.send((token, ("failed", f"the result cannot be sent back: {type(e).__name__}: {e}", out[2])))
+        try:  # a closed pipe (OSError): the parent is gone (kill -9), so there is no one to report to
+            conn.send((token, None))  # started: the parent counts the timeout from here, not from the submission
+            out = call(evaluate, config, timeout)
+            try:
+                conn.send((token, out))
+            except OSError:
+                raise
+            except Exception as e:  # the result could not be pickled
+                conn.send((token, ("failed", f"the result cannot be sent back: {type(e).__name__}: {e}", out[2])))
+        except OSError:
+            return
 
 
 def _name(evaluate: Any) -> str:
