@@ -56,9 +56,10 @@ def plot_children(path: str | os.PathLike, points: list[dict], chosen: Mapping[s
     fig, axes = plt.subplots(1, len(PANELS), figsize=(15, 4.2), sharey=True)
     chosen_key = _key(chosen)
     sizes = {}
+    grid = [p for p in points if not p["selected"]]
+    sel = [p for p in points if p["selected"]]
+    mine = [p for p in points if _key(p["config"]) == chosen_key]
     for ax, (metric, label) in zip(axes, PANELS):
-        grid = [p for p in points if not p["selected"]]
-        sel = [p for p in points if p["selected"]]
         ax.scatter([p[metric] for p in grid], [p["val_accuracy"] for p in grid], s=12, alpha=0.45, color="C0",
                    label="coarse-grid child")
         if sel:
@@ -68,7 +69,6 @@ def plot_children(path: str | os.PathLike, points: list[dict], chosen: Mapping[s
         sizes[metric] = len(f)
         ax.step([p[metric] for p in f], [p["val_accuracy"] for p in f], where="post", color="C3", marker="o",
                 markersize=3, label=f"Pareto front ({len(f)})")
-        mine = [p for p in points if _key(p["config"]) == chosen_key]
         if mine:
             ax.scatter([mine[0][metric]], [mine[0]["val_accuracy"]], s=160, marker="*", color="gold",
                        edgecolors="black", zorder=5, label="chosen child")
