@@ -359,17 +359,17 @@ class Space(Param):
             conds = {}
             for sib, allowed in p.when.items():
                 if sib not in self._params:
-                    raise UserInputError(f"{name}: when refers to {sib!r}, which is not a sibling"
+                    raise UserInputError(f"{name}.when: refers to {sib!r}, which is not a sibling"
                                          + _did_you_mean(sib, self._params))
                 if sib == name:
-                    raise UserInputError(f"{name}: when refers to itself")
+                    raise UserInputError(f"{name}.when: refers to itself")
                 ref = self._params[sib]
                 if not isinstance(ref, (Choice, Int)):
-                    raise UserInputError(f"{name}: when refers to {sib!r}, which is a {ref.kind}; "
+                    raise UserInputError(f"{name}.when: refers to {sib!r}, which is a {ref.kind}; "
                                          "only a choice or an int can control a parameter")
                 vals = allowed if isinstance(allowed, (list, tuple)) else [allowed]
                 if not vals:
-                    raise UserInputError(f"{name}: when {{{sib!r}: []}} can never hold")
+                    raise UserInputError(f"{name}.when: {{{sib!r}: []}} can never hold")
                 conds[sib] = tuple(ref.canonical(v, f"{name}.when.{sib}") for v in vals)
             self._conds[name] = conds
         self._order = self._topological()
@@ -704,6 +704,9 @@ def _param_from_json(data: Any, path: str) -> Param:
     try:
         return Space(built, when=when)
     except UserInputError as e:
+        name, dot, rest = str(e).partition(".when")
+        if dot and name in built:  # a parameter's condition: name its JSON path ("space.params.a.when")
+            raise UserInputError(f"{path}.params.{name}.when{rest}") from None
         raise UserInputError(f"{path}: {e}") from None
 
 

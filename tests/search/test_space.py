@@ -233,7 +233,10 @@ def test_malformed_json_names_the_json_path():
         ({"type": "space", "params": {"a": {"type": "float", "low": 1, "high": 2, "lg": True}}},
          r"space\.params\.a\.lg: unknown field"),
         ({"type": "space", "params": {"a": {"type": "choice", "values": [1], "when": {"zz": 1}}}},
-         r"a: when refers to 'zz'"),
+         r"^space\.params\.a\.when: refers to 'zz', which is not a sibling"),
+        ({"type": "space", "params": {"b": {"type": "int", "low": 1, "high": 3},
+                                      "a": {"type": "choice", "values": [1], "when": {"b": 7}}}},
+         r"^space\.params\.a\.when\.b: "),
         ({"type": "space", "params": []}, r"space\.params: expected an object"),
     ]
     for data, msg in bad:
