@@ -151,7 +151,7 @@ def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAUL
         t_end = t_start * 1e-3
         anneal_t0 = time.monotonic()
         anneal_len = max(deadline - anneal_t0, 1e-3)
-        next_report = time.monotonic() + progress_every
+        next_report = time.monotonic()  # a line as the anneal starts (even a short run shows one), then periodically
 
         def attempt(moves: tuple, cur: float, temp: float) -> tuple[bool, float]:
             """Apply ``moves`` ((module, x, y, orientation), ...), keep them by the Metropolis rule or undo."""

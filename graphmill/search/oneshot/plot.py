@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 from graphmill.search.objectives import pareto_front
 
-from .select import UNITS, ChildEvaluator, Selection, _key
+from .select import UNITS, ChildEvaluator, Selection, config_key
 
 PANELS = (("macs", "MACs (batch 1)"), ("params", "parameters"), ("latency_ms", "simulated latency (ms)"))
 
@@ -27,10 +27,10 @@ def children_points(ev: ChildEvaluator, selection: Selection | None = None,
     ``params``, ``latency_ms`` and ``val_accuracy``; ``selected`` tells which the selection evaluated."""
     configs: dict[str, dict] = {}
     for c in ev.spec.coarse_grid():
-        configs.setdefault(_key(c), ev.spec.check(c))
-    picked = {_key(e["config"]) for e in (selection.evaluated if selection else [])}
+        configs.setdefault(config_key(c), ev.spec.check(c))
+    picked = {config_key(e["config"]) for e in (selection.evaluated if selection else [])}
     for e in selection.evaluated if selection else []:
-        configs.setdefault(_key(e["config"]), e["config"])
+        configs.setdefault(config_key(e["config"]), e["config"])
     out = []
     for i, (k, c) in enumerate(configs.items()):
         out.append({"config": c, "macs": ev.metric("macs", c), "params": ev.metric("params", c),
@@ -54,11 +54,11 @@ def plot_children(path: str | os.PathLike, points: list[dict], chosen: Mapping[s
 
     plt = pyplot()
     fig, axes = plt.subplots(1, len(PANELS), figsize=(15, 4.2), sharey=True)
-    chosen_key = _key(chosen)
+    chosen_key = config_key(chosen)
     sizes = {}
     grid = [p for p in points if not p["selected"]]
     sel = [p for p in points if p["selected"]]
-    mine = [p for p in points if _key(p["config"]) == chosen_key]
+    mine = [p for p in points if config_key(p["config"]) == chosen_key]
     for ax, (metric, label) in zip(axes, PANELS):
         ax.scatter([p[metric] for p in grid], [p["val_accuracy"] for p in grid], s=12, alpha=0.45, color="C0",
                    label="coarse-grid child")

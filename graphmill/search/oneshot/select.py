@@ -35,7 +35,8 @@ CONSTRAINTS = {"macs": "--max-macs", "params": "--max-params", "latency_ms": "--
 UNITS = {"macs": "MACs", "params": "parameters", "latency_ms": "ms of simulated latency"}
 
 
-def _key(config: Mapping[str, Any]) -> str:
+def config_key(config: Mapping[str, Any]) -> str:
+    """A child's identity for caches and sets (its JSON with sorted keys)."""
     return json.dumps(config, sort_keys=True)
 
 
@@ -74,7 +75,7 @@ class ChildEvaluator:
     def costs(self, config: Mapping[str, Any]) -> dict[str, float]:
         from graphmill.search.evaluators.cost import cost_metrics
 
-        k = _key(config)
+        k = config_key(config)
         if k not in self._costs:
             self._costs[k] = cost_metrics(self.child_graph(config, batch=1, calibrated=False))
         return self._costs[k]
@@ -82,7 +83,7 @@ class ChildEvaluator:
     def latency_ms(self, config: Mapping[str, Any]) -> float:
         from graphmill.search.evaluators.latency import simulated_latency
 
-        k = _key(config)
+        k = config_key(config)
         if k not in self._lat:
             self._lat[k] = float(simulated_latency(self.child_graph(config, batch=1, calibrated=False),
                                                    self.accel)["latency"])
@@ -95,7 +96,7 @@ class ChildEvaluator:
         """Accuracy with inherited weights and recalibrated statistics on ``split`` ("val" or "test")."""
         from .train import accuracy, calibrate
 
-        k = _key(config) + split
+        k = config_key(config) + split
         if k not in self._acc:
             d = self.data[config["resolution"]]
             calibrate(self.module, config, d, self.n_calibrate)
@@ -178,7 +179,7 @@ def select_child(ev: ChildEvaluator, kind: str, limit: float, *, coarse: int = 6
     seen: set[str] = set()
 
     def evaluate(c: dict, phase: str) -> float:
-        seen.add(_key(c))
+        seen.add(config_key(c))
         acc = ev.accuracy(c)
         evaluated.append({"phase": phase, "config": c, kind: ev.metric(kind, c), "val_accuracy": acc})
         if progress is not None:
@@ -198,7 +199,7 @@ def select_child(ev: ChildEvaluator, kind: str, limit: float, *, coarse: int = 6
         for c in spec.neighbours(centre):
             if len(evaluated) >= max_evals:
                 break
-            if _key(c) in seen or ev.metric(kind, c) > limit:
+            if config_key(c) in seen or ev.metric(kind, c) > limit:
                 continue
             a = evaluate(c, "fine")
             if a > best_acc:
