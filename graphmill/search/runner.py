@@ -384,8 +384,8 @@ def _make_trial(number: int, config: dict, key: str, outcome: tuple, objective) 
     if isinstance(value, dict):
         metrics = {str(k): v for k, v in value.items() if k != "reward"}
     if objective is not None:  # its error (a metric the evaluator did not return) fails this trial, not the run
-        given = {**metrics, "reward": value["reward"]} if isinstance(value, dict) and "reward" in value else \
-            metrics if isinstance(value, dict) else {"reward": value}
+        given = ({**metrics, "reward": value["reward"]} if "reward" in value else metrics) \
+            if isinstance(value, dict) else {"reward": value}
         try:
             reward = objective(given)
         except Exception as e:
