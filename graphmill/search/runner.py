@@ -149,7 +149,7 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
     rerun with another evaluator into the same folder is refused instead of mixing two evaluators' rewards in one
     history); a checkpoint written with another one is refused, one written without one is not. ``progress``:
     True prints one line per finished trial to stderr, a callable receives a dict (``line``, ``trial``, ``count``,
-    ``budget``, ``best``, ``rate``, ``eta``). Ctrl-C stops cleanly: the checkpoint is current and the partial
+    ``budget``, ``best``, ``rate``, ``eta``, and ``history``: every trial so far, resumed ones included). Ctrl-C stops cleanly: the checkpoint is current and the partial
     result comes back with ``interrupted=True``.
     """
     if not isinstance(space, Space):
@@ -435,7 +435,7 @@ def _progress(progress, budget: int):
         line += f"  {rate:.3g} evals/s  ETA {_fmt_time(eta)}"
         if callable(progress):
             progress({"line": line, "trial": trial, "count": len(result.history), "budget": budget,
-                      "best": best.reward if best else None, "rate": rate, "eta": eta})
+                      "best": best.reward if best else None, "rate": rate, "eta": eta, "history": result.history})
         else:
             print(line, file=sys.stderr, flush=True)
 

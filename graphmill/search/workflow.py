@@ -2,9 +2,10 @@
 check everything before anything is written, run the search into a folder, write its outputs.
 
 The folder (``out``) holds ``checkpoint.json`` (the run's state; rerunning the same command resumes from it),
-``history.jsonl`` (one trial per line, in evaluation order), ``best.onnx`` (the best network, for MnasNet's
-space: trained proxy weights with the built-in evaluator), ``best_so_far.png`` and, when the trials report
-both ``accuracy`` and ``latency``, ``pareto.png`` (the accuracy/latency Pareto front).
+``history.jsonl`` (one trial per line, in evaluation order; it grows as trials finish, for ``tail -f``),
+``best.onnx`` (the best network, for MnasNet's space: trained proxy weights with the built-in evaluator),
+``best_so_far.png`` and, when the trials report both ``accuracy`` and ``latency``, ``pareto.png`` (the
+accuracy/latency Pareto front).
 """
 
 from __future__ import annotations
@@ -367,11 +368,26 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
                   ray_address=ray_address)
     os.makedirs(out, exist_ok=True)
     checkpoint = os.path.join(out, "checkpoint.json")
+    history_file = os.path.join(out, "history.jsonl")
+    written = []  # trials already in history_file during this call
+
+    def on_trial(info: dict) -> None:
+        # history.jsonl follows the run (``tail -f``): rewritten whole at this call's first result (the resumed
+        # trials before it), then one appended line per result; ``finish`` rewrites it atomically at the end
+        if not written:
+            search.write_history_jsonl(history_file, info["history"])
+        else:
+            with open(history_file, "a", encoding="utf-8") as f:
+                f.write(json.dumps(info["trial"].to_json(), allow_nan=False) + "\n")
+        written.append(info["trial"])
+        if progress is not None:
+            progress(info["line"])
+
     result = search.run(job["space"], job["evaluate"], strategy=job["strategy"], budget=job["budget"], seed=seed,
                         workers=job["workers"], executor=job["executor"], checkpoint=checkpoint,
                         timeout=job["timeout"], objective=job["objective"], ray_address=ray_address,
                         strategy_options=job["options"], fingerprint=job["fingerprint"],
-                        progress=(lambda info: progress(info["line"])) if progress is not None else False)
+                        progress=on_trial)
     return {"result": result, "summary": finish(out, result, job, checkpoint)}
 
 

@@ -136,3 +136,37 @@ def test_rerun_with_another_evaluator_is_refused(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and 'its evaluator was "myeval:quadratic", now "myeval:broken"' in lines[0], lines
     assert (tmp_path / "o" / "history.jsonl").read_text() == before
+
+
+WATCHER = '''
+import json, os
+
+def lines_so_far(config):
+    """Reward and, as a metric, the lines history.jsonl holds while this trial runs (in process, one worker)."""
+    path = os.path.join(os.environ["GM_TEST_OUT"], "history.jsonl")
+    lines = open(path).read().splitlines() if os.path.exists(path) else []
+    return {"reward": config["x"], "lines": len(lines), "last": json.loads(lines[-1])["config"]["x"] if lines else None}
+'''
+
+
+def test_history_jsonl_grows_as_trials_finish(tmp_path, monkeypatch):
+    # reference: the trial count and order the run itself reports. Before history.jsonl followed the run it was
+    # written only at the end, so every trial saw 0 lines (or, resumed, only the previous call's)
+    from graphmill.search.workflow import run_search
+
+    (tmp_path / "watcher.py").write_text(WATCHER)
+    (tmp_path / "space.json").write_text(json.dumps({"type": "space", "params": {
+        "x": {"type": "float", "low": 0.0, "high": 1.0}}}))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "o"
+    monkeypatch.setenv("GM_TEST_OUT", str(out))
+    first = run_search("space.json", "watcher:lines_so_far", out=str(out), strategy="random", budget=3)
+    resumed = run_search("space.json", "watcher:lines_so_far", out=str(out), strategy="random", budget=6)
+    assert len(first["result"].history) == 3
+    history = resumed["result"].history
+    assert [t.metrics["lines"] for t in history] == [0, 1, 2, 3, 4, 5]
+    # each trial saw the previous trial as the file's last line
+    assert [t.metrics["last"] for t in history[1:]] == [t.config["x"] for t in history[:-1]]
+    written = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [w["config"] for w in written] == [t.config for t in history]
