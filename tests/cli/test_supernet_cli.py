@@ -96,12 +96,15 @@ def test_train_cli_default_space_writes_a_supernet_and_resumes(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "step 1/1" in err
     report = json.loads((tmp_path / "t.json").read_text())
-    assert report["steps"] == 1 and "digits" in report["task"]
+    assert report["steps"] == 1 and report["resumed_at"] == 0 and "digits" in report["task"]
     assert {"supernet.onnx", "supernet.json", "checkpoint.pt"} <= set(os.listdir(out))
     graph, spec, _ = load_supernet(out)
     assert graph.meta["supernet"]["config"] == spec.largest()
     # the same command again: the checkpoint is complete, nothing more to train, outputs rewritten identically
+    capsys.readouterr()
     assert main(["supernet", "train", "--out", str(out), "--steps", "1"]) == 0
+    # and it says so, instead of claiming to have trained (reference: the step count of the first call)
+    assert "supernet already trained: 1 steps, nothing to do" in capsys.readouterr().out
     assert main(["supernet", "train", "--out", str(out), "--steps", "2", "--seed", "1"]) == 2
     assert "the checkpoint was made with seed=0" in capsys.readouterr().err
 

@@ -112,7 +112,9 @@ class TrainOptions:
 
 @dataclass
 class TrainResult:
-    """What ``train_supernet`` did (``interrupted`` after Ctrl-C; ``checkpoint_step`` what the file holds)."""
+    """What ``train_supernet`` did (``interrupted`` after Ctrl-C; ``checkpoint_step`` what the file holds;
+    ``resumed_at`` the steps the checkpoint already held when the call began: equal to ``steps`` when a finished
+    folder is run again and nothing was trained)."""
 
     out: str
     steps: int
@@ -122,9 +124,11 @@ class TrainResult:
     train_seconds: float
     history: list[dict]
     files: dict[str, str]
+    resumed_at: int = 0
 
     def to_dict(self) -> dict:
         return {"out": self.out, "steps": self.steps, "total_steps": self.total_steps, "interrupted": self.interrupted,
+                "resumed_at": self.resumed_at,
                 "checkpoint_step": self.checkpoint_step, "train_seconds": round(self.train_seconds, 3),
                 "task": TASK, "history": self.history, "files": self.files}
 
@@ -297,7 +301,7 @@ def train_supernet(out: str | os.PathLike, opts: TrainOptions | None = None, *,
     if not interrupted:
         calibrate(module, big, data[big["resolution"]], opts.calibrate)  # the saved graph's statistics: the largest's
         write_result(files, module, opts, history, seconds)
-    return TrainResult(out, step_no, opts.steps, interrupted, held, seconds, history, files)
+    return TrainResult(out, step_no, opts.steps, interrupted, held, seconds, history, files, done_at_start)
 
 
 class _DeferredInterrupt:
