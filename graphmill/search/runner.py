@@ -167,6 +167,7 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
         executor = "inprocess" if workers == 1 else "local"
     options = dict(strategy_options or {})
     strat = strategy_class(strategy)(space, seed=seed, **options)
+    strat.budget = budget
 
     history: list[Trial] = []
     by_key: dict[str, Trial] = {}

@@ -42,10 +42,16 @@ class Strategy:
     with the nearest name. ``reward`` is higher-is-better; ``None`` means the evaluation failed.
     ``tell`` may receive configurations in any order (asynchronous workers) and configurations this strategy
     did not ask (a repeat answered from the history, a resumed run).
+
+    ``budget``: the number of evaluations the caller plans, or None when unknown (a bare ask/tell loop).
+    ``search.run`` sets it to its ``budget``, so that a strategy may plan phases by it (the default strategy's
+    last quarter exploits); it is not an option and not in the state, so that a finished run continued with a
+    bigger budget is the same search.
     """
 
     name = "base"
     OPTIONS: dict[str, Any] = {}
+    budget: int | None = None
 
     def __init__(self, space: Space, *, seed: int = 0, **options: Any) -> None:
         if not isinstance(space, Space):
