@@ -62,12 +62,9 @@ def run_train(args: argparse.Namespace) -> int:
     if args.json != "-":
         last = report["history"][-1] if report["history"] else {}
         acc = " ".join(f"{k} {last[k]:.4f}" for k in ("val_acc_largest", "val_acc_smallest") if k in last)
-        if report["resumed_at"] == report["steps"]:
-            done = f"supernet already trained: {report['steps']} steps, nothing to do"
-        elif report["resumed_at"]:
-            done = f"supernet trained {report['steps']} steps (resumed at step {report['resumed_at']})"
-        else:
-            done = f"supernet trained {report['steps']} steps"
+        steps = f"{report['steps']} step{'s' if report['steps'] != 1 else ''}"
+        done = (f"supernet already trained ({steps}), nothing left to train" if report["resumed_at"] == report["steps"]
+                else f"supernet trained {steps}")
         print(f"{done} ({report['train_seconds']:.1f} s of training): {acc}; task: {report['task']}")
         print(f"wrote {report['files']['supernet']}, {report['files']['report']}")
     return 0

@@ -148,9 +148,11 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
     not compared: ``graphmill search`` passes its evaluator, objective, accelerator and proxy settings, so that a
     rerun with another evaluator into the same folder is refused instead of mixing two evaluators' rewards in one
     history); a checkpoint written with another one is refused, one written without one is not. ``progress``:
-    True prints one line per finished trial to stderr, a callable receives a dict (``line``, ``trial``, ``count``,
-    ``budget``, ``best``, ``rate``, ``eta``, and ``history``: every trial so far, resumed ones included). Ctrl-C stops cleanly: the checkpoint is current and the partial
-    result comes back with ``interrupted=True``.
+    True prints one line per finished trial to stderr, a callable receives a dict (``line``, ``trial``,
+    ``count``, ``budget``, ``best``, ``rate``, ``eta``, and ``history``: every trial so far, resumed ones
+    included; the runner's own list, which grows: copy it to keep it). ``budget`` also tells the strategy
+    (``Strategy.budget``): the default strategy exploits in its last quarter. Ctrl-C stops cleanly: the
+    checkpoint is current and the partial result comes back with ``interrupted=True``.
     """
     if not isinstance(space, Space):
         raise UserInputError(f"space must be a graphmill.search.Space, got {type(space).__name__}")

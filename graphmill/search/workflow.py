@@ -2,7 +2,7 @@
 check everything before anything is written, run the search into a folder, write its outputs.
 
 The folder (``out``) holds ``checkpoint.json`` (the run's state; rerunning the same command resumes from it),
-``history.jsonl`` (one trial per line, in evaluation order; it grows as trials finish, for ``tail -f``),
+``history.jsonl`` (one trial per line, in evaluation order; it grows as trials finish, for ``tail -F``),
 ``best.onnx`` (the best network, for MnasNet's space: trained proxy weights with the built-in evaluator),
 ``best_so_far.png`` and, when the trials report both ``accuracy`` and ``latency``, ``pareto.png`` (the
 accuracy/latency Pareto front).
@@ -369,17 +369,19 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
     os.makedirs(out, exist_ok=True)
     checkpoint = os.path.join(out, "checkpoint.json")
     history_file = os.path.join(out, "history.jsonl")
-    written = []  # trials already in history_file during this call
+    started = False  # whether this call has written history_file yet
 
     def on_trial(info: dict) -> None:
-        # history.jsonl follows the run (``tail -f``): rewritten whole at this call's first result (the resumed
-        # trials before it), then one appended line per result; ``finish`` rewrites it atomically at the end
-        if not written:
+        """history.jsonl follows the run (``tail -F``): rewritten whole at this call's first result (so that it
+        holds the resumed trials, whatever a killed run left in it), then one appended line per result;
+        ``finish`` rewrites it atomically at the end."""
+        nonlocal started
+        if not started:
             search.write_history_jsonl(history_file, info["history"])
+            started = True
         else:
             with open(history_file, "a", encoding="utf-8") as f:
                 f.write(json.dumps(info["trial"].to_json(), allow_nan=False) + "\n")
-        written.append(info["trial"])
         if progress is not None:
             progress(info["line"])
 

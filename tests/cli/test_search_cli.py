@@ -151,7 +151,8 @@ def lines_so_far(config):
 
 def test_history_jsonl_grows_as_trials_finish(tmp_path, monkeypatch):
     # reference: the trial count and order the run itself reports. Before history.jsonl followed the run it was
-    # written only at the end, so every trial saw 0 lines (or, resumed, only the previous call's)
+    # written only at the end, so every trial saw 0 lines (or, resumed, only the previous call's); a resumed call
+    # that only appended would keep the damaged file's 2 lines at its first trial
     from graphmill.search.workflow import run_search
 
     (tmp_path / "watcher.py").write_text(WATCHER)
@@ -162,11 +163,16 @@ def test_history_jsonl_grows_as_trials_finish(tmp_path, monkeypatch):
     out = tmp_path / "o"
     monkeypatch.setenv("GM_TEST_OUT", str(out))
     first = run_search("space.json", "watcher:lines_so_far", out=str(out), strategy="random", budget=3)
+    # as a kill -9 may leave it: the last trial's line missing (the checkpoint, not this file, is the state)
+    lines = (out / "history.jsonl").read_text().splitlines()
+    (out / "history.jsonl").write_text("\n".join(lines[:-1]) + "\n")
     resumed = run_search("space.json", "watcher:lines_so_far", out=str(out), strategy="random", budget=6)
     assert len(first["result"].history) == 3
     history = resumed["result"].history
-    assert [t.metrics["lines"] for t in history] == [0, 1, 2, 3, 4, 5]
-    # each trial saw the previous trial as the file's last line
-    assert [t.metrics["last"] for t in history[1:]] == [t.config["x"] for t in history[:-1]]
+    # trial 4 (the resumed call's first) still sees the damaged file; its result rewrites it whole, so trial 5
+    # sees trials 1-4 (appending only would leave it 3 lines)
+    assert [t.metrics["lines"] for t in history] == [0, 1, 2, 2, 4, 5]
+    # otherwise each trial saw the previous trial as the file's last line
+    assert [t.metrics["last"] for t in history[1:3] + history[4:]] == [t.config["x"] for t in history[0:2] + history[3:5]]
     written = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert [w["config"] for w in written] == [t.config for t in history]

@@ -104,7 +104,7 @@ def test_train_cli_default_space_writes_a_supernet_and_resumes(tmp_path, capsys)
     capsys.readouterr()
     assert main(["supernet", "train", "--out", str(out), "--steps", "1"]) == 0
     # and it says so, instead of claiming to have trained (reference: the step count of the first call)
-    assert "supernet already trained: 1 steps, nothing to do" in capsys.readouterr().out
+    assert "supernet already trained (1 step), nothing left to train" in capsys.readouterr().out
     assert main(["supernet", "train", "--out", str(out), "--steps", "2", "--seed", "1"]) == 2
     assert "the checkpoint was made with seed=0" in capsys.readouterr().err
 

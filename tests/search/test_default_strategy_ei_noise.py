@@ -113,3 +113,24 @@ def test_search_run_tells_the_strategy_its_budget():
 def test_an_exploit_from_outside_0_1_is_one_line(value):
     with pytest.raises(UserInputError, match=r"option exploit_from=.* must be"):
         strategies.get("default", _space(), seed=0, exploit_from=value)
+
+
+def test_repeats_told_again_do_not_move_the_phase_on():
+    # reference: the runner answers a repeated configuration from its history and tells it again, at no cost to
+    # the budget; the phase counts distinct configurations (24 here, under 0.75 x 40 = 30, with 34 tells)
+    space = _space()
+    s = strategies.get("default", space, seed=0)
+    s.budget = 40
+    rng, noise_rng = np.random.default_rng(1), np.random.default_rng(2)
+    told = []
+    for _ in range(24):
+        c = space.sample(rng)
+        s.tell(c, _reward(c, noise_rng))
+        told.append(c)
+    for c in told[:10]:
+        s.tell(c, _reward(c, noise_rng))
+    assert not s.exploiting()
+    for _ in range(6):
+        c = space.sample(rng)
+        s.tell(c, _reward(c, noise_rng))
+    assert s.exploiting()  # 30 distinct

@@ -562,6 +562,7 @@ class AreaFiltered(Strategy):
             area = self._area(config) if budget > 0 else None
             if area is None or area <= budget:
                 return json.loads(json.dumps(config))
+        self.inner.budget = self.budget  # the run's evaluation budget (search.run sets ours), for its phases
         config = self.inner.ask()
         for _ in range(int(self.options["tries"])):
             area = self._area(config) if budget > 0 else None

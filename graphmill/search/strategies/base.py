@@ -45,8 +45,9 @@ class Strategy:
 
     ``budget``: the number of evaluations the caller plans, or None when unknown (a bare ask/tell loop).
     ``search.run`` sets it to its ``budget``, so that a strategy may plan phases by it (the default strategy's
-    last quarter exploits); it is not an option and not in the state, so that a finished run continued with a
-    bigger budget is the same search.
+    last quarter exploits). It is not an option and not in the state, so that a finished run may be continued
+    with a bigger budget (accepted, not identical to a run given that budget from the start: the default
+    strategy's phase then starts again later).
     """
 
     name = "base"
