@@ -373,6 +373,7 @@ def main() -> None:
             store_curves(args.table, name, c, earlier + time.time() - t0,
                          read_from=f"{os.path.basename(cached[1])} (seeds 0-{k - 1}; the rest run{note})")
             how = f"seeds 0-{k - 1} read from {os.path.relpath(cached[1])}, {k}-{args.seeds - 1} run"
+        c = np.round(c, 6)  # as store_curves keeps them: a fresh run and one read back compare alike
         res[name] = c
         report["strategies"][name] = {"mean": c.mean(0).tolist(), "std": c.std(0).tolist(),
                                       "seconds": time.time() - t0}
@@ -391,8 +392,9 @@ def main() -> None:
         print("budget".ljust(8) + "default".rjust(17) + "".join(p.rjust(17) for p in peers) + "ratio".rjust(8)
               + "  goal met" + "diff".rjust(20))
         def regret(name: str, b: int) -> float:
-            # float sums of equal values can leave +-1e-16 where every seed is at the optimum: that is 0
-            r = optimum - float(res[name][:, b - 1].mean())
+            # every seed at the optimum is 0 (float sums leave +-1e-16); the curves, fresh or read back, are all
+            # rounded to 6 decimals as stored, and so is the optimum
+            r = round(optimum, 6) - float(res[name][:, b - 1].mean())
             return 0.0 if abs(r) < 1e-9 else r
 
         ok_all = True
