@@ -104,12 +104,12 @@ On generated conditional tables where the children matter it costs a little at 2
 .0035); on a held-out HPO-like table with conditional optimizer parameters (80 seeds) 0.0140 against 0.0165 at 200.
 
 The last phase (item 8), regret at 200 evaluations of runs with budget 200, paired with the default before it (same
-seeds, so the first 150 asks are the same): on the reviewer's HPO-like table (noise sd 0.02, 80 seeds) 0.0076 ±
+seeds, so the first 150 asks are the same): on the reviewer's HPO-like table (noise sd 0.02, 80 seeds) 0.0075 ±
 0.0008 against 0.0140 (TPE 0.0238, evolution 0.0231); cell table (80 seeds) +0.0001 ± 0.0002, NAS-Bench-Graph-like
 -0.0001, the two large conditional tables +0.0005 ± 0.0005 and +0.0003 ± 0.0002, MLP, NB201-like and the six small
 conditional tables unchanged (20-100 seeds). Measured and not kept: the observation variance from the first
 model-based ask (HPO-like 0.0093 at 200, but the cell table +0.0023 ± 0.0006 at 100 and +0.0025 ± 0.0006 at 150, 80
-seeds; synthetic +0.04 ± 0.04 at 25 and 75); from half the budget (HPO-like 0.0083; cell +0.0008 ± 0.0004 at 150;
+seeds; synthetic +0.04 ± 0.04 at 25 and 75); from half the budget (HPO-like 0.0082; cell +0.0008 ± 0.0004 at 150;
 NAS-Bench-Graph-like +0.0006 ± 0.0006 at 150 and 200; large conditional +0.0018 ± 0.0010 at 200); weight 0.5 from
 half the budget (HPO-like 0.0125).
 
