@@ -173,6 +173,7 @@ def test_history_jsonl_grows_as_trials_finish(tmp_path, monkeypatch):
     # sees trials 1-4 (appending only would leave it 3 lines)
     assert [t.metrics["lines"] for t in history] == [0, 1, 2, 2, 4, 5]
     # otherwise each trial saw the previous trial as the file's last line
-    assert [t.metrics["last"] for t in history[1:3] + history[4:]] == [t.config["x"] for t in history[0:2] + history[3:5]]
+    seen_last = [t.metrics["last"] for t in history[1:3] + history[4:]]
+    assert seen_last == [t.config["x"] for t in history[0:2] + history[3:5]]
     written = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert [w["config"] for w in written] == [t.config for t in history]

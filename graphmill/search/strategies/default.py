@@ -33,15 +33,16 @@ continuous relaxations on NAS benchmarks. Here:
    is mostly one of the parents, as TPE's is (on mlp3, whose optimum has depth 1, 68% of the model-based
    proposals 11-25 have depth 1 against 59% at relevance 1; 200 seeds). From 0.01 the fits raise a child's
    relevance (x3 a fit) once its results show it matters. Measured below.
-8. the last phase (``exploit_from`` 0.75 of a ``budget`` the strategy knows: ``search.run`` tells it; never in a
-   bare ask/tell loop): the expected improvement is that of a new *observation*, its variance the latent one plus
-   ``ei_noise`` (1.0) x the fitted noise (the ranking of the candidates by EI; the off-by-default ``beta``,
-   ``local_every``, ``tpe_until`` and ``ls_starts`` paths keep the latent variance). A search is scored by the best value it observed, and that value is
-   often a lucky draw; a configuration next to the best ones, whose latent mean is a little under it, may well
-   draw above it. Latent EI left those untried (a reviewer's HPO-like table with noise sd 0.02: its optimum is a
-   noise spike two parameters from where most seeds ended). It is exploitation, so it waits for the last quarter:
-   from the start it cost the cell table 0.0023 at 100-150 evaluations (80 seeds, 4 standard errors), from half
-   the budget 0.0008 at 150; from three quarters nothing measurable. Measured below.
+8. the last phase (``exploit_from`` 0.75 of a ``budget`` the strategy knows: ``search.run`` tells it; a bare
+   ask/tell loop sets ``strategy.budget`` itself or has none): the expected improvement is that of a new
+   *observation*, its variance the latent one plus ``ei_noise`` (1.0) x the fitted noise (in the ranking of the
+   candidates by EI; the off-by-default ``beta``, ``local_every``, ``tpe_until`` and ``ls_starts`` paths keep
+   the latent variance). A search is scored by the best value it observed, and that value is often a lucky
+   draw; a configuration next to the best ones, whose latent mean is a little under it, may well draw above it.
+   Latent EI left those untried (a reviewer's HPO-like table with noise sd 0.02: its optimum is a noise spike
+   two parameters from where most seeds ended). It is exploitation, so it waits for the last quarter: from the
+   start it cost the cell table 0.0023 at 100-150 evaluations (80 seeds, 4 standard errors), from half the
+   budget 0.0008 at 150; from three quarters nothing measurable. Measured below.
 
 Measured on benchmarks/bench_search.py's three tables (regret = optimum - mean best-so-far over 20 seeds at
 25/50/75/100/150/200 evaluations; the README has the full table with the peers):
