@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         if best:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in best["metrics"].items()
                               if k in ("accuracy", "latency", "macs", "params") and isinstance(v, (int, float)))
-            print(f"best: reward {best['reward']:.4f} (trial {best['number'] + 1}){': ' + shown if shown else ''}")
+            print(f"best: reward {best['reward']:.4f} (trial {best['number'] + 1}, number {best['number']} in history.jsonl){': ' + shown if shown else ''}")
         print(f"{s['trials']} trial(s), {s['failed']} failed; wrote {', '.join(s['files'])} in {s['out']}")
     if out["summary"]["interrupted"]:
         print(f"interrupted: run the same command again to resume from {out['summary']['checkpoint']}",

@@ -57,16 +57,19 @@ def run_train(args: argparse.Namespace) -> int:
                                 report=None if args.json in (None, "-") else args.json)  # checked before training
     if report["interrupted"]:
         return report_interrupted(report, "supernet")
+    steps = f"{report['steps']} step{'s' if report['steps'] != 1 else ''}"
+    already = report["resumed_at"] == report["steps"]
     if args.json == "-":
         emit_json(report)
-    if args.json != "-":
-        last = report["history"][-1] if report["history"] else {}
-        acc = " ".join(f"{k} {last[k]:.4f}" for k in ("val_acc_largest", "val_acc_smallest") if k in last)
-        steps = f"{report['steps']} step{'s' if report['steps'] != 1 else ''}"
-        done = (f"supernet already trained ({steps}), nothing left to train" if report["resumed_at"] == report["steps"]
-                else f"supernet trained {steps}")
-        print(f"{done} ({report['train_seconds']:.1f} s of training): {acc}; task: {report['task']}")
-        print(f"wrote {report['files']['supernet']}, {report['files']['report']}")
+        if already:  # stdout is the report alone
+            stderr(f"supernet already trained ({steps}) in {args.out}: nothing left to train; outputs rewritten")
+        return 0
+    last = report["history"][-1] if report["history"] else {}
+    acc = " ".join(f"{k} {last[k]:.4f}" for k in ("val_acc_largest", "val_acc_smallest") if k in last)
+    done = (f"supernet already trained ({steps}), nothing left to train" if already else f"supernet trained {steps}")
+    print(f"{done} ({report['train_seconds']:.1f} s of training): {acc}; task: {report['task']}")
+    print(f"wrote {report['files']['supernet']}, {report['files']['report']}"
+          + (" (rewritten from the checkpoint)" if already else ""))
     return 0
 
 

@@ -370,11 +370,13 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
     checkpoint = os.path.join(out, "checkpoint.json")
     history_file = os.path.join(out, "history.jsonl")
     started = False  # whether this call has written history_file yet
+    lines = [0]  # the trials history_file holds, as this call wrote it
 
     def on_trial(info: dict) -> None:
         """history.jsonl follows the run (``tail -F``): rewritten whole at this call's first result (so that it
         holds the resumed trials, whatever a killed run left in it), then one appended line per result;
-        ``finish`` rewrites it atomically at the end."""
+        ``finish`` rewrites it atomically at the end unless it is complete already (a ``tail -F`` would show
+        every line again)."""
         nonlocal started
         if not started:
             search.write_history_jsonl(history_file, info["history"])
@@ -382,6 +384,7 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
         else:
             with open(history_file, "a", encoding="utf-8") as f:
                 f.write(json.dumps(info["trial"].to_json(), allow_nan=False) + "\n")
+        lines[0] = len(info["history"])
         if progress is not None:
             progress(info["line"])
 
@@ -390,16 +393,18 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
                         timeout=job["timeout"], objective=job["objective"], ray_address=ray_address,
                         strategy_options=job["options"], fingerprint=job["fingerprint"],
                         progress=on_trial)
-    return {"result": result, "summary": finish(out, result, job, checkpoint)}
+    return {"result": result, "summary": finish(out, result, job, checkpoint, history_written=lines[0])}
 
 
-def finish(out: str, result: Any, job: dict, checkpoint: str) -> dict:
-    """Write history.jsonl, the plots and (unless interrupted) best.onnx for ``result``; the JSON-able summary."""
+def finish(out: str, result: Any, job: dict, checkpoint: str, *, history_written: int = 0) -> dict:
+    """Write history.jsonl (unless the run already wrote all ``history_written`` trials of it, one by one), the
+    plots and (unless interrupted) best.onnx for ``result``; the JSON-able summary."""
     from graphmill.search import write_history_jsonl
 
     history = list(result.history)
     files = ["checkpoint.json"] if os.path.exists(checkpoint) else []
-    write_history_jsonl(os.path.join(out, "history.jsonl"), history)
+    if history_written != len(history) or not os.path.exists(os.path.join(out, "history.jsonl")):
+        write_history_jsonl(os.path.join(out, "history.jsonl"), history)
     files.append("history.jsonl")
     best = result.best
     if history:

@@ -177,3 +177,31 @@ def test_history_jsonl_grows_as_trials_finish(tmp_path, monkeypatch):
     assert seen_last == [t.config["x"] for t in history[0:2] + history[3:5]]
     written = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert [w["config"] for w in written] == [t.config for t in history]
+
+
+def test_a_complete_history_jsonl_is_not_replaced_at_the_end(tmp_path, monkeypatch):
+    # reference: the file's inode. The end-of-run atomic rewrite replaced a file the run had just completed line
+    # by line, and `tail -F` then printed every trial a second time
+    from graphmill.search.workflow import run_search
+
+    (tmp_path / "watcher.py").write_text(WATCHER)
+    (tmp_path / "space.json").write_text(json.dumps({"type": "space", "params": {
+        "x": {"type": "float", "low": 0.0, "high": 1.0}}}))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "o"
+    monkeypatch.setenv("GM_TEST_OUT", str(out))
+    inodes = []
+    import graphmill.search as gs
+
+    real = gs.write_history_jsonl
+
+    def spy(path, trials):
+        real(path, trials)
+        inodes.append(os.stat(path).st_ino)
+
+    monkeypatch.setattr(gs, "write_history_jsonl", spy)
+    run_search("space.json", "watcher:lines_so_far", out=str(out), strategy="random", budget=4)
+    assert len(inodes) == 1  # the first result's write only
+    assert os.stat(out / "history.jsonl").st_ino == inodes[0]
+    assert len((out / "history.jsonl").read_text().splitlines()) == 4

@@ -105,6 +105,10 @@ def test_train_cli_default_space_writes_a_supernet_and_resumes(tmp_path, capsys)
     assert main(["supernet", "train", "--out", str(out), "--steps", "1"]) == 0
     # and it says so, instead of claiming to have trained (reference: the step count of the first call)
     assert "supernet already trained (1 step), nothing left to train" in capsys.readouterr().out
+    # with the report on stdout, stdout is the report alone and the notice goes to stderr
+    assert main(["supernet", "train", "--out", str(out), "--steps", "1", "--json", "-"]) == 0
+    io = capsys.readouterr()
+    assert json.loads(io.out)["resumed_at"] == 1 and "nothing left to train" in io.err
     assert main(["supernet", "train", "--out", str(out), "--steps", "2", "--seed", "1"]) == 2
     assert "the checkpoint was made with seed=0" in capsys.readouterr().err
 

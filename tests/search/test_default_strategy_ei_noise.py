@@ -134,3 +134,16 @@ def test_repeats_told_again_do_not_move_the_phase_on():
         c = space.sample(rng)
         s.tell(c, _reward(c, noise_rng))
     assert s.exploiting()  # 30 distinct
+
+
+@pytest.mark.parametrize("value", ["x", -5, 2.5, True])
+def test_a_bad_budget_is_one_line(value):
+    # before the check, "x" failed at ask() with a TypeError and -5 put the strategy in its last phase at once
+    s = strategies.get("default", _space(), seed=0)
+    with pytest.raises(UserInputError, match=r"budget=.* must be a whole number of evaluations >= 0, or None"):
+        s.budget = value
+
+
+def test_get_takes_the_budget_as_search_run_tells_it():
+    s = strategies.get("default", _space(), seed=0, budget=40)
+    assert s.budget == 40 and strategies.get("evolution", _space(), seed=0).budget is None

@@ -52,7 +52,17 @@ class Strategy:
 
     name = "base"
     OPTIONS: dict[str, Any] = {}
-    budget: int | None = None
+    _budget: int | None = None
+
+    @property
+    def budget(self) -> int | None:
+        return self._budget
+
+    @budget.setter
+    def budget(self, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0):
+            raise UserInputError(f"{self.name}: budget={value!r} must be a whole number of evaluations >= 0, or None")
+        self._budget = None if value is None else int(value)
 
     def __init__(self, space: Space, *, seed: int = 0, **options: Any) -> None:
         if not isinstance(space, Space):
@@ -146,6 +156,9 @@ def strategy_class(name: str) -> type[Strategy]:
     return _CLASSES[name]
 
 
-def get(name: str, space: Space, *, seed: int = 0, **options: Any) -> Strategy:
-    """A new strategy ``name`` on ``space`` (``search.strategies.get("evolution", space, seed=0, population=20)``)."""
-    return strategy_class(name)(space, seed=seed, **options)
+def get(name: str, space: Space, *, seed: int = 0, budget: int | None = None, **options: Any) -> Strategy:
+    """A new strategy ``name`` on ``space`` (``search.strategies.get("evolution", space, seed=0, population=20)``);
+    ``budget``: the evaluations the caller plans (``Strategy.budget``), as ``search.run`` tells it."""
+    strategy = strategy_class(name)(space, seed=seed, **options)
+    strategy.budget = budget
+    return strategy
