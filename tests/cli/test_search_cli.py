@@ -149,19 +149,24 @@ def lines_so_far(config):
 '''
 
 
+def watched(tmp_path, monkeypatch):
+    """A user space of one float and the watcher evaluator, importable from tmp_path (the cwd); the out folder."""
+    (tmp_path / "watcher.py").write_text(WATCHER)
+    (tmp_path / "space.json").write_text(json.dumps({"type": "space", "params": {
+        "x": {"type": "float", "low": 0.0, "high": 1.0}}}))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GM_TEST_OUT", str(tmp_path / "o"))
+    return tmp_path / "o"
+
+
 def test_history_jsonl_grows_as_trials_finish(tmp_path, monkeypatch):
     # reference: the trial count and order the run itself reports. Before history.jsonl followed the run it was
     # written only at the end, so every trial saw 0 lines (or, resumed, only the previous call's); a resumed call
     # that only appended would keep the damaged file's 2 lines at its first trial
     from graphmill.search.workflow import run_search
 
-    (tmp_path / "watcher.py").write_text(WATCHER)
-    (tmp_path / "space.json").write_text(json.dumps({"type": "space", "params": {
-        "x": {"type": "float", "low": 0.0, "high": 1.0}}}))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    out = tmp_path / "o"
-    monkeypatch.setenv("GM_TEST_OUT", str(out))
+    out = watched(tmp_path, monkeypatch)
     first = run_search("space.json", "watcher:lines_so_far", out=str(out), strategy="random", budget=3)
     # as a kill -9 may leave it: the last trial's line missing (the checkpoint, not this file, is the state)
     lines = (out / "history.jsonl").read_text().splitlines()
@@ -184,13 +189,7 @@ def test_a_complete_history_jsonl_is_not_replaced_at_the_end(tmp_path, monkeypat
     # by line, and `tail -F` then printed every trial a second time
     from graphmill.search.workflow import run_search
 
-    (tmp_path / "watcher.py").write_text(WATCHER)
-    (tmp_path / "space.json").write_text(json.dumps({"type": "space", "params": {
-        "x": {"type": "float", "low": 0.0, "high": 1.0}}}))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    out = tmp_path / "o"
-    monkeypatch.setenv("GM_TEST_OUT", str(out))
+    out = watched(tmp_path, monkeypatch)
     inodes = []
     import graphmill.search as gs
 
