@@ -118,8 +118,12 @@ def run(args: argparse.Namespace) -> int:
         if best:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in best["metrics"].items()
                               if k in ("accuracy", "latency", "macs", "params") and isinstance(v, (int, float)))
-            print(f"best: reward {best['reward']:.4f} (trial {best['number'] + 1}, number {best['number']} in history.jsonl){': ' + shown if shown else ''}")
+            print(f"best: reward {best['reward']:.4f} (trial {best['number'] + 1}, number {best['number']} in "
+                  f"history.jsonl){': ' + shown if shown else ''}")
         print(f"{s['trials']} trial(s), {s['failed']} failed; wrote {', '.join(s['files'])} in {s['out']}")
+        if not s["new_trials"] and not s["interrupted"] and not s["exhausted"]:
+            print(f"nothing evaluated: the checkpoint already holds {s['trials']} trial(s) for --budget {budget}; "
+                  "a bigger --budget continues the run")
     if out["summary"]["interrupted"]:
         print(f"interrupted: run the same command again to resume from {out['summary']['checkpoint']}",
               file=sys.stderr)

@@ -371,6 +371,7 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
     history_file = os.path.join(out, "history.jsonl")
     started = False  # whether this call has written history_file yet
     lines = [0]  # the trials history_file holds, as this call wrote it
+    new = [0]  # the trials this call finished
 
     def on_trial(info: dict) -> None:
         """history.jsonl follows the run (``tail -F``): rewritten whole at this call's first result (so that it
@@ -385,6 +386,7 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
             with open(history_file, "a", encoding="utf-8") as f:
                 f.write(json.dumps(info["trial"].to_json(), allow_nan=False) + "\n")
         lines[0] = len(info["history"])
+        new[0] += 1
         if progress is not None:
             progress(info["line"])
 
@@ -393,7 +395,9 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
                         timeout=job["timeout"], objective=job["objective"], ray_address=ray_address,
                         strategy_options=job["options"], fingerprint=job["fingerprint"],
                         progress=on_trial)
-    return {"result": result, "summary": finish(out, result, job, checkpoint, history_written=lines[0])}
+    summary = finish(out, result, job, checkpoint, history_written=lines[0])
+    summary["new_trials"] = new[0]
+    return {"result": result, "summary": summary}
 
 
 def finish(out: str, result: Any, job: dict, checkpoint: str, *, history_written: int = 0) -> dict:

@@ -184,6 +184,21 @@ def test_history_jsonl_grows_as_trials_finish(tmp_path, monkeypatch):
     assert [w["config"] for w in written] == [t.config for t in history]
 
 
+def test_a_budget_the_checkpoint_holds_evaluates_nothing_and_says_so(tmp_path, monkeypatch, capsys):
+    # reference: the trial counts of the two commands; before, the second printed only the summary, exit 0
+    from graphmill.cli import main
+
+    out = watched(tmp_path, monkeypatch)
+    args = ["search", "--space", "space.json", "--evaluator", "watcher:lines_so_far", "--strategy", "random",
+            "--out", str(out), "--budget"]
+    assert main(args + ["3"]) == 0 and "nothing evaluated" not in capsys.readouterr().out
+    assert main(args + ["2"]) == 0
+    assert "nothing evaluated: the checkpoint already holds 3 trial(s) for --budget 2" in capsys.readouterr().out
+    assert main(args + ["3", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["trials"] == 3 and summary["new_trials"] == 0
+
+
 def test_a_complete_history_jsonl_is_not_replaced_at_the_end(tmp_path, monkeypatch):
     # reference: the file's inode. The end-of-run atomic rewrite replaced a file the run had just completed line
     # by line, and `tail -F` then printed every trial a second time
