@@ -114,9 +114,19 @@ class SearchResult:
                 "history": [t.to_json() for t in self.history]}
 
 
+def _history_line(trial: Trial) -> str:
+    return json.dumps(trial.to_json(), allow_nan=False) + "\n"
+
+
 def write_history_jsonl(path: str, trials: list[Trial]) -> None:
     """``trials`` as JSON lines (one ``Trial.to_json()`` per line), written atomically."""
-    atomic_write_text(path, "".join(json.dumps(t.to_json(), allow_nan=False) + "\n" for t in trials))
+    atomic_write_text(path, "".join(_history_line(t) for t in trials))
+
+
+def append_history_jsonl(path: str, trial: Trial) -> None:
+    """One more line of ``write_history_jsonl``'s file, for a file that follows a run (``tail -F``)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(_history_line(trial))
 
 
 def _check_int(name: str, v: Any, low: int) -> int:

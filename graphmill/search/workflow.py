@@ -361,6 +361,7 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
     finished trial: the same call resumes).
     """
     from graphmill import search
+    from graphmill.search.runner import append_history_jsonl
 
     out = check_out_folder(out, "search", "checkpoint.json, history.jsonl, best.onnx and the plots")
     job = prepare(space_spec, evaluator_spec, strategy=strategy, options=options, budget=budget, workers=workers,
@@ -369,24 +370,21 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
     os.makedirs(out, exist_ok=True)
     checkpoint = os.path.join(out, "checkpoint.json")
     history_file = os.path.join(out, "history.jsonl")
-    started = False  # whether this call has written history_file yet
-    lines = [0]  # the trials history_file holds, as this call wrote it
-    new = [0]  # the trials this call finished
+    new_trials = 0  # finished by this call
+    lines_written = 0  # the trials history_file holds, as this call wrote it
 
     def on_trial(info: dict) -> None:
         """history.jsonl follows the run (``tail -F``): rewritten whole at this call's first result (so that it
         holds the resumed trials, whatever a killed run left in it), then one appended line per result;
         ``finish`` rewrites it atomically at the end unless it is complete already (a ``tail -F`` would show
         every line again)."""
-        nonlocal started
-        if not started:
+        nonlocal new_trials, lines_written
+        if new_trials == 0:
             search.write_history_jsonl(history_file, info["history"])
-            started = True
         else:
-            with open(history_file, "a", encoding="utf-8") as f:
-                f.write(json.dumps(info["trial"].to_json(), allow_nan=False) + "\n")
-        lines[0] = len(info["history"])
-        new[0] += 1
+            append_history_jsonl(history_file, info["trial"])
+        new_trials += 1
+        lines_written = len(info["history"])
         if progress is not None:
             progress(info["line"])
 
@@ -395,8 +393,8 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
                         timeout=job["timeout"], objective=job["objective"], ray_address=ray_address,
                         strategy_options=job["options"], fingerprint=job["fingerprint"],
                         progress=on_trial)
-    summary = finish(out, result, job, checkpoint, history_written=lines[0])
-    summary["new_trials"] = new[0]
+    summary = finish(out, result, job, checkpoint, history_written=lines_written)
+    summary["new_trials"] = new_trials
     return {"result": result, "summary": summary}
 
 

@@ -474,9 +474,8 @@ class PredictorEvolution(Strategy):
             ucb = mean + self.options["beta"] * std + mask
             return cand_configs[int(np.lexsort((-mean, -ucb))[0])]
         if self.options["ei_noise"] and self.exploiting():  # item 8: the variance of a new observation
-            ei = self.expected_improvement(mean, np.sqrt(std * std + self.options["ei_noise"] * noise), best)
-        else:
-            ei = self.expected_improvement(mean, std, best)
+            std = np.sqrt(std * std + self.options["ei_noise"] * noise)
+        ei = self.expected_improvement(mean, std, best)
         order = np.lexsort((-mean, -(ei + mask)))  # highest EI, ties by highest mean, then first
         if self.options["ls_starts"] > 0 and not self._finite_small:
             return self._local_search([cand_configs[int(i)] for i in order[: self.options["ls_starts"]]],
