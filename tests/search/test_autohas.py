@@ -213,3 +213,121 @@ def test_ctrl_c_before_the_first_log_step_leaves_a_checkpoint_to_resume(tmp_path
     done = _run(tmp_path / "part", budget=4, final_steps="1")
     assert not done["interrupted"] and done["best"] == full["best"]
     assert open(tmp_path / "part" / "history.jsonl").read() == open(tmp_path / "full" / "history.jsonl").read()
+
+
+class _FixedController:
+    """A controller that always samples ``config`` and records its updates (duck-typed ``JointController``)."""
+
+    def __init__(self, config: dict) -> None:
+        self.config, self.updates = config, []
+
+    def sample(self):
+        return self.config, None
+
+    def update(self, actions, rewards):
+        self.updates.append(rewards)
+        return {}
+
+
+def _one_step(arch: dict, *, update: str, step: int, learn: bool = True):
+    """The shared weights before and after one ``search_step`` of the tiny supernet whose controller samples
+    ``arch`` (learning rate 0.1, no decay, no augmentation), from the same weights and random state."""
+    import torch
+
+    from graphmill.search.oneshot import digits_split, init_weights
+    from graphmill.search.oneshot.torchnet import SupernetModule
+
+    spec = autohas.supernet_spec("tiny")
+    data = {r: digits_split(r, spec.in_channels) for r in spec.resolutions}
+    torch.manual_seed(0)
+    module = SupernetModule(spec, init_weights(spec, 0))
+    module.train()
+    before = module.weights()
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9)
+    ctl = _FixedController({"arch": arch, "hp": {"lr": 0.1, "weight_decay": 0.0, "augment": 0}})
+    row = autohas.search_step(module, optimizer, ctl, spec, data, torch.Generator().manual_seed(0), batch=16,
+                              val_batch=32, temp_steps=1, learn=learn, update=update, step=step)
+    return before, module.weights(), row, ctl
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_sandwich_update_trains_the_shared_weights_whatever_the_controller_sampled():
+    """Reference: the same step with another sampled architecture. Under ``update="sandwich"`` the controller's
+    sample is scored on a temporary update that is then undone, and the shared weights take their own step (the
+    largest child on odd steps): after a scored step they are identical whether the controller sampled the
+    smallest or the largest child (both draw the same batch indices: every resolution has 1,138 training and 300
+    validation images). Under ``"sampled"`` (W <- W*, as published) they differ. Both score the sample."""
+    spec = autohas.supernet_spec("tiny")
+    small, large = spec.smallest(), spec.largest()
+    w0, w_small, row_small, ctl_small = _one_step(small, update="sandwich", step=1)
+    _, w_large, row_large, _ = _one_step(large, update="sandwich", step=1)
+    assert not _same(w0, w_small)  # W did learn
+    assert _same(w_small, w_large)
+    assert row_small["trained"] == row_large["trained"] == "largest"
+    assert row_small["train_steps"] == 2 and row_small["val_forwards"] == 2
+    assert row_small["reward"] is not None and ctl_small.updates and set(ctl_small.updates[0]) == {"arch", "hp"}
+    # an even step trains a uniformly drawn child instead
+    assert _one_step(small, update="sandwich", step=0)[2]["trained"] == "uniform"
+    _, s_small, row, _ = _one_step(small, update="sampled", step=1)
+    _, s_large, _, _ = _one_step(large, update="sampled", step=1)
+    assert row["trained"] == "sampled" and row["train_steps"] == 1
+    assert not _same(s_small, s_large)
+    assert _same(s_small, w_small) is False  # "sampled" kept W*, the smallest child's update
+
+
+def test_sandwich_warm_up_steps_train_without_scoring():
+    """Reference: the definition of the warm-up (the controller does not learn). Under ``"sandwich"`` a warm-up
+    step computes no reward (no validation forward) and does not update the controller, but W takes its step;
+    under ``"sampled"`` the warm-up step is scored (the reward is the step's own update) and still not learned."""
+    spec = autohas.supernet_spec("tiny")
+    w0, w1, row, ctl = _one_step(spec.smallest(), update="sandwich", step=0, learn=False)
+    assert row["reward"] is None and row["gain"] is None and row["val_forwards"] == 0 and row["train_steps"] == 1
+    assert ctl.updates == [] and not _same(w0, w1)
+    _, _, row, ctl = _one_step(spec.smallest(), update="sampled", step=0, learn=False)
+    assert row["reward"] is not None and row["val_forwards"] == 2 and ctl.updates == []
+
+
+def test_update_option_is_checked():
+    assert autohas.check_options({})["update"] == "sandwich"
+    assert autohas.check_options({"update": "sampled"})["update"] == "sampled"
+    with pytest.raises(UserInputError, match="did you mean 'sandwich'"):
+        autohas.check_options({"update": "sandwhich"})
+
+
+@pytest.mark.slow  # three 10-step runs of the tiny space: a few seconds
+def test_screened_pick_is_the_best_shared_weight_child_and_survives_a_resume(tmp_path):
+    """Reference: the report's own list of screened children and the uninterrupted run. With ``screen`` N the
+    pick's architecture is the screened child of best validation accuracy with the shared weights (the first,
+    the controller's most probable, on a tie), among at most N + 1 distinct ones starting with the controller's
+    most probable; its hyper-parameters are the controller's most probable. A Ctrl-C during the pick's
+    training must not screen again on resume (the draws would differ): the resumed run ends as the
+    uninterrupted one. ``screen=0`` picks the controller's most probable configuration."""
+    full = _run(tmp_path / "full", budget=10, screen="6")
+    rep = json.load(open(tmp_path / "full" / "report.json"))
+    rows = rep["screened"]
+    assert 2 <= len(rows) <= 7
+    assert len({json.dumps(r["config"], sort_keys=True) for r in rows}) == len(rows)
+    top = max(r["shared_val_accuracy"] for r in rows)
+    assert full["best"]["config"] == next(r["config"] for r in rows if r["shared_val_accuracy"] == top)
+    argmax_hp = {k: max(p, key=p.get) for k, p in rep["controller"].items() if k.startswith("hp.")}
+    assert {f"hp.{k}": str(v) for k, v in full["best"]["hyperparameters"].items()} == argmax_hp
+    assert rep["compute"]["screen_val_images"] > 0
+
+    def stop(line: str) -> None:
+        if line.startswith("[autohas] final"):
+            raise KeyboardInterrupt
+
+    part = _run(tmp_path / "part", budget=10, screen="6", progress=stop)
+    assert part["interrupted"] and not os.path.exists(tmp_path / "part" / "best.onnx")
+    done = _run(tmp_path / "part", budget=10, screen="6")
+    assert done["best"] == full["best"]
+    assert json.load(open(tmp_path / "part" / "report.json"))["screened"] == rows
+
+    plain = _run(tmp_path / "plain", budget=10, screen="0")
+    rep0 = json.load(open(tmp_path / "plain" / "report.json"))
+    assert rep0["screened"] == []
+    arch_argmax = {k: max(p, key=p.get) for k, p in rep0["controller"].items() if k.startswith("arch.")}
+    assert arch_argmax["arch.resolution"] == str(plain["best"]["config"]["resolution"])

@@ -19,6 +19,7 @@ from graphmill.search.space import Choice, Space
 from graphmill.search.strategies.base import rng_from_state, rng_state
 
 MOMENTUM = 0.9
+SAFE_LR = 0.03  # the shared weights' rate after a sampled rate diverged (update="sandwich")
 
 
 class Controller:
@@ -190,30 +191,86 @@ def train_step(module, optimizer, spec, arch: Mapping[str, Any], hp: Mapping[str
     return float(loss.detach())
 
 
+UPDATES = ("sandwich", "sampled")
+
+
+def _copy_state(module, optimizer) -> tuple[list, dict]:
+    import torch
+
+    saved = [p.detach().clone() for p in module.parameters()]
+    moments = {k: {n: (t.clone() if torch.is_tensor(t) else t) for n, t in v.items()}
+               for k, v in optimizer.state.items()}
+    return saved, moments
+
+
+def _restore_state(module, optimizer, saved: list, moments: dict) -> None:
+    import torch
+
+    with torch.no_grad():
+        for p, s in zip(module.parameters(), saved):
+            p.copy_(s)
+    optimizer.state.clear()
+    optimizer.state.update(moments)
+
+
+def _shared_step(module, optimizer, spec, hp: Mapping[str, Any], data: Mapping[int, Any], generator, batch: int,
+                 lr: float, step: int, copy: tuple[list, dict] | None = None) -> tuple[str, float]:
+    """The shared weights' own SGD step under ``update="sandwich"``: the largest child on odd ``step``s, a
+    uniformly drawn child on even ones, with the sampled hyper-parameters ``hp`` at ``lr``; a diverged step is
+    undone (from ``copy``, taken here when not given). Which child trained, and its loss."""
+    from graphmill.search.oneshot.train import sample_child
+
+    largest = step % 2 == 1
+    if copy is None:
+        copy = _copy_state(module, optimizer)
+    child = spec.largest() if largest else sample_child(spec, generator)
+    loss = train_step(module, optimizer, spec, child, hp, data, generator, batch, lr)
+    if not math.isfinite(loss):
+        _restore_state(module, optimizer, *copy)
+    return ("largest" if largest else "uniform"), loss
+
+
 def search_step(module, optimizer, controller: JointController, spec, data: Mapping[int, Any], generator, *,
-                batch: int, val_batch: int, temp_steps: int, learn: bool) -> dict:
+                batch: int, val_batch: int, temp_steps: int, learn: bool, update: str = "sandwich",
+                step: int = 0) -> dict:
     """One AutoHAS step: sample (architecture, hyper-parameters); ``temp_steps`` SGD steps with them from the
     shared weights W (a copy is kept) give the temporary weights W*; the controller is rewarded on one
     validation batch: the architecture by W*'s accuracy (AutoHAS's reward), the hyper-parameters by what their
     update gained there, ``loss(W) - loss(W*)`` (the same batch and child before and after: the architecture's
     own level and the batch's difficulty cancel, which the hyper-parameters' small effect on one step needs to
-    be visible at all); then the shared weights become W* (the temporary update is the shared weights' step, so
-    scoring adds only two validation forwards). A diverged update (non-finite loss or logits) is undone from the
-    copy and scores 0 / the worst gain. BatchNormalization uses the validation batch's statistics (the shared
-    weights hold no statistics of the sampled child; recalibrating per step would cost more than the step)."""
+    be visible at all). A diverged update (non-finite loss or logits) scores 0 / the worst gain.
+
+    What W itself learns is ``update``:
+
+    * ``"sandwich"`` (the default): the temporary update is undone and W takes its own step, of the largest
+      child and of a uniformly drawn child on alternate steps (``step``'s parity), with the sampled
+      hyper-parameters. Why: when W <- W*, the children the controller samples most are the ones W trains, so
+      early luck becomes a high reward (at 300 steps the picks had 8-pixel inputs where every good child has
+      12-16); a controller-independent W scores every child on the same footing, and the largest child's steps
+      (BigNAS's sandwich rule spread over two steps) train the weights every child slices. While the controller
+      does not learn (``learn`` false: the warm-up) nothing is scored, W only steps: a reward nobody reads is
+      not computed.
+    * ``"sampled"``: W <- W* (AutoHAS as published: the temporary update is the shared weights' step, scoring
+      adds two validation forwards).
+
+    BatchNormalization uses the validation batch's statistics (the shared weights hold no statistics of the
+    sampled child; recalibrating per step would cost more than the step)."""
     import torch
     import torch.nn.functional as F
 
     config, actions = controller.sample()
     arch, hp = config["arch"], config["hp"]
+    if update == "sandwich" and not learn:
+        trained, loss = _shared_step(module, optimizer, spec, hp, data, generator, batch, float(hp["lr"]), step)
+        return {"config": config, "reward": None, "gain": None, "loss": loss if math.isfinite(loss) else None,
+                "advantage": {}, "diverged": not math.isfinite(loss), "trained": trained, "train_steps": 1,
+                "val_forwards": 0}
     d = data[arch["resolution"]]
     vidx = torch.randint(len(d.y_val), (val_batch,), generator=generator)
     xv, yv = d.x_val[vidx], d.y_val[vidx]
     with torch.no_grad():
         before = float(F.cross_entropy(module(xv, arch), yv))
-    saved = [p.detach().clone() for p in module.parameters()]
-    moments = {k: {n: (t.clone() if torch.is_tensor(t) else t) for n, t in v.items()}
-               for k, v in optimizer.state.items()}
+    copy = _copy_state(module, optimizer)
     losses = [train_step(module, optimizer, spec, arch, hp, data, generator, batch, float(hp["lr"]))
               for _ in range(temp_steps)]
     finite = all(math.isfinite(v) for v in losses)
@@ -226,14 +283,16 @@ def search_step(module, optimizer, controller: JointController, spec, data: Mapp
         gain = before - float(F.cross_entropy(logits, yv))
     else:
         reward, gain = 0.0, -max(before, 1.0)
-        with torch.no_grad():
-            for p, s in zip(module.parameters(), saved):
-                p.copy_(s)
-        optimizer.state.clear()
-        optimizer.state.update(moments)
+    trained, steps = "sampled", temp_steps
+    if update == "sandwich" or not finite:
+        _restore_state(module, optimizer, *copy)
+    if update == "sandwich":  # a diverged sample's rate is not W's to take: a safe one instead
+        trained, _ = _shared_step(module, optimizer, spec, hp, data, generator, batch,
+                                  float(hp["lr"]) if finite else SAFE_LR, step, copy)
+        steps += 1
     adv = controller.update(actions, {"arch": reward, "hp": gain}) if learn else {}
     return {"config": config, "reward": reward, "gain": gain, "loss": float(np.mean(losses)) if finite else None,
-            "advantage": adv, "diverged": not finite}
+            "advantage": adv, "diverged": not finite, "trained": trained, "train_steps": steps, "val_forwards": 2}
 
 
 def cosine(lr: float, k: int, steps: int) -> float:

@@ -13,22 +13,27 @@ hyper-parameters are candidate lists, as AutoHAS discretizes them: the peak lear
 0, 1e-4, 5e-4, 2e-3) and RandAugment's magnitude (``graphmill.backends.torch.training.rand_augment``; 0, 5, 10,
 20 of 30).
 
-**Search** (``budget`` = controller steps, default 300): the supernet's shared weights W (BigNAS initialization)
+**Search** (``budget`` = controller steps, default 200): the supernet's shared weights W (BigNAS initialization)
 and a controller of independent categorical distributions (``JointController``: one ``Controller`` for the
-architecture, one for the hyper-parameters, REINFORCE with moving-average baselines). Each step samples
-(architecture, hyper-parameters); ``temp_steps`` SGD steps of that child with those hyper-parameters (learning
-rate, weight decay, augmentation of the batch) from a copy of W give the temporary weights W*; one validation
-batch (``val_batch`` images, BatchNormalization on the batch's statistics) scores them: the architecture by W*'s
-accuracy (AutoHAS's reward), the hyper-parameters by the validation loss their update removed,
-``loss(W) - loss(W*)`` on the same batch and child (a departure, for variance: with one reward for both, the
-architectures' spread of accuracy drowned the hyper-parameters' one-step effect and the controller ended on
-learning rate 0.01 in a 250-step run); then W <- W* (the temporary update is the shared weights' update, so
-scoring adds only two validation forwards: the search costs about one training run). During the first
-``warmup`` fraction of the steps the controller samples uniformly and does not learn (W trains for every
-child first). The search's learning rate is each sample's own, constant (candidates are
-compared at their own value all along).
+architecture, one for the hyper-parameters, REINFORCE with moving-average baselines). During the first
+``warmup`` fraction of the steps the controller samples uniformly and does not learn; W trains. Then each step
+samples (architecture, hyper-parameters); ``temp_steps`` SGD steps of that child with those hyper-parameters
+(learning rate, weight decay, augmentation of the batch) from a copy of W give the temporary weights W*; one
+validation batch (``val_batch`` images, BatchNormalization on the batch's statistics) scores them: the
+architecture by W*'s accuracy (AutoHAS's reward), the hyper-parameters by the validation loss their update
+removed, ``loss(W) - loss(W*)`` on the same batch and child (a departure, for variance: with one reward for
+both, the architectures' spread of accuracy drowned the hyper-parameters' one-step effect and the controller
+ended on learning rate 0.01 in a 250-step run). What W learns is ``update``: ``sandwich`` (default) undoes W*
+and steps W itself, on the largest child and a uniformly drawn child on alternate steps, with the sampled
+hyper-parameters (so W does not train most what the controller already prefers; the warm-up steps are these
+steps alone, unscored); ``sampled`` keeps W <- W* (AutoHAS as published: scoring adds two validation forwards
+to the training; its picks had 8-pixel inputs, the children the controller sampled early and W then trained
+most). The search's learning rate is each sample's own, constant (candidates are compared at their own value
+all along).
 
-**Final pick**: the controller's most probable configuration, trained for ``final_steps`` SGD steps with its
+**Final pick** (``_Run._screen``): the controller's most probable configuration, or with ``screen`` N (default
+16) the architecture of best validation accuracy with the shared weights among it and N drawn from the
+controller, with the most probable hyper-parameters; trained for ``final_steps`` SGD steps with its
 hyper-parameters (cosine schedule from its learning rate) from the shared weights (``final_init=inherit``, the
 default: the weights the search trained are the point of sharing them) or from scratch (``final_init=scratch``:
 the protocol of a baseline candidate); BatchNormalization recalibrated, reported on the test set, written as
@@ -60,13 +65,14 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from graphmill.search.methods import parse_options
-from graphmill.search.methods._autohas_train import ChildTrainer, Controller, JointController, search_step, train_alone
+from graphmill.search.methods._autohas_train import (UPDATES, ChildTrainer, Controller, JointController, search_step,
+                                                      train_alone)
 from graphmill.search.space import Choice, Space
 from graphmill.util.errors import UserInputError
 from graphmill.util.files import check_out_folder
 
 METHOD = "autohas"
-DEFAULT_BUDGET = 300
+DEFAULT_BUDGET = 200
 SPACES = ("digits", "tiny")
 HP_DEFAULTS = {"lr": (0.01, 0.03, 0.1, 0.3), "weight_decay": (0.0, 1e-4, 5e-4, 2e-3), "augment": (0, 5, 10, 20)}
 
@@ -77,18 +83,22 @@ OPTIONS: dict[str, Any] = {
     "val_batch": 32,            # validation images per reward
     "temp_steps": 1,            # SGD steps of the temporary update
     "warmup": 0.5,             # fraction of the steps with a uniform, non-learning controller
+    "update": "sandwich",       # what the shared weights learn: sandwich (their own step) | sampled (W <- W*)
     "controller_lr": 0.05,
     "entropy": 0.001,
     "baseline_decay": 0.95,
     "log_every": 25,            # steps per progress line and checkpoint
+    "screen": 16,               # architectures sampled from the controller and measured before the pick
     "final_steps": 50,          # SGD steps of the final pick's training
     "final_init": "inherit",    # inherit (from the shared weights) | scratch
     "lr": "0.01,0.03,0.1,0.3",  # candidate peak learning rates (SGD, momentum 0.9)
     "weight_decay": "0,0.0001,0.0005,0.002",
     "augment": "0,5,10,20",     # candidate RandAugment magnitudes (0 .. 30)
 }
-CHOICES = {"space": SPACES, "final_init": ("inherit", "scratch")}
+CHOICES = {"space": SPACES, "final_init": ("inherit", "scratch"), "update": UPDATES}
 TASK_NAME = "digits"
+ZERO_OK = ("screen",)  # integer options that may be 0
+SCREEN_CALIBRATE = 256  # training images that re-estimate a screened child's BatchNormalization statistics
 
 
 def _nearest(word: str, names) -> str:
@@ -117,8 +127,8 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         if key in HP_DEFAULTS:
             out[key] = _candidates(key, v, options.get(key, default))
             continue
-        if isinstance(default, int) and v < 1:
-            raise UserInputError(f"--option {key}={v!r}: must be >= 1")
+        if isinstance(default, int) and v < (0 if key in ZERO_OK else 1):
+            raise UserInputError(f"--option {key}={v!r}: must be >= {0 if key in ZERO_OK else 1}")
         if isinstance(default, float) and (v < 0 or (key in ("warmup", "baseline_decay") and v >= 1)):
             raise UserInputError(f"--option {key}={v!r}: must be a finite number >= 0"
                                  + (" and < 1" if key in ("warmup", "baseline_decay") else ""))
@@ -303,6 +313,8 @@ class _Run:
             self.compute = {"search_train_images": 0, "search_val_images": 0, "final_train_images": 0,
                             "search_cpu_seconds": 0.0, "final_cpu_seconds": 0.0}
             self.phase, self.final_state = "search", None
+            self.pick: dict | None = None
+            self.screened: list[dict] = []
             if state is not None:
                 self._restore(state)
             os.makedirs(self.out, exist_ok=True)
@@ -336,6 +348,9 @@ class _Run:
         self.step_no = int(state["step"])
         self.phase = state["phase"]
         self.final_state = state.get("final")
+        if state.get("pick"):
+            self.pick = json.loads(state["pick"])
+            self.screened = json.loads(state["screened"])
 
     def _save(self, final: dict | None = None) -> None:
         import torch
@@ -347,7 +362,8 @@ class _Run:
             "generator": self.generator.get_state(), "rng": torch.get_rng_state(),
             "controller": json.dumps(self.controller.state_dict()), "history": json.dumps(self.history),
             "probs": json.dumps(self.probs), "compute": json.dumps(self.compute), "step": self.step_no,
-            "phase": self.phase, "final": final, "config": self.config})
+            "phase": self.phase, "final": final, "config": self.config,
+            "pick": json.dumps(self.pick) if self.pick is not None else "", "screened": json.dumps(self.screened)})
 
     def _say(self, line: str) -> None:
         if self.progress is not None:
@@ -364,14 +380,14 @@ class _Run:
             t0 = time.process_time()
             row = search_step(self.module, self.optimizer, self.controller, self.spec, self.data, self.generator,
                               batch=o["batch"], val_batch=o["val_batch"], temp_steps=o["temp_steps"],
-                              learn=self.step_no >= warm)
+                              learn=self.step_no >= warm, update=o["update"], step=self.step_no)
             self.compute["search_cpu_seconds"] += time.process_time() - t0
-            self.compute["search_train_images"] += o["batch"] * o["temp_steps"]
-            self.compute["search_val_images"] += 2 * o["val_batch"]  # forwards of W and of W*
+            self.compute["search_train_images"] += o["batch"] * row["train_steps"]
+            self.compute["search_val_images"] += o["val_batch"] * row["val_forwards"]  # forwards of W and of W*
             self.step_no += 1
             self.history.append({"step": self.step_no, "config": row["config"], "reward": row["reward"],
                                  "gain": row["gain"], "loss": row["loss"], "diverged": row["diverged"],
-                                 "learning": self.step_no > warm})
+                                 "learning": self.step_no > warm, "trained": row["trained"]})
             if self.step_no % o["log_every"] == 0 or self.step_no == self.budget:
                 self._snapshot()
                 if self.step_no == self.budget:
@@ -386,23 +402,55 @@ class _Run:
                                      zip(self.controller.decisions, self.controller.probs())}})
 
     def _search_line(self, rate: float) -> str:
-        recent = [h["reward"] for h in self.history[-self.opts["log_every"]:]]
+        recent = _scored(self.history[-self.opts["log_every"]:])
         pick = self.controller.argmax()
         hp = pick["hp"]
         eta = (self.budget - self.step_no) / rate if rate > 0 else math.inf
-        return (f"[autohas] step {self.step_no}/{self.budget}  reward {np.mean(recent):.4f} (last "
-                f"{len(recent)})  pick lr {hp['lr']:g} wd {hp['weight_decay']:g} augment {hp['augment']:g} "
+        reward = f"reward {np.mean(recent):.4f} (last {len(recent)})" if recent else "warm-up (not scored)"
+        return (f"[autohas] step {self.step_no}/{self.budget}  {reward}  pick lr {hp['lr']:g} wd {hp['weight_decay']:g} augment {hp['augment']:g} "
                 f"res {pick['arch']['resolution']}  p(pick) {self.controller.probability(pick):.3g}  "
                 f"{rate:.2f} steps/s  ETA {_fmt(eta)}")
 
     # -- phase 2: the final pick trained
+    def _screen(self) -> tuple[dict, list[dict]]:
+        """The pick: the controller's most probable configuration, or, with ``screen`` N > 0, the architecture of
+        best validation accuracy (all validation images, the shared weights, BatchNormalization recalibrated on
+        ``SCREEN_CALIBRATE`` training images) among that one and N drawn from the controller, with the most
+        probable hyper-parameters. Why: the controller's argmax is decided by rewards on 32-image batches after
+        one update, and a run whose controller ends on a poor child (8-pixel inputs) has nothing to catch it;
+        the shared weights measured on the whole validation set, forwards only, are the cheapest second
+        opinion (hyper-parameters act through training, so the shared weights cannot rank them)."""
+        from graphmill.search.oneshot.train import accuracy, calibrate
+
+        pick = self.controller.argmax()
+        if self.opts["screen"] == 0:
+            return pick, []
+        archs = [pick["arch"]]
+        for _ in range(self.opts["screen"]):
+            arch = self.controller.sample()[0]["arch"]
+            if arch not in archs:
+                archs.append(arch)
+        rows = []
+        for arch in archs:
+            d = self.data[arch["resolution"]]
+            calibrate(self.module, arch, d, SCREEN_CALIBRATE)
+            rows.append({"config": arch, "shared_val_accuracy": accuracy(self.module, arch, d.x_val, d.y_val)})
+        best = max(range(len(rows)), key=lambda i: (rows[i]["shared_val_accuracy"], -i))
+        return {"arch": archs[best], "hp": pick["hp"]}, rows
+
     def _final(self) -> None:
         import torch
 
         from graphmill.search.oneshot import init_weights
 
         o = self.opts
-        pick = self.controller.argmax()
+        if self.pick is None:
+            t0 = time.process_time()
+            self.pick, self.screened = self._screen()
+            self.compute["final_cpu_seconds"] += time.process_time() - t0
+            self.compute["screen_val_images"] = len(self.screened) * (SCREEN_CALIBRATE + len(self.data[
+                self.spec.resolutions[0]].y_val))
+        pick = self.pick
         weights = init_weights(self.spec, self.seed) if o["final_init"] == "scratch" else self.module.weights()
         self.trainer = ChildTrainer(self.spec, pick["arch"], pick["hp"], weights, steps=o["final_steps"],
                                     batch=o["batch"], seed=self.seed, data=self.data)
@@ -447,7 +495,7 @@ class _Run:
         graph = self.trainer.graph()
         self.compute["final_cpu_seconds"] += time.process_time() - t0
         costs = cost_metrics(graph)
-        pick = self.controller.argmax()
+        pick = self.pick
         best = {"config": pick["arch"], "hyperparameters": pick["hp"], "accuracy": acc["test_accuracy"],
                 "val_accuracy": acc["val_accuracy"], "macs": int(costs["macs"]), "params": int(costs["params"]),
                 "probability": self.controller.probability(pick)}
@@ -464,9 +512,10 @@ class _Run:
         report = {"method": METHOD, "task": _task(), "budget": self.budget, "seed": self.seed,
                   "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.opts.items()},
                   "best": best, "compute": c, "trials": len(self.history),
+                  "screened": self.screened,
                   "controller": {path: dict(zip([str(v) for v in p.values], map(float, pr)))
                                  for (path, p), pr in zip(self.controller.decisions, self.controller.probs())},
-                  "mean_reward_last_log": float(np.mean([h["reward"] for h in self.history[-self.opts["log_every"]:]]))}
+                  "mean_reward_last_log": _mean_or_none(_scored(self.history[-self.opts["log_every"]:]))}
         write_json(self.files["report"], report)
         self.phase = "done"
         self._save(final=self.trainer.state_dict())
@@ -487,6 +536,15 @@ class _Run:
         return {"method": METHOD, "task": report["task"], "out": self.out, "files": files, "interrupted": False,
                 "checkpoint": self.files["checkpoint"], "best": report["best"], "trials": report["trials"],
                 "budget": report["budget"], "compute": report["compute"]}
+
+
+def _scored(history: list[dict]) -> list[float]:
+    """The rewards of the steps that were scored (``update="sandwich"`` scores none during the warm-up)."""
+    return [h["reward"] for h in history if h["reward"] is not None]
+
+
+def _mean_or_none(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
 
 
 def _task() -> str:
@@ -513,8 +571,9 @@ def plot(path: str, history: list[dict], probs: list[dict], space: Space, pick: 
     plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.4))
     ax = axes[0][0]
-    steps = [h["step"] for h in history]
-    rewards = [h["reward"] for h in history]
+    scored = [h for h in history if h["reward"] is not None]
+    steps = [h["step"] for h in scored]
+    rewards = [h["reward"] for h in scored]
     few = len(rewards) < 100  # markers big enough to see one point; a long run's cloud stays light
     ax.scatter(steps, rewards, s=16 if few else 3, alpha=0.8 if few else 0.25,
                label="reward (validation batch accuracy)")
@@ -527,10 +586,12 @@ def plot(path: str, history: list[dict], probs: list[dict], space: Space, pick: 
         ax.axvline(learn[0], color="grey", ls=":", label="controller starts learning")
     if not history:
         _nothing(ax, "no controller step finished yet")
+    elif not scored:
+        _nothing(ax, "no step scored yet (the warm-up trains the shared weights only)")
     ax.set_xlabel("controller step")
     ax.set_ylabel("reward")
     ax.set_title("AutoHAS search")
-    if history:
+    if scored:
         ax.legend(loc="lower right", fontsize=7)
     ax.grid(alpha=0.3)
     for ax, name in zip([axes[0][1], axes[1][0], axes[1][1]], ("lr", "weight_decay", "augment")):
