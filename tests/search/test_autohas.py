@@ -229,7 +229,22 @@ class _FixedController:
         return {}
 
 
-def _one_step(arch: dict, *, update: str, step: int, learn: bool = True):
+def _overflowing_sgd():
+    import torch
+
+    class OverflowingSGD(torch.optim.SGD):
+        """SGD whose every step overflows one weight to inf (what a huge learning rate does, its loss, computed
+        before the update, still finite)."""
+
+        def step(self, closure=None):
+            out = super().step(closure)
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].view(-1)[0] = float("inf")
+            return out
+    return OverflowingSGD
+
+
+def _one_step(arch: dict, *, update: str, step: int, learn: bool = True, overflow: bool = False):
     """The shared weights before and after one ``search_step`` of the tiny supernet whose controller samples
     ``arch`` (learning rate 0.1, no decay, no augmentation), from the same weights and random state."""
     import torch
@@ -243,7 +258,7 @@ def _one_step(arch: dict, *, update: str, step: int, learn: bool = True):
     module = SupernetModule(spec, init_weights(spec, 0))
     module.train()
     before = module.weights()
-    optimizer = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9)
+    optimizer = (_overflowing_sgd() if overflow else torch.optim.SGD)(module.parameters(), lr=0.1, momentum=0.9)
     ctl = _FixedController({"arch": arch, "hp": {"lr": 0.1, "weight_decay": 0.0, "augment": 0}})
     row = autohas.search_step(module, optimizer, ctl, spec, data, torch.Generator().manual_seed(0), batch=16,
                               val_batch=32, temp_steps=1, learn=learn, update=update, step=step)
@@ -322,6 +337,9 @@ def test_screened_pick_is_the_best_shared_weight_child_and_survives_a_resume(tmp
 
     part = _run(tmp_path / "part", budget=10, screen="6", progress=stop)
     assert part["interrupted"] and not os.path.exists(tmp_path / "part" / "best.onnx")
+    # interrupted while the pick trains: the pick reported is the screened one being trained
+    assert part["current_pick"]["config"] == full["best"]["config"]
+    assert part["current_pick"]["hyperparameters"] == full["best"]["hyperparameters"]
     done = _run(tmp_path / "part", budget=10, screen="6")
     assert done["best"] == full["best"]
     assert json.load(open(tmp_path / "part" / "report.json"))["screened"] == rows
@@ -331,3 +349,14 @@ def test_screened_pick_is_the_best_shared_weight_child_and_survives_a_resume(tmp
     assert rep0["screened"] == []
     arch_argmax = {k: max(p, key=p.get) for k, p in rep0["controller"].items() if k.startswith("arch.")}
     assert arch_argmax["arch.resolution"] == str(plain["best"]["config"]["resolution"])
+
+
+def test_a_diverged_shared_step_is_undone_and_recorded():
+    """Reference: the weights before the step. A warm-up step whose update overflows a weight to inf (its loss,
+    computed before the update, is finite): W must be left as it was (the step undone) and the row must say so
+    (``shared_diverged``, no ``shared_loss``), where a normal step moves W and records its loss."""
+    spec = autohas.supernet_spec("tiny")
+    w0, w1, row, _ = _one_step(spec.smallest(), update="sandwich", step=0, learn=False, overflow=True)
+    assert row["shared_diverged"] and row["shared_loss"] is None and _same(w0, w1)
+    w0, w1, row, _ = _one_step(spec.smallest(), update="sandwich", step=0, learn=False)
+    assert not row["shared_diverged"] and row["shared_loss"] > 0 and not _same(w0, w1)

@@ -225,9 +225,17 @@ def _shared_step(module, optimizer, spec, hp: Mapping[str, Any], data: Mapping[i
         copy = _copy_state(module, optimizer)
     child = spec.largest() if largest else sample_child(spec, generator)
     loss = train_step(module, optimizer, spec, child, hp, data, generator, batch, lr)
+    if math.isfinite(loss) and not _weights_finite(module):  # the step itself overflowed: diverged as well
+        loss = math.inf
     if not math.isfinite(loss):
         _restore_state(module, optimizer, *copy)
     return ("largest" if largest else "uniform"), loss
+
+
+def _weights_finite(module) -> bool:
+    import torch
+
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
 
 
 def search_step(module, optimizer, controller: JointController, spec, data: Mapping[int, Any], generator, *,
@@ -261,10 +269,9 @@ def search_step(module, optimizer, controller: JointController, spec, data: Mapp
     config, actions = controller.sample()
     arch, hp = config["arch"], config["hp"]
     if update == "sandwich" and not learn:
-        trained, loss = _shared_step(module, optimizer, spec, hp, data, generator, batch, float(hp["lr"]), step)
-        return {"config": config, "reward": None, "gain": None, "loss": loss if math.isfinite(loss) else None,
-                "advantage": {}, "diverged": not math.isfinite(loss), "trained": trained, "train_steps": 1,
-                "val_forwards": 0}
+        trained, shared = _shared_step(module, optimizer, spec, hp, data, generator, batch, float(hp["lr"]), step)
+        return {"config": config, "reward": None, "gain": None, "loss": None, "advantage": {}, "diverged": False,
+                "trained": trained, **_shared_row(shared), "train_steps": 1, "val_forwards": 0}
     d = data[arch["resolution"]]
     vidx = torch.randint(len(d.y_val), (val_batch,), generator=generator)
     xv, yv = d.x_val[vidx], d.y_val[vidx]
@@ -283,16 +290,25 @@ def search_step(module, optimizer, controller: JointController, spec, data: Mapp
         gain = before - float(F.cross_entropy(logits, yv))
     else:
         reward, gain = 0.0, -max(before, 1.0)
-    trained, steps = "sampled", temp_steps
+    trained, steps, shared_row = "sampled", temp_steps, {}
     if update == "sandwich" or not finite:
         _restore_state(module, optimizer, *copy)
     if update == "sandwich":  # a diverged sample's rate is not W's to take: a safe one instead
-        trained, _ = _shared_step(module, optimizer, spec, hp, data, generator, batch,
-                                  float(hp["lr"]) if finite else SAFE_LR, step, copy)
+        trained, shared = _shared_step(module, optimizer, spec, hp, data, generator, batch,
+                                       float(hp["lr"]) if finite else SAFE_LR, step, copy)
         steps += 1
+        shared_row = _shared_row(shared)
     adv = controller.update(actions, {"arch": reward, "hp": gain}) if learn else {}
     return {"config": config, "reward": reward, "gain": gain, "loss": float(np.mean(losses)) if finite else None,
-            "advantage": adv, "diverged": not finite, "trained": trained, "train_steps": steps, "val_forwards": 2}
+            "advantage": adv, "diverged": not finite, "trained": trained, **shared_row, "train_steps": steps,
+            "val_forwards": 2}
+
+
+def _shared_row(loss: float) -> dict:
+    """The history fields of the shared weights' own step: its loss, or None and ``shared_diverged`` when it
+    diverged and was undone (W then skips that step; a later step draws its own batch)."""
+    finite = math.isfinite(loss)
+    return {"shared_loss": loss if finite else None, "shared_diverged": not finite}
 
 
 def cosine(lr: float, k: int, steps: int) -> float:

@@ -42,8 +42,11 @@ the protocol of a baseline candidate); BatchNormalization recalibrated, reported
 **Outputs** in ``out``: ``checkpoint.pt`` (shared weights, optimizer, controller, RNGs, history; written
 atomically after every ``log_every`` steps, during the search and the final training; rerunning the same
 command resumes from it, other options are refused naming the first that differs), ``history.jsonl`` (one
-line per controller step: configuration, reward, loss), ``autohas.png`` (reward over steps; probabilities of
-the hyper-parameter candidates, the chosen ones marked), ``best.onnx`` and ``report.json``.
+line per controller step: configuration, reward and loss gain (null on unscored warm-up steps), ``loss`` of the
+sample's temporary update, ``trained``/``shared_loss``/``shared_diverged`` of the shared weights' own step),
+``autohas.png`` (reward over steps, the warm-up shaded; probabilities of the hyper-parameter candidates, the
+chosen ones marked), ``best.onnx`` and ``report.json`` (with ``screened``: each screened child's validation
+accuracy on the shared weights).
 
 **Workers and executors**: the shared-weight loop is one sequential process (each step starts from the last
 one's weights), so ``workers`` is the number of torch threads it uses; ``executor`` ``None``/``"inprocess"``/
@@ -387,7 +390,8 @@ class _Run:
             self.step_no += 1
             self.history.append({"step": self.step_no, "config": row["config"], "reward": row["reward"],
                                  "gain": row["gain"], "loss": row["loss"], "diverged": row["diverged"],
-                                 "learning": self.step_no > warm, "trained": row["trained"]})
+                                 "learning": self.step_no > warm, "trained": row["trained"],
+                                 **{k: row[k] for k in ("shared_loss", "shared_diverged") if k in row}})
             if self.step_no % o["log_every"] == 0 or self.step_no == self.budget:
                 self._snapshot()
                 if self.step_no == self.budget:
@@ -406,10 +410,12 @@ class _Run:
         pick = self.controller.argmax()
         hp = pick["hp"]
         eta = (self.budget - self.step_no) / rate if rate > 0 else math.inf
-        reward = f"reward {np.mean(recent):.4f} (last {len(recent)})" if recent else "warm-up (not scored)"
-        return (f"[autohas] step {self.step_no}/{self.budget}  {reward}  pick lr {hp['lr']:g} wd {hp['weight_decay']:g} augment {hp['augment']:g} "
-                f"res {pick['arch']['resolution']}  p(pick) {self.controller.probability(pick):.3g}  "
-                f"{rate:.2f} steps/s  ETA {_fmt(eta)}")
+        speed = f"{rate:.2f} steps/s  ETA {_fmt(eta)}"
+        if not recent:  # the warm-up: nothing scored, the controller uniform (its "pick" means nothing yet)
+            return f"[autohas] step {self.step_no}/{self.budget}  warm-up (shared weights only, not scored)  {speed}"
+        return (f"[autohas] step {self.step_no}/{self.budget}  reward {np.mean(recent):.4f} (last {len(recent)})  "
+                f"pick lr {hp['lr']:g} wd {hp['weight_decay']:g} augment {hp['augment']:g} "
+                f"res {pick['arch']['resolution']}  p(pick) {self.controller.probability(pick):.3g}  {speed}")
 
     # -- phase 2: the final pick trained
     def _screen(self) -> tuple[dict, list[dict]]:
@@ -448,8 +454,14 @@ class _Run:
             t0 = time.process_time()
             self.pick, self.screened = self._screen()
             self.compute["final_cpu_seconds"] += time.process_time() - t0
-            self.compute["screen_val_images"] = len(self.screened) * (SCREEN_CALIBRATE + len(self.data[
-                self.spec.resolutions[0]].y_val))
+            self.compute["screen_val_images"] = len(self.screened) * len(self.data[self.spec.resolutions[0]].y_val)
+            self.compute["screen_calibration_images"] = len(self.screened) * SCREEN_CALIBRATE
+            if self.screened:
+                top = max(r["shared_val_accuracy"] for r in self.screened)
+                changed = "" if self.pick["arch"] == self.controller.argmax()["arch"] else \
+                    ", not the controller's most probable"
+                self._say(f"[autohas] screened {len(self.screened)} children on the shared weights: pick res "
+                          f"{self.pick['arch']['resolution']} (validation {top:.4f}{changed})")
         pick = self.pick
         weights = init_weights(self.spec, self.seed) if o["final_init"] == "scratch" else self.module.weights()
         self.trainer = ChildTrainer(self.spec, pick["arch"], pick["hp"], weights, steps=o["final_steps"],
@@ -525,8 +537,8 @@ class _Run:
         files = [os.path.basename(p) for p in self.files.values() if os.path.exists(p)]
         if report is None:  # interrupted: no best yet (the CLI printed the untrained pick's probability as
             pick_now = None   # "best"); the controller's current pick, not trained, apart
-            if hasattr(self, "controller"):
-                pick = self.controller.argmax()
+            if hasattr(self, "controller"):  # in the pick's training: the screened pick being trained
+                pick = self.pick if getattr(self, "pick", None) is not None else self.controller.argmax()
                 pick_now = {"config": pick["arch"], "hyperparameters": pick["hp"],
                             "probability": self.controller.probability(pick)}
             return {"method": METHOD, "task": _task(), "out": self.out, "files": files, "interrupted": interrupted,
@@ -584,15 +596,20 @@ def plot(path: str, history: list[dict], probs: list[dict], space: Space, pick: 
     learn = [h["step"] for h in history if h.get("learning")]
     if learn:
         ax.axvline(learn[0], color="grey", ls=":", label="controller starts learning")
+    warm = [h["step"] for h in history if not h.get("learning")]
+    if warm:  # the warm-up's steps, scored or not, shaded: the panel's axis starts at 0 like the others
+        ax.axvspan(0, max(warm), color="grey", alpha=0.12, label="warm-up (uniform controller)")
+    if history:
+        ax.set_xlim(0, max(h["step"] for h in history) + 1)
     if not history:
         _nothing(ax, "no controller step finished yet")
     elif not scored:
-        _nothing(ax, "no step scored yet (the warm-up trains the shared weights only)")
+        _nothing(ax, "no step scored yet\n(the warm-up trains\nthe shared weights only)")
     ax.set_xlabel("controller step")
     ax.set_ylabel("reward")
     ax.set_title("AutoHAS search")
-    if scored:
-        ax.legend(loc="lower right", fontsize=7)
+    if history:
+        ax.legend(loc="best", fontsize=7, framealpha=0.6)
     ax.grid(alpha=0.3)
     for ax, name in zip([axes[0][1], axes[1][0], axes[1][1]], ("lr", "weight_decay", "augment")):
         key = f"hp.{name}"
