@@ -351,9 +351,8 @@ class _Run:
         self.step_no = int(state["step"])
         self.phase = state["phase"]
         self.final_state = state.get("final")
-        if state.get("pick"):
-            self.pick = json.loads(state["pick"])
-            self.screened = json.loads(state["screened"])
+        self.pick = json.loads(state.get("pick", "null"))
+        self.screened = json.loads(state.get("screened", "[]"))
 
     def _save(self, final: dict | None = None) -> None:
         import torch
@@ -366,7 +365,7 @@ class _Run:
             "controller": json.dumps(self.controller.state_dict()), "history": json.dumps(self.history),
             "probs": json.dumps(self.probs), "compute": json.dumps(self.compute), "step": self.step_no,
             "phase": self.phase, "final": final, "config": self.config,
-            "pick": json.dumps(self.pick) if self.pick is not None else "", "screened": json.dumps(self.screened)})
+            "pick": json.dumps(self.pick), "screened": json.dumps(self.screened)})
 
     def _say(self, line: str) -> None:
         if self.progress is not None:
