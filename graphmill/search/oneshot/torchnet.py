@@ -78,10 +78,11 @@ class SupernetModule(nn.Module):
         def conv_bn(y, prefix: str, k: int, stride: int, groups: int, relu: bool):
             y = F.conv2d(y, w(f"{prefix}.w"), None, stride, k // 2, 1, groups)
             if stats is not None:
-                stats[f"{prefix}.bn.mean"] = y.mean((0, 2, 3)).numpy().copy()
-                stats[f"{prefix}.bn.var"] = y.var((0, 2, 3), unbiased=False).numpy().copy()
-            mean, var = (None, None) if batch_stats else (w(f"{prefix}.bn.mean"), w(f"{prefix}.bn.var"))
-            y = F.batch_norm(y, mean, var, w(f"{prefix}.bn.scale"), w(f"{prefix}.bn.bias"), batch_stats, 0.0, spec.eps)
+                y = _normalize_recording(y, w(f"{prefix}.bn.scale"), w(f"{prefix}.bn.bias"), spec.eps, stats, prefix)
+            else:
+                mean, var = (None, None) if batch_stats else (w(f"{prefix}.bn.mean"), w(f"{prefix}.bn.var"))
+                y = F.batch_norm(y, mean, var, w(f"{prefix}.bn.scale"), w(f"{prefix}.bn.bias"), batch_stats, 0.0,
+                                 spec.eps)
             return F.relu(y) if relu else y
 
         y = conv_bn(x, "stem", 3, spec.stem_stride, 1, True)
@@ -104,3 +105,18 @@ class SupernetModule(nn.Module):
         for n, a in stats.items():
             buf = self.tensor(n)
             buf[: len(a)] = torch.as_tensor(a)
+
+
+def _normalize_recording(y: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, eps: float, stats: dict,
+                         prefix: str) -> torch.Tensor:
+    """Batch-statistics BatchNormalization of ``y`` that also records the batch's mean and biased variance in
+    ``stats``. Why through running buffers at momentum 1: the fused kernel computes the statistics it normalizes
+    with, where ``y.mean`` and ``y.var`` beside it cost three times the normalization (the screen of AutoHAS and
+    every selection recalibrate many children). The buffers hold the unbiased variance; the biased one is
+    ``var * (n - 1) / n`` (n values per channel), exact but for rounding."""
+    n = y.numel() // y.shape[1]  # >= 2: batch statistics of one value per channel are refused by torch
+    mean, var = torch.zeros(y.shape[1]), torch.ones(y.shape[1])
+    y = F.batch_norm(y, mean, var, scale, bias, True, 1.0, eps)
+    stats[f"{prefix}.bn.mean"] = mean.numpy()
+    stats[f"{prefix}.bn.var"] = (var * ((n - 1) / n)).numpy()
+    return y
