@@ -244,7 +244,8 @@ def _overflowing_sgd():
     return OverflowingSGD
 
 
-def _one_step(arch: dict, *, update: str, step: int, learn: bool = True, overflow: bool = False):
+def _one_step(arch: dict, *, update: str, step: int, learn: bool = True, overflow: bool = False,
+              largest_every: int = 2):
     """The shared weights before and after one ``search_step`` of the tiny supernet whose controller samples
     ``arch`` (learning rate 0.1, no decay, no augmentation), from the same weights and random state."""
     import torch
@@ -261,7 +262,8 @@ def _one_step(arch: dict, *, update: str, step: int, learn: bool = True, overflo
     optimizer = (_overflowing_sgd() if overflow else torch.optim.SGD)(module.parameters(), lr=0.1, momentum=0.9)
     ctl = _FixedController({"arch": arch, "hp": {"lr": 0.1, "weight_decay": 0.0, "augment": 0}})
     row = autohas.search_step(module, optimizer, ctl, spec, data, torch.Generator().manual_seed(0), batch=16,
-                              val_batch=32, temp_steps=1, learn=learn, update=update, step=step)
+                              val_batch=32, temp_steps=1, learn=learn, update=update, step=step,
+                              largest_every=largest_every)
     return before, module.weights(), row, ctl
 
 
@@ -291,6 +293,23 @@ def test_sandwich_update_trains_the_shared_weights_whatever_the_controller_sampl
     assert row["trained"] == "sampled" and row["train_steps"] == 1
     assert not _same(s_small, s_large)
     assert _same(s_small, w_small) is False  # "sampled" kept W*, the smallest child's update
+
+
+def test_largest_every_sets_which_shared_steps_train_the_largest_child():
+    """Reference: the option's definition (the largest child when ``step % k == k - 1``), read from the rows'
+    ``trained`` and from the weights: a largest-child step changes every output channel of the first expansion
+    (24 at the largest width and expansion, 8 at the smallest child's) and the 5x5 kernels' outer taps."""
+    spec = autohas.supernet_spec("tiny")
+    small = spec.smallest()
+    for k, pattern in ((1, "LLLL"), (2, "ULUL"), (3, "UULU")):
+        got = "".join(_one_step(small, update="sandwich", step=s, largest_every=k)[2]["trained"][0].upper()
+                      for s in range(4))
+        assert got == pattern, (k, got)
+    w0, w1, _, _ = _one_step(small, update="sandwich", step=2, largest_every=3, learn=False)
+    assert (np.abs(w1["stage1.l0.expand.w"] - w0["stage1.l0.expand.w"]).reshape(24, -1).max(1) > 0).all()
+    assert (w1["stage1.l0.dw.w"][:, :, 0, :] != w0["stage1.l0.dw.w"][:, :, 0, :]).any()
+    with pytest.raises(UserInputError, match="largest_every=0"):
+        autohas.check_options({"largest_every": "0"})
 
 
 def test_sandwich_warm_up_steps_train_without_scoring():

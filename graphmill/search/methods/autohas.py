@@ -87,6 +87,7 @@ OPTIONS: dict[str, Any] = {
     "temp_steps": 1,            # SGD steps of the temporary update
     "warmup": 0.5,             # fraction of the steps with a uniform, non-learning controller
     "update": "sandwich",       # what the shared weights learn: sandwich (their own step) | sampled (W <- W*)
+    "largest_every": 2,         # sandwich: the shared weights' step trains the largest child every k-th step
     "controller_lr": 0.05,
     "entropy": 0.001,
     "baseline_decay": 0.95,
@@ -382,7 +383,8 @@ class _Run:
             t0 = time.process_time()
             row = search_step(self.module, self.optimizer, self.controller, self.spec, self.data, self.generator,
                               batch=o["batch"], val_batch=o["val_batch"], temp_steps=o["temp_steps"],
-                              learn=self.step_no >= warm, update=o["update"], step=self.step_no)
+                              learn=self.step_no >= warm, update=o["update"], step=self.step_no,
+                              largest_every=o["largest_every"])
             self.compute["search_cpu_seconds"] += time.process_time() - t0
             self.compute["search_train_images"] += o["batch"] * row["train_steps"]
             self.compute["search_val_images"] += o["val_batch"] * row["val_forwards"]  # forwards of W and of W*
