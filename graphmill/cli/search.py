@@ -85,6 +85,8 @@ def _run_method(args: argparse.Namespace, progress) -> int:
             print(f"best: {shown}" if shown else "best: see report.json")
             if best.get("feasible") is False:  # report.json says so; the numbers above alone did not
                 print("  (infeasible: no trial met the constraints; this is the highest-reward trial anyway)")
+        elif s.get("interrupted"):  # stopped before a best was chosen: no trial need have failed
+            print("best: none yet (interrupted before a best was chosen)")
         elif s.get("trials"):  # every trial failed: nothing else said so
             print(f"best: none: no trial succeeded (the reasons are in {s['out']})")
         print(f"{s['method']} on {s['task']}: {s['trials']} trial(s); wrote {', '.join(s['files'])} in {s['out']}")

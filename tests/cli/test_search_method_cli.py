@@ -164,6 +164,22 @@ def test_an_interrupted_method_says_how_to_resume(stand_in, monkeypatch, tmp_pat
     assert capsys.readouterr().err.strip().splitlines() == [expect]
 
 
+def test_an_interrupted_method_without_a_best_does_not_say_its_trials_failed(stand_in, monkeypatch, tmp_path,
+                                                                            capsys):
+    """Reference: the summary (interrupted, trials done, no best yet: a method stopped before its pick). The
+    text summary said "best: none: no trial succeeded", which is what every-trial-failed prints."""
+    import sys
+
+    def interrupted(out, **kwargs):
+        return {"method": "stand-in", "task": "nothing", "out": out, "files": ["history.jsonl"],
+                "interrupted": True, "checkpoint": "o/checkpoint.pt", "best": None, "trials": 25}  # e.g. AutoHAS in its search phase
+
+    monkeypatch.setattr(sys.modules[__name__], "run", interrupted)
+    assert main(["search", "--method", "nahas", "--out", str(tmp_path / "o")]) == 130
+    out = capsys.readouterr().out
+    assert "best: none yet (interrupted before a best was chosen)" in out and "no trial succeeded" not in out
+
+
 def test_an_infeasible_best_is_said_to_be_infeasible(stand_in, monkeypatch, tmp_path, capsys):
     """Reference: the method's own ``"feasible": false`` (NAHAS, when no design meets the latency target). The
     summary printed that best's numbers like any other, with nothing saying it breaks the constraints."""
