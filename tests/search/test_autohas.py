@@ -329,6 +329,8 @@ def test_update_option_is_checked():
     assert autohas.check_options({"update": "sampled"})["update"] == "sampled"
     with pytest.raises(UserInputError, match="did you mean 'sandwich'"):
         autohas.check_options({"update": "sandwhich"})
+    with pytest.raises(UserInputError, match="did you mean 'sampled'"):  # case is ignored in the suggestion
+        autohas.check_options({"update": "SAMPLED"})
 
 
 @pytest.mark.slow  # three 10-step runs of the tiny space: a few seconds

@@ -19,9 +19,11 @@ from graphmill.util.errors import UserInputError
 
 
 def nearest(word: str, names: Any) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``names``, or nothing."""
-    close = difflib.get_close_matches(str(word), [str(n) for n in names], n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    """`` (did you mean 'x'?)`` for the closest of ``names``, or nothing. Case is ignored in the comparison
+    (``SAMPLED`` finds ``sampled``), never in the name suggested."""
+    by_lower = {str(n).lower(): str(n) for n in reversed(list(names))}  # the first of names equal but for case
+    close = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1, cutoff=0.5)
+    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
 
 
 def rng_state(rng: np.random.Generator) -> dict:
