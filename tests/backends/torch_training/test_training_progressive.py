@@ -122,3 +122,16 @@ def test_checkpoint_is_loaded_without_running_pickled_code(tmp_path):
     bad.write_bytes(pickle.dumps({"model": Evil(), "optimizer": {}, "step": 0, "config": {}}))
     with pytest.raises(UserInputError, match="not a graphmill training checkpoint"):
         load_checkpoint(bad)
+
+
+def test_a_checkpoint_without_an_option_is_said_to_predate_it(tmp_path):
+    """Reference: the two configurations. An option added after a checkpoint was written is missing from it;
+    the refusal said "made with largest_every=None", naming a value nobody gave."""
+    from graphmill.backends.torch.training.loop import check_same_config
+
+    with pytest.raises(UserInputError, match=r"ck.pt: the checkpoint predates option largest_every \(this run has "
+                                             r"largest_every=2\)"):
+        check_same_config("ck.pt", {"seed": 0}, {"seed": 0, "largest_every": 2})
+    with pytest.raises(UserInputError, match="the checkpoint was made with seed=0, this run has seed=1"):
+        check_same_config("ck.pt", {"seed": 0}, {"seed": 1})
+    check_same_config("ck.pt", {"seed": 0}, {"seed": 0})  # the same: no error
