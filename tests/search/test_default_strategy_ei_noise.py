@@ -147,3 +147,19 @@ def test_a_bad_budget_is_one_line(value):
 def test_get_takes_the_budget_as_search_run_tells_it():
     s = strategies.get("default", _space(), seed=0, budget=40)
     assert s.budget == 40 and strategies.get("evolution", _space(), seed=0).budget is None
+
+
+def test_asks_in_flight_count_towards_the_phase():
+    # reference: the budget's arithmetic. With several workers, configurations asked and not yet told are
+    # evaluations already spent: 21 told + 3 in flight = 24 = 0.75 x 32 starts the phase, 21 + 2 does not
+    space = _space()
+    s = strategies.get("default", space, seed=0)
+    s.budget = 32
+    rng, noise_rng = np.random.default_rng(1), np.random.default_rng(2)
+    for _ in range(21):
+        c = space.sample(rng)
+        s.tell(c, _reward(c, noise_rng))
+    s.ask(), s.ask()
+    assert not s.exploiting()
+    s.ask()
+    assert s.exploiting()

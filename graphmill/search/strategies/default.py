@@ -34,7 +34,8 @@ continuous relaxations on NAS benchmarks. Here:
    proposals 11-25 have depth 1 against 59% at relevance 1; 200 seeds). From 0.01 the fits raise a child's
    relevance (x3 a fit) once its results show it matters. Measured below.
 8. the last phase (``exploit_from`` 0.75 of a ``budget`` the strategy knows: ``search.run`` tells it; a bare
-   ask/tell loop sets ``strategy.budget`` itself or has none): the expected improvement is that of a new
+   ask/tell loop sets ``strategy.budget`` itself or has none; evaluations count from their ask, those still
+   running on other workers included): the expected improvement is that of a new
    *observation*, its variance the latent one plus ``ei_noise`` (1.0) x the fitted noise (in the ranking of the
    candidates by EI; the off-by-default ``beta``, ``local_every``, ``tpe_until`` and ``ls_starts`` paths keep
    the latent variance). A search is scored by the best value it observed, and that value is often a lucky
@@ -340,8 +341,11 @@ class PredictorEvolution(Strategy):
     def exploiting(self) -> bool:
         """Whether the run is in its last phase (``exploit_from`` of a known ``budget`` told), where the
         acquisition is the expected improvement of a new observation (option ``ei_noise``)."""
-        # distinct configurations told: repeats the runner answers from the history cost no budget
-        return self.budget is not None and len(self._seen) >= self.options["exploit_from"] * self.budget
+        # distinct configurations told, plus those asked and not yet told (other workers are evaluating them:
+        # with N workers the phase would otherwise start up to N - 1 asks late); repeats the runner answers from
+        # the history cost no budget. With one worker nothing is pending when it asks.
+        started = len(self._seen) + len(self.pending)
+        return self.budget is not None and started >= self.options["exploit_from"] * self.budget
 
     def _neighbours(self, config: dict, cand_configs: list[dict]) -> list[int]:
         """Indices of the candidates one ``space.mutate`` away from ``config``: exactly one parameter active
