@@ -13,8 +13,8 @@ Per seed:
   ``--baseline-budget`` candidates, each trained alone from scratch for ``--steps`` SGD steps of ``--batch``
   images (``CandidateEvaluator``); the pick is the candidate of best validation accuracy, reported on the test set;
 * AutoHAS (``graphmill.search.methods.autohas.run``) with ``--budget`` controller steps and its default options
-  (``--option KEY=VALUE`` changes one): its pick fine-tuned from the shared weights for ``final_steps`` (50) SGD
-  steps (``--option final_init=scratch --option final_steps=100`` gives it a baseline candidate's protocol).
+  (``--option KEY=VALUE`` changes one): its pick fine-tuned from the shared weights for ``final_steps`` (100)
+  SGD steps (``--option final_init=scratch`` gives it a baseline candidate's protocol).
 
 Compute, two units: CPU seconds (``time.process_time`` of the whole call, one torch thread: training,
 validation, controller, the pick's training and export) and training images (forward + backward passes x batch;
@@ -23,6 +23,10 @@ per (strategy, seed, budget, steps, batch) in ``--cache``, AutoHAS's runs per (s
 ``--runs``; ``--reuse`` reuses both (``--only-baselines`` / ``--only-autohas`` fill one cache).
 
     nice -n 10 .venv/bin/python benchmarks/bench_autohas.py --seeds 0,1,2 --reuse --json /tmp/autohas.json
+
+The held-out measurement of the README (seeds 18-29, one machine, one day) is in
+``benchmarks/data/autohas_heldout_{baselines,runs}.json`` (``--cache`` / ``--runs`` those files with
+``--reuse``); the default caches hold earlier measurements, some on another machine.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ hyper-parameters are candidate lists, as AutoHAS discretizes them: the peak lear
 0, 1e-4, 5e-4, 2e-3) and RandAugment's magnitude (``graphmill.backends.torch.training.rand_augment``; 0, 5, 10,
 20 of 30).
 
-**Search** (``budget`` = controller steps, default 200): the supernet's shared weights W (BigNAS initialization)
+**Search** (``budget`` = controller steps, default 120): the supernet's shared weights W (BigNAS initialization)
 and a controller of independent categorical distributions (``JointController``: one ``Controller`` for the
 architecture, one for the hyper-parameters, REINFORCE with moving-average baselines). During the first
 ``warmup`` fraction of the steps the controller samples uniformly and does not learn; W trains. Then each step
@@ -24,9 +24,9 @@ architecture by W*'s accuracy (AutoHAS's reward), the hyper-parameters by the va
 removed, ``loss(W) - loss(W*)`` on the same batch and child (a departure, for variance: with one reward for
 both, the architectures' spread of accuracy drowned the hyper-parameters' one-step effect and the controller
 ended on learning rate 0.01 in a 250-step run). What W learns is ``update``: ``sandwich`` (default) undoes W*
-and steps W itself, on the largest child and a uniformly drawn child on alternate steps, with the sampled
-hyper-parameters (so W does not train most what the controller already prefers; the warm-up steps are these
-steps alone, unscored); ``sampled`` keeps W <- W* (AutoHAS as published: scoring adds two validation forwards
+and steps W itself, on the largest child and a uniformly drawn child on alternate steps (``largest_every``
+2: the largest every k-th step), with the sampled hyper-parameters (so W does not train most what the
+controller already prefers; the warm-up steps are these steps alone, unscored); ``sampled`` keeps W <- W* (AutoHAS as published: scoring adds two validation forwards
 to the training; its picks had 8-pixel inputs, the children the controller sampled early and W then trained
 most). The search's learning rate is each sample's own, constant (candidates are compared at their own value
 all along).
@@ -75,7 +75,7 @@ from graphmill.util.errors import UserInputError
 from graphmill.util.files import check_out_folder
 
 METHOD = "autohas"
-DEFAULT_BUDGET = 200
+DEFAULT_BUDGET = 120
 SPACES = ("digits", "tiny")
 HP_DEFAULTS = {"lr": (0.01, 0.03, 0.1, 0.3), "weight_decay": (0.0, 1e-4, 5e-4, 2e-3), "augment": (0, 5, 10, 20)}
 
@@ -93,7 +93,7 @@ OPTIONS: dict[str, Any] = {
     "baseline_decay": 0.95,
     "log_every": 25,            # steps per progress line and checkpoint
     "screen": 16,               # architectures sampled from the controller and measured before the pick
-    "final_steps": 50,          # SGD steps of the final pick's training
+    "final_steps": 100,         # SGD steps of the final pick's training
     "final_init": "inherit",    # inherit (from the shared weights) | scratch
     "lr": "0.01,0.03,0.1,0.3",  # candidate peak learning rates (SGD, momentum 0.9)
     "weight_decay": "0,0.0001,0.0005,0.002",
@@ -102,7 +102,7 @@ OPTIONS: dict[str, Any] = {
 CHOICES = {"space": SPACES, "final_init": ("inherit", "scratch"), "update": UPDATES}
 TASK_NAME = "digits"
 ZERO_OK = ("screen",)  # integer options that may be 0
-SCREEN_CALIBRATE = 256  # training images that re-estimate a screened child's BatchNormalization statistics
+SCREEN_CALIBRATE = 128  # training images that re-estimate a screened child's BatchNormalization statistics
 
 
 def _nearest(word: str, names) -> str:
