@@ -341,10 +341,12 @@ class PredictorEvolution(Strategy):
     def exploiting(self) -> bool:
         """Whether the run is in its last phase (``exploit_from`` of a known ``budget`` told), where the
         acquisition is the expected improvement of a new observation (option ``ei_noise``)."""
-        # distinct configurations told, plus those asked and not yet told (other workers are evaluating them:
-        # with N workers the phase would otherwise start up to N - 1 asks late); repeats the runner answers from
-        # the history cost no budget. With one worker nothing is pending when it asks.
-        started = len(self._seen) + len(self.pending)
+        # distinct configurations told, plus the distinct new ones asked and not yet told (other workers are
+        # evaluating them: with N workers the phase would otherwise start up to N - 1 asks late); repeats, told
+        # or in flight, cost no budget (the runner answers them from the history or waits for the running one).
+        # With one worker nothing is pending when it asks.
+        in_flight = {self._enc(c).tobytes() for c in self.pending} - self._seen
+        started = len(self._seen) + len(in_flight)
         return self.budget is not None and started >= self.options["exploit_from"] * self.budget
 
     def _neighbours(self, config: dict, cand_configs: list[dict]) -> list[int]:

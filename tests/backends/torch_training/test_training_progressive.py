@@ -124,7 +124,7 @@ def test_checkpoint_is_loaded_without_running_pickled_code(tmp_path):
         load_checkpoint(bad)
 
 
-def test_a_checkpoint_without_an_option_is_said_to_predate_it(tmp_path):
+def test_a_checkpoint_without_an_option_is_said_to_predate_it():
     """Reference: the two configurations. An option added after a checkpoint was written is missing from it;
     the refusal said "made with largest_every=None", naming a value nobody gave."""
     from graphmill.backends.torch.training.loop import check_same_config
@@ -135,3 +135,6 @@ def test_a_checkpoint_without_an_option_is_said_to_predate_it(tmp_path):
     with pytest.raises(UserInputError, match="the checkpoint was made with seed=0, this run has seed=1"):
         check_same_config("ck.pt", {"seed": 0}, {"seed": 1})
     check_same_config("ck.pt", {"seed": 0}, {"seed": 0})  # the same: no error
+    check_same_config("ck.pt", {"seed": 0}, {"seed": 0, "micro_batch": None})  # a new option left unset: resumes
+    with pytest.raises(UserInputError, match="made with option rows=8, which this version no longer has"):
+        check_same_config("ck.pt", {"seed": 0, "rows": 8}, {"seed": 0})

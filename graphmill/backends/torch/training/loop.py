@@ -136,13 +136,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def check_same_config(path: str | os.PathLike, saved: dict, config: dict) -> None:
-    """Refuse to resume a checkpoint made with other options, naming the first that differs (or, for an option
-    the checkpoint does not hold, that it predates the option)."""
+    """Refuse to resume a checkpoint made with other options, naming the first that differs. An option the
+    checkpoint does not hold is one added since it was written: unset (None) it cannot differ, set it is refused
+    as newer than the checkpoint; an option only the checkpoint holds was removed since."""
     for key in sorted(set(saved) | set(config)):
-        if key not in saved:
+        if key not in saved and config[key] is not None:
             raise UserInputError(f"{path}: the checkpoint predates option {key} (this run has {key}="
                                  f"{config[key]!r}); it was made by an earlier version: use another --out to start "
                                  "afresh")
+        if key not in config and saved[key] is not None:
+            raise UserInputError(f"{path}: the checkpoint was made with option {key}={saved[key]!r}, which this "
+                                 "version no longer has: use another --out to start afresh")
         if saved.get(key) != config.get(key):
             raise UserInputError(f"{path}: the checkpoint was made with {key}={saved.get(key)!r}, this run has "
                                  f"{key}={config.get(key)!r}; repeat the original options to resume, or use "
