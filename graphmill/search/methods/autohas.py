@@ -26,9 +26,9 @@ both, the architectures' spread of accuracy drowned the hyper-parameters' one-st
 ended on learning rate 0.01 in a 250-step run). What W learns is ``update``: ``sandwich`` (default) undoes W*
 and steps W itself, on the largest child and a uniformly drawn child on alternate steps (``largest_every``
 2: the largest every k-th step), with the sampled hyper-parameters (so W does not train most what the
-controller already prefers; the warm-up steps are these steps alone, unscored); ``sampled`` keeps W <- W* (AutoHAS as published: scoring adds two validation forwards
-to the training; its picks had 8-pixel inputs, the children the controller sampled early and W then trained
-most). The search's learning rate is each sample's own, constant (candidates are compared at their own value
+controller already prefers; the warm-up steps are these steps alone, unscored); ``sampled`` keeps W <- W*
+(AutoHAS as published: scoring adds two validation forwards to the training; its picks had 8-pixel inputs, the
+children the controller sampled early and W then trained most). The search's learning rate is each sample's own, constant (candidates are compared at their own value
 all along).
 
 **Final pick** (``_Run._screen``): the controller's most probable configuration, or with ``screen`` N (default
