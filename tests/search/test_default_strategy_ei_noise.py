@@ -151,8 +151,7 @@ def test_get_takes_the_budget_as_search_run_tells_it():
 
 def test_asks_in_flight_count_towards_the_phase():
     # reference: the budget's arithmetic. With several workers, configurations asked and not yet told are
-    # evaluations already spent: 22 told + 2 new in flight = 24 = 0.75 x 32 starts the phase, 22 + 1 (and two
-    # repeats) does not
+    # evaluations already spent: 21 told + 3 new in flight = 24 = 0.75 x 32 starts the phase, 21 + 2 does not
     space = _space()
     s = strategies.get("default", space, seed=0)
     s.budget = 32
@@ -160,12 +159,21 @@ def test_asks_in_flight_count_towards_the_phase():
     for _ in range(21):
         c = space.sample(rng)
         s.tell(c, _reward(c, noise_rng))
-    told = [space.sample(rng)]
-    s.tell(told[0], _reward(told[0], noise_rng))  # 22 told
-    s.ask()
-    # repeats cost no budget: a told configuration asked again, and a second ask of the one in flight (the
-    # runner asks, finds it running and waits for it), as the runner leaves them pending
-    s.pending.extend([dict(told[0]), dict(s.pending[-1])])
+    s.ask(), s.ask()
     assert not s.exploiting()
     s.ask()
     assert s.exploiting()
+
+
+def test_repeated_asks_in_flight_cost_no_budget():
+    # reference: the budget's arithmetic. A three-configuration space, two told: the asks after the one new
+    # configuration must repeat (told ones, and the same one twice in flight); the runner answers or waits for
+    # those at no cost, so 3 distinct configurations have started, under 0.5 x 8 = 4
+    space = search.Space({"a": search.Choice([0, 1, 2])})
+    s = strategies.get("default", space, seed=0, exploit_from=0.5)
+    s.budget = 8
+    s.tell({"a": 0}, 0.5)
+    s.tell({"a": 1}, 0.4)
+    asked = [s.ask() for _ in range(4)]
+    assert {c["a"] for c in asked} == {0, 1, 2} and len(asked) == 4  # repeats of told and in-flight ones
+    assert not s.exploiting()

@@ -345,8 +345,7 @@ class PredictorEvolution(Strategy):
         # evaluating them: with N workers the phase would otherwise start up to N - 1 asks late); repeats, told
         # or in flight, cost no budget (the runner answers them from the history or waits for the running one).
         # With one worker nothing is pending when it asks.
-        in_flight = {self._enc(c).tobytes() for c in self.pending} - self._seen
-        started = len(self._seen) + len(in_flight)
+        started = len(self._seen) + len(self._pending_enc.keys() - self._seen)
         return self.budget is not None and started >= self.options["exploit_from"] * self.budget
 
     def _neighbours(self, config: dict, cand_configs: list[dict]) -> list[int]:
