@@ -171,8 +171,9 @@ def test_an_interrupted_method_without_a_best_does_not_say_its_trials_failed(sta
     import sys
 
     def interrupted(out, **kwargs):
+        # e.g. AutoHAS in its search phase
         return {"method": "stand-in", "task": "nothing", "out": out, "files": ["history.jsonl"],
-                "interrupted": True, "checkpoint": "o/checkpoint.pt", "best": None, "trials": 25}  # e.g. AutoHAS in its search phase
+                "interrupted": True, "checkpoint": "o/checkpoint.pt", "best": None, "trials": 25}
 
     monkeypatch.setattr(sys.modules[__name__], "run", interrupted)
     assert main(["search", "--method", "nahas", "--out", str(tmp_path / "o")]) == 130
