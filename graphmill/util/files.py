@@ -159,3 +159,38 @@ def read_user_file(path: str | os.PathLike, limit: int, what: str, *,
         raise error(f"{shown}: more than the {size_text(limit)} limit for {what} (the file grew while read)")
     return b"".join(chunks)
 
+
+
+def load_torch_checkpoint(path: str | os.PathLike, what: str, *, limit: int = CHECKPOINT_LIMIT) -> Any:
+    """What ``torch.save`` wrote to ``path``, read with ``weights_only=True`` (tensors, numbers, strings, lists
+    and dicts: graphmill never unpickles code from a file), or a one-line ``UserInputError`` saying what is wrong
+    with the file in graphmill's words. torch's own messages run to several paragraphs and, for a damaged file,
+    advise loading it with ``weights_only=False``: the one thing an untrusted file must never get.
+    ``FileNotFoundError`` propagates for the caller to word (it knows whether a missing file is an error)."""
+    import io
+
+    import torch
+
+    shown = os.fspath(path)
+    try:
+        data = read_user_file(path, limit, what)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise UserInputError(f"{shown}: cannot read {what} ({e.strerror or e})") from None
+    if not data:
+        raise UserInputError(f"{shown}: an empty file, not {what}")
+    try:
+        return torch.load(io.BytesIO(data), weights_only=True)
+    except Exception as e:  # noqa: BLE001 -- any unreadable file is the user's to fix
+        text = str(e)
+        if "central directory" in text or "zip archive" in text:
+            why = "damaged or cut short: not a complete torch.save archive"
+        elif "Weights only load failed" in text:
+            detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
+            hint = f": {detail[0].strip()[:120]}" if "WeightsUnpickler error:" in text and detail else ""
+            why = f"not tensors and plain data as graphmill writes them{hint}"
+        else:
+            first = text.strip().splitlines()[0][:160] if text.strip() else type(e).__name__
+            why = first
+        raise UserInputError(f"{shown}: not {what} ({why}); remove it or give another path to start afresh") from None

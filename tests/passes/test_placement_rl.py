@@ -76,7 +76,7 @@ def test_checkpoint_holding_pickled_objects_refused_not_unpickled(tmp_path):
 
     ck = str(tmp_path / "ck.pt")
     torch.save({"signature": "x", "payload": _Payload()}, ck)
-    with pytest.raises(UserInputError, match="cannot read the placement checkpoint"):
+    with pytest.raises(UserInputError, match="not a placement checkpoint"):
         place_graph(small_nmt(), PlacementCostModel(device_set(devices=2)), method="rl", budget=4, seed=0,
                     options={"samples": 4}, checkpoint=ck)
 

@@ -268,7 +268,7 @@ def run_pipeline(graph: Graph, *, steps: int = 2, batch: int, microbatches: int,
         except (mp.ProcessRaisedException, mp.ProcessExitedException) as e:
             last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
             raise ExecutionError(f"pipelined training failed in a stage process: {last}") from None
-        results = [torch.load(os.path.join(tmp, f"rank{r}.pt")) for r in range(k)]
+        results = [torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=True) for r in range(k)]
     losses = results[-1]["losses"]
     loss_diff = max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(losses, ref["losses"]))
     grad_diff, compared = 0.0, 0

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphmill.util.errors import UserInputError
-from graphmill.util.files import atomic_write_bytes
+from graphmill.util.files import atomic_write_bytes, load_torch_checkpoint
 
 from .cost import DEFAULT_WEIGHTS, ProxyCost
 from .descent import check_options, coordinate_descent
@@ -569,7 +569,7 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
     key = run_key(problems, weights)
     if checkpoint and os.path.exists(checkpoint):
         try:
-            ck = torch.load(checkpoint, weights_only=True)
+            ck = load_torch_checkpoint(checkpoint, "a chip placement checkpoint")
             if ck["state"].get("key", key) != key:  # checkpoints written before the key: taken as they are
                 raise UserInputError(f"{checkpoint}: a checkpoint of a run on another netlist or with other "
                                      "weights; delete it (or write elsewhere with -o) to start over")

@@ -65,7 +65,7 @@ import torch
 from torch import nn
 
 from graphmill.ir import UserInputError
-from graphmill.util.files import atomic_write_bytes
+from graphmill.util.files import atomic_write_bytes, load_torch_checkpoint
 
 from .problem import PlacementProblem, op_bytes
 from .schedule import simulate
@@ -310,14 +310,11 @@ def merge_options(defaults: dict, options: dict | None, what: str) -> dict:
     return opts
 
 
-def load_checkpoint(path: str, signature: str, what: str, differ: str, *, weights_only: bool = True) -> dict:
+def load_checkpoint(path: str, signature: str, what: str, differ: str) -> dict:
     """A training checkpoint written with ``signature``, or a one-line refusal: a file ``torch.load`` cannot
-    read, or one of another run (``differ``: what would differ); ``what`` names the run ("placement")."""
-    try:
-        ck = torch.load(path, weights_only=weights_only)
-    except Exception as e:  # noqa: BLE001 -- any unreadable file is the user's to remove
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserInputError(f"{path}: cannot read the {what} checkpoint ({why}); remove it to start afresh") from None
+    read as tensors and plain data, or one of another run (``differ``: what would differ); ``what`` names the
+    run ("placement")."""
+    ck = load_torch_checkpoint(path, f"a {what} checkpoint")
     if not isinstance(ck, dict) or ck.get("signature") != signature:
         raise UserInputError(f"{path}: a checkpoint of another {what} run ({differ} differ); give another path or "
                              "remove it")

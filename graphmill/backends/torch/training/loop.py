@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from graphmill.ir import Graph, Tensor, topological_order
 from graphmill.util.errors import UserInputError
-from graphmill.util.files import MODEL_FILE_LIMIT, atomic_write_bytes, read_user_file
+from graphmill.util.files import MODEL_FILE_LIMIT, atomic_write_bytes, load_torch_checkpoint
 
 from .data import mixup, rand_augment
 from .progressive import DROPOUT_RATIO, Stage
@@ -119,17 +119,10 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """A checkpoint ``save_checkpoint`` wrote, loaded with ``weights_only=True`` (tensors, numbers, strings,
     lists and dicts only: a file that asks for anything else is refused, not run)."""
-    import torch
-
     try:
-        data = read_user_file(path, MODEL_FILE_LIMIT, "a training checkpoint")
+        state = load_torch_checkpoint(path, "a graphmill training checkpoint", limit=MODEL_FILE_LIMIT)
     except FileNotFoundError:
         raise UserInputError(f"{path}: no checkpoint to resume from; run without --resume to start") from None
-    try:
-        state = torch.load(io.BytesIO(data), weights_only=True)
-    except Exception as e:  # noqa: BLE001 -- any unreadable file is the user's to fix
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserInputError(f"{path}: not a graphmill training checkpoint ({first[:200]})") from None
     if not isinstance(state, dict) or not {"model", "optimizer", "step", "config"} <= set(state):
         raise UserInputError(f"{path}: not a graphmill training checkpoint (keys missing)")
     return state
