@@ -8,8 +8,8 @@ identical chips (the placement default: 128x128 bf16 at 1 GHz, 16 GB, 64 B/cycle
 
 Per graph, on the same environment (``passes.learned.env``):
 
-* **best baseline**: the best of 5 placements (single, round-robin, expert, HEFT, METIS) x 2 fusions (none,
-  greedy) x 3 schedules (graph order, critical path, memory-minimizing), 30 simulations;
+* **best baseline**: the best of 6 placements (single, round-robin, expert, HEFT, HEFT over colocation groups,
+  METIS) x 2 fusions (none, greedy) x 3 schedules (graph order, critical path, memory-minimizing), 36 simulations;
 * **zero-shot**: iterative refinement (``passes.learned.infer.refine``) from the hint (the best baseline, which
   the policy reads as features): ``--rounds`` rounds, each one forward pass on the current state giving the
   greedy decisions, the policy's k most probable device changes (k = 1, 2, 4, 8, 16, 32: ``infer.top_moves``) and
@@ -23,9 +23,9 @@ Per graph, on the same environment (``passes.learned.env``):
   issue's ``rl`` placer (``place --method rl``, ``passes.placement.rl``: chain units, copy logit, warm start
   from the best placement baseline), the project's per-graph RL method, trained on this graph alone; it decides
   devices only, scheduled in the graph's order without fusion as ``place`` does, and its step time is
-  divided by the same best baseline (of the 30 combinations); skip it with ``--no-rl-placer``;
+  divided by the same best baseline (of the 36 combinations); skip it with ``--no-rl-placer``;
 * **placement alone** (the ``graphmill place`` environment: graph order, no fusion, relative to the best of the
-  5 placement baselines): ``fine_tune`` of the shipped policy deciding devices only for ``--finetune`` samples
+  6 placement baselines): ``fine_tune`` of the shipped policy deciding devices only for ``--finetune`` samples
   (every simulation counted, starting from the best placement baseline) against the ``rl`` placer's;
 * **joint vs sequential**: ``learned-optimize`` against ``learned-place`` -> ``learned-fuse`` ->
   ``learned-schedule`` (each keeping what the previous wrote), each with the zero-shot rounds and samples (so the
@@ -267,7 +267,7 @@ def main() -> None:
         print(f"{r['graph']:<20} beat {r['ft_samples_to_beat']} vs {r['rl_samples_to_beat']}; beat 1% "
               f"{r['ft_samples_to_beat_1pct']} vs {r['rl_samples_to_beat_1pct']}")
     if all("place_rl" in r for r in rows):
-        print("\nper-graph RL = the rl placer (place --method rl), relative to the best of the 30 baselines; and "
+        print("\nper-graph RL = the rl placer (place --method rl), relative to the best of the 36 baselines; and "
               "placement only (graph order, no fusion; relative to the best placement baseline): learned "
               f"fine-tuned ({args.finetune} samples) vs the rl placer ({args.finetune * args.rl_factor} samples)")
         for r in rows:

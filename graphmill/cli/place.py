@@ -10,7 +10,7 @@ from graphmill import api
 from graphmill.cli.common import add_output_args, check_output_path, emit_json, parse_dims, save_output
 from graphmill.util.files import check_target
 
-METHODS = "single, round-robin, expert, heft, metis, rl, hierarchical, learned"
+METHODS = "single, round-robin, expert, heft, heft-colocated, metis, rl, hierarchical, learned"
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ the passes load (``policy.save_policy``: .npz + .json, never a pickle).
 
 * **Tasks**: a graph on a device set (``identical chips`` of the default placement accelerator, roofline
   costs), its environment (``JointProblem``), observation and *reference*: the best baseline's step time
-  (``passes.learned.baselines.best_baseline``: 5 placements x 2 fusions x 3 schedules).
+  (``passes.learned.baselines.best_baseline``: 6 placements x 2 fusions x 3 schedules).
 * **Training set** (``training_set``): zoo models (ResNet-18, MobileNetV2, each forward and as a training step),
   random DAGs of realistic op mixes (``random_graph``: an MLP/attention mix of MatMul, Add, Mul, Relu, Tanh,
   Sigmoid, Softmax; a CNN mix of Conv, BatchNormalization, Relu, Add, MaxPool), on 2, 4 and 8 devices.

@@ -183,8 +183,9 @@ def resimulate(rep: dict) -> tuple[float, list[float]]:
     return makespan, peak
 
 
-def independent_heft(rep: dict) -> dict[str, int]:
-    """HEFT from the README's statement, on the report's numbers (unlimited memory)."""
+def independent_heft(rep: dict, group_of: dict[str, str] | None = None) -> dict[str, int]:
+    """HEFT from the README's statement, on the report's numbers (unlimited memory); with ``group_of`` (op ->
+    its colocation group) heft-colocated's: an op whose group already has a device goes there."""
     ops = list(rep["op_time"])
     D = len(rep["devices"])
     link = rep["link"]
@@ -215,9 +216,11 @@ def independent_heft(rep: dict) -> dict[str, int]:
     idx = {o: i for i, o in enumerate(ops)}
     place, fin = {}, {}
     busy = [[] for _ in range(D)]
+    group_device: dict[str, int] = {}
     for o in sorted(ops, key=lambda x: (-rank[x], idx[x])):
         best = None
-        for d in range(D):
+        fixed = group_device.get(group_of[o]) if group_of else None
+        for d in (range(D) if fixed is None else [fixed]):
             ready = 0.0
             for p in pred[o]:
                 if place[p] == d:
@@ -238,6 +241,8 @@ def independent_heft(rep: dict) -> dict[str, int]:
         place[o] = best[1]
         fin[o] = best[0]
         busy[best[1]].append((best[2], best[0]))
+        if group_of:
+            group_device.setdefault(group_of[o], best[1])
     return place
 
 
@@ -329,7 +334,7 @@ def test_baselines_shapes(tmp_path):
     r = place_graph(g, cm, method="single")
     # single: the fastest device (speed 1.5) holds everything
     assert set(r.report["placement"].values()) == {2}
-    assert set(r.report["baselines"]) == {"single", "round-robin", "expert", "heft", "metis"}
+    assert set(r.report["baselines"]) == {"single", "round-robin", "expert", "heft", "heft-colocated", "metis"}
     # round-robin by layer: each new MatMul starts a layer, layer k on device k mod 3
     rr = place_graph(g, cm, method="round-robin").report["placement"]
     layer, expect = 0, []
@@ -376,7 +381,7 @@ def test_unknown_method_and_pass_on_context(tmp_path):
     run_passes(g, [Place(method="heft")], ctx=PassContext(cost_model=hetero(tmp_path)))
     assert all("device" in n.meta for n in g.nodes)
     assert g.meta["placement"]["method"] == "heft"
-    assert set(METHODS) == {"single", "round-robin", "expert", "heft", "metis", "rl", "hierarchical"}
+    assert set(METHODS) == {"single", "round-robin", "expert", "heft", "heft-colocated", "metis", "rl", "hierarchical"}
 
 
 def test_metis_needs_pymetis(monkeypatch, tmp_path):
@@ -434,12 +439,12 @@ def test_learned_placement_reference_is_the_best_valid_baseline(tmp_path):
     from graphmill import api
 
     mem, valid = 0.0008, {}
-    for m in ("single", "round-robin", "expert", "heft", "metis"):
+    for m in ("single", "round-robin", "expert", "heft", "heft-colocated", "metis"):
         try:
             valid[m] = api.place(three_towers(), devices=3, method=m, training=True, memory_gb=mem)["makespan"]
         except UserInputError as e:
             assert "over its memory" in str(e)
-    assert {"single", "heft"}.isdisjoint(valid) and len(valid) == 3
+    assert {"single", "heft"}.isdisjoint(valid) and len(valid) == 4, valid
     g, lines, info = three_towers(), [], {}
     rep = api.place(g, devices=3, method="learned", training=True, memory_gb=mem, budget=10, seed=0,
                     options={"samples": 2}, progress=lines.append, info=info)
@@ -450,3 +455,52 @@ def test_learned_placement_reference_is_the_best_valid_baseline(tmp_path):
     path = str(tmp_path / "learned.onnx")  # the learned method's training step replays too
     api.save(g, path)
     assert api.replay_placement(api.load(path))["makespan"] == rep["makespan"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# heft-colocated: HEFT over colocation groups (an op with its gradient: the training step's meta["forward"]).
+
+def _groups_from_meta(g, names: list[str]) -> dict[str, str]:
+    """op name -> the forward op it sits with, read from the training step's node meta (independently of
+    problem.colocation_groups): a backward op names its forward op in meta["forward"], an update in
+    meta["colocate"]; an op naming none is its own group."""
+    meta = {n.name: n.meta for n in g.nodes}
+
+    def root(o: str) -> str:
+        seen = set()
+        while o not in seen:
+            seen.add(o)
+            nxt = meta.get(o, {}).get("forward") or meta.get(o, {}).get("colocate")
+            if not nxt or nxt not in meta:
+                return o
+            o = nxt
+        return o
+    return {o: root(o) for o in names}
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_heft_colocated_equals_independent_statement_on_a_training_step(tmp_path, seed):
+    from graphmill.passes.placement import training_graph
+
+    g = training_graph(random_dag(seed, n=30, h=256, batch=256))
+    r = place_graph(g, hetero(tmp_path), method="heft-colocated")
+    rep = json.loads(json.dumps(r.report))
+    group_of = _groups_from_meta(g, list(rep["op_time"]))
+    assert len(set(group_of.values())) < len(group_of)  # the training step has groups of several ops
+    assert rep["placement"] == independent_heft(rep, group_of)
+    # no group split across devices, and several devices used
+    by_group: dict[str, set[int]] = {}
+    for o, d in rep["placement"].items():
+        by_group.setdefault(group_of[o], set()).add(d)
+    assert all(len(ds) == 1 for ds in by_group.values())
+    assert len(set(rep["placement"].values())) > 1
+    # op-level HEFT, in the same run's baselines, does split some group (what heft-colocated is there for)
+    plain = place_graph(g, hetero(tmp_path), method="heft").report["placement"]
+    assert any(len({plain[o] for o in rep["placement"] if group_of[o] == grp}) > 1 for grp in by_group)
+
+
+def test_heft_colocated_is_heft_on_a_forward_graph(tmp_path):
+    g = random_dag(6, n=50, h=256, batch=256)
+    a = place_graph(g, hetero(tmp_path), method="heft").report
+    b = place_graph(g, hetero(tmp_path), method="heft-colocated").report
+    assert a["placement"] == b["placement"] and a["baselines"]["heft-colocated"] == a["baselines"]["heft"]

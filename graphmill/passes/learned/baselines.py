@@ -1,6 +1,7 @@
 """The baselines the learned passes are judged against (issue 14, item 6), each a ``Decisions`` part:
 
-* placement: the placement package's ``single``, ``round-robin``, ``expert``, ``heft``, ``metis``;
+* placement: the placement package's ``single``, ``round-robin``, ``expert``, ``heft``, ``heft-colocated``,
+  ``metis``;
 * fusion: ``none`` and ``greedy`` (fuse every op with its fusion producer when the placement put both on one
   device, the legal pairs; ``JointProblem.resolve`` refuses each joining that would overflow the buffers, so
   every group formed fits);
@@ -9,7 +10,7 @@
   minimizing order: the topological order that, at each step, runs the ready op with the largest
   ``bytes freed - bytes allocated``, freed being the inputs it is the last reader of; ties: graph order).
 
-``best_baseline`` evaluates every combination (5 x 2 x 3) on the same environment and returns the best.
+``best_baseline`` evaluates every combination (6 x 2 x 3) on the same environment and returns the best.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from .bounds import lower_bounds
 from .problem import PlacementProblem, build_problem
 from .schedule import Schedule, simulate
 
-METHODS = ("single", "round-robin", "expert", "heft", "metis", "rl", "hierarchical")
+METHODS = ("single", "round-robin", "expert", "heft", "heft-colocated", "metis", "rl", "hierarchical")
 LEARNED = ("rl", "hierarchical")
 
 

@@ -11,8 +11,8 @@ from .problem import cost_model_of, infer_open_shapes
 
 @register_pass
 class Place(Pass):
-    """Place every op on a device (single, round-robin, expert, heft, metis, rl, hierarchical) so that the
-    simulated step finishes soonest; writes node.meta["device"] (needs a device cost model on the context)."""
+    """Place every op on a device (single, round-robin, expert, heft, heft-colocated, metis, rl, hierarchical) so
+    that the simulated step finishes soonest; writes node.meta["device"] (needs a device cost model on the context)."""
 
     name = "place"
     options = (
