@@ -537,7 +537,8 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
     target = training_graph(graph) if training else graph
     model = PlacementCostModel(ds, measured_cost(graph, ds) if cost == "ort" else cost)
     if method == "learned":
-        result = _learned_place(target, model, budget=budget, seed=seed, options=options, progress=progress)
+        result = _learned_place(target, model, budget=budget, seed=seed, options=options, progress=progress,
+                                checkpoint=checkpoint)
     else:
         result = place_graph(target, model, method=method, budget=budget, seed=seed, options=options,
                              progress=progress, checkpoint=checkpoint)
@@ -683,12 +684,15 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
 
 # -- learned passes (issue 14) ------------------------------------------------------------------------------------
 
-def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict | None, progress) -> "object":
+def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict | None, progress,
+                   checkpoint: str | None = None) -> "object":
     """``place(method="learned")``: the baselines placed and scheduled as ``place`` does (the report's
     ``baselines``), then the learned policy's devices (``learned-place``: graph order, no fusion, the placement
     report's rules; its features start from the best baseline's placement) from its greedy decisions and
     ``samples`` draws (option, default 16), fine-tuned for ``budget`` more simulated samples when > 0 (options:
-    ``policy``, ``samples``). As the rl placers, it returns the best placement evaluated, baselines included."""
+    ``policy``, ``samples``). As the rl placers, it returns the best placement evaluated, baselines included.
+    ``checkpoint``: the fine-tuning's (``search.learned.fine_tune``); a rerun repeats the zero-shot part
+    (deterministic, seconds) and continues the fine-tuning where the checkpoint left it."""
     import time
 
     import numpy as np
@@ -731,7 +735,7 @@ def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict
         # from zero-shot's best state, its rounds already run: the budget buys new simulations, each counted once
         ft = fine_tune(policy_for(policy_path), task, budget=budget, seed=seed, progress=progress, reference=ref,
                        transform=lambda d: combine(d, keep, {"place"}, task.jp), start=(dec, out), rounds=0,
-                       seen=seen)
+                       seen=seen, checkpoint=checkpoint)
         learned.update(samples=learned["samples"] + ft["samples"], steps=ft["steps"],
                        samples_to_best_baseline=learned["samples_to_best_baseline"] or (
                            None if ft["samples_to_reference"] is None else

@@ -34,8 +34,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="size of a symbolic dimension, e.g. the batch of a zoo model: --dim N=32 (the placed model "
                         "is saved with it)")
-    p.add_argument("--checkpoint", metavar="PATH", help="rl/hierarchical: save after every step; resume from it "
-                                                        "(other methods take none)")
+    p.add_argument("--checkpoint", metavar="PATH", help="rl/hierarchical: save after every step; learned with "
+                                                        "--budget: after every fine-tuning iteration; a rerun resumes "
+                                                        "from it (other methods take none)")
     p.add_argument("--policy", metavar="POLICY.npz", help="learned: a policy file (default: the shipped one)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the model with node meta 'device'")
     p.add_argument("--json", metavar="REPORT", help="write the JSON report to REPORT ('-': stdout)")
@@ -72,18 +73,26 @@ def run(args: argparse.Namespace) -> int:
         from graphmill.errors import UserInputError
 
         raise UserInputError(f"--policy {args.policy}: only --method learned reads a policy")
-    if args.checkpoint and args.method not in ("rl", "hierarchical"):
+    if args.checkpoint and not (args.method in ("rl", "hierarchical") or (args.method == "learned" and args.budget)):
         from graphmill.errors import UserInputError
 
-        raise UserInputError(f"--checkpoint {args.checkpoint}: only --method rl or hierarchical checkpoints (a "
-                             f"{args.method} run keeps no state to resume; learned fine-tuning restarts: README)")
+        raise UserInputError(f"--checkpoint {args.checkpoint}: only --method rl, hierarchical, or learned with "
+                             f"--budget N (its fine-tuning) checkpoints (a {args.method} run"
+                             + (" without --budget" if args.method == "learned" else "")
+                             + " keeps no state to resume)")
     graph = api.load(args.model)
     info: dict = {}
-    report = api.place(graph, method=args.method, devices=args.devices, devices_file=args.devices_file,
-                       accel=args.accel, memory_gb=args.memory, cost=args.cost, budget=args.budget, seed=args.seed,
-                       training=args.training, progress=progress, checkpoint=args.checkpoint, plot=args.plot,
-                       info=info, options={"policy": args.policy} if args.policy else None,
-                       dims=parse_dims(args.dim))
+    try:
+        report = api.place(graph, method=args.method, devices=args.devices, devices_file=args.devices_file,
+                           accel=args.accel, memory_gb=args.memory, cost=args.cost, budget=args.budget,
+                           seed=args.seed, training=args.training, progress=progress, checkpoint=args.checkpoint,
+                           plot=args.plot, info=info, options={"policy": args.policy} if args.policy else None,
+                           dims=parse_dims(args.dim))
+    except KeyboardInterrupt:  # say what a rerun does (the CLI's handler then prints "interrupted", exit 130)
+        if args.checkpoint and os.path.exists(args.checkpoint):
+            print(f"graphmill place: nothing written but {args.checkpoint}; run the same command again to resume "
+                  "from it", file=sys.stderr)
+        raise
     run_result = api.check_placement(graph) if args.run else None
     save_output(graph, args)
     if args.json:

@@ -367,7 +367,7 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
               transform: Callable[[Decisions], Decisions] | None = None, reference: float | None = None,
               top: tuple[int, ...] = TOP, singles: int = 4, units: int = 40, rounds: int = ROUNDS,
               start: tuple[Decisions, Outcome] | None = None, seen: set[bytes] | None = None,
-              pick: str = "guided", mix: float = 0.0) -> dict:
+              pick: str = "guided", mix: float = 0.0, checkpoint: str | None = None) -> dict:
     """PPO on one graph for ``budget`` simulated samples, starting from ``policy`` (a copy; None: a fresh
     policy, the per-graph RL baseline: the same algorithm from scratch). It first runs zero-shot use
     (``infer.refine`` itself: ``rounds`` rounds of greedy decisions and top-k changes from the hint, each
@@ -400,7 +400,14 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
     passes its best and ``rounds=0``), so that no simulation is repeated and none is counted twice; the
     returned ``steps`` is the number of PPO updates. ``seen``: the ``state_key`` of states the caller simulated
     already (its zero-shot candidates): no greedy, top-k, single or unit candidate is simulated again or
-    counted (PPO's draws are on-policy samples: simulated and counted as drawn, even when seen); filled in place."""
+    counted (PPO's draws are on-policy samples: simulated and counted as drawn, even when seen); filled in place.
+
+    ``checkpoint``: a file written atomically after the zero-shot rounds and after every iteration (the policy,
+    Adam's state, both random generators, the best decisions, the counters and curve, the simulated states'
+    keys: ``torch.save`` of tensors and plain data, read back with ``weights_only=True``). Given an existing one
+    of the same run (graph, devices, start state, policy, seed and options), fine-tuning continues from it and
+    returns exactly what an uninterrupted run returns; the best state's outcome is simulated again on resume,
+    deterministic and not counted. Ctrl-C between two checkpoints loses at most one iteration's samples."""
     opts = _options(options)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -428,6 +435,43 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
         seen.add(state_key(dec0))
         unit_of = task_units(task.jp) if units else None
         urng = np.random.default_rng([seed, 1])
+        sig = _fine_tune_signature(task, pol, dec0, seed, ref, dict(budget=budget, samples=samples, units=units,
+                                   singles=singles, top=list(top), rounds=rounds, pick=pick, mix=mix,
+                                   transform=transform is not None, opts=[opts[k] for k in sorted(opts)]))
+        resumed = False
+        # whether obs is the best state's features (else it is still the task's own: the hint, start None)
+        obs_from_best = start is not None or transform is not None
+        if checkpoint and os.path.exists(checkpoint):
+            ck = load_checkpoint(checkpoint, sig, "fine-tuning", "graph, devices, start, policy, seed or options")
+            pol.load_state_dict(ck["policy"])
+            optim.load_state_dict(ck["optim"])
+            gen.set_state(ck["gen"])
+            urng.bit_generator.state = ck["urng"]
+            b = ck["best"]
+            bdec = Decisions(b["device"].numpy(), b["fuse"].numpy(), b["priority"].numpy())
+            best.update(t=b["t"], n=b["n"], steps=b["steps"], to_ref=b["to_ref"], to_beat=b["to_beat"],
+                        curve=list(b["curve"]), dec=bdec, out=task.jp.evaluate(bdec))  # not a new sample
+            seen.update(ck["seen"])
+            if ck["obs_from_best"]:
+                obs = state_features(task.jp, task.obs, best["dec"], best["out"])
+                obs_from_best = True
+            resumed = True
+
+        def save() -> None:
+            if not checkpoint:
+                return
+            d = best["dec"]
+            state = {"signature": sig, "policy": pol.state_dict(), "optim": optim.state_dict(),
+                     "gen": gen.get_state(), "urng": urng.bit_generator.state, "seen": sorted(seen),
+                     "obs_from_best": obs_from_best,
+                     "best": {"t": best["t"], "n": best["n"], "steps": best["steps"], "to_ref": best["to_ref"],
+                              "to_beat": best["to_beat"], "curve": list(best["curve"]),
+                              "device": torch.from_numpy(np.asarray(d.device, np.int64).copy()),
+                              "fuse": torch.from_numpy(np.asarray(d.fuse, bool).copy()),
+                              "priority": torch.from_numpy(np.asarray(d.priority, np.float64).copy())}}
+            buf = io.BytesIO()
+            torch.save(state, buf)
+            atomic_write_bytes(checkpoint, buf.getvalue())
 
         def count(t: float) -> None:  # one more simulation, its step time t (inf: invalid)
             best["n"] += 1
@@ -444,7 +488,7 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
                 best.update(dec=dec, out=o)
             count(o.makespan if o.valid else math.inf)
 
-        if rounds:  # zero-shot first (infer.refine: greedy + top-k per round), every simulation counted
+        if rounds and not resumed:  # zero-shot first (infer.refine: greedy + top-k per round), every simulation counted
             dec, out, _, times = refine(pol, task.jp, obs, rounds=rounds, transform=transform, start=(dec0, out0),
                                         top=top, budget=budget, seen=seen)
             for x in times:
@@ -452,6 +496,9 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
             if best["t"] < t_start:  # refine's best: the fastest valid state it simulated
                 best.update(dec=dec, out=out)
                 obs = state_features(task.jp, task.obs, dec, out)
+                obs_from_best = True
+        if not resumed:
+            save()
         while best["n"] < budget:
             t = obs_tensors(obs)
             before = best["t"]
@@ -492,6 +539,8 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
                         record(g, task.jp.evaluate(g))
             if best["t"] < before:
                 obs = state_features(task.jp, task.obs, best["dec"], best["out"])
+                obs_from_best = True
+            save()
             if progress:
                 progress(f"fine-tune {task.name}: {best['n']}/{budget} samples, best {best['t']:,.0f} "
                          f"({best['t'] / ref:.3f} of " + (f"the best baseline {task.baseline})" if reference is None
@@ -500,6 +549,19 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
         torch.set_num_threads(threads)
     return {"decisions": best["dec"], "outcome": best["out"], "samples": best["n"], "steps": best["steps"],
             "samples_to_reference": best["to_ref"], "samples_to_beat": best["to_beat"], "curve": best["curve"]}
+
+
+def _fine_tune_signature(task: Task, policy: GraphPolicy, start: Decisions, seed: int, reference: float,
+                         options: dict) -> str:
+    """What a fine-tuning checkpoint must match to be resumed: the graph (name, ops, devices), the start
+    state, the starting policy's weights, the seed, the reference and the options."""
+    import hashlib
+
+    h = hashlib.sha256(state_key(start))
+    for v in policy.state_dict().values():
+        h.update(v.detach().cpu().numpy().tobytes())
+    return (f"fine-tune|{task.name}|{task.jp.n}|{task.jp.devices}|{seed}|{reference!r}|{h.hexdigest()}|"
+            + "|".join(f"{k}={options[k]}" for k in sorted(options)))
 
 
 def task_units(jp: JointProblem, max_units: int = 256) -> np.ndarray:

@@ -88,13 +88,33 @@ def test_place_cli_refusals_name_learned_and_checkpoint(torch_onnx, tmp_path, ca
     # that keeps no state was silently ignored (a rerun then "resumed" nothing). One line each, exit 2, no files.
     out = str(tmp_path / "o.onnx")
     assert main(["place", torch_onnx, "--devices", "2", "--method", "learnd", "-o", out]) == 2
-    assert main(["place", torch_onnx, "--devices", "2", "--method", "learned", "--budget", "5", "--checkpoint",
+    # learned checkpoints its fine-tuning, so only with --budget
+    assert main(["place", torch_onnx, "--devices", "2", "--method", "learned", "--checkpoint",
+                 str(tmp_path / "c.ckpt"), "-o", out]) == 2
+    assert main(["place", torch_onnx, "--devices", "2", "--method", "heft", "--checkpoint",
                  str(tmp_path / "c.ckpt"), "-o", out]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2
+    assert len(err) == 3
     assert "did you mean 'learned'?" in err[0] and err[0].endswith("hierarchical, learned")
-    assert "--checkpoint" in err[1] and "only --method rl or hierarchical" in err[1]
+    assert "--checkpoint" in err[1] and "only --method rl, hierarchical, or learned with --budget" in err[1]
+    assert "learned run without --budget keeps no state" in err[1]
+    assert "a heft run keeps no state" in err[2]
     assert not list(tmp_path.iterdir())
+
+
+def test_place_learned_budget_checkpoint_is_written_and_resumed(torch_onnx, tmp_path):
+    """--method learned --budget N --checkpoint: written after each fine-tuning iteration; the same command again
+    resumes from it (here: a finished one, so nothing is simulated again) and reports the same placement.
+    Interrupted runs: tests/passes/learned/test_policy.py (resume equals an uninterrupted run)."""
+    ck = tmp_path / "ft.ckpt"
+    reps = []
+    for k in range(2):
+        rep = tmp_path / f"r{k}.json"
+        assert main(["place", torch_onnx, "--devices", "2", "--method", "learned", "--budget", "20", "--checkpoint",
+                     str(ck), "-o", str(tmp_path / f"o{k}.onnx"), "--json", str(rep), "--quiet"]) == 0
+        assert ck.exists()
+        reps.append(json.loads(rep.read_text()))
+    assert reps[0]["placement"] == reps[1]["placement"] and reps[0]["makespan"] == reps[1]["makespan"]
 
 
 def test_place_learned_fine_tune_progress_compares_with_the_placement_baseline(torch_onnx):

@@ -20,7 +20,7 @@ from graphmill.passes import PassContext, run_passes
 from graphmill.passes.learned import Decisions, JointProblem
 from graphmill.passes.learned.baselines import best_baseline
 from graphmill.passes.learned.features import node_features
-from graphmill.passes.learned.infer import propose
+from graphmill.passes.learned.infer import propose, state_key
 from graphmill.passes.learned.passes import LearnedOptimize, LearnedPlace, LearnedSchedule, replay
 from graphmill.passes.learned.policy import GraphPolicy, load_policy, obs_tensors, save_policy
 from graphmill.passes.placement import build_problem
@@ -118,6 +118,54 @@ def test_fine_tune_spends_its_budget_and_never_loses_the_zero_shot():
     assert r["samples"] == 12 and len(r["curve"]) == 12
     assert r["outcome"].makespan <= zero and np.all(np.diff(r["curve"]) <= 0)
     assert r["samples_to_reference"] == 0  # refinement starts from the hint: the best baseline already
+
+
+@pytest.mark.parametrize("pick", ["guided", "uniform"])  # uniform: the unit moves' generator state matters at once
+def test_fine_tune_checkpoint_resume_equals_uninterrupted(tmp_path, pick):
+    """Reference: the same call without a checkpoint; Ctrl-C after the first iteration, then the same call
+    resumes and returns the same curve, decisions, counters and policy updates."""
+    task = make_task("m", random_graph(8, "mlp", 40), cost(4))
+    torch.manual_seed(0)
+    pol = GraphPolicy(hidden=16, layers=1)
+    kw = dict(budget=60, samples=4, seed=2, units=6, pick=pick, options={"epochs": 1})
+    simulated: list[bytes] = []  # every state simulated, in order (the best-so-far curve alone hides a change)
+    evaluate = task.jp.evaluate
+
+    def logged(dec, **k):
+        simulated.append(state_key(dec))
+        return evaluate(dec, **k)
+
+    task.jp.evaluate = logged
+    straight = fine_tune(pol, task, **kw)
+    straight_log = list(simulated)
+    assert straight["steps"] >= 3  # several iterations, so that the interruption falls inside the run
+    ck = str(tmp_path / "ft.ck")
+    lines: list[str] = []
+
+    def interrupt(line: str) -> None:  # after the first iteration's checkpoint
+        lines.append(line)
+        raise KeyboardInterrupt
+
+    simulated.clear()
+    with pytest.raises(KeyboardInterrupt):
+        fine_tune(pol, task, checkpoint=ck, progress=interrupt, **kw)
+    before = list(simulated)
+    assert len(lines) == 1 and f"/{kw['budget']} samples" in lines[0]
+    with pytest.raises(UserInputError, match="another fine-tuning run"):
+        fine_tune(pol, task, checkpoint=ck, **dict(kw, seed=3))
+    other = GraphPolicy(hidden=16, layers=1)  # another starting policy: refused too
+    with pytest.raises(UserInputError, match="another fine-tuning run"):
+        fine_tune(other, task, checkpoint=ck, **kw)
+    simulated.clear()
+    resumed = fine_tune(pol, task, checkpoint=ck, **kw)
+    # the start state, the best state simulated again (not counted), then exactly the rest of the straight run
+    assert before + simulated[2:] == straight_log and len(before) < len(straight_log)
+    assert resumed["curve"] == straight["curve"]
+    assert (resumed["samples"], resumed["steps"], resumed["samples_to_reference"], resumed["samples_to_beat"]) == (
+        straight["samples"], straight["steps"], straight["samples_to_reference"], straight["samples_to_beat"])
+    assert resumed["outcome"].makespan == straight["outcome"].makespan
+    assert np.array_equal(resumed["decisions"].device, straight["decisions"].device)
+    assert np.array_equal(resumed["decisions"].priority, straight["decisions"].priority)
 
 
 def test_passes_write_metas_that_replay(policy_file):
