@@ -68,6 +68,37 @@ def test_seeded_deterministic_and_valid(name):
         assert c != a
 
 
+def reward_dict(c: dict) -> dict:
+    return {"reward": reward(c), "latency_ms": 1.5, "note": "x"}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_tell_takes_what_evaluate_returns(name):
+    """Reference: the same loop told floats (and None for failures). A dict result ('reward' plus metrics, what
+    evaluate may return) and a non-finite number (failed, as search.run counts it) steer every strategy exactly
+    as the float and None do; other results are refused in one line."""
+    if name == "tpe":
+        pytest.importorskip("optuna")
+    sp = space()
+
+    def loop(result_of) -> list[dict]:
+        st = strategies.get(name, sp, seed=5)
+        out = []
+        for i in range(18):
+            c = st.ask()
+            out.append(c)
+            st.tell(c, result_of(i, c))
+        return out
+
+    floats = loop(lambda i, c: None if i % 5 == 4 else reward(c))
+    assert loop(lambda i, c: float("nan") if i % 5 == 4 else reward_dict(c)) == floats
+    st = strategies.get(name, sp, seed=5)
+    with pytest.raises(UserInputError, match="a dict result needs a 'reward' key"):
+        st.tell(st.ask(), {"accuracy": 0.9})
+    with pytest.raises(UserInputError, match="must be a number, None .* not str"):
+        st.tell(st.ask(), "0.9")
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_state_dict_json_round_trip_continues_identically(name):
     if name == "tpe":

@@ -99,10 +99,21 @@ class Strategy:
             out[k] = v
         return out
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every strategy's ``tell`` takes what ``evaluate`` returns (a number, ``None`` for a failed trial, or a
+        dict of ``"reward"`` and metrics), as ``search.run`` does; each implementation then sees a float or None
+        and the metrics, so a bare ask/tell loop can pass ``evaluate(config)`` straight through."""
+        super().__init_subclass__(**kwargs)
+        if "tell" in cls.__dict__:
+            cls.tell = _taking_results(cls.__dict__["tell"])
+
     def ask(self) -> dict:
         raise NotImplementedError
 
-    def tell(self, config: dict, reward: float | None, metrics: dict | None = None) -> None:
+    def tell(self, config: dict, reward: float | dict | None, metrics: dict | None = None) -> None:
+        """Learn ``config``'s result: ``reward`` a number (higher is better), None (failed) or a dict with
+        ``"reward"`` and metrics (the other keys; ``metrics`` adds more); a non-finite number counts as failed,
+        as in ``search.run``."""
         raise NotImplementedError
 
     def state_dict(self) -> dict:
@@ -114,6 +125,27 @@ class Strategy:
             raise UserInputError(f"strategy state is for {state.get('name')!r}, not {self.name!r}")
         self.seed = int(state["seed"])
         self.rng = rng_from_state(state["rng"])
+
+
+def _taking_results(tell: Any) -> Any:
+    """``tell`` accepting any result ``Strategy.tell`` documents, calling the implementation with a float or None."""
+    import functools
+
+    @functools.wraps(tell)
+    def wrapped(self: Strategy, config: dict, reward: Any, metrics: dict | None = None) -> None:
+        if isinstance(reward, dict):
+            if "reward" not in reward:
+                raise UserInputError(f"strategy {self.name!r}: tell(config, result): a dict result needs a 'reward' "
+                                     f"key (it has {', '.join(map(repr, sorted(reward, key=str))) or 'none'})")
+            extra = {str(k): v for k, v in reward.items() if k != "reward"}
+            metrics = {**extra, **(metrics or {})}
+            reward = reward["reward"]
+        if reward is not None and (isinstance(reward, bool) or not isinstance(reward, (int, float, np.number))):
+            raise UserInputError(f"strategy {self.name!r}: tell(config, result): the result must be a number, None "
+                                 f"(failed) or a dict with 'reward', not {type(reward).__name__}")
+        reward = None if reward is None or not math.isfinite(float(reward)) else float(reward)
+        return tell(self, config, reward, metrics)
+    return wrapped
 
 
 # name -> "module:Class"; modules are imported on first use so that torch/optuna load only when needed
