@@ -531,6 +531,7 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
         raise UserInputError(f"--cost {cost!r}: choose roofline, simulator or ort")
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
         raise UserInputError(f"--budget {budget!r}: must be an integer >= 0 (0: the method's default)")
+    check_place_checkpoint(method, budget, checkpoint)
     ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)
     _static_sizes(graph, dims)
     name_nodes(graph)
@@ -683,6 +684,15 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
 
 
 # -- learned passes (issue 14) ------------------------------------------------------------------------------------
+
+def check_place_checkpoint(method: str, budget: int, checkpoint: str | None) -> None:
+    """Refuse a checkpoint for a placement that keeps no state to resume: only rl, hierarchical, and learned
+    with a fine-tuning budget do (a heuristic, or learned's zero-shot alone, takes seconds)."""
+    if checkpoint and not (method in ("rl", "hierarchical") or (method == "learned" and budget)):
+        raise UserInputError(f"--checkpoint {checkpoint}: only --method rl, hierarchical, or learned with --budget N "
+                             f"(its fine-tuning) checkpoints (a {method} run"
+                             + (" without --budget" if method == "learned" else "") + " keeps no state to resume)")
+
 
 def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict | None, progress,
                    checkpoint: str | None = None) -> "object":

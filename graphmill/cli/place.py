@@ -73,13 +73,7 @@ def run(args: argparse.Namespace) -> int:
         from graphmill.errors import UserInputError
 
         raise UserInputError(f"--policy {args.policy}: only --method learned reads a policy")
-    if args.checkpoint and not (args.method in ("rl", "hierarchical") or (args.method == "learned" and args.budget)):
-        from graphmill.errors import UserInputError
-
-        raise UserInputError(f"--checkpoint {args.checkpoint}: only --method rl, hierarchical, or learned with "
-                             f"--budget N (its fine-tuning) checkpoints (a {args.method} run"
-                             + (" without --budget" if args.method == "learned" else "")
-                             + " keeps no state to resume)")
+    api.check_place_checkpoint(args.method, args.budget, args.checkpoint)  # before the model is read
     graph = api.load(args.model)
     info: dict = {}
     try:

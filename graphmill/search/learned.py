@@ -405,7 +405,8 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
     ``checkpoint``: a file written atomically after the zero-shot rounds and after every iteration (the policy,
     Adam's state, both random generators, the best decisions, the counters and curve, the simulated states'
     keys: ``torch.save`` of tensors and plain data, read back with ``weights_only=True``). Given an existing one
-    of the same run (graph, devices, start state, policy, seed and options), fine-tuning continues from it and
+    of the same run (graph, devices, start state, policy, seed, budget and options: a larger budget cannot
+    continue exactly, the last iteration was cut to fit), fine-tuning continues from it and
     returns exactly what an uninterrupted run returns; the best state's outcome is simulated again on resume,
     deterministic and not counted. Ctrl-C between two checkpoints loses at most one iteration's samples."""
     opts = _options(options)
@@ -442,7 +443,7 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
         # whether obs is the best state's features (else it is still the task's own: the hint, start None)
         obs_from_best = start is not None or transform is not None
         if checkpoint and os.path.exists(checkpoint):
-            ck = load_checkpoint(checkpoint, sig, "fine-tuning", "graph, devices, start, policy, seed or options")
+            ck = load_checkpoint(checkpoint, sig, "fine-tuning", "graph, devices, start, policy, seed, budget or options")
             pol.load_state_dict(ck["policy"])
             optim.load_state_dict(ck["optim"])
             gen.set_state(ck["gen"])

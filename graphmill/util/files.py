@@ -180,16 +180,23 @@ def load_torch_checkpoint(path: str | os.PathLike, what: str, *, limit: int = CH
         raise UserInputError(f"{shown}: cannot read {what} ({e.strerror or e})") from None
     if not data:
         raise UserInputError(f"{shown}: an empty file, not {what}")
+    import re
+    import warnings
+
     try:
-        return torch.load(io.BytesIO(data), weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a file's pickle protocol before refusing it
+            warnings.simplefilter("ignore")
+            return torch.load(io.BytesIO(data), weights_only=True)
     except Exception as e:  # noqa: BLE001 -- any unreadable file is the user's to fix
         text = str(e)
+        wanted = re.search(r"Unsupported global: GLOBAL (\S+)", text)
         if "central directory" in text or "zip archive" in text:
             why = "damaged or cut short: not a complete torch.save archive"
-        elif "Weights only load failed" in text:
-            detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
-            hint = f": {detail[0].strip()[:120]}" if "WeightsUnpickler error:" in text and detail else ""
-            why = f"not tensors and plain data as graphmill writes them{hint}"
+        elif wanted:
+            why = f"it asks for the Python object {wanted.group(1)}; graphmill loads only tensors and plain data"
+        elif ("Weights only load failed" in text or "pickle" in text.lower() or "load key" in text
+              or isinstance(e, (KeyError, EOFError, ValueError))):  # KeyError(101): text is read as opcodes
+            why = "not a torch.save file of tensors and plain data"
         else:
             first = text.strip().splitlines()[0][:160] if text.strip() else type(e).__name__
             why = first

@@ -92,6 +92,7 @@ def test_tell_takes_what_evaluate_returns(name):
 
     floats = loop(lambda i, c: None if i % 5 == 4 else reward(c))
     assert loop(lambda i, c: float("nan") if i % 5 == 4 else reward_dict(c)) == floats
+    assert loop(lambda i, c: None if i % 5 == 4 else np.array(reward(c))) == floats  # a 0-d array
     st = strategies.get(name, sp, seed=5)
     with pytest.raises(UserInputError, match="a dict result needs a 'reward' key"):
         st.tell(st.ask(), {"accuracy": 0.9})

@@ -37,18 +37,24 @@ def test_a_checkpoint_of_tensors_and_plain_data_loads(tmp_path):
 
 
 @pytest.mark.parametrize("kind, data, reason", [
-    ("random bytes", bytes(range(256)) * 12, "not tensors and plain data"),
+    ("random bytes", bytes(range(256)) * 12, "not a torch.save file of tensors and plain data"),
     ("cut short", None, "damaged or cut short"),
     ("empty", b"", "an empty file"),
-    ("pickled object", pickle.dumps({"model": _Payload()}), "not tensors and plain data"),
-    ("torch.save of an object", "object", "not tensors and plain data"),
+    ("pickled object", pickle.dumps({"model": _Payload()}), "tensors and plain data"),
+    ("torch.save of an object", "object", "asks for the Python object"),
+    ("text", b"hello world\n", "not a torch.save file"),
+    ("numpy array", "numpy", "asks for the Python object numpy"),
 ], ids=lambda v: v if isinstance(v, str) and " " in v else "")
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.filterwarnings("error")  # torch's own warnings must not reach the user either
 def test_bad_files_are_refused_in_one_line_without_running_anything(tmp_path, kind, data, reason):
     if data is None:
         data = _saved({"w": torch.ones(1000)})[:300]
     elif data == "object":
         data = _saved({"model": _Payload()})
+    elif data == "numpy":
+        import numpy as np
+
+        data = _saved({"w": np.arange(3)})
     path = tmp_path / "bad.pt"
     path.write_bytes(data)
     RAN.clear()

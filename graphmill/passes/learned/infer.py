@@ -43,9 +43,16 @@ def _key(o: Outcome) -> tuple[bool, float]:
 
 
 def state_key(d: Decisions) -> bytes:
-    """The state's identity: devices, fusions and the order the priorities give (same key, same simulation)."""
-    return b"|".join([np.asarray(d.device, np.int64).tobytes(), np.asarray(d.fuse, bool).tobytes(),
-                      np.argsort(d.priority, kind="stable").tobytes()])
+    """The state's identity: devices, fusions and the order the priorities give (same key, same simulation),
+    as a 128-bit digest, so that the set of states a fine-tuning simulated stays small in memory and in its
+    checkpoint (the raw arrays were ~17 bytes per op and state)."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    for part in (np.asarray(d.device, np.int64), np.asarray(d.fuse, bool), np.argsort(d.priority, kind="stable")):
+        h.update(part.tobytes())
+        h.update(b"|")
+    return h.digest()
 
 
 def refine(policy: GraphPolicy, jp: JointProblem, obs: dict, *, rounds: int = ROUNDS, samples: int = 0,

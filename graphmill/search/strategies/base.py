@@ -140,10 +140,15 @@ def _taking_results(tell: Any) -> Any:
             extra = {str(k): v for k, v in reward.items() if k != "reward"}
             metrics = {**extra, **(metrics or {})}
             reward = reward["reward"]
-        if reward is not None and (isinstance(reward, bool) or not isinstance(reward, (int, float, np.number))):
-            raise UserInputError(f"strategy {self.name!r}: tell(config, result): the result must be a number, None "
-                                 f"(failed) or a dict with 'reward', not {type(reward).__name__}")
-        reward = None if reward is None or not math.isfinite(float(reward)) else float(reward)
+        if reward is not None:
+            try:  # a number of any kind (numpy, a 0-d array, a torch scalar), not text
+                if isinstance(reward, (str, bytes, bool)):
+                    raise TypeError
+                reward = float(reward)
+            except (TypeError, ValueError):
+                raise UserInputError(f"strategy {self.name!r}: tell(config, result): the result must be a number, "
+                                     f"None (failed) or a dict with 'reward', not {type(reward).__name__}") from None
+            reward = reward if math.isfinite(reward) else None
         return tell(self, config, reward, metrics)
     return wrapped
 

@@ -163,7 +163,7 @@ def test_baselines_memory_order_is_topological_and_best_is_valid():
     assert len(schedule_baseline(jp, "critical-path")) == jp.n
     bb = best_baseline(jp)
     assert bb.outcome.valid and bb.outcome.makespan == min(bb.table.values())
-    assert len(bb.table) >= 24  # 4-5 placements x 2 fusions x 3 schedules
+    assert len(bb.table) >= 30  # 5-6 placements (metis needs pymetis) x 2 fusions x 3 schedules
 
 
 def test_a_fused_group_takes_its_least_member_priority_by_hand():

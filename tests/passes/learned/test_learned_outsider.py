@@ -100,6 +100,9 @@ def test_place_cli_refusals_name_learned_and_checkpoint(torch_onnx, tmp_path, ca
     assert "learned run without --budget keeps no state" in err[1]
     assert "a heft run keeps no state" in err[2]
     assert not list(tmp_path.iterdir())
+    # the Python API refuses the same (it ignored a learned checkpoint without a budget)
+    with pytest.raises(UserInputError, match="learned run without --budget keeps no state"):
+        api.place(api.load(torch_onnx), devices=2, method="learned", checkpoint=str(tmp_path / "c.ckpt"))
 
 
 def test_place_learned_budget_checkpoint_is_written_and_resumed(torch_onnx, tmp_path):

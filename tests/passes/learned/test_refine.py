@@ -91,7 +91,7 @@ def test_refinement_is_one_forward_pass_per_round_and_never_worse_than_its_start
 @pytest.mark.slow
 def test_shipped_policy_zero_shot_beats_the_best_baseline_on_a_held_out_graph():
     # Inception-V3 is in no training graph (bench_learned.py's held-out set); the reference is the best of the
-    # environment's 30 baseline combinations (5 placements x 2 fusions x 3 schedules), simulated; the refined
+    # environment's 36 baseline combinations (6 placements x 2 fusions x 3 schedules), simulated; the refined
     # decisions are re-simulated from scratch
     from graphmill.backends.simulator.devices import PlacementCostModel, device_set
     from graphmill.frontend import zoo
