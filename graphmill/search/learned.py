@@ -443,7 +443,8 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
         # whether obs is the best state's features (else it is still the task's own: the hint, start None)
         obs_from_best = start is not None or transform is not None
         if checkpoint and os.path.exists(checkpoint):
-            ck = load_checkpoint(checkpoint, sig, "fine-tuning", "graph, devices, start, policy, seed, budget or options")
+            ck = load_checkpoint(checkpoint, sig, "fine-tuning",
+                                 "graph, devices, start, policy, seed, budget or options")
             pol.load_state_dict(ck["policy"])
             optim.load_state_dict(ck["optim"])
             gen.set_state(ck["gen"])
@@ -489,7 +490,7 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
                 best.update(dec=dec, out=o)
             count(o.makespan if o.valid else math.inf)
 
-        if rounds and not resumed:  # zero-shot first (infer.refine: greedy + top-k per round), every simulation counted
+        if rounds and not resumed:  # zero-shot first (infer.refine: greedy + top-k per round), each one counted
             dec, out, _, times = refine(pol, task.jp, obs, rounds=rounds, transform=transform, start=(dec0, out0),
                                         top=top, budget=budget, seen=seen)
             for x in times:

@@ -2,9 +2,9 @@
 
 ``problem`` turns a graph and a device-aware cost model (``PassContext.cost_model``) into numbers; ``schedule``
 simulates a placement (the scheduling rule is stated there and in the README); ``baselines`` holds single,
-round-robin, expert, HEFT (per op and per colocation group) and METIS; ``rl`` the learned placers (REINFORCE: the sequence-to-sequence placer and
-the hierarchical grouper-placer); ``place`` puts it together and writes the report; ``training`` builds the
-training-step (forward + backward) version of a graph.
+round-robin, expert, HEFT (per op and per colocation group) and METIS; ``rl`` the learned placers (REINFORCE:
+the sequence-to-sequence placer and the hierarchical grouper-placer); ``place`` puts it together and writes the
+report; ``training`` builds the training-step (forward + backward) version of a graph.
 """
 
 from .baselines import BASELINES, heft, upward_rank
