@@ -126,6 +126,7 @@ def test_joint_run_resume_and_chosen_design_resimulated(tmp_path):
     best = full["best"]
     assert best["feasible"] and best["latency_ms"] <= full["constraints"]["latency_ms"]
     acc = load_accel(str(tmp_path / "a" / "best_accel.toml"))
+    assert acc.name.startswith(f"nahas-best {acc.rows}x{acc.cols} {acc.dataflow} (searched from ")
     assert best["area_mm2"] == pytest.approx(_area_by_hand(acc.rows, acc.cols, [acc.ifmap_kb, acc.filter_kb,
                                                                                  acc.ofmap_kb]))
     assert best["area_mm2"] <= full["constraints"]["area_mm2"]

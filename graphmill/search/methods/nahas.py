@@ -910,7 +910,11 @@ class _Run:
                 save(ev.trained_network(best["nn"]), os.path.join(out, "best.onnx"))
                 save(build_network(ev.nn, best["nn"], deploy=True, latency_scale=ev.latency_scale,
                                    seed=ev.train_seed), os.path.join(out, "best_target.onnx"))
-                atomic_write_text(os.path.join(out, "best_accel.toml"), toml_text(best["accel"]))
+                chosen = best["accel"]  # named for what it is, not after the base it was searched from
+                arr = chosen.get("array", {})
+                named = {**chosen, "name": f"nahas-best {arr.get('rows')}x{arr.get('cols')} {arr.get('dataflow')} "
+                                           f"(searched from {chosen.get('name', 'the default')})"}
+                atomic_write_text(os.path.join(out, "best_accel.toml"), toml_text(named))
                 files += ["best.onnx", "best_target.onnx", "best_accel.toml"]
             except KeyboardInterrupt:
                 self.interrupted = True
