@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import bisect
 import copy
-import io
 import math
 import os
 import time
@@ -52,7 +51,7 @@ from graphmill.passes.learned.infer import ROUNDS, TOP, moved, ranked_moves, ref
 from graphmill.passes.learned.policy import GraphPolicy, Sample, obs_tensors, save_policy
 from graphmill.passes.placement import build_problem, training_graph
 from graphmill.passes.placement.rl import chain_units, load_checkpoint, merge_options, merge_units
-from graphmill.util.files import atomic_write_bytes
+from graphmill.util.files import save_torch_checkpoint
 
 __all__ = ["Task", "make_task", "random_graph", "training_set", "train", "fine_tune", "DEFAULTS",
            "TRAINING_MODELS", "task_units", "unit_moves",
@@ -325,10 +324,8 @@ def _train(tasks, seed, opts, checkpoint, progress, output, meta):
                                  "tasks": [tasks[int(i)].name for i in chosen]})
         state["seconds"] = seconds0 + time.perf_counter() - t_start
         if checkpoint:
-            buf = io.BytesIO()
-            torch.save({"signature": sig, "policy": policy.state_dict(), "optim": optim.state_dict(),
-                        "state": state}, buf)
-            atomic_write_bytes(checkpoint, buf.getvalue())
+            save_torch_checkpoint(checkpoint, {"signature": sig, "policy": policy.state_dict(),
+                                               "optim": optim.state_dict(), "state": state})
         if progress:
             progress(f"train-policy: step {state['step']}/{steps}, {state['samples']} samples, mean step time "
                      f"{np.mean(ratios):.3f} of the best baseline (states {np.mean(bests):.3f}), loss {loss:.4f}, "
@@ -471,9 +468,7 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
                               "device": torch.from_numpy(np.asarray(d.device, np.int64).copy()),
                               "fuse": torch.from_numpy(np.asarray(d.fuse, bool).copy()),
                               "priority": torch.from_numpy(np.asarray(d.priority, np.float64).copy())}}
-            buf = io.BytesIO()
-            torch.save(state, buf)
-            atomic_write_bytes(checkpoint, buf.getvalue())
+            save_torch_checkpoint(checkpoint, state)
 
         def count(t: float) -> None:  # one more simulation, its step time t (inf: invalid)
             best["n"] += 1

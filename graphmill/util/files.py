@@ -160,6 +160,17 @@ def read_user_file(path: str | os.PathLike, limit: int, what: str, *,
     return b"".join(chunks)
 
 
+def save_torch_checkpoint(path: str | os.PathLike, state: Any) -> None:
+    """``torch.save(state)`` written atomically (a reader never sees half a checkpoint); ``state`` holds only
+    tensors and plain data, so that ``load_torch_checkpoint`` reads it back with ``weights_only=True``."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
 
 def load_torch_checkpoint(path: str | os.PathLike, what: str, *, limit: int = CHECKPOINT_LIMIT) -> Any:
     """What ``torch.save`` wrote to ``path``, read with ``weights_only=True`` (tensors, numbers, strings, lists
@@ -168,6 +179,8 @@ def load_torch_checkpoint(path: str | os.PathLike, what: str, *, limit: int = CH
     advise loading it with ``weights_only=False``: the one thing an untrusted file must never get.
     ``FileNotFoundError`` propagates for the caller to word (it knows whether a missing file is an error)."""
     import io
+    import re
+    import warnings
 
     import torch
 
@@ -180,9 +193,6 @@ def load_torch_checkpoint(path: str | os.PathLike, what: str, *, limit: int = CH
         raise UserInputError(f"{shown}: cannot read {what} ({e.strerror or e})") from None
     if not data:
         raise UserInputError(f"{shown}: an empty file, not {what}")
-    import re
-    import warnings
-
     try:
         with warnings.catch_warnings():  # torch warns about a file's pickle protocol before refusing it
             warnings.simplefilter("ignore")
@@ -198,6 +208,5 @@ def load_torch_checkpoint(path: str | os.PathLike, what: str, *, limit: int = CH
               or isinstance(e, (KeyError, EOFError, ValueError))):  # KeyError(101): text is read as opcodes
             why = "not a torch.save file of tensors and plain data"
         else:
-            first = text.strip().splitlines()[0][:160] if text.strip() else type(e).__name__
-            why = first
+            why = text.strip().splitlines()[0][:160] if text.strip() else type(e).__name__
         raise UserInputError(f"{shown}: not {what} ({why}); remove it or give another path to start afresh") from None

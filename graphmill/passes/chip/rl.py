@@ -57,7 +57,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphmill.util.errors import UserInputError
-from graphmill.util.files import atomic_write_bytes, load_torch_checkpoint
+from graphmill.util.files import atomic_write_bytes, load_torch_checkpoint, save_torch_checkpoint
 
 from .cost import DEFAULT_WEIGHTS, ProxyCost
 from .descent import check_options, coordinate_descent
@@ -519,12 +519,9 @@ def run_key(problems: list[ChipProblem], weights) -> str:
 
 
 def _save_checkpoint(path: str, policy, optim, state: dict) -> None:
-    import torch
-
-    buf = io.BytesIO()
-    torch.save({"policy": policy.state_dict(), "optim": optim.state_dict(), "config": policy.config,
-                "state": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in state.items()}}, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    save_torch_checkpoint(path, {"policy": policy.state_dict(), "optim": optim.state_dict(), "config": policy.config,
+                                 "state": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                                           for k, v in state.items()}})
 
 
 def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, episodes: int | None = None,

@@ -118,9 +118,10 @@ def heft(prob: PlacementProblem, *, colocate: bool = False) -> list[int]:
     group_device: dict[int, int] = {}
     for i in order:
         best = None
-        fits = [d for d in range(D) if held[d] + wbytes[i] <= prob.capacity[d]] or list(range(D))
-        if groups[i] in group_device:
+        if groups[i] in group_device:  # a later member of a colocation group: its device is decided
             fits = [group_device[groups[i]]]
+        else:
+            fits = [d for d in range(D) if held[d] + wbytes[i] <= prob.capacity[d]] or list(range(D))
         for d in fits:
             ready = 0.0
             for p in prob.preds[i]:

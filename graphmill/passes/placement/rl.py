@@ -54,7 +54,6 @@ same problem resumes from it and reaches the same result as an uninterrupted run
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import time
@@ -65,7 +64,7 @@ import torch
 from torch import nn
 
 from graphmill.ir import UserInputError
-from graphmill.util.files import atomic_write_bytes, load_torch_checkpoint
+from graphmill.util.files import load_torch_checkpoint, save_torch_checkpoint
 
 from .problem import PlacementProblem, op_bytes
 from .schedule import simulate
@@ -422,11 +421,10 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
     def save() -> None:
         if not checkpoint:
             return
-        buf = io.BytesIO()
-        torch.save({"signature": sig, "policy": policy.state_dict(), "optim": optim.state_dict(),
-                    "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "state": state, "best_t": best_t,
-                    "best_pl": best_pl, "best_from": best_from}, buf)
-        atomic_write_bytes(checkpoint, buf.getvalue())
+        save_torch_checkpoint(checkpoint, {
+            "signature": sig, "policy": policy.state_dict(), "optim": optim.state_dict(), "gen": gen.get_state(),
+            "torch_rng": torch.get_rng_state(), "state": state, "best_t": best_t, "best_pl": best_pl,
+            "best_from": best_from})
 
     positions = U + (G or 0)
     # each of the incumbent's choices is held at probability 1 - explore / positions (a squared error on its

@@ -16,7 +16,6 @@ stage's strength, the stage's dropout rate); ``calibrate_batchnorm`` starts a ra
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from typing import Any, Callable
 
 from graphmill.ir import Graph, Tensor, topological_order
 from graphmill.util.errors import UserInputError
-from graphmill.util.files import MODEL_FILE_LIMIT, atomic_write_bytes, load_torch_checkpoint
+from graphmill.util.files import MODEL_FILE_LIMIT, load_torch_checkpoint, save_torch_checkpoint
 
 from .data import mixup, rand_augment
 from .progressive import DROPOUT_RATIO, Stage
@@ -109,11 +108,7 @@ def recalibrate_batchnorm(module, x) -> int:
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     """``torch.save(state)`` written atomically (a reader never sees half a checkpoint)."""
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    save_torch_checkpoint(path, state)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
