@@ -437,8 +437,6 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
                                    singles=singles, top=list(top), rounds=rounds, pick=pick, mix=mix,
                                    transform=transform is not None, opts=[opts[k] for k in sorted(opts)]))
         resumed = False
-        # whether obs is the best state's features (else it is still the task's own: the hint, start None)
-        obs_from_best = start is not None or transform is not None
         if checkpoint and os.path.exists(checkpoint):
             ck = load_checkpoint(checkpoint, sig, "fine-tuning",
                                  "graph, devices, start, policy, seed, budget or options")
@@ -451,9 +449,10 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
             best.update(t=b["t"], n=b["n"], steps=b["steps"], to_ref=b["to_ref"], to_beat=b["to_beat"],
                         curve=list(b["curve"]), dec=bdec, out=task.jp.evaluate(bdec))  # not a new sample
             seen.update(ck["seen"])
-            if ck["obs_from_best"]:
+            # obs was the best state's features unless it is still the task's own (the hint: no start, no
+            # transform, nothing better found yet)
+            if start is not None or transform is not None or best["t"] < t_start:
                 obs = state_features(task.jp, task.obs, best["dec"], best["out"])
-                obs_from_best = True
             resumed = True
 
         def save() -> None:
@@ -462,7 +461,6 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
             d = best["dec"]
             state = {"signature": sig, "policy": pol.state_dict(), "optim": optim.state_dict(),
                      "gen": gen.get_state(), "urng": urng.bit_generator.state, "seen": sorted(seen),
-                     "obs_from_best": obs_from_best,
                      "best": {"t": best["t"], "n": best["n"], "steps": best["steps"], "to_ref": best["to_ref"],
                               "to_beat": best["to_beat"], "curve": list(best["curve"]),
                               "device": torch.from_numpy(np.asarray(d.device, np.int64).copy()),
@@ -493,7 +491,6 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
             if best["t"] < t_start:  # refine's best: the fastest valid state it simulated
                 best.update(dec=dec, out=out)
                 obs = state_features(task.jp, task.obs, dec, out)
-                obs_from_best = True
         if not resumed:
             save()
         while best["n"] < budget:
@@ -536,7 +533,6 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
                         record(g, task.jp.evaluate(g))
             if best["t"] < before:
                 obs = state_features(task.jp, task.obs, best["dec"], best["out"])
-                obs_from_best = True
             save()
             if progress:
                 progress(f"fine-tune {task.name}: {best['n']}/{budget} samples, best {best['t']:,.0f} "
