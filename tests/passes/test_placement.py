@@ -480,6 +480,8 @@ def _groups_from_meta(g, names: list[str]) -> dict[str, str]:
 
 @pytest.mark.parametrize("seed", [4, 5])
 def test_heft_colocated_equals_independent_statement_on_a_training_step(tmp_path, seed):
+    """Reference: this file's independent HEFT (Topcuoglu et al. as the README states it) with the README's group
+    rule, on the report's numbers, the groups read from node meta here."""
     from graphmill.passes.placement import training_graph
 
     g = training_graph(random_dag(seed, n=30, h=256, batch=256))
@@ -500,6 +502,7 @@ def test_heft_colocated_equals_independent_statement_on_a_training_step(tmp_path
 
 
 def test_heft_colocated_is_heft_on_a_forward_graph(tmp_path):
+    """Reference: op-level heft in the same run (a forward graph's colocation groups are single ops)."""
     g = random_dag(6, n=50, h=256, batch=256)
     a = place_graph(g, hetero(tmp_path), method="heft").report
     b = place_graph(g, hetero(tmp_path), method="heft-colocated").report
