@@ -375,6 +375,8 @@ class Space(Param):
         self._order = self._topological()
         self._controllers = {s for c in self._conds.values() for s in c}
         self._layout_cache: list | None = None
+        self._has_conds: bool | None = None
+        self._mutable_all: list | None = None
 
     # -- structure
     def _topological(self) -> list[str]:
@@ -451,6 +453,9 @@ class Space(Param):
 
     def sample(self, rng: np.random.Generator) -> dict:
         """A random configuration: every active parameter independently uniform (log-uniform with ``log``)."""
+        if not self._conditional():  # what ``build`` does, without its dependency bookkeeping (same draws)
+            return {name: p.sample(rng) if isinstance(p, Space) else p.canonical(p.sample(rng), name)
+                    for name, p in self._params.items()}
         return self.build(lambda _path, p: p.sample(rng))
 
     def _complete(self, partial: Mapping[str, Any], rng: np.random.Generator) -> dict:
@@ -465,24 +470,42 @@ class Space(Param):
                 values[name] = p.sample(rng)
         return {n: values[n] for n in self._params if n in values}
 
+    def _conditional(self) -> bool:
+        """Whether any parameter here or in a nested space has a condition (cached: spaces are not mutated)."""
+        if self._has_conds is None:
+            self._has_conds = bool(self._conds) or any(
+                isinstance(p, Space) and p._conditional() for p in self._params.values())
+        return self._has_conds
+
     def _mutable(self, config: Mapping[str, Any], prefix: tuple = ()) -> list[tuple[tuple, Param]]:
+        if not prefix and not self._conditional():  # every parameter is always present: one list for all
+            if self._mutable_all is None:
+                self._mutable_all = self._mutable_of(config, ())
+            return self._mutable_all
+        return self._mutable_of(config, prefix)
+
+    def _mutable_of(self, config: Mapping[str, Any], prefix: tuple) -> list[tuple[tuple, Param]]:
         out = []
         for name, p in self._params.items():
             if name not in config:
                 continue
             if isinstance(p, Space):
-                out.extend(p._mutable(config[name], prefix + (name,)))
+                out.extend(p._mutable_of(config[name], prefix + (name,)))
             elif p.cardinality() > 1:
                 out.append((prefix + (name,), p))
         return out
 
-    def mutate(self, config: Mapping[str, Any], rng: np.random.Generator) -> dict:
+    def mutate(self, config: Mapping[str, Any], rng: np.random.Generator, validated: bool = False) -> dict:
         """A configuration differing from ``config`` in exactly one active parameter, chosen uniformly.
 
         Parameters that the change activates are sampled; those it deactivates disappear. A space with a single
-        configuration has nothing to change: its configuration is returned.
+        configuration has nothing to change: its configuration is returned. ``validated=True`` says ``config``
+        is already canonical (it came from this space's ``validate``, ``sample`` or ``mutate``), which skips
+        checking it again: a model-based strategy mutates thousands of candidates per proposal. The result is
+        the same either way.
         """
-        config = self.validate(config)
+        if not validated:
+            config = self.validate(config)
         cands = self._mutable(config)
         if not cands:
             return config
@@ -492,7 +515,7 @@ class Space(Param):
         for n in path[:-1]:
             d = d[n]
         d[path[-1]] = p.mutate_value(d[path[-1]], rng)
-        return self._complete(new, rng)
+        return self._complete(new, rng) if self._conditional() else new
 
     # -- checking and normalizing
     def canonical(self, value: Any, path: str) -> dict:

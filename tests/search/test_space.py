@@ -115,6 +115,36 @@ def test_mutate_activates_and_deactivates_conditionals():
     assert outs == {json.dumps({"op": "a"}), json.dumps({"op": "b", "x": 2})}
 
 
+@pytest.mark.parametrize("space", [demo_space(), search.Space({
+    "op": search.Choice(["a", "b", "c"]), "lr": search.Float(1e-4, 1e-1, log=True), "depth": search.Int(1, 8),
+    "inner": search.Space({"k": search.Choice([3, 5]), "w": search.Int(8, 64, log=True)})})],
+    ids=["conditional", "flat"])
+def test_mutate_of_a_validated_config_skips_nothing_but_the_check(space):
+    # reference: the checked path (validated=False) on the same random streams; the mutants are the same, the
+    # streams stay in step, and the parent is left as it was
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    c = space.sample(np.random.default_rng(0))
+    for _ in range(300):
+        before = json.dumps(c)
+        m1 = space.mutate(c, a)
+        m2 = space.mutate(c, b, validated=True)
+        assert m1 == m2 and json.dumps(m1) == json.dumps(m2) and json.dumps(c) == before
+        assert space.validate(m2) == m2
+        c = m2
+    assert a.random() == b.random()
+
+
+def test_sampling_a_space_without_conditions_draws_what_build_draws():
+    # reference: Space.build, which asks parameter by parameter in dependency order
+    space = search.Space({"op": search.Choice(["a", "b", "c"]), "lr": search.Float(-1.0, 0.0),
+                          "inner": search.Space({"k": search.Choice([3, 5]), "w": search.Int(8, 64, log=True)}),
+                          "depth": search.Int(1, 8)})
+    a, b = np.random.default_rng(2), np.random.default_rng(2)
+    for _ in range(200):
+        s1, s2 = space.sample(a), space.build(lambda _path, p: p.sample(b))
+        assert json.dumps(s1) == json.dumps(s2)
+
+
 def test_mutate_of_a_single_point_space_returns_it():
     s = search.Space({"a": search.Choice([1]), "b": search.Int(2, 2)})
     assert s.mutate({"a": 1, "b": 2}, np.random.default_rng(0)) == {"a": 1, "b": 2}

@@ -91,8 +91,8 @@ class LineageSpace(Space):
             value = {k: v for k, v in value.items() if k != PARENT}
         return super().canonical(value, path)
 
-    def mutate(self, config: dict, rng: np.random.Generator) -> dict:
-        child = super().mutate(config, rng)
+    def mutate(self, config: dict, rng: np.random.Generator, validated: bool = False) -> dict:
+        child = super().mutate(config, rng, validated)
         return {**child, PARENT: self.key(config)}
 
 

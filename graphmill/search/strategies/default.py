@@ -510,7 +510,7 @@ class PredictorEvolution(Strategy):
             for _ in range(self.options["ls_steps"]):
                 nb, taken = [], set()
                 for _ in range(tries):
-                    m = self.space.mutate(c, self.rng)
+                    m = self.space.mutate(c, self.rng, validated=True)
                     b = self._enc(m).tobytes()
                     if b in taken or b in self._seen or b in self._pending_enc:
                         continue
@@ -542,7 +542,7 @@ class PredictorEvolution(Strategy):
             keep = [i for i in range(len(configs))
                     if (b := allX[i].tobytes()) not in self._seen and b not in self._pending_enc]
             return allX[keep] if keep else np.zeros((0, self.space.dimension)), [configs[i] for i in keep]
-        parents = [self._configs[i] for i in self._parent_indices(ok)]
+        parents = [self.space.validate(self._configs[i]) for i in self._parent_indices(ok)]  # told configs may be raw
         n = self.options["candidates"]
         out: list[dict] = []
         encs: list[np.ndarray] = []
@@ -553,7 +553,7 @@ class PredictorEvolution(Strategy):
             else:
                 c = parents[int(self.rng.integers(len(parents)))]
                 for _ in range(1 if self.rng.random() < 0.7 else 2):
-                    c = self.space.mutate(c, self.rng)
+                    c = self.space.mutate(c, self.rng, validated=True)
             e = self._enc(c)
             b = e.tobytes()
             if b in taken or b in self._seen or b in self._pending_enc:
