@@ -1,24 +1,23 @@
 """Bad input: one line naming the problem and the file (and node), exit status 2, nothing written.
 
-Each case runs the real console entry point (``python -m graphmill.cli``) in a subprocess,
-for both ``inspect`` and ``roundtrip -o``.
+Each case runs the command as its own process (``tests/support/cli_process.py``: forked from a server that
+imported the CLI once), for both ``inspect`` and ``roundtrip -o``.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import numpy as np
 import onnx
 import pytest
 from onnx import helper, numpy_helper
+from tests.support.cli_process import run_graphmill
 
 
 def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "graphmill.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+    return run_graphmill(*args, cwd=cwd, timeout=120)
 
 
 def _relu_model(**kw) -> onnx.ModelProto:

@@ -8,19 +8,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
-import numpy as np
 import pytest
 
 import graphmill
 from graphmill.backends import onnxruntime as ortb
 from graphmill.passes.dsl import parse_schedule
+from tests.support.cli_process import run_graphmill
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "graphmill.cli", *args], capture_output=True, text=True,
-                          timeout=600)
+    return run_graphmill(*args, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import sys
 
 import pytest
+from tests.support.cli_process import run_graphmill
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "graphmill.cli", *args], capture_output=True, text=True,
-                          timeout=300)
+    return run_graphmill(*args, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,13 @@ import pytest
 from graphmill import api
 from graphmill.ir.builder import GraphBuilder
 from tests.passes.test_placement import three_towers
+from tests.support.cli_process import run_graphmill
 
 GM = [sys.executable, "-m", "graphmill.cli"]
 
 
 def run_cli(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*GM, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return run_graphmill(*args, cwd=cwd, timeout=600)
 
 
 @pytest.fixture

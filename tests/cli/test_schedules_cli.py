@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -24,6 +23,7 @@ from graphmill.ir import UserInputError
 from graphmill.ir.builder import GraphBuilder
 from graphmill.passes import registered_passes
 from graphmill.passes.builtin_schedules import builtin_schedule
+from tests.support.cli_process import run_graphmill
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 README = os.path.join(ROOT, "README.md")
@@ -32,8 +32,7 @@ EXAMPLE = os.path.join(ROOT, "examples", "my_passes.py")
 
 def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "graphmill.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
+    return run_graphmill(*args, cwd=cwd, env=env, timeout=300)
 
 
 def mul_model() -> graphmill.Graph:

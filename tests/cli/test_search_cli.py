@@ -1,4 +1,4 @@
-"""``graphmill search`` end to end, in a subprocess (the real console entry point).
+"""``graphmill search`` end to end, each command its own process (tests/support/cli_process.py).
 
 References: ONNX Runtime loads and runs the best model the search wrote; the history file is checked against
 the trial count asked for; bad input must give one line on stderr, exit status 2 and no output folder.
@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+
+from tests.support.cli_process import run_graphmill
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EDGE = os.path.join(ROOT, "examples", "accelerators", "edge.toml")
@@ -24,8 +25,7 @@ TINY = ["--steps", "3", "--proxy-width", "0.25", "--proxy-resolution", "16", "--
 def run_cli(*args: str, cwd=None, timeout: int = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(cwd or ""), ROOT,
                                                                      os.environ.get("PYTHONPATH", "")])))
-    return subprocess.run([sys.executable, "-m", "graphmill.cli", "search", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, env=env)
+    return run_graphmill("search", *args, cwd=cwd, timeout=timeout, env=env)
 
 
 def test_mnasnet_search_writes_a_best_model_that_runs_under_onnxruntime(tmp_path):

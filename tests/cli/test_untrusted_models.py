@@ -11,7 +11,6 @@ input/output counts, and ONNX Runtime's own refusal for the last case.
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 
@@ -20,19 +19,17 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.support.cli_process import run_graphmill
+
 MEMORY_CAP = 4 << 30
 ACCEL = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "accelerators", "edge.toml")
-
-
-def _cap_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
 
 
 def run_cli(tmp_path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     tmp = tmp_path / "tmpdir"  # where a reproducer would go by default: must stay empty
     tmp.mkdir(exist_ok=True)
-    return subprocess.run([sys.executable, "-m", "graphmill.cli", *args], capture_output=True, text=True,
-                          timeout=300, preexec_fn=_cap_memory, env={**os.environ, "TMPDIR": str(tmp), **(env or {})})
+    return run_graphmill(*args, timeout=300, address_space=MEMORY_CAP,
+                         env={**os.environ, "TMPDIR": str(tmp), **(env or {})})
 
 
 def _relu(node_name="r", out="y", doc="", attrs=None) -> onnx.ModelProto:
@@ -367,8 +364,7 @@ def test_files_that_are_not_regular_are_refused(tmp_path, case):
     command = NOT_REGULAR[case](tmp_path)
     tmp = tmp_path / "tmpdir"
     tmp.mkdir(exist_ok=True)
-    r = subprocess.run([sys.executable, "-m", "graphmill.cli", *command], capture_output=True, text=True, timeout=60,
-                       preexec_fn=_cap_memory, env={**os.environ, "TMPDIR": str(tmp)})
+    r = run_graphmill(*command, timeout=60, address_space=MEMORY_CAP, env={**os.environ, "TMPDIR": str(tmp)})
     _assert_one_line(r, tmp_path, ["not a regular file"])
 
 

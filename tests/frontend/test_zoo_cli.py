@@ -5,7 +5,6 @@ loading it back and running it under ONNX Runtime."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,11 +12,11 @@ import pytest
 import graphmill
 from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import zoo
+from tests.support.cli_process import run_graphmill
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "graphmill.cli", "zoo", *args], capture_output=True, text=True,
-                          timeout=120)
+    return run_graphmill("zoo", *args, timeout=120)
 
 
 def test_list_names_every_model_with_a_description():

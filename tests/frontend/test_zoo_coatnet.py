@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ import graphmill
 from graphmill.frontend import zoo
 from graphmill.ir import UserInputError
 from graphmill.ir.summary import summarize
+from tests.support.cli_process import run_graphmill
 
 PUBLISHED = {0: (25e6, 4.2e9), 1: (42e6, 8.4e9), 2: (75e6, 15.7e9), 3: (168e6, 34.7e9)}
 TABLE3 = {0: ((2, 2, 3, 5, 2), (64, 96, 192, 384, 768)), 1: ((2, 2, 6, 14, 2), (64, 96, 192, 384, 768)),
@@ -129,8 +129,7 @@ def test_unknown_variant():
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "graphmill.cli", "zoo", *args], capture_output=True, text=True,
-                          timeout=120)
+    return run_graphmill("zoo", *args, timeout=120)
 
 
 def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path):

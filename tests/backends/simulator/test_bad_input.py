@@ -7,8 +7,6 @@ malformed topology line).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import re
 import tomllib
@@ -18,6 +16,7 @@ import pytest
 from graphmill.backends.simulator import load_accel, read_topology
 from graphmill.backends.simulator.topology import read_scalesim_config
 from graphmill.ir import UserInputError
+from tests.support.cli_process import run_graphmill
 
 GOOD = """name = "t"
 [array]
@@ -151,8 +150,7 @@ def test_topology_reads_conv_gemm_and_depthwise(tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "graphmill.cli", *args], capture_output=True, text=True,
-                          timeout=120)
+    return run_graphmill(*args, timeout=120)
 
 
 CFG = """[general]

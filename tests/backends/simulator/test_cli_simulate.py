@@ -9,20 +9,19 @@ simulator has no cost model for).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from tests.support.cli_process import run_graphmill
 
 TOPO = ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
         "c1, 12, 12, 3, 3, 6, 20, 1,\nc2, 9, 9, 1, 1, 24, 12, 2,\n")
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "graphmill.cli", *args], capture_output=True, text=True, timeout=300)
+    return run_graphmill(*args, timeout=300)
 
 
 @pytest.mark.parametrize("mode", ["USER", "CALC"])

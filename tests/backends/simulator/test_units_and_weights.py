@@ -10,8 +10,6 @@ scale_config.py / single_layer_sim.py (it reads only the first ``Bandwidth`` val
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,6 +20,7 @@ from graphmill.backends.simulator import gemm_layer, read_scalesim_config
 from graphmill.backends.simulator.config import from_dict
 from graphmill.backends.simulator.engine import simulate_layer_memory
 from graphmill.errors import UserInputError
+from tests.support.cli_process import run_graphmill
 
 
 def _accel(word_bytes: int = 1, filter_kb: float = 256, mode: str = "user") -> dict:
@@ -146,10 +145,10 @@ def test_no_dram_reads_note_now_compat_reads_are_scalesims(scalesim_cfg, tmp_pat
     cfg.write_text(scalesim_cfg.format(rows=8, cols=4, kb=1, df="os", mode=mode))
     topo.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, "
                     "Strides,\nc1, 12, 12, 3, 3, 6, 20, 1,\n")
-    args = [sys.executable, "-m", "graphmill.cli", "simulate", "--scalesim-topology", str(topo),
-            "--scalesim-config", str(cfg)] + (["--scalesim-compat"] if compat else [])
-    table = subprocess.run(args, capture_output=True, text=True, timeout=300)
-    js = subprocess.run(args + ["--json"], capture_output=True, text=True, timeout=300)
+    args = ["simulate", "--scalesim-topology", str(topo), "--scalesim-config", str(cfg)] + (
+        ["--scalesim-compat"] if compat else [])
+    table = run_graphmill(*args, timeout=300)
+    js = run_graphmill(*args, "--json", timeout=300)
     assert table.returncode == 0 and js.returncode == 0, table.stderr + js.stderr
     notes = json.loads(js.stdout)["notes"]
     assert notes == [] and "note:" not in table.stdout
