@@ -251,8 +251,9 @@ def curves(name: str, seeds: int, budget: int, first: int = 0) -> np.ndarray:
     return out
 
 
-def overhead(name: str, history: int, asks: int = 50) -> float:
-    """Median ms of one ask+tell after ``history`` results told (a 10-parameter space)."""
+def overhead(name: str, history: int, asks: int = 50) -> tuple[float, float]:
+    """Median and mean ms of one ask+tell after ``history`` results told (a 10-parameter space). The mean
+    includes the default strategy's model refits (every ``refit_every`` results), which the median leaves out."""
     space = search.Space({**{f"op{i}": search.Choice(["a", "b", "c", "d"]) for i in range(7)},
                           "k": search.Choice([3, 5, 7]), "depth": search.Int(1, 8),
                           "lr": search.Float(1e-4, 1e-1, log=True)})
@@ -271,7 +272,7 @@ def overhead(name: str, history: int, asks: int = 50) -> float:
         c = s.ask()
         s.tell(c, f(c))
         ts.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(ts))
+    return 1e3 * float(np.median(ts)), 1e3 * float(np.mean(ts))
 
 
 def throughput(executor: str, workers: int, n: int) -> dict:
@@ -426,13 +427,14 @@ def main() -> None:
               f"{'yes' if ok_all else 'NO'}")
         report["gap_closed"] = closed
     if not args.skip_overhead:
-        print("\nask+tell overhead (median ms, 10-parameter space)")
-        ov = {}
+        print("\nask+tell overhead (ms over 50 asks, 10-parameter space; the goal read on the median)")
+        ov, ov_mean = {}, {}
         for name, h, goal in (("random", 10_000, 1.0), ("evolution", 10_000, 1.0), ("default", 1_000, 50.0)):
-            ov[name] = overhead(name, h)
-            print(f"  {name:<10} history {h:>6}: {ov[name]:8.3f} ms (goal < {goal:g} ms) "
-                  f"{'yes' if ov[name] < goal else 'NO'}")
+            ov[name], ov_mean[name] = overhead(name, h)
+            print(f"  {name:<10} history {h:>6}: median {ov[name]:8.3f}, mean {ov_mean[name]:8.3f} "
+                  f"(goal < {goal:g} ms) {'yes' if ov[name] < goal else 'NO'}")
         report["overhead_ms"] = ov
+        report["overhead_mean_ms"] = ov_mean
     if not args.skip_throughput:
         ns = [int(v) for v in args.throughput_evals.split(",")]
         print("\nthroughput with 1-second evaluations: 2 workers against 1; 'incl. start-up' = total wall time of "
