@@ -4,6 +4,10 @@ The one way the tests run the CLI. Each command is a child forked from ``cli_ser
 which imported graphmill's CLI once: the child has its own argv, working directory, environment, standard
 streams and exit status, and skips the ~3 s of imports a fresh interpreter pays. ``fresh=True`` runs a real
 ``python -m graphmill.cli`` instead, for the few tests about the interpreter's start itself.
+
+What forked commands share: the imports and the interpreter's str-hash seed (fixed when the server started;
+``random`` is reseeded in every child). A test that compares two runs to show that a result does not depend on
+the process (set or dict order of strings, say) starts at least one of them with ``fresh=True``.
 """
 
 from __future__ import annotations
@@ -70,13 +74,22 @@ def run_graphmill(*args: str, cwd: str | os.PathLike | None = None, env: dict | 
                 resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
         return subprocess.run([sys.executable, "-m", "graphmill.cli", *args], capture_output=True, text=True,
                               cwd=cwd, env=env, timeout=timeout, preexec_fn=cap)
+    global _server
     with _lock, tempfile.TemporaryDirectory(prefix="graphmill-cli-") as tmp:
         out, err = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
         server = _server_process()
-        server.stdin.write(json.dumps({"args": args, "cwd": cwd, "env": env, "stdout": out, "stderr": err,
-                                       "address_space": address_space}) + "\n")
-        server.stdin.flush()
-        pid = _answer(server, "pid", 120)
-        code = _answer(server, "returncode", timeout, pid)
+        try:
+            server.stdin.write(json.dumps({"args": args, "cwd": cwd, "env": env, "stdout": out, "stderr": err,
+                                           "address_space": address_space}) + "\n")
+            server.stdin.flush()
+            pid = _answer(server, "pid", 120)
+            code = _answer(server, "returncode", timeout, pid)
+        except subprocess.TimeoutExpired:
+            raise
+        except BaseException:  # an answer may still be on its way: the next command gets a new server
+            server.kill()
+            server.wait()
+            _server = None
+            raise
         with open(out, encoding="utf-8", errors="replace") as f, open(err, encoding="utf-8", errors="replace") as g:
             return subprocess.CompletedProcess(["graphmill", *args], code, f.read(), g.read())
