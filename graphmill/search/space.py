@@ -480,9 +480,20 @@ class Space(Param):
     def _mutable(self, config: Mapping[str, Any], prefix: tuple = ()) -> list[tuple[tuple, Param]]:
         if not prefix and not self._conditional():  # every parameter is always present: one list for all
             if self._mutable_all is None:
-                self._mutable_all = self._mutable_of(config, ())
+                self._mutable_all = self._leaves_to_mutate(())
             return self._mutable_all
         return self._mutable_of(config, prefix)
+
+    def _leaves_to_mutate(self, prefix: tuple) -> list[tuple[tuple, Param]]:
+        """Every leaf with more than one value: what a valid configuration of a space without conditions holds
+        (read from the space, not from a configuration, which may be partial)."""
+        out = []
+        for name, p in self._params.items():
+            if isinstance(p, Space):
+                out.extend(p._leaves_to_mutate(prefix + (name,)))
+            elif p.cardinality() > 1:
+                out.append((prefix + (name,), p))
+        return out
 
     def _mutable_of(self, config: Mapping[str, Any], prefix: tuple) -> list[tuple[tuple, Param]]:
         out = []
@@ -508,7 +519,7 @@ class Space(Param):
             config = self.validate(config)
         cands = self._mutable(config)
         if not cands:
-            return config
+            return _copy(config) if validated else config
         path, p = cands[int(rng.integers(len(cands)))]
         new = _copy(config)
         d = new

@@ -134,6 +134,26 @@ def test_mutate_of_a_validated_config_skips_nothing_but_the_check(space):
     assert a.random() == b.random()
 
 
+def test_a_partial_configuration_does_not_narrow_later_mutations():
+    # reference: the space's own parameters; a misuse (a partial config declared validated) must not be
+    # remembered as the list of parameters to mutate
+    space = search.Space({"a": search.Choice([1, 2]), "b": search.Choice(["x", "y"]), "c": search.Int(0, 3)})
+    rng = np.random.default_rng(0)
+    try:
+        space.mutate({"a": 1, "b": "x"}, rng, validated=True)
+    except KeyError:
+        pass
+    full = {"a": 1, "b": "x", "c": 0}
+    changed = {k for _ in range(200) for k, v in space.mutate(full, rng).items() if v != full[k]}
+    assert changed == {"a", "b", "c"}
+
+
+def test_mutating_a_single_point_space_never_returns_the_callers_dict():
+    space = search.Space({"a": search.Choice([1])})
+    config = {"a": 1}
+    assert space.mutate(config, np.random.default_rng(0), validated=True) is not config
+
+
 def test_sampling_a_space_without_conditions_draws_what_build_draws():
     # reference: Space.build, which asks parameter by parameter in dependency order
     space = search.Space({"op": search.Choice(["a", "b", "c"]), "lr": search.Float(-1.0, 0.0),

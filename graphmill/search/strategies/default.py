@@ -542,7 +542,8 @@ class PredictorEvolution(Strategy):
             keep = [i for i in range(len(configs))
                     if (b := allX[i].tobytes()) not in self._seen and b not in self._pending_enc]
             return allX[keep] if keep else np.zeros((0, self.space.dimension)), [configs[i] for i in keep]
-        parents = [self.space.validate(self._configs[i]) for i in self._parent_indices(ok)]  # told configs may be raw
+        parents = [self._configs[i] for i in self._parent_indices(ok)]
+        checked: dict[int, dict] = {}  # a told configuration may be raw: checked once, when first mutated
         n = self.options["candidates"]
         out: list[dict] = []
         encs: list[np.ndarray] = []
@@ -551,7 +552,10 @@ class PredictorEvolution(Strategy):
             if j % 5 == 4:
                 c = self.space.sample(self.rng)
             else:
-                c = parents[int(self.rng.integers(len(parents)))]
+                k = int(self.rng.integers(len(parents)))
+                if k not in checked:
+                    checked[k] = self.space.validate(parents[k])
+                c = checked[k]
                 for _ in range(1 if self.rng.random() < 0.7 else 2):
                     c = self.space.mutate(c, self.rng, validated=True)
             e = self._enc(c)
