@@ -1,17 +1,36 @@
 """The forked CLI processes the tests use behave as ``python -m graphmill.cli`` does (reference: the real
 interpreter start, ``fresh=True``): the same stdout, stderr and exit status, in the given working directory and
-environment, with a timeout that kills the command."""
+environment, running the tree under test, waiting for the command's threads, honouring start-up settings, and
+killing the command on a timeout."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import onnx
 import pytest
 from onnx import helper
 
+import graphmill
 from tests.support.cli_process import run_graphmill
+
+
+def _relu_model(folder) -> str:
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [helper.make_tensor_value_info("x", 1, [2])],
+                          [helper.make_tensor_value_info("y", 1, [2])])
+    path = os.path.join(folder, "m.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def _optimize_with_plugin(tmp_path, plugin_source: str, **kw) -> subprocess.CompletedProcess:
+    """``graphmill optimize`` loading a plugin file, which runs ``plugin_source`` in the command's process."""
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(plugin_source)
+    return run_graphmill("optimize", _relu_model(tmp_path), "-o", str(tmp_path / "o.onnx"), "--load-passes",
+                         str(plugin), **kw)
 
 
 @pytest.mark.parametrize("args", [["--help"], ["inspect", "missing.onnx"], ["inspect", "--no-such-flag"],
@@ -27,22 +46,55 @@ def test_forked_command_equals_a_fresh_interpreter(tmp_path, args):
     assert sorted(os.listdir(tmp_path / "forked")) == sorted(os.listdir(tmp_path / "fresh"))
 
 
-def test_environment_and_streams_are_the_commands_own(tmp_path):
-    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [helper.make_tensor_value_info("x", 1, [2])],
-                          [helper.make_tensor_value_info("y", 1, [2])])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+def test_environment_is_the_commands_own(tmp_path):
+    model = _relu_model(tmp_path)
     env = {**os.environ, "GRAPHMILL_MAX_RANK": "zero"}
-    r = run_graphmill("inspect", "m.onnx", cwd=tmp_path, env=env)
-    fresh = run_graphmill("inspect", "m.onnx", cwd=tmp_path, env=env, fresh=True)
+    r = run_graphmill("inspect", model, cwd=tmp_path, env=env)
+    fresh = run_graphmill("inspect", model, cwd=tmp_path, env=env, fresh=True)
     assert r.returncode == 2 and "GRAPHMILL_MAX_RANK='zero'" in r.stderr, r.stderr
     assert (r.returncode, r.stderr) == (fresh.returncode, fresh.stderr)
-    assert run_graphmill("inspect", "m.onnx", cwd=tmp_path).returncode == 0
-    # the next command does not inherit the previous one's environment or directory
-    assert run_graphmill("zoo", "--list").returncode == 0
-    assert "GRAPHMILL_MAX_RANK" not in os.environ
+    # the next command, without the variable, does not inherit it
+    assert run_graphmill("inspect", model, cwd=tmp_path).returncode == 0
 
 
-def test_timeout_kills_the_command_and_the_next_one_runs():
+def test_commands_run_the_tree_under_test_from_any_folder(tmp_path):
+    mark = tmp_path / "which"
+    for fresh in (False, True):
+        r = _optimize_with_plugin(tmp_path, f"import graphmill, pathlib\npathlib.Path({str(mark)!r}).write_text("
+                                  "graphmill.__file__)\n", cwd=tmp_path, fresh=fresh)
+        assert r.returncode == 0, r.stderr
+        assert mark.read_text() == graphmill.__file__
+        mark.unlink()
+
+
+def test_the_command_ends_after_its_threads_as_an_interpreter_does(tmp_path):
+    mark = tmp_path / "thread-done"
+    r = _optimize_with_plugin(tmp_path, "import pathlib, threading, time\n"
+                              "def late():\n    time.sleep(1.0)\n"
+                              f"    pathlib.Path({str(mark)!r}).write_text('done')\n"
+                              "threading.Thread(target=late).start()\n")
+    assert r.returncode == 0, r.stderr
+    assert mark.read_text() == "done"  # written before the process ended, not cut off by it
+
+
+def test_start_up_settings_in_the_environment_take_effect(tmp_path):
+    mark = tmp_path / "hash"
+    source = f"import pathlib\npathlib.Path({str(mark)!r}).write_text(str(hash('graphmill')))\n"
+    seen = {}
+    for seed in ("1", "2"):
+        for fresh in (False, True):
+            r = _optimize_with_plugin(tmp_path, source, env={**os.environ, "PYTHONHASHSEED": seed}, fresh=fresh)
+            assert r.returncode == 0, r.stderr
+            seen[seed, fresh] = mark.read_text()
+    assert seen["1", False] == seen["1", True] and seen["2", False] == seen["2", True]
+    assert seen["1", False] != seen["2", False]
+
+
+def test_timeout_kills_the_command_and_the_next_one_runs(tmp_path):
+    mark = tmp_path / "survived"
     with pytest.raises(subprocess.TimeoutExpired):
-        run_graphmill("zoo", "efficientnet_b7", "-o", os.devnull, timeout=0.01)
+        _optimize_with_plugin(tmp_path, f"import pathlib, time\ntime.sleep(3)\npathlib.Path({str(mark)!r}).touch()\n",
+                              timeout=1)
+    time.sleep(3.5)
+    assert not mark.exists()  # killed, not left running
     assert run_graphmill("--help").returncode == 0

@@ -5,6 +5,11 @@ alone takes 1 s), and the suite runs a few hundred commands. A forked child is s
 the command's own argv, working directory, environment, stdin/stdout/stderr and exit status, so the tests see
 what a user's shell sees; only the imports are shared. ``cli_process.run_graphmill`` is the client.
 
+What a forked command shares with the server, and a fresh interpreter would not: the modules already imported
+(a file in the command's folder cannot shadow them), the str-hash seed and the settings read at start-up
+(PYTHON* variables, thread counts, locale: ``cli_process`` starts a fresh interpreter when a command's
+environment changes one of them).
+
 Protocol (one JSON object per line on stdin and stdout): a request ``{"args", "cwd", "env", "stdout",
 "stderr", "address_space"}`` is answered by ``{"pid": P}`` as soon as the child runs (so the client can kill it
 on a timeout) and then ``{"returncode": R}`` when it ends (negative for a signal, as ``subprocess`` says).
@@ -69,6 +74,8 @@ def _run_child(req: dict) -> None:
         rc = 1
     finally:
         try:
+            # what the interpreter does at exit, in its order: wait for non-daemon threads, then exit handlers
+            threading._shutdown()
             atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
@@ -77,7 +84,11 @@ def _run_child(req: dict) -> None:
 
 
 def serve() -> None:
+    import graphmill
     import graphmill.cli  # noqa: F401  (the point: imported once, before any fork)
+
+    if not os.path.abspath(graphmill.__file__).startswith(_ROOT + os.sep):
+        raise SystemExit(f"cli_server: imported {graphmill.__file__}, not the tree under test {_ROOT}")
 
     if threading.active_count() != 1:  # forking a process with threads can deadlock its children
         raise SystemExit(f"cli_server: importing graphmill.cli started threads: {threading.enumerate()}")
@@ -95,8 +106,12 @@ def serve() -> None:
         out.flush()
 
 
+# argv[1]: the folder holding the graphmill package the tests import (the tree under test, which an installed
+# copy elsewhere must not replace); it goes first, as the folder of the code under test
+_ROOT = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.getcwd()
+_BASE_PATH = [_ROOT] + [p for p in sys.path[1:] if p not in os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+sys.path[:] = _BASE_PATH
 _MAIN_SPEC = importlib.util.find_spec("graphmill.cli.__main__")
-_BASE_PATH = [p for p in sys.path[1:] if p not in os.environ.get("PYTHONPATH", "").split(os.pathsep)]
 
 if __name__ == "__main__":
     serve()
