@@ -127,7 +127,7 @@ def demo(out_dir: str, *, model: str = "resnet18", runs: int = 10) -> dict:
             "after_ms": ortb.time_graph(optimized, inputs, runs=runs, warmup=2, options=opts).median_ms,
         }
     cmp = ortb.compare(original, optimized, inputs, rtol=1e-4, atol=1e-5,
-                       options=ortb.OrtOptions(optimization="disabled"))
+                       options=ortb.OrtOptions(optimization="disabled"), scale_atol=True)
     return {
         "model": model,
         "file": path,

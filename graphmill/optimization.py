@@ -235,7 +235,8 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     if original is not None:
         inputs = ortb.random_inputs(original, seed=seed, dims=dims)
         report.comparison = ortb.compare(original, graph, inputs, seed=seed, rtol=rtol, atol=atol,
-                                         options=ortb.OrtOptions(optimization="disabled")).to_dict()
+                                         options=ortb.OrtOptions(optimization="disabled"),
+                                         scale_atol=True).to_dict()
     if explain_rule:
         report.explain = explain(graph, explain_rule)
     return report

@@ -261,6 +261,7 @@ class OutputDiff:
     max_rel: float
     ok: bool
     note: str = ""
+    scale: float = 1.0  # what atol is multiplied by: max(1, the output's largest finite |value|)
 
 
 @dataclass
@@ -286,8 +287,15 @@ class Comparison:
 
 
 def compare_outputs(a: Mapping[str, Any], b: Mapping[str, Any], *, rtol: float, atol: float,
-                    names: Sequence[str] | None = None) -> Comparison:
-    """Elementwise ``|a-b| <= atol + rtol*|a|`` per output (NaNs must match NaNs)."""
+                    names: Sequence[str] | None = None, scale_atol: bool = False) -> Comparison:
+    """Elementwise ``|a-b| <= atol + rtol*|a|`` per output, as ``numpy.allclose`` (NaNs must match NaNs); with
+    ``scale_atol``, ``|a-b| <= atol*s + rtol*|a|``, ``s = max(1, max|a|)`` over that output's finite values.
+
+    Why the optimizer's checks scale ``atol`` with the output's largest magnitude: float32 rounding in a sum grows
+    with its terms, and an element that sums to near zero keeps the rounding of the large terms that cancelled.
+    A pure per-element test flags such elements after any reassociation (folding a batch norm into its conv):
+    ResNet-18 at width 0.25 has logits up to 76, and one of 0.14 moved by 4.7e-5, 6e-7 of the output's scale.
+    Outputs of magnitude up to 1 are compared the same either way."""
     diffs = []
     for name in names if names is not None else list(a):
         x, y = a.get(name), b.get(name)
@@ -311,13 +319,16 @@ def compare_outputs(a: Mapping[str, Any], b: Mapping[str, Any], *, rtol: float, 
         max_abs = float(np.nanmax(err)) if err.size else 0.0
         denom = np.maximum(np.abs(xf), 1e-30)
         max_rel = float(np.nanmax(err / denom)) if err.size else 0.0
-        ok = nan_ok and bool(np.all(err <= atol + rtol * np.abs(np.nan_to_num(xf))))
-        diffs.append(OutputDiff(name, max_abs, max_rel, ok, "" if nan_ok else "NaN positions differ"))
+        finite = np.abs(xf[np.isfinite(xf)])
+        scale = max(1.0, float(finite.max())) if scale_atol and finite.size else 1.0
+        ok = nan_ok and bool(np.all(err <= atol * scale + rtol * np.abs(np.nan_to_num(xf))))
+        diffs.append(OutputDiff(name, max_abs, max_rel, ok, "" if nan_ok else "NaN positions differ", scale))
     return Comparison(all(d.ok for d in diffs), rtol, atol, diffs)
 
 
 def compare(reference: Graph, candidate: Graph, inputs: Mapping[str, Any] | None = None, *, seed: int = 0,
-            rtol: float = 1e-4, atol: float = 1e-5, options: OrtOptions | None = None) -> Comparison:
+            rtol: float = 1e-4, atol: float = 1e-5, options: OrtOptions | None = None,
+            scale_atol: bool = False) -> Comparison:
     """Run both graphs under ONNX Runtime on the same (seeded random) inputs and compare outputs.
 
     Outputs are matched by position, so a pass that renames an output is still compared.
@@ -335,7 +346,7 @@ def compare(reference: Graph, candidate: Graph, inputs: Mapping[str, Any] | None
         return Comparison(False, rtol, atol, [OutputDiff("*", float("inf"), float("inf"), False,
                                                          f"{len(ref.output_names)} vs {len(cand.output_names)} outputs")])
     by_pos_b = {na: rb[nb] for na, nb in zip(ref.output_names, cand.output_names)}
-    return compare_outputs(ra, by_pos_b, rtol=rtol, atol=atol, names=ref.output_names)
+    return compare_outputs(ra, by_pos_b, rtol=rtol, atol=atol, names=ref.output_names, scale_atol=scale_atol)
 
 
 class NumericsMismatch(ExecutionError):
@@ -377,14 +388,16 @@ class NumericsCheck:
         sess = OrtSession(graph, self.options)
         got = sess.run(self.inputs)
         by_pos = {ref: got[new] for ref, new in zip(self.names, sess.output_names)}
-        cmp = compare_outputs(self.reference, by_pos, rtol=self.rtol, atol=self.atol, names=self.names)
+        cmp = compare_outputs(self.reference, by_pos, rtol=self.rtol, atol=self.atol, names=self.names,
+                              scale_atol=True)
         self.checks += 1
         self.worst[step.name] = max(self.worst.get(step.name, 0.0), cmp.max_abs)
         bad = cmp.first_mismatch
         if bad is not None:
             detail = bad.note or f"max |diff| {bad.max_abs:.3g}, max rel {bad.max_rel:.3g}"
             raise NumericsMismatch(f"changed the numbers: output {bad.name!r} diverged ({detail}; "
-                                   f"tolerance atol={self.atol:g} + rtol={self.rtol:g}*|ref|, seed {self.seed})")
+                                   f"tolerance atol={self.atol:g} + rtol={self.rtol:g}*|ref|, atol times "
+                                   f"{bad.scale:.3g}, the output's largest |ref|, seed {self.seed})")
 
 
 class OrtNodeEvaluator:

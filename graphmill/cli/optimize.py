@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="after each changing pass, compare ONNX Runtime outputs with the original's; stop at the "
                         "first pass that breaks them")
     p.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance for numerics (default 1e-4)")
-    p.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance for numerics (default 1e-5)")
+    p.add_argument("--atol", type=float, default=1e-5,
+                   help="absolute tolerance for numerics (default 1e-5), in units of each output's largest "
+                        "magnitude when that is above 1")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="size of a symbolic dimension for the random inputs and the figures (default 1 each)")
@@ -93,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
     if report.comparison is not None:
         c = report.comparison
         verdict = "within" if c["ok"] else "OUTSIDE"
-        print(f"  outputs   max |diff| {c['max_abs']:.3g} under ONNX Runtime ({verdict} atol={c['atol']:g}, "
-              f"rtol={c['rtol']:g}; seed {report.seed})")
+        print(f"  outputs   max |diff| {c['max_abs']:.3g} under ONNX Runtime ({verdict} atol={c['atol']:g}"
+              f"*max(1,max|ref|) + rtol={c['rtol']:g}*|ref|; seed {report.seed})")
     if report.numerics is not None:
         print(f"  numerics  checked after {report.numerics['checks']} changing pass(es): all within tolerance")
     if report.time_passes is not None:

@@ -80,6 +80,25 @@ def test_compare_outputs_handles_nan_and_shape():
     assert not bad.ok and "shape" in bad.outputs[0].note
 
 
+def test_scaled_atol_is_in_units_of_the_outputs_largest_magnitude():
+    # reference: numpy.allclose (the per-element test) and hand arithmetic on a 2-element output of scale 100
+    ref = {"y": np.array([100.0, 0.1], np.float32)}
+    rounding = {"y": np.array([100.0, 0.1 + 5e-5], np.float32)}  # 5e-7 of the output's scale
+    assert not np.allclose(rounding["y"], ref["y"], rtol=1e-4, atol=1e-5)  # what a per-element test says
+    assert not ortb.compare_outputs(ref, rounding, rtol=1e-4, atol=1e-5).ok  # the default is numpy.allclose
+    c = ortb.compare_outputs(ref, rounding, rtol=1e-4, atol=1e-5, scale_atol=True)
+    assert c.ok and c.outputs[0].scale == 100.0
+    wrong = {"y": np.array([100.0, 0.1 + 2e-3], np.float32)}  # 2e-5 of the scale: beyond 1e-5 * 100 + 1e-4 * 0.1
+    assert not ortb.compare_outputs(ref, wrong, rtol=1e-4, atol=1e-5, scale_atol=True).ok
+    # outputs of magnitude up to 1: exactly numpy.allclose
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        a = rng.uniform(-1, 1, 8).astype(np.float32)
+        b = (a + rng.normal(0, 2e-5, 8)).astype(np.float32)
+        assert ortb.compare_outputs({"y": a}, {"y": b}, rtol=1e-4, atol=1e-5, scale_atol=True).ok == bool(
+            np.all(np.abs(b.astype(np.float64) - a) <= 1e-5 + 1e-4 * np.abs(a.astype(np.float64))))
+
+
 def test_time_graph_reports_ordered_quantiles():
     g, *_ = mlp()
     t = ortb.time_graph(g, runs=7, warmup=1, options=ortb.OrtOptions(intra_op_threads=1))
