@@ -50,6 +50,16 @@ class OneLineParser(argparse.ArgumentParser):
         return f" (did you mean {close[0]}?)" if close else ""
 
     def error(self, message: str) -> NoReturn:
+        import difflib
+        import re
+
+        # argparse's "argument COMMAND: invalid choice: 'optimze' (choose from 'inspect', ...)": the nearest
+        # choice first, as for an unknown flag, pass, model or strategy
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", str(message))
+        if m:
+            close = difflib.get_close_matches(m.group(1), re.findall(r"'([^']*)'", m.group(2)), n=1)
+            if close:
+                message = f"{message} (did you mean {close[0]!r}?)"
         self._one_line_exit(self.prog, message)
 
     def _one_line_exit(self, prog: str, message: str) -> NoReturn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 from graphmill import api
 from graphmill.cli.common import emit_json
@@ -25,8 +26,9 @@ def run(args: argparse.Namespace) -> int:
         emit_json({"passes": rows})
         return 0
     for r in rows:
-        first, _, rest = r["doc"].partition("\n")
-        print(f"{r['name']}  ({r['exactness']})\n    {first}")
+        summary = " ".join(r["doc"].split("\n\n", 1)[0].split())  # the first paragraph, not its first line
+        print(f"{r['name']}  ({r['exactness']})")
+        print(textwrap.fill(summary, width=110, initial_indent="    ", subsequent_indent="    "))
         for o in r["options"]:
             bounds = f" ({o['range']})" if "range" in o else ""
             print(f"    {o['name']}: {o['type']}{bounds} = {o['default']!r}  {o['doc']}")

@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
           f"width x{report['width']:.4g}  resolution x{report['resolution']:.4g}  "
           f"(input {report['input_size_before']} -> {report['input_size_after']})")
     for row in report["stages"]:
+        channels = (f"  channels {row['channels_before']} -> {row['channels_after']}"
+                    if row["channels_before"] is not None else "")  # a stem or head of no single width
         print(f"  stage {row['stage']!s:<4} {row['kind']:<5} repeats {row['repeats_before']} -> "
-              f"{row['repeats_after']}  channels {row['channels_before']} -> {row['channels_after']}")
+              f"{row['repeats_after']}{channels}")
     return 0

@@ -213,3 +213,13 @@ def test_usage_errors_are_one_line_and_exit_2(args, line):
     r = run_cli(*args)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr == line + "\n"
+
+
+def test_a_mistyped_command_is_one_line_with_the_nearest_command():
+    # reference: the command names graphmill --help lists
+    r = run_cli("optimze", "m.onnx")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "did you mean 'optimize'?" in r.stderr
+    r = run_cli("chip", "plase")
+    assert r.returncode == 2 and "did you mean 'place'?" in r.stderr, r.stderr
+    assert "did you mean" not in run_cli("zzzz").stderr  # nothing close: no guess

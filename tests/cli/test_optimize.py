@@ -160,3 +160,11 @@ def test_passes_lists_every_pass_of_the_default_schedule():
     assert {run.name for run in default_schedule().runs()} <= names
     for p in json.loads(r.stdout)["passes"]:
         assert p["doc"], f"pass {p['name']} has no documentation"
+
+
+def test_passes_text_shows_each_passs_whole_first_paragraph():
+    # reference: each pass's docstring (its first paragraph, whitespace aside), as the JSON listing gives it
+    docs = {p["name"]: p["doc"] for p in json.loads(run_cli("passes", "--json").stdout)["passes"]}
+    text = " ".join(run_cli("passes").stdout.split())
+    for name, doc in docs.items():
+        assert " ".join(doc.split("\n\n", 1)[0].split()) in text, name

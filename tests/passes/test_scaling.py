@@ -160,6 +160,14 @@ def test_cli(tmp_path, capsys):
         assert "error" in capsys.readouterr().err
         assert not bad.exists()
     assert main(["scale", str(src), "--phi", "1", "-o", str(src)]) == 2  # never overwrites MODEL
+    # the text table: every stage of the JSON report, channels only where the report has them
+    capsys.readouterr()
+    assert main(["scale", str(src), "--phi", "1", "-o", str(tmp_path / "b1t.onnx")]) == 0
+    text = capsys.readouterr().out
+    assert "None" not in text and len([ln for ln in text.splitlines() if "  stage " in ln]) == len(rep["stages"])
+    for row in rep["stages"]:
+        if row["channels_before"] is not None:
+            assert f"channels {row['channels_before']} -> {row['channels_after']}" in text
     # a graph without stages (no residual blocks, no meta) and depth to apply
     from graphmill.ir.builder import GraphBuilder
 
