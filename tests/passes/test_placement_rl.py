@@ -33,6 +33,16 @@ def test_never_worse_than_best_baseline_and_seeded(method):
     assert again.report["placement"] == r.report["placement"]
 
 
+@pytest.mark.parametrize("method", ["rl", "hierarchical"])
+def test_budget_not_a_multiple_of_the_batch_is_spent_exactly(method):
+    # reference: the budget asked for (10 placements in batches of 4: two whole steps, then 2)
+    lines = []
+    r = place_graph(small_nmt(), PlacementCostModel(device_set(devices=2)), method=method, budget=10, seed=0,
+                    options={"samples": 4, "progress_every": 1}, progress=lines.append)
+    assert r.info["learned"]["samples"] == 10 and r.info["learned"]["steps"] == 3
+    assert "10/10 placements" in lines[-1]
+
+
 def test_checkpoint_resume_equals_uninterrupted(tmp_path):
     opts = {"samples": 4}
     full = place_graph(small_nmt(), PlacementCostModel(device_set(devices=2)), method="rl", budget=32, seed=2,

@@ -489,7 +489,8 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
                                                         target_devices=tdev, incumbent=inc)
         rewards = []
         improved = None
-        for k in range(K):
+        n = min(K, budget - state["samples"])  # the last step uses only what is left of the budget
+        for k in range(n):
             key = udev[k].numpy().astype(np.int16).tobytes()
             if key not in seen:  # a placement sampled again is not simulated again (it still counts)
                 sch = simulate(prob, udev[k].numpy()[unit].tolist())
@@ -512,8 +513,8 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
         b = state["baseline"]
         b = float(r.mean()) if b is None else b
         # leave-one-out baseline (the mean reward of the step's other samples; the moving average with one)
-        base = (r.sum() - r) / (K - 1) if K > 1 else r.new_full((K,), b)
-        loss = -((r - base) * lp_all[:K].sum(1)).mean() - float(opts["entropy"]) * ent_all[:K].mean() / positions
+        base = (r.sum() - r) / (n - 1) if n > 1 else r.new_full((n,), b)
+        loss = -((r - base) * lp_all[:n].sum(1)).mean() - float(opts["entropy"]) * ent_all[:n].mean() / positions
         loss = loss + float(opts["imitation"]) * ((lp_all[K] - keep) ** 2).sum()
         optim.zero_grad()
         loss.backward()
