@@ -189,6 +189,10 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     ``cost_model``: the ``PassContext``'s (the device cost model ``place`` and the learned passes need).
     """
     sched = resolve_schedule(schedule, schedule_file)
+    if explain_rule:  # an unknown rule is refused before the schedule runs, not after
+        from graphmill.passes.rewrite_pass import find_rule
+
+        find_rule(explain_rule)
     if reproducer_dir is not None:  # refused before any work, not when a pass fails and the reproducer is written
         check_out_folder(reproducer_dir, "optimize", "a failing pass's reproducer: before.onnx, repro.mill, "
                          "schedule.mill, README.txt", flag="--reproducer-dir")

@@ -102,6 +102,6 @@ def find_rule(name: str) -> tuple[Rule, str]:
 
     rules = all_rules()
     if name not in rules:
-        raise UserInputError(f"unknown rewrite rule {name!r}{suggest(name, rules)}; "
-                             f"known: {', '.join(sorted(rules)) or 'none'}")
+        raise UserInputError(f"unknown rewrite rule {name!r}{suggest(name, rules)}; `graphmill passes` lists "
+                             f"the {len(rules)} rules with their passes")
     return rules[name]

@@ -125,6 +125,14 @@ def test_explain_match_says_why_a_rule_did_not_fire(resnet18_file, tmp_path):
     assert "rule 'matmul-add'" in r.stdout and ("does not fire" in r.stdout or "cannot match" in r.stdout)
 
 
+def test_explain_match_of_an_unknown_rule_is_one_short_line(resnet18_file, tmp_path):
+    # reference: the rule names `graphmill passes --json` lists
+    r = run_cli("optimize", resnet18_file, "-o", str(tmp_path / "o.onnx"), "--explain-match", "matmul-ad")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "did you mean 'matmul-add'?" in r.stderr and len(r.stderr) < 300, r.stderr
+    assert not (tmp_path / "o.onnx").exists()
+
+
 @pytest.mark.parametrize("args, needle", [
     (["-p", "fold-constants,dcee"], "unknown pass or schedule 'dcee' (did you mean 'dce'?)"),
     (["-p", "fold-constants{size_limit=big}"], "option 'size_limit' must be"),
