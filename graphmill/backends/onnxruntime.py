@@ -272,6 +272,13 @@ class Comparison:
     rtol: float
     atol: float
     outputs: list[OutputDiff] = field(default_factory=list)
+    scale_atol: bool = False
+
+    @property
+    def tolerance(self) -> str:
+        """The criterion in words, as the reports print it."""
+        scaled = "*max(1,max|ref|)" if self.scale_atol else ""
+        return f"atol={self.atol:g}{scaled} + rtol={self.rtol:g}*|ref|"
 
     @property
     def max_abs(self) -> float:
@@ -282,7 +289,8 @@ class Comparison:
         return next((o for o in self.outputs if not o.ok), None)
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "rtol": self.rtol, "atol": self.atol, "max_abs": self.max_abs,
+        return {"ok": self.ok, "rtol": self.rtol, "atol": self.atol, "tolerance": self.tolerance,
+                "max_abs": self.max_abs,
                 "outputs": [asdict(o) for o in self.outputs]}
 
 
@@ -319,11 +327,13 @@ def compare_outputs(a: Mapping[str, Any], b: Mapping[str, Any], *, rtol: float, 
         max_abs = float(np.nanmax(err)) if err.size else 0.0
         denom = np.maximum(np.abs(xf), 1e-30)
         max_rel = float(np.nanmax(err / denom)) if err.size else 0.0
-        finite = np.abs(xf[np.isfinite(xf)])
-        scale = max(1.0, float(finite.max())) if scale_atol and finite.size else 1.0
+        scale = 1.0
+        if scale_atol:
+            finite = np.abs(xf[np.isfinite(xf)])
+            scale = max(1.0, float(finite.max())) if finite.size else 1.0
         ok = nan_ok and bool(np.all(err <= atol * scale + rtol * np.abs(np.nan_to_num(xf))))
         diffs.append(OutputDiff(name, max_abs, max_rel, ok, "" if nan_ok else "NaN positions differ", scale))
-    return Comparison(all(d.ok for d in diffs), rtol, atol, diffs)
+    return Comparison(all(d.ok for d in diffs), rtol, atol, diffs, scale_atol)
 
 
 def compare(reference: Graph, candidate: Graph, inputs: Mapping[str, Any] | None = None, *, seed: int = 0,

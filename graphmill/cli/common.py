@@ -41,25 +41,28 @@ class OneLineParser(argparse.ArgumentParser):
                 return target
             target = subs[0].choices[name]
 
+    @staticmethod
+    def _closest(word: str, names: list[str]) -> str | None:
+        import difflib
+
+        close = difflib.get_close_matches(word, names, n=1)
+        return close[0] if close else None
+
     def _nearest(self, target: argparse.ArgumentParser, extras: list[str]) -> str:
         """`` (did you mean --option?)`` for the first unknown ``--flag`` close to one the command takes."""
-        import difflib
-
         flags = [e.split("=", 1)[0] for e in extras if e.startswith("--")]
-        close = difflib.get_close_matches(flags[0], list(target._option_string_actions), n=1) if flags else []
-        return f" (did you mean {close[0]}?)" if close else ""
+        close = self._closest(flags[0], list(target._option_string_actions)) if flags else None
+        return f" (did you mean {close}?)" if close else ""
 
     def error(self, message: str) -> NoReturn:
-        import difflib
         import re
 
         # argparse's "argument COMMAND: invalid choice: 'optimze' (choose from 'inspect', ...)": the nearest
         # choice first, as for an unknown flag, pass, model or strategy
         m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", str(message))
-        if m:
-            close = difflib.get_close_matches(m.group(1), re.findall(r"'([^']*)'", m.group(2)), n=1)
-            if close:
-                message = f"{message} (did you mean {close[0]!r}?)"
+        close = self._closest(m.group(1), re.findall(r"'([^']*)'", m.group(2))) if m else None
+        if close:
+            message = f"{message} (did you mean {close!r}?)"
         self._one_line_exit(self.prog, message)
 
     def _one_line_exit(self, prog: str, message: str) -> NoReturn:

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {label:<26}{lat['before_ms']:>16.2f}{lat['after_ms']:>16.2f}")
     c = result["comparison"]
     print(f"  {'max |output diff|':<26}{'':>16}{c['max_abs']:>16.3g}   "
-          f"({'within' if c['ok'] else 'OUTSIDE'} atol={c['atol']:g}*max(1,max|ref|) + rtol={c['rtol']:g}*|ref|)")
+          f"({'within' if c['ok'] else 'OUTSIDE'} {c['tolerance']})")
     print("\n  ops after: " + ", ".join(f"{k} x{v}" for k, v in a["ops"].items()))
     print(f"  ONNX Runtime latency: median of {result['runs']} runs, 1 thread")
     return 0 if c["ok"] else 1

@@ -477,31 +477,21 @@ class Space(Param):
                 isinstance(p, Space) and p._conditional() for p in self._params.values())
         return self._has_conds
 
-    def _mutable(self, config: Mapping[str, Any], prefix: tuple = ()) -> list[tuple[tuple, Param]]:
-        if not prefix and not self._conditional():  # every parameter is always present: one list for all
-            if self._mutable_all is None:
-                self._mutable_all = self._leaves_to_mutate(())
+    def _mutable(self, config: Mapping[str, Any]) -> list[tuple[tuple, Param]]:
+        if not self._conditional():  # every parameter is always present: one list for all, read from the space
+            if self._mutable_all is None:  # (not from a configuration, which may be partial)
+                self._mutable_all = self._mutable_of(None, ())
             return self._mutable_all
-        return self._mutable_of(config, prefix)
+        return self._mutable_of(config, ())
 
-    def _leaves_to_mutate(self, prefix: tuple) -> list[tuple[tuple, Param]]:
-        """Every leaf with more than one value: what a valid configuration of a space without conditions holds
-        (read from the space, not from a configuration, which may be partial)."""
+    def _mutable_of(self, config: Mapping[str, Any] | None, prefix: tuple) -> list[tuple[tuple, Param]]:
+        """The leaves with more than one value that ``config`` holds (``None``: every leaf of the space)."""
         out = []
         for name, p in self._params.items():
-            if isinstance(p, Space):
-                out.extend(p._leaves_to_mutate(prefix + (name,)))
-            elif p.cardinality() > 1:
-                out.append((prefix + (name,), p))
-        return out
-
-    def _mutable_of(self, config: Mapping[str, Any], prefix: tuple) -> list[tuple[tuple, Param]]:
-        out = []
-        for name, p in self._params.items():
-            if name not in config:
+            if config is not None and name not in config:
                 continue
             if isinstance(p, Space):
-                out.extend(p._mutable_of(config[name], prefix + (name,)))
+                out.extend(p._mutable_of(None if config is None else config[name], prefix + (name,)))
             elif p.cardinality() > 1:
                 out.append((prefix + (name,), p))
         return out

@@ -88,6 +88,8 @@ def test_scaled_atol_is_in_units_of_the_outputs_largest_magnitude():
     assert not ortb.compare_outputs(ref, rounding, rtol=1e-4, atol=1e-5).ok  # the default is numpy.allclose
     c = ortb.compare_outputs(ref, rounding, rtol=1e-4, atol=1e-5, scale_atol=True)
     assert c.ok and c.outputs[0].scale == 100.0
+    assert c.to_dict()["tolerance"] == "atol=1e-05*max(1,max|ref|) + rtol=0.0001*|ref|"
+    assert ortb.compare_outputs(ref, rounding, rtol=1e-4, atol=1e-5).tolerance == "atol=1e-05 + rtol=0.0001*|ref|"
     wrong = {"y": np.array([100.0, 0.1 + 2e-3], np.float32)}  # 2e-5 of the scale: beyond 1e-5 * 100 + 1e-4 * 0.1
     assert not ortb.compare_outputs(ref, wrong, rtol=1e-4, atol=1e-5, scale_atol=True).ok
     # outputs of magnitude up to 1: exactly numpy.allclose
