@@ -18,6 +18,7 @@ from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import save
 from graphmill.frontend.onnx_shape_inference import infer_shapes
 from graphmill.util.files import atomic_write_bytes, check_out_folder
+from graphmill.util.suggest import did_you_mean
 from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES, builtin_schedule, default_schedule
 from graphmill.passes.dsl import load_schedule
 from graphmill.ir import Graph, GraphmillError, UserInputError
@@ -61,7 +62,6 @@ def resolve_schedule(schedule: Schedule | str | None = None, schedule_file: str 
 
 def check_print_ir_after(names: Iterable[str], schedule: Schedule) -> None:
     """``--print-ir-after PASS`` must name a pass the schedule runs: a typo would print nothing, silently."""
-    from graphmill.passes.base import suggest
 
     running = sorted({r.name for r in schedule.runs()})
     for name in sorted(set(names) - {"all"} - set(running)):
@@ -69,7 +69,7 @@ def check_print_ir_after(names: Iterable[str], schedule: Schedule) -> None:
             raise UserInputError(f"--print-ir-after {name}: the schedule does not run {name!r} "
                                  f"(it runs {', '.join(running) or 'no pass'})")
         raise UserInputError(f"--print-ir-after {name}: unknown pass {name!r}"
-                             f"{suggest(name, running) or suggest(name, registered_passes())}")
+                             f"{did_you_mean(name, running) or did_you_mean(name, registered_passes())}")
 
 
 @dataclass

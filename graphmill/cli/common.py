@@ -11,6 +11,7 @@ from typing import NoReturn, Sequence
 from graphmill import api
 from graphmill.errors import UserInputError
 from graphmill.util.files import atomic_write_text
+from graphmill.util.suggest import closest
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -41,17 +42,10 @@ class OneLineParser(argparse.ArgumentParser):
                 return target
             target = subs[0].choices[name]
 
-    @staticmethod
-    def _closest(word: str, names: list[str]) -> str | None:
-        import difflib
-
-        close = difflib.get_close_matches(word, names, n=1)
-        return close[0] if close else None
-
     def _nearest(self, target: argparse.ArgumentParser, extras: list[str]) -> str:
         """`` (did you mean --option?)`` for the first unknown ``--flag`` close to one the command takes."""
         flags = [e.split("=", 1)[0] for e in extras if e.startswith("--")]
-        close = self._closest(flags[0], list(target._option_string_actions)) if flags else None
+        close = closest(flags[0], list(target._option_string_actions)) if flags else None
         return f" (did you mean {close}?)" if close else ""
 
     def error(self, message: str) -> NoReturn:
@@ -60,7 +54,7 @@ class OneLineParser(argparse.ArgumentParser):
         # argparse's "argument COMMAND: invalid choice: 'optimze' (choose from 'inspect', ...)": the nearest
         # choice first, as for an unknown flag, pass, model or strategy
         m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", str(message))
-        close = self._closest(m.group(1), re.findall(r"'([^']*)'", m.group(2))) if m else None
+        close = closest(m.group(1), re.findall(r"'([^']*)'", m.group(2))) if m else None
         if close:
             message = f"{message} (did you mean {close!r}?)"
         self._one_line_exit(self.prog, message)

@@ -30,12 +30,12 @@ from Python behaves like ``graphmill.optimize()``.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, Protocol, Sequence, runtime_checkable
 
 from graphmill.ir import Graph, Node, UserInputError
 from graphmill.ir.ops import InferenceReport
+from graphmill.util.suggest import did_you_mean
 
 EXACT = "exact"
 REASSOCIATING = "float-reassociating"
@@ -88,7 +88,7 @@ class Option:
             items = value if t is list else [value]
             for item in items:
                 if item not in self.choices:
-                    hint = _suggest(str(item), [str(c) for c in self.choices])
+                    hint = did_you_mean(str(item), [str(c) for c in self.choices])
                     raise UserInputError(f"{where}: option {self.name!r} does not accept {item!r}{hint}; "
                                          f"choose from {', '.join(map(str, self.choices))}")
         if t in (int, float) and self.accepted_range() is not None and not (
@@ -107,11 +107,6 @@ def _show(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     return repr(v)
-
-
-def _suggest(word: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 @dataclass
@@ -250,7 +245,7 @@ class PassContext:
             try:
                 cls = _ANALYSES[name]
             except KeyError:
-                raise UserInputError(f"unknown analysis {name!r}{_suggest(name, _ANALYSES)}") from None
+                raise UserInputError(f"unknown analysis {name!r}{did_you_mean(name, _ANALYSES)}") from None
             self._cache[name] = cls().compute(graph, self)
             self.computed[name] = self.computed.get(name, 0) + 1
         return self._cache[name]
@@ -295,7 +290,7 @@ class Pass:
         known = {o.name: o for o in self.options}
         for k in opts:
             if k not in known:
-                raise UserInputError(f"{where} has no option {k!r}{_suggest(k, known)}"
+                raise UserInputError(f"{where} has no option {k!r}{did_you_mean(k, known)}"
                                      + (f"; its options: {', '.join(known)}" if known else "; it takes no options"))
         self.opts: dict[str, Any] = {o.name: o.coerce(opts[o.name], where) if o.name in opts else o.default
                                      for o in self.options}
@@ -338,7 +333,7 @@ def pass_class(name: str) -> type[Pass]:
     try:
         return _PASSES[name]
     except KeyError:
-        raise UserInputError(f"unknown pass {name!r}{_suggest(name, _PASSES)}") from None
+        raise UserInputError(f"unknown pass {name!r}{did_you_mean(name, _PASSES)}") from None
 
 
 def registered_passes() -> dict[str, type[Pass]]:
@@ -355,9 +350,4 @@ def _load_builtin_passes() -> None:
         _builtin_loaded = True
         import graphmill.passes.analyses  # noqa: F401  (registers)
         import graphmill.passes.builtin  # noqa: F401  (registers)
-
-
-def suggest(word: str, candidates: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` or an empty string: one way to suggest, for passes, options and DSL errors."""
-    return _suggest(word, candidates)
 

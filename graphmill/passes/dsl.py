@@ -44,7 +44,8 @@ from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from graphmill.ir import UserInputError
-from graphmill.passes.base import pass_class, suggest
+from graphmill.passes.base import pass_class
+from graphmill.util.suggest import did_you_mean
 from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES
 from graphmill.passes.schedule import Call, Fixpoint, Repeat, Run, Schedule, SourceLoc, Step
 from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
@@ -391,7 +392,7 @@ class _Parser:
         bad, start = (first, m.start(1)) if first is not None and first not in known else (second, m.start(2))
         line = text.count("\n", 0, start) + 1
         column = start - (text.rfind("\n", 0, start) + 1) + 1
-        return ScheduleError(f"unknown pass or schedule {bad!r}{suggest(bad, sorted(known))}",
+        return ScheduleError(f"unknown pass or schedule {bad!r}{did_you_mean(bad, sorted(known))}",
                              _loc(source, lines, line, column))
 
     # -- building -----------------------------------------------------------------
@@ -492,14 +493,14 @@ class _Parser:
         try:
             cls = pass_class(name)
         except UserInputError:
-            hint = suggest(name, list(_known_passes()) + list(self.defs) + list(BUILTIN_SCHEDULES) + list(KEYWORDS))
+            hint = did_you_mean(name, list(_known_passes()) + list(self.defs) + list(BUILTIN_SCHEDULES) + list(KEYWORDS))
             raise ScheduleError(f"unknown pass or schedule {name!r}{hint}", loc) from None
         known = {o.name: o for o in cls.options}
         for k, v in named.items():  # validate option names, types and ranges now, not mid-run
             kloc = self.option_locs.get((id(opt_tree), k), loc)
             if k not in known:
                 listing = f"; its options: {', '.join(known)}" if known else "; it takes no options"
-                raise ScheduleError(f"pass {name!r} has no option {k!r}{suggest(k, known)}{listing}", kloc)
+                raise ScheduleError(f"pass {name!r} has no option {k!r}{did_you_mean(k, known)}{listing}", kloc)
             try:
                 known[k].coerce(v, f"pass {name!r}")
             except UserInputError as e:
@@ -537,7 +538,7 @@ def parse_schedule(text: str, *, source: str = "<inline>", entry: str | None = N
         p.schedule(name)
     if entry is not None:
         if entry not in p.defs:
-            raise ScheduleError(f"no schedule named {entry!r} in {source}{suggest(entry, p.defs)}", None)
+            raise ScheduleError(f"no schedule named {entry!r} in {source}{did_you_mean(entry, p.defs)}", None)
         return p.schedule(entry)
     if top:
         return Schedule("main", p.steps(top))

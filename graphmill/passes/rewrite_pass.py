@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from graphmill.ir import Graph
 from graphmill.ir.rewrite import NestedOutputs, Op, Pattern, Rule
+from graphmill.util.suggest import did_you_mean
 
 from .base import EXACTNESS, Option, Pass, PassContext, PassResult
 
@@ -98,10 +99,9 @@ def all_rules() -> dict[str, tuple[Rule, str]]:
 def find_rule(name: str) -> tuple[Rule, str]:
     from graphmill.ir import UserInputError
 
-    from .base import suggest
 
     rules = all_rules()
     if name not in rules:
-        raise UserInputError(f"unknown rewrite rule {name!r}{suggest(name, rules)}; `graphmill passes` lists "
+        raise UserInputError(f"unknown rewrite rule {name!r}{did_you_mean(name, rules)}; `graphmill passes` lists "
                              f"the {len(rules)} rules with their passes")
     return rules[name]

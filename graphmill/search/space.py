@@ -28,7 +28,6 @@ contain ``.``: paths such as ``block1.kernel`` name nested parameters in message
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -37,6 +36,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from graphmill.util.errors import UserInputError
+from graphmill.util.suggest import did_you_mean
 
 __all__ = ["Param", "Choice", "Int", "Float", "Space", "product"]
 
@@ -360,7 +360,7 @@ class Space(Param):
             for sib, allowed in p.when.items():
                 if sib not in self._params:
                     raise UserInputError(f"{name}.when: refers to {sib!r}, which is not a sibling"
-                                         + _did_you_mean(sib, self._params))
+                                         + did_you_mean(sib, self._params))
                 if sib == name:
                     raise UserInputError(f"{name}.when: refers to itself")
                 ref = self._params[sib]
@@ -402,7 +402,7 @@ class Space(Param):
         try:
             return self._params[name]
         except KeyError:
-            raise KeyError(f"{name!r}: no such parameter" + _did_you_mean(name, self._params)) from None
+            raise KeyError(f"{name!r}: no such parameter" + did_you_mean(name, self._params)) from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._params
@@ -525,7 +525,7 @@ class Space(Param):
         prefix = path + "." if path else ""
         for k in value:
             if k not in self._params:
-                raise UserInputError(f"{prefix}{k}: no such parameter" + _did_you_mean(str(k), self._params))
+                raise UserInputError(f"{prefix}{k}: no such parameter" + did_you_mean(str(k), self._params))
         values: dict[str, Any] = {}
         for name in self._order:
             p = self._params[name]
@@ -680,11 +680,6 @@ class Space(Param):
         return f"Space({{{inner}}}{', when=' + repr(self.when) if self.when else ''})"
 
 
-def _did_you_mean(word: str, names: Any) -> str:
-    close = difflib.get_close_matches(word, [str(n) for n in names], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 _FIELDS = {"choice": {"type", "values", "when"}, "int": {"type", "low", "high", "log", "when"},
            "float": {"type", "low", "high", "log", "when"}, "space": {"type", "params", "when"}}
 
@@ -696,11 +691,11 @@ def _param_from_json(data: Any, path: str) -> Param:
     if kind is _MISSING:
         raise UserInputError(f"{path}: missing \"type\" (one of {sorted(_FIELDS)})")
     if kind not in _FIELDS:
-        raise UserInputError(f"{path}.type: unknown type {kind!r}" + _did_you_mean(str(kind), _FIELDS)
+        raise UserInputError(f"{path}.type: unknown type {kind!r}" + did_you_mean(str(kind), _FIELDS)
                              + f"; expected one of {sorted(_FIELDS)}")
     for k in data:
         if k not in _FIELDS[kind]:
-            raise UserInputError(f"{path}.{k}: unknown field for a {kind}" + _did_you_mean(str(k), _FIELDS[kind]))
+            raise UserInputError(f"{path}.{k}: unknown field for a {kind}" + did_you_mean(str(k), _FIELDS[kind]))
     when = data.get("when")
     if when is not None and not isinstance(when, Mapping):
         raise UserInputError(f"{path}.when: expected an object {{sibling: value or [values]}}")

@@ -20,18 +20,12 @@ from typing import Any, Callable
 from graphmill.search.space import Space
 from graphmill.util.errors import UserInputError
 from graphmill.util.files import TEXT_FILE_LIMIT, check_out_folder, read_user_file
+from graphmill.util.suggest import did_you_mean
 
 #: objective name -> (alpha, beta) of MnasNet's reward ACC x (LAT/T)^w; None: the accuracy alone
 OBJECTIVE_NAMES = ("mnasnet", "mnasnet-hard", "accuracy")
 OBJECTIVE_KEYS = ("target_ms", "alpha", "beta")
 BUILTIN_SPACES = ("mnasnet", "accelerator", "mnasnet+accelerator")
-
-
-def _nearest(word: str, names) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(str(word), [str(n) for n in names], n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def load_space(spec: str) -> tuple[Space, str]:
@@ -45,7 +39,7 @@ def load_space(spec: str) -> tuple[Space, str]:
     if spec in SPACES:
         return SPACES[spec](), spec
     if not spec.lower().endswith(".json") and not os.path.exists(spec):
-        raise UserInputError(f"--space {spec!r}: not a built-in space{_nearest(spec, SPACES)} nor a JSON file; "
+        raise UserInputError(f"--space {spec!r}: not a built-in space{did_you_mean(spec, SPACES)} nor a JSON file; "
                              f"built-in: {', '.join(SPACES)}")
     try:
         text = read_user_file(spec, TEXT_FILE_LIMIT, "a search space (JSON)").decode("utf-8")
@@ -73,14 +67,14 @@ def parse_objective(text: str | None) -> tuple[str, dict[str, float]] | None:
     name, _, rest = text.partition(":")
     name = name.strip()
     if name not in OBJECTIVE_NAMES:
-        raise UserInputError(f"--objective {name!r}: unknown objective{_nearest(name, OBJECTIVE_NAMES)}; "
+        raise UserInputError(f"--objective {name!r}: unknown objective{did_you_mean(name, OBJECTIVE_NAMES)}; "
                              f"known: {', '.join(OBJECTIVE_NAMES)}")
     params: dict[str, float] = {}
     for item in filter(None, (s.strip() for s in rest.split(","))):
         key, eq, value = item.partition("=")
         key = key.strip()
         if key not in OBJECTIVE_KEYS:
-            raise UserInputError(f"--objective {text!r}: unknown option {key!r}{_nearest(key, OBJECTIVE_KEYS)}; "
+            raise UserInputError(f"--objective {text!r}: unknown option {key!r}{did_you_mean(key, OBJECTIVE_KEYS)}; "
                                  f"options: {', '.join(OBJECTIVE_KEYS)}")
         try:
             params[key] = float(value)
@@ -141,7 +135,7 @@ def import_evaluator(spec: str) -> Callable[[dict], Any]:
     for part in attr.split("."):
         if not hasattr(obj, part):
             names = [n for n in dir(obj) if not n.startswith("_")]
-            raise UserInputError(f"--evaluator {spec!r}: {mod_name} has no {attr!r}{_nearest(part, names)}")
+            raise UserInputError(f"--evaluator {spec!r}: {mod_name} has no {attr!r}{did_you_mean(part, names)}")
         obj = getattr(obj, part)
     if not callable(obj):
         raise UserInputError(f"--evaluator {spec!r}: {attr} is a {type(obj).__name__}, not a callable")
@@ -274,7 +268,7 @@ def check_executor(executor: str | None, workers: int, ray_address: str | None =
     from graphmill.search.executors import EXECUTORS
 
     if executor is not None and executor not in EXECUTORS:
-        raise UserInputError(f"--executor {executor!r}: unknown{_nearest(executor, EXECUTORS)}; "
+        raise UserInputError(f"--executor {executor!r}: unknown{did_you_mean(executor, EXECUTORS)}; "
                              f"use one of {', '.join(EXECUTORS)}")
     check_ray_address(executor, ray_address)
     if executor == "inprocess" and workers != 1:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Callable
 
 from graphmill.ir import Graph, UserInputError
+from graphmill.util.suggest import did_you_mean
 
 from ._common import (MODEL_STAGE, Layers, check_batch, check_count, check_positive, mbconv, node_meta,
                       resolve_resolution, round_filters, round_repeats)
@@ -114,11 +115,7 @@ def resolve_name(name: str) -> str:
     key = _BY_CANONICAL.get(_canonical(name), str(name).strip().lower())
     key = ALIASES.get(key, key)
     if key not in MODELS:
-        import difflib
-
-        close = difflib.get_close_matches(key, list(MODELS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UserInputError(f"unknown zoo model {name!r}{hint}; known: {', '.join(sorted(MODELS))}")
+        raise UserInputError(f"unknown zoo model {name!r}{did_you_mean(key, MODELS)}; known: {', '.join(sorted(MODELS))}")
     return key
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from graphmill.ir import Graph, UserInputError
 from graphmill.ir.summary import constant_values, is_constant_node
+from graphmill.util.suggest import did_you_mean
 
 from .baselines import BASELINES
 from .bounds import lower_bounds
@@ -68,11 +69,7 @@ def check_method(method: str, known: tuple[str, ...] = METHODS + ("learned",)) -
     """Refuse an unknown method in one line, listing ``known``: by default every method of ``graphmill place``,
     ``learned`` (the learned passes' policy, ``api.place``) included, so that a typo of it is answered with it."""
     if method not in known:
-        import difflib
-
-        close = difflib.get_close_matches(method, known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UserInputError(f"unknown placement method {method!r}{hint}; choose from {', '.join(known)}")
+        raise UserInputError(f"unknown placement method {method!r}{did_you_mean(method, known)}; choose from {', '.join(known)}")
 
 
 def check_fits(prob: PlacementProblem, graph_name: str) -> None:

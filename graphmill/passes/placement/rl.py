@@ -65,6 +65,7 @@ from torch import nn
 
 from graphmill.ir import UserInputError
 from graphmill.util.files import load_torch_checkpoint, save_torch_checkpoint
+from graphmill.util.suggest import did_you_mean
 
 from .problem import PlacementProblem, op_bytes
 from .schedule import simulate
@@ -300,10 +301,7 @@ def merge_options(defaults: dict, options: dict | None, what: str) -> dict:
     opts = dict(defaults)
     for k, v in (options or {}).items():
         if k not in defaults:
-            import difflib
-
-            close = difflib.get_close_matches(k, defaults, n=1)
-            raise UserInputError(f"unknown {what} option {k!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+            raise UserInputError(f"unknown {what} option {k!r}{did_you_mean(k, defaults)}; "
                                  f"known: {', '.join(defaults)}")
         opts[k] = type(defaults[k])(v)
     return opts

@@ -31,6 +31,7 @@ from graphmill.search.spaces.accelerator import accel_config
 from graphmill.search.spaces.joint import split
 from graphmill.search.spaces.mnasnet import MNASNET_A1, MnasNetBuilder
 from graphmill.util.errors import UserInputError
+from graphmill.util.suggest import did_you_mean
 
 from .cost import cost_metrics
 from .latency import DEFAULT_ACCEL, METHODS, ort_latency, simulated_latency
@@ -67,11 +68,7 @@ class MnasNetEvaluator:
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
-            import difflib
-
-            close = difflib.get_close_matches(self.objective, list(OBJECTIVES), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserInputError(f"unknown objective {self.objective!r}{hint}; known: {', '.join(OBJECTIVES)}")
+            raise UserInputError(f"unknown objective {self.objective!r}{did_you_mean(self.objective, OBJECTIVES)}; known: {', '.join(OBJECTIVES)}")
         if self.latency not in METHODS:
             raise UserInputError(f"latency {self.latency!r}: use one of {', '.join(METHODS)}")
         if self.target_ms is not None and not self.target_ms > 0:

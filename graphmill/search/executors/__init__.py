@@ -31,6 +31,6 @@ def make(name: str, evaluate: Callable[[dict], Any], *, workers: int, timeout: f
         from graphmill.search.executors.ray import RayExecutor
 
         return RayExecutor(evaluate, workers, timeout=timeout, address=ray_address)
-    from graphmill.search.strategies.base import nearest
+    from graphmill.util.suggest import did_you_mean
 
-    raise UserInputError(f"unknown executor {name!r}{nearest(name, EXECUTORS)}; known: {', '.join(EXECUTORS)}")
+    raise UserInputError(f"unknown executor {name!r}{did_you_mean(name, EXECUTORS)}; known: {', '.join(EXECUTORS)}")

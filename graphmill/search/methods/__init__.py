@@ -37,11 +37,11 @@ METHODS: dict[str, str] = {
 
 def check_method(name: str) -> str:
     """``name`` if it is a known method, else a ``UserInputError`` naming the nearest one."""
-    from graphmill.search.strategies.base import nearest
+    from graphmill.util.suggest import did_you_mean
 
     if name in METHODS:
         return name
-    raise UserInputError(f"--method {name!r}: unknown search method{nearest(name, METHODS)}; known: "
+    raise UserInputError(f"--method {name!r}: unknown search method{did_you_mean(name, METHODS)}; known: "
                          f"{', '.join(METHODS)}")
 
 
@@ -83,13 +83,13 @@ def parse_options(options: Mapping[str, Any], defaults: Mapping[str, Any], metho
     key is a ``UserInputError`` naming the nearest valid one; the method then checks ranges and choices itself.
     One parser, so that every method reads ``--option`` alike.
     """
-    from graphmill.search.strategies.base import nearest
+    from graphmill.util.suggest import did_you_mean
 
     lists = dict(lists or {})
     out = dict(defaults)
     for key, raw in options.items():
         if key not in defaults:
-            raise UserInputError(f"--option {key}: unknown {method} option{nearest(key, defaults)}; options: "
+            raise UserInputError(f"--option {key}: unknown {method} option{did_you_mean(key, defaults)}; options: "
                                  f"{', '.join(defaults)}")
         out[key] = raw
     for key, raw in out.items():

@@ -73,6 +73,7 @@ from graphmill.search.methods._autohas_train import (UPDATES, ChildTrainer, Cont
 from graphmill.search.space import Choice, Space
 from graphmill.util.errors import UserInputError
 from graphmill.util.files import check_out_folder
+from graphmill.util.suggest import did_you_mean
 
 METHOD = "autohas"
 DEFAULT_BUDGET = 120
@@ -105,12 +106,6 @@ ZERO_OK = ("screen",)  # integer options that may be 0
 SCREEN_CALIBRATE = 128  # training images that re-estimate a screened child's BatchNormalization statistics
 
 
-def _nearest(word: str, names) -> str:
-    from graphmill.search.strategies.base import nearest
-
-    return nearest(word, names)
-
-
 def _candidates(key: str, vals: list, text: Any) -> tuple:
     """A hyper-parameter's candidate list (parsed by ``parse_options``) range-checked, as a tuple."""
     if any(v < 0 for v in vals) or len(set(vals)) != len(vals):
@@ -138,7 +133,7 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
                                  + (" and < 1" if key in ("warmup", "baseline_decay") else ""))
         if key in CHOICES and v not in CHOICES[key]:
             raise UserInputError(f"--option {key}={v!r}: use one of {', '.join(CHOICES[key])}"
-                                 f"{_nearest(str(v), CHOICES[key])}")
+                                 f"{did_you_mean(str(v), CHOICES[key])}")
     return out
 
 
@@ -191,7 +186,7 @@ def _check_run(out: str, budget: int | None, seed: int, workers: int, executor: 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UserInputError(f"--workers {workers!r}: must be a whole number >= 1")
     if executor not in (None, "inprocess", "local", "ray"):
-        raise UserInputError(f"--executor {executor!r}: unknown{_nearest(str(executor), ('local', 'ray'))}; "
+        raise UserInputError(f"--executor {executor!r}: unknown{did_you_mean(str(executor), ('local', 'ray'))}; "
                              "use local or ray")
     if executor == "ray":
         try:

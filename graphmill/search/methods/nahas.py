@@ -91,7 +91,8 @@ from graphmill.search.methods import parse_options
 from graphmill.search.space import Space, product
 from graphmill.search.spaces.accelerator import (ARRAY_SIZES, BANDWIDTH_WORDS, BUFFER_KB, DATAFLOWS, accel_config,
                                                  accelerator_space)
-from graphmill.search.strategies.base import Strategy, nearest, register
+from graphmill.search.strategies.base import Strategy, register
+from graphmill.util.suggest import did_you_mean
 from graphmill.util.errors import GraphmillError, UserInputError
 from graphmill.util.files import check_out_folder
 
@@ -604,24 +605,24 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         out[key] = list(dict.fromkeys(out[key]))  # a repeated value is one candidate
     for v in out["dataflow"]:
         if v not in DATAFLOWS:
-            raise UserInputError(f"--option dataflow: {v!r} is not a dataflow{nearest(v, DATAFLOWS)}; use "
+            raise UserInputError(f"--option dataflow: {v!r} is not a dataflow{did_you_mean(v, DATAFLOWS)}; use "
                                  f"{', '.join(DATAFLOWS)}")
     if out["mode"] not in MODES:
-        raise UserInputError(f"--option mode={out['mode']!r}: unknown{nearest(out['mode'], MODES)}; use one of "
+        raise UserInputError(f"--option mode={out['mode']!r}: unknown{did_you_mean(out['mode'], MODES)}; use one of "
                              f"{', '.join(MODES)}")
     if out["nn"] not in NN_SPACES:
-        raise UserInputError(f"--option nn={out['nn']!r}: unknown network space{nearest(out['nn'], NN_SPACES)}; "
+        raise UserInputError(f"--option nn={out['nn']!r}: unknown network space{did_you_mean(out['nn'], NN_SPACES)}; "
                              f"use one of {', '.join(NN_SPACES)}")
     # the user's choices: the listed strategies (the area filter NAHAS wraps around the chosen one is internal)
     chosen = list(strategy_names())
     for key in ("strategy", "accel_strategy"):
         if out[key] not in chosen:
             raise UserInputError(f"--option {key}={out[key]!r}: unknown strategy"
-                                 f"{nearest(out[key], chosen)}; use one of {', '.join(chosen)}")
+                                 f"{did_you_mean(out[key], chosen)}; use one of {', '.join(chosen)}")
         strategy_class(out[key])
     if out["accel_search"] not in ACCEL_SEARCHES:
         raise UserInputError(f"--option accel_search={out['accel_search']!r}: unknown"
-                             f"{nearest(out['accel_search'], ACCEL_SEARCHES)}; use one of {', '.join(ACCEL_SEARCHES)}")
+                             f"{did_you_mean(out['accel_search'], ACCEL_SEARCHES)}; use one of {', '.join(ACCEL_SEARCHES)}")
     for key in ("population", "sample", "steps", "batch", "latency_scale", "accel_sims"):
         if out[key] < 1:
             raise UserInputError(f"--option {key}={out[key]}: must be >= 1")

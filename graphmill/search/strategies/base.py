@@ -7,7 +7,6 @@ can be checkpointed after every result and resumed exactly.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import math
 from typing import Any
@@ -16,14 +15,7 @@ import numpy as np
 
 from graphmill.search.space import Space
 from graphmill.util.errors import UserInputError
-
-
-def nearest(word: str, names: Any) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``names``, or nothing. Case is ignored in the comparison
-    (``SAMPLED`` finds ``sampled``), never in the name suggested."""
-    by_lower = {str(n).lower(): str(n) for n in reversed(list(names))}  # the first of names equal but for case
-    close = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1, cutoff=0.5)
-    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
+from graphmill.util.suggest import did_you_mean
 
 
 def rng_state(rng: np.random.Generator) -> dict:
@@ -82,7 +74,7 @@ class Strategy:
         for k, v in options.items():
             if k not in cls.OPTIONS:
                 known = ", ".join(sorted(cls.OPTIONS)) or "none"
-                raise UserInputError(f"strategy {cls.name!r}: unknown option {k!r}{nearest(k, cls.OPTIONS)}; "
+                raise UserInputError(f"strategy {cls.name!r}: unknown option {k!r}{did_you_mean(k, cls.OPTIONS)}; "
                                      f"its options: {known}")
             default = cls.OPTIONS[k]
             if isinstance(default, bool):
@@ -188,7 +180,7 @@ _CLASSES: dict[str, type] = {}
 def strategy_class(name: str) -> type[Strategy]:
     """The class registered as ``name``; an unknown name is a ``UserInputError`` with the nearest one."""
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise UserInputError(f"unknown strategy {name!r}{nearest(name, STRATEGIES)}; known: {', '.join(STRATEGIES)}")
+        raise UserInputError(f"unknown strategy {name!r}{did_you_mean(name, STRATEGIES)}; known: {', '.join(STRATEGIES)}")
     if name not in _CLASSES:
         module, cls = _REGISTRY[name].split(":")
         _CLASSES[name] = getattr(importlib.import_module(module), cls)

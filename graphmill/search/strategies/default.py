@@ -127,7 +127,8 @@ from typing import Any
 import numpy as np
 
 from graphmill.search.space import Choice, Space
-from graphmill.search.strategies.base import Strategy, nearest
+from graphmill.search.strategies.base import Strategy
+from graphmill.util.suggest import did_you_mean
 from graphmill.util.errors import UserInputError
 
 _SQRT5 = math.sqrt(5.0)
@@ -249,7 +250,7 @@ class PredictorEvolution(Strategy):
         self._leaves = list(space.params())
         if self.options["init"] not in ("random", "spread"):
             raise UserInputError(f"strategy 'default': option init={self.options['init']!r} must be 'random' or "
-                                 f"'spread'{nearest(str(self.options['init']), ['random', 'spread'])}")
+                                 f"'spread'{did_you_mean(str(self.options['init']), ['random', 'spread'])}")
         noises = self.options["noises"]
         if not isinstance(noises, (list, tuple)) or not noises or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in noises):

@@ -18,7 +18,8 @@ import warnings
 from typing import Any
 
 from graphmill.search.space import Choice, Float, Int, Param, Space
-from graphmill.search.strategies.base import Strategy, nearest
+from graphmill.search.strategies.base import Strategy
+from graphmill.util.suggest import did_you_mean
 from graphmill.util.errors import UserInputError
 
 try:
@@ -37,7 +38,7 @@ class TPE(Strategy):
         allowed = [p for p in inspect.signature(optuna.samplers.TPESampler).parameters if p != "seed"]
         for k in options:
             if k not in allowed:
-                raise UserInputError(f"strategy 'tpe': unknown option {k!r}{nearest(k, allowed)}; its options "
+                raise UserInputError(f"strategy 'tpe': unknown option {k!r}{did_you_mean(k, allowed)}; its options "
                                      f"(those of optuna's TPESampler): {', '.join(allowed)}")
         super().__init__(space, seed=seed)
         self.options = dict(options)
