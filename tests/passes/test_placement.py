@@ -507,3 +507,29 @@ def test_heft_colocated_is_heft_on_a_forward_graph(tmp_path):
     a = place_graph(g, hetero(tmp_path), method="heft").report
     b = place_graph(g, hetero(tmp_path), method="heft-colocated").report
     assert a["placement"] == b["placement"] and a["baselines"]["heft-colocated"] == a["baselines"]["heft"]
+
+
+@pytest.mark.parametrize("seed,fast_mb", [(4, 2), (4, 4), (5, 6), (5, 8)])
+def test_heft_colocated_fits_a_small_fast_device(tmp_path, seed, fast_mb):
+    """A fast device with little memory beside a slow one with plenty: HEFT wants everything on the fast one.
+    Before, a group's first op checked room for its own weights only and the group's gradients and updates then
+    followed it regardless (2-8 MB: 'device 0 (fast) needs ... over its memory'). Reference: this file's
+    independent simulator of the README's rule (``resimulate``, memory per device) on the report's numbers, and
+    the groups read from node meta."""
+    from graphmill.passes.placement import training_graph
+
+    p = tmp_path / "devices.toml"
+    p.write_text(f'[[device]]\nname = "fast"\nspeed = 4\nmemory_gb = {fast_mb / 1000}\n'
+                 '[[device]]\nname = "slow"\nmemory_gb = 1\n[link]\nbytes_per_cycle = 32\nlatency_cycles = 300\n')
+    g = training_graph(random_dag(seed, n=30, h=512, batch=1))
+    rep = json.loads(json.dumps(place_graph(g, PlacementCostModel(load_devices(str(p))),
+                                            method="heft-colocated").report))
+    makespan, peak = resimulate(rep)
+    assert peak[0] <= fast_mb * 1e6 and peak[1] <= 1e9
+    assert makespan == pytest.approx(rep["makespan"], rel=1e-12)
+    group_of = _groups_from_meta(g, list(rep["op_time"]))
+    by_group: dict[str, set[int]] = {}
+    for o, d in rep["placement"].items():
+        by_group.setdefault(group_of[o], set()).add(d)
+    assert all(len(ds) == 1 for ds in by_group.values())
+    assert set(rep["placement"].values()) == {0, 1}  # the fast device is used, not avoided

@@ -17,11 +17,13 @@ contiguous layer split, HEFT (per op, and per colocation group) and METIS. Each 
   Devices whose memory would be exceeded by the op's weights are skipped while another fits.
 * ``heft-colocated``: ``heft`` over the colocation groups (``problem.colocation_groups``: an op with its
   gradient and update, the groups the ``rl`` and ``hierarchical`` placers place): the first op of a group to come
-  up in rank order picks its device as ``heft`` does, and every later member goes to that device (inserted into
-  its first idle gap). On a forward graph every group is one op and this is ``heft``. On a training step it is
-  the fair heuristic to set beside the learned placers, which never split a group: op-level ``heft`` puts a
-  gradient wherever it finishes earliest, away from the activations it reads, and pays their transfer
-  (Inception-V3's training step at batch 32 on 4 chips: 68.8 Mcycles for ``heft``, 46.5 for ``heft-colocated``).
+  up in rank order picks its device as ``heft`` does, among the devices with room for the weights of the whole
+  group, and every later member goes to that device (inserted into its first idle gap). HEFT sees weights only:
+  when the simulated placement exceeds a device's memory (activations), that device's room for weights shrinks
+  by the excess and the groups are placed again (up to 8 times). On a forward graph every group is one op and
+  this is ``heft`` (where ``heft`` fits in memory). On a training step it is the fair heuristic to set beside
+  the learned placers, which never split a group: op-level ``heft`` puts a gradient wherever it finishes
+  earliest, away from the activations it reads, and pays their transfer (Inception-V3's training step at batch 32 on 4 chips: 68.8 Mcycles for ``heft``, 46.5 for ``heft-colocated``).
 * ``metis``: a ``D``-way partition of the op graph by METIS (``pymetis``, seeded), vertex weight the op's mean
   time, edge weight the bytes exchanged, part ``k`` sized for device ``k``'s share of the work (target weights
   proportional to the devices' speed) and placed on device ``k``.
@@ -104,9 +106,11 @@ def upward_rank(prob: PlacementProblem) -> np.ndarray:
     return rank
 
 
-def heft(prob: PlacementProblem, *, colocate: bool = False) -> list[int]:
-    """HEFT (module docstring); ``colocate``: each colocation group on the device its first op chose."""
+def heft(prob: PlacementProblem, *, colocate: bool = False, capacity: np.ndarray | None = None) -> list[int]:
+    """HEFT (module docstring); ``colocate``: each colocation group on the device its first op chose;
+    ``capacity``: the bytes of weights each device may take (default: its memory)."""
     n, D = prob.n, prob.devices
+    capacity = prob.capacity if capacity is None else capacity
     rank = upward_rank(prob)
     order = sorted(range(n), key=lambda i: (-rank[i], i))
     place = [-1] * n
@@ -115,13 +119,15 @@ def heft(prob: PlacementProblem, *, colocate: bool = False) -> list[int]:
     held = np.zeros(D)
     wbytes = [sum(prob.values[k].bytes for k in prob.resident[i]) for i in range(n)]
     groups = prob.groups if colocate and len(prob.groups) == n else list(range(n))  # none known: one op each
+    # a group's first op decides the device of all its members, so it must find room for all of their weights
+    need = wbytes if groups == list(range(n)) else group_weights(prob, groups)
     group_device: dict[int, int] = {}
     for i in order:
         best = None
         if groups[i] in group_device:  # a later member of a colocation group: its device is decided
             fits = [group_device[groups[i]]]
         else:
-            fits = [d for d in range(D) if held[d] + wbytes[i] <= prob.capacity[d]] or list(range(D))
+            fits = [d for d in range(D) if held[d] + need[groups[i]] <= capacity[d]] or list(range(D))
         for d in fits:
             ready = 0.0
             for p in prob.preds[i]:
@@ -136,13 +142,37 @@ def heft(prob: PlacementProblem, *, colocate: bool = False) -> list[int]:
         place[i] = d
         fin[i] = f
         bisect.insort(slots[d], (s, f))
-        held[d] += wbytes[i]
-        group_device.setdefault(groups[i], d)
+        if groups[i] not in group_device:
+            held[d] += need[groups[i]]
+            group_device[groups[i]] = d
     return place
 
 
-def heft_colocated(prob: PlacementProblem) -> list[int]:
-    return heft(prob, colocate=True)
+def group_weights(prob: PlacementProblem, groups: list[int]) -> list[float]:
+    """Bytes of the distinct weights (producer-less values) each colocation group's ops read, by group index: a
+    forward op and its update read the same weight, which the device holds once."""
+    values: list[set[int]] = [set() for _ in range(max(groups, default=-1) + 1)]
+    for i, g in enumerate(groups):
+        values[g].update(prob.resident[i])
+    return [float(sum(prob.values[k].bytes for k in ks)) for ks in values]
+
+
+def heft_colocated(prob: PlacementProblem, *, attempts: int = 8) -> list[int]:
+    """``heft`` over colocation groups, valid in memory where it can be: HEFT sees weights only, so when the
+    simulated placement needs more than a device's memory (activations, gradients), that device's room for
+    weights shrinks by the excess and the groups are placed again (at most ``attempts`` times; the last
+    placement is returned either way, and ``place`` refuses it if it is still invalid)."""
+    from .schedule import simulate
+
+    room = np.asarray(prob.capacity, dtype=float).copy()
+    place = heft(prob, colocate=True, capacity=room)
+    for _ in range(attempts):
+        excess = simulate(prob, place).peak - prob.capacity
+        if (excess <= 0).all():
+            break
+        room = room - np.maximum(excess, 0.0)
+        place = heft(prob, colocate=True, capacity=room)
+    return place
 
 
 def earliest_gap(busy: list[tuple[float, float]], ready: float, w: float) -> float:
