@@ -9,27 +9,18 @@ import os
 import subprocess
 import time
 
-import onnx
 import pytest
-from onnx import helper
 
 import graphmill
 from tests.support.cli_process import run_graphmill
-
-
-def _relu_model(folder) -> str:
-    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [helper.make_tensor_value_info("x", 1, [2])],
-                          [helper.make_tensor_value_info("y", 1, [2])])
-    path = os.path.join(folder, "m.onnx")
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
+from tests.support.models import save_relu_model
 
 
 def _optimize_with_plugin(tmp_path, plugin_source: str, **kw) -> subprocess.CompletedProcess:
     """``graphmill optimize`` loading a plugin file, which runs ``plugin_source`` in the command's process."""
     plugin = tmp_path / "plugin.py"
     plugin.write_text(plugin_source)
-    return run_graphmill("optimize", _relu_model(tmp_path), "-o", str(tmp_path / "o.onnx"), "--load-passes",
+    return run_graphmill("optimize", save_relu_model(tmp_path), "-o", str(tmp_path / "o.onnx"), "--load-passes",
                          str(plugin), **kw)
 
 
@@ -47,7 +38,7 @@ def test_forked_command_equals_a_fresh_interpreter(tmp_path, args):
 
 
 def test_environment_is_the_commands_own(tmp_path):
-    model = _relu_model(tmp_path)
+    model = save_relu_model(tmp_path)
     env = {**os.environ, "GRAPHMILL_MAX_RANK": "zero"}
     r = run_graphmill("inspect", model, cwd=tmp_path, env=env)
     fresh = run_graphmill("inspect", model, cwd=tmp_path, env=env, fresh=True)

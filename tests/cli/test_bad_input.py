@@ -14,16 +14,11 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 from tests.support.cli_process import run_graphmill
+from tests.support.models import relu_model
 
 
 def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return run_graphmill(*args, cwd=cwd, timeout=120)
-
-
-def _relu_model(**kw) -> onnx.ModelProto:
-    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g",
-                          [helper.make_tensor_value_info("x", 1, [2])], [helper.make_tensor_value_info("y", 1, [2])])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", kw.get("opset", 17))])
 
 
 def _write(path, model: onnx.ModelProto) -> str:
@@ -43,7 +38,7 @@ def make_not_onnx(d):
 
 
 def make_truncated(d):
-    full = _relu_model().SerializeToString()
+    full = relu_model(node_name="r", ).SerializeToString()
     p = d / "trunc.onnx"
     p.write_bytes(full[: len(full) // 2])
     return str(p), ["truncated or corrupt"]
@@ -66,17 +61,17 @@ def make_undefined_input(d):
 
 def make_new_opset(d):
     newest = onnx.defs.onnx_opset_version()
-    return _write(d / "future.onnx", _relu_model(opset=newest + 5)), [f"opset {newest + 5}", "newer than"]
+    return _write(d / "future.onnx", relu_model(node_name="r", opset=newest + 5)), [f"opset {newest + 5}", "newer than"]
 
 
 def make_new_ml_opset(d):
-    m = _relu_model()
+    m = relu_model(node_name="r", )
     m.opset_import.add().CopyFrom(helper.make_opsetid("ai.onnx.ml", 99))
     return _write(d / "ml.onnx", m), ["opset 99 of ai.onnx.ml", "newer than"]
 
 
 def make_new_ir_version(d):
-    m = _relu_model()
+    m = relu_model(node_name="r", )
     m.ir_version = onnx.IR_VERSION + 3
     return _write(d / "ir.onnx", m), [f"IR version {onnx.IR_VERSION + 3}", "newer than"]
 
@@ -124,7 +119,7 @@ def test_bad_input_gives_one_located_line_and_exit_2(tmp_path, make, command):
 
 
 def test_roundtrip_refuses_to_overwrite_its_input(tmp_path):
-    p = _write(tmp_path / "m.onnx", _relu_model())
+    p = _write(tmp_path / "m.onnx", relu_model(node_name="r", ))
     before = open(p, "rb").read()
     r = run_cli("roundtrip", p, "-o", p)
     assert r.returncode == 2 and "refusing to overwrite" in r.stderr
@@ -180,7 +175,7 @@ def test_roundtrip_keeps_external_data_layout(tmp_path):
     ("", "output path is empty"),
 ])
 def test_unwritable_outputs_are_one_line_errors(tmp_path, target, needle):
-    p = _write(tmp_path / "m.onnx", _relu_model())
+    p = _write(tmp_path / "m.onnx", relu_model(node_name="r", ))
     r = run_cli("roundtrip", p, "-o", target.format(d=tmp_path))
     assert r.returncode == 2, r.stderr
     assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
@@ -188,7 +183,7 @@ def test_unwritable_outputs_are_one_line_errors(tmp_path, target, needle):
 
 
 def test_outputs_get_ordinary_permissions(tmp_path):
-    p = _write(tmp_path / "m.onnx", _relu_model())
+    p = _write(tmp_path / "m.onnx", relu_model(node_name="r", ))
     old = os.umask(0o022)
     try:
         r = run_cli("roundtrip", p, "-o", str(tmp_path / "o.onnx"))

@@ -39,15 +39,11 @@ def test_out_that_is_a_file_is_one_line_naming_it(tmp_path, monkeypatch, capsys,
 def test_reproducer_dir_that_is_a_file_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
     """``optimize --reproducer-dir FILE`` said "File exists" only once a pass had failed (the folder is made
     then); now it is refused up front like every ``--out`` folder, even for a run that would not fail."""
-    import onnx
-    from onnx import TensorProto, helper
+    from tests.support.models import save_relu_model
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("kept")
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
-    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
-    onnx.save(model, str(tmp_path / "m.onnx"))
+    save_relu_model(tmp_path)
     rc = main(["optimize", "m.onnx", "-o", "o.onnx", "--reproducer-dir", "afile"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1, err

@@ -73,12 +73,10 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, args, ma
 
 
 def test_an_unknown_model_or_non_image_onnx_is_refused(tmp_path, capsys):
-    from onnx import helper, save_model
+    from tests.support.models import save_relu_model
 
     assert main(["train", "nosuchnet", "--out", str(tmp_path / "a")]) == 2
-    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [helper.make_tensor_value_info("x", 1, [2])],
-                          [helper.make_tensor_value_info("y", 1, [2])])
-    save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "r.onnx"))
+    save_relu_model(tmp_path, "r.onnx")
     assert main(["train", str(tmp_path / "r.onnx"), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "nosuchnet" in err[0] and "[N, C, S, S]" in err[1]

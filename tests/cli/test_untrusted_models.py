@@ -20,6 +20,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tests.support.cli_process import run_graphmill
+from tests.support.models import relu_model, save_relu_model
 
 MEMORY_CAP = 4 << 30
 ACCEL = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "accelerators", "edge.toml")
@@ -32,13 +33,8 @@ def run_cli(tmp_path, *args: str, env: dict | None = None) -> subprocess.Complet
                          env={**os.environ, "TMPDIR": str(tmp), **(env or {})})
 
 
-def _relu(node_name="r", out="y", doc="", attrs=None) -> onnx.ModelProto:
-    node = helper.make_node("Relu", ["x"], [out], name=node_name, doc_string=doc)
-    for k, v in (attrs or {}).items():
-        node.attribute.append(helper.make_attribute(k, v))
-    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, [2])],
-                          [helper.make_tensor_value_info(out, 1, [2])])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+def _relu(node_name="r", **kw) -> onnx.ModelProto:
+    return relu_model(node_name=node_name, **kw)
 
 
 def _write_patched(path, model: onnx.ModelProto, marker: bytes, bad: bytes) -> str:
@@ -93,10 +89,7 @@ def test_binary_attribute_strings_are_legal_and_round_trip(tmp_path):
 
 
 def _huge_input(path, dims) -> str:
-    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                          [helper.make_tensor_value_info("x", 1, dims)], [helper.make_tensor_value_info("y", 1, dims)])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return str(path)
+    return save_relu_model(os.path.dirname(path), os.path.basename(path), dims=dims)
 
 
 def _long_shape_operand(path, n) -> str:
