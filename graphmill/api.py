@@ -490,10 +490,11 @@ def _static_sizes(graph: Graph, dims: dict[str, int] | None) -> None:
     from graphmill.frontend.onnx_shape_inference import infer_shapes
     from graphmill.ir.summary import bind_symbols, symbols
 
+    infer_shapes(graph)  # first: a size the graph computes is no symbol to bind (ir.ops.infer)
     if dims:
         check_dims(graph, dims)
         bind_symbols(graph, dims, in_place=True)
-    infer_shapes(graph)
+        infer_shapes(graph)
     free = symbols(graph)
     if free:
         raise UserInputError(f"graph {graph.name!r} has symbolic dimension(s) {', '.join(free)}: op costs need sizes; "

@@ -130,8 +130,14 @@ register("CastLike", infer=_infer_cast_like, cost=_cast_cost)
 
 
 def _scalar(ctx: InferenceContext, i: int):
+    """A one-element input's value: a constant, or a shape entry even when cast to float (``torch.arange(n)``
+    of a float ``n`` taken from a shape exports as ``Range(0.0, Cast(Gather(Shape(x))), 1.0)``)."""
     v = ctx.input_value(i)
-    if v is None or v.size != 1:
+    if v is None:
+        v = ctx.input_partial(i)
+        if v is None or v.size != 1 or not isinstance(v.ravel()[0], (int, np.integer)):
+            return None
+    if v.size != 1:
         return None
     return v.ravel()[0]
 

@@ -1,8 +1,13 @@
 """Type and shape inference over a graph with the op registry.
 
 Inference only adds information: an unknown type is filled, an unknown
-dimension is refined, but a symbolic dimension is never replaced by a number
-and a declared type is never contradicted silently (conflicts are reported).
+dimension is refined, a symbolic dimension that a graph input carries (the
+model's free sizes: a batch ``N``) is never replaced by a number, and a declared
+type is never contradicted silently (conflicts are reported). A symbol no graph
+input carries is an exporter's name for a size the graph computes (torch names
+an output dim ``ReduceMeany_dim_0``): when inference computes it as a number,
+the number replaces it, as onnx's own inference does, so that it can neither
+block static-shape work nor be bound by ``--dim`` to a size the graph cannot have.
 Ops the registry does not know keep whatever types they had.
 """
 
@@ -32,8 +37,11 @@ class InferenceReport:
     errors: list[str] = field(default_factory=list)
 
 
-def merge_types(old: Type | None, new: Type | None, where: str, report: InferenceReport) -> Type | None:
-    """Combine a declared type with an inferred one, keeping the more precise of each part."""
+def merge_types(old: Type | None, new: Type | None, where: str, report: InferenceReport,
+                free: frozenset[str] | None = None) -> Type | None:
+    """Combine a declared type with an inferred one, keeping the more precise of each part. ``free``: the
+    symbols graph inputs carry; a declared symbol outside them yields to an inferred number (module docstring).
+    None: every symbol stays."""
     if new is None:
         return old
     if old is None:
@@ -58,6 +66,8 @@ def merge_types(old: Type | None, new: Type | None, where: str, report: Inferenc
             elif isinstance(a, int) and isinstance(b, int) and a != b:
                 report.conflicts.append(f"{where}: declared {old}, inferred {new}")
                 dims.append(a)
+            elif isinstance(a, str) and isinstance(b, int) and free is not None and a not in free:
+                dims.append(b)  # a derived size the exporter named: the graph computes it
             else:
                 dims.append(a)  # a symbol stays a symbol; a known int stays
         shape = tuple(dims)
@@ -99,21 +109,29 @@ def infer_types(graph: Graph, *, strict: bool = False, recurse: bool = True) -> 
     ``ShapeInferenceError``; otherwise the problem is recorded in the report.
     """
     report = InferenceReport()
-    _infer_graph(graph, graph.root.opset_imports, {}, report, strict, recurse)
+    _infer_graph(graph, graph.root.opset_imports, {}, report, strict, recurse, input_symbols(graph.root))
     return report
 
 
+def input_symbols(graph: Graph) -> frozenset[str]:
+    """The symbolic dims the graph's inputs carry (initializers excluded): the model's free sizes."""
+    return frozenset(d for v in graph.inputs if not v.is_initializer and isinstance(v.type, TensorType)
+                     and v.type.shape is not None for d in v.type.shape if isinstance(d, str))
+
+
 def _infer_graph(graph: Graph, opsets: dict[str, int], known: dict[int, np.ndarray], report: InferenceReport,
-                 strict: bool, recurse: bool) -> None:
+                 strict: bool, recurse: bool, free: frozenset[str]) -> None:
+    if graph.parent is not None:  # a body's own inputs (a Loop's iteration) are free sizes too
+        free = free | input_symbols(graph)
     for node in graph.nodes:
         if recurse:
             for sub in node.subgraphs():
-                _infer_graph(sub, opsets, known, report, strict, recurse)
-        _infer_node(node, opsets, known, report, strict)
+                _infer_graph(sub, opsets, known, report, strict, recurse, free)
+        _infer_node(node, opsets, known, report, strict, free)
 
 
 def _infer_node(node: Node, opsets: dict[str, int], known: dict[int, np.ndarray], report: InferenceReport,
-                strict: bool) -> None:
+                strict: bool, free: frozenset[str]) -> None:
     d = lookup(node.domain, node.op_type)
     if d is None or d.infer is None:
         key = f"{node.domain or 'ai.onnx'}::{node.op_type}"
@@ -146,7 +164,7 @@ def _infer_node(node: Node, opsets: dict[str, int], known: dict[int, np.ndarray]
             # A size no real model has, computed from the model's own constants (Range(0, 2^33, 1)): refuse
             # it here, before onnx's inference, constant folding or random inputs try to allocate it.
             raise ModelTooLargeError(f"{node.describe()}: output %{out.name} would have {problem}")
-        merged = merge_types(out.type, t, f"{node.describe()} output %{out.name}", report)
+        merged = merge_types(out.type, t, f"{node.describe()} output %{out.name}", report, free)
         if merged is not out.type:
             out.type = merged
             report.inferred += 1

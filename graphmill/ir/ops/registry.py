@@ -102,14 +102,12 @@ class InferenceContext:
         got = self._known.get(id(v))
         if got is not None and got.dtype != object:  # object arrays are partial (symbolic) values
             return got
-        if isinstance(v.const, Tensor):
-            t = v.const
-            if t.dtype.is_floating or t.size <= MAX_PROPAGATED_ELEMENTS:
-                if t.size <= MAX_PROPAGATED_ELEMENTS:
-                    try:
-                        return t.numpy()
-                    except Exception:  # noqa: BLE001 -- exotic dtype: just unknown
-                        return None
+        t = v.const if isinstance(v.const, Tensor) else constant_node_tensor(v.producer)
+        if t is not None and t.size <= MAX_PROPAGATED_ELEMENTS:
+            try:
+                return t.numpy()
+            except Exception:  # noqa: BLE001 -- exotic dtype: just unknown
+                return None
         return None
 
     def input_partial(self, i: int) -> np.ndarray | None:
@@ -176,6 +174,16 @@ class InferenceContext:
 
     def fail(self, msg: str) -> ShapeInferenceError:
         return ShapeInferenceError(f"{self.node.describe()}: {msg}")
+
+
+def constant_node_tensor(node: Node | None) -> Tensor | None:
+    """The tensor a ``Constant`` node holds in its ``value`` attribute, or None. Only integer values are
+    propagated as shape arithmetic, but a float Constant is as constant as a float initializer: an exporter's
+    Resize scales or Range start and step (``torch.nn.Upsample``, ``torch.arange``) come as Constant nodes."""
+    if node is None or node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+        return None
+    a = node.attrs.get("value")
+    return a.value if a is not None and isinstance(a.value, Tensor) else None
 
 
 def partial_dtype(dt: DataType) -> np.dtype | type:

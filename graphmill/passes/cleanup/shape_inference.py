@@ -11,9 +11,10 @@ export) as far as onnx's data propagation does, so asking onnx about the
 registry's own ops would cost that round trip for nothing. Zoo models and
 TorchScript/dynamo exports of CNNs and transformers never ask it.
 
-Inference only adds information: a symbolic dimension is never replaced by a
-number and a declared type is never overwritten; conflicts and inference errors
-become notes, not failures. The graph's structure (nodes, edges, initializers)
+Inference only adds information: a symbolic dimension a graph input carries is
+never replaced by a number (a symbol only outputs carry names a size the graph
+computes, and yields to it: ``graphmill.ir.ops.infer``) and a declared type is
+never overwritten; conflicts and inference errors become notes, not failures. The graph's structure (nodes, edges, initializers)
 never changes, so every structural analysis survives it.
 """
 

@@ -1,0 +1,131 @@
+"""Shapes of what torch's exporter writes for common modules, against onnx's own inference and ONNX Runtime.
+
+Found by an outside check with independently written PyTorch models: ``nn.Upsample(scale_factor=2)`` exports its
+scales as a float ``Constant`` node, which graphmill's inference did not read (Resize "output shape is not
+static": placement refused a U-Net); ``torch.arange(n)`` of a float ``n`` taken from a shape exports as
+``Range`` over float Constants and a cast shape entry (refused likewise; rebuilt here by hand); and torch declares an output's
+computed size as a symbol (``ReduceMeany_dim_0``) that inference kept over the number it computed, so a fully
+static model was refused without ``--dim`` and ``--dim ReduceMeany_dim_0=32`` wrote a model declaring a size
+the graph cannot have. References: ``onnx.shape_inference.infer_shapes(..., data_prop=True)`` for the inferred
+shapes and ONNX Runtime for the outputs' real shapes.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import shape_inference
+
+import graphmill
+from graphmill import api
+from graphmill.errors import UserInputError
+from graphmill.frontend.onnx_shape_inference import infer_shapes
+from graphmill.ir import TensorType
+
+
+class UpsampleNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.up = torch.nn.Upsample(scale_factor=2, mode="nearest")
+
+    def forward(self, x):
+        return self.up(self.conv(x)).relu()
+
+
+def arange_model(path, *, pos_output: bool = False) -> str:
+    """What torch.onnx.export writes for ``pos = torch.arange(n, dtype=float32)`` with ``n = t.shape[1]`` of a
+    tensor whose shape the exporter cannot fold (the outside check's model: after PixelShuffle, GroupNorm and a
+    reflect pad), then ``(t + pos).mean(1)``, written out here so that the test does not depend on when the
+    exporter folds: Range over float Constants and a cast shape entry, and the output declared with torch's
+    name for the computed size. ``pos_output``: the Range's result is an output too, for ONNX Runtime to
+    measure (onnx's inference leaves it unknown)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def const(name, value):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(value), name))
+
+    nodes = [const("zero", np.float32(0)), const("one", np.float32(1)), const("axis1", np.int64(1)),
+             const("axes", np.array([1], np.int64)),
+             helper.make_node("Shape", ["x"], ["shape"]), helper.make_node("Gather", ["shape", "axis1"], ["n"]),
+             helper.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT),
+             helper.make_node("Range", ["zero", "nf", "one"], ["pos"]),
+             helper.make_node("Unsqueeze", ["pos", "axes"], ["pos2"]),
+             helper.make_node("Add", ["x", "pos2"], ["sum"]),
+             helper.make_node("ReduceMean", ["sum"], ["y"], axes=[1], keepdims=0)]
+    g = helper.make_graph(nodes, "arange", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["ReduceMeany_dim_0", 4])]
+                          + ([helper.make_tensor_value_info("pos", TensorProto.FLOAT, None)] if pos_output else []))
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+def _export(model: torch.nn.Module, x: torch.Tensor, path, **kw) -> str:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (x,), str(path), dynamo=False, opset_version=17, input_names=["x"],
+                          output_names=["y"], **kw)
+    return str(path)
+
+
+def _shapes(graph) -> dict[str, tuple]:
+    return {v.name: tuple(v.type.shape) for g in graph.all_graphs() for v in g.values()
+            if isinstance(v.type, TensorType) and v.type.shape is not None}
+
+
+def _onnx_shapes(path: str) -> dict[str, tuple]:
+    m = shape_inference.infer_shapes(onnx.load(path), data_prop=True)
+    out = {}
+    for vi in list(m.graph.value_info) + list(m.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        out[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param or None for d in dims)
+    return out
+
+
+def _ort_output_shape(path: str, x: np.ndarray, k: int = 0) -> tuple:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[k].shape
+
+
+@pytest.mark.parametrize("which", ["upsample", "arange"])
+def test_every_shape_matches_onnx_and_the_output_ort(tmp_path, which):
+    if which == "upsample":
+        x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+        path, op = _export(UpsampleNet(), torch.from_numpy(x), tmp_path / "m.onnx"), "Resize"
+    else:  # onnx's inference leaves Range's length unknown: ONNX Runtime measures it
+        x = np.random.default_rng(0).standard_normal((2, 5, 4)).astype(np.float32)
+        path, op = arange_model(tmp_path / "m.onnx", pos_output=True), None
+    g = graphmill.load(path)
+    infer_shapes(g)
+    ours, ref = _shapes(g), _onnx_shapes(path)
+    op_of = {v.name: n.op_type for n in g.nodes for v in n.outputs if v is not None}
+    static = {k: v for k, v in ref.items() if all(isinstance(d, int) for d in v)}
+    assert op is None or op in {op_of[k] for k in static if k in op_of}
+    for name, dims in static.items():
+        assert ours.get(name) == dims, (name, op_of.get(name), ours.get(name), dims)
+    for k, out in enumerate(g.outputs):
+        assert tuple(out.type.shape) == _ort_output_shape(path, x, k), out.name
+
+
+def test_a_computed_output_size_is_no_symbol_to_bind(tmp_path):
+    path = arange_model(tmp_path / "m.onnx")
+    x = np.zeros((2, 5, 4), np.float32)
+    # placed without --dim (the input fixes every size), the model keeps ORT's output shape
+    g = graphmill.load(path)
+    api.place(g, devices=2, method="heft")
+    assert tuple(g.outputs[0].type.shape) == _ort_output_shape(path, x) == (2, 4)
+    with pytest.raises(UserInputError, match="no symbolic dimension named 'ReduceMeany_dim_0'.*none"):
+        api.place(graphmill.load(path), devices=2, method="heft", dims={"ReduceMeany_dim_0": 32})
+
+
+def test_an_input_symbol_stays_a_symbol(tmp_path):
+    """A dynamic batch is the model's free size: inference never fixes it, whatever the export's example."""
+    path = _export(UpsampleNet(), torch.randn(2, 3, 8, 8), tmp_path / "m.onnx",
+                   dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+    g = graphmill.load(path)
+    infer_shapes(g)
+    assert tuple(g.outputs[0].type.shape) == ("N", 4, 16, 16)
