@@ -53,6 +53,27 @@ def test_fold_constants_numpy_and_ort_paths():
     assert compare(ref, g, rtol=0, atol=0).ok
 
 
+def test_fold_constants_folds_readers_of_constant_nodes_in_the_same_run():
+    """A Constant node becomes an initializer and its readers fold in the same run. Before, the readers read
+    the new initializer, which the run did not know as constant: ``-p fold-constants`` left ``Mul(Constant,
+    Constant)`` computed (a second run folded it)."""
+    from onnx import helper, numpy_helper
+
+    from graphmill.frontend import from_proto
+
+    def const(name, v):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(v), name))
+
+    nodes = [const("s0", np.array([1, 2, 3], np.float32)), const("k", np.float32(2.0)),
+             helper.make_node("Mul", ["s0", "k"], ["w"]), helper.make_node("Add", ["x", "w"], ["y"])]
+    g = from_proto(helper.make_model(helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", 1, [2, 3])], [helper.make_tensor_value_info("y", 1, [2, 3])]),
+        opset_imports=[helper.make_opsetid("", 17)]))
+    ref, res = _run(g, "fold-constants")
+    assert _ops(g) == ["Add"] and res.records[0].stats == {"folded": 1, "constants_to_initializers": 2}
+    assert compare(ref, g, rtol=0, atol=0).ok
+
+
 def test_fold_constants_refusals():
     b = GraphBuilder(opset=17)
     x = b.input("x", "float32", [2, 3])

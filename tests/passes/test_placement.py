@@ -533,3 +533,32 @@ def test_heft_colocated_fits_a_small_fast_device(tmp_path, seed, fast_mb):
         by_group.setdefault(group_of[o], set()).add(d)
     assert all(len(ds) == 1 for ds in by_group.values())
     assert set(rep["placement"].values()) == {0, 1}  # the fast device is used, not avoided
+
+
+def test_place_after_a_pass_that_makes_shapes_inferable(tmp_path):
+    """A Resize whose scales are computed is open until fold-constants makes them a constant; the place pass
+    after it in the same schedule now infers again (before, it only inferred when a value had no shape at all
+    and refused: 'Resize ...: output shape is not static'). Reference: ONNX Runtime's output shape."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    from graphmill import api
+
+    def const(name, v):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(v), name))
+
+    nodes = [const("s0", np.array([1, 1, 2, 2], np.float32)), const("k", np.float32(1.0)),
+             helper.make_node("Mul", ["s0", "k"], ["scales"]),
+             helper.make_node("Resize", ["x", "", "scales"], ["r"], mode="nearest"),
+             helper.make_node("Relu", ["r"], ["y"])]
+    path = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", 1, [1, 3, 8, 8])], [helper.make_tensor_value_info("y", 1, None)]),
+        opset_imports=[helper.make_opsetid("", 17)]), path)
+    g = api.load(path)
+    api.optimize(g, "fold-constants,place", devices=2)
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0].shape
+    assert tuple(g.outputs[0].type.shape) == want == (1, 3, 16, 16)
+    assert all(n.meta.get("device") in (0, 1) for n in g.nodes if n.op_type in ("Resize", "Relu"))

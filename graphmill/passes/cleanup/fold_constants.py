@@ -95,7 +95,8 @@ class FoldConstants(Pass):
                     known[id(out)] = arr
                     if (self.constants_to_initializers and id(out) not in outputs and id(out) not in nested
                             and not node.meta):
-                        _to_initializer(g, node, arr)
+                        # its readers now read the initializer: constant for the folds later in this run too
+                        known[id(_to_initializer(g, node, arr))] = arr
                         converted += 1
                     continue
                 reason = self._refuse(node, known, nested)
@@ -183,13 +184,15 @@ def _constant_node_value(node: Node) -> np.ndarray | None:
     return arr
 
 
-def _to_initializer(g: Graph, node: Node, arr: np.ndarray) -> None:
+def _to_initializer(g: Graph, node: Node, arr: np.ndarray) -> Value:
+    """Replace a Constant node by an initializer of its name; returns the initializer."""
     out = node.outputs[0]
     name = out.name
     init = g.add_initializer(Tensor(arr), g.unique_name(name + "_folded"))
     out.replace_all_uses_with(init, graph_outputs=False)
     g.remove_node(node)
     _rename_initializer(g, init, name)
+    return init
 
 
 def _rename_initializer(g: Graph, init: Value, name: str) -> None:

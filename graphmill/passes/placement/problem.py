@@ -131,11 +131,12 @@ def infer_open_shapes(graph: Graph, ctx: Any, what: str) -> None:
     loaded from a ``torch.onnx.export`` file declares no intermediate shapes (``api.place`` and ``graphmill
     optimize`` infer them first; a pass run from Python on a loaded model gets them here). A symbolic dimension
     (a dynamic batch) is refused in one line naming it: a pass has no size for it."""
-    from graphmill.ir import TensorType
+    from graphmill.ir.ops import is_open
     from graphmill.ir.summary import symbols
 
-    if not all(isinstance(v.type, TensorType) and v.type.shape is not None
-               for n in graph.nodes for v in n.outputs if v is not None):
+    # open: no type, no shape or an unknown dim (an earlier pass of the schedule may have made it inferable:
+    # fold-constants turning a Resize's computed scales into a constant)
+    if any(is_open(v.type) for n in graph.nodes for v in n.outputs if v is not None):
         from graphmill.passes.cleanup.shape_inference import ShapeInference
 
         ShapeInference().run(graph, ctx)
