@@ -36,6 +36,7 @@ import bisect
 import numpy as np
 
 from graphmill.ir import UserInputError
+from graphmill.util.native_output import native_stdout_discarded
 
 from .problem import PlacementProblem
 
@@ -223,7 +224,8 @@ def metis(prob: PlacementProblem, seed: int = 0) -> list[int]:
         kw["adjacency"] = pymetis.CSRAdjacency(xadj, adjncy)
     else:
         kw.update(xadj=xadj, adjncy=adjncy)
-    _, parts = pymetis.part_graph(D, **kw)
+    with native_stdout_discarded():  # METIS printf()s on stdout, where --json - writes its report
+        _, parts = pymetis.part_graph(D, **kw)
     return [int(p) for p in parts]  # part k was sized for device k's share
 
 
