@@ -537,7 +537,8 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
     _static_sizes(graph, dims)
     name_nodes(graph)
     target = training_graph(graph) if training else graph
-    model = PlacementCostModel(ds, measured_cost(graph, ds) if cost == "ort" else cost)
+    measured = measured_cost(graph, ds) if cost == "ort" else None
+    model = PlacementCostModel(ds, measured or cost)
     if method == "learned":
         result = _learned_place(target, model, budget=budget, seed=seed, options=options, progress=progress,
                                 checkpoint=checkpoint)
@@ -545,6 +546,8 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
         result = place_graph(target, model, method=method, budget=budget, seed=seed, options=options,
                              progress=progress, checkpoint=checkpoint)
     target.meta["placement"].update({"device_set": ds.to_dict(), "cost": cost})
+    if measured is not None:  # a replay re-measuring would time another run of another machine: keep these
+        target.meta["placement"]["measured_us"] = dict(measured.times_us)
     if training:  # the forward ops' placement travels on the given graph too
         by_name = {n.name: n.meta.get("device") for n in target.nodes}
         for n in graph.nodes:

@@ -18,6 +18,7 @@ from onnx import TensorProto, helper
 
 from graphmill import api
 from graphmill.backends.ort_costmodel import OrtCostModel, parse_profile
+from graphmill.errors import UserInputError
 from graphmill.frontend.onnx_import import from_proto
 
 N = 512
@@ -93,3 +94,20 @@ def test_place_with_cost_ort_reports_the_measured_times():
     assert t["big_matmul"][0] == t["big_matmul"][1] > 5 * t["relu"][0] > 0  # identical chips, measured times
     assert rep["makespan"] == pytest.approx(sum(v[0] for v in t.values()))  # one device runs the chain
     assert graph.meta["placement"]["cost"] == "ort"
+
+
+def test_a_placed_models_replay_uses_the_times_place_measured(tmp_path):
+    """`graphmill simulate` of a `place --cost ort` model re-measured the times (3-4% off the report, different
+    on every run); the measured times now travel with the model. Reference: the report's own op times (its
+    makespan, single device, is their sum), and the replay of the saved and reloaded model."""
+    graph = from_proto(chain_model())
+    rep = api.place(graph, method="single", devices=2, cost="ort")
+    path = str(tmp_path / "placed.onnx")
+    api.save(graph, path)
+    again = api.replay_placement(api.load(path))
+    assert again["makespan"] == rep["makespan"] == pytest.approx(sum(v[0] for v in rep["op_time"].values()))
+    # an untrusted file's times are checked
+    bad = api.load(path)
+    bad.meta["placement"]["measured_us"] = {"relu": -1.0}
+    with pytest.raises(UserInputError, match="measured_us"):
+        api.replay_placement(bad)

@@ -4,6 +4,7 @@ placement the nodes carry (``node.meta["device"]``). ``graphmill simulate`` uses
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from graphmill.ir import Graph, UserInputError
@@ -34,8 +35,10 @@ def replay_placement(graph: Graph, devset: DeviceSet | None = None, *, cost: str
         raise UserInputError(f"graph {graph.name!r} carries no placement (run graphmill place)")
     meta = graph.meta.get("placement") or {}
     cost = cost if cost else meta.get("cost", "roofline")
-    # ort: the forward graph measured, a backward op costed from its forward op's time (as place does)
-    model = PlacementCostModel(devset, measured_cost(graph, devset) if cost == "ort" else cost)
+    # ort: the forward graph's times as place measured them (re-measured only for a model that lacks them), a
+    # backward op costed from its forward op's time (as place does)
+    model = PlacementCostModel(devset, (recorded_cost(meta, devset) or measured_cost(graph, devset)) if cost == "ort"
+                               else cost)
     if meta.get("training") and isinstance(meta.get("decisions"), dict):
         graph = training_step(graph, meta["decisions"], ("device",))
     prob = build_problem(graph, model)
@@ -49,6 +52,23 @@ def replay_placement(graph: Graph, devset: DeviceSet | None = None, *, cost: str
     s = simulate(prob, place)
     return {"makespan": s.makespan, "units": prob.units, "devices": list(devset.names), "peak": s.peak.tolist(),
             "method": (graph.meta.get("placement") or {}).get("method")}
+
+
+def recorded_cost(meta: dict, devset: DeviceSet) -> Any:
+    """The node times ``place --cost ort`` measured and saved with the model (``measured_us``: node name ->
+    microseconds), as a cost model; None when the model has none. Read from an untrusted file: anything but
+    names mapped to finite non-negative numbers is refused in one line."""
+    from graphmill.backends.ort_costmodel import OrtCostModel
+
+    times = meta.get("measured_us")
+    if times is None:
+        return None
+    if not isinstance(times, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and v >= 0 for k, v in times.items()):
+        raise UserInputError("the model's placement meta 'measured_us' is not a map of node names to "
+                             "non-negative times in microseconds")
+    return OrtCostModel({k: float(v) for k, v in times.items()}, clock_mhz=devset.ref_mhz)
 
 
 def measured_cost(graph: Graph, devset: DeviceSet) -> Any:
