@@ -783,12 +783,13 @@ LEARNED_PASSES = ("learned-optimize", "learned-place", "learned-fuse", "learned-
 
 def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimize", devices: int | None = None,
                      devices_file: str | None = None, accel=None, memory_gb: float | None = None,
-                     cost: str = "roofline", training: bool = False, policy: str | None = None, samples: int = 8,
+                     cost: str = "roofline", training: bool = False, policy: str | None = None, samples: int = 0,
                      finetune: int = 0, seed: int = 0, progress=None) -> dict:
     """Run the learned passes (README, "Learned passes") on ``graph`` in place: ``passes`` one of
     ``learned-optimize`` (placement, fusion and scheduling jointly) or a sequence of ``learned-place``,
     ``learned-fuse``, ``learned-schedule`` (each keeps what the others wrote). ``policy``: a policy file (default:
-    the shipped one); ``samples``: policy draws simulated besides its greedy decisions; ``finetune``: more
+    the shipped one); ``samples``: policy draws simulated per round besides its greedy and top-k decisions
+    (default 0, as the passes' option and the benchmark); ``finetune``: more
     samples of PPO fine-tuning on this graph (joint pass only). Devices as ``place``; ``training=True``
     optimizes the training step. Returns ``{"passes", "devices", "units", "makespan", "best_baseline": {"name",
     "makespan"}, "placement": {op: device}, "fusion_groups": [[op]], "priority": {op: number}, "order": {device:

@@ -347,3 +347,17 @@ def test_place_learned_budget_counts_each_fine_tune_simulation_once(monkeypatch)
     assert got["samples"] == zero["samples"] + 12
     assert n - n0 == 12 + setup
     assert len(runs) == 1 and runs[0]["samples"] == 12 and got["steps"] == runs[0]["steps"] >= 1
+
+
+def test_the_api_and_the_pass_default_to_the_same_search(torch_onnx, monkeypatch):
+    """`api.learned_optimize` drew 8 policy samples per round by default where the `learned-optimize` pass (and so
+    `graphmill optimize -p learned-optimize`) draws none: one graph, two answers (an outside check: 4,627 against
+    4,651 cycles). Reference: the pass's own result and its simulations (the states simulated, in order) on a
+    copy of the same graph."""
+    keys = record_simulations(monkeypatch)
+    a = api.learned_optimize(api.load(torch_onnx), devices=3)
+    by_api = list(keys["refine"])
+    keys["refine"].clear()
+    g = api.load(torch_onnx)
+    api.optimize(g, "learned-optimize", devices=3)
+    assert by_api == keys["refine"] and a["makespan"] == g.meta["learned"]["makespan"]
