@@ -993,7 +993,8 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
     ``interrupted`` and the placer's statistics."""
     import math
 
-    from graphmill.frontend.chip.plc import check_place_paths, placement_text
+    from graphmill.frontend.chip.plc import placement_text
+    from graphmill.util.files import check_output_paths
     from graphmill.passes.chip.problem import problem_from_graph
     from graphmill.util.files import atomic_write_many
 
@@ -1007,7 +1008,7 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
     if len(weights) != 3 or not all(math.isfinite(v) and v >= 0 for v in weights) or not any(weights):
         raise UserInputError(f"--weights {','.join(map(str, weights))}: three numbers >= 0, not all 0 (wirelength, "
                              "density, congestion)")
-    check_place_paths({"NETLIST": netlist, "--init": init}, {"-o": output, "--json": json_path, "--plot": plot})
+    check_output_paths({"NETLIST": netlist, "--init": init}, {"-o": output, "--json": json_path, "--plot": plot})
     _check_chip_options(method, options)
     graph, plc = chip_load(netlist, init)
     problem = problem_from_graph(graph)
@@ -1104,7 +1105,7 @@ def supernet_select(path: str | os.PathLike, *, output: str | os.PathLike, max_m
     kind, limit = next(iter(given.items())) if given else (None, None)
     if kind is not None:
         limit = check_constraint(kind, limit)
-    check_outputs(path, output, report, plot)  # writable, not one file twice, not the supernet's own files
+    check_outputs(path, output, report, plot, accel)  # writable, not one file twice, not an input
     accel_cfg = load_accel(accel) if accel is not None else None
     graph, spec, _info = load_supernet(path)
     ev = ChildEvaluator(graph, spec, accel=accel_cfg)

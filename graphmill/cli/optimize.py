@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from graphmill import api
 from graphmill.cli.common import add_output_args, check_output_path, emit_json, parse_dims, save_output
-from graphmill.util.files import check_target
+from graphmill.util.files import check_output_paths, check_target
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -68,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
         if path and path != "-":
             check_target(path)
             check_output_path(path, [args.model], args.force)
+    schedule_file = args.schedule.rsplit(":", 1)[0] if args.schedule and not os.path.exists(args.schedule) \
+        else args.schedule  # FILE.mill:NAME
+    check_output_paths({"-s": schedule_file, "--accel": args.accel, "--devices-file": args.devices_file,
+                        **{f"--load-passes {p}": p for p in args.load_passes or []}},
+                       {"-o": args.output, "--json": args.json})
     for plugin in args.load_passes or []:
         api.load_passes(plugin)
     graph = api.load(args.model)

@@ -8,7 +8,7 @@ import sys
 
 from graphmill import api
 from graphmill.cli.common import add_output_args, check_output_path, emit_json, parse_dims, save_output
-from graphmill.util.files import check_target
+from graphmill.util.files import check_output_paths, check_target
 
 METHODS = "single, round-robin, expert, heft, heft-colocated, metis, rl, hierarchical, learned"
 
@@ -60,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
                 from graphmill.errors import UserInputError
 
                 raise UserInputError(f"{flag} {path}: the same file as {other}; give each output its own path")
+    # the other files the command reads (the model is checked above, with --force), and the checkpoint it writes
+    policy_meta = args.policy[:-4] + ".json" if args.policy and args.policy.endswith(".npz") else None
+    check_output_paths({"--accel": args.accel, "--devices-file": args.devices_file, "--policy": args.policy,
+                        "--policy's metadata": policy_meta},
+                       {"-o": args.output, "--json": args.json, "--plot": args.plot, "--checkpoint": args.checkpoint})
 
     def progress(line: str) -> None:
         if not args.quiet:
@@ -86,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
         if args.checkpoint and os.path.exists(args.checkpoint):
             print(f"graphmill place: nothing written but {args.checkpoint}; run the same command again to resume "
                   "from it", file=sys.stderr)
+        elif args.method in ("rl", "hierarchical", "learned") and not args.checkpoint:
+            print("graphmill place: nothing written; a rerun starts over (--checkpoint PATH saves the search as it "
+                  "goes, for the same command to resume)", file=sys.stderr)
         raise
     run_result = api.check_placement(graph) if args.run else None
     save_output(graph, args)
@@ -126,5 +134,7 @@ def table(r: dict, info: dict) -> str:
     learned = info.get("learned")
     if learned:
         lines.append(f"{r['method']}: {learned['samples']} placements in {learned['steps']} steps, best from "
-                     f"{learned['best_from']}; samples to reach the best baseline: {learned['samples_to_best_baseline']}")
+                     f"{learned['best_from']}; samples to reach the best baseline: "
+                     + ("not reached" if learned["samples_to_best_baseline"] is None
+                        else str(learned["samples_to_best_baseline"])))
     return "\n".join(lines)

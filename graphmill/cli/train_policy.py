@@ -10,7 +10,7 @@ import sys
 from graphmill import api
 from graphmill.cli.common import emit_json
 from graphmill.errors import UserInputError
-from graphmill.util.files import check_target
+from graphmill.util.files import check_output_paths, check_target
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -36,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
         check_target(args.json)
         if args.output.endswith(".npz") and os.path.abspath(args.json) == os.path.abspath(args.output[:-4] + ".json"):
             raise UserInputError(f"--json {args.json}: that is where the policy's metadata goes; choose another path")
+    # the checkpoint is written during the run and removed at its end: it may name neither output
+    meta = args.output[:-4] + ".json" if args.output.endswith(".npz") else None
+    check_output_paths({}, {"-o": args.output, "the policy's metadata (beside -o)": meta, "--json": args.json,
+                            "--checkpoint": args.checkpoint})
     options: dict = {}
     for item in args.option:
         key, sep, value = item.partition("=")

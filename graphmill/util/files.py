@@ -40,6 +40,31 @@ def check_target(path: str) -> str:
     return folder
 
 
+def check_output_paths(inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
+    """Refuse, before any work, output paths (flag -> path; None or '-' skipped) that cannot be written, that name
+    one of the ``inputs`` (flag -> path: a netlist, an accelerator file, a policy) or the same file as another
+    output. Why: a command writes its outputs at the end, so ``-o p.plc --json p.plc`` left the JSON report as
+    p.plc (exit 0), ``--json myedge.toml --accel myedge.toml`` replaced the user's accelerator with a report, and
+    ``train-policy -o p.npz --checkpoint p.npz`` deleted the policy with the finished checkpoint."""
+    named = {flag: os.fspath(p) for flag, p in outputs.items() if p is not None and os.fspath(p) != "-"}
+    seen: dict[str, str] = {}
+    for flag, path in named.items():
+        check_target(path)
+        for iflag, src in inputs.items():
+            if src is None:
+                continue
+            src = os.fspath(src)
+            if os.path.realpath(path) == os.path.realpath(src) or (
+                    os.path.exists(path) and os.path.exists(src) and os.path.samefile(path, src)):
+                raise UserInputError(f"{flag} {path}: is the input {src} ({iflag}); refusing to overwrite it, pick "
+                                     "another output")
+        real = os.path.realpath(path)
+        if real in seen:
+            raise UserInputError(f"{seen[real]} {named[seen[real]]} and {flag} {path} name the same file: one would "
+                                 "overwrite the other; give each output its own path")
+        seen[real] = flag
+
+
 def check_out_folder(path: str | os.PathLike, command: str, contents: str, *, flag: str = "--out") -> str:
     """``path`` (as a string) if ``command`` may make it the folder it writes ``contents`` in: it may not exist
     yet (the caller creates it), but neither it nor its nearest existing parent may be a file, and it may not be

@@ -275,30 +275,6 @@ def placement_text(graph: Graph, template: PlcFile, costs: dict[str, float] | No
     return eol.join(ln.rstrip("\r") for ln in lines) + eol
 
 
-def check_place_paths(inputs: dict[str, str | os.PathLike], outputs: dict[str, str | os.PathLike | None]) -> None:
-    """Refuse, before any work, output paths (flag -> path; None or '-' skipped) that cannot be written, that name
-    one of the ``inputs`` (flag -> path: the netlist, the initial placement) or that name the same file as another
-    output. Why: ``chip place`` writes its outputs together at the end, so ``-o p.plc --json p.plc`` left the JSON
-    report as p.plc (the placement lost, exit 0), and ``-o`` naming ``--init`` would replace the user's input."""
-    from graphmill.util.files import check_target
-
-    named = {flag: os.fspath(p) for flag, p in outputs.items() if p is not None and os.fspath(p) != "-"}
-    seen: dict[str, str] = {}
-    for flag, path in named.items():
-        check_target(path)
-        for iflag, src in inputs.items():
-            src = os.fspath(src)
-            if os.path.realpath(path) == os.path.realpath(src) or (
-                    os.path.exists(path) and os.path.exists(src) and os.path.samefile(path, src)):
-                raise UserInputError(f"{flag} {path}: is the input {src} ({iflag}); refusing to overwrite it, pick "
-                                     "another output")
-        real = os.path.realpath(path)
-        if real in seen:
-            raise UserInputError(f"{seen[real]} {named[seen[real]]} and {flag} {path} name the same file: one would "
-                                 "overwrite the other; give each output its own path")
-        seen[real] = flag
-
-
 def write_plc(path: str | os.PathLike, graph: Graph, template: PlcFile, costs: dict[str, float] | None = None) -> None:
     """Write ``placement_text`` to ``path`` atomically."""
     atomic_write_text(path, placement_text(graph, template, costs))

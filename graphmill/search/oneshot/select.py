@@ -132,27 +132,18 @@ def check_constraint(kind: str, limit: Any) -> float:
 
 
 def check_outputs(supernet: str | os.PathLike, output: str | os.PathLike,
-                  report: str | os.PathLike | None = None, plot: str | os.PathLike | None = None) -> None:
+                  report: str | os.PathLike | None = None, plot: str | os.PathLike | None = None,
+                  accel: str | os.PathLike | None = None) -> None:
     """Refuse, before any work, a child path (``-o``), report path (``--json``) or plot path (``--plot``) that
-    cannot be written, two that name the same file (the report would replace the child just written) or one
-    that is a file of the supernet folder being read (the child would replace ``supernet.onnx``, the supernet
-    it came from)."""
-    from graphmill.util.files import check_target
+    cannot be written, two that name the same file (the report would replace the child just written), the
+    ``--accel`` file the latency is read from, or a file of the supernet folder being read (the child would
+    replace ``supernet.onnx``, the supernet it came from)."""
+    from graphmill.util.files import check_output_paths
 
-    paths = {"-o": os.fspath(output)}
-    if report is not None:
-        paths["--json"] = os.fspath(report)
-    if plot is not None:
-        paths["--plot"] = os.fspath(plot)
-    for p in paths.values():
-        check_target(p)
+    paths = {flag: os.fspath(p) for flag, p in (("-o", output), ("--json", report), ("--plot", plot))
+             if p is not None}
+    check_output_paths({"--accel": accel}, paths)
     real = {flag: os.path.realpath(p) for flag, p in paths.items()}
-    flags = list(real)
-    for i, a in enumerate(flags):
-        for b in flags[i + 1:]:
-            if real[a] == real[b]:
-                raise UserInputError(f"{a} {paths[a]} and {b} {paths[b]} name the same file: one would overwrite "
-                                     "the other; give separate paths")
     from .train import SUPERNET_FILES
 
     own = {os.path.realpath(os.path.join(os.fspath(supernet), n)): n for n in SUPERNET_FILES}

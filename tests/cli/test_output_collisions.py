@@ -1,0 +1,72 @@
+"""No command writes an output over a file it reads, or two outputs to one file (``util.files.check_output_paths``).
+
+Found by a new user's walk-through, each exit 0 before: ``train-policy -o p.npz --json p.npz`` left the report as
+the policy, ``--checkpoint p.npz`` deleted the policy with the finished checkpoint, ``--checkpoint p.json``
+deleted its metadata; ``place --json myedge.toml --accel myedge.toml`` replaced the accelerator with a report
+(``--policy`` likewise); ``supernet select -o myedge.toml --accel myedge.toml`` wrote the child over it; ``optimize
+-o m.onnx --json m.onnx`` left the report as the model. Reference: the files' bytes before and after, and the
+message written out by hand here. Every refusal is one line, exit 2, before any work.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+import graphmill
+from graphmill.cli import main
+from graphmill.frontend import zoo
+
+EDGE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples",
+                    "accelerators", "edge.toml")
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(EDGE, "myedge.toml")
+    graphmill.save(zoo.build("resnet18", width=0.25, resolution=32, batch=1), "m.onnx")
+    (tmp_path / "pol.npz").write_bytes(b"not read: refused first")
+    (tmp_path / "pol.json").write_text("{}")
+    return tmp_path
+
+
+def _refused(capsys, argv, says):
+    before = {f: open(f, "rb").read() for f in os.listdir(".") if os.path.isfile(f)}
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0], err
+    assert {f: open(f, "rb").read() for f in os.listdir(".") if os.path.isfile(f)} == before
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["train-policy", "-o", "a.npz", "--quick", "--steps", "1", "--json", "a.npz"],
+     "-o a.npz and --json a.npz name the same file"),
+    (["train-policy", "-o", "b.npz", "--quick", "--steps", "1", "--checkpoint", "b.npz"],
+     "-o b.npz and --checkpoint b.npz name the same file"),
+    (["train-policy", "-o", "c.npz", "--quick", "--steps", "1", "--checkpoint", "c.json"],
+     "c.json and --checkpoint c.json name the same file"),
+    (["place", "m.onnx", "--devices", "2", "--accel", "myedge.toml", "-o", "p.onnx", "--json", "myedge.toml"],
+     "--json myedge.toml: is the input myedge.toml (--accel)"),
+    (["place", "m.onnx", "--devices", "2", "--accel", "myedge.toml", "-o", "myedge.toml"],
+     "-o myedge.toml: is the input myedge.toml (--accel)"),
+    (["place", "m.onnx", "--devices", "2", "--method", "learned", "--policy", "pol.npz", "-o", "p.onnx",
+      "--json", "pol.npz"], "--json pol.npz: is the input pol.npz (--policy)"),
+    (["place", "m.onnx", "--devices", "2", "--method", "learned", "--policy", "pol.npz", "-o", "p.onnx",
+      "--plot", "pol.json"], "--plot pol.json: is the input pol.json (--policy's metadata)"),
+    (["place", "m.onnx", "--devices", "2", "--method", "rl", "-o", "p.onnx", "--checkpoint", "p.onnx"],
+     "-o p.onnx and --checkpoint p.onnx name the same file"),
+    (["optimize", "m.onnx", "-o", "o.onnx", "--json", "o.onnx"], "-o o.onnx and --json o.onnx name the same file"),
+    (["optimize", "m.onnx", "-o", "myedge.toml", "--devices", "2", "--accel", "myedge.toml"],
+     "-o myedge.toml: is the input myedge.toml (--accel)"),
+])
+def test_an_output_over_an_input_or_another_output_is_refused(folder, capsys, argv, says):
+    _refused(capsys, argv, says)
+
+
+def test_supernet_select_does_not_write_over_its_accelerator(folder, capsys):
+    # refused before the supernet folder is read: no trained supernet is needed to see it
+    os.makedirs("sn")
+    _refused(capsys, ["supernet", "select", "sn", "--max-latency-ms", "1", "--accel", "myedge.toml", "-o",
+                      "myedge.toml"], "-o myedge.toml: is the input myedge.toml (--accel)")
