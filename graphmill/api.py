@@ -493,8 +493,14 @@ def _static_sizes(graph: Graph, dims: dict[str, int] | None) -> None:
     infer_shapes(graph)  # first: a size the graph computes is no symbol to bind (ir.ops.infer)
     if dims:
         check_dims(graph, dims)
+        given = ", ".join(f"--dim {k}={v}" for k, v in dims.items())
+        if any(v < 1 for v in dims.values()):
+            raise UserInputError(f"{given}: a size to place at must be >= 1")
         bind_symbols(graph, dims, in_place=True)
-        infer_shapes(graph)
+        try:  # what inference refuses now comes from the sizes given (it accepted the graph before)
+            infer_shapes(graph)
+        except UserInputError as e:
+            raise UserInputError(f"{given}: {e}") from None
     free = symbols(graph)
     if free:
         raise UserInputError(f"graph {graph.name!r} has symbolic dimension(s) {', '.join(free)}: op costs need sizes; "

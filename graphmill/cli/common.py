@@ -86,9 +86,12 @@ def parse_dims(items: Sequence[str] | None) -> dict[str, int]:
     dims: dict[str, int] = {}
     for item in items or []:
         name, _, value = item.partition("=")
+        name = name.strip()
+        if name in dims:
+            raise UserInputError(f"--dim {name} given twice ({dims[name]} and {value.strip()}); give each size once")
         try:
-            dims[name.strip()] = int(value)
-            if dims[name.strip()] < 0 or not name.strip():
+            dims[name] = int(value)
+            if dims[name] < 0 or not name:
                 raise ValueError
         except ValueError:
             raise UserInputError(f"--dim {item!r}: expected NAME=SIZE with a non-negative integer size") from None

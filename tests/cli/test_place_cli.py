@@ -123,3 +123,22 @@ def test_json_on_stdout_stays_json_when_metis_complains(tmp_path):
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert "metis" in report["baselines"] and len(report["devices"]) == 8
+
+
+@pytest.mark.parametrize("dims, says", [
+    (["--dim", "N=0"], "--dim N=0: a size to place at must be >= 1"),
+    (["--dim", "N=8", "--dim", "N=4"], "--dim N given twice (8 and 4)"),
+    # inference's refusal, now prefixed with the size that caused it (it named a Conv and an environment variable)
+    (["--dim", "N=99999999999"], "--dim N=99999999999: Conv node"),
+])
+def test_a_bad_dim_is_refused_naming_it(tmp_path, dims, says):
+    """Before: N=0 said 'Conv node 'Conv_0': repeat must be a positive integer, got 0', N given twice used the
+    last. Reference: the message written out by hand."""
+    from graphmill.frontend import zoo
+
+    path = str(tmp_path / "m.onnx")
+    api.save(zoo.build("resnet18", width=0.25, resolution=32), path)
+    r = run_cli("place", path, "--devices", "2", *dims, "-o", str(tmp_path / "p.onnx"))
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(err) == 1 and says in err[0], r.stderr
+    assert not os.path.exists(tmp_path / "p.onnx")
