@@ -372,6 +372,17 @@ def check_trainable(graph: Graph) -> None:
                              f"op(s) {', '.join(missing)}")
 
 
+def check_search_proxy(proxy: dict, flags: dict[str, str] | None = None) -> None:
+    """Refuse, in one line naming the setting (as ``flags`` spells it, e.g. ``--proxy-resolution``), a proxy or
+    latency setting of the built-in MnasNet evaluator that would make every trial fail."""
+    from graphmill.search.evaluators.mnasnet import settings_problem
+
+    bad = settings_problem(proxy)
+    if bad:
+        name, why = bad
+        raise UserInputError(f"{(flags or {}).get(name, name)} {proxy[name]!r}: {why}")
+
+
 def search(space: str, evaluator: str = "builtin", *, out: str | os.PathLike, strategy: str = "default",
            options: list[str] | dict | None = None, budget: int = 50, workers: int = 1,
            executor: str | None = None, ray_address: str | None = None, objective: str | None = None,

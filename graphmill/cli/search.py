@@ -56,7 +56,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def _proxy(args: argparse.Namespace) -> dict:
     names = {"steps": "steps", "proxy_width": "width", "proxy_resolution": "resolution", "latency": "latency",
              "latency_width": "latency_width", "latency_resolution": "latency_resolution"}
-    return {key: getattr(args, a) for a, key in names.items() if getattr(args, a) is not None}
+    proxy = {key: getattr(args, a) for a, key in names.items() if getattr(args, a) is not None}
+    api.check_search_proxy(proxy, flags={key: _SPACE_ONLY[a] for a, key in names.items()})
+    return proxy
 
 
 #: options that belong to --space searches only (dest -> flag), refused beside --method

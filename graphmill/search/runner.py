@@ -324,18 +324,21 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
         result.interrupted = True
     finally:
         exec_.close()
+    if size != math.inf and len(by_key) >= size:  # a budget equal to the space's size evaluates all of it too
+        result.exhausted = True
     return result
 
 
 _GRACE = 5.0
 
 
-def _differs(was: Any, now: Any) -> str:
-    """What differs between a checkpoint's fingerprint and this run's, for the refusal message."""
+def _differs(was: Any, now: Any, path: str = "") -> str:
+    """What differs between a checkpoint's fingerprint and this run's, for the refusal message: each differing
+    leaf by its dotted path (``its settings.steps was 10, now 11``), not whole nested settings."""
     if isinstance(was, dict) and isinstance(now, dict):
         keys = [k for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
-        return "; ".join(f"its {k} was {json.dumps(was.get(k))}, now {json.dumps(now.get(k))}" for k in keys)
-    return f"its fingerprint was {json.dumps(was)}, now {json.dumps(now)}"
+        return "; ".join(_differs(was.get(k), now.get(k), f"{path}.{k}" if path else str(k)) for k in keys)
+    return f"its {path or 'fingerprint'} was {json.dumps(was)}, now {json.dumps(now)}"
 _START_POLL = 1.0  # seconds between looks at evaluations whose worker has not reported their start yet
 
 

@@ -219,3 +219,22 @@ def test_a_complete_history_jsonl_is_not_replaced_at_the_end(tmp_path, monkeypat
     assert len(inodes) == 1  # the first result's write only
     assert os.stat(out / "history.jsonl").st_ino == inodes[0]
     assert len((out / "history.jsonl").read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize("flag,value,why", [
+    ("--steps", "0", "must be a whole number >= 1"),
+    ("--proxy-width", "0", "must be a number > 0"),
+    ("--latency-width", "-1", "must be a number > 0"),
+    # a resolution under 16 was a multiplier of 224 (the zoo's convention): --proxy-resolution 1 trained a
+    # 224x224 proxy for 87 s a trial instead of 16x16
+    ("--proxy-resolution", "1", "an input size in pixels, a whole number >= 16"),
+    ("--latency-resolution", "8", "an input size in pixels, a whole number >= 16"),
+])
+def test_a_proxy_setting_that_fails_every_trial_is_refused_up_front(tmp_path, flag, value, why):
+    """Before: every trial failed (an IndexError for 0 steps; 'width=0.0 ... must be a number > 0' inside each),
+    the command exited 0 and wrote its folder. Now one line naming the flag, exit 2, nothing written."""
+    r = run_cli("--space", "mnasnet", "--budget", "2", flag, value, "--out", "o", cwd=tmp_path, timeout=120)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(err) == 1, r.stderr
+    assert f"{flag} " in err[0] and why in err[0]
+    assert os.listdir(tmp_path) == []

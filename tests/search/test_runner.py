@@ -394,3 +394,30 @@ def test_pool_workers_left_by_a_kill_9_exit_quietly(tmp_path):
         except ProcessLookupError:
             pass
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_a_refused_checkpoint_names_the_setting_that_differs(tmp_path):
+    """`graphmill search --space mnasnet --steps 11` over a `--steps 10` run printed both whole settings dicts in
+    one very long line; now the differing leaf alone, by its path. Reference: the fingerprints given."""
+    ck = str(tmp_path / "run.json")
+    kw = dict(strategy="random", seed=0, checkpoint=ck, progress=False)
+    was = {"evaluator": "builtin", "settings": {"width": 0.25, "resolution": 16, "steps": 10, "latency": "sim"}}
+    search.run(rh.small_space(), rh.evaluate, budget=2, fingerprint=was, **kw)
+    now = {"evaluator": "builtin", "settings": {**was["settings"], "steps": 11}}
+    with pytest.raises(UserInputError) as e:
+        search.run(rh.small_space(), rh.evaluate, budget=2, fingerprint=now, **kw)
+    assert "its settings.steps was 10, now 11" in str(e.value)
+    assert "width" not in str(e.value) and "resolution" not in str(e.value)
+
+
+@pytest.mark.parametrize("budget, exhausted", [(5, False), (6, True), (10, True)])
+def test_exhausted_when_every_configuration_was_evaluated(budget, exhausted):
+    """A budget equal to the space's size (6) evaluated all of it and said `exhausted: false` (the flag was set
+    only when an ask after that found nothing new). Reference: the space's 3 x 2 configurations counted by hand."""
+    space = search.Space({"op0": search.Choice(["gcn", "gat", "skip"]), "lk1": search.Choice([0, 1])})
+
+    def evaluate(config):
+        return {"gcn": 1.0, "gat": 2.0, "skip": 0.5}[config["op0"]] + config["lk1"]
+
+    result = search.run(space, evaluate, strategy="random", budget=budget, seed=0, progress=False)
+    assert len(result.history) == min(budget, 6) and result.exhausted is exhausted

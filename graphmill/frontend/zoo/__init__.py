@@ -16,8 +16,8 @@ from typing import Callable
 from graphmill.ir import Graph, UserInputError
 from graphmill.util.suggest import did_you_mean
 
-from ._common import (MODEL_STAGE, Layers, check_batch, check_count, check_positive, mbconv, node_meta,
-                      resolve_resolution, round_filters, round_repeats)
+from ._common import (MODEL_STAGE, RESOLUTION_SIZE_THRESHOLD, Layers, check_batch, check_count, check_positive,
+                      mbconv, node_meta, resolve_resolution, round_filters, round_repeats)
 from .efficientnet import COEFFICIENTS as EFFICIENTNET_COEFFICIENTS
 from .efficientnet import efficientnet
 from .efficientnetv2 import VARIANTS as EFFICIENTNETV2_VARIANTS
@@ -129,5 +129,7 @@ __all__ = ["build", "resolve_name", "MODELS", "DESCRIPTIONS", "resnet", "efficie
            "check_positive",
            # block-building pieces other builders reuse (graphmill.search.spaces.mnasnet)
            "Layers", "mbconv", "check_batch", "check_count", "resolve_resolution",
+           # a resolution below it is a multiplier of the native size, at or above it pixels
+           "RESOLUTION_SIZE_THRESHOLD",
            # the node meta key of the architectural stage, and a table row as node meta
            "MODEL_STAGE", "node_meta"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from graphmill.frontend.zoo import RESOLUTION_SIZE_THRESHOLD
 from graphmill.ir import Graph
 from graphmill.search.objectives import mnasnet_reward
 from graphmill.search.spaces.accelerator import accel_config
@@ -43,6 +44,26 @@ OBJECTIVES: dict[str, tuple[float, float] | None] = {
     "mnasnet-hard": (0.0, -1.0),
     "accuracy": None,
 }
+
+
+#: the proxy and latency settings checked before a search starts (each bad one made every trial fail: an
+#: IndexError for 0 steps, and a resolution under 16 was a multiplier of 224, training a 224x224 proxy)
+SETTING_KINDS = {"steps": "count", "batch": "count", "threads": "count", "width": "positive", "lr": "positive",
+                 "latency_width": "positive", "resolution": "pixels", "latency_resolution": "pixels"}
+
+
+def settings_problem(settings: dict[str, Any]) -> tuple[str, str] | None:
+    """(name, why) of the first setting of ``settings`` the evaluator cannot use, or None."""
+    for name, v in settings.items():
+        kind = SETTING_KINDS.get(name)
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if kind == "count" and not (number and isinstance(v, int) and v >= 1):
+            return name, "must be a whole number >= 1"
+        if kind == "positive" and not (number and 0 < v < float("inf")):
+            return name, "must be a number > 0"
+        if kind == "pixels" and not (number and isinstance(v, int) and v >= RESOLUTION_SIZE_THRESHOLD):
+            return name, f"an input size in pixels, a whole number >= {RESOLUTION_SIZE_THRESHOLD}"
+    return None
 
 
 @dataclass
@@ -73,6 +94,9 @@ class MnasNetEvaluator:
             raise UserInputError(f"latency {self.latency!r}: use one of {', '.join(METHODS)}")
         if self.target_ms is not None and not self.target_ms > 0:
             raise UserInputError(f"target_ms={self.target_ms!r}: must be > 0")
+        bad = settings_problem({k: getattr(self, k) for k in SETTING_KINDS})
+        if bad:
+            raise UserInputError(f"{bad[0]}={getattr(self, bad[0])!r}: {bad[1]}")
 
     # -- the pieces, public so that the CLI and users can rebuild what was measured
     def proxy_builder(self) -> MnasNetBuilder:
