@@ -11,6 +11,7 @@ from graphmill.frontend.onnx_io import external_data_files
 from graphmill.ir import Graph, UserInputError
 from graphmill.optimization import OptimizeReport, ReproducerError, check_dims, model_summary, resolve_schedule
 from graphmill.optimization import optimize as _run_optimize
+from graphmill.util.suggest import did_you_mean
 
 
 def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices: int | None = None,
@@ -923,7 +924,8 @@ def train_policy(output: str | os.PathLike, *, steps: int | None = None, seed: i
     opts = dict(options or {})
     unknown = sorted(set(opts) - set(DEFAULTS))
     if unknown:
-        raise UserInputError(f"unknown train-policy option {unknown[0]!r}; known: {', '.join(DEFAULTS)}")
+        raise UserInputError(f"unknown train-policy option {unknown[0]!r}{did_you_mean(unknown[0], DEFAULTS)}; "
+                             f"known: {', '.join(DEFAULTS)}")
     for key, value in opts.items():  # bad values failed after the training set was built, as torch tracebacks
         low, strict, high = _POLICY_OPTION_RANGES.get(key, (-math.inf, False, math.inf))
         whole = isinstance(DEFAULTS[key], int)

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphmill.ir import Graph
+from graphmill.ir import Graph, UserInputError
 from graphmill.passes.base import Option, Pass, PassContext, PassResult, register_pass
-from graphmill.passes.placement.place import apply_placement
+from graphmill.passes.placement.place import apply_placement, check_fits
 from graphmill.passes.placement.problem import build_problem, cost_model_of, infer_open_shapes
 
 from .env import Decisions, JointProblem, Outcome
@@ -125,7 +125,9 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     from .infer import ROUNDS, TOP, refine
 
     parts = PARTS[name]
-    jp = JointProblem(build_problem(graph, cost), cost)
+    prob = build_problem(graph, cost)
+    check_fits(prob, graph.name)  # as place does: a graph no decision can hold is refused, not searched
+    jp = JointProblem(prob, cost)
     base = decisions_from_graph(graph, jp)
     if hint is None and "place" not in parts and any("device" in n.meta for n in jp.prob.nodes):
         hint = base.device
@@ -173,9 +175,10 @@ class _Learned(Pass):
                else "the policy's decisions")
         notes = [f"simulated step time {out.makespan:,.0f} {jp.prob.units} on {jp.devices} devices, "
                  f"{stats['fusion_groups']} fusion group(s) ({who})"]
-        if not out.valid:
+        if not out.valid:  # as place refuses an invalid placement: nothing is written
             d, excess = out.over
-            notes.append(f"{self.name}: device {jp.prob.device_names[d]} exceeds its memory by {excess:,.0f} bytes")
+            raise UserInputError(f"no decisions found within memory: device {jp.prob.device_names[d]} exceeds its "
+                                 f"memory by {excess:,.0f} bytes (more devices or --memory)")
         apply_decisions(graph, jp, dec, out, self.name)
         stats.pop("candidates")  # a pass's stats are numbers (the manager sums them)
         return PassResult(changed=True, stats=stats, notes=notes)

@@ -8,6 +8,7 @@ give the report's makespan; bad input is one line and exit 2 with nothing writte
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -68,6 +69,9 @@ def test_train_policy_bad_input_is_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 4 and all(line.startswith("graphmill train-policy: error:") for line in err)
     assert not list(tmp_path.iterdir())
+    # a mistyped option is answered with the nearest one, as every other command does
+    assert main(["train-policy", "-o", p, "--option", "grpahs=3"]) == 2
+    assert "unknown train-policy option 'grpahs' (did you mean 'graphs'?)" in capsys.readouterr().err
 
 
 # -- the learned passes from `graphmill optimize`, models exported by torch, bad policy files ------------------
@@ -361,3 +365,19 @@ def test_the_api_and_the_pass_default_to_the_same_search(torch_onnx, monkeypatch
     g = api.load(torch_onnx)
     api.optimize(g, "learned-optimize", devices=3)
     assert by_api == keys["refine"] and a["makespan"] == g.meta["learned"]["makespan"]
+
+
+def test_learned_passes_refuse_what_place_refuses_for_memory(torch_onnx, tmp_path, capsys):
+    """`optimize -p learned-optimize --memory 0.000001` wrote the model with a note 'learned-optimize:
+    learned-optimize: device chip0 exceeds its memory by ...' and exit 0 where `place` refuses: now a graph that
+    fits on no device is refused as `place` refuses it, and so is a result over a device's memory. Reference:
+    `graphmill place`'s refusal of the same graph and memory."""
+    out = str(tmp_path / "o.onnx")
+    assert main(["place", torch_onnx, "--devices", "3", "--memory", "0.000001", "-o", out]) == 2
+    place_err = capsys.readouterr().err
+    assert "fits on no device" in place_err
+    for p in ("learned-optimize", "learned-place"):
+        assert main(["optimize", torch_onnx, "-o", out, "-p", p, "--devices", "3", "--memory", "0.000001"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "fits on no device" in err[0], err
+        assert not os.path.exists(out)
