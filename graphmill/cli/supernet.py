@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g.add_argument("--max-macs", type=float, metavar="M", help="at most M multiply-accumulates (batch 1)")
     g.add_argument("--max-params", type=float, metavar="P", help="at most P parameters")
     g.add_argument("--max-latency-ms", type=float, metavar="L", help="at most L ms simulated on --accel")
-    c.add_argument("--accel", metavar="A.toml", help="accelerator TOML the latency is simulated on (default: the "
+    c.add_argument("--accel", metavar="A.toml", help="accelerator TOML the latency is simulated on (required with "
+                                                     "--max-latency-ms; otherwise the report's latency_ms is on the "
                                                      "edge accelerator of the examples)")
     c.add_argument("--config", metavar="JSON", help="extract this child instead of searching (a JSON object: "
                                                      "resolution and stage1..stageN choices)")
@@ -55,7 +56,9 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserInputError(f"--seed {args.seed}: must be an integer >= 0")
     report = api.supernet_train(args.out, steps=args.steps, seed=args.seed, progress=stderr,
                                 report=None if args.json in (None, "-") else args.json)  # checked before training
-    if report["interrupted"]:
+    if report["interrupted"]:  # the report says so (and where the checkpoint stands), as search's does
+        if args.json:
+            emit_json(report, args.json)
         return report_interrupted(report, "supernet")
     steps = f"{report['steps']} step{'s' if report['steps'] != 1 else ''}"
     already = report["resumed_at"] == report["steps"]

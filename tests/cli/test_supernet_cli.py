@@ -194,3 +194,19 @@ def test_select_plot_path_is_checked_before_any_work(trained, tmp_path, capsys):
                   str(trained / "supernet.json")], "--plot", tmp_path)
     _bad(capsys, ["supernet", "select", str(trained), "--config", cfg, "-o", o, "--plot",
                   str(tmp_path / "no" / "such" / "dir" / "p.png")], "p.png", tmp_path)
+
+
+@pytest.mark.parametrize("dest", ["-", "file"])
+def test_train_json_after_ctrl_c_says_interrupted(tmp_path, capsys, monkeypatch, dest):
+    """Ctrl-C during `supernet train --json` printed no JSON (stdout empty; the --json file never written), where
+    the README's report has an `interrupted` key and `search --json` prints its summary on Ctrl-C. Ctrl-C here:
+    the first progress line (after step 25's checkpoint, of 26) raises KeyboardInterrupt, as the trainer's tests do."""
+    import graphmill.cli.supernet as cli_supernet
+
+    def ctrl_c(line: str) -> None:
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli_supernet, "stderr", ctrl_c)
+    path = "-" if dest == "-" else str(tmp_path / "t.json")
+    assert main(["supernet", "train", "--out", str(tmp_path / "run"), "--steps", "26", "--json", path]) == 130
+    report = json.loads(capsys.readouterr().out if dest == "-" else (tmp_path / "t.json").read_text())
+    assert report["interrupted"] is True and report["steps"] == report["checkpoint_step"] == 25

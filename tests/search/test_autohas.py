@@ -381,3 +381,45 @@ def test_a_diverged_shared_step_is_undone_and_recorded():
     assert row["shared_diverged"] and row["shared_loss"] is None and _same(w0, w1)
     w0, w1, row, _ = _one_step(spec.smallest(), update="sandwich", step=0, learn=False)
     assert not row["shared_diverged"] and row["shared_loss"] > 0 and not _same(w0, w1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("at", [7, 13])  # a search step between checkpoints (every 5), a step of the final training
+def test_ctrl_c_between_checkpoints_keeps_every_finished_step(tmp_path, monkeypatch, at):
+    """A real SIGINT while step ``at`` runs: the step finishes and is checkpointed, so the checkpoint holds every
+    trial history.jsonl and the summary report (before: the last multiple of log_every, and a resume trained the
+    steps since again), and the rerun ends as the uninterrupted run. Reference: the uninterrupted run."""
+    import signal
+
+    import torch
+
+    full = _run(tmp_path / "full", budget=10)
+    calls = {"n": 0}
+    search_step, child_step = autohas.search_step, autohas.ChildTrainer.step
+
+    def count() -> None:
+        calls["n"] += 1
+        if calls["n"] == at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def interrupting_search_step(*a, **k):
+        count()
+        return search_step(*a, **k)
+
+    def interrupting_child_step(self):
+        count()
+        return child_step(self)
+
+    monkeypatch.setattr(autohas, "search_step", interrupting_search_step)
+    monkeypatch.setattr(autohas.ChildTrainer, "step", interrupting_child_step)
+    part = _run(tmp_path / "part", budget=10)
+    assert part["interrupted"]
+    held = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)
+    if at <= 10:
+        assert held["step"] == part["trials"] == at == len(open(tmp_path / "part" / "history.jsonl").readlines())
+    else:
+        assert held["phase"] == "final" and held["final"]["step"] == at - 10
+    monkeypatch.undo()
+    done = _run(tmp_path / "part", budget=10)
+    assert done["best"] == full["best"]
+    assert open(tmp_path / "full" / "history.jsonl").read() == open(tmp_path / "part" / "history.jsonl").read()

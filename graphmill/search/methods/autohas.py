@@ -73,6 +73,7 @@ from graphmill.search.methods._autohas_train import (UPDATES, ChildTrainer, Cont
 from graphmill.search.space import Choice, Space
 from graphmill.util.errors import UserInputError
 from graphmill.util.files import check_out_folder
+from graphmill.util.interrupts import DeferredInterrupt
 from graphmill.util.suggest import did_you_mean
 
 METHOD = "autohas"
@@ -264,6 +265,7 @@ class _Run:
                  progress: Callable[[str], None] | None) -> None:
         self.out, self.opts, self.budget, self.seed, self.workers = out, opts, budget, seed, workers
         self.accel_cfg, self.progress = accel_cfg, progress
+        self.stop: DeferredInterrupt | None = None  # set while run() trains
         self.spec = supernet_spec(opts["space"])
         self.space = joint_space(self.spec, lr=opts["lr"], weight_decay=opts["weight_decay"], augment=opts["augment"])
         self.files = {"checkpoint": os.path.join(out, "checkpoint.pt"), "history": os.path.join(out, "history.jsonl"),
@@ -320,10 +322,11 @@ class _Run:
             if state is None:  # step 0: a Ctrl-C before the first log_every steps still leaves a checkpoint to
                 self._save()   # resume from (it consumes no random number: the run is unchanged)
             interrupted = False
-            try:
-                if self.phase == "search":
-                    self._search()
-                self._final()
+            try:  # Ctrl-C: the step under way finishes and is checkpointed (the history's trials are all held)
+                with DeferredInterrupt() as self.stop:
+                    if self.phase == "search":
+                        self._search()
+                    self._final()
             except KeyboardInterrupt:
                 interrupted = True
             if interrupted:
@@ -395,6 +398,10 @@ class _Run:
                 self._save()
                 rate = (self.step_no - done_at_start) / max(time.perf_counter() - t_start, 1e-9)
                 self._say(self._search_line(rate))
+            elif self.stop is not None and self.stop.requested:
+                self._save()
+            if self.stop is not None and self.stop.requested:
+                raise KeyboardInterrupt
 
     def _snapshot(self) -> None:
         self.probs.append({"step": self.step_no,
@@ -481,6 +488,10 @@ class _Run:
                 self._say(f"[autohas] final {tr.step_no}/{o['final_steps']}  loss {np.mean(losses):.4f}  "
                           f"{rate:.2f} steps/s  ETA {_fmt(eta)}")
                 losses = []
+            elif self.stop is not None and self.stop.requested:
+                self._save(final=tr.state_dict())
+            if self.stop is not None and self.stop.requested:
+                raise KeyboardInterrupt
 
     # -- outputs
     def _write_history(self) -> None:

@@ -39,6 +39,7 @@ import numpy as np
 
 from graphmill.util.errors import UserInputError
 from graphmill.util.files import CHECKPOINT_LIMIT, atomic_write_many, check_out_folder, read_user_file
+from graphmill.util.interrupts import DeferredInterrupt
 
 from .space import DIGITS_SPEC, SupernetSpec
 
@@ -263,7 +264,7 @@ def train_supernet(out: str | os.PathLike, opts: TrainOptions | None = None, *,
     interrupted = False
     t_start = time.perf_counter()
     done_at_start = step_no
-    stop = _DeferredInterrupt()
+    stop = DeferredInterrupt()
     try:
         with stop:
             while step_no < opts.steps:
@@ -302,38 +303,6 @@ def train_supernet(out: str | os.PathLike, opts: TrainOptions | None = None, *,
         calibrate(module, big, data[big["resolution"]], opts.calibrate)  # the saved graph's statistics: the largest's
         write_result(files, module, opts, history, seconds)
     return TrainResult(out, step_no, opts.steps, interrupted, held, seconds, history, files, done_at_start)
-
-
-class _DeferredInterrupt:
-    """While active (in the main thread, where Ctrl-C raises KeyboardInterrupt), a first Ctrl-C only sets
-    ``requested``: the training loop finishes the step under way, checkpoints it and stops, so the resumed run
-    repeats no step (a KeyboardInterrupt inside a step would leave its weights half-updated, and the steps since
-    the last progress line would be trained again). A second Ctrl-C raises at once (the last checkpoint stands)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._old = None
-
-    def _handler(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self) -> "_DeferredInterrupt":
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._old = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        import signal
-
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
 
 
 def check_report_path(out: str | os.PathLike, report: str | os.PathLike) -> None:
