@@ -29,7 +29,8 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices:
     Devices (as ``place``: ``devices`` identical chips of ``accel``, or a ``devices_file``; ``memory_gb``;
     ``cost`` roofline or simulator) give the passes that put ops on devices (``place``, ``LEARNED_PASSES``) the
     same device cost model ``place`` uses; a schedule naming one of them without devices is refused before any
-    work. The device set and cost travel in the meta those passes write (``graph.meta["learned"]`` /
+    work. With such a pass, ``dims`` are bound in the graph as ``place`` binds them (the model is saved at those
+    sizes: its decisions hold for them). The device set and cost travel in the meta those passes write (``graph.meta["learned"]`` /
     ``["placement"]``), so that ``replay_placement`` (``graphmill simulate``) re-simulates the decisions.
     """
     from graphmill.optimization import resolve_schedule
@@ -46,6 +47,9 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices:
     if cost not in ("roofline", "simulator"):
         raise UserInputError(f"--cost {cost!r}: choose roofline or simulator")
     ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)
+    if need and options.get("dims"):  # as place: costs need sizes, and the decisions hold for these (saved with them)
+        _static_sizes(graph, options["dims"])
+        options = {**options, "dims": None}  # bound: no symbol is left for the figures and random inputs
     before = {k: graph.meta.get(k) for k in ("learned", "placement")}
     report = _run_optimize(graph, schedule, cost_model=PlacementCostModel(ds, cost), **options)
     written = [k for k, old in before.items() if isinstance(graph.meta.get(k), dict) and graph.meta[k] is not old]

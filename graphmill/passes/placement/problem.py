@@ -143,8 +143,8 @@ def infer_open_shapes(graph: Graph, ctx: Any, what: str) -> None:
     free = symbols(graph)
     if free:
         raise UserInputError(f"{what}: graph {graph.name!r} has symbolic dimension(s) {', '.join(free)}; op costs "
-                             f"need sizes: bind them in the model first (`graphmill place MODEL --dim {free[0]}=32 "
-                             "...` saves the placed model with it; api: graphmill.ir.summary.bind_symbols)")
+                             f"need sizes: give them with --dim {free[0]}=32 (graphmill optimize or place, which save "
+                             "the model at those sizes; api: dims=, or graphmill.ir.summary.bind_symbols)")
 
 
 def build_problem(graph: Graph, cost: Any) -> PlacementProblem:

@@ -8,6 +8,7 @@ give the report's makespan; bad input is one line and exit 2 with nothing writte
 from __future__ import annotations
 
 import json
+import re
 import os
 
 import pytest
@@ -381,3 +382,21 @@ def test_learned_passes_refuse_what_place_refuses_for_memory(torch_onnx, tmp_pat
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "fits on no device" in err[0], err
         assert not os.path.exists(out)
+
+
+def test_optimize_dim_sizes_a_schedule_with_learned_passes(tmp_path, capsys):
+    """`graphmill optimize model.onnx -s my.mill --devices 4 --dim N=8` on a model with a dynamic batch refused
+    ('bind them in the model first') though the user gave --dim: now the sizes are bound as `place` binds them,
+    and the model is saved at them. Reference: `graphmill simulate`'s replay of the saved model (the step time the
+    pass noted) and the saved input's shape."""
+    from graphmill.frontend import zoo
+
+    model, out = str(tmp_path / "m.onnx"), str(tmp_path / "o.onnx")
+    api.save(zoo.build("resnet18", width=0.25, resolution=32), model)
+    sched = tmp_path / "my.mill"
+    sched.write_text("schedule main {\n  cleanup\n  learned-optimize\n}\n")
+    assert main(["optimize", model, "-s", str(sched), "--devices", "3", "-o", out, "--dim", "N=4"]) == 0
+    noted = re.search(r"simulated step time ([\d,]+) cycles", capsys.readouterr().out).group(1)
+    g = api.load(out)
+    assert list(g.inputs[0].type.shape) == [4, 3, 32, 32]
+    assert f"{api.replay_placement(g)['makespan']:,.0f}" == noted
