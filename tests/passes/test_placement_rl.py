@@ -190,3 +190,15 @@ def test_stalled_start_takes_the_incumbents_own_time():
     assert simulate(prob, pl).makespan <= base.schedule.makespan
     _, stats = learned_placement(prob, "rl", [base], budget=4, options={**opts, "patience": 4})
     assert stats["stalled_at"] is None  # patience not exhausted: the baseline's time stays the one to beat
+
+
+def test_a_budget_the_checkpoint_already_holds_samples_nothing_and_says_so(tmp_path):
+    """A checkpoint of 16 placements rerun with --budget 8 reported the 16 without a word (search says so).
+    Reference: the first run's own result, which the rerun reports unchanged."""
+    opts, ck, lines = {"samples": 4}, str(tmp_path / "ck.pt"), []
+    first = place_graph(small_nmt(), PlacementCostModel(device_set(devices=2)), method="rl", budget=16, seed=2,
+                        options=opts, checkpoint=ck)
+    again = place_graph(small_nmt(), PlacementCostModel(device_set(devices=2)), method="rl", budget=8, seed=2,
+                        options=opts, checkpoint=ck, progress=lines.append)
+    assert any("already holds 16 placements, --budget 8: nothing sampled" in line for line in lines), lines
+    assert again.info["learned"]["samples"] == 16 and again.report["makespan"] == first.report["makespan"]

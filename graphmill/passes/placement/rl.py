@@ -392,6 +392,9 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
         if ck["best_t"] < best_t:
             best_t, best_pl, best_from = ck["best_t"], ck["best_pl"], ck["best_from"]
         resumed = True
+        if progress and state["samples"] >= budget:  # as search: nothing more to sample, and it says so
+            progress(f"{method}: {checkpoint} already holds {state['samples']} placements, --budget {budget}: "
+                     "nothing sampled; its best is reported")
 
     def unit_targets(pl: list[int]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """The policy's choices closest to placement ``pl``: (placer devices [1, U or G], groups [1, U] or None,
