@@ -286,6 +286,9 @@ def _train(tasks, seed, opts, checkpoint, progress, output, meta):
         state = ck["state"]
         resumed = True
     steps = int(opts["steps"])
+    if resumed and progress and state["step"] >= steps:  # as search and the placers: nothing to train, said
+        progress(f"train-policy: {checkpoint} already holds {state['step']} steps, --steps {steps}: nothing "
+                 f"trained; the policy written is its {state['step']}-step one")
     G = min(int(opts["graphs"]), len(tasks))
     K = int(opts["samples"])
     seconds0 = float(state["seconds"])

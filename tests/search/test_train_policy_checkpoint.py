@@ -52,3 +52,20 @@ def test_bad_option_values_are_refused_before_any_work(tmp_path, options, named,
     with pytest.raises(UserInputError, match="does not exist"):  # --checkpoint's folder, also checked first
         api.train_policy(tmp_path / "p.npz", quick=True, checkpoint=str(tmp_path / "nodir" / "ck"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_steps_the_checkpoint_already_holds_train_nothing_and_say_so(tmp_path):
+    """An interrupted run's checkpoint at step 1, rerun with --steps 1, wrote its 1-step policy without a word (a
+    checkpoint at step 25 rerun with --steps 10 wrote a 25-step policy). Reference: the step the run stopped at."""
+    out, ck = str(tmp_path / "p.npz"), tmp_path / "train.ckpt"
+
+    def stop_after_first_step(line: str) -> None:
+        if "step 1/2" in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        api.train_policy(out, steps=2, quick=True, options=OPTIONS, checkpoint=str(ck), progress=stop_after_first_step)
+    lines: list[str] = []
+    r = api.train_policy(out, steps=1, quick=True, options=OPTIONS, checkpoint=str(ck), progress=lines.append)
+    assert r["resumed"] and r["steps"] == 1
+    assert any("already holds 1 steps, --steps 1: nothing trained" in x for x in lines), lines
