@@ -114,10 +114,18 @@ def run(args: argparse.Namespace) -> int:
                      out=args.out, workers=args.workers, executor=args.executor, ray_address=args.ray_address,
                      objective=args.objective, accel=args.accel, timeout=args.timeout, seed=args.seed,
                      proxy=_proxy(args), progress=progress)
-    if args.json:
-        emit_json(out["summary"])
+    s = out["summary"]
+    if not s["new_trials"] and not s["interrupted"] and not s["exhausted"]:
+        # on stderr with --json (stdout is the JSON alone), on stdout after the summary otherwise
+        nothing = (f"nothing evaluated: the checkpoint already holds {s['trials']} trial(s) for --budget {budget}; "
+                   "a bigger --budget continues the run")
     else:
-        s = out["summary"]
+        nothing = None
+    if args.json:
+        emit_json(s)
+        if nothing:
+            print(nothing, file=sys.stderr)
+    else:
         best = s.get("best")
         if best:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in best["metrics"].items()
@@ -125,9 +133,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"best: reward {best['reward']:.4f} (trial {best['number'] + 1}, number {best['number']} in "
                   f"history.jsonl){': ' + shown if shown else ''}")
         print(f"{s['trials']} trial(s), {s['failed']} failed; wrote {', '.join(s['files'])} in {s['out']}")
-        if not s["new_trials"] and not s["interrupted"] and not s["exhausted"]:
-            print(f"nothing evaluated: the checkpoint already holds {s['trials']} trial(s) for --budget {budget}; "
-                  "a bigger --budget continues the run")
+        if nothing:
+            print(nothing)
     if out["summary"]["interrupted"]:
         print(f"interrupted: run the same command again to resume from {out['summary']['checkpoint']}",
               file=sys.stderr)

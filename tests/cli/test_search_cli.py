@@ -195,8 +195,10 @@ def test_a_budget_the_checkpoint_holds_evaluates_nothing_and_says_so(tmp_path, m
     assert main(args + ["2"]) == 0
     assert "nothing evaluated: the checkpoint already holds 3 trial(s) for --budget 2" in capsys.readouterr().out
     assert main(args + ["3", "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    io = capsys.readouterr()
+    summary = json.loads(io.out)  # stdout is the JSON alone; the notice is on stderr (it was not said at all)
     assert summary["trials"] == 3 and summary["new_trials"] == 0
+    assert "nothing evaluated: the checkpoint already holds 3 trial(s) for --budget 3" in io.err
 
 
 def test_a_complete_history_jsonl_is_not_replaced_at_the_end(tmp_path, monkeypatch):
