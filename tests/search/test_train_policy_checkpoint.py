@@ -12,16 +12,20 @@ from graphmill import api
 OPTIONS = {"graphs": 1, "samples": 2, "epochs": 1}
 
 
-@pytest.mark.slow  # ~7 s: three short trainings
-def test_finished_run_removes_its_checkpoint_interrupted_run_resumes(tmp_path):
-    out, ck = str(tmp_path / "p.npz"), tmp_path / "train.ckpt"
-
+def interrupted_after_step_1(out: str, ck) -> None:
+    """A 2-step training Ctrl-C'd at its first progress line: its checkpoint holds step 1."""
     def stop_after_first_step(line: str) -> None:
         if "step 1/2" in line:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         api.train_policy(out, steps=2, quick=True, options=OPTIONS, checkpoint=str(ck), progress=stop_after_first_step)
+
+
+@pytest.mark.slow  # ~7 s: three short trainings
+def test_finished_run_removes_its_checkpoint_interrupted_run_resumes(tmp_path):
+    out, ck = str(tmp_path / "p.npz"), tmp_path / "train.ckpt"
+    interrupted_after_step_1(out, ck)
     assert ck.exists()  # interrupted: the training state stands
     lines: list[str] = []
     r = api.train_policy(out, steps=2, quick=True, options=OPTIONS, checkpoint=str(ck), progress=lines.append)
@@ -58,13 +62,7 @@ def test_steps_the_checkpoint_already_holds_train_nothing_and_say_so(tmp_path):
     """An interrupted run's checkpoint at step 1, rerun with --steps 1, wrote its 1-step policy without a word (a
     checkpoint at step 25 rerun with --steps 10 wrote a 25-step policy). Reference: the step the run stopped at."""
     out, ck = str(tmp_path / "p.npz"), tmp_path / "train.ckpt"
-
-    def stop_after_first_step(line: str) -> None:
-        if "step 1/2" in line:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        api.train_policy(out, steps=2, quick=True, options=OPTIONS, checkpoint=str(ck), progress=stop_after_first_step)
+    interrupted_after_step_1(out, ck)
     lines: list[str] = []
     r = api.train_policy(out, steps=1, quick=True, options=OPTIONS, checkpoint=str(ck), progress=lines.append)
     assert r["resumed"] and r["steps"] == 1
