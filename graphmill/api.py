@@ -30,8 +30,9 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices:
     ``cost`` roofline or simulator) give the passes that put ops on devices (``place``, ``LEARNED_PASSES``) the
     same device cost model ``place`` uses; a schedule naming one of them without devices is refused before any
     work. With such a pass, ``dims`` are bound in the graph as ``place`` binds them (the model is saved at those
-    sizes: its decisions hold for them). The device set and cost travel in the meta those passes write (``graph.meta["learned"]`` /
-    ``["placement"]``), so that ``replay_placement`` (``graphmill simulate``) re-simulates the decisions.
+    sizes: its decisions hold for them). The device set and cost travel in the meta those passes write
+    (``graph.meta["learned"]`` / ``["placement"]``), so that ``replay_placement`` (``graphmill simulate``)
+    re-simulates the decisions.
     """
     from graphmill.optimization import resolve_schedule
 
@@ -1017,9 +1018,8 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
     import math
 
     from graphmill.frontend.chip.plc import placement_text
-    from graphmill.util.files import check_output_paths
     from graphmill.passes.chip.problem import problem_from_graph
-    from graphmill.util.files import atomic_write_many
+    from graphmill.util.files import atomic_write_many, check_output_paths
 
     if method not in CHIP_METHODS:
         raise UserInputError(f"--method {method!r}: choose fd, sa or rl")

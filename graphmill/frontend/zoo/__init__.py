@@ -115,7 +115,8 @@ def resolve_name(name: str) -> str:
     key = _BY_CANONICAL.get(_canonical(name), str(name).strip().lower())
     key = ALIASES.get(key, key)
     if key not in MODELS:
-        raise UserInputError(f"unknown zoo model {name!r}{did_you_mean(key, MODELS)}; known: {', '.join(sorted(MODELS))}")
+        raise UserInputError(f"unknown zoo model {name!r}{did_you_mean(key, MODELS)}; "
+                             f"known: {', '.join(sorted(MODELS))}")
     return key
 
 

@@ -14,7 +14,8 @@ TorchScript/dynamo exports of CNNs and transformers never ask it.
 Inference only adds information: a symbolic dimension a graph input carries is
 never replaced by a number (a symbol only outputs carry names a size the graph
 computes, and yields to it: ``graphmill.ir.ops.infer``) and a declared type is
-never overwritten; conflicts and inference errors become notes, not failures. The graph's structure (nodes, edges, initializers)
+never overwritten; conflicts and inference errors become notes, not failures. The graph's structure
+(nodes, edges, initializers)
 never changes, so every structural analysis survives it.
 """
 

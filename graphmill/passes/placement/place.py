@@ -69,7 +69,8 @@ def check_method(method: str, known: tuple[str, ...] = METHODS + ("learned",)) -
     """Refuse an unknown method in one line, listing ``known``: by default every method of ``graphmill place``,
     ``learned`` (the learned passes' policy, ``api.place``) included, so that a typo of it is answered with it."""
     if method not in known:
-        raise UserInputError(f"unknown placement method {method!r}{did_you_mean(method, known)}; choose from {', '.join(known)}")
+        raise UserInputError(f"unknown placement method {method!r}{did_you_mean(method, known)}; "
+                             f"choose from {', '.join(known)}")
 
 
 def check_fits(prob: PlacementProblem, graph_name: str) -> None:

@@ -89,7 +89,8 @@ class MnasNetEvaluator:
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
-            raise UserInputError(f"unknown objective {self.objective!r}{did_you_mean(self.objective, OBJECTIVES)}; known: {', '.join(OBJECTIVES)}")
+            raise UserInputError(f"unknown objective {self.objective!r}{did_you_mean(self.objective, OBJECTIVES)}; "
+                                 f"known: {', '.join(OBJECTIVES)}")
         if self.latency not in METHODS:
             raise UserInputError(f"latency {self.latency!r}: use one of {', '.join(METHODS)}")
         if self.target_ms is not None and not self.target_ms > 0:

@@ -622,7 +622,8 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         strategy_class(out[key])
     if out["accel_search"] not in ACCEL_SEARCHES:
         raise UserInputError(f"--option accel_search={out['accel_search']!r}: unknown"
-                             f"{did_you_mean(out['accel_search'], ACCEL_SEARCHES)}; use one of {', '.join(ACCEL_SEARCHES)}")
+                             f"{did_you_mean(out['accel_search'], ACCEL_SEARCHES)}; "
+                             f"use one of {', '.join(ACCEL_SEARCHES)}")
     for key in ("population", "sample", "steps", "batch", "latency_scale", "accel_sims"):
         if out[key] < 1:
             raise UserInputError(f"--option {key}={out[key]}: must be >= 1")

@@ -180,7 +180,8 @@ _CLASSES: dict[str, type] = {}
 def strategy_class(name: str) -> type[Strategy]:
     """The class registered as ``name``; an unknown name is a ``UserInputError`` with the nearest one."""
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise UserInputError(f"unknown strategy {name!r}{did_you_mean(name, STRATEGIES)}; known: {', '.join(STRATEGIES)}")
+        raise UserInputError(f"unknown strategy {name!r}{did_you_mean(name, STRATEGIES)}; "
+                             f"known: {', '.join(STRATEGIES)}")
     if name not in _CLASSES:
         module, cls = _REGISTRY[name].split(":")
         _CLASSES[name] = getattr(importlib.import_module(module), cls)
