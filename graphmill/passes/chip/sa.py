@@ -169,6 +169,13 @@ def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAUL
         next_fd = time.monotonic() + fd_period
         it = 0
         temp = t_start
+
+        def report(now: float) -> None:
+            nonlocal next_report
+            progress({"elapsed": round(now - t0, 1), "iterations": it, "accepted": stats["accepted"],
+                      "temperature": temp, "current": cur, "best": best_cost})
+            next_report = now + progress_every
+
         while True:
             it += 1
             if iterations is not None and it > iterations:
@@ -176,6 +183,8 @@ def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAUL
             if (it & 63) == 0:
                 now = time.monotonic()
                 if now >= deadline:
+                    if progress is not None and it == 64:  # the first line, even when the set-up left no time
+                        report(now)
                     break
                 frac = (now - anneal_t0) / anneal_len if iterations is None else it / iterations
                 temp = t_start * (t_end / t_start) ** frac
@@ -188,9 +197,7 @@ def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAUL
                     if cur < best_cost - 1e-12:
                         best_cost, best = cur, p.copy_placement()
                 if progress is not None and now >= next_report:
-                    progress({"elapsed": round(now - t0, 1), "iterations": it, "accepted": stats["accepted"],
-                              "temperature": temp, "current": cur, "best": best_cost})
-                    next_report = now + progress_every
+                    report(now)
             scale = max(math.sqrt(temp / t_start), 0.02)
             r = rng.random()
             m = int(hard[rng.integers(len(hard))])
