@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 
 from graphmill import api
 from graphmill.cli.common import add_output_args, check_output_path, emit_json, save_output
 from graphmill.errors import UserInputError
-from graphmill.util.files import check_target
+from graphmill.util.files import check_output_paths, check_target
 
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
@@ -68,6 +69,12 @@ def run(args: argparse.Namespace) -> int:
         if path and path != "-":
             check_target(path)
             check_output_path(path, [args.model], args.force)
+    check_output_paths({"--accel": args.accel, "--devices-file": args.devices_file},
+                       {"-o": args.output, "--json": args.json, "--plot": args.plot})
+    if args.run and not (args.lr > 0 and math.isfinite(args.lr)):  # torch's traceback, or NaN weights for nan
+        raise UserInputError(f"--lr {args.lr}: must be a finite number > 0")
+    if args.run and args.steps < 1:
+        raise UserInputError(f"--steps {args.steps}: must be a whole number >= 1")
     graph = api.load(args.model)
     report = api.partition(graph, stages=args.stages, microbatches=args.microbatches, schedule=args.schedule,
                            method=args.method, objective=args.objective, accel=args.accel,

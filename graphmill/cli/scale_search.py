@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from graphmill import api
 from graphmill.cli.common import emit_json, stderr
+from graphmill.util.files import check_output_paths
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -32,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the checkpoint over an input, or over one of OUT's files, was written over (and a resume then failed)
+    outputs = {f"--out's {n}": os.path.join(args.out, n) for n in ("results.json", "accuracy_vs_cost.png")}
+    check_output_paths({"MODEL": args.model, "--accel": args.accel}, {**outputs, "--checkpoint": args.checkpoint},
+                       made=args.out)
     base = api.load(args.model) if args.model else None
     out = api.scale_search(base, out=args.out, checkpoint=args.checkpoint, cost=args.cost, accel=args.accel,
                            max_cost=args.max_cost, phi=args.phi, step=args.step, max_value=args.max_value,

@@ -9,6 +9,7 @@ import warnings
 from graphmill import api
 from graphmill.cli.common import emit_json
 from graphmill.errors import UserInputError
+from graphmill.util.files import check_output_paths
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -33,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot:  # before any work: --plot over the model, the accelerator or a SCALE-Sim file replaced it
+        check_output_paths({"MODEL": args.model, "--accel": args.accel, "--scalesim-topology": args.scalesim_topology,
+                            "--scalesim-config": args.scalesim_config}, {"--plot": args.plot})
     if args.scalesim_topology or args.scalesim_config:
         if not (args.scalesim_topology and args.scalesim_config) or args.model or args.accel:
             raise UserInputError("use either MODEL.onnx --accel A.toml, or --scalesim-topology T.csv "

@@ -5,10 +5,12 @@ contrastive training (BASIC). Resumable; one progress line per epoch and stage."
 from __future__ import annotations
 
 import argparse
+import os
 
 from graphmill import api
 from graphmill.cli.common import emit_json, report_interrupted, stderr
 from graphmill.errors import UserInputError
+from graphmill.util.files import check_output_paths
 
 
 def _pair(text: str) -> tuple[float, float]:
@@ -64,6 +66,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps <= 0:
         raise UserInputError(f"--steps {args.steps}: must be an integer >= 1")
+    # an input model inside --out, or --json naming one of OUT's files, was overwritten (the trained model lost)
+    outputs = {f"--out's {n}": os.path.join(args.out, n)
+               for n in ("model.onnx", "history.json", "report.json", "checkpoint.pt")}
+    check_output_paths({"MODEL": args.model if os.path.isfile(args.model) else None},
+                       {**outputs, "--json": args.json}, made=args.out)
     report = api.train(args.model, out=args.out, progressive=args.progressive, contrastive=args.contrastive,
                        stages=args.stages, min_size=args.min_size, max_size=args.max_size, dropout=args.dropout,
                        magnitude=args.magnitude, mixup=args.mixup, batch=args.batch, micro_batch=args.micro_batch,

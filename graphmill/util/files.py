@@ -40,16 +40,19 @@ def check_target(path: str) -> str:
     return folder
 
 
-def check_output_paths(inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
+def check_output_paths(inputs: dict[str, Any], outputs: dict[str, Any], *, made: Any = None) -> None:
     """Refuse, before any work, output paths (flag -> path; None or '-' skipped) that cannot be written, that name
     one of the ``inputs`` (flag -> path: a netlist, an accelerator file, a policy) or the same file as another
     output. Why: a command writes its outputs at the end, so ``-o p.plc --json p.plc`` left the JSON report as
     p.plc (exit 0), ``--json myedge.toml --accel myedge.toml`` replaced the user's accelerator with a report, and
-    ``train-policy -o p.npz --checkpoint p.npz`` deleted the policy with the finished checkpoint."""
+    ``train-policy -o p.npz --checkpoint p.npz`` deleted the policy with the finished checkpoint. ``made``: the
+    ``--out`` folder the command creates; paths in it need no existing folder yet."""
     named = {flag: os.fspath(p) for flag, p in outputs.items() if p is not None and os.fspath(p) != "-"}
+    made_real = os.path.realpath(os.fspath(made)) if made is not None else None
     seen: dict[str, str] = {}
     for flag, path in named.items():
-        check_target(path)
+        if os.path.realpath(os.path.dirname(os.path.abspath(path))) != made_real:
+            check_target(path)
         for iflag, src in inputs.items():
             if src is None:
                 continue

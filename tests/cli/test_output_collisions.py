@@ -1,10 +1,13 @@
 """No command writes an output over a file it reads, or two outputs to one file (``util.files.check_output_paths``).
 
-Found by a new user's walk-through, each exit 0 before: ``train-policy -o p.npz --json p.npz`` left the report as
+Found by new users' walk-throughs, each exit 0 before: ``train-policy -o p.npz --json p.npz`` left the report as
 the policy, ``--checkpoint p.npz`` deleted the policy with the finished checkpoint, ``--checkpoint p.json``
 deleted its metadata; ``place --json myedge.toml --accel myedge.toml`` replaced the accelerator with a report
 (``--policy`` likewise); ``supernet select -o myedge.toml --accel myedge.toml`` wrote the child over it; ``optimize
--o m.onnx --json m.onnx`` left the report as the model. Reference: the files' bytes before and after, and the
+-o m.onnx --json m.onnx`` left the report as the model; ``simulate --plot`` over the model, the accelerator or a
+SCALE-Sim file; ``partition`` over its accelerator or devices file, or two outputs on one path; ``train`` over an
+input model in its ``--out`` folder, ``--json`` over the trained model; ``scale-search --checkpoint`` over its
+results (the resume then failed) or over the input model. Reference: the files' bytes before and after, and the
 message written out by hand here. Every refusal is one line, exit 2, before any work.
 """
 from __future__ import annotations
@@ -60,9 +63,33 @@ def _refused(capsys, argv, says):
     (["optimize", "m.onnx", "-o", "o.onnx", "--json", "o.onnx"], "-o o.onnx and --json o.onnx name the same file"),
     (["optimize", "m.onnx", "-o", "myedge.toml", "--devices", "2", "--accel", "myedge.toml"],
      "-o myedge.toml: is the input myedge.toml (--accel)"),
+    # a second walk-through: simulate, partition, train and scale-search
+    (["simulate", "m.onnx", "--accel", "myedge.toml", "--plot", "m.onnx"], "--plot m.onnx: is the input m.onnx (MODEL)"),
+    (["simulate", "m.onnx", "--accel", "myedge.toml", "--plot", "myedge.toml"],
+     "--plot myedge.toml: is the input myedge.toml (--accel)"),
+    (["partition", "m.onnx", "--stages", "2", "--microbatches", "2", "--batch", "4", "-o", "q.onnx", "--json", "q.onnx"],
+     "-o q.onnx and --json q.onnx name the same file"),
+    (["partition", "m.onnx", "--stages", "2", "--microbatches", "2", "--batch", "4", "-o", "q.onnx", "--accel",
+      "myedge.toml", "--plot", "myedge.toml"], "--plot myedge.toml: is the input myedge.toml (--accel)"),
+    (["train", "resnet18", "--steps", "1", "--out", "t", "--json", "t/model.onnx"],
+     "--out's model.onnx t/model.onnx and --json t/model.onnx name the same file"),
+    (["scale-search", "--stub", "--limit", "1", "--out", "s", "--checkpoint", "s/results.json"],
+     "--out's results.json s/results.json and --checkpoint s/results.json name the same file"),
+    (["scale-search", "m.onnx", "--stub", "--limit", "1", "--out", "s", "--checkpoint", "m.onnx"],
+     "--checkpoint m.onnx: is the input m.onnx (MODEL)"),
 ])
 def test_an_output_over_an_input_or_another_output_is_refused(folder, capsys, argv, says):
     _refused(capsys, argv, says)
+
+
+def test_train_does_not_write_over_an_input_model_in_its_out_folder(folder, capsys):
+    os.makedirs("tin")
+    shutil.copy("m.onnx", os.path.join("tin", "model.onnx"))
+    before = open(os.path.join("tin", "model.onnx"), "rb").read()
+    assert main(["train", os.path.join("tin", "model.onnx"), "--steps", "1", "--out", "tin"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is the input tin/model.onnx (MODEL)" in err[0], err
+    assert open(os.path.join("tin", "model.onnx"), "rb").read() == before and os.listdir("tin") == ["model.onnx"]
 
 
 def test_supernet_select_does_not_write_over_its_accelerator(folder, capsys):

@@ -216,3 +216,15 @@ def test_real_run_launched_by_the_cli(tmp_path):
     changed = [n for n in before.initializers
                if not np.array_equal(before.initializers[n].const.numpy(), after.initializers[n].const.numpy())]
     assert len(changed) == 4  # the trained weights were written back and saved
+
+
+@pytest.mark.parametrize("lr", ["-1", "nan", "inf"])
+def test_run_with_a_learning_rate_that_cannot_train_is_refused(cnn, tmp_path, capsys, lr):
+    """`--run --lr -1` ended in torch's 22-line traceback (exit 1); `--lr nan` wrote a model of NaN weights and
+    exit 0. Reference: the message written out by hand; nothing is written."""
+    out = str(tmp_path / "p.onnx")
+    assert main(["partition", cnn, "--stages", "2", "--microbatches", "2", "--batch", "4", "-o", out, "--run",
+                 "--steps", "1", "--lr", lr]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--lr {float(lr)}: must be a finite number > 0" in err[0], err
+    assert not os.path.exists(out)
