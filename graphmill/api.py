@@ -323,8 +323,12 @@ def scale_search(base: Graph | None = None, *, out: str | os.PathLike = "scale-s
     from graphmill.util.files import check_out_folder, write_json
 
     out = check_out_folder(out, "scale-search", "results.json, accuracy_vs_cost.png and checkpoint.json")
-    check_scale_search_args(cost=cost, accel=accel, max_cost=max_cost, phi=phi, steps=steps, limit=limit, seed=seed)
+    check_scale_search_args(cost=cost, accel=accel, max_cost=max_cost, phi=phi, steps=steps, limit=limit, seed=seed,
+                            step=step, max_value=max_value, tolerance=tolerance)
     space = S.ScalingGrid(step=step, max_value=max_value, tolerance=tolerance)
+    if not space.candidates():  # `--step 5` evaluated nothing and exited 0
+        raise UserInputError(f"--step {step:g} --max-value {max_value:g} --tolerance {tolerance:g}: the grid from 1 to "
+                             f"{max_value:g} has no alpha, beta, gamma with |alpha*beta^2*gamma^2 - 2| <= {tolerance:g}")
     cost_model = S.SimLatencyCost(load_accel(accel)) if cost == "sim" else S.MacsCost()
     evaluator = S.StubEvaluator() if stub else S.TrainEvaluator(steps=steps, seed=seed)
     base = base if base is not None else S.default_base(seed)
@@ -346,7 +350,8 @@ def scale_search(base: Graph | None = None, *, out: str | os.PathLike = "scale-s
 
 
 def check_scale_search_args(*, cost: str, accel: str | None, max_cost: float | None, phi: float, steps: int,
-                            limit: int | None, seed: int) -> None:
+                            limit: int | None, seed: int, step: float = 0.1, max_value: float = 2.0,
+                            tolerance: float = 0.1) -> None:
     """The numbers and files of a scale search, checked up front: one UserInputError naming the option."""
     import math
 
@@ -359,9 +364,11 @@ def check_scale_search_args(*, cost: str, accel: str | None, max_cost: float | N
     for name, value, low in (("--steps", steps, 1), ("--limit", limit, 1), ("--seed", seed, 0)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
             raise UserInputError(f"{name} {value!r}: must be an integer >= {low}")
-    for name, value in (("--phi", phi), ("--max-cost", max_cost)):
+    for name, value in (("--phi", phi), ("--max-cost", max_cost), ("--step", step), ("--max-value", max_value)):
         if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise UserInputError(f"{name} {value!r}: must be a number > 0")
+    if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
+        raise UserInputError(f"--tolerance {tolerance!r}: must be a number >= 0")
 
 
 def check_trainable(graph: Graph) -> None:

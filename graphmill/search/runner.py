@@ -202,8 +202,10 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
         if state is not None:
             for what, mine in (("space", space_json), ("strategy", strategy), ("seed", seed), ("options", options)):
                 if state.get(what) != mine:
-                    raise UserInputError(f"{checkpoint}: the checkpoint is of a different search (its {what} "
-                                         f"differs); use another path or remove it to start afresh")
+                    differs = (_differs(state.get(what), mine, what) if what == "options"
+                               else f"its {what} differs")  # the options by name; a space is too long to print
+                    raise UserInputError(f"{checkpoint}: the checkpoint is of a different search ({differs}); use "
+                                         "another path or remove it to start afresh")
             if fingerprint is not None and state.get("fingerprint", fingerprint) != fingerprint:
                 raise UserInputError(f"{checkpoint}: the checkpoint is of a different search "
                                      f"({_differs(state['fingerprint'], fingerprint)}); use another path or "

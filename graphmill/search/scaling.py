@@ -224,7 +224,7 @@ def run_search(base: Graph, *, space: ScalingGrid, evaluator: Callable[[Graph], 
                "label": json.loads(json.dumps(config, default=str))}
     if progress is not None and checkpoint:
         state = ckpt.load(checkpoint)
-        if state is not None and state.get("history"):
+        if state is not None and state.get("history") and state.get("options") == options:  # else it is refused
             print(f"resuming: {len(state['history'])} of {budget} candidates already evaluated", file=progress)
 
     def evaluate(c: dict) -> dict:

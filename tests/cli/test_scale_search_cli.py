@@ -118,3 +118,17 @@ def test_ctrl_c_before_any_candidate_lists_only_files_that_exist(tmp_path, monke
         if word.rstrip(",").endswith((".json", ".png")):
             assert os.path.exists(word.rstrip(",")), word
     assert "nothing to resume" in cap.err and not (out / "checkpoint.json").exists()
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--step", "5"], "has no alpha, beta, gamma with |alpha*beta^2*gamma^2 - 2| <= 0.1"),
+    (["--tolerance", "-1"], "--tolerance -1.0: must be a number >= 0"),
+    (["--step", "0"], "--step 0.0: must be a number > 0"),
+])
+def test_a_grid_with_no_candidate_is_refused(tmp_path, monkeypatch, capsys, args, says):
+    """`--step 5` printed '0 candidate(s)', wrote results.json with best null and exited 0. Reference: the grid
+    from 1 to 2 in steps of 5 is {1}, and 1*1*1 is 1 away from the target 2, beyond the tolerance 0.1."""
+    code, cap = _main(monkeypatch, capsys, "--out", str(tmp_path / "s"), "--stub", "--limit", "1", *args)
+    err = cap.err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and says in err[0], err
+    assert not (tmp_path / "s").exists()

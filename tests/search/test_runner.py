@@ -421,3 +421,13 @@ def test_exhausted_when_every_configuration_was_evaluated(budget, exhausted):
 
     result = search.run(space, evaluate, strategy="random", budget=budget, seed=0, progress=False)
     assert len(result.history) == min(budget, 6) and result.exhausted is exhausted
+
+
+def test_a_refused_checkpoint_names_the_strategy_option_that_differs(tmp_path):
+    """`scale-search --steps 10` over a `--steps 30` run said only 'its options differs'. Reference: the options
+    given."""
+    ck = str(tmp_path / "run.json")
+    kw = dict(strategy="evolution", seed=0, checkpoint=ck, progress=False)
+    search.run(rh.small_space(), rh.evaluate, budget=2, strategy_options={"population": 10}, **kw)
+    with pytest.raises(UserInputError, match="its options.population was 10, now 12"):
+        search.run(rh.small_space(), rh.evaluate, budget=2, strategy_options={"population": 12}, **kw)
