@@ -75,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
     report = api.chip_place(args.netlist, args.init, method=args.method, output=args.output, budget_s=args.budget_s,
                             seed=args.seed, weights=args.weights, json_path=args.json, plot=args.plot,
                             progress=progress, info=info)
-    if args.json == "-":
+    if args.json == "-":  # stdout is the report alone (its keys are fixed): a cut-short run is said on stderr
         emit_json(report)
+        if info.get("interrupted"):
+            print("interrupted: the best placement so far was written", file=sys.stderr)
         return 0
     print(f"{args.method}: proxy {report['proxy']:.4f} (wirelength {report['wirelength']:.4f}, density "
           f"{report['density']:.4f}, congestion {report['congestion']:.4f}), "

@@ -218,3 +218,22 @@ def test_progress_lines_and_fd_options(tmp_path, capsys):
     with pytest.raises(UserInputError, match=r"unknown sa option 'refine'; known: .*start_accept"):
         api.chip_place(NET, PLC, method="sa", output=tmp_path / "f.plc", budget_s=1, options={"refine": 1})
     assert not (tmp_path / "f.plc").exists()
+
+
+def test_json_on_stdout_after_ctrl_c_is_said_on_stderr(tmp_path, capsys, monkeypatch):
+    """With `--json -` a Ctrl-C'd run printed the report alone, no 'interrupted' anywhere: a script could not tell
+    a cut-short placement from a finished one (the report's keys are fixed, so it is said on stderr). Ctrl-C here:
+    the placer's first progress line raises KeyboardInterrupt, as the placer's own tests do."""
+    from graphmill.passes.chip import sa
+
+    anneal = sa.anneal
+
+    def interrupted(problem, **kw):
+        def ctrl_c(info):
+            raise KeyboardInterrupt
+        return anneal(problem, **{**kw, "progress": ctrl_c})
+    monkeypatch.setattr(sa, "anneal", interrupted)
+    assert main(["chip", "place", NET, "--init", PLC, "--method", "sa", "-o", str(tmp_path / "o.plc"),
+                 "--budget-s", "30", "--json", "-"]) == 0
+    io = capsys.readouterr()
+    assert json.loads(io.out)["legal"] and "interrupted: the best placement so far was written" in io.err
