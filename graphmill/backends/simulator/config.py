@@ -172,6 +172,10 @@ def from_dict(d: dict, where: str = "accelerator config") -> AccelConfig:
                "ofmap_bw_words": arr["cols"]}
     else:
         bw = mem.get("dram_bw_words")
+        kind, lo, hi = RANGES["ifmap_bw_words"]  # the per-stream keys' rule; named as the file spells it
+        if bw is not None and (isinstance(bw, bool) or not isinstance(bw, int) or not lo <= bw <= hi):
+            raise UserInputError(f"{where}: memory.dram_bw_words must be {range_text('ifmap_bw_words')}, "
+                                 f"got {bw!r}")
         bws = {}
         for k in bw_keys:
             v = mem.get(k, bw)

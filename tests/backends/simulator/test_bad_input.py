@@ -36,7 +36,9 @@ BAD_CONFIGS = [
     ('dataflow = "ws"', 'dataflow = "rs"', "array.dataflow"),
     ("ifmap_kb = 64", "ifmap_kb = 0.005", "memory.ifmap_kb is too small for one tile"),
     ("filter_kb = 64", "filter_kb = -1", "memory.filter_kb"),
-    ("dram_bw_words = 8", "dram_bw_words = 0", "memory.ifmap_bw_words"),
+    # the key the file has (these named memory.ifmap_bw_words, which the file does not contain)
+    ("dram_bw_words = 8", "dram_bw_words = 0", "memory.dram_bw_words must be an integer from 1 to 1,048,576, got 0"),
+    ("dram_bw_words = 8", "dram_bw_words = 8.5", "memory.dram_bw_words must be an integer from 1 to 1,048,576"),
     ("rows = 8", "rows = 8.5", "array.rows"),
     # values no accelerator has: refused when the config is read, naming the key and the accepted range
     ("ifmap_kb = 64", "ifmap_kb = nan", "memory.ifmap_kb must be a number from 0.001 to 1,073,741,824, got nan"),
@@ -44,7 +46,7 @@ BAD_CONFIGS = [
     ("filter_kb = 64", "filter_kb = 1e-300", "memory.filter_kb must be a number from 0.001 to"),
     ("ofmap_kb = 64", "ofmap_kb = 1e18", "memory.ofmap_kb must be a number from 0.001 to 1,073,741,824, got 1e+18"),
     ("dram_bw_words = 8", "dram_bw_words = 1000000000000000000",
-     "memory.ifmap_bw_words must be an integer from 1 to 1,048,576"),
+     "memory.dram_bw_words must be an integer from 1 to 1,048,576"),
     ("rows = 8", "rows = 1000000000000000000", "array.rows must be an integer from 1 to 65,536"),
     ("dram_bw_words = 8", "dram_bw_words = 8\n[clock]\nmhz = 1e-300",
      "clock.mhz must be a number from 0.001 to 1,000,000, got 1e-300"),
