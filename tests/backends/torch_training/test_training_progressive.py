@@ -34,7 +34,7 @@ def test_schedule_is_algorithm_1_by_hand():
 
 @pytest.mark.parametrize("kw,match", [(dict(min_size=40, max_size=32), "sizes shrink"),
                                       (dict(steps=3), "cannot fill"), (dict(steps=0), "--steps"),
-                                      (dict(dropout=(0.1, 1.0)), "below 1"), (dict(magnitude=(-1, 5)), ">= 0"),
+                                      (dict(dropout=(0.1, 1.0)), "must be below 1"), (dict(magnitude=(-1, 5)), ">= 0"),
                                       (dict(magnitude=(5, 31)), r"0 \.\. 30")])  # RandAugment's scale (paper)
 def test_bad_schedules_are_refused(kw, match):
     args = dict(stages=4, min_size=16, max_size=32, steps=10) | kw

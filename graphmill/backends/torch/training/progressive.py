@@ -53,7 +53,7 @@ def regularization_range(name: str, value) -> tuple[float, float]:
     if name == "magnitude" and max(lo, hi) > MAX_MAGNITUDE:
         raise UserInputError(f"--magnitude {value!r}: RandAugment's magnitude scale is 0 .. {MAX_MAGNITUDE:g}")
     if name == "dropout" and max(lo, hi) >= 1:
-        raise UserInputError(f"--dropout {value!r}: a dropout rate is below 1")
+        raise UserInputError(f"--dropout {value!r}: a dropout rate must be below 1")
     return float(lo), float(hi)
 
 
