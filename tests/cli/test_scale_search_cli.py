@@ -35,7 +35,9 @@ def test_search_writes_results_and_resumes(tmp_path):
 
 def test_search_bad_input(tmp_path):
     r = run_cli("scale-search", "--out", str(tmp_path / "s"), "--stub", "--step", "-1")
-    assert r.returncode == 2 and "step=-1" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    # named as the user typed it (it read 'step=-1', the grid's field)
+    assert r.returncode == 2 and "--step -1.0: must be a number > 0" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
     r = run_cli("scale-search", "--out", str(tmp_path / "s"), "--cost", "sim")
     assert r.returncode == 2 and "--accel" in r.stderr
 
