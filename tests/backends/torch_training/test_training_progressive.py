@@ -80,7 +80,33 @@ def test_dropout_copy_trains_with_the_stage_rate_and_infers_as_the_original():
     assert not torch.allclose(m(torch.tensor(x)), torch.tensor(got), atol=1e-3)
 
 
+def test_recalibration_at_a_size_change_keeps_the_stages_dropout_rate():
+    """Re-estimating BatchNormalization statistics (progressive learning, at each size change) wrote every graph
+    initializer back into the module, so the shared Dropout ratio went back to the built 0.0 for the rest of
+    every stage after the first. Reference: the rate the stage set, and the statistics of the new input
+    computed with torch directly for the first BatchNormalization."""
+    from graphmill.backends.torch.training.loop import recalibrate_batchnorm, set_dropout
+    from graphmill.backends.torch.training.progressive import DROPOUT_RATIO
+
+    m = to_torch(with_dropout(_small()))
+    set_dropout(m, 0.25)
+    x = torch.randn(8, 3, 32, 32) * 3 + 1
+    assert recalibrate_batchnorm(m, x) > 0
+    rate = {v: getattr(m, a) for a, v in m.buffer_names.items()}[DROPOUT_RATIO]
+    assert float(rate) == 0.25
+    bn = next(n for n in m.graph.nodes if n.op_type == "BatchNormalization")
+    mean = {v: getattr(m, a) for a, v in m.buffer_names.items()}[bn.inputs[3].name]
+    conv_out = torch.nn.functional.conv2d  # the first BatchNormalization reads the stem convolution of x
+    stem = next(n for n in m.graph.nodes if n.op_type == "Conv")
+    assert bn.inputs[0].name == stem.outputs[0].name
+    w = torch.as_tensor(stem.inputs[1].const.numpy())
+    b = torch.as_tensor(stem.inputs[2].const.numpy()) if len(stem.inputs) > 2 and stem.inputs[2] is not None else None
+    y = conv_out(x, w, b, stride=stem.attrs["strides"].value, padding=stem.attrs["pads"].value[:2])
+    assert torch.allclose(mean, y.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
+
+
 def _run(tmp_path, name, resume=False, stop_after=None, **cfg):
+    cfg = dict(steps=4, batch=16, stages=2, min_size=16, calibrate=16) | cfg
     lines = []
 
     def progress(line):
@@ -88,7 +114,7 @@ def _run(tmp_path, name, resume=False, stop_after=None, **cfg):
         if stop_after is not None and len(lines) >= stop_after:
             raise KeyboardInterrupt
     g = _small()
-    config = TrainConfig(mode="progressive", steps=4, batch=16, stages=2, min_size=16, calibrate=16, **cfg)
+    config = TrainConfig(mode="progressive", **cfg)
     run = run_training(g, config, checkpoint=tmp_path / name, resume=resume, progress=progress)
     return g, run, lines
 
@@ -110,6 +136,39 @@ def test_interrupted_progressive_run_resumes_to_the_uninterrupted_weights(tmp_pa
         assert np.array_equal(v.const.numpy(), done.initializers[name].const.numpy()), name
     with pytest.raises(UserInputError, match="lr"):  # other options: refused, naming the first that differs
         _run(tmp_path, "cut.pt", resume=True, lr=1e-2)
+
+
+@pytest.mark.slow
+def test_ctrl_c_inside_a_step_finishes_it_checkpoints_it_and_the_resume_is_exact(tmp_path, monkeypatch):
+    """SIGINT arriving in the middle of step 3 of a 6-step row (one history row at the end): the step finishes,
+    is checkpointed with its losses, and the resumed run's row and weights equal the uninterrupted run's
+    (before, the KeyboardInterrupt left step 3 half done and no checkpoint: the 3 steps were lost).
+    Reference: the same run without interruption (bit-equal weights and history)."""
+    import signal
+
+    from graphmill.backends.torch.training import loop
+
+    config = dict(steps=6, batch=16, stages=2, min_size=16, calibrate=16)
+    ref, ref_run, _ = _run(tmp_path, "ref.pt", **config)
+    assert len(ref_run.loop.history) == 2  # rows at steps 3 and 6 (the stage ends): the cut is inside row 2
+    real, calls = loop.rand_augment, []
+
+    def ctrl_c_in_step_5(x, magnitude):
+        calls.append(1)
+        if len(calls) == 5:
+            signal.raise_signal(signal.SIGINT)
+        return real(x, magnitude)
+    monkeypatch.setattr(loop, "rand_augment", ctrl_c_in_step_5)
+    _, cut, lines = _run(tmp_path, "cut.pt", **config)
+    assert cut.loop.interrupted and cut.loop.step == 5 and cut.loop.checkpoint_step == 5 and len(lines) == 1
+    saved = load_checkpoint(tmp_path / "cut.pt")
+    assert saved["step"] == 5 and len(saved["pending_losses"]) == 2  # steps 4 and 5, for row 2's mean
+    monkeypatch.setattr(loop, "rand_augment", real)
+    done, run, lines = _run(tmp_path, "cut.pt", resume=True, **config)
+    assert not run.loop.interrupted and run.loop.step == 6 and len(lines) == 1
+    assert [r["loss"] for r in run.loop.history] == [r["loss"] for r in ref_run.loop.history]
+    for name, v in ref.initializers.items():
+        assert np.array_equal(v.const.numpy(), done.initializers[name].const.numpy()), name
 
 
 def test_checkpoint_is_loaded_without_running_pickled_code(tmp_path):

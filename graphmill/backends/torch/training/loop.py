@@ -8,7 +8,10 @@ with ``torch.load(weights_only=True)``: no pickled code runs), written atomicall
 state (Parameters and buffers), the optimizer's, torch's global random state and the sampling generator's,
 the step, the history and the configuration it was made with. Resuming restores all of it, so an
 interrupted run continues exactly as the uninterrupted one would have (same thread count assumed).
-Ctrl-C stops between steps: the loop returns ``interrupted=True`` and the last checkpoint stands.
+Ctrl-C stops between steps (``util.interrupts.DeferredInterrupt``): the step under way finishes and is
+checkpointed with the losses since the last history row, so the resumed run neither repeats a step nor loses
+one from its next row's mean; the loop returns ``interrupted=True``. A second Ctrl-C stops at once, and the
+last checkpoint stands.
 
 ``train_classifier`` is the classification step on digits (cross-entropy, RandAugment and mixup at the
 stage's strength, the stage's dropout rate); ``calibrate_batchnorm`` starts a random network at unit scale.
@@ -24,6 +27,7 @@ from typing import Any, Callable
 from graphmill.ir import Graph, Tensor, topological_order
 from graphmill.util.errors import UserInputError
 from graphmill.util.files import MODEL_FILE_LIMIT, load_torch_checkpoint, save_torch_checkpoint
+from graphmill.util.interrupts import DeferredInterrupt
 
 from .data import mixup, rand_augment
 from .progressive import DROPOUT_RATIO, Stage
@@ -94,10 +98,14 @@ def recalibrate_batchnorm(module, x) -> int:
     export_weights(module)
     n = calibrate_batchnorm(module.graph, x)
     inits = module.graph.initializers
+    # only the statistics go back: the graph holds other buffers as built (the shared Dropout ratio a stage set
+    # is the module's alone; copying the graph's back reset it to the built rate for the rest of the stage)
+    stats = {v.name for node in module.graph.nodes if node.op_type == "BatchNormalization"
+             for v in node.inputs[3:5] if v is not None}
     with torch.no_grad():
         for attr, vname in module.buffer_names.items():
             v = inits.get(vname)
-            if v is not None and v.const is not None:
+            if vname in stats and v is not None and v.const is not None:
                 buf = getattr(module, attr)
                 buf.copy_(torch.as_tensor(v.const.numpy()).to(buf.dtype))
     return n
@@ -198,45 +206,58 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
         res.cpu_seconds = float(state.get("cpu_seconds", 0.0))
     ends = [sum(s.steps for s in stages[:i + 1]) for i in range(len(stages))]
     current = None
-    losses: list[float] = []
+    # the losses of the steps since the last history row: a mid-row checkpoint (Ctrl-C) keeps them for the row
+    losses: list[float] = [float(x) for x in state.get("pending_losses", [])] if resume else []
+
+    def save() -> None:
+        if checkpoint is None:
+            return
+        save_checkpoint(checkpoint, {
+            "model": module.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+            "generator": generator.get_state(), "step": res.step, "history": res.history,
+            "pending_losses": list(losses), "train_seconds": res.train_seconds, "cpu_seconds": res.cpu_seconds,
+            "config": config})
+        res.checkpoint_step = res.step
+
     module.train()
     try:
-        while res.step < total:
-            si = stage_at(stages, res.step)
-            t0, c0 = time.perf_counter(), time.process_time()  # a stage's set-up counts as training time
-            if si != current:
-                current = si
-                if on_stage is not None:  # the previous stage, when this one starts now (not on a resume)
-                    starts = res.step == (ends[si - 1] if si else 0)
-                    on_stage(stages[si], stages[si - 1] if starts and si else None)
-            loss = step(stages[si])
-            res.train_seconds += time.perf_counter() - t0
-            res.cpu_seconds += time.process_time() - c0
-            res.step += 1
-            res.last_loss = loss
-            losses.append(loss)
-            if res.step % log_every == 0 or res.step in ends:
-                module.eval()
-                with torch.no_grad():
-                    metrics = evaluate()
-                module.train()
-                st = stages[si]
-                row = {"step": res.step, "epoch": round(res.step / log_every, 3), "stage": si + 1,
-                       "stages": len(stages), "size": st.size, "dropout": st.dropout, "magnitude": st.magnitude,
-                       "mixup": st.mixup, "loss": sum(losses) / len(losses), **metrics,
-                       "train_seconds": round(res.train_seconds, 4), "cpu_seconds": round(res.cpu_seconds, 4)}
-                losses = []
-                res.history.append(row)
-                if checkpoint is not None:
-                    save_checkpoint(checkpoint, {
-                        "model": module.state_dict(), "optimizer": optimizer.state_dict(),
-                        "rng": torch.get_rng_state(), "generator": generator.get_state(), "step": res.step,
-                        "history": res.history, "train_seconds": res.train_seconds,
-                        "cpu_seconds": res.cpu_seconds, "config": config})
-                    res.checkpoint_step = res.step
-                if progress is not None:
-                    progress(progress_line(row, total))
-    except KeyboardInterrupt:
+        with DeferredInterrupt() as ctrl_c:
+            while res.step < total:
+                si = stage_at(stages, res.step)
+                t0, c0 = time.perf_counter(), time.process_time()  # a stage's set-up counts as training time
+                if si != current:
+                    current = si
+                    if on_stage is not None:  # the previous stage, when this one starts now (not on a resume)
+                        starts = res.step == (ends[si - 1] if si else 0)
+                        on_stage(stages[si], stages[si - 1] if starts and si else None)
+                loss = step(stages[si])
+                res.train_seconds += time.perf_counter() - t0
+                res.cpu_seconds += time.process_time() - c0
+                res.step += 1
+                res.last_loss = loss
+                losses.append(loss)
+                if res.step % log_every == 0 or res.step in ends:
+                    module.eval()
+                    with torch.no_grad():
+                        metrics = evaluate()
+                    module.train()
+                    st = stages[si]
+                    row = {"step": res.step, "epoch": round(res.step / log_every, 3), "stage": si + 1,
+                           "stages": len(stages), "size": st.size, "dropout": st.dropout,
+                           "magnitude": st.magnitude, "mixup": st.mixup, "loss": sum(losses) / len(losses),
+                           **metrics, "train_seconds": round(res.train_seconds, 4),
+                           "cpu_seconds": round(res.cpu_seconds, 4)}
+                    losses = []
+                    res.history.append(row)
+                    save()
+                    if progress is not None:
+                        progress(progress_line(row, total))
+                if ctrl_c.requested:  # the step is whole: checkpoint it (unless the row just did) and stop
+                    if res.checkpoint_step != res.step:
+                        save()
+                    res.interrupted = True
+                    break
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handler: the last checkpoint
         res.interrupted = True
     module.eval()
     return res
