@@ -480,8 +480,9 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
                              "the stages")
     devices = pipeline_devices(accel, devices_file)
     if devices.count < stages:
-        raise UserInputError(f"{stages} stages need {stages} devices; the system has {devices.count} (set "
-                             "system.chips in the accelerator TOML, or list more devices)")
+        where = (f"{devices_file} lists {devices.count}: add [[device]] entries" if devices_file is not None else
+                 f"the accelerator has {devices.count}: set system.chips in its TOML, or give --devices-file")
+        raise UserInputError(f"--stages {stages}: {stages} stages need {stages} devices; {where}")
     cap = memory_cap or devices.memory_cap(stages)  # stage s runs on device s: the smallest of those K
     if not batch and batch_dimension(graph, microbatches).symbol is not None:
         batch = microbatches

@@ -117,6 +117,9 @@ def test_identical_chips_from_accel_and_count():
     ("[[device]]\nmemory_gb = 1\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "device 0: missing field 'name'"),
     ("[[device]]\nname = 'a'\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "device 'a': missing field 'memory_gb'"),
     ("[[device]]\nname = 'a'\nmemory_gb = 1\n", "missing [link]"),
+    ("[[device]]\nname = 'a'\nmemory_gb = 1\n[links]\nbytes_per_cycle = 1\nlatency_cycles = 0\n",
+     "missing [link] (bytes_per_cycle and latency_cycles between devices); [links] is the optional array of "
+     "per-pair overrides, written [[links]]"),  # the one-letter typo named
     ("[[device]]\nname = 'a'\nmemory_gb = 1\n[link]\nbytes_per_cycle = 1\n", "[link]: missing field 'latency_cycles'"),
     ("[[device]]\nname = 'a'\nmemory_gb = 0\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "memory_gb must be a number > 0"),
     ("[[device]]\nname = 'a'\nmemory_gb = 1\nspeed = -1\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "speed must be a number > 0"),

@@ -137,7 +137,8 @@ def scalar_model(path):
 
 @pytest.mark.parametrize("case", ["too_many_stages", "zero_microbatches", "no_batch_dim", "cap_too_small",
                                   "bad_method", "bad_devices_file", "heterogeneous_devices", "per_pair_link",
-                                  "different_accel", "old_format_without_link"])
+                                  "different_accel", "old_format_without_link", "stages_over_devices_file",
+                                  "stages_over_accel_chips"])
 def test_bad_input_one_line_exit_2_nothing_written(cnn, tmp_path, capsys, case):
     out, rep, png = tmp_path / "o.onnx", tmp_path / "r.json", tmp_path / "g.png"
     model, extra = cnn, []
@@ -181,6 +182,15 @@ def test_bad_input_one_line_exit_2_nothing_written(cnn, tmp_path, capsys, case):
                      f'accel = "{edge}"\n[link]\nbytes_per_cycle = 32\nlatency_cycles = 50\n')
         extra = ["--stages", "2", "--devices-file", str(d)]
         expect = f"{d}: device 'b': its accelerator differs from device 'a'"
+    elif case == "stages_over_devices_file":  # it said to set system.chips, which a devices file does not have
+        d = tmp_path / "d.toml"
+        d.write_text("".join(f'[[device]]\nname = "{n}"\nmemory_gb = 8\n' for n in "ab") +
+                     '[link]\nbytes_per_cycle = 32\nlatency_cycles = 50\n')
+        extra = ["--stages", "3", "--devices-file", str(d)]
+        expect = f"--stages 3: 3 stages need 3 devices; {d} lists 2: add [[device]] entries"
+    elif case == "stages_over_accel_chips":  # examples/accelerators/edge.toml: system.chips = 2
+        extra = ["--stages", "3", "--accel", os.path.join(EXAMPLES, "accelerators", "edge.toml")]
+        expect = "--stages 3: 3 stages need 3 devices; the accelerator has 2: set system.chips in its TOML"
     else:  # the pipeline's former minimal format: [link] was optional; the placement format requires it
         d = tmp_path / "d.toml"
         d.write_text('[[device]]\nname = "a"\nmemory_gb = 8\n[[device]]\nname = "b"\nmemory_gb = 8\n')

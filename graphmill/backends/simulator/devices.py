@@ -229,7 +229,9 @@ def load_devices(path: str | os.PathLike, *, accel: Any = None) -> DeviceSet:
         names.append(name)
     link = data.get("link")
     if not isinstance(link, dict):
-        raise UserInputError(f"{path}: missing [link] (bytes_per_cycle and latency_cycles between devices)")
+        hint = ("; [links] is the optional array of per-pair overrides, written [[links]]"
+                if isinstance(data.get("links"), dict) else "")  # a one-table [links] is the likely typo
+        raise UserInputError(f"{path}: missing [link] (bytes_per_cycle and latency_cycles between devices){hint}")
     for key in ("bytes_per_cycle", "latency_cycles"):
         if key not in link:
             raise UserInputError(f"{path}: [link]: missing field {key!r}")
