@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Callable
 
 from graphmill.frontend import load
 from graphmill.frontend import save as _save_onnx
@@ -447,14 +448,15 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
               objective: str = "time", accel=None, devices_file: str | None = None, memory_cap: float = 0.0,
               batch: int = 0, remat: bool = True, optimizer: str = "adam", cost: str = "roofline",
               plot: str | os.PathLike | None = None, run: bool = False, steps: int = 2, lr: float = 0.01,
-              seed: int = 0) -> dict:
+              seed: int = 0, progress: Callable[[str], None] | None = None) -> dict:
     """Pipeline-partition ``graph`` in place (GPipe): ``node.meta["stage"]``, simulated schedule, optional real run.
 
     Runs the ``pipeline-partition`` pass with the simulator's cost model (``cost``: ``"roofline"`` or
     ``"simulator"``) for the chips of ``accel`` (a config, dict or TOML path; default the built-in one) or of a
     ``devices_file`` (the device-placement format; identical devices only, ``pipeline_devices``); simulates
     ``schedule`` (``"gpipe"`` or ``"1f1b"``) and, with ``plot``, writes its Gantt PNG. ``run=True`` trains ``steps`` steps on K local processes (torch.distributed.pipelining, gloo) and
-    compares with one process (``report["run"]``); the trained weights are written back into ``graph``.
+    compares with one process (``report["run"]``); the trained weights are written back into ``graph``;
+    ``progress(line)`` gets one line per step of each.
     Returns the report: ``stages`` [{index, nodes, forward, backward, send_bytes, memory, ...}], ``bottleneck``,
     ``bubble_fraction``, ``step_time``, ``speedup_vs_one_device``, ``units``, ``node_times``, ... (README).
     A model symbolic in its batch is costed at ``batch`` (default: ``microbatches``, one sample each).
@@ -503,7 +505,7 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
         from graphmill.backends.torch.pipeline import run_pipeline
 
         report["run"] = run_pipeline(graph, steps=steps, batch=plan["batch"], microbatches=microbatches,
-                                     schedule=schedule, lr=lr, seed=seed)
+                                     schedule=schedule, lr=lr, seed=seed, progress=progress)
     if plot:
         sim.gantt(os.fspath(plot))
     return report

@@ -7,7 +7,7 @@ import math
 import re
 
 from graphmill import api
-from graphmill.cli.common import add_output_args, check_output_path, emit_json, save_output
+from graphmill.cli.common import add_output_args, check_output_path, emit_json, save_output, stderr
 from graphmill.errors import UserInputError
 from graphmill.util.files import check_output_paths, check_target
 
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                            method=args.method, objective=args.objective, accel=args.accel,
                            devices_file=args.devices_file, memory_cap=cap, batch=args.batch,
                            remat=not args.no_remat, optimizer=args.optimizer, cost=args.cost, plot=args.plot, run=args.run,
-                           steps=args.steps, lr=args.lr)
+                           steps=args.steps, lr=args.lr, progress=stderr)
     save_output(graph, args)
     if args.json:
         emit_json(report, args.json)

@@ -219,6 +219,10 @@ def test_real_run_launched_by_the_cli(tmp_path):
                         "2", "--batch", "4", "--lr", "0.1", "-o", str(out), "--json", str(rep)],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
+    steps = [line for line in p.stderr.splitlines() if line.startswith("partition --run: ")]
+    assert [line.split(", loss")[0] for line in steps] == [  # one progress line per step, reference then pipeline
+        "partition --run: one process (the reference), step 1/2", "partition --run: one process (the reference), step 2/2",
+        "partition --run: 2 stage processes (gpipe), step 1/2", "partition --run: 2 stage processes (gpipe), step 2/2"]
     r = json.loads(rep.read_text())["run"]
     assert r["stages"] == 2 and r["max_loss_rel_diff"] <= 1e-5 and r["max_grad_rel_diff"] <= 1e-5
     assert r["grads_compared"] == 2 * 4  # fc1 weight and bias, mm2, mm3
@@ -238,3 +242,21 @@ def test_run_with_a_learning_rate_that_cannot_train_is_refused(cnn, tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"--lr {float(lr)}: must be a finite number > 0" in err[0], err
     assert not os.path.exists(out)
+
+
+def test_run_whose_training_diverges_is_refused_and_writes_nothing(cnn, tmp_path, capsys):
+    """A finite learning rate that diverges (the loss inf, then NaN) wrote a model of NaN weights, exit 0, and
+    reported a relative difference of 0 between NaN losses. Now one line names the step and the rate, exit 2,
+    before any stage process starts (the one-process reference diverges first). Reference: the losses the
+    progress lines printed."""
+    out = tmp_path / "p.onnx"
+    rc = main(["partition", cnn, "--stages", "2", "--microbatches", "2", "--batch", "4", "-o", str(out), "--run",
+               "--steps", "4", "--lr", "1e6"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and not out.exists()
+    steps = [line for line in err if line.startswith("partition --run: one process")]
+    assert steps and not any("stage processes" in line for line in err)
+    assert err[-1].startswith("graphmill partition: error: training in one process diverged: loss ")
+    assert f"at step {len(steps)} of 4" in err[-1] and "learning rate 1e+06; give a smaller --lr" in err[-1]
+    last = steps[-1].split("loss ")[1].split(",")[0]
+    assert last in ("inf", "nan", "-inf") and f"loss {last} at step" in err[-1]

@@ -21,13 +21,14 @@ stages (each process would train its own copy).
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import statistics
 import tempfile
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -154,8 +155,9 @@ def _free_port() -> int:
 
 
 def reference_training(graph: Graph, xs: list[torch.Tensor], target: torch.Tensor, *, steps: int,
-                       microbatches: int, lr: float) -> dict:
-    """Single-process training with the same micro-batches: losses, gradients per step, final weights."""
+                       microbatches: int, lr: float, progress: Callable[[str], None] | None = None) -> dict:
+    """Single-process training with the same micro-batches: losses, gradients per step, final weights.
+    ``progress(line)`` gets one line per step."""
     module = to_torch(graph).eval()
     opt = torch.optim.SGD(module.parameters(), lr=lr)
     chunks = list(zip(*[x.tensor_split(microbatches) for x in xs]))
@@ -174,12 +176,20 @@ def reference_training(graph: Graph, xs: list[torch.Tensor], target: torch.Tenso
         grads.append({module.param_names[n]: p.grad.detach().clone() for n, p in module.named_parameters()
                       if p.grad is not None})
         opt.step()
+        if progress is not None:
+            progress(step_line("one process (the reference)", len(losses), steps, losses[-1], times[-1]))
+        check_finite(losses, lr, "in one process", steps)  # at once: the steps after a NaN teach nothing
     params = {module.param_names[n]: p.detach().clone() for n, p in module.named_parameters()}
     return {"losses": losses, "grads": grads, "params": params, "times": times}
 
 
+def step_line(who: str, step: int, steps: int, loss: float, seconds: float) -> str:
+    """One progress line of ``partition --run``: who trains, the step, its loss and time."""
+    return f"partition --run: {who}, step {step}/{steps}, loss {loss:.6g}, {seconds * 1e3:.1f} ms"
+
+
 def _worker(rank: int, world: int, port: int, stage_graph: Graph, trainable: list[str], xs, target, steps: int,
-            microbatches: int, schedule: str, lr: float, out_dir: str) -> None:
+            microbatches: int, schedule: str, lr: float, out_dir: str, lines=None) -> None:
     import torch.distributed as dist
     from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
@@ -211,6 +221,9 @@ def _worker(rank: int, world: int, port: int, stage_graph: Graph, trainable: lis
             times.append(time.perf_counter() - t0)
             if rank == world - 1:
                 losses.append(float(torch.stack([x.detach() for x in mb_losses]).mean()))
+                if lines is not None:  # the last stage holds the loss: it reports the step to the parent
+                    lines.put(step_line(f"{world} stage processes ({schedule})", len(losses), steps, losses[-1],
+                                        times[-1]))
             grads.append({module.param_names[n]: p.grad.detach().clone() for n, p in module.named_parameters()
                           if p.grad is not None})
             opt.step()
@@ -228,8 +241,12 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def run_pipeline(graph: Graph, *, steps: int = 2, batch: int, microbatches: int, schedule: str = "gpipe",
-                 lr: float = 0.01, seed: int = 0, write_back: bool = True) -> dict:
+                 lr: float = 0.01, seed: int = 0, write_back: bool = True,
+                 progress: Callable[[str], None] | None = None) -> dict:
     """Train ``graph`` for ``steps`` steps pipelined over its stages, compare with one process, write weights back.
+
+    ``progress(line)`` gets one line per step of the one-process reference, then one per pipelined step (sent
+    by the last stage process, which holds the loss). Ctrl-C stops every process; nothing is written back.
 
     Returns ``{"stages", "schedule", "steps", "batch", "microbatches", "losses", "reference_losses",
     "max_loss_rel_diff", "max_grad_rel_diff", "grads_compared", "max_weight_rel_diff", "step_time_s",
@@ -256,7 +273,8 @@ def run_pipeline(graph: Graph, *, steps: int = 2, batch: int, microbatches: int,
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each stage process: the measured times compare like with like
     try:
-        ref = reference_training(graph, xs, target, steps=steps, microbatches=microbatches, lr=lr)
+        ref = reference_training(graph, xs, target, steps=steps, microbatches=microbatches, lr=lr,
+                                 progress=progress)
     finally:
         torch.set_num_threads(threads)
     import torch.multiprocessing as mp
@@ -264,12 +282,13 @@ def run_pipeline(graph: Graph, *, steps: int = 2, batch: int, microbatches: int,
     with tempfile.TemporaryDirectory(prefix="graphmill-pipeline-") as tmp:
         port = _free_port()
         try:
-            _spawn(mp, k, port, stage_graphs, trainable, xs, target, steps, microbatches, schedule, lr, tmp)
+            _spawn(mp, k, port, stage_graphs, trainable, xs, target, steps, microbatches, schedule, lr, tmp, progress)
         except (mp.ProcessRaisedException, mp.ProcessExitedException) as e:
             last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
             raise ExecutionError(f"pipelined training failed in a stage process: {last}") from None
         results = [torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=True) for r in range(k)]
     losses = results[-1]["losses"]
+    check_finite(losses, lr, "pipelined")  # one process stayed finite: a pipeline fault, not the learning rate
     loss_diff = max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(losses, ref["losses"]))
     grad_diff, compared = 0.0, 0
     for step in range(steps):
@@ -301,19 +320,35 @@ def run_pipeline(graph: Graph, *, steps: int = 2, batch: int, microbatches: int,
             "backend": "gloo", "boundaries": [[v.name for v in st.graph.inputs] for st in stage_graphs[1:]]}
 
 
-def _spawn(mp, k, port, stage_graphs, trainable, xs, target, steps, microbatches, schedule, lr, tmp) -> None:
+def check_finite(losses: list[float], lr: float, where: str, steps: int | None = None) -> None:
+    """Refuse a run whose loss left the floats (the weights written back would be NaN, the comparison empty)."""
+    bad = next((i for i, x in enumerate(losses) if not math.isfinite(x)), None)
+    if bad is not None:
+        raise ExecutionError(f"training {where} diverged: loss {losses[bad]} at step {bad + 1} of {steps or len(losses)} "
+                             f"(losses {', '.join(f'{x:.6g}' for x in losses[:bad + 1])}) at learning rate {lr:g}; "
+                             "give a smaller --lr; nothing was written")
+
+
+def _spawn(mp, k, port, stage_graphs, trainable, xs, target, steps, microbatches, schedule, lr, tmp,
+           progress: Callable[[str], None] | None) -> None:
+    lines = mp.get_context("spawn").SimpleQueue() if progress is not None else None
     ctx = mp.start_processes(_entry, args=(k, port, [st.graph for st in stage_graphs], trainable, xs, target, steps,
-                                           microbatches, schedule, lr, tmp), nprocs=k, join=False,
+                                           microbatches, schedule, lr, tmp, lines), nprocs=k, join=False,
                              start_method="spawn")
-    while not ctx.join():
-        pass
+
+    def relay() -> None:
+        while lines is not None and not lines.empty():
+            progress(lines.get())
+    while not ctx.join(timeout=0.2):
+        relay()
+    relay()
 
 
 def _entry(rank: int, world: int, port: int, graphs: list[Graph], trainable, xs, target, steps, microbatches,
-           schedule, lr, tmp) -> None:
+           schedule, lr, tmp, lines) -> None:
     _worker(rank, world, port, graphs[rank], trainable[rank], xs if rank == 0 else None, target if rank == world - 1 else None,
-            steps, microbatches, schedule, lr, tmp)
+            steps, microbatches, schedule, lr, tmp, lines if rank == world - 1 else None)
 
 
-__all__ = ["SCHEDULES", "check_pipelinable", "generated_data", "loss_fn", "reference_training", "run_pipeline",
+__all__ = ["SCHEDULES", "check_finite", "check_pipelinable", "generated_data", "loss_fn", "reference_training", "run_pipeline",
            "stages_of"]
