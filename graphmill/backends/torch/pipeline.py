@@ -288,7 +288,8 @@ def run_pipeline(graph: Graph, *, steps: int = 2, batch: int, microbatches: int,
             raise ExecutionError(f"pipelined training failed in a stage process: {last}") from None
         results = [torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=True) for r in range(k)]
     losses = results[-1]["losses"]
-    check_finite(losses, lr, "pipelined")  # one process stayed finite: a pipeline fault, not the learning rate
+    check_finite(losses, lr, "pipelined", advice="one process stayed finite on the same data: a fault of the "
+                 "pipelined run, please report it")
     loss_diff = max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(losses, ref["losses"]))
     grad_diff, compared = 0.0, 0
     for step in range(steps):
@@ -320,13 +321,14 @@ def run_pipeline(graph: Graph, *, steps: int = 2, batch: int, microbatches: int,
             "backend": "gloo", "boundaries": [[v.name for v in st.graph.inputs] for st in stage_graphs[1:]]}
 
 
-def check_finite(losses: list[float], lr: float, where: str, steps: int | None = None) -> None:
+def check_finite(losses: list[float], lr: float, where: str, steps: int | None = None,
+                 advice: str = "give a smaller --lr") -> None:
     """Refuse a run whose loss left the floats (the weights written back would be NaN, the comparison empty)."""
     bad = next((i for i, x in enumerate(losses) if not math.isfinite(x)), None)
     if bad is not None:
-        raise ExecutionError(f"training {where} diverged: loss {losses[bad]} at step {bad + 1} of {steps or len(losses)} "
-                             f"(losses {', '.join(f'{x:.6g}' for x in losses[:bad + 1])}) at learning rate {lr:g}; "
-                             "give a smaller --lr; nothing was written")
+        raise ExecutionError(f"training {where} diverged: loss {losses[bad]} at step {bad + 1} of "
+                             f"{steps or len(losses)} (losses {', '.join(f'{x:.6g}' for x in losses[:bad + 1])}) at "
+                             f"learning rate {lr:g}; {advice}; nothing was written")
 
 
 def _spawn(mp, k, port, stage_graphs, trainable, xs, target, steps, microbatches, schedule, lr, tmp,
@@ -350,5 +352,5 @@ def _entry(rank: int, world: int, port: int, graphs: list[Graph], trainable, xs,
             steps, microbatches, schedule, lr, tmp, lines if rank == world - 1 else None)
 
 
-__all__ = ["SCHEDULES", "check_finite", "check_pipelinable", "generated_data", "loss_fn", "reference_training", "run_pipeline",
-           "stages_of"]
+__all__ = ["SCHEDULES", "check_finite", "check_pipelinable", "generated_data", "loss_fn", "reference_training",
+           "run_pipeline", "stages_of", "step_line"]
