@@ -62,6 +62,20 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices:
     return report
 
 
+def schedule_files(schedule_file: str) -> tuple[str, ...]:
+    """The ``.mill`` files a ``-s`` schedule (``FILE.mill``, ``FILE.mill:NAME`` or a built-in name) is read from:
+    the file and every file it includes, which no output may overwrite."""
+    return resolve_schedule(None, schedule_file).sources
+
+
+def check_reproducer_dir(folder: str, inputs: dict[str, str]) -> None:
+    """Refuse, before any work, a ``--reproducer-dir`` that cannot be made or whose files would replace one of
+    ``inputs`` (flag -> path)."""
+    from graphmill.optimization import check_reproducer_dir as check
+
+    check(folder, inputs)
+
+
 def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = None, size_threshold: int = 1024,
          lower: bool = True) -> None:
     """Save ``graph`` as an ONNX file, atomically (``frontend.save``). graphmill-domain ops that have a

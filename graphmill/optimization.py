@@ -17,7 +17,7 @@ from typing import Any, Iterable, TextIO
 from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import save
 from graphmill.frontend.onnx_shape_inference import infer_shapes
-from graphmill.util.files import atomic_write_bytes, check_out_folder
+from graphmill.util.files import atomic_write_bytes, check_out_folder, check_output_paths
 from graphmill.util.suggest import did_you_mean
 from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES, builtin_schedule, default_schedule
 from graphmill.passes.dsl import load_schedule
@@ -50,8 +50,9 @@ def resolve_schedule(schedule: Schedule | str | None = None, schedule_file: str 
         if schedule_file in BUILTIN_SCHEDULES and not os.path.exists(schedule_file):
             return builtin_schedule(schedule_file)
         if not os.path.exists(schedule_file.rsplit(":", 1)[0]) and not os.path.exists(schedule_file):
-            raise UserInputError(f"{schedule_file}: no such schedule file, and not a built-in schedule "
-                                 f"({', '.join(BUILTIN_SCHEDULES)})")
+            raise UserInputError(f"{schedule_file}: no such schedule file, and not a built-in schedule"
+                                 f"{did_you_mean(schedule_file, BUILTIN_SCHEDULES)} (the built-in ones: "
+                                 f"{', '.join(BUILTIN_SCHEDULES)})")
         return load_schedule(schedule_file)
     if schedule is None:
         return default_schedule()
@@ -154,17 +155,37 @@ class ReproducerError(GraphmillError):
         super().__init__(f"{failure}; reproducer in {folder} (rerun: {self.rerun})")
 
 
+REPRODUCER_FILES = ("before.onnx", "repro.mill", "schedule.mill", "README.txt")
+
+
+def reproducer_paths(folder: str) -> dict[str, str]:
+    """What a reproducer in ``folder`` would write, labelled for messages (``--reproducer-dir DIR (before.onnx)``
+    -> path): the files that must not be one of the run's inputs."""
+    return {f"--reproducer-dir {folder} ({name})": os.path.join(folder, name) for name in REPRODUCER_FILES}
+
+
+def check_reproducer_dir(folder: str, inputs: dict[str, Any]) -> None:
+    """Refuse, before any work, a reproducer folder that cannot be made or whose files would replace one of the
+    ``inputs`` (flag -> path). Why: ``--reproducer-dir .`` beside ``schedule.mill`` replaced the user's schedule
+    (comments and all) with its printed form when a pass failed, and a model named ``before.onnx`` with the
+    model as it was before the failing pass."""
+    check_out_folder(folder, "optimize", "a failing pass's reproducer: " + ", ".join(REPRODUCER_FILES),
+                     flag="--reproducer-dir")
+    check_output_paths(inputs, reproducer_paths(folder), made=folder)
+
+
 def write_reproducer(failure: PassFailure, schedule: Schedule, seed: int, folder: str | None) -> str:
     """The model before the failing pass, a schedule with just that pass, the full schedule, the seed."""
     folder = folder or tempfile.mkdtemp(prefix="graphmill-repro-")
     os.makedirs(folder, exist_ok=True)
+    before, repro, full, readme = (os.path.join(folder, name) for name in REPRODUCER_FILES)
     if failure.before is not None:
-        save(failure.before, os.path.join(folder, "before.onnx"))
+        save(failure.before, before)
     p = failure.step.pass_obj
     run_one = Schedule("repro", as_schedule([p]).body)
-    atomic_write_bytes(os.path.join(folder, "repro.mill"), run_one.to_text().encode())
-    atomic_write_bytes(os.path.join(folder, "schedule.mill"), schedule.to_text().encode())
-    atomic_write_bytes(os.path.join(folder, "README.txt"), (
+    atomic_write_bytes(repro, run_one.to_text().encode())
+    atomic_write_bytes(full, schedule.to_text().encode())
+    atomic_write_bytes(readme, (
         f"graphmill reproducer\nfailing step: {failure.step}\nseed: {seed}\nerror: {failure}\n"
         f"passes run before it: {', '.join(failure.history) or 'none'}\n").encode())
     return folder
@@ -194,8 +215,8 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
 
         find_rule(explain_rule)
     if reproducer_dir is not None:  # refused before any work, not when a pass fails and the reproducer is written
-        check_out_folder(reproducer_dir, "optimize", "a failing pass's reproducer: before.onnx, repro.mill, "
-                         "schedule.mill, README.txt", flag="--reproducer-dir")
+        check_reproducer_dir(reproducer_dir, {**{f"the schedule file {f}": f for f in sched.sources},
+                                              **{f"--load-passes {f}": f for f in load_passes}})
     before = _brief(graph, dims)  # first: it checks dims, and inference only adds type information
     original = graph.copy() if compare else None
     instruments: list[Any] = []

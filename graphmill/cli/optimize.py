@@ -76,6 +76,14 @@ def run(args: argparse.Namespace) -> int:
                        {"-o": args.output, "--json": args.json})
     for plugin in args.load_passes or []:
         api.load_passes(plugin)
+    # after the plugins (the schedule may name their passes): the files the schedule includes are inputs too
+    included = {f"-s {args.schedule} includes {os.path.relpath(f)}": f for f in
+                (api.schedule_files(args.schedule)[1:] if args.schedule else ())}
+    check_output_paths(included, {"-o": args.output, "--json": args.json})
+    if args.reproducer_dir is not None:
+        api.check_reproducer_dir(args.reproducer_dir, {
+            "MODEL": args.model, "-s": schedule_file, **included,
+            **{f"--load-passes {p}": p for p in args.load_passes or []}})
     graph = api.load(args.model)
     print_after = "all" if args.print_ir_after_all else args.print_ir_after
     report = api.optimize(

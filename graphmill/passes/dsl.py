@@ -536,6 +536,14 @@ def parse_schedule(text: str, *, source: str = "<inline>", entry: str | None = N
     top = p.parse_text(text, source)
     for name in list(p.defs):  # every schedule is checked, not only the one that runs
         p.schedule(name)
+    sources = tuple(f for f in p.lines if os.path.isfile(f))
+    chosen = _entry(p, top, source, entry)
+    chosen.sources = sources
+    return chosen
+
+
+def _entry(p: "_Parser", top: list[Tree], source: str, entry: str | None) -> Schedule:
+    """The schedule ``parse_schedule`` returns (its docstring says which)."""
     if entry is not None:
         if entry not in p.defs:
             raise ScheduleError(f"no schedule named {entry!r} in {source}{did_you_mean(entry, p.defs)}", None)

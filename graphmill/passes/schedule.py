@@ -75,6 +75,8 @@ Step = Union[Run, Fixpoint, Repeat, Call]
 class Schedule:
     name: str
     body: list[Step] = field(default_factory=list)
+    # The .mill files it was read from (the file, then what it includes): outputs must not overwrite them.
+    sources: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     # -- printing ---------------------------------------------------------------
     def to_inline(self) -> str:
