@@ -10,7 +10,8 @@ from graphmill.frontend import load
 from graphmill.frontend import save as _save_onnx
 from graphmill.frontend.onnx_io import external_data_files
 from graphmill.ir import Graph, UserInputError
-from graphmill.optimization import OptimizeReport, ReproducerError, check_dims, model_summary, resolve_schedule
+from graphmill.optimization import (OptimizeReport, ReproducerError, check_dims, check_tolerances, model_summary,
+                                    resolve_schedule)
 from graphmill.optimization import optimize as _run_optimize
 from graphmill.util.suggest import did_you_mean
 

@@ -6,6 +6,7 @@ reproducers), so it sits at the top of the package like the CLI.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -131,10 +132,12 @@ def _brief(g: Graph, dims: dict[str, int] | None = None) -> dict:
 
 
 def rerun_command(folder: str, *, rtol: float, atol: float, seed: int, allow: Iterable[str],
-                  dims: dict[str, int] | None, load_passes: Iterable[str] = ()) -> str:
-    """The command line that reruns a reproducer with every option that decides its outcome."""
+                  dims: dict[str, int] | None, load_passes: Iterable[str] = (), verify_each: bool = False) -> str:
+    """The command line that reruns a reproducer with every option that decides its outcome (``--verify-each``
+    too: without it a pass that broke the graph's interface or its typing reruns without complaint)."""
     args = ["graphmill", "optimize", os.path.join(folder, "before.onnx"), "-s", os.path.join(folder, "repro.mill"),
-            "--check-numerics", "--rtol", repr(rtol), "--atol", repr(atol), "--seed", str(seed)]
+            "--check-numerics", *(["--verify-each"] if verify_each else []), "--rtol", repr(rtol),
+            "--atol", repr(atol), "--seed", str(seed)]
     for plugin in load_passes:
         args += ["--load-passes", os.path.abspath(plugin)]
     for level in sorted(set(allow) - {EXACT, REASSOCIATING}):
@@ -191,6 +194,13 @@ def write_reproducer(failure: PassFailure, schedule: Schedule, seed: int, folder
     return folder
 
 
+def check_tolerances(rtol: float, atol: float) -> None:
+    """A tolerance of -1 would fail every comparison and nan pass every one: refused as bad input."""
+    for flag, tol in (("--rtol", rtol), ("--atol", atol)):
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+            raise UserInputError(f"{flag} {tol}: a tolerance must be a finite number >= 0")
+
+
 @collector_paused()
 def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_file: str | None = None,
              check_numerics: bool = False, rtol: float = 1e-4, atol: float = 1e-5, seed: int = 0,
@@ -209,6 +219,7 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     ``load_passes`` (the files the user's passes came from) only goes into that command.
     ``cost_model``: the ``PassContext``'s (the device cost model ``place`` and the learned passes need).
     """
+    check_tolerances(rtol, atol)
     sched = resolve_schedule(schedule, schedule_file)
     if explain_rule:  # an unknown rule is refused before the schedule runs, not after
         from graphmill.passes.rewrite_pass import find_rule
@@ -246,7 +257,8 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
             f.before = _replay(start, f.ran, seed, allow, cost_model)
         folder = write_reproducer(f, sched, seed, reproducer_dir)
         raise ReproducerError(f, folder, rerun_command(folder, rtol=rtol, atol=atol, seed=seed, allow=allow,
-                                                       dims=dims, load_passes=load_passes)) from f
+                                                       dims=dims, load_passes=load_passes,
+                                                       verify_each=verify_each)) from f
     report = OptimizeReport(
         schedule=sched.to_text(), schedule_inline=sched.to_inline(), seed=seed, before=before, after=_brief(graph, dims),
         passes=[r.__dict__ for r in result.records], stats=result.stats(),

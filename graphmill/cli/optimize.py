@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="size of a symbolic dimension for the random inputs and the figures (default 1 each)")
-    p.add_argument("--verify-each", action="store_true", help="verify the IR and the model interface after every pass")
+    p.add_argument("--verify-each", action="store_true",
+                   help="verify the IR, the model interface (output names, types, symbolic dims) and the op "
+                        "schemas' typing after every pass")
     p.add_argument("--time-passes", action="store_true", help="print a table of time per pass")
     p.add_argument("--print-ir-after", metavar="PASS", help="print the IR after this pass ('all' for every pass)")
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass that changed it")
@@ -65,6 +67,7 @@ def summary_line(label: str, before: float, after: float, fmt: str = "{:,}") -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    api.check_tolerances(args.rtol, args.atol)
     for path in (args.output, args.json):  # every output checked before any work (nothing written on a refusal)
         if path and path != "-":
             check_target(path)

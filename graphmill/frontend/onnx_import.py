@@ -11,6 +11,7 @@ an undefined name or a cycle is reported with the node that has it.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import ChainMap
 
@@ -77,6 +78,22 @@ def type_from_proto(tp: onnx.TypeProto) -> Type | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _schema(op_type: str, opset: int):
+    """The default domain's schema of ``op_type`` at ``opset``, or None (an op onnx does not know)."""
+    try:
+        return onnx.defs.get_schema(op_type, opset, "")
+    except onnx.defs.SchemaError:
+        return None
+
+
+def _kind_name(kind: int) -> str:
+    try:
+        return onnx.AttributeProto.AttributeType.Name(kind)
+    except ValueError:
+        return f"of unknown kind {kind}"
+
+
 def _dtype(code: int) -> DataType:
     try:
         return DataType(code)
@@ -88,10 +105,44 @@ def _props(entries) -> dict[str, str]:
     return {e.key: e.value for e in entries}
 
 
+def _negative_dim(t: Type | None) -> int | None:
+    """The first negative declared dimension of a tensor type (ONNX dims are >= 0), or None."""
+    shape = getattr(t, "shape", None) if isinstance(t, (TensorType, SparseTensorType)) else None
+    return next((d for d in shape or () if isinstance(d, int) and d < 0), None)
+
+
 class _Importer:
-    def __init__(self, model_path: str, base_dir: str | None) -> None:
+    def __init__(self, model_path: str, base_dir: str | None, opset: int | None = None) -> None:
         self.path = model_path
         self.base_dir = base_dir
+        self.opset = opset  # of the default domain: the schemas attribute kinds are checked against
+
+    def value_type(self, vi: onnx.ValueInfoProto, graph_name: str) -> Type | None:
+        """``vi``'s type; a negative dimension is refused here, naming the value, not later as numpy's
+        "negative dimensions are not allowed" from the first pass that makes inputs of that shape."""
+        t = type_from_proto(vi.type) if vi.HasField("type") else None
+        bad = _negative_dim(t)
+        if bad is not None:
+            raise self.error(f"value {vi.name!r} in graph {graph_name!r} is declared with dimension {bad} "
+                             f"(shape {list(t.shape)}); dimensions are >= 0, or a name for a symbolic one")
+        return t
+
+    def check_attr_kinds(self, npb: onnx.NodeProto, graph_name: str) -> None:
+        """Refuse an attribute whose kind is not the one its op's schema defines (``Transpose perm="abc"``):
+        bad input at load, not a crash of whichever pass first reads the attribute."""
+        if npb.domain not in _DEFAULT_DOMAINS or self.opset is None:
+            return
+        schema = _schema(npb.op_type, self.opset)
+        if schema is None:
+            return
+        for ap in npb.attribute:
+            spec = schema.attributes.get(ap.name)
+            kind = ap.type or _guess_attr_kind(ap)
+            if spec is None or ap.ref_attr_name or kind == int(spec.type):
+                continue
+            raise self.error(f"{npb.op_type} node {npb.name!r} in graph {graph_name!r}: attribute {ap.name!r} is "
+                             f"{_kind_name(kind)}, but {npb.op_type} (opset {self.opset}) takes "
+                             f"{_kind_name(int(spec.type))}")
 
     def error(self, msg: str) -> ModelLoadError:
         return ModelLoadError(f"{self.path}: {msg}")
@@ -155,7 +206,7 @@ class _Importer:
         vinfo = {vi.name: vi for vi in gp.value_info}
 
         for vi in gp.input:
-            v = Value(vi.name, type_from_proto(vi.type) if vi.HasField("type") else None, doc_string=vi.doc_string)
+            v = Value(vi.name, self.value_type(vi, gp.name), doc_string=vi.doc_string)
             if len(vi.metadata_props):
                 v.metadata_props = _props(vi.metadata_props)
             g.add_input(v)
@@ -182,19 +233,22 @@ class _Importer:
         # Sweep 1: every node output gets its Value, so inputs can be resolved in any order.
         pending: list[tuple[onnx.NodeProto, list[Value | None]]] = []
         local = scope.maps[0]
+        producers: dict[str, onnx.NodeProto] = {}  # the nodes are built in sweep 2: their protos name them
         for npb in gp.node:
+            self.check_attr_kinds(npb, gp.name)
             outs: list[Value | None] = []
             for name in npb.output:
                 if not name:
                     outs.append(None)
                     continue
                 if name in local:
-                    prev = local[name]
-                    what = f"{prev.producer.op_type} node {prev.producer.name!r}" if prev.producer else "a graph input or initializer"
+                    prev = producers.get(name)
+                    what = f"{prev.op_type} node {prev.name!r}" if prev is not None else "a graph input or initializer"
                     raise self.error(f"{npb.op_type} node {npb.name!r} in graph {gp.name!r} defines {name!r}, "
                                      f"which {what} already defines (values must have one producer)")
+                producers[name] = npb
                 vi = vinfo.get(name)
-                v = Value(name, type_from_proto(vi.type) if vi is not None and vi.HasField("type") else None)
+                v = Value(name, self.value_type(vi, gp.name) if vi is not None else None)
                 if vi is not None:
                     v.doc_string = vi.doc_string
                     if len(vi.metadata_props):
@@ -235,7 +289,7 @@ class _Importer:
             if v is None:
                 raise self.error(f"graph {gp.name!r} output {vi.name!r} is not defined by any node, input or initializer")
             if vi.HasField("type") and v.graph is g and (v.type is None or v.producer is not None):
-                v.type = type_from_proto(vi.type)
+                v.type = self.value_type(vi, gp.name)
             if vi.doc_string and not v.doc_string:
                 v.doc_string = vi.doc_string
             if len(vi.metadata_props) and not v.metadata_props:
@@ -274,7 +328,13 @@ class _Importer:
             gp.output.add().name = name
         gp.node.extend(fp.node)
         gp.value_info.extend(fp.value_info)
-        body = self.graph(gp, ChainMap())
+        model_opset = self.opset
+        own = {o.domain: o.version for o in fp.opset_import if o.domain in _DEFAULT_DOMAINS}
+        self.opset = own.get("", own.get("ai.onnx", model_opset))  # a body's ops are of the function's opsets
+        try:
+            body = self.graph(gp, ChainMap())
+        finally:
+            self.opset = model_opset
         body.opset_imports = {o.domain: o.version for o in fp.opset_import}
         defaults = {ap.name: self.attr(ap, ChainMap(), None) for ap in fp.attribute_proto}
         return Function(fp.domain, fp.name, body, list(fp.attribute), defaults, fp.overload,
@@ -349,7 +409,9 @@ def from_proto(model: onnx.ModelProto, *, base_dir: str | None = None, path: str
     if not model.HasField("graph"):
         raise ModelLoadError(f"{path}: not an ONNX model (no graph in the file)")
     check_opsets(model, path)
-    imp = _Importer(path, os.path.abspath(base_dir) if base_dir else None)
+    default = {o.domain: o.version for o in model.opset_import if o.domain in _DEFAULT_DOMAINS}
+    imp = _Importer(path, os.path.abspath(base_dir) if base_dir else None,
+                    default.get("", default.get("ai.onnx")))
     g = imp.graph(model.graph, ChainMap(), raw_data=raw_data)
     g.opset_imports = {o.domain: o.version for o in model.opset_import}
     g.model = ModelInfo(

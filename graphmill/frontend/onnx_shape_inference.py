@@ -73,6 +73,18 @@ class OnnxShapeInferencer:
     def refine(self, graph: Graph, report: InferenceReport) -> None:
         refine_with_onnx(graph, report)
 
+    def type_error(self, graph: Graph) -> str | None:
+        """onnx's inference in strict mode with type checks on the exported graph (big weights without data):
+        its first complaint, or None. Ops of domains onnx has no schemas for (com.microsoft, graphmill) are
+        not checked."""
+        try:
+            onnx.shape_inference.infer_shapes(to_proto(graph, strip_weights_over=WEIGHT_DATA_LIMIT),
+                                              check_type=True, strict_mode=True)
+        except onnx.shape_inference.InferenceError as e:
+            text = str(e).strip().splitlines()
+            return re.sub(r"^\[\w+\]\s*", "", text[0]) if text else "onnx's type check failed"
+        return None
+
 
 def refine_with_onnx(graph: Graph, report: InferenceReport) -> None:
     """Merge onnx's inferred types into the values whose type is still incomplete, in place.

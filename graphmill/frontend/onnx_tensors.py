@@ -56,6 +56,9 @@ def resolve_external_data(proto: onnx.TensorProto, base_dir: str | None, model_p
     where = f"{model_path}: tensor {proto.name!r}"
     if not location:
         raise ModelLoadError(f"{where} is stored externally but names no location")
+    if "\x00" in location:  # no file name holds one; the OS calls would raise a bare ValueError
+        raise ModelLoadError(f"{where} refers to external data {location!r}, a location with a NUL byte, "
+                             "which no file can have")
     if base_dir is None:
         raise UnsafeModelError(f"{where} refers to external file {location!r}, but the model was not "
                                "loaded from a folder; load it from its file path")

@@ -178,6 +178,12 @@ class ShapeInferencer(Protocol):
 
     def refine(self, graph: Graph, report: InferenceReport) -> None: ...
 
+    def type_error(self, graph: Graph) -> str | None:
+        """The first place ``graph`` is ill-typed for the op schemas (an Add of float64 and float32, a value
+        whose declared type is not what its producer makes), or None: what ``--verify-each`` checks after
+        every changing pass beyond the IR's structure. An implementation without schemas returns None."""
+        ...
+
 
 @dataclass
 class Providers:

@@ -140,6 +140,7 @@ class VerifyEach:
         self._inputs: list[tuple[str, Any]] = []
         self._outputs: list[tuple[str, Any]] = []
         self._inferred: list[Any] = []
+        self._typed = False  # whether the input graph passed the schema type check (then every pass must keep it)
 
     def enter_pipeline(self, graph: Graph, ctx: PassContext) -> None:
         self._inputs = [(v.name, v.type, v.is_initializer) for v in graph.inputs]
@@ -148,6 +149,8 @@ class VerifyEach:
         if problems:
             raise GraphmillError(f"the input graph does not verify: {problems[0]}")
         self._inferred = fresh_output_types(graph)
+        # A model that is already ill-typed (ONNX Runtime may still run it) is not blamed on the first pass.
+        self._typed = _type_error(graph, ctx) is None
 
     def after_pass(self, step: PassStepInfo, graph: Graph, ctx: PassContext, result: PassResult) -> None:
         problems = find_problems(graph)
@@ -160,6 +163,12 @@ class VerifyEach:
             msg = _interface_change(before, v.type)
             if msg:
                 raise PassCheckError(step, f"graph output {name!r} {msg}")
+            if v.name != name:  # callers (ONNX Runtime sessions, the comparison) look outputs up by name
+                raise PassCheckError(step, f"graph output {name!r} was renamed to {v.name!r}")
+        if result.changed and self._typed:
+            wrong = _type_error(graph, ctx)
+            if wrong is not None:
+                raise PassCheckError(step, f"the graph is ill-typed: {wrong}")
         if result.changed:
             inferred = fresh_output_types(graph)
             for (name, _), before, after in zip(self._outputs, self._inferred, inferred):
@@ -178,6 +187,12 @@ class VerifyEach:
             if now != kept:
                 raise PassCheckError(step, "the graph's inputs changed")
             self._inputs = now
+
+
+def _type_error(graph: Graph, ctx: PassContext) -> str | None:
+    """The context's shape inferencer's schema type check (onnx's, by default), or None without one."""
+    check = getattr(ctx.shape_inferencer, "type_error", None)
+    return check(graph) if check is not None else None
 
 
 def fresh_output_types(graph: Graph) -> list[Any]:

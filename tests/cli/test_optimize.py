@@ -106,7 +106,8 @@ def test_builtin_ort_schedule_by_name(light_dir, tmp_path):
     ops = {n.op_type for n in graphmill.load(str(out)).nodes}
     assert "FusedConv" in ops and "Relu" not in ops  # every Conv -> Relu, hoisted or not, is one FusedConv
     r = run_cli("optimize", os.path.join(light_dir, "light_inception_v1.onnx"), "-o", str(out) + "2", "-s", "orrt")
-    assert r.returncode == 2 and "not a built-in schedule (default, ort, cleanup)" in r.stderr
+    assert r.returncode == 2 and "not a built-in schedule (did you mean 'ort'?) (the built-in ones: default, ort, " \
+                                 "cleanup)" in r.stderr
 
 
 def test_print_ir_after_and_diff(resnet18_file, tmp_path):

@@ -121,3 +121,15 @@ def test_misspelt_builtin_schedule_suggests_the_name(tmp_path, monkeypatch, caps
     line = _one_line(capsys)
     assert rc == 2 and "defualt: no such schedule file, and not a built-in schedule (did you mean 'default'?)" in line
     assert not os.path.exists("o.onnx")
+
+
+@pytest.mark.parametrize("flag, value", [("--rtol", "-1"), ("--atol", "nan"), ("--atol", "inf")])
+def test_tolerance_that_no_comparison_could_mean_is_refused_before_loading(tmp_path, monkeypatch, capsys, flag,
+                                                                          value):
+    """``--rtol -1`` failed every comparison and ``--atol nan`` passed every one; the model named does not exist,
+    so the refusal must come before loading it."""
+    monkeypatch.chdir(tmp_path)
+    rc = main(["optimize", "missing.onnx", "-o", "o.onnx", flag, value])
+    line = _one_line(capsys)
+    assert rc == 2 and f"{flag} {float(value)}: a tolerance must be a finite number >= 0" in line, line
+    assert os.listdir(tmp_path) == []

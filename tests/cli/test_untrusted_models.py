@@ -189,10 +189,52 @@ def _extra_output(path) -> str:
     return str(path)
 
 
+def _nul_in_location(path) -> str:
+    """Before: ``ValueError: embedded null byte`` from os.path.realpath, a traceback."""
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    w.ClearField("raw_data")
+    w.data_location = TensorProto.EXTERNAL
+    w.external_data.add(key="location", value="w\x00.bin")
+    return _matmul_with(path, w)
+
+
+def _negative_dim(path) -> str:
+    """Before: loaded, then numpy's "negative dimensions are not allowed" from the ONNX Runtime comparison."""
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g",
+                          [helper.make_tensor_value_info("x", 1, [-3])], [helper.make_tensor_value_info("y", 1, [-3])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+def _attr_of_wrong_kind(path) -> str:
+    """Before: "pass 'simplify' failed: ValueError: invalid literal for int()" with a reproducer."""
+    node = helper.make_node("Transpose", ["x"], ["y"], name="t")
+    node.attribute.append(helper.make_attribute("perm", "abc"))  # a STRING; the schema's perm is INTS
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, [2, 3])],
+                          [helper.make_tensor_value_info("y", 1, [3, 2])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+def _two_producers(path) -> str:
+    """Before: the message blamed "a graph input or initializer" for the first node's output."""
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="first"),
+                           helper.make_node("Neg", ["x"], ["y"], name="second")], "g",
+                          [helper.make_tensor_value_info("x", 1, [4])], [helper.make_tensor_value_info("y", 1, [4])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
 MALFORMED = {
     "raw_data_short": (_short_raw, ["tensor 'w'", "need 64 bytes of data, it holds 20"]),
     "float_data_short": (_short_typed, ["tensor 'w'", "need 16 values of data, it holds 3"]),
     "extra_output": (_extra_output, ["Relu node 'two_out'", "2 outputs, but Relu (opset 14) takes 1"]),
+    "nul_in_external_location": (_nul_in_location, ["tensor 'w'", "'w\\x00.bin', a location with a NUL byte"]),
+    "negative_dim": (_negative_dim, ["value 'x' in graph 'g' is declared with dimension -3 (shape [-3])"]),
+    "attribute_of_wrong_kind": (_attr_of_wrong_kind, ["Transpose node 't' in graph 'g': attribute 'perm' is STRING, "
+                                                      "but Transpose (opset 17) takes INTS"]),
+    "two_producers": (_two_producers, ["Neg node 'second' in graph 'g' defines 'y', which Relu node 'first' "
+                                       "already defines"]),
 }
 
 

@@ -134,6 +134,32 @@ class SwallowOutput(Pass):
 
 
 @register_pass
+class RenameOutput(Pass):
+    """Test pass: renames the graph output (type and value unchanged)."""
+
+    name = "test-rename-output"
+
+    def run(self, graph, ctx):
+        graph.outputs[0].name = "renamed"
+        return PassResult(True)
+
+
+@register_pass
+class CastFirstInput(Pass):
+    """Test pass: the first node reads its input through a Cast to float64; its other readers keep float32, so an
+    elementwise op then mixes float64 and float32 -- ill-typed for ONNX (and refused by ONNX Runtime)."""
+
+    name = "test-cast-first-input"
+
+    def run(self, graph, ctx):
+        first = graph.nodes[0]
+        cast = Node("Cast", [first.inputs[0]], {"to": 11})
+        graph.insert_before(first, cast)
+        first.set_input(0, cast.outputs[0])
+        return PassResult(True)
+
+
+@register_pass
 class Crash(Pass):
     """Test pass: raises."""
 
@@ -204,6 +230,40 @@ def test_verify_each_catches_interface_breaks(bad, needle):
     with pytest.raises(PassFailure, match=f"after pass '{bad}'") as ei:
         PassManager(f"test-noop,{bad}", verify_each=True).run(relu_chain())
     assert needle in str(ei.value)
+
+
+def test_verify_each_catches_a_renamed_output():
+    """The README promises outputs keep their names; before, a rename passed verify-each and the comparison."""
+    with pytest.raises(PassFailure, match="after pass 'test-rename-output'") as ei:
+        PassManager("test-noop,test-rename-output", verify_each=True).run(relu_chain())
+    assert "graph output 'y' was renamed to 'renamed'" in str(ei.value)
+
+
+def _add_of_input_twice() -> graphmill.Graph:
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [4])
+    b.output(b.Add(x, x), "y")
+    return b.build()
+
+
+def test_verify_each_catches_an_ill_typed_graph_and_names_the_pass():
+    """Reference: onnx's schemas (Add's T binds both inputs to one type; strict type inference) and ONNX Runtime,
+    which refuses the same graph. Before: verify-each passed it and the run ended at ONNX Runtime's load error,
+    blamed on the input model, no pass named."""
+    with pytest.raises(PassFailure, match="after pass 'test-cast-first-input'") as ei:
+        PassManager("test-cast-first-input", verify_each=True).run(_add_of_input_twice())
+    assert "the graph is ill-typed: (op_type:Add" in str(ei.value) and "inconsistent type" in str(ei.value)
+    g = _add_of_input_twice()
+    PassManager("test-cast-first-input").run(g)  # what verify-each saw is what ONNX Runtime refuses
+    with pytest.raises(GraphmillError, match="bound to different types"):
+        ortb.run(g, {"x": np.ones(4, np.float32)})
+
+
+def test_optimize_reproducer_of_a_verify_each_failure_reruns_with_verify_each(tmp_path):
+    """The rerun command carries --verify-each: without it the renamed output would rerun without complaint."""
+    with pytest.raises(ReproducerError) as ei:
+        optimize(relu_chain(), "test-rename-output", verify_each=True, reproducer_dir=str(tmp_path / "r"))
+    assert " --verify-each " in ei.value.rerun
 
 
 def test_numerics_check_names_the_first_breaking_pass_and_output():
