@@ -22,7 +22,7 @@ from graphmill.util.files import atomic_write_bytes, check_out_folder, check_out
 from graphmill.util.suggest import did_you_mean
 from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES, builtin_schedule, default_schedule
 from graphmill.passes.dsl import load_schedule
-from graphmill.ir import Graph, GraphmillError, UserInputError
+from graphmill.ir import ExecutionError, Graph, GraphmillError, UserInputError
 from graphmill.ir.summary import summarize, symbols
 from graphmill.ir.gc_pause import collector_paused
 from graphmill.providers import pass_context
@@ -271,11 +271,16 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
                            "max_abs_diff_by_pass": numerics.worst}
     if original is not None:
         inputs = ortb.random_inputs(original, seed=seed, dims=dims)
-        report.comparison = ortb.compare(original, graph, inputs, seed=seed, rtol=rtol, atol=atol,
-                                         options=ortb.OrtOptions(optimization="disabled"),
-                                         scale_atol=True).to_dict()
+        try:
+            report.comparison = ortb.compare(original, graph, inputs, seed=seed, rtol=rtol, atol=atol,
+                                             options=ortb.OrtOptions(optimization="disabled"),
+                                             scale_atol=True).to_dict()
+        except ExecutionError as e:  # an op ONNX Runtime lacks, a size it refuses: say what the check is and its knobs
+            sized = "" if dims or not symbols(original) else "; symbolic sizes were 1: --dim NAME=SIZE sets them"
+            raise ExecutionError(f"{e} (while comparing the optimized model with the input under ONNX Runtime; "
+                                 f"--no-compare skips the comparison{sized})") from e
     if explain_rule:
-        report.explain = explain(graph, explain_rule)
+        report.explain = explain(graph, explain_rule, stats=result.stats())
     return report
 
 
@@ -286,9 +291,16 @@ def _replay(start: Graph, ran: list, seed: int, allow: Iterable[str], cost_model
     return start
 
 
-def explain(graph: Graph, rule_name: str) -> str:
+def explain(graph: Graph, rule_name: str, *, stats: dict[str, dict[str, float]] | None = None) -> str:
+    """Why ``rule_name`` does not fire on ``graph`` (the optimized model); with the run's pass ``stats``, first how
+    often it fired during the run: a rule that rewrote every match leaves none, and "does not fire" alone read as
+    if it had never run."""
     from graphmill.ir.rewrite import explain as explain_rule
     from graphmill.passes.rewrite_pass import find_rule
 
     rule, owner = find_rule(rule_name)
-    return f"{explain_rule(rule, graph)} [rule of pass {owner!r}, {rule.exactness}]"
+    now = explain_rule(rule, graph)
+    fired = int((stats or {}).get(owner, {}).get(rule.name, 0))
+    if fired:
+        now = f"rule {rule.name!r} fired {fired} time(s) during the schedule; in the optimized model: {now}"
+    return f"{now} [rule of pass {owner!r}, {rule.exactness}]"

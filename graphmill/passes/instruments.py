@@ -105,10 +105,16 @@ class PrintIR:
         if self.diff:
             self._before = format_graph(graph)
 
+    def _named(self, name: str) -> bool:
+        """Asked for by name, not only through 'all'."""
+        return name in self.after if isinstance(self.after, set) else self.after == name
+
     def after_pass(self, step: PassStepInfo, graph: Graph, ctx: PassContext, result: PassResult) -> None:
         if not self._wants(step.name) or (self.only_changed and not result.changed):
             if self.diff and result.changed:
                 self._before = format_graph(graph)
+            elif self._named(step.name) and not result.changed:  # silence would read as "never ran"
+                print(f"// ----- IR after {step}: unchanged -----", file=self.stream)
             return
         text = format_graph(graph)
         if self.diff:

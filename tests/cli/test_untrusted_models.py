@@ -263,6 +263,22 @@ def test_onnx_runtime_refusal_is_one_line_without_its_log(tmp_path):
     assert "onnxruntime:" not in r.stderr
 
 
+def test_op_onnx_runtime_lacks_names_the_comparison_and_how_to_skip_it(tmp_path):
+    """An op of the user's own domain: the schedule runs, then the comparison under ONNX Runtime cannot load the
+    model. Before: ORT's message alone, no hint that --no-compare writes the model (with it, exit 0)."""
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="r"),
+                           helper.make_node("MyOp", ["r"], ["y"], domain="my.domain", name="mine")], "g",
+                          [helper.make_tensor_value_info("x", 1, ["N", 4])], [helper.make_tensor_value_info("y", 1, ["N", 4])])
+    model = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("my.domain", 1)]),
+              model)
+    r = run_cli(tmp_path, "optimize", model, "-o", str(tmp_path / "out.onnx"))
+    _assert_one_line(r, tmp_path, ["my.domain:MyOp", "while comparing the optimized model with the input under ONNX "
+                                   "Runtime; --no-compare skips the comparison; symbolic sizes were 1: --dim NAME=SIZE"])
+    r = run_cli(tmp_path, "optimize", model, "-o", str(tmp_path / "out.onnx"), "--no-compare")
+    assert r.returncode == 0 and os.path.isfile(tmp_path / "out.onnx"), r.stderr
+
+
 # --- Sizes within the per-tensor limit that still exhaust memory, and files that are not files (issue 10
 # items 15/18). References: hand computations of the bytes (float32 = 4 bytes, the simulator's address
 # matrices M x K + K x N + M x N words of 4 bytes, as SCALE-Sim's operand_matrix builds them), and POSIX

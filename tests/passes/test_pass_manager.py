@@ -288,6 +288,10 @@ def test_time_passes_and_print_ir():
     out = buf.getvalue()
     assert "IR diff after pass 'test-drop-one-relu'" in out and "-  %" in out  # a removed line
     assert "after pass 'test-noop'" not in out  # unchanged passes print nothing
+    buf = io.StringIO()
+    PassManager("test-noop,test-drop-one-relu", [PrintIR({"test-noop"}, stream=buf)]).run(relu_chain())
+    # asked for by name, a pass that changed nothing says so (before: nothing, as if it had never run)
+    assert buf.getvalue() == "// ----- IR after pass 'test-noop' (#1, main > test-noop): unchanged -----\n"
 
 
 def test_optimize_writes_a_reproducer_that_reproduces(tmp_path):
@@ -353,6 +357,16 @@ def test_explain_match_reports_the_closest_partial_match():
     assert "does not fire" in text and "has 2 uses" in text and "Neg node" in text
     with pytest.raises(GraphmillError, match="did you mean 'test-neg-neg'"):
         explain(g, "test-neg-nag")
+
+
+def test_explain_match_says_how_often_the_rule_fired_in_the_run():
+    """The rule rewrote the only match; before, the report said just "cannot match", as if it had never run."""
+    b = GraphBuilder("g")
+    x = b.input("x", "float32", [4])
+    b.output(b.Neg(b.Neg(x)), "y")
+    report = optimize(b.build(), "test-rules", explain_rule="test-neg-neg")
+    assert report.explain.startswith("rule 'test-neg-neg' fired 1 time(s) during the schedule; in the optimized "
+                                     "model: rule 'test-neg-neg' cannot match: no Neg node"), report.explain
 
 
 def test_builtin_analyses_are_cached_until_a_change():
