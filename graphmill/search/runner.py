@@ -166,8 +166,8 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
     """
     if not isinstance(space, Space):
         raise UserInputError(f"space must be a graphmill.search.Space, got {type(space).__name__}")
-    if space.size() == 0:
-        raise UserInputError("the space is empty")
+    if not list(space.params()) or space.size() == 0:  # as graphmill search refuses a space file without any
+        raise UserInputError("the space has no parameters to search")
     if not callable(evaluate):
         raise UserInputError(f"evaluate {evaluate!r} is not callable")
     budget = _check_int("budget", budget, 0)

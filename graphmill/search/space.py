@@ -335,6 +335,17 @@ class Float(_Numeric):
         return math.inf if self.high > self.low else 1
 
 
+
+def as_generator(rng: Any) -> np.random.Generator:
+    """``rng`` as the numpy Generator ``sample``/``mutate`` draw from: one is taken as is, an int seeds one;
+    anything else (Python's ``random.Random`` has none of its methods) is refused in one line."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and rng >= 0:
+        return np.random.default_rng(int(rng))
+    raise UserInputError(f"rng: {type(rng).__name__} {rng!r} is not a numpy.random.Generator "
+                         "(numpy.random.default_rng(seed)) nor a seed >= 0")
+
 class Space(Param):
     """A set of named parameters (some conditional, some nested spaces); also a parameter of a bigger space."""
 
@@ -451,8 +462,10 @@ class Space(Param):
                 values[name] = p.canonical(choose(prefix + name, p), prefix + name)
         return {n: values[n] for n in self._params if n in values}
 
-    def sample(self, rng: np.random.Generator) -> dict:
-        """A random configuration: every active parameter independently uniform (log-uniform with ``log``)."""
+    def sample(self, rng: np.random.Generator | int) -> dict:
+        """A random configuration: every active parameter independently uniform (log-uniform with ``log``).
+        ``rng``: a numpy Generator, or an int seeding one."""
+        rng = as_generator(rng)
         if not self._conditional():  # what ``build`` does, without its dependency bookkeeping (same draws)
             return {name: p.sample(rng) if isinstance(p, Space) else p.canonical(p.sample(rng), name)
                     for name, p in self._params.items()}
@@ -496,7 +509,7 @@ class Space(Param):
                 out.append((prefix + (name,), p))
         return out
 
-    def mutate(self, config: Mapping[str, Any], rng: np.random.Generator, validated: bool = False) -> dict:
+    def mutate(self, config: Mapping[str, Any], rng: np.random.Generator | int, validated: bool = False) -> dict:
         """A configuration differing from ``config`` in exactly one active parameter, chosen uniformly.
 
         Parameters that the change activates are sampled; those it deactivates disappear. A space with a single
@@ -506,6 +519,7 @@ class Space(Param):
         the same either way.
         """
         if not validated:
+            rng = as_generator(rng)
             config = self.validate(config)
         cands = self._mutable(config)
         if not cands:

@@ -319,3 +319,31 @@ def test_importing_search_does_not_import_torch():
                          capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "False"
     import graphmill.search.scaling  # noqa: F401  (still importable)
+
+
+def test_sample_and_mutate_take_a_generator_or_a_seed_and_refuse_python_random():
+    """Before: ``space.sample(random.Random(0))`` raised AttributeError ('Random' object has no attribute
+    'integers'). A seed gives what a Generator of that seed gives (reference: numpy.random.default_rng)."""
+    import random
+
+    space = demo_space()
+    assert space.sample(7) == space.sample(np.random.default_rng(7))
+    config = space.sample(1)
+    assert space.mutate(config, 5) == space.mutate(config, np.random.default_rng(5))
+    for call in (lambda: space.sample(random.Random(0)), lambda: space.mutate(config, random.Random(0)),
+                 lambda: space.sample(-1)):
+        with pytest.raises(UserInputError, match=r"^rng: .* is not a numpy\.random\.Generator"):
+            call()
+
+
+def test_search_run_refuses_a_space_without_parameters():
+    """Issue 11 item 10 (an empty space is refused, as ``graphmill search`` refuses the file). Before, the API ran
+    the one empty configuration and returned it as the best."""
+    with pytest.raises(UserInputError, match="the space has no parameters to search"):
+        search.run(search.Space({}), _constant_reward, budget=3, seed=0, progress=False)
+    with pytest.raises(UserInputError, match="the space has no parameters to search"):
+        search.run(search.Space({"inner": search.Space({})}), _constant_reward, budget=3, seed=0, progress=False)
+
+
+def _constant_reward(config: dict) -> float:
+    return 1.0
