@@ -134,6 +134,8 @@ def test_joint_run_resume_and_chosen_design_resimulated(tmp_path):
     assert rep["latency_ms"] == pytest.approx(best["latency_ms"]) and rep["energy_uj"] == pytest.approx(best["energy_uj"])
     report = json.load(open(tmp_path / "a" / "report.json"))
     assert report["best"]["accuracy"] == best["accuracy"] and report["task"].startswith("scikit-learn digits")
+    # one name for one accelerator (before: the report kept the base's "edge", the TOML the searched design's)
+    assert report["best"]["accel"]["name"] == best["accel"]["name"] == acc.name
 
 
 @pytest.mark.slow

@@ -912,11 +912,7 @@ class _Run:
                 save(ev.trained_network(best["nn"]), os.path.join(out, "best.onnx"))
                 save(build_network(ev.nn, best["nn"], deploy=True, latency_scale=ev.latency_scale,
                                    seed=ev.train_seed), os.path.join(out, "best_target.onnx"))
-                chosen = best["accel"]  # named for what it is, not after the base it was searched from
-                arr = chosen.get("array", {})
-                named = {**chosen, "name": f"nahas-best {arr.get('rows')}x{arr.get('cols')} {arr.get('dataflow')} "
-                                           f"(searched from {chosen.get('name', 'the default')})"}
-                atomic_write_text(os.path.join(out, "best_accel.toml"), toml_text(named))
+                atomic_write_text(os.path.join(out, "best_accel.toml"), toml_text(best_json["accel"]))
                 files += ["best.onnx", "best_target.onnx", "best_accel.toml"]
             except KeyboardInterrupt:
                 self.interrupted = True
@@ -958,10 +954,19 @@ def _best(trials: list[dict], trained: bool = True) -> dict | None:
     return max(pool, key=lambda t: t["reward"]) if pool else None  # max keeps the first of equal rewards
 
 
+def named_design_accel(accel: Mapping[str, Any]) -> dict:
+    """A searched accelerator named for what it is, not after the base it was searched from (the trials carry
+    the base's name): the name best_accel.toml and the report's ``best`` share."""
+    arr = accel.get("array", {})
+    return {**accel, "name": f"nahas-best {arr.get('rows')}x{arr.get('cols')} {arr.get('dataflow')} "
+                             f"(searched from {accel.get('name', 'the default')})"}
+
+
 def design(t: Mapping[str, Any]) -> dict:
     """A trial as the report's ``best``: its network and accelerator configuration and metrics."""
     m = t.get("metrics", {})
-    return {"config": t["config"], "nn": t["nn"], "accel": t["accel"], "step": t.get("step"), "reward": t.get("reward"),
+    return {"config": t["config"], "nn": t["nn"], "accel": named_design_accel(t["accel"]), "step": t.get("step"),
+            "reward": t.get("reward"),
             "feasible": bool(m.get("feasible")), "accuracy": m.get("accuracy"), "latency_ms": m.get("latency_ms"),
             "energy": m.get("energy_uj"), "energy_uj": m.get("energy_uj"), "area_mm2": m.get("area_mm2"),
             "macs": m.get("macs"), "cycles": m.get("cycles")}
