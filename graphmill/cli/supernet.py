@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from graphmill import api
 from graphmill.cli.common import emit_json, report_interrupted, stderr
 from graphmill.errors import UserInputError
+from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -39,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                                      "--max-latency-ms; otherwise the report's latency_ms is on the "
                                                      "edge accelerator of the examples)")
     c.add_argument("--config", metavar="JSON", help="extract this child instead of searching (a JSON object: "
-                                                     "resolution and stage1..stageN choices)")
+                                                     "resolution and stage1..stageN choices; inline, or a file "
+                                                     "holding it)")
     c.add_argument("-o", "--output", required=True, metavar="CHILD.onnx", help="where to write the child")
     c.add_argument("--json", metavar="REPORT", help="write {macs, params, accuracy, latency_ms, config} to REPORT "
                                                     "(- for stdout)")
@@ -79,10 +82,17 @@ def run_train(args: argparse.Namespace) -> int:
 def run_select(args: argparse.Namespace) -> int:
     config = None
     if args.config is not None:
+        text, shown = args.config, ""
+        if not text.lstrip().startswith("{"):  # a file written by hand, or by an earlier select's --json
+            if not os.path.exists(text):
+                raise UserInputError(f"--config {text}: neither a JSON object ('{{\"resolution\": ...}}') nor a "
+                                     "file that exists")
+            text = read_user_file(text, TEXT_FILE_LIMIT, "a child configuration (JSON)").decode("utf-8", "replace")
+            shown = f" {args.config}"
         try:
-            config = json.loads(args.config)
+            config = json.loads(text)
         except ValueError as e:
-            raise UserInputError(f"--config: not JSON ({e})") from None
+            raise UserInputError(f"--config{shown}: not JSON ({e})") from None
     to_stdout = args.json == "-"
     report = api.supernet_select(args.dir, output=args.output, max_macs=args.max_macs, max_params=args.max_params,
                                  max_latency_ms=args.max_latency_ms, accel=args.accel, config=config,

@@ -89,6 +89,21 @@ def test_bad_select_input_is_one_line_exit_2_nothing_written(trained, tmp_path, 
     _bad(capsys, ["supernet", "select", str(trained), "-o", o], "give a constraint", tmp_path)
 
 
+def test_select_config_may_be_a_file_holding_the_object(trained, tmp_path, capsys):
+    """Before: ``--config child.json`` said only "not JSON (Expecting value ...)". Reference: the same child given
+    inline (the two children's files hold the same model)."""
+    cfg = TINY_SPEC.largest()
+    (tmp_path / "child.json").write_text(json.dumps(cfg))
+    assert main(["supernet", "select", str(trained), "--config", str(tmp_path / "child.json"),
+                 "-o", str(tmp_path / "from_file.onnx")]) == 0, capsys.readouterr().err
+    assert main(["supernet", "select", str(trained), "--config", json.dumps(cfg),
+                 "-o", str(tmp_path / "inline.onnx")]) == 0, capsys.readouterr().err
+    assert (tmp_path / "from_file.onnx").read_bytes() == (tmp_path / "inline.onnx").read_bytes()
+    capsys.readouterr()
+    _bad(capsys, ["supernet", "select", str(trained), "--config", str(tmp_path / "chidl.json"), "-o",
+                  str(tmp_path / "c.onnx")], "chidl.json: neither a JSON object", tmp_path)
+
+
 @pytest.mark.slow
 def test_train_cli_default_space_writes_a_supernet_and_resumes(tmp_path, capsys):
     out = tmp_path / "run"
