@@ -9,7 +9,7 @@ import re
 import sys
 
 from graphmill import api
-from graphmill.cli.common import emit_json
+from graphmill.cli.common import emit_json, output_file
 from graphmill.errors import UserInputError
 
 
@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     q.add_argument("netlist", metavar="NETLIST", help="netlist.pb.txt (or .gz), Circuit Training's format")
     q.add_argument("--init", required=True, metavar="INITIAL.plc", help="initial placement (canvas, grid, routing)")
     q.add_argument("--method", required=True, choices=api.CHIP_METHODS, help="fd, sa or rl")
-    q.add_argument("-o", "--output", required=True, metavar="OUT.plc", help="the placement written")
+    q.add_argument("-o", "--output", type=output_file, required=True, metavar="OUT.plc", help="the placement written")
     q.add_argument("--budget-s", type=float, default=60.0, metavar="N", help="seconds of search (default 60)")
     q.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     if hasattr(q, "_negative_number_matcher"):  # argparse's own attribute (Python 3.11-3.13)

@@ -122,6 +122,14 @@ def save_output(graph, args: argparse.Namespace) -> None:
     api.save(graph, args.output, external_data=location)
 
 
+def output_file(text: str) -> str:
+    """The type of every ``-o``: a file name. ``-`` means standard output for ``--json``, but a model, a placement
+    or a policy is not written there, and taking it as a name left a file called ``-``."""
+    if text == "-":
+        raise argparse.ArgumentTypeError("'-': give a file name (only --json reports go to standard output)")
+    return text
+
+
 def add_output_args(p: argparse.ArgumentParser) -> None:
     """``--force`` and ``--external-data``, shared by the commands that write a model."""
     p.add_argument("--force", action="store_true", help="allow -o to overwrite the input model or its weights")

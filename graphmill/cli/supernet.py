@@ -14,7 +14,7 @@ import json
 import os
 
 from graphmill import api
-from graphmill.cli.common import emit_json, report_interrupted, stderr
+from graphmill.cli.common import emit_json, output_file, report_interrupted, stderr
 from graphmill.errors import UserInputError
 from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
 
@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("--config", metavar="JSON", help="extract this child instead of searching (a JSON object: "
                                                      "resolution and stage1..stageN choices; inline, or a file "
                                                      "holding it)")
-    c.add_argument("-o", "--output", required=True, metavar="CHILD.onnx", help="where to write the child")
+    c.add_argument("-o", "--output", type=output_file,
+                   required=True, metavar="CHILD.onnx", help="where to write the child")
     c.add_argument("--json", metavar="REPORT", help="write {macs, params, accuracy, latency_ms, config} to REPORT "
                                                     "(- for stdout)")
     c.add_argument("--plot", metavar="PNG", help="also write validation accuracy vs MACs / parameters / latency of "

@@ -8,7 +8,7 @@ import shlex
 import sys
 
 from graphmill import api
-from graphmill.cli.common import emit_json
+from graphmill.cli.common import emit_json, output_file
 from graphmill.errors import UserInputError
 from graphmill.util.files import check_output_paths, check_target
 
@@ -16,7 +16,8 @@ from graphmill.util.files import check_output_paths, check_target
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("train-policy", help="train the learned passes' policy (GNN + attention, PPO across graphs) "
                                             "and write it as POLICY.npz with POLICY.json beside it")
-    p.add_argument("-o", "--output", required=True, metavar="POLICY.npz", help="where to write the policy")
+    p.add_argument("-o", "--output", type=output_file,
+                   required=True, metavar="POLICY.npz", help="where to write the policy")
     p.add_argument("--steps", type=int, metavar="N", help="PPO steps (default 60)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--quick", action="store_true", help="a small training set (a smoke test)")

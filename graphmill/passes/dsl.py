@@ -47,7 +47,7 @@ from graphmill.ir import UserInputError
 from graphmill.passes.base import pass_class
 from graphmill.util.suggest import did_you_mean
 from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES
-from graphmill.passes.schedule import Call, Fixpoint, Repeat, Run, Schedule, SourceLoc, Step
+from graphmill.passes.schedule import MAX_ITERATIONS, Call, Fixpoint, Repeat, Run, Schedule, SourceLoc, Step
 from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
 
 MAX_NESTING = 64
@@ -57,11 +57,7 @@ Real schedules use 3 or 4 levels (the built-in ``ort``: ort > default > cleanup 
 keeps a generated or hostile file from reaching Python's recursion limit (a traceback of thousands of
 lines) in the parser, the printer or the pass manager."""
 
-MAX_ITERATIONS = 10_000
-"""Largest ``repeat`` count, ``fixpoint`` ``max_iters``, and product of the repeat counts around a step.
 
-Built-in schedules iterate at most 8 times; the bound turns a typo or a generated ``repeat(1000000000)``,
-which would run for days, into a one-line error when the schedule is parsed."""
 
 KEYWORDS = ("schedule", "include", "fixpoint", "repeat")
 
@@ -121,7 +117,9 @@ class ScheduleError(UserInputError):
                 start = max(0, column - 60)
                 shown = ("..." if start else "") + shown[start:start + 100] + ("..." if start + 100 < len(shown) else "")
                 column = column - start + (3 if start else 0)
-            text += f"\n    {shown}\n    {' ' * (column - 1)}^"
+            # the line's own tabs before the column, so that the caret lands under it however tabs are shown
+            pad = "".join(c if c == "\t" else " " for c in shown[:column - 1])
+            text += f"\n    {shown}\n    {pad}^"
         super().__init__(text)
 
 

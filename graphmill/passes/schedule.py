@@ -14,6 +14,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from graphmill.ir import UserInputError
+
+MAX_ITERATIONS = 10_000
+"""Largest ``repeat`` count, ``fixpoint`` ``max_iters``, and product of the repeat counts around a step.
+
+Built-in schedules iterate at most 8 times; the bound turns a typo or a generated ``repeat(1000000000)``,
+which would run for days, into a one-line error when the schedule is parsed (the DSL, with the line and
+column) or built in Python (``Fixpoint``, ``Repeat``)."""
+
+
+def _check_count(what: str, n: Any, low: int) -> None:
+    if not isinstance(n, int) or isinstance(n, bool) or not low <= n <= MAX_ITERATIONS:
+        raise UserInputError(f"{what} must be an integer from {low} to {MAX_ITERATIONS:,}, got {n!r}")
+
 
 @dataclass(frozen=True)
 class SourceLoc:
@@ -45,6 +59,9 @@ class Fixpoint:
     max_iters: int = 8
     loc: SourceLoc | None = field(default=None, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        _check_count("fixpoint: option 'max_iters'", self.max_iters, 1)  # 0 would run nothing, silently
+
 
 @dataclass
 class Repeat:
@@ -53,6 +70,9 @@ class Repeat:
     body: list["Step"]
     count: int = 1
     loc: SourceLoc | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_count("repeat: count", self.count, 0)
 
 
 @dataclass(eq=False)

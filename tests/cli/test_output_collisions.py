@@ -97,3 +97,21 @@ def test_supernet_select_does_not_write_over_its_accelerator(folder, capsys):
     os.makedirs("sn")
     _refused(capsys, ["supernet", "select", "sn", "--max-latency-ms", "1", "--accel", "myedge.toml", "-o",
                       "myedge.toml"], "-o myedge.toml: is the input myedge.toml (--accel)")
+
+
+@pytest.mark.parametrize("argv", [
+    ["zoo", "resnet18"], ["roundtrip", "m.onnx"], ["optimize", "m.onnx"], ["scale", "m.onnx", "--phi", "1"],
+    ["place", "m.onnx", "--devices", "2"], ["partition", "m.onnx", "--stages", "2"],
+    ["train-policy", "--steps", "1"], ["supernet", "select", "sn", "--max-macs", "1e9"],
+    ["chip", "place", "n.pb", "--init", "i.plc"],
+])
+def test_o_dash_is_refused_not_a_file_named_dash(tmp_path, monkeypatch, capsys, argv):
+    """``-o -`` wrote a file called ``-`` (exit 0): '-' is standard output for --json only. The inputs named here
+    need not exist: the refusal comes from the argument itself, before any of them is read."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error, as for any malformed argument
+        main(argv + ["-o", "-"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2 and len(err) == 1, err
+    assert "argument -o/--output: '-': give a file name (only --json reports go to standard output)" in err[0], err
+    assert os.listdir(tmp_path) == []

@@ -8,6 +8,7 @@ directly, strings typed in), and graphmill/passes/default.mill for the built-in 
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -191,6 +192,15 @@ def test_errors_name_line_column_and_show_a_caret(text, line, col, needle):
     assert caret.index("^") - 4 == col - 1  # the caret sits under the column (4-space indent)
 
 
+def test_the_caret_sits_under_the_column_on_a_line_indented_with_tabs():
+    """Before: one space per tab before the caret, so it pointed into the middle of the line wherever a terminal
+    expands tabs. Reference: str.expandtabs of the shown line and of the caret line, which must agree."""
+    e = located("\tdce,\tfold-constnts", "s.mill")
+    _, shown, caret = str(e).splitlines()
+    column = caret.expandtabs(8).index("^")
+    assert shown.expandtabs(8)[column:].startswith("fold-constnts"), (shown, caret)
+
+
 def test_a_long_line_is_shown_around_the_error():
     text = "dce," * 100 + "dcee"
     e = located(text)
@@ -344,3 +354,15 @@ def test_every_numeric_option_of_every_pass_has_a_range():
                 assert o.accepted_range() is not None, (name, o.name)
     with pytest.raises(UserInputError, match="option 'alpha' must be > 0, got nan"):
         pass_class("compound-scale")(alpha=math.nan)  # NaN compares false with every bound: refused too
+
+
+@pytest.mark.parametrize("build, needle", [
+    (lambda: Fixpoint([Run("dce")], 0), "fixpoint: option 'max_iters' must be an integer from 1 to 10,000, got 0"),
+    (lambda: Fixpoint([Run("dce")], 10**9), "got 1000000000"),
+    (lambda: Repeat([Run("dce")], -1), "repeat: count must be an integer from 0 to 10,000, got -1"),
+    (lambda: Repeat([Run("dce")], 2.5), "got 2.5"),
+])
+def test_schedules_built_in_python_have_the_dsls_bounds(build, needle):
+    """Before: ``Fixpoint(max_iters=0)`` ran nothing and ``Repeat(count=10**9)`` ran for days; the DSL refused both."""
+    with pytest.raises(UserInputError, match=re.escape(needle)):
+        build()
