@@ -324,6 +324,8 @@ class _Parser:
         rel = _unquote(str(node.children[0]))
         base = os.path.dirname(os.path.abspath(source)) if os.path.exists(source) else os.getcwd()
         path = os.path.normpath(os.path.join(base, rel))
+        if not path.endswith(".mill"):  # else a shared schedule could echo a line of any file into an error (a CI log)
+            raise ScheduleError(f"include {rel!r}: an included file is a schedule, named *.mill", loc)
         if path in self.include_stack:
             raise ScheduleError(f"include cycle: {' -> '.join(self.include_stack + [path])}", loc)
         if len(self.include_stack) > MAX_NESTING:

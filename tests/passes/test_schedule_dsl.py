@@ -279,6 +279,17 @@ def test_include_cycles_self_includes_and_deep_include_chains(tmp_path):
         load_schedule(str(tmp_path / "c0.mill") + ":c0")
 
 
+def test_include_of_a_file_that_is_not_a_schedule_is_refused_unread(tmp_path):
+    """Before: ``include "secret.txt"`` read the file and echoed its first line under the caret of the syntax
+    error, into whatever log the run went to."""
+    (tmp_path / "secret.txt").write_text("token-1234\n")
+    (tmp_path / "a.mill").write_text('include "secret.txt"\ndce\n')
+    with pytest.raises(ScheduleError) as ei:
+        load_schedule(str(tmp_path / "a.mill"))
+    assert "a.mill:1:1: include 'secret.txt': an included file is a schedule, named *.mill" in str(ei.value)
+    assert "token-1234" not in str(ei.value)
+
+
 def test_missing_include_and_recursive_schedules(tmp_path):
     (tmp_path / "a.mill").write_text('include "nope.mill"\n')
     with pytest.raises(ScheduleError, match=r"a.mill:1:1: cannot include 'nope.mill': no such file"):
