@@ -204,9 +204,13 @@ class SearchResult:
 
 def run_search(base: Graph, *, space: ScalingGrid, evaluator: Callable[[Graph], dict], cost: Callable[[Graph], float],
                objective: Objective, checkpoint: str | None = None, phi: float = 1.0, divisor: int = 8,
-               seed: int = 0, limit: int | None = None, progress=sys.stderr) -> SearchResult:
+               seed: int = 0, limit: int | None = None, progress: Any = True) -> SearchResult:
     """Evaluate the grid's candidates through ``graphmill.search.run`` (strategy ``grid``, resuming from
-    ``checkpoint``); see the module doc."""
+    ``checkpoint``); see the module doc. ``progress``: a stream for one line per candidate, True for the
+    ``sys.stderr`` of the moment of the call (a default bound at import kept a stream that was later closed,
+    e.g. pytest's capture of an earlier test), None for none."""
+    if progress is True:
+        progress = sys.stderr
     from graphmill.passes.scaling import scale
     from graphmill.search import checkpoint as ckpt
     from graphmill.search.runner import run

@@ -101,3 +101,19 @@ def test_latency_aware_cost_ranks_by_simulated_cycles(tmp_path):
         g = scale(base, 1.0, c["alpha"], c["beta"], c["gamma"], 8, seed=0)
         g = bind_symbols(g, {s: 1 for s in symbols(g)})
         assert c["cost"] == float(simulate(g, accel).total_cycles) > 0
+
+
+def test_default_progress_goes_to_the_stderr_of_the_call(monkeypatch, tmp_path):
+    """Before: ``progress=sys.stderr`` was bound when the module was imported; a run after that stream was closed
+    (pytest's capture of the test that first imported it) failed with "I/O operation on closed file" on its first
+    progress line: test_every_candidate_failed_exits_non_zero failed whenever tests/cli ran without the search
+    tests first."""
+    import io
+    import sys
+
+    now = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", now)
+    res = run_search(default_base(), space=ScalingGrid(step=0.1), evaluator=StubEvaluator(), cost=MacsCost(),
+                     objective=Objective(), limit=2)
+    assert len(res.candidates) == 2
+    assert now.getvalue().count("alpha=") == 2, now.getvalue()  # one line per candidate, on this stream
