@@ -212,3 +212,37 @@ def test_compound_scaling_after_pipeline_partition_sees_the_model_stages():
     assert [r["repeats_after"] for r in body] == [math.ceil(n * ALPHA) for _, n in B0_TABLE]
     assert [r["channels_after"] for r in body] == [round_filters(c * BETA) for c, _ in B0_TABLE]
     gm.verify(g)
+
+
+# EfficientNet-B1..B7: (width, depth, resolution) of the official implementation and torchvision's documented
+# parameter counts (without BatchNormalization's running statistics)
+OFFICIAL = {"b1": (1.0, 1.1, 240, 7_794_184), "b2": (1.1, 1.2, 260, 9_109_994), "b3": (1.2, 1.4, 300, 12_233_232),
+            "b4": (1.4, 1.8, 380, 19_341_616), "b5": (1.6, 2.2, 456, 30_389_784), "b6": (1.8, 2.6, 528, 43_040_704),
+            "b7": (2.0, 3.1, 600, 66_347_960)}
+
+
+@pytest.mark.parametrize("variant", sorted(OFFICIAL))
+def test_b0_scaled_with_bx_coefficients_is_bx(b0, variant):
+    """References: the zoo's Bx (built from the paper's table by the official rules; its parameters are
+    torchvision's, tests/frontend/test_zoo_efficientnet.py) and torchvision's parameter count. Before: stage 7's
+    added block kept the first block's expansion (1152 for 320 inputs; EfficientNet: 1920) and squeeze (48; 80),
+    and widening rounded expansions and squeezes on their own (B4: 200 for 32 inputs; 192): B1 had 9% fewer
+    parameters than EfficientNet-B1, B7 12%, and 124 of B4's 161 Conv/Gemm weights had another shape."""
+    w, d, r, published = OFFICIAL[variant]
+    g = scale(b0, 1, alpha=d, beta=w, gamma=r / 224)
+    ref = zoo.build(f"efficientnet_{variant}", batch=1)
+
+    def weights(x):
+        return [(n.meta.get("model_stage"), n.meta.get("block"), tuple(n.inputs[1].shape))
+                for n in x.nodes if n.op_type in ("Conv", "Gemm")]
+
+    assert weights(g) == weights(ref)
+    assert g.inputs[0].shape == ref.inputs[0].shape == (1, 3, r, r)
+    stats = sum(n.inputs[k].const.size for n in g.nodes if n.op_type == "BatchNormalization" for k in (3, 4))
+    params = gm.inspect(g)["params"] - stats
+    assert abs(params - published) / published < 0.01, (params, published)
+
+    def rows(x):
+        return [(b["stage"], b["block"], b["cin"], b["cout"], b["se_channels"]) for b in x.meta["blocks"]]
+
+    assert rows(g) == rows(ref)  # the meta the next pass reads describes the scaled network

@@ -35,7 +35,7 @@ from graphmill.ir.scaling import round_filters  # the zoo's rule too: one defini
 
 from ..base import Option, Pass, PassContext, PassResult, register_pass
 from . import channels
-from .depth import deepen
+from .depth import deepen, mbconv_inner_sizes
 from .structure import Structure, find_structure
 
 CHANNEL_KEYS = ("cin", "cout", "width", "se_channels", "stem", "head")
@@ -167,18 +167,22 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
                 reinfer(graph)  # the next stage's copy reads this stage's new output shapes
 
     widened = resized = 0
-    group_sizes: list[tuple[int, int]] = []
     if w != 1:
         constant = constant_values(graph)
         cg = channels.analyze(graph.nodes, constant=constant,
                               graph_inputs=[v for v in graph.inputs if not v.is_initializer],
                               graph_outputs=graph.outputs)
         plan: dict = {}
-        for root, members, size in channels.source_groups(cg):
+        sizes = {root: size for root, _, size in channels.source_groups(cg)}
+        for root, size in sizes.items():
             new = round_filters(size, w, divisor)
             if new != size:
                 plan[root] = new
-                group_sizes.append((size, new))
+        for root, new in mbconv_derived_sizes(struct, cg, lambda r: plan.get(r, sizes.get(r))).items():
+            if root in sizes:
+                plan.pop(root, None)
+                if new != sizes[root]:
+                    plan[root] = new
         if not plan and cg.blocked and any(round_filters(sz, w, divisor) != sz
                                            for sz in {cg.size[k] for k in cg.blocked if isinstance(cg.size[k], int)}):
             node, why = next(iter(cg.blocked.values()))
@@ -218,6 +222,19 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
                                channels_after=a["channels"]) for b, a in zip(before, after)])
     _update_meta(graph, struct, report)
     return report
+
+
+def mbconv_derived_sizes(struct: Structure | None, cg: channels.ChannelGroups,
+                         new_size: Any) -> dict[tuple, int]:
+    """``depth.mbconv_inner_sizes`` of every body block, from the *new* size of its input's group
+    (``new_size(root)``): with it, B0 scaled with Bx's coefficients is the zoo's (torchvision's) Bx."""
+    out: dict[tuple, int] = {}
+    for stage in (struct.body() if struct is not None else []):
+        for blk in stage.blocks:
+            cin = new_size(cg.find(cg.el(blk.input, 1))) if id(blk.input) in cg.values else None
+            if isinstance(cin, int):
+                out.update(mbconv_inner_sizes(blk.nodes, cg, cin))
+    return out
 
 
 def _update_meta(graph: Graph, struct: Structure | None, report: dict) -> None:
@@ -261,9 +278,12 @@ def _update_meta(graph: Graph, struct: Structure | None, report: dict) -> None:
                     row["copied"] = True
                 else:
                     row = dict(row)
-                    for k in CHANNEL_KEYS:
-                        if isinstance(row.get(k), int):
-                            row[k] = round_filters(row[k], w, div)
+                for k in CHANNEL_KEYS:  # a copy's row too: it was the last block's row before widening
+                    if isinstance(row.get(k), int):
+                        row[k] = round_filters(row[k], w, div)
+                if isinstance(row.get("se_channels"), int) and isinstance(row.get("se"), (int, float)) and \
+                        isinstance(row.get("cin"), int):  # the squeeze follows the block's input (mbconv_inner_sizes)
+                    row["se_channels"] = max(1, int(row["cin"] * row["se"]))
                 shp = blk.output.shape
                 if "out_size" in row and shp is not None and isinstance(shp[-1], int):
                     row["out_size"] = shp[-1]

@@ -98,7 +98,9 @@ def copy_block(graph: Graph, block: Block, after: Value, *, index: int, stage: A
             # the input group's old size is cin (from the weights); plan: resize to cout
             for m in members:
                 cg.size[m] = cin
-            channels.resize_groups(None, cg, channels.Plan({root: cout}, seed=seed, reinit=True))
+            sizes = {root: cout}
+            sizes.update(mbconv_inner_sizes(new_nodes, cg, cout))
+            channels.resize_groups(None, cg, channels.Plan(sizes, seed=seed, reinit=True))
         for nn in new_nodes:
             for v in nn.outputs:
                 if v is not None:
@@ -108,6 +110,27 @@ def copy_block(graph: Graph, block: Block, after: Value, *, index: int, stage: A
             if v is placeholder:
                 nn.set_input(i, after)
     return new_nodes, out
+
+
+def mbconv_inner_sizes(nodes: list[Node], cg: channels.ChannelGroups, cin: int) -> dict[tuple, int]:
+    """EfficientNet's rule for an MBConv block (the zoo's node meta ``expand``/``se``) that reads ``cin`` channels:
+    the expansion's group (root -> size) is ``expand * cin`` and the squeeze's ``max(1, int(se * cin))``, both from
+    the block's input, never rounded on their own. Used for a copied block (B1's second block of stage 7 expands
+    320 to 1920 and squeezes to 80; a plain copy of the first block kept 1152 and 48) and for width scaling
+    (B0 widened for B4 expanded 32 input channels to 200, rounding alone; EfficientNet-B4: 192). Blocks without
+    that meta get nothing: their inner widths keep their own rules."""
+    out: dict[tuple, int] = {}
+    for n in nodes:
+        meta = n.meta
+        if meta.get("kind") != "mbconv" or n.op_type != "Conv" or n.outputs[0] is None:
+            continue
+        root = cg.find(cg.el(n.outputs[0], 1))
+        if meta.get("layer") == "expand" and isinstance(meta.get("expand"), (int, float)):
+            out[root] = int(cin * meta["expand"])
+        elif meta.get("layer") == "se" and isinstance(meta.get("se"), (int, float)) and n.inputs[0] is not None \
+                and n.inputs[0].producer is not None and n.inputs[0].producer.op_type == "GlobalAveragePool":
+            out[root] = max(1, int(cin * meta["se"]))
+    return out
 
 
 def deepen(graph: Graph, stage: Stage, new_repeats: int, *, seed: int) -> int:
