@@ -6,7 +6,8 @@ dimension until the machine gives out. graphmill refuses such sizes where a mode
 before anything is allocated from a declared shape.
 
 * ``GRAPHMILL_MAX_ELEMENTS`` (default 2^31): elements of one tensor, and so also any one dimension.
-  The largest tensors of real models (LLM embedding tables, ~2^30) fit.
+  The largest tensors of real models (LLM embedding tables, ~2^30) fit. Also the parameters of a zoo
+  model built with large width/depth multipliers (``graphmill.frontend.zoo.build``).
 * ``GRAPHMILL_MAX_RANK`` (default 64, numpy's own maximum): dimensions of one tensor, and so the
   entries of a shape operand (Reshape's, Expand's, ConstantOfShape's).
 

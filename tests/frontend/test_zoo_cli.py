@@ -54,6 +54,29 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, word
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("args", [["resnet18", "--depth", "1000"], ["resnet18", "--width", "1e9"]])
+def test_multipliers_past_the_parameter_limit_are_refused_before_building(tmp_path, args):
+    """Before: --depth 1000 allocated weights until the out-of-memory killer ended it (24 GB, exit 137); --width 1e9
+    failed at numpy's allocation. Reference: resnet18's 11,699,112 parameters (torchvision's count plus BN
+    statistics) times depth x width^2, against GRAPHMILL_MAX_ELEMENTS (2^31)."""
+    out = tmp_path / "m.onnx"
+    r = run_cli(*args, "-o", str(out))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "parameters (11,699,112 unscaled, times depth x width^2 = " in r.stderr, r.stderr
+    assert "more than the limit of 2,147,483,648 (GRAPHMILL_MAX_ELEMENTS)" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parameter_limit_is_the_documented_knob(monkeypatch):
+    """The same check at a lowered limit, without building anything large: 11.7M x (2 x 3^2) = 211M > 10^8."""
+    from graphmill.ir.ops.infer import ModelTooLargeError
+
+    monkeypatch.setenv("GRAPHMILL_MAX_ELEMENTS", str(10**8))
+    with pytest.raises(ModelTooLargeError, match=r"about 2\.11e\+08 parameters"):
+        zoo.build("resnet18", width=3.0, depth=2.0)
+    assert zoo.build("resnet18", width=2.0, depth=1.0) is not None  # growth 4: not checked, built
+
+
 @pytest.mark.parametrize("spelling,name", [
     ("efficientnet-b0", "efficientnet_b0"), ("resnet-50", "resnet50"), ("mobilenet-v2", "mobilenet_v2"),
     ("vit-b-16", "vit_b_16"), ("ResNet_101", "resnet101"), ("bert-base", "bert_base"), ("mnasnet-a1", "mnasnet_a1"),

@@ -120,9 +120,39 @@ def resolve_name(name: str) -> str:
     return key
 
 
+GROWTH_CHECKED = 4.0
+"""``depth * width**2`` above which ``build`` first counts the unscaled model's parameters (see ``_check_size``)."""
+
+
 def build(name: str, **kwargs) -> Graph:
     """Build a zoo model by name (``graphmill zoo --list`` shows the names)."""
-    return MODELS[resolve_name(name)](**kwargs)
+    key = resolve_name(name)
+    _check_size(key, kwargs)
+    return MODELS[key](**kwargs)
+
+
+def _check_size(key: str, kwargs: dict) -> None:
+    """Refuse, before building, multipliers whose model would exceed ``GRAPHMILL_MAX_ELEMENTS`` parameters. Why:
+    ``--depth 1000`` of resnet18 allocated weights block by block until the kernel's out-of-memory killer ended
+    it (24 GB resident, exit 137, no message), and ``--width 1e9`` failed only at numpy's allocation. The
+    parameters grow at most as ``depth * width**2`` (only body stages deepen; widths are rounded): past
+    ``GROWTH_CHECKED`` the unscaled model is built once and its count times that growth is the estimate."""
+    from graphmill.ir.ops.infer import ModelTooLargeError
+    from graphmill.util.limits import max_elements
+
+    try:
+        growth = float(kwargs.get("depth", 1.0)) * float(kwargs.get("width", 1.0)) ** 2
+    except (TypeError, ValueError, OverflowError):
+        return  # the builder refuses what is not a number, naming it
+    if not growth > GROWTH_CHECKED:  # nan and the usual sizes alike
+        return
+    base = MODELS[key](**{k: v for k, v in kwargs.items() if k not in ("width", "depth")})
+    params = sum(v.const.size for v in base.initializers.values() if v.const is not None)
+    if params * growth > max_elements():
+        raise ModelTooLargeError(
+            f"{key} at width {kwargs.get('width', 1.0)!r}, depth {kwargs.get('depth', 1.0)!r}: about "
+            f"{params * growth:.3g} parameters ({params:,} unscaled, times depth x width^2 = {growth:.3g}), more "
+            f"than the limit of {max_elements():,} (GRAPHMILL_MAX_ELEMENTS)")
 
 
 __all__ = ["build", "resolve_name", "MODELS", "DESCRIPTIONS", "resnet", "efficientnet", "mnasnet_a1",
