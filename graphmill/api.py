@@ -342,14 +342,24 @@ def scale_search(base: Graph | None = None, *, out: str | os.PathLike = "scale-s
     check_scale_search_args(cost=cost, accel=accel, max_cost=max_cost, phi=phi, steps=steps, limit=limit, seed=seed,
                             step=step, max_value=max_value, tolerance=tolerance)
     space = S.ScalingGrid(step=step, max_value=max_value, tolerance=tolerance)
-    if not space.candidates():  # `--step 5` evaluated nothing and exited 0
+    candidates = space.candidates()
+    if not candidates:  # `--step 5` evaluated nothing and exited 0
         raise UserInputError(f"--step {step:g} --max-value {max_value:g} --tolerance {tolerance:g}: the grid from 1 to "
                              f"{max_value:g} has no alpha, beta, gamma with |alpha*beta^2*gamma^2 - 2| <= {tolerance:g}")
     cost_model = S.SimLatencyCost(load_accel(accel)) if cost == "sim" else S.MacsCost()
     evaluator = S.StubEvaluator() if stub else S.TrainEvaluator(steps=steps, seed=seed)
     base = base if base is not None else S.default_base(seed)
     if not stub:
+        from graphmill.backends.torch.training import check_digits_classifier, image_input
+
         check_trainable(base)
+        image_input(base)  # what TrainEvaluator trains: one image input, 10 digit classes
+        check_digits_classifier(base)
+    _check_grid_scales(base, candidates, phi)
+    if checkpoint is not None:  # a file that is no checkpoint is refused before OUT is made
+        from graphmill.search import checkpoint as search_checkpoint
+
+        search_checkpoint.load(checkpoint)
     os.makedirs(out, exist_ok=True)
     checkpoint = checkpoint or os.path.join(out, "checkpoint.json")
     result = S.run_search(base, space=space, evaluator=evaluator, cost=cost_model,
@@ -363,6 +373,31 @@ def scale_search(base: Graph | None = None, *, out: str | os.PathLike = "scale-s
     written = [p for p in (results_path, plot_path, checkpoint) if os.path.exists(p)]
     return {"result": result, "results": results_path, "plot": plot_path if result.candidates else None,
             "checkpoint": checkpoint, "cost": cost_model.name, "written": written}
+
+
+def _check_grid_scales(base: Graph, candidates: list, phi: float) -> None:
+    """Before the first candidate: the grid's largest coefficient to the power ``phi`` within compound-scale's
+    multiplier limit, and ``base`` scaled by the candidate that changes the most (every dimension it can) once.
+    Why: ``--phi 100`` and a model whose size is fixed for its input failed every candidate in turn, minutes
+    later, and exited 1 with results written."""
+    from graphmill.passes.scaling.compound import MAX_MULTIPLIER
+    from graphmill.passes.scaling import scale as scale_pass
+
+    top = max(max(c) for c in candidates)
+    try:
+        grown = top ** phi
+    except OverflowError:
+        grown = math.inf
+    if not grown <= MAX_MULTIPLIER:
+        raise UserInputError(f"--phi {phi:g}: the grid's largest coefficient {top:g} gives {top:g}**{phi:g} = "
+                             f"{grown:.4g}, over compound-scale's limit of {MAX_MULTIPLIER:g} per multiplier (a "
+                             "smaller --phi or --max-value)")
+    a, b, g = max(candidates, key=lambda c: (sum(x != 1 for x in c), c))
+    try:
+        scale_pass(base, phi, a, b, g)  # a copy: the base is untouched
+    except UserInputError as e:
+        raise UserInputError(f"the base model cannot be scaled by the grid's candidates (tried alpha, beta, gamma "
+                             f"{a:g}, {b:g}, {g:g} at phi {phi:g}): {e}") from None
 
 
 def check_scale_search_args(*, cost: str, accel: str | None, max_cost: float | None, phi: float, steps: int,

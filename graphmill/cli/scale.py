@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from graphmill import api
-from graphmill.cli.common import check_output_path, emit_json, output_file
+from graphmill.cli.common import emit_json, output_file
+from graphmill.errors import UserInputError
+from graphmill.util.files import check_output_paths
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -27,10 +29,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output_path(args.output, [args.model], False)
+    check_output_paths({"MODEL": args.model}, {"-o": args.output})  # scale has no --force: never over its input
     graph = api.load(args.model)
-    report = api.scale(graph, phi=args.phi, alpha=args.alpha, beta=args.beta, gamma=args.gamma,
-                       divisor=args.divisor, seed=args.seed)  # validates before anything is written
+    try:
+        report = api.scale(graph, phi=args.phi, alpha=args.alpha, beta=args.beta, gamma=args.gamma,
+                           divisor=args.divisor, seed=args.seed)  # validates before anything is written
+    except UserInputError as e:  # which model cannot be scaled so: the messages name nodes and stages only
+        raise type(e)(f"{args.model}: {e}") from None
     api.save(graph, args.output)
     report.update(input=args.model, output=args.output)
     if args.json:

@@ -50,7 +50,9 @@ def load(path: str | os.PathLike) -> dict[str, Any] | None:
     try:
         data = json.loads(read_user_file(path, CHECKPOINT_LIMIT, "a search checkpoint (JSON)").decode("utf-8"))
     except (OSError, ValueError) as e:
-        raise UserInputError(f"{path}: cannot read the search checkpoint ({e}); remove it to start afresh") from None
+        # not "remove it": a path named by mistake is the user's own file (a model, a report)
+        raise UserInputError(f"{path}: not a graphmill search checkpoint (cannot read it as one: {e}); give a new "
+                             "path, or remove it if it is a damaged checkpoint of yours") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserInputError(f"{path}: not a graphmill search checkpoint; give another path")
     if data.get("version") != VERSION:

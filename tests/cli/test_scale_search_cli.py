@@ -70,13 +70,33 @@ def _conv_model_with(path, extra_op: str | None) -> str:
     (["--cost", "sim", "--accel", "{bad_toml}"], "not valid TOML"),
     (["--accel", "examples/accelerators/edge.toml"], "--accel is used only with --cost sim"),
     (["{torchless}"], "torch backend, which trains the candidates, lacks op(s) com.example.Mystery"),
+    # before: every candidate failed ("multiplier ... at most 16"), exit 1, results written
+    (["--phi", "100", "--stub"], "--phi 100: the grid's largest coefficient 2 gives 2**100 = 1.268e+30, over "
+                                 "compound-scale's limit of 16"),
+    # before: a silent triple loop over 10^9 grid points; an OverflowError traceback
+    (["--step", "0.001", "--stub"], "step=0.001, max_value=2: the grid would have 1,001 values per coefficient, "
+                                    "at most 1,000"),
+    (["--max-value", "1e308", "--step", "1e-300", "--stub"], "the grid would have inf values per coefficient"),
+    # before: trained a 1000-class model on the 10 digits (113 s per candidate, accuracy 0.08)
+    (["{thousand_classes}"], "the digits task has 10 classes, the model's first output has 1000"),
+    # before: every candidate failed with the scaling pass's error, exit 1
+    (["{stageless}", "--stub"], "the base model cannot be scaled by the grid's candidates (tried alpha, beta, "
+                                     "gamma 1.4, 1.1, 1.1 at phi 1): no stages found"),
+    # before: "remove it to start afresh" about the user's model, and OUT made
+    (["--checkpoint", "{stageless}", "--stub"], "not a graphmill search checkpoint (cannot read it as one: "),
 ])
 def test_inputs_are_checked_before_the_first_candidate(tmp_path, args, needle):
     """Each would otherwise fail every candidate in turn (or, for --steps 0, 'train' nothing and rank noise)."""
     bad_toml = tmp_path / "bad.toml"
     bad_toml.write_text("garbage = [\n")
     names = {"missing": str(tmp_path / "none.toml"), "bad_toml": str(bad_toml),
-             "torchless": _conv_model_with(tmp_path / "m.onnx", "Mystery")}
+             "torchless": _conv_model_with(tmp_path / "m.onnx", "Mystery"),
+             "stageless": _conv_model_with(tmp_path / "plain.onnx", None)}
+    if "{thousand_classes}" in args:
+        import graphmill
+
+        graphmill.save(graphmill.api.zoo_build("resnet18", width=0.25, resolution=32), tmp_path / "r18.onnx")
+        names["thousand_classes"] = str(tmp_path / "r18.onnx")
     args = [a.format(**names) for a in args]
     out = tmp_path / "s"
     r = run_cli("scale-search", "--out", str(out), *args)

@@ -167,3 +167,18 @@ def test_weights_cse_merged_are_refused_before_out_is_created(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "'cse' pass merged" in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_a_diverging_run_stops_at_its_first_non_finite_loss_and_writes_nothing(tmp_path, capsys):
+    """Adam at lr 1e30 blows the weights up within two steps. Before: the run went on, wrote a model whose outputs
+    are NaN and report.json/history.json/--json with "loss": NaN (not JSON), and exited 0 at chance accuracy.
+    Reference: IEEE floats (math.isfinite) and the message written out by hand."""
+    out = tmp_path / "o"
+    rc = main(["train", *SMALL, "--steps", "4", "--batch", "16", "--lr", "1e30", "--out", str(out),
+               "--json", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2, err
+    assert err[-1].startswith("graphmill train: error: training diverged: loss nan at step ") and \
+        " of 4 at learning rate 1e+30; give a smaller --lr; nothing else was written" in err[-1], err
+    assert not (tmp_path / "r.json").exists() and not (out / "model.onnx").exists() \
+        and not (out / "report.json").exists()

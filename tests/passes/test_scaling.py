@@ -246,3 +246,31 @@ def test_b0_scaled_with_bx_coefficients_is_bx(b0, variant):
         return [(b["stage"], b["block"], b["cin"], b["cout"], b["se_channels"]) for b in x.meta["blocks"]]
 
     assert rows(g) == rows(ref)  # the meta the next pass reads describes the scaled network
+
+
+def test_cli_scale_errors_name_the_file_and_never_suggest_a_missing_flag(tmp_path, capsys):
+    """Before: a model sized for its input failed with "Gemm node (unnamed): inner dimensions differ: 968 vs 512"
+    (no file, no cause), and -o onto the input said "pass --force", a flag scale does not have."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from graphmill.cli import main
+
+    w = numpy_helper.from_array(np.ones((8, 3, 3, 3), np.float32), "w")
+    fc = numpy_helper.from_array(np.ones((10, 8 * 16 * 16), np.float32), "fc")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+                           helper.make_node("Relu", ["c"], ["r"]), helper.make_node("Flatten", ["r"], ["f"]),
+                           helper.make_node("Gemm", ["f", "fc"], ["y"], transB=1)], "g",
+                          [helper.make_tensor_value_info("x", 1, [1, 3, 16, 16])],
+                          [helper.make_tensor_value_info("y", 1, [1, 10])], [w, fc])
+    model = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), model)
+    assert main(["scale", model, "--phi", "1", "--alpha", "1", "--beta", "1", "--gamma", "1.4",
+                 "-o", str(tmp_path / "o.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"graphmill scale: error: {model}: resolution x1.4 (") and "inner dimensions differ" in err
+    assert "scale it with gamma=1" in err and len(err.splitlines()) == 1
+    assert main(["scale", model, "--phi", "0", "-o", model]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is the input" in err and "--force" not in err
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx"]

@@ -117,3 +117,17 @@ def test_default_progress_goes_to_the_stderr_of_the_call(monkeypatch, tmp_path):
                      objective=Objective(), limit=2)
     assert len(res.candidates) == 2
     assert now.getvalue().count("alpha=") == 2, now.getvalue()  # one line per candidate, on this stream
+
+
+@pytest.mark.parametrize("kw", [dict(step=0.1), dict(step=0.05), dict(step=0.02, tolerance=0.05),
+                                dict(step=0.1, tolerance=0), dict(step=0.02, max_value=3, tolerance=0.3),
+                                dict(step=0.1, max_value=4, tolerance=5)])
+def test_grid_candidates_are_the_triple_loops(kw):
+    """Reference: every (alpha, beta, gamma) of the grid tested with the constraint, written out here; the grid
+    now finds the gammas by bisection (n^2 log n) and must return the same list in the same order. Tolerance 0
+    is allowed, as the README and the CLI say (it was refused as "must be > 0")."""
+    space = ScalingGrid(**kw)
+    vals = space.values()
+    brute = [(a, b, g) for a in vals for b in vals for g in vals
+             if abs(a * b * b * g * g - space.target) <= space.tolerance]
+    assert space.candidates() == brute and brute

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from graphmill.ir import Graph, TensorType, UserInputError, verify
+from graphmill.ir import Graph, ShapeInferenceError, TensorType, UserInputError, verify
 from graphmill.ir.summary import constant_values
 from graphmill.ir.ops import infer_types
 from graphmill.ir.scaling import round_filters  # the zoo's rule too: one definition
@@ -209,7 +209,13 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
                 shp[ax] = max(1, round_resolution(shp[ax], r))
             v.type = v.type.with_shape(shp)
         res_after[v.name] = shp[2:]
-    reinfer(graph)
+    try:
+        reinfer(graph)
+    except ShapeInferenceError as e:
+        if r == 1:
+            raise
+        raise UserInputError(f"resolution x{r:.4g} ({res_before} -> {res_after}): {e}; the model has a size "
+                             "fixed for its input (e.g. a Flatten into a Gemm): scale it with gamma=1") from None
     verify(graph)
 
     after = _stage_rows(struct)

@@ -19,13 +19,14 @@ stage's strength, the stage's dropout rate); ``calibrate_batchnorm`` starts a ra
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from graphmill.ir import Graph, Tensor, topological_order
-from graphmill.util.errors import UserInputError
+from graphmill.util.errors import ExecutionError, UserInputError
 from graphmill.util.files import MODEL_FILE_LIMIT, load_torch_checkpoint, save_torch_checkpoint
 from graphmill.util.interrupts import DeferredInterrupt
 
@@ -231,6 +232,9 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
                         starts = res.step == (ends[si - 1] if si else 0)
                         on_stage(stages[si], stages[si - 1] if starts and si else None)
                 loss = step(stages[si])
+                if not math.isfinite(loss):  # the steps after it teach nothing, and the weights are lost
+                    raise ExecutionError(diverged_message(loss, res.step + 1, total, optimizer, res.checkpoint_step,
+                                                          checkpoint))
                 res.train_seconds += time.perf_counter() - t0
                 res.cpu_seconds += time.process_time() - c0
                 res.step += 1
@@ -261,6 +265,16 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
         res.interrupted = True
     module.eval()
     return res
+
+
+def diverged_message(loss: float, step: int, total: int, optimizer, saved: int, checkpoint) -> str:
+    """Why training stopped at a loss that left the floats: before, ``graphmill train --lr 1e30`` ran on, wrote a
+    model whose outputs are NaN and reports with ``"loss": NaN`` (not JSON), and exited 0 at chance accuracy."""
+    lr = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
+    kept = f"; the checkpoint of step {saved} ({checkpoint}) is kept" if checkpoint is not None and saved else ""
+    return (f"training diverged: loss {loss} at step {step} of {total}" +
+            (f" at learning rate {lr:g}" if isinstance(lr, (int, float)) else "") +
+            f"; give a smaller --lr; nothing else was written{kept}")
 
 
 def progress_line(row: dict, total: int) -> str:

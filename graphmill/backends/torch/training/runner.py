@@ -165,12 +165,18 @@ def check_model(graph: Graph, cfg: TrainConfig) -> tuple[int, int]:
     check_config(cfg)
     channels, size = image_input(graph)
     if cfg.mode != "contrastive":
-        out = graph.outputs[0].shape if graph.outputs else None
-        if out is not None and len(out) == 2 and isinstance(out[1], int) and out[1] != N_CLASSES:
-            raise UserInputError(f"graph {graph.name!r}: the digits task has {N_CLASSES} classes, the model's first "
-                                 f"output has {out[1]} (zoo models: graphmill train builds them with 10)")
+        check_digits_classifier(graph)
     plan(cfg, size)
     return channels, size
+
+
+def check_digits_classifier(graph: Graph) -> None:
+    """A classifier for the digits task: its first output, when it is ``[N, K]``, has K = 10 (a 1000-class model
+    trained on 10 digits learns in 10 of its logits and ranks the 990 others: an accuracy that means nothing)."""
+    out = graph.outputs[0].shape if graph.outputs else None
+    if out is not None and len(out) == 2 and isinstance(out[1], int) and out[1] != N_CLASSES:
+        raise UserInputError(f"graph {graph.name!r}: the digits task has {N_CLASSES} classes, the model's first "
+                             f"output has {out[1]} (zoo models: graphmill train builds them with 10)")
 
 
 def run_training(graph: Graph, cfg: TrainConfig, *, checkpoint=None, resume: bool = False,
