@@ -166,16 +166,19 @@ def demo(out_dir: str, *, model: str = "resnet18", runs: int = 10) -> dict:
     }
 
 
-def simulate(graph: Graph, accel, *, scalesim_compat: bool = False) -> "object":
+def simulate(graph: Graph, accel, *, scalesim_compat: bool = False, dims: dict[str, int] | None = None) -> "object":
     """Simulate ``graph`` on an accelerator (an ``AccelConfig``, a dict in the TOML schema, or a TOML path).
 
     Returns a ``graphmill.backends.simulator.SimReport`` (``.to_dict()`` for JSON, ``.table()``, ``.plot()``);
     nodes the simulator cannot cost are in its ``uncosted`` (totals partial, a ``SimulationWarning``).
     ``scalesim_compat=True`` uses SCALE-Sim 3.0.0's memory arithmetic instead of graphmill's corrected one.
+    ``dims`` sizes symbolic dimensions (``{"N": 8}``; an unknown name is refused); the others are simulated at
+    1, which the report's ``notes`` say.
     """
     from graphmill.backends.simulator import simulate_graph
 
-    return simulate_graph(graph, accel, scalesim_compat=scalesim_compat)
+    check_dims(graph, dims)
+    return simulate_graph(graph, accel, scalesim_compat=scalesim_compat, dims=dims)
 
 
 def simulate_moe(graph: Graph, accel, *, chips: list[int] | None = None, seed: int = 0) -> list[dict]:

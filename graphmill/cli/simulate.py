@@ -7,7 +7,7 @@ import sys
 import warnings
 
 from graphmill import api
-from graphmill.cli.common import emit_json
+from graphmill.cli.common import emit_json, parse_dims
 from graphmill.errors import UserInputError
 from graphmill.util.files import check_output_paths
 
@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--expert-chips", metavar="N[,N...]",
                    help="MoE graphs: simulate expert parallelism on these chip counts (default: the accelerator's "
                         "chips, at least 2), against the layer replicated on one chip")
+    p.add_argument("--dim", action="append", metavar="NAME=SIZE",
+                   help="size of a symbolic dimension (default 1 each, which the report notes)")
     p.add_argument("--plot", metavar="OUT.png", help="write per-layer cycles and a roofline as PNG")
     p.add_argument("--json", action="store_true",
                    help="print JSON (keys: model, bandwidth_mode, total_cycles, partial, uncosted: [{name, op, "
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_paths({"MODEL": args.model, "--accel": args.accel, "--scalesim-topology": args.scalesim_topology,
                             "--scalesim-config": args.scalesim_config}, {"--plot": args.plot})
     if args.scalesim_topology or args.scalesim_config:
-        if not (args.scalesim_topology and args.scalesim_config) or args.model or args.accel:
+        if not (args.scalesim_topology and args.scalesim_config) or args.model or args.accel or args.dim:
             raise UserInputError("use either MODEL.onnx --accel A.toml, or --scalesim-topology T.csv "
                                  "--scalesim-config C.cfg")
         report = api.simulate_scalesim(args.scalesim_topology, args.scalesim_config,
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         graph = api.load(args.model)
         with warnings.catch_warnings():  # said once below, as one line
             warnings.filterwarnings("ignore", message="simulator: ")
-            report = api.simulate(graph, accel, scalesim_compat=args.scalesim_compat)
+            report = api.simulate(graph, accel, scalesim_compat=args.scalesim_compat, dims=parse_dims(args.dim))
         if report.partial:
             names = ", ".join(f"{u['name']} ({u['op']})" for u in report.uncosted)
             print(f"graphmill simulate: warning: the totals are partial: {len(report.uncosted)} node(s) not costed: "

@@ -190,18 +190,22 @@ def simulate_primitives(prims: list, cfg: AccelConfig, arith: Arithmetic = GRAPH
     return out
 
 
-def simulate_graph(graph, accel, *, scalesim_compat: bool = False) -> SimReport:
-    """Lower every node and simulate it (on a copy; symbolic input dims such as a batch "N" are taken as 1).
+def simulate_graph(graph, accel, *, scalesim_compat: bool = False, dims: dict[str, int] | None = None) -> SimReport:
+    """Lower every node and simulate it (on a copy; symbolic dims take their size in ``dims``, else 1, and the
+    report's ``notes`` say which were taken as 1: an image's ``H``, ``W`` at 1 simulate a 1-pixel map).
 
     Nodes the simulator cannot cost are listed in the report's ``uncosted`` (its totals are then partial)."""
     from graphmill.frontend.onnx_shape_inference import infer_shapes
+    from graphmill.ir.summary import symbols
     from graphmill.ir.types import TensorType
 
+    dims = dict(dims or {})
+    defaulted = [s for s in symbols(graph) if s not in dims]
     graph = graph.copy()
-    for v in graph.values():  # symbolic dims (a batch "N") are simulated as 1
+    for v in graph.values():  # symbolic dims (a batch "N") are simulated at their size in dims, else 1
         t = v.type
         if isinstance(t, TensorType) and t.shape is not None and any(isinstance(d, str) for d in t.shape):
-            v.type = TensorType(t.dtype, tuple(1 if isinstance(d, str) else d for d in t.shape))
+            v.type = TensorType(t.dtype, tuple(dims.get(d, 1) if isinstance(d, str) else d for d in t.shape))
     # graphmill ops the simulator has no model of its own for run as their standard-ONNX lowering
     # (RelativeAttention: both products on the array, bias and softmax on the vector unit); MoE has one
     from graphmill.passes.lowering import lower_node as lower_to_onnx
@@ -211,6 +215,9 @@ def simulate_graph(graph, accel, *, scalesim_compat: bool = False) -> SimReport:
     lowered = lower(graph)
     rep = simulate_layers(lowered.primitives, accel, scalesim_compat=scalesim_compat)
     rep.uncosted = list(lowered.uncosted)
+    if defaulted:
+        rep.caveats.append(f"symbolic dimension(s) {', '.join(defaulted)} simulated at size 1 (--dim NAME=SIZE "
+                           "sets them)")
     if rep.uncosted:
         warnings.warn(f"simulator: the totals are partial: {len(rep.uncosted)} node(s) not costed: "
                       f"{uncosted_text(rep.uncosted)}", SimulationWarning, stacklevel=2)

@@ -70,6 +70,7 @@ class SimReport:
     layers: list[LayerResult] = field(default_factory=list)
     model: str = "graphmill"
     uncosted: list[dict] = field(default_factory=list)
+    caveats: list[str] = field(default_factory=list)  # e.g. the sizes symbolic dimensions were simulated at
 
     @property
     def partial(self) -> bool:
@@ -78,9 +79,10 @@ class SimReport:
 
     @property
     def notes(self) -> list[str]:
-        """Caveats on comparing the figures (JSON ``notes``, the table's ``note:`` lines). None at present:
-        with --scalesim-compat, USER mode's DRAM reads are SCALE-Sim's too (its whole prefetch blocks)."""
-        return []
+        """Caveats on comparing the figures (JSON ``notes``, the table's ``note:`` lines): the sizes a model's
+        symbolic dimensions were simulated at. (With --scalesim-compat, USER mode's DRAM reads are SCALE-Sim's
+        too, its whole prefetch blocks: no caveat.)"""
+        return list(self.caveats)
 
     @property
     def total_cycles(self) -> int:

@@ -71,3 +71,30 @@ def test_cli_uncosted_nodes_on_stderr_and_json(tmp_path):
     t = run_cli("simulate", str(tmp_path / "m.onnx"), "--accel", "examples/accelerators/edge.toml")
     assert "partial: the totals leave out 1 node(s) the simulator cannot cost: mystery (my.ops::Mystery)" in t.stdout
     assert "model: graphmill" in t.stdout
+
+
+def test_symbolic_image_sizes_take_dim_and_say_when_they_were_one(tmp_path):
+    """Before: an input [N, 3, H, W] was simulated as a 1x1 image (57 cycles) with nothing said, and simulate had
+    no --dim. Reference: the same Conv in a model with the sizes fixed, simulated by the same command."""
+    def conv_model(path, dims):
+        w = onnx.numpy_helper.from_array(np.ones((8, 3, 3, 3), np.float32), "w")
+        g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], name="c")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+        return str(path)
+
+    accel = "examples/accelerators/edge.toml"
+    sym, fixed = conv_model(tmp_path / "s.onnx", ["N", 3, "H", "W"]), conv_model(tmp_path / "f.onnx", [2, 3, 32, 32])
+    r = run_cli("simulate", sym, "--accel", accel, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["notes"] == ["symbolic dimension(s) H, N, W simulated at size 1 (--dim NAME=SIZE "
+                                             "sets them)"]
+    bound = run_cli("simulate", sym, "--accel", accel, "--json", "--dim", "N=2", "--dim", "H=32", "--dim", "W=32")
+    ref = run_cli("simulate", fixed, "--accel", accel, "--json")
+    assert bound.returncode == 0 and ref.returncode == 0, bound.stderr + ref.stderr
+    got, want = json.loads(bound.stdout), json.loads(ref.stdout)
+    assert got["notes"] == [] and got["total_cycles"] == want["total_cycles"] > 1000
+    bad = run_cli("simulate", sym, "--accel", accel, "--dim", "h=3")
+    assert bad.returncode == 2 and "--dim h: graph 'g' has no symbolic dimension named 'h'; its symbols: H, N, W" \
+        in bad.stderr
