@@ -11,6 +11,7 @@ from typing import NoReturn, Sequence
 from graphmill import api
 from graphmill.errors import UserInputError
 from graphmill.util.files import atomic_write_text
+from graphmill.util.limits import max_elements
 from graphmill.util.suggest import closest
 
 
@@ -95,6 +96,9 @@ def parse_dims(items: Sequence[str] | None) -> dict[str, int]:
                 raise ValueError
         except ValueError:
             raise UserInputError(f"--dim {item!r}: expected NAME=SIZE with a non-negative integer size") from None
+        if dims[name] > max_elements():  # a size no tensor may have (the per-tensor limit bounds every dimension)
+            raise UserInputError(f"--dim {item!r}: more than the limit of {max_elements():,} elements per tensor, "
+                                 "and so per dimension (GRAPHMILL_MAX_ELEMENTS)")
     return dims
 
 
