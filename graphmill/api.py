@@ -497,6 +497,10 @@ def search_method(method: str, *, out: str | os.PathLike, budget: int | None = N
                       ray_address=ray_address, accel=accel, options=opts, progress=progress)
 
 
+MAX_MICROBATCHES = 4096
+"""Most micro-batches ``partition`` simulates (the GPipe schedule is simulated one micro-batch at a time)."""
+
+
 def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str = "gpipe", method: str = "optimal",
               objective: str = "time", accel=None, devices_file: str | None = None, memory_cap: float = 0.0,
               batch: int = 0, remat: bool = True, optimizer: str = "adam", cost: str = "roofline",
@@ -523,6 +527,9 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
                              ("steps", steps, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise UserInputError(f"--{name} {value!r}: must be an integer >= {low}")
+    if microbatches > MAX_MICROBATCHES:  # the schedule is simulated per micro-batch: 10^9 of them took 24 GB
+        raise UserInputError(f"--microbatches {microbatches}: at most {MAX_MICROBATCHES:,} (GPipe's own runs use "
+                             "a few dozen; there the bubble (K-1)/(M+K-1) is under 1% of a step for up to 40 stages)")
     if schedule not in SCHEDULES:
         raise UserInputError(f"--schedule {schedule!r}: choose from {', '.join(SCHEDULES)}")
     if cost not in ("roofline", "simulator"):
@@ -618,6 +625,10 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
         raise UserInputError(f"--cost {cost!r}: choose roofline, simulator or ort")
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
         raise UserInputError(f"--budget {budget!r}: must be an integer >= 0 (0: the method's default)")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        # numpy's generators take no negative seed and METIS (run as a baseline by every method) no seed
+        # past 64 bits: both were tracebacks
+        raise UserInputError(f"--seed {seed!r}: must be an integer from 0 to {2**32 - 1}")
     check_place_checkpoint(method, budget, checkpoint)
     ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)
     _static_sizes(graph, dims)

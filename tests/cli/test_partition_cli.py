@@ -135,7 +135,7 @@ def scalar_model(path):
     save(b.build(), str(path))
 
 
-@pytest.mark.parametrize("case", ["too_many_stages", "zero_microbatches", "no_batch_dim", "cap_too_small",
+@pytest.mark.parametrize("case", ["too_many_stages", "zero_microbatches", "huge_microbatches", "no_batch_dim", "cap_too_small",
                                   "bad_method", "bad_devices_file", "heterogeneous_devices", "per_pair_link",
                                   "different_accel", "old_format_without_link", "stages_over_devices_file",
                                   "stages_over_accel_chips"])
@@ -148,6 +148,9 @@ def test_bad_input_one_line_exit_2_nothing_written(cnn, tmp_path, capsys, case):
     elif case == "zero_microbatches":
         extra = ["--stages", "2", "--microbatches", "0"]
         expect = "--microbatches 0"
+    elif case == "huge_microbatches":  # before: memory grew 2.6 KB per micro-batch; 10^9 of them met the OOM killer
+        extra = ["--stages", "2", "--microbatches", "1000000000"]
+        expect = "--microbatches 1000000000: at most 4,096"
     elif case == "no_batch_dim":
         model = str(tmp_path / "s.onnx")
         scalar_model(model)

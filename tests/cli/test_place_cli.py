@@ -125,6 +125,22 @@ def test_json_on_stdout_stays_json_when_metis_complains(tmp_path):
     assert "metis" in report["baselines"] and len(report["devices"]) == 8
 
 
+@pytest.mark.parametrize("method, seed", [("learned", "-1"), ("heft", "99999999999999999999999"), ("rl", "-5")])
+def test_a_seed_numpy_or_metis_cannot_take_is_one_line(tmp_path, method, seed):
+    """Before: learned --budget with --seed -1 was numpy's ValueError traceback, and a seed past 2^64 METIS's
+    30-line TypeError for every method (METIS always runs as a baseline). Reference: the message by hand."""
+    from graphmill.frontend import zoo
+
+    path = str(tmp_path / "m.onnx")
+    api.save(zoo.build("resnet18", width=0.25, resolution=32), path)
+    r = run_cli("place", path, "--devices", "2", "--dim", "N=8", "--method", method, "--budget", "8", "--seed", seed,
+                "-o", str(tmp_path / "p.onnx"))
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(err) == 1 and f"--seed {seed}: must be an integer from 0 to 4294967295" \
+        in err[0], r.stderr
+    assert not os.path.exists(tmp_path / "p.onnx")
+
+
 @pytest.mark.parametrize("dims, says", [
     (["--dim", "N=0"], "--dim N=0: a size to place at must be >= 1"),
     (["--dim", "N=8", "--dim", "N=4"], "--dim N given twice (8 and 4)"),

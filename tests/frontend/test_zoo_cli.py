@@ -67,6 +67,14 @@ def test_multipliers_past_the_parameter_limit_are_refused_before_building(tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0"])
+def test_model_meta_records_the_width_multiplier_given(name):
+    """Before: resnet's classifier weight reused the name of the width multiplier, so meta["model"]["width"] (zoo
+    --json, and what compound-scale multiplies) was the 1000 x C weight matrix. Reference: the argument itself."""
+    g = zoo.build(name, width=0.5, resolution=32)
+    assert g.meta["model"]["width"] == 0.5 and isinstance(g.meta["model"]["width"], float)
+
+
 def test_parameter_limit_is_the_documented_knob(monkeypatch):
     """The same check at a lowered limit, without building anything large: 11.7M x (2 x 3^2) = 211M > 10^8."""
     from graphmill.ir.ops.infer import ModelTooLargeError

@@ -92,8 +92,8 @@ def resnet(name: str = "resnet18", *, width: float = 1.0, depth: float = 1.0, re
                     cin = width
     with b.annotate(model_stage=len(blocks) + 1, block=0, kind="head"):
         y = b.Flatten(b.GlobalAveragePool(y), axis=1)
-        w = (net.rng.standard_normal((num_classes, cin)) * np.sqrt(1.0 / cin)).astype(np.float32)
-        y = b.Gemm(y, b.const(w), b.const(np.zeros(num_classes, np.float32)), transB=1)
+        fc = (net.rng.standard_normal((num_classes, cin)) * np.sqrt(1.0 / cin)).astype(np.float32)
+        y = b.Gemm(y, b.const(fc), b.const(np.zeros(num_classes, np.float32)), transB=1)
     b.output(y, "logits")
     g = b.build()
     g.meta["model"] = dict(family="resnet", variant=name, width=w, depth=d, resolution=resolution,
