@@ -881,8 +881,9 @@ LEARNED_PASSES = ("learned-optimize", "learned-place", "learned-fuse", "learned-
 def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimize", devices: int | None = None,
                      devices_file: str | None = None, accel=None, memory_gb: float | None = None,
                      cost: str = "roofline", training: bool = False, policy: str | None = None, samples: int = 0,
-                     finetune: int = 0, seed: int = 0, progress=None) -> dict:
-    """Run the learned passes (README, "Learned passes") on ``graph`` in place: ``passes`` one of
+                     finetune: int = 0, seed: int = 0, progress=None, dims: dict[str, int] | None = None) -> dict:
+    """Run the learned passes (README, "Learned passes") on ``graph`` in place (``dims`` binds its symbolic
+    dimensions, e.g. the zoo's batch ``{"N": 8}``, as ``place``'s ``--dim``): ``passes`` one of
     ``learned-optimize`` (placement, fusion and scheduling jointly) or a sequence of ``learned-place``,
     ``learned-fuse``, ``learned-schedule`` (each keeps what the others wrote). ``policy``: a policy file (default:
     the shipped one); ``samples``: policy draws simulated per round besides its greedy and top-k decisions
@@ -917,7 +918,7 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
         raise UserInputError(f"--cost {cost!r}: choose roofline or simulator")
     ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)
     model = PlacementCostModel(ds, cost)
-    _static_sizes(graph, None)
+    _static_sizes(graph, dims)  # its refusal of a free symbol says "api: dims=": the parameter is this one
     name_nodes(graph)
     target = training_graph(graph) if training else graph
     pol = policy_for(policy or "")

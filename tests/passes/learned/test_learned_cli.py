@@ -61,6 +61,22 @@ def test_learned_optimize_api_replays_and_refuses_bad_input():
         api.learned_optimize(g, devices=2, samples=-1)
 
 
+def test_learned_optimize_api_takes_dims_for_a_symbolic_batch():
+    """Every zoo model has the symbolic batch N: the README's example failed on all of them, its message pointing
+    at a ``dims=`` the function did not have (TypeError). Reference: the same model with N bound beforehand
+    (``ir.summary.bind_symbols``): the same decisions and step time."""
+    from graphmill.frontend import zoo
+    from graphmill.ir.summary import bind_symbols
+
+    g = zoo.build("resnet18", width=0.25, resolution=32)
+    with pytest.raises(UserInputError, match=r"symbolic dimension\(s\) N: .*api: dims="):
+        api.learned_optimize(g.copy(), devices=2)
+    rep = api.learned_optimize(g, devices=2, dims={"N": 8})
+    ref = api.learned_optimize(bind_symbols(zoo.build("resnet18", width=0.25, resolution=32), {"N": 8}), devices=2)
+    assert rep["makespan"] == ref["makespan"] and rep["placement"] == ref["placement"]
+    assert g.inputs[0].shape[0] == 8  # bound in place, as place binds --dim: the decisions hold for that size
+
+
 def test_train_policy_bad_input_is_one_line_exit_2(tmp_path, capsys):
     p = str(tmp_path / "p.npz")
     assert main(["train-policy", "-o", str(tmp_path / "p.onnx")]) == 2
