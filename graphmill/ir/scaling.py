@@ -4,6 +4,8 @@
   least ``divisor``), bumped up by one ``divisor`` when the rounding went down by more than 10%
   (EfficientNet's and MobileNetV2's ``_make_divisible``, Tan & Le 2019; Sandler et al. 2018).
 * ``round_repeats(n, d)``: ``ceil(n * d)`` (EfficientNet's depth rule).
+* ``squeeze_channels(c, ratio)``: ``max(1, int(c * ratio))``, the squeeze-excitation width of an MBConv
+  block of ``c`` input channels (never rounded to the divisor).
 
 They live in the IR layer because both the zoo (``graphmill.frontend.zoo``), which builds scaled
 models, and compound scaling (``graphmill.passes.scaling``), which rescales built ones, must agree on
@@ -28,3 +30,8 @@ def round_filters(channels: float, width: float = 1.0, divisor: int = 8, min_val
 def round_repeats(repeats: int, depth: float = 1.0) -> int:
     """EfficientNet's depth rule: ``ceil(depth * repeats)``."""
     return int(math.ceil(depth * repeats))
+
+
+def squeeze_channels(channels: int, ratio: float) -> int:
+    """EfficientNet's squeeze-excitation width: ``max(1, int(channels * ratio))`` of the block's input channels."""
+    return max(1, int(channels * ratio))

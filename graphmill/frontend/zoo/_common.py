@@ -20,7 +20,8 @@ import numpy as np
 
 from graphmill.ir import DataType, Graph, Tensor, UserInputError, Value
 from graphmill.ir.builder import GraphBuilder
-from graphmill.ir.scaling import round_filters, round_repeats  # noqa: F401 -- the one definition (ir/scaling.py)
+# the one definition of the rounding rules (ir/scaling.py)
+from graphmill.ir.scaling import round_filters, round_repeats, squeeze_channels  # noqa: F401
 
 #: 1 / E[act(x)^2] for x ~ N(0, 1): the weight gain that keeps a layer after ``act`` at unit variance
 GAIN = {"relu": 2.0, "relu6": 2.0, "swish": 1 / 0.3553, "none": 1.0}
@@ -298,7 +299,7 @@ def inverted_residual_net(name: str, table: list[tuple], *, stem: int, head: int
                            repeats=reps))
         for i in range(reps):
             stride = st if i == 0 else 1
-            squeeze = max(1, int(cin * se)) if se else 0
+            squeeze = squeeze_channels(cin, se) if se else 0
             info = dict(stage=s, block=i, kind=kind, expand=e, kernel=k, stride=stride, se=se)
             with b.annotate(**node_meta(info)):
                 # MnasNet's SepConv block has no skip (the reference's "noskip"); MBConvs skip when shapes allow

@@ -40,7 +40,7 @@ from graphmill.ir.ops.attention import table_rows
 from graphmill.util.limits import shape_problem
 
 from ._common import (check_batch, check_count, check_positive, node_meta, resolve_resolution, round_filters,
-                      round_repeats)
+                      round_repeats, squeeze_channels)
 from .transformer import Encoder
 
 #: variant -> (blocks L, channels D) of stages S0..S4: the paper's Table 3
@@ -92,7 +92,7 @@ class _CoAtLayers(Encoder):
         with b.annotate(layer="depthwise"):
             y = self.conv_bn_act(y, mid, mid, 3, 1, groups=mid, act="gelu", eps=1e-3)
         with b.annotate(layer="se"):
-            y = self.squeeze_excite(y, mid, max(1, int(cout * SE_RATIO)), "swish")
+            y = self.squeeze_excite(y, mid, squeeze_channels(cout, SE_RATIO), "swish")
         with b.annotate(layer="project"):
             y = self.conv(y, mid, cout, 1, bias=True, gain=0.5)
         return b.Add(shortcut, y)

@@ -25,7 +25,7 @@ from graphmill.ir import Graph
 from graphmill.ir.builder import GraphBuilder
 
 from ._common import (CNN_MIN_RESOLUTION, Layers, check_batch, check_count, check_positive, cnn_minimum, mbconv,
-                      node_meta, resolve_resolution, round_filters, round_repeats)
+                      node_meta, resolve_resolution, round_filters, round_repeats, squeeze_channels)
 
 # (expand, kernel, stride, in, out, repeats): Table 1 of the paper (EfficientNet-B0).
 B0_BLOCKS = [
@@ -90,7 +90,7 @@ def efficientnet(variant: str = "b0", *, width: float = 1.0, depth: float = 1.0,
     for st in stages:
         for i in range(st["repeats"]):
             stride = st["stride"] if i == 0 else 1
-            squeeze = max(1, int(cin * SE_RATIO))
+            squeeze = squeeze_channels(cin, SE_RATIO)
             info = dict(stage=st["stage"], block=i, kind="mbconv", expand=st["expand"], kernel=st["kernel"],
                         stride=stride, se=SE_RATIO)
             with b.annotate(**node_meta(info)):

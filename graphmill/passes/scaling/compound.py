@@ -31,7 +31,7 @@ from typing import Any
 from graphmill.ir import Graph, ShapeInferenceError, TensorType, UserInputError, verify
 from graphmill.ir.summary import constant_values
 from graphmill.ir.ops import infer_types
-from graphmill.ir.scaling import round_filters  # the zoo's rule too: one definition
+from graphmill.ir.scaling import round_filters, squeeze_channels  # the zoo's rules too: one definition
 
 from ..base import Option, Pass, PassContext, PassResult, register_pass
 from . import channels
@@ -289,7 +289,7 @@ def _update_meta(graph: Graph, struct: Structure | None, report: dict) -> None:
                         row[k] = round_filters(row[k], w, div)
                 if isinstance(row.get("se_channels"), int) and isinstance(row.get("se"), (int, float)) and \
                         isinstance(row.get("cin"), int):  # the squeeze follows the block's input (mbconv_inner_sizes)
-                    row["se_channels"] = max(1, int(row["cin"] * row["se"]))
+                    row["se_channels"] = squeeze_channels(row["cin"], row["se"])
                 shp = blk.output.shape
                 if "out_size" in row and shp is not None and isinstance(shp[-1], int):
                     row["out_size"] = shp[-1]

@@ -22,6 +22,7 @@ import copy as _copy
 from typing import Any
 
 from graphmill.ir import Graph, Node, Tensor, TensorType, Value
+from graphmill.ir.scaling import squeeze_channels
 
 from . import channels
 from .structure import Block, Stage, StructureError
@@ -129,7 +130,7 @@ def mbconv_inner_sizes(nodes: list[Node], cg: channels.ChannelGroups, cin: int) 
             out[root] = int(cin * meta["expand"])
         elif meta.get("layer") == "se" and isinstance(meta.get("se"), (int, float)) and n.inputs[0] is not None \
                 and n.inputs[0].producer is not None and n.inputs[0].producer.op_type == "GlobalAveragePool":
-            out[root] = max(1, int(cin * meta["se"]))
+            out[root] = squeeze_channels(cin, meta["se"])
     return out
 
 
