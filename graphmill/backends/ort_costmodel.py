@@ -5,8 +5,10 @@
 kernel of the profile, under its own name), ``warmup`` untimed runs and ``runs`` timed ones on seeded random
 inputs, then reads the profile JSON: each node event (``"cat": "Node"``, name ``<node>_kernel_time``, ``dur`` in
 microseconds) is one execution of that node's kernel; a node's time is the median of its timed executions (the
-first ``warmup`` executions of each node are dropped; ``reduce="mean"`` averages instead: the median is the
-default because on a shared machine a preempted run takes ten times as long and would dominate a mean). ``op_time(node)`` answers in cycles of ``clock_mhz``
+first ``warmup`` executions of each node are dropped; ``reduce="mean"`` averages instead, ``reduce="min"`` takes the
+fastest execution: the median is the default because on a shared machine a preempted run takes ten times as long and
+would dominate a mean; the minimum is the estimate least disturbed by other load, as timeit advises, when the
+machine is busy with other work). ``op_time(node)`` answers in cycles of ``clock_mhz``
 (``microseconds * clock_mhz``), so that it serves ``PlacementCostModel`` (``graphmill place --cost ort``) as any
 other base model: the measured machine is the reference device; a device of ``speed`` s takes ``time / s``.
 
@@ -45,12 +47,15 @@ def parse_profile(events: list[dict], *, warmup: int = 0) -> dict[str, list[floa
     return {k: v[warmup:] for k, v in out.items()}
 
 
+_REDUCERS = {"median": statistics.median, "mean": statistics.fmean, "min": min}
+
+
 def profile_node_times(graph: Graph, inputs: Mapping[str, Any] | None = None, *, runs: int = 5, warmup: int = 1,
                        threads: int = 1, seed: int = 0, reduce: str = "median") -> dict[str, float]:
-    """Kernel time (microseconds; median or mean over the timed runs) of every node ORT's profiler shows
+    """Kernel time (microseconds; median, mean or minimum over the timed runs) of every node ORT's profiler shows
     (module docstring)."""
-    if reduce not in ("median", "mean"):
-        raise ValueError(f"reduce must be 'median' or 'mean', got {reduce!r}")
+    if reduce not in _REDUCERS:
+        raise ValueError(f"reduce must be one of {', '.join(map(repr, _REDUCERS))}, got {reduce!r}")
     import onnxruntime as ort
 
     from .onnxruntime import OrtOptions, random_inputs
@@ -78,7 +83,7 @@ def profile_node_times(graph: Graph, inputs: Mapping[str, Any] | None = None, *,
         with open(path) as f:
             events = json.load(f)
     per_node = parse_profile(events, warmup=warmup)
-    pick = statistics.median if reduce == "median" else statistics.fmean
+    pick = _REDUCERS[reduce]
     return {k: float(pick(v)) for k, v in per_node.items() if v}
 
 

@@ -1,13 +1,12 @@
 """The measured cost model (graphmill/backends/ort_costmodel.py): ONNX Runtime's per-op profile.
 
 References: (1) an independent timing of the same node, the node alone in its own ONNX model (built here with
-onnx.helper, not graphmill) run in a plain ONNX Runtime session and timed with perf_counter (median of runs;
+onnx.helper, not graphmill) run in a plain ONNX Runtime session and timed with perf_counter (fastest of runs;
 the session's own overhead, a few microseconds, is small against a 512^3 MatMul); (2) a hand-written profile
 JSON in ORT's format for the parser; (3) the placement report's op_time equals the measured times."""
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import numpy as np
@@ -38,7 +37,8 @@ def chain_model() -> onnx.ModelProto:
 
 
 def independent_matmul_us(runs: int = 15) -> float:
-    """The MatMul alone in its own session: median wall time per run in microseconds."""
+    """The MatMul alone in its own session: the fastest run's wall time in microseconds (other load only adds
+    time, so the minimum is the estimate of the undisturbed kernel, as timeit advises)."""
     g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["h"])], "one",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [N, N]),
                            helper.make_tensor_value_info("w", TensorProto.FLOAT, [N, N])],
@@ -56,7 +56,7 @@ def independent_matmul_us(runs: int = 15) -> float:
         t0 = time.perf_counter()
         s.run(None, feeds)
         times.append((time.perf_counter() - t0) * 1e6)
-    return statistics.median(times)
+    return min(times)
 
 
 def test_profile_parser_averages_node_kernel_events_after_warmup():
@@ -74,7 +74,9 @@ def test_profile_parser_averages_node_kernel_events_after_warmup():
 @pytest.mark.xdist_group("processes")  # two timings compared
 def test_measured_op_time_matches_an_independent_timing_of_the_node():
     graph = from_proto(chain_model())
-    m = OrtCostModel.measure(graph, runs=7, warmup=2, clock_mhz=1000.0)
+    # fastest execution on both sides: the suite's other worker loads the machine, and a median of one side
+    # against the other's once read 2,473 us against 6,800 us
+    m = OrtCostModel.measure(graph, runs=7, warmup=2, clock_mhz=1000.0, reduce="min")
     assert set(m.times_us) == {"big_matmul", "relu", "add"}
     big = next(n for n in graph.nodes if n.name == "big_matmul")
     measured_us = m.op_time(big) / 1000.0  # cycles at 1000 MHz -> microseconds
