@@ -513,7 +513,8 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
     ``devices_file`` (the device-placement format; identical devices only, ``pipeline_devices``); simulates
     ``schedule`` (``"gpipe"`` or ``"1f1b"``) and, with ``plot``, writes its Gantt PNG. ``run=True`` trains ``steps`` steps on K local processes (torch.distributed.pipelining, gloo) and
     compares with one process (``report["run"]``); the trained weights are written back into ``graph``;
-    ``progress(line)`` gets one line per step of each.
+    ``progress(line)`` gets one line per step of each. The K processes are started with ``spawn``, which imports
+    the calling script again: call ``partition(..., run=True)`` under ``if __name__ == "__main__":``.
     Returns the report: ``stages`` [{index, nodes, forward, backward, send_bytes, memory, ...}], ``bottleneck``,
     ``bubble_fraction``, ``step_time``, ``speedup_vs_one_device``, ``units``, ``node_times``, ... (README).
     A model symbolic in its batch is costed at ``batch`` (default: ``microbatches``, one sample each).
@@ -527,6 +528,11 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
                              ("steps", steps, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise UserInputError(f"--{name} {value!r}: must be an integer >= {low}")
+    if isinstance(memory_cap, bool) or not isinstance(memory_cap, (int, float)) or not (
+            0 <= memory_cap < math.inf):
+        raise UserInputError(f"--memory-cap {memory_cap!r}: bytes, a finite number >= 0 (0: the devices' own memory)")
+    if run and not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):  # torch's traceback, or NaN weights
+        raise UserInputError(f"--lr {lr!r}: must be a finite number > 0")
     if microbatches > MAX_MICROBATCHES:  # the schedule is simulated per micro-batch: 10^9 of them took 24 GB
         raise UserInputError(f"--microbatches {microbatches}: at most {MAX_MICROBATCHES:,} (GPipe's own runs use "
                              "a few dozen; there the bubble (K-1)/(M+K-1) is under 1% of a step for up to 40 stages)")

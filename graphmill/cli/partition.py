@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import re
 
 from graphmill import api
@@ -45,9 +44,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                           "(README); heterogeneous speeds are refused")
     p.add_argument("--memory-cap", metavar="SIZE",
                    help="memory per device, e.g. 16GB (default: the smallest memory_gb among the devices file's "
-                        "first K devices)")
+                        "first K devices; none for an accelerator that declares no memory)")
     p.add_argument("--batch", type=int, default=0, metavar="B",
-                   help="mini-batch size (default: the model's, or M for a symbolic batch)")
+                   help="mini-batch size (default, or 0: the model's, or M for a symbolic batch)")
     p.add_argument("--no-remat", action="store_true", help="keep every micro-batch's activations (no re-materialization)")
     p.add_argument("--optimizer", default="adam", help="optimizer state the memory model counts: adam, momentum, sgd")
     p.add_argument("--cost", default="roofline", help="cost model: roofline (default) or simulator (cycle-level)")
@@ -71,8 +70,6 @@ def run(args: argparse.Namespace) -> int:
             check_output_path(path, [args.model], args.force)
     check_output_paths({"--accel": args.accel, "--devices-file": args.devices_file},
                        {"-o": args.output, "--json": args.json, "--plot": args.plot})
-    if args.run and not (args.lr > 0 and math.isfinite(args.lr)):  # torch's traceback, or NaN weights for nan
-        raise UserInputError(f"--lr {args.lr}: must be a finite number > 0")
     if args.run and args.steps < 1:
         raise UserInputError(f"--steps {args.steps}: must be a whole number >= 1")
     graph = api.load(args.model)

@@ -16,7 +16,9 @@ import sys
 import numpy as np
 import pytest
 
+from graphmill import api
 from graphmill.cli import main
+from graphmill.errors import UserInputError
 from graphmill.frontend import load, save, zoo
 from graphmill.ir.builder import GraphBuilder
 
@@ -245,6 +247,19 @@ def test_run_with_a_learning_rate_that_cannot_train_is_refused(cnn, tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"--lr {float(lr)}: must be a finite number > 0" in err[0], err
     assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("kwargs,flag", [({"run": True, "lr": -1.0}, "--lr"), ({"run": True, "lr": 0}, "--lr"),
+                                         ({"memory_cap": -1.0}, "--memory-cap"),
+                                         ({"memory_cap": float("nan")}, "--memory-cap")])
+def test_the_python_api_refuses_what_the_cli_refuses(cnn, kwargs, flag):
+    """`api.partition(run=True, lr=-1)` skipped the CLI's check (torch's ValueError from a stage process), lr=0
+    trained nothing and reported success; a negative memory cap reached the partitioner. Reference: the CLI's
+    refusals (test above), raised before any work."""
+    graph = load(cnn)
+    with pytest.raises(UserInputError, match=flag):
+        api.partition(graph, stages=2, microbatches=2, batch=4, steps=1, **kwargs)
+    assert "pipeline" not in graph.meta
 
 
 def test_run_whose_training_diverges_is_refused_and_writes_nothing(cnn, tmp_path, capsys):
