@@ -242,6 +242,7 @@ def placement_text(graph: Graph, template: PlcFile, costs: dict[str, float] | No
         in_map = False
         if costs is not None and "hpwl" in costs and _HEADER["wirelength_total"].search(s):
             header.append(f"# Wirelength : {costs['hpwl']:.3f}")  # the net-weighted HPWL total, as plc_client
+            written_costs.add("hpwl")
             continue
         if costs is not None:
             replaced = False
@@ -259,6 +260,11 @@ def placement_text(graph: Graph, template: PlcFile, costs: dict[str, float] | No
             at = next((i for i, h in enumerate(header) if _HEADER["size"].search(h)), len(header) - 1) + 1
             for k in reversed(missing):
                 header.insert(at, f"# {k.capitalize()} cost : {costs[k]:.4f}")
+        if "hpwl" in costs and "hpwl" not in written_costs:  # before the cost lines, where plc_client writes it
+            at = next((i for i, h in enumerate(header) if any(_HEADER[f"{k}_cost"].search(h.strip())
+                                                               for k in ("wirelength", "density", "congestion"))),
+                      len(header))
+            header.insert(at, f"# Wirelength : {costs['hpwl']:.3f}")
     if not any("node_index" in h for h in header):
         header.append("# node_index x y orientation fixed")
     lines = list(header)

@@ -129,6 +129,24 @@ def test_plc_apply_and_write_keeps_header(tmp_path):
     assert again.canvas() == plc.canvas() and again.nodes[2].x == 130.5
 
 
+def test_a_header_without_a_wirelength_total_gets_one(tmp_path):
+    """The README says the written .plc carries the `Wirelength :` total; it did only when the input header had
+    that line (a header without it got none). Reference: Circuit Training's own .plc files (the ariane133 one
+    in tests/data), where the total stands right before the cost lines."""
+    g = read_netlist(_path("sample_clustered", "netlist.pb.txt"))
+    text = open(_path("sample_clustered", "initial.plc")).read()
+    stripped = "\n".join(ln for ln in text.splitlines() if not ln.startswith("# Wirelength :")) + "\n"
+    plc = parse_plc_text(stripped)
+    apply_plc(g, plc)
+    lines = placement_text(g, plc, {"wirelength": 0.5, "density": 0.25, "congestion": 0.125,
+                                    "hpwl": 1234.5}).splitlines()
+    assert lines.count("# Wirelength : 1234.500") == 1
+    assert lines.index("# Wirelength : 1234.500") + 1 == lines.index("# Wirelength cost : 0.5000")
+    # the input's own total is replaced, not repeated
+    with_total = placement_text(g, read_plc(_path("sample_clustered", "initial.plc")), {"hpwl": 7.0}).splitlines()
+    assert [ln for ln in with_total if ln.startswith("# Wirelength :")] == ["# Wirelength : 7.000"]
+
+
 def test_plc_mismatch_refused():
     g = read_netlist(_path("sample_clustered", "netlist.pb.txt"))
     text = open(_path("sample_clustered", "initial.plc")).read()
