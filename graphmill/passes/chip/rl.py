@@ -534,7 +534,8 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
           actions_of: list | None = None, polish_near: float = DEFAULT_POLISH_NEAR) -> tuple:
     """PPO on ``problems`` (pre-training: many netlists; fine-tuning: one) for ``budget_s`` seconds or
     ``episodes`` episodes. Returns ``(policy, best)`` where ``best[i]`` is the (proxy, placement) of the best
-    episode on problem i. Resumes from ``checkpoint`` when it exists; writes it after every batch.
+    episode on problem i. Resumes from ``checkpoint`` when it exists (saying so to ``progress``; the seconds
+    the checkpointed run had spent count against ``budget_s``); writes it after every batch.
     ``episodes_of``: the problems' ``Episode`` objects when the caller already built them; ``best_of``: a list
     kept equal to ``best`` as it improves (what a caller still has after Ctrl-C). ``adapt_start``: episodes
     start with the soft macros where the best episode so far left them (``Episode.restart_from``);
@@ -564,6 +565,7 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
     acts[:] = [None] * len(problems)
     done = 0
     key = run_key(problems, weights)
+    prior_s: float | None = None  # seconds the resumed run had spent
     if checkpoint and os.path.exists(checkpoint):
         try:
             ck = load_torch_checkpoint(checkpoint, "a chip placement checkpoint")
@@ -575,6 +577,9 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
             optim = torch.optim.Adam(policy.parameters(), lr=lr)
             optim.load_state_dict(ck["optim"])
             done = int(ck["state"]["episodes"])
+            prior_s = float(ck["state"].get("elapsed_s", 0.0))  # written since this was counted; older: 0
+            if not 0.0 <= prior_s < math.inf:
+                raise ValueError(f"elapsed_s {prior_s}")
             for i, (v, pl) in enumerate(ck["state"].get("best", [])):
                 if pl is not None and i < len(best):
                     best[i] = (v, tuple(np.array(a, dtype=arr.dtype) for a, arr in zip(pl, problems[i].copy_placement())))
@@ -588,6 +593,10 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
         except Exception as e:  # noqa: BLE001 -- any unreadable checkpoint is the user's to remove
             raise UserInputError(f"{checkpoint}: cannot resume from this checkpoint ({type(e).__name__}: {e}); "
                                  "delete it to start over") from None
+    if prior_s is not None:  # the time spent before the interruption counts: a rerun
+        t0 -= prior_s  # finishes the budget rather than spending it all again
+        if progress is not None:
+            progress({"resumed": checkpoint, "episodes": done, "elapsed": round(prior_s, 1)})
     next_report = time.monotonic() + progress_every
     rng = np.random.default_rng(seed + done)
     raw = [v for v, _ in best]  # the best episode's proxy before polishing: what a new episode must beat
@@ -632,7 +641,7 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
                     stats_of["polishes"], stats_of["polish_s"] = polish_s[1], round(polish_s[0], 1)
             if checkpoint:
                 _save_checkpoint(checkpoint, policy, optim, {
-                    "episodes": done, "key": key,
+                    "episodes": done, "key": key, "elapsed_s": time.monotonic() - t0,
                     "best": [(v, None if pl is None else [a.tolist() for a in pl]) for v, pl in best],
                     "best_actions": [None if a is None else a.tolist() for a in acts]})
             now = time.monotonic()

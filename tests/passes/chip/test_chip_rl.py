@@ -73,13 +73,36 @@ def test_checkpoint_resume_and_policy_file(tmp_path):
     state = torch.load(ck, weights_only=True)
     assert state["state"]["episodes"] == 8
     rl.train(probs, episodes=16, batch=4, seed=0, checkpoint=ck, progress=seen.append, progress_every=0.0)
-    assert seen[0]["episodes"] == 12  # resumed at 8, one batch of 4 later
+    assert seen[0]["resumed"] == ck and seen[0]["episodes"] == 8  # said first
+    assert seen[1]["episodes"] == 12  # resumed at 8, one batch of 4 later
     assert torch.load(ck, weights_only=True)["state"]["episodes"] == 16
     policy = rl.new_policy()
     rl.save_policy(policy, tmp_path / "p.npz")
     again = rl.load_policy(tmp_path / "p.npz")
     for (k, a), (_, b) in zip(policy.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def test_a_resumed_run_spends_only_what_is_left_of_its_budget(tmp_path):
+    """`chip place --method rl` resumed after Ctrl-C spent the whole --budget-s again, and said nothing of
+    resuming. The checkpoint now holds the seconds spent; a run resumed from one that had spent its budget runs
+    no batch. Reference: the checkpoint's own episode count (unchanged) and its recorded time."""
+    probs = [_problem(seed=5, hard=4)]
+    ck = str(tmp_path / "ck.pt")
+    rl.train(probs, episodes=4, batch=4, seed=0, checkpoint=ck)
+    state = torch.load(ck, weights_only=True)
+    assert 0 < state["state"]["elapsed_s"] < 600
+    state["state"]["elapsed_s"] = 100.0  # as if interrupted after 100 s of a 100-s budget
+    torch.save(state, ck)
+    seen: list = []
+    stats: dict = {}
+    rl.train(probs, budget_s=100.0, batch=4, seed=0, checkpoint=ck, progress=seen.append, stats_of=stats)
+    assert seen[0] == {"resumed": ck, "episodes": 4, "elapsed": 100.0}
+    assert "episodes" not in stats and torch.load(ck, weights_only=True)["state"]["episodes"] == 4
+    state["state"]["elapsed_s"] = 0.0  # with time left it trains on
+    torch.save(state, ck)
+    rl.train(probs, budget_s=100.0, episodes=8, batch=4, seed=0, checkpoint=ck)
+    assert torch.load(ck, weights_only=True)["state"]["episodes"] == 8
 
 
 def test_train_budget_counts_the_optimizer_construction(monkeypatch):
