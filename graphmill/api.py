@@ -13,6 +13,7 @@ from graphmill.ir import Graph, UserInputError
 from graphmill.optimization import (OptimizeReport, ReproducerError, check_dims, check_tolerances, model_summary,
                                     resolve_schedule)
 from graphmill.optimization import optimize as _run_optimize
+from graphmill.util.plots import check_png_path
 from graphmill.util.suggest import did_you_mean
 
 
@@ -531,6 +532,7 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
     if isinstance(memory_cap, bool) or not isinstance(memory_cap, (int, float)) or not (
             0 <= memory_cap < math.inf):
         raise UserInputError(f"--memory-cap {memory_cap!r}: bytes, a finite number >= 0 (0: the devices' own memory)")
+    check_png_path(plot)
     if run and not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):  # torch's traceback, or NaN weights
         raise UserInputError(f"--lr {lr!r}: must be a finite number > 0")
     if microbatches > MAX_MICROBATCHES:  # the schedule is simulated per micro-batch: 10^9 of them took 24 GB
@@ -636,6 +638,7 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
         # past 64 bits: both were tracebacks
         raise UserInputError(f"--seed {seed!r}: must be an integer from 0 to {2**32 - 1}")
     check_place_checkpoint(method, budget, checkpoint)
+    check_png_path(plot)
     ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)
     _static_sizes(graph, dims)
     name_nodes(graph)
@@ -1113,6 +1116,7 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
         raise UserInputError(f"--weights {','.join(map(str, weights))}: three numbers >= 0, not all 0 (wirelength, "
                              "density, congestion)")
     check_output_paths({"NETLIST": netlist, "--init": init}, {"-o": output, "--json": json_path, "--plot": plot})
+    check_png_path(plot)
     _check_chip_options(method, options)
     graph, plc = chip_load(netlist, init)
     problem = problem_from_graph(graph)

@@ -10,6 +10,7 @@ from graphmill import api
 from graphmill.cli.common import emit_json, parse_dims
 from graphmill.errors import UserInputError
 from graphmill.util.files import check_output_paths
+from graphmill.util.plots import check_png_path
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:  # before any work: --plot over the model, the accelerator or a SCALE-Sim file replaced it
         check_output_paths({"MODEL": args.model, "--accel": args.accel, "--scalesim-topology": args.scalesim_topology,
                             "--scalesim-config": args.scalesim_config}, {"--plot": args.plot})
+        check_png_path(args.plot)
     if args.scalesim_topology or args.scalesim_config:
         if not (args.scalesim_topology and args.scalesim_config) or args.model or args.accel or args.dim:
             raise UserInputError("use either MODEL.onnx --accel A.toml, or --scalesim-topology T.csv "

@@ -22,6 +22,13 @@ def pyplot() -> Any:
     return plt
 
 
+def check_png_path(path: str | os.PathLike | None, flag: str = "--plot") -> None:
+    """Refuse, before any work, a plot path whose name says another format: the figure is PNG whatever the
+    name, so ``--plot e.txt`` wrote PNG bytes into a ``.txt`` file."""
+    if path is not None and not os.fspath(path).lower().endswith(".png"):
+        raise UserInputError(f"{flag} {os.fspath(path)}: plots are written as PNG; give a name ending in .png")
+
+
 def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 100, tight: bool = False) -> None:
     """Render ``fig`` to PNG at ``path`` (atomically) and close it."""
     buf = io.BytesIO()

@@ -115,3 +115,22 @@ def test_o_dash_is_refused_not_a_file_named_dash(tmp_path, monkeypatch, capsys, 
     assert exited.value.code == 2 and len(err) == 1, err
     assert "argument -o/--output: '-': give a file name (only --json reports go to standard output)" in err[0], err
     assert os.listdir(tmp_path) == []
+
+
+CHIP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "chip", "sample_clustered")
+
+
+@pytest.mark.parametrize("argv", [
+    ["simulate", "m.onnx", "--accel", "myedge.toml", "--plot", "e.txt"],
+    ["place", "m.onnx", "--devices", "2", "-o", "p.onnx", "--plot", "e.txt"],
+    ["partition", "m.onnx", "--stages", "2", "--microbatches", "2", "--batch", "4", "-o", "q.onnx", "--plot", "e.txt"],
+    ["chip", "place", os.path.join(CHIP, "netlist.pb.txt"), "--init", os.path.join(CHIP, "initial.plc"),
+     "--method", "sa", "-o", "c.plc", "--budget-s", "1", "--plot", "e.txt"],
+    ["supernet", "select", "sn", "--max-macs", "1e9", "-o", "child.onnx", "--plot", "e.txt"],
+])
+def test_a_plot_named_as_another_format_is_refused(folder, capsys, argv):
+    """`place --plot e.txt` wrote PNG bytes into e.txt, exit 0 (every plot is PNG whatever its name).
+    Reference: the message written out by hand; nothing written, before any work."""
+    os.makedirs("sn")
+    _refused(capsys, argv, "--plot e.txt: plots are written as PNG; give a name ending in .png")
+    assert not os.path.exists("e.txt")

@@ -139,10 +139,12 @@ def check_outputs(supernet: str | os.PathLike, output: str | os.PathLike,
     ``--accel`` file the latency is read from, or a file of the supernet folder being read (the child would
     replace ``supernet.onnx``, the supernet it came from)."""
     from graphmill.util.files import check_output_paths
+    from graphmill.util.plots import check_png_path
 
     paths = {flag: os.fspath(p) for flag, p in (("-o", output), ("--json", report), ("--plot", plot))
              if p is not None}
     check_output_paths({"--accel": accel}, paths)
+    check_png_path(plot)
     real = {flag: os.path.realpath(p) for flag, p in paths.items()}
     from .train import SUPERNET_FILES
 
