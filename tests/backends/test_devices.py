@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from graphmill.backends.simulator import RooflineCostModel, load_accel
-from graphmill.backends.simulator.devices import (DEFAULT_PLACEMENT_ACCEL, DeviceSet, PlacementCostModel, device_set,
-                                                  load_devices)
+from graphmill.backends.simulator.devices import (DEFAULT_PLACEMENT_ACCEL, MAX_DEVICES, DeviceSet, PlacementCostModel,
+                                                  device_set, load_devices)
 from graphmill.ir import UserInputError
 from graphmill.ir.builder import GraphBuilder
 
@@ -141,6 +141,18 @@ def test_bad_devices_file_one_line(tmp_path, text, message):
 def test_zero_devices_refused():
     with pytest.raises(UserInputError, match="--devices 0: must be an integer >= 1"):
         device_set(devices=0)
+
+
+def test_more_devices_than_the_limit_refused(tmp_path):
+    """`place --devices 100000` failed as "out of memory" blaming the model: a 10^5 x 10^5 link matrix. The
+    limit is the accelerator TOML's own for system.chips (4096). Reference: the messages written out here."""
+    with pytest.raises(UserInputError, match="--devices 100000: at most 4,096 devices"):
+        device_set(devices=100000)
+    assert device_set(devices=MAX_DEVICES).count == MAX_DEVICES == 4096
+    text = "".join(f"[[device]]\nname = 'd{i}'\nmemory_gb = 1\n" for i in range(MAX_DEVICES + 1))
+    path = _write(tmp_path, text + "[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n")
+    with pytest.raises(UserInputError, match="4,097 \\[\\[device\\]\\] entries; at most 4,096"):
+        load_devices(path)
 
 
 def test_example_devices_files_load():

@@ -129,6 +129,9 @@ def _links(n: int, latency: float, bw: float) -> tuple[np.ndarray, np.ndarray]:
     return lat, b
 
 
+MAX_DEVICES = 4096  # as system.chips of an accelerator TOML (config.py)
+
+
 def device_set(*, devices: int | None = None, accel: Any = None, devices_file: str | os.PathLike | None = None,
                memory_gb: float | None = None) -> DeviceSet:
     """The devices of ``devices_file``, or ``devices`` identical chips of ``accel`` (default: its
@@ -144,6 +147,10 @@ def device_set(*, devices: int | None = None, accel: Any = None, devices_file: s
     n = cfg.chips if devices is None else devices
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise UserInputError(f"--devices {n!r}: must be an integer >= 1")
+    if n > MAX_DEVICES:  # 10^5 devices: a 10^10-entry link matrix, reported as the model being out of memory
+        where = "--devices" if devices is not None else "the accelerator's system.chips ="
+        raise UserInputError(f"{where} {n}: at most {MAX_DEVICES:,} devices (placement keeps a device-by-device "
+                             "link matrix and scores every op on every device)")
     mem = _check_memory(DEFAULT_MEMORY_GB if memory_gb is None else memory_gb, "--memory") * 1e9
     lat, bw = _links(n, cfg.link_latency_cycles, cfg.link_bw_bytes_per_cycle)
     return DeviceSet([f"chip{i}" for i in range(n)], [cfg] * n, [1.0] * n, [mem] * n, lat, bw, cfg.clock_mhz,
@@ -194,6 +201,8 @@ def load_devices(path: str | os.PathLike, *, accel: Any = None) -> DeviceSet:
     devs = data.get("device")
     if not isinstance(devs, list) or not devs:
         raise UserInputError(f"{path}: no [[device]] entries (each needs name and memory_gb)")
+    if len(devs) > MAX_DEVICES:
+        raise UserInputError(f"{path}: {len(devs):,} [[device]] entries; at most {MAX_DEVICES:,}")
     names: list[str] = []
     accels: list[AccelConfig] = []
     speeds: list[float] = []
