@@ -115,6 +115,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def learned_line(method: str, learned: dict, baselines: set[str]) -> str:
+    """What the learned or RL placer's own samples did. Both keep the best baseline's placement when no sample
+    beats it, so "best from single; samples to reach the best baseline: not reached" read as a contradiction."""
+    head = f"{method}: {learned['samples']} placements in {learned['steps']} steps"
+    if learned["best_from"] in baselines:
+        head += f"; none beat the best baseline ({learned['best_from']}), whose placement is kept"
+    else:
+        head += f", best from {learned['best_from']}"
+    reach = learned["samples_to_best_baseline"]
+    return head + ("; no sample matched the best baseline" if reach is None
+                   else f"; sample {reach} was the first at or under the best baseline")
+
+
 def table(r: dict, info: dict) -> str:
     u = r["units"]
     counts = [0] * len(r["devices"])
@@ -134,8 +147,5 @@ def table(r: dict, info: dict) -> str:
         lines.append(f"{m:>12} {t:>16,.0f} {t / r['makespan']:>10.3f} {'' if wall is None else format(wall, '.2f'):>8}")
     learned = info.get("learned")
     if learned:
-        lines.append(f"{r['method']}: {learned['samples']} placements in {learned['steps']} steps, best from "
-                     f"{learned['best_from']}; samples to reach the best baseline: "
-                     + ("not reached" if learned["samples_to_best_baseline"] is None
-                        else str(learned["samples_to_best_baseline"])))
+        lines.append(learned_line(r["method"], learned, set(r["baselines"])))
     return "\n".join(lines)

@@ -158,3 +158,18 @@ def test_a_bad_dim_is_refused_naming_it(tmp_path, dims, says):
     err = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(err) == 1 and says in err[0], r.stderr
     assert not os.path.exists(tmp_path / "p.onnx")
+
+
+def test_the_learned_summary_line_says_when_the_best_baseline_was_kept():
+    """`place --method learned` printed "best from single; samples to reach the best baseline: not reached" for a
+    result equal to that baseline (it keeps the best baseline's placement when no sample beats it). Reference:
+    the lines written out by hand."""
+    from graphmill.cli.place import learned_line
+
+    kept = {"samples": 6, "steps": 0, "best_from": "single", "samples_to_best_baseline": None}
+    assert learned_line("learned", kept, {"single", "heft"}) == (
+        "learned: 6 placements in 0 steps; none beat the best baseline (single), whose placement is kept; "
+        "no sample matched the best baseline")
+    won = {"samples": 64, "steps": 8, "best_from": "rl sample 40", "samples_to_best_baseline": 7}
+    assert learned_line("rl", won, {"single", "heft"}) == (
+        "rl: 64 placements in 8 steps, best from rl sample 40; sample 7 was the first at or under the best baseline")
