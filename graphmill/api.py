@@ -178,7 +178,10 @@ def simulate(graph: Graph, accel, *, scalesim_compat: bool = False, dims: dict[s
     """
     from graphmill.backends.simulator import simulate_graph
 
+    from graphmill.ir.summary import check_nonempty_inputs
+
     check_dims(graph, dims)
+    check_nonempty_inputs(graph, "simulate")
     return simulate_graph(graph, accel, scalesim_compat=scalesim_compat, dims=dims)
 
 
@@ -544,6 +547,9 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
         raise UserInputError(f"--cost {cost!r}: choose roofline or simulator")
     from graphmill.ir.partition import compute_nodes
 
+    from graphmill.ir.summary import check_nonempty_inputs
+
+    check_nonempty_inputs(graph, "partition")
     ops = len(compute_nodes(graph))
     if stages > ops:
         raise UserInputError(f"--stages {stages}: graph {graph.name!r} has only {ops} compute op(s) to spread over "
@@ -583,8 +589,9 @@ def _static_sizes(graph: Graph, dims: dict[str, int] | None) -> None:
     """Bind ``dims`` in ``graph`` and infer every intermediate shape (a torch.onnx.export file has none), or refuse
     in one line: placement costs ops, and costs need sizes."""
     from graphmill.frontend.onnx_shape_inference import infer_shapes
-    from graphmill.ir.summary import bind_symbols, symbols
+    from graphmill.ir.summary import bind_symbols, check_nonempty_inputs, symbols
 
+    check_nonempty_inputs(graph, "place")
     infer_shapes(graph)  # first: a size the graph computes is no symbol to bind (ir.ops.infer)
     if dims:
         check_dims(graph, dims)

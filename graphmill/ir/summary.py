@@ -21,6 +21,7 @@ from .graph import Graph, Node, Value
 from .ops import Cost, lookup
 from .ops.common import is_weight_dtype
 from .types import TensorType, format_shape, num_elements
+from graphmill.util.errors import UserInputError
 
 _NONDETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
                                "Multinomial", "Bernoulli"})
@@ -146,6 +147,17 @@ def _io(v: Value) -> dict:
         return {"name": v.name, "dtype": t.dtype.short_name, "shape": list(t.shape) if t.shape is not None else None,
                 "text": f"{t.dtype.short_name}{format_shape(t.shape)}"}
     return {"name": v.name, "dtype": None, "shape": None, "text": str(t) if t is not None else "?"}
+
+
+def check_nonempty_inputs(graph: Graph, what: str) -> None:
+    """Refuse a graph whose input has a dimension of size 0 (valid ONNX: an empty tensor) before ``what``:
+    costs of ops on no data are 0 or meaningless, and the simulator's layers refused it as
+    "Conv node 'Conv_0': repeat must be a positive integer, got 0"."""
+    for v in graph.inputs:
+        shape = getattr(v.type, "shape", None)
+        if shape and any(d == 0 for d in shape):
+            raise UserInputError(f"graph {graph.name!r}: input {v.name!r} has shape {format_shape(shape)}, a "
+                                 f"dimension of size 0 (an empty tensor): nothing to {what}")
 
 
 def symbols(graph: Graph) -> list[str]:
