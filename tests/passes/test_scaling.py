@@ -132,6 +132,19 @@ def test_bad_multipliers(b0):
             scale(b0, **kw)
 
 
+def test_a_resolution_under_the_models_downsampling_is_refused(b0):
+    """`scale --gamma 0.01` wrote B0 with a 2x2 input (its last stages on padding only) while the zoo refuses
+    under 32x32. Reference: EfficientNet-B0's five stride-2 stages (224 -> 7, a factor of 32, from the paper's
+    table); 32x32 is still accepted, as by the zoo."""
+    from graphmill.ir import UserInputError
+
+    with pytest.raises(UserInputError, match=r"224 becomes 31, under the model's downsampling of 32 \(224 to a "
+                                             r"smallest feature map of 7\)"):
+        scale(b0, phi=1, alpha=1, beta=1, gamma=31 / 224)
+    g = scale(b0, phi=1, alpha=1, beta=1, gamma=32 / 224)
+    assert list(g.inputs[0].shape[2:]) == [32, 32]
+
+
 def test_pass_registered_and_runs_from_schedule(b0):
     from graphmill.passes.manager import run_passes
 

@@ -130,6 +130,28 @@ def _stage_rows(struct: Structure | None) -> list[dict]:
     return [dict(stage=s.id, kind=s.kind, repeats=s.repeats, channels=s.channels) for s in struct.stages]
 
 
+def _check_smallest_input(graph: Graph, r: float) -> None:
+    """Refuse a resolution under the model's total downsampling (its input over its smallest feature map larger
+    than 1x1: 224/7 = 32 for EfficientNet-B0): below it the last stages compute on padding only, and the zoo
+    refuses to build such a model (`gamma=0.01` turned B0's 224x224 input into 2x2 without a word)."""
+    maps = [v.shape for v in graph.values() if not v.is_initializer and v not in graph.inputs
+            and isinstance(v.type, TensorType) and v.shape is not None and len(v.shape) == 4]
+    for v in graph.inputs:
+        if v.is_initializer or not isinstance(v.type, TensorType) or v.shape is None or len(v.shape) != 4:
+            continue
+        for ax in (2, 3):
+            size = v.shape[ax]
+            smallest = min((s[ax] for s in maps if isinstance(s[ax], int) and s[ax] > 1), default=None)
+            if not isinstance(size, int) or smallest is None:
+                continue
+            factor = size // smallest
+            if round_resolution(size, r) < factor:
+                raise UserInputError(
+                    f"resolution x{r:.4g}: input %{v.name}'s {size} becomes {max(1, round_resolution(size, r))}, "
+                    f"under the model's downsampling of {factor} ({size} to a smallest feature map of {smallest}): "
+                    f"its last stages would compute on padding only; the smallest resolution is x{factor / size:.4g}")
+
+
 def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1.1, gamma: float = 1.15,
                 divisor: int = 8, seed: int = 0) -> dict:
     """Compound-scale ``graph`` in place; returns the report also stored in ``graph.meta["scaling"]``."""
@@ -146,6 +168,8 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
         pass_class("fold-constants")(size_limit=1 << 30).run(graph, PassContext(seed=seed))
         pass_class("dce")().run(graph, PassContext(seed=seed))
     infer_types(graph)
+    if r != 1:
+        _check_smallest_input(graph, r)
 
     struct: Structure | None = None
     needs_depth = False
