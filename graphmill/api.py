@@ -775,11 +775,16 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     if threads is not None:
         import torch
         torch.set_num_threads(threads)
-    check_trainable(graph)
-    check_model(graph, cfg)
     from graphmill.backends.torch import to_torch
 
-    to_torch(graph)  # the torch backend's own refusals (weights cse merged, op attributes, dtypes) before OUT exists
+    try:
+        check_trainable(graph)
+        check_model(graph, cfg)
+        to_torch(graph)  # the torch backend's own refusals (weights cse merged, op attributes, dtypes) before OUT exists
+    except UserInputError as e:  # the checks name the graph and its nodes; a file given says which file
+        if isinstance(model, (str, os.PathLike)) and os.path.exists(model):
+            raise type(e)(f"{os.fspath(model)}: {e}") from None
+        raise
     created = not os.path.isdir(out)
     os.makedirs(out, exist_ok=True)
     try:

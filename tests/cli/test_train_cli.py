@@ -80,6 +80,7 @@ def test_an_unknown_model_or_non_image_onnx_is_refused(tmp_path, capsys):
     assert main(["train", str(tmp_path / "r.onnx"), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "nosuchnet" in err[0] and "[N, C, S, S]" in err[1]
+    assert err[1].startswith(f"graphmill train: error: {tmp_path / 'r.onnx'}: ")  # which file (it named the graph)
     assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
 
 
