@@ -10,7 +10,7 @@ from typing import NoReturn, Sequence
 
 from graphmill import api
 from graphmill.errors import UserInputError
-from graphmill.util.files import atomic_write_text
+from graphmill.util.files import atomic_write_text, check_output_paths
 from graphmill.util.limits import max_elements
 from graphmill.util.suggest import closest
 
@@ -112,18 +112,46 @@ def check_output_path(out: str, inputs: Sequence[str], force: bool) -> None:
             raise UserInputError(f"{out}: refusing to overwrite {what}; pick another -o or pass --force")
 
 
+def _weights_location(graph, args: argparse.Namespace) -> str | None:
+    """The output's weights file name: ``--external-data``, or OUT.data when the input had external data."""
+    location = getattr(args, "external_data", None)
+    if location is None and api.external_data_files(graph):
+        location = os.path.basename(args.output) + ".data"
+    return location
+
+
+def check_outputs_against_weights(graph, args: argparse.Namespace, others: dict[str, str | None]) -> None:
+    """Right after the model is read, before any work: no output lands on a weights file the input model reads
+    (known only once it is read), and the output's own weights file is none of the other outputs.
+    ``optimize -o o.onnx --json ok.bin`` replaced the input's ok.bin with the report (the input no longer
+    loaded), and ``--json o.onnx.data`` or ``--external-data r.json --json r.json`` the output's weights, exit 0.
+    ``--force`` lets ``-o`` and its weights replace the input's (in place); never a report or a plot."""
+    external = sorted(api.external_data_files(graph))
+    reads = {f"{args.model}'s weights" + (f" #{i + 1}" if len(external) > 1 else ""): f
+             for i, f in enumerate(external)}
+    location = _weights_location(graph, args)
+    weights = os.path.join(os.path.dirname(os.path.abspath(args.output)), location) if location else None
+    model_outputs = {"-o": args.output,
+                     ("--external-data" if getattr(args, "external_data", None) else "the output's weights"): weights}
+    check_output_paths(reads, others)
+    if not args.force:
+        try:
+            check_output_paths(reads, model_outputs)
+        except UserInputError as e:
+            raise UserInputError(f"{e} (or --force to replace the input's)") from None
+    check_output_paths({}, {**model_outputs, **others})
+
+
 def save_output(graph, args: argparse.Namespace) -> None:
     """Save with the input's layout: weights go to an external file when the input had one."""
     external = api.external_data_files(graph)
-    location = getattr(args, "external_data", None)
-    if location is None and external:
-        location = os.path.basename(args.output) + ".data"
+    location = _weights_location(graph, args)
     protected = [args.model, *sorted(external)]
     check_output_path(args.output, protected, args.force)
     if location:
         check_output_path(os.path.join(os.path.dirname(os.path.abspath(args.output)), location), protected,
                           args.force)
-    api.save(graph, args.output, external_data=location)
+    api.save(graph, args.output, external_data=location, force=args.force)
 
 
 def output_file(text: str) -> str:

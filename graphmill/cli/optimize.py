@@ -7,7 +7,7 @@ import os
 import sys
 
 from graphmill import api
-from graphmill.cli.common import add_output_args, check_output_path, emit_json, output_file, parse_dims, save_output
+from graphmill.cli.common import add_output_args, check_output_path, check_outputs_against_weights, emit_json, output_file, parse_dims, save_output
 from graphmill.util.files import check_output_paths, check_target
 
 
@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if args.reproducer_dir is not None:  # the model: api.optimize checks the schedule's files and the plugins itself
         api.check_reproducer_dir(args.reproducer_dir, {"MODEL": args.model})
     graph = api.load(args.model)
+    check_outputs_against_weights(graph, args, {"--json": args.json})
     print_after = "all" if args.print_ir_after_all else args.print_ir_after
     report = api.optimize(
         graph, args.pipeline, schedule_file=args.schedule, check_numerics=args.check_numerics, rtol=args.rtol,

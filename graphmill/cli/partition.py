@@ -6,7 +6,7 @@ import argparse
 import re
 
 from graphmill import api
-from graphmill.cli.common import add_output_args, check_output_path, emit_json, output_file, save_output, stderr
+from graphmill.cli.common import add_output_args, check_output_path, check_outputs_against_weights, emit_json, output_file, save_output, stderr
 from graphmill.errors import UserInputError
 from graphmill.util.files import check_output_paths, check_target
 
@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.run and args.steps < 1:
         raise UserInputError(f"--steps {args.steps}: must be a whole number >= 1")
     graph = api.load(args.model)
+    check_outputs_against_weights(graph, args, {"--json": args.json, "--plot": args.plot})
     report = api.partition(graph, stages=args.stages, microbatches=args.microbatches, schedule=args.schedule,
                            method=args.method, objective=args.objective, accel=args.accel,
                            devices_file=args.devices_file, memory_cap=cap, batch=args.batch,

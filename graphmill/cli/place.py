@@ -7,7 +7,7 @@ import os
 import sys
 
 from graphmill import api
-from graphmill.cli.common import add_output_args, check_output_path, emit_json, output_file, parse_dims, save_output
+from graphmill.cli.common import add_output_args, check_output_path, check_outputs_against_weights, emit_json, output_file, parse_dims, save_output
 from graphmill.util.files import check_output_paths, check_target
 
 METHODS = "single, round-robin, expert, heft, heft-colocated, metis, rl, hierarchical, learned"
@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError(f"--policy {args.policy}: only --method learned reads a policy")
     api.check_place_checkpoint(args.method, args.budget, args.checkpoint)  # before the model is read
     graph = api.load(args.model)
+    check_outputs_against_weights(graph, args, {"--json": args.json, "--plot": args.plot,
+                                                "--checkpoint": args.checkpoint})
     info: dict = {}
     try:
         report = api.place(graph, method=args.method, devices=args.devices, devices_file=args.devices_file,

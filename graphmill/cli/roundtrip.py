@@ -6,7 +6,7 @@ import argparse
 import os
 
 from graphmill import api
-from graphmill.cli.common import add_output_args, check_output_path, emit_json, output_file, save_output
+from graphmill.cli.common import add_output_args, check_output_path, check_outputs_against_weights, emit_json, output_file, save_output
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     check_output_path(args.output, [args.model], args.force)
     graph = api.load(args.model)
+    check_outputs_against_weights(graph, args, {})
     save_output(graph, args)
     info = {"input": args.model, "output": args.output, "nodes": len(list(graph.all_nodes())),
             "bytes": os.path.getsize(args.output)}

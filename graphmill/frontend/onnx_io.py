@@ -221,16 +221,29 @@ def _parse_skeleton(path: str, data: bytes) -> tuple[onnx.ModelProto, list | Non
 
 @collector_paused()
 def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = None,
-         size_threshold: int = 1024) -> None:
+         size_threshold: int = 1024, force: bool = False) -> None:
     """Save ``graph`` as an ONNX file, atomically.
 
     With ``external_data`` (a file name, relative to the model's folder), tensors
     of at least ``size_threshold`` bytes go to that file instead of the model;
     models over protobuf's 2 GiB limit need it (CLI: ``--external-data NAME``).
-    The model and its data file are replaced together or not at all.
+    The model and its data file are replaced together or not at all. Neither may be a file ``graph`` reads its
+    weights from (``external_data_files``) unless ``force``: that file belongs to the model ``graph`` was
+    loaded from, which would no longer load (every weight is read into the new file first, so the new model is
+    whole either way).
     """
     path = os.fspath(path)
     check_target(path)
+    if not force:
+        folder = os.path.dirname(os.path.abspath(path))
+        targets = [("the model", path)] + ([("external data", os.path.join(folder, external_data))]
+                                           if external_data else [])
+        for src in external_data_files(graph):
+            for what, target in targets:
+                if os.path.exists(target) and os.path.samefile(src, target):
+                    raise UserInputError(f"{path}: {what} would be written to {target}, which the graph reads its "
+                                         "weights from (the model it was loaded from would no longer load); pick "
+                                         "another name")
     if external_data is not None:
         model = to_proto(graph)
         data = _move_to_external(model, path, external_data, size_threshold)

@@ -134,3 +134,64 @@ def test_a_plot_named_as_another_format_is_refused(folder, capsys, argv):
     os.makedirs("sn")
     _refused(capsys, argv, "--plot e.txt: plots are written as PNG; give a name ending in .png")
     assert not os.path.exists("e.txt")
+
+
+@pytest.fixture
+def external(tmp_path, monkeypatch):
+    """ok.onnx with its weights in ok.bin, written by onnx's own saver (not graphmill)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["a"]), helper.make_node("Add", ["a", "B"], ["y"])],
+                          "ext", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 64])],
+                          [numpy_helper.from_array(rng.standard_normal((64, 64)).astype(np.float32), "W"),
+                           numpy_helper.from_array(rng.standard_normal(64).astype(np.float32), "B")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), "ok.onnx",
+              save_as_external_data=True, location="ok.bin", size_threshold=0)
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["optimize", "ok.onnx", "-o", "o.onnx", "--json", "ok.bin"], "--json ok.bin: is the input"),
+    (["place", "ok.onnx", "--devices", "2", "-o", "p.onnx", "--plot", "ok.bin"], "--plot ok.bin: is the input"),
+    (["optimize", "ok.onnx", "-o", "o.onnx", "--external-data", "ok.bin"], "(or --force to replace the input's)"),
+    (["roundtrip", "ok.onnx", "-o", "ok.bin"], "-o ok.bin: is the input"),
+    (["optimize", "ok.onnx", "-o", "o.onnx", "--external-data", "r.json", "--json", "r.json"],
+     "and --json r.json name the same file"),
+    (["optimize", "ok.onnx", "-o", "o.onnx", "--json", "o.onnx.data"],
+     "the output's weights"),
+    (["partition", "ok.onnx", "--stages", "2", "-o", "q.onnx", "--json", "q.onnx.data"], "the output's weights"),
+])
+def test_no_output_lands_on_a_weights_file(external, capsys, argv, says):
+    """`optimize -o o.onnx --json ok.bin` replaced the input's weights with the report (the input no longer
+    loaded), `--json o.onnx.data` (the output's default weights name) and `--external-data r.json --json r.json`
+    wrote a report over the output's weights; all exit 0. Reference: onnx's own loader of the input afterwards."""
+    import onnx
+
+    _refused(capsys, argv, says)
+    onnx.load("ok.onnx")  # the external data still loads, by onnx's reader
+    assert os.path.getsize("ok.bin") == 64 * 64 * 4 + 64 * 4
+
+
+def test_python_save_refuses_the_loaded_models_weights_file_unless_forced(external):
+    """`graphmill.save(g, "x.onnx", external_data="ok.bin")` rewrote the weights ok.onnx reads (ok.onnx then
+    failed in ONNX Runtime). `force=True` (the CLI's --force) writes it, whole."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from graphmill.errors import UserInputError
+
+    g = graphmill.load("ok.onnx")
+    before = open("ok.bin", "rb").read()
+    with pytest.raises(UserInputError, match="which the graph reads its weights from"):
+        graphmill.save(g, "x.onnx", external_data="ok.bin")
+    assert open("ok.bin", "rb").read() == before and not os.path.exists("x.onnx")
+    ref = {t.name: numpy_helper.to_array(t, base_dir=".") for t in onnx.load("ok.onnx").graph.initializer}
+    graphmill.save(g, "ok.onnx", external_data="ok.bin", force=True)  # in place, as --force does
+    got = {t.name: numpy_helper.to_array(t, base_dir=".") for t in onnx.load("ok.onnx").graph.initializer}
+    assert ref.keys() == got.keys() and all(np.array_equal(ref[k], got[k]) for k in ref)
