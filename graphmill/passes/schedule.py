@@ -104,14 +104,18 @@ class Schedule:
         return ",".join(_inline(s) for s in self.body)
 
     def to_text(self) -> str:
-        """The file form, with every schedule it calls defined before it.
+        """The file form, with every schedule it calls defined before it; parsed, it selects this schedule.
 
         Two different schedules of one name (a user's ``cleanup`` and the one the built-in ``default``
         calls) are printed as ``cleanup`` and ``cleanup.2``, so the text parses back to an equal schedule.
         """
         out: list[str] = []
         names: dict[int, str] = {}
-        _define(self, out, names, {})
+        # a file's entry is its schedule named `default` when it has one (dsl._entry): a callee of that name
+        # (the built-in `default` under `schedule mine { default; my-pass }`) is printed as `default.2`, or the
+        # text would run it, not this schedule (a reproducer's schedule.mill then did not reproduce)
+        taken: dict[str, object] = {} if self.name == "default" else {"default": object()}
+        _define(self, out, names, taken)
         return "\n".join(out) + "\n"
 
     def callees(self) -> list["Schedule"]:
@@ -166,7 +170,7 @@ def _lines(step: Step, indent: str, names: dict[int, str]) -> list[str]:
     return out
 
 
-def _define(sched: Schedule, out: list[str], names: dict[int, str], taken: dict[str, Schedule]) -> None:
+def _define(sched: Schedule, out: list[str], names: dict[int, str], taken: dict[str, object]) -> None:
     """Print ``sched`` after its callees; ``names`` maps each printed schedule (by identity) to its name."""
     if id(sched) in names:
         return

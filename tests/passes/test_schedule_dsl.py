@@ -377,3 +377,17 @@ def test_schedules_built_in_python_have_the_dsls_bounds(build, needle):
     """Before: ``Fixpoint(max_iters=0)`` ran nothing and ``Repeat(count=10**9)`` ran for days; the DSL refused both."""
     with pytest.raises(UserInputError, match=re.escape(needle)):
         build()
+
+
+@pytest.mark.parametrize("text", ["schedule mine {\n default\n dce\n}\n", "default\ndce\n",
+                                  "schedule cleanup { dce }\nschedule mine { default; cleanup }\n"])
+def test_printed_text_selects_the_same_schedule(text):
+    """A schedule that calls the built-in `default` printed `schedule default {...}` before itself, and a file
+    holding a schedule named `default` runs that one: the reproducer's schedule.mill and the report's schedule
+    text ran `default` without the user's steps. Reference: the DSL's own selection rule (README: "Which
+    schedule of a file runs"), applied to the printed text."""
+    s = parse_schedule(text)
+    printed = s.to_text()
+    assert parse_schedule(printed) == s
+    assert [r.name for r in parse_schedule(printed).runs()] == [r.name for r in s.runs()]
+    assert "schedule default {" not in printed and "schedule default.2 {" in printed
