@@ -13,6 +13,7 @@ from graphmill.ir import Graph, UserInputError
 from graphmill.optimization import (OptimizeReport, ReproducerError, check_dims, check_tolerances, model_summary,
                                     resolve_schedule)
 from graphmill.optimization import optimize as _run_optimize
+from graphmill.util.limits import check_seed
 from graphmill.util.plots import check_png_path
 from graphmill.util.suggest import did_you_mean
 
@@ -642,10 +643,7 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
         raise UserInputError(f"--cost {cost!r}: choose roofline, simulator or ort")
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
         raise UserInputError(f"--budget {budget!r}: must be an integer >= 0 (0: the method's default)")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        # numpy's generators take no negative seed and METIS (run as a baseline by every method) no seed
-        # past 64 bits: both were tracebacks
-        raise UserInputError(f"--seed {seed!r}: must be an integer from 0 to {2**32 - 1}")
+    check_seed(seed)
     check_place_checkpoint(method, budget, checkpoint)
     check_png_path(plot)
     ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)
@@ -1123,8 +1121,7 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
         raise UserInputError(f"--method {method!r}: choose fd, sa or rl")
     if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)) or not budget_s > 0 or not math.isfinite(budget_s):
         raise UserInputError(f"--budget-s {budget_s!r}: must be a number of seconds > 0")
-    if isinstance(seed, bool) or not hasattr(seed, "__index__") or not 0 <= int(seed) < 2 ** 32:
-        raise UserInputError(f"--seed {seed!r}: must be an integer from 0 to 2**32 - 1")
+    check_seed(seed)
     weights = tuple(float(v) for v in weights)
     if len(weights) != 3 or not all(math.isfinite(v) and v >= 0 for v in weights) or not any(weights):
         raise UserInputError(f"--weights {','.join(map(str, weights))}: three numbers >= 0, not all 0 (wirelength, "

@@ -19,6 +19,7 @@ from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import save
 from graphmill.frontend.onnx_shape_inference import infer_shapes
 from graphmill.util.files import atomic_write_bytes, check_out_folder, check_output_paths
+from graphmill.util.limits import check_seed
 from graphmill.util.suggest import did_you_mean
 from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES, builtin_schedule, default_schedule
 from graphmill.passes.dsl import load_schedule
@@ -220,6 +221,7 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     ``cost_model``: the ``PassContext``'s (the device cost model ``place`` and the learned passes need).
     """
     check_tolerances(rtol, atol)
+    check_seed(seed)
     sched = resolve_schedule(schedule, schedule_file)
     if explain_rule:  # an unknown rule is refused before the schedule runs, not after
         from graphmill.passes.rewrite_pass import find_rule

@@ -9,6 +9,7 @@ import sys
 from graphmill import api
 from graphmill.cli.common import add_output_args, check_output_path, check_outputs_against_weights, emit_json, output_file, parse_dims, save_output
 from graphmill.util.files import check_output_paths, check_target
+from graphmill.util.limits import check_seed
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -68,6 +69,7 @@ def summary_line(label: str, before: float, after: float, fmt: str = "{:,}") -> 
 
 def run(args: argparse.Namespace) -> int:
     api.check_tolerances(args.rtol, args.atol)
+    check_seed(args.seed)
     for path in (args.output, args.json):  # every output checked before any work (nothing written on a refusal)
         if path and path != "-":
             check_target(path)

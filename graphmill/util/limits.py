@@ -35,6 +35,19 @@ DEFAULT_MAX_RUN_BYTES = 2 * 2**30
 DEFAULT_MAX_SIM_BYTES = 256 * 2**20
 
 
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed, flag: str = "--seed") -> int:
+    """A seed every consumer takes: numpy's generators refuse a negative one and METIS (run as a placement
+    baseline) one past 64 bits, each as a traceback; 32 bits is what all of them accept."""
+    from graphmill.util.errors import UserInputError
+
+    if isinstance(seed, bool) or not hasattr(seed, "__index__") or not 0 <= int(seed) <= MAX_SEED:
+        raise UserInputError(f"{flag} {seed!r}: must be an integer from 0 to {MAX_SEED}")
+    return int(seed)
+
+
 def _env_int(name: str, default: int) -> int:
     text = os.environ.get(name, "").strip()
     if not text:

@@ -133,3 +133,14 @@ def test_tolerance_that_no_comparison_could_mean_is_refused_before_loading(tmp_p
     line = _one_line(capsys)
     assert rc == 2 and f"{flag} {float(value)}: a tolerance must be a finite number >= 0" in line, line
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_a_seed_no_generator_takes_is_refused_before_loading(tmp_path, monkeypatch, capsys, seed):
+    """``optimize --seed -1`` ended in numpy's SeedSequence traceback (exit 1) after the passes ran. Reference:
+    the range ``place`` and ``chip place`` already refused with the same words."""
+    monkeypatch.chdir(tmp_path)
+    rc = main(["optimize", "missing.onnx", "-o", "o.onnx", "--seed", seed])
+    line = _one_line(capsys)
+    assert rc == 2 and f"--seed {seed}: must be an integer from 0 to 4294967295" in line, line
+    assert os.listdir(tmp_path) == []
