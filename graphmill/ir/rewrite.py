@@ -81,6 +81,7 @@ class Op(Pattern):
         self.types = (types,) if isinstance(types, str) else tuple(types)
         self.inputs = list(inputs)
         self.name = name or self.types[0].lower()
+        self.name_given = bool(name)  # a default name is made unique within its rule (Rule.__post_init__)
         self.domain = domain
         self.attrs = dict(attrs or {})
         self.where = where
@@ -313,6 +314,35 @@ class Rule:
     exactness: str = EXACT
     doc: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        """Two ops of one type and no ``name=`` (``Op("Relu", Op("Relu", Var("x")))``) had one default name,
+        which the matcher reads as "the same node": the rule never matched. Default names are now made unique in
+        depth-first order, root first (``relu``, ``relu_2``); a name given twice still means one node."""
+        ops: list[Op] = []
+        seen: set[int] = set()
+
+        def walk(p: Pattern) -> None:
+            if isinstance(p, Opt):
+                walk(p.inner)
+            elif isinstance(p, Op) and id(p) not in seen:
+                seen.add(id(p))
+                ops.append(p)
+                for q in p.inputs:
+                    walk(q)
+
+        walk(self.pattern)
+        taken = {op.name for op in ops if op.name_given}
+        for op in ops:
+            if op.name_given:
+                continue
+            base = op.types[0].lower()
+            name, k = base, 1
+            while name in taken:
+                k += 1
+                name = f"{base}_{k}"
+            op.name = name
+            taken.add(name)
 
     def match(self, graph: Graph, node: Node) -> Match | None:
         return _Matcher(graph).match_node(self.pattern, node, Match(graph, node), 0, "root", is_root=True)

@@ -466,3 +466,20 @@ def test_shape_inferencer_is_asked_only_for_what_the_registry_leaves_open():
     res = PassManager("shape-inference", ctx=PassContext(shape_inferencer=inf)).run(g)
     assert inf.calls == 1 and res.records[0].stats["fallback"] == 1
     assert g.nodes[0].outputs[0].type == TensorType(x.type.dtype, ("N", 4))  # the inferencer's answer
+
+
+def test_two_ops_of_one_type_without_names_match_as_two_nodes():
+    """`Op("Relu", Op("Relu", Var("x")))` never matched: both ops took the default name 'relu', which the
+    matcher reads as one node, and --explain-match blamed the input. Default names are now unique (root first);
+    a name given twice still means one node. Reference: the graph built by hand, Relu(Relu(x))."""
+    b = GraphBuilder("g")
+    x = b.input("x", "float32", [4])
+    b.output(b.Relu(b.Relu(x)), "y")
+    g = b.build()
+    rule = Rule("relu-relu", Op("Relu", Op("Relu", Var("x"))), replace=lambda m, r: r.op("Relu", m["x"]))
+    assert (rule.pattern.name, rule.pattern.inputs[0].name) == ("relu", "relu_2")
+    root = next(n for n in g.nodes if n.outputs[0] in g.outputs)
+    m = rule.match(g, root)
+    assert m is not None and m.node("relu") is root and m.node("relu_2") is not root
+    same = Rule("same", Op("Relu", Op("Relu", Var("x"), name="r"), name="r"), replace=lambda m, r: m["x"])
+    assert same.match(g, root) is None  # one name, one node: a chain of two cannot be it
