@@ -449,6 +449,27 @@ def _breaks_graph_outputs(graph: Graph, root: Node, new_values: list, rb: Replac
     return False
 
 
+def _blocked(rule: Rule, graph: Graph, node: Node, m: Match) -> str | None:
+    """What stops ``try_rewrite`` after a match whose check passes (the same guards, the replacement built and
+    rolled back): "matches at" was said of a match whose output is a graph output the replacement cannot
+    take over (``Mul(one, x)`` returning ``x``, a graph input)."""
+    nested = NestedOutputs(graph).ids()
+    if nested and any(o is not None and id(o) in nested for n in m.order for o in n.outputs):
+        return "a subgraph returns one of the matched values directly, so they must stay"
+    rb = ReplacementBuilder(m, rule.name)
+    try:
+        new = rule.replace(m, rb)
+        if new is None:
+            return "the replacement declines it (returns None)"
+        values = [new] if isinstance(new, Value) else list(new)
+        if _breaks_graph_outputs(graph, node, values, rb):
+            return ("its output is a graph output, which the replacement would hand to a graph input, an "
+                    "initializer or another output: the rule leaves it")
+        return None
+    finally:
+        rb.rollback()
+
+
 def explain(rule: Rule, graph: Graph) -> str:
     """Why ``rule`` does not fire on ``graph``: the closest partial match and what failed."""
     best: tuple[int, str] | None = None
@@ -463,9 +484,15 @@ def explain(rule: Rule, graph: Graph) -> str:
             if m is not None:
                 reason = rule.check(m) if rule.check is not None else None
                 if reason is None:
-                    return f"rule {rule.name!r} matches at {node.describe()}"
-                depth = 10_000
-                text = f"closest match at {node.describe()}: the pattern matches, but the check fails: {reason}"
+                    blocked = _blocked(rule, g, node, m)
+                    if blocked is None:
+                        return f"rule {rule.name!r} matches at {node.describe()}"
+                    depth = 10_001
+                    text = (f"closest match at {node.describe()}: the pattern matches and the check passes, but "
+                            f"{blocked}")
+                else:
+                    depth = 10_000
+                    text = f"closest match at {node.describe()}: the pattern matches, but the check fails: {reason}"
             else:
                 f = matcher.best
                 depth = f.depth if f else 0

@@ -323,6 +323,22 @@ class Pass:
 _PASSES: dict[str, type[Pass]] = {}
 
 
+def _check_rule_names(cls: type[Pass]) -> None:
+    """Rule names are unique across passes: ``--explain-match``, ``disable=`` and the reports name a rule alone,
+    so a plugin's ``mul-one`` beside simplify's was explained as simplify's, a pass the schedule never ran."""
+    mine = [r.name for r in getattr(cls, "rules", ()) or ()]
+    twice = sorted({n for n in mine if mine.count(n) > 1})
+    if twice:
+        raise ValueError(f"pass {cls.name!r}: rule {twice[0]!r} is listed twice")
+    for other in _PASSES.values():
+        if other is cls or other.name == cls.name:
+            continue
+        clash = set(mine) & {r.name for r in getattr(other, "rules", ()) or ()}
+        if clash:
+            raise ValueError(f"pass {cls.name!r}: rule {sorted(clash)[0]!r} has the name of a rule of pass "
+                             f"{other.name!r}; rule names are unique (--explain-match and disable= name them)")
+
+
 def register_pass(cls: type[Pass]) -> type[Pass]:
     if not cls.name or cls.name != cls.name.lower() or "_" in cls.name or " " in cls.name:
         raise ValueError(f"pass name {cls.name!r} must be kebab-case")
@@ -330,6 +346,7 @@ def register_pass(cls: type[Pass]) -> type[Pass]:
         raise ValueError(f"pass {cls.name!r} is registered twice")
     if cls.exactness not in EXACTNESS:
         raise ValueError(f"pass {cls.name!r}: exactness must be one of {EXACTNESS}")
+    _check_rule_names(cls)
     _PASSES[cls.name] = cls
     return cls
 

@@ -102,6 +102,12 @@ def test_passes_lists_the_loaded_passes(tmp_path):
     ("from graphmill.passes import Pass, register_pass\n\n@register_pass\nclass Dce(Pass):\n    name = 'dce'\n",
      3, "ValueError: pass 'dce' is registered twice"),
     ("raise SystemExit(3)\n", 1, "SystemExit: 3"),
+    # a rule named as one of simplify's: --explain-match explained simplify's, a pass the schedule never ran
+    ("from graphmill.ir.rewrite import Op, Var, Rule\nfrom graphmill.passes import register_pass\n"
+     "from graphmill.passes.rewrite_pass import RewritePass\n\n@register_pass\nclass Mine(RewritePass):\n"
+     "    name = 'test-mine'\n    rules = (Rule('mul-one', Op('Mul', Var('x'), Var('y')), replace=lambda m, r: m['x']),)\n",
+     5, "ValueError: pass 'test-mine': rule 'mul-one' has the name of a rule of pass 'simplify'; rule names are unique "
+        "(--explain-match and disable= name them)"),
 ])
 def test_errors_in_a_plugin_file_are_one_line_naming_it(tmp_path, model, source, line, message):
     plugin = tmp_path / "plugin.py"

@@ -483,3 +483,22 @@ def test_two_ops_of_one_type_without_names_match_as_two_nodes():
     assert m is not None and m.node("relu") is root and m.node("relu_2") is not root
     same = Rule("same", Op("Relu", Op("Relu", Var("x"), name="r"), name="r"), replace=lambda m, r: m["x"])
     assert same.match(g, root) is None  # one name, one node: a chain of two cannot be it
+
+
+def test_explain_says_when_a_match_is_left_for_its_graph_output():
+    """--explain-match said "rule 'mul-one' matches at Mul node" for y = Mul(1, x) with y a graph output and x a
+    graph input, where the rule cannot fire (y would become the input). Reference: simplify itself leaves
+    that node, run here."""
+    import numpy as np
+
+    from graphmill.optimization import explain
+
+    b = GraphBuilder("g")
+    x = b.input("x", "float32", [4])
+    b.output(b.Mul(b.const(np.ones((), np.float32), "one"), x), "y")
+    g = b.build()
+    PassManager("simplify").run(g)
+    assert [n.op_type for n in g.nodes] == ["Mul"]  # the rule left it
+    text = explain(g, "mul-one")
+    assert "matches at" not in text and "the pattern matches and the check passes, but its output is a graph " \
+                                        "output" in text, text
