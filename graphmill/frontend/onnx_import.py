@@ -39,7 +39,7 @@ from graphmill.ir import (
     Value,
 )
 
-from .onnx_tensors import tensor_from_proto
+from .onnx_tensors import resolve_external_data, tensor_from_proto
 
 MAX_SUPPORTED_OPSET = onnx.defs.onnx_opset_version()
 _DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -424,10 +424,52 @@ def from_proto(model: onnx.ModelProto, *, base_dir: str | None = None, path: str
         metadata_props=_props(model.metadata_props),
     )
     if len(model.training_info):
-        g.model.opaque["training_info"] = [t.SerializeToString() for t in model.training_info]
+        g.model.opaque["training_info"] = [_inline_external(t, imp.base_dir, imp.path).SerializeToString()
+                                           for t in model.training_info]
     if len(model.configuration):
         g.model.opaque["configuration"] = [c.SerializeToString() for c in model.configuration]
     for fp in model.functions:
         f = imp.function(fp)
         g.functions[f.key] = f
     return g
+
+
+def _inline_external(info: onnx.TrainingInfoProto, base_dir: str | None, path: str) -> onnx.TrainingInfoProto:
+    """A copy of ``info`` (carried verbatim, not modelled) with every external tensor's bytes read in, through
+    the same confinement check as the graph's own (``resolve_external_data``). Copied as it was, a reference
+    to ``../secret.bin`` passed unchecked, and an in-folder one pointed nowhere once saved elsewhere."""
+    out = onnx.TrainingInfoProto()
+    out.CopyFrom(info)
+    for t in _training_tensors(out):
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            data = resolve_external_data(t, base_dir, path).read()
+            del t.external_data[:]
+            t.data_location = onnx.TensorProto.DEFAULT
+            t.raw_data = data
+    return out
+
+
+def _training_tensors(info: onnx.TrainingInfoProto):
+    def graph(gp: onnx.GraphProto):
+        yield from gp.initializer
+        for sp in gp.sparse_initializer:
+            yield sp.values
+            yield sp.indices
+        for n in gp.node:
+            for a in n.attribute:
+                if a.HasField("t"):
+                    yield a.t
+                yield from a.tensors
+                if a.HasField("sparse_tensor"):
+                    yield a.sparse_tensor.values
+                    yield a.sparse_tensor.indices
+                for sp in a.sparse_tensors:
+                    yield sp.values
+                    yield sp.indices
+                if a.HasField("g"):
+                    yield from graph(a.g)
+                for sub in a.graphs:
+                    yield from graph(sub)
+
+    yield from graph(info.initialization)
+    yield from graph(info.algorithm)

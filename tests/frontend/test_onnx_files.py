@@ -268,3 +268,45 @@ def test_ir3_model_with_new_initializers_still_loads_in_onnxruntime(light_dir):
     assert g.model.ir_version < 4
     run_passes(g, "fold-constants")  # creates initializers, leaves the old ones unused
     ortb.OrtSession(g)  # loads
+
+
+def _with_training_info(folder, location: str, data: bytes | None) -> str:
+    """A Relu model whose training_info initialization holds one external tensor at ``location``."""
+    from onnx import TensorProto, helper
+
+    vi = helper.make_tensor_value_info
+    m = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                                            [vi("x", TensorProto.FLOAT, [4])], [vi("y", TensorProto.FLOAT, [4])]),
+                          opset_imports=[helper.make_opsetid("", 18)])
+    t = onnx.numpy_helper.from_array(np.arange(16, dtype=np.float32), "TW")
+    t.ClearField("raw_data")
+    t.data_location = TensorProto.EXTERNAL
+    e = t.external_data.add()
+    e.key, e.value = "location", location
+    m.training_info.add().initialization.CopyFrom(helper.make_graph([], "init", [], [], [t]))
+    if data is not None:
+        with open(os.path.join(folder, location), "wb") as f:
+            f.write(data)
+    path = os.path.join(folder, "model.onnx")
+    with open(path, "wb") as f:
+        f.write(m.SerializeToString())
+    return path
+
+
+def test_training_info_external_data_is_confined_and_read_in(tmp_path):
+    """training_info is carried verbatim, and its external tensors were too: a `../secret.bin` reference was
+    neither checked nor read (inspect and roundtrip exit 0, the output kept the reference), and an in-folder one
+    pointed nowhere once saved in another folder. Reference: onnx's own reader of the saved model's tensor."""
+    inner = tmp_path / "model"
+    inner.mkdir()
+    (tmp_path / "secret.bin").write_bytes(b"\1" * 64)
+    with pytest.raises(UnsafeModelError, match="tensor 'TW' refers to external data '../secret.bin', which leaves"):
+        graphmill.load(_with_training_info(str(inner), "../secret.bin", None))
+    data = np.arange(16, dtype=np.float32).tobytes()
+    g = graphmill.load(_with_training_info(str(inner), "tw.bin", data))
+    other = tmp_path / "other"
+    other.mkdir()
+    graphmill.save(g, str(other / "out.onnx"))
+    saved = onnx.load(str(other / "out.onnx"), load_external_data=False).training_info[0].initialization.initializer[0]
+    assert saved.data_location == onnx.TensorProto.DEFAULT and not saved.external_data
+    assert np.array_equal(onnx.numpy_helper.to_array(saved), np.arange(16, dtype=np.float32))
