@@ -108,7 +108,12 @@ def inspect(graph: Graph, *, infer: bool = True, dims: dict[str, int] | None = N
 
 
 def inspect_file(path: str | os.PathLike, *, dims: dict[str, int] | None = None) -> dict:
-    report = inspect(load(path), dims=dims)
+    """``inspect`` of the model at ``path``; a refusal of its contents (inference, sizes) names the file."""
+    graph = load(path)
+    try:
+        report = inspect(graph, dims=dims)
+    except UserInputError as e:
+        raise type(e)(f"{os.fspath(path)}: {e}") from None
     report["file"] = os.fspath(path)
     return report
 

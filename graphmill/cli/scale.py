@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from graphmill import api
-from graphmill.cli.common import emit_json, output_file
-from graphmill.errors import UserInputError
+from graphmill.cli.common import emit_json, naming_model, output_file
 from graphmill.util.files import check_output_paths
 
 
@@ -31,11 +30,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     check_output_paths({"MODEL": args.model}, {"-o": args.output})  # scale has no --force: never over its input
     graph = api.load(args.model)
-    try:
+    with naming_model(args.model):  # which model cannot be scaled so: the messages name nodes and stages only
         report = api.scale(graph, phi=args.phi, alpha=args.alpha, beta=args.beta, gamma=args.gamma,
                            divisor=args.divisor, seed=args.seed)  # validates before anything is written
-    except UserInputError as e:  # which model cannot be scaled so: the messages name nodes and stages only
-        raise type(e)(f"{args.model}: {e}") from None
     api.save(graph, args.output)
     report.update(input=args.model, output=args.output)
     if args.json:

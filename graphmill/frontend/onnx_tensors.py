@@ -71,8 +71,8 @@ def resolve_external_data(proto: onnx.TensorProto, base_dir: str | None, model_p
         raise UnsafeModelError(f"{where} refers to external data {location!r}, which leaves the model's "
                                f"folder {base_dir!r}; refusing to read it")
     if not os.path.isfile(target):
-        raise ModelLoadError(f"{where} refers to external data file {location!r}, which does not exist "
-                             f"in {base_dir!r}")
+        missing = "does not exist" if not os.path.exists(target) else "is not a regular file (a folder, a pipe, ...)"
+        raise ModelLoadError(f"{where} refers to external data file {location!r}, which {missing} in {base_dir!r}")
     try:
         offset = int(info.get("offset", "0") or 0)
         length = int(info["length"]) if info.get("length") else None

@@ -89,6 +89,9 @@ def test_external_data_missing_or_short_file(tmp_path):
     os.unlink(os.path.join(tmp_path, "w.data"))
     with pytest.raises(ModelLoadError, match="does not exist"):
         graphmill.load(path)
+    os.mkdir(os.path.join(tmp_path, "w.data"))  # a folder of that name exists: it said "does not exist"
+    with pytest.raises(ModelLoadError, match="'w.data', which is not a regular file"):
+        graphmill.load(path)
 
 
 def _set_external(path: str, **fields: str) -> None:
