@@ -23,7 +23,7 @@ from graphmill.util.limits import check_seed
 from graphmill.util.suggest import did_you_mean
 from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES, builtin_schedule, default_schedule
 from graphmill.passes.dsl import load_schedule
-from graphmill.ir import ExecutionError, Graph, GraphmillError, UserInputError
+from graphmill.ir import ExecutionError, Graph, GraphmillError, UserInputError, find_problems
 from graphmill.ir.summary import summarize, symbols
 from graphmill.ir.gc_pause import collector_paused
 from graphmill.providers import pass_context
@@ -261,6 +261,12 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
         raise ReproducerError(f, folder, rerun_command(folder, rtol=rtol, atol=atol, seed=seed, allow=allow,
                                                        dims=dims, load_passes=load_passes,
                                                        verify_each=verify_each)) from f
+    if not verify_each:  # --verify-each checked after every pass; without it, the output must still be a graph
+        problems = find_problems(graph)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise GraphmillError(f"the optimized graph does not verify: {problems[0]}{more}; a pass of the schedule "
+                                 "broke it (rerun with --verify-each to name the pass); nothing written")
     report = OptimizeReport(
         schedule=sched.to_text(), schedule_inline=sched.to_inline(), seed=seed, before=before, after=_brief(graph, dims),
         passes=[r.__dict__ for r in result.records], stats=result.stats(),

@@ -502,3 +502,31 @@ def test_explain_says_when_a_match_is_left_for_its_graph_output():
     text = explain(g, "mul-one")
     assert "matches at" not in text and "the pattern matches and the check passes, but its output is a graph " \
                                         "output" in text, text
+
+
+@register_pass
+class MakeCycle(Pass):
+    """Test pass: feeds the last node's output back into the first node (a cycle)."""
+
+    name = "test-make-cycle"
+
+    def run(self, graph, ctx):
+        first, last = graph.nodes[0], graph.nodes[-1]
+        first.set_input(0, last.outputs[0])
+        return PassResult(True)
+
+
+def test_a_schedule_that_breaks_the_graph_fails_without_verify_each():
+    """Without --verify-each a pass that made a cycle had its model written, exit 0 (ONNX Runtime then refused it:
+    "the graph is not acyclic"); the graph is now verified once after the schedule. Reference: the IR verifier's
+    own finding, and --verify-each, which names the pass."""
+    def chain():
+        b = GraphBuilder("g")
+        x = b.input("x", "float32", [4])
+        b.output(b.Neg(b.Relu(x)), "y")
+        return b.build()
+
+    with pytest.raises(GraphmillError, match="the optimized graph does not verify: .*used before it is defined.*--verify-each"):
+        optimize(chain(), "test-make-cycle", compare=False)
+    with pytest.raises(GraphmillError, match="test-make-cycle"):
+        optimize(chain(), "test-make-cycle", compare=False, verify_each=True)
