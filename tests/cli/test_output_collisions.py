@@ -195,3 +195,19 @@ def test_python_save_refuses_the_loaded_models_weights_file_unless_forced(extern
     graphmill.save(g, "ok.onnx", external_data="ok.bin", force=True)  # in place, as --force does
     got = {t.name: numpy_helper.to_array(t, base_dir=".") for t in onnx.load("ok.onnx").graph.initializer}
     assert ref.keys() == got.keys() and all(np.array_equal(ref[k], got[k]) for k in ref)
+
+
+@pytest.mark.parametrize("argv", [
+    ["search", "--method", "nahas", "--budget", "1", "--accel", "n/best_accel.toml", "--out", "n"],
+    ["search", "--space", "accelerator", "--budget", "1", "--accel", "n/best_accel.toml", "--out", "n"],
+])
+def test_a_search_does_not_read_an_input_from_its_out_folder(folder, capsys, argv):
+    """`search --method nahas --accel runs/n/best_accel.toml --out runs/n` replaced the accelerator it read with
+    the one it found, exit 0. Reference: the file's bytes, and the message written out here."""
+    os.makedirs("n")
+    shutil.copy("myedge.toml", os.path.join("n", "best_accel.toml"))
+    before = open(os.path.join("n", "best_accel.toml"), "rb").read()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--accel n/best_accel.toml: lies in --out n, the folder this command writes" in err[0]
+    assert open(os.path.join("n", "best_accel.toml"), "rb").read() == before and os.listdir("n") == ["best_accel.toml"]
