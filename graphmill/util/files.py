@@ -51,6 +51,9 @@ def check_output_paths(inputs: dict[str, Any], outputs: dict[str, Any], *, made:
     made_real = os.path.realpath(os.fspath(made)) if made is not None else None
     seen: dict[str, str] = {}
     for flag, path in named.items():
+        if made_real is not None and os.path.realpath(path) == made_real:  # found only after the run, by open()
+            raise UserInputError(f"{flag} {path}: is the folder the command creates ({os.fspath(made)}); give a "
+                                 "file name")
         if os.path.realpath(os.path.dirname(os.path.abspath(path))) != made_real:
             check_target(path)
         for iflag, src in inputs.items():

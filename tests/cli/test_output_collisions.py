@@ -211,3 +211,11 @@ def test_a_search_does_not_read_an_input_from_its_out_folder(folder, capsys, arg
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--accel n/best_accel.toml: lies in --out n, the folder this command writes" in err[0]
     assert open(os.path.join("n", "best_accel.toml"), "rb").read() == before and os.listdir("n") == ["best_accel.toml"]
+
+
+def test_a_report_named_as_the_out_folder_is_refused_before_training(folder, capsys):
+    """`train --out r2 --json r2` trained, wrote r2/'s files, then failed on the report ("r2: is a folder"); a
+    rerun was then refused for the checkpoint left behind. Reference: the folder does not exist afterwards."""
+    _refused(capsys, ["train", "resnet18", "--steps", "1", "--out", "r2", "--json", "r2"],
+             "--json r2: is the folder the command creates (r2); give a file name")
+    assert not os.path.exists("r2")
