@@ -515,6 +515,10 @@ def search_method(method: str, *, out: str | os.PathLike, budget: int | None = N
                       ray_address=ray_address, accel=accel, options=opts, progress=progress)
 
 
+MAX_TRAIN_SIZE = 1024
+"""Largest image size ``train`` builds or trains at (``--max-size 100000`` failed as a Conv node over the tensor
+size limit, naming no flag)."""
+
 MAX_MICROBATCHES = 4096
 """Most micro-batches ``partition`` simulates (the GPipe schedule is simulated one micro-batch at a time)."""
 
@@ -750,6 +754,9 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     for name, v, low in (("--max-size", max_size, 1), ("--embed-dim", embed_dim, 1), ("--threads", threads, 1)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
             raise UserInputError(f"{name} {v!r}: must be an integer >= {low}")
+    for name, v in (("--max-size", max_size), ("--min-size", min_size)):
+        if isinstance(v, int) and not isinstance(v, bool) and v > MAX_TRAIN_SIZE:  # the zoo then fails on a node
+            raise UserInputError(f"{name} {v}: at most {MAX_TRAIN_SIZE} px (the task's 8x8 digits are upsampled to it)")
     if progressive and max_size is not None and min_size > max_size:
         raise UserInputError(f"progressive schedule: sizes shrink (--min-size {min_size} > --max-size {max_size}); "
                              "progressive learning grows the image size")

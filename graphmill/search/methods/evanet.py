@@ -86,8 +86,10 @@ def check_options(options: dict[str, str]) -> dict[str, Any]:
         raise UserInputError(f"--option lr={out['lr']}: must be in (0, 1)")
     if not (math.isfinite(out["timeout"]) and out["timeout"] >= 0):
         raise UserInputError(f"--option timeout={out['timeout']}: must be >= 0 seconds")
-    if out["steps"] > 100000 or out["child_steps"] > 100000 or out["batch"] > 4096:
-        raise UserInputError("--option steps/child_steps <= 100000 and batch <= 4096 (a CPU proxy)")
+    from graphmill.backends.torch.training.runner import MAX_BATCH
+
+    if out["steps"] > 100000 or out["child_steps"] > 100000 or out["batch"] > MAX_BATCH:
+        raise UserInputError(f"--option steps/child_steps <= 100000 and batch <= {MAX_BATCH} (a CPU proxy)")
     evanet_space(out["modules"])
     task_of(out).check()
     return out
