@@ -103,6 +103,9 @@ def test_inputs_are_checked_before_the_first_candidate(tmp_path, args, needle):
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr
+    model = next((a for a in args if a.endswith(".onnx")), None)
+    if model is not None:  # a refusal of the base model names its file (it named the graph only)
+        assert model in lines[0], lines[0]
     assert "alpha=" not in r.stderr and not out.exists()  # no candidate ran, nothing written
 
 

@@ -181,7 +181,8 @@ def check_digits_classifier(graph: Graph) -> None:
     out = graph.outputs[0].shape if graph.outputs else None
     if out is not None and len(out) == 2 and isinstance(out[1], int) and out[1] != N_CLASSES:
         raise UserInputError(f"graph {graph.name!r}: the digits task has {N_CLASSES} classes, the model's first "
-                             f"output has {out[1]} (zoo models: graphmill train builds them with 10)")
+                             f"output has {out[1]}: give a model with {N_CLASSES} (graphmill train builds a zoo model, "
+                             "given by name, with 10)")
 
 
 def run_training(graph: Graph, cfg: TrainConfig, *, checkpoint=None, resume: bool = False,
