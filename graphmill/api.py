@@ -109,11 +109,11 @@ def inspect(graph: Graph, *, infer: bool = True, dims: dict[str, int] | None = N
 
 def inspect_file(path: str | os.PathLike, *, dims: dict[str, int] | None = None) -> dict:
     """``inspect`` of the model at ``path``; a refusal of its contents (inference, sizes) names the file."""
+    from graphmill.util.errors import naming_file
+
     graph = load(path)
-    try:
+    with naming_file(os.fspath(path)):
         report = inspect(graph, dims=dims)
-    except UserInputError as e:
-        raise type(e)(f"{os.fspath(path)}: {e}") from None
     report["file"] = os.fspath(path)
     return report
 
@@ -795,14 +795,13 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
         torch.set_num_threads(threads)
     from graphmill.backends.torch import to_torch
 
-    try:
+    from graphmill.util.errors import naming_file
+
+    # the checks name the graph and its nodes; a file given says which file
+    with naming_file(os.fspath(model) if isinstance(model, (str, os.PathLike)) and os.path.exists(model) else None):
         check_trainable(graph)
         check_model(graph, cfg)
         to_torch(graph)  # the torch backend's own refusals (weights cse merged, op attributes, dtypes) before OUT exists
-    except UserInputError as e:  # the checks name the graph and its nodes; a file given says which file
-        if isinstance(model, (str, os.PathLike)) and os.path.exists(model):
-            raise type(e)(f"{os.fspath(model)}: {e}") from None
-        raise
     created = not os.path.isdir(out)
     os.makedirs(out, exist_ok=True)
     try:

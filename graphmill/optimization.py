@@ -19,6 +19,7 @@ from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import save
 from graphmill.frontend.onnx_shape_inference import infer_shapes
 from graphmill.util.files import atomic_write_bytes, check_out_folder, check_output_paths
+from graphmill.util.errors import naming_file
 from graphmill.util.limits import check_seed
 from graphmill.util.suggest import did_you_mean
 from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES, builtin_schedule, default_schedule
@@ -209,7 +210,7 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
              print_ir_diff: bool = False, allow: Iterable[str] = (EXACT, REASSOCIATING),
              reproducer_dir: str | None = None, compare: bool = False, explain_rule: str | None = None,
              dims: dict[str, int] | None = None, stream: TextIO | None = None,
-             load_passes: Iterable[str] = (), cost_model: Any = None) -> OptimizeReport:
+             load_passes: Iterable[str] = (), cost_model: Any = None, source: str | None = None) -> OptimizeReport:
     """Optimize ``graph`` in place with ``schedule`` (default: the embedded one) and report what happened.
 
     ``check_numerics`` compares ONNX Runtime outputs with the original's after every
@@ -219,6 +220,8 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     ``dims`` sizes symbolic dimensions for the figures and the random inputs (default 1);
     ``load_passes`` (the files the user's passes came from) only goes into that command.
     ``cost_model``: the ``PassContext``'s (the device cost model ``place`` and the learned passes need).
+    ``source``: the file ``graph`` was read from; a refusal of its contents (inference, sizes, a pass that cannot
+    take it) then names it (``util.errors.naming_file``), as a load error does.
     """
     check_tolerances(rtol, atol)
     check_seed(seed)
@@ -230,7 +233,8 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     if reproducer_dir is not None:  # refused before any work, not when a pass fails and the reproducer is written
         check_reproducer_dir(reproducer_dir, {**{f"the schedule file {f}": f for f in sched.sources},
                                               **{f"--load-passes {f}": f for f in load_passes}})
-    before = _brief(graph, dims)  # first: it checks dims, and inference only adds type information
+    with naming_file(source):
+        before = _brief(graph, dims)  # first: it checks dims, and inference only adds type information
     original = graph.copy() if compare else None
     instruments: list[Any] = []
     timer = TimePasses() if time_passes else None
@@ -253,7 +257,8 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     start = original.copy() if original is not None else graph.copy()
     pm = PassManager(sched, instruments, verify_each=verify_each, ctx=ctx)
     try:
-        result = pm.run(graph)
+        with naming_file(source):
+            result = pm.run(graph)
     except PassFailure as f:
         if f.before is None:
             f.before = _replay(start, f.ran, seed, allow, cost_model)

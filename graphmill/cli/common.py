@@ -6,8 +6,7 @@ import argparse
 import json
 import os
 import sys
-from contextlib import contextmanager
-from typing import Iterator, NoReturn, Sequence
+from typing import NoReturn, Sequence
 
 from graphmill import api
 from graphmill.errors import UserInputError
@@ -111,24 +110,6 @@ def check_output_path(out: str, inputs: Sequence[str], force: bool) -> None:
         if os.path.exists(src) and os.path.samefile(src, out):
             what = "the input model" if src == inputs[0] else f"{src}, which the input model reads its weights from"
             raise UserInputError(f"{out}: refusing to overwrite {what}; pick another -o or pass --force")
-
-
-@contextmanager
-def naming_model(path: str) -> Iterator[None]:
-    """A refusal of the model's contents (inference, sizes, a node a pass cannot take) names the file as a load
-    error does: raised past the loader, such lines named only a node (`Range node 'range': output ... would
-    have 8589934592 elements`), which in a script over many models says nothing of which one."""
-    try:
-        yield
-    except UserInputError as e:
-        text = str(e)
-        if path in text:
-            raise
-        try:
-            named = type(e)(f"{path}: {text}")
-        except TypeError:  # an error class with its own constructor keeps its message
-            raise e from None
-        raise named from None
 
 
 def _weights_location(graph, args: argparse.Namespace) -> str | None:

@@ -8,7 +8,7 @@ import sys
 
 from graphmill import api
 from graphmill.cli.common import (add_output_args, check_output_path, check_outputs_against_weights, emit_json,
-                                  naming_model, output_file, parse_dims, save_output)
+                                  output_file, parse_dims, save_output)
 from graphmill.util.files import check_output_paths, check_target
 from graphmill.util.limits import check_seed
 
@@ -91,15 +91,14 @@ def run(args: argparse.Namespace) -> int:
     graph = api.load(args.model)
     check_outputs_against_weights(graph, args, {"--json": args.json})
     print_after = "all" if args.print_ir_after_all else args.print_ir_after
-    with naming_model(args.model):
-        report = api.optimize(
-            graph, args.pipeline, schedule_file=args.schedule, check_numerics=args.check_numerics, rtol=args.rtol,
-            atol=args.atol, seed=args.seed, verify_each=args.verify_each, time_passes=args.time_passes,
-            print_ir_after=print_after, print_ir_diff=args.print_ir_diff, allow=["exact", "float-reassociating"]
-            + list(args.allow or []), reproducer_dir=args.reproducer_dir, compare=not args.no_compare,
-            explain_rule=args.explain_match, dims=parse_dims(args.dim), load_passes=args.load_passes or (),
-            devices=args.devices, devices_file=args.devices_file, accel=args.accel, memory_gb=args.memory,
-            cost=args.cost)
+    report = api.optimize(
+        graph, args.pipeline, schedule_file=args.schedule, check_numerics=args.check_numerics, rtol=args.rtol,
+        atol=args.atol, seed=args.seed, verify_each=args.verify_each, time_passes=args.time_passes,
+        print_ir_after=print_after, print_ir_diff=args.print_ir_diff, allow=["exact", "float-reassociating"]
+        + list(args.allow or []), reproducer_dir=args.reproducer_dir, compare=not args.no_compare,
+        explain_rule=args.explain_match, dims=parse_dims(args.dim), load_passes=args.load_passes or (),
+        devices=args.devices, devices_file=args.devices_file, accel=args.accel, memory_gb=args.memory,
+        cost=args.cost, source=args.model)
     save_output(graph, args)
     data = report.to_dict()
     data.update({"input": args.model, "output": args.output})

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from graphmill import api
-from graphmill.cli.common import emit_json, naming_model, output_file
+from graphmill.cli.common import emit_json, output_file
+from graphmill.util.errors import naming_file
 from graphmill.util.files import check_output_paths
 
 
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     check_output_paths({"MODEL": args.model}, {"-o": args.output})  # scale has no --force: never over its input
     graph = api.load(args.model)
-    with naming_model(args.model):  # which model cannot be scaled so: the messages name nodes and stages only
+    with naming_file(args.model):  # which model cannot be scaled so: the messages name nodes and stages only
         report = api.scale(graph, phi=args.phi, alpha=args.alpha, beta=args.beta, gamma=args.gamma,
                            divisor=args.divisor, seed=args.seed)  # validates before anything is written
     api.save(graph, args.output)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from contextlib import nullcontext
 
 from graphmill import api
-from graphmill.cli.common import emit_json, naming_model, stderr
+from graphmill.cli.common import emit_json, stderr
+from graphmill.util.errors import naming_file
 from graphmill.util.files import check_output_paths
 
 
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_paths({"MODEL": args.model, "--accel": args.accel}, {**outputs, "--checkpoint": args.checkpoint},
                        made=args.out)
     base = api.load(args.model) if args.model else None
-    with naming_model(args.model) if args.model else nullcontext():  # the base's refusals name its file
+    with naming_file(args.model):  # the base's refusals name its file (none without a model)
         out = api.scale_search(base, out=args.out, checkpoint=args.checkpoint, cost=args.cost, accel=args.accel,
                                max_cost=args.max_cost, phi=args.phi, step=args.step, max_value=args.max_value,
                                tolerance=args.tolerance, steps=args.steps, limit=args.limit, seed=args.seed,

@@ -7,6 +7,9 @@ node, op, line/column as applicable) and, where we can tell, what to do.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 
 class GraphmillError(Exception):
     """Base of every error graphmill raises on purpose.
@@ -60,3 +63,21 @@ class ExecutionError(GraphmillError):
 class TracingWarning(UserWarning):
     """An import froze something the source model computes at run time (e.g. torch's tracer kept one branch
     of data-dependent Python control flow); the graph may be right only for the example inputs."""
+
+
+@contextmanager
+def naming_file(path: str | None) -> Iterator[None]:
+    """A refusal of a file's contents raised past its loader (inference, size limits, a node a pass cannot take)
+    names the file, as a load error does: such lines named only a node (``Range node 'range': output ... would
+    have 8589934592 elements``), which in a script over many models says nothing of which one. A message that
+    starts with a flag (``--dim N=0: ...``) or with the file is left as it is."""
+    try:
+        yield
+    except UserInputError as e:
+        text = str(e)
+        if path is None or text.startswith(("-", f"{path}:")):
+            raise
+        named = type(e).__new__(type(e))  # not type(e)(...): PassInputError's constructor takes other arguments
+        named.__dict__.update(e.__dict__)
+        named.args = (f"{path}: {text}",)
+        raise named from None

@@ -200,7 +200,7 @@ def test_pass_options_out_of_range_and_passes_that_need_structure(tmp_path, mode
     # a graph without stages: bad input naming the pass, not "pass failed" with a reproducer
     err = one_error_line(run_cli("optimize", model, "-o", out, "-p", "compound-scale", "--allow", "approximate",
                                  "--reproducer-dir", str(rep)))
-    assert err.startswith("pass 'compound-scale' cannot run on this model: no stages found in graph 'g'")
+    assert err.startswith(f"{model}: pass 'compound-scale' cannot run on this model: no stages found in graph 'g'")
     assert not rep.exists() and not os.path.exists(out)
 
 
@@ -250,7 +250,7 @@ def test_compound_scale_phi_that_would_overflow_is_bad_input_not_a_pass_failure(
     # 1.2 ** 50 = 9100.44 (hand computation), so the depth multiplier names 9100
     err = one_error_line(run_cli("optimize", model, "-o", out, "-p", "compound-scale{phi=50}",
                                  "--reproducer-dir", str(rep)))
-    assert err == ("pass 'compound-scale' cannot run on this model: phi=50.0: the depth multiplier alpha**phi = "
+    assert err == (f"{model}: pass 'compound-scale' cannot run on this model: phi=50.0: the depth multiplier alpha**phi = "
                    "1.2**50 is 9100; at most 16 is accepted")
     assert not rep.exists() and not os.path.exists(out)
     # graphmill scale / api.scale take phi straight to scale_graph: the same refusal, before any work

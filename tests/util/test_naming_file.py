@@ -1,0 +1,33 @@
+"""util.errors.naming_file: a refusal of a file's contents raised past the loader names the file.
+
+Reference: the messages written out here. Found by walk-throughs: `inspect`/`optimize` of a model whose sizes
+exceed the limits said "Range node 'range': output ... would have 8589934592 elements" without the file, and a
+pass refusing the model (PassInputError, whose constructor takes other arguments) could not be re-worded."""
+from __future__ import annotations
+
+import pytest
+
+from graphmill.passes.manager import PassInputError
+from graphmill.util.errors import UserInputError, naming_file
+
+
+def test_contents_errors_get_the_file_and_keep_their_class():
+    with pytest.raises(PassInputError) as e:
+        with naming_file("m.onnx"):
+            raise PassInputError("compound-scale", UserInputError("no stages found"))
+    assert str(e.value) == "m.onnx: pass 'compound-scale' cannot run on this model: no stages found"
+    assert e.value.pass_name == "compound-scale"
+
+
+@pytest.mark.parametrize("message", ["--dim N=0: a size must be >= 1", "m.onnx: already named"])
+def test_flag_errors_and_named_ones_are_left_alone(message):
+    with pytest.raises(UserInputError) as e:
+        with naming_file("m.onnx"):
+            raise UserInputError(message)
+    assert str(e.value) == message
+
+
+def test_no_file_no_change():
+    with pytest.raises(UserInputError, match="^Range node 'r': too big$"):
+        with naming_file(None):
+            raise UserInputError("Range node 'r': too big")
