@@ -478,9 +478,10 @@ def search(space: str, evaluator: str = "builtin", *, out: str | os.PathLike, st
     """
     from graphmill.search.workflow import run_search
 
+    from graphmill.search.workflow import OUT_FILES
     from graphmill.util.files import check_inputs_outside
 
-    check_inputs_outside(out, {"--space": space, "--accel": accel})
+    check_inputs_outside(out, {"--space": space, "--accel": accel}, OUT_FILES)
     return run_search(space, evaluator, out=os.fspath(out), strategy=strategy, options=options, budget=budget,
                       workers=workers, executor=executor, ray_address=ray_address, objective=objective, accel=accel,
                       timeout=timeout, seed=seed, proxy=proxy, progress=progress)
@@ -499,9 +500,10 @@ def search_method(method: str, *, out: str | os.PathLike, budget: int | None = N
     from graphmill.search.methods import check_method, run_method
 
     check_method(method)
+    from graphmill.search.workflow import OUT_FILES
     from graphmill.util.files import check_inputs_outside
 
-    check_inputs_outside(out, {"--accel": accel})
+    check_inputs_outside(out, {"--accel": accel}, OUT_FILES)
     if isinstance(options, dict):
         opts = {str(k): v for k, v in options.items()}  # typed values (a list of ints) reach the method's parser
     else:

@@ -26,6 +26,11 @@ from graphmill.util.suggest import did_you_mean
 OBJECTIVE_NAMES = ("mnasnet", "mnasnet-hard", "accuracy")
 OBJECTIVE_KEYS = ("target_ms", "alpha", "beta")
 BUILTIN_SPACES = ("mnasnet", "accelerator", "mnasnet+accelerator")
+#: What `graphmill search` (a space, or a --method) writes in OUT: an input by one of these names there would be
+#: replaced (tests/search/test_out_files.py keeps the list equal to what the code writes).
+OUT_FILES = ("autohas.png", "best.onnx", "best_accel.toml", "best_so_far.png", "best_target.onnx", "checkpoint.json",
+             "checkpoint.pt", "checkpoint.step1.json", "checkpoint.step2.json", "evanet.png", "history.jsonl",
+             "job.json", "nahas.png", "pareto.png", "report.json", "settings.json", "weights")
 
 
 def load_space(spec: str) -> tuple[Space, str]:

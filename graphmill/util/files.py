@@ -71,18 +71,20 @@ def check_output_paths(inputs: dict[str, Any], outputs: dict[str, Any], *, made:
         seen[real] = flag
 
 
-def check_inputs_outside(out: str | os.PathLike, inputs: dict[str, Any], *, flag: str = "--out") -> None:
-    """Refuse an input file (flag -> path; None skipped) inside the folder a command fills with its own files
-    (a search's checkpoint, reports, best model, best accelerator): ``search --method nahas --accel
+def check_inputs_outside(out: str | os.PathLike, inputs: dict[str, Any], names: tuple[str, ...], *,
+                         flag: str = "--out") -> None:
+    """Refuse an input file (flag -> path; None skipped) that is one of the ``names`` a command writes in its
+    ``out`` folder (a file, or anything in a folder, of that name): ``search --method nahas --accel
     runs/n/best_accel.toml --out runs/n`` replaced the accelerator it read with the one it found, exit 0."""
     folder = os.path.realpath(os.fspath(out))
+    written = {os.path.join(folder, n) for n in names}
     for iflag, path in inputs.items():
         if path is None or not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
             continue
         real = os.path.realpath(os.fspath(path))
-        if os.path.commonpath([folder, real]) == folder:
-            raise UserInputError(f"{iflag} {os.fspath(path)}: lies in {flag} {os.fspath(out)}, the folder this "
-                                 "command writes its own files in; keep inputs outside it")
+        if any(real == w or real.startswith(w + os.sep) for w in written):
+            raise UserInputError(f"{iflag} {os.fspath(path)}: is a file {flag} {os.fspath(out)} gets written over "
+                                 "by this command; keep inputs elsewhere")
 
 
 def check_out_folder(path: str | os.PathLike, command: str, contents: str, *, flag: str = "--out") -> str:

@@ -209,8 +209,25 @@ def test_a_search_does_not_read_an_input_from_its_out_folder(folder, capsys, arg
     before = open(os.path.join("n", "best_accel.toml"), "rb").read()
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--accel n/best_accel.toml: lies in --out n, the folder this command writes" in err[0]
+    assert len(err) == 1 and "--accel n/best_accel.toml: is a file --out n gets written over by this command" in err[0]
     assert open(os.path.join("n", "best_accel.toml"), "rb").read() == before and os.listdir("n") == ["best_accel.toml"]
+
+
+def test_an_input_of_another_name_in_the_out_folder_is_read(tmp_path):
+    """Only the files the search writes are refused (the first version refused any input under --out, e.g.
+    `--accel edge.toml --out .`)."""
+    from graphmill.errors import UserInputError
+    from graphmill.search.workflow import OUT_FILES
+    from graphmill.util.files import check_inputs_outside
+
+    for name in ("edge.toml", "best_accel.toml", os.path.join("weights", "w.npz")):
+        os.makedirs(os.path.dirname(tmp_path / name), exist_ok=True)
+        shutil.copy(EDGE, tmp_path / name)
+    check_inputs_outside(tmp_path, {"--accel": str(tmp_path / "edge.toml")}, OUT_FILES)
+    for name in ("best_accel.toml", os.path.join("weights", "w.npz")):
+        with pytest.raises(UserInputError, match="gets written over by this command"):
+            check_inputs_outside(tmp_path, {"--accel": str(tmp_path / name)}, OUT_FILES)
+
 
 
 def test_a_report_named_as_the_out_folder_is_refused_before_training(folder, capsys):
