@@ -305,6 +305,24 @@ class ReplacementBuilder:
         return node.outputs[0] if outputs == 1 else node.outputs
 
 
+def _pattern_ops(pattern: Pattern) -> list["Op"]:
+    """The distinct ``Op``s of a pattern, depth first, root first."""
+    ops: list[Op] = []
+    seen: set[int] = set()
+
+    def walk(p: Pattern) -> None:
+        if isinstance(p, Opt):
+            walk(p.inner)
+        elif isinstance(p, Op) and id(p) not in seen:
+            seen.add(id(p))
+            ops.append(p)
+            for q in p.inputs:
+                walk(q)
+
+    walk(pattern)
+    return ops
+
+
 @dataclass
 class Rule:
     name: str
@@ -317,23 +335,14 @@ class Rule:
 
     def __post_init__(self) -> None:
         """Two ops of one type and no ``name=`` (``Op("Relu", Op("Relu", Var("x")))``) had one default name,
-        which the matcher reads as "the same node": the rule never matched. Default names are now made unique in
-        depth-first order, root first (``relu``, ``relu_2``); a name given twice still means one node."""
-        ops: list[Op] = []
-        seen: set[int] = set()
-
-        def walk(p: Pattern) -> None:
-            if isinstance(p, Opt):
-                walk(p.inner)
-            elif isinstance(p, Op) and id(p) not in seen:
-                seen.add(id(p))
-                ops.append(p)
-                for q in p.inputs:
-                    walk(q)
-
-        walk(self.pattern)
+        which the matcher reads as "the same node": the rule never matched. Default names are made unique in
+        depth-first order, root first (``relu``, ``relu_2``), on this rule's own copy of the pattern (patterns
+        are shared between rules: the GELU ones by fuse-gelu and fuse-ort-contrib); a name given twice still
+        means one node."""
+        ops = _pattern_ops(self.pattern)
         taken = {op.name for op in ops if op.name_given}
-        for op in ops:
+        plan: list[tuple[int, str]] = []
+        for i, op in enumerate(ops):
             if op.name_given:
                 continue
             base = op.types[0].lower()
@@ -341,8 +350,16 @@ class Rule:
             while name in taken:
                 k += 1
                 name = f"{base}_{k}"
-            op.name = name
             taken.add(name)
+            if name != op.name:
+                plan.append((i, name))
+        if plan:
+            import copy
+
+            self.pattern = copy.deepcopy(self.pattern)  # keeps the sharing within the pattern (one memo)
+            mine = _pattern_ops(self.pattern)
+            for i, name in plan:
+                mine[i].name = name
 
     def match(self, graph: Graph, node: Node) -> Match | None:
         return _Matcher(graph).match_node(self.pattern, node, Match(graph, node), 0, "root", is_root=True)

@@ -530,3 +530,16 @@ def test_a_schedule_that_breaks_the_graph_fails_without_verify_each():
         optimize(chain(), "test-make-cycle", compare=False)
     with pytest.raises(GraphmillError, match="test-make-cycle"):
         optimize(chain(), "test-make-cycle", compare=False, verify_each=True)
+
+
+def test_default_names_are_the_rules_own_when_patterns_are_shared():
+    """Patterns are shared between rules (the GELU ones); naming them for one rule renamed them for the other,
+    whose m.node('relu') then raised KeyError. Reference: the names each rule's own matcher binds."""
+    inner = Op("Relu", Var("x"))
+    first = Rule("first", inner, replace=lambda m, r: m["x"])
+    second = Rule("second", Op("Relu", inner), replace=lambda m, r: m["x"])
+    assert inner.name == "relu" and first.pattern.name == "relu"
+    assert (second.pattern.name, second.pattern.inputs[0].name) == ("relu", "relu_2")
+    shared = Op("Neg", Var("x"))
+    dag = Rule("dag", Op("Add", shared, shared), replace=lambda m, r: m["x"])
+    assert dag.pattern.inputs[0] is dag.pattern.inputs[1]  # one node, used twice, stays one
