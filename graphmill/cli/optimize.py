@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.output, args.json):  # every output checked before any work (nothing written on a refusal)
         if path and path != "-":
             check_target(path)
-            check_output_path(path, [args.model], args.force)
+    check_output_path(args.output, [args.model], args.force)  # --force lets -o replace the input
+    check_output_paths({"MODEL": args.model}, {"--json": args.json})  # never a report or a plot
     schedule_file = args.schedule.rsplit(":", 1)[0] if args.schedule and not os.path.exists(args.schedule) \
         else args.schedule  # FILE.mill:NAME
     check_output_paths({"-s": schedule_file, "--accel": args.accel, "--devices-file": args.devices_file,

@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.output, args.json, args.plot):  # every output checked before any work
         if path and path != "-":
             check_target(path)
-            check_output_path(path, [args.model], args.force)
+    check_output_path(args.output, [args.model], args.force)  # --force lets -o replace the input
+    check_output_paths({"MODEL": args.model}, {"--json": args.json, "--plot": args.plot})  # never a report or a plot
     check_output_paths({"--accel": args.accel, "--devices-file": args.devices_file},
                        {"-o": args.output, "--json": args.json, "--plot": args.plot})
     if args.run and args.steps < 1:

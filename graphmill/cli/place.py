@@ -55,12 +55,14 @@ def run(args: argparse.Namespace) -> int:
     for flag, path in (("-o", args.output), ("--json", args.json), ("--plot", args.plot)):  # before any work
         if path and path != "-":
             check_target(path)
-            check_output_path(path, [args.model], args.force)
+            if flag == "-o":  # --force lets -o replace the input, never a report or a plot
+                check_output_path(path, [args.model], args.force)
             other = seen.setdefault(os.path.realpath(path), flag)
             if other != flag:  # the later write would replace the earlier one (--plot is written first)
                 from graphmill.errors import UserInputError
 
                 raise UserInputError(f"{flag} {path}: the same file as {other}; give each output its own path")
+    check_output_paths({"MODEL": args.model}, {"--json": args.json, "--plot": args.plot})
     # the other files the command reads (the model is checked above, with --force), and the checkpoint it writes
     policy_meta = args.policy[:-4] + ".json" if args.policy and args.policy.endswith(".npz") else None
     check_output_paths({"--accel": args.accel, "--devices-file": args.devices_file, "--policy": args.policy,

@@ -236,3 +236,16 @@ def test_a_report_named_as_the_out_folder_is_refused_before_training(folder, cap
     _refused(capsys, ["train", "resnet18", "--steps", "1", "--out", "r2", "--json", "r2"],
              "--json r2: is the folder the command creates (r2); give a file name")
     assert not os.path.exists("r2")
+
+
+@pytest.mark.parametrize("argv", [
+    ["optimize", "m.onnx", "-o", "o.onnx", "--json", "m.onnx", "--force", "--no-compare"],
+    ["place", "m.onnx", "--devices", "2", "-o", "p.onnx", "--json", "m.onnx", "--force"],
+    ["partition", "m.onnx", "--stages", "2", "--microbatches", "2", "--batch", "4", "-o", "q.onnx", "--plot",
+     "m.onnx", "--force"],
+])
+def test_force_lets_no_report_or_plot_replace_the_model(folder, capsys, argv):
+    """`--force` is for -o (optimize in place); `optimize -o o.onnx --json m.onnx --force` replaced the model with
+    the JSON report, exit 0. Reference: the model's bytes."""
+    flag = argv[argv.index("m.onnx", 2) - 1]
+    _refused(capsys, argv, f"{flag} m.onnx: is the input m.onnx (MODEL)")
