@@ -269,9 +269,13 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     if not verify_each:  # --verify-each checked after every pass; without it, the output must still be a graph
         problems = find_problems(graph)
         if problems:
+            given = find_problems(start)  # a graph built by hand may not verify to begin with: not a pass's doing
+            if given:
+                raise GraphmillError(f"the input graph does not verify: {given[0]}")
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise GraphmillError(f"the optimized graph does not verify: {problems[0]}{more}; a pass of the schedule "
-                                 "broke it (rerun with --verify-each to name the pass); nothing written")
+                                 "broke it (rerun with --verify-each to name the pass and write its reproducer); "
+                                 "nothing written")
     report = OptimizeReport(
         schedule=sched.to_text(), schedule_inline=sched.to_inline(), seed=seed, before=before, after=_brief(graph, dims),
         passes=[r.__dict__ for r in result.records], stats=result.stats(),
