@@ -595,6 +595,8 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
                                  "delete it to start over") from None
     if prior_s is not None:  # the time spent before the interruption counts: a rerun
         t0 -= prior_s  # finishes the budget rather than spending it all again
+        if stats_of is not None:
+            stats_of["resumed_s"] = round(prior_s, 1)  # rl_place's finale counts it too
         if progress is not None:
             progress({"resumed": checkpoint, "episodes": done, "elapsed": round(prior_s, 1)})
     next_report = time.monotonic() + progress_every
@@ -722,7 +724,8 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
         legalize(problem)
         best_ro_acts = None
     cost = ProxyCost(problem, weights)
-    deadline = t0 + budget_s  # the finale and the descent share what the training left
+    # the finale and the descent share what the training left, of the budget less what a resumed run had spent
+    deadline = t0 + budget_s - stats.get("resumed_s", 0.0)
     if not interrupted and problem.soft.size:
         kept = problem.copy_placement()  # the last finished step's placement: what Ctrl-C leaves
         try:

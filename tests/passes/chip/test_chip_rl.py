@@ -423,3 +423,26 @@ def test_offset_sweep_keeps_the_policy_cells_and_never_raises_the_proxy():
                 if independent_legal(p):
                     assert proxy_cost(p).proxy >= after - 1e-9
         p.x[m], p.y[m] = x0, y0
+
+
+def test_a_resumed_rl_place_finale_counts_the_time_already_spent(tmp_path, monkeypatch):
+    """The finale and the descent of a resumed `chip place --method rl` had the whole --budget-s again (their
+    deadline counted from the rerun's start). Reference: the deadline the finale's force-directed rounds are
+    handed: for a run resumed from a checkpoint that had spent all 120 s it has passed before any starts."""
+    prob = _problem(seed=5, hard=4)
+    ck = str(tmp_path / "ck.pt")
+    rl.train([prob], episodes=4, batch=4, seed=0, checkpoint=ck)
+    state = torch.load(ck, weights_only=True)
+    state["state"]["elapsed_s"] = 120.0
+    torch.save(state, ck)
+    past: list = []
+    real_run = rl.ForceDirected.run
+
+    def run(self, cost, *args, should_stop=None, **kw):
+        if should_stop is not None:  # the finale's rounds (an episode's own rounds have no deadline)
+            past.append(should_stop())  # has the deadline passed when the finale starts?
+        return real_run(self, cost, *args, should_stop=should_stop, **kw)
+
+    monkeypatch.setattr(rl.ForceDirected, "run", run)
+    result = rl.rl_place(_problem(seed=5, hard=4), budget_s=120.0, seed=0, checkpoint=ck, descent_epochs=0)
+    assert result.stats["resumed_s"] == 120.0 and all(past)  # none started with time left (before: all did)
