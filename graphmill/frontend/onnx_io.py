@@ -230,7 +230,8 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     The model and its data file are replaced together or not at all. Neither may be a file ``graph`` reads its
     weights from (``external_data_files``) unless ``force``: that file belongs to the model ``graph`` was
     loaded from, which would no longer load (every weight is read into the new file first, so the new model is
-    whole either way).
+    whole either way; with ``force`` ``graph`` itself still reads its weights lazily from the replaced file: load
+    the saved model to go on).
     """
     path = os.fspath(path)
     check_target(path)
@@ -240,10 +241,10 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
                                            if external_data else [])
         for src in external_data_files(graph):
             for what, target in targets:
-                if os.path.exists(target) and os.path.samefile(src, target):
+                if os.path.exists(target) and os.path.exists(src) and os.path.samefile(src, target):
                     raise UserInputError(f"{path}: {what} would be written to {target}, which the graph reads its "
                                          "weights from (the model it was loaded from would no longer load); pick "
-                                         "another name")
+                                         "another name (force=True, the CLI's --force, replaces it)")
     if external_data is not None:
         model = to_proto(graph)
         data = _move_to_external(model, path, external_data, size_threshold)
