@@ -313,3 +313,8 @@ def test_training_info_external_data_is_confined_and_read_in(tmp_path):
     saved = onnx.load(str(other / "out.onnx"), load_external_data=False).training_info[0].initialization.initializer[0]
     assert saved.data_location == onnx.TensorProto.DEFAULT and not saved.external_data
     assert np.array_equal(onnx.numpy_helper.to_array(saved), np.arange(16, dtype=np.float32))
+    # --external-data moves the graph's weights out, not training_info's: onnx's own reader
+    # (load_external_data_for_model) reads back only the graph's, so they stay inline where every reader finds them
+    graphmill.save(g, str(other / "ext.onnx"), external_data="ext.bin", size_threshold=0)
+    kept = onnx.load(str(other / "ext.onnx")).training_info[0].initialization.initializer[0]
+    assert np.array_equal(onnx.numpy_helper.to_array(kept), np.arange(16, dtype=np.float32))
