@@ -189,6 +189,9 @@ def simulate(graph: Graph, accel, *, scalesim_compat: bool = False, dims: dict[s
     from graphmill.ir.summary import check_nonempty_inputs
 
     check_dims(graph, dims)
+    zero = [f"--dim {k}={v}" for k, v in (dims or {}).items() if v < 1]
+    if zero:  # an empty tensor: the simulator's layers refused it as "repeat must be a positive integer"
+        raise UserInputError(f"{zero[0]}: a size to simulate at must be >= 1")
     check_nonempty_inputs(graph, "simulate")
     return simulate_graph(graph, accel, scalesim_compat=scalesim_compat, dims=dims)
 

@@ -39,3 +39,13 @@ def test_an_empty_input_is_refused_by_name(empty_batch, tmp_path, capsys, argv, 
     assert len(err) == 1 and ("input 'input' has shape [0,3,32,32], a dimension of size 0 (an empty tensor): "
                               f"nothing to {verb}") in err[0], err
     assert not os.path.exists(out)
+
+
+def test_a_zero_dim_given_to_simulate_is_refused_by_name(tmp_path, capsys):
+    """`simulate --dim N=0` bound the batch to 0 and failed on a Conv ("repeat must be a positive integer"). The
+    same words as `place --dim N=0`."""
+    path = str(tmp_path / "m.onnx")
+    graphmill.save(zoo.build("resnet18", width=0.25, resolution=32), path)
+    assert main(["simulate", path, "--accel", EDGE, "--dim", "N=0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--dim N=0: a size to simulate at must be >= 1" in err[0], err
