@@ -323,20 +323,30 @@ class Pass:
 _PASSES: dict[str, type[Pass]] = {}
 
 
+def _rule_names(cls: type) -> list[str]:
+    """The names of a pass's rewrite rules (a ``rules`` tuple of ``Rule``: RewritePass's), else none."""
+    from graphmill.ir.rewrite import Rule
+
+    rules = getattr(cls, "rules", None)
+    if not isinstance(rules, (tuple, list)):
+        return []
+    return [r.name for r in rules if isinstance(r, Rule)]
+
+
 def _check_rule_names(cls: type[Pass]) -> None:
-    """Rule names are unique across passes: ``--explain-match``, ``disable=`` and the reports name a rule alone,
-    so a plugin's ``mul-one`` beside simplify's was explained as simplify's, a pass the schedule never ran."""
-    mine = [r.name for r in getattr(cls, "rules", ()) or ()]
+    """Rule names are unique across passes: ``--explain-match`` and the reports name a rule alone, so a plugin's
+    ``mul-one`` beside simplify's was explained as simplify's, a pass the schedule never ran."""
+    mine = _rule_names(cls)
     twice = sorted({n for n in mine if mine.count(n) > 1})
     if twice:
         raise ValueError(f"pass {cls.name!r}: rule {twice[0]!r} is listed twice")
     for other in _PASSES.values():
         if other is cls or other.name == cls.name:
             continue
-        clash = set(mine) & {r.name for r in getattr(other, "rules", ()) or ()}
+        clash = set(mine) & set(_rule_names(other))
         if clash:
             raise ValueError(f"pass {cls.name!r}: rule {sorted(clash)[0]!r} has the name of a rule of pass "
-                             f"{other.name!r}; rule names are unique (--explain-match and disable= name them)")
+                             f"{other.name!r}; rule names are unique (--explain-match and the reports name them)")
 
 
 def register_pass(cls: type[Pass]) -> type[Pass]:

@@ -107,7 +107,7 @@ def test_passes_lists_the_loaded_passes(tmp_path):
      "from graphmill.passes.rewrite_pass import RewritePass\n\n@register_pass\nclass Mine(RewritePass):\n"
      "    name = 'test-mine'\n    rules = (Rule('mul-one', Op('Mul', Var('x'), Var('y')), replace=lambda m, r: m['x']),)\n",
      5, "ValueError: pass 'test-mine': rule 'mul-one' has the name of a rule of pass 'simplify'; rule names are unique "
-        "(--explain-match and disable= name them)"),
+        "(--explain-match and the reports name them)"),
 ])
 def test_errors_in_a_plugin_file_are_one_line_naming_it(tmp_path, model, source, line, message):
     plugin = tmp_path / "plugin.py"
@@ -278,7 +278,7 @@ def test_json_destination_is_checked_before_the_model_is_written(tmp_path, model
     err = one_error_line(run_cli("optimize", model, "-o", str(out), "--json", str(tmp_path)))
     assert err == f"{tmp_path}: is a folder; give a file name" and not out.exists()
     err = one_error_line(run_cli("optimize", model, "-o", str(out), "--json", model))
-    assert "refusing to overwrite the input model" in err and not out.exists()
+    assert f"--json {model}: is the input {model} (MODEL); refusing to overwrite it" in err and not out.exists()
 
 
 def test_ort_schedule_says_nothing_about_the_rules_it_turns_off(tmp_path):
