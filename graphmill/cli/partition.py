@@ -9,6 +9,7 @@ from graphmill import api
 from graphmill.cli.common import add_output_args, check_output_path, check_outputs_against_weights, emit_json, output_file, save_output, stderr
 from graphmill.errors import UserInputError
 from graphmill.util.files import check_output_paths, check_target
+from graphmill.util.plots import check_png_path
 
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             check_target(path)
     check_output_path(args.output, [args.model], args.force)  # --force lets -o replace the input
     check_output_paths({"MODEL": args.model}, {"--json": args.json, "--plot": args.plot})  # never a report or a plot
+    check_png_path(args.plot)  # before the model is read (api.partition checks it too)
     check_output_paths({"--accel": args.accel, "--devices-file": args.devices_file},
                        {"-o": args.output, "--json": args.json, "--plot": args.plot})
     if args.run and args.steps < 1:

@@ -9,6 +9,7 @@ import sys
 from graphmill import api
 from graphmill.cli.common import add_output_args, check_output_path, check_outputs_against_weights, emit_json, output_file, parse_dims, save_output
 from graphmill.util.files import check_output_paths, check_target
+from graphmill.util.plots import check_png_path
 
 METHODS = "single, round-robin, expert, heft, heft-colocated, metis, rl, hierarchical, learned"
 
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
                 raise UserInputError(f"{flag} {path}: the same file as {other}; give each output its own path")
     check_output_paths({"MODEL": args.model}, {"--json": args.json, "--plot": args.plot})
+    check_png_path(args.plot)  # before the model is read (api.place checks it too)
     # the other files the command reads (the model is checked above, with --force), and the checkpoint it writes
     policy_meta = args.policy[:-4] + ".json" if args.policy and args.policy.endswith(".npz") else None
     check_output_paths({"--accel": args.accel, "--devices-file": args.devices_file, "--policy": args.policy,

@@ -134,8 +134,8 @@ def test_parse_options_lists_keep_their_items_whole():
     ("autohas", "augment=0,5,x", "--option augment='0,5,x': 'x' is not a finite number"),
     ("evanet", "population=8.5", "--option population='8.5': must be a whole number"),
     # unbounded, these took 8 GB (batch) or ran for hours (screen)
-    ("autohas", "batch=100000", "--option batch=100000: at most 4096"),
-    ("autohas", "screen=100000", "--option screen=100000: at most 1024"),
+    ("autohas", "batch=100000", "--option batch=100000: at most 4,096"),
+    ("autohas", "screen=100000", "--option screen=100000: at most 1,024"),
 ])
 def test_real_methods_refuse_bad_options_in_one_line_exit_2_nothing_written(tmp_path, capsys, method, option,
                                                                             named):

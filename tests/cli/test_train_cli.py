@@ -64,7 +64,7 @@ def test_contrastive_train_with_micro_batches(tmp_path, capsys):
     (["--magnitude", "5:40"], "--magnitude"),  # RandAugment's scale is 0..30 (was clipped silently)
     (["--max-size", "8"], "16 px or more"),  # the zoo reads < 16 as a multiplier (was 'takes 1792x1792 images')
     # 10^5 filled 19 GB before a step; 100000 px failed on a Conv node, naming no flag
-    (["--batch", "100000"], "--batch 100000: at most 4096"),
+    (["--batch", "100000"], "--batch 100000: at most 4,096"),
     (["--max-size", "100000"], "--max-size 100000: at most 1024 px"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, args, match):

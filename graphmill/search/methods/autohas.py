@@ -104,8 +104,8 @@ OPTIONS: dict[str, Any] = {
 CHOICES = {"space": SPACES, "final_init": ("inherit", "scratch"), "update": UPDATES}
 TASK_NAME = "digits"
 ZERO_OK = ("screen",)  # integer options that may be 0
-SCREEN_CALIBRATE = 128
-MAX_SCREEN = 1024  # children screened on the shared weights (each on every validation image): 10^5 ran for hours  # training images that re-estimate a screened child's BatchNormalization statistics
+SCREEN_CALIBRATE = 128  # training images that re-estimate a screened child's BatchNormalization statistics
+MAX_SCREEN = 1024  # children screened on the shared weights (each on every validation image): 10^5 ran for hours
 
 
 def _candidates(key: str, vals: list, text: Any) -> tuple:
@@ -136,7 +136,7 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
             raise UserInputError(f"--option {key}={v!r}: must be a finite number >= 0"
                                  + (" and < 1" if key in ("warmup", "baseline_decay") else ""))
         if key in ("batch", "val_batch") and v > MAX_BATCH or key == "screen" and v > MAX_SCREEN:
-            raise UserInputError(f"--option {key}={v!r}: at most {MAX_BATCH if key != 'screen' else MAX_SCREEN}")
+            raise UserInputError(f"--option {key}={v!r}: at most {MAX_BATCH if key != 'screen' else MAX_SCREEN:,}")
         if key in CHOICES and v not in CHOICES[key]:
             raise UserInputError(f"--option {key}={v!r}: use one of {', '.join(CHOICES[key])}"
                                  f"{did_you_mean(str(v), CHOICES[key])}")

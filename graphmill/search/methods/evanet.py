@@ -89,7 +89,7 @@ def check_options(options: dict[str, str]) -> dict[str, Any]:
     from graphmill.backends.torch.training.runner import MAX_BATCH
 
     if out["steps"] > 100000 or out["child_steps"] > 100000 or out["batch"] > MAX_BATCH:
-        raise UserInputError(f"--option steps/child_steps <= 100000 and batch <= {MAX_BATCH} (a CPU proxy)")
+        raise UserInputError(f"--option steps/child_steps <= 100000 and batch <= {MAX_BATCH:,} (a CPU proxy)")
     evanet_space(out["modules"])
     task_of(out).check()
     return out

@@ -28,10 +28,10 @@ from .progressive import Stage, fixed_schedule, progressive_schedule, regulariza
 MODES = ("fixed", "progressive", "contrastive")
 N_CLASSES = 10
 RECALIBRATE = 32
-#: The largest batch any training here takes (the shipped tasks hold a few thousand images; 10^5 ran a CPU
-#: out of memory before the first step).
-MAX_BATCH = 4096
 """Images BatchNormalization statistics are re-estimated on when a progressive stage changes the size."""
+MAX_BATCH = 4096
+"""The largest batch any training here takes (the shipped tasks hold a few thousand images; 10^5 ran a CPU out
+of memory before the first step)."""
 
 
 @dataclass
@@ -77,7 +77,7 @@ def check_config(cfg: TrainConfig) -> None:
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
             raise UserInputError(f"{name} {v!r}: must be an integer >= {low}")
     if cfg.batch is not None and cfg.batch > MAX_BATCH:
-        raise UserInputError(f"--batch {cfg.batch}: at most {MAX_BATCH} (the digits task has 1,797 images in all)")
+        raise UserInputError(f"--batch {cfg.batch}: at most {MAX_BATCH:,} (the digits task has 1,797 images in all)")
     for name, v in (("--lr", cfg.lr), ("--temperature", cfg.temperature)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
             raise UserInputError(f"{name} {v!r}: must be a number > 0")
