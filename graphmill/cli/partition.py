@@ -70,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
             check_target(path)
     check_output_path(args.output, [args.model], args.force)  # --force lets -o replace the input
     check_output_paths({"MODEL": args.model}, {"--json": args.json, "--plot": args.plot})  # never a report or a plot
-    check_png_path(args.plot)  # before the model is read (api.partition checks it too)
     check_output_paths({"--accel": args.accel, "--devices-file": args.devices_file},
                        {"-o": args.output, "--json": args.json, "--plot": args.plot})
+    check_png_path(args.plot)  # before the model is read (api.partition checks it too)
     if args.run and args.steps < 1:
         raise UserInputError(f"--steps {args.steps}: must be a whole number >= 1")
     graph = api.load(args.model)

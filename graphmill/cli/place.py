@@ -64,12 +64,12 @@ def run(args: argparse.Namespace) -> int:
 
                 raise UserInputError(f"{flag} {path}: the same file as {other}; give each output its own path")
     check_output_paths({"MODEL": args.model}, {"--json": args.json, "--plot": args.plot})
-    check_png_path(args.plot)  # before the model is read (api.place checks it too)
     # the other files the command reads (the model is checked above, with --force), and the checkpoint it writes
     policy_meta = args.policy[:-4] + ".json" if args.policy and args.policy.endswith(".npz") else None
     check_output_paths({"--accel": args.accel, "--devices-file": args.devices_file, "--policy": args.policy,
                         "--policy's metadata": policy_meta},
                        {"-o": args.output, "--json": args.json, "--plot": args.plot, "--checkpoint": args.checkpoint})
+    check_png_path(args.plot)  # before the model is read (api.place checks it too)
 
     def progress(line: str) -> None:
         if not args.quiet:

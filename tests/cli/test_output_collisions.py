@@ -157,7 +157,7 @@ def external(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("argv, says", [
     (["optimize", "ok.onnx", "-o", "o.onnx", "--json", "ok.bin"], "--json ok.bin: is the input"),
-    (["place", "ok.onnx", "--devices", "2", "-o", "p.onnx", "--plot", "ok.bin"], "--plot ok.bin: is the input"),
+    (["place", "ok.onnx", "--devices", "2", "-o", "p.onnx", "--json", "ok.bin"], "--json ok.bin: is the input"),
     (["optimize", "ok.onnx", "-o", "o.onnx", "--external-data", "ok.bin"], "(or --force to replace the input's)"),
     (["roundtrip", "ok.onnx", "-o", "ok.bin"], "-o ok.bin: is the input"),
     (["optimize", "ok.onnx", "-o", "o.onnx", "--external-data", "r.json", "--json", "r.json"],
