@@ -134,11 +134,13 @@ def _check_smallest_input(graph: Graph, r: float) -> None:
     """Refuse a resolution under the model's total downsampling (its input over its smallest feature map larger
     than 1x1: 224/7 = 32 for EfficientNet-B0): below it the last stages compute on padding only, and the zoo
     refuses to build such a model (`gamma=0.01` turned B0's 224x224 input into 2x2 without a word)."""
+    images = [v for v in graph.inputs if not v.is_initializer and isinstance(v.type, TensorType)
+              and v.shape is not None and len(v.shape) == 4]
+    if len(images) != 1:  # several images at different sizes: the smallest map says nothing of one input's
+        return
     maps = [v.shape for v in graph.values() if not v.is_initializer and v not in graph.inputs
             and isinstance(v.type, TensorType) and v.shape is not None and len(v.shape) == 4]
-    for v in graph.inputs:
-        if v.is_initializer or not isinstance(v.type, TensorType) or v.shape is None or len(v.shape) != 4:
-            continue
+    for v in images:
         for ax in (2, 3):
             size = v.shape[ax]
             smallest = min((s[ax] for s in maps if isinstance(s[ax], int) and s[ax] > 1), default=None)
