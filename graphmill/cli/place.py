@@ -111,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
         if run_result is not None:
             print(f"execution check: {len(run_result['devices'])} processes, {run_result['runs']} runs, outputs "
                   f"{'equal' if run_result['outputs_equal'] else 'DIFFER'} (max |diff| "
-                  f"{run_result['max_abs_diff']:.2e}) vs one ONNX Runtime session; measured step "
+                  f"{run_result['max_abs_diff']:.2e}; tolerance {run_result['tolerance']}) vs one ONNX Runtime session; "
+                  "measured step "
                   f"{run_result['step_time_s'] * 1e3:.1f} ms (one session {run_result['reference_step_time_s'] * 1e3:.1f} ms)")
         for path in (args.output, args.plot, args.json):
             if path and path != "-":

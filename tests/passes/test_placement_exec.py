@@ -42,6 +42,9 @@ def test_two_processes_equal_one_ort_session():
     assert out["messages"] >= 1 and out["bytes_sent"] >= 64 * 128 * 4
     assert out["max_abs_diff"] < 1e-5
     assert out["step_time_s"] > 0
+    # optimize's criterion: per-element allclose said "outputs DIFFER" for the README's ResNet-18 (3.8e-5 on a
+    # near-zero logit of outputs in the tens), which optimize's scaled test accepts
+    assert out["tolerance"] == "atol=1e-05*max(1,max|ref|) + rtol=0.0001*|ref|"
 
 
 def test_round_robin_many_crossings():
