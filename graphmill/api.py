@@ -71,6 +71,20 @@ def schedule_files(schedule_file: str) -> tuple[str, ...]:
     return resolve_schedule(None, schedule_file).sources
 
 
+def schedule_policy_files(pipeline: str | None, schedule_file: str | None) -> dict[str, str]:
+    """The policy files (and their .json metadata) a schedule's learned passes read (``policy=`` options), as
+    flag-like names -> paths: ``optimize -p 'learned-place{policy=p.npz}' -o p.npz`` wrote the model over the
+    policy, exit 0."""
+    found: dict[str, str] = {}
+    for run in resolve_schedule(pipeline, schedule_file).runs():
+        policy = run.options.get("policy")
+        if isinstance(policy, str) and policy:
+            found[f"{run.name}'s policy"] = policy
+            if policy.endswith(".npz"):
+                found[f"{run.name}'s policy metadata"] = policy[:-4] + ".json"
+    return found
+
+
 def check_reproducer_dir(folder: str, inputs: dict[str, str]) -> None:
     """Refuse, before any work, a ``--reproducer-dir`` that cannot be made or whose files would replace one of
     ``inputs`` (flag -> path)."""
@@ -1040,6 +1054,7 @@ def train_policy(output: str | os.PathLike, *, steps: int | None = None, seed: i
     if not output.endswith(".npz"):
         raise UserInputError(f"{output}: a policy file ends in .npz (its metadata goes beside it in .json)")
     check_target(output)
+    check_seed(seed)
     from graphmill.search.learned import DEFAULTS
 
     if checkpoint:
@@ -1149,6 +1164,9 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
         raise UserInputError(f"--weights {','.join(map(str, weights))}: three numbers >= 0, not all 0 (wirelength, "
                              "density, congestion)")
     check_output_paths({"NETLIST": netlist, "--init": init}, {"-o": output, "--json": json_path, "--plot": plot})
+    if method == "rl" and output and "checkpoint" not in (options or {}):  # rl's resume state, beside -o
+        check_output_paths({}, {"--json": json_path, "--plot": plot,
+                                "the rl checkpoint": os.fspath(output) + ".rl-checkpoint"})
     check_png_path(plot)
     _check_chip_options(method, options)
     graph, plc = chip_load(netlist, init)

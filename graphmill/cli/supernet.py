@@ -16,7 +16,7 @@ import os
 from graphmill import api
 from graphmill.cli.common import emit_json, output_file, report_interrupted, stderr
 from graphmill.errors import UserInputError
-from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
+from graphmill.util.files import TEXT_FILE_LIMIT, check_output_paths, read_user_file
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -88,6 +88,8 @@ def run_select(args: argparse.Namespace) -> int:
             if not os.path.exists(text):
                 raise UserInputError(f"--config {text}: neither a JSON object ('{{\"resolution\": ...}}') nor a "
                                      "file that exists")
+            # a file: no output may replace it (`--config c.json --json c.json` wrote the report over it)
+            check_output_paths({"--config": text}, {"-o": args.output, "--json": args.json, "--plot": args.plot})
             text = read_user_file(text, TEXT_FILE_LIMIT, "a child configuration (JSON)").decode("utf-8", "replace")
             shown = f" {args.config}"
         try:

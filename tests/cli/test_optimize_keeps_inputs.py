@@ -144,3 +144,12 @@ def test_a_seed_no_generator_takes_is_refused_before_loading(tmp_path, monkeypat
     line = _one_line(capsys)
     assert rc == 2 and f"--seed {seed}: must be an integer from 0 to 4294967295" in line, line
     assert os.listdir(tmp_path) == []
+
+
+def test_train_policy_refuses_a_seed_no_generator_takes(tmp_path, monkeypatch, capsys):
+    """`train-policy --seed -1` was numpy's traceback, exit 1 (a third walk-through)."""
+    monkeypatch.chdir(tmp_path)
+    rc = main(["train-policy", "-o", "p.npz", "--seed", "-1", "--steps", "1", "--quick"])
+    line = _one_line(capsys)
+    assert rc == 2 and "--seed -1: must be an integer from 0 to 4294967295" in line, line
+    assert os.listdir(tmp_path) == []

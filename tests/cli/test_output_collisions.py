@@ -77,6 +77,20 @@ def _refused(capsys, argv, says):
      "--out's results.json s/results.json and --checkpoint s/results.json name the same file"),
     (["scale-search", "m.onnx", "--stub", "--limit", "1", "--out", "s", "--checkpoint", "m.onnx"],
      "--checkpoint m.onnx: is the input m.onnx (MODEL)"),
+    # a third walk-through: a learned pass's policy named in the schedule, supernet select's --config file,
+    # and chip place's own resume checkpoint (each written over, exit 0)
+    (["optimize", "m.onnx", "--dim", "N=1", "-p", "learned-place{policy=pol.npz}", "--devices", "2", "-o", "pol.npz"],
+     "-o pol.npz: is the input pol.npz (learned-place's policy)"),
+    (["optimize", "m.onnx", "--dim", "N=1", "-p", "learned-place{policy=pol.npz}", "--devices", "2", "-o", "o.onnx",
+      "--json", "pol.json"], "--json pol.json: is the input pol.json (learned-place's policy metadata)"),
+    (["supernet", "select", "sn", "--config", "pol.json", "-o", "child.onnx", "--json", "pol.json"],
+     "--json pol.json: is the input pol.json (--config)"),
+    (["chip", "place", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "chip",
+                                    "sample_clustered", "netlist.pb.txt"),
+      "--init", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "chip",
+                             "sample_clustered", "initial.plc"),
+      "--method", "rl", "-o", "c.plc", "--budget-s", "1", "--json", "c.plc.rl-checkpoint"],
+     "--json c.plc.rl-checkpoint and the rl checkpoint c.plc.rl-checkpoint name the same file"),
 ])
 def test_an_output_over_an_input_or_another_output_is_refused(folder, capsys, argv, says):
     _refused(capsys, argv, says)

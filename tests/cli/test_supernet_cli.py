@@ -225,3 +225,5 @@ def test_train_json_after_ctrl_c_says_interrupted(tmp_path, capsys, monkeypatch,
     assert main(["supernet", "train", "--out", str(tmp_path / "run"), "--steps", "26", "--json", path]) == 130
     report = json.loads(capsys.readouterr().out if dest == "-" else (tmp_path / "t.json").read_text())
     assert report["interrupted"] is True and report["steps"] == report["checkpoint_step"] == 25
+    # it lists what was written: the checkpoint, not the supernet and report of a finished run (it listed them)
+    assert list(report["files"]) == ["checkpoint"] and os.path.exists(report["files"]["checkpoint"])

@@ -302,7 +302,8 @@ def train_supernet(out: str | os.PathLike, opts: TrainOptions | None = None, *,
     if not interrupted:
         calibrate(module, big, data[big["resolution"]], opts.calibrate)  # the saved graph's statistics: the largest's
         write_result(files, module, opts, history, seconds)
-    return TrainResult(out, step_no, opts.steps, interrupted, held, seconds, history, files, done_at_start)
+    written = {k: v for k, v in files.items() if os.path.exists(v)}  # interrupted: the checkpoint alone, if any
+    return TrainResult(out, step_no, opts.steps, interrupted, held, seconds, history, written, done_at_start)
 
 
 def check_report_path(out: str | os.PathLike, report: str | os.PathLike) -> None:
