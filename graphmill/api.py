@@ -199,13 +199,9 @@ def simulate(graph: Graph, accel, *, scalesim_compat: bool = False, dims: dict[s
     1, which the report's ``notes`` say.
     """
     from graphmill.backends.simulator import simulate_graph
-
     from graphmill.ir.summary import check_nonempty_inputs
 
-    check_dims(graph, dims)
-    zero = [f"--dim {k}={v}" for k, v in (dims or {}).items() if v < 1]
-    if zero:  # an empty tensor: the simulator's layers refused it as "repeat must be a positive integer"
-        raise UserInputError(f"{zero[0]}: a size to simulate at must be >= 1")
+    _check_sizes(graph, dims, "simulate")  # 0: the simulator's layers refused it as "repeat must be ... positive"
     check_nonempty_inputs(graph, "simulate")
     return simulate_graph(graph, accel, scalesim_compat=scalesim_compat, dims=dims)
 
@@ -493,9 +489,7 @@ def search(space: str, evaluator: str = "builtin", *, out: str | os.PathLike, st
     dict}`` (see ``graphmill.search.workflow``); for the plain Python API on your own space and evaluator, use
     ``graphmill.search.run``.
     """
-    from graphmill.search.workflow import run_search
-
-    from graphmill.search.workflow import OUT_FILES
+    from graphmill.search.workflow import OUT_FILES, run_search
     from graphmill.util.files import check_inputs_outside
 
     check_inputs_outside(out, {"--space": space, "--accel": accel}, OUT_FILES)
@@ -516,10 +510,10 @@ def search_method(method: str, *, out: str | os.PathLike, budget: int | None = N
     """
     from graphmill.search.methods import check_method, run_method
 
-    check_method(method)
     from graphmill.search.workflow import OUT_FILES
     from graphmill.util.files import check_inputs_outside
 
+    check_method(method)
     check_inputs_outside(out, {"--accel": accel}, OUT_FILES)
     if isinstance(options, dict):
         opts = {str(k): v for k, v in options.items()}  # typed values (a list of ints) reach the method's parser
@@ -583,7 +577,6 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
     if cost not in ("roofline", "simulator"):
         raise UserInputError(f"--cost {cost!r}: choose roofline or simulator")
     from graphmill.ir.partition import compute_nodes
-
     from graphmill.ir.summary import check_nonempty_inputs
 
     check_nonempty_inputs(graph, "partition")
@@ -622,6 +615,15 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
     return report
 
 
+def _check_sizes(graph: Graph, dims: dict[str, int] | None, verb: str) -> None:
+    """``dims`` name symbols of ``graph`` (``check_dims``) and are sizes >= 1: a command that costs ops has nothing
+    to cost on an empty tensor."""
+    check_dims(graph, dims)
+    if dims and any(v < 1 for v in dims.values()):
+        given = ", ".join(f"--dim {k}={v}" for k, v in dims.items())
+        raise UserInputError(f"{given}: a size to {verb} at must be >= 1")
+
+
 def _static_sizes(graph: Graph, dims: dict[str, int] | None) -> None:
     """Bind ``dims`` in ``graph`` and infer every intermediate shape (a torch.onnx.export file has none), or refuse
     in one line: placement costs ops, and costs need sizes."""
@@ -631,10 +633,8 @@ def _static_sizes(graph: Graph, dims: dict[str, int] | None) -> None:
     check_nonempty_inputs(graph, "place")
     infer_shapes(graph)  # first: a size the graph computes is no symbol to bind (ir.ops.infer)
     if dims:
-        check_dims(graph, dims)
+        _check_sizes(graph, dims, "place")
         given = ", ".join(f"--dim {k}={v}" for k, v in dims.items())
-        if any(v < 1 for v in dims.values()):
-            raise UserInputError(f"{given}: a size to place at must be >= 1")
         bind_symbols(graph, dims, in_place=True)
         try:  # what inference refuses now comes from the sizes given (it accepted the graph before)
             infer_shapes(graph)
@@ -813,14 +813,13 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
         import torch
         torch.set_num_threads(threads)
     from graphmill.backends.torch import to_torch
-
     from graphmill.util.errors import naming_file
 
     # the checks name the graph and its nodes; a file given says which file
     with naming_file(os.fspath(model) if isinstance(model, (str, os.PathLike)) and os.path.exists(model) else None):
         check_trainable(graph)
         check_model(graph, cfg)
-        to_torch(graph)  # the torch backend's own refusals (weights cse merged, op attributes, dtypes) before OUT exists
+        to_torch(graph)  # the torch backend's own refusals (weights cse merged, attributes, dtypes) before OUT exists
     created = not os.path.isdir(out)
     os.makedirs(out, exist_ok=True)
     try:

@@ -143,15 +143,10 @@ def check_outputs_against_weights(graph, args: argparse.Namespace, others: dict[
 
 
 def save_output(graph, args: argparse.Namespace) -> None:
-    """Save with the input's layout: weights go to an external file when the input had one."""
-    external = api.external_data_files(graph)
-    location = _weights_location(graph, args)
-    protected = [args.model, *sorted(external)]
-    check_output_path(args.output, protected, args.force)
-    if location:
-        check_output_path(os.path.join(os.path.dirname(os.path.abspath(args.output)), location), protected,
-                          args.force)
-    api.save(graph, args.output, external_data=location, force=args.force)
+    """Save with the input's layout: weights go to an external file when the input had one. The paths were
+    checked before any work (``check_output_path`` for ``-o``, ``check_outputs_against_weights`` once the model
+    was read); ``api.save`` itself refuses a file the graph reads its weights from unless ``--force``."""
+    api.save(graph, args.output, external_data=_weights_location(graph, args), force=args.force)
 
 
 def output_file(text: str) -> str:

@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     included = {f"-s {args.schedule} includes {os.path.relpath(f)}": f for f in
                 (api.schedule_files(args.schedule)[1:] if args.schedule else ())}
     check_output_paths(included, {"-o": args.output, "--json": args.json})
-    check_output_paths(api.schedule_policy_files(args.pipeline, args.schedule), {"-o": args.output, "--json": args.json})
+    check_output_paths(api.schedule_policy_files(args.pipeline, args.schedule),
+                       {"-o": args.output, "--json": args.json})
     if args.reproducer_dir is not None:  # the model: api.optimize checks the schedule's files and the plugins itself
         api.check_reproducer_dir(args.reproducer_dir, {"MODEL": args.model})
     graph = api.load(args.model)

@@ -6,7 +6,8 @@ import argparse
 import re
 
 from graphmill import api
-from graphmill.cli.common import add_output_args, check_output_path, check_outputs_against_weights, emit_json, output_file, save_output, stderr
+from graphmill.cli.common import (add_output_args, check_output_path, check_outputs_against_weights, emit_json,
+                                  output_file, save_output, stderr)
 from graphmill.errors import UserInputError
 from graphmill.util.files import check_output_paths, check_target
 from graphmill.util.plots import check_png_path

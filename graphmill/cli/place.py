@@ -7,7 +7,8 @@ import os
 import sys
 
 from graphmill import api
-from graphmill.cli.common import add_output_args, check_output_path, check_outputs_against_weights, emit_json, output_file, parse_dims, save_output
+from graphmill.cli.common import (add_output_args, check_output_path, check_outputs_against_weights, emit_json,
+                                  output_file, parse_dims, save_output)
 from graphmill.util.files import check_output_paths, check_target
 from graphmill.util.plots import check_png_path
 

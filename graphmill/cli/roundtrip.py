@@ -6,7 +6,8 @@ import argparse
 import os
 
 from graphmill import api
-from graphmill.cli.common import add_output_args, check_output_path, check_outputs_against_weights, emit_json, output_file, save_output
+from graphmill.cli.common import (add_output_args, check_output_path, check_outputs_against_weights, emit_json,
+                                  output_file, save_output)
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

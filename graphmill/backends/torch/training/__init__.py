@@ -18,7 +18,8 @@ from .progressive import Stage, fixed_schedule, progressive_schedule, split_step
 from .runner import (MAX_BATCH, MODES, TrainConfig, TrainRun, check_config, check_digits_classifier, check_model,
                      image_input, plan, run_training, steps_per_epoch)
 
-__all__ = ["AUGMENT_OPS", "LoopResult", "MAX_BATCH", "MAX_MAGNITUDE", "MODES", "Stage", "TASK", "TrainConfig", "TrainRun",
+__all__ = ["AUGMENT_OPS", "LoopResult", "MAX_BATCH", "MAX_MAGNITUDE", "MODES", "Stage", "TASK", "TrainConfig",
+           "TrainRun",
            "accuracy", "calibrate_batchnorm", "check_config", "check_digits_classifier", "check_micro_batch",
            "check_model", "contrastive_backward",
            "digits_data", "first_output", "fixed_schedule", "image_input", "info_nce", "knn_accuracy",
