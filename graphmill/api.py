@@ -57,9 +57,8 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices:
         options = {**options, "dims": None}  # bound: no symbol is left for the figures and random inputs
     before = {k: graph.meta.get(k) for k in ("learned", "placement")}
     report = _run_optimize(graph, schedule, cost_model=PlacementCostModel(ds, cost), **options)
+    # by this run's passes, which recorded the device set a replay needs (passes.placement.replay_record)
     written = [k for k, old in before.items() if isinstance(graph.meta.get(k), dict) and graph.meta[k] is not old]
-    for k in written:  # by this run's passes
-        graph.meta[k].update({"device_set": ds.to_dict(), "cost": cost})
     if written:  # the other one, from an earlier run, no longer describes the nodes' devices
         graph.meta.pop("placement" if "learned" in written else "learned", None)
     return report

@@ -150,9 +150,11 @@ def table(r: dict, info: dict) -> str:
     lines.append(f"{'method':>12} {'step time':>16} {'vs ' + r['method']:>10} {'wall s':>8}")
     rows = dict(r["baselines"])
     rows.setdefault(r["method"], r["makespan"])
+    over = set(info.get("over_memory", ()))
     for m, t in rows.items():
         wall = info.get("wall_s", {}).get(m)
-        lines.append(f"{m:>12} {t:>16,.0f} {t / r['makespan']:>10.3f} {'' if wall is None else format(wall, '.2f'):>8}")
+        lines.append(f"{m:>12} {t:>16,.0f} {t / r['makespan']:>10.3f} {'' if wall is None else format(wall, '.2f'):>8}"
+                     + ("  over memory: not achievable" if m in over else ""))
     learned = info.get("learned")
     if learned:
         lines.append(learned_line(r["method"], learned, set(r["baselines"])))

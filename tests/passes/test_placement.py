@@ -452,6 +452,14 @@ def test_learned_placement_reference_is_the_best_valid_baseline(tmp_path):
     ft = [line for line in lines if line.startswith("fine-tune")]
     assert ft and all(line.endswith(f"of the reference {min(valid.values()):,.0f})") for line in ft), ft
     assert rep["makespan"] <= min(valid.values()) and info["learned"]["samples_to_best_baseline"] is not None
+    # the summary table marks the baselines refused alone: it listed single's unachievable 1,568 cycles as
+    # faster than the chosen placement, with no mark (the report's keys are exact, so info carries the list)
+    assert set(info["over_memory"]) == set(rep["baselines"]) - set(valid)
+    from graphmill.cli.place import table
+
+    rows = {line.split()[0]: line for line in table(rep, info).splitlines() if line.split()[0] in rep["baselines"]}
+    assert set(rows) == set(rep["baselines"])
+    assert all(line.endswith("over memory: not achievable") == (m not in valid) for m, line in rows.items()), rows
     path = str(tmp_path / "learned.onnx")  # the learned method's training step replays too
     api.save(g, path)
     assert api.replay_placement(api.load(path))["makespan"] == rep["makespan"]

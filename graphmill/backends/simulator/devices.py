@@ -292,6 +292,13 @@ class PlacementCostModel:
         """Nodes the underlying models could not cost (they count 0), as {"name", "op", "reason"}."""
         return [u for m in self._models.values() for u in getattr(m, "uncosted", [])]
 
+    def replay_record(self) -> dict | None:
+        """The device set and base model a replay rebuilds this cost model from (``DeviceSet.from_dict``); None
+        for measured times (a mapping), which another run of another machine would not reproduce."""
+        if not isinstance(self.base, str):
+            return None
+        return {"device_set": self.devset.to_dict(), "cost": self.base}
+
     # -- device-set questions the placement passes ask ---------------------------------------------------------
     @property
     def devices(self) -> int:

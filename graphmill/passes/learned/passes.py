@@ -28,7 +28,7 @@ import numpy as np
 from graphmill.ir import Graph, UserInputError
 from graphmill.passes.base import Option, Pass, PassContext, PassResult, register_pass
 from graphmill.passes.placement.place import apply_placement, check_fits
-from graphmill.passes.placement.problem import build_problem, cost_model_of, infer_open_shapes
+from graphmill.passes.placement.problem import build_problem, cost_model_of, infer_open_shapes, replay_record
 
 from .env import Decisions, JointProblem, Outcome
 
@@ -180,6 +180,7 @@ class _Learned(Pass):
             raise UserInputError(f"no decisions found within memory: device {jp.prob.device_names[d]} exceeds its "
                                  f"memory by {excess:,.0f} bytes (more devices or --memory)")
         apply_decisions(graph, jp, dec, out, self.name)
+        graph.meta["learned"].update(replay_record(cost))  # a saved model replays however the pass was run
         stats.pop("candidates")  # a pass's stats are numbers (the manager sums them)
         return PassResult(changed=True, stats=stats, notes=notes)
 

@@ -223,9 +223,14 @@ def load_policy(path: str | os.PathLike | None = None) -> tuple[GraphPolicy, dic
     """A policy saved by ``save_policy`` (default: the shipped one); one-line error for anything else."""
     path = os.fspath(path) if path is not None else default_policy_path()
     meta_path = path[:-4] + ".json" if path.endswith(".npz") else None
-    if meta_path is None or not os.path.isfile(path) or not os.path.isfile(meta_path):
+    if meta_path is None or not os.path.isfile(path):
         raise UserInputError(f"{path}: no policy there (a policy is NAME.npz with NAME.json beside it; "
                              "`graphmill train-policy` writes one)")
+    if not os.path.isfile(meta_path):
+        raise UserInputError(f"{path}: its metadata {meta_path} is missing (a policy is NAME.npz with NAME.json "
+                             "beside it; `graphmill train-policy` writes both)")
+    if not zipfile.is_zipfile(path):  # np.load would call any other file pickled data and suggest unpickling it
+        raise UserInputError(f"{path}: not a graphmill policy (not an .npz archive)")
     from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
 
     try:

@@ -130,6 +130,9 @@ def baseline_candidates(prob: PlacementProblem, seed: int = 0, method: str = "")
         cands[name] = evaluate(prob, pl, name, dt)
         info["wall_s"][name] = dt
     info["bounds"] = lower_bounds(prob)  # how far from the best possible (bounds.py; not part of the report)
+    # the report keeps its exact keys, so which baselines exceed a device's memory travels here: a summary that
+    # listed them without a mark showed an unachievable step time as faster than the chosen placement
+    info["over_memory"] = [name for name, c in cands.items() if not c.valid]
     return cands, info
 
 

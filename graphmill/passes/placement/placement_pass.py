@@ -6,7 +6,7 @@ from graphmill.ir import Graph
 from graphmill.passes.base import Option, Pass, PassContext, PassResult, register_pass
 
 from .place import METHODS, place_graph
-from .problem import cost_model_of, infer_open_shapes
+from .problem import cost_model_of, infer_open_shapes, replay_record
 
 
 @register_pass
@@ -25,4 +25,5 @@ class Place(Pass):
         cost = cost_model_of(ctx, "the place pass")
         infer_open_shapes(graph, ctx, "the place pass")
         r = place_graph(graph, cost, method=self.opts["method"], budget=self.opts["budget"], seed=ctx.seed)
+        graph.meta["placement"].update(replay_record(cost))  # a saved model replays however the pass was run
         return PassResult(changed=True, stats={"makespan": r.report["makespan"], "devices": len(r.report["devices"])})

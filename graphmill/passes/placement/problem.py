@@ -126,6 +126,15 @@ def cost_model_of(ctx: Any, what: str) -> Any:
     return cost
 
 
+def replay_record(cost: Any) -> dict:
+    """What replaying decisions made on ``cost`` needs, for the graph's meta (``device_set``, ``cost``): written by
+    the passes themselves, so that a model placed by ``run_passes`` with a hand-built context replays in
+    ``graphmill simulate`` and ``api.learned_replay`` as one from ``graphmill optimize`` does. A cost model that
+    cannot describe itself (no ``replay_record()``, or measured times) gives {}: nothing to replay on."""
+    describe = getattr(cost, "replay_record", None)
+    return dict(describe() or {}) if callable(describe) else {}
+
+
 def infer_open_shapes(graph: Graph, ctx: Any, what: str) -> None:
     """Run the ``shape-inference`` pass when a value lacks a shape: ops are costed from their sizes, and a model
     loaded from a ``torch.onnx.export`` file declares no intermediate shapes (``api.place`` and ``graphmill

@@ -61,6 +61,27 @@ def test_learned_optimize_api_replays_and_refuses_bad_input():
         api.learned_optimize(g, devices=2, samples=-1)
 
 
+def test_passes_run_by_hand_record_what_a_replay_needs(tmp_path):
+    """The README's by-hand path (``run_passes`` with a ``PassContext`` holding a ``PlacementCostModel``) left
+    decisions no replay could read: ``learned_replay`` said None ("no learned pass ran") and ``graphmill simulate``
+    printed no replay, because only ``api.optimize`` recorded the device set. Reference: the pass's own step time
+    (``graph.meta["learned"]["makespan"]``), re-simulated from the saved file."""
+    from graphmill.passes import PassContext, run_passes
+
+    g = random_graph(9, "cnn", 20)
+    run_passes(g, "learned-place,learned-fuse,learned-schedule", ctx=PassContext(
+        cost_model=PlacementCostModel(device_set(devices=3))))
+    assert api.learned_replay(g)["makespan"] == g.meta["learned"]["makespan"]
+    path = str(tmp_path / "by_hand.onnx")
+    api.save(g, path)
+    replayed = api.replay_placement(api.load(path))
+    assert replayed is not None and replayed["makespan"] == g.meta["learned"]["makespan"]
+    h = random_graph(9, "cnn", 20)  # and the place pass, the same way
+    run_passes(h, "place{method=heft}", ctx=PassContext(cost_model=PlacementCostModel(device_set(devices=3))))
+    api.save(h, path)
+    assert api.replay_placement(api.load(path))["makespan"] == h.meta["placement"]["makespan"]
+
+
 def test_learned_optimize_api_takes_dims_for_a_symbolic_batch():
     """Every zoo model has the symbolic batch N: the README's example failed on all of them, its message pointing
     at a ``dims=`` the function did not have (TypeError). Reference: the same model with N bound beforehand

@@ -82,6 +82,15 @@ def test_policy_file_roundtrip_and_refusals(tmp_path, policy_file):
         load_policy(str(bad))
     with pytest.raises(UserInputError, match="no policy there"):
         load_policy(str(tmp_path / "none.npz"))
+    # a file that is no zip at all: numpy's own message called it pickled data and suggested unpickling it
+    (tmp_path / "text.npz").write_text("not an archive\n")
+    (tmp_path / "text.json").write_text(json.dumps({"format": meta["format"], "config": meta["config"]}))
+    with pytest.raises(UserInputError, match=r"not a graphmill policy \(not an \.npz archive\)$") as e:
+        load_policy(str(tmp_path / "text.npz"))
+    assert "pickle" not in str(e.value)
+    (tmp_path / "lone.npz").write_bytes(bad.read_bytes())  # an archive without its .json
+    with pytest.raises(UserInputError, match="its metadata .*lone.json is missing"):
+        load_policy(str(tmp_path / "lone.npz"))
 
 
 @pytest.mark.slow
