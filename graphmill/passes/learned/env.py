@@ -68,10 +68,12 @@ class Outcome:
     over: tuple[int, float] | None = None
 
     def order(self) -> list[list[int]]:
-        """Per device, its ops in the order they ran (members of a group in the graph's order)."""
+        """Per device, its ops in the order they ran (members of a group in the graph's order): by start time,
+        then by the order the schedule started them (zero-time ops start together, in their priorities' order)."""
         D = len(self.peak)
         out: list[list[int]] = [[] for _ in range(D)]
-        for i in sorted(range(len(self.device)), key=lambda i: (self.start[i], self.group[i], i)):
+        issued = self.schedule.issued  # indexed by the schedule's ops: the groups (op -> group: ``self.group``)
+        for i in sorted(range(len(self.device)), key=lambda i: (self.start[i], issued[self.group[i]], i)):
             out[int(self.device[i])].append(i)
         return out
 

@@ -21,7 +21,7 @@ The rule (stated in the README, "Device placement"):
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,6 +35,9 @@ class Schedule:
     finish: np.ndarray
     peak: np.ndarray  # [D] bytes
     transfers: list[tuple[int, int, int, float, float]]  # (value, src, dst, start, end)
+    # op -> its rank in the order ops were started: ops starting at one time (after zero-time ops) ran in this
+    # order, which the priorities decided, not the graph's
+    issued: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def over(self, capacity: np.ndarray) -> tuple[int, float] | None:
         """The device most over its capacity and by how many bytes, or None when the placement fits."""
@@ -53,6 +56,8 @@ def simulate(prob: PlacementProblem, placement: np.ndarray | list[int], *, memor
     pending = prob.in_count.copy().tolist()
     start = [0.0] * n
     finish = [0.0] * n
+    issued = [0] * n
+    started = 0
     ready: list[list[tuple[int, int]]] = [[] for _ in range(D)]
     idle = [True] * D
     events: list[tuple[float, int, int, int, int]] = []  # (time, seq, kind, a, b): 0 finish op a; 1 arrival v a at d b
@@ -73,6 +78,8 @@ def simulate(prob: PlacementProblem, placement: np.ndarray | list[int], *, memor
                 _, i = heapq.heappop(ready[d])
                 idle[d] = False
                 start[i] = now
+                issued[i] = started
+                started += 1
                 f = now + float(t[i, d])
                 heapq.heappush(events, (f, seq, 0, i, d))
                 seq += 1
@@ -116,7 +123,7 @@ def simulate(prob: PlacementProblem, placement: np.ndarray | list[int], *, memor
     makespan = float(fin.max()) if n else 0.0
     st = np.array(start)
     peak = peak_memory(prob, place, st, fin, transfers) if memory else np.zeros(D)
-    return Schedule(makespan, st, fin, peak, transfers)
+    return Schedule(makespan, st, fin, peak, transfers, np.array(issued, np.int64))
 
 
 def peak_memory(prob: PlacementProblem, place: list[int], start: np.ndarray, finish: np.ndarray,

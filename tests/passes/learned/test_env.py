@@ -150,6 +150,23 @@ def test_priority_orders_ready_ops_by_hand():
     assert jp.evaluate(Decisions.default(3)).start[a] == 0.0
 
 
+def test_order_of_zero_time_ops_is_the_priorities():
+    """Two shape-only ops (0 cycles) start at 0 on one device; the priority runs Unsqueeze first. ``order()``
+    listed them in the graph's order (ties of start time), so a report's ``order`` contradicted its priorities.
+    Reference: the module's rule (the least priority among ready ops runs first), by hand."""
+    b = GraphBuilder("zero_time")
+    x = b.input("x", "float32", [2, 32])
+    b.output(b.Reshape(x, b.const(np.array([4, 16], np.int64))))
+    b.output(b.Unsqueeze(x, b.const(np.array([0], np.int64))))
+    g = b.build()
+    cm = tiny(1)
+    jp = JointProblem(build_problem(g, cm), cm)
+    assert jp.prob.op_time.max() == 0.0 and [n.op_type for n in jp.prob.nodes] == ["Reshape", "Unsqueeze"]
+    out = jp.evaluate(Decisions(np.zeros(2, int), np.zeros(2, bool), np.array([1.0, 0.0])))
+    assert out.start.tolist() == [0.0, 0.0] and out.order() == [[1, 0]]
+    assert jp.evaluate(Decisions(np.zeros(2, int), np.zeros(2, bool), np.array([0.0, 1.0]))).order() == [[0, 1]]
+
+
 def test_baselines_memory_order_is_topological_and_best_is_valid():
     from tests.passes.test_placement import random_dag
 
