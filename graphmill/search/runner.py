@@ -254,6 +254,48 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
     def tell_repeat(config: dict, t: Trial) -> None:
         strat.tell(config, t.reward if t.status == "ok" else None, t.metrics)
 
+    busy = False  # inside record(): a Ctrl-C there leaves its trial half-recorded (the journal holds it)
+    reported = len(history)  # trials with their progress line printed
+
+    def record(token: int, outcome: tuple | None) -> None:
+        """A finished evaluation (``outcome`` None: answered from the journal) into the history, the strategy,
+        the checkpoint and the progress lines."""
+        nonlocal done_here, busy
+        busy = True
+        config, key, _ = in_flight.pop(token)
+        if outcome is None:  # answered from the journal: the evaluation finished before the kill
+            trial = Trial.from_json({**journal.pop(key), "number": len(history), "config": config})
+        else:
+            trial = _make_trial(len(history), config, key, outcome, objective)
+            if checkpoint is not None:
+                ckpt.journal_append(checkpoint, run_id, trial.to_json())  # before tell and checkpoint
+        history.append(trial)
+        by_key[key] = trial
+        _remove_first(pending, config)
+        strat.tell(config, trial.reward, trial.metrics)
+        for c in [c for c in waiting if space.key(c) == key]:
+            _remove_first(waiting, c)
+            tell_repeat(c, trial)
+        done_here += 1
+        save()
+        busy = False
+        report_new()
+
+    finished: list[tuple[int, tuple | None]] = []  # received from the executor, not yet recorded
+
+    def record_finished() -> None:
+        while finished:
+            token, outcome = finished[0]
+            if token in in_flight:
+                record(token, outcome)
+            finished.pop(0)
+
+    def report_new() -> None:
+        nonlocal reported
+        while reported < len(history):
+            reported += 1
+            report(result, history[reported - 1], done_here, time.perf_counter() - start, len(in_flight))
+
     try:
         # evaluations in flight when the previous run stopped go first (the strategy already asked them), at most
         # `workers` at a time: a run resumed with fewer workers than it had keeps the rest queued (they stay in
@@ -291,10 +333,10 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
             if not in_flight:
                 break
             if ready:
-                finished = [(token, None) for token in ready]
+                finished.extend((token, None) for token in ready)
                 ready.clear()
             else:
-                finished = exec_.wait(_next_deadline(exec_, in_flight, timeout))
+                finished.extend(exec_.wait(_next_deadline(exec_, in_flight, timeout)))
             now = time.perf_counter()
             if not finished and timeout:
                 for token in list(in_flight):
@@ -302,28 +344,16 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
                     if t0 is not None and now - t0 > timeout + _GRACE:
                         exec_.abandon(token)
                         finished.append((token, ("failed", f"timeout: no result after {timeout:g} s", now - t0)))
-            for token, outcome in finished:
-                if token not in in_flight:
-                    continue
-                config, key, _ = in_flight.pop(token)
-                if outcome is None:  # answered from the journal: the evaluation finished before the kill
-                    trial = Trial.from_json({**journal.pop(key), "number": len(history), "config": config})
-                else:
-                    trial = _make_trial(len(history), config, key, outcome, objective)
-                    if checkpoint is not None:
-                        ckpt.journal_append(checkpoint, run_id, trial.to_json())  # before tell and checkpoint
-                history.append(trial)
-                by_key[key] = trial
-                _remove_first(pending, config)
-                strat.tell(config, trial.reward, trial.metrics)
-                for c in [c for c in waiting if space.key(c) == key]:
-                    _remove_first(waiting, c)
-                    tell_repeat(c, trial)
-                done_here += 1
-                save()
-                report(result, trial, done_here, time.perf_counter() - start, len(in_flight))
+            record_finished()
     except KeyboardInterrupt:
         result.interrupted = True
+        try:
+            if not busy:  # evaluations that finished meanwhile (pool workers ignore Ctrl-C) are kept, not rerun:
+                finished.extend(exec_.wait(0))  # those received but not yet recorded, and those already back
+                record_finished()
+            report_new()  # a trial recorded as Ctrl-C came gets its progress line too
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once (the journal holds every finished evaluation)
+            pass
     finally:
         exec_.close()
     if size != math.inf and len(by_key) >= size:  # a budget equal to the space's size evaluates all of it too
@@ -401,6 +431,10 @@ def _make_trial(number: int, config: dict, key: str, outcome: tuple, objective) 
     error = None
     if isinstance(value, dict):
         metrics = {str(k): v for k, v in value.items() if k != "reward"}
+    raw = value.get("reward") if isinstance(value, dict) else value
+    if isinstance(raw, (str, bytes, bool)):  # `return acc > 0.5` or "0.93": float() would take both, silently
+        return Trial(number, config, key, None, "failed", _jsonable(metrics), float(seconds),
+                     f"evaluate returned the reward {raw!r} ({type(raw).__name__}): a reward is a number")
     if objective is not None:  # its error (a metric the evaluator did not return) fails this trial, not the run
         given = ({**metrics, "reward": value["reward"]} if "reward" in value else metrics) \
             if isinstance(value, dict) else {"reward": value}

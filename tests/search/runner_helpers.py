@@ -40,6 +40,14 @@ def sleep_for_a(c: dict) -> float:
     return float(c["a"])
 
 
+def sleep_and_log(c: dict) -> float:
+    """``sleep_for_a`` that appends ``a`` to the file ``GM_EVAL_LOG`` names once the evaluation is done."""
+    time.sleep(c["a"])
+    with open(os.environ["GM_EVAL_LOG"], "a") as f:
+        f.write(f"{c['a']!r}\n")
+    return float(c["a"])
+
+
 def sleep_one_second(c: dict) -> float:
     time.sleep(1.0)
     return float(c["x"])

@@ -4,6 +4,8 @@ progress lines, history.jsonl, and the objectives (MnasNet Eq. 2 by hand, Pareto
 
 from __future__ import annotations
 
+import functools
+
 import json
 import os
 import signal
@@ -67,6 +69,13 @@ def test_failures_are_recorded_and_the_search_goes_on():
 
     r = search.run(rh.small_space(), nan, strategy="random", budget=3, seed=0, progress=False)
     assert [t.status for t in r.history] == ["failed"] * 3 and r.best is None
+
+    # a bool or a string is no reward (tell refuses both): search.run took True as 1.0 and "0.5" as 0.5
+    for bad in (True, "0.5", {"reward": False}, {"reward": "0.7", "latency": 1.0}):
+        r = search.run(rh.small_space(), functools.partial(_constant, bad), strategy="random", budget=2, seed=0,
+                       progress=False)
+        assert [t.status for t in r.history] == ["failed"] * 2 and r.best is None, bad
+        assert all("a reward is a number" in t.error for t in r.history)
 
 
 def test_metrics_objective_and_pareto():
@@ -282,6 +291,37 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     assert summary(rest) == summary(ref)
 
 
+@pytest.mark.xdist_group("processes")  # a process pool
+def test_ctrl_c_with_two_workers_keeps_evaluations_that_finished(tmp_path):
+    """With 2 workers both evaluations (0.5 s each, started together) finish; Ctrl-C comes as the first one's
+    progress line prints, after the second's result is back. The runner dropped it (pool workers ignore Ctrl-C
+    and finish theirs), and the resumed run evaluated it again; the checkpoint now holds both. Reference: the
+    evaluations the workers ran, counted by their own log."""
+    space = search.Space({"a": search.Choice([0.5, 0.50001, 0.50002, 0.50003, 0.50004, 0.50005])})
+    log = tmp_path / "evals.log"
+    os.environ["GM_EVAL_LOG"] = str(log)
+    lines = []
+
+    def stop_at_the_first_line(d):
+        lines.append(d["line"])
+        if len(lines) == 1:
+            time.sleep(1.0)  # the other worker finishes meanwhile
+            raise KeyboardInterrupt
+
+    ck = str(tmp_path / "run.json")
+    try:
+        part = search.run(space, rh.sleep_and_log, strategy="random", budget=6, seed=0, workers=2, checkpoint=ck,
+                          progress=stop_at_the_first_line)
+        assert part.interrupted and len(part.history) == 2 and len(lines) == 2  # both trials, both lines
+        assert len(json.loads(open(ck).read())["history"]) == 2
+        rest = search.run(space, rh.sleep_and_log, strategy="random", budget=6, seed=0, workers=2, checkpoint=ck,
+                          progress=False)
+    finally:
+        del os.environ["GM_EVAL_LOG"]
+    evaluated = log.read_text().split()
+    assert len(rest.history) == 6 and sorted(evaluated) == sorted(set(evaluated)) and len(evaluated) == 6
+
+
 KILL_SCRIPT = """
 import sys
 sys.path.insert(0, {here!r})
@@ -348,6 +388,10 @@ def test_an_objective_error_on_a_plain_float_fails_that_trial_not_the_run():
     assert all("objective failed" in t.error and "'accuracy'" in t.error for t in r.history)
     ok = search.run(space, _float_evaluate, budget=3, seed=0, progress=False, objective=lambda m: 2 * m["reward"])
     assert sorted(t.reward for t in ok.history) == [0.0, 2.0, 4.0]
+
+
+def _constant(value, config: dict):
+    return value
 
 
 def _float_evaluate(config: dict) -> float:

@@ -55,7 +55,8 @@ def call(evaluate: Callable[[dict], Any], config: dict, timeout: float | None) -
 
 class Executor:
     """Runs evaluations: ``submit(token, config)`` then ``wait(deadline)`` returns finished
-    ``[(token, (status, result, seconds))]`` (at least one unless the deadline passed); ``started(token)`` says
+    ``[(token, (status, result, seconds))]`` (at least one unless the deadline passed; ``wait(0)``: what has finished
+    already, without blocking, which the runner keeps on Ctrl-C); ``started(token)`` says
     when an evaluation began in its worker; ``abandon(token)`` gives up an overrunning evaluation; ``close()``
     stops the workers. ``workers`` evaluations run at once."""
 

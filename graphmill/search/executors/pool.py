@@ -116,9 +116,12 @@ class ProcessPoolExecutor(Executor):
         while not out:
             busy = {s.conn: s for s in self.slots if s.token is not None}
             left = None if deadline is None else deadline - time.perf_counter()
-            if not busy or (left is not None and left <= 0):
+            if not busy:
                 break
-            for conn in wait_connections(list(busy), left):
+            conns = wait_connections(list(busy), None if left is None else max(0.0, left))
+            if not conns and left is not None and left <= 0:  # polled once (wait(0): what has already finished)
+                break
+            for conn in conns:
                 s = busy[conn]
                 token = s.token
                 try:
@@ -150,6 +153,9 @@ class ProcessPoolExecutor(Executor):
                 self._stop(s)
 
     def close(self) -> None:
+        for s in self.slots:
+            if s.token is not None:  # an evaluation no one will read (Ctrl-C, an error): stopped now, not in 3 s
+                self._stop(s)
         for s in self.slots:
             if s.proc is not None and s.token is None:
                 try:

@@ -155,9 +155,12 @@ class RayExecutor(Executor):
             waiting = {s.ready_ref: s for s in self.slots if s.ready_ref is not None}
             running = {s.ref: s for s in self.slots if s.token is not None}
             left = None if deadline is None else deadline - time.perf_counter()
-            if not running or (left is not None and left <= 0):
+            if not running:
                 break
-            ready, _ = self.ray.wait(list(waiting) + list(running), num_returns=1, timeout=left)
+            ready, _ = self.ray.wait(list(waiting) + list(running), num_returns=1,
+                                     timeout=None if left is None else max(0.0, left))
+            if not ready and left is not None and left <= 0:  # polled once (wait(0): what has already finished)
+                break
             if ready:
                 more, _ = self.ray.wait(list(waiting) + list(running), num_returns=len(waiting) + len(running),
                                         timeout=0)
