@@ -589,8 +589,8 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
                  f"the accelerator has {devices.count}: set system.chips in its TOML, or give --devices-file")
         raise UserInputError(f"--stages {stages}: {stages} stages need {stages} devices; {where}")
     cap = memory_cap or devices.memory_cap(stages)  # stage s runs on device s: the smallest of those K
-    if not batch and batch_dimension(graph, microbatches).symbol is not None:
-        batch = microbatches
+    if not batch:  # a symbolic batch defaults to M (one sample per micro-batch); a fixed one is the model's own
+        batch = batch_dimension(graph, 0, symbolic=microbatches).size
     model = (SimulatorCostModel if cost == "simulator" else RooflineCostModel)(devices.accel)
     p = PipelinePartition(stages=stages, microbatches=microbatches, objective=objective, method=method,
                           memory_cap=float(cap), remat=remat, optimizer=optimizer, batch=batch)

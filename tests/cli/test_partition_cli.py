@@ -278,3 +278,73 @@ def test_run_whose_training_diverges_is_refused_and_writes_nothing(cnn, tmp_path
     assert f"at step {len(steps)} of 4" in err[-1] and "learning rate 1e+06; give a smaller --lr" in err[-1]
     last = steps[-1].split("loss ")[1].split(",")[0]
     assert last in ("inf", "nan", "-inf") and f"loss {last} at step" in err[-1]
+
+
+def _torch_exports(folder) -> dict[str, str]:
+    """Files as torch.onnx.export (TorchScript exporter) writes them: no intermediate shapes (value_info)."""
+    import torch
+
+    class Mixer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = torch.nn.ModuleList(torch.nn.Sequential(torch.nn.LayerNorm(32), torch.nn.Linear(32, 32),
+                                                                  torch.nn.GELU()) for _ in range(4))
+            self.head = torch.nn.Linear(32, 10)
+
+        def forward(self, x):
+            for b in self.blocks:
+                x = x + b(x)
+            return self.head(x.mean(1))
+
+    encoder = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(32, 4, 64, batch_first=True), 2,
+                                          enable_nested_tensor=False)
+    files = {}
+    for name, model, x, axes in (
+            ("mixer_fixed", Mixer(), torch.randn(4, 8, 32), None),
+            ("mixer_dynamic", Mixer(), torch.randn(4, 8, 32), {"x": {0: "N"}, "y": {0: "N"}}),
+            ("encoder_dynamic", encoder, torch.randn(4, 8, 32), {"x": {0: "N"}, "y": {0: "N"}})):
+        path = str(folder / f"{name}.onnx")
+        torch.onnx.export(model.eval(), (x,), path, dynamo=False, opset_version=17, input_names=["x"],
+                          output_names=["y"], dynamic_axes=axes)
+        files[name] = path
+    return files
+
+
+@pytest.mark.slow  # three torch exports
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter, used on purpose
+def test_torch_exports_partition_at_their_own_or_the_given_batch(tmp_path):
+    """Found by an outside check: a fixed-batch export (batch 4) was refused unless --microbatches was 4 ('a fixed
+    batch of 4; batch=2 cannot change it': the default batch was M, not the model's), and a dynamic-batch export
+    was refused at any --batch ('/inp/MatMul: output shape None is not static': the batch was bound but the
+    shapes, which the file does not declare, never inferred), a stock nn.TransformerEncoder included. Reference:
+    the model's own batch split into M, and the same partition for the dynamic file at that batch."""
+    files = _torch_exports(tmp_path)
+    reports = {}
+    for name, extra in (("mixer_fixed", []), ("mixer_dynamic", ["--batch", "4"]),
+                        ("encoder_dynamic", ["--batch", "4"])):
+        rep = str(tmp_path / f"{name}.json")
+        assert main(["partition", files[name], "--stages", "2", "--microbatches", "2", *extra, "-o",
+                     str(tmp_path / f"{name}.out.onnx"), "--json", rep]) == 0, name
+        reports[name] = json.loads(open(rep).read())
+        assert (reports[name]["batch"], reports[name]["microbatch_size"]) == (4, 2), name
+    fixed, dynamic = reports["mixer_fixed"], reports["mixer_dynamic"]
+    assert fixed["bottleneck"] == dynamic["bottleneck"] and fixed["step_time"] == dynamic["step_time"]
+    with pytest.raises(UserInputError, match="a fixed batch of 4; batch=8 cannot change it"):
+        api.partition(load(files["mixer_fixed"]), stages=2, microbatches=2, batch=8)
+    with pytest.raises(UserInputError, match="does not split into 3 equal micro-batches"):
+        api.partition(load(files["mixer_fixed"]), stages=2, microbatches=3)
+
+
+def test_symbolic_sizes_other_than_the_batch_are_named(tmp_path, capsys):
+    """A model of input [N, 3, H, W] bound at --batch: the refusal said 'fix the batch size', which was bound;
+    it now names H and W. Reference: the input's declared dimensions."""
+    b = GraphBuilder("hw")
+    x = b.input("x", "float32", ["N", 3, "H", "W"])
+    w = b.const(np.ones((4, 3, 3, 3), np.float32))
+    b.output(b.Relu(b.Conv(x, w)))
+    path = str(tmp_path / "hw.onnx")
+    save(b.build(), path)
+    assert main(["partition", path, "--stages", "1", "--batch", "2", "-o", str(tmp_path / "o.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no size for H, W" in err and "batch" not in err.split("static")[1]
+    assert not os.path.exists(tmp_path / "o.onnx")

@@ -179,9 +179,14 @@ def repeated(prims: list, k: int, prefix: str = "") -> list:
 
 
 def _static(shape, what: str, node: Node) -> tuple[int, ...]:
-    if shape is None or num_elements(shape) is None:
-        raise UserInputError(f"{node.describe()}: {what} shape {shape} is not static; the simulator needs "
-                             "static shapes (fix the batch size, e.g. build the model with batch=1)")
+    if shape is None:
+        raise UserInputError(f"{node.describe()}: its {what} shape is unknown (shape inference could not infer it); "
+                             "the simulator needs static shapes")
+    if num_elements(shape) is None:  # name what lacks a size: "fix the batch size" misled where H and W were open
+        open_dims = ", ".join(str(d) for d in shape if not isinstance(d, int)) or "?"
+        raise UserInputError(f"{node.describe()}: {what} shape {shape} is not static (no size for {open_dims}); the "
+                             "simulator needs a size for every dimension (bind the symbols: --dim NAME=SIZE where a "
+                             "command has it, or build the model with fixed sizes)")
     return tuple(shape)
 
 

@@ -37,8 +37,10 @@ class BatchInfo:
     symbol: str | None
 
 
-def batch_dimension(graph: Graph, batch: int = 0) -> BatchInfo:
-    """Dimension 0 of the model's inputs, the one micro-batches split; a UserInputError when there is none."""
+def batch_dimension(graph: Graph, batch: int = 0, *, symbolic: int = 0) -> BatchInfo:
+    """Dimension 0 of the model's inputs, the one micro-batches split; a UserInputError when there is none.
+    ``batch``: the mini-batch asked for (0: none; a fixed batch must equal it); ``symbolic``: the size a symbolic
+    batch takes when ``batch`` is 0."""
     constant = constant_values(graph)
     inputs = [v for v in graph.inputs if id(v) not in constant]
     if not inputs:
@@ -56,6 +58,7 @@ def batch_dimension(graph: Graph, batch: int = 0) -> BatchInfo:
                              "there is no one batch dimension to split into micro-batches")
     d = dims.pop()
     if isinstance(d, str):
+        batch = batch or symbolic
         if batch < 1:
             raise UserInputError(f"graph {graph.name!r} has a symbolic batch dimension {d!r}: give the mini-batch "
                                  "size (batch=B, --batch B)")
@@ -70,7 +73,11 @@ def batch_dimension(graph: Graph, batch: int = 0) -> BatchInfo:
 def at_batch(graph: Graph, info: BatchInfo, size: int) -> Graph:
     """A copy of ``graph`` whose batch dimension is ``size`` (node order kept: node i is node i)."""
     if info.symbol is not None:
-        return bind_symbols(graph, {info.symbol: size})
+        # bound, then inferred: a torch.onnx.export file declares no intermediate shapes, and sizes the graph
+        # computes from Shape (a Reshape's target) become known only at a bound batch
+        g = bind_symbols(graph, {info.symbol: size})
+        infer_types(g)
+        return g
     if size == info.size:
         return graph.copy()
     g = graph.copy()
