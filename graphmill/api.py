@@ -575,10 +575,12 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
         raise UserInputError(f"--schedule {schedule!r}: choose from {', '.join(SCHEDULES)}")
     if cost not in ("roofline", "simulator"):
         raise UserInputError(f"--cost {cost!r}: choose roofline or simulator")
+    from graphmill.frontend.onnx_shape_inference import infer_shapes
     from graphmill.ir.partition import compute_nodes
     from graphmill.ir.summary import check_nonempty_inputs
 
     check_nonempty_inputs(graph, "partition")
+    infer_shapes(graph)  # a torch.onnx.export file declares no intermediate shapes; --run cuts at typed values
     ops = len(compute_nodes(graph))
     if stages > ops:
         raise UserInputError(f"--stages {stages}: graph {graph.name!r} has only {ops} compute op(s) to spread over "

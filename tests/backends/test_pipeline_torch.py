@@ -89,6 +89,27 @@ def test_skip_connection_relayed_over_three_stages_gpipe(unit_cost):
     assert r["grads_compared"] == 2 * 4
 
 
+def test_cuts_at_transposes_train_over_three_stages(unit_cost):
+    """Stage 0 ends with a Transpose (its output a strided view) and stage 2 starts with one (its input's gradient
+    a strided view). gloo sends and receives only contiguous tensors, and the schedule receives a gradient into a
+    buffer with the sender's strides: the run stopped with 'input tensor has to be contiguous' (an outside check
+    on a torch-exported MLP-mixer, 3 stages). Reference: the same steps in one process."""
+    rng = np.random.default_rng(3)
+    b = GraphBuilder("transposes")
+    x = b.input("x", "float32", ["N", 4, 6])
+    h = b.Transpose(b.MatMul(x, (rng.standard_normal((6, 8)) * 0.4).astype(np.float32), name="mm1"),
+                    perm=[0, 2, 1], name="tr1")
+    h = b.Tanh(b.MatMul(h, (rng.standard_normal((4, 5)) * 0.4).astype(np.float32), name="mm2"), name="t2")
+    h = b.Transpose(h, perm=[0, 2, 1], name="tr2")
+    b.output(b.MatMul(h, (rng.standard_normal((8, 3)) * 0.4).astype(np.float32), name="mm3"), name="y")
+    g = b.build()
+    plan = partition_graph(g, unit_cost, stages=3, microbatches=2, batch=4, method="equal-layers")
+    assert [s["nodes"] for s in plan["stages"]] == [["mm1", "tr1"], ["mm2", "t2"], ["tr2", "mm3"]]
+    r = run_pipeline(g, steps=2, batch=4, microbatches=2, schedule="gpipe", lr=0.1)
+    assert r["max_loss_rel_diff"] <= 1e-5 and r["max_grad_rel_diff"] <= 1e-5
+    assert r["grads_compared"] == 2 * 3
+
+
 def test_unpipelinable_boundary_is_named():
     b = GraphBuilder("boolcut")
     x = b.input("x", "float32", ["N", 4])

@@ -188,6 +188,37 @@ def step_line(who: str, step: int, steps: int, loss: float, seconds: float) -> s
     return f"partition --run: {who}, step {step}/{steps}, loss {loss:.6g}, {seconds * 1e3:.1f} ms"
 
 
+class _ContiguousGrad(torch.autograd.Function):
+    """The identity, whose gradient comes back contiguous."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return grad.contiguous()
+
+
+class _ContiguousBoundary(torch.nn.Module):
+    """A stage whose tensors crossing a boundary are contiguous both ways: its outputs, and the gradients of its
+    inputs, which it sends back. gloo sends and receives only contiguous tensors, and the schedule makes the
+    previous stage's receive buffers with the strides of these gradients: a cut after a Transpose, whose input's
+    gradient is a transposed view, stopped the run ('input tensor has to be contiguous'). The parameters stay
+    ``inner``'s own objects."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *xs: torch.Tensor) -> Any:
+        xs = tuple(_ContiguousGrad.apply(x) if x.requires_grad else x for x in xs)
+        out = self.inner(*xs)
+        if isinstance(out, (tuple, list)):
+            return type(out)(o.contiguous() for o in out)
+        return out.contiguous()
+
+
 def _worker(rank: int, world: int, port: int, stage_graph: Graph, trainable: list[str], xs, target, steps: int,
             microbatches: int, schedule: str, lr: float, out_dir: str, lines=None) -> None:
     import torch.distributed as dist
@@ -198,7 +229,7 @@ def _worker(rank: int, world: int, port: int, stage_graph: Graph, trainable: lis
                             timeout=timedelta(seconds=120))
     try:
         module = to_torch(stage_graph, trainable=trainable).eval()
-        stage = PipelineStage(module, rank, world, torch.device("cpu"))
+        stage = PipelineStage(_ContiguousBoundary(module), rank, world, torch.device("cpu"))
         cls = ScheduleGPipe if schedule == "gpipe" else Schedule1F1B
         sched = cls(stage, microbatches, loss_fn=loss_fn)  # every rank: it tells the schedule to run backward
         opt = torch.optim.SGD(module.parameters(), lr=lr)
