@@ -110,6 +110,19 @@ def test_cuts_at_transposes_train_over_three_stages(unit_cost):
     assert r["grads_compared"] == 2 * 3
 
 
+def test_the_first_stage_to_fail_is_the_one_reported(tmp_path):
+    """When one stage process fails, its peers fail next on their closed links ('Connection closed by peer'), and
+    torch reported whichever it noticed: the real error (stage 0's 'input tensor has to be contiguous') was not
+    shown. Reference: the failure times the stage processes wrote."""
+    from graphmill.backends.torch.pipeline import first_failure
+
+    assert first_failure(str(tmp_path)) is None
+    (tmp_path / "rank2.err").write_text("1700000000.9\nRuntimeError: [gloo] Connection closed by peer")
+    (tmp_path / "rank0.err").write_text("1700000000.2\nRuntimeError: input tensor has to be contiguous")
+    (tmp_path / "rank1.err").write_text("1700000000.5\nRuntimeError: [gloo] Connection reset by peer")
+    assert first_failure(str(tmp_path)) == "stage 0: RuntimeError: input tensor has to be contiguous"
+
+
 def test_unpipelinable_boundary_is_named():
     b = GraphBuilder("boolcut")
     x = b.input("x", "float32", ["N", 4])

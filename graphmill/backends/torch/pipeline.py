@@ -261,8 +261,27 @@ def _worker(rank: int, world: int, port: int, stage_graph: Graph, trainable: lis
         params = {module.param_names[n]: p.detach().clone() for n, p in module.named_parameters()}
         torch.save({"losses": losses, "grads": grads, "params": params, "times": times},
                    os.path.join(out_dir, f"rank{rank}.pt"))
+    except Exception as e:  # the first failure is the cause; the other ranks then fail on their closed links
+        with open(os.path.join(out_dir, f"rank{rank}.err"), "w") as f:
+            f.write(f"{time.time()!r}\n{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+        raise
     finally:
         dist.destroy_process_group()
+
+
+def first_failure(out_dir: str) -> str | None:
+    """The stage process that failed first, and its error (``_worker`` writes ``rankN.err``): torch reports
+    whichever process it noticed, often a peer that only lost its connection ('Connection closed by peer')."""
+    found = []
+    for name in os.listdir(out_dir):
+        if name.startswith("rank") and name.endswith(".err"):
+            with open(os.path.join(out_dir, name)) as f:
+                when, _, what = f.read().partition("\n")
+            found.append((float(when), int(name[4:-4]), what))
+    if not found:
+        return None
+    _, rank, what = min(found)
+    return f"stage {rank}: {what}"
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -315,7 +334,7 @@ def run_pipeline(graph: Graph, *, steps: int = 2, batch: int, microbatches: int,
         try:
             _spawn(mp, k, port, stage_graphs, trainable, xs, target, steps, microbatches, schedule, lr, tmp, progress)
         except (mp.ProcessRaisedException, mp.ProcessExitedException) as e:
-            last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            last = first_failure(tmp) or (str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__)
             raise ExecutionError(f"pipelined training failed in a stage process: {last}") from None
         results = [torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=True) for r in range(k)]
     losses = results[-1]["losses"]
