@@ -34,8 +34,11 @@ def cnn(tmp_path_factory):
 
 
 def independent_bottleneck(report: dict, k: int) -> float:
+    """The least bottleneck over every cut of the order into k stages, a stage's time being its chip's work
+    (forward + backward, + forward again when re-materialized) or its outgoing link's, whichever is larger."""
     order = report["order"]
-    t = [report["node_times"][n]["forward"] + report["node_times"][n]["backward"] for n in order]
+    again = 2 if report["remat"] else 1
+    t = [again * report["node_times"][n]["forward"] + report["node_times"][n]["backward"] for n in order]
     send = report["cut_transfer"]
     n = len(order)
     prefix = np.concatenate([[0.0], np.cumsum(t)])
@@ -45,7 +48,7 @@ def independent_bottleneck(report: dict, k: int) -> float:
             cands = []
             for i in range(s - 1, j):
                 if (s - 1, i) in best:
-                    cost = prefix[j] - prefix[i] + (send[j - 1] if s < k else 0.0)
+                    cost = max(prefix[j] - prefix[i], send[j - 1] if s < k else 0.0)
                     cands.append(max(best[(s - 1, i)], cost))
             if cands:
                 best[(s, j)] = min(cands)
@@ -117,7 +120,7 @@ def test_example_placement_devices_file(cnn, tmp_path):
     assert r["memory_cap"] == 8e9 and max(s["memory"] for s in r["stages"]) <= 8e9
     assert any(r["cut_bytes"])
     for b, t in zip(r["cut_bytes"], r["cut_transfer"], strict=True):
-        assert t == (2 * (500 + -(-b // 32)) if b else 0)
+        assert t == (500 + -(-b // 32) if b else 0)  # one way: activations and gradients have a link each
     base = open(os.path.join(EXAMPLES, "accelerators", "tpu-v1-like.toml")).read().split("[system]")[0]
     acc = tmp_path / "tpu4.toml"
     acc.write_text(base + "[system]\nchips = 4\nlink_bw_bytes_per_cycle = 32\nlink_latency_cycles = 500\n")
@@ -312,6 +315,7 @@ def _torch_exports(folder) -> dict[str, str]:
 
 @pytest.mark.slow  # three torch exports
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter, used on purpose
+@pytest.mark.filterwarnings("ignore:Converting a tensor to a Python boolean")  # its tracer, on nn.MultiheadAttention
 def test_torch_exports_partition_at_their_own_or_the_given_batch(tmp_path):
     """Found by an outside check: a fixed-batch export (batch 4) was refused unless --microbatches was 4 ('a fixed
     batch of 4; batch=2 cannot change it': the default batch was M, not the model's), and a dynamic-batch export

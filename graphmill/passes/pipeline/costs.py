@@ -11,8 +11,11 @@ Rules (stated in the README, "Pipeline partitioning"):
   forward time for a MAC op (Conv, Gemm, MatMul, ...: one product for the input's gradient, one for the
   weights'), once the forward time for every other op (its gradient is elementwise work of the same size).
 * **Transfer** across a cut: the bytes of the values crossing it (``graphmill.ir.partition``, skip
-  connections included on every cut they pass) sent forward, and their gradients (same bytes) sent back:
-  ``2 * CostModel.transfer_time(bytes, s, s + 1)``, charged to the sending stage ``s``.
+  connections included on every cut they pass) sent forward on the link ``s -> s + 1``, and their gradients
+  (same bytes) sent back on the link ``s + 1 -> s``: each link's time per micro-batch, the larger of the two,
+  ``max(CostModel.transfer_time(bytes, s, s + 1), CostModel.transfer_time(bytes, s + 1, s))``. The links run
+  beside the chips (the simulated schedule overlaps a transfer with the next micro-batch's compute), so a cut's
+  transfer is a stage of its own in the pipeline, not time added to the sending stage (PipeDream's planner).
 """
 
 from __future__ import annotations
@@ -132,7 +135,7 @@ class NodeCosts:
     act_bytes: np.ndarray        # [n] output bytes (what the backward pass keeps)
     cut_bytes: np.ndarray        # [n + 1] bytes crossing cut j (0 and n: none); cut 0 holds the model inputs
     input_bytes: int             # the model inputs of one micro-batch
-    transfer: list[np.ndarray]   # per stage s: 2 * transfer_time(cut_bytes[j], s, s + 1) for every j ([n + 1])
+    transfer: list[np.ndarray]   # per stage s: the link time of cut j after it, each direction's the larger ([n + 1])
     batch: BatchInfo
     microbatches: int
     units: str
@@ -186,8 +189,8 @@ def node_costs(graph: Graph, cost: Any, *, stages: int, microbatches: int, batch
     cut[0] = inputs
     transfer = []
     for s in range(stages):
-        t = np.array([2.0 * float(cost.transfer_time(int(b), s, s + 1)) if 0 < j < n else 0.0
-                      for j, b in enumerate(cut)])
+        t = np.array([max(float(cost.transfer_time(int(b), s, s + 1)), float(cost.transfer_time(int(b), s + 1, s)))
+                      if 0 < j < n else 0.0 for j, b in enumerate(cut)])
         transfer.append(t)
     units = getattr(cost, "units", "cycles")
     return NodeCosts(order, fwd, bwd, wbytes, pcount, act, cut, int(inputs), transfer, info, microbatches, units)
