@@ -130,6 +130,10 @@ def test_bad_multipliers(b0):
     for kw in (dict(phi=-1), dict(phi=1, alpha=0), dict(phi=1, beta=-2), dict(phi=1, gamma=float("nan"))):
         with pytest.raises(UserInputError):
             scale(b0, **kw)
+    # a depth under 1 left every stage as it was, exit 0 (ceil(4 * 0.5) = 2 blocks for B0's stage 6 was promised)
+    with pytest.raises(UserInputError, match=r"depth 0.5 .* would cut stage \d+ from \d+ blocks to \d+: .* does not "
+                                             "remove them"):
+        scale(b0, phi=1, alpha=0.5, beta=1.0, gamma=1.0)
 
 
 def test_a_resolution_under_the_models_downsampling_is_refused(b0):
@@ -250,6 +254,12 @@ def test_b0_scaled_with_bx_coefficients_is_bx(b0, variant):
                 for n in x.nodes if n.op_type in ("Conv", "Gemm")]
 
     assert weights(g) == weights(ref)
+
+    def skips(x):  # the residual Adds per (stage, block): an outside check found the one-block stages' new blocks
+        # (16 and 320 channels in, the same out, stride 1) without the skip the zoo's Bx and EfficientNet give them
+        return sorted((n.meta.get("model_stage"), n.meta.get("block")) for n in x.nodes if n.op_type == "Add")
+
+    assert skips(g) == skips(ref)
     assert g.inputs[0].shape == ref.inputs[0].shape == (1, 3, r, r)
     stats = sum(n.inputs[k].const.size for n in g.nodes if n.op_type == "BatchNormalization" for k in (3, 4))
     params = gm.inspect(g)["params"] - stats

@@ -181,6 +181,13 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
         if d != 1:
             raise
     if struct is not None:
+        fewer = [s for s in struct.body() if math.ceil(s.repeats * d) < s.repeats]
+        if fewer:  # removing blocks is not done: said, rather than the depth left as it is with exit 0
+            s0 = fewer[0]
+            raise UserInputError(f"depth {d:g} (alpha={alpha:g} ** phi={phi:g}) would cut stage {s0.id} from "
+                                 f"{s0.repeats} blocks to {math.ceil(s0.repeats * d)}: compound-scale adds blocks, "
+                                 "it does not remove them (EfficientNet's alpha >= 1); width and resolution may "
+                                 "shrink")
         needs_depth = any(math.ceil(s.repeats * d) != s.repeats for s in struct.body())
     before = _stage_rows(struct)
     added = 0

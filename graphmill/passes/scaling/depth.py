@@ -13,7 +13,12 @@ with ``reinit``): the tensors whose shape changes (e.g. the first 1x1 conv's
 weight, a depthwise conv of an expand-1 block and its BN) are re-initialised,
 seeded by the pass seed and the new tensor's name, with the statistics of
 the tensor they replace. Tensors whose shape does not change keep the copied
-weights. Copies do not gain a skip connection the original block lacks.
+weights. Such a copy (of a stage-opening block, which lacks a skip because of
+its stride or channel change) of an inverted-residual block (the zoo's node meta
+``kind`` ``mbconv`` or ``fused_mbconv``) gains the skip connection its family
+adds wherever the shapes allow (MobileNetV2, MnasNet, EfficientNet: stride 1 and
+input channels = output channels), as the zoo's own deeper models have it; other
+copies gain none (MnasNet's ``sepconv`` blocks never skip).
 """
 
 from __future__ import annotations
@@ -106,11 +111,28 @@ def copy_block(graph: Graph, block: Block, after: Value, *, index: int, stage: A
             for v in nn.outputs:
                 if v is not None:
                     _clear(v)
+        if block.nodes[-1].meta.get("kind") in SKIPS_WHEN_SHAPES_ALLOW and not _has_skip(block):
+            # B1's second 320-channel block adds its input, as the zoo builds it; the copy of B0's one block
+            # (320 from 192 channels: no skip) had none, so the scaled B0 was not the zoo's B1
+            add = Node("Add", [out, placeholder], None, outputs=[Value(graph.unique_name(f"{out.name}_skip"))],
+                       name=graph.unique_name(f"Add_{tag}"))
+            add.meta = {k: v for k, v in new_nodes[-1].meta.items() if k != "layer"}  # block and stride updated
+            new_nodes.append(add)
+            out = add.outputs[0]
     for nn in new_nodes:
         for i, v in enumerate(nn.inputs):
             if v is placeholder:
                 nn.set_input(i, after)
     return new_nodes, out
+
+
+#: Block kinds (the zoo's node meta) whose family adds the block's input wherever stride and channels allow.
+SKIPS_WHEN_SHAPES_ALLOW = frozenset({"mbconv", "fused_mbconv"})
+
+
+def _has_skip(block: Block) -> bool:
+    """Whether ``block`` adds its own input to its output (a residual Add/Sum reading the block's input)."""
+    return any(n.op_type in ("Add", "Sum") and any(v is block.input for v in n.inputs) for n in block.nodes)
 
 
 def mbconv_inner_sizes(nodes: list[Node], cg: channels.ChannelGroups, cin: int) -> dict[tuple, int]:
