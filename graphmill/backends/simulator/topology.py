@@ -21,11 +21,29 @@ import dataclasses
 import os
 
 from graphmill.ir import UserInputError
+from graphmill.util.suggest import closest, did_you_mean
 
 from .config import CALC_READ_BW_WORDS, DATAFLOWS, RANGES, AccelConfig, range_text, read_text_file
 from .lowering import ArrayLayer, gemm_layer
 
 MAX_DIM = 2 ** 24  # a topology value no real layer has (and whose products would overflow the kernels)
+
+#: The settings SCALE-Sim 3.0.0 reads (``scale_config.py``), per section. A key of these sections that is none
+#: of them but close to one (``SparsitySuport``) is refused as a misspelling: SCALE-Sim stops on the setting it
+#: then lacks, while graphmill would have read the default and given the numbers of another configuration.
+#: Other keys SCALE-Sim ignores are ignored here too.
+SCALESIM_KEYS: dict[str, tuple[str, ...]] = {
+    "general": ("run_name",),
+    "run_presets": ("InterfaceBandwidth", "UseRamulatorTrace"),
+    "architecture_presets": ("ArrayHeight", "ArrayWidth", "IfmapSramSzkB", "FilterSramSzkB", "OfmapSramSzkB",
+                             "IfmapOffset", "FilterOffset", "OfmapOffset", "Dataflow", "ReadRequestBuffer",
+                             "WriteRequestBuffer", "Bandwidth"),
+    "layout": ("IfmapCustomLayout", "FilterCustomLayout", "IfmapSRAMBankBandwidth", "IfmapSRAMBankNum",
+               "IfmapSRAMBankPort", "FilterSRAMBankBandwidth", "FilterSRAMBankNum", "FilterSRAMBankPort"),
+    "network_presets": ("TopologyCsvLoc",),
+    "sparsity": ("SparsitySupport", "SparseRep", "OptimizedMapping", "BlockSize", "NonZeroElems",
+                 "RandomNumberGeneratorSeed"),
+}
 
 
 def _int(path: str, lineno: int, col: str, text: str) -> int:
@@ -151,6 +169,14 @@ def read_scalesim_config(path: str | os.PathLike) -> AccelConfig:
             raise UserInputError(f"{path}{line_of(sec, key)}: [{sec}] {key} is {cp.get(sec, key).strip()}: "
                                  f"graphmill does not model {why}; set it to false")
 
+    for sec in cp.sections():  # a misspelled setting would be skipped here while SCALE-Sim stops on it
+        for key in cp.options(sec):
+            known = SCALESIM_KEYS.get(sec)
+            if known and key not in {k.lower() for k in known} and closest(key, known):
+                where = line_of(sec, key)  # the key as written (configparser lowers its case)
+                shown = lines[int(where[1:]) - 1].replace(":", "=").split("=")[0].strip() if where else key
+                raise UserInputError(f"{path}{where}: [{sec}] {shown} is not a SCALE-Sim 3.0.0 setting"
+                                     f"{did_you_mean(shown, known)}")
     refuse_unmodelled("sparsity", "SparsitySupport", "SCALE-Sim's sparse (N:M) filters")
     refuse_unmodelled("run_presets", "UseRamulatorTrace", "Ramulator DRAM traces")
     refuse_unmodelled("layout", "IfmapCustomLayout", "custom SRAM layouts")

@@ -122,6 +122,12 @@ def test_recurrent_weights_not_resident_reread_and_load_charged():
      r"c\.cfg:\d+: \[architecture_presets\] Bandwidth has 3 values \(3, 4, 5\); SCALE-Sim 3\.0\.0 uses only the first"),
     ("UseRamulatorTrace = False", "UseRamulatorTrace = True", r"c\.cfg:\d+: \[run_presets\] UseRamulatorTrace"),
     ("IfmapCustomLayout = False", "IfmapCustomLayout = True", r"c\.cfg:\d+: \[layout\] IfmapCustomLayout"),
+    # misspelled: read as absent (the dense, default numbers, exit 0), where SCALE-Sim 3.0.0 stops on the missing
+    # setting (NoOptionError; an outside check)
+    ("SparsitySupport = false", "SparsitySuport = true",
+     r"c\.cfg:\d+: \[sparsity\] SparsitySuport is not a SCALE-Sim 3\.0\.0 setting \(did you mean 'SparsitySupport'\?\)$"),
+    ("UseRamulatorTrace = False", "UseRamulatorTrase = True", r"\[run_presets\] UseRamulatorTrase is not a SCALE-Sim"),
+    ("IfmapCustomLayout = False", "IfmapCustomLayot = True", r"\[layout\] IfmapCustomLayot is not a SCALE-Sim"),
 ])
 def test_unmodelled_scalesim_settings_refused(scalesim_cfg, tmp_path, old, new, expect):
     p = tmp_path / "c.cfg"
