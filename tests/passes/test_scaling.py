@@ -83,6 +83,44 @@ def test_width_only_keeps_weights_in_overlap(b0):
     np.testing.assert_allclose(b["logits"], a["logits"], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("opset", [17, 18])  # ReduceMean's axes: an attribute, then an input
+def test_width_through_a_spatial_mean_keeps_the_outputs(opset):
+    """A PyTorch model pooled with x.mean((2, 3)) exports ReduceMean over H and W: the channels stay on axis 1,
+    but width scaling was refused ('op ReduceMean has no known channel semantics'; an outside check). Reference:
+    ONNX Runtime on the original and the widened model (new channels' outgoing weights are zero: same logits);
+    a mean over the channels still cannot be widened."""
+    from graphmill.ir import UserInputError
+    from graphmill.ir.builder import GraphBuilder
+
+    rng = np.random.default_rng(0)
+
+    def mean(b, h, axes, keepdims):
+        return b.ReduceMean(h, axes=axes, keepdims=keepdims) if opset < 18 else \
+            b.ReduceMean(h, b.const(np.array(axes, np.int64)), keepdims=keepdims)
+
+    def model(over_channels=False):
+        b = GraphBuilder("mean_pool", opset=opset)
+        x = b.input("x", "float32", [1, 3, 16, 16])
+        w1 = b.const((rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32))
+        w2 = b.const((rng.standard_normal((8, 8, 3, 3)) * 0.3).astype(np.float32))
+        h = b.Relu(b.Conv(x, w1, pads=[1, 1, 1, 1]))
+        h = b.Relu(b.Add(b.Conv(h, w2, pads=[1, 1, 1, 1]), h))
+        if over_channels:  # [1, 1, 16, 16]: the channel count is gone
+            h = mean(b, h, [1], 1)
+        h = mean(b, h, [2, 3], 0)
+        w3 = b.const((rng.standard_normal((1 if over_channels else 8, 10)) * 0.3).astype(np.float32))
+        b.output(b.MatMul(h, w3), "logits")
+        return b.build()
+
+    g = model()
+    wide = scale(g.copy(), 1, alpha=1.0, beta=1.5, gamma=1.0)
+    assert [n.inputs[1].shape[0] for n in wide.nodes if n.op_type == "Conv"] == [16, 16]  # 8 x 1.5, by 8
+    x = ortb.random_inputs(g, seed=1)
+    np.testing.assert_allclose(ortb.run(wide, x)["logits"], ortb.run(g, x)["logits"], rtol=1e-4, atol=1e-4)
+    with pytest.raises(UserInputError, match="ReduceMean.*reduction over the batch or channel axis"):
+        scale(model(over_channels=True), 1, alpha=1.0, beta=1.5, gamma=1.0)
+
+
 def test_seeded_reproducible(b0):
     g1, g2 = scale(b0, 1, seed=3), scale(b0, 1, seed=3)
     for name, v in g1.initializers.items():

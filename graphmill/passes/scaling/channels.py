@@ -40,6 +40,9 @@ SAME = frozenset({
 })
 # Elementwise with numpy broadcasting.
 BROADCAST = frozenset({"Add", "Sub", "Mul", "Div", "Sum", "Max", "Min", "Mean", "Pow", "PRelu", "Where"})
+# Reductions: they keep the channels when they reduce only axes after the channel axis.
+REDUCE = frozenset({"ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "ReduceL1", "ReduceL2",
+                    "ReduceLogSumExp", "ReduceSumSquare", "ReduceLogSum"})
 # Reading a tensor's shape or nothing of its channels.
 NEUTRAL = frozenset({"Shape", "Size"})
 
@@ -276,6 +279,20 @@ def analyze(nodes: Iterable[Node], *, constant: set[int], graph_inputs: Iterable
                 cg.union(cg.el(x, 1), cg.el(y, 1))
             else:
                 block(node, "pads that may touch the channel axis")
+            continue
+        if op in REDUCE:
+            # x.mean((2, 3)) (a PyTorch model's global pooling): the channels stay on axis 1 when no reduced axis
+            # is 0 or 1 (with keepdims=0 the later axes go, the first two stay)
+            axes = node.attr("axes")
+            if axes is None and len(ins) > 1 and ins[1] is not None:
+                axes = _const_array(ins[1])
+            r = _rank(x)
+            kept = (axes is not None and r is not None and len(axes) > 0
+                    and all(int(a) % r >= 2 for a in axes))
+            if kept:
+                cg.union(cg.el(x, 1), cg.el(y, 1))
+            else:
+                block(node, "a reduction over the batch or channel axis (or over every axis)")
             continue
         if op in ("Resize", "Upsample"):
             sizes = ins[3] if len(ins) > 3 else None
