@@ -259,6 +259,34 @@ def test_ctrl_c_in_the_first_evaluation_lists_only_what_it_wrote(tmp_path, monke
 
 
 @pytest.mark.slow  # one trial trained: ~5-8 s
+def test_ctrl_c_while_the_finished_run_writes_its_outputs_waits_for_them(tmp_path, monkeypatch):
+    """A Ctrl-C after the last trial, while the plot and best.onnx were written, left no report.json (exit 130,
+    nothing on stdout; an outside check). Now the writing finishes first. Reference: the folder itself. The
+    signal is real (SIGINT to this process, as a terminal sends it)."""
+    import signal
+
+    from graphmill.search.methods import evanet
+
+    real_plot = evanet.plot
+
+    def ctrl_c_then_plot(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_plot(*args, **kwargs)
+
+    monkeypatch.setattr(evanet, "plot", ctrl_c_then_plot)
+    out = tmp_path / "o"
+    try:
+        s = run(str(out), budget=1, seed=0, workers=1, executor=None, ray_address=None, accel=None, options=TINY,
+                progress=None)
+    except KeyboardInterrupt:  # as pytest would read it: the whole session interrupted
+        pytest.fail("the Ctrl-C escaped while the finished run wrote its outputs")
+    assert s["trials"] == 1 and not s["interrupted"]
+    for f in ("report.json", "best.onnx", "evanet.png", "history.jsonl"):
+        assert (out / f).exists(), f
+    assert json.loads((out / "report.json").read_text())["trials"] == 1
+
+
+@pytest.mark.slow  # one trial trained: ~5-8 s
 def test_interrupted_run_plots_its_finished_trials_and_keeps_paths_as_given(tmp_path, monkeypatch):
     """Reference: autohas and nahas (their summaries keep ``out`` and ``checkpoint`` as given; an interrupted
     autohas run writes its partial plot) and the folder itself. EvaNet gave absolute paths and wrote evanet.png

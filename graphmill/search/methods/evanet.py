@@ -46,6 +46,7 @@ from graphmill.search.methods._evanet_space import (LAYERS, PARENT, LineageSpace
 from graphmill.search.methods._evanet_task import NUM_CLASSES, VideoTask, render, task_arrays
 from graphmill.util.errors import UserInputError
 from graphmill.util.files import atomic_write_bytes, check_out_folder, write_json
+from graphmill.util.interrupts import DeferredInterrupt
 
 __all__ = ["run", "OPTIONS", "DEFAULT_BUDGET", "VideoTask", "EvaNetEvaluator", "LineageSpace", "evanet_space",
            "build", "inherit", "fit", "split_2plus1d", "join_2plus1d", "calibrate_new", "parameters", "describe",
@@ -357,7 +358,11 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
                         executor=executor, checkpoint=checkpoint, timeout=opts["timeout"] or None,
                         progress=report, ray_address=ray_address,
                         strategy_options={"population": opts["population"], "sample": opts["sample"]})
-    return _finish(out, result, task, opts, space, checkpoint)
+    # seconds of writing (the plot, best.onnx, the report): a Ctrl-C there waits for them (a second one stops at
+    # once), or the run that had finished would leave no report (an outside check: interrupted after the last
+    # trial, exit 130, stdout empty, no report.json)
+    with DeferredInterrupt():
+        return _finish(out, result, task, opts, space, checkpoint)
 
 
 def _finish(out: str, result, task: VideoTask, opts: dict, space: LineageSpace, checkpoint: str) -> dict:
