@@ -30,7 +30,7 @@ import numpy as np
 
 from graphmill.search import checkpoint as ckpt
 from graphmill.search.executors import Executor, make
-from graphmill.search.executors.base import finite_or_none
+from graphmill.search.executors.base import finite_or_none, not_a_number
 from graphmill.search.space import Space
 from graphmill.search.strategies.base import rng_from_state, rng_state, strategy_class
 from graphmill.util.errors import UserInputError
@@ -348,9 +348,22 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
     except KeyboardInterrupt:
         result.interrupted = True
         try:
-            if not busy:  # evaluations that finished meanwhile (pool workers ignore Ctrl-C) are kept, not rerun:
-                finished.extend(exec_.wait(0))  # those received but not yet recorded, and those already back
+            # evaluations that finished meanwhile (pool workers ignore Ctrl-C) are kept, not rerun: those received
+            # but not recorded, and those already back (wait(0) returns one pass's worth: until nothing is left)
+            while True:
+                got = exec_.wait(0)
+                if not got:
+                    break
+                finished.extend(got)
+            if not busy:
                 record_finished()
+            elif checkpoint is not None:  # a Ctrl-C inside record(): its trial is half-recorded (the journal
+                # holds it or it runs again); the others go to the journal, which a resumed run answers from
+                for token, outcome in finished:
+                    if token in in_flight and outcome is not None:
+                        config, key, _ = in_flight[token]
+                        ckpt.journal_append(checkpoint, run_id,
+                                            _make_trial(len(history), config, key, outcome, objective).to_json())
             report_new()  # a trial recorded as Ctrl-C came gets its progress line too
         except KeyboardInterrupt:  # a second Ctrl-C: stop at once (the journal holds every finished evaluation)
             pass
@@ -432,7 +445,7 @@ def _make_trial(number: int, config: dict, key: str, outcome: tuple, objective) 
     if isinstance(value, dict):
         metrics = {str(k): v for k, v in value.items() if k != "reward"}
     raw = value.get("reward") if isinstance(value, dict) else value
-    if isinstance(raw, (str, bytes, bool)):  # `return acc > 0.5` or "0.93": float() would take both, silently
+    if not_a_number(raw):  # `return acc > 0.5` or "0.93": float() would take both, silently
         return Trial(number, config, key, None, "failed", _jsonable(metrics), float(seconds),
                      f"evaluate returned the reward {raw!r} ({type(raw).__name__}): a reward is a number")
     if objective is not None:  # its error (a metric the evaluator did not return) fails this trial, not the run

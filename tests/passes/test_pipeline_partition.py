@@ -212,9 +212,10 @@ def test_skip_connection_counted_on_every_cut_it_crosses():
 
 def test_optimal_is_the_fastest_simulated_split_of_a_chain_with_a_slow_link():
     """8 equal nodes (forward 10, backward 20: 40 a node re-materialized) into 2 stages, a link of 100 + 8 cycles
-    a way. Charging the sending stage twice the transfer, as the rule was, gave stage 0 two nodes and stage 1 six
-    (max(80 + 216, 240)): the simulated step, where the link works beside the chips, was the slowest of the
-    candidates. Reference: the simulated step (backends/simulator/pipeline.py, GPipe and 1F1B) of every split."""
+    a way. Charging the sending stage twice the transfer over forward + backward, as the rule was, gave stage 0
+    one node and stage 1 seven (max(30 + 216, 210) = 246): the slowest simulated step of every split, where the
+    link works beside the chips. Reference: the simulated step (backends/simulator/pipeline.py, GPipe and 1F1B)
+    of every split."""
     from graphmill.backends.simulator.pipeline import simulate_pipeline
 
     class SlowLink(TableCost):
@@ -237,7 +238,7 @@ def test_optimal_is_the_fastest_simulated_split_of_a_chain_with_a_slow_link():
                   {"forward": 10.0 * (8 - a), "backward": 20.0 * (8 - a), "send_bytes": 0}]
             steps[a] = simulate_pipeline({"stages": st, "microbatches": 4, "remat": True}, cost,
                                          schedule=schedule).step_time
-        assert steps[4] == min(steps.values()) < steps[2], (schedule, steps)
+        assert steps[4] == min(steps.values()) < steps[1] == max(steps.values()), (schedule, steps)
 
 
 def test_memory_model_by_hand():

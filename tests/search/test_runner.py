@@ -5,7 +5,6 @@ progress lines, history.jsonl, and the objectives (MnasNet Eq. 2 by hand, Pareto
 from __future__ import annotations
 
 import functools
-
 import json
 import os
 import signal
@@ -13,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -71,7 +71,8 @@ def test_failures_are_recorded_and_the_search_goes_on():
     assert [t.status for t in r.history] == ["failed"] * 3 and r.best is None
 
     # a bool or a string is no reward (tell refuses both): search.run took True as 1.0 and "0.5" as 0.5
-    for bad in (True, "0.5", {"reward": False}, {"reward": "0.7", "latency": 1.0}):
+    for bad in (True, "0.5", {"reward": False}, {"reward": "0.7", "latency": 1.0}, np.bool_(True),
+                {"reward": np.mean([1.0, 0.0, 1.0]) > 0.5}):
         r = search.run(rh.small_space(), functools.partial(_constant, bad), strategy="random", budget=2, seed=0,
                        progress=False)
         assert [t.status for t in r.history] == ["failed"] * 2 and r.best is None, bad
@@ -292,32 +293,32 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
 
 
 @pytest.mark.xdist_group("processes")  # a process pool
-def test_ctrl_c_with_two_workers_keeps_evaluations_that_finished(tmp_path):
+def test_ctrl_c_with_two_workers_keeps_evaluations_that_finished(tmp_path, monkeypatch):
     """With 2 workers both evaluations (0.5 s each, started together) finish; Ctrl-C comes as the first one's
     progress line prints, after the second's result is back. The runner dropped it (pool workers ignore Ctrl-C
     and finish theirs), and the resumed run evaluated it again; the checkpoint now holds both. Reference: the
     evaluations the workers ran, counted by their own log."""
     space = search.Space({"a": search.Choice([0.5, 0.50001, 0.50002, 0.50003, 0.50004, 0.50005])})
     log = tmp_path / "evals.log"
-    os.environ["GM_EVAL_LOG"] = str(log)
+    monkeypatch.setenv("GM_EVAL_LOG", str(log))  # spawned workers inherit it
     lines = []
 
     def stop_at_the_first_line(d):
         lines.append(d["line"])
         if len(lines) == 1:
-            time.sleep(1.0)  # the other worker finishes meanwhile
+            t0 = time.monotonic()  # the other worker finishes meanwhile (its own log says when)
+            while len(log.read_text().split()) < 2 and time.monotonic() - t0 < 60:
+                time.sleep(0.05)
+            time.sleep(0.2)  # its result on the way back after its log line
             raise KeyboardInterrupt
 
     ck = str(tmp_path / "run.json")
-    try:
-        part = search.run(space, rh.sleep_and_log, strategy="random", budget=6, seed=0, workers=2, checkpoint=ck,
-                          progress=stop_at_the_first_line)
-        assert part.interrupted and len(part.history) == 2 and len(lines) == 2  # both trials, both lines
-        assert len(json.loads(open(ck).read())["history"]) == 2
-        rest = search.run(space, rh.sleep_and_log, strategy="random", budget=6, seed=0, workers=2, checkpoint=ck,
-                          progress=False)
-    finally:
-        del os.environ["GM_EVAL_LOG"]
+    part = search.run(space, rh.sleep_and_log, strategy="random", budget=6, seed=0, workers=2, checkpoint=ck,
+                      progress=stop_at_the_first_line)
+    assert part.interrupted and len(part.history) == 2 and len(lines) == 2  # both trials, both lines
+    assert len(json.loads(open(ck).read())["history"]) == 2
+    rest = search.run(space, rh.sleep_and_log, strategy="random", budget=6, seed=0, workers=2, checkpoint=ck,
+                      progress=False)
     evaluated = log.read_text().split()
     assert len(rest.history) == 6 and sorted(evaluated) == sorted(set(evaluated)) and len(evaluated) == 6
 

@@ -87,6 +87,14 @@ class Executor:
         self.close()
 
 
+def not_a_number(x: Any) -> bool:
+    """Text or a truth value (``str``, ``bytes``, a Python, numpy or torch bool): ``float()`` takes them (``"0.9"``,
+    ``acc > 0.5`` as 1.0), so a reward that is one would steer a search silently."""
+    if isinstance(x, (str, bytes, bool)):
+        return True
+    return str(getattr(x, "dtype", "")) in ("bool", "torch.bool")
+
+
 def finite_or_none(x: Any) -> float | None:
     try:
         v = float(x)

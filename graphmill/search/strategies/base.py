@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from graphmill.search.executors.base import not_a_number
 from graphmill.search.space import Space
 from graphmill.util.errors import UserInputError
 from graphmill.util.suggest import did_you_mean
@@ -134,7 +135,7 @@ def _taking_results(tell: Any) -> Any:
             reward = reward["reward"]
         if reward is not None:
             try:  # a number of any kind (numpy, a 0-d array, a torch scalar), not text
-                if isinstance(reward, (str, bytes, bool)):
+                if not_a_number(reward):
                     raise TypeError
                 reward = float(reward)
             except (TypeError, ValueError):
