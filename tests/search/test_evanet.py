@@ -275,15 +275,17 @@ def test_ctrl_c_while_the_finished_run_writes_its_outputs_waits_for_them(tmp_pat
 
     monkeypatch.setattr(evanet, "plot", ctrl_c_then_plot)
     out = tmp_path / "o"
+    lines = []
     try:
         s = run(str(out), budget=1, seed=0, workers=1, executor=None, ray_address=None, accel=None, options=TINY,
-                progress=None)
+                progress=lines.append)
     except KeyboardInterrupt:  # as pytest would read it: the whole session interrupted
         pytest.fail("the Ctrl-C escaped while the finished run wrote its outputs")
     assert s["trials"] == 1 and not s["interrupted"]
     for f in ("report.json", "best.onnx", "evanet.png", "history.jsonl"):
         assert (out / f).exists(), f
     assert json.loads((out / "report.json").read_text())["trials"] == 1
+    assert lines[-1].startswith("[evanet] Ctrl-C came after the last trial: the outputs were written first")
 
 
 @pytest.mark.slow  # one trial trained: ~5-8 s
@@ -334,6 +336,7 @@ def test_a_max_pool_added_or_removed_re_estimates_that_layers_statistics(tmp_pat
     last = lambda layer: "m1.l0.temporal.bn" if layer == "2+1d" else "m1.l0.bn"  # the layer's last one
     par[f"{last(before)}.mean"] = par[f"{last(before)}.mean"] + 3.0   # trained-like statistics, far from the child's
     par[f"{last(before)}.var"] = par[f"{last(before)}.var"] * 4.0
+    par["m2.l0.bn.mean"] = par["m2.l0.bn.mean"] + 3.0  # the next module's too: its input changes with m1's
     child_cfg = copy.deepcopy(parent_cfg)
     child_cfg["m1"] = slot(after)
     child, _ = prepare_graph(child_cfg, task, modules=3, seed=5, parent=par)
@@ -346,3 +349,9 @@ def test_a_max_pool_added_or_removed_re_estimates_that_layers_statistics(tmp_pat
         np.testing.assert_array_equal(child.initializers[name].const.numpy(), par[name])
     for k in ("scale", "bias"):  # the parent's, carried over
         np.testing.assert_array_equal(child.initializers[f"{bn}.{k}"].const.numpy(), par[f"{last(before)}.{k}"])
+    # every later layer reads what m1 now computes: its statistics are re-estimated too (EvaNet seed 11, an
+    # outside check: a 2+1d -> pool first module left modules 1-2 on the parent's statistics; the child started at
+    # chance and needed more steps than from scratch, 360 against 320)
+    mean, var = _bn_input_stats(child, "m2.l0.bn", x, tmp_path)
+    np.testing.assert_allclose(child.initializers["m2.l0.bn.mean"].const.numpy(), mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(child.initializers["m2.l0.bn.var"].const.numpy(), var, rtol=1e-4, atol=1e-5)

@@ -52,7 +52,9 @@ statistics of inherited channels are inherited; those of new channels are re-est
 (``calibrate_new``), layer by layer, with the inherited ones left alone. Where a ``"pool"`` layer became a
 convolution (3-D, iTGM, (2+1)-D) or back, every channel of that layer's last BatchNormalization is re-estimated:
 the 3x3x3 max-pool appeared or went, so its input is no longer the parent's, and the torch backend trains with
-fixed statistics (stale ones left a pool -> 3-D child at chance for 360 steps).
+fixed statistics (stale ones left a pool -> 3-D child at chance for 360 steps). So is every BatchNormalization
+of the layers after it, which read what it now computes (left stale, a 2+1d -> pool first module put its child
+at chance, 360 steps to the parent's accuracy against 320 from scratch).
 """
 
 from __future__ import annotations
@@ -343,8 +345,20 @@ def inherit(child: Graph, parent: dict[str, np.ndarray]) -> dict[str, np.ndarray
                 new_stats[name[:-len(".mean")]] = mask
     for slot, bn in pool_changed.items():
         new_stats[bn] = np.ones(child.initializers[bn + ".mean"].const.numpy().shape[0], bool)
+    if pool_changed:  # what every later layer reads is no longer the parent's either
+        first = min(pool_changed, key=_slot_order)
+        for name, v in child.initializers.items():
+            m = re.match(r"(m\d+\.l\d+)\..*bn\.mean$", name)
+            if m and _slot_order(m.group(1)) > _slot_order(first):
+                new_stats[name[:-len(".mean")]] = np.ones(v.const.numpy().shape[0], bool)
     child.meta["inherited"] = {"copied": copied, "fitted": fitted, "fresh": fresh_count}
     return new_stats
+
+
+def _slot_order(slot: str) -> tuple[int, int]:
+    """``m1.l0`` -> (1, 0): the order layers run in."""
+    m, layer = slot.split(".")
+    return int(m[1:]), int(layer[1:])
 
 
 def _slot_kind(names, slot: str, shape_of) -> str | None:

@@ -16,7 +16,8 @@ returned, so a parent's file exists before any child of it can be proposed, in a
 The evaluator (``EvaNetEvaluator``) is a picklable top-level dataclass: it rebuilds the child's ``ir.Graph``,
 copies every parent tensor that fits (``inherit``: same shape copied, kernel axes centred and zero-padded or
 cropped, channel axes cropped or padded; the rules are in ``_evanet_space``'s docstring), re-estimates the
-BatchNormalization statistics of new channels only, and trains ``child_steps`` (default ``steps // 3``)
+BatchNormalization statistics of new channels (and every one from a layer where a max-pool appeared or went
+onwards), and trains ``child_steps`` (default ``steps // 3``)
 instead of ``steps`` from scratch, through the torch backend (Adam, batches of 32). A parent file that is
 missing (removed by hand) makes the child train from scratch, and its trial says ``inherited: false``.
 
@@ -26,7 +27,8 @@ of every evaluated network, and the training curves of inheriting children vs fr
 ``best.onnx`` (the best network with its trained weights) and ``report.json``. With ``accel`` (a simulator
 TOML) every trial also reports ``latency_ms`` (the simulator, batch 1) and the plot uses it instead of MACs.
 Ctrl-C stops after the checkpoint of the last finished trial; ``history.jsonl`` and ``report.json`` are written
-(``interrupted: true``) with the plot of the finished trials; ``best.onnx`` when the run completes.
+(``interrupted: true``) with the plot of the finished trials; ``best.onnx`` when the run completes. A Ctrl-C after
+the last trial, while those are written, waits for them (a line says so; a second Ctrl-C stops at once).
 """
 
 from __future__ import annotations
@@ -361,8 +363,11 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
     # seconds of writing (the plot, best.onnx, the report): a Ctrl-C there waits for them (a second one stops at
     # once), or the run that had finished would leave no report (an outside check: interrupted after the last
     # trial, exit 130, stdout empty, no report.json)
-    with DeferredInterrupt():
-        return _finish(out, result, task, opts, space, checkpoint)
+    with DeferredInterrupt() as ctrl_c:
+        summary = _finish(out, result, task, opts, space, checkpoint)
+    if ctrl_c.requested and progress is not None:
+        progress("[evanet] Ctrl-C came after the last trial: the outputs were written first, the run is complete")
+    return summary
 
 
 def _finish(out: str, result, task: VideoTask, opts: dict, space: LineageSpace, checkpoint: str) -> dict:
