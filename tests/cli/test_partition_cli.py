@@ -339,6 +339,22 @@ def test_torch_exports_partition_at_their_own_or_the_given_batch(tmp_path):
         api.partition(load(files["mixer_fixed"]), stages=2, microbatches=3)
 
 
+@pytest.mark.slow  # two stage processes
+@pytest.mark.xdist_group("processes")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:Converting a tensor to a Python boolean")
+def test_run_cuts_a_torch_export_at_typed_values(tmp_path, capsys):
+    """--run cuts the graph at its stage boundaries, which need types: on a torch export (no value_info) it was
+    refused ('boundary 0->1 carries ... of type None') once the partition itself worked. Reference: one
+    process's training, which --run compares with (loss within 1e-5 relative)."""
+    files = _torch_exports(tmp_path)
+    rep = tmp_path / "run.json"
+    assert main(["partition", files["mixer_dynamic"], "--stages", "2", "--microbatches", "2", "--batch", "4",
+                 "--run", "--steps", "1", "-o", str(tmp_path / "run.onnx"), "--json", str(rep)]) == 0
+    run = json.loads(rep.read_text())["run"]
+    assert run["stages"] == 2 and run["max_loss_rel_diff"] <= 1e-5
+
+
 def test_symbolic_sizes_other_than_the_batch_are_named(tmp_path, capsys):
     """A model of input [N, 3, H, W] bound at --batch: the refusal said 'fix the batch size', which was bound;
     it now names H and W. Reference: the input's declared dimensions."""

@@ -116,7 +116,9 @@ def copy_block(graph: Graph, block: Block, after: Value, *, index: int, stage: A
             # (320 from 192 channels: no skip) had none, so the scaled B0 was not the zoo's B1
             add = Node("Add", [out, placeholder], None, outputs=[Value(graph.unique_name(f"{out.name}_skip"))],
                        name=graph.unique_name(f"Add_{tag}"))
-            add.meta = {k: v for k, v in new_nodes[-1].meta.items() if k != "layer"}  # block and stride updated
+            # the block's meta (block index and stride already updated above), without "layer": the zoo's
+            # residual Add has none, and mbconv_inner_sizes reads it to find expansions and squeezes
+            add.meta = {k: v for k, v in new_nodes[-1].meta.items() if k != "layer"}
             new_nodes.append(add)
             out = add.outputs[0]
     for nn in new_nodes:
