@@ -28,6 +28,7 @@ from graphmill.ir import ExecutionError, Graph, GraphmillError, UserInputError, 
 from graphmill.ir.summary import summarize, symbols
 from graphmill.ir.gc_pause import collector_paused
 from graphmill.providers import pass_context
+from graphmill.passes.instruments import output_change, type_error
 from graphmill.passes import (
     EXACT,
     REASSOCIATING,
@@ -179,8 +180,11 @@ def check_reproducer_dir(folder: str, inputs: dict[str, Any]) -> None:
     check_output_paths(inputs, reproducer_paths(folder), made=folder)
 
 
-def write_reproducer(failure: PassFailure, schedule: Schedule, seed: int, folder: str | None) -> str:
-    """The model before the failing pass, a schedule with just that pass, the full schedule, the seed."""
+def write_reproducer(failure: PassFailure, schedule: Schedule, seed: int, folder: str | None,
+                     rerun: Any = None) -> str:
+    """The model before the failing pass, a schedule with just that pass, the full schedule, the seed, and
+    (``rerun``: folder -> the command) the command that reruns it, which the error message also prints but a
+    folder found later, or shared, must carry itself."""
     folder = folder or tempfile.mkdtemp(prefix="graphmill-repro-")
     os.makedirs(folder, exist_ok=True)
     before, repro, full, readme = (os.path.join(folder, name) for name in REPRODUCER_FILES)
@@ -192,7 +196,8 @@ def write_reproducer(failure: PassFailure, schedule: Schedule, seed: int, folder
     atomic_write_bytes(full, schedule.to_text().encode())
     atomic_write_bytes(readme, (
         f"graphmill reproducer\nfailing step: {failure.step}\nseed: {seed}\nerror: {failure}\n"
-        f"passes run before it: {', '.join(failure.history) or 'none'}\n").encode())
+        f"passes run before it: {', '.join(failure.history) or 'none'}\n"
+        + (f"rerun: {rerun(folder)}\n" if rerun is not None else "")).encode())
     return folder
 
 
@@ -262,10 +267,12 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     except PassFailure as f:
         if f.before is None:
             f.before = _replay(start, f.ran, seed, allow, cost_model)
-        folder = write_reproducer(f, sched, seed, reproducer_dir)
-        raise ReproducerError(f, folder, rerun_command(folder, rtol=rtol, atol=atol, seed=seed, allow=allow,
-                                                       dims=dims, load_passes=load_passes,
-                                                       verify_each=verify_each)) from f
+        def rerun(folder: str) -> str:
+            return rerun_command(folder, rtol=rtol, atol=atol, seed=seed, allow=allow, dims=dims,
+                                 load_passes=load_passes, verify_each=verify_each)
+
+        folder = write_reproducer(f, sched, seed, reproducer_dir, rerun)
+        raise ReproducerError(f, folder, rerun(folder)) from f
     if not verify_each:  # --verify-each checked after every pass; without it, the output must still be a graph
         problems = find_problems(graph)
         if problems:
@@ -273,9 +280,17 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
             if given:
                 raise GraphmillError(f"the input graph does not verify: {given[0]}")
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise GraphmillError(f"the optimized graph does not verify: {problems[0]}{more}; a pass of the schedule "
-                                 "broke it (rerun with --verify-each to name the pass and write its reproducer); "
-                                 "nothing written")
+            broken: str | None = f"the optimized graph does not verify: {problems[0]}{more}"
+        else:  # its interface as callers see it (a renamed output passed the comparison, which goes by position),
+            # and its types where the input's were right (ONNX Runtime then refused to load the output)
+            broken = output_change([(v.name, v.type) for v in start.outputs], graph)
+            if broken is None:
+                wrong = type_error(graph, ctx)
+                if wrong is not None and type_error(start, ctx) is None:
+                    broken = f"the optimized graph is ill-typed: {wrong}"
+        if broken:
+            raise GraphmillError(f"{broken}; a pass of the schedule broke it (rerun with --verify-each to name the "
+                                 "pass and write its reproducer); nothing written")
     report = OptimizeReport(
         schedule=sched.to_text(), schedule_inline=sched.to_inline(), seed=seed, before=before, after=_brief(graph, dims),
         passes=[r.__dict__ for r in result.records], stats=result.stats(),

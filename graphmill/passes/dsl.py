@@ -29,8 +29,9 @@ Python's recursion limit: steps nest at most ``MAX_NESTING`` (64) levels deep,
 where each ``fixpoint``, ``repeat`` and call of a named schedule is a level, and
 ``include`` chains are at most as deep; ``repeat(N)`` counts and ``fixpoint``'s
 ``max_iters`` are at most ``MAX_ITERATIONS`` (10,000), and so is the product of
-the repeat counts around any step (``repeat(100){repeat(1000){dce}}`` would run
-dce 100,000 times: refused), calls of named schedules included. Files are UTF-8 (a BOM is accepted).
+the repeat counts and fixpoint limits around any step (``repeat(100){repeat(1000){dce}}``
+would run dce 100,000 times: refused; a fixpoint counts its ``max_iters``, which a
+body that always changes something reaches), calls of named schedules included. Files are UTF-8 (a BOM is accepted).
 Errors give file:line:column, the line and a caret, and the nearest known name.
 """
 
@@ -258,14 +259,16 @@ def _height(steps: list[Step], memo: dict[int, int]) -> int:
 
 
 def _runs(steps: list[Step], memo: dict[int, int]) -> int:
-    """The largest product of the repeat counts around any step in ``steps`` (1 with no repeat), through
-    calls of named schedules: how many times the most repeated step runs, for every fixpoint converging."""
+    """The largest product of the repeat counts and fixpoint iteration limits around any step in ``steps`` (1 with
+    neither), through calls of named schedules: how many times the most repeated step can run. A fixpoint counts
+    its ``max_iters``: a body that always changes something runs that many times
+    (``fixpoint(max_iters=10000) { repeat(10000) { ... } }`` was 10^8 runs, accepted)."""
     most = 1
     for s in steps:
         if isinstance(s, Repeat):
             most = max(most, s.count * _runs(s.body, memo))
         elif isinstance(s, Fixpoint):
-            most = max(most, _runs(s.body, memo))
+            most = max(most, s.max_iters * _runs(s.body, memo))
         elif isinstance(s, Call):
             key = id(s.schedule)
             if key not in memo:
@@ -280,6 +283,7 @@ class _Parser:
         self.built: dict[str, Schedule] = {}
         self.building: list[str] = []
         self.include_stack: list[str] = []
+        self.included: set[str] = set()  # files read already (real paths), each once however often included
         self.lines: dict[str, list[str]] = {}
         self.option_locs: dict[tuple[int, str], SourceLoc] = {}
         self.depth = 0  # levels of fixpoint/repeat/call around the step being built
@@ -324,15 +328,19 @@ class _Parser:
         rel = _unquote(str(node.children[0]))
         base = os.path.dirname(os.path.abspath(source)) if os.path.exists(source) else os.getcwd()
         path = os.path.normpath(os.path.join(base, rel))
-        if not path.endswith(".mill"):  # else a shared schedule could echo a line of any file into an error (a CI log)
+        # else a shared schedule could echo a line of any file into an error (a CI log); a link's target counts
+        if not path.endswith(".mill") or not os.path.realpath(path).endswith(".mill"):
             raise ScheduleError(f"include {rel!r}: an included file is a schedule, named *.mill", loc)
         if path in self.include_stack:
             raise ScheduleError(f"include cycle: {' -> '.join(self.include_stack + [path])}", loc)
+        if os.path.realpath(path) in self.included:  # a diamond (a and b both include common.mill): read once
+            return
         if len(self.include_stack) > MAX_NESTING:
             raise ScheduleError(f"includes nest deeper than {MAX_NESTING} files (the limit)", loc)
         if not os.path.exists(path):  # a folder or device is refused by read_schedule_text, naming it
             raise ScheduleError(f"cannot include {rel!r}: no such file ({path})", loc)
         self.include_stack.append(path)
+        self.included.add(os.path.realpath(path))
         try:
             steps = self.parse_text(read_schedule_text(path, included_from=loc), path)
             if steps:
@@ -456,10 +464,14 @@ class _Parser:
                 if pos or set(named) - {"max_iters"}:
                     raise ScheduleError("fixpoint takes only max_iters=N", loc)
                 n = named.get("max_iters", 8)
+                n_loc = self.option_locs.get((id(args), "max_iters"), loc)
                 if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_ITERATIONS:
                     raise ScheduleError(f"fixpoint: option 'max_iters' must be an integer from 1 to "
-                                        f"{MAX_ITERATIONS:,}, got {n!r}",
-                                        self.option_locs.get((id(args), "max_iters"), loc))
+                                        f"{MAX_ITERATIONS:,}, got {n!r}", n_loc)
+                inside = _runs(inner, self.runs)
+                if n * inside > MAX_ITERATIONS:
+                    raise ScheduleError(f"fixpoint(max_iters={n}) around steps already repeated {inside:,} times "
+                                        f"could run them {n * inside:,} times (at most {MAX_ITERATIONS:,})", n_loc)
                 return Fixpoint(inner, n, loc)
             count = named.pop("count", pos[0] if pos else None)
             if named or len(pos) > 1 or count is None:

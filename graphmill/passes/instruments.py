@@ -156,23 +156,18 @@ class VerifyEach:
             raise GraphmillError(f"the input graph does not verify: {problems[0]}")
         self._inferred = fresh_output_types(graph)
         # A model that is already ill-typed (ONNX Runtime may still run it) is not blamed on the first pass.
-        self._typed = _type_error(graph, ctx) is None
+        self._typed = type_error(graph, ctx) is None
 
     def after_pass(self, step: PassStepInfo, graph: Graph, ctx: PassContext, result: PassResult) -> None:
         problems = find_problems(graph)
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise PassCheckError(step, f"the graph does not verify: {problems[0]}{more}")
-        if len(graph.outputs) != len(self._outputs):
-            raise PassCheckError(step, f"the graph had {len(self._outputs)} outputs and now has {len(graph.outputs)}")
-        for (name, before), v in zip(self._outputs, graph.outputs):
-            msg = _interface_change(before, v.type)
-            if msg:
-                raise PassCheckError(step, f"graph output {name!r} {msg}")
-            if v.name != name:  # callers (ONNX Runtime sessions, the comparison) look outputs up by name
-                raise PassCheckError(step, f"graph output {name!r} was renamed to {v.name!r}")
+        changed = output_change(self._outputs, graph)
+        if changed:
+            raise PassCheckError(step, changed)
         if result.changed and self._typed:
-            wrong = _type_error(graph, ctx)
+            wrong = type_error(graph, ctx)
             if wrong is not None:
                 raise PassCheckError(step, f"the graph is ill-typed: {wrong}")
         if result.changed:
@@ -195,7 +190,22 @@ class VerifyEach:
             self._inputs = now
 
 
-def _type_error(graph: Graph, ctx: PassContext) -> str | None:
+def output_change(before: list[tuple[str, Any]], graph: Graph) -> str | None:
+    """How ``graph``'s outputs differ, as its callers see them, from ``before`` (``(name, type)`` of each output
+    when the schedule began): their number, a type, a name (ONNX Runtime sessions and the comparison look outputs
+    up by name); None when they do not."""
+    if len(graph.outputs) != len(before):
+        return f"the graph had {len(before)} outputs and now has {len(graph.outputs)}"
+    for (name, was), v in zip(before, graph.outputs):
+        msg = _interface_change(was, v.type)
+        if msg:
+            return f"graph output {name!r} {msg}"
+        if v.name != name:
+            return f"graph output {name!r} was renamed to {v.name!r}"
+    return None
+
+
+def type_error(graph: Graph, ctx: PassContext) -> str | None:
     """The context's shape inferencer's schema type check (onnx's, by default), or None without one."""
     check = getattr(ctx.shape_inferencer, "type_error", None)
     return check(graph) if check is not None else None

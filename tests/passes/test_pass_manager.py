@@ -8,6 +8,7 @@ Toy passes registered here carry a ``test-`` prefix.
 from __future__ import annotations
 
 import io
+import re
 import os
 
 import numpy as np
@@ -304,6 +305,8 @@ def test_optimize_writes_a_reproducer_that_reproduces(tmp_path):
                  reproducer_dir=str(repro))
     assert str(repro) in str(ei.value)
     assert sorted(os.listdir(repro)) == ["README.txt", "before.onnx", "repro.mill", "schedule.mill"]
+    # the folder carries the command that reruns it (it was only on stderr; an outside check)
+    assert f"rerun: {ei.value.rerun}\n" in (repro / "README.txt").read_text() and "--check-numerics" in ei.value.rerun
     before = graphmill.load(repro / "before.onnx")
     assert [n.op_type for n in before.nodes] == ["Relu"]  # after test-drop-one-relu, before the breaking pass
     with pytest.raises(ReproducerError, match="test-break-numbers"):
@@ -530,6 +533,19 @@ def test_a_schedule_that_breaks_the_graph_fails_without_verify_each():
         optimize(chain(), "test-make-cycle", compare=False)
     with pytest.raises(GraphmillError, match="test-make-cycle"):
         optimize(chain(), "test-make-cycle", compare=False, verify_each=True)
+
+
+def test_a_renamed_output_or_an_ill_typed_graph_fails_without_verify_each():
+    """Found by an outside check: a pass renaming a graph output passed with exit 0 (the comparison matches outputs
+    by position: 'max |diff| 0'), and a pass mixing float32 and float64 in an Add wrote a model ONNX Runtime cannot
+    load (exit 0 with --no-compare; otherwise an error that did not say which model). Reference: --verify-each's
+    own findings for the same passes; onnx's type check."""
+    for name, model, says in (("test-rename-output", relu_chain, "was renamed to 'renamed'"),
+                              ("test-cast-first-input", _add_of_input_twice, "the optimized graph is ill-typed")):
+        with pytest.raises(GraphmillError, match=f"{re.escape(says)}.*a pass of the schedule broke it.*--verify-each"):
+            optimize(model(), name, compare=False)
+        with pytest.raises(GraphmillError, match=name):  # --verify-each names the pass
+            optimize(model(), name, compare=False, verify_each=True)
 
 
 def test_default_names_are_the_rules_own_when_patterns_are_shared():

@@ -229,12 +229,14 @@ def test_files_that_are_not_utf8_are_refused_in_one_line(tmp_path):
 # -- nesting limits --------------------------------------------------------------------------------------------------
 
 
-def nested(n: int) -> str:
-    return "fixpoint{" * n + "dce" + "}" * n
+def nested(n: int, once: bool = False) -> str:
+    """n nested fixpoints around dce; ``once``: each of max_iters=1, so that the runs limit (a fixpoint counts its
+    max_iters, 8 by default) leaves a deep nest to the nesting limit."""
+    return ("fixpoint(max_iters=1){" if once else "fixpoint{") * n + "dce" + "}" * n
 
 
 def test_nesting_up_to_the_limit_parses_and_prints():
-    s = parse_schedule(nested(MAX_NESTING))
+    s = parse_schedule(nested(MAX_NESTING, once=True))
     depth, step = 0, s.body[0]
     while isinstance(step, Fixpoint):
         depth, step = depth + 1, step.body[0]
@@ -256,7 +258,7 @@ def test_calls_of_named_schedules_count_as_levels():
     e = located(chain + "schedule default { s0 }\n")
     assert "steps nest deeper than 64 levels" in str(e)
     # a schedule within the limit, called from deep inside a fixpoint nest, is refused where it is called
-    ok = "schedule deep { " + nested(60) + " }\n"
+    ok = "schedule deep { " + nested(60, once=True) + " }\n"
     assert parse_schedule(ok + "schedule default { fixpoint { fixpoint { deep } } }").name == "default"
     e = located(ok + "schedule default {\n" + "fixpoint{" * 4 + "deep" + "}" * 4 + "}")
     assert (e.loc.line, e.loc.column) == (3, 37) and "nest deeper than 64" in str(e)
@@ -288,6 +290,36 @@ def test_include_of_a_file_that_is_not_a_schedule_is_refused_unread(tmp_path):
         load_schedule(str(tmp_path / "a.mill"))
     assert "a.mill:1:1: include 'secret.txt': an included file is a schedule, named *.mill" in str(ei.value)
     assert "token-1234" not in str(ei.value)
+
+
+def test_a_file_included_twice_is_read_once(tmp_path):
+    """Two included files both including a third (a diamond), or one file named twice, defined its schedules
+    twice: 'schedule 'common' is defined twice', both places the same line (an outside check). Reference: the
+    schedule the files spell out."""
+    (tmp_path / "common.mill").write_text("schedule common { dce }\n")
+    (tmp_path / "b.mill").write_text('include "common.mill"\nschedule b { common }\n')
+    (tmp_path / "c.mill").write_text('include "common.mill"\nschedule c { common; cse }\n')
+    (tmp_path / "d.mill").write_text('include "b.mill"\ninclude "c.mill"\ninclude "./common.mill"\n'
+                                     "schedule default { b; c }\n")
+    s = load_schedule(str(tmp_path / "d.mill"))
+    assert [type(x) for x in s.body] == [Call, Call] and [r.name for r in s.runs()] == ["dce", "dce", "cse"]
+    # a genuine second definition of the name is still refused
+    (tmp_path / "e.mill").write_text('include "common.mill"\nschedule common { cse }\n')
+    with pytest.raises(ScheduleError, match="schedule 'common' is defined twice"):
+        load_schedule(str(tmp_path / "e.mill"))
+
+
+def test_include_through_a_link_to_a_file_that_is_not_a_schedule_is_refused(tmp_path):
+    """The *.mill rule checked the link's name: a secret.mill link to any file was read, its first line echoed
+    under the caret of the syntax error (an outside check)."""
+    import os
+
+    (tmp_path / "secret.txt").write_text("token-1234\n")
+    os.symlink(tmp_path / "secret.txt", tmp_path / "secret.mill")
+    (tmp_path / "a.mill").write_text('include "secret.mill"\ndce\n')
+    with pytest.raises(ScheduleError) as ei:
+        load_schedule(str(tmp_path / "a.mill"))
+    assert "an included file is a schedule, named *.mill" in str(ei.value) and "token-1234" not in str(ei.value)
 
 
 def test_missing_include_and_recursive_schedules(tmp_path):
@@ -328,8 +360,10 @@ def test_repeat_and_fixpoint_counts_up_to_the_limit_parse():
     assert parse_schedule("repeat(10000){dce}").body == [Repeat([Run("dce")], 10_000)]
     assert parse_schedule("repeat(count=0){dce}").body == [Repeat([Run("dce")], 0)]
     assert parse_schedule("fixpoint(max_iters=10000){dce}").body == [Fixpoint([Run("dce")], 10_000)]
-    # 100 x 100 = 10,000 runs of dce: exactly the limit; a fixpoint in between does not multiply
-    assert parse_schedule("repeat(100){fixpoint{repeat(100){dce}}}").body[0].count == 100
+    # 10 x 10 x 100 = 10,000 runs of dce: exactly the limit; a fixpoint multiplies by its max_iters, which a body
+    # that always changes something reaches (it counted as 1: fixpoint(max_iters=10000){repeat(10000){...}} was
+    # accepted, 10^8 runs; an outside check)
+    assert parse_schedule("repeat(10){fixpoint(max_iters=10){repeat(100){dce}}}").body[0].count == 10
 
 
 @pytest.mark.parametrize("text, col, message", [
@@ -340,6 +374,11 @@ def test_repeat_and_fixpoint_counts_up_to_the_limit_parse():
     # nested counts multiply: 100 x 101 = 10,100 runs of dce (hand computation)
     ("repeat(101){repeat(100){dce}}", 1,
      "repeat(101) around steps already repeated 100 times would run them 10,100 times (at most 10,000)"),
+    ("fixpoint(max_iters=10000){repeat(10000){dce}}", 10, "fixpoint(max_iters=10000) around steps already repeated "
+     "10,000 times could run them 100,000,000 times (at most 10,000)"),
+    # the default max_iters is 8: 100 x 8 x 100
+    ("repeat(100){fixpoint{repeat(100){dce}}}", 1,
+     "repeat(100) around steps already repeated 800 times would run them 80,000 times (at most 10,000)"),
 ])
 def test_repeat_and_fixpoint_past_the_limit_are_refused_when_parsed(text, col, message):
     e = located(text, "r.mill")
