@@ -66,6 +66,11 @@ def test_checkpoint_of_another_run_refused(tmp_path):
     with pytest.raises(UserInputError, match="a checkpoint of another placement run"):
         place_graph(small_nmt(), PlacementCostModel(device_set(devices=3)), method="rl", budget=8, seed=0,
                     options={"samples": 4}, checkpoint=ck)
+    # the same devices with other memory: resumed, it kept the old run's best placement and was refused as
+    # invalid at the end, after sampling (an outside check)
+    with pytest.raises(UserInputError, match="a checkpoint of another placement run .*memory"):
+        place_graph(small_nmt(), PlacementCostModel(device_set(devices=2, memory_gb=8)), method="rl", budget=8,
+                    seed=0, options={"samples": 4}, checkpoint=ck)
 
 
 def test_unknown_option_named():

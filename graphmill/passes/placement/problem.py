@@ -213,10 +213,23 @@ def build_problem(graph: Graph, cost: Any) -> PlacementProblem:
     return prob
 
 
+def _reads_weights(node: Node) -> bool:
+    """Whether ``node`` reads a floating-point constant (an initializer or a Constant's output): a weighted op.
+    A torch export's Gather of a Shape output (integer indices into shape arithmetic) started a layer of its
+    own, and so did a MatMul of two activations (an attention score)."""
+    for v in node.inputs:
+        if v is None or not (v.is_initializer or (v.producer is not None and v.producer.op_type == "Constant")):
+            continue
+        dtype = getattr(v.type, "dtype", None)
+        if dtype is not None and dtype.is_floating:
+            return True
+    return False
+
+
 def layer_index(nodes: list[Node]) -> list[int]:
     """Layer of each op: ``meta["layer"]`` / ``meta["block"]`` (with ``meta["model_stage"]``, the zoo's
     architectural stage) where the builder annotated them, else a new layer at each weighted op
-    (``LAYER_OPS``) in the graph's order, the ops after it joining it. Backward ops (``meta["forward"]``)
+    (``LAYER_OPS`` reading a floating-point constant) in the graph's order, the ops after it joining it. Backward ops (``meta["forward"]``)
     take their forward op's layer."""
     keys: list[Any] = []
     cur = 0
@@ -231,7 +244,7 @@ def layer_index(nodes: list[Node]) -> list[int]:
             k = n.meta.get("layer", (n.meta.get("model_stage"), n.meta.get("block")))
             keys.append(("key", repr(k)))
         else:
-            if n.op_type in LAYER_OPS and keys:
+            if n.op_type in LAYER_OPS and _reads_weights(n) and keys:
                 cur += 1
             keys.append(("key", cur))
         by_name[n.name] = len(keys) - 1

@@ -325,7 +325,13 @@ def _projected_time(prob: PlacementProblem, placement) -> float:
 
 
 def _signature(prob: PlacementProblem, method: str, seed: int) -> str:
-    return f"v3|{method}|{prob.n}|{prob.devices}|{seed}|{float(prob.op_time.sum()):.6g}|{len(prob.values)}"
+    """What a checkpoint must have been written for: the graph, the devices with their memory and links, the
+    method and seed (a run resumed under another --memory kept the best placement of the old one and was refused
+    as invalid at its end, after sampling; an outside check)."""
+    caps = ",".join(f"{float(c):.6g}" for c in prob.capacity)
+    links = f"{float(np.sum(prob.latency)):.6g},{float(np.sum(1.0 / prob.bytes_per_unit[np.isfinite(prob.bytes_per_unit)])):.6g}"
+    return (f"v4|{method}|{prob.n}|{prob.devices}|{seed}|{float(prob.op_time.sum()):.6g}|{len(prob.values)}|"
+            f"{caps}|{links}")
 
 
 def learned_placement(prob: PlacementProblem, method: str, baselines: list[Any], *, budget: int = 0, seed: int = 0,
@@ -383,7 +389,7 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
     sig = _signature(prob, method, seed) + f"|{opts['start']}|{int(bool(opts['chains']))}"
     resumed = False
     if checkpoint and os.path.exists(checkpoint):
-        ck = load_checkpoint(checkpoint, sig, "placement", "graph, devices, method or seed")
+        ck = load_checkpoint(checkpoint, sig, "placement", "graph, devices, their memory or links, method or seed")
         policy.load_state_dict(ck["policy"])
         optim.load_state_dict(ck["optim"])
         gen.set_state(ck["gen"])
