@@ -13,7 +13,7 @@ import shlex
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Iterable, TextIO
+from typing import Any, Callable, Iterable, TextIO
 
 from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import save
@@ -28,7 +28,7 @@ from graphmill.ir import ExecutionError, Graph, GraphmillError, UserInputError, 
 from graphmill.ir.summary import summarize, symbols
 from graphmill.ir.gc_pause import collector_paused
 from graphmill.providers import pass_context
-from graphmill.passes.instruments import output_change, type_error
+from graphmill.passes.instruments import input_change, output_change, type_error
 from graphmill.passes import (
     EXACT,
     REASSOCIATING,
@@ -181,7 +181,7 @@ def check_reproducer_dir(folder: str, inputs: dict[str, Any]) -> None:
 
 
 def write_reproducer(failure: PassFailure, schedule: Schedule, seed: int, folder: str | None,
-                     rerun: Any = None) -> str:
+                     rerun: Callable[[str], str] | None = None) -> str:
     """The model before the failing pass, a schedule with just that pass, the full schedule, the seed, and
     (``rerun``: folder -> the command) the command that reruns it, which the error message also prints but a
     folder found later, or shared, must carry itself."""
@@ -281,9 +281,11 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
                 raise GraphmillError(f"the input graph does not verify: {given[0]}")
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             broken: str | None = f"the optimized graph does not verify: {problems[0]}{more}"
-        else:  # its interface as callers see it (a renamed output passed the comparison, which goes by position),
-            # and its types where the input's were right (ONNX Runtime then refused to load the output)
-            broken = output_change([(v.name, v.type) for v in start.outputs], graph)
+        else:  # its interface as callers see it (a renamed output passed the comparison, which goes by position;
+            # sizes may change on purpose: compound-scale's resolution), and its types where the input's were right
+            # (ONNX Runtime then refused to load the output)
+            broken = (output_change([(v.name, v.type) for v in start.outputs], graph, sizes=False)
+                      or input_change([(v.name, v.type) for v in start.inputs if not v.is_initializer], graph))
             if broken is None:
                 wrong = type_error(graph, ctx)
                 if wrong is not None and type_error(start, ctx) is None:

@@ -331,7 +331,9 @@ class _Parser:
         # else a shared schedule could echo a line of any file into an error (a CI log); a link's target counts
         if not path.endswith(".mill") or not os.path.realpath(path).endswith(".mill"):
             raise ScheduleError(f"include {rel!r}: an included file is a schedule, named *.mill", loc)
-        if path in self.include_stack:
+        # cycles by the files themselves (real paths): a cycle spelled through a link is one too, which the
+        # read-once rule below would otherwise swallow
+        if os.path.realpath(path) in {os.path.realpath(f) for f in self.include_stack}:
             raise ScheduleError(f"include cycle: {' -> '.join(self.include_stack + [path])}", loc)
         if os.path.realpath(path) in self.included:  # a diamond (a and b both include common.mill): read once
             return
@@ -545,6 +547,7 @@ def parse_schedule(text: str, *, source: str = "<inline>", entry: str | None = N
     p = _Parser()
     if os.path.isfile(source):
         p.include_stack.append(os.path.normpath(os.path.abspath(source)))  # a file including itself is a cycle
+        p.included.add(os.path.realpath(source))
     top = p.parse_text(text, source)
     for name in list(p.defs):  # every schedule is checked, not only the one that runs
         p.schedule(name)

@@ -190,19 +190,44 @@ class VerifyEach:
             self._inputs = now
 
 
-def output_change(before: list[tuple[str, Any]], graph: Graph) -> str | None:
+def output_change(before: list[tuple[str, Any]], graph: Graph, *, sizes: bool = True) -> str | None:
     """How ``graph``'s outputs differ, as its callers see them, from ``before`` (``(name, type)`` of each output
     when the schedule began): their number, a type, a name (ONNX Runtime sessions and the comparison look outputs
-    up by name); None when they do not."""
+    up by name); None when they do not. ``sizes=False`` leaves the sizes out (element type and rank stay): a
+    whole schedule may change them on purpose (compound-scale's resolution), where a single pass of
+    ``--verify-each`` is judged with them."""
     if len(graph.outputs) != len(before):
         return f"the graph had {len(before)} outputs and now has {len(graph.outputs)}"
     for (name, was), v in zip(before, graph.outputs):
-        msg = _interface_change(was, v.type)
+        msg = _interface_change(was if sizes else _sizeless(was), v.type if sizes else _sizeless(v.type))
         if msg:
             return f"graph output {name!r} {msg}"
         if v.name != name:
             return f"graph output {name!r} was renamed to {v.name!r}"
     return None
+
+
+def input_change(before: list[tuple[str, Any]], graph: Graph) -> str | None:
+    """How ``graph``'s inputs that are not weights differ from ``before`` (``(name, type)`` of each when the
+    schedule began) in number, name, element type or rank: the comparison feeds inputs by position, so a renamed
+    input passed it. Sizes may change (compound-scale's resolution); weights may go (folded)."""
+    now = [v for v in graph.inputs if not v.is_initializer]
+    if len(now) != len(before):
+        return f"the graph had {len(before)} inputs and now has {len(now)}"
+    for (name, was), v in zip(before, now):
+        if v.name != name:
+            return f"graph input {name!r} was renamed to {v.name!r}"
+        msg = _interface_change(_sizeless(was), _sizeless(v.type))
+        if msg:
+            return f"graph input {name!r} {msg}"
+    return None
+
+
+def _sizeless(t: Any) -> Any:
+    """``t`` with every dimension unknown (element type and rank kept)."""
+    if isinstance(t, TensorType) and t.shape is not None:
+        return TensorType(t.dtype, tuple(None for _ in t.shape))
+    return t
 
 
 def type_error(graph: Graph, ctx: PassContext) -> str | None:

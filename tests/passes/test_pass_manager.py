@@ -535,6 +535,32 @@ def test_a_schedule_that_breaks_the_graph_fails_without_verify_each():
         optimize(chain(), "test-make-cycle", compare=False, verify_each=True)
 
 
+@register_pass
+class RenameInput(Pass):
+    """Test pass: renames the first graph input (the comparison feeds inputs by position)."""
+
+    name = "test-rename-input"
+
+    def run(self, graph, ctx):
+        graph.inputs[0].name = "renamed_input"
+        return PassResult(True)
+
+
+def test_a_renamed_input_fails_and_a_resized_output_passes_without_verify_each():
+    """The final check goes by names, element types and ranks: a renamed input passed the comparison (it feeds
+    inputs by position); sizes may change on purpose, as compound-scale's resolution changes a headless model's
+    output (a review caught the first version of the check refusing that). Reference: the graph's own
+    interface before and after."""
+    with pytest.raises(GraphmillError, match="graph input 'x' was renamed to 'renamed_input'.*--verify-each"):
+        optimize(relu_chain(), "test-rename-input", compare=False)
+    b = GraphBuilder("headless")
+    x = b.input("x", "float32", [1, 3, 16, 16])
+    b.output(b.Relu(b.Conv(x, np.ones((8, 3, 3, 3), np.float32), pads=[1, 1, 1, 1])), "y")
+    g = b.build()
+    optimize(g, "compound-scale{phi=1, alpha=1, beta=1, gamma=1.2}", compare=False)
+    assert g.inputs[0].shape == (1, 3, 19, 19) and g.outputs[0].shape == (1, 8, 19, 19) and g.outputs[0].name == "y"
+
+
 def test_a_renamed_output_or_an_ill_typed_graph_fails_without_verify_each():
     """Found by an outside check: a pass renaming a graph output passed with exit 0 (the comparison matches outputs
     by position: 'max |diff| 0'), and a pass mixing float32 and float64 in an Add wrote a model ONNX Runtime cannot

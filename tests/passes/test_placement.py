@@ -374,6 +374,25 @@ def test_single_holds_activations_and_round_robin_layers_read_weights(lstm_seq2s
     assert starts and set(starts) <= set(weighted)
 
 
+def test_layers_start_at_ops_reading_weights_through_casts_and_transposes():
+    """A weight reached through Identity and Cast (a tied fp16 one) or a Transpose still makes its MatMul start
+    a layer; a Gather of a Shape output and a MatMul of two activations do not (a review). Reference: the layers
+    by hand."""
+    from graphmill.passes.placement.problem import layer_index
+
+    b = GraphBuilder("w")
+    x = b.input("x", "float32", [8, 8])
+    h = b.MatMul(x, b.Cast(b.Identity(b.const(np.ones((8, 8), np.float16))), to=1))
+    h = b.MatMul(h, b.Transpose(b.const(np.ones((8, 8), np.float32))))
+    s = b.Gather(b.Shape(h), b.const(np.array(0, np.int64)))
+    b.output(b.MatMul(h, h), "y")
+    b.output(s, "s")
+    g = b.build()
+    assert [n.op_type for n in g.nodes] == ["Identity", "Cast", "MatMul", "Transpose", "MatMul", "Shape", "Gather",
+                                            "MatMul"]
+    assert layer_index(list(g.nodes)) == [0, 0, 1, 1, 2, 2, 2, 2]
+
+
 def test_uniform_link_and_identical_chips_report(tmp_path):
     g = random_dag(9, n=30)
     r = place_graph(g, PlacementCostModel(device_set(devices=4)), method="round-robin")

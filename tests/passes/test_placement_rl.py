@@ -71,6 +71,20 @@ def test_checkpoint_of_another_run_refused(tmp_path):
     with pytest.raises(UserInputError, match="a checkpoint of another placement run .*memory"):
         place_graph(small_nmt(), PlacementCostModel(device_set(devices=2, memory_gb=8)), method="rl", budget=8,
                     seed=0, options={"samples": 4}, checkpoint=ck)
+    # a fast and a slow device, then the same two swapped: the same totals, another device set
+    ck2 = str(tmp_path / "ck2.pt")
+    for order, path in ((("2", "1"), ck2), (("1", "2"), None)):
+        devices = tmp_path / f"d{order[0]}.toml"
+        devices.write_text("".join(f"[[device]]\nname = 'd{i}'\nmemory_gb = 16\nspeed = {sp}\n"
+                                   for i, sp in enumerate(order)) + "[link]\nbytes_per_cycle = 64\nlatency_cycles = 1000\n")
+        from graphmill.backends.simulator.devices import load_devices
+
+        cm = PlacementCostModel(load_devices(str(devices)))
+        if path is not None:
+            place_graph(small_nmt(), cm, method="rl", budget=4, seed=0, options={"samples": 4}, checkpoint=ck2)
+        else:
+            with pytest.raises(UserInputError, match="a checkpoint of another placement run"):
+                place_graph(small_nmt(), cm, method="rl", budget=8, seed=0, options={"samples": 4}, checkpoint=ck2)
 
 
 def test_unknown_option_named():

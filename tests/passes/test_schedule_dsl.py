@@ -309,6 +309,19 @@ def test_a_file_included_twice_is_read_once(tmp_path):
         load_schedule(str(tmp_path / "e.mill"))
 
 
+def test_an_include_cycle_through_a_link_is_still_a_cycle(tmp_path):
+    """Files read once by their real path must not hide a cycle spelled through a link (a review: a -> b -> c ->
+    b2.mill, a link to b.mill, was accepted). Reference: the files' include lines."""
+    import os
+
+    (tmp_path / "a.mill").write_text('include "b.mill"\nschedule default { dce }\n')
+    (tmp_path / "b.mill").write_text('include "c.mill"\nschedule b { dce }\n')
+    (tmp_path / "c.mill").write_text('include "b2.mill"\nschedule c { dce }\n')
+    os.symlink(tmp_path / "b.mill", tmp_path / "b2.mill")
+    with pytest.raises(ScheduleError, match="include cycle: .*b.mill -> .*c.mill -> .*b2.mill"):
+        load_schedule(str(tmp_path / "a.mill"))
+
+
 def test_include_through_a_link_to_a_file_that_is_not_a_schedule_is_refused(tmp_path):
     """The *.mill rule checked the link's name: a secret.mill link to any file was read, its first line echoed
     under the caret of the syntax error (an outside check)."""

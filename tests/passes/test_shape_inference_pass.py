@@ -82,7 +82,7 @@ def _histogram(g) -> collections.Counter:
     return collections.Counter(n.op_type for n in g.nodes)
 
 
-def test_optimize_of_a_dynamic_axes_transformer_export_asks_onnx_nothing(dynamic_transformer, monkeypatch):
+def test_optimize_of_a_dynamic_axes_transformer_export_asks_onnx_no_shapes(dynamic_transformer, monkeypatch):
     g = graphmill.load(dynamic_transformer)
     assert {"Shape", "Gather", "Concat", "Reshape"} <= set(_histogram(g))  # the dynamic shape subgraphs are there
     calls = OnnxCalls(monkeypatch)
@@ -111,7 +111,7 @@ def test_registry_alone_loses_nothing_against_onnx_at_every_shape_inference(dyna
     assert len(ours.nodes) < 150  # the fusions fired (raw export: 328 nodes; 130 after optimize)
 
 
-def test_optimize_of_a_zoo_model_asks_onnx_nothing(monkeypatch):
+def test_optimize_of_a_zoo_model_asks_onnx_no_shapes(monkeypatch):
     from graphmill.frontend.zoo import build
 
     g = build("bert_base")

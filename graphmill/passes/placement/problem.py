@@ -213,15 +213,24 @@ def build_problem(graph: Graph, cost: Any) -> PlacementProblem:
     return prob
 
 
+#: Ops a weight may reach a layer op through (tied weights, fp16 initializers, quantized ones, a transposed one).
+WEIGHT_PATH_OPS = frozenset({"Identity", "Cast", "Transpose", "DequantizeLinear", "Reshape", "Squeeze", "Unsqueeze"})
+
+
 def _reads_weights(node: Node) -> bool:
-    """Whether ``node`` reads a floating-point constant (an initializer or a Constant's output): a weighted op.
-    A torch export's Gather of a Shape output (integer indices into shape arithmetic) started a layer of its
-    own, and so did a MatMul of two activations (an attention score)."""
-    for v in node.inputs:
-        if v is None or not (v.is_initializer or (v.producer is not None and v.producer.op_type == "Constant")):
+    """Whether ``node`` reads a floating-point constant (an initializer or a Constant's output, directly or
+    through ``WEIGHT_PATH_OPS``): a weighted op. A torch export's Gather of a Shape output (integer indices into
+    shape arithmetic) started a layer of its own, and so did a MatMul of two activations (an attention score)."""
+    for read in node.inputs:
+        dtype = getattr(read.type, "dtype", None) if read is not None else None
+        if dtype is None or not dtype.is_floating:  # what the op reads: a DequantizeLinear's float output counts
             continue
-        dtype = getattr(v.type, "dtype", None)
-        if dtype is not None and dtype.is_floating:
+        v = read
+        for _ in range(8):  # a few hops: Identity -> Cast -> Transpose at most, in real exports
+            if v is None or v.is_initializer or v.producer is None or v.producer.op_type not in WEIGHT_PATH_OPS:
+                break
+            v = v.producer.inputs[0] if v.producer.inputs else None
+        if v is not None and (v.is_initializer or (v.producer is not None and v.producer.op_type == "Constant")):
             return True
     return False
 

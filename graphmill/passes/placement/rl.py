@@ -328,10 +328,15 @@ def _signature(prob: PlacementProblem, method: str, seed: int) -> str:
     """What a checkpoint must have been written for: the graph, the devices with their memory and links, the
     method and seed (a run resumed under another --memory kept the best placement of the old one and was refused
     as invalid at its end, after sampling; an outside check)."""
-    caps = ",".join(f"{float(c):.6g}" for c in prob.capacity)
-    links = f"{float(np.sum(prob.latency)):.6g},{float(np.sum(1.0 / prob.bytes_per_unit[np.isfinite(prob.bytes_per_unit)])):.6g}"
+    import hashlib
+
+    # by device, in order: totals let two devices swapped (a fast one and a slow one) or one slow link moved to
+    # another pair pass as the same set (a review)
+    digest = hashlib.sha256()
+    for a in (prob.op_time.sum(axis=0), prob.capacity, prob.latency, prob.bytes_per_unit):
+        digest.update(np.ascontiguousarray(np.asarray(a, dtype=np.float64)).tobytes())
     return (f"v4|{method}|{prob.n}|{prob.devices}|{seed}|{float(prob.op_time.sum()):.6g}|{len(prob.values)}|"
-            f"{caps}|{links}")
+            f"{digest.hexdigest()[:16]}")
 
 
 def learned_placement(prob: PlacementProblem, method: str, baselines: list[Any], *, budget: int = 0, seed: int = 0,
