@@ -290,6 +290,9 @@ class Pass:
     options: ClassVar[tuple[Option, ...]] = ()
     preserves: ClassVar[frozenset[str] | str] = frozenset()
     exactness: ClassVar[str] = EXACT
+    #: True for a pass that changes the model's input and output sizes on purpose (compound-scale's resolution):
+    #: ``--verify-each`` then holds it to the names, element types and ranks of the interface, not its sizes
+    resizes_interface: ClassVar[bool] = False
 
     def __init__(self, **opts: Any) -> None:
         where = f"pass {self.name!r}"

@@ -163,13 +163,20 @@ class VerifyEach:
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise PassCheckError(step, f"the graph does not verify: {problems[0]}{more}")
-        changed = output_change(self._outputs, graph)
+        resizes = bool(getattr(step.pass_obj, "resizes_interface", False))
+        changed = output_change(self._outputs, graph, sizes=not resizes) or (
+            input_change([(n, t) for n, t, weight in self._inputs if not weight], graph) if resizes else None)
         if changed:
             raise PassCheckError(step, changed)
         if result.changed and self._typed:
             wrong = type_error(graph, ctx)
             if wrong is not None:
                 raise PassCheckError(step, f"the graph is ill-typed: {wrong}")
+        if resizes:  # new sizes on purpose: they are what the later passes are held to
+            self._outputs = [(v.name, v.type) for v in graph.outputs]
+            self._inputs = [(v.name, v.type, v.is_initializer) for v in graph.inputs]
+            self._inferred = fresh_output_types(graph)
+            return
         if result.changed:
             inferred = fresh_output_types(graph)
             for (name, _), before, after in zip(self._outputs, self._inferred, inferred):

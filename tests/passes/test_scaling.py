@@ -121,6 +121,20 @@ def test_width_through_a_spatial_mean_keeps_the_outputs(opset):
         scale(model(over_channels=True), 1, alpha=1.0, beta=1.5, gamma=1.0)
 
 
+def test_verify_each_holds_compound_scale_to_names_not_sizes(b0):
+    """`optimize -p compound-scale{phi=1} --verify-each` failed on B0 with 'the graph's inputs changed' and
+    wrote a reproducer: the resolution changes the input's size on purpose. The pass now declares it
+    (resizes_interface) and is held to names, element types and ranks. Reference: floor(224 x 1.15 + 0.5) =
+    258 by hand; the same run without --verify-each."""
+    from graphmill.optimization import optimize
+
+    g, ref = b0.copy(), b0.copy()
+    optimize(g, "compound-scale{phi=1}", verify_each=True, compare=False)
+    optimize(ref, "compound-scale{phi=1}", compare=False)
+    assert g.inputs[0].shape == ref.inputs[0].shape == (1, 3, 258, 258)
+    assert [v.name for v in g.outputs] == [v.name for v in b0.outputs]
+
+
 def test_seeded_reproducible(b0):
     g1, g2 = scale(b0, 1, seed=3), scale(b0, 1, seed=3)
     for name, v in g1.initializers.items():

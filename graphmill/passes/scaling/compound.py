@@ -339,6 +339,7 @@ class CompoundScale(Pass):
 
     name = "compound-scale"
     exactness = "approximate"  # a different network: numerics are not preserved (except at phi = 0)
+    resizes_interface = True  # the resolution: --verify-each refused every gamma != 1 ("the graph's inputs changed")
     options = (
         Option("phi", float, 1.0, "compound coefficient (alpha/beta/gamma**phi at most 16 each)", min=0.0,
                max=MAX_PHI),
