@@ -222,9 +222,13 @@ class Node:
         return found
 
     def describe(self) -> str:
-        """How error messages name a node: ``Conv node 'conv1'``."""
+        """How error messages name a node: ``Conv node 'conv1'``; an unnamed one by its first output, which a
+        reader can find in the model (``Mul node (unnamed) producing 'y'``: "(unnamed)" alone located nothing)."""
         op = f"{self.domain}::{self.op_type}" if self.domain not in ("", "ai.onnx") else self.op_type
-        return f"{op} node {self.name!r}" if self.name else f"{op} node (unnamed)"
+        if self.name:
+            return f"{op} node {self.name!r}"
+        out = next((v.name for v in self._outputs if v is not None and v.name), None)
+        return f"{op} node (unnamed) producing {out!r}" if out else f"{op} node (unnamed)"
 
     # -- mutation --------------------------------------------------------------
     def set_input(self, index: int, value: Value | None) -> None:

@@ -127,7 +127,8 @@ def import_evaluator(spec: str) -> Callable[[dict], Any]:
     """The callable ``module:function`` names (``module`` importable from the current folder or the path)."""
     mod_name, sep, attr = spec.partition(":")
     if not sep or not mod_name or not attr:
-        raise UserInputError(f"--evaluator {spec!r}: expected 'builtin' or MODULE:FUNCTION")
+        raise UserInputError(f"--evaluator {spec!r}: expected 'builtin' or MODULE:FUNCTION"
+                             + ("" if sep else did_you_mean(spec, ["builtin"])))
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:

@@ -101,6 +101,7 @@ BAD_SPACE = '{"type": "space", "params": {"lr": {"type": "float", "low": "a", "h
     (["--space", "mnasnet", "--strategy", "evolution", "--option", "populaton=20"], {}, "did you mean 'population'"),
     (["--space", "mnasnet", "--evaluator", "nosuchmodule:f"], {}, "cannot import 'nosuchmodule'"),
     (["--space", "mnasnet", "--evaluator", "json:nosuch"], {}, "json has no 'nosuch'"),
+    (["--space", "mnasnet", "--evaluator", "bultin"], {}, "MODULE:FUNCTION (did you mean 'builtin'?)"),
     (["--space", "mnasnet", "--objective", "mnasnet:target=3"], {}, "did you mean 'target_ms'"),
     (["--space", "mnasnet", "--executor", "rey"], {}, "did you mean 'ray'"),
     (["--space", "mnasnet", "--evaluator", "json:loads", "--objective", "mnasnet"], {}, "target_ms=T"),

@@ -43,6 +43,19 @@ def _consistent(g: Graph) -> None:
                 assert (n, i) in v.uses()
 
 
+def test_an_unnamed_node_is_described_by_the_value_it_produces():
+    """Error messages named an unnamed node "Relu node (unnamed)", which locates nothing in the model (an outside
+    check, on --explain-match). Reference: the node's own output name."""
+    b = GraphBuilder("g")
+    x = b.input("x", "float32", [2])
+    b.output(b.Relu(x), "y")
+    node = b.build().nodes[0]
+    node.name = ""
+    assert node.describe() == "Relu node (unnamed) producing 'y'"
+    node.name = "r"
+    assert node.describe() == "Relu node 'r'"
+
+
 def test_use_lists_follow_inputs():
     g, v = small_graph()
     assert {n.name for n in v["x"].users} == {"relu", "add"}
