@@ -328,21 +328,22 @@ class _Parser:
         rel = _unquote(str(node.children[0]))
         base = os.path.dirname(os.path.abspath(source)) if os.path.exists(source) else os.getcwd()
         path = os.path.normpath(os.path.join(base, rel))
+        real = os.path.realpath(path)  # the file itself, whatever links name it
         # else a shared schedule could echo a line of any file into an error (a CI log); a link's target counts
-        if not path.endswith(".mill") or not os.path.realpath(path).endswith(".mill"):
+        if not path.endswith(".mill") or not real.endswith(".mill"):
             raise ScheduleError(f"include {rel!r}: an included file is a schedule, named *.mill", loc)
-        # cycles by the files themselves (real paths): a cycle spelled through a link is one too, which the
-        # read-once rule below would otherwise swallow
-        if os.path.realpath(path) in {os.path.realpath(f) for f in self.include_stack}:
+        # cycles by the files themselves: a cycle spelled through a link is one too, which the read-once rule
+        # below would otherwise swallow
+        if real in {os.path.realpath(f) for f in self.include_stack}:
             raise ScheduleError(f"include cycle: {' -> '.join(self.include_stack + [path])}", loc)
-        if os.path.realpath(path) in self.included:  # a diamond (a and b both include common.mill): read once
+        if real in self.included:  # a diamond (a and b both include common.mill): read once
             return
         if len(self.include_stack) > MAX_NESTING:
             raise ScheduleError(f"includes nest deeper than {MAX_NESTING} files (the limit)", loc)
         if not os.path.exists(path):  # a folder or device is refused by read_schedule_text, naming it
             raise ScheduleError(f"cannot include {rel!r}: no such file ({path})", loc)
         self.include_stack.append(path)
-        self.included.add(os.path.realpath(path))
+        self.included.add(real)
         try:
             steps = self.parse_text(read_schedule_text(path, included_from=loc), path)
             if steps:

@@ -208,37 +208,24 @@ def build_problem(graph: Graph, cost: Any) -> PlacementProblem:
     cap = np.array([float(cost.capacity(d)) for d in range(D)])
     prob = PlacementProblem([n.name for n in nodes], nodes, t, values, lat, bw, cap, str(cost.units),
                             list(cost.names)).finish()
-    prob.layers = layer_index(nodes)
+    prob.layers = layer_index(nodes, constant)
     prob.groups = colocation_groups(prob)
     return prob
 
 
-#: Ops a weight may reach a layer op through (tied weights, fp16 initializers, quantized ones, a transposed one).
-WEIGHT_PATH_OPS = frozenset({"Identity", "Cast", "Transpose", "DequantizeLinear", "Reshape", "Squeeze", "Unsqueeze"})
+def _reads_weights(node: Node, constant: set[int]) -> bool:
+    """Whether ``node`` reads a floating-point constant (``ir.summary.constant_values``: an initializer, or a value
+    computed from constants only, such as a cast, transposed or dequantized weight): a weighted op. A torch
+    export's Gather of a Shape output (integer indices into shape arithmetic) started a layer of its own, and so
+    did a MatMul of two activations (an attention score)."""
+    return any(v is not None and id(v) in constant and getattr(getattr(v, "type", None), "dtype", None) is not None
+               and v.type.dtype.is_floating for v in node.inputs)
 
 
-def _reads_weights(node: Node) -> bool:
-    """Whether ``node`` reads a floating-point constant (an initializer or a Constant's output, directly or
-    through ``WEIGHT_PATH_OPS``): a weighted op. A torch export's Gather of a Shape output (integer indices into
-    shape arithmetic) started a layer of its own, and so did a MatMul of two activations (an attention score)."""
-    for read in node.inputs:
-        dtype = getattr(read.type, "dtype", None) if read is not None else None
-        if dtype is None or not dtype.is_floating:  # what the op reads: a DequantizeLinear's float output counts
-            continue
-        v = read
-        for _ in range(8):  # a few hops: Identity -> Cast -> Transpose at most, in real exports
-            if v is None or v.is_initializer or v.producer is None or v.producer.op_type not in WEIGHT_PATH_OPS:
-                break
-            v = v.producer.inputs[0] if v.producer.inputs else None
-        if v is not None and (v.is_initializer or (v.producer is not None and v.producer.op_type == "Constant")):
-            return True
-    return False
-
-
-def layer_index(nodes: list[Node]) -> list[int]:
+def layer_index(nodes: list[Node], constant: set[int]) -> list[int]:
     """Layer of each op: ``meta["layer"]`` / ``meta["block"]`` (with ``meta["model_stage"]``, the zoo's
     architectural stage) where the builder annotated them, else a new layer at each weighted op
-    (``LAYER_OPS`` reading a floating-point constant) in the graph's order, the ops after it joining it. Backward ops (``meta["forward"]``)
+    (``LAYER_OPS`` reading a floating-point value of ``constant``) in the graph's order, the ops after it joining it. Backward ops (``meta["forward"]``)
     take their forward op's layer."""
     keys: list[Any] = []
     cur = 0
@@ -253,7 +240,7 @@ def layer_index(nodes: list[Node]) -> list[int]:
             k = n.meta.get("layer", (n.meta.get("model_stage"), n.meta.get("block")))
             keys.append(("key", repr(k)))
         else:
-            if n.op_type in LAYER_OPS and _reads_weights(n) and keys:
+            if n.op_type in LAYER_OPS and _reads_weights(n, constant) and keys:
                 cur += 1
             keys.append(("key", cur))
         by_name[n.name] = len(keys) - 1
