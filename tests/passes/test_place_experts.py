@@ -76,3 +76,24 @@ def test_place_experts_on_a_saved_model_file(tmp_path):
     (row,) = moe_report(graphmill.load(tmp_path / "p.onnx"), AccelConfig(8, 8, "os", 4, 4, 2, 4, 4, 4), chips=[2, 4])
     assert row["expert_parallel"][0]["placement"] == [0, 0, 1, 1]  # the pass's (balanced would differ on load)
     assert row["expert_parallel"][1]["chips"] == 4 and len(set(row["expert_parallel"][1]["placement"])) == 4
+
+
+def test_simulate_without_chip_counts_uses_the_pass_chips(tmp_path):
+    """`optimize -p 'place-experts{chips=4}'` then `simulate` without --expert-chips simulated the layer at the
+    accelerator's chip count (2 here), leaving the pass's 4-chip placement unused. Reference: the pass's own
+    contiguous placement (GShard sharding of 8 experts over 4 chips)."""
+    from graphmill.backends.simulator import AccelConfig
+    from graphmill.backends.simulator.expert_parallel import moe_report
+    from graphmill.frontend import zoo
+    from graphmill.passes import run_passes
+
+    g = zoo.build("switch_transformer", layers=2, batch=1, seq=8, vocab=20, hidden=16, heads=2, ffn=24, experts=8)
+    accel = AccelConfig(8, 8, "os", 4, 4, 2, 4, 4, 4)
+    (plain,) = moe_report(g, accel)
+    assert [p["chips"] for p in plain["expert_parallel"]] == [2]  # no pass run: the accelerator's, at least 2
+    run_passes(g, "place-experts{chips=4, method=contiguous}")
+    (row,) = moe_report(g, accel)
+    assert [p["chips"] for p in row["expert_parallel"]] == [4]
+    assert row["expert_parallel"][0]["placement"] == [0, 0, 1, 1, 2, 2, 3, 3]
+    (asked,) = moe_report(g, accel, chips=[2])  # chip counts given: those, re-placed for 2
+    assert [p["chips"] for p in asked["expert_parallel"]] == [2]

@@ -333,10 +333,11 @@ def moe_primitives(node: Node, name: str) -> list:
 def moe_report(graph: Graph, accel, *, chips: Sequence[int] | None = None, inputs: Mapping | None = None,
                seed: int = 0, method: str = "balanced") -> list[dict]:
     """Per MoE layer: configuration, capacity, measured per-expert load (assignments, kept, dropped, CV), and
-    one step expert-parallel on each of ``chips`` (default: the accelerator's ``chips``, at least 2) against
-    the layer replicated on one chip."""
+    one step expert-parallel on each of ``chips`` against the layer replicated on one chip. Without ``chips``: the
+    chip count the ``place-experts`` pass placed the layer for, when it was run (``place-experts{chips=4}`` is
+    simulated at 4 chips), otherwise the accelerator's ``chips``, at least 2."""
     cfg = as_accel(accel)
-    chip_counts = [check_chips(c) for c in chips] if chips else [max(2, cfg.chips)]
+    given_counts = [check_chips(c) for c in chips] if chips else None
     layers = moe_layers(graph)
     if not layers:
         return []
@@ -348,6 +349,8 @@ def moe_report(graph: Graph, accel, *, chips: Sequence[int] | None = None, input
             layer.counts, layer.dropped = routing[layer.name]
         one = simulate_expert_parallel(layer, cfg, 1, cycles=cyc)
         par = []
+        chip_counts = given_counts or [check_chips(layer.placement_chips) if layer.placement is not None
+                                      else max(2, cfg.chips)]
         for n in chip_counts:
             given = layer.placement if layer.placement_chips == n else None  # the place-experts pass's choice
             r = simulate_expert_parallel(layer, cfg, n, method=method, placement=given, cycles=cyc)
