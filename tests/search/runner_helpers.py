@@ -48,6 +48,13 @@ def sleep_and_log(c: dict) -> float:
     return float(c["a"])
 
 
+def record_pid_and_sleep(c: dict) -> dict:
+    """``evaluate_slowly`` that first writes its process id into the folder ``GM_EVAL_PIDS`` names."""
+    with open(os.path.join(os.environ["GM_EVAL_PIDS"], str(os.getpid())), "w"):
+        pass
+    return evaluate_slowly(c)
+
+
 def sleep_one_second(c: dict) -> float:
     time.sleep(1.0)
     return float(c["x"])

@@ -441,6 +441,57 @@ def test_pool_workers_left_by_a_kill_9_exit_quietly(tmp_path):
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
 
 
+PDEATH_SCRIPT = """
+import sys
+sys.path.insert(0, {here!r})
+import runner_helpers as rh
+from graphmill import search
+if __name__ == "__main__":
+    search.run(rh.small_space(), rh.record_pid_and_sleep, strategy="random", budget=30, seed=3, progress=False,
+               checkpoint=sys.argv[1], workers=2, executor="local")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.xdist_group("processes")  # a runner process and its workers
+def test_pool_workers_die_with_a_killed_search(tmp_path):
+    """After ``kill -9`` of the search (the runner only), its workers went on with their evaluations for no one,
+    beside the resumed search that repeats them. Reference: the kernel's process table (os.kill(pid, 0)); each
+    evaluation sleeps 60 s, so a worker still there 20 s after the kill was not stopped."""
+    ck, pids = str(tmp_path / "run.json"), tmp_path / "pids"
+    pids.mkdir()
+    script = tmp_path / "pdeath.py"
+    script.write_text(PDEATH_SCRIPT.format(here=HERE))
+    env = dict(os.environ, GM_EVAL_SLEEP="60", GM_EVAL_PIDS=str(pids))
+    proc = subprocess.Popen([sys.executable, str(script), ck], env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(os.listdir(pids)) < 2 and time.monotonic() < deadline:  # both workers mid-evaluation
+            time.sleep(0.05)
+        workers = [int(p) for p in os.listdir(pids)]
+        assert len(workers) == 2
+        os.kill(proc.pid, signal.SIGKILL)  # the runner alone
+        proc.wait()
+
+        def alive(pid: int) -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            with open(f"/proc/{pid}/stat") as f:  # a zombie until init reaps it: dead all the same
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+        deadline = time.monotonic() + 20
+        while any(alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(p) for p in workers)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def test_a_refused_checkpoint_names_the_setting_that_differs(tmp_path):
     """`graphmill search --space mnasnet --steps 11` over a `--steps 10` run printed both whole settings dicts in
     one very long line; now the differing leaf alone, by its path. Reference: the fingerprints given."""

@@ -5,7 +5,7 @@ first, without waiting for the others.
 Each worker is a long-lived process started with ``spawn`` (safe with torch and BLAS threads, unlike ``fork``)
 that receives ``evaluate`` once, so ``evaluate`` must be a picklable top-level function. Workers ignore Ctrl-C
 (the runner decides when to stop); a worker that dies (a crash in native code, ``kill``) or overruns its timeout
-is replaced and its evaluation recorded as failed. A fresh worker that dies before it starts its first
+is replaced and its evaluation recorded as failed. A worker dies with the process that started it (Linux). A fresh worker that dies before it starts its first
 evaluation could not load ``evaluate`` (an unguarded script's main module re-imported by ``spawn``, a module
 the child cannot import): that stops the search with a ``UserInputError``, since every evaluation would fail
 alike and the failures would be kept in the checkpoint as if the configurations were bad.
@@ -14,6 +14,7 @@ alike and the failures would be kept in the checkpoint as if the configurations 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import pickle
 import signal
 import time
@@ -24,7 +25,25 @@ from graphmill.search.executors.base import Executor, call
 from graphmill.util.errors import UserInputError
 
 
-def _worker_main(conn, evaluate: Callable[[dict], Any]) -> None:  # pragma: no cover - runs in a child process
+def _die_with_parent(parent_pid: int) -> None:  # pragma: no cover - runs in a child process
+    """After ``kill -9`` of the search its workers would finish their evaluations for no one (the results never
+    reach the journal, and the resumed search repeats them beside them). On Linux the kernel kills a worker
+    when the process that started it dies (``PR_SET_PDEATHSIG``); a parent already gone ends it at once."""
+    import sys
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # died before the call above: no signal will come
+        os._exit(0)
+
+
+def _worker_main(conn, evaluate: Callable[[dict], Any], parent_pid: int) -> None:  # pragma: no cover - a child
+    _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
@@ -79,7 +98,7 @@ class ProcessPoolExecutor(Executor):
 
     def _start(self, slot: _Slot) -> None:
         parent, child = self.ctx.Pipe()
-        proc = self.ctx.Process(target=_worker_main, args=(child, self.evaluate), daemon=True)
+        proc = self.ctx.Process(target=_worker_main, args=(child, self.evaluate, os.getpid()), daemon=True)
         proc.start()
         child.close()
         slot.proc, slot.conn, slot.token, slot.ready = proc, parent, None, False
