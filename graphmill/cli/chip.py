@@ -75,17 +75,22 @@ def run(args: argparse.Namespace) -> int:
     report = api.chip_place(args.netlist, args.init, method=args.method, output=args.output, budget_s=args.budget_s,
                             seed=args.seed, weights=args.weights, json_path=args.json, plot=args.plot,
                             progress=progress, info=info)
+    interrupted = None
+    if info.get("interrupted"):  # exit 130 as every interrupted command: a script must not take it for finished
+        interrupted = "interrupted: the best placement so far was written" + (
+            f"; run the same command again to resume from {args.output}.rl-checkpoint" if args.method == "rl" else "")
     if args.json == "-":  # stdout is the report alone (its keys are fixed): a cut-short run is said on stderr
         emit_json(report)
-        if info.get("interrupted"):
-            print("interrupted: the best placement so far was written", file=sys.stderr)
-        return 0
+        if interrupted:
+            print(interrupted, file=sys.stderr)
+        return 130 if interrupted else 0
     print(f"{args.method}: proxy {report['proxy']:.4f} (wirelength {report['wirelength']:.4f}, density "
           f"{report['density']:.4f}, congestion {report['congestion']:.4f}), "
           f"{'legal' if report['legal'] else 'NOT LEGAL'}, {report['seconds']:.1f} s")
-    if info.get("interrupted"):
-        print("interrupted: the best placement so far was written")
     for path in (args.output, args.json, args.plot):
         if path and path != "-":
             print(f"wrote {path}")
+    if interrupted:
+        print(interrupted, file=sys.stderr)
+        return 130
     return 0
