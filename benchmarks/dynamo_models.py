@@ -3,8 +3,9 @@
 Written from the papers' block tables at small widths and resolutions so an export takes seconds
 (torchvision is not installable here): ResNet-18 (He et al. 2016, table 1: basic blocks [2, 2, 2, 2]),
 MobileNetV2 (Sandler et al. 2018, table 2: inverted residuals, depthwise 3x3, ReLU6), EfficientNet-B0
-(Tan & Le 2019, table 1: MBConv with SiLU and squeeze-excitation) and VGG-11 with BatchNorm (Simonyan &
-Zisserman 2015, configuration A). Convolutions before a BatchNorm have no bias, as in torchvision,
+(Tan & Le 2019, table 1: MBConv with SiLU and squeeze-excitation), VGG-11 with BatchNorm (Simonyan &
+Zisserman 2015, configuration A) and a two-layer pre-LN transformer encoder (Vaswani et al. 2017) with a
+symbolic batch. Convolutions before a BatchNorm have no bias, as in torchvision,
 except VGG's (torchvision's vgg11_bn keeps them): that is the case the dynamo exporter writes as
 ``Expand(CastLike(0, x), Shape(W)[0:1])``. BatchNorm statistics are seeded random, not 0/1, so a
 wrong fold shows in the outputs.
@@ -154,11 +155,42 @@ class VGG11BN(nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
-# name -> (constructor, input resolution)
+class EncoderBlock(nn.Module):
+    """A pre-LN transformer encoder layer (Vaswani et al. 2017, with the pre-norm of GPT-2/ViT): fused QKV
+    projection split by ``chunk``, per-head ``view``s of a batch that stays symbolic, softmax attention, GELU MLP."""
+
+    def __init__(self, d: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2)
+                   for z in self.qkv(self.norm1(x)).chunk(3, dim=-1))
+        a = torch.softmax(q @ k.transpose(-1, -2) / (d // self.heads) ** 0.5, dim=-1) @ v
+        x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
+        return x + self.mlp(self.norm2(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, d: int = 64, heads: int = 8, layers: int = 2) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*[EncoderBlock(d, heads) for _ in range(layers)])
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.blocks(x))
+
+
+# name -> (constructor, input resolution; for the transformer its sequence length)
 MODELS: dict[str, tuple[Callable[[], nn.Module], int]] = {
     "resnet18": (ResNet18, 64), "mobilenetv2": (MobileNetV2, 64), "efficientnet": (EfficientNetB0, 64),
-    "vgg11bn": (VGG11BN, 32),
+    "vgg11bn": (VGG11BN, 32), "transformer": (Transformer, 16),
 }
+SYMBOLIC_BATCH = {"transformer"}  # exported with a symbolic batch dimension (torch.export.Dim)
 
 
 def build(name: str, seed: int = SEED) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
@@ -173,6 +205,8 @@ def build(name: str, seed: int = SEED) -> tuple[nn.Module, tuple[torch.Tensor, .
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.5, 0.5)
+    if name == "transformer":
+        return model, (torch.randn(2, res, 64),)
     return model, (torch.randn(1, 3, res, res),)
 
 
@@ -181,4 +215,5 @@ def export_raw(name: str, path: str, seed: int = SEED) -> None:
     model, args = build(name, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, args, path, dynamo=True, optimize=False, verbose=False)
+        dynamic = ({0: torch.export.Dim("batch")},) if name in SYMBOLIC_BATCH else None
+        torch.onnx.export(model, args, path, dynamo=True, optimize=False, verbose=False, dynamic_shapes=dynamic)

@@ -115,9 +115,14 @@ def test_symbolic_dims_are_not_specialised():
     b.output(b.Shape(b.Relu(x)), "s")
     b.output(b.Reshape(b.Relu(x), np.array([2, 3])), "c")  # only for N == 2: must stay a Reshape
     g = b.build()
-    before = _ops(g)
-    _simplify(g, "simplify")
-    assert _ops(g) == before
+    ref, _ = _simplify(g, "simplify, dce")
+    # "a": the computed batch entry may become -1 (reshape-one-dynamic-dim), never a constant N
+    assert sorted(_ops(g)) == sorted(["Reshape", "Shape", "Relu", "Reshape", "Relu"])
+    a = g.outputs[0].producer
+    assert a.op_type == "Reshape" and list(a.inputs[1].const.numpy()) == [-1, 3]
+    from graphmill.backends.onnxruntime import random_inputs
+
+    assert compare(ref, g, random_inputs(ref, seed=0, dims={"N": 2}), rtol=0, atol=0).ok  # "c": N = 2 only
 
 
 def test_castlike_keeps_saturate():
@@ -375,3 +380,90 @@ def test_verify_each_catches_a_pass_that_unpins_the_batch(bad, graph, needle):
         PassManager(bad, verify_each=True).run(g)
     assert needle in str(ei.value)
 
+
+
+def _chunks(split, axis=-1, picks=(0, 1, 2), opset=17, shape=(2, 4, 12), keepdims=None, dims=None):
+    """SequenceAt(SplitToSequence(x, split, axis), i) for each i of ``picks``, each into its own output."""
+    b = GraphBuilder(opset=opset)
+    x = b.input("x", "float32", list(dims or shape))
+    attrs = {"axis": axis} if keepdims is None else {"axis": axis, "keepdims": keepdims}
+    seq = b.SplitToSequence(x, *([] if split is None else [np.array(split, np.int64)]), **attrs)
+    for k, i in enumerate(picks):
+        b.output(b.Abs(b.SequenceAt(seq, np.array(i, np.int64))), f"y{k}")
+    return b.build()
+
+
+@pytest.mark.parametrize("split, axis, picks, opset", [
+    (4, -1, (0, 1, 2), 17),          # torch.chunk(3) as the dynamo exporter writes it
+    (5, 2, (0, -1), 17),             # a scalar split with a shorter last chunk (5, 5, 2), a negative position
+    ([3, 1, 8], -1, (2, 0), 17),     # explicit sizes
+    (None, 1, (3, 0), 17),           # no split: chunks of 1, keepdims=1
+    (4, -1, (0, 2), 12),             # Split's sizes as an attribute before opset 13
+])
+def test_sequence_at_becomes_one_split(split, axis, picks, opset):
+    """The dynamo exporter's chunk() (SplitToSequence + SequenceAt) left four nodes where one Split does.
+    Reference: ONNX Runtime on the graph before, exact."""
+    g = _chunks(split, axis, picks, opset)
+    ref, _ = _simplify(g, "fixpoint{simplify, cse, dce}")
+    assert sorted(_ops(g)) == sorted(["Split"] + ["Abs"] * len(picks))
+    assert compare(ref, g, rtol=0, atol=0).ok
+
+
+@pytest.mark.parametrize("build, reason", [
+    (lambda: _chunks(4, -1, (0,), dims=(2, 4, "L")), "no static size"),
+    (lambda: _chunks(None, 1, (0,), keepdims=0), "keepdims=0"),
+    (lambda: _chunks([3, 3], -1, (0,)), "does not add up"),
+    (lambda: _chunks(4, -1, (3,)), "out of range"),
+])
+def test_sequence_at_split_refusals(build, reason):
+    g = build()
+    before = _ops(g)
+    assert reason in explain(S.SEQUENCE_AT_SPLIT, g)
+    run_passes(g, "fixpoint{simplify, cse, dce}", verify_each=True)
+    assert "SplitToSequence" in _ops(g) and len(_ops(g)) == len(before)
+
+
+def _view_with_batch(parts, allowzero=1, dims=("B", 4, 64)):
+    """Reshape(x, Concat(Reshape(Squeeze(Shape(x)[0:1]), [-1]), parts...)): the dynamo exporter's
+    ``x.view(B, ...)`` with a symbolic B."""
+    b = GraphBuilder(opset=18)
+    x = b.input("x", "float32", list(dims))
+    batch = b.Reshape(b.Squeeze(b.Shape(x, start=0, end=1)), np.array([-1], np.int64))
+    shape = b.Concat(batch, *[np.array(p, np.int64) for p in parts], axis=0)
+    b.output(b.Abs(b.Reshape(x, shape, allowzero=allowzero)), "y")
+    return b.build()
+
+
+@pytest.mark.parametrize("parts, allowzero", [([[4], [8], [8]], 1), ([[4, 64]], 0), ([[256]], 1)])
+def test_reshape_with_one_computed_entry_takes_minus_one(parts, allowzero):
+    """The computed batch entry becomes -1: the element count settles it, and the Shape -> Squeeze -> Reshape ->
+    Concat arithmetic goes. Reference: ONNX Runtime on the graph before, exact, at B = 1, 3 and 0."""
+    from graphmill.backends.onnxruntime import random_inputs
+
+    g = _view_with_batch(parts, allowzero)
+    ref, _ = _simplify(g, "fixpoint{simplify, cse, dce}")
+    # [4, 64] is x's own shape: reshape-noop then removes the Reshape
+    assert _ops(g) == (["Abs"] if parts == [[4, 64]] else ["Reshape", "Abs"])
+    for B in (1, 3, 0):
+        assert compare(ref, g, random_inputs(ref, seed=B, dims={"B": B}), rtol=0, atol=0).ok
+
+
+@pytest.mark.parametrize("parts, reason", [
+    ([[4], [0], [64]], "0 or -1"),    # 0 copies a dimension: the constants' product is not known
+    ([[-1], [64]], "0 or -1"),        # a -1 is there already
+])
+def test_reshape_one_dynamic_dim_refusals(parts, reason):
+    g = _view_with_batch(parts, allowzero=0)
+    assert reason in explain(S.RESHAPE_ONE_DYNAMIC, g)
+    run_passes(g, "fixpoint{simplify, cse, dce}", verify_each=True)
+    assert "Concat" in _ops(g)
+
+
+def test_reshape_with_two_computed_entries_is_left():
+    b = GraphBuilder(opset=18)
+    x = b.input("x", "float32", ["B", "T", 64])
+    s = b.Shape(x)
+    shape = b.Concat(b.Slice(s, np.array([0]), np.array([2])), np.array([8, 8], np.int64), axis=0)
+    b.output(b.Abs(b.Reshape(x, shape)), "y")
+    g = b.build()
+    assert "2 computed entries" in explain(S.RESHAPE_ONE_DYNAMIC, g)

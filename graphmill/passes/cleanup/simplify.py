@@ -48,6 +48,15 @@ Legal cases:
   (the other dimensions may be symbolic; they are not specialised).
 - ``shape-arith``: Concat / Unsqueeze / Squeeze / Gather / Reshape / Add / Sub / Mul / Div on
   small int64 constants (shape arithmetic, at most 1024 elements) -> a constant (opset >= 13).
+- ``sequence-at-split``: SequenceAt(SplitToSequence(x, split, axis), i) -> output i of Split(x, sizes,
+  axis) when the chunk sizes are known (a static axis size; split a constant scalar or list, or absent with
+  keepdims=1) and i is a constant (opset >= 11; at most 256 chunks). The dynamo exporter's ``chunk``;
+  cse then merges the identical Splits of one sequence, and dce removes the sequence.
+- ``reshape-one-dynamic-dim``: Reshape(x, Concat(parts)) whose parts are int64 constants (every entry >= 1)
+  but for exactly one computed entry (a part of static length) -> Reshape(x, the constants with -1 there).
+  Exact: the element count is x's, so -1 resolves to what the computed entry held (0 copying x's dimension
+  included). The dynamo exporter's ``view(B, T, h, d)`` with a symbolic B; dce then removes the
+  Shape -> Squeeze -> Concat arithmetic.
 
 Refused everywhere: matches whose root output is a graph output that the replacement cannot
 take over by name (e.g. Identity(input) -> output), and values returned directly by a subgraph
@@ -694,10 +703,120 @@ SHAPE_ARITH = Rule(
     replace=lambda m, r: r.const(_shape_arith(m), "shape_const"),
     doc="shape arithmetic on small int64 constants -> constant")
 
+# -- sequences and dynamic shapes that a static size or the element count settles ----------------
+
+SPLIT_PARTS_MAX = 256  # a Split of more outputs than this is left a sequence
+
+
+def _split_sizes(m: Match) -> tuple[list[int], int] | str:
+    """The sizes of the chunks SplitToSequence(x, split, axis) makes along its (normalized) axis."""
+    seq = m.node("seq")
+    xs = shape_of(m["x"])
+    if xs is None:
+        return "x's shape is unknown"
+    axis = seq.attr("axis", 0)
+    if not -len(xs) <= axis < len(xs):
+        return f"axis {axis} is out of range for rank {len(xs)}"
+    axis %= len(xs)
+    length = xs[axis]
+    if not isinstance(length, int) or length < 1:
+        return f"the split axis has no static size ({length})"
+    if "split" not in m:
+        if not seq.attr("keepdims", 1):
+            return "keepdims=0 (the chunks lose the axis: a Squeeze each)"
+        sizes = [1] * length
+    else:
+        split = const_of(m["split"])
+        if split is None or split.dtype.kind not in "iu" or split.ndim > 1:
+            return "split is not a scalar or 1-D integer constant"
+        if split.ndim == 0:
+            step = int(split)
+            if step < 1:
+                return f"split {step} is not >= 1"
+            sizes = [step] * (length // step) + ([length % step] if length % step else [])
+        else:
+            sizes = [int(v) for v in split]
+            if any(v < 0 for v in sizes) or sum(sizes) != length:
+                return f"split {sizes} does not add up to the axis size {length}"
+    if len(sizes) > SPLIT_PARTS_MAX:
+        return f"{len(sizes)} chunks (more than {SPLIT_PARTS_MAX})"
+    return sizes, axis
+
+
+def _sequence_at_index(m: Match) -> int | str:
+    plan = _split_sizes(m)
+    if isinstance(plan, str):
+        return plan
+    if opset(m.graph) < 11:
+        return "opset < 11"
+    idx = const_of(m["i"])
+    if idx is None or idx.dtype.kind not in "iu" or idx.size != 1:
+        return "the position is not a constant integer"
+    i, n = int(idx.reshape(-1)[0]), len(plan[0])
+    if not -n <= i < n:
+        return f"position {i} is out of range for {n} chunks"
+    return i % n
+
+
+def _sequence_at_replace(m: Match, r):
+    sizes, axis = _split_sizes(m)
+    split = np.array(sizes, dtype=np.int64)
+    if opset(m.graph) >= 13:
+        parts = r.op("Split", m["x"], r.const(split, "split"), axis=axis, outputs=len(sizes))
+    else:
+        parts = r.op("Split", m["x"], axis=axis, split=[int(v) for v in split], outputs=len(sizes))
+    parts = [parts] if len(sizes) == 1 else parts
+    return parts[_sequence_at_index(m)]
+
+
+SEQUENCE_AT_SPLIT = Rule(
+    "sequence-at-split",
+    Op("SequenceAt", Op("SplitToSequence", Var("x"), Opt(Var("split")), name="seq", single_use=False), Var("i")),
+    check=lambda m: (lambda i: i if isinstance(i, str) else None)(_sequence_at_index(m)),
+    replace=_sequence_at_replace,
+    doc="SequenceAt(SplitToSequence(x), i) -> output i of Split(x) (cse merges the Splits of one sequence)")
+
+
+def _reshape_one_dynamic(m: Match) -> np.ndarray | str:
+    """The target shape with its one computed entry as -1, or why not."""
+    cat = m.node("cat")
+    if cat.attr("axis", 0) not in (0, -1):
+        return "Concat is not along axis 0"
+    entries: list[int | None] = []
+    for v in cat.inputs:
+        if v is None:
+            return "a Concat input is missing"
+        a = const_of(v)
+        if a is not None:
+            if a.dtype != np.int64 or a.ndim != 1:
+                return "a constant part is not a 1-D int64 tensor"
+            entries.extend(int(e) for e in a)
+            continue
+        vs = shape_of(v)
+        if vs is None or len(vs) != 1 or not isinstance(vs[0], int):
+            return f"a computed part has no static length ({vs})"
+        entries.extend([None] * vs[0])
+    dynamic = [k for k, e in enumerate(entries) if e is None]
+    if len(dynamic) != 1:
+        return f"{len(dynamic)} computed entries (one can be -1)"
+    if any(e is not None and e < 1 for e in entries):  # 0 copies a dimension, -1 is taken: the count is unknown
+        return "a constant entry is 0 or -1"
+    entries[dynamic[0]] = -1
+    return np.array(entries, dtype=np.int64)
+
+
+RESHAPE_ONE_DYNAMIC = Rule(
+    "reshape-one-dynamic-dim",
+    Op("Reshape", Var("x"), Op("Concat", name="cat", single_use=False, allow_extra_inputs=True)),
+    check=lambda m: (lambda s: s if isinstance(s, str) else None)(_reshape_one_dynamic(m)),
+    replace=lambda m, r: r.op("Reshape", m["x"], r.const(_reshape_one_dynamic(m), "shape"),
+                              allowzero=m.root.attr("allowzero")),
+    doc="Reshape to Concat(constants, one computed entry) -> Reshape to a constant with -1 there")
+
 RULES = (IDENTITY, DROPOUT, RESHAPE_NOOP, TRANSPOSE_NOOP, CAST_NOOP, PAD_NOOP, SLICE_NOOP, EXPAND_NOOP,
          TRANSPOSE_PAIR, CAST_CHAIN, CASTLIKE, MUL_ONE, DIV_ONE, SUB_ZERO, ADD_ZERO_EXACT, ADD_ZERO_FLOAT,
          SQUEEZE_UNSQUEEZE, UNSQUEEZE_SQUEEZE, RESHAPE_CHAIN, TRANSPOSE_UNIT, RESHAPE_TRANSPOSE, UNSQUEEZE_CHAIN,
-         SHAPE_STATIC, GATHER_SHAPE, SHAPE_ARITH)
+         SHAPE_STATIC, GATHER_SHAPE, SHAPE_ARITH, SEQUENCE_AT_SPLIT, RESHAPE_ONE_DYNAMIC)
 
 
 @register_pass
