@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 
 from graphmill.ir import UserInputError
 from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
+from graphmill.util.toml_lines import locate
 
 DATAFLOWS = ("os", "ws", "is")
 BANDWIDTH_MODES = ("user", "calc")
@@ -102,7 +103,7 @@ class AccelConfig:
     def validate(self, where: str = "accelerator config") -> "AccelConfig":
         """Refuse what no accelerator has, naming the key and its accepted range."""
         def bad(field: str, why: str) -> UserInputError:
-            return UserInputError(f"{where}: {field} {why}")
+            return ConfigKeyError(f"{where}: {field} {why}", field)
 
         for f, (kind, lo, hi) in RANGES.items():
             v = getattr(self, f)
@@ -141,17 +142,26 @@ _KNOWN = {"name": None, "array": {"rows", "cols", "dataflow"},
           "system": {"chips", "link_bw_bytes_per_cycle", "link_latency_cycles"}}
 
 
+class ConfigKeyError(UserInputError):
+    """A config error about one key (``key``, dotted as the file spells it): ``load_accel`` adds its line."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 def from_dict(d: dict, where: str = "accelerator config") -> AccelConfig:
     """Build and validate a config from the TOML schema's dict."""
     for k, v in d.items():
         if k not in _KNOWN:
-            raise UserInputError(f"{where}: unknown section or key {k!r}; known: {', '.join(_KNOWN)}")
+            raise ConfigKeyError(f"{where}: unknown section or key {k!r}; known: {', '.join(_KNOWN)}", k)
         if _KNOWN[k] is not None:
             if not isinstance(v, dict):
-                raise UserInputError(f"{where}: [{k}] must be a table")
+                raise ConfigKeyError(f"{where}: [{k}] must be a table", k)
             for kk in v:
                 if kk not in _KNOWN[k]:
-                    raise UserInputError(f"{where}: unknown key {k}.{kk}; known: {', '.join(sorted(_KNOWN[k]))}")
+                    raise ConfigKeyError(f"{where}: unknown key {k}.{kk}; known: {', '.join(sorted(_KNOWN[k]))}",
+                                         f"{k}.{kk}")
     arr, mem = d.get("array", {}), d.get("memory", {})
     for sec, tab, key in (("array", arr, "rows"), ("array", arr, "cols"), ("array", arr, "dataflow"),
                           ("memory", mem, "ifmap_kb"), ("memory", mem, "filter_kb"), ("memory", mem, "ofmap_kb")):
@@ -160,22 +170,23 @@ def from_dict(d: dict, where: str = "accelerator config") -> AccelConfig:
     mode = mem.get("interface_bandwidth", "user")
     mode = mode.lower() if isinstance(mode, str) else mode
     if mode not in BANDWIDTH_MODES:
-        raise UserInputError(f"{where}: memory.interface_bandwidth is {mode!r}; use one of "
-                             f"{', '.join(BANDWIDTH_MODES)}")
+        raise ConfigKeyError(f"{where}: memory.interface_bandwidth is {mode!r}; use one of "
+                             f"{', '.join(BANDWIDTH_MODES)}", "memory.interface_bandwidth")
     bw_keys = ("ifmap_bw_words", "filter_bw_words", "ofmap_bw_words")
     if mode == "calc":
         given = [k for k in ("dram_bw_words",) + bw_keys if k in mem]
         if given:
-            raise UserInputError(f"{where}: memory.{given[0]} is not used with interface_bandwidth = \"calc\" "
-                                 "(the simulation reports the bandwidth each layer needs); remove it")
+            raise ConfigKeyError(f"{where}: memory.{given[0]} is not used with interface_bandwidth = \"calc\" "
+                                 "(the simulation reports the bandwidth each layer needs); remove it",
+                                 f"memory.{given[0]}")
         bws = {"ifmap_bw_words": CALC_READ_BW_WORDS, "filter_bw_words": CALC_READ_BW_WORDS,
                "ofmap_bw_words": arr["cols"]}
     else:
         bw = mem.get("dram_bw_words")
         kind, lo, hi = RANGES["ifmap_bw_words"]  # the per-stream keys' rule; named as the file spells it
         if bw is not None and (isinstance(bw, bool) or not isinstance(bw, int) or not lo <= bw <= hi):
-            raise UserInputError(f"{where}: memory.dram_bw_words must be {range_text('ifmap_bw_words')}, "
-                                 f"got {bw!r}")
+            raise ConfigKeyError(f"{where}: memory.dram_bw_words must be {range_text('ifmap_bw_words')}, "
+                                 f"got {bw!r}", "memory.dram_bw_words")
         bws = {}
         for k in bw_keys:
             v = mem.get(k, bw)
@@ -206,7 +217,13 @@ def load_accel(path: str | os.PathLike) -> AccelConfig:
         raise UserInputError(f"{path}: not valid TOML: {str(e).splitlines()[0] if str(e) else e}") from None
     except RecursionError:
         raise UserInputError(f"{path}: not valid TOML: nested too deeply") from None
-    return from_dict(data, path)
+    try:
+        return from_dict(data, path)
+    except ConfigKeyError as e:  # the key's line and column, as a syntax error has them
+        where = locate(path, text, e.key)
+        if where == path:
+            raise
+        raise UserInputError(where + str(e)[len(path):]) from None
 
 
 def read_text_file(path: str, name: str, what: str) -> str:

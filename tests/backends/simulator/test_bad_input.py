@@ -72,6 +72,45 @@ def test_bad_config_names_field(tmp_path, old, new, expect):
         load_accel(p)
 
 
+LOCATED = [
+    ("rows = 8", "rows = 0", ":3:1: array.rows"),
+    ('dataflow = "ws"', '    dataflow = "rs"', ":5:5: array.dataflow"),
+    ("dram_bw_words = 8", "dram_bw_words = 8\n[clock]\nmhz = nan", ":12:1: clock.mhz"),
+    ("dram_bw_words = 8", "dram_bw_words = 8\nwords = 3", ":11:1: unknown key memory.words"),
+    ("dram_bw_words = 8", "dram_bw_words = 8\n# a comment\nfoo.bar = 1", ":12:1: unknown key memory.foo"),
+    ("dram_bw_words = 8", "dram_bw_words = 8\n\n[clocks]", ":12:1: unknown section or key 'clocks'"),
+]
+
+
+@pytest.mark.parametrize("old,new,where", LOCATED)
+def test_bad_config_names_line_and_column(tmp_path, old, new, where):
+    """A key of the wrong value was named without its line ("a.toml: array.rows ..."); tomllib gives positions
+    for syntax errors only. Reference: the line and column of the key in the file as written here."""
+    p = tmp_path / "a.toml"
+    p.write_text(GOOD.replace(old, new))
+    with pytest.raises(UserInputError) as e:
+        load_accel(p)
+    assert str(e.value).startswith(str(p) + where), str(e.value)
+
+
+def test_a_dotted_key_at_the_top_is_located(tmp_path):
+    p = tmp_path / "a.toml"
+    p.write_text(GOOD.replace("[array]\nrows = 8\ncols = 8\ndataflow = \"ws\"\n", "")
+                 .replace('name = "t"\n', 'name = "t"\narray.rows = 8\narray.cols = 0\narray.dataflow = "ws"\n'))
+    with pytest.raises(UserInputError) as e:
+        load_accel(p)
+    assert str(e.value).startswith(f"{p}:3:1: array.cols must be"), str(e.value)
+
+
+def test_config_error_without_a_plain_line_names_the_file_alone(tmp_path):
+    p = tmp_path / "a.toml"
+    p.write_text('array = {rows = 0, cols = 8, dataflow = "ws"}\n'  # an inline table: no line of its own
+                 + GOOD.replace("[array]\nrows = 8\ncols = 8\ndataflow = \"ws\"\n", ""))
+    with pytest.raises(UserInputError) as e:
+        load_accel(p)
+    assert str(e.value).startswith(f"{p}: array.rows must be"), str(e.value)
+
+
 def test_largest_accepted_buffers_simulate():
     """The upper end of the documented ranges runs (10^18 KiB crashed numba; 2^30 KiB is accepted)."""
     from graphmill.backends.simulator import ArrayLayer, simulate_layers
