@@ -118,6 +118,8 @@ class ScheduleError(UserInputError):
                 start = max(0, column - 60)
                 shown = ("..." if start else "") + shown[start:start + 100] + ("..." if start + 100 < len(shown) else "")
                 column = column - start + (3 if start else 0)
+            # control characters (a NUL, an escape) would be written to the terminal raw: one '?' each, one column
+            shown = "".join("?" if (ord(c) < 32 and c != "\t") or ord(c) == 127 else c for c in shown)
             # the line's own tabs before the column, so that the caret lands under it however tabs are shown
             pad = "".join(c if c == "\t" else " " for c in shown[:column - 1])
             text += f"\n    {shown}\n    {pad}^"

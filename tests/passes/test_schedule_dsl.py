@@ -201,6 +201,15 @@ def test_the_caret_sits_under_the_column_on_a_line_indented_with_tabs():
     assert shown.expandtabs(8)[column:].startswith("fold-constnts"), (shown, caret)
 
 
+def test_control_characters_are_not_echoed_raw():
+    """A NUL (or an escape sequence) in a schedule was written to the terminal as it was, under the message.
+    Reference: the shown line, one '?' per control character, the caret still under the column."""
+    e = located("dce \x00 cse\x1b[2J", "s.mill")
+    first, shown, caret = str(e).splitlines()
+    assert first.startswith("s.mill:1:5: ") and "\x00" not in shown and "\x1b" not in shown
+    assert shown.strip() == "dce ? cse?[2J" and shown[caret.index("^")] == "?"
+
+
 def test_a_long_line_is_shown_around_the_error():
     text = "dce," * 100 + "dcee"
     e = located(text)
