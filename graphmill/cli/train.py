@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
                        temperature=args.temperature, embed_dim=args.embed_dim, steps=args.steps, epochs=args.epochs,
                        lr=args.lr, seed=args.seed, width=args.width, depth=args.depth, resume=args.resume,
                        threads=args.threads, progress=stderr)
-    if report["interrupted"]:
+    if report["interrupted"]:  # the report says so (steps done, the checkpoint's step), as supernet's does
+        if args.json:
+            emit_json(report, args.json)
         return report_interrupted(report, "train", resume_flag="--resume",
                                   nothing="no progress line was reached, nothing to resume")
     if args.json:

@@ -54,6 +54,8 @@ def test_contrastive_train_with_micro_batches(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,match", [
     (["--contrastive", "--batch", "32", "--micro-batch", "5"], "does not divide --batch 32"),
+    # one pair has no negatives: the loss was 0 and the run "trained" with exit 0 (an outside check)
+    (["--contrastive", "--batch", "1"], "--batch 1: contrastive training needs at least 2 pairs"),
     (["--progressive", "--min-size", "40", "--max-size", "32"], "sizes shrink"),
     (["--steps", "0"], "--steps 0"),
     (["--steps", "-3"], "--steps -3"),
@@ -142,6 +144,32 @@ def test_ctrl_c_then_the_printed_resume_command_gives_the_uninterrupted_model(tm
     assert not (tmp_path / "cut" / "model.onnx").exists()
     assert main(again[1:]) == 0
     assert (tmp_path / "cut" / "model.onnx").read_bytes() == (tmp_path / "whole" / "model.onnx").read_bytes()
+
+
+def test_ctrl_c_with_json_on_stdout_prints_the_interrupted_report(tmp_path, capsys, monkeypatch):
+    """With `--json -` an interrupted run printed nothing on stdout (exit 130): a script read no JSON at all.
+    Reference: the report's own step count and the checkpoint step the stderr line names."""
+    import sys
+
+    real = sys.stderr
+
+    class CtrlC:
+        def write(self, text):
+            if text.startswith("epoch "):
+                monkeypatch.setattr(sys, "stderr", real)
+                raise KeyboardInterrupt
+            return real.write(text)
+
+        def flush(self):
+            real.flush()
+
+    monkeypatch.setattr(sys, "stderr", CtrlC())
+    assert main(["train", *SMALL, "--progressive", "--stages", "2", "--steps", "6", "--batch", "16",
+                 "--out", str(tmp_path / "cut"), "--json"]) == 130
+    io = capsys.readouterr()
+    report = json.loads(io.out)
+    assert report["interrupted"] is True and report["steps"] == 3 and report["checkpoint_step"] == 3
+    assert "holds step 3" in io.err
 
 
 def test_weights_cse_merged_are_refused_before_out_is_created(tmp_path, capsys):

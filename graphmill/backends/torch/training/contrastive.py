@@ -48,11 +48,14 @@ def info_nce(za, zb, temperature: float = 0.1):
 
 
 def check_micro_batch(batch: int, micro_batch: int | None) -> None:
-    """Refuse a batch or micro-batch that is not a positive integer, or a micro-batch that does not divide
-    the batch (there is no remainder rule), in one line."""
+    """Refuse a batch or micro-batch that is not a positive integer, a batch of one pair (no negatives), or a
+    micro-batch that does not divide the batch (there is no remainder rule), in one line."""
     for name, v in (("--batch", batch), ("--micro-batch", micro_batch)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise UserInputError(f"{name} {v!r}: must be an integer >= 1")
+    if batch == 1:  # InfoNCE's negatives are the batch's other pairs: one pair has a loss of 0 and no gradient
+        raise UserInputError("--batch 1: contrastive training needs at least 2 pairs per batch (each pair's "
+                             "negatives are the others; with one the loss is 0 and nothing trains)")
     if micro_batch is not None and batch % micro_batch:
         raise UserInputError(f"--micro-batch {micro_batch} does not divide --batch {batch} (remainder "
                              f"{batch % micro_batch}); choose a divisor, e.g. {largest_divisor(batch, micro_batch)}")
