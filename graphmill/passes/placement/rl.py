@@ -54,6 +54,7 @@ same problem resumes from it and reaches the same result as an uninterrupted run
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -328,8 +329,6 @@ def _signature(prob: PlacementProblem, method: str, seed: int) -> str:
     """What a checkpoint must have been written for: the graph, the devices with their memory and links, the
     method and seed (a run resumed under another --memory kept the best placement of the old one and was refused
     as invalid at its end, after sampling; an outside check)."""
-    import hashlib
-
     # by device, in order: totals let two devices swapped (a fast one and a slow one) or one slow link moved to
     # another pair pass as the same set (a review)
     digest = hashlib.sha256()
