@@ -4,6 +4,8 @@ Reference: the dependency rules of docs/architecture.md ("Package layout"):
 - ``ir`` imports nothing of graphmill but ``util``;
 - ``passes`` (and ``ir``) never import ``frontend`` or ``backends``: what a pass needs from them arrives
   through an interface carried by the ``PassContext`` (graphmill/providers.py wires it in);
+- ``frontend`` imports only ``ir`` and ``util``; ``backends`` take of the frontend only its ONNX codec
+  (``onnx_export``, ``onnx_shape_inference``);
 - ``api`` and ``cli`` do not import ``graphmill.testing``; ``cli`` modules call ``graphmill.api`` only
   (plus ``graphmill.errors`` and ``graphmill.util``);
 - nothing imports or reads another module's private names (``_x``), nor a private module from outside
@@ -146,6 +148,37 @@ def test_util_imports_nothing_else_of_graphmill():
     assert not found, _show(found)
 
 
+BACKENDS_MAY_IMPORT_OF_FRONTEND = ("graphmill.frontend.onnx_export", "graphmill.frontend.onnx_shape_inference")
+
+
+def test_frontend_imports_only_ir_and_util():
+    def rule(mod, imp):
+        if _under(mod.name, "graphmill.frontend") and _under(imp.target, "graphmill") and not (
+                any(_under(imp.target, ok) for ok in ("graphmill.frontend", "graphmill.ir", "graphmill.util"))
+                or (imp.target == "graphmill" and set(imp.names) <= {"util", "ir", "errors", "frontend"})):
+            return f"{mod.name} imports {imp.target}: the frontend builds graphs from ir and util only"
+        return None
+
+    found = _violations(rule)
+    assert not found, _show(found)
+
+
+def test_backends_import_of_the_frontend_only_its_onnx_codec():
+    """Running a graph under ONNX Runtime means exporting it: backends may import the ONNX export and onnx's
+    shape inference, nothing else of the frontend (not its importers, nor the zoo)."""
+    def rule(mod, imp):
+        if _under(mod.name, "graphmill.backends") and _under(imp.target, "graphmill.frontend") and not any(
+                _under(imp.target, ok) for ok in BACKENDS_MAY_IMPORT_OF_FRONTEND):
+            return f"{mod.name} imports {imp.target}: backends take only the frontend's ONNX codec"
+        if _under(mod.name, "graphmill.backends") and imp.target == "graphmill.frontend" and not all(
+                f"graphmill.frontend.{n}" in BACKENDS_MAY_IMPORT_OF_FRONTEND for n in imp.names):
+            return f"{mod.name} imports {imp.names} from graphmill.frontend: backends take only its ONNX codec"
+        return None
+
+    found = _violations(rule)
+    assert not found, _show(found)
+
+
 TOP = ("graphmill.api", "graphmill.cli", "graphmill.optimization", "graphmill.providers")
 LAYERS = ("graphmill.util", "graphmill.ir", "graphmill.frontend", "graphmill.passes", "graphmill.backends",
           "graphmill.search")
@@ -263,6 +296,10 @@ def test_no_private_attribute_of_another_module_is_read_or_written():
     ("graphmill.cli.x", "from graphmill.testing import onnx_corpus"),
     ("graphmill.passes.x", "from graphmill.passes.cleanup.fold_constants import _evaluate"),
     ("graphmill.passes.x", "from graphmill.frontend.zoo._common import round_filters"),
+    ("graphmill.frontend.x", "from graphmill.backends.onnxruntime import OrtSession"),
+    ("graphmill.frontend.x", "from graphmill.passes import run_passes"),
+    ("graphmill.backends.x", "from graphmill.frontend.zoo import build"),
+    ("graphmill.backends.x", "from graphmill.frontend import torch_import"),
 ])
 def test_the_rules_catch_what_they_name(rule_source, offending):
     """Each rule fires on a one-line module that breaks it (the checks themselves can fail)."""
@@ -273,7 +310,8 @@ def test_the_rules_catch_what_they_name(rule_source, offending):
     try:
         failures = 0
         for check in (test_passes_and_ir_never_import_frontend_or_backends, test_ir_imports_only_util,
-                      test_api_and_cli_do_not_import_testing, test_no_private_name_is_imported_across_modules):
+                      test_api_and_cli_do_not_import_testing, test_no_private_name_is_imported_across_modules,
+                      test_frontend_imports_only_ir_and_util, test_backends_import_of_the_frontend_only_its_onnx_codec):
             try:
                 check()
             except AssertionError:
