@@ -64,7 +64,15 @@ def measure(name: str, folder: str) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(dynamo_models.MODELS)
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", metavar="NAME",
+                    help=f"models to export and compare (default: all of {', '.join(dynamo_models.MODELS)})")
+    names = ap.parse_args(argv).names or list(dynamo_models.MODELS)
+    unknown = [n for n in names if n not in dynamo_models.MODELS]
+    if unknown:
+        ap.error(f"unknown model {unknown[0]!r}; choose from {', '.join(dynamo_models.MODELS)}")
     print(f"{'model':<14}{'raw':>6}{'onnxscript':>12}{'+rewriter':>11}{'graphmill':>11}{'ratio':>8}"
           f"{'BN raw/ox/gm':>15}{'max|diff|':>11}")
     with tempfile.TemporaryDirectory() as folder:

@@ -30,7 +30,7 @@ import platform
 import time
 
 from graphmill.backends.simulator import load_accel, simulate_layers
-from graphmill.backends.simulator.engine import simulate_array_layer
+from graphmill.backends.simulator.engine import Arithmetic, simulate_array_layer
 from graphmill.backends.simulator.lowering import ArrayLayer, lower
 from graphmill.backends.simulator.memory import simulate_memory
 from graphmill.frontend import zoo
@@ -85,7 +85,7 @@ def _time_graphmill(lay, cfg, bug, repeat):
     best = None
     for _ in range(repeat):
         t0 = time.perf_counter()
-        g = simulate_array_layer(lay, cfg, double_count_prefetch_stall=bug)
+        g = simulate_array_layer(lay, cfg, Arithmetic.of(double_count_prefetch_stall=bug))
         dt = time.perf_counter() - t0
         best = dt if best is None else min(best, dt)
     return g, best

@@ -413,6 +413,7 @@ def from_proto(model: onnx.ModelProto, *, base_dir: str | None = None, path: str
     imp = _Importer(path, os.path.abspath(base_dir) if base_dir else None,
                     default.get("", default.get("ai.onnx")))
     g = imp.graph(model.graph, ChainMap(), raw_data=raw_data)
+    g.separate_sibling_names()  # ONNX's sibling subgraphs may share names; the IR's tree may not
     g.opset_imports = {o.domain: o.version for o in model.opset_import}
     g.model = ModelInfo(
         ir_version=model.ir_version,

@@ -412,6 +412,40 @@ class Graph:
         elif self.root._names is not None:
             self.root._names.add(value.name)
 
+    def separate_sibling_names(self) -> int:
+        """Rename subgraph values whose name another subgraph of the tree already defines; returns how many.
+
+        ONNX lets sibling subgraphs reuse a name (an If's then and else branches both defining ``o``), while
+        this IR keeps every name unique in the graph tree (passes key values by name; ``verify`` checks it).
+        The root's names are kept (they are the model's interface); a subgraph's outputs bind to its node's
+        by position, so renaming inside it changes nothing the model computes. The frontend calls it on
+        import."""
+        claimed = {v.name for v in self.values()}
+        taken = self._name_set()
+        renamed = 0
+
+        def visit(g: "Graph") -> None:
+            nonlocal renamed
+            for node in g._nodes:
+                for sub in node.subgraphs():
+                    for v in list(sub.values()):
+                        if v.name in claimed:
+                            k = 1
+                            while f"{v.name}__{k}" in taken:
+                                k += 1
+                            new = f"{v.name}__{k}"
+                            if sub.initializers.get(v.name) is v:
+                                del sub.initializers[v.name]
+                                sub.initializers[new] = v
+                            v.name = new
+                            taken.add(new)
+                            renamed += 1
+                        claimed.add(v.name)
+                    visit(sub)
+
+        visit(self)
+        return renamed
+
     def rename(self, value: Value, name: str) -> None:
         """Give ``value`` (of this graph tree) a new name, keeping ``unique_name``'s record of taken names."""
         names = self._name_set()
