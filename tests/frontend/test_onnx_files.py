@@ -204,6 +204,36 @@ def test_nested_graphs_functions_and_metadata_survive(tmp_path):
         np.testing.assert_allclose(got, want)
 
 
+def test_sibling_branches_may_reuse_a_name(tmp_path):
+    """An If whose then and else branches both name their output 'o' (and an inner temporary 't'): valid ONNX
+    (onnx's full check passes it, ONNX Runtime runs it), but `optimize` refused it: "value name 'o' is defined
+    twice" (an outside check). References: onnx.checker on the file; ONNX Runtime on the original, both ways."""
+    def branch(op, name):
+        return helper.make_graph([helper.make_node(op, ["x", "one"], ["t"]), helper.make_node("Neg", ["t"], ["o"])],
+                                 name, [], [helper.make_tensor_value_info("o", 1, [2])],
+                                 [numpy_helper.from_array(np.ones(2, np.float32), "one")])
+    g = helper.make_graph([helper.make_node("If", ["c"], ["y"], then_branch=branch("Add", "then"),
+                                            else_branch=branch("Sub", "else"))], "siblings",
+                          [helper.make_tensor_value_info("x", 1, [2]), helper.make_tensor_value_info("c", 9, [])],
+                          [helper.make_tensor_value_info("y", 1, [2])])
+    src = tmp_path / "siblings.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), src)
+    onnx.checker.check_model(onnx.load(src), full_check=True)
+    graph = graphmill.load(src)
+    graphmill.verify(graph)
+    graphmill.optimize(graph)
+    out = tmp_path / "out.onnx"
+    graphmill.save(graph, out)
+    onnx.checker.check_model(onnx.load(out), full_check=True)
+    import onnxruntime
+
+    xs = np.array([1.0, 2.0], np.float32)
+    for cond in (True, False):
+        feeds = {"x": xs, "c": np.array(cond)}
+        want = onnxruntime.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+        np.testing.assert_array_equal(ortb.run(graphmill.load(out), feeds)["y"], want)
+
+
 def test_out_of_order_file_is_sorted_on_import(tmp_path):
     g = helper.make_graph(
         [helper.make_node("Neg", ["a"], ["y"], name="second"), helper.make_node("Relu", ["x"], ["a"], name="first")],
