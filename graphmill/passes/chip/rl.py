@@ -518,6 +518,18 @@ def run_key(problems: list[ChipProblem], weights) -> str:
     return h.hexdigest()[:24]
 
 
+def start_key(problem: ChipProblem, seed: int) -> str:
+    """The start placement (``--init``) and the seed of a run, for its checkpoint's key: a leftover checkpoint
+    took over a rerun given another start and seed, which went on from the old start's best (an outside check).
+    Read before anything moves a macro: training leaves the problem at its episodes' placements."""
+    import hashlib
+
+    h = hashlib.sha256(repr(int(seed)).encode())
+    for a in problem.copy_placement():
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
 def _save_checkpoint(path: str, policy, optim, state: dict) -> None:
     save_torch_checkpoint(path, {"policy": policy.state_dict(), "optim": optim.state_dict(), "config": policy.config,
                                  "state": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
@@ -531,7 +543,7 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
           adapt_start: bool = True, stats_of: dict | None = None, refine: int = DEFAULT_REFINE,
           refine_density: float = DEFAULT_REFINE_DENSITY, refine_top: bool = DEFAULT_REFINE_TOP,
           offset_sweeps: int = DEFAULT_OFFSET_SWEEPS, episode_sweeps: int = 0,
-          actions_of: list | None = None, polish_near: float = DEFAULT_POLISH_NEAR) -> tuple:
+          actions_of: list | None = None, polish_near: float = DEFAULT_POLISH_NEAR, start: str = "") -> tuple:
     """PPO on ``problems`` (pre-training: many netlists; fine-tuning: one) for ``budget_s`` seconds or
     ``episodes`` episodes. Returns ``(policy, best)`` where ``best[i]`` is the (proxy, placement) of the best
     episode on problem i. Resumes from ``checkpoint`` when it exists (saying so to ``progress``; the seconds
@@ -546,7 +558,7 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
     ``polish_near`` > 0: a batch's best episode that is no record is polished too when its proxy less the
     mean gain of the polishes so far beats the best, while polishing has taken under that share of the time.
     ``actions_of`` (a list) receives each problem's best episode's actions (what ``Episode.sweep_offsets``
-    needs)."""
+    needs). ``start``: ``start_key`` of the run's start and seed, part of the checkpoint's key."""
     import torch
 
     t0 = time.monotonic()  # before the optimizer: its first construction imports torch._dynamo (seconds)
@@ -564,14 +576,15 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
     acts: list = actions_of if actions_of is not None else []
     acts[:] = [None] * len(problems)
     done = 0
-    key = run_key(problems, weights)
+    key = run_key(problems, weights) + (f"|{start}" if start else "")
     prior_s: float | None = None  # seconds the resumed run had spent
     if checkpoint and os.path.exists(checkpoint):
         try:
             ck = load_torch_checkpoint(checkpoint, "a chip placement checkpoint")
             if ck["state"].get("key", key) != key:  # checkpoints written before the key: taken as they are
-                raise UserInputError(f"{checkpoint}: a checkpoint of a run on another netlist or with other "
-                                     "weights; delete it (or write elsewhere with -o) to start over")
+                raise UserInputError(f"{checkpoint}: a checkpoint of a run on another netlist or from another "
+                                     "start (--init), seed or --weights; delete it (or write elsewhere with -o) to "
+                                     "start over")
             policy = new_policy(**ck["config"])
             policy.load_state_dict(ck["policy"])
             optim = torch.optim.Adam(policy.parameters(), lr=lr)
@@ -685,6 +698,7 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
     (``descent``), with the proxy before it."""
     check_options(descent_epochs, descent_k, descent_swaps)
     t0 = time.monotonic()
+    begun = start_key(problem, seed)
     path = policy_path or DEFAULT_POLICY
     policy = load_policy(path) if os.path.exists(path) else new_policy()
     interrupted = False
@@ -706,7 +720,7 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
         policy, best = train([problem], policy=policy, budget_s=max(left, 0.0), seed=seed, weights=weights,
                              checkpoint=checkpoint, progress=progress, episodes_of=[ep], best_of=best,
                              stats_of=stats, episode_sweeps=episode_sweeps, actions_of=best_acts,
-                             polish_near=polish_near)
+                             polish_near=polish_near, start=begun)
         ro = rollout(policy, ep, torch.Generator().manual_seed(seed), greedy=True, sweep=ep.offset_sweeps)
         v, pl = (ep.polish(ro.placement, ro.actions) if ep.offset_sweeps > 0 else (ro.proxy, ro.placement))
         if v < best_v:
@@ -752,8 +766,26 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
         except KeyboardInterrupt:
             interrupted = True
     report = cost.evaluate()
+    if interrupted and checkpoint and legality(problem)[0]:
+        _keep_best_in_checkpoint(checkpoint, report.proxy, problem.copy_placement())
     return PlaceResult(report, legality(problem)[0], time.monotonic() - t0, "rl", interrupted,
                        {"best_episode": best_v, **stats})
+
+
+def _keep_best_in_checkpoint(checkpoint: str, proxy: float, placement: tuple) -> None:
+    """After Ctrl-C in the finale or the descent, what they reached becomes the checkpoint's best placement when
+    it is better: the checkpoint is written by training only, so the rerun started from training's best and
+    wrote a worse placement over the better one the interrupted run had written (an outside check)."""
+    if not os.path.exists(checkpoint):
+        return
+    ck = load_torch_checkpoint(checkpoint, "a chip placement checkpoint")
+    best = ck["state"].get("best") or []
+    if best and best[0][1] is not None and not proxy < best[0][0]:
+        return
+    ck["state"]["best"] = [(float(proxy), [a.tolist() for a in placement])] + list(best[1:])
+    acts = ck["state"].get("best_actions") or [None]
+    ck["state"]["best_actions"] = [None] + list(acts[1:])  # its actions are not the policy's: no offset sweep
+    save_torch_checkpoint(checkpoint, ck)
 
 
 def pretrain(problems: list[ChipProblem], out: str | os.PathLike, *, budget_s: float = 300.0, seed: int = 0,

@@ -134,12 +134,33 @@ def test_checkpoint_of_another_netlist_or_weights_refused(tmp_path):
     rl.train([_problem(seed=5, hard=4)], episodes=4, batch=4, seed=0, checkpoint=ck)
     other = _problem(seed=6, hard=4)
     assert len(other.names) == len(_problem(seed=5, hard=4).names)
-    with pytest.raises(UserInputError, match="another netlist or with other weights"):
+    with pytest.raises(UserInputError, match="another netlist or from another start"):
         rl.train([other], episodes=8, batch=4, seed=0, checkpoint=ck)
-    with pytest.raises(UserInputError, match="another netlist or with other weights"):
+    with pytest.raises(UserInputError, match="another netlist or from another start"):
         rl.train([_problem(seed=5, hard=4)], episodes=8, batch=4, seed=0, checkpoint=ck, weights=(1.0, 1.0, 1.0))
     rl.train([_problem(seed=5, hard=4)], episodes=8, batch=4, seed=0, checkpoint=ck)  # the same run resumes
     assert torch.load(ck, weights_only=True)["state"]["episodes"] == 8
+
+
+def test_checkpoint_from_another_start_or_seed_refused(tmp_path):
+    """A leftover OUT.plc.rl-checkpoint took over a rerun given another --init (every macro at the centre) and
+    --seed: the run went on from the old start's best placement (an outside check). Reference: the runs' inputs,
+    by construction (the same netlist, one hard macro moved; the same start, another seed)."""
+    from graphmill.errors import UserInputError
+
+    ck = str(tmp_path / "ck.pt")
+    rl.rl_place(_problem(seed=5, hard=4), budget_s=1.0, seed=0, checkpoint=ck, descent_epochs=0)
+    assert os.path.exists(ck)
+    moved = _problem(seed=5, hard=4)
+    moved.x[int(moved.hard[0])] += 1.0
+    with pytest.raises(UserInputError, match="from another start"):
+        rl.rl_place(moved, budget_s=1.0, seed=0, checkpoint=ck, descent_epochs=0)
+    with pytest.raises(UserInputError, match="seed"):
+        rl.rl_place(_problem(seed=5, hard=4), budget_s=1.0, seed=1, checkpoint=ck, descent_epochs=0)
+    seen: list = []
+    rl.rl_place(_problem(seed=5, hard=4), budget_s=1.0, seed=0, checkpoint=ck, descent_epochs=0,
+                progress=seen.append)  # the same run resumes
+    assert seen and seen[0].get("resumed") == ck
 
 
 def test_rl_place_is_legal_and_no_worse_than_its_episodes():
@@ -431,7 +452,7 @@ def test_a_resumed_rl_place_finale_counts_the_time_already_spent(tmp_path, monke
     handed: for a run resumed from a checkpoint that had spent all 120 s it has passed before any starts."""
     prob = _problem(seed=5, hard=4)
     ck = str(tmp_path / "ck.pt")
-    rl.train([prob], episodes=4, batch=4, seed=0, checkpoint=ck)
+    rl.train([prob], episodes=4, batch=4, seed=0, checkpoint=ck, start=rl.start_key(_problem(seed=5, hard=4), 0))
     state = torch.load(ck, weights_only=True)
     state["state"]["elapsed_s"] = 120.0
     torch.save(state, ck)
@@ -446,3 +467,24 @@ def test_a_resumed_rl_place_finale_counts_the_time_already_spent(tmp_path, monke
     monkeypatch.setattr(rl.ForceDirected, "run", run)
     result = rl.rl_place(_problem(seed=5, hard=4), budget_s=120.0, seed=0, checkpoint=ck, descent_epochs=0)
     assert result.stats["resumed_s"] == 120.0 and all(past)  # none started with time left (before: all did)
+
+
+def test_ctrl_c_in_the_descent_keeps_its_placement_for_the_rerun(tmp_path, monkeypatch):
+    """Ctrl-C in the finale or descent wrote their placement, but the checkpoint held training's best only: the
+    rerun started from that and wrote a worse placement over the better one (an outside check: 0.6542, then
+    0.6553). Reference: the proxy of the interrupted run's own result, which the checkpoint and the rerun must
+    not be worse than."""
+    ck = str(tmp_path / "ck.pt")
+
+    def interrupted_descent(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rl, "coordinate_descent", interrupted_descent)
+    first = rl.rl_place(_problem(seed=5, hard=4), budget_s=6.0, seed=0, checkpoint=ck, descent_epochs=1)
+    assert first.interrupted and first.legal
+    trained = first.stats["best_episode"]
+    kept = torch.load(ck, weights_only=True)["state"]["best"][0][0]
+    assert kept == pytest.approx(min(trained, first.report.proxy), abs=1e-12)
+    monkeypatch.undo()
+    again = rl.rl_place(_problem(seed=5, hard=4), budget_s=6.0, seed=0, checkpoint=ck, descent_epochs=1)
+    assert again.report.proxy <= first.report.proxy + 1e-12
