@@ -432,7 +432,33 @@ def from_proto(model: onnx.ModelProto, *, base_dir: str | None = None, path: str
     for fp in model.functions:
         f = imp.function(fp)
         g.functions[f.key] = f
+    check_no_recursion(g, path)
     return g
+
+
+def check_no_recursion(graph: Graph, path: str) -> None:
+    """ModelLoadError when a model-local function calls itself, directly or through others: ONNX forbids it
+    (onnx's checker: "Cycle detected in model-local function references"), and inlining or inferring such a
+    file never ends; before, it loaded and failed later with onnx's traceback."""
+    calls = {key: {(n.domain, n.op_type, n.overload) for n in f.graph.all_nodes()} & graph.functions.keys()
+             for key, f in graph.functions.items()}
+    state: dict = {}  # key -> 1 on the path, 2 done
+
+    def visit(key, chain):
+        state[key] = 1
+        for callee in sorted(calls[key]):
+            if state.get(callee) == 1:
+                loop = chain[chain.index(callee):] + [callee]
+                names = " -> ".join(f"{d}::{n}" for d, n, _ in loop)
+                raise ModelLoadError(f"{path}: model-local function {callee[0]}::{callee[1]} calls itself ({names}); "
+                                     "ONNX does not allow recursive functions")
+            if state.get(callee) is None:
+                visit(callee, chain + [callee])
+        state[key] = 2
+
+    for key in sorted(graph.functions):
+        if state.get(key) is None:
+            visit(key, [key])
 
 
 def _inline_external(info: onnx.TrainingInfoProto, base_dir: str | None, path: str) -> onnx.TrainingInfoProto:

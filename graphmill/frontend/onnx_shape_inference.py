@@ -80,7 +80,7 @@ class OnnxShapeInferencer:
         try:
             onnx.shape_inference.infer_shapes(to_proto(graph, strip_weights_over=WEIGHT_DATA_LIMIT),
                                               check_type=True, strict_mode=True)
-        except onnx.shape_inference.InferenceError as e:
+        except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as e:
             text = str(e).strip().splitlines()
             return re.sub(r"^\[\w+\]\s*", "", text[0]) if text else "onnx's type check failed"
         return None

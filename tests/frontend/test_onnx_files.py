@@ -204,6 +204,43 @@ def test_nested_graphs_functions_and_metadata_survive(tmp_path):
         np.testing.assert_allclose(got, want)
 
 
+@pytest.mark.parametrize("bodies, loop", [
+    ({"F": "F"}, "local::F -> local::F"),
+    ({"F": "G", "G": "H", "H": "G"}, "local::G -> local::H -> local::G"),
+])
+def test_recursive_local_functions_are_refused_in_one_line(tmp_path, bodies, loop):
+    """A model-local function calling itself loaded, and `optimize` then printed onnx's traceback ("Cycle
+    detected in model-local function references"), exit 1 (an outside check). Reference: onnx's checker, which
+    refuses the file too."""
+    fns = [helper.make_function("local", name, ["a"], ["b"], [helper.make_node(callee, ["a"], ["b"], domain="local")],
+                                [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)])
+           for name, callee in bodies.items()]
+    g = helper.make_graph([helper.make_node("F", ["x"], ["y"], domain="local")], "rec",
+                          [helper.make_tensor_value_info("x", 1, [2])], [helper.make_tensor_value_info("y", 1, [2])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+                          functions=fns)
+    src = tmp_path / "rec.onnx"
+    onnx.save(m, src)
+    with pytest.raises(onnx.checker.ValidationError):
+        onnx.checker.check_model(m)
+    with pytest.raises(ModelLoadError, match=f"calls itself \\({loop}\\)"):
+        graphmill.load(src)
+
+
+def test_functions_calling_functions_without_a_cycle_load(tmp_path):
+    fns = [helper.make_function("local", "F", ["a"], ["b"], [helper.make_node("G", ["a"], ["b"], domain="local")],
+                                [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)]),
+           helper.make_function("local", "G", ["a"], ["b"], [helper.make_node("Relu", ["a"], ["b"])],
+                                [helper.make_opsetid("", 17)])]
+    g = helper.make_graph([helper.make_node("F", ["x"], ["y"], domain="local"),
+                           helper.make_node("G", ["y"], ["z"], domain="local")], "calls",
+                          [helper.make_tensor_value_info("x", 1, [2])], [helper.make_tensor_value_info("z", 1, [2])])
+    src = tmp_path / "calls.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+                                functions=fns), src)
+    assert len(graphmill.load(src).functions) == 2
+
+
 def test_sibling_branches_may_reuse_a_name(tmp_path):
     """An If whose then and else branches both name their output 'o' (and an inner temporary 't'): valid ONNX
     (onnx's full check passes it, ONNX Runtime runs it), but `optimize` refused it: "value name 'o' is defined
