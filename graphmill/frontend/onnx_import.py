@@ -140,7 +140,7 @@ class _Importer:
             kind = ap.type or _guess_attr_kind(ap)
             if spec is None or ap.ref_attr_name or kind == int(spec.type):
                 continue
-            raise self.error(f"{npb.op_type} node {npb.name!r} in graph {graph_name!r}: attribute {ap.name!r} is "
+            raise self.error(f"{describe_proto(npb)} in graph {graph_name!r}: attribute {ap.name!r} is "
                              f"{_kind_name(kind)}, but {npb.op_type} (opset {self.opset}) takes "
                              f"{_kind_name(int(spec.type))}")
 
@@ -243,8 +243,8 @@ class _Importer:
                     continue
                 if name in local:
                     prev = producers.get(name)
-                    what = f"{prev.op_type} node {prev.name!r}" if prev is not None else "a graph input or initializer"
-                    raise self.error(f"{npb.op_type} node {npb.name!r} in graph {gp.name!r} defines {name!r}, "
+                    what = describe_proto(prev) if prev is not None else "a graph input or initializer"
+                    raise self.error(f"{describe_proto(npb)} in graph {gp.name!r} defines {name!r}, "
                                      f"which {what} already defines (values must have one producer)")
                 producers[name] = npb
                 vi = vinfo.get(name)
@@ -268,7 +268,7 @@ class _Importer:
                 if v is None:
                     v = scope.get(name)  # outer scopes (subgraphs reading enclosing values)
                 if v is None:
-                    raise self.error(f"{npb.op_type} node {npb.name!r} in graph {gp.name!r} reads {name!r}, "
+                    raise self.error(f"{describe_proto(npb)} in graph {gp.name!r} reads {name!r}, "
                                      "which no graph input, initializer or node defines")
                 ins.append(v)
             node = Node(npb.op_type, ins, None, outputs=outs, domain=npb.domain, name=npb.name,
@@ -434,6 +434,16 @@ def from_proto(model: onnx.ModelProto, *, base_dir: str | None = None, path: str
         g.functions[f.key] = f
     check_no_recursion(g, path)
     return g
+
+
+def describe_proto(npb: onnx.NodeProto) -> str:
+    """A NodeProto named as ``Node.describe`` names a node: an unnamed one by its first output (``Concat node
+    (unnamed) producing 'y'``; ``node ''`` located nothing)."""
+    op = f"{npb.domain}::{npb.op_type}" if npb.domain not in ("", "ai.onnx") else npb.op_type
+    if npb.name:
+        return f"{op} node {npb.name!r}"
+    out = next((o for o in npb.output if o), None)
+    return f"{op} node (unnamed) producing {out!r}" if out else f"{op} node (unnamed)"
 
 
 def check_no_recursion(graph: Graph, path: str) -> None:

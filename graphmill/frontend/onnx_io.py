@@ -14,7 +14,7 @@ import tempfile
 import onnx
 from google.protobuf.message import DecodeError
 
-from graphmill.ir import Graph, ModelLoadError, UserInputError
+from graphmill.ir import Graph, ModelLoadError, UserInputError, find_problems
 from graphmill.ir.gc_pause import collector_paused
 from graphmill.util.files import MODEL_FILE_LIMIT, atomic_write_bytes, atomic_write_many, check_target, read_user_file
 
@@ -134,6 +134,10 @@ def load(path: str | os.PathLike) -> Graph:
     graph = from_proto(model, base_dir=os.path.dirname(os.path.abspath(path)), path=path, raw_data=raw)
     check_sizes(graph, path)
     check_arity(graph, path)
+    problems = find_problems(graph)  # what onnx's checker refuses too (two graph inputs named x): not a model
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ModelLoadError(f"{path}: {problems[0]}{more}")
     return graph
 
 
@@ -162,6 +166,11 @@ def check_arity(graph: Graph, path: str) -> None:
                     allowed = f"{low}" if low == high else f"{low} to {high}" if high < 2**31 - 1 else f"{low} or more"
                     raise ModelLoadError(f"{path}: {n.describe()}: {count} {what}, but {n.op_type} (opset "
                                          f"{schema.since_version}) takes {allowed}")
+            single = onnx.defs.OpSchema.FormalParameterOption.Single
+            for i, formal in enumerate(schema.inputs[:len(n.inputs)]):
+                if formal.option == single and n.inputs[i] is None:  # '' marks an omitted optional input only
+                    raise ModelLoadError(f"{path}: {n.describe()}: input {i} ({formal.name}) is required, but the "
+                                         "model leaves it empty ('')")
 
 
 #: (op type, input index) of operands whose length becomes the rank of the op's output

@@ -241,6 +241,43 @@ def test_functions_calling_functions_without_a_cycle_load(tmp_path):
     assert len(graphmill.load(src).functions) == 2
 
 
+def _save(tmp_path, nodes, inputs, outputs, name="m.onnx"):
+    g = helper.make_graph(nodes, "g", inputs, outputs)
+    path = tmp_path / name
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_models_onnx_refuses_are_refused_at_load_in_one_line(tmp_path):
+    """`inspect` and `roundtrip` accepted two graph inputs named 'x' (roundtrip then wrote a model neither onnx's
+    checker nor ONNX Runtime takes; only `optimize` refused it, later) and a Relu whose required input is ''
+    (an outside check). Reference: onnx's checker refuses both files."""
+    x = helper.make_tensor_value_info("x", 1, [2])
+    y = helper.make_tensor_value_info("y", 1, [2])
+    dup = _save(tmp_path, [helper.make_node("Add", ["x", "x"], ["y"])], [x, x], [y], "dup.onnx")
+    empty = _save(tmp_path, [helper.make_node("Relu", [""], ["y"])], [x], [y], "empty.onnx")
+    for path, needle in ((dup, "value name 'x' is defined twice"),
+                         (empty, "Relu node (unnamed) producing 'y': input 0 (X) is required, but the model leaves "
+                                 "it empty")):
+        with pytest.raises(onnx.checker.ValidationError):
+            onnx.checker.check_model(onnx.load(path), full_check=True)
+        with pytest.raises(ModelLoadError) as e:
+            graphmill.load(path)
+        assert str(e.value).startswith(f"{path}: ") and needle in str(e.value), str(e.value)
+    ok = _save(tmp_path, [helper.make_node("Clip", ["x", "", "x"], ["y"])], [x], [y], "ok.onnx")
+    assert graphmill.load(ok).nodes[0].inputs[1] is None  # an omitted optional input stays allowed
+
+
+def test_an_unnamed_node_is_named_by_its_output_in_load_errors(tmp_path):
+    """`Concat node '' in graph 'g'` located nothing. Reference: the file's own output name."""
+    x = helper.make_tensor_value_info("x", 1, [2])
+    node = helper.make_node("Concat", ["x", "x"], ["y"])
+    node.attribute.append(helper.make_attribute("axis", "zero"))
+    path = _save(tmp_path, [node], [x], [helper.make_tensor_value_info("y", 1, [4])])
+    with pytest.raises(ModelLoadError, match=r"Concat node \(unnamed\) producing 'y' in graph 'g': attribute 'axis'"):
+        graphmill.load(path)
+
+
 def test_sibling_branches_may_reuse_a_name(tmp_path):
     """An If whose then and else branches both name their output 'o' (and an inner temporary 't'): valid ONNX
     (onnx's full check passes it, ONNX Runtime runs it), but `optimize` refused it: "value name 'o' is defined
