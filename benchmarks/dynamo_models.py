@@ -5,7 +5,7 @@ Written from the papers' block tables at small widths and resolutions so an expo
 MobileNetV2 (Sandler et al. 2018, table 2: inverted residuals, depthwise 3x3, ReLU6), EfficientNet-B0
 (Tan & Le 2019, table 1: MBConv with SiLU and squeeze-excitation), VGG-11 with BatchNorm (Simonyan &
 Zisserman 2015, configuration A) and a two-layer pre-LN transformer encoder (Vaswani et al. 2017) with a
-symbolic batch. Convolutions before a BatchNorm have no bias, as in torchvision,
+symbolic batch and sequence length. Convolutions before a BatchNorm have no bias, as in torchvision,
 except VGG's (torchvision's vgg11_bn keeps them): that is the case the dynamo exporter writes as
 ``Expand(CastLike(0, x), Shape(W)[0:1])``. BatchNorm statistics are seeded random, not 0/1, so a
 wrong fold shows in the outputs.
@@ -190,7 +190,7 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], int]] = {
     "resnet18": (ResNet18, 64), "mobilenetv2": (MobileNetV2, 64), "efficientnet": (EfficientNetB0, 64),
     "vgg11bn": (VGG11BN, 32), "transformer": (Transformer, 16),
 }
-SYMBOLIC_BATCH = {"transformer"}  # exported with a symbolic batch dimension (torch.export.Dim)
+SYMBOLIC_BATCH = {"transformer"}  # exported with a symbolic batch and sequence length (torch.export.Dim)
 
 
 def build(name: str, seed: int = SEED) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
@@ -215,5 +215,5 @@ def export_raw(name: str, path: str, seed: int = SEED) -> None:
     model, args = build(name, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dynamic = ({0: torch.export.Dim("batch")},) if name in SYMBOLIC_BATCH else None
+        dynamic = ({0: torch.export.Dim("batch"), 1: torch.export.Dim("seq")},) if name in SYMBOLIC_BATCH else None
         torch.onnx.export(model, args, path, dynamo=True, optimize=False, verbose=False, dynamic_shapes=dynamic)

@@ -52,11 +52,12 @@ Legal cases:
   axis) when the chunk sizes are known (a static axis size; split a constant scalar or list, or absent with
   keepdims=1) and i is a constant (opset >= 11; at most 256 chunks). The dynamo exporter's ``chunk``;
   cse then merges the identical Splits of one sequence, and dce removes the sequence.
-- ``reshape-one-dynamic-dim``: Reshape(x, Concat(parts)) whose parts are int64 constants (every entry >= 1)
-  but for exactly one computed entry (a part of static length) -> Reshape(x, the constants with -1 there).
-  Exact: the element count is x's, so -1 resolves to what the computed entry held (0 copying x's dimension
-  included). The dynamo exporter's ``view(B, T, h, d)`` with a symbolic B; dce then removes the
-  Shape -> Squeeze -> Concat arithmetic.
+- ``reshape-computed-dims``: Reshape(x, Concat(parts)) whose computed entries (Shape, Gather, Squeeze,
+  Unsqueeze, Reshape or Cast of dimensions) are x's own dimensions at the same position (the same symbol) but
+  for at most one -> Reshape(x, a constant): those entries 0 (copy x's; allowzero=0), the other -1, constants
+  kept (no literal 0 under allowzero=1). Exact: a copied entry is the size it named, and the element count
+  settles the -1 (0 included). The dynamo exporter's ``view(B, T, h, d)`` with symbolic B and T; dce then
+  removes the Shape -> Squeeze -> Concat arithmetic.
 
 Refused everywhere: matches whose root output is a graph output that the replacement cannot
 take over by name (e.g. Identity(input) -> output), and values returned directly by a subgraph
@@ -777,46 +778,124 @@ SEQUENCE_AT_SPLIT = Rule(
     doc="SequenceAt(SplitToSequence(x), i) -> output i of Split(x) (cse merges the Splits of one sequence)")
 
 
-def _reshape_one_dynamic(m: Match) -> np.ndarray | str:
-    """The target shape with its one computed entry as -1, or why not."""
+_TRACE_DEPTH = 8
+
+
+def _scalar_entry(v, depth: int = 0):
+    """What a computed int64 scalar holds: an int, a dimension's symbol (str), or None (unknown)."""
+    a = const_of(v)
+    if a is not None:
+        return int(a.reshape(-1)[0]) if a.size == 1 and a.dtype.kind in "iu" else None
+    n = v.producer if v is not None else None
+    if n is None or depth > _TRACE_DEPTH:
+        return None
+    if n.op_type in ("Squeeze", "Cast", "Identity", "Reshape", "Unsqueeze"):
+        entries = _shape_entries(n.inputs[0], depth + 1) if n.inputs else None
+        return entries[0] if entries is not None and len(entries) == 1 else None
+    if n.op_type == "Gather" and n.attr("axis", 0) == 0 and len(n.inputs) == 2:
+        entries, idx = _shape_entries(n.inputs[0], depth + 1), const_of(n.inputs[1])
+        if entries is not None and idx is not None and idx.size == 1 and -len(entries) <= int(idx) < len(entries):
+            return entries[int(idx)]
+    return None
+
+
+def _shape_entries(v, depth: int = 0) -> list | None:
+    """The entries of a 1-D (or scalar) int64 shape value, each an int, a dimension's symbol or None (unknown);
+    None when even its length is unknown. Follows the exporters' shape arithmetic: Shape (with start/end),
+    Gather/Slice (step 1) of it, Squeeze/Unsqueeze/Reshape/Cast of a scalar, Concat."""
+    if v is None:
+        return None
+    a = const_of(v)
+    if a is not None:
+        return [int(e) for e in a.reshape(-1)] if a.dtype.kind in "iu" and a.ndim <= 1 else None
+    n = v.producer
+    vs = shape_of(v)
+    if n is None or depth > _TRACE_DEPTH:
+        return [None] * vs[0] if vs is not None and len(vs) == 1 and isinstance(vs[0], int) else None
+    if n.op_type == "Shape":
+        xs = shape_of(n.inputs[0])
+        if xs is not None:
+            return [d if isinstance(d, (int, str)) else None for d in _shape_dims(n, xs)]
+    elif n.op_type == "Concat" and n.attr("axis", 0) in (0, -1):
+        out: list = []
+        for part in n.inputs:
+            got = _shape_entries(part, depth + 1)
+            if got is None:
+                out = None
+                break
+            out += got
+        if out is not None:
+            return out
+    elif n.op_type in ("Squeeze", "Unsqueeze", "Reshape", "Cast", "Identity") and vs is not None and len(vs) <= 1:
+        e = _scalar_entry(n.inputs[0], depth + 1) if n.inputs else None
+        if vs == () or vs == (1,):
+            return [e]
+    elif n.op_type == "Gather" and n.attr("axis", 0) == 0 and len(n.inputs) == 2:
+        entries, idx = _shape_entries(n.inputs[0], depth + 1), const_of(n.inputs[1])
+        if entries is not None and idx is not None and idx.ndim <= 1 and all(
+                -len(entries) <= int(i) < len(entries) for i in idx.reshape(-1)):
+            return [entries[int(i)] for i in idx.reshape(-1)]
+    elif n.op_type == "Slice" and len(n.inputs) >= 3 and opset(n.graph) >= 10:
+        entries = _shape_entries(n.inputs[0], depth + 1)
+        given = list(n.inputs[1:5]) + [None] * (5 - len(n.inputs))  # starts, ends, axes, steps
+        consts = [const_of(v) for v in given]
+        known = all(v is None or (c is not None and c.size == 1) for v, c in zip(given, consts))
+        if entries is not None and known and consts[0] is not None and consts[1] is not None and (
+                given[2] is None or int(consts[2].reshape(-1)[0]) in (0, -1)) and (
+                given[3] is None or int(consts[3].reshape(-1)[0]) == 1):
+            return entries[int(consts[0].reshape(-1)[0]):int(consts[1].reshape(-1)[0])]
+    return [None] * vs[0] if vs is not None and len(vs) == 1 and isinstance(vs[0], int) else None
+
+
+def _reshape_computed(m: Match) -> tuple[np.ndarray, int] | str:
+    """The target shape as a constant, and its allowzero, or why not."""
     cat = m.node("cat")
     if cat.attr("axis", 0) not in (0, -1):
         return "Concat is not along axis 0"
-    entries: list[int | None] = []
-    for v in cat.inputs:
-        if v is None:
-            return "a Concat input is missing"
-        a = const_of(v)
-        if a is not None:
-            if a.dtype != np.int64 or a.ndim != 1:
-                return "a constant part is not a 1-D int64 tensor"
-            entries.extend(int(e) for e in a)
-            continue
-        vs = shape_of(v)
-        if vs is None or len(vs) != 1 or not isinstance(vs[0], int):
-            return f"a computed part has no static length ({vs})"
-        entries.extend([None] * vs[0])
-    dynamic = [k for k, e in enumerate(entries) if e is None]
-    if len(dynamic) != 1:
-        return f"{len(dynamic)} computed entries (one can be -1)"
-    if any(e is not None and e < 1 for e in entries):  # 0 copies a dimension, -1 is taken: the count is unknown
-        return "a constant entry is 0 or -1"
-    entries[dynamic[0]] = -1
-    return np.array(entries, dtype=np.int64)
+    entries = _shape_entries(cat.outputs[0])
+    if entries is None:
+        return "a computed part has no static length"
+    constant_parts = all(const_of(v) is not None for v in cat.inputs if v is not None)
+    if constant_parts:
+        return "every part is a constant (shape-arith folds it)"
+    xs = shape_of(m["x"]) or ()
+    allowzero = m.root.attr("allowzero", 0)
+    target: list[int] = []
+    unknown: list[int] = []
+    copies = False
+    for i, e in enumerate(entries):
+        if isinstance(e, int) and not isinstance(e, bool):
+            if e == 0 and allowzero:
+                return "a constant entry is 0 under allowzero=1 (the element count is unknown)"
+            if e == -1:
+                unknown.append(i)
+            elif e < -1:
+                return f"entry {e} is negative"
+            copies |= e == 0
+            target.append(e)
+        elif isinstance(e, str) and i < len(xs) and xs[i] == e:
+            target.append(0)  # x's own dimension at that position: 0 copies it
+            copies = True
+        else:
+            unknown.append(i)
+            target.append(-1)
+    if len(unknown) > 1:
+        return f"{len(unknown)} computed entries are not x's own dimensions (one can be -1)"
+    return np.array(target, dtype=np.int64), (0 if copies else allowzero)
 
 
-RESHAPE_ONE_DYNAMIC = Rule(
-    "reshape-one-dynamic-dim",
+RESHAPE_COMPUTED = Rule(
+    "reshape-computed-dims",
     Op("Reshape", Var("x"), Op("Concat", name="cat", single_use=False, allow_extra_inputs=True)),
-    check=lambda m: (lambda s: s if isinstance(s, str) else None)(_reshape_one_dynamic(m)),
-    replace=lambda m, r: r.op("Reshape", m["x"], r.const(_reshape_one_dynamic(m), "shape"),
-                              allowzero=m.root.attr("allowzero")),
-    doc="Reshape to Concat(constants, one computed entry) -> Reshape to a constant with -1 there")
+    check=lambda m: (lambda s: s if isinstance(s, str) else None)(_reshape_computed(m)),
+    replace=lambda m, r: (lambda t: r.op("Reshape", m["x"], r.const(t[0], "shape"), allowzero=t[1]))(
+        _reshape_computed(m)),
+    doc="Reshape to a computed shape of x's own dimensions and constants -> Reshape to a constant (0s, one -1)")
 
 RULES = (IDENTITY, DROPOUT, RESHAPE_NOOP, TRANSPOSE_NOOP, CAST_NOOP, PAD_NOOP, SLICE_NOOP, EXPAND_NOOP,
          TRANSPOSE_PAIR, CAST_CHAIN, CASTLIKE, MUL_ONE, DIV_ONE, SUB_ZERO, ADD_ZERO_EXACT, ADD_ZERO_FLOAT,
          SQUEEZE_UNSQUEEZE, UNSQUEEZE_SQUEEZE, RESHAPE_CHAIN, TRANSPOSE_UNIT, RESHAPE_TRANSPOSE, UNSQUEEZE_CHAIN,
-         SHAPE_STATIC, GATHER_SHAPE, SHAPE_ARITH, SEQUENCE_AT_SPLIT, RESHAPE_ONE_DYNAMIC)
+         SHAPE_STATIC, GATHER_SHAPE, SHAPE_ARITH, SEQUENCE_AT_SPLIT, RESHAPE_COMPUTED)
 
 
 @register_pass
