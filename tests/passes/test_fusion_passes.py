@@ -457,11 +457,11 @@ def test_fuse_gelu_note_describes_the_final_graph():
 
 # -- fuse-layernorm ------------------------------------------------------------------------------
 
-def _layernorm(b, x, axes, gamma=None, beta=None, opset=17):
+def _layernorm(b, x, axes, gamma=None, beta=None, opset=17, square="pow"):
     def rm(v):
         return b.ReduceMean(v, np.array(axes)) if opset >= 18 else b.ReduceMean(v, axes=axes)
     d = b.Sub(x, rm(x))
-    var = rm(b.Pow(d, np.array(2, np.float32)))
+    var = rm(b.Pow(d, np.array(2, np.float32)) if square == "pow" else b.Mul(d, d))
     y = b.Div(d, b.Sqrt(b.Add(var, np.array(1e-5, np.float32))))
     if gamma is not None:
         y = b.Mul(y, gamma)
@@ -482,6 +482,36 @@ def test_fuse_layernorm(rng, opset, affine):
     ref, _ = _run(g, "fuse-layernorm, dce")
     assert _ops(g) == ["LayerNormalization"]
     assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
+
+
+@pytest.mark.parametrize("affine", [2, 1, 0])
+def test_fuse_layernorm_with_the_square_as_a_product(rng, affine):
+    """A hand-written layer norm squares d as d * d: it stayed decomposed (9 nodes; the Pow form fused; an
+    outside check). Reference: ONNX Runtime on the graph before."""
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", 5, 16])
+    gamma = rng.standard_normal(16).astype(np.float32) if affine >= 1 else None
+    beta = rng.standard_normal(16).astype(np.float32) if affine >= 2 else None
+    b.output(_layernorm(b, x, [-1], gamma, beta, square="mul"), "y")
+    g = b.build()
+    assert "Mul" in _ops(g) and "Pow" not in _ops(g)
+    ref, _ = _run(g, "fuse-layernorm, dce")
+    assert _ops(g) == ["LayerNormalization"]
+    assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
+
+
+def test_fuse_layernorm_refuses_a_product_of_two_differences(rng):
+    """Mul(d, e) with e another difference (x - 2 * mean) is no variance: left as it is."""
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2, 16])
+    mean = b.ReduceMean(x, axes=[-1])
+    d, e = b.Sub(x, mean), b.Sub(x, b.Mul(mean, np.array(2, np.float32)))
+    var = b.ReduceMean(b.Mul(d, e), axes=[-1])
+    b.output(b.Div(d, b.Sqrt(b.Add(var, np.array(1e-5, np.float32)))), "y")
+    g = b.build()
+    before = _ops(g)
+    _run(g, "fuse-layernorm, dce")
+    assert _ops(g) == before
 
 
 def test_fuse_layernorm_two_trailing_axes(rng):

@@ -3,7 +3,7 @@
 Pattern (x of a float type; Add/Mul operands in either order)::
 
     mean = ReduceMean(x, axes)          d = Sub(x, mean)
-    var  = ReduceMean(Pow(d, 2), axes)  y = Div(d, Sqrt(Add(var, eps)))
+    var  = ReduceMean(Pow(d, 2), axes)  y = Div(d, Sqrt(Add(var, eps)))      (or Mul(d, d): the ``-mul`` rules)
     [y = Mul(y, gamma)] [y = Add(y, beta)]
 
 Legal cases: both ReduceMeans over the same trailing axes (given as attribute or constant
@@ -31,10 +31,12 @@ from ..rewrite_pass import RewritePass
 LN_OPSET = 17
 
 
-def _core() -> Op:
+def _core(square: str = "Pow") -> Op:
+    """The pattern with the variance's square as ``Pow(d, 2)`` or as ``Mul(d, d)`` (hand-written layer norms)."""
     sub = lambda: Op("Sub", Var("x"), Op("ReduceMean", Var("x"), Opt(Const("ax1")), name="rm1"),  # noqa: E731
                      name="sub", single_use=False)
-    var = Op("ReduceMean", Op("Pow", sub(), Const("two"), name="pow"), Opt(Const("ax2")), name="rm2")
+    sq = Op("Pow", sub(), Const("two"), name="pow") if square == "Pow" else Op("Mul", sub(), sub(), name="pow")
+    var = Op("ReduceMean", sq, Opt(Const("ax2")), name="rm2")
     std = Op("Sqrt", Op("Add", var, Const("eps"), commutative=True, name="addeps"), name="sqrt")
     return Op("Div", sub(), std, name="div")
 
@@ -84,11 +86,15 @@ def _plan(m: Match):
     sub = m.node("sub")
     out = sub.outputs[0]
     users = {id(u) for u in out.users}
-    if out.is_graph_output() or out.num_uses != 2 or users != {id(m.node("pow")), id(m.node("div"))}:
+    square = m.node("pow")
+    uses = 3 if square.op_type == "Mul" else 2  # Mul(d, d) reads d twice
+    if out.is_graph_output() or out.num_uses != uses or users != {id(square), id(m.node("div"))}:
         return "x - mean is read outside the pattern"
-    two, eps = const_of(m["two"]), const_of(m["eps"])
-    if two is None or two.size != 1 or float(two.reshape(-1)[0]) != 2.0:
-        return "the exponent is not 2"
+    eps = const_of(m["eps"])
+    if square.op_type == "Pow":
+        two = const_of(m["two"])
+        if two is None or two.size != 1 or float(two.reshape(-1)[0]) != 2.0:
+            return "the exponent is not 2"
     if eps is None or eps.size != 1:
         return "epsilon is not a scalar constant"
     ax = _axes(m)
@@ -119,16 +125,26 @@ def _replace(m: Match, r):
     return r.op("LayerNormalization", *ins, axis=-k, epsilon=eps)
 
 
-LN_AFFINE = Rule("layernorm-affine",
-                 Op("Add", Op("Mul", _core(), Const("gamma"), commutative=True, name="mul"), Const("beta"),
-                    commutative=True, name="addb"),
-                 check=_check, replace=_replace, exactness=REASSOCIATING,
-                 doc="decomposed LayerNorm with scale and bias -> LayerNormalization")
-LN_SCALE = Rule("layernorm-scale", Op("Mul", _core(), Const("gamma"), commutative=True, name="mul"),
-                check=lambda m: _check(m) or _defer(m, LN_AFFINE), replace=_replace, exactness=REASSOCIATING,
-                doc="decomposed LayerNorm with scale -> LayerNormalization")
-LN_PLAIN = Rule("layernorm", _core(), check=lambda m: _check(m) or _defer(m, LN_SCALE, LN_AFFINE),
-                replace=_replace, exactness=REASSOCIATING, doc="decomposed LayerNorm -> LayerNormalization")
+def _rules(square: str, suffix: str) -> tuple[Rule, Rule, Rule]:
+    """The three rules (with scale and bias, with scale, plain) for one form of the variance's square; each
+    smaller one leaves a match to a bigger one that fires at its reader."""
+    affine = Rule(f"layernorm-affine{suffix}",
+                  Op("Add", Op("Mul", _core(square), Const("gamma"), commutative=True, name="mul"), Const("beta"),
+                     commutative=True, name="addb"),
+                  check=_check, replace=_replace, exactness=REASSOCIATING,
+                  doc=f"decomposed LayerNorm ({square} square) with scale and bias -> LayerNormalization")
+    scale = Rule(f"layernorm-scale{suffix}",
+                 Op("Mul", _core(square), Const("gamma"), commutative=True, name="mul"),
+                 check=lambda m: _check(m) or _defer(m, affine), replace=_replace, exactness=REASSOCIATING,
+                 doc=f"decomposed LayerNorm ({square} square) with scale -> LayerNormalization")
+    plain = Rule(f"layernorm{suffix}", _core(square), check=lambda m: _check(m) or _defer(m, scale, affine),
+                 replace=_replace, exactness=REASSOCIATING,
+                 doc=f"decomposed LayerNorm ({square} square) -> LayerNormalization")
+    return affine, scale, plain
+
+
+LN_AFFINE, LN_SCALE, LN_PLAIN = _rules("Pow", "")
+LN_AFFINE_MUL, LN_SCALE_MUL, LN_PLAIN_MUL = _rules("Mul", "-mul")
 
 
 def _defer(m: Match, *bigger: Rule) -> str | None:
@@ -153,7 +169,7 @@ class FuseLayerNorm(RewritePass):
     """Decomposed layer normalization -> LayerNormalization where the opset has it (>= 17)."""
 
     name = "fuse-layernorm"
-    rules = (LN_AFFINE, LN_SCALE, LN_PLAIN)
+    rules = (LN_AFFINE, LN_SCALE, LN_PLAIN, LN_AFFINE_MUL, LN_SCALE_MUL, LN_PLAIN_MUL)
     exactness = REASSOCIATING
     preserves = frozenset()
 
@@ -161,7 +177,7 @@ class FuseLayerNorm(RewritePass):
         if opset(graph) >= LN_OPSET:
             return super().run(graph, ctx)
         found = sum(1 for g in graph.all_graphs() for n in g.nodes
-                    if n.op_type == "Div" and LN_PLAIN.match(g, n) is not None)
+                    if n.op_type == "Div" and (LN_PLAIN.match(g, n) or LN_PLAIN_MUL.match(g, n)) is not None)
         notes = [f"{found} layer-norm pattern(s) left decomposed: LayerNormalization needs opset >= {LN_OPSET}, "
                  f"the model imports {opset(graph)}"] if found else []
         return PassResult(False, {"left_for_opset": found} if found else {}, notes)
