@@ -499,3 +499,71 @@ def test_reshape_with_two_computed_entries_of_x_copies_them():
     assert list(g.nodes[0].inputs[1].const.numpy()) == [0, 0, 8, 8] and not g.nodes[0].attr("allowzero", 0)
     for k, (B, T) in enumerate(((2, 3), (1, 5), (0, 4))):
         assert compare(ref, g, random_inputs(ref, seed=k, dims={"B": B, "T": T}), rtol=0, atol=0).ok
+
+
+def test_a_declared_size_the_ops_do_not_keep_is_never_baked_into_a_reshape(tmp_path):
+    """A dynamo export declared an LSTM output's time steps as 9 (its example input's), which change with the
+    input; a Reshape target read from that output's Shape became [9, 0, -1], wrong at every other length (an
+    outside check's model: 43 -> 22 nodes, one output of another shape). A dimension read from a Shape is now
+    only compared with x's own declared dimension, never written as a constant. Reference: ONNX Runtime on the
+    original file (which runs at every length, with a warning about the declared shape) at T = 9 and 5."""
+    import onnx
+    import onnxruntime
+    from onnx import helper
+
+    import graphmill
+
+    i64 = lambda name, v: helper.make_tensor(name, onnx.TensorProto.INT64, [len(v)], v)  # noqa: E731
+    nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Neg", ["x"], ["w"]),
+             helper.make_node("Shape", ["y"], ["s"]),
+             helper.make_node("Slice", ["s", "zero", "two"], ["bt"]),
+             helper.make_node("Concat", ["bt", "eight"], ["target"], axis=0),
+             helper.make_node("Reshape", ["w", "target"], ["z"], allowzero=1)]
+    g = helper.make_graph(nodes, "lie", [helper.make_tensor_value_info("x", 1, ["B", "T", 8])],
+                          [helper.make_tensor_value_info("z", 1, None)],
+                          [i64("zero", [0]), i64("two", [2]), i64("eight", [8])],
+                          value_info=[helper.make_tensor_value_info("y", 1, ["B", 9, 8])])  # the lie
+    src = tmp_path / "lie.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), src)
+    graph = graphmill.load(src)
+    graphmill.optimize(graph)
+    out = tmp_path / "opt.onnx"
+    graphmill.save(graph, out)
+    target = [n for n in graph.nodes if n.op_type == "Reshape"]
+    assert not target or 9 not in list(target[0].inputs[1].const.numpy() if target[0].inputs[1].const is not None
+                                        else [])
+    for t in (9, 5):
+        x = np.random.default_rng(t).standard_normal((2, t, 8)).astype(np.float32)
+        want = onnxruntime.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        got = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        assert got.shape == want.shape and np.array_equal(got, want)
+
+
+def test_expand_to_a_computed_shape_of_x_own_dims_goes():
+    """The dynamo exporter's advanced indexing x[arange(B), idx[:, 0]] broadcasts both [B] index tensors to
+    Shape(Max(a, b)): an Expand of a to its own shape (onnxscript left 4 fewer nodes; an outside check).
+    Reference: ONNX Runtime on the graph before at B = 1, 4 and 0."""
+    from graphmill.backends.onnxruntime import random_inputs
+
+    b = GraphBuilder(opset=18)
+    a = b.input("a", "float32", ["B"])
+    c = b.input("c", "float32", ["B"])
+    target = b.Shape(b.Max(a, c))
+    b.output(b.Abs(b.Expand(a, target)), "ya")
+    b.output(b.Abs(b.Expand(c, target)), "yc")
+    g = b.build()
+    ref, _ = _simplify(g, "fixpoint{simplify, cse, dce}")
+    assert _ops(g) == ["Abs", "Abs"]
+    for B in (1, 4, 0):
+        assert compare(ref, g, random_inputs(ref, seed=B, dims={"B": B}), rtol=0, atol=0).ok
+
+
+def test_expand_to_a_larger_computed_shape_stays():
+    b = GraphBuilder(opset=18)
+    a = b.input("a", "float32", ["B"])
+    m = b.input("m", "float32", ["N", "B"])
+    b.output(b.Abs(b.Expand(a, b.Shape(m))), "y")  # [B] -> [N, B]: a real broadcast
+    g = b.build()
+    assert "more dimensions" in explain(S.EXPAND_OWN_SHAPE, g)
+    run_passes(g, "fixpoint{simplify, cse, dce}", verify_each=True)
+    assert "Expand" in _ops(g)

@@ -58,6 +58,9 @@ Legal cases:
   kept (no literal 0 under allowzero=1). Exact: a copied entry is the size it named, and the element count
   settles the -1 (0 included). The dynamo exporter's ``view(B, T, h, d)`` with symbolic B and T; dce then
   removes the Shape -> Squeeze -> Concat arithmetic.
+- ``expand-to-own-shape``: Expand(x, s) with s computed (not a constant: expand-noop's case) and every entry of s
+  x's own dimension at its (right-aligned) position, the same symbol or size, or 1 -> x. The dynamo exporter's
+  advanced indexing broadcasts two [B] index tensors to Shape(Max(a, b)).
 
 Refused everywhere: matches whose root output is a graph output that the replacement cannot
 take over by name (e.g. Identity(input) -> output), and values returned directly by a subgraph
@@ -65,6 +68,8 @@ take over by name (e.g. Identity(input) -> output), and values returned directly
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -781,8 +786,19 @@ SEQUENCE_AT_SPLIT = Rule(
 _TRACE_DEPTH = 8
 
 
+@dataclass(frozen=True)
+class Dim:
+    """A shape entry read from a tensor's dimension (Shape, and what slices or gathers it): its declared size,
+    an int or a symbol. Never baked into a constant: a model may declare a size its ops do not keep (a dynamo
+    export declared an LSTM output's 9 time steps, which change with the input), so such an entry is only ever
+    compared with x's own declared dimension at the same position, where equal declarations stand or fall
+    together."""
+
+    size: int | str | None
+
+
 def _scalar_entry(v, depth: int = 0):
-    """What a computed int64 scalar holds: an int, a dimension's symbol (str), or None (unknown)."""
+    """What a computed int64 scalar holds: an int (a constant), a ``Dim`` or None (unknown)."""
     a = const_of(v)
     if a is not None:
         return int(a.reshape(-1)[0]) if a.size == 1 and a.dtype.kind in "iu" else None
@@ -800,8 +816,8 @@ def _scalar_entry(v, depth: int = 0):
 
 
 def _shape_entries(v, depth: int = 0) -> list | None:
-    """The entries of a 1-D (or scalar) int64 shape value, each an int, a dimension's symbol or None (unknown);
-    None when even its length is unknown. Follows the exporters' shape arithmetic: Shape (with start/end),
+    """The entries of a 1-D (or scalar) int64 shape value, each an int (a constant), a ``Dim`` (a tensor's
+    dimension) or None (unknown); None when even its length is unknown. Follows the exporters' shape arithmetic: Shape (with start/end),
     Gather/Slice (step 1) of it, Squeeze/Unsqueeze/Reshape/Cast of a scalar, Concat."""
     if v is None:
         return None
@@ -815,7 +831,7 @@ def _shape_entries(v, depth: int = 0) -> list | None:
     if n.op_type == "Shape":
         xs = shape_of(n.inputs[0])
         if xs is not None:
-            return [d if isinstance(d, (int, str)) else None for d in _shape_dims(n, xs)]
+            return [Dim(d if isinstance(d, (int, str)) else None) for d in _shape_dims(n, xs)]
     elif n.op_type == "Concat" and n.attr("axis", 0) in (0, -1):
         out: list = []
         for part in n.inputs:
@@ -864,7 +880,14 @@ def _reshape_computed(m: Match) -> tuple[np.ndarray, int] | str:
     unknown: list[int] = []
     copies = False
     for i, e in enumerate(entries):
-        if isinstance(e, int) and not isinstance(e, bool):
+        if isinstance(e, Dim):
+            if e.size is not None and i < len(xs) and xs[i] == e.size:
+                target.append(0)  # x's own dimension at that position: 0 copies it
+                copies = True
+            else:
+                unknown.append(i)
+                target.append(-1)
+        elif isinstance(e, int) and not isinstance(e, bool):
             if e == 0 and allowzero:
                 return "a constant entry is 0 under allowzero=1 (the element count is unknown)"
             if e == -1:
@@ -873,9 +896,6 @@ def _reshape_computed(m: Match) -> tuple[np.ndarray, int] | str:
                 return f"entry {e} is negative"
             copies |= e == 0
             target.append(e)
-        elif isinstance(e, str) and i < len(xs) and xs[i] == e:
-            target.append(0)  # x's own dimension at that position: 0 copies it
-            copies = True
         else:
             unknown.append(i)
             target.append(-1)
@@ -892,10 +912,32 @@ RESHAPE_COMPUTED = Rule(
         _reshape_computed(m)),
     doc="Reshape to a computed shape of x's own dimensions and constants -> Reshape to a constant (0s, one -1)")
 
+def _expand_own_shape_check(m: Match) -> str | None:
+    if const_of(m["shape"]) is not None:
+        return "the target is a constant (expand-noop's case)"
+    entries, xs = _shape_entries(m["shape"]), shape_of(m["x"])
+    if entries is None or xs is None:
+        return "the target's length or x's shape is unknown"
+    if len(entries) > len(xs):
+        return f"the target has more dimensions ({len(entries)}) than x ({len(xs)})"
+    for e, d in zip(reversed(entries), reversed(xs)):
+        size = e.size if isinstance(e, Dim) else e
+        if size is None:
+            return "a target entry is not known to be x's dimension or 1"
+        if not (size == d or (size == 1 and not isinstance(e, Dim))):  # a declared 1 may be no 1 at run time
+            return f"target entry {size!r} against x's dimension {d!r}"
+    return None
+
+
+EXPAND_OWN_SHAPE = Rule(
+    "expand-to-own-shape", Op("Expand", Var("x"), Var("shape")), check=_expand_own_shape_check,
+    replace=lambda m, r: m["x"],
+    doc="Expand to a computed shape whose entries are x's own dimensions (the same symbol) or 1 -> x")
+
 RULES = (IDENTITY, DROPOUT, RESHAPE_NOOP, TRANSPOSE_NOOP, CAST_NOOP, PAD_NOOP, SLICE_NOOP, EXPAND_NOOP,
          TRANSPOSE_PAIR, CAST_CHAIN, CASTLIKE, MUL_ONE, DIV_ONE, SUB_ZERO, ADD_ZERO_EXACT, ADD_ZERO_FLOAT,
          SQUEEZE_UNSQUEEZE, UNSQUEEZE_SQUEEZE, RESHAPE_CHAIN, TRANSPOSE_UNIT, RESHAPE_TRANSPOSE, UNSQUEEZE_CHAIN,
-         SHAPE_STATIC, GATHER_SHAPE, SHAPE_ARITH, SEQUENCE_AT_SPLIT, RESHAPE_COMPUTED)
+         SHAPE_STATIC, GATHER_SHAPE, SHAPE_ARITH, SEQUENCE_AT_SPLIT, RESHAPE_COMPUTED, EXPAND_OWN_SHAPE)
 
 
 @register_pass
