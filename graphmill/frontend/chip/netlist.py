@@ -12,6 +12,7 @@ The graph follows ``graphmill.ir.ops.chip``'s convention (ops, attributes, nets 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import re
 import zlib
@@ -189,6 +190,7 @@ def parse_netlist_text(text: str, path: str = "<netlist>") -> Graph:
     nodes: list[Node] = []
     by_name: dict[str, Node] = {}
     sinks: list[tuple[Node, list[tuple[str, int]]]] = []
+    pin_at: dict[str, int] = {}  # a pin node's token index, for errors found after the whole file is read
     for name, body, k in top:
         if name != "node" or not isinstance(body, list):
             raise p.fail(f"expected 'node {{', found {name!r}", k)
@@ -235,8 +237,9 @@ def parse_netlist_text(text: str, path: str = "<netlist>") -> Graph:
                 if key not in attrs:
                     raise p.fail(f"node {node_name!r}: {kind} needs a {key}", k)
                 node_attrs[key] = float(attrs.pop(key))
-                if not node_attrs[key] >= 0:
-                    raise p.fail(f"node {node_name!r}: negative {key}", k)
+                if not 0 <= node_attrs[key] < math.inf:  # nan was called negative; inf is no size
+                    raise p.fail(f"node {node_name!r}: {key} must be a finite number >= 0, got {node_attrs[key]!r}",
+                                 k)
             orient = str(attrs.pop("orientation", "N"))
             if orient not in ORIENTATIONS:
                 raise p.fail(f"node {node_name!r}: unknown orientation {orient!r}", k)
@@ -250,6 +253,7 @@ def parse_netlist_text(text: str, path: str = "<netlist>") -> Graph:
             if "macro_name" not in attrs:
                 raise p.fail(f"node {node_name!r}: {kind} needs a macro_name", k)
             node_attrs["macro"] = str(attrs.pop("macro_name"))
+            pin_at[node_name] = k
             node_attrs["x_offset"] = float(attrs.pop("x_offset", 0.0))
             node_attrs["y_offset"] = float(attrs.pop("y_offset", 0.0))
         if "weight" in attrs:
@@ -270,8 +274,8 @@ def parse_netlist_text(text: str, path: str = "<netlist>") -> Graph:
             owner = by_name.get(node.attr("macro"))
             want = HARD_MACRO if node.op_type == HARD_MACRO_PIN else SOFT_MACRO
             if owner is None or owner.op_type != want:
-                raise NetlistError(f"{path}: pin {node.name!r}: its macro {node.attr('macro')!r} is not a "
-                                   f"{'hard' if want == HARD_MACRO else 'soft'} macro of the netlist")
+                raise p.fail(f"pin {node.name!r}: its macro {node.attr('macro')!r} is not a "
+                             f"{'hard' if want == HARD_MACRO else 'soft'} macro of the netlist", pin_at[node.name])
     for driver, names in sinks:
         net = driver.outputs[0]
         for sink_name, kk in names:

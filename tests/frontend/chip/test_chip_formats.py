@@ -53,6 +53,24 @@ def test_malformed_netlist_names_line_and_column():
         parse_netlist_text('node { name: "a" }\n  @', "<n>")
 
 
+def _macro(name, width="80", extra=""):
+    return (f'node {{ name: "{name}" attr {{ key: "type" value {{ placeholder: "MACRO" }} }} '
+            f'attr {{ key: "width" value {{ f: {width} }} }} attr {{ key: "height" value {{ f: 40 }} }} {extra}}}\n')
+
+
+def test_bad_macro_sizes_and_pin_owners_name_their_line():
+    """A width of nan was called "negative width", and a pin whose macro_name names no macro was refused without
+    its line (an outside check). Reference: the line of the offending node in the text given here."""
+    with pytest.raises(NetlistError, match=r"line 1, column 1: node 'H0': width must be a finite number >= 0, got nan"):
+        parse_netlist_text(_macro("H0", "nan"), "<n>")
+    with pytest.raises(NetlistError, match=r"line 1, column 1: node 'H0': width must be a finite number >= 0, got -8"):
+        parse_netlist_text(_macro("H0", "-8"), "<n>")
+    pin = ('node { name: "H0/p" attr { key: "type" value { placeholder: "MACRO_PIN" } } '
+           'attr { key: "macro_name" value { placeholder: "NOPE" } } }\n')
+    with pytest.raises(NetlistError, match=r"<n>: line 2, column 1: pin 'H0/p': its macro 'NOPE' is not a hard macro"):
+        parse_netlist_text(_macro("H0") + pin, "<n>")
+
+
 def test_netlist_file_errors(tmp_path):
     bad = tmp_path / "n.pb.txt.gz"
     bad.write_bytes(b"\x1f\x8bnot gzip")
