@@ -431,6 +431,7 @@ def from_proto(model: onnx.ModelProto, *, base_dir: str | None = None, path: str
         g.model.opaque["configuration"] = [c.SerializeToString() for c in model.configuration]
     for fp in model.functions:
         f = imp.function(fp)
+        f.graph.separate_sibling_names()  # a body's If branches may share names too
         g.functions[f.key] = f
     check_no_recursion(g, path)
     return g

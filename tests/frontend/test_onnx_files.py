@@ -308,6 +308,36 @@ def test_sibling_branches_may_reuse_a_name(tmp_path):
         np.testing.assert_array_equal(ortb.run(graphmill.load(out), feeds)["y"], want)
 
 
+def test_sibling_branches_inside_a_function_may_reuse_a_name(tmp_path):
+    """The same in a model-local function's body (loading now verifies the graph and every function body)."""
+    def branch(op, name):
+        return helper.make_graph([helper.make_node(op, ["a", "a"], ["o"])], name, [],
+                                 [helper.make_tensor_value_info("o", 1, [2])])
+    fn = helper.make_function("local", "F", ["a", "c"], ["b"],
+                              [helper.make_node("If", ["c"], ["b"], then_branch=branch("Add", "then"),
+                                                else_branch=branch("Mul", "else"))],
+                              [helper.make_opsetid("", 17)])
+    g = helper.make_graph([helper.make_node("F", ["x", "c"], ["y"], domain="local")], "fn",
+                          [helper.make_tensor_value_info("x", 1, [2]), helper.make_tensor_value_info("c", 9, [])],
+                          [helper.make_tensor_value_info("y", 1, [2])])
+    src = tmp_path / "fn.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+                                functions=[fn]), src)
+    onnx.checker.check_model(onnx.load(src), full_check=True)
+    graph = graphmill.load(src)
+    graphmill.verify(graph)
+    out = tmp_path / "out.onnx"
+    graphmill.save(graph, out)
+    import onnxruntime
+
+    xs = np.array([1.5, -2.0], np.float32)
+    for cond in (True, False):
+        feeds = {"x": xs, "c": np.array(cond)}
+        want = onnxruntime.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+        got = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+        np.testing.assert_array_equal(got, want)
+
+
 def test_out_of_order_file_is_sorted_on_import(tmp_path):
     g = helper.make_graph(
         [helper.make_node("Neg", ["a"], ["y"], name="second"), helper.make_node("Relu", ["x"], ["a"], name="first")],
