@@ -137,8 +137,9 @@ def check_outputs_against_weights(graph, args: argparse.Namespace, others: dict[
     if not args.force:
         try:
             check_output_paths(reads, model_outputs)
-        except UserInputError as e:
-            raise UserInputError(f"{e} (or --force to replace the input's)") from None
+        except UserInputError as e:  # --force helps only where an output lands on an input, not a missing folder
+            hint = " (or --force to replace the input's)" if ": is the input " in str(e) else ""
+            raise UserInputError(f"{e}{hint}") from None
     check_output_paths({}, {**model_outputs, **others})
 
 

@@ -191,6 +191,14 @@ def test_no_output_lands_on_a_weights_file(external, capsys, argv, says):
     assert os.path.getsize("ok.bin") == 64 * 64 * 4 + 64 * 4
 
 
+def test_a_missing_folder_is_not_answered_with_force(external, capsys):
+    """`--external-data nodir/w.bin` said "the folder ... does not exist (or --force to replace the input's)":
+    --force has nothing to do with it (an outside check). Reference: the folder, absent by construction."""
+    assert main(["optimize", "ok.onnx", "-o", "o.onnx", "--external-data", "nodir/w.bin"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "--force" not in err, err
+
+
 def test_python_save_refuses_the_loaded_models_weights_file_unless_forced(external):
     """`graphmill.save(g, "x.onnx", external_data="ok.bin")` rewrote the weights ok.onnx reads (ok.onnx then
     failed in ONNX Runtime). `force=True` (the CLI's --force) writes it, whole."""
