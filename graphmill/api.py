@@ -572,7 +572,8 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
         raise UserInputError(f"--microbatches {microbatches}: at most {MAX_MICROBATCHES:,} (GPipe's own runs use "
                              "a few dozen; there the bubble (K-1)/(M+K-1) is under 1% of a step for up to 40 stages)")
     if schedule not in SCHEDULES:
-        raise UserInputError(f"--schedule {schedule!r}: choose from {', '.join(SCHEDULES)}")
+        raise UserInputError(f"--schedule {schedule!r}{did_you_mean(str(schedule), SCHEDULES)}: choose from "
+                             f"{', '.join(SCHEDULES)}")
     if cost not in ("roofline", "simulator"):
         raise UserInputError(f"--cost {cost!r}: choose roofline or simulator")
     from graphmill.frontend.onnx_shape_inference import infer_shapes

@@ -163,10 +163,11 @@ def from_dict(d: dict, where: str = "accelerator config") -> AccelConfig:
                     raise ConfigKeyError(f"{where}: unknown key {k}.{kk}; known: {', '.join(sorted(_KNOWN[k]))}",
                                          f"{k}.{kk}")
     arr, mem = d.get("array", {}), d.get("memory", {})
-    for sec, tab, key in (("array", arr, "rows"), ("array", arr, "cols"), ("array", arr, "dataflow"),
-                          ("memory", mem, "ifmap_kb"), ("memory", mem, "filter_kb"), ("memory", mem, "ofmap_kb")):
-        if key not in tab:
-            raise UserInputError(f"{where}: missing {sec}.{key}")
+    missing = [f"{sec}.{key}" for sec, tab, key in (
+        ("array", arr, "rows"), ("array", arr, "cols"), ("array", arr, "dataflow"),
+        ("memory", mem, "ifmap_kb"), ("memory", mem, "filter_kb"), ("memory", mem, "ofmap_kb")) if key not in tab]
+    if missing:  # all of them at once: one run each was one fix each
+        raise UserInputError(f"{where}: missing {', '.join(missing)}")
     mode = mem.get("interface_bandwidth", "user")
     mode = mode.lower() if isinstance(mode, str) else mode
     if mode not in BANDWIDTH_MODES:
@@ -214,7 +215,9 @@ def load_accel(path: str | os.PathLike) -> AccelConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise UserInputError(f"{path}: not valid TOML: {str(e).splitlines()[0] if str(e) else e}") from None
+        hint = ("; a SCALE-Sim .cfg goes to --scalesim-config (with --scalesim-topology)" if path.lower().endswith(".cfg")
+                else "")
+        raise UserInputError(f"{path}: not valid TOML: {str(e).splitlines()[0] if str(e) else e}{hint}") from None
     except RecursionError:
         raise UserInputError(f"{path}: not valid TOML: nested too deeply") from None
     try:

@@ -158,10 +158,12 @@ def read_plc(path: str | os.PathLike) -> PlcFile:
         data = read_user_file(shown, TEXT_FILE_LIMIT, "a .plc placement file", error=PlcError)
     except OSError as e:
         raise PlcError(f"{shown}: cannot read ({e.strerror or e})") from None
+    if data[:2] == b"\x1f\x8b":  # a gzip file: a netlist.pb.txt.gz given as the placement, most likely
+        raise PlcError(f"{shown}: a gzip file, not a .plc placement (a netlist.pb.txt.gz? --init takes the .plc)")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise PlcError(f"{shown}: not UTF-8 text") from None
+        raise PlcError(f"{shown}: not UTF-8 text (a .plc placement is text)") from None
     return parse_plc_text(text, shown)
 
 

@@ -93,6 +93,19 @@ def test_bad_config_names_line_and_column(tmp_path, old, new, where):
     assert str(e.value).startswith(str(p) + where), str(e.value)
 
 
+def test_every_missing_key_is_named_at_once_and_a_cfg_is_pointed_to_its_flag(tmp_path):
+    """A config missing cols and dataflow was refused one key per run; a SCALE-Sim .cfg given as --accel got
+    "not valid TOML" alone (a new user's report). Reference: the keys left out here, and the file's suffix."""
+    p = tmp_path / "a.toml"
+    p.write_text(GOOD.replace("cols = 8\n", "").replace('dataflow = "ws"\n', ""))
+    with pytest.raises(UserInputError, match="missing array.cols, array.dataflow$"):
+        load_accel(p)
+    cfg = tmp_path / "edge.cfg"
+    cfg.write_text("[general]\nrun_name = edge\n[architecture_presets]\nArrayHeight: 8\n")
+    with pytest.raises(UserInputError, match="not valid TOML.*--scalesim-config"):
+        load_accel(cfg)
+
+
 def test_a_dotted_key_at_the_top_is_located(tmp_path):
     p = tmp_path / "a.toml"
     p.write_text(GOOD.replace("[array]\nrows = 8\ncols = 8\ndataflow = \"ws\"\n", "")
