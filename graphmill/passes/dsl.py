@@ -510,7 +510,11 @@ class _Parser:
         try:
             cls = pass_class(name)
         except UserInputError:
-            hint = did_you_mean(name, list(_known_passes()) + list(self.defs) + list(BUILTIN_SCHEDULES) + list(KEYWORDS))
+            # not the schedules being built: calling one from inside itself is a cycle, never the fix
+            callable_names = [n for n in list(_known_passes()) + list(self.defs) + list(BUILTIN_SCHEDULES)
+                              + list(KEYWORDS) if n not in self.building]
+            hint = did_you_mean(name, callable_names) or (
+                " (a pass of your own? load its file with --load-passes FILE.py; Python: graphmill.api.load_passes)")
             raise ScheduleError(f"unknown pass or schedule {name!r}{hint}", loc) from None
         known = {o.name: o for o in cls.options}
         for k, v in named.items():  # validate option names, types and ranges now, not mid-run

@@ -201,6 +201,14 @@ def test_the_caret_sits_under_the_column_on_a_line_indented_with_tabs():
     assert shown.expandtabs(8)[column:].startswith("fold-constnts"), (shown, caret)
 
 
+def test_an_unknown_pass_is_never_answered_with_the_schedule_calling_it():
+    """`schedule with-my-fusions { my-fusions }` without the plugin loaded suggested 'with-my-fusions', the
+    schedule itself (a cycle); the fix is --load-passes (a new user's report)."""
+    e = located("schedule with-my-fusions {\n  dce\n  my-fusions(max_rounds=4)\n}", "s.mill")
+    assert "with-my-fusions" not in str(e).splitlines()[0].split("unknown pass or schedule 'my-fusions'")[1]
+    assert "--load-passes" in str(e)
+
+
 def test_control_characters_are_not_echoed_raw():
     """A NUL (or an escape sequence) in a schedule was written to the terminal as it was, under the message.
     Reference: the shown line, one '?' per control character, the caret still under the column."""
