@@ -91,7 +91,24 @@ def run(args: argparse.Namespace) -> int:
         for path in (args.output, args.plot, args.json):
             if path and path != "-":
                 print(f"wrote {path}")
+    warning = divergence_warning(report.get("run"), args.lr)
+    if warning:
+        stderr(warning)
     return 0
+
+
+GROWTH_WARNED = 100.0  # a loss this many times its first value: the run diverged, though still finite
+
+
+def divergence_warning(run: dict | None, lr: float) -> str | None:
+    """A line for a --run whose loss grew GROWTH_WARNED-fold: it stayed finite (check_finite refuses inf and
+    NaN), so the run "succeeded" with weights of no use (ResNet-18 at the default lr: 524 -> 1.5e27, exit 0,
+    without a word; a new user's report)."""
+    losses = (run or {}).get("losses") or []
+    if len(losses) < 2 or not losses[0] > 0 or not losses[-1] > GROWTH_WARNED * losses[0]:
+        return None
+    return (f"warning: the loss grew from {losses[0]:.4g} to {losses[-1]:.4g} in {len(losses)} steps: training "
+            f"diverged at --lr {lr:g}, and the weights written are of no use; give a smaller --lr")
 
 
 def table(r: dict) -> str:

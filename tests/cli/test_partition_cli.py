@@ -368,3 +368,14 @@ def test_symbolic_sizes_other_than_the_batch_are_named(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no size for H, W" in err and "batch" not in err.split("static")[1]
     assert not os.path.exists(tmp_path / "o.onnx")
+
+
+def test_a_finite_blow_up_of_the_loss_is_warned_about():
+    """`partition resnet18 --run --steps 2 --lr 0.01` went from a loss of 523.8 to 1.459e27 and exited 0
+    without a word (a new user's report; only inf and NaN were refused). Reference: the losses given here."""
+    from graphmill.cli.partition import divergence_warning
+
+    line = divergence_warning({"losses": [523.8, 1.459e27]}, 0.01)
+    assert line.startswith("warning: the loss grew from 523.8 to 1.459e+27 in 2 steps") and "--lr 0.01" in line
+    assert divergence_warning({"losses": [2.3, 2.1, 40.0]}, 0.01) is None  # noisy, not diverged
+    assert divergence_warning({"losses": [2.3]}, 0.01) is None and divergence_warning(None, 0.01) is None
