@@ -24,13 +24,17 @@ def key_position(text: str, dotted: str) -> tuple[int, int] | None:
     names a table), or None when it is not written plainly."""
     want = _parts(dotted)
     table: list[str] = []
-    in_multiline = False
+    open_quote: str | None = None  # the delimiter of the multi-line string the line is in, if any
     for number, line in enumerate(text.splitlines(), 1):
-        if line.count('"""') % 2 or line.count("'''") % 2:
-            in_multiline = not in_multiline
+        if open_quote is not None:
+            if line.count(open_quote) % 2:  # closes it (its other delimiter kind is string text)
+                open_quote = None
             continue
-        if in_multiline:
-            continue
+        starts = [(line.find(q), q) for q in ('"""', "'''") if q in line]
+        if starts:
+            first = min(starts)[1]  # the delimiter that opens first on the line is the string's
+            if line.count(first) % 2:
+                open_quote = first
         h = _HEADER.match(line)
         if h:
             table = _parts(h.group(1))

@@ -567,3 +567,119 @@ def test_expand_to_a_larger_computed_shape_stays():
     assert "more dimensions" in explain(S.EXPAND_OWN_SHAPE, g)
     run_passes(g, "fixpoint{simplify, cse, dce}", verify_each=True)
     assert "Expand" in _ops(g)
+
+
+def _onnx_file(tmp_path, nodes, inputs, opset=17, name="m.onnx"):
+    import onnx
+    from onnx import helper
+
+    g = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", 1, None)])
+    path = tmp_path / name
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]), path)
+    return path
+
+
+def _ort(path):
+    """ONNX Runtime with its own graph optimizations off: they rewrite a view(B, T * C) into [0, -1] themselves,
+    which fails at B = 0 (the reference must be the model as written)."""
+    import onnxruntime
+
+    so = onnxruntime.SessionOptions()
+    so.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return onnxruntime.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _same_under_ort(src, out, feeds_list):
+    for feeds in feeds_list:
+        want = _ort(src).run(None, feeds)[0]
+        got = _ort(out).run(None, feeds)[0]
+        assert got.shape == want.shape and np.array_equal(got, want), (feeds["x"].shape, got.shape, want.shape)
+
+
+def _optimized(src, tmp_path):
+    import graphmill
+
+    g = graphmill.load(src)
+    graphmill.optimize(g)
+    out = tmp_path / "opt.onnx"
+    graphmill.save(g, out)
+    return g, out
+
+
+def _int_const(name, value):
+    from onnx import helper, numpy_helper
+
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(value, np.int64), name))
+
+
+@pytest.mark.parametrize("opset", [11, 13, 14])
+def test_reshape_computed_dims_writes_no_allowzero_before_opset_14(tmp_path, opset):
+    """Reshape has allowzero from opset 14 only: the rewrite gave Reshape-13 one, which ONNX Runtime refused to
+    load (a review). Reference: onnx's checker on the result, and ONNX Runtime on the original file."""
+    import onnx
+    from onnx import helper
+
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), _int_const("st", [0]), _int_const("en", [2]),
+             helper.make_node("Slice", ["s", "st", "en"], ["bt"]), _int_const("hd", [2, -1]),
+             helper.make_node("Concat", ["bt", "hd"], ["shp"], axis=0), helper.make_node("Reshape", ["x", "shp"], ["y"])]
+    src = _onnx_file(tmp_path, nodes, [helper.make_tensor_value_info("x", 1, ["B", "T", 8])], opset)
+    g, out = _optimized(src, tmp_path)
+    onnx.checker.check_model(onnx.load(out), full_check=True)
+    assert [n.op_type for n in g.nodes] == ["Reshape"]
+    rng = np.random.default_rng(0)
+    _same_under_ort(src, out, [{"x": rng.standard_normal((b, t, 8)).astype(np.float32)} for b, t in ((2, 3), (1, 1))])
+
+
+def test_a_cast_that_changes_a_size_is_not_followed(tmp_path):
+    """Cast(Cast(B, bool), int64) is 1, not B: the tracer took every Cast as keeping the value, and view(1, -1)
+    became x itself (a review). Reference: ONNX Runtime on the original file at B = 3 and 2."""
+    from onnx import TensorProto, helper
+
+    nodes = [_int_const("i0", 0), helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "i0"], ["b"]),
+             helper.make_node("Cast", ["b"], ["bb"], to=TensorProto.BOOL),
+             helper.make_node("Cast", ["bb"], ["bi"], to=TensorProto.INT64), _int_const("ax", [0]),
+             helper.make_node("Unsqueeze", ["bi", "ax"], ["bu"]), _int_const("m1", [-1]),
+             helper.make_node("Concat", ["bu", "m1"], ["shp"], axis=0), helper.make_node("Reshape", ["x", "shp"], ["y"])]
+    src = _onnx_file(tmp_path, nodes, [helper.make_tensor_value_info("x", 1, ["B", 6])])
+    _, out = _optimized(src, tmp_path)
+    _same_under_ort(src, out, [{"x": np.ones((b, 6), np.float32)} for b in (3, 2)])
+
+
+def test_no_minus_one_beside_a_copy_that_may_be_zero(tmp_path):
+    """view(B, T * C) written with Shape/Gather/Mul became [0, -1]: at B = 0 ONNX Runtime cannot resolve the -1
+    (the original gives (0, 12)); a review. Reference: ONNX Runtime on the original file, B and T at 0 too."""
+    from onnx import helper
+
+    nodes = [_int_const("i0", 0), _int_const("i1", 1), _int_const("i2", 2), helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Gather", ["s", "i0"], ["b"]), helper.make_node("Gather", ["s", "i1"], ["t"]),
+             helper.make_node("Gather", ["s", "i2"], ["c"]), helper.make_node("Mul", ["t", "c"], ["tc"]),
+             _int_const("ax", [0]), helper.make_node("Unsqueeze", ["b", "ax"], ["bu"]),
+             helper.make_node("Unsqueeze", ["tc", "ax"], ["tcu"]),
+             helper.make_node("Concat", ["bu", "tcu"], ["shp"], axis=0), helper.make_node("Reshape", ["x", "shp"], ["y"])]
+    src = _onnx_file(tmp_path, nodes, [helper.make_tensor_value_info("x", 1, ["B", "T", 4])])
+    _, out = _optimized(src, tmp_path)
+    rng = np.random.default_rng(1)
+    _same_under_ort(src, out, [{"x": rng.standard_normal(s).astype(np.float32)}
+                               for s in ((2, 3, 4), (0, 3, 4), (3, 0, 4), (0, 0, 4))])
+
+
+def test_an_empty_dim_param_names_no_size(tmp_path):
+    """Two dims declared with dim_param "" were taken as one symbol, and Reshape(x, [Shape(y)[0], -1]) became
+    [0, -1], a copy of x's dimension (a review). Reference: ONNX Runtime on the original file."""
+    from onnx import helper
+
+    nodes = [helper.make_node("Shape", ["y_in"], ["s"]), _int_const("m1", [-1]),
+             helper.make_node("Concat", ["s", "m1"], ["shp"], axis=0), helper.make_node("Reshape", ["x", "shp"], ["y"])]
+    src = _onnx_file(tmp_path, nodes, [helper.make_tensor_value_info("x", 1, ["", 6]),
+                                       helper.make_tensor_value_info("y_in", 1, [""])])
+    _, out = _optimized(src, tmp_path)
+    feeds = {"x": np.ones((4, 6), np.float32), "y_in": np.ones(2, np.float32)}
+    want, got = _ort(src).run(None, feeds)[0], _ort(out).run(None, feeds)[0]
+    assert want.shape == (2, 12) and got.shape == want.shape
+
+
+def test_a_scalar_split_with_keepdims_0_is_left_as_a_sequence():
+    """The spec ignores keepdims beside a split; ONNX Runtime squeezes the axis for a scalar one: the two
+    disagree, so the rule leaves it (a review: (3,) under ORT became (3, 1))."""
+    g = _chunks(1, 1, (0,), keepdims=0, shape=(3, 4))
+    assert "keepdims=0 with a scalar split" in explain(S.SEQUENCE_AT_SPLIT, g)

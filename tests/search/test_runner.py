@@ -492,6 +492,22 @@ def test_pool_workers_die_with_a_killed_search(tmp_path):
             pass
 
 
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+@pytest.mark.xdist_group("processes")  # worker processes
+def test_the_pool_runs_under_each_start_method(start_method):
+    """Under forkserver a worker's parent is the server, not the search: the die-with-parent check (parent pid)
+    ended every worker before its first evaluation (a review). Reference: rh.evaluate's own value."""
+    from graphmill.search.executors.pool import ProcessPoolExecutor
+
+    ex = ProcessPoolExecutor(rh.sleep_for_a, 1, timeout=60, start_method=start_method)
+    try:
+        ex.submit(7, {"a": 0.0})
+        (token, (status, value, _)), = ex.wait(60)
+        assert token == 7 and status == "ok" and value == 0.0
+    finally:
+        ex.close()
+
+
 def test_a_refused_checkpoint_names_the_setting_that_differs(tmp_path):
     """`graphmill search --space mnasnet --steps 11` over a `--steps 10` run printed both whole settings dicts in
     one very long line; now the differing leaf alone, by its path. Reference: the fingerprints given."""

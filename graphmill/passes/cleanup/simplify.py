@@ -55,8 +55,10 @@ Legal cases:
 - ``reshape-computed-dims``: Reshape(x, Concat(parts)) whose computed entries (Shape, Gather, Squeeze,
   Unsqueeze, Reshape or Cast of dimensions) are x's own dimensions at the same position (the same symbol) but
   for at most one -> Reshape(x, a constant): those entries 0 (copy x's; allowzero=0), the other -1, constants
-  kept (no literal 0 under allowzero=1). Exact: a copied entry is the size it named, and the element count
-  settles the -1 (0 included). The dynamo exporter's ``view(B, T, h, d)`` with symbolic B and T; dce then
+  kept (no literal 0 under allowzero=1; no allowzero attribute before opset 14). Exact: a copied entry is the
+  size it named, and the element count settles the -1, which is why a -1 never stands beside a copy of a
+  dimension that may be 0 (ONNX Runtime cannot resolve it there). Only Casts to int64 are followed, and an
+  empty dim_param names no size. The dynamo exporter's ``view(B, T, h, d)`` with symbolic B and T; dce then
   removes the Shape -> Squeeze -> Concat arithmetic.
 - ``expand-to-own-shape``: Expand(x, s) with s computed (not a constant: expand-noop's case) and every entry of s
   x's own dimension at its (right-aligned) position, the same symbol or size, or 1 -> x. The dynamo exporter's
@@ -736,6 +738,8 @@ def _split_sizes(m: Match) -> tuple[list[int], int] | str:
         if split is None or split.dtype.kind not in "iu" or split.ndim > 1:
             return "split is not a scalar or 1-D integer constant"
         if split.ndim == 0:
+            if not seq.attr("keepdims", 1):  # the spec ignores keepdims beside a split, ONNX Runtime squeezes
+                return "keepdims=0 with a scalar split (ONNX Runtime squeezes the axis, the spec does not)"
             step = int(split)
             if step < 1:
                 return f"split {step} is not >= 1"
@@ -797,6 +801,11 @@ class Dim:
     size: int | str | None
 
 
+def _keeps_value(node) -> bool:
+    """A Cast keeps a size only to int64 (to bool, int8 or float16 it changes: Cast(Cast(B, bool), int64) is 1)."""
+    return node.op_type != "Cast" or node.attr("to") == int(DataType.INT64)
+
+
 def _scalar_entry(v, depth: int = 0):
     """What a computed int64 scalar holds: an int (a constant), a ``Dim`` or None (unknown)."""
     a = const_of(v)
@@ -805,7 +814,7 @@ def _scalar_entry(v, depth: int = 0):
     n = v.producer if v is not None else None
     if n is None or depth > _TRACE_DEPTH:
         return None
-    if n.op_type in ("Squeeze", "Cast", "Identity", "Reshape", "Unsqueeze"):
+    if n.op_type in ("Squeeze", "Cast", "Identity", "Reshape", "Unsqueeze") and _keeps_value(n):
         entries = _shape_entries(n.inputs[0], depth + 1) if n.inputs else None
         return entries[0] if entries is not None and len(entries) == 1 else None
     if n.op_type == "Gather" and n.attr("axis", 0) == 0 and len(n.inputs) == 2:
@@ -831,7 +840,8 @@ def _shape_entries(v, depth: int = 0) -> list | None:
     if n.op_type == "Shape":
         xs = shape_of(n.inputs[0])
         if xs is not None:
-            return [Dim(d if isinstance(d, (int, str)) else None) for d in _shape_dims(n, xs)]
+            # an empty dim_param names nothing: two of them are not one size
+            return [Dim(d if isinstance(d, int) or (isinstance(d, str) and d) else None) for d in _shape_dims(n, xs)]
     elif n.op_type == "Concat" and n.attr("axis", 0) in (0, -1):
         out: list = []
         for part in n.inputs:
@@ -842,7 +852,8 @@ def _shape_entries(v, depth: int = 0) -> list | None:
             out += got
         if out is not None:
             return out
-    elif n.op_type in ("Squeeze", "Unsqueeze", "Reshape", "Cast", "Identity") and vs is not None and len(vs) <= 1:
+    elif n.op_type in ("Squeeze", "Unsqueeze", "Reshape", "Cast", "Identity") and vs is not None and len(vs) <= 1 \
+            and _keeps_value(n):
         e = _scalar_entry(n.inputs[0], depth + 1) if n.inputs else None
         if vs == () or vs == (1,):
             return [e]
@@ -901,15 +912,26 @@ def _reshape_computed(m: Match) -> tuple[np.ndarray, int] | str:
             target.append(-1)
     if len(unknown) > 1:
         return f"{len(unknown)} computed entries are not x's own dimensions (one can be -1)"
+    if unknown and entries[unknown[0]] != -1 and any(
+            t == 0 and not (i < len(xs) and isinstance(xs[i], int) and xs[i] >= 1) for i, t in enumerate(target)):
+        # a -1 beside a copied dimension that may be 0 at run time: the element count cannot settle it (ONNX
+        # Runtime refuses), where the computed entry held its value
+        return "a -1 would stand beside a copied dimension that may be 0"
     return np.array(target, dtype=np.int64), (0 if copies else allowzero)
+
+
+def _reshape_computed_replace(m: Match, r):
+    target, allowzero = _reshape_computed(m)
+    if opset(m.graph) < 14:  # no allowzero before opset 14: 0 always copies there
+        return r.op("Reshape", m["x"], r.const(target, "shape"))
+    return r.op("Reshape", m["x"], r.const(target, "shape"), allowzero=allowzero)
 
 
 RESHAPE_COMPUTED = Rule(
     "reshape-computed-dims",
     Op("Reshape", Var("x"), Op("Concat", name="cat", single_use=False, allow_extra_inputs=True)),
     check=lambda m: (lambda s: s if isinstance(s, str) else None)(_reshape_computed(m)),
-    replace=lambda m, r: (lambda t: r.op("Reshape", m["x"], r.const(t[0], "shape"), allowzero=t[1]))(
-        _reshape_computed(m)),
+    replace=_reshape_computed_replace,
     doc="Reshape to a computed shape of x's own dimensions and constants -> Reshape to a constant (0s, one -1)")
 
 def _expand_own_shape_check(m: Match) -> str | None:

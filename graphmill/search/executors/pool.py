@@ -25,10 +25,11 @@ from graphmill.search.executors.base import Executor, call
 from graphmill.util.errors import UserInputError
 
 
-def _die_with_parent(parent_pid: int) -> None:  # pragma: no cover - runs in a child process
+def _die_with_parent(parent_pid: int | None) -> None:  # pragma: no cover - runs in a child process
     """After ``kill -9`` of the search its workers would finish their evaluations for no one (the results never
     reach the journal, and the resumed search repeats them beside them). On Linux the kernel kills a worker
-    when the process that started it dies (``PR_SET_PDEATHSIG``); a parent already gone ends it at once."""
+    when the process that started it dies (``PR_SET_PDEATHSIG``); a parent already gone ends it at once.
+    ``parent_pid`` is None where the search is not the worker's parent (``forkserver``: the server is)."""
     import sys
 
     if sys.platform.startswith("linux"):
@@ -38,11 +39,11 @@ def _die_with_parent(parent_pid: int) -> None:  # pragma: no cover - runs in a c
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
-    if os.getppid() != parent_pid:  # died before the call above: no signal will come
+    if parent_pid is not None and os.getppid() != parent_pid:  # died before the call above: no signal will come
         os._exit(0)
 
 
-def _worker_main(conn, evaluate: Callable[[dict], Any], parent_pid: int) -> None:  # pragma: no cover - a child
+def _worker_main(conn, evaluate: Callable[[dict], Any], parent_pid: int | None) -> None:  # pragma: no cover
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
@@ -98,7 +99,8 @@ class ProcessPoolExecutor(Executor):
 
     def _start(self, slot: _Slot) -> None:
         parent, child = self.ctx.Pipe()
-        proc = self.ctx.Process(target=_worker_main, args=(child, self.evaluate, os.getpid()), daemon=True)
+        me = os.getpid() if self.ctx.get_start_method() in ("spawn", "fork") else None  # forkserver: the server
+        proc = self.ctx.Process(target=_worker_main, args=(child, self.evaluate, me), daemon=True)
         proc.start()
         child.close()
         slot.proc, slot.conn, slot.token, slot.ready = proc, parent, None, False

@@ -106,6 +106,18 @@ def test_every_missing_key_is_named_at_once_and_a_cfg_is_pointed_to_its_flag(tmp
         load_accel(cfg)
 
 
+def test_a_multiline_string_holding_the_other_quotes_is_skipped(tmp_path):
+    """A literal multi-line string (three single quotes) whose text holds a line of three double quotes and a
+    fake [array] table: the locator toggled one flag for both kinds and named line 4, inside the string (a
+    review). Reference: the real key's line in the file written here, 7."""
+    p = tmp_path / "a.toml"
+    p.write_text("name = '''\n\"\"\"\n[array]\nrows = 0\n'''\n" + GOOD.replace('name = "t"\n', "").replace(
+        "rows = 8", "rows = 0"))
+    with pytest.raises(UserInputError) as e:
+        load_accel(p)
+    assert str(e.value).startswith(f"{p}:7:1: array.rows"), str(e.value)
+
+
 def test_a_dotted_key_at_the_top_is_located(tmp_path):
     p = tmp_path / "a.toml"
     p.write_text(GOOD.replace("[array]\nrows = 8\ncols = 8\ndataflow = \"ws\"\n", "")
