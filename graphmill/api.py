@@ -806,7 +806,8 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
                 raise
             raise UserInputError(f"zoo {name}: not an image classifier; graphmill train trains models of one input "
                                  "[N, C, S, S] (e.g. resnet18, mobilenet_v2, efficientnetv2_s, coatnet_0)") from None
-        cfg.model = f"zoo {name} " + " ".join(f"{k}={v}" for k, v in opts.items() if v is not None)
+        shown = {("embed_dim" if contrastive and k == "num_classes" else k): v for k, v in opts.items()}
+        cfg.model = f"zoo {name} " + " ".join(f"{k}={v}" for k, v in shown.items() if v is not None)
     size = graph.inputs[0].shape[-1] if graph.inputs and graph.inputs[0].shape else None
     if max_size is not None and isinstance(size, int) and size != max_size:
         raise UserInputError(f"--max-size {max_size}: {cfg.model} takes {size}x{size} images (the final size is the "

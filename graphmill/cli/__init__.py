@@ -23,11 +23,9 @@ from graphmill.cli import supernet
 from graphmill.cli.common import OneLineParser
 from graphmill.errors import GraphmillError
 
-COMMANDS = (inspect, roundtrip, optimize, scale_search, passes, zoo, demo, scale, simulate, search, partition, place,
-            train,
-            train_policy,
-            chip,
-            supernet)
+# the order `graphmill --help` lists them: the model in and out, then the passes, then the backends and searches
+COMMANDS = (demo, inspect, roundtrip, zoo, optimize, passes, scale, scale_search, simulate, partition, place,
+            train, search, supernet, train_policy, chip)
 
 
 def build_parser() -> argparse.ArgumentParser:

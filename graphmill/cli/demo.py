@@ -13,7 +13,7 @@ from graphmill.util.files import check_out_folder
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("demo", help="build the embedded example model and inspect, run and round-trip it")
+    p = sub.add_parser("demo", help="build the embedded example model, round-trip, optimize and run it, and print the report")
     p.add_argument("--model", default="resnet18", help="zoo model to use (default: resnet18)")
     p.add_argument("--out", help="folder for the model file (default: a new temporary folder)")
     p.add_argument("--runs", type=int, default=10, help="ONNX Runtime timing runs")
@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"== graphmill demo: {model} (seeded random weights, built from the paper's block table), "
           f"input {result['input_shape']}")
     if args.out:
-        print(f"   files: {result['file']}, {result['optimized_file']}")
+        roundtrip = os.path.join(args.out, f"{model}.roundtrip.onnx")  # api.demo writes it beside the model
+        print(f"   files: {result['file']}, {roundtrip}, {result['optimized_file']}")
     print(f"   round trip load -> save -> load: proto equal: {result['roundtrip_proto_equal']}")
     print(f"   schedule: {result['schedule']}\n")
     print(f"  {'':<26}{'before':>16}{'after':>16}")

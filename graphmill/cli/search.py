@@ -82,8 +82,9 @@ def _run_method(args: argparse.Namespace, progress) -> int:
     else:
         best = s.get("best")
         if best:
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in best.items()
-                              if isinstance(v, (int, float)) and not isinstance(v, bool))
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in best.items()  # NAHAS's "energy" repeats energy_uj
+                              if isinstance(v, (int, float)) and not isinstance(v, bool)
+                              and not (k == "energy" and best.get("energy_uj") == v))
             print(f"best: {shown}" if shown else "best: see report.json")
             if best.get("feasible") is False:  # report.json says so; the numbers above alone did not
                 print("  (infeasible: no trial met the constraints; this is the highest-reward trial anyway)")
