@@ -41,6 +41,14 @@ def _show(key: str, value) -> str:
     return f"{key} {value}"
 
 
+def plc_output_file(text: str) -> str:
+    """``-o`` of a placement: a ``.plc`` name (``-o x.onnx`` wrote .plc text into x.onnx; a new user's report)."""
+    text = output_file(text)
+    if not text.lower().endswith(".plc"):
+        raise argparse.ArgumentTypeError(f"{text!r}: a placement is written as .plc text; give a name ending in .plc")
+    return text
+
+
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("chip", help="chip macro placement (Circuit Training netlists and .plc files)")
     chip_sub = p.add_subparsers(dest="chip_command", metavar="SUBCOMMAND")
@@ -49,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     q.add_argument("netlist", metavar="NETLIST", help="netlist.pb.txt (or .gz), Circuit Training's format")
     q.add_argument("--init", required=True, metavar="INITIAL.plc", help="initial placement (canvas, grid, routing)")
     q.add_argument("--method", required=True, choices=api.CHIP_METHODS, help="fd, sa or rl")
-    q.add_argument("-o", "--output", type=output_file, required=True, metavar="OUT.plc", help="the placement written")
+    q.add_argument("-o", "--output", type=plc_output_file, required=True, metavar="OUT.plc",
+                   help="the placement written (.plc text)")
     q.add_argument("--budget-s", type=float, default=60.0, metavar="N", help="seconds of search (default 60)")
     q.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
     if hasattr(q, "_negative_number_matcher"):  # argparse's own attribute (Python 3.11-3.13)
