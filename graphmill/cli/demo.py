@@ -13,7 +13,8 @@ from graphmill.util.files import check_out_folder
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("demo", help="build the embedded example model, round-trip, optimize and run it, and print the report")
+    p = sub.add_parser("demo", help="build the embedded example model, round-trip, optimize and run it, and print "
+                                    "the report")
     p.add_argument("--model", default="resnet18", help="zoo model to use (default: resnet18)")
     p.add_argument("--out", help="folder for the model file (default: a new temporary folder)")
     p.add_argument("--runs", type=int, default=10, help="ONNX Runtime timing runs")

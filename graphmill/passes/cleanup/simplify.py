@@ -826,8 +826,8 @@ def _scalar_entry(v, depth: int = 0):
 
 def _shape_entries(v, depth: int = 0) -> list | None:
     """The entries of a 1-D (or scalar) int64 shape value, each an int (a constant), a ``Dim`` (a tensor's
-    dimension) or None (unknown); None when even its length is unknown. Follows the exporters' shape arithmetic: Shape (with start/end),
-    Gather/Slice (step 1) of it, Squeeze/Unsqueeze/Reshape/Cast of a scalar, Concat."""
+    dimension) or None (unknown); None when even its length is unknown. Follows the exporters' shape arithmetic:
+    Shape (with start/end), Gather/Slice (step 1) of it, Squeeze/Unsqueeze/Reshape/Cast of a scalar, Concat."""
     if v is None:
         return None
     a = const_of(v)

@@ -5,10 +5,11 @@ first, without waiting for the others.
 Each worker is a long-lived process started with ``spawn`` (safe with torch and BLAS threads, unlike ``fork``)
 that receives ``evaluate`` once, so ``evaluate`` must be a picklable top-level function. Workers ignore Ctrl-C
 (the runner decides when to stop); a worker that dies (a crash in native code, ``kill``) or overruns its timeout
-is replaced and its evaluation recorded as failed. A worker dies with the process that started it (Linux). A fresh worker that dies before it starts its first
-evaluation could not load ``evaluate`` (an unguarded script's main module re-imported by ``spawn``, a module
-the child cannot import): that stops the search with a ``UserInputError``, since every evaluation would fail
-alike and the failures would be kept in the checkpoint as if the configurations were bad.
+is replaced and its evaluation recorded as failed. A worker dies with the process that started it (Linux). A fresh
+worker that dies before it starts its first evaluation could not load ``evaluate`` (an unguarded script's main
+module re-imported by ``spawn``, a module the child cannot import): that stops the search with a
+``UserInputError``, since every evaluation would fail alike and the failures would be kept in the checkpoint as if
+the configurations were bad.
 """
 
 from __future__ import annotations
