@@ -41,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
         check_output_paths({"MODEL": args.model, "--accel": args.accel, "--scalesim-topology": args.scalesim_topology,
                             "--scalesim-config": args.scalesim_config}, {"--plot": args.plot})
         check_png_path(args.plot)
+    if args.accel and args.accel.lower().endswith(".cfg") and not args.scalesim_config:
+        # a SCALE-Sim config given as graphmill's TOML: "not valid TOML" alone left the user there (a new user)
+        raise UserInputError(f"--accel {args.accel}: a SCALE-Sim .cfg goes to --scalesim-config C.cfg (with "
+                             "--scalesim-topology T.csv); --accel takes graphmill's accelerator TOML")
     if args.scalesim_topology or args.scalesim_config:
         if not (args.scalesim_topology and args.scalesim_config) or args.model or args.accel or args.dim:
             raise UserInputError("use either MODEL.onnx --accel A.toml, or --scalesim-topology T.csv "

@@ -492,6 +492,56 @@ def test_pool_workers_die_with_a_killed_search(tmp_path):
             pass
 
 
+FORKSERVER_SCRIPT = """
+import sys, time
+sys.path.insert(0, {here!r})
+import runner_helpers as rh
+from graphmill.search.executors.pool import ProcessPoolExecutor
+if __name__ == "__main__":
+    ex = ProcessPoolExecutor(rh.record_pid_and_sleep, 1, start_method="forkserver")
+    ex.submit(0, {{"op": "conv", "k": 3, "depth": 1, "lr": 0.01}})
+    time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the watchdog reads /proc")
+@pytest.mark.xdist_group("processes")  # a runner process and its workers
+def test_forkserver_workers_die_with_a_killed_search_too(tmp_path):
+    """Under forkserver a worker's parent is the server, which outlives a killed search: the death signal never
+    came and the worker went on for no one (a review). Reference: the kernel's process table, 10 s after the
+    kill, where the evaluation sleeps 60 s."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    script = tmp_path / "fs.py"
+    script.write_text(FORKSERVER_SCRIPT.format(here=HERE))
+    env = dict(os.environ, GM_EVAL_SLEEP="60", GM_EVAL_PIDS=str(pids))
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not os.listdir(pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (worker,) = [int(p) for p in os.listdir(pids)]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+        def alive(pid: int) -> bool:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            except OSError:
+                return False
+
+        deadline = time.monotonic() + 10
+        while alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(worker)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
 @pytest.mark.xdist_group("processes")  # worker processes
 def test_the_pool_runs_under_each_start_method(start_method):

@@ -215,9 +215,7 @@ def load_accel(path: str | os.PathLike) -> AccelConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        hint = ("; a SCALE-Sim .cfg goes to --scalesim-config (with --scalesim-topology)"
-                if path.lower().endswith(".cfg") else "")
-        raise UserInputError(f"{path}: not valid TOML: {str(e).splitlines()[0] if str(e) else e}{hint}") from None
+        raise UserInputError(f"{path}: not valid TOML: {str(e).splitlines()[0] if str(e) else e}") from None
     except RecursionError:
         raise UserInputError(f"{path}: not valid TOML: nested too deeply") from None
     try:

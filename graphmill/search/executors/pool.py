@@ -26,12 +26,14 @@ from graphmill.search.executors.base import Executor, call
 from graphmill.util.errors import UserInputError
 
 
-def _die_with_parent(parent_pid: int | None) -> None:  # pragma: no cover - runs in a child process
+def _die_with_parent(search_pid: int) -> None:  # pragma: no cover - runs in a child process
     """After ``kill -9`` of the search its workers would finish their evaluations for no one (the results never
-    reach the journal, and the resumed search repeats them beside them). On Linux the kernel kills a worker
-    when the process that started it dies (``PR_SET_PDEATHSIG``); a parent already gone ends it at once.
-    ``parent_pid`` is None where the search is not the worker's parent (``forkserver``: the server is)."""
+    reach the journal, and the resumed search repeats them beside them). On Linux the kernel kills a worker when
+    its parent dies (``PR_SET_PDEATHSIG``): the search under ``spawn`` and ``fork``. Under ``forkserver`` the
+    parent is the server, which outlives a killed search (a review), so a watchdog thread also ends the worker
+    once the search process is gone, within half a second; it covers a search that died before the call too."""
     import sys
+    import threading
 
     if sys.platform.startswith("linux"):
         import ctypes
@@ -40,12 +42,32 @@ def _die_with_parent(parent_pid: int | None) -> None:  # pragma: no cover - runs
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
-    if parent_pid is not None and os.getppid() != parent_pid:  # died before the call above: no signal will come
+
+    def watch() -> None:
+        while _alive(search_pid):
+            time.sleep(0.5)
         os._exit(0)
 
+    threading.Thread(target=watch, name="graphmill-search-watchdog", daemon=True).start()
 
-def _worker_main(conn, evaluate: Callable[[dict], Any], parent_pid: int | None) -> None:  # pragma: no cover
-    _die_with_parent(parent_pid)
+
+def _alive(pid: int) -> bool:  # pragma: no cover - runs in a child process
+    """Whether process ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _worker_main(conn, evaluate: Callable[[dict], Any], search_pid: int) -> None:  # pragma: no cover - a child
+    _die_with_parent(search_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
@@ -100,8 +122,7 @@ class ProcessPoolExecutor(Executor):
 
     def _start(self, slot: _Slot) -> None:
         parent, child = self.ctx.Pipe()
-        me = os.getpid() if self.ctx.get_start_method() in ("spawn", "fork") else None  # forkserver: the server
-        proc = self.ctx.Process(target=_worker_main, args=(child, self.evaluate, me), daemon=True)
+        proc = self.ctx.Process(target=_worker_main, args=(child, self.evaluate, os.getpid()), daemon=True)
         proc.start()
         child.close()
         slot.proc, slot.conn, slot.token, slot.ready = proc, parent, None, False

@@ -94,16 +94,19 @@ def test_bad_config_names_line_and_column(tmp_path, old, new, where):
 
 
 def test_every_missing_key_is_named_at_once_and_a_cfg_is_pointed_to_its_flag(tmp_path):
-    """A config missing cols and dataflow was refused one key per run; a SCALE-Sim .cfg given as --accel got
-    "not valid TOML" alone (a new user's report). Reference: the keys left out here, and the file's suffix."""
+    """A config missing cols and dataflow was refused one key per run; a SCALE-Sim .cfg given to simulate's
+    --accel got "not valid TOML" alone (a new user's report; the hint is simulate's, whose flag it names). Reference:
+    the keys left out here, and the file's suffix."""
     p = tmp_path / "a.toml"
     p.write_text(GOOD.replace("cols = 8\n", "").replace('dataflow = "ws"\n', ""))
     with pytest.raises(UserInputError, match="missing array.cols, array.dataflow$"):
         load_accel(p)
     cfg = tmp_path / "edge.cfg"
     cfg.write_text("[general]\nrun_name = edge\n[architecture_presets]\nArrayHeight: 8\n")
-    with pytest.raises(UserInputError, match="not valid TOML.*--scalesim-config"):
-        load_accel(cfg)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")  # never read: the flag is refused first
+    p = run_graphmill("simulate", str(model), "--accel", str(cfg))
+    assert p.returncode == 2 and f"--accel {cfg}: a SCALE-Sim .cfg goes to --scalesim-config" in p.stderr, p.stderr
 
 
 def test_a_multiline_string_holding_the_other_quotes_is_skipped(tmp_path):
