@@ -26,15 +26,10 @@ def key_position(text: str, dotted: str) -> tuple[int, int] | None:
     table: list[str] = []
     open_quote: str | None = None  # the delimiter of the multi-line string the line is in, if any
     for number, line in enumerate(text.splitlines(), 1):
-        if open_quote is not None:
-            if line.count(open_quote) % 2:  # closes it (its other delimiter kind is string text)
-                open_quote = None
+        inside = open_quote is not None
+        open_quote = _string_state(line, open_quote)
+        if inside:
             continue
-        starts = [(line.find(q), q) for q in ('"""', "'''") if q in line]
-        if starts:
-            first = min(starts)[1]  # the delimiter that opens first on the line is the string's
-            if line.count(first) % 2:
-                open_quote = first
         h = _HEADER.match(line)
         if h:
             table = _parts(h.group(1))
@@ -45,6 +40,40 @@ def key_position(text: str, dotted: str) -> tuple[int, int] | None:
         if a and (table + _parts(a.group(2)))[:len(want)] == want:  # foo.bar = 1 in [memory]: memory.foo too
             return number, len(a.group(1)) + 1
     return None
+
+
+def _string_state(line: str, open_quote: str | None) -> str | None:
+    """The multi-line string delimiter still open at the end of ``line``, given the one open at its start: one-line
+    strings ("..." with escapes, '...'), comments and escaped quotes in a basic multi-line string are skipped."""
+    i, n = 0, len(line)
+    while i < n:
+        if open_quote is not None:
+            if open_quote == '"""' and line[i] == "\\":
+                i += 2
+                continue
+            if line.startswith(open_quote, i):
+                i += 3
+                open_quote = None
+                continue
+            i += 1
+            continue
+        c = line[i]
+        if line.startswith('"""', i) or line.startswith("'''", i):
+            open_quote = line[i:i + 3]
+            i += 3
+        elif c == '"':  # a basic string: to the next unescaped quote
+            i += 1
+            while i < n and line[i] != '"':
+                i += 2 if line[i] == "\\" else 1
+            i += 1
+        elif c == "'":  # a literal string: no escapes
+            end = line.find("'", i + 1)
+            i = n if end < 0 else end + 1
+        elif c == "#":
+            break
+        else:
+            i += 1
+    return open_quote
 
 
 def locate(path: str, text: str, dotted: str | None) -> str:

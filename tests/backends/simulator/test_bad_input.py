@@ -121,6 +121,22 @@ def test_a_multiline_string_holding_the_other_quotes_is_skipped(tmp_path):
     assert str(e.value).startswith(f"{p}:7:1: array.rows"), str(e.value)
 
 
+@pytest.mark.parametrize("head", [
+    "name = \"x'''y\"\n",                      # a one-line string holding three single quotes
+    "# a comment holding three double quotes: \"\"\"\nname = \"t\"\n",
+    "name = \"\"\"a \\\"\"\" escaped\"\"\"\n",  # an escaped quote run inside a multi-line string
+])
+def test_quotes_in_one_line_strings_comments_and_escapes_do_not_lose_the_line(tmp_path, head):
+    """Each named no line at all after the multi-line fix (a review). Reference: the real key's line here."""
+    p = tmp_path / "a.toml"
+    text = head + GOOD.replace('name = "t"\n', "").replace("rows = 8", "rows = 0")
+    p.write_text(text)
+    line = text.splitlines().index("rows = 0") + 1
+    with pytest.raises(UserInputError) as e:
+        load_accel(p)
+    assert str(e.value).startswith(f"{p}:{line}:1: array.rows"), str(e.value)
+
+
 def test_a_dotted_key_at_the_top_is_located(tmp_path):
     p = tmp_path / "a.toml"
     p.write_text(GOOD.replace("[array]\nrows = 8\ncols = 8\ndataflow = \"ws\"\n", "")
