@@ -122,6 +122,9 @@ def test_identical_chips_from_accel_and_count():
      "per-pair overrides, written [[links]]"),  # the one-letter typo named
     ("[[device]]\nname = 'a'\nmemory_gb = 1\n[link]\nbytes_per_cycle = 1\n", "[link]: missing field 'latency_cycles'"),
     ("[[device]]\nname = 'a'\nmemory_gb = 0\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "memory_gb must be a number > 0"),
+    # finite in GB, infinite in bytes: the report wrote null and the table crashed after the files were written
+    ("[[device]]\nname = 'a'\nmemory_gb = 1e300\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n",
+     "memory_gb must be a number > 0 and at most 1e+09, got 1e+300"),
     ("[[device]]\nname = 'a'\nmemory_gb = 1\nspeed = -1\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "speed must be a number > 0"),
     ("[[device]]\nname = 'a'\nmemory_gb = 1\ncolour = 1\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "unknown key 'colour'"),
     ("device = []\n", "no [[device]] entries"),

@@ -129,3 +129,25 @@ def test_an_input_symbol_stays_a_symbol(tmp_path):
     g = graphmill.load(path)
     infer_shapes(g)
     assert tuple(g.outputs[0].type.shape) == ("N", 4, 16, 16)
+
+
+def test_an_exporter_symbol_for_a_free_size_yields_to_it(tmp_path):
+    """torch named an LSTM tagger's output batch `Addy_dim_0` (dynamic_axes only on the input's N): `place`
+    asked for `--dim Addy_dim_0=32`, accepted it, and wrote a model declaring [32, 4] where the graph computes
+    [8, 4] (an outside check). The output's batch is the input's N. Reference: ONNX Runtime's output shape."""
+    from onnx import TensorProto, helper
+
+    from graphmill import api
+    from graphmill.errors import UserInputError
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["h"]), helper.make_node("Add", ["h", "x"], ["y"])],
+                          "tagger", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["Addy_dim_0", 4])])
+    path = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    graph = graphmill.load(path)
+    infer_shapes(graph)
+    assert tuple(graph.outputs[0].type.shape) == ("N", 4)
+    with pytest.raises(UserInputError, match="no symbolic dimension named 'Addy_dim_0'"):
+        api.place(graphmill.load(path), devices=2, method="single", dims={"N": 8, "Addy_dim_0": 32})
+    assert _ort_output_shape(path, np.ones((8, 4), np.float32)) == (8, 4)

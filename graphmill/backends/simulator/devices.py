@@ -157,9 +157,12 @@ def device_set(*, devices: int | None = None, accel: Any = None, devices_file: s
                      getattr(cfg, "name", "accel"))
 
 
+MAX_MEMORY_GB = 1e9  # an exabyte: 1e300 GB was finite here and infinite in bytes, which the report wrote as null
+
+
 def _check_memory(v: Any, where: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        raise UserInputError(f"{where}: memory_gb must be a number > 0, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v <= MAX_MEMORY_GB:
+        raise UserInputError(f"{where}: memory_gb must be a number > 0 and at most {MAX_MEMORY_GB:g}, got {v!r}")
     return float(v)
 
 

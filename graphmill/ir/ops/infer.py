@@ -40,7 +40,8 @@ class InferenceReport:
 def merge_types(old: Type | None, new: Type | None, where: str, report: InferenceReport,
                 free: frozenset[str] | None = None) -> Type | None:
     """Combine a declared type with an inferred one, keeping the more precise of each part. ``free``: the
-    symbols graph inputs carry; a declared symbol outside them yields to an inferred number (module docstring).
+    symbols graph inputs carry; a declared symbol outside them yields to an inferred number or free symbol
+    (module docstring).
     None: every symbol stays."""
     if new is None:
         return old
@@ -68,6 +69,8 @@ def merge_types(old: Type | None, new: Type | None, where: str, report: Inferenc
                 dims.append(a)
             elif isinstance(a, str) and isinstance(b, int) and free is not None and a not in free:
                 dims.append(b)  # a derived size the exporter named: the graph computes it
+            elif isinstance(a, str) and isinstance(b, str) and free is not None and a not in free and b in free:
+                dims.append(b)  # the same, computed as a free size (torch's Addy_dim_0 is the input's N)
             else:
                 dims.append(a)  # a symbol stays a symbol; a known int stays
         shape = tuple(dims)
