@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from graphmill import api
@@ -137,7 +138,9 @@ def run(args: argparse.Namespace) -> int:
         if nothing:
             print(nothing)
     if out["summary"]["interrupted"]:
-        print(f"interrupted: run the same command again to resume from {out['summary']['checkpoint']}",
-              file=sys.stderr)
+        ck = out["summary"]["checkpoint"]
+        print(f"interrupted: run the same command again to resume from {ck}" if ck and os.path.exists(ck)
+              else "interrupted before the first result: run the same command again to start it over",
+              file=sys.stderr)  # it named a checkpoint.json that was not there (an outside check)
         return 130
     return 0

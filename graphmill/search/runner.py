@@ -196,9 +196,13 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
     journal: dict[str, dict] = {}  # key -> Trial.to_json() of results journaled but not in the checkpoint
     run_id = ""
     if checkpoint is not None:
+        state = ckpt.load(checkpoint)
+        if state is not None and fingerprint is None and state.get("fingerprint") is not None:
+            # resumed without one (from Python, of a folder `graphmill search` made): the checkpoint keeps its own,
+            # which a later resume with another one is refused against (it was dropped, and then anything went)
+            fingerprint = state["fingerprint"]
         run_id = ckpt.run_digest({"space": space_json, "strategy": strategy, "options": options, "seed": seed,
                                   "fingerprint": fingerprint})
-        state = ckpt.load(checkpoint)
         if state is not None:
             for what, mine in (("space", space_json), ("strategy", strategy), ("seed", seed), ("options", options)):
                 if state.get(what) != mine:
@@ -382,8 +386,13 @@ def _differs(was: Any, now: Any, path: str = "") -> str:
     leaf by its dotted path (``its settings.steps was 10, now 11``), not whole nested settings."""
     if isinstance(was, dict) and isinstance(now, dict):
         keys = [k for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
-        return "; ".join(_differs(was.get(k), now.get(k), f"{path}.{k}" if path else str(k)) for k in keys)
-    return f"its {path or 'fingerprint'} was {json.dumps(was)}, now {json.dumps(now)}"
+        return "; ".join(_differs(was[k] if k in was else _DEFAULT, now[k] if k in now else _DEFAULT,
+                                  f"{path}.{k}" if path else str(k)) for k in keys)
+    shown = [("the default" if v is _DEFAULT else json.dumps(v)) for v in (was, now)]
+    return f"its {path or 'fingerprint'} was {shown[0]}, now {shown[1]}"
+
+
+_DEFAULT = object()  # an option the run did not give: the strategy's default (it was printed as null)
 _START_POLL = 1.0  # seconds between looks at evaluations whose worker has not reported their start yet
 
 

@@ -241,3 +241,26 @@ def test_a_proxy_setting_that_fails_every_trial_is_refused_up_front(tmp_path, fl
     assert r.returncode == 2 and len(err) == 1, r.stderr
     assert f"{flag} " in err[0] and why in err[0]
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("written", [False, True])
+def test_an_interrupted_search_names_a_checkpoint_only_when_there_is_one(tmp_path, capsys, monkeypatch, written):
+    """Ctrl-C before the first result said "resume from OUT/checkpoint.json", a file that did not exist (an outside
+    check). Reference: the checkpoint file, present or not by construction."""
+    from graphmill import api
+    from graphmill.cli import main
+
+    ck = tmp_path / "out" / "checkpoint.json"
+    ck.parent.mkdir()
+    if written:
+        ck.write_text("{}")
+    summary = {"new_trials": 0, "interrupted": True, "exhausted": False, "best": None, "trials": 0, "failed": 0,
+               "files": ["history.jsonl"], "out": str(ck.parent), "checkpoint": str(ck)}
+    monkeypatch.setattr(api, "search", lambda *a, **k: {"summary": summary})
+    assert main(["search", "--space", "mnasnet", "--out", str(ck.parent), "--budget", "2"]) == 130
+    err = capsys.readouterr().err
+    if written:
+        assert f"resume from {ck}" in err
+    else:
+        assert "interrupted before the first result: run the same command again to start it over" in err
+        assert "resume from" not in err

@@ -227,6 +227,19 @@ def test_a_checkpoint_of_another_fingerprint_is_refused(tmp_path):
     assert len(r.history) == 3
 
 
+def test_a_resume_without_a_fingerprint_keeps_the_checkpoints(tmp_path):
+    """Resumed without one (from Python, of a folder `graphmill search` made), the checkpoint was rewritten without
+    its fingerprint, and a later resume with another evaluator was accepted: two evaluators' rewards in one history
+    (an outside check). Reference: the fingerprints given here."""
+    ck = str(tmp_path / "run.json")
+    kw = dict(strategy="random", seed=0, checkpoint=ck, progress=False)
+    search.run(rh.small_space(), rh.evaluate, budget=3, fingerprint={"evaluator": "a"}, **kw)
+    r = search.run(rh.small_space(), rh.evaluate, budget=5, **kw)  # allowed: the stored one stays
+    assert len(r.history) == 5 and json.load(open(ck))["fingerprint"] == {"evaluator": "a"}
+    with pytest.raises(UserInputError, match='its evaluator was "a", now "b"'):
+        search.run(rh.small_space(), rh.evaluate, budget=8, fingerprint={"evaluator": "b"}, **kw)
+
+
 def test_bad_arguments():
     with pytest.raises(UserInputError, match="unknown strategy 'evolutoin'"):
         search.run(rh.small_space(), rh.evaluate, strategy="evolutoin", budget=2)
@@ -593,3 +606,7 @@ def test_a_refused_checkpoint_names_the_strategy_option_that_differs(tmp_path):
     search.run(rh.small_space(), rh.evaluate, budget=2, strategy_options={"population": 10}, **kw)
     with pytest.raises(UserInputError, match="its options.population was 10, now 12"):
         search.run(rh.small_space(), rh.evaluate, budget=2, strategy_options={"population": 12}, **kw)
+    ck2 = str(tmp_path / "default.json")  # an option not given was printed as null: it was the strategy's default
+    search.run(rh.small_space(), rh.evaluate, budget=2, **{**kw, "checkpoint": ck2})
+    with pytest.raises(UserInputError, match="its options.population was the default, now 5"):
+        search.run(rh.small_space(), rh.evaluate, budget=2, strategy_options={"population": 5}, **{**kw, "checkpoint": ck2})
