@@ -24,6 +24,10 @@ from graphmill.cli.common import OneLineParser
 from graphmill.errors import GraphmillError
 
 # the order `graphmill --help` lists them: the model in and out, then the passes, then the backends and searches
+#: what rerunning does, for commands whose checkpoint is written as they go (Ctrl-C twice skipped their own line)
+RERUN = {"search": "run the same command again to resume from the last checkpoint (a finished evaluation is "
+                   "not repeated)"}
+
 COMMANDS = (demo, inspect, roundtrip, zoo, optimize, passes, scale, scale_search, simulate, partition, place,
             train, search, supernet, train_policy, chip)
 
@@ -54,8 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GraphmillError as e:
         print(f"graphmill {name}: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print(f"graphmill {name}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # a second Ctrl-C while the command was stopping cleanly: say what a rerun does
+        again = RERUN.get(name)
+        print(f"graphmill {name}: interrupted" + (f"; {again}" if again else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `graphmill inspect m.onnx | head`
         return 0

@@ -264,3 +264,17 @@ def test_an_interrupted_search_names_a_checkpoint_only_when_there_is_one(tmp_pat
     else:
         assert "interrupted before the first result: run the same command again to start it over" in err
         assert "resume from" not in err
+
+
+def test_a_second_ctrl_c_still_says_how_to_resume(capsys, monkeypatch):
+    """Three Ctrl-Cs within a second left only "graphmill search: interrupted" (the clean stop's own line was
+    skipped; an outside check)."""
+    from graphmill import api
+    from graphmill.cli import main
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "search", interrupted)
+    assert main(["search", "--space", "mnasnet", "--out", "o", "--budget", "2"]) == 130
+    assert "graphmill search: interrupted; run the same command again to resume" in capsys.readouterr().err
