@@ -37,6 +37,7 @@ from graphmill.ir import (
     Type,
     UnsupportedModelError,
     Value,
+    describe_node,
 )
 
 from .onnx_tensors import resolve_external_data, tensor_from_proto
@@ -438,13 +439,8 @@ def from_proto(model: onnx.ModelProto, *, base_dir: str | None = None, path: str
 
 
 def describe_proto(npb: onnx.NodeProto) -> str:
-    """A NodeProto named as ``Node.describe`` names a node: an unnamed one by its first output (``Concat node
-    (unnamed) producing 'y'``; ``node ''`` located nothing)."""
-    op = f"{npb.domain}::{npb.op_type}" if npb.domain not in ("", "ai.onnx") else npb.op_type
-    if npb.name:
-        return f"{op} node {npb.name!r}"
-    out = next((o for o in npb.output if o), None)
-    return f"{op} node (unnamed) producing {out!r}" if out else f"{op} node (unnamed)"
+    """A NodeProto named as ``Node.describe`` names a node (``node ''`` located nothing)."""
+    return describe_node(npb.op_type, npb.domain, npb.name, npb.output)
 
 
 def check_no_recursion(graph: Graph, path: str) -> None:

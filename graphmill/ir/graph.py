@@ -133,6 +133,17 @@ class Value:
         return f"Value(%{self.name}{t})"
 
 
+def describe_node(op_type: str, domain: str, name: str, outputs: Sequence[str]) -> str:
+    """How error messages name a node, built or still a file's NodeProto: ``Conv node 'conv1'``; an unnamed one
+    by its first output, which a reader can find in the model (``Mul node (unnamed) producing 'y'``: "(unnamed)"
+    alone located nothing)."""
+    op = f"{domain}::{op_type}" if domain not in ("", "ai.onnx") else op_type
+    if name:
+        return f"{op} node {name!r}"
+    out = next((o for o in outputs if o), None)
+    return f"{op} node (unnamed) producing {out!r}" if out else f"{op} node (unnamed)"
+
+
 class Node:
     """One operation. Op semantics are ONNX's for (domain, op_type)."""
 
@@ -222,13 +233,9 @@ class Node:
         return found
 
     def describe(self) -> str:
-        """How error messages name a node: ``Conv node 'conv1'``; an unnamed one by its first output, which a
-        reader can find in the model (``Mul node (unnamed) producing 'y'``: "(unnamed)" alone located nothing)."""
-        op = f"{self.domain}::{self.op_type}" if self.domain not in ("", "ai.onnx") else self.op_type
-        if self.name:
-            return f"{op} node {self.name!r}"
-        out = next((v.name for v in self._outputs if v is not None and v.name), None)
-        return f"{op} node (unnamed) producing {out!r}" if out else f"{op} node (unnamed)"
+        """How error messages name a node (``describe_node``)."""
+        return describe_node(self.op_type, self.domain, self.name,
+                             [v.name for v in self._outputs if v is not None])
 
     # -- mutation --------------------------------------------------------------
     def set_input(self, index: int, value: Value | None) -> None:
