@@ -55,6 +55,16 @@ def record_pid_and_sleep(c: dict) -> dict:
     return evaluate_slowly(c)
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` runs, read from the kernel's process table (a zombie, killed but not yet reaped by
+    init, is dead all the same): the kill -9 tests' reference, independent of the pool's own watchdog."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def sleep_one_second(c: dict) -> float:
     time.sleep(1.0)
     return float(c["x"])

@@ -486,18 +486,10 @@ def test_pool_workers_die_with_a_killed_search(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)  # the runner alone
         proc.wait()
 
-        def alive(pid: int) -> bool:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return False
-            with open(f"/proc/{pid}/stat") as f:  # a zombie until init reaps it: dead all the same
-                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-
         deadline = time.monotonic() + 20
-        while any(alive(p) for p in workers) and time.monotonic() < deadline:
+        while any(rh.running(p) for p in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not any(alive(p) for p in workers)
+        assert not any(rh.running(p) for p in workers)
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -537,17 +529,10 @@ def test_forkserver_workers_die_with_a_killed_search_too(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
 
-        def alive(pid: int) -> bool:
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-            except OSError:
-                return False
-
         deadline = time.monotonic() + 10
-        while alive(worker) and time.monotonic() < deadline:
+        while rh.running(worker) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not alive(worker)
+        assert not rh.running(worker)
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
