@@ -97,6 +97,12 @@ from .common import (
 INT64_MAX_ISH = 1 << 62
 
 
+def checked_by(plan):
+    """A rule's check from its plan, which returns either what the replacement needs or why not (a str): the
+    reason, or None to fire."""
+    return lambda m: (lambda p: p if isinstance(p, str) else None)(plan(m))
+
+
 def _ok(cond: bool, reason: str) -> str | None:
     return None if cond else reason
 
@@ -331,7 +337,7 @@ def _cast_chain_replace(m: Match, r):
 
 CAST_CHAIN = Rule(
     "cast-chain", Op("Cast", Op("Cast", Var("x"), name="c1"), name="c2"),
-    check=lambda m: (lambda p: p if isinstance(p, str) else None)(_cast_chain_plan(m)),
+    check=checked_by(_cast_chain_plan),
     replace=_cast_chain_replace, doc="widening Cast then Cast back (or further) -> x (or one Cast)")
 
 
@@ -605,7 +611,7 @@ def _unsqueeze_axes_plan(m: Match) -> list[int] | str:
 UNSQUEEZE_CHAIN = Rule(
     "unsqueeze-chain",
     Op("Unsqueeze", Op("Unsqueeze", Var("x"), Const("a1"), name="u1"), Const("a2"), name="u2"),
-    check=lambda m: (lambda p: p if isinstance(p, str) else None)(_unsqueeze_axes_plan(m)),
+    check=checked_by(_unsqueeze_axes_plan),
     replace=lambda m, r: r.op("Unsqueeze", m["x"], r.const(np.array(_unsqueeze_axes_plan(m), np.int64), "axes")),
     doc="Unsqueeze(Unsqueeze(x, a1), a2) -> Unsqueeze(x, a) (opset >= 13)")
 
@@ -656,7 +662,7 @@ def _gather_shape_dims(m: Match):
 
 GATHER_SHAPE = Rule(
     "gather-shape", Op("Gather", Op("Shape", Var("x"), name="shape", single_use=False), Const("idx")),
-    check=lambda m: (lambda d: d if isinstance(d, str) else None)(_gather_shape_dims(m)),
+    check=checked_by(_gather_shape_dims),
     replace=lambda m, r: r.const(_gather_shape_dims(m), "dim"),
     doc="Gather of static dimensions from Shape -> constant")
 
@@ -707,7 +713,7 @@ def _shape_arith(m: Match):
 
 SHAPE_ARITH = Rule(
     "shape-arith", Op(SHAPE_ARITH_OPS, allow_extra_inputs=True),
-    check=lambda m: (lambda d: d if isinstance(d, str) else None)(_shape_arith(m)),
+    check=checked_by(_shape_arith),
     replace=lambda m, r: r.const(_shape_arith(m), "shape_const"),
     doc="shape arithmetic on small int64 constants -> constant")
 
@@ -753,7 +759,8 @@ def _split_sizes(m: Match) -> tuple[list[int], int] | str:
     return sizes, axis
 
 
-def _sequence_at_index(m: Match) -> int | str:
+def _sequence_at_plan(m: Match) -> tuple[list[int], int, int] | str:
+    """The chunk sizes, the axis and the (non-negative) position SequenceAt reads, or why not."""
     plan = _split_sizes(m)
     if isinstance(plan, str):
         return plan
@@ -765,24 +772,24 @@ def _sequence_at_index(m: Match) -> int | str:
     i, n = int(idx.reshape(-1)[0]), len(plan[0])
     if not -n <= i < n:
         return f"position {i} is out of range for {n} chunks"
-    return i % n
+    return plan[0], plan[1], i % n
 
 
 def _sequence_at_replace(m: Match, r):
-    sizes, axis = _split_sizes(m)
+    sizes, axis, index = _sequence_at_plan(m)
     split = np.array(sizes, dtype=np.int64)
     if opset(m.graph) >= 13:
         parts = r.op("Split", m["x"], r.const(split, "split"), axis=axis, outputs=len(sizes))
     else:
         parts = r.op("Split", m["x"], axis=axis, split=[int(v) for v in split], outputs=len(sizes))
     parts = [parts] if len(sizes) == 1 else parts
-    return parts[_sequence_at_index(m)]
+    return parts[index]
 
 
 SEQUENCE_AT_SPLIT = Rule(
     "sequence-at-split",
     Op("SequenceAt", Op("SplitToSequence", Var("x"), Opt(Var("split")), name="seq", single_use=False), Var("i")),
-    check=lambda m: (lambda i: i if isinstance(i, str) else None)(_sequence_at_index(m)),
+    check=checked_by(_sequence_at_plan),
     replace=_sequence_at_replace,
     doc="SequenceAt(SplitToSequence(x), i) -> output i of Split(x) (cse merges the Splits of one sequence)")
 
@@ -791,7 +798,7 @@ _TRACE_DEPTH = 8
 
 
 @dataclass(frozen=True)
-class Dim:
+class DeclaredDim:
     """A shape entry read from a tensor's dimension (Shape, and what slices or gathers it): its declared size,
     an int or a symbol. Never baked into a constant: a model may declare a size its ops do not keep (a dynamo
     export declared an LSTM output's 9 time steps, which change with the input), so such an entry is only ever
@@ -807,7 +814,7 @@ def _keeps_value(node) -> bool:
 
 
 def _scalar_entry(v, depth: int = 0):
-    """What a computed int64 scalar holds: an int (a constant), a ``Dim`` or None (unknown)."""
+    """What a computed int64 scalar holds: an int (a constant), a ``DeclaredDim`` or None (unknown)."""
     a = const_of(v)
     if a is not None:
         return int(a.reshape(-1)[0]) if a.size == 1 and a.dtype.kind in "iu" else None
@@ -825,9 +832,10 @@ def _scalar_entry(v, depth: int = 0):
 
 
 def _shape_entries(v, depth: int = 0) -> list | None:
-    """The entries of a 1-D (or scalar) int64 shape value, each an int (a constant), a ``Dim`` (a tensor's
-    dimension) or None (unknown); None when even its length is unknown. Follows the exporters' shape arithmetic:
-    Shape (with start/end), Gather/Slice (step 1) of it, Squeeze/Unsqueeze/Reshape/Cast of a scalar, Concat."""
+    """The entries of a 1-D (or scalar) int64 shape value, each an int (a constant), a ``DeclaredDim`` (a
+    tensor's dimension) or None (unknown); None when even its length is unknown. Follows the exporters' shape
+    arithmetic: Shape (with start/end), Gather/Slice (step 1) of it, Squeeze/Unsqueeze/Reshape/Cast of a scalar,
+    Concat."""
     if v is None:
         return None
     a = const_of(v)
@@ -835,13 +843,15 @@ def _shape_entries(v, depth: int = 0) -> list | None:
         return [int(e) for e in a.reshape(-1)] if a.dtype.kind in "iu" and a.ndim <= 1 else None
     n = v.producer
     vs = shape_of(v)
+    length_only = [None] * vs[0] if vs is not None and len(vs) == 1 and isinstance(vs[0], int) else None
     if n is None or depth > _TRACE_DEPTH:
-        return [None] * vs[0] if vs is not None and len(vs) == 1 and isinstance(vs[0], int) else None
+        return length_only
     if n.op_type == "Shape":
         xs = shape_of(n.inputs[0])
         if xs is not None:
             # an empty dim_param names nothing: two of them are not one size
-            return [Dim(d if isinstance(d, int) or (isinstance(d, str) and d) else None) for d in _shape_dims(n, xs)]
+            return [DeclaredDim(d if isinstance(d, int) or (isinstance(d, str) and d) else None)
+                    for d in _shape_dims(n, xs)]
     elif n.op_type == "Concat" and n.attr("axis", 0) in (0, -1):
         out: list = []
         for part in n.inputs:
@@ -871,7 +881,7 @@ def _shape_entries(v, depth: int = 0) -> list | None:
                 given[2] is None or int(consts[2].reshape(-1)[0]) in (0, -1)) and (
                 given[3] is None or int(consts[3].reshape(-1)[0]) == 1):
             return entries[int(consts[0].reshape(-1)[0]):int(consts[1].reshape(-1)[0])]
-    return [None] * vs[0] if vs is not None and len(vs) == 1 and isinstance(vs[0], int) else None
+    return length_only
 
 
 def _reshape_computed(m: Match) -> tuple[np.ndarray, int] | str:
@@ -891,7 +901,7 @@ def _reshape_computed(m: Match) -> tuple[np.ndarray, int] | str:
     unknown: list[int] = []
     copies = False
     for i, e in enumerate(entries):
-        if isinstance(e, Dim):
+        if isinstance(e, DeclaredDim):
             if e.size is not None and i < len(xs) and xs[i] == e.size:
                 target.append(0)  # x's own dimension at that position: 0 copies it
                 copies = True
@@ -930,7 +940,7 @@ def _reshape_computed_replace(m: Match, r):
 RESHAPE_COMPUTED = Rule(
     "reshape-computed-dims",
     Op("Reshape", Var("x"), Op("Concat", name="cat", single_use=False, allow_extra_inputs=True)),
-    check=lambda m: (lambda s: s if isinstance(s, str) else None)(_reshape_computed(m)),
+    check=checked_by(_reshape_computed),
     replace=_reshape_computed_replace,
     doc="Reshape to a computed shape of x's own dimensions and constants -> Reshape to a constant (0s, one -1)")
 
@@ -943,10 +953,10 @@ def _expand_own_shape_check(m: Match) -> str | None:
     if len(entries) > len(xs):
         return f"the target has more dimensions ({len(entries)}) than x ({len(xs)})"
     for e, d in zip(reversed(entries), reversed(xs)):
-        size = e.size if isinstance(e, Dim) else e
+        size = e.size if isinstance(e, DeclaredDim) else e
         if size is None:
             return "a target entry is not known to be x's dimension or 1"
-        if not (size == d or (size == 1 and not isinstance(e, Dim))):  # a declared 1 may be no 1 at run time
+        if not (size == d or (size == 1 and not isinstance(e, DeclaredDim))):  # a declared 1 may be no 1 at run time
             return f"target entry {size!r} against x's dimension {d!r}"
     return None
 
