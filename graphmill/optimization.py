@@ -28,7 +28,7 @@ from graphmill.ir import ExecutionError, Graph, GraphmillError, UserInputError, 
 from graphmill.ir.summary import summarize, symbols
 from graphmill.ir.gc_pause import collector_paused
 from graphmill.providers import pass_context
-from graphmill.passes.instruments import input_change, output_change, type_error
+from graphmill.passes.instruments import ChangeClaimCheck, input_change, output_change, type_error
 from graphmill.passes import (
     EXACT,
     REASSOCIATING,
@@ -253,8 +253,8 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
             check_print_ir_after(after, sched)
         instruments.append(PrintIR(after, diff=print_ir_diff, stream=stream or sys.stderr))
     numerics = ortb.NumericsCheck(rtol=rtol, atol=atol, seed=seed, dims=dims) if check_numerics else None
-    if numerics:
-        instruments.append(numerics)
+    if numerics:  # it skips a pass that reports no change: that report is checked too
+        instruments += [ChangeClaimCheck(), numerics]
     # with ONNX Runtime's node evaluator and onnx's shape inference
     ctx = pass_context(seed=seed, allow=allow, cost_model=cost_model)
     # One copy of the input instead of a snapshot before every pass: on a failure, the passes that ran
@@ -314,7 +314,7 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
             raise ExecutionError(f"{e} (while comparing the optimized model with the input under ONNX Runtime; "
                                  f"--no-compare skips the comparison{sized})") from e
     if explain_rule:
-        report.explain = explain(graph, explain_rule, stats=result.stats())
+        report.explain = explain(graph, explain_rule, stats=result.stats(), allow=allow)
     return report
 
 
@@ -325,10 +325,12 @@ def _replay(start: Graph, ran: list, seed: int, allow: Iterable[str], cost_model
     return start
 
 
-def explain(graph: Graph, rule_name: str, *, stats: dict[str, dict[str, float]] | None = None) -> str:
+def explain(graph: Graph, rule_name: str, *, stats: dict[str, dict[str, float]] | None = None,
+            allow: Iterable[str] | None = None) -> str:
     """Why ``rule_name`` does not fire on ``graph`` (the optimized model); with the run's pass ``stats``, first how
     often it fired during the run: a rule that rewrote every match leaves none, and "does not fire" alone read as
-    if it had never run."""
+    if it had never run. With the run's ``allow``, an approximate rule that did not fire because it was not
+    allowed says so (its "matches at ..." read as if the rule were broken)."""
     from graphmill.ir.rewrite import explain as explain_rule
     from graphmill.passes.rewrite_pass import find_rule
 
@@ -337,4 +339,7 @@ def explain(graph: Graph, rule_name: str, *, stats: dict[str, dict[str, float]] 
     fired = int((stats or {}).get(owner, {}).get(rule.name, 0))
     if fired:
         now = f"rule {rule.name!r} fired {fired} time(s) during the schedule; in the optimized model: {now}"
+    elif allow is not None and rule.exactness not in set(allow):
+        now += (f"; a {rule.exactness} rule runs only when allowed (--allow {rule.exactness}, or the pass's own "
+                f"allow=[{rule.exactness}])")
     return f"{now} [rule of pass {owner!r}, {rule.exactness}]"

@@ -242,30 +242,36 @@ class PassContext:
         bad = self.allow - set(EXACTNESS)
         if bad:
             raise UserInputError(f"unknown exactness level(s) {sorted(bad)}; known: {', '.join(EXACTNESS)}")
-        self._cache: dict[str, Any] = {}
+        # (analysis name, id(graph)) -> (graph, result): one context may serve several graphs (a PassManager
+        # reused on a second model, a pass asking about a subgraph); the graph is kept so that its id is not
+        # reused by another graph while the entry lives
+        self._cache: dict[tuple[str, int], tuple[Graph, Any]] = {}
         self.computed: dict[str, int] = {}  # analysis name -> times computed (for reports and tests)
 
     def analysis(self, name: str, graph: Graph) -> Any:
         _load_builtin_passes()
-        if name not in self._cache:
+        entry = self._cache.get((name, id(graph)))
+        if entry is None or entry[0] is not graph:
             try:
                 cls = _ANALYSES[name]
             except KeyError:
                 raise UserInputError(f"unknown analysis {name!r}{did_you_mean(name, _ANALYSES)}") from None
-            self._cache[name] = cls().compute(graph, self)
+            entry = (graph, cls().compute(graph, self))
+            self._cache[(name, id(graph))] = entry
             self.computed[name] = self.computed.get(name, 0) + 1
-        return self._cache[name]
+        return entry[1]
 
     def cached(self) -> set[str]:
-        return set(self._cache)
+        """The names of the analyses cached for any graph."""
+        return {name for name, _ in self._cache}
 
     def invalidate(self, preserved: frozenset[str] | str = frozenset()) -> None:
         """Drop cached analyses a changing pass did not declare preserved."""
         if preserved == "all":
             return
-        for name in list(self._cache):
-            if name not in preserved:
-                del self._cache[name]
+        for key in list(self._cache):
+            if key[0] not in preserved:
+                del self._cache[key]
 
     def allows(self, exactness: str) -> bool:
         return exactness in self.allow
@@ -359,6 +365,12 @@ def register_pass(cls: type[Pass]) -> type[Pass]:
         raise ValueError(f"pass {cls.name!r} is registered twice")
     if cls.exactness not in EXACTNESS:
         raise ValueError(f"pass {cls.name!r}: exactness must be one of {EXACTNESS}")
+    for opt in cls.options:  # a default its own option refuses fails where the pass is written, not when it runs
+        if opt.default is not None:
+            try:
+                opt.coerce(opt.default, f"pass {cls.name!r}")
+            except UserInputError as e:
+                raise ValueError(f"{e} (its default)") from None
     _check_rule_names(cls)
     _PASSES[cls.name] = cls
     return cls

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from graphmill.ir import Graph, GraphmillError, TensorType, find_problems
+from graphmill.ir.fingerprint import graph_state
 from graphmill.ir.printer import format_graph
 
 from .base import PassContext, PassResult
@@ -124,6 +125,27 @@ class PrintIR:
             print(f"// ----- IR diff after {step} -----\n{body}", file=self.stream)
         else:
             print(f"// ----- IR after {step} -----\n{text}", file=self.stream)
+
+
+class ChangeClaimCheck:
+    """A pass that returns ``changed=False`` must have left the graph as it was (``ir.fingerprint``).
+
+    The manager keeps cached analyses and the other checks skip a pass on its word; a pass that edited the
+    graph and said it did not was found only at the next pass reporting a change, which was then blamed,
+    and whose reproducer (taken after the edit) did not reproduce. ``--verify-each`` and
+    ``--check-numerics`` run this check.
+    """
+
+    def __init__(self) -> None:
+        self._before: tuple | None = None
+
+    def before_pass(self, step: PassStepInfo, graph: Graph, ctx: PassContext) -> None:
+        self._before = graph_state(graph)
+
+    def after_pass(self, step: PassStepInfo, graph: Graph, ctx: PassContext, result: PassResult) -> None:
+        if not result.changed and self._before is not None and graph_state(graph) != self._before:
+            raise PassCheckError(step, "it returned changed=False but changed the graph (a pass must report "
+                                       "every edit: cached analyses and the checks after it rely on that)")
 
 
 class VerifyEach:

@@ -18,7 +18,7 @@ from graphmill.ir import Graph, GraphmillError, UserInputError
 from graphmill.ir.gc_pause import collector_paused
 
 from .base import GraphNote, Pass, PassContext, PassResult, pass_class
-from .instruments import PassCheckError, PassStepInfo, VerifyEach
+from .instruments import ChangeClaimCheck, PassCheckError, PassStepInfo, VerifyEach
 from .schedule import Call, Fixpoint, Repeat, Run, Schedule, Step
 
 log = logging.getLogger("graphmill.passes")
@@ -111,6 +111,8 @@ class PassManager:
         self.instruments = list(instruments)
         if verify_each and not any(isinstance(i, VerifyEach) for i in self.instruments):
             self.instruments.insert(0, VerifyEach())
+        if verify_each and not any(isinstance(i, ChangeClaimCheck) for i in self.instruments):
+            self.instruments.insert(0, ChangeClaimCheck())
         self.keep_snapshots = keep_snapshots
         self.ctx = ctx or PassContext()
         # Build every pass now: option errors surface before anything runs.

@@ -22,6 +22,7 @@ from graphmill.ir.rewrite import APPROXIMATE, EXACT, Op, Rule, Var
 from graphmill.optimization import ReproducerError, optimize
 from graphmill.passes import (
     Analysis,
+    ChangeClaimCheck,
     Option,
     Pass,
     PassContext,
@@ -161,6 +162,29 @@ class CastFirstInput(Pass):
 
 
 @register_pass
+class BreakNumbersQuietly(Pass):
+    """Test pass: replaces a Relu by Neg (wrong on purpose) and reports no change."""
+
+    name = "test-break-numbers-quietly"
+
+    def run(self, graph, ctx):
+        BreakNumbers().run(graph, ctx)
+        return PassResult(False)
+
+
+@register_pass
+class NewWeightQuietly(Pass):
+    """Test pass: gives an initializer a new Tensor (its data scaled) and reports no change."""
+
+    name = "test-new-weight-quietly"
+
+    def run(self, graph, ctx):
+        v = next(iter(graph.initializers.values()))
+        v.const = Tensor(v.const.numpy() * np.float32(1.5))
+        return PassResult(False)
+
+
+@register_pass
 class Crash(Pass):
     """Test pass: raises."""
 
@@ -204,6 +228,61 @@ def test_analyses_are_cached_and_invalidated_by_what_passes_preserve():
     assert ctx.computed["test-count"] == 1  # test-drop-one-relu preserves it
     PassManager("test-claim-change,test-noop", ctx=ctx).run(g)
     assert ctx.computed["test-count"] == 2
+
+
+def test_analyses_are_cached_per_graph():
+    """One context (or a manager run again) on a second graph computes the analysis for that graph; it returned
+    the first graph's (an outside check: a node count of 2 for a graph of 6)."""
+    ctx = PassContext()
+    small, big = relu_chain(2), relu_chain(6)
+    assert ctx.analysis("test-count", small) == 2
+    assert ctx.analysis("test-count", big) == 6
+    assert ctx.analysis("test-count", small) == 2 and ctx.computed["test-count"] == 2
+    ctx.invalidate()
+    assert ctx.cached() == set()
+
+
+def test_a_pass_that_changes_the_graph_but_reports_no_change_is_named():
+    """The check-numerics compares after passes that report a change: a pass that edited quietly was passed over
+    and the next changing pass was blamed (an outside check). Reference: ONNX Runtime outputs, and the graph's
+    state before the pass."""
+    check = ortb.NumericsCheck(seed=0, dims={"N": 3})
+    with pytest.raises(PassFailure, match="'test-break-numbers-quietly'.*returned changed=False but changed"):
+        PassManager("test-break-numbers-quietly,test-drop-one-relu", [ChangeClaimCheck(), check]).run(relu_chain(2))
+    with pytest.raises(PassFailure, match="'test-break-numbers-quietly'.*returned changed=False"):
+        PassManager("test-noop,test-break-numbers-quietly", verify_each=True).run(relu_chain(2))
+    PassManager("test-noop,test-drop-one-relu,test-noop", verify_each=True).run(relu_chain(3))  # honest: passes
+
+
+def test_a_quiet_weight_edit_is_named_and_its_reproducer_reproduces(tmp_path):
+    """A new Tensor for a weight is a change (tensors are immutable, so an edit is a new Tensor); the reproducer
+    is the model before the pass that lied, so its rerun fails the same way."""
+    b = GraphBuilder("w")
+    x = b.input("x", "float32", ["N", 4])
+    b.output(b.MatMul(x, b.const(np.eye(4, dtype=np.float32))), "y")
+    path = tmp_path / "m.onnx"
+    graphmill.save(b.build(), path)
+    with pytest.raises(ReproducerError, match="after pass 'test-new-weight-quietly'") as ei:
+        optimize(graphmill.load(path), "cse,test-new-weight-quietly,test-claim-change", check_numerics=True,
+                 reproducer_dir=str(tmp_path / "r"))
+    before = graphmill.load(tmp_path / "r" / "before.onnx")
+    np.testing.assert_array_equal(next(iter(before.initializers.values())).const.numpy(), np.eye(4))
+    with pytest.raises(ReproducerError, match="'test-new-weight-quietly'.*returned changed=False"):
+        optimize(before, schedule_file=str(tmp_path / "r" / "repro.mill"), check_numerics=True,
+                 reproducer_dir=str(tmp_path / "again"))
+    assert "returned changed=False" in str(ei.value)
+
+
+def test_an_option_default_its_own_option_refuses_fails_at_registration():
+    """``Option("n", int, "abc")`` registered, and failed only when the pass ran without the option (an outside
+    check)."""
+
+    class BadDefault(Pass):
+        name = "test-bad-default"
+        options = (Option("n", int, "abc", "an int"),)
+
+    with pytest.raises(ValueError, match="option 'n' must be an integer, got 'abc' .its default"):
+        register_pass(BadDefault)
 
 
 def test_option_errors_surface_before_anything_runs():
@@ -360,6 +439,14 @@ def test_explain_match_reports_the_closest_partial_match():
     assert "does not fire" in text and "has 2 uses" in text and "Neg node" in text
     with pytest.raises(GraphmillError, match="did you mean 'test-neg-neg'"):
         explain(g, "test-neg-nag")
+
+
+def test_explain_match_says_an_approximate_rule_was_not_allowed():
+    """It said "matches at ..." and nothing else, as if the rule were broken (an outside check)."""
+    report = optimize(relu_chain(1), "test-rules", explain_rule="test-relu-to-abs")
+    assert "runs only when allowed (--allow approximate" in report.explain, report.explain
+    report = optimize(relu_chain(1), "test-rules", explain_rule="test-relu-to-abs", allow=["exact", "approximate"])
+    assert "fired 1 time(s)" in report.explain and "only when allowed" not in report.explain
 
 
 def test_explain_match_says_how_often_the_rule_fired_in_the_run():
