@@ -48,7 +48,8 @@ from graphmill.ir import UserInputError
 from graphmill.passes.base import pass_class
 from graphmill.util.suggest import did_you_mean
 from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES
-from graphmill.passes.schedule import MAX_ITERATIONS, Call, Fixpoint, Repeat, Run, Schedule, SourceLoc, Step
+from graphmill.passes.schedule import (KEYWORDS, MAX_ITERATIONS, WORD, Call, Fixpoint, Repeat, Run, Schedule,
+                                       SourceLoc, Step)
 from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
 
 MAX_NESTING = 64
@@ -59,8 +60,6 @@ keeps a generated or hostile file from reaching Python's recursion limit (a trac
 lines) in the parser, the printer or the pass manager."""
 
 
-
-KEYWORDS = ("schedule", "include", "fixpoint", "repeat")
 
 GRAMMAR = r"""
 start: _item*
@@ -212,9 +211,6 @@ def _unbalanced_hint(text: str) -> tuple[int, int] | None:
     """Line/column of the first '{' or '(' never closed, ignoring comments and strings."""
     stack, _ = _scan_brackets(text)
     return (stack[0][1], stack[0][2]) if stack else None
-
-
-_WORD = r"[A-Za-z_][A-Za-z0-9_.\-]*"
 
 
 def _nesting_error(loc: SourceLoc) -> ScheduleError:
@@ -394,11 +390,11 @@ class _Parser:
         if not braces:
             return None
         offset = braces[-1][3]
-        m = re.search(rf"(?:(?<![A-Za-z0-9_.\-])({_WORD})[ \t]+)?(?<![A-Za-z0-9_.\-])({_WORD})\s*$", text[:offset])
+        m = re.search(rf"(?:(?<![A-Za-z0-9_.\-])({WORD})[ \t]+)?(?<![A-Za-z0-9_.\-])({WORD})\s*$", text[:offset])
         if m is None:
             return None
         known = set(_known_passes()) | set(BUILTIN_SCHEDULES) | set(KEYWORDS) | set(
-            re.findall(rf"\bschedule\s+({_WORD})", text))
+            re.findall(rf"\bschedule\s+({WORD})", text))
         first, second = m.group(1), m.group(2)
         if second in known or (first is not None and first == "schedule"):
             return None
@@ -466,8 +462,11 @@ class _Parser:
             finally:
                 self.depth -= 1
             if tree.data == "fixpoint":
-                if pos or set(named) - {"max_iters"}:
-                    raise ScheduleError("fixpoint takes only max_iters=N", loc)
+                unknown = sorted(set(named) - {"max_iters"})
+                if pos or unknown:
+                    where = self.option_locs.get((id(args), unknown[0]), loc) if unknown else loc
+                    hint = did_you_mean(unknown[0], ["max_iters"]) if unknown else ""
+                    raise ScheduleError(f"fixpoint takes only max_iters=N{hint}", where)
                 n = named.get("max_iters", 8)
                 n_loc = self.option_locs.get((id(args), "max_iters"), loc)
                 if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_ITERATIONS:

@@ -11,10 +11,17 @@ equal schedule, which is how reports and reproducers record what ran.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 from graphmill.ir import UserInputError
+
+WORD = r"[A-Za-z_][A-Za-z0-9_.\-]*"
+"""A bare word of the DSL: a pass or schedule name, an option name, or an unquoted string value."""
+
+KEYWORDS = ("schedule", "include", "fixpoint", "repeat")
+"""Words the DSL reads as syntax, never as a name or an unquoted value."""
 
 MAX_ITERATIONS = 10_000
 """Largest ``repeat`` count, ``fixpoint`` ``max_iters``, and product of the repeat counts around a step.
@@ -98,6 +105,14 @@ class Schedule:
     # The .mill files it was read from (the file, then what it includes): outputs must not overwrite them.
     sources: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        # the name is printed by to_text and read back by the DSL: one it cannot read would make a report's or
+        # a reproducer's schedule text unparseable
+        if not isinstance(self.name, str) or not re.fullmatch(WORD, self.name) or self.name in KEYWORDS:
+            raise UserInputError(f"schedule name {self.name!r} is not a word of the schedule language "
+                                 f"(letters, digits, '_', '-', '.'; not starting with a digit; not one of "
+                                 f"{', '.join(KEYWORDS)})")
+
     # -- printing ---------------------------------------------------------------
     def to_inline(self) -> str:
         """The one-line form: ``fold-constants,fixpoint{simplify,cse,dce},fuse-conv-bn``."""
@@ -135,7 +150,9 @@ def format_value(v: Any) -> str:
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
-        if v and all(c.isalnum() or c in "-_." for c in v) and not v[0].isdigit() and v not in ("true", "false"):
+        # bare only where the DSL reads the word back as this string: not '-3' (a number), 'é' (no word),
+        # 'true' (a bool) or 'repeat' (a keyword)
+        if re.fullmatch(WORD, v) and v not in ("true", "false") + KEYWORDS:
             return v
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, (list, tuple)):

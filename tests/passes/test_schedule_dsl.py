@@ -94,6 +94,23 @@ class OptionKinds(Pass):
         return PassResult(False)
 
 
+@pytest.mark.parametrize("value", ["-3", ".5", "1e5", "-", "-x", ".", "-inf", "inf", "adám", "é", "true", "repeat",
+                                   "fixpoint", "schedule", "a.b-c_d", "tab\there", 'quo"te', "back\\slash", ""])
+def test_string_option_values_print_back_as_the_same_string(value):
+    """A string printed bare must read back as that string: '-3' read back as a number, 'é' as no word at all
+    (a reproducer's repro.mill then failed to parse instead of reproducing; an outside check). Reference: the
+    DSL's grammar, through parse_schedule."""
+    s = Schedule("main", [Run("test-option-kinds", {"c": value, "e": [value]})])
+    assert parse_schedule(s.to_text()) == s
+    assert parse_schedule(s.to_inline()).body == s.body
+
+
+@pytest.mark.parametrize("name", ["my sched", "3x", "fixpoint", "", "a{b"])
+def test_a_schedule_name_the_dsl_cannot_read_back_is_refused(name):
+    with pytest.raises(UserInputError, match="is not a word of the schedule language"):
+        Schedule(name, [Run("dce")])
+
+
 def test_option_values_of_every_kind():
     got = parse_schedule('test-option-kinds(a=1, b=-2.5e-1, c="s t", d=true, e=[conv-bn, 3, "x"], f=word)')
     assert got.body == [Run("test-option-kinds", {"a": 1, "b": -0.25, "c": "s t", "d": True,
@@ -173,6 +190,7 @@ def located(text: str, source: str = "<inline>") -> ScheduleError:
     ("schedule a {\n  fixpoint(max_iters=2) { dce\n}", 1, 12, "'{' is never closed"),
     ("dce }", 1, 5, "no matching opening bracket"),
     ("fixpoint(max_iters=0){dce}", 1, 10, "option 'max_iters' must be an integer from 1 to 10,000, got 0"),
+    ("fixpoint(max_iter=3){dce}", 1, 10, "fixpoint takes only max_iters=N (did you mean 'max_iters'?)"),
     ("repeat(two){dce}", 1, 1, "count must be an integer from 0 to 10,000, got 'two'"),
     ("dce(1)", 1, 1, "options must be named"),
     ("dce ! dce", 1, 5, "unexpected character '!'"),
