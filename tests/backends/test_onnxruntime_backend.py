@@ -80,6 +80,18 @@ def test_compare_outputs_handles_nan_and_shape():
     assert not bad.ok and "shape" in bad.outputs[0].note
 
 
+def test_an_output_turned_all_nan_is_a_mismatch_without_numpy_warnings():
+    """numpy's nanmax warned "All-NaN slice encountered" on stderr, in the middle of optimize's one-line error (an
+    outside check). Reference: hand-made arrays."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = ortb.compare_outputs({"y": np.ones(3, np.float32)}, {"y": np.full(3, np.nan, np.float32)}, rtol=0,
+                                   atol=0).outputs[0]
+    assert not got.ok and got.note == "NaN positions differ" and np.isnan(got.max_abs)
+
+
 def test_scaled_atol_is_in_units_of_the_outputs_largest_magnitude():
     # reference: numpy.allclose (the per-element test) and hand arithmetic on a 2-element output of scale 100
     ref = {"y": np.array([100.0, 0.1], np.float32)}
