@@ -161,6 +161,46 @@ def test_light_resnet50_discovered(light_dir):
     assert list(out.values())[0].shape == (1, 1000)  # classifier keeps its classes
 
 
+@pytest.mark.parametrize("name, resolution, repeats", [
+    ("resnet18", 64, [2, 2, 2, 2]),  # He et al. Table 1
+    ("resnet50", 64, [3, 4, 6, 3]),
+    # the stages with a residual block (a one-block stage without a skip is stem/head to discovery: documented);
+    # MobileNetV2 Table 2 (n), EfficientNet-B0 Table 1, MnasNet-A1 Figure 7
+    ("mobilenet_v2", 96, [2, 3, 4, 3, 3]),
+    ("efficientnet_b0", 96, [2, 2, 3, 3, 4]),
+    ("mnasnet_a1", 96, [2, 3, 4, 2, 3]),
+])
+def test_discovered_stages_without_meta_have_the_papers_repeats(name, resolution, repeats):
+    """An imported conv net has no stage meta. ResNet's stem (conv, then a MaxPool to stage 1's shape) was counted
+    as a stage-opening block: stage 1 had 3 blocks, and scaling added two copies for one (an outside check)."""
+    from graphmill.passes.scaling.structure import discover
+
+    g = zoo.build(name, batch=1, resolution=resolution)
+    for n in g.nodes:
+        n.meta.clear()
+    assert [st.repeats for st in discover(g).stages if st.kind == "body"] == repeats
+
+
+def test_a_stem_with_the_first_stages_shape_is_no_block_of_it():
+    """A CIFAR-style ResNet: a stride-1 stem conv whose output has stage 1's shape, no MaxPool. Reference: the
+    network as written here, two residual blocks."""
+    from graphmill.ir.builder import GraphBuilder
+    from graphmill.passes.scaling.structure import discover
+
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("cifar")
+    x = b.input("x", "float32", [1, 3, 16, 16])
+
+    def conv(v, cin):
+        return b.Conv(v, rng.normal(0, 0.1, (8, cin, 3, 3)).astype(np.float32), pads=[1, 1, 1, 1])
+
+    y = b.Relu(conv(x, 3))
+    for _ in range(2):
+        y = b.Relu(b.Add(y, conv(b.Relu(conv(y, 8)), 8)))
+    b.output(b.Flatten(b.GlobalAveragePool(y)), "y")
+    assert [st.repeats for st in discover(b.build()).stages if st.kind == "body"] == [2]
+
+
 def test_width_refused_through_hardcoded_reshape():
     from graphmill.ir import UserInputError
     from graphmill.ir.builder import GraphBuilder

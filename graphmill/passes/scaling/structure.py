@@ -18,8 +18,9 @@ neither is deepened.
    stage; a new resolution or width starts the next stage.
 4. A stage's repeats also count a stage-opening block without a skip (as in
    MobileNetV2/EfficientNet) when the segment just before the stage's first
-   residual block outputs the stage's shape; that block is not copied (the
-   stage's last block is). Everything before the first stage is the stem,
+   residual block outputs the stage's shape, computes (a Conv/Gemm/MatMul: a
+   ResNet's stem MaxPool is no block) and is not the stem (some segment before
+   it computes); that block is not copied (the stage's last block is). Everything before the first stage is the stem,
    everything after the last the head. A single-block stage without any
    residual connection cannot be told apart from the stem/head and is not
    deepened (documented limitation).
@@ -170,8 +171,11 @@ def discover(graph: Graph) -> Structure:
         else:
             merged.append(list(seg))
 
+    def computes(seg: list[Node]) -> bool:
+        return any(n.op_type in COMPUTE for n in seg)
+
     def residual(seg: list[Node]) -> bool:
-        return any(n.op_type in COMPUTE for n in seg) and any(
+        return computes(seg) and any(
             n.op_type in ("Add", "Sum") and sum(1 for v in n.inputs if v is not None and id(v) not in constant) >= 2
             for n in seg)
 
@@ -195,7 +199,10 @@ def discover(graph: Graph) -> Structure:
         x, y = io[k]
         shp = shape_of(y)
         opener = 0
-        if k > 0 and io[k - 1] is not None and not residual(merged[k - 1]) and shape_of(io[k - 1][1]) == shp \
+        # an opener is a block: it computes (not a lone MaxPool after a ResNet stem) and a stem precedes it (the
+        # stem's own conv, whose output has the first stage's shape, counted as a block of that stage)
+        if k > 1 and io[k - 1] is not None and not residual(merged[k - 1]) and shape_of(io[k - 1][1]) == shp \
+                and computes(merged[k - 1]) and any(computes(seg) for seg in merged[:k - 1]) \
                 and (not stages or stages[-1].blocks[-1].output is not io[k - 1][1]):
             opener = 1
         blocks = [Block(merged[k], x, y, opener)]
