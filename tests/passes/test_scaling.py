@@ -201,6 +201,23 @@ def test_a_stem_with_the_first_stages_shape_is_no_block_of_it():
     assert [st.repeats for st in discover(b.build()).stages if st.kind == "body"] == [2]
 
 
+def test_a_transformer_without_stage_meta_is_refused_not_scaled():
+    """Told to keep the width (beta=1), an imported transformer was "scaled": exit 0, its sequence axis reported as
+    channels and one FFN sub-layer copied as a deeper model (an outside check). Compound scaling is for conv nets."""
+    from graphmill.ir import UserInputError
+    from graphmill.ir.builder import GraphBuilder
+
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("tblock")
+    y = b.input("x", "float32", [1, 7, 32])
+    for _ in range(2):
+        h = b.Relu(b.MatMul(y, rng.normal(0, 0.1, (32, 64)).astype(np.float32)))
+        y = b.Add(y, b.MatMul(h, rng.normal(0, 0.1, (64, 32)).astype(np.float32)))
+    b.output(y, "y")
+    with pytest.raises(UserInputError, match="no convolution blocks with a residual connection"):
+        scale(b.build(), 1, beta=1.0)
+
+
 def test_width_refused_through_hardcoded_reshape():
     from graphmill.ir import UserInputError
     from graphmill.ir.builder import GraphBuilder

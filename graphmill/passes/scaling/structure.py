@@ -13,7 +13,9 @@ neither is deepened.
    and one output tensor.
 2. A shape-preserving segment without a Conv/Gemm/MatMul (BN, an activation)
    joins the segment before it.
-3. A segment with a residual Add/Sum of two computed tensors is a *block*.
+3. A segment with a Conv and a residual Add/Sum of two computed tensors is a
+   *block* (compound scaling is for conv nets: a transformer layer's residual
+   MatMul segment is no block).
    Consecutive blocks whose outputs have the same (channels, H, W) form a
    stage; a new resolution or width starts the next stage.
 4. A stage's repeats also count a stage-opening block without a skip (as in
@@ -175,7 +177,9 @@ def discover(graph: Graph) -> Structure:
         return any(n.op_type in COMPUTE for n in seg)
 
     def residual(seg: list[Node]) -> bool:
-        return computes(seg) and any(
+        # a conv block: compound scaling's width is channels and its resolution the feature map's (a transformer
+        # layer's residual Add made its sequence axis "channels", and a copy of one FFN sub-layer a deeper model)
+        return any(n.op_type in ("Conv", "ConvTranspose") for n in seg) and any(
             n.op_type in ("Add", "Sum") and sum(1 for v in n.inputs if v is not None and id(v) not in constant) >= 2
             for n in seg)
 
@@ -216,8 +220,8 @@ def discover(graph: Graph) -> Structure:
                             {"opener_without_skip": bool(opener)}))
         k = j
     if not stages:
-        raise StructureError(f"no stages found in graph {graph.name!r}: no blocks with a residual connection "
-                             "between single-tensor cuts; nodes carry no model_stage/block meta either")
+        raise StructureError(f"no stages found in graph {graph.name!r}: no convolution blocks with a residual "
+                             "connection between single-tensor cuts; nodes carry no model_stage/block meta either")
     stem = Stage(0, "stem", [], 1)
     head = Stage(len(stages) + 1, "head", [], 1)
     return Structure([stem, *stages, head], "discovered")
