@@ -106,12 +106,16 @@ def _quiet(stream):
 
 
 def _export_legacy(torch, module, args, buf, opset, in_names, out_names, dynamic_axes) -> list[str]:
-    """Export with the tracer; returns the places in the user's code where it froze a value (see _frozen_sites)."""
+    """Export with the tracer; returns the places in the user's code where it froze a value (see _frozen_sites).
+
+    ``TrainingMode.PRESERVE`` on a module in eval mode is ``EVAL`` without the exporter's eval peephole, which
+    folded every BatchNorm into its Conv: ``to_torch`` then had no BatchNorm scale and bias to train, and one SGD
+    step moved the weights away from the original's (an outside check). Folding is ``fuse-conv-bn``'s job."""
     with warnings.catch_warnings(record=True) as caught, _quiet(sys.stdout):
         warnings.simplefilter("always")
         torch.onnx.export(module, args, buf, dynamo=False, opset_version=opset, input_names=in_names,
                           output_names=out_names, dynamic_axes=dynamic_axes, do_constant_folding=True,
-                          training=torch.onnx.TrainingMode.EVAL)
+                          training=torch.onnx.TrainingMode.PRESERVE)
     return _frozen_sites(torch, caught)
 
 
@@ -273,6 +277,7 @@ def from_torch(module, example_inputs, *, dynamic_batch: bool = True, opset: int
     buf = io.BytesIO()
     frozen: list[str] = []
     try:
+        module.eval()  # eval semantics (Dropout off, BatchNorm's running statistics), restored below
         frozen = _export_legacy(torch, module, args, buf, opset, in_names, out_names, dynamic_axes)
     except Exception as e:  # noqa: BLE001 -- torch raises many types; the user gets one clear message
         restore()

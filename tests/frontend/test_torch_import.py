@@ -342,3 +342,33 @@ def test_tied_embedding_and_head_stay_one_weight():
                                rtol=1e-5, atol=1e-6)
     with torch.no_grad():
         assert close(ortb.run(g, {"input": ids3.numpy()})["output"], src(ids3).numpy())
+
+
+def test_batchnorm_stays_and_to_torch_trains_like_the_original():
+    """The exporter's eval peephole folded every BatchNorm into its Conv: to_torch had 4 Parameters for 6, and one
+    SGD step (both in eval mode) moved the outputs 2.3% away from the original's (an outside check). Reference:
+    the same step on the torch module itself. The running mean equals the zero bias, so the exporter stores it as
+    an Identity of that bias: it must stay a statistic, not train with the bias."""
+    import copy
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                            torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 8, 4)).eval()
+    with torch.no_grad():
+        m[1].weight.uniform_(0.5, 1.5)
+        m[1].running_var.uniform_(0.5, 2.0)
+    x, target = torch.randn(4, 3, 8, 8), torch.randn(4, 4)
+    g = from_torch(m, x)
+    assert "BatchNormalization" in {n.op_type for n in g.nodes}
+    module = graphmill.to_torch(g).eval()
+    assert sorted(module.param_names.values()) == sorted(n for n, _ in m.named_parameters())
+    eager = copy.deepcopy(m)
+    for net in (eager, module):
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        ((net(x) - target) ** 2).mean().backward()
+        opt.step()
+    with torch.no_grad():
+        want = eager(x).numpy()
+        assert close(module(x).numpy(), want)
+    graphmill.export_weights(module, g)
+    assert close(ortb.run(g, {"input": x.numpy()})["output"], want)  # the statistics kept their values

@@ -14,7 +14,6 @@ import torch
 
 import graphmill
 from graphmill.backends import onnxruntime as ortb
-from graphmill.backends.torch import initializer_copies
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -50,16 +49,17 @@ def test_from_torch_then_to_torch_on_zoo_architectures(name):
     for r, o in zip(refs, outs):
         assert close(r, o), (name, float(np.max(np.abs(r - o))))
     module = graphmill.to_torch(g).eval()
-    # the legacy exporter writes the module's parameters (BatchNorm folded into the convs) as the graph's only
-    # floating initializers, storing identical tensors once and giving each further user an Identity copy; its
-    # constants stay Constant nodes. So to_torch must train every floating initializer an op reads directly and
-    # every copy as a parameter of its own (the copies are separate torch parameters: LayerNorm scales, zero biases)
-    copies = initializer_copies(g)
-    floating = {k for k, v in g.initializers.items() if v.const.dtype.is_floating}
-    direct = {k for k in floating if any(n.op_type != "Identity" for n in g.initializers[k].users)}
-    assert set(module.param_names.values()) == direct | set(copies), name
-    if name in ("vit_b16", "bert_base"):  # no BatchNorm to fold: one graph parameter per torch parameter
-        assert len(module.param_names) == len(list(model.parameters())), name
+    # the legacy exporter writes the module's parameters and BatchNorm statistics (BatchNorm is no longer folded
+    # into the convs: from_torch turns the exporter's eval peephole off) as the graph's floating initializers,
+    # storing identical tensors once and giving each further user an Identity copy named after its parameter. So
+    # to_torch trains one Parameter per torch parameter, copies included (zero biases, LayerNorm scales), and keeps
+    # the running statistics as buffers. Reference: the torch module's own named_parameters(); a Linear's weight
+    # that the exporter folded into its transpose keeps the exporter's name (onnx::MatMul_N)
+    trained = set(module.param_names.values())
+    torch_names = {n for n, _ in model.named_parameters()}
+    assert len(trained) == len(torch_names), name
+    assert all(n in torch_names or n.startswith("onnx::MatMul_") for n in trained), sorted(trained - torch_names)
+    assert not any(n.endswith(("running_mean", "running_var")) for n in trained), name
     with torch.no_grad():
         back = module(*args)
     back = [b.numpy() for b in (back if isinstance(back, (tuple, list)) else (back,))]

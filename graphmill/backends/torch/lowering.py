@@ -133,7 +133,7 @@ class GraphModule(nn.Module):
         self.current_outputs = 1
         self.param_names: dict[str, str] = {}   # parameter name -> graph value name
         self.buffer_names: dict[str, str] = {}  # buffer name -> graph value name
-        self.copy_names: set[str] = set()       # graph values that are untied initializer copies (Parameters)
+        self.copy_names: set[str] = set()       # graph values that are untied initializer copies (Parameters, buffers)
         self._slot: dict[str, str] = {}         # graph value name -> attribute holding it
         self._taken: set[str] = set()
 
@@ -164,12 +164,17 @@ class GraphModule(nn.Module):
             else:
                 self._register(name, t, param=False)
 
-        untied: set[str] = set()  # copies that are Parameters of their own: their Identity does not run
+        # copies that hold values of their own, so their Identity does not run: a trainable one is a Parameter; any
+        # other a buffer frozen at the values it starts with (a BatchNormalization's running mean that the exporter
+        # stored as an Identity of an equal zero bias read the bias Parameter: it trained with it, and torch
+        # refused to differentiate through a running statistic)
+        untied: set[str] = set()
         for name, src in copies.items():
-            if name in trainable and name not in self._slot:
+            if name not in self._slot:
                 t = to_torch_tensor(inits[src].const.numpy())
                 if t.is_floating_point():
-                    self._register(name, nn.Parameter(t), param=True)
+                    trains = name in trainable
+                    self._register(name, nn.Parameter(t) if trains else t.clone(), param=trains)
                     untied.add(name)
         self.copy_names = untied
 
@@ -345,7 +350,8 @@ def export_weights(module: GraphModule, graph: Graph | None = None) -> int:
     of an ``Identity`` of an initializer, untied by ``to_torch``) keeps its ``Identity`` while its
     values equal what the ``Identity`` reads (e.g. before training); otherwise the ``Identity`` is
     replaced by an initializer of the copy's name holding the trained values, so the graph computes
-    what the module does. Returns how many Parameters were written.
+    what the module does. A copy that is a buffer (not trained) is written the same way, with the values
+    it kept. Returns how many Parameters and copies were written.
     """
     g = graph if graph is not None else module.graph
     n = 0
@@ -367,6 +373,9 @@ def export_weights(module: GraphModule, graph: Graph | None = None) -> int:
         if isinstance(v.type, TensorType):
             v.type = TensorType(v.type.dtype, tuple(arr.shape), v.type.denotation)
         n += 1
+    for attr, vname in module.buffer_names.items():  # frozen copies: their Identity may now read trained values
+        if vname in module.copy_names and vname not in g.initializers:
+            pending[vname] = to_numpy(getattr(module, attr))
     if pending:
         copies = initializer_copies(g)
         values = g.value_map()
