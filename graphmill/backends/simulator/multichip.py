@@ -67,6 +67,12 @@ def simulate_multichip(graph: Graph, accel, cost: CostModel | None = None) -> Mu
     cost = cost or SimulatorCostModel(cfg)
     constant = constant_values(graph)
     nodes = [n for n in graph.nodes if not is_constant_node(n, constant)]
+    if any(v is not None and (v.type is None or v.shape is None) for n in nodes for v in n.outputs):
+        # a file as torch.onnx.export writes it declares no intermediate shapes: infer them (types only), as
+        # simulate_graph does; placement loops pass graphs already typed and skip this
+        from graphmill.frontend.onnx_shape_inference import infer_shapes
+
+        infer_shapes(graph)
     order = {id(n): i for i, n in enumerate(nodes)}
     dev = {}
     for n in nodes:

@@ -58,6 +58,12 @@ def _int(path: str, lineno: int, col: str, text: str) -> int:
     return v
 
 
+def _sparsity_ratio(text: str) -> bool:
+    """Whether ``text`` is an N:M ratio of two integers, the optional 9th field of a conv topology line."""
+    parts = text.split(":")
+    return len(parts) == 2 and all(p.strip().isdigit() for p in parts)
+
+
 _CONV_COLS = ("IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width", "Channels", "Num Filter", "Stride")
 
 
@@ -83,14 +89,16 @@ def read_topology(path: str | os.PathLike) -> list[ArrayLayer]:
         if not name:
             raise UserInputError(f"{path}:{lineno}: missing layer name in {raw!r}")
         if gemm:
-            if len(cells) < 4:
+            if len(cells) != 4:
                 raise UserInputError(f"{path}:{lineno}: expected 'name, M, N, K,' but got {len(cells)} field(s): {raw!r}")
             m, n, k = (_int(path, lineno, c, cells[i + 1]) for i, c in enumerate("MNK"))
             layers.append(gemm_layer(name, "Gemm", m, n, k).validate(f"{path}:{lineno}"))
             continue
-        if len(cells) < 8:
-            raise UserInputError(f"{path}:{lineno}: expected 8 fields (name, {', '.join(_CONV_COLS)}) but got "
-                                 f"{len(cells)}: {raw!r}")
+        # a 9th field is SCALE-Sim's N:M sparsity ratio (ignored); anything else there, or a 10th, is refused as
+        # SCALE-Sim refuses it: read as 8 fields, a separate column stride was silently dropped
+        if len(cells) < 8 or len(cells) > 9 or (len(cells) == 9 and not _sparsity_ratio(cells[8])):
+            raise UserInputError(f"{path}:{lineno}: expected 8 fields (name, {', '.join(_CONV_COLS)}), and an "
+                                 f"optional N:M sparsity ratio, but got {len(cells)}: {raw!r}")
         h, w, r, s, c, n, st = (_int(path, lineno, _CONV_COLS[i], cells[i + 1]) for i in range(7))
         if r > h or s > w:
             raise UserInputError(f"{path}:{lineno}: filter {r}x{s} is larger than the IFMAP {h}x{w}")

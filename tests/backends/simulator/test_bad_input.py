@@ -215,6 +215,10 @@ TOPO_HEADER = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Widt
     ("conv1, 10, ten, 3, 3, 4, 8, 1,\n", ":2: IFMAP Width must be an integer"),
     ("conv1, 10, 10, 3, 3, 0, 8, 1,\n", ":2: Channels must be positive"),
     ("conv1, 4, 4, 5, 5, 4, 8, 1,\n", ":2: filter 5x5 is larger"),
+    # a 9th field other than SCALE-Sim's N:M sparsity ratio (a separate column stride, say) was dropped silently;
+    # SCALE-Sim 3.0.0 fails on it (an outside check)
+    ("conv1, 9, 9, 3, 3, 4, 8, 1, 2,\n", ":2: expected 8 fields .*, and an optional N:M sparsity ratio, but got 9"),
+    ("conv1, 9, 9, 3, 3, 4, 8, 1, 2:4, 5,\n", ":2: expected 8 fields .* but got 10"),
 ])
 def test_malformed_topology_line_names_file_and_line(tmp_path, line, expect):
     p = tmp_path / "t.csv"
@@ -233,6 +237,11 @@ def test_topology_reads_conv_gemm_and_depthwise(tmp_path):
     q.write_text("Layer, M, N, K,\ng1, 9, 7, 5,\n")
     g = read_topology(q)[0]
     assert (g.M, g.N, g.K) == (9, 7, 5)
+    p.write_text(TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1, 2:4,\n")  # SCALE-Sim's optional N:M sparsity column
+    assert [x.name for x in read_topology(p)] == ["c1"]
+    q.write_text("Layer, M, N, K,\ng1, 9, 7, 5, 3,\n")
+    with pytest.raises(UserInputError, match=":2: expected 'name, M, N, K,' but got 5 field"):
+        read_topology(q)
 
 
 def run_cli(*args):
