@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="node count, op histogram, inputs/outputs, parameters and MACs of a model")
     p.add_argument("model", help="an ONNX model file")
     p.add_argument("--json", action="store_true",
-                   help="print JSON (keys: nodes, ops, params, macs, flops, inputs, outputs, opsets, symbols, problems, ...)")
+                   help="print JSON (keys: nodes, ops, params, bn_statistics, macs, flops, inputs, outputs, opsets, symbols, "
+                        "problems, ...)")
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="size of a symbolic dimension for the cost figures (default 1 each, e.g. per sample)")
     p.set_defaults(func=run)
@@ -26,6 +27,9 @@ def print_summary(report: dict, out=sys.stdout) -> None:
     p(f"model:   {report.get('file', report['name'])}  (graph {report['name']!r}, opsets {opsets})")
     p(f"nodes:   {report['nodes']:,}")
     params = fmt_count(report["params"])
+    if report.get("bn_statistics"):
+        params += (f"  ({fmt_count(report['params'] - report['bn_statistics'])} without BatchNorm's running "
+                   "statistics, as torch counts)")
     if report.get("unknown_params"):
         params += f"  + {report['unknown_params']} tensor(s) of unknown size"
     p(f"params:  {params}")

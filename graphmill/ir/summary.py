@@ -118,6 +118,9 @@ class GraphSummary:
     ops: dict[str, int]
     params: int
     macs: int
+    # of ``params``, the elements of BatchNormalization's running mean and variance: torch, torchvision and the
+    # papers count ``params - bn_statistics`` (buffers, not parameters); the ONNX file stores both as tensors
+    bn_statistics: int
     flops: int
     inputs: list[dict]
     outputs: list[dict]
@@ -129,6 +132,13 @@ class GraphSummary:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _is_bn_statistic(v: Value) -> bool:
+    """Whether ``v`` is read only as BatchNormalization's running mean or variance (inputs 3 and 4)."""
+    uses = v.uses()
+    return bool(uses) and all(n.op_type == "BatchNormalization" and n.domain in ("", "ai.onnx") and i in (3, 4)
+                              for n, i in uses)
 
 
 def node_cost(node: Node) -> Cost | None:
@@ -224,12 +234,15 @@ def _summarize(graph: Graph) -> GraphSummary:
         flops += c.flops
     params = 0
     unknown_params = 0
+    bn_statistics = 0
     for v in parameter_values(graph, constant, const_nodes):
         n = _elements(v)
         if n is None:
             unknown_params += 1
         else:
             params += n
+            if _is_bn_statistic(v):
+                bn_statistics += n
     init_ids = {id(v) for v in graph.initializers.values()}
     return GraphSummary(
         name=graph.name,
@@ -237,6 +250,7 @@ def _summarize(graph: Graph) -> GraphSummary:
         ops=dict(ops.most_common()),
         params=params,
         macs=macs,
+        bn_statistics=bn_statistics,
         flops=flops,
         inputs=[_io(v) for v in graph.inputs if id(v) not in init_ids],
         outputs=[_io(v) for v in graph.outputs],
