@@ -6,7 +6,7 @@ families share; each family module registers its ops when imported.
 
 from __future__ import annotations
 
-from . import elementwise, linear, normalization, pooling, reduction, resize, shape  # noqa: F401 -- register
+from . import elementwise, linear, normalization, pooling, recurrent, reduction, resize, shape  # noqa: F401 -- register
 from . import moe  # noqa: F401 -- graphmill::MoE, registered under its domain-qualified name
 from . import attention  # noqa: F401 -- graphmill::RelativeAttention
 from .common import CHECKS, OPS
