@@ -205,6 +205,13 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(UserInputError, match="different settings"):
         run(str(out), options={}, **kw)
     assert sorted(os.listdir(out)) == ["job.json"]
+    # the same options with another seed: the message names the seed (it said "seed or accelerator")
+    from graphmill.search.methods.evanet import check_options
+
+    (out / "job.json").write_text(json.dumps({"method": "evanet", "seed": 5, "options": check_options({}),
+                                              "accel": None}))
+    with pytest.raises(UserInputError, match="different settings .--seed 5 there, 0 now"):
+        run(str(out), options={}, **kw)
 
 
 def test_build_is_a_verified_graph_for_every_layer_kind():

@@ -322,7 +322,12 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
         if old != job:
             diff = sorted(k for k in set(old.get("options", {})) | set(opts)
                           if old.get("options", {}).get(k) != opts.get(k))
-            what = f"options {', '.join(diff)}" if diff else "seed or accelerator"
+            parts = [f"options {', '.join(diff)}"] if diff else []
+            if old.get("seed") != job["seed"]:
+                parts.append(f"--seed {old.get('seed')} there, {job['seed']} now")
+            if old.get("accel") != job["accel"]:
+                parts.append(f"--accel {old.get('accel') or 'none'} there, {job['accel'] or 'none'} now")
+            what = "; ".join(parts) or "settings"
             raise UserInputError(f"{out}: holds an evanet run with different settings ({what}); use another "
                                  "--out or remove it to start afresh")
     elif os.path.exists(os.path.join(out, "checkpoint.json")):
