@@ -120,12 +120,17 @@ def _weights_location(graph, args: argparse.Namespace) -> str | None:
     return location
 
 
-def check_outputs_against_weights(graph, args: argparse.Namespace, others: dict[str, str | None]) -> None:
+def check_outputs_against_weights(graph, args: argparse.Namespace, others: dict[str, str | None],
+                                  inputs: dict[str, str | None] | None = None) -> None:
     """Right after the model is read, before any work: no output lands on a weights file the input model reads
-    (known only once it is read), and the output's own weights file is none of the other outputs.
+    (known only once it is read), and the output's own weights file is none of the other outputs, nor the input
+    model or another file the command reads (``inputs``: flag -> path).
     ``optimize -o o.onnx --json ok.bin`` replaced the input's ok.bin with the report (the input no longer
-    loaded), and ``--json o.onnx.data`` or ``--external-data r.json --json r.json`` the output's weights, exit 0.
-    ``--force`` lets ``-o`` and its weights replace the input's (in place); never a report or a plot."""
+    loaded), and ``--json o.onnx.data`` or ``--external-data r.json --json r.json`` the output's weights, exit 0;
+    ``--external-data in.onnx`` (or an input named like the automatic ``OUT.data``) replaced the input model with
+    weights, and ``--external-data edge.toml`` the accelerator file, exit 0.
+    ``--force`` lets ``-o`` and its weights replace the input's (in place); never a report or a plot, and never
+    the weights the input model itself."""
     external = sorted(api.external_data_files(graph))
     reads = {f"{args.model}'s weights" + (f" #{i + 1}" if len(external) > 1 else ""): f
              for i, f in enumerate(external)}
@@ -134,6 +139,8 @@ def check_outputs_against_weights(graph, args: argparse.Namespace, others: dict[
     model_outputs = {"-o": args.output,
                      ("--external-data" if getattr(args, "external_data", None) else "the output's weights"): weights}
     check_output_paths(reads, others)
+    weights_flag = next(iter(model_outputs.keys() - {"-o"}))
+    check_output_paths({"MODEL": args.model, **(inputs or {})}, {weights_flag: weights})
     if not args.force:
         try:
             check_output_paths(reads, model_outputs)

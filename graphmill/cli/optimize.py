@@ -92,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
     if args.reproducer_dir is not None:  # the model: api.optimize checks the schedule's files and the plugins itself
         api.check_reproducer_dir(args.reproducer_dir, {"MODEL": args.model})
     graph = api.load(args.model)
-    check_outputs_against_weights(graph, args, {"--json": args.json})
+    check_outputs_against_weights(graph, args, {"--json": args.json},
+                                  {"-s": schedule_file, "--accel": args.accel, "--devices-file": args.devices_file,
+                                   **{f"--load-passes {p}": p for p in args.load_passes or []}, **included})
     print_after = "all" if args.print_ir_after_all else args.print_ir_after
     report = api.optimize(
         graph, args.pipeline, schedule_file=args.schedule, check_numerics=args.check_numerics, rtol=args.rtol,

@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if args.run and args.steps < 1:
         raise UserInputError(f"--steps {args.steps}: must be a whole number >= 1")
     graph = api.load(args.model)
-    check_outputs_against_weights(graph, args, {"--json": args.json, "--plot": args.plot})
+    check_outputs_against_weights(graph, args, {"--json": args.json, "--plot": args.plot},
+                                  {"--accel": args.accel, "--devices-file": args.devices_file})
     report = api.partition(graph, stages=args.stages, microbatches=args.microbatches, schedule=args.schedule,
                            method=args.method, objective=args.objective, accel=args.accel,
                            devices_file=args.devices_file, memory_cap=cap, batch=args.batch,

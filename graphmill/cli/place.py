@@ -87,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
     api.check_place_checkpoint(args.method, args.budget, args.checkpoint)  # before the model is read
     graph = api.load(args.model)
     check_outputs_against_weights(graph, args, {"--json": args.json, "--plot": args.plot,
-                                                "--checkpoint": args.checkpoint})
+                                                "--checkpoint": args.checkpoint},
+                                  {"--accel": args.accel, "--devices-file": args.devices_file, "--policy": args.policy,
+                                   "--policy's metadata": policy_meta})
     info: dict = {}
     try:
         report = api.place(graph, method=args.method, devices=args.devices, devices_file=args.devices_file,

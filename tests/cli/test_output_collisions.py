@@ -179,6 +179,12 @@ def external(tmp_path, monkeypatch):
     (["optimize", "ok.onnx", "-o", "o.onnx", "--json", "o.onnx.data"],
      "the output's weights"),
     (["partition", "ok.onnx", "--stages", "2", "-o", "q.onnx", "--json", "q.onnx.data"], "the output's weights"),
+    # the output's weights over the input model itself, or over another file the command reads: exit 0, the input
+    # no longer loaded (an outside check); --force does not allow it
+    (["roundtrip", "ok.onnx", "-o", "o.onnx", "--external-data", "ok.onnx"], "is the input ok.onnx (MODEL)"),
+    (["optimize", "ok.onnx", "-o", "o.onnx", "--force", "--external-data", "ok.onnx"], "is the input ok.onnx (MODEL)"),
+    (["place", "ok.onnx", "--devices", "2", "-o", "p.onnx", "--external-data", "ok.onnx"], "(MODEL)"),
+    (["partition", "ok.onnx", "--stages", "2", "-o", "q.onnx", "--external-data", "ok.onnx"], "(MODEL)"),
 ])
 def test_no_output_lands_on_a_weights_file(external, capsys, argv, says):
     """`optimize -o o.onnx --json ok.bin` replaced the input's weights with the report (the input no longer
@@ -189,6 +195,25 @@ def test_no_output_lands_on_a_weights_file(external, capsys, argv, says):
     _refused(capsys, argv, says)
     onnx.load("ok.onnx")  # the external data still loads, by onnx's reader
     assert os.path.getsize("ok.bin") == 64 * 64 * 4 + 64 * 4
+
+
+def test_the_outputs_weights_are_no_other_input_file(external, capsys):
+    """`optimize ... --accel edge.toml --cost simulator --external-data edge.toml` replaced the accelerator file
+    with weights, exit 0; and an input model named like the automatic OUT.data (`roundtrip o.onnx.data -o o.onnx`,
+    its weights external) with the output's weights (an outside check)."""
+    import shutil
+
+    import onnx
+
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "accelerators", "edge.toml")
+    shutil.copy(root, "edge.toml")
+    _refused(capsys, ["optimize", "ok.onnx", "-o", "o.onnx", "--accel", "edge.toml", "--cost", "simulator",
+                      "--external-data", "edge.toml"], "is the input edge.toml (--accel)")
+    with open(root, "rb") as a, open("edge.toml", "rb") as b:
+        assert a.read() == b.read()
+    shutil.copy("ok.onnx", "o.onnx.data")  # reads its weights from ok.bin
+    _refused(capsys, ["roundtrip", "o.onnx.data", "-o", "o.onnx"], "the output's weights")
+    assert onnx.load("o.onnx.data").graph.node  # the input model still loads, by onnx's reader
 
 
 def test_a_missing_folder_is_not_answered_with_force(external, capsys):
