@@ -1020,13 +1020,14 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
 def learned_replay(graph: Graph) -> dict | None:
     """Re-simulate the decisions the learned passes left in ``graph`` (its meta) on the device set they were made
     for: ``{"makespan", "peak", "units", "devices"}``; None when no learned pass ran on it."""
-    from graphmill.backends.simulator.devices import DeviceSet, PlacementCostModel
+    from graphmill.backends.simulator.devices import PlacementCostModel, device_set_from_meta
     from graphmill.passes.learned.passes import replay
 
     meta = graph.meta.get("learned")
     if not isinstance(meta, dict) or "device_set" not in meta:
         return None
-    model = PlacementCostModel(DeviceSet.from_dict(meta["device_set"]), meta.get("cost", "roofline"))
+    model = PlacementCostModel(device_set_from_meta(meta["device_set"], f"graph {graph.name!r}: the device set of its learned passes"),
+                               meta.get("cost", "roofline"))
     out = replay(graph, model)
     return {"makespan": out.makespan, "peak": [float(x) for x in out.peak], "units": model.units,
             "devices": model.names}

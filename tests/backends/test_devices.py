@@ -12,7 +12,7 @@ import pytest
 
 from graphmill.backends.simulator import RooflineCostModel, load_accel
 from graphmill.backends.simulator.devices import (DEFAULT_PLACEMENT_ACCEL, MAX_DEVICES, DeviceSet, PlacementCostModel,
-                                                  device_set, load_devices)
+                                                  device_set, device_set_from_meta, load_devices)
 from graphmill.ir import UserInputError
 from graphmill.ir.builder import GraphBuilder
 
@@ -162,3 +162,27 @@ def test_example_devices_files_load():
     for name in ("cpu_4gpu.toml", "4chips.toml"):
         ds = load_devices(os.path.join(EXAMPLES, "devices", name))
         assert ds.count >= 4
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(latency=[[0.0, math.nan], [math.nan, 0.0]]), "latency: every value between two devices"),
+    (lambda d: d.update(speeds=[math.nan, 1.0]), "speeds: every value must be finite and > 0"),
+    (lambda d: d.update(speeds=[0.0, 0.0]), "speeds: every value must be finite and > 0"),
+    (lambda d: d.update(latency=[[0.0]]), "latency: expected a 2 x 2 matrix"),
+    (lambda d: d.update(accels=d["accels"][:1]), "accels: expected 2 accelerator configs"),
+    (lambda d: d.update(bytes_per_unit=[[None, 0.0], [0.0, None]]), "bytes_per_unit: every value between two"),
+    (lambda d: d.update(ref_mhz=0), "ref_mhz: must be finite and > 0"),
+    (lambda d: d.update(names=["a", "a"]), "names: expected 1 to"),
+    (lambda d: d.update(names=[f"d{i}" for i in range(MAX_DEVICES + 1)]), "names: expected 1 to"),
+    (lambda d: d.pop("memory"), "'memory'"),
+])
+def test_a_device_set_read_from_a_models_meta_is_checked(edit, message):
+    """A model file's meta is untrusted: a NaN latency there hung `graphmill simulate` (no event time equals NaN),
+    a speed of 0 or a short latency matrix gave a traceback (an outside check). Reference: the set's own
+    to_dict, edited by hand."""
+    good = device_set(devices=2).to_dict()
+    back = device_set_from_meta(good, "m.onnx")
+    assert back.names == ["chip0", "chip1"] and back.to_dict() == good
+    edit(good)
+    with pytest.raises(UserInputError, match=f"m.onnx is unreadable .*{message}"):
+        device_set_from_meta(good, "m.onnx")

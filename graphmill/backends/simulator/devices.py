@@ -56,7 +56,7 @@ from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
 from .config import AccelConfig, as_accel, decode_text, from_dict, load_accel
 from .costmodel import RooflineCostModel, SimulatorCostModel
 
-__all__ = ["DeviceSet", "PlacementCostModel", "device_set", "load_devices", "DEFAULT_MEMORY_GB", "MAC_OPS",
+__all__ = ["DeviceSet", "PlacementCostModel", "device_set", "device_set_from_meta", "load_devices", "DEFAULT_MEMORY_GB", "MAC_OPS",
            "DEFAULT_PLACEMENT_ACCEL"]
 
 #: memory per chip when the devices come from an accelerator TOML (which states none) or a device count
@@ -115,10 +115,63 @@ class DeviceSet:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DeviceSet":
-        accels = [as_accel(AccelConfig(**a)) for a in d["accels"]]
-        bw = np.array([[math.inf if x is None else float(x) for x in r] for r in d["bytes_per_unit"]])
-        return cls(list(d["names"]), accels, [float(s) for s in d["speeds"]], [float(m) for m in d["memory"]],
-                   np.array(d["latency"], dtype=float), bw, float(d["ref_mhz"]), "graph meta")
+        """The set ``to_dict`` wrote, read back from a model file's meta, which is untrusted: every count,
+        length, sign and finiteness is checked (``ValueError`` naming the field). A NaN link latency hung the
+        schedule simulation (no event time equals NaN), a speed of 0 divided by zero and a latency matrix
+        shorter than the names indexed out of range."""
+        if not isinstance(d, dict):
+            raise ValueError("not an object")
+        names = d["names"]
+        if not isinstance(names, list) or not 1 <= len(names) <= MAX_DEVICES or \
+                not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+            raise ValueError(f"names: expected 1 to {MAX_DEVICES} distinct strings")
+        n = len(names)
+
+        def numbers(key: str, *, positive: bool) -> list[float]:
+            vals = d[key]
+            if not isinstance(vals, list) or len(vals) != n:
+                raise ValueError(f"{key}: expected {n} numbers, one per device")
+            out = [float(v) for v in vals]
+            if not all(math.isfinite(v) and (v > 0 if positive else v >= 0) for v in out):
+                raise ValueError(f"{key}: every value must be finite and {'> 0' if positive else '>= 0'}")
+            return out
+
+        def matrix(key: str, *, positive: bool) -> np.ndarray:
+            rows = d[key]
+            if not isinstance(rows, list) or len(rows) != n or not all(isinstance(r, list) and len(r) == n
+                                                                      for r in rows):
+                raise ValueError(f"{key}: expected a {n} x {n} matrix")
+            m = np.array([[math.inf if (x is None and i == j) else float(x) for j, x in enumerate(r)]
+                          for i, r in enumerate(rows)], dtype=float)
+            off = ~np.eye(n, dtype=bool)
+            ok = np.isfinite(m[off]) & ((m[off] > 0) if positive else (m[off] >= 0))
+            if not ok.all():
+                raise ValueError(f"{key}: every value between two devices must be finite and "
+                                 f"{'> 0' if positive else '>= 0'}")
+            return m
+
+        accels = d["accels"]
+        if not isinstance(accels, list) or len(accels) != n or not all(isinstance(a, dict) for a in accels):
+            raise ValueError(f"accels: expected {n} accelerator configs, one per device")
+        speeds, memory = numbers("speeds", positive=True), numbers("memory", positive=False)
+        latency = matrix("latency", positive=False)
+        np.fill_diagonal(latency, 0.0)
+        bw = matrix("bytes_per_unit", positive=True)
+        np.fill_diagonal(bw, math.inf)
+        ref_mhz = float(d["ref_mhz"])
+        if not (math.isfinite(ref_mhz) and ref_mhz > 0):
+            raise ValueError("ref_mhz: must be finite and > 0")
+        return cls(list(names), [as_accel(AccelConfig(**a)) for a in accels], speeds, memory, latency, bw, ref_mhz,
+                   "graph meta")
+
+
+def device_set_from_meta(d: Any, where: str) -> DeviceSet:
+    """``DeviceSet.from_dict`` of a device set a model file carries in its meta, its problems one ``UserInputError``
+    naming ``where`` (the file's meta is untrusted input)."""
+    try:
+        return DeviceSet.from_dict(d)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserInputError(f"{where} is unreadable ({e})") from None
 
 
 def _links(n: int, latency: float, bw: float) -> tuple[np.ndarray, np.ndarray]:

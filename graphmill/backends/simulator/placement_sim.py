@@ -9,7 +9,7 @@ from typing import Any
 
 from graphmill.ir import Graph, UserInputError
 
-from .devices import DeviceSet, PlacementCostModel
+from .devices import DeviceSet, PlacementCostModel, device_set_from_meta
 
 
 def placed_device_set(graph: Graph) -> DeviceSet | None:
@@ -17,10 +17,7 @@ def placed_device_set(graph: Graph) -> DeviceSet | None:
     meta = graph.meta.get("placement")
     if not isinstance(meta, dict) or not isinstance(meta.get("device_set"), dict):
         return None
-    try:
-        return DeviceSet.from_dict(meta["device_set"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise UserInputError(f"graph {graph.name!r}: its placement's device set is unreadable ({e})") from None
+    return device_set_from_meta(meta["device_set"], f"graph {graph.name!r}: the device set of its placement")
 
 
 def replay_placement(graph: Graph, devset: DeviceSet | None = None, *, cost: str = "roofline") -> dict[str, Any]:
