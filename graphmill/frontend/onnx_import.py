@@ -354,9 +354,30 @@ def _meta_from_json(text: str, path: str, where: str) -> dict:
         meta = json.loads(text)
     except ValueError:
         raise ModelLoadError(f"{path}: {where!r} has a malformed {META_KEY} entry (not JSON)") from None
+    except RecursionError:  # ~1,000 nested brackets: Python's parser recurses
+        meta = None
+    if meta is None or _nesting(meta) > MAX_META_NESTING:
+        # what graphmill writes nests a few levels; deeper meta would make every later copy, comparison or
+        # save recurse past Python's limit (a traceback, exit 1, where the file is the problem)
+        raise ModelLoadError(f"{path}: {where!r} has a {META_KEY} entry nested deeper than {MAX_META_NESTING} levels")
     if not isinstance(meta, dict):
         raise ModelLoadError(f"{path}: {where!r} has a {META_KEY} entry that is not a JSON object")
     return meta
+
+
+MAX_META_NESTING = 64
+
+
+def _nesting(value) -> int:
+    """How deep lists and objects nest in a parsed JSON value (iteratively: the value may be deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_META_NESTING:
+                stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
 
 
 def _text(b: bytes) -> str | bytes:

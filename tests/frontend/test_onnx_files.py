@@ -394,6 +394,23 @@ def test_annotations_travel_through_files(tmp_path):
     onnx.checker.check_model(onnx.load(tmp_path / "m.onnx"), full_check=True)
 
 
+@pytest.mark.parametrize("depth", [70, 1000])
+def test_deeply_nested_meta_is_refused_in_one_line(tmp_path, depth):
+    """A graphmill.meta of ~1,000 nested objects broke every command loading the file with a RecursionError
+    traceback (an outside check); 70 levels parse, but every later copy or save would recurse that deep."""
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g",
+                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [4])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [4])])
+    p = g.node[0].metadata_props.add()
+    p.key, p.value = "graphmill.meta", '{"a":' * depth + "1" + "}" * depth
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    with pytest.raises(ModelLoadError, match="'r' has a graphmill.meta entry nested deeper than 64 levels"):
+        graphmill.load(tmp_path / "m.onnx")
+    p.value = '{"a":' * 60 + "1" + "}" * 60  # deep, but within the limit
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    assert graphmill.load(tmp_path / "m.onnx").nodes[0].meta["a"]
+
+
 def test_ir3_model_with_new_initializers_still_loads_in_onnxruntime(light_dir):
     """IR < 4 requires every initializer to be a graph input too; folded constants must be listed.
     Reference: ONNX Runtime refuses the model otherwise ("Graph ctor should have created NodeArg")."""
