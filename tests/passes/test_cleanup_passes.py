@@ -146,6 +146,29 @@ def test_fold_constants_over_size_limit_refusals(rng):
     assert compare(ref, g, rtol=0, atol=0).ok
 
 
+@pytest.mark.parametrize("build", [
+    lambda b: b.Add(np.ones((300, 1), np.float32), np.ones((1, 300), np.float32)),  # broadcast: 600 -> 90,000
+    lambda b: b.MatMul(np.ones((300, 1), np.float32), np.ones((1, 300), np.float32)),  # outer product
+    lambda b: b.Gather(np.ones((30, 300), np.float32), np.zeros(3000, np.int64)),  # 9,000 + 3,000 -> 900,000
+])
+def test_fold_constants_refuses_a_growing_fold_before_evaluating_it(monkeypatch, build):
+    """size_limit was checked after evaluation for all but four ops: two small constants ([30000, 1] + [1, 30000])
+    took 3.7 GB before the 900-million-element result was refused (an outside check). Reference: the output size
+    written above; the evaluation is patched to fail if it is reached."""
+    from graphmill.passes.cleanup import fold_constants
+
+    def never(*args, **kwargs):
+        raise AssertionError("evaluated a node whose output is over size_limit")
+
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [1])
+    b.output(b.Add(x, build(b)), "y")
+    g = b.build()
+    monkeypatch.setattr(fold_constants, "_evaluate", never)
+    _, res = _run(g, "fold-constants(size_limit=1000)")
+    assert any("output over size_limit (1000 elements)" in n for n in res.records[0].notes)
+
+
 def test_fold_constants_keeps_graph_output_names_and_overridable_initializers():
     b = GraphBuilder(opset=17)
     x = b.input("x", "float32", [3])

@@ -37,6 +37,8 @@ Refused (left unchanged; the reason is counted in the result's notes):
 
 from __future__ import annotations
 
+import math
+
 from collections import Counter
 
 import numpy as np
@@ -228,9 +230,51 @@ def _replace_with_constants(g: Graph, node: Node, results: list, outputs: set[in
     return made
 
 
+#: ops whose output is the broadcast of their inputs' shapes: two small constants can make a huge one
+_BROADCASTING = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Mod", "Max", "Min", "Sum", "Mean", "Where", "And",
+                           "Or", "Xor", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "BitShift",
+                           "BitwiseAnd", "BitwiseOr", "BitwiseXor", "PRelu"})
+
+
 def _estimate_size(node: Node, args: list) -> int | None:
+    """The elements ``node`` would output, when known before evaluating it: an outer product by broadcasting or
+    MatMul of two small constants ([30000, 1] + [1, 30000]) took 3.7 GB before the size_limit refused the
+    result (an outside check). None when unknown (the result is then checked after evaluation)."""
+    sizes = [_estimate_by_op(node, args), _static_output_elements(node)]
+    known = [n for n in sizes if n is not None]
+    return max(known) if known else None
+
+
+def _static_output_elements(node: Node) -> int | None:
+    """The elements of the outputs' static types (declared or inferred), None if any is open."""
+    total = 0
+    for v in node.outputs:
+        if v is None:
+            continue
+        shape = v.shape
+        if shape is None or not all(isinstance(d, int) and d >= 0 for d in shape):
+            return None
+        total += math.prod(shape)
+    return total
+
+
+def _estimate_by_op(node: Node, args: list) -> int | None:
     op = node.op_type
+    shapes = [tuple(a.shape) if isinstance(a, np.ndarray) else None for a in args]
     try:
+        if op in _BROADCASTING and all(s is not None for s in shapes) and shapes:
+            return math.prod(np.broadcast_shapes(*shapes))
+        if op == "MatMul" and len(shapes) == 2 and all(s is not None and len(s) >= 1 for s in shapes):
+            a, b = shapes
+            rows = a[-2] if len(a) >= 2 else 1
+            cols = b[-1] if len(b) >= 2 else 1
+            return math.prod(np.broadcast_shapes(a[:-2], b[:-2])) * rows * cols
+        if op == "Gemm" and len(shapes) >= 2 and all(s is not None and len(s) == 2 for s in shapes[:2]):
+            a, b = shapes[:2]
+            return (a[1] if node.attr("transA", 0) else a[0]) * (b[0] if node.attr("transB", 0) else b[1])
+        if op == "Gather" and len(shapes) == 2 and all(s is not None for s in shapes) and shapes[0]:
+            axis = int(node.attr("axis", 0)) % len(shapes[0])
+            return math.prod(shapes[0][:axis]) * math.prod(shapes[1]) * math.prod(shapes[0][axis + 1:])
         if op == "ConstantOfShape" and args and args[0] is not None:
             return int(np.prod(args[0].astype(np.int64))) if args[0].size else 1
         if op == "Expand" and len(args) > 1 and args[1] is not None:
