@@ -181,9 +181,11 @@ def test_discovered_stages_without_meta_have_the_papers_repeats(name, resolution
     assert [st.repeats for st in discover(g).stages if st.kind == "body"] == repeats
 
 
-def test_a_stem_with_the_first_stages_shape_is_no_block_of_it():
-    """A CIFAR-style ResNet: a stride-1 stem conv whose output has stage 1's shape, no MaxPool. Reference: the
-    network as written here, two residual blocks."""
+@pytest.mark.parametrize("stem_convs, upsample", [(1, False), (3, False), (1, True)])
+def test_a_stem_with_the_first_stages_shape_is_no_block_of_it(stem_convs, upsample):
+    """A CIFAR-style ResNet: stride-1 stem convs (one, or a deep stem of three) whose output has stage 1's shape,
+    no MaxPool; or a ConvTranspose between two stages. Each such conv was counted as a block opening the next
+    stage (an outside check). Reference: the network as written here, two residual blocks per stage."""
     from graphmill.ir.builder import GraphBuilder
     from graphmill.passes.scaling.structure import discover
 
@@ -195,10 +197,15 @@ def test_a_stem_with_the_first_stages_shape_is_no_block_of_it():
         return b.Conv(v, rng.normal(0, 0.1, (8, cin, 3, 3)).astype(np.float32), pads=[1, 1, 1, 1])
 
     y = b.Relu(conv(x, 3))
-    for _ in range(2):
-        y = b.Relu(b.Add(y, conv(b.Relu(conv(y, 8)), 8)))
+    for _ in range(stem_convs - 1):
+        y = b.Relu(conv(y, 8))
+    for stage in range(2 if upsample else 1):
+        if stage:  # to twice the resolution
+            y = b.Relu(b.ConvTranspose(y, rng.normal(0, 0.1, (8, 8, 2, 2)).astype(np.float32), strides=[2, 2]))
+        for _ in range(2):
+            y = b.Relu(b.Add(y, conv(b.Relu(conv(y, 8)), 8)))
     b.output(b.Flatten(b.GlobalAveragePool(y)), "y")
-    assert [st.repeats for st in discover(b.build()).stages if st.kind == "body"] == [2]
+    assert [st.repeats for st in discover(b.build()).stages if st.kind == "body"] == [2] * (2 if upsample else 1)
 
 
 def test_a_transformer_without_stage_meta_is_refused_not_scaled():

@@ -20,9 +20,11 @@ neither is deepened.
    stage; a new resolution or width starts the next stage.
 4. A stage's repeats also count a stage-opening block without a skip (as in
    MobileNetV2/EfficientNet) when the segment just before the stage's first
-   residual block outputs the stage's shape, computes (a Conv/Gemm/MatMul: a
-   ResNet's stem MaxPool is no block) and is not the stem (some segment before
-   it computes); that block is not copied (the stage's last block is). Everything before the first stage is the stem,
+   residual block outputs the stage's shape, ends in a pointwise (1x1) Conv,
+   the projection MBConv, separable and Fused-MBConv blocks end with (not a
+   ResNet stem's conv or MaxPool, a deep stem's last 3x3 conv, an upsampling
+   ConvTranspose between stages), and is not the stem (some segment before it
+   computes); that block is not copied (the stage's last block is). Everything before the first stage is the stem,
    everything after the last the head. A single-block stage without any
    residual connection cannot be told apart from the stem/head and is not
    deepened (documented limitation).
@@ -176,6 +178,14 @@ def discover(graph: Graph) -> Structure:
     def computes(seg: list[Node]) -> bool:
         return any(n.op_type in COMPUTE for n in seg)
 
+    def projects(seg: list[Node]) -> bool:
+        """Whether the segment's last product is a pointwise (1x1, ungrouped) Conv."""
+        last = next((n for n in reversed(seg) if n.op_type in COMPUTE), None)
+        w = last.inputs[1] if last is not None and last.op_type == "Conv" and len(last.inputs) > 1 else None
+        shape = w.shape if w is not None else None
+        return (shape is not None and len(shape) >= 3 and all(d == 1 for d in shape[2:])
+                and int(last.attr("group", 1)) == 1)
+
     def residual(seg: list[Node]) -> bool:
         # a conv block: compound scaling's width is channels and its resolution the feature map's (a transformer
         # layer's residual Add made its sequence axis "channels", and a copy of one FFN sub-layer a deeper model)
@@ -203,10 +213,12 @@ def discover(graph: Graph) -> Structure:
         x, y = io[k]
         shp = shape_of(y)
         opener = 0
-        # an opener is a block: it computes (not a lone MaxPool after a ResNet stem) and a stem precedes it (the
-        # stem's own conv, whose output has the first stage's shape, counted as a block of that stage)
+        # an opener is a block ending in a pointwise projection (MBConv's, a separable or Fused-MBConv's 1x1
+        # conv), the segment of its projection being what the cuts give; not a ResNet stem's conv or MaxPool, a
+        # deep stem's last 3x3 conv or an upsampling ConvTranspose between stages (each was counted as a block of
+        # the next stage); and a stem precedes it
         if k > 1 and io[k - 1] is not None and not residual(merged[k - 1]) and shape_of(io[k - 1][1]) == shp \
-                and computes(merged[k - 1]) and any(computes(seg) for seg in merged[:k - 1]) \
+                and projects(merged[k - 1]) and any(computes(seg) for seg in merged[:k - 1]) \
                 and (not stages or stages[-1].blocks[-1].output is not io[k - 1][1]):
             opener = 1
         blocks = [Block(merged[k], x, y, opener)]
