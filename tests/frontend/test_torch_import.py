@@ -372,3 +372,23 @@ def test_batchnorm_stays_and_to_torch_trains_like_the_original():
         assert close(module(x).numpy(), want)
     graphmill.export_weights(module, g)
     assert close(ortb.run(g, {"input": x.numpy()})["output"], want)  # the statistics kept their values
+
+
+def test_batchnorm_without_running_statistics_trains_like_the_original():
+    """BatchNorm2d(track_running_stats=False) normalizes by the batch's own statistics, which the export computes
+    from the data: to_torch's backward failed ("native_batch_norm is not differentiable with respect to
+    running_mean", a review). Reference: one SGD step on the torch module itself."""
+    import copy
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8, track_running_stats=False),
+                            torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 8, 4)).eval()
+    x, target = torch.randn(4, 3, 8, 8), torch.randn(4, 4)
+    module = graphmill.to_torch(from_torch(m, x))
+    eager = copy.deepcopy(m)
+    for net in (eager, module):
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        ((net(x) - target) ** 2).mean().backward()
+        opt.step()
+    with torch.no_grad():
+        assert close(module(x).numpy(), eager(x).numpy())

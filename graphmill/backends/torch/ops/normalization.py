@@ -11,8 +11,14 @@ from .common import check, norm_axis, op
 @op("BatchNormalization")
 def _bn(rt, a, x):
     X, scale, bias, mean, var = x[:5]
-    y = F.batch_norm(X, mean, var, scale, bias, False, 0.0, a.get("epsilon", 1e-5))
-    return y
+    eps = a.get("epsilon", 1e-5)
+    if mean.requires_grad or var.requires_grad:
+        # statistics computed from the data (torch's BatchNorm without running statistics exports its batch
+        # mean and variance as the inputs): the gradient flows through them, which F.batch_norm refuses
+        shape = [1, -1] + [1] * (X.dim() - 2)
+        return (X - mean.reshape(shape)) * torch.rsqrt(var.reshape(shape) + eps) * scale.reshape(shape) \
+            + bias.reshape(shape)
+    return F.batch_norm(X, mean, var, scale, bias, False, 0.0, eps)
 
 
 @check("BatchNormalization")

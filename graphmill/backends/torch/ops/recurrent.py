@@ -8,7 +8,7 @@ products and a few elementwise ops; the loop runs in Python, which is what the e
 for every op anyway.
 
 Supported: every direction, ``layout`` 0 and 1, ``sequence_lens`` (a shorter sequence keeps its state past its
-end and writes zeros to ``Y``, as ONNX Runtime does), initial states, ``clip``, LSTM peepholes (``P``), GRU's
+end and writes zeros to ``Y``, and one of length 0 ends in zero states, as ONNX Runtime does), initial states, ``clip``, LSTM peepholes (``P``), GRU's
 ``linear_before_reset``, and the activations Sigmoid, Tanh and Relu. Others (``input_forget``, activations
 with ``alpha``/``beta``) are refused when the module is built (``CHECKS``).
 """
@@ -19,7 +19,7 @@ import torch
 
 from .common import check, op
 
-_ACTS = {"Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Relu": torch.relu}
+_ACTS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}  # by lowercase name, as ORT reads them
 _DEFAULTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
 
 
@@ -33,24 +33,24 @@ def _activations(op_type: str, a: dict, directions: int) -> list[list]:
     per = len(_DEFAULTS[op_type])
     if len(names) == per and directions == 2:
         names = names * 2
-    return [[_ACTS[n] for n in names[d * per:(d + 1) * per]] for d in range(directions)]
+    return [[_ACTS[n.lower()] for n in names[d * per:(d + 1) * per]] for d in range(directions)]
 
 
 @check("LSTM", "GRU", "RNN")
 def _check_recurrent(node, opset: int) -> str | None:
     a = {k: v.value for k, v in node.attrs.items()}
     if a.get("activation_alpha") or a.get("activation_beta"):
-        return "activations with alpha/beta are not supported by the torch backend"
+        return "activations with alpha/beta are not supported"
     names = [_text(n) for n in a.get("activations") or []]
-    bad = [n for n in names if n not in _ACTS]
+    bad = [n for n in names if n.lower() not in _ACTS]
     if bad:
-        return f"activation {bad[0]!r} is not supported by the torch backend (supported: {', '.join(_ACTS)})"
+        return f"activation {bad[0]!r} (supported: Sigmoid, Tanh, Relu) is not supported"
     per = len(_DEFAULTS[node.op_type])
     directions = 2 if _text(a.get("direction", "forward")) == "bidirectional" else 1
     if names and len(names) not in (per, per * directions):
         return f"{len(names)} activations for {directions} direction(s) of {per}"
     if node.op_type == "LSTM" and a.get("input_forget", 0):
-        return "input_forget=1 is not supported by the torch backend"
+        return "input_forget=1 is not supported"
     return None
 
 
@@ -93,6 +93,9 @@ def _run(step, X, lens, d: str, init: list):
             live = (t < lens).to(X.dtype).unsqueeze(1)
             states = [live * n + (1 - live) * s for n, s in zip(new, states)]
             ys[t] = live * new[0]
+    if lens is not None:  # a sequence of length 0 ends in zeros, not in its initial state (as ONNX Runtime does)
+        started = (lens > 0).to(X.dtype).unsqueeze(1)
+        states = [started * s for s in states]
     return ys, states
 
 
