@@ -8,9 +8,12 @@ would not reproduce. LLVM catches the same lie with a structural hash taken arou
 expensive-checks builds; this is that check.
 
 The key covers what a pass may change: nodes in order with their op, domain, attributes, inputs and
-outputs (by identity), names and meta; graph inputs, outputs and initializers; opsets and functions;
-subgraphs. Value types are left out: every pass may refine them through the shapes analysis, which fills
-in what inference finds, and a wrong type change of an output is ``--verify-each``'s own check. Constant data counts by the identity of its ``Tensor``:
+outputs (by identity), names, meta, doc strings and metadata; graph inputs, outputs and initializers; opsets,
+functions and model fields; subgraphs. Meta counts: a pass that only writes ``node.meta`` (a device, a fusion
+group) changed the graph and must say so. Value types are left out: every pass may refine them through the
+shapes analysis, which fills in what inference finds, and a wrong type change of an output is
+``--verify-each``'s own check. Not seen: an in-place write into a constant's numpy array, which ``Tensor``'s
+contract forbids. Constant data counts by the identity of its ``Tensor``:
 tensors are immutable (``Tensor``'s contract), so an edit of a weight is a new ``Tensor``, and the key
 costs no pass over the weights' bytes.
 """
@@ -35,13 +38,16 @@ def graph_state(graph: Graph) -> tuple:
         tuple((key, id(f), graph_state(f.graph)) for key, f in graph.functions.items()),
         repr(graph.meta),
         tuple(sorted(graph.metadata_props.items())),
+        graph.doc_string,
+        repr(graph.model),
     )
 
 
 def _value(v: Value | None) -> Any:
     if v is None:
         return None
-    return (id(v), v.name, id(v.const) if v.const is not None else None, repr(v.meta))
+    return (id(v), v.name, id(v.const) if v.const is not None else None, repr(v.meta), v.doc_string,
+            tuple(sorted(v.metadata_props.items())))
 
 
 def _node(n: Node) -> tuple:
@@ -50,7 +56,7 @@ def _node(n: Node) -> tuple:
         tuple(_value(v) for v in n.inputs),
         tuple(_value(v) for v in n.outputs),
         tuple(_attr(a) for a in n.attrs.values()),
-        repr(n.meta),
+        repr(n.meta), n.doc_string, tuple(sorted(n.metadata_props.items())),
     )
 
 

@@ -30,7 +30,9 @@ from Python behaves like ``graphmill.optimize()``.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, ClassVar, Iterable, Protocol, Sequence, runtime_checkable
 
 from graphmill.ir import Graph, Node, UserInputError
@@ -242,22 +244,24 @@ class PassContext:
         bad = self.allow - set(EXACTNESS)
         if bad:
             raise UserInputError(f"unknown exactness level(s) {sorted(bad)}; known: {', '.join(EXACTNESS)}")
-        # (analysis name, id(graph)) -> (graph, result): one context may serve several graphs (a PassManager
-        # reused on a second model, a pass asking about a subgraph); the graph is kept so that its id is not
-        # reused by another graph while the entry lives
-        self._cache: dict[tuple[str, int], tuple[Graph, Any]] = {}
+        # (analysis name, id(graph)) -> (weak reference to the graph, result): one context may serve several graphs
+        # (a PassManager reused on a second model, a pass asking about a subgraph). The reference tells a graph
+        # from a later one that got the same id; the entries of a graph go when it does (holding it kept every
+        # graph a long-lived context had seen alive, weights included)
+        self._cache: dict[tuple[str, int], tuple[weakref.ref, Any]] = {}
         self.computed: dict[str, int] = {}  # analysis name -> times computed (for reports and tests)
 
     def analysis(self, name: str, graph: Graph) -> Any:
         _load_builtin_passes()
         entry = self._cache.get((name, id(graph)))
-        if entry is None or entry[0] is not graph:
+        if entry is None or entry[0]() is not graph:
             try:
                 cls = _ANALYSES[name]
             except KeyError:
                 raise UserInputError(f"unknown analysis {name!r}{did_you_mean(name, _ANALYSES)}") from None
-            entry = (graph, cls().compute(graph, self))
-            self._cache[(name, id(graph))] = entry
+            key = (name, id(graph))
+            entry = (weakref.ref(graph, partial(_drop_entry, self._cache, key)), cls().compute(graph, self))
+            self._cache[key] = entry
             self.computed[name] = self.computed.get(name, 0) + 1
         return entry[1]
 
@@ -287,6 +291,13 @@ class PassContext:
         if self._shape_inferencer is _UNSET:
             self._shape_inferencer = default_providers().shape_inferencer
         return self._shape_inferencer
+
+
+def _drop_entry(cache: dict, key: tuple, ref: weakref.ref) -> None:
+    """A cached analysis's graph died: drop its entry (unless a later graph of the same id has replaced it)."""
+    entry = cache.get(key)
+    if entry is not None and entry[0] is ref:
+        del cache[key]
 
 
 class Pass:

@@ -240,6 +240,15 @@ def test_analyses_are_cached_per_graph():
     assert ctx.analysis("test-count", small) == 2 and ctx.computed["test-count"] == 2
     ctx.invalidate()
     assert ctx.cached() == set()
+    # a graph the context no longer needs is not kept alive by it (the cache held every graph it had seen)
+    import gc
+    import weakref
+
+    ctx.analysis("test-count", big)
+    dead = weakref.ref(big)
+    del big
+    gc.collect()
+    assert dead() is None and ctx.cached() == set()
 
 
 def test_a_pass_that_changes_the_graph_but_reports_no_change_is_named():
