@@ -106,11 +106,20 @@ def check_out_folder(path: str | os.PathLike, command: str, contents: str, *, fl
     return shown
 
 
+def _kept_mode(path: str) -> int:
+    """The permissions a written file gets: those of the file it replaces (a private 0600 model stayed private
+    only until it was rewritten), else the usual ones."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return _default_mode()
+
+
 def atomic_write_many(files: list[tuple[str, bytes | list]]) -> None:
     """Write several files so that none is replaced unless all were written.
 
-    Each goes to a temporary file in its destination folder (with the usual
-    permissions, not mkstemp's 0600), is flushed to disk, and only then are they
+    Each goes to a temporary file in its destination folder (with the permissions of the file it replaces, else
+    the usual ones, not mkstemp's 0600), is flushed to disk, and only then are they
     renamed into place, in order. On any failure the temporaries are removed.
     A file's content is bytes or a list of bytes-like chunks written in order.
     """
@@ -129,7 +138,7 @@ def atomic_write_many(files: list[tuple[str, bytes | list]]) -> None:
                         f.write(chunk)
                     f.flush()
                     os.fsync(f.fileno())
-                os.chmod(tmp, _default_mode())
+                os.chmod(tmp, _kept_mode(path))
             except OSError as e:
                 raise UserInputError(f"{path}: cannot write ({e.strerror})") from None
         for tmp, path in temps:

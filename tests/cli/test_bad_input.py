@@ -191,6 +191,10 @@ def test_outputs_get_ordinary_permissions(tmp_path):
         os.umask(old)
     assert r.returncode == 0
     assert (os.stat(tmp_path / "o.onnx").st_mode & 0o777) == 0o644
+    # a file written over keeps its permissions: a private 0600 output became 0644 (an outside check)
+    os.chmod(tmp_path / "o.onnx", 0o600)
+    assert run_cli("roundtrip", p, "-o", str(tmp_path / "o.onnx")).returncode == 0
+    assert (os.stat(tmp_path / "o.onnx").st_mode & 0o777) == 0o600
 
 
 @pytest.mark.parametrize("args, line", [

@@ -61,7 +61,7 @@ def _int(path: str, lineno: int, col: str, text: str) -> int:
 def _sparsity_ratio(text: str) -> bool:
     """Whether ``text`` is an N:M ratio of two integers, the optional 9th field of a conv topology line."""
     parts = text.split(":")
-    return len(parts) == 2 and all(p.strip().isdigit() for p in parts)
+    return len(parts) == 2 and all(p.strip().isascii() and p.strip().isdigit() for p in parts)
 
 
 _CONV_COLS = ("IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width", "Channels", "Num Filter", "Stride")

@@ -219,6 +219,7 @@ TOPO_HEADER = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Widt
     # SCALE-Sim 3.0.0 fails on it (an outside check)
     ("conv1, 9, 9, 3, 3, 4, 8, 1, 2,\n", ":2: expected 8 fields .*, and an optional N:M sparsity ratio, but got 9"),
     ("conv1, 9, 9, 3, 3, 4, 8, 1, 2:4, 5,\n", ":2: expected 8 fields .* but got 10"),
+    ("conv1, 9, 9, 3, 3, 4, 8, 1, \u00b2:4,\n", ":2: expected 8 fields .* but got 9"),  # a superscript is no digit
 ])
 def test_malformed_topology_line_names_file_and_line(tmp_path, line, expect):
     p = tmp_path / "t.csv"
