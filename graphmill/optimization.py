@@ -238,6 +238,11 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     if reproducer_dir is not None:  # refused before any work, not when a pass fails and the reproducer is written
         check_reproducer_dir(reproducer_dir, {**{f"the schedule file {f}": f for f in sched.sources},
                                               **{f"--load-passes {f}": f for f in load_passes}})
+    if (compare or check_numerics) and dims and any(v < 1 for v in dims.values()):
+        # the comparisons then run on empty tensors: "max |diff| 0, within tolerance" checked nothing
+        given = ", ".join(f"--dim {k}={v}" for k, v in dims.items() if v < 1)
+        raise UserInputError(f"{given}: the outputs are compared at these sizes, and an empty tensor compares "
+                             "nothing; give a size >= 1 (or --no-compare)")
     with naming_file(source):
         before = _brief(graph, dims)  # first: it checks dims, and inference only adds type information
     original = graph.copy() if compare else None

@@ -165,6 +165,21 @@ def output_file(text: str) -> str:
     return text
 
 
+#: the suffixes of the other files graphmill reads or writes: an ONNX model named with one is a slip
+#: (``partition ... -o pp.plc`` wrote a model into a placement's name, exit 0)
+OTHER_FORMATS = (".plc", ".json", ".jsonl", ".png", ".toml", ".mill", ".npz", ".csv", ".cfg", ".py", ".pt", ".txt")
+
+
+def model_output_file(text: str) -> str:
+    """The type of every ``-o`` that writes an ONNX model: ``output_file``, and no other format's suffix."""
+    text = output_file(text)
+    suffix = os.path.splitext(text)[1].lower()
+    if suffix in OTHER_FORMATS:
+        raise argparse.ArgumentTypeError(f"{text!r}: the name of a {suffix} file, for an ONNX model; give it a "
+                                         ".onnx name")
+    return text
+
+
 def add_output_args(p: argparse.ArgumentParser) -> None:
     """``--force`` and ``--external-data``, shared by the commands that write a model."""
     p.add_argument("--force", action="store_true", help="allow -o to overwrite the input model or its weights")

@@ -8,7 +8,7 @@ import sys
 
 from graphmill import api
 from graphmill.cli.common import (add_output_args, check_output_path, check_outputs_against_weights, emit_json,
-                                  output_file, parse_dims, save_output)
+                                  model_output_file, parse_dims, save_output)
 from graphmill.util.files import check_output_paths, check_target
 from graphmill.util.limits import check_seed
 
@@ -16,7 +16,7 @@ from graphmill.util.limits import check_seed
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("optimize", help="run a pass schedule over a model (default: the embedded schedule)")
     p.add_argument("model", help="an ONNX model file (never overwritten unless --force)")
-    p.add_argument("-o", "--output", type=output_file, required=True, help="where to write the optimized model")
+    p.add_argument("-o", "--output", type=model_output_file, required=True, help="where to write the optimized model")
     g = p.add_mutually_exclusive_group()
     g.add_argument("-s", "--schedule", metavar="FILE.mill",
                    help="schedule file (FILE.mill:NAME picks a schedule), or a built-in schedule: default, ort "

@@ -7,13 +7,13 @@ import os
 
 from graphmill import api
 from graphmill.cli.common import (add_output_args, check_output_path, check_outputs_against_weights, emit_json,
-                                  output_file, save_output)
+                                  model_output_file, save_output)
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("roundtrip", help="import a model into the IR and export it again (lossless)")
     p.add_argument("model", help="an ONNX model file")
-    p.add_argument("-o", "--output", type=output_file, required=True, help="where to write the exported model")
+    p.add_argument("-o", "--output", type=model_output_file, required=True, help="where to write the exported model")
     add_output_args(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)

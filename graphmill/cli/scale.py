@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from graphmill import api
-from graphmill.cli.common import emit_json, output_file
+from graphmill.cli.common import emit_json, model_output_file
 from graphmill.util.errors import naming_file
 from graphmill.util.files import check_output_paths
 
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--gamma", type=float, default=1.15, help="resolution base (default 1.15)")
     p.add_argument("--divisor", type=int, default=8, help="channels are rounded to multiples of this (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of new weights (default 0)")
-    p.add_argument("-o", "--output", type=output_file, required=True, help="where to write the scaled model")
+    p.add_argument("-o", "--output", type=model_output_file, required=True, help="where to write the scaled model")
     p.add_argument("--json", action="store_true",
                    help="print JSON (keys: depth, width, resolution, input_size_before/after, "
                         "stages: [{stage, kind, repeats_before, repeats_after, channels_before, channels_after}])")

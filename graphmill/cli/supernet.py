@@ -14,7 +14,7 @@ import json
 import os
 
 from graphmill import api
-from graphmill.cli.common import emit_json, output_file, report_interrupted, stderr
+from graphmill.cli.common import emit_json, model_output_file, report_interrupted, stderr
 from graphmill.errors import UserInputError
 from graphmill.util.files import TEXT_FILE_LIMIT, check_output_paths, read_user_file
 
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("--config", metavar="JSON", help="extract this child instead of searching (a JSON object: "
                                                      "resolution and stage1..stageN choices; inline, or a file "
                                                      "holding it)")
-    c.add_argument("-o", "--output", type=output_file,
+    c.add_argument("-o", "--output", type=model_output_file,
                    required=True, metavar="CHILD.onnx", help="where to write the child")
     c.add_argument("--json", metavar="REPORT", help="write {macs, params, accuracy, latency_ms, config} to REPORT "
                                                     "(- for stdout)")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 
 from graphmill import api
-from graphmill.cli.common import emit_json, output_file
+from graphmill.cli.common import emit_json, model_output_file
 from graphmill.errors import UserInputError
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("zoo", help="write a reference architecture as ONNX (random weights)")
     p.add_argument("name", nargs="?", help="model name (see --list; '-' and '_' alike)")
-    p.add_argument("-o", "--output", type=output_file, help="where to write the model")
+    p.add_argument("-o", "--output", type=model_output_file, help="where to write the model")
     p.add_argument("--list", action="store_true", help="list the models")
     p.add_argument("--width", metavar="W", help="channel (or head) multiplier, > 0 (default 1)")
     p.add_argument("--depth", metavar="D", help="repeats multiplier, > 0: blocks per stage become ceil(D * n)")

@@ -65,6 +65,14 @@ def test_dim_naming_no_symbol_of_the_model_is_refused(torchscript_cnn, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_size_of_zero_is_refused_where_the_outputs_are_compared(torchscript_cnn, tmp_path):
+    """`optimize --dim N=0` compared empty tensors and reported "max |diff| 0, within tolerance" (a new user's
+    check): nothing had been checked."""
+    r = run_cli("optimize", torchscript_cnn, "-o", str(tmp_path / "o.onnx"), "--dim", "N=0")
+    assert r.returncode == 2 and "--dim N=0: the outputs are compared at these sizes" in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 BREAKER = '''
 from graphmill.passes import Pass, PassResult, register_pass
 

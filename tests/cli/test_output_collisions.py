@@ -52,8 +52,6 @@ def _refused(capsys, argv, says):
      "c.json and --checkpoint c.json name the same file"),
     (["place", "m.onnx", "--devices", "2", "--accel", "myedge.toml", "-o", "p.onnx", "--json", "myedge.toml"],
      "--json myedge.toml: is the input myedge.toml (--accel)"),
-    (["place", "m.onnx", "--devices", "2", "--accel", "myedge.toml", "-o", "myedge.toml"],
-     "-o myedge.toml: is the input myedge.toml (--accel)"),
     (["place", "m.onnx", "--devices", "2", "--method", "learned", "--policy", "pol.npz", "-o", "p.onnx",
       "--json", "pol.npz"], "--json pol.npz: is the input pol.npz (--policy)"),
     (["place", "m.onnx", "--devices", "2", "--method", "learned", "--policy", "pol.npz", "-o", "p.onnx",
@@ -61,8 +59,6 @@ def _refused(capsys, argv, says):
     (["place", "m.onnx", "--devices", "2", "--method", "rl", "-o", "p.onnx", "--checkpoint", "p.onnx"],
      "-o p.onnx and --checkpoint p.onnx name the same file"),
     (["optimize", "m.onnx", "-o", "o.onnx", "--json", "o.onnx"], "-o o.onnx and --json o.onnx name the same file"),
-    (["optimize", "m.onnx", "-o", "myedge.toml", "--devices", "2", "--accel", "myedge.toml"],
-     "-o myedge.toml: is the input myedge.toml (--accel)"),
     # a second walk-through: simulate, partition, train and scale-search
     (["simulate", "m.onnx", "--accel", "myedge.toml", "--plot", "m.onnx"], "--plot m.onnx: is the input m.onnx (MODEL)"),
     (["simulate", "m.onnx", "--accel", "myedge.toml", "--plot", "myedge.toml"],
@@ -79,8 +75,6 @@ def _refused(capsys, argv, says):
      "--checkpoint m.onnx: is the input m.onnx (MODEL)"),
     # a third walk-through: a learned pass's policy named in the schedule, supernet select's --config file,
     # and chip place's own resume checkpoint (each written over, exit 0)
-    (["optimize", "m.onnx", "--dim", "N=1", "-p", "learned-place{policy=pol.npz}", "--devices", "2", "-o", "pol.npz"],
-     "-o pol.npz: is the input pol.npz (learned-place's policy)"),
     (["optimize", "m.onnx", "--dim", "N=1", "-p", "learned-place{policy=pol.npz}", "--devices", "2", "-o", "o.onnx",
       "--json", "pol.json"], "--json pol.json: is the input pol.json (learned-place's policy metadata)"),
     (["supernet", "select", "sn", "--config", "pol.json", "-o", "child.onnx", "--json", "pol.json"],
@@ -106,11 +100,23 @@ def test_train_does_not_write_over_an_input_model_in_its_out_folder(folder, caps
     assert open(os.path.join("tin", "model.onnx"), "rb").read() == before and os.listdir("tin") == ["model.onnx"]
 
 
-def test_supernet_select_does_not_write_over_its_accelerator(folder, capsys):
-    # refused before the supernet folder is read: no trained supernet is needed to see it
+@pytest.mark.parametrize("argv", [
+    ["place", "m.onnx", "--devices", "2", "--accel", "myedge.toml", "-o", "myedge.toml"],
+    ["optimize", "m.onnx", "-o", "myedge.toml", "--devices", "2", "--accel", "myedge.toml"],
+    ["optimize", "m.onnx", "--dim", "N=1", "-p", "learned-place{policy=pol.npz}", "--devices", "2", "-o", "pol.npz"],
+    ["supernet", "select", "sn", "--max-latency-ms", "1", "--accel", "myedge.toml", "-o", "myedge.toml"],
+])
+def test_a_model_output_over_an_input_of_another_format_is_refused(folder, capsys, argv):
+    """A model written over the accelerator TOML or a policy (exit 0, each replaced) is refused: such a name is
+    another format's, refused from the argument itself (before, by the inputs' check: "-o myedge.toml: is the
+    input myedge.toml (--accel)"). Reference: the inputs' bytes, unchanged."""
     os.makedirs("sn")
-    _refused(capsys, ["supernet", "select", "sn", "--max-latency-ms", "1", "--accel", "myedge.toml", "-o",
-                      "myedge.toml"], "-o myedge.toml: is the input myedge.toml (--accel)")
+    before = {f: open(f, "rb").read() for f in os.listdir(".") if os.path.isfile(f)}
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2 and len(err) == 1 and "file, for an ONNX model; give it a .onnx name" in err[0], err
+    assert {f: open(f, "rb").read() for f in os.listdir(".") if os.path.isfile(f)} == before
 
 
 @pytest.mark.parametrize("argv", [
@@ -128,6 +134,24 @@ def test_o_dash_is_refused_not_a_file_named_dash(tmp_path, monkeypatch, capsys, 
     err = capsys.readouterr().err.strip().splitlines()
     assert exited.value.code == 2 and len(err) == 1, err
     assert "argument -o/--output: '-': give a file name (only --json reports go to standard output)" in err[0], err
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("argv, name", [
+    (["roundtrip", "m.onnx"], "m.plc"), (["optimize", "m.onnx"], "o.txt"), (["zoo", "resnet18"], "r.json"),
+    (["scale", "m.onnx", "--phi", "1"], "s.png"), (["place", "m.onnx", "--devices", "2"], "p.toml"),
+    (["partition", "m.onnx", "--stages", "2"], "pp.plc"), (["supernet", "select", "sn", "--max-macs", "1e9"], "c.npz"),
+])
+def test_a_model_named_as_another_format_is_refused(tmp_path, monkeypatch, capsys, argv, name):
+    """`partition ... -o pp.plc` wrote an ONNX model into a placement's name, exit 0 (a new user's check), as
+    `chip place -o x.onnx` once wrote a placement into a model's name. The inputs need not exist: the refusal
+    comes from the argument, before any of them is read."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main(argv + ["-o", name])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2 and len(err) == 1, err
+    assert f"'{name}': the name of a {os.path.splitext(name)[1]} file, for an ONNX model" in err[0], err
     assert os.listdir(tmp_path) == []
 
 
