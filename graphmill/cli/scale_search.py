@@ -64,4 +64,10 @@ def run(args: argparse.Namespace) -> int:
         stderr(f"graphmill scale-search: error: every candidate failed ({len(failed)}); the first: "
                f"{failed[0].get('error', '?').splitlines()[0] if failed[0].get('error') else '?'}")
         return 1
+    if result.best is None and len(failed) < len(result.candidates):
+        cheapest = min((r for r in result.candidates if r.get("status") == "ok"), key=lambda r: r["cost"])
+        stderr(f"graphmill scale-search: error: no candidate within --max-cost {args.max_cost:g}; the cheapest, "
+               f"alpha={cheapest['alpha']:g} beta={cheapest['beta']:g} gamma={cheapest['gamma']:g}, costs "
+               f"{cheapest['cost']:.4g} {out['cost']} (results.json lists them all)")
+        return 1
     return 0

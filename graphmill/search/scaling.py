@@ -91,7 +91,9 @@ class ScalingGrid:
                 hi = math.sqrt((self.target + self.tolerance) / ab2)
                 first = max(bisect.bisect_left(vals, lo) - 1, 0)
                 last = min(bisect.bisect_right(vals, hi) + 1, len(vals))
-                out.extend((a, b, g) for g in vals[first:last] if abs(ab2 * g * g - self.target) <= self.tolerance)
+                # + 1e-9: (1.9, 1, 1) is 0.1 from 2, which floating point makes 0.10000000000000009
+                out.extend((a, b, g) for g in vals[first:last]
+                           if abs(ab2 * g * g - self.target) <= self.tolerance + 1e-9)
         if len(out) > MAX_GRID_CANDIDATES:  # each is a training run, and the checkpoint lists them all
             raise UserInputError(f"step={self.step:g}, max_value={self.max_value:g}, tolerance={self.tolerance:g}: "
                                  f"{len(out):,} candidates, at most {MAX_GRID_CANDIDATES:,} are searched (a larger "
@@ -289,8 +291,12 @@ def run_search(base: Graph, *, space: ScalingGrid, evaluator: Callable[[Graph], 
         if t.error is not None:
             rec["error"] = t.error
         results.append(rec)
+    for rec in results:
+        if rec["status"] == "ok":
+            rec["feasible"] = objective.feasible(rec["cost"])
     ranked = objective.rank(results)
-    best = ranked[0] if ranked and ranked[0].get("status") == "ok" else None
+    # the best is within the budget: with none there, the cheapest over it was reported as best, exit 0
+    best = ranked[0] if ranked and ranked[0].get("status") == "ok" and ranked[0]["feasible"] else None
     return SearchResult(ranked, best, res.interrupted, config)
 
 

@@ -128,6 +128,15 @@ def test_every_candidate_failed_exits_non_zero(tmp_path, monkeypatch, capsys):
     assert "every candidate failed (2)" in cap.err and "RuntimeError: evaluator broke" in cap.err
 
 
+def test_no_candidate_within_the_budget_exits_non_zero(tmp_path, monkeypatch, capsys):
+    """It printed the cheapest over-budget candidate as "best", exit 0 (an outside check)."""
+    code, cap = _main(monkeypatch, capsys, "--out", str(tmp_path / "s"), "--stub", "--step", "0.5", "--max-cost",
+                      "1000")
+    assert code == 1 and "best:" not in cap.out
+    assert "error: no candidate within --max-cost 1000; the cheapest" in cap.err
+    assert json.loads((tmp_path / "s" / "results.json").read_text())["best"] is None
+
+
 def test_ctrl_c_before_any_candidate_lists_only_files_that_exist(tmp_path, monkeypatch, capsys):
     from graphmill.search import scaling
 

@@ -24,6 +24,16 @@ def test_grid_satisfies_constraint():
     assert set(cands) == expect
 
 
+def test_no_best_when_no_candidate_is_within_the_budget(tmp_path):
+    """Every candidate over --max-cost: the cheapest over budget was reported as best, exit 0 (an outside check).
+    Reference: the budget, below every candidate's MACs."""
+    res = run_search(default_base(0), space=ScalingGrid(step=0.5, max_value=2.0), evaluator=StubEvaluator(),
+                     cost=MacsCost(), objective=Objective(max_cost=1000), checkpoint=str(tmp_path / "c.json"),
+                     progress=None)
+    assert res.candidates and res.best is None
+    assert all(r["feasible"] is False and r["cost"] > 1000 for r in res.candidates)
+
+
 def test_objective_ranks_feasible_by_accuracy_then_cost():
     obj = Objective(max_cost=100)
     rs = [dict(key="a", status="ok", accuracy=0.9, cost=150), dict(key="b", status="ok", accuracy=0.8, cost=90),
@@ -123,11 +133,16 @@ def test_default_progress_goes_to_the_stderr_of_the_call(monkeypatch, tmp_path):
                                 dict(step=0.1, tolerance=0), dict(step=0.02, max_value=3, tolerance=0.3),
                                 dict(step=0.1, max_value=4, tolerance=5)])
 def test_grid_candidates_are_the_triple_loops(kw):
-    """Reference: every (alpha, beta, gamma) of the grid tested with the constraint, written out here; the grid
-    now finds the gammas by bisection (n^2 log n) and must return the same list in the same order. Tolerance 0
-    is allowed, as the README and the CLI say (it was refused as "must be > 0")."""
+    """Reference: every (alpha, beta, gamma) of the grid tested with the constraint in exact rational arithmetic,
+    written out here; the grid finds the gammas by bisection (n^2 log n) and must return the same list in the same
+    order. In floating point (1.9, 1, 1) is 0.10000000000000009 from 2 and was left out at tolerance 0.1 (an
+    outside check). Tolerance 0 is allowed, as the README and the CLI say (it was refused as "must be > 0")."""
+    from fractions import Fraction
+
     space = ScalingGrid(**kw)
     vals = space.values()
+    exact = {v: Fraction(str(v)) for v in vals}
+    target, tol = Fraction(str(space.target)), Fraction(str(space.tolerance))
     brute = [(a, b, g) for a in vals for b in vals for g in vals
-             if abs(a * b * b * g * g - space.target) <= space.tolerance]
+             if abs(exact[a] * exact[b] ** 2 * exact[g] ** 2 - target) <= tol]
     assert space.candidates() == brute and brute
