@@ -4,8 +4,6 @@ torch eager for a module imported with from_torch (outputs, and one SGD step).""
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 
@@ -15,6 +13,7 @@ import graphmill  # noqa: E402
 from graphmill.backends import onnxruntime as ortb  # noqa: E402
 from graphmill.ir import UserInputError  # noqa: E402
 from graphmill.ir.builder import GraphBuilder  # noqa: E402
+from tests.support.training import one_sgd_step_each  # noqa: E402
 
 T, BATCH, I, H = 5, 3, 4, 6
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
@@ -95,14 +94,8 @@ def test_an_imported_recurrent_module_trains_like_the_original(kind):
 
     m = Net().eval()
     x, target = torch.randn(BATCH, T, I), torch.randn(BATCH, T, 2)
-    module = graphmill.to_torch(graphmill.from_torch(m, x, dynamic_batch=False))
-    eager = copy.deepcopy(m)
-    for net in (eager, module):
-        opt = torch.optim.SGD(net.parameters(), lr=0.1)
-        ((net(x) - target) ** 2).mean().backward()
-        opt.step()
-    with torch.no_grad():
-        np.testing.assert_allclose(module(x).numpy(), eager(x).numpy(), rtol=1e-5, atol=1e-6)
+    want, got = one_sgd_step_each(m, graphmill.to_torch(graphmill.from_torch(m, x, dynamic_batch=False)), x, target)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("attrs, needle", [

@@ -18,6 +18,7 @@ from graphmill.backends import onnxruntime as ortb  # noqa: E402
 from graphmill.frontend.torch_import import from_torch  # noqa: E402
 from graphmill.errors import TracingWarning  # noqa: E402
 from graphmill.ir import UserInputError, verify  # noqa: E402
+from tests.support.training import one_sgd_step_each  # noqa: E402
 
 
 def close(got, ref) -> bool:
@@ -349,8 +350,6 @@ def test_batchnorm_stays_and_to_torch_trains_like_the_original():
     SGD step (both in eval mode) moved the outputs 2.3% away from the original's (an outside check). Reference:
     the same step on the torch module itself. The running mean equals the zero bias, so the exporter stores it as
     an Identity of that bias: it must stay a statistic, not train with the bias."""
-    import copy
-
     torch.manual_seed(0)
     m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
                             torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 8, 4)).eval()
@@ -362,14 +361,8 @@ def test_batchnorm_stays_and_to_torch_trains_like_the_original():
     assert "BatchNormalization" in {n.op_type for n in g.nodes}
     module = graphmill.to_torch(g).eval()
     assert sorted(module.param_names.values()) == sorted(n for n, _ in m.named_parameters())
-    eager = copy.deepcopy(m)
-    for net in (eager, module):
-        opt = torch.optim.SGD(net.parameters(), lr=0.1)
-        ((net(x) - target) ** 2).mean().backward()
-        opt.step()
-    with torch.no_grad():
-        want = eager(x).numpy()
-        assert close(module(x).numpy(), want)
+    want, got = one_sgd_step_each(m, module, x, target)
+    assert close(got, want)
     graphmill.export_weights(module, g)
     assert close(ortb.run(g, {"input": x.numpy()})["output"], want)  # the statistics kept their values
 
@@ -378,17 +371,9 @@ def test_batchnorm_without_running_statistics_trains_like_the_original():
     """BatchNorm2d(track_running_stats=False) normalizes by the batch's own statistics, which the export computes
     from the data: to_torch's backward failed ("native_batch_norm is not differentiable with respect to
     running_mean", a review). Reference: one SGD step on the torch module itself."""
-    import copy
-
     torch.manual_seed(0)
     m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8, track_running_stats=False),
                             torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 8, 4)).eval()
     x, target = torch.randn(4, 3, 8, 8), torch.randn(4, 4)
-    module = graphmill.to_torch(from_torch(m, x))
-    eager = copy.deepcopy(m)
-    for net in (eager, module):
-        opt = torch.optim.SGD(net.parameters(), lr=0.1)
-        ((net(x) - target) ** 2).mean().backward()
-        opt.step()
-    with torch.no_grad():
-        assert close(module(x).numpy(), eager(x).numpy())
+    want, got = one_sgd_step_each(m, graphmill.to_torch(from_torch(m, x)), x, target)
+    assert close(got, want)
