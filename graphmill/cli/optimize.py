@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     graph = api.load(args.model)
     check_outputs_against_weights(graph, args, {"--json": args.json},
                                   {"-s": schedule_file, "--accel": args.accel, "--devices-file": args.devices_file,
-                                   **{f"--load-passes {p}": p for p in args.load_passes or []}, **included})
+                                   **{f"--load-passes {p}": p for p in args.load_passes or []}, **included,
+                                   **api.schedule_policy_files(args.pipeline, args.schedule)})
     print_after = "all" if args.print_ir_after_all else args.print_ir_after
     report = api.optimize(
         graph, args.pipeline, schedule_file=args.schedule, check_numerics=args.check_numerics, rtol=args.rtol,

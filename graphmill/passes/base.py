@@ -275,7 +275,7 @@ class PassContext:
             return
         for key in list(self._cache):
             if key[0] not in preserved:
-                del self._cache[key]
+                self._cache.pop(key, None)  # a dead graph's entry may have gone meanwhile (its weakref callback)
 
     def allows(self, exactness: str) -> bool:
         return exactness in self.allow

@@ -110,9 +110,11 @@ def _kept_mode(path: str) -> int:
     """The permissions a written file gets: those of the file it replaces (a private 0600 model stayed private
     only until it was rewritten), else the usual ones."""
     try:
-        return stat.S_IMODE(os.stat(path).st_mode)
+        st = os.stat(path)
     except OSError:
         return _default_mode()
+    # a regular file's read/write/execute bits only: no setuid, setgid or sticky bit, and not a FIFO's mode
+    return stat.S_IMODE(st.st_mode) & 0o777 if stat.S_ISREG(st.st_mode) else _default_mode()
 
 
 def atomic_write_many(files: list[tuple[str, bytes | list]]) -> None:

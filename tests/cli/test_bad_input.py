@@ -195,6 +195,9 @@ def test_outputs_get_ordinary_permissions(tmp_path):
     os.chmod(tmp_path / "o.onnx", 0o600)
     assert run_cli("roundtrip", p, "-o", str(tmp_path / "o.onnx")).returncode == 0
     assert (os.stat(tmp_path / "o.onnx").st_mode & 0o777) == 0o600
+    os.chmod(tmp_path / "o.onnx", 0o4755)  # only the permission bits are kept: no setuid bit on a model (a review)
+    assert run_cli("roundtrip", p, "-o", str(tmp_path / "o.onnx")).returncode == 0
+    assert (os.stat(tmp_path / "o.onnx").st_mode & 0o7777) == 0o755
 
 
 @pytest.mark.parametrize("args, line", [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from graphmill import infer_shapes
 from graphmill.backends.onnxruntime import compare
 from graphmill.ir import Tensor, TensorType
 from graphmill.ir.builder import GraphBuilder
@@ -167,6 +168,23 @@ def test_fold_constants_refuses_a_growing_fold_before_evaluating_it(monkeypatch,
     monkeypatch.setattr(fold_constants, "_evaluate", never)
     _, res = _run(g, "fold-constants(size_limit=1000)")
     assert any("output over size_limit (1000 elements)" in n for n in res.records[0].notes)
+
+
+def test_fold_constants_limits_each_output_not_their_sum(rng):
+    """A Split of a 1200-element weight that another node also reads, into two halves of 600, under size_limit
+    1000: each output is within the limit. The estimate made before evaluation summed the outputs and refused it
+    (a review; folded before the estimate existed)."""
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2, 600])
+    w = b.const(rng.standard_normal(1200).astype(np.float32), "w")
+    lo, hi = b.Split(w, np.array([600, 600], np.int64), outputs=2)
+    b.output(b.Add(b.Add(x, lo), hi), "y")
+    b.output(b.Add(x, b.Slice(w, np.array([0], np.int64), np.array([600], np.int64))), "z")  # w is shared
+    g = b.build()
+    infer_shapes(g)  # the halves' static types, which the estimate reads
+    ref, _ = _run(g, "fold-constants(size_limit=1000)")
+    assert "Split" not in _ops(g)
+    assert compare(ref, g, rtol=0, atol=0).ok
 
 
 def test_fold_constants_keeps_graph_output_names_and_overridable_initializers():

@@ -13,6 +13,7 @@ from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import zoo
 from graphmill.ir.scaling import round_filters
 from graphmill.passes.scaling import scale
+from graphmill.passes.scaling.structure import discover as scale_structure
 
 # EfficientNet-B0, Table 1 of the paper: (output channels, repeats) of the seven MBConv stages
 B0_TABLE = [(16, 1), (24, 2), (40, 2), (80, 3), (112, 3), (192, 4), (320, 1)]
@@ -206,6 +207,15 @@ def test_a_stem_with_the_first_stages_shape_is_no_block_of_it(stem_convs, upsamp
             y = b.Relu(b.Add(y, conv(b.Relu(conv(y, 8)), 8)))
     b.output(b.Flatten(b.GlobalAveragePool(y)), "y")
     assert [st.repeats for st in discover(b.build()).stages if st.kind == "body"] == [2] * (2 if upsample else 1)
+
+
+def test_shufflenets_units_ending_in_a_grouped_pointwise_conv_open_their_stages(light_dir):
+    """The onnx wheel's ShuffleNet v1 (4-8-4 units per stage, Zhang et al. Table 1): each stage opens with a
+    stride-2 unit ending in a grouped 1x1 conv, which a rule asking for an ungrouped one left out (3-7-3, a
+    review)."""
+    g = gm.load(os.path.join(light_dir, "light_shufflenet.onnx"))
+    gm.infer_shapes(g)  # as compound-scale does first: the file declares no intermediate shapes
+    assert [st.repeats for st in scale_structure(g).stages if st.kind == "body"] == [4, 8, 4]
 
 
 def test_a_transformer_without_stage_meta_is_refused_not_scaled():

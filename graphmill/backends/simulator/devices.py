@@ -170,7 +170,7 @@ def device_set_from_meta(d: Any, where: str) -> DeviceSet:
     naming ``where`` (the file's meta is untrusted input)."""
     try:
         return DeviceSet.from_dict(d)
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:  # OverflowError: a JSON integer of 400 digits
         raise UserInputError(f"{where} is unreadable ({e})") from None
 
 

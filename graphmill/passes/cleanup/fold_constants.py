@@ -246,16 +246,17 @@ def _estimate_size(node: Node, args: list) -> int | None:
 
 
 def _static_output_elements(node: Node) -> int | None:
-    """The elements of the outputs' static types (declared or inferred), None if any is open."""
-    total = 0
+    """The elements of the largest output by the outputs' static types (declared or inferred), None if any is
+    open: size_limit holds for each output (a Split's halves are not summed)."""
+    largest = 0
     for v in node.outputs:
         if v is None:
             continue
         shape = v.shape
         if shape is None or not all(isinstance(d, int) and d >= 0 for d in shape):
             return None
-        total += math.prod(shape)
-    return total
+        largest = max(largest, math.prod(shape))
+    return largest
 
 
 def _estimate_by_op(node: Node, args: list) -> int | None:

@@ -21,6 +21,7 @@ neither is deepened.
 4. A stage's repeats also count a stage-opening block without a skip (as in
    MobileNetV2/EfficientNet) when the segment just before the stage's first
    residual block outputs the stage's shape, ends in a pointwise (1x1) Conv,
+   grouped or not,
    the projection MBConv, separable and Fused-MBConv blocks end with (not a
    ResNet stem's conv or MaxPool, a deep stem's last 3x3 conv, an upsampling
    ConvTranspose between stages), and is not the stem (some segment before it
@@ -179,12 +180,12 @@ def discover(graph: Graph) -> Structure:
         return any(n.op_type in COMPUTE for n in seg)
 
     def projects(seg: list[Node]) -> bool:
-        """Whether the segment's last product is a pointwise (1x1, ungrouped) Conv."""
+        """Whether the segment's last product is a pointwise (1x1) Conv, grouped or not (ShuffleNet's units end
+        in a grouped one)."""
         last = next((n for n in reversed(seg) if n.op_type in COMPUTE), None)
         w = last.inputs[1] if last is not None and last.op_type == "Conv" and len(last.inputs) > 1 else None
         shape = w.shape if w is not None else None
-        return (shape is not None and len(shape) >= 3 and all(d == 1 for d in shape[2:])
-                and int(last.attr("group", 1)) == 1)
+        return shape is not None and len(shape) >= 3 and all(d == 1 for d in shape[2:])
 
     def residual(seg: list[Node]) -> bool:
         # a conv block: compound scaling's width is channels and its resolution the feature map's (a transformer

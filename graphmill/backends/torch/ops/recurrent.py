@@ -19,7 +19,8 @@ import torch
 
 from .common import check, op
 
-_ACTS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}  # by lowercase name, as ORT reads them
+# by lowercase name: ORT reads LSTM's and GRU's activations so (not RNN's); the torch backend reads all three so
+_ACTS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}
 _DEFAULTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
 
 
