@@ -276,6 +276,10 @@ def _estimate_by_op(node: Node, args: list) -> int | None:
         if op == "Gather" and len(shapes) == 2 and all(s is not None for s in shapes) and shapes[0]:
             axis = int(node.attr("axis", 0)) % len(shapes[0])
             return math.prod(shapes[0][:axis]) * math.prod(shapes[1]) * math.prod(shapes[0][axis + 1:])
+        if op == "Einsum" and all(sh is not None for sh in shapes):
+            return _einsum_elements(str(node.attr("equation", "")), shapes)
+        if op in ("Resize", "Upsample") and shapes and shapes[0] is not None and not node.attr("axes"):
+            return _resize_elements(shapes[0], args)
         if op == "ConstantOfShape" and args and args[0] is not None:
             return int(np.prod(args[0].astype(np.int64))) if args[0].size else 1
         if op == "Expand" and len(args) > 1 and args[1] is not None:
@@ -285,9 +289,46 @@ def _estimate_by_op(node: Node, args: list) -> int | None:
         if op == "Range" and len(args) == 3 and all(a is not None for a in args):
             start, limit, delta = (float(a.reshape(-1)[0]) for a in args)
             return max(int(np.ceil((limit - start) / delta)), 0) if delta else None
-    except (ValueError, OverflowError, ZeroDivisionError, TypeError):
-        return None
+    except (ValueError, OverflowError, ZeroDivisionError, TypeError, KeyError, IndexError):
+        return None  # a malformed node: no estimate; its evaluation reports what is wrong
     return None
+
+
+def _einsum_elements(equation: str, shapes: list) -> int | None:
+    """The output elements of an explicit einsum (``ij,jk->ik``; ``...`` broadcast), None when it cannot be read.
+    An outer product of two small constants is the case (an exporter declares its dims as symbols)."""
+    eq = equation.replace(" ", "")
+    if "->" not in eq:
+        return None
+    ins, out = eq.split("->")
+    terms = ins.split(",")
+    if len(terms) != len(shapes):
+        return None
+    size: dict[str, int] = {}
+    ellipses = []
+    for term, shape in zip(terms, shapes):
+        letters = term.replace("...", "")
+        extra = len(shape) - len(letters)
+        if extra < 0 or (extra and "..." not in term):
+            return None
+        before = term.split("...")[0] if "..." in term else term
+        dims = list(shape[:len(before)]) + list(shape[len(before) + extra:])
+        ellipses.append(tuple(shape[len(before):len(before) + extra]))
+        for letter, d in zip(letters, dims):
+            size[letter] = max(size.get(letter, 1), int(d))
+    broadcast = math.prod(np.broadcast_shapes(*ellipses)) if "..." in out else 1
+    return math.prod(size[letter] for letter in out.replace("...", "")) * broadcast
+
+
+def _resize_elements(shape: tuple, args: list) -> int | None:
+    """The output elements of a Resize/Upsample from its constant sizes, or scales (floor(d * scale))."""
+    sizes = args[3] if len(args) > 3 and isinstance(args[3], np.ndarray) and args[3].size else None
+    if sizes is not None:
+        return int(np.prod(sizes.astype(np.int64)))
+    scales = next((a for a in reversed(args[1:3]) if isinstance(a, np.ndarray) and a.size == len(shape)), None)
+    if scales is None:
+        return None
+    return math.prod(int(math.floor(d * float(sc))) for d, sc in zip(shape, scales.reshape(-1)))
 
 
 def _freed_elements(node: Node, args: list) -> int:
