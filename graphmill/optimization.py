@@ -242,7 +242,7 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
         # the comparisons then run on empty tensors: "max |diff| 0, within tolerance" checked nothing
         given = ", ".join(f"--dim {k}={v}" for k, v in dims.items() if v < 1)
         raise UserInputError(f"{given}: the outputs are compared at these sizes, and an empty tensor compares "
-                             "nothing; give a size >= 1 (or --no-compare)")
+                             f"nothing; give a size >= 1{'' if check_numerics else ' (or --no-compare)'}")
     with naming_file(source):
         before = _brief(graph, dims)  # first: it checks dims, and inference only adds type information
     original = graph.copy() if compare else None

@@ -176,6 +176,8 @@ def test_example_devices_files_load():
     (lambda d: d.update(names=[f"d{i}" for i in range(MAX_DEVICES + 1)]), "names: expected 1 to"),
     (lambda d: d.pop("memory"), "'memory'"),
     (lambda d: d.update(ref_mhz=10 ** 400), "int too large to convert to float"),  # JSON integers are unbounded
+    # an accelerator's own check names the meta, not a --accel file (it read as a complaint about the user's file)
+    (lambda d: d["accels"][0].update(rows=0), "array.rows must be an integer"),
 ])
 def test_a_device_set_read_from_a_models_meta_is_checked(edit, message):
     """A model file's meta is untrusted: a NaN latency there hung `graphmill simulate` (no event time equals NaN),

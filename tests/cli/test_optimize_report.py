@@ -70,6 +70,11 @@ def test_a_size_of_zero_is_refused_where_the_outputs_are_compared(torchscript_cn
     check): nothing had been checked."""
     r = run_cli("optimize", torchscript_cnn, "-o", str(tmp_path / "o.onnx"), "--dim", "N=0")
     assert r.returncode == 2 and "--dim N=0: the outputs are compared at these sizes" in r.stderr, r.stderr
+    assert "(or --no-compare)" in r.stderr
+    # with --check-numerics, --no-compare would not help: the message does not offer it (a review)
+    r = run_cli("optimize", torchscript_cnn, "-o", str(tmp_path / "o.onnx"), "--dim", "N=0", "--no-compare",
+                "--check-numerics")
+    assert r.returncode == 2 and "give a size >= 1" in r.stderr and "--no-compare" not in r.stderr, r.stderr
     assert list(tmp_path.iterdir()) == []
 
 

@@ -172,6 +172,8 @@ def device_set_from_meta(d: Any, where: str) -> DeviceSet:
         return DeviceSet.from_dict(d)
     except (KeyError, TypeError, ValueError, OverflowError) as e:  # OverflowError: a JSON integer of 400 digits
         raise UserInputError(f"{where} is unreadable ({e})") from None
+    except UserInputError as e:  # an accelerator config's own check: it is the meta's, not the user's --accel file
+        raise UserInputError(f"{where} is unreadable ({e})") from None
 
 
 def _links(n: int, latency: float, bw: float) -> tuple[np.ndarray, np.ndarray]:
