@@ -1026,8 +1026,8 @@ def learned_replay(graph: Graph) -> dict | None:
     meta = graph.meta.get("learned")
     if not isinstance(meta, dict) or "device_set" not in meta:
         return None
-    model = PlacementCostModel(device_set_from_meta(meta["device_set"], f"graph {graph.name!r}: the device set of its learned passes"),
-                               meta.get("cost", "roofline"))
+    devset = device_set_from_meta(meta["device_set"], f"graph {graph.name!r}: the device set of its learned passes")
+    model = PlacementCostModel(devset, meta.get("cost", "roofline"))
     out = replay(graph, model)
     return {"makespan": out.makespan, "peak": [float(x) for x in out.peak], "units": model.units,
             "devices": model.names}

@@ -136,10 +136,9 @@ def check_outputs_against_weights(graph, args: argparse.Namespace, others: dict[
              for i, f in enumerate(external)}
     location = _weights_location(graph, args)
     weights = os.path.join(os.path.dirname(os.path.abspath(args.output)), location) if location else None
-    model_outputs = {"-o": args.output,
-                     ("--external-data" if getattr(args, "external_data", None) else "the output's weights"): weights}
+    weights_flag = "--external-data" if getattr(args, "external_data", None) else "the output's weights"
+    model_outputs = {"-o": args.output, weights_flag: weights}
     check_output_paths(reads, others)
-    weights_flag = next(iter(model_outputs.keys() - {"-o"}))
     check_output_paths({"MODEL": args.model, **(inputs or {})}, {weights_flag: weights})
     if not args.force:
         try:

@@ -13,8 +13,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="node count, op histogram, inputs/outputs, parameters and MACs of a model")
     p.add_argument("model", help="an ONNX model file")
     p.add_argument("--json", action="store_true",
-                   help="print JSON (keys: nodes, ops, params, bn_statistics, macs, flops, inputs, outputs, opsets, symbols, "
-                        "problems, ...)")
+                   help="print JSON (keys: nodes, ops, params, bn_statistics, macs, flops, inputs, outputs, opsets, "
+                        "symbols, problems, ...)")
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="size of a symbolic dimension for the cost figures (default 1 each, e.g. per sample)")
     p.set_defaults(func=run)

@@ -352,11 +352,12 @@ def _meta_from_json(text: str, path: str, where: str) -> dict:
 
     try:
         meta = json.loads(text)
+        too_deep = _nesting(meta) > MAX_META_NESTING
     except ValueError:
         raise ModelLoadError(f"{path}: {where!r} has a malformed {META_KEY} entry (not JSON)") from None
     except RecursionError:  # ~1,000 nested brackets: Python's parser recurses
-        meta = _TOO_DEEP
-    if meta is _TOO_DEEP or _nesting(meta) > MAX_META_NESTING:
+        too_deep = True
+    if too_deep:
         # what graphmill writes nests a few levels; deeper meta would make every later copy, comparison or
         # save recurse past Python's limit (a traceback, exit 1, where the file is the problem)
         raise ModelLoadError(f"{path}: {where!r} has a {META_KEY} entry nested deeper than {MAX_META_NESTING} levels")
@@ -366,7 +367,6 @@ def _meta_from_json(text: str, path: str, where: str) -> dict:
 
 
 MAX_META_NESTING = 64
-_TOO_DEEP = object()  # what a meta entry too deep for Python's JSON parser reads as
 
 
 def _nesting(value) -> int:

@@ -22,6 +22,6 @@ from .schedule import Call, Fixpoint, Repeat, Run, Schedule
 __all__ = [
     "APPROXIMATE", "EXACT", "REASSOCIATING", "Analysis", "GraphNote", "Option", "Pass", "PassContext", "PassResult",
     "pass_class", "register_analysis", "register_pass", "registered_passes", "PassCheckError", "PassStepInfo",
-    "ChangeClaimCheck", "PrintIR", "TimePasses", "VerifyEach", "PassFailure", "PassManager", "PipelineResult", "as_schedule",
-    "run_passes", "Call", "Fixpoint", "Repeat", "Run", "Schedule",
+    "ChangeClaimCheck", "PrintIR", "TimePasses", "VerifyEach", "PassFailure", "PassManager", "PipelineResult",
+    "as_schedule", "run_passes", "Call", "Fixpoint", "Repeat", "Run", "Schedule",
 ]

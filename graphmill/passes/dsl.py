@@ -81,7 +81,7 @@ kwarg: NAME "=" value
       | "[" [value ("," value)*] "]" -> list
 FIXPOINT.2: "fixpoint"
 REPEAT.2: "repeat"
-NAME: /[A-Za-z_][A-Za-z0-9_.\-]*/
+NAME: /@WORD@/
 NUMBER: /[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?/
 STRING: /"([^"\\]|\\.)*"/
 _SEP: "," | ";"
@@ -90,6 +90,8 @@ COMMENT: /#[^\n]*/
 %ignore WS
 %ignore COMMENT
 """
+
+GRAMMAR = GRAMMAR.replace("@WORD@", WORD)  # one definition of a bare word, which the printer shares (schedule.py)
 
 _PARSER = Lark(GRAMMAR, parser="lalr", propagate_positions=True, maybe_placeholders=False)
 

@@ -109,10 +109,9 @@ class PassManager:
                  verify_each: bool = False, keep_snapshots: bool = False, ctx: PassContext | None = None) -> None:
         self.schedule = as_schedule(schedule)
         self.instruments = list(instruments)
-        if verify_each and not any(isinstance(i, VerifyEach) for i in self.instruments):
-            self.instruments.insert(0, VerifyEach())
-        if verify_each and not any(isinstance(i, ChangeClaimCheck) for i in self.instruments):
-            self.instruments.insert(0, ChangeClaimCheck())
+        for check in (VerifyEach, ChangeClaimCheck) if verify_each else ():
+            if not any(isinstance(i, check) for i in self.instruments):
+                self.instruments.insert(0, check())
         self.keep_snapshots = keep_snapshots
         self.ctx = ctx or PassContext()
         # Build every pass now: option errors surface before anything runs.

@@ -288,12 +288,11 @@ def run_search(base: Graph, *, space: ScalingGrid, evaluator: Callable[[Graph], 
         rec: dict[str, Any] = dict(key=_key((a, b, g)), alpha=a, beta=b, gamma=g, constraint=a * b * b * g * g)
         rec.update({k: v for k, v in t.metrics.items()})
         rec.update(status=t.status, seconds=t.seconds)
+        if t.status == "ok":
+            rec["feasible"] = objective.feasible(rec["cost"])
         if t.error is not None:
             rec["error"] = t.error
         results.append(rec)
-    for rec in results:
-        if rec["status"] == "ok":
-            rec["feasible"] = objective.feasible(rec["cost"])
     ranked = objective.rank(results)
     # the best is within the budget: with none there, the cheapest over it was reported as best, exit 0
     best = ranked[0] if ranked and ranked[0].get("status") == "ok" and ranked[0]["feasible"] else None

@@ -56,8 +56,8 @@ from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
 from .config import AccelConfig, as_accel, decode_text, from_dict, load_accel
 from .costmodel import RooflineCostModel, SimulatorCostModel
 
-__all__ = ["DeviceSet", "PlacementCostModel", "device_set", "device_set_from_meta", "load_devices", "DEFAULT_MEMORY_GB", "MAC_OPS",
-           "DEFAULT_PLACEMENT_ACCEL"]
+__all__ = ["DeviceSet", "PlacementCostModel", "device_set", "device_set_from_meta", "load_devices",
+           "DEFAULT_MEMORY_GB", "MAC_OPS", "DEFAULT_PLACEMENT_ACCEL"]
 
 #: memory per chip when the devices come from an accelerator TOML (which states none) or a device count
 DEFAULT_MEMORY_GB = 16.0
@@ -170,9 +170,9 @@ def device_set_from_meta(d: Any, where: str) -> DeviceSet:
     naming ``where`` (the file's meta is untrusted input)."""
     try:
         return DeviceSet.from_dict(d)
-    except (KeyError, TypeError, ValueError, OverflowError) as e:  # OverflowError: a JSON integer of 400 digits
-        raise UserInputError(f"{where} is unreadable ({e})") from None
-    except UserInputError as e:  # an accelerator config's own check: it is the meta's, not the user's --accel file
+    # OverflowError: a JSON integer of 400 digits; UserInputError: an accelerator config's own check, which is the
+    # meta's problem, not the user's --accel file's
+    except (KeyError, TypeError, ValueError, OverflowError, UserInputError) as e:
         raise UserInputError(f"{where} is unreadable ({e})") from None
 
 

@@ -38,7 +38,6 @@ Refused (left unchanged; the reason is counted in the result's notes):
 from __future__ import annotations
 
 import math
-
 from collections import Counter
 
 import numpy as np

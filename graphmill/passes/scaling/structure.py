@@ -21,11 +21,11 @@ neither is deepened.
 4. A stage's repeats also count a stage-opening block without a skip (as in
    MobileNetV2/EfficientNet) when the segment just before the stage's first
    residual block outputs the stage's shape, ends in a pointwise (1x1) Conv,
-   grouped or not,
-   the projection MBConv, separable and Fused-MBConv blocks end with (not a
-   ResNet stem's conv or MaxPool, a deep stem's last 3x3 conv, an upsampling
-   ConvTranspose between stages), and is not the stem (some segment before it
-   computes); that block is not copied (the stage's last block is). Everything before the first stage is the stem,
+   grouped or not (the projection MBConv, separable, Fused-MBConv and
+   ShuffleNet blocks end with; not a ResNet stem's conv or MaxPool, a deep
+   stem's last 3x3 conv, an upsampling ConvTranspose between stages), and is
+   not the stem (some segment before it computes); that block is not copied
+   (the stage's last block is). Everything before the first stage is the stem,
    everything after the last the head. A single-block stage without any
    residual connection cannot be told apart from the stem/head and is not
    deepened (documented limitation).

@@ -8,8 +8,8 @@ products and a few elementwise ops; the loop runs in Python, which is what the e
 for every op anyway.
 
 Supported: every direction, ``layout`` 0 and 1, ``sequence_lens`` (a shorter sequence keeps its state past its
-end and writes zeros to ``Y``, and one of length 0 ends in zero states, as ONNX Runtime does), initial states, ``clip``, LSTM peepholes (``P``), GRU's
-``linear_before_reset``, and the activations Sigmoid, Tanh and Relu. Others (``input_forget``, activations
+end and writes zeros to ``Y``, and one of length 0 ends in zero states, as ONNX Runtime does), initial states,
+``clip``, LSTM peepholes (``P``), GRU's ``linear_before_reset``, and the activations Sigmoid, Tanh and Relu. Others (``input_forget``, activations
 with ``alpha``/``beta``) are refused when the module is built (``CHECKS``).
 """
 
