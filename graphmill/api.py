@@ -728,13 +728,16 @@ def replay_placement(graph: Graph) -> dict | None:
     on the device set it was made for: ``{"makespan", "units", "devices", "peak", "method"}``; None when the
     graph is not placed. A graph the learned passes placed (``graph.meta["learned"]``, no ``placement``) replays
     with its fusion groups and priorities (``learned_replay``; ``method`` is the pass)."""
+    from graphmill.backends.simulator.devices import cost_from_meta
     from graphmill.backends.simulator.placement_sim import placed_device_set, replay_placement as _replay
 
     ds = placed_device_set(graph)
     if ds is None:
         learned = learned_replay(graph)
         return None if learned is None else dict(learned, method=graph.meta["learned"].get("pass"))
-    return _replay(graph, ds, cost=(graph.meta.get("placement") or {}).get("cost", "roofline"))
+    cost = cost_from_meta(graph.meta["placement"], f"graph {graph.name!r}: its placement",
+                          ("roofline", "simulator", "ort"))
+    return _replay(graph, ds, cost=cost)
 
 
 # -- training (graphmill train) --------------------------------------------------------------------------------
@@ -1020,14 +1023,14 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
 def learned_replay(graph: Graph) -> dict | None:
     """Re-simulate the decisions the learned passes left in ``graph`` (its meta) on the device set they were made
     for: ``{"makespan", "peak", "units", "devices"}``; None when no learned pass ran on it."""
-    from graphmill.backends.simulator.devices import PlacementCostModel, device_set_from_meta
+    from graphmill.backends.simulator.devices import PlacementCostModel, cost_from_meta, device_set_from_meta
     from graphmill.passes.learned.passes import replay
 
     meta = graph.meta.get("learned")
     if not isinstance(meta, dict) or "device_set" not in meta:
         return None
     devset = device_set_from_meta(meta["device_set"], f"graph {graph.name!r}: the device set of its learned passes")
-    model = PlacementCostModel(devset, meta.get("cost", "roofline"))
+    model = PlacementCostModel(devset, cost_from_meta(meta, f"graph {graph.name!r}: its learned passes"))
     out = replay(graph, model)
     return {"makespan": out.makespan, "peak": [float(x) for x in out.peak], "units": model.units,
             "devices": model.names}

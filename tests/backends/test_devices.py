@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -125,7 +126,15 @@ def test_identical_chips_from_accel_and_count():
     # finite in GB, infinite in bytes: the report wrote null and the table crashed after the files were written
     ("[[device]]\nname = 'a'\nmemory_gb = 1e300\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n",
      "memory_gb must be a number > 0 and at most 1e+09, got 1e+300"),
-    ("[[device]]\nname = 'a'\nmemory_gb = 1\nspeed = -1\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "speed must be a number > 0"),
+    ("[[device]]\nname = 'a'\nmemory_gb = 1\nspeed = -1\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n",
+     "speed must be a number >= 1e-06 and <= 1e+06, got -1"),
+    # finite and > 0, yet every step time came out infinite
+    ("[[device]]\nname = 'a'\nmemory_gb = 1\nspeed = 5e-324\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n",
+     "speed must be a number >= 1e-06 and <= 1e+06, got 5e-324"),
+    ("[[device]]\nname = 'a'\nmemory_gb = 1\n[link]\nbytes_per_cycle = 5e-324\nlatency_cycles = 0\n",
+     "[link] bytes_per_cycle must be a number >= 0.001 and <= 1.09951e+12, got 5e-324"),
+    ("[[device]]\nname = 'a'\nmemory_gb = 1\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 1e308\n",
+     "[link] latency_cycles must be a number >= 0 and <= 1.09951e+12, got 1e+308"),
     ("[[device]]\nname = 'a'\nmemory_gb = 1\ncolour = 1\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "unknown key 'colour'"),
     ("device = []\n", "no [[device]] entries"),
     ("[[device]]\nname = 'a'\nmemory_gb = 1\n[[device]]\nname = 'a'\nmemory_gb = 1\n[link]\nbytes_per_cycle = 1\n"
@@ -165,19 +174,28 @@ def test_example_devices_files_load():
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda d: d.update(latency=[[0.0, math.nan], [math.nan, 0.0]]), "latency: every value between two devices"),
-    (lambda d: d.update(speeds=[math.nan, 1.0]), "speeds: every value must be finite and > 0"),
-    (lambda d: d.update(speeds=[0.0, 0.0]), "speeds: every value must be finite and > 0"),
+    (lambda d: d.update(latency=[[0.0, math.nan], [math.nan, 0.0]]), "latency[0][1] must be a number >= 0"),
+    (lambda d: d.update(speeds=[math.nan, 1.0]), "speeds[0] must be a number >= 1e-06 and <= 1e+06, got nan"),
+    (lambda d: d.update(speeds=[0.0, 0.0]), "speeds[0] must be a number >= 1e-06"),
     (lambda d: d.update(latency=[[0.0]]), "latency: expected a 2 x 2 matrix"),
     (lambda d: d.update(accels=d["accels"][:1]), "accels: expected 2 accelerator configs"),
-    (lambda d: d.update(bytes_per_unit=[[None, 0.0], [0.0, None]]), "bytes_per_unit: every value between two"),
-    (lambda d: d.update(ref_mhz=0), "ref_mhz: must be finite and > 0"),
+    (lambda d: d.update(bytes_per_unit=[[None, 0.0], [0.0, None]]), "bytes_per_unit[0][1] must be a number >= 0.001"),
+    (lambda d: d.update(ref_mhz=0), "ref_mhz must be a number > 0"),
     (lambda d: d.update(names=["a", "a"]), "names: expected 1 to"),
     (lambda d: d.update(names=[f"d{i}" for i in range(MAX_DEVICES + 1)]), "names: expected 1 to"),
     (lambda d: d.pop("memory"), "'memory'"),
-    (lambda d: d.update(ref_mhz=10 ** 400), "int too large to convert to float"),  # JSON integers are unbounded
+    (lambda d: d.update(ref_mhz=10 ** 400), "ref_mhz must be a number > 0 and <= 1e+09, got 1000"),  # JSON ints
+    (lambda d: d["bytes_per_unit"][1].__setitem__(0, 10 ** 400), "bytes_per_unit[1][0] must be a number"),
     # an accelerator's own check names the meta, not a --accel file (it read as a complaint about the user's file)
     (lambda d: d["accels"][0].update(rows=0), "array.rows must be an integer"),
+    # JSON true and "1" passed as the numbers 1 (float() took them)
+    (lambda d: d.update(speeds=[True, 1.0]), "speeds[0] must be a number >= 1e-06 and <= 1e+06, got True"),
+    (lambda d: d.update(memory=["1", 1.0]), "memory[0] must be a number >= 0"),
+    (lambda d: d["latency"][1].__setitem__(0, "3"), "latency[1][0] must be a number >= 0"),
+    # finite and > 0, yet every step time came out infinite (op time / speed, latency + anything)
+    (lambda d: d.update(speeds=[5e-324, 1.0]), "speeds[0] must be a number >= 1e-06 and <= 1e+06, got 5e-324"),
+    (lambda d: d["latency"][0].__setitem__(1, 1e308), "latency[0][1] must be a number >= 0 and <= 1.09951e+12"),
+    (lambda d: d["bytes_per_unit"][0].__setitem__(1, 5e-324), "bytes_per_unit[0][1] must be a number >= 0.001"),
 ])
 def test_a_device_set_read_from_a_models_meta_is_checked(edit, message):
     """A model file's meta is untrusted: a NaN latency there hung `graphmill simulate` (no event time equals NaN),
@@ -187,5 +205,28 @@ def test_a_device_set_read_from_a_models_meta_is_checked(edit, message):
     back = device_set_from_meta(good, "m.onnx")
     assert back.names == ["chip0", "chip1"] and back.to_dict() == good
     edit(good)
-    with pytest.raises(UserInputError, match=f"m.onnx is unreadable .*{message}"):
+    with pytest.raises(UserInputError, match=f"m.onnx is unreadable .*{re.escape(message)}"):
         device_set_from_meta(good, "m.onnx")
+
+
+@pytest.mark.parametrize("cost", [5, "bogus", None, ["roofline"]])
+def test_a_placed_models_recorded_cost_model_is_checked(tmp_path, cost):
+    """`cost: 5` in a saved placement's meta gave a traceback in `graphmill simulate` ('int' object has no
+    attribute 'op_time'); `cost: "bogus"` was reported as a bad `--cost` flag the user never gave (outside
+    checks). Reference: the placement's own meta, edited by hand; the unedited model replays."""
+    from graphmill import api
+    from graphmill.backends.simulator.devices import cost_from_meta
+
+    g = _mm_graph()
+    api.place(g, devices=2, method="heft")
+    path = str(tmp_path / "placed.onnx")
+    api.save(g, path)
+    assert api.replay_placement(api.load(path))["makespan"] == g.meta["placement"]["makespan"]
+    g.meta["placement"]["cost"] = cost
+    with pytest.raises(UserInputError) as e:
+        api.replay_placement(g)
+    assert str(e.value) == (f"graph 'mm': its placement names the cost model {cost!r}; a saved placement replays "
+                            "with roofline or simulator or ort")
+    with pytest.raises(UserInputError, match="its learned passes names the cost model"):  # learned_replay's check
+        cost_from_meta({"cost": cost}, "graph 'mm': its learned passes")
+    assert cost_from_meta({}, "x") == "roofline" and cost_from_meta({"cost": "simulator"}, "x") == "simulator"

@@ -53,7 +53,7 @@ from graphmill.ir.partition import value_bytes
 
 from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
 
-from .config import AccelConfig, as_accel, decode_text, from_dict, load_accel
+from .config import RANGES, AccelConfig, as_accel, decode_text, from_dict, load_accel
 from .costmodel import RooflineCostModel, SimulatorCostModel
 
 __all__ = ["DeviceSet", "PlacementCostModel", "device_set", "device_set_from_meta", "load_devices",
@@ -116,9 +116,11 @@ class DeviceSet:
     @classmethod
     def from_dict(cls, d: dict) -> "DeviceSet":
         """The set ``to_dict`` wrote, read back from a model file's meta, which is untrusted: every count,
-        length, sign and finiteness is checked (``ValueError`` naming the field). A NaN link latency hung the
-        schedule simulation (no event time equals NaN), a speed of 0 divided by zero and a latency matrix
-        shorter than the names indexed out of range."""
+        length, type and range is checked (``ValueError`` or ``UserInputError`` naming the field, which
+        ``device_set_from_meta`` turns into one line naming the file). A NaN link latency hung the schedule
+        simulation (no event time equals NaN), a speed of 0 divided by zero, one of 5e-324 made every step time
+        infinite, ``true`` and ``"1"`` passed as numbers, and a latency matrix shorter than the names indexed out
+        of range."""
         if not isinstance(d, dict):
             raise ValueError("not an object")
         names = d["names"]
@@ -127,40 +129,43 @@ class DeviceSet:
             raise ValueError(f"names: expected 1 to {MAX_DEVICES} distinct strings")
         n = len(names)
 
-        def numbers(key: str, *, positive: bool) -> list[float]:
+        def numbers(key: str, check) -> list[float]:
             vals = d[key]
             if not isinstance(vals, list) or len(vals) != n:
                 raise ValueError(f"{key}: expected {n} numbers, one per device")
-            out = [float(v) for v in vals]
-            if not all(math.isfinite(v) and (v > 0 if positive else v >= 0) for v in out):
-                raise ValueError(f"{key}: every value must be finite and {'> 0' if positive else '>= 0'}")
-            return out
+            return [check(v, f"{key}[{i}]") for i, v in enumerate(vals)]
 
-        def matrix(key: str, *, positive: bool) -> np.ndarray:
+        def matrix(key: str, low: float, high: float, diagonal: float) -> np.ndarray:
             rows = d[key]
             if not isinstance(rows, list) or len(rows) != n or not all(isinstance(r, list) and len(r) == n
                                                                       for r in rows):
                 raise ValueError(f"{key}: expected a {n} x {n} matrix")
-            m = np.array([[math.inf if (x is None and i == j) else float(x) for j, x in enumerate(r)]
-                          for i, r in enumerate(rows)], dtype=float)
+            # the diagonal (a device to itself) is not a link: to_dict writes 0 or null there. Checked as a whole
+            # (4,096 devices are 16 million entries); entry by entry only to name the first bad one
             off = ~np.eye(n, dtype=bool)
-            ok = np.isfinite(m[off]) & ((m[off] > 0) if positive else (m[off] >= 0))
-            if not ok.all():
-                raise ValueError(f"{key}: every value between two devices must be finite and "
-                                 f"{'> 0' if positive else '>= 0'}")
+            m = None
+            if {type(x) for r in rows for x in r} <= {int, float, type(None)}:  # not bool, not str
+                try:
+                    m = np.array(rows, dtype=float)  # None -> NaN, refused below unless on the diagonal
+                except OverflowError:  # an integer of 400 digits
+                    pass
+            if m is None or not ((m[off] >= low) & (m[off] <= high)).all():  # NaN fails both comparisons
+                for i, r in enumerate(rows):
+                    for j, x in enumerate(r):
+                        if i != j:
+                            _num(x, f"{key}[{i}][{j}]", low=low, inclusive=True, high=high)
+            np.fill_diagonal(m, diagonal)
             return m
 
         accels = d["accels"]
         if not isinstance(accels, list) or len(accels) != n or not all(isinstance(a, dict) for a in accels):
             raise ValueError(f"accels: expected {n} accelerator configs, one per device")
-        speeds, memory = numbers("speeds", positive=True), numbers("memory", positive=False)
-        latency = matrix("latency", positive=False)
-        np.fill_diagonal(latency, 0.0)
-        bw = matrix("bytes_per_unit", positive=True)
-        np.fill_diagonal(bw, math.inf)
-        ref_mhz = float(d["ref_mhz"])
-        if not (math.isfinite(ref_mhz) and ref_mhz > 0):
-            raise ValueError("ref_mhz: must be finite and > 0")
+        speeds = numbers("speeds", _speed)
+        memory = numbers("memory", lambda v, where: _num(v, where, low=0.0, inclusive=True,
+                                                         high=MAX_MEMORY_GB * 1e9))
+        latency = matrix("latency", 0.0, MAX_LATENCY, 0.0)
+        bw = matrix("bytes_per_unit", *BANDWIDTH_RANGE, math.inf)
+        ref_mhz = _num(d["ref_mhz"], "ref_mhz", low=0.0, inclusive=False, high=1e9)
         return cls(list(names), [as_accel(AccelConfig(**a)) for a in accels], speeds, memory, latency, bw, ref_mhz,
                    "graph meta")
 
@@ -174,6 +179,16 @@ def device_set_from_meta(d: Any, where: str) -> DeviceSet:
     # meta's problem, not the user's --accel file's
     except (KeyError, TypeError, ValueError, OverflowError, UserInputError) as e:
         raise UserInputError(f"{where} is unreadable ({e})") from None
+
+
+def cost_from_meta(meta: dict, where: str, allowed: tuple[str, ...] = ("roofline", "simulator")) -> str:
+    """The cost model a saved placement names in its meta (default roofline), one of ``allowed``; anything else
+    is the file's problem, named as such (it read as a bad ``--cost`` flag, or gave a traceback for a number)."""
+    cost = meta.get("cost", "roofline")
+    if not isinstance(cost, str) or cost not in allowed:
+        raise UserInputError(f"{where} names the cost model {cost!r}; a saved placement replays with "
+                             f"{' or '.join(allowed)}")
+    return cost
 
 
 def _links(n: int, latency: float, bw: float) -> tuple[np.ndarray, np.ndarray]:
@@ -221,12 +236,37 @@ def _check_memory(v: Any, where: str) -> float:
     return float(v)
 
 
-def _num(v: Any, where: str, *, low: float, inclusive: bool) -> float:
-    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and \
-        (v >= low if inclusive else v > low)
+# The ranges a device set's numbers must lie in. A speed or a bandwidth of 5e-324 is finite and > 0, yet it
+# made every step time infinite (op time / speed, bytes / bandwidth); so did a latency of 1e308 plus anything.
+# Links take the ranges of an accelerator TOML's system.link_* (config.RANGES).
+SPEED_RANGE = (1e-6, 1e6)  # relative to the reference device
+BANDWIDTH_RANGE = RANGES["link_bw_bytes_per_cycle"][1:]  # bytes per cycle
+MAX_LATENCY = RANGES["link_latency_cycles"][2]  # cycles
+
+
+def _num(v: Any, where: str, *, low: float, inclusive: bool, high: float = 1e300) -> float:
+    try:
+        ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and \
+            (v >= low if inclusive else v > low) and v <= high
+    except OverflowError:  # an integer of 400 digits
+        ok = False
     if not ok:
-        raise UserInputError(f"{where} must be a number {'>=' if inclusive else '>'} {low:g}, got {v!r}")
+        got = repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."
+        raise UserInputError(f"{where} must be a number {'>=' if inclusive else '>'} {low:g} and <= {high:g}, "
+                             f"got {got}")
     return float(v)
+
+
+def _speed(v: Any, where: str) -> float:
+    return _num(v, where, low=SPEED_RANGE[0], inclusive=True, high=SPEED_RANGE[1])
+
+
+def _latency(v: Any, where: str) -> float:
+    return _num(v, where, low=0.0, inclusive=True, high=MAX_LATENCY)
+
+
+def _bandwidth(v: Any, where: str) -> float:
+    return _num(v, where, low=BANDWIDTH_RANGE[0], inclusive=True, high=BANDWIDTH_RANGE[1])
 
 
 def load_devices(path: str | os.PathLike, *, accel: Any = None) -> DeviceSet:
@@ -292,7 +332,7 @@ def load_devices(path: str | os.PathLike, *, accel: Any = None) -> DeviceSet:
             speeds.append(1.0)
         else:
             accels.append(base)
-            speeds.append(_num(d.get("speed", 1.0), f"{where}: speed", low=0.0, inclusive=False))
+            speeds.append(_speed(d.get("speed", 1.0), f"{where}: speed"))
         names.append(name)
     link = data.get("link")
     if not isinstance(link, dict):
@@ -305,8 +345,8 @@ def load_devices(path: str | os.PathLike, *, accel: Any = None) -> DeviceSet:
     if set(link) - {"bytes_per_cycle", "latency_cycles"}:
         raise UserInputError(f"{path}: [link]: unknown key {sorted(set(link) - {'bytes_per_cycle', 'latency_cycles'})[0]!r}"
                              "; known: bytes_per_cycle, latency_cycles")
-    lat, bw = _links(len(names), _num(link["latency_cycles"], f"{path}: [link] latency_cycles", low=0, inclusive=True),
-                     _num(link["bytes_per_cycle"], f"{path}: [link] bytes_per_cycle", low=0, inclusive=False))
+    lat, bw = _links(len(names), _latency(link["latency_cycles"], f"{path}: [link] latency_cycles"),
+                     _bandwidth(link["bytes_per_cycle"], f"{path}: [link] bytes_per_cycle"))
     pairs = data.get("links", [])
     if not isinstance(pairs, list):
         raise UserInputError(f"{path}: links must be an array of tables ([[links]])")
@@ -323,8 +363,8 @@ def load_devices(path: str | os.PathLike, *, accel: Any = None) -> DeviceSet:
         if not isinstance(b, list) or len(b) != 2 or any(x not in names for x in b) or b[0] == b[1]:
             raise UserInputError(f"{where}: between must name two different devices of this file, got {b!r}")
         i, j = names.index(b[0]), names.index(b[1])
-        lat[i, j] = lat[j, i] = _num(p["latency_cycles"], f"{where}: latency_cycles", low=0, inclusive=True)
-        bw[i, j] = bw[j, i] = _num(p["bytes_per_cycle"], f"{where}: bytes_per_cycle", low=0, inclusive=False)
+        lat[i, j] = lat[j, i] = _latency(p["latency_cycles"], f"{where}: latency_cycles")
+        bw[i, j] = bw[j, i] = _bandwidth(p["bytes_per_cycle"], f"{where}: bytes_per_cycle")
     return DeviceSet(names, accels, speeds, mems, lat, bw, base.clock_mhz, path)
 
 
