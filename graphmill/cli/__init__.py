@@ -22,6 +22,7 @@ from graphmill.cli import train
 from graphmill.cli import supernet
 from graphmill.cli.common import OneLineParser
 from graphmill.errors import GraphmillError
+from graphmill.util.interrupts import TerminateAsInterrupt
 
 # the order `graphmill --help` lists them: the model in and out, then the passes, then the backends and searches
 #: what rerunning does, for commands whose checkpoint is written as they go (Ctrl-C twice skipped their own line)
@@ -53,6 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # "graphmill chip place: error: ..." as argparse says it for a nested command's usage errors
     name = " ".join(n for n in (args.command, getattr(args, f"{args.command}_command", None)) if n)
     logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), format="%(name)s: %(message)s")
+    with TerminateAsInterrupt() as term:  # `kill PID` cleans up as Ctrl-C does; exit status 128 + SIGTERM
+        code = _run(args, name, term)
+    return 143 if term.terminated else code
+
+
+def _run(args: argparse.Namespace, name: str, term: TerminateAsInterrupt) -> int:
     try:
         return args.func(args)
     except GraphmillError as e:
@@ -60,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:  # a second Ctrl-C while the command was stopping cleanly: say what a rerun does
         again = RERUN.get(name)
-        print(f"graphmill {name}: interrupted" + (f"; {again}" if again else ""), file=sys.stderr)
+        print(f"graphmill {name}: {'terminated' if term.terminated else 'interrupted'}" +
+              (f"; {again}" if again else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `graphmill inspect m.onnx | head`
         return 0

@@ -8,8 +8,9 @@ by a node that is not itself constant-only, or is a graph output. Integer
 tensors wider than 8 bits and booleans are shapes, axes and indices, not
 weights, and are not counted; 8- and 4-bit integers are (quantized weights). Nor are 0-d scalars
 (Clip's bounds, GELU's 0.5, an attention scale): constants of the formula, not learned weights. A weight
-looked up by constant indices (a ``Gather``, e.g. a relative-position bias expanded from its table) counts
-as the table it reads, not as the copy.
+looked up by constant indices (a ``Gather``, e.g. a relative-position bias expanded from its table) or
+broadcast by ``Expand``/``Tile`` (an LSTM's initial state to the batch) counts as what it copies, not as the
+copy.
 """
 
 from __future__ import annotations
@@ -67,17 +68,25 @@ def _constant_node_ids(graph: Graph, constant: set[int]) -> set[int]:
 _VIEWS = frozenset({"Transpose", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Flatten"})
 
 
-def _gathered_table(v: Value, const_nodes: set[int]) -> Value | None:
-    """The weight that a constant-only ``Gather`` (then views) copies ``v`` from, else None. Such a copy (a
-    relative-position bias [heads, L, L] expanded from its (2H-1)(2W-1) x heads table by constant indices, as
-    ``graphmill::RelativeAttention``'s lowering writes it) holds no values of its own: the table counts."""
+_BROADCASTS = frozenset({"Expand", "Tile"})
+
+
+def _copied_from(v: Value, const_nodes: set[int]) -> Value | None:
+    """The weight a constant-only copy ``v`` holds the values of, else None. Such a copy holds no values of its
+    own, so what it copies counts instead: a relative-position bias [heads, L, L] expanded from its (2H-1)(2W-1)
+    x heads table by a constant ``Gather`` (as ``graphmill::RelativeAttention``'s lowering writes it), or an
+    LSTM's initial state [1, hidden] broadcast to [batch, hidden] by ``Expand``/``Tile`` (counted at its
+    broadcast size, the parameter count grew with the batch). Views (``_VIEWS``) are walked through."""
+    source = None
     while (p := v.producer) is not None and id(p) in const_nodes and p.domain in ("", "ai.onnx") and p.inputs:
         if p.op_type == "Gather" and p.inputs[0] is not None and is_weight_dtype(p.inputs[0].dtype):
             return p.inputs[0]
-        if p.op_type not in _VIEWS or p.inputs[0] is None:
-            return None
+        if p.inputs[0] is None or p.op_type not in _VIEWS | _BROADCASTS:
+            break
         v = p.inputs[0]
-    return None
+        if p.op_type in _BROADCASTS:
+            source = v
+    return source
 
 
 def parameter_values(graph: Graph, constant: set[int] | None = None,
@@ -102,7 +111,7 @@ def parameter_values(graph: Graph, constant: set[int] | None = None,
         if not is_weight_dtype(v.dtype) or _is_scalar(v):
             continue
         if id(v) in outputs or any(id(u) not in const_nodes for u in v.users):
-            v = _gathered_table(v, const_nodes) or v
+            v = _copied_from(v, const_nodes) or v
             if id(v) not in counted:
                 counted.add(id(v))
                 params.append(v)

@@ -96,3 +96,35 @@ def test_inspect_resnet50_text_and_io(light_dir):
     for needle in (f"nodes:   {report['nodes']:,}", f"params:  {report['params']:,}", f"MACs:    {report['macs']:,}",
                    "gpu_0/data_0", "float32[1,3,224,224]", "Conv"):
         assert needle in r.stdout
+
+
+def _broadcast_state_graph(batch: int, op: str):
+    """x [batch, 4] + an initial state [1, 4] broadcast to the batch twice (two copies of one stored tensor)."""
+    from graphmill.ir.builder import GraphBuilder
+
+    b = GraphBuilder("state")
+    x = b.input("x", "float32", [batch, 4])
+    h0 = b.const(np.arange(4, dtype=np.float32).reshape(1, 4), "h0")
+    arg = np.array([batch, 4] if op == "Expand" else [batch, 1], np.int64)
+    first, second = b.op(op, h0, b.const(arg)), b.op(op, h0, b.const(arg))
+    b.output(b.Add(b.Add(x, first), second))
+    return b.build()
+
+
+@pytest.mark.parametrize("op", ["Expand", "Tile"])
+def test_a_broadcast_constant_counts_as_what_it_copies(op):
+    """The zoo's LSTM models expand a stored [1, hidden] initial state to [batch, hidden]: `inspect` counted the
+    copy, so their parameter count grew with the batch (moe_lstm_lm 31,267,600 at batch 1, 31,299,344 at 32;
+    an outside check), and two copies of one tensor counted twice. Reference: the tensors stored in the graph
+    (here 4 numbers), whatever the batch."""
+    for batch in (1, 3, 32):
+        assert graphmill.inspect(_broadcast_state_graph(batch, op))["params"] == 4, batch
+
+
+@pytest.mark.parametrize("name", ["moe_lstm_lm", "nmt"])
+def test_zoo_recurrent_models_count_the_same_parameters_at_any_batch(name):
+    """Reference: the model at batch 1 against itself at batch 8 (no weight depends on the batch)."""
+    from graphmill import api
+
+    counts = {batch: graphmill.inspect(api.zoo_build(name, batch=batch))["params"] for batch in (1, 8)}
+    assert counts[1] == counts[8], counts
