@@ -231,17 +231,24 @@ def _lower_conv(node: Node, name: str) -> list:
     xs = _static(_tshape(node.inputs[0]), "input", node)
     ws = _static(_tshape(node.inputs[wi]), "weight", node)
     ys = _static(_tshape(node.outputs[0]), "output", node)
-    if len(xs) not in (4, 5):
-        raise UserInputError(f"{node.describe()}: only 2-D and 3-D convolutions are simulated (input rank {len(xs)})")
+    if len(xs) not in (3, 4, 5):
+        raise UserInputError(f"{node.describe()}: only 1-D, 2-D and 3-D convolutions are simulated "
+                             f"(input rank {len(xs)})")
     win = read_window(InferenceContext(node, 0, {}), tuple(ws[2:]))
     group = int(node.attr("group", 1))
-    # 3-D (video) convolutions: each output frame is a 2-D convolution over the kt input frames it reads,
-    # stacked as channels (the same MACs; the ifmap is read again for every output frame)
-    lead = len(xs) - 4
-    n_batch, cout, oh, ow = ys[0], ys[1], ys[-2], ys[-1]
-    frames, taps = (ys[2], win.extent(0)) if lead else (1, 1)
-    kh, kw = win.extent(lead), win.extent(lead + 1)  # dilation widens the window (approximation: dense taps)
-    sh, sw = win.strides[lead], win.strides[lead + 1]
+    n_batch, cout, ow = ys[0], ys[1], ys[-1]
+    frames, taps = 1, 1
+    if len(xs) == 3:  # 1-D (nn.Conv1d): a 2-D convolution of height 1
+        oh, kh, kw, sh, sw = 1, 1, win.extent(0), 1, win.strides[0]
+    else:
+        # 3-D (video) convolutions: each output frame is a 2-D convolution over the kt input frames it reads,
+        # stacked as channels (the same MACs; the ifmap is read again for every output frame)
+        lead = len(xs) - 4
+        if lead:
+            frames, taps = ys[2], win.extent(0)
+        oh = ys[-2]
+        kh, kw = win.extent(lead), win.extent(lead + 1)  # dilation widens the window (approximation: dense taps)
+        sh, sw = win.strides[lead], win.strides[lead + 1]
     # The padded input SCALE-Sim sees: exactly what the output size implies.
     hp, wp = (oh - 1) * sh + kh, (ow - 1) * sw + kw
     lay = ArrayLayer(name, op, H=hp, W=wp, R=kh, S=kw, C=ws[1] * taps, N=cout // group, stride_h=sh, stride_w=sw,

@@ -211,3 +211,28 @@ def test_users_own_scalesim_files_exact_with_compat(scalesim, scalesim_cfg, tmp_
     else:
         for g, s in zip(rep.layers, ref):
             assert tuple(g.dram_bw_needed.values()) == pytest.approx(s.dram_bw, rel=1e-12)
+
+
+@pytest.mark.parametrize("df", ["os", "ws", "is"])
+def test_conv1d_simulates_as_scalesim_runs_a_one_row_layer(scalesim, scalesim_cfg, tmp_path, df):
+    """nn.Conv1d (a rank-3 ONNX Conv) was refused: "only 2-D and 3-D convolutions are simulated" (an outside
+    check). It is a 2-D convolution of height 1. Reference: SCALE-Sim on the topology row a user would write for
+    it (IFMAP 1 x (L + 2 pad), filter 1 x K), with the same .cfg: equal compute, total and stall cycles."""
+    from graphmill import api
+    from graphmill.backends.simulator import read_scalesim_config
+    from graphmill.backends.simulator.scalesim_ref import run_scalesim_files
+    from graphmill.ir.builder import GraphBuilder
+
+    b = GraphBuilder("conv1d")
+    x = b.input("x", "float32", [1, 6, 23])
+    w = np.ones((10, 6, 5), np.float32)
+    b.output(b.op("Conv", x, b.const(w), strides=[2], pads=[2, 2]))
+    (tmp_path / "c.cfg").write_text(scalesim_cfg.format(rows=8, cols=4, kb=1, df=df, mode="USER"))
+    (tmp_path / "t.csv").write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
+                                    "Num Filter, Strides,\nc1, 1, 27, 1, 5, 6, 10, 2,\n")
+    ref = run_scalesim_files(str(tmp_path / "c.cfg"), str(tmp_path / "t.csv"), ["c1"])[0]
+    rep = api.simulate(b.build(), read_scalesim_config(str(tmp_path / "c.cfg")), scalesim_compat=True)
+    conv = [lay for lay in rep.layers if lay.op == "Conv"]
+    assert len(conv) == 1 and not rep.uncosted
+    assert (conv[0].compute_cycles, conv[0].total_cycles, conv[0].stall_cycles) == \
+        (ref.compute_cycles, ref.total_cycles, ref.stall_cycles)
