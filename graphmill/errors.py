@@ -6,6 +6,7 @@ from graphmill.util.errors import (  # noqa: F401
     IRError,
     ModelLoadError,
     ShapeInferenceError,
+    SimulationWarning,
     TracingWarning,
     UnsafeModelError,
     UnsupportedModelError,

@@ -1,4 +1,4 @@
-"""What several commands share: JSON output, number formatting, --dim parsing, safe output paths."""
+"""What several commands share: JSON output, number formatting, --dim parsing, safe output paths, warnings."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from typing import NoReturn, Sequence
 
 from graphmill import api
-from graphmill.errors import UserInputError
+from graphmill.errors import SimulationWarning, TracingWarning, UserInputError
 from graphmill.util.files import atomic_write_text, check_output_paths
 from graphmill.util.limits import max_elements
 from graphmill.util.suggest import closest
@@ -188,6 +189,39 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
 
 def stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
+
+
+class WarningLines:
+    """While active, graphmill's own warnings (a node no cost model can cost, a tracer's frozen branch) are
+    gathered, each once, and ``print()`` says them as ``graphmill CMD: warning: ...`` lines. Python's default
+    printed each as two lines (``file:line: Category: ...`` and the source line), and before the error line
+    that a failing command prints as its only line; the command prints them only when it did not fail. Other
+    libraries' warnings are shown as Python shows them."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.messages: list[str] = []
+        self._original = None
+
+    def _show(self, message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, (SimulationWarning, TracingWarning)):
+            text = " ".join(str(message).split())
+            if text not in self.messages:
+                self.messages.append(text)
+        else:
+            self._original(message, category, filename, lineno, file, line)
+
+    def __enter__(self) -> "WarningLines":
+        self._original = warnings.showwarning
+        warnings.showwarning = self._show
+        return self
+
+    def __exit__(self, *exc) -> None:
+        warnings.showwarning = self._original
+
+    def print(self) -> None:
+        for text in self.messages:
+            print(f"graphmill {self.command}: warning: {text}", file=sys.stderr)
 
 
 def report_interrupted(report: dict, command: str, *, resume_flag: str | None = None,

@@ -60,6 +60,11 @@ class ExecutionError(GraphmillError):
     """A backend failed to run a graph."""
 
 
+class SimulationWarning(UserWarning):
+    """Part of a graph could not be costed: the figures leave it out (``SimReport.uncosted``, a cost model's
+    ``uncosted``). Here, not in the simulator, so that the CLI can gather them into its own lines."""
+
+
 class TracingWarning(UserWarning):
     """An import froze something the source model computes at run time (e.g. torch's tracer kept one branch
     of data-dependent Python control flow); the graph may be right only for the example inputs."""

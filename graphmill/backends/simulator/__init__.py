@@ -8,13 +8,15 @@ simulator's and the roofline implementations of graphmill.ir.cost.CostModel, re-
 ``multichip`` (event-driven several-chip schedule), ``scalesim_ref`` (run SCALE-Sim for comparison).
 """
 
+from graphmill.util.errors import SimulationWarning
+
 from .config import AccelConfig, as_accel, load_accel
 from .costmodel import CostModel, RooflineCostModel, SimulatorCostModel
 from .engine import Arithmetic, simulate_graph, simulate_layers
 from .lowering import FUSED_KEY, ArrayLayer, BranchChoice, Lowering, Uncosted, VectorLayer, gemm_layer, lower, \
     lower_node
 from .multichip import MultiChipResult, simulate_multichip
-from .report import LayerResult, SimReport, SimulationWarning
+from .report import LayerResult, SimReport
 from .topology import read_scalesim_config, read_topology
 
 __all__ = ["AccelConfig", "as_accel", "load_accel", "CostModel", "RooflineCostModel", "SimulatorCostModel",

@@ -16,12 +16,11 @@ from graphmill.ir import Node
 from graphmill.ir.cost import CostModel
 from graphmill.ir.partition import value_bytes
 from graphmill.ir.types import TensorType
+from graphmill.util.errors import SimulationWarning
 
 from .config import AccelConfig, as_accel
 from .engine import recurrent_weights_resident, simulate_array_layer, simulate_vector_layer
 from .lowering import ArrayLayer, BranchChoice, Uncosted, lower_node
-from .report import SimulationWarning
-
 __all__ = ["CostModel", "SimulationWarning", "SimulatorCostModel", "RooflineCostModel", "value_bytes"]
 
 

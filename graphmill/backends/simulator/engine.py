@@ -12,6 +12,8 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+from graphmill.util.errors import SimulationWarning
+
 from .compute import mapping
 from .config import AccelConfig, as_accel
 from .energy import layer_energy_pj
@@ -20,7 +22,7 @@ from .memory import MemoryResult, simulate_memory
 from .memory.calc import simulate_memory_calc
 from .memory.shared import scalesim_read_words
 from .memory.streams import prefetch_matrix_entries
-from .report import LayerResult, SimReport, SimulationWarning, uncosted_text
+from .report import LayerResult, SimReport, uncosted_text
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,6 @@ from dataclasses import asdict, dataclass, field
 from .config import AccelConfig
 
 
-class SimulationWarning(UserWarning):
-    """Part of a graph could not be costed: the figures leave it out (``SimReport.uncosted``)."""
-
-
 _MODEL_TEXT = {"graphmill": "graphmill's memory arithmetic; --scalesim-compat for SCALE-Sim 3.0.0's",
                "scalesim-compat": "SCALE-Sim 3.0.0's arithmetic: double-counted prefetch stall, its "
                                   "write-buffer accounting, DRAM reads in whole prefetch blocks"}
