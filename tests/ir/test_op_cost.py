@@ -25,7 +25,7 @@ from graphmill.ir import DataType, TensorType
 from graphmill.ir.ops import infer_types, lookup, registered_ops
 
 MAC_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "ConvInteger", "QLinearConv", "MatMulInteger",
-           "QLinearMatMul", "LSTM", "GRU", "RNN"}
+           "QLinearMatMul", "LSTM", "GRU", "RNN", "Einsum"}
 
 
 def _graph(nodes, inputs, inits=(), opset=18):
@@ -59,6 +59,11 @@ def _conv_t(x_shape, w_shape, **attrs):
 
 def _matmul(a, b):
     return _graph([oh.make_node("MatMul", ["a", "b"], ["y"])], [("a", TP.FLOAT, a), ("b", TP.FLOAT, b)])
+
+
+def _einsum(equation, a, b):
+    return _graph([oh.make_node("Einsum", ["a", "b"], ["y"], equation=equation)],
+                  [("a", TP.FLOAT, a), ("b", TP.FLOAT, b)], opset=12)
 
 
 def _gemm(a, b, **attrs):
@@ -164,6 +169,14 @@ ORT_CASES = {
     "matmul_broadcast": lambda: (_matmul([2, 1, 3, 4], [5, 4, 6]), {"a": _ones(2, 1, 3, 4), "b": _ones(5, 4, 6)}),
     "matmul_1d_left": lambda: (_matmul([4], [2, 4, 3]), {"a": _ones(4), "b": _ones(2, 4, 3)}),
     "matmul_1d_both": lambda: (_matmul([9], [9]), {"a": _ones(9), "b": _ones(9)}),
+    # Einsum: attention's scores, its weighted sum, a broadcast ellipsis, the implicit form, an outer product
+    "einsum_scores": lambda: (_einsum("btd,bsd->bts", [2, 3, 4], [2, 5, 4]), {"a": _ones(2, 3, 4), "b": _ones(2, 5, 4)}),
+    "einsum_weighted_sum": lambda: (_einsum("bts,bsd->btd", [2, 3, 5], [2, 5, 4]),
+                                    {"a": _ones(2, 3, 5), "b": _ones(2, 5, 4)}),
+    "einsum_ellipsis_broadcast": lambda: (_einsum("...ij,...jk->...ik", [2, 1, 3, 4], [1, 5, 4, 6]),
+                                          {"a": _ones(2, 1, 3, 4), "b": _ones(1, 5, 4, 6)}),
+    "einsum_implicit": lambda: (_einsum("ij,jk", [3, 4], [4, 2]), {"a": _ones(3, 4), "b": _ones(4, 2)}),
+    "einsum_outer": lambda: (_einsum("i,j->ij", [3], [4]), {"a": _ones(3), "b": _ones(4)}),
 }
 
 
@@ -276,13 +289,22 @@ def test_corpus_costs_count_the_reference_arrays_bytes() -> None:
 
 
 def test_corpus_mac_ops_follow_the_formula_on_reference_shapes() -> None:
-    """For Conv/ConvTranspose/Gemm/MatMul corpus cases, MACs equal the formula evaluated on the
-    case's own arrays' shapes (inputs and expected output), not on our inferred types."""
+    """For Conv/ConvTranspose/Gemm/MatMul/Einsum corpus cases, MACs equal the formula evaluated on the
+    case's own arrays' shapes (inputs and expected output), not on our inferred types. Einsum: the loop nest
+    of a two-operand equation does one MAC per point of its index space (numpy's naive count: einsum_path);
+    one operand (a transpose, a sum, a diagonal) does none."""
     checked = {}
     for name, g, ins, expected in _corpus_graphs():
         node = g.nodes[0]
         op = node.op_type
-        if op not in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+        if op not in ("Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum"):
+            continue
+        if op == "Einsum":
+            terms = str(node.attr("equation")).replace(" ", "").split("->")[0].split(",")
+            sizes = {c: d for t, a in zip(terms, ins) for c, d in zip(t, a.shape)}
+            want = 0 if len(terms) == 1 else int(np.prod(list(sizes.values())))
+            assert "..." in "".join(terms) or _cost(node).macs == want, (name, _cost(node), want)
+            checked[op] = checked.get(op, 0) + ("..." not in "".join(terms))
             continue
         x, w, y = ins[0].shape, ins[1].shape, expected[0].shape
         if op == "Conv":
@@ -297,7 +319,7 @@ def test_corpus_mac_ops_follow_the_formula_on_reference_shapes() -> None:
             want = int(np.prod(y)) * k  # batch*M*N*K: the output holds batch*M*N elements
         assert _cost(node).macs == want, (name, _cost(node), want)
         checked[op] = checked.get(op, 0) + 1
-    assert set(checked) == {"Conv", "ConvTranspose", "Gemm", "MatMul"}, checked
+    assert set(checked) == {"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum"} and checked["Einsum"] >= 3, checked
 
 
 def test_corpus_recurrent_macs_are_the_gate_matmuls() -> None:

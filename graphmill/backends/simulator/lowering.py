@@ -37,11 +37,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from graphmill.ir import Graph, Node, UserInputError
+from graphmill.ir.ops.nn import einsum_labels
 from graphmill.ir.ops.registry import InferenceContext
 from graphmill.ir.ops.window import read_window
 from graphmill.ir.summary import constant_values, is_constant_node, node_cost
@@ -278,6 +280,26 @@ def _lower_matmul(node: Node, name: str) -> list:
     return [gemm_layer(name, op, a2[-2], b2[-1], a2[-1], repeat=batch).validate(node.describe())]
 
 
+def _lower_einsum(node: Node, name: str) -> list | None:
+    """A two-operand Einsum as the batched matrix product it is: labels in both operands and the output are the
+    batch (``repeat``), in one operand and the output M or N, in neither output K (summed). None for one
+    operand or three (the vector unit, as their registry cost says)."""
+    shapes = [_static(_tshape(v), f"operand {i}", node) for i, v in enumerate(node.inputs)]
+    read = einsum_labels(str(node.attr("equation", "")), shapes)
+    if read is None or len(read[0]) != 2:
+        return None
+    (a, b), out, size = read
+    a, b, o = set(a), set(b), set(out)
+
+    def extent(labels: set) -> int:
+        return math.prod(size[c] for c in labels)
+
+    batch, m, n, k = extent(a & b & o), extent((a - b) & o), extent((b - a) & o), extent((a | b) - o)
+    if batch * m * n * k == 0:
+        return []
+    return [gemm_layer(name, node.op_type, m, n, k, repeat=batch).validate(node.describe())]
+
+
 _GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 _DEFAULT_ACTS = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh"), "RNN": ("Tanh",)}
 
@@ -399,6 +421,8 @@ def lower_node(node: Node, uncosted: list[dict] | None = None) -> list:
         return _lower_matmul(node, name)
     if std and op in _GATES:
         return _lower_recurrent(node, name)
+    if std and op == "Einsum" and (product := _lower_einsum(node, name)) is not None:
+        return product
     if std and op == "Gather":
         return _lower_gather(node, name)
     if std and op in ("Loop", "Scan", "If"):

@@ -300,6 +300,68 @@ def _qlinear_matmul_cost(node: Node) -> Cost:
     return _matmul_cost_from(node, 0, 3)
 
 
+def einsum_labels(equation: str, shapes: list) -> tuple[list[str], str, dict[str, Dim]] | None:
+    """An einsum read against its operands' shapes: (each operand's labels, the output's labels, the size of
+    each label), or None when it cannot be read (a shape unknown, a rank that does not match its term, two
+    sizes of one label that do not broadcast). The ``...`` dims are labels ``0``-``9`` aligned from the right
+    (broadcast as numpy does); the implicit form (no ``->``) outputs the labels that appear once, in
+    alphabetical order. A symbolic size stands unless an operand gives the label a size other than 1."""
+    eq = equation.replace(" ", "")
+    ins, out = eq.split("->", 1) if "->" in eq else (eq, None)
+    terms = ins.split(",")
+    if len(terms) != len(shapes) or any(s is None for s in shapes):
+        return None
+    ranks = [len(s) - len(t.replace("...", "")) for t, s in zip(terms, shapes)]
+    if any(r < 0 or (r and "..." not in t) for t, r in zip(terms, ranks)) or max(ranks, default=0) > 10:
+        return None
+    most = max(ranks, default=0)
+    labels: list[str] = []
+    size: dict[str, Dim] = {}
+    for term, shape, r in zip(terms, shapes, ranks):
+        expanded = term.replace("...", "".join(str(most - r + i) for i in range(r)))
+        if len(expanded) != len(shape) or not all(c.isalnum() for c in expanded):
+            return None
+        for letter, d in zip(expanded, shape):
+            seen = size.get(letter, 1)
+            if isinstance(seen, int) and isinstance(d, int) and seen != 1 and d not in (1, seen):
+                return None
+            if seen == 1 or (d != 1 and isinstance(d, int)):
+                size[letter] = d
+        labels.append(expanded)
+    if out is None:
+        once = sorted(c for c in size if not c.isdigit() and "".join(labels).count(c) == 1)
+        out = "".join(str(i) for i in range(most)) + "".join(once)
+    else:
+        out = out.replace("...", "".join(str(i) for i in range(most)))
+        if any(c not in size for c in out) or len(set(out)) != len(out):
+            return None
+    return labels, out, size
+
+
+def _infer_einsum(ctx: InferenceContext) -> list:
+    read = einsum_labels(str(ctx.node.attr("equation", "")), [ctx.input_shape(i) for i in range(ctx.num_inputs)])
+    return [TensorType(ctx.input_dtype(0), None if read is None else tuple(read[2][c] for c in read[1]))]
+
+
+def _einsum_cost(node: Node) -> Cost:
+    """Einsum as its loop nest: with two operands, MACs = the product of every label's size (a batched matrix
+    product's batch * M * N * K); with n operands, n - 1 multiplies per point; one operand (a transpose, a
+    trace, a sum) does no MAC, flops = its elements. Unknown unless every operand's shape is static."""
+    shapes = [value_shape(node, i) for i in range(len(node.inputs))]
+    read = einsum_labels(str(node.attr("equation", "")), shapes)
+    if read is None:
+        return unknown_cost(node)
+    labels, _, size = read
+    points = dims_product(size.values())
+    if points is None:
+        return unknown_cost(node)
+    if len(labels) == 1:
+        return io_cost(node, flops=dims_product(shapes[0]) or 0)
+    macs = (len(labels) - 1) * points
+    return io_cost(node, macs=macs, flops=2 * macs)
+
+
+register("Einsum", infer=_infer_einsum, cost=_einsum_cost)
 register("MatMul", infer=_infer_matmul, cost=_matmul_cost)
 register("MatMulInteger", infer=_infer_matmul_integer, cost=_matmul_cost)
 register("QLinearMatMul", infer=_infer_qlinear_matmul, cost=_qlinear_matmul_cost)

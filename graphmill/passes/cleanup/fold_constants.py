@@ -43,6 +43,7 @@ from collections import Counter
 import numpy as np
 
 from graphmill.ir import DataType, ExecutionError, Graph, Node, Tensor, TensorType, Value
+from graphmill.ir.ops.nn import einsum_labels
 from graphmill.ir.rewrite import constant_value, nested_output_ids
 
 from ..base import NodeEvaluator, Option, Pass, PassContext, PassResult, register_pass
@@ -294,29 +295,10 @@ def _estimate_by_op(node: Node, args: list) -> int | None:
 
 
 def _einsum_elements(equation: str, shapes: list) -> int | None:
-    """The output elements of an explicit einsum (``ij,jk->ik``; ``...`` broadcast), None when it cannot be read.
-    An outer product of two small constants is the case (an exporter declares its dims as symbols)."""
-    eq = equation.replace(" ", "")
-    if "->" not in eq:
-        return None
-    ins, out = eq.split("->")
-    terms = ins.split(",")
-    if len(terms) != len(shapes):
-        return None
-    size: dict[str, int] = {}
-    ellipses = []
-    for term, shape in zip(terms, shapes):
-        letters = term.replace("...", "")
-        extra = len(shape) - len(letters)
-        if extra < 0 or (extra and "..." not in term):
-            return None
-        before = term.split("...")[0] if "..." in term else term
-        dims = list(shape[:len(before)]) + list(shape[len(before) + extra:])
-        ellipses.append(tuple(shape[len(before):len(before) + extra]))
-        for letter, d in zip(letters, dims):
-            size[letter] = max(size.get(letter, 1), int(d))
-    broadcast = math.prod(np.broadcast_shapes(*ellipses)) if "..." in out else 1
-    return math.prod(size[letter] for letter in out.replace("...", "")) * broadcast
+    """The output elements of an einsum, None when it cannot be read (``einsum_labels``). An outer product of
+    two small constants is the case (an exporter declares its dims as symbols)."""
+    read = einsum_labels(equation, [tuple(int(d) for d in sh) for sh in shapes])
+    return None if read is None else math.prod(read[2][c] for c in read[1])
 
 
 def _resize_elements(shape: tuple, args: list) -> int | None:

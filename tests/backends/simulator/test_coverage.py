@@ -275,3 +275,27 @@ def test_custom_op_is_uncosted_in_json_warning_and_cost_model():
     with pytest.warns(SimulationWarning, match="mystery"):
         assert cm.op_time(g.nodes[1]) == 0.0
     assert [u["name"] for u in cm.uncosted] == ["mystery"]
+
+
+@pytest.mark.parametrize("equation, a, b, matmul", [
+    ("btd,bsd->bts", [4, 6, 8], [4, 5, 8], ([4, 6, 8], [4, 8, 5])),  # attention's scores: q k^T per batch
+    ("bts,bsd->btd", [4, 6, 5], [4, 5, 8], ([4, 6, 5], [4, 5, 8])),  # its weighted sum of v
+    ("ij,jk", [6, 8], [8, 5], ([6, 8], [8, 5])),  # implicit form
+])
+def test_einsum_simulates_as_the_matmul_it_is(make_accel, equation, a, b, matmul):
+    """torch.einsum exports an ONNX Einsum, which had no cost model: it counted 0 cycles in `graphmill place`
+    (134 M MACs each in an attention layer; an outside check). Reference: the same product written as a
+    MatMul (SCALE-Sim's GEMM mode, test_vs_scalesim): the same layers, cycles and MACs."""
+    def one(op_type, shapes, **attrs):
+        nodes = [helper.make_node(op_type, ["a", "b"], ["y"], **attrs)]
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+                                           for n, s in zip("ab", shapes)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+        return from_proto(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+
+    cfg = make_accel(8, 8, "ws")
+    ein = graphmill.simulate(one("Einsum", [a, b], equation=equation), cfg)
+    mm = graphmill.simulate(one("MatMul", list(matmul)), cfg)
+    assert not ein.uncosted and len(ein.layers) == len(mm.layers) == 1
+    assert (ein.layers[0].shape, ein.total_cycles, ein.macs) == (mm.layers[0].shape, mm.total_cycles, mm.macs)
+    assert graphmill.inspect(one("Einsum", [a, b], equation=equation))["macs"] == ein.macs > 0
