@@ -142,6 +142,11 @@ def test_identical_chips_from_accel_and_count():
     ("[[device]]\nname = 'a'\nmemory_gb = 1\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n[[links]]\n"
      "between = ['a', 'z']\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "between must name two different devices"),
     ("[[device]\n", "not valid TOML"),
+    # one link given twice (either direction): the later entry silently won (an outside check)
+    ("[[device]]\nname = 'a'\nmemory_gb = 1\n[[device]]\nname = 'b'\nmemory_gb = 1\n[link]\nbytes_per_cycle = 1\n"
+     "latency_cycles = 0\n[[links]]\nbetween = ['a', 'b']\nbytes_per_cycle = 1\nlatency_cycles = 0\n[[links]]\n"
+     "between = ['b', 'a']\nbytes_per_cycle = 2\nlatency_cycles = 0\n",
+     "links 1: the link between 'b' and 'a' is already given by links 0"),
 ])
 def test_bad_devices_file_one_line(tmp_path, text, message):
     path = _write(tmp_path, text)

@@ -350,6 +350,7 @@ def load_devices(path: str | os.PathLike, *, accel: Any = None) -> DeviceSet:
     pairs = data.get("links", [])
     if not isinstance(pairs, list):
         raise UserInputError(f"{path}: links must be an array of tables ([[links]])")
+    overridden: dict[tuple[int, int], int] = {}
     for k, p in enumerate(pairs):
         where = f"{path}: links {k}"
         if not isinstance(p, dict):
@@ -363,6 +364,10 @@ def load_devices(path: str | os.PathLike, *, accel: Any = None) -> DeviceSet:
         if not isinstance(b, list) or len(b) != 2 or any(x not in names for x in b) or b[0] == b[1]:
             raise UserInputError(f"{where}: between must name two different devices of this file, got {b!r}")
         i, j = names.index(b[0]), names.index(b[1])
+        if (min(i, j), max(i, j)) in overridden:  # both directions are one link: the later entry silently won
+            raise UserInputError(f"{where}: the link between {b[0]!r} and {b[1]!r} is already given by links "
+                                 f"{overridden[min(i, j), max(i, j)]}")
+        overridden[min(i, j), max(i, j)] = k
         lat[i, j] = lat[j, i] = _latency(p["latency_cycles"], f"{where}: latency_cycles")
         bw[i, j] = bw[j, i] = _bandwidth(p["bytes_per_cycle"], f"{where}: bytes_per_cycle")
     return DeviceSet(names, accels, speeds, mems, lat, bw, base.clock_mhz, path)
