@@ -395,6 +395,15 @@ def test_b0_scaled_with_bx_coefficients_is_bx(b0, variant):
         return [(b["stage"], b["block"], b["cin"], b["cout"], b["se_channels"]) for b in x.meta["blocks"]]
 
     assert rows(g) == rows(ref)  # the meta the next pass reads describes the scaled network
+    # the report's stem and head widths (they were null): torchvision's Bx stem and last 1x1 conv
+    stages = g.meta["scaling"]["stages"]
+    assert [(r["kind"], r["channels_before"], r["channels_after"]) for r in (stages[0], stages[-1])] == \
+        [("stem", 32, PUBLISHED_STEM_HEAD[variant][0]), ("head", 1280, PUBLISHED_STEM_HEAD[variant][1])]
+
+
+# torchvision's efficientnet_bx: out channels of the stem conv and of the head's 1x1 conv (lastconv_output_channels)
+PUBLISHED_STEM_HEAD = {"b1": (32, 1280), "b2": (32, 1408), "b3": (40, 1536), "b4": (48, 1792), "b5": (48, 2048),
+                       "b6": (56, 2304), "b7": (64, 2560)}
 
 
 def test_cli_scale_errors_name_the_file_and_never_suggest_a_missing_flag(tmp_path, capsys):

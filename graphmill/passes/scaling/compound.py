@@ -124,10 +124,28 @@ def _weights_folded(graph: Graph) -> bool:
     return True
 
 
-def _stage_rows(struct: Structure | None) -> list[dict]:
+def _stage_rows(graph: Graph, struct: Structure | None) -> list[dict]:
+    """Each stage's repeats and channels. A stem's channels are what it hands the first body block; a head's are
+    the output channels of its last convolution (EfficientNet's 1x1 to 1280), None without one (ResNet's pool
+    and classifier keep the last stage's width)."""
     if struct is None:
         return []
-    return [dict(stage=s.id, kind=s.kind, repeats=s.repeats, channels=s.channels) for s in struct.stages]
+    body = [s for s in struct.body() if s.blocks]
+
+    def channels(v) -> int | None:
+        shape = v.shape if v is not None and isinstance(v.type, TensorType) else None
+        return shape[1] if shape is not None and len(shape) > 1 and isinstance(shape[1], int) else None
+
+    stem = channels(body[0].blocks[0].input) if body else None
+    head = None
+    last = body[-1].blocks[-1].output.producer if body else None
+    if last is not None and last in graph.nodes:
+        after = graph.nodes[graph.nodes.index(last) + 1:]
+        convs = [n for n in after if n.op_type == "Conv" and n.outputs and n.outputs[0] is not None]
+        head = channels(convs[-1].outputs[0]) if convs else None
+    return [dict(stage=s.id, kind=s.kind, repeats=s.repeats,
+                 channels=stem if s.kind == "stem" else head if s.kind == "head" else s.channels)
+            for s in struct.stages]
 
 
 def _check_smallest_input(graph: Graph, r: float) -> None:
@@ -189,7 +207,7 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
                                  "it does not remove them (EfficientNet's alpha >= 1); width and resolution may "
                                  "shrink")
         needs_depth = any(math.ceil(s.repeats * d) != s.repeats for s in struct.body())
-    before = _stage_rows(struct)
+    before = _stage_rows(graph, struct)
     added = 0
     if needs_depth:
         for s in struct.body():
@@ -251,7 +269,7 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
                              "fixed for its input (e.g. a Flatten into a Gemm): scale it with gamma=1") from None
     verify(graph)
 
-    after = _stage_rows(struct)
+    after = _stage_rows(graph, struct)
     report = dict(phi=phi, alpha=alpha, beta=beta, gamma=gamma, divisor=divisor, seed=seed, depth=d, width=w,
                   resolution=r, structure=struct.source if struct else None, input_size_before=res_before,
                   input_size_after=res_after, pools_made_global=globalized, blocks_added=added, channel_groups_resized=widened,
