@@ -29,14 +29,26 @@ def _default_mode() -> int:
 
 
 def check_target(path: str) -> str:
-    """The folder ``path`` will be written in; a user error if it cannot be."""
+    """The folder ``path`` will be written in; a user error if it cannot be. Commands call it on every output
+    before any work, so it tries the folder (a file created and removed): a folder that exists but refuses
+    writes (permissions, a read-only or immutable mount; root passes ``os.access``) was found only when the
+    report was written at the end, after the model beside it. A device or FIFO is refused: the atomic rename
+    would replace it with a regular file (``-o /dev/null`` as root replaced the system's node)."""
     if not path:
         raise UserInputError("the output path is empty")
     if os.path.isdir(path):
         raise UserInputError(f"{path}: is a folder; give a file name")
+    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        raise UserInputError(f"{path}: is not a regular file (a device, FIFO or socket); give a file name")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UserInputError(f"{path}: the folder {folder!r} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".graphmill-probe.", dir=folder)
+    except OSError as e:
+        raise UserInputError(f"{path}: cannot write in {folder!r} ({e.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
     return folder
 
 

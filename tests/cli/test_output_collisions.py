@@ -320,3 +320,36 @@ def test_force_lets_no_report_or_plot_replace_the_model(folder, capsys, argv):
     the JSON report, exit 0. Reference: the model's bytes."""
     flag = argv[argv.index("m.onnx", 2) - 1]
     _refused(capsys, argv, f"{flag} m.onnx: is the input m.onnx (MODEL)")
+
+
+CHIP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "chip", "sample_clustered")
+UNWRITABLE = "/proc/graphmill-report"  # a folder that exists and refuses new files, for root too (chmod does not)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+@pytest.mark.parametrize("argv", [
+    ["optimize", "m.onnx", "-o", "o.onnx", "--json", UNWRITABLE + ".json"],
+    ["partition", "m.onnx", "--stages", "2", "-o", "o.onnx", "--json", UNWRITABLE + ".json"],
+    ["place", "m.onnx", "--devices", "2", "-o", "o.onnx", "--json", UNWRITABLE + ".json"],
+    ["train", "resnet18", "--width", "0.25", "--steps", "2", "--out", "t", "--json", UNWRITABLE + ".json"],
+    ["supernet", "train", "--out", "s", "--steps", "2", "--json", UNWRITABLE + ".json"],
+    ["train-policy", "-o", "p.npz", "--quick", "--steps", "1", "--json", UNWRITABLE + ".json"],
+    ["chip", "place", os.path.join(CHIP, "netlist.pb.txt"), "--init", os.path.join(CHIP, "initial.plc"),
+     "--method", "fd", "--budget-s", "1", "-o", UNWRITABLE + ".plc"],
+], ids=["optimize", "partition", "place", "train", "supernet-train", "train-policy", "chip-place"])
+def test_an_output_folder_that_refuses_writes_is_found_before_any_work(folder, capsys, argv):
+    """A report path in a folder that exists but refuses writes was found only when the report was written at
+    the end: the model, the trained files or the policy beside it were written first, then exit 2 (and `chip
+    place` spent its whole budget first; an outside check). Reference: the folder's listing before and after."""
+    _refused(capsys, argv, f"{UNWRITABLE}.{argv[-1].rsplit('.', 1)[1]}: cannot write in '/proc'")
+    assert not os.path.exists("o.onnx") and not os.path.exists("t") and not os.path.exists("s")
+
+
+def test_an_output_that_is_a_fifo_is_refused_not_replaced(folder, capsys):
+    """The atomic rename replaced a FIFO or a device named as the output with a regular file (as root, `-o
+    /dev/full` replaced the system's node; an outside check). Reference: the file's type before and after."""
+    os.mkfifo("pipe")
+    _refused(capsys, ["roundtrip", "m.onnx", "-o", "pipe"], "pipe: is not a regular file (a device, FIFO or socket)")
+    import stat
+
+    assert stat.S_ISFIFO(os.stat("pipe").st_mode)
