@@ -423,3 +423,25 @@ def test_ctrl_c_between_checkpoints_keeps_every_finished_step(tmp_path, monkeypa
     done = _run(tmp_path / "part", budget=10)
     assert done["best"] == full["best"]
     assert open(tmp_path / "full" / "history.jsonl").read() == open(tmp_path / "part" / "history.jsonl").read()
+
+
+def test_ctrl_c_while_the_files_are_written_waits_for_them(tmp_path, monkeypatch):
+    """A Ctrl-C after the final training, while the report, plot and model were written, raised out of the
+    writing: the command printed "interrupted" and no --json, though nothing was left to compute (an outside
+    check). Now the run finishes its files. Reference: the same run uninterrupted."""
+    import signal
+
+    full = _run(tmp_path / "full", budget=1, final_steps="1")
+    real = autohas.plot
+
+    def plot_after_ctrl_c(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler before the next bytecode
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(autohas, "plot", plot_after_ctrl_c)
+    try:
+        done = _run(tmp_path / "part", budget=1, final_steps="1")
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C raised out of the file writing")
+    assert not done["interrupted"] and done["best"] == full["best"]
+    assert os.path.exists(tmp_path / "part" / "best.onnx")

@@ -326,18 +326,18 @@ class _Run:
             os.makedirs(self.out, exist_ok=True)
             if state is None:  # step 0: a Ctrl-C before the first log_every steps still leaves a checkpoint to
                 self._save()   # resume from (it consumes no random number: the run is unchanged)
-            interrupted = False
             try:  # Ctrl-C: the step under way finishes and is checkpointed (the history's trials are all held)
                 with DeferredInterrupt() as self.stop:
                     if self.phase == "search":
                         self._search()
                     self._final()
+                    # the training is over: a Ctrl-C now waits for its files (it raised out of the writing, and
+                    # the command printed no --json)
+                    report = self._finish()
             except KeyboardInterrupt:
-                interrupted = True
-            if interrupted:
                 self._write_partial()
                 return self._summary(None, True)
-            return self._summary(self._finish(), False)
+            return self._summary(report, False)
         finally:
             torch.set_num_threads(threads)
 

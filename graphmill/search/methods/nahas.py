@@ -95,6 +95,7 @@ from graphmill.search.strategies.base import Strategy, register
 from graphmill.util.suggest import did_you_mean
 from graphmill.util.errors import GraphmillError, UserInputError
 from graphmill.util.files import check_out_folder
+from graphmill.util.interrupts import DeferredInterrupt
 
 METHOD = "nahas"
 DEFAULT_BUDGET = 40
@@ -874,7 +875,8 @@ class _Run:
                                  checkpoints[-1], strategy=opts["strategy"])
         except KeyboardInterrupt:
             self.interrupted = True
-        return self._finish(checkpoints)
+        with DeferredInterrupt():  # the search is over: a Ctrl-C now waits for its files and its --json
+            return self._finish(checkpoints)
 
     def _pick(self, result, trained: bool = True) -> dict:
         pick = _best(self.trials, trained=trained)
