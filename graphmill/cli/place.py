@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
                 from graphmill.errors import UserInputError
 
                 raise UserInputError(f"{flag} {path}: the same file as {other}; give each output its own path")
-    check_output_paths({"MODEL": args.model}, {"--json": args.json, "--plot": args.plot})
+    check_output_paths({"MODEL": args.model}, {"--json": args.json, "--plot": args.plot,
+                                               "--checkpoint": args.checkpoint})  # it said to remove the model
     # the other files the command reads (the model is checked above, with --force), and the checkpoint it writes
     policy_meta = args.policy[:-4] + ".json" if args.policy and args.policy.endswith(".npz") else None
     check_output_paths({"--accel": args.accel, "--devices-file": args.devices_file, "--policy": args.policy,

@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     check_output_paths({"MODEL": args.model}, {"-o": args.output})  # scale has no --force: never over its input
     graph = api.load(args.model)
+    # nor over the weights the model reads (api.save's own refusal offered a --force scale does not have)
+    check_output_paths({f"{args.model}'s weights": f for f in api.external_data_files(graph)}, {"-o": args.output})
     with naming_file(args.model):  # which model cannot be scaled so: the messages name nodes and stages only
         report = api.scale(graph, phi=args.phi, alpha=args.alpha, beta=args.beta, gamma=args.gamma,
                            divisor=args.divisor, seed=args.seed)  # validates before anything is written

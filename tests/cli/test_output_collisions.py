@@ -58,6 +58,9 @@ def _refused(capsys, argv, says):
       "--plot", "pol.json"], "--plot pol.json: is the input pol.json (--policy's metadata)"),
     (["place", "m.onnx", "--devices", "2", "--method", "rl", "-o", "p.onnx", "--checkpoint", "p.onnx"],
      "-o p.onnx and --checkpoint p.onnx name the same file"),
+    # the checkpoint over the model: it said "not a placement checkpoint ...; remove it" of the user's model
+    (["place", "m.onnx", "--devices", "2", "--method", "rl", "--budget", "4", "-o", "p.onnx", "--checkpoint",
+      "m.onnx"], "--checkpoint m.onnx: is the input m.onnx (MODEL)"),
     (["optimize", "m.onnx", "-o", "o.onnx", "--json", "o.onnx"], "-o o.onnx and --json o.onnx name the same file"),
     # a second walk-through: simulate, partition, train and scale-search
     (["simulate", "m.onnx", "--accel", "myedge.toml", "--plot", "m.onnx"], "--plot m.onnx: is the input m.onnx (MODEL)"),

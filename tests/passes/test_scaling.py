@@ -432,3 +432,12 @@ def test_cli_scale_errors_name_the_file_and_never_suggest_a_missing_flag(tmp_pat
     err = capsys.readouterr().err.strip()
     assert "is the input" in err and "--force" not in err
     assert sorted(os.listdir(tmp_path)) == ["m.onnx"]
+    # -o onto the weights file the model reads: it said "(force=True, the CLI's --force, replaces it)"
+    ext = str(tmp_path / "e.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), ext, save_as_external_data=True,
+              location="w.bin", size_threshold=0)
+    before = open(tmp_path / "w.bin", "rb").read()
+    assert main(["scale", ext, "--phi", "0", "-o", str(tmp_path / "w.bin")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"-o {tmp_path / 'w.bin'}: is the input" in err and "--force" not in err and len(err.splitlines()) == 1
+    assert open(tmp_path / "w.bin", "rb").read() == before
