@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import warnings
-from typing import NoReturn, Sequence
+from typing import Iterator, NoReturn, Sequence
 
 from graphmill import api
 from graphmill.errors import SimulationWarning, TracingWarning, UserInputError
@@ -74,11 +75,30 @@ def fmt_count(n: int) -> str:
     return f"{n:,}"
 
 
+_json_stdout: list = []  # the real stdout while a command's --json goes there (json_stdout_only)
+
+
+@contextlib.contextmanager
+def json_stdout_only(on: bool) -> Iterator[None]:
+    """While active (``on``: the command prints its JSON on stdout), stdout carries the JSON alone: whatever
+    else is printed meanwhile (a ``--load-passes`` plugin, a library) goes to stderr, and ``emit_json`` writes
+    to the real stdout. A plugin's ``print`` came before the JSON and made it unreadable."""
+    if not on:
+        yield
+        return
+    _json_stdout.append(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _json_stdout.pop()
+
+
 def emit_json(data: dict, dest: str | None = None) -> None:
     """Print ``data`` as JSON (``dest`` None or ``-``), or write it atomically to the file ``dest``."""
     text = json.dumps(data, indent=2, default=str)
     if dest in (None, "-"):
-        print(text)
+        print(text, file=_json_stdout[-1] if _json_stdout else sys.stdout, flush=True)
     else:
         atomic_write_text(dest, text + "\n")
 

@@ -96,6 +96,20 @@ def test_passes_lists_the_loaded_passes(tmp_path):
     assert "my-fusions" not in run_cli("passes").stdout
 
 
+def test_a_plugins_prints_leave_json_on_stdout_readable(tmp_path, model):
+    """A --load-passes plugin that prints (at load or in its pass) put its lines before the JSON on stdout, which
+    then did not parse (an outside check). Reference: json.loads of stdout; the plugin's lines on stderr."""
+    plugin = tmp_path / "chatty.py"
+    plugin.write_text(open(EXAMPLE).read() + "\nprint('hello from the plugin')\n")
+    listing = run_cli("passes", "--load-passes", str(plugin), "--json")
+    assert listing.returncode == 0 and "hello from the plugin" in listing.stderr
+    assert any(p["name"] == "my-fusions" for p in json.loads(listing.stdout)["passes"])
+    out = str(tmp_path / "o.onnx")
+    r = run_cli("optimize", model, "-o", out, "--load-passes", str(plugin), "-p", "my-fusions", "--json", "-")
+    assert r.returncode == 0 and "hello from the plugin" in r.stderr, r.stderr
+    assert json.loads(r.stdout)["output"] == out
+
+
 @pytest.mark.parametrize("source, line, message", [
     ("import numpy\nimport no_such_module_xyz\n", 2, "ModuleNotFoundError: No module named 'no_such_module_xyz'"),
     ("x = (\n", 1, "SyntaxError: '(' was never closed"),
