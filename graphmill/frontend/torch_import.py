@@ -240,6 +240,12 @@ def from_torch(module, example_inputs, *, dynamic_batch: bool = True, opset: int
     if not args or not all(isinstance(a, torch.Tensor) for a in args):
         raise UserInputError(f"from_torch({cls}): example_inputs must be a tensor or a tuple of tensors")
 
+    for name, m in module.named_modules():
+        if isinstance(m, torch.nn.LSTM) and getattr(m, "proj_size", 0) > 0:
+            # ONNX's LSTM has no projection: torch exports one whose initial_c has the projected size, which ONNX
+            # Runtime refuses when it runs (and a graph with the wrong semantics besides)
+            raise UserInputError(f"from_torch({cls}): {name or cls} is an nn.LSTM with proj_size={m.proj_size}, "
+                                 "which ONNX's LSTM cannot express (the projected state feeds the recurrence)")
     modes = [(m, m.training) for m in module.modules()]  # restored exactly afterwards (mixed modes too)
 
     def restore() -> None:

@@ -206,6 +206,23 @@ def test_training_mode_is_restored_and_export_is_eval():
         assert close(ortb.run(g, {"input": x.numpy()})["output"], m(x).numpy())
 
 
+def test_lstm_with_a_projection_is_refused_naming_the_module():
+    """nn.LSTM(proj_size>0) imported to an ONNX LSTM whose initial_c has the projected size: ONNX Runtime loaded
+    it and refused it at its first run ("Input initial_c must have shape {1,2,4}"). ONNX's LSTM has no
+    projection. Reference: ONNX's LSTM operator (no projection input or attribute)."""
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = torch.nn.LSTM(8, 16, proj_size=4, batch_first=True)
+
+        def forward(self, x):
+            return self.rnn(x)[0]
+
+    with pytest.raises(UserInputError, match=r"from_torch\(Net\): rnn is an nn.LSTM with proj_size=4, which ONNX's "
+                                             r"LSTM cannot express"):
+        graphmill.from_torch(Net(), torch.zeros(2, 5, 8))
+
+
 def test_export_failure_is_a_clear_user_error(capfd):
     class SVDNet(nn.Module):  # neither exporter (legacy, then dynamo) handles linalg_svd in torch 2.13
         def forward(self, x):
