@@ -315,6 +315,15 @@ def test_bad_input():
     b.output(b.Relu(b.Relu(x, name="a"), name="b"), name="y")
     with pytest.raises(UserInputError, match="no batch dimension"):
         partition_graph(b.build(), TableCost({"a": 1.0, "b": 1.0}), stages=2, microbatches=1)
+    # a sequence-first input: dimension 0 is the sequence, which a constant [6, 4] is sized for. It was blamed on
+    # the simulator ("output shape is not static") or shape inference, not on the split (an outside check)
+    b = GraphBuilder("seqfirst")
+    x = b.input("x", "float32", [6, 4])
+    b.output(b.MatMul(b.Add(x, np.ones((6, 4), np.float32), name="pos"), np.ones((4, 4), np.float32), name="mm"))
+    with pytest.raises(UserInputError, match=r"micro-batches split the inputs' first dimension \(6 -> 3\), and then "
+                                             r"Add node 'pos' has no shape \(inputs \[3, 4\], \[6, 4\]\): dimension 0 "
+                                             "is not the batch here"):
+        partition_graph(b.build(), TableCost({"pos": 1.0, "mm": 1.0}), stages=2, microbatches=2)
 
 
 class IdMemoCost(TableCost):

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from graphmill.ir import Graph, Node, TensorType, UserInputError
-from graphmill.ir.ops import infer_types
+from graphmill.ir.ops import infer_types, lookup
 from graphmill.ir.partition import compute_nodes, crossing_values, value_bytes
 from graphmill.ir.summary import bind_symbols, constant_values, node_cost
 
@@ -93,6 +93,19 @@ def at_batch(graph: Graph, info: BatchInfo, size: int) -> Graph:
             if o is not None:
                 o.type = None
     infer_types(g)
+    for n, orig_n in zip(g.nodes, graph.nodes):  # a shape known at the whole batch and lost at a micro-batch
+        op = lookup(n.domain, n.op_type)
+        if op is None or op.infer is None:  # its shapes came from the file: no inference to blame
+            continue
+        for o, orig in zip(n.outputs, orig_n.outputs):
+            if o is not None and orig is not None and isinstance(orig.type, TensorType) and \
+                    orig.type.shape is not None and not (isinstance(o.type, TensorType) and o.type.shape is not None):
+                shapes = ", ".join(str(list(v.type.shape)) if v is not None and isinstance(v.type, TensorType)
+                                   and v.type.shape is not None else "?" for v in n.inputs)
+                raise UserInputError(f"graph {graph.name!r}: micro-batches split the inputs' first dimension "
+                                     f"({info.size} -> {size}), and then {n.describe()} has no shape (inputs "
+                                     f"{shapes}): dimension 0 is not the batch here (a sequence-first model, or a "
+                                     "constant sized for the whole batch); use --microbatches 1")
     for v, orig in zip(g.outputs, graph.outputs):
         t = v.type
         if isinstance(t, TensorType) and t.shape and isinstance(orig.type, TensorType) and orig.type.shape and \
