@@ -1,4 +1,5 @@
-"""Force-directed placement of soft macros (standard-cell clusters) with hard macros and ports fixed.
+"""Force-directed placement of soft macros (standard-cell clusters), and of standard cells a netlist leaves
+unclustered, with hard macros and ports fixed.
 
 As Circuit Training does after its policy has placed the hard macros: clusters are pulled toward the modules
 they share nets with (a spring per star edge of each net, weight / (modules - 1)) and pushed out of the
@@ -200,7 +201,8 @@ def _snap(movable, x, y, w, h, gw, gh, cols, rows):
 
 
 class ForceDirected:
-    """Force-directed steps over a set of movable modules (soft macros by default) of a ``ChipProblem``."""
+    """Force-directed steps over a set of movable modules (by default the soft macros and the standard cells not in
+    a cluster, those not fixed) of a ``ChipProblem``."""
 
     def __init__(self, problem: ChipProblem, movable: np.ndarray | None = None,
                  adjacency: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
