@@ -16,7 +16,8 @@ from google.protobuf.message import DecodeError
 
 from graphmill.ir import Graph, ModelLoadError, UserInputError, find_problems
 from graphmill.ir.gc_pause import collector_paused
-from graphmill.util.files import MODEL_FILE_LIMIT, atomic_write_bytes, atomic_write_many, check_target, read_user_file
+from graphmill.util.files import (MODEL_FILE_LIMIT, atomic_write_bytes, atomic_write_many, check_target, read_user_file,
+                                  written_path)
 
 from .onnx_export import serialize_model, to_proto
 from .onnx_import import from_proto
@@ -244,9 +245,10 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     """
     path = os.fspath(path)
     check_target(path)
+    lands = written_path(path)  # a link's target: external data goes beside the model it is written in
     if not force:
-        folder = os.path.dirname(os.path.abspath(path))
-        targets = [("the model", path)] + ([("external data", os.path.join(folder, external_data))]
+        folder = os.path.dirname(os.path.abspath(lands))
+        targets = [("the model", lands)] + ([("external data", os.path.join(folder, external_data))]
                                            if external_data else [])
         for src in external_data_files(graph):
             for what, target in targets:
@@ -256,7 +258,7 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
                                          "another name (force=True, the CLI's --force, replaces it)")
     if external_data is not None:
         model = to_proto(graph)
-        data = _move_to_external(model, path, external_data, size_threshold)
+        data = _move_to_external(model, lands, external_data, size_threshold)
         atomic_write_many([data, (path, model.SerializeToString())])
         return
     chunks = serialize_model(graph)  # the bytes of to_proto(graph), weights not copied into a proto

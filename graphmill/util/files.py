@@ -28,27 +28,48 @@ def _default_mode() -> int:
     return 0o666 & ~mask
 
 
+def written_path(path: str) -> str:
+    """The file a write to ``path`` lands in: ``path`` itself, or for a symbolic link its target, written
+    through as ``open()`` and the shell's ``>`` do. The atomic rename replaced the link itself with a regular
+    file (``latest.json -> run3/report.json`` stopped being a link, its target stale) and, as root,
+    ``--json /dev/stdout`` replaced the system's ``/dev/stdout``. A link into ``/proc`` (``/dev/stdout`` is
+    ``/proc/self/fd/1``: a process's open file, not a path to write) is refused."""
+    hop = path
+    for _ in range(40):  # the kernel's own limit on a chain of links
+        if not os.path.islink(hop):
+            return hop if hop == path else os.path.realpath(hop)
+        hop = os.path.join(os.path.dirname(os.path.abspath(hop)), os.readlink(hop))
+        if (os.path.realpath(os.path.dirname(hop)) + os.sep).startswith("/proc/"):
+            raise UserInputError(f"{path}: is a link to a process's open file ({hop}), not a file to write; give a "
+                                 "file name (a --json flag takes '-' for stdout)")
+    raise UserInputError(f"{path}: too many levels of symbolic links")
+
+
 def check_target(path: str) -> str:
-    """The folder ``path`` will be written in; a user error if it cannot be. Commands call it on every output
-    before any work, so it tries the folder (a file created and removed): a folder that exists but refuses
-    writes (permissions, a read-only or immutable mount; root passes ``os.access``) was found only when the
-    report was written at the end, after the model beside it. A device or FIFO is refused: the atomic rename
-    would replace it with a regular file (``-o /dev/null`` as root replaced the system's node)."""
+    """The folder ``path`` will be written in (its link target's, see :func:`written_path`); a user error if it
+    cannot be. Commands call it on every output before any work, so it tries the folder (a file created and
+    removed): a folder that exists but refuses writes (permissions, a read-only or immutable mount; root passes
+    ``os.access``) was found only when the report was written at the end, after the model beside it. A device or
+    FIFO is refused: the atomic rename would replace it with a regular file (``-o /dev/null`` as root replaced
+    the system's node)."""
     if not path:
         raise UserInputError("the output path is empty")
     if os.path.isdir(path):
         raise UserInputError(f"{path}: is a folder; give a file name")
-    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+    target = written_path(path)
+    if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):
         raise UserInputError(f"{path}: is not a regular file (a device, FIFO or socket); give a file name")
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(folder):
         raise UserInputError(f"{path}: the folder {folder!r} does not exist")
     try:
         fd, probe = tempfile.mkstemp(prefix=".graphmill-probe.", dir=folder)
     except OSError as e:
         raise UserInputError(f"{path}: cannot write in {folder!r} ({e.strerror})") from None
-    os.close(fd)
-    os.unlink(probe)
+    try:
+        os.close(fd)
+    finally:  # a Ctrl-C here must not leave the probe behind
+        os.unlink(probe)
     return folder
 
 
@@ -137,15 +158,16 @@ def atomic_write_many(files: list[tuple[str, bytes | list]]) -> None:
     renamed into place, in order. On any failure the temporaries are removed.
     A file's content is bytes or a list of bytes-like chunks written in order.
     """
-    temps: list[tuple[str, str]] = []
+    temps: list[tuple[str, str, str]] = []  # (temporary, destination, the path as the caller named it)
     try:
-        for path, data in files:
-            folder = check_target(path)
+        for shown, data in files:
+            folder = check_target(shown)
+            path = written_path(shown)
             try:
                 fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
             except OSError as e:
-                raise UserInputError(f"{path}: cannot write in {folder!r} ({e.strerror})") from None
-            temps.append((tmp, path))
+                raise UserInputError(f"{shown}: cannot write in {folder!r} ({e.strerror})") from None
+            temps.append((tmp, path, shown))
             try:
                 with os.fdopen(fd, "wb") as f:
                     for chunk in ([data] if isinstance(data, (bytes, bytearray, memoryview)) else data):
@@ -154,14 +176,14 @@ def atomic_write_many(files: list[tuple[str, bytes | list]]) -> None:
                     os.fsync(f.fileno())
                 os.chmod(tmp, _kept_mode(path))
             except OSError as e:
-                raise UserInputError(f"{path}: cannot write ({e.strerror})") from None
-        for tmp, path in temps:
+                raise UserInputError(f"{shown}: cannot write ({e.strerror})") from None
+        for tmp, path, shown in temps:
             try:
                 os.replace(tmp, path)
             except OSError as e:
-                raise UserInputError(f"{path}: cannot write ({e.strerror})") from None
+                raise UserInputError(f"{shown}: cannot write ({e.strerror})") from None
     except BaseException:
-        for tmp, _ in temps:
+        for tmp, _, _ in temps:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         raise

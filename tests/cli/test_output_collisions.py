@@ -356,3 +356,45 @@ def test_an_output_that_is_a_fifo_is_refused_not_replaced(folder, capsys):
     import stat
 
     assert stat.S_ISFIFO(os.stat("pipe").st_mode)
+
+
+def test_an_output_that_is_a_link_is_written_through_and_stays_a_link(folder, capsys):
+    """The atomic rename replaced a symbolic link named as the output with a regular file: the link was gone and
+    its target stale (an outside check). Written through as ``open()`` and the shell's ``>`` do. Reference: the
+    link's type and target before and after, and the target's bytes, read back by ONNX itself."""
+    import onnx
+
+    os.mkdir("runs")
+    os.symlink("runs/report.json", "latest.json")  # dangling: the target is created
+    os.symlink("runs/model.onnx", "latest.onnx")
+    assert main(["optimize", "m.onnx", "-o", "latest.onnx", "--json", "latest.json"]) == 0
+    assert os.readlink("latest.onnx") == "runs/model.onnx" and os.readlink("latest.json") == "runs/report.json"
+    onnx.checker.check_model(onnx.load("runs/model.onnx"))
+    assert open("runs/report.json").read().lstrip().startswith("{")
+    assert sorted(os.listdir(".")) == sorted(["latest.json", "latest.onnx", "m.onnx", "myedge.toml", "pol.json",
+                                              "pol.npz", "runs"])  # nothing beside the link
+
+
+def test_external_data_goes_beside_the_model_a_link_names(folder):
+    """A model written through a link to another folder keeps its external data beside it, where its relative
+    location points. Reference: ONNX Runtime loads and runs the target."""
+    import numpy as np
+    import onnxruntime as ort
+
+    os.mkdir("store")
+    os.symlink("store/m2.onnx", "m2.onnx")
+    graphmill.save(graphmill.load("m.onnx"), "m2.onnx", external_data="w.data", size_threshold=16)
+    assert os.path.islink("m2.onnx") and os.path.exists("store/w.data") and not os.path.exists("w.data")
+    sess = ort.InferenceSession("store/m2.onnx", providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    sess.run(None, {inp.name: np.zeros([d if isinstance(d, int) else 1 for d in inp.shape], np.float32)})
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux's /proc")
+def test_a_link_to_a_process_file_is_refused_not_replaced(folder, capsys):
+    """``--json /dev/stdout`` as root replaced the system's /dev/stdout (a link to /proc/self/fd/1) with a regular
+    file (an outside check). A link into /proc is refused before any work. Reference: the link before and after."""
+    os.symlink("/proc/self/fd/1", "out.json")
+    _refused(capsys, ["optimize", "m.onnx", "-o", "o.onnx", "--json", "out.json"],
+             "out.json: is a link to a process's open file (/proc/self/fd/1), not a file to write")
+    assert os.readlink("out.json") == "/proc/self/fd/1" and not os.path.exists("o.onnx")
