@@ -4,6 +4,7 @@ formulas)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -212,6 +213,18 @@ def test_a_device_set_read_from_a_models_meta_is_checked(edit, message):
     edit(good)
     with pytest.raises(UserInputError, match=f"m.onnx is unreadable .*{re.escape(message)}"):
         device_set_from_meta(good, "m.onnx")
+
+
+@pytest.mark.parametrize("diagonal", ["x", True, 10 ** 400, None, 7.0], ids=["str", "bool", "huge-int", "null", "number"])
+def test_a_device_to_itself_is_no_link_whatever_the_meta_says_there(diagonal):
+    """The diagonal of the link matrices (a device to itself) is not read: a string, a bool or a 400-digit integer
+    there gave a traceback (``fill_diagonal`` of nothing; an outside check). Reference: the set's own to_dict, the
+    diagonal edited by hand, read back equal to the unedited one."""
+    good = device_set(devices=2).to_dict()
+    edited = json.loads(json.dumps(good))
+    for key in ("latency", "bytes_per_unit"):
+        edited[key][1][1] = diagonal
+    assert device_set_from_meta(edited, "m.onnx").to_dict() == good
 
 
 @pytest.mark.parametrize("cost", [5, "bogus", None, ["roofline"]])

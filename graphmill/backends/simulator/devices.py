@@ -154,6 +154,8 @@ class DeviceSet:
                     for j, x in enumerate(r):
                         if i != j:
                             _num(x, f"{key}[{i}][{j}]", low=low, inclusive=True, high=high)
+                if m is None:  # the odd type was on the diagonal, which is not read
+                    m = np.array([[0.0 if i == j else float(x) for j, x in enumerate(r)] for i, r in enumerate(rows)])
             np.fill_diagonal(m, diagonal)
             return m
 
