@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import warnings
-from typing import Iterator, NoReturn, Sequence
+from typing import IO, Iterator, NoReturn, Sequence
 
 from graphmill import api
 from graphmill.errors import SimulationWarning, TracingWarning, UserInputError
@@ -81,17 +81,49 @@ _json_stdout: list = []  # the real stdout while a command's --json goes there (
 @contextlib.contextmanager
 def json_stdout_only(on: bool) -> Iterator[None]:
     """While active (``on``: the command prints its JSON on stdout), stdout carries the JSON alone: whatever
-    else is printed meanwhile (a ``--load-passes`` plugin, a library) goes to stderr, and ``emit_json`` writes
-    to the real stdout. A plugin's ``print`` came before the JSON and made it unreadable."""
+    else is printed meanwhile (a ``--load-passes`` plugin, a library, a search's worker processes) goes to
+    stderr, and ``emit_json`` writes to the real stdout. A plugin's ``print`` came before the JSON and made it
+    unreadable. When ``sys.stdout`` is file descriptor 1 the switch is made on the descriptors too, so worker
+    processes (which start with the parent's descriptor 1) and C code follow it."""
     if not on:
         yield
         return
-    _json_stdout.append(sys.stdout)
+    real = _detach_stdout_fd()
+    _json_stdout.append(real if real is not None else sys.stdout)
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield
     finally:
         _json_stdout.pop()
+        if real is not None:
+            _reattach_stdout_fd(real)
+
+
+def _detach_stdout_fd() -> IO[str] | None:
+    """A stream on a copy of descriptor 1, which then points where descriptor 2 does; None where ``sys.stdout``
+    is not descriptor 1 (a test's captured stream, an embedding program's)."""
+    try:
+        if sys.stdout.fileno() != 1 or sys.stderr.fileno() != 2:
+            return None
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
+    saved = os.dup(1)  # not inherited by child processes (os.dup's default)
+    os.dup2(2, 1)
+    return open(saved, "w", encoding=sys.stdout.encoding, errors=sys.stdout.errors, closefd=True)
+
+
+def _reattach_stdout_fd(real: IO[str]) -> None:
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    os.dup2(real.fileno(), 1)
+    try:
+        real.close()
+    except BrokenPipeError:  # `| head` closed it: the command has already returned 0
+        pass
 
 
 def emit_json(data: dict, dest: str | None = None) -> None:

@@ -84,11 +84,12 @@ def _first_line(e: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _quiet(stream):
-    """Silence a stream's file descriptor (1 or 2): the exporters print from C++ and through logging."""
-    fd = 1 if stream is sys.stdout else 2
+def _quiet(fd: int):
+    """Silence a file descriptor (1 or 2): the exporters print from C++ and through logging. Named by number, not
+    by ``sys.stdout``/``sys.stderr``: while a command's --json goes to stdout, ``sys.stdout`` is ``sys.stderr``."""
     try:
-        stream.flush()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
         saved = os.dup(fd)
     except (AttributeError, OSError, ValueError):
         yield
@@ -99,7 +100,9 @@ def _quiet(stream):
             try:
                 yield
             finally:
-                stream.flush()
+                for stream in (sys.stdout, sys.stderr):
+                    with contextlib.suppress(AttributeError, OSError, ValueError):
+                        stream.flush()
                 os.dup2(saved, fd)
     finally:
         os.close(saved)
@@ -111,7 +114,7 @@ def _export_legacy(torch, module, args, buf, opset, in_names, out_names, dynamic
     ``TrainingMode.PRESERVE`` on a module in eval mode is ``EVAL`` without the exporter's eval peephole, which
     folded every BatchNorm into its Conv: ``to_torch`` then had no BatchNorm scale and bias to train, and one SGD
     step moved the weights away from the original's (an outside check). Folding is ``fuse-conv-bn``'s job."""
-    with warnings.catch_warnings(record=True) as caught, _quiet(sys.stdout):
+    with warnings.catch_warnings(record=True) as caught, _quiet(1):
         warnings.simplefilter("always")
         torch.onnx.export(module, args, buf, dynamo=False, opset_version=opset, input_names=in_names,
                           output_names=out_names, dynamic_axes=dynamic_axes, do_constant_folding=True,
@@ -142,7 +145,7 @@ def _export_dynamo(torch, module, args, buf, opset, in_names, out_names, dynamic
     if dynamic_batch:
         n = torch.export.Dim("N")
         dynamic_shapes = tuple({0: n} if a.dim() >= 1 else None for a in args)
-    with warnings.catch_warnings(), _quiet(sys.stdout), _quiet(sys.stderr):
+    with warnings.catch_warnings(), _quiet(1), _quiet(2):
         warnings.simplefilter("ignore")
         module.eval()
         torch.onnx.export(module, args, buf, dynamo=True, opset_version=opset, input_names=in_names,

@@ -64,6 +64,12 @@ EVALUATORS = '''
 def quadratic(config):
     return -(config["x"] - 0.3) ** 2
 
+def chatty(config):
+    import os
+    print("worker", os.getpid(), "evaluates", config["x"], flush=True)
+    os.write(1, b"and writes to its descriptor 1\\n")
+    return config["x"]
+
 def broken(config):
     if config["x"] > 0.5:
         raise ValueError("no")
@@ -87,6 +93,21 @@ def test_user_space_and_evaluator(tmp_path):
     assert summary["best"]["reward"] == max(h["config"]["x"] for h in history if h["config"]["x"] <= 0.5)
     assert all("ValueError: no" in h["error"] for h in failed)
     assert not (tmp_path / "o" / "best.onnx").exists()  # no network for a user space
+
+
+@pytest.mark.xdist_group("processes")
+def test_worker_processes_prints_leave_json_on_stdout_readable(tmp_path):
+    """An evaluator that prints, run in a pool's worker processes, put its lines on stdout before the JSON of
+    `--json` (the parent's redirection of sys.stdout does not reach a process that starts with descriptor 1; an
+    outside check). Reference: json.loads of stdout; the workers' lines on stderr."""
+    (tmp_path / "myeval.py").write_text(EVALUATORS)
+    (tmp_path / "space.json").write_text(json.dumps({"type": "space", "params": {
+        "x": {"type": "float", "low": 0.0, "high": 1.0}}}))
+    r = run_cli("--space", "space.json", "--evaluator", "myeval:chatty", "--strategy", "random", "--budget", "4",
+                "--workers", "2", "--executor", "local", "--out", "o", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["trials"] == 4
+    assert r.stderr.count(" evaluates ") == 4 and r.stderr.count("and writes to its descriptor 1") == 4, r.stderr
 
 
 BAD_SPACE = '{"type": "space", "params": {"lr": {"type": "float", "low": "a", "high": 1}}}'

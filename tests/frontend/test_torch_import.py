@@ -237,6 +237,26 @@ def test_export_failure_is_a_clear_user_error(capfd):
     assert "Torch IR graph" not in out + err  # the exporter's IR dump is kept from the user
 
 
+def test_the_exporters_noise_stays_silenced_while_json_goes_to_stdout():
+    """While a command's --json goes to stdout, sys.stdout is sys.stderr: the silencing of the dynamo exporter's
+    stderr took that for stdout, and its log lines reached the user's stderr (an outside check). Reference: the
+    stderr of a process doing what the CLI does, empty as it is without --json."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nimport torch\nfrom torch import nn\nfrom graphmill.cli.common import json_stdout_only\n"
+              "from graphmill.frontend.torch_import import from_torch\nfrom graphmill.ir import UserInputError\n"
+              "class SVDNet(nn.Module):\n    def forward(self, x):\n        return torch.linalg.svd(x)[1]\n"
+              "for on in (False, True):\n    with json_stdout_only(on):\n        try:\n"
+              "            from_torch(SVDNet(), torch.randn(2, 4, 4))\n        except UserInputError:\n"
+              "            print('refused', on, file=sys.stderr)\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=root,
+                       env=dict(os.environ, PYTHONPATH=root))
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    assert r.stderr == "refused False\nrefused True\n", r.stderr
+
+
 def test_bad_example_inputs_name_the_module():
     with pytest.raises(UserInputError, match="Linear"):
         from_torch(nn.Linear(4, 2), torch.randn(2, 3))
