@@ -7,10 +7,10 @@ of the onnx test data build their weights with ConstantOfShape) and it is read
 by a node that is not itself constant-only, or is a graph output. Integer
 tensors wider than 8 bits and booleans are shapes, axes and indices, not
 weights, and are not counted; 8- and 4-bit integers are (quantized weights). Nor are 0-d scalars
-(Clip's bounds, GELU's 0.5, an attention scale): constants of the formula, not learned weights. A weight
-looked up by constant indices (a ``Gather``, e.g. a relative-position bias expanded from its table) or
-broadcast by ``Expand``/``Tile`` (an LSTM's initial state to the batch) counts as what it copies, not as the
-copy.
+(Clip's bounds, GELU's 0.5, an attention scale), nor Resize's scales: constants of the formula, not learned
+weights. A weight looked up by constant indices (a ``Gather``, e.g. a relative-position bias expanded from its
+table), broadcast by ``Expand``/``Tile`` (an LSTM's initial state to the batch) or viewed (``Reshape``,
+``Transpose``...) counts as what it copies, once, not as the copy.
 """
 
 from __future__ import annotations
@@ -73,20 +73,30 @@ _BROADCASTS = frozenset({"Expand", "Tile"})
 
 def _copied_from(v: Value, const_nodes: set[int]) -> Value | None:
     """The weight a constant-only copy ``v`` holds the values of, else None. Such a copy holds no values of its
-    own, so what it copies counts instead: a relative-position bias [heads, L, L] expanded from its (2H-1)(2W-1)
-    x heads table by a constant ``Gather`` (as ``graphmill::RelativeAttention``'s lowering writes it), or an
-    LSTM's initial state [1, hidden] broadcast to [batch, hidden] by ``Expand``/``Tile`` (counted at its
-    broadcast size, the parameter count grew with the batch). Views (``_VIEWS``) are walked through."""
-    source = None
+    own, so what it copies counts instead, once: a relative-position bias [heads, L, L] expanded from its
+    (2H-1)(2W-1) x heads table by a constant ``Gather`` (as ``graphmill::RelativeAttention``'s lowering writes
+    it), an LSTM's initial state [1, hidden] broadcast to [batch, hidden] by ``Expand``/``Tile`` (counted at its
+    broadcast size, the parameter count grew with the batch), or a view (``_VIEWS``) of a weight also read as it
+    is (a weight read directly and through Reshape -> Expand counted twice). Walked to the root of the chain."""
+    start = v
     while (p := v.producer) is not None and id(p) in const_nodes and p.domain in ("", "ai.onnx") and p.inputs:
         if p.op_type == "Gather" and p.inputs[0] is not None and is_weight_dtype(p.inputs[0].dtype):
-            return p.inputs[0]
+            v = p.inputs[0]
+            continue
         if p.inputs[0] is None or p.op_type not in _VIEWS | _BROADCASTS:
             break
         v = p.inputs[0]
-        if p.op_type in _BROADCASTS:
-            source = v
-    return source
+    return None if v is start else v
+
+
+#: inputs that take a constant of the formula, never a learned weight: Resize's region and scales ([1, 1, 2, 2]
+#: for nn.Upsample(scale_factor=2) counted 4 parameters), Upsample's scales
+_FORMULA_INPUTS = {"Resize": frozenset({1, 2}), "Upsample": frozenset({1})}
+
+
+def _read_as_weight(v: Value, user: Node) -> bool:
+    slots = _FORMULA_INPUTS.get(user.op_type) if user.domain in ("", "ai.onnx") else None
+    return not slots or any(x is v and i not in slots for i, x in enumerate(user.inputs))
 
 
 def parameter_values(graph: Graph, constant: set[int] | None = None,
@@ -110,8 +120,10 @@ def parameter_values(graph: Graph, constant: set[int] | None = None,
         seen.add(id(v))
         if not is_weight_dtype(v.dtype) or _is_scalar(v):
             continue
-        if id(v) in outputs or any(id(u) not in const_nodes for u in v.users):
+        if id(v) in outputs or any(id(u) not in const_nodes and _read_as_weight(v, u) for u in v.users):
             v = _copied_from(v, const_nodes) or v
+            if _is_scalar(v) or not is_weight_dtype(v.dtype):  # a broadcast 0-d zero state: a formula constant
+                continue
             if id(v) not in counted:
                 counted.add(id(v))
                 params.append(v)

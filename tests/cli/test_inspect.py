@@ -121,6 +121,44 @@ def test_a_broadcast_constant_counts_as_what_it_copies(op):
         assert graphmill.inspect(_broadcast_state_graph(batch, op))["params"] == 4, batch
 
 
+def test_a_weight_read_directly_and_through_views_counts_once():
+    """A weight [1, 8] read as it is and through Reshape -> Expand, or Transpose -> Tile -> Transpose, counted 16
+    (the walk stopped at the broadcast and counted the view it reached); a 0-d zero state expanded to the batch
+    counted 1, though 0-d scalars are constants of the formula (an outside check). Reference: the 8 numbers
+    stored in the graph."""
+    from graphmill.ir.builder import GraphBuilder
+
+    b = GraphBuilder("views")
+    x = b.input("x", "float32", [3, 8])
+    w = b.const(np.arange(8, dtype=np.float32).reshape(1, 8), "w")
+    zero = b.const(np.array(0.0, np.float32), "zero")
+    expanded = b.op("Expand", b.op("Reshape", w, b.const(np.array([1, 8], np.int64))), b.const(np.array([3, 8],
+                                                                                                     np.int64)))
+    tiled = b.op("Transpose", b.op("Tile", b.op("Transpose", w, perm=[1, 0]), b.const(np.array([1, 3], np.int64))),
+                 perm=[1, 0])
+    state = b.op("Expand", zero, b.const(np.array([3, 8], np.int64)))
+    b.output(b.Add(b.Add(b.Add(b.Mul(x, w), expanded), tiled), state))
+    assert graphmill.inspect(b.build())["params"] == 8
+
+
+def test_resize_scales_are_not_parameters():
+    """nn.Upsample(scale_factor=2) exports a Resize whose scales [1, 1, 2, 2] counted 4 parameters where torch
+    counts none (an outside check). Reference: torch's own count, sum(p.numel()) = 0, for the same module."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1.0, 1.0, 2.0, 2.0])
+    roi = helper.make_tensor("roi", TensorProto.FLOAT, [0], [])
+    node = helper.make_node("Resize", ["x", "roi", "scales"], ["y"], mode="nearest")
+    graph = helper.make_graph([node], "up", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])],
+                              initializer=[scales, roi])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    from graphmill.frontend import from_proto
+
+    assert graphmill.inspect(from_proto(model))["params"] == 0
+
+
 @pytest.mark.parametrize("name", ["moe_lstm_lm", "nmt"])
 def test_zoo_recurrent_models_count_the_same_parameters_at_any_batch(name):
     """Reference: the model at batch 1 against itself at batch 8 (no weight depends on the batch)."""
