@@ -16,7 +16,7 @@ from graphmill.util.plots import check_png_path
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="cycle-level simulation on a systolic-array accelerator (per-layer table)")
     p.add_argument("model", nargs="?", help="an ONNX model file")
-    p.add_argument("--accel", help="accelerator config (TOML; see examples/accelerators/)")
+    p.add_argument("--accel", help="accelerator config (TOML; see examples/accelerators/); required with a model")
     p.add_argument("--scalesim-topology", metavar="T.csv", help="a SCALE-Sim topology CSV (instead of a model)")
     p.add_argument("--scalesim-config", metavar="C.cfg", help="a SCALE-Sim config (with --scalesim-topology)")
     p.add_argument("--scalesim-compat", action="store_true",
@@ -52,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
         report = api.simulate_scalesim(args.scalesim_topology, args.scalesim_config,
                                        scalesim_compat=args.scalesim_compat)
     else:
+        if args.model and not args.accel:
+            raise UserInputError(f"{args.model}: --accel A.toml is required: the accelerator to simulate on (e.g. "
+                                 "examples/accelerators/edge.toml)")
         if not args.model or not args.accel:
             raise UserInputError("graphmill simulate needs MODEL.onnx --accel A.toml (or --scalesim-topology "
                                  "T.csv --scalesim-config C.cfg)")
