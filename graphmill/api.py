@@ -1117,14 +1117,16 @@ def chip_load(netlist: str | os.PathLike, init: str | os.PathLike):
 def chip_cost(netlist: str | os.PathLike, placement: str | os.PathLike,
               weights: tuple[float, float, float] = (1.0, 0.5, 0.5)) -> dict:
     """The proxy cost of a placement as Circuit Training's evaluator computes it, and its legality:
-    ``{"proxy", "wirelength", "density", "congestion", "legal"}``."""
+    ``{"proxy", "wirelength", "density", "congestion", "legal", "why_illegal"}`` (``why_illegal``: None, or what
+    makes it illegal: a hard macro outside the canvas, overlapping pairs)."""
     from graphmill.passes.chip.cost import proxy_cost
     from graphmill.passes.chip.legality import legality
     from graphmill.passes.chip.problem import problem_from_graph
 
     graph, _ = chip_load(netlist, placement)
     problem = problem_from_graph(graph)
-    return dict(proxy_cost(problem, tuple(weights)).as_dict(), legal=legality(problem)[0])
+    legal, why = legality(problem)
+    return dict(proxy_cost(problem, tuple(weights)).as_dict(), legal=legal, why_illegal=None if legal else why)
 
 
 def _check_chip_options(method: str, options: dict | None) -> None:

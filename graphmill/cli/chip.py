@@ -1,5 +1,6 @@
 """``graphmill chip place``: place a chip netlist's macros (Circuit Training formats) by force-directed placement,
-simulated annealing or the RL placer, scored by Circuit Training's proxy cost."""
+simulated annealing or the RL placer, scored by Circuit Training's proxy cost. ``graphmill chip cost``: that score
+and the legality of a placement made anywhere (another placer's .plc, a hand edit)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import re
 import sys
 
 from graphmill import api
-from graphmill.cli.common import emit_json, output_file
+from graphmill.cli.common import check_output_paths, emit_json, output_file
 from graphmill.errors import UserInputError
 
 
@@ -69,7 +70,34 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     q.add_argument("--plot", metavar="canvas.png", help="draw macros, clusters and the congestion heat map")
     q.add_argument("--quiet", action="store_true", help="no progress lines")
     q.set_defaults(func=run)
+    c = chip_sub.add_parser("cost", help="the proxy cost and legality of the placement PLACEMENT.plc of NETLIST")
+    c.add_argument("netlist", metavar="NETLIST", help="netlist.pb.txt (or .gz), Circuit Training's format")
+    c.add_argument("placement", metavar="PLACEMENT.plc", help="the placement to score (canvas, grid, routing)")
+    if hasattr(c, "_negative_number_matcher"):
+        c._negative_number_matcher = _NEGATIVE_VALUE
+    c.add_argument("--weights", type=_weights, default=(1.0, 0.5, 0.5), metavar="WL,DEN,CONG",
+                   help="proxy cost weights (default 1,0.5,0.5)")
+    c.add_argument("--json", metavar="REPORT", help="write the JSON report to REPORT ('-': stdout; keys: proxy, "
+                   "wirelength, density, congestion, legal, why_illegal, weights, netlist, placement)")
+    c.set_defaults(func=run_cost)
     return p
+
+
+def run_cost(args: argparse.Namespace) -> int:
+    if args.json not in (None, "-"):
+        check_output_paths({"NETLIST": args.netlist, "PLACEMENT.plc": args.placement}, {"--json": args.json})
+    report = dict(api.chip_cost(args.netlist, args.placement, weights=args.weights), weights=list(args.weights),
+                  netlist=args.netlist, placement=args.placement)
+    if args.json == "-":
+        emit_json(report)
+        return 0
+    print(f"proxy {report['proxy']:.4f} (wirelength {report['wirelength']:.4f}, density {report['density']:.4f}, "
+          f"congestion {report['congestion']:.4f}; weights {','.join(f'{w:g}' for w in args.weights)}), "
+          + ("legal" if report["legal"] else f"NOT LEGAL: {report['why_illegal']}"))
+    if args.json:
+        emit_json(report, args.json)
+        print(f"wrote {args.json}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

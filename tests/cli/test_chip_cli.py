@@ -270,3 +270,33 @@ def test_an_output_not_named_plc_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "a placement is written as .plc text" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_chip_cost_scores_any_placement_as_the_independent_evaluator_does(tmp_path, capsys):
+    """`graphmill chip cost` (a placement made elsewhere, scored without placing: it was Python-only). Reference:
+    tests/passes/chip/ct_reference.py, an evaluator importing nothing from graphmill, on the shipped placement and
+    on one whose two hard macros are moved onto one another (illegal: they overlap)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "passes", "chip"))
+    import ct_reference
+
+    nodes = ct_reference.parse_netlist(NET)
+    hard = [i for i, n in enumerate(nodes) if n["attrs"].get("type") == "MACRO"]
+    lines = open(PLC).read().splitlines()
+    moved = [ln if ln.startswith("#") or int(ln.split()[0]) not in hard else
+             " ".join([ln.split()[0], "250.0", "250.0"] + ln.split()[3:]) for ln in lines if ln.strip()]
+    overlapping = tmp_path / "overlap.plc"
+    overlapping.write_text("\n".join(moved) + "\n")
+    for plc, legal in ((PLC, True), (str(overlapping), False)):
+        ref = ct_reference.evaluate(NET, plc)
+        assert ref["legal"] is legal
+        assert main(["chip", "cost", NET, plc, "--json", "-"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        for k in ("wirelength", "density", "congestion", "proxy"):
+            assert report[k] == pytest.approx(ref[k], rel=1e-9, abs=1e-12), k
+        assert report["legal"] is legal and (report["why_illegal"] is None) == legal
+        assert report["weights"] == [1.0, 0.5, 0.5] and report["placement"] == plc
+    assert main(["chip", "cost", NET, str(overlapping), "--weights", "1,1,0", "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "NOT LEGAL: 1 pairs of hard macros overlap" in out, out
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["proxy"] == pytest.approx(r["wirelength"] + r["density"])
