@@ -297,6 +297,6 @@ def test_chip_cost_scores_any_placement_as_the_independent_evaluator_does(tmp_pa
         assert report["weights"] == [1.0, 0.5, 0.5] and report["placement"] == plc
     assert main(["chip", "cost", NET, str(overlapping), "--weights", "1,1,0", "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
-    assert "NOT LEGAL: 1 pairs of hard macros overlap" in out, out
+    assert "NOT LEGAL: 1 pair of hard macros overlaps" in out, out
     r = json.loads((tmp_path / "r.json").read_text())
     assert r["proxy"] == pytest.approx(r["wirelength"] + r["density"])

@@ -67,7 +67,7 @@ def legality(problem: ChipProblem) -> tuple[bool, str]:
             return False, f"hard macro {problem.names[m]!r} lies outside the canvas"
     n = _count_overlaps(problem.x, problem.y, w, h, hard, EPS)
     if n:
-        return False, f"{n} pairs of hard macros overlap"
+        return False, "1 pair of hard macros overlaps" if n == 1 else f"{n} pairs of hard macros overlap"
     return True, ""
 
 
