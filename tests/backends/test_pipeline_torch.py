@@ -149,3 +149,75 @@ def test_weight_shared_by_two_stages_and_missing_stage_refused():
     g.nodes[1].meta["stage"] = 1
     with pytest.raises(UserInputError, match="weight 'W' is read by stages 0 and 1"):
         check_pipelinable(g, extract_stages(g, stages_of(g)))
+
+
+def test_a_stage_without_weights_trains_with_the_others(unit_cost):
+    """A stage of activations only (the optimal partition puts a lone Relu in a stage of a small model) failed:
+    'optimizer got an empty parameter list' (an outside check). Reference: the same steps in one process."""
+    rng = np.random.default_rng(4)
+    b = GraphBuilder("weightless")
+    x = b.input("x", "float32", ["N", 6])
+    h = b.Tanh(b.MatMul(x, (rng.standard_normal((6, 8)) * 0.4).astype(np.float32), name="mm1"), name="t1")
+    h = b.Sigmoid(b.Relu(h, name="r1"), name="s1")
+    b.output(b.MatMul(h, (rng.standard_normal((8, 3)) * 0.4).astype(np.float32), name="mm2"), name="y")
+    g = b.build()
+    plan = partition_graph(g, unit_cost, stages=3, microbatches=2, batch=4, method="equal-layers")
+    assert [s["nodes"] for s in plan["stages"]][1] in (["r1", "s1"], ["t1", "r1"], ["r1"], ["t1"], ["s1"]), plan
+    r = run_pipeline(g, steps=2, batch=4, microbatches=2, schedule="gpipe", lr=0.1)
+    assert r["max_loss_rel_diff"] <= 1e-5 and r["max_grad_rel_diff"] <= 1e-5
+    assert r["grads_compared"] == 2 * 2
+
+
+def _children(pid: int) -> set[int]:
+    import os
+
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.add(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_sigterm_to_the_parent_alone_stops_every_stage_process(tmp_path):
+    """`kill PID` of `partition --run` printed 'terminated' and then hung: the stage processes (not daemons) kept
+    training, the last blocked on the full progress pipe, and the parent waited for them at exit (an outside
+    check; a Ctrl-C reaches the whole process group and did stop). Reference: the processes /proc lists."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from graphmill.frontend import save
+
+    model = str(tmp_path / "m.onnx")
+    save(skip_mlp(), model)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.Popen([sys.executable, "-m", "graphmill.cli", "partition", model, "--stages", "3",
+                          "--microbatches", "2", "--method", "equal-layers", "-o", str(tmp_path / "o.onnx"), "--run",
+                          "--steps", "3000", "--lr", "0.0001"], stderr=subprocess.PIPE, text=True, cwd=root,
+                         env=dict(os.environ, PYTHONPATH=root), start_new_session=True)
+    try:
+        for line in p.stderr:
+            if "stage processes" in line:
+                break
+        stages = _children(p.pid)
+        assert len(stages) >= 3, stages  # the 3 stage processes (and multiprocessing's resource tracker)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == 143
+        assert "graphmill partition: terminated" in p.stderr.read()
+        deadline = time.time() + 10
+        while time.time() < deadline and any(os.path.exists(f"/proc/{c}") for c in stages):
+            time.sleep(0.2)
+        alive = [c for c in stages if os.path.exists(f"/proc/{c}")]
+        assert not alive, alive
+        assert not os.path.exists(tmp_path / "o.onnx")
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)

@@ -232,12 +232,14 @@ def _worker(rank: int, world: int, port: int, stage_graph: Graph, trainable: lis
         stage = PipelineStage(_ContiguousBoundary(module), rank, world, torch.device("cpu"))
         cls = ScheduleGPipe if schedule == "gpipe" else Schedule1F1B
         sched = cls(stage, microbatches, loss_fn=loss_fn)  # every rank: it tells the schedule to run backward
-        opt = torch.optim.SGD(module.parameters(), lr=lr)
+        # a stage of activations or pooling only has no weights to step ("optimizer got an empty parameter list")
+        opt = torch.optim.SGD(params, lr=lr) if (params := list(module.parameters())) else None
         losses, grads, times = [], [], []
         for _ in range(steps):
             dist.barrier()
             t0 = time.perf_counter()
-            opt.zero_grad()
+            if opt is not None:
+                opt.zero_grad()
             if rank == 0 and world == 1:
                 mb_losses: list = []
                 sched.step(*xs, target=target, losses=mb_losses)
@@ -257,7 +259,8 @@ def _worker(rank: int, world: int, port: int, stage_graph: Graph, trainable: lis
                                         times[-1]))
             grads.append({module.param_names[n]: p.grad.detach().clone() for n, p in module.named_parameters()
                           if p.grad is not None})
-            opt.step()
+            if opt is not None:
+                opt.step()
         params = {module.param_names[n]: p.detach().clone() for n, p in module.named_parameters()}
         torch.save({"losses": losses, "grads": grads, "params": params, "times": times},
                    os.path.join(out_dir, f"rank{rank}.pt"))
@@ -296,7 +299,7 @@ def run_pipeline(graph: Graph, *, steps: int = 2, batch: int, microbatches: int,
     """Train ``graph`` for ``steps`` steps pipelined over its stages, compare with one process, write weights back.
 
     ``progress(line)`` gets one line per step of the one-process reference, then one per pipelined step (sent
-    by the last stage process, which holds the loss). Ctrl-C stops every process; nothing is written back.
+    by the last stage process, which holds the loss). Ctrl-C or SIGTERM stops every process; nothing is written back.
 
     Returns ``{"stages", "schedule", "steps", "batch", "microbatches", "losses", "reference_losses",
     "max_loss_rel_diff", "max_grad_rel_diff", "grads_compared", "max_weight_rel_diff", "step_time_s",
@@ -391,8 +394,21 @@ def _spawn(mp, k, port, stage_graphs, trainable, xs, target, steps, microbatches
     def relay() -> None:
         while lines is not None and not lines.empty():
             progress(lines.get())
-    while not ctx.join(timeout=0.2):
-        relay()
+    try:
+        while not ctx.join(timeout=0.2):
+            relay()
+    except BaseException:
+        # Ctrl-C to the parent alone (SIGTERM, `kill PID`): the stage processes, not daemons, kept training, the
+        # last one blocked on the full progress pipe, and the parent waited for them at exit without end
+        for proc in ctx.processes:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in ctx.processes:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        raise
     relay()
 
 
