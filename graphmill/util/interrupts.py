@@ -1,10 +1,12 @@
 """Ctrl-C between steps, not inside one: the one way long loops (supernet training, AutoHAS) stop and checkpoint;
-and SIGTERM handled as Ctrl-C, so that ``kill`` cleans up as Ctrl-C does."""
+SIGTERM handled as Ctrl-C, so that ``kill`` cleans up as Ctrl-C does; and spawned worker processes stopped with
+the parent that an interrupt stops."""
 from __future__ import annotations
 
 import os
 import signal
 import threading
+from typing import Any, Callable
 
 
 class DeferredInterrupt:
@@ -69,3 +71,25 @@ class TerminateAsInterrupt:
         if self._old is not None:
             signal.signal(signal.SIGTERM, self._old)
             self._old = None
+
+
+def join_or_stop(ctx: Any, tick: Callable[[], None] | None = None, poll_s: float = 0.2) -> None:
+    """Wait for the processes of ``ctx`` (``torch.multiprocessing.start_processes(..., join=False)``), calling
+    ``tick`` between waits; a failing process raises as ``ctx.join`` does. Interrupted (a Ctrl-C or SIGTERM that
+    reached the parent alone, as ``kill PID`` does), the processes are terminated and reaped before the interrupt
+    goes on: they are not daemons, so the parent printed 'terminated' and then waited for them at exit, without
+    end (a pipeline's last stage blocked on its full progress pipe)."""
+    try:
+        while not ctx.join(timeout=poll_s):
+            if tick is not None:
+                tick()
+    except BaseException:
+        for proc in ctx.processes:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in ctx.processes:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        raise

@@ -68,3 +68,29 @@ def test_a_forked_worker_still_dies_on_sigterm():
         os.kill(pid, signal.SIGTERM)
         _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+
+
+def _sleep_long(rank: int) -> None:  # pragma: no cover - runs in the spawned processes
+    time.sleep(120)
+
+
+def test_join_or_stop_terminates_the_processes_when_the_parent_is_interrupted():
+    """Spawned processes are not daemons: a parent interrupted while waiting for them (SIGTERM or Ctrl-C to it
+    alone) waited for them at exit without end (`partition --run`, `place --run`; an outside check). Reference:
+    the processes' own liveness, read through multiprocessing."""
+    import torch.multiprocessing as mp
+
+    from graphmill.util.interrupts import join_or_stop
+
+    ctx = mp.start_processes(_sleep_long, nprocs=2, join=False, start_method="spawn")
+    ticks = []
+
+    def tick() -> None:
+        ticks.append(1)
+        if len(ticks) == 3:
+            raise KeyboardInterrupt
+
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        join_or_stop(ctx, tick, poll_s=0.05)
+    assert not any(p.is_alive() for p in ctx.processes) and time.monotonic() - t0 < 60

@@ -37,6 +37,7 @@ from graphmill.ir import Graph, TensorType, UserInputError
 from graphmill.ir.partition import StageGraph, compute_nodes, extract_stages
 from graphmill.ir.summary import constant_values
 from graphmill.util.errors import ExecutionError
+from graphmill.util.interrupts import join_or_stop
 
 from .lowering import export_weights, to_torch
 from .tensors import torch_dtype
@@ -394,21 +395,7 @@ def _spawn(mp, k, port, stage_graphs, trainable, xs, target, steps, microbatches
     def relay() -> None:
         while lines is not None and not lines.empty():
             progress(lines.get())
-    try:
-        while not ctx.join(timeout=0.2):
-            relay()
-    except BaseException:
-        # Ctrl-C to the parent alone (SIGTERM, `kill PID`): the stage processes, not daemons, kept training, the
-        # last one blocked on the full progress pipe, and the parent waited for them at exit without end
-        for proc in ctx.processes:
-            if proc.is_alive():
-                proc.terminate()
-        for proc in ctx.processes:
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        raise
+    join_or_stop(ctx, relay)
     relay()
 
 
