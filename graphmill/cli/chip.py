@@ -10,7 +10,7 @@ import re
 import sys
 
 from graphmill import api
-from graphmill.cli.common import check_output_paths, emit_json, output_file
+from graphmill.cli.common import check_output_paths, emit_json, output_file, report_file
 from graphmill.errors import UserInputError
 
 
@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         q._negative_number_matcher = _NEGATIVE_VALUE
     q.add_argument("--weights", type=_weights, default=(1.0, 0.5, 0.5), metavar="WL,DEN,CONG",
                    help="proxy cost weights (default 1,0.5,0.5)")
-    q.add_argument("--json", metavar="REPORT", help="write the JSON report to REPORT ('-': stdout)")
+    q.add_argument("--json", type=report_file, metavar="REPORT", help="write the JSON report to REPORT ('-': stdout)")
     q.add_argument("--plot", metavar="canvas.png", help="draw macros, clusters and the congestion heat map")
     q.add_argument("--quiet", action="store_true", help="no progress lines")
     q.set_defaults(func=run)
@@ -77,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         c._negative_number_matcher = _NEGATIVE_VALUE
     c.add_argument("--weights", type=_weights, default=(1.0, 0.5, 0.5), metavar="WL,DEN,CONG",
                    help="proxy cost weights (default 1,0.5,0.5)")
-    c.add_argument("--json", metavar="REPORT", help="write the JSON report to REPORT ('-': stdout; keys: proxy, "
+    c.add_argument("--json", type=report_file, metavar="REPORT",
+                   help="write the JSON report to REPORT ('-': stdout; keys: proxy, "
                    "wirelength, density, congestion, legal, why_illegal, weights, netlist, placement)")
     c.set_defaults(func=run_cost)
     return p

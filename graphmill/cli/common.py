@@ -222,6 +222,21 @@ def output_file(text: str) -> str:
 OTHER_FORMATS = (".plc", ".json", ".jsonl", ".png", ".toml", ".mill", ".npz", ".csv", ".cfg", ".py", ".pt", ".txt")
 
 
+#: suffixes of files that hold something other than a report: a --json REPORT named with one is a slip
+#: (``optimize ... --json victim.onnx`` replaced a model with the report, exit 0)
+NOT_REPORTS = (".onnx", ".plc", ".png", ".toml", ".mill", ".npz", ".csv", ".cfg", ".py", ".pt", ".pb", ".gz")
+
+
+def report_file(text: str) -> str:
+    """The type of every ``--json REPORT``: ``-`` (standard output) or a file name without another format's
+    suffix (a report needs no .json suffix: ``report``, ``r.txt`` are fine)."""
+    suffix = os.path.splitext(text)[1].lower()
+    if text != "-" and suffix in NOT_REPORTS:
+        raise argparse.ArgumentTypeError(f"{text!r}: the name of a {suffix} file, for a JSON report; give it a "
+                                         ".json name (or '-' for stdout)")
+    return text
+
+
 def model_output_file(text: str) -> str:
     """The type of every ``-o`` that writes an ONNX model: ``output_file``, and no other format's suffix."""
     text = output_file(text)

@@ -8,7 +8,7 @@ import sys
 
 from graphmill import api
 from graphmill.cli.common import (add_output_args, check_output_path, check_outputs_against_weights, emit_json,
-                                  model_output_file, parse_dims, save_output)
+                                  model_output_file, parse_dims, report_file, save_output)
 from graphmill.util.files import check_output_paths, check_target
 from graphmill.util.limits import check_seed
 
@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--reproducer-dir", metavar="DIR",
                    help="where to write a reproducer when a pass fails (default: a temp folder)")
     p.add_argument("--no-compare", action="store_true", help="skip the final ONNX Runtime comparison with the original")
-    p.add_argument("--json", metavar="REPORT", help="write the report as JSON to REPORT ('-' for stdout only)")
+    p.add_argument("--json", type=report_file,
+                   metavar="REPORT", help="write the report as JSON to REPORT ('-' for stdout only)")
     dev = p.add_argument_group("devices (for the place and learned-* passes, as graphmill place)")
     dev.add_argument("--devices", type=int, metavar="N", help="N identical chips (of --accel, or the built-in one)")
     dev.add_argument("--devices-file", metavar="D.toml", help="heterogeneous devices and links (README)")

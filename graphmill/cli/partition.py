@@ -7,7 +7,7 @@ import re
 
 from graphmill import api
 from graphmill.cli.common import (add_output_args, check_output_path, check_outputs_against_weights, emit_json,
-                                  model_output_file, save_output, stderr)
+                                  model_output_file, report_file, save_output, stderr)
 from graphmill.errors import UserInputError
 from graphmill.util.files import check_output_paths, check_target
 from graphmill.util.plots import check_png_path
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--cost", default="roofline", help="cost model: roofline (default) or simulator (cycle-level)")
     p.add_argument("-o", "--output", type=model_output_file, required=True, metavar="OUT.onnx",
                    help="the model with node meta 'stage' (and trained weights with --run)")
-    p.add_argument("--json", metavar="REPORT", help="write the JSON report to REPORT ('-': stdout)")
+    p.add_argument("--json", type=report_file, metavar="REPORT", help="write the JSON report to REPORT ('-': stdout)")
     p.add_argument("--plot", metavar="gantt.png", help="write the simulated schedule as a Gantt PNG")
     p.add_argument("--run", action="store_true", help="train for real on K local processes and compare with one")
     p.add_argument("--steps", type=int, default=2, metavar="N", help="training steps with --run (default 2)")

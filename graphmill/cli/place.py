@@ -8,7 +8,7 @@ import sys
 
 from graphmill import api
 from graphmill.cli.common import (add_output_args, check_output_path, check_outputs_against_weights, emit_json,
-                                  model_output_file, parse_dims, save_output)
+                                  model_output_file, parse_dims, report_file, save_output)
 from graphmill.util.files import check_output_paths, check_target
 from graphmill.util.plots import check_png_path
 
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--policy", metavar="POLICY.npz", help="learned: a policy file (default: the shipped one)")
     p.add_argument("-o", "--output", type=model_output_file,
                    required=True, metavar="OUT.onnx", help="the model with node meta 'device'")
-    p.add_argument("--json", metavar="REPORT", help="write the JSON report to REPORT ('-': stdout)")
+    p.add_argument("--json", type=report_file, metavar="REPORT", help="write the JSON report to REPORT ('-': stdout)")
     p.add_argument("--plot", metavar="gantt.png", help="write the simulated schedule as a Gantt PNG")
     p.add_argument("--run", action="store_true",
                    help="execution check: one process per device (torch.distributed, gloo) against one ORT session")

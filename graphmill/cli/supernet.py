@@ -14,7 +14,7 @@ import json
 import os
 
 from graphmill import api
-from graphmill.cli.common import emit_json, model_output_file, report_interrupted, stderr
+from graphmill.cli.common import emit_json, model_output_file, report_file, report_interrupted, stderr
 from graphmill.errors import UserInputError
 from graphmill.util.files import TEXT_FILE_LIMIT, check_output_paths, read_user_file
 
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="folder for checkpoint.pt, supernet.onnx and supernet.json")
     t.add_argument("--steps", type=int, help="optimizer steps, each training 4 children (default 1200)")
     t.add_argument("--seed", type=int, default=0, help="seed of weights, batches and sampled children (default 0)")
-    t.add_argument("--json", nargs="?", const="-", metavar="REPORT",
+    t.add_argument("--json", type=report_file, nargs="?", const="-", metavar="REPORT",
                    help="write the training report as JSON to REPORT (or stdout without a file)")
     t.set_defaults(func=run_train)
     c = s.add_parser("select", help="the most accurate child under a constraint, as a standard ONNX model")
@@ -45,8 +45,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                                      "holding it)")
     c.add_argument("-o", "--output", type=model_output_file,
                    required=True, metavar="CHILD.onnx", help="where to write the child")
-    c.add_argument("--json", metavar="REPORT", help="write {macs, params, accuracy, latency_ms, config} to REPORT "
-                                                    "(- for stdout)")
+    c.add_argument("--json", type=report_file, metavar="REPORT",
+                   help="write {macs, params, accuracy, latency_ms, config} to REPORT (- for stdout)")
     c.add_argument("--plot", metavar="PNG", help="also write validation accuracy vs MACs / parameters / latency of "
                                                  "the supernet's children with their Pareto fronts (a few seconds)")
     c.set_defaults(func=run_select)

@@ -8,7 +8,7 @@ import argparse
 import os
 
 from graphmill import api
-from graphmill.cli.common import emit_json, report_interrupted, stderr
+from graphmill.cli.common import emit_json, report_file, report_interrupted, stderr
 from graphmill.errors import UserInputError
 from graphmill.util.files import check_output_paths
 
@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", default="train-out", help="folder for model.onnx, history.json, report.json and "
                                                       "checkpoint.pt (default train-out)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (same options)")
-    p.add_argument("--json", nargs="?", const="-", metavar="REPORT",
+    p.add_argument("--json", type=report_file, nargs="?", const="-", metavar="REPORT",
                    help="write the report as JSON to REPORT (or stdout without a file)")
     p.set_defaults(func=run)
     return p

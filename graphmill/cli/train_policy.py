@@ -8,7 +8,7 @@ import shlex
 import sys
 
 from graphmill import api
-from graphmill.cli.common import emit_json, output_file
+from graphmill.cli.common import emit_json, output_file, report_file
 from graphmill.errors import UserInputError
 from graphmill.util.files import check_output_paths, check_target
 
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="a trainer option: graphs, samples, epochs, clip, lr, entropy, penalty, hidden, layers, "
                         "time_limit, reset (repeatable)")
     p.add_argument("--checkpoint", metavar="PATH", help="save after every step; resume from it (removed when the run finishes)")
-    p.add_argument("--json", metavar="REPORT", help="write the summary as JSON ('-': stdout)")
+    p.add_argument("--json", type=report_file, metavar="REPORT", help="write the summary as JSON ('-': stdout)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
     return p

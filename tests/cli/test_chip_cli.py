@@ -186,11 +186,15 @@ def test_outputs_naming_one_file_or_an_input_refused(tmp_path, capsys):
     init = tmp_path / "init.plc"
     init.write_bytes(open(PLC, "rb").read())
     out = tmp_path / "p.plc"
-    for extra in (["--json", str(out)], ["--plot", os.path.join(str(tmp_path), ".", "p.plc")]):
-        rc = main(["chip", "place", NET, "--init", str(init), "--method", "fd", "-o", str(out), "--budget-s", "1",
-                   "--quiet", *extra])
+    for extra, says in ((["--json", str(out)], "the name of a .plc file, for a JSON report"),  # by its name first
+                        (["--plot", os.path.join(str(tmp_path), ".", "p.plc")], "name the same file")):
+        try:
+            rc = main(["chip", "place", NET, "--init", str(init), "--method", "fd", "-o", str(out), "--budget-s",
+                       "1", "--quiet", *extra])
+        except SystemExit as e:  # a usage error
+            rc = e.code
         err = capsys.readouterr().err.strip()
-        assert rc == 2 and len(err.splitlines()) == 1 and "name the same file" in err, err
+        assert rc == 2 and len(err.splitlines()) == 1 and says in err, err
         assert not out.exists()
     with pytest.raises(UserInputError, match="refusing to overwrite"):
         api.chip_place(NET, init, method="fd", output=init, budget_s=1)

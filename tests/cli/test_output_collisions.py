@@ -12,6 +12,7 @@ message written out by hand here. Every refusal is one line, exit 2, before any 
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -37,7 +38,11 @@ def folder(tmp_path, monkeypatch):
 
 def _refused(capsys, argv, says):
     before = {f: open(f, "rb").read() for f in os.listdir(".") if os.path.isfile(f)}
-    assert main(argv) == 2
+    try:
+        code = main(argv)
+    except SystemExit as e:  # a usage error: argparse exits with the line said
+        code = e.code
+    assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and says in err[0], err
     assert {f: open(f, "rb").read() for f in os.listdir(".") if os.path.isfile(f)} == before
@@ -45,15 +50,15 @@ def _refused(capsys, argv, says):
 
 @pytest.mark.parametrize("argv, says", [
     (["train-policy", "-o", "a.npz", "--quick", "--steps", "1", "--json", "a.npz"],
-     "-o a.npz and --json a.npz name the same file"),
+     "argument --json: 'a.npz': the name of a .npz file, for a JSON report"),  # refused by its name before the collision
     (["train-policy", "-o", "b.npz", "--quick", "--steps", "1", "--checkpoint", "b.npz"],
      "-o b.npz and --checkpoint b.npz name the same file"),
     (["train-policy", "-o", "c.npz", "--quick", "--steps", "1", "--checkpoint", "c.json"],
      "c.json and --checkpoint c.json name the same file"),
     (["place", "m.onnx", "--devices", "2", "--accel", "myedge.toml", "-o", "p.onnx", "--json", "myedge.toml"],
-     "--json myedge.toml: is the input myedge.toml (--accel)"),
+     "argument --json: 'myedge.toml': the name of a .toml file, for a JSON report"),
     (["place", "m.onnx", "--devices", "2", "--method", "learned", "--policy", "pol.npz", "-o", "p.onnx",
-      "--json", "pol.npz"], "--json pol.npz: is the input pol.npz (--policy)"),
+      "--json", "pol.npz"], "argument --json: 'pol.npz': the name of a .npz file, for a JSON report"),
     (["place", "m.onnx", "--devices", "2", "--method", "learned", "--policy", "pol.npz", "-o", "p.onnx",
       "--plot", "pol.json"], "--plot pol.json: is the input pol.json (--policy's metadata)"),
     (["place", "m.onnx", "--devices", "2", "--method", "rl", "-o", "p.onnx", "--checkpoint", "p.onnx"],
@@ -61,17 +66,17 @@ def _refused(capsys, argv, says):
     # the checkpoint over the model: it said "not a placement checkpoint ...; remove it" of the user's model
     (["place", "m.onnx", "--devices", "2", "--method", "rl", "--budget", "4", "-o", "p.onnx", "--checkpoint",
       "m.onnx"], "--checkpoint m.onnx: is the input m.onnx (MODEL)"),
-    (["optimize", "m.onnx", "-o", "o.onnx", "--json", "o.onnx"], "-o o.onnx and --json o.onnx name the same file"),
+    (["optimize", "m.onnx", "-o", "o.onnx", "--json", "o.onnx"], "argument --json: 'o.onnx': the name of a .onnx file, for a JSON report"),
     # a second walk-through: simulate, partition, train and scale-search
     (["simulate", "m.onnx", "--accel", "myedge.toml", "--plot", "m.onnx"], "--plot m.onnx: is the input m.onnx (MODEL)"),
     (["simulate", "m.onnx", "--accel", "myedge.toml", "--plot", "myedge.toml"],
      "--plot myedge.toml: is the input myedge.toml (--accel)"),
     (["partition", "m.onnx", "--stages", "2", "--microbatches", "2", "--batch", "4", "-o", "q.onnx", "--json", "q.onnx"],
-     "-o q.onnx and --json q.onnx name the same file"),
+     "argument --json: 'q.onnx': the name of a .onnx file, for a JSON report"),
     (["partition", "m.onnx", "--stages", "2", "--microbatches", "2", "--batch", "4", "-o", "q.onnx", "--accel",
       "myedge.toml", "--plot", "myedge.toml"], "--plot myedge.toml: is the input myedge.toml (--accel)"),
     (["train", "resnet18", "--steps", "1", "--out", "t", "--json", "t/model.onnx"],
-     "--out's model.onnx t/model.onnx and --json t/model.onnx name the same file"),
+     "argument --json: 't/model.onnx': the name of a .onnx file, for a JSON report"),
     (["scale-search", "--stub", "--limit", "1", "--out", "s", "--checkpoint", "s/results.json"],
      "--out's results.json s/results.json and --checkpoint s/results.json name the same file"),
     (["scale-search", "m.onnx", "--stub", "--limit", "1", "--out", "s", "--checkpoint", "m.onnx"],
@@ -313,6 +318,34 @@ def test_a_report_named_as_the_out_folder_is_refused_before_training(folder, cap
 
 
 @pytest.mark.parametrize("argv", [
+    ["optimize", "m.onnx", "-o", "o.onnx", "-p", "dce", "--json", "victim.onnx"],
+    ["optimize", "m.onnx", "-o", "o.onnx", "-p", "dce", "--json", "victim.mill"],
+    ["place", "m.onnx", "--devices", "2", "-o", "p.onnx", "--json", "victim.onnx"],
+    ["chip", "cost", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "chip",
+                                  "sample_clustered", "netlist.pb.txt"),
+     os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "chip", "sample_clustered",
+                  "initial.plc"), "--json", "victim.onnx"],
+])
+def test_a_report_named_as_another_format_is_refused(folder, capsys, argv):
+    """`optimize ... --json victim.onnx` replaced the user's model (neither an input nor another output) with the
+    report, exit 0, as `--json victim.mill` did a schedule (an outside check); `-o` and `--plot` were checked by
+    their suffix already. Reference: the files' bytes before and after, the message written out here."""
+    import shutil as sh
+
+    sh.copy("m.onnx", "victim.onnx")
+    (folder / "victim.mill").write_text("schedule s { dce }\n")
+    suffix = argv[-1].rsplit(".", 1)[1]
+    _refused(capsys, argv, f"argument --json: '{argv[-1]}': the name of a .{suffix} file, for a JSON report; give "
+                           "it a .json name (or '-' for stdout)")
+
+
+def test_a_report_needs_no_json_suffix(folder):
+    """Only another format's suffix is refused: a report named `report` or `r.txt` is written."""
+    assert main(["optimize", "m.onnx", "-o", "o.onnx", "-p", "dce", "--json", "report"]) == 0
+    assert json.loads(open("report").read())["output"] == "o.onnx"
+
+
+@pytest.mark.parametrize("argv", [
     ["optimize", "m.onnx", "-o", "o.onnx", "--json", "m.onnx", "--force", "--no-compare"],
     ["place", "m.onnx", "--devices", "2", "-o", "p.onnx", "--json", "m.onnx", "--force"],
     ["partition", "m.onnx", "--stages", "2", "--microbatches", "2", "--batch", "4", "-o", "q.onnx", "--plot",
@@ -322,7 +355,8 @@ def test_force_lets_no_report_or_plot_replace_the_model(folder, capsys, argv):
     """`--force` is for -o (optimize in place); `optimize -o o.onnx --json m.onnx --force` replaced the model with
     the JSON report, exit 0. Reference: the model's bytes."""
     flag = argv[argv.index("m.onnx", 2) - 1]
-    _refused(capsys, argv, f"{flag} m.onnx: is the input m.onnx (MODEL)")
+    _refused(capsys, argv, f"{flag} m.onnx: is the input m.onnx (MODEL)" if flag != "--json" else
+             "argument --json: 'm.onnx': the name of a .onnx file, for a JSON report")  # by its name, first
 
 
 CHIP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "chip", "sample_clustered")

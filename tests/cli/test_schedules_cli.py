@@ -292,7 +292,7 @@ def test_json_destination_is_checked_before_the_model_is_written(tmp_path, model
     err = one_error_line(run_cli("optimize", model, "-o", str(out), "--json", str(tmp_path)))
     assert err == f"{tmp_path}: is a folder; give a file name" and not out.exists()
     err = one_error_line(run_cli("optimize", model, "-o", str(out), "--json", model))
-    assert f"--json {model}: is the input {model} (MODEL); refusing to overwrite it" in err and not out.exists()
+    assert f"argument --json: '{model}': the name of a .onnx file, for a JSON report" in err and not out.exists()
 
 
 def test_ort_schedule_says_nothing_about_the_rules_it_turns_off(tmp_path):
