@@ -178,6 +178,23 @@ def check_reproducer_dir(folder: str, inputs: dict[str, Any]) -> None:
     check_out_folder(folder, "optimize", "a failing pass's reproducer: " + ", ".join(REPRODUCER_FILES),
                      flag="--reproducer-dir")
     check_output_paths(inputs, reproducer_paths(folder), made=folder)
+    # a folder of the user's files is not a reproducer's: its README.txt (or a before.onnx) was replaced when a pass
+    # failed. An earlier reproducer, which its README.txt's first line names, is replaced as a rerun expects
+    there = [n for n in REPRODUCER_FILES if os.path.lexists(os.path.join(folder, n))]
+    if there and not _is_reproducer(os.path.join(folder, "README.txt")):
+        raise UserInputError(f"--reproducer-dir {folder}: holds {there[0]}, which a reproducer would replace, and no "
+                             "earlier reproducer; give a new or empty folder")
+
+
+def _is_reproducer(readme: str) -> bool:
+    try:
+        with open(readme, "rb") as f:
+            return f.read(len(_README_HEAD)) == _README_HEAD
+    except OSError:
+        return False
+
+
+_README_HEAD = b"graphmill reproducer\n"
 
 
 def write_reproducer(failure: PassFailure, schedule: Schedule, seed: int, folder: str | None,
@@ -195,7 +212,7 @@ def write_reproducer(failure: PassFailure, schedule: Schedule, seed: int, folder
     atomic_write_bytes(repro, run_one.to_text().encode())
     atomic_write_bytes(full, schedule.to_text().encode())
     atomic_write_bytes(readme, (
-        f"graphmill reproducer\nfailing step: {failure.step}\nseed: {seed}\nerror: {failure}\n"
+        _README_HEAD.decode() + f"failing step: {failure.step}\nseed: {seed}\nerror: {failure}\n"
         f"passes run before it: {', '.join(failure.history) or 'none'}\n"
         + (f"rerun: {rerun(folder)}\n" if rerun is not None else "")).encode())
     return folder
@@ -221,7 +238,9 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     ``check_numerics`` compares ONNX Runtime outputs with the original's after every
     pass that changed the graph and stops at the first pass that breaks them;
     on any failing pass a reproducer is written (to ``reproducer_dir`` or a new
-    temporary folder) and ``ReproducerError`` says where, with the command that reruns it.
+    temporary folder) and ``ReproducerError`` says where, with the command that reruns it. ``graph`` is then left
+    as the failing pass left it (in place, no copy kept: models are large); the reproducer's ``before.onnx`` is
+    the graph before that pass.
     ``dims`` sizes symbolic dimensions for the figures and the random inputs (default 1);
     ``load_passes`` (the files the user's passes came from) only goes into that command.
     ``cost_model``: the ``PassContext``'s (the device cost model ``place`` and the learned passes need).

@@ -90,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
     check_output_paths(included, {"-o": args.output, "--json": args.json})
     check_output_paths(api.schedule_policy_files(args.pipeline, args.schedule),
                        {"-o": args.output, "--json": args.json})
-    if args.reproducer_dir is not None:  # the model: api.optimize checks the schedule's files and the plugins itself
-        api.check_reproducer_dir(args.reproducer_dir, {"MODEL": args.model})
+    if args.reproducer_dir is not None:  # api.optimize checks the schedule's files again, from the schedule itself
+        api.check_reproducer_dir(args.reproducer_dir, {"MODEL": args.model, "-s": schedule_file, **included,
+                                                       **{f"--load-passes {p}": p for p in args.load_passes or []}})
     graph = api.load(args.model)
     check_outputs_against_weights(graph, args, {"--json": args.json},
                                   {"-s": schedule_file, "--accel": args.accel, "--devices-file": args.devices_file,

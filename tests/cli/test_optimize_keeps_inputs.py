@@ -82,6 +82,29 @@ def test_reproducer_dir_apart_from_the_inputs_still_gets_the_reproducer(tmp_path
     _unchanged(tmp_path, before)
 
 
+def test_reproducer_dir_of_the_users_files_is_refused_and_an_earlier_reproducer_replaced(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """`--reproducer-dir notes` (a folder holding the user's README.txt) replaced that file with the reproducer's
+    when a pass failed (an outside check). Refused before any work; a folder holding an earlier reproducer (its
+    README.txt says so) is written again, as a rerun expects. Reference: the files' bytes."""
+    monkeypatch.chdir(tmp_path)
+    before = _folder(tmp_path)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README.txt").write_text("my notes\n")
+    argv = ["optimize", "m.onnx", "-o", "o.onnx", "-s", "schedule.mill", "--load-passes", "plugin.py",
+            "--reproducer-dir"]
+    assert main(argv + ["notes"]) == 2
+    assert _one_line(capsys) == ("graphmill optimize: error: --reproducer-dir notes: holds README.txt, which a "
+                                 "reproducer would replace, and no earlier reproducer; give a new or empty folder")
+    assert os.listdir(tmp_path / "notes") == ["README.txt"] and (tmp_path / "notes" / "README.txt").read_text() == \
+        "my notes\n"
+    for _ in range(2):  # the second run replaces the first's reproducer
+        assert main(argv + ["repro"]) != 0
+        capsys.readouterr()
+        assert sorted(os.listdir(tmp_path / "repro")) == ["README.txt", "before.onnx", "repro.mill", "schedule.mill"]
+    _unchanged(tmp_path, before)
+
+
 def test_api_reproducer_dir_may_not_replace_the_schedule_file(tmp_path, monkeypatch):
     """``graphmill.optimize(..., schedule_file=, reproducer_dir=)`` knows the schedule's files and refuses too."""
     import graphmill
