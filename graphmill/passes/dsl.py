@@ -371,10 +371,19 @@ class _Parser:
             return ScheduleError(f"unexpected character {ch!r}", loc)
         if isinstance(e, UnexpectedToken):
             got = repr(str(e.token)) if e.token.type != "$END" else "end of input"
+            closing = {"{": "}", "(": ")", "[": "]"}
+            open_here = _scan_brackets(text, e.pos_in_stream)[0] if e.pos_in_stream is not None else []
+            if str(e.token) in ("}", ")", "]") and open_here and closing[open_here[-1][0]] != str(e.token):
+                ch, line, column, _ = open_here[-1]  # '{disable=[a}}' closed the '[' with a '}'
+                return ScheduleError(f"unexpected {got}: the '{ch}' at line {line}, column {column} is not closed yet "
+                                     f"(expected '{closing[ch]}' first)", loc)
             if str(e.token) in ("}", ")", "]") and _unbalanced_hint(text) is None:
                 depth_err = f"unexpected {got}: there is no matching opening bracket"
                 return ScheduleError(depth_err, loc)
             expected = sorted({_TOKEN_WORDS.get(t, t) for t in e.expected if not t.startswith("__")})
+            if open_here:  # only the innermost open bracket may close here ('repeat(2 {' offered ']' and '}')
+                wrong = {f"'{c}'" for c in closing.values()} - {f"'{closing[open_here[-1][0]]}'"}
+                expected = [x for x in expected if x not in wrong] or expected
             return ScheduleError(f"unexpected {got}; expected {' or '.join(expected[:5])}", loc)
         return ScheduleError(str(e), loc)
 

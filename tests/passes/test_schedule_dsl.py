@@ -189,6 +189,11 @@ def located(text: str, source: str = "<inline>") -> ScheduleError:
     # brackets pair innermost-first, so the "}" closes fixpoint's "{" and the schedule's is the open one
     ("schedule a {\n  fixpoint(max_iters=2) { dce\n}", 1, 12, "'{' is never closed"),
     ("dce }", 1, 5, "no matching opening bracket"),
+    # a closer of the wrong kind names the bracket still open (it said "no matching opening bracket", an outside
+    # check), and only the innermost open bracket's closer is offered ("expected ')' or ',' or ']' or '}'")
+    ("fuse-conv-bn{disable=[conv-bn}}", 1, 30, "unexpected '}': the '[' at line 1, column 22 is not closed yet "
+                                               "(expected ']' first)"),
+    ("repeat(2 { dce }", 1, 10, "unexpected '{'; expected ')' or ','\n"),  # nothing after: the line ends
     ("fixpoint(max_iters=0){dce}", 1, 10, "option 'max_iters' must be an integer from 1 to 10,000, got 0"),
     ("fixpoint(max_iter=3){dce}", 1, 10, "fixpoint takes only max_iters=N (did you mean 'max_iters'?)"),
     ("repeat(two){dce}", 1, 1, "count must be an integer from 0 to 10,000, got 'two'"),
