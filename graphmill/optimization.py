@@ -320,7 +320,8 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     report = OptimizeReport(
         schedule=sched.to_text(), schedule_inline=sched.to_inline(), seed=seed, before=before, after=_brief(graph, dims),
         passes=[r.__dict__ for r in result.records], stats=result.stats(),
-        notes=result.notes + [f"{r.name}: {n}" for r in result.records for n in r.notes],
+        # once each: a pass in a repeat or a fixpoint said the same note on every run ("rule 'conv-add' disabled")
+        notes=list(dict.fromkeys(result.notes + [f"{r.name}: {n}" for r in result.records for n in r.notes])),
     )
     if timer:
         report.time_passes = timer.rows()

@@ -435,6 +435,16 @@ def test_rules_can_be_disabled_by_name():
         PassManager("test-rules{disable=[relu-to-abs]}")
 
 
+def test_a_note_repeated_by_a_repeat_is_reported_once():
+    """A pass inside repeat(3) said its note on each run, and `optimize` printed it three times (an outside
+    check). Reference: the one note the pass gives per run, counted."""
+    import graphmill
+
+    g = relu_chain(1)
+    report = graphmill.optimize(g, "repeat(3){test-rules{allow=[approximate], disable=[test-relu-to-abs]}}")
+    assert sum("'test-relu-to-abs' disabled by the schedule" in n for n in report.notes) == 1, report.notes
+
+
 def test_explain_match_reports_the_closest_partial_match():
     from graphmill.optimization import explain
 
