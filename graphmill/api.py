@@ -166,10 +166,8 @@ def demo(out_dir: str, *, model: str = "resnet18", runs: int = 10) -> dict:
     latency = {}
     for label, level in (("ort_disabled", "disabled"), ("ort_all", "all")):
         opts = ortb.OrtOptions(intra_op_threads=1, optimization=level)
-        latency[label] = {
-            "before_ms": ortb.time_graph(original, inputs, runs=runs, warmup=2, options=opts).median_ms,
-            "after_ms": ortb.time_graph(optimized, inputs, runs=runs, warmup=2, options=opts).median_ms,
-        }
+        t_before, t_after = ortb.time_graphs([original, optimized], inputs, runs=runs, warmup=2, options=opts)
+        latency[label] = {"before_ms": t_before.median_ms, "after_ms": t_after.median_ms}
     cmp = ortb.compare(original, optimized, inputs, rtol=1e-4, atol=1e-5,
                        options=ortb.OrtOptions(optimization="disabled"), scale_atol=True)
     return {

@@ -238,20 +238,34 @@ class Timing:
 def time_graph(graph: Graph, inputs: Mapping[str, Any] | None = None, *, runs: int = 20, warmup: int = 3,
                options: OrtOptions | None = None, seed: int = 0) -> Timing:
     """Median latency of one inference, after ``warmup`` untimed runs."""
+    feeds = dict(inputs) if inputs is not None else random_inputs(graph, seed=seed)
+    return time_graphs([graph], feeds, runs=runs, warmup=warmup, options=options)[0]
+
+
+def time_graphs(graphs: Sequence[Graph], inputs: Mapping[str, Any], *, runs: int = 20, warmup: int = 3,
+                options: OrtOptions | None = None) -> list[Timing]:
+    """``time_graph`` of several graphs on the same inputs, their runs interleaved (one of each in turn). Timed one
+    after the other, a before/after pair measured the machine's drift too: the demo's optimized model came out
+    slower than the original every time, though alternating runs found them equal (an outside check)."""
     if runs < 1:
         raise UserInputError("runs must be at least 1")
-    sess = OrtSession(graph, options)
-    feeds = dict(inputs) if inputs is not None else random_inputs(graph, seed=seed)
+    sessions = [OrtSession(g, options) for g in graphs]
+    feeds = dict(inputs)
     for _ in range(warmup):
-        sess.run(feeds)
-    times = []
+        for sess in sessions:
+            sess.run(feeds)
+    times: list[list[float]] = [[] for _ in sessions]
     for _ in range(runs):
-        t0 = time.perf_counter()
-        sess.run(feeds)
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    q = statistics.quantiles(times, n=10) if len(times) >= 2 else [times[0]] * 9
-    return Timing(statistics.median(times), q[0], q[-1], runs, warmup)
+        for sess, ts in zip(sessions, times):
+            t0 = time.perf_counter()
+            sess.run(feeds)
+            ts.append((time.perf_counter() - t0) * 1e3)
+    timings = []
+    for ts in times:
+        ts.sort()
+        q = statistics.quantiles(ts, n=10) if len(ts) >= 2 else [ts[0]] * 9
+        timings.append(Timing(statistics.median(ts), q[0], q[-1], runs, warmup))
+    return timings
 
 
 @dataclass
