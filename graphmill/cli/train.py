@@ -88,5 +88,7 @@ def run(args: argparse.Namespace) -> int:
         metric = report["metric"]
         print(f"{report['mode']} training of {report['model']}: {metric} {report[metric]:.4f} after "
               f"{report['steps']} steps ({report['train_seconds']:.1f} s of training); task: {report['task']}")
-        print(f"wrote {report['files']['model']}, {report['files']['history']}, {report['files']['report']}")
+        files = report["files"]
+        kept = [files["checkpoint"]] if files.get("checkpoint") and os.path.exists(files["checkpoint"]) else []
+        print(f"wrote {', '.join([files['model'], files['history'], files['report'], *kept])}")
     return 0

@@ -27,9 +27,13 @@ def test_progressive_train_writes_a_model_onnx_runtime_runs_as_measured(tmp_path
     out = tmp_path / "run"
     rc = main(["train", *SMALL, "--progressive", "--stages", "2", "--steps", "6", "--batch", "16",
                "--out", str(out), "--json", str(tmp_path / "r.json")])
-    err = capsys.readouterr().err
+    io = capsys.readouterr()
+    err = io.err
     assert rc == 0, err
     assert len(err.strip().splitlines()) == 2 and "stage 2/2 size 32" in err  # one progress line per stage
+    # every file the run leaves is named (checkpoint.pt, which --resume reads, was not)
+    assert f"wrote {out / 'model.onnx'}, {out / 'history.json'}, {out / 'report.json'}, {out / 'checkpoint.pt'}" \
+        in io.out and (out / "checkpoint.pt").is_file()
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["mode"] == "progressive" and "digits" in report["task"]
     assert [s["size"] for s in report["stages"]] == [16, 32] and report["steps"] == 6
