@@ -50,8 +50,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--reproducer-dir", metavar="DIR",
                    help="where to write a reproducer when a pass fails (default: a temp folder)")
     p.add_argument("--no-compare", action="store_true", help="skip the final ONNX Runtime comparison with the original")
-    p.add_argument("--json", type=report_file,
-                   metavar="REPORT", help="write the report as JSON to REPORT ('-' for stdout only)")
+    p.add_argument("--json", type=report_file, metavar="REPORT",
+                   help="write the report as JSON to REPORT ('-' for stdout only)")
     dev = p.add_argument_group("devices (for the place and learned-* passes, as graphmill place)")
     dev.add_argument("--devices", type=int, metavar="N", help="N identical chips (of --accel, or the built-in one)")
     dev.add_argument("--devices-file", metavar="D.toml", help="heterogeneous devices and links (README)")
