@@ -44,6 +44,7 @@ import numpy as np
 
 from graphmill.ir import DataType, ExecutionError, Graph, Node, Tensor, TensorType, Value
 from graphmill.ir.ops.nn import einsum_labels
+from graphmill.ir.ops.resize import scaled_dim
 from graphmill.ir.rewrite import constant_value, nested_output_ids
 
 from ..base import NodeEvaluator, Option, Pass, PassContext, PassResult, register_pass
@@ -302,14 +303,15 @@ def _einsum_elements(equation: str, shapes: list) -> int | None:
 
 
 def _resize_elements(shape: tuple, args: list) -> int | None:
-    """The output elements of a Resize/Upsample from its constant sizes, or scales (floor(d * scale))."""
+    """The output elements of a Resize/Upsample from its constant sizes, or scales (``scaled_dim``, the rule
+    shape inference uses)."""
     sizes = args[3] if len(args) > 3 and isinstance(args[3], np.ndarray) and args[3].size else None
     if sizes is not None:
         return int(np.prod(sizes.astype(np.int64)))
     scales = next((a for a in reversed(args[1:3]) if isinstance(a, np.ndarray) and a.size == len(shape)), None)
     if scales is None:
         return None
-    return math.prod(int(math.floor(d * float(sc))) for d, sc in zip(shape, scales.reshape(-1)))
+    return math.prod(scaled_dim(int(d), sc) for d, sc in zip(shape, scales.reshape(-1)))
 
 
 def _freed_elements(node: Node, args: list) -> int:
