@@ -221,3 +221,36 @@ def test_sigterm_to_the_parent_alone_stops_every_stage_process(tmp_path):
     finally:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
+
+
+def test_a_model_that_mixes_samples_along_dimension_0_is_refused(unit_cost):
+    """A sequence-first model (here a CumSum over dimension 0) keeps every shape at B/M, so the partition passed,
+    and the one-process reference, run on the same micro-batches, agreed with the pipeline: both trained another
+    function than the model's (an outside check). Reference: the model's own outputs on the whole batch, by the
+    torch backend; a batch-first model passes (the tests above)."""
+    rng = np.random.default_rng(5)
+    b = GraphBuilder("seqfirst")
+    x = b.input("x", "float32", ["N", 2, 6])  # (T, B, C) in a sequence-first model
+    h = b.Tanh(b.MatMul(x, (rng.standard_normal((6, 8)) * 0.4).astype(np.float32), name="mm1"), name="t1")
+    h = b.CumSum(h, np.array(0, np.int64), name="cum")
+    b.output(b.MatMul(h, (rng.standard_normal((8, 3)) * 0.4).astype(np.float32), name="mm2"), name="y")
+    g = b.build()
+    partition_graph(g, unit_cost, stages=2, microbatches=2, batch=4, method="equal-layers")
+    with pytest.raises(UserInputError, match=r"output 'y' of the whole batch of 4 differs from its 2 micro-batches'"
+                                             r".*mixes samples along dimension 0"):
+        run_pipeline(g, steps=1, batch=4, microbatches=2, lr=0.1)
+
+
+def test_an_output_without_the_batch_dimension_is_refused(unit_cost):
+    """A sum over the batch has no dimension 0 to split the micro-batches' results along."""
+    rng = np.random.default_rng(6)
+    b = GraphBuilder("pooled")
+    x = b.input("x", "float32", ["N", 6])
+    h = b.Tanh(b.MatMul(x, (rng.standard_normal((6, 8)) * 0.4).astype(np.float32), name="mm1"), name="t1")
+    h = b.MatMul(h, (rng.standard_normal((8, 3)) * 0.4).astype(np.float32), name="mm2")
+    b.output(b.ReduceSum(h, np.array([0], np.int64), keepdims=0, name="sum"), name="total")
+    g = b.build()
+    partition_graph(g, unit_cost, stages=2, microbatches=2, batch=4, method="equal-layers")
+    with pytest.raises(UserInputError, match=r"output 'total' has shape \(3,\) for a batch of 4: its dimension 0 "
+                                             r"is not the batch"):
+        run_pipeline(g, steps=1, batch=4, microbatches=2, lr=0.1)

@@ -149,6 +149,41 @@ def loss_fn(output: Any, target: torch.Tensor) -> torch.Tensor:
     return loss
 
 
+def check_microbatch_split(graph: Graph, xs: list[torch.Tensor], microbatches: int, *,
+                           tolerance: float = 1e-3) -> None:
+    """Refuse a graph whose dimension 0 is not a batch of independent samples.
+
+    GPipe's claim (and ``torch.distributed.pipelining``'s split of every input along dimension 0) is that the
+    micro-batched step computes what the whole batch would. That holds only when no op mixes samples along
+    dimension 0: a sequence-first model (attention or a CumSum over dimension 0) keeps every shape at B/M, so the
+    partition's shape check passes, and the reference run, which uses the same micro-batches, agrees with the
+    pipeline; both then train another function than the model's (an outside check). So the model's outputs on the
+    whole batch are compared here with its micro-batches' outputs concatenated (eval mode: BatchNormalization on
+    running statistics, no Dropout, so a batch-first model agrees to rounding)."""
+    module = to_torch(graph).eval()
+    with torch.no_grad():
+        whole = module(*xs)
+        parts = [module(*c) for c in zip(*[x.tensor_split(microbatches) for x in xs])]
+    whole = whole if isinstance(whole, (tuple, list)) else (whole,)
+    parts = [p if isinstance(p, (tuple, list)) else (p,) for p in parts]
+    batch = xs[0].shape[0] if xs else 0
+    for i, (out, v) in enumerate(zip(whole, graph.outputs)):
+        pieces = [p[i] for p in parts]
+        if out.dim() == 0 or out.shape[0] != batch or sum(p.shape[0] if p.dim() else 0 for p in pieces) != batch:
+            raise UserInputError(f"output {v.name!r} has shape {tuple(out.shape)} for a batch of {batch}: its "
+                                 "dimension 0 is not the batch, so it cannot be split into micro-batches")
+        joined = torch.cat(pieces).to(torch.float64)
+        ref = out.to(torch.float64)
+        scale = float(ref.abs().max()) if ref.numel() else 0.0
+        diff = float((joined - ref).abs().max()) if ref.numel() else 0.0
+        if not diff <= tolerance * max(scale, 1e-30):
+            raise UserInputError(
+                f"output {v.name!r} of the whole batch of {batch} differs from its {microbatches} micro-batches' "
+                f"outputs joined (max relative difference {diff / max(scale, 1e-30):.3g}): an op mixes samples "
+                "along dimension 0 (a sequence-first model, a CumSum or a reduction over dimension 0), so "
+                "micro-batches along dimension 0 do not compute the model; export it batch-first")
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -324,6 +359,7 @@ def run_pipeline(graph: Graph, *, steps: int = 2, batch: int, microbatches: int,
     for st, names in zip(stage_graphs, trainable):
         to_torch(st.graph, trainable=names)  # refuse what the torch backend cannot run before any process starts
     xs, target = generated_data(graph, batch, seed)
+    check_microbatch_split(graph, xs, microbatches)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each stage process: the measured times compare like with like
     try:
@@ -405,5 +441,5 @@ def _entry(rank: int, world: int, port: int, graphs: list[Graph], trainable, xs,
             steps, microbatches, schedule, lr, tmp, lines if rank == world - 1 else None)
 
 
-__all__ = ["SCHEDULES", "check_finite", "check_pipelinable", "generated_data", "loss_fn", "reference_training",
+__all__ = ["SCHEDULES", "check_finite", "check_microbatch_split", "check_pipelinable", "generated_data", "loss_fn", "reference_training",
            "run_pipeline", "stages_of", "step_line"]
