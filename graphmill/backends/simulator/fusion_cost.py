@@ -16,6 +16,15 @@ the roofline and the vector unit count them):
   read outside the group (or a graph output) at ``ofmap_bw_words`` per cycle;
 * ``time = max(C, ceil(R / read_bw), ceil(W / ofmap_bw))`` cycles of the chip's clock (the roofline of one
   kernel);
+* **ops without primitives** (shape-only and layout ops the simulator counts as free alone: Reshape, Transpose,
+  Slice, Concat, ...) stay free in a group: they read and write nothing themselves. A value a member with
+  primitives reads through them is read at the smaller of its own words and its sources' outside the group
+  (a Slice of a graph input: the slice; a Concat of an intermediate and an outside tensor: the outside one),
+  and a vector op reads no more than it reads alone (a Gather: the rows it gathers, not its table);
+  a value read outside the group through them writes the group's tensors it is a view of, once each. Before
+  2026-12-05 they paid the group's boundary like any op, so a group of free ops cost up to 1,154 cycles where
+  its members cost 0, and the greedy fusion baseline and the learned passes kept such groups (an outside
+  check: 10% of the step on a torch-exported encoder);
 * **fit**: the intermediates together must fit in the active halves of the activation buffers,
   ``sum(intermediate words) <= (ifmap_words + ofmap_words) / 2`` (each buffer is double-buffered); a group that
   does not fit is refused (``fits=False``) with the reason. A group holding an op the simulator cannot lower
@@ -28,6 +37,7 @@ unfused schedule is the placement's exactly.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from graphmill.ir import Node, UserInputError
 from graphmill.ir.cost import GroupCost
@@ -46,27 +56,42 @@ def tensor_words(v) -> int:
     return int(num_elements(v.type.shape) or 0)
 
 
-def _compute(node: Node, accel: AccelConfig) -> tuple[int | None, bool, str]:
-    """(compute cycles, runs on the array, '') of one node, or (None, False, why it cannot be in a kernel)."""
+class _Member(NamedTuple):
+    """What one node brings to a kernel: ``cycles`` None when it cannot be in one (``why`` says why);
+    ``has_prims`` false for an op the simulator counts as free (shape-only, layout); ``read_cap`` the DRAM words
+    it reads alone when that is less than its inputs (a Gather reads the rows it gathers, not its table), None
+    for an array op (it streams its operands whole)."""
+
+    cycles: int | None
+    on_array: bool
+    why: str
+    has_prims: bool
+    read_cap: int | None
+
+
+def _compute(node: Node, accel: AccelConfig) -> _Member:
     if node.domain == "graphmill":
-        return None, False, f"{node.describe()} ({node.domain}::{node.op_type}) is not a kernel op the simulator fuses"
+        return _Member(None, False, f"{node.describe()} ({node.domain}::{node.op_type}) is not a kernel op the "
+                       "simulator fuses", False, None)
     try:
         prims = lower_node(node, [])
     except Uncosted as e:
-        return None, False, f"{node.describe()}: {e}"
+        return _Member(None, False, f"{node.describe()}: {e}", False, None)
     except UserInputError as e:
-        return None, False, str(e)
+        return _Member(None, False, str(e), False, None)
     c = 0
     array = False
+    read_cap = 0
     for p in prims:
         if isinstance(p, ArrayLayer):
             c += -(-p.macs // (accel.rows * accel.cols))
             array = True
         elif isinstance(p, VectorLayer):
             c += -(-p.flops // max(1, accel.lanes))
+            read_cap += p.words_read
         else:
-            return None, False, f"{node.describe()}: control flow is not fused"
-    return c, array, ""
+            return _Member(None, False, f"{node.describe()}: control flow is not fused", False, None)
+    return _Member(c, array, "", bool(prims), None if array else read_cap)
 
 
 def kernel_cost(nodes: list[Node], accel: AccelConfig, *, scale: float = 1.0, memo: dict | None = None) -> GroupCost:
@@ -78,36 +103,67 @@ def kernel_cost(nodes: list[Node], accel: AccelConfig, *, scale: float = 1.0, me
     capacity = (accel.ifmap_words + accel.ofmap_words) // 2
     compute = 0
     array = False
+    free: set[int] = set()  # members without primitives (free alone, free in the group)
+    info: dict[int, _Member] = {}
     for n in nodes:
         if memo is None:
-            c, on_array, why = _compute(n, accel)
+            m = _compute(n, accel)
         else:
             hit = memo.get((id(n), id(accel)))
             if hit is None or hit[0] is not n or hit[1] is not accel:
                 hit = memo[(id(n), id(accel))] = (n, accel, _compute(n, accel))
-            c, on_array, why = hit[2]
-        if c is None:
-            return GroupCost(math.inf, False, f"refused: {why}", capacity_bytes=capacity * wb)
-        compute += c
-        array = array or on_array
-    read = write = inter = 0
+            m = hit[2]
+        if m.cycles is None:
+            return GroupCost(math.inf, False, f"refused: {m.why}", capacity_bytes=capacity * wb)
+        compute += m.cycles
+        array = array or m.on_array
+        if not m.has_prims:
+            free.add(id(n))
+        info[id(n)] = m
+    sources: dict[int, tuple[dict, dict]] = {}
+
+    def sources_of(v) -> tuple[dict, dict]:
+        """The tensors ``v`` is a view of through free members: (outside the group, made by a member with
+        primitives), each keyed by id."""
+        p = v.producer
+        if p is None or id(p) not in members:
+            return {id(v): v}, {}
+        if id(p) not in free:
+            return {}, {id(v): v}
+        hit = sources.get(id(v))
+        if hit is None:
+            outside: dict = {}
+            inside: dict = {}
+            for u in p.inputs:
+                if u is not None:
+                    o, i = sources_of(u)
+                    outside.update(o)
+                    inside.update(i)
+            hit = sources[id(v)] = (outside, inside)
+        return hit
+
+    read = 0
+    kept: dict[int, object] = {}  # intermediates: members' tensors read inside the group
+    written: dict[int, object] = {}  # members' tensors read outside it
     seen: set[int] = set()
     for n in nodes:
-        for v in n.inputs:
-            if v is None or id(v) in seen:
-                continue
-            seen.add(id(v))
-            if v.producer is not None and id(v.producer) in members:
-                continue  # an intermediate: counted once, with its producer's outputs below
-            read += tensor_words(v)
+        if id(n) not in free:
+            own = 0
+            for v in n.inputs:
+                if v is None or id(v) in seen:
+                    continue
+                seen.add(id(v))
+                outside, inside = sources_of(v)
+                kept.update(inside)
+                if outside:
+                    own += min(tensor_words(v), sum(tensor_words(u) for u in outside.values()))
+            cap = info[id(n)].read_cap
+            read += own if cap is None else min(own, cap)
         for v in n.outputs:
-            if v is None:
-                continue
-            users = v.users
-            if any(id(u) in members for u in users):
-                inter += tensor_words(v)
-            if v.is_graph_output() or any(id(u) not in members for u in users):
-                write += tensor_words(v)
+            if v is not None and (v.is_graph_output() or any(id(u) not in members for u in v.users)):
+                written.update(sources_of(v)[1])
+    write = sum(tensor_words(v) for v in written.values())
+    inter = sum(tensor_words(v) for v in kept.values())
     if inter > capacity:
         names = ", ".join(n.name or n.op_type for n in nodes)
         return GroupCost(math.inf, False, f"refused: the intermediate tensors of [{names}] need {inter * wb:,} bytes "
