@@ -472,22 +472,28 @@ def check_no_recursion(graph: Graph, path: str) -> None:
     calls = {key: {(n.domain, n.op_type, n.overload) for n in f.graph.all_nodes()} & graph.functions.keys()
              for key, f in graph.functions.items()}
     state: dict = {}  # key -> 1 on the path, 2 done
-
-    def visit(key, chain):
-        state[key] = 1
-        for callee in sorted(calls[key]):
-            if state.get(callee) == 1:
+    # depth-first without recursion: a chain of a thousand functions (each calling the next) is legal ONNX, and
+    # recursing along it ended in Python's RecursionError traceback (an outside check)
+    for root in sorted(graph.functions):
+        if state.get(root) is not None:
+            continue
+        chain = [root]
+        stack = [iter(sorted(calls[root]))]
+        state[root] = 1
+        while stack:
+            callee = next(stack[-1], None)
+            if callee is None:
+                state[chain.pop()] = 2
+                stack.pop()
+            elif state.get(callee) == 1:
                 loop = chain[chain.index(callee):] + [callee]
                 names = " -> ".join(f"{d}::{n}" for d, n, _ in loop)
                 raise ModelLoadError(f"{path}: model-local function {callee[0]}::{callee[1]} calls itself ({names}); "
                                      "ONNX does not allow recursive functions")
-            if state.get(callee) is None:
-                visit(callee, chain + [callee])
-        state[key] = 2
-
-    for key in sorted(graph.functions):
-        if state.get(key) is None:
-            visit(key, [key])
+            elif state.get(callee) is None:
+                state[callee] = 1
+                chain.append(callee)
+                stack.append(iter(sorted(calls[callee])))
 
 
 def _inline_external(info: onnx.TrainingInfoProto, base_dir: str | None, path: str) -> onnx.TrainingInfoProto:

@@ -26,27 +26,33 @@ from .onnx_wire import TENSOR_RAW_DATA, RawData, field_boundary, field_key, vari
 class ExternalData:
     """Where an external tensor's bytes live: a checked file path and byte range."""
 
-    __slots__ = ("path", "offset", "length", "stamp")
+    __slots__ = ("path", "offset", "length", "stamp", "size")
 
     def __init__(self, path: str, offset: int, length: int | None) -> None:
         self.path = path
         self.offset = offset
         self.length = length
-        st = os.stat(path)
-        self.stamp = (st.st_size, st.st_mtime_ns)  # data is read lazily: notice if the file changes meanwhile
+        self.stamp = _identity(os.stat(path))  # data is read lazily: notice if the file changes meanwhile
+        self.size = self.stamp[2]
 
     def read(self) -> bytes:
-        st = os.stat(self.path)
-        if (st.st_size, st.st_mtime_ns) != self.stamp:
-            raise ModelLoadError(f"{self.path}: the external data file changed after the model was loaded; "
-                                 "load the model again")
         with open(self.path, "rb") as f:
+            # the file opened must be the one checked at load: its path was confined then, and a link swapped in
+            # since (same size and time, another file) was read (an outside check); so compare the open file
+            if _identity(os.fstat(f.fileno())) != self.stamp:
+                raise ModelLoadError(f"{self.path}: the external data file changed after the model was loaded; "
+                                     "load the model again")
             f.seek(self.offset)
             data = f.read() if self.length is None else f.read(self.length)
         if self.length is not None and len(data) != self.length:
             raise ModelLoadError(f"{self.path}: external data ends early (wanted {self.length} bytes "
                                  f"at offset {self.offset}, got {len(data)})")
         return data
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    """A file's identity and version: device, inode, size, modification time."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def resolve_external_data(proto: onnx.TensorProto, base_dir: str | None, model_path: str) -> ExternalData:
@@ -148,6 +154,13 @@ def tensor_from_proto(proto: onnx.TensorProto, base_dir: str | None, model_path:
                       raw: RawData | None = None) -> Tensor:
     external = None
     if proto.data_location == onnx.TensorProto.EXTERNAL:
+        inline = [f for f in ("raw_data", *_TYPED_FIELDS) if len(getattr(proto, f))] + (["raw_data"] if raw else [])
+        if inline:
+            # which copy a reader takes differs (graphmill's the inline one, ONNX Runtime the file, resolved against
+            # its working directory when handed bytes): ambiguous, and a way to read outside the folder
+            location = next((e.value for e in proto.external_data if e.key == "location"), "")
+            raise ModelLoadError(f"{model_path}: tensor {proto.name!r} is stored externally ({location!r}) and also "
+                                 f"holds its data inline ({inline[0]}); ONNX allows one or the other")
         external = resolve_external_data(proto, base_dir, model_path)
     try:
         dtype = DataType(proto.data_type)
@@ -198,7 +211,7 @@ def check_tensor_data(proto: onnx.TensorProto, dtype: DataType, model_path: str,
             if raw is not None:
                 have = len(raw)
             elif external is not None:  # no length: to the end of the file (ONNX's rule), sized at load
-                have = external.stamp[0] - external.offset if external.length is None else external.length
+                have = external.size - external.offset if external.length is None else external.length
                 where += f" in external data {os.path.basename(external.path)!r} at offset {external.offset}"
             else:
                 have = len(proto.raw_data)

@@ -241,6 +241,24 @@ def test_functions_calling_functions_without_a_cycle_load(tmp_path):
     assert len(graphmill.load(src).functions) == 2
 
 
+def test_a_chain_of_a_thousand_functions_loads(tmp_path):
+    """No function calls itself, so graphmill loads it (ONNX Runtime runs call chains up to 100 deep and says so in
+    one line past that); the recursion check recursed along the chain and ended in Python's RecursionError
+    traceback at about 1,000 (an outside check)."""
+    n = 1200
+    fns = [helper.make_function("local", f"F{i}", ["a"], ["b"],
+                                [helper.make_node(f"F{i + 1}", ["a"], ["b"], domain="local") if i + 1 < n
+                                 else helper.make_node("Relu", ["a"], ["b"])],
+                                [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)]) for i in range(n)]
+    g = helper.make_graph([helper.make_node("F0", ["x"], ["y"], domain="local")], "chain",
+                          [helper.make_tensor_value_info("x", 1, [2])], [helper.make_tensor_value_info("y", 1, [2])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+                          functions=fns)
+    src = tmp_path / "chain.onnx"
+    onnx.save(m, src)
+    assert len(graphmill.load(src).functions) == n
+
+
 def _save(tmp_path, nodes, inputs, outputs, name="m.onnx"):
     g = helper.make_graph(nodes, "g", inputs, outputs)
     path = tmp_path / name
@@ -358,6 +376,49 @@ def test_external_data_changed_after_load_is_refused(tmp_path):
     data.write_bytes(b"\0" * data.stat().st_size + b"\0")  # someone rewrites the weights
     with pytest.raises(ModelLoadError, match="changed after the model was loaded"):
         g.initializers["w"].const.numpy()
+
+
+def test_external_data_swapped_for_a_link_after_load_is_refused(tmp_path):
+    """The path was confined at load and read later by path; a link to a file outside, swapped in with the same
+    size and modification time, was read and saved into the output (an outside check). The file opened is now
+    compared with the one checked (device, inode, size, time). Reference: the bytes of the file outside."""
+    inner = tmp_path / "model"
+    inner.mkdir()
+    model, _ = _model_with_weight()
+    path = _save_external(model, str(inner))
+    data = inner / "w.data"
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"SECRET" * (data.stat().st_size // 6 + 1))
+    os.truncate(secret, data.stat().st_size)
+    st = data.stat()
+    os.utime(secret, ns=(st.st_atime_ns, st.st_mtime_ns))
+    g = graphmill.load(path)
+    data.unlink()
+    os.symlink(secret, data)
+    with pytest.raises(ModelLoadError, match="changed after the model was loaded"):
+        g.initializers["w"].const.numpy()
+    with pytest.raises(ModelLoadError, match="changed after the model was loaded"):
+        graphmill.save(g, str(tmp_path / "out.onnx"))
+    assert not (tmp_path / "out.onnx").exists()
+
+
+@pytest.mark.parametrize("field", ["raw_data", "float_data"])
+def test_a_tensor_both_external_and_inline_is_refused(tmp_path, field):
+    """graphmill read the inline bytes while ONNX Runtime, handed the bytes of the model without its path, read
+    the external location relative to its working directory, outside the model's folder (an outside check)."""
+    model, w = _model_with_weight(64)
+    path = _save_external(model, str(tmp_path))
+    m = onnx.load(path, load_external_data=False)
+    t = m.graph.initializer[0]
+    if field == "raw_data":
+        t.raw_data = np.ones_like(w).tobytes()
+    else:
+        t.float_data.extend([1.0] * w.size)
+    with open(path, "wb") as f:  # onnx.save would rewrite the external data
+        f.write(m.SerializeToString())
+    with pytest.raises(ModelLoadError, match=f"tensor 'w' is stored externally \('w.data'\) and also holds its "
+                                             f"data inline \({field}\)"):
+        graphmill.load(path)
 
 
 def test_value_info_without_a_home_round_trips(tmp_path):
