@@ -104,6 +104,8 @@ def shape_problem(shape) -> str | None:
     total = 1
     for d in shape:
         if isinstance(d, int) and not isinstance(d, bool):
+            if d > limit:  # on its own: a zero elsewhere makes the total 0, and numpy still refuses the dimension
+                return f"{d} elements in one dimension, more than the limit of {limit} per tensor (GRAPHMILL_MAX_ELEMENTS)"
             total *= max(d, 0)
     if total > limit:
         return f"{total} elements, more than the limit of {limit} per tensor (GRAPHMILL_MAX_ELEMENTS)"

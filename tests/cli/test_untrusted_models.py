@@ -131,6 +131,9 @@ SIZE_CASES = {
     "computed_2^33": (_computed_huge, ["Range node 'range'", "8589934592 elements", "GRAPHMILL_MAX_ELEMENTS"]),
     "dim_2^40": (lambda p: _huge_input(p, [1 << 40]), ["value 'x'", "1099511627776 elements", "GRAPHMILL_MAX_ELEMENTS"]),
     "dims_2^20_x_2^20": (lambda p: _huge_input(p, [1 << 20, 1 << 20]), ["value 'x'", "GRAPHMILL_MAX_ELEMENTS"]),
+    # a zero beside it made the total 0, and optimize's random inputs ended in numpy's "array is too big" traceback
+    "dims_2^62_x_0": (lambda p: _huge_input(p, [1 << 62, 0]), ["value 'x'", "4611686018427387904 elements in one "
+                                                               "dimension", "GRAPHMILL_MAX_ELEMENTS"]),
     "shape_operand_2^24": (lambda p: _long_shape_operand(p, 1 << 24),
                            ["ConstantOfShape node 'cos'", "16777216 entries", "GRAPHMILL_MAX_RANK"]),
     "initializer_2^40": (_huge_initializer, ["tensor 'w'", "GRAPHMILL_MAX_ELEMENTS"]),
