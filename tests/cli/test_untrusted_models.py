@@ -267,6 +267,22 @@ def test_onnx_runtime_refusal_is_one_line_without_its_log(tmp_path):
     assert "onnxruntime:" not in r.stderr
 
 
+def test_a_cast_to_no_element_type_is_bad_input_not_a_pass_failure(tmp_path):
+    """Cast to=9999: "pass 'simplify' failed: ValueError: 9999 is not a valid DataType" with a reproducer (an
+    outside check). Now the rule says why it does not apply, and ONNX Runtime names the node in one line."""
+    a = numpy_helper.from_array(np.ones(4, np.float32), "a")
+    g = helper.make_graph([helper.make_node("Cast", ["a"], ["t"], name="cast", to=9999),
+                           helper.make_node("Add", ["x", "t"], ["y"], name="add")], "g",
+                          [helper.make_tensor_value_info("x", 1, [4])], [helper.make_tensor_value_info("y", 1, None)],
+                          [a])
+    model = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), model)
+    r = run_cli(tmp_path, "optimize", model, "-o", str(tmp_path / "out.onnx"))
+    _assert_one_line(r, tmp_path, ["ONNX Runtime", "(cast)", "Attribute to does not specify a valid type"])
+    r = run_cli(tmp_path, "inspect", model)
+    assert r.returncode == 0 and "Cast node 'cast': attribute 'to' is 9999, which is not an ONNX element type" in r.stdout
+
+
 def test_op_onnx_runtime_lacks_names_the_comparison_and_how_to_skip_it(tmp_path):
     """An op of the user's own domain: the schedule runs, then the comparison under ONNX Runtime cannot load the
     model. Before: ORT's message alone, no hint that --no-compare writes the model (with it, exit 0)."""

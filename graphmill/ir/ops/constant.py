@@ -112,7 +112,7 @@ def _cast_to(ctx: InferenceContext, dtype: DataType) -> list:
 
 def _infer_cast(ctx: InferenceContext) -> list:
     """Same shape, element type ``to``."""
-    return _cast_to(ctx, DataType(int(ctx.attr("to"))))
+    return _cast_to(ctx, ctx.dtype_attr("to"))
 
 
 def _infer_cast_like(ctx: InferenceContext) -> list:
@@ -161,8 +161,8 @@ register("Range", infer=_infer_range, cost=movement_cost)
 
 def _infer_eye_like(ctx: InferenceContext) -> list:
     """The input's 2-D shape; element type ``dtype`` or the input's."""
-    d = ctx.attr("dtype")
-    return [TensorType(DataType(int(d)) if d is not None else ctx.input_dtype(0), ctx.input_shape(0))]
+    d = ctx.dtype_attr("dtype")
+    return [TensorType(d if d is not None else ctx.input_dtype(0), ctx.input_shape(0))]
 
 
 register("EyeLike", infer=_infer_eye_like, cost=movement_cost)

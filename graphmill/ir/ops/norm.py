@@ -45,7 +45,7 @@ def _infer_layer_norm(ctx: InferenceContext) -> list:
     """Y like X; Mean and InvStdDev are X.shape[:axis] + [1]*(rank-axis) of ``stash_type``
     (float32 by default): the statistics are kept at the stash precision."""
     x = ctx.input_type(0)
-    stash = DataType(int(ctx.attr("stash_type", 1)))
+    stash = ctx.dtype_attr("stash_type", 1)
     shape = x.shape if x is not None else None
     stat_shape = None
     if shape is not None:

@@ -172,6 +172,17 @@ class InferenceContext:
         if value.size <= MAX_PROPAGATED_ELEMENTS and value.dtype.kind in "iub":
             self.output_values[i] = value
 
+    def dtype_attr(self, name: str, default: int | None = None) -> DataType | None:
+        """An element-type attribute (Cast's ``to``, EyeLike's ``dtype``), refused naming the node when it is no
+        ONNX element type (``to=9999`` surfaced as a pass failure with numpy's message)."""
+        v = self.attr(name, default)
+        if v is None:
+            return None
+        try:
+            return DataType(int(v))
+        except (TypeError, ValueError):
+            raise self.fail(f"attribute {name!r} is {v!r}, which is not an ONNX element type") from None
+
     def fail(self, msg: str) -> ShapeInferenceError:
         return ShapeInferenceError(f"{self.node.describe()}: {msg}")
 
