@@ -20,7 +20,7 @@ from graphmill.cli import train_policy
 from graphmill.cli import chip
 from graphmill.cli import train
 from graphmill.cli import supernet
-from graphmill.cli.common import OneLineParser, WarningLines, json_stdout_only
+from graphmill.cli.common import OneLineParser, WarningLines, escaped_controls, json_stdout_only
 from graphmill.errors import GraphmillError
 from graphmill.util.interrupts import TerminateAsInterrupt
 
@@ -55,10 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = " ".join(n for n in (args.command, getattr(args, f"{args.command}_command", None)) if n)
     logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), format="%(name)s: %(message)s")
     json_on_stdout = getattr(args, "json", None) in (True, "-")
-    with TerminateAsInterrupt() as term, WarningLines(name) as warned, json_stdout_only(json_on_stdout):
-        code = _run(args, name, term)  # TerminateAsInterrupt: `kill PID` cleans up as Ctrl-C does
-    if code != 2:  # a failure's error is its one line
-        warned.print()
+    with escaped_controls():
+        with TerminateAsInterrupt() as term, WarningLines(name) as warned, json_stdout_only(json_on_stdout):
+            code = _run(args, name, term)  # TerminateAsInterrupt: `kill PID` cleans up as Ctrl-C does
+        if code != 2:  # a failure's error is its one line
+            warned.print()
     return 143 if term.terminated else code  # 128 + SIGTERM
 
 

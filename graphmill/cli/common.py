@@ -75,6 +75,40 @@ def fmt_count(n: int) -> str:
     return f"{n:,}"
 
 
+#: terminal control characters (C0 but tab, newline and carriage return; DEL; C1) -> a visible \\xNN
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, *range(0x80, 0xA0))}
+
+
+class _EscapingStream:
+    """A text stream that writes control characters as ``\\xNN``; everything else is the stream's own."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(text.translate(_CONTROLS))
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def escaped_controls() -> Iterator[None]:
+    """While active, what the command prints on stdout and stderr shows control characters as ``\\x1b`` and
+    the like. Names come from the model file (an op type, a value, a node): one holding an escape sequence
+    retitled or cleared the user's terminal when ``inspect`` printed it (an outside check). JSON escapes them
+    already."""
+    out, err = _EscapingStream(sys.stdout), _EscapingStream(sys.stderr)
+    sys.stdout, sys.stderr = out, err
+    try:
+        yield
+    finally:  # each back to what it wrapped, unless someone has set another stream meanwhile
+        if sys.stdout is out:
+            sys.stdout = out.stream
+        if sys.stderr is err:
+            sys.stderr = err.stream
+
+
 _json_stdout: list = []  # the real stdout while a command's --json goes there (json_stdout_only)
 
 

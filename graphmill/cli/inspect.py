@@ -21,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def print_summary(report: dict, out=sys.stdout) -> None:
-    p = lambda s="": print(s, file=out)  # noqa: E731
+def print_summary(report: dict, out=None) -> None:
+    p = lambda s="": print(s, file=out or sys.stdout)  # noqa: E731 -- sys.stdout when called, not when imported
     opsets = ", ".join(f"{d}:{v}" for d, v in report["opsets"].items())
     p(f"model:   {report.get('file', report['name'])}  (graph {report['name']!r}, opsets {opsets})")
     p(f"nodes:   {report['nodes']:,}")
