@@ -217,6 +217,9 @@ def check_state(policy: GraphPolicy, state: dict) -> None:
                    if k == "inp.0.weight" and state[k].dim() == 2 else
                    f"{tuple(state[k].shape)}, expected {tuple(v.shape)}")
             raise ValueError(f"tensor {k!r} is {why}; retrain it with `graphmill train-policy`")
+        if state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all()):
+            # sampling from it ended in torch.multinomial's traceback, and a greedy pass accepted it silently
+            raise ValueError(f"tensor {k!r} holds NaN or infinite values")
 
 
 def load_policy(path: str | os.PathLike | None = None) -> tuple[GraphPolicy, dict]:

@@ -93,6 +93,23 @@ def test_policy_file_roundtrip_and_refusals(tmp_path, policy_file):
         load_policy(str(tmp_path / "lone.npz"))
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_policy_with_nan_or_infinite_weights_is_refused(tmp_path, policy_file, value):
+    """Sampling from it ended in torch.multinomial's traceback ('probability tensor contains either inf, nan'),
+    and learned-place without samples accepted it silently (an outside check)."""
+    import shutil
+
+    with np.load(policy_file, allow_pickle=False) as z:
+        arrays = {k: z[k].copy() for k in z.files}
+    first = sorted(arrays)[0]
+    arrays[first].reshape(-1)[0] = value
+    np.savez(tmp_path / "broken.npz", **arrays)
+    shutil.copy(policy_file[:-4] + ".json", tmp_path / "broken.json")
+    with pytest.raises(UserInputError, match=f"not a graphmill policy \\(tensor '{first}' holds NaN or infinite "
+                                             "values\\)"):
+        load_policy(str(tmp_path / "broken.npz"))
+
+
 @pytest.mark.slow
 def test_training_checkpoint_resume_equals_uninterrupted(tmp_path):
     tasks = small_tasks()
