@@ -496,6 +496,14 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
                 obs = state_features(task.jp, task.obs, dec, out)
         if not resumed:
             save()
+        said = [-1]
+
+        def say() -> None:
+            if progress and said[0] != best["n"]:
+                said[0] = best["n"]
+                progress(f"fine-tune {task.name}: {best['n']}/{budget} samples, best {best['t']:,.0f} "
+                         f"({best['t'] / ref:.3f} of " + (f"the best baseline {task.baseline})" if reference is None
+                                                          else f"the reference {ref:,.0f})"))
         while best["n"] < budget:
             t = obs_tensors(obs)
             before = best["t"]
@@ -537,10 +545,8 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
             if best["t"] < before:
                 obs = state_features(task.jp, task.obs, best["dec"], best["out"])
             save()
-            if progress:
-                progress(f"fine-tune {task.name}: {best['n']}/{budget} samples, best {best['t']:,.0f} "
-                         f"({best['t'] / ref:.3f} of " + (f"the best baseline {task.baseline})" if reference is None
-                                                          else f"the reference {ref:,.0f})"))
+            say()
+        say()  # the last samples, when the loop ended before its line (the last line said 19/20 of a budget of 20)
     finally:
         torch.set_num_threads(threads)
     return {"decisions": best["dec"], "outcome": best["out"], "samples": best["n"], "steps": best["steps"],

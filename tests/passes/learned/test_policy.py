@@ -140,8 +140,17 @@ def test_fine_tune_spends_its_budget_and_never_loses_the_zero_shot():
     torch.manual_seed(0)
     pol = GraphPolicy(hidden=16, layers=1)
     zero = task.jp.evaluate(pol.act(task.t, greedy=True).decisions).makespan
-    r = fine_tune(pol, task, budget=12, samples=4, seed=0, options={"epochs": 1})
+    lines: list[str] = []
+    r = fine_tune(pol, task, budget=12, samples=4, seed=0, options={"epochs": 1}, progress=lines.append)
     assert r["samples"] == 12 and len(r["curve"]) == 12
+    assert lines and lines[-1].startswith("fine-tune m: 12/12 samples, best "), lines
+    # the last line counts every sample: there was none when zero-shot's rounds spent the budget, and it said
+    # 19/20 when the loop ended on samples after its line (an outside check, place --budget 20)
+    lines.clear()
+    torch.manual_seed(0)
+    assert fine_tune(GraphPolicy(hidden=16, layers=1), task, budget=8, samples=4, seed=0, options={"epochs": 1},
+                     progress=lines.append)["samples"] == 8
+    assert len(lines) == 1 and lines[0].startswith("fine-tune m: 8/8 samples, best "), lines
     assert r["outcome"].makespan <= zero and np.all(np.diff(r["curve"]) <= 0)
     assert r["samples_to_reference"] == 0  # refinement starts from the hint: the best baseline already
 
