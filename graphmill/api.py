@@ -1253,8 +1253,8 @@ def supernet_select(path: str | os.PathLike, *, output: str | os.PathLike, max_m
     Returns exactly ``{"macs", "params", "accuracy", "latency_ms", "config"}`` (also written to ``report``);
     latency is simulated on ``accel`` (default: the search's edge accelerator). ``plot``: a PNG of validation
     accuracy against MACs, parameters and latency of the coarse grid's children and those the selection
-    evaluated, with each Pareto front (``oneshot.plot``; a few seconds more). Everything is checked before
-    anything is written."""
+    evaluated, with each Pareto front (``oneshot.plot``; a few seconds more). ``config`` may be an earlier
+    report (its ``"config"`` is taken). Everything is checked before anything is written."""
     from graphmill.search.oneshot import ChildEvaluator, check_constraint, check_outputs, load_supernet, select_child
     from graphmill.search.oneshot.select import CONSTRAINTS, UNITS
     from graphmill.util.files import write_json
@@ -1275,6 +1275,8 @@ def supernet_select(path: str | os.PathLike, *, output: str | os.PathLike, max_m
     graph, spec, _info = load_supernet(path)
     ev = ChildEvaluator(graph, spec, accel=accel_cfg)
     if config is not None:
+        if isinstance(config.get("config"), dict) and {"macs", "params"} <= config.keys():
+            config = config["config"]  # an earlier select's report: its child (a child has no "config" key)
         chosen = spec.check(config)
         if kind is not None and ev.metric(kind, chosen) > limit:
             raise UserInputError(f"the child given does not satisfy {CONSTRAINTS[kind]} {limit:g}: it needs "

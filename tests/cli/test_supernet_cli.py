@@ -89,7 +89,8 @@ def test_bad_select_input_is_one_line_exit_2_nothing_written(trained, tmp_path, 
     _bad(capsys, ["supernet", "select", str(trained), "--config", cfg, "-o", o],
          "child outside the supernet's ranges: stage1.depth: 3 is not one of [1, 2]", tmp_path)
     _bad(capsys, ["supernet", "select", str(trained), "--max-latency-ms", "1", "-o", o], "needs --accel", tmp_path)
-    _bad(capsys, ["supernet", "select", str(trained), "--max-macs", "-3", "-o", o], "must be a positive", tmp_path)
+    _bad(capsys, ["supernet", "select", str(trained), "--max-macs", "-3", "-o", o],
+         "--max-macs -3: must be a positive", tmp_path)  # as typed: it said -3.0
     _bad(capsys, ["supernet", "select", str(trained), "-o", o], "give a constraint", tmp_path)
 
 
@@ -103,6 +104,12 @@ def test_select_config_may_be_a_file_holding_the_object(trained, tmp_path, capsy
     assert main(["supernet", "select", str(trained), "--config", json.dumps(cfg),
                  "-o", str(tmp_path / "inline.onnx")]) == 0, capsys.readouterr().err
     assert (tmp_path / "from_file.onnx").read_bytes() == (tmp_path / "inline.onnx").read_bytes()
+    # an earlier select's --json report: "macs: no such parameter" (an outside check); now its "config"
+    assert main(["supernet", "select", str(trained), "--config", str(tmp_path / "child.json"),
+                 "-o", str(tmp_path / "again.onnx"), "--json", str(tmp_path / "report.json")]) == 0
+    assert main(["supernet", "select", str(trained), "--config", str(tmp_path / "report.json"),
+                 "-o", str(tmp_path / "from_report.onnx")]) == 0, capsys.readouterr().err
+    assert (tmp_path / "from_report.onnx").read_bytes() == (tmp_path / "inline.onnx").read_bytes()
     capsys.readouterr()
     _bad(capsys, ["supernet", "select", str(trained), "--config", str(tmp_path / "chidl.json"), "-o",
                   str(tmp_path / "c.onnx")], "chidl.json: neither a JSON object", tmp_path)

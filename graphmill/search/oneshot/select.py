@@ -127,7 +127,8 @@ def check_constraint(kind: str, limit: Any) -> float:
         raise UserInputError(f"unknown constraint {kind!r}: use one of {', '.join(CONSTRAINTS)}")
     if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0 or limit != limit \
             or limit == float("inf"):
-        raise UserInputError(f"{CONSTRAINTS[kind]} {limit!r}: must be a positive finite number")
+        shown = f"{limit:g}" if isinstance(limit, float) else repr(limit)  # as typed: 0, not 0.0
+        raise UserInputError(f"{CONSTRAINTS[kind]} {shown}: must be a positive finite number")
     return float(limit)
 
 
