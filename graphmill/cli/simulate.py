@@ -9,6 +9,7 @@ import warnings
 from graphmill import api
 from graphmill.cli.common import emit_json, parse_dims
 from graphmill.errors import UserInputError
+from graphmill.util.errors import naming_file
 from graphmill.util.files import check_output_paths
 from graphmill.util.plots import check_png_path
 
@@ -60,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
                                  "T.csv --scalesim-config C.cfg)")
         accel = api.load_accel(args.accel)  # validate the config before reading the model
         graph = api.load(args.model)
-        with warnings.catch_warnings():  # said once below, as one line
-            warnings.filterwarnings("ignore", message="simulator: ")
+        with warnings.catch_warnings(), naming_file(args.model):  # said once below, as one line; a refusal of
+            warnings.filterwarnings("ignore", message="simulator: ")  # the model's contents names it (as inspect)
             report = api.simulate(graph, accel, scalesim_compat=args.scalesim_compat, dims=parse_dims(args.dim))
         if report.partial:
             names = ", ".join(f"{u['name']} ({u['op']})" for u in report.uncosted).replace("\n", "\\n").replace(
