@@ -259,7 +259,8 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     if external_data is not None:
         model = to_proto(graph)
         data = _move_to_external(model, lands, external_data, size_threshold)
-        atomic_write_many([data, (path, model.SerializeToString())])
+        # no tensor reached the threshold: no data file (an empty one that nothing references was written)
+        atomic_write_many(([data] if data[1] else []) + [(path, model.SerializeToString())])
         return
     chunks = serialize_model(graph)  # the bytes of to_proto(graph), weights not copied into a proto
     size = sum(len(c) for c in chunks)

@@ -133,11 +133,11 @@ def test_unknown_zoo_name_is_a_clear_error():
     assert r.returncode == 2 and "unknown zoo model 'resnet9000'" in r.stderr
 
 
-def _external_model(folder) -> str:
-    w = numpy_helper.from_array(np.arange(64, dtype=np.float32).reshape(8, 8), "w")
+def _external_model(folder, n: int = 8) -> str:
+    w = numpy_helper.from_array(np.arange(n * n, dtype=np.float32).reshape(n, n), "w")
     g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
-                          [helper.make_tensor_value_info("x", 1, [8, 8])],
-                          [helper.make_tensor_value_info("y", 1, [8, 8])], [w])
+                          [helper.make_tensor_value_info("x", 1, [n, n])],
+                          [helper.make_tensor_value_info("y", 1, [n, n])], [w])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     path = os.path.join(folder, "model.onnx")
     onnx.save(m, path, save_as_external_data=True, location="w.bin", size_threshold=0)
@@ -153,18 +153,26 @@ def test_roundtrip_refuses_to_overwrite_the_inputs_weights(tmp_path):
 
 
 def test_roundtrip_keeps_external_data_layout(tmp_path):
-    """Reference: onnx's own loader reads the weights graphmill wrote."""
-    path = _external_model(tmp_path)
+    """Reference: onnx's own loader reads the weights graphmill wrote. A weight of 16 KiB goes to OUT.data; one
+    under the 1 KiB threshold stays in the model, and no data file is written (an empty one was, which nothing
+    referenced: an outside check)."""
     out = tmp_path / "out"
     out.mkdir()
-    r = run_cli("roundtrip", path, "-o", str(out / "m.onnx"))
-    assert r.returncode == 0, r.stderr
-    assert (out / "m.onnx.data").exists()
-    back = onnx.load(str(out / "m.onnx"))
-    np.testing.assert_array_equal(numpy_helper.to_array(back.graph.initializer[0]),
-                                  np.arange(64, dtype=np.float32).reshape(8, 8))
+    for n, external in ((64, True), (8, False)):
+        (tmp_path / str(n)).mkdir()
+        path = _external_model(tmp_path / str(n), n)
+        r = run_cli("roundtrip", path, "-o", str(out / f"m{n}.onnx"))
+        assert r.returncode == 0, r.stderr
+        assert (out / f"m{n}.onnx.data").exists() == external
+        kept = onnx.load(str(out / f"m{n}.onnx"), load_external_data=False).graph.initializer[0]
+        assert (kept.data_location == onnx.TensorProto.EXTERNAL) == external
+        back = onnx.load(str(out / f"m{n}.onnx"))
+        np.testing.assert_array_equal(numpy_helper.to_array(back.graph.initializer[0]),
+                                      np.arange(n * n, dtype=np.float32).reshape(n, n))
+    path = _external_model(tmp_path / "64", 64)
     r = run_cli("roundtrip", path, "-o", str(out / "n.onnx"), "--external-data", "weights.bin")
-    assert r.returncode == 0 and (out / "weights.bin").exists()
+    assert r.returncode == 0 and (out / "weights.bin").stat().st_size == 64 * 64 * 4
+    path = _external_model(tmp_path)
     r = run_cli("roundtrip", path, "-o", str(out / "k.onnx"), "--external-data", "../escape.bin")
     assert r.returncode == 2 and "plain file name" in r.stderr and not (tmp_path / "escape.bin").exists()
 

@@ -143,6 +143,12 @@ def test_save_with_external_data_reloads_in_onnx_and_graphmill(tmp_path):
     ref = onnx.load(str(out))  # onnx's own reader resolves it
     np.testing.assert_array_equal(numpy_helper.to_array(ref.graph.initializer[0]), w)
     np.testing.assert_array_equal(graphmill.load(out).initializers["w"].const.numpy(), w)
+    # no tensor at the threshold: the weights stay in the model and no data file is written (an empty one was,
+    # which nothing referenced: an outside check)
+    small = tmp_path / "small.onnx"
+    graphmill.save(g, small, external_data="small.bin", size_threshold=w.nbytes + 1)
+    assert not (tmp_path / "small.bin").exists()
+    np.testing.assert_array_equal(graphmill.load(small).initializers["w"].const.numpy(), w)
 
 
 def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
