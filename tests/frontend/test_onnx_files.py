@@ -210,6 +210,17 @@ def test_nested_graphs_functions_and_metadata_survive(tmp_path):
         np.testing.assert_allclose(got, want)
 
 
+def _calling(tmp_path, fns, entry: str) -> tuple[onnx.ModelProto, str]:
+    """A model whose graph calls the model-local function ``entry`` of domain "local" on x, saved to a file."""
+    g = helper.make_graph([helper.make_node(entry, ["x"], ["y"], domain="local")], "calls",
+                          [helper.make_tensor_value_info("x", 1, [2])], [helper.make_tensor_value_info("y", 1, [2])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+                          functions=fns)
+    src = str(tmp_path / "calls.onnx")
+    onnx.save(m, src)
+    return m, src
+
+
 @pytest.mark.parametrize("bodies, loop", [
     ({"F": "F"}, "local::F -> local::F"),
     ({"F": "G", "G": "H", "H": "G"}, "local::G -> local::H -> local::G"),
@@ -221,12 +232,7 @@ def test_recursive_local_functions_are_refused_in_one_line(tmp_path, bodies, loo
     fns = [helper.make_function("local", name, ["a"], ["b"], [helper.make_node(callee, ["a"], ["b"], domain="local")],
                                 [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)])
            for name, callee in bodies.items()]
-    g = helper.make_graph([helper.make_node("F", ["x"], ["y"], domain="local")], "rec",
-                          [helper.make_tensor_value_info("x", 1, [2])], [helper.make_tensor_value_info("y", 1, [2])])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
-                          functions=fns)
-    src = tmp_path / "rec.onnx"
-    onnx.save(m, src)
+    m, src = _calling(tmp_path, fns, "F")
     with pytest.raises(onnx.checker.ValidationError):
         onnx.checker.check_model(m)
     with pytest.raises(ModelLoadError, match=f"calls itself \\({loop}\\)"):
@@ -256,12 +262,7 @@ def test_a_chain_of_a_thousand_functions_loads(tmp_path):
                                 [helper.make_node(f"F{i + 1}", ["a"], ["b"], domain="local") if i + 1 < n
                                  else helper.make_node("Relu", ["a"], ["b"])],
                                 [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)]) for i in range(n)]
-    g = helper.make_graph([helper.make_node("F0", ["x"], ["y"], domain="local")], "chain",
-                          [helper.make_tensor_value_info("x", 1, [2])], [helper.make_tensor_value_info("y", 1, [2])])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
-                          functions=fns)
-    src = tmp_path / "chain.onnx"
-    onnx.save(m, src)
+    _, src = _calling(tmp_path, fns, "F0")
     assert len(graphmill.load(src).functions) == n
 
 
