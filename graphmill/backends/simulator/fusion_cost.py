@@ -122,25 +122,39 @@ def kernel_cost(nodes: list[Node], accel: AccelConfig, *, scale: float = 1.0, me
         info[id(n)] = m
     sources: dict[int, tuple[dict, dict]] = {}
 
-    def sources_of(v) -> tuple[dict, dict]:
-        """The tensors ``v`` is a view of through free members: (outside the group, made by a member with
-        primitives), each keyed by id."""
+    def direct(v) -> tuple[dict, dict] | None:
+        """(``v``, outside the group) or (made by a member with primitives), or None for a free member's output."""
         p = v.producer
         if p is None or id(p) not in members:
             return {id(v): v}, {}
-        if id(p) not in free:
-            return {}, {id(v): v}
-        hit = sources.get(id(v))
-        if hit is None:
+        return ({}, {id(v): v}) if id(p) not in free else None
+
+    def sources_of(v) -> tuple[dict, dict]:
+        """The tensors ``v`` is a view of through free members: (outside the group, made by a member with
+        primitives), each keyed by id. Without recursion: a long chain of views is no deeper than a short one."""
+        hit = direct(v)
+        if hit is not None:
+            return hit
+        stack = [v]
+        while stack:
+            w = stack[-1]
+            if id(w) in sources:
+                stack.pop()
+                continue
+            ins = [u for u in w.producer.inputs if u is not None]
+            pending = [u for u in ins if direct(u) is None and id(u) not in sources]
+            if pending:
+                stack.extend(pending)
+                continue
             outside: dict = {}
             inside: dict = {}
-            for u in p.inputs:
-                if u is not None:
-                    o, i = sources_of(u)
-                    outside.update(o)
-                    inside.update(i)
-            hit = sources[id(v)] = (outside, inside)
-        return hit
+            for u in ins:
+                o, i = direct(u) or sources[id(u)]
+                outside.update(o)
+                inside.update(i)
+            sources[id(w)] = (outside, inside)
+            stack.pop()
+        return sources[id(v)]
 
     read = 0
     kept: dict[int, object] = {}  # intermediates: members' tensors read inside the group

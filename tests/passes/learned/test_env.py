@@ -297,3 +297,17 @@ def test_a_gather_in_a_group_reads_the_rows_it_gathers_not_its_table():
     gc = cm.group_cost(nodes, 0)
     assert gc.read_bytes == 132 and gc.write_bytes == 64 and gc.time == 33.0
     assert gc.time <= sum(cm.op_time(n) for n in nodes)
+
+
+def test_a_long_chain_of_views_in_a_group_costs_what_its_one_real_op_costs():
+    # 3,000 Identity ops (free) then a Relu: the views are followed without recursion (Python's limit is 1,000)
+    b = GraphBuilder("views")
+    v = b.input("x", "float32", [1, 256])
+    for _ in range(3000):
+        v = b.Identity(v)
+    b.output(b.Relu(v))
+    g = b.build()
+    cm = tiny()
+    nodes = list(g.nodes)
+    gc = cm.group_cost(nodes, 0)
+    assert gc.time == cm.op_time(nodes[-1]) == 64.0 and (gc.read_bytes, gc.write_bytes) == (256, 256)
