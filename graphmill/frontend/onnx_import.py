@@ -472,7 +472,7 @@ def check_no_recursion(graph: Graph, path: str) -> None:
     calls = {key: {(n.domain, n.op_type, n.overload) for n in f.graph.all_nodes()} & graph.functions.keys()
              for key, f in graph.functions.items()}
     state: dict = {}  # key -> 1 on the path, 2 done
-    # depth-first without recursion: a chain of a thousand functions (each calling the next) is legal ONNX, and
+    # depth-first without recursion: a chain of a thousand functions, each calling the next, has no cycle, and
     # recursing along it ended in Python's RecursionError traceback (an outside check)
     for root in sorted(graph.functions):
         if state.get(root) is not None:

@@ -441,5 +441,5 @@ def _entry(rank: int, world: int, port: int, graphs: list[Graph], trainable, xs,
             steps, microbatches, schedule, lr, tmp, lines if rank == world - 1 else None)
 
 
-__all__ = ["SCHEDULES", "check_finite", "check_microbatch_split", "check_pipelinable", "generated_data", "loss_fn", "reference_training",
-           "run_pipeline", "stages_of", "step_line"]
+__all__ = ["SCHEDULES", "check_finite", "check_microbatch_split", "check_pipelinable", "generated_data", "loss_fn",
+           "reference_training", "run_pipeline", "stages_of", "step_line"]
