@@ -174,7 +174,7 @@ class InferenceContext:
 
     def dtype_attr(self, name: str, default: int | None = None) -> DataType | None:
         """An element-type attribute (Cast's ``to``, EyeLike's ``dtype``), refused naming the node when it is no
-        ONNX element type (``to=9999`` surfaced as a pass failure with numpy's message)."""
+        ONNX element type (``to=9999`` surfaced as a pass failure with enum's ValueError)."""
         v = self.attr(name, default)
         if v is None:
             return None
