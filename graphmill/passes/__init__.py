@@ -15,13 +15,15 @@ from .base import (
     register_pass,
     registered_passes,
 )
-from .instruments import ChangeClaimCheck, PassCheckError, PassStepInfo, PrintIR, TimePasses, VerifyEach
+from .instruments import (ChangeClaimCheck, PassCheckError, PassStepInfo, PreservedAnalysesCheck, PrintIR, TimePasses,
+                          VerifyEach)
 from .manager import PassFailure, PassManager, PipelineResult, as_schedule, run_passes
 from .schedule import Call, Fixpoint, Repeat, Run, Schedule
 
 __all__ = [
     "APPROXIMATE", "EXACT", "REASSOCIATING", "Analysis", "GraphNote", "Option", "Pass", "PassContext", "PassResult",
     "pass_class", "register_analysis", "register_pass", "registered_passes", "PassCheckError", "PassStepInfo",
-    "ChangeClaimCheck", "PrintIR", "TimePasses", "VerifyEach", "PassFailure", "PassManager", "PipelineResult",
+    "ChangeClaimCheck", "PreservedAnalysesCheck", "PrintIR", "TimePasses", "VerifyEach", "PassFailure", "PassManager",
+    "PipelineResult",
     "as_schedule", "run_passes", "Call", "Fixpoint", "Repeat", "Run", "Schedule",
 ]

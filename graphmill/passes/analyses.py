@@ -18,6 +18,7 @@ from .base import Analysis, PassContext, register_analysis
 @register_analysis
 class Shapes(Analysis):
     name = "shapes"
+    verifiable = False  # computing it fills in the graph's value types
 
     def compute(self, graph: Graph, ctx: PassContext):
         from graphmill.ir.ops import infer_types

@@ -138,9 +138,14 @@ class GraphNote:
 
 
 class Analysis:
-    """A cached fact about a graph. Subclasses set ``name`` and implement ``compute``."""
+    """A cached fact about a graph. Subclasses set ``name`` and implement ``compute``.
+
+    ``verifiable``: whether ``--verify-each`` recomputes it after a changing pass that declares it preserved and
+    compares (LLVM's verify-analysis-invalidation); false for an analysis that edits the graph as it computes
+    (``shapes`` fills in value types) or whose result has no meaningful ``==``."""
 
     name: ClassVar[str]
+    verifiable: ClassVar[bool] = True
 
     def compute(self, graph: Graph, ctx: "PassContext") -> Any:  # pragma: no cover - interface
         raise NotImplementedError
@@ -269,6 +274,17 @@ class PassContext:
         """The names of the analyses cached for any graph."""
         return {name for name, _ in self._cache}
 
+    def stale_analyses(self, graph: Graph) -> list[str]:
+        """The verifiable analyses cached for ``graph`` whose result, computed afresh, differs from the cached one:
+        a pass that changed the graph declared them preserved, and they are not."""
+        stale = []
+        for (name, gid), (ref, cached) in list(self._cache.items()):
+            if gid != id(graph) or ref() is not graph or not _ANALYSES[name].verifiable:
+                continue
+            if _ANALYSES[name]().compute(graph, self) != cached:
+                stale.append(name)
+        return sorted(stale)
+
     def invalidate(self, preserved: frozenset[str] | str = frozenset()) -> None:
         """Drop cached analyses a changing pass did not declare preserved."""
         if preserved == "all":
@@ -382,9 +398,38 @@ def register_pass(cls: type[Pass]) -> type[Pass]:
                 opt.coerce(opt.default, f"pass {cls.name!r}")
             except UserInputError as e:
                 raise ValueError(f"{e} (its default)") from None
+    cls.preserves = _preserved_names(cls)
     _check_rule_names(cls)
     _PASSES[cls.name] = cls
     return cls
+
+
+def _preserved_names(cls: type[Pass]) -> frozenset[str] | str:
+    """``preserves`` as "all" or a frozenset of names. A plain string other than "all" was matched as a substring
+    (``preserves = "use-counts"`` kept an analysis named ``counts`` cached: an outside check); it is one name.
+    The names are checked against the registered analyses when a pass manager builds the pass
+    (``check_preserved``): an analysis may be registered after the pass that preserves it."""
+    given = cls.preserves
+    if given == "all":
+        return "all"
+    if isinstance(given, str):
+        return frozenset({given})
+    if not all(isinstance(n, str) for n in given):
+        raise ValueError(f"pass {cls.name!r}: preserves must be 'all' or a set of analysis names, not {given!r}")
+    return frozenset(given)
+
+
+def check_preserved(cls: type[Pass]) -> None:
+    """Refuse a pass that declares an analysis preserved that no one registered (a misspelling was accepted, and
+    the analysis it meant was then dropped after every change it made)."""
+    _load_builtin_passes()
+    if cls.preserves == "all":
+        return
+    for name in sorted(cls.preserves):
+        if name not in _ANALYSES:
+            raise UserInputError(f"pass {cls.name!r} declares unknown analysis {name!r} preserved"
+                                 f"{did_you_mean(name, _ANALYSES)} (preserves: 'all' or a set of analysis names: "
+                                 f"{', '.join(sorted(_ANALYSES))})")
 
 
 def pass_class(name: str) -> type[Pass]:

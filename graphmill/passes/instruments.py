@@ -148,6 +148,20 @@ class ChangeClaimCheck:
                                        "every edit: cached analyses and the checks after it rely on that)")
 
 
+class PreservedAnalysesCheck:
+    """A pass that changed the graph may declare preserved only the analyses its edits leave true: each one it
+    kept cached is computed afresh and compared (LLVM's verify-analysis-invalidation). A pass declaring
+    ``preserves = "all"`` while adding nodes left the next pass reading stale use counts, and nothing said so
+    (an outside check). ``--verify-each`` runs this check."""
+
+    def after_pass(self, step: PassStepInfo, graph: Graph, ctx: PassContext, result: PassResult) -> None:
+        if result.changed:
+            stale = ctx.stale_analyses(graph)
+            if stale:
+                raise PassCheckError(step, f"it declares analysis {stale[0]!r} preserved, but the graph it left gives "
+                                           f"another {stale[0]!r} (declare preserved only what its edits keep true)")
+
+
 class VerifyEach:
     """``--verify-each``: after every pass, the graph must verify and keep its interface.
 

@@ -17,8 +17,8 @@ from typing import Any, Iterable, Sequence
 from graphmill.ir import Graph, GraphmillError, UserInputError
 from graphmill.ir.gc_pause import collector_paused
 
-from .base import GraphNote, Pass, PassContext, PassResult, pass_class
-from .instruments import ChangeClaimCheck, PassCheckError, PassStepInfo, VerifyEach
+from .base import GraphNote, Pass, PassContext, PassResult, check_preserved, pass_class
+from .instruments import ChangeClaimCheck, PassCheckError, PassStepInfo, PreservedAnalysesCheck, VerifyEach
 from .schedule import Call, Fixpoint, Repeat, Run, Schedule, Step
 
 log = logging.getLogger("graphmill.passes")
@@ -109,15 +109,17 @@ class PassManager:
                  verify_each: bool = False, keep_snapshots: bool = False, ctx: PassContext | None = None) -> None:
         self.schedule = as_schedule(schedule)
         self.instruments = list(instruments)
-        for check in (VerifyEach, ChangeClaimCheck) if verify_each else ():
+        for check in (VerifyEach, ChangeClaimCheck, PreservedAnalysesCheck) if verify_each else ():
             if not any(isinstance(i, check) for i in self.instruments):
                 self.instruments.insert(0, check())
         self.keep_snapshots = keep_snapshots
         self.ctx = ctx or PassContext()
-        # Build every pass now: option errors surface before anything runs.
+        # Build every pass now: option errors (and a preserved analysis nobody registered) surface before anything runs.
         self._passes: dict[int, Pass] = {}
         for run in self.schedule.runs():
-            self._passes[id(run)] = pass_class(run.name)(**run.options)
+            cls = pass_class(run.name)
+            check_preserved(cls)
+            self._passes[id(run)] = cls(**run.options)
 
     def _call(self, hook: str, *args: Any) -> None:
         for inst in self.instruments:

@@ -31,10 +31,12 @@ from graphmill.passes import (
     PassResult,
     PrintIR,
     TimePasses,
+    pass_class,
     register_analysis,
     register_pass,
 )
 from graphmill.passes.rewrite_pass import RewritePass
+from graphmill.util.errors import UserInputError
 
 CALLS: dict[str, int] = {}
 
@@ -93,6 +95,9 @@ class TouchNothingButSayChanged(Pass):
 @register_analysis
 class CountNodes(Analysis):
     name = "test-count"
+    # the caching tests have test-drop-one-relu declare it preserved while removing a node, to see it kept cached;
+    # that claim is false, which --verify-each would report (test_a_false_preserved_claim_is_named)
+    verifiable = False
 
     def compute(self, graph, ctx):
         return len(graph)
@@ -261,6 +266,60 @@ def test_a_pass_that_changes_the_graph_but_reports_no_change_is_named():
     with pytest.raises(PassFailure, match="'test-break-numbers-quietly'.*returned changed=False"):
         PassManager("test-noop,test-break-numbers-quietly", verify_each=True).run(relu_chain(2))
     PassManager("test-noop,test-drop-one-relu,test-noop", verify_each=True).run(relu_chain(3))  # honest: passes
+
+
+@register_analysis
+class CountNodesChecked(Analysis):
+    name = "test-count-checked"
+
+    def compute(self, graph, ctx):
+        return len(graph)
+
+
+@register_pass
+class ClaimsCountKept(Pass):
+    """Test pass: removes a Relu-of-Relu and declares the node count preserved (false), as a plain string."""
+
+    name = "test-claims-count-kept"
+    preserves = "test-count-checked"
+
+    def run(self, graph, ctx):
+        ctx.analysis("test-count-checked", graph)
+        for n in graph.nodes:
+            if n.op_type == "Relu" and n.inputs[0].producer is not None and n.inputs[0].producer.op_type == "Relu":
+                inner = n.inputs[0].producer
+                n.set_input(0, inner.inputs[0])
+                graph.remove_node(inner)
+                return PassResult(True)
+        return PassResult(False)
+
+
+def test_a_false_preserved_claim_is_named():
+    """A pass that changed the graph and declared preserved an analysis its edit changed: the next pass read the
+    stale result and nothing said so (an outside check). --verify-each recomputes what a changing pass kept cached
+    (LLVM's verify-analysis-invalidation). Reference: the analysis computed afresh on the graph the pass left."""
+    assert pass_class("test-claims-count-kept").preserves == frozenset({"test-count-checked"})  # one name, not
+    # a string whose substrings match ("count-checked" was kept too)
+    with pytest.raises(PassFailure, match="'test-claims-count-kept'.*declares analysis 'test-count-checked' "
+                                          "preserved, but the graph it left gives another"):
+        PassManager("test-claims-count-kept", verify_each=True).run(relu_chain(3))
+    g = relu_chain(3)
+    PassManager("test-claims-count-kept").run(g)  # without the check the claim is taken on its word
+    assert len(g) == 2
+
+
+def test_a_preserved_analysis_nobody_registered_is_refused_before_anything_runs():
+    @register_pass
+    class Misspelled(Pass):
+        name = "test-preserves-misspelled"
+        preserves = frozenset({"use-count"})
+
+        def run(self, graph, ctx):
+            return PassResult(False)
+
+    with pytest.raises(UserInputError, match="pass 'test-preserves-misspelled' declares unknown analysis "
+                                             "'use-count' preserved \\(did you mean 'use-counts'\\?\\)"):
+        PassManager("test-preserves-misspelled")
 
 
 def test_a_quiet_weight_edit_is_named_and_its_reproducer_reproduces(tmp_path):

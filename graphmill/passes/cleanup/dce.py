@@ -31,7 +31,9 @@ class DeadCodeElimination(Pass):
         Option("input_initializers", str, "auto", INPUT_INITIALIZERS_DOC + "; unused constant ones are removed "
                "with their input", choices=INPUT_INITIALIZERS),
     )
-    preserves = frozenset({"use-counts"})
+    # the types of what stays; not the use counts: a removed node's inputs lose its uses (the preserved-analyses
+    # check of --verify-each found it)
+    preserves = frozenset({"shapes"})
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         removed_nodes = removed_inits = 0
