@@ -21,7 +21,8 @@ the roofline and the vector unit count them):
   primitives reads through them is read at the smaller of its own words and its sources' outside the group
   (a Slice of a graph input: the slice; a Concat of an intermediate and an outside tensor: the outside one),
   and a vector op reads no more than it reads alone (a Gather: the rows it gathers, not its table);
-  a value read outside the group through them writes the group's tensors it is a view of, once each. Before
+  a view read outside the group is written at the smaller of its own words and those of the members' tensors
+  it is made of that are not written anyway (a Slice of an intermediate: the slice). Before
   2026-12-05 they paid the group's boundary like any op, so a group of free ops cost up to 1,154 cycles where
   its members cost 0, and the greedy fusion baseline and the learned passes kept such groups (an outside
   check: 10% of the step on a torch-exported encoder);
@@ -158,7 +159,8 @@ def kernel_cost(nodes: list[Node], accel: AccelConfig, *, scale: float = 1.0, me
 
     read = 0
     kept: dict[int, object] = {}  # intermediates: members' tensors read inside the group
-    written: dict[int, object] = {}  # members' tensors read outside it
+    written: list = []  # tensors of members with primitives read outside the group
+    views: list = []  # free members' outputs read outside it
     seen: set[int] = set()
     for n in nodes:
         if id(n) not in free:
@@ -175,8 +177,16 @@ def kernel_cost(nodes: list[Node], accel: AccelConfig, *, scale: float = 1.0, me
             read += own if cap is None else min(own, cap)
         for v in n.outputs:
             if v is not None and (v.is_graph_output() or any(id(u) not in members for u in v.users)):
-                written.update(sources_of(v)[1])
-    write = sum(tensor_words(v) for v in written.values())
+                (views if id(n) in free else written).append(v)
+    # a view read outside is written as itself, or as the members' tensors it is made of when they are fewer words
+    # (a Slice: the slice; a Concat of an intermediate and an outside tensor: the intermediate), less what is
+    # written anyway
+    write = sum(tensor_words(v) for v in written)
+    whole = {id(v) for v in written}
+    for v in views:
+        rest = [u for k, u in sources_of(v)[1].items() if k not in whole]
+        if rest:
+            write += min(tensor_words(v), sum(tensor_words(u) for u in rest))
     inter = sum(tensor_words(v) for v in kept.values())
     if inter > capacity:
         names = ", ".join(n.name or n.op_type for n in nodes)
