@@ -209,6 +209,48 @@ def _scan_brackets(text: str, stop: int | None = None) -> tuple[list[tuple[str, 
     return stack, too_deep
 
 
+_BODY_KEYWORD = re.compile(r"(?<![A-Za-z0-9_.\-])(fixpoint|repeat)\s*(\([^()]*\))?\s*$")
+
+
+def _needs_body(before: str) -> str | None:
+    """'fixpoint needs a body ...' when ``before`` ends with a fixpoint or repeat that has none yet."""
+    m = _BODY_KEYWORD.search(before)
+    if m is None:
+        return None
+    kw = m.group(1)
+    return f"'{kw}' needs a body: {kw}({'max_iters=N' if kw == 'fixpoint' else 'N'}) {{ steps }}"
+
+
+def _construct_hint(text: str, pos: int | None, open_here: list, expected,
+                    token: str) -> tuple[str, int | None] | None:
+    """A message naming the construct a syntax error is in, and where it starts (None: the error's place), for
+    the mistakes whose bare token message misleads: a step inside a pass's option braces (``dce{cse}``), a
+    fixpoint's options in braces (``fixpoint{max_iters=3}{dce}``), a fixpoint or repeat without a body, a
+    schedule defined inside another. Before, some said "there is no matching opening bracket" of balanced text
+    (an outside check)."""
+    if pos is None:
+        return None
+    before = text[:pos]
+    if "LBRACE" in expected and (body := _needs_body(before)):
+        return body, None
+    braces = [b for b in open_here if b[0] == "{"]
+    if braces:
+        head = text[:braces[-1][3]]
+        nested = re.search(rf"(?<![A-Za-z0-9_.\-])schedule\s+({WORD})\s*$", head)
+        if nested and len(braces) > 1:
+            return (f"schedule {nested.group(1)!r} is defined inside another; define schedules at the top level and "
+                    "name them as steps", nested.start())
+        owner = re.search(rf"(?<![A-Za-z0-9_.\-])({WORD})\s*$", head)
+        word = owner.group(1) if owner else None
+        if word in ("fixpoint", "repeat") and ("EQUAL" in expected or token == "="):
+            return (f"'{word}' takes its options in parentheses and its steps in braces: "
+                    f"{word}({'max_iters=N' if word == 'fixpoint' else 'N'}) {{ steps }}", None)
+        if word is not None and "EQUAL" in expected:
+            return (f"options in braces after a pass are name=value ({word}{{name=value}}); steps in braces belong "
+                    "to fixpoint or repeat", None)
+    return None
+
+
 def _unbalanced_hint(text: str) -> tuple[int, int] | None:
     """Line/column of the first '{' or '(' never closed, ignoring comments and strings."""
     stack, _ = _scan_brackets(text)
@@ -361,7 +403,8 @@ class _Parser:
                 return ScheduleError(f"'{ch}' is never closed (expected '{closing}' before the end)",
                                      _loc(source, lines, *hint))
             line = max(len(lines), 1)
-            return ScheduleError("unexpected end of input", _loc(source, lines, line, len(lines[-1]) + 1 if lines else 1))
+            end = _loc(source, lines, line, len(lines[-1]) + 1 if lines else 1)
+            return ScheduleError(_needs_body(text) or "unexpected end of input", end)
         misspelled = self._unknown_word_before_block(text, e.pos_in_stream, source, lines)
         if misspelled is not None:
             return misspelled
@@ -377,9 +420,15 @@ class _Parser:
                 ch, line, column, _ = open_here[-1]  # '{disable=[a}}' closed the '[' with a '}'
                 return ScheduleError(f"unexpected {got}: the '{ch}' at line {line}, column {column} is not closed yet "
                                      f"(expected '{closing[ch]}' first)", loc)
-            if str(e.token) in ("}", ")", "]") and _unbalanced_hint(text) is None:
-                depth_err = f"unexpected {got}: there is no matching opening bracket"
-                return ScheduleError(depth_err, loc)
+            if str(e.token) in ("}", ")", "]") and not open_here:
+                return ScheduleError(f"unexpected {got}: there is no matching opening bracket", loc)
+            hint = _construct_hint(text, e.pos_in_stream, open_here, e.expected, str(e.token))
+            if hint is not None:
+                message, offset = hint
+                if offset is not None:
+                    at = text.count("\n", 0, offset) + 1
+                    loc = _loc(source, lines, at, offset - (text.rfind("\n", 0, offset) + 1) + 1)
+                return ScheduleError(message, loc)
             expected = sorted({_TOKEN_WORDS.get(t, t) for t in e.expected if not t.startswith("__")})
             if open_here:  # only the innermost open bracket may close here ('repeat(2 {' offered ']' and '}')
                 wrong = {f"'{c}'" for c in closing.values()} - {f"'{closing[open_here[-1][0]]}'"}

@@ -204,6 +204,15 @@ def located(text: str, source: str = "<inline>") -> ScheduleError:
     ("schedule a {\n  fixpont {\n    dce\n  }\n}", 2, 3,
      "unknown pass or schedule 'fixpont' (did you mean 'fixpoint'?)"),
     ("schedul a {}", 1, 1, "unknown pass or schedule 'schedul' (did you mean 'schedule'?)"),
+    # balanced brackets: these said "unexpected '}': there is no matching opening bracket" or only "unexpected
+    # end of input" (an outside check); the message names the construct
+    ("dce{cse}", 1, 8, "options in braces after a pass are name=value (dce{name=value}); steps in braces belong "
+                       "to fixpoint or repeat"),
+    ("schedule main {\n  repeat(2)\n}", 3, 1, "'repeat' needs a body: repeat(N) { steps }"),
+    ("fixpoint(max_iters=2)", 1, 22, "'fixpoint' needs a body: fixpoint(max_iters=N) { steps }"),
+    ("fixpoint{max_iters=3}{dce}", 1, 19, "'fixpoint' takes its options in parentheses and its steps in braces"),
+    ("schedule main {\n  schedule inner { dce }\n}", 2, 3,
+     "schedule 'inner' is defined inside another; define schedules at the top level"),
 ])
 def test_errors_name_line_column_and_show_a_caret(text, line, col, needle):
     e = located(text, "s.mill")
