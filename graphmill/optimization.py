@@ -24,6 +24,7 @@ from graphmill.util.limits import check_seed
 from graphmill.util.suggest import did_you_mean
 from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES, builtin_schedule, default_schedule
 from graphmill.passes.dsl import load_schedule
+from graphmill.passes.plugins import plugin_files
 from graphmill.ir import ExecutionError, Graph, GraphmillError, UserInputError, find_problems
 from graphmill.ir.summary import summarize, symbols
 from graphmill.ir.gc_pause import collector_paused
@@ -291,9 +292,11 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     except PassFailure as f:
         if f.before is None:
             f.before = _replay(start, f.ran, seed, allow, cost_model)
+        plugins = {os.path.realpath(p): p for p in [*load_passes, *plugin_files(r.name for r in sched.runs())]}
+
         def rerun(folder: str) -> str:
             return rerun_command(folder, rtol=rtol, atol=atol, seed=seed, allow=allow, dims=dims,
-                                 load_passes=load_passes, verify_each=verify_each)
+                                 load_passes=list(plugins.values()), verify_each=verify_each)
 
         folder = write_reproducer(f, sched, seed, reproducer_dir, rerun)
         raise ReproducerError(f, folder, rerun(folder)) from f
@@ -315,8 +318,8 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
                 if wrong is not None and type_error(start, ctx) is None:
                     broken = f"the optimized graph is ill-typed: {wrong}"
         if broken:
-            raise GraphmillError(f"{broken}; a pass of the schedule broke it (rerun with --verify-each to name the "
-                                 "pass and write its reproducer); nothing written")
+            raise GraphmillError(f"{broken}; a pass of the schedule broke it (rerun with --verify-each, in Python "
+                                 "verify_each=True, to name the pass and write its reproducer); nothing written")
     report = OptimizeReport(
         schedule=sched.to_text(), schedule_inline=sched.to_inline(), seed=seed, before=before, after=_brief(graph, dims),
         passes=[r.__dict__ for r in result.records], stats=result.stats(),

@@ -21,6 +21,7 @@ import hashlib
 import os
 import sys
 import types
+from typing import Iterable
 
 from graphmill.ir import UserInputError
 from graphmill.passes.base import registered_passes
@@ -55,6 +56,14 @@ def load_pass_file(path: str | os.PathLike) -> list[str]:
     added = sorted(set(registered_passes()) - before)
     _LOADED[real] = added
     return list(added)
+
+
+def plugin_files(pass_names: Iterable[str]) -> list[str]:
+    """The loaded files that registered any of ``pass_names``, in loading order: what a reproducer's rerun must
+    load again (a schedule run from Python after ``api.load_passes`` printed a rerun without them, which then
+    failed on an unknown pass: an outside check)."""
+    wanted = set(pass_names)
+    return [path for path, names in _LOADED.items() if wanted & set(names)]
 
 
 def _line_in(e: BaseException, filename: str) -> str:

@@ -218,6 +218,26 @@ def test_pass_options_out_of_range_and_passes_that_need_structure(tmp_path, mode
     assert not rep.exists() and not os.path.exists(out)
 
 
+def test_a_reproducer_from_python_reruns_with_the_plugin_its_pass_came_from(tmp_path, model):
+    """Passes loaded with api.load_passes and run from Python: the rerun command had no --load-passes and failed on
+    'unknown pass' (an outside check). Reference: the printed command, run, fails in the same pass."""
+    import shlex
+
+    from graphmill.optimization import ReproducerError
+
+    plugin = tmp_path / "crashing.py"
+    plugin.write_text("from graphmill.passes import Pass, register_pass\n\n"
+                      "@register_pass\nclass Crash(Pass):\n    name = 'test-plugin-crash'\n\n"
+                      "    def run(self, graph, ctx):\n        raise RuntimeError('boom')\n")
+    api.load_passes(plugin)
+    with pytest.raises(ReproducerError) as ei:
+        graphmill.optimize(graphmill.load(model), "cse,test-plugin-crash", reproducer_dir=str(tmp_path / "r"))
+    argv = shlex.split(ei.value.rerun)
+    assert argv[argv.index("--load-passes") + 1] == str(plugin)
+    r = run_cli(*argv[1:], cwd=str(tmp_path))
+    assert "pass 'test-plugin-crash'" in one_error_line(r) and "boom" in r.stderr, r.stderr
+
+
 def test_example_schedule_builds_on_the_default_and_a_loaded_pass(tmp_path, model):
     mill = os.path.join(ROOT, "examples", "with_my_fusions.mill")
     r = run_cli("optimize", model, "-o", str(tmp_path / "o.onnx"), "--load-passes", EXAMPLE, "-s", mill,
