@@ -454,8 +454,19 @@ class Graph:
         return renamed
 
     def rename(self, value: Value, name: str) -> None:
-        """Give ``value`` (of this graph tree) a new name, keeping ``unique_name``'s record of taken names."""
+        """Give ``value`` (of this graph tree) a new name, keeping ``unique_name``'s record of taken names; a name
+        another value of the tree has is refused (it was taken silently, and only ``verify()`` said so later: an
+        outside check). Assign ``value.name`` directly and nothing checks it until ``verify()``."""
         names = self._name_set()
+        if name != value.name and name in names:  # the record keeps removed values' names: look for a live one
+            other = next((v for g in self.root.all_graphs() for v in g.values() if v.name == name and v is not value),
+                         None)
+            if other is not None:
+                raise IRError(f"cannot rename %{value.name} to %{name}: another value of the graph has that name")
+        owner = value._owner
+        if owner is not None and owner.initializers.get(value.name) is value:  # keyed by name: follow it
+            del owner.initializers[value.name]
+            owner.initializers[name] = value
         names.discard(value.name)
         value.name = name
         names.add(name)

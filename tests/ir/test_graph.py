@@ -191,6 +191,21 @@ def test_is_sorted_and_rename_are_the_public_ways_to_check_order_and_rename():
     assert v["x"].name == "input0" and g.unique_name("x") == "x" and g.unique_name("input0") != "input0"
 
 
+def test_rename_refuses_a_name_another_value_has_and_rekeys_an_initializer():
+    """Renaming to a taken name succeeded, and only verify() said so later (an outside check); an initializer is
+    kept by name, so its entry follows the rename. A removed value's name is free again."""
+    g, v = small_graph()
+    with pytest.raises(IRError, match="cannot rename %relu_out to %x: another value of the graph has that name"):
+        g.rename(v["a"], "x")
+    assert v["a"].name == "relu_out" and find_problems(g) == []
+    w = next(iter(g.initializers.values()))
+    g.rename(w, "two")
+    assert g.initializers["two"] is w and w.is_initializer and find_problems(g) == []
+    g.rename(v["d"], "product")
+    g.rename(v["c"], "mul_out")  # the name the Mul's output had: free once renamed
+    assert find_problems(g) == []
+
+
 def test_detach_inputs_drops_the_use_records():
     g, v = small_graph()
     n = Node("Sub", [v["x"], v["a"]])
