@@ -30,9 +30,14 @@ class RewritePass(Pass):
     )
 
     def __init_subclass__(cls, **kwargs) -> None:
-        """Each pass's ``disable`` accepts exactly its own rule names (checked when a schedule is parsed)."""
+        """Each pass's ``disable`` accepts exactly its own rule names (checked when a schedule is parsed), and a pass
+        that does not declare its exactness has its least exact rule's (``graphmill passes`` listed a pass of one
+        approximate rule as exact: an outside check)."""
         super().__init_subclass__(**kwargs)
-        names = tuple(r.name for r in cls.__dict__.get("rules", cls.rules))
+        rules = cls.__dict__.get("rules", cls.rules)
+        if "exactness" not in cls.__dict__ and rules:
+            cls.exactness = max((r.exactness for r in rules), key=EXACTNESS.index)
+        names = tuple(r.name for r in rules)
         cls.options = tuple(dataclasses.replace(o, choices=names) if o.name == "disable" else o for o in cls.options)
 
     def active_rules(self, ctx: PassContext) -> list[Rule]:
@@ -103,5 +108,6 @@ def find_rule(name: str) -> tuple[Rule, str]:
     rules = all_rules()
     if name not in rules:
         raise UserInputError(f"unknown rewrite rule {name!r}{did_you_mean(name, rules)}; `graphmill passes` lists "
-                             f"the {len(rules)} rules with their passes")
+                             f"the {len(rules)} rules with their passes (a rule of your own: name its file with "
+                             "--load-passes)")
     return rules[name]

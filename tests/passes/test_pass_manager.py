@@ -485,6 +485,24 @@ def test_approximate_rules_run_only_when_asked():
     assert [n.op_type for n in g.nodes] == ["Abs"]
 
 
+def test_a_rewrite_pass_is_as_exact_as_its_least_exact_rule():
+    """`graphmill passes` listed a pass whose only rule is approximate as exact, and the built-in simplify and
+    fuse-activation (float-reassociating rules among exact ones) as exact (an outside check)."""
+    from graphmill import api
+
+    assert _ApproxPass.exactness == APPROXIMATE
+    listed = {row["name"]: row["exactness"] for row in api.list_passes()}
+    assert listed["test-rules"] == APPROXIMATE
+    assert listed["simplify"] == listed["fuse-activation"] == "float-reassociating"
+
+    class Declared(RewritePass):  # a pass that says how exact it is keeps its word
+        name = "test-declared-exactness"
+        exactness = EXACT
+        rules = _ApproxPass.rules
+
+    assert Declared.exactness == EXACT
+
+
 def test_rules_can_be_disabled_by_name():
     g = relu_chain(1)
     res = PassManager("test-rules{allow=[approximate], disable=[test-relu-to-abs]}").run(g)
