@@ -352,20 +352,31 @@ def compare_outputs(a: Mapping[str, Any], b: Mapping[str, Any], *, rtol: float, 
 
 def compare(reference: Graph, candidate: Graph, inputs: Mapping[str, Any] | None = None, *, seed: int = 0,
             rtol: float = 1e-4, atol: float = 1e-5, options: OrtOptions | None = None,
-            scale_atol: bool = False) -> Comparison:
+            scale_atol: bool = False, names: tuple[str, str] = ("the reference", "the candidate")) -> Comparison:
     """Run both graphs under ONNX Runtime on the same (seeded random) inputs and compare outputs.
 
-    Outputs are matched by position, so a pass that renames an output is still compared.
+    Outputs are matched by position, so a pass that renames an output is still compared. A graph ONNX Runtime
+    cannot load or run is named in the error (``names``): a model whose op has no kernel for its element type
+    (float64 Conv) failed the same way before and after, and the message blamed neither.
     """
     feeds = dict(inputs) if inputs is not None else random_inputs(reference, seed=seed)
-    ref = OrtSession(reference, options)
-    cand = OrtSession(candidate, options)
-    ra = ref.run(feeds)
+    try:
+        ref = OrtSession(reference, options)
+        ra = ref.run(feeds)
+    except ExecutionError as e:
+        raise ExecutionError(f"{names[0]}: {e}") from e
+    try:
+        cand = OrtSession(candidate, options)
+    except ExecutionError as e:
+        raise ExecutionError(f"{names[1]}: {e}") from e
     if len(cand.input_names) != len(ref.input_names):
         raise UserInputError(f"the graphs take different inputs: {', '.join(ref.input_names)} vs "
                              f"{', '.join(cand.input_names)}")
     # inputs, like outputs, are matched by position: a pass may rename them
-    rb = cand.run({nb: feeds[na] for na, nb in zip(ref.input_names, cand.input_names)})
+    try:
+        rb = cand.run({nb: feeds[na] for na, nb in zip(ref.input_names, cand.input_names)})
+    except ExecutionError as e:
+        raise ExecutionError(f"{names[1]}: {e}") from e
     if len(ref.output_names) != len(cand.output_names):
         return Comparison(False, rtol, atol, [OutputDiff("*", float("inf"), float("inf"), False,
                                                          f"{len(ref.output_names)} vs {len(cand.output_names)} outputs")])
