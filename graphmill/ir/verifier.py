@@ -106,7 +106,10 @@ def _check_graph(graph: Graph, outer: set[int], problems: list[str], names: dict
                 problems.append(f"{_where(n, i)}: input %{v.name} is used before it is defined "
                                 f"(by {nodes[defined_at[id(v)]].describe()} at #{defined_at[id(v)]})")
             else:
-                problems.append(f"{_where(n, i)}: input %{v.name} is not defined in this graph or an enclosing one")
+                shown = f"%{v.name}" if v.name else f"{k} (unnamed)"
+                problems.append(f"{_where(n, i)}: input {shown} is not defined in this graph or an enclosing one"
+                                + (f" (this graph's %{v.name} is another value: this one comes from another graph "
+                                   "or was removed)" if v.name and v.name in names else ""))
         for k, v in enumerate(n.outputs):
             if v is None:
                 continue
@@ -131,7 +134,8 @@ def _check_graph(graph: Graph, outer: set[int], problems: list[str], names: dict
                     problems.append(f"{label}: %{v.name} lists a use by {user.describe()} input {k} that is not there")
     for v in graph.outputs:
         if v is None or id(v) not in scope:
-            problems.append(f"{label}: output %{getattr(v, 'name', '?')} is not defined")
+            name = getattr(v, "name", "")
+            problems.append(f"{label}: output {f'%{name}' if name else '(unnamed)'} is not defined")
     if any("used before it is defined" in p for p in problems):
         try:
             topological_order(graph)

@@ -46,8 +46,10 @@ class VerificationError(GraphmillError):
 
     def __init__(self, problems: list[str], graph_name: str = "") -> None:
         self.problems = list(problems)
-        where = f"graph {graph_name!r}: " if graph_name else ""
         first = problems[0] if problems else "unknown problem"
+        where = f"graph {graph_name!r}: " if graph_name else ""
+        if first.startswith(where) or f"in graph {graph_name!r}" in first:  # it names the graph already (said twice)
+            where = ""
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         super().__init__(f"{where}{first}{more}")
 

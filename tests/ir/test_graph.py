@@ -241,3 +241,23 @@ def test_edit_keeps_numerics_under_onnxruntime():
 def test_builder_infers_types_with_symbols():
     g, v = small_graph()
     assert v["d"].type == TensorType(DataType.FLOAT, ("N", 4))
+
+
+def test_verify_messages_name_what_is_wrong_once():
+    """'input % is not defined' for an unnamed value, the graph's name said twice, and "%x is not defined" of a
+    graph that has an input %x (another graph's %x was read) (an outside check)."""
+    g, v = small_graph()
+    other, _ = small_graph()
+    relu = v["a"].producer
+    relu.set_input(0, other.inputs[0])  # the other graph's %x
+    with pytest.raises(VerificationError) as ei:
+        verify(g)
+    assert str(ei.value).startswith("Relu node 'relu' (#0 in graph 'g'): input %x is not defined in this graph or an "
+                                    "enclosing one (this graph's %x is another value"), str(ei.value)
+    g, v = small_graph()
+    v["a"].producer.set_input(0, Value(""))
+    assert "input 0 (unnamed) is not defined" in find_problems(g)[0]
+    g, _ = small_graph()
+    g.outputs.append(Value("dangling"))
+    with pytest.raises(VerificationError, match=r"^graph 'g': output %dangling is not defined$"):
+        verify(g)
