@@ -245,6 +245,10 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     """
     path = os.fspath(path)
     check_target(path)
+    try:  # a graph graphmill writes, it loads: an empty required input verified, was written, and was refused on load
+        check_arity(graph, path)
+    except ModelLoadError as e:
+        raise UserInputError(f"{e}; not written (loading it would be refused)") from None
     lands = written_path(path)  # a link's target: external data goes beside the model it is written in
     if not force:
         folder = os.path.dirname(os.path.abspath(lands))

@@ -537,3 +537,20 @@ def test_training_info_external_data_is_confined_and_read_in(tmp_path):
     graphmill.save(g, str(other / "ext.onnx"), external_data="ext.bin", size_threshold=0)
     kept = onnx.load(str(other / "ext.onnx")).training_info[0].initialization.initializer[0]
     assert np.array_equal(onnx.numpy_helper.to_array(kept), np.arange(16, dtype=np.float32))
+
+
+def test_save_refuses_a_graph_its_own_loader_would_refuse(tmp_path):
+    """An Add whose required second input was emptied verified, saved, and was then refused by load (an outside
+    check). Reference: onnx's schema for Add (two required inputs)."""
+    from graphmill.ir.builder import GraphBuilder
+
+    b = GraphBuilder("g")
+    x = b.input("x", "float32", [2])
+    b.output(b.Add(x, x, name="add"), "y")
+    g = b.build()
+    g.nodes[0].set_input(1, None)
+    graphmill.verify(g)  # structure only: the schema is the frontend's
+    with pytest.raises(UserInputError, match=r"Add node 'add': input 1 \(B\) is required, but the model leaves it "
+                                             r"empty \(''\); not written"):
+        graphmill.save(g, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
