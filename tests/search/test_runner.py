@@ -58,6 +58,28 @@ def test_repeats_are_answered_from_history_and_do_not_count():
         assert len({space.key(c) for c in calls}) == 5
 
 
+def test_a_strategy_stuck_on_known_configurations_wastes_few_asks_once_a_quarter_is_known(monkeypatch):
+    """The runner falls back to an unseen configuration after 50 repeated proposals in a row; near the end of a
+    small space every new evaluation cost 50 asks and tells, and TPE's grow with each (150 evaluations of a
+    260-configuration space took 224 s: an outside check). Once a quarter of the space is known the limit is 5.
+    Reference: the counts by hand for a strategy that always proposes the same configuration."""
+    from graphmill.search.strategies.random import RandomSearch
+
+    space = search.Space({"a": search.Choice(list(range(8))), "b": search.Choice(list(range(5)))})  # 40
+    asks = []
+
+    def stuck(self):
+        asks.append(1)
+        return {"a": 0, "b": 0}
+
+    monkeypatch.setattr(RandomSearch, "ask", stuck)
+    r = search.run(space, lambda c: float(c["a"] + c["b"]), strategy="random", budget=30, seed=0, progress=False)
+    assert len(r.history) == 30 and len({t.key for t in r.history}) == 30
+    # 1 ask for the first; 50 repeats before each of the next 9 (fewer than 10 of 40 known); then 5 before each of
+    # the last 20: 1 + 450 + 100 (the limit of 50 all along: 1 + 29 * 50 = 1,451)
+    assert len(asks) == 1 + 9 * 50 + 20 * 5
+
+
 def test_failures_are_recorded_and_the_search_goes_on():
     r = search.run(rh.small_space(), rh.evaluate, strategy="random", budget=60, seed=0, progress=False)
     failed = [t for t in r.history if t.status == "failed"]
