@@ -22,7 +22,9 @@ the roofline and the vector unit count them):
   (a Slice of a graph input: the slice; a Concat of an intermediate and an outside tensor: the outside one),
   and a vector op reads no more than it reads alone (a Gather: the rows it gathers, not its table);
   a view read outside the group is written at the smaller of its own words and those of the members' tensors
-  it is made of that are not written anyway (a Slice of an intermediate: the slice). Before
+  it is made of that are not written anyway (a Slice of an intermediate: the slice); each outside tensor is read
+  once, at the most any member reads of it, and no member reads more than alone (the roofline's words: a strided
+  1x1 Conv its sampled pixels). Before
   2026-12-05 they paid the group's boundary like any op, so a group of free ops cost up to 1,154 cycles where
   its members cost 0, and the greedy fusion baseline and the learned passes kept such groups (an outside
   check: 10% of the step on a torch-exported encoder);
@@ -45,6 +47,7 @@ from graphmill.ir.cost import GroupCost
 from graphmill.ir.types import TensorType, num_elements
 
 from .config import AccelConfig
+from .engine import recurrent_weights_resident
 from .lowering import ArrayLayer, Uncosted, VectorLayer, lower_node
 
 __all__ = ["GroupCost", "kernel_cost", "tensor_words"]
@@ -60,26 +63,26 @@ def tensor_words(v) -> int:
 class _Member(NamedTuple):
     """What one node brings to a kernel: ``cycles`` None when it cannot be in one (``why`` says why);
     ``has_prims`` false for an op the simulator counts as free (shape-only, layout); ``read_cap`` the DRAM words
-    it reads alone when that is less than its inputs (a Gather reads the rows it gathers, not its table), None
-    for an array op (it streams its operands whole)."""
+    it reads alone, as the roofline counts them (a Gather the rows it gathers, not its table; a strided 1x1 Conv
+    the pixels it samples, M x K, not its whole input)."""
 
     cycles: int | None
     on_array: bool
     why: str
     has_prims: bool
-    read_cap: int | None
+    read_cap: int
 
 
 def _compute(node: Node, accel: AccelConfig) -> _Member:
     if node.domain == "graphmill":
         return _Member(None, False, f"{node.describe()} ({node.domain}::{node.op_type}) is not a kernel op the "
-                       "simulator fuses", False, None)
+                       "simulator fuses", False, 0)
     try:
         prims = lower_node(node, [])
     except Uncosted as e:
-        return _Member(None, False, f"{node.describe()}: {e}", False, None)
+        return _Member(None, False, f"{node.describe()}: {e}", False, 0)
     except UserInputError as e:
-        return _Member(None, False, str(e), False, None)
+        return _Member(None, False, str(e), False, 0)
     c = 0
     array = False
     read_cap = 0
@@ -87,12 +90,14 @@ def _compute(node: Node, accel: AccelConfig) -> _Member:
         if isinstance(p, ArrayLayer):
             c += -(-p.macs // (accel.rows * accel.cols))
             array = True
+            loads = p.weight_sets if recurrent_weights_resident(p, accel) else p.repeat  # the roofline's count
+            read_cap += p.M * p.K * p.repeat + p.K * p.N * loads
         elif isinstance(p, VectorLayer):
             c += -(-p.flops // max(1, accel.lanes))
             read_cap += p.words_read
         else:
-            return _Member(None, False, f"{node.describe()}: control flow is not fused", False, None)
-    return _Member(c, array, "", bool(prims), None if array else read_cap)
+            return _Member(None, False, f"{node.describe()}: control flow is not fused", False, 0)
+    return _Member(c, array, "", bool(prims), read_cap)
 
 
 def kernel_cost(nodes: list[Node], accel: AccelConfig, *, scale: float = 1.0, memo: dict | None = None) -> GroupCost:
@@ -157,36 +162,39 @@ def kernel_cost(nodes: list[Node], accel: AccelConfig, *, scale: float = 1.0, me
             stack.pop()
         return sources[id(v)]
 
-    read = 0
+    need: dict[int, float] = {}  # outside tensor -> the most words any member reads of it
     kept: dict[int, object] = {}  # intermediates: members' tensors read inside the group
     written: list = []  # tensors of members with primitives read outside the group
     views: list = []  # free members' outputs read outside it
-    seen: set[int] = set()
     for n in nodes:
         if id(n) not in free:
-            own = 0
+            shares: dict[int, int] = {}
             for v in n.inputs:
-                if v is None or id(v) in seen:
+                if v is None or id(v) in shares:
                     continue
-                seen.add(id(v))
                 outside, inside = sources_of(v)
                 kept.update(inside)
                 if outside:
-                    own += min(tensor_words(v), sum(tensor_words(u) for u in outside.values()))
+                    shares[id(v)] = min(tensor_words(v), sum(tensor_words(u) for u in outside.values()))
+            own = sum(shares.values())
             cap = info[id(n)].read_cap
-            read += own if cap is None else min(own, cap)
+            scale = min(1.0, cap / own) if own else 1.0  # it reads no more than alone: a Gather, a strided Conv
+            for k, words in shares.items():
+                need[k] = max(need.get(k, 0.0), words * scale)  # one read per tensor, the largest any reader needs
         for v in n.outputs:
             if v is not None and (v.is_graph_output() or any(id(u) not in members for u in v.users)):
                 (views if id(n) in free else written).append(v)
+    read = math.ceil(sum(need.values()) - 1e-9)
     # a view read outside is written as itself, or as the members' tensors it is made of when they are fewer words
     # (a Slice: the slice; a Concat of an intermediate and an outside tensor: the intermediate), less what is
-    # written anyway
+    # written anyway: a tensor is written once, whole or through one view
     write = sum(tensor_words(v) for v in written)
     whole = {id(v) for v in written}
     for v in views:
-        rest = [u for k, u in sources_of(v)[1].items() if k not in whole]
+        rest = {k: u for k, u in sources_of(v)[1].items() if k not in whole}
         if rest:
-            write += min(tensor_words(v), sum(tensor_words(u) for u in rest))
+            write += min(tensor_words(v), sum(tensor_words(u) for u in rest.values()))
+            whole.update(rest)
     inter = sum(tensor_words(v) for v in kept.values())
     if inter > capacity:
         names = ", ".join(n.name or n.op_type for n in nodes)
