@@ -11,6 +11,7 @@ only when the data is needed.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 import numpy as np
@@ -36,12 +37,15 @@ class ExternalData:
         self.size = self.stamp[2]
 
     def read(self) -> bytes:
-        with open(self.path, "rb") as f:
-            # the file opened must be the one checked at load: its path was confined then, and a link swapped in
-            # since (same size and time, another file) was read (an outside check); so compare the open file
-            if _identity(os.fstat(f.fileno())) != self.stamp:
-                raise ModelLoadError(f"{self.path}: the external data file changed after the model was loaded; "
-                                     "load the model again")
+        # the file opened must be the one checked at load: its path was confined then, and a link swapped in since
+        # (same size and time, another file) was read (an outside check); so the open file is compared. Opened
+        # without blocking: a FIFO swapped in would block open() itself
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or _identity(st) != self.stamp:
+                raise ModelLoadError(f"{self.path}: the external data file was replaced or changed after the model "
+                                     "was loaded (another file, or the same bytes written anew); load the model again")
             f.seek(self.offset)
             data = f.read() if self.length is None else f.read(self.length)
         if self.length is not None and len(data) != self.length:

@@ -400,6 +400,7 @@ def test_external_data_swapped_for_a_link_after_load_is_refused(tmp_path):
     st = data.stat()
     os.utime(secret, ns=(st.st_atime_ns, st.st_mtime_ns))
     g = graphmill.load(path)
+    original = data.read_bytes()
     data.unlink()
     os.symlink(secret, data)
     with pytest.raises(ModelLoadError, match="changed after the model was loaded"):
@@ -407,6 +408,14 @@ def test_external_data_swapped_for_a_link_after_load_is_refused(tmp_path):
     with pytest.raises(ModelLoadError, match="changed after the model was loaded"):
         graphmill.save(g, str(tmp_path / "out.onnx"))
     assert not (tmp_path / "out.onnx").exists()
+    # a FIFO swapped in: the read opened it first and blocked for ever (a reviewer); it is refused at once
+    data.unlink()
+    data.write_bytes(original)
+    g = graphmill.load(path)
+    data.unlink()
+    os.mkfifo(data)
+    with pytest.raises(ModelLoadError, match="replaced or changed after the model was loaded"):
+        g.initializers["w"].const.numpy()
 
 
 @pytest.mark.parametrize("field", ["raw_data", "float_data"])
