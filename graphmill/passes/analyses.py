@@ -29,6 +29,7 @@ class Shapes(Analysis):
 @register_analysis
 class Costs(Analysis):
     name = "costs"
+    verifiable = False  # computing it infers shapes first, which fills in the graph's value types
 
     def compute(self, graph: Graph, ctx: PassContext):
         ctx.analysis("shapes", graph)

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, ClassVar, Iterable, Protocol, Sequence, runtime_checkable
 
+import numpy as np
+
 from graphmill.ir import Graph, Node, UserInputError
 from graphmill.ir.ops import InferenceReport
 from graphmill.util.suggest import did_you_mean
@@ -281,7 +283,7 @@ class PassContext:
         for (name, gid), (ref, cached) in list(self._cache.items()):
             if gid != id(graph) or ref() is not graph or not _ANALYSES[name].verifiable:
                 continue
-            if _ANALYSES[name]().compute(graph, self) != cached:
+            if not _same(_ANALYSES[name]().compute(graph, self), cached):
                 stale.append(name)
         return sorted(stale)
 
@@ -307,6 +309,18 @@ class PassContext:
         if self._shape_inferencer is _UNSET:
             self._shape_inferencer = default_providers().shape_inferencer
         return self._shape_inferencer
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal results of an analysis; numpy arrays (in containers too) compared by value (``!=`` of arrays has no
+    truth value: a plugin's array-valued analysis failed its pass under --verify-each, a reviewer found)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(a, b))
+    return bool(a == b)
 
 
 def _drop_entry(cache: dict, key: tuple, ref: weakref.ref) -> None:

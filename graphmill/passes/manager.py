@@ -109,9 +109,11 @@ class PassManager:
                  verify_each: bool = False, keep_snapshots: bool = False, ctx: PassContext | None = None) -> None:
         self.schedule = as_schedule(schedule)
         self.instruments = list(instruments)
-        for check in (VerifyEach, ChangeClaimCheck, PreservedAnalysesCheck) if verify_each else ():
-            if not any(isinstance(i, check) for i in self.instruments):
-                self.instruments.insert(0, check())
+        # first the graph's verification, then the claims (an analysis recomputed on a broken graph would crash
+        # before verify could say what is broken), all before the user's instruments
+        checks = [check() for check in ((VerifyEach, ChangeClaimCheck, PreservedAnalysesCheck) if verify_each else ())
+                  if not any(isinstance(i, check) for i in self.instruments)]
+        self.instruments[:0] = checks
         self.keep_snapshots = keep_snapshots
         self.ctx = ctx or PassContext()
         # Build every pass now: option errors (and a preserved analysis nobody registered) surface before anything runs.

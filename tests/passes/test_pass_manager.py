@@ -308,6 +308,45 @@ def test_a_false_preserved_claim_is_named():
     assert len(g) == 2
 
 
+@register_analysis
+class RowSums(Analysis):
+    name = "test-row-sums"
+
+    def compute(self, graph, ctx):
+        return np.array([len(graph.inputs), len(graph.outputs)])
+
+
+@register_pass
+class KeepsRowSums(Pass):
+    """Test pass: removes a Relu-of-Relu, truthfully preserving an array-valued analysis (inputs and outputs)."""
+
+    name = "test-keeps-row-sums"
+    preserves = frozenset({"test-row-sums"})
+
+    def run(self, graph, ctx):
+        ctx.analysis("test-row-sums", graph)
+        for n in graph.nodes:
+            if n.op_type == "Relu" and n.inputs[0].producer is not None and n.inputs[0].producer.op_type == "Relu":
+                inner = n.inputs[0].producer
+                n.set_input(0, inner.inputs[0])
+                graph.remove_node(inner)
+                return PassResult(True)
+        return PassResult(False)
+
+
+def test_a_true_claim_about_an_array_valued_analysis_passes_verify_each():
+    """Comparing arrays with != has no truth value: the check failed a truthful pass (a reviewer). The check
+    also runs after VerifyEach, so a broken graph gets verify's message, not an analysis's crash."""
+    from graphmill.passes import PreservedAnalysesCheck, VerifyEach
+
+    g = relu_chain(3)
+    pm = PassManager("test-keeps-row-sums", verify_each=True)
+    pm.run(g)
+    assert len(g) == 2
+    kinds = [type(i) for i in pm.instruments]
+    assert kinds.index(VerifyEach) < kinds.index(PreservedAnalysesCheck)
+
+
 def test_a_preserved_analysis_nobody_registered_is_refused_before_anything_runs():
     @register_pass
     class Misspelled(Pass):
