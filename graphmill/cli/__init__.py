@@ -53,9 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = args.verbose + args.command_verbose
     # "graphmill chip place: error: ..." as argparse says it for a nested command's usage errors
     name = " ".join(n for n in (args.command, getattr(args, f"{args.command}_command", None)) if n)
-    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), format="%(name)s: %(message)s")
     json_on_stdout = getattr(args, "json", None) in (True, "-")
-    with escaped_controls():
+    with escaped_controls():  # log lines too: the handler takes the stream set up here
+        logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), format="%(name)s: %(message)s")
         with TerminateAsInterrupt() as term, WarningLines(name) as warned, json_stdout_only(json_on_stdout):
             code = _run(args, name, term)  # TerminateAsInterrupt: `kill PID` cleans up as Ctrl-C does
         if code != 2:  # a failure's error is its one line

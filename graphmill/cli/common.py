@@ -75,8 +75,9 @@ def fmt_count(n: int) -> str:
     return f"{n:,}"
 
 
-#: terminal control characters (C0 but tab, newline and carriage return; DEL; C1) -> a visible \\xNN
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, *range(0x80, 0xA0))}
+#: terminal control characters (C0 but tab and newline; DEL; C1) -> a visible \\xNN (no output of graphmill's
+#: uses a carriage return, and one in a name rewrote the line before it)
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0))}
 
 
 class _EscapingStream:
@@ -86,7 +87,12 @@ class _EscapingStream:
         self.stream = stream
 
     def write(self, text: str) -> int:
-        return self.stream.write(text.translate(_CONTROLS))
+        self.stream.write(text.translate(_CONTROLS))
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
 
     def __getattr__(self, name: str):
         return getattr(self.stream, name)

@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
             warnings.filterwarnings("ignore", message="simulator: ")  # the model's contents names it (as inspect)
             report = api.simulate(graph, accel, scalesim_compat=args.scalesim_compat, dims=parse_dims(args.dim))
         if report.partial:
-            names = ", ".join(f"{u['name']} ({u['op']})" for u in report.uncosted).replace("\n", "\\n").replace(
-                "\r", "\\r")  # one line, whatever the model's names hold
+            # one line, whatever the model's names hold (other control characters: cli/common.escaped_controls)
+            names = ", ".join(f"{u['name']} ({u['op']})" for u in report.uncosted).replace("\n", "\\n")
             print(f"graphmill simulate: warning: the totals are partial: {len(report.uncosted)} node(s) not costed: "
                   f"{names}", file=sys.stderr)
     replay = api.replay_placement(graph) if not (args.scalesim_topology or args.scalesim_config) else None

@@ -23,17 +23,19 @@ def held_signals() -> Iterator[None]:
     caught: list[int] = []
     held = (signal.SIGINT, signal.SIGTERM)
     before = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    # a handler installed outside Python reads as None: the default then
+    before = {s: h if h is not None else signal.SIG_DFL for s, h in before.items()}
     try:
         yield
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
-        if caught:
-            handler = before[caught[0]]
+        for signum in caught:  # each, in order (a second Ctrl-C under DeferredInterrupt raises; a SIGTERM after a
+            handler = before[signum]  # first Ctrl-C still terminates); the first to raise ends the replay
             if callable(handler):
-                handler(caught[0], None)
+                handler(signum, None)
             elif handler == signal.SIG_DFL:
-                os.kill(os.getpid(), caught[0])
+                os.kill(os.getpid(), signum)
 
 
 class DeferredInterrupt:

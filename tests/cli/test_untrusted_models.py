@@ -288,21 +288,21 @@ def test_control_characters_in_a_models_names_are_not_sent_to_the_terminal(tmp_p
     """An op type, an input name and a node name holding escape sequences and a newline: inspect printed them raw
     (an escape retitled and cleared the terminal) and simulate's warning came out as two lines (an outside check).
     Reference: the ECMA-48 control characters (ESC 0x1b, BEL 0x07), which must not reach the output."""
-    g = helper.make_graph([helper.make_node("Evil\x1b]0;pwned\x07\x1b[2J", ["X\x1b[31mRED"], ["Y"], domain="x",
-                                            name="n\nfake line")], "g",
+    g = helper.make_graph([helper.make_node("Evil\x1b]0;pwned\x07\x1b[2J\rnodes:   1", ["X\x1b[31mRED"], ["Y"],
+                                            domain="x", name="n\nfake line")], "g",
                           [helper.make_tensor_value_info("X\x1b[31mRED", 1, [4])],
                           [helper.make_tensor_value_info("Y", 1, [4])])
     model = str(tmp_path / "m.onnx")
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("x", 1)]), model)
     r = run_cli(tmp_path, "inspect", model)
     assert r.returncode == 0, r.stderr
-    assert "\x1b" not in r.stdout and "\x07" not in r.stdout
-    assert "x::Evil\\x1b]0;pwned\\x07\\x1b[2J" in r.stdout and "X\\x1b[31mRED" in r.stdout
+    assert "\x1b" not in r.stdout and "\x07" not in r.stdout and "\r" not in r.stdout  # a \r rewrote the line
+    assert "x::Evil\\x1b]0;pwned\\x07\\x1b[2J\\x0dnodes:   1" in r.stdout and "X\\x1b[31mRED" in r.stdout
     r = run_cli(tmp_path, "simulate", model, "--accel", ACCEL)
     assert r.returncode == 0, r.stderr
     warning = [line for line in r.stderr.splitlines() if "not costed" in line]
     assert len(r.stderr.strip().splitlines()) == 1 and warning, r.stderr
-    assert "n\\nfake line (x::Evil\\x1b]0;pwned\\x07\\x1b[2J)" in warning[0]
+    assert "n\\nfake line (x::Evil\\x1b]0;pwned\\x07\\x1b[2J\\x0dnodes:   1)" in warning[0]
     assert "\x1b" not in r.stdout + r.stderr
 
 

@@ -1,6 +1,7 @@
 """util/files.atomic_write_many: several files replaced together.
 
-Reference: the bytes each file was given; POSIX signal semantics (a blocked signal is delivered when unblocked).
+Reference: the bytes each file was given; the handlers in place (Python's default_int_handler raises
+KeyboardInterrupt; TerminateAsInterrupt marks a SIGTERM and raises it as one), called after the renames.
 """
 
 from __future__ import annotations
@@ -36,3 +37,16 @@ def test_ctrl_c_between_the_renames_waits_until_both_files_are_in_place(tmp_path
     assert len(calls) == 2
     assert (weights.read_bytes(), model.read_bytes()) == (b"new weights", b"new model")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]  # no temporary left
+
+
+def test_every_signal_held_is_replayed_in_order():
+    """Two Ctrl-Cs under DeferredInterrupt (a training loop's: the first asks to stop after the step, the second
+    raises at once): only the first was replayed, and the second, which must raise, was lost (a reviewer)."""
+    from graphmill.util.interrupts import DeferredInterrupt, held_signals
+
+    with DeferredInterrupt() as stop, pytest.raises(KeyboardInterrupt):
+        with held_signals():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+            assert not stop.requested  # held: nothing happened yet
+    assert stop.requested
