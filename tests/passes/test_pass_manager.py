@@ -51,6 +51,17 @@ def relu_chain(n: int = 3):
     return b.build()
 
 
+def drop_one_relu_pair(graph) -> bool:
+    """Bypass the first Relu feeding a Relu (Relu(Relu(x)) == Relu(x)); whether there was one."""
+    for n in graph.nodes:
+        if n.op_type == "Relu" and n.inputs[0].producer is not None and n.inputs[0].producer.op_type == "Relu":
+            inner = n.inputs[0].producer
+            n.set_input(0, inner.inputs[0])
+            graph.remove_node(inner)
+            return True
+    return False
+
+
 @register_pass
 class DropOneRelu(Pass):
     """Test pass: bypass one Relu feeding a Relu per run (Relu(Relu(x)) == Relu(x)), so fixpoints iterate."""
@@ -60,12 +71,8 @@ class DropOneRelu(Pass):
 
     def run(self, graph, ctx):
         CALLS[self.name] = CALLS.get(self.name, 0) + 1
-        for n in graph.nodes:
-            if n.op_type == "Relu" and n.inputs[0].producer is not None and n.inputs[0].producer.op_type == "Relu":
-                inner = n.inputs[0].producer
-                n.set_input(0, inner.inputs[0])
-                graph.remove_node(inner)
-                return PassResult(True, {"removed": 1})
+        if drop_one_relu_pair(graph):
+            return PassResult(True, {"removed": 1})
         return PassResult(False)
 
 
@@ -285,13 +292,7 @@ class ClaimsCountKept(Pass):
 
     def run(self, graph, ctx):
         ctx.analysis("test-count-checked", graph)
-        for n in graph.nodes:
-            if n.op_type == "Relu" and n.inputs[0].producer is not None and n.inputs[0].producer.op_type == "Relu":
-                inner = n.inputs[0].producer
-                n.set_input(0, inner.inputs[0])
-                graph.remove_node(inner)
-                return PassResult(True)
-        return PassResult(False)
+        return PassResult(drop_one_relu_pair(graph))
 
 
 def test_a_false_preserved_claim_is_named():
@@ -325,13 +326,7 @@ class KeepsRowSums(Pass):
 
     def run(self, graph, ctx):
         ctx.analysis("test-row-sums", graph)
-        for n in graph.nodes:
-            if n.op_type == "Relu" and n.inputs[0].producer is not None and n.inputs[0].producer.op_type == "Relu":
-                inner = n.inputs[0].producer
-                n.set_input(0, inner.inputs[0])
-                graph.remove_node(inner)
-                return PassResult(True)
-        return PassResult(False)
+        return PassResult(drop_one_relu_pair(graph))
 
 
 def test_a_true_claim_about_an_array_valued_analysis_passes_verify_each():
