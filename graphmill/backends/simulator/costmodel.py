@@ -19,7 +19,7 @@ from graphmill.ir.types import TensorType
 from graphmill.util.errors import SimulationWarning
 
 from .config import AccelConfig, as_accel
-from .engine import recurrent_weights_resident, simulate_array_layer, simulate_vector_layer
+from .engine import array_words_read, simulate_array_layer, simulate_vector_layer
 from .lowering import ArrayLayer, BranchChoice, Uncosted, lower_node
 __all__ = ["CostModel", "SimulationWarning", "SimulatorCostModel", "RooflineCostModel", "value_bytes"]
 
@@ -90,8 +90,7 @@ class RooflineCostModel(_Base):
     def _prim_time(self, p) -> int:
         a = self.accel
         if isinstance(p, ArrayLayer):
-            loads = p.weight_sets if recurrent_weights_resident(p, a) else p.repeat  # R stays on chip
-            words = p.M * p.K * p.repeat + p.K * p.N * loads
+            words = array_words_read(p, a)
             out = p.M * p.N * p.repeat
             return max(-(-p.macs // (a.rows * a.cols)), -(-words // (a.ifmap_bw_words + a.filter_bw_words)),
                        -(-out // a.ofmap_bw_words))

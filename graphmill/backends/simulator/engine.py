@@ -92,6 +92,13 @@ def recurrent_weights_resident(layer: ArrayLayer, cfg: AccelConfig) -> bool:
     return 0 < layer.recurrent_words <= -(-cfg.filter_words // 2)
 
 
+def array_words_read(layer: ArrayLayer, cfg: AccelConfig) -> int:
+    """DRAM words an array layer reads as the roofline counts them: its im2col operand (M x K per instance) and its
+    weights (K x N per load; a recurrent layer's R once per weight set when it stays on chip)."""
+    loads = layer.weight_sets if recurrent_weights_resident(layer, cfg) else layer.repeat
+    return layer.M * layer.K * layer.repeat + layer.K * layer.N * loads
+
+
 def simulate_array_layer(layer: ArrayLayer, cfg: AccelConfig, arith: Arithmetic = GRAPHMILL, *,
                          memo: dict | None = None) -> LayerResult:
     """One array layer, all ``repeat`` instances (each simulated identically, back to back).

@@ -47,7 +47,7 @@ from graphmill.ir.cost import GroupCost
 from graphmill.ir.types import TensorType, num_elements
 
 from .config import AccelConfig
-from .engine import recurrent_weights_resident
+from .engine import array_words_read
 from .lowering import ArrayLayer, Uncosted, VectorLayer, lower_node
 
 __all__ = ["GroupCost", "kernel_cost", "tensor_words"]
@@ -90,8 +90,7 @@ def _compute(node: Node, accel: AccelConfig) -> _Member:
         if isinstance(p, ArrayLayer):
             c += -(-p.macs // (accel.rows * accel.cols))
             array = True
-            loads = p.weight_sets if recurrent_weights_resident(p, accel) else p.repeat  # the roofline's count
-            read_cap += p.M * p.K * p.repeat + p.K * p.N * loads
+            read_cap += array_words_read(p, accel)  # the roofline's count
         elif isinstance(p, VectorLayer):
             c += -(-p.flops // max(1, accel.lanes))
             read_cap += p.words_read
