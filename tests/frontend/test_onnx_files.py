@@ -432,8 +432,8 @@ def test_a_tensor_both_external_and_inline_is_refused(tmp_path, field):
         t.float_data.extend([1.0] * w.size)
     with open(path, "wb") as f:  # onnx.save would rewrite the external data
         f.write(m.SerializeToString())
-    with pytest.raises(ModelLoadError, match=f"tensor 'w' is stored externally \('w.data'\) and also holds its "
-                                             f"data inline \({field}\)"):
+    with pytest.raises(ModelLoadError, match=rf"tensor 'w' is stored externally \('w.data'\) and also holds its "
+                                             rf"data inline \({field}\)"):
         graphmill.load(path)
 
 
