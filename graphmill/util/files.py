@@ -19,6 +19,7 @@ import tempfile
 from typing import Any
 
 from graphmill.util.errors import UserInputError
+from graphmill.util.interrupts import held_signals
 from graphmill.util.limits import size_text
 
 
@@ -177,11 +178,12 @@ def atomic_write_many(files: list[tuple[str, bytes | list]]) -> None:
                 os.chmod(tmp, _kept_mode(path))
             except OSError as e:
                 raise UserInputError(f"{shown}: cannot write ({e.strerror})") from None
-        for tmp, path, shown in temps:
-            try:
-                os.replace(tmp, path)
-            except OSError as e:
-                raise UserInputError(f"{shown}: cannot write ({e.strerror})") from None
+        with held_signals():  # an interrupt between them left the old model reading the new weights
+            for tmp, path, shown in temps:
+                try:
+                    os.replace(tmp, path)
+                except OSError as e:
+                    raise UserInputError(f"{shown}: cannot write ({e.strerror})") from None
     except BaseException:
         for tmp, _, _ in temps:
             if os.path.exists(tmp):

@@ -1,12 +1,41 @@
 """Ctrl-C between steps, not inside one: the one way long loops (supernet training, AutoHAS) stop and checkpoint;
-SIGTERM handled as Ctrl-C, so that ``kill`` cleans up as Ctrl-C does; and spawned worker processes stopped with
-the parent that an interrupt stops."""
+signals held over a few steps that must all happen; SIGTERM handled as Ctrl-C, so that ``kill`` cleans up as Ctrl-C
+does; and spawned worker processes stopped with the parent that an interrupt stops."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+
+@contextlib.contextmanager
+def held_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block ends, then act as they would have (the handlers in place are
+    called): for a few steps that must all happen or none, as the renames of a model and its weights file
+    (``files.atomic_write_many``: an interrupt between them left the old model reading the new weights, an outside
+    check). Python's handlers run in the main thread whichever thread the signal reaches, so
+    they are swapped, not the threads' signal masks; elsewhere than the main thread nothing is held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    before = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    # a handler installed outside Python reads as None: the default then
+    before = {s: h if h is not None else signal.SIG_DFL for s, h in before.items()}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        for signum in caught:  # each, in order (a second Ctrl-C under DeferredInterrupt raises; a SIGTERM after a
+            handler = before[signum]  # first Ctrl-C still terminates); the first to raise ends the replay
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
 
 
 class DeferredInterrupt:
