@@ -1157,7 +1157,8 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
     import math
 
     from graphmill.frontend.chip.plc import placement_text
-    from graphmill.passes.chip.problem import problem_from_graph
+    from graphmill.passes.chip.legality import legality
+    from graphmill.passes.chip.problem import ChipPlacementError, problem_from_graph
     from graphmill.util.files import atomic_write_many, check_output_paths
 
     if method not in CHIP_METHODS:
@@ -1177,6 +1178,11 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
     _check_chip_options(method, options)
     graph, plc = chip_load(netlist, init)
     problem = problem_from_graph(graph)
+    fixed_hard = problem.hard[problem.fixed[problem.hard] != 0]
+    legal, why = legality(problem, fixed_hard)
+    if not legal:  # no move can mend it: the placers stopped at once with an illegal result and said nothing
+        raise ChipPlacementError(f"{plc.path}: the fixed hard macros alone are not legal ({why}): no placement "
+                                 "can be; move them inside the canvas and apart, or unfix them (last field 0)")
     if method == "fd":
         from graphmill.passes.chip.sa import force_directed
         result = force_directed(problem, weights=weights, budget_s=budget_s, seed=seed, progress=progress,

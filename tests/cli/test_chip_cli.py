@@ -87,6 +87,44 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys):
     _bad(tmp_path, capsys, [NET, "--init", PLC, "--method", "annealing"], "invalid choice")
 
 
+def test_a_plc_leaving_out_an_unpositioned_macro_is_refused(tmp_path, capsys):
+    """sample_clustered's netlist gives M1 no x or y; a .plc without its line left it at (0, 0), half off the
+    canvas: `chip place` exited 0 (packing it somewhere) and `chip cost` scored it (an outside check). Reference:
+    the netlist file itself (no `x`/`y` attribute in M1's node) and the .plc's node lines."""
+    assert '"M1"' in open(NET).read()
+    cut = tmp_path / "cut.plc"
+    cut.write_text("".join(line for line in open(PLC) if not line.startswith("3 375 375")))
+    _bad(tmp_path, capsys, [NET, "--init", str(cut), "--method", "fd"],
+         f"{cut}: no line places hard macro 'M1' (node 3), and the netlist gives it no position")
+    assert main(["chip", "cost", NET, str(cut)]) == 2
+    assert "no line places hard macro 'M1'" in capsys.readouterr().err
+    # a node the netlist does place may be left out, as in Circuit Training (the ports' lines here)
+    ports_cut = tmp_path / "ports.plc"
+    ports_cut.write_text("".join(line for line in open(PLC) if not line.startswith(("0 0 100", "1 499 499"))))
+    assert main(["chip", "cost", NET, str(ports_cut), "--json", "-"]) == 0
+
+
+@pytest.mark.parametrize("edit, why", [
+    ({"3 375 375 N 0": "3 700 375 N 1"}, "hard macro 'M1' lies outside the canvas"),
+    ({"3 375 375 N 0": "3 130 375 N 1", "2 125 375 N 0": "2 125 375 N 1"}, "1 pair of hard macros overlaps"),
+])
+def test_fixed_hard_macros_that_cannot_be_legal_are_refused(tmp_path, capsys, edit, why):
+    """A fixed hard macro outside the canvas, or two fixed ones overlapping: no move can make the placement legal,
+    and sa and fd stopped at once with an illegal result and exit 0, saying nothing (an outside check).
+    Reference: the .plc's own coordinates (canvas 500 x 500; M0 and M1 are 120 x 120 per the netlist)."""
+    text = open(PLC).read()
+    for old, new in edit.items():
+        assert old in text
+        text = text.replace(old, new)
+    bad = tmp_path / "fixed.plc"
+    bad.write_text(text)
+    for method in ("sa", "fd"):
+        _bad(tmp_path, capsys, [NET, "--init", str(bad), "--method", method],
+             f"{bad}: the fixed hard macros alone are not legal ({why})")
+    assert main(["chip", "cost", NET, str(bad), "--json", "-"]) == 0  # a report, not a placement: it says why
+    assert why in json.loads(capsys.readouterr().out)["why_illegal"]
+
+
 def test_negative_weight_one_line_either_spelling(tmp_path, capsys):
     """A negative proxy weight is refused in one line naming the value, whether given as `--weights -1,0.5,0.5`
     (argparse took it for an option: 'expected one argument') or `--weights=-1,0.5,0.5`; reference: the proxy

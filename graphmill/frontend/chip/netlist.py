@@ -35,6 +35,9 @@ NETLIST_LIMIT = MODEL_FILE_LIMIT
 
 METADATA_KEY = "graphmill.chip.metadata"
 SOURCE_KEY = "graphmill.chip.source"
+UNPOSITIONED_KEY = "graphmill.chip.unpositioned"
+"""``graph.meta`` key: the netlist indices of the hard and soft macros the netlist gives no x or y (they sit at 0
+until a ``.plc`` places them; ``apply_plc`` refuses a ``.plc`` that leaves one out)."""
 
 _TOKEN = re.compile(r'#[^\n]*|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[{}:\[\],;<>]|[A-Za-z0-9_.+\-]+|\S')
 _WORD = re.compile(r"[A-Za-z0-9_.+\-]+\Z")
@@ -189,6 +192,7 @@ def parse_netlist_text(text: str, path: str = "<netlist>") -> Graph:
     graph.opset_imports[DOMAIN] = 1
     nodes: list[Node] = []
     by_name: dict[str, Node] = {}
+    unpositioned: list[int] = []  # macros the netlist gives no position (UNPOSITIONED_KEY)
     sinks: list[tuple[Node, list[tuple[str, int]]]] = []
     pin_at: dict[str, int] = {}  # a pin node's token index, for errors found after the whole file is read
     for name, body, k in top:
@@ -230,6 +234,8 @@ def parse_netlist_text(text: str, path: str = "<netlist>") -> Graph:
             raise p.fail(f"node {node_name!r}: unknown type {kind!r} (expected MACRO, macro, MACRO_PIN, macro_pin, "
                          "PORT or STDCELL)", k)
         node_attrs: dict[str, Any] = {"index": len(nodes)}
+        if op in (HARD_MACRO, SOFT_MACRO) and not ("x" in attrs and "y" in attrs):
+            unpositioned.append(len(nodes))
         for key in ("x", "y"):
             node_attrs[key] = float(attrs.pop(key, 0.0))
         if op in (HARD_MACRO, SOFT_MACRO, STDCELL):
@@ -288,6 +294,7 @@ def parse_netlist_text(text: str, path: str = "<netlist>") -> Graph:
     if not any(n.op_type in (HARD_MACRO, SOFT_MACRO, STDCELL) for n in nodes):
         raise NetlistError(f"{path}: no macros or standard cells: nothing to place (is this a netlist.pb.txt?)")
     graph.extend(nodes)
+    graph.meta[UNPOSITIONED_KEY] = unpositioned
     return graph
 
 

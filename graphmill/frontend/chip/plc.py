@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from graphmill.ir import Graph
 from graphmill.ir.ops.chip import (CANVAS_KEY, DOMAIN, HARD_MACRO, HARD_MACRO_PIN, MODULE_OPS, ORIENTATIONS, PORT,
                                    SOFT_MACRO, SOFT_MACRO_PIN, STDCELL, Canvas)
+from graphmill.frontend.chip.netlist import UNPOSITIONED_KEY
 from graphmill.util.errors import UserInputError
 from graphmill.util.files import TEXT_FILE_LIMIT, atomic_write_text, read_user_file
 
@@ -177,7 +178,8 @@ def apply_plc(graph: Graph, plc: PlcFile) -> Canvas:
 
     Refused (``PlcError``, naming the line) when a line names a node the netlist does not have or that is
     not placeable (a pin), or a header count disagrees with the netlist. Nodes without a line keep the
-    netlist's coordinates, as in Circuit Training.
+    netlist's coordinates, as in Circuit Training; a macro the netlist gives no position must have a line (it
+    would sit at 0, 0, half off the canvas: the placement is not this netlist's, or was cut).
     """
     canvas = plc.canvas()
     mods = modules_by_index(graph)
@@ -197,6 +199,13 @@ def apply_plc(graph: Graph, plc: PlcFile) -> Canvas:
         if (pn.orientation == "-") != (node.op_type == PORT) and node.op_type != STDCELL:
             raise PlcError(f"{plc.path}: line {pn.lineno}: node {idx} ({node.name}) is a {node.op_type}; "
                            f"orientation {pn.orientation!r} does not fit it")
+    missing = [i for i in graph.meta.get(UNPOSITIONED_KEY, ()) if i not in plc.nodes]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        kind = "hard macro" if mods[missing[0]].op_type == HARD_MACRO else "soft macro"
+        raise PlcError(f"{plc.path}: no line places {kind} {mods[missing[0]].name!r} (node "
+                       f"{missing[0]}){more}, and the netlist gives it no position: the placement is not for this "
+                       "netlist")
     for idx, pn in plc.nodes.items():
         node = mods[idx]
         node.set_attr("x", pn.x)

@@ -58,9 +58,10 @@ def inside(problem: ChipProblem, m: int, x: float, y: float, w: float, h: float)
     return x - w / 2 >= -EPS and x + w / 2 <= c.width + EPS and y - h / 2 >= -EPS and y + h / 2 <= c.height + EPS
 
 
-def legality(problem: ChipProblem) -> tuple[bool, str]:
-    """(legal, why not): hard macros inside the canvas and pairwise disjoint."""
-    hard = problem.hard
+def legality(problem: ChipProblem, macros: np.ndarray | None = None) -> tuple[bool, str]:
+    """(legal, why not): hard macros (``macros``: those of them, e.g. the fixed ones) inside the canvas and
+    pairwise disjoint."""
+    hard = problem.hard if macros is None else np.asarray(macros, dtype=problem.hard.dtype)
     w, h = problem.sizes()
     for m in hard:
         if not inside(problem, int(m), problem.x[m], problem.y[m], w[m], h[m]):
