@@ -43,11 +43,13 @@ class TableCost:
         return 0
 
 
-def random_dag(seed: int, n: int):
-    """A random DAG of n compute nodes on [N, w] tensors: Relu, Add (skip connections), MatMul with weights."""
+def random_dag(seed: int, n: int, tied: bool = False):
+    """A random DAG of n compute nodes on [N, w] tensors: Relu, Add (skip connections), MatMul with weights
+    (``tied``: every MatMul reads one weight, as tied embeddings do; each stage holding one keeps a copy)."""
     rng = random.Random(seed)
     b = GraphBuilder(f"dag{seed}")
     vals = [b.input("x", "float32", ["N", 4])]
+    shared = b.const(np.full((4, 4), 0.1, np.float32), name="w_tied") if tied else None
     for i in range(n):
         kind = rng.choice(["relu", "add", "matmul", "add"])
         a = vals[rng.randrange(len(vals))]
@@ -57,7 +59,7 @@ def random_dag(seed: int, n: int):
             c = vals[rng.randrange(len(vals))]
             v = b.Add(a, c, name=f"n{i}")
         else:
-            v = b.MatMul(a, np.full((4, 4), 0.1, np.float32), name=f"n{i}")
+            v = b.MatMul(a, shared if tied else np.full((4, 4), 0.1, np.float32), name=f"n{i}")
         vals.append(v)
     b.output(vals[-1], name="y")
     if n > 3:
@@ -146,6 +148,27 @@ def test_optimal_under_memory_cap_matches_brute_force(seed):
     # the memory objective finds the least-memory partition
     plan_m = partition_graph(g, TableCost(fwd, bwd), stages=k, microbatches=2, batch=4, objective="memory")
     assert max(st["memory"] for st in plan_m["stages"]) == free
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_tied_weights_memory_objective_and_cap_match_brute_force(seed):
+    """One weight read by every MatMul: the planner counted it at its first reader only, so a later stage reading
+    it looked lighter than it is; `--objective memory` then missed the least-memory partition and a cap that
+    a partition meets was refused (an outside check, on a torch model using one Linear twice). Reference: the
+    brute force above, which counts every constant a stage reads."""
+    g, fwd, bwd = random_dag(201 + seed, 11, tied=True)
+    assert sum(1 for x in g.nodes if x.op_type == "MatMul") >= 2
+    k = 2 + seed % 2
+    free, _ = brute_force(g, fwd, bwd, k, 2, 4, objective="memory")
+    plan_m = partition_graph(g, TableCost(fwd, bwd), stages=k, microbatches=2, batch=4, objective="memory")
+    assert max(st["memory"] for st in plan_m["stages"]) == free
+    cap = free * 1.05
+    plan = partition_graph(g, TableCost(fwd, bwd), stages=k, microbatches=2, batch=4, memory_cap=cap)
+    best, _ = brute_force(g, fwd, bwd, k, 2, 4, cap=cap)
+    assert plan["bottleneck"] == pytest.approx(best, rel=1e-12)
+    assert max(st["memory"] for st in plan["stages"]) <= cap
+    plan = partition_graph(g, TableCost(fwd, bwd), stages=k, microbatches=2, batch=4, memory_cap=free)
+    assert max(st["memory"] for st in plan["stages"]) == free  # the least-memory partition meets a cap of its own
 
 
 def test_memory_cap_nothing_fits_names_stage_and_excess():

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from graphmill.ir import Graph, Node, TensorType, UserInputError
+from graphmill.ir import Graph, Node, TensorType, UserInputError, Value
 from graphmill.ir.ops import infer_types, lookup
 from graphmill.ir.partition import compute_nodes, crossing_values, value_bytes
 from graphmill.ir.summary import bind_symbols, constant_values, node_cost
@@ -143,7 +143,7 @@ class NodeCosts:
     order: list[Node]            # compute nodes of the original graph, in the order partitions are cut
     forward: np.ndarray          # [n]
     backward: np.ndarray         # [n]
-    weight_bytes: np.ndarray     # [n] constant inputs, each counted at its first reader
+    weight_bytes: np.ndarray     # [n] constant inputs, each counted at its first reader (shared_weights: the rest)
     param_count: np.ndarray      # [n] elements of those (torchgpipe's balance by size)
     act_bytes: np.ndarray        # [n] output bytes (what the backward pass keeps)
     cut_bytes: np.ndarray        # [n + 1] bytes crossing cut j (0 and n: none); cut 0 holds the model inputs
@@ -152,6 +152,7 @@ class NodeCosts:
     batch: BatchInfo
     microbatches: int
     units: str
+    shared_weights: list[tuple[float, np.ndarray]]  # constant inputs read at several positions: (bytes, positions)
 
     @property
     def n(self) -> int:
@@ -188,13 +189,20 @@ def node_costs(graph: Graph, cost: Any, *, stages: int, microbatches: int, batch
     wbytes = np.zeros(n)
     pcount = np.zeros(n)
     wconstant = constant_values(work)
+    readers: dict[int, tuple[Value, list[int]]] = {}
     for i, node in enumerate(worder):
         for v in node.inputs:
+            if v is not None and id(v) in wconstant:
+                at = readers.setdefault(id(v), (v, []))[1]
+                if not at or at[-1] != i:
+                    at.append(i)
             if v is not None and id(v) in wconstant and id(v) not in seen:
                 seen.add(id(v))
                 wbytes[i] += value_bytes(v)
                 if v.const is not None and hasattr(v.const, "shape") and len(v.const.shape) > 0:
                     pcount[i] += int(np.prod(v.const.shape))
+    shared = [(float(value_bytes(v)), np.array(at, dtype=np.int64)) for v, at in readers.values()
+              if len(at) > 1 and value_bytes(v) > 0]
     act = np.array([sum(value_bytes(o) for o in node.outputs) for node in worder], dtype=float)
     cross = crossing_values(work, worder)
     cut = np.array(cross.bytes(), dtype=float)
@@ -206,4 +214,5 @@ def node_costs(graph: Graph, cost: Any, *, stages: int, microbatches: int, batch
                       if 0 < j < n else 0.0 for j, b in enumerate(cut)])
         transfer.append(t)
     units = getattr(cost, "units", "cycles")
-    return NodeCosts(order, fwd, bwd, wbytes, pcount, act, cut, int(inputs), transfer, info, microbatches, units)
+    return NodeCosts(order, fwd, bwd, wbytes, pcount, act, cut, int(inputs), transfer, info, microbatches, units,
+                     shared)

@@ -47,17 +47,42 @@ def stage_memory(weights: float, inputs_micro: float, internal_micro: float, *, 
 
 
 def memory_vector(wprefix: np.ndarray, aprefix: np.ndarray, cut: np.ndarray, *, microbatches: int, optimizer: str,
-                  remat: bool):
+                  remat: bool, shared: list[tuple[float, np.ndarray]] = ()):
     """``f(i, j)`` giving the memory of stages [i, j) for a vector of ``i``: the model the partitioner caps.
 
-    Weights come from a prefix sum that counts a weight shared by several nodes at its first reader only, so
-    a stage holding only later readers is under-counted; the pass re-checks the exact figures afterwards.
+    ``wprefix`` counts each weight at its first reader; ``shared`` (bytes, sorted reader positions) adds a weight
+    read at several positions to every stage holding one of its later readers but not its first (each stage
+    keeps its own copy, as the exact figures count it). Without that, a tied weight was missing from every stage
+    after its first reader's: `--objective memory` missed the least-memory cut and `--memory-cap` refused
+    models a cut would fit.
     """
     wf = weight_factor(optimizer)
     m = microbatches
+    n = len(wprefix) - 1
+    if shared:
+        sizes = np.array([b for b, _ in shared], dtype=float)
+        first = np.array([r[0] for _, r in shared], dtype=np.int64)
+        width = max(len(r) for _, r in shared)
+        readers = np.full((len(shared), width), np.iinfo(np.int64).max, dtype=np.int64)
+        for s, (_, r) in enumerate(shared):
+            readers[s, :len(r)] = r
+
+    def extra(i: np.ndarray, j: int) -> np.ndarray:
+        """Bytes of shared weights in [i, j) beyond what ``wprefix`` counts: each whose first reader is before
+        ``i`` and a reader is in [i, j), i.e. first < i <= its last reader before j."""
+        before = (readers < j).sum(1) - 1  # index of the last reader before j (0: only the first)
+        hit = before >= 1
+        last = readers[hit, before[hit]]
+        diff = np.zeros(n + 2)
+        np.add.at(diff, first[hit] + 1, sizes[hit])
+        np.add.at(diff, last + 1, -sizes[hit])
+        return np.cumsum(diff)[i]
 
     def f(i: np.ndarray, j: int) -> np.ndarray:
         internal = aprefix[j] - aprefix[i]
         act = m * cut[i] + (internal if remat else m * internal)
-        return wf * (wprefix[j] - wprefix[i]) + act
+        weights = wprefix[j] - wprefix[i]
+        if shared:
+            weights = weights + extra(np.asarray(i), j)
+        return wf * weights + act
     return f

@@ -74,7 +74,7 @@ def partition_graph(graph: Graph, cost: Any, *, stages: int = 2, microbatches: i
     P = np.concatenate([[0.0], np.cumsum(fb + (c.forward if remat else 0.0))])  # a chip's work (remat: + forward)
     mem = memory_vector(np.concatenate([[0.0], np.cumsum(c.weight_bytes)]),
                         np.concatenate([[0.0], np.cumsum(c.act_bytes)]), c.cut_bytes, microbatches=microbatches,
-                        optimizer=optimizer, remat=remat)
+                        optimizer=optimizer, remat=remat, shared=c.shared_weights)
 
     def time_value(s: int, i: np.ndarray, j: int) -> np.ndarray:
         return np.maximum(P[j] - P[i], c.transfer[s][j])
