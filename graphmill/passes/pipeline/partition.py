@@ -179,7 +179,8 @@ def _plan(graph: Graph, c: NodeCosts, sizes: list[int], **opts: Any) -> dict:
         cut_bytes.append(int(c.cut_bytes[j]) if j < c.n else 0)
         cut_transfer.append(float(c.transfer[0][j]) if j < c.n else 0.0)
     return {"stages": report, "bottleneck": max(st["time"] for st in report), "units": c.units,
-            "node_times": node_times, "order": [x.name for x in order], "cut_bytes": cut_bytes[::-1],
+            "node_times": node_times, "order": [x.name for x in order],
+            "compute": [id(x) in pos for x in order], "cut_bytes": cut_bytes[::-1],
             "cut_transfer": cut_transfer[::-1], "microbatches": m, "batch": c.batch.size, "microbatch_size": c.batch.size // m,
             "method": opts["method"], "objective": opts["objective"], "memory_cap": opts["memory_cap"],
             "remat": opts["remat"], "optimizer": opts["optimizer"],
