@@ -47,9 +47,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError(f"--accel {args.accel}: a SCALE-Sim .cfg goes to --scalesim-config C.cfg (with "
                              "--scalesim-topology T.csv); --accel takes graphmill's accelerator TOML")
     if args.scalesim_topology or args.scalesim_config:
-        if not (args.scalesim_topology and args.scalesim_config) or args.model or args.accel or args.dim:
+        if args.model or args.accel:
             raise UserInputError("use either MODEL.onnx --accel A.toml, or --scalesim-topology T.csv "
                                  "--scalesim-config C.cfg")
+        if not (args.scalesim_topology and args.scalesim_config):
+            missing = "--scalesim-config C.cfg" if args.scalesim_topology else "--scalesim-topology T.csv"
+            raise UserInputError(f"a SCALE-Sim run needs --scalesim-topology T.csv and --scalesim-config C.cfg: "
+                                 f"{missing} is missing")
+        for flag, given in (("--dim", args.dim), ("--expert-chips", args.expert_chips is not None)):
+            if given:  # they were refused with the line above, which blamed what the user had right
+                raise UserInputError(f"{flag} applies to an ONNX model (MODEL.onnx --accel A.toml), not to a "
+                                     "SCALE-Sim topology")
         report = api.simulate_scalesim(args.scalesim_topology, args.scalesim_config,
                                        scalesim_compat=args.scalesim_compat)
     else:

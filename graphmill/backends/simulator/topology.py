@@ -152,9 +152,14 @@ def read_scalesim_config(path: str | os.PathLike) -> AccelConfig:
                 return f":{i}"
         return ""
 
+    def line_of_section(sec: str) -> str:
+        return next((f":{i}" for i, ln in enumerate(lines, start=1) if ln.strip() == f"[{sec}]"), "")
+
     def get(sec: str, key: str) -> str:
         if not cp.has_section(sec):
-            raise UserInputError(f"{path}: missing section [{sec}]")
+            near = closest(sec, [s for s in cp.sections() if s not in SCALESIM_KEYS])
+            raise UserInputError(f"{path}: missing section [{sec}]" +
+                                 (f" ([{near}]{line_of_section(near)} is not a SCALE-Sim section)" if near else ""))
         if not cp.has_option(sec, key):
             raise UserInputError(f"{path}: missing [{sec}] {key}")
         return cp.get(sec, key).strip()
@@ -199,6 +204,10 @@ def read_scalesim_config(path: str | os.PathLike) -> AccelConfig:
         raise UserInputError(f"{path}{line_of(ap, 'Dataflow')}: [{ap}] Dataflow is {df!r}; use one of "
                              f"{', '.join(DATAFLOWS)}")
     cols = num(ap, "ArrayWidth", "cols")
+    # SCALE-Sim 3.0.0 stops without [layout], whatever the mode; taking Bandwidth for ifmap and filter instead
+    # (as graphmill did) ran other numbers than the file's
+    layout_bw = (num("layout", "IfmapSRAMBankBandwidth", "ifmap_bw_words"),
+                 num("layout", "FilterSRAMBankBandwidth", "filter_bw_words"))
     if mode == "CALC":
         ifmap_bw = filter_bw = CALC_READ_BW_WORDS
         ofmap_bw = cols
@@ -210,11 +219,7 @@ def read_scalesim_config(path: str | os.PathLike) -> AccelConfig:
                                  "bandwidth; ifmap and filter come from [layout] IfmapSRAMBankBandwidth and "
                                  "FilterSRAMBankBandwidth), so give one value")
         ofmap_bw = num(ap, "Bandwidth", "ofmap_bw_words", bws[0])
-        if cp.has_section("layout"):
-            ifmap_bw = num("layout", "IfmapSRAMBankBandwidth", "ifmap_bw_words")
-            filter_bw = num("layout", "FilterSRAMBankBandwidth", "filter_bw_words")
-        else:
-            ifmap_bw = filter_bw = ofmap_bw
+        ifmap_bw, filter_bw = layout_bw
     cfg = AccelConfig(rows=num(ap, "ArrayHeight", "rows"), cols=cols, dataflow=df,
                       ifmap_kb=num(ap, "IfmapSramSzkB", "ifmap_kb"), filter_kb=num(ap, "FilterSramSzkB", "filter_kb"),
                       ofmap_kb=num(ap, "OfmapSramSzkB", "ofmap_kb"), ifmap_bw_words=ifmap_bw,

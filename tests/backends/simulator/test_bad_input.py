@@ -294,6 +294,15 @@ InterfaceBandwidth: USER
      "t.csv:2: IFMAP Width must be at most 16,777,216"),
     ("Layer, M, N, K,\ng1, 9, 7, 5,\ng2, 16000000, 16000000, 200,\n", CFG,
      "t.csv:3: the ifmap operand has 3,200,000,000 words; the simulator handles at most 2,147,483,647"),
+    # SCALE-Sim 3.0.0 stops without [layout] (scale_config.read_conf_file reads it unconditionally); graphmill
+    # took Bandwidth for the ifmap and filter rates instead and ran other numbers (an outside check)
+    (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("[layout]", "[layot]"),
+     "c.cfg: missing section [layout] ([layot]:14 is not a SCALE-Sim section)"),
+    (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("[layout]\n", "").replace(
+        "IfmapSRAMBankBandwidth: 8\nFilterSRAMBankBandwidth: 8\n", ""), "c.cfg: missing section [layout]"),
+    (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("[layout]\n", "").replace(
+        "IfmapSRAMBankBandwidth: 8\nFilterSRAMBankBandwidth: 8\n", "").replace("USER", "CALC"),
+     "c.cfg: missing section [layout]"),
 ])
 def test_cli_scalesim_bad_input_exit_2_nothing_written(tmp_path, topo, cfg, expect):
     (tmp_path / "t.csv").write_bytes(topo.encode("latin-1"))
@@ -304,6 +313,24 @@ def test_cli_scalesim_bad_input_exit_2_nothing_written(tmp_path, topo, cfg, expe
     assert r.returncode == 2, r.stderr
     assert expect in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not out.exists() and r.stdout == ""
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--dim", "N=2"], "--dim applies to an ONNX model (MODEL.onnx --accel A.toml), not to a SCALE-Sim topology"),
+    (["--expert-chips", "4"], "--expert-chips applies to an ONNX model"),  # it was ignored
+])
+def test_cli_scalesim_refuses_model_only_flags_naming_them(tmp_path, extra, expect):
+    """`--dim` with a topology and a config was refused with "use either MODEL.onnx --accel A.toml, or
+    --scalesim-topology T.csv --scalesim-config C.cfg", blaming what the user had right (an outside check)."""
+    (tmp_path / "t.csv").write_text(TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n")
+    (tmp_path / "c.cfg").write_text(CFG)
+    r = run_cli("simulate", "--scalesim-topology", str(tmp_path / "t.csv"), "--scalesim-config",
+                str(tmp_path / "c.cfg"), *extra)
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    assert r.stderr.startswith(f"graphmill simulate: error: {expect}"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = run_cli("simulate", "--scalesim-topology", str(tmp_path / "t.csv"))
+    assert r.returncode == 2 and "--scalesim-config C.cfg is missing" in r.stderr, r.stderr
 
 
 def test_cli_scalesim_good_json(tmp_path):
