@@ -162,6 +162,8 @@ def from_dict(d: dict, where: str = "accelerator config") -> AccelConfig:
                 if kk not in _KNOWN[k]:
                     raise ConfigKeyError(f"{where}: unknown key {k}.{kk}; known: {', '.join(sorted(_KNOWN[k]))}",
                                          f"{k}.{kk}")
+    if "name" in d and not isinstance(d["name"], str):  # `name = 5` was taken as the name "5"
+        raise ConfigKeyError(f"{where}: name must be a string, got {d['name']!r}", "name")
     arr, mem = d.get("array", {}), d.get("memory", {})
     missing = [f"{sec}.{key}" for sec, tab, key in (
         ("array", arr, "rows"), ("array", arr, "cols"), ("array", arr, "dataflow"),

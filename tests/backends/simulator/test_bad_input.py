@@ -79,6 +79,7 @@ LOCATED = [
     ("dram_bw_words = 8", "dram_bw_words = 8\nwords = 3", ":11:1: unknown key memory.words"),
     ("dram_bw_words = 8", "dram_bw_words = 8\n# a comment\nfoo.bar = 1", ":12:1: unknown key memory.foo"),
     ("dram_bw_words = 8", "dram_bw_words = 8\n\n[clocks]", ":12:1: unknown section or key 'clocks'"),
+    ('name = "t"', "name = 5", ":1:1: name must be a string, got 5"),  # was taken as the name "5"
 ]
 
 
