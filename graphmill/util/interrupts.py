@@ -16,26 +16,65 @@ def held_signals() -> Iterator[None]:
     called): for a few steps that must all happen or none, as the renames of a model and its weights file
     (``files.atomic_write_many``: an interrupt between them left the old model reading the new weights, an outside
     check). Python's handlers run in the main thread whichever thread the signal reaches, so
-    they are swapped, not the threads' signal masks; elsewhere than the main thread nothing is held."""
+    they are swapped, not the threads' signal masks; elsewhere than the main thread nothing is held.
+
+    A signal can come between two swaps, where the real handler may raise: the holding handler then forwards
+    to the real one once the block has ended (so one left installed behaves as the original), the swaps in are
+    undone whatever raised, and the swaps back happen each whatever the other raised. Every held signal is
+    replayed, in order, before the first exception a replay raised: a Ctrl-C and a SIGTERM held together
+    mark the SIGTERM (exit 143) though the Ctrl-C's replay raised first."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM)
-    before = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
-    # a handler installed outside Python reads as None: the default then
-    before = {s: h if h is not None else signal.SIG_DFL for s, h in before.items()}
+    before: dict[int, Any] = {}
+    active = [True]
+
+    def hold(signum: int, frame) -> None:
+        if active[0]:
+            caught.append(signum)
+        else:  # a swap back was cut short by another signal's handler: act as the original
+            _deliver(signum, before.get(signum, signal.SIG_DFL), frame)
+
     try:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            old = signal.getsignal(s)  # known before the swap: a signal right after it finds it to put back
+            before[s] = old if old is not None else signal.SIG_DFL  # installed outside Python: the default
+            signal.signal(s, hold)
         yield
     finally:
-        for s, handler in before.items():
-            signal.signal(s, handler)
-        for signum in caught:  # each, in order (a second Ctrl-C under DeferredInterrupt raises; a SIGTERM after a
-            handler = before[signum]  # first Ctrl-C still terminates); the first to raise ends the replay
-            if callable(handler):
-                handler(signum, None)
-            elif handler == signal.SIG_DFL:
-                os.kill(os.getpid(), signum)
+        active[0] = False
+        try:
+            _restore(list(before.items()))
+        finally:
+            error: BaseException | None = None
+            for signum in caught:
+                try:
+                    _deliver(signum, before[signum], None)
+                except BaseException as e:  # noqa: BLE001 -- raised after the others are replayed
+                    error = error or e
+            if error is not None:
+                raise error
+
+
+def _restore(handlers: list[tuple[int, Any]]) -> None:
+    """Put each handler back, each even when putting back an earlier one let a signal's handler raise."""
+    if not handlers:
+        return
+    (s, handler), rest = handlers[0], handlers[1:]
+    try:
+        signal.signal(s, handler)
+    finally:
+        _restore(rest)
+
+
+def _deliver(signum: int, handler: Any, frame) -> None:
+    """Act on ``signum`` as ``handler`` would: call it, or for the default end the process as the signal does."""
+    if callable(handler):
+        handler(signum, frame)
+    elif handler == signal.SIG_DFL:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 class DeferredInterrupt:

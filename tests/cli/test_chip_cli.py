@@ -111,7 +111,7 @@ def test_a_plc_leaving_out_an_unpositioned_macro_is_refused(tmp_path, capsys):
 def test_fixed_hard_macros_that_cannot_be_legal_are_refused(tmp_path, capsys, edit, why):
     """A fixed hard macro outside the canvas, or two fixed ones overlapping: no move can make the placement legal,
     and sa and fd stopped at once with an illegal result and exit 0, saying nothing (an outside check).
-    Reference: the .plc's own coordinates (canvas 500 x 500; M0 and M1 are 120 x 120 per the netlist)."""
+    Reference: the .plc's own coordinates (canvas 500 x 500; per the netlist M0 is 120 x 120 and M1 80 x 40)."""
     text = open(PLC).read()
     for old, new in edit.items():
         assert old in text

@@ -50,3 +50,51 @@ def test_every_signal_held_is_replayed_in_order():
             os.kill(os.getpid(), signal.SIGINT)
             assert not stop.requested  # held: nothing happened yet
     assert stop.requested
+
+
+@pytest.mark.parametrize("after_call, signum", [(1, signal.SIGTERM), (3, signal.SIGINT)])
+def test_a_signal_between_the_swaps_leaves_every_handler_as_it_was(monkeypatch, after_call, signum):
+    """A SIGTERM right after Ctrl-C's handler was swapped in (call 1), or a Ctrl-C right after its own was put
+    back (call 3): the real handler raised between the two swaps and left the holding handler installed for
+    good, so every later Ctrl-C (or `kill`) was silently held (a reviewer, with signal.signal wrapped to land
+    the signal there, as here). Reference: the handlers installed before the block."""
+    from graphmill.util.interrupts import held_signals
+
+    real, calls = signal.signal, []
+
+    def signal_then_a_signal(s, handler):
+        old = real(s, handler)
+        calls.append(s)
+        if len(calls) == after_call:
+            os.kill(os.getpid(), signum)
+        return old
+
+    def sigterm_raises(signum, frame):  # a handler that raises at once (the default Ctrl-C's does too)
+        raise KeyboardInterrupt
+
+    old_term = real(signal.SIGTERM, sigterm_raises)
+    try:
+        before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+        monkeypatch.setattr(signal, "signal", signal_then_a_signal)
+        with pytest.raises(KeyboardInterrupt):
+            with held_signals():
+                pass
+        monkeypatch.setattr(signal, "signal", real)
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+        assert len(calls) >= after_call
+    finally:
+        real(signal.SIGTERM, old_term)
+
+
+def test_ctrl_c_and_sigterm_held_together_both_act():
+    """The replay stopped at the first handler that raised: with a Ctrl-C and a SIGTERM held together, the
+    SIGTERM was dropped, so `graphmill` exited 130 where a `kill` asks for 143 (a reviewer). Reference:
+    TerminateAsInterrupt's flag, which the CLI's exit status reads."""
+    from graphmill.util.interrupts import held_signals
+
+    with TerminateAsInterrupt() as term:
+        with pytest.raises(KeyboardInterrupt):
+            with held_signals():
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGTERM)
+        assert term.terminated

@@ -54,7 +54,9 @@ def memory_vector(wprefix: np.ndarray, aprefix: np.ndarray, cut: np.ndarray, *, 
     read at several positions to every stage holding one of its later readers but not its first (each stage
     keeps its own copy, as the exact figures count it). Without that, a tied weight was missing from every stage
     after its first reader's: `--objective memory` missed the least-memory cut and `--memory-cap` refused
-    models a cut would fit.
+    models a cut would fit. Still approximate where a weight is also read through a folded constant node (a
+    ``Transpose(W)``): the compute ops read W and W^T, both counted here, while a stage holding the constant
+    node keeps W alone; the pass re-checks the exact figures afterwards.
     """
     wf = weight_factor(optimizer)
     m = microbatches
