@@ -199,6 +199,25 @@ def test_symbolic_token_count_computes_capacity_at_run_time():
         assert int(o["dropped"]) == sum(max(0, int(c) - cap) for c in o["expert_counts"])
 
 
+@pytest.mark.parametrize("gate, k", [("switch", 2), ("gshard", 2), ("topk", 1)])
+@pytest.mark.parametrize("shape", [("N", 3), (0, 3)])
+def test_an_empty_batch_gives_empty_outputs_and_zero_losses(gate, k, shape):
+    """No tokens (N = 0): ONNX Runtime failed in the lowering's Gather of token 0 (which does not exist), and the
+    switch load loss was NaN in torch (a mean over no tokens) (an outside check). Reference: the definitions:
+    Y holds no rows, nothing is counted or dropped, and a loss over no tokens is 0; both backends agree."""
+    rng = np.random.default_rng(5)
+    w = _weights(rng, 4, 5, 7, noisy=False)
+    g = _graph(w, shape=shape, k=k, cf=1.0, gate=gate, noise_input=False)
+    feeds = {"x": np.zeros((0, 3, 5), np.float32)}
+    o = ortb.run(g, feeds)
+    t = _torch(g, feeds)
+    for name, tv in zip(NAMES, t):
+        assert np.array_equal(o[name], tv.detach().numpy()), name
+    assert o[NAMES[0]].shape == (0, 3, 5)
+    assert [float(o[n]) for n in NAMES[1:3]] == [0.0, 0.0]
+    assert o[NAMES[3]].tolist() == [0, 0, 0, 0] and int(o[NAMES[4]]) == 0
+
+
 def test_gradients_reach_gate_and_every_expert_with_tokens_and_only_those():
     rng = np.random.default_rng(5)
     E, d, h = 5, 4, 6

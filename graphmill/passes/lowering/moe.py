@@ -8,13 +8,15 @@ torch agree to float rounding (the semantics are in ``ir/ops/moe.py``):
 - choice-major assignment ranks: ``CumSum(exclusive)`` of the one-hot expert choices [k T, E];
 - capacity ``C``: a constant when the token count is static, else ``Min(T, Ceil(double(T) * ratio))``
   computed from the runtime token count (the same float64 arithmetic as ``moe_capacity``);
-- dispatch: ``ScatterND`` of each kept assignment's token index into an int64 slot table [E (C + 1)] at
-  ``e (C + 1) + rank`` (dropped assignments write token 0 into the discarded slot ``C``, empty slots hold 0),
-  then ``Gather`` of the tokens by that table: [E (C + 1), d]. No float buffer of that size is a constant, so
+- dispatch: ``ScatterND`` of each kept assignment's token index + 1 into an int64 slot table [E (C + 1)] at
+  ``e (C + 1) + rank`` (dropped assignments write 0 into the discarded slot ``C``, empty slots hold 0), then
+  ``Gather`` by that table from the tokens after a zero row (``Pad``: index 0 exists even when T = 0, where a
+  gather of token 0 failed in ONNX Runtime): [E (C + 1), d]. No float buffer of that size is a constant, so
   ``inspect`` counts no dispatch buffer as parameters and constant folding stores none (a zero buffer
   scattered into would be both); experts: batched ``MatMul`` over [E, C + 1, d];
 - combine: ``Gather`` of each assignment's expert output, times its gate value (0 when dropped), summed
-  over the k choices; the auxiliary losses and counts as ``ReduceSum``/``ReduceMean`` arithmetic.
+  over the k choices; the auxiliary losses and counts as ``ReduceSum``/``ReduceMean`` arithmetic (means over
+  tokens as sums / max(T, 1): 0, not NaN, for no tokens).
 """
 
 from __future__ import annotations
@@ -44,11 +46,10 @@ def _cv_squared(b: LoweringBuilder, v, dt) -> object:
     return b.op("Div", var, b.op("Add", b.op("Mul", mean, mean), np.asarray(CV_EPSILON, dt)))
 
 
-def _mean_over(b: LoweringBuilder, v, axis: int):
-    """ReduceMean over one axis (axes an input from opset 18, an attribute before)."""
-    if b.opset >= 18:
-        return b.op("ReduceMean", v, b.ints(axis), keepdims=0)
-    return b.op("ReduceMean", v, axes=[axis], keepdims=0)
+def _token_mean(b: LoweringBuilder, v, tokens, dtype: int):
+    """The mean over the tokens (axis 0) as sum / max(T, 1): 0 for no tokens, as the torch backend gives."""
+    count = b.op("Cast", b.op("Max", tokens, b.ints(1)), to=dtype)  # [1]
+    return b.op("Div", b.op("ReduceSum", v, b.ints(0), keepdims=0), count)
 
 
 def lower_moe(node: Node, b: LoweringBuilder) -> list:
@@ -110,14 +111,16 @@ def lower_moe(node: Node, b: LoweringBuilder) -> list:
     # combine
     rows = b.ints(E * (c + 1)) if isinstance(tokens, int) else b.op("Mul", cap1, b.ints(E))
     if isinstance(tokens, int):
-        token_of = b.const(np.tile(np.arange(tokens, dtype=np.int64), k))  # [kT]: assignment -> its token
+        token_of = b.const(np.tile(np.arange(1, tokens + 1, dtype=np.int64), k))  # [kT]: assignment -> token + 1
     else:
-        token_of = b.op("Tile", b.op("Range", b.const(np.asarray(0, np.int64)), b.op("Squeeze", T, b.ints(0)),
+        token_of = b.op("Tile", b.op("Range", b.const(np.asarray(1, np.int64)),
+                                     b.op("Add", b.op("Squeeze", T, b.ints(0)), b.const(np.asarray(1, np.int64))),
                                      b.const(np.asarray(1, np.int64))), b.ints(k))
     zero_tok = b.const(np.asarray(0, np.int64))
     src = b.op("ScatterND", b.op("ConstantOfShape", rows, value=np.zeros(1, np.int64)),
                b.op("Unsqueeze", slot, b.ints(1)), b.op("Where", keep, token_of, zero_tok))
-    buf = b.op("Gather", x2, src, axis=0)  # [E (C + 1), d]; empty and dropped slots hold token 0, never used
+    padded = b.op("Pad", x2, b.ints(1, 0, 0, 0))  # [T + 1, d]: row 0 zeros, for empty and dropped slots
+    buf = b.op("Gather", padded, src, axis=0)  # [E (C + 1), d]; empty and dropped slots: zeros, never used
     buf3 = b.op("Reshape", buf, b.op("Concat", b.ints(E), cap1, dd, axis=0))
     h = b.op("Relu", b.op("Add", b.op("MatMul", buf3, node.inputs[W1]), b.op("Unsqueeze", node.inputs[B1], b.ints(1))))
     out3 = b.op("Add", b.op("MatMul", h, node.inputs[W2]), b.op("Unsqueeze", node.inputs[B2], b.ints(1)))
@@ -125,8 +128,10 @@ def lower_moe(node: Node, b: LoweringBuilder) -> list:
     picked = b.op("Gather", out, slot, axis=0)  # [kT, d]
     wflat = b.op("Mul", b.op("Reshape", b.op("Transpose", w, perm=[1, 0]), b.ints(-1)), b.op("Cast", keep, to=F32))
     weighted = b.op("Mul", picked, b.op("Unsqueeze", wflat, b.ints(1)))
-    y2 = b.op("ReduceSum", b.op("Reshape", weighted, b.op("Concat", b.ints(k), T, dd, axis=0)), b.ints(0), keepdims=0)
-    y = b.op("Reshape", y2, b.op("Shape", x)) if rank != 2 else y2
+    # allowzero: T = 0 is no token, not "copy the input's dimension" (Reshape's 0)
+    y2 = b.op("ReduceSum", b.op("Reshape", weighted, b.op("Concat", b.ints(k), T, dd, axis=0), allowzero=1),
+              b.ints(0), keepdims=0)
+    y = b.op("Reshape", y2, b.op("Shape", x), allowzero=1) if rank != 2 else y2
 
     counts = b.op("ReduceSum", onehot, b.ints(0), keepdims=0)  # [E]
     dropped = b.op("ReduceSum", b.op("Cast", b.op("Not", keep), to=I64), keepdims=0)
@@ -153,8 +158,8 @@ def lower_moe(node: Node, b: LoweringBuilder) -> list:
             load_loss = _cv_squared(b, b.op("Cast", counts, to=F32), dt)
     else:
         first = b.op("Slice", topi, b.ints(0), b.ints(1), b.ints(1))  # [T, 1]
-        f = _mean_over(b, b.op("Cast", b.op("Equal", first, arange_e), to=F32), 0)
-        pm = _mean_over(b, probs, 0)
+        f = _token_mean(b, b.op("Cast", b.op("Equal", first, arange_e), to=F32), T, F32)
+        pm = _token_mean(b, probs, T, F32)
         load_loss = b.op("Mul", b.op("ReduceSum", b.op("Mul", f, pm), keepdims=0), np.asarray(float(E), dt))
     return [y, importance_loss, load_loss, counts, dropped]
 

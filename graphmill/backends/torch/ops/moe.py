@@ -102,8 +102,9 @@ def moe_forward(x: torch.Tensor, wg: torch.Tensor, wnoise: torch.Tensor | None, 
         else:
             load_loss = cv_squared(counts.to(x2.dtype))
     else:
-        f = F.one_hot(topi[:, 0], E).to(probs.dtype).mean(0)
-        load_loss = E * (f * probs.mean(0)).sum()
+        tokens = max(x2.shape[0], 1)  # a mean over no tokens is 0, not NaN (ONNX lowering: the same)
+        f = F.one_hot(topi[:, 0], E).to(probs.dtype).sum(0) / tokens
+        load_loss = E * (f * (probs.sum(0) / tokens)).sum()
     return y, importance_loss, load_loss, counts, dropped
 
 
