@@ -835,12 +835,12 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     files = {"model": os.path.join(out, "model.onnx"), "history": os.path.join(out, "history.json"),
              "report": os.path.join(out, "report.json"), "checkpoint": checkpoint}
     report["files"] = files
+    report["history"] = run.loop.history  # in report.json too: it is the --json report (it lacked the history)
     if not run.loop.interrupted:
         def js(d) -> bytes:
             return (json.dumps(d, indent=2, default=str) + "\n").encode()
         atomic_write_many([(files["model"], serialize_model(graph)), (files["history"], js(run.loop.history)),
                            (files["report"], js(report))])
-    report["history"] = run.loop.history
     return report
 
 

@@ -129,7 +129,49 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise UserInputError(f"{path}: no checkpoint to resume from; run without --resume to start") from None
     if not isinstance(state, dict) or not {"model", "optimizer", "step", "config"} <= set(state):
         raise UserInputError(f"{path}: not a graphmill training checkpoint (keys missing)")
+    why = _damage(state)
+    if why:  # a traceback (KeyError: 'rng', a generator state of the wrong size), or a history row "x" written out
+        raise UserInputError(f"{path}: a damaged graphmill training checkpoint ({why}); delete it to start afresh")
     return state
+
+
+def _damage(state: dict) -> str:
+    """What is wrong with a loaded checkpoint's fields ('' when nothing): each key ``save`` writes, of its type."""
+    import torch
+
+    def number(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x < math.inf
+
+    checks = (("model", lambda x: isinstance(x, dict)), ("optimizer", lambda x: isinstance(x, dict)),
+              ("config", lambda x: isinstance(x, dict)),
+              ("rng", lambda x: isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and x.dim() == 1),
+              ("generator", lambda x: isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and x.dim() == 1),
+              ("step", lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 0),
+              ("history", lambda x: isinstance(x, list) and all(isinstance(r, dict) for r in x)),
+              ("train_seconds", number))
+    for key, ok in checks:
+        if key not in state:
+            return f"no {key}"
+        if not ok(state[key]):
+            return f"{key} is not what graphmill writes"
+    for key, ok in (("cpu_seconds", number),
+                    ("pending_losses", lambda x: isinstance(x, list) and all(isinstance(v, (int, float)) for v in x))):
+        if key in state and not ok(state[key]):
+            return f"{key} is not what graphmill writes"
+    return ""
+
+
+def _mismatch(module, saved: dict) -> str:
+    """The first parameter or buffer where a checkpoint's model differs from ``module``'s: missing, unexpected or
+    of another shape ('' when none)."""
+    own = module.state_dict()
+    for name, t in own.items():
+        if name not in saved:
+            return f"the checkpoint has no {name}"
+        if hasattr(saved[name], "shape") and tuple(saved[name].shape) != tuple(t.shape):
+            return f"the checkpoint's {name} is {list(saved[name].shape)}, this model's {list(t.shape)}"
+    extra = [name for name in saved if name not in own]
+    return f"the checkpoint has {extra[0]}, which this model does not" if extra else ""
 
 
 def check_same_config(path: str | os.PathLike, saved: dict, config: dict) -> None:
@@ -194,13 +236,20 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
     if resume:
         state = load_checkpoint(checkpoint)
         check_same_config(checkpoint, state["config"], config)
+        why = _mismatch(module, state["model"])
+        if why:  # torch's message's first line named nothing ("Error(s) in loading state_dict for GraphModule:")
+            raise UserInputError(f"{checkpoint}: does not fit this model: {why}")
         try:
             module.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
             raise UserInputError(f"{checkpoint}: does not fit this model ({str(e).splitlines()[0][:200]})") from None
-        torch.set_rng_state(state["rng"])
-        generator.set_state(state["generator"])
+        try:
+            torch.set_rng_state(state["rng"])
+            generator.set_state(state["generator"])
+        except (RuntimeError, ValueError) as e:
+            raise UserInputError(f"{checkpoint}: a damaged graphmill training checkpoint (its random generator "
+                                 f"states: {str(e).splitlines()[0][:120]}); delete it to start afresh") from None
         res.step = res.checkpoint_step = int(state["step"])
         res.history = list(state["history"])
         res.train_seconds = float(state["train_seconds"])

@@ -141,7 +141,8 @@ class TrainRun:
                 "steps": self.loop.step, "total_steps": self.loop.total_steps, "interrupted": self.loop.interrupted,
                 "checkpoint_step": self.loop.checkpoint_step, "train_seconds": round(self.loop.train_seconds, 4),
                 "cpu_seconds": round(self.loop.cpu_seconds, 4),
-                "metric": metric, metric: final.get(metric), "loss": final.get("loss")}
+                "metric": metric, metric: final.get(metric), "loss": final.get("loss"),
+                "metrics_step": final.get("step")}  # the row they come from: an interrupted run's is earlier
 
 
 def export_state(module, graph: Graph) -> None:
