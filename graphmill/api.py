@@ -761,7 +761,8 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     per epoch and stage. Returns the report (``interrupted`` True after Ctrl-C: nothing but the checkpoint
     was written; the same call with ``resume=True`` continues).
     """
-    from graphmill.backends.torch.training import TrainConfig, check_config, check_model, run_training
+    from graphmill.backends.torch.training import (TrainConfig, check_config, check_model, check_stage_sizes,
+                                                   run_training)
     from graphmill.frontend.onnx_io import serialize_model
     from graphmill.util.files import atomic_write_many, check_out_folder
     import json
@@ -824,6 +825,7 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
         check_trainable(graph)
         check_model(graph, cfg)
         to_torch(graph)  # the torch backend's own refusals (weights cse merged, attributes, dtypes) before OUT exists
+        check_stage_sizes(graph, cfg)
     created = not os.path.isdir(out)
     os.makedirs(out, exist_ok=True)
     try:

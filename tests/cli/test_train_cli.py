@@ -146,6 +146,32 @@ def test_a_damaged_or_foreign_checkpoint_is_refused_in_one_line_naming_what(tmp_
     assert rc == 2 and "does not fit this model: the checkpoint's " in err and "this model's [" in err, err
 
 
+def test_progressive_training_of_a_one_size_model_is_refused_naming_file_and_size(tmp_path, capsys):
+    """A model with a Flatten of fixed size before its classifier cannot take the schedule's smaller sizes: the
+    first step failed with "Gemm node ... mat1 and mat2 shapes cannot be multiplied", naming neither the file nor
+    the cause (an outside check). Reference: the model's own 16x16 input and the schedule's first size, 8."""
+    import torch
+
+    class Flat(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.fc = torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Linear(4 * 16 * 16, 10)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.c(x)).flatten(1))
+
+    path = tmp_path / "flat.onnx"
+    torch.onnx.export(Flat(), (torch.randn(2, 1, 16, 16),), str(path), dynamo=False, input_names=["x"],
+                      dynamic_axes={"x": {0: "N"}}, opset_version=17)
+    rc = main(["train", str(path), "--progressive", "--steps", "8", "--stages", "2", "--min-size", "8",
+               "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{path}: graph " in err and "takes 16x16 images only: at 8x8, the first size of the progressive" in err
+    assert not (tmp_path / "o").exists()
+    assert main(["train", str(path), "--steps", "1", "--batch", "8", "--out", str(tmp_path / "p")]) == 0  # plain
+
+
 @pytest.mark.parametrize("name", ["moe_lstm_lm", "switch_transformer", "bert_base"])
 def test_a_zoo_model_that_is_not_an_image_classifier_is_refused(tmp_path, capsys, name):
     """Sequence models have no [N, C, S, S] input (was a TypeError traceback about num_classes, exit 1)."""

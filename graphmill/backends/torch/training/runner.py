@@ -176,6 +176,32 @@ def check_model(graph: Graph, cfg: TrainConfig) -> tuple[int, int]:
     return channels, size
 
 
+def check_stage_sizes(graph: Graph, cfg: TrainConfig) -> None:
+    """A progressive run trains at smaller sizes first: one image through the model at each, before any work, so
+    a model of one input size (a Flatten of fixed size before its classifier) is refused saying so (the first
+    step failed with "Gemm node ... mat1 and mat2 shapes cannot be multiplied", naming neither cause nor file)."""
+    import torch
+
+    from graphmill.util.errors import ExecutionError
+
+    from ..lowering import to_torch
+
+    channels, size = image_input(graph)
+    sizes = sorted({s.size for s in plan(cfg, size)} - {size})
+    if not sizes:
+        return
+    module = to_torch(graph).eval()
+    for s in sizes:
+        try:
+            with torch.no_grad():
+                module(torch.zeros(1, channels, s, s))
+        except ExecutionError as e:
+            raise UserInputError(f"graph {graph.name!r} takes {size}x{size} images only: at {s}x{s}, the first "
+                                 f"size of the progressive schedule, {str(e).splitlines()[0]}; train it without "
+                                 "--progressive, or give a model that pools its features before the classifier "
+                                 "(a zoo model does)") from None
+
+
 def check_digits_classifier(graph: Graph) -> None:
     """A classifier for the digits task: its first output, when it is ``[N, K]``, has K = 10 (a 1000-class model
     trained on 10 digits learns in 10 of its logits and ranks the 990 others: an accuracy that means nothing)."""
