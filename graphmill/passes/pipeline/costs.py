@@ -192,11 +192,12 @@ def node_costs(graph: Graph, cost: Any, *, stages: int, microbatches: int, batch
     readers: dict[int, tuple[Value, list[int]]] = {}
     for i, node in enumerate(worder):
         for v in node.inputs:
-            if v is not None and id(v) in wconstant:
-                at = readers.setdefault(id(v), (v, []))[1]
-                if not at or at[-1] != i:
-                    at.append(i)
-            if v is not None and id(v) in wconstant and id(v) not in seen:
+            if v is None or id(v) not in wconstant:
+                continue
+            at = readers.setdefault(id(v), (v, []))[1]
+            if not at or at[-1] != i:
+                at.append(i)
+            if id(v) not in seen:
                 seen.add(id(v))
                 wbytes[i] += value_bytes(v)
                 if v.const is not None and hasattr(v.const, "shape") and len(v.const.shape) > 0:
