@@ -48,8 +48,12 @@ def load(path: str | os.PathLike) -> dict[str, Any] | None:
     if not os.path.exists(path):
         return None
     try:
-        data = json.loads(read_user_file(path, CHECKPOINT_LIMIT, "a search checkpoint (JSON)").decode("utf-8"))
-    except (OSError, ValueError) as e:
+        raw = read_user_file(path, CHECKPOINT_LIMIT, "a search checkpoint (JSON)")
+    except OSError as e:  # a checkpoint that may be good: no "damaged", no "remove it" (an outside check)
+        raise UserInputError(f"{path}: cannot read the search checkpoint ({e.strerror or e})") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError as e:
         # not "remove it": a path named by mistake is the user's own file (a model, a report)
         raise UserInputError(f"{path}: not a graphmill search checkpoint (cannot read it as one: {e}); give a new "
                              "path, or remove it if it is a damaged checkpoint of yours") from None

@@ -20,6 +20,7 @@ sys.path.insert(0, HERE)
 import runner_helpers as rh  # noqa: E402
 
 from graphmill import search  # noqa: E402
+from graphmill.errors import UserInputError  # noqa: E402
 from graphmill.search import checkpoint as ckpt  # noqa: E402
 
 BUDGET = 16
@@ -82,3 +83,20 @@ def test_a_journal_of_another_search_is_ignored(tmp_path):
                    checkpoint=ck)
     assert summary(r) == summary(ref) and len(calls) == 8
     assert not os.path.exists(ckpt.journal_path(ck))
+
+
+def test_an_unreadable_checkpoint_is_not_called_damaged(tmp_path, monkeypatch):
+    """A good checkpoint without read permission was "not a graphmill search checkpoint ... remove it if it is a
+    damaged checkpoint of yours": a user taking the advice deleted the run's progress (an outside check, as a
+    user without root). Reference: the OSError the read raises, stood in for here (root reads any file)."""
+    path = tmp_path / "checkpoint.json"
+    ckpt.save(path, {"history": []})
+    assert ckpt.load(path)["history"] == []
+
+    def denied(p, *a, **k):
+        raise PermissionError(13, "Permission denied", str(p))
+
+    monkeypatch.setattr(ckpt, "read_user_file", denied)
+    with pytest.raises(UserInputError) as e:
+        ckpt.load(path)
+    assert str(e.value) == f"{path}: cannot read the search checkpoint (Permission denied)"

@@ -232,6 +232,11 @@ def load_policy(path: str | os.PathLike | None = None) -> tuple[GraphPolicy, dic
     if not os.path.isfile(meta_path):
         raise UserInputError(f"{path}: its metadata {meta_path} is missing (a policy is NAME.npz with NAME.json "
                              "beside it; `graphmill train-policy` writes both)")
+    try:  # is_zipfile says False for a file it cannot read: "not an .npz archive" for a permission error
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise UserInputError(f"{path}: cannot read the policy ({e.strerror or e})") from None
     if not zipfile.is_zipfile(path):  # np.load would call any other file pickled data and suggest unpickling it
         raise UserInputError(f"{path}: not a graphmill policy (not an .npz archive)")
     from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file

@@ -299,3 +299,24 @@ def check_fusion_features(g, cm, nbytes) -> list[bool]:
         assert not np.any(d.fuse & ~np.array(expect_ok))
         assert all(d.device[i] == d.device[fp[i]] for i in np.flatnonzero(d.fuse))
     return [ok for ok, best in zip(expect_ok, expect_fp) if best]
+
+
+def test_an_unreadable_policy_file_says_so(tmp_path, monkeypatch):
+    """A policy without read permission was "not a graphmill policy (not an .npz archive)": zipfile.is_zipfile
+    says False for a file it cannot read (an outside check, as a user without root). Reference: the OSError
+    the read raises, stood in for here (root reads any file)."""
+    import builtins
+
+    from graphmill.passes.learned import policy as policy_module
+
+    path = str(tmp_path / "p.npz")
+    save_policy(GraphPolicy(hidden=16, layers=2), path, {"training_set": [], "seed": 0})
+
+    def denied(p, *a, **k):
+        if str(p) == path:
+            raise PermissionError(13, "Permission denied", str(p))
+        return builtins.open(p, *a, **k)
+
+    monkeypatch.setattr(policy_module, "open", denied, raising=False)
+    with pytest.raises(UserInputError, match=r"p\.npz: cannot read the policy \(Permission denied\)$"):
+        load_policy(path)
