@@ -172,6 +172,32 @@ def test_progressive_training_of_a_one_size_model_is_refused_naming_file_and_siz
     assert main(["train", str(path), "--steps", "1", "--batch", "8", "--out", str(tmp_path / "p")]) == 0  # plain
 
 
+def test_progressive_check_does_not_refuse_a_model_that_trains(tmp_path, capsys):
+    """The size check sent one image: a pooled classifier whose Squeeze has no axes (torch's x.squeeze()) drops
+    the batch of one, and was refused as taking one size only though it trains at every size (a reviewer).
+    Reference: the model's ops, written here with onnx.helper (pooling before the head: any size works)."""
+    import onnx
+    from onnx import TensorProto as P
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    rng = np.random.default_rng(0)
+    inits = [nh.from_array(rng.normal(size=(4, 1, 3, 3)).astype(np.float32) * 0.3, "W"),
+             nh.from_array(np.zeros(4, np.float32), "B"),
+             nh.from_array(rng.normal(size=(10, 4)).astype(np.float32) * 0.3, "FW"),
+             nh.from_array(np.zeros(10, np.float32), "FB")]
+    nodes = [h.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1]), h.make_node("Relu", ["c"], ["r"]),
+             h.make_node("GlobalAveragePool", ["r"], ["p"]), h.make_node("Squeeze", ["p"], ["s"]),
+             h.make_node("Softmax", ["s"], ["sm"], axis=1), h.make_node("Gemm", ["sm", "FW", "FB"], ["y"], transB=1)]
+    graph = h.make_graph(nodes, "sq", [h.make_tensor_value_info("x", P.FLOAT, ["N", 1, 16, 16])],
+                         [h.make_tensor_value_info("y", P.FLOAT, ["N", 10])], inits)
+    path = tmp_path / "sq.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(path))
+    rc = main(["train", str(path), "--progressive", "--steps", "4", "--stages", "2", "--min-size", "8",
+               "--batch", "8", "--out", str(tmp_path / "o")])
+    assert rc == 0, capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", ["moe_lstm_lm", "switch_transformer", "bert_base"])
 def test_a_zoo_model_that_is_not_an_image_classifier_is_refused(tmp_path, capsys, name):
     """Sequence models have no [N, C, S, S] input (was a TypeError traceback about num_classes, exit 1)."""

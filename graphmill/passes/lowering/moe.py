@@ -8,10 +8,11 @@ torch agree to float rounding (the semantics are in ``ir/ops/moe.py``):
 - choice-major assignment ranks: ``CumSum(exclusive)`` of the one-hot expert choices [k T, E];
 - capacity ``C``: a constant when the token count is static, else ``Min(T, Ceil(double(T) * ratio))``
   computed from the runtime token count (the same float64 arithmetic as ``moe_capacity``);
-- dispatch: ``ScatterND`` of each kept assignment's token index + 1 into an int64 slot table [E (C + 1)] at
+- dispatch: ``ScatterND`` of each kept assignment's token row into an int64 slot table [E (C + 1)] at
   ``e (C + 1) + rank`` (dropped assignments write 0 into the discarded slot ``C``, empty slots hold 0), then
-  ``Gather`` by that table from the tokens after a zero row (``Pad``: index 0 exists even when T = 0, where a
-  gather of token 0 failed in ONNX Runtime): [E (C + 1), d]. No float buffer of that size is a constant, so
+  ``Gather`` of the rows by that table: [E (C + 1), d]. When the token count may be 0 (symbolic, or 0) the
+  rows are the tokens after a zero row (``Pad``; a token's row is its index + 1): a gather of token 0 failed in
+  ONNX Runtime with no tokens; a static count above 0 gathers from the tokens themselves. No float buffer of that size is a constant, so
   ``inspect`` counts no dispatch buffer as parameters and constant folding stores none (a zero buffer
   scattered into would be both); experts: batched ``MatMul`` over [E, C + 1, d];
 - combine: ``Gather`` of each assignment's expert output, times its gate value (0 when dropped), summed
@@ -110,8 +111,11 @@ def lower_moe(node: Node, b: LoweringBuilder) -> list:
     # dispatch (a Gather of the tokens by slot: no float buffer that constant folding would store), experts,
     # combine
     rows = b.ints(E * (c + 1)) if isinstance(tokens, int) else b.op("Mul", cap1, b.ints(E))
+    # a token count that may be 0 (symbolic, or 0): gather from the tokens after a zero row, by index + 1, so
+    # that empty and dropped slots read a row that exists; a static count above 0: from the tokens, by index
+    pad = 0 if isinstance(tokens, int) and tokens > 0 else 1
     if isinstance(tokens, int):
-        token_of = b.const(np.tile(np.arange(1, tokens + 1, dtype=np.int64), k))  # [kT]: assignment -> token + 1
+        token_of = b.const(np.tile(np.arange(pad, tokens + pad, dtype=np.int64), k))  # [kT]: assignment -> row
     else:
         token_of = b.op("Tile", b.op("Range", b.const(np.asarray(1, np.int64)),
                                      b.op("Add", b.op("Squeeze", T, b.ints(0)), b.const(np.asarray(1, np.int64))),
@@ -119,8 +123,8 @@ def lower_moe(node: Node, b: LoweringBuilder) -> list:
     zero_tok = b.const(np.asarray(0, np.int64))
     src = b.op("ScatterND", b.op("ConstantOfShape", rows, value=np.zeros(1, np.int64)),
                b.op("Unsqueeze", slot, b.ints(1)), b.op("Where", keep, token_of, zero_tok))
-    padded = b.op("Pad", x2, b.ints(1, 0, 0, 0))  # [T + 1, d]: row 0 zeros, for empty and dropped slots
-    buf = b.op("Gather", padded, src, axis=0)  # [E (C + 1), d]; empty and dropped slots: zeros, never used
+    rows_of = b.op("Pad", x2, b.ints(1, 0, 0, 0)) if pad else x2  # with pad: [T + 1, d], row 0 zeros
+    buf = b.op("Gather", rows_of, src, axis=0)  # [E (C + 1), d]; empty and dropped slots: row 0, never used
     buf3 = b.op("Reshape", buf, b.op("Concat", b.ints(E), cap1, dd, axis=0))
     h = b.op("Relu", b.op("Add", b.op("MatMul", buf3, node.inputs[W1]), b.op("Unsqueeze", node.inputs[B1], b.ints(1))))
     out3 = b.op("Add", b.op("MatMul", h, node.inputs[W2]), b.op("Unsqueeze", node.inputs[B2], b.ints(1)))

@@ -129,14 +129,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise UserInputError(f"{path}: no checkpoint to resume from; run without --resume to start") from None
     if not isinstance(state, dict) or not {"model", "optimizer", "step", "config"} <= set(state):
         raise UserInputError(f"{path}: not a graphmill training checkpoint (keys missing)")
-    why = _damage(state)
-    if why:  # a traceback (KeyError: 'rng', a generator state of the wrong size), or a history row "x" written out
-        raise UserInputError(f"{path}: a damaged graphmill training checkpoint ({why}); delete it to start afresh")
     return state
 
 
 def _damage(state: dict) -> str:
-    """What is wrong with a loaded checkpoint's fields ('' when nothing): each key ``save`` writes, of its type."""
+    """What is wrong with a checkpoint ``training_loop`` wrote ('' when nothing): each key its ``save`` writes, of
+    its type. Only there: ``load_checkpoint`` also reads AutoHAS's and the supernet's, which hold other fields."""
     import torch
 
     def number(x) -> bool:
@@ -235,6 +233,10 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
     res = LoopResult(total_steps=total)
     if resume:
         state = load_checkpoint(checkpoint)
+        why = _damage(state)
+        if why:  # a traceback (KeyError: 'rng', a generator state of the wrong size), or a history row "x" written
+            raise UserInputError(f"{checkpoint}: a damaged graphmill training checkpoint ({why}); delete it to "
+                                 "start afresh")
         check_same_config(checkpoint, state["config"], config)
         why = _mismatch(module, state["model"])
         if why:  # torch's message's first line named nothing ("Error(s) in loading state_dict for GraphModule:")

@@ -191,15 +191,20 @@ def check_stage_sizes(graph: Graph, cfg: TrainConfig) -> None:
     if not sizes:
         return
     module = to_torch(graph).eval()
+    try:  # two images (a Squeeze without axes drops the batch of one) at the model's own size first: a model
+        with torch.no_grad():  # failing there fails in plain training too, and is not refused here
+            module(torch.zeros(2, channels, size, size))
+    except ExecutionError:
+        return
     for s in sizes:
         try:
             with torch.no_grad():
-                module(torch.zeros(1, channels, s, s))
+                module(torch.zeros(2, channels, s, s))
         except ExecutionError as e:
             raise UserInputError(f"graph {graph.name!r} takes {size}x{size} images only: at {s}x{s}, the first "
                                  f"size of the progressive schedule, {str(e).splitlines()[0]}; train it without "
-                                 "--progressive, or give a model that pools its features before the classifier "
-                                 "(a zoo model does)") from None
+                                 "--progressive, or give a model that takes any image size (no fixed-size Flatten, "
+                                 "position table or embedding before its classifier)") from None
 
 
 def check_digits_classifier(graph: Graph) -> None:
