@@ -177,9 +177,11 @@ def kernel_cost(nodes: list[Node], accel: AccelConfig, *, scale: float = 1.0, me
                     shares[id(v)] = min(tensor_words(v), sum(tensor_words(u) for u in outside.values()))
             own = sum(shares.values())
             cap = info[id(n)].read_cap
-            scale = min(1.0, cap / own) if own else 1.0  # it reads no more than alone: a Gather, a strided Conv
+            # it reads no more than alone: a Gather, a strided Conv (not named `scale`: that one, the parameter,
+            # converts the cycles below; reusing the name scaled a group ending in a Gather by its read fraction)
+            fraction = min(1.0, cap / own) if own else 1.0
             for k, words in shares.items():
-                need[k] = max(need.get(k, 0.0), words * scale)  # one read per tensor, the largest any reader needs
+                need[k] = max(need.get(k, 0.0), words * fraction)  # one read per tensor, the largest any needs
         for v in n.outputs:
             if v is not None and (v.is_graph_output() or any(id(u) not in members for u in v.users)):
                 (views if id(n) in free else written).append(v)

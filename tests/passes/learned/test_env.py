@@ -309,6 +309,23 @@ def test_a_gather_in_a_group_reads_the_rows_it_gathers_not_its_table():
     assert gc.time <= sum(cm.op_time(n) for n in nodes)
 
 
+def test_a_group_ending_in_a_gather_costs_its_cycles_not_a_fraction_of_them():
+    """kernel_cost's read fraction of a member (a Gather reads its rows, not its table) reused the name of its
+    `scale` parameter, which converts the group's cycles: a group whose last member was a Gather cost its cycles
+    times that fraction (0.13 cycles for a Gather the roofline times at 33; found reading the change). Reference:
+    the roofline's time of the op alone, and by hand: 4 rows of a 64 x 16 table read 64 + 4 words at 4 per
+    cycle = 17, written 64 / 4 = 16, computed 64 / 8 = 8 -> 17 cycles."""
+    b = GraphBuilder("embedding_last")
+    ids = b.input("ids", "int64", [4])
+    e = b.Gather(np.ones((64, 16), np.float32), b.Relu(ids))
+    b.output(e)
+    g = b.build()
+    cm = tiny()
+    relu, gather = g.nodes
+    assert cm.group_cost([gather], 0).time == cm.op_time(gather) == 17.0
+    assert cm.group_cost([relu, gather], 0).time == cm.group_cost([gather, relu], 0).time >= 17.0
+
+
 def test_a_tensor_read_by_a_gather_and_another_member_is_read_whole_in_any_order():
     # a 64 x 16 table read by a Gather (4 rows) and by a ReduceSum (all of it): the group reads the table once, at
     # the most a member needs (1,024 words) plus the indices, whichever member comes first (the Gather's 4 rows
