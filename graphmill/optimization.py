@@ -337,11 +337,10 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
         report.notes.append(f"outputs not compared with the input's: {', '.join(resized)} made another network "
                             "(its sizes and weights change on purpose)")
     elif original is not None:
-        try:  # an input random data cannot be made for (an optional, a sequence): the line said "pass inputs
-            inputs = ortb.random_inputs(original, seed=seed, dims=dims)  # explicitly", which optimize cannot take
+        try:  # an input random data cannot be made for (an optional, a sequence): not "pass inputs explicitly",
+            inputs = ortb.random_inputs(original, seed=seed, dims=dims, advice=None)  # which optimize cannot take
         except UserInputError as e:
-            said = str(e).replace("; pass inputs explicitly", "")
-            raise UserInputError(f"{said} (to compare the optimized model with the input under ONNX Runtime; "
+            raise UserInputError(f"{e} (to compare the optimized model with the input under ONNX Runtime; "
                                  "--no-compare skips the comparison)") from None
         try:
             report.comparison = ortb.compare(original, graph, inputs, seed=seed, rtol=rtol, atol=atol,

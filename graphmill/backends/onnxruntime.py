@@ -126,8 +126,10 @@ def run(graph: Graph, inputs: Mapping[str, Any] | Sequence[Any], options: OrtOpt
     return OrtSession(graph, options).run(inputs)
 
 
-def random_inputs(graph: Graph, *, seed: int = 0, dims: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
-    """Seeded random data for every graph input that is not an initializer.
+def random_inputs(graph: Graph, *, seed: int = 0, dims: Mapping[str, int] | None = None,
+                  advice: str | None = "pass inputs explicitly") -> dict[str, np.ndarray]:
+    """Seeded random data for every graph input that is not an initializer. ``advice`` ends the refusal of an
+    input no data can be made for (a caller that takes no inputs gives its own, or None).
 
     Symbolic dims take their size from ``dims`` (default 1); floats are standard
     normal, integers lie in [0, 4) so they are valid indices for most ops.
@@ -147,7 +149,8 @@ def random_inputs(graph: Graph, *, seed: int = 0, dims: Mapping[str, int] | None
             continue
         t = v.type
         if not isinstance(t, TensorType) or t.shape is None or not t.dtype:
-            raise UserInputError(f"cannot make random data for input %{v.name} of type {t}; pass inputs explicitly")
+            raise UserInputError(f"cannot make random data for input %{v.name} of type {t}"
+                                 + (f"; {advice}" if advice else ""))
         shape = _bound_shape(t.shape, dims)
         too_big = shape_problem(shape)  # checked before numpy allocates: a declared 2^40 dim is a MemoryError
         if too_big:
