@@ -824,8 +824,8 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     with naming_file(os.fspath(model) if isinstance(model, (str, os.PathLike)) and os.path.exists(model) else None):
         check_trainable(graph)
         check_model(graph, cfg)
-        to_torch(graph)  # the torch backend's own refusals (weights cse merged, attributes, dtypes) before OUT exists
-        check_stage_sizes(graph, cfg)
+        module = to_torch(graph)  # the torch backend's refusals (weights cse merged, attributes, dtypes) before OUT
+        check_stage_sizes(graph, cfg, module)
     created = not os.path.isdir(out)
     os.makedirs(out, exist_ok=True)
     try:

@@ -176,21 +176,20 @@ def check_model(graph: Graph, cfg: TrainConfig) -> tuple[int, int]:
     return channels, size
 
 
-def check_stage_sizes(graph: Graph, cfg: TrainConfig) -> None:
-    """A progressive run trains at smaller sizes first: one image through the model at each, before any work, so
-    a model of one input size (a Flatten of fixed size before its classifier) is refused saying so (the first
-    step failed with "Gemm node ... mat1 and mat2 shapes cannot be multiplied", naming neither cause nor file)."""
+def check_stage_sizes(graph: Graph, cfg: TrainConfig, module) -> None:
+    """A progressive run trains at smaller sizes first: two images through ``module`` (``graph`` lowered, as the
+    caller's refusals already built it) at each, before any work, so a model of one input size (a Flatten of
+    fixed size before its classifier) is refused saying so (the first step failed with "Gemm node ... mat1 and
+    mat2 shapes cannot be multiplied", naming neither cause nor file)."""
     import torch
 
     from graphmill.util.errors import ExecutionError
-
-    from ..lowering import to_torch
 
     channels, size = image_input(graph)
     sizes = sorted({s.size for s in plan(cfg, size)} - {size})
     if not sizes:
         return
-    module = to_torch(graph).eval()
+    module.eval()
     try:  # two images (a Squeeze without axes drops the batch of one) at the model's own size first: a model
         with torch.no_grad():  # failing there fails in plain training too, and is not refused here
             module(torch.zeros(2, channels, size, size))
