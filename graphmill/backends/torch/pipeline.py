@@ -177,13 +177,15 @@ def check_microbatch_split(graph: Graph, xs: list[torch.Tensor], microbatches: i
         # infinities and NaNs must agree in place (then check_finite speaks of a loss that is not finite; "mixes
         # samples" was said of a batch-first Log(Relu(x)) with -inf outputs, a reviewer found); finite values by size
         finite = torch.isfinite(ref)
-        same_nonfinite = bool(torch.equal(finite, torch.isfinite(joined))) and bool(
-            torch.equal(torch.isnan(ref), torch.isnan(joined))) and bool(
-            torch.equal(ref[torch.isinf(ref)], joined[torch.isinf(ref)]))
-        ref_f, joined_f = ref[finite], joined[finite] if same_nonfinite else joined[torch.isfinite(joined)]
+        same_nonfinite = (torch.equal(finite, torch.isfinite(joined))
+                          and torch.equal(torch.isnan(ref), torch.isnan(joined))
+                          and torch.equal(ref[torch.isinf(ref)], joined[torch.isinf(ref)]))
+        ref_f = ref[finite]
         scale = float(ref_f.abs().max()) if ref_f.numel() else 0.0
-        diff = float((joined_f - ref_f).abs().max()) if same_nonfinite and ref_f.numel() else (
-            0.0 if same_nonfinite else float("inf"))
+        if not same_nonfinite:
+            diff = float("inf")
+        else:
+            diff = float((joined[finite] - ref_f).abs().max()) if ref_f.numel() else 0.0
         if not diff <= tolerance * max(scale, 1e-30):
             raise UserInputError(
                 f"output {v.name!r} of the whole batch of {batch} differs from its {microbatches} micro-batches' "

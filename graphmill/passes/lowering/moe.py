@@ -12,9 +12,9 @@ torch agree to float rounding (the semantics are in ``ir/ops/moe.py``):
   ``e (C + 1) + rank`` (dropped assignments write 0 into the discarded slot ``C``, empty slots hold 0), then
   ``Gather`` of the rows by that table: [E (C + 1), d]. When the token count may be 0 (symbolic, or 0) the
   rows are the tokens after a zero row (``Pad``; a token's row is its index + 1): a gather of token 0 failed in
-  ONNX Runtime with no tokens; a static count above 0 gathers from the tokens themselves. No float buffer of that size is a constant, so
-  ``inspect`` counts no dispatch buffer as parameters and constant folding stores none (a zero buffer
-  scattered into would be both); experts: batched ``MatMul`` over [E, C + 1, d];
+  ONNX Runtime with no tokens; a static count above 0 gathers from the tokens themselves. No float buffer of
+  that size is a constant, so ``inspect`` counts no dispatch buffer as parameters and constant folding stores
+  none (a zero buffer scattered into would be both); experts: batched ``MatMul`` over [E, C + 1, d];
 - combine: ``Gather`` of each assignment's expert output, times its gate value (0 when dropped), summed
   over the k choices; the auxiliary losses and counts as ``ReduceSum``/``ReduceMean`` arithmetic (means over
   tokens as sums / max(T, 1): 0, not NaN, for no tokens).

@@ -140,10 +140,14 @@ def _damage(state: dict) -> str:
     def number(x) -> bool:
         return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x < math.inf
 
-    checks = (("model", lambda x: isinstance(x, dict)), ("optimizer", lambda x: isinstance(x, dict)),
-              ("config", lambda x: isinstance(x, dict)),
-              ("rng", lambda x: isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and x.dim() == 1),
-              ("generator", lambda x: isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and x.dim() == 1),
+    def generator_state(x) -> bool:  # what torch.get_rng_state and Generator.get_state return
+        return isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and x.dim() == 1
+
+    def table(x) -> bool:
+        return isinstance(x, dict)
+
+    checks = (("model", table), ("optimizer", table), ("config", table),
+              ("rng", generator_state), ("generator", generator_state),
               ("step", lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 0),
               ("history", lambda x: isinstance(x, list) and all(isinstance(r, dict) for r in x)),
               ("train_seconds", number))
