@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 
 # Under pytest-xdist (`make test` runs two workers, one per core) these are set before numpy, torch or numba
 # load. One BLAS/OpenMP thread per worker: two workers each spinning two threads oversubscribe two cores. One
@@ -41,6 +43,20 @@ def pytest_configure(config):
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     onnxruntime.set_default_logger_severity(4)  # ORT's own error logs would drown the test output
+
+    # The suite's temporary files go in one folder of its own, removed when the suite passes: a failing
+    # optimize writes its reproducer to the temporary folder (as a user wants it), torch.distributed's agents
+    # leave error files there, and a suite run left ~30 such folders in /tmp each time. Set in the controller;
+    # xdist workers and every command a test starts inherit TMPDIR. A failed suite keeps it for inspection.
+    if not os.environ.get("PYTEST_XDIST_WORKER") and not hasattr(config, "workerinput"):
+        config.graphmill_tmpdir = tempfile.mkdtemp(prefix="graphmill-tests-")
+        os.environ["TMPDIR"] = tempfile.tempdir = config.graphmill_tmpdir
+
+
+def pytest_sessionfinish(session, exitstatus):
+    folder = getattr(session.config, "graphmill_tmpdir", None)
+    if folder and exitstatus == 0:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
