@@ -455,7 +455,7 @@ def check_trainable(graph: Graph) -> None:
     known = set(supported_ops())  # graphmill-domain ops it runs itself are keyed "graphmill::Op"
     std = ("", "ai.onnx")
     missing = sorted({n.op_type if n.domain in std else f"{n.domain}.{n.op_type}" for n in graph.all_nodes()
-                      if (n.op_type if n.domain in std else f"{n.domain}::{n.op_type}") not in known})
+                      if n.qualified_op not in known})
     if missing:
         raise UserInputError(f"graph {graph.name!r}: the torch backend, which trains the candidates, lacks "
                              f"op(s) {', '.join(missing)}")

@@ -106,7 +106,7 @@ class OrtCostModel:
         t = self.times_us.get(node.name)
         if t is None:
             if not any(u["name"] == node.name for u in self.uncosted):
-                self.uncosted.append({"name": node.name, "op": node.op_type,
+                self.uncosted.append({"name": node.name, "op": node.qualified_op,
                                       "reason": "no kernel of this node in ONNX Runtime's profile"})
             return 0.0
         return t * self.clock_mhz

@@ -133,11 +133,17 @@ class Value:
         return f"Value(%{self.name}{t})"
 
 
+def qualified_op(op_type: str, domain: str) -> str:
+    """How reports, errors and the printer name an op: ``Conv``, or ``my.domain::FooBar`` outside the ONNX
+    domain (two domains may each have a ``FooBar``)."""
+    return f"{domain}::{op_type}" if domain not in ("", "ai.onnx") else op_type
+
+
 def describe_node(op_type: str, domain: str, name: str, outputs: Sequence[str]) -> str:
     """How error messages name a node, built or still a file's NodeProto: ``Conv node 'conv1'``; an unnamed one
     by its first output, which a reader can find in the model (``Mul node (unnamed) producing 'y'``: "(unnamed)"
     alone located nothing)."""
-    op = f"{domain}::{op_type}" if domain not in ("", "ai.onnx") else op_type
+    op = qualified_op(op_type, domain)
     if name:
         return f"{op} node {name!r}"
     out = next((o for o in outputs if o), None)
@@ -231,6 +237,11 @@ class Node:
             elif a.kind == AttrKind.GRAPHS:
                 found.extend(a.value)
         return found
+
+    @property
+    def qualified_op(self) -> str:
+        """``op_type``, with its domain when not ONNX's (``qualified_op``)."""
+        return qualified_op(self.op_type, self.domain)
 
     def describe(self) -> str:
         """How error messages name a node (``describe_node``)."""

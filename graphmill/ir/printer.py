@@ -84,7 +84,7 @@ def format_attr(a: Attr, indent: str) -> str:
 
 def format_node(n: Node, indent: str = "  ") -> str:
     outs = ", ".join(format_value(v) for v in n.outputs)
-    op = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}"
+    op = n.qualified_op
     ins = ", ".join(format_value(v) for v in n.inputs)
     attrs = ""
     if n.attrs:

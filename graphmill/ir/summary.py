@@ -240,7 +240,7 @@ def _summarize(graph: Graph) -> GraphSummary:
     constant = constant_values(graph)
     const_nodes = _constant_node_ids(graph, constant)
     for n in graph.all_nodes():
-        key = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}"
+        key = n.qualified_op
         ops[key] += 1
         if n.graph is graph and id(n) in const_nodes:
             continue  # weight construction is not inference work

@@ -664,3 +664,31 @@ def test_place_after_a_pass_that_makes_shapes_inferable(tmp_path):
     want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0].shape
     assert tuple(g.outputs[0].type.shape) == want == (1, 3, 16, 16)
     assert all(n.meta.get("device") in (0, 1) for n in g.nodes if n.op_type in ("Resize", "Relu"))
+
+
+def test_report_lists_ops_the_cost_model_could_not_cost(tmp_path):
+    """An op of a custom domain counts 0 in ``op_time`` (the simulator has no cost for it): the report says so in
+    ``uncosted``, as simulate's does, else a re-simulation from the JSON alone cannot tell that the step time is
+    partial (an outside check). A fully costed graph's report keeps the placement schema exactly. Reference: the
+    README's report schema."""
+    import onnx
+    from onnx import helper
+
+    import graphmill
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="r"),
+                           helper.make_node("FooBar", ["r"], ["y"], domain="my.custom", name="foo")], "g",
+                          [helper.make_tensor_value_info("x", 1, [64, 64])], [helper.make_tensor_value_info("y", 1, [64, 64])],
+                          value_info=[helper.make_tensor_value_info("r", 1, [64, 64])])
+    path = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("my.custom", 1)]),
+              path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = place_graph(graphmill.load(path), PlacementCostModel(device_set(devices=2)), method="heft")
+    assert r.report["op_time"]["foo"] == [0.0, 0.0]
+    assert [(u["name"], u["op"]) for u in r.report["uncosted"]] == [("foo", "my.custom::FooBar")]
+    assert "FooBar" in r.report["uncosted"][0]["reason"]
+    full = place_graph(random_dag(3, n=12), PlacementCostModel(device_set(devices=2)), method="heft").report
+    assert set(full) == {"method", "devices", "units", "makespan", "baselines", "placement", "op_time", "values",
+                         "link", "memory"}

@@ -56,7 +56,7 @@ class _Base:
                 prims = lower_node(node, inner)
             except Uncosted as e:
                 prims = []
-                inner.append({"name": node.name or node.op_type, "op": node.op_type, "reason": str(e)})
+                inner.append({"name": node.name or node.op_type, "op": node.qualified_op, "reason": str(e)})
             for u in inner:  # names inside a control-flow body are already "outer/inner"
                 self.uncosted.append(u)
                 warnings.warn(f"simulator: {u['name']} ({u['op']}) is not costed: {u['reason']}; it counts as 0 "

@@ -473,6 +473,5 @@ def lower(graph: Graph) -> Lowering:
         try:
             out.items.append((n, lower_node(n, out.uncosted)))
         except Uncosted as e:
-            out.uncosted.append({"name": n.name or n.op_type, "op": n.op_type if n.domain in _STANDARD
-                                 else f"{n.domain}::{n.op_type}", "reason": str(e)})
+            out.uncosted.append({"name": n.name or n.op_type, "op": n.qualified_op, "reason": str(e)})
     return out

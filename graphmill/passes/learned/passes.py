@@ -103,7 +103,8 @@ def replay_tables(jp: JointProblem, out: Outcome) -> dict:
 
     tables = problem_tables(jp.prob)
     groups = [jp.group_cost(tuple(g), int(out.device[g[0]]))[0] for g in out.groups if len(g) > 1]
-    return {"op_time": tables["op_time"], "group_time": groups, "values": tables["values"], "link": tables["link"]}
+    return {"op_time": tables["op_time"], "group_time": groups, "values": tables["values"], "link": tables["link"],
+            **{k: tables[k] for k in ("uncosted",) if k in tables}}
 
 
 def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples: int = 0, seed: int = 0,

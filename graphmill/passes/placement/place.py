@@ -15,6 +15,9 @@ The report (``report``), the issue's schema exactly::
              (per ordered pair, null on the diagonal),
      "memory": {"capacity": [bytes per device], "peak": [bytes per device]}}
 
+plus ``"uncosted": [{"name", "op", "reason"}]`` only when the cost model could not cost some op (it counts 0,
+so the step time is partial), as ``simulate``'s report lists them.
+
 Ops (``placement``, ``op_time``) are listed in the graph's order, which is the schedule's priority.
 """
 
@@ -202,7 +205,10 @@ def problem_tables(prob: PlacementProblem) -> dict:
         "op_time": {names[i]: [float(x) for x in prob.op_time[i]] for i in range(prob.n)},
         "values": [{"name": v.name, "bytes": int(v.bytes), "producer": None if v.producer is None else
                     names[v.producer], "consumers": [names[c] for c in v.consumers]} for v in prob.values],
-        "link": link_table(prob)}
+        "link": link_table(prob),
+        # only when some op could not be costed (its op_time rows are 0): the step time is then partial, and a
+        # re-simulation from the report alone could not tell
+        **({"uncosted": [dict(u) for u in prob.uncosted]} if prob.uncosted else {})}
 
 
 def make_report(prob: PlacementProblem, method: str, chosen: Candidate, cands: dict[str, Candidate]) -> dict:

@@ -71,6 +71,7 @@ class PlacementProblem:
     edge_bytes: dict[tuple[int, int], int] = field(default_factory=dict)  # (producer op, consumer op) -> bytes
     layers: list[int] = field(default_factory=list)  # op -> layer index (round-robin / expert)
     groups: list[int] = field(default_factory=list)  # op -> colocation group index
+    uncosted: list[dict] = field(default_factory=list)  # ops the cost model could not cost (0 in op_time)
 
     @property
     def n(self) -> int:
@@ -210,6 +211,7 @@ def build_problem(graph: Graph, cost: Any) -> PlacementProblem:
                             list(cost.names)).finish()
     prob.layers = layer_index(nodes, constant)
     prob.groups = colocation_groups(prob)
+    prob.uncosted = [dict(u) for u in getattr(cost, "uncosted", [])]
     return prob
 
 
