@@ -272,8 +272,8 @@ def report_file(text: str) -> str:
     suffix (a report needs no .json suffix: ``report``, ``r.txt`` are fine)."""
     suffix = os.path.splitext(text)[1].lower()
     if text != "-" and suffix in NOT_REPORTS:
-        raise argparse.ArgumentTypeError(f"{text!r}: the name of a {suffix} file, for a JSON report; give it a "
-                                         ".json name (or '-' for stdout)")
+        raise argparse.ArgumentTypeError(f"{text!r}: the name of a {suffix} file, for a JSON report; name it "
+                                         "without another format's suffix, e.g. report.json (or '-' for stdout)")
     return text
 
 

@@ -157,9 +157,10 @@ class PassManager:
                         break
                     changed = True
                 else:
-                    note = f"{path}: fixpoint did not converge in {step.max_iters} iterations"
+                    note = (f"{path}: fixpoint did not converge in {step.max_iters} iteration"
+                            + ("s" if step.max_iters != 1 else ""))
                     self._notes.append(note)
-                    log.warning(note)
+                    log.info(note)  # a note of the result (the CLI prints it once, in its summary), not a warning
         return changed
 
     def _run_pass(self, run: Run, graph: Graph, path: str) -> bool:

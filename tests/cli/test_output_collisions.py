@@ -335,8 +335,8 @@ def test_a_report_named_as_another_format_is_refused(folder, capsys, argv):
     sh.copy("m.onnx", "victim.onnx")
     (folder / "victim.mill").write_text("schedule s { dce }\n")
     suffix = argv[-1].rsplit(".", 1)[1]
-    _refused(capsys, argv, f"argument --json: '{argv[-1]}': the name of a .{suffix} file, for a JSON report; give "
-                           "it a .json name (or '-' for stdout)")
+    _refused(capsys, argv, f"argument --json: '{argv[-1]}': the name of a .{suffix} file, for a JSON report; name "
+                           "it without another format's suffix, e.g. report.json (or '-' for stdout)")
 
 
 def test_a_report_needs_no_json_suffix(folder):

@@ -7,6 +7,8 @@ Toy passes registered here carry a ``test-`` prefix.
 
 from __future__ import annotations
 
+import logging
+
 import io
 import re
 import os
@@ -215,10 +217,15 @@ def test_fixpoint_runs_until_nothing_changes():
     assert res.changed and res.stats()["test-drop-one-relu"]["removed"] == 3
 
 
-def test_fixpoint_that_does_not_converge_says_so():
+def test_fixpoint_that_does_not_converge_says_so(caplog):
     g = relu_chain(5)
-    res = PassManager("fixpoint(max_iters=2){test-drop-one-relu}").run(g)
-    assert len(g) == 3 and any("did not converge" in n for n in res.notes)
+    with caplog.at_level(logging.INFO, logger="graphmill"):
+        res = PassManager("fixpoint(max_iters=2){test-drop-one-relu}").run(g)
+    assert len(g) == 3 and res.notes == ["main: fixpoint did not converge in 2 iterations"]
+    # said once, as a note of the result: the CLI printed a logger warning before its summary's note too
+    assert [r.levelno for r in caplog.records if "did not converge" in r.getMessage()] == [logging.INFO]
+    assert PassManager("fixpoint(max_iters=1){test-drop-one-relu}").run(relu_chain(5)).notes == [
+        "main: fixpoint did not converge in 1 iteration"]
 
 
 def test_repeat_and_named_schedules():
