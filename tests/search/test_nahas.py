@@ -304,6 +304,43 @@ def test_nested_search_returns_the_brute_force_best_accelerator(counted):
     assert counted[0].calls == 0  # the accelerator search trains nothing
 
 
+def test_tight_area_budget_on_the_default_space_simulates_every_point_within_it(counted):
+    """Reference: the default accelerator space's points within 0.93 mm^2 counted here with the area formula by
+    hand (15 of 81,000). The inner search drew proposals at random and redrew those over the budget 1,000 times,
+    found none of the 15, and declared the network unrunnable after training it (an outside check)."""
+    import itertools
+
+    from graphmill.search.spaces.accelerator import ARRAY_SIZES, BUFFER_KB, BANDWIDTH_WORDS, DATAFLOWS
+
+    within = [c for c in itertools.product(ARRAY_SIZES, ARRAY_SIZES, DATAFLOWS, BUFFER_KB, BUFFER_KB, BUFFER_KB,
+                                           BANDWIDTH_WORDS)
+              if _area_by_hand(c[0], c[1], c[3:6]) <= 0.93]
+    assert len(within) == 15
+    base = nahas.base_accelerator(None)
+    nn = nahas.reference_network("tiny")
+    ev = nahas.NahasEvaluator(base=base, area_budget=0.93, latency_target=1e9, energy_ref=100.0, energy_w=-0.07,
+                              nn="tiny", latency_scale=2, inner_sims=32)
+    got = ev.best_accelerator(nn)
+    assert got["sims"] == 15 == counted[1].calls and got["area_mm2"] <= 0.93
+    assert counted[0].calls == 0
+
+
+def test_a_network_no_accelerator_can_run_is_an_infeasible_design_not_a_training(counted):
+    """Buffers too small for any tile (every accelerator of the space refused by the simulator): the nested
+    joint mode's trial is infeasible, like an accelerator over the area, and trains nothing; it used to train the
+    network, then fail, its training and simulations missing from the report. Reference: the calls of the
+    training and of the simulator counted at the source."""
+    base = nahas.base_accelerator(None)
+    values = {"rows": [8], "cols": [8], "dataflow": ["os"], "ifmap_kb": [0.01], "filter_kb": [0.01],
+              "ofmap_kb": [0.01], "dram_bw_words": [8]}
+    ev = nahas.NahasEvaluator(base=base, area_budget=4.0, latency_target=1.0, energy_ref=100.0, energy_w=-0.07,
+                              nn="tiny", latency_scale=2, accel_values=values, inner_sims=32)
+    out = ev(nahas.reference_network("tiny"))
+    assert out["feasible"] is False and out["reward"] == -1.0 and "accuracy" not in out
+    assert "no accelerator within 4 mm^2 runs this network: the simulator refused all 1 tried" in out["over"]
+    assert out["sims"] == 1 and counted[0].calls == 0
+
+
 @pytest.mark.slow
 def test_every_mode_spends_the_same_trainings_and_simulations(tmp_path, counted):
     """Reference: the accounting contract (``--budget`` N trainings and N x ``accel_sims`` simulations for

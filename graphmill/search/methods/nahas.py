@@ -271,8 +271,12 @@ _SIMS: dict[str, dict] = {}  # per process: (network, deployment settings, accel
 _GRAPHS: dict[str, Any] = {}  # per process: the deployment-size graph of the last networks simulated
 
 #: the inner (accelerator) search enumerates a space of at most this many points to see whether its
-#: area-feasible points fit in the simulation budget (then it simulates them all: the exact best)
-ENUMERATE_LIMIT = 4096
+#: area-feasible points fit in the simulation budget (then it simulates them all: the exact best). The default
+#: space (81,000 points) takes ~0.2 s, once per area budget and process (``_within_area``). It was 4,096, under
+#: the default space: with a tight budget (0.93 mm^2: 15 of 81,000 points) the inner search's 1,000 redraws
+#: per proposal found none, and a network every one of those 15 could run was declared unrunnable.
+ENUMERATE_LIMIT = 200_000
+_WITHIN_AREA: dict[str, list[dict]] = {}
 
 
 def clear_caches() -> None:
@@ -281,6 +285,7 @@ def clear_caches() -> None:
     _ACCURACY.clear()
     _SIMS.clear()
     _GRAPHS.clear()
+    _WITHIN_AREA.clear()
 
 
 @dataclass
@@ -429,8 +434,14 @@ class NahasEvaluator:
         out["reward"] = out["hardware"] if self.hardware_only else out["accuracy"] * out["hardware"]
 
     def _nested(self, nn_config: dict) -> dict:
+        # the accelerator first: a network that no accelerator within the area budget can run is an infeasible
+        # design, like an accelerator over the area, and costs no training (it was trained, then failed, its
+        # training and simulations missing from the report's accounting: an outside check)
+        try:
+            pick = self.best_accelerator(nn_config, warm=self.warm_start())
+        except NoAccelerator as e:
+            return {"reward": -1.0, "feasible": False, "sims": e.sims, "over": str(e)}
         out: dict[str, Any] = dict(self.accuracy(nn_config))
-        pick = self.best_accelerator(nn_config, warm=self.warm_start())
         out.update({k: pick[k] for k in ("area_mm2", "latency_ms", "energy_uj", "cycles", "macs", "sims")})
         out["accel_config"] = pick["config"]
         self._score(out)
@@ -469,17 +480,21 @@ class NahasEvaluator:
         hw = dataclasses.replace(self, fixed_nn=nn_config, fixed_accel=None, fixed_accuracy=None, hardware_only=True,
                                  inner_sims=0)
         trials: list[tuple[dict, dict]] = []
+        refusals: list[str] = []  # the simulator's, of accelerators within the area budget
         points = None
         if space.size() <= ENUMERATE_LIMIT:
-            points = [c for c in space.enumerate() if self.area.of(c) <= self.area_budget]
+            key = json.dumps([space.to_json(), dataclasses.asdict(self.area), self.area_budget], sort_keys=True)
+            if key not in _WITHIN_AREA:
+                _WITHIN_AREA[key] = [c for c in space.enumerate() if self.area.of(c) <= self.area_budget]
+            points = _WITHIN_AREA[key]
             if len(points) > sims:
                 points = None
         if points is not None:
             for c in points:
                 try:
                     trials.append((c, hw(c)))
-                except UserInputError:
-                    continue  # the simulator rejects it (buffers too small for a tile): no design
+                except UserInputError as e:
+                    refusals.append(str(e))  # buffers too small for a tile: no design
         else:
             seed = (self.seed * 1_000_003 + zlib.crc32(json.dumps(nn_config, sort_keys=True).encode())) % (2 ** 31)
             result = search.run(space, hw, strategy=AreaFiltered.name, budget=sims, seed=seed, workers=1,
@@ -491,10 +506,14 @@ class NahasEvaluator:
             if result.interrupted:  # search.run stops on Ctrl-C and returns: the outer search must stop too
                 raise KeyboardInterrupt
             trials = [(t.config, t.metrics) for t in result.history if t.status == "ok"]
+            refusals = [t.error or "" for t in result.history if t.status == "failed"]
         done = [(c, m) for c, m in trials if "latency_ms" in m]
         if not done:
-            raise GraphmillError(f"no accelerator of the space could be simulated for this network "
-                                 f"({len(trials)} tried within {self.area_budget:g} mm^2)")
+            over = len(trials)  # the search's proposals returned over the area budget after its redraws
+            raise NoAccelerator(
+                f"no accelerator within {self.area_budget:g} mm^2 runs this network: the simulator refused all "
+                f"{len(refusals)} tried" + (f" ({refusals[0].split(': ', 1)[-1][:120]})" if refusals else "")
+                + (f", {over} more over the area" if over else ""), sims=len(refusals))
         pool = [(c, m) for c, m in done if m["feasible"]] or done
         c, m = max(pool, key=lambda cm: cm[1]["hardware"])  # max keeps the first of equal factors
         return {"config": c, "accel": self.accelerator(c), "hardware": m["hardware"], "latency_ms": m["latency_ms"],
@@ -521,6 +540,15 @@ def simulate_design(nn: str, nn_config: dict, accel: dict, latency_scale: int = 
 
 
 # -- area-feasible proposals ------------------------------------------------------------------------------------
+
+class NoAccelerator(GraphmillError):
+    """No accelerator of the space within the area budget can run a network (the simulator refused every one
+    tried: buffers too small for its tiles). ``sims``: the simulations spent finding that out."""
+
+    def __init__(self, message: str, *, sims: int) -> None:
+        super().__init__(message)
+        self.sims = sims
+
 
 class AreaFiltered(Strategy):
     """Any strategy (``inner``, with ``inner_options``) whose proposals over the area budget are redrawn before
