@@ -453,9 +453,7 @@ def check_trainable(graph: Graph) -> None:
     from graphmill.backends.torch import supported_ops
 
     known = set(supported_ops())  # graphmill-domain ops it runs itself are keyed "graphmill::Op"
-    std = ("", "ai.onnx")
-    missing = sorted({n.op_type if n.domain in std else f"{n.domain}.{n.op_type}" for n in graph.all_nodes()
-                      if n.qualified_op not in known})
+    missing = sorted({n.qualified_op for n in graph.all_nodes() if n.qualified_op not in known})
     if missing:
         raise UserInputError(f"graph {graph.name!r}: the torch backend, which trains the candidates, lacks "
                              f"op(s) {', '.join(missing)}")

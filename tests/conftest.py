@@ -48,14 +48,20 @@ def pytest_configure(config):
     # optimize writes its reproducer to the temporary folder (as a user wants it), torch.distributed's agents
     # leave error files there, and a suite run left ~30 such folders in /tmp each time. Set in the controller;
     # xdist workers and every command a test starts inherit TMPDIR. A failed suite keeps it for inspection.
+    # Only the newest 3 failed suites' folders are kept, as pytest keeps its last 3 base temps.
     if not os.environ.get("PYTEST_XDIST_WORKER") and not hasattr(config, "workerinput"):
+        import glob
+
+        kept = sorted(glob.glob(os.path.join(tempfile.gettempdir(), "graphmill-tests-*")), key=os.path.getmtime)
+        for old in kept[:-2]:
+            shutil.rmtree(old, ignore_errors=True)
         config.graphmill_tmpdir = tempfile.mkdtemp(prefix="graphmill-tests-")
         os.environ["TMPDIR"] = tempfile.tempdir = config.graphmill_tmpdir
 
 
 def pytest_sessionfinish(session, exitstatus):
     folder = getattr(session.config, "graphmill_tmpdir", None)
-    if folder and exitstatus == 0:
+    if folder and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -69,7 +69,7 @@ def _conv_model_with(path, extra_op: str | None) -> str:
     (["--cost", "sim", "--accel", "{missing}"], "no such accelerator config"),
     (["--cost", "sim", "--accel", "{bad_toml}"], "not valid TOML"),
     (["--accel", "examples/accelerators/edge.toml"], "--accel is used only with --cost sim"),
-    (["{torchless}"], "torch backend, which trains the candidates, lacks op(s) com.example.Mystery"),
+    (["{torchless}"], "torch backend, which trains the candidates, lacks op(s) com.example::Mystery"),
     # before: every candidate failed ("multiplier ... at most 16"), exit 1, results written
     (["--phi", "100", "--stub"], "--phi 100: the grid's largest coefficient 2 gives 2**100 = 1.268e+30, over "
                                  "compound-scale's limit of 16"),

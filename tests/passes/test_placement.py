@@ -683,12 +683,15 @@ def test_report_lists_ops_the_cost_model_could_not_cost(tmp_path):
     path = str(tmp_path / "m.onnx")
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("my.custom", 1)]),
               path)
+    cost = PlacementCostModel(device_set(devices=2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = place_graph(graphmill.load(path), PlacementCostModel(device_set(devices=2)), method="heft")
+        r = place_graph(graphmill.load(path), cost, method="heft")
+        again = place_graph(graphmill.load(path), cost, method="heft")  # the model's memo: one entry, not two
     assert r.report["op_time"]["foo"] == [0.0, 0.0]
     assert [(u["name"], u["op"]) for u in r.report["uncosted"]] == [("foo", "my.custom::FooBar")]
-    assert "FooBar" in r.report["uncosted"][0]["reason"]
-    full = place_graph(random_dag(3, n=12), PlacementCostModel(device_set(devices=2)), method="heft").report
+    assert "FooBar" in r.report["uncosted"][0]["reason"] and again.report["uncosted"] == r.report["uncosted"]
+    # the same cost model on another graph: the cost model keeps its entries, the report lists this graph's only
+    full = place_graph(random_dag(3, n=12), cost, method="heft").report
     assert set(full) == {"method", "devices", "units", "makespan", "baselines", "placement", "op_time", "values",
                          "link", "memory"}

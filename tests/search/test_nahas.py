@@ -341,6 +341,32 @@ def test_a_network_no_accelerator_can_run_is_an_infeasible_design_not_a_training
     assert out["sims"] == 1 and counted[0].calls == 0
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_search_whose_proposals_all_exceed_the_area_simulates_points_within_it(counted, seed):
+    """45 of the default space's 81,000 points fit 1 mm^2, more than the 2 simulations: the inner search's
+    proposals came back over the area after their redraws, and the network was declared unrunnable with nothing
+    simulated (a review). Reference: the area formula by hand on the chosen point; the simulator's calls."""
+    base = nahas.base_accelerator(None)
+    ev = nahas.NahasEvaluator(base=base, area_budget=1.0, latency_target=1e9, energy_ref=100.0, energy_w=-0.07,
+                              nn="tiny", latency_scale=2, inner_sims=2, seed=seed)
+    got = ev.best_accelerator(nahas.reference_network("tiny"))
+    c = got["config"]
+    assert _area_by_hand(c["rows"], c["cols"], (c["ifmap_kb"], c["filter_kb"], c["ofmap_kb"])) <= 1.0
+    assert 1 <= got["sims"] <= 2 and counted[1].calls == got["sims"]
+
+
+def test_simulations_the_simulator_refused_count_in_a_found_accelerators_sims(counted):
+    """Half the points have buffers too small for any tile: refused, yet the simulator ran. The found
+    accelerator's ``sims`` counted only the accepted ones (2 of 8). Reference: the simulator's calls."""
+    base = nahas.base_accelerator(None)
+    values = {"rows": [8], "cols": [8], "dataflow": ["os", "ws"], "ifmap_kb": [0.01, 64.0], "filter_kb": [0.01, 64.0],
+              "ofmap_kb": [64.0], "dram_bw_words": [8]}
+    ev = nahas.NahasEvaluator(base=base, area_budget=4.0, latency_target=1e9, energy_ref=100.0, energy_w=-0.07,
+                              nn="tiny", latency_scale=2, accel_values=values, inner_sims=32)
+    got = ev.best_accelerator(nahas.reference_network("tiny"))
+    assert got["sims"] == 8 == counted[1].calls
+
+
 @pytest.mark.slow
 def test_every_mode_spends_the_same_trainings_and_simulations(tmp_path, counted):
     """Reference: the accounting contract (``--budget`` N trainings and N x ``accel_sims`` simulations for

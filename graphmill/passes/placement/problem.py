@@ -211,8 +211,21 @@ def build_problem(graph: Graph, cost: Any) -> PlacementProblem:
                             list(cost.names)).finish()
     prob.layers = layer_index(nodes, constant)
     prob.groups = colocation_groups(prob)
-    prob.uncosted = [dict(u) for u in getattr(cost, "uncosted", [])]
+    prob.uncosted = uncosted_of(nodes, cost)
     return prob
+
+
+def uncosted_of(nodes: list[Node], cost: Any) -> list[dict]:
+    """The entries of the cost model's ``uncosted`` that are these ``nodes`` (or ops in their control-flow
+    bodies: ``outer/inner``), each once: the cost model keeps them for its whole life, so a model that costed
+    another graph before, or this one before a pass replaced a node, listed ops this graph does not have."""
+    names = {n.name for n in nodes}
+    out: dict[tuple, dict] = {}
+    for u in getattr(cost, "uncosted", []):
+        name = u["name"]
+        if name in names or any(name.startswith(p + "/") for p in names if p):
+            out.setdefault((name, u["op"], u["reason"]), dict(u))
+    return list(out.values())
 
 
 def _reads_weights(node: Node, constant: set[int]) -> bool:

@@ -466,9 +466,11 @@ class NahasEvaluator:
         at most ``ENUMERATE_LIMIT`` points) every one is simulated: the exact best. Otherwise
         ``graphmill.search.run`` with ``accel_strategy`` (proposals over the area budget redrawn, never
         simulated), seeded by the search seed and the network, proposing the ``warm`` points first (within
-        the ``sims``). Returns ``{"config", "accel", "hardware",
+        the ``sims``); if every proposal came back over the area (no simulation spent), a seeded sample of
+        ``sims`` points within it is simulated instead. Returns ``{"config", "accel", "hardware",
         "latency_ms", "energy_uj", "cycles", "macs", "area_mm2", "feasible", "sims"}``: the feasible
-        (latency <= T) point of highest hardware factor, else the highest."""
+        (latency <= T) point of highest hardware factor, else the highest; ``sims`` counts the simulator's
+        refusals too (it ran). ``NoAccelerator`` when the simulator refused every point tried."""
         import zlib
 
         from graphmill import search
@@ -481,20 +483,23 @@ class NahasEvaluator:
                                  inner_sims=0)
         trials: list[tuple[dict, dict]] = []
         refusals: list[str] = []  # the simulator's, of accelerators within the area budget
-        points = None
+        within = None  # every point within the area budget, when the space is small enough to list
         if space.size() <= ENUMERATE_LIMIT:
             key = json.dumps([space.to_json(), dataclasses.asdict(self.area), self.area_budget], sort_keys=True)
             if key not in _WITHIN_AREA:
                 _WITHIN_AREA[key] = [c for c in space.enumerate() if self.area.of(c) <= self.area_budget]
-            points = _WITHIN_AREA[key]
-            if len(points) > sims:
-                points = None
-        if points is not None:
+            within = _WITHIN_AREA[key]
+
+        def simulate_all(points: list[dict]) -> None:
             for c in points:
+                c = dict(c)  # not the cached dict: it travels into reports and the warm start
                 try:
                     trials.append((c, hw(c)))
                 except UserInputError as e:
                     refusals.append(str(e))  # buffers too small for a tile: no design
+
+        if within is not None and len(within) <= sims:
+            simulate_all(within)
         else:
             seed = (self.seed * 1_000_003 + zlib.crc32(json.dumps(nn_config, sort_keys=True).encode())) % (2 ** 31)
             result = search.run(space, hw, strategy=AreaFiltered.name, budget=sims, seed=seed, workers=1,
@@ -507,18 +512,26 @@ class NahasEvaluator:
                 raise KeyboardInterrupt
             trials = [(t.config, t.metrics) for t in result.history if t.status == "ok"]
             refusals = [t.error or "" for t in result.history if t.status == "failed"]
+            if not refusals and not any("latency_ms" in m for _, m in trials) and within:
+                # every proposal came back over the area (few of the space's points fit it): no simulation was
+                # spent, so spend them on a seeded sample of the points that fit
+                import random
+
+                trials = []
+                simulate_all(random.Random(seed).sample(within, sims))
         done = [(c, m) for c, m in trials if "latency_ms" in m]
+        if not done and not refusals:
+            raise GraphmillError(f"the accelerator search found no accelerator within {self.area_budget:g} mm^2 "
+                                 f"in {len(trials)} proposals")
         if not done:
-            over = len(trials)  # the search's proposals returned over the area budget after its redraws
             raise NoAccelerator(
                 f"no accelerator within {self.area_budget:g} mm^2 runs this network: the simulator refused all "
-                f"{len(refusals)} tried" + (f" ({refusals[0].split(': ', 1)[-1][:120]})" if refusals else "")
-                + (f", {over} more over the area" if over else ""), sims=len(refusals))
+                f"{len(refusals)} tried ({refusals[0].split(': ', 1)[-1][:120]})", sims=len(refusals))
         pool = [(c, m) for c, m in done if m["feasible"]] or done
         c, m = max(pool, key=lambda cm: cm[1]["hardware"])  # max keeps the first of equal factors
         return {"config": c, "accel": self.accelerator(c), "hardware": m["hardware"], "latency_ms": m["latency_ms"],
                 "energy_uj": m["energy_uj"], "cycles": m["cycles"], "macs": m["macs"], "area_mm2": m["area_mm2"],
-                "feasible": bool(m["feasible"]), "sims": len(done)}
+                "feasible": bool(m["feasible"]), "sims": len(done) + len(refusals)}
 
 
 def simulate_graph_design(graph, accel: dict) -> dict:
