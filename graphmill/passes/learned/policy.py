@@ -11,11 +11,14 @@ Network (plain torch; torch-geometric would add a dependency for three index_add
   in priority, so that on a graph unlike the training set the policy departs from its state by a bounded
   amount): **device** (each device
   scored by an MLP over ``[h_i, dev_x[i, d]]``, plus a learned
-  gain times "the hint places it here", so that any number of devices is served), **fuse** with its fusion
+  gain times "the hint places it here", plus a learned gain (``move_gain``, from 1) times the one-step estimate of
+  moving it there (``features.move_estimates``, log-scaled: ``dev_x[i, d, 4]``), so that any number of devices is
+  served), **fuse** with its fusion
   producer (an MLP over ``[h_i, h_producer]`` plus a learned gain times +-1 for the hint's choice), **priority**
   (a Gaussian around ``hint_order - w * rank + 0.1 mu_i``, learned ``log_std``). The "hint" columns hold the
   *current state* (``features.state_features``), which starts as the best baseline: the greedy decisions of an
-  untrained policy are the state itself, and training learns which changes to it pay (iterative refinement,
+  untrained policy are the state itself (but for a move whose estimated gain is some 150 times the mean op time,
+  which ``move_gain`` lifts over the hint's gain), and training learns which changes to it pay (iterative refinement,
   ``infer.refine``).
 
 Masks: an op without a fusion producer, or whose fusion would not fit the buffers, cannot fuse; a fused op runs
@@ -48,7 +51,7 @@ from .features import DEVICE_FEATURES, NODE_FEATURES
 __all__ = ["GraphPolicy", "Sample", "obs_tensors", "save_policy", "load_policy", "default_policy_path",
            "POLICY_FORMAT"]
 
-POLICY_FORMAT = "graphmill-learned-policy/2"  # /2: refinement features (current state, slack, moves)
+POLICY_FORMAT = "graphmill-learned-policy/3"  # /2: refinement features (current state, slack, moves); /3: move_gain
 
 
 def default_policy_path() -> str:
@@ -114,6 +117,11 @@ class GraphPolicy(nn.Module):
         self.norm = nn.LayerNorm(hidden)
         self.dev = nn.Sequential(nn.Linear(hidden + DEVICE_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.hint_gain = nn.Parameter(torch.tensor(5.0))
+        # The estimate is a feature of the MLP too, but through it alone the policy ranked the moves of the NMT
+        # graph's 19 best single-op estimates 19th to 41st, below 18 moves that each made the step slower. A
+        # direct term lets the ranking start from the estimate and training weigh it (README, "Learned passes":
+        # zero-shot over 5 training seeds).
+        self.move_gain = nn.Parameter(torch.tensor(1.0))
         self.fuse = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.fuse_gain = nn.Parameter(torch.tensor(3.0))
         self.prio = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
@@ -134,7 +142,8 @@ class GraphPolicy(nn.Module):
         h = self.norm(h + ctx[0])
         n, D, _ = t["dev_x"].shape
         dev_in = torch.cat([h[:, None, :].expand(n, D, h.shape[1]), t["dev_x"]], -1)
-        dev_logits = 8.0 * torch.tanh(self.dev(dev_in).squeeze(-1) / 8.0) + self.hint_gain * t["dev_x"][:, :, 2]
+        dev_logits = 8.0 * torch.tanh(self.dev(dev_in).squeeze(-1) / 8.0) + self.hint_gain * t["dev_x"][:, :, 2] + \
+            self.move_gain * t["dev_x"][:, :, 4]
         prod = h[t["fuse_producer"].clamp(min=0)]
         fuse_logits = 3.0 * torch.tanh(self.fuse(torch.cat([h, prod], -1)).squeeze(-1)) + \
             self.fuse_gain * (2 * t["hint_fuse"] - 1)

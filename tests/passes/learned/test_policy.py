@@ -66,6 +66,29 @@ def test_untrained_greedy_is_the_best_baseline_and_masks_hold():
         assert torch.allclose(lp, s.logp, atol=1e-5)
 
 
+def test_device_logits_start_from_the_hint_and_the_one_step_move_estimate():
+    """An untrained policy's device MLP outputs 0 (its last layer starts at zero), so its device logits are the
+    two direct terms: hint_gain x "the state places it here" + move_gain x the log-scaled one-step estimate of moving
+    it there (``features.move_estimates``: gain > 0 when the move would finish the step sooner). Reference: that sum
+    written here from the features; and the estimate, with ``move_gain`` 0, no longer moves the logits."""
+    from graphmill.passes.learned.features import move_estimates, state_features
+
+    task = make_task("m", random_graph(8, "mlp", 60), cost(4))
+    obs = state_features(task.jp, task.obs, task.obs["decisions"], task.obs["outcome"])
+    t = obs_tensors(obs)
+    pol = GraphPolicy(hidden=16, layers=2)
+    gain = move_estimates(task.jp, task.obs["outcome"])
+    scaled = np.sign(gain) * np.log1p(np.abs(gain) / obs["mean_time"])
+    here = np.zeros_like(gain)
+    here[np.arange(len(gain)), np.asarray(obs["decisions"].device)] = 1.0
+    with torch.no_grad():
+        dev_logits = pol.heads(t)[0].numpy()
+        assert np.allclose(dev_logits, 5.0 * here + 1.0 * scaled, atol=1e-5)
+        assert np.any(scaled > 0)  # some move is estimated to pay on this graph: the term is not vacuous
+        pol.move_gain.fill_(0.0)
+        assert np.allclose(pol.heads(t)[0].numpy(), 5.0 * here, atol=1e-5)
+
+
 def test_policy_file_roundtrip_and_refusals(tmp_path, policy_file):
     pol, meta = load_policy(policy_file)
     assert meta["config"]["hidden"] == 16 and meta["seed"] == 0

@@ -262,7 +262,8 @@ def test_fine_tune_starts_with_the_zero_shot_rounds_counted():
     from graphmill.passes.learned.infer import propose
     from graphmill.passes.learned.policy import load_policy
 
-    task = make_task("m", random_graph(8, "mlp", 60), PlacementCostModel(device_set(devices=4)))
+    # a graph where the shipped policy improves in round 2 (seed 8 before the policy of /3)
+    task = make_task("m", random_graph(10, "mlp", 60), PlacementCostModel(device_set(devices=4)))
     pol, _ = load_policy()
     zs = propose(pol, task.jp, obs=task.obs)
     assert zs.outcome.makespan < task.reference and zs.source.startswith("round 2")
@@ -291,9 +292,10 @@ def every_candidate(pol, jp, obs, rounds):
     return best, sims
 
 
-def small_task():
-    # 40 ops on 2 chips: the shipped policy improves on the hint in round 2, and its rounds repeat candidates
-    return make_task("m", random_graph(8, "mlp", 40), PlacementCostModel(device_set(devices=2)))
+def small_task(seed: int = 0):
+    # 40 ops on 2 chips: with seed 0 the shipped policy improves on the hint in round 2, and its rounds repeat
+    # candidates (graph seeds chosen for these properties, which the tests need: 8 before the policy of /3)
+    return make_task("m", random_graph(seed, "mlp", 40), PlacementCostModel(device_set(devices=2)))
 
 
 def test_refinement_simulates_each_decision_set_once_within_its_budget():
@@ -348,7 +350,7 @@ def test_fine_tune_from_a_callers_start_counts_samples_to_reference_from_new_sim
     """A caller's ``start`` (zero-shot's best, here the hint, at the reference itself) is no sample:
     ``samples_to_reference`` is 1 + the index of the first new simulation at or under the reference, or None
     (reference: the simulator calls themselves, recorded in order; every one inside fine_tune is a counted sample)."""
-    task = small_task()
+    task = small_task(1)  # a graph where a fresh policy's first candidates are worse than the hint
     dec0 = task.obs["decisions"]
     out0 = task.jp.evaluate(dec0)
     ref = out0.makespan  # the start is exactly at the reference: the old count said 0 here
