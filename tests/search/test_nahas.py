@@ -337,8 +337,15 @@ def test_a_network_no_accelerator_can_run_is_an_infeasible_design_not_a_training
                               nn="tiny", latency_scale=2, accel_values=values, inner_sims=32)
     out = ev(nahas.reference_network("tiny"))
     assert out["feasible"] is False and out["reward"] == -1.0 and "accuracy" not in out
-    assert "no accelerator within 4 mm^2 runs this network: the simulator refused all 1 tried" in out["over"]
+    assert "no accelerator within 4 mm^2 runs this network: the simulator refused all 1 (" in out["over"]
     assert out["sims"] == 1 and counted[0].calls == 0
+    # not every point that fits tried (a search of 1 simulation over 4): found none, not proven to be none
+    values["ofmap_kb"] = [0.01, 0.02, 0.03, 0.04]
+    ev = nahas.NahasEvaluator(base=base, area_budget=4.0, latency_target=1.0, energy_ref=100.0, energy_w=-0.07,
+                              nn="tiny", latency_scale=2, accel_values=values, inner_sims=1)
+    out = ev(nahas.reference_network("tiny"))
+    assert out["reward"] == -1.0 and "found for this network in 1 simulations: the simulator refused every one" \
+        in out["over"] and counted[0].calls == 0
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])

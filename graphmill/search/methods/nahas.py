@@ -272,7 +272,7 @@ _GRAPHS: dict[str, Any] = {}  # per process: the deployment-size graph of the la
 
 #: the inner (accelerator) search enumerates a space of at most this many points to see whether its
 #: area-feasible points fit in the simulation budget (then it simulates them all: the exact best). The default
-#: space (81,000 points) takes ~0.2 s, once per area budget and process (``_within_area``). It was 4,096, under
+#: space (81,000 points) takes ~0.2 s, once per area budget and process (``_WITHIN_AREA``). It was 4,096, under
 #: the default space: with a tight budget (0.93 mm^2: 15 of 81,000 points) the inner search's 1,000 redraws
 #: per proposal found none, and a network every one of those 15 could run was declared unrunnable.
 ENUMERATE_LIMIT = 200_000
@@ -524,9 +524,12 @@ class NahasEvaluator:
             raise GraphmillError(f"the accelerator search found no accelerator within {self.area_budget:g} mm^2 "
                                  f"in {len(trials)} proposals")
         if not done:
+            every = within is not None and len(refusals) == len(within)  # all that fit were tried: proven
             raise NoAccelerator(
-                f"no accelerator within {self.area_budget:g} mm^2 runs this network: the simulator refused all "
-                f"{len(refusals)} tried ({refusals[0].split(': ', 1)[-1][:120]})", sims=len(refusals))
+                (f"no accelerator within {self.area_budget:g} mm^2 runs this network: the simulator refused all "
+                 f"{len(refusals)}" if every else f"no accelerator within {self.area_budget:g} mm^2 found for this "
+                 f"network in {len(refusals)} simulations: the simulator refused every one tried")
+                + f" ({refusals[0].split(': ', 1)[-1][:120]})", sims=len(refusals))
         pool = [(c, m) for c, m in done if m["feasible"]] or done
         c, m = max(pool, key=lambda cm: cm[1]["hardware"])  # max keeps the first of equal factors
         return {"config": c, "accel": self.accelerator(c), "hardware": m["hardware"], "latency_ms": m["latency_ms"],
