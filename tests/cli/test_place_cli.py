@@ -169,10 +169,11 @@ def test_the_learned_summary_line_says_when_the_best_baseline_was_kept():
     kept = {"samples": 6, "steps": 0, "best_from": "single", "samples_to_best_baseline": None}
     assert learned_line("learned", kept, {"single", "heft"}) == (
         "learned: 6 placements in 0 steps; none beat the best baseline (single), whose placement is kept; "
-        "no sample matched the best baseline")
+        "none of its own samples was as fast as the best baseline")
     won = {"samples": 64, "steps": 8, "best_from": "rl sample 40", "samples_to_best_baseline": 7}
     assert learned_line("rl", won, {"single", "heft"}) == (
-        "rl: 64 placements in 8 steps, best from rl sample 40; sample 7 was the first at or under the best baseline")
+        "rl: 64 placements in 8 steps, best from rl sample 40; its sample 7 was the first as fast as the best baseline "
+        "or faster")
 
 
 

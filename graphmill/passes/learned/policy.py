@@ -252,8 +252,12 @@ def load_policy(path: str | os.PathLike | None = None) -> tuple[GraphPolicy, dic
 
     try:
         meta = json.loads(read_user_file(meta_path, TEXT_FILE_LIMIT, "a policy's metadata (JSON)"))
-        if meta.get("format") != POLICY_FORMAT:
-            raise ValueError(f"format {meta.get('format')!r}, expected {POLICY_FORMAT!r}")
+        fmt = meta.get("format")
+        if isinstance(fmt, str) and fmt.startswith(POLICY_FORMAT.rsplit("/", 1)[0] + "/") and fmt != POLICY_FORMAT:
+            raise UserInputError(f"{path}: a graphmill policy of format {fmt!r}, which this graphmill no longer "
+                                 f"reads ({POLICY_FORMAT!r}); retrain it with `graphmill train-policy`")
+        if fmt != POLICY_FORMAT:
+            raise ValueError(f"format {fmt!r}, expected {POLICY_FORMAT!r}")
         policy = GraphPolicy(**{k: int(v) for k, v in meta["config"].items()})
         with np.load(path, allow_pickle=False) as z:
             state = {k: torch.from_numpy(z[k].copy()) for k in z.files}

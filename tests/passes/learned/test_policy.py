@@ -89,6 +89,24 @@ def test_device_logits_start_from_the_hint_and_the_one_step_move_estimate():
         assert np.allclose(pol.heads(t)[0].numpy(), 5.0 * here, atol=1e-5)
 
 
+def test_a_policy_of_an_older_format_says_so_and_how_to_get_a_new_one(tmp_path, policy_file):
+    """A policy written by an older graphmill (format /2, before ``move_gain``) was refused as "not a graphmill
+    policy" (an outside check). Reference: the message written out here; other formats keep the old refusal."""
+    import shutil
+
+    for fmt, says in (("graphmill-learned-policy/2", "a graphmill policy of format 'graphmill-learned-policy/2', "
+                       "which this graphmill no longer reads ('graphmill-learned-policy/3'); retrain it with "
+                       "`graphmill train-policy`"),
+                      ("something-else/1", "not a graphmill policy (format 'something-else/1', expected")):
+        path = tmp_path / f"{fmt.replace('/', '_')}.npz"
+        shutil.copy(policy_file, path)
+        meta = json.loads(open(policy_file[:-4] + ".json").read())
+        (tmp_path / f"{path.stem}.json").write_text(json.dumps({**meta, "format": fmt}))
+        with pytest.raises(UserInputError) as e:
+            load_policy(str(path))
+        assert says in str(e.value) and str(e.value).startswith(str(path))
+
+
 def test_policy_file_roundtrip_and_refusals(tmp_path, policy_file):
     pol, meta = load_policy(policy_file)
     assert meta["config"]["hidden"] == 16 and meta["seed"] == 0
