@@ -48,15 +48,30 @@ def pytest_configure(config):
     # optimize writes its reproducer to the temporary folder (as a user wants it), torch.distributed's agents
     # leave error files there, and a suite run left ~30 such folders in /tmp each time. Set in the controller;
     # xdist workers and every command a test starts inherit TMPDIR. A failed suite keeps it for inspection.
-    # Only the newest 3 failed suites' folders are kept, as pytest keeps its last 3 base temps.
+    # Of the folders failed suites left, the newest 2 are kept (with this run's, 3, as pytest keeps its last 3 base
+    # temps); a folder whose suite is still running (its owner process alive) is never touched.
     if not os.environ.get("PYTEST_XDIST_WORKER") and not hasattr(config, "workerinput"):
         import glob
 
-        kept = sorted(glob.glob(os.path.join(tempfile.gettempdir(), "graphmill-tests-*")), key=os.path.getmtime)
-        for old in kept[:-2]:
+        ended = [f for f in glob.glob(os.path.join(tempfile.gettempdir(), "graphmill-tests-*")) if not _running(f)]
+        for old in sorted(ended, key=os.path.getmtime)[:-2]:
             shutil.rmtree(old, ignore_errors=True)
         config.graphmill_tmpdir = tempfile.mkdtemp(prefix="graphmill-tests-")
+        with open(os.path.join(config.graphmill_tmpdir, ".owner"), "w") as f:
+            f.write(str(os.getpid()))
         os.environ["TMPDIR"] = tempfile.tempdir = config.graphmill_tmpdir
+
+
+def _running(folder: str) -> bool:
+    """Whether the suite that made ``folder`` is still running: its ``.owner`` names a live process (a folder
+    without one is an old suite's)."""
+    try:
+        with open(os.path.join(folder, ".owner")) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -48,7 +48,7 @@ from graphmill.ir.builder import GraphBuilder
 from graphmill.passes.learned.env import Decisions, JointProblem, Outcome
 from graphmill.passes.learned.features import node_features, state_features
 from graphmill.passes.learned.infer import ROUNDS, TOP, moved, ranked_moves, refine, state_key, top_moves
-from graphmill.passes.learned.policy import GraphPolicy, Sample, obs_tensors, save_policy
+from graphmill.passes.learned.policy import POLICY_FORMAT, GraphPolicy, Sample, obs_tensors, save_policy
 from graphmill.passes.placement import build_problem, training_graph
 from graphmill.passes.placement.rl import chain_units, load_checkpoint, merge_options, merge_units
 from graphmill.util.files import save_torch_checkpoint
@@ -196,8 +196,10 @@ def training_set(*, quick: bool = False) -> list[tuple[str, Graph, int]]:
 
 
 def _signature(names: list[str], opts: dict, seed: int) -> str:
+    """What a training checkpoint must match to be resumed: the policy's format too, or the checkpoint of a run
+    under an older policy architecture passed the check and failed in ``load_state_dict`` with a traceback."""
     keys = ("graphs", "samples", "epochs", "clip", "lr", "entropy", "penalty", "hidden", "layers", "reset")
-    return f"{'|'.join(names)}|{seed}|" + "|".join(f"{k}={opts[k]}" for k in keys)
+    return f"{POLICY_FORMAT}|{'|'.join(names)}|{seed}|" + "|".join(f"{k}={opts[k]}" for k in keys)
 
 
 def _rollouts(policy: GraphPolicy, t: dict, jp: JointProblem, reference: float, K: int, gen: torch.Generator,
@@ -280,7 +282,7 @@ def _train(tasks, seed, opts, checkpoint, progress, output, meta):
     state: dict = {"step": 0, "samples": 0, "history": [], "seconds": 0.0, "states": {}}
     resumed = False
     if checkpoint and os.path.exists(checkpoint):
-        ck = load_checkpoint(checkpoint, sig, "training", "training set, options or seed")
+        ck = load_checkpoint(checkpoint, sig, "training", "training set, options, seed or policy format")
         policy.load_state_dict(ck["policy"])
         optim.load_state_dict(ck["optim"])
         state = ck["state"]

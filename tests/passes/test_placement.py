@@ -691,7 +691,14 @@ def test_report_lists_ops_the_cost_model_could_not_cost(tmp_path):
     assert r.report["op_time"]["foo"] == [0.0, 0.0]
     assert [(u["name"], u["op"]) for u in r.report["uncosted"]] == [("foo", "my.custom::FooBar")]
     assert "FooBar" in r.report["uncosted"][0]["reason"] and again.report["uncosted"] == r.report["uncosted"]
-    # the same cost model on another graph: the cost model keeps its entries, the report lists this graph's only
+    # the same cost model on another graph: the cost model keeps its entries, the report lists this graph's only,
+    # also where a node of this graph has the name of an uncosted one of another (a review)
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="r"), helper.make_node("Relu", ["r"], ["y"], name="foo")],
+                          "g", [helper.make_tensor_value_info("x", 1, [64, 64])], [helper.make_tensor_value_info("y", 1, [64, 64])],
+                          value_info=[helper.make_tensor_value_info("r", 1, [64, 64])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    same_name = place_graph(graphmill.load(path), cost, method="heft").report
+    assert same_name["op_time"]["foo"][0] > 0 and "uncosted" not in same_name
     full = place_graph(random_dag(3, n=12), cost, method="heft").report
     assert set(full) == {"method", "devices", "units", "makespan", "baselines", "placement", "op_time", "values",
                          "link", "memory"}

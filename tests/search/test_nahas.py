@@ -344,11 +344,26 @@ def test_a_network_no_accelerator_can_run_is_an_infeasible_design_not_a_training
     ev = nahas.NahasEvaluator(base=base, area_budget=4.0, latency_target=1.0, energy_ref=100.0, energy_w=-0.07,
                               nn="tiny", latency_scale=2, accel_values=values, inner_sims=1)
     out = ev(nahas.reference_network("tiny"))
-    assert out["reward"] == -1.0 and "found for this network in 1 simulations: the simulator refused every one" \
+    assert out["reward"] == -1.0 and "found for this network in 1 simulation: the simulator refused every one" \
         in out["over"] and counted[0].calls == 0
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_space_too_large_to_list_with_a_tight_area_is_an_infeasible_design_not_a_failed_trial(counted):
+    """375,000 points (over ENUMERATE_LIMIT: the points that fit are not listed), 1 mm^2: the inner search's
+    proposals all came back over the area, nothing was simulated, and every trial failed with a GraphmillError
+    (a review). Reference: the trial an infeasible design records (reward -1, the reason), no training."""
+    base = nahas.base_accelerator(None)
+    kb = [32, 48, 64, 96, 128, 192, 256, 384, 512, 1024]
+    values = {"ifmap_kb": kb, "filter_kb": kb, "ofmap_kb": kb}
+    assert nahas.accelerator_space(**values).size() > nahas.ENUMERATE_LIMIT
+    ev = nahas.NahasEvaluator(base=base, area_budget=1.0, latency_target=1.0, energy_ref=100.0, energy_w=-0.07,
+                              nn="tiny", latency_scale=2, accel_values=values, inner_sims=2, seed=0)
+    out = ev(nahas.reference_network("tiny"))  # seed 0: its 2 proposals both come back over the area
+    assert out["reward"] == -1.0 and "found for this network in 0 simulations (2 proposals, all over the area)" \
+        in out["over"] and out["sims"] == 0 and "accuracy" not in out and counted[0].calls == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_search_whose_proposals_all_exceed_the_area_simulates_points_within_it(counted, seed):
     """45 of the default space's 81,000 points fit 1 mm^2, more than the 2 simulations: the inner search's
     proposals came back over the area after their redraws, and the network was declared unrunnable with nothing

@@ -67,3 +67,23 @@ def test_steps_the_checkpoint_already_holds_train_nothing_and_say_so(tmp_path):
     r = api.train_policy(out, steps=1, quick=True, options=OPTIONS, checkpoint=str(ck), progress=lines.append)
     assert r["resumed"] and r["steps"] == 1
     assert any("already holds 1 steps, --steps 1: nothing trained" in x for x in lines), lines
+
+
+def test_a_checkpoint_of_an_older_policy_format_is_refused_in_one_line(tmp_path, monkeypatch):
+    """A training checkpoint written under an older policy architecture (format /2, before ``move_gain``) passed
+    the signature check and failed in ``load_state_dict`` with a traceback, exit 1 (a review). Reference: the
+    checkpoint's signature rewritten here as that older format's, the project's one-line refusal."""
+    import torch
+
+    from graphmill.errors import UserInputError
+    from graphmill.passes.learned.policy import POLICY_FORMAT
+
+    out, ck = str(tmp_path / "p.npz"), tmp_path / "train.ckpt"
+    interrupted_after_step_1(out, ck)
+    state = torch.load(ck, weights_only=True)
+    assert state["signature"].startswith(POLICY_FORMAT + "|")
+    state["signature"] = state["signature"].replace(POLICY_FORMAT, "graphmill-learned-policy/2", 1)
+    del state["policy"]["move_gain"]
+    torch.save(state, ck)
+    with pytest.raises(UserInputError, match="training set, options, seed or policy format"):
+        api.train_policy(out, steps=2, quick=True, options=OPTIONS, checkpoint=str(ck))

@@ -253,9 +253,14 @@ def load_policy(path: str | os.PathLike | None = None) -> tuple[GraphPolicy, dic
     try:
         meta = json.loads(read_user_file(meta_path, TEXT_FILE_LIMIT, "a policy's metadata (JSON)"))
         fmt = meta.get("format")
-        if isinstance(fmt, str) and fmt.startswith(POLICY_FORMAT.rsplit("/", 1)[0] + "/") and fmt != POLICY_FORMAT:
-            raise UserInputError(f"{path}: a graphmill policy of format {fmt!r}, which this graphmill no longer "
-                                 f"reads ({POLICY_FORMAT!r}); retrain it with `graphmill train-policy`")
+        family, _, ours = POLICY_FORMAT.rpartition("/")
+        version = fmt[len(family) + 1:] if isinstance(fmt, str) and fmt.startswith(family + "/") else ""
+        if version.isdigit() and int(version) != int(ours):
+            raise UserInputError(
+                f"{path}: a graphmill policy of format {fmt!r}, which this graphmill no longer reads "
+                f"({POLICY_FORMAT!r}); retrain it with `graphmill train-policy`" if int(version) < int(ours) else
+                f"{path}: a graphmill policy of format {fmt!r}, written by a newer graphmill (this one reads "
+                f"{POLICY_FORMAT!r})")
         if fmt != POLICY_FORMAT:
             raise ValueError(f"format {fmt!r}, expected {POLICY_FORMAT!r}")
         policy = GraphPolicy(**{k: int(v) for k, v in meta["config"].items()})

@@ -217,13 +217,14 @@ def build_problem(graph: Graph, cost: Any) -> PlacementProblem:
 
 def uncosted_of(nodes: list[Node], cost: Any) -> list[dict]:
     """The entries of the cost model's ``uncosted`` that are these ``nodes`` (or ops in their control-flow
-    bodies: ``outer/inner``), each once: the cost model keeps them for its whole life, so a model that costed
-    another graph before, or this one before a pass replaced a node, listed ops this graph does not have."""
-    names = {n.name for n in nodes}
+    bodies: ``outer/inner``), each once, matched by name and op: the cost model keeps them for its whole life, so
+    a model that costed another graph before, or this one before a pass replaced a node (even under the same
+    name), listed ops this graph does not have."""
+    ops = {n.name: n.qualified_op for n in nodes}
     out: dict[tuple, dict] = {}
     for u in getattr(cost, "uncosted", []):
         name = u["name"]
-        if name in names or any(name.startswith(p + "/") for p in names if p):
+        if ops.get(name) == u["op"] or any(name.startswith(p + "/") for p in ops if p):
             out.setdefault((name, u["op"], u["reason"]), dict(u))
     return list(out.values())
 

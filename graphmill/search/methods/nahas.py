@@ -512,24 +512,26 @@ class NahasEvaluator:
                 raise KeyboardInterrupt
             trials = [(t.config, t.metrics) for t in result.history if t.status == "ok"]
             refusals = [t.error or "" for t in result.history if t.status == "failed"]
-            if not refusals and not any("latency_ms" in m for _, m in trials) and within:
-                # every proposal came back over the area (few of the space's points fit it): no simulation was
-                # spent, so spend them on a seeded sample of the points that fit
+            left = sims - len(refusals)  # proposals over the area cost no simulation
+            if left > 0 and within and not any("latency_ms" in m for _, m in trials):
+                # the rest came back over the area (few of the space's points fit it): spend the simulations left
+                # on a seeded sample of the points that fit and were not tried
                 import random
 
+                tried = {json.dumps(t.config, sort_keys=True) for t in result.history}
+                untried = [c for c in within if json.dumps(c, sort_keys=True) not in tried]
                 trials = []
-                simulate_all(random.Random(seed).sample(within, sims))
+                simulate_all(random.Random(seed).sample(untried, min(left, len(untried))))
         done = [(c, m) for c, m in trials if "latency_ms" in m]
-        if not done and not refusals:
-            raise GraphmillError(f"the accelerator search found no accelerator within {self.area_budget:g} mm^2 "
-                                 f"in {len(trials)} proposals")
         if not done:
             every = within is not None and len(refusals) == len(within)  # all that fit were tried: proven
+            runs = "simulation" if len(refusals) == 1 else "simulations"
             raise NoAccelerator(
                 (f"no accelerator within {self.area_budget:g} mm^2 runs this network: the simulator refused all "
                  f"{len(refusals)}" if every else f"no accelerator within {self.area_budget:g} mm^2 found for this "
-                 f"network in {len(refusals)} simulations: the simulator refused every one tried")
-                + f" ({refusals[0].split(': ', 1)[-1][:120]})", sims=len(refusals))
+                 f"network in {len(refusals)} {runs}" + (": the simulator refused every one tried" if refusals else
+                                                          f" ({len(trials)} proposals, all over the area)"))
+                + (f" ({refusals[0].split(': ', 1)[-1][:120]})" if refusals else ""), sims=len(refusals))
         pool = [(c, m) for c, m in done if m["feasible"]] or done
         c, m = max(pool, key=lambda cm: cm[1]["hardware"])  # max keeps the first of equal factors
         return {"config": c, "accel": self.accelerator(c), "hardware": m["hardware"], "latency_ms": m["latency_ms"],

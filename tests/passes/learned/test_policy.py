@@ -97,6 +97,8 @@ def test_a_policy_of_an_older_format_says_so_and_how_to_get_a_new_one(tmp_path, 
     for fmt, says in (("graphmill-learned-policy/2", "a graphmill policy of format 'graphmill-learned-policy/2', "
                        "which this graphmill no longer reads ('graphmill-learned-policy/3'); retrain it with "
                        "`graphmill train-policy`"),
+                      ("graphmill-learned-policy/9", "a graphmill policy of format 'graphmill-learned-policy/9', "
+                       "written by a newer graphmill (this one reads 'graphmill-learned-policy/3')"),
                       ("something-else/1", "not a graphmill policy (format 'something-else/1', expected")):
         path = tmp_path / f"{fmt.replace('/', '_')}.npz"
         shutil.copy(policy_file, path)
