@@ -50,7 +50,7 @@ def pytest_configure(config):
     # xdist workers and every command a test starts inherit TMPDIR. A failed suite keeps it for inspection.
     # Of the folders failed suites left, the newest 2 are kept (with this run's, 3, as pytest keeps its last 3 base
     # temps); a folder whose suite is still running (its owner process alive) is never touched.
-    if not os.environ.get("PYTEST_XDIST_WORKER") and not hasattr(config, "workerinput"):
+    if not _WORKER:
         import glob
 
         ended = [f for f in glob.glob(os.path.join(tempfile.gettempdir(), "graphmill-tests-*")) if not _running(f)]

@@ -518,20 +518,23 @@ class NahasEvaluator:
                 # on a seeded sample of the points that fit and were not tried
                 import random
 
-                tried = {json.dumps(t.config, sort_keys=True) for t in result.history}
-                untried = [c for c in within if json.dumps(c, sort_keys=True) not in tried]
+                tried = {space.key(t.config) for t in result.history}
+                untried = [c for c in within if space.key(c) not in tried]
                 trials = []
                 simulate_all(random.Random(seed).sample(untried, min(left, len(untried))))
         done = [(c, m) for c, m in trials if "latency_ms" in m]
         if not done:
-            every = within is not None and len(refusals) == len(within)  # all that fit were tried: proven
-            runs = "simulation" if len(refusals) == 1 else "simulations"
-            raise NoAccelerator(
-                (f"no accelerator within {self.area_budget:g} mm^2 runs this network: the simulator refused all "
-                 f"{len(refusals)}" if every else f"no accelerator within {self.area_budget:g} mm^2 found for this "
-                 f"network in {len(refusals)} {runs}" + (": the simulator refused every one tried" if refusals else
-                                                          f" ({len(trials)} proposals, all over the area)"))
-                + (f" ({refusals[0].split(': ', 1)[-1][:120]})" if refusals else ""), sims=len(refusals))
+            n, area = len(refusals), f"{self.area_budget:g} mm^2"
+            if within is not None and n == len(within):  # every point that fits was tried: proven
+                why = f"no accelerator within {area} runs this network: the simulator refused all {n}"
+            elif refusals:
+                why = (f"no accelerator within {area} found for this network in {n} simulation{'s' * (n != 1)}: "
+                       "the simulator refused every one tried")
+            else:
+                why = (f"no accelerator within {area} found for this network in 0 simulations ({len(trials)} "
+                       "proposals, all over the area)")
+            first = f" ({refusals[0].split(': ', 1)[-1][:120]})" if refusals else ""
+            raise NoAccelerator(why + first, sims=n)
         pool = [(c, m) for c, m in done if m["feasible"]] or done
         c, m = max(pool, key=lambda cm: cm[1]["hardware"])  # max keeps the first of equal factors
         return {"config": c, "accel": self.accelerator(c), "hardware": m["hardware"], "latency_ms": m["latency_ms"],
