@@ -396,7 +396,7 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
     waits setting its step time blames, ``blame_unit_moves``), uniform draws once those are spent (and with
     probability ``mix`` after a state's first move); ``pick="uniform"``: a seeded random unit and other device
     each (``unit_moves``, the algorithm before). Ranking units by the policy's mean device logits instead did
-    worse than uniform draws on Inception-V3 (README, "Learned passes").
+    worse than uniform draws on Inception-V3 (docs/results/learned.md).
 
     ``start``: the state to refine instead of the hint, with its outcome (a caller that already ran zero-shot
     passes its best and ``rounds=0``), so that no simulation is repeated and none is counted twice; the

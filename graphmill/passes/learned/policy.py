@@ -119,7 +119,7 @@ class GraphPolicy(nn.Module):
         self.hint_gain = nn.Parameter(torch.tensor(5.0))
         # The estimate is a feature of the MLP too, but through it alone the policy ranked the moves of the NMT
         # graph's 19 best single-op estimates 19th to 41st, below 18 moves that each made the step slower. A
-        # direct term lets the ranking start from the estimate and training weigh it (README, "Learned passes":
+        # direct term lets the ranking start from the estimate and training weigh it (docs/results/learned.md,
         # zero-shot over 5 training seeds).
         self.move_gain = nn.Parameter(torch.tensor(1.0))
         self.fuse = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
