@@ -1,6 +1,6 @@
 """Held-out tables for the search strategies: generated surrogates the default strategy was not designed on.
 
-``bench_search.py`` holds the tables the default was designed on; these check it elsewhere (README, "Held-out
+``bench_search.py`` holds the tables the default was designed on; these check it elsewhere (docs/results/search.md, "Held-out
 tables"). Each is a function of the configuration (no file): the value of every configuration is computed on the
 fly and the optimum by enumeration.
 

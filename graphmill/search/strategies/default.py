@@ -109,7 +109,7 @@ model-based asks (70 seeds: .0054 ± .0004, too much exploration), ``xi`` 0.3 (.
 (Snoek et al. 2012's integrated acquisition, 200 seeds: .0033 ± .0002 against .0034 ± .0002; with ``n_init``
 5: .0034, 3: .0039). None is better than the default by more than its standard error, so the default is unchanged.
 
-Conditional parameters (item 7), regret at 25 / 50 over 2000 seeds (README, "Conditional parameters"):
+Conditional parameters (item 7), regret at 25 / 50 over 2000 seeds (docs/results/search.md, "Conditional parameters"):
 ``cond_relevance`` 0.01 gives mlp3 .00092 / .00012 and MLP .00318 / .00191, against .00119 / .00020 and .00326 /
 .00214 at 1 (the previous behaviour) and TPE's .00096 / .00019 and .00319 / .00210; 0.03, 0.1 and 0.3 lie between.
 On generated conditional tables where the children matter it costs a little at 25 (e.g. .0082 against .0052, TPE
