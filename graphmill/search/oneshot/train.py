@@ -76,10 +76,10 @@ def digits_split(resolution: int, channels: int = 1) -> DigitsSplit:
 class TrainOptions:
     """What a supernet training run is made with (a resume must repeat it)."""
 
-    steps: int = 1200  #: 600 left children 0.2-1.6 points under stand-alone, 1200 within 1 (README, goal (a))
+    steps: int = 1200  #: 600 left children 0.2-1.6 points under stand-alone, 1200 within 1 (README, goal (a); docs/results/supernet.md)
     seed: int = 0
     batch: int = 128  #: 1200 x 128 is ~135 epochs of the 1,138 training images
-    lr: float = 1e-2  #: Adam's peak; 3e-3 left children 2-6 points under stand-alone (README, goal (a))
+    lr: float = 1e-2  #: Adam's peak; 3e-3 left children 2-6 points under stand-alone (docs/results/supernet.md)
     weight_decay: float = 5e-5
     dropout: float = 0.1
     temperature: float = 1.0
