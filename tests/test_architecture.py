@@ -1,18 +1,22 @@
 """The one-way architecture, checked on the package's import graph and attribute accesses.
 
-Reference: the dependency rules of docs/architecture.md ("Package layout"):
+Reference: the dependency rules of docs/architecture.md ("Dependency rules"):
 - ``ir`` imports nothing of graphmill but ``util``;
 - ``passes`` (and ``ir``) never import ``frontend`` or ``backends``: what a pass needs from them arrives
   through an interface carried by the ``PassContext`` (graphmill/providers.py wires it in);
 - ``frontend`` imports only ``ir`` and ``util``; ``backends`` take of the frontend only its ONNX codec
   (``onnx_export``, ``onnx_shape_inference``);
+- the layers (``util``, ``ir``, ``frontend``, ``passes``, ``backends``, ``search``) never import the top of the
+  package (``api``, ``cli``, ``optimization``, ``providers``, nor ``graphmill`` itself), and the layers below
+  ``search`` never import ``search``;
 - ``api`` and ``cli`` do not import ``graphmill.testing``; ``cli`` modules call ``graphmill.api`` only
   (plus ``graphmill.errors`` and ``graphmill.util``);
 - nothing imports or reads another module's private names (``_x``), nor a private module from outside
   its package.
 
 Every module under graphmill/ is parsed with ``ast`` (imports inside functions count too); each rule
-lists every offending file and line, so a failure says exactly what to fix.
+lists every offending file and line, so a failure says exactly what to fix. Not seen: a module named at run time
+(``importlib.import_module(name)``: four places, each importing inside its own package).
 """
 
 from __future__ import annotations
@@ -192,10 +196,29 @@ def test_layers_never_import_the_top_of_the_package():
             return None
         if any(_under(imp.target, top) for top in TOP):
             return f"{mod.name} imports {imp.target}: the layers below api never import the top"
+        if imp.target == "graphmill" and not imp.names:  # a bare ``import graphmill`` runs the __init__ too
+            return f"{mod.name} imports graphmill itself (the package's __init__ sits on top)"
         if imp.target == "graphmill" and not set(imp.names) <= {"util", "ir", "errors"} | {
                 n for n in imp.names if f"graphmill.{n}" in MODULE_NAMES and any(
                     _under(f"graphmill.{n}", layer) for layer in LAYERS)}:
             return f"{mod.name} imports {imp.names} from graphmill (the package's __init__ sits on top)"
+        return None
+
+    found = _violations(rule)
+    assert not found, _show(found)
+
+
+BELOW_SEARCH = ("graphmill.util", "graphmill.ir", "graphmill.frontend", "graphmill.passes", "graphmill.backends")
+
+
+def test_layers_below_search_never_import_it():
+    """search sits on the layers (it trains the learned passes' policy, which the passes only load): util, ir,
+    frontend, passes and backends never import it."""
+    def rule(mod, imp):
+        if not any(_under(mod.name, layer) for layer in BELOW_SEARCH):
+            return None
+        if _under(imp.target, "graphmill.search") or (imp.target == "graphmill" and "search" in imp.names):
+            return f"{mod.name} imports {imp.target}{' ' + str(imp.names) if imp.names else ''}: search sits above it"
         return None
 
     found = _violations(rule)
@@ -291,6 +314,11 @@ def test_no_private_attribute_of_another_module_is_read_or_written():
 
 @pytest.mark.parametrize("rule_source, offending", [
     ("graphmill.passes.x", "from graphmill.frontend.onnx_export import to_proto"),
+    ("graphmill.passes.x", "from graphmill.search.learned import train"),
+    ("graphmill.backends.x", "import graphmill.search.space"),
+    ("graphmill.ir.x", "from graphmill import search"),
+    ("graphmill.ir.x", "import graphmill"),
+    ("graphmill.backends.x", "from graphmill import api"),
     ("graphmill.ir.x", "from graphmill.passes import base"),
     ("graphmill.cli.x", "from graphmill.optimization import optimize"),
     ("graphmill.cli.x", "from graphmill.testing import onnx_corpus"),
@@ -311,7 +339,8 @@ def test_the_rules_catch_what_they_name(rule_source, offending):
         failures = 0
         for check in (test_passes_and_ir_never_import_frontend_or_backends, test_ir_imports_only_util,
                       test_api_and_cli_do_not_import_testing, test_no_private_name_is_imported_across_modules,
-                      test_frontend_imports_only_ir_and_util, test_backends_import_of_the_frontend_only_its_onnx_codec):
+                      test_frontend_imports_only_ir_and_util, test_backends_import_of_the_frontend_only_its_onnx_codec,
+                      test_layers_below_search_never_import_it, test_layers_never_import_the_top_of_the_package):
             try:
                 check()
             except AssertionError:
