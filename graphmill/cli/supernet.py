@@ -16,7 +16,7 @@ import os
 from graphmill import api
 from graphmill.cli.common import emit_json, model_output_file, report_file, report_interrupted, stderr
 from graphmill.errors import UserInputError
-from graphmill.util.files import TEXT_FILE_LIMIT, check_output_paths, read_user_file
+from graphmill.util.files import TEXT_FILE_LIMIT, check_output_paths, parse_json, read_user_file
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -93,7 +93,7 @@ def run_select(args: argparse.Namespace) -> int:
             text = read_user_file(text, TEXT_FILE_LIMIT, "a child configuration (JSON)").decode("utf-8", "replace")
             shown = f" {args.config}"
         try:
-            config = json.loads(text)
+            config = parse_json(text)
         except ValueError as e:
             raise UserInputError(f"--config{shown}: not JSON ({e})") from None
     to_stdout = args.json == "-"

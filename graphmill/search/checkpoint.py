@@ -30,7 +30,7 @@ import os
 from typing import Any
 
 from graphmill.util.errors import UserInputError
-from graphmill.util.files import CHECKPOINT_LIMIT, atomic_write_text, read_user_file
+from graphmill.util.files import CHECKPOINT_LIMIT, atomic_write_text, parse_json, read_user_file
 
 FORMAT = "graphmill-search-checkpoint"
 VERSION = 1
@@ -52,7 +52,7 @@ def load(path: str | os.PathLike) -> dict[str, Any] | None:
     except OSError as e:  # a checkpoint that may be good: no "damaged", no "remove it" (an outside check)
         raise UserInputError(f"{path}: cannot read the search checkpoint ({e.strerror or e})") from None
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = parse_json(raw.decode("utf-8"))
     except ValueError as e:
         # not "remove it": a path named by mistake is the user's own file (a model, a report)
         raise UserInputError(f"{path}: not a graphmill search checkpoint (cannot read it as one: {e}); give a new "
@@ -106,7 +106,7 @@ def journal_read(path: str | os.PathLike, run: str) -> list[dict[str, Any]]:
     out = []
     for line in raw.split(b"\n")[:-1]:  # the last piece is "" or a torn line
         try:
-            d = json.loads(line.decode("utf-8"))
+            d = parse_json(line.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             continue
         if isinstance(d, dict) and d.get("run") == run and isinstance(d.get("trial"), dict):

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from graphmill.search.space import Space
 from graphmill.util.errors import UserInputError
-from graphmill.util.files import TEXT_FILE_LIMIT, check_out_folder, read_user_file
+from graphmill.util.files import TEXT_FILE_LIMIT, check_out_folder, parse_json, read_user_file
 from graphmill.util.suggest import did_you_mean
 
 #: objective name -> (alpha, beta) of MnasNet's reward ACC x (LAT/T)^w; None: the accuracy alone
@@ -53,9 +53,11 @@ def load_space(spec: str) -> tuple[Space, str]:
     except (OSError, UnicodeDecodeError) as e:
         raise UserInputError(f"{spec}: cannot read the space file: {e}") from None
     try:
-        data = json.loads(text)
+        data = parse_json(text)
     except json.JSONDecodeError as e:
         raise UserInputError(f"{spec}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+    except ValueError as e:
+        raise UserInputError(f"{spec}: not valid JSON: {e}") from None
     try:
         space = Space.from_json(data, "space")
     except UserInputError as e:
@@ -256,9 +258,11 @@ def parse_options(items: list[str] | None) -> dict[str, Any]:
         if not eq or not key.strip():
             raise UserInputError(f"--option {item!r}: expected KEY=VALUE")
         try:
-            options[key.strip()] = json.loads(value)
+            options[key.strip()] = parse_json(value)
         except json.JSONDecodeError:
             options[key.strip()] = value
+        except ValueError as e:
+            raise UserInputError(f"--option {key.strip()}: {e}") from None
     return options
 
 

@@ -201,6 +201,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def parse_json(data: str | bytes) -> Any:
+    """``json.loads`` for what a user gives: a document nested deeper than Python's parser recurses (100,000
+    brackets) is a ``ValueError`` like any other malformed JSON, so the caller's one-line refusal says it, instead
+    of a RecursionError traceback (an outside check)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def write_json(path: str | os.PathLike, data: Any, *, indent: int | None = 2) -> None:
     """Write ``data`` as JSON (non-JSON values through ``str``), atomically, ending in a newline."""
     atomic_write_text(path, json.dumps(data, indent=indent, default=str) + "\n")

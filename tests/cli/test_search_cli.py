@@ -117,6 +117,9 @@ BAD_SPACE = '{"type": "space", "params": {"lr": {"type": "float", "low": "a", "h
     (["--space", "bad.json"], {"bad.json": BAD_SPACE}, "space.params.lr"),
     (["--space", "bad.json"], {"bad.json": '{"type": "space",\n "params": {,}}'}, "bad.json:2:"),
     (["--space", "empty.json"], {"empty.json": '{"type": "space", "params": {}}'}, "no parameters"),
+    # 100,000 nested brackets: a RecursionError traceback, exit 1 (an outside check)
+    (["--space", "deep.json"], {"deep.json": "[" * 100_000 + "]" * 100_000}, "deep.json: not valid JSON: nested too deeply"),
+    (["--space", "mnasnet", "--option", "x=" + "[" * 5000 + "]" * 5000], {}, "--option x: nested too deeply"),
     (["--space", "mnasnt"], {}, "did you mean 'mnasnet'"),
     (["--space", "mnasnet", "--strategy", "evolutoin"], {}, "did you mean 'evolution'"),
     (["--space", "mnasnet", "--strategy", "evolution", "--option", "populaton=20"], {}, "did you mean 'population'"),

@@ -100,3 +100,18 @@ def test_an_unreadable_checkpoint_is_not_called_damaged(tmp_path, monkeypatch):
     with pytest.raises(UserInputError) as e:
         ckpt.load(path)
     assert str(e.value) == f"{path}: cannot read the search checkpoint (Permission denied)"
+
+
+def test_a_checkpoint_nested_too_deep_is_refused_in_one_line_and_such_a_journal_line_skipped(tmp_path):
+    """100,000 nested brackets as the checkpoint a search resumes from gave a RecursionError traceback, exit 1
+    (an outside check); a journal line like it is a torn line, skipped. Reference: the message written here."""
+    path = tmp_path / "checkpoint.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(UserInputError) as e:
+        ckpt.load(path)
+    assert str(e.value).startswith(f"{path}: not a graphmill search checkpoint (cannot read it as one: nested too "
+                                   "deeply)")
+    ckpt.journal_append(path, "run", {"config": {"a": 1}})
+    with open(ckpt.journal_path(path), "a") as f:
+        f.write("[" * 100_000 + "]" * 100_000 + "\n")
+    assert ckpt.journal_read(path, "run") == [{"config": {"a": 1}}]

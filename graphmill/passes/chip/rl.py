@@ -366,11 +366,17 @@ def load_policy(path: str | os.PathLike):
 
     try:
         with np.load(os.fspath(path), allow_pickle=False) as z:
-            hidden, layers = (int(v) for v in z["__config__"])
-            state = {k: torch.from_numpy(z[k]) for k in z.files if k != "__config__"}
+            arrays = {k: z[k] for k in z.files}
+        for k, a in arrays.items():  # a member that is no .npy file comes back as its raw bytes
+            if not isinstance(a, np.ndarray) or a.dtype.kind not in "biuf":
+                raise ValueError(f"member {k!r} is not a numeric array")
+        hidden, layers = (int(v) for v in arrays.pop("__config__"))
+        # built before the weights are read: a hostile file must not ask for gigabytes (an outside check)
+        if not (1 <= hidden <= 1024 and 0 <= layers <= 16):
+            raise ValueError(f"hidden {hidden}, layers {layers}: expected hidden in [1, 1024], layers in [0, 16]")
         policy = new_policy(hidden, layers)
-        policy.load_state_dict(state)
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        policy.load_state_dict({k: torch.from_numpy(a.copy()) for k, a in arrays.items()})
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError) as e:
         raise UserInputError(f"{path}: not a chip placement policy of this version ({e})") from None
     return policy
 

@@ -231,6 +231,30 @@ def check_state(policy: GraphPolicy, state: dict) -> None:
             raise ValueError(f"tensor {k!r} holds NaN or infinite values")
 
 
+POLICY_SIZES = {"hidden": (1, 1024), "layers": (0, 16), "inducing": (1, 256), "heads": (1, 16)}
+"""The ranges a policy file's architecture may take (the shipped one: hidden 64, 3 layers, 16 inducing points,
+4 heads): the network is built from them before its weights are read, so a hostile file asking for 60,000
+hidden units (14 GB) or 10^8 layers is refused first (an outside check)."""
+
+
+def policy_config(config: object) -> dict[str, int]:
+    """A policy file's ``config`` as ``GraphPolicy``'s keyword arguments, each an integer in ``POLICY_SIZES``'s
+    range; ``ValueError`` naming the first that is not."""
+    if not isinstance(config, dict):
+        raise ValueError("its config is not a JSON object")
+    out = {}
+    for k, v in config.items():
+        if k not in POLICY_SIZES:
+            raise ValueError(f"unknown config key {k!r}")
+        lo, hi = POLICY_SIZES[k]
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError(f"config {k} = {v!r}: expected an integer in [{lo}, {hi}]")
+        out[k] = v
+    if out.get("hidden", 64) % out.get("heads", 4):
+        raise ValueError(f"config hidden = {out.get('hidden', 64)} is not a multiple of heads = {out.get('heads', 4)}")
+    return out
+
+
 def load_policy(path: str | os.PathLike | None = None) -> tuple[GraphPolicy, dict]:
     """A policy saved by ``save_policy`` (default: the shipped one); one-line error for anything else."""
     path = os.fspath(path) if path is not None else default_policy_path()
@@ -248,10 +272,12 @@ def load_policy(path: str | os.PathLike | None = None) -> tuple[GraphPolicy, dic
         raise UserInputError(f"{path}: cannot read the policy ({e.strerror or e})") from None
     if not zipfile.is_zipfile(path):  # np.load would call any other file pickled data and suggest unpickling it
         raise UserInputError(f"{path}: not a graphmill policy (not an .npz archive)")
-    from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
+    from graphmill.util.files import TEXT_FILE_LIMIT, parse_json, read_user_file
 
     try:
-        meta = json.loads(read_user_file(meta_path, TEXT_FILE_LIMIT, "a policy's metadata (JSON)"))
+        meta = parse_json(read_user_file(meta_path, TEXT_FILE_LIMIT, "a policy's metadata (JSON)"))
+        if not isinstance(meta, dict):
+            raise ValueError(f"{meta_path} is not a JSON object")
         fmt = meta.get("format")
         family, _, ours = POLICY_FORMAT.rpartition("/")
         version = fmt[len(family) + 1:] if isinstance(fmt, str) and fmt.startswith(family + "/") else ""
@@ -263,9 +289,14 @@ def load_policy(path: str | os.PathLike | None = None) -> tuple[GraphPolicy, dic
                 f"{POLICY_FORMAT!r})")
         if fmt != POLICY_FORMAT:
             raise ValueError(f"format {fmt!r}, expected {POLICY_FORMAT!r}")
-        policy = GraphPolicy(**{k: int(v) for k, v in meta["config"].items()})
+        policy = GraphPolicy(**policy_config(meta.get("config")))
         with np.load(path, allow_pickle=False) as z:
-            state = {k: torch.from_numpy(z[k].copy()) for k in z.files}
+            state = {}
+            for k in z.files:
+                a = z[k]  # a member that is no .npy file comes back as its raw bytes
+                if not isinstance(a, np.ndarray) or a.dtype.kind not in "biuf":
+                    raise ValueError(f"member {k!r} is not a numeric array")
+                state[k] = torch.from_numpy(a.copy())
         check_state(policy, state)
         policy.load_state_dict(state)
     except (ValueError, KeyError, TypeError, OSError, RuntimeError, EOFError, zipfile.BadZipFile) as e:

@@ -289,7 +289,7 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
     """Run (or resume) EvaNet's weight-inheriting evolution into ``out`` (the module docstring says what it
     writes); everything is checked before anything is written. Returns the JSON-able summary."""
     from graphmill.search.runner import run as search_run
-    from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
+    from graphmill.util.files import TEXT_FILE_LIMIT, parse_json, read_user_file
 
     opts = check_options(options)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -316,9 +316,11 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
         import json
 
         try:
-            old = json.loads(read_user_file(job_path, TEXT_FILE_LIMIT, "an evanet job file").decode("utf-8"))
+            old = parse_json(read_user_file(job_path, TEXT_FILE_LIMIT, "an evanet job file").decode("utf-8"))
         except (OSError, ValueError) as e:
             raise UserInputError(f"{job_path}: unreadable ({e}); remove {out} to start afresh") from None
+        if not isinstance(old, dict):
+            raise UserInputError(f"{job_path}: not an evanet job file; remove {out} to start afresh")
         if old != job:
             diff = sorted(k for k in set(old.get("options", {})) | set(opts)
                           if old.get("options", {}).get(k) != opts.get(k))

@@ -94,7 +94,7 @@ from graphmill.search.spaces.accelerator import (ARRAY_SIZES, BANDWIDTH_WORDS, B
 from graphmill.search.strategies.base import Strategy, register
 from graphmill.util.suggest import did_you_mean
 from graphmill.util.errors import GraphmillError, UserInputError
-from graphmill.util.files import check_out_folder
+from graphmill.util.files import TEXT_FILE_LIMIT, check_out_folder, parse_json, read_user_file
 from graphmill.util.interrupts import DeferredInterrupt
 
 METHOD = "nahas"
@@ -760,10 +760,12 @@ def _check_run(out: str, budget: int | None, seed: int, workers: int, executor: 
     path = os.path.join(out, "settings.json")
     if os.path.exists(path):
         try:
-            with open(path, encoding="utf-8") as f:
-                old = json.load(f)
+            old = parse_json(read_user_file(path, TEXT_FILE_LIMIT, "a NAHAS settings file (JSON)"))
         except (OSError, ValueError):
             raise UserInputError(f"{path}: unreadable; remove the folder's NAHAS files to start afresh") from None
+        if not isinstance(old, dict):
+            raise UserInputError(f"{path}: not a NAHAS settings file; remove the folder's NAHAS files to start "
+                                 "afresh")
         for k, v in settings.items():
             if json.loads(json.dumps(v)) != old.get(k):
                 raise UserInputError(f"--out {out}: holds a NAHAS run with another {k} ({old.get(k)!r}, now {v!r}); "

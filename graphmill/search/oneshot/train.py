@@ -38,7 +38,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from graphmill.util.errors import UserInputError
-from graphmill.util.files import CHECKPOINT_LIMIT, atomic_write_many, check_out_folder, read_user_file
+from graphmill.util.files import CHECKPOINT_LIMIT, atomic_write_many, check_out_folder, parse_json, read_user_file
 from graphmill.util.interrupts import DeferredInterrupt
 
 from .space import DIGITS_SPEC, SupernetSpec
@@ -363,7 +363,7 @@ def load_supernet(path: str | os.PathLike):
             if os.path.exists(os.path.join(path, "checkpoint.pt")) else ""
         raise UserInputError(f"{path}: no trained supernet (supernet.json and supernet.onnx missing){held}")
     try:
-        report = json.loads(read_user_file(report_path, CHECKPOINT_LIMIT, "a supernet report (JSON)").decode("utf-8"))
+        report = parse_json(read_user_file(report_path, CHECKPOINT_LIMIT, "a supernet report (JSON)").decode("utf-8"))
     except (OSError, ValueError) as e:
         raise UserInputError(f"{report_path}: cannot read the supernet report ({e})") from None
     if not isinstance(report, dict) or report.get("format") != FORMAT or report.get("version") != VERSION:

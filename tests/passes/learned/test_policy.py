@@ -363,3 +363,64 @@ def test_an_unreadable_policy_file_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(policy_module, "open", denied, raising=False)
     with pytest.raises(UserInputError, match=r"p\.npz: cannot read the policy \(Permission denied\)$"):
         load_policy(path)
+
+
+def test_hostile_policy_files_are_refused_in_one_line_before_anything_is_built(tmp_path, policy_file):
+    """A policy file pair a hostile author wrote (an outside check): a member of the .npz that is no .npy file
+    (numpy hands back its raw bytes), metadata that is not an object, a config that is not one or asks for a
+    network of gigabytes, and metadata nested 100,000 deep. Each gave a traceback (AttributeError, or a
+    RecursionError) or began allocating 14 GB; each is now one line naming the file. Reference: the messages
+    written here, and the clock (a refusal, not a 14 GB allocation)."""
+    import shutil
+    import time
+    import zipfile
+
+    meta = json.loads(open(policy_file[:-4] + ".json").read())
+
+    def pair(name: str, meta_text: str, npz: str | None = None) -> str:
+        path = tmp_path / f"{name}.npz"
+        if npz is None:
+            shutil.copy(policy_file, path)
+        else:
+            with zipfile.ZipFile(path, "w") as z:
+                z.writestr(npz, b"\x80\x04K\x01.")  # a pickle's bytes, under a name that is no .npy
+        (tmp_path / f"{name}.json").write_text(meta_text)
+        return str(path)
+
+    cases = [
+        (pair("raw", json.dumps(meta), npz="w"), "member 'w' is not a numeric array"),
+        (pair("list", "[1, 2]"), "is not a JSON object"),
+        (pair("cfgstr", json.dumps({**meta, "config": "abc"})), "its config is not a JSON object"),
+        (pair("wide", json.dumps({**meta, "config": {**meta["config"], "hidden": 60000}})),
+         "config hidden = 60000: expected an integer in [1, 1024]"),
+        (pair("deep", json.dumps({**meta, "config": {**meta["config"], "layers": 10**8}})),
+         "config layers = 100000000: expected an integer in [0, 16]"),
+        (pair("heads", json.dumps({**meta, "config": {**meta["config"], "hidden": 18, "heads": 4}})),
+         "config hidden = 18 is not a multiple of heads = 4"),
+        (pair("nested", "[" * 100_000 + "]" * 100_000), "nested too deeply"),
+    ]
+    for path, says in cases:
+        t0 = time.monotonic()
+        with pytest.raises(UserInputError) as e:
+            load_policy(path)
+        assert str(e.value).startswith(f"{path}: not a graphmill policy (") and says in str(e.value), str(e.value)
+        assert "\n" not in str(e.value) and time.monotonic() - t0 < 10
+
+
+def test_a_hostile_chip_policy_is_refused_in_one_line(tmp_path):
+    """The chip placer's policy file (Python API): a member that is no .npy file gave a TypeError traceback, and
+    its architecture sizes were built unchecked (an outside check). Reference: the messages written here."""
+    import zipfile
+
+    from graphmill.passes.chip.rl import load_policy as load_chip_policy
+
+    raw = tmp_path / "raw.npz"
+    with zipfile.ZipFile(raw, "w") as z:
+        z.writestr("__config__", b"\x80\x04K\x01.")
+    huge = tmp_path / "huge.npz"
+    np.savez(huge, __config__=np.array([60000, 2]))
+    for path, says in ((raw, "member '__config__' is not a numeric array"),
+                       (huge, "hidden 60000, layers 2: expected hidden in [1, 1024], layers in [0, 16]")):
+        with pytest.raises(UserInputError) as e:
+            load_chip_policy(path)
+        assert str(e.value) == f"{path}: not a chip placement policy of this version ({says})"
