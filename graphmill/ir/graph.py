@@ -441,6 +441,9 @@ class Graph:
         claimed = {v.name for v in self.values()}
         taken = self._name_set()
         renamed = 0
+        # the suffix last given to each name: the first free one is never below it (``taken`` only grows), and
+        # searching from 1 again made 8,000 branches defining one name quadratic (an outside check)
+        last: dict[str, int] = {}
 
         def visit(g: "Graph") -> None:
             nonlocal renamed
@@ -448,9 +451,10 @@ class Graph:
                 for sub in node.subgraphs():
                     for v in list(sub.values()):
                         if v.name in claimed:
-                            k = 1
+                            k = last.get(v.name, 0) + 1
                             while f"{v.name}__{k}" in taken:
                                 k += 1
+                            last[v.name] = k
                             new = f"{v.name}__{k}"
                             if sub.initializers.get(v.name) is v:
                                 del sub.initializers[v.name]
