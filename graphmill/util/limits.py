@@ -21,6 +21,11 @@ before anything is allocated from a declared shape.
   4 bytes a word); with the prefetch streams built from them, a layer at the budget peaks at about
   six times that (measured: a 4600^3 MatMul, 254 MB of matrices, 1.5 GB resident).
 
+* ``GRAPHMILL_MAX_SUBGRAPHS`` (default 10,000): subgraphs (If/Loop/Scan bodies) in one model file. onnx's
+  shape inference, which every command runs, is superlinear in them, inside C++ where Ctrl-C cannot stop it
+  (measured: 8,000 If nodes, a 1 MB file, 6 s; 100,000, 14 MB, over 15 minutes). Real models have a few
+  hundred at most.
+
 All are read from the environment on every check, so a user with a larger model raises them for one
 command (``GRAPHMILL_MAX_ELEMENTS=8589934592 graphmill inspect big.onnx``).
 """
@@ -33,6 +38,7 @@ DEFAULT_MAX_ELEMENTS = 2**31
 DEFAULT_MAX_RANK = 64
 DEFAULT_MAX_RUN_BYTES = 2 * 2**30
 DEFAULT_MAX_SIM_BYTES = 256 * 2**20
+DEFAULT_MAX_SUBGRAPHS = 10_000
 
 
 MAX_SEED = 2**32 - 1
@@ -81,6 +87,11 @@ def max_run_bytes() -> int:
 def max_sim_bytes() -> int:
     """Most bytes of one layer's simulator address matrices (``GRAPHMILL_MAX_SIM_BYTES``, 256 MiB)."""
     return _env_int("GRAPHMILL_MAX_SIM_BYTES", DEFAULT_MAX_SIM_BYTES)
+
+
+def max_subgraphs() -> int:
+    """Most subgraphs one model file may hold (``GRAPHMILL_MAX_SUBGRAPHS``, default 10,000)."""
+    return _env_int("GRAPHMILL_MAX_SUBGRAPHS", DEFAULT_MAX_SUBGRAPHS)
 
 
 def size_text(n: int) -> str:
