@@ -147,3 +147,21 @@ def test_errors_are_graphmill_errors():
         ortb.OrtSession(g, ortb.OrtOptions(provider="NoSuchExecutionProvider"))
     with pytest.raises(ExecutionError, match="mlp"):
         ortb.run(g, {"x": np.zeros((1, 9), np.float32)})
+
+
+def test_float16_outputs_are_compared_at_their_own_precision_and_exactly_when_asked():
+    """A float16 Div folded to the correctly rounded value was "outputs differ" (optimize exit 1): ONNX Runtime's
+    float16 kernel is one unit in the last place off, and the default rtol 1e-4 is below float16's 2^-10 (an outside
+    check). Reference: the values from that check (correctly rounded against ONNX Runtime's), hand arithmetic on
+    float16's spacing (2^-9 in [2, 4)), and rtol=atol=0 staying exact."""
+    ref = {"y": np.array([-2.646, -3.018, 1.189], np.float16)}  # ONNX Runtime's float16 Div
+    folded = {"y": np.array([-2.645, -3.016, 1.189], np.float16)}  # correctly rounded
+    assert float(np.max(np.abs(ref["y"].astype(np.float64) - folded["y"]))) == 2.0 ** -9  # one unit in [2, 4)
+    got = ortb.compare_outputs(ref, folded, rtol=1e-4, atol=1e-5, scale_atol=True)
+    assert got.ok and got.outputs[0].note == "float16 compared at its precision: rtol=0.000976562, atol=0.000976562"
+    assert got.tolerance.endswith(", float16 outputs at their type's precision")
+    two_units = {"y": np.array([-2.646 + 2 * 2.0 ** -9 * 2, -3.018, 1.189], np.float16)}
+    assert not ortb.compare_outputs(ref, two_units, rtol=1e-4, atol=1e-5).ok  # four units off: still a mismatch
+    assert not ortb.compare_outputs(ref, folded, rtol=0, atol=0).ok  # exact when asked
+    f32 = {k: v.astype(np.float32) for k, v in ref.items()}
+    assert not ortb.compare_outputs(f32, {k: v.astype(np.float32) for k, v in folded.items()}, rtol=1e-4, atol=1e-5).ok

@@ -531,3 +531,27 @@ def test_a_model_nested_deeper_than_protobuf_reads_is_not_called_corrupt(tmp_pat
     _assert_one_line(run_cli(tmp_path, "inspect", str(path)), tmp_path,
                      [str(path), "nests messages deeper than protobuf reads", "subgraphs"])
     assert "corrupt" not in run_cli(tmp_path, "inspect", str(path)).stderr
+
+
+def test_a_node_with_every_output_omitted_does_not_crash_the_comparison(tmp_path):
+    """``Split(c, s) -> ['']`` is legal ONNX (onnx.checker's full check passes) and reads nothing anyone can use;
+    ONNX Runtime 1.32 dies of a segmentation fault running it, and ``optimize`` died with it, exit -11 and no
+    message, while comparing (an outside fuzzer). Reference: onnx.checker on the input, ONNX Runtime's outputs
+    compared by optimize itself (the Relu's), and the exit status."""
+    from onnx import helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Split", ["c", "s"], [""], axis=0, name="split0"),
+         helper.make_node("Relu", ["x"], ["y"], name="relu0")],
+        "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])],
+        initializer=[numpy_helper.from_array(np.ones((1, 2), np.float32), "c"),
+                     numpy_helper.from_array(np.array([1], np.int64), "s")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, tmp_path / "m.onnx")
+    for schedule in ("dce", "cse"):
+        r = run_cli(tmp_path, "optimize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / f"{schedule}.onnx"),
+                    "-p", schedule)
+        assert r.returncode == 0, (r.returncode, r.stderr)
+        assert "max |diff| 0 under ONNX Runtime" in r.stdout
