@@ -60,6 +60,7 @@ def _parse_model(path: str, data: bytes) -> onnx.ModelProto:
         raise ModelLoadError(f"{path}: not an ONNX model (the file does not parse as an ONNX protobuf)") from None
     if not model.HasField("graph") or model.ir_version == 0 and not len(model.opset_import):
         raise ModelLoadError(f"{path}: not an ONNX model (no graph or version in the file)")
+    check_header(model, path)
     check_subgraph_count(model, path)  # first: the text check walks every message in Python
     check_text_fields(model, path)
     return model
@@ -123,6 +124,18 @@ def check_text_fields(model: onnx.ModelProto, path: str) -> None:
     shown = raw[:40] + (b"..." if len(raw) > 40 else b"")
     raise ModelLoadError(f"{path}: {location}: {field} is not valid UTF-8 ({shown!r}); ONNX text fields must "
                          "be UTF-8")
+
+
+def check_header(model: onnx.ModelProto, path: str) -> None:
+    """ModelLoadError for a model without an IR version or without any opset import, which onnx.checker refuses:
+    graphmill used to load them and write a model with the same fault (ir_version 0), or one silently given the
+    newest opset (an outside fuzzer)."""
+    if model.ir_version <= 0:
+        raise ModelLoadError(f"{path}: ir_version is {model.ir_version}, not set: every ONNX model names the IR "
+                             "version it was written for (re-export the model)")
+    if not len(model.opset_import):
+        raise ModelLoadError(f"{path}: the model imports no opset (opset_import is empty): every ONNX model names "
+                             "the opset version of its ops (re-export the model)")
 
 
 def check_subgraph_count(model: onnx.ModelProto, path: str) -> None:
@@ -248,6 +261,7 @@ def _parse_skeleton(path: str, data: bytes) -> tuple[onnx.ModelProto, list | Non
             model = onnx.ModelProto.FromString(skeleton)
             if (model.HasField("graph") and len(model.graph.initializer) == len(raw)
                     and (model.ir_version or len(model.opset_import))):
+                check_header(model, path)
                 check_subgraph_count(model, path)
                 check_text_fields(model, path)
                 return model, raw

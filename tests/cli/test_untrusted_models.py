@@ -230,7 +230,24 @@ def _two_producers(path) -> str:
     return str(path)
 
 
+def _relu_with(path, change) -> str:
+    """A one-Relu model changed by ``change``: what onnx.checker refuses and graphmill loaded, writing an output
+    with the same fault (ir_version 0) or silently given the newest opset (an outside fuzzer)."""
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g",
+                          [helper.make_tensor_value_info("x", 1, [4])], [helper.make_tensor_value_info("y", 1, [4])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    change(model)
+    with pytest.raises(onnx.checker.ValidationError):  # the premise: ONNX refuses it
+        onnx.checker.check_model(model)
+    open(path, "wb").write(model.SerializeToString())
+    return str(path)
+
+
 MALFORMED = {
+    "ir_version_0": (lambda p: _relu_with(p, lambda m: setattr(m, "ir_version", 0)),
+                     ["m.onnx: ir_version is 0, not set"]),
+    "no_opset_import": (lambda p: _relu_with(p, lambda m: m.ClearField("opset_import")),
+                        ["m.onnx: the model imports no opset (opset_import is empty)"]),
     "raw_data_short": (_short_raw, ["tensor 'w'", "need 64 bytes of data, it holds 20"]),
     "float_data_short": (_short_typed, ["tensor 'w'", "need 16 values of data, it holds 3"]),
     "extra_output": (_extra_output, ["Relu node 'two_out'", "2 outputs, but Relu (opset 14) takes 1"]),
