@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 import tempfile
 from typing import Any
@@ -151,6 +152,40 @@ def _kept_mode(path: str) -> int:
     return stat.S_IMODE(st.st_mode) & 0o777 if stat.S_ISREG(st.st_mode) else _default_mode()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (EPERM): alive
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str, name: str) -> list[str]:
+    """Remove the temporaries of writes of ``name`` in ``folder`` whose process is gone; returns them.
+
+    A write killed with SIGKILL (or a power cut) cannot remove its temporary, so a half-written ``.NAME.PID.*.tmp``
+    stayed beside the destination for good (an outside check: 50-100 MB of a half-written model). Each
+    temporary names its writer's pid, and the next write of the same file removes those whose writer is dead;
+    a live one (another write under way) is left alone, and so is a pid reused by an unrelated process."""
+    pattern = re.compile(re.escape(f".{name}.") + r"(\d+)\.[^/]*\.tmp\Z")
+    removed = []
+    try:
+        entries = os.listdir(folder or ".")
+    except OSError:
+        return removed
+    for entry in entries:
+        m = pattern.match(entry)
+        if m and not _alive(int(m.group(1))):
+            try:
+                os.unlink(os.path.join(folder, entry))
+                removed.append(entry)
+            except OSError:
+                pass
+    return removed
+
+
 def atomic_write_many(files: list[tuple[str, bytes | list]]) -> None:
     """Write several files so that none is replaced unless all were written.
 
@@ -164,8 +199,10 @@ def atomic_write_many(files: list[tuple[str, bytes | list]]) -> None:
         for shown, data in files:
             folder = check_target(shown)
             path = written_path(shown)
+            remove_stale_temporaries(folder, os.path.basename(path))
             try:
-                fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+                fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp",
+                                           dir=folder)
             except OSError as e:
                 raise UserInputError(f"{shown}: cannot write in {folder!r} ({e.strerror})") from None
             temps.append((tmp, path, shown))

@@ -98,3 +98,29 @@ def test_ctrl_c_and_sigterm_held_together_both_act():
                 os.kill(os.getpid(), signal.SIGINT)
                 os.kill(os.getpid(), signal.SIGTERM)
         assert term.terminated
+
+
+def test_a_killed_writes_temporary_is_removed_by_the_next_write_of_that_file(tmp_path):
+    """A write killed with SIGKILL cannot remove its temporary: ``.out.onnx.XXXX.tmp``, 50-100 MB of a half-written
+    model, stayed beside the output (an outside check). Reference: the folder's listing, with a writer killed for
+    real (a child process given SIGKILL while its temporary is open) and a live writer's temporary left alone."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out.onnx"
+    code = ("import os, sys, time; from graphmill.util import files\n"
+            "def forever():\n    yield b'x' * 1000\n    print('writing', flush=True)\n    time.sleep(600)\n    yield b''\n"
+            f"files.atomic_write_many([({str(out)!r}, forever())])\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "writing"
+    child.kill()
+    child.wait()
+    left = [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    assert len(left) == 1 and left[0].startswith(f".out.onnx.{child.pid}.")  # the premise: SIGKILL leaves it
+    live = tmp_path / f".out.onnx.{os.getpid()}.abcd.tmp"  # a write under way in a live process
+    live.write_bytes(b"partial")
+    other = tmp_path / f".other.onnx.{child.pid}.abcd.tmp"  # another file's: not this write's to remove
+    other.write_bytes(b"partial")
+    files.atomic_write_bytes(out, b"model")
+    assert out.read_bytes() == b"model"
+    assert sorted(os.listdir(tmp_path)) == sorted(["out.onnx", live.name, other.name])
