@@ -162,8 +162,8 @@ class _Importer:
             v = ap.i
         elif k == AttrKind.STRING:
             v = _text(ap.s)
-        elif k == AttrKind.TENSOR:
-            v = tensor_from_proto(ap.t, self.base_dir, self.path)
+        elif k in (AttrKind.TENSOR, AttrKind.TENSORS, AttrKind.SPARSE_TENSOR, AttrKind.SPARSE_TENSORS):
+            v = self.attr_tensors(ap, k, owner)
         elif k == AttrKind.GRAPH:
             v = self.graph(ap.g, scope)
         elif k == AttrKind.FLOATS:
@@ -172,14 +172,8 @@ class _Importer:
             v = list(ap.ints)
         elif k == AttrKind.STRINGS:
             v = [_text(s) for s in ap.strings]
-        elif k == AttrKind.TENSORS:
-            v = [tensor_from_proto(t, self.base_dir, self.path) for t in ap.tensors]
         elif k == AttrKind.GRAPHS:
             v = [self.graph(g, scope) for g in ap.graphs]
-        elif k == AttrKind.SPARSE_TENSOR:
-            v = self.sparse(ap.sparse_tensor)
-        elif k == AttrKind.SPARSE_TENSORS:
-            v = [self.sparse(s) for s in ap.sparse_tensors]
         elif k == AttrKind.TYPE_PROTO:
             v = type_from_proto(ap.tp)
         elif k == AttrKind.TYPE_PROTOS:
@@ -187,6 +181,24 @@ class _Importer:
         else:
             v = None
         return Attr(ap.name, k, v, "", ap.doc_string)
+
+    def attr_tensors(self, ap: onnx.AttributeProto, k: AttrKind, owner: Node | None):
+        """The tensors an attribute holds; a refusal of an unnamed one (a Constant's ``value`` usually is) names
+        the attribute and its node: "tensor ''" located nothing (an outside check)."""
+        try:
+            if k == AttrKind.TENSOR:
+                return tensor_from_proto(ap.t, self.base_dir, self.path)
+            if k == AttrKind.TENSORS:
+                return [tensor_from_proto(t, self.base_dir, self.path) for t in ap.tensors]
+            if k == AttrKind.SPARSE_TENSOR:
+                return self.sparse(ap.sparse_tensor)
+            return [self.sparse(sp) for sp in ap.sparse_tensors]
+        except ModelLoadError as e:
+            unnamed = f"{self.path}: tensor ''"
+            if not str(e).startswith(unnamed):
+                raise
+            where = f"attribute {ap.name!r}" + (f" of {owner.describe()}" if owner is not None else "")
+            raise type(e)(f"{self.path}: the tensor of {where}{str(e)[len(unnamed):]}") from None
 
     def sparse(self, sp: onnx.SparseTensorProto) -> SparseTensor:
         return SparseTensor(tensor_from_proto(sp.values, self.base_dir, self.path),

@@ -563,3 +563,28 @@ def test_save_refuses_a_graph_its_own_loader_would_refuse(tmp_path):
                                              r"empty \(''\); not written"):
         graphmill.save(g, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_refused_tensor_of_an_attribute_names_the_attribute_and_its_node(tmp_path):
+    """A Constant's ``value`` is an unnamed tensor, and its refusal said "tensor ''", which located nothing (an
+    outside check). Reference: the message written here; a named tensor keeps its own name."""
+    t = onnx.TensorProto()
+    t.data_type, t.data_location = onnx.TensorProto.FLOAT, onnx.TensorProto.EXTERNAL
+    t.dims.extend([2])
+    e = t.external_data.add()
+    e.key, e.value = "location", "../secret.bin"
+    const = helper.make_node("Constant", [], ["k"], name="c", value=t)
+    g = helper.make_graph([const, helper.make_node("Add", ["x", "k"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])])
+    path = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(UnsafeModelError) as err:
+        graphmill.load(path)
+    assert str(err.value).startswith(f"{path}: the tensor of attribute 'value' of Constant node 'c' refers to "
+                                     "external data '../secret.bin', which leaves the model's folder")
+    t.name = "w"
+    g.node[0].CopyFrom(helper.make_node("Constant", [], ["k"], name="c", value=t))
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(UnsafeModelError, match=r"m\.onnx: tensor 'w' refers to external data"):
+        graphmill.load(path)
