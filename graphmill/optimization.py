@@ -345,7 +345,7 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
         try:
             report.comparison = ortb.compare(original, graph, inputs, seed=seed, rtol=rtol, atol=atol,
                                              options=ortb.OrtOptions(optimization="disabled"), scale_atol=True,
-                                             names=("the input model", "the optimized model")).to_dict()
+                                             names=(source or "the input model", "the optimized model")).to_dict()
         except ExecutionError as e:  # an op ONNX Runtime lacks, a size it refuses: say what the check is and its knobs
             sized = "" if dims or not symbols(original) else "; symbolic sizes were 1: --dim NAME=SIZE sets them"
             raise ExecutionError(f"{e} (while comparing the optimized model with the input under ONNX Runtime; "

@@ -9,6 +9,7 @@ import sys
 from graphmill import api
 from graphmill.cli.common import (add_output_args, check_output_path, check_outputs_against_weights, emit_json,
                                   model_output_file, parse_dims, report_file, save_output)
+from graphmill.util.errors import naming_file
 from graphmill.util.files import check_output_paths, check_target
 from graphmill.util.plots import check_png_path
 
@@ -93,11 +94,12 @@ def run(args: argparse.Namespace) -> int:
                                    "--policy's metadata": policy_meta})
     info: dict = {}
     try:
-        report = api.place(graph, method=args.method, devices=args.devices, devices_file=args.devices_file,
-                           accel=args.accel, memory_gb=args.memory, cost=args.cost, budget=args.budget,
-                           seed=args.seed, training=args.training, progress=progress, checkpoint=args.checkpoint,
-                           plot=args.plot, info=info, options={"policy": args.policy} if args.policy else None,
-                           dims=parse_dims(args.dim))
+        with naming_file(args.model):  # "graph 'g' has symbolic dimension(s)" named no file (an outside check)
+            report = api.place(graph, method=args.method, devices=args.devices, devices_file=args.devices_file,
+                               accel=args.accel, memory_gb=args.memory, cost=args.cost, budget=args.budget,
+                               seed=args.seed, training=args.training, progress=progress,
+                               checkpoint=args.checkpoint, plot=args.plot, info=info,
+                               options={"policy": args.policy} if args.policy else None, dims=parse_dims(args.dim))
     except KeyboardInterrupt:  # say what a rerun does (the CLI's handler then prints "interrupted", exit 130)
         if args.checkpoint and os.path.exists(args.checkpoint):
             print(f"graphmill place: nothing written but {args.checkpoint}; run the same command again to resume "

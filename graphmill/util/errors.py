@@ -72,17 +72,32 @@ class TracingWarning(UserWarning):
     of data-dependent Python control flow); the graph may be right only for the example inputs."""
 
 
+def _names_a_file(text: str) -> bool:
+    """Whether ``text`` starts with a file's path (``FILE: ...`` or ``FILE:LINE:COL: ...``): an existing file, or a
+    word without spaces with a folder or an extension in it (``my_policy.npz: no policy there``); what a refusal
+    of a model's contents starts with (``graph 'g' ...``, ``Range node 'r' ...``) has spaces."""
+    import os
+    import re
+
+    m = re.match(r"(\S+?)(?::\d+)*: ", text)
+    if not m:
+        return False
+    first = m.group(1)
+    return os.path.isfile(first) or "/" in first or re.search(r"\.[A-Za-z][A-Za-z0-9]{0,4}$", first) is not None
+
+
 @contextmanager
 def naming_file(path: str | None) -> Iterator[None]:
     """A refusal of a file's contents raised past its loader (inference, size limits, a node a pass cannot take)
     names the file, as a load error does: such lines named only a node (``Range node 'range': output ... would
     have 8589934592 elements``), which in a script over many models says nothing of which one. A message that
-    starts with a flag (``--dim N=0: ...``) or with the file is left as it is."""
+    starts with a flag (``--dim N=0: ...``), with the file, or with another file it names (``policy.npz: ...``,
+    ``devices.toml:3:5: ...``: about that file, not the model) is left as it is."""
     try:
         yield
     except UserInputError as e:
         text = str(e)
-        if path is None or text.startswith(("-", f"{path}:")):
+        if path is None or text.startswith(("-", f"{path}:")) or _names_a_file(text):
             raise
         named = type(e).__new__(type(e))  # not type(e)(...): PassInputError's constructor takes other arguments
         named.__dict__.update(e.__dict__)

@@ -124,3 +124,4 @@ def test_a_killed_writes_temporary_is_removed_by_the_next_write_of_that_file(tmp
     files.atomic_write_bytes(out, b"model")
     assert out.read_bytes() == b"model"
     assert sorted(os.listdir(tmp_path)) == sorted(["out.onnx", live.name, other.name])
+

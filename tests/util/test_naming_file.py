@@ -31,3 +31,21 @@ def test_no_file_no_change():
     with pytest.raises(UserInputError, match="^Range node 'r': too big$"):
         with naming_file(None):
             raise UserInputError("Range node 'r': too big")
+
+
+def test_naming_file_leaves_a_message_about_another_file_as_it_is(tmp_path):
+    """``naming_file(model)`` prefixes a refusal of the model's contents with its path, and must not prefix one
+    about another file the command read (a policy, a devices TOML at line:col). Reference: the messages."""
+    from graphmill.util.errors import UserInputError, naming_file
+
+    other = tmp_path / "devices.toml"
+    other.write_text("")
+    cases = [("graph 'g' has symbolic dimension(s) N", "m.onnx: graph 'g' has symbolic dimension(s) N"),
+             (f"{other}:3:5: bad value", f"{other}:3:5: bad value"), (f"{other}: bad", f"{other}: bad"),
+             ("--dim N=0: must be >= 1", "--dim N=0: must be >= 1"), ("m.onnx: x", "m.onnx: x"),
+             ("gone.npz: no policy there", "gone.npz: no policy there"),  # a file named that does not exist
+             ("Range node 'r': too large", "m.onnx: Range node 'r': too large")]
+    for raised, said in cases:
+        with pytest.raises(UserInputError) as e, naming_file("m.onnx"):
+            raise UserInputError(raised)
+        assert str(e.value) == said
