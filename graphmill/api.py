@@ -1076,6 +1076,12 @@ def train_policy(output: str | os.PathLike, *, steps: int | None = None, seed: i
             rng = f"{'>' if strict else '>='} {low:g}" + ("" if high == math.inf else f" and <= {high:g}")
             raise UserInputError(f"--option {key}={value!r}: must be {'a whole number' if whole else 'a number'} "
                                  f"{rng}")
+    from graphmill.passes.learned.policy import policy_config
+
+    try:  # the sizes load_policy takes: a policy trained beyond them was written, then refused (a review)
+        policy_config({k: int(opts[k]) for k in ("hidden", "layers") if k in opts})
+    except ValueError as e:
+        raise UserInputError(f"--option: {e} (the sizes a policy file may have)") from None
     if steps is not None:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise UserInputError(f"--steps {steps!r}: must be an integer >= 1")

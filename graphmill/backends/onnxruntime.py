@@ -307,14 +307,15 @@ class Comparison:
     atol: float
     outputs: list[OutputDiff] = field(default_factory=list)
     scale_atol: bool = False
+    precision: list[str] = field(default_factory=list)  # float types compared at their own precision (below)
 
     @property
     def tolerance(self) -> str:
         """The criterion in words, as the reports print it."""
         scaled = "*max(1,max|ref|)" if self.scale_atol else ""
-        own = sorted({o.note.split(" compared")[0] for o in self.outputs if " compared at its precision" in o.note})
-        return f"atol={self.atol:g}{scaled} + rtol={self.rtol:g}*|ref|" + (
-            f", {' and '.join(own)} outputs at their type's precision" if own else "")
+        own = "".join(f", {t} outputs at least at {t}'s precision (rtol eps, atol eps*max|ref|, eps = "
+                      f"{float(np.finfo(t).eps):g})" for t in self.precision)
+        return f"atol={self.atol:g}{scaled} + rtol={self.rtol:g}*|ref|{own}"
 
     @property
     def max_abs(self) -> float:
@@ -342,10 +343,12 @@ def compare_outputs(a: Mapping[str, Any], b: Mapping[str, Any], *, rtol: float, 
     Outputs of magnitude up to 1 are compared the same either way.
 
     A float type narrower than float32 is compared at its own precision, unless both tolerances are 0 (exact):
-    ``rtol`` and ``atol`` are at least the output type's machine epsilon (float16: 2^-10 = 9.8e-4), so one unit in the last place, which ONNX
-    Runtime's own float16 kernels differ by from a correctly rounded result, is not a mismatch (an outside check:
-    a float16 Div folded exactly was "outputs differ" at the default rtol 1e-4). The output's ``note`` says so."""
-    diffs = []
+    ``rtol`` is at least the output type's machine epsilon ``eps`` (float16: 2^-10 = 9.8e-4) and the absolute
+    term at least ``eps`` times the output's largest |value| (a unit in the last place of its largest element,
+    the rounding a float16 sum keeps after cancelling terms), so one unit in the last place, which ONNX Runtime's
+    own float16 kernels differ by from a correctly rounded result, is not a mismatch (an outside check: a float16
+    Div folded exactly was "outputs differ" at the default rtol 1e-4). ``Comparison.tolerance`` says so."""
+    diffs, precision = [], []
     for name in names if names is not None else list(a):
         x, y = a.get(name), b.get(name)
         if y is None:
@@ -360,12 +363,13 @@ def compare_outputs(a: Mapping[str, Any], b: Mapping[str, Any], *, rtol: float, 
             diffs.append(OutputDiff(name, 0.0 if same else float("inf"), 0.0 if same else float("inf"), same))
             continue
         xf, yf = x.astype(np.float64), y.astype(np.float64)
-        out_rtol, out_atol, note = rtol, atol, ""
+        out_rtol, floor = rtol, 0.0
         if x.dtype.kind == "f" and x.dtype.itemsize < 4 and (rtol > 0 or atol > 0):  # 0, 0: exact, as asked
             eps = float(np.finfo(x.dtype).eps)
-            if eps > min(rtol, atol):
-                out_rtol, out_atol = max(rtol, eps), max(atol, eps)
-                note = f"{x.dtype} compared at its precision: rtol={out_rtol:g}, atol={out_atol:g}"
+            finite = np.abs(xf[np.isfinite(xf)])
+            out_rtol, floor = max(rtol, eps), eps * (float(finite.max()) if finite.size else 0.0)
+            if str(x.dtype) not in precision:
+                precision.append(str(x.dtype))
         nan_ok = np.array_equal(np.isnan(xf), np.isnan(yf))
         with np.errstate(invalid="ignore"):
             err = np.where(np.isnan(xf) & np.isnan(yf), 0.0, np.abs(xf - yf))
@@ -378,9 +382,9 @@ def compare_outputs(a: Mapping[str, Any], b: Mapping[str, Any], *, rtol: float, 
         if scale_atol:
             finite = np.abs(xf[np.isfinite(xf)])
             scale = max(1.0, float(finite.max())) if finite.size else 1.0
-        ok = nan_ok and bool(np.all(err <= out_atol * scale + out_rtol * np.abs(np.nan_to_num(xf))))
-        diffs.append(OutputDiff(name, max_abs, max_rel, ok, note if nan_ok else "NaN positions differ", scale))
-    return Comparison(all(d.ok for d in diffs), rtol, atol, diffs, scale_atol)
+        ok = nan_ok and bool(np.all(err <= max(atol * scale, floor) + out_rtol * np.abs(np.nan_to_num(xf))))
+        diffs.append(OutputDiff(name, max_abs, max_rel, ok, "" if nan_ok else "NaN positions differ", scale))
+    return Comparison(all(d.ok for d in diffs), rtol, atol, diffs, scale_atol, precision)
 
 
 def compare(reference: Graph, candidate: Graph, inputs: Mapping[str, Any] | None = None, *, seed: int = 0,

@@ -40,6 +40,8 @@ from graphmill.ir import (
     describe_node,
 )
 
+from graphmill.util.files import json_nesting
+
 from .onnx_tensors import resolve_external_data, tensor_from_proto
 
 MAX_SUPPORTED_OPSET = onnx.defs.onnx_opset_version()
@@ -364,7 +366,7 @@ def _meta_from_json(text: str, path: str, where: str) -> dict:
 
     try:
         meta = json.loads(text)
-        too_deep = _nesting(meta) > MAX_META_NESTING
+        too_deep = json_nesting(meta, MAX_META_NESTING) > MAX_META_NESTING
     except ValueError:
         raise ModelLoadError(f"{path}: {where!r} has a malformed {META_KEY} entry (not JSON)") from None
     except RecursionError:  # ~1,000 nested brackets: Python's parser recurses
@@ -379,18 +381,6 @@ def _meta_from_json(text: str, path: str, where: str) -> dict:
 
 
 MAX_META_NESTING = 64
-
-
-def _nesting(value) -> int:
-    """How deep lists and objects nest in a parsed JSON value (iteratively: the value may be deep)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        v, depth = stack.pop()
-        if isinstance(v, (dict, list)):
-            deepest = max(deepest, depth)
-            if depth <= MAX_META_NESTING:
-                stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
-    return deepest
 
 
 def _text(b: bytes) -> str | bytes:

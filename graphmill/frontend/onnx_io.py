@@ -127,13 +127,14 @@ def check_text_fields(model: onnx.ModelProto, path: str) -> None:
 
 
 def check_header(model: onnx.ModelProto, path: str) -> None:
-    """ModelLoadError for a model without an IR version or without any opset import, which onnx.checker refuses:
+    """ModelLoadError for a model without an IR version, or of IR >= 3 without any opset import (before IR 3
+    opset 1 is implied), which onnx.checker refuses:
     graphmill used to load them and write a model with the same fault (ir_version 0), or one silently given the
     newest opset (an outside fuzzer)."""
     if model.ir_version <= 0:
         raise ModelLoadError(f"{path}: ir_version is {model.ir_version}, not set: every ONNX model names the IR "
                              "version it was written for (re-export the model)")
-    if not len(model.opset_import):
+    if not len(model.opset_import) and model.ir_version >= 3:  # before IR 3, opset 1 is implied
         raise ModelLoadError(f"{path}: the model imports no opset (opset_import is empty): every ONNX model names "
                              "the opset version of its ops (re-export the model)")
 

@@ -157,9 +157,16 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:  # another user's process (EPERM): alive
+    except (OSError, OverflowError, ValueError):  # another user's (EPERM), or no pid at all: not ours to judge
         return True
     return True
+
+
+def host_tag() -> str:
+    """This machine's name as a temporary's name carries it (letters, digits and '-' only)."""
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:64] or "host"
 
 
 def remove_stale_temporaries(folder: str, name: str) -> list[str]:
@@ -168,8 +175,11 @@ def remove_stale_temporaries(folder: str, name: str) -> list[str]:
     A write killed with SIGKILL (or a power cut) cannot remove its temporary, so a half-written ``.NAME.PID.*.tmp``
     stayed beside the destination for good (an outside check: 50-100 MB of a half-written model). Each
     temporary names its writer's pid, and the next write of the same file removes those whose writer is dead;
-    a live one (another write under way) is left alone, and so is a pid reused by an unrelated process."""
-    pattern = re.compile(re.escape(f".{name}.") + r"(\d+)\.[^/]*\.tmp\Z")
+    a live one (another write under way) is left alone, and so is a pid reused by an unrelated process. The name
+    also carries the host (``.NAME.HOST.PID.XXXXXXXX.tmp``): on a shared folder (NFS, containers) another
+    machine's pids mean nothing here, so only this host's temporaries are judged, and the random part is
+    mkstemp's 8 characters, so a file named ``NAME.123`` never has its temporaries taken for this one's."""
+    pattern = re.compile(re.escape(f".{name}.{host_tag()}.") + r"(\d+)\.[a-z0-9_]{8}\.tmp\Z")
     removed = []
     try:
         entries = os.listdir(folder or ".")
@@ -201,8 +211,8 @@ def atomic_write_many(files: list[tuple[str, bytes | list]]) -> None:
             path = written_path(shown)
             remove_stale_temporaries(folder, os.path.basename(path))
             try:
-                fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp",
-                                           dir=folder)
+                fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{host_tag()}.{os.getpid()}.",
+                                           suffix=".tmp", dir=folder)
             except OSError as e:
                 raise UserInputError(f"{shown}: cannot write in {folder!r} ({e.strerror})") from None
             temps.append((tmp, path, shown))
@@ -238,14 +248,36 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+JSON_NESTING_LIMIT = 64
+"""Deepest nesting of lists and objects ``parse_json`` takes: graphmill's own files nest a few levels (a search
+space's sub-spaces, a checkpoint's trials); what reads them recurses (``Space.from_json``, hashing a
+configuration), and 480 nested sub-spaces, which parse, overflowed there with a 1,000-line traceback (a review)."""
+
+
+def json_nesting(value: Any, cap: int) -> int:
+    """How deep lists and objects nest in a parsed JSON value, counted up to ``cap + 1`` (iteratively: the value
+    may be deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= cap:
+                stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
 def parse_json(data: str | bytes) -> Any:
-    """``json.loads`` for what a user gives: a document nested deeper than Python's parser recurses (100,000
-    brackets) is a ``ValueError`` like any other malformed JSON, so the caller's one-line refusal says it, instead
-    of a RecursionError traceback (an outside check)."""
+    """``json.loads`` for what a user gives: a document nested deeper than ``JSON_NESTING_LIMIT`` (or than Python's
+    parser recurses: 100,000 brackets) is a ``ValueError`` like any other malformed JSON, so the caller's one-line
+    refusal says it, instead of a RecursionError traceback (an outside check)."""
     try:
-        return json.loads(data)
+        value = json.loads(data)
     except RecursionError:
         raise ValueError("nested too deeply") from None
+    if json_nesting(value, JSON_NESTING_LIMIT) > JSON_NESTING_LIMIT:
+        raise ValueError(f"nested too deeply (more than {JSON_NESTING_LIMIT} levels)")
+    return value
 
 
 def write_json(path: str | os.PathLike, data: Any, *, indent: int | None = 2) -> None:

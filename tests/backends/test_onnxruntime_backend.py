@@ -158,10 +158,23 @@ def test_float16_outputs_are_compared_at_their_own_precision_and_exactly_when_as
     folded = {"y": np.array([-2.645, -3.016, 1.189], np.float16)}  # correctly rounded
     assert float(np.max(np.abs(ref["y"].astype(np.float64) - folded["y"]))) == 2.0 ** -9  # one unit in [2, 4)
     got = ortb.compare_outputs(ref, folded, rtol=1e-4, atol=1e-5, scale_atol=True)
-    assert got.ok and got.outputs[0].note == "float16 compared at its precision: rtol=0.000976562, atol=0.000976562"
-    assert got.tolerance.endswith(", float16 outputs at their type's precision")
+    assert got.ok and got.precision == ["float16"]
+    assert got.tolerance.endswith(", float16 outputs at least at float16's precision (rtol eps, atol eps*max|ref|, "
+                                  "eps = 0.000976562)")
     two_units = {"y": np.array([-2.646 + 2 * 2.0 ** -9 * 2, -3.018, 1.189], np.float16)}
     assert not ortb.compare_outputs(ref, two_units, rtol=1e-4, atol=1e-5).ok  # four units off: still a mismatch
     assert not ortb.compare_outputs(ref, folded, rtol=0, atol=0).ok  # exact when asked
     f32 = {k: v.astype(np.float32) for k, v in ref.items()}
     assert not ortb.compare_outputs(f32, {k: v.astype(np.float32) for k, v in folded.items()}, rtol=1e-4, atol=1e-5).ok
+
+
+def test_a_float16_divergence_keeps_its_numbers_and_small_values_keep_a_tight_absolute_term():
+    """Review of the float16 rule: a real divergence must still report its max |diff| (the note replaced it in
+    NumericsCheck's message), and the absolute term is a unit in the last place of the output's largest value,
+    not 2^-10 absolute (values near 1e-4 five to nine times off passed). Reference: hand arithmetic."""
+    small = {"p": np.array([1e-4, 2e-4], np.float16)}
+    off = {"p": np.array([9e-4, 1e-3], np.float16)}
+    got = ortb.compare_outputs(small, off, rtol=1e-4, atol=1e-5)
+    assert not got.ok and got.outputs[0].note == ""
+    assert got.outputs[0].max_abs > 7e-4
+    assert got.precision == ["float16"] and "float16 outputs at least at float16's precision" in got.tolerance

@@ -115,3 +115,14 @@ def test_a_checkpoint_nested_too_deep_is_refused_in_one_line_and_such_a_journal_
     with open(ckpt.journal_path(path), "a") as f:
         f.write("[" * 100_000 + "]" * 100_000 + "\n")
     assert ckpt.journal_read(path, "run") == [{"config": {"a": 1}}]
+
+
+def test_json_that_parses_but_nests_beyond_the_limit_is_refused_as_too_deep(tmp_path):
+    """480 nested sub-spaces parse, then overflowed Space.from_json's recursion with a 1,000-line traceback (a
+    review); parse_json refuses nesting beyond JSON_NESTING_LIMIT. Reference: the limit, and a shallow file."""
+    from graphmill.util.files import JSON_NESTING_LIMIT, json_nesting, parse_json
+
+    assert parse_json("[" * JSON_NESTING_LIMIT + "]" * JSON_NESTING_LIMIT) is not None
+    with pytest.raises(ValueError, match="nested too deeply"):
+        parse_json("[" * (JSON_NESTING_LIMIT + 1) + "]" * (JSON_NESTING_LIMIT + 1))
+    assert json_nesting({"a": [1, {"b": []}]}, 10) == 4  # object, list, object, list

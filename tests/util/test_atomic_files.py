@@ -116,12 +116,27 @@ def test_a_killed_writes_temporary_is_removed_by_the_next_write_of_that_file(tmp
     child.kill()
     child.wait()
     left = [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
-    assert len(left) == 1 and left[0].startswith(f".out.onnx.{child.pid}.")  # the premise: SIGKILL leaves it
-    live = tmp_path / f".out.onnx.{os.getpid()}.abcd.tmp"  # a write under way in a live process
+    host = files.host_tag()
+    assert len(left) == 1 and left[0].startswith(f".out.onnx.{host}.{child.pid}.")  # the premise: SIGKILL leaves it
+    live = tmp_path / f".out.onnx.{host}.{os.getpid()}.abcdefgh.tmp"  # a write under way in a live process
     live.write_bytes(b"partial")
-    other = tmp_path / f".other.onnx.{child.pid}.abcd.tmp"  # another file's: not this write's to remove
+    other = tmp_path / f".other.onnx.{host}.{child.pid}.abcdefgh.tmp"  # another file's: not this write's to remove
     other.write_bytes(b"partial")
     files.atomic_write_bytes(out, b"model")
     assert out.read_bytes() == b"model"
     assert sorted(os.listdir(tmp_path)) == sorted(["out.onnx", live.name, other.name])
 
+
+
+def test_stale_temporaries_of_other_names_hosts_or_impossible_pids_are_left_alone(tmp_path):
+    """Review: a file named ``out.onnx.40000`` has temporaries ``.out.onnx.40000.HOST.PID.XXXXXXXX.tmp`` that the
+    old pattern took for ``out.onnx``'s; another host's pid says nothing here; a pid os.kill cannot take made every
+    write fail with an OverflowError traceback. Reference: the folder's listing."""
+    host = files.host_tag()
+    keep = [f".out.onnx.40000.{host}.{2**22 + 1}.abcdefgh.tmp",  # another file's temporary
+            f".out.onnx.otherhost.{2**22 + 1}.abcdefgh.tmp",  # another machine's
+            f".out.onnx.{host}.99999999999999999999.abcdefgh.tmp"]  # no pid this machine has
+    for name in keep:
+        (tmp_path / name).write_bytes(b"x")
+    files.atomic_write_bytes(tmp_path / "out.onnx", b"model")
+    assert sorted(os.listdir(tmp_path)) == sorted(keep + ["out.onnx"])

@@ -133,6 +133,8 @@ class FoldConstants(Pass):
         ins = [v for v in node.inputs if v is not None]
         if not ins or not all(id(v) in known for v in ins):
             return "-"  # not constant: nothing to say
+        if all(v is None for v in node.outputs):
+            return "-"  # every output omitted: nothing to fold into (ONNX Runtime refuses to evaluate it alone)
         if node.domain not in ONNX_DOMAINS:
             return f"{node.domain}::{node.op_type}: op of a non-ONNX domain"
         if node.op_type in NONDETERMINISTIC:

@@ -424,3 +424,18 @@ def test_a_hostile_chip_policy_is_refused_in_one_line(tmp_path):
         with pytest.raises(UserInputError) as e:
             load_chip_policy(path)
         assert str(e.value) == f"{path}: not a chip placement policy of this version ({says})"
+
+
+@pytest.mark.parametrize("option, says", [({"layers": 17}, "config layers = 17: expected an integer in [0, 16]"),
+                                          ({"hidden": 2048}, "config hidden = 2048: expected an integer in [1, 1024]"),
+                                          ({"hidden": 18}, "config hidden = 18 is not a multiple of heads = 4")])
+def test_train_policy_refuses_sizes_the_policy_loader_would_refuse(tmp_path, option, says):
+    """Review: train-policy took hidden and layers without bound, trained for its full length and wrote a file
+    load_policy refuses. Reference: POLICY_SIZES's ranges, in the message; nothing written."""
+    from graphmill import api
+
+    out = tmp_path / "p.npz"
+    with pytest.raises(UserInputError) as e:
+        api.train_policy(str(out), steps=1, quick=True, options=option)
+    assert str(e.value) == f"--option: {says} (the sizes a policy file may have)"
+    assert not out.exists()
