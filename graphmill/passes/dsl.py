@@ -62,11 +62,11 @@ lines) in the parser, the printer or the pass manager."""
 
 
 GRAMMAR = r"""
-start: _item*
-_item: include | schedule_def | step | _SEP
+start: (_item _SEP?)*
+_item: include | schedule_def | step
 include: "include" STRING
 schedule_def: "schedule" NAME "{" _body "}"
-_body: (step | _SEP)*
+_body: (step _SEP?)*
 ?step: fixpoint | repeat | run
 fixpoint: FIXPOINT args? "{" _body "}"
 repeat: REPEAT args? "{" _body "}"
@@ -233,6 +233,12 @@ def _construct_hint(text: str, pos: int | None, open_here: list, expected,
     before = text[:pos]
     if "LBRACE" in expected and (body := _needs_body(before)):
         return body, None
+    # ``cse,,dce``: a step left out (accepted silently before), or a leading separator; where a step may begin
+    # (the parser expects 'fixpoint'), not inside a pass's options
+    if token in (",", ";") and "FIXPOINT" in expected:
+        prev = re.sub(r"#[^\n]*", "", before).rstrip()
+        if not prev or prev[-1] in ",;{":
+            return f"an empty step before this {token!r} (a step left out?)", None
     braces = [b for b in open_here if b[0] == "{"]
     if braces:
         head = text[:braces[-1][3]]

@@ -213,6 +213,12 @@ def located(text: str, source: str = "<inline>") -> ScheduleError:
     ("fixpoint{max_iters=3}{dce}", 1, 19, "'fixpoint' takes its options in parentheses and its steps in braces"),
     ("schedule main {\n  schedule inner { dce }\n}", 2, 3,
      "schedule 'inner' is defined inside another; define schedules at the top level"),
+    # an empty step (``cse,,dce``: a pass left out, or a leading separator) was accepted silently; not said of an
+    # option list's separators, which keep their own message
+    ("cse,,dce", 1, 5, "an empty step before this ',' (a step left out?)"),
+    (",cse", 1, 1, "an empty step before this ','"),
+    ("fixpoint{simplify;;dce}", 1, 19, "an empty step before this ';'"),
+    ("dce{remove_custom=true,,x=1}", 1, 24, "unexpected ','; expected a name"),
 ])
 def test_errors_name_line_column_and_show_a_caret(text, line, col, needle):
     e = located(text, "s.mill")
@@ -492,3 +498,10 @@ def test_printed_text_selects_the_same_schedule(text):
     assert parse_schedule(printed) == s
     assert [r.name for r in parse_schedule(printed).runs()] == [r.name for r in s.runs()]
     assert "schedule default {" not in printed and "schedule default.2 {" in printed
+
+
+def test_a_trailing_separator_is_still_accepted():
+    """Refusing empty steps (``cse,,dce``) keeps the usual trailing separator. Reference: the same schedule
+    without it."""
+    assert parse_schedule("cse,dce,") == parse_schedule("cse,dce")
+    assert parse_schedule("fixpoint{simplify;cse;}") == parse_schedule("fixpoint{simplify;cse}")
