@@ -10,7 +10,7 @@ import re
 import sys
 
 from graphmill import api
-from graphmill.cli.common import check_output_paths, emit_json, output_file, report_file
+from graphmill.cli.common import check_output_paths, emit_json, output_file, report_file, stopped_word
 from graphmill.errors import UserInputError
 
 
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
                             progress=progress, info=info)
     interrupted = None
     if info.get("interrupted"):  # exit 130 as every interrupted command: a script must not take it for finished
-        interrupted = "interrupted: the best placement so far was written" + (
+        interrupted = f"{stopped_word()}: the best placement so far was written" + (
             f"; run the same command again to resume from {args.output}.rl-checkpoint" if args.method == "rl" else "")
     if args.json == "-":  # stdout is the report alone (its keys are fixed): a cut-short run is said on stderr
         emit_json(report)

@@ -331,6 +331,13 @@ class WarningLines:
             print(f"graphmill {self.command}: warning: {text}", file=sys.stderr)
 
 
+def stopped_word() -> str:
+    """How a command stopped before its end says it: "terminated" after a SIGTERM (``kill``), else "interrupted"."""
+    from graphmill.util.interrupts import sigterm_received
+
+    return "terminated" if sigterm_received() else "interrupted"
+
+
 def report_interrupted(report: dict, command: str, *, resume_flag: str | None = None,
                        nothing: str = "no checkpoint was reached, nothing to resume") -> int:
     """After Ctrl-C in a resumable command: one line saying where it stopped, what the checkpoint holds and
@@ -342,6 +349,6 @@ def report_interrupted(report: dict, command: str, *, resume_flag: str | None = 
     again = ("graphmill " + " ".join(shlex.quote(a) for a in argv) + tail) if argv else \
         "the same command" + (f" with {resume_flag}" if resume_flag else "")
     held = report["checkpoint_step"]
-    stderr(f"interrupted at step {report['steps']}/{report['total_steps']}; "
+    stderr(f"{stopped_word()} at step {report['steps']}/{report['total_steps']}; "
            + (f"{report['files']['checkpoint']} holds step {held}; resume: {again}" if held else nothing))
     return 130

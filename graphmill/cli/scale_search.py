@@ -7,7 +7,7 @@ import os
 import sys
 
 from graphmill import api
-from graphmill.cli.common import emit_json, stderr
+from graphmill.cli.common import emit_json, stderr, stopped_word
 from graphmill.util.errors import naming_file
 from graphmill.util.files import check_output_paths
 
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if result.interrupted:
         resume = "run the same command again to resume from the checkpoint" if out["checkpoint"] in out["written"] \
             else "no candidate was finished, nothing to resume"
-        print(f"interrupted: {resume}", file=sys.stderr)
+        print(f"{stopped_word()}: {resume}", file=sys.stderr)
         return 130
     failed = [r for r in result.candidates if r.get("status") != "ok"]
     if result.candidates and len(failed) == len(result.candidates):

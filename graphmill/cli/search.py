@@ -7,7 +7,7 @@ import os
 import sys
 
 from graphmill import api
-from graphmill.cli.common import emit_json
+from graphmill.cli.common import emit_json, stopped_word
 from graphmill.errors import UserInputError
 
 
@@ -95,8 +95,8 @@ def _run_method(args: argparse.Namespace, progress) -> int:
             print(f"best: none: no trial succeeded (the reasons are in {s['out']})")
         print(f"{s['method']} on {s['task']}: {s['trials']} trial(s); wrote {', '.join(s['files'])} in {s['out']}")
     if s.get("interrupted"):
-        print(f"interrupted: run the same command again to resume from {s['checkpoint']}" if s.get("checkpoint")
-              else "interrupted before the first checkpoint: run the same command again to start it over",
+        print(f"{stopped_word()}: run the same command again to resume from {s['checkpoint']}" if s.get("checkpoint")
+              else f"{stopped_word()} before the first checkpoint: run the same command again to start it over",
               file=sys.stderr)  # a None checkpoint was printed as "resume from None"
         return 130
     return 0
@@ -140,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
             print(nothing)
     if out["summary"]["interrupted"]:
         ck = out["summary"]["checkpoint"]
-        print(f"interrupted: run the same command again to resume from {ck}" if ck and os.path.exists(ck)
-              else "interrupted before the first result: run the same command again to start it over",
+        print(f"{stopped_word()}: run the same command again to resume from {ck}" if ck and os.path.exists(ck)
+              else f"{stopped_word()} before the first result: run the same command again to start it over",
               file=sys.stderr)  # it named a checkpoint.json that was not there (an outside check)
         return 130
     return 0

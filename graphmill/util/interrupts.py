@@ -104,6 +104,15 @@ class DeferredInterrupt:
             self._old = None
 
 
+_SIGTERM_RECEIVED = False
+
+
+def sigterm_received() -> bool:
+    """Whether the ``TerminateAsInterrupt`` entered last in this process has handled a SIGTERM: a command that says how it stopped
+    says "terminated" then, not "interrupted" (a search stopped by ``kill`` said it was interrupted)."""
+    return _SIGTERM_RECEIVED
+
+
 class TerminateAsInterrupt:
     """While active (in the main thread), SIGTERM is handled as Ctrl-C is at that moment: ``kill PID``, a job
     scheduler's stop or a CI timeout then cleans up as Ctrl-C does (a save's temporary file removed, a training
@@ -123,7 +132,8 @@ class TerminateAsInterrupt:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
             return
-        self.terminated = True
+        global _SIGTERM_RECEIVED
+        self.terminated = _SIGTERM_RECEIVED = True
         on_interrupt = signal.getsignal(signal.SIGINT)
         if callable(on_interrupt):  # Python's own (raises KeyboardInterrupt) or DeferredInterrupt's
             on_interrupt(signal.SIGINT, frame)
@@ -131,6 +141,8 @@ class TerminateAsInterrupt:
             raise KeyboardInterrupt
 
     def __enter__(self) -> "TerminateAsInterrupt":
+        global _SIGTERM_RECEIVED
+        _SIGTERM_RECEIVED = False  # a command run in-process after another (tests) starts afresh
         if threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGTERM, self._handler)
         return self

@@ -94,3 +94,32 @@ def test_join_or_stop_terminates_the_processes_when_the_parent_is_interrupted():
     with pytest.raises(KeyboardInterrupt):
         join_or_stop(ctx, tick, poll_s=0.05)
     assert not any(p.is_alive() for p in ctx.processes) and time.monotonic() - t0 < 60
+
+
+EVALUATOR_TERMINATING_ON_ITS_SECOND_CALL = """
+import os, signal
+calls = []
+def evaluate(config):
+    calls.append(config)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` of the search would, during a trial
+    return float(config["x"])
+"""
+
+
+def test_a_search_stopped_by_sigterm_says_terminated_and_how_to_resume(tmp_path):
+    """A search stopped by `kill PID` said "interrupted: run the same command again ..." (left alone in earlier
+    notes): it says "terminated" now, with the same advice, and exits 143. Reference: the exit status the OS
+    convention gives SIGTERM (128 + 15), and the checkpoint it names, which exists."""
+    import json
+
+    (tmp_path / "ev.py").write_text(EVALUATOR_TERMINATING_ON_ITS_SECOND_CALL)
+    (tmp_path / "space.json").write_text(json.dumps(
+        {"type": "space", "params": {"x": {"type": "choice", "values": [1, 2, 3, 4, 5]}}}))
+    r = run_graphmill("search", "--space", str(tmp_path / "space.json"), "--evaluator", "ev:evaluate",
+                      "--strategy", "random", "--budget", "5", "--out", str(tmp_path / "o"), cwd=str(tmp_path),
+                      env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert r.returncode == 143, r.stderr
+    line = next(x for x in r.stderr.splitlines() if "run the same command again" in x)
+    assert line.startswith("terminated: run the same command again to resume from "), r.stderr
+    assert os.path.exists(line.rsplit(" ", 1)[1])
