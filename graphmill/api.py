@@ -826,14 +826,17 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
         check_stage_sizes(graph, cfg, module)
     created = not os.path.isdir(out)
     os.makedirs(out, exist_ok=True)
-    try:
-        run = run_training(graph, cfg, checkpoint=checkpoint, resume=resume, progress=progress)
+    try:  # a refusal from the first step (dropout with no place to go) names the file too
+        with naming_file(os.fspath(model) if isinstance(model, (str, os.PathLike)) and os.path.exists(model) else None):
+            run = run_training(graph, cfg, checkpoint=checkpoint, resume=resume, progress=progress)
     finally:  # refused or interrupted before the first checkpoint: leave no empty OUT behind
         if created and os.path.isdir(out) and not os.listdir(out):
             os.rmdir(out)
     report = run.to_dict()
     files = {"model": os.path.join(out, "model.onnx"), "history": os.path.join(out, "history.json"),
              "report": os.path.join(out, "report.json"), "checkpoint": checkpoint}
+    if run.loop.interrupted:  # only what is there: it named model.onnx, history.json and report.json (an outside check)
+        files = {k: v for k, v in files.items() if k == "checkpoint" and os.path.exists(v)}
     report["files"] = files
     report["history"] = run.loop.history  # in report.json too: it is the --json report (it lacked the history)
     if not run.loop.interrupted:

@@ -268,6 +268,30 @@ def test_ctrl_c_with_json_on_stdout_prints_the_interrupted_report(tmp_path, caps
     assert report["interrupted"] is True and report["steps"] == 3 and report["checkpoint_step"] == 3
     assert "holds step 3" in io.err
     assert report["metrics_step"] == report["history"][-1]["step"] == 3  # the row the accuracy comes from
+    # only what is there (it named model.onnx, history.json and report.json: an outside check)
+    assert report["files"] == {"checkpoint": str(tmp_path / "cut" / "checkpoint.pt")}
+    assert os.listdir(tmp_path / "cut") == ["checkpoint.pt"]
+
+
+@pytest.mark.parametrize("flags, needs", [
+    (["--dropout", "0"], "training on the digits task needs [N, 10] logits (a classifier)"),
+    (["--contrastive"], "training on the digits task needs an embedding [N, D] for --contrastive"),
+    ([], "training on the digits task needs [N, 10] logits (a classifier)")])
+def test_a_model_whose_output_is_a_feature_map_is_refused_naming_the_file(tmp_path, capsys, flags, needs):
+    """A bare Conv2d exported from torch (output [2, 4, 16, 16]) failed in the loss with a torch traceback, exit 1
+    ("only batches of spatial targets supported", or "t() expects a tensor with <= 2 dimensions" contrastive), and
+    without --dropout 0 its refusal named no file (an outside check). Reference: the model's own output shape."""
+    import torch
+
+    path = tmp_path / "conv.onnx"
+    torch.onnx.export(torch.nn.Conv2d(1, 4, 3, padding=1), (torch.randn(2, 1, 16, 16),), str(path), dynamo=False,
+                      input_names=["x"], opset_version=17)
+    rc = main(["train", str(path), "--steps", "2", "--batch", "16", *flags, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"graphmill train: error: {path}: graph ") and "first output is [2, 4, 16, 16] (rank 4)" in err
+    assert needs in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_weights_cse_merged_are_refused_before_out_is_created(tmp_path, capsys):

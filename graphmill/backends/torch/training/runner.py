@@ -172,6 +172,8 @@ def check_model(graph: Graph, cfg: TrainConfig) -> tuple[int, int]:
     channels, size = image_input(graph)
     if cfg.mode != "contrastive":
         check_digits_classifier(graph)
+    else:
+        check_first_output_rank(graph, "an embedding [N, D] for --contrastive")
     plan(cfg, size)
     return channels, size
 
@@ -206,9 +208,21 @@ def check_stage_sizes(graph: Graph, cfg: TrainConfig, module) -> None:
                                  "position table or embedding before its classifier)") from None
 
 
+def check_first_output_rank(graph: Graph, needs: str) -> None:
+    """The first output, when its rank is known, is ``[N, K]``: a model whose output is a feature map (a bare Conv)
+    failed in the loss with a torch traceback, "only batches of spatial targets supported" or "t() expects a
+    tensor with <= 2 dimensions" (an outside check)."""
+    out = graph.outputs[0].shape if graph.outputs else None
+    if out is not None and len(out) != 2:
+        shown = "[" + ", ".join(str(d) for d in out) + "]"
+        raise UserInputError(f"graph {graph.name!r}: the model's first output is {shown} (rank {len(out)}); training "
+                             f"on the digits task needs {needs}")
+
+
 def check_digits_classifier(graph: Graph) -> None:
-    """A classifier for the digits task: its first output, when it is ``[N, K]``, has K = 10 (a 1000-class model
+    """A classifier for the digits task: its first output is ``[N, K]`` with K = 10 (a 1000-class model
     trained on 10 digits learns in 10 of its logits and ranks the 990 others: an accuracy that means nothing)."""
+    check_first_output_rank(graph, f"[N, {N_CLASSES}] logits (a classifier)")
     out = graph.outputs[0].shape if graph.outputs else None
     if out is not None and len(out) == 2 and isinstance(out[1], int) and out[1] != N_CLASSES:
         raise UserInputError(f"graph {graph.name!r}: the digits task has {N_CLASSES} classes, the model's first "
