@@ -819,7 +819,8 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     from graphmill.util.errors import naming_file
 
     # the checks name the graph and its nodes; a file given says which file
-    with naming_file(os.fspath(model) if isinstance(model, (str, os.PathLike)) and os.path.exists(model) else None):
+    source = os.fspath(model) if isinstance(model, (str, os.PathLike)) and os.path.exists(model) else None
+    with naming_file(source):
         check_trainable(graph)
         check_model(graph, cfg)
         module = to_torch(graph)  # the torch backend's refusals (weights cse merged, attributes, dtypes) before OUT
@@ -827,7 +828,7 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     created = not os.path.isdir(out)
     os.makedirs(out, exist_ok=True)
     try:  # a refusal from the first step (dropout with no place to go) names the file too
-        with naming_file(os.fspath(model) if isinstance(model, (str, os.PathLike)) and os.path.exists(model) else None):
+        with naming_file(source):
             run = run_training(graph, cfg, checkpoint=checkpoint, resume=resume, progress=progress)
     finally:  # refused or interrupted before the first checkpoint: leave no empty OUT behind
         if created and os.path.isdir(out) and not os.listdir(out):

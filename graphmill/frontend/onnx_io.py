@@ -51,7 +51,7 @@ def _parse_model(path: str, data: bytes) -> onnx.ModelProto:
     try:
         model = onnx.ModelProto.FromString(data)
     except (DecodeError, RuntimeError, ValueError) as e:
-        if "MaxDepth" in str(e) or "depth" in str(e).lower():  # protobuf's own nesting limit: no corruption
+        if "depth" in str(e).lower():  # protobuf's own nesting limit (upb's "MaxDepth"): no corruption
             raise ModelLoadError(f"{path}: the model nests messages deeper than protobuf reads ({e}): subgraphs "
                                  "(If/Loop/Scan bodies) inside subgraphs to a depth no real model has") from None
         if looks_onnx:
@@ -60,9 +60,7 @@ def _parse_model(path: str, data: bytes) -> onnx.ModelProto:
         raise ModelLoadError(f"{path}: not an ONNX model (the file does not parse as an ONNX protobuf)") from None
     if not model.HasField("graph") or model.ir_version == 0 and not len(model.opset_import):
         raise ModelLoadError(f"{path}: not an ONNX model (no graph or version in the file)")
-    check_header(model, path)
-    check_subgraph_count(model, path)  # first: the text check walks every message in Python
-    check_text_fields(model, path)
+    check_parsed(model, path)
     return model
 
 
@@ -124,6 +122,13 @@ def check_text_fields(model: onnx.ModelProto, path: str) -> None:
     shown = raw[:40] + (b"..." if len(raw) > 40 else b"")
     raise ModelLoadError(f"{path}: {location}: {field} is not valid UTF-8 ({shown!r}); ONNX text fields must "
                          "be UTF-8")
+
+
+def check_parsed(model: onnx.ModelProto, path: str) -> None:
+    """The checks of a parsed model, whichever way it was parsed (whole, or without its weights' bytes)."""
+    check_header(model, path)
+    check_subgraph_count(model, path)  # before the text check, which walks every message in Python
+    check_text_fields(model, path)
 
 
 def check_header(model: onnx.ModelProto, path: str) -> None:
@@ -262,9 +267,7 @@ def _parse_skeleton(path: str, data: bytes) -> tuple[onnx.ModelProto, list | Non
             model = onnx.ModelProto.FromString(skeleton)
             if (model.HasField("graph") and len(model.graph.initializer) == len(raw)
                     and (model.ir_version or len(model.opset_import))):
-                check_header(model, path)
-                check_subgraph_count(model, path)
-                check_text_fields(model, path)
+                check_parsed(model, path)
                 return model, raw
     except (ValueError, DecodeError, RuntimeError):
         pass

@@ -248,6 +248,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def read_npz_arrays(path: str | os.PathLike) -> dict[str, Any]:
+    """The arrays of an ``.npz`` a user gives, read without unpickling anything (``allow_pickle=False``);
+    ``ValueError`` naming the first member that is no numeric array (numpy hands back a member that is no ``.npy``
+    file as its raw bytes: a hostile policy file gave an AttributeError traceback, an outside check)."""
+    import numpy as np
+
+    with np.load(os.fspath(path), allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    for k, a in arrays.items():
+        if not isinstance(a, np.ndarray) or a.dtype.kind not in "biuf":
+            raise ValueError(f"member {k!r} is not a numeric array")
+    return arrays
+
+
 JSON_NESTING_LIMIT = 64
 """Deepest nesting of lists and objects ``parse_json`` takes: graphmill's own files nest a few levels (a search
 space's sub-spaces, a checkpoint's trials); what reads them recurses (``Space.from_json``, hashing a

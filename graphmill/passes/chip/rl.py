@@ -364,12 +364,10 @@ def load_policy(path: str | os.PathLike):
     """A policy saved by ``save_policy`` (read with allow_pickle=False: no code runs)."""
     import torch
 
+    from graphmill.util.files import read_npz_arrays
+
     try:
-        with np.load(os.fspath(path), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        for k, a in arrays.items():  # a member that is no .npy file comes back as its raw bytes
-            if not isinstance(a, np.ndarray) or a.dtype.kind not in "biuf":
-                raise ValueError(f"member {k!r} is not a numeric array")
+        arrays = read_npz_arrays(path)
         hidden, layers = (int(v) for v in arrays.pop("__config__"))
         # built before the weights are read: a hostile file must not ask for gigabytes (an outside check)
         if not (1 <= hidden <= 1024 and 0 <= layers <= 16):

@@ -272,7 +272,7 @@ def load_policy(path: str | os.PathLike | None = None) -> tuple[GraphPolicy, dic
         raise UserInputError(f"{path}: cannot read the policy ({e.strerror or e})") from None
     if not zipfile.is_zipfile(path):  # np.load would call any other file pickled data and suggest unpickling it
         raise UserInputError(f"{path}: not a graphmill policy (not an .npz archive)")
-    from graphmill.util.files import TEXT_FILE_LIMIT, parse_json, read_user_file
+    from graphmill.util.files import TEXT_FILE_LIMIT, parse_json, read_npz_arrays, read_user_file
 
     try:
         meta = parse_json(read_user_file(meta_path, TEXT_FILE_LIMIT, "a policy's metadata (JSON)"))
@@ -290,13 +290,7 @@ def load_policy(path: str | os.PathLike | None = None) -> tuple[GraphPolicy, dic
         if fmt != POLICY_FORMAT:
             raise ValueError(f"format {fmt!r}, expected {POLICY_FORMAT!r}")
         policy = GraphPolicy(**policy_config(meta.get("config")))
-        with np.load(path, allow_pickle=False) as z:
-            state = {}
-            for k in z.files:
-                a = z[k]  # a member that is no .npy file comes back as its raw bytes
-                if not isinstance(a, np.ndarray) or a.dtype.kind not in "biuf":
-                    raise ValueError(f"member {k!r} is not a numeric array")
-                state[k] = torch.from_numpy(a.copy())
+        state = {k: torch.from_numpy(a.copy()) for k, a in read_npz_arrays(path).items()}
         check_state(policy, state)
         policy.load_state_dict(state)
     except (ValueError, KeyError, TypeError, OSError, RuntimeError, EOFError, zipfile.BadZipFile) as e:
