@@ -97,11 +97,17 @@ def _kind_name(kind: int) -> str:
         return f"of unknown kind {kind}"
 
 
+class UnknownElementType(ValueError):
+    """A type naming an element type code that onnx does not define (``elem_type`` 12345). Refused at load:
+    kept as UNDEFINED, the file was written back changed (12345 -> 0) or, after shape inference, as float."""
+
+
 def _dtype(code: int) -> DataType:
     try:
         return DataType(code)
     except ValueError:
-        return DataType.UNDEFINED
+        raise UnknownElementType(f"element type {code}, which onnx {onnx.__version__} does not define "
+                                 f"(TensorProto.DataType)") from None
 
 
 def _props(entries) -> dict[str, str]:
@@ -123,7 +129,10 @@ class _Importer:
     def value_type(self, vi: onnx.ValueInfoProto, graph_name: str) -> Type | None:
         """``vi``'s type; a negative dimension is refused here, naming the value, not later as numpy's
         "negative dimensions are not allowed" from the first pass that makes inputs of that shape."""
-        t = type_from_proto(vi.type) if vi.HasField("type") else None
+        try:
+            t = type_from_proto(vi.type) if vi.HasField("type") else None
+        except UnknownElementType as e:
+            raise self.error(f"value {vi.name!r} in graph {graph_name!r} is declared with {e}") from None
         bad = _negative_dim(t)
         if bad is not None:
             raise self.error(f"value {vi.name!r} in graph {graph_name!r} is declared with dimension {bad} "
@@ -176,10 +185,12 @@ class _Importer:
             v = [_text(s) for s in ap.strings]
         elif k == AttrKind.GRAPHS:
             v = [self.graph(g, scope) for g in ap.graphs]
-        elif k == AttrKind.TYPE_PROTO:
-            v = type_from_proto(ap.tp)
-        elif k == AttrKind.TYPE_PROTOS:
-            v = [type_from_proto(t) for t in ap.type_protos]
+        elif k in (AttrKind.TYPE_PROTO, AttrKind.TYPE_PROTOS):
+            try:
+                v = type_from_proto(ap.tp) if k == AttrKind.TYPE_PROTO else [type_from_proto(t) for t in ap.type_protos]
+            except UnknownElementType as e:
+                where = f" of {owner.describe()}" if owner is not None else ""
+                raise self.error(f"attribute {ap.name!r}{where} holds a type with {e}") from None
         else:
             v = None
         return Attr(ap.name, k, v, "", ap.doc_string)

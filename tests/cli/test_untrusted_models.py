@@ -211,6 +211,14 @@ def _negative_dim(path) -> str:
     return str(path)
 
 
+def _unknown_element_type(path) -> str:
+    """Before: loaded as UNDEFINED; roundtrip wrote the output back as elem_type 0, optimize as float (a fuzzer)."""
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g",
+                          [helper.make_tensor_value_info("x", 1, [4])], [helper.make_tensor_value_info("y", 12345, [4])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
 def _attr_of_wrong_kind(path) -> str:
     """Before: "pass 'simplify' failed: ValueError: invalid literal for int()" with a reproducer."""
     node = helper.make_node("Transpose", ["x"], ["y"], name="t")
@@ -253,6 +261,8 @@ MALFORMED = {
     "extra_output": (_extra_output, ["Relu node 'two_out'", "2 outputs, but Relu (opset 14) takes 1"]),
     "nul_in_external_location": (_nul_in_location, ["tensor 'w'", "'w\\x00.bin', a location with a NUL byte"]),
     "negative_dim": (_negative_dim, ["value 'x' in graph 'g' is declared with dimension -3 (shape [-3])"]),
+    "unknown_element_type": (_unknown_element_type, ["value 'y' in graph 'g' is declared with element type 12345, "
+                                                     "which onnx", "does not define"]),
     "attribute_of_wrong_kind": (_attr_of_wrong_kind, ["Transpose node 't' in graph 'g': attribute 'perm' is STRING, "
                                                       "but Transpose (opset 17) takes INTS"]),
     "two_producers": (_two_producers, ["Neg node 'second' in graph 'g' defines 'y', which Relu node 'first' "

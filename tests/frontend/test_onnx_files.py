@@ -588,3 +588,25 @@ def test_a_refused_tensor_of_an_attribute_names_the_attribute_and_its_node(tmp_p
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
     with pytest.raises(UnsafeModelError, match=r"m\.onnx: tensor 'w' refers to external data"):
         graphmill.load(path)
+
+
+def test_an_element_type_onnx_does_not_define_is_refused_where_it_is_declared(tmp_path):
+    """elem_type 12345 loaded as UNDEFINED, and roundtrip wrote it back as 0 (an outside fuzzer). Reference: the
+    codes of onnx.TensorProto.DataType; the Optional op's ``type`` attribute (a TYPE_PROTO) is refused too."""
+    assert 12345 not in onnx.TensorProto.DataType.values()
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g", [x],
+                          [helper.make_tensor_value_info("y", 12345, [2])])
+    path = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(ModelLoadError, match=r"m\.onnx: value 'y' in graph 'g' is declared with element type 12345, "
+                                             r"which onnx .* does not define"):
+        graphmill.load(path)
+    opt = helper.make_node("Optional", [], ["o"], name="none_yet",
+                           type=helper.make_tensor_type_proto(12345, [2]))
+    g = helper.make_graph([opt, helper.make_node("Relu", ["x"], ["y"], name="r")], "g", [x],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(ModelLoadError, match=r"attribute 'type' of Optional node 'none_yet' holds a type with "
+                                             r"element type 12345"):
+        graphmill.load(path)
