@@ -221,3 +221,21 @@ def test_a_budget_the_checkpoint_already_holds_samples_nothing_and_says_so(tmp_p
                         options=opts, checkpoint=ck, progress=lines.append)
     assert any("already holds 16 placements, --budget 8: nothing sampled" in line for line in lines), lines
     assert again.info["learned"]["samples"] == 16 and again.report["makespan"] == first.report["makespan"]
+
+
+def test_an_op_is_one_type_whichever_spelling_of_the_onnx_domain_it_has():
+    """Relu with domain "" and with "ai.onnx" is one op (the ONNX spec: both name the default domain); the RL
+    placer's op vocabulary gave them two type ids."""
+    from graphmill.ir.builder import GraphBuilder
+    from graphmill.passes.placement import build_problem
+    from graphmill.passes.placement.rl import op_features
+
+    b = GraphBuilder("g", opset=17)
+    x = b.input("x", "float32", [8, 8])
+    y = b.op("Relu", x)
+    z = b.op("Relu", y)
+    b.output(z)
+    g = b.build()
+    g.nodes[1].domain = "ai.onnx"
+    _, tid, ntypes = op_features(build_problem(g, PlacementCostModel(device_set(devices=2))))
+    assert ntypes == 1 and tid.tolist() == [0, 0]

@@ -103,8 +103,7 @@ def op_features(prob: PlacementProblem) -> tuple[np.ndarray, np.ndarray, int]:
             down[j] = max(down[j], down[i] + w[i])
     cp = max(float((up + down).max()), 1e-30)
     for i, node in enumerate(prob.nodes):
-        key = f"{node.domain}::{node.op_type}" if node.domain else node.op_type
-        tid[i] = types.setdefault(key, len(types))
+        tid[i] = types.setdefault(node.qualified_op, len(types))  # ai.onnx::Conv is Conv
         shape = ()
         for o in node.outputs:
             if o is not None and getattr(o.type, "shape", None) is not None:
