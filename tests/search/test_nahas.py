@@ -82,6 +82,24 @@ def test_area_filter_redraws_proposals_over_the_budget():
     assert again.ask() == strat.ask()  # the state round-trips through JSON (checkpoints)
 
 
+def test_area_filter_uses_the_evaluators_area_model():
+    """A NahasEvaluator built with its own AreaModel: the filter read the module's AREA, so designs the evaluator
+    would refuse as over the budget were proposed and spent (left alone in earlier notes). Reference: the area by
+    hand with PEs three times as large."""
+    from graphmill.search import strategies
+    from graphmill.search.spaces import accelerator_space
+
+    big_pe = {"pe_mm2": 3 * nahas.AREA.pe_mm2, "sram_mm2_per_kb": nahas.AREA.sram_mm2_per_kb,
+              "fixed_mm2": nahas.AREA.fixed_mm2}
+    strat = strategies.get("nahas-area", accelerator_space(), seed=0, inner="random", area_mm2=2.0, accel_key="",
+                           area_model=big_pe)
+    for _ in range(30):
+        a = strat.ask()
+        pes, kb = a["rows"] * a["cols"], a["ifmap_kb"] + a["filter_kb"] + a["ofmap_kb"]
+        assert _area_by_hand(a["rows"], a["cols"], [kb]) + pes * 2 * (282 + 137 + 48 * 4.52) / 1e6 <= 2.0, a
+        strat.tell(a, 0.5)
+
+
 def test_bad_input_refused_before_anything_is_written(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(UserInputError, match=r"every accelerator of the space exceeds it .*8x8 PEs"):

@@ -507,6 +507,7 @@ class NahasEvaluator:
                                 strategy_options={"inner": self.accel_strategy,
                                                   "inner_options": dict(self.accel_strategy_options),
                                                   "area_mm2": self.area_budget, "accel_key": "",
+                                                  "area_model": dataclasses.asdict(self.area),
                                                   "first": list(warm or [])[:sims]})
             if result.interrupted:  # search.run stops on Ctrl-C and returns: the outer search must stop too
                 raise KeyboardInterrupt
@@ -580,20 +581,23 @@ class AreaFiltered(Strategy):
     proposal is returned anyway (the evaluator scores it ``-area / budget``).
 
     ``accel_key``: where the accelerator is in a configuration (``"accel"`` in the joint space; ``""``: the
-    configuration is the accelerator). ``area_mm2`` 0: no budget (every proposal passes). ``first``:
+    configuration is the accelerator). ``area_mm2`` 0: no budget (every proposal passes); ``area_model``: the
+    ``AreaModel``'s fields, as the evaluator's (``{}``: ``AREA``), so that the filter and the evaluator agree
+    on which designs fit. ``first``:
     configurations proposed before the inner strategy's (the nested search's warm start); their results are
     told to the inner strategy like its own (an evolution population takes them in).
     """
 
     name = "nahas-area"
-    OPTIONS = {"inner": "evolution", "inner_options": {}, "area_mm2": 0.0, "accel_key": "accel", "tries": 1000,
-               "first": []}
+    OPTIONS = {"inner": "evolution", "inner_options": {}, "area_mm2": 0.0, "area_model": {}, "accel_key": "accel",
+               "tries": 1000, "first": []}
 
     def __init__(self, space: Space, *, seed: int = 0, **options: Any) -> None:
         super().__init__(space, seed=seed, **options)
         from graphmill.search.strategies import strategy_class
 
         self.inner = strategy_class(self.options["inner"])(space, seed=seed, **dict(self.options["inner_options"]))
+        self.area = AreaModel(**self.options["area_model"])
         self.refused = 0
         self.given = 0
 
@@ -602,7 +606,7 @@ class AreaFiltered(Strategy):
         acc = config.get(key) if key else config
         if not isinstance(acc, dict) or not {"rows", "cols", "ifmap_kb", "filter_kb", "ofmap_kb"} <= set(acc):
             return None
-        return AREA.of(acc)
+        return self.area.of(acc)
 
     def ask(self) -> dict:
         budget = self.options["area_mm2"]
@@ -831,7 +835,8 @@ class _Run:
         # proposals over the area budget are redrawn, never evaluated (AreaFiltered); a network-only step has none
         joint = evaluate.fixed_nn is None and evaluate.fixed_accel is None and not evaluate.inner_sims
         strat_opts = {"inner": strategy, "inner_options": evolution_options(opts, strategy),
-                      "area_mm2": evaluate.area_budget, "accel_key": "accel" if joint else ""}
+                      "area_mm2": evaluate.area_budget, "area_model": dataclasses.asdict(evaluate.area),
+                      "accel_key": "accel" if joint else ""}
 
         def report(info: dict) -> None:
             if self.progress is None:
