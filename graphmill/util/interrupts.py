@@ -153,6 +153,29 @@ class TerminateAsInterrupt:
             self._old = None
 
 
+@contextlib.contextmanager
+def ctrl_c_ignored_by_started_processes() -> Iterator[None]:
+    """Processes exec'd in the block (multiprocessing's spawn) inherit SIGINT ignored: a disposition of SIG_IGN
+    survives exec, and Python then installs no KeyboardInterrupt handler of its own, so no Ctrl-C can end them
+    with a traceback while they import. For a block of milliseconds: a Ctrl-C to this process meanwhile is held
+    while it reaches the main thread (blocked there, it stays pending), but one that the kernel hands to another
+    thread is lost (ignored). A ``Process.start()`` whose pickled arguments exceed the pipe's buffer lasts as long as
+    the child's imports (``partition --run``'s stage graphs: 5.6 s), so that is no place for it."""
+    signum = signal.SIGINT
+    if threading.current_thread() is not threading.main_thread():  # signal.signal works in the main thread only
+        yield
+        return
+    mask = getattr(signal, "pthread_sigmask", None)
+    held = mask(signal.SIG_BLOCK, {signum}) if mask else None
+    handler = signal.signal(signum, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        if mask:
+            mask(signal.SIG_SETMASK, held)
+
+
 def join_or_stop(ctx: Any, tick: Callable[[], None] | None = None, poll_s: float = 0.2) -> None:
     """Wait for the processes of ``ctx`` (``torch.multiprocessing.start_processes(..., join=False)``), calling
     ``tick`` between waits; a failing process raises as ``ctx.join`` does. Interrupted (a Ctrl-C or SIGTERM that

@@ -96,6 +96,49 @@ def test_join_or_stop_terminates_the_processes_when_the_parent_is_interrupted():
     assert not any(p.is_alive() for p in ctx.processes) and time.monotonic() - t0 < 60
 
 
+EVALUATOR_RECORDING_ITS_IMPORT = """
+import os, signal
+with open(os.environ["GRAPHMILL_TEST_RECORD"], "w") as f:  # how Ctrl-C acts while the worker imports this module
+    f.write(str(signal.getsignal(signal.SIGINT) == signal.SIG_IGN))
+def evaluate(config):
+    return 0.0
+"""
+
+
+def test_search_workers_ignore_ctrl_c_while_they_import_the_evaluator(tmp_path, monkeypatch):
+    """A terminal's Ctrl-C reaches the whole process group: a pool worker importing the evaluator's module (torch,
+    seconds) printed its own KeyboardInterrupt traceback under the search's one line, as it set SIGINT ignored only
+    once it ran. Now it starts with SIGINT ignored (the search stops its workers itself). Reference: the
+    disposition the worker reads while its evaluator's module is imported; the parent's own is unchanged."""
+    import importlib
+    import sys
+
+    from graphmill.search.executors.pool import ProcessPoolExecutor
+
+    (tmp_path / "records_import.py").write_text(EVALUATOR_RECORDING_ITS_IMPORT)
+    record = tmp_path / "record"
+    monkeypatch.setenv("GRAPHMILL_TEST_RECORD", str(record))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    evaluate = importlib.import_module("records_import").evaluate
+    assert record.read_text() == "False"  # here, in the test's process, Python's KeyboardInterrupt handler
+    record.unlink()
+    before = signal.getsignal(signal.SIGINT)
+    pool = ProcessPoolExecutor(evaluate, 1)
+    try:
+        assert signal.getsignal(signal.SIGINT) is before
+        assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        pool.submit(0, {})
+        for _ in range(600):
+            if record.exists() and record.read_text():
+                break
+            time.sleep(0.1)
+        assert record.read_text() == "True"
+    finally:
+        pool.close()
+        sys.modules.pop("records_import", None)
+
+
 EVALUATOR_TERMINATING_ON_ITS_SECOND_CALL = """
 import os, signal
 calls = []

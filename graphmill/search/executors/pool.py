@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from graphmill.search.executors.base import Executor, call
 from graphmill.util.errors import UserInputError
+from graphmill.util.interrupts import ctrl_c_ignored_by_started_processes
 
 
 def _die_with_parent(search_pid: int) -> None:  # pragma: no cover - runs in a child process
@@ -68,7 +69,7 @@ def _alive(pid: int) -> bool:  # pragma: no cover - runs in a child process
 
 def _worker_main(conn, evaluate: Callable[[dict], Any], search_pid: int) -> None:  # pragma: no cover - a child
     _die_with_parent(search_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # spawned workers start so (ProcessPoolExecutor._start); forked ones too
     while True:
         try:
             msg = conn.recv()
@@ -123,7 +124,8 @@ class ProcessPoolExecutor(Executor):
     def _start(self, slot: _Slot) -> None:
         parent, child = self.ctx.Pipe()
         proc = self.ctx.Process(target=_worker_main, args=(child, self.evaluate, os.getpid()), daemon=True)
-        proc.start()
+        with ctrl_c_ignored_by_started_processes():  # a Ctrl-C is the search's: it stops the workers itself
+            proc.start()
         child.close()
         slot.proc, slot.conn, slot.token, slot.ready = proc, parent, None, False
 
