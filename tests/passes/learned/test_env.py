@@ -371,3 +371,33 @@ def test_a_long_chain_of_views_in_a_group_costs_what_its_one_real_op_costs():
     nodes = list(g.nodes)
     gc = cm.group_cost(nodes, 0)
     assert gc.time == cm.op_time(nodes[-1]) == 64.0 and (gc.read_bytes, gc.write_bytes) == (256, 256)
+
+
+def test_a_tensor_read_only_through_shape_is_neither_kept_nor_read():
+    """Add(Expand(y, Shape(h)), z) in a group with h's producer: Shape reads h's shape, not its data, but h counted
+    as an intermediate kept on chip, so a group that fits was refused (left alone in earlier notes). Reference:
+    hand computations on the tiny chip (fusion_cost.py's rule; 1,024 words of active buffer halves)."""
+    b = GraphBuilder("shape_of")
+    x = b.input("x", "float32", [1, 1100])
+    y = b.input("y", "float32", [1, 1])
+    z = b.input("z", "float32", [1, 1100])
+    h = b.Relu(x)                                   # 1,100 words: more than the 1,024 the buffers hold
+    b.output(b.Add(b.Expand(y, b.Shape(h)), z))
+    g = b.build()
+    cm = tiny()
+    nodes = list(g.nodes)
+    assert [n.op_type for n in nodes] == ["Relu", "Shape", "Expand", "Add"]
+    gc = cm.group_cost(nodes, 0)
+    # reads x (1,100), y through the Expand (1) and z (1,100); writes the Add's 1,100; keeps nothing on chip (h is
+    # computed and dropped). Compute: ceil(1,100 / 8) = 138 for the Relu and for the Add; traffic
+    # ceil(2,201 / 4) = 551 read, 1,100 / 4 = 275 written: 551 cycles
+    assert gc.fits, gc.reason
+    assert (gc.read_bytes, gc.write_bytes, gc.onchip_bytes) == (2201, 1100, 0)
+    assert gc.time == 551.0
+    # a Shape read outside the group is written at its own 2 words (int64 [2], a word an element here)
+    b = GraphBuilder("shape_out")
+    x = b.input("x", "float32", [1, 1100])
+    b.output(b.Shape(b.Relu(x)))
+    g = b.build()
+    out = cm.group_cost(list(g.nodes), 0)
+    assert out.fits and (out.read_bytes, out.write_bytes, out.onchip_bytes) == (1100, 2, 0)
