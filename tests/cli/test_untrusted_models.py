@@ -214,7 +214,8 @@ def _negative_dim(path) -> str:
 def _unknown_element_type(path) -> str:
     """Before: loaded as UNDEFINED; roundtrip wrote the output back as elem_type 0, optimize as float (a fuzzer)."""
     g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g",
-                          [helper.make_tensor_value_info("x", 1, [4])], [helper.make_tensor_value_info("y", 12345, [4])])
+                          [helper.make_tensor_value_info("x", 1, [4])],
+                          [helper.make_tensor_value_info("y", 12345, [4])])
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return str(path)
 
