@@ -48,7 +48,7 @@ def test_environment_is_the_commands_own(tmp_path):
     assert run_graphmill("inspect", model, cwd=tmp_path).returncode == 0
 
 
-def test_commands_run_the_tree_under_test_from_any_folder(tmp_path):
+def test_commands_run_thetree_under_test_from_any_folder(tmp_path):
     mark = tmp_path / "which"
     for fresh in (False, True):
         r = _optimize_with_plugin(tmp_path, f"import graphmill, pathlib\npathlib.Path({str(mark)!r}).write_text("
@@ -89,3 +89,20 @@ def test_timeout_kills_the_command_and_the_next_one_runs(tmp_path):
     time.sleep(3.5)
     assert not mark.exists()  # killed, not left running
     assert run_graphmill("--help").returncode == 0
+
+
+def test_python_dash_m_graphmill_is_the_command(tmp_path):
+    """``python -m graphmill`` said "No module named graphmill.__main__" (two outside checks tried it first).
+    Reference: the fresh ``python -m graphmill.cli`` process, stdout, stderr and status alike."""
+    import sys
+
+    from tests.support.cli_process import tree_under_test
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"),
+                                                                      tree_under_test()]))}
+    for args in (["--version"], ["inspect", "missing.onnx"]):
+        mine = subprocess.run([sys.executable, "-m", "graphmill", *args], capture_output=True, text=True, cwd=tmp_path,
+                              env=env, timeout=120)
+        fresh = run_graphmill(*args, cwd=tmp_path, fresh=True)
+        assert (mine.returncode, mine.stdout, mine.stderr) == (fresh.returncode, fresh.stdout, fresh.stderr)
+        assert mine.returncode == (0 if args == ["--version"] else 2) and (mine.stdout + mine.stderr).strip()

@@ -40,7 +40,7 @@ def _startup_settings(env: dict) -> dict:
 _STARTUP_NAMES = {"LANG", "LANGUAGE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"}
 
 
-def _tree_under_test() -> str:
+def tree_under_test() -> str:
     """The folder holding the graphmill package these tests import (not an installed copy elsewhere)."""
     import graphmill
 
@@ -51,7 +51,7 @@ def _server_process() -> subprocess.Popen:
     global _server, _server_env
     if _server is None or _server.poll() is not None:
         _server_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        _server = subprocess.Popen([sys.executable, _SERVER, _tree_under_test()], stdin=subprocess.PIPE,
+        _server = subprocess.Popen([sys.executable, _SERVER, tree_under_test()], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE,
                                    text=True, env=_server_env, cwd=os.path.dirname(_SERVER))
     return _server
@@ -103,7 +103,7 @@ def run_graphmill(*args: str, cwd: str | os.PathLike | None = None, env: dict | 
 
                 resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
         # the tree under test, after the command's own PYTHONPATH and before an installed copy
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), _tree_under_test()]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), tree_under_test()]))
         return subprocess.run([sys.executable, "-m", "graphmill.cli", *args], capture_output=True, text=True,
                               cwd=cwd, env=env, timeout=timeout, preexec_fn=cap)
     with _lock, tempfile.TemporaryDirectory(prefix="graphmill-cli-") as tmp:
