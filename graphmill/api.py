@@ -1051,7 +1051,9 @@ def train_policy(output: str | os.PathLike, *, steps: int | None = None, seed: i
     """Train the learned passes' policy with PPO on the default training set (``graphmill.search.learned``:
     zoo models forward and as training steps, random DAGs, 2/4/8 devices) and write it to ``output`` (.npz
     with its .json: architecture, training set, seed, options, time, ``command``). ``quick``: a small
-    training set (tests). Returns ``{"output", "steps", "samples", "seconds", "resumed", "final"}``."""
+    training set (tests). Returns ``{"output", "steps", "total_steps", "samples", "seconds", "resumed", "final",
+    "interrupted", "checkpoint"}``: a run stopped by Ctrl-C (after the step under way) writes no policy
+    (``output`` None) and names the ``checkpoint`` that resumes it (None without one)."""
     import time
 
     from graphmill.backends.simulator.devices import PlacementCostModel, device_set
@@ -1097,8 +1099,12 @@ def train_policy(output: str | os.PathLike, *, steps: int | None = None, seed: i
     _, info = train(tasks, seed=seed, options=opts, checkpoint=checkpoint, progress=progress, output=output,
                     meta={"command": command, "cost": "roofline", "accel": "placement-default"})
     last = info["history"][-1] if info["history"] else {}
-    return {"output": output, "steps": info["steps"], "samples": info["samples"], "seconds": info["seconds"],
-            "resumed": info["resumed"], "final": last.get("mean_time_vs_best_baseline")}
+    stopped = info["interrupted"]
+    return {"output": None if stopped else output, "steps": info["steps"],
+            "total_steps": int(opts.get("steps", DEFAULTS["steps"])), "samples": info["samples"],
+            "seconds": info["seconds"], "resumed": info["resumed"], "final": last.get("mean_time_vs_best_baseline"),
+            "interrupted": stopped,
+            "checkpoint": os.fspath(checkpoint) if stopped and checkpoint and os.path.exists(checkpoint) else None}
 
 
 CHIP_METHODS = ("fd", "sa", "rl")

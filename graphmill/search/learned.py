@@ -52,6 +52,7 @@ from graphmill.passes.learned.policy import POLICY_FORMAT, GraphPolicy, Sample, 
 from graphmill.passes.placement import build_problem, training_graph
 from graphmill.passes.placement.rl import chain_units, load_checkpoint, merge_options, merge_units
 from graphmill.util.files import save_torch_checkpoint
+from graphmill.util.interrupts import DeferredInterrupt
 
 __all__ = ["Task", "make_task", "random_graph", "training_set", "train", "fine_tune", "DEFAULTS",
            "TRAINING_MODELS", "task_units", "unit_moves",
@@ -262,8 +263,9 @@ def train(tasks: list[Task], *, seed: int = 0, options: dict | None = None, chec
           progress: Callable[[str], None] | None = None, output: str | None = None,
           meta: dict | None = None) -> tuple[GraphPolicy, dict]:
     """PPO across ``tasks`` (module docstring); returns the policy and ``{"history", "steps", "samples",
-    "seconds", "resumed"}``. ``output``: write the policy there (``save_policy``) with ``meta`` and the
-    training record (tasks, seed, options, time)."""
+    "seconds", "resumed", "interrupted"}``. ``output``: write the policy there (``save_policy``) with ``meta`` and
+    the training record (tasks, seed, options, time). A Ctrl-C (or SIGTERM under ``TerminateAsInterrupt``) ends
+    the run after the step under way, checkpointed: ``interrupted``, and no policy is written."""
     opts = _options(options)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -291,53 +293,55 @@ def _train(tasks, seed, opts, checkpoint, progress, output, meta):
     if resumed and progress and state["step"] >= steps:  # as search and the placers: nothing to train, said
         progress(f"train-policy: {checkpoint} already holds {state['step']} steps, --steps {steps}: nothing "
                  f"trained; the policy written is its {state['step']}-step one")
-    G = min(int(opts["graphs"]), len(tasks))
-    K = int(opts["samples"])
     seconds0 = float(state["seconds"])
     current: dict[str, tuple[dict, float]] = {}  # task -> (its refined state's observation, step time)
-    while state["step"] < steps:
-        if seconds0 + time.perf_counter() - t_start > float(opts["time_limit"]):
+    with DeferredInterrupt() as ctrl_c:  # Ctrl-C finishes the step under way and checkpoints it (a second: at once)
+        G = min(int(opts["graphs"]), len(tasks))
+        K = int(opts["samples"])
+        while state["step"] < steps and not ctrl_c.requested:
+            if seconds0 + time.perf_counter() - t_start > float(opts["time_limit"]):
+                if progress:
+                    progress(f"train-policy: time limit {opts['time_limit']:g} s reached at step {state['step']}")
+                break
+            k = state["step"]
+            rng = np.random.default_rng([seed, k])
+            gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            chosen = rng.choice(len(tasks), size=G, replace=False)
+            resets = rng.random(G) < float(opts["reset"])
+            batch = []
+            ratios, bests = [], []
+            for ti, reset in zip(chosen, resets):
+                task = tasks[int(ti)]
+                obs, cur_t = _state_of(task, state["states"], current, bool(reset))
+                t = obs_tensors(obs)
+                samples, r, sims = _rollouts(policy, t, task.jp, task.reference, K, gen, float(opts["penalty"]))
+                batch.append((t, samples, _advantages(r)))
+                ratios.append(float(np.mean(-r)))
+                dec, o = min(sims, key=lambda s: (not s[1].valid, s[1].makespan))
+                bests.append(min(cur_t, o.makespan if o.valid else math.inf) / task.reference)
+                if o.valid and o.makespan < cur_t:  # the task's state moves on: later steps refine the refined state
+                    state["states"][task.name] = [dec.device.tolist(), np.asarray(dec.fuse, bool).tolist(),
+                                                  np.asarray(dec.priority, np.float64).tolist()]
+                    current[task.name] = (state_features(task.jp, task.obs, dec, o), o.makespan)
+                state["samples"] += K
+            loss = _ppo_update(policy, optim, batch, opts)
+            state["step"] += 1
+            state["history"].append({"step": state["step"], "samples": state["samples"],
+                                     "mean_time_vs_best_baseline": float(np.mean(ratios)),
+                                     "best_state_vs_best_baseline": float(np.mean(bests)), "loss": loss,
+                                     "tasks": [tasks[int(i)].name for i in chosen]})
+            state["seconds"] = seconds0 + time.perf_counter() - t_start
+            if checkpoint:
+                save_torch_checkpoint(checkpoint, {"signature": sig, "policy": policy.state_dict(),
+                                                   "optim": optim.state_dict(), "state": state})
             if progress:
-                progress(f"train-policy: time limit {opts['time_limit']:g} s reached at step {state['step']}")
-            break
-        k = state["step"]
-        rng = np.random.default_rng([seed, k])
-        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        chosen = rng.choice(len(tasks), size=G, replace=False)
-        resets = rng.random(G) < float(opts["reset"])
-        batch = []
-        ratios, bests = [], []
-        for ti, reset in zip(chosen, resets):
-            task = tasks[int(ti)]
-            obs, cur_t = _state_of(task, state["states"], current, bool(reset))
-            t = obs_tensors(obs)
-            samples, r, sims = _rollouts(policy, t, task.jp, task.reference, K, gen, float(opts["penalty"]))
-            batch.append((t, samples, _advantages(r)))
-            ratios.append(float(np.mean(-r)))
-            dec, o = min(sims, key=lambda s: (not s[1].valid, s[1].makespan))
-            bests.append(min(cur_t, o.makespan if o.valid else math.inf) / task.reference)
-            if o.valid and o.makespan < cur_t:  # the task's state moves on: later steps refine the refined state
-                state["states"][task.name] = [dec.device.tolist(), np.asarray(dec.fuse, bool).tolist(),
-                                              np.asarray(dec.priority, np.float64).tolist()]
-                current[task.name] = (state_features(task.jp, task.obs, dec, o), o.makespan)
-            state["samples"] += K
-        loss = _ppo_update(policy, optim, batch, opts)
-        state["step"] += 1
-        state["history"].append({"step": state["step"], "samples": state["samples"],
-                                 "mean_time_vs_best_baseline": float(np.mean(ratios)),
-                                 "best_state_vs_best_baseline": float(np.mean(bests)), "loss": loss,
-                                 "tasks": [tasks[int(i)].name for i in chosen]})
-        state["seconds"] = seconds0 + time.perf_counter() - t_start
-        if checkpoint:
-            save_torch_checkpoint(checkpoint, {"signature": sig, "policy": policy.state_dict(),
-                                               "optim": optim.state_dict(), "state": state})
-        if progress:
-            progress(f"train-policy: step {state['step']}/{steps}, {state['samples']} samples, mean step time "
-                     f"{np.mean(ratios):.3f} of the best baseline (states {np.mean(bests):.3f}), loss {loss:.4f}, "
-                     f"{state['seconds']:.0f} s")
+                progress(f"train-policy: step {state['step']}/{steps}, {state['samples']} samples, mean step time "
+                         f"{np.mean(ratios):.3f} of the best baseline (states {np.mean(bests):.3f}), loss {loss:.4f}, "
+                         f"{state['seconds']:.0f} s")
+    interrupted = ctrl_c.requested and state["step"] < steps
     info = {"history": state["history"], "steps": state["step"], "samples": state["samples"],
-            "seconds": state["seconds"], "resumed": resumed}
-    if output:
+            "seconds": state["seconds"], "resumed": resumed, "interrupted": interrupted}
+    if output and not interrupted:  # an interrupted run writes no policy: its checkpoint resumes it
         record = {"training_set": [{"name": t.name, "ops": t.jp.n, "devices": t.jp.devices,
                                     "best_baseline": t.baseline} for t in tasks],
                   "seed": seed, "options": opts, "steps": state["step"], "samples": state["samples"],

@@ -87,3 +87,42 @@ def test_a_checkpoint_of_an_older_policy_format_is_refused_in_one_line(tmp_path,
     torch.save(state, ck)
     with pytest.raises(UserInputError, match="training set, options, seed or policy format"):
         api.train_policy(out, steps=2, quick=True, options=OPTIONS, checkpoint=str(ck))
+
+
+@pytest.mark.slow  # ~5 s: two short trainings
+def test_ctrl_c_finishes_the_step_checkpoints_it_and_says_so_in_the_json_report(tmp_path, capsys, monkeypatch):
+    """A real SIGINT while step 1 trains: the step finishes and is checkpointed, no policy is written, and with
+    ``--json -`` stdout holds a report saying so (it was empty: the run raised through the command, left alone in
+    earlier notes), exit 130; the same command then resumes at step 2. Reference: the operating system's signal
+    delivery, the files on disk and the step counts."""
+    import json
+    import os
+    import signal
+
+    from graphmill.cli import main
+    from graphmill.search import learned
+
+    real_update = learned._ppo_update
+    calls = []
+
+    def update_then_ctrl_c(*a, **k):  # Ctrl-C arrives while the first step is still training
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_update(*a, **k)
+
+    monkeypatch.setattr(learned, "_ppo_update", update_then_ctrl_c)
+    out, ck = tmp_path / "p.npz", tmp_path / "train.ckpt"
+    argv = ["train-policy", "-o", str(out), "--steps", "2", "--quick", "--checkpoint", str(ck), "--json", "-",
+            "--quiet"] + [f"--option={k}={v}" for k, v in OPTIONS.items()]
+    assert main(argv) == 130
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["interrupted"] is True and report["steps"] == 1 and report["total_steps"] == 2
+    assert report["output"] is None and report["checkpoint"] == str(ck)
+    assert "interrupted at step 1/2; no policy written" in captured.err and "rerun the same command" in captured.err
+    assert ck.exists() and not out.exists() and not (tmp_path / "p.json").exists()
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["interrupted"] is False and report["resumed"] and report["steps"] == 2
+    assert report["output"] == str(out) and out.exists() and not ck.exists() and len(calls) == 2
