@@ -156,24 +156,20 @@ class TerminateAsInterrupt:
 @contextlib.contextmanager
 def ctrl_c_ignored_by_started_processes() -> Iterator[None]:
     """Processes exec'd in the block (multiprocessing's spawn) inherit SIGINT ignored: a disposition of SIG_IGN
-    survives exec, and Python then installs no KeyboardInterrupt handler of its own, so no Ctrl-C can end them
-    with a traceback while they import. For a block of milliseconds: a Ctrl-C to this process meanwhile is held
-    while it reaches the main thread (blocked there, it stays pending), but one that the kernel hands to another
-    thread is lost (ignored). A ``Process.start()`` whose pickled arguments exceed the pipe's buffer lasts as long as
-    the child's imports (``partition --run``'s stage graphs: 5.6 s), so that is no place for it."""
-    signum = signal.SIGINT
+    survives exec (a Python handler does not), and Python then installs no KeyboardInterrupt handler of its own, so
+    a terminal's Ctrl-C cannot end them with a traceback while they import; their parent stops them. For a block
+    of milliseconds (one ``Process.start()``; not one whose pickled arguments outlast the pipe's buffer, which
+    lasts as long as the child's imports: ``partition --run``'s stage graphs, 5.6 s): inside ``held_signals``, a
+    SIGTERM meanwhile acts when the block ends and both handlers are put back whatever a signal raised, but a Ctrl-C
+    meanwhile is lost (ignored, as the children must have it). No signal mask is changed: a mask survives exec
+    too, and a SIGINT blocked for life in the workers and all they start was the first version's flaw (a
+    review). Outside the main thread, and where there is no SIGINT disposition to inherit, nothing is done."""
     if threading.current_thread() is not threading.main_thread():  # signal.signal works in the main thread only
         yield
         return
-    mask = getattr(signal, "pthread_sigmask", None)
-    held = mask(signal.SIG_BLOCK, {signum}) if mask else None
-    handler = signal.signal(signum, signal.SIG_IGN)
-    try:
+    with held_signals():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # held_signals puts the original handler back at the end
         yield
-    finally:
-        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        if mask:
-            mask(signal.SIG_SETMASK, held)
 
 
 def join_or_stop(ctx: Any, tick: Callable[[], None] | None = None, poll_s: float = 0.2) -> None:

@@ -99,7 +99,8 @@ def test_join_or_stop_terminates_the_processes_when_the_parent_is_interrupted():
 EVALUATOR_RECORDING_ITS_IMPORT = """
 import os, signal
 with open(os.environ["GRAPHMILL_TEST_RECORD"], "w") as f:  # how Ctrl-C acts while the worker imports this module
-    f.write(str(signal.getsignal(signal.SIGINT) == signal.SIG_IGN))
+    f.write(str(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+            + str(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])))  # ignored, not blocked
 def evaluate(config):
     return 0.0
 """
@@ -121,7 +122,7 @@ def test_search_workers_ignore_ctrl_c_while_they_import_the_evaluator(tmp_path, 
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     evaluate = importlib.import_module("records_import").evaluate
-    assert record.read_text() == "False"  # here, in the test's process, Python's KeyboardInterrupt handler
+    assert record.read_text() == "FalseFalse"  # here, in the test's process, Python's KeyboardInterrupt handler
     record.unlink()
     before = signal.getsignal(signal.SIGINT)
     pool = ProcessPoolExecutor(evaluate, 1)
@@ -133,10 +134,31 @@ def test_search_workers_ignore_ctrl_c_while_they_import_the_evaluator(tmp_path, 
             if record.exists() and record.read_text():
                 break
             time.sleep(0.1)
-        assert record.read_text() == "True"
+        assert record.read_text() == "TrueFalse"  # ignored (a mask blocked for life was a review's finding)
     finally:
         pool.close()
         sys.modules.pop("records_import", None)
+
+
+def test_a_sigterm_while_workers_start_acts_after_with_every_handler_back():
+    """``ctrl_c_ignored_by_started_processes`` swapped SIGINT to ignored and back by hand: a SIGTERM handled in
+    between (``kill`` of a search, TerminateAsInterrupt raising KeyboardInterrupt) could leave SIGINT ignored for
+    the rest of the process (a review). Reference: the handlers and the signal mask as the process reads them."""
+    from graphmill.util.interrupts import ctrl_c_ignored_by_started_processes
+
+    before = signal.getsignal(signal.SIGINT)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    inside = []
+    with TerminateAsInterrupt() as term:
+        term_handler = signal.getsignal(signal.SIGTERM)
+        with pytest.raises(KeyboardInterrupt):
+            with ctrl_c_ignored_by_started_processes():
+                inside.append(signal.getsignal(signal.SIGINT))
+                os.kill(os.getpid(), signal.SIGTERM)  # held until the block ends
+                inside.append("after the SIGTERM")
+        assert term.terminated and signal.getsignal(signal.SIGTERM) == term_handler
+    assert inside == [signal.SIG_IGN, "after the SIGTERM"]
+    assert signal.getsignal(signal.SIGINT) is before and signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask
 
 
 EVALUATOR_TERMINATING_ON_ITS_SECOND_CALL = """

@@ -69,7 +69,7 @@ def _alive(pid: int) -> bool:  # pragma: no cover - runs in a child process
 
 def _worker_main(conn, evaluate: Callable[[dict], Any], search_pid: int) -> None:  # pragma: no cover - a child
     _die_with_parent(search_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # spawned ones start so (ProcessPoolExecutor._start); forked too
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # spawned ones start so (ProcessPoolExecutor._start); else now
     while True:
         try:
             msg = conn.recv()
