@@ -22,9 +22,9 @@ the roofline and the vector unit count them):
   (a Slice of a graph input: the slice; a Concat of an intermediate and an outside tensor: the outside one),
   and a vector op reads no more than it reads alone (a Gather: the rows it gathers, not its table);
   a view read outside the group is written at the smaller of its own words and those of the members' tensors
-  it is made of that are not written anyway (a Slice of an intermediate: the slice); a Shape or Size member is a
-  view of no tensor (``Expand(y, Shape(h))`` neither reads nor keeps ``h``; read outside, it is written at its own
-  few words); each outside tensor is read
+  it is made of that are not written anyway (a Slice of an intermediate: the slice); a Shape or Size member makes
+  a host-side value from no tensor's data (``Expand(y, Shape(h))`` neither reads nor keeps ``h``, and the shape,
+  free alone as all shape arithmetic is, is neither kept nor written); each outside tensor is read
   once, at the most any member reads of it, and no member reads more than alone (the roofline's words: a strided
   1x1 Conv its sampled pixels). Before
   2026-12-05 they paid the group's boundary like any op, so a group of free ops cost up to 1,154 cycles where
@@ -50,7 +50,7 @@ from graphmill.ir.types import TensorType, num_elements
 
 from .config import AccelConfig
 from .engine import array_words_read
-from .lowering import ArrayLayer, Uncosted, VectorLayer, lower_node
+from .lowering import ArrayLayer, Uncosted, VectorLayer, lower_node, reads_shape_only
 
 __all__ = ["GroupCost", "kernel_cost", "tensor_words"]
 
@@ -101,12 +101,6 @@ def _compute(node: Node, accel: AccelConfig) -> _Member:
     return _Member(c, array, "", bool(prims), read_cap)
 
 
-def _reads_shape_only(node: Node) -> bool:
-    """Shape and Size read their input's shape, not its data: a tensor a group reads only through them is neither
-    read from DRAM nor kept on chip (it was counted as an intermediate, which could refuse a group that fits)."""
-    return node.domain in ("", "ai.onnx") and node.op_type in ("Shape", "Size")
-
-
 def kernel_cost(nodes: list[Node], accel: AccelConfig, *, scale: float = 1.0, memo: dict | None = None) -> GroupCost:
     """``nodes`` run as one kernel on a chip of ``accel`` (module docstring); ``scale`` converts its cycles to
     the caller's time unit (a heterogeneous device: reference clock / own clock / speed). ``memo`` keeps each
@@ -136,12 +130,14 @@ def kernel_cost(nodes: list[Node], accel: AccelConfig, *, scale: float = 1.0, me
     sources: dict[int, tuple[dict, dict]] = {}
 
     def direct(v) -> tuple[dict, dict] | None:
-        """(``v``, outside the group) or (made by a member with primitives), or None for a free member's output;
-        a member's Shape or Size of a tensor is a view of none (its value is the shape, which the kernel knows)."""
+        """(``v``, outside the group) or (made by a member with primitives), or None for a free member's output.
+        A member Shape or Size makes a host-side value from no tensor's data: (nothing, nothing). Its input is
+        neither read nor kept on chip for it (it was counted as an intermediate, which could refuse a group that
+        fits), and the shape, free alone as all shape arithmetic is, costs nothing in a group either."""
         p = v.producer
         if p is None or id(p) not in members:
             return {id(v): v}, {}
-        if _reads_shape_only(p):
+        if reads_shape_only(p):
             return {}, {}
         return ({}, {id(v): v}) if id(p) not in free else None
 
@@ -203,9 +199,6 @@ def kernel_cost(nodes: list[Node], accel: AccelConfig, *, scale: float = 1.0, me
     write = sum(tensor_words(v) for v in written)
     whole = {id(v) for v in written}
     for v in views:
-        if _reads_shape_only(v.producer):  # a shape read outside: its own few words
-            write += tensor_words(v)
-            continue
         rest = {k: u for k, u in sources_of(v)[1].items() if k not in whole}
         if rest:
             write += min(tensor_words(v), sum(tensor_words(u) for u in rest.values()))

@@ -445,12 +445,17 @@ def lower_node(node: Node, uncosted: list[dict] | None = None) -> list:
     return [VectorLayer(name, op, elems, flops, _words(node.inputs), _words(node.outputs))]
 
 
+def reads_shape_only(node: Node) -> bool:
+    """Shape and Size: their value is their input's shape, which the host knows; they read none of its data."""
+    return node.op_type in ("Shape", "Size") and node.domain in _STANDARD
+
+
 def _shape_arithmetic(graph: Graph, constant: set[int]) -> set[int]:
     """ids of the nodes that compute only from Shape/Size outputs and constants (host-side shape math)."""
     derived: set[int] = set()
     free: set[int] = set()
     for n in graph.nodes:
-        if n.op_type in ("Shape", "Size") and n.domain in _STANDARD:
+        if reads_shape_only(n):
             derived.update(id(v) for v in n.outputs if v is not None)
             continue
         ins = [v for v in n.inputs if v is not None]

@@ -388,16 +388,31 @@ def test_a_tensor_read_only_through_shape_is_neither_kept_nor_read():
     nodes = list(g.nodes)
     assert [n.op_type for n in nodes] == ["Relu", "Shape", "Expand", "Add"]
     gc = cm.group_cost(nodes, 0)
-    # reads x (1,100), y through the Expand (1) and z (1,100); writes the Add's 1,100; keeps nothing on chip (h is
-    # computed and dropped). Compute: ceil(1,100 / 8) = 138 for the Relu and for the Add; traffic
-    # ceil(2,201 / 4) = 551 read, 1,100 / 4 = 275 written: 551 cycles
+    # reads x (1,100), y through the Expand (1) and z (1,100); writes the Add's 1,100; keeps nothing on chip: h is
+    # computed and dropped, the shape is host-side (free alone, as the simulator counts all shape arithmetic).
+    # Compute: ceil(1,100 / 8) = 138 for the Relu and for the Add; traffic ceil(2,201 / 4) = 551 read,
+    # 1,100 / 4 = 275 written: 551 cycles
     assert gc.fits, gc.reason
     assert (gc.read_bytes, gc.write_bytes, gc.onchip_bytes) == (2201, 1100, 0)
     assert gc.time == 551.0
-    # a Shape read outside the group is written at its own 2 words (int64 [2], a word an element here)
-    b = GraphBuilder("shape_out")
+    # Shape or Size read outside the group, through a view: host-side, written at no words (free alone too), and
+    # never at the tensor it measures; a Shape of an outside tensor reads none of it
+    for measure in ("Shape", "Size"):
+        b = GraphBuilder("measured_outside")
+        x = b.input("x", "float32", [1, 1100])
+        r = b.Relu(x)
+        b.output(r)
+        b.output(b.Reshape(getattr(b, measure)(r), np.array([-1], np.int64)))
+        g = b.build()
+        group = [n for n in g.nodes if n.op_type in ("Relu", measure, "Reshape")]
+        assert [cm.op_time(n) for n in group][1:] == [0.0, 0.0]
+        out = cm.group_cost(group, 0)
+        assert out.fits and (out.read_bytes, out.write_bytes, out.onchip_bytes) == (1100, 1100, 0), measure
+    b = GraphBuilder("shape_of_outside")
     x = b.input("x", "float32", [1, 1100])
-    b.output(b.Shape(b.Relu(x)))
+    y = b.input("y", "float32", [1, 1])
+    b.output(b.Relu(b.Expand(y, b.Shape(x))))
     g = b.build()
     out = cm.group_cost(list(g.nodes), 0)
-    assert out.fits and (out.read_bytes, out.write_bytes, out.onchip_bytes) == (1100, 2, 0)
+    # the Relu reads y through the Expand (1 word), not x; writes its 1,100
+    assert out.fits and (out.read_bytes, out.write_bytes, out.onchip_bytes) == (1, 1100, 0)
