@@ -322,6 +322,34 @@ def test_nested_search_returns_the_brute_force_best_accelerator(counted):
     assert counted[0].calls == 0  # the accelerator search trains nothing
 
 
+def test_the_inner_search_filters_proposals_with_the_evaluators_own_area_model(counted):
+    """An evaluator built with its own AreaModel (PEs four times as large): the area filter read the module's AREA,
+    so it passed designs the evaluator then refused as over the area, each one a trial of the inner search's
+    budget spent without a simulation (left alone in earlier notes). Reference: the area by hand with the larger
+    PE, and the simulator's calls counted."""
+    import itertools
+
+    values = {"rows": [8, 16, 32], "cols": [8, 16, 32], "dataflow": ["os", "ws"], "ifmap_kb": [32.0, 64.0],
+              "filter_kb": [32.0, 64.0], "ofmap_kb": [32.0], "dram_bw_words": [8]}
+    big_pe_um2 = 4 * (282 + 137 + 48 * 4.52)
+    budget = 1.4
+    points = list(itertools.product(*values.values()))
+    by_default = [c for c in points if _area_by_hand(c[0], c[1], c[3:6]) <= budget]
+    by_big = [c for c in points if _area_by_hand(c[0], c[1], c[3:6]) + c[0] * c[1] * (big_pe_um2 / 4 * 3) / 1e6
+              <= budget]
+    assert len(by_default) > 2 * len(by_big) and len(by_big) > 8  # the premise: the two models disagree often
+    area = nahas.AreaModel(pe_mm2=big_pe_um2 * 1e-6)
+    ev = nahas.NahasEvaluator(base=nahas.base_accelerator(None), area_budget=budget, latency_target=1e9,
+                              energy_ref=100.0, energy_w=-0.07, nn="tiny", latency_scale=2, accel_values=values,
+                              inner_sims=32, area=area)
+    got = ev.best_accelerator(nahas.reference_network("tiny"), sims=6)
+    assert got["sims"] == 6 == counted[1].calls  # every trial a simulation: none was a design over the area
+    assert got["area_mm2"] <= budget and got["area_mm2"] == pytest.approx(area.of(got["config"]))
+    assert nahas.area_option(nahas.AREA) == {}  # a default run's options are those of runs before the option
+    with pytest.raises(UserInputError, match="AreaModel's constants only"):
+        nahas.area_option(type("Custom", (nahas.AreaModel,), {})())
+
+
 def test_tight_area_budget_on_the_default_space_simulates_every_point_within_it(counted):
     """Reference: the default accelerator space's points within 0.93 mm^2 counted here with the area formula by
     hand (15 of 81,000). The inner search drew proposals at random and redrew those over the budget 1,000 times,
