@@ -239,3 +239,25 @@ def test_an_op_is_one_type_whichever_spelling_of_the_onnx_domain_it_has():
     g.nodes[1].domain = "ai.onnx"
     _, tid, ntypes = op_features(build_problem(g, PlacementCostModel(device_set(devices=2))))
     assert ntypes == 1 and tid.tolist() == [0, 0]
+
+
+def test_a_checkpoint_whose_policy_has_other_op_types_is_refused_in_one_line(tmp_path):
+    """A checkpoint written before the op-type vocabulary counted ai.onnx::Relu as Relu has one more type
+    embedding row; the signature (graph, devices, method, seed) still matched, and resuming failed in
+    load_state_dict with a size-mismatch traceback (a review). Reference: the checkpoint rewritten here with the
+    older vocabulary's embedding shape, and the project's one-line refusal."""
+    import torch
+
+    from graphmill.ir import UserInputError
+
+    ck = str(tmp_path / "p.ckpt")
+    cm = PlacementCostModel(device_set(devices=2))
+    place_graph(small_nmt(), cm, method="rl", budget=8, seed=0, options={"samples": 4}, checkpoint=ck)
+    state = torch.load(ck, weights_only=True)
+    emb = state["policy"]["type_emb.weight"]
+    state["policy"]["type_emb.weight"] = torch.cat([emb, emb[:1]])  # one type more, as the older keying had
+    torch.save(state, ck)
+    with pytest.raises(UserInputError, match=r"p\.ckpt: a checkpoint of another placement run \(its policy's op "
+                                             r"types differ\)"):
+        place_graph(small_nmt(), PlacementCostModel(device_set(devices=2)), method="rl", budget=16, seed=0,
+                    options={"samples": 4}, checkpoint=ck)

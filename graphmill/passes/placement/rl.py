@@ -393,7 +393,12 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
     resumed = False
     if checkpoint and os.path.exists(checkpoint):
         ck = load_checkpoint(checkpoint, sig, "placement", "graph, devices, their memory or links, method or seed")
-        policy.load_state_dict(ck["policy"])
+        try:
+            policy.load_state_dict(ck["policy"])
+        except RuntimeError:  # the signature matched, the policy's shapes do not: its op-type vocabulary changed
+            # (ai.onnx::Relu was keyed apart from Relu before 2026-12-05), which no signature of the graph records
+            raise UserInputError(f"{checkpoint}: a checkpoint of another placement run (its policy's op types "
+                                 "differ); give another path or remove it") from None
         optim.load_state_dict(ck["optim"])
         gen.set_state(ck["gen"])
         torch.set_rng_state(ck["torch_rng"])
