@@ -1101,7 +1101,7 @@ def train_policy(output: str | os.PathLike, *, steps: int | None = None, seed: i
     last = info["history"][-1] if info["history"] else {}
     stopped = info["interrupted"]
     return {"output": None if stopped else output, "steps": info["steps"],
-            "total_steps": int(opts.get("steps", DEFAULTS["steps"])), "samples": info["samples"],
+            "total_steps": info["total_steps"], "samples": info["samples"],
             "seconds": info["seconds"], "resumed": info["resumed"], "final": last.get("mean_time_vs_best_baseline"),
             "interrupted": stopped,
             "checkpoint": os.fspath(checkpoint) if stopped and checkpoint and os.path.exists(checkpoint) else None}

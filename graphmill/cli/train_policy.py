@@ -8,7 +8,7 @@ import shlex
 import sys
 
 from graphmill import api
-from graphmill.cli.common import emit_json, output_file, report_file, stopped_word
+from graphmill.cli.common import emit_json, output_file, report_file, report_interrupted
 from graphmill.errors import UserInputError
 from graphmill.util.files import check_output_paths, check_target
 
@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = api.train_policy(args.output, steps=args.steps, seed=args.seed, quick=args.quick, options=options,
                                checkpoint=args.checkpoint, progress=progress, command=command)
-    except KeyboardInterrupt:  # a second Ctrl-C, at once: say what a rerun does (the CLI's handler then prints
-        # "interrupted", exit 130)
+    except KeyboardInterrupt:  # a Ctrl-C outside the steps (building the training set, writing the policy) or a
+        # second one during a step: say what a rerun does (the CLI's handler then prints "interrupted", exit 130)
         if args.checkpoint and os.path.exists(args.checkpoint):
             print(f"graphmill train-policy: {args.checkpoint} holds the last finished step; rerun the same command "
                   "to resume", file=sys.stderr)
@@ -70,12 +70,11 @@ def run(args: argparse.Namespace) -> int:
         raise
     if args.json:
         emit_json(out, args.json)
-    if out["interrupted"]:  # after the step under way, checkpointed; exit 130 as every interrupted command
-        print(f"graphmill train-policy: {stopped_word()} at step {out['steps']}/{out['total_steps']}; no policy "
-              "written; " + (f"{out['checkpoint']} holds step {out['steps']}; rerun the same command to resume"
-                             if out["checkpoint"] else "nothing saved (no --checkpoint, or no step finished); a rerun "
-                                                       "starts over"), file=sys.stderr)
-        return 130
+    if out["interrupted"]:  # after the step under way, checkpointed: where it stopped and how to resume, exit 130
+        held = {"steps": out["steps"], "total_steps": out["total_steps"], "files": {"checkpoint": out["checkpoint"]},
+                "checkpoint_step": out["steps"] if out["checkpoint"] else 0}
+        return report_interrupted(held, "train-policy", nothing="no policy written, and no --checkpoint to resume from "
+                                                                "(or no step finished): a rerun starts over")
     if args.json != "-":
         final = "n/a" if out["final"] is None else f"{out['final']:.3f}"
         print(f"trained {out['steps']} steps ({out['samples']} samples) in {out['seconds']:.0f} s; last step's "

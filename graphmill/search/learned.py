@@ -262,8 +262,8 @@ def _options(options: dict | None) -> dict:
 def train(tasks: list[Task], *, seed: int = 0, options: dict | None = None, checkpoint: str | None = None,
           progress: Callable[[str], None] | None = None, output: str | None = None,
           meta: dict | None = None) -> tuple[GraphPolicy, dict]:
-    """PPO across ``tasks`` (module docstring); returns the policy and ``{"history", "steps", "samples",
-    "seconds", "resumed", "interrupted"}``. ``output``: write the policy there (``save_policy``) with ``meta`` and
+    """PPO across ``tasks`` (module docstring); returns the policy and ``{"history", "steps", "total_steps",
+    "samples", "seconds", "resumed", "interrupted"}``. ``output``: write the policy there (``save_policy``) with ``meta`` and
     the training record (tasks, seed, options, time). A Ctrl-C (or SIGTERM under ``TerminateAsInterrupt``) ends
     the run after the step under way, checkpointed: ``interrupted``, and no policy is written."""
     opts = _options(options)
@@ -340,7 +340,7 @@ def _train(tasks, seed, opts, checkpoint, progress, output, meta):
                          f"{state['seconds']:.0f} s")
     interrupted = ctrl_c.requested and state["step"] < steps
     info = {"history": state["history"], "steps": state["step"], "samples": state["samples"],
-            "seconds": state["seconds"], "resumed": resumed, "interrupted": interrupted}
+            "seconds": state["seconds"], "resumed": resumed, "interrupted": interrupted, "total_steps": steps}
     if output and not interrupted:  # an interrupted run writes no policy: its checkpoint resumes it
         record = {"training_set": [{"name": t.name, "ops": t.jp.n, "devices": t.jp.devices,
                                     "best_baseline": t.baseline} for t in tasks],

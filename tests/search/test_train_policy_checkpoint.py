@@ -102,27 +102,37 @@ def test_ctrl_c_finishes_the_step_checkpoints_it_and_says_so_in_the_json_report(
     from graphmill.cli import main
     from graphmill.search import learned
 
-    real_update = learned._ppo_update
-    calls = []
+    real_features, real_policy = learned.obs_tensors, learned.GraphPolicy
+    calls: list = []
+    training: list = []
 
-    def update_then_ctrl_c(*a, **k):  # Ctrl-C arrives while the first step is still training
-        calls.append(1)
-        if len(calls) == 1:
-            os.kill(os.getpid(), signal.SIGINT)
-        return real_update(*a, **k)
+    def policy_built(*a, **k):  # the training set is ready (its tasks read features too): the steps begin
+        training.append(1)
+        return real_policy(*a, **k)
 
-    monkeypatch.setattr(learned, "_ppo_update", update_then_ctrl_c)
+    def ctrl_c_while_the_first_step_trains(*a, **k):  # a graph's features, read as each step begins
+        if training:
+            calls.append(1)
+            if len(calls) == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+        return real_features(*a, **k)
+
+    monkeypatch.setattr(learned, "GraphPolicy", policy_built)
+    monkeypatch.setattr(learned, "obs_tensors", ctrl_c_while_the_first_step_trains)
     out, ck = tmp_path / "p.npz", tmp_path / "train.ckpt"
     argv = ["train-policy", "-o", str(out), "--steps", "2", "--quick", "--checkpoint", str(ck), "--json", "-",
             "--quiet"] + [f"--option={k}={v}" for k, v in OPTIONS.items()]
     assert main(argv) == 130
+    assert len(calls) == 1  # one graph a step (OPTIONS): stopped after step 1
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert report["interrupted"] is True and report["steps"] == 1 and report["total_steps"] == 2
     assert report["output"] is None and report["checkpoint"] == str(ck)
-    assert "interrupted at step 1/2; no policy written" in captured.err and "rerun the same command" in captured.err
+    assert f"interrupted at step 1/2; {ck} holds step 1; resume: " in captured.err
     assert ck.exists() and not out.exists() and not (tmp_path / "p.json").exists()
+    training.clear()
+    calls.clear()
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["interrupted"] is False and report["resumed"] and report["steps"] == 2
-    assert report["output"] == str(out) and out.exists() and not ck.exists() and len(calls) == 2
+    assert report["output"] == str(out) and out.exists() and not ck.exists() and len(calls) == 1  # step 2
