@@ -106,6 +106,9 @@ def _dtype(code: int) -> DataType:
     try:
         return DataType(code)
     except ValueError:
+        if code in onnx.TensorProto.DataType.values():  # a newer onnx than graphmill's DataType knows
+            raise UnknownElementType(f"element type {code} ({onnx.TensorProto.DataType.Name(code)}), which graphmill "
+                                     "does not support yet") from None
         raise UnknownElementType(f"element type {code}, which onnx {onnx.__version__} does not define "
                                  f"(TensorProto.DataType)") from None
 
