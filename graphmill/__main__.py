@@ -1,7 +1,5 @@
-"""``python -m graphmill``: the same as the ``graphmill`` console script (and ``python -m graphmill.cli``)."""
+"""``python -m graphmill``: runs ``graphmill.cli``'s ``__main__``, the same as the ``graphmill`` console script."""
 
-import sys
+import runpy
 
-from graphmill.cli import main
-
-sys.exit(main())
+runpy.run_module("graphmill.cli", run_name="__main__", alter_sys=True)

@@ -48,7 +48,7 @@ def test_environment_is_the_commands_own(tmp_path):
     assert run_graphmill("inspect", model, cwd=tmp_path).returncode == 0
 
 
-def test_commands_run_thetree_under_test_from_any_folder(tmp_path):
+def test_commands_run_the_tree_under_test_from_any_folder(tmp_path):
     mark = tmp_path / "which"
     for fresh in (False, True):
         r = _optimize_with_plugin(tmp_path, f"import graphmill, pathlib\npathlib.Path({str(mark)!r}).write_text("
