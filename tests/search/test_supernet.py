@@ -159,6 +159,29 @@ def test_selection_respects_the_budget_and_reports_inspect_macs(trained, tmp_pat
         select_child(ev, "macs", 10)
 
 
+@pytest.mark.slow
+def test_the_latency_a_refusal_names_admits_the_cheapest_child(trained):
+    """On a 700 MHz chip a latency is a repeating decimal: the refusal quoted 0.0984157 ms for 0.09841571...,
+    and that limit was refused in turn (an outside check). Reference: the cheapest coarse-grid child's simulated
+    latency, which the quoted figure must not be under."""
+    import os
+    import re
+
+    from graphmill.backends.simulator.config import load_accel
+
+    graph, spec, _ = load_supernet(trained)
+    accel = load_accel(os.path.join(os.path.dirname(__file__), "..", "..", "examples", "accelerators",
+                                    "tpu-v1-like.toml"))
+    ev = ChildEvaluator(graph, spec, accel=accel, calibrate=64)
+    low = min(ev.metric("latency_ms", c) for c in spec.coarse_grid())
+    assert f"{low:g}" != repr(low)  # the premise: six digits do not say it
+    with pytest.raises(UserInputError) as refused:
+        select_child(ev, "latency_ms", low * (1 - 1e-9))
+    quoted = float(re.search(r"needs (\S+) ms", str(refused.value)).group(1))
+    assert quoted >= low
+    assert select_child(ev, "latency_ms", quoted, coarse=1, max_evals=1).report["latency_ms"] <= quoted
+
+
 
 def test_reported_accuracy_is_exactly_onnx_runtimes_on_the_child_file(tmp_path):
     """Reference: ONNX Runtime on the saved child, its predictions counted by numpy. The report's accuracy was a
