@@ -345,9 +345,9 @@ def test_the_inner_search_filters_proposals_with_the_evaluators_own_area_model(c
     got = ev.best_accelerator(nahas.reference_network("tiny"), sims=6)
     assert got["sims"] == 6 == counted[1].calls  # every trial a simulation: none was a design over the area
     assert got["area_mm2"] <= budget and got["area_mm2"] == pytest.approx(area.of(got["config"]))
-    assert nahas.area_option(nahas.AREA) == {}  # a default run's options are those of runs before the option
+    assert nahas.area_options(nahas.AREA) == {}  # a default run's options are those of runs before the option
     with pytest.raises(UserInputError, match="AreaModel's constants only"):
-        nahas.area_option(type("Custom", (nahas.AreaModel,), {})())
+        nahas.area_options(type("Custom", (nahas.AreaModel,), {})())
 
 
 def test_tight_area_budget_on_the_default_space_simulates_every_point_within_it(counted):

@@ -182,13 +182,13 @@ class AreaModel:
 AREA = AreaModel()
 
 
-def area_option(area: AreaModel) -> dict:
-    """``area`` as the area filter's ``area_model`` option: ``{}`` for ``AREA``, so that the options a default run
-    records in its checkpoint stay those of runs from before the option (which resume). Only the constants travel:
-    a subclass overriding ``area_mm2`` is refused."""
+def area_options(area: AreaModel) -> dict:
+    """The area filter's options for ``area``: none for ``AREA``, so that the options a default run records in its
+    checkpoint stay those of runs from before ``area_model`` (which resume: the runner compares them), else
+    ``{"area_model": its constants}``. Only the constants travel: a subclass overriding ``area_mm2`` is refused."""
     if type(area) is not AreaModel:
         raise UserInputError(f"area model {type(area).__name__}: the area filter takes AreaModel's constants only")
-    return {} if area == AREA else dataclasses.asdict(area)
+    return {} if area == AREA else {"area_model": dataclasses.asdict(area)}
 
 #: 45 nm energy (Horowitz, ISSCC 2014): 8-bit multiply 0.2 pJ + 32-bit add 0.1 pJ; DRAM 1.3 nJ per 64-bit access
 MAC_PJ = 0.2 + 0.1
@@ -516,7 +516,7 @@ class NahasEvaluator:
                                 strategy_options={"inner": self.accel_strategy,
                                                   "inner_options": dict(self.accel_strategy_options),
                                                   "area_mm2": self.area_budget, "accel_key": "",
-                                                  "area_model": area_option(self.area),
+                                                  **area_options(self.area),
                                                   "first": list(warm or [])[:sims]})
             if result.interrupted:  # search.run stops on Ctrl-C and returns: the outer search must stop too
                 raise KeyboardInterrupt
@@ -844,7 +844,7 @@ class _Run:
         # proposals over the area budget are redrawn, never evaluated (AreaFiltered); a network-only step has none
         joint = evaluate.fixed_nn is None and evaluate.fixed_accel is None and not evaluate.inner_sims
         strat_opts = {"inner": strategy, "inner_options": evolution_options(opts, strategy),
-                      "area_mm2": evaluate.area_budget, "area_model": area_option(evaluate.area),
+                      "area_mm2": evaluate.area_budget, **area_options(evaluate.area),
                       "accel_key": "accel" if joint else ""}
 
         def report(info: dict) -> None:
