@@ -163,7 +163,8 @@ def ctrl_c_ignored_by_started_processes() -> Iterator[None]:
     SIGTERM meanwhile acts when the block ends and both handlers are put back whatever a signal raised, but a Ctrl-C
     meanwhile is lost (ignored, as the children must have it). No signal mask is changed: a mask survives exec
     too, and a SIGINT blocked for life in the workers and all they start was the first version's flaw (a
-    review). Outside the main thread, and where there is no SIGINT disposition to inherit, nothing is done."""
+    review). Outside the main thread nothing is done; on Windows, whose spawned processes inherit no disposition,
+    the children are as before."""
     if threading.current_thread() is not threading.main_thread():  # signal.signal works in the main thread only
         yield
         return

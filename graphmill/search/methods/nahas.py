@@ -190,6 +190,7 @@ def area_options(area: AreaModel) -> dict:
         raise UserInputError(f"area model {type(area).__name__}: the area filter takes AreaModel's constants only")
     return {} if area == AREA else {"area_model": dataclasses.asdict(area)}
 
+
 #: 45 nm energy (Horowitz, ISSCC 2014): 8-bit multiply 0.2 pJ + 32-bit add 0.1 pJ; DRAM 1.3 nJ per 64-bit access
 MAC_PJ = 0.2 + 0.1
 DRAM_PJ_PER_BYTE = 1300.0 / 8
