@@ -202,7 +202,7 @@ def plot_best_so_far(path: str, history: list, title: str = "") -> None:
     ax.set_xlabel("trials")
     ax.set_ylabel("reward")
     ax.set_title(title or f"{len(history)} trials ({failed} failed)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="best", framealpha=0.7)  # where it covers the fewest points (lower right hid trials)
     ax.grid(alpha=0.3)
     save_figure(fig, path, tight=True)
 
@@ -225,7 +225,7 @@ def plot_pareto(path: str, result: Any) -> bool:
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("accuracy")
     ax.set_title(f"accuracy / latency: {len(front)} of {len(pts)} trials on the front")
-    ax.legend(loc="lower right")
+    ax.legend(loc="best", framealpha=0.7)  # where it covers the fewest points (lower right hid trials)
     ax.grid(alpha=0.3)
     save_figure(fig, path, tight=True)
     return True
