@@ -331,6 +331,12 @@ class Comparison:
                 "outputs": [asdict(o) for o in self.outputs]}
 
 
+def _largest_finite(x: np.ndarray) -> float:
+    """The largest finite |value| of ``x`` (0 when it has none)."""
+    finite = np.abs(x[np.isfinite(x)])
+    return float(finite.max()) if finite.size else 0.0
+
+
 def compare_outputs(a: Mapping[str, Any], b: Mapping[str, Any], *, rtol: float, atol: float,
                     names: Sequence[str] | None = None, scale_atol: bool = False) -> Comparison:
     """Elementwise ``|a-b| <= atol + rtol*|a|`` per output, as ``numpy.allclose`` (NaNs must match NaNs); with
@@ -363,11 +369,12 @@ def compare_outputs(a: Mapping[str, Any], b: Mapping[str, Any], *, rtol: float, 
             diffs.append(OutputDiff(name, 0.0 if same else float("inf"), 0.0 if same else float("inf"), same))
             continue
         xf, yf = x.astype(np.float64), y.astype(np.float64)
+        narrow = x.dtype.kind == "f" and x.dtype.itemsize < 4 and (rtol > 0 or atol > 0)  # 0, 0: exact, as asked
+        peak = _largest_finite(xf) if narrow or scale_atol else 0.0
         out_rtol, floor = rtol, 0.0
-        if x.dtype.kind == "f" and x.dtype.itemsize < 4 and (rtol > 0 or atol > 0):  # 0, 0: exact, as asked
+        if narrow:
             eps = float(np.finfo(x.dtype).eps)
-            finite = np.abs(xf[np.isfinite(xf)])
-            out_rtol, floor = max(rtol, eps), eps * (float(finite.max()) if finite.size else 0.0)
+            out_rtol, floor = max(rtol, eps), eps * peak
             if str(x.dtype) not in precision:
                 precision.append(str(x.dtype))
         nan_ok = np.array_equal(np.isnan(xf), np.isnan(yf))
@@ -378,10 +385,7 @@ def compare_outputs(a: Mapping[str, Any], b: Mapping[str, Any], *, rtol: float, 
         max_abs = _nanmax(err)
         denom = np.maximum(np.abs(xf), 1e-30)
         max_rel = _nanmax(err / denom)
-        scale = 1.0
-        if scale_atol:
-            finite = np.abs(xf[np.isfinite(xf)])
-            scale = max(1.0, float(finite.max())) if finite.size else 1.0
+        scale = max(1.0, peak) if scale_atol else 1.0
         ok = nan_ok and bool(np.all(err <= max(atol * scale, floor) + out_rtol * np.abs(np.nan_to_num(xf))))
         diffs.append(OutputDiff(name, max_abs, max_rel, ok, "" if nan_ok else "NaN positions differ", scale))
     return Comparison(all(d.ok for d in diffs), rtol, atol, diffs, scale_atol, precision)
