@@ -22,6 +22,7 @@ from typing import Any
 from graphmill.util.errors import UserInputError
 from graphmill.util.interrupts import held_signals
 from graphmill.util.limits import size_text
+from graphmill.util.processes import process_running
 
 
 def _default_mode() -> int:
@@ -152,16 +153,6 @@ def _kept_mode(path: str) -> int:
     return stat.S_IMODE(st.st_mode) & 0o777 if stat.S_ISREG(st.st_mode) else _default_mode()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (OSError, OverflowError, ValueError):  # another user's (EPERM), or no pid at all: not ours to judge
-        return True
-    return True
-
-
 def host_tag() -> str:
     """This machine's name as a temporary's name carries it (letters, digits and '-' only)."""
     import socket
@@ -187,7 +178,7 @@ def remove_stale_temporaries(folder: str, name: str) -> list[str]:
         return removed
     for entry in entries:
         m = pattern.match(entry)
-        if m and not _alive(int(m.group(1))):
+        if m and not process_running(int(m.group(1))):
             try:
                 os.unlink(os.path.join(folder, entry))
                 removed.append(entry)

@@ -1,4 +1,4 @@
-"""Peak memory of a child process, read from outside it.
+"""Other processes, read from outside: whether one runs, and a child's peak memory.
 
 ``ru_maxrss`` of a waited-for child is not its own peak on Linux: a forked child starts with its parent's
 high-water mark and keeps it across ``exec``, so under a 1.5 GB test runner every child "peaks" at 1.5 GB.
@@ -44,3 +44,20 @@ def peak_rss_mib(code: str, args: Sequence[str] = (), *, env: dict | None = None
         tail = (err or "").strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"child failed (exit {p.returncode}): {tail[0]}")
     return peak, "".join(out_lines) + (rest or "")
+
+
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` runs: not when it is gone or a zombie (killed, not yet reaped); yes when it is
+    another user's (``kill`` refused) or the pid is no pid at all (not ours to judge, so nothing of it is taken
+    for dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError, ValueError):
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (not Linux): kill's answer stands
+        return True

@@ -25,6 +25,7 @@ from typing import Any, Callable
 from graphmill.search.executors.base import Executor, call
 from graphmill.util.errors import UserInputError
 from graphmill.util.interrupts import ctrl_c_ignored_by_started_processes
+from graphmill.util.processes import process_running
 
 
 def _die_with_parent(search_pid: int) -> None:  # pragma: no cover - runs in a child process
@@ -45,26 +46,11 @@ def _die_with_parent(search_pid: int) -> None:  # pragma: no cover - runs in a c
             pass
 
     def watch() -> None:
-        while _alive(search_pid):
+        while process_running(search_pid):
             time.sleep(0.5)
         os._exit(0)
 
     threading.Thread(target=watch, name="graphmill-search-watchdog", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:  # pragma: no cover - runs in a child process
-    """Whether process ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _worker_main(conn, evaluate: Callable[[dict], Any], search_pid: int) -> None:  # pragma: no cover - a child
