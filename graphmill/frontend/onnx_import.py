@@ -40,7 +40,7 @@ from graphmill.ir import (
     describe_node,
 )
 
-from graphmill.util.files import json_nesting
+from graphmill.util.files import JSON_NESTING_LIMIT, JsonTooDeep, parse_json
 
 from .onnx_tensors import resolve_external_data, tensor_from_proto
 
@@ -376,25 +376,19 @@ META_KEY = "graphmill.meta"
 
 
 def _meta_from_json(text: str, path: str, where: str) -> dict:
-    import json
-
     try:
-        meta = json.loads(text)
-        too_deep = json_nesting(meta, MAX_META_NESTING) > MAX_META_NESTING
-    except ValueError:
-        raise ModelLoadError(f"{path}: {where!r} has a malformed {META_KEY} entry (not JSON)") from None
-    except RecursionError:  # ~1,000 nested brackets: Python's parser recurses
-        too_deep = True
-    if too_deep:
+        meta = parse_json(text)
+    except JsonTooDeep:
         # what graphmill writes nests a few levels; deeper meta would make every later copy, comparison or
         # save recurse past Python's limit (a traceback, exit 1, where the file is the problem)
-        raise ModelLoadError(f"{path}: {where!r} has a {META_KEY} entry nested deeper than {MAX_META_NESTING} levels")
+        raise ModelLoadError(f"{path}: {where!r} has a {META_KEY} entry nested deeper than {JSON_NESTING_LIMIT} "
+                             "levels") from None
+    except ValueError:
+        raise ModelLoadError(f"{path}: {where!r} has a malformed {META_KEY} entry (not JSON)") from None
     if not isinstance(meta, dict):
         raise ModelLoadError(f"{path}: {where!r} has a {META_KEY} entry that is not a JSON object")
     return meta
 
-
-MAX_META_NESTING = 64
 
 
 def _text(b: bytes) -> str | bytes:

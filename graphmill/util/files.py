@@ -259,6 +259,11 @@ space's sub-spaces, a checkpoint's trials); what reads them recurses (``Space.fr
 configuration), and 480 nested sub-spaces, which parse, overflowed there with a 1,000-line traceback (a review)."""
 
 
+class JsonTooDeep(ValueError):
+    """``parse_json``'s refusal of a document nested deeper than ``JSON_NESTING_LIMIT``: a caller that words the
+    two apart (a model's ``graphmill.meta``) tells it from malformed JSON."""
+
+
 def json_nesting(value: Any, cap: int) -> int:
     """How deep lists and objects nest in a parsed JSON value, counted up to ``cap + 1`` (iteratively: the value
     may be deep)."""
@@ -279,9 +284,9 @@ def parse_json(data: str | bytes) -> Any:
     try:
         value = json.loads(data)
     except RecursionError:
-        raise ValueError("nested too deeply") from None
+        raise JsonTooDeep("nested too deeply") from None
     if json_nesting(value, JSON_NESTING_LIMIT) > JSON_NESTING_LIMIT:
-        raise ValueError(f"nested too deeply (more than {JSON_NESTING_LIMIT} levels)")
+        raise JsonTooDeep(f"nested too deeply (more than {JSON_NESTING_LIMIT} levels)")
     return value
 
 
