@@ -61,6 +61,10 @@ __all__ = ["Task", "make_task", "random_graph", "training_set", "train", "fine_t
 DEFAULTS = {"steps": 60, "graphs": 4, "samples": 8, "epochs": 3, "clip": 0.2, "lr": 0.003, "entropy": 0.001,
             "penalty": 3.0, "hidden": 64, "layers": 3, "time_limit": 600.0, "reset": 0.3}
 
+#: unit moves generated per one simulated (``fine_tune``'s ``units`` counts new states: a move to a state simulated
+#: already is skipped, not counted, so an iteration on an unchanged state goes on past its earlier moves)
+GEN = 8
+
 #: zoo models in the default training set (model, build kwargs); none of the held-out benchmark graphs
 TRAINING_MODELS = (("resnet18", {"batch": 8}), ("mobilenet_v2", {"batch": 8}))
 
@@ -394,8 +398,10 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
 
     ``units``: per iteration, after the policy's candidates, that many **chain-unit moves** (the placement RL
     placer's units, an Inception branch with its gradients, moved whole to another device), each simulated on
-    the current state and kept at once when faster (first improvement). A single-op change of a chain adds two
-    transfers, so the policy's single-op moves cannot spread parallel branches; these can. ``pick="guided"``
+    the current state and kept at once when faster (first improvement); a move to a state simulated already is
+    skipped and not counted, so an iteration on a state that did not change goes on past the earlier ones. A
+    single-op change of a chain adds two transfers, so the policy's single-op moves cannot spread parallel
+    branches; these can. ``pick="guided"``
     (default): chosen from the best state's simulated schedule (``guided_unit_moves``: the units the chain of
     waits setting its step time blames, ``blame_unit_moves``), uniform draws once those are spent (and with
     probability ``mix`` after a state's first move); ``pick="uniform"``: a seeded random unit and other device
@@ -443,7 +449,7 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
         unit_of = task_units(task.jp) if units else None
         urng = np.random.default_rng([seed, 1])
         sig = _fine_tune_signature(task, pol, dec0, seed, ref, dict(budget=budget, samples=samples, units=units,
-                                   singles=singles, top=list(top), rounds=rounds, pick=pick, mix=mix,
+                                   singles=singles, top=list(top), rounds=rounds, pick=pick, mix=mix, unit_gen=GEN,
                                    transform=transform is not None, opts=[opts[k] for k in sorted(opts)]))
         resumed = False
         if checkpoint and os.path.exists(checkpoint):
@@ -539,15 +545,19 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
             _ppo_update(pol, optim, [(t, ss, _advantages(r))], opts)
             best["steps"] += 1
             if units and best["n"] < budget:
-                gen_moves = (unit_moves(task.jp, lambda: best["dec"], unit_of, urng, units) if pick == "uniform"
-                             else guided_unit_moves(task.jp, lambda: (best["dec"], best["out"]), unit_of, urng, units,
-                                                    mix=mix))
+                if pick == "uniform":
+                    gen_moves = unit_moves(task.jp, lambda: best["dec"], unit_of, urng, GEN * units)
+                else:
+                    gen_moves = guided_unit_moves(task.jp, lambda: (best["dec"], best["out"]), unit_of, urng,
+                                                  GEN * units, mix=mix)
+                tried = 0
                 for g in gen_moves:
-                    if best["n"] >= budget:
+                    if best["n"] >= budget or tried >= units:
                         break
                     g = transform(g) if transform is not None else g
                     if state_key(g) not in seen:
                         record(g, task.jp.evaluate(g))
+                        tried += 1
             if best["t"] < before:
                 obs = state_features(task.jp, task.obs, best["dec"], best["out"])
             save()

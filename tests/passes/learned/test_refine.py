@@ -362,3 +362,49 @@ def test_fine_tune_from_a_callers_start_counts_samples_to_reference_from_new_sim
     assert len(times) == r["samples"] == 12 and times[0] > ref
     first = next((k + 1 for k, t in enumerate(times) if t <= ref), None)
     assert r["samples_to_reference"] == first
+
+
+def test_fine_tune_unit_moves_count_new_states_on_a_state_that_does_not_improve(monkeypatch):
+    """``units`` is the number of new states each iteration's chain-unit moves simulate: a move to a state
+    simulated already is skipped and not counted, so while the state does not change (here nothing beats it:
+    every state but the start is answered twice as slow) each iteration goes on past the moves of the ones
+    before. Before, the guided list restarted at its top each iteration, all of it seen, and the unit moves of
+    every iteration after the first simulated nothing. Reference: the moves counted as generated and simulated."""
+    import dataclasses
+
+    import graphmill.search.learned as learned
+
+    task = make_task("m", random_graph(5, "mlp", 30), PlacementCostModel(device_set(devices=3)))
+    jp = task.jp
+    start = task.obs["decisions"]
+    unit = task_units(jp)
+    members = [np.flatnonzero(unit == u).tolist() for u in range(unit.max() + 1)]
+    from graphmill.search.learned import blame_unit_moves
+
+    assert len(blame_unit_moves(jp, task.obs["outcome"], members)) >= 3  # the old code's repeat would fill k = 3
+    evaluate = jp.evaluate
+    start_key = state_key(start)
+
+    def slower(d):
+        o = evaluate(d)
+        return o if state_key(d) == start_key else dataclasses.replace(o, makespan=2 * task.reference)
+
+    monkeypatch.setattr(jp, "evaluate", slower)
+    made = {}  # id -> the move itself (kept alive, so that no other object takes its id)
+    guided = learned.guided_unit_moves
+
+    def tagged(*a, **k):
+        for d in guided(*a, **k):
+            made[id(d)] = d
+            yield d
+
+    monkeypatch.setattr(learned, "guided_unit_moves", tagged)
+    sims = []
+    inner = jp.evaluate
+    monkeypatch.setattr(jp, "evaluate", lambda d: sims.append((id(d) in made, state_key(d))) or inner(d))
+    r = fine_tune(None, task, budget=60, rounds=0, top=(), singles=0, samples=3, units=3, seed=0,
+                  options={"epochs": 1})
+    assert r["outcome"].makespan == pytest.approx(task.reference)  # nothing beat the start
+    unit_sims = [k for is_unit, k in sims if is_unit]
+    assert len(unit_sims) == len(set(unit_sims))  # no state simulated twice
+    assert r["steps"] >= 5 and len(unit_sims) >= 3 * (r["steps"] - 1)
