@@ -65,13 +65,14 @@ def pytest_configure(config):
 def _running(folder: str) -> bool:
     """Whether the suite that made ``folder`` is still running: its ``.owner`` names a live process (a folder
     without one is an old suite's)."""
+    from graphmill.util.processes import process_running
+
     try:
         with open(os.path.join(folder, ".owner")) as f:
             pid = int(f.read().strip())
-        os.kill(pid, 0)
     except (OSError, ValueError):
         return False
-    return True
+    return process_running(pid)
 
 
 def pytest_sessionfinish(session, exitstatus):
