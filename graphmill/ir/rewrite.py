@@ -35,6 +35,7 @@ import numpy as np
 
 from .attrs import Attr, AttrKind
 from .graph import Graph, Node, Value
+from .ops.infer import InferenceReport, merge_types
 from .tensor import Tensor
 
 EXACT = "exact"
@@ -393,8 +394,10 @@ class Rule:
         graph.insert_before(node, rb.new_nodes)
         for old, nv in zip(node.outputs, new_values):
             if old is not None and nv is not None and nv is not old:
-                if nv.type is None:
-                    nv.type = old.type
+                # the same tensor (a rule keeps values): what the old value's type knew and the new one's does not
+                # carries over (Identity(Loop output) -> graph output kept the output's declared [2, 2], which the
+                # Loop output did not know: the written model's output lost its shape)
+                nv.type = merge_types(nv.type, old.type, "", InferenceReport())
                 old.replace_all_uses_with(nv)
         removed = _remove_dead(graph, m.order, nested)
         tracker.touched(rb.new_nodes + removed)

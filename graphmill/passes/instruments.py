@@ -306,6 +306,8 @@ def _interface_change(before: Any, after: Any, *, unknown_ok: bool = False) -> s
         return f"lost its type {before}" if after is None else f"changed type from {before} to {after}"
     if before.dtype and after.dtype and before.dtype != after.dtype:
         return f"changed element type from {before.dtype.short_name} to {after.dtype.short_name}"
+    if before.shape is not None and after.shape is None:
+        return "" if unknown_ok else f"lost its shape {before}"
     if before.shape is not None and after.shape is not None:
         if len(before.shape) != len(after.shape):
             return f"changed rank from {before} to {after}"
@@ -316,4 +318,6 @@ def _interface_change(before: Any, after: Any, *, unknown_ok: bool = False) -> s
                 return f"had dimension {i} = {a}, which a pass made the symbol {b!r} (other sizes now get through)"
             if isinstance(a, int) and isinstance(b, int) and a != b:
                 return f"changed dimension {i} from {a} to {b}"
+            if a is not None and b is None and not unknown_ok:
+                return f"lost dimension {i} ({a!r}): {before} became {after}"
     return ""

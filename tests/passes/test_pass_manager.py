@@ -139,6 +139,30 @@ class SpecializeBatch(Pass):
 
 
 @register_pass
+class ForgetOutputShape(Pass):
+    """Test pass: the graph output's type keeps its element type and loses its shape."""
+
+    name = "test-forget-output-shape"
+
+    def run(self, graph, ctx):
+        out = graph.outputs[0]
+        out.type = TensorType(out.type.dtype, None)
+        return PassResult(True)
+
+
+@register_pass
+class ForgetOutputDim(Pass):
+    """Test pass: the graph output's static last dimension becomes unknown."""
+
+    name = "test-forget-output-dim"
+
+    def run(self, graph, ctx):
+        out = graph.outputs[0]
+        out.type = out.type.with_shape(list(out.type.shape[:-1]) + [None])
+        return PassResult(True)
+
+
+@register_pass
 class SwallowOutput(Pass):
     """Test pass: makes the graph output an undefined value."""
 
@@ -414,6 +438,9 @@ def test_failure_names_the_pass_its_place_and_the_passes_before():
 @pytest.mark.parametrize("bad, needle", [
     ("test-specialize-batch", "symbolic dimension 0 'N', which a pass turned into the constant 1"),
     ("test-swallow-output", "output %ghost is not defined"),
+    # before, a shape or a dimension lost passed: the written model's output declared less than the input's
+    ("test-forget-output-shape", "graph output 'y' lost its shape float32[N,4]"),
+    ("test-forget-output-dim", "graph output 'y' lost dimension 1 (4): float32[N,4] became float32[N,?]"),
 ])
 def test_verify_each_catches_interface_breaks(bad, needle):
     with pytest.raises(PassFailure, match=f"after pass '{bad}'") as ei:
@@ -426,6 +453,14 @@ def test_verify_each_catches_a_renamed_output():
     with pytest.raises(PassFailure, match="after pass 'test-rename-output'") as ei:
         PassManager("test-noop,test-rename-output", verify_each=True).run(relu_chain())
     assert "graph output 'y' was renamed to 'renamed'" in str(ei.value)
+
+
+def test_optimize_without_verify_each_refuses_an_output_that_lost_its_shape():
+    """The check after the schedule holds the outputs' ranks (sizes may change: compound-scale); a shape lost
+    entirely is a rank lost. Before, the model was written with its output's shape gone."""
+    with pytest.raises(GraphmillError, match=r"graph output 'y' lost its shape float32\[\?,\?\]; a pass of the "
+                                             r"schedule broke it"):
+        optimize(relu_chain(), "test-forget-output-shape", compare=False)
 
 
 def _add_of_input_twice() -> graphmill.Graph:

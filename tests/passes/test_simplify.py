@@ -683,3 +683,31 @@ def test_a_scalar_split_with_keepdims_0_is_left_as_a_sequence():
     disagree, so the rule leaves it (a review: (3,) under ORT became (3, 1))."""
     g = _chunks(1, 1, (0,), keepdims=0, shape=(3, 4))
     assert "keepdims=0 with a scalar split" in explain(S.SEQUENCE_AT_SPLIT, g)
+
+
+def test_identity_before_a_graph_output_keeps_the_outputs_declared_shape():
+    """Identity(a Loop's final state) -> graph output y, declared float32[2, 2]: the Loop output, which y's value
+    takes over, has an element type and no shape (onnx's inference gives it no more). The rewrite keeps what y's
+    type knew; before, the written model's y lost its shape and nothing refused it (an outside check).
+    Reference: the input model's declaration and ONNX Runtime's outputs of both models."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from graphmill.frontend import from_proto, to_proto
+
+    vi = helper.make_tensor_value_info
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cin"], ["cout"]), helper.make_node("Add", ["acc", "x"], ["acc2"])], "body",
+        [vi("i", TensorProto.INT64, []), vi("cin", TensorProto.BOOL, []), vi("acc", TensorProto.FLOAT, [2, 2])],
+        [vi("cout", TensorProto.BOOL, []), vi("acc2", TensorProto.FLOAT, [2, 2])])
+    g = from_proto(helper.make_model(helper.make_graph(
+        [helper.make_node("Loop", ["n", "t", "x0"], ["fin"], body=body), helper.make_node("Identity", ["fin"], ["y"])],
+        "loop_identity", [vi("x", TensorProto.FLOAT, [2, 2]), vi("x0", TensorProto.FLOAT, [2, 2])],
+        [vi("y", TensorProto.FLOAT, [2, 2])],
+        [numpy_helper.from_array(np.array(3, np.int64), "n"), numpy_helper.from_array(np.array(True), "t")]),
+        opset_imports=[helper.make_opsetid("", 17)]))
+    ref, _ = _simplify(g, "shape-inference, simplify, dce")  # onnx's inference gives the Loop output float32 only
+    assert _ops(g) == ["Loop"]
+    assert g.outputs[0].name == "y" and g.outputs[0].type.shape == (2, 2)
+    out = to_proto(g).graph.output[0]
+    assert [d.dim_value for d in out.type.tensor_type.shape.dim] == [2, 2]
+    assert compare(ref, g, rtol=0, atol=0).ok
