@@ -64,6 +64,12 @@ def check_target(path: str) -> str:
         raise UserInputError(f"{path}: is not a regular file (a device, FIFO or socket); give a file name")
     folder = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(folder):
+        # the nearest existing part: a file where a folder should be ("in.onnx/x.onnx") is not a missing folder
+        part = folder
+        while not os.path.exists(part) and os.path.dirname(part) != part:
+            part = os.path.dirname(part)
+        if os.path.exists(part) and not os.path.isdir(part):
+            raise UserInputError(f"{path}: {part!r} is a file, not a folder")
         raise UserInputError(f"{path}: the folder {folder!r} does not exist")
     try:
         fd, probe = tempfile.mkstemp(prefix=".graphmill-probe.", dir=folder)

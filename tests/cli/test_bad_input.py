@@ -180,6 +180,7 @@ def test_roundtrip_keeps_external_data_layout(tmp_path):
 @pytest.mark.parametrize("target, needle", [
     ("{d}", "is a folder"),
     ("{d}/missing/out.onnx", "does not exist"),
+    ("{d}/m.onnx/out.onnx", "m.onnx' is a file, not a folder"),  # it said "the folder ... does not exist"
     ("", "output path is empty"),
 ])
 def test_unwritable_outputs_are_one_line_errors(tmp_path, target, needle):
