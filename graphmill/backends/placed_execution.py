@@ -26,7 +26,7 @@ import numpy as np
 from graphmill.ir import Graph, Node, TensorType, UserInputError, Value
 from graphmill.ir.partition import clone_nodes, constant_closure
 from graphmill.ir.summary import constant_values, is_constant_node
-from graphmill.util.interrupts import join_or_stop
+from graphmill.util.interrupts import join_or_stop, start_spawned
 
 __all__ = ["device_runs", "run_placed"]
 
@@ -143,8 +143,8 @@ def run_placed(graph: Graph, inputs: dict[str, np.ndarray] | None = None, *, run
         t_ref.append(time.perf_counter() - t0)
     with tempfile.TemporaryDirectory(prefix="graphmill-placed-") as tmp:
         port = _free_port()
-        ctx = mp.start_processes(_entry, args=(len(devices), port, run_graphs, steps, inputs, graph_outputs, runs,
-                                               tmp), nprocs=len(devices), join=False, start_method="spawn")
+        ctx = start_spawned(mp, _entry, (len(devices), port, run_graphs, steps, inputs, graph_outputs, runs, tmp),
+                            len(devices), tmp)
         join_or_stop(ctx)  # a SIGTERM to the parent alone stops the device processes too
         got: dict[str, np.ndarray] = {}
         times, msgs, sent = [], 0, 0

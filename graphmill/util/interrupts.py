@@ -173,6 +173,34 @@ def ctrl_c_ignored_by_started_processes() -> Iterator[None]:
         yield
 
 
+def start_spawned(mp: Any, fn: Callable[..., None], args: tuple, nprocs: int, folder: str, *,
+                  passed: tuple = ()) -> Any:
+    """``mp.start_processes(fn, args + passed, nprocs, join=False, start_method="spawn")`` (``mp``:
+    ``torch.multiprocessing``) that a Ctrl-C cannot end with the children's tracebacks: ``args`` (stage graphs,
+    data: megabytes) go in a file of ``folder`` (a private temporary folder; written here, read back by the
+    children, never anyone else's file) instead of the pipe, so that each start takes milliseconds rather than
+    the children's imports (a pickled payload over the pipe's buffer waits for the child to read it), and the
+    starts run inside ``ctrl_c_ignored_by_started_processes``: the children ignore Ctrl-C for life and their
+    parent stops them (``join_or_stop``). ``passed``: what must go through the start itself (a multiprocessing
+    queue), appended to ``args``."""
+    import pickle
+
+    path = os.path.join(folder, "spawned-args.pickle")
+    with open(path, "wb") as f:
+        pickle.dump((fn, args), f, protocol=pickle.HIGHEST_PROTOCOL)
+    with ctrl_c_ignored_by_started_processes():
+        return mp.start_processes(_run_from_file, args=(path, *passed), nprocs=nprocs, join=False,
+                                  start_method="spawn")
+
+
+def _run_from_file(rank: int, path: str, *passed: Any) -> None:
+    import pickle
+
+    with open(path, "rb") as f:
+        fn, args = pickle.load(f)  # graphmill's own file, written by the parent just before (start_spawned)
+    fn(rank, *args, *passed)
+
+
 def join_or_stop(ctx: Any, tick: Callable[[], None] | None = None, poll_s: float = 0.2) -> None:
     """Wait for the processes of ``ctx`` (``torch.multiprocessing.start_processes(..., join=False)``), calling
     ``tick`` between waits; a failing process raises as ``ctx.join`` does. Interrupted (a Ctrl-C or SIGTERM that

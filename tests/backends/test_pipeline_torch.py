@@ -223,6 +223,53 @@ def test_sigterm_to_the_parent_alone_stops_every_stage_process(tmp_path):
             os.killpg(p.pid, signal.SIGKILL)
 
 
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_ctrl_c_while_the_stage_processes_start_says_interrupted_without_their_tracebacks(tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group: while the stage processes imported torch (seconds;
+    the parent's start waited for them to read the stage graphs from the pipe) each printed a KeyboardInterrupt
+    traceback under "graphmill partition: interrupted" (an outside check). The children now start with Ctrl-C
+    ignored (their arguments handed over in a file, so each start takes milliseconds) and the parent stops them.
+    Reference: the stderr lines and the processes /proc lists. (The model is the outside check's: a stage graph
+    too small to fill the pipe did not make the start wait, and its children then ended quietly.)"""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from graphmill.frontend import save, zoo
+
+    model = str(tmp_path / "m.onnx")
+    save(zoo.build("resnet18", width=0.25, resolution=32), model)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.Popen([sys.executable, "-m", "graphmill.cli", "partition", model, "--stages", "2",
+                          "--microbatches", "4", "--batch", "8", "-o", str(tmp_path / "o.onnx"), "--run",
+                          "--steps", "2", "--lr", "0.0001"], stderr=subprocess.PIPE, text=True, cwd=root,
+                         env=dict(os.environ, PYTHONPATH=root, OMP_NUM_THREADS="1"), start_new_session=True)
+    try:
+        for line in p.stderr:
+            if "one process (the reference), step 2/2" in line:
+                break
+        deadline = time.time() + 30
+        while time.time() < deadline and len(_children(p.pid)) < 2:  # a stage process (and the resource tracker)
+            time.sleep(0.05)
+        stages = _children(p.pid)
+        assert len(stages) >= 2, stages
+        time.sleep(0.5)  # the stage processes import torch (seconds)
+        os.killpg(p.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the parent and every child
+        assert p.wait(timeout=60) == 130
+        err = p.stderr.read()
+        assert err.strip().splitlines() == ["graphmill partition: interrupted"], err
+        deadline = time.time() + 10
+        while time.time() < deadline and any(os.path.exists(f"/proc/{c}") for c in stages):
+            time.sleep(0.2)
+        assert not [c for c in stages if os.path.exists(f"/proc/{c}")]
+        assert not os.path.exists(tmp_path / "o.onnx")
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
 def test_a_model_that_mixes_samples_along_dimension_0_is_refused(unit_cost):
     """A sequence-first model (here a CumSum over dimension 0) keeps every shape at B/M, so the partition passed,
     and the one-process reference, run on the same micro-batches, agreed with the pipeline: both trained another

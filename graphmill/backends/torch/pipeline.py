@@ -37,7 +37,7 @@ from graphmill.ir import Graph, TensorType, UserInputError
 from graphmill.ir.partition import StageGraph, compute_nodes, extract_stages
 from graphmill.ir.summary import constant_values
 from graphmill.util.errors import ExecutionError
-from graphmill.util.interrupts import join_or_stop
+from graphmill.util.interrupts import join_or_stop, start_spawned
 
 from .lowering import export_weights, to_torch
 from .tensors import torch_dtype
@@ -434,9 +434,8 @@ def check_finite(losses: list[float], lr: float, where: str, steps: int | None =
 def _spawn(mp, k, port, stage_graphs, trainable, xs, target, steps, microbatches, schedule, lr, tmp,
            progress: Callable[[str], None] | None) -> None:
     lines = mp.get_context("spawn").SimpleQueue() if progress is not None else None
-    ctx = mp.start_processes(_entry, args=(k, port, [st.graph for st in stage_graphs], trainable, xs, target, steps,
-                                           microbatches, schedule, lr, tmp, lines), nprocs=k, join=False,
-                             start_method="spawn")
+    ctx = start_spawned(mp, _entry, (k, port, [st.graph for st in stage_graphs], trainable, xs, target, steps,
+                                     microbatches, schedule, lr, tmp), k, tmp, passed=(lines,))
 
     def relay() -> None:
         while lines is not None and not lines.empty():
