@@ -241,6 +241,9 @@ def test_ctrl_c_then_the_printed_resume_command_gives_the_uninterrupted_model(tm
     assert not (tmp_path / "cut" / "model.onnx").exists()
     assert main(again[1:]) == 0
     assert (tmp_path / "cut" / "model.onnx").read_bytes() == (tmp_path / "whole" / "model.onnx").read_bytes()
+    # the resumed run says so first (it said nothing: its first line was a step's, an outside check)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"resuming from {tmp_path / 'cut' / 'checkpoint.pt'} at step 3/6", err
 
 
 def test_ctrl_c_with_json_on_stdout_prints_the_interrupted_report(tmp_path, capsys, monkeypatch):

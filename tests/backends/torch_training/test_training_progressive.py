@@ -130,7 +130,8 @@ def test_interrupted_progressive_run_resumes_to_the_uninterrupted_weights(tmp_pa
     assert cut.loop.interrupted and cut.loop.checkpoint_step == 2
     assert load_checkpoint(tmp_path / "cut.pt")["step"] == 2
     done, run, lines = _run(tmp_path, "cut.pt", resume=True)
-    assert not run.loop.interrupted and len(lines) == 1 and run.loop.step == 4
+    assert not run.loop.interrupted and run.loop.step == 4
+    assert lines[0] == f"resuming from {tmp_path / 'cut.pt'} at step 2/4" and len(lines) == 2  # and one row
     assert [r["loss"] for r in run.loop.history] == [r["loss"] for r in ref_run.loop.history]
     for name, v in ref.initializers.items():
         assert np.array_equal(v.const.numpy(), done.initializers[name].const.numpy()), name
@@ -165,7 +166,8 @@ def test_ctrl_c_inside_a_step_finishes_it_checkpoints_it_and_the_resume_is_exact
     assert saved["step"] == 5 and len(saved["pending_losses"]) == 2  # steps 4 and 5, for row 2's mean
     monkeypatch.setattr(loop, "rand_augment", real)
     done, run, lines = _run(tmp_path, "cut.pt", resume=True, **config)
-    assert not run.loop.interrupted and run.loop.step == 6 and len(lines) == 1
+    assert not run.loop.interrupted and run.loop.step == 6
+    assert lines[0] == f"resuming from {tmp_path / 'cut.pt'} at step 5/6" and len(lines) == 2  # and one row
     assert [r["loss"] for r in run.loop.history] == [r["loss"] for r in ref_run.loop.history]
     for name, v in ref.initializers.items():
         assert np.array_equal(v.const.numpy(), done.initializers[name].const.numpy()), name

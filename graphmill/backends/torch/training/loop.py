@@ -260,6 +260,8 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
         res.history = list(state["history"])
         res.train_seconds = float(state["train_seconds"])
         res.cpu_seconds = float(state.get("cpu_seconds", 0.0))
+        if progress:  # the next line was a step's, with nothing saying the run went on from a checkpoint
+            progress(f"resuming from {checkpoint} at step {res.step}/{total}")
     ends = [sum(s.steps for s in stages[:i + 1]) for i in range(len(stages))]
     current = None
     # the losses of the steps since the last history row: a mid-row checkpoint (Ctrl-C) keeps them for the row
