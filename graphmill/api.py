@@ -592,7 +592,7 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
         batch = batch_dimension(graph, 0, symbolic=microbatches).size
     model = (SimulatorCostModel if cost == "simulator" else RooflineCostModel)(devices.accel)
     p = PipelinePartition(stages=stages, microbatches=microbatches, objective=objective, method=method,
-                          memory_cap=float(cap), remat=remat, optimizer=optimizer, batch=batch)
+                          memory_cap=float(cap), remat=remat, optimizer=optimizer, batch=batch, schedule=schedule)
     run_passes(graph, [p], ctx=PassContext(cost_model=model))
     plan = graph.meta["pipeline"]
     sim = simulate_pipeline(plan, model, schedule=schedule)

@@ -70,8 +70,9 @@ def random_dag(seed: int, n: int, tied: bool = False):
     return g, fwd, bwd
 
 
-def brute_force(g, fwd, bwd, k, m, batch, cap=0.0, objective="time"):
-    """Every choice of k-1 cut points of the graph's order; stage cost and memory computed from the edges."""
+def brute_force(g, fwd, bwd, k, m, batch, cap=0.0, objective="time", schedule="gpipe"):
+    """Every choice of k-1 cut points of the graph's order; stage cost and memory computed from the edges
+    (``schedule``: GPipe holds all m micro-batches' stage inputs, 1F1B min(k - s, m) on stage s)."""
     nodes = list(g.nodes)
     n = len(nodes)
     micro = batch // m
@@ -101,7 +102,8 @@ def brute_force(g, fwd, bwd, k, m, batch, cap=0.0, objective="time"):
         weights = sum(int(np.prod(v.const.shape)) * F32 for v in consts.values())
         inputs = micro * 4 * F32 if i == 0 else crossing(i)
         internal = sum(nbytes(o) for x in nodes[i:j] for o in x.outputs)
-        memory = 4 * weights + m * inputs + internal  # adam: weights + gradients + 2 moments; re-materialized
+        held = m if schedule == "gpipe" else min(k - s, m)
+        memory = 4 * weights + held * inputs + internal  # adam: weights + gradients + 2 moments; re-materialized
         return t, memory
 
     best = None
@@ -169,6 +171,37 @@ def test_tied_weights_memory_objective_and_cap_match_brute_force(seed):
     assert max(st["memory"] for st in plan["stages"]) <= cap
     plan = partition_graph(g, TableCost(fwd, bwd), stages=k, microbatches=2, batch=4, memory_cap=free)
     assert max(st["memory"] for st in plan["stages"]) == free  # the least-memory partition meets a cap of its own
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_1f1b_memory_objective_and_cap_match_brute_force_and_the_simulated_peak(seed):
+    """Under 1F1B stage s holds at most min(K - s, M) micro-batches, not GPipe's M: the cap and the memory
+    objective used GPipe's figure whatever the schedule, so a 1F1B partition that fit was refused (an outside
+    check: `--schedule 1f1b --memory-cap 3MB` refused a cut whose simulated peaks were all under 3 MB).
+    References: the brute force above with 1F1B's count, and the simulated schedule's peak memory."""
+    g, fwd, bwd = random_dag(300 + seed, 10)
+    k, m = 3, 4
+    free, _ = brute_force(g, fwd, bwd, k, m, 8, objective="memory", schedule="1f1b")
+    gpipe_free, _ = brute_force(g, fwd, bwd, k, m, 8, objective="memory")
+    assert free < gpipe_free
+    plan_m = partition_graph(g, TableCost(fwd, bwd), stages=k, microbatches=m, batch=8, objective="memory",
+                             schedule="1f1b")
+    assert max(st["memory"] for st in plan_m["stages"]) == free
+    plan = partition_graph(g, TableCost(fwd, bwd), stages=k, microbatches=m, batch=8, memory_cap=free,
+                           schedule="1f1b")  # under GPipe's figure nothing fits this cap
+    best, stage = brute_force(g, fwd, bwd, k, m, 8, cap=free, schedule="1f1b")
+    assert plan["bottleneck"] == pytest.approx(best, rel=1e-12)
+    with pytest.raises(UserInputError, match="no partition into 3 stages fits"):
+        partition_graph(g, TableCost(fwd, bwd), stages=k, microbatches=m, batch=8, memory_cap=free)
+    start = 0
+    for st in plan["stages"]:
+        j = start + len(st["nodes"])
+        assert st["memory"] == stage(start, j, st["index"])[1] <= free
+        start = j
+    from graphmill.backends.simulator.pipeline import simulate_pipeline
+
+    sim = simulate_pipeline(plan, TableCost(fwd, bwd), schedule="1f1b")
+    assert sim.peak_memory == [st["memory"] for st in plan["stages"]]
 
 
 def test_memory_cap_nothing_fits_names_stage_and_excess():
@@ -279,6 +312,10 @@ def test_memory_model_by_hand():
     assert d["activations_remat"] == 4 * micro_in + internal
     assert d["activations"] == 4 * (micro_in + internal)
     assert d["activations_1f1b"] == 1 * (micro_in + internal)  # last stage: one micro-batch in flight
+    assert d["activations_1f1b_remat"] == 1 * micro_in + internal
+    plan3 = partition_graph(g, TableCost(fwd), stages=2, microbatches=4, batch=8, method="equal-layers",
+                            optimizer="momentum", schedule="1f1b")
+    assert plan3["stages"][1]["memory"] == 3 * w + 1 * micro_in + internal
     assert s1["memory"] == 3 * w + 4 * micro_in + internal
     assert s0["memory_detail"]["activations_remat"] == 4 * (2 * 8 * 4) + 3 * (2 * 16 * 4)  # x; mm1, r1, mm2
     plan2 = partition_graph(g, TableCost(fwd), stages=2, microbatches=4, batch=8, method="equal-layers",

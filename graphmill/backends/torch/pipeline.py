@@ -36,6 +36,7 @@ import torch
 from graphmill.ir import Graph, TensorType, UserInputError
 from graphmill.ir.partition import StageGraph, compute_nodes, extract_stages
 from graphmill.ir.summary import constant_values
+from graphmill.passes.pipeline.memory import SCHEDULES  # the one list: the planner counts their memory
 from graphmill.util.errors import ExecutionError
 from graphmill.util.interrupts import join_or_stop, start_spawned
 
@@ -43,7 +44,6 @@ from .lowering import export_weights, to_torch
 from .tensors import torch_dtype
 from .weights import initializer_copies, weight_initializers
 
-SCHEDULES = ("gpipe", "1f1b")
 _SENDABLE = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int8, torch.uint8, torch.int32,
              torch.int64)
 

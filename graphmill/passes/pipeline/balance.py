@@ -19,8 +19,8 @@ import numpy as np
 
 # stage value of stages [i, j) for a vector of i (all < j), for stage index k
 StageFn = Callable[[int, np.ndarray, int], np.ndarray]
-# memory of stages [i, j) for a vector of i
-MemFn = Callable[[np.ndarray, int], np.ndarray]
+# memory of stage s holding [i, j), for a vector of i (a 1F1B stage keeps fewer micro-batches the later it is)
+MemFn = Callable[[int, np.ndarray, int], np.ndarray]
 
 
 def block_partition(costs: Sequence[float], k: int) -> list[int]:
@@ -71,7 +71,7 @@ def equal_split(n: int, k: int) -> list[int]:
 
 def optimal_partition(n: int, k: int, value: StageFn, memory: MemFn | None = None,
                       cap: float = 0.0) -> tuple[list[int], float] | None:
-    """Stage sizes minimizing ``max_s value(s, i_s, j_s)`` with ``memory(i_s, j_s) <= cap`` (no cap when 0),
+    """Stage sizes minimizing ``max_s value(s, i_s, j_s)`` with ``memory(s, i_s, j_s) <= cap`` (no cap when 0),
     and that bottleneck; None when no partition fits the cap.
 
     ``dp[s][j]`` is the smallest bottleneck of the first j nodes in s + 1 stages; among split points giving
@@ -89,7 +89,7 @@ def optimal_partition(n: int, k: int, value: StageFn, memory: MemFn | None = Non
             if s:
                 v = np.maximum(dp[s - 1][i], v)
             if memory is not None and cap > 0:
-                v = np.where(memory(i, j) <= cap, v, inf)
+                v = np.where(memory(s, i, j) <= cap, v, inf)
             best = int(np.argmin(v))
             dp[s][j] = v[best]
             arg[s][j] = i[best]

@@ -12,7 +12,11 @@ Per stage, in bytes:
 * ``activations``: without it, every micro-batch's internal activations and inputs are kept until its
   backward pass (GPipe's schedule runs all forwards first);
 * ``activations_1f1b``: 1F1B without re-materialization keeps at most ``min(K - s, M)`` micro-batches in
-  flight on stage ``s``.
+  flight on stage ``s``; ``activations_1f1b_remat``: with it, their inputs plus one micro-batch's internals.
+
+A stage's ``memory`` (what a cap holds it to) is its resident weights, gradients and optimizer state plus the
+activations of the schedule it runs and whether it re-materializes: the same figure the simulated schedule's
+peak gives (``backends/simulator/pipeline.py``, from the micro-batches it actually holds).
 
 Internal activations are the outputs of the stage's nodes; the stage's input is the bytes crossing the cut
 before it (the model's inputs for stage 0).
@@ -30,25 +34,42 @@ def weight_factor(optimizer: str) -> float:
     return 2.0 + OPTIMIZER_STATE[optimizer]
 
 
+SCHEDULES = ("gpipe", "1f1b")
+
+
+def in_flight(schedule: str, microbatches: int, stages: int, index: int) -> int:
+    """Micro-batches whose activations stage ``index`` holds at once: all M under GPipe (every forward before
+    any backward), at most ``min(K - s, M)`` under 1F1B (its warm-up forwards, then one forward per backward)."""
+    return microbatches if schedule == "gpipe" else min(stages - index, microbatches)
+
+
 def stage_memory(weights: float, inputs_micro: float, internal_micro: float, *, microbatches: int, stages: int,
-                 index: int, optimizer: str) -> dict:
-    """The memory figures of one stage (see the module docstring); inputs and internals are per micro-batch."""
+                 index: int, optimizer: str, remat: bool = True, schedule: str = "gpipe") -> dict:
+    """The memory figures of one stage (see the module docstring); inputs and internals are per micro-batch.
+    ``memory``: the figure of ``schedule`` with or without ``remat``."""
     m = microbatches
     state = OPTIMIZER_STATE[optimizer] * weights
-    remat = m * inputs_micro + internal_micro
+    remat_acts = m * inputs_micro + internal_micro
     full = m * (inputs_micro + internal_micro)
-    in_flight = min(stages - index, m)
-    f1b = in_flight * (inputs_micro + internal_micro)
+    n = in_flight("1f1b", m, stages, index)
+    f1b = n * (inputs_micro + internal_micro)
+    f1b_remat = n * inputs_micro + internal_micro
     resident = 2 * weights + state
+    acts = {("gpipe", True): remat_acts, ("gpipe", False): full, ("1f1b", True): f1b_remat,
+            ("1f1b", False): f1b}[(schedule, remat)]
     return {"weights": int(weights), "gradients": int(weights), "optimizer": int(state),
-            "activations_remat": int(remat), "activations": int(full), "activations_1f1b": int(f1b),
-            "total_remat": int(resident + remat), "total": int(resident + full),
+            "activations_remat": int(remat_acts), "activations": int(full), "activations_1f1b": int(f1b),
+            "activations_1f1b_remat": int(f1b_remat),
+            "total_remat": int(resident + remat_acts), "total": int(resident + full),
+            "memory": int(resident + acts),
             "input_micro": int(inputs_micro), "internal_micro": int(internal_micro)}
 
 
 def memory_vector(wprefix: np.ndarray, aprefix: np.ndarray, cut: np.ndarray, *, microbatches: int, optimizer: str,
-                  remat: bool, shared: list[tuple[float, np.ndarray]] = ()):
-    """``f(i, j)`` giving the memory of stages [i, j) for a vector of ``i``: the model the partitioner caps.
+                  remat: bool, shared: list[tuple[float, np.ndarray]] = (), stages: int = 1,
+                  schedule: str = "gpipe"):
+    """``f(s, i, j)`` giving the memory of stage ``s`` holding [i, j) for a vector of ``i``, under ``schedule``
+    (of ``stages``): the model the partitioner caps.
 
     ``wprefix`` counts each weight at its first reader; ``shared`` (bytes, sorted reader positions) adds a weight
     read at several positions to every stage holding one of its later readers but not its first (each stage
@@ -80,9 +101,10 @@ def memory_vector(wprefix: np.ndarray, aprefix: np.ndarray, cut: np.ndarray, *, 
         np.add.at(diff, last + 1, -sizes[hit])
         return np.cumsum(diff)[i]
 
-    def f(i: np.ndarray, j: int) -> np.ndarray:
+    def f(s: int, i: np.ndarray, j: int) -> np.ndarray:
         internal = aprefix[j] - aprefix[i]
-        act = m * cut[i] + (internal if remat else m * internal)
+        n = in_flight(schedule, m, stages, s)
+        act = n * cut[i] + (internal if remat else n * internal)
         weights = wprefix[j] - wprefix[i]
         if shared:
             weights = weights + extra(np.asarray(i), j)

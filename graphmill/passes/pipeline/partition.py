@@ -35,7 +35,7 @@ from graphmill.passes.base import Option, Pass, PassContext, PassResult, registe
 
 from .balance import block_partition, equal_split, optimal_partition
 from .costs import NodeCosts, node_costs
-from .memory import OPTIMIZER_STATE, memory_vector, stage_memory
+from .memory import OPTIMIZER_STATE, SCHEDULES, memory_vector, stage_memory
 
 METHODS = ("optimal", "balanced-time", "balanced-params", "equal-layers")
 OBJECTIVES = ("time", "memory")
@@ -50,7 +50,7 @@ def fmt_bytes(b: float) -> str:
 
 def partition_graph(graph: Graph, cost: Any, *, stages: int = 2, microbatches: int = 1, objective: str = "time",
                     method: str = "optimal", memory_cap: float = 0.0, remat: bool = True, optimizer: str = "adam",
-                    batch: int = 0) -> dict:
+                    batch: int = 0, schedule: str = "gpipe") -> dict:
     """Partition ``graph`` in place (``node.meta["stage"]``) and return the plan (see the module docstring)."""
     if stages < 1:
         raise UserInputError(f"stages must be >= 1, got {stages}")
@@ -60,6 +60,8 @@ def partition_graph(graph: Graph, cost: Any, *, stages: int = 2, microbatches: i
         raise UserInputError(f"unknown partition method {method!r}; choose from {', '.join(METHODS)}")
     if objective not in OBJECTIVES:
         raise UserInputError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
+    if schedule not in SCHEDULES:
+        raise UserInputError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
     if optimizer not in OPTIMIZER_STATE:
         raise UserInputError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZER_STATE)}")
     if not graph.is_sorted():
@@ -74,13 +76,13 @@ def partition_graph(graph: Graph, cost: Any, *, stages: int = 2, microbatches: i
     P = np.concatenate([[0.0], np.cumsum(fb + (c.forward if remat else 0.0))])  # a chip's work (remat: + forward)
     mem = memory_vector(np.concatenate([[0.0], np.cumsum(c.weight_bytes)]),
                         np.concatenate([[0.0], np.cumsum(c.act_bytes)]), c.cut_bytes, microbatches=microbatches,
-                        optimizer=optimizer, remat=remat, shared=c.shared_weights)
+                        optimizer=optimizer, remat=remat, shared=c.shared_weights, stages=stages, schedule=schedule)
 
     def time_value(s: int, i: np.ndarray, j: int) -> np.ndarray:
         return np.maximum(P[j] - P[i], c.transfer[s][j])
 
     def mem_value(s: int, i: np.ndarray, j: int) -> np.ndarray:
-        return mem(i, j)
+        return mem(s, i, j)
 
     if method == "optimal":
         found = optimal_partition(n, k, time_value if objective == "time" else mem_value, mem, memory_cap)
@@ -98,7 +100,7 @@ def partition_graph(graph: Graph, cost: Any, *, stages: int = 2, microbatches: i
     else:
         sizes = equal_split(n, k)
     plan = _plan(graph, c, sizes, stages=k, microbatches=microbatches, objective=objective, method=method,
-                 memory_cap=memory_cap, remat=remat, optimizer=optimizer)
+                 memory_cap=memory_cap, remat=remat, optimizer=optimizer, schedule=schedule)
     if memory_cap > 0:
         for st in plan["stages"]:
             if st["memory"] > memory_cap:
@@ -112,7 +114,7 @@ def partition_graph(graph: Graph, cost: Any, *, stages: int = 2, microbatches: i
 def _worst_memory_stage(sizes: list[int], mem) -> tuple[int, float]:
     start, worst = 0, (0, -1.0)
     for s, size in enumerate(sizes):
-        m = float(mem(np.array([start]), start + size)[0])
+        m = float(mem(s, np.array([start]), start + size)[0])
         if m > worst[1]:
             worst = (s, m)
         start += size
@@ -160,11 +162,12 @@ def _plan(graph: Graph, c: NodeCosts, sizes: list[int], **opts: Any) -> dict:
         transfer = float(c.transfer[s][j]) if j < c.n else 0.0
         work = fwd + bwd + (fwd if opts["remat"] else 0.0)
         detail = stage_memory(weights, float(c.cut_bytes[i]), float(c.act_bytes[i:j].sum()), microbatches=m,
-                              stages=k, index=s, optimizer=opts["optimizer"])
+                              stages=k, index=s, optimizer=opts["optimizer"], remat=opts["remat"],
+                              schedule=opts["schedule"])
         report.append({"index": s, "nodes": [x.name for x in members[s]], "forward": fwd, "backward": bwd,
                        "transfer": transfer, "time": max(work, transfer),
                        "send_bytes": int(c.cut_bytes[j]) if j < c.n else 0,
-                       "memory": detail["total_remat" if opts["remat"] else "total"], "memory_detail": detail,
+                       "memory": detail.pop("memory"), "memory_detail": detail,
                        "params": int(c.param_count[i:j].sum())})
     # per position of the concatenated stage lists: what a cut right after it would send (bytes, and its link's
     # time), so that another program can re-run the optimization over the reported numbers
@@ -202,6 +205,8 @@ class PipelinePartition(Pass):
                                          "(torchgpipe's balance), equal-layers", choices=METHODS),
         Option("memory_cap", float, 0.0, "bytes each device holds (0: no cap)", min=0),
         Option("remat", bool, True, "re-materialize activations in the backward pass (GPipe)"),
+        Option("schedule", str, "gpipe", "the schedule the stages run, whose activations in flight the memory "
+                                         "figures count: gpipe (all M) or 1f1b (at most K - s)", choices=SCHEDULES),
         Option("optimizer", str, "adam", "optimizer whose state the memory model counts",
                choices=tuple(OPTIMIZER_STATE)),
         Option("batch", int, 0, "mini-batch size for a symbolic batch dimension (0: the model's own)", min=0),
