@@ -139,17 +139,40 @@ def _loc(source: str, lines: list[str], line: int, column: int) -> SourceLoc:
     return SourceLoc(source, line, column, text.rstrip("\n"))
 
 
+#: the escapes a string may hold; any other backslash is refused (``"\\xff"`` became ``xff``, silently)
+ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
+
+
 def _unquote(s: str) -> str:
     body = s[1:-1]
     out, i = [], 0
     while i < len(body):
         if body[i] == "\\" and i + 1 < len(body):
-            out.append({"n": "\n", "t": "\t"}.get(body[i + 1], body[i + 1]))
+            out.append(ESCAPES[body[i + 1]])  # _check_escapes refused the others before
             i += 2
         else:
             out.append(body[i])
             i += 1
     return "".join(out)
+
+
+def _check_escapes(tree: Tree, source: str, lines: list[str]) -> None:
+    """Refuse a string whose backslash starts no known escape (``ESCAPES``), at its line and column."""
+    for tok in tree.scan_values(lambda t: isinstance(t, Token) and t.type == "STRING"):
+        body, i = str(tok), 1
+        while i < len(body) - 1:
+            if body[i] == "\\":
+                c = body[i + 1]
+                if c not in ESCAPES:
+                    before = body[:i]  # a string may span lines: the backslash's own line and column
+                    line = tok.line + before.count("\n")
+                    column = i - before.rfind("\n") if "\n" in before else tok.column + i
+                    shown = "\\" + c if c.isprintable() else f"\\ then {c!r}"
+                    raise ScheduleError(f"unknown escape {shown} in a string; a string knows \\n, \\t, \\\" and "
+                                        "\\\\", _loc(source, lines, line, column))
+                i += 2
+            else:
+                i += 1
 
 
 class _Values(Transformer):
@@ -347,9 +370,11 @@ class _Parser:
         if too_deep is not None:  # before lark, whose tree transformer recurses once per level
             raise _nesting_error(_loc(source, lines, *too_deep))
         try:
-            tree = _Values().transform(_PARSER.parse(text))  # option values become Python values
+            parsed = _PARSER.parse(text)
         except UnexpectedInput as e:
             raise self._syntax_error(e, text, source, lines) from None
+        _check_escapes(parsed, source, lines)
+        tree = _Values().transform(parsed)  # option values become Python values
         top_steps = []
         for child in tree.children:
             if child.data == "include":

@@ -105,6 +105,18 @@ def test_string_option_values_print_back_as_the_same_string(value):
     assert parse_schedule(s.to_inline()).body == s.body
 
 
+def test_string_escapes_are_the_four_known_ones_and_any_other_is_refused_where_it_is():
+    """A backslash before any other character was dropped silently ("\\xff" read as 'xff', an outside check):
+    it is refused now, at the backslash's line and column. Reference: the escapes the README lists."""
+    got = parse_schedule('test-option-kinds(c="a\\nb\\tc\\"d\\\\e")')
+    assert got.body == [Run("test-option-kinds", {"c": 'a\nb\tc"d\\e'})]
+    with pytest.raises(ScheduleError) as e:
+        parse_schedule('schedule s {\n  test-option-kinds(c="ok",\n    e=["fine", "\\xff"])\n}\n', source="x.mill")
+    msg = str(e.value)
+    assert msg.splitlines()[0] == "x.mill:3:17: unknown escape \\x in a string; a string knows \\n, \\t, \\\" and \\\\", msg
+    assert msg.splitlines()[2] == " " * (4 + 16) + "^", msg  # under the backslash (column 17; 4 spaces of margin)
+
+
 @pytest.mark.parametrize("name", ["my sched", "3x", "fixpoint", "", "a{b"])
 def test_a_schedule_name_the_dsl_cannot_read_back_is_refused(name):
     with pytest.raises(UserInputError, match="is not a word of the schedule language"):
