@@ -264,6 +264,11 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
         raise UserInputError(f"{given}: the outputs are compared at these sizes, and an empty tensor compares "
                              f"nothing; give a size >= 1{'' if check_numerics else ' (or --no-compare)'}")
     with naming_file(source):
+        if (compare or check_numerics) and not graph.outputs:  # ONNX Runtime refused it with a C++ assertion
+            flags = (("--no-compare", compare), ("without --check-numerics", check_numerics))
+            anyway = " and ".join(f for f, on in flags if on)
+            raise UserInputError(f"graph {graph.name!r} has no outputs: nothing to compare under ONNX Runtime, "
+                                 f"which runs no such model ({anyway} optimizes it anyway)")
         before = _brief(graph, dims)  # first: it checks dims, and inference only adds type information
     original = graph.copy() if compare else None
     instruments: list[Any] = []

@@ -245,3 +245,21 @@ def test_simulate_without_an_accelerator_says_which_flag_is_missing(tmp_path, ca
     assert main(["simulate", path]) == 2
     assert capsys.readouterr().err == (f"graphmill simulate: error: {path}: --accel A.toml is required: the "
                                        "accelerator to simulate on (e.g. examples/accelerators/edge.toml)\n")
+
+
+@pytest.mark.parametrize("nodes", [[], [helper.make_node("Relu", ["x"], ["y"])]])
+def test_optimize_of_a_graph_without_outputs_says_so(tmp_path, nodes):
+    """A graph with no outputs (valid for onnx's checker) ended optimize with ONNX Runtime's C++ assertion text
+    ("ort_value_name_idx_map.MaxIdx() > -1 was false") or "At least one output should be requested" (an outside
+    check): nothing can be compared, and the line says so and how to optimize it anyway. Reference: onnx's
+    checker, which accepts both models, and the --no-compare run, which writes them."""
+    inputs = [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])] if nodes else []
+    model = helper.make_model(helper.make_graph(nodes, "g", inputs, []), opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    p = _write(tmp_path / "m.onnx", model)
+    r = run_cli("optimize", p, "-o", str(tmp_path / "o.onnx"))
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f"graphmill optimize: error: {p}: graph 'g' has no outputs: nothing to compare under ONNX Runtime, which "
+        "runs no such model (--no-compare optimizes it anyway)"), r.stderr
+    assert not (tmp_path / "o.onnx").exists()
+    assert run_cli("optimize", p, "-o", str(tmp_path / "o.onnx"), "--no-compare").returncode == 0
