@@ -60,6 +60,12 @@ class OneLineParser(argparse.ArgumentParser):
         close = closest(m.group(1), re.findall(r"'([^']*)'", m.group(2))) if m else None
         if close:
             message = f"{message} (did you mean {close!r}?)"
+        # "--memory-cap -5GB": argparse takes -5GB for a flag and says only "expected one argument"
+        m = re.search(r"argument (--[\w-]+)(?:/\S+)?: expected one argument", str(message))
+        if m and m.group(1) in sys.argv[:-1]:
+            value = sys.argv[sys.argv.index(m.group(1)) + 1]
+            if re.match(r"-[\d.]", value):  # a negative number or size, not the next flag
+                message = f"{message} (a value that starts with '-' is written {m.group(1)}={value})"
         self._one_line_exit(self.prog, message)
 
     def _one_line_exit(self, prog: str, message: str) -> NoReturn:

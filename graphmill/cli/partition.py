@@ -114,7 +114,8 @@ def divergence_warning(run: dict | None, lr: float) -> str | None:
 
 def table(r: dict) -> str:
     u = r["units"]
-    lines = [f"{len(r['stages'])} stages, {r['microbatches']} micro-batches of {r['microbatch_size']} "
+    k, m = len(r["stages"]), r["microbatches"]
+    lines = [f"{k} stage{'s' * (k != 1)}, {m} micro-batch{'es' * (m != 1)} of {r['microbatch_size']} "
              f"({r['method']}, {r['schedule']}); times per micro-batch in {u}",
              f"{'stage':>5} {'nodes':>6} {'forward':>14} {'backward':>14} {'transfer':>12} {'send bytes':>12} "
              f"{'memory':>14}"]

@@ -219,6 +219,12 @@ def test_outputs_get_ordinary_permissions(tmp_path):
     (["inspect", "a.onnx", "b", "c"],
      "graphmill inspect: error: unrecognized arguments: b c (see graphmill inspect --help)"),
     ([], "graphmill: error: the following arguments are required: COMMAND (see graphmill --help)"),
+    # a negative value argparse takes for a flag: said how to write it (it said only "expected one argument")
+    (["partition", "m.onnx", "--memory-cap", "-5GB", "-o", "x.onnx"],
+     "graphmill partition: error: argument --memory-cap: expected one argument (a value that starts with '-' is "
+     "written --memory-cap=-5GB) (see graphmill partition --help)"),
+    (["partition", "m.onnx", "--stages", "-o", "x.onnx"],  # the next flag: no such advice
+     "graphmill partition: error: argument --stages: expected one argument (see graphmill partition --help)"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(args, line):
     r = run_cli(*args)

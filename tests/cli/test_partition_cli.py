@@ -131,6 +131,15 @@ def test_balanced_methods_and_devices_file(cnn, tmp_path):
     assert r["link"] == {"latency": 50, "bytes_per_unit": 32}
 
 
+def test_table_header_counts_in_the_singular_too(cnn, tmp_path, capsys):
+    """It read "1 stages, 1 micro-batches of 1" (an outside check)."""
+    capsys.readouterr()
+    assert main(["partition", cnn, "--stages", "1", "--microbatches", "1", "-o", str(tmp_path / "o.onnx")]) == 0
+    assert capsys.readouterr().out.startswith("1 stage, 1 micro-batch of ")
+    assert main(["partition", cnn, "--stages", "2", "--microbatches", "2", "-o", str(tmp_path / "p.onnx")]) == 0
+    assert capsys.readouterr().out.startswith("2 stages, 2 micro-batches of ")
+
+
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
 
 
