@@ -394,10 +394,15 @@ class Rule:
         graph.insert_before(node, rb.new_nodes)
         for old, nv in zip(node.outputs, new_values):
             if old is not None and nv is not None and nv is not old:
-                # the same tensor (a rule keeps values): what the old value's type knew and the new one's does not
-                # carries over (Identity(Loop output) -> graph output kept the output's declared [2, 2], which the
-                # Loop output did not know: the written model's output lost its shape)
-                nv.type = merge_types(nv.type, old.type, "", InferenceReport())
+                if old.is_graph_output() and nv.producer is not None and nv.graph is graph:
+                    # nv takes over the output's name and slot: what the output's declared type knew and nv's does
+                    # not carries over (Identity(Loop output) -> output declared [2, 2], the Loop output typed
+                    # float32 alone: the written model's output lost its shape). Only there: a graph input or
+                    # weight keeps its own type (an intermediate's stale value_info narrowed an input [N, ?] to
+                    # [N, 4], and ONNX Runtime then refused inputs the model took: a review)
+                    nv.type = merge_types(nv.type, old.type, "", InferenceReport())
+                elif nv.type is None:
+                    nv.type = old.type
                 old.replace_all_uses_with(nv)
         removed = _remove_dead(graph, m.order, nested)
         tracker.touched(rb.new_nodes + removed)

@@ -711,3 +711,24 @@ def test_identity_before_a_graph_output_keeps_the_outputs_declared_shape():
     out = to_proto(g).graph.output[0]
     assert [d.dim_value for d in out.type.tensor_type.shape.dim] == [2, 2]
     assert compare(ref, g, rtol=0, atol=0).ok
+
+
+def test_identity_of_a_graph_input_leaves_the_inputs_declared_shape_alone():
+    """x: float32[N, ?] -> Identity -> t (value_info [N, 4]) -> Relu -> y: the rewrite hands t's readers x itself,
+    and x keeps its own type. Carrying t's [N, 4] over (as an output's declared type is, above) narrowed the
+    model's input, so that ONNX Runtime refused a (1, 5) input the model takes (a review). Reference: the input's
+    declaration in the file and ONNX Runtime running both models on the same (1, 5) input."""
+    from onnx import TensorProto, helper
+
+    from graphmill.backends import onnxruntime as ortb
+    from graphmill.frontend import from_proto
+
+    vi = helper.make_tensor_value_info
+    g = from_proto(helper.make_model(helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["t"]), helper.make_node("Relu", ["t"], ["y"])], "g",
+        [vi("x", TensorProto.FLOAT, ["N", None])], [vi("y", TensorProto.FLOAT, ["N", None])],
+        value_info=[vi("t", TensorProto.FLOAT, ["N", 4])]), opset_imports=[helper.make_opsetid("", 17)]))
+    ref, _ = _simplify(g)
+    assert _ops(g) == ["Relu"] and g.inputs[0].type.shape == ("N", None)
+    x = np.arange(-2, 3, dtype=np.float32).reshape(1, 5)
+    np.testing.assert_array_equal(ortb.run(g, {"x": x})["y"], ortb.run(ref, {"x": x})["y"])
