@@ -242,7 +242,7 @@ def output_change(before: list[tuple[str, Any]], graph: Graph, *, sizes: bool = 
     if len(graph.outputs) != len(before):
         return f"the graph had {len(before)} outputs and now has {len(graph.outputs)}"
     for (name, was), v in zip(before, graph.outputs):
-        msg = _interface_change(was if sizes else _sizeless(was), v.type if sizes else _sizeless(v.type))
+        msg = _interface_change(was if sizes else _sizeless(was), v.type if sizes else _sizeless(v.type), shown=was)
         if msg:
             return f"graph output {name!r} {msg}"
         if v.name != name:
@@ -294,10 +294,11 @@ def fresh_output_types(graph: Graph) -> list[Any]:
     return [v.type for v in copy.outputs]
 
 
-def _interface_change(before: Any, after: Any, *, unknown_ok: bool = False) -> str:
+def _interface_change(before: Any, after: Any, *, unknown_ok: bool = False, shown: Any = None) -> str:
     """Why ``after`` is not compatible with ``before`` as a graph output's type, or "" when it is. A
     dimension may become known, or (``unknown_ok``) unknown; a symbol must not become a number nor a
-    number a symbol, and the rank and element type must stay."""
+    number a symbol, and the rank and element type must stay. ``shown``: the type a lost shape is quoted as
+    (``before`` with its sizes, where the comparison ignores them)."""
     if not isinstance(before, TensorType):
         return ""
     if not isinstance(after, TensorType):
@@ -307,7 +308,7 @@ def _interface_change(before: Any, after: Any, *, unknown_ok: bool = False) -> s
     if before.dtype and after.dtype and before.dtype != after.dtype:
         return f"changed element type from {before.dtype.short_name} to {after.dtype.short_name}"
     if before.shape is not None and after.shape is None:
-        return "" if unknown_ok else f"lost its shape {before}"
+        return "" if unknown_ok else f"lost its shape {before if shown is None else shown}"
     if before.shape is not None and after.shape is not None:
         if len(before.shape) != len(after.shape):
             return f"changed rank from {before} to {after}"
