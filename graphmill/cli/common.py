@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import warnings
 from typing import IO, Iterator, NoReturn, Sequence
@@ -24,6 +25,11 @@ class OneLineParser(argparse.ArgumentParser):
     rule is one line on stderr and exit status 2, so the usage is left to ``--help``. Subparsers made by
     ``add_subparsers`` use the parent's class, so setting it on the top parser covers every command.
     """
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse's; the arguments are kept for ``error``'s advice (a command's parser gets its own)."""
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
 
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         """As argparse's, but arguments left over after a command are that command's error
@@ -52,21 +58,31 @@ class OneLineParser(argparse.ArgumentParser):
         return f" (did you mean {close}?)" if close else ""
 
     def error(self, message: str) -> NoReturn:
-        import re
-
         # argparse's "argument COMMAND: invalid choice: 'optimze' (choose from 'inspect', ...)": the nearest
         # choice first, as for an unknown flag, pass, model or strategy
         m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", str(message))
         close = closest(m.group(1), re.findall(r"'([^']*)'", m.group(2))) if m else None
         if close:
             message = f"{message} (did you mean {close!r}?)"
-        # "--memory-cap -5GB": argparse takes -5GB for a flag and says only "expected one argument"
-        m = re.search(r"argument (--[\w-]+)(?:/\S+)?: expected one argument", str(message))
-        if m and m.group(1) in sys.argv[:-1]:
-            value = sys.argv[sys.argv.index(m.group(1)) + 1]
-            if re.match(r"-[\d.]", value):  # a negative number or size, not the next flag
-                message = f"{message} (a value that starts with '-' is written {m.group(1)}={value})"
+        message = f"{message}{self._negative_value_advice(str(message))}"
         self._one_line_exit(self.prog, message)
+
+    def _negative_value_advice(self, message: str) -> str:
+        """``--memory-cap -5GB``: argparse takes -5GB for a flag and says only "expected one argument"; say how
+        to write it, for the flag as given (``-s``, an abbreviation such as ``--memory``)."""
+        m = re.search(r"argument (\S+): expected one argument", message)
+        if not m:
+            return ""
+        spellings = m.group(1).split("/")
+        given = getattr(self, "_given", [])
+        for k, tok in enumerate(given[:-1]):
+            flag = tok.split("=", 1)[0]
+            if flag in spellings or (flag.startswith("--") and len(flag) > 2
+                                     and any(f.startswith(flag) for f in spellings if f.startswith("--"))):
+                value = given[k + 1]
+                if re.match(r"-[\d.]", value):  # a negative number or size, not the next flag
+                    return f" (a value that starts with '-' is written {flag}={value})"
+        return ""
 
     def _one_line_exit(self, prog: str, message: str) -> NoReturn:
         text = " ".join(str(message).split())

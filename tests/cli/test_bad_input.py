@@ -223,6 +223,9 @@ def test_outputs_get_ordinary_permissions(tmp_path):
     (["partition", "m.onnx", "--memory-cap", "-5GB", "-o", "x.onnx"],
      "graphmill partition: error: argument --memory-cap: expected one argument (a value that starts with '-' is "
      "written --memory-cap=-5GB) (see graphmill partition --help)"),
+    (["partition", "m.onnx", "--memory", "-5GB", "-o", "x.onnx"],  # argparse takes the abbreviation too
+     "graphmill partition: error: argument --memory-cap: expected one argument (a value that starts with '-' is "
+     "written --memory=-5GB) (see graphmill partition --help)"),
     (["partition", "m.onnx", "--stages", "-o", "x.onnx"],  # the next flag: no such advice
      "graphmill partition: error: argument --stages: expected one argument (see graphmill partition --help)"),
 ])
