@@ -201,7 +201,12 @@ def test_1f1b_memory_objective_and_cap_match_brute_force_and_the_simulated_peak(
     from graphmill.backends.simulator.pipeline import simulate_pipeline
 
     sim = simulate_pipeline(plan, TableCost(fwd, bwd), schedule="1f1b")
-    assert sim.peak_memory == [st["memory"] for st in plan["stages"]]
+    assert sim.peak_memory == [st["memory"] for st in plan["stages"]] and plan["schedule"] == "1f1b"
+    for schedule in ("gpipe", "1f1b"):  # without re-materialization too
+        plain = partition_graph(g, TableCost(fwd, bwd), stages=k, microbatches=m, batch=8, schedule=schedule,
+                                remat=False)
+        sim = simulate_pipeline(plain, TableCost(fwd, bwd), schedule=schedule)
+        assert sim.peak_memory == [st["memory"] for st in plain["stages"]], schedule
 
 
 def test_memory_cap_nothing_fits_names_stage_and_excess():

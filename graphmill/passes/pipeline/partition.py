@@ -186,7 +186,7 @@ def _plan(graph: Graph, c: NodeCosts, sizes: list[int], **opts: Any) -> dict:
             "compute": [id(x) in pos for x in order], "cut_bytes": cut_bytes[::-1],
             "cut_transfer": cut_transfer[::-1], "microbatches": m, "batch": c.batch.size, "microbatch_size": c.batch.size // m,
             "method": opts["method"], "objective": opts["objective"], "memory_cap": opts["memory_cap"],
-            "remat": opts["remat"], "optimizer": opts["optimizer"],
+            "remat": opts["remat"], "optimizer": opts["optimizer"], "schedule": opts["schedule"],
             "one_device_time": float(m * (c.forward.sum() + c.backward.sum()))}
 
 
