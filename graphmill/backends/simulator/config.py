@@ -121,8 +121,9 @@ class AccelConfig:
         for f, words in (("memory.ifmap_kb", self.ifmap_words), ("memory.filter_kb", self.filter_words),
                          ("memory.ofmap_kb", self.ofmap_words)):
             if words // 2 < edge:
-                raise bad(f, f"is too small for one tile: {words} words, but each half of the double buffer "
-                             f"must hold at least {edge} words (one per port of the {self.rows}x{self.cols} array)")
+                raise bad(f, f"is too small for one tile: {words} words, {words // 2} per half of the double "
+                             f"buffer, and each half must hold at least {edge} (one word per port of the "
+                             f"{self.rows}x{self.cols} array)")
         return self
 
 

@@ -36,6 +36,10 @@ BAD_CONFIGS = [
     ("cols = 8", "cols = -4", "array.cols"),
     ('dataflow = "ws"', 'dataflow = "rs"', "array.dataflow"),
     ("ifmap_kb = 64", "ifmap_kb = 0.005", "memory.ifmap_kb is too small for one tile"),
+    # the per-half figure the rule is about ("10 words, but each half must hold at least 8" read as a contradiction)
+    ("ifmap_kb = 64", "ifmap_kb = 0.01", "memory.ifmap_kb is too small for one tile: 10 words, 5 per half of the "
+                                         "double buffer, and each half must hold at least 8 (one word per port of the "
+                                         "8x8 array)"),
     ("filter_kb = 64", "filter_kb = -1", "memory.filter_kb"),
     # the key the file has (these named memory.ifmap_bw_words, which the file does not contain)
     ("dram_bw_words = 8", "dram_bw_words = 0", "memory.dram_bw_words must be an integer from 1 to 1,048,576, got 0"),
