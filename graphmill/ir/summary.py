@@ -7,8 +7,8 @@ of the onnx test data build their weights with ConstantOfShape) and it is read
 by a node that is not itself constant-only, or is a graph output. Integer
 tensors wider than 8 bits and booleans are shapes, axes and indices, not
 weights, and are not counted; 8- and 4-bit integers are (quantized weights). Nor are 0-d scalars
-(Clip's bounds, GELU's 0.5, an attention scale), nor Resize's scales: constants of the formula, not learned
-weights. A weight looked up by constant indices (a ``Gather``, e.g. a relative-position bias expanded from its
+(Clip's bounds, GELU's 0.5, an attention scale), nor Resize's scales, nor a float computed from such constants
+alone (an MoE lowering's ``Cast(Max(token count, 1))``): constants of the formula, not learned weights. A weight looked up by constant indices (a ``Gather``, e.g. a relative-position bias expanded from its
 table), broadcast by ``Expand``/``Tile`` (an LSTM's initial state to the batch) or viewed (``Reshape``,
 ``Transpose``...) counts as what it copies, once, not as the copy.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
+from .attrs import AttrKind
 from .graph import Graph, Node, Value
 from .ops import Cost, lookup
 from .ops.common import is_weight_dtype
@@ -89,6 +90,26 @@ def _copied_from(v: Value, const_nodes: set[int]) -> Value | None:
     return None if v is start else v
 
 
+def _formula_only(v: Value, const_nodes: set[int], memo: dict[int, bool]) -> bool:
+    """Whether constant ``v`` is computed from constants of the formula alone (shapes, counts, scalars), with no
+    value of its own: ``Cast(Max(count, 1))`` of an MoE lowering's token count, a float [1] that divides. A node
+    holding values in an attribute (``Constant``, ``ConstantOfShape``: the light test models' weights) is a
+    source, not a formula."""
+    key = id(v)
+    if key in memo:
+        return memo[key]
+    p = v.producer
+    if p is None or id(p) not in const_nodes:  # a leaf: an initializer
+        found = not is_weight_dtype(v.dtype) or _is_scalar(v)
+    elif p.op_type in ("Constant", "ConstantOfShape") or any(a.kind in (AttrKind.TENSOR, AttrKind.TENSORS)
+                                                             for a in p.attrs.values()):
+        found = False
+    else:
+        found = all(_formula_only(x, const_nodes, memo) for x in p.inputs if x is not None)
+    memo[key] = found
+    return found
+
+
 #: inputs that take a constant of the formula, never a learned weight: Resize's region and scales ([1, 1, 2, 2]
 #: for nn.Upsample(scale_factor=2) counted 4 parameters), Upsample's scales
 _FORMULA_INPUTS = {"Resize": frozenset({1, 2}), "Upsample": frozenset({1})}
@@ -111,6 +132,7 @@ def parameter_values(graph: Graph, constant: set[int] | None = None,
     outputs = {id(v) for v in graph.outputs}
     seen: set[int] = set()
     counted: set[int] = set()
+    formula: dict[int, bool] = {}
     params: list[Value] = []
     candidates = list(graph.initializers.values()) + [v for n in graph.nodes if id(n) in const_nodes
                                                       for v in n.outputs if v is not None]
@@ -118,7 +140,7 @@ def parameter_values(graph: Graph, constant: set[int] | None = None,
         if id(v) in seen:
             continue
         seen.add(id(v))
-        if not is_weight_dtype(v.dtype) or _is_scalar(v):
+        if not is_weight_dtype(v.dtype) or _is_scalar(v) or _formula_only(v, const_nodes, formula):
             continue
         if id(v) in outputs or any(id(u) not in const_nodes and _read_as_weight(v, u) for u in v.users):
             v = _copied_from(v, const_nodes) or v
