@@ -28,6 +28,14 @@ def test_balanced_respects_expert_slots_per_chip():
     assert all(p.count(c) == 2 for c in range(3))  # ceil(6 / 3) slots each
 
 
+@pytest.mark.parametrize("load", [-3, float("nan"), float("inf"), "many"])
+def test_a_load_that_is_no_work_measure_is_refused_naming_the_expert(load):
+    """A negative or NaN load was sorted as work and put its expert on the busier chip (an outside check)."""
+    for method in ("balanced", "contiguous"):
+        with pytest.raises(UserInputError, match=r"expert 1's load .*: each load must be a finite number >= 0"):
+            place_experts([5, load, 2, 1], 2, method=method)
+
+
 @pytest.mark.parametrize("args", [([1, 2], 0), ([], 2)])
 def test_bad_input(args):
     with pytest.raises(UserInputError):

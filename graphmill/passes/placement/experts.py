@@ -33,6 +33,13 @@ def place_experts(loads: Sequence[float], chips: int, *, method: str = "balanced
         raise UserInputError("expert placement needs at least one expert")
     if method not in METHODS:
         raise UserInputError(f"unknown expert placement method {method!r}; choose one of {', '.join(METHODS)}")
+    for e, x in enumerate(loads):  # a negative or NaN load sorted an expert onto the busier chip, silently
+        try:
+            ok = math.isfinite(float(x)) and float(x) >= 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise UserInputError(f"expert {e}'s load {x!r}: each load must be a finite number >= 0")
     if method == "contiguous":
         return [e * chips // E for e in range(E)]
     slots = math.ceil(E / chips)
