@@ -64,9 +64,12 @@ def test_ctrl_c_then_rerun_resumes_to_the_uninterrupted_result(tmp_path):
     part = _run(tmp_path / "part", budget=10, progress=stop)
     assert part["interrupted"] and part["checkpoint"] and part["trials"] == 5
     assert not os.path.exists(tmp_path / "part" / "best.onnx")
-    done = _run(tmp_path / "part", budget=10)
+    lines: list[str] = []
+    done = _run(tmp_path / "part", budget=10, progress=lines.append)
     assert not done["interrupted"]
     assert done["best"] == full["best"]
+    # the resumed run says so first (it said nothing: an outside check)
+    assert lines[0] == f"[autohas] resuming from {tmp_path / 'part' / 'checkpoint.pt'} at search step 5/10", lines
     h1 = [json.loads(x) for x in open(tmp_path / "full" / "history.jsonl")]
     h2 = [json.loads(x) for x in open(tmp_path / "part" / "history.jsonl")]
     assert h1 == h2
