@@ -8,7 +8,8 @@ by a node that is not itself constant-only, or is a graph output. Integer
 tensors wider than 8 bits and booleans are shapes, axes and indices, not
 weights, and are not counted; 8- and 4-bit integers are (quantized weights). Nor are 0-d scalars
 (Clip's bounds, GELU's 0.5, an attention scale), nor Resize's scales, nor a float computed from such constants
-alone (an MoE lowering's ``Cast(Max(token count, 1))``): constants of the formula, not learned weights. A weight looked up by constant indices (a ``Gather``, e.g. a relative-position bias expanded from its
+alone (an MoE lowering's ``Cast(Max(token count, 1))``): constants of the formula, not learned weights. A
+weight looked up by constant indices (a ``Gather``, e.g. a relative-position bias expanded from its
 table), broadcast by ``Expand``/``Tile`` (an LSTM's initial state to the batch) or viewed (``Reshape``,
 ``Transpose``...) counts as what it copies, once, not as the copy.
 """

@@ -159,7 +159,8 @@ def ctrl_c_ignored_by_started_processes() -> Iterator[None]:
     survives exec (a Python handler does not), and Python then installs no KeyboardInterrupt handler of its own, so
     a terminal's Ctrl-C cannot end them with a traceback while they import; their parent stops them. For a block
     of milliseconds (one ``Process.start()``; not one whose pickled arguments outlast the pipe's buffer, which
-    lasts as long as the child's imports: ``partition --run``'s stage graphs, 5.6 s): inside ``held_signals``, a
+    lasts as long as the child's imports: ``partition --run``'s stage graphs took 5.6 s, and ``start_spawned``
+    hands such arguments over in a file): inside ``held_signals``, a
     SIGTERM meanwhile acts when the block ends and both handlers are put back whatever a signal raised, but a Ctrl-C
     meanwhile is lost (ignored, as the children must have it). No signal mask is changed: a mask survives exec
     too, and a SIGINT blocked for life in the workers and all they start was the first version's flaw (a
