@@ -385,6 +385,8 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
         nonlocal new_trials, lines_written
         if new_trials == 0:
             search.write_history_jsonl(history_file, info["history"])
+            if progress is not None and len(info["history"]) > 1:  # the trial count alone said it went on
+                progress(f"[search] resumed from {checkpoint}: {len(info['history']) - 1} trial(s) recorded before")
         else:
             append_history_jsonl(history_file, info["trial"])
         new_trials += 1

@@ -226,6 +226,21 @@ def test_a_budget_the_checkpoint_holds_evaluates_nothing_and_says_so(tmp_path, m
     assert "nothing evaluated: the checkpoint already holds 3 trial(s) for --budget 3" in io.err
 
 
+def test_a_resumed_search_says_so_before_its_first_new_trial(tmp_path, monkeypatch, capsys):
+    """A rerun that continues a checkpoint said nothing but "trial 4/5" (an outside check found the same in
+    train and AutoHAS). Reference: the trial counts of the two commands."""
+    from graphmill.cli import main
+
+    out = watched(tmp_path, monkeypatch)
+    args = ["search", "--space", "space.json", "--evaluator", "watcher:lines_so_far", "--strategy", "random",
+            "--out", str(out), "--budget"]
+    assert main(args + ["3"]) == 0 and "[search] resumed from" not in capsys.readouterr().out
+    assert main(args + ["5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"[search] resumed from {out / 'checkpoint.json'}: 3 trial(s) recorded before", lines
+    assert lines[1].startswith("[search] trial 4/5"), lines
+
+
 def test_a_complete_history_jsonl_is_not_replaced_at_the_end(tmp_path, monkeypatch):
     # reference: the file's inode. The end-of-run atomic rewrite replaced a file the run had just completed line
     # by line, and `tail -F` then printed every trial a second time
