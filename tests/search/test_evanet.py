@@ -212,6 +212,15 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
                                               "accel": None}))
     with pytest.raises(UserInputError, match="different settings .--seed 5 there, 0 now"):
         run(str(out), options={}, **kw)
+    # another steps: the message gives the values, so child_steps (steps // 3 by default) reads as derived
+    # (it named child_steps, which was not given, with no values: an outside check)
+    opts = check_options({"steps": "21"})
+    (out / "job.json").write_text(json.dumps({"method": "evanet", "seed": 0, "options": check_options({"steps": "20"}),
+                                              "accel": None}))
+    with pytest.raises(UserInputError, match=r"different settings \(options child_steps \(6 there, 7 now\), "
+                                             r"steps \(20 there, 21 now\)\)"):
+        run(str(out), options={"steps": "21"}, **kw)
+    assert opts["child_steps"] == 7
 
 
 def test_build_is_a_verified_graph_for_every_layer_kind():

@@ -322,9 +322,11 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
         if not isinstance(old, dict):
             raise UserInputError(f"{job_path}: not an evanet job file; remove {out} to start afresh")
         if old != job:
-            diff = sorted(k for k in set(old.get("options", {})) | set(opts)
-                          if old.get("options", {}).get(k) != opts.get(k))
-            parts = [f"options {', '.join(diff)}"] if diff else []
+            was = old.get("options", {})
+            diff = sorted(k for k in set(was) | set(opts) if was.get(k) != opts.get(k))
+            # with the values: child_steps changed with steps (its default, steps // 3) though not given
+            parts = [f"options {', '.join(f'{k} ({was.get(k)!r} there, {opts.get(k)!r} now)' for k in diff)}"] \
+                if diff else []
             if old.get("seed") != job["seed"]:
                 parts.append(f"--seed {old.get('seed')} there, {job['seed']} now")
             if old.get("accel") != job["accel"]:
