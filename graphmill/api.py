@@ -18,6 +18,14 @@ from graphmill.util.plots import check_png_path
 from graphmill.util.suggest import did_you_mean
 
 
+def _require_graph(graph: object, call: str) -> None:
+    """A user error, not an AttributeError from deep inside, for a call given something other than a ``Graph``
+    (``graphmill.inspect("model.onnx")`` after reading ``graphmill inspect model.onnx``: an outside check)."""
+    if not isinstance(graph, Graph):
+        hint = ": graphmill.load(path) reads a model file" if isinstance(graph, (str, os.PathLike)) else ""
+        raise UserInputError(f"graphmill.{call}: expected a Graph, got {type(graph).__name__} {graph!r:.60}{hint}")
+
+
 def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices: int | None = None,
              devices_file: str | None = None, accel=None, memory_gb: float | None = None, cost: str = "roofline",
              **options) -> OptimizeReport:
@@ -38,6 +46,7 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices:
     (``graph.meta["learned"]`` / ``["placement"]``), so that ``replay_placement`` (``graphmill simulate``)
     re-simulates the decisions.
     """
+    _require_graph(graph, "optimize")
     from graphmill.optimization import resolve_schedule
 
     names = [r.name for r in resolve_schedule(schedule, options.get("schedule_file")).runs()]
@@ -99,6 +108,7 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     the file; ``lower=False`` keeps them (a file only graphmill reads). ``graph`` itself is unchanged.
     A model or weights file that ``graph``'s own weights are read from is refused unless ``force`` (the
     CLI's ``--force``): it would break the model ``graph`` was loaded from."""
+    _require_graph(graph, "save")
     if lower:
         from graphmill.passes.lowering import lowered_copy
 
@@ -117,6 +127,7 @@ def inspect(graph: Graph, *, infer: bool = True, dims: dict[str, int] | None = N
     inferred ones): costs of such nodes are not counted. ``optimize``'s
     before/after figures are this same function (``model_summary``).
     """
+    _require_graph(graph, "inspect")
     return model_summary(graph, infer=infer, dims=dims)
 
 
@@ -195,6 +206,7 @@ def simulate(graph: Graph, accel, *, scalesim_compat: bool = False, dims: dict[s
     ``dims`` sizes symbolic dimensions (``{"N": 8}``; an unknown name is refused); the others are simulated at
     1, which the report's ``notes`` say.
     """
+    _require_graph(graph, "simulate")
     from graphmill.backends.simulator import simulate_graph
     from graphmill.ir.summary import check_nonempty_inputs
 
@@ -207,6 +219,7 @@ def simulate_moe(graph: Graph, accel, *, chips: list[int] | None = None, seed: i
     """Per MoE layer of ``graph``: per-expert load measured on seeded inputs (ONNX Runtime), dropped assignments,
     and one step expert-parallel on ``chips`` chips against the layer replicated on one chip
     (``backends/simulator/expert_parallel.py``); [] for a graph without MoE layers."""
+    _require_graph(graph, "simulate_moe")
     from graphmill.backends.simulator.expert_parallel import moe_report
 
     return moe_report(graph, accel, chips=chips, seed=seed)
@@ -549,6 +562,7 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
     ``bubble_fraction``, ``step_time``, ``speedup_vs_one_device``, ``units``, ``node_times``, ... (README).
     A model symbolic in its batch is costed at ``batch`` (default: ``microbatches``, one sample each).
     """
+    _require_graph(graph, "partition")
     from graphmill.backends.simulator import RooflineCostModel, SimulatorCostModel
     from graphmill.backends.simulator.pipeline import SCHEDULES, pipeline_devices, simulate_pipeline
     from graphmill.passes import PassContext, run_passes
@@ -664,6 +678,7 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
     for one step size, so the placed model keeps them. The placement, method and device set travel in the graph's meta
     (``graph.meta["placement"]``), so that ``graphmill simulate`` can replay a saved placed model.
     """
+    _require_graph(graph, "place")
     from graphmill.backends.simulator.devices import PlacementCostModel, device_set
     from graphmill.backends.simulator.placement_sim import measured_cost, placement_gantt
     from graphmill.passes.placement import check_method, place_graph, training_graph
@@ -799,10 +814,12 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
             raise UserInputError(f"--max-size {max_size}: zoo models are built at 16 px or more")
         opts = {"width": width, "depth": depth, "resolution": max_size or 32,
                 "num_classes": embed_dim if contrastive else 10, "seed": seed}
+        from graphmill.frontend.zoo import UnknownZooOption
+
         try:
             graph = zoo_build(name, **{k: v for k, v in opts.items() if v is not None})
-        except TypeError as e:  # a sequence model's builder takes no num_classes: not an image classifier
-            if "num_classes" not in str(e):
+        except UnknownZooOption as e:  # a sequence model's builder takes no num_classes: not an image classifier
+            if e.option != "num_classes":
                 raise
             raise UserInputError(f"zoo {name}: not an image classifier; graphmill train trains models of one input "
                                  "[N, C, S, S] (e.g. resnet18, mobilenet_v2, efficientnetv2_s, coatnet_0)") from None

@@ -6,7 +6,6 @@ reproducers), so it sits at the top of the package like the CLI.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shlex
@@ -15,7 +14,10 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, TextIO
 
+import numpy as np
+
 from graphmill.backends import onnxruntime as ortb
+from graphmill.backends.onnxruntime import check_tolerances
 from graphmill.frontend import save
 from graphmill.frontend.onnx_shape_inference import infer_shapes
 from graphmill.util.files import atomic_write_bytes, check_out_folder, check_output_paths
@@ -99,7 +101,14 @@ class OptimizeReport:
 
 def check_dims(graph: Graph, dims: dict[str, int] | None) -> None:
     """UserInputError when ``dims`` binds a name that is no symbolic dimension of ``graph``: a typo
-    (``--dim n=8`` for ``N``) would otherwise leave the figures per sample without a word."""
+    (``--dim n=8`` for ``N``) would otherwise leave the figures per sample without a word; and when a size is
+    no integer >= 0, as the CLI's ``--dim NAME=SIZE`` takes them (the Python API counted -2,892,800 MACs for
+    ``dims={"N": -1}``, and 2.5 as a size)."""
+    if dims is not None and not isinstance(dims, dict):
+        raise UserInputError(f"dims must be a dict of symbol names to sizes, got {type(dims).__name__}")
+    for k, v in (dims or {}).items():
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise UserInputError(f"--dim {k}={v!r}: a size is an integer >= 0")
     unknown = sorted(set(dims or {}) - set(symbols(graph)))
     if unknown:
         have = symbols(graph)
@@ -219,13 +228,6 @@ def write_reproducer(failure: PassFailure, schedule: Schedule, seed: int, folder
     return folder
 
 
-def check_tolerances(rtol: float, atol: float) -> None:
-    """A tolerance of -1 would fail every comparison and nan pass every one: refused as bad input."""
-    for flag, tol in (("--rtol", rtol), ("--atol", atol)):
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
-            raise UserInputError(f"{flag} {tol}: a tolerance must be a finite number >= 0")
-
-
 @collector_paused()
 def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_file: str | None = None,
              check_numerics: bool = False, rtol: float = 1e-4, atol: float = 1e-5, seed: int = 0,
@@ -247,9 +249,15 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     ``cost_model``: the ``PassContext``'s (the device cost model ``place`` and the learned passes need).
     ``source``: the file ``graph`` was read from; a refusal of its contents (inference, sizes, a pass that cannot
     take it) then names it (``util.errors.naming_file``), as a load error does.
+    ``allow``: the exactness levels rules may have besides exact (exact rules always run): float-reassociating
+    by default. A list replaces that default, so the CLI's ``--allow L`` is ``allow=["float-reassociating", L]``
+    (``allow=["approximate"]`` leaves the float-reassociating fusions out: 69 nodes of ResNet-18 where the CLI's
+    ``--allow approximate`` leaves 39); one level may be given as a string.
     """
     check_tolerances(rtol, atol)
     check_seed(seed)
+    if isinstance(allow, str):  # one level: it was split into its letters ("unknown exactness level(s) ['a', ...")
+        allow = (allow,)
     sched = resolve_schedule(schedule, schedule_file)
     if explain_rule:  # an unknown rule is refused before the schedule runs, not after
         from graphmill.passes.rewrite_pass import find_rule

@@ -8,6 +8,7 @@ shared machine mostly measures noise.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -337,6 +338,14 @@ def _largest_finite(x: np.ndarray) -> float:
     return float(finite.max()) if finite.size else 0.0
 
 
+def check_tolerances(rtol: float, atol: float) -> None:
+    """A tolerance of -1 would fail every comparison (identical outputs reported different) and nan pass every
+    one: refused as bad input, by every comparison (``compare_outputs``) and by ``optimize`` before any work."""
+    for flag, tol in (("--rtol", rtol), ("--atol", atol)):
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+            raise UserInputError(f"{flag} {tol}: a tolerance must be a finite number >= 0")
+
+
 def compare_outputs(a: Mapping[str, Any], b: Mapping[str, Any], *, rtol: float, atol: float,
                     names: Sequence[str] | None = None, scale_atol: bool = False) -> Comparison:
     """Elementwise ``|a-b| <= atol + rtol*|a|`` per output, as ``numpy.allclose`` (NaNs must match NaNs); with
@@ -354,6 +363,7 @@ def compare_outputs(a: Mapping[str, Any], b: Mapping[str, Any], *, rtol: float, 
     the rounding a float16 sum keeps after cancelling terms), so one unit in the last place, which ONNX Runtime's
     own float16 kernels differ by from a correctly rounded result, is not a mismatch (an outside check: a float16
     Div folded exactly was "outputs differ" at the default rtol 1e-4). ``Comparison.tolerance`` says so."""
+    check_tolerances(rtol, atol)
     diffs, precision = [], []
     for name in names if names is not None else list(a):
         x, y = a.get(name), b.get(name)

@@ -124,11 +124,35 @@ GROWTH_CHECKED = 4.0
 """``depth * width**2`` above which ``build`` first counts the unscaled model's parameters (see ``_check_size``)."""
 
 
+_BUILDERS = (resnet, efficientnet, efficientnetv2, coatnet, mnasnet_a1, mobilenet_v2, bert, vit, inception_v3, nmt,
+             rnnlm, moe_lstm_lm, switch_transformer, transformer_seq2seq)
+
+
 def build(name: str, **kwargs) -> Graph:
     """Build a zoo model by name (``graphmill zoo --list`` shows the names)."""
+    import inspect
+    import re
+
     key = resolve_name(name)
     _check_size(key, kwargs)
-    return MODELS[key](**kwargs)
+    try:
+        return MODELS[key](**kwargs)
+    except TypeError as e:  # a misspelled option: Python's own error named the builder, not the model, nor a fix
+        m = re.search(r"(\w+)\(\) got an unexpected keyword argument '([^']+)'", str(e))
+        if not m:
+            raise
+        builder = next((f for f in _BUILDERS if f.__name__ == m.group(1)), None)
+        known = [p for p in inspect.signature(builder).parameters if p != "variant"] if builder else []
+        raise UnknownZooOption(key, m.group(2), did_you_mean(m.group(2), known)) from None
+
+
+class UnknownZooOption(UserInputError):
+    """An option the zoo model's builder does not take (``option``: its name), e.g. ``num_classes`` of a
+    sequence model, which ``graphmill train`` reads as "not an image classifier"."""
+
+    def __init__(self, model: str, option: str, hint: str = "") -> None:
+        super().__init__(f"zoo model {model!r}: no option {option!r}{hint}")
+        self.option = option
 
 
 def _check_size(key: str, kwargs: dict) -> None:
@@ -155,8 +179,8 @@ def _check_size(key: str, kwargs: dict) -> None:
             f"than the limit of {max_elements():,} (GRAPHMILL_MAX_ELEMENTS)")
 
 
-__all__ = ["build", "resolve_name", "MODELS", "DESCRIPTIONS", "resnet", "efficientnet", "mnasnet_a1",
-           "mobilenet_v2", "bert", "vit", "efficientnetv2", "coatnet", "round_filters", "round_repeats",
+__all__ = ["build", "resolve_name", "UnknownZooOption", "MODELS", "DESCRIPTIONS", "resnet", "efficientnet",
+           "mnasnet_a1", "mobilenet_v2", "bert", "vit", "efficientnetv2", "coatnet", "round_filters", "round_repeats",
            "check_positive",
            # block-building pieces other builders reuse (graphmill.search.spaces.mnasnet)
            "Layers", "mbconv", "check_batch", "check_count", "resolve_resolution",

@@ -1,0 +1,72 @@
+"""The Python API given arguments of the wrong kind: one ``UserInputError`` whose line says what is wrong, as the
+CLI's errors do, not an AttributeError or TypeError from deep inside (an outside check called every function the
+README documents with such arguments). References: the CLI's rules for the same values (``--dim NAME=SIZE`` takes
+integers >= 0, ``--rtol``/``--atol`` finite numbers >= 0, ``--allow LEVEL``) and the zoo builders' own options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphmill
+from graphmill import api
+from graphmill.backends import onnxruntime as ortb
+from graphmill.ir import UserInputError
+
+
+@pytest.fixture(scope="module")
+def small():
+    return api.zoo_build("resnet18", width=0.25, resolution=32)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: graphmill.inspect("model.onnx"),
+    lambda: graphmill.optimize("model.onnx", "dce"),
+    lambda: graphmill.save("model.onnx", "x.onnx"),
+    lambda: graphmill.simulate("model.onnx", "a.toml"),
+    lambda: graphmill.place("model.onnx", devices=2),
+    lambda: graphmill.partition("model.onnx", stages=2),
+])
+def test_a_path_where_a_graph_goes_says_how_to_read_one(call, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserInputError, match=r"^graphmill\.\w+: expected a Graph, got str 'model.onnx': "
+                                             r"graphmill\.load\(path\) reads a model file$"):
+        call()
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("dims, needle", [({"N": -1}, "--dim N=-1: a size is an integer >= 0"),
+                                          ({"N": 2.5}, "--dim N=2.5: a size is an integer >= 0"),
+                                          ({"N": "a"}, "--dim N='a': a size is an integer >= 0"),
+                                          (5, "dims must be a dict of symbol names to sizes, got int")])
+def test_inspect_takes_the_sizes_the_cli_takes(small, dims, needle):
+    """-1 counted -2,892,800 MACs and 2.5 half a batch more; 'a' was a bare ValueError."""
+    with pytest.raises(UserInputError, match="^" + needle.replace("(", r"\(").replace(")", r"\)") + "$"):
+        graphmill.inspect(small, dims=dims)
+    n2 = graphmill.inspect(small, dims={"N": 2})["macs"]
+    assert n2 == 2 * graphmill.inspect(small, dims={"N": np.int64(1)})["macs"] > 0
+
+
+def test_a_comparison_refuses_a_tolerance_no_comparison_can_meet(small):
+    """rtol=-1 reported identical outputs as different (Comparison(ok=False) with max_abs 0)."""
+    with pytest.raises(UserInputError, match=r"^--rtol -1: a tolerance must be a finite number >= 0$"):
+        ortb.compare(small, small, rtol=-1)
+    with pytest.raises(UserInputError, match=r"^--atol nan: a tolerance"):
+        ortb.compare(small, small, atol=float("nan"))
+    assert ortb.compare(small, small).ok
+
+
+def test_optimize_takes_one_exactness_level_as_a_string(small):
+    """allow="float-reassociating" was split into its letters ("unknown exactness level(s) ['a', 'e', ...]");
+    the CLI's --allow L is allow=["float-reassociating", L] (the docstring says so)."""
+    as_list = graphmill.optimize(small.copy(), "ort", allow=["float-reassociating"], compare=False)
+    as_str = graphmill.optimize(small.copy(), "ort", allow="float-reassociating", compare=False)
+    assert as_str.after["nodes"] == as_list.after["nodes"] < as_list.before["nodes"]
+    with pytest.raises(UserInputError, match=r"unknown exactness level\(s\) \['approxmate'\]"):
+        graphmill.optimize(small.copy(), "ort", allow="approxmate", compare=False)
+
+
+def test_a_misspelled_zoo_option_is_named_with_the_nearest():
+    """It was Python's TypeError naming the internal builder (``resnet() got an unexpected keyword argument``)."""
+    with pytest.raises(UserInputError, match=r"^zoo model 'resnet18': no option 'widht' \(did you mean 'width'\?\)$"):
+        api.zoo_build("resnet18", widht=0.5)
