@@ -24,6 +24,9 @@ from .types import Dim, TensorType
 
 
 class GraphBuilder:
+    """Writes a ``Graph`` in Python (the module docstring shows how): inputs, ops as CamelCase methods,
+    constants, outputs; ``build()`` infers the types and verifies the graph."""
+
     def __init__(self, name: str = "main", *, opset: int = 17, opsets: dict[str, int] | None = None) -> None:
         self.graph = Graph(name)
         self.graph.opset_imports = {"": opset, **(opsets or {})}

@@ -400,6 +400,10 @@ def _check_rule_names(cls: type[Pass]) -> None:
 
 
 def register_pass(cls: type[Pass]) -> type[Pass]:
+    """Class decorator: make ``cls`` runnable by its ``name`` in schedules, the DSL, ``run_passes`` and
+    ``graphmill optimize -p``. Checked here, where the pass is written, not when a schedule first runs it: a
+    kebab-case name registered once, a known exactness, and option defaults their own options accept
+    (``ValueError``: a programming error; ``api.load_passes`` turns it into a one-line error naming the file)."""
     if not cls.name or cls.name != cls.name.lower() or "_" in cls.name or " " in cls.name:
         raise ValueError(f"pass name {cls.name!r} must be kebab-case")
     if cls.name in _PASSES and _PASSES[cls.name] is not cls:

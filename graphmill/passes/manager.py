@@ -105,6 +105,12 @@ def as_schedule(spec: Schedule | str | Sequence[Pass | str]) -> Schedule:
 
 
 class PassManager:
+    """Runs a schedule (a ``Schedule``, DSL text, or a list of passes and names) over a graph, as MLIR's pass
+    manager does: ``fixpoint``/``repeat`` steps, instruments around every pass (timing, IR printing, the checks
+    of ``verify_each``), a ``PassFailure`` naming the failing pass, its place in the schedule and the passes run
+    before it (with ``keep_snapshots``, the graph before it). ``run(graph)`` returns a ``PipelineResult`` (a record
+    per pass run)."""
+
     def __init__(self, schedule: Schedule | str | Sequence[Pass | str], instruments: Iterable[Any] = (), *,
                  verify_each: bool = False, keep_snapshots: bool = False, ctx: PassContext | None = None) -> None:
         self.schedule = as_schedule(schedule)
