@@ -4,6 +4,7 @@ against Algorithm 1 of Real et al. 2019, conditional spaces for the RL controlle
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -98,6 +99,17 @@ def test_tell_takes_what_evaluate_returns(name):
         st.tell(st.ask(), {"accuracy": 0.9})
     with pytest.raises(UserInputError, match="must be a number, None .* not str"):
         st.tell(st.ask(), "0.9")
+    # a configuration outside the space and metrics that are no dict: refused at tell, by every strategy (default,
+    # evolution and random took them, and a later ask() failed; reference: space.validate's own message)
+    c = st.ask()
+    bad = {**c, next(iter(c)): "not a choice of the space"}
+    with pytest.raises(UserInputError) as ei:
+        sp.validate(bad)
+    with pytest.raises(UserInputError, match=rf"^strategy '{name}': tell\(config, \.\.\.\): the configuration is "
+                                             rf"not in the space: {re.escape(str(ei.value))}$"):
+        st.tell(bad, 0.5)
+    with pytest.raises(UserInputError, match="metrics must be a dict, not int"):
+        st.tell(c, 0.5, 3)
 
 
 @pytest.mark.parametrize("name", ALL)

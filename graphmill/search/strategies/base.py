@@ -142,6 +142,16 @@ def _taking_results(tell: Any) -> Any:
                 raise UserInputError(f"strategy {self.name!r}: tell(config, result): the result must be a number, "
                                      f"None (failed) or a dict with 'reward', not {type(reward).__name__}") from None
             reward = reward if math.isfinite(reward) else None
+        if metrics is not None and not isinstance(metrics, dict):
+            raise UserInputError(f"strategy {self.name!r}: tell(config, result, metrics): metrics must be a dict, "
+                                 f"not {type(metrics).__name__}")
+        # a configuration outside the space is refused here, naming its parameter, as tpe and reinforce did: default,
+        # evolution and random took {"a": 99} and the error came from a later ask() (an outside check)
+        try:
+            self.space.validate(config)
+        except UserInputError as e:
+            raise UserInputError(f"strategy {self.name!r}: tell(config, ...): the configuration is not in the space: "
+                                 f"{e}") from None
         return tell(self, config, reward, metrics)
     return wrapped
 
