@@ -21,7 +21,7 @@ contiguous layer split, HEFT (per op, and per colocation group) and METIS. Each 
   up in rank order picks its device as ``heft`` does, among the devices with room for the weights of the whole
   group, and every later member goes to that device (inserted into its first idle gap). HEFT sees weights only:
   when the simulated placement exceeds a device's memory (activations), that device's room for weights shrinks
-  by the excess and the groups are placed again (up to 8 times). On a forward graph every group is one op and
+  to the weights it holds times its memory over its peak and the groups are placed again (up to 8 times). On a forward graph every group is one op and
   this is ``heft`` (where ``heft`` fits in memory). On a training step it is the fair heuristic to set beside
   the learned placers, which never split a group: op-level ``heft`` puts a gradient wherever it finishes
   earliest, away from the activations it reads, and pays their transfer (Inception-V3's training step at batch
@@ -168,17 +168,32 @@ def group_weights(prob: PlacementProblem, groups: list[int]) -> list[float]:
 def heft_colocated(prob: PlacementProblem, *, attempts: int = 8) -> list[int]:
     """``heft`` over colocation groups, valid in memory where it can be: HEFT sees weights only, so when the
     simulated placement needs more than a device's memory (activations, gradients), that device's room for
-    weights shrinks by the excess and the groups are placed again (at most ``attempts`` times; the last
-    placement is returned either way, and ``place`` refuses it if it is still invalid)."""
+    weights shrinks to the weights it holds times its memory over its peak, and the groups are placed again (at
+    most ``attempts`` times; the last placement is returned either way, and ``place`` refuses it if it is still
+    invalid). Weightless ops follow HEFT's finish times, so a tight memory may still defeat it where METIS fits."""
     from .schedule import simulate
 
-    room = np.asarray(prob.capacity, dtype=float).copy()
+    capacity = np.asarray(prob.capacity, dtype=float)
+    room = capacity.copy()
+    groups = prob.groups if len(prob.groups) == prob.n else list(range(prob.n))
+    need = group_weights(prob, groups)
     place = heft(prob, colocate=True, capacity=room)
     for _ in range(attempts):
-        excess = simulate(prob, place).peak - prob.capacity
+        peak = np.asarray(simulate(prob, place).peak, dtype=float)
+        excess = peak - capacity
         if (excess <= 0).all():
             break
-        room = room - np.maximum(excess, 0.0)
+        # the weights a device holds, shrunk in the proportion its peak is over: where activations dominate
+        # (a training step: 41 MB of activations beside 4 MB of weights) shrinking by the excess alone left room
+        # for every weight, so the same one-device placement came back each time (an outside check)
+        held, counted = np.zeros(prob.devices), set()
+        for i, g in enumerate(groups):  # a group's members share its device: its weights count once, there
+            if g not in counted:
+                counted.add(g)
+                held[place[i]] += need[g]
+        over = excess > 0
+        scaled = held * capacity / np.maximum(peak, 1.0)
+        room = np.where(over, np.minimum(room, scaled), room)
         place = heft(prob, colocate=True, capacity=room)
     return place
 
