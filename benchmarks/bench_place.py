@@ -46,7 +46,8 @@ DEFAULT_JSON = os.path.join(os.path.dirname(__file__), "data", "bench_place.json
 def run_one(g, D: int, method: str, budget: int, training: bool, options: dict | None = None) -> dict:
     info: dict = {}
     t0 = time.perf_counter()
-    rep = api.place(g.copy(), method=method, devices=D, budget=budget, training=training, info=info,
+    rep = api.place(g.copy(), method=method, devices=D, budget=budget if method in LEARNED else 0,
+                    training=training, info=info,
                     options=options if method in LEARNED else None)
     out = {"makespan": rep["makespan"], "baselines": rep["baselines"], "wall_s": info["wall_s"],
            "bounds": info.get("bounds"), "ops": len(rep["placement"]), "total_s": time.perf_counter() - t0}

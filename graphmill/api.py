@@ -869,11 +869,15 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
 
 def check_place_checkpoint(method: str, budget: int, checkpoint: str | None) -> None:
     """Refuse a checkpoint for a placement that keeps no state to resume: only rl, hierarchical, and learned
-    with a fine-tuning budget do (a heuristic, or learned's zero-shot alone, takes seconds)."""
+    with a fine-tuning budget do (a heuristic, or learned's zero-shot alone, takes seconds); and a budget for a
+    heuristic, which samples nothing."""
     if checkpoint and not (method in ("rl", "hierarchical") or (method == "learned" and budget)):
         raise UserInputError(f"--checkpoint {checkpoint}: only --method rl, hierarchical, or learned with --budget N "
                              f"(its fine-tuning) checkpoints (a {method} run"
                              + (" without --budget" if method == "learned" else "") + " keeps no state to resume)")
+    if budget and method not in ("rl", "hierarchical", "learned"):  # it was ignored without a word (an outside check)
+        raise UserInputError(f"--budget {budget}: only --method rl, hierarchical or learned sample placements; "
+                             f"{method} is a heuristic that takes none")
 
 
 def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict | None, progress,

@@ -59,7 +59,8 @@ def _devfile(tmp_path, text):
     return str(p)
 
 
-@pytest.mark.parametrize("case", ["unknown_method", "zero_devices", "missing_field", "fits_nowhere", "bad_budget"])
+@pytest.mark.parametrize("case", ["unknown_method", "zero_devices", "missing_field", "fits_nowhere", "bad_budget",
+                                  "budget_for_a_heuristic"])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, model, case):
     out = str(tmp_path / "o" / "p.onnx")
     os.makedirs(os.path.dirname(out))
@@ -68,7 +69,9 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, model, case):
             "missing_field": ["--devices-file", _devfile(tmp_path, "[[device]]\nname = 'a'\n[link]\n"
                                                                    "bytes_per_cycle = 1\nlatency_cycles = 0\n")],
             "fits_nowhere": ["--devices", "2", "--memory", "0.0001"],
-            "bad_budget": ["--devices", "2", "--method", "rl", "--budget", "-3"]}[case]
+            "bad_budget": ["--devices", "2", "--method", "rl", "--budget", "-3"],
+            # it was ignored without a word (an outside check)
+            "budget_for_a_heuristic": ["--devices", "2", "--method", "heft", "--budget", "5"]}[case]
     r = run_cli("place", model, *args, "-o", out, "--json", str(tmp_path / "o" / "r.json"))
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
@@ -77,7 +80,9 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, model, case):
             "zero_devices": "--devices 0: must be an integer >= 1",
             "missing_field": "device 'a': missing field 'memory_gb'",
             "fits_nowhere": "fits on no device",
-            "bad_budget": "--budget -3"}[case]
+            "bad_budget": "--budget -3",
+            "budget_for_a_heuristic": "--budget 5: only --method rl, hierarchical or learned sample placements; heft "
+                                      "is a heuristic that takes none"}[case]
     assert want in lines[0]
     assert os.listdir(tmp_path / "o") == []
 
@@ -135,7 +140,8 @@ def test_a_seed_numpy_or_metis_cannot_take_is_one_line(tmp_path, method, seed):
 
     path = str(tmp_path / "m.onnx")
     api.save(zoo.build("resnet18", width=0.25, resolution=32), path)
-    r = run_cli("place", path, "--devices", "2", "--dim", "N=8", "--method", method, "--budget", "8", "--seed", seed,
+    budget = ["--budget", "8"] if method != "heft" else []  # a heuristic takes no --budget (refused first)
+    r = run_cli("place", path, "--devices", "2", "--dim", "N=8", "--method", method, *budget, "--seed", seed,
                 "-o", str(tmp_path / "p.onnx"))
     err = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(err) == 1 and f"--seed {seed}: must be an integer from 0 to 4294967295" \

@@ -50,9 +50,12 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path):
     ck = str(tmp_path / "ck.pt")
     place_graph(small_nmt(), PlacementCostModel(device_set(devices=2)), method="rl", budget=16, seed=2,
                 options=opts, checkpoint=ck)  # "interrupted" after 16 placements
+    lines: list[str] = []
     resumed = place_graph(small_nmt(), PlacementCostModel(device_set(devices=2)), method="rl", budget=32, seed=2,
-                          options=opts, checkpoint=ck)
+                          options=opts, checkpoint=ck, progress=lines.append)
     assert resumed.info["learned"]["resumed"] and resumed.info["learned"]["samples"] == 32
+    # it says so first (it went on at a later step's line: an outside check)
+    assert lines[0].startswith(f"rl: resuming from {ck}: 16/32 placements, step "), lines
     assert resumed.report["placement"] == full.report["placement"]
     assert resumed.report["makespan"] == full.report["makespan"]
 

@@ -409,6 +409,9 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
         if progress and state["samples"] >= budget:  # as search: nothing more to sample, and it says so
             progress(f"{method}: {checkpoint} already holds {state['samples']} placements, --budget {budget}: "
                      "nothing sampled; its best is reported")
+        elif progress:  # it went on at a later step's line, saying nothing of the checkpoint (an outside check)
+            progress(f"{method}: resuming from {checkpoint}: {state['samples']}/{budget} placements, step "
+                     f"{state['step']}")
 
     def unit_targets(pl: list[int]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """The policy's choices closest to placement ``pl``: (placer devices [1, U or G], groups [1, U] or None,
