@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphmill.ir import UserInputError
-from graphmill.passes.pipeline.memory import SCHEDULES  # the one list: the planner counts their memory
+from graphmill.passes.pipeline.memory import SCHEDULES, activations  # the planner's: one list, one formula
 
 from .config import as_accel, from_dict
 from .devices import DEFAULT_PLACEMENT_ACCEL, load_devices
@@ -166,7 +166,7 @@ def simulate_pipeline(plan: dict, cost: Any, *, schedule: str = "gpipe", remat: 
         resident = d.get("weights", 0) + d.get("gradients", 0) + d.get("optimizer", 0)
         inp, internal = d.get("input_micro", 0), d.get("internal_micro", 0)
         n = in_flight[s]
-        peak.append(int(resident + (n * inp + internal if remat else n * (inp + internal))))
+        peak.append(int(resident + activations(n, inp, internal, remat)))
     return PipelineResult(schedule, k, m, step, busy, bubble, float(plan.get("one_device_time", sum(busy))),
                           in_flight, peak, moved, plan.get("units", "cycles"), spans)
 

@@ -24,6 +24,8 @@ before it (the model's inputs for stage 0).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 OPTIMIZER_STATE = {"adam": 2.0, "momentum": 1.0, "sgd": 0.0}
@@ -43,20 +45,24 @@ def in_flight(schedule: str, microbatches: int, stages: int, index: int) -> int:
     return microbatches if schedule == "gpipe" else min(stages - index, microbatches)
 
 
+def activations(held: Any, inputs_micro: Any, internal_micro: Any, remat: bool) -> Any:
+    """Activation bytes of a stage holding ``held`` micro-batches: their stage inputs, and their internal
+    activations too unless re-materialized (then one micro-batch's, while its forward is recomputed). Numbers or
+    numpy arrays: the planner's vector over cut points, a stage's figures and the simulated peak are this one."""
+    return held * inputs_micro + (internal_micro if remat else held * internal_micro)
+
+
 def stage_memory(weights: float, inputs_micro: float, internal_micro: float, *, microbatches: int, stages: int,
                  index: int, optimizer: str, remat: bool = True, schedule: str = "gpipe") -> dict:
     """The memory figures of one stage (see the module docstring); inputs and internals are per micro-batch.
     ``memory``: the figure of ``schedule`` with or without ``remat``."""
     m = microbatches
     state = OPTIMIZER_STATE[optimizer] * weights
-    remat_acts = m * inputs_micro + internal_micro
-    full = m * (inputs_micro + internal_micro)
     n = in_flight("1f1b", m, stages, index)
-    f1b = n * (inputs_micro + internal_micro)
-    f1b_remat = n * inputs_micro + internal_micro
+    remat_acts, full = (activations(m, inputs_micro, internal_micro, r) for r in (True, False))
+    f1b_remat, f1b = (activations(n, inputs_micro, internal_micro, r) for r in (True, False))
     resident = 2 * weights + state
-    acts = {("gpipe", True): remat_acts, ("gpipe", False): full, ("1f1b", True): f1b_remat,
-            ("1f1b", False): f1b}[(schedule, remat)]
+    acts = activations(in_flight(schedule, m, stages, index), inputs_micro, internal_micro, remat)
     return {"weights": int(weights), "gradients": int(weights), "optimizer": int(state),
             "activations_remat": int(remat_acts), "activations": int(full), "activations_1f1b": int(f1b),
             "activations_1f1b_remat": int(f1b_remat),
@@ -103,8 +109,7 @@ def memory_vector(wprefix: np.ndarray, aprefix: np.ndarray, cut: np.ndarray, *, 
 
     def f(s: int, i: np.ndarray, j: int) -> np.ndarray:
         internal = aprefix[j] - aprefix[i]
-        n = in_flight(schedule, m, stages, s)
-        act = n * cut[i] + (internal if remat else n * internal)
+        act = activations(in_flight(schedule, m, stages, s), cut[i], internal, remat)
         weights = wprefix[j] - wprefix[i]
         if shared:
             weights = weights + extra(np.asarray(i), j)
