@@ -21,8 +21,8 @@ contiguous layer split, HEFT (per op, and per colocation group) and METIS. Each 
   up in rank order picks its device as ``heft`` does, among the devices with room for the weights of the whole
   group, and every later member goes to that device (inserted into its first idle gap). HEFT sees weights only:
   when the simulated placement exceeds a device's memory (activations), that device's room for weights shrinks
-  to the weights it holds times its memory over its peak and the groups are placed again (up to 8 times). On a forward graph every group is one op and
-  this is ``heft`` (where ``heft`` fits in memory). On a training step it is the fair heuristic to set beside
+  to the weights it holds times its memory over its peak and the groups are placed again (up to 8 times). On a
+  forward graph every group is one op and this is ``heft`` (where ``heft`` fits in memory). On a training step it is the fair heuristic to set beside
   the learned placers, which never split a group: op-level ``heft`` puts a gradient wherever it finishes
   earliest, away from the activations it reads, and pays their transfer (Inception-V3's training step at batch
   32 on 4 chips: 68.8 Mcycles for ``heft``, 46.5 for ``heft-colocated``).
@@ -125,10 +125,7 @@ def heft(prob: PlacementProblem, *, colocate: bool = False, capacity: np.ndarray
     fin = np.zeros(n)
     slots: list[list[tuple[float, float]]] = [[] for _ in range(D)]  # sorted busy intervals
     held = np.zeros(D)
-    wbytes = [sum(prob.values[k].bytes for k in prob.resident[i]) for i in range(n)]
-    groups = prob.groups if colocate and len(prob.groups) == n else list(range(n))  # none known: one op each
-    # a group's first op decides the device of all its members, so it must find room for all of their weights
-    need = wbytes if groups == list(range(n)) else group_weights(prob, groups)
+    groups, need = _placed_units(prob, colocate)
     group_device: dict[int, int] = {}
     for i in order:
         best = None
@@ -156,6 +153,16 @@ def heft(prob: PlacementProblem, *, colocate: bool = False, capacity: np.ndarray
     return place
 
 
+def _placed_units(prob: PlacementProblem, colocate: bool) -> tuple[list[int], list[float]]:
+    """What ``heft`` places at once, op -> unit (the colocation groups, or one op each: none known or
+    ``colocate`` off), and the bytes of weights each unit needs room for: a group's first op decides the device of
+    all its members, so it must find room for all of their weights."""
+    n = prob.n
+    if colocate and len(prob.groups) == n:
+        return prob.groups, group_weights(prob, prob.groups)
+    return list(range(n)), [float(sum(prob.values[k].bytes for k in prob.resident[i])) for i in range(n)]
+
+
 def group_weights(prob: PlacementProblem, groups: list[int]) -> list[float]:
     """Bytes of the distinct weights (producer-less values) each colocation group's ops read, by group index: a
     forward op and its update read the same weight, which the device holds once."""
@@ -175,8 +182,7 @@ def heft_colocated(prob: PlacementProblem, *, attempts: int = 8) -> list[int]:
 
     capacity = np.asarray(prob.capacity, dtype=float)
     room = capacity.copy()
-    groups = prob.groups if len(prob.groups) == prob.n else list(range(prob.n))
-    need = group_weights(prob, groups)
+    groups, need = _placed_units(prob, colocate=True)
     place = heft(prob, colocate=True, capacity=room)
     for _ in range(attempts):
         peak = np.asarray(simulate(prob, place).peak, dtype=float)
