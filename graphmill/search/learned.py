@@ -267,9 +267,10 @@ def train(tasks: list[Task], *, seed: int = 0, options: dict | None = None, chec
           progress: Callable[[str], None] | None = None, output: str | None = None,
           meta: dict | None = None) -> tuple[GraphPolicy, dict]:
     """PPO across ``tasks`` (module docstring); returns the policy and ``{"history", "steps", "total_steps",
-    "samples", "seconds", "resumed", "interrupted"}``. ``output``: write the policy there (``save_policy``) with ``meta`` and
-    the training record (tasks, seed, options, time). A Ctrl-C (or SIGTERM under ``TerminateAsInterrupt``) ends
-    the run after the step under way, checkpointed: ``interrupted``, and no policy is written."""
+    "samples", "seconds", "resumed", "interrupted"}``. ``output``: write the policy there (``save_policy``) with
+    ``meta`` and the training record (tasks, seed, options, time). A Ctrl-C (or SIGTERM under
+    ``TerminateAsInterrupt``) ends the run after the step under way, checkpointed: ``interrupted``, and no policy
+    is written."""
     opts = _options(options)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -113,7 +113,8 @@ def test_string_escapes_are_the_four_known_ones_and_any_other_is_refused_where_i
     with pytest.raises(ScheduleError) as e:
         parse_schedule('schedule s {\n  test-option-kinds(c="ok",\n    e=["fine", "\\xff"])\n}\n', source="x.mill")
     msg = str(e.value)
-    assert msg.splitlines()[0] == "x.mill:3:17: unknown escape \\x in a string; a string knows \\n, \\t, \\\" and \\\\", msg
+    assert msg.splitlines()[0] == ("x.mill:3:17: unknown escape \\x in a string; a string knows \\n, \\t, \\\" "
+                                   "and \\\\"), msg
     assert msg.splitlines()[2] == " " * (4 + 16) + "^", msg  # under the backslash (column 17; 4 spaces of margin)
 
 

@@ -124,25 +124,21 @@ GROWTH_CHECKED = 4.0
 """``depth * width**2`` above which ``build`` first counts the unscaled model's parameters (see ``_check_size``)."""
 
 
-_BUILDERS = (resnet, efficientnet, efficientnetv2, coatnet, mnasnet_a1, mobilenet_v2, bert, vit, inception_v3, nmt,
-             rnnlm, moe_lstm_lm, switch_transformer, transformer_seq2seq)
-
-
 def build(name: str, **kwargs) -> Graph:
     """Build a zoo model by name (``graphmill zoo --list`` shows the names)."""
-    import inspect
-    import re
-
     key = resolve_name(name)
     _check_size(key, kwargs)
     try:
         return MODELS[key](**kwargs)
     except TypeError as e:  # a misspelled option: Python's own error named the builder, not the model, nor a fix
+        import inspect
+        import re
+
         m = re.search(r"(\w+)\(\) got an unexpected keyword argument '([^']+)'", str(e))
         if not m:
             raise
-        builder = next((f for f in _BUILDERS if f.__name__ == m.group(1)), None)
-        known = [p for p in inspect.signature(builder).parameters if p != "variant"] if builder else []
+        builder = globals().get(m.group(1))  # the builders MODELS calls are this module's names (imported above)
+        known = [p for p in inspect.signature(builder).parameters if p != "variant"] if callable(builder) else []
         raise UnknownZooOption(key, m.group(2), did_you_mean(m.group(2), known)) from None
 
 
