@@ -24,8 +24,8 @@ contiguous layer split, HEFT (per op, and per colocation group) and METIS. Each 
   to the weights it holds times its memory over its peak and the groups are placed again (up to 8 times). On a
   forward graph every group is one op and this is ``heft`` (where ``heft`` fits in memory). On a training step
   it is the fair heuristic to set beside the learned placers, which never split a group: op-level ``heft`` puts a
-  gradient wherever it finishes earliest, away from the activations it reads, and pays their transfer (Inception-V3's training step at batch
-  32 on 4 chips: 68.8 Mcycles for ``heft``, 46.5 for ``heft-colocated``).
+  gradient wherever it finishes earliest, away from the activations it reads, and pays their transfer
+  (Inception-V3's training step at batch 32 on 4 chips: 68.8 Mcycles for ``heft``, 46.5 for ``heft-colocated``).
 * ``metis``: a ``D``-way partition of the op graph by METIS (``pymetis``, seeded), vertex weight the op's mean
   time, edge weight the bytes exchanged, part ``k`` sized for device ``k``'s share of the work (target weights
   proportional to the devices' speed) and placed on device ``k``.
