@@ -70,3 +70,19 @@ def test_a_misspelled_zoo_option_is_named_with_the_nearest():
     """It was Python's TypeError naming the internal builder (``resnet() got an unexpected keyword argument``)."""
     with pytest.raises(UserInputError, match=r"^zoo model 'resnet18': no option 'widht' \(did you mean 'width'\?\)$"):
         api.zoo_build("resnet18", widht=0.5)
+
+
+def test_an_accelerator_that_is_neither_a_config_nor_a_path_is_named(small):
+    """``simulate(g, 5)`` raised open()'s "expected str, bytes or os.PathLike object, not int" (an outside check)."""
+    with pytest.raises(UserInputError, match=r"^accelerator: expected an AccelConfig, a dict in the TOML schema or a "
+                                             r"TOML file's path, got int 5$"):
+        graphmill.simulate(small, 5)
+
+
+def test_a_pass_manager_refuses_a_context_that_is_not_one():
+    """``run_passes(g, "dce", ctx=5)`` ran: no pass that changes nothing reads the context (an outside check)."""
+    from graphmill.passes.manager import run_passes
+
+    g = api.zoo_build("resnet18", width=0.25, resolution=32)
+    with pytest.raises(TypeError, match="ctx must be a PassContext, got int 5"):
+        run_passes(g, "dce", ctx=5)

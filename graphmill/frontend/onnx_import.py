@@ -117,7 +117,7 @@ def _props(entries) -> dict[str, str]:
     return {e.key: e.value for e in entries}
 
 
-def _negative_dim(t: Type | None) -> int | None:
+def negative_dim(t: Type | None) -> int | None:
     """The first negative declared dimension of a tensor type (ONNX dims are >= 0), or None."""
     shape = getattr(t, "shape", None) if isinstance(t, (TensorType, SparseTensorType)) else None
     return next((d for d in shape or () if isinstance(d, int) and d < 0), None)
@@ -136,7 +136,7 @@ class _Importer:
             t = type_from_proto(vi.type) if vi.HasField("type") else None
         except UnknownElementType as e:
             raise self.error(f"value {vi.name!r} in graph {graph_name!r} is declared with {e}") from None
-        bad = _negative_dim(t)
+        bad = negative_dim(t)
         if bad is not None:
             raise self.error(f"value {vi.name!r} in graph {graph_name!r} is declared with dimension {bad} "
                              f"(shape {list(t.shape)}); dimensions are >= 0, or a name for a symbolic one")
@@ -416,20 +416,40 @@ def _guess_attr_kind(ap: onnx.AttributeProto) -> int:
 MAX_ML_OPSET = max(row[3] for row in onnx.helper.VERSION_TABLE)
 
 
+_NEWER_HINT = "this installation supports (onnx {}); upgrade onnx or export the model for an older one"
+
+
 def check_opsets(model: onnx.ModelProto, path: str) -> None:
     """Refuse models newer than this onnx understands (IR version, ai.onnx and ai.onnx.ml opsets)."""
-    hint = f"this installation supports (onnx {onnx.__version__}); upgrade onnx or export the model for an older one"
     if model.ir_version > onnx.IR_VERSION:
         raise UnsupportedModelError(f"{path}: model has IR version {model.ir_version}, newer than the "
-                                    f"{onnx.IR_VERSION} {hint}")
-    for op in model.opset_import:
-        if op.domain in _DEFAULT_DOMAINS and op.version > MAX_SUPPORTED_OPSET:
+                                    f"{onnx.IR_VERSION} {_NEWER_HINT.format(onnx.__version__)}")
+    check_opset_versions([(op.domain, op.version) for op in model.opset_import], path)
+
+
+def check_opset_versions(opsets: list[tuple[str, int]], path: str) -> None:
+    """Refuse an ai.onnx or ai.onnx.ml opset newer than this onnx understands (``save`` checks a graph's too)."""
+    hint = _NEWER_HINT.format(onnx.__version__)
+    for domain, version in opsets:
+        if domain in _DEFAULT_DOMAINS and version > MAX_SUPPORTED_OPSET:
             raise UnsupportedModelError(
-                f"{path}: model uses opset {op.version} of the default ONNX domain, newer than the "
+                f"{path}: model uses opset {version} of the default ONNX domain, newer than the "
                 f"{MAX_SUPPORTED_OPSET} {hint}")
-        if op.domain == "ai.onnx.ml" and op.version > MAX_ML_OPSET:
-            raise UnsupportedModelError(f"{path}: model uses opset {op.version} of ai.onnx.ml, newer than the "
+        if domain == "ai.onnx.ml" and version > MAX_ML_OPSET:
+            raise UnsupportedModelError(f"{path}: model uses opset {version} of ai.onnx.ml, newer than the "
                                         f"{MAX_ML_OPSET} {hint}")
+
+
+def check_declared_dims(graph: Graph, path: str) -> None:
+    """Refuse a value declared with a negative dimension anywhere in ``graph`` (``save``: a ``GraphBuilder``
+    input of shape [-2, 3] was written, and the file was then refused by ``load``)."""
+    for g in graph.all_graphs():
+        for v in [*g.inputs, *g.values(), *g.outputs]:
+            bad = negative_dim(v.type)
+            if bad is not None:
+                raise ModelLoadError(f"{path}: value {v.name!r} in graph {g.name!r} is declared with dimension "
+                                     f"{bad} (shape {list(v.type.shape)}); dimensions are >= 0, or a name for a "
+                                     "symbolic one")
 
 
 def from_proto(model: onnx.ModelProto, *, base_dir: str | None = None, path: str = "<model>",

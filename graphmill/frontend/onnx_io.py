@@ -20,7 +20,7 @@ from graphmill.util.files import (MODEL_FILE_LIMIT, atomic_write_bytes, atomic_w
                                   written_path)
 
 from .onnx_export import serialize_model, to_proto
-from .onnx_import import from_proto
+from .onnx_import import check_declared_dims, check_opset_versions, from_proto
 from .onnx_wire import carve_weights
 
 _PROTOBUF_LIMIT = 2**31 - 1
@@ -292,7 +292,9 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     check_target(path)
     try:  # a graph graphmill writes, it loads: an empty required input verified, was written, and was refused on load
         check_arity(graph, path)
-    except ModelLoadError as e:
+        check_declared_dims(graph, path)
+        check_opset_versions(list(graph.opset_imports.items()), path)
+    except ModelLoadError as e:  # UnsupportedModelError (a newer opset) included
         raise UserInputError(f"{e}; not written (loading it would be refused)") from None
     lands = written_path(path)  # a link's target: external data goes beside the model it is written in
     if not force:

@@ -121,6 +121,8 @@ class PassManager:
                   if not any(isinstance(i, check) for i in self.instruments)]
         self.instruments[:0] = checks
         self.keep_snapshots = keep_snapshots
+        if ctx is not None and not isinstance(ctx, PassContext):  # else the first pass that reads it fails, or none
+            raise TypeError(f"PassManager: ctx must be a PassContext, got {type(ctx).__name__} {ctx!r:.60}")
         self.ctx = ctx or PassContext()
         # Build every pass now: option errors (and a preserved analysis nobody registered) surface before anything runs.
         self._passes: dict[int, Pass] = {}

@@ -565,6 +565,32 @@ def test_save_refuses_a_graph_its_own_loader_would_refuse(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.parametrize("opset, shape, needle", [
+    (17, [-2, 3], r"value 'x' in graph 'g' is declared with dimension -2 \(shape \[-2, 3\]\)"),
+    (999, [2, 3], r"model uses opset 999 of the default ONNX domain, newer than the \d+ this installation supports"),
+])
+def test_save_refuses_what_load_refuses_on_import(tmp_path, opset, shape, needle):
+    """A ``GraphBuilder`` graph with a negative dimension or opset 999 built, saved, and was then refused by
+    ``load`` (an outside check). Reference: ONNX's rules (dimensions >= 0; the newest opset of the installed onnx,
+    ``onnx.defs.onnx_opset_version()``); the same file loads when written with a valid dimension and opset."""
+    from graphmill.ir.builder import GraphBuilder
+
+    b = GraphBuilder("g", opset=opset)
+    b.output(b.Relu(b.input("x", "float32", shape)), "y")
+    g = b.build()
+    with pytest.raises(UserInputError, match=needle + ".*; not written"):
+        graphmill.save(g, tmp_path / "m.onnx")
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(UserInputError, match=needle):  # what load says of the same model, written by onnx
+        model = onnx.helper.make_model(onnx.helper.make_graph(
+            [onnx.helper.make_node("Relu", ["x"], ["y"])], "g",
+            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, shape)],
+            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)]),
+            opset_imports=[onnx.helper.make_opsetid("", opset)])
+        onnx.save(model, str(tmp_path / "onnx.onnx"))
+        graphmill.load(tmp_path / "onnx.onnx")
+
+
 def test_a_refused_tensor_of_an_attribute_names_the_attribute_and_its_node(tmp_path):
     """A Constant's ``value`` is an unnamed tensor, and its refusal said "tensor ''", which located nothing (an
     outside check). Reference: the message written here; a named tensor keeps its own name."""

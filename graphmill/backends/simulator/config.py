@@ -262,4 +262,7 @@ def as_accel(accel) -> AccelConfig:
         return accel.validate()
     if isinstance(accel, dict):
         return from_dict(accel)
+    if not isinstance(accel, (str, os.PathLike)):  # simulate(g, 5): not open()'s "expected str, bytes or os.PathLike"
+        raise UserInputError(f"accelerator: expected an AccelConfig, a dict in the TOML schema or a TOML file's path, "
+                             f"got {type(accel).__name__} {accel!r:.60}")
     return load_accel(accel)
