@@ -157,8 +157,34 @@ _ANALYSES: dict[str, type[Analysis]] = {}
 
 
 def register_analysis(cls: type[Analysis]) -> type[Analysis]:
+    """Class decorator: make ``cls`` computable by its ``name`` through ``PassContext.analysis``. A name is
+    registered once (``ValueError``), as a pass's is: a plugin's ``use-counts`` replaced the built-in one for
+    every pass of the process."""
+    if cls.name in _ANALYSES and _ANALYSES[cls.name] is not cls:
+        raise ValueError(f"analysis {cls.name!r} is registered twice{_builtin_hint(_ANALYSES[cls.name])}")
     _ANALYSES[cls.name] = cls
     return cls
+
+
+def registered_analyses() -> dict[str, type[Analysis]]:
+    _load_builtin_passes()  # the built-in passes' modules register the built-in analyses
+    return dict(sorted(_ANALYSES.items()))
+
+
+def unregister(passes: Iterable[str] = (), analyses: Iterable[str] = ()) -> None:
+    """Forget the named passes and analyses: a plugin file that fails part-way takes back what it had
+    registered, so that the file, once fixed, loads in the same process (``passes.plugins``)."""
+    for name in passes:
+        _PASSES.pop(name, None)
+    for name in analyses:
+        _ANALYSES.pop(name, None)
+
+
+def _builtin_hint(cls: type) -> str:
+    """What a clash with one of graphmill's own registrations adds to "registered twice": a plugin reusing
+    ``dce`` has not registered anything twice itself."""
+    return (f" (a built-in {'pass' if issubclass(cls, Pass) else 'analysis'} of graphmill; choose another name)"
+            if cls.__module__.startswith("graphmill.") else "")
 
 
 @runtime_checkable
@@ -407,7 +433,7 @@ def register_pass(cls: type[Pass]) -> type[Pass]:
     if not cls.name or cls.name != cls.name.lower() or "_" in cls.name or " " in cls.name:
         raise ValueError(f"pass name {cls.name!r} must be kebab-case")
     if cls.name in _PASSES and _PASSES[cls.name] is not cls:
-        raise ValueError(f"pass {cls.name!r} is registered twice")
+        raise ValueError(f"pass {cls.name!r} is registered twice{_builtin_hint(_PASSES[cls.name])}")
     if cls.exactness not in EXACTNESS:
         raise ValueError(f"pass {cls.name!r}: exactness must be one of {EXACTNESS}")
     for opt in cls.options:  # a default its own option refuses fails where the pass is written, not when it runs

@@ -10,6 +10,8 @@ ran, so a caller holding the input can replay them to the same point.
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -185,6 +187,7 @@ class PassManager:
                 raise PassInputError(p.name, e) from e
             if not isinstance(result, PassResult):
                 raise TypeError(f"pass {p.name!r} returned {type(result).__name__}, not PassResult")
+            check_stats(p.name, result.stats)
             seconds = time.perf_counter() - t0
             if result.changed:
                 self.ctx.invalidate(p.preserves)
@@ -193,7 +196,8 @@ class PassManager:
             raise
         except KeyboardInterrupt:
             raise
-        except Exception as e:  # noqa: BLE001 -- any crash inside a pass is reported with its context
+        except (Exception, SystemExit) as e:  # noqa: BLE001 -- any crash inside a pass is reported with its context
+            # SystemExit too: a plugin's sys.exit(0) ended `optimize` with exit 0 and nothing written
             raise PassFailure(info, e, before, history, self._ran) from e
         self._ran.append(run)
         self._records.append(PassRecord(p.name, info.path, result.changed, seconds, dict(result.stats),
@@ -201,6 +205,18 @@ class PassManager:
         log.info("%-24s %s %.2f ms %s", p.name, "changed" if result.changed else "       ", seconds * 1e3,
                  result.stats or "")
         return result.changed
+
+
+def check_stats(name: str, stats: object) -> None:
+    """``TypeError`` unless ``stats`` maps names to finite numbers: ``PipelineResult.stats`` sums them, and the
+    report writes them as JSON (a plugin's ``{"v": "b"}`` crashed the sum; ``nan`` wrote a file strict parsers
+    refuse)."""
+    if not isinstance(stats, dict):
+        raise TypeError(f"pass {name!r} returned stats of type {type(stats).__name__}, not a dict of numbers")
+    for key, value in stats.items():
+        if not isinstance(key, str) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise TypeError(f"pass {name!r} returned stat {key!r} = {value!r:.40}: stats map names to finite "
+                            "numbers")
 
 
 def final_notes(notes: Sequence["str | GraphNote"], graph: Graph) -> list[str]:

@@ -7,7 +7,8 @@ before the schedule is parsed, so its passes can be named in ``-p``, ``-s`` file
 Code runs only from a path the user gave (``--load-passes`` or ``graphmill.api.load_passes``): nothing in
 a model or a ``.mill`` file can load or name a Python file, so an untrusted model never runs code.
 Loading the same file twice is a no-op. Anything the file raises (a syntax error, an import error, a
-pass name already taken) is one ``UserInputError`` naming the file and line.
+pass name already taken) is one ``UserInputError`` naming the file and line, and the passes and analyses it
+registered before it failed are registered no more.
 
 The file must be Python source whose name ends in ``.py``: anything else (a model given by mistake,
 ``--load-passes m.onnx``; a ``plug.txt``) is refused in one line naming it, before any of it runs.
@@ -24,7 +25,7 @@ import types
 from typing import Iterable
 
 from graphmill.ir import UserInputError
-from graphmill.passes.base import registered_passes
+from graphmill.passes.base import registered_analyses, registered_passes, unregister
 from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
 
 _LOADED: dict[str, list[str]] = {}  # real path -> the passes that file registered
@@ -43,7 +44,7 @@ def load_pass_file(path: str | os.PathLike) -> list[str]:
     if not shown.endswith(".py"):
         raise UserInputError(f"{shown}: not a Python file (--load-passes takes Python source named *.py)")
     source = read_user_file(real, TEXT_FILE_LIMIT, "a Python file of passes")
-    before = set(registered_passes())
+    before, before_analyses = set(registered_passes()), set(registered_analyses())
     name = "graphmill_user_passes_" + hashlib.sha1(real.encode()).hexdigest()[:12]
     module = types.ModuleType(name)  # by hand: importlib's spec_from_file_location needs a known suffix
     module.__file__ = real
@@ -52,6 +53,8 @@ def load_pass_file(path: str | os.PathLike) -> list[str]:
         exec(compile(source, real, "exec"), module.__dict__)  # noqa: S102 -- the user's own file, by path
     except (Exception, SystemExit) as e:
         del sys.modules[name]
+        # what the file registered before it failed goes with it: the fixed file then loads in the same process
+        unregister(set(registered_passes()) - before, set(registered_analyses()) - before_analyses)
         raise UserInputError(f"{shown}:{_line_in(e, real)}: cannot load passes: {_one_line(e)}") from None
     added = sorted(set(registered_passes()) - before)
     _LOADED[real] = added

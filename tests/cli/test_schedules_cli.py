@@ -114,7 +114,10 @@ def test_a_plugins_prints_leave_json_on_stdout_readable(tmp_path, model):
     ("import numpy\nimport no_such_module_xyz\n", 2, "ModuleNotFoundError: No module named 'no_such_module_xyz'"),
     ("x = (\n", 1, "SyntaxError: '(' was never closed"),
     ("from graphmill.passes import Pass, register_pass\n\n@register_pass\nclass Dce(Pass):\n    name = 'dce'\n",
-     3, "ValueError: pass 'dce' is registered twice"),
+     3, "ValueError: pass 'dce' is registered twice (a built-in pass of graphmill; choose another name)"),
+    ("from graphmill.passes import Analysis, register_analysis\n\n@register_analysis\nclass Mine(Analysis):\n"
+     "    name = 'use-counts'\n", 3,
+     "ValueError: analysis 'use-counts' is registered twice (a built-in analysis of graphmill; choose another name)"),
     ("raise SystemExit(3)\n", 1, "SystemExit: 3"),
     # a rule named as one of simplify's: --explain-match explained simplify's, a pass the schedule never ran
     ("from graphmill.ir.rewrite import Op, Var, Rule\nfrom graphmill.passes import register_pass\n"
@@ -131,6 +134,26 @@ def test_errors_in_a_plugin_file_are_one_line_naming_it(tmp_path, model, source,
     assert not (tmp_path / "o.onnx").exists()
     missing = one_error_line(run_cli("passes", "--load-passes", str(tmp_path / "nope.py")), "passes")
     assert missing == f"{tmp_path / 'nope.py'}: no such file (--load-passes takes a Python file of passes)"
+
+
+def test_a_plugin_that_fails_part_way_takes_back_what_it_registered(tmp_path):
+    """A file that registered a pass and an analysis and then raised left both registered: the pass ran by name,
+    and the fixed file failed with "pass ... is registered twice" until Python restarted (an outside check)."""
+    from graphmill.passes.base import registered_analyses
+
+    plugin = tmp_path / "half.py"
+    body = ("from graphmill.passes import Analysis, Pass, PassResult, register_analysis, register_pass\n\n"
+            "@register_pass\nclass First(Pass):\n    name = 'test-half-first'\n\n    def run(self, graph, ctx):\n"
+            "        return PassResult(False)\n\n"
+            "@register_analysis\nclass Count(Analysis):\n    name = 'test-half-count'\n\n"
+            "    def compute(self, graph, ctx):\n        return len(graph)\n")
+    plugin.write_text(body + "raise ImportError('forgot something')\n")
+    with pytest.raises(UserInputError, match=r"half\.py:16: cannot load passes: ImportError: forgot something"):
+        api.load_passes(plugin)
+    assert "test-half-first" not in registered_passes() and "test-half-count" not in registered_analyses()
+    plugin.write_text(body)
+    assert api.load_passes(plugin) == ["test-half-first"]
+    assert "test-half-count" in registered_analyses()
 
 
 def test_api_load_passes_registers_once(tmp_path):

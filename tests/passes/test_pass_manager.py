@@ -418,6 +418,47 @@ def test_an_option_default_its_own_option_refuses_fails_at_registration():
         register_pass(BadDefault)
 
 
+@register_pass
+class ExitsThePython(Pass):
+    """Test pass: calls sys.exit, as a plugin may."""
+
+    name = "test-sys-exit"
+
+    def run(self, graph, ctx):
+        raise SystemExit(0)
+
+
+ODD_STAT: list = []
+
+
+@register_pass
+class ReportsAStat(Pass):
+    name = "test-odd-stat"
+
+    def run(self, graph, ctx):
+        return PassResult(False, {"v": ODD_STAT[-1]})
+
+
+def test_a_pass_that_exits_python_is_a_failure_of_that_pass():
+    """A plugin's ``sys.exit(0)`` ended ``graphmill optimize`` with exit 0 and nothing written (an outside check):
+    the manager caught ``Exception`` only."""
+    with pytest.raises(PassFailure, match=r"pass 'test-sys-exit' \(#2, main > test-sys-exit\) failed: SystemExit: 0 "
+                                          r"\[passes run before it: test-noop\]"):
+        PassManager("test-noop,test-sys-exit").run(relu_chain())
+
+
+@pytest.mark.parametrize("value", ["b", None, [1, 2], float("nan"), float("inf")])
+def test_a_stat_that_is_not_a_finite_number_is_a_failure_of_its_pass(value):
+    """A plugin's stat "b" crashed the report's sum with a traceback; NaN wrote a JSON report strict parsers refuse
+    (an outside check). Reference: RFC 8259 (no NaN or Infinity in JSON)."""
+    ODD_STAT.append(value)
+    with pytest.raises(PassFailure, match=r"pass 'test-odd-stat' returned stat 'v' = .*: stats map names to finite "
+                                          r"numbers"):
+        PassManager("test-odd-stat").run(relu_chain())
+    ODD_STAT.append(np.int64(3))  # numpy's numbers are numbers
+    assert PassManager("test-odd-stat").run(relu_chain()).stats()["test-odd-stat"]["v"] == 3
+
+
 def test_option_errors_surface_before_anything_runs():
     CALLS.clear()
     with pytest.raises(GraphmillError, match="level"):
