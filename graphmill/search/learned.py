@@ -281,26 +281,29 @@ def train(tasks: list[Task], *, seed: int = 0, options: dict | None = None, chec
 
 
 def _train(tasks, seed, opts, checkpoint, progress, output, meta):
-    t_start = time.perf_counter()
-    torch.manual_seed(seed)
-    policy = GraphPolicy(hidden=int(opts["hidden"]), layers=int(opts["layers"]))
-    optim = torch.optim.Adam(policy.parameters(), lr=float(opts["lr"]))
-    sig = _signature([t.name for t in tasks], opts, seed)
-    state: dict = {"step": 0, "samples": 0, "history": [], "seconds": 0.0, "states": {}}
-    resumed = False
-    if checkpoint and os.path.exists(checkpoint):
-        ck = load_checkpoint(checkpoint, sig, "training", "training set, options, seed or policy format")
-        policy.load_state_dict(ck["policy"])
-        optim.load_state_dict(ck["optim"])
-        state = ck["state"]
-        resumed = True
-    steps = int(opts["steps"])
-    if resumed and progress and state["step"] >= steps:  # as search and the placers: nothing to train, said
-        progress(f"train-policy: {checkpoint} already holds {state['step']} steps, --steps {steps}: nothing "
-                 f"trained; the policy written is its {state['step']}-step one")
-    seconds0 = float(state["seconds"])
-    current: dict[str, tuple[dict, float]] = {}  # task -> (its refined state's observation, step time)
-    with DeferredInterrupt() as ctrl_c:  # Ctrl-C finishes the step under way and checkpoints it (a second: at once)
+    # Ctrl-C finishes the step under way and checkpoints it (a second: at once); from the start, so that one
+    # while the policy and its optimizer are built (torch imports for seconds) ends the run before step 1 with
+    # its report, as one during a step does (it raised through, and `--json` wrote nothing: an outside check)
+    with DeferredInterrupt() as ctrl_c:
+        t_start = time.perf_counter()
+        torch.manual_seed(seed)
+        policy = GraphPolicy(hidden=int(opts["hidden"]), layers=int(opts["layers"]))
+        optim = torch.optim.Adam(policy.parameters(), lr=float(opts["lr"]))
+        sig = _signature([t.name for t in tasks], opts, seed)
+        state: dict = {"step": 0, "samples": 0, "history": [], "seconds": 0.0, "states": {}}
+        resumed = False
+        if checkpoint and os.path.exists(checkpoint):
+            ck = load_checkpoint(checkpoint, sig, "training", "training set, options, seed or policy format")
+            policy.load_state_dict(ck["policy"])
+            optim.load_state_dict(ck["optim"])
+            state = ck["state"]
+            resumed = True
+        steps = int(opts["steps"])
+        if resumed and progress and state["step"] >= steps:  # as search and the placers: nothing to train, said
+            progress(f"train-policy: {checkpoint} already holds {state['step']} steps, --steps {steps}: nothing "
+                     f"trained; the policy written is its {state['step']}-step one")
+        seconds0 = float(state["seconds"])
+        current: dict[str, tuple[dict, float]] = {}  # task -> (its refined state's observation, step time)
         G = min(int(opts["graphs"]), len(tasks))
         K = int(opts["samples"])
         while state["step"] < steps and not ctrl_c.requested:

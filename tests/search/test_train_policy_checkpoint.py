@@ -136,3 +136,32 @@ def test_ctrl_c_finishes_the_step_checkpoints_it_and_says_so_in_the_json_report(
     report = json.loads(capsys.readouterr().out)
     assert report["interrupted"] is False and report["resumed"] and report["steps"] == 2
     assert report["output"] == str(out) and out.exists() and not ck.exists() and len(calls) == 1  # step 2
+
+
+def test_ctrl_c_while_the_policy_is_built_ends_before_step_1_with_its_report(tmp_path, capsys, monkeypatch):
+    """A SIGINT after "training graphs ready", while the policy and its optimizer were built (torch imports for
+    seconds), raised through the command: exit 130 and no ``--json`` report at all (an outside check). Now the run
+    ends before step 1 with the report saying so. Reference: the operating system's signal delivery and the files
+    on disk."""
+    import json
+    import os
+    import signal
+
+    from graphmill.cli import main
+    from graphmill.search import learned
+
+    real_policy = learned.GraphPolicy
+
+    def ctrl_c_while_built(*a, **k):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_policy(*a, **k)
+
+    monkeypatch.setattr(learned, "GraphPolicy", ctrl_c_while_built)
+    out, report = tmp_path / "p.npz", tmp_path / "r.json"
+    argv = ["train-policy", "-o", str(out), "--steps", "2", "--quick", "--json", str(report), "--quiet"] + \
+        [f"--option={k}={v}" for k, v in OPTIONS.items()]
+    assert main(argv) == 130
+    got = json.loads(report.read_text())
+    assert got["interrupted"] is True and got["steps"] == 0 and got["output"] is None and got["samples"] == 0
+    assert "interrupted at step 0/2; no policy written" in capsys.readouterr().err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
