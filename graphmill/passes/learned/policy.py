@@ -260,7 +260,9 @@ def load_policy(path: str | os.PathLike | None = None) -> tuple[GraphPolicy, dic
     path = os.fspath(path) if path is not None else default_policy_path()
     meta_path = path[:-4] + ".json" if path.endswith(".npz") else None
     if meta_path is None or not os.path.isfile(path):
-        raise UserInputError(f"{path}: no policy there (a policy is NAME.npz with NAME.json beside it; "
+        # an existing file named otherwise (a model given as --policy): "no policy there" read as "not found"
+        what = "not a graphmill policy" if os.path.isfile(path) else "no policy there"
+        raise UserInputError(f"{path}: {what} (a policy is NAME.npz with NAME.json beside it; "
                              "`graphmill train-policy` writes one)")
     if not os.path.isfile(meta_path):
         raise UserInputError(f"{path}: its metadata {meta_path} is missing (a policy is NAME.npz with NAME.json "

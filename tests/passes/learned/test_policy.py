@@ -125,6 +125,9 @@ def test_policy_file_roundtrip_and_refusals(tmp_path, policy_file):
         load_policy(str(bad))
     with pytest.raises(UserInputError, match="no policy there"):
         load_policy(str(tmp_path / "none.npz"))
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07")  # an existing file that is no policy: not "no policy there"
+    with pytest.raises(UserInputError, match=r"model\.onnx: not a graphmill policy \(a policy is NAME\.npz"):
+        load_policy(str(tmp_path / "model.onnx"))
     # a file that is no zip at all: numpy's own message called it pickled data and suggested unpickling it
     (tmp_path / "text.npz").write_text("not an archive\n")
     (tmp_path / "text.json").write_text(json.dumps({"format": meta["format"], "config": meta["config"]}))
