@@ -346,10 +346,11 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
                            "max_abs_diff_by_pass": numerics.worst}
     resized = sorted({r.name for r in result.records if r.changed and
                       getattr(registered_passes().get(r.name), "resizes_interface", False)})
-    if original is not None and resized:  # compound-scale: another network on purpose, with other input sizes
+    if resized and (original is not None or numerics):  # compound-scale: another network, other input sizes
         report.notes.append(f"outputs not compared with the input's: {', '.join(resized)} made another network "
-                            "(its sizes and weights change on purpose)")
-    elif original is not None:
+                            "(its sizes and weights change on purpose)" +
+                            ("; --check-numerics compared each pass after it with its output" if numerics else ""))
+    if original is not None and not resized:
         try:  # an input random data cannot be made for (an optional, a sequence): not "pass inputs explicitly",
             inputs = ortb.random_inputs(original, seed=seed, dims=dims, advice=None)  # which optimize cannot take
         except UserInputError as e:

@@ -178,3 +178,16 @@ def test_a_float16_divergence_keeps_its_numbers_and_small_values_keep_a_tight_ab
     assert not got.ok and got.outputs[0].note == ""
     assert got.outputs[0].max_abs > 7e-4
     assert got.precision == ["float16"] and "float16 outputs at least at float16's precision" in got.tolerance
+
+
+def test_an_onnx_runtime_error_keeps_its_detail_on_one_line():
+    """ORT's "Got invalid dimensions for input: x for the following indices" was cut at its first line, before the
+    index and sizes that its next lines give (an outside check). Reference: ONNX Runtime's own message."""
+    import re
+
+    b = GraphBuilder("g")
+    b.output(b.Relu(b.input("x", "float32", [2, 3])), "y")
+    with pytest.raises(ExecutionError) as e:
+        ortb.OrtSession(b.build()).run({"x": np.zeros((2, 4), np.float32)})
+    text = str(e.value)
+    assert "\n" not in text and re.search(r"for the following indices\s+index: 1 Got: 4 Expected: 3", text)

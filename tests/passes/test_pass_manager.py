@@ -127,6 +127,22 @@ class BreakNumbers(Pass):
 
 
 @register_pass
+class WidenInput(Pass):
+    """Test pass: another network on purpose, as compound-scale makes one: the input's 4 features become 6."""
+
+    name = "test-widen-input"
+    resizes_interface = True
+
+    def run(self, graph, ctx):
+        x = graph.inputs[0]
+        x.type = TensorType(x.type.dtype, ["N", 6])
+        for n in graph.nodes:
+            for v in n.outputs:
+                v.type = TensorType(x.type.dtype, ["N", 6])
+        return PassResult(True)
+
+
+@register_pass
 class SpecializeBatch(Pass):
     """Test pass: silently turns the symbolic batch of the output into 1."""
 
@@ -457,6 +473,19 @@ def test_a_stat_that_is_not_a_finite_number_is_a_failure_of_its_pass(value):
         PassManager("test-odd-stat").run(relu_chain())
     ODD_STAT.append(np.int64(3))  # numpy's numbers are numbers
     assert PassManager("test-odd-stat").run(relu_chain()).stats()["test-odd-stat"]["v"] == 3
+
+
+def test_check_numerics_compares_the_passes_after_a_resizing_pass_with_its_output():
+    """``--check-numerics`` named compound-scale as failing ("ONNX Runtime failed running graph ...: Got invalid
+    dimensions for input"): the original's inputs do not fit the scaled network (an outside check). A pass that
+    resizes the interface on purpose is not compared; the passes after it are, with its output. Reference: ONNX
+    Runtime's outputs of the graph after the resizing pass."""
+    report = optimize(relu_chain(), "test-widen-input,test-drop-one-relu", check_numerics=True, dims={"N": 2})
+    assert report.numerics["checks"] == 1 and "test-widen-input" not in report.numerics["max_abs_diff_by_pass"]
+    assert any("--check-numerics compared each pass after it with its output" in n for n in report.notes)
+    with pytest.raises(ReproducerError, match=r"pass 'test-break-numbers' .*changed the numbers"):
+        optimize(relu_chain(), "test-widen-input,test-break-numbers", check_numerics=True, dims={"N": 2},
+                 reproducer_dir=None)
 
 
 def test_option_errors_surface_before_anything_runs():
