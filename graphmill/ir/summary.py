@@ -67,7 +67,10 @@ def _constant_node_ids(graph: Graph, constant: set[int]) -> set[int]:
     return {id(n) for n in graph.nodes if is_constant_node(n, constant)}
 
 
-_VIEWS = frozenset({"Transpose", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Flatten"})
+# Not Identity: torch's exporter stores tensors of equal values once and hands each its own Identity (a fresh
+# network's zero biases, its BatchNorms' zero means and unit variances), so an Identity of a weight is a tensor of
+# its own, as torch counts it (its BatchNorm statistics were counted once, and never as statistics: an outside check)
+_VIEWS = frozenset({"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten"})
 
 
 _BROADCASTS = frozenset({"Expand", "Tile"})

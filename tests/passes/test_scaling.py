@@ -122,6 +122,46 @@ def test_width_through_a_spatial_mean_keeps_the_outputs(opset):
         scale(model(over_channels=True), 1, alpha=1.0, beta=1.5, gamma=1.0)
 
 
+def _fresh_torch_cnn():
+    """A freshly initialized residual CNN with BatchNorms, as a user writes one: its zero biases, zero running
+    means and unit variances are equal tensors, which torch's exporter stores once behind ``Identity`` nodes."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
+
+        def forward(self, x):
+            return torch.relu(x + self.bn(self.conv(x)))
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(), Block(8), Block(8),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+    return net, gm.from_torch(net, (torch.randn(1, 3, 16, 16),))
+
+
+def test_a_fresh_torch_cnn_scales_and_counts_as_torch_does():
+    """``from_torch`` of a fresh CNN could not be scaled ("its weight %...running_mean is computed, not an
+    initializer; run fold-constants first": the running mean was an exporter ``Identity`` of a shared zero tensor),
+    and ``inspect`` counted its shared tensors once and no BatchNorm statistics (an outside check). References:
+    torch's own counts (``parameters()``, the BatchNorms' running buffers); ONNX Runtime on the original and the
+    widened model (new channels' outgoing weights are zero: the same logits)."""
+    net, g = _fresh_torch_cnn()
+    assert any(n.op_type == "Identity" for n in g.nodes)  # the exporter's sharing, which this test is about
+    report = gm.inspect(g)
+    stats = sum(m.running_mean.numel() + m.running_var.numel() for m in net.modules()
+                if hasattr(m, "running_mean"))
+    assert report["bn_statistics"] == stats == 48
+    assert report["params"] - report["bn_statistics"] == sum(p.numel() for p in net.parameters())
+    wide = scale(g.copy(), 1, alpha=1.0, beta=2.0, gamma=1.0)
+    assert [n.inputs[1].shape[0] for n in wide.nodes if n.op_type == "Conv"] == [16, 16, 16]
+    x = ortb.random_inputs(g, seed=1)
+    (ref,), (got,) = ortb.run(g, x).values(), ortb.run(wide, x).values()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
 def test_verify_each_holds_compound_scale_to_names_not_sizes(b0):
     """`optimize -p compound-scale{phi=1} --verify-each` failed on B0 with 'the graph's inputs changed' and
     wrote a reproducer: the resolution changes the input's size on purpose. The pass now declares it

@@ -117,10 +117,16 @@ def _globalize_pools(graph: Graph) -> int:
 
 
 def _weights_folded(graph: Graph) -> bool:
+    """Whether every constant a computing node reads is an initializer, as the channel analysis needs. Not only
+    the Conv/Gemm weights: a freshly initialized torch CNN shares its equal tensors (zero biases and running means)
+    through exporter ``Identity`` nodes, and a BatchNormalization's running mean read through one was refused as
+    "computed, not an initializer" (an outside check)."""
+    constant = constant_values(graph)
     for n in graph.nodes:
-        if n.op_type in ("Conv", "ConvTranspose", "Gemm") and len(n.inputs) > 1 and n.inputs[1] is not None:
-            if n.inputs[1].const is None:
-                return False
+        if n.outputs and n.outputs[0] is not None and id(n.outputs[0]) in constant:
+            continue  # a constant's construction: folding it is the point
+        if any(v is not None and id(v) in constant and v.const is None for v in n.inputs):
+            return False
     return True
 
 
