@@ -162,6 +162,45 @@ def test_a_fresh_torch_cnn_scales_and_counts_as_torch_does():
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("columns", [-1, 8])
+def test_a_view_of_the_batch_and_minus_one_keeps_the_channels(tmp_path, columns):
+    """``x.view(x.size(0), -1)`` exported with a symbolic batch reshapes to Concat(the batch from Shape, [-1]):
+    width scaling refused it as "hard-coded channel counts" (an outside check); ``view(x.size(0), 8)`` does hard-code
+    them and is still refused. References: the exported ONNX (its Reshape's shape operand is computed) and ONNX
+    Runtime on the original and the widened model at batch 2 (new channels' outgoing weights are zero)."""
+    import torch
+    from torch import nn
+
+    from graphmill.passes.scaling.channels import WidthError
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.conv, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Linear(8, 4)
+
+        def forward(self, x):
+            h = torch.relu(self.stem(x))
+            h = nn.functional.adaptive_avg_pool2d(torch.relu(h + self.conv(h)), 1)
+            return self.fc(h.view(h.size(0), columns))
+
+    torch.manual_seed(0)
+    path = str(tmp_path / "view.onnx")
+    torch.onnx.export(Net().eval(), (torch.randn(1, 3, 8, 8),), path, opset_version=17, dynamo=False,
+                      input_names=["x"], dynamic_axes={"x": {0: "N"}})
+    g = gm.load(path)
+    reshape = next(n for n in g.nodes if n.op_type == "Reshape")
+    assert reshape.inputs[1].const is None  # computed from the batch: the case at hand
+    if columns == 8:
+        with pytest.raises(WidthError, match="Reshape.*hard-coded channel counts"):
+            scale(g.copy(), 1, alpha=1.0, beta=2.0, gamma=1.0)
+        return
+    wide = scale(g.copy(), 1, alpha=1.0, beta=2.0, gamma=1.0)
+    assert [n.inputs[1].shape[0] for n in wide.nodes if n.op_type == "Conv"] == [16, 16]
+    x = {"x": np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)}
+    (ref,), (got,) = ortb.run(g, x).values(), ortb.run(wide, x).values()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
 def test_verify_each_holds_compound_scale_to_names_not_sizes(b0):
     """`optimize -p compound-scale{phi=1} --verify-each` failed on B0 with 'the graph's inputs changed' and
     wrote a reproducer: the resolution changes the input's size on purpose. The pass now declares it

@@ -110,6 +110,24 @@ def _const_array(v: Value) -> np.ndarray | None:
     return v.const.numpy() if v.const is not None else None
 
 
+def _concat_entries(v: Value) -> list[int | None]:
+    """The entries of a shape operand built by ``Concat`` along axis 0: constants where a part is one, None for
+    each entry of a computed one-entry part (a batch read with ``Shape``); [] when the form is another."""
+    p = v.producer
+    if p is None or p.op_type != "Concat" or int(p.attr("axis", 0)) != 0:
+        return []
+    out: list[int | None] = []
+    for part in p.inputs:
+        arr = _const_array(part) if part is not None else None
+        if arr is not None and arr.ndim == 1:
+            out += [int(a) for a in arr]
+        elif part is not None and part.shape is not None and tuple(part.shape) == (1,):
+            out.append(None)
+        else:
+            return []
+    return out
+
+
 def analyze(nodes: Iterable[Node], *, constant: set[int], graph_inputs: Iterable[Value] = (),
             graph_outputs: Iterable[Value] = ()) -> ChannelGroups:
     """Channel groups of ``nodes`` (in topological order); constants are the ids in ``constant``."""
@@ -253,6 +271,12 @@ def analyze(nodes: Iterable[Node], *, constant: set[int], graph_inputs: Iterable
                           and ys[1] == xs[1] and arr[0] in (0, xs[0]) if arr is not None else False)
                     if ok and arr[1] != -1:
                         cg.flat_reshapes.append(node)
+                    if arr is None and shp is not None and len(ys) == 2 and all(d == 1 for d in xs[2:]):
+                        # x.view(x.size(0), -1) with a symbolic batch: Concat(the batch from Shape, [-1]) keeps
+                        # the channels on axis 1 whatever their count (refused as "hard-coded": an outside check)
+                        entries = _concat_entries(shp)
+                        ok = (len(entries) == 2 and entries[1] in (-1, 0) and entries[0] in (None, 0, xs[0])
+                              and ys[1] == xs[1])
                 else:  # keep axes 0 and 1 where they are
                     ok = xs[:2] == ys[:2] and all(d == 1 for d in (xs[2:] if len(xs) > len(ys) else ys[2:]))
             if ok:
