@@ -350,6 +350,7 @@ def scale(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1.1, ga
     """Compound-scale ``graph`` in place (EfficientNet's rule); the report is also in ``graph.meta["scaling"]``."""
     from graphmill.passes.scaling import scale_graph
 
+    check_seed(seed)  # as every other command's --seed (scale took -1)
     return scale_graph(graph, phi=phi, alpha=alpha, beta=beta, gamma=gamma, divisor=divisor, seed=seed)
 
 
@@ -458,6 +459,8 @@ def check_scale_search_args(*, cost: str, accel: str | None, max_cost: float | N
             raise UserInputError(f"{name} {value!r}: must be a number > 0")
     if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
         raise UserInputError(f"--tolerance {tolerance!r}: must be a number >= 0")
+    if max_value is not None and max_value < 1:  # the grid starts at 1 (ScalingGrid's own check says max_value=)
+        raise UserInputError(f"--max-value {max_value!r}: must be >= 1 (the grid runs from 1 to it)")
 
 
 def check_trainable(graph: Graph) -> None:

@@ -77,6 +77,8 @@ def _conv_model_with(path, extra_op: str | None) -> str:
     (["--step", "0.001", "--stub"], "step=0.001, max_value=2: the grid would have 1,001 values per coefficient, "
                                     "at most 1,000"),
     (["--max-value", "1e308", "--step", "1e-300", "--stub"], "the grid would have inf values per coefficient"),
+    # before: "max_value=0.5: must be >= 1", the Python keyword, where every other message names the flag
+    (["--max-value", "0.5", "--stub"], "--max-value 0.5: must be >= 1 (the grid runs from 1 to it)"),
     # before: trained a 1000-class model on the 10 digits (113 s per candidate, accuracy 0.08)
     (["{thousand_classes}"], "the digits task has 10 classes, the model's first output has 1000"),
     # before: every candidate failed with the scaling pass's error, exit 1

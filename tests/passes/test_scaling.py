@@ -402,7 +402,7 @@ def test_cli(tmp_path, capsys):
     assert g.meta["scaling"]["phi"] == 1  # meta survives the file
     _finite_run(g)
     bad = tmp_path / "bad.onnx"
-    for argv in (["--phi", "-1"], ["--phi", "1", "--alpha", "0"]):
+    for argv in (["--phi", "-1"], ["--phi", "1", "--alpha", "0"], ["--phi", "1", "--seed", "-1"]):  # seed: taken
         assert main(["scale", str(src), *argv, "-o", str(bad)]) == 2
         assert "error" in capsys.readouterr().err
         assert not bad.exists()
