@@ -126,3 +126,25 @@ def test_json_that_parses_but_nests_beyond_the_limit_is_refused_as_too_deep(tmp_
     with pytest.raises(ValueError, match="nested too deeply"):
         parse_json("[" * (JSON_NESTING_LIMIT + 1) + "]" * (JSON_NESTING_LIMIT + 1))
     assert json_nesting({"a": [1, {"b": []}]}, 10) == 4  # object, list, object, list
+
+
+def test_a_result_answered_from_the_journal_does_not_count_in_the_rate(tmp_path, monkeypatch):
+    """A resumed run's first progress line, for a result the journal held, said 66 evals/s where evaluations took
+    seconds (an outside check on NAHAS): the rate counted a result this run did not evaluate. Reference: the
+    evaluations this run made (none at that line)."""
+    ck = str(tmp_path / "run.json")
+    real_save = ckpt.save
+
+    def dying_save(path, state):
+        raise SystemExit(9)
+
+    monkeypatch.setattr(ckpt, "save", dying_save)  # dies writing the first checkpoint: the result is journaled
+    with pytest.raises(SystemExit):
+        search.run(rh.small_space(), rh.evaluate, strategy="random", budget=3, seed=3, progress=False, checkpoint=ck)
+    monkeypatch.setattr(ckpt, "save", real_save)
+    infos: list[dict] = []
+    search.run(rh.small_space(), rh.evaluate, strategy="random", budget=3, seed=3, progress=infos.append,
+               checkpoint=ck)
+    assert [i["count"] for i in infos] == [1, 2, 3]
+    assert infos[0]["rate"] == 0 and "0 evals/s  ETA ?" in infos[0]["line"]  # the journal's answer
+    assert infos[1]["rate"] > 0
