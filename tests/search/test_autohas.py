@@ -78,6 +78,25 @@ def test_ctrl_c_then_rerun_resumes_to_the_uninterrupted_result(tmp_path):
         _run(tmp_path / "part", budget=10, val_batch="16")
 
 
+def test_a_rerun_with_another_accelerator_is_refused_naming_it(tmp_path):
+    """A finished run rerun with another ``--accel``, or none, returned the first accelerator's latency without a
+    word (an outside check): the report's latency is on that accelerator, so another one is refused as every other
+    option is. Reference: the README's "other options are refused naming the first that differs"."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    edge, calc = (os.path.join(root, "examples", "accelerators", f) for f in ("edge.toml", "scalesim-calc.toml"))
+
+    def stop(line: str) -> None:  # at the first progress line: after the checkpoint of step 5
+        raise KeyboardInterrupt
+
+    part = autohas.run(str(tmp_path / "a"), budget=10, seed=0, workers=1, executor=None, ray_address=None,
+                       accel=edge, options=dict(TINY), progress=stop)
+    assert part["interrupted"]
+    for other, shown in ((calc, r"accel='scalesim-calc \(\w{10}\)'"), (None, "accel=None")):
+        with pytest.raises(UserInputError, match=r"made with accel='edge \(\w{10}\)', this run has " + shown):
+            autohas.run(str(tmp_path / "a"), budget=10, seed=0, workers=1, executor=None, ray_address=None,
+                        accel=other, options=dict(TINY), progress=None)
+
+
 def test_bad_options_are_refused_before_anything_is_written(tmp_path):
     out = tmp_path / "never"
     with pytest.raises(UserInputError, match="did you mean 'temp_steps'"):
@@ -448,3 +467,16 @@ def test_ctrl_c_while_the_files_are_written_waits_for_them(tmp_path, monkeypatch
         pytest.fail("the Ctrl-C raised out of the file writing")
     assert not done["interrupted"] and done["best"] == full["best"]
     assert os.path.exists(tmp_path / "part" / "best.onnx")
+
+
+def test_history_follows_the_checkpoint_and_a_killed_run_leaves_it(tmp_path):
+    """history.jsonl was written only when the run ended or was interrupted: a run killed mid-way left none (an
+    outside check). It is now written with every checkpoint. Reference: the checkpoint's own history (steps 1-5 at
+    the first progress line, which follows the checkpoint of step 5)."""
+    def killed(line: str) -> None:  # SystemExit: nothing of the run's own Ctrl-C handling runs, as with kill -9
+        raise SystemExit(9)
+
+    with pytest.raises(SystemExit):
+        _run(tmp_path / "k", budget=10, progress=killed)
+    rows = [json.loads(x) for x in open(tmp_path / "k" / "history.jsonl")]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 
 import pytest
@@ -98,6 +99,26 @@ def test_area_filter_uses_the_evaluators_area_model():
         pes, kb = a["rows"] * a["cols"], a["ifmap_kb"] + a["filter_kb"] + a["ofmap_kb"]
         assert _area_by_hand(a["rows"], a["cols"], [kb]) + pes * 2 * (282 + 137 + 48 * 4.52) / 1e6 <= 2.0, a
         strat.tell(a, 0.5)
+
+
+def test_another_accelerator_is_refused_in_a_short_line_naming_its_first_change(tmp_path):
+    """The refusal printed both accelerators' whole dicts, an 806-character line (an outside check). Reference:
+    the two TOML files (edge: a 16x16 output-stationary array, scalesim-calc: 32x32 weight-stationary)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    edge, calc = (os.path.join(root, "examples", "accelerators", f) for f in ("edge.toml", "scalesim-calc.toml"))
+
+    def stop(line: str) -> None:
+        raise KeyboardInterrupt
+
+    nahas.run(str(tmp_path / "a"), budget=2, seed=0, workers=1, executor=None, ray_address=None, accel=edge,
+              options=dict(SMALL), progress=stop)
+    with pytest.raises(UserInputError) as e:
+        nahas.run(str(tmp_path / "a"), budget=2, seed=0, workers=1, executor=None, ray_address=None, accel=calc,
+                  options=dict(SMALL), progress=stop)
+    msg = str(e.value)
+    assert re.search(r"holds a NAHAS run with another accel \('edge': array \{'rows': 16, .*\}, now 'scalesim-calc': "
+                     r"array \{'rows': 32, .*\}\); use another folder or the same options$", msg), msg
+    assert len(msg.split(": ", 1)[1]) < 250  # past the folder's path (806 characters before)
 
 
 def test_bad_input_refused_before_anything_is_written(tmp_path):
@@ -544,3 +565,29 @@ def test_a_rerun_with_another_budget_never_mixes_two_runs(tmp_path, counted):
     with pytest.raises(UserInputError, match="joint run of --budget 2, now 1"):
         _run(tmp_path / "j", budget=1, accel_sims="2")
     assert json.load(open(tmp_path / "j" / "report.json"))["budget"] == 2
+
+
+def test_history_follows_the_trials_and_a_killed_run_leaves_it(tmp_path):
+    """history.jsonl was written only when the run ended, so ``tail -F`` showed nothing and a run killed mid-way
+    left none (an outside check). A kill (SystemExit: nothing of the run's own handling runs) after the second
+    trial leaves both lines; the resumed run's file equals an uninterrupted run's. Reference: the uninterrupted
+    run's history.jsonl."""
+    _run(tmp_path / "ref", budget=3)
+    seen: list[int] = []
+
+    def killed_after_two(line: str) -> None:
+        seen.append(1)
+        if len(seen) == 2:
+            raise SystemExit(9)
+
+    with pytest.raises(SystemExit):
+        _run(tmp_path / "k", budget=3, progress=killed_after_two)
+    rows = [json.loads(x) for x in open(tmp_path / "k" / "history.jsonl")]
+    ref = [json.loads(x) for x in open(tmp_path / "ref" / "history.jsonl")]
+    strip = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in strip} for r in rows] == \
+        [{k: v for k, v in r.items() if k not in strip} for r in ref[:2]]
+    _run(tmp_path / "k", budget=3)
+    again = [json.loads(x) for x in open(tmp_path / "k" / "history.jsonl")]
+    assert [{k: v for k, v in r.items() if k not in strip} for r in again] == \
+        [{k: v for k, v in r.items() if k not in strip} for r in ref]

@@ -58,6 +58,7 @@ that accelerator (the reward is accuracy alone).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -279,6 +280,11 @@ class _Run:
         self.config = {"method": METHOD, "budget": budget, "seed": seed,
                        **{k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()}}
         self.config = {k: json.dumps(v) if isinstance(v, list) else v for k, v in self.config.items()}
+        # the report's latency is on it: a finished run rerun with another --accel (or none) returned the first
+        # accelerator's latency without a word (an outside check); a checkpoint older than this key resumes without
+        text = json.dumps(accel_cfg.to_dict(), sort_keys=True) if accel_cfg is not None else ""
+        self.config["accel"] = (f"{accel_cfg.name} ({hashlib.sha1(text.encode()).hexdigest()[:10]})"
+                                if accel_cfg is not None else None)
 
     # -- state
     def _load(self):
@@ -373,6 +379,8 @@ class _Run:
             "probs": json.dumps(self.probs), "compute": json.dumps(self.compute), "step": self.step_no,
             "phase": self.phase, "final": final, "config": self.config,
             "pick": json.dumps(self.pick), "screened": json.dumps(self.screened)})
+        if self.history:  # history.jsonl follows the checkpoint: a run killed mid-way left none (an outside check)
+            self._write_history()
 
     def _say(self, line: str) -> None:
         if self.progress is not None:

@@ -781,8 +781,15 @@ def _check_run(out: str, budget: int | None, seed: int, workers: int, executor: 
             raise UserInputError(f"{path}: not a NAHAS settings file; remove the folder's NAHAS files to start "
                                  "afresh")
         for k, v in settings.items():
-            if json.loads(json.dumps(v)) != old.get(k):
-                raise UserInputError(f"--out {out}: holds a NAHAS run with another {k} ({old.get(k)!r}, now {v!r}); "
+            now, was = json.loads(json.dumps(v)), old.get(k)
+            if now != was:
+                if isinstance(now, dict) and isinstance(was, dict):  # the accelerator: its name and first change,
+                    # not both whole dicts (an 806-character line: an outside check)
+                    f = next(f for f in sorted(set(now) | set(was)) if now.get(f) != was.get(f))
+                    was, now = f"{was.get('name')!r}: {f} {was.get(f)!r}", f"{now.get('name')!r}: {f} {now.get(f)!r}"
+                else:
+                    was, now = repr(was), repr(now)
+                raise UserInputError(f"--out {out}: holds a NAHAS run with another {k} ({was}, now {now}); "
                                      "use another folder or the same options")
         # a two-step run's second step searched for its first step's pick: another budget changes that pick and
         # would continue the second step's checkpoint for another design; a smaller one cannot undo trainings
@@ -848,7 +855,10 @@ class _Run:
                       "area_mm2": evaluate.area_budget, **area_options(evaluate.area),
                       "accel_key": "accel" if joint else ""}
 
+        fresh: list = []  # [True] once this search.run call has rewritten history.jsonl
+
         def report(info: dict) -> None:
+            self._follow(info, name, evaluate, fresh)
             if self.progress is None:
                 return
             t = info["trial"]
@@ -884,17 +894,36 @@ class _Run:
                 result = search.run(space, evaluate, budget=len(history), **kw)
         else:
             result = search.run(space, evaluate, budget=budget, **kw)
-        for t in result.history:
-            d = t.to_json()
-            if evaluate.inner_sims:
-                nn_config = t.config
-                accel = evaluate.accelerator(t.metrics["accel_config"]) if "accel_config" in t.metrics else None
-            else:
-                nn_config, accel = evaluate.halves(t.config)
-            d.update(step=name, nn=nn_config, accel=accel, trained=evaluate.trains())
-            self.trials.append(d)
+        self.trials += [self._row(t, name, evaluate) for t in result.history]
         self.interrupted = self.interrupted or result.interrupted
         return result
+
+    @staticmethod
+    def _row(t, name: str, evaluate) -> dict:
+        """A trial as history.jsonl and the report hold it: its step, network and accelerator."""
+        d = t.to_json()
+        if evaluate.inner_sims:
+            nn_config = t.config
+            accel = evaluate.accelerator(t.metrics["accel_config"]) if "accel_config" in t.metrics else None
+        else:
+            nn_config, accel = evaluate.halves(t.config)
+        d.update(step=name, nn=nn_config, accel=accel, trained=evaluate.trains())
+        return d
+
+    def _follow(self, info: dict, name: str, evaluate, fresh: list) -> None:
+        """history.jsonl as trials finish (``tail -F``), as ``graphmill search`` writes it: rewritten whole at a
+        step's first result in this command (the earlier steps' trials and this step's so far), then one line per
+        trial; it was written only at the end, and a run killed mid-way left none (an outside check)."""
+        from graphmill.util.files import atomic_write_text
+
+        path = os.path.join(self.out, "history.jsonl")
+        if not fresh:
+            fresh.append(True)
+            rows = self.trials + [self._row(t, name, evaluate) for t in info["history"]]
+            atomic_write_text(path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
+            return
+        with open(path, "a") as f:
+            f.write(json.dumps(self._row(info["trial"], name, evaluate), allow_nan=False) + "\n")
 
     def go(self) -> dict:
         opts, ev, out = self.opts, self.ev, self.out
