@@ -480,3 +480,32 @@ def test_history_follows_the_checkpoint_and_a_killed_run_leaves_it(tmp_path):
         _run(tmp_path / "k", budget=10, progress=killed)
     rows = [json.loads(x) for x in open(tmp_path / "k" / "history.jsonl")]
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
+
+
+def test_a_ray_run_interrupted_reports_what_its_folder_holds(tmp_path, monkeypatch):
+    """Interrupted under ``--executor ray``, the summary said files [] beside an existing checkpoint, trials null
+    and a bare task name (an outside check). The Ray task is stubbed here: it is stopped where it stood, with a
+    checkpoint and three history lines in the folder. Reference: the files in the folder; the in-process
+    summary's task text."""
+    from graphmill.search import executors
+    from graphmill.search.oneshot import TASK
+
+    class Stopped:
+        def submit(self, token, config):
+            pass
+
+        def wait(self, timeout):
+            raise KeyboardInterrupt
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(executors, "make", lambda *a, **k: Stopped())
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"")
+    (out / "history.jsonl").write_text("".join(json.dumps({"step": i}) + "\n" for i in (1, 2, 3)))
+    s = autohas.run(str(out), budget=10, seed=0, workers=1, executor="ray", ray_address=None, accel=None,
+                    options=dict(TINY), progress=None)
+    assert s["interrupted"] and s["files"] == ["checkpoint.pt", "history.jsonl"] and s["trials"] == 3
+    assert s["task"] == TASK and s["checkpoint"] == str(out / "checkpoint.pt") and s["budget"] == 10

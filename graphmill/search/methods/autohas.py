@@ -103,7 +103,9 @@ OPTIONS: dict[str, Any] = {
     "augment": "0,5,10,20",     # candidate RandAugment magnitudes (0 .. 30)
 }
 CHOICES = {"space": SPACES, "final_init": ("inherit", "scratch"), "update": UPDATES}
-TASK_NAME = "digits"
+#: what a run writes into its folder, by role
+FILES = {"checkpoint": "checkpoint.pt", "history": "history.jsonl", "plot": "autohas.png", "model": "best.onnx",
+         "report": "report.json"}
 ZERO_OK = ("screen",)  # integer options that may be 0
 SCREEN_CALIBRATE = 128  # training images that re-estimate a screened child's BatchNormalization statistics
 MAX_SCREEN = 1024  # children screened on the shared weights (each on every validation image): 10^5 ran for hours
@@ -252,11 +254,15 @@ def _run_on_ray(out: str, *, budget: int, seed: int, workers: int, ray_address: 
     try:
         ex.submit(0, {})
         finished = ex.wait(None)
-    except KeyboardInterrupt:
-        ex.close()
-        ckpt = os.path.join(out, "checkpoint.pt")
-        return {"method": METHOD, "task": TASK_NAME, "out": out, "files": [], "interrupted": True,
-                "checkpoint": ckpt if os.path.exists(ckpt) else None, "best": None, "trials": None}
+    except KeyboardInterrupt:  # the task is stopped where it stood: what its checkpoint left, read from the folder
+        ex.close()  # (it said files [] beside an existing checkpoint, trials null: an outside check)
+        ckpt = os.path.join(out, FILES["checkpoint"])
+        files = [n for n in FILES.values() if os.path.exists(os.path.join(out, n))]
+        history = os.path.join(out, FILES["history"])
+        trials = sum(1 for line in open(history) if line.strip()) if os.path.exists(history) else 0
+        return {"method": METHOD, "task": _task(), "out": out, "files": files, "interrupted": True,
+                "checkpoint": ckpt if os.path.exists(ckpt) else None, "best": None, "current_pick": None,
+                "trials": trials, "budget": budget, "phase": None}
     ex.close()
     status, value, _ = finished[0][1]
     if status != "ok":
@@ -274,9 +280,7 @@ class _Run:
         self.stop: DeferredInterrupt | None = None  # set while run() trains
         self.spec = supernet_spec(opts["space"])
         self.space = joint_space(self.spec, lr=opts["lr"], weight_decay=opts["weight_decay"], augment=opts["augment"])
-        self.files = {"checkpoint": os.path.join(out, "checkpoint.pt"), "history": os.path.join(out, "history.jsonl"),
-                      "plot": os.path.join(out, "autohas.png"), "model": os.path.join(out, "best.onnx"),
-                      "report": os.path.join(out, "report.json")}
+        self.files = {role: os.path.join(out, name) for role, name in FILES.items()}
         self.config = {"method": METHOD, "budget": budget, "seed": seed,
                        **{k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()}}
         self.config = {k: json.dumps(v) if isinstance(v, list) else v for k, v in self.config.items()}
