@@ -197,3 +197,16 @@ def test_the_table_names_a_baseline_that_beat_the_method_asked_for():
     assert text.splitlines()[-1].startswith("note: single takes 3.7% less step time than heft here")
     best = dict(r, method="single", makespan=21665.0)
     assert "note:" not in table(best, {"over_memory": ["metis"]})
+
+
+def test_a_graph_of_data_movement_only_places_without_dividing_by_its_zero_step_time(tmp_path):
+    """One Concat simulates in 0 cycles: the table's "vs heft" column divided by 0 and the command ended in a
+    ZeroDivisionError traceback, exit 1, after -o was written (an outside check). Reference: equal step times
+    compare as 1."""
+    b = GraphBuilder("c")
+    b.output(b.Concat(b.input("x", "float32", [1, 4]), b.input("y", "float32", [1, 4]), axis=1), "z")
+    path, out = str(tmp_path / "c.onnx"), str(tmp_path / "p.onnx")
+    api.save(b.build(), path)
+    r = run_cli("place", path, "--devices", "2", "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "         0      1.000" in r.stdout
