@@ -117,9 +117,12 @@ def run(args: argparse.Namespace) -> int:
                      objective=args.objective, accel=args.accel, timeout=args.timeout, seed=args.seed,
                      proxy=_proxy(args), progress=progress)
     s = out["summary"]
-    if not s["new_trials"] and not s["interrupted"] and not s["exhausted"]:
-        # on stderr with --json (stdout is the JSON alone), on stdout after the summary otherwise
-        nothing = (f"nothing evaluated: the checkpoint already holds {s['trials']} trial(s) for --budget {budget}; "
+    if not s["new_trials"] and not s["interrupted"]:
+        # on stderr with --json (stdout is the JSON alone), on stdout after the summary otherwise; a space evaluated
+        # whole said nothing at all (an outside check)
+        nothing = (f"nothing evaluated: the checkpoint already holds every configuration of the space "
+                   f"({s['trials']} trial(s)); no --budget adds any" if s["exhausted"] else
+                   f"nothing evaluated: the checkpoint already holds {s['trials']} trial(s) for --budget {budget}; "
                    "a bigger --budget continues the run")
     else:
         nothing = None

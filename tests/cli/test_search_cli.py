@@ -226,6 +226,24 @@ def test_a_budget_the_checkpoint_holds_evaluates_nothing_and_says_so(tmp_path, m
     assert "nothing evaluated: the checkpoint already holds 3 trial(s) for --budget 3" in io.err
 
 
+def test_a_rerun_of_a_space_evaluated_whole_says_nothing_was_evaluated(tmp_path, monkeypatch, capsys):
+    """A rerun over a space whose every configuration the checkpoint holds evaluated nothing and said nothing but
+    the usual summary (an outside check). Reference: the space's size (2 configurations)."""
+    from graphmill.cli import main
+
+    (tmp_path / "two.py").write_text("def evaluate(config):\n    return float(config['k'])\n")
+    (tmp_path / "two.json").write_text(json.dumps({"type": "space", "params": {
+        "k": {"type": "choice", "values": [0, 1]}}}))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    args = ["search", "--space", "two.json", "--evaluator", "two:evaluate", "--strategy", "random", "--out", "o",
+            "--budget", "5"]
+    assert main(args) == 0 and "nothing evaluated" not in capsys.readouterr().out
+    assert main(args) == 0
+    assert ("nothing evaluated: the checkpoint already holds every configuration of the space (2 trial(s)); no "
+            "--budget adds any") in capsys.readouterr().out
+
+
 def test_a_resumed_search_says_so_before_its_first_new_trial(tmp_path, monkeypatch, capsys):
     """A rerun that continues a checkpoint said nothing but "trial 4/5" (an outside check found the same in
     train and AutoHAS). Reference: the trial counts of the two commands."""
