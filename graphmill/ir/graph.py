@@ -139,7 +139,7 @@ def qualified_op(op_type: str, domain: str) -> str:
     return f"{domain}::{op_type}" if domain not in ("", "ai.onnx") else op_type
 
 
-def describe_node(op_type: str, domain: str, name: str, outputs: Sequence[str]) -> str:
+def describe_node(op_type: str, domain: str, name: str, outputs: Iterable[str]) -> str:
     """How error messages name a node, built or still a file's NodeProto: ``Conv node 'conv1'``; an unnamed one
     by its first output, which a reader can find in the model (``Mul node (unnamed) producing 'y'``: "(unnamed)"
     alone located nothing)."""
@@ -211,6 +211,15 @@ class Node:
     def inputs(self) -> tuple[Value | None, ...]:
         return tuple(self._inputs)
 
+    def input_at(self, index: int) -> Value | None:
+        """Input ``index``, or None when the node has fewer inputs: without copying ``inputs``, whose copy per
+        index made a loop over a 200,000-input Concat quadratic (minutes for a 600 KB file: an outside check)."""
+        return self._inputs[index] if 0 <= index < len(self._inputs) else None
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self._inputs)
+
     @property
     def outputs(self) -> tuple[Value | None, ...]:
         return tuple(self._outputs)
@@ -245,8 +254,10 @@ class Node:
 
     def describe(self) -> str:
         """How error messages name a node (``describe_node``)."""
+        # lazily: only an unnamed node's first output is read (a list of all of them, per message of a
+        # 100,000-output Split, made its verification quadratic: an outside check)
         return describe_node(self.op_type, self.domain, self.name,
-                             [v.name for v in self._outputs if v is not None])
+                             (v.name for v in self._outputs if v is not None))
 
     # -- mutation --------------------------------------------------------------
     def set_input(self, index: int, value: Value | None) -> None:

@@ -303,3 +303,29 @@ def test_sibling_names_and_verify_stay_linear_in_the_number_of_subgraphs(monkeyp
     monkeypatch.setattr(Value, "uses", counted)
     verify(g)
     assert calls["x"] == 1, calls["x"]
+
+
+def test_inferring_a_wide_node_reads_its_inputs_without_copying_them_per_index(monkeypatch):
+    """The registry read input i as ``node.inputs[i]``, a copy of every input per index: a 200,000-input Concat (a
+    600 KB file) took minutes to load (an outside check). Reference: the elements copied through ``Node.inputs``
+    while inferring a 2,000-input Concat, which a copy per index makes 2 x 2,000^2 = 8,000,000."""
+    from graphmill.ir import Node as IRNode
+    from graphmill.ir.ops import infer_types
+
+    n = 2000
+    b = GraphBuilder("wide")
+    xs = [b.input(f"x{i}", "float32", [1, 2]) for i in range(n)]
+    b.output(b.Concat(*xs, axis=0), "y")
+    g = b.build(infer=False)
+    copied = [0]
+    plain = IRNode.inputs.fget
+
+    def counted(node):
+        copy = plain(node)
+        copied[0] += len(copy)
+        return copy
+
+    monkeypatch.setattr(IRNode, "inputs", property(counted))
+    infer_types(g)
+    assert g.outputs[0].shape == (n, 2)
+    assert copied[0] < 20 * n, copied[0]

@@ -76,10 +76,10 @@ class InferenceContext:
         return len(self.node.inputs)
 
     def has_input(self, i: int) -> bool:
-        return i < len(self.node.inputs) and self.node.inputs[i] is not None
+        return self.node.input_at(i) is not None
 
     def input(self, i: int) -> Value | None:
-        return self.node.inputs[i] if i < len(self.node.inputs) else None
+        return self.node.input_at(i)
 
     def input_type(self, i: int) -> TensorType | None:
         v = self.input(i)
