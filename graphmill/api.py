@@ -180,7 +180,7 @@ def demo(out_dir: str, *, model: str = "resnet18", runs: int = 10) -> dict:
         t_before, t_after = ortb.time_graphs([original, optimized], inputs, runs=runs, warmup=2, options=opts)
         latency[label] = {"before_ms": t_before.median_ms, "after_ms": t_after.median_ms}
     cmp = ortb.compare(original, optimized, inputs, rtol=1e-4, atol=1e-5,
-                       options=ortb.OrtOptions(optimization="disabled"), scale_atol=True)
+                       options=ortb.checking_options(), scale_atol=True)
     return {
         "model": model,
         "file": path,

@@ -358,7 +358,7 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
                                  "--no-compare skips the comparison)") from None
         try:
             report.comparison = ortb.compare(original, graph, inputs, seed=seed, rtol=rtol, atol=atol,
-                                             options=ortb.OrtOptions(optimization="disabled"), scale_atol=True,
+                                             options=ortb.checking_options(), scale_atol=True,
                                              names=(source or "the input model", "the optimized model")).to_dict()
         except ExecutionError as e:  # an op ONNX Runtime lacks, a size it refuses: say what the check is and its knobs
             sized = "" if dims or not symbols(original) else "; symbolic sizes were 1: --dim NAME=SIZE sets them"

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from graphmill.frontend.onnx_export import node_to_proto, to_proto
-from graphmill.ir import DataType, ExecutionError, Graph, Node, TensorType, UserInputError
+from graphmill.ir import DataType, ExecutionError, Graph, Node, TensorType, UserInputError, Value
 from graphmill.passes.lowering import lowered_copy
 from graphmill.util.limits import max_run_bytes, shape_problem, size_text
 
@@ -44,6 +44,11 @@ class OrtOptions:
     # 4 = fatal only: ORT's errors reach the user as the exception graphmill turns into one line, and
     # its logger would print them again first, in colour, with a timestamp (warnings are noise too)
     log_severity: int = 4
+    # ORT's CPU memory arena: off for the runs that check a model's outputs (``checking_options``), where speed does not
+    # matter and memory does: an output array ORT returns is a view that keeps the arena's region alive, so a
+    # comparison of two models held the first one's intermediates while the second ran (3.3 GB for one 1.6 GB
+    # tensor: an outside check), and the arena grows by powers of two
+    memory_arena: bool = True
 
     def session_options(self):
         import onnxruntime as ort
@@ -58,7 +63,14 @@ class OrtOptions:
         so.inter_op_num_threads = self.inter_op_threads
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[self.optimization])
         so.log_severity_level = self.log_severity
+        so.enable_cpu_mem_arena = self.memory_arena
         return so
+
+
+def checking_options(**changes) -> OrtOptions:
+    """How graphmill's output checks (optimize's comparison, ``--check-numerics``) build their sessions: the graph
+    as graphmill left it (ORT's own optimizations off), no memory arena."""
+    return OrtOptions(optimization="disabled", memory_arena=False, **changes)
 
 
 _LOGGER_SET = False
@@ -227,25 +239,40 @@ def _tensor_bytes(t: TensorType, dims: Mapping[str, int]) -> int:
 
 
 def check_run_bytes(graph: Graph, dims: Mapping[str, int] | None = None) -> None:
-    """Refuse, before anything is allocated, a run whose random inputs and expected outputs together
-    exceed ``GRAPHMILL_MAX_RUN_BYTES``; the message names the largest of them and the budget."""
+    """Refuse, before anything is allocated, a run whose random inputs and expected outputs, with the operands of
+    its largest node held at once, exceed ``GRAPHMILL_MAX_RUN_BYTES``; the message names the largest of them and
+    the budget. The operands count because a 177-byte file computing ``ReduceMax(ConstantOfShape([2, 1e9]))``
+    has tiny inputs and outputs and took 16 GB to run (an outside check); intermediates of unknown size are not
+    counted."""
     dims = dict(dims or {})
     init = {id(v) for v in graph.initializers.values()}
-    sized: list[tuple[int, str]] = []
-    for kind, values in (("input", [v for v in graph.inputs if id(v) not in init]), ("output", graph.outputs)):
-        for v in values:
-            t = v.type
-            if isinstance(t, TensorType) and t.shape is not None and t.dtype:
-                sized.append((_tensor_bytes(t, dims), f"{kind} %{v.name} {list(_bound_shape(t.shape, dims))}"))
-    total = sum(b for b, _ in sized)
+
+    def sized(v: Value, what: str) -> tuple[int, str] | None:
+        t = v.type
+        if isinstance(t, TensorType) and t.shape is not None and t.dtype:
+            text = f"%{v.name} {list(_bound_shape(t.shape, dims))}"
+            return _tensor_bytes(t, dims), (f"{text} ({what})" if what.startswith("an operand") else f"{what} {text}")
+        return None
+
+    ends = [x for kind, values in (("input", [v for v in graph.inputs if id(v) not in init]),
+                                   ("output", graph.outputs)) for v in values if (x := sized(v, kind))]
+    ends_ids = {id(v) for v in graph.inputs} | {id(v) for v in graph.outputs}
+    widest: list[tuple[int, str]] = []  # the operands of the node that holds the most bytes at once
+    for n in graph.nodes:
+        held = [x for v in dict.fromkeys(n.inputs + n.outputs) if v is not None and id(v) not in init
+                and id(v) not in ends_ids and (x := sized(v, f"an operand of {n.describe()}"))]
+        if sum(b for b, _ in held) > sum(b for b, _ in widest):
+            widest = held
+    parts = ends + widest
+    total = sum(b for b, _ in parts)
     budget = max_run_bytes()
     if total <= budget:
         return
-    sized.sort(key=lambda x: -x[0])
-    named = ", ".join(f"{what} {size_text(b)}" for b, what in sized[:3]) + (", ..." if len(sized) > 3 else "")
-    raise UserInputError(f"running the model on random inputs needs {size_text(total)} for its inputs and outputs "
-                         f"({named}), more than the {size_text(budget)} budget (GRAPHMILL_MAX_RUN_BYTES); skip the "
-                         "run (optimize --no-compare) or raise the budget")
+    parts.sort(key=lambda x: -x[0])
+    named = ", ".join(f"{what} {size_text(b)}" for b, what in parts[:3]) + (", ..." if len(parts) > 3 else "")
+    raise UserInputError(f"running the model on random inputs needs {size_text(total)} for its inputs, outputs and "
+                         f"largest operation's tensors ({named}), more than the {size_text(budget)} budget "
+                         "(GRAPHMILL_MAX_RUN_BYTES); skip the run (optimize --no-compare) or raise the budget")
 
 
 @dataclass
@@ -420,23 +447,25 @@ def compare(reference: Graph, candidate: Graph, inputs: Mapping[str, Any] | None
         ra = ref.run(feeds)
     except ExecutionError as e:
         raise ExecutionError(f"{names[0]}: {e}") from e
+    ref_inputs, ref_outputs = ref.input_names, ref.output_names
+    del ref  # its memory arena goes before the candidate's run: two held at once doubled the peak (an outside check)
     try:
         cand = OrtSession(candidate, options)
     except ExecutionError as e:
         raise ExecutionError(f"{names[1]}: {e}") from e
-    if len(cand.input_names) != len(ref.input_names):
-        raise UserInputError(f"the graphs take different inputs: {', '.join(ref.input_names)} vs "
+    if len(cand.input_names) != len(ref_inputs):
+        raise UserInputError(f"the graphs take different inputs: {', '.join(ref_inputs)} vs "
                              f"{', '.join(cand.input_names)}")
     # inputs, like outputs, are matched by position: a pass may rename them
     try:
-        rb = cand.run({nb: feeds[na] for na, nb in zip(ref.input_names, cand.input_names)})
+        rb = cand.run({nb: feeds[na] for na, nb in zip(ref_inputs, cand.input_names)})
     except ExecutionError as e:
         raise ExecutionError(f"{names[1]}: {e}") from e
-    if len(ref.output_names) != len(cand.output_names):
+    if len(ref_outputs) != len(cand.output_names):
         return Comparison(False, rtol, atol, [OutputDiff("*", float("inf"), float("inf"), False,
-                                                         f"{len(ref.output_names)} vs {len(cand.output_names)} outputs")])
-    by_pos_b = {na: rb[nb] for na, nb in zip(ref.output_names, cand.output_names)}
-    return compare_outputs(ra, by_pos_b, rtol=rtol, atol=atol, names=ref.output_names, scale_atol=scale_atol)
+                                                         f"{len(ref_outputs)} vs {len(cand.output_names)} outputs")])
+    by_pos_b = {na: rb[nb] for na, nb in zip(ref_outputs, cand.output_names)}
+    return compare_outputs(ra, by_pos_b, rtol=rtol, atol=atol, names=ref_outputs, scale_atol=scale_atol)
 
 
 def _nanmax(a: np.ndarray) -> float:
@@ -470,7 +499,7 @@ class NumericsCheck:
                  dims: Mapping[str, int] | None = None) -> None:
         self.rtol, self.atol, self.seed = rtol, atol, seed
         self.dims = dict(dims or {})
-        self.options = OrtOptions(optimization="disabled", intra_op_threads=1)
+        self.options = checking_options(intra_op_threads=1)
         self.inputs: dict[str, np.ndarray] = {}
         self.reference: dict[str, Any] = {}
         self.names: list[str] = []

@@ -13,7 +13,8 @@ before anything is allocated from a declared shape.
 
 * ``GRAPHMILL_MAX_RUN_BYTES`` (default 2 GiB): bytes of the random inputs graphmill makes to run a
   model under ONNX Runtime (``optimize``'s comparison, timing), together with the outputs the run
-  will produce (from their declared shapes). Each tensor may be within the per-tensor limit and the
+  will produce and the tensors of its largest operation, held at once (from their inferred shapes: a
+  177-byte file's ``ConstantOfShape([2, 1e9])`` is 7.5 GiB). Each tensor may be within the per-tensor limit and the
   run still need more memory than the machine has (four 2^30-element inputs are 16 GiB), so the total
   is checked before anything is allocated.
 * ``GRAPHMILL_MAX_SIM_BYTES`` (default 256 MiB): bytes of the word-address matrices the simulator
