@@ -19,7 +19,7 @@ import numpy as np
 from graphmill.frontend.onnx_export import node_to_proto, to_proto
 from graphmill.ir import DataType, ExecutionError, Graph, Node, TensorType, UserInputError, Value
 from graphmill.passes.lowering import lowered_copy
-from graphmill.util.limits import max_run_bytes, shape_problem, size_text
+from graphmill.util.limits import max_loop_iterations, max_run_bytes, shape_problem, size_text
 
 _OPT_LEVELS = {
     "disabled": "ORT_DISABLE_ALL",
@@ -254,6 +254,7 @@ def check_run_bytes(graph: Graph, dims: Mapping[str, int] | None = None) -> None
             return _tensor_bytes(t, dims), (f"{text} ({what})" if what.startswith("an operand") else f"{what} {text}")
         return None
 
+    check_loop_iterations(graph)
     ends = [x for kind, values in (("input", [v for v in graph.inputs if id(v) not in init]),
                                    ("output", graph.outputs)) for v in values if (x := sized(v, kind))]
     ends_ids = {id(v) for v in graph.inputs} | {id(v) for v in graph.outputs}
@@ -273,6 +274,22 @@ def check_run_bytes(graph: Graph, dims: Mapping[str, int] | None = None) -> None
     raise UserInputError(f"running the model on random inputs needs {size_text(total)} for its inputs, outputs and "
                          f"largest operation's tensors ({named}), more than the {size_text(budget)} budget "
                          "(GRAPHMILL_MAX_RUN_BYTES); skip the run (optimize --no-compare) or raise the budget")
+
+
+def check_loop_iterations(graph: Graph) -> None:
+    """Refuse a model with a Loop whose constant trip count is over ``GRAPHMILL_MAX_LOOP_ITERATIONS``: its run
+    under ONNX Runtime is C++ that Ctrl-C cannot stop (a 300-byte file looping 10^12 times ran until killed: an
+    outside check)."""
+    limit = max_loop_iterations()
+    for n in graph.all_nodes():
+        m = n.input_at(0) if n.op_type == "Loop" and n.domain in ("", "ai.onnx") else None
+        if m is None or m.const is None:
+            continue
+        trips = m.const.numpy().reshape(-1)
+        if trips.size == 1 and int(trips[0]) > limit:
+            raise UserInputError(f"{n.describe()} loops {int(trips[0]):,} times, more than the {limit:,} of "
+                                 "GRAPHMILL_MAX_LOOP_ITERATIONS a run under ONNX Runtime may take (Ctrl-C cannot stop "
+                                 "it); skip the run (optimize --no-compare) or raise the limit")
 
 
 @dataclass

@@ -32,6 +32,7 @@ from graphmill.ir import (
     OptionalType,
     SequenceType,
     SparseTensor,
+    Tensor,
     SparseTensorType,
     TensorType,
     Type,
@@ -217,8 +218,37 @@ class _Importer:
             raise type(e)(f"{self.path}: the tensor of {where}{str(e)[len(unnamed):]}") from None
 
     def sparse(self, sp: onnx.SparseTensorProto) -> SparseTensor:
-        return SparseTensor(tensor_from_proto(sp.values, self.base_dir, self.path),
-                            tensor_from_proto(sp.indices, self.base_dir, self.path), tuple(sp.dims))
+        values = tensor_from_proto(sp.values, self.base_dir, self.path)
+        indices = tensor_from_proto(sp.indices, self.base_dir, self.path)
+        dims = tuple(sp.dims)
+        self.check_sparse(values, indices, dims)
+        return SparseTensor(values, indices, dims)
+
+    def check_sparse(self, values: Tensor, indices: Tensor, dims: tuple[int, ...]) -> None:
+        """ONNX's rules for a sparse tensor, at load (dims 2^40, an index 10^12 or -1 were accepted and failed,
+        if at all, inside ONNX Runtime: an outside check): dims within the limits, values [NNZ], indices int64
+        [NNZ] (positions in the flattened tensor) or [NNZ, rank], each within the dims."""
+        import numpy as np
+
+        from graphmill.util.limits import shape_problem
+
+        where = f"sparse tensor {values.name!r} (dims {list(dims)})"
+        problem = "a negative dimension" if any(d < 0 for d in dims) else shape_problem(dims)
+        if problem:
+            raise self.error(f"{where}: {problem}")
+        if len(values.shape) != 1:
+            raise self.error(f"{where}: its values have dims {list(values.shape)}, not [NNZ]")
+        nnz = values.shape[0]
+        if indices.dtype != DataType.INT64 or tuple(indices.shape) not in ((nnz,), (nnz, len(dims))):
+            raise self.error(f"{where}: its indices are {indices.dtype.short_name} of dims {list(indices.shape)}, "
+                             f"not int64 [{nnz}] or [{nnz}, {len(dims)}]")
+        idx = indices.numpy()
+        # within the limits checked above, the flattened size fits int64
+        limit = np.array([int(np.prod(dims, dtype=np.int64))] if idx.ndim == 1 else dims, dtype=np.int64)
+        bad = (idx < 0) | (idx >= limit)
+        if bad.any():
+            at = tuple(int(a) for a in np.argwhere(bad)[0])
+            raise self.error(f"{where}: index {int(idx[at])} at {list(at)} is outside dims {list(dims)}")
 
     # -- graphs -------------------------------------------------------------
     def graph(self, gp: onnx.GraphProto, outer: ChainMap, *, is_function: bool = False,
@@ -431,6 +461,9 @@ def check_opset_versions(opsets: list[tuple[str, int]], path: str) -> None:
     """Refuse an ai.onnx or ai.onnx.ml opset newer than this onnx understands (``save`` checks a graph's too)."""
     hint = _NEWER_HINT.format(onnx.__version__)
     for domain, version in opsets:
+        if version < 0:  # accepted, and then nothing had a schema (an outside check)
+            raise ModelLoadError(f"{path}: model imports opset {version} of domain {domain or 'ai.onnx'!r}; opset "
+                                 "versions are >= 0")
         if domain in _DEFAULT_DOMAINS and version > MAX_SUPPORTED_OPSET:
             raise UnsupportedModelError(
                 f"{path}: model uses opset {version} of the default ONNX domain, newer than the "

@@ -198,11 +198,28 @@ def check_tensor_data(proto: onnx.TensorProto, dtype: DataType, model_path: str,
     problem = shape_problem(dims)
     if problem:
         raise ModelLoadError(f"{where}: {problem}")
-    if proto.HasField("segment") or dtype == DataType.UNDEFINED or dtype in _PACKED:
-        return  # packed sub-byte types: numpy_helper checks their lengths when they are decoded
+    if proto.HasField("segment"):  # neither onnx's reader nor ONNX Runtime reads one: refused here, not by a pass
+        raise ModelLoadError(f"{where}: stored in segments, which no reader supports (onnx's numpy_helper: "
+                             "'Currently not supporting loading segments')")
+    if dtype == DataType.UNDEFINED:
+        raise ModelLoadError(f"{where}: element type UNDEFINED (0); a tensor's data has a type")
     n = 1
     for d in dims:
         n *= d
+    if dtype in _PACKED:  # sub-byte types: their raw bytes are ceil(n * bits / 8); typed fields are left to onnx
+        if not (raw is not None or proto.HasField("raw_data") or external is not None):
+            return
+        need = -(-n * _PACKED_BITS[dtype] // 8)
+        if raw is not None:
+            have = len(raw)
+        elif external is not None:
+            have = external.size - external.offset if external.length is None else external.length
+        else:
+            have = len(proto.raw_data)
+        if have != need:
+            raise ModelLoadError(f"{where}: its dims need {need} bytes of data ({_PACKED_BITS[dtype]} bits an "
+                                 f"element), it holds {have}")
+        return
     if dtype == DataType.STRING:
         have, need, unit = len(proto.string_data), n, "strings"
     else:
@@ -262,8 +279,9 @@ def tensor_to_proto(t: Tensor, name: str | None = None, into: onnx.TensorProto |
 # -- a tensor as pieces of a serialized message (see onnx_export.serialize_model) ---------------
 
 # element types numpy_helper.from_array packs (several elements per byte): encoded the long way
-_PACKED = frozenset({DataType.INT4, DataType.UINT4, DataType.FLOAT4E2M1, DataType.INT2, DataType.UINT2,
-                     DataType.FLOAT6E2M3, DataType.FLOAT6E3M2})
+_PACKED_BITS = {DataType.INT4: 4, DataType.UINT4: 4, DataType.FLOAT4E2M1: 4, DataType.INT2: 2, DataType.UINT2: 2,
+                DataType.FLOAT6E2M3: 6, DataType.FLOAT6E3M2: 6}
+_PACKED = frozenset(_PACKED_BITS)
 
 
 def tensor_chunks(t: Tensor, name: str, field: int) -> list:

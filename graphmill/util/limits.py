@@ -27,6 +27,11 @@ before anything is allocated from a declared shape.
   (measured: 8,000 If nodes, a 1 MB file, 6 s; 100,000, 14 MB, over 15 minutes). Real models have a few
   hundred at most.
 
+* ``GRAPHMILL_MAX_LOOP_ITERATIONS`` (default 10^6): a ``Loop``'s constant trip count in a model graphmill runs
+  under ONNX Runtime (``optimize``'s comparison, ``--check-numerics``, timing). ONNX Runtime's run is C++ that
+  Ctrl-C cannot stop: a 300-byte file looping 10^12 times ran until killed. Exported loops run over a sequence,
+  thousands of steps at most.
+
 All are read from the environment on every check, so a user with a larger model raises them for one
 command (``GRAPHMILL_MAX_ELEMENTS=8589934592 graphmill inspect big.onnx``).
 """
@@ -40,6 +45,7 @@ DEFAULT_MAX_RANK = 64
 DEFAULT_MAX_RUN_BYTES = 2 * 2**30
 DEFAULT_MAX_SIM_BYTES = 256 * 2**20
 DEFAULT_MAX_SUBGRAPHS = 10_000
+DEFAULT_MAX_LOOP_ITERATIONS = 10**6
 
 
 MAX_SEED = 2**32 - 1
@@ -83,6 +89,12 @@ def max_rank() -> int:
 def max_run_bytes() -> int:
     """Most bytes of random inputs plus expected outputs of one run (``GRAPHMILL_MAX_RUN_BYTES``, 2 GiB)."""
     return _env_int("GRAPHMILL_MAX_RUN_BYTES", DEFAULT_MAX_RUN_BYTES)
+
+
+def max_loop_iterations() -> int:
+    """Most iterations of a Loop with a constant trip count in a model run under ONNX Runtime
+    (``GRAPHMILL_MAX_LOOP_ITERATIONS``, 10^6)."""
+    return _env_int("GRAPHMILL_MAX_LOOP_ITERATIONS", DEFAULT_MAX_LOOP_ITERATIONS)
 
 
 def max_sim_bytes() -> int:

@@ -389,7 +389,28 @@ def _constant_bomb(path) -> str:
     return str(path)
 
 
+def _loop_bomb(path) -> str:
+    """A Loop of a constant 10^12 iterations, each a scan output of one float: about 300 bytes, and ONNX Runtime
+    ran it until killed (an outside check)."""
+    body = helper.make_graph([helper.make_node("Identity", ["c_in"], ["c_out"]),
+                              helper.make_node("Cast", ["i"], ["s"], to=TensorProto.FLOAT)], "body",
+                             [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                              helper.make_tensor_value_info("c_in", TensorProto.BOOL, [])],
+                             [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+                              helper.make_tensor_value_info("s", TensorProto.FLOAT, [])])
+    nodes = [helper.make_node("Loop", ["M", ""], ["big"], body=body, name="loop"),
+             helper.make_node("ReduceMax", ["big"], ["m"], keepdims=0),
+             helper.make_node("Add", ["m", "x"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [])],
+                          [helper.make_tensor_value_info("y", 1, [])],
+                          [numpy_helper.from_array(np.array(10**12, np.int64), "M")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
 @pytest.mark.parametrize("make, needles", [
+    (_loop_bomb, ["Loop node 'loop' loops 1,000,000,000,000 times, more than the 1,000,000 of "
+                  "GRAPHMILL_MAX_LOOP_ITERATIONS", "--no-compare"]),
     (_big_matmul, ["input %x [32768, 32768] 4 GiB", "output %y", "8 GiB", "GRAPHMILL_MAX_RUN_BYTES", "--no-compare"]),
     # 4 inputs and the output of 4 GiB each, and the Adds' intermediates held two at once (s1 + x2 -> s2): 28 GiB
     (_four_big_inputs, ["input %x0", "input %x1", "28 GiB", "GRAPHMILL_MAX_RUN_BYTES", "--no-compare"]),
