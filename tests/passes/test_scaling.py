@@ -176,7 +176,8 @@ def test_a_view_of_the_batch_and_minus_one_keeps_the_channels(tmp_path, columns)
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.stem, self.conv, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Linear(8, 4)
+            self.stem, self.conv = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+            self.fc = nn.Linear(8, 4)
 
         def forward(self, x):
             h = torch.relu(self.stem(x))
