@@ -139,6 +139,13 @@ def model_summary(graph: Graph, *, infer: bool = True, dims: dict[str, int] | No
 BRIEF_KEYS = ("nodes", "params", "macs", "flops", "ops", "symbols", "unknown_params", "cost_unknown_nodes")
 
 
+def _changed_after(records, names) -> bool:
+    """Whether a pass changed the graph after the last run of any of ``names`` (a note about "the passes after
+    it" said so when compound-scale was the last)."""
+    last = max((i for i, r in enumerate(records) if r.name in names and r.changed), default=len(records))
+    return any(r.changed for r in records[last + 1:])
+
+
 def _brief(g: Graph, dims: dict[str, int] | None = None) -> dict:
     s = model_summary(g, dims=dims)
     return {k: s[k] for k in BRIEF_KEYS}
@@ -349,7 +356,8 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     if resized and (original is not None or numerics):  # compound-scale: another network, other input sizes
         report.notes.append(f"outputs not compared with the input's: {', '.join(resized)} made another network "
                             "(its sizes and weights change on purpose)" +
-                            ("; --check-numerics compared each pass after it with its output" if numerics else ""))
+                            ("; --check-numerics compared each pass after it with its output"
+                             if numerics and _changed_after(result.records, resized) else ""))
     if original is not None and not resized:
         try:  # an input random data cannot be made for (an optional, a sequence): not "pass inputs explicitly",
             inputs = ortb.random_inputs(original, seed=seed, dims=dims, advice=None)  # which optimize cannot take

@@ -19,6 +19,7 @@ import numpy as np
 from graphmill.frontend.onnx_export import node_to_proto, to_proto
 from graphmill.ir import DataType, ExecutionError, Graph, Node, TensorType, UserInputError, Value
 from graphmill.passes.lowering import lowered_copy
+from graphmill.ir.ops import infer_types
 from graphmill.util.limits import max_loop_iterations, max_run_bytes, shape_problem, size_text
 
 _OPT_LEVELS = {
@@ -115,6 +116,7 @@ class OrtSession:
         if self.options.provider not in available:
             raise UserInputError(f"ONNX Runtime provider {self.options.provider!r} is not available here "
                                  f"(available: {', '.join(available)})")
+        check_loop_iterations(graph)  # before ORT, whose run Ctrl-C cannot stop
         session_options = self.options.session_options()
         # graphmill-domain ops (MoE, relative attention, ...) run as their standard-ONNX lowering
         model_bytes = to_proto(without_unread_nodes(lowered_copy(graph))).SerializeToString()
@@ -246,6 +248,7 @@ def check_run_bytes(graph: Graph, dims: Mapping[str, int] | None = None) -> None
     counted."""
     dims = dict(dims or {})
     init = {id(v) for v in graph.initializers.values()}
+    infer_types(graph)  # the intermediates' sizes: graphmill.load leaves a ConstantOfShape's output untyped
 
     def sized(v: Value, what: str) -> tuple[int, str] | None:
         t = v.type
@@ -254,12 +257,11 @@ def check_run_bytes(graph: Graph, dims: Mapping[str, int] | None = None) -> None
             return _tensor_bytes(t, dims), (f"{text} ({what})" if what.startswith("an operand") else f"{what} {text}")
         return None
 
-    check_loop_iterations(graph)
     ends = [x for kind, values in (("input", [v for v in graph.inputs if id(v) not in init]),
                                    ("output", graph.outputs)) for v in values if (x := sized(v, kind))]
     ends_ids = {id(v) for v in graph.inputs} | {id(v) for v in graph.outputs}
     widest: list[tuple[int, str]] = []  # the operands of the node that holds the most bytes at once
-    for n in graph.nodes:
+    for n in graph.all_nodes():  # a branch's operation too (If(ConstantOfShape bomb) went through)
         held = [x for v in dict.fromkeys(n.inputs + n.outputs) if v is not None and id(v) not in init
                 and id(v) not in ends_ids and (x := sized(v, f"an operand of {n.describe()}"))]
         if sum(b for b, _ in held) > sum(b for b, _ in widest):
@@ -276,20 +278,65 @@ def check_run_bytes(graph: Graph, dims: Mapping[str, int] | None = None) -> None
                          "(GRAPHMILL_MAX_RUN_BYTES); skip the run (optimize --no-compare) or raise the budget")
 
 
+#: ops that pass a constant's value through (a trip count written as Identity(M) or Cast(1e12))
+_VALUE_VIEWS = frozenset({"Identity", "Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten"})
+
+
+def _constant_through_views(v: Value | None) -> np.ndarray | None:
+    """``v``'s value when it is an initializer or a Constant node's, read through ``_VALUE_VIEWS``; else None."""
+    while v is not None and v.const is None and v.producer is not None and v.producer.op_type in _VALUE_VIEWS:
+        v = v.producer.input_at(0)
+    if v is None:
+        return None
+    if v.const is not None:
+        return v.const.numpy()
+    p = v.producer
+    if p is not None and p.op_type == "Constant":  # as a function body writes its constants
+        for name in ("value", "value_int", "value_float", "value_ints", "value_floats"):
+            value = p.attr(name)
+            if value is not None:
+                return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+    return None
+
+
+def _passes_true_through(body: Graph) -> bool:
+    """Whether a Loop body's condition output is its condition input (through Identity) or a constant true."""
+    if len(body.outputs) < 1 or len(body.inputs) < 2:
+        return False
+    out = body.outputs[0]
+    while out is not body.inputs[1] and out.const is None and out.producer is not None \
+            and out.producer.op_type == "Identity":
+        out = out.producer.input_at(0)
+    if out is body.inputs[1]:
+        return True
+    value = _constant_through_views(out)
+    return value is not None and value.size == 1 and bool(value.reshape(-1)[0])
+
+
 def check_loop_iterations(graph: Graph) -> None:
-    """Refuse a model with a Loop whose constant trip count is over ``GRAPHMILL_MAX_LOOP_ITERATIONS``: its run
-    under ONNX Runtime is C++ that Ctrl-C cannot stop (a 300-byte file looping 10^12 times ran until killed: an
-    outside check)."""
+    """Refuse a model with a Loop of more than ``GRAPHMILL_MAX_LOOP_ITERATIONS`` iterations (its trip count a
+    constant, read through Identity/Cast/Reshape) or of none at all (no trip count, a condition that stays true),
+    in the graph, its subgraphs or its functions: its run under ONNX Runtime is C++ that Ctrl-C cannot stop (a
+    300-byte file looping 10^12 times ran until killed: an outside check). Checked when a session is built."""
     limit = max_loop_iterations()
-    for n in graph.all_nodes():
-        m = n.input_at(0) if n.op_type == "Loop" and n.domain in ("", "ai.onnx") else None
-        if m is None or m.const is None:
+    graphs = [*graph.all_graphs(), *(g for f in graph.functions.values() for g in f.graph.all_graphs())]
+    for n in (n for g in graphs for n in g.nodes):
+        if n.op_type != "Loop" or n.domain not in ("", "ai.onnx"):
             continue
-        trips = m.const.numpy().reshape(-1)
-        if trips.size == 1 and int(trips[0]) > limit:
-            raise UserInputError(f"{n.describe()} loops {int(trips[0]):,} times, more than the {limit:,} of "
-                                 "GRAPHMILL_MAX_LOOP_ITERATIONS a run under ONNX Runtime may take (Ctrl-C cannot stop "
-                                 "it); skip the run (optimize --no-compare) or raise the limit")
+        trips = _constant_through_views(n.input_at(0))
+        if trips is not None and trips.size == 1 and float(trips.reshape(-1)[0]) > limit:
+            raise UserInputError(f"{n.describe()} loops {float(trips.reshape(-1)[0]):,.0f} times, more than the "
+                                 f"{limit:,} of GRAPHMILL_MAX_LOOP_ITERATIONS a run under ONNX Runtime may take "
+                                 "(Ctrl-C cannot stop it); skip the run (optimize --no-compare) or raise the limit")
+        if n.input_at(0) is None:
+            cond = n.input_at(1)
+            start = _constant_through_views(cond) if cond is not None else None
+            body = n.attr("body")
+            if (cond is None or (start is not None and start.size == 1 and bool(start.reshape(-1)[0]))) \
+                    and isinstance(body, Graph) and _passes_true_through(body):
+                raise UserInputError(f"{n.describe()} has no trip count and a condition that stays true: it never "
+                                     "ends under ONNX Runtime (Ctrl-C cannot stop it); skip the run (optimize "
+                                     "--no-compare)")
 
 
 @dataclass

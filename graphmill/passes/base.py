@@ -167,6 +167,7 @@ def register_analysis(cls: type[Analysis]) -> type[Analysis]:
 
 
 def registered_analyses() -> dict[str, type[Analysis]]:
+    """Every analysis ``PassContext.analysis`` computes, by name (the built-in ones included)."""
     _load_builtin_passes()  # the built-in passes' modules register the built-in analyses
     return dict(sorted(_ANALYSES.items()))
 

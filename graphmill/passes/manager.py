@@ -200,7 +200,8 @@ class PassManager:
             # SystemExit too: a plugin's sys.exit(0) ended `optimize` with exit 0 and nothing written
             raise PassFailure(info, e, before, history, self._ran) from e
         self._ran.append(run)
-        self._records.append(PassRecord(p.name, info.path, result.changed, seconds, dict(result.stats),
+        stats = {k: int(v) if isinstance(v, numbers.Integral) else float(v) for k, v in result.stats.items()}
+        self._records.append(PassRecord(p.name, info.path, result.changed, seconds, stats,
                                         list(result.notes)))
         log.info("%-24s %s %.2f ms %s", p.name, "changed" if result.changed else "       ", seconds * 1e3,
                  result.stats or "")

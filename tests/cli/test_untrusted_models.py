@@ -664,3 +664,79 @@ print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     assert r.returncode == 0, r.stderr
     before, peak = (int(t) for t in r.stdout.split()[-2:])
     assert peak - before < 768 * 2**20, (before / 2**20, peak / 2**20)
+
+
+import graphmill  # noqa: E402
+from graphmill.backends import onnxruntime as ortb  # noqa: E402
+from graphmill.errors import UserInputError  # noqa: E402
+
+
+def _loop_graph(trip: list, cond: str, body_cond: str = "Identity") -> tuple[list, list]:
+    """Nodes and initializers of a Loop whose trip count comes through ``trip`` (nodes making "M"), with the
+    initial condition ``cond`` ("" for none) and a body that passes its condition through."""
+    body = helper.make_graph([helper.make_node(body_cond, ["c_in"], ["c_out"]),
+                              helper.make_node("Cast", ["i"], ["s"], to=TensorProto.FLOAT)], "body",
+                             [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                              helper.make_tensor_value_info("c_in", TensorProto.BOOL, [])],
+                             [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+                              helper.make_tensor_value_info("s", TensorProto.FLOAT, [])])
+    loop = helper.make_node("Loop", ["M" if trip else "", cond], ["big"], body=body, name="loop")
+    return trip + [loop, helper.make_node("ReduceMax", ["big"], ["y"], keepdims=0)], []
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("identity", "Loop node 'loop' loops 1,000,000,000,000 times"),
+    ("function", "Loop node 'loop' loops 1,000,000,000,000 times"),
+    ("unbounded", "Loop node 'loop' has no trip count and a condition that stays true: it never ends"),
+])
+def test_a_loop_that_would_not_end_is_refused_before_onnx_runtime_runs_it(tmp_path, case, needle):
+    """The first check read only a literal trip count: Identity(M), a Constant inside a model-local function, or
+    no trip count with a condition passed through unchanged each ran until killed (a review of the fix).
+    Reference: ONNX's Loop semantics (M iterations; without M, until the condition is false)."""
+    big = numpy_helper.from_array(np.array(10**12, np.int64), "M0")
+    if case == "identity":
+        nodes, _ = _loop_graph([helper.make_node("Identity", ["M0"], ["M"])], "")
+        g = helper.make_graph(nodes, "g", [], [helper.make_tensor_value_info("y", 1, [])], [big])
+        model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    elif case == "function":
+        nodes, _ = _loop_graph([helper.make_node("Constant", [], ["M"], value=big)], "")
+        f = helper.make_function("local", "F", [], ["y"], nodes, [helper.make_opsetid("", 17)])
+        g = helper.make_graph([helper.make_node("F", [], ["y"], domain="local")], "g", [],
+                              [helper.make_tensor_value_info("y", 1, [])])
+        model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+                                  functions=[f])
+    else:
+        nodes, _ = _loop_graph([], "c")
+        g = helper.make_graph(nodes, "g", [], [helper.make_tensor_value_info("y", 1, [])],
+                              [numpy_helper.from_array(np.array(True), "c")])
+        model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(UserInputError, match=needle):
+        ortb.OrtSession(graphmill.load(path))
+
+
+def test_the_run_budget_reads_a_branch_and_shapes_load_left_open(tmp_path):
+    """ConstantOfShape([2, 1e9]) inside an If branch went to ONNX Runtime unchecked, and a graph straight from
+    ``graphmill.load`` (its ConstantOfShape output untyped) passed the check (a review of the fix). Reference:
+    2 x 10^9 float32 are 7.45 GiB."""
+    shape = numpy_helper.from_array(np.array([2, 10**9], np.int64), "shape")
+    branch = helper.make_graph([helper.make_node("ConstantOfShape", ["shape"], ["bb"]),
+                                helper.make_node("ReduceMax", ["bb"], ["r"], keepdims=0)], "then", [],
+                               [helper.make_tensor_value_info("r", 1, [])])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["r2"])], "else", [],
+                              [helper.make_tensor_value_info("r2", 1, [])])
+    g = helper.make_graph([helper.make_node("Greater", ["x", "x"], ["c"]),
+                           helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=other)], "g",
+                          [helper.make_tensor_value_info("x", 1, [])], [helper.make_tensor_value_info("y", 1, [])],
+                          [shape])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(UserInputError, match=r"%bb \[2, 1000000000\] \(an operand of ReduceMax .*\) 7.45 GiB"):
+        ortb.check_run_bytes(graphmill.load(path))
+    flat = helper.make_graph(list(branch.node) + [helper.make_node("Add", ["r", "x"], ["y"])], "g",
+                             [helper.make_tensor_value_info("x", 1, [])], [helper.make_tensor_value_info("y", 1, [])],
+                             [shape])
+    onnx.save(helper.make_model(flat, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(UserInputError, match="7.45 GiB"):
+        ortb.check_run_bytes(graphmill.load(path))

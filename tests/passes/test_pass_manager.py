@@ -471,8 +471,11 @@ def test_a_stat_that_is_not_a_finite_number_is_a_failure_of_its_pass(value):
     with pytest.raises(PassFailure, match=r"pass 'test-odd-stat' returned stat 'v' = .*: stats map names to finite "
                                           r"numbers"):
         PassManager("test-odd-stat").run(relu_chain())
-    ODD_STAT.append(np.int64(3))  # numpy's numbers are numbers
-    assert PassManager("test-odd-stat").run(relu_chain()).stats()["test-odd-stat"]["v"] == 3
+    ODD_STAT.append(np.int64(3))  # numpy's numbers are numbers, recorded as Python's: the JSON report wrote "3"
+    record = PassManager("test-odd-stat").run(relu_chain()).records[0]
+    assert type(record.stats["v"]) is int and record.stats["v"] == 3
+    ODD_STAT.append(np.float32(0.5))
+    assert type(PassManager("test-odd-stat").run(relu_chain()).records[0].stats["v"]) is float
 
 
 def test_check_numerics_compares_the_passes_after_a_resizing_pass_with_its_output():

@@ -202,6 +202,27 @@ def test_a_view_of_the_batch_and_minus_one_keeps_the_channels(tmp_path, columns)
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
 
 
+def test_a_view_whose_first_size_is_not_the_batch_is_refused_even_where_sizes_agree():
+    """``h.view(h.size(1), -1)`` on [8, 8, 1, 1] reshapes to [8, 8] like a flatten of the batch: the first check
+    took any computed part for the batch, and widening would have given the batch axis the new channel count (a
+    review of the fix). Reference: ONNX's Shape/Gather semantics (index 1 is the channel count)."""
+    from graphmill.ir.builder import GraphBuilder
+    from graphmill.passes.scaling.channels import WidthError
+
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("view1")
+    x = b.input("x", "float32", [8, 3, 4, 4])
+    h = b.Relu(b.Conv(x, b.const((rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)), pads=[1, 1, 1, 1]))
+    h = b.Relu(b.Add(b.Conv(h, b.const((rng.standard_normal((8, 8, 3, 3)) * 0.3).astype(np.float32)),
+                            pads=[1, 1, 1, 1]), h))
+    h = b.GlobalAveragePool(h)
+    first = b.Unsqueeze(b.Gather(b.Shape(h), b.const(np.array(1, np.int64)), axis=0), b.const(np.array([0])))
+    flat = b.Reshape(h, b.Concat(first, b.const(np.array([-1], np.int64)), axis=0))
+    b.output(b.MatMul(flat, b.const((rng.standard_normal((8, 4)) * 0.3).astype(np.float32))), "logits")
+    with pytest.raises(WidthError, match="Reshape.*hard-coded channel counts"):
+        scale(b.build(), 1, alpha=1.0, beta=2.0, gamma=1.0)
+
+
 def test_verify_each_holds_compound_scale_to_names_not_sizes(b0):
     """`optimize -p compound-scale{phi=1} --verify-each` failed on B0 with 'the graph's inputs changed' and
     wrote a reproducer: the resolution changes the input's size on purpose. The pass now declares it

@@ -95,6 +95,17 @@ def test_a_rerun_with_another_accelerator_is_refused_naming_it(tmp_path):
         with pytest.raises(UserInputError, match=r"made with accel='edge \(\w{10}\)', this run has " + shown):
             autohas.run(str(tmp_path / "a"), budget=10, seed=0, workers=1, executor=None, ray_address=None,
                         accel=other, options=dict(TINY), progress=None)
+    # a checkpoint written before the accelerator was recorded cannot say which it had: it resumes with --accel
+    from graphmill.backends.torch.training.loop import load_checkpoint, save_checkpoint
+
+    ck = str(tmp_path / "a" / "checkpoint.pt")
+    state = load_checkpoint(ck)
+    state["config"].pop("accel")
+    save_checkpoint(ck, state)
+    lines: list[str] = []
+    again = autohas.run(str(tmp_path / "a"), budget=10, seed=0, workers=1, executor=None, ray_address=None,
+                        accel=edge, options=dict(TINY), progress=lines.append)
+    assert not again["interrupted"] and lines[0].startswith("[autohas] resuming from") and "latency_ms" in again["best"]
 
 
 def test_bad_options_are_refused_before_anything_is_written(tmp_path):

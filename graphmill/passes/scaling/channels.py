@@ -110,9 +110,10 @@ def _const_array(v: Value) -> np.ndarray | None:
     return v.const.numpy() if v.const is not None else None
 
 
-def _concat_entries(v: Value) -> list[int | None]:
+def _concat_entries(v: Value, batch) -> list[int | None]:
     """The entries of a shape operand built by ``Concat`` along axis 0: constants where a part is one, None for
-    each entry of a computed one-entry part (a batch read with ``Shape``); [] when the form is another."""
+    a part that reads a batch of size ``batch`` with ``Shape`` (``x.size(0)``); [] when the form is another (a
+    computed part of another size: ``x.view(x.size(1), -1)`` must not pass for the batch)."""
     p = v.producer
     if p is None or p.op_type != "Concat" or int(p.attr("axis", 0)) != 0:
         return []
@@ -121,11 +122,38 @@ def _concat_entries(v: Value) -> list[int | None]:
         arr = _const_array(part) if part is not None else None
         if arr is not None and arr.ndim == 1:
             out += [int(a) for a in arr]
-        elif part is not None and part.shape is not None and tuple(part.shape) == (1,):
+        elif part is not None and part.shape is not None and tuple(part.shape) == (1,) and _reads_batch(part, batch):
             out.append(None)
         else:
             return []
     return out
+
+
+def _reads_batch(v: Value, batch) -> bool:
+    """Whether ``v`` is dimension 0 of a tensor whose dimension 0 is ``batch``: Gather(Shape(t), 0), Slice(Shape(t),
+    0, 1) or Shape(t, start=0, end=1), through Unsqueeze/Cast/Identity."""
+    while v.producer is not None and v.producer.op_type in ("Unsqueeze", "Cast", "Identity"):
+        v = v.producer.input_at(0)
+    p = v.producer
+    if p is None:
+        return False
+    if p.op_type == "Shape":
+        src = p.input_at(0)
+        ok = int(p.attr("start", 0)) == 0 and p.attr("end") in (1,)
+    elif p.op_type in ("Gather", "Slice") and p.input_at(0) is not None and p.input_at(0).producer is not None \
+            and p.input_at(0).producer.op_type == "Shape" and not p.input_at(0).producer.attrs:
+        src = p.input_at(0).producer.input_at(0)
+        first = [_const_array(p.input_at(i)) if p.input_at(i) is not None else None
+                 for i in ((1,) if p.op_type == "Gather" else (1, 2))]
+        axes = _const_array(p.input_at(3)) if p.op_type == "Slice" and p.input_at(3) is not None else None
+        ok = (all(a is not None and a.size == 1 for a in first)
+              and [int(a.reshape(-1)[0]) for a in first] == ([0] if p.op_type == "Gather" else [0, 1])
+              and (p.op_type == "Gather" or p.input_at(3) is None or (axes is not None and axes.size == 1
+                                                                      and int(axes.reshape(-1)[0]) == 0)))
+    else:
+        return False
+    shape = src.shape if src is not None else None
+    return ok and shape is not None and len(shape) > 0 and shape[0] == batch
 
 
 def analyze(nodes: Iterable[Node], *, constant: set[int], graph_inputs: Iterable[Value] = (),
@@ -274,7 +302,7 @@ def analyze(nodes: Iterable[Node], *, constant: set[int], graph_inputs: Iterable
                     if arr is None and shp is not None and len(ys) == 2 and all(d == 1 for d in xs[2:]):
                         # x.view(x.size(0), -1) with a symbolic batch: Concat(the batch from Shape, [-1]) keeps
                         # the channels on axis 1 whatever their count (refused as "hard-coded": an outside check)
-                        entries = _concat_entries(shp)
+                        entries = _concat_entries(shp, xs[0])
                         ok = (len(entries) == 2 and entries[1] in (-1, 0) and entries[0] in (None, 0, xs[0])
                               and ys[1] == xs[1])
                 else:  # keep axes 0 and 1 where they are

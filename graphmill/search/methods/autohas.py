@@ -259,7 +259,10 @@ def _run_on_ray(out: str, *, budget: int, seed: int, workers: int, ray_address: 
         ckpt = os.path.join(out, FILES["checkpoint"])
         files = [n for n in FILES.values() if os.path.exists(os.path.join(out, n))]
         history = os.path.join(out, FILES["history"])
-        trials = sum(1 for line in open(history) if line.strip()) if os.path.exists(history) else 0
+        trials = 0
+        if os.path.exists(history):
+            with open(history) as f:
+                trials = sum(1 for line in f if line.strip())
         return {"method": METHOD, "task": _task(), "out": out, "files": files, "interrupted": True,
                 "checkpoint": ckpt if os.path.exists(ckpt) else None, "best": None, "current_pick": None,
                 "trials": trials, "budget": budget, "phase": None}
@@ -285,7 +288,7 @@ class _Run:
                        **{k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()}}
         self.config = {k: json.dumps(v) if isinstance(v, list) else v for k, v in self.config.items()}
         # the report's latency is on it: a finished run rerun with another --accel (or none) returned the first
-        # accelerator's latency without a word (an outside check); a checkpoint older than this key resumes without
+        # accelerator's latency without a word (an outside check); a checkpoint older than this key resumes (_load)
         text = json.dumps(accel_cfg.to_dict(), sort_keys=True) if accel_cfg is not None else ""
         self.config["accel"] = (f"{accel_cfg.name} ({hashlib.sha1(text.encode()).hexdigest()[:10]})"
                                 if accel_cfg is not None else None)
@@ -297,7 +300,9 @@ class _Run:
         if not os.path.exists(self.files["checkpoint"]):
             return None
         state = load_checkpoint(self.files["checkpoint"])
-        check_same_config(self.files["checkpoint"], state["config"], self.config)
+        # a checkpoint written before the accelerator was recorded cannot say which it had: its runs resume
+        config = {k: v for k, v in self.config.items() if k != "accel" or "accel" in state["config"]}
+        check_same_config(self.files["checkpoint"], state["config"], config)
         return state
 
     def go(self) -> dict:
