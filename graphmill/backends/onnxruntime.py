@@ -512,7 +512,7 @@ def compare(reference: Graph, candidate: Graph, inputs: Mapping[str, Any] | None
     except ExecutionError as e:
         raise ExecutionError(f"{names[0]}: {e}") from e
     ref_inputs, ref_outputs = ref.input_names, ref.output_names
-    del ref  # its memory arena goes before the candidate's run: two held at once doubled the peak (an outside check)
+    del ref  # its memory goes before the candidate's run (all of it without an arena, ``checking_options``)
     try:
         cand = OrtSession(candidate, options)
     except ExecutionError as e:
