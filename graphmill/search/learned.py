@@ -517,9 +517,11 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
         def say() -> None:
             if progress and said[0] != best["n"]:
                 said[0] = best["n"]
+                # a graph that simulates in 0 cycles (an uncosted Loop alone) has a best baseline of 0: 1 between equals
+                ratio = best["t"] / ref if ref else 1.0 if best["t"] == 0 else math.inf
                 progress(f"fine-tune {task.name}: {best['n']}/{budget} samples, best {best['t']:,.0f} "
-                         f"({best['t'] / ref:.3f} of " + (f"the best baseline {task.baseline})" if reference is None
-                                                          else f"the reference {ref:,.0f})"))
+                         f"({ratio:.3f} of " + (f"the best baseline {task.baseline})" if reference is None
+                                                else f"the reference {ref:,.0f})"))
         while best["n"] < budget:
             t = obs_tensors(obs)
             before = best["t"]

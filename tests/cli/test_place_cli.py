@@ -210,3 +210,6 @@ def test_a_graph_of_data_movement_only_places_without_dividing_by_its_zero_step_
     r = run_cli("place", path, "--devices", "2", "-o", out)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and "         0      1.000" in r.stdout
+    # fine-tuning's progress line divided by the best baseline's 0 too (an outside check)
+    r = run_cli("place", path, "--devices", "2", "--method", "learned", "--budget", "5", "-o", out, "--force")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
