@@ -829,6 +829,10 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
         shown = {("embed_dim" if contrastive and k == "num_classes" else k): v for k, v in opts.items()}
         cfg.model = f"zoo {name} " + " ".join(f"{k}={v}" for k, v in shown.items() if v is not None)
     size = graph.inputs[0].shape[-1] if graph.inputs and graph.inputs[0].shape else None
+    if isinstance(size, int) and size > MAX_TRAIN_SIZE:  # a 520-byte file of [N, 1, 40000, 40000] asked torch for
+        # 11.5 TB of upsampled digits, a traceback (an outside check): the same cap as --max-size
+        raise UserInputError(f"{cfg.model}: takes {size}x{size} images, over the {MAX_TRAIN_SIZE} px graphmill train "
+                             "trains at (the task's 8x8 digits are upsampled to the model's size)")
     if max_size is not None and isinstance(size, int) and size != max_size:
         raise UserInputError(f"--max-size {max_size}: {cfg.model} takes {size}x{size} images (the final size is the "
                              "model's own)")

@@ -339,3 +339,23 @@ def test_a_diverging_run_stops_at_its_first_non_finite_loss_and_writes_nothing(t
         " of 4 at learning rate 1e+30; give a smaller --lr; nothing else was written" in err[-1], err
     assert not (tmp_path / "r.json").exists() and not (out / "model.onnx").exists() \
         and not (out / "report.json").exists()
+
+
+def test_a_model_of_images_larger_than_train_takes_is_refused_before_any_data_is_made(tmp_path, capsys):
+    """A 520-byte file with an input of [N, 1, 40000, 40000] made train upsample the digits to it: torch asked for
+    11.5 TB and the command ended in a traceback (an outside check). The cap --max-size has (1024 px) holds for a
+    model file too. Reference: the model's declared input size."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((1, 10), np.float32), "w")
+    g = helper.make_graph([helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+                           helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("MatMul", ["f", "w"], ["y"])],
+                          "big", [helper.make_tensor_value_info("x", 1, ["N", 1, 2048, 2048])],
+                          [helper.make_tensor_value_info("y", 1, ["N", 10])], [w])
+    path = tmp_path / "big.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    assert main(["train", str(path), "--steps", "1", "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: takes 2048x2048 images, over the 1024 px graphmill train trains at" in err
+    assert not (tmp_path / "t").exists()
