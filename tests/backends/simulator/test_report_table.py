@@ -1,0 +1,18 @@
+"""The simulator's text table (``SimReport.table``). Reference: the layer's own fields, as ``--json`` writes them."""
+
+from __future__ import annotations
+
+from graphmill.backends.simulator.config import load_accel
+from graphmill.backends.simulator.report import LayerResult, SimReport
+
+
+def test_a_long_shape_keeps_its_repeat_count():
+    """Four nested Loops of 1000 printed ``M1 N64 K64 x100000000000``, the 24-character column cutting a digit
+    of the repeat count the JSON holds (an outside check)."""
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    layer = LayerResult("mm", "MatMul", "M1 N64 K64 x1000000000000", "gemm", 1, 0, 1, 1.0, 0, 0,
+                        repeat=10**12)
+    table = SimReport(load_accel(os.path.join(root, "examples", "accelerators", "edge.toml")), [layer]).table()
+    assert "M1 N64 K64 x1000000000000" in table
