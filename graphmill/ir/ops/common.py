@@ -185,7 +185,7 @@ def cost_with_elements(node: Node, flops_per_element: int, *, of_input: int | No
     if of_input is None:
         n = output_elements(node)
     else:
-        v = node.inputs[of_input] if of_input < len(node.inputs) else None
+        v = node.input_at(of_input)
         n = None if v is None or not isinstance(v.type, TensorType) else num_elements(v.type.shape)
     c = io_cost(node, flops=(n or 0) * flops_per_element)
     if n is None:

@@ -145,7 +145,7 @@ def moe_dims(node: Node) -> tuple:
 
 
 def _has(node: Node, i: int) -> bool:
-    return i < len(node.inputs) and node.inputs[i] is not None
+    return node.input_at(i) is not None
 
 
 def infer_moe(ctx: InferenceContext) -> list:

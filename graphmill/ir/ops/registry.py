@@ -73,7 +73,7 @@ class InferenceContext:
 
     @property
     def num_inputs(self) -> int:
-        return len(self.node.inputs)
+        return self.node.num_inputs
 
     def has_input(self, i: int) -> bool:
         return self.node.input_at(i) is not None
