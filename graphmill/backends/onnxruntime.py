@@ -20,6 +20,7 @@ from graphmill.frontend.onnx_export import node_to_proto, to_proto
 from graphmill.ir import DataType, ExecutionError, Graph, Node, TensorType, UserInputError, Value
 from graphmill.passes.lowering import lowered_copy
 from graphmill.ir.ops import infer_types
+from graphmill.ir.rewrite import constant_value
 from graphmill.util.limits import max_loop_iterations, max_run_bytes, shape_problem, size_text
 
 _OPT_LEVELS = {
@@ -283,20 +284,11 @@ _VALUE_VIEWS = frozenset({"Identity", "Cast", "Reshape", "Squeeze", "Unsqueeze",
 
 
 def _constant_through_views(v: Value | None) -> np.ndarray | None:
-    """``v``'s value when it is an initializer or a Constant node's, read through ``_VALUE_VIEWS``; else None."""
+    """``v``'s value when it is an initializer or a Constant node's (as a function body writes its constants),
+    read through ``_VALUE_VIEWS``; else None."""
     while v is not None and v.const is None and v.producer is not None and v.producer.op_type in _VALUE_VIEWS:
         v = v.producer.input_at(0)
-    if v is None:
-        return None
-    if v.const is not None:
-        return v.const.numpy()
-    p = v.producer
-    if p is not None and p.op_type == "Constant":  # as a function body writes its constants
-        for name in ("value", "value_int", "value_float", "value_ints", "value_floats"):
-            value = p.attr(name)
-            if value is not None:
-                return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
-    return None
+    return constant_value(v) if v is not None else None
 
 
 def _passes_true_through(body: Graph) -> bool:
