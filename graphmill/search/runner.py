@@ -118,16 +118,17 @@ class SearchResult:
                 "history": [t.to_json() for t in self.history]}
 
 
-def _history_line(trial: Trial) -> str:
-    return json.dumps(trial.to_json(), allow_nan=False) + "\n"
+def _history_line(trial: Trial | dict) -> str:
+    return json.dumps(trial if isinstance(trial, dict) else trial.to_json(), allow_nan=False) + "\n"
 
 
-def write_history_jsonl(path: str, trials: list[Trial]) -> None:
-    """``trials`` as JSON lines (one ``Trial.to_json()`` per line), written atomically."""
+def write_history_jsonl(path: str, trials: list[Trial | dict]) -> None:
+    """``trials`` as JSON lines (one ``Trial.to_json()`` per line; a method's own rows, dicts, as they are),
+    written atomically."""
     atomic_write_text(path, "".join(_history_line(t) for t in trials))
 
 
-def append_history_jsonl(path: str, trial: Trial) -> None:
+def append_history_jsonl(path: str, trial: Trial | dict) -> None:
     """One more line of ``write_history_jsonl``'s file, for a file that follows a run (``tail -F``)."""
     with open(path, "a", encoding="utf-8") as f:
         f.write(_history_line(trial))

@@ -914,16 +914,14 @@ class _Run:
         """history.jsonl as trials finish (``tail -F``), as ``graphmill search`` writes it: rewritten whole at a
         step's first result in this command (the earlier steps' trials and this step's so far), then one line per
         trial; it was written only at the end, and a run killed mid-way left none (an outside check)."""
-        from graphmill.util.files import atomic_write_text
+        from graphmill.search.runner import append_history_jsonl, write_history_jsonl
 
         path = os.path.join(self.out, "history.jsonl")
         if not fresh:
             fresh.append(True)
-            rows = self.trials + [self._row(t, name, evaluate) for t in info["history"]]
-            atomic_write_text(path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
-            return
-        with open(path, "a") as f:
-            f.write(json.dumps(self._row(info["trial"], name, evaluate), allow_nan=False) + "\n")
+            write_history_jsonl(path, self.trials + [self._row(t, name, evaluate) for t in info["history"]])
+        else:
+            append_history_jsonl(path, self._row(info["trial"], name, evaluate))
 
     def go(self) -> dict:
         opts, ev, out = self.opts, self.ev, self.out
@@ -989,12 +987,12 @@ class _Run:
                 "simulations": int(sum(t.get("metrics", {}).get("sims", 0) for t in self.trials))}
 
     def _finish(self, checkpoints: list[str]) -> dict:
+        from graphmill.search.runner import write_history_jsonl
         from graphmill.util.files import atomic_write_text, write_json
 
         out, ev = self.out, self.ev
         files = [os.path.basename(c) for c in checkpoints if os.path.exists(c)] + ["settings.json"]
-        atomic_write_text(os.path.join(out, "history.jsonl"),
-                          "".join(json.dumps(t, allow_nan=False) + "\n" for t in self.trials))
+        write_history_jsonl(os.path.join(out, "history.jsonl"), self.trials)
         files.append("history.jsonl")
         best = _best(self.trials)
         if self.trials:
