@@ -206,16 +206,11 @@ def check_tensor_data(proto: onnx.TensorProto, dtype: DataType, model_path: str,
     n = 1
     for d in dims:
         n *= d
+    stored = _stored_bytes(proto, raw, external)
     if dtype in _PACKED:  # sub-byte types: their raw bytes are ceil(n * bits / 8); typed fields are left to onnx
-        if not (raw is not None or proto.HasField("raw_data") or external is not None):
+        if stored is None:
             return
-        need = -(-n * _PACKED_BITS[dtype] // 8)
-        if raw is not None:
-            have = len(raw)
-        elif external is not None:
-            have = external.size - external.offset if external.length is None else external.length
-        else:
-            have = len(proto.raw_data)
+        need, have = -(-n * _PACKED_BITS[dtype] // 8), stored
         if have != need:
             raise ModelLoadError(f"{where}: its dims need {need} bytes of data ({_PACKED_BITS[dtype]} bits an "
                                  f"element), it holds {have}")
@@ -227,22 +222,26 @@ def check_tensor_data(proto: onnx.TensorProto, dtype: DataType, model_path: str,
             itemsize = onnx.helper.tensor_dtype_to_np_dtype(proto.data_type).itemsize
         except (KeyError, TypeError, ValueError):
             return
-        if raw is not None or proto.HasField("raw_data") or external is not None:
-            need = n * itemsize
-            if raw is not None:
-                have = len(raw)
-            elif external is not None:  # no length: to the end of the file (ONNX's rule), sized at load
-                have = external.size - external.offset if external.length is None else external.length
+        if stored is not None:
+            need, have, unit = n * itemsize, stored, "bytes"
+            if raw is None and external is not None:
                 where += f" in external data {os.path.basename(external.path)!r} at offset {external.offset}"
-            else:
-                have = len(proto.raw_data)
-            unit = "bytes"
         else:
             have = max(len(getattr(proto, f)) for f in _TYPED_FIELDS)
             need = n * (2 if dtype in (DataType.COMPLEX64, DataType.COMPLEX128) else 1)
             unit = "values"
     if have != need:
         raise ModelLoadError(f"{where}: its dims need {need} {unit} of data, it holds {have}")
+
+
+def _stored_bytes(proto: onnx.TensorProto, raw: RawData | None, external: ExternalData | None) -> int | None:
+    """The bytes a tensor's data holds when stored raw (set aside by the reader, in external data, in
+    ``raw_data``), None when it is in the typed fields."""
+    if raw is not None:
+        return len(raw)
+    if external is not None:  # no length: to the end of the file (ONNX's rule), sized at load
+        return external.size - external.offset if external.length is None else external.length
+    return len(proto.raw_data) if proto.HasField("raw_data") else None
 
 
 def tensor_to_proto(t: Tensor, name: str | None = None, into: onnx.TensorProto | None = None) -> onnx.TensorProto:
