@@ -118,10 +118,15 @@ def _props(entries) -> dict[str, str]:
     return {e.key: e.value for e in entries}
 
 
-def negative_dim(t: Type | None) -> int | None:
-    """The first negative declared dimension of a tensor type (ONNX dims are >= 0), or None."""
+def negative_dim_problem(name: str, graph_name: str, t: Type | None) -> str | None:
+    """What is wrong with value ``name``'s declared type when a dimension is negative (ONNX dims are >= 0), or
+    None: the one wording of ``load``'s refusal and ``save``'s."""
     shape = getattr(t, "shape", None) if isinstance(t, (TensorType, SparseTensorType)) else None
-    return next((d for d in shape or () if isinstance(d, int) and d < 0), None)
+    bad = next((d for d in shape or () if isinstance(d, int) and d < 0), None)
+    if bad is None:
+        return None
+    return (f"value {name!r} in graph {graph_name!r} is declared with dimension {bad} (shape {list(shape)}); "
+            "dimensions are >= 0, or a name for a symbolic one")
 
 
 class _Importer:
@@ -137,10 +142,9 @@ class _Importer:
             t = type_from_proto(vi.type) if vi.HasField("type") else None
         except UnknownElementType as e:
             raise self.error(f"value {vi.name!r} in graph {graph_name!r} is declared with {e}") from None
-        bad = negative_dim(t)
-        if bad is not None:
-            raise self.error(f"value {vi.name!r} in graph {graph_name!r} is declared with dimension {bad} "
-                             f"(shape {list(t.shape)}); dimensions are >= 0, or a name for a symbolic one")
+        problem = negative_dim_problem(vi.name, graph_name, t)
+        if problem:
+            raise self.error(problem)
         return t
 
     def check_attr_kinds(self, npb: onnx.NodeProto, graph_name: str) -> None:
@@ -478,11 +482,9 @@ def check_declared_dims(graph: Graph, path: str) -> None:
     input of shape [-2, 3] was written, and the file was then refused by ``load``)."""
     for g in graph.all_graphs():
         for v in [*g.inputs, *g.values(), *g.outputs]:
-            bad = negative_dim(v.type)
-            if bad is not None:
-                raise ModelLoadError(f"{path}: value {v.name!r} in graph {g.name!r} is declared with dimension "
-                                     f"{bad} (shape {list(v.type.shape)}); dimensions are >= 0, or a name for a "
-                                     "symbolic one")
+            problem = negative_dim_problem(v.name, g.name, v.type)
+            if problem:
+                raise ModelLoadError(f"{path}: {problem}")
 
 
 def from_proto(model: onnx.ModelProto, *, base_dir: str | None = None, path: str = "<model>",
