@@ -8,6 +8,9 @@ A ``CostModel`` answers, in cycles of the device's clock and bytes:
 * ``memory(node)``: bytes a node keeps resident (its constant inputs: weights).
 
 A ``FusionCostModel`` also answers ``group_cost(nodes, device)``: a fusion group run as one kernel (``GroupCost``).
+It may also offer ``group_builder(device)``: an empty group whose ``try_add(node) -> GroupCost`` answers the cost
+with one more op (in a topological order) and whose ``accept()`` then adds it, so that a caller growing a group op
+by op pays for each op, not for the whole group each time (the learned passes use it when it is there).
 
 Implementations live with the backends (the simulator's ``SimulatorCostModel`` and ``RooflineCostModel``;
 ONNX Runtime timing) and reach passes through the ``PassContext``; ``ir`` only defines the protocol.

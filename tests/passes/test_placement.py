@@ -717,3 +717,28 @@ def test_heft_colocated_spreads_a_training_step_whose_activations_overflow_one_c
         rep = api.place(g.copy(), method=method, devices=4, memory_gb=0.03, training=True, dims={"N": 8})
         assert max(rep["memory"]["peak"]) <= min(rep["memory"]["capacity"]) == 0.03e9, (method, rep["memory"])
         assert len(set(rep["placement"].values())) > 1
+
+
+def test_busy_intervals_find_the_earliest_gap_by_its_definition():
+    """Reference: the definition of HEFT's insertion policy, by brute force: the least start t >= ready (ready
+    itself or the end of a busy interval) at which [t, t + w) overlaps no busy interval (an op of zero time fits
+    where one interval ends and the next starts, not inside one). ``BusyIntervals`` skips back-to-back intervals
+    (scanning them all made HEFT quadratic on wide graphs); it must still find what the definition finds."""
+    from graphmill.passes.placement.baselines import BusyIntervals
+
+    def by_definition(busy, ready, w):
+        starts = sorted({ready} | {e for _, e in busy if e >= ready})
+        return next(t for t in starts if not any(s < t + w and t < e for s, e in busy if e > s)
+                    and not any(s < t + w and t < s for s, e in busy if e == s))
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        timeline, busy = BusyIntervals(), []
+        for _ in range(int(rng.choice([5, 40]))):
+            ready = float(rng.choice([0.0, rng.integers(0, 60), rng.uniform(0, 60)]))
+            w = float(rng.choice([0.0, 3.0, 5.0, rng.uniform(0, 9)]))
+            t = timeline.earliest(ready, w)
+            assert t == by_definition(busy, ready, w)
+            timeline.add(t, t + w)
+            busy.append((t, t + w))
+        assert timeline.busy == sorted(busy)

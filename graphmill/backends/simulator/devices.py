@@ -475,6 +475,15 @@ class PlacementCostModel:
         return kernel_cost(nodes, a, scale=self.devset.ref_mhz / a.clock_mhz / self.devset.speeds[device],
                            memo=self.__dict__.setdefault("_kernel_memo", {}))
 
+    def group_builder(self, device: int = 0) -> Any:
+        """An empty fusion group on ``device`` to grow one op at a time (``fusion_cost.KernelBuilder``), each
+        answer ``group_cost``'s for the group so far (from two ops: one op alone is not a kernel)."""
+        from .fusion_cost import KernelBuilder
+
+        a = self.devset.accels[device]
+        return KernelBuilder(a, scale=self.devset.ref_mhz / a.clock_mhz / self.devset.speeds[device],
+                             memo=self.__dict__.setdefault("_kernel_memo", {}))
+
 
 def backward_of(node: Node) -> Node | None:
     """The forward node a ``graphmill::Backward`` node differentiates (``meta["forward"]``, found among the

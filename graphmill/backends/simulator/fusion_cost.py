@@ -41,7 +41,9 @@ unfused schedule is the placement's exactly.
 
 from __future__ import annotations
 
+import heapq
 import math
+from fractions import Fraction
 from typing import NamedTuple
 
 from graphmill.ir import Node, UserInputError
@@ -52,7 +54,7 @@ from .config import AccelConfig
 from .engine import array_words_read
 from .lowering import ArrayLayer, Uncosted, VectorLayer, lower_node, reads_shape_only
 
-__all__ = ["GroupCost", "kernel_cost", "tensor_words"]
+__all__ = ["GroupCost", "KernelBuilder", "kernel_cost", "tensor_words"]
 
 
 def tensor_words(v) -> int:
@@ -104,49 +106,104 @@ def _compute(node: Node, accel: AccelConfig) -> _Member:
 def kernel_cost(nodes: list[Node], accel: AccelConfig, *, scale: float = 1.0, memo: dict | None = None) -> GroupCost:
     """``nodes`` run as one kernel on a chip of ``accel`` (module docstring); ``scale`` converts its cycles to
     the caller's time unit (a heterogeneous device: reference clock / own clock / speed). ``memo`` keeps each
-    node's lowering (keyed by the node and the accelerator, holding both so that ids are not reused)."""
-    members = {id(n) for n in nodes}
-    wb = accel.word_bytes
-    capacity = (accel.ifmap_words + accel.ofmap_words) // 2
-    compute = 0
-    array = False
-    free: set[int] = set()  # members without primitives (free alone, free in the group)
-    info: dict[int, _Member] = {}
-    for n in nodes:
-        if memo is None:
-            m = _compute(n, accel)
-        else:
-            hit = memo.get((id(n), id(accel)))
-            if hit is None or hit[0] is not n or hit[1] is not accel:
-                hit = memo[(id(n), id(accel))] = (n, accel, _compute(n, accel))
-            m = hit[2]
-        if m.cycles is None:
-            return GroupCost(math.inf, False, f"refused: {m.why}", capacity_bytes=capacity * wb)
-        compute += m.cycles
-        array = array or m.on_array
-        if not m.has_prims:
-            free.add(id(n))
-        info[id(n)] = m
-    sources: dict[int, tuple[dict, dict]] = {}
+    node's lowering (keyed by the node and the accelerator, holding both so that ids are not reused). The nodes
+    may come in any order: they are grown into a ``KernelBuilder`` in a topological order of the group."""
+    builder = KernelBuilder(accel, scale=scale, memo=memo)
+    for node in nodes:  # the first member that cannot be in a kernel, in the order given, is the reason
+        why = builder.refusal(node)
+        if why is not None:
+            return why
+    cost = GroupCost(0.0, True, "", capacity_bytes=builder.capacity * accel.word_bytes)
+    for node in topological_order(nodes):
+        cost = builder.try_add(node)
+        builder.accept()
+    return cost
 
-    def direct(v) -> tuple[dict, dict] | None:
+
+def topological_order(nodes: list[Node]) -> list[Node]:
+    """``nodes`` with every member producer before its member readers, otherwise in the order given."""
+    position = {id(n): k for k, n in enumerate(nodes)}
+    waiting = [0] * len(nodes)
+    readers: list[list[int]] = [[] for _ in nodes]
+    for k, n in enumerate(nodes):
+        producers = {position[id(v.producer)] for v in n.inputs
+                     if v is not None and v.producer is not None and id(v.producer) in position}
+        producers.discard(k)
+        waiting[k] = len(producers)
+        for p in producers:
+            readers[p].append(k)
+    ready = [k for k in range(len(nodes)) if not waiting[k]]
+    heapq.heapify(ready)
+    out: list[Node] = []
+    while ready:
+        k = heapq.heappop(ready)
+        out.append(nodes[k])
+        for r in readers[k]:
+            waiting[r] -= 1
+            if not waiting[r]:
+                heapq.heappush(ready, r)
+    return out if len(out) == len(nodes) else list(nodes)
+
+
+class KernelBuilder:
+    """A fusion group grown one op at a time, each op costed in time proportional to its own inputs and outputs
+    (and the group's boundary views), not to the group: ``kernel_cost`` of a group of L ops is this grown over
+    them, and a caller that grows a group op by op (the learned passes' environment) pays O(L) in all where
+    costing every prefix anew paid O(L^2) (a 5,000-op chain took 78 s to place). Ops must come in a topological
+    order of the group (a member never produces an input of an earlier member); ``kernel_cost`` sorts them.
+
+    ``try_add(node)`` answers the group's cost with ``node`` added and leaves the group as it was;
+    ``accept()`` then adds it. The cost is ``kernel_cost``'s rule exactly (module docstring)."""
+
+    def __init__(self, accel: AccelConfig, *, scale: float = 1.0, memo: dict | None = None) -> None:
+        self.accel, self.scale, self.memo = accel, scale, memo
+        self.capacity = (accel.ifmap_words + accel.ofmap_words) // 2
+        self.nodes: list[Node] = []
+        self.members: set[int] = set()
+        self.free: set[int] = set()  # members without primitives (free alone, free in the group)
+        self.compute = 0
+        self.array = False
+        self.need: dict[int, Fraction | int] = {}  # outside tensor -> the most words any member reads of it
+        self.read_sum: Fraction | int = 0
+        self.kept: set[int] = set()  # intermediates: members' tensors read inside the group
+        self.inter = 0
+        self.sources: dict[int, tuple[dict, dict]] = {}
+        # members' outputs: how many distinct readers outside the group; those read outside (or graph outputs)
+        # are the group's boundary writes, kept in the order kernel_cost met them (member, then output)
+        self.outside_readers: dict[int, int] = {}
+        self.boundary: dict[int, tuple[object, bool]] = {}  # id -> (value, made by a free member), in order
+        self.boundary_words = 0  # of the boundary values made by members with primitives
+        self.pending: tuple | None = None
+
+    def _member(self, node: Node) -> _Member:
+        if self.memo is None:
+            return _compute(node, self.accel)
+        key = (id(node), id(self.accel))
+        hit = self.memo.get(key)
+        if hit is None or hit[0] is not node or hit[1] is not self.accel:
+            hit = self.memo[key] = (node, self.accel, _compute(node, self.accel))
+        return hit[2]
+
+    def _direct(self, v) -> tuple[dict, dict] | None:
         """(``v``, outside the group) or (made by a member with primitives), or None for a free member's output.
         A member Shape or Size makes a host-side value from no tensor's data: (nothing, nothing). Its input is
         neither read nor kept on chip for it (it was counted as an intermediate, which could refuse a group that
         fits), and the shape, free alone as all shape arithmetic is, costs nothing in a group either."""
         p = v.producer
-        if p is None or id(p) not in members:
+        if p is None or id(p) not in self.members:
             return {id(v): v}, {}
         if reads_shape_only(p):
             return {}, {}
-        return ({}, {id(v): v}) if id(p) not in free else None
+        return ({}, {id(v): v}) if id(p) not in self.free else None
 
-    def sources_of(v) -> tuple[dict, dict]:
+    def _sources_of(self, v) -> tuple[dict, dict]:
         """The tensors ``v`` is a view of through free members: (outside the group, made by a member with
-        primitives), each keyed by id. Without recursion: a long chain of views is no deeper than a short one."""
-        hit = direct(v)
+        primitives), each keyed by id. Without recursion: a long chain of views is no deeper than a short one.
+        Memoized: what a member's output is a view of depends on earlier members only."""
+        hit = self._direct(v)
         if hit is not None:
             return hit
+        sources = self.sources
         stack = [v]
         while stack:
             w = stack[-1]
@@ -154,61 +211,130 @@ def kernel_cost(nodes: list[Node], accel: AccelConfig, *, scale: float = 1.0, me
                 stack.pop()
                 continue
             ins = [u for u in w.producer.inputs if u is not None]
-            pending = [u for u in ins if direct(u) is None and id(u) not in sources]
+            pending = [u for u in ins if self._direct(u) is None and id(u) not in sources]
             if pending:
                 stack.extend(pending)
                 continue
             outside: dict = {}
             inside: dict = {}
             for u in ins:
-                o, i = direct(u) or sources[id(u)]
+                o, i = self._direct(u) or sources[id(u)]
                 outside.update(o)
                 inside.update(i)
             sources[id(w)] = (outside, inside)
             stack.pop()
         return sources[id(v)]
 
-    need: dict[int, float] = {}  # outside tensor -> the most words any member reads of it
-    kept: dict[int, object] = {}  # intermediates: members' tensors read inside the group
-    written: list = []  # tensors of members with primitives read outside the group
-    views: list = []  # free members' outputs read outside it
-    for n in nodes:
-        if id(n) not in free:
+    def refusal(self, node: Node) -> GroupCost | None:
+        """The group's cost when ``node`` cannot be in a kernel at all (control flow, an uncosted op), else None."""
+        m = self._member(node)
+        if m.cycles is not None:
+            return None
+        return GroupCost(math.inf, False, f"refused: {m.why}", capacity_bytes=self.capacity * self.accel.word_bytes)
+
+    def try_add(self, node: Node) -> GroupCost:
+        wb = self.accel.word_bytes
+        m = self._member(node)
+        if m.cycles is None:
+            self.pending = None
+            return self.refusal(node)
+        free = not m.has_prims
+        kept: dict[int, object] = {}
+        need: dict[int, Fraction | int] = {}
+        if not free:
             shares: dict[int, int] = {}
-            for v in n.inputs:
+            for v in node.inputs:
                 if v is None or id(v) in shares:
                     continue
-                outside, inside = sources_of(v)
-                kept.update(inside)
+                outside, inside = self._sources_of(v)
+                kept.update((k, u) for k, u in inside.items() if k not in self.kept)
                 if outside:
                     shares[id(v)] = min(tensor_words(v), sum(tensor_words(u) for u in outside.values()))
             own = sum(shares.values())
-            cap = info[id(n)].read_cap
             # it reads no more than alone: a Gather, a strided Conv (not named `scale`: that one, the parameter,
             # converts the cycles below; reusing the name scaled a group ending in a Gather by its read fraction)
-            fraction = min(1.0, cap / own) if own else 1.0
+            # (exact: a running sum of floats would drift where summing the group anew did not)
+            fraction = Fraction(m.read_cap, own) if 0 < m.read_cap < own else 1
             for k, words in shares.items():
-                need[k] = max(need.get(k, 0.0), words * fraction)  # one read per tensor, the largest any needs
-        for v in n.outputs:
-            if v is not None and (v.is_graph_output() or any(id(u) not in members for u in v.users)):
-                (views if id(n) in free else written).append(v)
-    read = math.ceil(sum(need.values()) - 1e-9)
-    # a view read outside is written as itself, or as the members' tensors it is made of when they are fewer words
-    # (a Slice: the slice; a Concat of an intermediate and an outside tensor: the intermediate), less what is
-    # written anyway: a tensor is written once, whole or through one view
-    write = sum(tensor_words(v) for v in written)
-    whole = {id(v) for v in written}
-    for v in views:
-        rest = {k: u for k, u in sources_of(v)[1].items() if k not in whole}
-        if rest:
-            write += min(tensor_words(v), sum(tensor_words(u) for u in rest.values()))
-            whole.update(rest)
-    inter = sum(tensor_words(v) for v in kept.values())
-    if inter > capacity:
-        names = ", ".join(n.name or n.op_type for n in nodes)
-        return GroupCost(math.inf, False, f"refused: the intermediate tensors of [{names}] need {inter * wb:,} bytes "
-                         f"on chip, the buffers hold {capacity * wb:,} (active halves of ifmap + ofmap)",
-                         read * wb, write * wb, inter * wb, capacity * wb)
-    read_bw = accel.ifmap_bw_words + (accel.filter_bw_words if array else 0)
-    cycles = max(compute, -(-read // read_bw), -(-write // accel.ofmap_bw_words))
-    return GroupCost(float(cycles) * scale, True, "", read * wb, write * wb, inter * wb, capacity * wb)
+                if words * fraction > self.need.get(k, 0):
+                    need[k] = words * fraction  # one read per tensor, the largest any needs
+        # the readers this op takes inside: a member's output it reads may stop being written
+        closed: list[int] = []
+        for v in node.inputs:
+            if v is not None and id(v) in self.outside_readers and id(v) not in closed:
+                closed.append(id(v))
+        opened = [(v, len(v.users)) for v in node.outputs if v is not None]
+        self.pending = (node, m, free, kept, need, closed, opened)
+        # the new op is a member while the boundary is counted: a view it makes is written as what it is made of
+        self.members.add(id(node))
+        if free:
+            self.free.add(id(node))
+        try:
+            write = self._write(free, closed, opened)
+        finally:
+            self.members.discard(id(node))
+            self.free.discard(id(node))
+        read = math.ceil(self.read_sum + sum(w - self.need.get(k, 0) for k, w in need.items()))
+        inter = self.inter + sum(tensor_words(v) for v in kept.values())
+        if inter > self.capacity:
+            names = ", ".join(n.name or n.op_type for n in [*self.nodes, node])
+            return GroupCost(math.inf, False, f"refused: the intermediate tensors of [{names}] need {inter * wb:,} "
+                             f"bytes on chip, the buffers hold {self.capacity * wb:,} (active halves of ifmap + "
+                             "ofmap)", read * wb, write * wb, inter * wb, self.capacity * wb)
+        accel = self.accel
+        read_bw = accel.ifmap_bw_words + (accel.filter_bw_words if self.array or m.on_array else 0)
+        cycles = max(self.compute + m.cycles, -(-read // read_bw), -(-write // accel.ofmap_bw_words))
+        return GroupCost(float(cycles) * self.scale, True, "", read * wb, write * wb, inter * wb, self.capacity * wb)
+
+    def accept(self) -> None:
+        """Add the op of the last ``try_add`` (refused for its intermediates or not; a member that cannot be in
+        a kernel at all cannot be added)."""
+        if self.pending is None:
+            raise ValueError("accept() without a try_add() of an op that can be in a kernel")
+        node, m, free, kept, need, closed, opened = self.pending
+        self.pending = None
+        self.nodes.append(node)
+        self.members.add(id(node))
+        if free:
+            self.free.add(id(node))
+        self.compute += m.cycles
+        self.array = self.array or m.on_array
+        for k, words in need.items():
+            self.read_sum += words - self.need.get(k, 0)
+            self.need[k] = words
+        for k, v in kept.items():
+            self.kept.add(k)
+            self.inter += tensor_words(v)
+        for k in closed:
+            self.outside_readers[k] -= 1
+            v, made_free = self.boundary[k]
+            if not self.outside_readers[k] and not v.is_graph_output():
+                del self.boundary[k]
+                if not made_free:
+                    self.boundary_words -= tensor_words(v)
+        for v, readers in opened:
+            self.outside_readers[id(v)] = readers
+            if readers or v.is_graph_output():
+                self.boundary[id(v)] = (v, free)
+                if not free:
+                    self.boundary_words += tensor_words(v)
+
+    def _write(self, free: bool, closed: list[int], opened: list) -> int:
+        """The boundary's written words with ``node`` added: the outputs of members with primitives read outside,
+        then each view read outside as the smaller of its own words and those of the members' tensors it is made
+        of that are not written anyway (a tensor is written once, whole or through one view)."""
+        gone = {k for k in closed if self.outside_readers[k] == 1 and not self.boundary[k][0].is_graph_output()}
+        fresh = [(v, free) for v, readers in opened if readers or v.is_graph_output()]
+        write = self.boundary_words - sum(tensor_words(self.boundary[k][0]) for k in gone if not self.boundary[k][1])
+        write += sum(tensor_words(v) for v, f in fresh if not f)
+        entries = [e for k, e in self.boundary.items() if k not in gone] + fresh
+        views = [v for v, f in entries if f]
+        if not views:
+            return write
+        whole = {id(v) for v, f in entries if not f}
+        for v in views:
+            rest = {k: u for k, u in self._sources_of(v)[1].items() if k not in whole}
+            if rest:
+                write += min(tensor_words(v), sum(tensor_words(u) for u in rest.values()))
+                whole.update(rest)
+        return write

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphmill.passes.placement.baselines import earliest_gap, upward_rank
+from graphmill.passes.placement.baselines import BusyIntervals, upward_rank
 from graphmill.passes.placement.problem import op_bytes
 
 from .env import Decisions, JointProblem, Outcome
@@ -186,9 +186,7 @@ def move_estimates(jp: JointProblem, out: Outcome) -> np.ndarray:
     for i in range(n):
         if fi[i] > st[i]:
             busy[int(dev[i])].append((float(st[i]), float(fi[i])))
-    for b in busy:
-        b.sort()
-    busy = [sorted(set(b)) for b in busy]
+    timelines = [BusyIntervals(set(b)) for b in busy]
     gain = np.zeros((n, D))
     eb = prob.edge_bytes
     for i in range(n):
@@ -199,7 +197,7 @@ def move_estimates(jp: JointProblem, out: Outcome) -> np.ndarray:
                 continue
             w = float(prob.op_time[i, d])
             ready = max([0.0] + [fi[p] + _transfer(prob, eb.get((p, i), 0), int(dev[p]), d) for p in prob.preds[i]])
-            f = earliest_gap(busy[d], ready, w) + w
+            f = timelines[d].earliest(ready, w) + w
             after = max([f] + [f + _transfer(prob, eb.get((i, j), 0), d, int(dev[j])) for j in prob.succs[i]])
             gain[i, d] = now - after
     return gain

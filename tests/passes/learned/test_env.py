@@ -416,3 +416,71 @@ def test_a_tensor_read_only_through_shape_is_neither_kept_nor_read():
     out = cm.group_cost(list(g.nodes), 0)
     # the Relu reads y through the Expand (1 word), not x; writes its 1,100
     assert out.fits and (out.read_bytes, out.write_bytes, out.onchip_bytes) == (1, 1100, 0)
+
+
+def test_a_group_grown_op_by_op_costs_what_kernel_cost_answers_for_the_whole_group():
+    """Reference: ``group_cost`` of each group as a whole (kernel_cost, whose rule the hand computations above
+    check). The builder the environment grows groups with must give the same answer for every prefix, refusals
+    for the buffers included, on a model with views (Concat), weights and branches."""
+    from graphmill.frontend import zoo
+    from graphmill.ir.summary import bind_symbols
+
+    g = bind_symbols(zoo.build("inception_v3"), {"N": 1})
+    cm = PlacementCostModel(device_set(devices=1, accel=from_dict({**ACC, "memory": {**ACC["memory"],
+                                                                                     "ifmap_kb": 4096}})))
+    nodes = list(g.nodes)
+    rng = np.random.default_rng(0)
+    compared = refused = 0
+    for start in rng.choice(len(nodes) - 40, 12, replace=False):
+        builder = cm.group_builder(0)
+        group = []
+        for node in nodes[start:start + 40]:
+            grown = builder.try_add(node)
+            group.append(node)
+            whole = cm.group_cost(group, 0)
+            if len(group) > 1:  # one op alone is its op time, not a kernel
+                assert (grown.time, grown.fits, grown.read_bytes, grown.write_bytes, grown.onchip_bytes) == (
+                    whole.time, whole.fits, whole.read_bytes, whole.write_bytes, whole.onchip_bytes)
+                compared += 1
+                refused += not whole.fits
+            builder.accept()
+    assert compared == 12 * 39 and 0 < refused < compared
+
+
+def test_resolve_costs_each_op_of_a_fused_chain_once_not_each_prefix_anew():
+    """A fused chain of L ops was costed prefix by prefix, each from scratch: L^2 / 2 node visits (a 5,000-op
+    chain took 78 s to place). Reference: the count of ops the cost model is handed, which must stay linear."""
+    b = GraphBuilder("long_chain")
+    v = b.input("x", "float32", [1, 64])
+    for _ in range(400):
+        v = b.Relu(v)
+    b.output(v)
+    g = b.build()
+    cm = tiny(1)
+    handed = []
+
+    class Counting:  # the cost model, counting the ops each call is handed
+        def __getattr__(self, name):
+            return getattr(cm, name)
+
+        def group_cost(self, nodes, device=0):
+            handed.append(len(nodes))
+            return cm.group_cost(nodes, device)
+
+        def group_builder(self, device=0):
+            builder = cm.group_builder(device)
+            try_add = builder.try_add
+
+            def counted(node):
+                handed.append(1)
+                return try_add(node)
+            builder.try_add = counted
+            return builder
+
+    jp = JointProblem(build_problem(g, cm), Counting())
+    assert jp.n == 400
+    out = jp.evaluate(Decisions(np.zeros(400, np.int64), np.ones(400, bool), np.arange(400.0)))
+    assert len(out.groups) < 400  # it fused
+    assert sum(handed) <= 2 * 400, sum(handed)
+    jp.evaluate(Decisions(np.zeros(400, np.int64), np.ones(400, bool), np.arange(400.0)))  # answered from the cache
+    assert sum(handed) <= 2 * 400, sum(handed)
