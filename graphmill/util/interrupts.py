@@ -81,11 +81,17 @@ class DeferredInterrupt:
     """While active (in the main thread, where Ctrl-C raises KeyboardInterrupt), a first Ctrl-C only sets
     ``requested``: the loop finishes the step under way, checkpoints it and stops, so the resumed run repeats no
     step (a KeyboardInterrupt inside a step would leave its weights half-updated, and the steps since the last
-    checkpoint would be trained again). A second Ctrl-C raises at once (the last checkpoint stands)."""
+    checkpoint would be trained again). A second Ctrl-C raises at once (the last checkpoint stands).
+
+    Where Ctrl-C is ignored (a background job of a script, ``nohup``) it stays ignored, but a SIGTERM under
+    ``TerminateAsInterrupt`` is still deferred to the end of the step: it used to raise at once there, so a
+    ``kill`` of a background training lost the step under way, or before the first checkpoint the whole run (an
+    outside check)."""
 
     def __init__(self) -> None:
         self.requested = False
         self._old = None
+        self._active = False
 
     def _handler(self, signum, frame) -> None:
         if self.requested:
@@ -93,15 +99,23 @@ class DeferredInterrupt:
         self.requested = True
 
     def __enter__(self) -> "DeferredInterrupt":
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._old = signal.signal(signal.SIGINT, self._handler)
+        if threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self._old = signal.signal(signal.SIGINT, self._handler)
+            self._active = True
+            _DEFERRALS.append(self)
         return self
 
     def __exit__(self, *exc) -> None:
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
             self._old = None
+        if self._active:
+            self._active = False
+            _DEFERRALS.remove(self)
+
+
+_DEFERRALS: list[DeferredInterrupt] = []  # the active ones, innermost last
 
 
 _SIGTERM_RECEIVED = False
@@ -137,6 +151,8 @@ class TerminateAsInterrupt:
         on_interrupt = signal.getsignal(signal.SIGINT)
         if callable(on_interrupt):  # Python's own (raises KeyboardInterrupt) or DeferredInterrupt's
             on_interrupt(signal.SIGINT, frame)
+        elif _DEFERRALS:  # Ctrl-C ignored (a background job): the deferral still finishes the step under way
+            _DEFERRALS[-1]._handler(signal.SIGINT, frame)
         else:
             raise KeyboardInterrupt
 

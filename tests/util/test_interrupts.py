@@ -54,6 +54,31 @@ def test_sigterm_is_deferred_like_ctrl_c_inside_a_training_loop():
     assert signal.getsignal(signal.SIGTERM) is before  # restored on exit
 
 
+def test_sigterm_is_deferred_where_ctrl_c_is_ignored():
+    """A background job of a script (or ``nohup``) starts with Ctrl-C ignored, so DeferredInterrupt installed no
+    handler and TerminateAsInterrupt raised at once: ``kill`` of a background ``graphmill train`` lost the step
+    under way, and before the first checkpoint the whole run (an outside check). Reference: the operating
+    system's signal delivery; Ctrl-C must stay ignored."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with TerminateAsInterrupt() as term, DeferredInterrupt() as deferred:
+            os.kill(os.getpid(), signal.SIGINT)  # still ignored
+            time.sleep(0.01)
+            assert not deferred.requested
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)  # the handler runs between bytecodes
+            assert deferred.requested and term.terminated
+            with pytest.raises(KeyboardInterrupt):  # a second one stops at once, as a second Ctrl-C does
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        with TerminateAsInterrupt(), pytest.raises(KeyboardInterrupt):  # no loop to finish: it stops at once
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_a_forked_worker_still_dies_on_sigterm():
     """A worker forked while the handler is active (a process pool's) inherits it; it must still end on SIGTERM,
     as the pool's terminate() expects, not raise inside whatever it runs."""
