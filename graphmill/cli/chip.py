@@ -106,8 +106,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserInputError(f"--budget-s {args.budget_s:g}: must be a number of seconds > 0")
 
     def progress(info: dict) -> None:
-        if not args.quiet:
-            print("chip place: " + ", ".join(_show(k, v) for k, v in info.items()), file=sys.stderr, flush=True)
+        if args.quiet:
+            return
+        if info.get("interrupted") is True:  # rl's last word ("interrupted True, episodes N" read as a debug print)
+            rest = {k: v for k, v in info.items() if k != "interrupted"}
+            print("chip place: stopped, " + ", ".join(_show(k, v) for k, v in rest.items()), file=sys.stderr,
+                  flush=True)
+            return
+        print("chip place: " + ", ".join(_show(k, v) for k, v in info.items()), file=sys.stderr, flush=True)
 
     info: dict = {}
     report = api.chip_place(args.netlist, args.init, method=args.method, output=args.output, budget_s=args.budget_s,

@@ -291,8 +291,9 @@ def test_rl_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, capsys, monkeypatc
 
     def interrupted(problem, **kw):
         def ctrl_c(info):
+            kw["progress"](info)  # the command's own progress lines
             seen.append(info)
-            if len(seen) >= 2:  # after training has started: a checkpoint is on disk
+            if len(seen) == 2:  # after training has started: a checkpoint is on disk
                 raise KeyboardInterrupt
         return rl_place(problem, **{**kw, "progress": ctrl_c})
     monkeypatch.setattr(rl, "rl_place", interrupted)
@@ -301,6 +302,9 @@ def test_rl_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err
     assert f"resume from {out}.rl-checkpoint" in err and out.exists()
     assert os.path.exists(f"{out}.rl-checkpoint")
+    # the last progress line says it stopped, in words ("interrupted True, episodes N" read as a debug print)
+    assert seen[-1].get("interrupted") is True
+    assert f"chip place: stopped, episodes {seen[-1]['episodes']}" in err and "True" not in err, err
 
 
 def test_an_output_not_named_plc_is_refused(tmp_path, capsys):
