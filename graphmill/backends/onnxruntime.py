@@ -20,7 +20,7 @@ from graphmill.frontend.onnx_export import node_to_proto, to_proto
 from graphmill.ir import DataType, ExecutionError, Graph, Node, TensorType, UserInputError, Value
 from graphmill.passes.lowering import lowered_copy
 from graphmill.ir.ops import infer_types
-from graphmill.ir.rewrite import constant_value
+from graphmill.ir.rewrite import constant_through_views
 from graphmill.util.limits import max_loop_iterations, max_run_bytes, shape_problem, size_text
 
 _OPT_LEVELS = {
@@ -280,17 +280,6 @@ def check_run_bytes(graph: Graph, dims: Mapping[str, int] | None = None) -> None
 
 
 #: ops that pass a constant's value through (a trip count written as Identity(M) or Cast(1e12))
-_VALUE_VIEWS = frozenset({"Identity", "Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten"})
-
-
-def _constant_through_views(v: Value | None) -> np.ndarray | None:
-    """``v``'s value when it is an initializer or a Constant node's (as a function body writes its constants),
-    read through ``_VALUE_VIEWS``; else None."""
-    while v is not None and v.const is None and v.producer is not None and v.producer.op_type in _VALUE_VIEWS:
-        v = v.producer.input_at(0)
-    return constant_value(v) if v is not None else None
-
-
 def _passes_true_through(body: Graph) -> bool:
     """Whether a Loop body's condition output is its condition input (through Identity) or a constant true."""
     if len(body.outputs) < 1 or len(body.inputs) < 2:
@@ -301,7 +290,7 @@ def _passes_true_through(body: Graph) -> bool:
         out = out.producer.input_at(0)
     if out is body.inputs[1]:
         return True
-    value = _constant_through_views(out)
+    value = constant_through_views(out)
     return value is not None and value.size == 1 and bool(value.reshape(-1)[0])
 
 
@@ -315,14 +304,14 @@ def check_loop_iterations(graph: Graph) -> None:
     for n in (n for g in graphs for n in g.nodes):
         if n.op_type != "Loop" or n.domain not in ("", "ai.onnx"):
             continue
-        trips = _constant_through_views(n.input_at(0))
+        trips = constant_through_views(n.input_at(0))
         if trips is not None and trips.size == 1 and float(trips.reshape(-1)[0]) > limit:
             raise UserInputError(f"{n.describe()} loops {float(trips.reshape(-1)[0]):,.0f} times, more than the "
                                  f"{limit:,} of GRAPHMILL_MAX_LOOP_ITERATIONS a run under ONNX Runtime may take "
                                  "(Ctrl-C cannot stop it); skip the run (optimize --no-compare) or raise the limit")
         if n.input_at(0) is None:
             cond = n.input_at(1)
-            start = _constant_through_views(cond) if cond is not None else None
+            start = constant_through_views(cond) if cond is not None else None
             body = n.attr("body")
             if (cond is None or (start is not None and start.size == 1 and bool(start.reshape(-1)[0]))) \
                     and isinstance(body, Graph) and _passes_true_through(body):

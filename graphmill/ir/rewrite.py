@@ -143,6 +143,20 @@ def constant_value(v: Value) -> np.ndarray | None:
     return None
 
 
+#: ops whose output holds their first input's values (a dtype or a shape changed at most): a constant read
+#: through them is still that constant (a trip count behind an Identity, a condition behind a Cast)
+VALUE_VIEWS = frozenset({"Identity", "Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten"})
+
+
+def constant_through_views(v: Value | None) -> np.ndarray | None:
+    """``v``'s value when it is an initializer or a Constant node's (``constant_value``), read through
+    ``VALUE_VIEWS`` (the values beneath them, before any Cast); else None."""
+    while v is not None and v.const is None and v.producer is not None and v.producer.op_type in VALUE_VIEWS \
+            and v.producer.domain in ("", "ai.onnx"):
+        v = v.producer.input_at(0)
+    return constant_value(v) if v is not None else None
+
+
 @dataclass
 class _Fail:
     depth: int

@@ -46,6 +46,7 @@ from graphmill.ir import Graph, Node, UserInputError
 from graphmill.ir.ops.nn import einsum_labels
 from graphmill.ir.ops.registry import InferenceContext
 from graphmill.ir.ops.window import read_window
+from graphmill.ir.rewrite import constant_through_views
 from graphmill.ir.summary import constant_values, is_constant_node, node_cost
 from graphmill.ir.types import TensorType, num_elements
 
@@ -213,20 +214,6 @@ def _input(node: Node, i: int):
     return node.inputs[i] if len(node.inputs) > i else None
 
 
-def _const_array(v) -> np.ndarray | None:
-    """The value of a constant input: an initializer or a Constant node's output."""
-    if v is None:
-        return None
-    if v.const is not None and hasattr(v.const, "numpy"):
-        return np.asarray(v.const.numpy())
-    p = v.producer
-    if p is not None and p.op_type == "Constant" and p.domain in _STANDARD:
-        val = p.attr("value")
-        if val is not None and hasattr(val, "numpy"):
-            return np.asarray(val.numpy())
-    return None
-
-
 def _lower_conv(node: Node, name: str) -> list:
     op = node.op_type
     wi = 3 if op == "QLinearConv" else 1
@@ -381,7 +368,7 @@ def _body(node: Node, graph: Graph, name: str, uncosted: list[dict]) -> list:
 def _lower_control_flow(node: Node, name: str, uncosted: list[dict]) -> list:
     op = node.op_type
     if op == "Loop":
-        trip = _const_array(_input(node, 0))
+        trip = constant_through_views(_input(node, 0))
         if trip is None or trip.size != 1:
             raise Uncosted("its trip count M is not a constant input")
         count = int(trip.reshape(-1)[0])
@@ -395,7 +382,7 @@ def _lower_control_flow(node: Node, name: str, uncosted: list[dict]) -> list:
         shape = _static(_tshape(first), "scan input", node)
         axis = int(axes[0]) % len(shape) if shape else 0
         return repeated(_body(node, node.attr("body"), name, uncosted), shape[axis] if shape else 1)
-    cond = _const_array(_input(node, 0))  # If
+    cond = constant_through_views(_input(node, 0))  # If
     if cond is not None and cond.size == 1:
         branch = "then_branch" if bool(cond.reshape(-1)[0]) else "else_branch"
         return _body(node, node.attr(branch), f"{name}/{branch[:4]}", uncosted)

@@ -192,6 +192,35 @@ def test_loop_with_constant_trip_count_costs_its_body_m_times():
     assert lay.name == "loop/mm" and lay.repeat == 5 and lay.total_cycles == 5 * _mm_cycles(4, k, k)
 
 
+@pytest.mark.parametrize("through", ["Identity", "Cast"])
+def test_a_trip_count_read_through_identity_or_cast_is_constant(through):
+    """A torch export passes constants through Identity nodes (and casts them): the simulator called such a
+    Loop's trip count "not a constant input" and left the Loop uncosted, and ``place`` warned so. Reference:
+    the body's hand-computed MatMul cycles, 3 times, as with an initializer trip count (the test above)."""
+    k = 16
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("MatMul", ["s_in", "w"], ["s_out"], name="mm")],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("s_in", TensorProto.FLOAT, [4, k])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("s_out", TensorProto.FLOAT, [4, k])],
+        [helper.make_tensor("w", TensorProto.FLOAT, [k, k], np.ones(k * k, np.float32).tolist())])
+    view = (helper.make_node("Identity", ["M0"], ["M"]) if through == "Identity"
+            else helper.make_node("Cast", ["M0"], ["M"], to=TensorProto.INT64))
+    m0 = (helper.make_tensor("M0", TensorProto.INT64, [], [3]) if through == "Identity"
+          else helper.make_tensor("M0", TensorProto.INT32, [], [3]))
+    cond = helper.make_tensor("c", TensorProto.BOOL, [], [True])
+    g = _model([view, helper.make_node("Loop", ["M", "c", "x"], ["y"], name="loop", body=body)],
+               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, k])],
+               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, k])], [m0, cond])
+    rep = graphmill.simulate(g, ACCEL)
+    assert not rep.partial
+    (lay,) = [x for x in rep.layers if x.name == "loop/mm"]
+    assert lay.repeat == 3 and lay.total_cycles == 3 * _mm_cycles(4, k, k)
+
+
 def test_loop_without_constant_trip_count_is_listed_uncosted(capsys):
     body = helper.make_graph(
         [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Relu", ["s_in"], ["s_out"])],
