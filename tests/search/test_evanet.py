@@ -152,10 +152,12 @@ def test_lineage_space_carries_the_parent_and_keys_ignore_it():
 @pytest.mark.slow
 def test_run_ctrl_c_then_resume_writes_outputs_and_children_inherit(tmp_path):
     lines = []
+    live = []
 
     def stop_at_one(line):
         lines.append(line)
-        if line.startswith("[evanet] trial 1/"):
+        live.append(sum(1 for _ in open(out / "history.jsonl")))  # it follows the run (was written at the end)
+        if line.startswith("[evanet] trial 1/") and len(lines) == 1:
             raise KeyboardInterrupt
 
     out = tmp_path / "a"
@@ -164,8 +166,12 @@ def test_run_ctrl_c_then_resume_writes_outputs_and_children_inherit(tmp_path):
     assert part["interrupted"] and part["trials"] == 1 and os.path.exists(part["checkpoint"])
     first = json.loads(open(out / "history.jsonl").readline())
     full = run(str(out), budget=3, seed=0, workers=1, executor=None, ray_address=None, accel=None,
-               options=TINY, progress=lines.append)
-    assert [line.split("  ")[0] for line in lines] == [f"[evanet] trial {i}/3" for i in (1, 2, 3)]
+               options=TINY, progress=stop_at_one)
+    # the resumed run says so first (it said nothing of the trial before)
+    assert [line.split("  ")[0] for line in lines] == [
+        "[evanet] trial 1/3", f"[evanet] resumed from {out / 'checkpoint.json'}: 1 trial(s) recorded before",
+        "[evanet] trial 2/3", "[evanet] trial 3/3"]
+    assert live == [1, 2, 2, 3]  # the resume line comes with the resumed run's first trial
     assert not full["interrupted"] and full["trials"] == 3 and full["method"] == "evanet"
     assert "moving" in full["task"] and set(full["best"]) >= {"config", "accuracy", "macs", "steps"}
     for f in ("checkpoint.json", "history.jsonl", "evanet.png", "best.onnx", "report.json"):

@@ -22,7 +22,8 @@ instead of ``steps`` from scratch, through the torch backend (Adam, batches of 3
 missing (removed by hand) makes the child train from scratch, and its trial says ``inherited: false``.
 
 ``DIR`` holds ``checkpoint.json`` (rerunning the same command resumes), ``job.json`` (the settings; a rerun
-with different ones is refused), ``weights/``, ``history.jsonl``, ``evanet.png`` (validation accuracy vs MACs
+with different ones is refused), ``weights/``, ``history.jsonl`` (a line per trial as it finishes),
+``evanet.png`` (validation accuracy vs MACs
 of every evaluated network, and the training curves of inheriting children vs from-scratch members),
 ``best.onnx`` (the best network with its trained weights) and ``report.json``. With ``accel`` (a simulator
 TOML) every trial also reports ``latency_ms`` (the simulator, batch 1) and the plot uses it instead of MACs.
@@ -350,7 +351,22 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
                                 accel=os.path.abspath(accel) if accel else None)
     checkpoint = os.path.join(out, "checkpoint.json")
 
+    history_file = os.path.join(out, "history.jsonl")
+    followed = []  # whether this call has written history_file yet
+
     def report(d: dict) -> None:
+        """history.jsonl follows the run (``tail -F``), as ``graphmill search`` writes it: rewritten whole at this
+        call's first result (with the resumed trials, whatever a killed run left), then one line per trial; it
+        was written only at the end, and a resumed run said nothing of the trials before (an outside check)."""
+        from graphmill.search.runner import append_history_jsonl, write_history_jsonl
+
+        if not followed:
+            followed.append(True)
+            write_history_jsonl(history_file, d["history"])
+            if progress is not None and len(d["history"]) > 1:
+                progress(f"[evanet] resumed from {checkpoint}: {len(d['history']) - 1} trial(s) recorded before")
+        else:
+            append_history_jsonl(history_file, d["trial"])
         if progress is None:
             return
         t = d["trial"]
