@@ -503,8 +503,12 @@ def test_resume_repeats_no_finished_training(tmp_path, counted, mode, extra, sto
     trained_before = part["trainings"]
     nahas.clear_caches()
     t0 = counted[0].calls
-    full = _run(tmp_path / "a", budget=3, seed=seed, **opts)
+    again: list[str] = []
+    full = _run(tmp_path / "a", budget=3, seed=seed, progress=again.append, **opts)
     assert not full["interrupted"] and full["trainings"] == 3
+    # the interrupted step says first that it resumes, and from what (it said nothing: an outside check)
+    resumed = [line for line in again if " resumed from " in line]
+    assert len(resumed) == 1 and again[0] == resumed[0] and str(tmp_path / "a") in resumed[0], again
     assert counted[0].calls - t0 == 3 - trained_before + 1  # + the retraining that writes best.onnx
     nahas.clear_caches()
     ref = _run(tmp_path / "b", budget=3, seed=seed, **opts)

@@ -858,9 +858,13 @@ class _Run:
         fresh: list = []  # [True] once this search.run call has rewritten history.jsonl
 
         def report(info: dict) -> None:
+            first = not fresh
             self._follow(info, name, evaluate, fresh)
             if self.progress is None:
                 return
+            if first and len(info["history"]) > 1:  # a resumed step said nothing of the trials before
+                self.progress(f"[nahas {name}] resumed from {checkpoint}: {len(info['history']) - 1} trial(s) "
+                              "recorded before")
             t = info["trial"]
             m = t.metrics
             what = (f"acc {m['accuracy']:.4f} " if "accuracy" in m else f"hw {m['hardware']:.4f} "
