@@ -140,3 +140,25 @@ def test_cost_model_memo_follows_the_node_and_its_shapes():
     x.type = TensorType(x.type.dtype, (32, 32))
     y.type = TensorType(y.type.dtype, (32, 24))
     assert cost.op_time(mm[0]) == 12 * 46 - 1  # 32 rows: 4 x 3 folds
+
+
+def test_plot_of_many_layers_draws_stacked_steps_not_a_bar_each(tmp_path, monkeypatch):
+    """A bar is one patch: a 50,000-layer model's plot took over 3 minutes (the bars and the legend's "best"
+    placement over them). Beyond ``BARS_UP_TO`` layers the cycles are two stacked step areas. Reference:
+    matplotlib's own artists of the figure that is saved."""
+    from graphmill.backends.simulator import report as report_module
+    from graphmill.util import plots
+
+    figures = []
+    save = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, *a, **k: (figures.append(fig), save(fig, *a, **k)))
+    g, _, _ = _two_branches()
+    rep = graphmill.simulate(g, ACCEL)
+    rep.plot(str(tmp_path / "bars.png"))
+    monkeypatch.setattr(report_module, "BARS_UP_TO", 2)
+    rep.plot(str(tmp_path / "steps.png"))
+    bars, steps = (f.axes[0] for f in figures)
+    assert len(bars.patches) == 2 * 3 and not bars.collections
+    assert not steps.patches and len(steps.collections) == 2
+    assert [t.get_text() for t in steps.get_legend().get_texts()] == ["compute", "stall"]
+    assert (tmp_path / "steps.png").stat().st_size > 1000
