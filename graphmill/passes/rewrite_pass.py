@@ -61,8 +61,9 @@ class RewritePass(Pass):
                 result.notes.append(f"rule {r.name!r} ({r.exactness}) skipped: not allowed by this schedule")
             # else: turned off by one of the pass's own options (fuse-ort-contrib's skip_layernorm=false, which
             # the ort schedule sets on purpose): the option says so already, a note on every run is noise
-        for _ in range(self.opts.get("max_rounds", 16)):
-            fired = False
+        rounds = self.opts.get("max_rounds", 16)
+        for _ in range(rounds):
+            fired: dict[str, None] = {}  # the rules that fired in this sweep, in order
             for g in list(graph.all_graphs()):
                 nested = NestedOutputs(g)
                 for node in list(g.nodes):
@@ -73,11 +74,14 @@ class RewritePass(Pass):
                             continue
                         if rule.try_rewrite(g, node, nested):
                             result.stats[rule.name] = result.stats.get(rule.name, 0) + 1
-                            fired = True
+                            fired[rule.name] = None
                             break
             if not fired:
                 break
             result.changed = True
+        else:  # it stopped silently with rules still firing (a rule that undoes another, or one that always fires)
+            result.notes.append(f"no fixpoint after max_rounds={rounds} sweeps: rule(s) {', '.join(fired)} still "
+                                "fired in the last; the graph is as the last sweep left it")
         return result
 
 

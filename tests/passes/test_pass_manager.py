@@ -654,6 +654,30 @@ def test_a_rewrite_pass_is_as_exact_as_its_least_exact_rule():
     assert Declared.exactness == EXACT
 
 
+class _FlipFlopPass(RewritePass):
+    """Test pass: two rules that undo each other, so that no sweep is ever the last."""
+
+    name = "test-flip-flop"
+    rules = (Rule("test-relu-to-abs-again", Op("Relu", Var("x")), replace=lambda m, r: r.op("Abs", m["x"])),
+             Rule("test-abs-to-relu", Op("Abs", Var("x")), replace=lambda m, r: r.op("Relu", m["x"])))
+
+
+register_pass(_FlipFlopPass)
+
+
+def test_a_rewrite_pass_that_reaches_no_fixpoint_says_so():
+    """A rule that always fires (or two that undo each other) stopped at max_rounds without a word: the graph
+    was whatever the last sweep left. Reference: the sweeps counted by the pass's own statistics."""
+    g = relu_chain(1)
+    res = PassManager("test-flip-flop{max_rounds=3}").run(g)
+    (record,) = res.records
+    assert sum(record.stats.values()) == 3  # one rewrite per sweep, three sweeps
+    assert any("no fixpoint after max_rounds=3" in str(n) and "test-relu-to-abs-again" in str(n)
+               for n in record.notes), record.notes
+    settled = PassManager("test-rules").run(relu_chain(1))  # a pass that settles says nothing of the kind
+    assert not any("fixpoint" in str(n) for r in settled.records for n in r.notes)
+
+
 def test_rules_can_be_disabled_by_name():
     g = relu_chain(1)
     res = PassManager("test-rules{allow=[approximate], disable=[test-relu-to-abs]}").run(g)
