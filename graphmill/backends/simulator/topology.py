@@ -3,7 +3,7 @@
 Conv topology: a header line, then ``name, IFMAP H, IFMAP W, Filter H, Filter W, Channels, Num Filter,
 Stride,`` per layer (IFMAP sizes already include padding; an optional N:M sparsity column is accepted
 and ignored; a name containing ``DP`` is a depthwise layer run once per channel, as SCALE-Sim does).
-GEMM topology (header starting ``Layer, M, N, K``): ``name, M, N, K,``. Errors name the file and line
+GEMM topology (header starting ``Layer, M, N, K``): ``name, M, N, K,`` (and the optional ratio). Errors name the file and line
 (text that is not UTF-8, a malformed line, a value out of range, a layer too large to simulate).
 
 The .cfg: ``[architecture_presets]``, ``[layout]`` and ``[run_presets]`` as SCALE-Sim 3.0.0 reads them,
@@ -27,6 +27,7 @@ from .config import CALC_READ_BW_WORDS, DATAFLOWS, RANGES, AccelConfig, range_te
 from .lowering import ArrayLayer, gemm_layer
 
 MAX_DIM = 2 ** 24  # a topology value no real layer has (and whose products would overflow the kernels)
+MAX_DEPTHWISE_CHANNELS = 65536  # a DP row is one layer per channel: no real depthwise layer has more
 
 #: The settings SCALE-Sim 3.0.0 reads (``scale_config.py``), per section. A key of these sections that is none
 #: of them but close to one (``SparsitySuport``) is refused as a misspelling: SCALE-Sim stops on the setting it
@@ -88,9 +89,10 @@ def read_topology(path: str | os.PathLike) -> list[ArrayLayer]:
         name = cells[0] if cells else ""
         if not name:
             raise UserInputError(f"{path}:{lineno}: missing layer name in {raw!r}")
-        if gemm:
-            if len(cells) != 4:
-                raise UserInputError(f"{path}:{lineno}: expected 'name, M, N, K,' but got {len(cells)} field(s): {raw!r}")
+        if gemm:  # a 5th field is SCALE-Sim's N:M sparsity ratio, as on a conv line (ignored)
+            if not (len(cells) == 4 or (len(cells) == 5 and _sparsity_ratio(cells[4]))):
+                raise UserInputError(f"{path}:{lineno}: expected 'name, M, N, K,' and an optional N:M sparsity "
+                                     f"ratio, but got {len(cells)} field(s): {raw!r}")
             m, n, k = (_int(path, lineno, c, cells[i + 1]) for i, c in enumerate("MNK"))
             layers.append(gemm_layer(name, "Gemm", m, n, k).validate(f"{path}:{lineno}"))
             continue
@@ -103,6 +105,9 @@ def read_topology(path: str | os.PathLike) -> list[ArrayLayer]:
         if r > h or s > w:
             raise UserInputError(f"{path}:{lineno}: filter {r}x{s} is larger than the IFMAP {h}x{w}")
         if "DP" in name:
+            if c > MAX_DEPTHWISE_CHANNELS:  # 16,000,000 channels ran for ever towards as many layers
+                raise UserInputError(f"{path}:{lineno}: depthwise layer {name!r} has {c:,} channels; it is simulated "
+                                     f"once per channel, as SCALE-Sim does, so at most {MAX_DEPTHWISE_CHANNELS:,}")
             one = ArrayLayer(f"{name}Channel_0", "Conv", h, w, r, s, 1, n, st, st).validate(f"{path}:{lineno}")
             layers += [one] + [dataclasses.replace(one, name=f"{name}Channel_{i}") for i in range(1, c)]
         else:
@@ -199,7 +204,10 @@ def read_scalesim_config(path: str | os.PathLike) -> AccelConfig:
         raise UserInputError(f"{path}{line_of('run_presets', 'InterfaceBandwidth')}: [run_presets] "
                              f"InterfaceBandwidth is {mode!r}; use USER or CALC")
     ap = "architecture_presets"
-    df = get(ap, "Dataflow").lower()
+    df = get(ap, "Dataflow")
+    if df.lower() in DATAFLOWS and df not in DATAFLOWS:  # graphmill ran 'WS' as ws, SCALE-Sim as os
+        raise UserInputError(f"{path}{line_of(ap, 'Dataflow')}: [{ap}] Dataflow is {df!r}; SCALE-Sim 3.0.0 reads "
+                             f"only lower case (it runs {df!r} as os, with a warning): write {df.lower()!r}")
     if df not in DATAFLOWS:
         raise UserInputError(f"{path}{line_of(ap, 'Dataflow')}: [{ap}] Dataflow is {df!r}; use one of "
                              f"{', '.join(DATAFLOWS)}")

@@ -246,8 +246,16 @@ def test_topology_reads_conv_gemm_and_depthwise(tmp_path):
     p.write_text(TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1, 2:4,\n")  # SCALE-Sim's optional N:M sparsity column
     assert [x.name for x in read_topology(p)] == ["c1"]
     q.write_text("Layer, M, N, K,\ng1, 9, 7, 5, 3,\n")
-    with pytest.raises(UserInputError, match=":2: expected 'name, M, N, K,' but got 5 field"):
+    with pytest.raises(UserInputError, match=":2: expected 'name, M, N, K,' and an optional N:M sparsity ratio, "
+                                             "but got 5 field"):
         read_topology(q)
+    q.write_text("Layer, M, N, K,\ng1, 9, 7, 5, 1:1,\n")  # SCALE-Sim's GEMM loader reads the ratio too
+    assert [(x.M, x.N, x.K) for x in read_topology(q)] == [(9, 7, 5)]
+    # a depthwise row is a layer per channel, as SCALE-Sim runs it: 16,000,000 channels ran for ever
+    p.write_text(TOPO_HEADER + "convDP, 4, 4, 3, 3, 16000000, 1, 1,\n")
+    with pytest.raises(UserInputError, match=r":2: depthwise layer 'convDP' has 16,000,000 channels; .* at most "
+                                             r"65,536"):
+        read_topology(p)
 
 
 def run_cli(*args):
@@ -278,6 +286,10 @@ InterfaceBandwidth: USER
 @pytest.mark.parametrize("topo,cfg,expect", [
     (TOPO_HEADER + "c1, 10, 10, 3, 3, 4,\n", CFG, "t.csv:2: expected 8 fields"),
     (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("Dataflow : ws", "Dataflow : xs"), "Dataflow"),
+    # SCALE-Sim compares case-sensitively and runs 'WS' as os (an outside check: 593 cycles there, 643 here)
+    (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("Dataflow : ws", "Dataflow : WS"),
+     "c.cfg:13: [architecture_presets] Dataflow is 'WS'; SCALE-Sim 3.0.0 reads only lower case (it runs 'WS' as "
+     "os, with a warning): write 'ws'"),
     (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("ArrayHeight: 8", "ArrayHeight: 0"),
      "c.cfg:4: [architecture_presets] ArrayHeight must be an integer from 1 to 65,536, got '0'"),
     (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("OfmapSramSzkB: 64", "OfmapSramSzkB: -2"),
