@@ -91,7 +91,6 @@ class DeferredInterrupt:
     def __init__(self) -> None:
         self.requested = False
         self._old = None
-        self._active = False
 
     def _handler(self, signum, frame) -> None:
         if self.requested:
@@ -102,7 +101,6 @@ class DeferredInterrupt:
         if threading.current_thread() is threading.main_thread():
             if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
                 self._old = signal.signal(signal.SIGINT, self._handler)
-            self._active = True
             _DEFERRALS.append(self)
         return self
 
@@ -110,12 +108,13 @@ class DeferredInterrupt:
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
             self._old = None
-        if self._active:
-            self._active = False
-            _DEFERRALS.remove(self)
+        if threading.current_thread() is threading.main_thread() and self in _DEFERRALS:
+            _DEFERRALS.remove(self)  # one entry per entry: an instance entered twice is left twice
 
 
-_DEFERRALS: list[DeferredInterrupt] = []  # the active ones, innermost last
+#: the active ones, outermost first: a SIGTERM goes to the outermost, where a Ctrl-C goes (an inner one finds
+#: the outer's handler installed and installs none)
+_DEFERRALS: list[DeferredInterrupt] = []
 
 
 _SIGTERM_RECEIVED = False
@@ -152,7 +151,7 @@ class TerminateAsInterrupt:
         if callable(on_interrupt):  # Python's own (raises KeyboardInterrupt) or DeferredInterrupt's
             on_interrupt(signal.SIGINT, frame)
         elif _DEFERRALS:  # Ctrl-C ignored (a background job): the deferral still finishes the step under way
-            _DEFERRALS[-1]._handler(signal.SIGINT, frame)
+            _DEFERRALS[0]._handler(signal.SIGINT, frame)
         else:
             raise KeyboardInterrupt
 

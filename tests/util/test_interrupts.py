@@ -79,6 +79,27 @@ def test_sigterm_is_deferred_where_ctrl_c_is_ignored():
         signal.signal(signal.SIGINT, before)
 
 
+def test_sigterm_with_ctrl_c_ignored_reaches_the_outermost_deferral_as_ctrl_c_would():
+    """Nested loops that each finish their step: a Ctrl-C reaches the outer one (the inner finds its handler
+    installed and installs none), so a SIGTERM where Ctrl-C is ignored must too, or the outer loop never stops
+    (a review). Reference: the operating system's signal delivery."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with TerminateAsInterrupt(), DeferredInterrupt() as outer:
+            with DeferredInterrupt() as inner:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.01)
+            assert outer.requested and not inner.requested
+            again = DeferredInterrupt()
+            with again, again:  # entered twice, left twice: no stale deferral stays behind
+                pass
+        with TerminateAsInterrupt(), pytest.raises(KeyboardInterrupt):  # none left to take it: it stops at once
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_a_forked_worker_still_dies_on_sigterm():
     """A worker forked while the handler is active (a process pool's) inherits it; it must still end on SIGTERM,
     as the pool's terminate() expects, not raise inside whatever it runs."""
