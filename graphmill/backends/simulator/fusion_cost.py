@@ -22,7 +22,9 @@ the roofline and the vector unit count them):
   (a Slice of a graph input: the slice; a Concat of an intermediate and an outside tensor: the outside one),
   and a vector op reads no more than it reads alone (a Gather: the rows it gathers, not its table);
   a view read outside the group is written at the smaller of its own words and those of the members' tensors
-  it is made of that are not written anyway (a Slice of an intermediate: the slice); a Shape or Size member makes
+  it is made of that are not written anyway (a Slice of an intermediate: the slice; views are counted largest
+  first, so one that needs a tensor whole counts it whole whatever smaller view of it also leaves the group);
+  a Shape or Size member makes
   a host-side value from no tensor's data (``Expand(y, Shape(h))`` neither reads nor keeps ``h``, and the shape,
   free alone as all shape arithmetic is, is neither kept nor written); each outside tensor is read
   once, at the most any member reads of it, and no member reads more than alone (the roofline's words: a strided
@@ -107,7 +109,8 @@ def kernel_cost(nodes: list[Node], accel: AccelConfig, *, scale: float = 1.0, me
     """``nodes`` run as one kernel on a chip of ``accel`` (module docstring); ``scale`` converts its cycles to
     the caller's time unit (a heterogeneous device: reference clock / own clock / speed). ``memo`` keeps each
     node's lowering (keyed by the node and the accelerator, holding both so that ids are not reused). The nodes
-    may come in any order: they are grown into a ``KernelBuilder`` in a topological order of the group."""
+    may come in any order, with the same answer: they are grown into a ``KernelBuilder`` in a topological order
+    of the group, and nothing it counts depends on which one (but a refusal's list of names)."""
     builder = KernelBuilder(accel, scale=scale, memo=memo)
     for node in nodes:  # the first member that cannot be in a kernel, in the order given, is the reason
         why = builder.refusal(node)
@@ -169,7 +172,7 @@ class KernelBuilder:
         self.inter = 0
         self.sources: dict[int, tuple[dict, dict]] = {}
         # members' outputs: how many distinct readers outside the group; those read outside (or graph outputs)
-        # are the group's boundary writes, kept in the order kernel_cost met them (member, then output)
+        # are the group's boundary writes
         self.outside_readers: dict[int, int] = {}
         self.boundary: dict[int, tuple[object, bool]] = {}  # id -> (value, made by a free member), in order
         self.boundary_words = 0  # of the boundary values made by members with primitives
@@ -254,7 +257,7 @@ class KernelBuilder:
             # it reads no more than alone: a Gather, a strided Conv (not named `scale`: that one, the parameter,
             # converts the cycles below; reusing the name scaled a group ending in a Gather by its read fraction)
             # (exact: a running sum of floats would drift where summing the group anew did not)
-            fraction = Fraction(m.read_cap, own) if 0 < m.read_cap < own else 1
+            fraction = Fraction(m.read_cap, own) if m.read_cap < own else 1
             for k, words in shares.items():
                 if words * fraction > self.need.get(k, 0):
                     need[k] = words * fraction  # one read per tensor, the largest any needs
@@ -332,7 +335,10 @@ class KernelBuilder:
         if not views:
             return write
         whole = {id(v) for v, f in entries if not f}
-        for v in views:
+        # the largest first (then by name): a view that needs its tensor whole (a Reshape that is a graph output)
+        # counts it whole whatever smaller view of it (a Slice) also leaves the group; in the order met, the
+        # Slice first wrote 16 words of a 256-word output, and the answer depended on how the group was listed
+        for v in sorted(views, key=lambda v: (-tensor_words(v), v.name)):
             rest = {k: u for k, u in self._sources_of(v)[1].items() if k not in whole}
             if rest:
                 write += min(tensor_words(v), sum(tensor_words(u) for u in rest.values()))

@@ -371,7 +371,10 @@ def _lower_control_flow(node: Node, name: str, uncosted: list[dict]) -> list:
         trip = constant_through_views(_input(node, 0))
         if trip is None or trip.size != 1:
             raise Uncosted("its trip count M is not a constant input")
-        count = int(trip.reshape(-1)[0])
+        value = trip.reshape(-1)[0]  # read beneath a Cast: a float may be inf, nan or past int64
+        if not (np.isfinite(value) and -2 ** 63 <= value < 2 ** 63):
+            raise Uncosted(f"its trip count M is {value!r}, not a whole number an int64 holds")
+        count = int(value)
         return repeated(_body(node, node.attr("body"), name, uncosted), max(count, 0))
     if op == "Scan":
         n_scan = int(node.attr("num_scan_inputs", 0))

@@ -221,6 +221,29 @@ def test_a_trip_count_read_through_identity_or_cast_is_constant(through):
     assert lay.repeat == 3 and lay.total_cycles == 3 * _mm_cycles(4, k, k)
 
 
+@pytest.mark.parametrize("m0", [float("inf"), float("nan"), 1e30])
+def test_a_trip_count_cast_from_a_float_int64_cannot_hold_is_uncosted_not_a_crash(m0):
+    """Read beneath a Cast, the trip count is the float before it: inf and nan raised OverflowError and
+    ValueError out of simulate (and place), and 1e30 was costed 1e30 times (a review). Reference: ONNX's Cast
+    to int64, which cannot hold them; the Loop is listed uncosted, as one with no constant trip count."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Relu", ["s_in"], ["s_out"])],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("s_in", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("s_out", TensorProto.FLOAT, [4])])
+    g = _model([helper.make_node("Cast", ["M0"], ["M"], to=TensorProto.INT64),
+                helper.make_node("Loop", ["M", "c", "x"], ["y"], name="loop", body=body)],
+               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+               [helper.make_tensor("M0", TensorProto.FLOAT, [], [m0]),
+                helper.make_tensor("c", TensorProto.BOOL, [], [True])])
+    with pytest.warns(SimulationWarning, match=r"not costed: loop \(Loop\)"):
+        rep = graphmill.simulate(g, ACCEL)
+    assert rep.partial and "int64" in rep.to_dict()["uncosted"][0]["reason"]
+
+
 def test_loop_without_constant_trip_count_is_listed_uncosted(capsys):
     body = helper.make_graph(
         [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Relu", ["s_in"], ["s_out"])],
