@@ -75,3 +75,50 @@ def test_bound_below_every_baseline_of_a_training_graph():
     for name, fn in BASELINES.items():
         assert lb["bound"] <= simulate(prob, fn(prob)).makespan, name
     assert lb["join"] >= lb["critical_path"]
+
+
+def join_by_definition(t: np.ndarray, edges: list[tuple[int, int, float]]) -> float:
+    """The module docstring's ``join`` bound with every threshold tried (ops numbered in a topological order;
+    ``edges`` (producer, reader, cheapest transfer time))."""
+    n = len(t)
+
+    def starts(preds: list[list[tuple[int, float]]], t: np.ndarray) -> list[float]:
+        est = [0.0] * n
+        for i in range(n):
+            if not preds[i]:
+                continue
+            arrivals = sorted(((est[p] + t[p] + c, est[p], t[p]) for p, c in preds[i]), reverse=True)
+            best = float("inf")
+            for k in range(len(arrivals) + 1):  # the k latest arrivals share i's device, one at a time
+                done = 0.0
+                for r, p in sorted((r, p) for _, r, p in arrivals[:k]):
+                    done = max(done, r) + p
+                best = min(best, max(done, arrivals[k][0] if k < len(arrivals) else 0.0))
+            est[i] = best
+        return est
+
+    forward: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+    backward: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+    for p, c, cost in edges:
+        forward[c].append((p, cost))
+        backward[n - 1 - p].append((n - 1 - c, cost))
+    est = starts(forward, t)
+    tail = starts(backward, t[::-1])[::-1]  # the same on the reversed graph: op k there is op n - 1 - k here
+    return max(est[i] + t[i] + tail[i] for i in range(n))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_join_bound_of_a_wide_fork_join_tries_every_threshold_in_effect(seed):
+    """A fork to 300 ops and a join of them: the bound is found by bisection over the thresholds (trying all
+    m + 1 of them cost O(m^2 log m): a Sum of 16,000 inputs took 30 s of every place command). Reference: the
+    module docstring's definition by brute force, every threshold tried, Jackson's rule for the shared device."""
+    rng = np.random.default_rng(seed)
+    m = 300
+    times = np.ones((m + 2, 2))
+    times[1:m + 1, :] = rng.uniform(1, 20, size=(m, 1))
+    edges = [(0, i, int(rng.integers(0, 400))) for i in range(1, m + 1)]
+    edges += [(i, m + 1, int(rng.integers(0, 400))) for i in range(1, m + 1)]
+    latency, bw = 5.0, 10.0
+    prob = problem(times, edges, latency, bw)
+    cost = [(p, c, latency + b / bw if b > 0 else 0.0) for p, c, b in edges]
+    assert lower_bounds(prob)["join"] == pytest.approx(join_by_definition(times.min(axis=1), cost), rel=1e-12)
