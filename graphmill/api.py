@@ -695,6 +695,9 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
         raise UserInputError(f"--budget {budget!r}: must be an integer >= 0 (0: the method's default)")
     check_seed(seed)
     check_place_checkpoint(method, budget, checkpoint)
+    if options and method not in ("rl", "hierarchical", "learned"):  # they were ignored without a word
+        raise UserInputError(f"options {sorted(options)}: only method rl, hierarchical or learned takes options; "
+                             f"{method} is a heuristic that takes none")
     check_png_path(plot)
     ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)
     _static_sizes(graph, dims)

@@ -86,3 +86,12 @@ def test_a_pass_manager_refuses_a_context_that_is_not_one():
     g = api.zoo_build("resnet18", width=0.25, resolution=32)
     with pytest.raises(TypeError, match="ctx must be a PassContext, got int 5"):
         run_passes(g, "dce", ctx=5)
+
+
+@pytest.mark.parametrize("method", ["heft", "metis", "single"])
+def test_options_for_a_heuristic_placement_are_refused_not_ignored(small, method):
+    """``place(method="heft", options={...})`` ignored them without a word, where rl and learned refuse an
+    unknown option (an outside check). Reference: the CLI's rule for --budget with a heuristic."""
+    with pytest.raises(UserInputError, match=rf"^options \['samples'\]: only method rl, hierarchical or learned "
+                                             rf"takes options; {method} is a heuristic that takes none$"):
+        api.place(small, method=method, devices=2, options={"samples": 4}, dims={"N": 1})  # refused before any change
