@@ -95,3 +95,11 @@ def test_options_for_a_heuristic_placement_are_refused_not_ignored(small, method
     with pytest.raises(UserInputError, match=rf"^options \['samples'\]: only method rl, hierarchical or learned "
                                              rf"takes options; {method} is a heuristic that takes none$"):
         api.place(small, method=method, devices=2, options={"samples": 4}, dims={"N": 1})  # refused before any change
+
+
+@pytest.mark.parametrize("path", [123, None, ["model.onnx"]])
+def test_load_of_something_that_is_not_a_path_says_so(path):
+    """``graphmill.load(123)`` raised os.fspath's bare TypeError (an outside check). Reference: the other API
+    functions' wording for an argument of the wrong kind."""
+    with pytest.raises(UserInputError, match=r"^graphmill\.load: expected a file path \(str or os\.PathLike\), got "):
+        graphmill.load(path)

@@ -174,6 +174,9 @@ def load(path: str | os.PathLike) -> Graph:
     in the file's contents, where decoding views them and ``save`` writes them from: protobuf never
     copies them into message objects.
     """
+    if not isinstance(path, (str, bytes, os.PathLike)):  # os.fspath's TypeError read as a bug (an outside check)
+        raise UserInputError(f"graphmill.load: expected a file path (str or os.PathLike), got "
+                             f"{type(path).__name__} {path!r:.60}")
     path = os.fspath(path)
     data = _read_file(path)
     model, raw = _parse_skeleton(path, data)
