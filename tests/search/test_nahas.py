@@ -153,7 +153,8 @@ def test_joint_run_resume_and_chosen_design_resimulated(tmp_path):
     rest = []
     nahas.clear_caches()  # a fresh process: what was trained comes back from the checkpoint
     full = _run(tmp_path / "a", progress=rest.append, area_mm2="1.2", accel_sims="8")  # the same command resumes
-    assert not full["interrupted"] and full["trials"] == 4 and len(rest) == 2
+    assert not full["interrupted"] and full["trials"] == 4 and len(rest) == 3  # the resume line, two trials
+    assert rest[0].startswith("[nahas joint] resumed from ") and rest[0].endswith(": 2 trial(s) recorded before")
     assert full["trainings"] == 4 and full["simulations"] == 4 * 8  # nested (the default): K per network
     ref = _run(tmp_path / "b", area_mm2="1.2", accel_sims="8")  # uninterrupted
     hist = [json.loads(x) for x in open(tmp_path / "a" / "history.jsonl")]
