@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 
 from graphmill import search
@@ -37,6 +38,25 @@ def evaluate_slowly(c: dict) -> dict:
 
 def sleep_for_a(c: dict) -> float:
     time.sleep(c["a"])
+    return float(c["a"])
+
+
+def exits_when_a_is_1(c: dict) -> float:
+    """An evaluator that calls ``sys.exit`` for one configuration."""
+    if c["a"] == 1:
+        sys.exit(3)
+    return float(c["a"])
+
+
+def retries_past_its_timeout(c: dict) -> float:
+    """An evaluator whose retry loop catches every ``Exception``, as training code often does."""
+    if c["a"] == 1:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 30:
+            try:
+                time.sleep(0.05)
+            except Exception:  # noqa: BLE001 -- the point: it swallows whatever it can
+                pass
     return float(c["a"])
 
 

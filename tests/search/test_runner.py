@@ -197,6 +197,34 @@ def test_timeout_outside_the_main_thread_still_fails_the_trial():
     assert by_a[0.0].status == "ok" and by_a[0.3].status == "failed" and "timeout" in by_a[0.3].error
 
 
+@pytest.mark.parametrize("executor", [None, "local"])
+def test_an_evaluator_calling_sys_exit_fails_its_trial_on_every_executor(executor):
+    """In-process, sys.exit() in an evaluator ended the whole search (exit 1, no word, the same on every
+    rerun) where a pool worker's exit was a failed trial (an outside check). Reference: the issue's rule, an
+    evaluator that raises marks its trial failed and the search goes on, with the same results on every executor
+    with one worker."""
+    space = search.Space({"a": search.Choice([0, 1, 2])})
+    r = search.run(space, rh.exits_when_a_is_1, strategy="random", budget=3, seed=0, workers=1, executor=executor,
+                   progress=False)
+    by_a = {t.config["a"]: t for t in r.history}
+    assert [by_a[a].status for a in (0, 1, 2)] == ["ok", "failed", "ok"]
+    if executor is None:
+        assert by_a[1].error.startswith("SystemExit: the evaluator called sys.exit(3)")
+
+
+def test_a_timeout_holds_in_process_against_an_evaluator_that_catches_exception():
+    """The alarm raised an ``Exception``: an evaluator's retry loop (``except Exception: pass``) swallowed it
+    and the in-process search waited for the evaluation's end (30 s here; for ever in the outside check's).
+    Reference: the timeout of 0.5 s, against an evaluation that would take 30."""
+    space = search.Space({"a": search.Choice([0, 1])})
+    t0 = time.monotonic()
+    r = search.run(space, rh.retries_past_its_timeout, strategy="random", budget=2, seed=0, timeout=0.5,
+                   progress=False)
+    assert time.monotonic() - t0 < 15
+    by_a = {t.config["a"]: t for t in r.history}
+    assert by_a[0].status == "ok" and by_a[1].status == "failed" and "timeout" in by_a[1].error
+
+
 def test_resume_with_fewer_workers_than_were_in_flight(tmp_path):
     # reference: a checkpoint as a 3-worker run killed mid-way leaves it (2 evaluations in flight, in "pending"),
     # resumed with one pool worker; before the fix the runner submitted both at once: RuntimeError "no free worker"

@@ -18,8 +18,10 @@ import traceback
 from typing import Any, Callable
 
 
-class EvaluationTimeout(Exception):
-    pass
+class EvaluationTimeout(BaseException):
+    """The alarm of an evaluation's timeout. Not an ``Exception``: an evaluator's own ``except Exception`` (a retry
+    loop) swallowed it, and the in-process executor, which has no worker to kill, then waited for ever (an outside
+    check)."""
 
 
 def _alarm(signum, frame):  # pragma: no cover - runs in the evaluating process
@@ -43,10 +45,14 @@ def call(evaluate: Callable[[dict], Any], config: dict, timeout: float | None) -
         return "ok", result, seconds
     except EvaluationTimeout:
         return "failed", f"timeout: the evaluation took more than {timeout:g} s", time.perf_counter() - t0
-    except Exception as e:  # the evaluator's own failure: recorded, the search goes on
+    except (Exception, SystemExit) as e:  # the evaluator's own failure: recorded, the search goes on
+        # sys.exit() in an evaluator ended the whole in-process search (exit 1, no word, and the same on every
+        # rerun) where a pool worker's exit is a failed trial: one worker, the same results on every executor
         tb = traceback.extract_tb(e.__traceback__)
         where = f" ({tb[-1].filename}:{tb[-1].lineno})" if tb else ""
-        return "failed", f"{type(e).__name__}: {e}{where}", time.perf_counter() - t0
+        what = f"SystemExit: the evaluator called sys.exit({e.code!r})" if isinstance(e, SystemExit) else \
+            f"{type(e).__name__}: {e}"
+        return "failed", f"{what}{where}", time.perf_counter() - t0
     finally:
         if use_alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
