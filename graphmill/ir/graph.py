@@ -766,11 +766,13 @@ def captured_values(graph: Graph) -> list[Value]:
     return list(out.values())
 
 
-def topological_order(graph: Graph) -> list[Node]:
-    """Kahn's algorithm, stable: among ready nodes, the earlier one in the current order first."""
+def stable_order(nodes: Sequence[Node]) -> tuple[list[Node], list[Node]]:
+    """Kahn's algorithm over ``nodes`` and the producer edges among them (what their subgraphs capture
+    included), stable: among ready nodes, the earlier one in the order given first. Returns (the order, the
+    nodes left on a cycle: none when the order holds them all)."""
     import heapq
 
-    nodes = graph._nodes
+    nodes = list(nodes)
     pos = {id(n): i for i, n in enumerate(nodes)}
     indeg = [0] * len(nodes)
     succs: list[list[int]] = [[] for _ in nodes]
@@ -793,8 +795,13 @@ def topological_order(graph: Graph) -> list[Node]:
             indeg[s] -= 1
             if indeg[s] == 0:
                 heapq.heappush(ready, s)
-    if len(order) != len(nodes):
-        stuck = [nodes[i] for i in range(len(nodes)) if indeg[i] > 0]
+    return order, [nodes[i] for i in range(len(nodes)) if indeg[i] > 0]
+
+
+def topological_order(graph: Graph) -> list[Node]:
+    """The graph's nodes in a stable topological order (``stable_order``); an IRError names a cycle."""
+    order, stuck = stable_order(graph._nodes)
+    if stuck:
         raise IRError(
             f"graph {graph.name!r} has a cycle through {stuck[0].describe()}"
             + (f" and {len(stuck) - 1} other node(s)" if len(stuck) > 1 else "")

@@ -43,12 +43,12 @@ unfused schedule is the placement's exactly.
 
 from __future__ import annotations
 
-import heapq
 import math
 from fractions import Fraction
 from typing import NamedTuple
 
 from graphmill.ir import Node, UserInputError
+from graphmill.ir.graph import stable_order
 from graphmill.ir.cost import GroupCost
 from graphmill.ir.types import TensorType, num_elements
 
@@ -117,35 +117,11 @@ def kernel_cost(nodes: list[Node], accel: AccelConfig, *, scale: float = 1.0, me
         if why is not None:
             return why
     cost = GroupCost(0.0, True, "", capacity_bytes=builder.capacity * accel.word_bytes)
-    for node in topological_order(nodes):
+    order, cycle = stable_order(nodes)
+    for node in order if not cycle else nodes:
         cost = builder.try_add(node)
         builder.accept()
     return cost
-
-
-def topological_order(nodes: list[Node]) -> list[Node]:
-    """``nodes`` with every member producer before its member readers, otherwise in the order given."""
-    position = {id(n): k for k, n in enumerate(nodes)}
-    waiting = [0] * len(nodes)
-    readers: list[list[int]] = [[] for _ in nodes]
-    for k, n in enumerate(nodes):
-        producers = {position[id(v.producer)] for v in n.inputs
-                     if v is not None and v.producer is not None and id(v.producer) in position}
-        producers.discard(k)
-        waiting[k] = len(producers)
-        for p in producers:
-            readers[p].append(k)
-    ready = [k for k in range(len(nodes)) if not waiting[k]]
-    heapq.heapify(ready)
-    out: list[Node] = []
-    while ready:
-        k = heapq.heappop(ready)
-        out.append(nodes[k])
-        for r in readers[k]:
-            waiting[r] -= 1
-            if not waiting[r]:
-                heapq.heappush(ready, r)
-    return out if len(out) == len(nodes) else list(nodes)
 
 
 class KernelBuilder:

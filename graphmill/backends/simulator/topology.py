@@ -3,8 +3,9 @@
 Conv topology: a header line, then ``name, IFMAP H, IFMAP W, Filter H, Filter W, Channels, Num Filter,
 Stride,`` per layer (IFMAP sizes already include padding; an optional N:M sparsity column is accepted
 and ignored; a name containing ``DP`` is a depthwise layer run once per channel, as SCALE-Sim does).
-GEMM topology (header starting ``Layer, M, N, K``): ``name, M, N, K,`` (and the optional ratio). Errors name the file and line
-(text that is not UTF-8, a malformed line, a value out of range, a layer too large to simulate).
+GEMM topology (header starting ``Layer, M, N, K``): ``name, M, N, K,`` (and the optional ratio). Errors name
+the file and line (text that is not UTF-8, a malformed line, a value out of range, a layer too large to
+simulate).
 
 The .cfg: ``[architecture_presets]``, ``[layout]`` and ``[run_presets]`` as SCALE-Sim 3.0.0 reads them,
 ``InterfaceBandwidth`` USER (the configured bandwidths) or CALC (no DRAM stalls; the bandwidth each layer

@@ -170,9 +170,20 @@ def _mm_body(name: str, n: int, k: int, extra_inputs=(), extra_outputs=()):
         [helper.make_tensor_value_info("mm", TensorProto.FLOAT, [4, n])], [w])
 
 
-def test_loop_with_constant_trip_count_costs_its_body_m_times():
-    k = 16
-    body = helper.make_graph(
+def _relu_loop_body():
+    """A Loop body (i, cond, s) -> (cond, Relu(s)) on a [4] state."""
+    return helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Relu", ["s_in"], ["s_out"])],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("s_in", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("s_out", TensorProto.FLOAT, [4])])
+
+
+def _matmul_loop_body(k: int):
+    """A Loop body (i, cond, s) -> (cond, s @ ones[k, k]) on a [4, k] state (the MatMul named mm)."""
+    return helper.make_graph(
         [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
          helper.make_node("MatMul", ["s_in", "w"], ["s_out"], name="mm")],
         "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
@@ -181,6 +192,11 @@ def test_loop_with_constant_trip_count_costs_its_body_m_times():
         [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
          helper.make_tensor_value_info("s_out", TensorProto.FLOAT, [4, k])],
         [helper.make_tensor("w", TensorProto.FLOAT, [k, k], np.ones(k * k, np.float32).tolist())])
+
+
+def test_loop_with_constant_trip_count_costs_its_body_m_times():
+    k = 16
+    body = _matmul_loop_body(k)
     trip = helper.make_tensor("M", TensorProto.INT64, [], [5])
     cond = helper.make_tensor("c", TensorProto.BOOL, [], [True])
     g = _model([helper.make_node("Loop", ["M", "c", "x"], ["y"], name="loop", body=body)],
@@ -198,15 +214,7 @@ def test_a_trip_count_read_through_identity_or_cast_is_constant(through):
     Loop's trip count "not a constant input" and left the Loop uncosted, and ``place`` warned so. Reference:
     the body's hand-computed MatMul cycles, 3 times, as with an initializer trip count (the test above)."""
     k = 16
-    body = helper.make_graph(
-        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
-         helper.make_node("MatMul", ["s_in", "w"], ["s_out"], name="mm")],
-        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
-                 helper.make_tensor_value_info("s_in", TensorProto.FLOAT, [4, k])],
-        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("s_out", TensorProto.FLOAT, [4, k])],
-        [helper.make_tensor("w", TensorProto.FLOAT, [k, k], np.ones(k * k, np.float32).tolist())])
+    body = _matmul_loop_body(k)
     view = (helper.make_node("Identity", ["M0"], ["M"]) if through == "Identity"
             else helper.make_node("Cast", ["M0"], ["M"], to=TensorProto.INT64))
     m0 = (helper.make_tensor("M0", TensorProto.INT64, [], [3]) if through == "Identity"
@@ -226,13 +234,7 @@ def test_a_trip_count_cast_from_a_float_int64_cannot_hold_is_uncosted_not_a_cras
     """Read beneath a Cast, the trip count is the float before it: inf and nan raised OverflowError and
     ValueError out of simulate (and place), and 1e30 was costed 1e30 times (a review). Reference: ONNX's Cast
     to int64, which cannot hold them; the Loop is listed uncosted, as one with no constant trip count."""
-    body = helper.make_graph(
-        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Relu", ["s_in"], ["s_out"])],
-        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
-                 helper.make_tensor_value_info("s_in", TensorProto.FLOAT, [4])],
-        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("s_out", TensorProto.FLOAT, [4])])
+    body = _relu_loop_body()
     g = _model([helper.make_node("Cast", ["M0"], ["M"], to=TensorProto.INT64),
                 helper.make_node("Loop", ["M", "c", "x"], ["y"], name="loop", body=body)],
                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
@@ -245,13 +247,7 @@ def test_a_trip_count_cast_from_a_float_int64_cannot_hold_is_uncosted_not_a_cras
 
 
 def test_loop_without_constant_trip_count_is_listed_uncosted(capsys):
-    body = helper.make_graph(
-        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Relu", ["s_in"], ["s_out"])],
-        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
-                 helper.make_tensor_value_info("s_in", TensorProto.FLOAT, [4])],
-        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("s_out", TensorProto.FLOAT, [4])])
+    body = _relu_loop_body()
     g = _model([helper.make_node("Loop", ["M", "c", "x"], ["y"], name="loop", body=body),
                 helper.make_node("Relu", ["y"], ["z"], name="after")],
                [helper.make_tensor_value_info("M", TensorProto.INT64, []),
