@@ -19,8 +19,8 @@ With ``t(i) = min over devices of op i's time``:
   threshold" can be optimal, and as the threshold falls the shared device's completion rises while the
   latest remote arrival falls, so the best of the ``m + 1`` sets is found by bisection). ``tail(i)``, a lower
   bound on the time from ``i``'s finish to the end, is the same on the reversed graph (successors sharing
-  ``i``'s device run one at a time after it, each followed by its own tail; the others after a transfer). The bound is the largest
-  ``est(i) + t(i) + tail(i)``; it is at least ``critical_path``.
+  ``i``'s device run one at a time after it, each followed by its own tail; the others after a transfer). The
+  bound is the largest ``est(i) + t(i) + tail(i)``; it is at least ``critical_path``.
 * ``bound``: the largest of the three.
 
 These bounds ignore link contention and the interplay of load and communication, so the best placement may lie
