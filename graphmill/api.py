@@ -684,6 +684,7 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
     _require_graph(graph, "place")
     from graphmill.backends.simulator.devices import PlacementCostModel, device_set
     from graphmill.backends.simulator.placement_sim import measured_cost, placement_gantt
+    from graphmill.passes.placement import LEARNED as LEARNED_PLACERS
     from graphmill.passes.placement import check_method, place_graph, training_graph
     from graphmill.ir.naming import name_nodes
 
@@ -695,9 +696,11 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
         raise UserInputError(f"--budget {budget!r}: must be an integer >= 0 (0: the method's default)")
     check_seed(seed)
     check_place_checkpoint(method, budget, checkpoint)
-    if options and method not in ("rl", "hierarchical", "learned"):  # they were ignored without a word
-        raise UserInputError(f"options {sorted(options)}: only method rl, hierarchical or learned takes options; "
-                             f"{method} is a heuristic that takes none")
+    if options is not None and not isinstance(options, dict):
+        raise UserInputError(f"options: expected a dict of option names and values, got {type(options).__name__}")
+    if options and method not in (*LEARNED_PLACERS, "learned"):  # they were ignored without a word
+        raise UserInputError(f"options {sorted(map(str, options))}: only method rl, hierarchical or learned takes "
+                             f"options; {method} is a heuristic that takes none")
     check_png_path(plot)
     ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)
     _static_sizes(graph, dims)

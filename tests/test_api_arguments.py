@@ -103,3 +103,12 @@ def test_load_of_something_that_is_not_a_path_says_so(path):
     functions' wording for an argument of the wrong kind."""
     with pytest.raises(UserInputError, match=r"^graphmill\.load: expected a file path \(str or os\.PathLike\), got "):
         graphmill.load(path)
+
+
+@pytest.mark.parametrize("options, needle", [({"samples": 4, 1: 2}, r"^options \['1', 'samples'\]: only method"),
+                                             (1, r"^options: expected a dict of option names and values, got int$")])
+def test_options_of_the_wrong_kind_are_refused_in_one_line(small, options, needle):
+    """The refusal's own sorted() raised TypeError on keys of mixed kinds or on options that are no dict
+    (a review). Reference: the other arguments' one-line refusals."""
+    with pytest.raises(UserInputError, match=needle):
+        api.place(small, method="heft", devices=2, options=options, dims={"N": 1})

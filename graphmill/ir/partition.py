@@ -53,7 +53,8 @@ class Crossing:
 
     Each value's live range is kept, not the list of values at every cut: a value live across many cuts (a
     graph output made early, a skip to a final Sum) is in all of them, so the lists held O(n^2) entries
-    (``partition`` of 4,000 Relus that are each a graph output: 8 million, 106 of its 110 s)."""
+    (8 million entries for 4,000 Relus that are each a graph output; ``partition`` of 4,000 inputs and outputs
+    took 40 s, now 3.5 s)."""
 
     order: list[Node]
     first: dict[int, int] = field(default_factory=dict)

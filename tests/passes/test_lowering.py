@@ -88,3 +88,24 @@ def test_op_without_lowering_is_left_or_refused_when_strict():
     assert report.left == {"LoweringTestNoSuchOp": 1} and not report.lowered
     with pytest.raises(UserInputError, match="no lowering"):
         lower_graph(g, strict=True)
+
+
+def _interrupted_halfway(node, b):
+    """Emits a node, then is interrupted (Ctrl-C, or a search's timeout alarm, which is no Exception)."""
+    b.op("Mul", node.inputs[0], np.asarray(2.0, dtype=np.float32))
+    raise KeyboardInterrupt
+
+
+register_lowering("graphmill", "LoweringTestInterrupted", _interrupted_halfway, min_opset=13)
+
+
+def test_a_lowering_interrupted_halfway_leaves_the_graph_as_it_was():
+    """The builder's nodes were rolled back only for an ``Exception``: a Ctrl-C or a search's timeout alarm
+    mid-lowering left them in the graph (a review). Reference: the graph's printed form before the call."""
+    from graphmill.passes.lowering.lower import lower_node
+
+    g = _graph(op="LoweringTestInterrupted")
+    before = str(g)
+    with pytest.raises(KeyboardInterrupt):
+        lower_node(g, next(n for n in g.nodes if n.op_type == "LoweringTestInterrupted"))
+    assert str(g) == before

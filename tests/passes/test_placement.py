@@ -742,3 +742,25 @@ def test_busy_intervals_find_the_earliest_gap_by_its_definition():
             timeline.add(t, t + w)
             busy.append((t, t + w))
         assert timeline.busy == sorted(busy)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1.0])
+def test_a_cost_model_giving_a_time_that_is_not_a_number_ge_0_is_refused(bad):
+    """The schedule and the lower bounds assume op times >= 0; a user's cost model giving NaN made the join
+    bound NaN (a review). Reference: the cost-model protocol (ir/cost.py: cycles of the device's clock)."""
+    b = GraphBuilder("two")
+    x = b.input("x", "float32", [1, 8])
+    b.output(b.Tanh(b.Relu(x)))
+    g = b.build()
+    model = PlacementCostModel(device_set(devices=2))
+
+    class Odd:
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+        def op_time(self, node, device=0):
+            return bad if node.op_type == "Tanh" else model.op_time(node, device)
+
+    with pytest.raises(UserInputError, match=rf"the cost model gives Tanh node 'Tanh_0' a time of {bad} on device 0: "
+                                             r"an op time must be a number >= 0"):
+        build_problem(g, Odd())

@@ -113,11 +113,12 @@ def test_join_bound_of_a_wide_fork_join_tries_every_threshold_in_effect(seed):
     m + 1 of them cost O(m^2 log m): a Sum of 16,000 inputs took 30 s of every place command). Reference: the
     module docstring's definition by brute force, every threshold tried, Jackson's rule for the shared device."""
     rng = np.random.default_rng(seed)
-    m = 300
-    times = np.ones((m + 2, 2))
-    times[1:m + 1, :] = rng.uniform(1, 20, size=(m, 1))
+    m = 300  # op 0 forks to m ops, each feeding one more (so the join's inputs are released at varied times)
+    times = np.ones((2 * m + 2, 2))
+    times[1:2 * m + 1, :] = rng.uniform(1, 20, size=(2 * m, 1))
     edges = [(0, i, int(rng.integers(0, 400))) for i in range(1, m + 1)]
-    edges += [(i, m + 1, int(rng.integers(0, 400))) for i in range(1, m + 1)]
+    edges += [(i, m + i, int(rng.integers(0, 400))) for i in range(1, m + 1)]
+    edges += [(m + i, 2 * m + 1, int(rng.integers(0, 400))) for i in range(1, m + 1)]
     latency, bw = 5.0, 10.0
     prob = problem(times, edges, latency, bw)
     cost = [(p, c, latency + b / bw if b > 0 else 0.0) for p, c, b in edges]

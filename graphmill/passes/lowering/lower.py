@@ -59,7 +59,7 @@ def lower_node(graph: Graph, node: Node) -> bool:
     b = LoweringBuilder(graph, node, opset)
     try:
         outs = list(low.fn(node, b))
-    except Exception:
+    except BaseException:  # a Ctrl-C or a search's timeout too: the graph is not left half rewritten
         b.rollback()
         raise
     olds = node.outputs

@@ -174,6 +174,9 @@ def build_problem(graph: Graph, cost: Any) -> PlacementProblem:
     for i, n in enumerate(nodes):
         for d in range(D):
             t[i, d] = cost.op_time(n, d)
+            if not t[i, d] >= 0:  # a user's cost model: the schedule and the lower bounds assume times >= 0
+                raise UserInputError(f"the cost model gives {n.describe()} a time of {float(t[i, d])} on device {d}: "
+                                     "an op time must be a number >= 0")
     values: list[ValueInfo] = []
     seen: dict[int, int] = {}
 
