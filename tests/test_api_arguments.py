@@ -112,3 +112,17 @@ def test_options_of_the_wrong_kind_are_refused_in_one_line(small, options, needl
     (a review). Reference: the other arguments' one-line refusals."""
     with pytest.raises(UserInputError, match=needle):
         api.place(small, method="heft", devices=2, options=options, dims={"N": 1})
+
+
+def test_save_refuses_an_attribute_the_op_does_not_define(tmp_path):
+    """``b.LeakyRelu(x, alpah=0.3)`` built and saved a file ONNX Runtime refuses ("Unrecognized attribute").
+    Reference: onnx's own schema of LeakyRelu (its one attribute, alpha) and its checker, which refuses the file."""
+    from graphmill.ir.builder import GraphBuilder
+
+    b = GraphBuilder("typo")
+    b.output(b.LeakyRelu(b.input("x", "float32", [2, 3]), alpah=0.3))
+    out = tmp_path / "m.onnx"
+    with pytest.raises(UserInputError, match=r"LeakyRelu node 'LeakyRelu_0': attribute 'alpah' \(did you mean "
+                                             r"'alpha'\?\) is not one of LeakyRelu's \(opset 16\): alpha; not written"):
+        graphmill.save(b.build(), out)
+    assert not out.exists()

@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError
 
 from graphmill.ir import Graph, ModelLoadError, UserInputError, find_problems
 from graphmill.ir.gc_pause import collector_paused
+from graphmill.util.suggest import did_you_mean
 from graphmill.util.files import (MODEL_FILE_LIMIT, atomic_write_bytes, atomic_write_many, check_target, read_user_file,
                                   written_path)
 
@@ -192,8 +193,9 @@ def load(path: str | os.PathLike) -> Graph:
 
 def check_arity(graph: Graph, path: str) -> None:
     """ModelLoadError naming the node when it has more inputs or outputs than its op's schema allows
-    (or fewer than it requires), for ops onnx knows at the model's opset. Such a file loads, and
-    would otherwise fail later inside a pass or ONNX Runtime, reported as that pass's failure."""
+    (or fewer than it requires), or an attribute the schema does not define (``b.LeakyRelu(x, alpah=0.3)`` from
+    the Python API was saved, and ONNX Runtime refused the file), for ops onnx knows at the model's opset. Such a
+    file would otherwise load and fail later inside a pass or ONNX Runtime, reported as that pass's failure."""
     schemas: dict = {}
     for g in graph.all_graphs():
         for n in g.nodes:
@@ -215,6 +217,12 @@ def check_arity(graph: Graph, path: str) -> None:
                     allowed = f"{low}" if low == high else f"{low} to {high}" if high < 2**31 - 1 else f"{low} or more"
                     raise ModelLoadError(f"{path}: {n.describe()}: {count} {what}, but {n.op_type} (opset "
                                          f"{schema.since_version}) takes {allowed}")
+            unknown = [a for a in n.attrs if a not in schema.attributes]
+            if unknown:  # onnx's checker and ONNX Runtime refuse it ("Unrecognized attribute"), after the work
+                known = ", ".join(sorted(schema.attributes)) or "none"
+                raise ModelLoadError(f"{path}: {n.describe()}: attribute {unknown[0]!r}"
+                                     f"{did_you_mean(unknown[0], list(schema.attributes))} is not one of "
+                                     f"{n.op_type}'s (opset {schema.since_version}): {known}")
             single = onnx.defs.OpSchema.FormalParameterOption.Single
             for i, formal in enumerate(schema.inputs[:len(n.inputs)]):
                 if formal.option == single and n.inputs[i] is None:  # '' marks an omitted optional input only
