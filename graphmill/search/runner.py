@@ -134,6 +134,29 @@ def append_history_jsonl(path: str, trial: Trial | dict) -> None:
         f.write(_history_line(trial))
 
 
+class HistoryFollower:
+    """history.jsonl as a run goes (``tail -F``), the one way ``graphmill search`` and its methods write it:
+    rewritten whole at a call's first result (the resumed trials with it, whatever a killed run left in it), then
+    one appended line per result. ``lines``: the trials the file holds, as this call wrote it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lines = 0
+
+    def add(self, row: Trial | dict, everything: Callable[[], list[Trial | dict]]) -> bool:
+        """Record ``row``; ``everything()`` gives all trials so far, ``row`` the newest (asked for at the first
+        result only). True when ``row`` is this call's first (the caller then says whether the run resumed)."""
+        first = self.lines == 0
+        if first:
+            rows = everything()
+            write_history_jsonl(self.path, rows)
+            self.lines = len(rows)
+        else:
+            append_history_jsonl(self.path, row)
+            self.lines += 1
+        return first
+
+
 def _check_int(name: str, v: Any, low: int) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
         raise UserInputError(f"{name}={v!r}: must be an integer >= {low}")

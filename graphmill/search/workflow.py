@@ -365,7 +365,7 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
     finished trial: the same call resumes).
     """
     from graphmill import search
-    from graphmill.search.runner import append_history_jsonl
+    from graphmill.search.runner import HistoryFollower
 
     out = check_out_folder(out, "search", "checkpoint.json, history.jsonl, best.onnx and the plots")
     job = prepare(space_spec, evaluator_spec, strategy=strategy, options=options, budget=budget, workers=workers,
@@ -373,24 +373,17 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
                   ray_address=ray_address)
     os.makedirs(out, exist_ok=True)
     checkpoint = os.path.join(out, "checkpoint.json")
-    history_file = os.path.join(out, "history.jsonl")
+    history = HistoryFollower(os.path.join(out, "history.jsonl"))
     new_trials = 0  # finished by this call
-    lines_written = 0  # the trials history_file holds, as this call wrote it
 
     def on_trial(info: dict) -> None:
-        """history.jsonl follows the run (``tail -F``): rewritten whole at this call's first result (so that it
-        holds the resumed trials, whatever a killed run left in it), then one appended line per result;
-        ``finish`` rewrites it atomically at the end unless it is complete already (a ``tail -F`` would show
-        every line again)."""
-        nonlocal new_trials, lines_written
-        if new_trials == 0:
-            search.write_history_jsonl(history_file, info["history"])
-            if progress is not None and len(info["history"]) > 1:  # the trial count alone said it went on
-                progress(f"[search] resumed from {checkpoint}: {len(info['history']) - 1} trial(s) recorded before")
-        else:
-            append_history_jsonl(history_file, info["trial"])
+        """history.jsonl follows the run (``HistoryFollower``); ``finish`` rewrites it atomically at the end
+        unless it is complete already (a ``tail -F`` would show every line again)."""
+        nonlocal new_trials
+        first = history.add(info["trial"], lambda: info["history"])
+        if first and progress is not None and len(info["history"]) > 1:  # the trial count alone said it went on
+            progress(f"[search] resumed from {checkpoint}: {len(info['history']) - 1} trial(s) recorded before")
         new_trials += 1
-        lines_written = len(info["history"])
         if progress is not None:
             progress(info["line"])
 
@@ -399,7 +392,7 @@ def run_search(space_spec: str, evaluator_spec: str = "builtin", *, out: str, st
                         timeout=job["timeout"], objective=job["objective"], ray_address=ray_address,
                         strategy_options=job["options"], fingerprint=job["fingerprint"],
                         progress=on_trial)
-    summary = finish(out, result, job, checkpoint, history_written=lines_written)
+    summary = finish(out, result, job, checkpoint, history_written=history.lines)
     summary["new_trials"] = new_trials
     return {"result": result, "summary": summary}
 

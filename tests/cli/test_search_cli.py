@@ -274,7 +274,8 @@ def test_a_complete_history_jsonl_is_not_replaced_at_the_end(tmp_path, monkeypat
         real(path, trials)
         inodes.append(os.stat(path).st_ino)
 
-    monkeypatch.setattr(gs, "write_history_jsonl", spy)
+    monkeypatch.setattr(gs, "write_history_jsonl", spy)  # the end's rewrite, if any
+    monkeypatch.setattr(gs.runner, "write_history_jsonl", spy)  # the first result's (runner.HistoryFollower)
     run_search("space.json", "watcher:lines_so_far", out=str(out), strategy="random", budget=4)
     assert len(inodes) == 1  # the first result's write only
     assert os.stat(out / "history.jsonl").st_ino == inodes[0]

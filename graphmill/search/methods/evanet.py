@@ -351,22 +351,15 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
                                 accel=os.path.abspath(accel) if accel else None)
     checkpoint = os.path.join(out, "checkpoint.json")
 
-    history_file = os.path.join(out, "history.jsonl")
-    followed = []  # whether this call has written history_file yet
+    from graphmill.search.runner import HistoryFollower
+
+    history = HistoryFollower(os.path.join(out, "history.jsonl"))
 
     def report(d: dict) -> None:
-        """history.jsonl follows the run (``tail -F``), as ``graphmill search`` writes it: rewritten whole at this
-        call's first result (with the resumed trials, whatever a killed run left), then one line per trial; it
-        was written only at the end, and a resumed run said nothing of the trials before (an outside check)."""
-        from graphmill.search.runner import append_history_jsonl, write_history_jsonl
-
-        if not followed:
-            followed.append(True)
-            write_history_jsonl(history_file, d["history"])
-            if progress is not None and len(d["history"]) > 1:
-                progress(f"[evanet] resumed from {checkpoint}: {len(d['history']) - 1} trial(s) recorded before")
-        else:
-            append_history_jsonl(history_file, d["trial"])
+        """history.jsonl follows the run, as ``graphmill search`` writes it (``HistoryFollower``): it was written
+        only at the end, and a resumed run said nothing of the trials before (an outside check)."""
+        if history.add(d["trial"], lambda: d["history"]) and progress is not None and len(d["history"]) > 1:
+            progress(f"[evanet] resumed from {checkpoint}: {len(d['history']) - 1} trial(s) recorded before")
         if progress is None:
             return
         t = d["trial"]

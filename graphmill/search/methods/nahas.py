@@ -847,6 +847,7 @@ class _Run:
         trainings left (so never more)."""
         from graphmill import search
         from graphmill.search import checkpoint as ckpt
+        from graphmill.search.runner import HistoryFollower
 
         opts = self.opts
         # proposals over the area budget are redrawn, never evaluated (AreaFiltered); a network-only step has none
@@ -855,11 +856,14 @@ class _Run:
                       "area_mm2": evaluate.area_budget, **area_options(evaluate.area),
                       "accel_key": "accel" if joint else ""}
 
-        fresh: list = []  # [True] once this search.run call has rewritten history.jsonl
+        # history.jsonl as trials finish (``tail -F``), as ``graphmill search`` writes it: the earlier steps'
+        # trials and this step's so far at the step's first result in this command, then a line per trial; it was
+        # written only at the end, and a run killed mid-way left none (an outside check)
+        follower = HistoryFollower(os.path.join(self.out, "history.jsonl"))
 
         def report(info: dict) -> None:
-            first = not fresh
-            self._follow(info, name, evaluate, fresh)
+            first = follower.add(self._row(info["trial"], name, evaluate),
+                                lambda: self.trials + [self._row(t, name, evaluate) for t in info["history"]])
             if self.progress is None:
                 return
             if first and len(info["history"]) > 1:  # a resumed step said nothing of the trials before
@@ -913,19 +917,6 @@ class _Run:
             nn_config, accel = evaluate.halves(t.config)
         d.update(step=name, nn=nn_config, accel=accel, trained=evaluate.trains())
         return d
-
-    def _follow(self, info: dict, name: str, evaluate, fresh: list) -> None:
-        """history.jsonl as trials finish (``tail -F``), as ``graphmill search`` writes it: rewritten whole at a
-        step's first result in this command (the earlier steps' trials and this step's so far), then one line per
-        trial; it was written only at the end, and a run killed mid-way left none (an outside check)."""
-        from graphmill.search.runner import append_history_jsonl, write_history_jsonl
-
-        path = os.path.join(self.out, "history.jsonl")
-        if not fresh:
-            fresh.append(True)
-            write_history_jsonl(path, self.trials + [self._row(t, name, evaluate) for t in info["history"]])
-        else:
-            append_history_jsonl(path, self._row(info["trial"], name, evaluate))
 
     def go(self) -> dict:
         opts, ev, out = self.opts, self.ev, self.out
