@@ -27,8 +27,9 @@ a device's memory is exceeded.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -110,8 +111,9 @@ class JointProblem:
     cost: Any = None
     fuse_producer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     _cache: dict = field(default_factory=dict)
-    _prefixes: dict = field(default_factory=dict)  # (prefix id, op) or (-1 - device, first op) -> prefix id
+    _firsts: dict = field(default_factory=dict)  # (device, a group's first op) -> its prefix id
     _grown: dict = field(default_factory=dict)  # (prefix id, op) -> (time, reason, the grown prefix's id)
+    _ids: Iterator[int] = field(default_factory=itertools.count)  # prefix ids
 
     def __post_init__(self) -> None:
         self.fuse_producer = fusion_producers(self.prob)
@@ -159,8 +161,10 @@ class JointProblem:
             if fuse[i] and p >= 0:
                 dev[i] = dev[p]
                 g = int(group[p])
-                growth = grown.get(g) or _Growth(self._prefixes.setdefault((-1 - int(dev[i]), members[g][0]),
-                                                                        len(self._prefixes)))
+                first = (int(dev[i]), members[g][0])
+                if g not in grown and first not in self._firsts:
+                    self._firsts[first] = next(self._ids)
+                growth = grown.get(g) or _Growth(self._firsts[first])
                 tm, why = self._grow(growth, members[g], i, int(dev[i]))
                 if not why:
                     grown[g] = growth
@@ -184,16 +188,13 @@ class JointProblem:
         hit = self._grown.get(key)
         if hit is None:
             if self.cost is None:
-                gc = None
                 tm, why = float("inf"), "refused: the cost model does not cost fusion groups"
             elif not hasattr(self.cost, "group_builder"):
-                gc = None
                 tm, why = self.group_cost(tuple(members) + (i,), device)
             else:
                 gc = self._builder(growth, members, device) or growth.builder.try_add(self.prob.nodes[i])
                 tm, why = (float(gc.time), "") if gc.fits else (float("inf"), gc.reason)
-            hit = self._grown[key] = (tm, why, len(self._prefixes))
-            self._prefixes[key] = hit[2]
+            hit = self._grown[key] = (tm, why, next(self._ids))
             if not why and growth.builder is not None:
                 growth.builder.accept()
         elif not hit[1] and growth.builder is not None:
