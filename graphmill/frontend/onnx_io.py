@@ -183,7 +183,7 @@ def load(path: str | os.PathLike) -> Graph:
     model, raw = _parse_skeleton(path, data)
     graph = from_proto(model, base_dir=os.path.dirname(os.path.abspath(path)), path=path, raw_data=raw)
     check_sizes(graph, path)
-    check_arity(graph, path)
+    check_schema(graph, path)
     problems = find_problems(graph)  # what onnx's checker refuses too (two graph inputs named x): not a model
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -191,7 +191,7 @@ def load(path: str | os.PathLike) -> Graph:
     return graph
 
 
-def check_arity(graph: Graph, path: str) -> None:
+def check_schema(graph: Graph, path: str) -> None:
     """ModelLoadError naming the node when it has more inputs or outputs than its op's schema allows
     (or fewer than it requires), or an attribute the schema does not define (``b.LeakyRelu(x, alpah=0.3)`` from
     the Python API was saved, and ONNX Runtime refused the file), for ops onnx knows at the model's opset. Such a
@@ -302,7 +302,7 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     path = os.fspath(path)
     check_target(path)
     try:  # a graph graphmill writes, it loads: an empty required input verified, was written, and was refused on load
-        check_arity(graph, path)
+        check_schema(graph, path)
         check_declared_dims(graph, path)
         check_opset_versions(list(graph.opset_imports.items()), path)
     except ModelLoadError as e:  # UnsupportedModelError (a newer opset) included
