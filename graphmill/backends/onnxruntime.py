@@ -279,7 +279,6 @@ def check_run_bytes(graph: Graph, dims: Mapping[str, int] | None = None) -> None
                          "(GRAPHMILL_MAX_RUN_BYTES); skip the run (optimize --no-compare) or raise the budget")
 
 
-#: ops that pass a constant's value through (a trip count written as Identity(M) or Cast(1e12))
 def _passes_true_through(body: Graph) -> bool:
     """Whether a Loop body's condition output is its condition input (through Identity) or a constant true."""
     if len(body.outputs) < 1 or len(body.inputs) < 2:

@@ -108,12 +108,10 @@ def run(args: argparse.Namespace) -> int:
     def progress(info: dict) -> None:
         if args.quiet:
             return
+        head = "chip place: "
         if info.get("interrupted") is True:  # rl's last word ("interrupted True, episodes N" read as a debug print)
-            rest = {k: v for k, v in info.items() if k != "interrupted"}
-            print("chip place: stopped, " + ", ".join(_show(k, v) for k, v in rest.items()), file=sys.stderr,
-                  flush=True)
-            return
-        print("chip place: " + ", ".join(_show(k, v) for k, v in info.items()), file=sys.stderr, flush=True)
+            head, info = head + "stopped, ", {k: v for k, v in info.items() if k != "interrupted"}
+        print(head + ", ".join(_show(k, v) for k, v in info.items()), file=sys.stderr, flush=True)
 
     info: dict = {}
     report = api.chip_place(args.netlist, args.init, method=args.method, output=args.output, budget_s=args.budget_s,
