@@ -228,6 +228,27 @@ def symbols(graph: Graph) -> list[str]:
     return sorted(found)
 
 
+def data_dependent_note(graph: Graph, free: list[str]) -> str:
+    """For a refusal naming ``free`` symbols: where the first one no input carries comes from (an op whose output
+    size depends on the data, Unique or NonZero; an exporter names it), or "". Only the inputs' sizes are the
+    model's free sizes, and the README says so; such a size has no value to infer, so the user gives an estimate,
+    and the message must say which op it stands for rather than call it an op cost's."""
+    from .ops.infer import input_symbols
+
+    carried = input_symbols(graph)
+    for s in free:
+        if s in carried:
+            continue
+        for g in graph.all_graphs():
+            for n in g.nodes:
+                for v in n.outputs:
+                    shape = getattr(getattr(v, "type", None), "shape", None) if v is not None else None
+                    if shape and s in shape:
+                        return (f"; {s} is the data-dependent size of output {v.name!r} of {n.op_type} node "
+                                f"{n.name!r}: give an estimate (memory and transfers are sized from it)")
+    return ""
+
+
 def bind_symbols(graph: Graph, dims: dict[str, int], *, in_place: bool = False) -> Graph:
     """A copy of ``graph`` (``in_place``: ``graph`` itself) whose value types have the given symbols replaced by
     sizes.

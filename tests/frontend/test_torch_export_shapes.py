@@ -151,3 +151,26 @@ def test_an_exporter_symbol_for_a_free_size_yields_to_it(tmp_path):
     with pytest.raises(UserInputError, match="no symbolic dimension named 'Addy_dim_0'"):
         api.place(graphmill.load(path), devices=2, method="single", dims={"N": 8, "Addy_dim_0": 32})
     assert _ort_output_shape(path, np.ones((8, 4), np.float32)) == (8, 4)
+
+
+def test_a_data_dependent_size_is_asked_for_naming_its_op(tmp_path):
+    """Unique's output size depends on the data (ONNX Runtime's run shows it), so there is nothing to infer: the
+    refusal names the op it stands for, not an input; an estimate given with ``dims`` places the model (an
+    outside check: the message read as if the size were an input's)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                           helper.make_node("Unique", ["r"], ["u"], name="uniq", sorted=1)], "unc",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6])],
+                          [helper.make_tensor_value_info("u", TensorProto.FLOAT, ["U"])])
+    path = str(tmp_path / "u.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"x": np.array([1, 1, 2, 2, 3, 3], np.float32)})[0].shape == (3,)
+    assert sess.run(None, {"x": np.array([1, 2, 3, 4, 5, 6], np.float32)})[0].shape == (6,)  # same shape in
+    with pytest.raises(UserInputError, match="U is the data-dependent size of output 'u' of Unique node 'uniq'"):
+        api.place(graphmill.load(path), devices=2, method="heft")
+    placed = graphmill.load(path)
+    api.place(placed, devices=2, method="heft", dims={"U": 4})
+    assert tuple(placed.outputs[0].type.shape) == (4,)

@@ -142,7 +142,7 @@ def infer_open_shapes(graph: Graph, ctx: Any, what: str) -> None:
     optimize`` infer them first; a pass run from Python on a loaded model gets them here). A symbolic dimension
     (a dynamic batch) is refused in one line naming it: a pass has no size for it."""
     from graphmill.ir.ops import is_open
-    from graphmill.ir.summary import symbols
+    from graphmill.ir.summary import data_dependent_note, symbols
 
     # open: no type, no shape or an unknown dim (an earlier pass of the schedule may have made it inferable:
     # fold-constants turning a Resize's computed scales into a constant)
@@ -154,7 +154,8 @@ def infer_open_shapes(graph: Graph, ctx: Any, what: str) -> None:
     if free:
         raise UserInputError(f"{what}: graph {graph.name!r} has symbolic dimension(s) {', '.join(free)}; op costs "
                              f"need sizes: give them with --dim {free[0]}=32 (graphmill optimize or place, which save "
-                             "the model at those sizes; api: dims=, or graphmill.ir.summary.bind_symbols)")
+                             "the model at those sizes; api: dims=, or graphmill.ir.summary.bind_symbols)"
+                             + data_dependent_note(graph, free))
 
 
 def build_problem(graph: Graph, cost: Any) -> PlacementProblem:
