@@ -394,6 +394,23 @@ def test_layers_start_at_ops_reading_weights_through_casts_and_transposes():
     assert layer_index(list(g.nodes), constant_values(g)) == [0, 0, 1, 1, 2, 2, 2, 2]
 
 
+def test_a_bias_add_or_a_layernorm_scale_stays_in_its_layer():
+    """Only the layer ops (Conv, Gemm, MatMul, ...) reading weights start a layer, as the README says: a bias Add
+    and a LayerNormalization read constants too (an outside check found the README's rule said "any op reading a
+    floating-point constant"). Reference: the layers by hand."""
+    from graphmill.ir.summary import constant_values
+    from graphmill.passes.placement.problem import layer_index
+
+    b = GraphBuilder("w")
+    x = b.input("x", "float32", [8, 8])
+    h = b.Add(b.MatMul(x, b.const(np.ones((8, 8), np.float32))), b.const(np.ones(8, np.float32)))
+    h = b.LayerNormalization(h, b.const(np.ones(8, np.float32)), b.const(np.zeros(8, np.float32)), axis=-1)
+    b.output(b.MatMul(h, b.const(np.ones((8, 8), np.float32))), "y")
+    g = b.build()
+    assert [n.op_type for n in g.nodes] == ["MatMul", "Add", "LayerNormalization", "MatMul"]
+    assert layer_index(list(g.nodes), constant_values(g)) == [0, 0, 0, 1]
+
+
 def test_uniform_link_and_identical_chips_report(tmp_path):
     g = random_dag(9, n=30)
     r = place_graph(g, PlacementCostModel(device_set(devices=4)), method="round-robin")
