@@ -105,7 +105,10 @@ def run(args: argparse.Namespace) -> int:
         if args.checkpoint and os.path.exists(args.checkpoint):
             print(f"graphmill place: nothing written but {args.checkpoint}; run the same command again to resume "
                   "from it", file=sys.stderr)
-        elif args.method in ("rl", "hierarchical", "learned") and not args.checkpoint:
+        elif args.checkpoint:  # stopped before the search's first checkpoint (an outside check: it said nothing)
+            print(f"graphmill place: nothing written; stopped before the first save to {args.checkpoint}, so a rerun "
+                  "starts over", file=sys.stderr)
+        elif args.method in ("rl", "hierarchical", "learned"):
             print("graphmill place: nothing written; a rerun starts over (--checkpoint PATH saves the search as it "
                   "goes, for the same command to resume)", file=sys.stderr)
         raise
@@ -132,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
 def learned_line(method: str, learned: dict, baselines: set[str]) -> str:
     """What the learned or RL placer's own samples did. Both keep the best baseline's placement when no sample
     beats it, so "best from single; samples to reach the best baseline: not reached" read as a contradiction."""
+    if not learned["samples"]:  # one device: nothing to sample ("its sample 0 was the first" read as one; an outside check)
+        return f"{method}: no placement sampled; the best baseline's ({learned['best_from']}) is kept"
     head = f"{method}: {learned['samples']} placements in {learned['steps']} steps"
     if learned["best_from"] in baselines:
         head += f"; none beat the best baseline ({learned['best_from']}), whose placement is kept"

@@ -182,6 +182,9 @@ def test_the_learned_summary_line_says_when_the_best_baseline_was_kept():
     assert learned_line("rl", won, {"single", "heft"}) == (
         "rl: 64 placements in 8 steps, best from rl sample 40; its sample 7 was the first as fast as the best baseline "
         "or faster")
+    # one device: nothing sampled ("its sample 0 was the first as fast" named a sample that never was)
+    none = {"samples": 0, "steps": 0, "best_from": "single", "samples_to_best_baseline": 0}
+    assert learned_line("rl", none, {"single"}) == "rl: no placement sampled; the best baseline's (single) is kept"
 
 
 

@@ -178,6 +178,27 @@ def test_train_policy_ctrl_c_says_whether_a_rerun_resumes(tmp_path, capsys, monk
     assert "a rerun starts over" in err[2] and err[3].endswith("interrupted")
 
 
+def test_place_ctrl_c_says_whether_a_rerun_resumes(torch_onnx, tmp_path, capsys, monkeypatch):
+    # Ctrl-C of `place --method rl/learned --checkpoint F` before its first save printed only "interrupted", where
+    # the two other cases say what a rerun does (an outside check). Reference: the file system (F exists or not).
+    ckpt = tmp_path / "p.ckpt"
+    saves = iter([False, True, False])
+
+    def interrupted(*a, **k):
+        if k.get("checkpoint") and next(saves):
+            ckpt.write_bytes(b"x")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "place", interrupted)
+    for extra in (["--checkpoint", str(ckpt)], ["--checkpoint", str(ckpt)], []):
+        assert main(["place", torch_onnx, "--devices", "2", "--method", "rl", "-o", str(tmp_path / "o.onnx"),
+                     *extra]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"stopped before the first save to {ckpt}, so a rerun starts over" in err[0], err
+    assert "run the same command again to resume" in err[2] and "(--checkpoint PATH saves" in err[4], err
+    assert [e.endswith("interrupted") for e in err] == [False, True] * 3
+
+
 def test_a_zero_time_op_is_not_refused_for_bytes_it_never_holds(tmp_path):
     # place refused "fits on no device: op 'concat' alone needs 32.8 KB" though the whole graph on one device
     # peaks at 20,484 bytes under the README's memory rule: a Concat costs no time, so its inputs are freed as its
