@@ -70,6 +70,9 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices:
     written = [k for k, old in before.items() if isinstance(graph.meta.get(k), dict) and graph.meta[k] is not old]
     if written:  # the other one, from an earlier run, no longer describes the nodes' devices
         graph.meta.pop("placement" if "learned" in written else "learned", None)
+    if "learned" in written:  # the decisions in the report, re-simulated from the meta a saved model carries (the
+        # report held the step time alone, so a check outside graphmill had to read the model's meta)
+        report.learned = learned_replay(graph, decisions=True)
     return report
 
 
@@ -999,8 +1002,8 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
     from graphmill.backends.simulator.devices import PlacementCostModel, device_set
     from graphmill.ir.naming import name_nodes
     from graphmill.passes.learned.baselines import best_baseline
-    from graphmill.passes.learned.passes import (apply_decisions, combine, decisions_from_graph, policy_for,
-                                                 replay_tables, run_learned)
+    from graphmill.passes.learned.passes import (apply_decisions, combine, decisions_from_graph, decisions_report,
+                                                 policy_for, run_learned)
     from graphmill.passes.placement import training_graph
 
     seq = [passes] if isinstance(passes, str) else list(passes)
@@ -1046,31 +1049,28 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
             if n.name in by_name:
                 n.meta["device"] = by_name[n.name]
         graph.meta["learned"] = dict(target.meta["learned"], training=True)
-    names = jp.prob.names
-    return {"passes": seq, "devices": list(jp.prob.device_names), "units": jp.prob.units, "makespan": out.makespan,
-            "best_baseline": {"name": bb.name, "makespan": bb.outcome.makespan},
-            "placement": {names[i]: int(d) for i, d in enumerate(out.device)},
-            "fusion_groups": [[names[i] for i in g] for g in out.groups if len(g) > 1],
-            "priority": {names[i]: float(x) for i, x in enumerate(dec.priority)},
-            "order": target.meta["learned"]["order"], "refused": list(out.refused),
-            "memory": {"capacity": [float(c) for c in jp.prob.capacity], "peak": [float(x) for x in out.peak]},
-            "finetune": ft_info, **replay_tables(jp, out)}
+    return {"passes": seq, **decisions_report(jp, dec, out),
+            "best_baseline": {"name": bb.name, "makespan": bb.outcome.makespan}, "finetune": ft_info}
 
 
-def learned_replay(graph: Graph) -> dict | None:
+def learned_replay(graph: Graph, *, decisions: bool = False) -> dict | None:
     """Re-simulate the decisions the learned passes left in ``graph`` (its meta) on the device set they were made
-    for: ``{"makespan", "peak", "units", "devices"}``; None when no learned pass ran on it."""
+    for: ``{"makespan", "peak", "units", "devices"}``; None when no learned pass ran on it. ``decisions``: the
+    decisions themselves too, in ``learned_optimize``'s report schema (``placement``, ``fusion_groups``,
+    ``priority``, ``order``, ``memory`` and the tables a re-simulation outside graphmill needs), for a graph
+    the passes ran on in a schedule (``optimize``'s report key ``learned``)."""
     from graphmill.backends.simulator.devices import PlacementCostModel, cost_from_meta, device_set_from_meta
-    from graphmill.passes.learned.passes import replay
+    from graphmill.passes.learned.passes import decisions_report, replay_state
 
     meta = graph.meta.get("learned")
     if not isinstance(meta, dict) or "device_set" not in meta:
         return None
     devset = device_set_from_meta(meta["device_set"], f"graph {graph.name!r}: the device set of its learned passes")
     model = PlacementCostModel(devset, cost_from_meta(meta, f"graph {graph.name!r}: its learned passes"))
-    out = replay(graph, model)
-    return {"makespan": out.makespan, "peak": [float(x) for x in out.peak], "units": model.units,
-            "devices": model.names}
+    jp, dec, out = replay_state(graph, model)
+    brief = {"makespan": out.makespan, "peak": [float(x) for x in out.peak], "units": model.units,
+             "devices": model.names}
+    return {**brief, **decisions_report(jp, dec, out)} if decisions else brief
 
 
 _POLICY_OPTION_RANGES = {  # train-policy option: (low, low excluded, high)

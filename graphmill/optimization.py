@@ -94,6 +94,7 @@ class OptimizeReport:
     numerics: dict | None = None
     comparison: dict | None = None
     explain: str | None = None
+    learned: dict | None = None  # the learned passes' decisions (api.optimize: ``learned_replay(decisions=True)``)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)

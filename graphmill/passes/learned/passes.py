@@ -145,16 +145,38 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
 
 
 def replay(graph: Graph, cost) -> Outcome:
-    """Re-simulate the decisions the graph's metas hold on ``cost``'s devices; a training step's
-    (``graph.meta["learned"]["training"]``) on the training graph rebuilt from ``graph``, with the decisions of
-    every op its meta's ``decisions`` table holds (``apply_decisions``), not on the forward graph alone."""
+    """Re-simulate the decisions the graph's metas hold on ``cost``'s devices (``replay_state``'s outcome)."""
+    return replay_state(graph, cost)[2]
+
+
+def replay_state(graph: Graph, cost) -> tuple[JointProblem, Decisions, Outcome]:
+    """The problem, the decisions the graph's metas hold and their simulated outcome on ``cost``'s devices; a
+    training step's (``graph.meta["learned"]["training"]``) on the training graph rebuilt from ``graph``, with
+    the decisions of every op its meta's ``decisions`` table holds (``apply_decisions``), not on the forward
+    graph alone."""
     table = (graph.meta.get("learned") or {}).get("decisions")
     if (graph.meta.get("learned") or {}).get("training") and isinstance(table, dict):
         from graphmill.passes.placement.training import training_step
 
         graph = training_step(graph, table, ("device", "fusion_group", "priority"))
     jp = JointProblem(build_problem(graph, cost), cost)
-    return jp.evaluate(decisions_from_graph(graph, jp))
+    dec = decisions_from_graph(graph, jp)
+    return jp, dec, jp.evaluate(dec)
+
+
+def decisions_report(jp: JointProblem, dec: Decisions, out: Outcome) -> dict:
+    """The decisions and their outcome in the learned passes' report schema (README, "Learned passes"): what a
+    re-simulation outside graphmill needs, ``replay_tables`` included; ``api.learned_optimize`` and the
+    ``learned`` key of ``optimize``'s report give this."""
+    names = jp.prob.names
+    return {"devices": list(jp.prob.device_names), "units": jp.prob.units, "makespan": out.makespan,
+            "placement": {names[i]: int(d) for i, d in enumerate(out.device)},
+            "fusion_groups": [[names[i] for i in g] for g in out.groups if len(g) > 1],
+            "priority": {names[i]: float(x) for i, x in enumerate(dec.priority)},
+            "order": {jp.prob.device_names[d]: [names[i] for i in ops] for d, ops in enumerate(out.order())},
+            "refused": list(out.refused),
+            "memory": {"capacity": [float(c) for c in jp.prob.capacity], "peak": [float(x) for x in out.peak]},
+            **replay_tables(jp, out)}
 
 
 class _Learned(Pass):

@@ -38,13 +38,25 @@ def test_learned_and_place_passes_run_on_a_loaded_torch_export(torch_onnx):
         assert meta[key]["makespan"] == want_meta[key]["makespan"] > 0
 
 
-def test_learned_optimize_report_replays_from_the_report_alone():
+@pytest.mark.parametrize("source", ["learned_optimize", "optimize --json"])
+def test_learned_optimize_report_replays_from_the_report_alone(source, tmp_path):
     # the issue's check: decisions re-simulated from the JSON report alone. Before, the report had no op times,
-    # fusion-group times, values nor links: only graphmill's own cost model could replay it. Each group is one op
-    # of its group_time on its device at its least member priority (ties: its last member's graph position),
-    # values inside a group are neither sent nor held; then the placement tests' independent list scheduler.
+    # fusion-group times, values nor links: only graphmill's own cost model could replay it; and `graphmill
+    # optimize --json` of a schedule of learned passes reported the step time alone (an outside check). Each group
+    # is one op of its group_time on its device at its least member priority (ties: its last member's graph
+    # position), values inside a group are neither sent nor held; then the placement tests' independent list
+    # scheduler.
     g = random_graph(11, "cnn", 30)
-    rep = json.loads(json.dumps(api.learned_optimize(g, devices=3, samples=4, seed=1)))
+    if source == "learned_optimize":
+        rep = json.loads(json.dumps(api.learned_optimize(g, devices=3, samples=4, seed=1)))
+    else:
+        path = str(tmp_path / "m.onnx")
+        api.save(g, path)
+        assert main(["optimize", path, "-p", "learned-optimize{samples=4}", "--seed", "1", "--devices", "3",
+                     "-o", str(tmp_path / "o.onnx"), "--json", str(tmp_path / "r.json")]) == 0
+        with open(tmp_path / "r.json") as f:
+            rep = json.load(f)["learned"]
+        assert rep["makespan"] == api.learned_replay(api.load(str(tmp_path / "o.onnx")))["makespan"]
     assert rep["fusion_groups"] and len(rep["group_time"]) == len(rep["fusion_groups"])
     names = list(rep["op_time"])
     pos = {n: i for i, n in enumerate(names)}
