@@ -72,6 +72,14 @@ class TracingWarning(UserWarning):
     of data-dependent Python control flow); the graph may be right only for the example inputs."""
 
 
+def at_least(value: float) -> str:
+    """``value`` in 6 significant digits, or exactly (repr) where that rounding fell under it: a message naming the
+    least a thing needs must not quote a figure that would pass (0.0984157 ms was quoted for 0.09841571..., and
+    refused as a limit; "budget 0.9294 mm^2 ... the smallest is 0.929 mm^2" read as within it: outside checks)."""
+    text = f"{value:g}"
+    return text if float(text) >= value else repr(value)
+
+
 def _names_a_file(text: str) -> bool:
     """Whether ``text`` starts with a file's path (``FILE: ...`` or ``FILE:LINE:COL: ...``): an existing file, or a
     word without spaces with a folder or an extension in it (``my_policy.npz: no policy there``); what a refusal

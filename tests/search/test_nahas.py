@@ -125,6 +125,14 @@ def test_bad_input_refused_before_anything_is_written(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(UserInputError, match=r"every accelerator of the space exceeds it .*8x8 PEs"):
         _run(out, area_mm2="0.7")  # the smallest point: 0.5 + 64 PEs + 96 KB = 0.93 mm^2
+    # just under the smallest point, the area quoted must show it over the budget ("budget 0.9294 mm^2 ... is
+    # 0.929 mm^2" read as within it; an outside check). Reference: the README's area model by hand, per PE 282 +
+    # 137 + 48 x 4.52 um^2, per KB 8192 x 0.346 / 0.7 um^2
+    smallest = 0.5 + (64 * (282 + 137 + 48 * 4.52) + 96 * 8192 * 0.346 / 0.7) / 1e6
+    with pytest.raises(UserInputError) as e:
+        _run(out, area_mm2="0.9294")
+    quoted = float(re.search(r"is ([0-9.]+) mm\^2", str(e.value)).group(1))
+    assert 0.9294 < quoted and quoted == pytest.approx(smallest, abs=1e-6)
     with pytest.raises(UserInputError, match="did you mean 'strategy'"):
         _run(out, stratgey="evolution")
     with pytest.raises(UserInputError, match="did you mean 'joint'"):

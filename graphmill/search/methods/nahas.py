@@ -93,7 +93,7 @@ from graphmill.search.spaces.accelerator import (ARRAY_SIZES, BANDWIDTH_WORDS, B
                                                  accelerator_space)
 from graphmill.search.strategies.base import Strategy, register
 from graphmill.util.suggest import did_you_mean
-from graphmill.util.errors import GraphmillError, UserInputError
+from graphmill.util.errors import GraphmillError, UserInputError, at_least
 from graphmill.util.files import TEXT_FILE_LIMIT, check_out_folder, parse_json, read_user_file
 from graphmill.util.interrupts import DeferredInterrupt
 
@@ -713,7 +713,7 @@ def check_area(opts: Mapping[str, Any], area: AreaModel = AREA) -> float:
         raise UserInputError(
             f"area budget {opts['area_mm2']:g} mm^2: every accelerator of the space exceeds it (the smallest, "
             f"{min(opts['rows'])}x{min(opts['cols'])} PEs with {min(opts['ifmap_kb']):g}+{min(opts['filter_kb']):g}+"
-            f"{min(opts['ofmap_kb']):g} KB of buffers, is {lo:.3g} mm^2); raise --option area_mm2 or offer smaller "
+            f"{min(opts['ofmap_kb']):g} KB of buffers, is {at_least(lo)} mm^2); raise --option area_mm2 or offer smaller "
             "rows, cols or buffers")
     return lo
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from graphmill.ir import Graph
-from graphmill.util.errors import UserInputError
+from graphmill.util.errors import UserInputError, at_least
 
 from .space import SupernetSpec
 
@@ -156,13 +156,6 @@ def check_outputs(supernet: str | os.PathLike, output: str | os.PathLike,
                                  "write the child elsewhere")
 
 
-def _at_least(value: float) -> str:
-    """``value`` in 6 significant digits, or exactly (repr) where that rounding fell under it: a limit the message names
-    must admit the child (0.0984157 ms was quoted for 0.09841571..., and refused as a limit; an outside check)."""
-    text = f"{value:g}"
-    return text if float(text) >= value else repr(value)
-
-
 def select_child(ev: ChildEvaluator, kind: str, limit: float, *, coarse: int = 6, max_evals: int = 30,
                  progress: Callable[[str], None] | None = None) -> Selection:
     """Coarse-to-fine search for the most accurate child with ``metric(kind) <= limit`` (module docstring)."""
@@ -174,7 +167,7 @@ def select_child(ev: ChildEvaluator, kind: str, limit: float, *, coarse: int = 6
     if not feasible:
         low = min(v for v, _ in fits)
         raise UserInputError(f"no child satisfies {CONSTRAINTS[kind]} {limit:g}: the cheapest child of the supernet "
-                             f"needs {_at_least(low)} {UNITS[kind]}")
+                             f"needs {at_least(low)} {UNITS[kind]}")
     feasible.sort(key=lambda vc: -vc[0])
     evaluated: list[dict] = []
     seen: set[str] = set()
