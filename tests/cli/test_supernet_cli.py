@@ -62,6 +62,13 @@ def test_select_writes_a_child_onnx_runtime_runs_with_inherited_weights(trained,
     acc = float((sess.run(None, {sess.get_inputs()[0].name: ev.data[cfg["resolution"]].x_test.numpy()})[0]
                  .argmax(1) == ev.data[cfg["resolution"]].y_test.numpy()).mean())
     assert acc == pytest.approx(report["accuracy"], abs=1e-6)  # the reported accuracy is the file's
+    # on the inputs the README says to prepare with digits_data(S) (an outside check could not reproduce the
+    # accuracy: the README left out the standardization)
+    from graphmill.backends.torch.training import digits_data
+
+    _, _, x_test, y_test = digits_data(cfg["resolution"], channels=1, seed=0)
+    held = ev.data[cfg["resolution"]]
+    assert torch.equal(x_test, held.x_test) and torch.equal(y_test, held.y_test)
 
 
 def _bad(capsys, args, pattern, tmp_path):
@@ -83,7 +90,11 @@ def test_bad_select_input_is_one_line_exit_2_nothing_written(trained, tmp_path, 
          "no child satisfies --max-macs 10: the cheapest child of the supernet needs", tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
-    _bad(capsys, ["supernet", "select", str(empty), "--max-macs", "1e9", "-o", o], "no trained supernet", tmp_path)
+    _bad(capsys, ["supernet", "select", str(empty), "--max-macs", "1e9", "-o", o],
+         "no trained supernet (supernet.json and supernet.onnx missing)", tmp_path)
+    (empty / "supernet.onnx").write_bytes((trained / "supernet.onnx").read_bytes())  # one of the two missing
+    _bad(capsys, ["supernet", "select", str(empty), "--max-macs", "1e9", "-o", o],
+         "no trained supernet (supernet.json missing)", tmp_path)
     cfg = json.dumps({"resolution": 12, "stage1": {"depth": 3, "width": 4, "kernel": 3, "expand": 2},
                       "stage2": {"depth": 1, "width": 8, "kernel": 3, "expand": 2}})
     _bad(capsys, ["supernet", "select", str(trained), "--config", cfg, "-o", o],

@@ -358,10 +358,11 @@ def load_supernet(path: str | os.PathLike):
         raise UserInputError(f"{path}: is a file; give the folder graphmill supernet train --out wrote")
     if not os.path.isdir(path):
         raise UserInputError(f"{path}: no such folder (train a supernet with graphmill supernet train --out {path})")
-    if not os.path.exists(report_path) or not os.path.exists(model_path):
+    missing = [os.path.basename(p) for p in (report_path, model_path) if not os.path.exists(p)]
+    if missing:  # only those missing named ("supernet.json and supernet.onnx missing" beside a supernet.onnx)
         held = " (a training checkpoint is there: rerun graphmill supernet train with the same options to finish)" \
             if os.path.exists(os.path.join(path, "checkpoint.pt")) else ""
-        raise UserInputError(f"{path}: no trained supernet (supernet.json and supernet.onnx missing){held}")
+        raise UserInputError(f"{path}: no trained supernet ({' and '.join(missing)} missing){held}")
     try:
         report = parse_json(read_user_file(report_path, CHECKPOINT_LIMIT, "a supernet report (JSON)").decode("utf-8"))
     except (OSError, ValueError) as e:
