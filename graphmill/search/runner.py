@@ -234,8 +234,9 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
         if state is not None:
             for what, mine in (("space", space_json), ("strategy", strategy), ("seed", seed), ("options", options)):
                 if state.get(what) != mine:
-                    differs = (_differs(state.get(what), mine, what) if what == "options"
-                               else f"its {what} differs")  # the options by name; a space is too long to print
+                    # the options by name, the strategy and seed by value (a resume that left --strategy out
+                    # was told only "its strategy differs"); a space is too long to print
+                    differs = f"its {what} differs" if what == "space" else _differs(state.get(what), mine, what)
                     raise UserInputError(f"{checkpoint}: the checkpoint is of a different search ({differs}); use "
                                          "another path or remove it to start afresh")
             if fingerprint is not None and state.get("fingerprint", fingerprint) != fingerprint:
@@ -506,17 +507,31 @@ def _make_trial(number: int, config: dict, key: str, outcome: tuple, objective) 
     return Trial(number, config, key, r, "ok", _jsonable(metrics), float(seconds))
 
 
+def _numpy_to_json(v: Any) -> Any:
+    """json.dumps's ``default`` for what evaluators return: numpy arrays as lists (they were kept as their str,
+    "[0 1 2]"; an outside check), numpy scalars as numbers."""
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    return float(v)
+
+
 def _jsonable(metrics: dict) -> dict:
     out = {}
     for k, v in metrics.items():
+        if isinstance(v, np.ndarray):
+            v = v.tolist()
+        if isinstance(v, np.bool_):
+            v = bool(v)
         if isinstance(v, (bool, str)) or v is None:
             out[k] = v
         elif isinstance(v, (int, float, np.number)):
             f = float(v)
             out[k] = (int(v) if isinstance(v, (int, np.integer)) else f) if math.isfinite(f) else None
-        elif isinstance(v, (list, dict)):
+        elif isinstance(v, (list, tuple, dict)):
             try:
-                out[k] = json.loads(json.dumps(v, allow_nan=False, default=float))
+                out[k] = json.loads(json.dumps(v, allow_nan=False, default=_numpy_to_json))
             except (TypeError, ValueError):
                 out[k] = str(v)
         else:

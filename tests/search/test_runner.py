@@ -116,6 +116,19 @@ def test_metrics_objective_and_pareto():
     assert [t.metrics["latency"] for t in front] == sorted(t.metrics["latency"] for t in front)
 
 
+def test_numpy_metrics_are_kept_as_json_numbers_and_lists(tmp_path):
+    # an evaluator's numpy array was kept as its str ("[0 1 2]") in the trial and history.jsonl (an outside
+    # check). Reference: the same values written as Python lists and numbers by hand, and the file read back.
+    ck = str(tmp_path / "run.json")
+    r = search.run(rh.small_space(), rh.numpy_metrics, strategy="random", budget=2, seed=0, progress=False,
+                   checkpoint=ck)
+    want = {"per_class": [0, 1, 2], "ok": True, "pair": [0.5, 2], "nested": [4, [0, 1]]}
+    assert all(t.metrics == want for t in r.history)
+    again = search.run(rh.small_space(), rh.numpy_metrics, strategy="random", budget=2, seed=0, progress=False,
+                       checkpoint=ck)
+    assert [t.metrics for t in again.history] == [want, want]
+
+
 def test_mnasnet_reward_by_hand():
     # MnasNet Eq. 2: ACC * (LAT/T)^w; soft w = -0.07; hard alpha = 0, beta = -1
     assert objectives.mnasnet_reward(0.75, 80.0, 80.0) == pytest.approx(0.75)
@@ -376,8 +389,12 @@ def test_checkpoint_resume_continues_exactly(tmp_path, strategy):
     second = search.run(rh.small_space(), rh.evaluate, strategy=strategy, budget=24, seed=5, progress=False,
                         checkpoint=ck)
     assert summary(second) == summary(ref)
-    with pytest.raises(UserInputError, match="different search"):
+    # the values, so that a resume that left an argument out says which to give (it said "its seed differs")
+    with pytest.raises(UserInputError, match=r"different search \(its seed was 5, now 6\)"):
         search.run(rh.small_space(), rh.evaluate, strategy=strategy, budget=24, seed=6, checkpoint=ck)
+    other = "random" if strategy != "random" else "evolution"
+    with pytest.raises(UserInputError, match=rf'different search \(its strategy was "{strategy}", now "{other}"\)'):
+        search.run(rh.small_space(), rh.evaluate, strategy=other, budget=24, seed=5, checkpoint=ck)
 
 
 def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
