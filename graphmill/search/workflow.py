@@ -330,7 +330,7 @@ def prepare(space_spec: str, evaluator_spec: str = "builtin", *, strategy: str =
         raise UserInputError(f"--timeout {timeout!r}: must be > 0 seconds")
     evaluate = make_evaluator(evaluator_spec, space_name, objective=obj, accel=accel, seed=seed, proxy=proxy)
     run_objective = user_objective(obj) if obj is not None and evaluator_spec != "builtin" else None
-    return dict(space=space, space_name=space_name, evaluate=evaluate, objective=run_objective, strategy=strategy,
+    return dict(space=space, space_name=space_name, space_spec=space_spec, evaluate=evaluate, objective=run_objective, strategy=strategy,
                 options=opts, budget=budget, workers=workers, executor=executor, timeout=timeout, seed=seed,
                 fingerprint=fingerprint(evaluator_spec, evaluate, obj, accel_settings))
 
@@ -420,7 +420,9 @@ def finish(out: str, result: Any, job: dict, checkpoint: str, *, history_written
 
             save(graph, os.path.join(out, "best.onnx"))
             files.append("best.onnx")
-    return {"out": out, "checkpoint": checkpoint, "space": job["space_name"], "strategy": job["strategy"],
+    # a space file by its path (it said "file": which one was searched?; an outside check)
+    space = job["space_spec"] if job["space_name"] == "file" else job["space_name"]
+    return {"out": out, "checkpoint": checkpoint, "space": space, "strategy": job["strategy"],
             "trials": len(history), "failed": sum(1 for t in history if t.status != "ok"),
             "interrupted": result.interrupted, "exhausted": result.exhausted, "files": files,
             "best": best.to_json() if best is not None else None}

@@ -88,6 +88,7 @@ def test_user_space_and_evaluator(tmp_path):
     assert sum(line.startswith("[search] trial ") for line in r.stderr.splitlines()) == 6, r.stderr
     history = [json.loads(line) for line in (tmp_path / "o" / "history.jsonl").read_text().splitlines()]
     assert len(history) == summary["trials"] == 6
+    assert summary["space"] == "space.json"  # the file searched (it said "file")
     failed = [h for h in history if h["config"]["x"] > 0.5]
     assert all(h["status"] == "failed" for h in failed) and summary["failed"] == len(failed)
     assert summary["best"]["reward"] == max(h["config"]["x"] for h in history if h["config"]["x"] <= 0.5)
