@@ -56,6 +56,11 @@ def pytest_configure(config):
         ended = [f for f in glob.glob(os.path.join(tempfile.gettempdir(), "graphmill-tests-*")) if not _running(f)]
         for old in sorted(ended, key=os.path.getmtime)[:-2]:
             shutil.rmtree(old, ignore_errors=True)
+        # multiprocessing's own temporary folder stays outside: it is removed at exit, after this folder, and its
+        # removal printed a FileNotFoundError traceback under the suite's summary
+        import multiprocessing.util
+
+        multiprocessing.util.get_temp_dir()
         config.graphmill_tmpdir = tempfile.mkdtemp(prefix="graphmill-tests-")
         with open(os.path.join(config.graphmill_tmpdir, ".owner"), "w") as f:
             f.write(str(os.getpid()))
