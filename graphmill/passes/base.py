@@ -30,6 +30,7 @@ from Python behaves like ``graphmill.optimize()``.
 
 from __future__ import annotations
 
+import math
 import weakref
 from dataclasses import dataclass, field
 from functools import partial
@@ -79,6 +80,8 @@ class Option:
         elif t is float:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             value = float(value) if ok else value
+            if ok and not math.isfinite(value):  # 1e999 reached compound-scale as inf, "alpha=inf: must be > 0"
+                raise UserInputError(f"{where}: option {self.name!r} must be a finite number, got {value!r}")
         elif t is str:
             ok = isinstance(value, str)
         elif t is list:

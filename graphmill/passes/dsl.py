@@ -442,6 +442,9 @@ class _Parser:
         loc = _loc(source, lines, e.line, e.column)
         if isinstance(e, UnexpectedCharacters):
             ch = text[e.pos_in_stream] if e.pos_in_stream is not None and e.pos_in_stream < len(text) else "?"
+            if ch == '"':  # a whole string is one token: the lexer stops at a quote only when nothing closes it
+                return ScheduleError('unterminated string: no closing \" after this one (\\" is an escaped quote)',
+                                     loc)
             return ScheduleError(f"unexpected character {ch!r}", loc)
         if isinstance(e, UnexpectedToken):
             got = repr(str(e.token)) if e.token.type != "$END" else "end of input"

@@ -154,7 +154,8 @@ def format_value(v: Any) -> str:
         # 'true' (a bool) or 'repeat' (a keyword)
         if re.fullmatch(WORD, v) and v not in ("true", "false") + KEYWORDS:
             return v
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # the DSL's escapes: a newline or tab written raw made the one-line form two lines
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(format_value(x) for x in v) + "]"
     raise TypeError(f"cannot print option value {v!r}")

@@ -72,6 +72,15 @@ def test_inline_form_is_equivalent():
                         Repeat([Run("dce", {"prune_functions": True})], 2)]
 
 
+def test_a_string_with_a_newline_or_tab_prints_on_one_line_with_escapes():
+    # the one-line form printed them raw, two lines for one (an outside check). Reference: the DSL's escapes
+    # written by hand (README, "Schedules": \n, \t, \" and \\).
+    sched = parse_schedule(r'learned-fuse(policy="a\nb\tc\\d\"e")')
+    assert sched.body == [Run("learned-fuse", {"policy": 'a\nb\tc\\d"e'})]
+    assert sched.to_inline() == r'learned-fuse{policy="a\nb\tc\\d\"e"}'
+    assert parse_schedule(sched.to_inline()) == sched and parse_schedule(sched.to_text()) == sched
+
+
 def test_schedules_print_to_the_text_written_by_hand_and_parse_back():
     sched = expected()
     assert sched.to_text() == PRINTED
@@ -212,6 +221,9 @@ def located(text: str, source: str = "<inline>") -> ScheduleError:
     ("repeat(two){dce}", 1, 1, "count must be an integer from 0 to 10,000, got 'two'"),
     ("dce(1)", 1, 1, "options must be named"),
     ("dce ! dce", 1, 5, "unexpected character '!'"),
+    # it said "unexpected character '\"'" at the opening quote
+    ('dce(input_initializers="auto)', 1, 24, 'unterminated string: no closing " after this one'),
+    ('dce\nlearned-fuse(policy="a\\")', 2, 21, 'unterminated string: no closing " after this one'),
     # a misspelt keyword on a schedule's first line is reported there, not where the grammar gives up
     ("schedul a {\n    dce\n    cse\n}", 1, 1, "unknown pass or schedule 'schedul' (did you mean 'schedule'?)"),
     ("schedule a {\n  fixpont {\n    dce\n  }\n}", 2, 3,
@@ -427,6 +439,9 @@ def test_missing_include_and_recursive_schedules(tmp_path):
     ("fixpoint(max_iters=-3){dce}", 10, "fixpoint: option 'max_iters' must be an integer from 1 to 10,000, got -3"),
     # compound-scale's phi: at most 100 (EfficientNet-B7 is phi = 6); 1e300 overflowed 1.2**phi mid-pass
     ("compound-scale{phi=1e300}", 16, "pass 'compound-scale': option 'phi' must be 0 .. 100, got 1e+300"),
+    # 1e999 is inf: it passed "> 0" and was refused mid-run as the model's fault ("alpha=inf: must be > 0")
+    ("compound-scale{alpha=1e999}", 16, "pass 'compound-scale': option 'alpha' must be a finite number, got inf"),
+    ("compound-scale{gamma=-1e999}", 16, "pass 'compound-scale': option 'gamma' must be a finite number, got -inf"),
 ])
 def test_options_out_of_range_are_refused_when_parsed(text, col, message):
     e = located(text, "r.mill")
@@ -483,7 +498,7 @@ def test_every_numeric_option_of_every_pass_has_a_range():
         for o in cls.options:
             if o.type in (int, float) and (name, o.name) not in unbounded:
                 assert o.accepted_range() is not None, (name, o.name)
-    with pytest.raises(UserInputError, match="option 'alpha' must be > 0, got nan"):
+    with pytest.raises(UserInputError, match="option 'alpha' must be a finite number, got nan"):
         pass_class("compound-scale")(alpha=math.nan)  # NaN compares false with every bound: refused too
 
 
