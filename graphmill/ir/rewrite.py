@@ -397,7 +397,7 @@ class Rule:
         if new is None:
             rb.rollback()
             return False
-        new_values = [new] if isinstance(new, Value) else list(new)
+        new_values = _replacement_values(self.name, new, rb)
         root_outs = [o for o in node.outputs if o is not None]
         if len(new_values) < len(root_outs):
             rb.rollback()
@@ -488,6 +488,19 @@ def _breaks_graph_outputs(graph: Graph, root: Node, new_values: list, rb: Replac
     return False
 
 
+def _replacement_values(rule_name: str, new: Any, rb: "ReplacementBuilder") -> list[Value | None]:
+    """What a rule's ``replace`` returned, as the list of values for the root's outputs; a TypeError naming the
+    rule and what it returned otherwise (``replace`` returning 7 failed as "'int' object is not iterable", naming
+    neither; an outside check). The builder is rolled back first."""
+    if isinstance(new, Value):
+        return [new]
+    if isinstance(new, (list, tuple)) and all(v is None or isinstance(v, Value) for v in new):
+        return list(new)
+    rb.rollback()
+    raise TypeError(f"rule {rule_name!r}: replace returned {type(new).__name__} {new!r:.60}, not a Value, a list of "
+                    "Values (None for an output left alone) or None (no rewrite)")
+
+
 def _blocked(rule: Rule, graph: Graph, node: Node, m: Match) -> str | None:
     """What stops ``try_rewrite`` after a match whose check passes (the same guards, the replacement built and
     rolled back): "matches at" was said of a match whose output is a graph output the replacement cannot
@@ -500,7 +513,7 @@ def _blocked(rule: Rule, graph: Graph, node: Node, m: Match) -> str | None:
         new = rule.replace(m, rb)
         if new is None:
             return "the replacement declines it (returns None)"
-        values = [new] if isinstance(new, Value) else list(new)
+        values = _replacement_values(rule.name, new, rb)
         if _breaks_graph_outputs(graph, node, values, rb):
             return ("its output is a graph output, which the replacement would hand to a graph input, an "
                     "initializer or another output: the rule leaves it")

@@ -943,3 +943,18 @@ def test_default_names_are_the_rules_own_when_patterns_are_shared():
     shared = Op("Neg", Var("x"))
     dag = Rule("dag", Op("Add", shared, shared), replace=lambda m, r: m["x"])
     assert dag.pattern.inputs[0] is dag.pattern.inputs[1]  # one node, used twice, stays one
+
+
+def test_a_rule_whose_replace_returns_no_value_is_named():
+    """A plugin rule's ``replace`` returning 7 failed as "'int' object is not iterable", naming neither the rule
+    nor what it should return (an outside check); the graph is left as it was. Reference: the message by hand."""
+    from graphmill.ir.rewrite import explain
+
+    rule = Rule("test-returns-int", Op("Relu", Var("x")), replace=lambda m, r: (r.op("Abs", m["x"]), 7)[1])
+    g = relu_chain(1)
+    with pytest.raises(TypeError, match=r"rule 'test-returns-int': replace returned int 7, not a Value, a list of "
+                                        r"Values \(None for an output left alone\) or None \(no rewrite\)"):
+        rule.try_rewrite(g, g.nodes[0])
+    assert [n.op_type for n in g.nodes] == ["Relu"]
+    with pytest.raises(TypeError, match="rule 'test-returns-int': replace returned int"):
+        explain(rule, g)
