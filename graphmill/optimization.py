@@ -76,6 +76,15 @@ def check_print_ir_after(names: Iterable[str], schedule: Schedule) -> None:
         if name in registered_passes():
             raise UserInputError(f"--print-ir-after {name}: the schedule does not run {name!r} "
                                  f"(it runs {', '.join(running) or 'no pass'})")
+        called, todo = set(), list(schedule.callees())
+        while todo:  # the schedules it calls, at any depth: "unknown pass 'tidy'" of a schedule the file defines
+            sub = todo.pop()
+            if sub.name not in called:
+                called.add(sub.name)
+                todo.extend(sub.callees())
+        if name in called:
+            raise UserInputError(f"--print-ir-after {name}: {name!r} is a schedule, not a pass; name one of the "
+                                 f"passes it runs, or use --print-ir-after-all")
         raise UserInputError(f"--print-ir-after {name}: unknown pass {name!r}"
                              f"{did_you_mean(name, running) or did_you_mean(name, registered_passes())}")
 

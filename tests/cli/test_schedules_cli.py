@@ -219,6 +219,11 @@ def test_print_ir_after_an_unknown_pass(tmp_path, model):
     assert err == "--print-ir-after simplfy: unknown pass 'simplfy' (did you mean 'simplify'?)"
     err = one_error_line(run_cli("optimize", model, "-o", out, "-p", "dce", "--print-ir-after", "cse"))
     assert err == "--print-ir-after cse: the schedule does not run 'cse' (it runs dce)"
+    mill = tmp_path / "s.mill"  # a schedule the file defines, called two deep: it said "unknown pass 'tidy'"
+    mill.write_text("schedule tidy { dce }\nschedule mid { tidy }\nschedule main { mid, cse }\n")
+    err = one_error_line(run_cli("optimize", model, "-o", out, "-s", f"{mill}:main", "--print-ir-after", "tidy"))
+    assert err == ("--print-ir-after tidy: 'tidy' is a schedule, not a pass; name one of the passes it runs, or use "
+                   "--print-ir-after-all")
     r = run_cli("optimize", model, "-o", out, "--load-passes", EXAMPLE, "-p", "my-fusions",
                 "--print-ir-after", "my-fusions")
     assert r.returncode == 0 and "Add" in r.stderr, r.stderr  # a real pass of the schedule still prints
