@@ -322,6 +322,40 @@ def test_reshape_chain_merges_symbolic_flattening():
     assert compare(ref, g, random_inputs(ref, seed=0, dims={"N": 3}), rtol=0, atol=0).ok
 
 
+@pytest.mark.parametrize("inner, outer, ops", [
+    ([0, 4, 6], [0, 24], ["Abs"]),  # torch's x.view(b, 4, 6).view(b, 24): both 0s copy x's N
+    ([0, 4, 6], [0, 0, 6], ["Reshape", "Abs"]),  # the outer second 0 is the inner 4: Reshape(x, [0, 4, 6])
+    ([0, 2, -1], [0, 0, 12], ["Reshape", "Abs"]),  # the 0 over the inner 2 becomes 2: Reshape(x, [0, 2, 12])
+    ([0, -1, 4], [0, 0, 2, 2], ["Reshape", "Abs"]),  # the inner -1 (6) from the intermediate's static shape
+])
+def test_reshape_chain_merges_zeros_copying_the_intermediate(inner, outer, ops):
+    """An outer 0 copies the intermediate's dimension: that is the inner target's entry there (a 0 there copies
+    x's own), or the intermediate's static size; the chain was left whole ("outer shape copies a dimension (0)
+    of the intermediate"; an outside check). Reference: ONNX Runtime at N = 3 and N = 5."""
+    from graphmill.backends.onnxruntime import random_inputs
+
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", 24])
+    b.output(b.Abs(b.Reshape(b.Reshape(x, np.array(inner)), np.array(outer))), "y")
+    g = b.build()
+    ref, _ = _simplify(g, "fixpoint{simplify, cse, dce}")
+    assert _ops(g) == ops
+    for n in (3, 5):
+        assert compare(ref, g, random_inputs(ref, seed=0, dims={"N": n}), rtol=0, atol=0).ok
+
+
+def test_reshape_chain_keeps_a_zero_it_cannot_resolve():
+    """The inner -1 over a symbolic size (4N): the outer 0 there copies a size no constant gives. Reference: the
+    rule's explanation and the graph unchanged."""
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", 24])
+    b.output(b.Abs(b.Reshape(b.Reshape(x, np.array([-1, 6])), np.array([0, 2, 3]))), "y")
+    g = b.build()
+    _simplify(g, "fixpoint{simplify, cse, dce}")
+    assert _ops(g) == ["Reshape", "Reshape", "Abs"]
+    assert "copies dimension 0 (0) of the intermediate, which is not known" in explain(S.RESHAPE_CHAIN, g)
+
+
 @register_pass
 class UnpinReshape(Pass):
     """Test pass: drops every Reshape, its readers read its input (the graph output takes x's [N, 4])."""

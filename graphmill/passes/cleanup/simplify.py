@@ -77,7 +77,7 @@ import numpy as np
 
 from graphmill.ir import DataType
 from graphmill.ir.ops.shape import reshape_dims
-from graphmill.ir.rewrite import EXACT, REASSOCIATING, Const, Match, Op, Opt, Rule, Var
+from graphmill.ir.rewrite import EXACT, REASSOCIATING, Const, Match, Op, Opt, ReplacementBuilder, Rule, Var
 
 from ..base import register_pass
 from ..rewrite_pass import RewritePass
@@ -467,12 +467,37 @@ UNSQUEEZE_SQUEEZE = Rule(
     check=_unsqueeze_squeeze_check, replace=lambda m, r: m["x"], doc="Unsqueeze(Squeeze(x, a), a) -> x")
 
 
-def _reshape_chain_check(m: Match) -> str | None:
+def _outer_target(m: Match) -> tuple[list[int] | None, str | None]:
+    """The outer Reshape's target as a target for x: each 0 (a copy of the intermediate's dimension there) made
+    what the intermediate has there, the inner target's entry or the intermediate's static size, and a 0 that
+    copies x's own dimension through the inner 0 kept (torch's ``x.view(b, 4, 6).view(b, 24)`` after
+    simplification: [0, 4, 6] then [0, 24], left as two Reshapes; an outside check). (None, the reason) when a
+    copied dimension is known neither way."""
     s2 = int_list(m["s2"])
     if s2 is None:
-        return "outer shape is not an integer constant"
-    if 0 in s2 and not m.root.attr("allowzero", 0):
-        return "outer shape copies a dimension (0) of the intermediate"
+        return None, "outer shape is not an integer constant"
+    if 0 not in s2 or m.root.attr("allowzero", 0):
+        return s2, None
+    s1, allow1 = int_list(m["s1"]), bool(m.node("r1").attr("allowzero", 0))
+    mid = shape_of(m.node("r1").outputs[0])
+    out = list(s2)
+    for i in (i for i, d in enumerate(s2) if d == 0):
+        inner = s1[i] if s1 is not None and i < len(s1) else None
+        if inner is not None and inner > 0:
+            out[i] = inner
+        elif inner == 0 and not allow1:
+            pass  # both copy x's dimension i
+        elif mid is not None and i < len(mid) and isinstance(mid[i], int) and mid[i] > 0:
+            out[i] = mid[i]
+        else:
+            return None, f"outer shape copies dimension {i} (0) of the intermediate, which is not known"
+    return out, None
+
+
+def _reshape_chain_check(m: Match) -> str | None:
+    s2, why = _outer_target(m)
+    if s2 is None:
+        return why
     if -1 not in s2:
         return None  # the result is s2 whatever x is, and Reshape(x, s2) keeps the element-count check
     s1 = int_list(m["s1"])
@@ -497,10 +522,16 @@ def _reshape_chain_check(m: Match) -> str | None:
     return None
 
 
+def _merged_target(m: Match, r: ReplacementBuilder):
+    """The outer target itself, or a new constant where ``_outer_target`` resolved some of its 0s."""
+    s2 = _outer_target(m)[0]
+    return m["s2"] if s2 == int_list(m["s2"]) else r.const(np.array(s2, np.int64))
+
+
 RESHAPE_CHAIN = Rule(
     "reshape-chain", Op("Reshape", Op("Reshape", Var("x"), Var("s1"), name="r1"), Const("s2"), name="r2"),
     check=_reshape_chain_check,
-    replace=lambda m, r: r.op("Reshape", m["x"], m["s2"], allowzero=m.root.attr("allowzero")),
+    replace=lambda m, r: r.op("Reshape", m["x"], _merged_target(m, r), allowzero=m.root.attr("allowzero")),
     doc="Reshape(Reshape(x)) -> one Reshape")
 
 
