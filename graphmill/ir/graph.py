@@ -53,6 +53,19 @@ class Value:
         self.meta: dict[str, Any] = {}
         self._owner: Graph | None = None  # graph holding it as input/initializer
 
+    # -- pickling (a pipeline's stage graphs go to its processes) ------------------------------------------------
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        """Slots without the uses: a reader's ``__setstate__`` adds itself back (``Node.__setstate__``).
+        Followed, the uses led pickle from reader to reader down a whole chain, one recursion level per op: a
+        stage of ~500 ops raised RecursionError, ~20,000 crashed Python (an outside check)."""
+        return None, {k: getattr(self, k) for k in _VALUE_STATE if hasattr(self, k)}
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        for k, v in state[1].items():
+            setattr(self, k, v)
+        if not hasattr(self, "_uses"):  # a reader rebuilt before this value may have added itself already
+            self._uses = []
+
     # -- queries -------------------------------------------------------------
     def uses(self) -> list[tuple["Node", int]]:
         """Every (node, input index) that reads this value, in no particular order."""
@@ -150,6 +163,11 @@ def describe_node(op_type: str, domain: str, name: str, outputs: Iterable[str]) 
     return f"{op} node (unnamed) producing {out!r}" if out else f"{op} node (unnamed)"
 
 
+# the producer first: a value met before its producer (a graph output) then pickles that node's graph whole, in
+# its order, before anything the node reads (``Node.__getstate__``)
+_VALUE_STATE = ("producer", "_owner", "name", "type", "index", "const", "doc_string", "metadata_props", "meta")
+
+
 class Node:
     """One operation. Op semantics are ONNX's for (domain, op_type)."""
 
@@ -157,6 +175,21 @@ class Node:
         "op_type", "domain", "overload", "name", "_inputs", "_outputs", "attrs",
         "doc_string", "metadata_props", "meta", "graph", "extra",
     )
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        """Slots with the graph first, so that pickle writes the graph's nodes in its order (``Graph.__getstate__``)
+        before what this node reads: every producer is then written before its readers, and the recursion stays
+        as deep as the nesting of subgraphs, not as long as the graph."""
+        return None, {k: getattr(self, k) for k in ("graph",) + Node.__slots__ if k != "graph" or hasattr(self, k)}
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        for k, v in state[1].items():
+            setattr(self, k, v)
+        for i, v in enumerate(self._inputs):  # the uses the values' states leave out
+            if v is not None:
+                if not hasattr(v, "_uses"):
+                    v._uses = []
+                v._uses.append((self, i))
 
     def __init__(
         self,
@@ -366,6 +399,14 @@ class Graph:
             self.add_initializer(v)
         for n in nodes:
             self.append(n)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Its fields with the nodes first, in the graph's order: pickle then meets each producer before its
+        readers, so the recursion does not follow the graph's length (``Value.__getstate__``)."""
+        return {"_nodes": self._nodes, **{k: v for k, v in self.__dict__.items() if k != "_nodes"}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     # -- structure -------------------------------------------------------------
     @property
