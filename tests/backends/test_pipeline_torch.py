@@ -137,6 +137,29 @@ def test_unpipelinable_boundary_is_named():
         check_pipelinable(g, extract_stages(g, stages_of(g)))
 
 
+def test_a_size_crossing_a_boundary_is_named_before_any_process():
+    """An LSTM export's Shape -> Gather cut into stages of their own: the stage process failed in torch's tracing
+    ("SymIntArrayRef expected to contain only concrete integers") after the reference had trained (an outside
+    check). Reference: the sizes by hand (Shape, then Gather of it with a constant index; the Relu is data)."""
+    from graphmill.backends.torch.pipeline import shape_values
+
+    b = GraphBuilder("sizes")
+    x = b.input("x", "float32", ["N", 4])
+    n = b.Gather(b.Shape(x, name="shape"), np.array([0], np.int64), name="gather")
+    z = b.ConstantOfShape(b.Concat(n, np.array([4], np.int64), axis=0, name="cat"), name="zeros")
+    b.output(b.Add(b.Relu(x, name="relu"), z, name="add"), name="y")
+    g = b.build()
+    assert shape_values(g) == {"shape_out", "gather_out", "cat_out"}
+    for i, node in enumerate(g.nodes):
+        node.meta["stage"] = 0 if node.name in ("shape", "gather") else 1
+    with pytest.raises(UserInputError, match=r"boundary 0->1 carries 'gather_out', a size computed from tensor "
+                                             r"shapes"):
+        check_pipelinable(g, extract_stages(g, stages_of(g)))
+    with pytest.raises(UserInputError, match=r"--schedule 1f1b --run needs at least as many micro-batches as "
+                                             r"stages: --microbatches 1 < 2 stages"):
+        run_pipeline(g, steps=1, batch=2, microbatches=1, schedule="1f1b")
+
+
 def test_weight_shared_by_two_stages_and_missing_stage_refused():
     b = GraphBuilder("tied")
     x = b.input("x", "float32", ["N", 4])

@@ -15,8 +15,9 @@ step's loss and every parameter's gradient with the reference (``max |a - b| / m
 the trained weights are written back into the graph's initializers (``export_weights``).
 
 What pipelining cannot pass is refused before any process starts, naming the boundary: a value that is not a
-dense tensor, an element type gloo does not send (bool, complex) or a shape not known; a weight read by two
-stages (each process would train its own copy).
+dense tensor, an element type gloo does not send (bool, complex), a shape not known or a size computed from
+shapes (``shape_values``); a weight read by two stages (each process would train its own copy); and under
+``1f1b`` fewer micro-batches than stages (torch's ``Schedule1F1B`` refuses them).
 """
 
 from __future__ import annotations
@@ -65,11 +66,33 @@ def stages_of(graph: Graph) -> list[list]:
     return groups
 
 
+def shape_values(graph: Graph) -> set[str]:
+    """Names of the integer values computed from tensor shapes alone (a Shape or Size, then arithmetic on it and
+    on constants): sizes, not data. A ConstantOfShape's output is a tensor of its ``value``, not a size."""
+    constant = constant_values(graph)
+    found: set[str] = set()
+    for n in graph.nodes:
+        ins = [v for v in n.inputs if v is not None]
+        from_shapes = n.op_type in ("Shape", "Size") and n.domain in ("", "ai.onnx") or (
+            n.op_type != "ConstantOfShape" and not n.subgraphs() and any(v.name in found for v in ins)
+            and all(v.name in found or id(v) in constant for v in ins))
+        if from_shapes:
+            found.update(o.name for o in n.outputs if o is not None and isinstance(o.type, TensorType)
+                         and o.type.dtype is not None and o.type.dtype.is_integer)
+    return found
+
+
 def check_pipelinable(graph: Graph, stage_graphs: list[StageGraph]) -> None:
     """Refuse, naming the boundary, what torch.distributed.pipelining cannot carry (module docstring)."""
+    sizes = shape_values(graph)
     for st in stage_graphs[1:]:
         for v in st.graph.inputs:
             where = f"boundary {st.index - 1}->{st.index} carries {v.name!r}"
+            if v.name in sizes:  # the stage process then failed in torch's tracing ("SymIntArrayRef expected to
+                # contain only concrete integers"), after the reference had trained (an outside check)
+                raise UserInputError(f"{where}, a size computed from tensor shapes: torch.distributed.pipelining "
+                                     "traces each stage with symbolic sizes and cannot receive one; try another "
+                                     "--stages (the cut falls elsewhere) or fix the model's sizes")
             t = v.type
             if not isinstance(t, TensorType):
                 raise UserInputError(f"{where}, of type {t}: torch.distributed.pipelining passes only dense "
@@ -360,6 +383,10 @@ def run_pipeline(graph: Graph, *, steps: int = 2, batch: int, microbatches: int,
         raise UserInputError(f"--batch {batch} does not split into {microbatches} equal micro-batches")
     groups = stages_of(graph)
     k = len(groups)
+    if schedule == "1f1b" and microbatches < k:  # torch's Schedule1F1B refuses it in the stage processes
+        raise UserInputError(f"--schedule 1f1b --run needs at least as many micro-batches as stages: --microbatches "
+                             f"{microbatches} < {k} stages (torch's Schedule1F1B); give --microbatches >= {k} or "
+                             "--schedule gpipe")
     stage_graphs = extract_stages(graph, groups)
     check_pipelinable(graph, stage_graphs)
     # the whole graph decides what is a weight (a MatMul's bias is one even when the MatMul is in another stage)
