@@ -197,6 +197,30 @@ def _tshape(v) -> tuple | None:
     return v.type.shape if v is not None and isinstance(v.type, TensorType) else None
 
 
+def _not_static(node: Node) -> UserInputError:
+    """"output shape is not static", with where the shapes stopped: walking back through the first input without a
+    static shape, the op whose inputs are static and outputs are not (an op without shape inference: a custom
+    domain's), or the graph input with a symbolic size. The message named the first costed op after a custom one,
+    whose own shape rule was fine (an outside check)."""
+    def static(v) -> bool:
+        shape = _tshape(v)
+        return shape is not None and num_elements(shape) is not None
+
+    where, seen = node, set()
+    while id(where) not in seen:
+        seen.add(id(where))
+        open_in = next((v for v in where.inputs if v is not None and not static(v)), None)
+        if open_in is None:
+            break
+        if open_in.producer is None:
+            return UserInputError(f"{node.describe()}: output shape is not static (input {open_in.name!r} has shape "
+                                  f"{_tshape(open_in)}); the simulator needs static shapes")
+        where = open_in.producer
+    stop = "" if where is node else (f" (the shapes stop at {where.describe()}, whose output shape is not inferred: "
+                                     "declare it in the model's value_info)")
+    return UserInputError(f"{node.describe()}: output shape is not static{stop}; the simulator needs static shapes")
+
+
 def _elements(v) -> int:
     """Elements of a value with a static shape (0 when absent or unknown)."""
     shape = _tshape(v)
@@ -353,7 +377,7 @@ def _lower_recurrent(node: Node, name: str) -> list:
 def _lower_gather(node: Node, name: str) -> list:
     ys = _tshape(node.outputs[0])
     if ys is None or num_elements(ys) is None:
-        raise UserInputError(f"{node.describe()}: output shape is not static; the simulator needs static shapes")
+        raise _not_static(node)
     elems = num_elements(ys)
     ids = _elements(node.inputs[1]) if len(node.inputs) > 1 else 0
     return [VectorLayer(name, node.op_type, elems, max(elems, 1), elems + ids, elems)]
@@ -429,7 +453,7 @@ def lower_node(node: Node, uncosted: list[dict] | None = None) -> list:
     ys = _tshape(node.outputs[0]) if node.outputs and node.outputs[0] is not None else None
     elems = num_elements(ys) if ys is not None else None
     if elems is None:
-        raise UserInputError(f"{node.describe()}: output shape is not static; the simulator needs static shapes")
+        raise _not_static(node)
     per = _VECTOR_FLOPS.get(op, 1)
     flops = max(cost.flops if cost.known else 0, elems * per, 1)
     return [VectorLayer(name, op, elems, flops, _words(node.inputs), _words(node.outputs))]
