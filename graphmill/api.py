@@ -394,7 +394,7 @@ def scale_search(base: Graph | None = None, *, out: str | os.PathLike = "scale-s
     if not stub:
         from graphmill.backends.torch.training import check_digits_classifier, image_input
 
-        check_trainable(base)
+        check_trainable(base, "the candidates")
         image_input(base)  # what TrainEvaluator trains: one image input, 10 digit classes
         check_digits_classifier(base)
     _check_grid_scales(base, candidates, phi)
@@ -466,15 +466,16 @@ def check_scale_search_args(*, cost: str, accel: str | None, max_cost: float | N
         raise UserInputError(f"--max-value {max_value!r}: must be >= 1 (the grid runs from 1 to it)")
 
 
-def check_trainable(graph: Graph) -> None:
+def check_trainable(graph: Graph, what: str = "the model") -> None:
     """UserInputError listing the ops of ``graph`` the torch backend cannot train (its op table:
-    ``graphmill.backends.torch.supported_ops``), before any candidate is built from it."""
+    ``graphmill.backends.torch.supported_ops``), before any work: ``what`` it trains ("the candidates" of a
+    search; `train` said so of the one model it trains: an outside check)."""
     from graphmill.backends.torch import supported_ops
 
     known = set(supported_ops())  # graphmill-domain ops it runs itself are keyed "graphmill::Op"
     missing = sorted({n.qualified_op for n in graph.all_nodes() if n.qualified_op not in known})
     if missing:
-        raise UserInputError(f"graph {graph.name!r}: the torch backend, which trains the candidates, lacks "
+        raise UserInputError(f"graph {graph.name!r}: the torch backend, which trains {what}, lacks "
                              f"op(s) {', '.join(missing)}")
 
 

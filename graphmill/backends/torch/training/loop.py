@@ -58,6 +58,8 @@ def calibrate_batchnorm(graph: Graph, x, *, eps: float = 0.0, only: dict | None 
 
     def own_const(v) -> bool:
         return v is not None and v.is_initializer and v.num_uses == 1
+    if only is None:
+        own_statistics(graph)
     bns = [n for n in topological_order(graph) if n.op_type == "BatchNormalization" and len(n.inputs) == 5
            and own_const(n.inputs[3]) and own_const(n.inputs[4]) and (only is None or n.inputs[3].name in only)]
     if not bns:
@@ -85,6 +87,35 @@ def calibrate_batchnorm(graph: Graph, x, *, eps: float = 0.0, only: dict | None 
                 arr = stat.numpy().astype(v.const.numpy().dtype)
                 v.const = Tensor(np.ascontiguousarray(arr), name=v.const.name or v.name)
     return len(bns)
+
+
+def own_statistics(graph: Graph) -> int:
+    """Give each BatchNormalization whose mean or variance is a shared initializer, or an Identity of one, an
+    initializer of its own holding the same values, so that calibration can set it; returns how many were given.
+    torch.onnx.export merges equal initializers: an untrained BatchNorm's running_var (ones) became
+    ``Identity(bn.weight)`` and its running_mean ``Identity(bn.bias)``, and ``calibrate_batchnorm`` skipped every
+    such layer without a word (a model trained to 0.76 where its own statistics gave 0.9; an outside check)."""
+    import numpy as np
+
+    made = 0
+    for bn in [n for n in topological_order(graph) if n.op_type == "BatchNormalization" and len(n.inputs) == 5]:
+        for idx, what in ((3, "running_mean"), (4, "running_var")):
+            v = bn.inputs[idx]
+            if v is None or (v.is_initializer and v.num_uses == 1):
+                continue
+            src = v
+            while src.producer is not None and src.producer.op_type == "Identity" and src.producer.domain == "":
+                src = src.producer.inputs[0]
+            if not src.is_initializer or src.const is None:
+                continue  # computed statistics (not an exporter's merge): left as they are
+            arr = np.ascontiguousarray(np.array(src.const.numpy(), copy=True))
+            name = graph.unique_name(f"{bn.name or 'batchnorm'}.{what}")
+            bn.set_input(idx, graph.add_initializer(Tensor(arr, name=name), name))
+            made += 1
+            while v.producer is not None and v.num_uses == 0 and not v.is_graph_output():  # the merge's Identities
+                node, v = v.producer, v.producer.inputs[0]
+                graph.remove_node(node)
+    return made
 
 
 def recalibrate_batchnorm(module, x) -> int:

@@ -174,6 +174,12 @@ def check_model(graph: Graph, cfg: TrainConfig) -> tuple[int, int]:
         check_digits_classifier(graph)
     else:
         check_first_output_rank(graph, "an embedding [N, D] for --contrastive")
+    x = next(v for v in graph.inputs if not v.is_initializer)
+    if isinstance(x.shape[0], int):  # trained, it ran only batches of that size (359 test images: ORT refused)
+        raise UserInputError(f"input {x.name!r} has a fixed batch of {x.shape[0]} ({list(x.shape)}): graphmill train "
+                             f"trains batches of {cfg.batch}, and the trained model would run batches of "
+                             f"{x.shape[0]} only; export it with a symbolic batch (torch.onnx.export(..., "
+                             f"dynamic_axes={{{x.name!r}: {{0: 'N'}}}}))")
     plan(cfg, size)
     return channels, size
 
@@ -251,7 +257,10 @@ def run_training(graph: Graph, cfg: TrainConfig, *, checkpoint=None, resume: boo
         loop = train_contrastive(module, data, stages[0], batch=cfg.batch, micro_batch=cfg.micro_batch,
                                  temperature=cfg.temperature, **common)
     else:
-        dropping = any(s.dropout for s in stages)
+        # a rate given is applied to the model's Dropouts, 0 too (--dropout 0:0 left a built 0.9 in place while
+        # the progress said 0.00; an outside check); no Dropout and no rate: none is put in
+        has_drops = any(n.op_type == "Dropout" and n.domain in ("", "ai.onnx") for n in graph.nodes)
+        dropping = any(s.dropout for s in stages) or (has_drops and any(s.dropout is not None for s in stages))
         module = to_torch(with_dropout(graph) if dropping else graph)
         # re-estimation at a size change: one forward per BatchNormalization, on fewer images than the first
         # calibration (the statistics move little; 128 images cost as much as the steps saved at 16 -> 32 px)
