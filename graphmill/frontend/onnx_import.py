@@ -537,6 +537,7 @@ def check_no_recursion(graph: Graph, path: str) -> None:
     calls = {key: {(n.domain, n.op_type, n.overload) for n in f.graph.all_nodes()} & graph.functions.keys()
              for key, f in graph.functions.items()}
     state: dict = {}  # key -> 1 on the path, 2 done
+    done: list = []  # the functions in the order they were done: every callee before its callers
     # depth-first without recursion: a chain of a thousand functions, each calling the next, has no cycle, and
     # recursing along it ended in Python's RecursionError traceback (an outside check)
     for root in sorted(graph.functions):
@@ -548,7 +549,8 @@ def check_no_recursion(graph: Graph, path: str) -> None:
         while stack:
             callee = next(stack[-1], None)
             if callee is None:
-                state[chain.pop()] = 2
+                done.append(chain.pop())
+                state[done[-1]] = 2
                 stack.pop()
             elif state.get(callee) == 1:
                 loop = chain[chain.index(callee):] + [callee]
@@ -559,6 +561,28 @@ def check_no_recursion(graph: Graph, path: str) -> None:
                 state[callee] = 1
                 chain.append(callee)
                 stack.append(iter(sorted(calls[callee])))
+    check_function_expansion(graph, done, path)
+
+
+def check_function_expansion(graph: Graph, done: list, path: str) -> None:
+    """ModelLoadError when the model's nodes, with every function call expanded, outnumber
+    ``GRAPHMILL_MAX_INLINED_NODES``: onnx's shape inference expands them, inside C++ where neither Ctrl-C nor
+    SIGTERM stops it; a 2.6 KB file of 40 functions each calling the next twice (2^40 calls) ran 12 minutes
+    until killed (an outside check). ``done``: the functions, callees before callers."""
+    from graphmill.util.limits import max_inlined_nodes
+
+    limit = max_inlined_nodes()
+    size: dict = {}  # function -> its nodes, calls expanded
+
+    def expanded(g: Graph) -> int:
+        return sum(1 + size.get((n.domain, n.op_type, n.overload), 0) for n in g.all_nodes())
+
+    for key in done:
+        size[key] = expanded(graph.functions[key].graph)
+    total = expanded(graph)
+    if total > limit:
+        raise ModelLoadError(f"{path}: its function calls expand to {total:,} nodes, more than {limit:,} "
+                             "(GRAPHMILL_MAX_INLINED_NODES raises the limit)")
 
 
 def _inline_external(info: onnx.TrainingInfoProto, base_dir: str | None, path: str) -> onnx.TrainingInfoProto:

@@ -27,6 +27,10 @@ before anything is allocated from a declared shape.
   (measured: 8,000 If nodes, a 1 MB file, 6 s; 100,000, 14 MB, over 15 minutes). Real models have a few
   hundred at most.
 
+* ``GRAPHMILL_MAX_INLINED_NODES`` (default 10^7): nodes of one model file with its model-local function calls
+  expanded. onnx's shape inference expands them, inside C++ (a 2.6 KB file of 40 functions each calling the next
+  twice expands to 2^40 calls: it ran 12 minutes until killed). Real models stay far below.
+
 * ``GRAPHMILL_MAX_LOOP_ITERATIONS`` (default 10^6): a ``Loop``'s constant trip count in a model graphmill runs
   under ONNX Runtime (``optimize``'s comparison, ``--check-numerics``, timing). ONNX Runtime's run is C++ that
   Ctrl-C cannot stop: a 300-byte file looping 10^12 times ran until killed. Exported loops run over a sequence,
@@ -45,6 +49,7 @@ DEFAULT_MAX_RANK = 64
 DEFAULT_MAX_RUN_BYTES = 2 * 2**30
 DEFAULT_MAX_SIM_BYTES = 256 * 2**20
 DEFAULT_MAX_SUBGRAPHS = 10_000
+DEFAULT_MAX_INLINED_NODES = 10_000_000
 DEFAULT_MAX_LOOP_ITERATIONS = 10**6
 
 
@@ -100,6 +105,12 @@ def max_loop_iterations() -> int:
 def max_sim_bytes() -> int:
     """Most bytes of one layer's simulator address matrices (``GRAPHMILL_MAX_SIM_BYTES``, 256 MiB)."""
     return _env_int("GRAPHMILL_MAX_SIM_BYTES", DEFAULT_MAX_SIM_BYTES)
+
+
+def max_inlined_nodes() -> int:
+    """Most nodes one model file may hold with its function calls expanded (``GRAPHMILL_MAX_INLINED_NODES``,
+    default 10^7)."""
+    return _env_int("GRAPHMILL_MAX_INLINED_NODES", DEFAULT_MAX_INLINED_NODES)
 
 
 def max_subgraphs() -> int:

@@ -267,6 +267,32 @@ def test_a_chain_of_a_thousand_functions_loads(tmp_path):
     assert len(graphmill.load(src).functions) == n
 
 
+def _doubling(n: int) -> list:
+    """F0 .. F{n-1}, each calling the next twice, the last a Relu: F0 is 3 * 2^(n-1) - 2 nodes with the calls
+    expanded (F{n-1} 1, F{i} 2 * (1 + F{i+1}))."""
+    return [helper.make_function("local", f"F{i}", ["a"], ["b"],
+                                 [helper.make_node(f"F{i + 1}", ["a"], ["t"], domain="local"),
+                                  helper.make_node(f"F{i + 1}", ["t"], ["b"], domain="local")] if i + 1 < n
+                                 else [helper.make_node("Relu", ["a"], ["b"])],
+                                 [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)]) for i in range(n)]
+
+
+def test_function_calls_expanding_past_the_limit_are_refused(tmp_path, monkeypatch):
+    """40 functions each calling the next twice (a 2.6 KB file) kept onnx's shape inference busy inside C++ for 12
+    minutes, where neither Ctrl-C nor SIGTERM stops it (an outside check). Reference: the count by hand, F0's 3 *
+    2^(n-1) - 2 nodes plus the graph's one call, against GRAPHMILL_MAX_INLINED_NODES lowered to keep it small."""
+    _, src = _calling(tmp_path, _doubling(40), "F0")
+    with pytest.raises(ModelLoadError, match=r"its function calls expand to 1,649,267,441,663 nodes, more than "
+                                             r"10,000,000 \(GRAPHMILL_MAX_INLINED_NODES raises the limit\)"):
+        graphmill.load(src)
+    _, src = _calling(tmp_path, _doubling(4), "F0")  # 3 * 8 - 2 + 1 = 23 nodes
+    monkeypatch.setenv("GRAPHMILL_MAX_INLINED_NODES", "23")
+    assert len(graphmill.load(src).functions) == 4
+    monkeypatch.setenv("GRAPHMILL_MAX_INLINED_NODES", "22")
+    with pytest.raises(ModelLoadError, match="expand to 23 nodes, more than 22"):
+        graphmill.load(src)
+
+
 def _save(tmp_path, nodes, inputs, outputs, name="m.onnx"):
     g = helper.make_graph(nodes, "g", inputs, outputs)
     path = tmp_path / name
