@@ -247,8 +247,14 @@ def _lower_conv(node: Node, name: str) -> list:
     if len(xs) not in (3, 4, 5):
         raise UserInputError(f"{node.describe()}: only 1-D, 2-D and 3-D convolutions are simulated "
                              f"(input rank {len(xs)})")
+    if len(ws) != len(xs) or len(ys) != len(xs):
+        raise UserInputError(f"{node.describe()}: input, weight and output ranks differ ({len(xs)}, {len(ws)}, "
+                             f"{len(ys)}): the model declares a shape its Conv cannot give")
     win = read_window(InferenceContext(node, 0, {}), tuple(ws[2:]))
     group = int(node.attr("group", 1))
+    if group < 1 or xs[1] % group or ys[1] % group or ws[1] * group != xs[1]:
+        raise UserInputError(f"{node.describe()}: group {group} does not fit {xs[1]} input and {ys[1]} output "
+                             f"channels with a weight of {ws[1]} input channels per group")
     n_batch, cout, ow = ys[0], ys[1], ys[-1]
     frames, taps = 1, 1
     if len(xs) == 3:  # 1-D (nn.Conv1d): a 2-D convolution of height 1
@@ -421,7 +427,17 @@ def _lower_control_flow(node: Node, name: str, uncosted: list[dict]) -> list:
 def lower_node(node: Node, uncosted: list[dict] | None = None) -> list:
     """Primitives for one node (empty when it is free or fused). Raises ``Uncosted`` when the simulator has
     no cost model for it; nodes inside a control-flow body that cannot be costed are appended to
-    ``uncosted`` (the body's other nodes are costed)."""
+    ``uncosted`` (the body's other nodes are costed). A node whose shapes or attributes contradict each other
+    (a file's declared output of another rank than its op gives, a Conv of group 0) is refused in one line naming
+    it: it ended in an IndexError or ZeroDivisionError traceback (an outside check)."""
+    try:
+        return _lower_node(node, uncosted)
+    except (IndexError, ZeroDivisionError, KeyError, TypeError, ValueError, OverflowError) as e:
+        raise UserInputError(f"{node.describe()}: cannot be simulated: its shapes or attributes do not fit its op "
+                             f"({type(e).__name__}: {e})") from None
+
+
+def _lower_node(node: Node, uncosted: list[dict] | None) -> list:
     name = node.name or node.op_type
     op = node.op_type
     dom = node.domain

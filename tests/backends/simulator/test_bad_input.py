@@ -406,3 +406,27 @@ def test_an_unknown_shape_is_traced_to_the_op_that_left_it_open():
             "Relu node 'r2': output shape is not static (the shapes stop at my.ops::Foo node 'foo', whose output "
             "shape is not inferred: declare it in the model's value_info)")):
         simulate(from_proto(model), "examples/accelerators/edge.toml")
+
+
+@pytest.mark.parametrize("declared, group, says", [
+    ([4], 1, "input, weight and output ranks differ (3, 3, 1): the model declares a shape its Conv cannot give"),
+    ([1, 1, 4], 0, "group 0 does not fit 1 input and 1 output channels with a weight of 1 input channels per group"),
+])
+def test_a_conv_whose_file_contradicts_it_is_refused_naming_it(declared, group, says):
+    """A Conv declared with an output of rank 1, or of group 0, ended in an IndexError or ZeroDivisionError
+    traceback in simulate and place (an outside check). Reference: ONNX's Conv (output rank = input rank, group
+    >= 1 dividing the channels), by hand."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    import numpy as np
+
+    from graphmill import simulate
+    from graphmill.frontend.onnx_import import from_proto
+
+    vi = helper.make_tensor_value_info
+    g = helper.make_graph([helper.make_node("Conv", ["x", "W"], ["y"], name="conv0", group=group)], "c",
+                          [vi("x", TensorProto.FLOAT, [1, 1, 4])], [vi("y", TensorProto.FLOAT, declared)],
+                          [numpy_helper.from_array(np.ones((1, 1, 1), np.float32), "W")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(UserInputError, match=re.escape(f"Conv node 'conv0': {says}")):
+        simulate(from_proto(model), "examples/accelerators/edge.toml")
