@@ -138,19 +138,21 @@ def _has_skip(block: Block) -> bool:
 
 
 def mbconv_inner_sizes(nodes: list[Node], cg: channels.ChannelGroups, cin: int) -> dict[tuple, int]:
-    """EfficientNet's rule for an MBConv block (the zoo's node meta ``expand``/``se``) that reads ``cin`` channels:
-    the expansion's group (root -> size) is ``expand * cin`` and the squeeze's ``max(1, int(se * cin))``, both from
-    the block's input, never rounded on their own. Used for a copied block (B1's second block of stage 7 expands
+    """EfficientNet's rule for an MBConv or Fused-MBConv block (the zoo's node meta ``expand``/``se``) that reads
+    ``cin`` channels: the expansion's group (root -> size) is ``expand * cin`` and the squeeze's ``max(1, int(se *
+    cin))``, both from the block's input, never rounded on their own. Used for a copied block (B1's second block of stage 7 expands
     320 to 1920 and squeezes to 80; a plain copy of the first block kept 1152 and 48) and for width scaling
     (B0 widened for B4 expanded 32 input channels to 200, rounding alone; EfficientNet-B4: 192). Blocks without
     that meta get nothing: their inner widths keep their own rules."""
     out: dict[tuple, int] = {}
     for n in nodes:
         meta = n.meta
-        if meta.get("kind") != "mbconv" or n.op_type != "Conv" or n.outputs[0] is None:
+        # a Fused-MBConv's kxk expansion follows the same rule (EfficientNetV2's code; it was rounded on its
+        # own: V2-S widened 1.1x expanded 56 channels to 208, not 4 x 56 = 224; an outside check)
+        if meta.get("kind") not in ("mbconv", "fused_mbconv") or n.op_type != "Conv" or n.outputs[0] is None:
             continue
         root = cg.find(cg.el(n.outputs[0], 1))
-        if meta.get("layer") == "expand" and isinstance(meta.get("expand"), (int, float)):
+        if meta.get("layer") in ("expand", "fused_expand") and isinstance(meta.get("expand"), (int, float)):
             out[root] = int(cin * meta["expand"])
         elif meta.get("layer") == "se" and isinstance(meta.get("se"), (int, float)) and n.inputs[0] is not None \
                 and n.inputs[0].producer is not None and n.inputs[0].producer.op_type == "GlobalAveragePool":
