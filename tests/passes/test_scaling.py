@@ -527,6 +527,27 @@ def test_b0_scaled_with_bx_coefficients_is_bx(b0, variant):
         [("stem", 32, PUBLISHED_STEM_HEAD[variant][0]), ("head", 1280, PUBLISHED_STEM_HEAD[variant][1])]
 
 
+def test_a_patch_embedding_input_is_scaled_to_whole_patches():
+    """A 4 x 4 patch embedding at 32 px scaled by 1.1: 35 px dropped its last 3 rows and columns silently (ViT
+    64 -> 74 px kept its 4 x 4 patches; an outside check); it becomes 36, whole patches, as the zoo rounds ViT
+    sizes. Reference: ONNX Runtime runs the scaled model at 36 px, and every pixel reaches the output (a change
+    in the last row changes the logits)."""
+    from graphmill.ir.builder import GraphBuilder
+
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("patches", opset=17)
+    x = b.input("x", "float32", [1, 3, 32, 32])
+    h = b.Conv(x, (rng.standard_normal((8, 3, 4, 4)) * 0.3).astype(np.float32), kernel_shape=[4, 4], strides=[4, 4])
+    h = b.Flatten(b.GlobalAveragePool(b.Relu(h)))
+    b.output(b.MatMul(h, (rng.standard_normal((8, 10)) * 0.3).astype(np.float32)), "logits")
+    g = scale(b.build(), 1, alpha=1.0, beta=1.0, gamma=1.1)
+    assert g.inputs[0].shape == (1, 3, 36, 36)  # round(32 x 1.1 / 4) x 4, not round(35.2)
+    xs = ortb.random_inputs(g, seed=0)
+    edge = {"x": xs["x"].copy()}
+    edge["x"][:, :, -1, :] += 1.0
+    assert not np.allclose(ortb.run(g, xs)["logits"], ortb.run(g, edge)["logits"])
+
+
 def test_efficientnetv2_scaled_is_the_zoos_at_the_same_multipliers():
     """A Fused-MBConv's kxk expansion was rounded on its own (V2-S widened 1.1x: 208 for 56 inputs, where the
     official EfficientNetV2 code and the zoo give expand x input = 224; 2.9% fewer MACs; an outside check).

@@ -55,6 +55,20 @@ def round_resolution(size: int, r: float) -> int:
     return int(math.floor(size * r + 0.5))
 
 
+def _patch_strides(v) -> tuple[int, int] | None:
+    """The strides of a patch embedding reading input ``v`` (a 2-D Conv whose kernel is its stride, unpadded:
+    ViT's), or None."""
+    for node, i in v.uses():
+        if node.op_type != "Conv" or i != 0:
+            continue
+        k, st = node.attr("kernel_shape", None), node.attr("strides", None)
+        pads = node.attr("pads", [0, 0, 0, 0])
+        if k is not None and st is not None and len(st) == 2 and list(k) == list(st) and min(st) > 1 \
+                and not any(pads) and node.attr("auto_pad", "NOTSET") in ("NOTSET", "VALID", b"NOTSET", b"VALID"):
+            return int(st[0]), int(st[1])
+    return None
+
+
 def check_multiplier(name: str, value: Any) -> float:
     if isinstance(value, bool):
         raise UserInputError(f"{name}={value!r}: must be a number > 0")
@@ -259,11 +273,15 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
         shp = list(v.shape)
         res_before[v.name] = shp[2:]
         if r != 1:
-            for ax in (2, 3):
+            patch = _patch_strides(v)
+            for k, ax in enumerate((2, 3)):
                 if not isinstance(shp[ax], int):
                     raise UserInputError(f"input %{v.name} has a symbolic spatial size {shp[ax]!r}; "
                                          "resolution scaling needs a fixed input size")
-                shp[ax] = max(1, round_resolution(shp[ax], r))
+                # a patch embedding reads whole patches: a size between two multiples of the patch dropped its
+                # last rows and columns silently (ViT 64 -> 74 px, still 4 x 4 patches); the zoo rounds so too
+                s = patch[k] if patch else 1
+                shp[ax] = s * max(1, round_resolution(shp[ax], r / s))
             v.type = v.type.with_shape(shp)
         res_after[v.name] = shp[2:]
     try:
