@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 def learned_line(method: str, learned: dict, baselines: set[str]) -> str:
     """What the learned or RL placer's own samples did. Both keep the best baseline's placement when no sample
     beats it, so "best from single; samples to reach the best baseline: not reached" read as a contradiction."""
-    if not learned["samples"]:  # one device: nothing to sample ("its sample 0 was the first" read as one; an outside check)
+    if not learned["samples"]:  # one device: nothing sampled ("its sample 0 was the first"; an outside check)
         return f"{method}: no placement sampled; the best baseline's ({learned['best_from']}) is kept"
     head = f"{method}: {learned['samples']} placements in {learned['steps']} steps"
     if learned["best_from"] in baselines:

@@ -330,7 +330,8 @@ def prepare(space_spec: str, evaluator_spec: str = "builtin", *, strategy: str =
         raise UserInputError(f"--timeout {timeout!r}: must be > 0 seconds")
     evaluate = make_evaluator(evaluator_spec, space_name, objective=obj, accel=accel, seed=seed, proxy=proxy)
     run_objective = user_objective(obj) if obj is not None and evaluator_spec != "builtin" else None
-    return dict(space=space, space_name=space_name, space_spec=space_spec, evaluate=evaluate, objective=run_objective, strategy=strategy,
+    return dict(space=space, space_name=space_name, space_spec=space_spec, evaluate=evaluate, objective=run_objective,
+                strategy=strategy,
                 options=opts, budget=budget, workers=workers, executor=executor, timeout=timeout, seed=seed,
                 fingerprint=fingerprint(evaluator_spec, evaluate, obj, accel_settings))
 

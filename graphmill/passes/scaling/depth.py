@@ -140,10 +140,10 @@ def _has_skip(block: Block) -> bool:
 def mbconv_inner_sizes(nodes: list[Node], cg: channels.ChannelGroups, cin: int) -> dict[tuple, int]:
     """EfficientNet's rule for an MBConv or Fused-MBConv block (the zoo's node meta ``expand``/``se``) that reads
     ``cin`` channels: the expansion's group (root -> size) is ``expand * cin`` and the squeeze's ``max(1, int(se *
-    cin))``, both from the block's input, never rounded on their own. Used for a copied block (B1's second block of stage 7 expands
-    320 to 1920 and squeezes to 80; a plain copy of the first block kept 1152 and 48) and for width scaling
-    (B0 widened for B4 expanded 32 input channels to 200, rounding alone; EfficientNet-B4: 192). Blocks without
-    that meta get nothing: their inner widths keep their own rules."""
+    cin))``, both from the block's input, never rounded on their own. Used for a copied block (B1's second block of
+    stage 7 expands 320 to 1920 and squeezes to 80; a plain copy of the first block kept 1152 and 48) and for
+    width scaling (B0 widened for B4 expanded 32 input channels to 200, rounding alone; EfficientNet-B4: 192).
+    Blocks without that meta get nothing: their inner widths keep their own rules."""
     out: dict[tuple, int] = {}
     for n in nodes:
         meta = n.meta

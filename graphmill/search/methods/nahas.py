@@ -713,8 +713,8 @@ def check_area(opts: Mapping[str, Any], area: AreaModel = AREA) -> float:
         raise UserInputError(
             f"area budget {opts['area_mm2']:g} mm^2: every accelerator of the space exceeds it (the smallest, "
             f"{min(opts['rows'])}x{min(opts['cols'])} PEs with {min(opts['ifmap_kb']):g}+{min(opts['filter_kb']):g}+"
-            f"{min(opts['ofmap_kb']):g} KB of buffers, is {at_least(lo)} mm^2); raise --option area_mm2 or offer smaller "
-            "rows, cols or buffers")
+            f"{min(opts['ofmap_kb']):g} KB of buffers, is {at_least(lo)} mm^2); raise --option area_mm2 or offer "
+            "smaller rows, cols or buffers")
     return lo
 
 
