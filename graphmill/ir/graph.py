@@ -66,6 +66,9 @@ class Value:
         if not hasattr(self, "_uses"):  # a reader rebuilt before this value may have added itself already
             self._uses = []
 
+    def __copy__(self) -> "Value":
+        return _shallow_copy(self)
+
     # -- queries -------------------------------------------------------------
     def uses(self) -> list[tuple["Node", int]]:
         """Every (node, input index) that reads this value, in no particular order."""
@@ -163,6 +166,16 @@ def describe_node(op_type: str, domain: str, name: str, outputs: Iterable[str]) 
     return f"{op} node (unnamed) producing {out!r}" if out else f"{op} node (unnamed)"
 
 
+def _shallow_copy(obj: Any) -> Any:
+    """``copy.copy`` of a Value or Node as before their pickling state: the same slots, no use list touched (the
+    state's ``__setstate__`` registered a shallow copy as a reader of the original's values; a review)."""
+    new = type(obj).__new__(type(obj))
+    for k in type(obj).__slots__:
+        if hasattr(obj, k):
+            setattr(new, k, getattr(obj, k))
+    return new
+
+
 # the producer first: a value met before its producer (a graph output) then pickles that node's graph whole, in
 # its order, before anything the node reads (``Node.__getstate__``)
 _VALUE_STATE = ("producer", "_owner", "name", "type", "index", "const", "doc_string", "metadata_props", "meta")
@@ -190,6 +203,9 @@ class Node:
                 if not hasattr(v, "_uses"):
                     v._uses = []
                 v._uses.append((self, i))
+
+    def __copy__(self) -> "Node":
+        return _shallow_copy(self)
 
     def __init__(
         self,

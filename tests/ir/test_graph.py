@@ -375,3 +375,20 @@ def test_a_graph_with_subgraphs_pickles_whole():
     assert _uses_by_name(back) == _uses_by_name(g)
     assert to_proto(back).SerializeToString() == to_proto(g).SerializeToString()
     assert find_problems(back) == []
+
+
+def test_a_shallow_copy_of_a_node_or_value_registers_no_reader():
+    """With pickling's state, ``copy.copy(node)`` added the copy to its inputs' use lists in the original graph (a
+    review: a value then had two readers, which single-use checks and dce trust). Reference: the use lists before
+    the copies, and the deep copy's own."""
+    import copy
+
+    g, v = small_graph()
+    before = _uses_by_name(g)
+    node = copy.copy(g.nodes[0])
+    value = copy.copy(v["a"])
+    assert node.inputs[0] is v["x"] and value.uses() == v["a"].uses()
+    assert _uses_by_name(g) == before
+    _consistent(g)
+    deep = copy.deepcopy(g)
+    assert _uses_by_name(deep) == before and _uses_by_name(g) == before

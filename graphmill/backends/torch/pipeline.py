@@ -90,9 +90,10 @@ def check_pipelinable(graph: Graph, stage_graphs: list[StageGraph]) -> None:
             where = f"boundary {st.index - 1}->{st.index} carries {v.name!r}"
             if v.name in sizes:  # the stage process then failed in torch's tracing ("SymIntArrayRef expected to
                 # contain only concrete integers"), after the reference had trained (an outside check)
-                raise UserInputError(f"{where}, a size computed from tensor shapes: torch.distributed.pipelining "
-                                     "traces each stage with symbolic sizes and cannot receive one; try another "
-                                     "--stages (the cut falls elsewhere) or fix the model's sizes")
+                raise UserInputError(f"{where}, computed from tensor shapes alone (a size, or positions made from "
+                                     "one): torch.distributed.pipelining traces each stage with symbolic sizes and "
+                                     "cannot receive it; try another --stages (the cut falls elsewhere) or fix the "
+                                     "model's sizes")
             t = v.type
             if not isinstance(t, TensorType):
                 raise UserInputError(f"{where}, of type {t}: torch.distributed.pipelining passes only dense "
