@@ -24,7 +24,8 @@ import os
 from graphmill.ir import UserInputError
 from graphmill.util.suggest import closest, did_you_mean
 
-from .config import CALC_READ_BW_WORDS, DATAFLOWS, RANGES, AccelConfig, range_text, read_text_file
+from .config import (CALC_READ_BW_WORDS, DATAFLOWS, RANGES, AccelConfig, ConfigKeyError, range_text,
+                     read_text_file)
 from .lowering import ArrayLayer, gemm_layer
 
 MAX_DIM = 2 ** 24  # a topology value no real layer has (and whose products would overflow the kernels)
@@ -235,7 +236,22 @@ def read_scalesim_config(path: str | os.PathLike) -> AccelConfig:
                       filter_bw_words=filter_bw, ofmap_bw_words=ofmap_bw, word_bytes=1,
                       name=cp.get("general", "run_name", fallback="scalesim").strip(),
                       bandwidth_mode=mode.lower())
-    return cfg.validate(path)
+    try:
+        return cfg.validate(path)
+    except ConfigKeyError as e:  # named by the .cfg's key and line, not the TOML key it maps to ("memory.ifmap_kb
+        # is too small" of a .cfg without one; an outside check)
+        sec, key = CFG_KEYS.get(e.key, (None, None))
+        if sec is None:
+            raise
+        why = str(e).removeprefix(f"{path}: {e.key} ")
+        raise UserInputError(f"{path}{line_of(sec, key)}: [{sec}] {key} {why}") from None
+
+
+#: the TOML keys of ``AccelConfig.validate``'s refusals and the SCALE-Sim .cfg settings they come from
+CFG_KEYS = {"array.rows": ("architecture_presets", "ArrayHeight"), "array.cols": ("architecture_presets", "ArrayWidth"),
+            "memory.ifmap_kb": ("architecture_presets", "IfmapSramSzkB"),
+            "memory.filter_kb": ("architecture_presets", "FilterSramSzkB"),
+            "memory.ofmap_kb": ("architecture_presets", "OfmapSramSzkB")}
 
 
 def write_scalesim_files(folder: str, cfg: AccelConfig, layers: list[ArrayLayer], run_name: str = "gm") -> tuple[str, str, str]:

@@ -290,6 +290,11 @@ InterfaceBandwidth: USER
     (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("Dataflow : ws", "Dataflow : WS"),
      "c.cfg:13: [architecture_presets] Dataflow is 'WS'; SCALE-Sim 3.0.0 reads only lower case (it runs 'WS' as "
      "os, with a warning): write 'ws'"),
+    # a buffer too small for the array: it named the TOML key memory.ifmap_kb, which a .cfg has not (an outside
+    # check); 64 KB are 65,536 words, half of them under the 40,000 ports of the array's edge
+    (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("ArrayHeight: 8", "ArrayHeight: 40000"),
+     "c.cfg:6: [architecture_presets] IfmapSramSzkB is too small for one tile: 65536 words, 32768 per half of the "
+     "double buffer, and each half must hold at least 40000 (one word per port of the 40000x8 array)"),
     (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("ArrayHeight: 8", "ArrayHeight: 0"),
      "c.cfg:4: [architecture_presets] ArrayHeight must be an integer from 1 to 65,536, got '0'"),
     (TOPO_HEADER + "c1, 10, 10, 3, 3, 4, 8, 1,\n", CFG.replace("OfmapSramSzkB: 64", "OfmapSramSzkB: -2"),
