@@ -75,9 +75,20 @@ def _run_method(args: argparse.Namespace, progress) -> int:
         if value is not None:
             raise UserInputError(f"{flag} belongs to --space searches; with --method {args.method} give the "
                                      f"method's settings as --option KEY=VALUE")
-    s = api.search_method(args.method, out=args.out, budget=args.budget, seed=args.seed, workers=args.workers,
-                          executor=args.executor, ray_address=args.ray_address, accel=args.accel,
-                          options=args.option, progress=progress)
+    try:
+        s = api.search_method(args.method, out=args.out, budget=args.budget, seed=args.seed, workers=args.workers,
+                              executor=args.executor, ray_address=args.ray_address, accel=args.accel,
+                              options=args.option, progress=progress)
+    except KeyboardInterrupt:  # before the method's own handling (its setup): "resume from the last checkpoint"
+        # was promised where none was written, and --json printed nothing (an outside check)
+        if any(os.path.exists(os.path.join(args.out, f)) for f in ("checkpoint.json", "checkpoint.pt")):
+            raise
+        if args.json:
+            emit_json({"method": args.method, "out": args.out, "interrupted": True, "checkpoint": None, "trials": 0,
+                       "best": None})
+        print(f"graphmill search: {stopped_word()} before the first checkpoint: run the same command again to "
+              "start it over", file=sys.stderr)
+        return 130
     if args.json:
         emit_json(s)
     else:

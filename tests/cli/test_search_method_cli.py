@@ -217,3 +217,20 @@ def test_a_run_whose_every_trial_failed_says_so(stand_in, monkeypatch, tmp_path,
     monkeypatch.setattr(module, "run", failed)
     assert main(["search", "--method", "nahas", "--out", str(tmp_path / "o")]) == 0
     assert f"best: none: no trial succeeded (the reasons are in {tmp_path / 'o'})" in capsys.readouterr().out
+
+
+def test_ctrl_c_before_the_first_checkpoint_promises_no_resume(tmp_path, capsys, monkeypatch):
+    """Ctrl-C during a method's setup said "run the same command again to resume from the last checkpoint" where
+    none was written, and --json printed nothing (an outside check). Reference: the folder (no checkpoint in it)."""
+    from graphmill import api
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "search_method", interrupted)
+    assert main(["search", "--method", "autohas", "--out", str(tmp_path / "x"), "--json"]) == 130
+    io = capsys.readouterr()
+    assert json.loads(io.out) == {"method": "autohas", "out": str(tmp_path / "x"), "interrupted": True,
+                                  "checkpoint": None, "trials": 0, "best": None}
+    assert io.err.strip() == ("graphmill search: interrupted before the first checkpoint: run the same command "
+                              "again to start it over")
