@@ -1127,6 +1127,8 @@ def train_policy(output: str | os.PathLike, *, steps: int | None = None, seed: i
     if steps is not None:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise UserInputError(f"--steps {steps!r}: must be an integer >= 1")
+        if "steps" in opts and opts["steps"] != steps:  # --steps won silently (an outside check)
+            raise UserInputError(f"--steps {steps} and --option steps={opts['steps']!r} disagree; give one")
         opts["steps"] = steps
     t0 = time.perf_counter()
     tasks = [make_task(n, g, PlacementCostModel(device_set(devices=D))) for n, g, D in training_set(quick=quick)]

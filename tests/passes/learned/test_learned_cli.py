@@ -110,6 +110,10 @@ def test_train_policy_bad_input_is_one_line_exit_2(tmp_path, capsys):
     # a mistyped option is answered with the nearest one, as every other command does
     assert main(["train-policy", "-o", p, "--option", "grpahs=3"]) == 2
     assert "unknown train-policy option 'grpahs' (did you mean 'graphs'?)" in capsys.readouterr().err
+    # --steps won over --option steps silently (an outside check)
+    assert main(["train-policy", "-o", p, "--steps", "1", "--option", "steps=3"]) == 2
+    assert "--steps 1 and --option steps=3 disagree; give one" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
 
 
 # -- the learned passes from `graphmill optimize`, models exported by torch, bad policy files ------------------
