@@ -76,7 +76,7 @@ def check_print_ir_after(names: Iterable[str], schedule: Schedule) -> None:
         if name in registered_passes():
             raise UserInputError(f"--print-ir-after {name}: the schedule does not run {name!r} "
                                  f"(it runs {', '.join(running) or 'no pass'})")
-        called, todo = set(), list(schedule.callees())
+        called, todo = {schedule.name}, list(schedule.callees())
         while todo:  # the schedules it calls, at any depth: "unknown pass 'tidy'" of a schedule the file defines
             sub = todo.pop()
             if sub.name not in called:

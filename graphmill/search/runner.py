@@ -507,11 +507,14 @@ def _make_trial(number: int, config: dict, key: str, outcome: tuple, objective) 
     return Trial(number, config, key, r, "ok", _jsonable(metrics), float(seconds))
 
 
+METRIC_ARRAY_LIMIT = 1000  # elements of a numpy array metric kept as a list; larger ones as their summary text
+
+
 def _numpy_to_json(v: Any) -> Any:
     """json.dumps's ``default`` for what evaluators return: numpy arrays as lists (they were kept as their str,
     "[0 1 2]"; an outside check), numpy scalars as numbers."""
     if isinstance(v, np.ndarray):
-        return v.tolist()
+        return v.tolist() if v.size <= METRIC_ARRAY_LIMIT else str(v)
     if isinstance(v, np.generic):
         return v.item()
     return float(v)
@@ -520,8 +523,9 @@ def _numpy_to_json(v: Any) -> Any:
 def _jsonable(metrics: dict) -> dict:
     out = {}
     for k, v in metrics.items():
-        if isinstance(v, np.ndarray):
-            v = v.tolist()
+        if isinstance(v, np.ndarray):  # a large one as numpy prints it, summarized: the checkpoint is rewritten
+            # whole after every trial (300,000 floats made it 35 MB; a review)
+            v = v.tolist() if v.size <= METRIC_ARRAY_LIMIT else str(v)
         if isinstance(v, np.bool_):
             v = bool(v)
         if isinstance(v, (bool, str)) or v is None:

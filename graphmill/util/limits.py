@@ -27,9 +27,11 @@ before anything is allocated from a declared shape.
   (measured: 8,000 If nodes, a 1 MB file, 6 s; 100,000, 14 MB, over 15 minutes). Real models have a few
   hundred at most.
 
-* ``GRAPHMILL_MAX_INLINED_NODES`` (default 10^7): nodes of one model file with its model-local function calls
-  expanded. onnx's shape inference expands them, inside C++ (a 2.6 KB file of 40 functions each calling the next
-  twice expands to 2^40 calls: it ran 12 minutes until killed). Real models stay far below.
+* ``GRAPHMILL_MAX_INLINED_NODES`` (default 100,000): nodes of one model file with its model-local function calls
+  expanded. onnx's shape inference and ONNX Runtime's session both expand them, inside C++ where neither Ctrl-C
+  nor SIGTERM stops them (a 2.6 KB file of 40 functions each calling the next twice expands to 2^40 calls: it
+  ran 12 minutes until killed; ORT's session alone took 31 s at 98,000 nodes and over 10 minutes at 786,000, a
+  review). Real models (BERT-large ~3,000 nodes, GPT-2 XL ~10,000) stay far below.
 
 * ``GRAPHMILL_MAX_LOOP_ITERATIONS`` (default 10^6): a ``Loop``'s constant trip count in a model graphmill runs
   under ONNX Runtime (``optimize``'s comparison, ``--check-numerics``, timing). ONNX Runtime's run is C++ that
@@ -49,7 +51,7 @@ DEFAULT_MAX_RANK = 64
 DEFAULT_MAX_RUN_BYTES = 2 * 2**30
 DEFAULT_MAX_SIM_BYTES = 256 * 2**20
 DEFAULT_MAX_SUBGRAPHS = 10_000
-DEFAULT_MAX_INLINED_NODES = 10_000_000
+DEFAULT_MAX_INLINED_NODES = 100_000
 DEFAULT_MAX_LOOP_ITERATIONS = 10**6
 
 
@@ -109,7 +111,7 @@ def max_sim_bytes() -> int:
 
 def max_inlined_nodes() -> int:
     """Most nodes one model file may hold with its function calls expanded (``GRAPHMILL_MAX_INLINED_NODES``,
-    default 10^7)."""
+    default 100,000)."""
     return _env_int("GRAPHMILL_MAX_INLINED_NODES", DEFAULT_MAX_INLINED_NODES)
 
 

@@ -224,6 +224,8 @@ def test_print_ir_after_an_unknown_pass(tmp_path, model):
     err = one_error_line(run_cli("optimize", model, "-o", out, "-s", f"{mill}:main", "--print-ir-after", "tidy"))
     assert err == ("--print-ir-after tidy: 'tidy' is a schedule, not a pass; name one of the passes it runs, or use "
                    "--print-ir-after-all")
+    err = one_error_line(run_cli("optimize", model, "-o", out, "-s", f"{mill}:main", "--print-ir-after", "main"))
+    assert err.startswith("--print-ir-after main: 'main' is a schedule, not a pass")  # the one selected (a review)
     r = run_cli("optimize", model, "-o", out, "--load-passes", EXAMPLE, "-p", "my-fusions",
                 "--print-ir-after", "my-fusions")
     assert r.returncode == 0 and "Add" in r.stderr, r.stderr  # a real pass of the schedule still prints

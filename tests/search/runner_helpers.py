@@ -133,4 +133,4 @@ def evaluate_and_edit(c: dict) -> dict:
 def numpy_metrics(c: dict) -> dict:
     """Metrics of numpy types, as an evaluator computing with numpy returns them."""
     return {"reward": score(c), "per_class": np.arange(3), "ok": np.bool_(True), "pair": (np.float32(0.5), 2),
-            "nested": [np.int64(4), np.arange(2)]}
+            "nested": [np.int64(4), np.arange(2)], "big": np.zeros(300_000, np.float32)}
