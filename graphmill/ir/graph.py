@@ -193,7 +193,7 @@ class Node:
         """Slots with the graph first, so that pickle writes the graph's nodes in its order (``Graph.__getstate__``)
         before what this node reads: every producer is then written before its readers, and the recursion stays
         as deep as the nesting of subgraphs, not as long as the graph."""
-        return None, {k: getattr(self, k) for k in ("graph",) + Node.__slots__ if k != "graph" or hasattr(self, k)}
+        return None, {k: getattr(self, k) for k in ("graph",) + Node.__slots__ if hasattr(self, k)}
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         for k, v in state[1].items():

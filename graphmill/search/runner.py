@@ -512,7 +512,8 @@ METRIC_ARRAY_LIMIT = 1000  # elements of a numpy array metric kept as a list; la
 
 def _numpy_to_json(v: Any) -> Any:
     """json.dumps's ``default`` for what evaluators return: numpy arrays as lists (they were kept as their str,
-    "[0 1 2]"; an outside check), numpy scalars as numbers."""
+    "[0 1 2]"; an outside check), a large one as numpy prints it, summarized (the checkpoint is rewritten whole
+    after every trial: 300,000 floats made it 35 MB; a review), numpy scalars as numbers."""
     if isinstance(v, np.ndarray):
         return v.tolist() if v.size <= METRIC_ARRAY_LIMIT else str(v)
     if isinstance(v, np.generic):
@@ -523,11 +524,8 @@ def _numpy_to_json(v: Any) -> Any:
 def _jsonable(metrics: dict) -> dict:
     out = {}
     for k, v in metrics.items():
-        if isinstance(v, np.ndarray):  # a large one as numpy prints it, summarized: the checkpoint is rewritten
-            # whole after every trial (300,000 floats made it 35 MB; a review)
-            v = v.tolist() if v.size <= METRIC_ARRAY_LIMIT else str(v)
-        if isinstance(v, np.bool_):
-            v = bool(v)
+        if isinstance(v, (np.ndarray, np.bool_)):
+            v = _numpy_to_json(v)
         if isinstance(v, (bool, str)) or v is None:
             out[k] = v
         elif isinstance(v, (int, float, np.number)):
