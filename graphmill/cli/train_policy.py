@@ -67,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             print("graphmill train-policy: nothing saved (no --checkpoint, or no step finished); a rerun starts "
                   "over", file=sys.stderr)
+        if args.json:  # the documented report, here too (it was written only once the graphs were ready; an
+            # outside check): what this process did is unknown past "no policy"
+            emit_json({"output": None, "steps": None, "total_steps": args.steps, "samples": None, "seconds": None,
+                       "resumed": None, "final": None, "interrupted": True,
+                       "checkpoint": args.checkpoint if args.checkpoint and os.path.exists(args.checkpoint) else None},
+                      args.json)
         raise
     if args.json:
         emit_json(out, args.json)

@@ -188,6 +188,14 @@ def test_train_policy_ctrl_c_says_whether_a_rerun_resumes(tmp_path, capsys, monk
     err = capsys.readouterr().err.strip().splitlines()
     assert "rerun the same command to resume" in err[0] and err[1].endswith("interrupted")
     assert "a rerun starts over" in err[2] and err[3].endswith("interrupted")
+    # --json too: the report was written only once the training graphs were ready (an outside check)
+    report = tmp_path / "r.json"
+    assert main(["train-policy", "-o", str(tmp_path / "p.npz"), "--checkpoint", str(ckpt),
+                 "--json", str(report)]) == 130
+    got = json.loads(report.read_text())
+    assert got["interrupted"] is True and got["output"] is None and got["checkpoint"] == str(ckpt)
+    assert set(got) == {"output", "steps", "total_steps", "samples", "seconds", "resumed", "final", "interrupted",
+                        "checkpoint"}  # the README's keys
 
 
 def test_place_ctrl_c_says_whether_a_rerun_resumes(torch_onnx, tmp_path, capsys, monkeypatch):
