@@ -302,6 +302,8 @@ def _train(tasks, seed, opts, checkpoint, progress, output, meta):
         if resumed and progress and state["step"] >= steps:  # as search and the placers: nothing to train, said
             progress(f"train-policy: {checkpoint} already holds {state['step']} steps, --steps {steps}: nothing "
                      f"trained; the policy written is its {state['step']}-step one")
+        elif resumed and progress:  # as the searches' resume lines (it went on at step 14 without a word)
+            progress(f"train-policy: resumed from {checkpoint}: {state['step']} of {steps} steps done")
         seconds0 = float(state["seconds"])
         current: dict[str, tuple[dict, float]] = {}  # task -> (its refined state's observation, step time)
         G = min(int(opts["graphs"]), len(tasks))

@@ -31,6 +31,7 @@ def test_finished_run_removes_its_checkpoint_interrupted_run_resumes(tmp_path):
     r = api.train_policy(out, steps=2, quick=True, options=OPTIONS, checkpoint=str(ck), progress=lines.append)
     assert r["resumed"] and r["steps"] == 2 and sum("step 2/2" in x for x in lines) == 1
     assert not any("step 1/2" in x for x in lines)  # resumed after step 1, not from scratch
+    assert f"train-policy: resumed from {ck}: 1 of 2 steps done" in lines  # and says so (it went on without a word)
     assert not ck.exists()  # finished: removed
     lines.clear()
     r = api.train_policy(out, steps=2, quick=True, options=OPTIONS, checkpoint=str(ck), progress=lines.append)
