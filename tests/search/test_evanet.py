@@ -173,6 +173,14 @@ def test_run_ctrl_c_then_resume_writes_outputs_and_children_inherit(tmp_path):
         "[evanet] trial 2/3", "[evanet] trial 3/3"]
     assert live == [1, 2, 2, 3]  # the resume line comes with the resumed run's first trial
     assert not full["interrupted"] and full["trials"] == 3 and full["method"] == "evanet"
+    assert part["new_trials"] == 1 and full["new_trials"] == 2
+    # the budget spent: a rerun says nothing was evaluated (it printed only the old best; an outside check)
+    lines.clear()
+    again = run(str(out), budget=3, seed=0, workers=1, executor=None, ray_address=None, accel=None, options=TINY,
+                progress=lines.append)
+    assert again["new_trials"] == 0 and again["trials"] == 3
+    assert lines == [f"[evanet] nothing evaluated: {out / 'checkpoint.json'} already holds 3 trial(s) for --budget 3; "
+                     "give a larger --budget to continue"]
     assert "moving" in full["task"] and set(full["best"]) >= {"config", "accuracy", "macs", "steps"}
     for f in ("checkpoint.json", "history.jsonl", "evanet.png", "best.onnx", "report.json"):
         assert os.path.getsize(out / f) > 0

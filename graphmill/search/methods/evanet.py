@@ -354,12 +354,14 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
     from graphmill.search.runner import HistoryFollower
 
     history = HistoryFollower(os.path.join(out, "history.jsonl"))
+    finished = [0]  # trials this call finished
 
     def report(d: dict) -> None:
         """history.jsonl follows the run, as ``graphmill search`` writes it (``HistoryFollower``): it was written
         only at the end, and a resumed run said nothing of the trials before (an outside check)."""
         if history.add(d["trial"], lambda: d["history"]) and progress is not None and len(d["history"]) > 1:
             progress(f"[evanet] resumed from {checkpoint}: {len(d['history']) - 1} trial(s) recorded before")
+        finished[0] += 1
         if progress is None:
             return
         t = d["trial"]
@@ -383,6 +385,11 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
     # trial, exit 130, stdout empty, no report.json)
     with DeferredInterrupt() as ctrl_c:
         summary = _finish(out, result, task, opts, space, checkpoint)
+    summary["new_trials"] = finished[0]
+    if not finished[0] and not result.interrupted and progress is not None:  # said, as --space searches say it
+        # (a rerun with a spent budget only printed the old best; an outside check)
+        progress(f"[evanet] nothing evaluated: {checkpoint} already holds {len(result.history)} trial(s) for "
+                 f"--budget {budget}; give a larger --budget to continue")
     if ctrl_c.requested and progress is not None:
         progress("[evanet] Ctrl-C came after the last trial: the outputs were written first, the run is complete")
     return summary
