@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from graphmill.ir.ops.window import Window, window_output_dim
+
 from .common import check, op, spatial, torch_pad
 
 
@@ -12,6 +14,15 @@ def _pool_args(a, X):
     nsp = X.dim() - 2
     k, s, d, pads, _ = spatial(a, X, [0, 0] + list(a["kernel_shape"]))
     return nsp, k, s, d, pads
+
+
+def _drop_windows_in_end_pad(y: torch.Tensor, x_spatial: tuple[int, ...], k, s, d, pads) -> torch.Tensor:
+    """Under ceil_mode ONNX ignores a last window that would start in the end padding; torch, given the padding
+    as data (F.pad), keeps it (a -inf max, a 0/0 average). Cut each spatial axis to ONNX's length."""
+    w = Window(tuple(k), tuple(s), tuple(d), tuple(pads), "NOTSET")
+    for i, n in enumerate(x_spatial):
+        y = y.narrow(2 + i, 0, window_output_dim(n, w, i, ceil_mode=True))
+    return y
 
 
 @op("MaxPool")
@@ -24,7 +35,8 @@ def _maxpool(rt, a, x):
     if begin == end and all(p <= ((kk - 1) * dd + 1) // 2 for p, kk, dd in zip(begin, k, d)):
         return fn(X, k, s, begin, d, ceil_mode=ceil)
     Xp = F.pad(X, torch_pad(pads), value=float("-inf")) if X.is_floating_point() else F.pad(X, torch_pad(pads))
-    return fn(Xp, k, s, 0, d, ceil_mode=ceil)
+    y = fn(Xp, k, s, 0, d, ceil_mode=ceil)
+    return _drop_windows_in_end_pad(y, tuple(X.shape[2:]), k, s, d, pads) if ceil else y
 
 
 @check("MaxPool")
@@ -51,6 +63,8 @@ def _avgpool(rt, a, x):
     total = fn(F.pad(X, tp), k, s, 0, ceil, True, 1)
     count = fn(F.pad(ones, tp, value=1.0 if include else 0.0), k, s, 0, ceil, True, 1)
     y = total / count
+    if ceil:
+        y = _drop_windows_in_end_pad(y, tuple(X.shape[2:]), k, s, [1] * nsp, pads)
     return y.squeeze(-1) if squeeze else y
 
 

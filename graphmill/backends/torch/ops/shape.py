@@ -177,18 +177,38 @@ def _pad(rt, a, x):
             ax = norm_axis(ax, rank)
             full[ax], full[ax + rank] = pads[i], pads[i + n]
         pads = full
-    tp = torch_pad(pads)
-    while len(tp) > 2 and tp[-1] == 0 and tp[-2] == 0:  # F.pad wants only the dims it touches
-        tp = tp[:-2]
     if mode == "constant":
+        tp = torch_pad(pads)
+        while len(tp) > 2 and tp[-1] == 0 and tp[-2] == 0:  # F.pad wants only the dims it touches
+            tp = tp[:-2]
         return F.pad(X, tp, value=value)
-    tmode = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}[mode]
-    if X.dim() - len(tp) // 2 < 1 or len(tp) // 2 > 3:
-        # torch pads at most the last 3 dims and not the batch dim: move dims so it can
-        raise NotImplementedError(f"Pad mode {mode!r} on these axes is not supported by the torch backend")
-    if X.dim() - len(tp) // 2 == 1:
-        return F.pad(X.unsqueeze(0), tp, mode=tmode).squeeze(0)
-    return F.pad(X, tp, mode=tmode)
+    # reflect/edge/wrap as a gather per padded axis: F.pad's non-constant modes take only the last 1-3 axes of a
+    # 2-5-D tensor and a reflection shorter than the axis, where ONNX pads any axis (an outside check)
+    for ax in range(rank):
+        begin, end = pads[ax], pads[ax + rank]
+        if begin < 0 or end < 0:  # a negative pad crops first: the pad then copies from what is left (as ORT)
+            X = X.narrow(ax, max(0, -begin), X.shape[ax] - max(0, -begin) - max(0, -end))
+            begin, end = max(0, begin), max(0, end)
+        if begin or end:
+            X = X.index_select(ax, _pad_source_index(mode, X.shape[ax], begin, end, X.device))
+    return X
+
+
+def _pad_source_index(mode: str, n: int, begin: int, end: int, device) -> torch.Tensor:
+    """For each position of a padded axis, the input position it copies (numpy.pad's reflect, edge and wrap,
+    which ONNX's reference uses)."""
+    if n == 0:
+        raise ValueError(f"Pad mode {mode!r} on an axis of length 0")
+    i = torch.arange(-begin, n + end, device=device)
+    if mode == "edge":
+        return i.clamp(0, n - 1)
+    if mode == "wrap":
+        return i.remainder(n)
+    period = 2 * (n - 1)  # reflect: ... 2 1 | 0 1 2 ... n-1 | n-2 ...
+    if period == 0:
+        return torch.zeros_like(i)
+    j = i.remainder(period)
+    return torch.where(j >= n, period - j, j)
 
 
 @op("Expand")
