@@ -105,10 +105,11 @@ def check_reproducer_dir(folder: str, inputs: dict[str, str]) -> None:
 
 
 def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = None, size_threshold: int = 1024,
-         lower: bool = True, force: bool = False) -> None:
+         lower: bool = True, force: bool = False) -> int:
     """Save ``graph`` as an ONNX file, atomically (``frontend.save``). graphmill-domain ops that have a
     lowering (``passes/lowering``) are written as their standard-ONNX nodes, so any ONNX consumer runs
     the file; ``lower=False`` keeps them (a file only graphmill reads). ``graph`` itself is unchanged.
+    Returns the number of nodes the file's main graph holds (more than ``len(graph)`` where ops were lowered).
     A model or weights file that ``graph``'s own weights are read from is refused unless ``force`` (the
     CLI's ``--force``): it would break the model ``graph`` was loaded from."""
     _require_graph(graph, "save")
@@ -117,6 +118,7 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
 
         graph = lowered_copy(graph)
     _save_onnx(graph, path, external_data=external_data, size_threshold=size_threshold, force=force)
+    return len(graph)
 
 
 def inspect(graph: Graph, *, infer: bool = True, dims: dict[str, int] | None = None) -> dict:
