@@ -75,6 +75,15 @@ def _value_info(v: Value, vi: onnx.ValueInfoProto, *, type_override: Type | None
     _set_props(vi.metadata_props, v.metadata_props)
 
 
+def _in_file_order(infos: list, order) -> list:
+    """value_info as the loaded file listed it (its names' positions there); names it did not have (values a pass
+    made) after them, in node order."""
+    if not order:
+        return infos
+    position = {name: i for i, name in enumerate(order)}
+    return sorted(infos, key=lambda vi: position.get(vi.name, len(position)))  # stable: new ones keep node order
+
+
 def _set_props(field, props: dict[str, str]) -> None:
     for k, val in props.items():
         e = field.add()
@@ -215,14 +224,18 @@ def graph_to_proto(g: Graph, gp: onnx.GraphProto, *, initializers_are_inputs: bo
     for n in nodes:
         node_to_proto(n, gp.node.add())
     boundary = {id(v) for v in g.inputs} | {id(v) for v in g.outputs} | {id(v) for v in g.initializers.values()}
+    infos = []
     for n in nodes:
         for v in n.outputs:
             if v is None or id(v) in boundary:
                 continue
             if v.type is not None or v.doc_string or v.metadata_props:
-                _value_info(v, gp.value_info.add())
+                _value_info(v, vi := onnx.ValueInfoProto())
+                infos.append(vi)
     for blob in g.extra.get("value_info", ()):
-        gp.value_info.add().ParseFromString(blob)
+        infos.append(vi := onnx.ValueInfoProto())
+        vi.ParseFromString(blob)
+    gp.value_info.extend(_in_file_order(infos, g.extra.get("value_info_order", ())))
     for v in g.outputs:
         _value_info(v, gp.output.add())
     _set_props(gp.metadata_props, g.metadata_props)

@@ -114,8 +114,16 @@ def _dtype(code: int) -> DataType:
                                  f"(TensorProto.DataType)") from None
 
 
-def _props(entries) -> dict[str, str]:
-    return {e.key: e.value for e in entries}
+def _props(entries, path: str, where: str) -> dict[str, str]:
+    """metadata_props as a dict. ONNX says its keys should be distinct (onnx.checker enforces it for the model's
+    only): a repeated key is refused, where a dict kept its last value and lost the others without a word."""
+    out: dict[str, str] = {}
+    for e in entries:
+        if e.key in out:
+            raise ModelLoadError(f"{path}: {where}: metadata_props repeats key {e.key!r} (ONNX: keys should be "
+                                 "distinct); give each key once")
+        out[e.key] = e.value
+    return out
 
 
 def negative_dim_problem(name: str, graph_name: str, t: Type | None) -> str | None:
@@ -259,7 +267,7 @@ class _Importer:
               raw_data: list | None = None) -> Graph:
         g = Graph(gp.name)
         g.doc_string = gp.doc_string
-        g.metadata_props = _props(gp.metadata_props)
+        g.metadata_props = _props(gp.metadata_props, self.path, f"graph {gp.name!r}")
         meta_json = g.metadata_props.pop(META_KEY, None)
         if meta_json is not None:
             g.meta = _meta_from_json(meta_json, self.path, gp.name)
@@ -271,7 +279,7 @@ class _Importer:
         for vi in gp.input:
             v = Value(vi.name, self.value_type(vi, gp.name), doc_string=vi.doc_string)
             if len(vi.metadata_props):
-                v.metadata_props = _props(vi.metadata_props)
+                v.metadata_props = _props(vi.metadata_props, self.path, f"input {vi.name!r}")
             g.add_input(v)
             scope.maps[0][vi.name] = v
         local_inputs = {v.name: v for v in g.inputs}
@@ -315,7 +323,7 @@ class _Importer:
                 if vi is not None:
                     v.doc_string = vi.doc_string
                     if len(vi.metadata_props):
-                        v.metadata_props = _props(vi.metadata_props)
+                        v.metadata_props = _props(vi.metadata_props, self.path, f"value {name!r}")
                 local[name] = v
                 outs.append(v)
             pending.append((npb, outs))
@@ -337,7 +345,7 @@ class _Importer:
             node = Node(npb.op_type, ins, None, outputs=outs, domain=npb.domain, name=npb.name,
                         overload=npb.overload, doc_string=npb.doc_string)
             if len(npb.metadata_props):
-                node.metadata_props = _props(npb.metadata_props)
+                node.metadata_props = _props(npb.metadata_props, self.path, f"node {npb.name or npb.op_type!r}")
                 meta_json = node.metadata_props.pop(META_KEY, None)
                 if meta_json is not None:
                     node.meta = _meta_from_json(meta_json, self.path, npb.name)
@@ -356,7 +364,7 @@ class _Importer:
             if vi.doc_string and not v.doc_string:
                 v.doc_string = vi.doc_string
             if len(vi.metadata_props) and not v.metadata_props:
-                v.metadata_props = _props(vi.metadata_props)
+                v.metadata_props = _props(vi.metadata_props, self.path, f"output {vi.name!r}")
             g.outputs.append(v)
         # value_info the IR has no home for (about inputs, initializers, graph outputs, or names that do
         # not exist) rides along verbatim so that a round trip loses nothing.
@@ -368,6 +376,8 @@ class _Importer:
                 extra.append(vi.SerializeToString())
         if extra:
             g.extra["value_info"] = extra
+        if len(gp.value_info) > 1:  # the file's order, which save keeps (an exporter may list initializers first)
+            g.extra["value_info_order"] = [vi.name for vi in gp.value_info]
         # Out-of-order files are legal to read; the IR keeps nodes sorted.
         try:
             if not g.is_sorted():
@@ -401,7 +411,7 @@ class _Importer:
         body.opset_imports = {o.domain: o.version for o in fp.opset_import}
         defaults = {ap.name: self.attr(ap, ChainMap(), None) for ap in fp.attribute_proto}
         return Function(fp.domain, fp.name, body, list(fp.attribute), defaults, fp.overload,
-                        fp.doc_string, _props(fp.metadata_props))
+                        fp.doc_string, _props(fp.metadata_props, self.path, f"function {fp.name!r}"))
 
 
 # graphmill's annotations (node.meta / graph.meta: stage, block, device, fusion group...) travel through
@@ -510,7 +520,7 @@ def from_proto(model: onnx.ModelProto, *, base_dir: str | None = None, path: str
         domain=model.domain,
         model_version=model.model_version,
         doc_string=model.doc_string,
-        metadata_props=_props(model.metadata_props),
+        metadata_props=_props(model.metadata_props, path, "model"),
     )
     if len(model.training_info):
         g.model.opaque["training_info"] = [_inline_external(t, imp.base_dir, imp.path).SerializeToString()

@@ -76,3 +76,38 @@ def test_text_form_is_stable_across_a_round_trip(light_dir, tmp_path):
         again = graphmill.load(tmp_path / name)
         assert str(again) == str(g)
         assert str(g).count("\n") > len(g)  # one line per node at least
+
+
+def _relu_chain_with_value_info(order: list[str]) -> onnx.ModelProto:
+    h = onnx.helper
+    nodes = [h.make_node("Add", ["x", "w"], ["a"]), h.make_node("Relu", ["a"], ["b"]), h.make_node("Neg", ["b"], ["y"])]
+    w = h.make_tensor("w", onnx.TensorProto.FLOAT, [2], [1.0, 2.0])
+    infos = {"w": h.make_tensor_value_info("w", onnx.TensorProto.FLOAT, [2]),
+             "a": h.make_tensor_value_info("a", onnx.TensorProto.FLOAT, [2]),
+             "b": h.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [2])}
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+                     [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])], [w],
+                     value_info=[infos[n] for n in order])
+    return h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("order", [["w", "a", "b"], ["b", "a", "w"], ["a", "w", "b"]])
+def test_value_info_keeps_the_files_order(order):
+    """torch's dynamo exporter lists initializers' value_info first; save moved them after the intermediates (an
+    outside check). Reference: the input proto."""
+    m = _relu_chain_with_value_info(order)
+    assert [vi.name for vi in to_proto(from_proto(m)).graph.value_info] == order
+
+
+@pytest.mark.parametrize("where", ["graph", "node", "model", "value"])
+def test_repeated_metadata_key_is_refused_naming_where(where):
+    """ONNX: metadata keys should be distinct. A dict kept the last value and dropped the others silently (the
+    checker accepts repeats below the model). Reference: onnx's ModelProto/NodeProto field documentation."""
+    from graphmill.ir import UserInputError
+
+    m = _relu_chain_with_value_info(["a"])
+    target = {"graph": m.graph, "node": m.graph.node[1], "model": m, "value": m.graph.value_info[0]}[where]
+    for v in ("1", "2"):
+        target.metadata_props.add(key="dup", value=v)
+    with pytest.raises(UserInputError, match=r"metadata_props repeats key 'dup'"):
+        from_proto(m, path="m.onnx")
