@@ -649,7 +649,7 @@ def _static_sizes(graph: Graph, dims: dict[str, int] | None) -> None:
     """Bind ``dims`` in ``graph`` and infer every intermediate shape (a torch.onnx.export file has none), or refuse
     in one line: placement costs ops, and costs need sizes."""
     from graphmill.frontend.onnx_shape_inference import infer_shapes
-    from graphmill.ir.summary import bind_symbols, check_nonempty_inputs, data_dependent_note, symbols
+    from graphmill.ir.summary import bind_symbols, check_nonempty_inputs, data_dependent_note, symbols, symbols_to_give
 
     check_nonempty_inputs(graph, "place")
     infer_shapes(graph)  # first: a size the graph computes is no symbol to bind (ir.ops.infer)
@@ -661,7 +661,7 @@ def _static_sizes(graph: Graph, dims: dict[str, int] | None) -> None:
             infer_shapes(graph)
         except UserInputError as e:
             raise UserInputError(f"{given}: {e}") from None
-    free = symbols(graph)
+    free = symbols_to_give(graph, symbols(graph))
     if free:
         raise UserInputError(f"graph {graph.name!r} has symbolic dimension(s) {', '.join(free)}: op costs need sizes; "
                              f"give them with --dim (api: dims=), e.g. --dim {free[0]}=32"

@@ -228,24 +228,45 @@ def symbols(graph: Graph) -> list[str]:
     return sorted(found)
 
 
-def data_dependent_note(graph: Graph, free: list[str]) -> str:
-    """For a refusal naming ``free`` symbols: where the first one no input carries comes from (an op whose output
-    size depends on the data, Unique or NonZero; an exporter names it), or "". Only the inputs' sizes are the
-    model's free sizes, and the README says so; such a size has no value to infer, so the user gives an estimate,
-    and the message must say which op it stands for rather than call it an op cost's."""
+def symbols_to_give(graph: Graph, free: list[str]) -> list[str]:
+    """``free`` in the order a refusal asks for them: the inputs' sizes first, then the others where they first
+    appear in node order, so that a data-dependent size comes before the exporter's names for sizes computed from
+    it (NonZero's count before a later op's ``Muly_dim_0``, which inference computes once the count is given)."""
     from .ops.infer import input_symbols
 
     carried = input_symbols(graph)
-    for s in free:
+    first: dict[str, int] = {}
+    for i, v in enumerate(_node_outputs(graph)):
+        for d in getattr(v.type, "shape", None) or ():
+            if isinstance(d, str):
+                first.setdefault(d, i)
+    return sorted(free, key=lambda s: (s not in carried, first.get(s, len(first)), s))
+
+
+def _node_outputs(graph: Graph):
+    for g in graph.all_graphs():
+        for n in g.nodes:
+            yield from (v for v in n.outputs if v is not None)
+
+
+def data_dependent_note(graph: Graph, free: list[str]) -> str:
+    """For a refusal naming ``free`` symbols: where the first one no input carries (in ``symbols_to_give``'s order)
+    comes from (an op whose output size depends on the data, Unique or NonZero; an exporter names it), or "". Only
+    the inputs' sizes are the model's free sizes, and the README says so; such a size has no value to infer, so
+    the user gives an estimate, and the message must say which op it stands for rather than call it an op
+    cost's."""
+    from .ops.infer import input_symbols
+
+    carried = input_symbols(graph)
+    for s in symbols_to_give(graph, free):
         if s in carried:
             continue
-        for g in graph.all_graphs():
-            for n in g.nodes:
-                for v in n.outputs:
-                    shape = getattr(getattr(v, "type", None), "shape", None) if v is not None else None
-                    if shape and s in shape:
-                        return (f"; {s} is the data-dependent size of output {v.name!r} of {n.op_type} node "
-                                f"{n.name!r}: give an estimate (memory and transfers are sized from it)")
+        for v in _node_outputs(graph):
+            shape = getattr(v.type, "shape", None)
+            if shape and s in shape:
+                n = v.producer
+                return (f"; {s} is the data-dependent size of output {v.name!r} of {n.op_type} node "
+                        f"{n.name!r}: give an estimate (memory and transfers are sized from it)")
     return ""
 
 

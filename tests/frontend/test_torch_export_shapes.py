@@ -174,3 +174,33 @@ def test_a_data_dependent_size_is_asked_for_naming_its_op(tmp_path):
     placed = graphmill.load(path)
     api.place(placed, devices=2, method="heft", dims={"U": 4})
     assert tuple(placed.outputs[0].type.shape) == (4,)
+
+
+def test_a_size_computed_from_a_data_dependent_one_asks_for_the_origin(tmp_path):
+    """NonZero inside the graph, the output's size named by the exporter (K, from GatherND): the refusal asked for
+    K and, K given, refused NonZero's unnamed count as 'not static', so the model could never be placed (an
+    outside check). NonZero's count is now a symbol of its own, asked for first; given, inference computes K.
+    Reference: ONNX Runtime's run (the output size follows the non-zero count)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                           helper.make_node("NonZero", ["r"], ["nz"], name="NZ"),
+                           helper.make_node("Transpose", ["nz"], ["idx"], name="T"),
+                           helper.make_node("GatherND", ["x", "idx"], ["y"], name="G")], "nzc",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["K"])])
+    path = str(tmp_path / "nz.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    x = np.array([1, -1] * 8, np.float32)
+    assert sess.run(None, {"x": x})[0].shape == (8,)
+    with pytest.raises(UserInputError, match="e.g. --dim nz_count=32; nz_count is the data-dependent size of "
+                                             "output 'nz' of NonZero node 'NZ'"):
+        api.place(graphmill.load(path), devices=2, method="heft")
+    with pytest.raises(UserInputError, match="nz_count is the data-dependent size"):
+        api.place(graphmill.load(path), devices=2, method="heft", dims={"K": 8})
+    placed = graphmill.load(path)
+    api.place(placed, devices=2, method="heft", dims={"nz_count": 8})
+    assert tuple(placed.outputs[0].type.shape) == (8,)
+    assert all(n.meta.get("device") is not None for n in placed.nodes)

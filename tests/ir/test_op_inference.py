@@ -68,6 +68,7 @@ SHAPE_INPUTS: dict[str, dict[int, str]] = {
 DATA_DEPENDENT_OPS = {
     "Compress": "the kept count is the number of true conditions",
     "NonZero": "the count is the number of non-zero elements",
+    "Unique": "the count is the number of distinct values (slices)",
 }
 # Multi-node (function-expanded) cases whose output size is computed with float arithmetic
 # (Cast(int -> float) -> Sub/Div -> Range); value propagation carries integers only, as onnx's

@@ -346,24 +346,52 @@ register("OneHot", infer=_infer_one_hot, cost=movement_cost)
 # -- data-dependent sizes ------------------------------------------------------------------------
 
 
+def count_symbol(ctx: InferenceContext) -> str:
+    """The name of a size only the data decides (how many elements Compress keeps, NonZero finds): named after the
+    output, so that ``--dim NAME=SIZE`` can give an estimate where a cost needs one (unnamed, nothing could)."""
+    out = ctx.node.outputs[0] if ctx.node.outputs else None
+    return f"{out.name if out is not None and out.name else ctx.node.op_type}_count"
+
+
 def _infer_compress(ctx: InferenceContext) -> list:
-    """The kept count depends on the condition's data: that dim is unknown."""
+    """The kept count depends on the condition's data: a symbol of its own."""
     xs = ctx.input_shape(0)
     dtype = ctx.input_dtype(0)
     axis = ctx.attr("axis")
     if axis is None:
-        return [TensorType(dtype, (None,))]
+        return [TensorType(dtype, (count_symbol(ctx),))]
     if xs is None:
         return [TensorType(dtype, None)]
     a = normalize_axis(int(axis), len(xs), ctx)
-    return [TensorType(dtype, tuple(None if i == a else d for i, d in enumerate(xs)))]
+    return [TensorType(dtype, tuple(count_symbol(ctx) if i == a else d for i, d in enumerate(xs)))]
 
 
 def _infer_nonzero(ctx: InferenceContext) -> list:
-    """int64 [rank, number of non-zeros]; the count depends on the data."""
+    """int64 [rank, number of non-zeros]; the count depends on the data: a symbol of its own."""
     xs = ctx.input_shape(0)
-    return [TensorType(DataType.INT64, (None if xs is None else len(xs), None))]
+    return [TensorType(DataType.INT64, (None if xs is None else len(xs), count_symbol(ctx)))]
+
+
+def _infer_unique(ctx: InferenceContext) -> list:
+    """Y (the unique values: flattened, or the input with the axis cut to them), their first indices, the inverse
+    indices (one per input element, or per slice along the axis) and their counts; how many are unique depends
+    on the data: a symbol of its own."""
+    xs = ctx.input_shape(0)
+    dtype = ctx.input_dtype(0)
+    count = count_symbol(ctx)
+    axis = ctx.attr("axis")
+    if axis is None:
+        y, per_input = (count,), (int(np.prod(xs)) if xs is not None and all(isinstance(d, int) for d in xs)
+                                  else None,)
+    elif xs is None:
+        y, per_input = None, (None,)
+    else:
+        a = normalize_axis(int(axis), len(xs), ctx)
+        y, per_input = tuple(count if i == a else d for i, d in enumerate(xs)), (xs[a],)
+    return [TensorType(dtype, y), TensorType(DataType.INT64, (count,)), TensorType(DataType.INT64, per_input),
+            TensorType(DataType.INT64, (count,))][:len(ctx.node.outputs)]
 
 
 register("Compress", infer=_infer_compress, cost=movement_cost)
+register("Unique", infer=_infer_unique, cost=movement_cost)
 register("NonZero", infer=_infer_nonzero, cost=movement_cost)

@@ -142,7 +142,7 @@ def infer_open_shapes(graph: Graph, ctx: Any, what: str) -> None:
     optimize`` infer them first; a pass run from Python on a loaded model gets them here). A symbolic dimension
     (a dynamic batch) is refused in one line naming it: a pass has no size for it."""
     from graphmill.ir.ops import is_open
-    from graphmill.ir.summary import data_dependent_note, symbols
+    from graphmill.ir.summary import data_dependent_note, symbols, symbols_to_give
 
     # open: no type, no shape or an unknown dim (an earlier pass of the schedule may have made it inferable:
     # fold-constants turning a Resize's computed scales into a constant)
@@ -150,7 +150,7 @@ def infer_open_shapes(graph: Graph, ctx: Any, what: str) -> None:
         from graphmill.passes.cleanup.shape_inference import ShapeInference
 
         ShapeInference().run(graph, ctx)
-    free = symbols(graph)
+    free = symbols_to_give(graph, symbols(graph))
     if free:
         raise UserInputError(f"{what}: graph {graph.name!r} has symbolic dimension(s) {', '.join(free)}; op costs "
                              f"need sizes: give them with --dim {free[0]}=32 (graphmill optimize or place, which save "
