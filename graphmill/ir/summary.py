@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 from .attrs import AttrKind
 from .graph import Graph, Node, Value
@@ -48,6 +49,33 @@ def constant_values(graph: Graph) -> set[int]:
         if is_constant_node(n, constant):
             constant.update(id(v) for v in n.outputs if v is not None)
     return constant
+
+
+def reads_shape_only(node: Node) -> bool:
+    """Shape and Size: their value is their input's shape, which the host knows; they read none of its data."""
+    return node.op_type in ("Shape", "Size") and node.domain in ("", "ai.onnx")
+
+
+def computed_from_shapes(graph: Graph, constant: set[int], *, data_ops: frozenset[str] = frozenset(),
+                         counts: Callable[[Value], bool] | None = None) -> tuple[set[int], set[int]]:
+    """(values, nodes): ids of the values (top level) computed from tensor shapes alone, a Shape or Size then ops
+    on such values and constants, and of the nodes computing them after the Shape/Size: arithmetic the host does
+    on sizes, reading no tensor's data (the simulator costs none of it; a pipeline cannot send such a size between
+    stages). ``data_ops``: op types whose output is data even when computed from sizes (ConstantOfShape fills a
+    tensor); ``counts``: which outputs carry the property on (a caller wanting sizes keeps integers)."""
+    values: set[int] = set()
+    nodes: set[int] = set()
+    for n in graph.nodes:
+        outs = [v for v in n.outputs if v is not None and (counts is None or counts(v))]
+        if reads_shape_only(n):
+            values.update(id(v) for v in outs)
+            continue
+        ins = [v for v in n.inputs if v is not None]
+        if n.op_type not in data_ops and any(id(v) in values for v in ins) \
+                and all(id(v) in values or id(v) in constant for v in ins) and not n.subgraphs():
+            values.update(id(v) for v in outs)
+            nodes.add(id(n))
+    return values, nodes
 
 
 def _elements(v: Value) -> int | None:

@@ -50,11 +50,12 @@ from typing import NamedTuple
 from graphmill.ir import Node, UserInputError
 from graphmill.ir.graph import stable_order
 from graphmill.ir.cost import GroupCost
+from graphmill.ir.summary import reads_shape_only
 from graphmill.ir.types import TensorType, num_elements
 
 from .config import AccelConfig
 from .engine import array_words_read
-from .lowering import ArrayLayer, Uncosted, VectorLayer, lower_node, reads_shape_only
+from .lowering import ArrayLayer, Uncosted, VectorLayer, lower_node
 
 __all__ = ["GroupCost", "KernelBuilder", "kernel_cost", "tensor_words"]
 

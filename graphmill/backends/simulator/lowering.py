@@ -47,7 +47,7 @@ from graphmill.ir.ops.nn import einsum_labels
 from graphmill.ir.ops.registry import InferenceContext
 from graphmill.ir.ops.window import read_window
 from graphmill.ir.rewrite import constant_through_views
-from graphmill.ir.summary import constant_values, is_constant_node, node_cost
+from graphmill.ir.summary import computed_from_shapes, constant_values, is_constant_node, node_cost, reads_shape_only
 from graphmill.ir.types import TensorType, num_elements
 
 FUSED_KEY = "fused_into"
@@ -475,32 +475,11 @@ def _lower_node(node: Node, uncosted: list[dict] | None) -> list:
     return [VectorLayer(name, op, elems, flops, _words(node.inputs), _words(node.outputs))]
 
 
-def reads_shape_only(node: Node) -> bool:
-    """Shape and Size: their value is their input's shape, which the host knows; they read none of its data."""
-    return node.op_type in ("Shape", "Size") and node.domain in _STANDARD
-
-
-def _shape_arithmetic(graph: Graph, constant: set[int]) -> set[int]:
-    """ids of the nodes that compute only from Shape/Size outputs and constants (host-side shape math)."""
-    derived: set[int] = set()
-    free: set[int] = set()
-    for n in graph.nodes:
-        if reads_shape_only(n):
-            derived.update(id(v) for v in n.outputs if v is not None)
-            continue
-        ins = [v for v in n.inputs if v is not None]
-        if ins and any(id(v) in derived for v in ins) and all(id(v) in derived or id(v) in constant for v in ins) \
-                and not n.subgraphs():
-            derived.update(id(v) for v in n.outputs if v is not None)
-            free.add(id(n))
-    return free
-
-
 def lower(graph: Graph) -> Lowering:
     """(node, primitives) for every node of ``graph`` that does work at inference (constant nodes and shape
     arithmetic excluded), and the nodes the simulator could not cost."""
     constant = constant_values(graph)
-    shape_math = _shape_arithmetic(graph, constant)
+    shape_math = computed_from_shapes(graph, constant)[1]  # host-side shape math
     out = Lowering()
     for n in graph.nodes:
         if is_constant_node(n, constant) or id(n) in shape_math:

@@ -36,7 +36,7 @@ import torch
 
 from graphmill.ir import Graph, TensorType, UserInputError
 from graphmill.ir.partition import StageGraph, compute_nodes, extract_stages
-from graphmill.ir.summary import constant_values
+from graphmill.ir.summary import computed_from_shapes, constant_values
 from graphmill.passes.pipeline.memory import SCHEDULES  # the one list: the planner counts their memory
 from graphmill.util.errors import ExecutionError
 from graphmill.util.interrupts import join_or_stop, start_spawned
@@ -69,17 +69,10 @@ def stages_of(graph: Graph) -> list[list]:
 def shape_values(graph: Graph) -> set[str]:
     """Names of the integer values computed from tensor shapes alone (a Shape or Size, then arithmetic on it and
     on constants): sizes, not data. A ConstantOfShape's output is a tensor of its ``value``, not a size."""
-    constant = constant_values(graph)
-    found: set[str] = set()
-    for n in graph.nodes:
-        ins = [v for v in n.inputs if v is not None]
-        from_shapes = n.op_type in ("Shape", "Size") and n.domain in ("", "ai.onnx") or (
-            n.op_type != "ConstantOfShape" and not n.subgraphs() and any(v.name in found for v in ins)
-            and all(v.name in found or id(v) in constant for v in ins))
-        if from_shapes:
-            found.update(o.name for o in n.outputs if o is not None and isinstance(o.type, TensorType)
-                         and o.type.dtype is not None and o.type.dtype.is_integer)
-    return found
+    values, _ = computed_from_shapes(graph, constant_values(graph), data_ops=frozenset({"ConstantOfShape"}),
+                                     counts=lambda v: isinstance(v.type, TensorType) and v.type.dtype is not None
+                                     and v.type.dtype.is_integer)
+    return {v.name for n in graph.nodes for v in n.outputs if v is not None and id(v) in values}
 
 
 def check_pipelinable(graph: Graph, stage_graphs: list[StageGraph]) -> None:
