@@ -289,7 +289,7 @@ def test_malformed_json_names_the_json_path():
          r"^space\.params\.a\.when\.b: "),
         ({"type": "space", "params": []}, r"space\.params: expected an object"),
         ('{"type": "space", "params": {}}', r"^space: Space.from_json takes the parsed JSON \(json.load\(f\)\), not its "
-                                            r"text \(30 characters\)$"),  # it quoted the whole text back
+                                            r"text \(31 characters\)$"),  # it quoted the whole text back
     ]
     for data, msg in bad:
         with pytest.raises(UserInputError, match=msg):
