@@ -269,10 +269,13 @@ def _overflowing_sgd():
         """SGD whose every step overflows one weight to inf (what a huge learning rate does, its loss, computed
         before the update, still finite)."""
 
+        overflow = True
+
         def step(self, closure=None):
             out = super().step(closure)
-            with torch.no_grad():
-                self.param_groups[0]["params"][0].view(-1)[0] = float("inf")
+            if self.overflow:
+                with torch.no_grad():
+                    self.param_groups[0]["params"][0].view(-1)[0] = float("inf")
             return out
     return OverflowingSGD
 
@@ -414,6 +417,38 @@ def test_a_diverged_shared_step_is_undone_and_recorded():
     assert row["shared_diverged"] and row["shared_loss"] is None and _same(w0, w1)
     w0, w1, row, _ = _one_step(spec.smallest(), update="sandwich", step=0, learn=False)
     assert not row["shared_diverged"] and row["shared_loss"] > 0 and not _same(w0, w1)
+
+
+def test_undoing_a_diverged_step_restores_the_momentum_too():
+    """Reference: the optimizer's state before the step. A scored step whose temporary update and shared step
+    both overflow is undone twice from one copy; the first restore handed SGD the saved momentum tensors, which
+    the shared step then updated in place, so the second restore brought back a changed momentum (the weights
+    came back right; an outside check)."""
+    import torch
+
+    from graphmill.search.oneshot import digits_split, init_weights
+    from graphmill.search.oneshot.torchnet import SupernetModule
+
+    spec = autohas.supernet_spec("tiny")
+    data = {r: digits_split(r, spec.in_channels) for r in spec.resolutions}
+    torch.manual_seed(0)
+    module = SupernetModule(spec, init_weights(spec, 0))
+    module.train()
+    optimizer = _overflowing_sgd()(module.parameters(), lr=0.1, momentum=0.9)
+    optimizer.overflow = False
+    ctl = _FixedController({"arch": spec.smallest(), "hp": {"lr": 0.1, "weight_decay": 0.0, "augment": 0}})
+    step = dict(batch=16, val_batch=32, temp_steps=1, update="sandwich", step=1)
+    autohas.search_step(module, optimizer, ctl, spec, data, torch.Generator().manual_seed(0), learn=False, **step)
+    momentum = {id(p): s["momentum_buffer"].clone() for p, s in optimizer.state.items()}
+    assert any(bool(m.abs().sum() > 0) for m in momentum.values())  # a momentum to lose
+    weights = module.weights()
+    optimizer.overflow = True
+    row = autohas.search_step(module, optimizer, ctl, spec, data, torch.Generator().manual_seed(1), learn=True,
+                              **step)
+    assert row["diverged"] and row["shared_diverged"] and _same(weights, module.weights())
+    assert {id(p) for p in optimizer.state} == set(momentum)
+    for p, s in optimizer.state.items():
+        assert torch.equal(s["momentum_buffer"], momentum[id(p)])
 
 
 @pytest.mark.slow

@@ -195,12 +195,15 @@ UPDATES = ("sandwich", "sampled")
 
 
 def _copy_state(module, optimizer) -> tuple[list, dict]:
+    saved = [p.detach().clone() for p in module.parameters()]
+    return saved, _cloned(optimizer.state)
+
+
+def _cloned(state) -> dict:
+    """An optimizer state's per-parameter entries with their tensors copied."""
     import torch
 
-    saved = [p.detach().clone() for p in module.parameters()]
-    moments = {k: {n: (t.clone() if torch.is_tensor(t) else t) for n, t in v.items()}
-               for k, v in optimizer.state.items()}
-    return saved, moments
+    return {k: {n: (t.clone() if torch.is_tensor(t) else t) for n, t in v.items()} for k, v in state.items()}
 
 
 def _restore_state(module, optimizer, saved: list, moments: dict) -> None:
@@ -210,7 +213,9 @@ def _restore_state(module, optimizer, saved: list, moments: dict) -> None:
         for p, s in zip(module.parameters(), saved):
             p.copy_(s)
     optimizer.state.clear()
-    optimizer.state.update(moments)
+    # copies: SGD updates its momentum in place, so handing it the saved tensors let the next step change the
+    # copy that a second restore (of a diverged shared step) reads back (an outside check)
+    optimizer.state.update(_cloned(moments))
 
 
 def _shared_step(module, optimizer, spec, hp: Mapping[str, Any], data: Mapping[int, Any], generator, batch: int,
