@@ -91,9 +91,15 @@ def _time_graphmill(lay, cfg, bug, repeat):
     return g, best
 
 
+# beside the script, not the working folder: the documented command has no --accel (it failed outside the repository)
+DEFAULT_ACCEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "accelerators",
+                             "scalesim-default.toml")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--accel", default="examples/accelerators/scalesim-default.toml")
+    ap.add_argument("--accel", default=DEFAULT_ACCEL,
+                    help="accelerator TOML (default: the repository's examples/accelerators/scalesim-default.toml)")
     ap.add_argument("--layers", default=":", help="python slice of the layer list, e.g. 0:5")
     ap.add_argument("--scalesim-as-is", action="store_true", help="run SCALE-Sim unpatched (prefetch stall counted twice)")
     ap.add_argument("--budget", type=float, default=None,
