@@ -59,3 +59,34 @@ def test_the_simulator_benchmark_runs_and_prints_simulate_layers_cycles():
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"{expected:,} cycles" in out.stdout.splitlines()[-1], out.stdout
+
+
+def test_the_simulator_benchmark_runs_from_another_folder_without_accel(tmp_path):
+    """The README's command gives no --accel: the default was relative to the working folder (an outside check)."""
+    out = subprocess.run([sys.executable, os.path.join(BENCH, "bench_simulator.py"), "--no-scalesim", "--layers",
+                          "0:1", "--repeat", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_nahas_table_counts_no_win_for_a_pick_outside_the_constraints(capsys):
+    """Reference: the script's definition (each method's result is its feasible design of highest reward). A
+    joint pick over the latency limit was counted as more accurate than both baselines (an outside check)."""
+    sys.path.insert(0, BENCH)
+    try:
+        import bench_nahas
+    finally:
+        sys.path.remove(BENCH)
+
+    def pick(acc, feasible):
+        return {"accuracy": acc, "latency_ms": 1.0, "area_mm2": 1.0, "energy_uj": 1.0, "feasible": feasible,
+                "trainings": 3, "simulations": 3}
+
+    def wins(joint, nn, accel) -> str:
+        bench_nahas.table({"joint": [joint], "nn-then-accel": [nn], "accel-then-nn": [accel]},
+                          {"area_mm2": 4.0, "latency_ms": 1.0}, budget=3, steps=10)
+        return capsys.readouterr().out.split("joint more accurate than nn-then-accel and accel-then-nn in ")[1][:3]
+
+    assert wins(pick(0.9, False), pick(0.5, True), pick(0.5, True)) == "0/1"  # the joint pick breaks a constraint
+    assert wins(pick(0.9, True), pick(0.95, False), pick(0.5, True)) == "1/1"  # a baseline's does
+    assert wins(pick(0.9, True), pick(0.5, True), pick(0.5, True)) == "1/1"
+    assert wins(pick(0.9, True), pick(0.95, True), pick(0.5, True)) == "0/1"
