@@ -72,6 +72,11 @@ class TracingWarning(UserWarning):
     of data-dependent Python control flow); the graph may be right only for the example inputs."""
 
 
+class SearchWarning(UserWarning):
+    """A search finished but its result is suspect (e.g. AutoHAS's shared weights diverged on most steps): the
+    result is reported, and the CLI says why it should not be trusted in a line of its own."""
+
+
 def at_least(value: float) -> str:
     """``value`` in 6 significant digits, or exactly (repr) where that rounding fell under it: a message naming the
     least a thing needs must not quote a figure that would pass (0.0984157 ms was quoted for 0.09841571..., and

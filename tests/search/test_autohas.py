@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -24,6 +25,22 @@ TINY = {"space": "tiny", "log_every": "5", "final_steps": "10", "batch": "16", "
 def _run(out, budget=20, progress=None, **options):
     return autohas.run(str(out), budget=budget, seed=0, workers=1, executor=None, ray_address=None, accel=None,
                        options={**TINY, **options}, progress=progress)
+
+
+def test_shared_weights_diverging_on_most_steps_is_warned_and_counted(tmp_path):
+    """Reference: the history's own rows. A learning-rate candidate of 1e3 made most shared steps diverge; the run
+    reported its pick (at chance) without a word (an outside check). A sane run is not warned."""
+    from graphmill.errors import SearchWarning
+
+    with pytest.warns(SearchWarning, match=r"autohas: (\d+) of 20 steps of the shared weights diverged"):
+        _run(tmp_path / "bad", lr="0.1,1e5")
+    rep = json.load(open(tmp_path / "bad" / "report.json"))
+    rows = [json.loads(line) for line in open(tmp_path / "bad" / "history.jsonl")]
+    assert rep["shared_diverged"] == sum(bool(r.get("shared_diverged")) for r in rows) > 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SearchWarning)
+        _run(tmp_path / "good")
+    assert json.load(open(tmp_path / "good" / "report.json"))["shared_diverged"] <= 10
 
 
 @pytest.mark.slow

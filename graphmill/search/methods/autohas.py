@@ -63,6 +63,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -72,7 +73,7 @@ from graphmill.search.methods import parse_options
 from graphmill.search.methods._autohas_train import (UPDATES, ChildTrainer, Controller, JointController, search_step,
                                                       train_alone)
 from graphmill.search.space import Choice, Space
-from graphmill.util.errors import UserInputError
+from graphmill.util.errors import SearchWarning, UserInputError
 from graphmill.util.files import check_out_folder
 from graphmill.util.interrupts import DeferredInterrupt
 from graphmill.util.suggest import did_you_mean
@@ -563,6 +564,7 @@ class _Run:
                   "controller": {path: dict(zip([str(v) for v in p.values], map(float, pr)))
                                  for (path, p), pr in zip(self.controller.decisions, self.controller.probs())},
                   "mean_reward_last_log": _mean_or_none(_scored(self.history[-self.opts["log_every"]:]))}
+        report["shared_diverged"] = _warn_if_shared_weights_diverged(self.history)
         write_json(self.files["report"], report)
         self.phase = "done"
         self._save(final=self.trainer.state_dict())
@@ -583,6 +585,19 @@ class _Run:
         return {"method": METHOD, "task": report["task"], "out": self.out, "files": files, "interrupted": False,
                 "checkpoint": self.files["checkpoint"], "best": report["best"], "trials": report["trials"],
                 "budget": report["budget"], "compute": report["compute"]}
+
+
+def _warn_if_shared_weights_diverged(history: list[dict]) -> int:
+    """How many of the shared weights' own steps diverged (each undone); more than half: a ``SearchWarning``, since
+    the weights every child slices then hardly trained and the pick means little. A candidate learning rate of
+    1e3 made 51 of 60 steps diverge and the run reported its pick at chance without a word (an outside check)."""
+    shared = [row for row in history if "shared_diverged" in row]
+    diverged = sum(bool(row["shared_diverged"]) for row in shared)
+    if shared and diverged > len(shared) / 2:
+        warnings.warn(f"autohas: {diverged} of {len(shared)} steps of the shared weights diverged and were undone, "
+                      "so they hardly trained and the pick is not to be trusted; a learning-rate candidate too "
+                      "large? (--option lr=...)", SearchWarning, stacklevel=2)
+    return diverged
 
 
 def _scored(history: list[dict]) -> list[float]:
