@@ -135,10 +135,11 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--netlists", default="ariane133,tiny", help="comma list; 'tiny' = the three tiny netlists")
-    ap.add_argument("--methods", default="fd,sa,rl")
-    ap.add_argument("--starts", default="flow,vacuous")
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--budget-s", type=float, default=900.0)
+    ap.add_argument("--methods", default="fd,sa,rl", help="comma list of placers (graphmill chip place --method)")
+    ap.add_argument("--starts", default="flow,vacuous", help="initial placements: the flow's (the given .plc) and/or "
+                    "vacuous (every movable node at the canvas centre)")
+    ap.add_argument("--seeds", default="0,1,2", help="comma list of seeds per (netlist, start, method)")
+    ap.add_argument("--budget-s", type=float, default=900.0, help="seconds per run on Ariane133")
     ap.add_argument("--tiny-budget-s", type=float, default=10.0, help="budget on the tiny netlists")
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     ap.add_argument("--results", default="", help="JSON list of finished runs (appended; resumed)")
@@ -207,7 +208,12 @@ def main() -> None:
                     os.replace(args.results + ".tmp", args.results)
     print(f"\nanchor: the flow's legalized Ariane133 placement, proxy {ANCHOR} (1 / 0.5 / 0.5)")
     print(table(done))
-    for net in names:
+    for net in names:  # graphmill's RL placer against its peer on the same netlist and start: simulated annealing
+        for start in args.starts.split(","):
+            rl_p = [r["proxy"] for r in done if r["netlist"] == net and r["method"] == "rl" and r["start"] == start]
+            sa_p = [r["proxy"] for r in done if r["netlist"] == net and r["method"] == "sa" and r["start"] == start]
+            if rl_p and sa_p:
+                print(f"{net} from {start}: rl / sa proxy = {np.mean(rl_p) / np.mean(sa_p):.3f} (lower is better)")
         for method in args.methods.split(","):
             f = [r["proxy"] for r in done if r["netlist"] == net and r["method"] == method and r["start"] == "flow"]
             v = [r["proxy"] for r in done if r["netlist"] == net and r["method"] == method and r["start"] == "vacuous"]
