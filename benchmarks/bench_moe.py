@@ -203,25 +203,26 @@ def expert_parallel(args, runs: dict) -> list[dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="bench-moe")
-    ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--log-every", type=int, default=250)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--seq", type=int, default=32)
-    ap.add_argument("--vocab", type=int, default=64)
-    ap.add_argument("--topics", type=int, default=32)
-    ap.add_argument("--successors", type=int, default=3)
-    ap.add_argument("--hidden", type=int, default=64)
-    ap.add_argument("--experts", type=int, default=16)
-    ap.add_argument("--k", type=int, default=2)
-    ap.add_argument("--expert-hidden", type=int, default=64)
-    ap.add_argument("--capacity-factor", type=float, default=1.25)
+    ap.add_argument("--out", default="bench-moe", help="folder: runs/<name>.json and summary.json")
+    ap.add_argument("--steps", type=int, default=1500, help="training steps per model")
+    ap.add_argument("--log-every", type=int, default=250, help="steps between progress lines")
+    ap.add_argument("--batch", type=int, default=32, help="sequences per step")
+    ap.add_argument("--seq", type=int, default=32, help="tokens per sequence")
+    ap.add_argument("--vocab", type=int, default=64, help="the corpus's vocabulary")
+    ap.add_argument("--topics", type=int, default=32, help="Markov languages in the corpus")
+    ap.add_argument("--successors", type=int, default=3, help="likely next tokens per token and topic")
+    ap.add_argument("--hidden", type=int, default=64, help="LSTM units")
+    ap.add_argument("--experts", type=int, default=16, help="experts in the MoE layer")
+    ap.add_argument("--k", type=int, default=2, help="experts per token (top-k)")
+    ap.add_argument("--expert-hidden", type=int, default=64, help="hidden units per expert (dense FFN: k times)")
+    ap.add_argument("--capacity-factor", type=float, default=1.25, help="expert capacity in units of T*k/E")
     ap.add_argument("--aux", type=float, default=0.1, help="weight of importance + load losses (Shazeer: 0.1)")
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--sweep", type=float, nargs="+", default=[0.5, 0.75, 1.0, 1.25, 1.5, 2.0])
-    ap.add_argument("--accel", default="tpu-v1-like.toml")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
+    ap.add_argument("--sweep", type=float, nargs="+", default=[0.5, 0.75, 1.0, 1.25, 1.5, 2.0],
+                    help="capacity factors for the dropped-assignment table")
+    ap.add_argument("--accel", default="tpu-v1-like.toml", help="accelerator of the expert-parallel step")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the corpus and the models")
     args = ap.parse_args()
     api.zoo_moe_options(experts=args.experts, k=args.k, capacity_factor=args.capacity_factor)  # one-line errors
     if args.k > args.experts:
@@ -260,10 +261,13 @@ def main() -> int:
     write_json(os.path.join(args.out, "summary.json"), summary)
     print(f"\nMACs per token (graphmill cost model): MoE {macs['moe']:,} (gate {macs['moe_gate']:,}), "
           f"dense {macs['dense']:,}")
-    print(f"{'model':<10} {'params':>9} {'test loss':>10} {'load CV':>8}")
+    print(f"{'model':<10} {'params':>9} {'test loss':>10} {'vs dense':>8} {'load CV':>8}")
+    dense = runs["dense"]["final"]["test_loss"] if "dense" in runs else None  # the peer at equal MACs per token
     for n, r in runs.items():
         lcv = r["final"].get("load_cv")
-        print(f"{n:<10} {r['params']:>9,} {r['final']['test_loss']:>10.4f} {'' if lcv is None else f'{lcv:.3f}':>8}")
+        ratio = "" if dense is None else f"{r['final']['test_loss'] / dense:.3f}"
+        print(f"{n:<10} {r['params']:>9,} {r['final']['test_loss']:>10.4f} {ratio:>8} "
+              f"{'' if lcv is None else f'{lcv:.3f}':>8}")
     print("\ndropped assignments vs capacity factor (evaluation batch, fraction of T*k):")
     print(f"{'cf':>5} " + " ".join(f"{n:>10}" for n in runs if runs[n]["moe"]))
     for i, cf in enumerate(args.sweep):
