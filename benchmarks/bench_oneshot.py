@@ -168,12 +168,15 @@ def table(targets: list, rows: dict, n_seeds: int, steps: int) -> None:
         return f"{100 * np.mean(v):.2f} +- {100 * np.std(v):.2f}"
     print(f"task: digits; {n_seeds} seeds; {steps} steps each (supernet: 4 children per step)")
     print(f"{'target MACs':>12} {'child MACs':>11} {'supernet child %':>17} {'trained alone %':>16} "
-          f"{'compound MACs':>14} {'compound scaling %':>19}  within 1%  beats compound")
+          f"{'compound MACs':>14} {'compound scaling %':>19} {'child/alone':>11} {'child/compound':>14}  within 1%  "
+          "beats compound")
     for i, t in enumerate(targets):
         r = rows[i]
         gap = 100 * (np.mean(r["alone"]) - np.mean(r["supernet"]))
         print(f"{t:>12,.0f} {np.mean(r['macs']):>11,.0f} {ms(r['supernet']):>17} {ms(r['alone']):>16} "
-              f"{np.mean(r['compound_macs']):>14,.0f} {ms(r['compound']):>19}  {str(gap <= 1.0):>9}  "
+              f"{np.mean(r['compound_macs']):>14,.0f} {ms(r['compound']):>19} "
+              f"{np.mean(r['supernet']) / np.mean(r['alone']):>11.4f} "
+              f"{np.mean(r['supernet']) / np.mean(r['compound']):>14.4f}  {str(gap <= 1.0):>9}  "
               f"{str(np.mean(r['supernet']) > np.mean(r['compound'])):>14}")
 
 
