@@ -172,6 +172,12 @@ def table(picks: dict, constraints: dict, budget: int, steps: int, accel_sims: i
                    for i in range(len(picks[joint])))
         print(f"{joint} more accurate than {' and '.join(others)} in {wins}/{len(picks[joint])} seeds "
               "(a pick outside the constraints counts as none)")
+        for m in others:  # the ratio of mean accuracies, over the seeds where both picks meet the constraints
+            both = [i for i in range(len(picks[joint])) if picks[joint][i]["feasible"] and picks[m][i]["feasible"]]
+            if both:
+                ratio = np.mean([picks[joint][i]["accuracy"] for i in both]) / np.mean([picks[m][i]["accuracy"]
+                                                                                       for i in both])
+                print(f"{joint} / {m} accuracy: {ratio:.4f} over {len(both)} seed(s)")
 
 
 if __name__ == "__main__":
