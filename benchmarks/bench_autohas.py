@@ -95,7 +95,7 @@ def run_autohas(seed: int, budget: int, steps: int, batch: int, options: dict) -
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--budget", type=int, default=autohas.DEFAULT_BUDGET, help="AutoHAS controller steps")
     ap.add_argument("--baseline-budget", type=int, default=30, help="random/TPE candidates")

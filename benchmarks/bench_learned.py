@@ -133,7 +133,7 @@ def samples_to(curve: list[float], target: float) -> int | None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--devices", type=int, default=4)
     ap.add_argument("--graphs", nargs="+", default=list(held_out()))
     ap.add_argument("--samples", type=int, default=0,

@@ -45,7 +45,7 @@ def models(quick: bool):
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-run", action="store_true", help="skip the real 2-process run")
     args = ap.parse_args()

@@ -132,7 +132,7 @@ def table(results: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--devices", type=int, nargs="+", default=[2, 4, 8])
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--methods", nargs="*", default=list(LEARNED),
