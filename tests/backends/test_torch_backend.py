@@ -203,6 +203,17 @@ def test_ceil_mode_pooling_drops_a_window_that_starts_in_the_end_pad(op, extra, 
     _matches_onnxruntime(_one_op_model(node, list(x.shape)), x)
 
 
+@pytest.mark.parametrize("attrs", [dict(kernel_shape=[3], dilations=[2], pads=[2, 2]),
+                                   dict(kernel_shape=[4], dilations=[2], pads=[3, 3], strides=[2]),
+                                   dict(kernel_shape=[3], dilations=[3], pads=[2, 2], ceil_mode=1, strides=[2])])
+def test_dilated_max_pool_with_padding_past_half_the_kernel(attrs):
+    """torch's max_pool refuses a padding over half the undilated kernel; the fast path let a dilated one through
+    and failed at run time (a review). Reference: ONNX Runtime."""
+    node = onnx.helper.make_node("MaxPool", ["x"], ["y"], **attrs)
+    x = np.random.default_rng(3).standard_normal((1, 3, 7)).astype(np.float32)
+    _matches_onnxruntime(_one_op_model(node, list(x.shape)), x)
+
+
 def test_ceil_mode_average_pool_1d_end_pad():
     node = onnx.helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2], strides=[2], pads=[0, 1],
                                  ceil_mode=1)

@@ -32,7 +32,7 @@ def _maxpool(rt, a, x):
     ceil = bool(a.get("ceil_mode", 0))
     begin, end = pads[:nsp], pads[nsp:]
     fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[nsp]
-    if begin == end and all(p <= ((kk - 1) * dd + 1) // 2 for p, kk, dd in zip(begin, k, d)):
+    if begin == end and all(p <= kk // 2 for p, kk in zip(begin, k)):  # torch's limit: half the undilated kernel
         return fn(X, k, s, begin, d, ceil_mode=ceil)
     Xp = F.pad(X, torch_pad(pads), value=float("-inf")) if X.is_floating_point() else F.pad(X, torch_pad(pads))
     y = fn(Xp, k, s, 0, d, ceil_mode=ceil)
