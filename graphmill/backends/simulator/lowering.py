@@ -275,6 +275,31 @@ def _lower_conv(node: Node, name: str) -> list:
     return [lay.validate(node.describe())]
 
 
+def _lower_conv_transpose(node: Node, name: str) -> list:
+    """ConvTranspose as the GEMM it is (each input pixel times the weight: M = batch x input pixels, N = output
+    channels per group x kernel taps, K = input channels per group; groups as ``repeat``), then, where windows
+    overlap (a stride under the kernel's extent), the col2im sum of the M x N partial products on the vector unit.
+    It ran on the vector unit whole, 2 x MACs / lanes: 258 times an equal-MAC Conv (an outside check)."""
+    xs = _static(_tshape(node.inputs[0]), "input", node)
+    ws = _static(_tshape(node.inputs[1]), "weight", node)
+    ys = _static(_tshape(node.outputs[0]), "output", node)
+    if len(xs) < 3 or len(ws) != len(xs) or len(ys) != len(xs):
+        raise UserInputError(f"{node.describe()}: input, weight and output ranks ({len(xs)}, {len(ws)}, {len(ys)}) "
+                             "are no transposed convolution's")
+    group = int(node.attr("group", 1))
+    if group < 1 or xs[1] % group or ws[0] != xs[1]:
+        raise UserInputError(f"{node.describe()}: group {group} does not fit {xs[1]} input channels with a weight "
+                             f"of {ws[0]} input channels")
+    m, n, k = xs[0] * math.prod(xs[2:]), ws[1] * math.prod(ws[2:]), xs[1] // group
+    prims: list = [gemm_layer(name, node.op_type, m, n, k, repeat=group).validate(node.describe())]
+    strides = node.attr("strides", None) or [1] * (len(xs) - 2)
+    dilations = node.attr("dilations", None) or [1] * (len(xs) - 2)
+    if any(s < (kk - 1) * d + 1 for s, kk, d in zip(strides, ws[2:], dilations)):  # overlapping windows: a sum
+        partial = m * n * group
+        prims.append(VectorLayer(f"{name}:col2im", node.op_type, num_elements(ys), partial, 0, 0))
+    return prims
+
+
 def _lower_matmul(node: Node, name: str) -> list:
     op = node.op_type
     if op == "Gemm" or op == "FusedGemm":
@@ -446,6 +471,8 @@ def _lower_node(node: Node, uncosted: list[dict] | None) -> list:
     std = dom in _STANDARD
     if (std and op in ("Conv", "ConvInteger", "QLinearConv")) or (dom == _MS and op == "FusedConv"):
         return _lower_conv(node, name)
+    if std and op == "ConvTranspose":
+        return _lower_conv_transpose(node, name)
     if (std and op in ("Gemm", "MatMul", "MatMulInteger", "QLinearMatMul")) or \
             (dom == _MS and op in ("FusedGemm", "FusedMatMul")):
         return _lower_matmul(node, name)

@@ -347,3 +347,32 @@ def test_einsum_simulates_as_the_matmul_it_is(make_accel, equation, a, b, matmul
     assert not ein.uncosted and len(ein.layers) == len(mm.layers) == 1
     assert (ein.layers[0].shape, ein.total_cycles, ein.macs) == (mm.layers[0].shape, mm.total_cycles, mm.macs)
     assert graphmill.inspect(one("Einsum", [a, b], equation=equation))["macs"] == ein.macs > 0
+
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_conv_transpose_is_the_gemm_it_is_on_the_array(group):
+    """Reference: the operator's definition (each input pixel times the weight: M = batch x input pixels, N = output
+    channels per group x kernel taps, K = input channels per group, per group), costed as the simulator's own
+    MatMul of that shape. With stride = kernel no windows overlap: nothing else. ConvTranspose ran on the vector
+    unit, 2 x MACs / lanes, hundreds of times an equal-MAC Conv (an outside check)."""
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("ct", opset=17)
+    x = b.input("x", "float32", [2, 8, 6, 5])
+    b.output(b.ConvTranspose(x, b.const(rng.standard_normal((8, 12 // group, 2, 2)).astype(np.float32)),
+                             strides=[2, 2], group=group), "y")
+    rep = graphmill.simulate(b.build(), ACCEL)
+    assert [x.op for x in rep.layers] == ["ConvTranspose"]
+    assert rep.layers[0].total_cycles == group * _mm_cycles(2 * 6 * 5, 12 // group * 4, 8 // group)
+
+
+def test_overlapping_conv_transpose_adds_its_col2im_sum_on_the_vector_unit():
+    """Reference: a 3x3 kernel at stride 2 sums overlapping partial products: the GEMM (M = 2 x 30 input pixels,
+    N = 4 x 9 taps, K = 8) plus ceil(M x N / lanes) vector cycles for the sum."""
+    rng = np.random.default_rng(1)
+    b = GraphBuilder("ct", opset=17)
+    x = b.input("x", "float32", [2, 8, 6, 5])
+    b.output(b.ConvTranspose(x, b.const(rng.standard_normal((8, 4, 3, 3)).astype(np.float32)), strides=[2, 2]), "y")
+    rep = graphmill.simulate(b.build(), ACCEL)
+    gemm, col2im = rep.layers
+    assert gemm.total_cycles == _mm_cycles(60, 36, 8)
+    assert col2im.name.endswith(":col2im") and col2im.total_cycles == -(-60 * 36 // 16)  # 135
