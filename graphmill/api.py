@@ -213,8 +213,10 @@ def simulate(graph: Graph, accel, *, scalesim_compat: bool = False, dims: dict[s
     """
     _require_graph(graph, "simulate")
     from graphmill.backends.simulator import simulate_graph
+    from graphmill.frontend.onnx_shape_inference import infer_shapes
     from graphmill.ir.summary import check_nonempty_inputs
 
+    infer_shapes(graph)  # first, as inspect and place do: a data-dependent count is a symbol --dim may name
     _check_sizes(graph, dims, "simulate")  # 0: the simulator's layers refused it as "repeat must be ... positive"
     check_nonempty_inputs(graph, "simulate")
     return simulate_graph(graph, accel, scalesim_compat=scalesim_compat, dims=dims)

@@ -7,7 +7,9 @@ type is never contradicted silently (conflicts are reported). A symbol no graph
 input carries is an exporter's name for a size the graph computes (torch names
 an output dim ``ReduceMeany_dim_0``): when inference computes it as a number,
 the number replaces it, as onnx's own inference does, so that it can neither
-block static-shape work nor be bound by ``--dim`` to a size the graph cannot have.
+block static-shape work nor be bound by ``--dim`` to a size the graph cannot have;
+computed as another symbol (an input's, or a data-dependent count such as
+NonZero's), that symbol replaces it, for the same reason.
 Ops the registry does not know keep whatever types they had.
 """
 
@@ -71,6 +73,10 @@ def merge_types(old: Type | None, new: Type | None, where: str, report: Inferenc
                 dims.append(b)  # a derived size the exporter named: the graph computes it
             elif isinstance(a, str) and isinstance(b, str) and free is not None and a not in free and b in free:
                 dims.append(b)  # the same, computed as a free size (torch's Addy_dim_0 is the input's N)
+            elif isinstance(a, str) and isinstance(b, str) and free is not None and a not in free:
+                # the same, computed as a size the data decides (NonZero's count): one name for one size, or
+                # --dim could give the exporter's u3 and the count two values (contradictory shapes; a review)
+                dims.append(b)
             else:
                 dims.append(a)  # a symbol stays a symbol; a known int stays
         shape = tuple(dims)

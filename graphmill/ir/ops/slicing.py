@@ -346,10 +346,18 @@ register("OneHot", infer=_infer_one_hot, cost=movement_cost)
 # -- data-dependent sizes ------------------------------------------------------------------------
 
 
-def count_symbol(ctx: InferenceContext) -> str:
-    """The name of a size only the data decides (how many elements Compress keeps, NonZero finds): named after the
-    output, so that ``--dim NAME=SIZE`` can give an estimate where a cost needs one (unnamed, nothing could)."""
-    out = ctx.node.outputs[0] if ctx.node.outputs else None
+def count_symbol(ctx: InferenceContext, *where: tuple[int, int]) -> str:
+    """The name of a size only the data decides (how many elements Compress keeps, NonZero or Unique finds), so
+    that ``--dim NAME=SIZE`` can give an estimate where a cost needs one (unnamed, nothing could): the name the
+    file declares for it (``where``: (output, dim) positions holding the count), else one made from the output's
+    name (``nz_count``)."""
+    outs = ctx.node.outputs
+    for i, d in where:
+        t = outs[i].type if i < len(outs) and outs[i] is not None else None
+        shape = getattr(t, "shape", None)
+        if shape is not None and 0 <= d < len(shape) and isinstance(shape[d], str):
+            return shape[d]
+    out = outs[0] if outs else None
     return f"{out.name if out is not None and out.name else ctx.node.op_type}_count"
 
 
@@ -359,17 +367,17 @@ def _infer_compress(ctx: InferenceContext) -> list:
     dtype = ctx.input_dtype(0)
     axis = ctx.attr("axis")
     if axis is None:
-        return [TensorType(dtype, (count_symbol(ctx),))]
+        return [TensorType(dtype, (count_symbol(ctx, (0, 0)),))]
     if xs is None:
         return [TensorType(dtype, None)]
     a = normalize_axis(int(axis), len(xs), ctx)
-    return [TensorType(dtype, tuple(count_symbol(ctx) if i == a else d for i, d in enumerate(xs)))]
+    return [TensorType(dtype, tuple(count_symbol(ctx, (0, a)) if i == a else d for i, d in enumerate(xs)))]
 
 
 def _infer_nonzero(ctx: InferenceContext) -> list:
     """int64 [rank, number of non-zeros]; the count depends on the data: a symbol of its own."""
     xs = ctx.input_shape(0)
-    return [TensorType(DataType.INT64, (None if xs is None else len(xs), count_symbol(ctx)))]
+    return [TensorType(DataType.INT64, (None if xs is None else len(xs), count_symbol(ctx, (0, 1))))]
 
 
 def _infer_unique(ctx: InferenceContext) -> list:
@@ -378,15 +386,15 @@ def _infer_unique(ctx: InferenceContext) -> list:
     on the data: a symbol of its own."""
     xs = ctx.input_shape(0)
     dtype = ctx.input_dtype(0)
-    count = count_symbol(ctx)
     axis = ctx.attr("axis")
+    a = None if axis is None or xs is None else normalize_axis(int(axis), len(xs), ctx)
+    count = count_symbol(ctx, (0, 0 if axis is None else -1 if a is None else a), (1, 0), (3, 0))
     if axis is None:
         y, per_input = (count,), (int(np.prod(xs)) if xs is not None and all(isinstance(d, int) for d in xs)
                                   else None,)
-    elif xs is None:
+    elif a is None:
         y, per_input = None, (None,)
     else:
-        a = normalize_axis(int(axis), len(xs), ctx)
         y, per_input = tuple(count if i == a else d for i, d in enumerate(xs)), (xs[a],)
     return [TensorType(dtype, y), TensorType(DataType.INT64, (count,)), TensorType(DataType.INT64, per_input),
             TensorType(DataType.INT64, (count,))][:len(ctx.node.outputs)]

@@ -376,3 +376,22 @@ def test_overlapping_conv_transpose_adds_its_col2im_sum_on_the_vector_unit():
     gemm, col2im = rep.layers
     assert gemm.total_cycles == _mm_cycles(60, 36, 8)
     assert col2im.name.endswith(":col2im") and col2im.total_cycles == -(-60 * 36 // 16)  # 135
+
+
+def test_a_data_dependent_count_is_simulated_at_1_or_at_its_dim():
+    """NonZero's count, from a file without value_info: simulate refused the model ('not static') and refused
+    --dim naming the count ('no symbolic dimension'), where inspect and place take it (a review). Reference:
+    NonZero's output, [rank, count], has as many elements as the count given (1 by default, noted)."""
+    g = helper.make_graph([helper.make_node("NonZero", ["x"], ["nz"], name="nz"),
+                           helper.make_node("Cast", ["nz"], ["f"], to=TensorProto.FLOAT, name="cast"),
+                           helper.make_node("ReduceSum", ["f"], ["y"], name="rs")], "nzg",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = graphmill.simulate(from_proto(m), ACCEL)
+        many = graphmill.simulate(from_proto(m), ACCEL, dims={"nz_count": 64})
+    assert any("nz_count simulated at size 1" in c for c in one.caveats)
+    nz_one, nz_many = (next(x for x in r.layers if x.name == "nz") for r in (one, many))  # [1, count]
+    assert (nz_one.shape, nz_many.shape) == ("1 elems", "64 elems")
