@@ -345,7 +345,8 @@ class _Importer:
             node = Node(npb.op_type, ins, None, outputs=outs, domain=npb.domain, name=npb.name,
                         overload=npb.overload, doc_string=npb.doc_string)
             if len(npb.metadata_props):
-                node.metadata_props = _props(npb.metadata_props, self.path, f"node {npb.name or npb.op_type!r}")
+                node.metadata_props = _props(npb.metadata_props, self.path,
+                                             f"{describe_proto(npb)} in graph {gp.name!r}")
                 meta_json = node.metadata_props.pop(META_KEY, None)
                 if meta_json is not None:
                     node.meta = _meta_from_json(meta_json, self.path, npb.name)

@@ -686,7 +686,7 @@ class Space(Param):
         """A space from its JSON form; a malformed one raises ``UserInputError`` naming the JSON path."""
         if isinstance(data, (str, bytes)):  # the error quoted the whole text back (an outside check)
             raise UserInputError(f"{path}: Space.from_json takes the parsed JSON (json.load(f)), not its text "
-                                 f"({len(data):,} characters)")
+                                 f"({len(data):,} {'bytes' if isinstance(data, bytes) else 'characters'})")
         p = _param_from_json(data, path)
         if not isinstance(p, Space):
             raise UserInputError(f"{path}: expected {{\"type\": \"space\", \"params\": {{...}}}}, got type {p.kind!r}")

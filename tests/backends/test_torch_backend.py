@@ -191,6 +191,18 @@ def _matches_onnxruntime(model: onnx.ModelProto, x: np.ndarray) -> None:
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)  # nan where ORT has nan
 
 
+def test_reflect_pad_past_the_far_end_is_refused_as_onnxruntime_does():
+    """Reference: ONNX Runtime ("Pad reflect: pre-pad (5) exceeds maximum allowed (2)"); numpy's reflect, which the
+    gather followed, reflects again (a review): a model trained on that would not run under ORT."""
+    from graphmill.util.errors import ExecutionError
+
+    t = onnx.helper.make_tensor("p", onnx.TensorProto.INT64, [2], [5, 0])
+    model = _one_op_model(onnx.helper.make_node("Pad", ["x", "p"], ["y"], mode="reflect", name="pad"), [3], [t],
+                          opset=18)
+    with pytest.raises(ExecutionError, match=r"pad.*a pad of 5 on an axis of length 3 reflects past its far end"):
+        to_torch(from_proto(model))(torch.ones(3))
+
+
 @pytest.mark.parametrize("op,extra", [("MaxPool", {}), ("AveragePool", {"count_include_pad": 0}),
                                       ("AveragePool", {"count_include_pad": 1})])
 @pytest.mark.parametrize("pads", [[0, 0, 0, 1], [1, 0, 1, 1], [0, 1, 0, 1], [0, 1, 0, 0]])

@@ -204,6 +204,9 @@ def _pad_source_index(mode: str, n: int, begin: int, end: int, device) -> torch.
         return i.clamp(0, n - 1)
     if mode == "wrap":
         return i.remainder(n)
+    if max(begin, end) > n - 1:  # numpy reflects again; ONNX Runtime refuses, so a model trained here would not run
+        raise ValueError(f"Pad mode 'reflect': a pad of {max(begin, end)} on an axis of length {n} reflects past its "
+                         f"far end (at most {n - 1}; ONNX Runtime refuses it too)")
     period = 2 * (n - 1)  # reflect: ... 2 1 | 0 1 2 ... n-1 | n-2 ...
     if period == 0:
         return torch.zeros_like(i)
