@@ -258,8 +258,8 @@ def symbols(graph: Graph) -> list[str]:
 
 def symbols_to_give(graph: Graph, free: list[str]) -> list[str]:
     """``free`` in the order a refusal asks for them: the inputs' sizes first, then the others where they first
-    appear in node order, so that a data-dependent size comes before the exporter's names for sizes computed from
-    it (NonZero's count before a later op's ``Muly_dim_0``, which inference computes once the count is given)."""
+    appear in node order, so that a data-dependent size comes before any later name inference could not relate
+    to it (the names it could take the count's own: ``ir.ops.infer``)."""
     from .ops.infer import input_symbols
 
     carried = input_symbols(graph)
