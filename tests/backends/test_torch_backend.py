@@ -226,6 +226,23 @@ def test_dilated_max_pool_with_padding_past_half_the_kernel(attrs):
     _matches_onnxruntime(_one_op_model(node, list(x.shape)), x)
 
 
+@pytest.mark.parametrize("attrs", [dict(kernel_shape=[3, 3], dilations=[2, 2], pads=[2, 2, 2, 2]),
+                                   dict(kernel_shape=[2, 2], pads=[0, 0, 1, 1])])
+def test_integer_max_pool_pads_with_the_least_value(attrs):
+    """Padding an int8 map with 0 made 0 the max of every window over negatives (a review). Reference: ONNX
+    Runtime."""
+    import onnxruntime as ort
+
+    h = onnx.helper
+    x = -np.arange(1, 26, dtype=np.int8).reshape(1, 1, 5, 5)
+    m = h.make_model(h.make_graph([h.make_node("MaxPool", ["x"], ["y"], **attrs)], "g",
+                                  [h.make_tensor_value_info("x", onnx.TensorProto.INT8, list(x.shape))],
+                                  [h.make_tensor_value_info("y", onnx.TensorProto.INT8, None)]),
+                     opset_imports=[h.make_opsetid("", 19)])
+    ref = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(to_torch(from_proto(m))(torch.from_numpy(x)).numpy(), ref)
+
+
 def test_ceil_mode_average_pool_1d_end_pad():
     node = onnx.helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2], strides=[2], pads=[0, 1],
                                  ceil_mode=1)

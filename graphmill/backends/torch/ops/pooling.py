@@ -34,7 +34,9 @@ def _maxpool(rt, a, x):
     fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[nsp]
     if begin == end and all(p <= kk // 2 for p, kk in zip(begin, k)):  # torch's limit: half the undilated kernel
         return fn(X, k, s, begin, d, ceil_mode=ceil)
-    Xp = F.pad(X, torch_pad(pads), value=float("-inf")) if X.is_floating_point() else F.pad(X, torch_pad(pads))
+    # padding that can never be the max: -inf, or the integer type's least value (0 beat every negative; a review)
+    lowest = float("-inf") if X.is_floating_point() else int(torch.iinfo(X.dtype).min)
+    Xp = F.pad(X, torch_pad(pads), value=lowest)
     y = fn(Xp, k, s, 0, d, ceil_mode=ceil)
     return _drop_windows_in_end_pad(y, tuple(X.shape[2:]), k, s, d, pads) if ceil else y
 
