@@ -278,8 +278,9 @@ def _lower_conv(node: Node, name: str) -> list:
 def _lower_conv_transpose(node: Node, name: str) -> list:
     """ConvTranspose as the GEMM it is (each input pixel times the weight: M = batch x input pixels, N = output
     channels per group x kernel taps, K = input channels per group; groups as ``repeat``), then, where windows
-    overlap (a stride under the kernel's extent), the col2im sum of the M x N partial products on the vector unit.
-    It ran on the vector unit whole, 2 x MACs / lanes: 258 times an equal-MAC Conv (an outside check)."""
+    overlap, the col2im sum on the vector unit: it reads the M x N partial products the GEMM wrote and writes the
+    output (without overlap the partial products are the output's elements). It ran on the vector unit whole,
+    2 x MACs / lanes: 258 times an equal-MAC Conv (an outside check)."""
     xs = _static(_tshape(node.inputs[0]), "input", node)
     ws = _static(_tshape(node.inputs[1]), "weight", node)
     ys = _static(_tshape(node.outputs[0]), "output", node)
@@ -294,10 +295,20 @@ def _lower_conv_transpose(node: Node, name: str) -> list:
     prims: list = [gemm_layer(name, node.op_type, m, n, k, repeat=group).validate(node.describe())]
     strides = node.attr("strides", None) or [1] * (len(xs) - 2)
     dilations = node.attr("dilations", None) or [1] * (len(xs) - 2)
-    if any(s < (kk - 1) * d + 1 for s, kk, d in zip(strides, ws[2:], dilations)):  # overlapping windows: a sum
+    if any(_windows_overlap(length, kk, s, d) for length, kk, s, d in zip(xs[2:], ws[2:], strides, dilations)):
         partial = m * n * group
-        prims.append(VectorLayer(f"{name}:col2im", node.op_type, num_elements(ys), partial, 0, 0))
+        prims.append(VectorLayer(f"{name}:col2im", node.op_type, num_elements(ys), partial, partial,
+                                 num_elements(ys)))
     return prims
+
+
+def _windows_overlap(length: int, kernel: int, stride: int, dilation: int) -> bool:
+    """Whether two input positions of a transposed convolution write one output position along an axis: taps j1,
+    j2 and inputs i1, i2 with stride x (i1 - i2) = dilation x (j2 - j1), whose least solution is i apart by
+    dilation / g and j by stride / g (g their gcd); a 1-pixel input or taps that never meet (stride 2, dilation 3,
+    kernel 2) have no sum to do (a review)."""
+    g = math.gcd(stride, dilation)
+    return stride // g <= kernel - 1 and dilation // g <= length - 1
 
 
 def _lower_matmul(node: Node, name: str) -> list:

@@ -395,3 +395,25 @@ def test_a_data_dependent_count_is_simulated_at_1_or_at_its_dim():
     assert any("nz_count simulated at size 1" in c for c in one.caveats)
     nz_one, nz_many = (next(x for x in r.layers if x.name == "nz") for r in (one, many))  # [1, count]
     assert (nz_one.shape, nz_many.shape) == ("1 elems", "64 elems")
+
+
+@pytest.mark.parametrize("shape,kernel,attrs,overlap", [
+    ([1, 4, 6, 6], 2, dict(strides=[2, 2], dilations=[3, 3]), False),  # taps 0 and 3 at stride 2 never meet
+    ([1, 4, 1, 1], 4, dict(strides=[1, 1]), False),  # one input pixel (DCGAN's first layer)
+    ([1, 4, 6, 6], 3, dict(strides=[2, 2]), True)])
+def test_col2im_only_where_two_inputs_write_one_output(shape, kernel, attrs, overlap):
+    """Reference: the definition, output position = stride x i + dilation x j; the sum exists only where two (i, j)
+    pairs meet. Its traffic: it reads the GEMM's M x N partial products and writes the output (a review: the layer
+    claimed none while the GEMM wrote every partial product)."""
+    b = GraphBuilder("ct", opset=17)
+    x = b.input("x", "float32", shape)
+    b.output(b.ConvTranspose(x, b.const(np.ones((4, 2, kernel, kernel), np.float32)), **attrs), "y")
+    g = b.build()
+    rep = graphmill.simulate(g, ACCEL)
+    col2im = [x for x in rep.layers if x.name.endswith(":col2im")]
+    assert bool(col2im) == overlap, [x.name for x in rep.layers]
+    if overlap:
+        m, n = shape[2] * shape[3], 2 * kernel * kernel
+        out = 2 * (2 * (shape[2] - 1) + kernel) * (2 * (shape[3] - 1) + kernel)
+        word = 1  # ACCEL leaves word_bytes at its default, 1
+        assert (col2im[0].dram_read_bytes, col2im[0].dram_write_bytes) == (m * n * word, out * word)
