@@ -13,6 +13,8 @@ import os
 import warnings
 
 import numpy as np
+import onnx
+import onnx.numpy_helper
 import pytest
 
 from graphmill.errors import UserInputError
@@ -41,6 +43,20 @@ def test_shared_weights_diverging_on_most_steps_is_warned_and_counted(tmp_path):
         warnings.simplefilter("error", SearchWarning)
         _run(tmp_path / "good")
     assert json.load(open(tmp_path / "good" / "report.json"))["shared_diverged"] <= 10
+
+
+def test_a_pick_whose_training_diverged_is_warned(tmp_path):
+    """Reference: the pick's weights in best.onnx. A learning rate of 1e4 left the shared weights huge but finite
+    (no step counted as diverged) and the pick's training ran to NaN: best.onnx held NaN weights without a word (a
+    review)."""
+    from graphmill.errors import SearchWarning
+
+    with pytest.warns(SearchWarning, match="the pick's weights are not finite"):
+        autohas.run(str(tmp_path / "x"), budget=16, seed=2, workers=1, executor=None, ray_address=None, accel=None,
+                    options={"space": "tiny", "lr": "0.01,0.03,0.1,1e4", "screen": "2"}, progress=None)
+    assert json.load(open(tmp_path / "x" / "report.json"))["pick_finite"] is False
+    weights = onnx.load(str(tmp_path / "x" / "best.onnx")).graph.initializer
+    assert not all(np.isfinite(onnx.numpy_helper.to_array(t)).all() for t in weights if t.data_type == 1)
 
 
 @pytest.mark.slow

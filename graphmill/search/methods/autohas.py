@@ -565,6 +565,7 @@ class _Run:
                                  for (path, p), pr in zip(self.controller.decisions, self.controller.probs())},
                   "mean_reward_last_log": _mean_or_none(_scored(self.history[-self.opts["log_every"]:]))}
         report["shared_diverged"] = _warn_if_shared_weights_diverged(self.history)
+        report["pick_finite"] = _warn_if_pick_not_finite(graph)
         write_json(self.files["report"], report)
         self.phase = "done"
         self._save(final=self.trainer.state_dict())
@@ -598,6 +599,19 @@ def _warn_if_shared_weights_diverged(history: list[dict]) -> int:
                       "so they hardly trained and the pick is not to be trusted; a learning-rate candidate too "
                       "large? (--option lr=...)", SearchWarning, stacklevel=2)
     return diverged
+
+
+def _warn_if_pick_not_finite(graph) -> bool:
+    """Whether the pick's weights are all finite; if not, a ``SearchWarning``: a step that left the shared weights
+    huge but finite is no divergence to the step's check, and the pick's training then ran to NaN, writing a
+    best.onnx of NaN weights without a word (a review: lr candidates up to 1e4)."""
+    finite = all(np.isfinite(v.const.numpy()).all() for v in graph.initializers.values()
+                 if v.const is not None and np.issubdtype(v.const.numpy().dtype, np.floating))
+    if not finite:
+        warnings.warn("autohas: the pick's weights are not finite (its training diverged), so best.onnx computes "
+                      "nothing useful; a learning-rate candidate too large? (--option lr=...)", SearchWarning,
+                      stacklevel=2)
+    return finite
 
 
 def _scored(history: list[dict]) -> list[float]:
