@@ -23,7 +23,7 @@ from graphmill.frontend.onnx_shape_inference import infer_shapes
 from graphmill.util.files import atomic_write_bytes, check_out_folder, check_output_paths
 from graphmill.util.errors import naming_file
 from graphmill.util.limits import check_seed
-from graphmill.util.suggest import did_you_mean
+from graphmill.util.suggest import closest, did_you_mean
 from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES, builtin_schedule, default_schedule
 from graphmill.passes.dsl import load_schedule
 from graphmill.passes.plugins import plugin_files
@@ -122,8 +122,11 @@ def check_dims(graph: Graph, dims: dict[str, int] | None) -> None:
     unknown = sorted(set(dims or {}) - set(symbols(graph)))
     if unknown:
         have = symbols(graph)
+        why = "" if closest(unknown[0], have) else (" (a name the file gives a size the graph computes takes that "
+                                                    "size, or the name of the size it is computed from)")
         raise UserInputError(f"--dim {unknown[0]}: graph {graph.name!r} has no symbolic dimension named "
-                             f"{unknown[0]!r}; its symbols: {', '.join(have) if have else 'none (all sizes fixed)'}")
+                             f"{unknown[0]!r}; its symbols: {', '.join(have) if have else 'none (all sizes fixed)'}"
+                             + why)
 
 
 def model_summary(graph: Graph, *, infer: bool = True, dims: dict[str, int] | None = None) -> dict:
