@@ -210,10 +210,13 @@ def main() -> None:
     print(table(done))
     for net in names:  # graphmill's RL placer against its peer on the same netlist and start: simulated annealing
         for start in args.starts.split(","):
-            rl_p = [r["proxy"] for r in done if r["netlist"] == net and r["method"] == "rl" and r["start"] == start]
-            sa_p = [r["proxy"] for r in done if r["netlist"] == net and r["method"] == "sa" and r["start"] == start]
-            if rl_p and sa_p:
-                print(f"{net} from {start}: rl / sa proxy = {np.mean(rl_p) / np.mean(sa_p):.3f} (lower is better)")
+            for budget in sorted({r["budget_s"] for r in done if r["netlist"] == net and r["start"] == start}):
+                same = [r for r in done if (r["netlist"], r["start"], r["budget_s"]) == (net, start, budget)]
+                rl_p = [r["proxy"] for r in same if r["method"] == "rl"]
+                sa_p = [r["proxy"] for r in same if r["method"] == "sa"]
+                if rl_p and sa_p:
+                    print(f"{net} from {start}, {budget:g} s: rl / sa proxy = {np.mean(rl_p) / np.mean(sa_p):.3f} "
+                          "(lower is better)")
         for method in args.methods.split(","):
             f = [r["proxy"] for r in done if r["netlist"] == net and r["method"] == method and r["start"] == "flow"]
             v = [r["proxy"] for r in done if r["netlist"] == net and r["method"] == method and r["start"] == "vacuous"]

@@ -209,7 +209,9 @@ def simulate(graph: Graph, accel, *, scalesim_compat: bool = False, dims: dict[s
     nodes the simulator cannot cost are in its ``uncosted`` (totals partial, a ``SimulationWarning``).
     ``scalesim_compat=True`` uses SCALE-Sim 3.0.0's memory arithmetic instead of graphmill's corrected one.
     ``dims`` sizes symbolic dimensions (``{"N": 8}``; an unknown name is refused); the others are simulated at
-    1, which the report's ``notes`` say.
+    1, which the report's ``notes`` say. Types are inferred on ``graph`` itself first, as ``inspect`` does (it
+    gains shapes, and an exporter's names for computed sizes take the computed ones), so a data-dependent count
+    is a name ``dims`` may give.
     """
     _require_graph(graph, "simulate")
     from graphmill.backends.simulator import simulate_graph
