@@ -288,8 +288,8 @@ def test_malformed_json_names_the_json_path():
                                       "a": {"type": "choice", "values": [1], "when": {"b": 7}}}},
          r"^space\.params\.a\.when\.b: "),
         ({"type": "space", "params": []}, r"space\.params: expected an object"),
-        ('{"type": "space", "params": {}}', r"^space: Space.from_json takes the parsed JSON \(json.load\(f\)\), not its "
-                                            r"text \(31 characters\)$"),  # it quoted the whole text back
+        ('{"type": "space", "params": {}}',  # it quoted the whole text back
+         r"^space: Space.from_json takes the parsed JSON \(json.load\(f\)\), not its text \(31 characters\)$"),
     ]
     for data, msg in bad:
         with pytest.raises(UserInputError, match=msg):
