@@ -125,7 +125,9 @@ def inspect(graph: Graph, *, infer: bool = True, dims: dict[str, int] | None = N
     """Summary of a graph: nodes, ops, params, macs, inputs, outputs (see ``GraphSummary``).
 
     Types are inferred first (registry, then onnx's inference for the rest) on
-    the graph itself, which only gains type information. Symbolic dimensions
+    the graph itself, which gains type information (an exporter's name for a
+    size the graph computes takes that size, or the name of the size it is
+    computed from: ``ir.ops.infer``). Symbolic dimensions
     are bound to ``dims`` (default 1) for the cost figures; a name the graph
     does not have is refused. ``problems`` lists what inference found wrong
     (inputs that break an op's contract, declared types that contradict

@@ -134,7 +134,8 @@ def model_summary(graph: Graph, *, infer: bool = True, dims: dict[str, int] | No
     before/after figures of ``optimize``: one function, so the two never disagree on a file.
 
     Types are inferred first (registry, then onnx's inference for the rest) on the graph itself,
-    which only gains type information: an exporter's file often declares no intermediate shapes, and
+    which gains type information (and an exporter's names for computed sizes yield to them: ``ir.ops.infer``):
+    an exporter's file often declares no intermediate shapes, and
     without them MACs and the sizes of computed weights are unknown. Symbolic dimensions are bound to
     ``dims`` (default 1). ``problems`` lists what inference found wrong.
     """
