@@ -334,26 +334,30 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
 
         folder = write_reproducer(f, sched, seed, reproducer_dir, rerun)
         raise ReproducerError(f, folder, rerun(folder)) from f
-    if not verify_each:  # --verify-each checked after every pass; without it, the output must still be a graph
-        problems = find_problems(graph)
-        if problems:
-            given = find_problems(start)  # a graph built by hand may not verify to begin with: not a pass's doing
-            if given:
-                raise GraphmillError(f"the input graph does not verify: {given[0]}")
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            broken: str | None = f"the optimized graph does not verify: {problems[0]}{more}"
-        else:  # its interface as callers see it (a renamed output passed the comparison, which goes by position;
-            # sizes may change on purpose: compound-scale's resolution), and its types where the input's were right
-            # (ONNX Runtime then refused to load the output)
-            broken = (output_change([(v.name, v.type) for v in start.outputs], graph, sizes=False)
-                      or input_change([(v.name, v.type) for v in start.inputs if not v.is_initializer], graph))
-            if broken is None:
-                wrong = type_error(graph, ctx)
-                if wrong is not None and type_error(start, ctx) is None:
-                    broken = f"the optimized graph is ill-typed: {wrong}"
-        if broken:
-            raise GraphmillError(f"{broken}; a pass of the schedule broke it (rerun with --verify-each, in Python "
-                                 "verify_each=True, to name the pass and write its reproducer); nothing written")
+    # the output must be a graph that verifies, keeps its interface and is well-typed; --verify-each checked each
+    # pass that reported a change, so under it only a pass that reported none can have broken it (one retyped a
+    # value and --verify-each wrote what the plain run refused: a review)
+    problems = find_problems(graph)
+    if problems:
+        given = find_problems(start)  # a graph built by hand may not verify to begin with: not a pass's doing
+        if given:
+            raise GraphmillError(f"the input graph does not verify: {given[0]}")
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        broken: str | None = f"the optimized graph does not verify: {problems[0]}{more}"
+    else:  # its interface as callers see it (a renamed output passed the comparison, which goes by position;
+        # sizes may change on purpose: compound-scale's resolution), and its types where the input's were right
+        # (ONNX Runtime then refused to load the output)
+        broken = (output_change([(v.name, v.type) for v in start.outputs], graph, sizes=False)
+                  or input_change([(v.name, v.type) for v in start.inputs if not v.is_initializer], graph))
+        if broken is None:
+            wrong = type_error(graph, ctx)
+            if wrong is not None and type_error(start, ctx) is None:
+                broken = f"the optimized graph is ill-typed: {wrong}"
+    if broken:
+        hint = ("a pass that reported no change broke it (--verify-each checks the passes that report one)"
+                if verify_each else "a pass of the schedule broke it (rerun with --verify-each, in Python "
+                "verify_each=True, to name the pass and write its reproducer)")
+        raise GraphmillError(f"{broken}; {hint}; nothing written")
     report = OptimizeReport(
         schedule=sched.to_text(), schedule_inline=sched.to_inline(), seed=seed, before=before, after=_brief(graph, dims),
         passes=[r.__dict__ for r in result.records], stats=result.stats(),

@@ -932,6 +932,31 @@ def test_a_renamed_output_or_an_ill_typed_graph_fails_without_verify_each():
             optimize(model(), name, compare=False, verify_each=True)
 
 
+@register_pass
+class RetypeQuietly(Pass):
+    """Test pass: retypes the first node's output to float64 and reports no change (types are outside the
+    no-change check's key: analyses refine them)."""
+
+    name = "test-retype-quietly"
+
+    def run(self, graph, ctx):
+        from graphmill.ir import DataType
+
+        v = graph.nodes[0].outputs[0]
+        v.type = TensorType(DataType.DOUBLE, v.type.shape)
+        return PassResult(False)
+
+
+def test_verify_each_never_writes_what_the_plain_run_refuses():
+    """A pass retyping a value while reporting no change got past --verify-each (it type-checks the passes that
+    report a change), which then wrote a model ONNX Runtime cannot load, where the plain run refused it (a review).
+    The end-of-schedule checks now run under --verify-each too. Reference: onnx's type check."""
+    with pytest.raises(GraphmillError, match="ill-typed.*a pass of the schedule broke it.*--verify-each"):
+        optimize(relu_chain(), "test-retype-quietly", compare=False)
+    with pytest.raises(GraphmillError, match="ill-typed.*a pass that reported no change broke it"):
+        optimize(relu_chain(), "test-retype-quietly", compare=False, verify_each=True)
+
+
 def test_default_names_are_the_rules_own_when_patterns_are_shared():
     """Patterns are shared between rules (the GELU ones); naming them for one rule renamed them for the other,
     whose m.node('relu') then raised KeyError. Reference: the names each rule's own matcher binds."""
