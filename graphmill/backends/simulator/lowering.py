@@ -293,9 +293,9 @@ def _lower_conv_transpose(node: Node, name: str) -> list:
                              f"of {ws[0]} input channels")
     m, n, k = xs[0] * math.prod(xs[2:]), ws[1] * math.prod(ws[2:]), xs[1] // group
     prims: list = [gemm_layer(name, node.op_type, m, n, k, repeat=group).validate(node.describe())]
-    strides = node.attr("strides", None) or [1] * (len(xs) - 2)
-    dilations = node.attr("dilations", None) or [1] * (len(xs) - 2)
-    if any(_windows_overlap(length, kk, s, d) for length, kk, s, d in zip(xs[2:], ws[2:], strides, dilations)):
+    win = read_window(InferenceContext(node, 0, {}), tuple(ws[2:]))  # Conv's reading of the window attributes
+    if any(_windows_overlap(length, kk, s, d) for length, kk, s, d in zip(xs[2:], ws[2:], win.strides,
+                                                                          win.dilations)):
         partial = m * n * group
         prims.append(VectorLayer(f"{name}:col2im", node.op_type, num_elements(ys), partial, partial,
                                  num_elements(ys)))

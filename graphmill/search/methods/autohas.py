@@ -605,8 +605,8 @@ def _warn_if_pick_not_finite(graph) -> bool:
     """Whether the pick's weights are all finite; if not, a ``SearchWarning``: a step that left the shared weights
     huge but finite is no divergence to the step's check, and the pick's training then ran to NaN, writing a
     best.onnx of NaN weights without a word (a review: lr candidates up to 1e4)."""
-    finite = all(np.isfinite(v.const.numpy()).all() for v in graph.initializers.values()
-                 if v.const is not None and np.issubdtype(v.const.numpy().dtype, np.floating))
+    arrays = (v.const.numpy() for v in graph.initializers.values() if v.const is not None)
+    finite = all(np.isfinite(a).all() for a in arrays if np.issubdtype(a.dtype, np.floating))
     if not finite:
         warnings.warn("autohas: the pick's weights are not finite (its training diverged), so best.onnx computes "
                       "nothing useful; a learning-rate candidate too large? (--option lr=...)", SearchWarning,
