@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from graphmill.backends.onnxruntime import compare
+from graphmill.backends.onnxruntime import run as ort_run
 from graphmill.ir import DataType
 from graphmill.ir.builder import GraphBuilder
 from graphmill.ir.rewrite import explain
@@ -194,7 +195,9 @@ def test_add_zero_float_is_reassociating_and_skipped_when_only_exact_allowed():
     assert "Add" in _ops(g)
     assert any("add-zero-float" in n for n in res.records[0].notes)
     assert S.ADD_ZERO_FLOAT.exactness == "float-reassociating"
-    assert all(r.exactness == "exact" for r in S.RULES if r is not S.ADD_ZERO_FLOAT)
+    loose = {r.name for r in S.RULES if r.exactness != "exact"}
+    assert loose == {"add-zero-float", "mul-const-chain", "add-const-chain",
+                     "transpose-through-elementwise-transcendental"}  # the module docstring's list
 
 
 def test_explain_gives_a_readable_reason():
@@ -766,3 +769,154 @@ def test_identity_of_a_graph_input_leaves_the_inputs_declared_shape_alone():
     assert _ops(g) == ["Relu"] and g.inputs[0].type.shape == ("N", None)
     x = np.arange(-2, 3, dtype=np.float32).reshape(1, 5)
     np.testing.assert_array_equal(ortb.run(g, {"x": x})["y"], ortb.run(ref, {"x": x})["y"])
+
+
+# -- mul-const-chain / add-const-chain: reference ONNX Runtime on the graph before the pass ---------------------
+
+
+def test_constant_chains_merge_into_one_op():
+    g = _one(lambda b, x: b.Add(np.array([1, 2, 3, 4], np.float32),
+                                b.Add(b.Mul(b.Mul(x, np.full(4, 2.5, np.float32)), np.float32(3)), np.float32(0.5))))
+    ref, res = _simplify(g)
+    assert _ops(g) == ["Mul", "Add", "Abs"]
+    assert res.records[0].stats.get("mul-const-chain") == 1 and res.records[0].stats.get("add-const-chain") == 1
+    assert g.nodes[0].inputs[1].const.numpy().tolist() == [7.5] * 4  # 2.5 * 3, broadcast to [4]
+    assert compare(ref, g, rtol=1e-6, atol=1e-6).ok  # one rounding instead of two
+
+
+def test_integer_constant_chains_wrap_as_onnx_runtime_does():
+    # int64 products past 2**63 wrap identically whichever way they are grouped: bit-exact
+    g = _one(lambda b, x: b.Mul(b.Mul(x, np.int64(3_000_000_007)), np.array([5_000_000_011] * 4, np.int64)),
+             dtype="int64")
+    ref, _ = _simplify(g)
+    assert _ops(g) == ["Mul", "Abs"]
+    x = np.arange(-12, 12, dtype=np.int64).reshape(2, 3, 4) * 987_654_321
+    assert compare(ref, g, {"x": x}, rtol=0, atol=0).ok
+
+
+def test_constant_chain_refusals():
+    def refused(build, reason, dtype="float32"):
+        g = _one(build, dtype=dtype)
+        before = _ops(g)
+        _simplify(g)
+        assert _ops(g) == before
+        rule = S.MUL_CONST_CHAIN if before[1] == "Mul" else S.ADD_CONST_CHAIN
+        assert reason in explain(rule, g)
+
+    # 1e-30 * 1e-30 is 0 in float32, where (1e30 * 1e-30) * 1e-30 is 1e-30 (ONNX Runtime's answer below)
+    refused(lambda b, x: b.Mul(b.Mul(x, np.float32(1e-30)), np.float32(1e-30)), "underflows")
+    refused(lambda b, x: b.Mul(b.Mul(x, np.float32(1e30)), np.float32(1e30)), "not finite")
+    # [3, 1] and [4] combine to [3, 4]: more weight than either
+    refused(lambda b, x: b.Add(b.Add(x, np.ones((3, 1), np.float32)), np.ones(4, np.float32)), "bigger than either")
+    # the inner Mul has another reader
+    g = _one(lambda b, x: (lambda m: b.Add(b.Mul(m, np.float32(3)), m))(b.Mul(x, np.float32(2))))
+    _simplify(g)
+    assert _ops(g).count("Mul") == 2
+    # float-reassociating: not under allow=[exact]
+    g = _one(lambda b, x: b.Mul(b.Mul(x, np.float32(2)), np.float32(3)))
+    _simplify(g, "simplify", ctx=PassContext(allow=["exact"]))
+    assert _ops(g) == ["Mul", "Mul", "Abs"]
+
+
+def test_underflow_refusal_is_what_onnx_runtime_computes():
+    # why the refusal: ONNX Runtime gives (1e30 * 1e-30) * 1e-30 = 1e-30; the merged x * 0 would give 0
+    g = _one(lambda b, x: b.Mul(b.Mul(x, np.float32(1e-30)), np.float32(1e-30)))
+    x = np.full((2, 3, 4), 1e30, np.float32)
+    assert float(ort_run(g, {"x": x})["y"][0, 0, 0]) == pytest.approx(1e-30, rel=1e-6)
+    ref, _ = _simplify(g)
+    assert compare(ref, g, {"x": x}, rtol=1e-6, atol=0).ok
+
+
+# -- transpose-through-elementwise: reference ONNX Runtime on the graph before the pass, bit for bit where exact ---
+
+def _nhwc(build, shape=(2, 3, 4, 5), opset=17):
+    """x [N, C, H, W] -> Transpose to NHWC -> build -> the caller's Transpose back (a converter's layout round trip)."""
+    b = GraphBuilder(opset=opset)
+    x = b.input("x", "float32", list(shape))
+    b.output(b.Abs(build(b, b.Transpose(x, perm=[0, 2, 3, 1]))), "y")
+    return b.build()
+
+
+def _nchw(b, y):
+    return b.Transpose(y, perm=[0, 3, 1, 2])
+
+
+def test_transpose_pair_cancels_through_an_elementwise_chain():
+    bias = np.arange(3, dtype=np.float32)  # per channel, last axis in NHWC
+    g = _nhwc(lambda b, t: _nchw(b, b.Mul(b.Add(b.Relu(t), bias), np.float32(0.5))))
+    ref, res = _simplify(g)
+    assert _ops(g) == ["Relu", "Add", "Mul", "Abs"]
+    assert res.records[0].stats.get("transpose-through-elementwise") == 1
+    assert g.nodes[1].inputs[1].const.numpy().shape == (1, 3, 1, 1)  # the bias moved to the channel axis
+    assert compare(ref, g, rtol=0, atol=0).ok
+
+
+def test_transpose_through_elementwise_composes_other_permutations():
+    c = np.arange(60, dtype=np.float32).reshape(4, 5, 3)  # a full-size constant, broadcast over N only
+    g = _nhwc(lambda b, t: b.Transpose(b.Clip(b.Sub(t, c), np.float32(0), np.float32(30)), perm=[1, 0, 2, 3]))
+    ref, _ = _simplify(g)
+    assert _ops(g) == ["Transpose", "Sub", "Clip", "Abs"]
+    assert g.nodes[0].attr("perm") == [2, 0, 3, 1]  # [0, 2, 3, 1][[1, 0, 2, 3]]
+    assert compare(ref, g, rtol=0, atol=0).ok
+
+
+def test_transpose_through_elementwise_reads_one_value_twice():
+    g = _nhwc(lambda b, t: _nchw(b, b.Mul(t, t)))
+    ref, _ = _simplify(g)
+    assert _ops(g) == ["Mul", "Abs"]
+    assert compare(ref, g, rtol=0, atol=0).ok
+
+
+def test_transpose_through_transcendental_ops_is_float_reassociating():
+    g = _nhwc(lambda b, t: _nchw(b, b.Sigmoid(b.Relu(t))))
+    ref, res = _simplify(g)
+    assert _ops(g) == ["Relu", "Sigmoid", "Abs"]
+    assert res.records[0].stats.get("transpose-through-elementwise-transcendental") == 1
+    assert compare(ref, g, rtol=1e-5, atol=1e-5).ok
+    g = _nhwc(lambda b, t: _nchw(b, b.Sigmoid(b.Relu(t))))
+    _simplify(g, ctx=PassContext(allow=["exact"]))
+    assert _ops(g) == ["Transpose", "Relu", "Sigmoid", "Transpose", "Abs"]
+
+
+def test_transpose_through_elementwise_refusals():
+    # an intermediate with another reader would be computed twice
+    def shared(b, t):
+        r = b.Relu(t)
+        return b.Add(_nchw(b, r), _nchw(b, b.Neg(r)))
+    g = _nhwc(shared)
+    _simplify(g)
+    assert _ops(g).count("Transpose") == 3
+    # a second non-constant operand (it would need its own Transpose)
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [2, 3, 4, 5])
+    z = b.input("z", "float32", [2, 4, 5, 3])
+    b.output(b.Abs(_nchw(b, b.Add(b.Transpose(x, perm=[0, 2, 3, 1]), z))), "y")
+    g = b.build()
+    _simplify(g)
+    assert _ops(g) == ["Transpose", "Add", "Transpose", "Abs"]
+    # a constant of higher rank widens the chain: the Transposes' permutations no longer line up
+    g = _nhwc(lambda b, t: b.Transpose(b.Add(t, np.zeros((2, 1, 1, 1, 3), np.float32)), perm=[0, 4, 1, 2, 3]))
+    _simplify(g)
+    assert _ops(g) == ["Transpose", "Add", "Transpose", "Abs"]
+    # a non-elementwise op in between (Softmax mixes elements along an axis)
+    g = _nhwc(lambda b, t: _nchw(b, b.Softmax(b.Relu(t), axis=-1)))
+    _simplify(g)
+    assert _ops(g) == ["Transpose", "Relu", "Softmax", "Transpose", "Abs"]
+
+
+def test_nhwc_converter_round_trips_cancel_and_the_bias_folds(rng):
+    # a tf2onnx-like export: every Conv wrapped in NHWC <-> NCHW Transposes, its bias and Relu applied in NHWC
+    b = GraphBuilder(opset=13)
+    t = b.input("x", "float32", ["N", 8, 8, 3])
+    for cin, cout in [(3, 4), (4, 6)]:
+        t = b.Transpose(t, perm=[0, 3, 1, 2])
+        t = b.Conv(t, rng.standard_normal((cout, cin, 3, 3)).astype(np.float32), pads=[1, 1, 1, 1])
+        t = b.Transpose(t, perm=[0, 2, 3, 1])
+        t = b.Relu(b.Add(t, rng.standard_normal(cout).astype(np.float32)))
+    b.output(t, "y")
+    g = b.build()
+    ref = g.copy()
+    run_passes(g, "default", verify_each=True)
+    # the middle round trip cancels and its bias folds into the first Conv; the last one has no Transpose after it
+    assert _ops(g) == ["Transpose", "Conv", "Relu", "Conv", "Transpose", "Add", "Relu"]
+    assert compare(ref, g, {"x": rng.standard_normal((2, 8, 8, 3)).astype(np.float32)}, rtol=1e-4, atol=1e-5).ok

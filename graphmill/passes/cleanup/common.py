@@ -10,6 +10,14 @@ from graphmill.ir import DataType, Graph, Node, TensorType, Value
 from graphmill.ir.rewrite import Match, constant_value
 
 ONNX_DOMAINS = ("", "ai.onnx")
+
+# Elementwise unary ops (Concat and Transpose commute with them). Piecewise-linear ones give bit-identical
+# results wherever the element sits; the transcendental ones may not under a vectorised kernel (an element in
+# its SIMD body or its scalar tail).
+PIECEWISE_LINEAR = ("Relu", "LeakyRelu", "Clip", "Abs", "Neg", "Floor", "Ceil", "Round", "Sign", "HardSigmoid",
+                    "HardSwish", "Shrink", "ThresholdedRelu", "Cast", "Not")
+TRANSCENDENTAL = ("Sigmoid", "Tanh", "Elu", "Selu", "Celu", "Softplus", "Softsign", "Erf", "Exp", "Log", "Sqrt",
+                  "Reciprocal", "Mish", "Gelu", "Sin", "Cos")
 FLOAT_TYPES = frozenset({DataType.FLOAT, DataType.FLOAT16, DataType.DOUBLE})
 NONDETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
                               "Multinomial", "Bernoulli"})

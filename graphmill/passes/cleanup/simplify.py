@@ -2,7 +2,9 @@
 
 Every rule below is a ``graphmill.ir.rewrite.Rule``; its ``check`` returns a readable reason
 when it refuses, which ``explain`` (``--explain-match RULE``) reports. All are exact except
-``add-zero-float`` (see there). Each rule's docstring-like ``doc`` says what it does and refuses.
+``add-zero-float``, ``mul-const-chain``, ``add-const-chain`` and ``transpose-through-elementwise-transcendental``
+(see there). Each rule's docstring-like
+``doc`` says what it does and refuses.
 
 Legal cases:
 - ``identity``: Identity(x) -> x.
@@ -30,6 +32,21 @@ Legal cases:
 - ``add-zero-float``: x + (+0.0) -> x for floats. Tagged float-reassociating: it changes only
   the sign of zero (x = -0.0 gives +0.0 before, -0.0 after), and -0.0 == +0.0 under every
   comparison and tolerance; 1/x is the only way to tell them apart.
+- ``mul-const-chain`` / ``add-const-chain``: (x * c1) * c2 -> x * (c1 * c2), (x + c1) + c2 -> x + (c1 + c2),
+  the inner op read only there, both constants of x's element type and the combined one no bigger than
+  the larger of them. Float-reassociating (one rounding instead of two); exact for integers, where both
+  wrap alike. Refused where the combined float constant overflows or underflows (1e-30 * 1e-30 is 0 in
+  float32, where (x * 1e-30) * 1e-30 is not for x = 1e30).
+- ``transpose-through-elementwise``: Transpose(f(...g(Transpose(x, p1))...), p2) -> f(...g(Transpose(x,
+  p1[p2]))...), the Transpose gone where p1[p2] is the identity: a converter's NHWC round trip around a bias
+  and an activation (tf2onnx's Transpose -> Add -> Relu -> Transpose) cancels, and fuse-conv-bn then folds the
+  bias into the Conv. f, g, ...: piecewise-linear unary ops (Relu, Clip, Cast, ... with any extra inputs kept:
+  Clip's scalar bounds) and basic arithmetic and comparisons with constant operands, which are transposed along
+  (a constant of higher rank than x is refused: it widens the chain). Each op of the chain and the first
+  Transpose is read only by the next (x * x reads one value twice). Exact: each element is computed by the same
+  correctly rounded operation wherever it sits. ``transpose-through-elementwise-transcendental``: the same
+  through chains with Sigmoid, Tanh, Exp, Pow, Max, Min, Mod, ..., float-reassociating for the reason
+  merge-ops gives (a vectorised kernel's body and tail).
 - ``squeeze-unsqueeze``: Squeeze(Unsqueeze(x, a), a) -> x; ``unsqueeze-squeeze``:
   Unsqueeze(Squeeze(x, a), a) -> x when every squeezed dimension is a static 1.
 - ``reshape-chain``: Reshape(Reshape(x, s1), s2) -> Reshape(x, s2) when s2 has no 0 entry that
@@ -75,13 +92,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphmill.ir import DataType
+from graphmill.ir import DataType, Node, Value
 from graphmill.ir.ops.shape import reshape_dims
 from graphmill.ir.rewrite import EXACT, REASSOCIATING, Const, Match, Op, Opt, ReplacementBuilder, Rule, Var
 
 from ..base import register_pass
 from ..rewrite_pass import RewritePass
 from .common import (
+    ONNX_DOMAINS,
+    PIECEWISE_LINEAR,
+    TRANSCENDENTAL,
     all_equal,
     axes_of,
     broadcast_keeps,
@@ -417,6 +437,170 @@ ADD_ZERO_EXACT = Rule("add-zero-exact", Op("Add", Var("x"), Const("c"), commutat
 ADD_ZERO_FLOAT = Rule("add-zero-float", Op("Add", Var("x"), Const("c"), commutative=True),
                       check=_add_zero_float_check, replace=lambda m, r: m["x"], exactness=REASSOCIATING,
                       doc="x + (+0.0) -> x; differs only in the sign of a zero result")
+
+
+# -- chains of constant operands ---------------------------------------------------------------
+
+def _const_chain_plan(combine) -> "callable":
+    """The check-and-constant of mul-const-chain / add-const-chain: the two constants combined (in the
+    element type they share), or why not."""
+    def plan(m: Match) -> np.ndarray | str:
+        dx = dtype_of(m["x"])
+        c1, c2 = m.const("c1"), m.const("c2")
+        if dx is None or not (dx.is_floating or dx.is_integer) or dx == DataType.BOOL:
+            return f"x's element type {getattr(dx, 'short_name', 'unknown')} is not a number"
+        if c1.dtype != c2.dtype or c1.dtype.kind not in "fiu" or c1.dtype != dx.numpy():
+            return f"the constants ({c1.dtype}, {c2.dtype}) are not both of x's element type"
+        try:
+            shape = np.broadcast_shapes(c1.shape, c2.shape)
+        except ValueError:
+            return f"the constants' shapes {c1.shape} and {c2.shape} do not broadcast"
+        if int(np.prod(shape, dtype=np.int64)) > max(c1.size, c2.size):
+            return f"the combined constant {shape} would be bigger than either of {c1.shape} and {c2.shape}"
+        with np.errstate(all="ignore"):
+            c = np.asarray(combine(c1, c2), dtype=c1.dtype)
+            if c1.dtype.kind == "f":
+                exact = combine(c1.astype(np.float64), c2.astype(np.float64))
+                if not bool(np.all(np.isfinite(c))):
+                    return "the combined constant is not finite (overflow, or a constant is inf or nan)"
+                tiny = np.finfo(c1.dtype).tiny
+                if bool(np.any((np.abs(c) < tiny) & (exact != 0))):
+                    return "the combined constant underflows (subnormal or zero where the exact value is not)"
+        return c
+    return plan
+
+
+MUL_CONST_CHAIN = Rule(
+    "mul-const-chain",
+    Op("Mul", Op("Mul", Var("x"), Const("c1"), commutative=True, name="inner"), Const("c2"), commutative=True),
+    check=checked_by(_const_chain_plan(np.multiply)), exactness=REASSOCIATING,
+    replace=lambda m, r: r.op("Mul", m["x"], r.const(_const_chain_plan(np.multiply)(m))),
+    doc="(x * c1) * c2 -> x * (c1 * c2)")
+ADD_CONST_CHAIN = Rule(
+    "add-const-chain",
+    Op("Add", Op("Add", Var("x"), Const("c1"), commutative=True, name="inner"), Const("c2"), commutative=True),
+    check=checked_by(_const_chain_plan(np.add)), exactness=REASSOCIATING,
+    replace=lambda m, r: r.op("Add", m["x"], r.const(_const_chain_plan(np.add)(m))),
+    doc="(x + c1) + c2 -> x + (c1 + c2)")
+
+
+# -- Transposes through elementwise chains ------------------------------------------------------
+
+# The elementwise ops a Transpose passes through (transpose-through-elementwise). Unary ones keep any extra
+# inputs as they are (Clip's scalar bounds); broadcasting ones have their constant operands transposed along.
+# Exact where each element is one correctly rounded operation wherever it sits; the others as for Concat.
+BROADCASTING_EXACT = ("Add", "Sub", "Mul", "Div", "PRelu", "Equal", "Less", "Greater", "LessOrEqual",
+                      "GreaterOrEqual", "And", "Or", "Xor", "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor")
+BROADCASTING_REASSOCIATING = ("Pow", "Max", "Min", "Mod")
+MAX_SUNK_CHAIN = 32
+
+
+@dataclass
+class _Sinking:
+    """A Transpose -> elementwise chain -> Transpose, as transpose-through-elementwise rewrites it."""
+
+    source: Value  # the first Transpose's input
+    perm: list[int]  # the two permutations composed
+    last_perm: list[int]  # the second Transpose's, which the constants take
+    first_out: Value  # the first Transpose's output, which the chain's first op reads
+    chain: list[Node]  # the elementwise ops, first to last
+
+
+def _sinking(m: Match, ops: frozenset, needs: frozenset) -> _Sinking | str:
+    """Walk up from the last Transpose through single-reader elementwise ops of ``ops`` to a Transpose;
+    at least one op of the chain is in ``needs`` (so that the exact rule and the looser one do not both
+    claim a chain)."""
+    chain: list[Node] = []
+    v, reader = m.root.inputs[0], m.root
+    while True:
+        n = v.producer if v is not None else None
+        if n is None or n.graph is not m.graph:
+            return "the chain does not start at a Transpose of this graph"
+        if v.is_graph_output() or any(u is not reader for u, _ in v.uses()):
+            return f"%{v.name} is read elsewhere (or is a graph output): it would be computed twice"
+        if n.op_type == "Transpose" and (n.domain or "") in ONNX_DOMAINS:
+            break
+        if (n.domain or "") not in ONNX_DOMAINS or n.op_type not in ops:
+            return f"{n.describe()} is not an elementwise op the Transpose passes through"
+        if len(chain) == MAX_SUNK_CHAIN:
+            return f"more than {MAX_SUNK_CHAIN} ops between the Transposes"
+        chain.append(n)
+        reader = n
+        if n.op_type in BROADCASTING_EXACT or n.op_type in BROADCASTING_REASSOCIATING:
+            moving = {id(x): x for x in n.inputs if x is not None and const_of(x) is None}
+            if len(moving) != 1:
+                return f"{n.describe()} has {len(moving)} non-constant operands (one is needed)"
+            v = next(iter(moving.values()))
+        else:
+            v = n.inputs[0]
+    if not chain:
+        return "no elementwise op between the Transposes (transpose-pair's case)"
+    if not any(n.op_type in needs for n in chain):
+        return "every op of the chain is the exact rule's"
+    first, x = v.producer, v.producer.inputs[0]
+    x_shape = shape_of(x)
+    p1 = _perm(first, None if x_shape is None else len(x_shape))
+    if p1 is None:
+        return "the first Transpose has no perm and its input's rank is unknown"
+    p2 = _perm(m.root, len(p1))
+    if len(p2) != len(p1):
+        return f"the Transposes' ranks differ ({len(p1)} and {len(p2)}): a constant widened the chain"
+    if opset(m.graph) < 7:
+        return "opset < 7 (broadcasting took attributes)"
+    for n in chain:
+        if n.op_type not in BROADCASTING_EXACT and n.op_type not in BROADCASTING_REASSOCIATING:
+            continue
+        for c in n.inputs:
+            arr = const_of(c) if c is not None else None
+            if arr is not None and arr.ndim > len(p1):
+                return f"{n.describe()}'s constant %{c.name} has rank {arr.ndim} > {len(p1)}"
+    chain.reverse()
+    return _Sinking(x, [p1[i] for i in p2], p2, v, chain)
+
+
+def _sinking_check(ops: tuple[str, ...], needs: tuple[str, ...]):
+    allowed, needed = frozenset(ops), frozenset(needs)
+    return lambda m: (lambda s: s if isinstance(s, str) else None)(_sinking(m, allowed, needed))
+
+
+def _sink(ops: tuple[str, ...], needs: tuple[str, ...]):
+    allowed, needed = frozenset(ops), frozenset(needs)
+
+    def replace(m: Match, r):
+        s = _sinking(m, allowed, needed)
+        assert not isinstance(s, str)
+        rank = len(s.perm)
+        z = s.source if s.perm == list(range(rank)) else r.op("Transpose", s.source, perm=s.perm)
+        old = s.first_out
+        for n in s.chain:
+            broadcasting = n.op_type in BROADCASTING_EXACT or n.op_type in BROADCASTING_REASSOCIATING
+            ins = []
+            for c in n.inputs:
+                arr = const_of(c) if broadcasting and c is not None and c is not old else None
+                if c is old:
+                    ins.append(z)
+                elif arr is not None:
+                    full = arr.reshape((1,) * (rank - arr.ndim) + arr.shape)
+                    ins.append(r.const(np.ascontiguousarray(np.transpose(full, s.last_perm)), name=c.name))
+                else:
+                    ins.append(c)
+            z, old = r.op(n.op_type, *ins, attrs=dict(n.attrs), name=n.name), n.outputs[0]
+        return z
+    return replace
+
+
+_SINK_EXACT = PIECEWISE_LINEAR + BROADCASTING_EXACT
+_SINK_ALL = _SINK_EXACT + TRANSCENDENTAL + BROADCASTING_REASSOCIATING
+TRANSPOSE_THROUGH_ELEMENTWISE = Rule(
+    "transpose-through-elementwise", Op("Transpose", Var("y")), check=_sinking_check(_SINK_EXACT, _SINK_EXACT),
+    replace=_sink(_SINK_EXACT, _SINK_EXACT), exactness=EXACT,
+    doc="Transpose(f(...g(Transpose(x, p1))...), p2) -> f(...g(Transpose(x, p1[p2]))...) for piecewise-linear and "
+        "basic arithmetic f, g (constants transposed along); the Transpose goes where p1[p2] is the identity")
+_LOOSER = TRANSCENDENTAL + BROADCASTING_REASSOCIATING
+TRANSPOSE_THROUGH_ELEMENTWISE_TRANSCENDENTAL = Rule(
+    "transpose-through-elementwise-transcendental", Op("Transpose", Var("y")),
+    check=_sinking_check(_SINK_ALL, _LOOSER), replace=_sink(_SINK_ALL, _LOOSER), exactness=REASSOCIATING,
+    doc="the same through chains with Sigmoid, Tanh, Exp, Pow, Max, ...")
 
 
 # -- Squeeze / Unsqueeze / Reshape chains ------------------------------------------------------
@@ -1003,6 +1187,7 @@ EXPAND_OWN_SHAPE = Rule(
 
 RULES = (IDENTITY, DROPOUT, RESHAPE_NOOP, TRANSPOSE_NOOP, CAST_NOOP, PAD_NOOP, SLICE_NOOP, EXPAND_NOOP,
          TRANSPOSE_PAIR, CAST_CHAIN, CASTLIKE, MUL_ONE, DIV_ONE, SUB_ZERO, ADD_ZERO_EXACT, ADD_ZERO_FLOAT,
+         MUL_CONST_CHAIN, ADD_CONST_CHAIN, TRANSPOSE_THROUGH_ELEMENTWISE, TRANSPOSE_THROUGH_ELEMENTWISE_TRANSCENDENTAL,
          SQUEEZE_UNSQUEEZE, UNSQUEEZE_SQUEEZE, RESHAPE_CHAIN, TRANSPOSE_UNIT, RESHAPE_TRANSPOSE, UNSQUEEZE_CHAIN,
          SHAPE_STATIC, GATHER_SHAPE, SHAPE_ARITH, SEQUENCE_AT_SPLIT, RESHAPE_COMPUTED, EXPAND_OWN_SHAPE)
 

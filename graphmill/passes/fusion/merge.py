@@ -45,16 +45,19 @@ from graphmill.ir import Node
 from graphmill.ir.rewrite import EXACT, REASSOCIATING, Match, Op, Rule, Var
 
 from ..base import Option, PassContext, register_pass
-from ..cleanup.common import ONNX_DOMAINS, concat_producers, const_of, is_static, opset, shape_of
+from ..cleanup.common import (
+    ONNX_DOMAINS,
+    PIECEWISE_LINEAR,
+    TRANSCENDENTAL,
+    concat_producers,
+    const_of,
+    is_static,
+    opset,
+    shape_of,
+)
 from ..rewrite_pass import RewritePass
 from .activation import ACTIVATIONS
 
-# Elementwise unary ops that commute with Concat. Piecewise-linear ones give bit-identical results
-# wherever the element sits; the transcendental ones may not under a vectorised kernel.
-PIECEWISE_LINEAR = ("Relu", "LeakyRelu", "Clip", "Abs", "Neg", "Floor", "Ceil", "Round", "Sign", "HardSigmoid",
-                    "HardSwish", "Shrink", "ThresholdedRelu", "Cast", "Not")
-TRANSCENDENTAL = ("Sigmoid", "Tanh", "Elu", "Selu", "Celu", "Softplus", "Softsign", "Erf", "Exp", "Log", "Sqrt",
-                  "Reciprocal", "Mish", "Gelu", "Sin", "Cos")
 MAX_PERMUTATION_ENTRIES = 1 << 22
 
 
@@ -179,6 +182,7 @@ ACTIVATION_OVER_CONCAT_TRANSCENDENTAL = Rule(
 def _perm_attr(node: Node, rank: int) -> list[int]:
     perm = node.attr("perm")
     return [int(p) for p in perm] if perm is not None else list(reversed(range(rank)))
+
 
 
 def _single_axis_permutation(m: Match) -> tuple[int, np.ndarray] | str:
