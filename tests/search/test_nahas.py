@@ -143,6 +143,18 @@ def test_bad_input_refused_before_anything_is_written(tmp_path):
         _run(out, strategy="evolutoin")
     with pytest.raises(UserInputError, match="fixed accelerator's area"):
         _run(out, mode="nn-then-accel", area_mm2="2")  # the edge default is 3.25 mm^2
+    # buffers the simulator refuses for every array (each half of the double buffer must hold max(rows, cols)
+    # words: the simulator's own check, backends/simulator/config.py): every trial would fail (an outside check saw
+    # one run to the end, exit 0); refused before anything runs
+    with pytest.raises(UserInputError, match=r"--option ifmap_kb: the simulator refuses every accelerator .* "
+                                             r"0\.001 KB"):
+        _run(out, ifmap_kb="0.001")
+    # accepted buffers exist but only over the area: the smallest accepted point by hand, 64x64 PEs with 512 + 32 + 32
+    with pytest.raises(UserInputError) as e:
+        _run(out, rows="64", cols="64", ifmap_kb="0.04,512", filter_kb="32", ofmap_kb="32", area_mm2="4")
+    assert "every accelerator of the space the simulator accepts exceeds it" in str(e.value)
+    quoted = float(re.search(r"the smallest is ([0-9.]+) mm\^2", str(e.value)).group(1))
+    assert quoted == pytest.approx(_area_by_hand(64, 64, [512, 32, 32]), abs=1e-6)
     assert not out.exists()
 
 
@@ -517,7 +529,10 @@ def test_resume_repeats_no_finished_training(tmp_path, counted, mode, extra, sto
     assert not full["interrupted"] and full["trainings"] == 3
     # the interrupted step says first that it resumes, and from what (it said nothing: an outside check)
     resumed = [line for line in again if " resumed from " in line]
-    assert len(resumed) == 1 and again[0] == resumed[0] and str(tmp_path / "a") in resumed[0], again
+    assert again[0] == resumed[0] and all(str(tmp_path / "a") in line for line in resumed), again
+    # the interrupted step once; a step finished before (nn-then-accel's first) says it is complete
+    unfinished = [line for line in resumed if "this step is complete" not in line]
+    assert len(unfinished) == 1 and len(resumed) == (2 if mode == "nn-then-accel" else 1), again
     assert counted[0].calls - t0 == 3 - trained_before + 1  # + the retraining that writes best.onnx
     nahas.clear_caches()
     ref = _run(tmp_path / "b", budget=3, seed=seed, **opts)
@@ -604,3 +619,27 @@ def test_history_follows_the_trials_and_a_killed_run_leaves_it(tmp_path):
     again = [json.loads(x) for x in open(tmp_path / "k" / "history.jsonl")]
     assert [{k: v for k, v in r.items() if k not in strip} for r in again] == \
         [{k: v for k, v in r.items() if k not in strip} for r in ref]
+
+
+def test_rerunning_a_finished_run_says_so_and_trains_nothing(tmp_path, counted):
+    """The same command after a finished run resumes: it says from which checkpoint (no trial reports, so it said
+    nothing: an outside check) and writes the same files without retraining the best network (it did, 15-25 s).
+    Reference: the training calls counted at the source, and the files' bytes."""
+    _run(tmp_path / "a", budget=2)
+    files = {f: (tmp_path / "a" / f).read_bytes() for f in ("best.onnx", "best_target.onnx", "best_accel.toml")}
+    nahas.clear_caches()  # a fresh process
+    trained = counted[0].calls
+    lines: list[str] = []
+    again = _run(tmp_path / "a", budget=2, progress=lines.append)
+    assert counted[0].calls == trained
+    assert any("resumed from" in line and "2 trial(s) recorded before; this step is complete" in line
+               for line in lines), lines
+    assert {"best.onnx", "best_target.onnx", "best_accel.toml"} <= set(again["files"])
+    assert files == {f: (tmp_path / "a" / f).read_bytes() for f in files}
+    # a report naming another best (or an interrupted one) does not vouch for the files: they are written again
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    report["interrupted"] = True
+    (tmp_path / "a" / "report.json").write_text(json.dumps(report))
+    nahas.clear_caches()
+    _run(tmp_path / "a", budget=2)
+    assert counted[0].calls == trained + 1

@@ -282,8 +282,8 @@ _GRAPHS: dict[str, Any] = {}  # per process: the deployment-size graph of the la
 
 #: the inner (accelerator) search enumerates a space of at most this many points to see whether its
 #: area-feasible points fit in the simulation budget (then it simulates them all: the exact best). The default
-#: space (81,000 points) takes ~0.2 s, once per area budget and process (``_WITHIN_AREA``). It was 4,096, under
-#: the default space: with a tight budget (0.93 mm^2: 15 of 81,000 points) the inner search's 1,000 redraws
+#: space (46,875 points) takes ~0.2 s, once per area budget and process (``_WITHIN_AREA``). It was 4,096, under
+#: the default space: with a tight budget (0.93 mm^2: 15 of 46,875 points) the inner search's 1,000 redraws
 #: per proposal found none, and a network every one of those 15 could run was declared unrunnable.
 ENUMERATE_LIMIT = 200_000
 _WITHIN_AREA: dict[str, list[dict]] = {}
@@ -718,6 +718,38 @@ def check_area(opts: Mapping[str, Any], area: AreaModel = AREA) -> float:
     return lo
 
 
+def check_buildable(opts: Mapping[str, Any], base: Mapping[str, Any], area: AreaModel = AREA) -> None:
+    """A ``UserInputError`` when no accelerator of the space within the area budget can hold one tile: the
+    simulator refuses a buffer half holding fewer words than the array has ports on an edge (max(rows, cols)),
+    so every trial would fail; refused before anything runs, as a space over the area budget is. Area grows with
+    every buffer, so each array shape is tried with the smallest buffers that hold its tile."""
+    word = int(base.get("memory", {}).get("word_bytes", 1))
+    kinds = ("ifmap_kb", "filter_kb", "ofmap_kb")
+    smallest_accepted = None
+    for rows in opts["rows"]:
+        for cols in opts["cols"]:
+            edge = max(rows, cols)
+            sizes = [min((kb for kb in opts[k] if int(kb * 1024) // word // 2 >= edge), default=None) for k in kinds]
+            if None in sizes:
+                continue
+            a = area.area_mm2(rows, cols, *sizes)
+            if a <= opts["area_mm2"]:
+                return
+            smallest_accepted = a if smallest_accepted is None else min(smallest_accepted, a)
+    if smallest_accepted is None:
+        edge = max(min(opts["rows"]), min(opts["cols"]))
+        k = next(k for k in kinds if int(max(opts[k]) * 1024) // word // 2 < edge)
+        raise UserInputError(
+            f"--option {k}: the simulator refuses every accelerator of the space: even {max(opts[k]):g} KB "
+            f"({int(max(opts[k]) * 1024) // word} words of {word} bytes) holds fewer than {edge} words per half of its "
+            f"double buffer (one word per port of the smallest array, {min(opts['rows'])}x{min(opts['cols'])}); "
+            "offer bigger buffers or smaller rows and cols")
+    raise UserInputError(
+        f"area budget {opts['area_mm2']:g} mm^2: every accelerator of the space the simulator accepts exceeds it "
+        f"(the smallest is {at_least(smallest_accepted)} mm^2: smaller buffers cannot hold one tile of their "
+        "array); raise --option area_mm2 or offer smaller rows and cols")
+
+
 def base_accelerator(accel: str | None) -> dict:
     """The TOML-schema dict of ``--accel`` (validated) or the default edge accelerator: the fixed accelerator
     of ``nn-then-accel`` and the base the accelerator space's points are laid over."""
@@ -761,6 +793,7 @@ def _check_run(out: str, budget: int | None, seed: int, workers: int, executor: 
                                                     "best.onnx, best_target.onnx, best_accel.toml and nahas.png")
     check_area(opts)
     base = base_accelerator(accel)
+    check_buildable(opts, base)
     user_energy = accel is not None and "energy" in accel_config({}, accel)
     base_area = AREA.of(base)
     if opts["mode"] == "nn-then-accel" and base_area > opts["area_mm2"]:
@@ -882,6 +915,10 @@ class _Run:
 
         state = ckpt.load(checkpoint)
         history = state["history"] if state else []
+        complete = len(history) >= budget or bool(trainings) and len(_networks(history)) >= trainings
+        if complete and history and self.progress is not None:  # no trial will report: say it here
+            self.progress(f"[nahas {name}] resumed from {checkpoint}: {len(history)} trial(s) recorded before; "
+                          "this step is complete, nothing to evaluate")
         for t in history:
             if t.get("status") == "ok":
                 evaluate.remember(evaluate.network_of(t["config"]), t.get("metrics", {}), t.get("reward"))
@@ -981,6 +1018,21 @@ class _Run:
         return {"trainings": len(nets),
                 "simulations": int(sum(t.get("metrics", {}).get("sims", 0) for t in self.trials))}
 
+    def _best_files_written(self, best_json: dict) -> bool:
+        """Whether the folder already holds this best design's files: a finished run's report.json (written last,
+        after them) names the same best. A finished run rerun then does not retrain the best network (15-25 s
+        here) to write the same bytes again."""
+        names = ("best.onnx", "best_target.onnx", "best_accel.toml", "report.json")
+        if not all(os.path.isfile(os.path.join(self.out, f)) for f in names):
+            return False
+        try:
+            old = parse_json(read_user_file(os.path.join(self.out, "report.json"), TEXT_FILE_LIMIT,
+                                            "a NAHAS report (JSON)"))
+        except (OSError, ValueError, UserInputError):
+            return False
+        return (isinstance(old, dict) and old.get("interrupted") is False
+                and old.get("best") == json.loads(json.dumps(best_json)))
+
     def _finish(self, checkpoints: list[str]) -> dict:
         from graphmill.search.runner import write_history_jsonl
         from graphmill.util.files import atomic_write_text, write_json
@@ -997,12 +1049,13 @@ class _Run:
         best_json = design(best) if best is not None else None
         if best is not None and not self.interrupted:
             try:
-                from graphmill.frontend import save
+                if not self._best_files_written(best_json):
+                    from graphmill.frontend import save
 
-                save(ev.trained_network(best["nn"]), os.path.join(out, "best.onnx"))
-                save(build_network(ev.nn, best["nn"], deploy=True, latency_scale=ev.latency_scale,
-                                   seed=ev.train_seed), os.path.join(out, "best_target.onnx"))
-                atomic_write_text(os.path.join(out, "best_accel.toml"), toml_text(best_json["accel"]))
+                    save(ev.trained_network(best["nn"]), os.path.join(out, "best.onnx"))
+                    save(build_network(ev.nn, best["nn"], deploy=True, latency_scale=ev.latency_scale,
+                                       seed=ev.train_seed), os.path.join(out, "best_target.onnx"))
+                    atomic_write_text(os.path.join(out, "best_accel.toml"), toml_text(best_json["accel"]))
                 files += ["best.onnx", "best_target.onnx", "best_accel.toml"]
             except KeyboardInterrupt:
                 self.interrupted = True
