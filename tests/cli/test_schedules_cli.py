@@ -268,7 +268,13 @@ def test_a_reproducer_from_python_reruns_with_the_plugin_its_pass_came_from(tmp_
     assert "pass 'test-plugin-crash'" in one_error_line(r) and "boom" in r.stderr, r.stderr
 
 
-def test_example_schedule_builds_on_the_default_and_a_loaded_pass(tmp_path, model):
+def test_example_schedule_builds_on_the_default_and_a_loaded_pass(tmp_path):
+    # (x * 2) * x: the default schedule leaves both Muls ((x * 2) * 3 it merges into x * 6: mul-const-chain)
+    b = GraphBuilder("g")
+    x = b.input("x", "float32", [3])
+    b.output(b.Mul(b.Mul(x, np.float32(2.0)), x), "y")
+    model = str(tmp_path / "m.onnx")
+    graphmill.save(b.build(), model)
     mill = os.path.join(ROOT, "examples", "with_my_fusions.mill")
     r = run_cli("optimize", model, "-o", str(tmp_path / "o.onnx"), "--load-passes", EXAMPLE, "-s", mill,
                 "--json", str(tmp_path / "r.json"))

@@ -149,7 +149,7 @@ def test_bias_gelu_refusals(rng):
 
     b = GraphBuilder(opset=17)
     x = b.input("x", "float64", [5, 16])  # the kernels here are used for float32 only
-    b.output(_gelu_erf(b, x), "y")
+    b.output(_gelu_erf(b, x, dtype=np.float64), "y")
     g = b.build()
     _refused(g, "ms-gelu-erf-0", "float32 only")
 

@@ -25,6 +25,7 @@ from graphmill.util.limits import shape_problem
 from ..graph import Graph, Node, Value
 from ..types import TensorType, Type
 from .registry import InferenceContext, lookup
+from .type_constraints import mismatched_input_types
 
 
 class ModelTooLargeError(UserInputError):
@@ -141,6 +142,11 @@ def _infer_graph(graph: Graph, opsets: dict[str, int], known: dict[int, np.ndarr
 
 def _infer_node(node: Node, opsets: dict[str, int], known: dict[int, np.ndarray], report: InferenceReport,
                 strict: bool, free: frozenset[str]) -> None:
+    mismatch = mismatched_input_types(node)
+    if mismatch is not None:
+        if strict:
+            raise ShapeInferenceError(mismatch)
+        report.errors.append(mismatch)
     d = lookup(node.domain, node.op_type)
     if d is None or d.infer is None:
         key = f"{node.domain or 'ai.onnx'}::{node.op_type}"
