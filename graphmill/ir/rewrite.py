@@ -127,8 +127,13 @@ class Match:
 
 
 def constant_value(v: Value) -> np.ndarray | None:
-    """The data of an initializer or of a Constant node's output (``value`` forms only)."""
+    """The data of an initializer or of a Constant node's output (``value`` forms only). An initializer also
+    listed as a graph input is a default its caller may override from IR version 4 on (ONNX Runtime feeds what it
+    is given): no constant there (a rule folded x + c with c's default, and feeding c changed nothing: an outside
+    check), as ``fold-constants`` and ``dce`` read it (``input_initializers=auto``)."""
     if isinstance(v.const, Tensor):
+        if v.is_graph_input and overridable_default(v):
+            return None
         return v.const.numpy()
     p = v.producer
     if p is not None and p.op_type == "Constant" and p.domain in ("", "ai.onnx"):
@@ -141,6 +146,14 @@ def constant_value(v: Value) -> np.ndarray | None:
             dtype = np.float32 if "float" in key else np.int64
             return np.asarray(a.value, dtype=dtype)
     return None
+
+
+def overridable_default(v: Value) -> bool:
+    """Whether initializer ``v``, listed as a graph input, may be overridden by a caller: from IR version 4 on
+    (below it every initializer had to be listed as an input, and ONNX Runtime treats those as weights)."""
+    g = v.graph
+    model = g.root.model if g is not None else None
+    return (model.ir_version if model is not None else 10) >= 4
 
 
 #: ops whose output holds their first input's values (a dtype or a shape changed at most): a constant read

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import graphmill
+
 from graphmill.backends.onnxruntime import compare
 from graphmill.backends.onnxruntime import run as ort_run
 from graphmill.ir import DataType
@@ -806,6 +808,13 @@ def test_constant_chain_refusals():
     # 1e-30 * 1e-30 is 0 in float32, where (1e30 * 1e-30) * 1e-30 is 1e-30 (ONNX Runtime's answer below)
     refused(lambda b, x: b.Mul(b.Mul(x, np.float32(1e-30)), np.float32(1e-30)), "underflows")
     refused(lambda b, x: b.Mul(b.Mul(x, np.float32(1e30)), np.float32(1e30)), "not finite")
+    # the unmerged intermediate overflows, underflows or absorbs x where the merged op would not (an outside check;
+    # ONNX Runtime's answers in the next test): opposite scaling beyond 2^16, Add constants of opposite signs
+    refused(lambda b, x: b.Mul(b.Mul(x, np.float32(1e30)), np.float32(2e-30)), "opposite directions")
+    refused(lambda b, x: b.Mul(b.Mul(x, np.float32(3.4e38)), np.float32(0)), "opposite directions")
+    refused(lambda b, x: b.Mul(b.Mul(x, np.float32(1e-30)), np.float32(2e30)), "opposite directions")
+    refused(lambda b, x: b.Add(b.Add(x, np.float32(1e8)), np.float32(-1e8)), "opposite signs")
+    refused(lambda b, x: b.Mul(b.Mul(x, np.float16(0.5)), np.float16(4)), "opposite directions", dtype="float16")
     # [3, 1] and [4] combine to [3, 4]: more weight than either
     refused(lambda b, x: b.Add(b.Add(x, np.ones((3, 1), np.float32)), np.ones(4, np.float32)), "bigger than either")
     # the inner Mul has another reader
@@ -816,6 +825,21 @@ def test_constant_chain_refusals():
     g = _one(lambda b, x: b.Mul(b.Mul(x, np.float32(2)), np.float32(3)))
     _simplify(g, "simplify", ctx=PassContext(allow=["exact"]))
     assert _ops(g) == ["Mul", "Mul", "Abs"]
+
+
+@pytest.mark.parametrize("op,c1,c2,x,want", [
+    ("Mul", 1e30, 2e-30, 1e10, np.inf),  # x * 1e30 overflows: inf, where x * 2 is 2e10
+    ("Mul", 3.4e38, 0.0, 2.0, np.nan),  # inf * 0
+    ("Add", 1e8, -1e8, 1.5, 0.0),  # 1.5 + 1e8 rounds to 1e8
+])
+def test_intermediate_refusals_are_what_onnx_runtime_computes(op, c1, c2, x, want):
+    g = _one(lambda b, v: getattr(b, op)(getattr(b, op)(v, np.float32(c1)), np.float32(c2)))
+    xs = np.full((2, 3, 4), x, np.float32)
+    got = float(ort_run(g, {"x": xs})["y"][0, 0, 0])
+    assert got == want or np.isnan(want) and np.isnan(got)
+    ref, _ = _simplify(g)
+    assert _ops(g) == [op, op, "Abs"]
+    assert compare(ref, g, {"x": xs}, rtol=0, atol=0).ok
 
 
 def test_underflow_refusal_is_what_onnx_runtime_computes():
@@ -920,3 +944,35 @@ def test_nhwc_converter_round_trips_cancel_and_the_bias_folds(rng):
     # the middle round trip cancels and its bias folds into the first Conv; the last one has no Transpose after it
     assert _ops(g) == ["Transpose", "Conv", "Relu", "Conv", "Transpose", "Add", "Relu"]
     assert compare(ref, g, {"x": rng.standard_normal((2, 8, 8, 3)).astype(np.float32)}, rtol=1e-4, atol=1e-5).ok
+
+
+@pytest.mark.parametrize("ir_version,folds", [(8, False), (3, True)])
+def test_initializers_listed_as_inputs_are_constants_only_below_ir_4(tmp_path, ir_version, folds):
+    """From IR 4 on an initializer also listed as a graph input is a default the caller may override (ONNX Runtime
+    feeds what it is given), so no rule may read it as a constant (mul-one, the chains, the Transpose rule did:
+    feeding c changed nothing after optimize; an outside check); below IR 4 every initializer was listed and they
+    are weights. Reference: ONNX Runtime on the original, fed another c (IR 8) or the default (IR 3)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    c = numpy_helper.from_array(np.full((1, 1), 2.0, np.float32), "c")
+    one = numpy_helper.from_array(np.ones((1, 1), np.float32), "one")
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0]), helper.make_node("Add", ["t", "c"], ["a"]),
+             helper.make_node("Mul", ["a", "one"], ["m"]), helper.make_node("Transpose", ["m"], ["y"], perm=[1, 0])]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+              helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 1]),
+              helper.make_tensor_value_info("one", TensorProto.FLOAT, [1, 1])]
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+                              [c, one])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9 if ir_version < 4 else 17)])
+    model.ir_version = ir_version
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    g = graphmill.load(path)
+    ref = g.copy()
+    run_passes(g, "shape-inference, simplify, dce")
+    assert _ops(g) == (["Add"] if folds else ["Transpose", "Add", "Mul", "Transpose"])
+    feed = {"x": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    if not folds:
+        feed.update(c=np.full((1, 1), 10.0, np.float32), one=np.full((1, 1), 3.0, np.float32))
+    assert compare(ref, g, feed, rtol=0, atol=0).ok

@@ -36,7 +36,9 @@ Legal cases:
   the inner op read only there, both constants of x's element type and the combined one no bigger than
   the larger of them. Float-reassociating (one rounding instead of two); exact for integers, where both
   wrap alike. Refused where the combined float constant overflows or underflows (1e-30 * 1e-30 is 0 in
-  float32, where (x * 1e-30) * 1e-30 is not for x = 1e30).
+  float32, where (x * 1e-30) * 1e-30 is not for x = 1e30), and where the unmerged intermediate may: Add
+  constants of opposite signs ((x + 1e8) - 1e8 is 0 for x = 1.5), Mul constants pulling in opposite
+  directions by more than 2^16 ((x * 1e30) * 2e-30 is inf for x = 1e10; float16: any).
 - ``transpose-through-elementwise``: Transpose(f(...g(Transpose(x, p1))...), p2) -> f(...g(Transpose(x,
   p1[p2]))...), the Transpose gone where p1[p2] is the identity: a converter's NHWC round trip around a bias
   and an activation (tf2onnx's Transpose -> Add -> Relu -> Transpose) cancels, and fuse-conv-bn then folds the
@@ -466,8 +468,36 @@ def _const_chain_plan(combine) -> "callable":
                 tiny = np.finfo(c1.dtype).tiny
                 if bool(np.any((np.abs(c) < tiny) & (exact != 0))):
                     return "the combined constant underflows (subnormal or zero where the exact value is not)"
+                why = _intermediate_risk(combine, np.abs(c1).astype(np.float64), c2.astype(np.float64), c1)
+                if why:
+                    return why
         return c
     return plan
+
+
+#: how far apart the two factors of a mul-const-chain may pull in opposite directions (x * c1 grows by up to this
+#: before c2 shrinks it, or the reverse): x * c1 then overflows only for |x| > max / 2^16 (5e33 in float32), where
+#: x * (c1 * c2) may not. float16's range is too short for any: there opposite directions are refused.
+OPPOSITE_SCALE_LIMIT = 2.0 ** 16
+
+
+def _intermediate_risk(combine, a: np.ndarray, c2: np.ndarray, c1: np.ndarray) -> str | None:
+    """Why the intermediate of the unmerged chain may overflow, underflow or absorb x where the merged op does not
+    (an outside check: (x * 1e30) * 2e-30 is inf for x = 1e10, x * 2 is not; (x + 1e8) - 1e8 is 0 for x = 1.5),
+    or None. ``a``: |c1|; both broadcast against each other, element by element."""
+    a, c2 = np.broadcast_arrays(a, c2)
+    if combine is np.add:  # opposite signs cancel: x + c1 rounds x away (or overflows) before c2 takes c1 back
+        if bool(np.any(np.sign(c1) * np.sign(c2) < 0)):
+            return "the constants have opposite signs: (x + c1) may round x away or overflow before c2 cancels c1"
+        return None
+    b = np.abs(c2)
+    limit = 1.0 if c1.dtype == np.float16 else OPPOSITE_SCALE_LIMIT
+    grows_then_shrinks = (a > 1) & (b < 1) & (a > limit)
+    shrinks_then_grows = (a < 1) & (b > 1) & (a != 0) & (a < 1 / limit)
+    if bool(np.any(grows_then_shrinks | shrinks_then_grows)):
+        return (f"c1 and c2 scale in opposite directions by more than {limit:g}: (x * c1) may overflow or underflow "
+                "where x * (c1 * c2) does not")
+    return None
 
 
 MUL_CONST_CHAIN = Rule(
