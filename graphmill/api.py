@@ -796,8 +796,8 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     per epoch and stage. Returns the report (``interrupted`` True after Ctrl-C: nothing but the checkpoint
     was written; the same call with ``resume=True`` continues).
     """
-    from graphmill.backends.torch.training import (TrainConfig, check_config, check_model, check_stage_sizes,
-                                                   run_training)
+    from graphmill.backends.torch.training import (TrainConfig, check_config, check_logits, check_model,
+                                                   check_stage_sizes, run_training)
     from graphmill.frontend.onnx_io import serialize_model
     from graphmill.util.files import atomic_write_many, check_out_folder
     import json
@@ -824,8 +824,8 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
         raise UserInputError(f"{checkpoint}: a checkpoint exists; pass --resume to continue it, or another --out")
     if resume and not os.path.exists(checkpoint):
         raise UserInputError(f"{checkpoint}: no checkpoint to resume from; run without --resume to start")
-    if isinstance(model, Graph):
-        graph, cfg.model = model, f"graph {model.name}"
+    if isinstance(model, Graph):  # a copy: the caller's graph keeps its weights (it held the trained ones after)
+        graph, cfg.model = model.copy(), f"graph {model.name}"
     elif str(model).endswith(".onnx") or os.path.exists(model):
         if width is not None or depth is not None:
             raise UserInputError("--width/--depth scale zoo models; an .onnx file is trained as it is")
@@ -867,6 +867,7 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
         check_trainable(graph)
         check_model(graph, cfg)
         module = to_torch(graph)  # the torch backend's refusals (weights cse merged, attributes, dtypes) before OUT
+        check_logits(graph, cfg, module)
         check_stage_sizes(graph, cfg, module)
     created = not os.path.isdir(out)
     os.makedirs(out, exist_ok=True)

@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=64, help="batch size B (default 64)")
     n = p.add_mutually_exclusive_group()
     n.add_argument("--steps", type=int, help="optimizer steps in all")
-    n.add_argument("--epochs", type=int, help="passes over the training images (default 10)")
+    n.add_argument("--epochs", type=int, help="epochs of ceil(1438 / batch) steps, batches drawn with replacement "
+                   "(default 10)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default 3e-3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=float, help="zoo width multiplier")

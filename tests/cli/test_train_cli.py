@@ -448,3 +448,61 @@ def test_a_model_with_a_fixed_batch_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "input 'x' has a fixed batch of 2 ([2, 1, 16, 16])" in err, err
     assert not out.exists()
+
+
+def _classifier_file(tmp_path, name, nodes, weights, size=8, out_dims=("N", 10)):
+    """An ONNX classifier of digits written with onnx.helper (no graphmill in the way): x [N, 1, S, S] -> nodes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_dims))],
+                              [numpy_helper.from_array(w, n) for n, w in weights.items()])
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize("case, match", [
+    # weights in Constant nodes only: Adam's "optimizer got an empty parameter list", a traceback (an outside check)
+    ("constw", "has no weights to train"),
+    # 20 logits behind an output declared [N, "K"]: trained and reported an accuracy (the declared width was checked)
+    ("k20", "the digits task has 10 classes, the model's first output is [2, 20] for two images"),
+    # a classifier for 8x8 images declaring 12x12: failed in the first step, naming no file
+    ("mism", "fails on two 12x12 images of 1 channel(s), the size it declares: torch backend: Gemm"),
+])
+def test_models_that_cannot_train_are_refused_naming_the_file(tmp_path, capsys, rng, case, match):
+    """Reference: each model's own construction (its weights, its logits, its declared input)."""
+    from onnx import helper, numpy_helper
+
+    flat = helper.make_node("Flatten", ["x"], ["f"])
+    if case == "constw":
+        w = helper.make_node("Constant", [], ["w"], value=numpy_helper.from_array(
+            rng.standard_normal((64, 10)).astype(np.float32)))
+        path = _classifier_file(tmp_path, case, [flat, w, helper.make_node("MatMul", ["f", "w"], ["y"])], {})
+    elif case == "k20":
+        path = _classifier_file(tmp_path, case, [flat, helper.make_node("Gemm", ["f", "W"], ["y"])],
+                                {"W": rng.standard_normal((64, 20)).astype(np.float32)}, out_dims=("N", "K"))
+    else:
+        path = _classifier_file(tmp_path, case, [flat, helper.make_node("Gemm", ["f", "W"], ["y"])],
+                                {"W": rng.standard_normal((64, 10)).astype(np.float32)}, size=12)
+    rc = main(["train", str(path), "--steps", "2", "--batch", "16", "--dropout", "0", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"graphmill train: error: {path}: graph ") and match in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_api_train_leaves_the_callers_graph_as_it_was(tmp_path, rng):
+    """The caller's Graph held the trained weights after ``api.train`` (an outside check): it trains a copy."""
+    from graphmill import api
+    from graphmill.ir.builder import GraphBuilder
+
+    b = GraphBuilder("mlp", opset=17)
+    x = b.input("x", "float32", ["N", 1, 8, 8])
+    b.output(b.MatMul(b.Flatten(x), rng.standard_normal((64, 10)).astype(np.float32)), "y")
+    g = b.build()
+    before = {k: v.const.numpy().copy() for k, v in g.initializers.items()}
+    report = api.train(g, out=str(tmp_path / "o"), steps=3, batch=16, dropout=0.0)
+    assert report["steps"] == 3
+    assert all(np.array_equal(before[k], v.const.numpy()) for k, v in g.initializers.items())

@@ -15,12 +15,13 @@ from .data import AUGMENT_OPS, MAX_MAGNITUDE, TASK, digits_data, mixup, rand_aug
 from .loop import (LoopResult, accuracy, calibrate_batchnorm, first_output, load_checkpoint, save_checkpoint,
                    train_classifier, training_loop)
 from .progressive import Stage, fixed_schedule, progressive_schedule, split_steps, with_dropout
-from .runner import (MAX_BATCH, MODES, TrainConfig, TrainRun, check_config, check_digits_classifier, check_model,
-                     check_stage_sizes, image_input, plan, run_training, steps_per_epoch)
+from .runner import (MAX_BATCH, MODES, TrainConfig, TrainRun, check_config, check_digits_classifier, check_logits,
+                     check_model, check_stage_sizes, image_input, plan, run_training, steps_per_epoch)
 
 __all__ = ["AUGMENT_OPS", "LoopResult", "MAX_BATCH", "MAX_MAGNITUDE", "MODES", "Stage", "TASK", "TrainConfig",
            "TrainRun",
-           "accuracy", "calibrate_batchnorm", "check_config", "check_digits_classifier", "check_micro_batch",
+           "accuracy", "calibrate_batchnorm", "check_config", "check_digits_classifier", "check_logits",
+           "check_micro_batch",
            "check_model", "check_stage_sizes", "contrastive_backward",
            "digits_data", "first_output", "fixed_schedule", "image_input", "info_nce", "knn_accuracy",
            "load_checkpoint", "mixup", "plan", "progressive_schedule", "rand_augment", "run_training",

@@ -170,6 +170,11 @@ def check_model(graph: Graph, cfg: TrainConfig) -> tuple[int, int]:
     10 logits first for classification, the stages' schedule; returns ``(channels, size)``."""
     check_config(cfg)
     channels, size = image_input(graph)
+    from graphmill.backends.torch.weights import weight_initializers
+
+    if not weight_initializers(graph):  # Adam's "optimizer got an empty parameter list", a traceback (an outside check)
+        raise UserInputError(f"graph {graph.name!r} has no weights to train (no float initializer feeds a MatMul, "
+                             "Gemm, Conv or normalization; values held in Constant nodes are constants)")
     if cfg.mode != "contrastive":
         check_digits_classifier(graph)
     else:
@@ -212,6 +217,30 @@ def check_stage_sizes(graph: Graph, cfg: TrainConfig, module) -> None:
                                  f"size of the progressive schedule, {str(e).splitlines()[0]}; train it without "
                                  "--progressive, or give a model that takes any image size (no fixed-size Flatten, "
                                  "position table or embedding before its classifier)") from None
+
+
+def check_logits(graph: Graph, cfg: TrainConfig, module) -> None:
+    """Two images through ``module`` (``graph`` lowered) at the model's size, before any work: a model that fails
+    there is refused now, in one line naming the file (it failed in the first step, naming neither), and a
+    classifier whose output width was not declared ([N, "K"]) must give the task's 10 logits (one of 20 trained,
+    and reported an accuracy; an outside check)."""
+    import torch
+
+    from graphmill.util.errors import ExecutionError
+
+    from .loop import first_output
+
+    channels, size = image_input(graph)
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = first_output(module(torch.zeros(2, channels, size, size)))
+    except ExecutionError as e:
+        raise UserInputError(f"graph {graph.name!r} fails on two {size}x{size} images of {channels} channel(s), the "
+                             f"size it declares: {str(e).splitlines()[0]}") from None
+    if cfg.mode != "contrastive" and (out.dim() != 2 or out.shape[1] != N_CLASSES):
+        raise UserInputError(f"graph {graph.name!r}: the digits task has {N_CLASSES} classes, the model's first "
+                             f"output is {list(out.shape)} for two images: give a model with {N_CLASSES} logits")
 
 
 def check_first_output_rank(graph: Graph, needs: str) -> None:
