@@ -455,8 +455,8 @@ def _classifier_file(tmp_path, name, nodes, weights, size=8, out_dims=("N", 10))
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, size, size])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_dims))],
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, size, size])
+    graph = helper.make_graph(nodes, name, [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_dims))],
                               [numpy_helper.from_array(w, n) for n, w in weights.items()])
     path = tmp_path / f"{name}.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
