@@ -76,7 +76,11 @@ class OnnxShapeInferencer:
     def type_error(self, graph: Graph) -> str | None:
         """onnx's inference in strict mode with type checks on the exported graph (big weights without data):
         its first complaint, or None. Ops of domains onnx has no schemas for (com.microsoft, graphmill) are
-        not checked."""
+        not checked; a standard-domain op onnx has no schema for at the graph's opset is a complaint (onnx's
+        inference passes it by: a plugin rule that emitted one was written, exit 0, an outside check)."""
+        unknown = unknown_standard_op(graph)
+        if unknown is not None:
+            return unknown
         try:
             onnx.shape_inference.infer_shapes(to_proto(graph, strip_weights_over=WEIGHT_DATA_LIMIT),
                                               check_type=True, strict_mode=True)
@@ -84,6 +88,20 @@ class OnnxShapeInferencer:
             text = str(e).strip().splitlines()
             return re.sub(r"^\[\w+\]\s*", "", text[0]) if text else "onnx's type check failed"
         return None
+
+
+def unknown_standard_op(graph: Graph) -> str | None:
+    """The first node of the standard domain (in ``graph`` or its subgraphs) whose op ONNX does not define at the
+    graph's opset, described; None when every one is defined."""
+    imports = graph.root.opset_imports
+    opset = imports.get("", imports.get("ai.onnx", onnx.defs.onnx_opset_version()))
+    for node in graph.all_nodes():
+        if (node.domain or "") in ("", "ai.onnx"):
+            try:
+                onnx.defs.get_schema(node.op_type, opset, "")
+            except onnx.defs.SchemaError:
+                return f"{node.describe()}: ONNX defines no op {node.op_type!r} at opset {opset}"
+    return None
 
 
 def refine_with_onnx(graph: Graph, report: InferenceReport) -> None:

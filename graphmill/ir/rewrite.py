@@ -367,6 +367,10 @@ class Rule:
         depth-first order, root first (``relu``, ``relu_2``), on this rule's own copy of the pattern (patterns
         are shared between rules: the GELU ones by fuse-gelu and fuse-ort-contrib); a name given twice still
         means one node."""
+        if self.exactness not in (EXACT, REASSOCIATING, APPROXIMATE):  # a typo ran nowhere, or failed to load with
+            # "tuple.index(x): x not in tuple" (an outside check)
+            raise ValueError(f"rule {self.name!r}: exactness {self.exactness!r} is not one of {EXACT!r}, "
+                             f"{REASSOCIATING!r}, {APPROXIMATE!r}")
         ops = _pattern_ops(self.pattern)
         taken = {op.name for op in ops if op.name_given}
         plan: list[tuple[int, str]] = []

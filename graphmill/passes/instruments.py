@@ -274,9 +274,20 @@ def _sizeless(t: Any) -> Any:
 
 
 def type_error(graph: Graph, ctx: PassContext) -> str | None:
-    """The context's shape inferencer's schema type check (onnx's, by default), or None without one."""
+    """The context's shape inferencer's schema type check (onnx's, by default), or None without one. graphmill-
+    domain ops are checked as every write and ONNX Runtime run sees them, lowered (a copy): a plugin's fused op
+    with a registered lowering failed the check, "No opset import for domain graphmill" (an outside check); one
+    without a lowering is named."""
     check = getattr(ctx.shape_inferencer, "type_error", None)
-    return check(graph) if check is not None else None
+    if check is None:
+        return None
+    from .lowering import LOWERED_DOMAINS, lowered_copy
+
+    graph = lowered_copy(graph)
+    left = next((n for n in graph.all_nodes() if n.domain in LOWERED_DOMAINS), None)
+    if left is not None:
+        return f"{left.describe()} of domain {left.domain} has no lowering to standard ONNX"
+    return check(graph)
 
 
 def fresh_output_types(graph: Graph) -> list[Any]:

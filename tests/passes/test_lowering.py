@@ -109,3 +109,69 @@ def test_a_lowering_interrupted_halfway_leaves_the_graph_as_it_was():
     with pytest.raises(KeyboardInterrupt):
         lower_node(g, next(n for n in g.nodes if n.op_type == "LoweringTestInterrupted"))
     assert str(g) == before
+
+
+# -- a plugin's fused graphmill op through optimize; what save and the type check refuse (an outside check) -------
+
+def _fuse_axpy_pass():
+    """A user's rewrite pass: Add(Mul(x, 2.5), y) -> graphmill::LoweringTestAxpy (registered once per process)."""
+    from graphmill.ir.rewrite import Const, Op, Rule, Var
+    from graphmill.passes import register_pass
+    from graphmill.passes.rewrite_pass import RewritePass
+
+    if "test-fuse-axpy" in registered_passes():
+        return
+    rule = Rule("test-axpy", Op("Add", Op("Mul", Var("x"), Const("a")), Var("y")),
+                check=lambda m: None if m.const("a").size == 1 and float(m.const("a")) == 2.5 else "a is not 2.5",
+                replace=lambda m, r: r.op("LoweringTestAxpy", m["x"], m["y"], domain="graphmill", alpha=2.5))
+
+    @register_pass
+    class FuseAxpy(RewritePass):
+        """Fuse a*x + y into the test's graphmill op."""
+        name = "test-fuse-axpy"
+        rules = (rule,)
+
+
+def test_a_fused_graphmill_op_with_a_lowering_passes_optimizes_end_checks(tmp_path):
+    """Reference: ONNX Runtime on the unfused graph. The end-of-schedule type check ran onnx's inference on the
+    graph as it was, and refused it: "No opset import for domain graphmill" (nothing written); it checks what
+    every write and run sees, the lowered copy."""
+    _fuse_axpy_pass()
+    b = GraphBuilder("g", opset=17)
+    x = b.input("x", "float32", [2, 3])
+    y = b.input("y", "float32", [2, 3])
+    b.output(b.Relu(b.Add(b.Mul(x, np.float32(2.5)), y)), "out")
+    g = b.build()
+    report = graphmill.optimize(g, "test-fuse-axpy", verify_each=True, compare=True)
+    assert [(n.domain, n.op_type) for n in g.nodes] == [("graphmill", "LoweringTestAxpy"), ("", "Relu")]
+    assert report.comparison["ok"]
+
+
+def test_save_refuses_a_graphmill_op_without_lowering(tmp_path):
+    g = _graph(op="LoweringTestNoSuchOp")
+    with pytest.raises(UserInputError, match=r"LoweringTestNoSuchOp .* of domain graphmill has no lowering to "
+                                             r"standard ONNX .*lower=False"):
+        graphmill.save(g, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()  # it wrote a file onnx's checker refuses
+    graphmill.save(g, tmp_path / "raw.onnx", lower=False)  # asked for: a file only graphmill reads
+
+
+def test_an_op_onnx_does_not_define_fails_the_type_check():
+    """A rule emitting Absolutely(x) in the standard domain was written, exit 0: onnx's strict inference passes an
+    op it has no schema for by. Reference: onnx.defs has no such op."""
+    from graphmill.frontend.onnx_shape_inference import OnnxShapeInferencer
+
+    b = GraphBuilder("g", opset=17)
+    x = b.input("x", "float32", [2])
+    b.output(b.op("Absolutely", x), "y")
+    g = b.build(infer=False, verify=False)
+    assert not onnx.defs.has("Absolutely")
+    assert OnnxShapeInferencer().type_error(g) == "Absolutely node 'Absolutely_0': ONNX defines no op 'Absolutely' " \
+                                                  "at opset 17"
+
+
+def test_a_rule_with_an_unknown_exactness_is_refused_naming_it():
+    from graphmill.ir.rewrite import Op, Rule, Var
+
+    with pytest.raises(ValueError, match="rule 'typo': exactness 'exakt' is not one of 'exact', "):
+        Rule("typo", Op("Relu", Var("x")), replace=lambda m, r: m["x"], exactness="exakt")
