@@ -29,7 +29,7 @@ Every rule says how exact it is (``exact``, ``float-reassociating``, ``approxima
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from .tensor import Tensor
 EXACT = "exact"
 REASSOCIATING = "float-reassociating"
 APPROXIMATE = "approximate"
+
+#: the ways of matching at one node tried for one that passes the check (each commutative op doubles them)
+MAX_ALTERNATIVE_MATCHES = 64
 
 
 class Pattern:
@@ -194,76 +197,84 @@ class _Matcher:
         if self.explain and (self.best is None or depth > self.best.depth):
             self.best = _Fail(depth, reason(), node)
 
-    def match_value(self, pat: Pattern, v: Value | None, m: Match, depth: int, where: Any) -> Match | None:
+    def iter_value(self, pat: Pattern, v: Value | None, m: Match, depth: int, where: Any) -> Iterator[Match]:
+        """Every way ``pat`` matches ``v``, extending ``m``."""
         if isinstance(pat, Opt):
             if v is None:
                 if isinstance(pat.inner, Var):
                     m = m.copy()
                     m.values[pat.inner.name] = None
-                return m
-            return self.match_value(pat.inner, v, m, depth, where)
+                yield m
+                return
+            yield from self.iter_value(pat.inner, v, m, depth, where)
+            return
         if v is None:
             self.fail(depth, lambda: f"{_at(where)} is omitted but the pattern needs {pat.describe()}", None)
-            return None
+            return
         if isinstance(pat, Var):
             bound = m.values.get(pat.name, ...)
             if bound is not ...:
                 if bound is not v:
                     self.fail(depth, lambda: f"{_at(where)} (%{v.name}) is not the same value as %{pat.name}", None)
-                    return None
-                return m
+                    return
+                yield m
+                return
             if isinstance(pat, Const) and constant_value(v) is None:
                 self.fail(depth, lambda: f"{_at(where)} (%{v.name}) is not a constant", v.producer)
-                return None
+                return
             if pat.dtype is not None and v.dtype != pat.dtype:
                 self.fail(depth, lambda: f"{_at(where)} (%{v.name}) has element type "
                           f"{getattr(v.dtype, 'short_name', '?')}", None)
-                return None
+                return
             if pat.rank is not None and (v.shape is None or len(v.shape) != pat.rank):
                 self.fail(depth, lambda: f"{_at(where)} (%{v.name}) is not of rank {pat.rank} (type {v.type})", None)
-                return None
+                return
             if pat.where is not None:
                 ok = pat.where(v)
                 if ok is not True:
                     self.fail(depth, lambda: f"{_at(where)} (%{v.name}): {ok or 'constraint failed'}", None)
-                    return None
+                    return
             m = m.copy()
             m.values[pat.name] = v
-            return m
+            yield m
+            return
         assert isinstance(pat, Op)
         node = v.producer
         if node is None or node.graph is not self.graph:
             self.fail(depth, lambda: f"{_at(where)} (%{v.name}) is not produced by a node in this graph", None)
-            return None
-        return self.match_node(pat, node, m, depth, where, is_root=False)
+            return
+        yield from self.iter_node(pat, node, m, depth, where, is_root=False)
 
-    def match_node(self, pat: Op, node: Node, m: Match, depth: int, where: Any, *, is_root: bool) -> Match | None:
+    def iter_node(self, pat: Op, node: Node, m: Match, depth: int, where: Any, *, is_root: bool) -> Iterator[Match]:
+        """Every way ``pat`` matches at ``node``: a commutative op's two input orders each, so that a choice made
+        inside it can be undone when the pattern around it fails (``Mul(Add(a, b, commutative), b)`` on
+        ``Mul(Add(p, q), p)`` failed: the Add bound a = p and never tried b = p; an outside check)."""
         if node.op_type not in pat.types or (node.domain or "") != pat.domain and not (
                 pat.domain == "" and node.domain == "ai.onnx"):
             self.fail(depth, lambda: f"{_at(where)} is produced by {node.describe()}, not {'|'.join(pat.types)}", node)
-            return None
+            return
         if pat.name in m.nodes and m.nodes[pat.name] is not node:
             self.fail(depth, lambda: f"{node.describe()} is not the node already matched as {pat.name!r}", node)
-            return None
+            return
         if not is_root and pat.single_use:
             outs = [o for o in node.outputs if o is not None]
             if any(o.is_graph_output() for o in outs) or sum(o.num_uses for o in outs) != 1:
                 self.fail(depth + 1, lambda: f"{node.describe()} has {sum(o.num_uses for o in outs)} uses (or is a "
                           "graph output); fusing it would duplicate its work", node)
-                return None
+                return
         for k, want in pat.attrs.items():
             have = node.attr(k)
             ok = want(have) if callable(want) else have == want
             if not ok:
                 self.fail(depth + 1, lambda: f"{node.describe()} attribute {k}={have!r} does not satisfy the pattern",
                           node)
-                return None
+                return
         n_in = len(node.inputs)
         if n_in > len(pat.inputs) and not pat.allow_extra_inputs and any(
                 x is not None for x in node.inputs[len(pat.inputs):]):
             self.fail(depth + 1, lambda: f"{node.describe()} has {n_in} inputs, the pattern expects {len(pat.inputs)}",
                       node)
-            return None
+            return
         m = m.copy()
         m.nodes[pat.name] = node
         m.order.append(node)
@@ -271,21 +282,22 @@ class _Matcher:
         if pat.commutative:
             orders.append(list(reversed(pat.inputs)))
         for order in orders:
-            cur: Match | None = m
-            for i, sub in enumerate(order):
-                v = node.inputs[i] if i < n_in else None
-                cur = self.match_value(sub, v, cur, depth + 1 + i, (node, i))
-                if cur is None:
-                    break
-            if cur is not None:
+            for cur in self._iter_inputs(order, node, 0, m, depth):
                 if pat.where is not None:
                     ok = pat.where(node)
                     if ok is not True:
                         self.fail(depth + 1 + len(order), lambda: f"{node.describe()}: {ok or 'constraint failed'}",
                                   node)
                         continue
-                return cur
-        return None
+                yield cur
+
+    def _iter_inputs(self, order: Sequence[Pattern], node: Node, i: int, m: Match, depth: int) -> Iterator[Match]:
+        if i == len(order):
+            yield m
+            return
+        v = node.inputs[i] if i < len(node.inputs) else None
+        for cur in self.iter_value(order[i], v, m, depth + 1 + i, (node, i)):
+            yield from self._iter_inputs(order, node, i + 1, cur, depth)
 
 
 def _at(where: Any) -> str:
@@ -394,7 +406,19 @@ class Rule:
                 mine[i].name = name
 
     def match(self, graph: Graph, node: Node) -> Match | None:
-        return _Matcher(graph).match_node(self.pattern, node, Match(graph, node), 0, "root", is_root=True)
+        """The first match at ``node`` that passes the check (the first match when every one fails it), or None."""
+        return self.checked_match(_Matcher(graph), node)
+
+    def checked_match(self, matcher: "_Matcher", node: Node) -> Match | None:
+        first = None
+        matches = matcher.iter_node(self.pattern, node, Match(matcher.graph, node), 0, "root", is_root=True)
+        for i, m in enumerate(matches):
+            if self.check is None or self.check(m) is None:
+                return m
+            first = first or m
+            if i + 1 == MAX_ALTERNATIVE_MATCHES:
+                break
+        return first
 
     def try_rewrite(self, graph: Graph, node: Node, nested_outputs: "NestedOutputs | None" = None) -> bool:
         """Match at ``node``, check, replace; True when the graph changed.
@@ -549,7 +573,7 @@ def explain(rule: Rule, graph: Graph) -> str:
                 continue
             candidates += 1
             matcher = _Matcher(g, explain=True)
-            m = matcher.match_node(rule.pattern, node, Match(g, node), 0, "root", is_root=True)
+            m = rule.checked_match(matcher, node)
             if m is not None:
                 reason = rule.check(m) if rule.check is not None else None
                 if reason is None:

@@ -983,3 +983,44 @@ def test_a_rule_whose_replace_returns_no_value_is_named():
     assert [n.op_type for n in g.nodes] == ["Relu"]
     with pytest.raises(TypeError, match="rule 'test-returns-int': replace returned int"):
         explain(rule, g)
+
+
+# -- the rewrite matcher: commutative ops backtrack (an outside check) ---------------------------------------------
+
+def _distribute_graph(swap: bool):
+    """y = (p + q) * p, the Add's inputs in the order ``swap`` says."""
+    b = GraphBuilder(opset=17)
+    p = b.input("p", "float32", [3])
+    q = b.input("q", "float32", [3])
+    b.output(b.Mul(b.Add(q, p) if swap else b.Add(p, q), p), "y")
+    return b.build()
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_a_commutative_op_tries_its_other_order_when_the_pattern_around_it_fails(swap):
+    """``Mul(Add(a, b, commutative), b)`` on ``(p + q) * p`` bound a = p inside the Add and never tried b = p once
+    the Mul's second input failed (with the Add's inputs written the other way it matched). Reference: the
+    binding by hand, b = p, a = q, and ONNX Runtime on the graph before and after a rewrite through it."""
+    pattern = Op("Mul", Op("Add", Var("a"), Var("b"), commutative=True), Var("b"))
+    rule = Rule("test-distribute", pattern,
+                replace=lambda m, r: r.op("Add", r.op("Mul", m["b"], m["b"]), r.op("Mul", m["a"], m["b"])))
+    g = _distribute_graph(swap)
+    m = rule.match(g, g.nodes[-1])
+    assert m is not None and (m["b"].name, m["a"].name) == ("p", "q")
+    ref = g.copy()
+    assert rule.try_rewrite(g, g.nodes[-1])
+    assert ortb.compare(ref, g, rtol=1e-6, atol=1e-6).ok
+
+
+def test_the_first_match_passing_the_check_is_taken():
+    """Both orders of a commutative op match; the check refuses the first: the second is rewritten."""
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [3])
+    y = b.input("y", "float32", [3])
+    b.output(b.Add(b.Relu(x), b.Relu(y)), "out")
+    g = b.build()
+    rule = Rule("test-second-relu", Op("Add", Op("Relu", Var("u"), name="r"), Var("v"), commutative=True),
+                check=lambda m: None if m["u"].name == "y" else "not y's Relu",
+                replace=lambda m, r: r.op("Add", m["u"], m["v"]))
+    assert rule.try_rewrite(g, g.nodes[-1])
+    assert sorted(n.op_type for n in g.nodes) == ["Add", "Relu"]
