@@ -31,6 +31,7 @@ from graphmill.ir import ExecutionError, Graph, GraphmillError, UserInputError, 
 from graphmill.ir.summary import summarize, symbols
 from graphmill.ir.gc_pause import collector_paused
 from graphmill.providers import pass_context
+from graphmill.passes.schedule import Call, Run
 from graphmill.passes.instruments import ChangeClaimCheck, input_change, output_change, type_error
 from graphmill.passes import (
     EXACT,
@@ -391,7 +392,7 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
             raise ExecutionError(f"{e} (while comparing the optimized model with the input under ONNX Runtime; "
                                  f"--no-compare skips the comparison{sized})") from e
     if explain_rule:
-        report.explain = explain(graph, explain_rule, stats=result.stats(), allow=allow)
+        report.explain = explain(graph, explain_rule, stats=result.stats(), allow=allow, schedule=sched)
     return report
 
 
@@ -403,20 +404,41 @@ def _replay(start: Graph, ran: list, seed: int, allow: Iterable[str], cost_model
 
 
 def explain(graph: Graph, rule_name: str, *, stats: dict[str, dict[str, float]] | None = None,
-            allow: Iterable[str] | None = None) -> str:
+            allow: Iterable[str] | None = None, schedule: Schedule | None = None) -> str:
     """Why ``rule_name`` does not fire on ``graph`` (the optimized model); with the run's pass ``stats``, first how
     often it fired during the run: a rule that rewrote every match leaves none, and "does not fire" alone read as
     if it had never run. With the run's ``allow``, an approximate rule that did not fire because it was not
-    allowed says so (its "matches at ..." read as if the rule were broken)."""
+    allowed says so (its "matches at ..." read as if the rule were broken); with its ``schedule``, so does a rule
+    whose pass the schedule does not run, or runs with the rule in ``disable`` (an outside check)."""
     from graphmill.ir.rewrite import explain as explain_rule
     from graphmill.passes.rewrite_pass import find_rule
 
     rule, owner = find_rule(rule_name)
     now = explain_rule(rule, graph)
     fired = int((stats or {}).get(owner, {}).get(rule.name, 0))
+    runs = _runs_of(schedule.body, owner) if schedule is not None else None
     if fired:
         now = f"rule {rule.name!r} fired {fired} time(s) during the schedule; in the optimized model: {now}"
+    elif runs is not None and not runs:
+        now += f"; its pass {owner!r} is not in the schedule"
+    elif runs is not None and all(rule.name in (r.options.get("disable") or ()) for r in runs):
+        now += f"; the schedule runs {owner!r} with it disabled (disable=[{rule.name}])"
     elif allow is not None and rule.exactness not in set(allow):
-        now += (f"; a {rule.exactness} rule runs only when allowed (--allow {rule.exactness}, or the pass's own "
-                f"allow=[{rule.exactness}])")
+        article = "an" if rule.exactness[0] in "aeiou" else "a"
+        now += (f"; {article} {rule.exactness} rule runs only when allowed (--allow {rule.exactness}, or the pass's "
+                f"own allow=[{rule.exactness}])")
     return f"{now} [rule of pass {owner!r}, {rule.exactness}]"
+
+
+def _runs_of(steps: list, name: str) -> list[Run]:
+    """Every run of the pass ``name`` in a schedule's steps, through fixpoints, repeats and calls."""
+    out: list[Run] = []
+    for step in steps:
+        if isinstance(step, Run):
+            if step.name == name:
+                out.append(step)
+        elif isinstance(step, Call):
+            out += _runs_of(step.schedule.body, name)
+        else:
+            out += _runs_of(step.body, name)
+    return out

@@ -720,6 +720,23 @@ def test_explain_match_says_an_approximate_rule_was_not_allowed():
     assert "fired 1 time(s)" in report.explain and "only when allowed" not in report.explain
 
 
+def test_explain_match_says_the_schedule_did_not_run_the_rule():
+    """"matches at ..." alone, for a rule the schedule disabled or whose pass it does not run, read as if the rule
+    were broken (an outside check). Reference: the schedules as written."""
+    b = GraphBuilder("g")
+    x = b.input("x", "float32", [4])
+    b.output(b.Neg(b.Neg(x)), "y")
+    report = optimize(b.build(), "test-rules(disable=[test-neg-neg])", explain_rule="test-neg-neg")
+    assert report.explain.startswith("rule 'test-neg-neg' matches at ") and report.explain.endswith(
+        "; the schedule runs 'test-rules' with it disabled (disable=[test-neg-neg]) [rule of pass 'test-rules', "
+        "exact]"), report.explain
+    b = GraphBuilder("g")
+    x = b.input("x", "float32", [4])
+    b.output(b.Neg(b.Neg(x)), "y")
+    report = optimize(b.build(), "dce", explain_rule="test-neg-neg")
+    assert "; its pass 'test-rules' is not in the schedule [" in report.explain, report.explain
+
+
 def test_explain_match_says_how_often_the_rule_fired_in_the_run():
     """The rule rewrote the only match; before, the report said just "cannot match", as if it had never run."""
     b = GraphBuilder("g")
