@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from graphmill.ir import Graph
 from graphmill.ir.rewrite import NestedOutputs, Op, Pattern, Rule
+from graphmill.util.errors import GraphmillError
 from graphmill.util.suggest import did_you_mean
 
 from .base import EXACTNESS, Option, Pass, PassContext, PassResult
@@ -72,7 +73,7 @@ class RewritePass(Pass):
                     for rule in rules:
                         if rule.pattern.types and node.op_type not in rule.pattern.types:
                             continue
-                        if rule.try_rewrite(g, node, nested):
+                        if _rewrite(rule, g, node, nested):
                             result.stats[rule.name] = result.stats.get(rule.name, 0) + 1
                             fired[rule.name] = None
                             break
@@ -83,6 +84,20 @@ class RewritePass(Pass):
             result.notes.append(f"no fixpoint after max_rounds={rounds} sweeps: rule(s) {', '.join(fired)} still "
                                 "fired in the last; the graph is as the last sweep left it")
         return result
+
+
+class RuleCrash(RuntimeError):
+    """A rule's check or replacement raised: the rule and the node are named (a pass with several rules said only
+    "pass 'p' failed: KeyError: 'x'"; an outside check)."""
+
+
+def _rewrite(rule: Rule, graph: Graph, node, nested: NestedOutputs) -> bool:
+    try:
+        return rule.try_rewrite(graph, node, nested)
+    except GraphmillError:  # a refusal meant for the user (a model too large to fold, ...) keeps its type
+        raise
+    except Exception as e:
+        raise RuleCrash(f"rule {rule.name!r} at {node.describe()}: {type(e).__name__}: {e}") from e
 
 
 def needs_only(pattern: Pattern, present: set[str]) -> bool:

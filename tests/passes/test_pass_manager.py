@@ -1041,3 +1041,22 @@ def test_the_first_match_passing_the_check_is_taken():
                 replace=lambda m, r: r.op("Add", m["u"], m["v"]))
     assert rule.try_rewrite(g, g.nodes[-1])
     assert sorted(n.op_type for n in g.nodes) == ["Add", "Relu"]
+
+
+def test_a_rule_that_crashes_is_named_with_its_node():
+    """A pass of several rules said only "pass 'p' failed: KeyError: 'x'" (an outside check)."""
+    from graphmill.passes import register_pass, registered_passes, run_passes
+
+    def crash(m):
+        raise KeyError("nonexistent")
+
+    if "test-crashing-rules" not in registered_passes():
+        @register_pass
+        class Crashing(RewritePass):
+            """Two rules, the second crashing in its check."""
+            name = "test-crashing-rules"
+            rules = (Rule("test-fine", Op("Neg", Var("x")), replace=lambda m, r: None),
+                     Rule("test-crash", Op("Relu", Var("x")), check=crash, replace=lambda m, r: m["x"]))
+    with pytest.raises(PassFailure, match=r"failed: RuleCrash: rule 'test-crash' at Relu node .*: KeyError: "
+                                          r"'nonexistent'"):
+        run_passes(relu_chain(1), "test-crashing-rules")
