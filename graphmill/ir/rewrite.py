@@ -42,7 +42,8 @@ EXACT = "exact"
 REASSOCIATING = "float-reassociating"
 APPROXIMATE = "approximate"
 
-#: the ways of matching at one node tried for one that passes the check (each commutative op doubles them)
+#: a matcher's bound, at one root, on the second input orders of commutative ops it explores and on the matches it
+#: offers the check (each commutative op doubles the ways of matching)
 MAX_ALTERNATIVE_MATCHES = 64
 
 
@@ -192,6 +193,7 @@ class _Matcher:
         self.graph = graph
         self.explain = explain
         self.best: _Fail | None = None
+        self.alternatives = 0  # second orders of commutative ops tried (MAX_ALTERNATIVE_MATCHES)
 
     def fail(self, depth: int, reason: Callable[[], str], node: Node | None) -> None:
         if self.explain and (self.best is None or depth > self.best.depth):
@@ -220,7 +222,10 @@ class _Matcher:
                 yield m
                 return
             if isinstance(pat, Const) and constant_value(v) is None:
-                self.fail(depth, lambda: f"{_at(where)} (%{v.name}) is not a constant", v.producer)
+                self.fail(depth, lambda: f"{_at(where)} (%{v.name}) is " + (
+                    "an initializer listed as a graph input: from IR version 4 a default its caller may override "
+                    "(fold-constants{input_initializers=constant} makes such initializers weights)"
+                    if v.is_initializer and v.is_graph_input else "not a constant"), v.producer)
                 return
             if pat.dtype is not None and v.dtype != pat.dtype:
                 self.fail(depth, lambda: f"{_at(where)} (%{v.name}) has element type "
@@ -281,7 +286,11 @@ class _Matcher:
         orders = [pat.inputs]
         if pat.commutative:
             orders.append(list(reversed(pat.inputs)))
-        for order in orders:
+        for k, order in enumerate(orders):
+            if k:  # a second order: bounded per root, since a pattern that fails late tries every combination
+                self.alternatives += 1  # (2^31 for 31 commutative ops: a hang; a review)
+                if self.alternatives > MAX_ALTERNATIVE_MATCHES:
+                    return
             for cur in self._iter_inputs(order, node, 0, m, depth):
                 if pat.where is not None:
                     ok = pat.where(node)

@@ -166,8 +166,7 @@ def test_an_op_onnx_does_not_define_fails_the_type_check():
     b.output(b.op("Absolutely", x), "y")
     g = b.build(infer=False, verify=False)
     assert not onnx.defs.has("Absolutely")
-    assert OnnxShapeInferencer().type_error(g) == "Absolutely node 'Absolutely_0': ONNX defines no op 'Absolutely' " \
-                                                  "at opset 17"
+    assert OnnxShapeInferencer().type_error(g) == "Absolutely node 'Absolutely_0': ONNX defines no op 'Absolutely'"
 
 
 def test_a_rule_with_an_unknown_exactness_is_refused_naming_it():

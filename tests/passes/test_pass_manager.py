@@ -1060,3 +1060,21 @@ def test_a_rule_that_crashes_is_named_with_its_node():
     with pytest.raises(PassFailure, match=r"failed: RuleCrash: rule 'test-crash' at Relu node .*: KeyError: "
                                           r"'nonexistent'"):
         run_passes(relu_chain(1), "test-crashing-rules")
+
+
+def test_a_pattern_of_many_commutative_ops_that_fails_late_is_bounded():
+    """Mul(a tree of 31 commutative Adds, v0) where the Mul reads another value: every order of every Add was
+    tried, 2^31, a hang (a review). Reference: the pattern cannot match (v0 is not the Mul's second input)."""
+    leaves = [Var(f"v{i}") for i in range(32)]
+    level = leaves
+    while len(level) > 1:
+        level = [Op("Add", level[i], level[i + 1], commutative=True) for i in range(0, len(level), 2)]
+    rule = Rule("test-wide", Op("Mul", level[0], Var("v0")), replace=lambda m, r: None)
+    b = GraphBuilder(opset=17)
+    xs = [b.input(f"x{i}", "float32", [2]) for i in range(32)]
+    level = xs
+    while len(level) > 1:
+        level = [b.Add(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    b.output(b.Mul(level[0], b.input("other", "float32", [2])), "y")
+    g = b.build()
+    assert rule.match(g, g.nodes[-1]) is None

@@ -976,3 +976,52 @@ def test_initializers_listed_as_inputs_are_constants_only_below_ir_4(tmp_path, i
     if not folds:
         feed.update(c=np.full((1, 1), 10.0, np.float32), one=np.full((1, 1), 3.0, np.float32))
     assert compare(ref, g, feed, rtol=0, atol=0).ok
+
+
+def test_fold_constants_input_initializers_constant_makes_them_weights_for_every_rule(tmp_path):
+    """A Conv + BatchNormalization exported with keep_initializers_as_inputs (IR 7): its weights are overridable
+    inputs, which no rule folds (as ONNX Runtime treats them); asked for, fold-constants{input_initializers=
+    constant} makes them weights, no longer inputs, and fuse-conv-bn folds (a review: the option changed nothing,
+    since only fold-constants and dce read it). Reference: ONNX Runtime on the original with its default weights."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = {"W": rng.standard_normal((4, 3, 3, 3)), "s": rng.uniform(0.5, 1.5, 4), "b": rng.standard_normal(4),
+               "m": rng.standard_normal(4), "v": rng.uniform(0.5, 1.5, 4)}
+    inits = [numpy_helper.from_array(a.astype(np.float32), k) for k, a in weights.items()]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["y"])], "g",
+        [x] + [helper.make_tensor_value_info(i.name, TensorProto.FLOAT, list(i.dims)) for i in inits],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 7
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    g = graphmill.load(path)
+    ref = g.copy()
+    graphmill.optimize(g)
+    assert _ops(g) == ["Conv", "BatchNormalization"]  # overridable: as ONNX Runtime, nothing folds through them
+    g = graphmill.load(path)
+    res = run_passes(g, "fold-constants(input_initializers=constant), fuse-conv-bn, dce", verify_each=True)
+    assert _ops(g) == ["Conv"] and [v.name for v in g.inputs] == ["x"]
+    assert res.records[0].stats["inputs_made_weights"] == 5
+    feed = {"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)}
+    assert compare(ref, g, feed, rtol=1e-4, atol=1e-5).ok
+
+
+def test_onnx_runtimes_own_layernormalization_below_opset_17_is_not_flagged():
+    """ONNX Runtime runs a default-domain LayerNormalization of its own at opset 13, float16 X with float32 scale
+    and bias (its transformers optimizer writes them); neither the type-constraint check nor the unknown-op check
+    may call such a model ill-typed (a review)."""
+    from graphmill.frontend.onnx_shape_inference import OnnxShapeInferencer
+
+    b = GraphBuilder(opset=13)
+    x = b.input("x", "float16", [2, 4])
+    b.output(b.LayerNormalization(x, np.ones(4, np.float32), np.zeros(4, np.float32)), "y")
+    g = b.build(infer=False, verify=False)
+    problems = graphmill.inspect(g)["problems"]
+    assert not any("takes one element type" in p for p in problems), problems
+    assert OnnxShapeInferencer().type_error(g) is None

@@ -142,7 +142,9 @@ def _infer_graph(graph: Graph, opsets: dict[str, int], known: dict[int, np.ndarr
 
 def _infer_node(node: Node, opsets: dict[str, int], known: dict[int, np.ndarray], report: InferenceReport,
                 strict: bool, free: frozenset[str]) -> None:
-    mismatch = mismatched_input_types(node)
+    domain = "" if node.domain in ("", "ai.onnx") else node.domain
+    opset = opsets.get(domain, opsets.get("ai.onnx", 0)) if domain == "" else opsets.get(domain, 1)
+    mismatch = mismatched_input_types(node, opset)
     if mismatch is not None:
         if strict:
             raise ShapeInferenceError(mismatch)
@@ -152,8 +154,6 @@ def _infer_node(node: Node, opsets: dict[str, int], known: dict[int, np.ndarray]
         key = f"{node.domain or 'ai.onnx'}::{node.op_type}"
         report.unknown_ops[key] = report.unknown_ops.get(key, 0) + 1
         return
-    domain = "" if node.domain in ("", "ai.onnx") else node.domain
-    opset = opsets.get(domain, opsets.get("ai.onnx", 0)) if domain == "" else opsets.get(domain, 1)
     ctx = InferenceContext(node, opset, known)
     try:
         types = d.infer(ctx)

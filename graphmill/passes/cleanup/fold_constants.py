@@ -78,6 +78,14 @@ class FoldConstants(Pass):
         folded = converted = 0
         known: dict[int, np.ndarray] = {}  # id(value) -> data, for constants of the whole tree
         fold_inputs = input_initializers_are_constant(graph, self.input_initializers)
+        unlisted = 0
+        if self.input_initializers == "constant":  # asked for: weights, no longer inputs a caller could override, so
+            # that every rule after it reads them as constants (from IR 4 on, rewrite rules do not: ONNX Runtime
+            # feeds what it is given; a Conv + BatchNormalization of keep_initializers_as_inputs did not fold)
+            weights = [v for v in graph.inputs if v.is_initializer]
+            if weights:
+                graph.inputs[:] = [v for v in graph.inputs if not v.is_initializer]
+                unlisted = len(weights)
         evaluator = ctx.node_evaluator
         for g in list(graph.all_graphs()):
             inputs = {id(v) for v in g.inputs}
@@ -126,8 +134,8 @@ class FoldConstants(Pass):
                     known[id(v)] = arr
                 folded += 1
         notes = [f"not folded ({n}x): {r}" for r, n in refused.most_common(20)]
-        stats = {"folded": folded, "constants_to_initializers": converted}
-        return PassResult(bool(folded or converted), stats, notes)
+        stats = {"folded": folded, "constants_to_initializers": converted, "inputs_made_weights": unlisted}
+        return PassResult(bool(folded or converted or unlisted), stats, notes)
 
     def _refuse(self, node: Node, known: dict, nested: set[int]) -> str:
         ins = [v for v in node.inputs if v is not None]

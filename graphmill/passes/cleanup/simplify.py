@@ -45,7 +45,7 @@ Legal cases:
   bias into the Conv. f, g, ...: piecewise-linear unary ops (Relu, Clip, Cast, ... with any extra inputs kept:
   Clip's scalar bounds) and basic arithmetic and comparisons with constant operands, which are transposed along
   (a constant of higher rank than x is refused: it widens the chain). Each op of the chain and the first
-  Transpose is read only by the next (x * x reads one value twice). Exact: each element is computed by the same
+  Transpose is read only by the next (which may read it twice: x * x). Exact: each element is computed by the same
   correctly rounded operation wherever it sits. ``transpose-through-elementwise-transcendental``: the same
   through chains with Sigmoid, Tanh, Exp, Pow, Max, Min, Mod, ..., float-reassociating for the reason
   merge-ops gives (a vectorised kernel's body and tail).
