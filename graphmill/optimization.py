@@ -120,6 +120,16 @@ def check_dims(graph: Graph, dims: dict[str, int] | None) -> None:
     for k, v in (dims or {}).items():
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise UserInputError(f"--dim {k}={v!r}: a size is an integer >= 0")
+    from graphmill.ir.summary import computed_symbols
+
+    computed = computed_symbols(symbols(graph))
+    given = sorted(set(dims or {}) & set(computed))
+    if given:
+        import ast
+
+        sources = sorted({n.id for n in ast.walk(computed[given[0]]) if isinstance(n, ast.Name)})
+        raise UserInputError(f"--dim {given[0]}: a size graph {graph.name!r} computes from {', '.join(sources)}; "
+                             f"give --dim {sources[0]}=SIZE and {given[0]} follows")
     unknown = sorted(set(dims or {}) - set(symbols(graph)))
     if unknown:
         have = symbols(graph)

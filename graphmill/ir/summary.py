@@ -16,6 +16,8 @@ table), broadcast by ``Expand``/``Tile`` (an LSTM's initial state to the batch) 
 
 from __future__ import annotations
 
+import ast
+import operator
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -256,12 +258,78 @@ def symbols(graph: Graph) -> list[str]:
     return sorted(found)
 
 
+_SIZE_ARITH = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
+               ast.Mod: operator.mod}
+
+
+def size_expression(name: str, others: set[str] | frozenset[str]) -> ast.expr | None:
+    """An exporter's name for a size computed from other sizes (torch dynamo's ``10*N``, ``s0*s1``, ``2*s0 + 1``):
+    its parsed expression when it is integer arithmetic (+, -, *, //, %) over names in ``others``, naming at least
+    one; else None. Such a name is no size of its own: bound to 1 beside ``N=2``, a Gemm of ``[10*N, 64]`` was
+    costed at M = 1, and ``--dim 10*N=20`` could contradict ``N`` (an outside check)."""
+    try:
+        tree = ast.parse(name, mode="eval").body
+    except (SyntaxError, ValueError):
+        return None
+    named: set[str] = set()
+
+    def arithmetic(n: ast.AST) -> bool:
+        if isinstance(n, ast.BinOp) and type(n.op) in _SIZE_ARITH:
+            return arithmetic(n.left) and arithmetic(n.right)
+        if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
+            return arithmetic(n.operand)
+        if isinstance(n, ast.Constant):
+            return type(n.value) is int
+        if isinstance(n, ast.Name):
+            named.add(n.id)
+            return n.id in others and n.id != name
+        return False
+
+    return tree if arithmetic(tree) and named else None
+
+
+def _evaluate_size(tree: ast.expr, sizes: dict[str, int]) -> int | None:
+    if isinstance(tree, ast.BinOp):
+        a, b = _evaluate_size(tree.left, sizes), _evaluate_size(tree.right, sizes)
+        if a is None or b is None or isinstance(tree.op, (ast.FloorDiv, ast.Mod)) and b == 0:
+            return None
+        return _SIZE_ARITH[type(tree.op)](a, b)
+    if isinstance(tree, ast.UnaryOp):
+        a = _evaluate_size(tree.operand, sizes)
+        return None if a is None else -a
+    if isinstance(tree, ast.Constant):
+        return tree.value
+    return sizes.get(tree.id)
+
+
+def computed_symbols(names: list[str]) -> dict[str, ast.expr]:
+    """The names among ``names`` that are sizes computed from the others (``size_expression``), over the plain
+    ones only."""
+    candidates = {n for n in names if size_expression(n, frozenset(names)) is not None}
+    plain = frozenset(n for n in names if n not in candidates)
+    return {n: e for n in candidates if (e := size_expression(n, plain)) is not None}
+
+
+def with_computed_sizes(sizes: dict[str, int], names: list[str]) -> dict[str, int]:
+    """``sizes`` plus the size of every computed name among ``names`` whose symbols ``sizes`` gives (``10*N`` is 20
+    where N is 2); a result below 0 is left out."""
+    out = dict(sizes)
+    for n, tree in computed_symbols(names).items():
+        if n not in out:
+            v = _evaluate_size(tree, sizes)
+            if v is not None and v >= 0:
+                out[n] = v
+    return out
+
+
 def symbols_to_give(graph: Graph, free: list[str]) -> list[str]:
     """``free`` in the order a refusal asks for them: the inputs' sizes first, then the others where they first
     appear in node order, so that a data-dependent size comes before any later name inference could not relate
     to it (the names it could take the count's own: ``ir.ops.infer``)."""
     from .ops.infer import input_symbols
 
+    computed = computed_symbols(free)  # given the sizes they are computed from, they follow
+    free = [s for s in free if s not in computed]
     carried = input_symbols(graph)
     first: dict[str, int] = {}
     for i, v in enumerate(_node_outputs(graph)):
@@ -306,6 +374,7 @@ def bind_symbols(graph: Graph, dims: dict[str, int], *, in_place: bool = False) 
     device decisions hold for one step size and travel with the model saved at that size.
     """
     g2 = graph if in_place else graph.copy()
+    dims = with_computed_sizes(dims, symbols(g2))  # 10*N takes 10 x N's size
     for g in g2.all_graphs():
         for v in list(g.values()) + list(g.outputs):
             t = v.type
@@ -320,7 +389,10 @@ def summarize(graph: Graph, dims: dict[str, int] | None = None) -> GraphSummary:
     Costs need sizes: symbolic dimensions are bound to ``dims`` (default 1, i.e.
     MACs per sample for a batch symbol); the bindings are reported in ``symbols``.
     """
-    bound = {s: int((dims or {}).get(s, 1)) for s in symbols(graph)}
+    names = symbols(graph)
+    computed = computed_symbols(names)
+    bound = with_computed_sizes({s: int((dims or {}).get(s, 1)) for s in names if s not in computed}, names)
+    bound.update({s: 1 for s in names if s not in bound})  # a computed size below 0 (N - 2 at N = 1): 1
     work = bind_symbols(graph, bound) if bound else graph
     summary = _summarize(work)
     summary.symbols = bound

@@ -205,13 +205,16 @@ def simulate_graph(graph, accel, *, scalesim_compat: bool = False, dims: dict[st
 
     Nodes the simulator cannot cost are listed in the report's ``uncosted`` (its totals are then partial)."""
     from graphmill.frontend.onnx_shape_inference import infer_shapes
-    from graphmill.ir.summary import symbols
+    from graphmill.ir.summary import computed_symbols, symbols, with_computed_sizes
     from graphmill.ir.types import TensorType
 
-    dims = dict(dims or {})
-    defaulted = [s for s in symbols(graph) if s not in dims]
+    names = symbols(graph)
+    computed = computed_symbols(names)
+    defaulted = [s for s in names if s not in (dims or {}) and s not in computed]
+    dims = with_computed_sizes({s: (dims or {}).get(s, 1) for s in names if s not in computed}, names)
     graph = graph.copy()
-    for v in graph.values():  # symbolic dims (a batch "N") are simulated at their size in dims, else 1
+    for v in graph.values():  # symbolic dims (a batch "N") are simulated at their size in dims, else 1; a computed
+        # one (10*N) at its value
         t = v.type
         if isinstance(t, TensorType) and t.shape is not None and any(isinstance(d, str) for d in t.shape):
             v.type = TensorType(t.dtype, tuple(dims.get(d, 1) if isinstance(d, str) else d for d in t.shape))

@@ -1,0 +1,60 @@
+"""Sizes an exporter names by their arithmetic (torch dynamo's ``10*N`` for a reshape of [N, 10, 64] to [-1, 64]).
+
+Such a name was a symbol of its own: bound to 1 beside ``--dim N=2``, the Gemm reading [10*N, 64] was costed at
+M = 1 (4,096 MACs for 81,920), with no word, and ``--dim 10*N=20`` was accepted whatever N was (an outside check).
+Reference: MACs by hand (M x K x N of the Gemm), and the names' arithmetic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import graphmill
+from graphmill.errors import UserInputError
+from graphmill.ir.summary import bind_symbols, computed_symbols, symbols_to_give, with_computed_sizes
+
+
+def _reshaped_linear(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 10, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["10*N", 64])
+    r = helper.make_tensor_value_info("r", TensorProto.FLOAT, ["10*N", 64])
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["r"]), helper.make_node("Gemm", ["r", "W"], ["y"])], "g",
+        [x], [y], [numpy_helper.from_array(np.array([-1, 64], np.int64), "shape"),
+                   numpy_helper.from_array(np.ones((64, 64), np.float32), "W")], value_info=[r])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return graphmill.load(path)
+
+
+def test_the_arithmetic_of_a_name_is_read():
+    names = ["N", "S", "10*N", "N*S", "2*S + 1", "S//2", "unk__25", "batch", "N-1"]
+    assert sorted(computed_symbols(names)) == ["10*N", "2*S + 1", "N*S", "N-1", "S//2"]
+    assert with_computed_sizes({"N": 2, "S": 7}, names) == {
+        "N": 2, "S": 7, "10*N": 20, "N*S": 14, "2*S + 1": 15, "S//2": 3, "N-1": 1}
+    assert symbols_to_give(graphmill.ir.Graph("g"), ["N", "10*N"]) == ["N"]  # given N, 10*N follows
+
+
+def test_inspect_costs_a_computed_size_at_its_value(tmp_path):
+    g = _reshaped_linear(tmp_path)
+    report = graphmill.inspect(g, dims={"N": 2})
+    assert report["macs"] == 20 * 64 * 64 and report["symbols"] == {"N": 2, "10*N": 20}
+    assert graphmill.inspect(g)["macs"] == 10 * 64 * 64  # N at its default 1
+    with pytest.raises(UserInputError, match=r"--dim 10\*N: a size graph 'g' computes from N; give --dim N=SIZE"):
+        graphmill.inspect(g, dims={"10*N": 20})
+    bound = bind_symbols(g, {"N": 3})
+    assert next(v for v in bound.values() if v.name == "r").shape == (30, 64)
+
+
+def test_simulate_costs_a_computed_size_at_its_value(tmp_path):
+    """The simulator's GEMM of the Linear: M = 10 x N rows (it was M = 1 beside --dim N=2)."""
+    import os
+
+    g = _reshaped_linear(tmp_path)
+    accel = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "accelerators", "edge.toml")
+    report = graphmill.simulate(g, accel, dims={"N": 2}).to_dict()
+    assert report["macs"] == 20 * 64 * 64
+    assert not any("10*N" in c for c in report.get("caveats", [])), report.get("caveats")
