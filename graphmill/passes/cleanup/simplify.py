@@ -500,18 +500,17 @@ def _intermediate_risk(combine, a: np.ndarray, c2: np.ndarray, c1: np.ndarray) -
     return None
 
 
-MUL_CONST_CHAIN = Rule(
-    "mul-const-chain",
-    Op("Mul", Op("Mul", Var("x"), Const("c1"), commutative=True, name="inner"), Const("c2"), commutative=True),
-    check=checked_by(_const_chain_plan(np.multiply)), exactness=REASSOCIATING,
-    replace=lambda m, r: r.op("Mul", m["x"], r.const(_const_chain_plan(np.multiply)(m))),
-    doc="(x * c1) * c2 -> x * (c1 * c2)")
-ADD_CONST_CHAIN = Rule(
-    "add-const-chain",
-    Op("Add", Op("Add", Var("x"), Const("c1"), commutative=True, name="inner"), Const("c2"), commutative=True),
-    check=checked_by(_const_chain_plan(np.add)), exactness=REASSOCIATING,
-    replace=lambda m, r: r.op("Add", m["x"], r.const(_const_chain_plan(np.add)(m))),
-    doc="(x + c1) + c2 -> x + (c1 + c2)")
+def _const_chain_rule(name: str, op: str, combine, sign: str) -> Rule:
+    """(x op c1) op c2 -> x op (c1 op c2), the constants combined by ``_const_chain_plan``."""
+    plan = _const_chain_plan(combine)
+    return Rule(name, Op(op, Op(op, Var("x"), Const("c1"), commutative=True, name="inner"), Const("c2"),
+                         commutative=True),
+                check=checked_by(plan), exactness=REASSOCIATING, replace=lambda m, r: r.op(op, m["x"], r.const(plan(m))),
+                doc=f"(x {sign} c1) {sign} c2 -> x {sign} (c1 {sign} c2)")
+
+
+MUL_CONST_CHAIN = _const_chain_rule("mul-const-chain", "Mul", np.multiply, "*")
+ADD_CONST_CHAIN = _const_chain_rule("add-const-chain", "Add", np.add, "+")
 
 
 # -- Transposes through elementwise chains ------------------------------------------------------
