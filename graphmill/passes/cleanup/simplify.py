@@ -505,7 +505,8 @@ def _const_chain_rule(name: str, op: str, combine, sign: str) -> Rule:
     plan = _const_chain_plan(combine)
     return Rule(name, Op(op, Op(op, Var("x"), Const("c1"), commutative=True, name="inner"), Const("c2"),
                          commutative=True),
-                check=checked_by(plan), exactness=REASSOCIATING, replace=lambda m, r: r.op(op, m["x"], r.const(plan(m))),
+                check=checked_by(plan), exactness=REASSOCIATING,
+                replace=lambda m, r: r.op(op, m["x"], r.const(plan(m))),
                 doc=f"(x {sign} c1) {sign} c2 -> x {sign} (c1 {sign} c2)")
 
 
