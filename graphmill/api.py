@@ -120,7 +120,8 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
         left = next((n for n in graph.all_nodes() if n.domain in LOWERED_DOMAINS), None)
         if left is not None:  # it was written, a file onnx's checker refuses (an outside check)
             raise UserInputError(f"{left.describe()} of domain {left.domain} has no lowering to standard ONNX "
-                                 "(register_lowering); in Python, save(..., lower=False) writes a file only graphmill reads")
+                                 "(register_lowering); in Python, save(..., lower=False) writes a file only graphmill "
+                                 "reads")
     _save_onnx(graph, path, external_data=external_data, size_threshold=size_threshold, force=force)
     return len(graph)
 
