@@ -134,7 +134,9 @@ class FoldConstants(Pass):
                     known[id(v)] = arr
                 folded += 1
         notes = [f"not folded ({n}x): {r}" for r, n in refused.most_common(20)]
-        stats = {"folded": folded, "constants_to_initializers": converted, "inputs_made_weights": unlisted}
+        stats = {"folded": folded, "constants_to_initializers": converted}
+        if unlisted:
+            stats["inputs_made_weights"] = unlisted
         return PassResult(bool(folded or converted or unlisted), stats, notes)
 
     def _refuse(self, node: Node, known: dict, nested: set[int]) -> str:
