@@ -120,10 +120,12 @@ def check_dims(graph: Graph, dims: dict[str, int] | None) -> None:
     for k, v in (dims or {}).items():
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise UserInputError(f"--dim {k}={v!r}: a size is an integer >= 0")
-    from graphmill.ir.summary import computed_symbols
+    from graphmill.ir.summary import graph_computed_symbols, with_computed_sizes
 
-    computed = computed_symbols(symbols(graph))
-    given = sorted(set(dims or {}) & set(computed))
+    computed = graph_computed_symbols(graph)
+    follows = with_computed_sizes({s: (dims or {}).get(s, 1) for s in symbols(graph) if s not in computed}, computed)
+    given = sorted(s for s in set(dims or {}) & set(computed) if s in follows)  # one that comes out below 0, or
+    # undefined (N - 5 at N = 1), stays a size to give
     if given:
         import ast
 

@@ -302,19 +302,27 @@ def _evaluate_size(tree: ast.expr, sizes: dict[str, int]) -> int | None:
     return sizes.get(tree.id)
 
 
-def computed_symbols(names: list[str]) -> dict[str, ast.expr]:
+def computed_symbols(names: list[str], carried: frozenset[str] = frozenset()) -> dict[str, ast.expr]:
     """The names among ``names`` that are sizes computed from the others (``size_expression``), over the plain
-    ones only."""
-    candidates = {n for n in names if size_expression(n, frozenset(names)) is not None}
+    ones only. A name a graph input carries (``carried``) is a free size whatever it reads like: ONNX gives a
+    dim_param no arithmetic, and inputs [N, 4] and [N+1, 4] are two independent sizes (a review)."""
+    candidates = {n for n in names if n not in carried and size_expression(n, frozenset(names)) is not None}
     plain = frozenset(n for n in names if n not in candidates)
     return {n: e for n in candidates if (e := size_expression(n, plain)) is not None}
 
 
-def with_computed_sizes(sizes: dict[str, int], names: list[str]) -> dict[str, int]:
-    """``sizes`` plus the size of every computed name among ``names`` whose symbols ``sizes`` gives (``10*N`` is 20
-    where N is 2); a result below 0 is left out."""
+def graph_computed_symbols(graph: Graph) -> dict[str, ast.expr]:
+    """``computed_symbols`` of ``graph``'s symbols, its inputs' sizes free."""
+    from .ops.infer import input_symbols
+
+    return computed_symbols(symbols(graph), input_symbols(graph))
+
+
+def with_computed_sizes(sizes: dict[str, int], computed: dict[str, ast.expr]) -> dict[str, int]:
+    """``sizes`` plus the size of every ``computed`` name whose symbols ``sizes`` gives (``10*N`` is 20 where N is
+    2), unless ``sizes`` gives it; a result below 0 or undefined (``N//M`` at M = 0) is left out."""
     out = dict(sizes)
-    for n, tree in computed_symbols(names).items():
+    for n, tree in computed.items():
         if n not in out:
             v = _evaluate_size(tree, sizes)
             if v is not None and v >= 0:
@@ -328,9 +336,9 @@ def symbols_to_give(graph: Graph, free: list[str]) -> list[str]:
     to it (the names it could take the count's own: ``ir.ops.infer``)."""
     from .ops.infer import input_symbols
 
-    computed = computed_symbols(free)  # given the sizes they are computed from, they follow
-    free = [s for s in free if s not in computed]
     carried = input_symbols(graph)
+    computed = computed_symbols(free, carried)  # given the sizes they are computed from, they follow
+    free = [s for s in free if s not in computed]
     first: dict[str, int] = {}
     for i, v in enumerate(_node_outputs(graph)):
         for d in getattr(v.type, "shape", None) or ():
@@ -374,7 +382,7 @@ def bind_symbols(graph: Graph, dims: dict[str, int], *, in_place: bool = False) 
     device decisions hold for one step size and travel with the model saved at that size.
     """
     g2 = graph if in_place else graph.copy()
-    dims = with_computed_sizes(dims, symbols(g2))  # 10*N takes 10 x N's size
+    dims = with_computed_sizes(dims, graph_computed_symbols(g2))  # 10*N takes 10 x N's size
     for g in g2.all_graphs():
         for v in list(g.values()) + list(g.outputs):
             t = v.type
@@ -390,8 +398,9 @@ def summarize(graph: Graph, dims: dict[str, int] | None = None) -> GraphSummary:
     MACs per sample for a batch symbol); the bindings are reported in ``symbols``.
     """
     names = symbols(graph)
-    computed = computed_symbols(names)
-    bound = with_computed_sizes({s: int((dims or {}).get(s, 1)) for s in names if s not in computed}, names)
+    computed = graph_computed_symbols(graph)
+    given = {s: int(v) for s, v in (dims or {}).items()}
+    bound = with_computed_sizes({s: given.get(s, 1) for s in names if s not in computed} | given, computed)
     bound.update({s: 1 for s in names if s not in bound})  # a computed size below 0 (N - 2 at N = 1): 1
     work = bind_symbols(graph, bound) if bound else graph
     summary = _summarize(work)

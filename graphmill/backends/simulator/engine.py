@@ -205,13 +205,14 @@ def simulate_graph(graph, accel, *, scalesim_compat: bool = False, dims: dict[st
 
     Nodes the simulator cannot cost are listed in the report's ``uncosted`` (its totals are then partial)."""
     from graphmill.frontend.onnx_shape_inference import infer_shapes
-    from graphmill.ir.summary import computed_symbols, symbols, with_computed_sizes
+    from graphmill.ir.summary import graph_computed_symbols, symbols, with_computed_sizes
     from graphmill.ir.types import TensorType
 
+    given = dict(dims or {})
     names = symbols(graph)
-    computed = computed_symbols(names)
-    defaulted = [s for s in names if s not in (dims or {}) and s not in computed]
-    dims = with_computed_sizes({s: (dims or {}).get(s, 1) for s in names if s not in computed}, names)
+    computed = graph_computed_symbols(graph)
+    dims = with_computed_sizes({s: given.get(s, 1) for s in names if s not in computed} | given, computed)
+    defaulted = [s for s in names if s not in given and (s not in computed or s not in dims)]
     graph = graph.copy()
     for v in graph.values():  # symbolic dims (a batch "N") are simulated at their size in dims, else 1; a computed
         # one (10*N) at its value
