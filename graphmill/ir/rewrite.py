@@ -264,8 +264,9 @@ class _Matcher:
         if not is_root and pat.single_use:
             outs = [o for o in node.outputs if o is not None]
             if any(o.is_graph_output() for o in outs) or sum(o.num_uses for o in outs) != 1:
-                self.fail(depth + 1, lambda: f"{node.describe()} has {sum(o.num_uses for o in outs)} uses (or is a "
-                          "graph output); fusing it would duplicate its work", node)
+                self.fail(depth + 1, lambda: f"{node.describe()} " + (
+                    "is a graph output" if any(o.is_graph_output() for o in outs) else
+                    f"has {sum(o.num_uses for o in outs)} uses") + "; fusing it would duplicate its work", node)
                 return
         for k, want in pat.attrs.items():
             have = node.attr(k)
@@ -582,7 +583,10 @@ def explain(rule: Rule, graph: Graph) -> str:
                 continue
             candidates += 1
             matcher = _Matcher(g, explain=True)
-            m = rule.checked_match(matcher, node)
+            try:
+                m = rule.checked_match(matcher, node)
+            except Exception as e:  # a plugin rule's check that raises: said, not a traceback (a review)
+                return f"rule {rule.name!r}: its check raised at {node.describe()}: {type(e).__name__}: {e}"
             if m is not None:
                 reason = rule.check(m) if rule.check is not None else None
                 if reason is None:

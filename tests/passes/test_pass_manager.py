@@ -1078,3 +1078,24 @@ def test_a_pattern_of_many_commutative_ops_that_fails_late_is_bounded():
     b.output(b.Mul(level[0], b.input("other", "float32", [2])), "y")
     g = b.build()
     assert rule.match(g, g.nodes[-1]) is None
+
+
+def test_explain_match_of_a_rule_whose_check_raises_says_so():
+    """--explain-match ran the check and printed its traceback (a review); the single-use refusal said "has 1 uses
+    (or is a graph output)" of a value that was a graph output (an outside check)."""
+    from graphmill.ir.rewrite import explain as explain_rule
+
+    def crash(m):
+        raise KeyError("nope")
+
+    g = relu_chain(1)
+    text = explain_rule(Rule("test-crash-explain", Op("Relu", Var("x")), check=crash, replace=lambda m, r: m["x"]), g)
+    assert text.startswith("rule 'test-crash-explain': its check raised at Relu node ") and "KeyError: 'nope'" in text
+    b = GraphBuilder("g")
+    x = b.input("x", "float32", [4])
+    inner = b.Relu(x)
+    b.output(b.Relu(inner), "y")
+    b.output(inner, "inner")
+    text = explain_rule(Rule("test-relu-relu", Op("Relu", Op("Relu", Var("x"))), replace=lambda m, r: m["x"]),
+                        b.build())
+    assert "is a graph output; fusing it would duplicate its work" in text, text
