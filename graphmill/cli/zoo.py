@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     models = api.zoo_models()
     if args.list:
+        if args.name:  # it was ignored without a word (an outside check)
+            raise UserInputError(f"--list lists every model and takes no name ({args.name!r} given); "
+                                 f"graphmill zoo {args.name} -o OUT.onnx builds one")
         if args.json:
             emit_json({"models": models})
             return 0

@@ -506,3 +506,14 @@ def test_api_train_leaves_the_callers_graph_as_it_was(tmp_path, rng):
     report = api.train(g, out=str(tmp_path / "o"), steps=3, batch=16, dropout=0.0)
     assert report["steps"] == 3
     assert all(np.array_equal(before[k], v.const.numpy()) for k, v in g.initializers.items())
+
+
+@pytest.mark.parametrize("dropout", [(0.5,), "x", (0.1, 0.2, 0.3)])
+def test_api_train_refuses_a_malformed_regularization_in_one_line(tmp_path, dropout):
+    """``dropout=(0.5,)`` raised a bare ValueError while unpacking (an outside check)."""
+    from graphmill import api
+    from graphmill.errors import UserInputError
+
+    with pytest.raises(UserInputError, match=r"--dropout .*: expected a number or a pair \(START, END\)"):
+        api.train("resnet18", out=str(tmp_path / "o"), steps=1, dropout=dropout)
+    assert not (tmp_path / "o").exists()

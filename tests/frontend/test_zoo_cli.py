@@ -45,6 +45,7 @@ def test_writes_a_scaled_model(tmp_path):
     (["mnasnet_a1", "--depth", "-2"], "depth"),
     (["vit_b_16", "--resolution", "abc"], "resolution"),
     (["bert_base", "--width", "nan"], "width"),
+    (["resnet18", "--list"], "--list lists every model and takes no name ('resnet18' given)"),  # it was ignored
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, words):
     out = tmp_path / "m.onnx"

@@ -46,7 +46,12 @@ class Stage:
 def regularization_range(name: str, value) -> tuple[float, float]:
     """``(start, end)`` of a regularization given as a pair or one number, refused unless both are finite and
     >= 0 (a dropout rate below 1)."""
-    lo, hi = (value, value) if isinstance(value, (int, float)) else tuple(value)
+    if isinstance(value, (int, float)):
+        lo, hi = value, value
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        lo, hi = value
+    else:  # (0.5,) or "x" unpacked with a bare ValueError (an outside check)
+        raise UserInputError(f"--{name} {value!r}: expected a number or a pair (START, END) of numbers >= 0")
     for v in (lo, hi):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
             raise UserInputError(f"--{name} {value!r}: expected numbers >= 0 (START:END)")
