@@ -104,7 +104,9 @@ def _run_method(args: argparse.Namespace, progress) -> int:
             print("best: none yet (interrupted before a best was chosen)")
         elif s.get("trials"):  # every trial failed: nothing else said so
             print(f"best: none: no trial succeeded (the reasons are in {s['out']})")
-        print(f"{s['method']} on {s['task']}: {s['trials']} trial(s); wrote {', '.join(s['files'])} in {s['out']}")
+        kept = f"; kept {', '.join(s['kept'])}" if s.get("kept") else ""
+        print(f"{s['method']} on {s['task']}: {s['trials']} trial(s); wrote {', '.join(s['files'])}{kept} in "
+              f"{s['out']}")
     if s.get("interrupted"):
         print(f"{stopped_word()}: run the same command again to resume from {s['checkpoint']}" if s.get("checkpoint")
               else f"{stopped_word()} before the first checkpoint: run the same command again to start it over",

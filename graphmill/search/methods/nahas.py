@@ -1047,6 +1047,7 @@ class _Run:
                  ev.area_budget, title=f"NAHAS {self.opts['mode']} ({self.opts['nn']} network space, digits task)")
             files.append("nahas.png")
         best_json = design(best) if best is not None else None
+        kept: list[str] = []
         if best is not None and not self.interrupted:
             try:
                 if not self._best_files_written(best_json):
@@ -1056,7 +1057,9 @@ class _Run:
                     save(build_network(ev.nn, best["nn"], deploy=True, latency_scale=ev.latency_scale,
                                        seed=ev.train_seed), os.path.join(out, "best_target.onnx"))
                     atomic_write_text(os.path.join(out, "best_accel.toml"), toml_text(best_json["accel"]))
-                files += ["best.onnx", "best_target.onnx", "best_accel.toml"]
+                    files += ["best.onnx", "best_target.onnx", "best_accel.toml"]
+                else:  # a finished run rerun: the same design's files, kept ("wrote" named them: a review)
+                    kept = ["best.onnx", "best_target.onnx", "best_accel.toml"]
             except KeyboardInterrupt:
                 self.interrupted = True
         report = {"method": METHOD, "mode": self.opts["mode"], "task": TASK, "network_space": self.opts["nn"],
@@ -1072,7 +1075,8 @@ class _Run:
                   "best": best_json, "options": {k: self.opts[k] for k in SETTINGS}}
         write_json(os.path.join(out, "report.json"), report)
         files.append("report.json")
-        return {"method": METHOD, "task": TASK, "out": out, "files": files, "interrupted": self.interrupted,
+        return {"method": METHOD, "task": TASK, "out": out, "files": files, "kept": kept,
+                "interrupted": self.interrupted,
                 "checkpoint": next((c for c in reversed(checkpoints) if os.path.exists(c)), None),
                 "best": best_json, "trials": len(self.trials), **self.accounting(), "mode": self.opts["mode"],
                 "constraints": report["constraints"], "seconds": time.perf_counter() - self.t0}
