@@ -146,7 +146,7 @@ class SimReport:
                   f"{x.utilization:>6.1%} {x.dram_read_bytes:>11,} {x.dram_write_bytes:>11,}{bw}", file=out)
         d = self.to_dict()
         print(f"total: {d['total_cycles']:,} cycles ({d['compute_cycles']:,} compute + {d['stall_cycles']:,} stall) "
-              f"= {d['latency_ms']:.3f} ms at {a.clock_mhz:g} MHz; utilization {d['utilization']:.1%}; "
+              f"= {d['latency_ms']:.4g} ms at {a.clock_mhz:g} MHz; utilization {d['utilization']:.1%}; "
               f"DRAM {d['dram_read_bytes']:,} B read, {d['dram_write_bytes']:,} B written; "
               f"energy {d['energy_uj']:.1f} uJ", file=out)
         for note in self.notes:

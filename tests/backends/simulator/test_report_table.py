@@ -16,3 +16,14 @@ def test_a_long_shape_keeps_its_repeat_count():
                         repeat=10**12)
     table = SimReport(load_accel(os.path.join(root, "examples", "accelerators", "edge.toml")), [layer]).table()
     assert "M1 N64 K64 x1000000000000" in table
+
+
+def test_a_small_models_latency_is_not_printed_as_zero():
+    """246 cycles at 500 MHz printed "= 0.000 ms" (an outside check); the JSON's latency_ms is 0.000492."""
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    layer = LayerResult("mm", "MatMul", "M1 N64 K64", "gemm", 246, 0, 246, 1.0, 0, 0)
+    report = SimReport(load_accel(os.path.join(root, "examples", "accelerators", "edge.toml")), [layer])
+    assert report.to_dict()["latency_ms"] == 246 / 500e3
+    assert "= 0.000492 ms at 500 MHz" in report.table()
