@@ -43,6 +43,15 @@ class MnasNetObjective:
     accuracy: str = "accuracy"
     latency: str = "latency"
 
+    def __post_init__(self) -> None:
+        """Refused when built: target 0 or nan was accepted and failed only at scoring time (an outside check)."""
+        for name in ("target", "alpha", "beta"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise UserInputError(f"MnasNetObjective {name}={v!r}: must be a finite number")
+        if not self.target > 0:
+            raise UserInputError(f"MnasNetObjective target={self.target!r}: must be > 0")
+
     @classmethod
     def soft(cls, target: float, w: float = -0.07, **kw: Any) -> "MnasNetObjective":
         return cls(target, alpha=w, beta=w, **kw)

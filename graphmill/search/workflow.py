@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -87,6 +88,9 @@ def parse_objective(text: str | None) -> tuple[str, dict[str, float]] | None:
             params[key] = float(value)
         except ValueError:
             raise UserInputError(f"--objective {text!r}: {key} needs a number, got {value!r}") from None
+        if not math.isfinite(params[key]):  # inf/nan reached the checkpoint's fingerprint: "not JSON-able", an
+            # empty --out folder left behind (an outside check)
+            raise UserInputError(f"--objective {text!r}: {key} needs a finite number, got {value!r}")
         if not eq:
             raise UserInputError(f"--objective {text!r}: write {key}=VALUE")
     if "target_ms" in params and not params["target_ms"] > 0:

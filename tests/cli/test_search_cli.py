@@ -128,6 +128,9 @@ BAD_SPACE = '{"type": "space", "params": {"lr": {"type": "float", "low": "a", "h
     (["--space", "mnasnet", "--evaluator", "json:nosuch"], {}, "json has no 'nosuch'"),
     (["--space", "mnasnet", "--evaluator", "bultin"], {}, "MODULE:FUNCTION (did you mean 'builtin'?)"),
     (["--space", "mnasnet", "--objective", "mnasnet:target=3"], {}, "did you mean 'target_ms'"),
+    # inf/nan reached the checkpoint's fingerprint: "not JSON-able", an empty --out left behind (an outside check)
+    (["--space", "mnasnet", "--objective", "mnasnet:target_ms=inf"], {}, "target_ms needs a finite number"),
+    (["--space", "mnasnet", "--objective", "mnasnet-hard:alpha=nan"], {}, "alpha needs a finite number"),
     (["--space", "mnasnet", "--executor", "rey"], {}, "did you mean 'ray'"),
     (["--space", "mnasnet", "--evaluator", "json:loads", "--objective", "mnasnet"], {}, "target_ms=T"),
     (["--space", "mnasnet", "--budget", "0"], {}, "--budget=0"),

@@ -709,3 +709,13 @@ def test_a_refused_checkpoint_names_the_strategy_option_that_differs(tmp_path):
     search.run(rh.small_space(), rh.evaluate, budget=2, **{**kw, "checkpoint": ck2})
     with pytest.raises(UserInputError, match="its options.population was the default, now 5"):
         search.run(rh.small_space(), rh.evaluate, budget=2, strategy_options={"population": 5}, **{**kw, "checkpoint": ck2})
+
+
+@pytest.mark.parametrize("kwargs", [{"target": 0}, {"target": float("nan")}, {"target": 80, "alpha": float("nan")},
+                                    {"target": float("inf")}])
+def test_a_mnasnet_objective_that_cannot_score_is_refused_when_built(kwargs):
+    """target=0 or nan was accepted and failed at scoring time (an outside check)."""
+    from graphmill.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="MnasNetObjective"):
+        search.MnasNetObjective(**kwargs)
