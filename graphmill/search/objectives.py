@@ -74,8 +74,8 @@ class Constraints:
 
     ``violations(metrics)`` lists what is over; as an objective wrapper (``Constraints(...).apply(base)``) a
     configuration over a limit keeps ``base``'s reward multiplied by ``(value / limit) ** -1`` per violated
-    limit (MnasNet's hard-constraint penalty), so it ranks below feasible ones of similar quality without
-    hiding how far over it is.
+    limit (MnasNet's hard-constraint penalty; a negative reward, -loss, by ``value / limit``), so it ranks below
+    feasible ones of similar quality without hiding how far over it is.
     """
 
     limits: dict[str, float] = field(default_factory=dict)
@@ -110,8 +110,9 @@ class ConstrainedObjective:
         r = float(self.base(metrics) if self.base is not None else metrics["reward"])
         for k, limit in self.constraints.limits.items():
             v = float(metrics[k])
-            if v > limit:
-                r *= (v / limit) ** -1.0
+            if v > limit:  # MnasNet's hard penalty (v / limit)^-1 on a reward >= 0; on a negative one (-loss) the
+                # same factor would raise it (-0.8 to -0.4: an outside check), so it multiplies by v / limit there
+                r *= (v / limit) ** (-1.0 if r >= 0 else 1.0)
         return r
 
 

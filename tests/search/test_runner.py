@@ -144,6 +144,8 @@ def test_mnasnet_reward_by_hand():
     assert c.violations({"macs": 150.0, "params": 5.0}) == ["macs 150 > 100"]
     assert c.apply()({"reward": 0.8, "macs": 200.0, "params": 5.0}) == pytest.approx(0.4)
     assert c.apply()({"reward": 0.8, "macs": 50.0, "params": 5.0}) == pytest.approx(0.8)
+    # a negative reward (-loss) that breaks a limit ranks below the one that does not: -0.8 x 2, not -0.8 / 2
+    assert c.apply()({"reward": -0.8, "macs": 200.0, "params": 5.0}) == pytest.approx(-1.6)
 
 
 def test_pareto_front_by_hand():
