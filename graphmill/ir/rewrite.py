@@ -153,10 +153,14 @@ def constant_value(v: Value) -> np.ndarray | None:
 
 
 def overridable_default(v: Value) -> bool:
-    """Whether initializer ``v``, listed as a graph input, may be overridden by a caller: from IR version 4 on
+    """Whether initializer ``v``, listed as a graph input, may be overridden by a caller (``inputs_overridable``)."""
+    return v.graph is not None and inputs_overridable(v.graph)
+
+
+def inputs_overridable(graph: Graph) -> bool:
+    """Whether initializers listed as ``graph``'s inputs are defaults a caller may override: from IR version 4 on
     (below it every initializer had to be listed as an input, and ONNX Runtime treats those as weights)."""
-    g = v.graph
-    model = g.root.model if g is not None else None
+    model = graph.root.model
     return (model.ir_version if model is not None else 10) >= 4
 
 
@@ -417,15 +421,18 @@ class Rule:
 
     def match(self, graph: Graph, node: Node) -> Match | None:
         """The first match at ``node`` that passes the check (the first match when every one fails it), or None."""
-        return self.checked_match(_Matcher(graph), node)
+        return self.checked_match(_Matcher(graph), node)[0]
 
-    def checked_match(self, matcher: "_Matcher", node: Node) -> Match | None:
-        first = None
+    def checked_match(self, matcher: "_Matcher", node: Node) -> tuple[Match | None, str | None]:
+        """``match``, with the check's reason for refusing it (None when it passed): each match is checked once."""
+        first: tuple[Match | None, str | None] = (None, None)
         matches = matcher.iter_node(self.pattern, node, Match(matcher.graph, node), 0, "root", is_root=True)
         for i, m in enumerate(matches):
-            if self.check is None or self.check(m) is None:
-                return m
-            first = first or m
+            reason = self.check(m) if self.check is not None else None
+            if reason is None:
+                return m, None
+            if first[0] is None:
+                first = (m, reason)
             if i + 1 == MAX_ALTERNATIVE_MATCHES:
                 break
         return first
@@ -434,10 +441,8 @@ class Rule:
         """Match at ``node``, check, replace; True when the graph changed.
 
         ``nested_outputs``: a ``NestedOutputs`` of ``graph`` that a caller keeps across its rewrites."""
-        m = self.match(graph, node)
-        if m is None:
-            return False
-        if self.check is not None and self.check(m) is not None:
+        m, refused = self.checked_match(_Matcher(graph), node)
+        if m is None or refused is not None:
             return False
         tracker = nested_outputs if nested_outputs is not None else NestedOutputs(graph)
         nested = tracker.ids()
@@ -584,11 +589,10 @@ def explain(rule: Rule, graph: Graph) -> str:
             candidates += 1
             matcher = _Matcher(g, explain=True)
             try:
-                m = rule.checked_match(matcher, node)
+                m, reason = rule.checked_match(matcher, node)
             except Exception as e:  # a plugin rule's check that raises: said, not a traceback (a review)
                 return f"rule {rule.name!r}: its check raised at {node.describe()}: {type(e).__name__}: {e}"
             if m is not None:
-                reason = rule.check(m) if rule.check is not None else None
                 if reason is None:
                     blocked = _blocked(rule, g, node, m)
                     if blocked is None:

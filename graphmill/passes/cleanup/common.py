@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from graphmill.ir import DataType, Graph, Node, TensorType, Value
-from graphmill.ir.rewrite import Match, constant_value
+from graphmill.ir.rewrite import Match, constant_value, inputs_overridable
 
 ONNX_DOMAINS = ("", "ai.onnx")
 
@@ -31,8 +31,7 @@ INPUT_INITIALIZERS_DOC = (
 def input_initializers_are_constant(graph: Graph, mode: str) -> bool:
     """Whether initializers listed as graph inputs are weights (``mode`` is an INPUT_INITIALIZERS choice)."""
     if mode == "auto":
-        ir = graph.model.ir_version if graph.model is not None else 10
-        return ir < 4
+        return not inputs_overridable(graph)
     return mode == "constant"
 
 
