@@ -114,10 +114,10 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     CLI's ``--force``): it would break the model ``graph`` was loaded from."""
     _require_graph(graph, "save")
     if lower:
-        from graphmill.passes.lowering import LOWERED_DOMAINS, lowered_copy
+        from graphmill.passes.lowering import lowered_copy, unlowered_node
 
         graph = lowered_copy(graph)
-        left = next((n for n in graph.all_nodes() if n.domain in LOWERED_DOMAINS), None)
+        left = unlowered_node(graph)
         if left is not None:  # it was written, a file onnx's checker refuses (an outside check)
             raise UserInputError(f"{left.describe()} of domain {left.domain} has no lowering to standard ONNX "
                                  "(register_lowering); in Python, save(..., lower=False) writes a file only graphmill "

@@ -31,7 +31,6 @@ from graphmill.ir import ExecutionError, Graph, GraphmillError, UserInputError, 
 from graphmill.ir.summary import summarize, symbols
 from graphmill.ir.gc_pause import collector_paused
 from graphmill.providers import pass_context
-from graphmill.passes.schedule import Call, Run
 from graphmill.passes.instruments import ChangeClaimCheck, input_change, output_change, type_error
 from graphmill.passes import (
     EXACT,
@@ -428,7 +427,7 @@ def explain(graph: Graph, rule_name: str, *, stats: dict[str, dict[str, float]] 
     rule, owner = find_rule(rule_name)
     now = explain_rule(rule, graph)
     fired = int((stats or {}).get(owner, {}).get(rule.name, 0))
-    runs = _runs_of(schedule.body, owner) if schedule is not None else None
+    runs = [r for r in schedule.runs() if r.name == owner] if schedule is not None else None
     if fired:
         now = f"rule {rule.name!r} fired {fired} time(s) during the schedule; in the optimized model: {now}"
     elif runs is not None and not runs:
@@ -441,16 +440,3 @@ def explain(graph: Graph, rule_name: str, *, stats: dict[str, dict[str, float]] 
                 f"own allow=[{rule.exactness}])")
     return f"{now} [rule of pass {owner!r}, {rule.exactness}]"
 
-
-def _runs_of(steps: list, name: str) -> list[Run]:
-    """Every run of the pass ``name`` in a schedule's steps, through fixpoints, repeats and calls."""
-    out: list[Run] = []
-    for step in steps:
-        if isinstance(step, Run):
-            if step.name == name:
-                out.append(step)
-        elif isinstance(step, Call):
-            out += _runs_of(step.schedule.body, name)
-        else:
-            out += _runs_of(step.body, name)
-    return out

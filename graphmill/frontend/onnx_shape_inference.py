@@ -76,8 +76,8 @@ class OnnxShapeInferencer:
     def type_error(self, graph: Graph) -> str | None:
         """onnx's inference in strict mode with type checks on the exported graph (big weights without data):
         its first complaint, or None. Ops of domains onnx has no schemas for (com.microsoft, graphmill) are
-        not checked; a standard-domain op onnx has no schema for at the graph's opset is a complaint (onnx's
-        inference passes it by: a plugin rule that emitted one was written, exit 0, an outside check)."""
+        not checked; a standard-domain op ONNX defines at no opset is a complaint (``unknown_standard_op``: onnx's
+        inference passes it by, and a plugin rule that emitted one was written, exit 0, an outside check)."""
         unknown = unknown_standard_op(graph)
         if unknown is not None:
             return unknown

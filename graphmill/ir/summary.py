@@ -330,6 +330,19 @@ def with_computed_sizes(sizes: dict[str, int], computed: dict[str, ast.expr]) ->
     return out
 
 
+def bound_sizes(graph: Graph, dims: dict[str, int] | None) -> tuple[dict[str, int], list[str]]:
+    """The size of every symbol of ``graph`` for costing it: ``dims``'s, a computed name's from the sizes it names
+    (``10*N``), else 1; and the names taken as 1 for want of a size (a computed one below 0 or undefined too).
+    ``summarize`` and the simulator bind the same sizes."""
+    names = symbols(graph)
+    computed = graph_computed_symbols(graph)
+    given = {s: int(v) for s, v in (dims or {}).items()}
+    sizes = with_computed_sizes({s: given.get(s, 1) for s in names if s not in computed} | given, computed)
+    defaulted = [s for s in names if s not in given and (s not in computed or s not in sizes)]
+    sizes.update({s: 1 for s in names if s not in sizes})
+    return sizes, defaulted
+
+
 def symbols_to_give(graph: Graph, free: list[str]) -> list[str]:
     """``free`` in the order a refusal asks for them: the inputs' sizes first, then the others where they first
     appear in node order, so that a data-dependent size comes before any later name inference could not relate
@@ -397,11 +410,7 @@ def summarize(graph: Graph, dims: dict[str, int] | None = None) -> GraphSummary:
     Costs need sizes: symbolic dimensions are bound to ``dims`` (default 1, i.e.
     MACs per sample for a batch symbol); the bindings are reported in ``symbols``.
     """
-    names = symbols(graph)
-    computed = graph_computed_symbols(graph)
-    given = {s: int(v) for s, v in (dims or {}).items()}
-    bound = with_computed_sizes({s: given.get(s, 1) for s in names if s not in computed} | given, computed)
-    bound.update({s: 1 for s in names if s not in bound})  # a computed size below 0 (N - 2 at N = 1): 1
+    bound, _ = bound_sizes(graph, dims)
     work = bind_symbols(graph, bound) if bound else graph
     summary = _summarize(work)
     summary.symbols = bound

@@ -281,10 +281,10 @@ def type_error(graph: Graph, ctx: PassContext) -> str | None:
     check = getattr(ctx.shape_inferencer, "type_error", None)
     if check is None:
         return None
-    from .lowering import LOWERED_DOMAINS, lowered_copy
+    from .lowering import lowered_copy, unlowered_node
 
     graph = lowered_copy(graph)
-    left = next((n for n in graph.all_nodes() if n.domain in LOWERED_DOMAINS), None)
+    left = unlowered_node(graph)
     if left is not None:
         return f"{left.describe()} of domain {left.domain} has no lowering to standard ONNX"
     return check(graph)

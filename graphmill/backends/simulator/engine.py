@@ -205,14 +205,10 @@ def simulate_graph(graph, accel, *, scalesim_compat: bool = False, dims: dict[st
 
     Nodes the simulator cannot cost are listed in the report's ``uncosted`` (its totals are then partial)."""
     from graphmill.frontend.onnx_shape_inference import infer_shapes
-    from graphmill.ir.summary import graph_computed_symbols, symbols, with_computed_sizes
+    from graphmill.ir.summary import bound_sizes
     from graphmill.ir.types import TensorType
 
-    given = dict(dims or {})
-    names = symbols(graph)
-    computed = graph_computed_symbols(graph)
-    dims = with_computed_sizes({s: given.get(s, 1) for s in names if s not in computed} | given, computed)
-    defaulted = [s for s in names if s not in given and (s not in computed or s not in dims)]
+    dims, defaulted = bound_sizes(graph, dims)
     graph = graph.copy()
     for v in graph.values():  # symbolic dims (a batch "N") are simulated at their size in dims, else 1; a computed
         # one (10*N) at its value

@@ -590,7 +590,7 @@ def _sinking(m: Match, ops: frozenset, needs: frozenset) -> _Sinking | str:
 
 def _sinking_check(ops: tuple[str, ...], needs: tuple[str, ...]):
     allowed, needed = frozenset(ops), frozenset(needs)
-    return lambda m: (lambda s: s if isinstance(s, str) else None)(_sinking(m, allowed, needed))
+    return checked_by(lambda m: _sinking(m, allowed, needed))
 
 
 def _sink(ops: tuple[str, ...], needs: tuple[str, ...]):

@@ -184,7 +184,6 @@ def _perm_attr(node: Node, rank: int) -> list[int]:
     return [int(p) for p in perm] if perm is not None else list(reversed(range(rank)))
 
 
-
 def _single_axis_permutation(m: Match) -> tuple[int, np.ndarray] | str:
     x_shape = shape_of(m["x"])
     mid = shape_of(m.node("inner").outputs[0])

@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .lower import LOWERED_DOMAINS, LowerGraphmill, LoweringReport, has_ops_to_lower, lower_graph, lower_node, lowered_copy
+from .lower import (LOWERED_DOMAINS, LowerGraphmill, LoweringReport, has_ops_to_lower, lower_graph, lower_node,
+                    lowered_copy, unlowered_node)
 from .registry import Lowering, LoweringBuilder, LoweringFn, lowering_for, register_lowering, registered_lowerings
 
 for _m in pkgutil.iter_modules(__path__):
@@ -18,5 +19,5 @@ for _m in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_m.name}")
 
 __all__ = ["LOWERED_DOMAINS", "LowerGraphmill", "Lowering", "LoweringBuilder", "LoweringFn", "LoweringReport",
-           "has_ops_to_lower", "lower_graph", "lower_node", "lowered_copy", "lowering_for", "register_lowering",
-           "registered_lowerings"]
+           "has_ops_to_lower", "lower_graph", "lower_node", "lowered_copy", "unlowered_node", "lowering_for",
+           "register_lowering", "registered_lowerings"]

@@ -109,6 +109,12 @@ def lower_graph(graph: Graph, *, domains: tuple[str, ...] = LOWERED_DOMAINS, str
     return report
 
 
+def unlowered_node(graph: Graph) -> Node | None:
+    """The first graphmill-domain node of ``graph`` (lowered already) that has no lowering, or None: a file or
+    type check of such a graph is no standard ONNX's (``api.save`` refuses it, the passes' type check names it)."""
+    return next((n for n in graph.all_nodes() if n.domain in LOWERED_DOMAINS), None)
+
+
 def lowered_copy(graph: Graph) -> Graph:
     """``graph`` itself when nothing needs lowering, else a lowered copy (the caller's graph is kept)."""
     if not has_ops_to_lower(graph):

@@ -724,12 +724,16 @@ def check_buildable(opts: Mapping[str, Any], base: Mapping[str, Any], area: Area
     so every trial would fail; refused before anything runs, as a space over the area budget is. Area grows with
     every buffer, so each array shape is tried with the smallest buffers that hold its tile."""
     word = int(base.get("memory", {}).get("word_bytes", 1))
+
+    def words(kb: float) -> int:  # a buffer's words, as the simulator's AccelConfig counts them
+        return int(kb * 1024) // word
+
     kinds = ("ifmap_kb", "filter_kb", "ofmap_kb")
     smallest_accepted = None
     for rows in opts["rows"]:
         for cols in opts["cols"]:
             edge = max(rows, cols)
-            sizes = [min((kb for kb in opts[k] if int(kb * 1024) // word // 2 >= edge), default=None) for k in kinds]
+            sizes = [min((kb for kb in opts[k] if words(kb) // 2 >= edge), default=None) for k in kinds]
             if None in sizes:
                 continue
             a = area.area_mm2(rows, cols, *sizes)
@@ -738,10 +742,10 @@ def check_buildable(opts: Mapping[str, Any], base: Mapping[str, Any], area: Area
             smallest_accepted = a if smallest_accepted is None else min(smallest_accepted, a)
     if smallest_accepted is None:
         edge = max(min(opts["rows"]), min(opts["cols"]))
-        k = next(k for k in kinds if int(max(opts[k]) * 1024) // word // 2 < edge)
+        k = next(k for k in kinds if words(max(opts[k])) // 2 < edge)
         raise UserInputError(
             f"--option {k}: the simulator refuses every accelerator of the space: even {max(opts[k]):g} KB "
-            f"({int(max(opts[k]) * 1024) // word} words of {word} bytes) holds fewer than {edge} words per half of its "
+            f"({words(max(opts[k]))} words of {word} bytes) holds fewer than {edge} words per half of its "
             f"double buffer (one word per port of the smallest array, {min(opts['rows'])}x{min(opts['cols'])}); "
             "offer bigger buffers or smaller rows and cols")
     raise UserInputError(
