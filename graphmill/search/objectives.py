@@ -126,10 +126,13 @@ def pareto_front(trials: Iterable[Any], metric_a: str = "accuracy", metric_b: st
     """The successful trials not dominated on (``metric_a``, ``metric_b``); ``"reward"`` names the reward.
     By default ``metric_a`` is maximized and ``metric_b`` minimized. Sorted by ``metric_b`` ascending; among
     trials with identical metrics the earliest is kept."""
-    pts = []
+    pts, ok, named = [], 0, {metric_a: 0, metric_b: 0}
     for t in trials:
         if getattr(t, "status", "ok") != "ok":
             continue
+        ok += 1
+        for m in named:
+            named[m] += m == "reward" or m in t.metrics
         vals = []
         for m in (metric_a, metric_b):
             v = t.reward if m == "reward" else t.metrics.get(m)
@@ -140,6 +143,11 @@ def pareto_front(trials: Iterable[Any], metric_a: str = "accuracy", metric_b: st
             vals.append(v)
         if all(math.isfinite(v) for v in vals):
             pts.append((t, (vals[0] if maximize[0] else -vals[0], vals[1] if maximize[1] else -vals[1])))
+    missing = [m for m, n in named.items() if ok and not n]
+    if missing:  # a misspelt metric gave an empty front without a word
+        seen = sorted({k for t in trials if getattr(t, "status", "ok") == "ok" for k in t.metrics})
+        raise ValueError(f"no successful trial has the metric {missing[0]!r} (they have: "
+                         f"{', '.join(['reward', *seen])})")
     # sort by a desc then b desc; sweep keeping strictly improving b
     order = sorted(range(len(pts)), key=lambda i: (-pts[i][1][0], -pts[i][1][1], i))
     front, best_b = [], -math.inf

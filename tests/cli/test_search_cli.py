@@ -123,6 +123,8 @@ BAD_SPACE = '{"type": "space", "params": {"lr": {"type": "float", "low": "a", "h
     (["--space", "mnasnet", "--option", "x=" + "[" * 5000 + "]" * 5000], {}, "--option x: nested too deeply"),
     (["--space", "mnasnt"], {}, "did you mean 'mnasnet'"),
     (["--space", "mnasnet", "--strategy", "evolutoin"], {}, "did you mean 'evolution'"),
+    # an empty name (a shell variable left unset) ran the default strategy without a word (an outside check)
+    (["--space", "mnasnet", "--strategy", ""], {}, "unknown strategy ''"),
     (["--space", "mnasnet", "--strategy", "evolution", "--option", "populaton=20"], {}, "did you mean 'population'"),
     (["--space", "mnasnet", "--evaluator", "nosuchmodule:f"], {}, "cannot import 'nosuchmodule'"),
     (["--space", "mnasnet", "--evaluator", "json:nosuch"], {}, "json has no 'nosuch'"),

@@ -156,6 +156,19 @@ def test_pareto_front_by_hand():
     assert [t.number for t in front] == [1, 0, 4]
 
 
+def test_pareto_front_of_a_metric_no_trial_has_is_refused():
+    # reference: the trials' own metric names. A misspelt metric gave an empty front without a word (an outside
+    # check); a metric some trials lack still only leaves those out
+    T = search.Trial
+    ts = [T(0, {}, "0", 1.0, "ok", {"accuracy": 0.9, "latency": 10}), T(1, {}, "1", 1.0, "ok", {"accuracy": 0.8}),
+          T(2, {}, "2", None, "failed", {"latncy": 3})]
+    with pytest.raises(ValueError, match=r"no successful trial has the metric 'latncy' \(they have: reward, "
+                                         r"accuracy, latency\)"):
+        objectives.pareto_front(ts, "accuracy", "latncy")
+    assert [t.number for t in objectives.pareto_front(ts, "accuracy", "latency")] == [0]
+    assert objectives.pareto_front([], "accuracy", "nosuch") == []
+
+
 @pytest.mark.xdist_group("processes")  # a worker process
 def test_one_worker_same_results_whichever_executor():
     a = search.run(rh.small_space(), rh.evaluate, strategy="evolution", budget=25, seed=3, progress=False)
