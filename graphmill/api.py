@@ -1221,7 +1221,7 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
     in ``output`` + ``.rl-checkpoint`` while it runs (removed when it finishes; an interrupted run's rerun
     resumes from it). Returns the report
     ``{"proxy", "wirelength", "density", "congestion", "legal", "seconds", "method"}``; ``info`` (a dict) receives
-    ``interrupted`` and the placer's statistics."""
+    ``interrupted``, the placer's statistics and, for a placement that is not legal, ``why_illegal``."""
     import math
 
     from graphmill.frontend.chip.plc import placement_text
@@ -1289,6 +1289,8 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
     atomic_write_many(files)
     if info is not None:
         info.update(result.stats, interrupted=result.interrupted)
+        if not result.legal:  # the reason, for the command's failure line (the report's keys are fixed)
+            info["why_illegal"] = legality(problem)[1]
     return report
 
 

@@ -121,18 +121,25 @@ def run(args: argparse.Namespace) -> int:
     if info.get("interrupted"):  # exit 130 as every interrupted command: a script must not take it for finished
         interrupted = f"{stopped_word()}: the best placement so far was written" + (
             f"; run the same command again to resume from {args.output}.rl-checkpoint" if args.method == "rl" else "")
+    # a placement that is not legal (a canvas no arrangement fits, though the area does) is written for inspection
+    # but is no result: exit 1, so that a script does not take it for one (it exited 0, saying NOT LEGAL)
+    illegal = None if report["legal"] else (f"graphmill chip place: the placement found is not legal "
+                                            f"({info.get('why_illegal') or 'see chip cost'}); it was written for "
+                                            f"inspection only")
+    code = 130 if interrupted else 1 if illegal else 0
     if args.json == "-":  # stdout is the report alone (its keys are fixed): a cut-short run is said on stderr
         emit_json(report)
-        if interrupted:
-            print(interrupted, file=sys.stderr)
-        return 130 if interrupted else 0
+        for line in (interrupted, illegal):
+            if line:
+                print(line, file=sys.stderr)
+        return code
     print(f"{args.method}: proxy {report['proxy']:.4f} (wirelength {report['wirelength']:.4f}, density "
           f"{report['density']:.4f}, congestion {report['congestion']:.4f}), "
           f"{'legal' if report['legal'] else 'NOT LEGAL'}, {report['seconds']:.1f} s")
     for path in (args.output, args.json, args.plot):
         if path and path != "-":
             print(f"wrote {path}")
-    if interrupted:
-        print(interrupted, file=sys.stderr)
-        return 130
-    return 0
+    for line in (interrupted, illegal):
+        if line:
+            print(line, file=sys.stderr)
+    return code

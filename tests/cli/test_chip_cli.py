@@ -125,6 +125,27 @@ def test_fixed_hard_macros_that_cannot_be_legal_are_refused(tmp_path, capsys, ed
     assert why in json.loads(capsys.readouterr().out)["why_illegal"]
 
 
+@pytest.mark.parametrize("method", ["sa", "fd"])
+def test_a_placement_that_ends_not_legal_exits_1_saying_why(tmp_path, capsys, method):
+    """A 150 x 150 canvas holds the 120 x 120 and the 80 x 40 hard macros by area (17,600 of 22,500 square
+    microns) but in no arrangement (beside or below the big one is a 30-micron strip). The placers wrote an
+    illegal placement and exited 0 (an outside check). Reference: that arithmetic, and chip cost's own verdict
+    on the written file."""
+    tight = tmp_path / "tight.plc"
+    text = open(PLC).read()
+    assert "# Width : 500.000  Height : 500.000" in text
+    tight.write_text(text.replace("# Width : 500.000  Height : 500.000", "# Width : 150  Height : 150"))
+    out = tmp_path / "out.plc"
+    assert main(["chip", "place", NET, "--init", str(tight), "--method", method, "-o", str(out), "--budget-s", "2",
+                 "--quiet", "--json", "-"]) == 1
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["legal"] is False
+    assert cap.err.strip().splitlines()[-1] == ("graphmill chip place: the placement found is not legal (1 pair "
+                                                "of hard macros overlaps); it was written for inspection only")
+    assert main(["chip", "cost", NET, str(out), "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["why_illegal"] == "1 pair of hard macros overlaps"
+
+
 def test_negative_weight_one_line_either_spelling(tmp_path, capsys):
     """A negative proxy weight is refused in one line naming the value, whether given as `--weights -1,0.5,0.5`
     (argparse took it for an option: 'expected one argument') or `--weights=-1,0.5,0.5`; reference: the proxy
