@@ -143,8 +143,32 @@ def test_node_corpus_supported_ops():
     assert not unexpected, unexpected
     assert passed >= 600
     for op in ("Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "LayerNormalization", "MaxPool",
-               "AveragePool", "Resize", "Slice", "Gather", "Pad", "Split", "Softmax", "Einsum"):
+               "AveragePool", "Resize", "Slice", "Gather", "Pad", "Split", "Softmax", "Einsum", "ScatterElements",
+               "Scatter"):
         assert table[op][0] > 0, op
+
+
+def test_scatter_elements_add_trains_data_and_updates():
+    """torch.scatter_add in routing code exports as ScatterElements(reduction=add), which to_torch refused (an
+    outside check). Reference for the gradients, by hand: out = data + (updates summed into their positions), so
+    d sum(out * w) / d data = w and / d updates = w read at each update's position (negative indices count from
+    the end, as ONNX says)."""
+    h = onnx.helper
+    idx = np.array([[0, -1, 1], [2, 2, 0]], np.int64)  # -1: the last column (2)
+    node = h.make_node("ScatterElements", ["data", "idx", "upd"], ["y"], axis=1, reduction="add")
+    g = h.make_graph([node], "g", [h.make_tensor_value_info("data", onnx.TensorProto.FLOAT, [2, 3]),
+                                   h.make_tensor_value_info("upd", onnx.TensorProto.FLOAT, [2, 3])],
+                     [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 3])],
+                     [onnx.numpy_helper.from_array(idx, "idx")])
+    m = to_torch(from_proto(h.make_model(g, opset_imports=[h.make_opsetid("", 16)])))
+    data = torch.zeros(2, 3, requires_grad=True)
+    upd = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
+    w = torch.tensor([[1.0, 10.0, 100.0], [1000.0, 1e4, 1e5]])
+    y = m(data=data, upd=upd)
+    assert y.tolist() == [[1.0, 3.0, 2.0], [6.0, 0.0, 9.0]]
+    (y * w).sum().backward()
+    assert data.grad.tolist() == w.tolist()
+    assert upd.grad.tolist() == [[1.0, 100.0, 10.0], [1e5, 1e5, 1000.0]]
 
 
 # -- refusals ----------------------------------------------------------------------------------------------

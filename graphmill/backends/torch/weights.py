@@ -22,12 +22,17 @@ backend trains only what plays a weight's part in the graph's structure:
   Softmax (an additive attention mask).
 
 An initializer counts through ops that only view it (Reshape, Transpose, Squeeze,
-Unsqueeze, Flatten, Identity, Cast, Expand): a weight transposed before its MatMul is
-still a weight. Only floating initializers qualify. Everything else (attention scales,
+Unsqueeze, Flatten, Identity, Cast, CastLike, Expand): a weight transposed before its MatMul is
+still a weight. In a weight's place it also counts through ops that cut or assemble initializers
+(Slice and Split of one, Concat of several): a position table sliced to the sequence length
+(``pos[:, :S]``), and torch dynamo's unoptimized LSTM/GRU export, whose W, R and B are Concats of
+Slices of the PyTorch weights. Only floating initializers qualify. Everything else (attention scales,
 mask fill values, GELU and epsilon constants, shapes, axes, running statistics, integer
-tables, ``Constant`` nodes) stays constant. Not recognized: a normalization written out
-with elementwise ops (its scale is a Mul of a Div) and per-channel layer scales;
-``to_torch(graph, trainable=...)`` takes an explicit set for those.
+tables, ``Constant`` nodes) stays constant. A LayerNorm written out with elementwise ops, as the
+TorchScript exporter does below opset 17 (``(x - mean(x)) / sqrt(var + eps)``, a Div of a Sub of a
+ReduceMean), is a normalization too: the Mul and Add after it hold its scale and bias. Not
+recognized: other normalizations written out (RMSNorm's ``x * rsqrt(...)``) and per-channel layer
+scales; ``to_torch(graph, trainable=...)`` takes an explicit set for those.
 
 **Copies are separate weights.** torch's TorchScript exporter stores parameters with equal
 initial values once (e.g. every zero bias, every LayerNorm's ones) and gives each other
@@ -46,7 +51,10 @@ from __future__ import annotations
 
 from graphmill.ir import Graph, Node, Tensor, Value, topological_order
 
-VIEWS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Cast", "Expand"})
+VIEWS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Cast", "CastLike",
+                   "Expand"})
+#: ops that cut (their data input) or assemble (every input) weights: counted on a weight's path only
+CUTS = frozenset({"Slice", "Split"})
 PRODUCTS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum"})
 NORMALIZATIONS = frozenset({"BatchNormalization", "LayerNormalization", "InstanceNormalization"})
 EVERY_INPUT = None
@@ -92,16 +100,28 @@ def _source(v: Value) -> Value:
     return v
 
 
-def _viewed_initializer(v: Value | None) -> Value | None:
-    """The initializer or copy ``v`` is a view of (through VIEWS' data input), or None."""
-    while v is not None:
+def _weight_sources(v: Value | None) -> list[Value]:
+    """The initializers or copies whose values ``v`` holds (through VIEWS' and CUTS' data input and every input
+    of a Concat); [] when ``v`` depends on anything else (an activation, a computation)."""
+    out: list[Value] = []
+    todo = [v]
+    while todo:
+        v = todo.pop()
+        if v is None:
+            return []
         if v.is_initializer or _is_copy(v):
-            return v
+            out.append(v)
+            continue
         p = v.producer
-        if p is None or p.op_type not in VIEWS or not p.inputs:
-            return None
-        v = p.inputs[0]
-    return None
+        if p is None or not p.inputs:
+            return []
+        if p.op_type in VIEWS or p.op_type in CUTS:
+            todo.append(p.inputs[0])
+        elif p.op_type == "Concat":
+            todo.extend(p.inputs)
+        else:
+            return []
+    return out
 
 
 def _root(v: Value | None) -> Node | None:
@@ -146,12 +166,12 @@ def weight_initializers(graph: Graph) -> set[str]:
     weights: set[str] = set()
     weighted: set[int] = set()   # id() of products holding a weight, normalizations, affine Muls
 
-    def take(v: Value | None) -> Value | None:
-        w = _viewed_initializer(v)
-        if w is not None and _is_float(w):
-            weights.add(w.name)
-            return w
-        return None
+    normalized: set[int] = set()  # id() of normalizations, written out ones included: a Mul after one is a scale
+
+    def take(v: Value | None) -> bool:
+        held = [w for w in _weight_sources(v) if _is_float(w)]
+        weights.update(w.name for w in held)
+        return bool(held)
 
     for node in order:
         op = node.op_type
@@ -159,26 +179,37 @@ def weight_initializers(graph: Graph) -> set[str]:
             slots = WEIGHT_SLOTS[op]
             idx = range(len(node.inputs)) if slots is EVERY_INPUT else slots
             held = [take(node.inputs[i]) for i in idx if i < len(node.inputs)]
-            if (op in PRODUCTS and any(held)) or op in NORMALIZATIONS:
+            if op in PRODUCTS and any(held):
                 weighted.add(id(node))
-        elif op in NORMALIZATIONS:
+        if op in NORMALIZATIONS or _written_out_layer_norm(node):
             weighted.add(id(node))
+            normalized.add(id(node))
         if op in ("Add", "Mul") and len(node.inputs) == 2:
             for this, other in (node.inputs, node.inputs[::-1]):
                 root = _root(other)
                 if root is None or id(root) not in weighted:
                     continue
-                if op == "Mul" and root.op_type not in NORMALIZATIONS:
+                if op == "Mul" and id(root) not in normalized:
                     continue
-                if take(this) is not None and op == "Mul":
+                if take(this) and op == "Mul":
                     weighted.add(id(node))
         if op in ("Add", "Concat") and not _feeds_softmax(node):
             for i, v in enumerate(node.inputs):
-                w = _viewed_initializer(v)
-                if w is not None and _is_float(w) and _rank(w) >= 2 and any(
-                        u is not None and u.name in dynamic for j, u in enumerate(node.inputs) if j != i):
-                    weights.add(w.name)
+                if not any(u is not None and u.name in dynamic for j, u in enumerate(node.inputs) if j != i):
+                    continue
+                weights.update(w.name for w in _weight_sources(v) if _is_float(w) and _rank(w) >= 2)
     return weights
+
+
+def _written_out_layer_norm(node: Node) -> bool:
+    """``Div(Sub(x, ReduceMean(x)), Sqrt(...))``: LayerNorm as the TorchScript exporter writes it below opset 17."""
+    if node.op_type != "Div" or len(node.inputs) != 2 or node.inputs[0] is None or node.inputs[1] is None:
+        return False
+    sub, root = node.inputs[0].producer, node.inputs[1].producer
+    if sub is None or sub.op_type != "Sub" or root is None or root.op_type != "Sqrt" or None in sub.inputs:
+        return False
+    mean = sub.inputs[1].producer
+    return mean is not None and mean.op_type == "ReduceMean" and bool(mean.inputs) and mean.inputs[0] is sub.inputs[0]
 
 
 def _feeds_softmax(node: Node) -> bool:
@@ -190,7 +221,7 @@ def _group_norm_core(node: Node) -> bool:
     if node.op_type != "InstanceNormalization" or not node.outputs or node.outputs[0] is None:
         return False
     for user in _viewers(node.outputs[0]):
-        if user.op_type == "Mul" and any(_viewed_initializer(v) is not None for v in user.inputs):
+        if user.op_type == "Mul" and any(_weight_sources(v) for v in user.inputs):
             return True
     return False
 

@@ -111,6 +111,25 @@ def _gather_el(rt, a, x):
     return torch.gather(X, axis, idx)
 
 
+#: ONNX ScatterElements' reduction -> torch.scatter_reduce's (none and add: torch.scatter and scatter_add)
+SCATTER_REDUCE = {"mul": "prod", "max": "amax", "min": "amin"}
+
+
+@op("ScatterElements", "Scatter")  # Scatter: opsets 9-10's name of ScatterElements
+def _scatter_el(rt, a, x):
+    """ONNX ScatterElements (differentiable in ``data`` and ``updates``); ``reduction`` none, add, mul, max or min
+    combines with ``data``'s own value, as ONNX does."""
+    data, axis, idx = _gather_args(a, x[:2])
+    updates = x[2]
+    red = a.get("reduction", "none")
+    red = red.decode() if isinstance(red, bytes) else red
+    if red == "none":
+        return data.scatter(axis, idx, updates)
+    if red == "add":
+        return data.scatter_add(axis, idx, updates)
+    return data.scatter_reduce(axis, idx, updates, SCATTER_REDUCE[red], include_self=True)
+
+
 @op("Squeeze")
 def _squeeze(rt, a, x):
     X = x[0]

@@ -1,0 +1,113 @@
+"""Which initializers to_torch trains, on exporters' own forms of common layers. Reference: torch eager on the
+module that was exported: its parameter sizes, and its output after one SGD step taken by both (an SGD step is
+elementwise, so an exporter's slicing or concatenation of a parameter gives the same step). Before the fix each
+of these froze some of the module's parameters without a word (an outside check): a learned position table
+sliced to the sequence length, LayerNorm written out by the TorchScript exporter below opset 17, and torch
+dynamo's unoptimized export of GroupNorm (CastLike before its Mul) and of LSTM/GRU (W, R, B assembled from
+Slices of the PyTorch weights)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+import graphmill  # noqa: E402
+from graphmill.backends.torch import weight_initializers  # noqa: E402
+from tests.support.training import one_sgd_step_each  # noqa: E402
+
+
+class SlicedPositions(nn.Module):
+    """GPT/BERT-style learned positions, sliced to the input's length."""
+
+    def __init__(self):
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(1, 16, 8))
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(x + self.pos[:, : x.shape[1]])
+
+
+class NormThenLinear(nn.Module):
+    def __init__(self, norm: nn.Module, width: int):
+        super().__init__()
+        self.norm, self.fc = norm, nn.Linear(width, 2)
+
+    def forward(self, x):
+        return self.fc(self.norm(x))
+
+
+class ConvGroupNorm(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.norm, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.norm(self.conv(x))).mean((2, 3)))
+
+
+class Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 6, num_layers=2, bidirectional=True, batch_first=True)
+        self.gru = nn.GRU(12, 5, batch_first=True)
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.fc(self.gru(self.lstm(x)[0])[0])
+
+
+def _nonzero_norm(module: nn.Module) -> nn.Module:
+    """Scales and biases away from their initial ones and zeros, so that an exporter cannot share them."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.startswith("norm."):
+                p.copy_(torch.linspace(0.5, 1.5, p.numel()).reshape(p.shape) + (name.endswith("bias") * 0.3))
+    return module
+
+
+def _export(module: nn.Module, x: torch.Tensor, path, **kwargs) -> graphmill.Graph:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x,), str(path), input_names=["x"], **kwargs)
+    return graphmill.load(str(path))
+
+
+def _check_trains_like_eager(module: nn.Module, g: graphmill.Graph, x: torch.Tensor) -> None:
+    lowered = graphmill.to_torch(g)
+    assert sum(p.numel() for p in lowered.parameters()) == sum(p.numel() for p in module.parameters())
+    target = torch.randn(module(x).shape, generator=torch.Generator().manual_seed(1))
+    want, got = one_sgd_step_each(module, lowered, x, target)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_sliced_position_table_trains():
+    torch.manual_seed(0)
+    m, x = SlicedPositions().eval(), torch.randn(3, 10, 8)
+    g = graphmill.from_torch(m, x)
+    assert "pos" in weight_initializers(g)
+    _check_trains_like_eager(m, g, x)
+
+
+def test_layer_norm_written_out_below_opset_17_trains_its_scale_and_bias(tmp_path):
+    torch.manual_seed(0)
+    m, x = _nonzero_norm(NormThenLinear(nn.LayerNorm(8), 8)).eval(), torch.randn(3, 5, 8)
+    g = _export(m, x, tmp_path / "ln.onnx", opset_version=13, dynamo=False)
+    assert "LayerNormalization" not in {n.op_type for n in g} and "ReduceMean" in {n.op_type for n in g}
+    _check_trains_like_eager(m, g, x)
+
+
+@pytest.mark.parametrize("make, shape", [(ConvGroupNorm, (2, 3, 6, 6)), (Recurrent, (2, 5, 4))],
+                         ids=["groupnorm", "lstm-gru"])
+def test_dynamo_unoptimized_exports_train_every_parameter(tmp_path, make, shape):
+    torch.manual_seed(0)
+    m, x = make().eval(), torch.randn(*shape)
+    if make is ConvGroupNorm:
+        _nonzero_norm(m)
+    g = _export(m, x, tmp_path / "m.onnx", dynamo=True, optimize=False)
+    _check_trains_like_eager(m, g, x)
