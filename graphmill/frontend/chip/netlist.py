@@ -298,6 +298,31 @@ def parse_netlist_text(text: str, path: str = "<netlist>") -> Graph:
     return graph
 
 
+def _gunzip(data: bytes, shown: str) -> bytes:
+    """Every member of a gzip file (RFC 1952 allows several, as `cat a.gz b.gz` makes; gzip and zcat read them
+    all: reading the first alone dropped the rest without a word), within NETLIST_LIMIT bytes in all."""
+    parts: list[bytes] = []
+    size = 0
+    try:
+        while data:
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            raw = d.decompress(data, NETLIST_LIMIT + 1 - size)
+            size += len(raw)
+            if size > NETLIST_LIMIT or d.unconsumed_tail:
+                raise NetlistError(f"{shown}: more than {NETLIST_LIMIT:,} bytes once decompressed")
+            if not d.eof:  # a cut-off download: report it, not a parse error at the line where the text stops
+                raise NetlistError(f"{shown}: the gzip file is truncated (it ends before its compressed data does)")
+            parts.append(raw)
+            data = d.unused_data
+            if data and not data.startswith(b"\x1f\x8b"):
+                if data.strip(b"\0"):  # zero padding after the last member is ignored, as gzip does
+                    raise NetlistError(f"{shown}: {len(data):,} bytes after the gzip data are not a gzip member")
+                break
+    except (zlib.error, EOFError, gzip.BadGzipFile) as e:
+        raise NetlistError(f"{shown}: not a valid gzip file ({e})") from None
+    return b"".join(parts)
+
+
 def read_netlist(path: str | os.PathLike) -> Graph:
     """Read ``netlist.pb.txt`` (or ``.gz``) into a ``graphmill.chip`` graph; errors name file, line, column."""
     shown = os.fspath(path)
@@ -306,16 +331,7 @@ def read_netlist(path: str | os.PathLike) -> Graph:
     except OSError as e:
         raise NetlistError(f"{shown}: cannot read ({e.strerror or e})") from None
     if data[:2] == b"\x1f\x8b":
-        try:
-            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            raw = d.decompress(data, NETLIST_LIMIT + 1)
-            if len(raw) > NETLIST_LIMIT or d.unconsumed_tail:
-                raise NetlistError(f"{shown}: more than {NETLIST_LIMIT:,} bytes once decompressed")
-            if not d.eof:  # a cut-off download: report it, not a parse error at the line where the text stops
-                raise NetlistError(f"{shown}: the gzip file is truncated (it ends before its compressed data does)")
-            data = raw
-        except (zlib.error, EOFError, gzip.BadGzipFile) as e:
-            raise NetlistError(f"{shown}: not a valid gzip file ({e})") from None
+        data = _gunzip(data, shown)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -83,6 +83,23 @@ def test_netlist_file_errors(tmp_path):
     assert len(read_netlist(ok)) == 11
 
 
+def test_a_gzip_netlist_of_several_members_is_read_whole(tmp_path):
+    """`cat a.gz b.gz` is one valid gzip file (RFC 1952: a series of members); only the first member was read,
+    so a netlist split across two was scored without its second part, exit 0 (an outside check). Reference:
+    Python's gzip module, which reads every member (as zcat does)."""
+    text = open(_path("sample_clustered", "netlist.pb.txt"), "rb").read()
+    cut = text.index(b"node {", len(text) // 2)  # two members, split between two nodes
+    two = tmp_path / "two.pb.txt.gz"
+    two.write_bytes(gzip.compress(text[:cut]) + gzip.compress(text[cut:]) + b"\0" * 8)  # zero padding: ignored
+    assert gzip.decompress(two.read_bytes()) == text
+    assert [n.name for n in read_netlist(two)] == [n.name for n in read_netlist(_path("sample_clustered",
+                                                                                          "netlist.pb.txt"))]
+    junk = tmp_path / "junk.pb.txt.gz"
+    junk.write_bytes(gzip.compress(text) + b"garbage")
+    with pytest.raises(NetlistError, match="junk.pb.txt.gz: 7 bytes after the gzip data are not a gzip member"):
+        read_netlist(junk)
+
+
 def test_truncated_gzip_and_unterminated_string_named(tmp_path):
     """A cut-off .gz netlist was reported as a parse error where its text stopped ('line 16, column 24 (end of
     file): unexpected end of file'), and an unterminated string as a field error on the next line ("line 3, column
