@@ -226,6 +226,10 @@ class Choice(Param):
         return self._when_json({"type": "choice", "values": list(self.values)})
 
 
+#: the largest |bound| of an Int: its values are drawn as int64 and encoded as float64, which is exact to 2^53
+MAX_INT_BOUND = 2 ** 53
+
+
 class _Numeric(Param):
     integral = False
 
@@ -233,10 +237,17 @@ class _Numeric(Param):
         super().__init__(when)
         name = type(self).__name__
         for what, v in (("low", low), ("high", high)):
-            if not _is_number(v) or not math.isfinite(float(v)):
-                raise UserInputError(f"{name}: {what}={v!r} must be a finite number")
-            if self.integral and float(v) != int(v):
+            try:
+                finite = _is_number(v) and math.isfinite(float(v))
+            except OverflowError:  # an integer past float's range: a traceback, exit 1 (an outside check)
+                finite = False
+            if not finite:
+                shown = f"{str(v)[:12]}... ({len(str(v))} digits)" if isinstance(v, int) and len(str(v)) > 20 else repr(v)
+                raise UserInputError(f"{name}: {what}={shown} must be a finite number")
+            if self.integral and not (isinstance(v, (int, np.integer)) or float(v).is_integer()):
                 raise UserInputError(f"{name}: {what}={v!r} must be an integer")
+            if self.integral and abs(int(v)) > MAX_INT_BOUND:  # sampled as int64, encoded as float64: exact to 2^53
+                raise UserInputError(f"{name}: {what}={int(v)} must be within +-2^53 ({MAX_INT_BOUND})")
         if not isinstance(log, (bool, np.bool_)):
             raise UserInputError(f"{name}: log={log!r} must be true or false")
         conv = int if self.integral else float

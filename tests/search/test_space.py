@@ -288,6 +288,13 @@ def test_malformed_json_names_the_json_path():
                                       "a": {"type": "choice", "values": [1], "when": {"b": 7}}}},
          r"^space\.params\.a\.when\.b: "),
         ({"type": "space", "params": []}, r"space\.params: expected an object"),
+        # integers past float's range or 2^53: an OverflowError traceback, exit 1 (an outside check)
+        ({"type": "space", "params": {"a": {"type": "int", "low": 1, "high": 10 ** 400}}},
+         r"^space\.params\.a: Int: high=100000000000\.\.\. \(401 digits\) must be a finite number$"),
+        ({"type": "space", "params": {"a": {"type": "float", "low": -10 ** 400, "high": 1}}},
+         r"^space\.params\.a: Float: low=-10000000000\.\.\. \(402 digits\) must be a finite number$"),
+        ({"type": "space", "params": {"a": {"type": "int", "low": 0, "high": 2 ** 53 + 1}}},
+         r"^space\.params\.a: Int: high=9007199254740993 must be within \+-2\^53 \(9007199254740992\)$"),
         ('{"type": "space", "params": {}}',  # it quoted the whole text back
          r"^space: Space.from_json takes the parsed JSON \(json.load\(f\)\), not its text \(31 characters\)$"),
     ]
