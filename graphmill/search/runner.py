@@ -65,9 +65,25 @@ class Trial:
 
     @staticmethod
     def from_json(d: dict) -> "Trial":
-        return Trial(number=int(d["number"]), config=d["config"], key=d["key"], reward=d["reward"],
-                     status=d["status"], metrics=d.get("metrics", {}), seconds=float(d.get("seconds", 0.0)),
-                     error=d.get("error"))
+        """The trial ``to_json`` wrote; a ``ValueError`` for one no run writes (a damaged checkpoint: a NaN or text
+        reward was resumed, and the run failed with a traceback once it had evaluated more)."""
+        reward, status = d["reward"], d["status"]
+        if status not in ("ok", "failed") or (reward is None) != (status == "failed"):
+            raise ValueError(f"trial {d.get('number')!r}: status {status!r} with reward {reward!r}")
+        if reward is not None and (not_a_number(reward) or _finite_or_overflow(reward) is None):
+            raise ValueError(f"trial {d.get('number')!r}: reward {reward!r} is not a finite number")
+        if not isinstance(d["config"], dict) or not isinstance(d.get("metrics", {}), dict):
+            raise ValueError(f"trial {d.get('number')!r}: its config and metrics must be objects")
+        return Trial(number=int(d["number"]), config=d["config"], key=str(d["key"]),
+                     reward=None if reward is None else float(reward), status=status, metrics=d.get("metrics", {}),
+                     seconds=float(d.get("seconds", 0.0)), error=d.get("error"))
+
+
+def _finite_or_overflow(x: Any) -> float | None:
+    try:
+        return finite_or_none(x)
+    except OverflowError:  # an integer past float's range
+        return None
 
 
 def _metric(t: Trial, name: str) -> float | None:
@@ -243,14 +259,19 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
                 raise UserInputError(f"{checkpoint}: the checkpoint is of a different search "
                                      f"({_differs(state['fingerprint'], fingerprint)}); use another path or "
                                      "remove it to start afresh")
-            history = [Trial.from_json(t) for t in state["history"]]
-            for t in history:
-                by_key.setdefault(t.key, t)
-            strat.load_state_dict(state["strategy_state"])
-            pending = list(state["pending"])
-            waiting = list(state["waiting"])
-            rng = rng_from_state(state["runner"]["rng"])
-            repeats = int(state["runner"]["repeats"])
+            try:  # a checkpoint edited or damaged: one line before any evaluation, not a traceback after them
+                history = [Trial.from_json(t) for t in state["history"]]
+                for t in history:
+                    by_key.setdefault(t.key, t)
+                strat.load_state_dict(state["strategy_state"])
+                pending = list(state["pending"])
+                waiting = list(state["waiting"])
+                rng = rng_from_state(state["runner"]["rng"])
+                repeats = int(state["runner"]["repeats"])
+            except (KeyError, TypeError, ValueError, OverflowError, AttributeError, IndexError) as e:
+                detail = f"no {e}" if isinstance(e, KeyError) else str(e) or type(e).__name__
+                raise UserInputError(f"{checkpoint}: the checkpoint is damaged ({detail}); remove it to start "
+                                     "afresh") from None
         journal = _journaled(space, checkpoint, run_id, by_key)
         ckpt.journal_rewrite(checkpoint, run_id, list(journal.values()))  # drops torn and other searches' lines
 

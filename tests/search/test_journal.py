@@ -148,3 +148,29 @@ def test_a_result_answered_from_the_journal_does_not_count_in_the_rate(tmp_path,
     assert [i["count"] for i in infos] == [1, 2, 3]
     assert infos[0]["rate"] == 0 and "0 evals/s  ETA ?" in infos[0]["line"]  # the journal's answer
     assert infos[1]["rate"] > 0
+
+
+@pytest.mark.parametrize("edit, why", [
+    (lambda s: s["history"][0].update(reward=float("nan")), "trial 0: reward nan is not a finite number"),
+    (lambda s: s["history"][0].update(reward="x"), "trial 0: reward 'x' is not a finite number"),
+    (lambda s: s["history"][0].update(reward=10 ** 400), "trial 0: reward 1000"),
+    (lambda s: s["history"][0].update(status="done"), "trial 0: status 'done' with reward"),
+    (lambda s: s["history"][1].pop("config"), "no 'config'"),
+    (lambda s: s["runner"].update(repeats="many"), "invalid literal"),
+])
+def test_a_damaged_checkpoint_is_refused_before_any_evaluation(tmp_path, edit, why):
+    """A checkpoint edited by hand (a NaN, text or 400-digit reward) was resumed: the run evaluated new trials and
+    then died with a traceback on the next save or comparison, losing them (an outside check). Reference: an
+    evaluator counting its calls (none) and the message written here."""
+    path = tmp_path / "checkpoint.json"
+    search.run(rh.small_space(), rh.evaluate, strategy="random", budget=3, seed=0, checkpoint=str(path),
+               progress=False)
+    state = json.loads(path.read_text())
+    edit(state)
+    path.write_text(json.dumps(state))  # Python's json writes NaN as NaN, as a hand edit would
+    calls = []
+    with pytest.raises(UserInputError) as e:
+        search.run(rh.small_space(), lambda c: calls.append(c) or 0.5, strategy="random", budget=6, seed=0,
+                   checkpoint=str(path), progress=False)
+    assert str(e.value).startswith(f"{path}: the checkpoint is damaged (") and why in str(e.value), str(e.value)
+    assert str(e.value).endswith("); remove it to start afresh") and calls == []
