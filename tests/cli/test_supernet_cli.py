@@ -253,3 +253,16 @@ def test_train_json_after_ctrl_c_says_interrupted(tmp_path, capsys, monkeypatch,
     assert report["interrupted"] is True and report["steps"] == report["checkpoint_step"] == 25
     # it lists what was written: the checkpoint, not the supernet and report of a finished run (it listed them)
     assert list(report["files"]) == ["checkpoint"] and os.path.exists(report["files"]["checkpoint"])
+
+
+def test_select_refuses_a_report_without_its_spec_in_one_line(trained, tmp_path, capsys):
+    """A supernet.json of the right format and version but no "spec" gave a KeyError traceback, exit 1 (an outside
+    check). Reference: the message written here; nothing written."""
+    folder = tmp_path / "sn"
+    folder.mkdir()
+    (folder / "supernet.onnx").write_bytes((trained / "supernet.onnx").read_bytes())
+    report = json.loads((trained / "supernet.json").read_text())
+    del report["spec"]
+    (folder / "supernet.json").write_text(json.dumps(report))
+    _bad(capsys, ["supernet", "select", str(folder), "--config", json.dumps(TINY_SPEC.smallest()), "-o",
+                  str(tmp_path / "c.onnx")], f'{folder / "supernet.json"}: the supernet report has no "spec"', tmp_path)

@@ -369,6 +369,9 @@ def load_supernet(path: str | os.PathLike):
         raise UserInputError(f"{report_path}: cannot read the supernet report ({e})") from None
     if not isinstance(report, dict) or report.get("format") != FORMAT or report.get("version") != VERSION:
         raise UserInputError(f"{report_path}: not a graphmill supernet report (format {FORMAT} version {VERSION})")
+    if "spec" not in report:  # a KeyError traceback, exit 1 (an outside check)
+        raise UserInputError(f"{report_path}: the supernet report has no \"spec\" (the space it was trained on): "
+                             "it was not written by graphmill supernet train")
     spec = SupernetSpec.from_json(report["spec"])
     weights = {n: v.const.numpy() for n, v in load(model_path).initializers.items() if v.const is not None}
     for n, shape in weight_shapes(spec).items():
