@@ -181,6 +181,7 @@ def rerun_command(folder: str, *, rtol: float, atol: float, seed: int, allow: It
                   dims: dict[str, int] | None, load_passes: Iterable[str] = (), verify_each: bool = False) -> str:
     """The command line that reruns a reproducer with every option that decides its outcome (``--verify-each``
     too: without it a pass that broke the graph's interface or its typing reruns without complaint)."""
+    folder = os.path.abspath(folder)  # a relative --reproducer-dir failed from any other folder (an outside check)
     args = ["graphmill", "optimize", os.path.join(folder, "before.onnx"), "-s", os.path.join(folder, "repro.mill"),
             "--check-numerics", *(["--verify-each"] if verify_each else []), "--rtol", repr(rtol),
             "--atol", repr(atol), "--seed", str(seed)]

@@ -115,6 +115,25 @@ def test_reproducer_rerun_carries_every_option_and_reproduces(torchscript_cnn, t
     assert "seed 7" in again.stderr and "atol=1e-06 + rtol=0.001" in again.stderr, again.stderr
 
 
+def test_a_relative_reproducer_dir_reruns_from_any_folder(torchscript_cnn, tmp_path):
+    """`--reproducer-dir rd` printed `graphmill optimize rd/before.onnx -s rd/repro.mill ... -o rd/after.onnx`:
+    from any other folder (README.txt's own included) the rerun failed on a missing folder (an outside check).
+    Reference: the rerun run from another folder fails as the first run did."""
+    plugin = tmp_path / "breaker.py"
+    plugin.write_text(BREAKER)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    r = run_graphmill("optimize", torchscript_cnn, "-o", "o.onnx", "--load-passes", str(plugin), "-p", "break-relu",
+                      "--check-numerics", "--reproducer-dir", "rd", cwd=tmp_path / "work", timeout=300)
+    assert r.returncode == 2 and "reproducer in rd (rerun: " in r.stderr, r.stderr
+    argv = shlex.split(r.stderr.split("(rerun: ", 1)[1].rstrip().removesuffix(")"))
+    assert argv[argv.index("-o") + 1] == str(tmp_path / "work" / "rd" / "after.onnx")
+    readme = (tmp_path / "work" / "rd" / "README.txt").read_text()
+    assert f"rerun: {shlex.join(argv)}" in readme
+    again = run_graphmill(*argv[1:], cwd=tmp_path / "elsewhere", timeout=300)
+    assert again.returncode == 2 and "after pass 'break-relu'" in again.stderr, again.stderr
+
+
 def test_ort_schedule_says_nothing_of_rules_that_could_not_match(torchscript_cnn, tmp_path):
     """A CNN has no LayerNormalization: the SkipLayerNormalization rules (off in the ort schedule) could not
     have matched, so they are not mentioned."""
