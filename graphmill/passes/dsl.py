@@ -364,7 +364,9 @@ class _Parser:
 
     # -- parsing ------------------------------------------------------------------
     def parse_text(self, text: str, source: str) -> list[Tree]:
-        lines = text.splitlines()
+        # lines as the parser counts them, by "\n" alone (CRLF's "\r" dropped): splitlines() also splits at
+        # U+2028, form feeds and lone CRs, so the line quoted under an error was another one (an outside check)
+        lines = [line.removesuffix("\r") for line in text.split("\n")]
         self.lines[source] = lines
         _, too_deep = _scan_brackets(text)
         if too_deep is not None:  # before lark, whose tree transformer recurses once per level
@@ -382,6 +384,9 @@ class _Parser:
             elif child.data == "schedule_def":
                 name = str(child.children[0])
                 loc = _loc(source, lines, child.meta.line, child.meta.column)
+                if name in KEYWORDS:  # Schedule refused it later, without file, line or column (an outside check)
+                    raise ScheduleError(f"a schedule cannot be named {name!r}: {', '.join(KEYWORDS[:-1])} and "
+                                        f"{KEYWORDS[-1]} are keywords of the schedule language", loc)
                 if name in self.defs:
                     raise ScheduleError(f"schedule {name!r} is defined twice (first at {self.defs[name].loc})", loc)
                 self.defs[name] = _Def(name, child, loc)

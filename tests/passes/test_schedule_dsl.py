@@ -255,6 +255,30 @@ def test_errors_name_line_column_and_show_a_caret(text, line, col, needle):
     assert caret.index("^") - 4 == col - 1  # the caret sits under the column (4-space indent)
 
 
+@pytest.mark.parametrize("text", [
+    "# pasted\u2028text\nschedule default {\n  cse\n  simplfy\n}\n",  # U+2028 in a comment
+    "# page\n\f\nschedule default {\n  simplfy\n}\n",  # a form-feed line
+    "dce\r\n# a\x0bb\r\n  simplfy\r\n",  # CRLF and a vertical tab in a comment
+])
+def test_the_line_shown_is_the_line_counted_whatever_else_splits_lines(text):
+    """Lines are counted at "\n" alone, but the line shown came from str.splitlines(), which also splits at U+2028,
+    form feeds, vertical tabs and lone CRs: the caret sat under another line (an outside check). Reference: the
+    text split at "\n" by hand."""
+    e = located(text, "s.mill")
+    first, shown, caret = str(e).splitlines()
+    want = text.split("\n")[e.loc.line - 1].removesuffix("\r")
+    assert want.strip() == "simplfy" and first.startswith(f"s.mill:{e.loc.line}:3: unknown pass or schedule")
+    assert shown.strip() == want.strip() and shown[caret.index("^"):] == "simplfy"
+
+
+def test_a_keyword_as_a_schedule_name_is_located():
+    """`schedule fixpoint { cse }` was refused by Schedule itself, with no file, line or column (an outside
+    check). Reference: the position of the definition, by hand."""
+    e = located("# line 1\nschedule repeat {\n  cse\n}\n", "k.mill")
+    assert str(e).splitlines()[0] == ("k.mill:2:1: a schedule cannot be named 'repeat': schedule, include, "
+                                      "fixpoint and repeat are keywords of the schedule language")
+
+
 def test_the_caret_sits_under_the_column_on_a_line_indented_with_tabs():
     """Before: one space per tab before the caret, so it pointed into the middle of the line wherever a terminal
     expands tabs. Reference: str.expandtabs of the shown line and of the caret line, which must agree."""
