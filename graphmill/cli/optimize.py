@@ -112,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
     data.update({"input": args.model, "output": args.output})
     if args.json:
         emit_json(data, args.json)
-    if args.json == "-":
+    if args.json == "-":  # stdout is the JSON alone; the table asked for goes to stderr (it was printed nowhere)
+        if report.time_passes is not None:
+            print(api.pass_time_table(report.time_passes), file=sys.stderr)
         return 0
     b, a = report.before, report.after
     print(f"optimized {args.model} -> {args.output}")

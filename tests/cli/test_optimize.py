@@ -52,6 +52,17 @@ def test_default_schedule_keeps_numbers_and_reports(resnet18_file, tmp_path):
     assert cmp.ok, cmp.to_dict()
 
 
+def test_time_passes_with_json_on_stdout_prints_its_table_on_stderr(resnet18_file, tmp_path):
+    """`--time-passes --json -` printed the table nowhere (stdout is the JSON alone; an outside check). Reference:
+    the JSON's own time_passes, whose passes the table lists."""
+    r = run_cli("optimize", resnet18_file, "-o", str(tmp_path / "o.onnx"), "--time-passes", "--json", "-",
+                "--no-compare")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["time_passes"] and "ms" in r.stderr
+    assert all(name in r.stderr for name in {row["pass"] for row in data["time_passes"]}), r.stderr
+
+
 def test_rounding_near_zero_in_a_large_output_passes_the_final_comparison(tmp_path):
     """The README's small ResNet-18: folding batch norms moves a logit of ~0.14 by ~5e-5 while the logits reach
     ~76. Reference: ONNX Runtime on both files (its rewrites off), the difference read against the output's
