@@ -666,7 +666,9 @@ def _entry(p: "_Parser", top: list[Tree], source: str, entry: str | None) -> Sch
     """The schedule ``parse_schedule`` returns (its docstring says which)."""
     if entry is not None:
         if entry not in p.defs:
-            raise ScheduleError(f"no schedule named {entry!r} in {source}{did_you_mean(entry, p.defs)}", None)
+            near = did_you_mean(entry, p.defs)  # else the names there are (it named none; an outside check)
+            there = near or (f" (it defines {', '.join(sorted(p.defs))})" if p.defs else " (it defines none)")
+            raise ScheduleError(f"no schedule named {entry!r} in {source}{there}", None)
         return p.schedule(entry)
     if top:
         return Schedule("main", p.steps(top))

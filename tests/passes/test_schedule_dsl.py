@@ -146,6 +146,11 @@ def test_include_and_named_entry(tmp_path):
     s = load_schedule(str(tmp_path / "main.mill"))
     assert s.name == "go" and isinstance(s.body[0], Call) and s.body[0].schedule.name == "tidy"
     assert load_schedule(str(tmp_path / "main.mill") + ":tidy").body == [Run("dce")]
+    # a name far from every one defined: the names are listed (it named none; an outside check)
+    with pytest.raises(ScheduleError, match=r"no schedule named 'zz' in .*main\.mill \(it defines go, tidy\)$"):
+        load_schedule(str(tmp_path / "main.mill") + ":zz")
+    with pytest.raises(ScheduleError, match=r"no schedule named 'tid' in .*main\.mill \(did you mean 'tidy'\?\)$"):
+        load_schedule(str(tmp_path / "main.mill") + ":tid")
 
 
 # -- built-in schedules inside files -----------------------------------------------------------------------------
