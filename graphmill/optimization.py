@@ -390,22 +390,32 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
                             ("; --check-numerics compared each pass after it with its output"
                              if numerics and _changed_after(result.records, resized) else ""))
     if original is not None and not resized:
-        try:  # an input random data cannot be made for (an optional, a sequence): not "pass inputs explicitly",
-            inputs = ortb.random_inputs(original, seed=seed, dims=dims, advice=None)  # which optimize cannot take
-        except UserInputError as e:
-            raise UserInputError(f"{e} (to compare the optimized model with the input under ONNX Runtime; "
-                                 "--no-compare skips the comparison)") from None
-        try:
-            report.comparison = ortb.compare(original, graph, inputs, seed=seed, rtol=rtol, atol=atol,
-                                             options=ortb.checking_options(), scale_atol=True,
-                                             names=(source or "the input model", "the optimized model")).to_dict()
-        except ExecutionError as e:  # an op ONNX Runtime lacks, a size it refuses: say what the check is and its knobs
-            sized = "" if dims or not symbols(original) else "; symbolic sizes were 1: --dim NAME=SIZE sets them"
-            raise ExecutionError(f"{e} (while comparing the optimized model with the input under ONNX Runtime; "
-                                 f"--no-compare skips the comparison{sized})") from e
+        with naming_file(source):  # a run over the memory budget named no file (an outside check)
+            report.comparison = _compare(original, graph, source, seed=seed, rtol=rtol, atol=atol, dims=dims)
     if explain_rule:
         report.explain = explain(graph, explain_rule, stats=result.stats(), allow=allow, schedule=sched)
     return report
+
+
+def _compare(original: Graph, graph: Graph, source: str | None, *, seed: int, rtol: float, atol: float,
+             dims: dict[str, int] | None) -> dict:
+    """The optimized model against the input under ONNX Runtime, on seeded random inputs (the report's
+    ``comparison``)."""
+    try:  # an input random data cannot be made for (an optional, a sequence): not "pass inputs explicitly",
+        inputs = ortb.random_inputs(original, seed=seed, dims=dims, advice=None)  # which optimize cannot take
+    except UserInputError as e:
+        if "--no-compare" in str(e):  # the budget's refusal says it already
+            raise
+        raise UserInputError(f"{e} (to compare the optimized model with the input under ONNX Runtime; "
+                             "--no-compare skips the comparison)") from None
+    try:
+        return ortb.compare(original, graph, inputs, seed=seed, rtol=rtol, atol=atol,
+                            options=ortb.checking_options(), scale_atol=True,
+                            names=(source or "the input model", "the optimized model")).to_dict()
+    except ExecutionError as e:  # an op ONNX Runtime lacks, a size it refuses: say what the check is and its knobs
+        sized = "" if dims or not symbols(original) else "; symbolic sizes were 1: --dim NAME=SIZE sets them"
+        raise ExecutionError(f"{e} (while comparing the optimized model with the input under ONNX Runtime; "
+                             f"--no-compare skips the comparison{sized})") from e
 
 
 def _replay(start: Graph, ran: list, seed: int, allow: Iterable[str], cost_model: Any = None) -> Graph:
