@@ -7,6 +7,7 @@ import sys
 
 from graphmill import api
 from graphmill.cli.common import emit_json, fmt_count, parse_dims
+from graphmill.util.text import one_line
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def print_summary(report: dict, out=None) -> None:
     p = lambda s="": print(s, file=out or sys.stdout)  # noqa: E731 -- sys.stdout when called, not when imported
     opsets = ", ".join(f"{d}:{v}" for d, v in report["opsets"].items())
-    p(f"model:   {report.get('file', report['name'])}  (graph {report['name']!r}, opsets {opsets})")
+    p(f"model:   {one_line(report.get('file', report['name']))}  (graph {report['name']!r}, opsets {opsets})")
     p(f"nodes:   {report['nodes']:,}")
     params = fmt_count(report["params"])
     if report.get("bn_statistics"):
@@ -40,20 +41,20 @@ def print_summary(report: dict, out=None) -> None:
         macs += f"  ({report['cost_unknown_nodes']} node(s) with unknown shapes not counted)"
     p(f"MACs:    {macs}")
     if report.get("ops_without_cost"):
-        p("         no cost model for: " + ", ".join(f"{k} x{v}" for k, v in report["ops_without_cost"].items()))
+        p("         no cost model for: " + ", ".join(f"{one_line(k)} x{v}" for k, v in report["ops_without_cost"].items()))
     for problem in report.get("problems", [])[:10]:
-        p(f"warning: {problem}")
+        p(f"warning: {one_line(problem)}")
     if len(report.get("problems", [])) > 10:
         p(f"warning: ... and {len(report['problems']) - 10} more problem(s) (see --json)")
     p("inputs:")
     for i in report["inputs"]:
-        p(f"  {i['name']:<32} {i['text']}")
+        p(f"  {one_line(i['name']):<32} {one_line(i['text'])}")
     p("outputs:")
     for o in report["outputs"]:
-        p(f"  {o['name']:<32} {o['text']}")
+        p(f"  {one_line(o['name']):<32} {one_line(o['text'])}")
     p("ops:")
     for op, n in report["ops"].items():
-        p(f"  {op:<32} {n:>6}")
+        p(f"  {one_line(op):<32} {n:>6}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from graphmill.errors import UserInputError
 from graphmill.util.errors import naming_file
 from graphmill.util.files import check_output_paths
 from graphmill.util.plots import check_png_path
+from graphmill.util.text import one_line
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             report = api.simulate(graph, accel, scalesim_compat=args.scalesim_compat, dims=parse_dims(args.dim))
         if report.partial:
             # one line, whatever the model's names hold (other control characters: cli/common.escaped_controls)
-            names = ", ".join(f"{u['name']} ({u['op']})" for u in report.uncosted).replace("\n", "\\n")
+            names = ", ".join(f"{one_line(u['name'])} ({one_line(u['op'])})" for u in report.uncosted)
             print(f"graphmill simulate: warning: the totals are partial: {len(report.uncosted)} node(s) not costed: "
                   f"{names}", file=sys.stderr)
     replay = api.replay_placement(graph) if not (args.scalesim_topology or args.scalesim_config) else None

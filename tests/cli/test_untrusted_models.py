@@ -343,6 +343,29 @@ def test_control_characters_in_a_models_names_are_not_sent_to_the_terminal(tmp_p
     assert "\x1b" not in r.stdout + r.stderr
 
 
+def test_a_line_break_in_a_name_does_not_print_a_line_of_its_own(tmp_path):
+    """An input named "x\nINJECT", an output "y\u2028z" and an accelerator named "a\nB": inspect and simulate
+    printed the part after the break as a line of their own report (an outside check). Reference: the report's
+    own line structure: every line the model's names could add is absent, the names shown escaped."""
+    g = helper.make_graph([helper.make_node("Relu", ["x\nINJECT"], ["y\u2028z"], name="relu\nFAKE")], "g",
+                          [helper.make_tensor_value_info("x\nINJECT", 1, [1, 4])],
+                          [helper.make_tensor_value_info("y\u2028z", 1, [1, 4])])
+    model = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), model)
+    r = run_cli(tmp_path, "inspect", model)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()  # splitlines: U+2028 would split here too
+    assert not any(line.lstrip().startswith(("INJECT", "z")) for line in lines), r.stdout
+    assert any(line.startswith("  x\\nINJECT ") for line in lines) and any("y\\u2028z" in line for line in lines)
+    accel = tmp_path / "a.toml"
+    accel.write_text(open(ACCEL).read().replace('name = "', 'name = "a\\nB', 1))
+    r = run_cli(tmp_path, "simulate", model, "--accel", str(accel))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("accelerator a\\nB") and not any(line.startswith(("B", "FAKE")) for line in lines)
+    assert any(line.startswith("relu\\nFAKE ") for line in lines), r.stdout
+
+
 def test_op_onnx_runtime_lacks_names_the_comparison_and_how_to_skip_it(tmp_path):
     """An op of the user's own domain: the schedule runs, then the comparison under ONNX Runtime cannot load the
     model. Before: ORT's message alone, no hint that --no-compare writes the model (with it, exit 0)."""

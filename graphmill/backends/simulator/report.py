@@ -27,6 +27,8 @@ import io
 import json
 from dataclasses import asdict, dataclass, field
 
+from graphmill.util.text import one_line
+
 from .config import AccelConfig
 
 
@@ -40,7 +42,7 @@ _MODEL_TEXT = {"graphmill": "graphmill's memory arithmetic; --scalesim-compat fo
 
 def uncosted_text(uncosted: list[dict], most: int = 5) -> str:
     """'name (op), ...' of uncosted nodes, the first ``most`` of them."""
-    items = [f"{u['name']} ({u['op']})" for u in uncosted[:most]]
+    items = [f"{one_line(u['name'])} ({one_line(u['op'])})" for u in uncosted[:most]]
     more = f", and {len(uncosted) - most} more" if len(uncosted) > most else ""
     return ", ".join(items) + more
 
@@ -130,7 +132,7 @@ class SimReport:
         calc = a.bandwidth_mode == "calc"
         dram = "CALC (no DRAM stalls; the bandwidth each layer needs is reported)" if calc else \
             f"{a.ifmap_bw_words}/{a.filter_bw_words}/{a.ofmap_bw_words} words/cycle"
-        print(f"accelerator {a.name}: {a.rows}x{a.cols} {a.dataflow}, buffers {a.ifmap_kb:g}/{a.filter_kb:g}/"
+        print(f"accelerator {one_line(a.name)}: {a.rows}x{a.cols} {a.dataflow}, buffers {a.ifmap_kb:g}/{a.filter_kb:g}/"
               f"{a.ofmap_kb:g} KiB, DRAM {dram}, {a.clock_mhz:g} MHz", file=out)
         print(f"model: {self.model} ({_MODEL_TEXT.get(self.model, 'graphmill with some of SCALE-Sim 3.0.0')})",
               file=out)
@@ -142,7 +144,7 @@ class SimReport:
             if calc and x.dram_bw_needed is not None:
                 n = x.dram_bw_needed
                 bw = " " + f"{n['ifmap']:.2f}/{n['filter']:.2f}/{n['ofmap']:.2f}".rjust(34)
-            print(f"{x.name[:28]:<28} {x.op[:18]:<18} {x.shape:<24} {x.total_cycles:>12,} {x.stall_cycles:>10,} "
+            print(f"{one_line(x.name)[:28]:<28} {one_line(x.op)[:18]:<18} {x.shape:<24} {x.total_cycles:>12,} {x.stall_cycles:>10,} "
                   f"{x.utilization:>6.1%} {x.dram_read_bytes:>11,} {x.dram_write_bytes:>11,}{bw}", file=out)
         d = self.to_dict()
         print(f"total: {d['total_cycles']:,} cycles ({d['compute_cycles']:,} compute + {d['stall_cycles']:,} stall) "
@@ -150,7 +152,7 @@ class SimReport:
               f"DRAM {d['dram_read_bytes']:,} B read, {d['dram_write_bytes']:,} B written; "
               f"energy {d['energy_uj']:.1f} uJ", file=out)
         for note in self.notes:
-            print(f"note: {note}", file=out)
+            print(f"note: {one_line(note)}", file=out)
         if self.partial:
             print(f"partial: the totals leave out {len(self.uncosted)} node(s) the simulator cannot cost: "
                   f"{uncosted_text(self.uncosted)}", file=out)
