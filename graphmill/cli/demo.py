@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="build the embedded example model, round-trip, optimize and run it, and print "
                                     "the report")
     p.add_argument("--model", default="resnet18", help="zoo model to use (default: resnet18)")
-    p.add_argument("--out", help="folder for the model file (default: a new temporary folder)")
+    p.add_argument("--out", help="folder to keep the model files in (MODEL.onnx, .roundtrip.onnx, .optimized.onnx; "
+                   "default: a temporary folder, removed at the end, so none are kept)")
     p.add_argument("--runs", type=int, default=10, help="ONNX Runtime timing runs")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
