@@ -58,6 +58,7 @@ import warnings
 from typing import Any, Sequence
 
 from graphmill.ir import Graph, Node, Tensor, UserInputError, Value
+from graphmill.ir.graph import TORCH_ROLES_KEY
 from graphmill.util.errors import TracingWarning
 
 from .onnx_import import from_proto
@@ -315,6 +316,11 @@ def from_torch(module, example_inputs, *, dynamic_batch: bool = True, opset: int
     model = onnx.ModelProto.FromString(buf.getvalue())
     graph = from_proto(model, path=f"<torch {cls}>")
     _retie(graph, module)
+    # which initializers the module trains and which it keeps fixed: ONNX does not say (a sliced learned position
+    # table and the tutorial's sliced sinusoidal buffer export alike), and the torch backend reads this
+    graph.meta[TORCH_ROLES_KEY] = {
+        "parameters": sorted(n for n, _ in module.named_parameters() if n in graph.initializers),
+        "buffers": sorted(n for n, _ in module.named_buffers() if n in graph.initializers)}
     if graph.name in ("", "main_graph"):
         graph.name = cls
     return graph

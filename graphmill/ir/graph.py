@@ -375,6 +375,11 @@ class ModelInfo:
     opaque: dict[str, list[bytes]] = field(default_factory=dict)
 
 
+#: ``graph.meta`` key where ``graphmill.from_torch`` records which initializers are the module's parameters and which
+#: its buffers (``{"parameters": [...], "buffers": [...]}``): what the torch backend trains (backends/torch/weights.py)
+TORCH_ROLES_KEY = "torch_roles"
+
+
 class Graph:
     """A dataflow graph: inputs, nodes in topological order, outputs, initializers.
 

@@ -4,10 +4,13 @@ elementwise, so an exporter's slicing or concatenation of a parameter gives the 
 of these froze some of the module's parameters without a word (an outside check): a learned position table
 sliced to the sequence length, LayerNorm written out by the TorchScript exporter below opset 17, and torch
 dynamo's unoptimized export of GroupNorm (CastLike before its Mul) and of LSTM/GRU (W, R, B assembled from
-Slices of the PyTorch weights)."""
+Slices of the PyTorch weights). A review then found the first fix training buffers PyTorch keeps fixed (the
+tutorial's sinusoidal encoding sliced to the length, rotary cos/sin tables, a sliced causal mask): a sliced
+table is as often one as the other, so plain files keep it fixed and from_torch records which is which."""
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -62,6 +65,44 @@ class Recurrent(nn.Module):
         return self.fc(self.gru(self.lstm(x)[0])[0])
 
 
+class SinusoidalEncoding(nn.Module):
+    """PyTorch's tutorial PositionalEncoding: a buffer sliced to the input's length, added."""
+
+    def __init__(self, d: int = 8, length: int = 16):
+        super().__init__()
+        pe = torch.zeros(1, length, d)
+        pos = torch.arange(length).unsqueeze(1)
+        div = torch.exp(torch.arange(0, d, 2) * (-math.log(10000.0) / d))
+        pe[0, :, 0::2], pe[0, :, 1::2] = torch.sin(pos * div), torch.cos(pos * div)
+        self.register_buffer("pe", pe)
+        self.fc = nn.Linear(d, 2)
+
+    def forward(self, x):
+        return self.fc(x + self.pe[:, : x.shape[1]])
+
+
+class RotaryAndMask(nn.Module):
+    """Rotary cos/sin buffers cut to the length and gathered by position (HF Llama 4.3x), and an additive causal
+    mask buffer cut to the length and scaled before the softmax."""
+
+    def __init__(self, d: int = 8, length: int = 16):
+        super().__init__()
+        self.q = nn.Linear(d, d)
+        freq = torch.outer(torch.arange(length).float(), 1.0 / (10000 ** (torch.arange(0, d, 2).float() / d)))
+        self.register_buffer("cos_cached", torch.cat([freq, freq], -1).cos())
+        self.register_buffer("sin_cached", torch.cat([freq, freq], -1).sin())
+        self.register_buffer("mask", torch.triu(torch.full((length, length), -1e4), 1))
+
+    def forward(self, x):
+        t = x.shape[1]
+        positions = torch.arange(t).unsqueeze(0)
+        q = self.q(x)
+        h = q.shape[-1] // 2
+        q = q * self.cos_cached[:t][positions] + torch.cat([-q[..., h:], q[..., :h]], -1) * self.sin_cached[:t][positions]
+        scores = ((q @ q.transpose(1, 2)) + self.mask[:t, :t]) * 0.35
+        return scores.softmax(-1) @ x
+
+
 def _nonzero_norm(module: nn.Module) -> nn.Module:
     """Scales and biases away from their initial ones and zeros, so that an exporter cannot share them."""
     with torch.no_grad():
@@ -84,6 +125,42 @@ def _check_trains_like_eager(module: nn.Module, g: graphmill.Graph, x: torch.Ten
     target = torch.randn(module(x).shape, generator=torch.Generator().manual_seed(1))
     want, got = one_sgd_step_each(module, lowered, x, target)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [SinusoidalEncoding, RotaryAndMask])
+def test_buffers_cut_to_length_stay_fixed(tmp_path, make):
+    torch.manual_seed(0)
+    m, x = make().eval(), torch.randn(3, 10, 8)
+    buffers = {n for n, _ in m.named_buffers()}
+    g = _export(m, x, tmp_path / "m.onnx", opset_version=17, dynamo=False, do_constant_folding=False,
+                dynamic_axes={"x": {0: "N", 1: "T"}})
+    assert buffers <= set(g.initializers) and not buffers & weight_initializers(g)
+    _check_trains_like_eager(m, g, x)
+    g = graphmill.from_torch(m, x)
+    assert not buffers & weight_initializers(g)
+    _check_trains_like_eager(m, g, x)
+
+
+def test_from_torch_records_parameters_and_buffers_and_a_saved_file_keeps_them(tmp_path):
+    """A learned table and a buffer sliced alike: from_torch says which is which (graph.meta), and the saved file
+    carries it, so `graphmill train` of that file trains what the module trains."""
+    torch.manual_seed(0)
+
+    class Both(SlicedPositions):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("pe", torch.randn(1, 16, 8))
+
+        def forward(self, x):
+            return super().forward(x + self.pe[:, : x.shape[1]])
+
+    m, x = Both().eval(), torch.randn(3, 10, 8)
+    g = graphmill.from_torch(m, x)
+    assert {"pos", "fc.bias"} <= weight_initializers(g) and "pe" not in weight_initializers(g)
+    graphmill.save(g, tmp_path / "m.onnx")
+    again = graphmill.load(str(tmp_path / "m.onnx"))
+    assert weight_initializers(again) == weight_initializers(g)
+    _check_trains_like_eager(m, again, x)
 
 
 def test_sliced_position_table_trains():

@@ -23,10 +23,15 @@ backend trains only what plays a weight's part in the graph's structure:
 
 An initializer counts through ops that only view it (Reshape, Transpose, Squeeze,
 Unsqueeze, Flatten, Identity, Cast, CastLike, Expand): a weight transposed before its MatMul is
-still a weight. In a weight's place it also counts through ops that cut or assemble initializers
-(Slice and Split of one, Concat of several): a position table sliced to the sequence length
-(``pos[:, :S]``), and torch dynamo's unoptimized LSTM/GRU export, whose W, R and B are Concats of
-Slices of the PyTorch weights. Only floating initializers qualify. Everything else (attention scales,
+still a weight. In a weight slot of a product, a normalization or a recurrent op it also counts
+through ops that cut or assemble initializers (Slice and Split of one, Concat of several): torch
+dynamo's unoptimized LSTM/GRU export, whose W, R and B are Concats of Slices of the PyTorch
+weights. Not on the other paths: a table sliced to the sequence length and added to activations
+(``pe[:, :S]``), or cut and then gathered, is as often a buffer (PyTorch's tutorial sinusoidal
+encoding, a causal mask, rotary cos/sin tables) as a learned table, and ONNX does not say which;
+``from_torch`` records what the module says (``TORCH_ROLES_KEY`` in ``graph.meta``: the initializers
+that are its parameters and its buffers, where their names survive the export), and that decides
+over these rules. Only floating initializers qualify. Everything else (attention scales,
 mask fill values, GELU and epsilon constants, shapes, axes, running statistics, integer
 tables, ``Constant`` nodes) stays constant. A LayerNorm written out with elementwise ops, as the
 TorchScript exporter does below opset 17 (``(x - mean(x)) / sqrt(var + eps)``, a Div of a Sub of a
@@ -50,10 +55,12 @@ trainable initializers and copies.
 from __future__ import annotations
 
 from graphmill.ir import Graph, Node, Tensor, Value, topological_order
+from graphmill.ir.graph import TORCH_ROLES_KEY
 
 VIEWS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Cast", "CastLike",
                    "Expand"})
-#: ops that cut (their data input) or assemble (every input) weights: counted on a weight's path only
+#: ops that cut (their data input) or assemble (every input) weights: looked through on the way to a weight slot of
+#: a product, a normalization or a recurrent op only
 CUTS = frozenset({"Slice", "Split"})
 PRODUCTS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum"})
 NORMALIZATIONS = frozenset({"BatchNormalization", "LayerNormalization", "InstanceNormalization"})
@@ -100,9 +107,9 @@ def _source(v: Value) -> Value:
     return v
 
 
-def _weight_sources(v: Value | None) -> list[Value]:
-    """The initializers or copies whose values ``v`` holds (through VIEWS' and CUTS' data input and every input
-    of a Concat); [] when ``v`` depends on anything else (an activation, a computation)."""
+def _weight_sources(v: Value | None, *, cuts: bool = True) -> list[Value]:
+    """The initializers or copies whose values ``v`` holds (through VIEWS' data input and, with ``cuts``, CUTS'
+    and every input of a Concat); [] when ``v`` depends on anything else (an activation, a computation)."""
     out: list[Value] = []
     todo = [v]
     while todo:
@@ -115,13 +122,24 @@ def _weight_sources(v: Value | None) -> list[Value]:
         p = v.producer
         if p is None or not p.inputs:
             return []
-        if p.op_type in VIEWS or p.op_type in CUTS:
+        if p.op_type in VIEWS or (cuts and p.op_type in CUTS):
             todo.append(p.inputs[0])
-        elif p.op_type == "Concat":
+        elif cuts and p.op_type == "Concat":
             todo.extend(p.inputs)
         else:
             return []
     return out
+
+
+def torch_roles(graph: Graph) -> tuple[set[str], set[str]]:
+    """The initializers ``from_torch`` recorded as the module's parameters and as its buffers (``TORCH_ROLES_KEY`` in
+    ``graph.meta``; those still in the graph), or two empty sets."""
+    roles = graph.meta.get(TORCH_ROLES_KEY)
+    if not isinstance(roles, dict):
+        return set(), set()
+    names = set(graph.initializers)
+    return ({n for n in roles.get("parameters", ()) if n in names},
+            {n for n in roles.get("buffers", ()) if n in names})
 
 
 def _root(v: Value | None) -> Node | None:
@@ -168,8 +186,8 @@ def weight_initializers(graph: Graph) -> set[str]:
 
     normalized: set[int] = set()  # id() of normalizations, written out ones included: a Mul after one is a scale
 
-    def take(v: Value | None) -> bool:
-        held = [w for w in _weight_sources(v) if _is_float(w)]
+    def take(v: Value | None, cuts: bool = True) -> bool:
+        held = [w for w in _weight_sources(v, cuts=cuts) if _is_float(w)]
         weights.update(w.name for w in held)
         return bool(held)
 
@@ -178,7 +196,8 @@ def weight_initializers(graph: Graph) -> set[str]:
         if op in WEIGHT_SLOTS and not _group_norm_core(node):
             slots = WEIGHT_SLOTS[op]
             idx = range(len(node.inputs)) if slots is EVERY_INPUT else slots
-            held = [take(node.inputs[i]) for i in idx if i < len(node.inputs)]
+            # a table a Gather reads may be a buffer cut to length (rotary cos/sin tables): views only there
+            held = [take(node.inputs[i], cuts=op != "Gather") for i in idx if i < len(node.inputs)]
             if op in PRODUCTS and any(held):
                 weighted.add(id(node))
         if op in NORMALIZATIONS or _written_out_layer_norm(node):
@@ -191,14 +210,17 @@ def weight_initializers(graph: Graph) -> set[str]:
                     continue
                 if op == "Mul" and id(root) not in normalized:
                     continue
-                if take(this) and op == "Mul":
+                if take(this, cuts=False) and op == "Mul":
                     weighted.add(id(node))
         if op in ("Add", "Concat") and not _feeds_softmax(node):
             for i, v in enumerate(node.inputs):
                 if not any(u is not None and u.name in dynamic for j, u in enumerate(node.inputs) if j != i):
                     continue
-                weights.update(w.name for w in _weight_sources(v) if _is_float(w) and _rank(w) >= 2)
-    return weights
+                # views only: a table sliced to the sequence length is as often a buffer (the sinusoidal encoding
+                # of PyTorch's tutorial, a causal mask) as a learned embedding, and ONNX does not say which
+                weights.update(w.name for w in _weight_sources(v, cuts=False) if _is_float(w) and _rank(w) >= 2)
+    parameters, buffers = torch_roles(graph)  # what the module itself said, where from_torch recorded it
+    return (weights | {n for n in parameters if _is_float(graph.initializers[n])}) - buffers
 
 
 def _written_out_layer_norm(node: Node) -> bool:
@@ -221,9 +243,9 @@ def _group_norm_core(node: Node) -> bool:
     if node.op_type != "InstanceNormalization" or not node.outputs or node.outputs[0] is None:
         return False
     for user in _viewers(node.outputs[0]):
-        if user.op_type == "Mul" and any(_weight_sources(v) for v in user.inputs):
+        if user.op_type == "Mul" and any(_weight_sources(v, cuts=False) for v in user.inputs):
             return True
     return False
 
 
-__all__ = ["initializer_copies", "weight_initializers"]
+__all__ = ["initializer_copies", "torch_roles", "weight_initializers"]
