@@ -11,7 +11,8 @@ weights, and are not counted; 8- and 4-bit integers are (quantized weights). Nor
 alone (an MoE lowering's ``Cast(Max(token count, 1))``): constants of the formula, not learned weights. A
 weight looked up by constant indices (a ``Gather``, e.g. a relative-position bias expanded from its
 table), broadcast by ``Expand``/``Tile`` (an LSTM's initial state to the batch) or viewed (``Reshape``,
-``Transpose``...) counts as what it copies, once, not as the copy.
+``Transpose``...) counts as what it copies, once, not as the copy. Zeros read only as a recurrent op's initial
+state are the op's default state, not a parameter.
 """
 
 from __future__ import annotations
@@ -149,9 +150,37 @@ def _formula_only(v: Value, const_nodes: set[int], memo: dict[int, bool]) -> boo
 _FORMULA_INPUTS = {"Resize": frozenset({1, 2}), "Upsample": frozenset({1})}
 
 
+#: a recurrent op's initial states (LSTM's initial_h and initial_c, GRU's and RNN's initial_h): zeros there are the
+#: op's default, which torch's exporter writes out at the export's batch ([directions, batch, hidden]): counted,
+#: a model's parameters grew with the batch it was exported at (an outside check)
+_STATE_INPUTS = {"LSTM": frozenset({5, 6}), "GRU": frozenset({5}), "RNN": frozenset({5})}
+
+
 def _read_as_weight(v: Value, user: Node) -> bool:
     slots = _FORMULA_INPUTS.get(user.op_type) if user.domain in ("", "ai.onnx") else None
     return not slots or any(x is v and i not in slots for i, x in enumerate(user.inputs))
+
+
+def _default_state(v: Value) -> bool:
+    """Zeros read only as recurrent ops' initial states (``_STATE_INPUTS``), directly or through views and
+    broadcasts: the ops' default state, not a weight."""
+    from .rewrite import constant_value
+
+    def state_only(x: Value) -> bool:
+        if x.is_graph_output() or not x.users:
+            return False
+        for node, i in x.uses():
+            if node.domain not in ("", "ai.onnx"):
+                return False
+            if node.op_type in _STATE_INPUTS and i in _STATE_INPUTS[node.op_type]:
+                continue
+            if node.op_type not in _VIEWS | _BROADCASTS or i != 0 or not all(state_only(o) for o in node.outputs
+                                                                             if o is not None):
+                return False
+        return True
+
+    data = constant_value(v)
+    return data is not None and data.size > 0 and not data.any() and state_only(v)
 
 
 def parameter_values(graph: Graph, constant: set[int] | None = None,
@@ -175,6 +204,8 @@ def parameter_values(graph: Graph, constant: set[int] | None = None,
             continue
         seen.add(id(v))
         if not is_weight_dtype(v.dtype) or _is_scalar(v) or _formula_only(v, const_nodes, formula):
+            continue
+        if _default_state(v):
             continue
         if id(v) in outputs or any(id(u) not in const_nodes and _read_as_weight(v, u) for u in v.users):
             v = _copied_from(v, const_nodes) or v
@@ -419,6 +450,71 @@ def summarize(graph: Graph, dims: dict[str, int] | None = None) -> GraphSummary:
     return summary
 
 
+def _costs(graph: Graph, skip: set[int]) -> tuple[int, int, int, Counter]:
+    """MACs, FLOPs, nodes of unknown cost and the ops without a cost model of ``graph``'s own nodes (``skip``:
+    weight construction, not inference work); a control-flow node costs its body as many times as it runs it
+    (``_control_flow_runs``), as the simulator does, or, where that is not known, is an op without a cost (its
+    body then is not counted: it counted once, whatever the trip count; an outside check)."""
+    macs = flops = unknown = 0
+    no_cost: Counter[str] = Counter()
+    for n in graph.nodes:
+        if id(n) in skip:
+            continue
+        if n.domain in ("", "ai.onnx") and n.op_type in ("Loop", "Scan", "If"):
+            runs = _control_flow_runs(n)
+            if runs is None:
+                no_cost[n.qualified_op] += 1
+                continue
+            times, body = runs
+            m, f, u, nc = _costs(body, set())
+            macs, flops, unknown = macs + times * m, flops + times * f, unknown + u
+            no_cost.update(nc)
+            continue
+        c = node_cost(n)
+        if c is None:
+            no_cost[n.qualified_op] += 1
+        elif not c.known:
+            unknown += 1  # a partial count would look like a real one: leave it out
+        else:
+            macs += c.macs
+            flops += c.flops
+    return macs, flops, unknown, no_cost
+
+
+def _control_flow_runs(node: Node) -> tuple[int, Graph] | None:
+    """(times, body) a control-flow node runs: a Loop's body M times (a constant trip count; its condition may
+    stop it sooner: an upper bound, as the simulator's), a Scan's once per element of its first scanned axis, an
+    If's branch its constant condition picks; None where that is not known from the graph."""
+    from .rewrite import constant_through_views
+
+    def body(name: str) -> Graph | None:
+        a = node.attrs.get(name)
+        return a.value if a is not None and isinstance(a.value, Graph) else None
+
+    if node.op_type == "Loop":
+        trip = constant_through_views(node.inputs[0] if node.inputs else None)
+        if trip is None or trip.size != 1 or body("body") is None:
+            return None
+        value = float(trip.reshape(-1)[0])
+        return (max(int(value), 0), body("body")) if value == value and abs(value) < 2 ** 63 else None
+    if node.op_type == "Scan":
+        n_scan = int(node.attr("num_scan_inputs", 0) or 0)
+        if n_scan < 1 or body("body") is None or len(node.inputs) < n_scan:
+            return None
+        first = node.inputs[len(node.inputs) - n_scan]
+        axes = node.attr("scan_input_axes") or [0] * n_scan
+        shape = first.type.shape if first is not None and isinstance(first.type, TensorType) else None
+        if not shape:
+            return None
+        length = shape[int(axes[0]) % len(shape)]
+        return (length, body("body")) if isinstance(length, int) else None
+    cond = constant_through_views(node.inputs[0] if node.inputs else None)  # If
+    if cond is None or cond.size != 1:
+        return None
+    branch = body("then_branch" if bool(cond.reshape(-1)[0]) else "else_branch")
+    return (1, branch) if branch is not None else None
+
+
 def _summarize(graph: Graph) -> GraphSummary:
     ops: Counter[str] = Counter()
     macs = flops = unknown_cost = 0
@@ -426,19 +522,8 @@ def _summarize(graph: Graph) -> GraphSummary:
     constant = constant_values(graph)
     const_nodes = _constant_node_ids(graph, constant)
     for n in graph.all_nodes():
-        key = n.qualified_op
-        ops[key] += 1
-        if n.graph is graph and id(n) in const_nodes:
-            continue  # weight construction is not inference work
-        c = node_cost(n)
-        if c is None:
-            no_cost[key] += 1
-            continue
-        if not c.known:
-            unknown_cost += 1  # a partial count would look like a real one: leave it out
-            continue
-        macs += c.macs
-        flops += c.flops
+        ops[n.qualified_op] += 1
+    macs, flops, unknown_cost, no_cost = _costs(graph, const_nodes)
     params = 0
     unknown_params = 0
     bn_statistics = 0
