@@ -79,6 +79,29 @@ class Trial:
                      seconds=float(d.get("seconds", 0.0)), error=d.get("error"))
 
 
+def restored_trials(state: dict, space: Space, checkpoint: str) -> list[Trial]:
+    """The history of a checkpoint's ``state``, each trial checked (``Trial.from_json``; a configuration of
+    ``space`` under its own key), or a one-line ``UserInputError`` calling the checkpoint damaged: an edited one
+    was resumed, and the run died with a traceback after evaluating more, or reported a configuration the space
+    does not hold as its best (outside checks). Read before anything else reads the history."""
+    try:
+        trials = [Trial.from_json(t) for t in state["history"]]
+        for t in trials:
+            try:
+                if space.key(t.config) != t.key:
+                    raise ValueError(f"trial {t.number}: its key is not its configuration's")
+            except UserInputError as e:
+                raise ValueError(f"trial {t.number}: {e}") from None
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as e:
+        raise UserInputError(f"{checkpoint}: the checkpoint is damaged ({_damage(e)}); remove it to start "
+                             "afresh") from None
+    return trials
+
+
+def _damage(e: Exception) -> str:
+    return f"no {e}" if isinstance(e, KeyError) else str(e) or type(e).__name__
+
+
 def _finite_or_overflow(x: Any) -> float | None:
     try:
         return finite_or_none(x)
@@ -259,18 +282,17 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
                 raise UserInputError(f"{checkpoint}: the checkpoint is of a different search "
                                      f"({_differs(state['fingerprint'], fingerprint)}); use another path or "
                                      "remove it to start afresh")
+            history = restored_trials(state, space, checkpoint)
+            for t in history:
+                by_key.setdefault(t.key, t)
             try:  # a checkpoint edited or damaged: one line before any evaluation, not a traceback after them
-                history = [Trial.from_json(t) for t in state["history"]]
-                for t in history:
-                    by_key.setdefault(t.key, t)
                 strat.load_state_dict(state["strategy_state"])
                 pending = list(state["pending"])
                 waiting = list(state["waiting"])
                 rng = rng_from_state(state["runner"]["rng"])
                 repeats = int(state["runner"]["repeats"])
             except (KeyError, TypeError, ValueError, OverflowError, AttributeError, IndexError) as e:
-                detail = f"no {e}" if isinstance(e, KeyError) else str(e) or type(e).__name__
-                raise UserInputError(f"{checkpoint}: the checkpoint is damaged ({detail}); remove it to start "
+                raise UserInputError(f"{checkpoint}: the checkpoint is damaged ({_damage(e)}); remove it to start "
                                      "afresh") from None
         journal = _journaled(space, checkpoint, run_id, by_key)
         ckpt.journal_rewrite(checkpoint, run_id, list(journal.values()))  # drops torn and other searches' lines

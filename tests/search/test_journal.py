@@ -174,3 +174,22 @@ def test_a_damaged_checkpoint_is_refused_before_any_evaluation(tmp_path, edit, w
                    checkpoint=str(path), progress=False)
     assert str(e.value).startswith(f"{path}: the checkpoint is damaged (") and why in str(e.value), str(e.value)
     assert str(e.value).endswith("); remove it to start afresh") and calls == []
+
+
+@pytest.mark.parametrize("edit, why", [
+    (lambda t: t["config"].update(k=4), "trial 0: k: 4 is not one of [3, 5]"),
+    (lambda t: t.update(key="k"), "trial 0: its key is not its configuration's"),
+])
+def test_a_checkpoint_trial_outside_the_space_is_refused(tmp_path, edit, why):
+    """An edited configuration (a value the space does not hold, a key that is not its own) was resumed and could
+    be reported as the best (a review). Reference: the space's own validation and key."""
+    path = tmp_path / "checkpoint.json"
+    search.run(rh.small_space(), rh.evaluate, strategy="random", budget=3, seed=0, checkpoint=str(path),
+               progress=False)
+    state = json.loads(path.read_text())
+    edit(state["history"][0])
+    path.write_text(json.dumps(state))
+    with pytest.raises(UserInputError, match="the checkpoint is damaged") as e:
+        search.run(rh.small_space(), rh.evaluate, strategy="random", budget=6, seed=0, checkpoint=str(path),
+                   progress=False)
+    assert why in str(e.value), str(e.value)

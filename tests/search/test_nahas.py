@@ -644,3 +644,18 @@ def test_rerunning_a_finished_run_says_so_and_trains_nothing(tmp_path, counted):
     nahas.clear_caches()
     _run(tmp_path / "a", budget=2)
     assert counted[0].calls == trained + 1
+
+
+def test_a_damaged_checkpoint_is_refused_before_the_evaluator_reads_it(tmp_path):
+    """A text reward in checkpoint.json was read by NAHAS's evaluator before search.run checked the history: a
+    ValueError traceback, exit 1 (a review). Reference: the one line search.run gives for the same damage."""
+    _run(tmp_path / "a", budget=2, area_mm2="1.2", accel_sims="2")
+    path = tmp_path / "a" / "checkpoint.json"
+    state = json.loads(path.read_text())
+    state["history"][0]["reward"] = "abc"
+    path.write_text(json.dumps(state))
+    nahas.clear_caches()
+    with pytest.raises(UserInputError) as e:
+        _run(tmp_path / "a", budget=3, area_mm2="1.2", accel_sims="2")
+    assert str(e.value) == (f"{path}: the checkpoint is damaged (trial 0: reward 'abc' is not a finite number); "
+                            "remove it to start afresh")

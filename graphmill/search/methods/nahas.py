@@ -88,6 +88,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from graphmill.search.methods import parse_options
+from graphmill.search.runner import restored_trials
 from graphmill.search.space import Space, product
 from graphmill.search.spaces.accelerator import (ARRAY_SIZES, BANDWIDTH_WORDS, BUFFER_KB, DATAFLOWS, accel_config,
                                                  accelerator_space)
@@ -918,7 +919,8 @@ class _Run:
             self.progress(f"[nahas {name}] {info['line'].removeprefix('[search] ')}  | {what}")
 
         state = ckpt.load(checkpoint)
-        history = state["history"] if state else []
+        # checked before the evaluator is primed from it (a text reward was a traceback there; a review)
+        history = [t.to_json() for t in restored_trials(state, space, checkpoint)] if state else []
         complete = len(history) >= budget or bool(trainings) and len(_networks(history)) >= trainings
         if complete and history and self.progress is not None:  # no trial will report: say it here
             self.progress(f"[nahas {name}] resumed from {checkpoint}: {len(history)} trial(s) recorded before; "
