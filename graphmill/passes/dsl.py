@@ -364,9 +364,12 @@ class _Parser:
 
     # -- parsing ------------------------------------------------------------------
     def parse_text(self, text: str, source: str) -> list[Tree]:
-        # lines as the parser counts them, by "\n" alone (CRLF's "\r" dropped): splitlines() also splits at
-        # U+2028, form feeds and lone CRs, so the line quoted under an error was another one (an outside check)
-        lines = [line.removesuffix("\r") for line in text.split("\n")]
+        # line ends as Python's universal newlines read them (CRLF and a lone CR are "\n"): a file of lone CRs was
+        # one line, its first comment running to the end of the file, so the steps after it never ran (a review)
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        # lines as the parser counts them, by "\n" alone: splitlines() also splits at U+2028 and form feeds, so
+        # the line quoted under an error was another one (an outside check)
+        lines = text.split("\n")
         self.lines[source] = lines
         _, too_deep = _scan_brackets(text)
         if too_deep is not None:  # before lark, whose tree transformer recurses once per level
@@ -385,8 +388,11 @@ class _Parser:
                 name = str(child.children[0])
                 loc = _loc(source, lines, child.meta.line, child.meta.column)
                 if name in KEYWORDS:  # Schedule refused it later, without file, line or column (an outside check)
+                    token = child.children[0]
+                    at = _loc(source, lines, getattr(token, "line", None) or child.meta.line,
+                              getattr(token, "column", None) or child.meta.column)
                     raise ScheduleError(f"a schedule cannot be named {name!r}: {', '.join(KEYWORDS[:-1])} and "
-                                        f"{KEYWORDS[-1]} are keywords of the schedule language", loc)
+                                        f"{KEYWORDS[-1]} are keywords of the schedule language", at)
                 if name in self.defs:
                     raise ScheduleError(f"schedule {name!r} is defined twice (first at {self.defs[name].loc})", loc)
                 self.defs[name] = _Def(name, child, loc)

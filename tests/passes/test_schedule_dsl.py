@@ -280,8 +280,19 @@ def test_a_keyword_as_a_schedule_name_is_located():
     """`schedule fixpoint { cse }` was refused by Schedule itself, with no file, line or column (an outside
     check). Reference: the position of the definition, by hand."""
     e = located("# line 1\nschedule repeat {\n  cse\n}\n", "k.mill")
-    assert str(e).splitlines()[0] == ("k.mill:2:1: a schedule cannot be named 'repeat': schedule, include, "
-                                      "fixpoint and repeat are keywords of the schedule language")
+    first, shown, caret = str(e).splitlines()
+    assert first == ("k.mill:2:10: a schedule cannot be named 'repeat': schedule, include, fixpoint and repeat are "
+                     "keywords of the schedule language")
+    assert shown[caret.index("^"):].startswith("repeat")
+
+
+def test_a_file_of_lone_carriage_returns_reads_line_by_line():
+    """Lines ended by a lone CR (classic Mac) were one line: the first comment ran to the end of the file, so the
+    steps after it never ran and a typo there went unreported (a review). Reference: Python's universal newlines,
+    which read CR, LF and CRLF alike."""
+    assert parse_schedule("dce\r# tidy up\rsimplify\rcse\r").to_inline() == "dce,simplify,cse"
+    e = located("dce\r# tidy up\rsimplfy\rcse\r", "s.mill")
+    assert str(e).startswith("s.mill:3:1: unknown pass or schedule 'simplfy'")
 
 
 def test_the_caret_sits_under_the_column_on_a_line_indented_with_tabs():

@@ -298,6 +298,11 @@ def parse_netlist_text(text: str, path: str = "<netlist>") -> Graph:
     return graph
 
 
+#: the most gzip members a .gz netlist may hold: `cat a.gz b.gz` files have a few, and reading each member copies
+#: the rest of the file (160,000 empty members took 16 s; a review)
+MAX_GZIP_MEMBERS = 1000
+
+
 def _gunzip(data: bytes, shown: str) -> bytes:
     """Every member of a gzip file (RFC 1952 allows several, as `cat a.gz b.gz` makes; gzip and zcat read them
     all: reading the first alone dropped the rest without a word), within NETLIST_LIMIT bytes in all."""
@@ -305,6 +310,9 @@ def _gunzip(data: bytes, shown: str) -> bytes:
     size = 0
     try:
         while data:
+            if len(parts) == MAX_GZIP_MEMBERS:  # each member copies the rest of the file: quadratic past a few
+                raise NetlistError(f"{shown}: more than {MAX_GZIP_MEMBERS:,} gzip members (a netlist compressed "
+                                   "in pieces has a few)")
             d = zlib.decompressobj(16 + zlib.MAX_WBITS)
             raw = d.decompress(data, NETLIST_LIMIT + 1 - size)
             size += len(raw)

@@ -98,6 +98,10 @@ def test_a_gzip_netlist_of_several_members_is_read_whole(tmp_path):
     junk.write_bytes(gzip.compress(text) + b"garbage")
     with pytest.raises(NetlistError, match="junk.pb.txt.gz: 7 bytes after the gzip data are not a gzip member"):
         read_netlist(junk)
+    many = tmp_path / "many.pb.txt.gz"  # a quadratic read past a few members (a review): refused
+    many.write_bytes(gzip.compress(text) + gzip.compress(b"") * 1000)
+    with pytest.raises(NetlistError, match="many.pb.txt.gz: more than 1,000 gzip members"):
+        read_netlist(many)
 
 
 def test_truncated_gzip_and_unterminated_string_named(tmp_path):
