@@ -122,10 +122,12 @@ def run(args: argparse.Namespace) -> int:
         interrupted = f"{stopped_word()}: the best placement so far was written" + (
             f"; run the same command again to resume from {args.output}.rl-checkpoint" if args.method == "rl" else "")
     # a placement that is not legal (a canvas no arrangement fits, though the area does) is written for inspection
-    # but is no result: exit 1, so that a script does not take it for one (it exited 0, saying NOT LEGAL)
-    illegal = None if report["legal"] else (f"graphmill chip place: the placement found is not legal "
-                                            f"({info.get('why_illegal') or 'see chip cost'}); it was written for "
-                                            f"inspection only")
+    # but is no result: exit 1, so that a script does not take it for one (it exited 0, saying NOT LEGAL); an
+    # interrupted run's line says what a rerun does instead
+    illegal = None
+    if not report["legal"] and not interrupted:
+        why = info.get("why_illegal") or "see chip cost"
+        illegal = f"graphmill chip place: the placement found is not legal ({why}); it was written for inspection only"
     code = 130 if interrupted else 1 if illegal else 0
     if args.json == "-":  # stdout is the report alone (its keys are fixed): a cut-short run is said on stderr
         emit_json(report)

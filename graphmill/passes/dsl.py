@@ -120,7 +120,9 @@ class ScheduleError(UserInputError):
                 shown = ("..." if start else "") + shown[start:start + 100] + ("..." if start + 100 < len(shown) else "")
                 column = column - start + (3 if start else 0)
             # control characters (a NUL, an escape) would be written to the terminal raw: one '?' each, one column
-            shown = "".join("?" if (ord(c) < 32 and c != "\t") or ord(c) == 127 else c for c in shown)
+            # (C1 controls and the Unicode line and paragraph separators too: a consumer splitting lines split there)
+            shown = "".join("?" if (ord(c) < 32 and c != "\t") or 127 <= ord(c) < 160 or c in "\u2028\u2029" else c
+                            for c in shown)
             # the line's own tabs before the column, so that the caret lands under it however tabs are shown
             pad = "".join(c if c == "\t" else " " for c in shown[:column - 1])
             text += f"\n    {shown}\n    {pad}^"
