@@ -41,7 +41,8 @@ def print_summary(report: dict, out=None) -> None:
         macs += f"  ({report['cost_unknown_nodes']} node(s) with unknown shapes not counted)"
     p(f"MACs:    {macs}")
     if report.get("ops_without_cost"):
-        p("         no cost model for: " + ", ".join(f"{one_line(k)} x{v}" for k, v in report["ops_without_cost"].items()))
+        p("         no cost model for: " + ", ".join(f"{one_line(k)} x{v}"
+                                                     for k, v in report["ops_without_cost"].items()))
     for problem in report.get("problems", [])[:10]:
         p(f"warning: {one_line(problem)}")
     if len(report.get("problems", [])) > 10:

@@ -124,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     if args.method is not None:
         return _run_method(args, progress)
     budget = 50 if args.budget is None else args.budget
-    out = api.search(args.space, args.evaluator or "builtin", strategy="default" if args.strategy is None else args.strategy,
+    strategy = "default" if args.strategy is None else args.strategy  # '' is refused as unknown, not the default
+    out = api.search(args.space, args.evaluator or "builtin", strategy=strategy,
                      options=args.option, budget=budget,
                      out=args.out, workers=args.workers, executor=args.executor, ray_address=args.ray_address,
                      objective=args.objective, accel=args.accel, timeout=args.timeout, seed=args.seed,

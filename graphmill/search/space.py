@@ -242,7 +242,8 @@ class _Numeric(Param):
             except OverflowError:  # an integer past float's range: a traceback, exit 1 (an outside check)
                 finite = False
             if not finite:
-                shown = f"{str(v)[:12]}... ({len(str(v))} digits)" if isinstance(v, int) and len(str(v)) > 20 else repr(v)
+                digits = len(str(v)) if isinstance(v, int) else 0
+                shown = f"{str(v)[:12]}... ({digits} digits)" if digits > 20 else repr(v)
                 raise UserInputError(f"{name}: {what}={shown} must be a finite number")
             if self.integral and not (isinstance(v, (int, np.integer)) or float(v).is_integer()):
                 raise UserInputError(f"{name}: {what}={v!r} must be an integer")

@@ -98,7 +98,8 @@ class RotaryAndMask(nn.Module):
         positions = torch.arange(t).unsqueeze(0)
         q = self.q(x)
         h = q.shape[-1] // 2
-        q = q * self.cos_cached[:t][positions] + torch.cat([-q[..., h:], q[..., :h]], -1) * self.sin_cached[:t][positions]
+        rotated = torch.cat([-q[..., h:], q[..., :h]], -1)
+        q = q * self.cos_cached[:t][positions] + rotated * self.sin_cached[:t][positions]
         scores = ((q @ q.transpose(1, 2)) + self.mask[:t, :t]) * 0.35
         return scores.softmax(-1) @ x
 

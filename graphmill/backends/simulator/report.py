@@ -144,7 +144,8 @@ class SimReport:
             if calc and x.dram_bw_needed is not None:
                 n = x.dram_bw_needed
                 bw = " " + f"{n['ifmap']:.2f}/{n['filter']:.2f}/{n['ofmap']:.2f}".rjust(34)
-            print(f"{one_line(x.name)[:28]:<28} {one_line(x.op)[:18]:<18} {x.shape:<24} {x.total_cycles:>12,} {x.stall_cycles:>10,} "
+            print(f"{one_line(x.name)[:28]:<28} {one_line(x.op)[:18]:<18} {x.shape:<24} {x.total_cycles:>12,} "
+                  f"{x.stall_cycles:>10,} "
                   f"{x.utilization:>6.1%} {x.dram_read_bytes:>11,} {x.dram_write_bytes:>11,}{bw}", file=out)
         d = self.to_dict()
         print(f"total: {d['total_cycles']:,} cycles ({d['compute_cycles']:,} compute + {d['stall_cycles']:,} stall) "
