@@ -300,6 +300,8 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     check_seed(seed)
     if isinstance(allow, str):  # one level: it was split into its letters ("unknown exactness level(s) ['a', ...")
         allow = (allow,)
+    allow = tuple(dict.fromkeys((EXACT, *allow)))  # exact rules always run: allow=["approximate"] skipped them (an
+    # outside check), where the CLI's --allow adds to the default
     sched = resolve_schedule(schedule, schedule_file)
     if explain_rule:  # an unknown rule is refused before the schedule runs, not after
         from graphmill.passes.rewrite_pass import find_rule

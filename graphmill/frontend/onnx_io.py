@@ -301,6 +301,10 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     """
     path = os.fspath(path)
     check_target(path)
+    problems = find_problems(graph)  # as load checks: a value of another graph was written and, matched by name,
+    if problems:  # computed something else; a cycle or a dangling output was written and not loadable (an outside check)
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UserInputError(f"{path}: {problems[0]}{more}; not written (graphmill.verify(graph) lists every problem)")
     try:  # a graph graphmill writes, it loads: an empty required input verified, was written, and was refused on load
         check_schema(graph, path)
         check_declared_dims(graph, path)

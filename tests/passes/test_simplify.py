@@ -1025,3 +1025,16 @@ def test_onnx_runtimes_own_layernormalization_below_opset_17_is_not_flagged():
     problems = graphmill.inspect(g)["problems"]
     assert not any("takes one element type" in p for p in problems), problems
     assert OnnxShapeInferencer().type_error(g) is None
+
+
+def test_exact_rules_run_whatever_allow_lists():
+    """graphmill.optimize(g, allow=["approximate"]) skipped the exact rules ("rule ... (exact) skipped: not allowed
+    by this schedule"), where its docstring says exact rules always run and the CLI's --allow adds to the default
+    (an outside check). Reference: Identity(Relu(x)) loses its Identity under the exact identity rule."""
+    for allow in (["approximate"], "approximate", []):
+        b = GraphBuilder(opset=17)
+        b.output(b.Identity(b.Relu(b.input("x", "float32", [2, 3]))), "out")
+        g = b.build()
+        report = graphmill.optimize(g, "simplify", allow=allow)
+        assert _ops(g) == ["Relu"], (allow, report.notes)
+        assert not any("(exact) skipped" in n for n in report.notes)
