@@ -592,6 +592,30 @@ def test_save_refuses_a_graph_its_own_loader_would_refuse(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_save_refuses_a_graph_that_does_not_verify(tmp_path):
+    """A node reading a value of another graph that has a value of the same name: verify refused it, save wrote
+    it, and the file, matched by name, computed the other graph's value (-relu(x) for -sigmoid(x)) under ONNX
+    Runtime and passed onnx's checker (an outside check). Reference: graphmill.verify's own finding."""
+    from graphmill.ir.builder import GraphBuilder
+
+    def graph(op):
+        b = GraphBuilder("g")
+        h = b.op(op, b.input("x", "float32", [3]), name="first")
+        h.name = "h"
+        b.output(b.Neg(h, name="neg"), "y")
+        return b.build()
+
+    a, other = graph("Relu"), graph("Sigmoid")
+    a.nodes[1].set_input(0, other.nodes[0].outputs[0])  # Neg now reads the Sigmoid graph's %h
+    with pytest.raises(graphmill.GraphmillError) as verified:
+        graphmill.verify(a)
+    with pytest.raises(UserInputError) as saved:
+        graphmill.save(a, tmp_path / "m.onnx")
+    assert str(verified.value).split(": ", 1)[1].split(" (and")[0] in str(saved.value)
+    assert str(saved.value).endswith("; not written (graphmill.verify(graph) lists every problem)")
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("opset, shape, needle", [
     (17, [-2, 3], r"value 'x' in graph 'g' is declared with dimension -2 \(shape \[-2, 3\]\)"),
     (999, [2, 3], r"model uses opset 999 of the default ONNX domain, newer than the \d+ this installation supports"),
