@@ -101,7 +101,10 @@ class Value:
     def is_graph_input(self) -> bool:
         return self._owner is not None and any(v is self for v in self._owner.inputs)
 
+    @property
     def is_graph_output(self) -> bool:
+        """A property, as ``is_graph_input`` and ``is_initializer`` are: as a method, ``not v.is_graph_output`` was
+        always False, and a user's pass that wrote it silently did nothing (an outside check)."""
         g = self.graph
         return g is not None and any(v is self for v in g.outputs)
 

@@ -267,9 +267,9 @@ class _Matcher:
             return
         if not is_root and pat.single_use:
             outs = [o for o in node.outputs if o is not None]
-            if any(o.is_graph_output() for o in outs) or sum(o.num_uses for o in outs) != 1:
+            if any(o.is_graph_output for o in outs) or sum(o.num_uses for o in outs) != 1:
                 self.fail(depth + 1, lambda: f"{node.describe()} " + (
-                    "is a graph output" if any(o.is_graph_output() for o in outs) else
+                    "is a graph output" if any(o.is_graph_output for o in outs) else
                     f"has {sum(o.num_uses for o in outs)} uses") + "; fusing it would duplicate its work", node)
                 return
         for k, want in pat.attrs.items():
@@ -464,7 +464,7 @@ class Rule:
         graph.insert_before(node, rb.new_nodes)
         for old, nv in zip(node.outputs, new_values):
             if old is not None and nv is not None and nv is not old:
-                if old.is_graph_output() and nv.producer is not None and nv.graph is graph:
+                if old.is_graph_output and nv.producer is not None and nv.graph is graph:
                     # nv takes over the output's name and slot: what the output's declared type knew and nv's does
                     # not carries over (Identity(Loop output) -> output declared [2, 2], the Loop output typed
                     # float32 alone: the written model's output lost its shape). Only there: a graph input or
@@ -487,7 +487,7 @@ def _remove_dead(graph: Graph, candidates: list[Node], nested: set[int]) -> list
     removed = []
     while work:
         n = work.pop(0)
-        if n.graph is not graph or not all(o is None or (o.num_uses == 0 and not o.is_graph_output()
+        if n.graph is not graph or not all(o is None or (o.num_uses == 0 and not o.is_graph_output
                                                          and id(o) not in nested) for o in n.outputs):
             continue
         producers = [v.producer for v in n.inputs if v is not None and v.producer is not None]
@@ -534,7 +534,7 @@ def _breaks_graph_outputs(graph: Graph, root: Node, new_values: list, rb: Replac
     """A root output that is a graph output may only be replaced by a node output of this graph that
     can take over its name (not an input, initializer, outer value, or a value already returned)."""
     for old, nv in zip(root.outputs, new_values):
-        if old is None or nv is None or nv is old or not old.is_graph_output():
+        if old is None or nv is None or nv is old or not old.is_graph_output:
             continue
         producer = nv.producer
         if producer is None or not (producer.graph is graph or any(producer is n for n in rb.new_nodes)):

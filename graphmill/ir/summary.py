@@ -167,7 +167,7 @@ def _default_state(v: Value) -> bool:
     from .rewrite import constant_value
 
     def state_only(x: Value) -> bool:
-        if x.is_graph_output() or not x.users:
+        if x.is_graph_output or not x.users:
             return False
         for node, i in x.uses():
             if node.domain not in ("", "ai.onnx"):

@@ -392,3 +392,20 @@ def test_a_shallow_copy_of_a_node_or_value_registers_no_reader():
     _consistent(g)
     deep = copy.deepcopy(g)
     assert _uses_by_name(deep) == before and _uses_by_name(g) == before
+
+
+def test_value_roles_are_properties_alike():
+    """is_graph_output was a method while is_graph_input and is_initializer are properties: `not v.is_graph_output`
+    was always False and a user's pass written so silently did nothing (an outside check)."""
+    from graphmill.ir.builder import GraphBuilder
+
+    b = GraphBuilder("g")
+    x = b.input("x", "float32", [2])
+    h = b.Relu(x)
+    b.output(b.Neg(h), "y")
+    g = b.build()
+    y, h = g.outputs[0], g.nodes[0].outputs[0]
+    assert (y.is_graph_output, h.is_graph_output, g.inputs[0].is_graph_input, h.is_initializer) == (
+        True, False, True, False)
+    assert all(type(getattr(v, a)) is bool for v in (y, h) for a in ("is_graph_output", "is_graph_input",
+                                                                     "is_initializer"))

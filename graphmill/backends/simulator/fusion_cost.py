@@ -288,13 +288,13 @@ class KernelBuilder:
         for k in closed:
             self.outside_readers[k] -= 1
             v, made_free = self.boundary[k]
-            if not self.outside_readers[k] and not v.is_graph_output():
+            if not self.outside_readers[k] and not v.is_graph_output:
                 del self.boundary[k]
                 if not made_free:
                     self.boundary_words -= tensor_words(v)
         for v, readers in opened:
             self.outside_readers[id(v)] = readers
-            if readers or v.is_graph_output():
+            if readers or v.is_graph_output:
                 self.boundary[id(v)] = (v, free)
                 if not free:
                     self.boundary_words += tensor_words(v)
@@ -303,8 +303,8 @@ class KernelBuilder:
         """The boundary's written words with ``node`` added: the outputs of members with primitives read outside,
         then each view read outside as the smaller of its own words and those of the members' tensors it is made
         of that are not written anyway (a tensor is written once, whole or through one view)."""
-        gone = {k for k in closed if self.outside_readers[k] == 1 and not self.boundary[k][0].is_graph_output()}
-        fresh = [(v, free) for v, readers in opened if readers or v.is_graph_output()]
+        gone = {k for k in closed if self.outside_readers[k] == 1 and not self.boundary[k][0].is_graph_output}
+        fresh = [(v, free) for v, readers in opened if readers or v.is_graph_output]
         write = self.boundary_words - sum(tensor_words(self.boundary[k][0]) for k in gone if not self.boundary[k][1])
         write += sum(tensor_words(v) for v, f in fresh if not f)
         entries = [e for k, e in self.boundary.items() if k not in gone] + fresh

@@ -119,7 +119,7 @@ def all_equal(a: np.ndarray | None, value: float) -> bool:
 
 
 def output_unused(v: Value | None) -> bool:
-    return v is None or (v.num_uses == 0 and not v.is_graph_output())
+    return v is None or (v.num_uses == 0 and not v.is_graph_output)
 
 
 def attr_value(node: Node, name: str, default: Any = None) -> Any:
@@ -142,7 +142,7 @@ def concat_producers(concat: Node, ops: tuple[str, ...]) -> list[Node] | str:
         if p is None or p.op_type not in ops or (p.domain or "") not in ONNX_DOMAINS:
             which = f"a {ops[0]}" if len(ops) == 1 else f"one of {', '.join(ops[:4])}{', ...' if len(ops) > 4 else ''}"
             return f"Concat input {i} is not produced by {which}"
-        if v.num_uses != 1 or v.is_graph_output() or len([o for o in p.outputs if o is not None]) != 1:
+        if v.num_uses != 1 or v.is_graph_output or len([o for o in p.outputs if o is not None]) != 1:
             return f"Concat input {i} ({v.name}) has other readers or is a graph output"
         producers.append(p)
     return producers

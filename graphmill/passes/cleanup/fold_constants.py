@@ -334,7 +334,7 @@ def _freed_elements(node: Node, args: list) -> int:
         if v is None or a is None or id(v) in seen:
             continue
         seen.add(id(v))
-        if v.is_graph_output():
+        if v.is_graph_output:
             continue
         if sum(1 for u in node.inputs if u is v) == v.num_uses:
             freed += int(np.asarray(a).size)

@@ -546,7 +546,7 @@ def _sinking(m: Match, ops: frozenset, needs: frozenset) -> _Sinking | str:
         n = v.producer if v is not None else None
         if n is None or n.graph is not m.graph:
             return "the chain does not start at a Transpose of this graph"
-        if v.is_graph_output() or any(u is not reader for u, _ in v.uses()):
+        if v.is_graph_output or any(u is not reader for u, _ in v.uses()):
             return f"%{v.name} is read elsewhere (or is a graph output): it would be computed twice"
         if n.op_type == "Transpose" and (n.domain or "") in ONNX_DOMAINS:
             break
@@ -811,9 +811,9 @@ def _reshape_transpose_check(m: Match) -> str | None:
         return plan
     x = m["x"]
     p = x.producer
-    merges_above = p is not None and p.op_type == "Reshape" and x.num_uses == 1 and not x.is_graph_output()
+    merges_above = p is not None and p.op_type == "Reshape" and x.num_uses == 1 and not x.is_graph_output
     out = m.root.outputs[0]
-    merges_below = (not out.is_graph_output() and out.num_uses == 1 and out.users[0].op_type == "Transpose")
+    merges_below = (not out.is_graph_output and out.num_uses == 1 and out.users[0].op_type == "Transpose")
     if not (merges_above or merges_below):
         return "neither a Reshape above nor a Transpose below to merge with: moving the Reshape gains nothing"
     return None

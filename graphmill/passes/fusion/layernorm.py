@@ -88,7 +88,7 @@ def _plan(m: Match):
     users = {id(u) for u in out.users}
     square = m.node("pow")
     uses = 3 if square.op_type == "Mul" else 2  # Mul(d, d) reads d twice
-    if out.is_graph_output() or out.num_uses != uses or users != {id(square), id(m.node("div"))}:
+    if out.is_graph_output or out.num_uses != uses or users != {id(square), id(m.node("div"))}:
         return "x - mean is read outside the pattern"
     eps = const_of(m["eps"])
     if square.op_type == "Pow":
@@ -150,7 +150,7 @@ LN_AFFINE_MUL, LN_SCALE_MUL, LN_PLAIN_MUL = _rules("Mul", "-mul")
 def _defer(m: Match, *bigger: Rule) -> str | None:
     """Leave the match to a bigger rule that will fire at the single reader of the root."""
     out = m.root.outputs[0]
-    if out.num_uses != 1 or out.is_graph_output():
+    if out.num_uses != 1 or out.is_graph_output:
         return None
     user = out.users[0]
     frontier = [user] + ([u for u in user.outputs[0].users] if user.outputs and user.outputs[0] is not None

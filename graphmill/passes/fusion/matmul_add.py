@@ -56,7 +56,7 @@ def _check(m: Match) -> str | None:
 def _rows_site(mm) -> tuple | None:
     """(K, N, bias as [N] or None, add node, reshape node) when ``mm`` is MatMul(A[..., K], B[K, N]) whose only
     reader is Add(., C) with C one bias per column, whose only reader is a Reshape with a constant shape."""
-    if mm.op_type != "MatMul" or len(mm.inputs) != 2 or mm.outputs[0].is_graph_output():
+    if mm.op_type != "MatMul" or len(mm.inputs) != 2 or mm.outputs[0].is_graph_output:
         return None
     a, b = mm.inputs
     bw = const_of(b)
@@ -73,7 +73,7 @@ def _rows_site(mm) -> tuple | None:
     if len(users) != 1 or mm.outputs[0].num_uses != 1 or users[0].op_type != "Add":
         return None
     add = users[0]
-    if add.outputs[0].is_graph_output() or add.outputs[0].num_uses != 1 or len(add.inputs) != 2:
+    if add.outputs[0].is_graph_output or add.outputs[0].num_uses != 1 or len(add.inputs) != 2:
         return None
     c = add.inputs[1] if add.inputs[0] is mm.outputs[0] else add.inputs[0]
     cw = const_of(c)
@@ -117,7 +117,7 @@ def _rows_check(m: Match) -> str | None:
     if sites + flats >= 2:
         return None
     p = a.producer
-    if p is not None and p.op_type == "Reshape" and other == 0 and not a.is_graph_output():
+    if p is not None and p.op_type == "Reshape" and other == 0 and not a.is_graph_output:
         return None
     return ("A is flattened for no other Gemm and is not the output of a Reshape: a Reshape before the Gemm would "
             "add a node")

@@ -225,7 +225,7 @@ def _sln_plan(m: Match) -> tuple | str:
         return f"the LayerNormalization normalizes from axis {ln.attr('axis')}, not over the last one"
     if ln.attr("stash_type", 1) != 1:
         return "the LayerNormalization's stash_type is not float32"
-    if any(o is not None and (o.num_uses or o.is_graph_output()) for o in ln.outputs[1:]):
+    if any(o is not None and (o.num_uses or o.is_graph_output) for o in ln.outputs[1:]):
         return "the LayerNormalization's Mean/InvStdDev outputs are read"
     for name in ("gamma", "beta"):
         if name in m and tuple(shape_of(m[name]) or ()) != (h,):
@@ -248,7 +248,7 @@ def _sln_plan(m: Match) -> tuple | str:
                 f"shape {list(out)} and a skip of that shape, [1, S, H] or [S, H]")
     others = [u for u in total.users if u is not ln]
     if others:
-        if total.is_graph_output():
+        if total.is_graph_output:
             return "the sum is also a graph output"
         order = {id(n): i for i, n in enumerate(m.graph.nodes)}
         at = order[id(ln)]

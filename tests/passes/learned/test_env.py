@@ -454,7 +454,7 @@ def test_groups_grown_op_by_op_count_the_boundary_by_the_rule():
                 read = {id(v): words(v) for n in members for v in n.inputs
                         if v is not None and (v.producer is None or id(v.producer) not in ids)}
                 made = [v for n in members for v in n.outputs]
-                write = sum(words(v) for v in made if v.is_graph_output() or any(id(u) not in ids for u in v.users))
+                write = sum(words(v) for v in made if v.is_graph_output or any(id(u) not in ids for u in v.users))
                 onchip = sum(words(v) for v in made if any(id(u) in ids for u in v.users))
                 expected = (sum(read.values()), write, onchip, onchip <= capacity)
                 whole = cm.group_cost(members[::-1], 0)

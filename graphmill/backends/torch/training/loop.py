@@ -112,7 +112,7 @@ def own_statistics(graph: Graph) -> int:
             name = graph.unique_name(f"{bn.name or 'batchnorm'}.{what}")
             bn.set_input(idx, graph.add_initializer(Tensor(arr, name=name), name))
             made += 1
-            while v.producer is not None and v.num_uses == 0 and not v.is_graph_output():  # the merge's Identities
+            while v.producer is not None and v.num_uses == 0 and not v.is_graph_output:  # the merge's Identities
                 node, v = v.producer, v.producer.inputs[0]
                 graph.remove_node(node)
     return made
