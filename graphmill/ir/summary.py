@@ -107,16 +107,22 @@ _VIEWS = frozenset({"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten"})
 _BROADCASTS = frozenset({"Expand", "Tile"})
 
 
+#: ops that copy elements of their data input (0) by constant indices: what they give holds no values of its own
+#: (torch dynamo writes a relative-position bias lookup as GatherND, the TorchScript exporter as Gather: the same
+#: module counted 512 one way and 98 the other; an outside check)
+_GATHERS = frozenset({"Gather", "GatherND", "GatherElements"})
+
+
 def _copied_from(v: Value, const_nodes: set[int]) -> Value | None:
     """The weight a constant-only copy ``v`` holds the values of, else None. Such a copy holds no values of its
     own, so what it copies counts instead, once: a relative-position bias [heads, L, L] expanded from its
-    (2H-1)(2W-1) x heads table by a constant ``Gather`` (as ``graphmill::RelativeAttention``'s lowering writes
+    (2H-1)(2W-1) x heads table by a constant ``Gather`` (or ``GatherND``, ``GatherElements``) (as ``graphmill::RelativeAttention``'s lowering writes
     it), an LSTM's initial state [1, hidden] broadcast to [batch, hidden] by ``Expand``/``Tile`` (counted at its
     broadcast size, the parameter count grew with the batch), or a view (``_VIEWS``) of a weight also read as it
     is (a weight read directly and through Reshape -> Expand counted twice). Walked to the root of the chain."""
     start = v
     while (p := v.producer) is not None and id(p) in const_nodes and p.domain in ("", "ai.onnx") and p.inputs:
-        if p.op_type == "Gather" and p.inputs[0] is not None and is_weight_dtype(p.inputs[0].dtype):
+        if p.op_type in _GATHERS and p.inputs[0] is not None and is_weight_dtype(p.inputs[0].dtype):
             v = p.inputs[0]
             continue
         if p.inputs[0] is None or p.op_type not in _VIEWS | _BROADCASTS:

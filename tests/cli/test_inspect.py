@@ -262,3 +262,25 @@ def test_a_recurrent_layers_zero_initial_state_is_not_a_parameter(tmp_path, batc
         warnings.simplefilter("ignore")
         torch.onnx.export(net, (torch.randn(batch, 5, 10),), path, input_names=["x"], opset_version=17, dynamo=False)
     assert graphmill.api.inspect_file(path)["params"] == sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize("op", ["Gather", "GatherND", "GatherElements"])
+def test_a_table_looked_up_by_constant_indices_counts_as_the_table(op):
+    """A relative-position bias: a 49 x 2 table read at constant indices into [16, 16, 2]. torch dynamo writes the
+    lookup as GatherND, the TorchScript exporter as Gather: the same module counted 512 one way, 98 the other (an
+    outside check). Reference: the 98 numbers the graph stores."""
+    from graphmill.ir.builder import GraphBuilder
+
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("bias")
+    x = b.input("x", "float32", [16, 16, 2])
+    table = b.const(rng.normal(size=(49, 2)).astype(np.float32), "table")
+    idx = rng.integers(0, 49, (16, 16))
+    if op == "Gather":
+        bias = b.Gather(table, b.const(idx.astype(np.int64)), axis=0)
+    elif op == "GatherND":
+        bias = b.GatherND(table, b.const(idx[..., None].astype(np.int64)))
+    else:
+        bias = b.GatherElements(table, b.const(np.stack([idx.reshape(-1)] * 2, 1).astype(np.int64)), axis=0)
+    b.output(b.Add(x, b.Reshape(bias, b.const(np.array([16, 16, 2], np.int64)))), "y")
+    assert graphmill.inspect(b.build())["params"] == 98
