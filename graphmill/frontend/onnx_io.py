@@ -191,16 +191,23 @@ def load(path: str | os.PathLike) -> Graph:
     return graph
 
 
-def check_schema(graph: Graph, path: str) -> None:
+def check_schema(graph: Graph, path: str, *, writing: bool = False) -> None:
     """ModelLoadError naming the node when it has more inputs or outputs than its op's schema allows
     (or fewer than it requires), or an attribute the schema does not define (``b.LeakyRelu(x, alpah=0.3)`` from
     the Python API was saved, and ONNX Runtime refused the file), for ops onnx knows at the model's opset. Such a
-    file would otherwise load and fail later inside a pass or ONNX Runtime, reported as that pass's failure."""
+    file would otherwise load and fail later inside a pass or ONNX Runtime, reported as that pass's failure.
+    ``writing`` (``save``): also an attribute of another type than the schema's (``alpha=1``, an int, for
+    LeakyRelu's float; the loader refuses it as it reads the file), an op the default domain does not have at the
+    graph's opset (``Gelu`` at 17, a misspelt ``Relux``) and a domain the graph has no opset import for: each was
+    written, and onnx's checker and ONNX Runtime refused the file (an outside check)."""
     schemas: dict = {}
     for g in graph.all_graphs():
         for n in g.nodes:
             domain = "" if n.domain in ("", "ai.onnx") else n.domain
             key = (domain, n.op_type)
+            if writing and domain and domain not in graph.opset_imports:
+                raise ModelLoadError(f"{path}: {n.describe()}: the graph imports no opset of domain {domain!r} "
+                                     f"(graph.opset_imports[{domain!r}] = 1 declares one); {_CHECKER_REFUSES}")
             if key not in schemas:
                 version = graph.opset_imports.get(domain, graph.opset_imports.get("ai.onnx", 0)) if domain == "" \
                     else graph.opset_imports.get(domain, 0)
@@ -208,9 +215,20 @@ def check_schema(graph: Graph, path: str) -> None:
                     schemas[key] = onnx.defs.get_schema(n.op_type, version, domain) if version else None
                 except onnx.defs.SchemaError:
                     schemas[key] = None
+                if writing and domain == "" and schemas[key] is None and version:
+                    since = _first_opset(n.op_type)
+                    raise ModelLoadError(f"{path}: {n.describe()}: the default ONNX domain has no op {n.op_type!r} "
+                                         f"at opset {version}" + (f" (it has since opset {since})" if since else "")
+                                         + f"; {_CHECKER_REFUSES}")
             schema = schemas[key]
             if schema is None:
                 continue
+            if writing:
+                for a in n.attrs.values():
+                    spec = schema.attributes.get(a.name)
+                    if spec is not None and not a.ref_attr_name and int(a.kind) != int(spec.type):
+                        raise ModelLoadError(f"{path}: {n.describe()}: attribute {a.name!r} is {a.kind.name}, but "
+                                             f"{n.op_type} (opset {schema.since_version}) takes {spec.type.name}")
             for what, count, low, high in (("inputs", len(n.inputs), schema.min_input, schema.max_input),
                                            ("outputs", len(n.outputs), schema.min_output, schema.max_output)):
                 if count > high or count < low:
@@ -228,6 +246,16 @@ def check_schema(graph: Graph, path: str) -> None:
                 if formal.option == single and n.inputs[i] is None:  # '' marks an omitted optional input only
                     raise ModelLoadError(f"{path}: {n.describe()}: input {i} ({formal.name}) is required, but the "
                                          "model leaves it empty ('')")
+
+
+_CHECKER_REFUSES = "not written (onnx's checker and ONNX Runtime refuse such a file)"
+
+
+def _first_opset(op_type: str) -> int | None:
+    """The first opset of the default domain that has ``op_type``, or None (a refusal's path only)."""
+    versions = [s.since_version for s in onnx.defs.get_all_schemas_with_history() if s.name == op_type
+                and s.domain == ""]
+    return min(versions) if versions else None
 
 
 #: (op type, input index) of operands whose length becomes the rank of the op's output
@@ -306,11 +334,12 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise UserInputError(f"{path}: {problems[0]}{more}; not written (graphmill.verify(graph) lists every problem)")
     try:  # a graph graphmill writes, it loads: an empty required input verified, was written, and was refused on load
-        check_schema(graph, path)
+        check_schema(graph, path, writing=True)
         check_declared_dims(graph, path)
         check_opset_versions(list(graph.opset_imports.items()), path)
     except ModelLoadError as e:  # UnsupportedModelError (a newer opset) included
-        raise UserInputError(f"{e}; not written (loading it would be refused)") from None
+        said = str(e).endswith(_CHECKER_REFUSES)
+        raise UserInputError(str(e) if said else f"{e}; not written (loading it would be refused)") from None
     lands = written_path(path)  # a link's target: external data goes beside the model it is written in
     if not force:
         folder = os.path.dirname(os.path.abspath(lands))

@@ -7,7 +7,8 @@
     graph = b.build()          # inferred types, verified
 
 Any CamelCase attribute is an op (``b.Conv(...)``); ``b.op("Custom", ..., domain="x")``
-reaches the rest. Arrays and scalars passed as inputs become initializers.
+reaches the rest (a domain the graph does not import yet is imported at version 1). Arrays and scalars passed as
+inputs become initializers. Node names are unique: an automatic one skips the names given.
 """
 
 from __future__ import annotations
@@ -51,10 +52,15 @@ class GraphBuilder:
            **attrs: Any) -> Any:
         """Append a node; returns its output Value, or a tuple when ``outputs > 1``."""
         ins = [self._as_value(x) for x in inputs]
-        if not name:
+        taken = {n.name for n in self.graph.nodes}
+        if name and name in taken:  # ONNX Runtime refuses a file with two nodes of one name
+            raise IRError(f"node name {name!r} is already used")
+        while not name or name in taken:  # an automatic name skips one given by hand: Relu_1 twice (an outside check)
             k = self._counts.get(op_type, 0)
             self._counts[op_type] = k + 1
             name = f"{op_type}_{k}"
+        if domain not in ("", "ai.onnx") and domain not in self.graph.opset_imports:
+            self.graph.opset_imports[domain] = 1  # a domain the file does not import is refused by onnx's checker
         node = Node(op_type, ins, {k: v for k, v in attrs.items() if v is not None}, outputs=outputs,
                     domain=domain, name=name)
         for m in self.meta_stack:
@@ -69,11 +75,15 @@ class GraphBuilder:
         return lambda *inputs, **attrs: self.op(op_type, *inputs, **attrs)
 
     def output(self, value: Value, name: str = "") -> Value:
-        if name:
-            if value.name != name:
-                if any(v.name == name for v in self.graph.values()):
-                    raise IRError(f"output name {name!r} is already used")
-                self.graph.rename(value, name)
+        """Make ``value`` a graph output, named ``name`` when given: the value is renamed, except a graph input or
+        an initializer, whose name is the model's interface or a weight's (renaming the input changed the names a
+        caller feeds; an outside check): the output is then an ``Identity`` of it."""
+        if name and value.name != name:
+            if any(v.name == name for v in self.graph.values()):
+                raise IRError(f"output name {name!r} is already used")
+            if value.is_graph_input or value.is_initializer:
+                value = self.op("Identity", value)
+            self.graph.rename(value, name)
         self.graph.outputs.append(value)
         return value
 

@@ -616,6 +616,48 @@ def test_save_refuses_a_graph_that_does_not_verify(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("build, needle", [
+    (lambda b, x: b.LeakyRelu(x, alpha=1), r"LeakyRelu node 'LeakyRelu_0': attribute 'alpha' is INT, but LeakyRelu "
+                                           r"\(opset 16\) takes FLOAT; not written \(loading it would be refused\)"),
+    (lambda b, x: b.Relux(x), r"Relux node 'Relux_0': the default ONNX domain has no op 'Relux' at opset 17; not "
+                              r"written \(onnx's checker and ONNX Runtime refuse such a file\)"),
+    (lambda b, x: b.Gelu(x), r"the default ONNX domain has no op 'Gelu' at opset 17 \(it has since opset 20\)"),
+])
+def test_save_refuses_what_onnx_refuses_in_a_built_graph(tmp_path, build, needle):
+    """An int for a float attribute (alpha=1), a misspelt op, an op newer than the graph's opset: each built,
+    verified and was written, and onnx's checker and ONNX Runtime refused the file (an outside check). Reference:
+    onnx's op schemas (LeakyRelu's alpha is a FLOAT; Gelu since opset 20)."""
+    from graphmill.ir.builder import GraphBuilder
+
+    b = GraphBuilder("g", opset=17)
+    b.output(build(b, b.input("x", "float32", [2])), "y")
+    g = b.build(infer=False)
+    with pytest.raises(UserInputError, match=needle):
+        graphmill.save(g, tmp_path / "m.onnx")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_built_graph_of_a_custom_domain_imports_it_and_saves_checker_clean(tmp_path):
+    """b.op("Foo", domain="my.dom") wrote a file with no opset import for my.dom, which onnx's checker and ONNX
+    Runtime refuse (an outside check); the builder imports the domain (version 1), and a graph that lacks the
+    import is refused by save. Reference: onnx.checker.check_model on the written file."""
+    from graphmill.ir.builder import GraphBuilder
+
+    b = GraphBuilder("g", opset=17)
+    x = b.input("x", "float32", [2])
+    b.output(b.Relu(b.op("Foo", x, domain="my.dom")), "y")
+    g = b.build(infer=False)
+    assert g.opset_imports["my.dom"] == 1
+    g.outputs[0].type = g.inputs[0].type
+    g.nodes[0].outputs[0].type = g.inputs[0].type
+    graphmill.save(g, tmp_path / "m.onnx")
+    onnx.checker.check_model(onnx.load(str(tmp_path / "m.onnx")), full_check=False)
+    del g.opset_imports["my.dom"]
+    with pytest.raises(UserInputError, match=r"the graph imports no opset of domain 'my.dom' "
+                                             r"\(graph.opset_imports\['my.dom'\] = 1 declares one\)"):
+        graphmill.save(g, tmp_path / "n.onnx")
+
+
 @pytest.mark.parametrize("opset, shape, needle", [
     (17, [-2, 3], r"value 'x' in graph 'g' is declared with dimension -2 \(shape \[-2, 3\]\)"),
     (999, [2, 3], r"model uses opset 999 of the default ONNX domain, newer than the \d+ this installation supports"),

@@ -409,3 +409,26 @@ def test_value_roles_are_properties_alike():
         True, False, True, False)
     assert all(type(getattr(v, a)) is bool for v in (y, h) for a in ("is_graph_output", "is_graph_input",
                                                                      "is_initializer"))
+
+
+def test_builder_names_nodes_uniquely_and_keeps_an_inputs_name():
+    """An automatic name repeated one given by hand (Relu_1 twice: ONNX Runtime refuses the file), and
+    b.output(input, "y") renamed the graph's input, so callers' feeds keyed "x" stopped working (an outside
+    check). Reference: ONNX Runtime's rule (node names unique) and the interface as built."""
+    import pytest as _pytest
+
+    from graphmill.ir import IRError
+    from graphmill.ir.builder import GraphBuilder
+
+    b = GraphBuilder("g")
+    x = b.input("x", "float32", [2])
+    r = b.Relu(b.Relu(b.Relu(x, name="Relu_1")))
+    with _pytest.raises(IRError, match="node name 'Relu_1' is already used"):
+        b.Relu(r, name="Relu_1")
+    b.output(r, "r")
+    b.output(x, "y")
+    g = b.build()
+    names = [n.name for n in g.nodes]
+    assert len(set(names)) == len(names) and names[0] == "Relu_1"
+    assert [v.name for v in g.inputs] == ["x"] and [v.name for v in g.outputs] == ["r", "y"]
+    assert g.outputs[1].producer.op_type == "Identity" and g.outputs[1].producer.inputs[0] is g.inputs[0]
