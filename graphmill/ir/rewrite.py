@@ -347,13 +347,16 @@ class ReplacementBuilder:
                 self.graph.remove_initializer(v)
         self.new_nodes, self.new_consts = [], []
 
-    def op(self, op_type: str, *inputs: Value | None, outputs: int = 1, domain: str = "", name: str = "",
+    def op(self, op_type: str, *inputs: Any, outputs: int = 1, domain: str = "", name: str = "",
            attrs: dict[str, Any] | None = None, **kw_attrs: Any) -> Any:
         merged: dict[str, Any] = {}
         for k, a in (attrs or {}).items():
             merged[k] = a if isinstance(a, Attr) else a
         merged.update({k: v for k, v in kw_attrs.items() if v is not None})
-        node = Node(op_type, list(inputs), merged, outputs=outputs, domain=domain,
+        # an array or a number is a constant, as GraphBuilder.op takes it (it crashed the rule: "'numpy.float32'
+        # object has no attribute '_uses'"; an outside check)
+        ins = [x if x is None or isinstance(x, Value) else self.const(np.asarray(x)) for x in inputs]
+        node = Node(op_type, ins, merged, outputs=outputs, domain=domain,
                     name=name or self.graph.unique_name(f"{self.rule_name}/{op_type}"))
         self.new_nodes.append(node)
         return node.outputs[0] if outputs == 1 else node.outputs

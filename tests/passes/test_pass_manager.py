@@ -1099,3 +1099,18 @@ def test_explain_match_of_a_rule_whose_check_raises_says_so():
     text = explain_rule(Rule("test-relu-relu", Op("Relu", Op("Relu", Var("x"))), replace=lambda m, r: m["x"]),
                         b.build())
     assert "is a graph output; fusing it would duplicate its work" in text, text
+
+
+def test_a_replacement_takes_a_number_or_an_array_as_a_constant():
+    """r.op("Mul", m["x"], np.float32(2)) crashed the rule ("'numpy.float32' object has no attribute '_uses'")
+    where GraphBuilder.op takes the same argument (an outside check). Reference: ONNX Runtime on x + x against the
+    rewritten x * 2."""
+    b = GraphBuilder("g")
+    x = b.input("x", "float32", [3])
+    b.output(b.Add(x, x), "y")
+    g = b.build()
+    before = g.copy()
+    rule = Rule("add-self", Op("Add", Var("x"), Var("x")), replace=lambda m, r: r.op("Mul", m["x"], np.float32(2)),
+                exactness=EXACT)
+    assert rule.try_rewrite(g, g.nodes[0])
+    assert [n.op_type for n in g.nodes] == ["Mul"] and ortb.compare(before, g, rtol=0, atol=0).ok
