@@ -114,7 +114,10 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     CLI's ``--force``): it would break the model ``graph`` was loaded from."""
     _require_graph(graph, "save")
     if lower:
+        from graphmill.frontend.onnx_io import check_structure
         from graphmill.passes.lowering import lowered_copy, unlowered_node
+
+        check_structure(graph, os.fspath(path))  # before the copy: a malformed graph's copy can differ from it
 
         graph = lowered_copy(graph)
         left = unlowered_node(graph)

@@ -251,6 +251,39 @@ def check_schema(graph: Graph, path: str, *, writing: bool = False) -> None:
 _CHECKER_REFUSES = "not written (onnx's checker and ONNX Runtime refuse such a file)"
 
 
+def check_structure(graph: Graph, path: str) -> None:
+    """Refuse to write ``graph`` where ``verify`` finds a problem (a value of another graph was written and, matched
+    by name, computed something else; a cycle or a dangling output was written and not loadable) or two nodes of
+    one graph share a name (ONNX Runtime refuses the file): outside checks. On the caller's graph, before any
+    copy: a copy of a malformed graph can differ from it (an unsorted one's message did)."""
+    problems = find_problems(graph)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UserInputError(f"{path}: {problems[0]}{more}; not written (graphmill.verify(graph) lists every problem)")
+    for g in graph.all_graphs():
+        seen: set[str] = set()
+        for n in g.nodes:
+            if n.name and n.name in seen:
+                raise UserInputError(f"{path}: two nodes of graph {g.name!r} are named {n.name!r}; not written (ONNX "
+                                     "Runtime refuses such a file; graphmill.ir.naming.name_nodes(graph) renames "
+                                     "them)")
+            seen.add(n.name)
+
+
+def _outputs_typed(graph: Graph) -> Graph:
+    """``graph``, or where an output has no type a copy with types inferred: an If's output that the builder's
+    inference left open was written untyped, and onnx's checker refuses that file ("Field 'type' of 'value_info' is
+    required"; an outside check). One inference cannot type (a custom op's, a graphmill op kept by
+    ``lower=False``) is written as it is: such a file is for graphmill or the op's own runtime."""
+    if all(v.type is not None for v in graph.outputs):
+        return graph
+    from .onnx_shape_inference import infer_shapes
+
+    typed = graph.copy()
+    infer_shapes(typed)
+    return typed
+
+
 def _first_opset(op_type: str) -> int | None:
     """The first opset of the default domain that has ``op_type``, or None (a refusal's path only)."""
     versions = [s.since_version for s in onnx.defs.get_all_schemas_with_history() if s.name == op_type
@@ -329,10 +362,8 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     """
     path = os.fspath(path)
     check_target(path)
-    problems = find_problems(graph)  # as load checks: a value of another graph was written and, matched by name,
-    if problems:  # computed something else; a cycle or a dangling output was written and not loadable (an outside check)
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise UserInputError(f"{path}: {problems[0]}{more}; not written (graphmill.verify(graph) lists every problem)")
+    check_structure(graph, path)
+    graph = _outputs_typed(graph)
     try:  # a graph graphmill writes, it loads: an empty required input verified, was written, and was refused on load
         check_schema(graph, path, writing=True)
         check_declared_dims(graph, path)

@@ -7,7 +7,8 @@
     graph = b.build()          # inferred types, verified
 
 Any CamelCase attribute is an op (``b.Conv(...)``); ``b.op("Custom", ..., domain="x")``
-reaches the rest (a domain the graph does not import yet is imported at version 1). Arrays and scalars passed as
+reaches the rest (a custom domain the graph does not import yet is imported at version 1; onnx's own, such as
+``ai.onnx.ml``, through ``opsets=``). Arrays and scalars passed as
 inputs become initializers. Node names are unique: an automatic one skips the names given.
 """
 
@@ -32,6 +33,7 @@ class GraphBuilder:
         self.graph = Graph(name)
         self.graph.opset_imports = {"": opset, **(opsets or {})}
         self._counts: dict[str, int] = {}
+        self._node_names: set[str] = set()  # kept as nodes are added: reading the graph's per node was quadratic
         self.meta_stack: list[dict[str, Any]] = []
 
     def input(self, name: str, dtype: Any, shape: Sequence[Dim] | None) -> Value:
@@ -52,15 +54,18 @@ class GraphBuilder:
            **attrs: Any) -> Any:
         """Append a node; returns its output Value, or a tuple when ``outputs > 1``."""
         ins = [self._as_value(x) for x in inputs]
-        taken = {n.name for n in self.graph.nodes}
+        taken = self._node_names
         if name and name in taken:  # ONNX Runtime refuses a file with two nodes of one name
             raise IRError(f"node name {name!r} is already used")
         while not name or name in taken:  # an automatic name skips one given by hand: Relu_1 twice (an outside check)
             k = self._counts.get(op_type, 0)
             self._counts[op_type] = k + 1
             name = f"{op_type}_{k}"
-        if domain not in ("", "ai.onnx") and domain not in self.graph.opset_imports:
-            self.graph.opset_imports[domain] = 1  # a domain the file does not import is refused by onnx's checker
+        taken.add(name)
+        if not domain.startswith("ai.onnx") and domain and domain not in self.graph.opset_imports:
+            # a domain the file does not import is refused by onnx's checker; onnx's own (ai.onnx.ml, ...) have
+            # versions to choose: opsets={...} gives them
+            self.graph.opset_imports[domain] = 1
         node = Node(op_type, ins, {k: v for k, v in attrs.items() if v is not None}, outputs=outputs,
                     domain=domain, name=name)
         for m in self.meta_stack:

@@ -619,8 +619,8 @@ def test_save_refuses_a_graph_that_does_not_verify(tmp_path):
 @pytest.mark.parametrize("build, needle", [
     (lambda b, x: b.LeakyRelu(x, alpha=1), r"LeakyRelu node 'LeakyRelu_0': attribute 'alpha' is INT, but LeakyRelu "
                                            r"\(opset 16\) takes FLOAT; not written \(loading it would be refused\)"),
-    (lambda b, x: b.Relux(x), r"Relux node 'Relux_0': the default ONNX domain has no op 'Relux' at opset 17; not "
-                              r"written \(onnx's checker and ONNX Runtime refuse such a file\)"),
+    (lambda b, x: b.Neg(b.Relux(x)), r"Relux node 'Relux_0': the default ONNX domain has no op 'Relux' at opset "
+                                      r"17; not written \(onnx's checker and ONNX Runtime refuse such a file\)"),
     (lambda b, x: b.Gelu(x), r"the default ONNX domain has no op 'Gelu' at opset 17 \(it has since opset 20\)"),
 ])
 def test_save_refuses_what_onnx_refuses_in_a_built_graph(tmp_path, build, needle):
@@ -632,6 +632,7 @@ def test_save_refuses_what_onnx_refuses_in_a_built_graph(tmp_path, build, needle
     b = GraphBuilder("g", opset=17)
     b.output(build(b, b.input("x", "float32", [2])), "y")
     g = b.build(infer=False)
+    g.outputs[0].type = g.inputs[0].type  # typed: the op's refusal is the one under test
     with pytest.raises(UserInputError, match=needle):
         graphmill.save(g, tmp_path / "m.onnx")
     assert not list(tmp_path.iterdir())
@@ -656,6 +657,63 @@ def test_a_built_graph_of_a_custom_domain_imports_it_and_saves_checker_clean(tmp
     with pytest.raises(UserInputError, match=r"the graph imports no opset of domain 'my.dom' "
                                              r"\(graph.opset_imports\['my.dom'\] = 1 declares one\)"):
         graphmill.save(g, tmp_path / "n.onnx")
+
+
+def test_save_refuses_two_nodes_of_one_name_and_checks_the_callers_graph(tmp_path):
+    """Two nodes named "A" (a node appended by hand beside a builder's) were written, and ONNX Runtime refuses
+    the file; and a graph out of order was checked on the copy save lowers, whose message differed from
+    verify's, and the refusal left the caller's graph changed (a review). Reference: verify's own message, the
+    output's use count before and after."""
+    from graphmill.ir import Node
+    from graphmill.ir.builder import GraphBuilder
+
+    b = GraphBuilder("g")
+    r = b.Relu(b.input("x", "float32", [2]), name="A")
+    b.output(r, "y")
+    g = b.build()
+    g.append(Node("Neg", [r], name="A"))
+    g.outputs.append(g.nodes[-1].outputs[0])
+    with pytest.raises(UserInputError, match=r"two nodes of graph 'g' are named 'A'; not written \(ONNX Runtime "
+                                             r"refuses such a file"):
+        graphmill.save(g, tmp_path / "m.onnx")
+    c = graphmill.api.zoo_build("coatnet_0", width=0.25, resolution=32)  # graphmill ops: save lowers a copy
+    first = c.nodes[0]
+    neg = Node("Neg", [c.outputs[0]], name="early")
+    c.insert_before(first, neg)
+    uses = c.outputs[0].num_uses
+    with pytest.raises(graphmill.GraphmillError) as verified:
+        graphmill.verify(c)
+    with pytest.raises(UserInputError) as saved:
+        graphmill.save(c, tmp_path / "c.onnx")
+    assert str(verified.value).split(" (and")[0].split(": ", 1)[1] in str(saved.value)
+    assert c.outputs[0].num_uses == uses and not list(tmp_path.iterdir())
+
+
+def test_save_types_an_untyped_output_where_inference_can(tmp_path):
+    """An If built with GraphBuilder left its output untyped and save wrote it: onnx's checker refuses a graph
+    output without a type (an outside check). Reference: onnx.checker on the written file, and ONNX Runtime
+    running it; a custom op's output, which inference cannot type, is written as it is."""
+    from graphmill.ir.builder import GraphBuilder
+
+    def branch(name, op):
+        b = GraphBuilder(name)
+        b.output(b.op(op, b.const(np.array([1.0, -2.0], np.float32), f"{name}_c")), f"{name}_y")
+        return b.build()
+
+    b = GraphBuilder("g", opset=17)
+    c = b.input("c", "bool", [])
+    b.output(b.Relu(b.If(c, then_branch=branch("then", "Neg"), else_branch=branch("else", "Abs"))), "y")
+    g = b.build()
+    g.outputs[0].type = None
+    graphmill.save(g, tmp_path / "m.onnx")
+    assert g.outputs[0].type is None  # the caller's graph is left as it was
+    onnx.checker.check_model(onnx.load(str(tmp_path / "m.onnx")), full_check=True)
+    got = ortb.run(graphmill.load(tmp_path / "m.onnx"), {"c": np.array(True)})["y"]
+    assert got.tolist() == [0.0, 2.0]
+    b = GraphBuilder("h", opset=17)
+    b.output(b.op("Foo", b.input("x", "float32", [2]), domain="my.dom"), "y")
+    graphmill.save(b.build(infer=False), tmp_path / "n.onnx")
+    assert not onnx.load(str(tmp_path / "n.onnx")).graph.output[0].HasField("type")
 
 
 @pytest.mark.parametrize("opset, shape, needle", [
