@@ -116,8 +116,8 @@ _GATHERS = frozenset({"Gather", "GatherND", "GatherElements"})
 def _copied_from(v: Value, const_nodes: set[int]) -> Value | None:
     """The weight a constant-only copy ``v`` holds the values of, else None. Such a copy holds no values of its
     own, so what it copies counts instead, once: a relative-position bias [heads, L, L] expanded from its
-    (2H-1)(2W-1) x heads table by a constant ``Gather`` (or ``GatherND``, ``GatherElements``) (as ``graphmill::RelativeAttention``'s lowering writes
-    it), an LSTM's initial state [1, hidden] broadcast to [batch, hidden] by ``Expand``/``Tile`` (counted at its
+    (2H-1)(2W-1) x heads table by a constant ``Gather``, ``GatherND`` or ``GatherElements`` (as
+    ``graphmill::RelativeAttention``'s lowering writes it), an LSTM's initial state [1, hidden] broadcast to [batch, hidden] by ``Expand``/``Tile`` (counted at its
     broadcast size, the parameter count grew with the batch), or a view (``_VIEWS``) of a weight also read as it
     is (a weight read directly and through Reshape -> Expand counted twice). Walked to the root of the chain."""
     start = v
