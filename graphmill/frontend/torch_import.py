@@ -318,9 +318,11 @@ def from_torch(module, example_inputs, *, dynamic_batch: bool = True, opset: int
     _retie(graph, module)
     # which initializers the module trains and which it keeps fixed: ONNX does not say (a sliced learned position
     # table and the tutorial's sliced sinusoidal buffer export alike), and the torch backend reads this
+    # (a parameter with requires_grad=False is fixed, as torch keeps it)
+    fixed = [n for n, p in module.named_parameters() if not p.requires_grad] + [n for n, _ in module.named_buffers()]
     graph.meta[TORCH_ROLES_KEY] = {
-        "parameters": sorted(n for n, _ in module.named_parameters() if n in graph.initializers),
-        "buffers": sorted(n for n, _ in module.named_buffers() if n in graph.initializers)}
+        "parameters": sorted(n for n, p in module.named_parameters() if p.requires_grad and n in graph.initializers),
+        "buffers": sorted(n for n in fixed if n in graph.initializers)}
     if graph.name in ("", "main_graph"):
         graph.name = cls
     return graph

@@ -378,8 +378,9 @@ class ModelInfo:
     opaque: dict[str, list[bytes]] = field(default_factory=dict)
 
 
-#: ``graph.meta`` key where ``graphmill.from_torch`` records which initializers are the module's parameters and which
-#: its buffers (``{"parameters": [...], "buffers": [...]}``): what the torch backend trains (backends/torch/weights.py)
+#: ``graph.meta`` key where ``graphmill.from_torch`` records which initializers are the module's trainable parameters
+#: and which it keeps fixed, its buffers and parameters with requires_grad=False (``{"parameters": [...],
+#: "buffers": [...]}``): what the torch backend trains (backends/torch/weights.py)
 TORCH_ROLES_KEY = "torch_roles"
 
 

@@ -158,6 +158,9 @@ def test_from_torch_records_parameters_and_buffers_and_a_saved_file_keeps_them(t
     m, x = Both().eval(), torch.randn(3, 10, 8)
     g = graphmill.from_torch(m, x)
     assert {"pos", "fc.bias"} <= weight_initializers(g) and "pe" not in weight_initializers(g)
+    m.pos.requires_grad_(False)  # a frozen parameter: torch keeps it fixed, and so does the lowered module
+    assert "pos" not in weight_initializers(graphmill.from_torch(m, x))
+    m.pos.requires_grad_(True)
     graphmill.save(g, tmp_path / "m.onnx")
     again = graphmill.load(str(tmp_path / "m.onnx"))
     assert weight_initializers(again) == weight_initializers(g)

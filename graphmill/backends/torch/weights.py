@@ -183,7 +183,6 @@ def weight_initializers(graph: Graph) -> set[str]:
 
     weights: set[str] = set()
     weighted: set[int] = set()   # id() of products holding a weight, normalizations, affine Muls
-
     normalized: set[int] = set()  # id() of normalizations, written out ones included: a Mul after one is a scale
 
     def take(v: Value | None, cuts: bool = True) -> bool:
