@@ -253,21 +253,42 @@ _CHECKER_REFUSES = "not written (onnx's checker and ONNX Runtime refuse such a f
 
 def check_structure(graph: Graph, path: str) -> None:
     """Refuse to write ``graph`` where ``verify`` finds a problem (a value of another graph was written and, matched
-    by name, computed something else; a cycle or a dangling output was written and not loadable) or two nodes of
-    one graph share a name (ONNX Runtime refuses the file): outside checks. On the caller's graph, before any
-    copy: a copy of a malformed graph can differ from it (an unsorted one's message did)."""
+    by name, computed something else; a cycle or a dangling output was written and not loadable: outside checks).
+    On the caller's graph, before any copy: a copy of a malformed graph can differ from it (an unsorted one's
+    message did)."""
     problems = find_problems(graph)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise UserInputError(f"{path}: {problems[0]}{more}; not written (graphmill.verify(graph) lists every problem)")
-    for g in graph.all_graphs():
+
+
+def _bodies(graph: Graph):
+    """Every graph whose nodes ONNX Runtime names: ``graph``, its subgraphs, and model-local function bodies."""
+    yield from graph.all_graphs()
+    for f in graph.functions.values():
+        yield from f.graph.all_graphs()
+
+
+def _node_names_unique(graph: Graph) -> Graph:
+    """``graph``, or a copy where a node repeating the name of an earlier node of its graph is renamed
+    (``NAME__1``): ONNX Runtime refuses a file with two nodes of one name in one graph (nothing else reads node
+    names from the file); such a graph, built by hand or loaded from a file ONNX Runtime would not run, was
+    written as it was (an outside check)."""
+    if all(len({n.name for n in g.nodes if n.name}) == sum(1 for n in g.nodes if n.name) for g in _bodies(graph)):
+        return graph
+    graph = graph.copy()
+    for g in _bodies(graph):
+        taken = {n.name for n in g.nodes}
         seen: set[str] = set()
         for n in g.nodes:
             if n.name and n.name in seen:
-                raise UserInputError(f"{path}: two nodes of graph {g.name!r} are named {n.name!r}; not written (ONNX "
-                                     "Runtime refuses such a file; graphmill.ir.naming.name_nodes(graph) renames "
-                                     "them)")
+                k = 1
+                while f"{n.name}__{k}" in taken:
+                    k += 1
+                n.name = f"{n.name}__{k}"
+                taken.add(n.name)
             seen.add(n.name)
+    return graph
 
 
 def _outputs_typed(graph: Graph) -> Graph:
@@ -279,8 +300,12 @@ def _outputs_typed(graph: Graph) -> Graph:
         return graph
     from .onnx_shape_inference import infer_shapes
 
-    typed = graph.copy()
-    infer_shapes(typed)
+    inferred = graph.copy()
+    infer_shapes(inferred)
+    typed = graph.copy()  # the untyped outputs take the inferred types; every declared type is written as declared
+    for v, w in zip(typed.outputs, inferred.outputs):
+        if v.type is None:
+            v.type = w.type
     return typed
 
 
@@ -363,7 +388,7 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     path = os.fspath(path)
     check_target(path)
     check_structure(graph, path)
-    graph = _outputs_typed(graph)
+    graph = _node_names_unique(_outputs_typed(graph))
     try:  # a graph graphmill writes, it loads: an empty required input verified, was written, and was refused on load
         check_schema(graph, path, writing=True)
         check_declared_dims(graph, path)

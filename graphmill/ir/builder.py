@@ -25,6 +25,10 @@ from .tensor import Tensor
 from .types import Dim, TensorType
 
 
+#: domains onnx defines ops of, whose versions a graph must choose itself (GraphBuilder(opsets={...}))
+ONNX_DOMAINS = frozenset({"ai.onnx", "ai.onnx.ml", "ai.onnx.training", "ai.onnx.preview.training"})
+
+
 class GraphBuilder:
     """Writes a ``Graph`` in Python (the module docstring shows how): inputs, ops as CamelCase methods,
     constants, outputs; ``build()`` infers the types and verifies the graph."""
@@ -33,7 +37,10 @@ class GraphBuilder:
         self.graph = Graph(name)
         self.graph.opset_imports = {"": opset, **(opsets or {})}
         self._counts: dict[str, int] = {}
-        self._node_names: set[str] = set()  # kept as nodes are added: reading the graph's per node was quadratic
+        # the graph's node names, kept as nodes are added (reading them per node was quadratic) and read again when
+        # the graph's node count says a node came another way (graph.append between builder calls)
+        self._node_names: set[str] = set()
+        self._named = 0
         self.meta_stack: list[dict[str, Any]] = []
 
     def input(self, name: str, dtype: Any, shape: Sequence[Dim] | None) -> Value:
@@ -54,6 +61,8 @@ class GraphBuilder:
            **attrs: Any) -> Any:
         """Append a node; returns its output Value, or a tuple when ``outputs > 1``."""
         ins = [self._as_value(x) for x in inputs]
+        if self._named != len(self.graph.nodes):
+            self._node_names = {n.name for n in self.graph.nodes}
         taken = self._node_names
         if name and name in taken:  # ONNX Runtime refuses a file with two nodes of one name
             raise IRError(f"node name {name!r} is already used")
@@ -62,7 +71,8 @@ class GraphBuilder:
             self._counts[op_type] = k + 1
             name = f"{op_type}_{k}"
         taken.add(name)
-        if not domain.startswith("ai.onnx") and domain and domain not in self.graph.opset_imports:
+        self._named = len(self.graph.nodes) + 1
+        if domain and domain not in ONNX_DOMAINS and domain not in self.graph.opset_imports:
             # a domain the file does not import is refused by onnx's checker; onnx's own (ai.onnx.ml, ...) have
             # versions to choose: opsets={...} gives them
             self.graph.opset_imports[domain] = 1

@@ -659,11 +659,12 @@ def test_a_built_graph_of_a_custom_domain_imports_it_and_saves_checker_clean(tmp
         graphmill.save(g, tmp_path / "n.onnx")
 
 
-def test_save_refuses_two_nodes_of_one_name_and_checks_the_callers_graph(tmp_path):
+def test_save_renames_a_repeated_node_name_and_checks_the_callers_graph(tmp_path):
     """Two nodes named "A" (a node appended by hand beside a builder's) were written, and ONNX Runtime refuses
-    the file; and a graph out of order was checked on the copy save lowers, whose message differed from
-    verify's, and the refusal left the caller's graph changed (a review). Reference: verify's own message, the
-    output's use count before and after."""
+    such a file; the second is written as "A__1" (in a copy: the caller's graph keeps its names), in a subgraph
+    too. And a graph out of order was checked on the copy save lowers, whose message differed from verify's, and
+    the refusal left the caller's graph changed (reviews). Reference: ONNX Runtime running the written file;
+    verify's own message; the output's use count before and after."""
     from graphmill.ir import Node
     from graphmill.ir.builder import GraphBuilder
 
@@ -673,9 +674,18 @@ def test_save_refuses_two_nodes_of_one_name_and_checks_the_callers_graph(tmp_pat
     g = b.build()
     g.append(Node("Neg", [r], name="A"))
     g.outputs.append(g.nodes[-1].outputs[0])
-    with pytest.raises(UserInputError, match=r"two nodes of graph 'g' are named 'A'; not written \(ONNX Runtime "
-                                             r"refuses such a file"):
-        graphmill.save(g, tmp_path / "m.onnx")
+    g.outputs[1].type = r.type
+    graphmill.save(g, tmp_path / "m.onnx")
+    assert [n.name for n in g.nodes] == ["A", "A"]
+    assert [n.name for n in onnx.load(str(tmp_path / "m.onnx")).graph.node] == ["A", "A__1"]
+    got = ortb.run(graphmill.load(tmp_path / "m.onnx"), {"x": np.array([1.0, -2.0], np.float32)})
+    assert [v.tolist() for v in got.values()] == [[1.0, 0.0], [-1.0, -0.0]]
+    b2 = GraphBuilder("g")
+    r2 = b2.Relu(b2.input("x", "float32", [2]))
+    b2.graph.append(Node("Relu", [r2], name="Relu_1"))  # a node appended between builder calls: its name is seen
+    b2.output(b2.Relu(b2.graph.nodes[-1].outputs[0]), "y")
+    assert [n.name for n in b2.graph.nodes] == ["Relu_0", "Relu_1", "Relu_2"]
+    (tmp_path / "m.onnx").unlink()
     c = graphmill.api.zoo_build("coatnet_0", width=0.25, resolution=32)  # graphmill ops: save lowers a copy
     first = c.nodes[0]
     neg = Node("Neg", [c.outputs[0]], name="early")
@@ -846,3 +856,22 @@ def test_a_sub_byte_tensor_that_fills_its_dims_loads():
 
     g = from_proto(_relu_of(w))
     assert g.initializers["w"].const.numpy().tolist() == [[1, -2, 3, -4]]
+
+
+def test_typing_an_untyped_output_leaves_every_declared_type_as_declared(tmp_path):
+    """Typing one untyped output wrote the whole inferred copy: another output declared [batch, 3] came back
+    [N, 3], a value_info [M, 3] too (a review). Reference: the declarations written here, read back with onnx."""
+    vi = helper.make_tensor_value_info
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Neg", ["x"], ["a"]),
+         helper.make_node("Abs", ["a"], ["z"])], "g", [vi("x", onnx.TensorProto.FLOAT, ["N", 3])],
+        [vi("y", onnx.TensorProto.FLOAT, ["N", 3]), vi("z", onnx.TensorProto.FLOAT, ["batch", 3])],
+        value_info=[vi("a", onnx.TensorProto.FLOAT, ["M", 3])]), opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(tmp_path / "in.onnx"))
+    g = graphmill.load(tmp_path / "in.onnx")
+    g.outputs[0].type = None
+    graphmill.save(g, tmp_path / "out.onnx")
+    out = onnx.load(str(tmp_path / "out.onnx")).graph
+    dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in list(out.output) + list(out.value_info)}
+    assert dims == {"y": ["N", 3], "z": ["batch", 3], "a": ["M", 3]}, dims
