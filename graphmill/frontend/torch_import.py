@@ -114,11 +114,14 @@ def _export_legacy(torch, module, args, buf, opset, in_names, out_names, dynamic
 
     ``TrainingMode.PRESERVE`` on a module in eval mode is ``EVAL`` without the exporter's eval peephole, which
     folded every BatchNorm into its Conv: ``to_torch`` then had no BatchNorm scale and bias to train, and one SGD
-    step moved the weights away from the original's (an outside check). Folding is ``fuse-conv-bn``'s job."""
+    step moved the weights away from the original's (an outside check). Folding is ``fuse-conv-bn``'s job. Constant
+    folding is off too: it wrote a buffer sliced by a constant, a frozen LSTM's reordered gates and a tied weight's
+    transpose as new initializers no module name covered, so the torch backend could not tell what the module
+    trains (an outside check); ``fold-constants`` folds them when asked."""
     with warnings.catch_warnings(record=True) as caught, _quiet(1):
         warnings.simplefilter("always")
         torch.onnx.export(module, args, buf, dynamo=False, opset_version=opset, input_names=in_names,
-                          output_names=out_names, dynamic_axes=dynamic_axes, do_constant_folding=True,
+                          output_names=out_names, dynamic_axes=dynamic_axes, do_constant_folding=False,
                           training=torch.onnx.TrainingMode.PRESERVE)
     return _frozen_sites(torch, caught)
 
@@ -318,11 +321,14 @@ def from_torch(module, example_inputs, *, dynamic_batch: bool = True, opset: int
     _retie(graph, module)
     # which initializers the module trains and which it keeps fixed: ONNX does not say (a sliced learned position
     # table and the tutorial's sliced sinusoidal buffer export alike), and the torch backend reads this
-    # (a parameter with requires_grad=False is fixed, as torch keeps it)
+    # (a parameter with requires_grad=False is fixed, as torch keeps it). Names: initializers, and the exporter's
+    # copies (n2.weight = Identity(n1.weight) for equal initial values), each a tensor of its own in the module
     fixed = [n for n, p in module.named_parameters() if not p.requires_grad] + [n for n, _ in module.named_buffers()]
+    held = set(graph.initializers) | {o.name for n in graph.nodes if n.op_type == "Identity" for o in n.outputs
+                                      if o is not None}
     graph.meta[TORCH_ROLES_KEY] = {
-        "parameters": sorted(n for n, p in module.named_parameters() if p.requires_grad and n in graph.initializers),
-        "buffers": sorted(n for n in fixed if n in graph.initializers)}
+        "parameters": sorted(n for n, p in module.named_parameters() if p.requires_grad and n in held),
+        "buffers": sorted(n for n in fixed if n in held)}
     if graph.name in ("", "main_graph"):
         graph.name = cls
     return graph

@@ -122,7 +122,8 @@ def _export(module: nn.Module, x: torch.Tensor, path, **kwargs) -> graphmill.Gra
 
 def _check_trains_like_eager(module: nn.Module, g: graphmill.Graph, x: torch.Tensor) -> None:
     lowered = graphmill.to_torch(g)
-    assert sum(p.numel() for p in lowered.parameters()) == sum(p.numel() for p in module.parameters())
+    assert sum(p.numel() for p in lowered.parameters()) == sum(p.numel() for p in module.parameters()
+                                                               if p.requires_grad)
     target = torch.randn(module(x).shape, generator=torch.Generator().manual_seed(1))
     want, got = one_sgd_step_each(module, lowered, x, target)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -192,3 +193,62 @@ def test_dynamo_unoptimized_exports_train_every_parameter(tmp_path, make, shape)
         _nonzero_norm(m)
     g = _export(m, x, tmp_path / "m.onnx", dynamo=True, optimize=False)
     _check_trains_like_eager(m, g, x)
+
+
+class ConstSlicedBuffer(nn.Module):
+    """A buffer sliced by a Python constant: the exporter folded the Slice into a new initializer."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("pe", torch.randn(1, 16, 8))
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(x + self.pe[:, :10])
+
+
+class FrozenRecurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(8, 6, batch_first=True)
+        self.lstm.requires_grad_(False)
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.fc(self.lstm(x)[0])
+
+
+class TiedBiasFree(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8, bias=False), nn.Linear(8, 8, bias=False)
+        self.b.weight = self.a.weight
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(self.b(torch.relu(self.a(x))))
+
+
+class TwoNormsSecondFrozen(nn.Module):
+    """Equal initial values: the exporter writes n2.weight = Identity(n1.weight)."""
+
+    def __init__(self):
+        super().__init__()
+        self.n1, self.fc, self.n2 = nn.LayerNorm(8), nn.Linear(8, 8), nn.LayerNorm(8)
+        self.n2.requires_grad_(False)
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.out(self.n2(self.fc(self.n1(x))))
+
+
+@pytest.mark.parametrize("make", [ConstSlicedBuffer, FrozenRecurrent, TiedBiasFree, TwoNormsSecondFrozen])
+def test_from_torch_keeps_what_the_module_keeps_fixed_or_tied(make):
+    """The exporter's constant folding wrote a buffer sliced by a constant, a frozen LSTM's reordered gates and a
+    bias-free tied weight's transposes as new initializers no module name covered: they trained (a frozen LSTM's
+    1,834 elements for torch's 170) and the tie came apart; a frozen copy (n2 = Identity(n1)) trained too (an
+    outside check). from_torch exports without folding (fold-constants does it later) and records the copies'
+    roles. Reference: the module's own trainable parameters and one SGD step taken by both."""
+    torch.manual_seed(0)
+    m, x = make().eval(), torch.randn(3, 10, 8)
+    _check_trains_like_eager(m, graphmill.from_torch(m, x), x)

@@ -137,7 +137,9 @@ def torch_roles(graph: Graph) -> tuple[set[str], set[str]]:
     roles = graph.meta.get(TORCH_ROLES_KEY)
     if not isinstance(roles, dict):
         return set(), set()
-    names = set(graph.initializers)
+    # read ones (a pass folding a view of one leaves it unread until dce) and the exporter's copies of them
+    names = {n for n, v in graph.initializers.items() if v.num_uses or v.is_graph_output}
+    names |= set(initializer_copies(graph))
     return ({n for n in roles.get("parameters", ()) if n in names},
             {n for n in roles.get("buffers", ()) if n in names})
 
@@ -219,7 +221,7 @@ def weight_initializers(graph: Graph) -> set[str]:
                 # of PyTorch's tutorial, a causal mask) as a learned embedding, and ONNX does not say which
                 weights.update(w.name for w in _weight_sources(v, cuts=False) if _is_float(w) and _rank(w) >= 2)
     parameters, buffers = torch_roles(graph)  # what the module itself said, where from_torch recorded it
-    return (weights | {n for n in parameters if _is_float(graph.initializers[n])}) - buffers
+    return (weights | parameters) - buffers
 
 
 def _written_out_layer_norm(node: Node) -> bool:
