@@ -252,3 +252,27 @@ def test_from_torch_keeps_what_the_module_keeps_fixed_or_tied(make):
     torch.manual_seed(0)
     m, x = make().eval(), torch.randn(3, 10, 8)
     _check_trains_like_eager(m, graphmill.from_torch(m, x), x)
+
+
+def test_cse_merging_a_trainable_weight_into_a_frozen_one_is_refused():
+    """Two equal zero biases, the first frozen: cse keeps a.bias and records b.bias merged into it; the refusal
+    looked at the survivor alone, which is fixed, so b.bias silently stopped training (a review). Reference: the
+    module's own trainable parameters (b.bias among them) and the refusal the README promises."""
+    from graphmill.ir import UserInputError
+
+    class TwoBias(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
+            for layer in (self.a, self.b):
+                nn.init.zeros_(layer.bias)
+            self.a.bias.requires_grad_(False)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x)))
+
+    torch.manual_seed(0)
+    g = graphmill.from_torch(TwoBias().eval(), torch.randn(3, 8))
+    graphmill.optimize(g)
+    with pytest.raises(UserInputError, match="weight 'a.bias' also stands for 'b.bias'"):
+        graphmill.to_torch(g)

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from graphmill.ir import AttrKind, Graph, Tensor, TensorType, UserInputError, topological_order
+from graphmill.ir.graph import TORCH_ROLES_KEY
 from graphmill.passes.cleanup.cse import MERGED_INITIALIZERS, merged_initializers
 from graphmill.util.errors import ExecutionError
 
@@ -230,8 +231,12 @@ class GraphModule(nn.Module):
         """A weight that ``cse`` merged with equal ones (its graph's record, ``merged_initializers``) would train
         them as one Parameter, though they were independent: refused in one line."""
         merged = merged_initializers(self.graph)
+        roles = self.graph.meta.get(TORCH_ROLES_KEY)
+        # a merged-away name the module trains counts too: a frozen survivor took a trainable weight with it, which
+        # then quietly stopped training (a review)
+        module_trains = set(roles.get("parameters", ())) if isinstance(roles, dict) else set()
         for name in sorted(merged):
-            if name in trainable:
+            if name in trainable or module_trains & set(merged[name]):
                 others = ", ".join(repr(n) for n in merged[name])
                 raise UserInputError(
                     f"graph {self.graph.name!r}: weight {name!r} also stands for {others}, equal initializers the "
