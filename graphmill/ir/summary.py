@@ -117,9 +117,10 @@ def _copied_from(v: Value, const_nodes: set[int]) -> Value | None:
     """The weight a constant-only copy ``v`` holds the values of, else None. Such a copy holds no values of its
     own, so what it copies counts instead, once: a relative-position bias [heads, L, L] expanded from its
     (2H-1)(2W-1) x heads table by a constant ``Gather``, ``GatherND`` or ``GatherElements`` (as
-    ``graphmill::RelativeAttention``'s lowering writes it), an LSTM's initial state [1, hidden] broadcast to [batch, hidden] by ``Expand``/``Tile`` (counted at its
-    broadcast size, the parameter count grew with the batch), or a view (``_VIEWS``) of a weight also read as it
-    is (a weight read directly and through Reshape -> Expand counted twice). Walked to the root of the chain."""
+    ``graphmill::RelativeAttention``'s lowering writes it), an LSTM's initial state [1, hidden] broadcast to
+    [batch, hidden] by ``Expand``/``Tile`` (counted at its broadcast size, the parameter count grew with the batch),
+    or a view (``_VIEWS``) of a weight also read as it is (a weight read directly and through Reshape -> Expand
+    counted twice). Walked to the root of the chain."""
     start = v
     while (p := v.producer) is not None and id(p) in const_nodes and p.domain in ("", "ai.onnx") and p.inputs:
         if p.op_type in _GATHERS and p.inputs[0] is not None and is_weight_dtype(p.inputs[0].dtype):
