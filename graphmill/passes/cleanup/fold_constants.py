@@ -43,6 +43,7 @@ from collections import Counter
 import numpy as np
 
 from graphmill.ir import DataType, ExecutionError, Graph, Node, Tensor, TensorType, Value
+from graphmill.ir.graph import TORCH_ROLES_KEY
 from graphmill.ir.ops.nn import einsum_labels
 from graphmill.ir.ops.resize import scaled_dim
 from graphmill.ir.rewrite import constant_value, nested_output_ids
@@ -219,8 +220,22 @@ def _rename_initializer(g: Graph, init: Value, name: str) -> None:
     g.initializers[name] = init
 
 
+def _fixed_inputs(g: Graph, node: Node) -> bool:
+    """Whether every floating initializer ``node`` reads is one ``from_torch`` recorded as fixed (a buffer, a frozen
+    parameter: ``TORCH_ROLES_KEY``), and it reads one: what it folds into is fixed too."""
+    roles = g.meta.get(TORCH_ROLES_KEY)
+    if not isinstance(roles, dict):
+        return False
+    fixed = set(roles.get("buffers", ()))
+    floats = [v for v in node.inputs if v is not None and v.is_initializer and v.dtype is not None
+              and v.dtype.is_floating]
+    return bool(floats) and all(v.name in fixed for v in floats)
+
+
 def _replace_with_constants(g: Graph, node: Node, results: list, outputs: set[int]) -> list:
-    """Replace the node by its results; returns (new value, data) pairs."""
+    """Replace the node by its results; returns (new value, data) pairs. A fold of fixed tensors is recorded as
+    fixed (``TORCH_ROLES_KEY``): a frozen LSTM's folded gates had no role and trained (a review)."""
+    fixed = _fixed_inputs(g, node)
     renames, made = [], []
     for v, arr in zip(node.outputs, results):
         if v is None:
@@ -240,6 +255,10 @@ def _replace_with_constants(g: Graph, node: Node, results: list, outputs: set[in
     g.remove_node(node)
     for init, name in renames:  # the folded initializers take the names of the values they replace
         _rename_initializer(g, init, name)
+    if fixed:  # a new dict: graph copies share their meta's values
+        roles = g.meta[TORCH_ROLES_KEY]
+        g.meta[TORCH_ROLES_KEY] = {**roles, "buffers": sorted(set(roles.get("buffers", ()))
+                                                               | {init.name for init, _ in renames})}
     return made
 
 
