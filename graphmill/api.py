@@ -115,9 +115,10 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     _require_graph(graph, "save")
     if lower:
         from graphmill.frontend.onnx_io import check_structure
-        from graphmill.passes.lowering import lowered_copy, unlowered_node
+        from graphmill.passes.lowering import has_ops_to_lower, lowered_copy, unlowered_node
 
-        check_structure(graph, os.fspath(path))  # before the copy: a malformed graph's copy can differ from it
+        if has_ops_to_lower(graph):  # before the copy (a malformed graph's copy can differ from it); without one,
+            check_structure(graph, os.fspath(path))  # _save_onnx checks the graph itself
 
         graph = lowered_copy(graph)
         left = unlowered_node(graph)

@@ -186,9 +186,13 @@ def load(path: str | os.PathLike) -> Graph:
     check_schema(graph, path)
     problems = find_problems(graph)  # what onnx's checker refuses too (two graph inputs named x): not a model
     if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ModelLoadError(f"{path}: {problems[0]}{more}")
+        raise ModelLoadError(f"{path}: {_first_problem(problems)}")
     return graph
+
+
+def _first_problem(problems: list[str]) -> str:
+    """``verify``'s first finding, and how many more: the one line of a refusal to load or to write."""
+    return problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
 
 
 def check_schema(graph: Graph, path: str, *, writing: bool = False) -> None:
@@ -258,8 +262,8 @@ def check_structure(graph: Graph, path: str) -> None:
     message did)."""
     problems = find_problems(graph)
     if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise UserInputError(f"{path}: {problems[0]}{more}; not written (graphmill.verify(graph) lists every problem)")
+        raise UserInputError(f"{path}: {_first_problem(problems)}; not written (graphmill.verify(graph) lists every "
+                             "problem)")
 
 
 def _bodies(graph: Graph):
