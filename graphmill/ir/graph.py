@@ -384,6 +384,15 @@ class ModelInfo:
 TORCH_ROLES_KEY = "torch_roles"
 
 
+def recorded_torch_roles(graph: "Graph") -> tuple[set[str], set[str]]:
+    """The names ``from_torch`` recorded (``TORCH_ROLES_KEY``) as trained and as kept fixed, whether or not the graph
+    still holds them; two empty sets for a graph without a record."""
+    roles = graph.meta.get(TORCH_ROLES_KEY)
+    if not isinstance(roles, dict):
+        return set(), set()
+    return set(roles.get("parameters", ())), set(roles.get("buffers", ()))
+
+
 class Graph:
     """A dataflow graph: inputs, nodes in topological order, outputs, initializers.
 

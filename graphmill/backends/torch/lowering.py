@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from graphmill.ir import AttrKind, Graph, Tensor, TensorType, UserInputError, topological_order
-from graphmill.ir.graph import TORCH_ROLES_KEY
+from graphmill.ir.graph import recorded_torch_roles
 from graphmill.passes.cleanup.cse import MERGED_INITIALIZERS, merged_initializers
 from graphmill.util.errors import ExecutionError
 
@@ -231,10 +231,9 @@ class GraphModule(nn.Module):
         """A weight that ``cse`` merged with equal ones (its graph's record, ``merged_initializers``) would train
         them as one Parameter, though they were independent: refused in one line."""
         merged = merged_initializers(self.graph)
-        roles = self.graph.meta.get(TORCH_ROLES_KEY)
         # a merged-away name the module trains counts too: a frozen survivor took a trainable weight with it, which
         # then quietly stopped training (a review)
-        module_trains = set(roles.get("parameters", ())) if isinstance(roles, dict) else set()
+        module_trains = recorded_torch_roles(self.graph)[0]
         for name in sorted(merged):
             if name in trainable or module_trains & set(merged[name]):
                 others = ", ".join(repr(n) for n in merged[name])

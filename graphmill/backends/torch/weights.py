@@ -29,9 +29,9 @@ dynamo's unoptimized LSTM/GRU export, whose W, R and B are Concats of Slices of 
 weights. Not on the other paths: a table sliced to the sequence length and added to activations
 (``pe[:, :S]``), or cut and then gathered, is as often a buffer (PyTorch's tutorial sinusoidal
 encoding, a causal mask, rotary cos/sin tables) as a learned table, and ONNX does not say which;
-``from_torch`` records what the module says (``TORCH_ROLES_KEY`` in ``graph.meta``: the initializers
-that are its parameters and its buffers, where their names survive the export), and that decides
-over these rules. Only floating initializers qualify. Everything else (attention scales,
+``from_torch`` records what the module says (``TORCH_ROLES_KEY`` in ``graph.meta``: the tensors it
+trains, and those it keeps fixed, its buffers and frozen parameters), and that decides over these
+rules. Only floating initializers qualify. Everything else (attention scales,
 mask fill values, GELU and epsilon constants, shapes, axes, running statistics, integer
 tables, ``Constant`` nodes) stays constant. A LayerNorm written out with elementwise ops, as the
 TorchScript exporter does below opset 17 (``(x - mean(x)) / sqrt(var + eps)``, a Div of a Sub of a
@@ -55,7 +55,7 @@ trainable initializers and copies.
 from __future__ import annotations
 
 from graphmill.ir import Graph, Node, Tensor, Value, topological_order
-from graphmill.ir.graph import TORCH_ROLES_KEY
+from graphmill.ir.graph import recorded_torch_roles
 
 VIEWS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Cast", "CastLike",
                    "Expand"})
@@ -134,14 +134,11 @@ def _weight_sources(v: Value | None, *, cuts: bool = True) -> list[Value]:
 def torch_roles(graph: Graph) -> tuple[set[str], set[str]]:
     """The initializers ``from_torch`` recorded as the module's parameters and as its buffers (``TORCH_ROLES_KEY`` in
     ``graph.meta``; those still in the graph), or two empty sets."""
-    roles = graph.meta.get(TORCH_ROLES_KEY)
-    if not isinstance(roles, dict):
-        return set(), set()
+    parameters, buffers = recorded_torch_roles(graph)
     # read ones (a pass folding a view of one leaves it unread until dce) and the exporter's copies of them
     names = {n for n, v in graph.initializers.items() if v.num_uses or v.is_graph_output}
     names |= set(initializer_copies(graph))
-    return ({n for n in roles.get("parameters", ()) if n in names},
-            {n for n in roles.get("buffers", ()) if n in names})
+    return parameters & names, buffers & names
 
 
 def _root(v: Value | None) -> Node | None:

@@ -43,7 +43,7 @@ from collections import Counter
 import numpy as np
 
 from graphmill.ir import DataType, ExecutionError, Graph, Node, Tensor, TensorType, Value
-from graphmill.ir.graph import TORCH_ROLES_KEY
+from graphmill.ir.graph import TORCH_ROLES_KEY, recorded_torch_roles
 from graphmill.ir.ops.nn import einsum_labels
 from graphmill.ir.ops.resize import scaled_dim
 from graphmill.ir.rewrite import constant_value, nested_output_ids
@@ -223,10 +223,7 @@ def _rename_initializer(g: Graph, init: Value, name: str) -> None:
 def _fixed_inputs(g: Graph, node: Node) -> bool:
     """Whether every floating initializer ``node`` reads is one ``from_torch`` recorded as fixed (a buffer, a frozen
     parameter: ``TORCH_ROLES_KEY``), and it reads one: what it folds into is fixed too."""
-    roles = g.meta.get(TORCH_ROLES_KEY)
-    if not isinstance(roles, dict):
-        return False
-    fixed = set(roles.get("buffers", ()))
+    fixed = recorded_torch_roles(g)[1]
     floats = [v for v in node.inputs if v is not None and v.is_initializer and v.dtype is not None
               and v.dtype.is_floating]
     return bool(floats) and all(v.name in fixed for v in floats)
@@ -256,9 +253,8 @@ def _replace_with_constants(g: Graph, node: Node, results: list, outputs: set[in
     for init, name in renames:  # the folded initializers take the names of the values they replace
         _rename_initializer(g, init, name)
     if fixed:  # a new dict: graph copies share their meta's values
-        roles = g.meta[TORCH_ROLES_KEY]
-        g.meta[TORCH_ROLES_KEY] = {**roles, "buffers": sorted(set(roles.get("buffers", ()))
-                                                               | {init.name for init, _ in renames})}
+        g.meta[TORCH_ROLES_KEY] = {**g.meta[TORCH_ROLES_KEY], "buffers": sorted(
+            recorded_torch_roles(g)[1] | {init.name for init, _ in renames})}
     return made
 
 
