@@ -186,8 +186,10 @@ def _default_state(v: Value) -> bool:
                 return False
         return True
 
+    if not state_only(v):  # first: the data of every weight would be read (a lazily loaded one from its file)
+        return False
     data = constant_value(v)
-    return data is not None and data.size > 0 and not data.any() and state_only(v)
+    return data is not None and data.size > 0 and not data.any()
 
 
 def parameter_values(graph: Graph, constant: set[int] | None = None,
