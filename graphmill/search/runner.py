@@ -70,7 +70,7 @@ class Trial:
         reward, status = d["reward"], d["status"]
         if status not in ("ok", "failed") or (reward is None) != (status == "failed"):
             raise ValueError(f"trial {d.get('number')!r}: status {status!r} with reward {reward!r}")
-        if reward is not None and (not_a_number(reward) or _finite_or_overflow(reward) is None):
+        if reward is not None and (not_a_number(reward) or finite_or_none(reward) is None):
             raise ValueError(f"trial {d.get('number')!r}: reward {reward!r} is not a finite number")
         if not isinstance(d["config"], dict) or not isinstance(d.get("metrics", {}), dict):
             raise ValueError(f"trial {d.get('number')!r}: its config and metrics must be objects")
@@ -100,13 +100,6 @@ def restored_trials(state: dict, space: Space, checkpoint: str) -> list[Trial]:
 
 def _damage(e: Exception) -> str:
     return f"no {e}" if isinstance(e, KeyError) else str(e) or type(e).__name__
-
-
-def _finite_or_overflow(x: Any) -> float | None:
-    try:
-        return finite_or_none(x)
-    except OverflowError:  # an integer past float's range
-        return None
 
 
 def _metric(t: Trial, name: str) -> float | None:

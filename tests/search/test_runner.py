@@ -734,3 +734,14 @@ def test_a_mnasnet_objective_that_cannot_score_is_refused_when_built(kwargs):
 
     with pytest.raises(UserInputError, match="MnasNetObjective"):
         search.MnasNetObjective(**kwargs)
+
+
+def test_a_reward_past_floats_range_is_a_failed_trial():
+    """An evaluator returning 10**400 (an int past float's range) crashed the search with an OverflowError inside
+    the runner (found in the final read of this change). Reference: the runner's rule for a reward that is no
+    finite number, a failed trial with the reason."""
+    space = search.Space({"a": search.Choice([1, 2])})
+    r = search.run(space, lambda c: 10 ** 400 if c["a"] == 1 else 0.5, strategy="grid", budget=2, seed=0,
+                   progress=False)
+    assert [t.status for t in r.history] == ["failed", "ok"] and r.best.reward == 0.5
+    assert "is not a finite number" in r.history[0].error

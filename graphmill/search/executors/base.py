@@ -133,6 +133,6 @@ def not_a_number(x: Any) -> bool:
 def finite_or_none(x: Any) -> float | None:
     try:
         v = float(x)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int past float's range (10**400)
         return None
     return v if math.isfinite(v) else None
