@@ -428,8 +428,8 @@ def _meta_from_json(text: str, path: str, where: str) -> dict:
         # save recurse past Python's limit (a traceback, exit 1, where the file is the problem)
         raise ModelLoadError(f"{path}: {where!r} has a {META_KEY} entry nested deeper than {JSON_NESTING_LIMIT} "
                              "levels") from None
-    except ValueError:
-        raise ModelLoadError(f"{path}: {where!r} has a malformed {META_KEY} entry (not JSON)") from None
+    except ValueError as e:
+        raise ModelLoadError(f"{path}: {where!r} has a malformed {META_KEY} entry (not JSON: {e})") from None
     if not isinstance(meta, dict):
         raise ModelLoadError(f"{path}: {where!r} has a {META_KEY} entry that is not a JSON object")
     return meta

@@ -283,12 +283,30 @@ def json_nesting(value: Any, cap: int) -> int:
     return deepest
 
 
+class JsonDuplicateKey(ValueError):
+    """``parse_json``'s refusal of an object that names a key twice: ``json.loads`` keeps the last silently, so a
+    space file's second ``"lr"`` replaced the first without a word (an outside check); RFC 8259 says names
+    should be unique and leaves what a reader does with a repeated one open."""
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise JsonDuplicateKey(f"the key {key!r} appears twice in one object")
+            seen.add(key)
+    return out
+
+
 def parse_json(data: str | bytes) -> Any:
     """``json.loads`` for what a user gives: a document nested deeper than ``JSON_NESTING_LIMIT`` (or than Python's
-    parser recurses: 100,000 brackets) is a ``ValueError`` like any other malformed JSON, so the caller's one-line
-    refusal says it, instead of a RecursionError traceback (an outside check)."""
+    parser recurses: 100,000 brackets), or an object naming a key twice, is a ``ValueError`` like any other
+    malformed JSON, so the caller's one-line refusal says it, instead of a RecursionError traceback or the last
+    value silently winning (outside checks)."""
     try:
-        value = json.loads(data)
+        value = json.loads(data, object_pairs_hook=_object_without_duplicates)
     except RecursionError:
         raise JsonTooDeep("nested too deeply") from None
     if json_nesting(value, JSON_NESTING_LIMIT) > JSON_NESTING_LIMIT:

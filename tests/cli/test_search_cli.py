@@ -121,6 +121,12 @@ BAD_SPACE = '{"type": "space", "params": {"lr": {"type": "float", "low": "a", "h
     # 100,000 nested brackets: a RecursionError traceback, exit 1 (an outside check)
     (["--space", "deep.json"], {"deep.json": "[" * 100_000 + "]" * 100_000}, "deep.json: not valid JSON: nested too deeply"),
     (["--space", "mnasnet", "--option", "x=" + "[" * 5000 + "]" * 5000], {}, "--option x: nested too deeply"),
+    # a key given twice: json.loads kept the last, and the search ran a space the file does not say (an outside
+    # check; reference: RFC 8259, names should be unique)
+    (["--space", "dup.json"], {"dup.json": BAD_SPACE.replace('"a"', "0").replace("}}}", '}, "lr": {"type": "int", '
+                                                                                   '"low": 1, "high": 3}}}')},
+     "dup.json: not valid JSON: the key 'lr' appears twice in one object"),
+    (["--space", "mnasnet", "--option", 'x={"a": 1, "a": 2}'], {}, "--option x: the key 'a' appears twice"),
     (["--space", "mnasnt"], {}, "did you mean 'mnasnet'"),
     (["--space", "mnasnet", "--strategy", "evolutoin"], {}, "did you mean 'evolution'"),
     # an empty name (a shell variable left unset) ran the default strategy without a word (an outside check)
