@@ -62,8 +62,13 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
 def resolve_external_data(proto: onnx.TensorProto, base_dir: str | None, model_path: str) -> ExternalData:
     """Validate an external-data reference; raise ``UnsafeModelError`` if it leaves ``base_dir``."""
     info = {e.key: e.value for e in proto.external_data}
-    location = info.get("location", "")
     where = f"{model_path}: tensor {proto.name!r}"
+    if len(info) != len(proto.external_data):  # onnx takes the last, ONNX Runtime refuses the file (an outside check)
+        keys = [e.key for e in proto.external_data]
+        twice = next(k for i, k in enumerate(keys) if k in keys[:i])
+        raise ModelLoadError(f"{where} names its external data's {twice!r} twice; which one holds is ambiguous "
+                             "(ONNX Runtime refuses such a file)")
+    location = info.get("location", "")
     if not location:
         raise ModelLoadError(f"{where} is stored externally but names no location")
     if "\x00" in location:  # no file name holds one; the OS calls would raise a bare ValueError

@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -208,6 +209,21 @@ def _nul_in_location(path) -> str:
     return _matmul_with(path, w)
 
 
+def _location_twice(path) -> str:
+    """Before: loaded with the second file's data (onnx takes the last entry), where ONNX Runtime refuses the file
+    ("duplicate 'location' entries"; an outside check). Reference: ONNX Runtime's refusal, asserted here."""
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    w.ClearField("raw_data")
+    w.data_location = TensorProto.EXTERNAL
+    for name, value in (("a.bin", 1.0), ("b.bin", 2.0)):
+        (path.parent / name).write_bytes(np.full((4, 4), value, np.float32).tobytes())
+        w.external_data.add(key="location", value=name)
+    made = _matmul_with(path, w)
+    with pytest.raises(Exception, match="duplicate 'location'"):
+        ort.InferenceSession(made, providers=["CPUExecutionProvider"])
+    return made
+
+
 def _negative_dim(path) -> str:
     """Before: loaded, then numpy's "negative dimensions are not allowed" from the ONNX Runtime comparison."""
     g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g",
@@ -265,6 +281,7 @@ MALFORMED = {
     "raw_data_short": (_short_raw, ["tensor 'w'", "need 64 bytes of data, it holds 20"]),
     "float_data_short": (_short_typed, ["tensor 'w'", "need 16 values of data, it holds 3"]),
     "extra_output": (_extra_output, ["Relu node 'two_out'", "2 outputs, but Relu (opset 14) takes 1"]),
+    "location_twice": (_location_twice, ["tensor 'w'", "names its external data's 'location' twice"]),
     "nul_in_external_location": (_nul_in_location, ["tensor 'w'", "'w\\x00.bin', a location with a NUL byte"]),
     "negative_dim": (_negative_dim, ["value 'x' in graph 'g' is declared with dimension -3 (shape [-3])"]),
     "unknown_element_type": (_unknown_element_type, ["value 'y' in graph 'g' is declared with element type 12345, "
