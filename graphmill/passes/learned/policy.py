@@ -109,6 +109,7 @@ class GraphPolicy(nn.Module):
     def __init__(self, hidden: int = 64, layers: int = 3, inducing: int = 16, heads: int = 4) -> None:
         super().__init__()
         self.config = {"hidden": hidden, "layers": layers, "inducing": inducing, "heads": heads}
+        self.source = ""  # the file it was loaded from (load_policy), for the refusal of its outputs in heads()
         self.inp = nn.Sequential(nn.Linear(NODE_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
         self.sage = nn.ModuleList(SageLayer(hidden) for _ in range(layers))
         self.inducing = nn.Parameter(torch.randn(inducing, hidden) * 0.1)
@@ -148,6 +149,12 @@ class GraphPolicy(nn.Module):
         fuse_logits = 3.0 * torch.tanh(self.fuse(torch.cat([h, prod], -1)).squeeze(-1)) + \
             self.fuse_gain * (2 * t["hint_fuse"] - 1)
         mu = t["hint_order"] - self.rank_weight * t["rank"] + 0.1 * torch.tanh(self.prio(h).squeeze(-1))
+        if not all(bool(torch.isfinite(x).all()) for x in (dev_logits, fuse_logits, mu)):
+            # finite weights too large (a policy file scaled by 1e6) overflow to inf/NaN here: sampling failed in
+            # torch.multinomial with a traceback, and greedy decoding took NaN's argmax (an outside check)
+            raise UserInputError(f"{self.source or 'the policy'}: its outputs on this graph are not finite numbers "
+                                 "(weights so large they overflow): not a usable policy; retrain it with "
+                                 "`graphmill train-policy`")
         return dev_logits, fuse_logits, mu
 
     def act(self, t: dict, *, greedy: bool = False, gen: torch.Generator | None = None, heads: Any = None) -> Sample:
@@ -298,4 +305,5 @@ def load_policy(path: str | os.PathLike | None = None) -> tuple[GraphPolicy, dic
     except (ValueError, KeyError, TypeError, OSError, RuntimeError, EOFError, zipfile.BadZipFile) as e:
         raise UserInputError(f"{path}: not a graphmill policy ({str(e).splitlines()[0] if str(e) else e})") from None
     policy.eval()
+    policy.source = path
     return policy, meta

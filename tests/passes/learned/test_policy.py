@@ -156,6 +156,31 @@ def test_a_policy_with_nan_or_infinite_weights_is_refused(tmp_path, policy_file,
         load_policy(str(tmp_path / "broken.npz"))
 
 
+@pytest.mark.parametrize("samples", [0, 4])
+def test_a_policy_whose_outputs_overflow_is_refused(tmp_path, samples):
+    """The shipped policy with every weight x 1e6: finite weights, so the loader took it; its logits overflow to
+    inf/NaN, and sampling ended in torch.multinomial's traceback ('probability tensor contains either inf, nan')
+    while greedy decoding (samples=0) took NaN's argmax without a word (an outside check). Reference: the same
+    graph with the shipped policy itself, which runs."""
+    import shutil
+
+    from graphmill.passes.learned.policy import default_policy_path
+
+    shipped = default_policy_path()
+    with np.load(shipped, allow_pickle=False) as z:
+        arrays = {k: z[k] * 1e6 if z[k].dtype.kind == "f" else z[k] for k in z.files}
+    np.savez(tmp_path / "big.npz", **arrays)
+    shutil.copy(shipped[:-4] + ".json", tmp_path / "big.json")
+    g = random_graph(11, "mlp", 40)
+    run_passes(g, [LearnedOptimize(policy=shipped, samples=samples)], ctx=PassContext(cost_model=cost(4)))
+    assert g.meta["learned"]["pass"] == "learned-optimize"
+    g = random_graph(11, "mlp", 40)
+    with pytest.raises(UserInputError, match=r"big\.npz: its outputs on this graph are not finite numbers"):
+        run_passes(g, [LearnedOptimize(policy=str(tmp_path / "big.npz"), samples=samples)],
+                   ctx=PassContext(cost_model=cost(4)))
+    assert "learned" not in g.meta
+
+
 @pytest.mark.slow
 def test_training_checkpoint_resume_equals_uninterrupted(tmp_path):
     tasks = small_tasks()
