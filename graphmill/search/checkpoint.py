@@ -75,10 +75,12 @@ def run_digest(identity: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def journal_append(path: str | os.PathLike, run: str, trial: dict[str, Any]) -> None:
-    """Append ``trial`` to the journal of ``path`` and fsync it: once this returns, a ``kill -9`` cannot lose it."""
+def journal_append(path: str | os.PathLike, run: str, *trials: dict[str, Any]) -> None:
+    """Append ``trials`` to the journal of ``path`` (one write) and fsync it: once this returns, a ``kill -9``
+    cannot lose them."""
     jpath = journal_path(path)
-    data = (json.dumps({"run": run, "trial": trial}, separators=(",", ":"), allow_nan=False) + "\n").encode()
+    data = "".join(json.dumps({"run": run, "trial": t}, separators=(",", ":"), allow_nan=False) + "\n"
+                   for t in trials).encode()
     try:
         fd = os.open(jpath, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:

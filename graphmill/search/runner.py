@@ -8,7 +8,7 @@ start in its worker, gives a failed trial and the search goes on), is told to th
 sequence ask -> evaluate -> tell -> checkpoint is deterministic, so a run killed at any point and rerun with the
 same arguments ends with exactly the history of an uninterrupted run; evaluations that were in flight are
 resubmitted first on resume and no finished one is repeated: each result is appended to a write-ahead journal
-(``checkpoint.journal_append``) before the strategy is told and the checkpoint written, and a resumed run
+(``checkpoint.journal_append``) as it arrives, before any is told to the strategy and checkpointed, and a resumed run
 answers a journaled configuration from the journal (a new trial, counted like the original) when it is
 submitted again, so a kill while the checkpoint is being written costs no evaluation either.
 
@@ -336,8 +336,9 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
             trial = Trial.from_json({**journal.pop(key), "number": len(history), "config": config})
         else:
             trial = _make_trial(len(history), config, key, outcome, objective)
-            if checkpoint is not None:
+            if checkpoint is not None and token not in journaled:
                 ckpt.journal_append(checkpoint, run_id, trial.to_json())  # before tell and checkpoint
+        journaled.discard(token)
         history.append(trial)
         by_key[key] = trial
         _remove_first(pending, config)
@@ -352,6 +353,20 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
         report_new()
 
     finished: list[tuple[int, tuple | None]] = []  # received from the executor, not yet recorded
+    journaled: set[int] = set()  # tokens of `finished` whose results the journal holds already
+
+    def receive(got: list[tuple[int, tuple | None]]) -> None:
+        """Results as they arrive into ``finished``, and every one into the journal at once (one write): recorded
+        one by one, each behind the previous one's checkpoint save, a result waited unjournaled, and a ``kill
+        -9`` then made the resumed run evaluate it again (an outside check: 2 workers, ppo's megabyte
+        checkpoints)."""
+        finished.extend(got)
+        new = [(token, outcome) for token, outcome in got if outcome is not None and token in in_flight]
+        if checkpoint is not None and new:
+            ckpt.journal_append(checkpoint, run_id, *(
+                _make_trial(len(history), in_flight[token][0], in_flight[token][1], outcome, objective).to_json()
+                for token, outcome in new))
+            journaled.update(token for token, _ in new)
 
     def record_finished() -> None:
         while finished:
@@ -406,14 +421,14 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
                 finished.extend((token, None) for token in ready)
                 ready.clear()
             else:
-                finished.extend(exec_.wait(_next_deadline(exec_, in_flight, timeout)))
+                receive(exec_.wait(_next_deadline(exec_, in_flight, timeout)))
             now = time.perf_counter()
             if not finished and timeout:
                 for token in list(in_flight):
                     t0 = exec_.started(token)  # the timeout counts from the evaluation's start in its worker
                     if t0 is not None and now - t0 > timeout + _GRACE:
                         exec_.abandon(token)
-                        finished.append((token, ("failed", f"timeout: no result after {timeout:g} s", now - t0)))
+                        receive([(token, ("failed", f"timeout: no result after {timeout:g} s", now - t0))])
             record_finished()
     except KeyboardInterrupt:
         result.interrupted = True
@@ -424,13 +439,14 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
                 got = exec_.wait(0)
                 if not got:
                     break
-                finished.extend(got)
+                receive(got)
             if not busy:
                 record_finished()
             elif checkpoint is not None:  # a Ctrl-C inside record(): its trial is half-recorded (the journal
-                # holds it or it runs again); the others go to the journal, which a resumed run answers from
+                # holds it or it runs again); the others are in the journal (receive), which a resumed run answers
+                # from, unless the Ctrl-C came inside receive itself
                 for token, outcome in finished:
-                    if token in in_flight and outcome is not None:
+                    if token in in_flight and outcome is not None and token not in journaled:
                         config, key, _ = in_flight[token]
                         ckpt.journal_append(checkpoint, run_id,
                                             _make_trial(len(history), config, key, outcome, objective).to_json())
