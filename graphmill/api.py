@@ -1011,7 +1011,10 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
     (default 0, as the passes' option and the benchmark); ``finetune``: more
     samples of PPO fine-tuning on this graph (joint pass only). Devices as ``place``; ``training=True``
     optimizes the training step. Returns ``{"passes", "devices", "units", "makespan", "best_baseline": {"name",
-    "makespan"}, "placement": {op: device}, "fusion_groups": [[op]], "priority": {op: number}, "order": {device:
+    "makespan"} (the best of every combination of the three parts' baselines), "held_to": {"name", "makespan"} (the
+    start the last pass refined, which it is never worse than: for ``learned-optimize`` the best baseline, for a
+    pass deciding one part the best of that part's baselines with the rest as the graph held them, "kept" in the
+    name), "placement": {op: device}, "fusion_groups": [[op]], "priority": {op: number}, "order": {device:
     [op]}, "refused": [reason], "memory": {"capacity", "peak"}, "finetune": {"samples", "samples_to_best_baseline",
     "improved"} | None}`` plus what a re-simulation needs (``passes.learned.passes.replay_tables``: ``op_time``,
     ``group_time``, ``values``, ``link``) (``finetune``'s count is of fine-tuning's own samples, from zero-shot's best, until one is at
@@ -1046,7 +1049,7 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
     ft_info = None
     for p in seq:
         seen: set = set()
-        jp, dec, out, _ = run_learned(target, model, p, samples=samples, seed=seed, policy=pol, seen=seen)
+        jp, dec, out, stats = run_learned(target, model, p, samples=samples, seed=seed, policy=pol, seen=seen)
         if finetune and p == "learned-optimize":
             from graphmill.search.learned import fine_tune, make_task
 
@@ -1069,7 +1072,8 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
                 n.meta["device"] = by_name[n.name]
         graph.meta["learned"] = dict(target.meta["learned"], training=True)
     return {"passes": seq, **decisions_report(jp, dec, out),
-            "best_baseline": {"name": bb.name, "makespan": bb.outcome.makespan}, "finetune": ft_info}
+            "best_baseline": {"name": bb.name, "makespan": bb.outcome.makespan}, "held_to": stats["held_to"],
+            "finetune": ft_info}
 
 
 def learned_replay(graph: Graph, *, decisions: bool = False) -> dict | None:

@@ -37,7 +37,10 @@ from graphmill.ir import UserInputError
 from graphmill.passes.placement.problem import PlacementProblem, ValueInfo
 from graphmill.passes.placement.schedule import Schedule, simulate
 
-__all__ = ["Decisions", "Outcome", "JointProblem", "OptimizationEnv", "fusion_producers"]
+__all__ = ["Decisions", "Outcome", "JointProblem", "OptimizationEnv", "fusion_producers", "combine", "ALL_PARTS"]
+
+#: what decisions are made of: a pass deciding some of them (``learned-place``: {"place"}) keeps the rest
+ALL_PARTS = frozenset({"place", "fuse", "schedule"})
 
 
 @dataclass
@@ -264,6 +267,17 @@ class JointProblem:
         over = s.over(self.prob.capacity) if s.peak.any() else None
         return Outcome(s.makespan, s.peak, over is None, dev, np.asarray(group), members, refused,
                        np.asarray(start), np.asarray(finish), s, over)
+
+
+def combine(learned: Decisions, base: Decisions, parts: set[str] | frozenset[str], jp: JointProblem) -> Decisions:
+    """``learned``'s choices for ``parts``, ``base``'s for the rest; no fusion across the resulting devices."""
+    dev = np.asarray(learned.device if "place" in parts else base.device, np.int64)
+    fuse = np.array(learned.fuse if "fuse" in parts else base.fuse, bool)
+    if "place" not in parts:
+        fp = jp.fuse_producer
+        fuse &= (fp >= 0) & (dev[np.maximum(fp, 0)] == dev)
+    prio = np.asarray(learned.priority if "schedule" in parts else base.priority, np.float64)
+    return Decisions(dev, fuse, prio)
 
 
 class OptimizationEnv:

@@ -18,7 +18,9 @@ across the kept devices is dropped. The refinement starts from the hint's decisi
 the pass's parts and keeps the best state it simulated: per round (option ``rounds``, default 4) the policy's
 greedy decisions, its k most probable device changes (k = 1, 2, 4, 8, 16, 32) and ``samples`` draws (default 0);
 so a learned pass is never worse than the best baseline
-(``from_sample`` says who won: the index of the winning candidate, -1 the start state).
+(``from_sample`` says who won: the index of the winning candidate, -1 the start state). A pass deciding some of
+the three starts from the faster of the hint's decisions for its parts and the best of its parts' baselines with
+the rest kept (``baselines.best_baseline(parts=, keep=)``), and is never worse than either.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from graphmill.passes.base import Option, Pass, PassContext, PassResult, registe
 from graphmill.passes.placement.place import apply_placement, check_fits
 from graphmill.passes.placement.problem import build_problem, cost_model_of, infer_open_shapes, replay_record
 
-from .env import Decisions, JointProblem, Outcome
+from .baselines import best_baseline
+from .env import ALL_PARTS, Decisions, JointProblem, Outcome, combine
 
 __all__ = ["LearnedPlace", "LearnedFuse", "LearnedSchedule", "LearnedOptimize", "decisions_from_graph", "replay",
            "apply_decisions", "run_learned", "PARTS", "combine", "policy_for", "replay_tables"]
@@ -61,17 +64,6 @@ def decisions_from_graph(graph: Graph, jp: JointProblem) -> Decisions:
     fp = jp.fuse_producer
     fuse = np.array([fp[i] >= 0 and grp[i] is not None and grp[int(fp[i])] == grp[i] for i in range(jp.n)], bool)
     prio = np.array([float(n.meta.get("priority", i)) for i, n in enumerate(nodes)], np.float64)
-    return Decisions(dev, fuse, prio)
-
-
-def combine(learned: Decisions, base: Decisions, parts: set[str], jp: JointProblem) -> Decisions:
-    """``learned``'s choices for ``parts``, ``base``'s for the rest; no fusion across the resulting devices."""
-    dev = np.asarray(learned.device if "place" in parts else base.device, np.int64)
-    fuse = np.array(learned.fuse if "fuse" in parts else base.fuse, bool)
-    if "place" not in parts:
-        fp = jp.fuse_producer
-        fuse &= (fp >= 0) & (dev[np.maximum(fp, 0)] == dev)
-    prio = np.asarray(learned.priority if "schedule" in parts else base.priority, np.float64)
     return Decisions(dev, fuse, prio)
 
 
@@ -119,7 +111,8 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     state; so the pass is never worse than its start (the best baseline for ``learned-optimize``; ``guard`` is
     kept for callers and changes nothing).
     ``stats["candidates"]``: the step time of every candidate simulated, in order (inf when invalid);
-    ``from_sample``: the winner's index among them (-1: the start state). ``seen``: ``infer.refine``'s set of
+    ``from_sample``: the winner's index among them (-1: the start state); ``held_to``: the start's name and
+    step time (module docstring). ``seen``: ``infer.refine``'s set of
     simulated states, filled in place (a caller that fine-tunes next passes it on: ``fine_tune`` proposes none
     of them again, PPO's draws aside)."""
     from .features import node_features
@@ -134,13 +127,24 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
         hint = base.device
     pol = policy if policy is not None else policy_for(policy_path)
     obs = node_features(jp, hint=hint)
+    start = None
+    if parts != ALL_PARTS:  # held to its parts' best baseline, the rest as the graph holds them (best_baseline)
+        held = best_baseline(jp, parts=frozenset(parts), keep=base)
+        from_hint = combine(obs["decisions"], base, parts, jp)
+        start = min([(from_hint, jp.evaluate(from_hint), obs["hint_name"] + " (the hint)"),
+                     (held.decisions, held.outcome, held.name)], key=lambda c: (not c[1].valid, c[1].makespan))
+        held_to = {"name": start[2], "makespan": start[1].makespan}
+        start = start[:2]
+    else:
+        held_to = {"name": obs["hint_name"], "makespan": obs["outcome"].makespan}
     dec, out, src, times = refine(pol, jp, obs, rounds=ROUNDS if rounds is None else rounds, samples=samples,
-                                  seed=seed, transform=lambda d: combine(d, base, parts, jp), top=TOP, seen=seen)
+                                  seed=seed, transform=lambda d: combine(d, base, parts, jp), top=TOP, seen=seen,
+                                  start=start)
     k = -1
     if src != "hint":
         k = next((i for i, t in enumerate(times) if t == out.makespan), -1)
     stats = {"makespan": out.makespan, "fusion_groups": sum(len(g) > 1 for g in out.groups),
-             "refused_fusions": len(out.refused), "from_sample": k, "candidates": times}
+             "refused_fusions": len(out.refused), "from_sample": k, "candidates": times, "held_to": held_to}
     return jp, dec, out, stats
 
 
@@ -205,6 +209,8 @@ class _Learned(Pass):
         apply_decisions(graph, jp, dec, out, self.name)
         graph.meta["learned"].update(replay_record(cost))  # a saved model replays however the pass was run
         stats.pop("candidates")  # a pass's stats are numbers (the manager sums them)
+        held = stats.pop("held_to")
+        notes.append(f"held to {held['name']} ({held['makespan']:,.0f} {jp.prob.units}): never worse than it")
         return PassResult(changed=True, stats=stats, notes=notes)
 
 
