@@ -191,8 +191,10 @@ def test_candidate_lists_from_python_read_like_the_cli_text():
     ("expected comma-separated numbers"); a list must give what ``--option lr=0.1,0.3`` gives."""
     from_list = autohas.check_options({"lr": [0.1, 0.3]})["lr"]
     assert from_list == autohas.check_options({"lr": "0.1,0.3"})["lr"] == (0.1, 0.3)
-    with pytest.raises(UserInputError, match="learning rates must be > 0"):
-        autohas.check_options({"lr": [0.0, 0.1]})
+    # one bound in both refusals: "-1" was refused as "numbers >= 0" and "0" then as "must be > 0" (an outside check)
+    for bad in ([0.0, 0.1], [0.1, -1.0]):
+        with pytest.raises(UserInputError, match=r"expected distinct finite numbers > 0 \(learning rates\)"):
+            autohas.check_options({"lr": bad})
 
 
 def _visible_points(ax) -> list[int]:

@@ -114,10 +114,9 @@ MAX_SCREEN = 1024  # children screened on the shared weights (each on every vali
 
 def _candidates(key: str, vals: list, text: Any) -> tuple:
     """A hyper-parameter's candidate list (parsed by ``parse_options``) range-checked, as a tuple."""
-    if any(v < 0 for v in vals) or len(set(vals)) != len(vals):
-        raise UserInputError(f"--option {key}={text!r}: expected distinct finite numbers >= 0")
-    if key == "lr" and min(vals) <= 0:
-        raise UserInputError(f"--option lr={text!r}: learning rates must be > 0")
+    floor = "> 0 (learning rates)" if key == "lr" else ">= 0"  # one bound per option (an outside check)
+    if any(v < 0 or (key == "lr" and v == 0) for v in vals) or len(set(vals)) != len(vals):
+        raise UserInputError(f"--option {key}={text!r}: expected distinct finite numbers {floor}")
     if key == "augment" and max(vals) > 30:
         raise UserInputError(f"--option augment={text!r}: RandAugment magnitudes are 0 .. 30")
     return tuple(int(v) if key == "augment" and v == int(v) else v for v in vals)
