@@ -22,6 +22,7 @@ outside check). No benchmark table of the README reaches a quarter of its space 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -254,6 +255,7 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
         except (TypeError, ValueError) as e:
             raise UserInputError(f"fingerprint={fingerprint!r} is not JSON-able: {e}") from None
     journal: dict[str, dict] = {}  # key -> Trial.to_json() of results journaled but not in the checkpoint
+    fresh: dict[int, Trial] = {}  # token -> trial received and journaled, not yet recorded (receive)
     run_id = ""
     if checkpoint is not None:
         state = ckpt.load(checkpoint)
@@ -299,7 +301,8 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
                                "strategy_state": strat.state_dict(),
                                "runner": {"rng": rng_state(rng), "repeats": repeats},
                                **({"fingerprint": fingerprint} if fingerprint is not None else {})})
-        ckpt.journal_rewrite(checkpoint, run_id, list(journal.values()))  # the checkpoint has landed
+        # the checkpoint has landed: the journal keeps what it lacks, results received and not yet recorded too
+        ckpt.journal_rewrite(checkpoint, run_id, list(journal.values()) + [t.to_json() for t in fresh.values()])
 
     report = _progress(progress, budget)
     size = space.size()
@@ -334,11 +337,12 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
         config, key, _ = in_flight.pop(token)
         if outcome is None:  # answered from the journal: the evaluation finished before the kill
             trial = Trial.from_json({**journal.pop(key), "number": len(history), "config": config})
+        elif token in fresh:  # made and journaled when it arrived (receive)
+            trial = dataclasses.replace(fresh.pop(token), number=len(history))
         else:
             trial = _make_trial(len(history), config, key, outcome, objective)
-            if checkpoint is not None and token not in journaled:
+            if checkpoint is not None:
                 ckpt.journal_append(checkpoint, run_id, trial.to_json())  # before tell and checkpoint
-        journaled.discard(token)
         history.append(trial)
         by_key[key] = trial
         _remove_first(pending, config)
@@ -353,20 +357,19 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
         report_new()
 
     finished: list[tuple[int, tuple | None]] = []  # received from the executor, not yet recorded
-    journaled: set[int] = set()  # tokens of `finished` whose results the journal holds already
 
     def receive(got: list[tuple[int, tuple | None]]) -> None:
-        """Results as they arrive into ``finished``, and every one into the journal at once (one write): recorded
-        one by one, each behind the previous one's checkpoint save, a result waited unjournaled, and a ``kill
-        -9`` then made the resumed run evaluate it again (an outside check: 2 workers, ppo's megabyte
+        """Results as they arrive into ``finished``, each made a trial once (the objective runs once) and all
+        journaled at once (one write), kept in the journal by every checkpoint save until recorded (``fresh``):
+        recorded one by one, each behind the previous one's checkpoint save, a result waited unjournaled, and a
+        ``kill -9`` then made the resumed run evaluate it again (an outside check: 2 workers, ppo's megabyte
         checkpoints)."""
         finished.extend(got)
-        new = [(token, outcome) for token, outcome in got if outcome is not None and token in in_flight]
-        if checkpoint is not None and new:
-            ckpt.journal_append(checkpoint, run_id, *(
-                _make_trial(len(history), in_flight[token][0], in_flight[token][1], outcome, objective).to_json()
-                for token, outcome in new))
-            journaled.update(token for token, _ in new)
+        made = {token: _make_trial(len(history), in_flight[token][0], in_flight[token][1], outcome, objective)
+                for token, outcome in got if outcome is not None and token in in_flight and token not in fresh}
+        if checkpoint is not None and made:
+            ckpt.journal_append(checkpoint, run_id, *(t.to_json() for t in made.values()))
+        fresh.update(made)
 
     def record_finished() -> None:
         while finished:
@@ -446,7 +449,7 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
                 # holds it or it runs again); the others are in the journal (receive), which a resumed run answers
                 # from, unless the Ctrl-C came inside receive itself
                 for token, outcome in finished:
-                    if token in in_flight and outcome is not None and token not in journaled:
+                    if token in in_flight and outcome is not None and token not in fresh:
                         config, key, _ = in_flight[token]
                         ckpt.journal_append(checkpoint, run_id,
                                             _make_trial(len(history), config, key, outcome, objective).to_json())

@@ -195,44 +195,64 @@ def test_a_checkpoint_trial_outside_the_space_is_refused(tmp_path, edit, why):
     assert why in str(e.value), str(e.value)
 
 
-def test_results_arriving_together_are_all_journaled_before_the_first_is_checkpointed(tmp_path, monkeypatch):
-    """With 2 workers, `wait()` returned two results at once; each was journaled only when recorded, behind the
-    previous one's checkpoint save, and a `kill -9` during that save made the resumed run evaluate the second one
-    again (an outside check: 1 in 5-10 kills with ppo's megabyte checkpoints). Two evaluations finishing together
-    are made certain here by an executor that returns both from one `wait()`. References: an evaluator counting
-    its calls (each configuration once across both runs) and the uninterrupted run's configurations."""
+@pytest.mark.parametrize("stop", [SystemExit, KeyboardInterrupt])
+def test_results_arriving_together_repeat_no_evaluation_wherever_the_run_stops(tmp_path, monkeypatch, stop):
+    """With several workers, `wait()` returned several results at once; each was journaled only when recorded,
+    behind the previous one's checkpoint save, and a `kill -9` during that save made the resumed run evaluate the
+    next one again (an outside check: 1 in 5-10 kills with 2 workers and ppo's megabyte checkpoints). The first
+    fix journaled them on arrival, but each save's journal rewrite then erased the ones not yet recorded, and a
+    Ctrl-C during a save (which had repeated nothing before) re-evaluated them (a review). Three results arriving
+    together are made certain by an executor returning them from one `wait()`; the run stops at every one of its
+    checkpoint saves in turn. References: an evaluator counting its calls (each configuration once across both
+    runs), the uninterrupted run's configurations, and the objective's calls (once per trial)."""
     from graphmill.search import runner
     from graphmill.search.executors.inprocess import InProcessExecutor
 
-    class Together(InProcessExecutor):  # two in flight; both results come back from one wait()
+    class Together(InProcessExecutor):  # `workers` in flight; their results come back from one wait()
         def __init__(self, evaluate, workers, **kwargs):
             super().__init__(evaluate)
             self.workers = workers
 
     monkeypatch.setattr(runner, "make", lambda name, evaluate, workers, **kw: Together(evaluate, workers))
-    calls: list[dict] = []
+    objective_calls = []
 
-    def counted(c):
-        calls.append(dict(c))
-        return rh.evaluate(c)
+    def objective(metrics):
+        objective_calls.append(1)
+        return metrics["reward"]
 
-    ref = search.run(rh.small_space(), rh.evaluate, strategy="random", budget=6, seed=3, workers=2, progress=False)
-    ck = str(tmp_path / "run.json")
+    def run(evaluate, **kw):
+        return search.run(rh.small_space(), evaluate, strategy="random", budget=9, seed=3, workers=3,
+                          objective=objective, progress=False, **kw)
+
+    ref = run(lambda c: {"reward": rh.evaluate(c)})
+    assert len(objective_calls) == 9
     real_save = ckpt.save
+    for n in range(1, 10):
+        calls: list[dict] = []
 
-    def dying_save(path, state):  # the kill comes while the first of the two results is checkpointed
-        raise SystemExit(9)
+        def counted(c):
+            calls.append(dict(c))
+            return {"reward": rh.evaluate(c)}
 
-    monkeypatch.setattr(ckpt, "save", dying_save)
-    with pytest.raises(SystemExit):
-        search.run(rh.small_space(), counted, strategy="random", budget=6, seed=3, workers=2, progress=False,
-                   checkpoint=ck)
-    with open(ckpt.journal_path(ck)) as f:
-        assert len(calls) == 2 and len(f.read().splitlines()) == 2  # both results journaled before the kill
-    monkeypatch.setattr(ckpt, "save", real_save)
-    r = search.run(rh.small_space(), counted, strategy="random", budget=6, seed=3, workers=2, progress=False,
-                   checkpoint=ck)
-    keys = [json.dumps(c, sort_keys=True) for c in calls]
-    assert len(keys) == len(set(keys)) == 6, calls  # no finished evaluation run twice
-    assert sorted(json.dumps(t.config, sort_keys=True) for t in r.history) == \
-        sorted(json.dumps(t.config, sort_keys=True) for t in ref.history)
+        saves = []
+
+        def stopping_save(path, state):
+            saves.append(1)
+            if len(saves) == n:
+                raise stop()
+            real_save(path, state)
+
+        ck = str(tmp_path / f"run{n}.json")
+        monkeypatch.setattr(ckpt, "save", stopping_save)
+        objective_calls.clear()
+        try:
+            run(counted, checkpoint=ck)
+        except (SystemExit, KeyboardInterrupt):
+            pass
+        monkeypatch.setattr(ckpt, "save", real_save)
+        r = run(counted, checkpoint=ck)
+        keys = [json.dumps(c, sort_keys=True) for c in calls]
+        assert len(keys) == len(set(keys)) == 9, (n, calls)  # no finished evaluation run twice
+        assert sorted(json.dumps(t.config, sort_keys=True) for t in r.history) == \
+            sorted(json.dumps(t.config, sort_keys=True) for t in ref.history), n
+        assert len(objective_calls) == 9, n  # once per trial (it ran twice per trial with a checkpoint)
