@@ -786,8 +786,8 @@ def replay_placement(graph: Graph) -> dict | None:
 
 
 def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "train-out", progressive: bool = False,
-          contrastive: bool = False, stages: int = 4, min_size: int = 16, max_size: int | None = None,
-          dropout=(0.1, 0.3), magnitude=(5.0, 15.0), mixup=(0.0, 0.2), batch: int = 64,
+          contrastive: bool = False, stages: int | None = None, min_size: int | None = None,
+          max_size: int | None = None, dropout=None, magnitude=None, mixup=None, batch: int = 64,
           micro_batch: int | None = None, temperature: float = 0.1, embed_dim: int = 64, steps: int | None = None,
           epochs: int | None = None, lr: float = 3e-3, seed: int = 0, width: float | None = None,
           depth: float | None = None, resume: bool = False, threads: int | None = None, progress=None) -> dict:
@@ -799,7 +799,10 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     Modes: plain fixed-size training (the default, the baseline), ``progressive`` (EfficientNetV2: ``stages``
     stages from ``min_size`` to the model's size, ``dropout``/``magnitude``/``mixup`` rising from their first
     to their second value) or ``contrastive`` (BASIC: two views, batch ``batch`` in micro-batches of
-    ``micro_batch``, which must divide it). ``steps`` or ``epochs`` (default 10 epochs) is the length. Zoo
+    ``micro_batch``, which must divide it). None: the default (``stages`` 4, ``min_size`` 16, ``dropout`` (0.1,
+    0.3), ``magnitude`` (5, 15), ``mixup`` (0, 0.2)); an option the mode does not use is refused when given
+    (``stages``/``min_size`` outside progressive, ``dropout``/``mixup`` with contrastive) and is null in the
+    report's ``config``. ``steps`` or ``epochs`` (default 10 epochs) is the length. Zoo
     models are built at ``max_size`` (default 32) with 10 classes (``embed_dim`` outputs when contrastive),
     scaled by ``width``/``depth``. Every option is checked before any work. ``progress(line)`` gets one line
     per epoch and stage. Returns the report (``interrupted`` True after Ctrl-C: nothing but the checkpoint
@@ -814,6 +817,21 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     if progressive and contrastive:
         raise UserInputError("--progressive and --contrastive are separate modes; choose one")
     mode = "progressive" if progressive else "contrastive" if contrastive else "fixed"
+    # given but unused, they were recorded in the report's config as if applied (an outside check: --contrastive
+    # --dropout 0.5 trained as --dropout 0 did, and the report said 0.5)
+    unused = {"--stages": stages, "--min-size": min_size, **({"--dropout": dropout, "--mixup": mixup}
+                                                             if contrastive else {})}
+    if not progressive and any(v is not None for v in unused.values()):
+        flag = next(f for f, v in unused.items() if v is not None)
+        raise UserInputError(f"{flag} applies to --progressive training only" if flag in ("--stages", "--min-size")
+                             else f"{flag} applies to fixed-size and --progressive training; --contrastive training "
+                                  "keeps the model's own Dropout rates and mixes no images")
+    defaults = {"stages": 4, "min_size": 16, "dropout": (0.1, 0.3), "magnitude": (5.0, 15.0), "mixup": (0.0, 0.2)}
+    used = {"stages": progressive, "min_size": progressive, "dropout": not contrastive, "magnitude": True,
+            "mixup": not contrastive}
+    given = {"stages": stages, "min_size": min_size, "dropout": dropout, "magnitude": magnitude, "mixup": mixup}
+    stages, min_size, dropout, magnitude, mixup = (
+        (given[k] if given[k] is not None else defaults[k]) if used[k] else None for k in defaults)
     cfg = TrainConfig(mode=mode, steps=steps, epochs=epochs, batch=batch, micro_batch=micro_batch, stages=stages,
                       min_size=min_size, dropout=dropout, magnitude=magnitude, mixup=mixup,
                       temperature=temperature, lr=lr, seed=seed)

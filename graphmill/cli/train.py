@@ -32,14 +32,15 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g = p.add_argument_group("progressive learning")
     g.add_argument("--progressive", action="store_true", help="image size and regularization rise together in "
                                                               "stages (EfficientNetV2 Algorithm 1)")
-    g.add_argument("--stages", type=int, default=4, help="number of stages M (default 4)")
-    g.add_argument("--min-size", type=int, default=16, help="first stage's image size (default 16)")
+    g.add_argument("--stages", type=int, help="number of stages M (default 4)")
+    g.add_argument("--min-size", type=int, help="first stage's image size (default 16)")
     g.add_argument("--max-size", type=int, help="final image size: the model's (zoo models are built at it; "
                                                  "default 32)")
-    g.add_argument("--dropout", type=_pair, default=(0.1, 0.3), help="dropout rate START:END (default 0.1:0.3)")
-    g.add_argument("--magnitude", type=_pair, default=(5.0, 15.0),
+    g.add_argument("--dropout", type=_pair, help="dropout rate START:END (default 0.1:0.3; fixed-size: END; not "
+                                                  "with --contrastive)")
+    g.add_argument("--magnitude", type=_pair,
                    help="RandAugment magnitude START:END, 0..30 (default 5:15)")
-    g.add_argument("--mixup", type=_pair, default=(0.0, 0.2), help="mixup alpha START:END (default 0:0.2)")
+    g.add_argument("--mixup", type=_pair, help="mixup alpha START:END (default 0:0.2; not with --contrastive)")
     c = p.add_argument_group("contrastive training")
     c.add_argument("--contrastive", action="store_true", help="two-view contrastive loss (symmetric InfoNCE)")
     c.add_argument("--micro-batch", type=int, help="micro-batch b; must divide --batch (default: whole batch)")

@@ -56,6 +56,9 @@ def test_contrastive_train_with_micro_batches(tmp_path, capsys):
     report = json.loads(captured.out)
     assert report["mode"] == "contrastive" and report["metric"] == "knn_accuracy" and report["knn_accuracy"] > 0
     assert report["config"]["micro_batch"] == 8 and (out / "model.onnx").exists()
+    # what contrastive training does not use is null, not the progressive defaults (an outside check)
+    assert [report["config"][k] for k in ("stages", "min_size", "dropout", "mixup")] == [None] * 4
+    assert report["config"]["magnitude"] == [5.0, 15.0]
 
 
 @pytest.mark.parametrize("args,match", [
@@ -67,6 +70,12 @@ def test_contrastive_train_with_micro_batches(tmp_path, capsys):
     (["--steps", "-3"], "--steps -3"),
     (["--epochs", "0"], "--epochs 0"),
     (["--micro-batch", "4"], "--contrastive"),
+    # given and ignored, and recorded in the report's config as if applied (an outside check: --contrastive
+    # --dropout 0.5 trained exactly as --dropout 0 did)
+    (["--contrastive", "--dropout", "0.5"], "--dropout applies to fixed-size and --progressive training"),
+    (["--contrastive", "--mixup", "0.5"], "--mixup applies to fixed-size and --progressive training"),
+    (["--stages", "3"], "--stages applies to --progressive training only"),
+    (["--contrastive", "--min-size", "20"], "--min-size applies to --progressive training only"),
     (["--progressive", "--contrastive"], "choose one"),
     (["--progressive", "--dropout", "0.1:1.5"], "dropout"),
     (["--magnitude", "5:40"], "--magnitude"),  # RandAugment's scale is 0..30 (was clipped silently)

@@ -58,8 +58,9 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for k in ("dropout", "magnitude", "mixup"):
-            d[k] = [float(v) for v in (d[k] if isinstance(d[k], (tuple, list)) else (d[k], d[k]))]
+        for k in ("dropout", "magnitude", "mixup"):  # None: an option the mode does not use (api.train)
+            if d[k] is not None:
+                d[k] = [float(v) for v in (d[k] if isinstance(d[k], (tuple, list)) else (d[k], d[k]))]
         return d
 
 
@@ -82,7 +83,8 @@ def check_config(cfg: TrainConfig) -> None:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
             raise UserInputError(f"{name} {v!r}: must be a number > 0")
     for name in ("dropout", "magnitude", "mixup"):
-        regularization_range(name, getattr(cfg, name))
+        if getattr(cfg, name) is not None:
+            regularization_range(name, getattr(cfg, name))
     if cfg.mode == "contrastive":
         check_micro_batch(cfg.batch, cfg.micro_batch)
     elif cfg.micro_batch is not None:
@@ -109,7 +111,7 @@ def plan(cfg: TrainConfig, size: int) -> list[Stage]:
     """The stages of ``cfg`` for a model whose input is ``size`` x ``size``."""
     per_epoch = steps_per_epoch(cfg.batch, data_seed=cfg.data_seed)
     total = cfg.steps if cfg.steps is not None else (cfg.epochs if cfg.epochs is not None else 10) * per_epoch
-    end = {k: (v if isinstance(v, (int, float)) else v[-1]) for k, v in
+    end = {k: (v if v is None or isinstance(v, (int, float)) else v[-1]) for k, v in
            (("dropout", cfg.dropout), ("magnitude", cfg.magnitude), ("mixup", cfg.mixup))}
     if cfg.mode == "progressive":
         return progressive_schedule(stages=cfg.stages, min_size=cfg.min_size, max_size=size, steps=total,
