@@ -376,6 +376,23 @@ def _parse_skeleton(path: str, data: bytes) -> tuple[onnx.ModelProto, list | Non
 
 
 @collector_paused()
+def writable(graph: Graph, path: str) -> Graph:
+    """What ``save`` writes for ``graph`` (repeated node names renamed, untyped outputs typed: a copy when either
+    changes anything), or the ``UserInputError`` that refuses it naming ``path``: a graph graphmill writes, it
+    loads (an empty required input verified, was written, and was refused on load). The corpus test checks every
+    optimized case with it, as a save would."""
+    check_structure(graph, path)
+    graph = _node_names_unique(_outputs_typed(graph))
+    try:
+        check_schema(graph, path, writing=True)
+        check_declared_dims(graph, path)
+        check_opset_versions(list(graph.opset_imports.items()), path)
+    except ModelLoadError as e:  # UnsupportedModelError (a newer opset) included
+        said = str(e).endswith(_CHECKER_REFUSES)
+        raise UserInputError(str(e) if said else f"{e}; not written (loading it would be refused)") from None
+    return graph
+
+
 def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = None,
          size_threshold: int = 1024, force: bool = False) -> None:
     """Save ``graph`` as an ONNX file, atomically.
@@ -391,15 +408,7 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     """
     path = os.fspath(path)
     check_target(path)
-    check_structure(graph, path)
-    graph = _node_names_unique(_outputs_typed(graph))
-    try:  # a graph graphmill writes, it loads: an empty required input verified, was written, and was refused on load
-        check_schema(graph, path, writing=True)
-        check_declared_dims(graph, path)
-        check_opset_versions(list(graph.opset_imports.items()), path)
-    except ModelLoadError as e:  # UnsupportedModelError (a newer opset) included
-        said = str(e).endswith(_CHECKER_REFUSES)
-        raise UserInputError(str(e) if said else f"{e}; not written (loading it would be refused)") from None
+    graph = writable(graph, path)
     lands = written_path(path)  # a link's target: external data goes beside the model it is written in
     if not force:
         folder = os.path.dirname(os.path.abspath(lands))
@@ -517,5 +526,5 @@ def is_repeated_field(fd) -> bool:
 
 
 
-__all__ = ["load", "save", "clear_default_presence", "read_model_proto", "atomic_write_bytes", "atomic_write_many", "external_data_files",
-           "from_proto", "to_proto"]
+__all__ = ["load", "save", "writable", "clear_default_presence", "read_model_proto", "atomic_write_bytes",
+           "atomic_write_many", "external_data_files", "from_proto", "to_proto"]

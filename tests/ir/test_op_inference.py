@@ -804,3 +804,27 @@ def test_value_propagation_through(op: str) -> None:
     model.graph.output.append(oh.make_tensor_value_info("y", TP.UNDEFINED, None))
     want = _ort_shapes(model, {})["y"]
     assert _ours(model)["y"].shape == want
+
+
+def test_split_into_more_parts_than_fit_has_unknown_sizes() -> None:
+    """Split of 5 elements into num_outputs=4: ceil(5/4) = 2 each leaves -1 for the last, which inference gave
+    and `save` then refused as a declared -1, making the onnx corpus's affine_grid_3d_expanded (where such a
+    Split sits in an If branch no run takes) unsavable (an outside check). References: ONNX Runtime refuses to
+    run it ("negative final split"), onnx's reference evaluator gives 2, 2, 1, 0: no size is agreed, so none is
+    inferred."""
+    import onnxruntime as ort
+    from onnx.reference import ReferenceEvaluator
+
+    from graphmill.frontend import from_proto
+    from graphmill.frontend.onnx_shape_inference import infer_shapes
+
+    g = oh.make_graph([oh.make_node("Split", ["x"], list("abcd"), axis=0, num_outputs=4)], "g",
+                      [oh.make_tensor_value_info("x", I64, [5])], [oh.make_tensor_value_info(o, I64, None) for o in "abcd"])
+    model = oh.make_model(g, opset_imports=[oh.make_opsetid("", 18)])
+    x = np.arange(5, dtype=np.int64)
+    with pytest.raises(Exception, match="negative final split"):
+        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert [len(o) for o in ReferenceEvaluator(model).run(None, {"x": x})] == [2, 2, 1, 0]
+    g = from_proto(model, path="split.onnx")
+    infer_shapes(g)
+    assert [n.outputs[k].type.shape for n in g.nodes for k in range(4)] == [(None,)] * 4

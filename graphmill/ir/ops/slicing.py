@@ -112,6 +112,10 @@ def _infer_split(ctx: InferenceContext) -> list:
                     raise ctx.fail(f"dim {axis} of size {d} does not split into {n} equal parts")
                 part = -(-d // n)
                 sizes = [part] * (n - 1) + [d - part * (n - 1)]
+                if sizes[-1] < 0:  # 5 into 4: ONNX Runtime refuses it at run time, onnx's reference gives 2,2,1,0;
+                    # in an If branch no run takes it is valid (the onnx corpus's affine_grid_3d_expanded), and a
+                    # -1 here made such a model unsavable (an outside check): unknown sizes
+                    sizes = [None] * n
         else:
             sizes = [d if n == 1 else None] * n
     outs = []
