@@ -41,7 +41,7 @@ from graphmill.ir import (
     describe_node,
 )
 
-from graphmill.util.files import JSON_NESTING_LIMIT, JsonTooDeep, parse_json
+from graphmill.util.files import JSON_NESTING_LIMIT, JsonDuplicateKey, JsonTooDeep, parse_json
 
 from .onnx_tensors import resolve_external_data, tensor_from_proto
 
@@ -429,7 +429,8 @@ def _meta_from_json(text: str, path: str, where: str) -> dict:
         raise ModelLoadError(f"{path}: {where!r} has a {META_KEY} entry nested deeper than {JSON_NESTING_LIMIT} "
                              "levels") from None
     except ValueError as e:
-        raise ModelLoadError(f"{path}: {where!r} has a malformed {META_KEY} entry (not JSON: {e})") from None
+        said = str(e) if isinstance(e, JsonDuplicateKey) else f"not JSON: {e}"  # a repeated key is JSON, ambiguous
+        raise ModelLoadError(f"{path}: {where!r} has a malformed {META_KEY} entry ({said})") from None
     if not isinstance(meta, dict):
         raise ModelLoadError(f"{path}: {where!r} has a {META_KEY} entry that is not a JSON object")
     return meta

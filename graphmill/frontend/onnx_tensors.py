@@ -66,8 +66,8 @@ def resolve_external_data(proto: onnx.TensorProto, base_dir: str | None, model_p
     if len(info) != len(proto.external_data):  # onnx takes the last, ONNX Runtime refuses the file (an outside check)
         keys = [e.key for e in proto.external_data]
         twice = next(k for i, k in enumerate(keys) if k in keys[:i])
-        raise ModelLoadError(f"{where} names its external data's {twice!r} twice; which one holds is ambiguous "
-                             "(ONNX Runtime refuses such a file)")
+        ort = " (ONNX Runtime refuses such a file)" if twice == "location" else ""  # it takes a repeated offset's last
+        raise ModelLoadError(f"{where} names its external data's {twice!r} twice; which one holds is ambiguous{ort}")
     location = info.get("location", "")
     if not location:
         raise ModelLoadError(f"{where} is stored externally but names no location")

@@ -35,6 +35,7 @@ import numpy as np
 
 from graphmill.ir import AttrKind, Graph, Node, SparseTensor, Tensor
 from graphmill.ir.rewrite import nested_output_ids
+from graphmill.util.files import parse_json
 
 from ..base import Pass, PassContext, PassResult, register_pass
 from .common import NONDETERMINISTIC
@@ -49,7 +50,7 @@ def merged_initializers(graph: Graph) -> dict[str, list[str]]:
     """The floating-point initializers ``cse`` merged in ``graph``: ``{survivor: [names it stands for]}``
     (empty when it merged none, or the record is unreadable)."""
     try:
-        rec = json.loads(graph.metadata_props.get(MERGED_INITIALIZERS, "{}"))
+        rec = parse_json(graph.metadata_props.get(MERGED_INITIALIZERS, "{}"))
     except ValueError:
         return {}
     return {str(k): [str(x) for x in v] for k, v in rec.items() if isinstance(v, list)} if isinstance(rec, dict) \

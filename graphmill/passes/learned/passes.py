@@ -14,8 +14,8 @@ What they write (and ``decisions_from_graph`` / ``replay`` read back, so the sim
 
 A pass deciding only some of the three keeps the others from the graph: the devices, groups and priorities an
 earlier pass wrote, else one device (the fastest), no fusion and the graph's order. A fusion the policy proposes
-across the kept devices is dropped. The refinement starts from the hint's decisions (the best baseline) for
-the pass's parts and keeps the best state it simulated: per round (option ``rounds``, default 4) the policy's
+across the kept devices is dropped. The refinement starts from the best baseline (below, for a pass deciding
+some of the three) and keeps the best state it simulated: per round (option ``rounds``, default 4) the policy's
 greedy decisions, its k most probable device changes (k = 1, 2, 4, 8, 16, 32) and ``samples`` draws (default 0);
 so a learned pass is never worse than the best baseline
 (``from_sample`` says who won: the index of the winning candidate, -1 the start state). A pass deciding some of
@@ -105,8 +105,9 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
                 ) -> tuple[JointProblem, Decisions, Outcome, dict]:
     """What the pass ``name`` does (module docstring); returns (problem, decisions, outcome, stats). ``hint``:
     the placement the policy's features start from (default: the graph's own when it keeps the devices, else
-    the best baseline's). The policy refines the start state (the hint's decisions for the pass's parts, the
-    graph's for the others) for ``rounds`` rounds (``infer.refine``: one forward pass each; its greedy decisions,
+    the best baseline's). The policy refines the start state (the best baseline for ``learned-optimize``; for a
+    pass deciding some of the three, the faster of the hint's decisions for its parts and the best of its parts'
+    baselines, the graph's decisions for the others) for ``rounds`` rounds (``infer.refine``: one forward pass each; its greedy decisions,
     its k most probable device changes for k in ``infer.TOP`` and ``samples`` draws simulated), keeping the best
     state; so the pass is never worse than its start (the best baseline for ``learned-optimize``; ``guard`` is
     kept for callers and changes nothing).
@@ -131,7 +132,10 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     if parts != ALL_PARTS:  # held to its parts' best baseline, the rest as the graph holds them (best_baseline)
         held = best_baseline(jp, parts=frozenset(parts), keep=base)
         from_hint = combine(obs["decisions"], base, parts, jp)
-        start = min([(from_hint, jp.evaluate(from_hint), obs["hint_name"] + " (the hint)"),
+        # named as best_baseline names its kept parts: the hint's choice for the pass's parts only (a review)
+        hint_name = "+".join(n if p in parts else "kept" for n, p in
+                             zip(obs["hint_name"].split("+"), ("place", "fuse", "schedule")))
+        start = min([(from_hint, jp.evaluate(from_hint), f"{hint_name} (the best combination's {'/'.join(sorted(parts))})"),
                      (held.decisions, held.outcome, held.name)], key=lambda c: (not c[1].valid, c[1].makespan))
         held_to = {"name": start[2], "makespan": start[1].makespan}
         start = start[:2]

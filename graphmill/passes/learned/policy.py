@@ -152,6 +152,9 @@ class GraphPolicy(nn.Module):
         if not all(bool(torch.isfinite(x).all()) for x in (dev_logits, fuse_logits, mu)):
             # finite weights too large (a policy file scaled by 1e6) overflow to inf/NaN here: sampling failed in
             # torch.multinomial with a traceback, and greedy decoding took NaN's argmax (an outside check)
+            if self.training:  # train-policy or fine-tuning: the weights diverged in memory, no file is at fault
+                raise UserInputError("training diverged: the policy's outputs are no longer finite numbers (its "
+                                     "weights overflow); a smaller learning rate (--option lr=...) may help")
             raise UserInputError(f"{self.source or 'the policy'}: its outputs on this graph are not finite numbers "
                                  "(weights so large they overflow): not a usable policy; retrain it with "
                                  "`graphmill train-policy`")

@@ -74,7 +74,7 @@ from graphmill.search.methods._autohas_train import (UPDATES, ChildTrainer, Cont
                                                       train_alone)
 from graphmill.search.space import Choice, Space
 from graphmill.util.errors import SearchWarning, UserInputError
-from graphmill.util.files import check_out_folder
+from graphmill.util.files import CHECKPOINT_LIMIT, check_out_folder, parse_json, read_user_file
 from graphmill.util.interrupts import DeferredInterrupt
 from graphmill.util.suggest import did_you_mean
 
@@ -319,7 +319,12 @@ class _Run:
         torch.set_num_threads(self.workers)
         try:
             if state is not None and state.get("phase") == "done" and os.path.exists(self.files["report"]):
-                return self._summary(json.loads(open(self.files["report"]).read()), False)
+                try:  # a finished run: its report, read as any JSON graphmill reads back (parse_json)
+                    done = parse_json(read_user_file(self.files["report"], CHECKPOINT_LIMIT, "an AutoHAS report"))
+                except (OSError, ValueError) as e:
+                    raise UserInputError(f"{self.files['report']}: cannot read the finished run's report ({e}); "
+                                         f"remove {self.out} to start afresh") from None
+                return self._summary(done, False)
             torch.manual_seed(self.seed)
             self.data = {r: digits_split(r, self.spec.in_channels) for r in self.spec.resolutions}
             self.module = SupernetModule(self.spec, init_weights(self.spec, self.seed))

@@ -181,6 +181,17 @@ def test_a_policy_whose_outputs_overflow_is_refused(tmp_path, samples):
     assert "learned" not in g.meta
 
 
+def test_training_that_diverges_says_so_not_that_a_policy_file_is_bad(tmp_path):
+    """With the refusal above, a PPO run whose weights overflowed (lr 1e6) was told "the policy: ... not a usable
+    policy; retrain it with `graphmill train-policy`", circular advice from train-policy itself (a review).
+    Reference: the message written here; the run diverges (it did, with torch.multinomial's traceback, before)."""
+    from graphmill import api
+
+    with pytest.raises(UserInputError, match=r"^training diverged: .* a smaller learning rate"):
+        api.train_policy(str(tmp_path / "p.npz"), steps=6, quick=True, options={"lr": 1e6, "time_limit": 200})
+    assert not (tmp_path / "p.npz").exists()
+
+
 @pytest.mark.slow
 def test_training_checkpoint_resume_equals_uninterrupted(tmp_path):
     tasks = small_tasks()
