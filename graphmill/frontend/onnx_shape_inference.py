@@ -44,10 +44,16 @@ _ONNX_PLACEHOLDER = re.compile(r"^unk__\d+$")
 
 
 def _drop_placeholders(t):
-    """onnx names dims it could not determine ``unk__N``; they are unknown, not symbols."""
-    if isinstance(t, TensorType) and t.shape is not None and any(
-            isinstance(d, str) and _ONNX_PLACEHOLDER.match(d) for d in t.shape):
-        return t.with_shape([None if isinstance(d, str) and _ONNX_PLACEHOLDER.match(d) else d for d in t.shape])
+    """onnx names dims it could not determine ``unk__N``; they are unknown, not symbols. A negative size is
+    unknown too: onnx's inference gives one where no run reaches (a Split of 5 into 4, -1 for the last chunk, in
+    an If branch no run takes: the onnx corpus's affine_grid_3d_expanded, where graphmill's own inference leaves
+    those sizes open), and copied into the IR it made the model unsavable, blamed on the user's file (an
+    outside check)."""
+    def unknown(d) -> bool:
+        return (isinstance(d, str) and _ONNX_PLACEHOLDER.match(d) is not None) or (isinstance(d, int) and d < 0)
+
+    if isinstance(t, TensorType) and t.shape is not None and any(unknown(d) for d in t.shape):
+        return t.with_shape([None if unknown(d) else d for d in t.shape])
     return t
 
 
