@@ -819,7 +819,8 @@ def test_split_into_more_parts_than_fit_has_unknown_sizes() -> None:
     from graphmill.frontend.onnx_shape_inference import infer_shapes
 
     g = oh.make_graph([oh.make_node("Split", ["x"], list("abcd"), axis=0, num_outputs=4)], "g",
-                      [oh.make_tensor_value_info("x", I64, [5])], [oh.make_tensor_value_info(o, I64, None) for o in "abcd"])
+                      [oh.make_tensor_value_info("x", I64, [5])],
+                      [oh.make_tensor_value_info(o, I64, None) for o in "abcd"])
     model = oh.make_model(g, opset_imports=[oh.make_opsetid("", 18)])
     x = np.arange(5, dtype=np.int64)
     with pytest.raises(Exception, match="negative final split"):

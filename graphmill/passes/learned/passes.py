@@ -107,8 +107,9 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     the placement the policy's features start from (default: the graph's own when it keeps the devices, else
     the best baseline's). The policy refines the start state (the best baseline for ``learned-optimize``; for a
     pass deciding some of the three, the faster of the hint's decisions for its parts and the best of its parts'
-    baselines, the graph's decisions for the others) for ``rounds`` rounds (``infer.refine``: one forward pass each; its greedy decisions,
-    its k most probable device changes for k in ``infer.TOP`` and ``samples`` draws simulated), keeping the best
+    baselines, the graph's decisions for the others) for ``rounds`` rounds (``infer.refine``: one forward pass
+    each; its greedy decisions, its k most probable device changes for k in ``infer.TOP`` and ``samples`` draws
+    simulated), keeping the best
     state; so the pass is never worse than its start (the best baseline for ``learned-optimize``; ``guard`` is
     kept for callers and changes nothing).
     ``stats["candidates"]``: the step time of every candidate simulated, in order (inf when invalid);
@@ -135,8 +136,9 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
         # named as best_baseline names its kept parts: the hint's choice for the pass's parts only (a review)
         hint_name = "+".join(n if p in parts else "kept" for n, p in
                              zip(obs["hint_name"].split("+"), ("place", "fuse", "schedule")))
-        start = min([(from_hint, jp.evaluate(from_hint), f"{hint_name} (the best combination's {'/'.join(sorted(parts))})"),
-                     (held.decisions, held.outcome, held.name)], key=lambda c: (not c[1].valid, c[1].makespan))
+        hint_name += f" (the best combination's {'/'.join(sorted(parts))})"
+        start = min([(from_hint, jp.evaluate(from_hint), hint_name), (held.decisions, held.outcome, held.name)],
+                    key=lambda c: (not c[1].valid, c[1].makespan))
         held_to = {"name": start[2], "makespan": start[1].makespan}
         start = start[:2]
     else:
