@@ -375,7 +375,6 @@ def _parse_skeleton(path: str, data: bytes) -> tuple[onnx.ModelProto, list | Non
     return _parse_model(path, data), None
 
 
-@collector_paused()
 def writable(graph: Graph, path: str) -> Graph:
     """What ``save`` writes for ``graph`` (repeated node names renamed, untyped outputs typed: a copy when either
     changes anything), or the ``UserInputError`` that refuses it naming ``path``: a graph graphmill writes, it
@@ -393,6 +392,7 @@ def writable(graph: Graph, path: str) -> Graph:
     return graph
 
 
+@collector_paused()
 def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = None,
          size_threshold: int = 1024, force: bool = False) -> None:
     """Save ``graph`` as an ONNX file, atomically.
