@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g.add_argument("--dropout", type=_pair, help="dropout rate START:END (default 0.1:0.3; fixed-size: END; not "
                                                   "with --contrastive)")
     g.add_argument("--magnitude", type=_pair,
-                   help="RandAugment magnitude START:END, 0..30 (default 5:15)")
+                   help="RandAugment magnitude START:END, 0..30 (default 5:15; fixed-size and contrastive: END)")
     g.add_argument("--mixup", type=_pair, help="mixup alpha START:END (default 0:0.2; not with --contrastive)")
     c = p.add_argument_group("contrastive training")
     c.add_argument("--contrastive", action="store_true", help="two-view contrastive loss (symmetric InfoNCE)")

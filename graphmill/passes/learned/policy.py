@@ -154,7 +154,8 @@ class GraphPolicy(nn.Module):
             # torch.multinomial with a traceback, and greedy decoding took NaN's argmax (an outside check)
             if self.training:  # train-policy or fine-tuning: the weights diverged in memory, no file is at fault
                 raise UserInputError("training diverged: the policy's outputs are no longer finite numbers (its "
-                                     "weights overflow); a smaller learning rate (--option lr=...) may help")
+                                     "weights overflow); a smaller learning rate may help (train-policy's --option "
+                                     "lr=...)")
             raise UserInputError(f"{self.source or 'the policy'}: its outputs on this graph are not finite numbers "
                                  "(weights so large they overflow): not a usable policy; retrain it with "
                                  "`graphmill train-policy`")

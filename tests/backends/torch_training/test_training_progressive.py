@@ -199,3 +199,19 @@ def test_a_checkpoint_without_an_option_is_said_to_predate_it():
     check_same_config("ck.pt", {"seed": 0}, {"seed": 0, "micro_batch": None})  # a new option left unset: resumes
     with pytest.raises(UserInputError, match="made with option rows=8, which this version no longer has"):
         check_same_config("ck.pt", {"seed": 0, "rows": 8}, {"seed": 0})
+
+
+def test_a_checkpoint_holding_the_old_defaults_of_options_the_mode_does_not_use_resumes():
+    """Checkpoints before 9543a86 recorded the defaults of options the mode does not use (a fixed run's stages 4
+    and min_size 16, a contrastive run's dropout and mixup too); they hold null now, and such a checkpoint was
+    refused, the message asking for --min-size 16, which the mode then refused (a review). Reference: the
+    configurations the two versions write for `graphmill train MODEL` with no option given."""
+    from graphmill.backends.torch.training.loop import check_same_config
+
+    new = {"mode": "contrastive", "stages": None, "min_size": None, "dropout": None, "mixup": None, "seed": 0}
+    old = {"mode": "contrastive", "stages": 4, "min_size": 16, "dropout": [0.1, 0.3], "mixup": [0.0, 0.2], "seed": 0}
+    check_same_config("ck.pt", old, new)
+    with pytest.raises(UserInputError, match=r"made with dropout=\[0.5, 0.5\], this run has dropout=None"):
+        check_same_config("ck.pt", {**old, "dropout": [0.5, 0.5]}, new)  # not the default: given, and differs
+    with pytest.raises(UserInputError, match="made with stages=4, this run has stages=3"):
+        check_same_config("ck.pt", old, {**new, "stages": 3})  # an option set now is compared as ever

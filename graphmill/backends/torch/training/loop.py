@@ -207,10 +207,18 @@ def _mismatch(module, saved: dict) -> str:
     return f"the checkpoint has {extra[0]}, which this model does not" if extra else ""
 
 
+#: what `graphmill train` checkpoints recorded, before 9543a86, for an option the run's mode does not use (the
+#: default, applied or not); they hold null now: such a checkpoint resumes (a review found it refused, the message
+#: asking for an option the mode now refuses)
+UNUSED_BEFORE = {"stages": 4, "min_size": 16, "dropout": [0.1, 0.3], "mixup": [0.0, 0.2]}
+
+
 def check_same_config(path: str | os.PathLike, saved: dict, config: dict) -> None:
     """Refuse to resume a checkpoint made with other options, naming the first that differs. An option the
     checkpoint does not hold is one added since it was written: unset (None) it cannot differ, set it is refused
     as newer than the checkpoint; an option only the checkpoint holds was removed since."""
+    saved = {k: (None if config.get(k, 0) is None and k in UNUSED_BEFORE and v == UNUSED_BEFORE[k] else v)
+             for k, v in saved.items()}
     for key in sorted(set(saved) | set(config)):
         if key not in saved and config[key] is not None:
             raise UserInputError(f"{path}: the checkpoint predates option {key} (this run has {key}="
