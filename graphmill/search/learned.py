@@ -475,6 +475,10 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
             if start is not None or transform is not None or best["t"] < t_start:
                 obs = state_features(task.jp, task.obs, best["dec"], best["out"])
             resumed = True
+            if progress:  # as rl and train-policy say it (an outside check: the rerun went on without a word)
+                progress(f"fine-tune {task.name}: " + (
+                    f"{checkpoint} already holds {best['n']}/{budget} samples: nothing sampled" if best["n"] >= budget
+                    else f"resumed from {checkpoint}: {best['n']}/{budget} samples done"))
 
         def save() -> None:
             if not checkpoint:

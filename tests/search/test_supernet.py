@@ -222,8 +222,11 @@ def test_ctrl_c_mid_step_keeps_that_step_and_the_resumed_run_trains_no_step_twic
     assert part.interrupted and part.checkpoint_step == 2 and part.steps == 2
     assert signal.getsignal(signal.SIGINT) is old
     calls.clear()
-    again = train_supernet(tmp_path / "b", TrainOptions(**opts), threads=1)
+    lines: list[str] = []
+    again = train_supernet(tmp_path / "b", TrainOptions(**opts), threads=1, progress=lines.append)
     assert not again.interrupted and len(calls) == 1  # step 3 only
+    # the rerun says it resumed (it went on without a word; an outside check)
+    assert lines[0] == f"resumed from {tmp_path / 'b' / 'checkpoint.pt'}: 2 of 3 steps done", lines
     ga, _, ra = load_supernet(tmp_path / "a")
     gb, _, rb = load_supernet(tmp_path / "b")
     for n, w in graph_weights(ga).items():

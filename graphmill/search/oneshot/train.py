@@ -250,6 +250,8 @@ def train_supernet(out: str | os.PathLike, opts: TrainOptions | None = None, *,
         generator.set_state(state["generator"])
         step_no = held = int(state["step"])
         history, seconds = list(state["history"]), float(state["train_seconds"])
+        if progress is not None and held < opts.steps:  # as train-policy says it (an outside check: a silent rerun)
+            progress(f"resumed from {files['checkpoint']}: {held} of {opts.steps} steps done")
     os.makedirs(out, exist_ok=True)
     step = _trainer(module, opts, data, generator)
     big = spec.largest() if opts.sandwich else opts.fixed

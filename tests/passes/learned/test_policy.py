@@ -274,7 +274,10 @@ def test_fine_tune_checkpoint_resume_equals_uninterrupted(tmp_path, pick):
     with pytest.raises(UserInputError, match="another fine-tuning run"):
         fine_tune(other, task, checkpoint=ck, **kw)
     simulated.clear()
-    resumed = fine_tune(pol, task, checkpoint=ck, **kw)
+    said: list[str] = []
+    resumed = fine_tune(pol, task, checkpoint=ck, progress=said.append, **kw)
+    # it says it resumed, as rl and train-policy do (it went on without a word; an outside check)
+    assert said[0].startswith(f"fine-tune m: resumed from {ck}: ") and said[0].endswith(f"/{kw['budget']} samples done")
     # the start state, the best state simulated again (not counted), then exactly the rest of the straight run
     assert before + simulated[2:] == straight_log and len(before) < len(straight_log)
     assert resumed["curve"] == straight["curve"]
