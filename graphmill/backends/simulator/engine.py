@@ -9,6 +9,8 @@ USER bandwidth (the configured words per cycle, stalls when the DRAM is too slow
 
 from __future__ import annotations
 
+import logging
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -23,6 +25,9 @@ from .memory.calc import simulate_memory_calc
 from .memory.shared import scalesim_read_words
 from .memory.streams import prefetch_matrix_entries
 from .report import LayerResult, SimReport, uncosted_text
+
+#: `graphmill simulate -v` shows these lines: lowering, then the layers simulated, at most one line a second
+log = logging.getLogger("graphmill.simulator")
 
 
 @dataclass(frozen=True)
@@ -178,7 +183,14 @@ def simulate_layers(layers: list, accel, *, scalesim_compat: bool = False,
     arith = Arithmetic.of(scalesim_compat, double_count_prefetch_stall, scalesim_write_accounting,
                           scalesim_read_accounting)
     rep = SimReport(cfg, model=arith.name)
-    rep.layers = simulate_primitives(layers, cfg, arith, {})
+    memo: dict = {}
+    last = start = time.perf_counter()
+    for k, p in enumerate(layers):  # one at a time, for the progress lines (an outside check: -v said nothing
+        rep.layers.extend(simulate_primitives([p], cfg, arith, memo))  # for the 20 s of a big model)
+        now = time.perf_counter()
+        if now - last >= 1.0 and log.isEnabledFor(logging.INFO):
+            last = now
+            log.info("simulated %d of %d layers (%.0f s)", k + 1, len(layers), now - start)
     return rep
 
 
@@ -221,7 +233,9 @@ def simulate_graph(graph, accel, *, scalesim_compat: bool = False, dims: dict[st
     for n in [n for n in graph.nodes if n.domain == "graphmill" and n.op_type != "MoE"]:
         lower_to_onnx(graph, n)
     infer_shapes(graph)
+    log.info("lowering %d nodes of graph %r", len(graph.nodes), graph.name)
     lowered = lower(graph)
+    log.info("simulating %d layers on %s", len(lowered.primitives), as_accel(accel).name)
     rep = simulate_layers(lowered.primitives, accel, scalesim_compat=scalesim_compat)
     rep.uncosted = list(lowered.uncosted)
     if defaulted:

@@ -98,3 +98,20 @@ def test_symbolic_image_sizes_take_dim_and_say_when_they_were_one(tmp_path):
     bad = run_cli("simulate", sym, "--accel", accel, "--dim", "h=3")
     assert bad.returncode == 2 and "--dim h: graph 'g' has no symbolic dimension named 'h'; its symbols: H, N, W" \
         in bad.stderr
+
+
+def test_verbose_says_what_it_simulates_and_json_stays_clean(tmp_path):
+    """`-v` ("log progress") printed nothing for the 20 s a big model takes (an outside check): it says what it
+    lowers and how many layers it simulates (then a line a second while they run). Reference: the model's own
+    node count and the report's layer count; stdout holds the JSON alone."""
+    w = helper.make_tensor("w", TensorProto.FLOAT, [16, 8], np.ones(128, np.float32).tolist())
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+                           helper.make_node("Relu", ["h"], ["y"], name="relu")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])], [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    r = run_cli("simulate", str(tmp_path / "m.onnx"), "--accel", "examples/accelerators/edge.toml", "--json", "-v")
+    assert r.returncode == 0, r.stderr
+    layers = len(json.loads(r.stdout)["layers"])
+    assert r.stderr.strip().splitlines()[:2] == ["graphmill.simulator: lowering 2 nodes of graph 'g'",
+                                                 f"graphmill.simulator: simulating {layers} layers on edge"]
