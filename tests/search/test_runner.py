@@ -745,3 +745,70 @@ def test_a_reward_past_floats_range_is_a_failed_trial():
                    progress=False)
     assert [t.status for t in r.history] == ["failed", "ok"] and r.best.reward == 0.5
     assert "is not a finite number" in r.history[0].error
+
+
+def _serve_once(reply: bytes):
+    """A TCP server on a free port that answers its first connection with ``reply`` and closes."""
+    import socket
+    import threading
+
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def answer():
+        conn, _ = srv.accept()
+        with conn:
+            conn.recv(64)
+            conn.sendall(reply)
+        srv.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    return srv.getsockname()[1]
+
+
+def test_a_ray_address_where_no_ray_head_answers_is_refused_at_once(monkeypatch):
+    """A web server at the address made ray.init retry without end (an outside check: over 450 s), and a port
+    past 65535 was reported as "Connection refused". Reference: RFC 9113 section 3.4, a gRPC (HTTP/2) server's
+    first frame is SETTINGS (type 4), which Ray's GCS sends (checked by hand on `ray start --head`); a server
+    sending it passes the check."""
+    from graphmill.search.executors.ray import check_address
+
+    with pytest.raises(UserInputError, match="is not a Ray cluster's head"):
+        check_address(f"127.0.0.1:{_serve_once(b'HTTP/1.0 400 Bad Request' + bytes(64))}")
+    check_address(f"127.0.0.1:{_serve_once(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))}")  # an HTTP/2 SETTINGS frame
+    with pytest.raises(UserInputError, match="port 99999 is not a TCP port"):
+        check_address("127.0.0.1:99999")
+    # RAY_ADDRESS, Ray's own variable, is the address when none is given: ray.init joined that cluster and
+    # refused the CPU count of a local start ("num_cpus ... must not be provided"; an outside check)
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    with pytest.raises(UserInputError, match="ray address '127.0.0.1:1': nothing answers"):
+        search.run(rh.small_space(), rh.evaluate, strategy="random", budget=2, seed=0, progress=False,
+                   executor="ray")
+
+
+HIDDEN_MODULE = "def evaluate(config):\n    return 0.5\n"
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("processes")  # a local Ray cluster
+def test_an_evaluator_ray_workers_cannot_import_stops_the_search(tmp_path):
+    """Every trial failed as "ActorDiedError ... \\x1b[36mray::_Worker.__init__()" (the ModuleNotFoundError
+    unsaid, colour codes kept) and the run exited 0 with a checkpoint holding them as done (an outside check).
+    Reference: the module is loaded here from its file under a name no import path reaches, as a module only the
+    driver's machine holds is; the local pool stops alike for a worker that cannot load evaluate."""
+    import importlib.util
+
+    pytest.importorskip("ray")
+    (tmp_path / "hidden_evaluator_mod.py").write_text(HIDDEN_MODULE)
+    spec = importlib.util.spec_from_file_location("hidden_evaluator_mod", tmp_path / "hidden_evaluator_mod.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["hidden_evaluator_mod"] = mod
+    try:
+        spec.loader.exec_module(mod)
+        with pytest.raises(UserInputError, match=r"a Ray worker could not load evaluate hidden_evaluator_mod:evaluate: "
+                                                 r"ModuleNotFoundError: No module named 'hidden_evaluator_mod'"):
+            search.run(rh.small_space(), mod.evaluate, strategy="random", budget=4, seed=0, progress=False,
+                       executor="ray", workers=2, checkpoint=str(tmp_path / "run.json"))
+        assert not (tmp_path / "run.json").exists()  # no failed trials kept as done
+    finally:
+        sys.modules.pop("hidden_evaluator_mod", None)

@@ -21,6 +21,7 @@ is replaced and its evaluation recorded as failed.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from typing import Any, Callable
@@ -28,6 +29,7 @@ from typing import Any, Callable
 from graphmill.search.executors import base
 from graphmill.search.executors.base import Executor, call
 from graphmill.util.errors import UserInputError
+from graphmill.util.interrupts import DeferredInterrupt
 
 
 def check_address(address: str | None, timeout: float = 5.0) -> None:
@@ -43,13 +45,52 @@ def check_address(address: str | None, timeout: float = 5.0) -> None:
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or "/" in host:
         return
+    if int(port) > 65535:
+        raise UserInputError(f"ray address {address!r}: port {port} is not a TCP port (1..65535)")
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        conn = socket.create_connection((host, int(port)), timeout=timeout)
     except OSError as e:
         why = e.strerror or type(e).__name__
         raise UserInputError(f"ray address {address!r}: nothing answers at {host}:{port} ({why}); start the "
                              "cluster first (ray start --head) or leave the address out to start Ray "
                              "locally") from None
+    if address.startswith("ray://"):  # Ray Client's server: left to Ray
+        conn.close()
+        return
+    # Ray's GCS speaks gRPC (HTTP/2): its first frame answering the client preface is SETTINGS (type 4). Anything
+    # else (a web server's "HTTP/1.0 400", silence) is no Ray head, where ray.init retried without end (an outside
+    # check: over 450 s at an http.server)
+    try:
+        with conn:
+            conn.settimeout(timeout)
+            conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+            head = b""
+            while len(head) < 9:
+                got = conn.recv(9 - len(head))
+                if not got:
+                    break
+                head += got
+    except OSError:
+        head = b""
+    if len(head) < 9 or head[3] != 4:
+        raise UserInputError(f"ray address {address!r}: what answers at {host}:{port} is not a Ray cluster's head "
+                             "(no gRPC answer); give the address `ray start --head` printed (its GCS port, 6379 "
+                             "by default)")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _cause(e: BaseException) -> str:
+    """The last ``SomethingError: message`` line of a Ray error's text (the worker's own exception, under Ray's
+    wrapping), without terminal colour codes."""
+    lines = [_ANSI.sub("", x).strip() for x in str(e).splitlines()]
+    found = [x for x in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", x)]
+    return found[-1] if found else (lines[0] if lines else type(e).__name__)
+
+
+def _evaluate_name(evaluate: Any) -> str:
+    return f"{getattr(evaluate, '__module__', '?')}:{getattr(evaluate, '__qualname__', type(evaluate).__name__)}"
 
 
 class _Worker:  # pragma: no cover - runs in a Ray worker process
@@ -92,6 +133,9 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             t0 = time.perf_counter()
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+            # Ray's own variable (set on cluster nodes and under `ray job submit`): ray.init joins that cluster, and
+            # refused the num_cpus given for a local start (an outside check)
+            address = address or os.environ.get("RAY_ADDRESS") or None
             if address:
                 check_address(address)
                 kwargs["address"] = address
@@ -103,10 +147,19 @@ class RayExecutor(Executor):
             if not address:
                 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
             try:
-                ray.init(**kwargs)
+                # a Ctrl-C while Ray starts waits for the start (seconds), then stops with it shut down: raised
+                # inside ray.init it left Ray's agent processes running (an outside check: 2 of 4 times)
+                with DeferredInterrupt() as deferred:
+                    ray.init(**kwargs)
+                if deferred.requested:
+                    ray.shutdown()
+                    raise KeyboardInterrupt
+            except (KeyboardInterrupt, SystemExit):
+                raise
             except Exception as e:
                 where = f"at {address!r}" if address else "locally"
-                raise UserInputError(f"cannot start Ray {where}: {type(e).__name__}: {e}") from None
+                what = "cannot connect to Ray" if address else "cannot start Ray"
+                raise UserInputError(f"{what} {where}: {type(e).__name__}: {_cause(e) or e}") from None
             finally:
                 if not address:
                     if old is None:
@@ -172,8 +225,13 @@ class RayExecutor(Executor):
                     try:
                         self.ray.get(ref)
                         s.ready_at = time.perf_counter()
-                    except Exception:  # the actor could not start: its evaluation's result says why
-                        s.ready_at = time.perf_counter()
+                    except Exception as e:  # the actor could not start: every evaluation would fail alike (an
+                        # outside check: 6 of 6 trials failed as "ActorDiedError ... \x1b[36mray::_Worker", the
+                        # ModuleNotFoundError unsaid, and the checkpoint then held them as done): a broken setup
+                        raise UserInputError(
+                            f"a Ray worker could not load evaluate {_evaluate_name(self.evaluate)}: {_cause(e)}; "
+                            "Ray workers import its module by name, so it must be importable on every node of "
+                            "the cluster (its PYTHONPATH, or installed there)") from None
                     continue
                 s = running[ref]
                 token = s.token
