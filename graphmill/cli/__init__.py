@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -74,8 +75,20 @@ def _run(args: argparse.Namespace, name: str, term: TerminateAsInterrupt) -> int
         print(f"graphmill {name}: {'terminated' if term.terminated else 'interrupted'}" +
               (f"; {again}" if again else ""), file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `graphmill inspect m.onnx | head`
-        return 0
+    except BrokenPipeError:  # `graphmill inspect m.onnx | head`: stopped as a Unix tool killed by SIGPIPE is;
+        # exit 0 told a script that a `search ... | head -2` cut off after 3 of 20 trials had finished (an outside
+        # check), and a resumable command says how to go on
+        try:
+            sys.stdout = open(os.devnull, "w")  # the interpreter's own flush at exit would raise again
+        except OSError:
+            pass
+        again = RERUN.get(name)
+        try:  # stderr may be the same closed pipe (`2>&1 | head`)
+            if again:
+                print(f"graphmill {name}: stopped: the pipe its output went to was closed; {again}", file=sys.stderr)
+        except OSError:
+            sys.stderr = open(os.devnull, "w")
+        return 141  # 128 + SIGPIPE
     except MemoryError as e:  # numpy's _ArrayMemoryError included: a size no budget anticipated
         detail = str(e).splitlines()[0] if str(e) else "an allocation failed"
         print(f"graphmill {name}: error: out of memory ({detail}); the model or its inputs are too "

@@ -348,3 +348,29 @@ def test_a_second_ctrl_c_still_says_how_to_resume(capsys, monkeypatch):
     monkeypatch.setattr(api, "search", interrupted)
     assert main(["search", "--space", "mnasnet", "--out", "o", "--budget", "2"]) == 130
     assert "graphmill search: interrupted; run the same command again to resume" in capsys.readouterr().err
+
+
+def test_a_closed_output_pipe_stops_the_search_with_sigpipes_status(tmp_path):
+    """`graphmill search ... | head -2` stopped after 3 of 20 trials with exit 0 and no word, which a script reads
+    as a finished search (an outside check). Reference: a Unix tool killed by SIGPIPE exits 128 + 13; the rerun
+    resumes from the checkpoint (the trials recorded before the pipe closed are kept)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "myeval.py").write_text(EVALUATORS)
+    (tmp_path / "space.json").write_text(json.dumps({"type": "space", "params": {
+        "x": {"type": "float", "low": 0.0, "high": 1.0}}}))
+    args = [sys.executable, "-m", "graphmill", "search", "--space", "space.json", "--evaluator", "myeval:quadratic",
+            "--strategy", "random", "--budget", "2000", "--out", "o"]  # far more than the pipe's buffer holds
+    p = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert p.stdout.readline().startswith(b"[search] trial 1/2000")
+    p.stdout.close()  # as `head -1` does
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141, err
+    assert err.strip().endswith("stopped: the pipe its output went to was closed; run the same command again to "
+                                "resume from the last checkpoint (a finished evaluation is not repeated)"), err
+    again = run_cli("--space", "space.json", "--evaluator", "myeval:quadratic", "--strategy", "random", "--budget",
+                    "1", "--out", "o", "--json", cwd=tmp_path)
+    assert again.returncode == 0 and json.loads(again.stdout)["new_trials"] == 0, again.stderr  # the checkpoint
+    assert 1 <= json.loads(again.stdout)["trials"] < 2000  # holds the trials recorded before the pipe closed
