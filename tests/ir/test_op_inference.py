@@ -866,3 +866,27 @@ def test_a_negative_size_in_a_branch_no_run_takes_is_unknown_and_the_model_saves
     graphmill.optimize(graph)
     got = run(to_proto(writable(graph, "dead.onnx")))
     np.testing.assert_array_equal(got, expected)
+
+
+def test_a_negative_size_on_a_node_that_runs_is_a_problem_inspect_lists() -> None:
+    """Taken as unknown (above), a TopK with k=-1 in the main graph was silent: inspect showed "?" where it had
+    shown [-1] (a review). Reference: ONNX Runtime refuses to run the node (asserted)."""
+    import onnxruntime as ort
+
+    from graphmill.frontend import from_proto
+    from graphmill.frontend.onnx_shape_inference import infer_shapes
+    from graphmill.ir import ShapeInferenceError
+    from graphmill.ir.ops import infer_types
+
+    g = oh.make_graph([oh.make_node("TopK", ["x", "k"], ["v", "i"], name="top")], "g",
+                      [oh.make_tensor_value_info("x", F, [2, 4])],
+                      [oh.make_tensor_value_info("v", F, None), oh.make_tensor_value_info("i", I64, None)],
+                      initializer=[numpy_helper.from_array(_i(-1), "k")])
+    model = oh.make_model(g, opset_imports=[oh.make_opsetid("", 18)])
+    with pytest.raises(Exception):
+        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, {"x": np.zeros((2, 4), np.float32)})
+    report = infer_shapes(from_proto(model, path="top.onnx"))
+    assert any("TopK node 'top'" in e and "which no run can have" in e for e in report.errors), report.errors
+    with pytest.raises(ShapeInferenceError, match="which no run can have"):
+        infer_types(from_proto(model, path="top.onnx"), strict=True)

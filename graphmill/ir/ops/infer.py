@@ -179,7 +179,13 @@ def _infer_node(node: Node, opsets: dict[str, int], known: dict[int, np.ndarray]
             # sizes no run can take (ConvTranspose pads past its output, Resize sizes -2, Split [4, -2], TopK k=-1):
             # in an If branch no run takes ONNX Runtime runs the model, and a negative size copied into the IR made
             # it unsavable, blamed on a size the file "declares" (reviews; the onnx corpus's affine_grid_3d):
-            # unknown, as onnx's own negative answers are (frontend.onnx_shape_inference)
+            # unknown, as onnx's own negative answers are (frontend.onnx_shape_inference); said, for a node that runs
+            # (inspect's problems; a review found the live case silent)
+            msg = (f"{node.describe()}: output %{out.name} would have size {list(t.shape)}, which no run can have "
+                   "(ONNX Runtime refuses the node when it runs); taken as unknown")
+            if strict:
+                raise ShapeInferenceError(msg)
+            report.errors.append(msg)
             t = t.with_shape([None if isinstance(d, int) and d < 0 else d for d in t.shape])
         if isinstance(t, TensorType) and (problem := shape_problem(t.shape)):
             # A size no real model has, computed from the model's own constants (Range(0, 2^33, 1)): refuse

@@ -206,12 +206,16 @@ def test_a_checkpoint_holding_the_old_defaults_of_options_the_mode_does_not_use_
     and min_size 16, a contrastive run's dropout and mixup too); they hold null now, and such a checkpoint was
     refused, the message asking for --min-size 16, which the mode then refused (a review). Reference: the
     configurations the two versions write for `graphmill train MODEL` with no option given."""
-    from graphmill.backends.torch.training.loop import check_same_config
+    from graphmill.backends.torch.training.loop import MODE_OPTIONS, check_same_config
 
     new = {"mode": "contrastive", "stages": None, "min_size": None, "dropout": None, "mixup": None, "seed": 0}
     old = {"mode": "contrastive", "stages": 4, "min_size": 16, "dropout": [0.1, 0.3], "mixup": [0.0, 0.2], "seed": 0}
-    check_same_config("ck.pt", old, new)
-    with pytest.raises(UserInputError, match=r"made with dropout=\[0.5, 0.5\], this run has dropout=None"):
-        check_same_config("ck.pt", {**old, "dropout": [0.5, 0.5]}, new)  # not the default: given, and differs
+    check_same_config("ck.pt", old, new, unused=MODE_OPTIONS)
+    # given then, and ignored by the mode as the default was (a review: --stages 6 in a fixed run)
+    check_same_config("ck.pt", {**old, "stages": 6, "dropout": [0.5, 0.5]}, new, unused=MODE_OPTIONS)
     with pytest.raises(UserInputError, match="made with stages=4, this run has stages=3"):
-        check_same_config("ck.pt", old, {**new, "stages": 3})  # an option set now is compared as ever
+        check_same_config("ck.pt", old, {**new, "stages": 3}, unused=MODE_OPTIONS)  # set now: compared as ever
+    with pytest.raises(UserInputError, match="made with mode='contrastive', this run has mode='fixed'"):
+        check_same_config("ck.pt", old, {**new, "mode": "fixed"}, unused=MODE_OPTIONS)
+    with pytest.raises(UserInputError, match=r"made with dropout=\[0.1, 0.3\], this run has dropout=None"):
+        check_same_config("ck.pt", old, new)  # other callers (AutoHAS, supernet) name no such options

@@ -207,18 +207,18 @@ def _mismatch(module, saved: dict) -> str:
     return f"the checkpoint has {extra[0]}, which this model does not" if extra else ""
 
 
-#: what `graphmill train` checkpoints recorded, before 9543a86, for an option the run's mode does not use (the
-#: default, applied or not); they hold null now: such a checkpoint resumes (a review found it refused, the message
-#: asking for an option the mode now refuses)
-UNUSED_BEFORE = {"stages": 4, "min_size": 16, "dropout": [0.1, 0.3], "mixup": [0.0, 0.2]}
+#: the options of `graphmill train` a mode may not use: checkpoints before 9543a86 recorded a value for them
+#: (the default, or what was given and ignored); they hold null now (a review found such a checkpoint refused, the
+#: message asking for an option the mode now refuses)
+MODE_OPTIONS = ("stages", "min_size", "dropout", "mixup")
 
 
-def check_same_config(path: str | os.PathLike, saved: dict, config: dict) -> None:
+def check_same_config(path: str | os.PathLike, saved: dict, config: dict, *, unused: tuple[str, ...] = ()) -> None:
     """Refuse to resume a checkpoint made with other options, naming the first that differs. An option the
     checkpoint does not hold is one added since it was written: unset (None) it cannot differ, set it is refused
-    as newer than the checkpoint; an option only the checkpoint holds was removed since."""
-    saved = {k: (None if config.get(k, 0) is None and k in UNUSED_BEFORE and v == UNUSED_BEFORE[k] else v)
-             for k, v in saved.items()}
+    as newer than the checkpoint; an option only the checkpoint holds was removed since. ``unused``: options
+    that, None in ``config``, the run's mode does not use: what the checkpoint holds for them cannot differ."""
+    saved = {k: (None if k in unused and config.get(k, 0) is None else v) for k, v in saved.items()}
     for key in sorted(set(saved) | set(config)):
         if key not in saved and config[key] is not None:
             raise UserInputError(f"{path}: the checkpoint predates option {key} (this run has {key}="
@@ -280,7 +280,7 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
         if why:  # a traceback (KeyError: 'rng', a generator state of the wrong size), or a history row "x" written
             raise UserInputError(f"{checkpoint}: a damaged graphmill training checkpoint ({why}); delete it to "
                                  "start afresh")
-        check_same_config(checkpoint, state["config"], config)
+        check_same_config(checkpoint, state["config"], config, unused=MODE_OPTIONS)
         why = _mismatch(module, state["model"])
         if why:  # torch's message's first line named nothing ("Error(s) in loading state_dict for GraphModule:")
             raise UserInputError(f"{checkpoint}: does not fit this model: {why}")
