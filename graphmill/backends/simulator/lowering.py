@@ -186,6 +186,11 @@ def _static(shape, what: str, node: Node) -> tuple[int, ...]:
         raise UserInputError(f"{node.describe()}: its {what} shape is unknown (shape inference could not infer it); "
                              "the simulator needs static shapes")
     if num_elements(shape) is None:  # name what lacks a size: "fix the batch size" misled where H and W were open
+        if not any(isinstance(d, str) for d in shape):  # no symbol to bind: --dim cannot help (a review: a TopK with
+            # k=-1 has no size any run can have; `inspect` lists why)
+            raise UserInputError(f"{node.describe()}: {what} shape {shape} is not static: shape inference could not "
+                                 "size it (`graphmill inspect` lists the problems it found); the simulator needs a "
+                                 "size for every dimension")
         open_dims = ", ".join(str(d) for d in shape if not isinstance(d, int)) or "?"
         raise UserInputError(f"{node.describe()}: {what} shape {shape} is not static (no size for {open_dims}); the "
                              "simulator needs a size for every dimension (bind the symbols: --dim NAME=SIZE where a "

@@ -435,3 +435,24 @@ def test_a_conv_whose_file_contradicts_it_is_refused_naming_it(declared, group, 
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(UserInputError, match=re.escape(f"Conv node 'conv0': {says}")):
         simulate(from_proto(model), "examples/accelerators/edge.toml")
+
+
+def test_a_size_no_run_can_have_is_not_said_to_need_dim():
+    """A ConvTranspose whose pads exceed its output (no run can take it; ONNX Runtime refuses it) has an unknown
+    output size, and simulate advised binding symbols with --dim, in a model that has none (a review).
+    Reference: the model's own declared inputs (no symbol), and the message written here."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    from graphmill.backends.simulator import simulate_graph
+    from graphmill.frontend import from_proto
+
+    w = numpy_helper.from_array(np.ones((3, 3, 3, 3), np.float32), "w")
+    g = helper.make_graph([helper.make_node("ConvTranspose", ["x", "w"], ["t"], pads=[5, 5, 5, 5], name="ct"),
+                           helper.make_node("Relu", ["t"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", 1, [1, 3, 4, 4])],
+                          [helper.make_tensor_value_info("y", 1, None)], [w])
+    graph = from_proto(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path="ct.onnx")
+    with pytest.raises(UserInputError, match="shape inference could not size it") as e:
+        simulate_graph(graph, load_accel("examples/accelerators/edge.toml"))
+    assert "--dim" not in str(e.value)
