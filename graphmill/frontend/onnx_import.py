@@ -43,7 +43,7 @@ from graphmill.ir import (
 
 from graphmill.util.files import JSON_NESTING_LIMIT, JsonDuplicateKey, JsonTooDeep, parse_json
 
-from .onnx_tensors import resolve_external_data, tensor_from_proto
+from .onnx_tensors import resolve_external_data, string_entries, tensor_from_proto
 
 MAX_SUPPORTED_OPSET = onnx.defs.onnx_opset_version()
 _DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -117,12 +117,10 @@ def _dtype(code: int) -> DataType:
 def _props(entries, path: str, where: str) -> dict[str, str]:
     """metadata_props as a dict. ONNX says its keys should be distinct (onnx.checker enforces it for the model's
     only): a repeated key is refused, where a dict kept its last value and lost the others without a word."""
-    out: dict[str, str] = {}
-    for e in entries:
-        if e.key in out:
-            raise ModelLoadError(f"{path}: {where}: metadata_props repeats key {e.key!r} (ONNX: keys should be "
-                                 "distinct); give each key once")
-        out[e.key] = e.value
+    out, twice = string_entries(entries)
+    if twice is not None:
+        raise ModelLoadError(f"{path}: {where}: metadata_props repeats key {twice!r} (ONNX: keys should be "
+                             "distinct); give each key once")
     return out
 
 

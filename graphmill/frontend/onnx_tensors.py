@@ -59,13 +59,23 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
+def string_entries(entries) -> tuple[dict[str, str], str | None]:
+    """ONNX's key-value lists (``metadata_props``, ``external_data``) as a dict, and the first key given twice (None
+    when each is given once): a dict keeps the last value and loses the others without a word, so the callers
+    refuse a repeated key."""
+    out: dict[str, str] = {}
+    for e in entries:
+        if e.key in out:
+            return out, e.key
+        out[e.key] = e.value
+    return out, None
+
+
 def resolve_external_data(proto: onnx.TensorProto, base_dir: str | None, model_path: str) -> ExternalData:
     """Validate an external-data reference; raise ``UnsafeModelError`` if it leaves ``base_dir``."""
-    info = {e.key: e.value for e in proto.external_data}
+    info, twice = string_entries(proto.external_data)
     where = f"{model_path}: tensor {proto.name!r}"
-    if len(info) != len(proto.external_data):  # onnx takes the last, ONNX Runtime refuses the file (an outside check)
-        keys = [e.key for e in proto.external_data]
-        twice = next(k for i, k in enumerate(keys) if k in keys[:i])
+    if twice is not None:  # onnx takes the last, ONNX Runtime refuses the file (an outside check)
         ort = " (ONNX Runtime refuses such a file)" if twice == "location" else ""  # it takes a repeated offset's last
         raise ModelLoadError(f"{where} names its external data's {twice!r} twice; which one holds is ambiguous{ort}")
     location = info.get("location", "")

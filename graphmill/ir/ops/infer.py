@@ -140,8 +140,8 @@ def _infer_graph(graph: Graph, opsets: dict[str, int], known: dict[int, np.ndarr
         _infer_node(node, opsets, known, report, strict, free)
 
 
-def _negative_dims(v) -> bool:
-    t = v.type if v is not None else None
+def _negative_dims(t) -> bool:
+    """Whether the type ``t`` has a size below 0 (no tensor can)."""
     return isinstance(t, TensorType) and t.shape is not None and any(isinstance(d, int) and d < 0 for d in t.shape)
 
 
@@ -180,9 +180,9 @@ def _infer_node(node: Node, opsets: dict[str, int], known: dict[int, np.ndarray]
         t = types[i]
         if isinstance(t, TensorType) and not t.dtype:
             t = None  # ONNX has no tensor type without an element type; an input was unknown
-        if isinstance(t, TensorType) and t.shape is not None and any(isinstance(d, int) and d < 0 for d in t.shape) \
-                and not any(_negative_dims(v) for v in node.inputs):  # a declared one: verify and save name it
-            # sizes no run can take (ConvTranspose pads past its output, Resize sizes -2, Split [4, -2], TopK k=-1):
+        if _negative_dims(t) and not any(v is not None and _negative_dims(v.type) for v in node.inputs):
+            # (a negative size copied from a declared input is left for verify and save to name) sizes no run can
+            # take (ConvTranspose pads past its output, Resize sizes -2, Split [4, -2], TopK k=-1):
             # in an If branch no run takes ONNX Runtime runs the model, and a negative size copied into the IR made
             # it unsavable, blamed on a size the file "declares" (reviews; the onnx corpus's affine_grid_3d):
             # unknown, as onnx's own negative answers are (frontend.onnx_shape_inference); said, for a node that runs
