@@ -122,6 +122,11 @@ class Executor:
         self.close()
 
 
+def evaluate_name(evaluate: Any) -> str:
+    """``MODULE:FUNCTION``, as ``--evaluator`` takes it: what a worker that cannot load ``evaluate`` names."""
+    return f"{getattr(evaluate, '__module__', '?')}:{getattr(evaluate, '__qualname__', type(evaluate).__name__)}"
+
+
 def not_a_number(x: Any) -> bool:
     """Text or a truth value (``str``, ``bytes``, a Python, numpy or torch bool): ``float()`` takes them (``"0.9"``,
     ``acc > 0.5`` as 1.0), so a reward that is one would steer a search silently."""

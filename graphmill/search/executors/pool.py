@@ -22,7 +22,7 @@ import time
 from multiprocessing.connection import wait as wait_connections
 from typing import Any, Callable
 
-from graphmill.search.executors.base import Executor, call
+from graphmill.search.executors.base import Executor, call, evaluate_name
 from graphmill.util.errors import UserInputError
 from graphmill.util.interrupts import ctrl_c_ignored_by_started_processes
 from graphmill.util.processes import process_running
@@ -75,10 +75,6 @@ def _worker_main(conn, evaluate: Callable[[dict], Any], search_pid: int) -> None
                 conn.send((token, ("failed", f"the result cannot be sent back: {type(e).__name__}: {e}", out[2])))
         except OSError:
             return
-
-
-def _name(evaluate: Any) -> str:
-    return f"{getattr(evaluate, '__module__', '?')}.{getattr(evaluate, '__qualname__', type(evaluate).__name__)}"
 
 
 class _Slot:
@@ -171,8 +167,8 @@ class ProcessPoolExecutor(Executor):
                     if fresh:  # every evaluation would fail the same way: not a failed trial but a broken setup
                         raise UserInputError(
                             f"a worker process exited (exit code {code}) before it could start an evaluation: it "
-                            f"could not load evaluate {_name(self.evaluate)} (its error is printed above); in a "
-                            "script, call search.run under 'if __name__ == \"__main__\":' (workers are spawned "
+                            f"could not load evaluate {evaluate_name(self.evaluate)} (its error is printed above); "
+                            "in a script, call search.run under 'if __name__ == \"__main__\":' (workers are spawned "
                             "and import the main module again), or use workers=1 or executor='ray'")
                     out.append((token, ("failed", f"the worker process died (exit code {code})",
                                         time.perf_counter() - (s.started or s.submitted))))

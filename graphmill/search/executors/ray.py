@@ -27,7 +27,7 @@ import time
 from typing import Any, Callable
 
 from graphmill.search.executors import base
-from graphmill.search.executors.base import Executor, call
+from graphmill.search.executors.base import Executor, call, evaluate_name
 from graphmill.util.errors import UserInputError
 from graphmill.util.interrupts import DeferredInterrupt
 
@@ -87,10 +87,6 @@ def _cause(e: BaseException) -> str:
     lines = [_ANSI.sub("", x).strip() for x in str(e).splitlines()]
     found = [x for x in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", x)]
     return found[-1] if found else (lines[0] if lines else type(e).__name__)
-
-
-def _evaluate_name(evaluate: Any) -> str:
-    return f"{getattr(evaluate, '__module__', '?')}:{getattr(evaluate, '__qualname__', type(evaluate).__name__)}"
 
 
 class _Worker:  # pragma: no cover - runs in a Ray worker process
@@ -159,7 +155,7 @@ class RayExecutor(Executor):
             except Exception as e:
                 where = f"at {address!r}" if address else "locally"
                 what = "cannot connect to Ray" if address else "cannot start Ray"
-                raise UserInputError(f"{what} {where}: {type(e).__name__}: {_cause(e) or e}") from None
+                raise UserInputError(f"{what} {where}: {type(e).__name__}: {_cause(e)}") from None
             finally:
                 if not address:
                     if old is None:
@@ -229,7 +225,7 @@ class RayExecutor(Executor):
                         # outside check: 6 of 6 trials failed as "ActorDiedError ... \x1b[36mray::_Worker", the
                         # ModuleNotFoundError unsaid, and the checkpoint then held them as done): a broken setup
                         raise UserInputError(
-                            f"a Ray worker could not load evaluate {_evaluate_name(self.evaluate)}: {_cause(e)}; "
+                            f"a Ray worker could not load evaluate {evaluate_name(self.evaluate)}: {_cause(e)}; "
                             "Ray workers import its module by name, so it must be importable on every node of "
                             "the cluster (its PYTHONPATH, or installed there)") from None
                     continue
