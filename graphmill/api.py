@@ -818,20 +818,18 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
         raise UserInputError("--progressive and --contrastive are separate modes; choose one")
     mode = "progressive" if progressive else "contrastive" if contrastive else "fixed"
     # given but unused, they were recorded in the report's config as if applied (an outside check: --contrastive
-    # --dropout 0.5 trained as --dropout 0 did, and the report said 0.5)
-    unused = {"--stages": stages, "--min-size": min_size, **({"--dropout": dropout, "--mixup": mixup}
-                                                             if contrastive else {})}
-    if not progressive and any(v is not None for v in unused.values()):
-        flag = next(f for f, v in unused.items() if v is not None)
-        raise UserInputError(f"{flag} applies to --progressive training only" if flag in ("--stages", "--min-size")
-                             else f"{flag} applies to fixed-size and --progressive training; --contrastive training "
-                                  "keeps the model's own Dropout rates and mixes no images")
-    defaults = {"stages": 4, "min_size": 16, "dropout": (0.1, 0.3), "magnitude": (5.0, 15.0), "mixup": (0.0, 0.2)}
+    # --dropout 0.5 trained as --dropout 0 did, and the report said 0.5); the defaults are TrainConfig's
+    given = {"stages": stages, "min_size": min_size, "dropout": dropout, "magnitude": magnitude, "mixup": mixup}
     used = {"stages": progressive, "min_size": progressive, "dropout": not contrastive, "magnitude": True,
             "mixup": not contrastive}
-    given = {"stages": stages, "min_size": min_size, "dropout": dropout, "magnitude": magnitude, "mixup": mixup}
+    for k, v in given.items():
+        if v is not None and not used[k]:
+            flag = "--" + k.replace("_", "-")
+            raise UserInputError(f"{flag} applies to --progressive training only" if k in ("stages", "min_size")
+                                 else f"{flag} applies to fixed-size and --progressive training; --contrastive "
+                                      "training keeps the model's own Dropout rates and mixes no images")
     stages, min_size, dropout, magnitude, mixup = (
-        (given[k] if given[k] is not None else defaults[k]) if used[k] else None for k in defaults)
+        (v if v is not None else getattr(TrainConfig, k)) if used[k] else None for k, v in given.items())
     cfg = TrainConfig(mode=mode, steps=steps, epochs=epochs, batch=batch, micro_batch=micro_batch, stages=stages,
                       min_size=min_size, dropout=dropout, magnitude=magnitude, mixup=mixup,
                       temperature=temperature, lr=lr, seed=seed)
