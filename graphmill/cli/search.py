@@ -81,14 +81,7 @@ def _run_method(args: argparse.Namespace, progress) -> int:
                               options=args.option, progress=progress)
     except KeyboardInterrupt:  # before the method's own handling (its setup): "resume from the last checkpoint"
         # was promised where none was written, and --json printed nothing (an outside check)
-        if any(os.path.exists(os.path.join(args.out, f)) for f in ("checkpoint.json", "checkpoint.pt")):
-            raise
-        if args.json:
-            emit_json({"method": args.method, "out": args.out, "interrupted": True, "checkpoint": None, "trials": 0,
-                       "best": None})
-        print(f"graphmill search: {stopped_word()} before the first checkpoint: run the same command again to "
-              "start it over", file=sys.stderr)
-        return 130
+        return _stopped_before_checkpoint(args, {"method": args.method})
     if args.json:
         emit_json(s)
     else:
@@ -115,6 +108,18 @@ def _run_method(args: argparse.Namespace, progress) -> int:
     return 0
 
 
+def _stopped_before_checkpoint(args: argparse.Namespace, report: dict) -> int:
+    """A Ctrl-C that reached the command before the search's own handling (a method's setup, Ray's start): the
+    top level's "resume from the last checkpoint" is re-raised to where one was written, else said as it is."""
+    if any(os.path.exists(os.path.join(args.out, f)) for f in ("checkpoint.json", "checkpoint.pt")):
+        raise KeyboardInterrupt
+    if args.json:
+        emit_json({**report, "out": args.out, "interrupted": True, "checkpoint": None, "trials": 0, "best": None})
+    print(f"graphmill search: {stopped_word()} before the first checkpoint: run the same command again to "
+          "start it over", file=sys.stderr)
+    return 130
+
+
 def run(args: argparse.Namespace) -> int:
     def progress(line: str) -> None:  # with --json stdout is the JSON alone: the lines go to stderr
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
@@ -125,11 +130,17 @@ def run(args: argparse.Namespace) -> int:
         return _run_method(args, progress)
     budget = 50 if args.budget is None else args.budget
     strategy = "default" if args.strategy is None else args.strategy  # '' is refused as unknown, not the default
-    out = api.search(args.space, args.evaluator or "builtin", strategy=strategy,
-                     options=args.option, budget=budget,
-                     out=args.out, workers=args.workers, executor=args.executor, ray_address=args.ray_address,
-                     objective=args.objective, accel=args.accel, timeout=args.timeout, seed=args.seed,
-                     proxy=_proxy(args), progress=progress)
+    proxy = _proxy(args)
+    try:
+        out = api.search(args.space, args.evaluator or "builtin", strategy=strategy,
+                         options=args.option, budget=budget,
+                         out=args.out, workers=args.workers, executor=args.executor, ray_address=args.ray_address,
+                         objective=args.objective, accel=args.accel, timeout=args.timeout, seed=args.seed,
+                         proxy=proxy, progress=progress)
+    except KeyboardInterrupt:  # while Ray started, before the runner's own handling: it promised a checkpoint
+        # that was not there (an outside check)
+        return _stopped_before_checkpoint(args, {"space": args.space, "strategy": strategy, "failed": 0,
+                                                 "new_trials": 0, "exhausted": False, "files": []})
     s = out["summary"]
     if not s["new_trials"] and not s["interrupted"]:
         # on stderr with --json (stdout is the JSON alone), on stdout after the summary otherwise; a space evaluated

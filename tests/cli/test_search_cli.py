@@ -336,9 +336,25 @@ def test_an_interrupted_search_names_a_checkpoint_only_when_there_is_one(tmp_pat
         assert "resume from" not in err
 
 
-def test_a_second_ctrl_c_still_says_how_to_resume(capsys, monkeypatch):
+def test_a_second_ctrl_c_still_says_how_to_resume(tmp_path, capsys, monkeypatch):
     """Three Ctrl-Cs within a second left only "graphmill search: interrupted" (the clean stop's own line was
-    skipped; an outside check)."""
+    skipped; an outside check). Reference: the checkpoint file, written by the test."""
+    from graphmill import api
+    from graphmill.cli import main
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "checkpoint.json").write_text("{}")
+    monkeypatch.setattr(api, "search", interrupted)
+    assert main(["search", "--space", "mnasnet", "--out", str(tmp_path / "o"), "--budget", "2"]) == 130
+    assert "graphmill search: interrupted; run the same command again to resume" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_ray_starts_promises_no_resume(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while Ray started (before the runner's own handling) said "resume from the last checkpoint" where no
+    folder had been made, and --json printed nothing (an outside check). Reference: the folder, absent."""
     from graphmill import api
     from graphmill.cli import main
 
@@ -346,8 +362,14 @@ def test_a_second_ctrl_c_still_says_how_to_resume(capsys, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(api, "search", interrupted)
-    assert main(["search", "--space", "mnasnet", "--out", "o", "--budget", "2"]) == 130
-    assert "graphmill search: interrupted; run the same command again to resume" in capsys.readouterr().err
+    out = tmp_path / "o"
+    assert main(["search", "--space", "mnasnet", "--out", str(out), "--budget", "2", "--json"]) == 130
+    io = capsys.readouterr()
+    assert json.loads(io.out) == {"space": "mnasnet", "strategy": "default", "out": str(out), "interrupted": True,
+                                  "checkpoint": None, "trials": 0, "failed": 0, "new_trials": 0,
+                                  "exhausted": False, "files": [], "best": None}
+    assert io.err.strip() == ("graphmill search: interrupted before the first checkpoint: run the same command "
+                              "again to start it over")
 
 
 def test_a_closed_output_pipe_stops_the_search_with_sigpipes_status(tmp_path):
