@@ -610,10 +610,14 @@ class Space(Param):
         self._layout()
         return self._dimension
 
-    def encode(self, config: Mapping[str, Any]) -> np.ndarray:
+    def encode(self, config: Mapping[str, Any], validated: bool = False) -> np.ndarray:
         """A float32 vector of length ``dimension``: one-hot choices, numbers in [0, 1] (log-scaled with
         ``log``), and for each conditional parameter a trailing "active" bit (its block stays zero when inactive).
-        ``config`` must be valid (``validate`` it first when it comes from outside)."""
+        ``config`` is validated first (a value not in a choice set the previous parameter's last slot, an active
+        parameter left out encoded as inactive: an outside check) unless ``validated=True`` says it came from
+        this space's ``validate``, ``sample`` or ``mutate``, as a strategy's thousands of candidates do."""
+        if not validated:
+            config = self.validate(config)
         out = np.zeros(self.dimension, dtype=np.float32)
         for path, p, cond, offset in self._layout():
             d: Any = config

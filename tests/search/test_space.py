@@ -185,6 +185,19 @@ def test_encode_has_fixed_length_and_documented_layout():
     np.testing.assert_allclose(small.encode({"op": "b", "x": 2, "lr": 1e-3, "n": 4}), [0, 1, 0, 1, 1, 0, 1])
 
 
+@pytest.mark.parametrize("config, named", [
+    ({"a": 7}, "a: 7 is not one of [0, 1]"),          # set the slot before a's (the vector's last) to 1
+    ({"a": 1}, "b: missing (the parameter is active)"),  # encoded b as inactive
+])
+def test_encode_refuses_a_configuration_not_of_the_space(config, named):
+    """An outside check: ``encode`` wrote garbage for a value outside a choice and for a missing active parameter,
+    where ``key`` refuses both. Reference: ``validate``'s message for the same configuration."""
+    s = search.Space({"a": search.Choice([0, 1]), "b": search.Choice([2, 3], when={"a": 1})})
+    with pytest.raises(UserInputError, match=re.escape(named)):
+        s.encode(config)
+    np.testing.assert_array_equal(s.encode({"a": 1, "b": 3}, validated=True), s.encode({"a": 1, "b": 3}))
+
+
 def test_key_is_sha256_of_canonical_json_and_normalizes_numbers():
     s = search.Space({"a": search.Choice([1, 3]), "b": search.Float(0, 2), "c": search.Int(0, 9)})
     k = s.key({"c": 3, "b": 1, "a": 1})

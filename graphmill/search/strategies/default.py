@@ -300,7 +300,7 @@ class PredictorEvolution(Strategy):
 
     # -- bookkeeping
     def _enc(self, config: dict) -> np.ndarray:
-        e = self.space.encode(config).astype(np.float64)
+        e = self.space.encode(config, validated=True).astype(np.float64)
         if not self._ordinal:
             return e
         extra = np.full(len(self._ordinal), 0.5)
