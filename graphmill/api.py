@@ -564,6 +564,9 @@ MAX_TRAIN_SIZE = 1024
 """Largest image size ``train`` builds or trains at (``--max-size 100000`` failed as a Conv node over the tensor
 size limit, naming no flag)."""
 
+EMBED_DIM = 64
+"""The embedding size (outputs) of a zoo model ``train --contrastive`` builds."""
+
 MAX_MICROBATCHES = 4096
 """Most micro-batches ``partition`` simulates (the GPipe schedule is simulated one micro-batch at a time)."""
 
@@ -788,7 +791,8 @@ def replay_placement(graph: Graph) -> dict | None:
 def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "train-out", progressive: bool = False,
           contrastive: bool = False, stages: int | None = None, min_size: int | None = None,
           max_size: int | None = None, dropout=None, magnitude=None, mixup=None, batch: int = 64,
-          micro_batch: int | None = None, temperature: float = 0.1, embed_dim: int = 64, steps: int | None = None,
+          micro_batch: int | None = None, temperature: float | None = None, embed_dim: int | None = None,
+          steps: int | None = None,
           epochs: int | None = None, lr: float = 3e-3, seed: int = 0, width: float | None = None,
           depth: float | None = None, resume: bool = False, threads: int | None = None, progress=None) -> dict:
     """``graphmill train``: train ``model`` (a zoo name, an ``.onnx`` path or a ``Graph``) on the shipped task
@@ -800,9 +804,10 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     stages from ``min_size`` to the model's size, ``dropout``/``magnitude``/``mixup`` rising from their first
     to their second value) or ``contrastive`` (BASIC: two views, batch ``batch`` in micro-batches of
     ``micro_batch``, which must divide it). None: the default (``stages`` 4, ``min_size`` 16, ``dropout`` (0.1,
-    0.3), ``magnitude`` (5, 15), ``mixup`` (0, 0.2)); an option the mode does not use is refused when given
-    (``stages``/``min_size`` outside progressive, ``dropout``/``mixup`` with contrastive) and is null in the
-    report's ``config``. ``steps`` or ``epochs`` (default 10 epochs) is the length. Zoo
+    0.3), ``magnitude`` (5, 15), ``mixup`` (0, 0.2), ``temperature`` 0.1, ``embed_dim`` 64); an option the mode
+    does not use is refused when given (``stages``/``min_size`` outside progressive, ``dropout``/``mixup`` with
+    contrastive, ``temperature``/``embed_dim``/``micro_batch`` outside it) and is null in the report's
+    ``config``. ``steps`` or ``epochs`` (default 10 epochs) is the length. Zoo
     models are built at ``max_size`` (default 32) with 10 classes (``embed_dim`` outputs when contrastive),
     scaled by ``width``/``depth``. Every option is checked before any work. ``progress(line)`` gets one line
     per epoch and stage. Returns the report (``interrupted`` True after Ctrl-C: nothing but the checkpoint
@@ -819,17 +824,21 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     mode = "progressive" if progressive else "contrastive" if contrastive else "fixed"
     # given but unused, they were recorded in the report's config as if applied (an outside check: --contrastive
     # --dropout 0.5 trained as --dropout 0 did, and the report said 0.5); the defaults are TrainConfig's
-    given = {"stages": stages, "min_size": min_size, "dropout": dropout, "magnitude": magnitude, "mixup": mixup}
+    given = {"stages": stages, "min_size": min_size, "dropout": dropout, "magnitude": magnitude, "mixup": mixup,
+             "temperature": temperature, "embed_dim": embed_dim}
     used = {"stages": progressive, "min_size": progressive, "dropout": not contrastive, "magnitude": True,
-            "mixup": not contrastive}
+            "mixup": not contrastive, "temperature": contrastive, "embed_dim": contrastive}
     for k, v in given.items():
         if v is not None and not used[k]:
             flag = "--" + k.replace("_", "-")
             raise UserInputError(f"{flag} applies to --progressive training only" if k in ("stages", "min_size")
+                                 else f"{flag} applies to --contrastive training only" if k in ("temperature",
+                                                                                              "embed_dim")
                                  else f"{flag} applies to fixed-size and --progressive training; --contrastive "
                                       "training keeps the model's own Dropout rates and mixes no images")
-    stages, min_size, dropout, magnitude, mixup = (
-        (v if v is not None else getattr(TrainConfig, k)) if used[k] else None for k, v in given.items())
+    defaults = {k: getattr(TrainConfig, k, None) for k in given} | {"embed_dim": EMBED_DIM}
+    stages, min_size, dropout, magnitude, mixup, temperature, embed_dim = (
+        (v if v is not None else defaults[k]) if used[k] else None for k, v in given.items())
     cfg = TrainConfig(mode=mode, steps=steps, epochs=epochs, batch=batch, micro_batch=micro_batch, stages=stages,
                       min_size=min_size, dropout=dropout, magnitude=magnitude, mixup=mixup,
                       temperature=temperature, lr=lr, seed=seed)

@@ -36,6 +36,7 @@ def test_progressive_train_writes_a_model_onnx_runtime_runs_as_measured(tmp_path
         in io.out and (out / "checkpoint.pt").is_file()
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["mode"] == "progressive" and "digits" in report["task"]
+    assert report["config"]["temperature"] is None  # InfoNCE's: the mode does not use it
     assert [s["size"] for s in report["stages"]] == [16, 32] and report["steps"] == 6
     # OUT/report.json is the --json report (it lacked the history, an outside check)
     assert json.loads((out / "report.json").read_text()) == report and len(report["history"]) == 2
@@ -55,7 +56,8 @@ def test_contrastive_train_with_micro_batches(tmp_path, capsys):
     assert rc == 0, captured.err
     report = json.loads(captured.out)
     assert report["mode"] == "contrastive" and report["metric"] == "knn_accuracy" and report["knn_accuracy"] > 0
-    assert report["config"]["micro_batch"] == 8 and (out / "model.onnx").exists()
+    assert report["config"]["micro_batch"] == 8 and report["config"]["temperature"] == 0.1
+    assert (out / "model.onnx").exists()
     # what contrastive training does not use is null, not the progressive defaults (an outside check)
     assert [report["config"][k] for k in ("stages", "min_size", "dropout", "mixup")] == [None] * 4
     assert report["config"]["magnitude"] == [5.0, 15.0]
@@ -76,6 +78,10 @@ def test_contrastive_train_with_micro_batches(tmp_path, capsys):
     (["--contrastive", "--mixup", "0.5"], "--mixup applies to fixed-size and --progressive training"),
     (["--stages", "3"], "--stages applies to --progressive training only"),
     (["--contrastive", "--min-size", "20"], "--min-size applies to --progressive training only"),
+    # accepted, unused, recorded in the report's config, and then a resume without them was refused over them
+    # (an outside check: "the checkpoint was made with temperature=0.5, this run has temperature=0.1")
+    (["--temperature", "0.5"], "--temperature applies to --contrastive training only"),
+    (["--progressive", "--embed-dim", "8"], "--embed-dim applies to --contrastive training only"),
     (["--progressive", "--contrastive"], "choose one"),
     (["--progressive", "--dropout", "0.1:1.5"], "dropout"),
     (["--magnitude", "5:40"], "--magnitude"),  # RandAugment's scale is 0..30 (was clipped silently)

@@ -217,5 +217,8 @@ def test_a_checkpoint_holding_the_old_defaults_of_options_the_mode_does_not_use_
         check_same_config("ck.pt", old, {**new, "stages": 3}, unused=MODE_OPTIONS)  # set now: compared as ever
     with pytest.raises(UserInputError, match="made with mode='contrastive', this run has mode='fixed'"):
         check_same_config("ck.pt", old, {**new, "mode": "fixed"}, unused=MODE_OPTIONS)
+    # a fixed run's temperature: recorded before an outside check found --temperature accepted and unused there
+    fixed = {"mode": "fixed", "stages": None, "min_size": None, "temperature": None, "seed": 0}
+    check_same_config("ck.pt", {**fixed, "stages": 4, "min_size": 16, "temperature": 0.5}, fixed, unused=MODE_OPTIONS)
     with pytest.raises(UserInputError, match=r"made with dropout=\[0.1, 0.3\], this run has dropout=None"):
         check_same_config("ck.pt", old, new)  # other callers (AutoHAS, supernet) name no such options

@@ -210,7 +210,7 @@ def _mismatch(module, saved: dict) -> str:
 #: the options of `graphmill train` a mode may not use: checkpoints before 9543a86 recorded a value for them
 #: (the default, or what was given and ignored); they hold null now (a review found such a checkpoint refused, the
 #: message asking for an option the mode now refuses)
-MODE_OPTIONS = ("stages", "min_size", "dropout", "mixup")
+MODE_OPTIONS = ("stages", "min_size", "dropout", "mixup", "temperature")
 
 
 def check_same_config(path: str | os.PathLike, saved: dict, config: dict, *, unused: tuple[str, ...] = ()) -> None:

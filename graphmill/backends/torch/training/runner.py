@@ -48,7 +48,7 @@ class TrainConfig:
     dropout: tuple = (0.1, 0.3)
     magnitude: tuple = (5.0, 15.0)
     mixup: tuple = (0.0, 0.2)
-    temperature: float = 0.1
+    temperature: float | None = 0.1  # None: a mode that does not use it (api.train)
     lr: float = 3e-3
     seed: int = 0
     data_seed: int = 0
@@ -80,6 +80,8 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.batch is not None and cfg.batch > MAX_BATCH:
         raise UserInputError(f"--batch {cfg.batch}: at most {MAX_BATCH:,} (the digits task has 1,797 images in all)")
     for name, v in (("--lr", cfg.lr), ("--temperature", cfg.temperature)):
+        if v is None and name == "--temperature":  # the mode does not use it
+            continue
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
             raise UserInputError(f"{name} {v!r}: must be a number > 0")
     for name in ("dropout", "magnitude", "mixup"):
