@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--model", default="resnet18", help="zoo model to use (default: resnet18)")
     p.add_argument("--out", help="folder to keep the model files in (MODEL.onnx, .roundtrip.onnx, .optimized.onnx; "
                    "default: a temporary folder, removed at the end, so none are kept)")
-    p.add_argument("--runs", type=int, default=10, help="ONNX Runtime timing runs")
+    p.add_argument("--runs", type=int, default=10, help="ONNX Runtime timing runs (default 10)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
     return p

@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=0, metavar="B",
                    help="mini-batch size (default, or 0: the model's, or M for a symbolic batch)")
     p.add_argument("--no-remat", action="store_true", help="keep every micro-batch's activations (no re-materialization)")
-    p.add_argument("--optimizer", default="adam", help="optimizer state the memory model counts: adam, momentum, sgd")
+    p.add_argument("--optimizer", default="adam",
+                   help="optimizer state the memory model counts: adam, momentum, sgd (default adam)")
     p.add_argument("--cost", default="roofline", help="cost model: roofline (default) or simulator (cycle-level)")
     p.add_argument("-o", "--output", type=model_output_file, required=True, metavar="OUT.onnx",
                    help="the model with node meta 'stage' (and trained weights with --run)")

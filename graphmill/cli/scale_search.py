@@ -16,9 +16,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("scale-search", help="search compound-scaling coefficients alpha, beta, gamma (grid, "
                                             "alpha*beta^2*gamma^2 ~ 2) by short training runs and a cost")
     p.add_argument("model", nargs="?", help="base model (default: a small ResNet-18 for 16x16 digits)")
-    p.add_argument("--out", default="scale-search", help="folder for results.json, the plot and the checkpoint")
+    p.add_argument("--out", default="scale-search",
+                   help="folder for results.json, the plot and the checkpoint (default scale-search)")
     p.add_argument("--checkpoint", help="checkpoint file (default OUT/checkpoint.json); a rerun resumes from it")
-    p.add_argument("--cost", choices=["macs", "sim"], default="macs", help="cost: MACs or simulated cycles")
+    p.add_argument("--cost", choices=["macs", "sim"], default="macs",
+                   help="cost: MACs or simulated cycles (default macs)")
     p.add_argument("--accel", help="accelerator TOML for --cost sim")
     p.add_argument("--max-cost", type=float, help="cost budget (candidates above it rank last)")
     p.add_argument("--phi", type=float, default=1.0, help="compound coefficient for the search (default 1)")

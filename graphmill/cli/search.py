@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "latency on the accelerator)")
     p.add_argument("--accel", metavar="A.toml", help="the accelerator for latency (base of the accelerator space)")
     p.add_argument("--timeout", type=float, metavar="S", help="seconds per evaluation; slower trials fail")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the strategy (and the builtin evaluator) (default 0)")
     p.add_argument("--json", action="store_true", help="print the result as JSON (progress lines on stderr)")
     g = p.add_argument_group("built-in evaluator (proxy task)")
     g.add_argument("--steps", type=int, help="training steps per candidate (default 100)")

@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     n.add_argument("--epochs", type=int, help="epochs of ceil(1438 / batch) steps, batches drawn with replacement "
                    "(default 10)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default 3e-3)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the batches (default 0)")
     p.add_argument("--width", type=float, help="zoo width multiplier")
     p.add_argument("--depth", type=float, help="zoo depth multiplier")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
