@@ -117,9 +117,16 @@ class JointProblem:
     _firsts: dict = field(default_factory=dict)  # (device, a group's first op) -> its prefix id
     _grown: dict = field(default_factory=dict)  # (prefix id, op) -> (time, reason, the grown prefix's id)
     _ids: Iterator[int] = field(default_factory=itertools.count)  # prefix ids
+    #: the values (indices into ``prob.values``) that are graph outputs: written and held even when every
+    #: reader is in its producer's group (the group's cost pays their write)
+    graph_outputs: frozenset = frozenset()
 
     def __post_init__(self) -> None:
         self.fuse_producer = fusion_producers(self.prob)
+        p = self.prob
+        self.graph_outputs = frozenset(
+            k for k, v in enumerate(p.values) if v.producer is not None
+            and any(o is not None and o.name == v.name and o.is_graph_output for o in p.nodes[v.producer].outputs))
         if self.cost is not None and not hasattr(self.cost, "group_cost"):
             self.cost = None
 
@@ -246,15 +253,16 @@ class JointProblem:
         np.minimum.at(gprio, cg, prio)
         values: list[ValueInfo] = []
         cgl = cg.tolist()
-        for v in prob.values:
+        for k, v in enumerate(prob.values):
             if v.producer is None:
                 cons = sorted({cgl[c] for c in v.consumers})
                 values.append(ValueInfo(v.name, v.bytes, None, cons))
                 continue
             pg = cgl[v.producer]
             cons = sorted({cgl[c] for c in v.consumers} - {pg})
-            if v.consumers and not cons:
-                continue  # an intermediate: stays on chip
+            if v.consumers and not cons and k not in self.graph_outputs:
+                continue  # an intermediate: stays on chip (a graph output read inside its group is still written:
+                # dropped, it left the peak that the group's time pays for; an outside check)
             values.append(ValueInfo(v.name, v.bytes, pg, cons))
         names = [prob.names[members[k][-1]] for k in order]
         nodes = [prob.nodes[members[k][-1]] for k in order]
