@@ -154,10 +154,16 @@ class JointProblem:
     def resolve(self, dec: Decisions) -> tuple[np.ndarray, np.ndarray, list[list[int]], list[str], list[float]]:
         """(devices, op -> group, groups, refusals, group times on their device) after the fusion mask."""
         n, fp = self.n, self.fuse_producer
-        dev = np.asarray(dec.device, np.int64).copy()
+        raw = np.asarray(dec.device)
+        dev = raw.astype(np.int64)
         fuse = np.asarray(dec.fuse, bool)
         if dev.shape != (n,) or fuse.shape != (n,) or np.shape(dec.priority) != (n,):
             raise UserInputError(f"decisions must have one entry per op ({n})")
+        # a device 1.7 ran on device 1, a NaN priority ordered nothing (an outside check)
+        if raw.dtype.kind not in "iub" and not np.array_equal(raw, dev):
+            raise UserInputError("a device index must be a whole number")
+        if np.isnan(np.asarray(dec.priority, np.float64)).any():
+            raise UserInputError("a priority is NaN: priorities must be numbers (lower runs first)")
         if n and (dev.min() < 0 or dev.max() >= self.devices):
             raise UserInputError(f"a device index is out of range 0..{self.devices - 1}")
         group = np.full(n, -1, np.int64)
@@ -312,6 +318,10 @@ class OptimizationEnv:
         return self._obs, {"reference": self.reference, "devices": self.problem.devices, "ops": self.problem.n}
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        if not isinstance(action, Decisions):
+            missing = [k for k in ("device", "fuse", "priority") if k not in action]
+            if missing:  # a bare KeyError (an outside check)
+                raise UserInputError(f"an action is a mapping of device, fuse and priority; {missing[0]} is missing")
         dec = action if isinstance(action, Decisions) else Decisions(np.asarray(action["device"]),
                                                                     np.asarray(action["fuse"]),
                                                                     np.asarray(action["priority"]))

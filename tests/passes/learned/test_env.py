@@ -125,6 +125,23 @@ def test_a_graph_output_read_inside_its_group_still_counts_in_the_peak():
     assert unfused.peak.tolist() == [3072.0] and fused.peak.tolist() == [3072.0]
 
 
+@pytest.mark.parametrize("action, named", [
+    ({"device": [0, 0], "priority": [0, 1]}, "fuse is missing"),  # a bare KeyError
+    ({"device": [0, 1.7], "fuse": [False, False], "priority": [0, 1]}, "whole number"),  # ran on device 1
+    ({"device": [0, 1], "fuse": [False, False], "priority": [0, float("nan")]}, "NaN"),  # ordered nothing
+])
+def test_a_malformed_action_is_refused_in_one_line(action, named):
+    """An outside check drove ``step`` with its own agent. Reference: the documented action (a device index per
+    op, a fusion flag, a priority: lower runs first)."""
+    from graphmill.ir import UserInputError
+
+    env = OptimizationEnv(JointProblem(build_problem(add_relu(), tiny()), tiny()))
+    env.reset()
+    with pytest.raises(UserInputError, match=named):
+        env.step(action)
+    assert env.step({"device": [0, 1.0], "fuse": [False, False], "priority": [0, 1]})[4]["valid"]
+
+
 def test_backward_ops_are_not_fused():
     from graphmill.passes.placement import training_graph
 
