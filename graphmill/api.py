@@ -1122,7 +1122,9 @@ def learned_replay(graph: Graph, *, decisions: bool = False) -> dict | None:
 
 
 _POLICY_OPTION_RANGES = {  # train-policy option: (low, low excluded, high)
-    "steps": (1, False, math.inf), "graphs": (1, False, math.inf), "samples": (1, False, math.inf),
+    # samples: PPO's advantages are normalized within a graph's samples, all 0 for one (it trained on the entropy
+    # term alone, every loss 0.0000; an outside check)
+    "steps": (1, False, math.inf), "graphs": (1, False, math.inf), "samples": (2, False, math.inf),
     "epochs": (1, False, math.inf), "clip": (0, True, math.inf), "lr": (0, True, math.inf),
     "entropy": (0, False, math.inf), "penalty": (0, False, math.inf), "hidden": (1, False, math.inf),
     "layers": (1, False, math.inf), "time_limit": (0, True, math.inf), "reset": (0, False, 1)}

@@ -43,6 +43,8 @@ def test_finished_run_removes_its_checkpoint_interrupted_run_resumes(tmp_path):
     ({"lr": -1.0}, "--option lr=-1.0: must be a number > 0"),  # was torch's ValueError traceback, exit 1
     ({"epochs": 0}, "--option epochs=0: must be a whole number >= 1"),
     ({"reset": 1.5}, "--option reset=1.5: must be a number >= 0 and <= 1"),
+    # advantages normalized within one sample are all 0: it trained on the entropy term alone (an outside check)
+    ({"samples": 1}, "--option samples=1: must be a whole number >= 2"),
 ])
 def test_bad_option_values_are_refused_before_any_work(tmp_path, options, named, monkeypatch):
     """Reference: the project's bad-input rule (one line naming the option and value, before any work, nothing
