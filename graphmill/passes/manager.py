@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from graphmill.ir import Graph, GraphmillError, UserInputError
+from graphmill.util.errors import names_a_file
 from graphmill.ir.gc_pause import collector_paused
 
 from .base import GraphNote, Pass, PassContext, PassResult, check_preserved, pass_class
@@ -32,7 +33,10 @@ class PassInputError(UserInputError):
 
     def __init__(self, pass_name: str, error: UserInputError) -> None:
         self.pass_name = pass_name
-        super().__init__(f"pass {pass_name!r} cannot run on this model: {error}")
+        # a refusal of another file the pass reads (its policy) is about that file: said first, as its loader says
+        # it ("m.onnx: pass 'learned-optimize' cannot run on this model: p.npz: no policy there" blamed the model)
+        super().__init__(f"{error} (pass {pass_name!r})" if names_a_file(str(error)) else
+                         f"pass {pass_name!r} cannot run on this model: {error}")
 
 
 class PassFailure(GraphmillError):

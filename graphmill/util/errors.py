@@ -85,7 +85,7 @@ def at_least(value: float) -> str:
     return text if float(text) >= value else repr(value)
 
 
-def _names_a_file(text: str) -> bool:
+def names_a_file(text: str) -> bool:
     """Whether ``text`` starts with a file's path (``FILE: ...`` or ``FILE:LINE:COL: ...``): an existing file, or a
     word without spaces with a folder or an extension in it (``my_policy.npz: no policy there``); what a refusal
     of a model's contents starts with (``graph 'g' ...``, ``Range node 'r' ...``) has spaces."""
@@ -110,7 +110,7 @@ def naming_file(path: str | None) -> Iterator[None]:
         yield
     except UserInputError as e:
         text = str(e)
-        if path is None or text.startswith(("-", f"{path}:")) or _names_a_file(text):
+        if path is None or text.startswith(("-", f"{path}:")) or names_a_file(text):
             raise
         named = type(e).__new__(type(e))  # not type(e)(...): PassInputError's constructor takes other arguments
         named.__dict__.update(e.__dict__)

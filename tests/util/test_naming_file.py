@@ -49,3 +49,13 @@ def test_naming_file_leaves_a_message_about_another_file_as_it_is(tmp_path):
         with pytest.raises(UserInputError) as e, naming_file("m.onnx"):
             raise UserInputError(raised)
         assert str(e.value) == said
+
+
+def test_a_pass_refusing_another_file_it_reads_names_that_file_not_the_model():
+    """``m.onnx: pass 'learned-optimize' cannot run on this model: p.npz: no policy there`` blamed the model for a
+    missing policy (an outside check). Reference: the messages."""
+    with pytest.raises(PassInputError) as e:
+        with naming_file("m.onnx"):
+            raise PassInputError("learned-optimize", UserInputError("p.npz: no policy there"))
+    assert str(e.value) == "p.npz: no policy there (pass 'learned-optimize')"
+    assert e.value.pass_name == "learned-optimize"
