@@ -388,6 +388,24 @@ def test_bad_multipliers(b0):
         scale(b0, phi=1, alpha=0.5, beta=1.0, gamma=1.0)
 
 
+def test_a_width_past_the_size_limits_is_refused_before_anything_is_allocated(b0, monkeypatch):
+    """Reference: GRAPHMILL_MAX_ELEMENTS (README "Errors"), per tensor and, as the zoo's width multiplier, for the
+    parameters together. An outside check: ``scale --divisor 100000`` asked for an 18.6 GiB array and was killed
+    for memory; ``--beta 8`` under a 2e7 limit wrote a model graphmill's own loader then refused."""
+    from graphmill.ir import UserInputError
+
+    with pytest.raises(UserInputError, match=r"would become \[25000, 100000, 1, 1\]: 2,500,000,000 elements, more "
+                                             r"than the limit of 2,147,483,648 per tensor \(GRAPHMILL_MAX_ELEMENTS\)"):
+        scale(b0, 1, divisor=100000)
+    monkeypatch.setenv("GRAPHMILL_MAX_ELEMENTS", "20000000")
+    with pytest.raises(UserInputError, match="more than the limit of 20,000,000 per tensor"):
+        scale(b0, 1, beta=8)
+    monkeypatch.setenv("GRAPHMILL_MAX_ELEMENTS", "8000000")  # every tensor fits, B1's 9.2M parameters do not
+    with pytest.raises(UserInputError, match=r"the scaled model would have [\d,]+ parameters, more than the limit of "
+                                             "8,000,000"):
+        scale(b0, 1)
+
+
 def test_a_resolution_under_the_models_downsampling_is_refused(b0):
     """`scale --gamma 0.01` wrote B0 with a 2x2 input (its last stages on padding only) while the zoo refuses
     under 32x32. Reference: EfficientNet-B0's five stride-2 stages (224 -> 7, a factor of 32, from the paper's
@@ -525,6 +543,39 @@ def test_b0_scaled_with_bx_coefficients_is_bx(b0, variant):
     stages = g.meta["scaling"]["stages"]
     assert [(r["kind"], r["channels_before"], r["channels_after"]) for r in (stages[0], stages[-1])] == \
         [("stem", 32, PUBLISHED_STEM_HEAD[variant][0]), ("head", 1280, PUBLISHED_STEM_HEAD[variant][1])]
+
+
+@pytest.mark.parametrize("depth, width", [(1.0, 0.25), (1.2, 0.01)])
+def test_b0_narrowed_keeps_the_skips_efficientnet_adds_where_shapes_allow(b0, depth, width):
+    """Reference: the zoo's B0 built at the same width and depth (the official builder's rule: a skip wherever
+    stride is 1 and input channels equal output channels). An outside check found B0 scaled to width 0.25 with 9
+    residual Adds against the zoo's 10: stage 1's block, 32 -> 16 channels, is 8 -> 8 there and lacked its skip
+    (16 against 19 at width 0.01, depth 1.2)."""
+    g = scale(b0, 1, alpha=depth, beta=width, gamma=1.0)
+    ref = zoo.build("efficientnet_b0", batch=1, width=width, depth=depth)
+
+    def skips(x):
+        return sorted((n.meta.get("model_stage"), n.meta.get("block")) for n in x.nodes if n.op_type == "Add")
+
+    def weights(x):
+        return [tuple(n.inputs[1].shape) for n in x.nodes if n.op_type in ("Conv", "Gemm")]
+
+    assert skips(g) == skips(ref) and weights(g) == weights(ref)
+    assert g.meta["scaling"]["skips_added"] == len(skips(ref)) - len(skips(b0)) - (
+        sum(r["repeats_after"] - r["repeats_before"] for r in g.meta["scaling"]["stages"]))
+    _finite_run(g)
+
+
+def test_a_searched_block_whose_choice_is_no_skip_gains_none_when_narrowed():
+    """Reference: the MnasNet space's configuration (``skip: none`` builds no residual whatever the shapes, as
+    ``build_mnasnet`` does at any width)."""
+    from graphmill.search.spaces.mnasnet import MNASNET_A1, build_mnasnet
+
+    cfg = {k: (dict(v, skip="none") if isinstance(v, dict) else v) for k, v in MNASNET_A1.items()}
+    g = build_mnasnet(cfg, resolution=64)
+    assert not any(n.op_type == "Add" for n in g.nodes)
+    scaled = scale(g, 1, alpha=1.0, beta=0.05, gamma=1.0)
+    assert not any(n.op_type == "Add" for n in scaled.nodes) and scaled.meta["scaling"]["skips_added"] == 0
 
 
 def test_a_patch_embedding_input_is_scaled_to_whole_patches():

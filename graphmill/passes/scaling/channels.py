@@ -30,6 +30,7 @@ from typing import Iterable
 import numpy as np
 
 from graphmill.ir import Graph, Node, Tensor, TensorType, UserInputError, Value
+from graphmill.util.limits import max_elements
 
 # Ops whose output has the input's channels, element- or channel-wise.
 SAME = frozenset({
@@ -390,6 +391,33 @@ def _check(cg: ChannelGroups, members: list[tuple]) -> None:
                              "scale this model without width (beta=1) or rewrite that node")
 
 
+def _check_sizes(cg: ChannelGroups, touched: dict[int, dict[int, list[tuple[int, int]]]], graph: Graph | None) -> None:
+    """Refuse, before anything is allocated, a resize whose weights pass the per-tensor element limit or whose
+    parameters together do (the zoo's rule for its width multiplier): ``scale --divisor 100000`` asked for an 18.6
+    GiB array and the machine's whole memory, and ``--beta 8`` under a lower limit wrote a model its own loader
+    then refused (outside checks)."""
+    limit = max_elements()
+    grown = 0
+    for vid, axes in touched.items():
+        v = cg.values[vid]
+        if v.const is None:
+            continue
+        shape = list(v.const.shape)
+        old = math.prod(shape)
+        for axis, segs in axes.items():
+            shape[axis] = sum(n for _, n in segs)
+        n = math.prod(shape)
+        if n > limit:
+            raise WidthError(f"tensor {v.name!r} would become {shape}: {n:,} elements, more than the limit of "
+                             f"{limit:,} per tensor (GRAPHMILL_MAX_ELEMENTS); choose a smaller width (beta, divisor)")
+        grown += n - old
+    if graph is not None and grown > 0:
+        total = sum(math.prod(v.const.shape) for v in graph.initializers.values() if v.const is not None) + grown
+        if total > limit:
+            raise WidthError(f"the scaled model would have {total:,} parameters, more than the limit of {limit:,} "
+                             "(GRAPHMILL_MAX_ELEMENTS); choose a smaller width (beta, divisor)")
+
+
 def resize_groups(graph: Graph | None, cg: ChannelGroups, plan: Plan) -> int:
     """Apply ``plan``: rewrite constants and attributes; clear the types of affected values. Returns #tensors."""
     groups = cg.groups()
@@ -434,6 +462,7 @@ def resize_groups(graph: Graph | None, cg: ChannelGroups, plan: Plan) -> int:
             vid, axis = m
             touched.setdefault(vid, {})[axis] = segs
             changed_values.add(vid)
+    _check_sizes(cg, touched, graph)
     count = 0
     for vid, axes in touched.items():
         v = cg.values[vid]

@@ -35,7 +35,7 @@ from graphmill.ir.scaling import round_filters, squeeze_channels  # the zoo's ru
 
 from ..base import Option, Pass, PassContext, PassResult, register_pass
 from . import channels
-from .depth import deepen, mbconv_inner_sizes
+from .depth import add_skips_where_shapes_allow, deepen, mbconv_inner_sizes, shape_preserving_blocks
 from .structure import Structure, find_structure
 
 CHANNEL_KEYS = ("cin", "cout", "width", "se_channels", "stem", "head")
@@ -237,8 +237,9 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
                 graph.sort()
                 reinfer(graph)  # the next stage's copy reads this stage's new output shapes
 
-    widened = resized = 0
+    widened = resized = skips = 0
     if w != 1:
+        preserving = shape_preserving_blocks(graph, struct.body()) if struct is not None else set()
         constant = constant_values(graph)
         cg = channels.analyze(graph.nodes, constant=constant,
                               graph_inputs=[v for v in graph.inputs if not v.is_initializer],
@@ -263,6 +264,10 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
         widened = len(plan)
         if plan:
             reinfer(graph)
+            if struct is not None:
+                skips = add_skips_where_shapes_allow(graph, struct.body(), preserving)
+                if skips:
+                    reinfer(graph)
 
     globalized = _globalize_pools(graph) if r != 1 else 0
     res_before: dict[str, list] = {}
@@ -296,7 +301,8 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
     after = _stage_rows(graph, struct)
     report = dict(phi=phi, alpha=alpha, beta=beta, gamma=gamma, divisor=divisor, seed=seed, depth=d, width=w,
                   resolution=r, structure=struct.source if struct else None, input_size_before=res_before,
-                  input_size_after=res_after, pools_made_global=globalized, blocks_added=added, channel_groups_resized=widened,
+                  input_size_after=res_after, pools_made_global=globalized, blocks_added=added, skips_added=skips,
+                  channel_groups_resized=widened,
                   tensors_resized=resized,
                   stages=[dict(stage=b["stage"], kind=b["kind"], repeats_before=b["repeats"],
                                repeats_after=a["repeats"], channels_before=b["channels"],

@@ -42,13 +42,11 @@ def copy_block(graph: Graph, block: Block, after: Value, *, index: int, stage: A
                constant: set[int]) -> tuple[list[Node], Value]:
     """A copy of ``block`` reading ``after``; returns (new nodes, its output). Not yet inserted."""
     tag = f"s{stage}b{index}"
-    produced = {id(v) for n in block.nodes for v in n.outputs if v is not None}
-    outer = {id(v): v for n in block.nodes for v in n.inputs
-             if v is not None and id(v) not in produced and id(v) not in constant}
+    outer = _outer_inputs(block, constant)
     if len(outer) != 1:
         raise StructureError(f"stage {stage}: its last block reads {len(outer)} computed tensors from outside; "
                              "a block copy needs exactly one")
-    block.input = next(iter(outer.values()))
+    block.input = outer[0]
     shape_preserving = block.shape_preserving
     placeholder = Value(graph.unique_name(f"{block.input.name}_{tag}_in"), block.input.type)
     memo: dict[int, Value] = {id(block.input): placeholder}
@@ -111,7 +109,7 @@ def copy_block(graph: Graph, block: Block, after: Value, *, index: int, stage: A
             for v in nn.outputs:
                 if v is not None:
                     _clear(v)
-        if block.nodes[-1].meta.get("kind") in SKIPS_WHEN_SHAPES_ALLOW and not _has_skip(block):
+        if _skips_where_shapes_allow(block) and not _has_skip(block):
             # B1's second 320-channel block adds its input, as the zoo builds it; the copy of B0's one block
             # (320 from 192 channels: no skip) had none, so the scaled B0 was not the zoo's B1
             add = Node("Add", [out, placeholder], None, outputs=[Value(graph.unique_name(f"{out.name}_skip"))],
@@ -130,6 +128,76 @@ def copy_block(graph: Graph, block: Block, after: Value, *, index: int, stage: A
 
 #: Block kinds (the zoo's node meta) whose family adds the block's input wherever stride and channels allow.
 SKIPS_WHEN_SHAPES_ALLOW = frozenset({"mbconv", "fused_mbconv"})
+
+
+def _outer_inputs(block: Block, constant: set[int]) -> list[Value]:
+    """The computed tensors ``block`` reads from outside itself (its input, when there is one)."""
+    produced = {id(v) for n in block.nodes for v in n.outputs if v is not None}
+    outer = {id(v): v for n in block.nodes for v in n.inputs
+             if v is not None and id(v) not in produced and id(v) not in constant}
+    return list(outer.values())
+
+
+def _skips_where_shapes_allow(block: Block) -> bool:
+    """Whether ``block``'s family adds its input wherever the shapes allow: an inverted-residual kind, and not a
+    searched block whose choice was no skip (MnasNet's space: ``skip`` ``"none"``)."""
+    meta = block.nodes[-1].meta
+    choice = meta.get("choice")
+    return meta.get("kind") in SKIPS_WHEN_SHAPES_ALLOW and not (isinstance(choice, dict)
+                                                                 and choice.get("skip") == "none")
+
+
+def shape_preserving_blocks(graph: Graph, stages: list[Stage]) -> set[int]:
+    """The ``id`` of each body block (its last node) whose input and output shapes are equal now: taken before a
+    width change, for ``add_skips_where_shapes_allow``."""
+    from graphmill.ir.summary import constant_values
+
+    constant = constant_values(graph)
+    out = set()
+    for stage in stages:
+        for b in stage.blocks:
+            inputs = _outer_inputs(b, constant)
+            if len(inputs) == 1 and _same_shape(inputs[0], b.output):
+                out.add(id(b.nodes[-1]))
+    return out
+
+
+def _same_shape(a: Value, b: Value) -> bool:
+    return a.shape is not None and b.shape is not None and tuple(a.shape[1:]) == tuple(b.shape[1:])
+
+
+def add_skips_where_shapes_allow(graph: Graph, stages: list[Stage], preserving_before: set[int]) -> int:
+    """After a width change: a block of an inverted-residual family that the change made shape-preserving (B0's
+    first block, 32 -> 16 channels at stride 1, is 8 -> 8 at width 0.25) gains the skip EfficientNet's builder
+    adds wherever stride is 1 and input channels equal output channels, as the zoo builds the same width (an
+    outside check: B0 scaled to width 0.25 had 9 residual Adds, the zoo's and the official rule's 10). A block
+    shape-preserving before and without a skip keeps its choice. Returns the number of skips added."""
+    from graphmill.ir.summary import constant_values
+
+    constant = constant_values(graph)
+    added = 0
+    for stage in stages:
+        for b in stage.blocks:
+            if id(b.nodes[-1]) in preserving_before or not _skips_where_shapes_allow(b) or _has_skip(b):
+                continue
+            inputs = _outer_inputs(b, constant)
+            if len(inputs) != 1 or not _same_shape(inputs[0], b.output) or b.output.producer is None:
+                continue
+            out = b.output
+            readers = out.uses()
+            slots = [i for i, v in enumerate(graph.outputs) if v is out]
+            add = Node("Add", [out, inputs[0]], None, outputs=[Value(graph.unique_name(f"{out.name}_skip"), out.type)],
+                       name=graph.unique_name(f"Add_s{stage.id}b{b.index}"))
+            add.meta = {k: v for k, v in b.nodes[-1].meta.items() if k != "layer"}  # as copy_block's skip
+            graph.insert_after(out.producer, add)
+            for node, i in readers:
+                node.set_input(i, add.outputs[0])
+            for i in slots:
+                graph.outputs[i] = add.outputs[0]
+            b.nodes.append(add)
+            b.output = add.outputs[0]
+            added += 1
+    return added
 
 
 def _has_skip(block: Block) -> bool:
