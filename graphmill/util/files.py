@@ -71,15 +71,23 @@ def check_target(path: str) -> str:
         if os.path.exists(part) and not os.path.isdir(part):
             raise UserInputError(f"{path}: {part!r} is a file, not a folder")
         raise UserInputError(f"{path}: the folder {folder!r} does not exist")
+    refused = _refuses_new_files(folder)
+    if refused:
+        raise UserInputError(f"{path}: cannot write in {folder!r} ({refused})")
+    return folder
+
+
+def _refuses_new_files(folder: str) -> str | None:
+    """Why ``folder`` refuses a new file (a file created and removed: root passes ``os.access``), or None."""
     try:
         fd, probe = tempfile.mkstemp(prefix=".graphmill-probe.", dir=folder)
     except OSError as e:
-        raise UserInputError(f"{path}: cannot write in {folder!r} ({e.strerror})") from None
+        return e.strerror or str(e)
     try:
         os.close(fd)
     finally:  # a Ctrl-C here must not leave the probe behind
         os.unlink(probe)
-    return folder
+    return None
 
 
 def check_output_paths(inputs: dict[str, Any], outputs: dict[str, Any], *, made: Any = None) -> None:
@@ -145,6 +153,11 @@ def check_out_folder(path: str | os.PathLike, command: str, contents: str, *, fl
     if not os.path.isdir(above):
         raise UserInputError(f"{flag} {shown}: {above} is a file, not a folder ({command} writes a folder: "
                              f"{contents})")
+    # an existing folder that refuses new files was found at the first checkpoint, after a trial or 25 training
+    # steps had run (an outside check); one not made yet is tried when it is made, before any work
+    refused = _refuses_new_files(shown) if os.path.isdir(shown) else None
+    if refused:
+        raise UserInputError(f"{flag} {shown}: cannot write in it ({refused})")
     return shown
 
 

@@ -36,6 +36,38 @@ def test_out_that_is_a_file_is_one_line_naming_it(tmp_path, monkeypatch, capsys,
     assert os.listdir(tmp_path) == ["afile"] and (tmp_path / "afile").read_text() == "kept"
 
 
+@pytest.mark.parametrize("argv", [
+    ["search", "--space", "mnasnet", "--budget", "1"],
+    ["search", "--method", "nahas", "--budget", "1"],
+    ["search", "--method", "evanet", "--budget", "1"],
+    ["search", "--method", "autohas", "--budget", "1"],
+    ["scale-search", "--stub"],
+    ["supernet", "train", "--steps", "1"],
+    ["train", "resnet18", "--steps", "1"],
+])
+def test_an_existing_out_that_refuses_new_files_is_refused_before_any_work(tmp_path, monkeypatch, capsys, argv):
+    """An outside check (a chmod 555 folder, root's override dropped): search ran a whole trial and supernet train
+    25 steps before the first checkpoint failed. Reference: the folder's refusal, made here by a probe that fails
+    there (as root the test cannot take the permission away); the README's "refused before any work"."""
+    import tempfile
+
+    out = tmp_path / "ro"
+    out.mkdir()
+    real = tempfile.mkstemp
+
+    def refusing(*a, dir=None, **k):
+        if dir is not None and os.path.realpath(dir) == os.path.realpath(out):
+            raise PermissionError(13, "Permission denied")
+        return real(*a, dir=dir, **k)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refusing)
+    rc = main(argv + ["--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [f"graphmill {argv[0]}{' train' if argv[0] == 'supernet' else ''}: error: --out {out}: "
+                               "cannot write in it (Permission denied)"], err
+    assert os.listdir(out) == []
+
+
 def test_reproducer_dir_that_is_a_file_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
     """``optimize --reproducer-dir FILE`` said "File exists" only once a pass had failed (the folder is made
     then); now it is refused up front like every ``--out`` folder, even for a run that would not fail."""
