@@ -284,3 +284,18 @@ def test_a_table_looked_up_by_constant_indices_counts_as_the_table(op):
         bias = b.GatherElements(table, b.const(np.stack([idx.reshape(-1)] * 2, 1).astype(np.int64)), axis=0)
     b.output(b.Add(x, b.Reshape(bias, b.const(np.array([16, 16, 2], np.int64)))), "y")
     assert graphmill.inspect(b.build())["params"] == 98
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_json_on_a_stdout_that_cannot_be_written_is_one_line_exit_2(tmp_path):
+    """``graphmill inspect m.onnx --json > /dev/full`` said the error and then raised it again as a traceback,
+    exit 1, when the saved stdout was closed (an outside check). Reference: the kernel's /dev/full, whose every
+    write fails with ENOSPC; the README's one line, exit 2."""
+    from tests.support.models import save_relu_model
+
+    model = save_relu_model(tmp_path, "r.onnx")
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "graphmill", "inspect", str(model), "--json"], stdout=full,
+                           stderr=subprocess.PIPE, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "graphmill inspect: error: No space left on device"], r.stderr
