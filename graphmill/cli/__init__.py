@@ -23,6 +23,7 @@ from graphmill.cli import train
 from graphmill.cli import supernet
 from graphmill.cli.common import OneLineParser, WarningLines, escaped_controls, json_stdout_only
 from graphmill.errors import GraphmillError
+from graphmill.util.files import folder_locks
 from graphmill.util.interrupts import TerminateAsInterrupt
 
 # the order `graphmill --help` lists them: the model in and out, then the passes, then the backends and searches
@@ -57,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     json_on_stdout = getattr(args, "json", None) in (True, "-")
     with escaped_controls():  # log lines too: the handler takes the stream set up here
         logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2), format="%(name)s: %(message)s")
-        with TerminateAsInterrupt() as term, WarningLines(name) as warned, json_stdout_only(json_on_stdout):
+        with TerminateAsInterrupt() as term, WarningLines(name) as warned, json_stdout_only(json_on_stdout), \
+                folder_locks():  # an --out folder one command writes is refused to another
             code = _run(args, name, term)  # TerminateAsInterrupt: `kill PID` cleans up as Ctrl-C does
         if code != 2:  # a failure's error is its one line
             warned.print()

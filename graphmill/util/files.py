@@ -17,7 +17,8 @@ import os
 import re
 import stat
 import tempfile
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from graphmill.util.errors import UserInputError
 from graphmill.util.interrupts import held_signals
@@ -158,7 +159,56 @@ def check_out_folder(path: str | os.PathLike, command: str, contents: str, *, fl
     refused = _refuses_new_files(shown) if os.path.isdir(shown) else None
     if refused:
         raise UserInputError(f"{flag} {shown}: cannot write in it ({refused})")
+    if _held_folders is not None:
+        _lock_folder(shown, flag)
     return shown
+
+
+#: the folders this command holds (real path -> the locked descriptor); None outside ``folder_locks``
+_held_folders: dict[str, int] | None = None
+
+
+@contextmanager
+def folder_locks() -> Iterator[None]:
+    """While a ``graphmill`` command runs, every folder ``check_out_folder`` approves is locked against another
+    command writing it: two searches on one ``--out`` each evaluated every trial, interleaved history.jsonl
+    (numbers 3-9 twice, with different rewards) and both exited 0 (an outside check). The lock is ``flock`` on a
+    file in the temporary folder named after the folder's real path, so nothing is added to the folder and a
+    killed command's lock goes with its process. The Python API takes none: a notebook that ran a search would
+    otherwise hold its folder until it exits."""
+    global _held_folders
+    outer, _held_folders = _held_folders, ({} if _held_folders is None else _held_folders)
+    try:
+        yield
+    finally:
+        if outer is None:
+            for fd in _held_folders.values():
+                os.close(fd)
+        _held_folders = outer
+
+
+def _lock_folder(shown: str, flag: str) -> None:
+    import fcntl
+    import hashlib
+
+    real = os.path.realpath(shown)
+    if real in _held_folders:  # this command's own second check of its folder
+        return
+    try:
+        locks = os.path.join(tempfile.gettempdir(), f"graphmill-locks-{os.getuid()}")
+        os.makedirs(locks, exist_ok=True)
+        fd = os.open(os.path.join(locks, hashlib.sha256(real.encode()).hexdigest()[:32] + ".lock"),
+                     os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:  # no writable temporary folder: the check is a courtesy, not a condition of the work
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise UserInputError(f"{flag} {shown}: another graphmill command is writing this folder now (two would "
+                             f"repeat each other's work and interleave its files); wait for it, or give another "
+                             f"{flag}") from None
+    _held_folders[real] = fd
 
 
 def _kept_mode(path: str) -> int:

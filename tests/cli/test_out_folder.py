@@ -68,6 +68,46 @@ def test_an_existing_out_that_refuses_new_files_is_refused_before_any_work(tmp_p
     assert os.listdir(out) == []
 
 
+HOLDER = """
+import sys, time
+from graphmill.util.files import check_out_folder, folder_locks
+with folder_locks():
+    check_out_folder(sys.argv[1], "search", "its files")
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+@pytest.mark.parametrize("argv, writer", [
+    (["search", "--space", "mnasnet", "--budget", "1"], "search"),
+    (["supernet", "train", "--steps", "1"], "supernet train"),
+    (["train", "resnet18", "--steps", "1"], "train"),
+])
+def test_a_folder_another_command_is_writing_is_refused(tmp_path, capsys, argv, writer):
+    """Two searches on one --out each evaluated every trial, interleaved history.jsonl and both exited 0 (an
+    outside check). Reference: a second process holding the folder as a command does (``folder_locks``); once
+    it is gone the folder is free again, and one command's own second check of its folder passes."""
+    import subprocess
+    import sys
+
+    from graphmill.util.files import check_out_folder, folder_locks
+
+    out = tmp_path / "o"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        rc = main(argv + ["--out", str(out)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and f"--out {out}: another graphmill command is writing this folder" in err[0]
+        assert not out.exists()
+    finally:
+        holder.communicate("\n", timeout=60)
+    with folder_locks():
+        assert check_out_folder(out, writer, "its files") == str(out)
+        assert check_out_folder(out, writer, "its files") == str(out)
+
+
 def test_reproducer_dir_that_is_a_file_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
     """``optimize --reproducer-dir FILE`` said "File exists" only once a pass had failed (the folder is made
     then); now it is refused up front like every ``--out`` folder, even for a run that would not fail."""
