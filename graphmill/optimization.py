@@ -227,8 +227,9 @@ def check_reproducer_dir(folder: str, inputs: dict[str, Any]) -> None:
     ``inputs`` (flag -> path). Why: ``--reproducer-dir .`` beside ``schedule.mill`` replaced the user's schedule
     (comments and all) with its printed form when a pass failed, and a model named ``before.onnx`` with the
     model as it was before the failing pass."""
+    # not locked: written only when a pass fails, so parallel runs may share one (a review: the lock refused them)
     check_out_folder(folder, "optimize", "a failing pass's reproducer: " + ", ".join(REPRODUCER_FILES),
-                     flag="--reproducer-dir")
+                     flag="--reproducer-dir", lock=False)
     check_output_paths(inputs, reproducer_paths(folder), made=folder)
     # a folder of the user's files is not a reproducer's: its README.txt (or a before.onnx) was replaced when a pass
     # failed. An earlier reproducer, which its README.txt's first line names, is replaced as a rerun expects

@@ -138,7 +138,8 @@ def check_inputs_outside(out: str | os.PathLike, inputs: dict[str, Any], names: 
                                  "by this command; keep inputs elsewhere")
 
 
-def check_out_folder(path: str | os.PathLike, command: str, contents: str, *, flag: str = "--out") -> str:
+def check_out_folder(path: str | os.PathLike, command: str, contents: str, *, flag: str = "--out",
+                     lock: bool = True) -> str:
     """``path`` (as a string) if ``command`` may make it the folder it writes ``contents`` in: it may not exist
     yet (the caller creates it), but neither it nor its nearest existing parent may be a file, and it may not be
     empty. Checked before any work, so the refusal is one line naming the path and what is expected rather than
@@ -159,7 +160,7 @@ def check_out_folder(path: str | os.PathLike, command: str, contents: str, *, fl
     refused = _refuses_new_files(shown) if os.path.isdir(shown) else None
     if refused:
         raise UserInputError(f"{flag} {shown}: cannot write in it ({refused})")
-    if _held_folders is not None:
+    if lock and _held_folders is not None:  # lock=False: a folder written only if something fails (a reproducer)
         _lock_folder(shown, flag)
     return shown
 
@@ -196,9 +197,15 @@ def _lock_folder(shown: str, flag: str) -> None:
         return
     try:
         locks = os.path.join(tempfile.gettempdir(), f"graphmill-locks-{os.getuid()}")
-        os.makedirs(locks, exist_ok=True)
+        os.makedirs(locks, mode=0o700, exist_ok=True)
+        st = os.lstat(locks)
+        # another user may have made that folder first (the temporary folder is everyone's): a folder of theirs, or
+        # one they can write, would let them hold our locks or plant a link for us to create a file through (a
+        # review); then there is no lock, as without a temporary folder
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+            return
         fd = os.open(os.path.join(locks, hashlib.sha256(real.encode()).hexdigest()[:32] + ".lock"),
-                     os.O_RDWR | os.O_CREAT, 0o600)
+                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError:  # no writable temporary folder: the check is a courtesy, not a condition of the work
         return
     try:

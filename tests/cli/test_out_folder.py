@@ -108,6 +108,54 @@ def test_a_folder_another_command_is_writing_is_refused(tmp_path, capsys, argv, 
         assert check_out_folder(out, writer, "its files") == str(out)
 
 
+def test_a_reproducer_folder_is_not_locked(tmp_path):
+    """``optimize`` writes its --reproducer-dir only when a pass fails, so parallel runs may share one; the folder
+    lock refused the second as "writing this folder now" (a review). Reference: a second process holding the
+    folder as a command holds its --out."""
+    import subprocess
+    import sys
+
+    from tests.support.models import save_relu_model
+
+    model = save_relu_model(tmp_path, "m.onnx")
+    rep = tmp_path / "rep"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(rep)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["optimize", model, "-o", str(tmp_path / "o.onnx"), "--reproducer-dir", str(rep)]) == 0
+    finally:
+        holder.communicate("\n", timeout=60)
+
+
+@pytest.mark.parametrize("plant", ["writable", "link"])
+def test_a_lock_folder_others_can_write_is_not_used(tmp_path, monkeypatch, plant):
+    """The locks' folder is in the temporary folder, which every user shares: one another user made first, or can
+    write, would let them hold our locks (a denial) or plant a link through which we create a file (a review).
+    Reference: the folder's mode and the link's target, made here; such a folder gives no lock, not an error."""
+    import hashlib
+    import tempfile
+
+    from graphmill.util.files import check_out_folder, folder_locks
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    locks = tmp_path / "tmp" / f"graphmill-locks-{os.getuid()}"
+    locks.mkdir(parents=True)
+    out = tmp_path / "o"
+    victim = tmp_path / "victim"
+    name = hashlib.sha256(os.path.realpath(out).encode()).hexdigest()[:32] + ".lock"
+    if plant == "writable":
+        os.chmod(locks, 0o777)
+    else:  # our own folder, but a link in it: not followed
+        os.chmod(locks, 0o700)
+        os.symlink(victim, locks / name)
+    with folder_locks():
+        assert check_out_folder(out, "search", "its files") == str(out)
+    assert not victim.exists()
+    if plant == "writable":
+        assert not (locks / name).exists()
+
+
 def test_reproducer_dir_that_is_a_file_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
     """``optimize --reproducer-dir FILE`` said "File exists" only once a pass had failed (the folder is made
     then); now it is refused up front like every ``--out`` folder, even for a run that would not fail."""
