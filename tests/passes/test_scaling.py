@@ -578,6 +578,26 @@ def test_a_searched_block_whose_choice_is_no_skip_gains_none_when_narrowed():
     assert not any(n.op_type == "Add" for n in scaled.nodes) and scaled.meta["scaling"]["skips_added"] == 0
 
 
+@pytest.mark.parametrize("op", ["conv", "dwconv", "mbconv"])
+def test_a_searched_block_whose_choice_is_identity_gains_its_skip_when_narrowed(op):
+    """Reference: ``build_mnasnet`` at the narrower width (a residual wherever ``skip`` is ``identity``, stride 1
+    and channels in = out, whatever the op). A review found conv and dwconv blocks without it (9 Adds, 10)."""
+    from graphmill.search.spaces.mnasnet import MNASNET_A1, build_mnasnet
+
+    cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in MNASNET_A1.items()}
+    cfg["block1"] = {k: v for k, v in dict(cfg["block1"], op=op, skip="identity").items()
+                     if op == "mbconv" or k != "expand"}
+    if op == "mbconv":
+        cfg["block1"].setdefault("expand", 1)
+    scaled = scale(build_mnasnet(cfg, resolution=64), 1, alpha=1.0, beta=0.25, gamma=1.0)
+    ref = build_mnasnet(cfg, resolution=64, width=0.25)
+
+    def skips(x):
+        return sorted((n.meta.get("model_stage"), n.meta.get("block")) for n in x.nodes if n.op_type == "Add")
+
+    assert skips(scaled) == skips(ref)
+
+
 def test_a_patch_embedding_input_is_scaled_to_whole_patches():
     """A 4 x 4 patch embedding at 32 px scaled by 1.1: 35 px dropped its last 3 rows and columns silently (ViT
     64 -> 74 px kept its 4 x 4 patches; an outside check); it becomes 36, whole patches, as the zoo rounds ViT

@@ -139,12 +139,14 @@ def _outer_inputs(block: Block, constant: set[int]) -> list[Value]:
 
 
 def _skips_where_shapes_allow(block: Block) -> bool:
-    """Whether ``block``'s family adds its input wherever the shapes allow: an inverted-residual kind, and not a
-    searched block whose choice was no skip (MnasNet's space: ``skip`` ``"none"``)."""
+    """Whether ``block`` adds its input wherever the shapes allow: a searched block by its choice (MnasNet's space:
+    ``skip`` ``"identity"``, whatever its op, as ``build_mnasnet`` builds it; a review found conv and dwconv blocks
+    without it), any other by its family (an inverted-residual kind)."""
     meta = block.nodes[-1].meta
     choice = meta.get("choice")
-    return meta.get("kind") in SKIPS_WHEN_SHAPES_ALLOW and not (isinstance(choice, dict)
-                                                                 and choice.get("skip") == "none")
+    if isinstance(choice, dict) and "skip" in choice:
+        return choice["skip"] == "identity"
+    return meta.get("kind") in SKIPS_WHEN_SHAPES_ALLOW
 
 
 def shape_preserving_blocks(graph: Graph, stages: list[Stage]) -> set[int]:
