@@ -836,6 +836,7 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
                                                                                               "embed_dim")
                                  else f"{flag} applies to fixed-size and --progressive training; --contrastive "
                                       "training keeps the model's own Dropout rates and mixes no images")
+    embed_given = embed_dim is not None
     defaults = {k: getattr(TrainConfig, k, None) for k in given} | {"embed_dim": EMBED_DIM}
     stages, min_size, dropout, magnitude, mixup, temperature, embed_dim = (
         (v if v is not None else defaults[k]) if used[k] else None for k, v in given.items())
@@ -858,11 +859,13 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
         raise UserInputError(f"{checkpoint}: a checkpoint exists; pass --resume to continue it, or another --out")
     if resume and not os.path.exists(checkpoint):
         raise UserInputError(f"{checkpoint}: no checkpoint to resume from; run without --resume to start")
+    built = not isinstance(model, Graph) and not (str(model).endswith(".onnx") or os.path.exists(model))
+    if not built and (width is not None or depth is not None or embed_given):  # ignored there (--embed-dim: a review)
+        raise UserInputError(f"{'--embed-dim sizes' if embed_given else '--width/--depth scale'} zoo models; "
+                             f"{'a graph' if isinstance(model, Graph) else 'an .onnx file'} is trained as it is")
     if isinstance(model, Graph):  # a copy: the caller's graph keeps its weights (it held the trained ones after)
         graph, cfg.model = model.copy(), f"graph {model.name}"
-    elif str(model).endswith(".onnx") or os.path.exists(model):
-        if width is not None or depth is not None:
-            raise UserInputError("--width/--depth scale zoo models; an .onnx file is trained as it is")
+    elif not built:
         graph, cfg.model = load(model), os.path.abspath(os.fspath(model))
     else:
         name = zoo_resolve(str(model))

@@ -110,6 +110,26 @@ def test_an_unknown_model_or_non_image_onnx_is_refused(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
 
 
+def test_options_that_size_a_zoo_model_are_refused_for_a_file_or_a_graph(tmp_path, capsys):
+    """``--contrastive --embed-dim 8`` on an .onnx model trained it with its own outputs, exit 0, and the report said
+    nothing of it (a review); a Graph given to ``api.train`` ignored width and depth the same way. Reference: the
+    README's rule (an option that is not used is refused, one line, exit 2, nothing written)."""
+    from graphmill import api
+    from graphmill.ir import UserInputError
+    from tests.support.models import save_relu_model
+
+    model = save_relu_model(tmp_path, "r.onnx")
+    assert main(["train", model, "--contrastive", "--embed-dim", "8", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["graphmill train: error: --embed-dim sizes zoo models; an .onnx file is trained as it is"], err
+    import graphmill
+
+    g = graphmill.load(model)
+    with pytest.raises(UserInputError, match="--width/--depth scale zoo models; a graph is trained as it is"):
+        api.train(g, width=0.5, out=str(tmp_path / "g"))
+    assert sorted(os.listdir(tmp_path)) == ["r.onnx"]
+
+
 def test_an_existing_checkpoint_needs_resume(tmp_path, capsys):
     out = tmp_path / "o"
     out.mkdir()
