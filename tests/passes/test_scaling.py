@@ -404,6 +404,11 @@ def test_a_width_past_the_size_limits_is_refused_before_anything_is_allocated(b0
     with pytest.raises(UserInputError, match=r"the scaled model would have [\d,]+ parameters, more than the limit of "
                                              "8,000,000"):
         scale(b0, 1)
+    # depth alone (a review: --alpha 2 under a 4e6 limit wrote 10.3M parameters): counted before any block is copied
+    monkeypatch.setenv("GRAPHMILL_MAX_ELEMENTS", "6000000")
+    with pytest.raises(UserInputError, match=r"depth 2: the scaled model would have [\d,]+ parameters, more than the "
+                                             "limit of 6,000,000"):
+        scale(b0, 1, alpha=2.0, beta=1.0, gamma=1.0)
 
 
 def test_a_resolution_under_the_models_downsampling_is_refused(b0):

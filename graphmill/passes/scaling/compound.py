@@ -30,6 +30,7 @@ from typing import Any
 
 from graphmill.ir import Graph, ShapeInferenceError, TensorType, UserInputError, verify
 from graphmill.ir.summary import constant_values
+from graphmill.util.limits import max_elements
 from graphmill.ir.ops import infer_types
 from graphmill.ir.scaling import round_filters, squeeze_channels  # the zoo's rules too: one definition
 
@@ -230,6 +231,7 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
     before = _stage_rows(graph, struct)
     added = 0
     if needs_depth:
+        _check_depth_size(graph, struct, d)
         for s in struct.body():
             n = deepen(graph, s, int(math.ceil(s.repeats * d)), seed=seed)
             if n:
@@ -309,6 +311,24 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
                                channels_after=a["channels"]) for b, a in zip(before, after)])
     _update_meta(graph, struct, report)
     return report
+
+
+def _check_depth_size(graph: Graph, struct: Structure, d: float) -> None:
+    """Refuse, before any block is copied, a depth whose copies take the parameters past GRAPHMILL_MAX_ELEMENTS,
+    as the width's resize does and the zoo's depth multiplier does (a review: ``--alpha 2`` under a 4e6 limit wrote
+    a model of 10.3M parameters, which the width check alone let through)."""
+    limit = max_elements()
+    total = sum(math.prod(v.const.shape) for v in graph.initializers.values() if v.const is not None)
+    for s in struct.body():
+        add = math.ceil(s.repeats * d) - s.repeats
+        if add <= 0 or not s.blocks:
+            continue
+        weights = {id(v): v for n in s.blocks[-1].nodes for v in n.inputs
+                   if v is not None and v.is_initializer and v.const is not None}
+        total += add * sum(math.prod(v.const.shape) for v in weights.values())
+    if total > limit:
+        raise UserInputError(f"depth {d:g}: the scaled model would have {total:,} parameters, more than the limit of "
+                             f"{limit:,} (GRAPHMILL_MAX_ELEMENTS); choose a smaller depth (alpha)")
 
 
 def mbconv_derived_sizes(struct: Structure | None, cg: channels.ChannelGroups,
