@@ -61,3 +61,30 @@ def process_running(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):  # no /proc (not Linux): kill's answer stands
         return True
+
+
+def die_with_parent(parent_pid: int) -> None:  # pragma: no cover - runs in a child process
+    """End this child process when its parent dies. After ``kill -9`` of a search its workers would finish their
+    evaluations for no one (the results never reach the journal, and the resumed search repeats them beside them),
+    and pipeline stages blocked on each other would wait forever (an outside check). On Linux the kernel kills the
+    child when its parent dies (``PR_SET_PDEATHSIG``): under ``spawn`` and ``fork``. Under ``forkserver`` the
+    parent is the server, which outlives a killed command (a review), so a watchdog thread also ends the child
+    once ``parent_pid`` is gone, within half a second; it covers a parent that died before the call too."""
+    import signal
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while process_running(parent_pid):
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="graphmill-parent-watchdog", daemon=True).start()

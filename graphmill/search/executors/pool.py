@@ -25,36 +25,11 @@ from typing import Any, Callable
 from graphmill.search.executors.base import Executor, call, evaluate_name
 from graphmill.util.errors import UserInputError
 from graphmill.util.interrupts import ctrl_c_ignored_by_started_processes
-from graphmill.util.processes import process_running
-
-
-def _die_with_parent(search_pid: int) -> None:  # pragma: no cover - runs in a child process
-    """After ``kill -9`` of the search its workers would finish their evaluations for no one (the results never
-    reach the journal, and the resumed search repeats them beside them). On Linux the kernel kills a worker when
-    its parent dies (``PR_SET_PDEATHSIG``): the search under ``spawn`` and ``fork``. Under ``forkserver`` the
-    parent is the server, which outlives a killed search (a review), so a watchdog thread also ends the worker
-    once the search process is gone, within half a second; it covers a search that died before the call too."""
-    import sys
-    import threading
-
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-
-    def watch() -> None:
-        while process_running(search_pid):
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="graphmill-search-watchdog", daemon=True).start()
+from graphmill.util.processes import die_with_parent, process_running
 
 
 def _worker_main(conn, evaluate: Callable[[dict], Any], search_pid: int) -> None:  # pragma: no cover - a child
-    _die_with_parent(search_pid)
+    die_with_parent(search_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # spawned ones start so (ProcessPoolExecutor._start); else now
     while True:
         try:
