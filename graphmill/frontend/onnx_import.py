@@ -352,6 +352,12 @@ class _Importer:
                 node.extra["device_configurations"] = [d.SerializeToString() for d in npb.device_configurations]
             if len(npb.attribute):
                 node.attrs = {ap.name: self.attr(ap, scope, node) for ap in npb.attribute}
+                if len(node.attrs) != len(npb.attribute):  # the last one was kept: an invalid model made valid with
+                    # another meaning (onnx's checker and ONNX Runtime refuse it; an outside check)
+                    names = [ap.name for ap in npb.attribute]
+                    twice = next(n for n in names if names.count(n) > 1)
+                    raise self.error(f"{describe_proto(npb)} in graph {gp.name!r}: attribute {twice!r} is given "
+                                     "twice; which one is meant cannot be told")
             g.append(node)  # adopts the node and its subgraphs; the Node already recorded its inputs' uses
 
         for vi in gp.output:
@@ -530,6 +536,10 @@ def from_proto(model: onnx.ModelProto, *, base_dir: str | None = None, path: str
     for fp in model.functions:
         f = imp.function(fp)
         f.graph.separate_sibling_names()  # a body's If branches may share names too
+        if f.key in g.functions:  # the last one was kept, silently (onnx's checker and ONNX Runtime refuse it; an
+            # outside check)
+            raise imp.error(f"function {fp.domain}::{fp.name}" + (f" (overload {fp.overload!r})" if fp.overload else "")
+                            + " is defined twice; which one is meant cannot be told")
         g.functions[f.key] = f
     check_no_recursion(g, path)
     return g

@@ -320,6 +320,31 @@ def test_models_onnx_refuses_are_refused_at_load_in_one_line(tmp_path):
     assert graphmill.load(ok).nodes[0].inputs[1] is None  # an omitted optional input stays allowed
 
 
+def test_an_attribute_or_a_function_given_twice_is_refused_at_load(tmp_path):
+    """A LeakyRelu with alpha 0.1 then 0.2 loaded with 0.2 and a model of two ``d::E`` functions (Relu, Neg) with
+    the Neg: invalid models written as valid ones of another meaning (an outside check). Reference: onnx's checker
+    refuses both files (and ONNX Runtime too)."""
+    x = helper.make_tensor_value_info("x", 1, [2])
+    y = helper.make_tensor_value_info("y", 1, [2])
+    node = helper.make_node("LeakyRelu", ["x"], ["y"], alpha=0.1)
+    node.attribute.append(helper.make_attribute("alpha", 0.2))
+    twice = _save(tmp_path, [node], [x], [y], "attr.onnx")
+    fns = [onnx.helper.make_function("d", "E", ["a"], ["b"], [helper.make_node(op, ["a"], ["b"])],
+                                     [helper.make_opsetid("", 17)]) for op in ("Relu", "Neg")]
+    model = helper.make_model(helper.make_graph([helper.make_node("E", ["x"], ["y"], domain="d")], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("d", 1)], functions=fns)
+    funcs = str(tmp_path / "func.onnx")
+    onnx.save(model, funcs)
+    for path, needle in ((twice, "LeakyRelu node (unnamed) producing 'y' in graph 'g': attribute 'alpha' is given "
+                                 "twice"),
+                         (funcs, "function d::E is defined twice")):
+        with pytest.raises(onnx.checker.ValidationError):
+            onnx.checker.check_model(onnx.load(path), full_check=True)
+        with pytest.raises(ModelLoadError) as e:
+            graphmill.load(path)
+        assert str(e.value).startswith(f"{path}: ") and needle in str(e.value), str(e.value)
+
+
 def test_an_unnamed_node_is_named_by_its_output_in_load_errors(tmp_path):
     """`Concat node '' in graph 'g'` located nothing. Reference: the file's own output name."""
     x = helper.make_tensor_value_info("x", 1, [2])
