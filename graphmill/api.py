@@ -816,7 +816,7 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     from graphmill.backends.torch.training import (TrainConfig, check_config, check_logits, check_model,
                                                    check_stage_sizes, run_training)
     from graphmill.frontend.onnx_io import serialize_model
-    from graphmill.util.files import atomic_write_many, check_out_folder
+    from graphmill.util.files import atomic_write_many, check_out_folder, no_empty_folder_left
     import json
 
     if progressive and contrastive:
@@ -906,14 +906,10 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
         module = to_torch(graph)  # the torch backend's refusals (weights cse merged, attributes, dtypes) before OUT
         check_logits(graph, cfg, module)
         check_stage_sizes(graph, cfg, module)
-    created = not os.path.isdir(out)
-    os.makedirs(out, exist_ok=True)
-    try:  # a refusal from the first step (dropout with no place to go) names the file too
-        with naming_file(source):
+    with no_empty_folder_left(out):  # refused or interrupted before the first checkpoint: no empty OUT behind
+        os.makedirs(out, exist_ok=True)
+        with naming_file(source):  # a refusal from the first step (dropout with no place to go) names the file too
             run = run_training(graph, cfg, checkpoint=checkpoint, resume=resume, progress=progress)
-    finally:  # refused or interrupted before the first checkpoint: leave no empty OUT behind
-        if created and os.path.isdir(out) and not os.listdir(out):
-            os.rmdir(out)
     report = run.to_dict()
     files = {"model": os.path.join(out, "model.onnx"), "history": os.path.join(out, "history.json"),
              "report": os.path.join(out, "report.json"), "checkpoint": checkpoint}
@@ -1344,14 +1340,15 @@ def supernet_train(out: str | os.PathLike, *, steps: int | None = None, seed: in
     checkpoint stands and the same call continues it), also written to ``report`` when the run finishes (the
     path checked before any training)."""
     from graphmill.search.oneshot import DIGITS_SPEC, TrainOptions, check_report_path, train_supernet
-    from graphmill.util.files import write_json
+    from graphmill.util.files import no_empty_folder_left, write_json
 
     if report is not None:
         check_report_path(out, report)
     opts = TrainOptions(seed=seed, spec=spec or DIGITS_SPEC)
     if steps is not None:
         opts.steps = steps
-    result = train_supernet(out, opts, progress=progress, threads=threads).to_dict()
+    with no_empty_folder_left(out):
+        result = train_supernet(out, opts, progress=progress, threads=threads).to_dict()
     if report is not None and not result["interrupted"]:
         write_json(report, result)
     return result

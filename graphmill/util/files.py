@@ -165,6 +165,20 @@ def check_out_folder(path: str | os.PathLike, command: str, contents: str, *, fl
     return shown
 
 
+@contextmanager
+def no_empty_folder_left(path: str | os.PathLike) -> Iterator[None]:
+    """A folder the work inside makes is removed again when the work leaves it empty (refused, failed or
+    interrupted before its first file): ``supernet train`` whose first checkpoint could not be written left an
+    empty OUT behind (an outside check), where ``train`` removed its own."""
+    path = os.fspath(path)
+    created = not os.path.isdir(path)
+    try:
+        yield
+    finally:
+        if created and os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
+
+
 #: the folders this command holds (real path -> the locked descriptor); None outside ``folder_locks``
 _held_folders: dict[str, int] | None = None
 

@@ -266,3 +266,19 @@ def test_select_refuses_a_report_without_its_spec_in_one_line(trained, tmp_path,
     (folder / "supernet.json").write_text(json.dumps(report))
     _bad(capsys, ["supernet", "select", str(folder), "--config", json.dumps(TINY_SPEC.smallest()), "-o",
                   str(tmp_path / "c.onnx")], f'{folder / "supernet.json"}: the supernet report has no "spec"', tmp_path)
+
+
+def test_train_whose_first_checkpoint_cannot_be_written_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    """Under a file-size limit too small for the checkpoint, ``supernet train`` said so in one line, exit 2, and left
+    an empty OUT (``train`` removes its own; an outside check). Reference: the folder, absent before the run."""
+    from graphmill.backends.torch.training import loop
+    from graphmill.ir import UserInputError
+
+    def refused(path, state):
+        raise UserInputError(f"{path}: cannot write (File too large)")
+
+    monkeypatch.setattr(loop, "save_checkpoint", refused)
+    out = tmp_path / "sn"
+    assert main(["supernet", "train", "--out", str(out), "--steps", "1"]) == 2
+    assert "cannot write (File too large)" in capsys.readouterr().err
+    assert not out.exists()
