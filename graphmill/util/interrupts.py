@@ -197,21 +197,26 @@ def start_spawned(mp: Any, fn: Callable[..., None], args: tuple, nprocs: int, fo
     children, never anyone else's file) instead of the pipe, so that each start takes milliseconds rather than
     the children's imports (a pickled payload over the pipe's buffer waits for the child to read it), and the
     starts run inside ``ctrl_c_ignored_by_started_processes``: the children ignore Ctrl-C for life and their
-    parent stops them (``join_or_stop``). ``passed``: what must go through the start itself (a multiprocessing
-    queue), appended to ``args``."""
+    parent stops them (``join_or_stop``), and die with it when it is killed (``processes.die_with_parent``, given
+    this process's id: a ``kill -9`` left ``partition --run``'s stages blocked on each other for good, and one
+    during their imports still did when each asked its parent's id after them; outside checks). ``passed``: what
+    must go through the start itself (a multiprocessing queue), appended to ``args``."""
     import pickle
 
     path = os.path.join(folder, "spawned-args.pickle")
     with open(path, "wb") as f:
         pickle.dump((fn, args), f, protocol=pickle.HIGHEST_PROTOCOL)
     with ctrl_c_ignored_by_started_processes():
-        return mp.start_processes(_run_from_file, args=(path, *passed), nprocs=nprocs, join=False,
+        return mp.start_processes(_run_from_file, args=(path, os.getpid(), *passed), nprocs=nprocs, join=False,
                                   start_method="spawn")
 
 
-def _run_from_file(rank: int, path: str, *passed: Any) -> None:
+def _run_from_file(rank: int, path: str, parent: int, *passed: Any) -> None:
     import pickle
 
+    from graphmill.util.processes import die_with_parent
+
+    die_with_parent(parent)  # first: the arguments' unpickling imports graphmill and torch (seconds)
     with open(path, "rb") as f:
         fn, args = pickle.load(f)  # graphmill's own file, written by the parent just before (start_spawned)
     fn(rank, *args, *passed)

@@ -69,7 +69,8 @@ def die_with_parent(parent_pid: int) -> None:  # pragma: no cover - runs in a ch
     and pipeline stages blocked on each other would wait forever (an outside check). On Linux the kernel kills the
     child when its parent dies (``PR_SET_PDEATHSIG``): under ``spawn`` and ``fork``. Under ``forkserver`` the
     parent is the server, which outlives a killed command (a review), so a watchdog thread also ends the child
-    once ``parent_pid`` is gone, within half a second; it covers a parent that died before the call too."""
+    once ``parent_pid`` is gone, within half a second; it covers a parent that died before the call too (given
+    its id, not ``os.getppid()``, which is then init's)."""
     import signal
     import threading
     import time

@@ -40,7 +40,6 @@ from graphmill.ir.summary import computed_from_shapes, constant_values
 from graphmill.passes.pipeline.memory import SCHEDULES  # the one list: the planner counts their memory
 from graphmill.util.errors import ExecutionError
 from graphmill.util.interrupts import join_or_stop, start_spawned
-from graphmill.util.processes import die_with_parent
 
 from .lowering import export_weights, to_torch
 from .tensors import torch_dtype
@@ -468,8 +467,6 @@ def _spawn(mp, k, port, stage_graphs, trainable, xs, target, steps, microbatches
 
 def _entry(rank: int, world: int, port: int, graphs: list[Graph], trainable, xs, target, steps, microbatches,
            schedule, lr, tmp, lines) -> None:
-    # a stage outlived a `kill -9` of the command, blocked on its peer for good (an outside check)
-    die_with_parent(os.getppid())
     _worker(rank, world, port, graphs[rank], trainable[rank], xs if rank == 0 else None, target if rank == world - 1 else None,
             steps, microbatches, schedule, lr, tmp, lines if rank == world - 1 else None)
 
