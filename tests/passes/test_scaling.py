@@ -388,7 +388,7 @@ def test_bad_multipliers(b0):
         scale(b0, phi=1, alpha=0.5, beta=1.0, gamma=1.0)
 
 
-def test_a_width_past_the_size_limits_is_refused_before_anything_is_allocated(b0, monkeypatch):
+def test_a_width_past_the_size_limits_is_refused_before_anything_is_allocated(b0, monkeypatch, tmp_path):
     """Reference: GRAPHMILL_MAX_ELEMENTS (README "Errors"), per tensor and, as the zoo's width multiplier, for the
     parameters together. An outside check: ``scale --divisor 100000`` asked for an 18.6 GiB array and was killed
     for memory; ``--beta 8`` under a 2e7 limit wrote a model graphmill's own loader then refused."""
@@ -404,11 +404,27 @@ def test_a_width_past_the_size_limits_is_refused_before_anything_is_allocated(b0
     with pytest.raises(UserInputError, match=r"the scaled model would have [\d,]+ parameters, more than the limit of "
                                              "8,000,000"):
         scale(b0, 1)
-    # depth alone (a review: --alpha 2 under a 4e6 limit wrote 10.3M parameters): counted before any block is copied
+    # depth alone (a review: --alpha 2 under a 4e6 limit wrote 10.3M parameters): bounded before any block is copied
     monkeypatch.setenv("GRAPHMILL_MAX_ELEMENTS", "6000000")
     with pytest.raises(UserInputError, match=r"depth 2: the scaled model would have [\d,]+ parameters, more than the "
                                              "limit of 6,000,000"):
         scale(b0, 1, alpha=2.0, beta=1.0, gamma=1.0)
+    # and counted at the end: the bound is low where a stage-opening block's copies grow (a second review: 10.3M
+    # parameters written under a 1e7 limit); the count is onnx's, of the model written without a limit
+    import onnx
+
+    monkeypatch.delenv("GRAPHMILL_MAX_ELEMENTS")
+    gm.save(scale(b0, 1, alpha=2.0, beta=1.0, gamma=1.0), str(tmp_path / "a2.onnx"))
+    n = sum(int(np.prod(t.dims)) for t in onnx.load(str(tmp_path / "a2.onnx")).graph.initializer)
+    monkeypatch.setenv("GRAPHMILL_MAX_ELEMENTS", str(n - 1))
+    with pytest.raises(UserInputError, match=f"the scaled model has {n:,} parameters, more than the limit of {n - 1:,}"):
+        scale(b0, 1, alpha=2.0, beta=1.0, gamma=1.0)
+    monkeypatch.setenv("GRAPHMILL_MAX_ELEMENTS", str(n))
+    scale(b0, 1, alpha=2.0, beta=1.0, gamma=1.0)
+    # a narrower width that brings the copies under the limit is not refused (the bound before copying counted the
+    # unnarrowed ones: a second review)
+    monkeypatch.setenv("GRAPHMILL_MAX_ELEMENTS", "6000000")
+    scale(b0, 1, alpha=2.0, beta=0.5, gamma=1.0)
 
 
 def test_a_resolution_under_the_models_downsampling_is_refused(b0):

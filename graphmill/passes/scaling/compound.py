@@ -229,8 +229,9 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
                                  "shrink")
         needs_depth = any(math.ceil(s.repeats * d) != s.repeats for s in struct.body())
     before = _stage_rows(graph, struct)
+    params_before = _parameters(graph)
     added = 0
-    if needs_depth:
+    if needs_depth and w >= 1:  # a narrower width may bring the copies back under the limit: the end's check says
         _check_depth_size(graph, struct, d)
         for s in struct.body():
             n = deepen(graph, s, int(math.ceil(s.repeats * d)), seed=seed)
@@ -299,6 +300,7 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
         raise UserInputError(f"resolution x{r:.4g} ({res_before} -> {res_after}): {e}; the model has a size "
                              "fixed for its input (e.g. a Flatten into a Gemm): scale it with gamma=1") from None
     verify(graph)
+    _check_total_size(graph, params_before)
 
     after = _stage_rows(graph, struct)
     report = dict(phi=phi, alpha=alpha, beta=beta, gamma=gamma, divisor=divisor, seed=seed, depth=d, width=w,
@@ -313,12 +315,29 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
     return report
 
 
+def _parameters(graph: Graph) -> int:
+    return sum(math.prod(v.const.shape) for v in graph.initializers.values() if v.const is not None)
+
+
+def _check_total_size(graph: Graph, before: int) -> None:
+    """The scaled model's parameters against GRAPHMILL_MAX_ELEMENTS, counted (the zoo's rule for its multipliers),
+    when scaling added some: the estimates before copying and resizing are bounds (a review: B0 at alpha 2 under a
+    1e7 limit wrote 10.3M parameters, an opening block's copies being larger than the block)."""
+    limit = max_elements()
+    total = _parameters(graph)
+    if total > limit and total > before:
+        raise UserInputError(f"the scaled model has {total:,} parameters, more than the limit of {limit:,} "
+                             "(GRAPHMILL_MAX_ELEMENTS); choose a smaller depth or width (alpha, beta)")
+
+
 def _check_depth_size(graph: Graph, struct: Structure, d: float) -> None:
     """Refuse, before any block is copied, a depth whose copies take the parameters past GRAPHMILL_MAX_ELEMENTS,
     as the width's resize does and the zoo's depth multiplier does (a review: ``--alpha 2`` under a 4e6 limit wrote
-    a model of 10.3M parameters, which the width check alone let through)."""
+    a model of 10.3M parameters, which the width check alone let through). A lower bound (a copy of a stage-opening
+    block grows to the stage's width: counted as the block), so it never refuses a model that fits; the finished
+    model is counted too (``_check_total_size``)."""
     limit = max_elements()
-    total = sum(math.prod(v.const.shape) for v in graph.initializers.values() if v.const is not None)
+    total = _parameters(graph)
     for s in struct.body():
         add = math.ceil(s.repeats * d) - s.repeats
         if add <= 0 or not s.blocks:
