@@ -231,8 +231,9 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
     before = _stage_rows(graph, struct)
     params_before = _parameters(graph)
     added = 0
-    if needs_depth and w >= 1:  # a narrower width may bring the copies back under the limit: the end's check says
-        _check_depth_size(graph, struct, d)
+    if needs_depth:
+        if w >= 1:  # a narrower width may bring the copies back under the limit: the end's count says
+            _check_depth_size(graph, struct, d)
         for s in struct.body():
             n = deepen(graph, s, int(math.ceil(s.repeats * d)), seed=seed)
             if n:
