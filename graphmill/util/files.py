@@ -216,8 +216,10 @@ def _lock_folder(shown: str, flag: str) -> None:
         # another user may have made that folder first (the temporary folder is everyone's): a folder of theirs, or
         # one they can write, would let them hold our locks or plant a link for us to create a file through (a
         # review); then there is no lock, as without a temporary folder
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
             return
+        if st.st_mode & 0o022:  # ours, made under a permissive umask or by hand: made private (a review)
+            os.chmod(locks, 0o700)
         fd = os.open(os.path.join(locks, hashlib.sha256(real.encode()).hexdigest()[:32] + ".lock"),
                      os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError:  # no writable temporary folder: the check is a courtesy, not a condition of the work

@@ -129,10 +129,11 @@ def test_a_reproducer_folder_is_not_locked(tmp_path):
 
 
 @pytest.mark.parametrize("plant", ["writable", "link"])
-def test_a_lock_folder_others_can_write_is_not_used(tmp_path, monkeypatch, plant):
-    """The locks' folder is in the temporary folder, which every user shares: one another user made first, or can
-    write, would let them hold our locks (a denial) or plant a link through which we create a file (a review).
-    Reference: the folder's mode and the link's target, made here; such a folder gives no lock, not an error."""
+def test_a_lock_folder_others_can_write_is_made_private_and_links_are_not_followed(tmp_path, monkeypatch, plant):
+    """The locks' folder is in the temporary folder, which every user shares: one others can write would let them
+    hold our locks (a denial) or plant a link through which we create a file (a review). Ours is made private
+    before use (another user's is not used: the test, running as one user, cannot make one), and a link in it is
+    not followed. Reference: the folder's mode and the link's target, made here."""
     import hashlib
     import tempfile
 
@@ -144,7 +145,7 @@ def test_a_lock_folder_others_can_write_is_not_used(tmp_path, monkeypatch, plant
     out = tmp_path / "o"
     victim = tmp_path / "victim"
     name = hashlib.sha256(os.path.realpath(out).encode()).hexdigest()[:32] + ".lock"
-    if plant == "writable":
+    if plant == "writable":  # ours but writable by others: made private before use (an attacker's: not used)
         os.chmod(locks, 0o777)
     else:  # our own folder, but a link in it: not followed
         os.chmod(locks, 0o700)
@@ -153,7 +154,7 @@ def test_a_lock_folder_others_can_write_is_not_used(tmp_path, monkeypatch, plant
         assert check_out_folder(out, "search", "its files") == str(out)
     assert not victim.exists()
     if plant == "writable":
-        assert not (locks / name).exists()
+        assert os.stat(locks).st_mode & 0o777 == 0o700
 
 
 def test_reproducer_dir_that_is_a_file_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
