@@ -417,7 +417,8 @@ def test_a_width_past_the_size_limits_is_refused_before_anything_is_allocated(b0
     gm.save(scale(b0, 1, alpha=2.0, beta=1.0, gamma=1.0), str(tmp_path / "a2.onnx"))
     n = sum(int(np.prod(t.dims)) for t in onnx.load(str(tmp_path / "a2.onnx")).graph.initializer)
     monkeypatch.setenv("GRAPHMILL_MAX_ELEMENTS", str(n - 1))
-    with pytest.raises(UserInputError, match=f"the scaled model has {n:,} parameters, more than the limit of {n - 1:,}"):
+    with pytest.raises(UserInputError,
+                       match=f"the scaled model has {n:,} parameters, more than the limit of {n - 1:,}"):
         scale(b0, 1, alpha=2.0, beta=1.0, gamma=1.0)
     monkeypatch.setenv("GRAPHMILL_MAX_ELEMENTS", str(n))
     scale(b0, 1, alpha=2.0, beta=1.0, gamma=1.0)
