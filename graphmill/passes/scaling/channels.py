@@ -391,6 +391,11 @@ def _check(cg: ChannelGroups, members: list[tuple]) -> None:
                              "scale this model without width (beta=1) or rewrite that node")
 
 
+def parameter_elements(graph: Graph) -> int:
+    """The elements of ``graph``'s initializers: what the size limit counts of a scaled model."""
+    return sum(math.prod(v.const.shape) for v in graph.initializers.values() if v.const is not None)
+
+
 def _check_sizes(cg: ChannelGroups, touched: dict[int, dict[int, list[tuple[int, int]]]], graph: Graph | None) -> None:
     """Refuse, before anything is allocated, a resize whose weights pass the per-tensor element limit or whose
     parameters together do (the zoo's rule for its width multiplier): ``scale --divisor 100000`` asked for an 18.6
@@ -412,7 +417,7 @@ def _check_sizes(cg: ChannelGroups, touched: dict[int, dict[int, list[tuple[int,
                              f"{limit:,} per tensor (GRAPHMILL_MAX_ELEMENTS); choose a smaller width (beta, divisor)")
         grown += n - old
     if graph is not None and grown > 0:
-        total = sum(math.prod(v.const.shape) for v in graph.initializers.values() if v.const is not None) + grown
+        total = parameter_elements(graph) + grown
         if total > limit:
             raise WidthError(f"the scaled model would have {total:,} parameters, more than the limit of {limit:,} "
                              "(GRAPHMILL_MAX_ELEMENTS); choose a smaller width (beta, divisor)")

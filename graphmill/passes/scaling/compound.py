@@ -30,9 +30,9 @@ from typing import Any
 
 from graphmill.ir import Graph, ShapeInferenceError, TensorType, UserInputError, verify
 from graphmill.ir.summary import constant_values
-from graphmill.util.limits import max_elements
 from graphmill.ir.ops import infer_types
 from graphmill.ir.scaling import round_filters, squeeze_channels  # the zoo's rules too: one definition
+from graphmill.util.limits import max_elements
 
 from ..base import Option, Pass, PassContext, PassResult, register_pass
 from . import channels
@@ -229,7 +229,7 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
                                  "shrink")
         needs_depth = any(math.ceil(s.repeats * d) != s.repeats for s in struct.body())
     before = _stage_rows(graph, struct)
-    params_before = _parameters(graph)
+    params_before = channels.parameter_elements(graph)
     added = 0
     if needs_depth:
         if w >= 1:  # a narrower width may bring the copies back under the limit: the end's count says
@@ -316,16 +316,12 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
     return report
 
 
-def _parameters(graph: Graph) -> int:
-    return sum(math.prod(v.const.shape) for v in graph.initializers.values() if v.const is not None)
-
-
 def _check_total_size(graph: Graph, before: int) -> None:
     """The scaled model's parameters against GRAPHMILL_MAX_ELEMENTS, counted (the zoo's rule for its multipliers),
     when scaling added some: the estimates before copying and resizing are bounds (a review: B0 at alpha 2 under a
     1e7 limit wrote 10.3M parameters, an opening block's copies being larger than the block)."""
     limit = max_elements()
-    total = _parameters(graph)
+    total = channels.parameter_elements(graph)
     if total > limit and total > before:
         raise UserInputError(f"the scaled model has {total:,} parameters, more than the limit of {limit:,} "
                              "(GRAPHMILL_MAX_ELEMENTS); choose a smaller depth or width (alpha, beta)")
@@ -338,7 +334,7 @@ def _check_depth_size(graph: Graph, struct: Structure, d: float) -> None:
     block grows to the stage's width: counted as the block), so it never refuses a model that fits; the finished
     model is counted too (``_check_total_size``)."""
     limit = max_elements()
-    total = _parameters(graph)
+    total = channels.parameter_elements(graph)
     for s in struct.body():
         add = math.ceil(s.repeats * d) - s.repeats
         if add <= 0 or not s.blocks:
