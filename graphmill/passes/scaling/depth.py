@@ -112,11 +112,7 @@ def copy_block(graph: Graph, block: Block, after: Value, *, index: int, stage: A
         if _skips_where_shapes_allow(block) and not _has_skip(block):
             # B1's second 320-channel block adds its input, as the zoo builds it; the copy of B0's one block
             # (320 from 192 channels: no skip) had none, so the scaled B0 was not the zoo's B1
-            add = Node("Add", [out, placeholder], None, outputs=[Value(graph.unique_name(f"{out.name}_skip"))],
-                       name=graph.unique_name(f"Add_{tag}"))
-            # the block's meta (block index and stride already updated above), without "layer": the zoo's
-            # residual Add has none, and mbconv_inner_sizes reads it to find expansions and squeezes
-            add.meta = {k: v for k, v in new_nodes[-1].meta.items() if k != "layer"}
+            add = _skip_add(graph, out, placeholder, tag, new_nodes[-1])  # its meta: index and stride updated above
             new_nodes.append(add)
             out = add.outputs[0]
     for nn in new_nodes:
@@ -128,6 +124,15 @@ def copy_block(graph: Graph, block: Block, after: Value, *, index: int, stage: A
 
 #: Block kinds (the zoo's node meta) whose family adds the block's input wherever stride and channels allow.
 SKIPS_WHEN_SHAPES_ALLOW = frozenset({"mbconv", "fused_mbconv"})
+
+
+def _skip_add(graph: Graph, out: Value, block_input: Value, tag: str, last: Node) -> Node:
+    """The residual ``Add(out, block_input)`` of a block whose last node is ``last``, with that node's meta but
+    "layer": the zoo's residual Add has none, and ``mbconv_inner_sizes`` reads it to find expansions and squeezes."""
+    add = Node("Add", [out, block_input], None, outputs=[Value(graph.unique_name(f"{out.name}_skip"), out.type)],
+               name=graph.unique_name(f"Add_{tag}"))
+    add.meta = {k: v for k, v in last.meta.items() if k != "layer"}
+    return add
 
 
 def _outer_inputs(block: Block, constant: set[int]) -> list[Value]:
@@ -188,9 +193,7 @@ def add_skips_where_shapes_allow(graph: Graph, stages: list[Stage], preserving_b
             out = b.output
             readers = out.uses()
             slots = [i for i, v in enumerate(graph.outputs) if v is out]
-            add = Node("Add", [out, inputs[0]], None, outputs=[Value(graph.unique_name(f"{out.name}_skip"), out.type)],
-                       name=graph.unique_name(f"Add_s{stage.id}b{b.index}"))
-            add.meta = {k: v for k, v in b.nodes[-1].meta.items() if k != "layer"}  # as copy_block's skip
+            add = _skip_add(graph, out, inputs[0], f"s{stage.id}b{b.index}", b.nodes[-1])
             graph.insert_after(out.producer, add)
             for node, i in readers:
                 node.set_input(i, add.outputs[0])
