@@ -315,11 +315,6 @@ class _Importer:
                     what = describe_proto(prev) if prev is not None else "a graph input or initializer"
                     raise self.error(f"{describe_proto(npb)} in graph {gp.name!r} defines {name!r}, "
                                      f"which {what} already defines (values must have one producer)")
-                if name in scope:  # an enclosing graph's: it was reported as a cycle through this node when the
-                    # node also read the outer value (an outside check; onnx's checker: an SSA violation)
-                    raise self.error(f"{describe_proto(npb)} in graph {gp.name!r} defines {name!r}, which an "
-                                     "enclosing graph already defines (names are unique across a graph and its "
-                                     "subgraphs)")
                 producers[name] = npb
                 vi = vinfo.get(name)
                 v = Value(name, self.value_type(vi, gp.name) if vi is not None else None)

@@ -345,24 +345,6 @@ def test_an_attribute_or_a_function_given_twice_is_refused_at_load(tmp_path):
         assert str(e.value).startswith(f"{path}: ") and needle in str(e.value), str(e.value)
 
 
-def test_a_subgraph_redefining_an_enclosing_name_is_refused_as_such(tmp_path):
-    """An If branch ``Neg(X) -> X`` under a graph that defines X was refused as "a cycle through Neg node" (an
-    outside check). Reference: onnx's checker refuses the file (a name used as an output twice)."""
-    x = helper.make_tensor_value_info("X", 1, [2])
-    y = helper.make_tensor_value_info("Y", 1, [2])
-    c = helper.make_tensor_value_info("c", onnx.TensorProto.BOOL, [])
-    branch = helper.make_graph([helper.make_node("Neg", ["X"], ["X"])], "t", [], [x])
-    other = helper.make_graph([helper.make_node("Identity", ["X"], ["Z"])], "e", [],
-                              [helper.make_tensor_value_info("Z", 1, [2])])
-    path = _save(tmp_path, [helper.make_node("If", ["c"], ["Y"], then_branch=branch, else_branch=other)], [x, c], [y],
-                 "shadow.onnx")
-    with pytest.raises(onnx.checker.ValidationError):
-        onnx.checker.check_model(onnx.load(path), full_check=True)
-    with pytest.raises(ModelLoadError, match=r"Neg node \(unnamed\) producing 'X' in graph 't' defines 'X', which an "
-                                             "enclosing graph already defines"):
-        graphmill.load(path)
-
-
 def test_an_unnamed_node_is_named_by_its_output_in_load_errors(tmp_path):
     """`Concat node '' in graph 'g'` located nothing. Reference: the file's own output name."""
     x = helper.make_tensor_value_info("x", 1, [2])
