@@ -345,6 +345,30 @@ def test_an_attribute_or_a_function_given_twice_is_refused_at_load(tmp_path):
         assert str(e.value).startswith(f"{path}: ") and needle in str(e.value), str(e.value)
 
 
+def test_a_branch_naming_a_value_as_its_if_does_loads(tmp_path):
+    """An If whose branches define 'Y', the If's own output name: valid (onnx's full check passes, ONNX Runtime runs
+    it), and a refusal of names "an enclosing graph already defines" refused it (a review of a fix that was then
+    reverted). Reference: onnx's checker and ONNX Runtime's output on the original."""
+    x = helper.make_tensor_value_info("X", 1, [2])
+    y = helper.make_tensor_value_info("Y", 1, [2])
+    c = helper.make_tensor_value_info("c", onnx.TensorProto.BOOL, [])
+    then = helper.make_graph([helper.make_node("Neg", ["X"], ["Y"])], "t", [], [y])
+    other = helper.make_graph([helper.make_node("Identity", ["X"], ["Y"])], "e", [], [y])
+    path = _save(tmp_path, [helper.make_node("If", ["c"], ["Y"], then_branch=then, else_branch=other)], [x, c], [y],
+                 "branch.onnx")
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    feeds = {"X": np.array([1.0, 2.0], np.float32), "c": np.array(True)}
+    out = str(tmp_path / "rt.onnx")
+    graphmill.save(graphmill.load(path), out)
+    onnx.checker.check_model(onnx.load(out), full_check=True)
+    import onnxruntime as ort
+
+    def run(p):
+        return ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+    np.testing.assert_array_equal(run(out), run(path))
+
+
 def test_an_unnamed_node_is_named_by_its_output_in_load_errors(tmp_path):
     """`Concat node '' in graph 'g'` located nothing. Reference: the file's own output name."""
     x = helper.make_tensor_value_info("x", 1, [2])
