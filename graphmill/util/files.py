@@ -220,8 +220,15 @@ def _lock_folder(shown: str, flag: str) -> None:
             return
         if st.st_mode & 0o022:  # ours, made under a permissive umask or by hand: made private (a review)
             os.chmod(locks, 0o700)
-        fd = os.open(os.path.join(locks, hashlib.sha256(real.encode()).hexdigest()[:32] + ".lock"),
-                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        path = os.path.join(locks, hashlib.sha256(real.encode()).hexdigest()[:32] + ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        own = os.fstat(fd)
+        if not stat.S_ISREG(own.st_mode) or own.st_uid != os.getuid() or own.st_nlink != 1:
+            # planted while the folder was open to others (someone else's file, held to deny us; a review): ours
+            # to remove now that the folder is private, and made afresh
+            os.close(fd)
+            os.unlink(path)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except OSError:  # no writable temporary folder: the check is a courtesy, not a condition of the work
         return
     try:

@@ -157,6 +157,46 @@ def test_a_lock_folder_others_can_write_is_made_private_and_links_are_not_follow
         assert os.stat(locks).st_mode & 0o777 == 0o700
 
 
+PLANTED_HOLDER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.skipif(os.name != "posix" or os.getuid() != 0, reason="making another user's file needs root")
+def test_a_lock_file_planted_by_another_user_is_replaced_not_obeyed(tmp_path, monkeypatch):
+    """A lock file another user planted (and holds) while our locks' folder was open to others denied our command
+    ("another graphmill command is writing this folder now") after the folder was made private (a review).
+    Reference: the planted file's owner (uid 1234) and its holder, a second process."""
+    import hashlib
+    import subprocess
+    import sys
+    import tempfile
+
+    from graphmill.util.files import check_out_folder, folder_locks
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    locks = tmp_path / "tmp" / f"graphmill-locks-{os.getuid()}"
+    locks.mkdir(parents=True)
+    os.chmod(locks, 0o777)
+    out = tmp_path / "o"
+    planted = locks / (hashlib.sha256(os.path.realpath(out).encode()).hexdigest()[:32] + ".lock")
+    planted.write_text("")
+    os.chown(planted, 1234, 1234)
+    holder = subprocess.Popen([sys.executable, "-c", PLANTED_HOLDER, str(planted)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with folder_locks():
+            assert check_out_folder(out, "search", "its files") == str(out)
+        assert planted.stat().st_uid == os.getuid()
+    finally:
+        holder.communicate("\n", timeout=60)
+
+
 def test_reproducer_dir_that_is_a_file_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
     """``optimize --reproducer-dir FILE`` said "File exists" only once a pass had failed (the folder is made
     then); now it is refused up front like every ``--out`` folder, even for a run that would not fail."""
