@@ -426,6 +426,10 @@ def test_a_width_past_the_size_limits_is_refused_before_anything_is_allocated(b0
     # unnarrowed ones: a second review)
     monkeypatch.setenv("GRAPHMILL_MAX_ELEMENTS", "6000000")
     scale(b0, 1, alpha=2.0, beta=0.5, gamma=1.0)
+    # and one whose every stage rounds back to its width is the same model: bounded before copying (a third review:
+    # beta 0.999 built alpha 8's copies first); the bound's message says so
+    with pytest.raises(UserInputError, match="depth 8: the scaled model would have"):
+        scale(b0, 1, alpha=8.0, beta=0.999, gamma=1.0)
 
 
 def test_a_resolution_under_the_models_downsampling_is_refused(b0):

@@ -232,7 +232,11 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
     params_before = channels.parameter_elements(graph)
     added = 0
     if needs_depth:
-        if w >= 1:  # a narrower width may bring the copies back under the limit: the end's count says
+        # a narrower width may bring the copies back under the limit (the end's count says), one that rounds every
+        # stage back to its width cannot (beta 0.999 with divisor 8 built all of alpha 16's copies before the end's
+        # refusal; a review)
+        if not any(isinstance(row["channels"], int) and round_filters(row["channels"], w, divisor) < row["channels"]
+                   for row in before):
             _check_depth_size(graph, struct, d)
         for s in struct.body():
             n = deepen(graph, s, int(math.ceil(s.repeats * d)), seed=seed)
