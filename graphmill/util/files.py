@@ -170,13 +170,18 @@ def no_empty_folder_left(path: str | os.PathLike) -> Iterator[None]:
     """A folder the work inside makes is removed again when the work leaves it empty (refused, failed or
     interrupted before its first file): ``supernet train`` whose first checkpoint could not be written left an
     empty OUT behind (an outside check), where ``train`` removed its own."""
-    path = os.fspath(path)
-    created = not os.path.isdir(path)
+    path = os.path.abspath(os.fspath(path))
+    missing = []  # the folder and each parent the work will make (``--out a/b/sn``: three), innermost first
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
     try:
         yield
     finally:
-        if created and os.path.isdir(path) and not os.listdir(path):
-            os.rmdir(path)
+        for folder in missing:  # the parents too: they were left behind (a review)
+            if not os.path.isdir(folder) or os.listdir(folder):
+                break
+            os.rmdir(folder)
 
 
 #: the folders this command holds (real path -> the locked descriptor); None outside ``folder_locks``

@@ -282,3 +282,7 @@ def test_train_whose_first_checkpoint_cannot_be_written_leaves_no_folder(tmp_pat
     assert main(["supernet", "train", "--out", str(out), "--steps", "1"]) == 2
     assert "cannot write (File too large)" in capsys.readouterr().err
     assert not out.exists()
+    # the parents it made too (a review), not one that was there
+    (tmp_path / "kept").mkdir()
+    assert main(["supernet", "train", "--out", str(tmp_path / "kept" / "a" / "b"), "--steps", "1"]) == 2
+    assert os.listdir(tmp_path) == ["kept"] and os.listdir(tmp_path / "kept") == []
