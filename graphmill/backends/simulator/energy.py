@@ -1,9 +1,11 @@
 """Energy of one layer: MACs, on-chip buffer accesses and DRAM traffic, each at its configured cost.
 
 E = MACs * mac_pj + SRAM words * sram_pj_per_word + DRAM words * dram_pj_per_word (picojoules). SRAM words
-are the operand words the array reads and writes (one per MAC operand fetch at the array edge:
-ifmap M*K and filter K*N per pass over the other operand, ofmap M*N per row fold) plus the DRAM words
-that fill or drain the buffers. SCALE-Sim reports no energy; this is graphmill's own first-order model.
+are the operand words the array reads and writes at its edge (``engine.simulate_array_layer``: ifmap M*K once
+per column fold, once under ``is``; filter K*N once per row fold under ``os``, once otherwise; the ofmap words
+once, as they drain) plus the DRAM words that fill or drain the buffers. A vector layer's MACs are its flops.
+SCALE-Sim reports no energy; this is graphmill's own first-order model (its ifmap and filter SRAM terms equal
+SCALE-Sim's SRAM IFMAP/Filter Reads, an outside check found).
 """
 
 from __future__ import annotations
