@@ -186,11 +186,17 @@ def _brief(g: Graph, dims: dict[str, int] | None = None) -> dict:
 
 
 def rerun_command(folder: str, *, rtol: float, atol: float, seed: int, allow: Iterable[str],
-                  dims: dict[str, int] | None, load_passes: Iterable[str] = (), verify_each: bool = False) -> str:
+                  dims: dict[str, int] | None, load_passes: Iterable[str] = (), verify_each: bool = False,
+                  model: str | None = None) -> str:
     """The command line that reruns a reproducer with every option that decides its outcome (``--verify-each``
-    too: without it a pass that broke the graph's interface or its typing reruns without complaint)."""
+    too: without it a pass that broke the graph's interface or its typing reruns without complaint): the failing
+    pass on ``before.onnx``, or with ``model`` (the input file) the whole schedule on it, which also reproduces a
+    failure that built up over several passes (numbers drifting from the original's, an analysis an earlier pass
+    cached: the one-pass rerun passed both; an outside check)."""
     folder = os.path.abspath(folder)  # a relative --reproducer-dir failed from any other folder (an outside check)
-    args = ["graphmill", "optimize", os.path.join(folder, "before.onnx"), "-s", os.path.join(folder, "repro.mill"),
+    start = (os.path.abspath(model), "schedule.mill") if model is not None else (os.path.join(folder, "before.onnx"),
+                                                                                "repro.mill")
+    args = ["graphmill", "optimize", start[0], "-s", os.path.join(folder, start[1]),
             "--check-numerics", *(["--verify-each"] if verify_each else []), "--rtol", repr(rtol),
             "--atol", repr(atol), "--seed", str(seed)]
     for plugin in load_passes:
@@ -206,11 +212,14 @@ def rerun_command(folder: str, *, rtol: float, atol: float, seed: int, allow: It
 class ReproducerError(GraphmillError):
     """A pass failed or broke the numbers; a reproducer was written to ``folder``."""
 
-    def __init__(self, failure: PassFailure, folder: str, rerun: str | None = None) -> None:
+    def __init__(self, failure: PassFailure, folder: str, rerun: str | None = None,
+                 rerun_all: str | None = None) -> None:
         self.failure = failure
         self.folder = folder
         self.rerun = rerun or rerun_command(folder, rtol=1e-4, atol=1e-5, seed=0, allow=(), dims=None)
-        super().__init__(f"{failure}; reproducer in {folder} (rerun: {self.rerun})")
+        self.rerun_all = rerun_all
+        whole = f"; the whole run, for a failure built up over several passes: {rerun_all}" if rerun_all else ""
+        super().__init__(f"{failure}; reproducer in {folder} (rerun: {self.rerun}{whole})")
 
 
 REPRODUCER_FILES = ("before.onnx", "repro.mill", "schedule.mill", "README.txt")
@@ -251,7 +260,8 @@ _README_HEAD = b"graphmill reproducer\n"
 
 
 def write_reproducer(failure: PassFailure, schedule: Schedule, seed: int, folder: str | None,
-                     rerun: Callable[[str], str] | None = None) -> str:
+                     rerun: Callable[[str], str] | None = None,
+                     rerun_all: Callable[[str], str] | None = None) -> str:
     """The model before the failing pass, a schedule with just that pass, the full schedule, the seed, and
     (``rerun``: folder -> the command) the command that reruns it, which the error message also prints but a
     folder found later, or shared, must carry itself."""
@@ -267,7 +277,9 @@ def write_reproducer(failure: PassFailure, schedule: Schedule, seed: int, folder
     atomic_write_bytes(readme, (
         _README_HEAD.decode() + f"failing step: {failure.step}\nseed: {seed}\nerror: {failure}\n"
         f"passes run before it: {', '.join(failure.history) or 'none'}\n"
-        + (f"rerun: {rerun(folder)}\n" if rerun is not None else "")).encode())
+        + (f"rerun: {rerun(folder)}\n" if rerun is not None else "")
+        + (f"the whole run (a failure built up over several passes): {rerun_all(folder)}\n"
+           if rerun_all is not None else "")).encode())
     return folder
 
 
@@ -352,12 +364,13 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
             f.before = _replay(start, f.ran, seed, allow, cost_model)
         plugins = {os.path.realpath(p): p for p in [*load_passes, *plugin_files(r.name for r in sched.runs())]}
 
-        def rerun(folder: str) -> str:
+        def rerun(folder: str, model: str | None = None) -> str:
             return rerun_command(folder, rtol=rtol, atol=atol, seed=seed, allow=allow, dims=dims,
-                                 load_passes=list(plugins.values()), verify_each=verify_each)
+                                 load_passes=list(plugins.values()), verify_each=verify_each, model=model)
 
-        folder = write_reproducer(f, sched, seed, reproducer_dir, rerun)
-        raise ReproducerError(f, folder, rerun(folder)) from f
+        whole = (lambda folder: rerun(folder, source)) if source is not None and f.history else None
+        folder = write_reproducer(f, sched, seed, reproducer_dir, rerun, whole)
+        raise ReproducerError(f, folder, rerun(folder), whole(folder) if whole is not None else None) from f
     # the output must be a graph that verifies, keeps its interface and is well-typed; --verify-each checked each
     # pass that reported a change, so under it only a pass that reported none can have broken it (one retyped a
     # value and --verify-each wrote what the plain run refused: a review)

@@ -115,6 +115,43 @@ def test_reproducer_rerun_carries_every_option_and_reproduces(torchscript_cnn, t
     assert "seed 7" in again.stderr and "atol=1e-06 + rtol=0.001" in again.stderr, again.stderr
 
 
+DRIFT = '''
+from graphmill.ir import Tensor
+from graphmill.passes import Pass, PassResult, register_pass
+
+
+@register_pass
+class Drift(Pass):
+    """Adds 0.006 to the classifier's bias each run: one run is within --atol 0.01 of the original, two are not."""
+    name = "drift"
+
+    def run(self, graph, ctx):
+        b = [n for n in graph.nodes if n.op_type == "Gemm"][-1].inputs[2]
+        b.const = Tensor(b.const.numpy() + b.const.numpy().dtype.type(0.006))
+        return PassResult(True)
+'''
+
+
+def test_a_failure_built_up_over_several_passes_reruns_with_the_whole_run(torchscript_cnn, tmp_path):
+    """--check-numerics compares each pass with the original: drift that builds up over two passes failed at the
+    second, and the one-pass rerun (``before.onnx`` against itself) reported nothing (an outside check). The
+    reproducer also gives the whole run on the input model. Reference: the first run's failure, repeated by that
+    command (the classifier's bias moved by 0.006 per pass against --atol 0.01)."""
+    plugin = tmp_path / "drift.py"
+    plugin.write_text(DRIFT)
+    repro = tmp_path / "repro"
+    r = run_cli("optimize", torchscript_cnn, "-o", str(tmp_path / "o.onnx"), "--load-passes", str(plugin),
+                "-p", "repeat(3){drift}", "--check-numerics", "--rtol", "0", "--atol", "0.01",
+                "--reproducer-dir", str(repro))
+    assert r.returncode == 2 and "after pass 'drift' (#2" in r.stderr, r.stderr
+    whole = r.stderr.split("the whole run, for a failure built up over several passes: ", 1)[1].rstrip()
+    argv = shlex.split(whole.removesuffix(")"))
+    assert argv[2] == torchscript_cnn and argv[argv.index("-s") + 1] == str(repro / "schedule.mill")
+    assert f"(a failure built up over several passes): {shlex.join(argv)}" in (repro / "README.txt").read_text()
+    again = run_cli(*argv[1:])
+    assert again.returncode == 2 and "after pass 'drift' (#2" in again.stderr, again.stderr
+
+
 def test_a_relative_reproducer_dir_reruns_from_any_folder(torchscript_cnn, tmp_path):
     """`--reproducer-dir rd` printed `graphmill optimize rd/before.onnx -s rd/repro.mill ... -o rd/after.onnx`:
     from any other folder (README.txt's own included) the rerun failed on a missing folder (an outside check).
