@@ -105,3 +105,29 @@ def test_simulate_without_chip_counts_uses_the_pass_chips(tmp_path):
     assert row["expert_parallel"][0]["placement"] == [0, 0, 1, 1, 2, 2, 3, 3]
     (asked,) = moe_report(g, accel, chips=[2])  # chip counts given: those, re-placed for 2
     assert [p["chips"] for p in asked["expert_parallel"]] == [2]
+
+
+def test_a_chip_count_past_the_simulators_limit_is_refused_at_once():
+    """``place-experts{chips=100000000}`` ran its LPT for minutes (``place_experts(loads, 10**9)`` built lists of
+    10^9 entries), and ``chips=100000`` wrote a placement ``simulate`` then refused, blaming the accelerator config
+    (an outside check). Reference: the simulator's limit, an accelerator config's ``[system] chips`` (4096)."""
+    import time
+
+    import numpy as np
+
+    from graphmill.backends.simulator.config import from_dict
+    from graphmill.passes.placement.experts import MAX_CHIPS
+
+    t = time.perf_counter()
+    with pytest.raises(UserInputError, match=r"expert placement needs a number of chips in 1\.\.4096, got 1000000000"):
+        place_experts([5, 1, 1, 1], 10**9)
+    assert time.perf_counter() - t < 1.0
+    assert MAX_CHIPS == 4096
+    acc = {"name": "x", "array": {"rows": 4, "cols": 4, "dataflow": "ws"},
+           "memory": {"ifmap_kb": 1, "filter_kb": 1, "ofmap_kb": 1, "dram_bw_words": 4}}
+    from_dict({**acc, "system": {"chips": MAX_CHIPS}})  # the config's own limit, which it accepts
+    with pytest.raises(UserInputError, match="chips"):
+        from_dict({**acc, "system": {"chips": MAX_CHIPS + 1}})
+    assert place_experts([5, 1, 1, 1], np.int64(2)) == place_experts([5, 1, 1, 1], 2)
+    with pytest.raises(UserInputError):
+        place_experts([5, 1], True)

@@ -36,7 +36,7 @@ import numpy as np
 
 from graphmill.ir import Graph, Node, TensorType, UserInputError
 from graphmill.ir.ops.moe import DROPPED, EXPERT_COUNTS, moe_attrs, moe_capacity, moe_dims
-from graphmill.passes.placement.experts import chip_loads, place_experts
+from graphmill.passes.placement.experts import MAX_CHIPS, chip_loads, place_experts
 
 from .config import AccelConfig, as_accel
 from .engine import simulate_array_layer
@@ -262,8 +262,6 @@ def _all_to_all(kept: Sequence[int], placement: Sequence[int], chips: int, row_b
     return worst, total
 
 
-#: the most chips an expert-parallel step is simulated on: an accelerator config's ``[system] chips`` limit
-MAX_CHIPS = 4096
 
 
 def check_chips(chips: Any) -> int:

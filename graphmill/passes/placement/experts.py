@@ -11,6 +11,7 @@ experts on one chip. The step time of a placement is the simulator's business
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Sequence
 
 from graphmill.ir import Graph
@@ -20,6 +21,10 @@ from graphmill.util.errors import UserInputError
 from ..base import Option, Pass, PassContext, PassResult, register_pass
 
 METHODS = ("contiguous", "balanced")
+#: the most chips experts are placed on: the accelerator config's ``[system] chips`` limit, which the simulator's
+#: expert-parallel step takes too (10^8 chips in the pass ran its LPT for minutes and wrote a placement the
+#: simulator then refused, blaming the accelerator config; an outside check)
+MAX_CHIPS = 4096
 #: ``meta["lowered_from"]`` of the standard nodes an MoE layer was lowered to (a saved file's layers)
 LOWERED_MOE = "graphmill::MoE"
 
@@ -27,8 +32,9 @@ LOWERED_MOE = "graphmill::MoE"
 def place_experts(loads: Sequence[float], chips: int, *, method: str = "balanced") -> list[int]:
     """The chip of each expert (a list of length E) for per-expert ``loads`` (tokens, or any work measure)."""
     E = len(loads)
-    if not isinstance(chips, int) or chips < 1:
-        raise UserInputError(f"expert placement needs a positive number of chips, got {chips!r}")
+    if not isinstance(chips, numbers.Integral) or isinstance(chips, bool) or not 1 <= chips <= MAX_CHIPS:
+        raise UserInputError(f"expert placement needs a number of chips in 1..{MAX_CHIPS}, got {chips!r}")
+    chips = int(chips)  # a numpy integer, as the zoo's builders take one
     if E < 1:
         raise UserInputError("expert placement needs at least one expert")
     if method not in METHODS:
@@ -77,7 +83,7 @@ class PlaceExperts(Pass):
 
     name = "place-experts"
     options = (
-        Option("chips", int, 8, "chips the experts are spread over", min=1),
+        Option("chips", int, 8, "chips the experts are spread over", min=1, max=MAX_CHIPS),
         Option("method", str, "balanced", "contiguous (GShard's sharding) or balanced (LPT on the measured load, "
                "meta['moe_routing']; an even load without one)", choices=METHODS),
     )
