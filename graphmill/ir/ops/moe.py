@@ -45,8 +45,9 @@ Outputs:
                                 (eq. 8-10: ``P = Phi((clean - kth_excluding) / softplus(X Wnoise))``);
                                 ``topk`` without Wnoise, or k = E: ``CV^2`` of the assignment counts;
                                 ``switch``/``gshard``: the load-balancing loss ``E * sum_e f_e * P_e``
-                                (Switch eq. 4 and GShard's code; its paper's ``l_aux`` is E times less): ``f_e`` the fraction of tokens whose
-                                first choice is ``e``, ``P_e`` the mean router probability
+                                (Switch eq. 4 and GShard's code; its paper's ``l_aux`` is E times less):
+                                ``f_e`` the fraction of tokens whose first choice is ``e``, ``P_e`` the mean
+                                router probability
  3    expert_counts    [E]      int64: assignments per expert before capacity (the load)
  4    dropped          []       int64: assignments over capacity
 ====  ===============  ======  ======================================================================
