@@ -276,6 +276,19 @@ def test_cse_merging_a_trainable_weight_into_a_frozen_one_is_refused():
     graphmill.optimize(g)
     with pytest.raises(UserInputError, match="weight 'a.bias' also stands for 'b.bias'"):
         graphmill.to_torch(g)
+    # nothing trained, or only weights cse left alone: built (an outside check: trainable=[] was refused, so an
+    # optimized graph could not even be run under torch); a merged weight named to train is refused as ever
+    import onnxruntime as ort
+
+    from graphmill.frontend.onnx_io import serialize_model
+
+    x = torch.randn(3, 8)
+    sess = ort.InferenceSession(b"".join(serialize_model(g)), providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(graphmill.to_torch(g, trainable=[]).eval()(x).detach().numpy(), ref, atol=1e-6)
+    graphmill.to_torch(g, trainable=["b.weight"])
+    with pytest.raises(UserInputError, match="weight 'a.bias' also stands for 'b.bias'"):
+        graphmill.to_torch(g, trainable=["a.bias"])
 
 
 def test_a_fold_of_fixed_tensors_stays_fixed():

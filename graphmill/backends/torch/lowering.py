@@ -148,8 +148,9 @@ class GraphModule(nn.Module):
         self.input_names = [v.name for v in graph.inputs if v.name not in inits]
         self.output_names = [v.name for v in graph.outputs]
         copies = initializer_copies(graph)
+        chosen = trainable is not None
         trainable = weight_initializers(graph) if trainable is None else self._check_trainable(trainable, copies)
-        self._refuse_merged(trainable)
+        self._refuse_merged(trainable, chosen)
         for name, v in inits.items():
             if v.const is None or not hasattr(v.const, "numpy"):
                 raise UserInputError(f"initializer {name!r} of graph {graph.name!r}: sparse initializers are not "
@@ -227,13 +228,15 @@ class GraphModule(nn.Module):
             if why:
                 raise UserInputError(f"{node.describe()}: {why} by the torch backend")
 
-    def _refuse_merged(self, trainable: Collection[str]) -> None:
+    def _refuse_merged(self, trainable: Collection[str], chosen: bool = False) -> None:
         """A weight that ``cse`` merged with equal ones (its graph's record, ``merged_initializers``) would train
-        them as one Parameter, though they were independent: refused in one line."""
+        them as one Parameter, though they were independent: refused in one line. ``chosen``: the caller named
+        what trains (``trainable=``), so only those count (``trainable=[]`` of an optimized graph, to run it, was
+        refused for weights nothing would train; an outside check)."""
         merged = merged_initializers(self.graph)
-        # a merged-away name the module trains counts too: a frozen survivor took a trainable weight with it, which
-        # then quietly stopped training (a review)
-        module_trains = recorded_torch_roles(self.graph)[0]
+        # by default a merged-away name the module trains counts too: a frozen survivor took a trainable weight with
+        # it, which then quietly stopped training (a review)
+        module_trains = set() if chosen else recorded_torch_roles(self.graph)[0]
         for name in sorted(merged):
             if name in trainable or module_trains & set(merged[name]):
                 others = ", ".join(repr(n) for n in merged[name])
