@@ -274,7 +274,8 @@ def run_search(base: Graph, *, space: ScalingGrid, evaluator: Callable[[Graph], 
     def report(d: dict) -> None:
         t = d["trial"]
         a, b, g = t.config["alpha"], t.config["beta"], t.config["gamma"]
-        acc = f"acc {t.metrics['accuracy']:.3f}" if "accuracy" in t.metrics else (t.error or "")
+        word = "stub" if t.metrics.get("stub") else "acc"  # the stub's stand-in is no accuracy
+        acc = f"{word} {t.metrics['accuracy']:.3f}" if "accuracy" in t.metrics else (t.error or "")
         eta = d["eta"]
         print(f"[{d['count']}/{d['budget']}] alpha={a:g} beta={b:g} gamma={g:g}  cost "
               f"{t.metrics.get('cost', float('nan')):.4g}  {acc}  ({t.seconds:.1f}s, ~"

@@ -21,6 +21,8 @@ def test_search_writes_results_and_resumes(tmp_path):
     out = tmp_path / "s"
     r = run_cli("scale-search", "--out", str(out), "--stub", "--limit", "2")
     assert r.returncode == 0, r.stderr
+    # the stub's stand-in, printed as "accuracy" and "acc" (an outside check), is named for what it is
+    assert "stub score (not an accuracy)" in r.stdout and "acc " not in r.stdout + r.stderr, r.stdout + r.stderr
     assert {p.name for p in out.iterdir()} == {"results.json", "accuracy_vs_cost.png", "checkpoint.json"}
     first = json.loads((out / "results.json").read_text())["candidates"]
     assert len(first) == 2
