@@ -301,3 +301,13 @@ def test_a_fold_of_fixed_tensors_stays_fixed():
     graphmill.optimize(g, "fold-constants,simplify,dce")
     assert not any(n.startswith("lstm.") for n in weight_initializers(g))
     _check_trains_like_eager(m, g, x)
+
+
+def test_to_torch_of_a_path_says_what_it_takes():
+    """``to_torch("model.onnx")`` raised a bare AttributeError ('str' object has no attribute 'opset_imports'; an
+    outside check). Reference: the documented signature, ``to_torch(graph)`` of a ``graphmill.Graph``."""
+    from graphmill.ir import UserInputError
+
+    with pytest.raises(UserInputError, match=r"to_torch takes a graphmill Graph \(graphmill.load\(path\) reads a "
+                                             r"file\), got str 'model.onnx'"):
+        graphmill.to_torch("model.onnx")

@@ -347,6 +347,9 @@ def to_torch(graph: Graph, *, trainable: Collection[str] | None = None) -> Graph
     (``weight_initializers(graph)``), e.g. to add a layer scale it does not recognize or to
     freeze part of the model; everything else becomes a buffer.
     """
+    if not isinstance(graph, Graph):  # a path gave a bare AttributeError (an outside check)
+        raise UserInputError(f"to_torch takes a graphmill Graph (graphmill.load(path) reads a file), got "
+                             f"{type(graph).__name__} {graph!r:.80}")
     return GraphModule(graph, trainable)
 
 
