@@ -25,7 +25,7 @@ from typing import Any, Callable
 from graphmill.search.executors.base import Executor, call, evaluate_name
 from graphmill.util.errors import UserInputError
 from graphmill.util.interrupts import ctrl_c_ignored_by_started_processes
-from graphmill.util.processes import die_with_parent, process_running
+from graphmill.util.processes import die_with_parent
 
 
 def _worker_main(conn, evaluate: Callable[[dict], Any], search_pid: int) -> None:  # pragma: no cover - a child
