@@ -106,11 +106,11 @@ def test_chain_that_overflows_the_buffers_is_refused_with_the_reason():
 
 
 def test_a_graph_output_read_inside_its_group_still_counts_in_the_peak():
-    # x -> Relu (a) -> Tanh (y), a and y both graph outputs, 256 float32 each (1,024 bytes) on one device. By the
-    # placement schedule's memory rule (a value held from its producer's start until its last local reader ends):
-    # unfused, x is resident (1,024) and a and y overlap while Tanh runs (2,048): 3,072. Fused into one kernel a is
-    # still written out (the group's cost pays it), so the peak is the same 3,072; it was 2,048, a dropped as an
-    # intermediate kept on chip (an outside check).
+    # Reference: a hand count. x -> Relu (a) -> Tanh (y), a and y graph outputs, 256 float32 each (1,024 bytes). By the
+    # placement schedule's memory rule on one device (a value held from its producer's start until its last local
+    # reader ends): unfused, x is resident (1,024) and a and y overlap while Tanh runs (2,048): 3,072. Fused into
+    # one kernel a is still written out (the group's cost pays it), so the peak is the same 3,072; it was 2,048, a
+    # dropped as an intermediate kept on chip (an outside check).
     b = GraphBuilder("two_outputs")
     x = b.input("x", "float32", [1, 256])
     a = b.Relu(x)
