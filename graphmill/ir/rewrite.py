@@ -136,7 +136,7 @@ def constant_value(v: Value) -> np.ndarray | None:
     is given): no constant there (a rule folded x + c with c's default, and feeding c changed nothing: an outside
     check), as ``fold-constants`` and ``dce`` read it (``input_initializers=auto``)."""
     if isinstance(v.const, Tensor):
-        if v.is_graph_input and overridable_default(v):
+        if overridable_default(v) and v.is_graph_input:  # the cheap test first: IR-3 models list every weight
             return None
         return v.const.numpy()
     p = v.producer
