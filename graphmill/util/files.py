@@ -452,8 +452,8 @@ def read_user_file(path: str | os.PathLike, limit: int, what: str, *,
             os.set_blocking(fd, True)
         chunks: list[bytes] = []
         got = 0
-        while got <= limit:
-            chunk = os.read(fd, min(limit + 1 - got, 2**26))
+        while got <= limit:  # the whole file in one read where it can be: joining chunks copied every byte again
+            chunk = os.read(fd, min(limit + 1 - got, max(st.st_size + 1 - got, 2**16)))
             if not chunk:
                 break
             chunks.append(chunk)
