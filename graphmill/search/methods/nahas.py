@@ -91,7 +91,7 @@ from graphmill.search.methods import parse_options
 from graphmill.search.runner import restored_trials
 from graphmill.search.space import Space, product
 from graphmill.search.spaces.accelerator import (ARRAY_SIZES, BANDWIDTH_WORDS, BUFFER_KB, DATAFLOWS, accel_config,
-                                                 accelerator_space)
+                                                 accelerator_space, base_name)
 from graphmill.search.strategies.base import Strategy, register
 from graphmill.util.suggest import did_you_mean
 from graphmill.util.errors import GraphmillError, UserInputError, at_least
@@ -1112,7 +1112,7 @@ def named_design_accel(accel: Mapping[str, Any]) -> dict:
     the base's name): the name best_accel.toml and the report's ``best`` share."""
     arr = accel.get("array", {})
     return {**accel, "name": f"nahas-best {arr.get('rows')}x{arr.get('cols')} {arr.get('dataflow')} "
-                             f"(searched from {accel.get('name', 'the default')})"}
+                             f"(searched from {base_name(accel.get('name'))})"}
 
 
 def design(t: Mapping[str, Any]) -> dict:

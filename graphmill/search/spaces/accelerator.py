@@ -59,15 +59,20 @@ def _base_dict(base: Any) -> dict:
                        "link_latency_cycles": c.link_latency_cycles}}
 
 
+#: the configuration keys ``accel_config`` takes over the base
+SEARCHED_KEYS = ("rows", "cols", "dataflow", "ifmap_kb", "filter_kb", "ofmap_kb", "dram_bw_words")
+SEARCHED_FROM = "searched from "
+
+
 def accel_config(config: dict, base: Any = None) -> dict:
     """The simulator's TOML-schema dict for an accelerator ``config`` (searched values override ``base``)."""
     d = _base_dict(base)
     array = dict(d.get("array", {}))
     memory = dict(d.get("memory", {}))
-    for key in ("rows", "cols", "dataflow"):
+    for key in SEARCHED_KEYS[:3]:
         if key in config:
             array[key] = config[key]
-    for key in ("ifmap_kb", "filter_kb", "ofmap_kb"):
+    for key in SEARCHED_KEYS[3:6]:
         if key in config:
             memory[key] = config[key]
     if "dram_bw_words" in config:
@@ -76,7 +81,19 @@ def accel_config(config: dict, base: Any = None) -> dict:
         for key in ("ifmap_bw_words", "filter_bw_words", "ofmap_bw_words", "interface_bandwidth"):
             memory.pop(key, None)
     d["array"], d["memory"] = array, memory
+    if any(key in config for key in SEARCHED_KEYS):  # the base's own name claimed a machine it is not (a trial's
+        # accelerator in NAHAS's history.jsonl read "edge" with a 64x8 ws array: an outside check)
+        shape = f"{array['rows']}x{array['cols']} " if "rows" in array and "cols" in array else ""
+        d["name"] = (f"{shape}{array.get('dataflow', '')} {SEARCHED_FROM}"
+                     f"{'the default' if base is None else base_name(d.get('name'))}").lstrip()
     return d
+
+
+def base_name(name: str | None) -> str:
+    """The accelerator a point was searched from, given the point's name (or the base's own name)."""
+    if not name:
+        return "the default"
+    return name.rsplit(SEARCHED_FROM, 1)[-1]
 
 
 def clock_mhz(accel: dict) -> float:
