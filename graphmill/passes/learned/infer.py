@@ -133,13 +133,13 @@ def ranked_moves(cur: Decisions, dev_logits: torch.Tensor) -> tuple[np.ndarray, 
 
 
 def moved(jp: JointProblem, cur: Decisions, ops: np.ndarray, to: np.ndarray) -> Decisions:
-    """``cur`` with ``ops`` moved to devices ``to`` (the order and the fusions of unmoved ops kept)."""
-    dev = np.asarray(cur.device, np.int64)
-    d = dev.copy()
+    """``cur`` with ``ops`` moved to devices ``to``: the order kept, and every fusion whose two ops still share a
+    device (those of unmoved ops, and those inside a chain unit moved whole: dropping these made every unit move
+    of a fused state pay for its lost fusions)."""
+    d = np.asarray(cur.device, np.int64).copy()
     d[ops] = to
-    ch = d != dev
     fp = jp.fuse_producer
-    fuse = np.asarray(cur.fuse, bool) & ~ch & ~(ch[np.maximum(fp, 0)] & (fp >= 0))
+    fuse = np.asarray(cur.fuse, bool) & (fp >= 0) & (d[np.maximum(fp, 0)] == d)
     return Decisions(d, fuse, np.asarray(cur.priority, np.float64))
 
 

@@ -16,7 +16,7 @@ from graphmill.ir.builder import GraphBuilder
 from graphmill.passes.learned import Decisions, JointProblem
 from graphmill.passes.learned.features import move_estimates, node_features, slack
 from graphmill.passes.learned.features import state_features
-from graphmill.passes.learned.infer import TOP, refine, state_key, top_moves
+from graphmill.passes.learned.infer import TOP, moved, refine, state_key, top_moves
 from graphmill.passes.learned.policy import GraphPolicy, load_policy, obs_tensors
 from graphmill.passes.placement import build_problem
 from graphmill.search.learned import (critical_chain, fine_tune, guided_unit_moves, make_task, random_graph, task_units,
@@ -164,6 +164,26 @@ def test_fine_tune_unit_moves_spread_parallel_chains_by_hand():
     without = fine_tune(None, task, units=0, **kw)
     assert without["outcome"].makespan == pytest.approx(t.sum())
 
+
+
+def test_a_unit_moved_whole_keeps_its_own_fusions_and_loses_those_across_devices():
+    """``infer.moved`` (unit moves, top-k changes): a fusion joins an op to its fusion producer on one device (the
+    environment's rule: a group never crosses devices), so moving chain B whole keeps its two inner fusions and
+    drops the Add's with B's last MatMul; moving B's middle op alone drops both fusions it takes part in. Before,
+    every fusion of a moved op was dropped, and a unit move of a fused state paid for fusions it still had.
+    Reference: that rule, applied by hand to the fusion producers read from the graph."""
+    jp = make_task("two_chains", two_chains(), PlacementCostModel(device_set(devices=2)),
+                   hint=np.zeros(7, np.int64)).jp
+    fp = jp.fuse_producer.tolist()
+    assert fp[:6] == [-1, 0, 1, -1, 3, 4] and fp[6] in (2, 5)
+    add_from_b = fp[6] == 5
+    start = Decisions(np.zeros(7, np.int64), np.array([f >= 0 for f in fp]), np.arange(7, dtype=np.float64))
+    whole = moved(jp, start, np.array([3, 4, 5]), np.ones(3, np.int64))
+    assert whole.device.tolist() == [0, 0, 0, 1, 1, 1, 0]
+    assert whole.fuse.tolist() == [False, True, True, False, True, True, not add_from_b]
+    alone = moved(jp, start, np.array([4]), np.ones(1, np.int64))
+    assert alone.fuse.tolist() == [False, True, True, False, False, False, True]
+    assert whole.priority.tolist() == alone.priority.tolist() == list(range(7))
 
 def long_short_and_sides(batch: int = 256, h: int = 1024):
     """Four tiny independent Relus (T1..T4), then x -> four MatMuls (chain L) and x -> one MatMul (S), joined by an
