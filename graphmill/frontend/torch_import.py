@@ -157,6 +157,41 @@ def _export_dynamo(torch, module, args, buf, opset, in_names, out_names, dynamic
                           optimize=False)  # its optimizer merges equal initializers: training would tie them
 
 
+
+def _drop_later_opset_defaults(model) -> int:
+    """Remove the attributes of standard-domain nodes that their op defines only from a later opset than the
+    model's and that hold that later opset's default value: the dynamo exporter at opset 17 writes a
+    ``ReduceL2`` (the magnitude of ``torch.fft.rfft``'s output) with opset 18's ``noop_with_empty_axes=0``, which
+    ``save`` refused (a graph ``from_torch`` returned that could not be written; an outside check). At its default
+    the attribute does nothing; any other value is left for the schema check to refuse. Returns how many."""
+    import onnx
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None:
+        return 0
+    dropped = 0
+    stack = [model.graph]
+    while stack:
+        graph = stack.pop()
+        for node in graph.node:
+            for a in node.attribute:
+                stack.extend([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs))
+            if node.domain not in ("", "ai.onnx") or not onnx.defs.has(node.op_type):
+                continue
+            try:
+                known = onnx.defs.get_schema(node.op_type, opset).attributes
+            except onnx.defs.SchemaError:
+                continue
+            latest = onnx.defs.get_schema(node.op_type).attributes
+            for a in list(node.attribute):
+                later = latest.get(a.name)
+                if (a.name in known or later is None or not later.default_value.name
+                        or onnx.helper.get_attribute_value(a) != onnx.helper.get_attribute_value(later.default_value)):
+                    continue
+                node.attribute.remove(a)
+                dropped += 1
+    return dropped
+
 def _flatten(out: Any) -> list:
     import torch
 
@@ -317,6 +352,7 @@ def from_torch(module, example_inputs, *, dynamic_batch: bool = True, opset: int
     import onnx
 
     model = onnx.ModelProto.FromString(buf.getvalue())
+    _drop_later_opset_defaults(model)
     graph = from_proto(model, path=f"<torch {cls}>")
     _retie(graph, module)
     # which initializers the module trains and which it keeps fixed: ONNX does not say (a sliced learned position

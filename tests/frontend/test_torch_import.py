@@ -237,6 +237,24 @@ def test_export_failure_is_a_clear_user_error(capfd):
     assert "Torch IR graph" not in out + err  # the exporter's IR dump is kept from the user
 
 
+
+def test_a_dynamo_export_with_a_later_opsets_default_attribute_saves_and_runs(tmp_path):
+    """torch.fft.rfft falls back to the dynamo exporter, which at opset 17 writes the magnitude's ReduceL2 with
+    opset 18's noop_with_empty_axes=0: from_torch returned a graph save refused (an outside check). The attribute
+    at its default does nothing and is dropped; the saved file runs under ONNX Runtime with torch's outputs
+    (reference: torch eager)."""
+    class Spectrum(nn.Module):
+        def forward(self, x):
+            return torch.fft.rfft(x).abs()
+
+    x = torch.randn(2, 8)
+    g = from_torch(Spectrum(), x)
+    reduce = [n for n in g.nodes if n.op_type == "ReduceL2"]
+    assert reduce and all("noop_with_empty_axes" not in n.attrs for n in reduce)
+    graphmill.save(g, tmp_path / "spectrum.onnx")
+    got = ortb.run(graphmill.load(str(tmp_path / "spectrum.onnx")), {g.inputs[0].name: x.numpy()})
+    assert close(list(got.values())[0], Spectrum()(x).numpy())
+
 def test_the_exporters_noise_stays_silenced_while_json_goes_to_stdout():
     """While a command's --json goes to stdout, sys.stdout is sys.stderr: the silencing of the dynamo exporter's
     stderr took that for stdout, and its log lines reached the user's stderr (an outside check). Reference: the
