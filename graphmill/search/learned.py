@@ -603,8 +603,8 @@ def task_units(jp: JointProblem, max_units: int = 256) -> np.ndarray:
 def unit_moves(jp: JointProblem, current: Callable[[], Decisions], unit: np.ndarray, rng: np.random.Generator,
                k: int):
     """Up to ``k`` states, each the state ``current()`` returns then with one random chain unit (``unit``: op ->
-    unit) moved whole to a random other device (its fusions dropped, the order kept: ``infer.moved``), generated
-    lazily, so that a move the caller kept is built on by the next (first improvement)."""
+    unit) moved whole to a random other device (the fusions now across devices dropped, the order kept:
+    ``infer.moved``), generated lazily, so that a move the caller kept is built on by the next (first improvement)."""
     D = jp.devices
     U = int(unit.max()) + 1 if len(unit) else 0
     if D < 2 or not U:

@@ -135,10 +135,14 @@ def test_accelerator_space_gives_configs_the_simulator_accepts():
         assert acc.ifmap_bw_words == acc.filter_bw_words == acc.ofmap_bw_words == cfg["dram_bw_words"]
         assert (acc.clock_mhz, acc.chips) == (base.clock_mhz, base.chips)
         # named for the point, not the base: a trial's accelerator read "edge" with another array (an outside check)
-        assert acc.name == f"{cfg['rows']}x{cfg['cols']} {cfg['dataflow']} searched from {base.name}" != base.name
+        kb = "/".join(f"{cfg[k]:g}" for k in ("ifmap_kb", "filter_kb", "ofmap_kb"))
+        point = f"{cfg['rows']}x{cfg['cols']} {cfg['dataflow']} {kb} KB"
+        assert acc.name == f"{point} (searched from {base.name})" != base.name
     default = as_accel(accel_config(cfg))
     assert default.clock_mhz == 1000.0 and default.chips == 1
-    assert default.name == f"{cfg['rows']}x{cfg['cols']} {cfg['dataflow']} searched from the default"
+    assert default.name == f"{point} (searched from the default)"
+    again = accel_config(cfg, accel_config(cfg, EDGE))  # a point searched over a named point names it whole
+    assert again["name"] == f"{point} (searched from {point} (searched from edge))"
     assert as_accel(accel_config({}, EDGE)).name == base.name  # nothing searched: the base itself
 
 

@@ -91,7 +91,7 @@ from graphmill.search.methods import parse_options
 from graphmill.search.runner import restored_trials
 from graphmill.search.space import Space, product
 from graphmill.search.spaces.accelerator import (ARRAY_SIZES, BANDWIDTH_WORDS, BUFFER_KB, DATAFLOWS, accel_config,
-                                                 accelerator_space, base_name)
+                                                 SEARCHED_FROM, accelerator_space, point_name)
 from graphmill.search.strategies.base import Strategy, register
 from graphmill.util.suggest import did_you_mean
 from graphmill.util.errors import GraphmillError, UserInputError, at_least
@@ -1110,9 +1110,11 @@ def _best(trials: list[dict], trained: bool = True) -> dict | None:
 def named_design_accel(accel: Mapping[str, Any]) -> dict:
     """A searched accelerator named for what it is, not after the base it was searched from (the trials carry
     the base's name): the name best_accel.toml and the report's ``best`` share."""
-    arr = accel.get("array", {})
-    return {**accel, "name": f"nahas-best {arr.get('rows')}x{arr.get('cols')} {arr.get('dataflow')} "
-                             f"(searched from {base_name(accel.get('name'))})"}
+    name = accel.get("name") or "the default"
+    mark = f"({SEARCHED_FROM}"
+    point = point_name(accel, "")  # a trial's name is point_name(accel, its base): keep that base
+    searched = name.startswith(point[:-len(mark) - 1]) and name.endswith(")")
+    return {**accel, "name": f"nahas-best {name if searched else point_name(accel, name)}"}
 
 
 def design(t: Mapping[str, Any]) -> dict:

@@ -83,17 +83,20 @@ def accel_config(config: dict, base: Any = None) -> dict:
     d["array"], d["memory"] = array, memory
     if any(key in config for key in SEARCHED_KEYS):  # the base's own name claimed a machine it is not (a trial's
         # accelerator in NAHAS's history.jsonl read "edge" with a 64x8 ws array: an outside check)
-        shape = f"{array['rows']}x{array['cols']} " if "rows" in array and "cols" in array else ""
-        d["name"] = (f"{shape}{array.get('dataflow', '')} {SEARCHED_FROM}"
-                     f"{'the default' if base is None else base_name(d.get('name'))}").lstrip()
+        d["name"] = point_name(d, "the default" if base is None else d.get("name") or "the default")
     return d
 
 
-def base_name(name: str | None) -> str:
-    """The accelerator a point was searched from, given the point's name (or the base's own name)."""
-    if not name:
-        return "the default"
-    return name.rsplit(SEARCHED_FROM, 1)[-1]
+def point_name(accel: dict, base: str) -> str:
+    """The name of a searched point (TOML-schema dict ``accel``) over the accelerator named ``base``:
+    ``64x8 ws 64/64/64 KB (searched from edge)``, what is known of the array and buffers first."""
+    array, memory = accel.get("array", {}), accel.get("memory", {})
+    parts = [f"{array['rows']}x{array['cols']}" if "rows" in array and "cols" in array else "",
+             str(array.get("dataflow", "")),
+             "/".join(f"{memory[k]:g}" if isinstance(memory[k], (int, float)) else str(memory[k])
+                      for k in SEARCHED_KEYS[3:6]) + " KB"
+             if all(k in memory for k in SEARCHED_KEYS[3:6]) else ""]
+    return f"{' '.join(p for p in parts if p) or 'a point'} ({SEARCHED_FROM}{base})"
 
 
 def clock_mhz(accel: dict) -> float:
