@@ -128,16 +128,23 @@ def size_text(n: int) -> str:
     return f"{n} bytes"
 
 
-def shape_problem(shape) -> str | None:
-    """Why a shape (ints, symbols or None entries) is beyond the limits, or None when it is not.
+def tensor_limits() -> tuple[int, int]:
+    """``(max_rank(), max_elements())``, read once for a caller checking many shapes (``shape_problem``'s
+    ``limits``): reading the environment twice per shape was a fifth of type inference."""
+    return max_rank(), max_elements()
+
+
+def shape_problem(shape, limits: tuple[int, int] | None = None) -> str | None:
+    """Why a shape (ints, symbols or None entries) is beyond the limits (``limits``: ``tensor_limits()``, read
+    now when not given), or None when it is not.
 
     Only the known dimensions count toward the element total: a symbol is bound later, and checked
     then (``random_inputs`` checks the sizes it is given)."""
     if shape is None:
         return None
-    if len(shape) > max_rank():
-        return f"rank {len(shape)}, more than the limit of {max_rank()} dimensions (GRAPHMILL_MAX_RANK)"
-    limit = max_elements()
+    rank_limit, limit = limits if limits is not None else tensor_limits()
+    if len(shape) > rank_limit:
+        return f"rank {len(shape)}, more than the limit of {rank_limit} dimensions (GRAPHMILL_MAX_RANK)"
     total = 1
     for d in shape:
         if isinstance(d, int) and not isinstance(d, bool):

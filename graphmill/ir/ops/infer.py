@@ -21,7 +21,7 @@ from typing import Iterator
 import numpy as np
 
 from graphmill.util.errors import ShapeInferenceError, UserInputError
-from graphmill.util.limits import shape_problem
+from graphmill.util.limits import shape_problem, tensor_limits
 from ..graph import Graph, Node, Value
 from ..types import TensorType, Type
 from .registry import InferenceContext, lookup
@@ -40,9 +40,10 @@ class InferenceReport:
     errors: list[str] = field(default_factory=list)
 
 
-def merge_types(old: Type | None, new: Type | None, where: str, report: InferenceReport,
+def merge_types(old: Type | None, new: Type | None, where: object, report: InferenceReport,
                 free: frozenset[str] | None = None) -> Type | None:
-    """Combine a declared type with an inferred one, keeping the more precise of each part. ``free``: the
+    """Combine a declared type with an inferred one, keeping the more precise of each part. ``where``: what
+    names the value in a conflict's message (its ``str()``, only taken when there is one). ``free``: the
     symbols graph inputs carry; a declared symbol outside them yields to an inferred number or free symbol
     (module docstring).
     None: every symbol stays."""
@@ -119,7 +120,8 @@ def infer_types(graph: Graph, *, strict: bool = False, recurse: bool = True) -> 
     ``ShapeInferenceError``; otherwise the problem is recorded in the report.
     """
     report = InferenceReport()
-    _infer_graph(graph, graph.root.opset_imports, {}, report, strict, recurse, input_symbols(graph.root))
+    _infer_graph(graph, graph.root.opset_imports, {}, report, strict, recurse, input_symbols(graph.root),
+                 tensor_limits())
     return report
 
 
@@ -130,15 +132,28 @@ def input_symbols(graph: Graph) -> frozenset[str]:
 
 
 def _infer_graph(graph: Graph, opsets: dict[str, int], known: dict[int, np.ndarray], report: InferenceReport,
-                 strict: bool, recurse: bool, free: frozenset[str]) -> None:
+                 strict: bool, recurse: bool, free: frozenset[str], limits: tuple[int, int]) -> None:
     if graph.parent is not None:  # a body's own inputs (a Loop's iteration) are free sizes too
         free = free | input_symbols(graph)
     for node in graph.nodes:
         if recurse:
             for sub in node.subgraphs():
-                _infer_graph(sub, opsets, known, report, strict, recurse, free)
-        _infer_node(node, opsets, known, report, strict, free)
+                _infer_graph(sub, opsets, known, report, strict, recurse, free, limits)
+        _infer_node(node, opsets, known, report, strict, free, limits)
 
+
+
+class _OutputOf:
+    """A node's output as a conflict message names it, worded only when there is a conflict: describing every
+    node for messages almost never written was a twentieth of type inference."""
+
+    __slots__ = ("node", "value")
+
+    def __init__(self, node: Node, value: Value) -> None:
+        self.node, self.value = node, value
+
+    def __str__(self) -> str:
+        return f"{self.node.describe()} output %{self.value.name}"
 
 def _negative_dims(t) -> bool:
     """Whether the type ``t`` has a size below 0 (no tensor can)."""
@@ -146,7 +161,7 @@ def _negative_dims(t) -> bool:
 
 
 def _infer_node(node: Node, opsets: dict[str, int], known: dict[int, np.ndarray], report: InferenceReport,
-                strict: bool, free: frozenset[str]) -> None:
+                strict: bool, free: frozenset[str], limits: tuple[int, int]) -> None:
     domain = "" if node.domain in ("", "ai.onnx") else node.domain
     opset = opsets.get(domain, opsets.get("ai.onnx", 0)) if domain == "" else opsets.get(domain, 1)
     mismatch = mismatched_input_types(node, opset)
@@ -193,11 +208,11 @@ def _infer_node(node: Node, opsets: dict[str, int], known: dict[int, np.ndarray]
                 raise ShapeInferenceError(msg)
             report.errors.append(msg)
             t = t.with_shape([None if isinstance(d, int) and d < 0 else d for d in t.shape])
-        if isinstance(t, TensorType) and (problem := shape_problem(t.shape)):
+        if isinstance(t, TensorType) and (problem := shape_problem(t.shape, limits)):
             # A size no real model has, computed from the model's own constants (Range(0, 2^33, 1)): refuse
             # it here, before onnx's inference, constant folding or random inputs try to allocate it.
             raise ModelTooLargeError(f"{node.describe()}: output %{out.name} would have {problem}")
-        merged = merge_types(out.type, t, f"{node.describe()} output %{out.name}", report, free)
+        merged = merge_types(out.type, t, _OutputOf(node, out), report, free)
         if merged is not out.type:
             out.type = merged
             report.inferred += 1
