@@ -892,9 +892,11 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     if max_size is not None and isinstance(size, int) and size != max_size:
         raise UserInputError(f"--max-size {max_size}: {cfg.model} takes {size}x{size} images (the final size is the "
                              "model's own)")
+    import torch
+
     if threads is not None:
-        import torch
         torch.set_num_threads(threads)
+    cfg.threads = torch.get_num_threads()  # the count changes float rounding: a resume on another one is refused
     from graphmill.backends.torch import to_torch
     from graphmill.util.errors import naming_file
 

@@ -54,6 +54,7 @@ class TrainConfig:
     data_seed: int = 0
     calibrate: int = 128
     model: str = ""
+    threads: int | None = None  # torch's thread count, recorded: a resume on another count gave other weights
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
