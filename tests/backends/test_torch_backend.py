@@ -197,6 +197,23 @@ def test_unsupported_variant_refused_at_construction():
         to_torch(from_proto(m))
 
 
+
+def test_a_train_mode_torch_export_is_refused_with_the_fix():
+    """torch.onnx.export(..., training=TrainingMode.PRESERVE) of a module still in train mode writes BatchNorm with
+    its running-statistics outputs; the refusal gave no way out (an outside check: the README's own recipe,
+    followed on a fresh module). Reference: torch's export of that module."""
+    import io
+
+    torch = pytest.importorskip("torch")
+    m = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))  # fresh: in train mode
+    buf = io.BytesIO()
+    torch.onnx.export(m, (torch.zeros(2, 1, 8, 8),), buf, dynamo=False, opset_version=17,
+                      training=torch.onnx.TrainingMode.PRESERVE)
+    g = from_proto(onnx.load_from_string(buf.getvalue()))
+    assert sum(o is not None for o in next(n for n in g.nodes if n.op_type == "BatchNormalization").outputs) > 1
+    with pytest.raises(UserInputError, match=r"training-mode BatchNormalization.*\.eval\(\) before torch.onnx.export"):
+        to_torch(g)
+
 # -- single ops against ONNX Runtime where F.* and ONNX differ (outside checks) ---------------------------------
 def _one_op_model(node: onnx.NodeProto, x_shape: list[int], inits: list | None = None,
                   opset: int = 19) -> onnx.ModelProto:

@@ -24,7 +24,8 @@ def _bn(rt, a, x):
 @check("BatchNormalization")
 def _check_bn(node, opset):
     if node.attr("training_mode", 0) or sum(1 for o in node.outputs if o is not None) > 1:
-        return "training-mode BatchNormalization (running-statistics outputs) is not supported"
+        return ("training-mode BatchNormalization (running-statistics outputs) is not supported (a torch module "
+                "exported in train mode: call .eval() before torch.onnx.export, TrainingMode.PRESERVE keeps BatchNorm)")
     if opset < 7 and node.attr("spatial", 1) == 0:
         return "BatchNormalization with spatial=0 is not supported"
     return None
