@@ -61,6 +61,10 @@ def test_contrastive_train_with_micro_batches(tmp_path, capsys):
     # what contrastive training does not use is null, not the progressive defaults (an outside check)
     assert [report["config"][k] for k in ("stages", "min_size", "dropout", "mixup")] == [None] * 4
     assert report["config"]["magnitude"] == [5.0, 15.0]
+    # nor in the progress lines and rows: they said "mixup 0.00" (an outside check)
+    assert all(row["mixup"] is None for row in report["history"])
+    lines = [x for x in captured.err.splitlines() if x.startswith("epoch ")]
+    assert lines and not any("mixup" in x for x in lines) and all("magnitude 15.0" in x for x in lines)
 
 
 @pytest.mark.parametrize("args,match", [

@@ -376,7 +376,7 @@ def diverged_message(loss: float, step: int, total: int, optimizer, saved: int, 
 def progress_line(row: dict, total: int) -> str:
     """One line per epoch/stage: where training is, the stage's settings, the loss and the metrics."""
     reg = "" if row.get("dropout") is None else f" dropout {row['dropout']:.2f}"
-    reg += f" magnitude {row['magnitude']:.1f} mixup {row['mixup']:.2f}"
+    reg += f" magnitude {row['magnitude']:.1f}" + ("" if row.get("mixup") is None else f" mixup {row['mixup']:.2f}")
     metrics = "  ".join(f"{k} {row[k]:.4f}" for k in ("accuracy", "knn_accuracy") if k in row)
     return (f"epoch {row['epoch']:g}  step {row['step']}/{total}  stage {row['stage']}/{row['stages']} size "
             f"{row['size']}{reg}  loss {row['loss']:.4f}  {metrics}  train {row['train_seconds']:.1f}s")

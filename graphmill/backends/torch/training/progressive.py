@@ -31,13 +31,13 @@ DROPOUT_RATIO = "graphmill_train_dropout_ratio"
 @dataclass(frozen=True)
 class Stage:
     """One stage: ``steps`` optimizer steps at ``size`` x ``size`` images with these regularization strengths
-    (``dropout`` None leaves the graph's own Dropout ratios alone)."""
+    (``dropout`` None leaves the graph's own Dropout ratios alone; ``mixup`` None: a mode that mixes no images)."""
 
     size: int
     steps: int
     dropout: float | None = None
     magnitude: float = 0.0
-    mixup: float = 0.0
+    mixup: float | None = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,14 +95,15 @@ def progressive_schedule(*, stages: int, min_size: int, max_size: int, steps: in
 
 
 def fixed_schedule(*, size: int, steps: int, dropout: float | None = 0.3, magnitude: float = 15.0,
-                   mixup: float = 0.2) -> list[Stage]:
-    """The baseline: one stage of ``steps`` at ``size`` with fixed regularization (the final one by default)."""
+                   mixup: float | None = 0.2) -> list[Stage]:
+    """The baseline: one stage of ``steps`` at ``size`` with fixed regularization (the final one by default;
+    ``mixup`` None: none, for a mode that mixes no images)."""
     for name, v in (("size", size), ("steps", steps)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise UserInputError(f"--{name} {v!r}: must be an integer >= 1")
     d = None if dropout is None else regularization_range("dropout", dropout)[0]
     return [Stage(size=size, steps=steps, dropout=d, magnitude=regularization_range("magnitude", magnitude)[0],
-                  mixup=regularization_range("mixup", mixup)[0])]
+                  mixup=None if mixup is None else regularization_range("mixup", mixup)[0])]
 
 
 def with_dropout(graph: Graph) -> Graph:

@@ -120,7 +120,8 @@ def plan(cfg: TrainConfig, size: int) -> list[Stage]:
         return progressive_schedule(stages=cfg.stages, min_size=cfg.min_size, max_size=size, steps=total,
                                     dropout=cfg.dropout, magnitude=cfg.magnitude, mixup=cfg.mixup)
     if cfg.mode == "contrastive":
-        return fixed_schedule(size=size, steps=total, dropout=None, magnitude=end["magnitude"], mixup=0.0)
+        # no mixup: it mixes no images (its progress said "mixup 0.00" where the report's config said null)
+        return fixed_schedule(size=size, steps=total, dropout=None, magnitude=end["magnitude"], mixup=None)
     return fixed_schedule(size=size, steps=total, **end)
 
 
