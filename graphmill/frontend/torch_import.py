@@ -157,7 +157,6 @@ def _export_dynamo(torch, module, args, buf, opset, in_names, out_names, dynamic
                           optimize=False)  # its optimizer merges equal initializers: training would tie them
 
 
-
 def _drop_later_opset_defaults(model) -> int:
     """Remove the attributes of standard-domain nodes that their op defines only from a later opset than the
     model's and that hold that later opset's default value: the dynamo exporter at opset 17 writes a
@@ -191,6 +190,7 @@ def _drop_later_opset_defaults(model) -> int:
                 node.attribute.remove(a)
                 dropped += 1
     return dropped
+
 
 def _flatten(out: Any) -> list:
     import torch

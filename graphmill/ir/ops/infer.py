@@ -142,7 +142,6 @@ def _infer_graph(graph: Graph, opsets: dict[str, int], known: dict[int, np.ndarr
         _infer_node(node, opsets, known, report, strict, free, limits)
 
 
-
 class _OutputOf:
     """A node's output as a conflict message names it, worded only when there is a conflict: describing every
     node for messages almost never written was a twentieth of type inference."""
@@ -154,6 +153,7 @@ class _OutputOf:
 
     def __str__(self) -> str:
         return f"{self.node.describe()} output %{self.value.name}"
+
 
 def _negative_dims(t) -> bool:
     """Whether the type ``t`` has a size below 0 (no tensor can)."""

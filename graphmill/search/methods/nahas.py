@@ -91,7 +91,7 @@ from graphmill.search.methods import parse_options
 from graphmill.search.runner import restored_trials
 from graphmill.search.space import Space, product
 from graphmill.search.spaces.accelerator import (ARRAY_SIZES, BANDWIDTH_WORDS, BUFFER_KB, DATAFLOWS, accel_config,
-                                                 SEARCHED_FROM, accelerator_space, point_name)
+                                                 accelerator_space, point_name)
 from graphmill.search.strategies.base import Strategy, register
 from graphmill.util.suggest import did_you_mean
 from graphmill.util.errors import GraphmillError, UserInputError, at_least
@@ -1111,9 +1111,8 @@ def named_design_accel(accel: Mapping[str, Any]) -> dict:
     """A searched accelerator named for what it is, not after the base it was searched from (the trials carry
     the base's name): the name best_accel.toml and the report's ``best`` share."""
     name = accel.get("name") or "the default"
-    mark = f"({SEARCHED_FROM}"
-    point = point_name(accel, "")  # a trial's name is point_name(accel, its base): keep that base
-    searched = name.startswith(point[:-len(mark) - 1]) and name.endswith(")")
+    # a trial's name is point_name(accel, its base) already (accel_config): that base is kept
+    searched = name.startswith(point_name(accel, "").removesuffix(")")) and name.endswith(")")
     return {**accel, "name": f"nahas-best {name if searched else point_name(accel, name)}"}
 
 
