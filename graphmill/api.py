@@ -813,11 +813,8 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     per epoch and stage. Returns the report (``interrupted`` True after Ctrl-C: nothing but the checkpoint
     was written; the same call with ``resume=True`` continues).
     """
-    from graphmill.backends.torch.training import (TrainConfig, check_config, check_logits, check_model,
-                                                   check_stage_sizes, run_training)
-    from graphmill.frontend.onnx_io import serialize_model
-    from graphmill.util.files import atomic_write_many, check_out_folder, no_empty_folder_left
-    import json
+    from graphmill.backends.torch.training import TrainConfig, check_config
+    from graphmill.util.files import check_out_folder
 
     if progressive and contrastive:
         raise UserInputError("--progressive and --contrastive are separate modes; choose one")
@@ -894,11 +891,34 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
                              "model's own)")
     import torch
 
-    if threads is not None:
-        torch.set_num_threads(threads)
-    cfg.threads = torch.get_num_threads()  # the count changes float rounding: a resume on another one is refused
+    from graphmill.backends.torch.training.loop import checkpoint_threads
+
+    # the count changes float rounding: it is recorded, a resume without --threads takes the checkpoint's (the
+    # resume command printed after Ctrl-C names none, and another shell's default count differs; a review), and
+    # a resume with another --threads is refused; torch's own count is given back at the end (a second api.train
+    # in the process recorded the first one's)
+    previous = torch.get_num_threads()
+    if threads is None and resume:
+        threads = checkpoint_threads(checkpoint)
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        cfg.threads = torch.get_num_threads()
+        return _train_and_write(graph, cfg, model=model, out=out, checkpoint=checkpoint, resume=resume,
+                                progress=progress)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train_and_write(graph: Graph, cfg, *, model, out: str, checkpoint: str, resume: bool, progress) -> dict:
+    """``train``'s checks of the model, the training and its files (model.onnx, history.json, report.json)."""
+    import json
+
     from graphmill.backends.torch import to_torch
+    from graphmill.backends.torch.training import check_logits, check_model, check_stage_sizes, run_training
+    from graphmill.frontend.onnx_io import serialize_model
     from graphmill.util.errors import naming_file
+    from graphmill.util.files import atomic_write_many, no_empty_folder_left
 
     # the checks name the graph and its nodes; a file given says which file
     source = os.fspath(model) if isinstance(model, (str, os.PathLike)) and os.path.exists(model) else None

@@ -213,6 +213,16 @@ def _mismatch(module, saved: dict) -> str:
 MODE_OPTIONS = ("stages", "min_size", "dropout", "mixup", "temperature")
 
 
+def checkpoint_threads(path: str | os.PathLike) -> int | None:
+    """The torch thread count the training checkpoint ``path`` was made on; None when it does not say (one from
+    before the count was recorded) or cannot be read (the resume itself then says why)."""
+    try:
+        threads = load_checkpoint(path)["config"].get("threads")
+    except (UserInputError, OSError, AttributeError, TypeError):
+        return None
+    return threads if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1 else None
+
+
 def check_same_config(path: str | os.PathLike, saved: dict, config: dict, *, unused: tuple[str, ...] = ()) -> None:
     """Refuse to resume a checkpoint made with other options, naming the first that differs. An option the
     checkpoint does not hold is one added since it was written: unset (None) it cannot differ, set it is refused
@@ -280,7 +290,10 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
         if why:  # a traceback (KeyError: 'rng', a generator state of the wrong size), or a history row "x" written
             raise UserInputError(f"{checkpoint}: a damaged graphmill training checkpoint ({why}); delete it to "
                                  "start afresh")
-        check_same_config(checkpoint, state["config"], config, unused=MODE_OPTIONS)
+        # a checkpoint from before the thread count was recorded: unknown, so not compared (it was refused as one
+        # that predates an option, every run of that time lost; a review)
+        compared = config if "threads" in state["config"] else {k: v for k, v in config.items() if k != "threads"}
+        check_same_config(checkpoint, state["config"], compared, unused=MODE_OPTIONS)
         why = _mismatch(module, state["model"])
         if why:  # torch's message's first line named nothing ("Error(s) in loading state_dict for GraphModule:")
             raise UserInputError(f"{checkpoint}: does not fit this model: {why}")
