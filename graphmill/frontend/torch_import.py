@@ -157,38 +157,46 @@ def _export_dynamo(torch, module, args, buf, opset, in_names, out_names, dynamic
                           optimize=False)  # its optimizer merges equal initializers: training would tie them
 
 
-def _drop_later_opset_defaults(model) -> int:
-    """Remove the attributes of standard-domain nodes that their op defines only from a later opset than the
-    model's and that hold that later opset's default value: the dynamo exporter at opset 17 writes a
-    ``ReduceL2`` (the magnitude of ``torch.fft.rfft``'s output) with opset 18's ``noop_with_empty_axes=0``, which
-    ``save`` refused (a graph ``from_torch`` returned that could not be written; an outside check). At its default
-    the attribute does nothing; any other value is left for the schema check to refuse. Returns how many."""
+#: (op, attribute) pairs a later opset added whose default leaves the earlier opset's behaviour as it was: the
+#: Reduce ops' ``noop_with_empty_axes`` (opset 18; 0 reduces every axis when none is given, as before). Other new
+#: attributes' defaults change behaviour (Resize's ``coordinate_transformation_mode`` at opset 11: dropping it
+#: turned a refusal into other numbers; a review), so only these are dropped.
+NO_OP_LATER_ATTRIBUTES = frozenset((op, "noop_with_empty_axes") for op in (
+    "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd",
+    "ReduceSum", "ReduceSumSquare"))
+
+
+def drop_no_op_later_attributes(model) -> int:
+    """Remove the attributes of ``NO_OP_LATER_ATTRIBUTES`` from nodes of an opset before theirs where they hold
+    their default: the dynamo exporter at opset 17 writes a ``ReduceL2`` (the magnitude of ``torch.fft.rfft``'s
+    output) with opset 18's ``noop_with_empty_axes=0``, which ``save`` refused (a graph ``from_torch`` returned
+    that could not be written; an outside check). Any other value is left for the schema check to refuse.
+    Function bodies and subgraphs too. Returns how many."""
     import onnx
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None:
         return 0
     dropped = 0
-    stack = [model.graph]
+    stack = [list(model.graph.node)] + [list(f.node) for f in model.functions]
     while stack:
-        graph = stack.pop()
-        for node in graph.node:
+        for node in stack.pop():
             for a in node.attribute:
-                stack.extend([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs))
-            if node.domain not in ("", "ai.onnx") or not onnx.defs.has(node.op_type):
+                stack.extend([list(g.node) for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else a.graphs)])
+            if node.domain not in ("", "ai.onnx"):
                 continue
-            try:
-                known = onnx.defs.get_schema(node.op_type, opset).attributes
-            except onnx.defs.SchemaError:
-                continue
-            latest = onnx.defs.get_schema(node.op_type).attributes
             for a in list(node.attribute):
-                later = latest.get(a.name)
-                if (a.name in known or later is None or not later.default_value.name
-                        or onnx.helper.get_attribute_value(a) != onnx.helper.get_attribute_value(later.default_value)):
+                if (node.op_type, a.name) not in NO_OP_LATER_ATTRIBUTES:
                     continue
-                node.attribute.remove(a)
-                dropped += 1
+                try:
+                    later = onnx.defs.get_schema(node.op_type).attributes[a.name]
+                    if a.name in onnx.defs.get_schema(node.op_type, opset).attributes:
+                        continue
+                except (onnx.defs.SchemaError, KeyError):
+                    continue
+                if onnx.helper.get_attribute_value(a) == onnx.helper.get_attribute_value(later.default_value):
+                    node.attribute.remove(a)
+                    dropped += 1
     return dropped
 
 
@@ -352,7 +360,7 @@ def from_torch(module, example_inputs, *, dynamic_batch: bool = True, opset: int
     import onnx
 
     model = onnx.ModelProto.FromString(buf.getvalue())
-    _drop_later_opset_defaults(model)
+    drop_no_op_later_attributes(model)
     graph = from_proto(model, path=f"<torch {cls}>")
     _retie(graph, module)
     # which initializers the module trains and which it keeps fixed: ONNX does not say (a sliced learned position

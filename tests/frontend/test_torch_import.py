@@ -255,6 +255,43 @@ def test_a_dynamo_export_with_a_later_opsets_default_attribute_saves_and_runs(tm
     got = ortb.run(graphmill.load(str(tmp_path / "spectrum.onnx")), {g.inputs[0].name: x.numpy()})
     assert close(list(got.values())[0], Spectrum()(x).numpy())
 
+
+def test_only_later_attributes_that_change_nothing_are_dropped():
+    """The Reduce ops' opset-18 noop_with_empty_axes at its default 0 (the earlier opsets' behaviour) is dropped,
+    in the graph and in a function body; at 1, and any other new attribute, is kept for the schema check to
+    refuse: dropping an opset-10 Resize's half_pixel coordinate_transformation_mode (opset 11's default) turned a
+    refusal into other numbers under ONNX Runtime (a review). Reference: onnx's schemas and the ONNX spec's
+    changelog of ReduceL2 (18) and Resize (11)."""
+    import onnx
+    from onnx import helper
+
+    from graphmill.frontend.torch_import import drop_no_op_later_attributes
+
+    def model(nodes, opset, functions=()):
+        vi = helper.make_tensor_value_info
+        g = helper.make_graph(nodes, "g", [vi("x", onnx.TensorProto.FLOAT, [1, 1, 2, 2])],
+                              [vi(n.output[0], onnx.TensorProto.FLOAT, None) for n in nodes[-1:]])
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("f", 1)],
+                                 functions=list(functions))
+
+    reduce0 = helper.make_node("ReduceL2", ["x"], ["y"], axes=[-1], keepdims=0, noop_with_empty_axes=0)
+    reduce1 = helper.make_node("ReduceL2", ["x"], ["y"], axes=[-1], keepdims=0, noop_with_empty_axes=1)
+    body = helper.make_function("f", "F", ["a"], ["b"], [helper.make_node("ReduceL2", ["a"], ["b"], axes=[-1],
+                                                                            noop_with_empty_axes=0)],
+                                [helper.make_opsetid("", 17)])
+    m = model([reduce0, helper.make_node("F", ["x"], ["z"], domain="f")], 17, [body])
+    assert drop_no_op_later_attributes(m) == 2
+    assert all(a.name != "noop_with_empty_axes" for n in list(m.graph.node) + list(m.functions[0].node)
+               for a in n.attribute)
+    m = model([reduce1], 17)
+    assert drop_no_op_later_attributes(m) == 0 and len(m.graph.node[0].attribute) == 3
+    resize = helper.make_node("Resize", ["x", "s"], ["y"], mode="linear", coordinate_transformation_mode="half_pixel")
+    m = model([helper.make_node("Constant", [], ["s"], value_floats=[1, 1, 2, 2]), resize], 10)
+    assert drop_no_op_later_attributes(m) == 0 and any(a.name == "coordinate_transformation_mode"
+                                                      for a in m.graph.node[1].attribute)
+    m = model([helper.make_node("ReduceL2", ["x"], ["y"], noop_with_empty_axes=0)], 18)  # its own opset: kept
+    assert drop_no_op_later_attributes(m) == 0
+
 def test_the_exporters_noise_stays_silenced_while_json_goes_to_stdout():
     """While a command's --json goes to stdout, sys.stdout is sys.stderr: the silencing of the dynamo exporter's
     stderr took that for stdout, and its log lines reached the user's stderr (an outside check). Reference: the
