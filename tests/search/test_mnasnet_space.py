@@ -136,7 +136,7 @@ def test_accelerator_space_gives_configs_the_simulator_accepts():
         assert (acc.clock_mhz, acc.chips) == (base.clock_mhz, base.chips)
         # named for the point, not the base: a trial's accelerator read "edge" with another array (an outside check)
         kb = "/".join(f"{cfg[k]:g}" for k in ("ifmap_kb", "filter_kb", "ofmap_kb"))
-        point = f"{cfg['rows']}x{cfg['cols']} {cfg['dataflow']} {kb} KB"
+        point = f"{cfg['rows']}x{cfg['cols']} {cfg['dataflow']} {kb} KB {cfg['dram_bw_words']:g} words/cycle"
         assert acc.name == f"{point} (searched from {base.name})" != base.name
     default = as_accel(accel_config(cfg))
     assert default.clock_mhz == 1000.0 and default.chips == 1

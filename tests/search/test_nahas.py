@@ -187,8 +187,9 @@ def test_joint_run_resume_and_chosen_design_resimulated(tmp_path):
     assert best["feasible"] and best["latency_ms"] <= full["constraints"]["latency_ms"]
     acc = load_accel(str(tmp_path / "a" / "best_accel.toml"))
     kb = "/".join(f"{k:g}" for k in (acc.ifmap_kb, acc.filter_kb, acc.ofmap_kb))
-    assert acc.name == f"nahas-best {acc.rows}x{acc.cols} {acc.dataflow} {kb} KB (searched from edge)"
-    assert all(h["accel"]["name"].endswith(" KB (searched from edge)") for h in hist)  # a trial's: its own point
+    assert acc.name == (f"nahas-best {acc.rows}x{acc.cols} {acc.dataflow} {kb} KB {acc.ifmap_bw_words:g} words/cycle "
+                        "(searched from edge)")
+    assert all(h["accel"]["name"].endswith(" words/cycle (searched from edge)") for h in hist)  # its own point
     assert best["area_mm2"] == pytest.approx(_area_by_hand(acc.rows, acc.cols, [acc.ifmap_kb, acc.filter_kb,
                                                                                  acc.ofmap_kb]))
     assert best["area_mm2"] <= full["constraints"]["area_mm2"]

@@ -89,13 +89,18 @@ def accel_config(config: dict, base: Any = None) -> dict:
 
 def point_name(accel: dict, base: str) -> str:
     """The name of a searched point (TOML-schema dict ``accel``) over the accelerator named ``base``:
-    ``64x8 ws 64/64/64 KB (searched from edge)``, what is known of the array and buffers first."""
+    ``64x8 ws 64/64/64 KB 32 words/cycle (searched from edge)``, what is known of the array, buffers and DRAM
+    bandwidth first (two points that differ anywhere the space searches have two names)."""
     array, memory = accel.get("array", {}), accel.get("memory", {})
+
+    def num(v) -> str:
+        return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
     parts = [f"{array['rows']}x{array['cols']}" if "rows" in array and "cols" in array else "",
              str(array.get("dataflow", "")),
-             "/".join(f"{memory[k]:g}" if isinstance(memory[k], (int, float)) else str(memory[k])
-                      for k in SEARCHED_KEYS[3:6]) + " KB"
-             if all(k in memory for k in SEARCHED_KEYS[3:6]) else ""]
+             "/".join(num(memory[k]) for k in SEARCHED_KEYS[3:6]) + " KB"
+             if all(k in memory for k in SEARCHED_KEYS[3:6]) else "",
+             f"{num(memory['dram_bw_words'])} words/cycle" if "dram_bw_words" in memory else ""]
     return f"{' '.join(p for p in parts if p) or 'a point'} ({SEARCHED_FROM}{base})"
 
 
