@@ -211,7 +211,8 @@ def test_a_train_mode_torch_export_is_refused_with_the_fix():
                       training=torch.onnx.TrainingMode.PRESERVE)
     g = from_proto(onnx.load_from_string(buf.getvalue()))
     assert sum(o is not None for o in next(n for n in g.nodes if n.op_type == "BatchNormalization").outputs) > 1
-    with pytest.raises(UserInputError, match=r"training-mode BatchNormalization.*\.eval\(\) before torch.onnx.export"):
+    with pytest.raises(UserInputError,
+                       match=r"training-mode BatchNormalization.*\.eval\(\) on the module before torch.onnx.export"):
         to_torch(g)
 
 # -- single ops against ONNX Runtime where F.* and ONNX differ (outside checks) ---------------------------------

@@ -24,8 +24,9 @@ def _bn(rt, a, x):
 @check("BatchNormalization")
 def _check_bn(node, opset):
     if node.attr("training_mode", 0) or sum(1 for o in node.outputs if o is not None) > 1:
-        return ("training-mode BatchNormalization (running-statistics outputs) is not supported (a torch module "
-                "exported in train mode: call .eval() before torch.onnx.export, TrainingMode.PRESERVE keeps BatchNorm)")
+        return ("training-mode BatchNormalization (running-statistics outputs) is not supported (from torch: call "
+                ".eval() on the module before torch.onnx.export; training=TrainingMode.PRESERVE then keeps BatchNorm "
+                "in its inference form)")
     if opset < 7 and node.attr("spatial", 1) == 0:
         return "BatchNormalization with spatial=0 is not supported"
     return None
