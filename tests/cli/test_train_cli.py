@@ -18,6 +18,30 @@ from graphmill.cli import main
 SMALL = ["efficientnetv2_s", "--width", "0.125", "--depth", "0.2"]
 
 
+def ctrl_c_at_the_first_progress_line(monkeypatch):
+    """A stand-in for sys.stderr that raises KeyboardInterrupt (Ctrl-C) when training prints its first progress
+    line, the real stderr put back first; ``echo`` writes that line through before."""
+    import sys
+
+    real = sys.stderr
+
+    class CtrlC:
+        echo = False
+
+        def write(self, text):
+            if text.startswith("epoch "):
+                monkeypatch.setattr(sys, "stderr", real)
+                if self.echo:
+                    real.write(text + "\n")  # print writes the newline separately
+                raise KeyboardInterrupt
+            return real.write(text)
+
+        def flush(self):
+            real.flush()
+
+    return CtrlC()
+
+
 @pytest.mark.slow
 def test_progressive_train_writes_a_model_onnx_runtime_runs_as_measured(tmp_path, capsys):
     import onnxruntime as ort
@@ -165,23 +189,11 @@ def test_a_resume_takes_the_checkpoints_thread_count_and_refuses_another_given(t
     other = 2 if before == 1 else 1
     args = ["train", *SMALL, "--progressive", "--stages", "2", "--steps", "6", "--batch", "16"]
     whole, cut, old = tmp_path / "whole", tmp_path / "cut", tmp_path / "old"
-    real = sys.stderr
-
-    class CtrlC:  # Ctrl-C at the first progress line: the checkpoint holds step 3 of 6
-        def write(self, text):
-            if text.startswith("epoch "):
-                monkeypatch.setattr(sys, "stderr", real)
-                raise KeyboardInterrupt
-            return real.write(text)
-
-        def flush(self):
-            real.flush()
-
     try:
         assert main([*args, "--threads", str(other), "--out", str(whole)]) == 0
         assert torch.get_num_threads() == before
         assert json.loads((whole / "report.json").read_text())["config"]["threads"] == other
-        monkeypatch.setattr(sys, "stderr", CtrlC())
+        monkeypatch.setattr(sys, "stderr", ctrl_c_at_the_first_progress_line(monkeypatch))  # holds step 3 of 6
         assert main([*args, "--threads", str(other), "--out", str(cut)]) == 130
         state = load_checkpoint(cut / "checkpoint.pt")
         assert state["step"] == 3 and torch.get_num_threads() == before
@@ -311,22 +323,11 @@ def test_ctrl_c_then_the_printed_resume_command_gives_the_uninterrupted_model(tm
 
     args = [*SMALL, "--progressive", "--stages", "2", "--steps", "6", "--batch", "16"]
     assert main(["train", *args, "--out", str(tmp_path / "whole")]) == 0
-    real = sys.stderr
-
-    class CtrlC:
-        def write(self, text):
-            if text.startswith("epoch "):
-                monkeypatch.setattr(sys, "stderr", real)
-                real.write(text + "\n")  # print writes the newline separately
-                raise KeyboardInterrupt
-            return real.write(text)
-
-        def flush(self):
-            real.flush()
-
+    ctrl_c = ctrl_c_at_the_first_progress_line(monkeypatch)
+    ctrl_c.echo = True
     capsys.readouterr()
     monkeypatch.setattr(sys, "argv", ["graphmill", "train", *args, "--out", str(tmp_path / "cut")])
-    monkeypatch.setattr(sys, "stderr", CtrlC())
+    monkeypatch.setattr(sys, "stderr", ctrl_c)
     assert main(sys.argv[1:]) == 130
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("interrupted at step 3/6;") and "holds step 3" in line, line
@@ -345,19 +346,7 @@ def test_ctrl_c_with_json_on_stdout_prints_the_interrupted_report(tmp_path, caps
     Reference: the report's own step count and the checkpoint step the stderr line names."""
     import sys
 
-    real = sys.stderr
-
-    class CtrlC:
-        def write(self, text):
-            if text.startswith("epoch "):
-                monkeypatch.setattr(sys, "stderr", real)
-                raise KeyboardInterrupt
-            return real.write(text)
-
-        def flush(self):
-            real.flush()
-
-    monkeypatch.setattr(sys, "stderr", CtrlC())
+    monkeypatch.setattr(sys, "stderr", ctrl_c_at_the_first_progress_line(monkeypatch))
     assert main(["train", *SMALL, "--progressive", "--stages", "2", "--steps", "6", "--batch", "16",
                  "--out", str(tmp_path / "cut"), "--json"]) == 130
     io = capsys.readouterr()
