@@ -814,6 +814,7 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     was written; the same call with ``resume=True`` continues).
     """
     from graphmill.backends.torch.training import TrainConfig, check_config
+    from graphmill.backends.torch.training.loop import MAX_THREADS
     from graphmill.util.files import check_out_folder
 
     if progressive and contrastive:
@@ -844,6 +845,8 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     for name, v, low in (("--max-size", max_size, 1), ("--embed-dim", embed_dim, 1), ("--threads", threads, 1)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
             raise UserInputError(f"{name} {v!r}: must be an integer >= {low}")
+    if threads is not None and threads > MAX_THREADS:  # torch refused 2^31 with an overflow traceback
+        raise UserInputError(f"--threads {threads}: at most {MAX_THREADS}")
     for name, v in (("--max-size", max_size), ("--min-size", min_size)):
         if isinstance(v, int) and not isinstance(v, bool) and v > MAX_TRAIN_SIZE:  # the zoo then fails on a node
             raise UserInputError(f"{name} {v}: at most {MAX_TRAIN_SIZE} px (the task's 8x8 digits are upsampled to it)")

@@ -210,6 +210,19 @@ def test_a_resume_takes_the_checkpoints_thread_count_and_refuses_another_given(t
         save_torch_checkpoint(old / "checkpoint.pt", state)
         assert main([*args, "--threads", str(other), "--out", str(old), "--resume"]) == 0
         assert (old / "model.onnx").read_bytes() == (whole / "model.onnx").read_bytes()
+        # a count graphmill never writes is damage, said in one line (2^31 was torch's overflow traceback, -1
+        # "made with threads=-1"; a review), and --threads past the cap is refused before any work
+        for k, bad in enumerate((2**31, -1, "two")):
+            damaged = tmp_path / f"damaged{k}"
+            damaged.mkdir()
+            save_torch_checkpoint(damaged / "checkpoint.pt", {**state, "config": {**state["config"], "threads": bad}})
+            capsys.readouterr()
+            assert main([*args, "--out", str(damaged), "--resume"]) == 2
+            err = capsys.readouterr().err
+            assert "a damaged graphmill training checkpoint (its config's threads" in err, err
+            assert len(err.strip().splitlines()) == 1
+        assert main([*args, "--threads", str(2**31), "--out", str(tmp_path / "many")]) == 2
+        assert "--threads 2147483648: at most 1024" in capsys.readouterr().err
     finally:
         torch.set_num_threads(before)
 

@@ -191,6 +191,9 @@ def _damage(state: dict) -> str:
                     ("pending_losses", lambda x: isinstance(x, list) and all(isinstance(v, (int, float)) for v in x))):
         if key in state and not ok(state[key]):
             return f"{key} is not what graphmill writes"
+    if state["config"].get("threads") is not None and not valid_threads(state["config"]["threads"]):
+        # 2^31 reached torch.set_num_threads as a traceback; -1 was "made with threads=-1", which no one can repeat
+        return "its config's threads is not what graphmill writes"
     return ""
 
 
@@ -213,14 +216,25 @@ def _mismatch(module, saved: dict) -> str:
 MODE_OPTIONS = ("stages", "min_size", "dropout", "mixup", "temperature")
 
 
+MAX_THREADS = 1024
+"""Most torch threads a training run takes (``--threads``, and a checkpoint's recorded count): torch refuses 2^31
+with an overflow traceback, and a damaged checkpoint's 100,000 would start that many threads."""
+
+
+def valid_threads(n: Any) -> bool:
+    """Whether ``n`` is a thread count graphmill records (an integer from 1 to ``MAX_THREADS``)."""
+    return isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_THREADS
+
+
 def checkpoint_threads(path: str | os.PathLike) -> int | None:
     """The torch thread count the training checkpoint ``path`` was made on; None when it does not say (one from
-    before the count was recorded) or cannot be read (the resume itself then says why)."""
+    before the count was recorded) or cannot be read or holds what graphmill never writes (the resume itself then
+    says why: ``_damage``)."""
     try:
         threads = load_checkpoint(path)["config"].get("threads")
     except (UserInputError, OSError, AttributeError, TypeError):
         return None
-    return threads if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1 else None
+    return threads if valid_threads(threads) else None
 
 
 def check_same_config(path: str | os.PathLike, saved: dict, config: dict, *, unused: tuple[str, ...] = ()) -> None:
