@@ -174,15 +174,21 @@ def drop_no_op_later_attributes(model) -> int:
     Function bodies and subgraphs too. Returns how many."""
     import onnx
 
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is None:
-        return 0
+    def standard(imports) -> int | None:
+        return next((o.version for o in imports if o.domain in ("", "ai.onnx")), None)
+
     dropped = 0
-    stack = [list(model.graph.node)] + [list(f.node) for f in model.functions]
+    # each body with the standard opset it is read at: a function's own imports (a review), else the model's
+    stack = [(list(model.graph.node), standard(model.opset_import))]
+    stack += [(list(f.node), standard(f.opset_import) or standard(model.opset_import)) for f in model.functions]
     while stack:
-        for node in stack.pop():
+        nodes, opset = stack.pop()
+        if opset is None:
+            continue
+        for node in nodes:
             for a in node.attribute:
-                stack.extend([list(g.node) for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else a.graphs)])
+                stack.extend([(list(g.node), opset) for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH
+                                                              else a.graphs)])
             if node.domain not in ("", "ai.onnx"):
                 continue
             for a in list(node.attribute):

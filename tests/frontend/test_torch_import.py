@@ -291,6 +291,11 @@ def test_only_later_attributes_that_change_nothing_are_dropped():
                                                       for a in m.graph.node[1].attribute)
     m = model([helper.make_node("ReduceL2", ["x"], ["y"], noop_with_empty_axes=0)], 18)  # its own opset: kept
     assert drop_no_op_later_attributes(m) == 0
+    body18 = helper.make_function("f", "F", ["a"], ["b"], [helper.make_node("ReduceL2", ["a"], ["b"],
+                                                                            noop_with_empty_axes=0)],
+                                  [helper.make_opsetid("", 18)])
+    m = model([helper.make_node("F", ["x"], ["z"], domain="f")], 17, [body18])  # read at the function's own opset
+    assert drop_no_op_later_attributes(m) == 0
 
 def test_the_exporters_noise_stays_silenced_while_json_goes_to_stdout():
     """While a command's --json goes to stdout, sys.stdout is sys.stderr: the silencing of the dynamo exporter's
