@@ -500,6 +500,46 @@ def test_fuse_layernorm_with_the_square_as_a_product(rng, affine):
     assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
 
 
+
+@pytest.mark.parametrize("grown", ["eps", "gamma", "gelu-half", "gelu-k", "tanh-c"])
+def test_a_constant_that_broadcasts_x_to_a_higher_rank_is_not_fused_away(rng, grown):
+    """A pattern constant of more dimensions than x (a fuzzer: the GELU's 0.5 of shape [1, 1, 1] on x [N, 5],
+    a LayerNorm's eps of shape [1, 1, 1, 1, 1]) broadcasts the output to its rank; Gelu(x), FastGelu(x) and
+    LayerNormalization(x) keep x's: the ort schedule wrote outputs of rank 2 for rank 3, and the default schedule
+    refused the valid model (onnx's type check). Reference: ONNX Runtime on the graph before."""
+    import graphmill
+
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", ["N", 5])
+    up = (1, 1, 1, 1)
+    if grown in ("eps", "gamma"):
+        d = b.Sub(x, b.ReduceMean(x, axes=[-1]))
+        var = b.ReduceMean(b.Pow(d, np.array(2, np.float32)), axes=[-1])
+        eps = np.full(up + (1,) if grown == "eps" else (), 1e-5, np.float32)
+        gamma = rng.standard_normal(up + (5,) if grown == "gamma" else (5,)).astype(np.float32)
+        y = b.Mul(b.Div(d, b.Sqrt(b.Add(var, eps))), gamma)
+    elif grown.startswith("gelu"):
+        half = np.full(up if grown == "gelu-half" else (), 0.5, np.float32)
+        k = np.full(up if grown == "gelu-k" else (), math.sqrt(2), np.float32)
+        y = b.Mul(b.Mul(x, b.Add(b.Erf(b.Div(x, k)), np.array(1, np.float32))), half)
+    else:
+        cube = b.Pow(x, np.array(3, np.float32))
+        inner = b.Add(x, b.Mul(cube, np.full(up, 0.044715, np.float32)))
+        t = b.Tanh(b.Mul(inner, np.array(math.sqrt(2 / math.pi), np.float32)))
+        y = b.Mul(b.Mul(x, np.array(0.5, np.float32)), b.Add(t, np.array(1, np.float32)))
+    b.output(y, "y")
+    g = b.build()
+    ref = g.copy()
+    for schedule in (None, "ort"):
+        h = ref.copy()
+        graphmill.optimize(h, schedule)
+        if grown == "gamma":  # normalized without gamma, which stays outside, broadcasting as it did
+            assert _ops(h) == ["LayerNormalization", "Mul"], (schedule, _ops(h))
+        else:
+            assert not {"Gelu", "FastGelu", "LayerNormalization"} & set(_ops(h)), (schedule, _ops(h))
+        c = compare(ref, h, random_inputs(ref, seed=0, dims={"N": 3}), rtol=RTOL, atol=ATOL)
+        assert c.ok, (schedule, c)
+
 def test_fuse_layernorm_refuses_a_product_of_two_differences(rng):
     """Mul(d, e) with e another difference (x - 2 * mean) is no variance: left as it is."""
     b = GraphBuilder(opset=17)

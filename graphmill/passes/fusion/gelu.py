@@ -25,7 +25,7 @@ from graphmill.ir import Graph
 from graphmill.ir.rewrite import REASSOCIATING, Const, Match, Op, Rule, Var
 
 from ..base import GraphNote, PassContext, PassResult, register_pass
-from ..cleanup.common import FLOAT_TYPES, const_of, dtype_of, opset
+from ..cleanup.common import FLOAT_TYPES, broadcast_keeps, const_of, dtype_of, opset, shape_of
 from ..rewrite_pass import RewritePass
 
 GELU_OPSET = 20
@@ -60,6 +60,10 @@ def _tanh_plus1(cube: Op) -> Op:
     return Op("Add", t, Const("one"), commutative=True, name="plus1")
 
 
+#: the pattern's constants (those of one form or the other)
+CONSTANTS = ("half", "one", "k", "three", "c", "s")
+
+
 def _common(m: Match) -> str | None:
     if dtype_of(m["x"]) not in FLOAT_TYPES:
         return "x is not float16/32/64"
@@ -67,6 +71,16 @@ def _common(m: Match) -> str | None:
         return "the added constant is not 1"
     if not _near(m["half"], 0.5):
         return "the scaling constant is not 0.5"
+    return _keeps_shape(m)
+
+
+def _keeps_shape(m: Match) -> str | None:
+    """A constant of more dimensions than x broadcasts the result to them, which Gelu(x) would not (a fuzzer's
+    0.5 of shape [1, 1, 1] on x [N, 5]: the output [1, N, 5] became [N, 5]); a 0-d one never does."""
+    for name in CONSTANTS:
+        a = const_of(m[name]) if name in m else None
+        if a is not None and a.ndim and not broadcast_keeps(shape_of(m["x"]), a.shape):
+            return f"the constant {name} of shape {list(a.shape)} would broadcast x {shape_of(m['x'])} to another shape"
     return None
 
 

@@ -70,6 +70,8 @@ def _param(m: Match, name: str, norm: tuple):
         return f"{name} is not constant"
     if dtype_of(m[name]) != dtype_of(m["x"]):
         return f"{name}'s element type differs from x's"
+    if a.ndim > len(shape_of(m["x"])):  # its leading 1s broadcast the result to a higher rank (a fuzzer)
+        return f"{name} of shape {list(a.shape)} would broadcast x to a higher rank"
     while a.ndim > len(norm) and a.shape[0] == 1:
         a = a.reshape(a.shape[1:])
     if a.ndim > len(norm):
@@ -100,6 +102,9 @@ def _plan(m: Match):
     ax = _axes(m)
     if isinstance(ax, str):
         return ax
+    for name, c in (("epsilon", eps), ("the exponent", const_of(m["two"]) if "two" in m else None)):
+        if c is not None and c.ndim > len(shape_of(m["x"])):  # [1, 1, 1, 1, 1] on x [N, 5]: the output grew
+            return f"{name} of shape {list(c.shape)} would broadcast x to a higher rank (a fuzzer)"
     k, norm = ax
     gamma = _param(m, "gamma", norm) if "gamma" in m.values else np.ones(norm, dtype=const_of(m["eps"]).dtype)
     if isinstance(gamma, str):
