@@ -126,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
         verdict = "within" if c["ok"] else "OUTSIDE"
         print(f"  outputs   max |diff| {c['max_abs']:.3g} under ONNX Runtime ({verdict} {c['tolerance']}; "
               f"seed {report.seed})")
+        for o in c["outputs"]:  # an inf that is a changed shape or a missing output said so nowhere (a fuzzer)
+            if not o["ok"] and o.get("note"):
+                print(f"            output {o['name']!r}: {o['note']}")
     if report.numerics is not None:
         print(f"  numerics  checked after {report.numerics['checks']} changing pass(es): all within tolerance")
     if report.time_passes is not None:

@@ -152,6 +152,25 @@ def test_a_failure_built_up_over_several_passes_reruns_with_the_whole_run(torchs
     assert again.returncode == 2 and "after pass 'drift' (#2" in again.stderr, again.stderr
 
 
+
+NAN_BIAS = DRIFT.replace("class Drift", "class NanBias").replace('name = "drift"', 'name = "nan-bias"').replace(
+    "b.const.numpy() + b.const.numpy().dtype.type(0.006)", "np.full_like(b.const.numpy(), np.nan)").replace(
+    "from graphmill.ir import Tensor", "import numpy as np\nfrom graphmill.ir import Tensor")
+
+
+def test_an_output_outside_tolerance_says_why_when_the_difference_is_not_a_number(torchscript_cnn, tmp_path):
+    """The final comparison's line read "max |diff| inf ... OUTSIDE" where an output's shape had changed (a fuzzer:
+    a fused GELU of lower rank), which reads as an overflow; the output's own note (its shapes, NaN positions) now
+    follows. Reference: the comparison's note for a bias made NaN by a plugin pass."""
+    plugin = tmp_path / "nan_bias.py"
+    plugin.write_text(NAN_BIAS)
+    r = run_cli("optimize", torchscript_cnn, "-o", str(tmp_path / "o.onnx"), "--load-passes", str(plugin),
+                "-p", "nan-bias")
+    assert r.returncode == 1, r.stderr
+    lines = r.stdout.splitlines()
+    at = next(i for i, x in enumerate(lines) if x.strip().startswith("outputs   max |diff|"))
+    assert "OUTSIDE" in lines[at] and lines[at + 1].strip().endswith(": NaN positions differ"), r.stdout
+
 def test_a_relative_reproducer_dir_reruns_from_any_folder(torchscript_cnn, tmp_path):
     """`--reproducer-dir rd` printed `graphmill optimize rd/before.onnx -s rd/repro.mill ... -o rd/after.onnx`:
     from any other folder (README.txt's own included) the rerun failed on a missing folder (an outside check).
