@@ -133,6 +133,34 @@ def test_interrupted_training_resumes_to_the_uninterrupted_result(tmp_path):
         train_supernet(tmp_path / "b", TrainOptions(**{**opts, "steps": 5}), threads=1)
 
 
+def test_a_resume_takes_the_checkpoints_thread_count(tmp_path):
+    """torch's thread count changes float rounding: a supernet resumed on another machine's default count (the CLI
+    has no --threads) continued with other numbers and no word, as graphmill train's did (a review of that fix).
+    The count is recorded in the checkpoint's config, a resume without one takes it, and torch's own count is
+    given back after each run. Reference: the same training uninterrupted on the recorded count."""
+    from graphmill.backends.torch.training.loop import load_checkpoint
+
+    opts = dict(steps=2, log_every=1, batch=8, calibrate=32, spec=S)
+    before = torch.get_num_threads()
+    other = 2 if before == 1 else 1
+    try:
+        full = train_supernet(tmp_path / "a", TrainOptions(**opts), threads=other)
+        assert torch.get_num_threads() == before and not full.interrupted
+        assert load_checkpoint(tmp_path / "a" / "checkpoint.pt")["config"]["threads"] == other
+
+        def stop(_line: str) -> None:
+            raise KeyboardInterrupt
+        assert train_supernet(tmp_path / "b", TrainOptions(**opts), progress=stop, threads=other).interrupted
+        again = train_supernet(tmp_path / "b", TrainOptions(**opts))  # no count given: the checkpoint's
+        assert not again.interrupted and torch.get_num_threads() == before
+        ga, gb = load_supernet(tmp_path / "a")[0], load_supernet(tmp_path / "b")[0]
+        for n, a in graph_weights(ga).items():
+            np.testing.assert_array_equal(a, graph_weights(gb)[n], err_msg=n)
+        with pytest.raises(UserInputError, match=f"threads={other}, this run has threads={before}"):
+            train_supernet(tmp_path / "b", TrainOptions(**opts), threads=before)
+    finally:
+        torch.set_num_threads(before)
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("supernet")

@@ -211,10 +211,31 @@ def _trainer(module, opts: TrainOptions, data: dict[int, DigitsSplit], generator
 
 def train_supernet(out: str | os.PathLike, opts: TrainOptions | None = None, *,
                    progress: Callable[[str], None] | None = None, threads: int | None = None) -> TrainResult:
-    """Train (or continue, from OUT/checkpoint.pt) the supernet of ``opts.spec``; see the module docstring."""
+    """Train (or continue, from OUT/checkpoint.pt) the supernet of ``opts.spec``; see the module docstring.
+    ``threads``: torch's thread count (default: a checkpoint's, else torch's own), recorded in the checkpoint's
+    config, since it changes float rounding: a resume on another machine's default count continued with other
+    numbers and no word (as ``graphmill train``'s did); torch's count is given back at the end."""
     import torch
 
-    from graphmill.backends.torch.training.loop import check_same_config, load_checkpoint, save_checkpoint
+    from graphmill.backends.torch.training.loop import checkpoint_threads
+
+    previous = torch.get_num_threads()
+    try:
+        if threads is None and os.path.isfile(os.path.join(os.fspath(out), "checkpoint.pt")):
+            threads = checkpoint_threads(os.path.join(os.fspath(out), "checkpoint.pt"))
+        if threads is not None:
+            torch.set_num_threads(threads)
+        return _train_supernet(out, opts, progress=progress)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train_supernet(out: str | os.PathLike, opts: TrainOptions | None, *,
+                    progress: Callable[[str], None] | None) -> TrainResult:
+    import torch
+
+    from graphmill.backends.torch.training.loop import (check_same_config, load_checkpoint, save_checkpoint,
+                                                        valid_threads)
 
     from .torchnet import SupernetModule
     from .weights import init_weights
@@ -225,13 +246,17 @@ def train_supernet(out: str | os.PathLike, opts: TrainOptions | None = None, *,
     spec = opts.spec
     files = {"checkpoint": os.path.join(out, "checkpoint.pt"), "supernet": os.path.join(out, "supernet.onnx"),
              "report": os.path.join(out, "supernet.json")}
-    config = opts.to_json()
+    config = {**opts.to_json(), "threads": torch.get_num_threads()}
     state = None
     if os.path.exists(files["checkpoint"]):
         state = load_checkpoint(files["checkpoint"])
-        check_same_config(files["checkpoint"], state["config"], config)
-    if threads is not None:
-        torch.set_num_threads(threads)
+        saved = state["config"] if isinstance(state["config"], dict) else {}
+        if saved.get("threads") is not None and not valid_threads(saved["threads"]):
+            raise UserInputError(f"{files['checkpoint']}: a damaged supernet checkpoint (its config's threads is "
+                                 "not what graphmill writes); delete it to start afresh")
+        # one from before the count was recorded: unknown, so not compared
+        compared = config if "threads" in saved else {k: v for k, v in config.items() if k != "threads"}
+        check_same_config(files["checkpoint"], state["config"], compared)
     torch.manual_seed(opts.seed)
     data = {r: digits_split(r, spec.in_channels) for r in spec.resolutions}
     module = SupernetModule(spec, init_weights(spec, opts.seed))
