@@ -94,6 +94,30 @@ def test_conv_bn_refusals(rng):
 
 
 
+def test_conv_bn_keeps_a_float16_batchnorm():
+    """A fuzzer's model (against ONNX Runtime): folding this float16 BN rounds the folded bias (-15.4) to
+    float16 before W*s*x cancels it, and the optimized model's outputs left float16's tolerance (max |diff|
+    0.0027). The fold is refused for float16, so the default schedule's result compares within tolerance."""
+    import graphmill
+
+    h = lambda v: np.array(v, np.float16)  # noqa: E731
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float16", [4, 4, 3])
+    y = b.Conv(x, h([1.0596, -2.7793, -1.5684, -2.418, 3.1504, 0.871, 1.9004, 0.02795]).reshape(8, 1, 1),
+               h([3.8984, -1.9316, -0.7632, -0.6216, 2.3691, 0.5322, 0.2769, 0.5127]), group=4)
+    z = b.BatchNormalization(y, h([-3.5938, 2.5332, -2.5918, 3.0703, -1.0508, 0.665, 2.9668, -1.416]),
+                             h([-0.4736, 0.831, 0.08496, -0.439, -4.1836, 1.0625, 5.4258, -0.0744]),
+                             h([-3.3418, -0.5522, 1.2988, -2.3066, -1.1318, -2.2461, -2.5859, 2.8164]),
+                             h([2.537, 1.4287, 0.3428, 1.7637, 0.641, 2.3652, 3.7246, 3.8047]), epsilon=0.5)
+    b.output(b.Tanh(z), "out")
+    g = b.build()
+    kept = g.copy()
+    run_passes(kept, "fuse-conv-bn, dce")
+    assert _ops(kept) == ["Conv", "BatchNormalization", "Tanh"]
+    report = graphmill.optimize(g, compare=True)
+    assert report.comparison["ok"], report.comparison["outputs"]
+
+
 def test_conv_bn_folds_after_dynamo_zero_bias(rng):
     """torch.onnx.export(dynamo=True, optimize=False) writes a bias-free Conv's zero bias as
     Expand(CastLike(0.0, x), Expand(Shape(W, end=1), [1])). Only once simplify turns the CastLike
