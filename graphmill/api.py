@@ -593,7 +593,7 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
     from graphmill.backends.simulator import RooflineCostModel, SimulatorCostModel
     from graphmill.backends.simulator.pipeline import SCHEDULES, pipeline_devices, simulate_pipeline
     from graphmill.passes import PassContext, run_passes
-    from graphmill.passes.pipeline import PipelinePartition, batch_dimension
+    from graphmill.passes.pipeline import PipelinePartition, batch_dimension, check_objective
 
     for name, value, low in (("stages", stages, 1), ("microbatches", microbatches, 1), ("batch", batch, 0),
                              ("steps", steps, 1)):
@@ -613,6 +613,7 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
                              f"{', '.join(SCHEDULES)}")
     if cost not in ("roofline", "simulator"):
         raise UserInputError(f"--cost {cost!r}: choose roofline or simulator")
+    check_objective(objective, method)
     from graphmill.frontend.onnx_shape_inference import infer_shapes
     from graphmill.ir.partition import compute_nodes
     from graphmill.ir.summary import check_nonempty_inputs

@@ -17,7 +17,7 @@ import pytest
 from graphmill.ir import UserInputError
 from graphmill.ir.builder import GraphBuilder
 from graphmill.passes import PassContext, run_passes
-from graphmill.passes.pipeline import block_partition, partition_graph
+from graphmill.passes.pipeline import PipelinePartition, block_partition, partition_graph
 
 BW, LAT = 4.0, 10.0
 F32 = 4
@@ -92,12 +92,15 @@ def brute_force(g, fwd, bwd, k, m, batch, cap=0.0, objective="time", schedule="g
                 total += nbytes(v)
         return total
 
+    def link(cut):  # the link after the stage ending at `cut`: each direction LAT + bytes / BW
+        return LAT + crossing(cut) / BW
+
     def stage(i, j, s):
         # the chip's work (re-materialized, the default: the backward recomputes the forward) against the link
         # after the stage (each direction LAT + bytes / BW), whichever is slower: both run at once
         t = sum(2 * fwd[x.name] + bwd[x.name] for x in nodes[i:j])
         if j < n:
-            t = max(t, LAT + crossing(j) / BW)
+            t = max(t, link(j))
         consts = {id(v): v for x in nodes[i:j] for v in x.inputs if v is not None and v.const is not None}
         weights = sum(int(np.prod(v.const.shape)) * F32 for v in consts.values())
         inputs = micro * 4 * F32 if i == 0 else crossing(i)
@@ -116,6 +119,7 @@ def brute_force(g, fwd, bwd, k, m, batch, cap=0.0, objective="time", schedule="g
         value = max(t for t, _ in st) if objective == "time" else max(mem for _, mem in st)
         if best is None or value < best:
             best = value
+    stage.link = link
     return best, stage
 
 
@@ -135,6 +139,37 @@ def test_optimal_matches_brute_force(seed):
         assert st["time"] == pytest.approx(t, rel=1e-12)
         assert st["memory"] == mem
         start = j
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_optimal_breaks_bottleneck_ties_by_least_link_time(seed):
+    """One heavy node sets the bottleneck and leaves every other cut free: the earliest split points among the
+    tied partitions sent the most bytes, and the pipeline's fill and drain cross every cut (an outside check:
+    MobileNetV2's simulated GPipe step 1.075x torchgpipe's balance). Reference: the brute force over every set
+    of cut points, each cut's link time computed from the graph's edges (LAT + bytes / BW): of the partitions
+    reaching the least bottleneck, the least summed link time (objective memory: the least memory, then the
+    least bottleneck, then that)."""
+    n, k = 10, 3 + seed % 2
+    g, fwd, bwd = random_dag(400 + seed, n)
+    heavy = "n0" if seed % 2 else f"n{n - 1}"  # alone in the first or the last stage; the other cuts free
+    fwd[heavy], bwd[heavy] = 500.0, 900.0
+    _, stage = brute_force(g, fwd, bwd, k, 2, 4)
+    rows = []
+    for cuts in itertools.combinations(range(1, n), k - 1):
+        starts, ends = [0, *cuts], [*cuts, n]
+        st = [stage(i, j, s) for s, (i, j) in enumerate(zip(starts, ends))]
+        rows.append((max(t for t, _ in st), max(m for _, m in st), sum(stage.link(j) for j in cuts)))
+    plan = partition_graph(g, TableCost(fwd, bwd), stages=k, microbatches=2, batch=4)
+    tied = [r for r in rows if r[0] == pytest.approx(plan["bottleneck"], rel=1e-12)]
+    assert plan["bottleneck"] == pytest.approx(min(r[0] for r in rows), rel=1e-12)
+    assert len(tied) > 1  # the case this test is about: several partitions share the bottleneck
+    got = sum(st["transfer"] for st in plan["stages"][:-1])
+    assert got == pytest.approx(min(r[2] for r in tied), rel=1e-12)
+    plan_m = partition_graph(g, TableCost(fwd, bwd), stages=k, microbatches=2, batch=4, objective="memory")
+    least = min(r[1] for r in rows)
+    tied_m = [r for r in rows if r[1] == least]
+    assert max(st["memory"] for st in plan_m["stages"]) == least
+    assert plan_m["bottleneck"] == pytest.approx(min(r[0] for r in tied_m), rel=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -371,6 +406,13 @@ def test_bad_input():
         partition_graph(mlp(), TableCost(fwd), stages=7, microbatches=1, batch=2)
     with pytest.raises(UserInputError, match="microbatches must be >= 1"):
         partition_graph(mlp(), TableCost(fwd), stages=2, microbatches=0, batch=2)
+    for method in ("balanced-time", "balanced-params", "equal-layers"):  # accepted, and it had no effect
+        with pytest.raises(UserInputError, match=f"objective 'memory' is what method 'optimal' minimizes; "
+                                                 f"method '{method}' balances its own figure"):
+            partition_graph(mlp(), TableCost(fwd), stages=2, microbatches=1, batch=2, objective="memory",
+                            method=method)
+        with pytest.raises(UserInputError, match=f"pass 'pipeline-partition': objective 'memory' .* '{method}'"):
+            PipelinePartition(method=method, objective="memory")  # in a schedule: before any pass runs
     with pytest.raises(UserInputError, match="symbolic batch dimension"):
         partition_graph(mlp(), TableCost(fwd), stages=2, microbatches=2)
     with pytest.raises(UserInputError, match="does not split into 3 equal micro-batches"):

@@ -8,7 +8,8 @@ program); ``memory`` the per-stage memory model with and without re-materializat
 from .balance import block_partition, equal_split, optimal_partition
 from .costs import NodeCosts, batch_dimension, node_costs
 from .memory import OPTIMIZER_STATE, stage_memory
-from .partition import METHODS, OBJECTIVES, PipelinePartition, partition_graph
+from .partition import METHODS, OBJECTIVES, PipelinePartition, check_objective, partition_graph
 
 __all__ = ["block_partition", "equal_split", "optimal_partition", "NodeCosts", "batch_dimension", "node_costs",
-           "OPTIMIZER_STATE", "stage_memory", "METHODS", "OBJECTIVES", "PipelinePartition", "partition_graph"]
+           "OPTIMIZER_STATE", "stage_memory", "METHODS", "OBJECTIVES", "PipelinePartition", "check_objective",
+           "partition_graph"]

@@ -9,6 +9,10 @@
 * ``optimal_partition``: the partition of the order into K non-empty contiguous stages minimizing the largest
   stage value (bottleneck), every stage under a memory cap: a dynamic program over (stages used, prefix
   length), as PipeDream's planner does, exact for the given order. O(K n^2), vectorized over the split point.
+  Many partitions often share the optimal bottleneck (one heavy node sets it), and they are not equally good:
+  a pipeline's fill and drain cross every cut, so among them a second program picks the one with the least
+  sum of a per-stage ``tiebreak`` (the partition pass gives the stages' link times; the earliest split
+  point among equals once more).
 """
 
 from __future__ import annotations
@@ -70,9 +74,10 @@ def equal_split(n: int, k: int) -> list[int]:
 
 
 def optimal_partition(n: int, k: int, value: StageFn, memory: MemFn | None = None,
-                      cap: float = 0.0) -> tuple[list[int], float] | None:
+                      cap: float = 0.0, tiebreak: StageFn | None = None) -> tuple[list[int], float] | None:
     """Stage sizes minimizing ``max_s value(s, i_s, j_s)`` with ``memory(s, i_s, j_s) <= cap`` (no cap when 0),
-    and that bottleneck; None when no partition fits the cap.
+    and that bottleneck; None when no partition fits the cap. With ``tiebreak``, of the partitions reaching that
+    bottleneck the one with the least ``sum_s tiebreak(s, i_s, j_s)``.
 
     ``dp[s][j]`` is the smallest bottleneck of the first j nodes in s + 1 stages; among split points giving
     the same value the earliest is kept, so the result is deterministic.
@@ -95,8 +100,30 @@ def optimal_partition(n: int, k: int, value: StageFn, memory: MemFn | None = Non
             arg[s][j] = i[best]
     if not np.isfinite(dp[k - 1][n]):
         return None
+    if tiebreak is not None:
+        arg = _least_sum_under(n, k, value, float(dp[k - 1][n]), tiebreak, memory, cap)
     ends = [n]
     for s in range(k - 1, 0, -1):
         ends.append(int(arg[s][ends[-1]]))
     ends = ends[::-1]
     return _sizes(ends), float(dp[k - 1][n])
+
+
+def _least_sum_under(n: int, k: int, value: StageFn, bound: float, cost: StageFn, memory: MemFn | None,
+                     cap: float) -> np.ndarray:
+    """Split points of the partition with the least summed ``cost`` whose every stage value is at most
+    ``bound`` (the optimal bottleneck, so one exists: the values are recomputed by the same arithmetic)."""
+    inf = np.inf
+    dp = np.full((k, n + 1), inf)
+    arg = np.zeros((k, n + 1), dtype=np.int64)
+    for s in range(k):
+        for j in range(s + 1, n - (k - 1 - s) + 1):
+            i = np.arange(s, j) if s else np.zeros(1, dtype=np.int64)
+            ok = value(s, i, j) <= bound
+            if memory is not None and cap > 0:
+                ok &= memory(s, i, j) <= cap
+            v = np.where(ok, cost(s, i, j) + (dp[s - 1][i] if s else 0.0), inf)
+            best = int(np.argmin(v))
+            dp[s][j] = v[best]
+            arg[s][j] = i[best]
+    return arg
