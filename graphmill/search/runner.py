@@ -42,6 +42,9 @@ from graphmill.util.files import atomic_write_text
 
 MAX_REPEATS = 50
 FEW_REPEATS = 5
+#: local worker processes at most: each is a Python process with the evaluator loaded (~40 MB and up), and
+#: --workers 100000 started processes until the machine stalled (an outside check); a cluster is Ray's
+MAX_LOCAL_WORKERS = 1024
 
 
 @dataclass
@@ -238,6 +241,9 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
         raise UserInputError(f"timeout={timeout!r}: must be a number of seconds > 0")
     if executor is None:
         executor = "inprocess" if workers == 1 else "local"
+    if executor == "local" and workers > MAX_LOCAL_WORKERS:
+        raise UserInputError(f"workers={workers}: the local pool starts one process per worker, at most "
+                             f"{MAX_LOCAL_WORKERS}; executor='ray' runs more on a cluster")
     options = dict(strategy_options or {})
     strat = strategy_class(strategy)(space, seed=seed, **options)
     strat.budget = budget
@@ -307,6 +313,8 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
     report = _progress(progress, budget)
     size = space.size()
     result = SearchResult(space, strategy, history)
+    if executor != "inprocess":  # no more processes than evaluations: --workers 8 started 8 for a budget of 2
+        workers = min(workers, max(1, budget))
     exec_: Executor = make(executor, evaluate, workers=workers, timeout=timeout, ray_address=ray_address)
     in_flight: dict[int, tuple[dict, str, float]] = {}  # token -> (config, key, submitted at)
     ready: list[int] = []  # tokens answered from the journal, finished without an evaluation
