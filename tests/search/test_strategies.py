@@ -242,6 +242,29 @@ def test_tpe_options_are_tpesamplers():
         strategies.get("tpe", space(), n_startup=3)
 
 
+@pytest.mark.parametrize("name, option, value, message", [
+    ("ppo", "lr", -1.0, "option lr=-1.0 must be > 0.0"),
+    ("reinforce", "hidden", -1, "option hidden=-1 must be >= 1"),
+    ("reinforce", "bins", 0, "option bins=0 must be >= 1"),
+    ("reinforce", "baseline_decay", 1.5, "option baseline_decay=1.5 must be >= 0.0 and <= 1.0"),
+    ("ppo", "clip", 0.0, "option clip=0.0 must be > 0.0"),
+    ("ppo", "epochs", 0, "option epochs=0 must be >= 1"),
+    ("tpe", "gamma", "abc", "option gamma='abc' must be a function"),
+    ("tpe", "weights", 1, "option weights=1 must be a function"),
+    ("tpe", "n_startup_trials", -1, "option n_startup_trials=-1 must be an integer >= 0"),
+    ("tpe", "n_ei_candidates", 0, "option n_ei_candidates=0 must be an integer >= 1"),
+    ("tpe", "multivariate", 1, "option multivariate=1 must be true or false"),
+])
+def test_option_values_out_of_range_are_refused_when_the_strategy_is_built(name, option, value, message):
+    """An outside check: these reached torch's "Invalid learning rate", a ZeroDivisionError, or (tpe, whose
+    options go to optuna's TPESampler unchecked) a TypeError at the first model-based ask, after ten evaluations
+    had run and been written."""
+    if name == "tpe":
+        pytest.importorskip("optuna")
+    with pytest.raises(UserInputError, match=f"strategy '{name}': " + re.escape(message)):
+        strategies.get(name, space(), seed=0, **{option: value})
+
+
 def test_default_local_step_proposes_an_unseen_neighbour_of_the_incumbent():
     # reference: Space.mutate's definition of a neighbour (exactly one parameter active in both differs);
     # with local_every=1 every model-based proposal after n_init is such a neighbour of the best so far

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import warnings
 from typing import Any
 
@@ -28,6 +29,26 @@ except ImportError:  # pragma: no cover - the error is raised when the strategy 
     optuna = None
 
 
+def _wrong_value(name: str, value: Any, annotation: str) -> str | None:
+    """Why ``value`` cannot be TPESampler's ``name`` (typed ``annotation``), or None: optuna checks few values
+    when the sampler is built, so gamma='abc' failed at the first model-based ask, after ten evaluations and
+    with their results written (an outside check)."""
+    if value is None:
+        return None if "None" in annotation else "must be given"
+    if "Callable" in annotation:
+        return None if callable(value) else "must be a function (a Python callable: give it through the API)"
+    if annotation.startswith("bool"):
+        return None if isinstance(value, bool) else "must be true or false"
+    if annotation.startswith("int"):
+        low = 1 if name == "n_ei_candidates" else 0
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+        return None if ok else f"must be an integer >= {low}"
+    if annotation.startswith("float"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        return None if ok else "must be a number > 0"
+    return None
+
+
 class TPE(Strategy):
     name = "tpe"
     OPTIONS: dict = {}
@@ -35,11 +56,15 @@ class TPE(Strategy):
     def __init__(self, space: Space, *, seed: int = 0, **options: Any) -> None:
         if optuna is None:
             raise UserInputError("strategy 'tpe' needs optuna, an optional extra: pip install optuna")
-        allowed = [p for p in inspect.signature(optuna.samplers.TPESampler).parameters if p != "seed"]
-        for k in options:
+        params = {k: p for k, p in inspect.signature(optuna.samplers.TPESampler).parameters.items() if k != "seed"}
+        allowed = list(params)
+        for k, v in options.items():
             if k not in allowed:
                 raise UserInputError(f"strategy 'tpe': unknown option {k!r}{did_you_mean(k, allowed)}; its options "
                                      f"(those of optuna's TPESampler): {', '.join(allowed)}")
+            wrong = _wrong_value(k, v, str(params[k].annotation))
+            if wrong:
+                raise UserInputError(f"strategy 'tpe': option {k}={v!r} {wrong}")
         super().__init__(space, seed=seed)
         self.options = dict(options)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
