@@ -139,8 +139,11 @@ def import_evaluator(spec: str) -> Callable[[dict], Any]:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(mod_name)
-    except Exception as e:  # noqa: BLE001 -- any failure to import is the user's to fix, in one line
+    except (Exception, SystemExit) as e:  # noqa: BLE001 -- any failure to import is the user's to fix, in one
+        # line; a module calling sys.exit() as it is imported ended the command with its status and no word
         first = str(e).splitlines()[0] if str(e) else ""
+        if isinstance(e, SystemExit):
+            first = f"the module called sys.exit({e.code!r}) as it was imported"
         raise UserInputError(f"--evaluator {spec!r}: cannot import {mod_name!r}: {type(e).__name__}: {first}") \
             from None
     obj: Any = module

@@ -133,6 +133,10 @@ BAD_SPACE = '{"type": "space", "params": {"lr": {"type": "float", "low": "a", "h
     (["--space", "mnasnet", "--strategy", ""], {}, "unknown strategy ''"),
     (["--space", "mnasnet", "--strategy", "evolution", "--option", "populaton=20"], {}, "did you mean 'population'"),
     (["--space", "mnasnet", "--evaluator", "nosuchmodule:f"], {}, "cannot import 'nosuchmodule'"),
+    # a module that calls sys.exit(3) as it is imported ended the command with status 3 and no word (an outside
+    # check)
+    (["--space", "mnasnet", "--evaluator", "exits:f"], {"exits.py": "import sys\nsys.exit(3)\n"},
+     "cannot import 'exits': SystemExit: the module called sys.exit(3) as it was imported"),
     (["--space", "mnasnet", "--evaluator", "json:nosuch"], {}, "json has no 'nosuch'"),
     (["--space", "mnasnet", "--evaluator", "bultin"], {}, "MODULE:FUNCTION (did you mean 'builtin'?)"),
     (["--space", "mnasnet", "--objective", "mnasnet:target=3"], {}, "did you mean 'target_ms'"),
