@@ -176,6 +176,27 @@ def test_a_damaged_checkpoint_is_refused_before_any_evaluation(tmp_path, edit, w
     assert str(e.value).endswith("); remove it to start afresh") and calls == []
 
 
+@pytest.mark.parametrize("hyper", ["x", [0.4], [0.4, "a", 0.0], [0.4, 1e-4, 0.0, [1.0]], [0.4, 1e-4, float("inf")]])
+def test_a_damaged_default_strategy_state_is_refused_before_any_evaluation(tmp_path, hyper):
+    """The default strategy's fitted Gaussian-process parameters edited ('x', too few, a relevance per parameter
+    of the wrong length): an IndexError traceback at the first ask (an outside check). Reference: the state
+    the first run wrote, and an evaluator counting its calls (none)."""
+    path = tmp_path / "checkpoint.json"
+    search.run(rh.small_space(), rh.evaluate, budget=13, seed=0, checkpoint=str(path), progress=False)
+    state = json.loads(path.read_text())
+    good = state["strategy_state"]["hyper"]
+    assert len(good) == 4 and len(good[3]) == len(list(rh.small_space().params()))  # what a fit writes
+    state["strategy_state"]["hyper"] = hyper
+    path.write_text(json.dumps(state))
+    calls = []
+    with pytest.raises(UserInputError) as e:
+        search.run(rh.small_space(), lambda c: calls.append(c) or 0.5, budget=16, seed=0, checkpoint=str(path),
+                   progress=False)
+    assert str(e.value).startswith(f"{path}: the checkpoint is damaged (strategy_state.hyper {hyper!r} is not the "
+                                   "fitted parameters of a Gaussian process over this space)"), str(e.value)
+    assert calls == []
+
+
 @pytest.mark.parametrize("edit, why", [
     (lambda t: t["config"].update(k=4), "trial 0: k: 4 is not one of [3, 5]"),
     (lambda t: t.update(key="k"), "trial 0: its key is not its configuration's"),

@@ -607,6 +607,20 @@ class PredictorEvolution(Strategy):
         return chosen
 
     # -- the Gaussian process
+    def _checked_hyper(self, hyper: Any) -> tuple:
+        """A checkpoint's fitted parameters (lengthscale, noise, linear weight, a relevance per parameter), or a
+        ValueError: a damaged 'hyper' reached the first ask as an IndexError traceback (an outside check)."""
+        def number(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        h = tuple(hyper) if isinstance(hyper, (list, tuple)) else ()
+        rel = h[3] if len(h) > 3 else None
+        if not (2 <= len(h) <= 4 and all(number(v) for v in h[:3]) and (
+                rel is None or (isinstance(rel, list) and len(rel) == len(self._leaves) and all(map(number, rel))))):
+            raise ValueError(f"strategy_state.hyper {hyper!r} is not the fitted parameters of a Gaussian process "
+                             "over this space")
+        return h
+
     @staticmethod
     def _unpack(hyper) -> tuple:
         h = tuple(hyper)
@@ -724,5 +738,5 @@ class PredictorEvolution(Strategy):
             b = self._enc(c).tobytes()
             self._pending_enc[b] = self._pending_enc.get(b, 0) + 1
         self.asked = int(state["asked"])
-        self.hyper = tuple(state["hyper"]) if state["hyper"] else None
+        self.hyper = self._checked_hyper(state["hyper"]) if state["hyper"] else None
         self.fitted_at = int(state["fitted_at"])
