@@ -8,6 +8,8 @@ an uninterrupted run for resume.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -160,6 +162,33 @@ def test_a_resume_takes_the_checkpoints_thread_count(tmp_path):
             train_supernet(tmp_path / "b", TrainOptions(**opts), threads=before)
     finally:
         torch.set_num_threads(before)
+
+@pytest.fixture(scope="module")
+def two_steps(tmp_path_factory):
+    out = tmp_path_factory.mktemp("two_steps")
+    train_supernet(out, TrainOptions(steps=2, log_every=1, batch=8, calibrate=32, spec=S), threads=1)
+    return out
+
+
+@pytest.mark.parametrize("key, value", [("step", "abc"), ("step", -4), ("step", 10 ** 6), ("config", None),
+                                        ("rng", torch.zeros(3)), ("history", 5), ("rows", 5)])
+def test_a_checkpoint_field_graphmill_never_writes_is_damage(tmp_path, two_steps, key, value):
+    """A checkpoint torch loads whose fields are of other types or out of range (an outside check): a step of
+    'abc', a config of None, an rng of zeros were tracebacks; a step of -4 trained 34 of 30 steps, one of 10^6
+    rewrote the outputs as 'already trained'. Reference: what the training's save writes (a step within the
+    run's own steps)."""
+    import shutil
+
+    folder = tmp_path / "run"
+    shutil.copytree(two_steps, folder)
+    path = folder / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    state[key] = value
+    torch.save(state, path)
+    with pytest.raises(UserInputError, match=re.escape(f"{path}: a damaged supernet checkpoint ({key} is not what "
+                                                       "graphmill writes); delete it to start afresh")):
+        train_supernet(folder, TrainOptions(steps=2, log_every=1, batch=8, calibrate=32, spec=S))
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

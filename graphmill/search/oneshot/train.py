@@ -234,8 +234,8 @@ def _train_supernet(out: str | os.PathLike, opts: TrainOptions | None, *,
                     progress: Callable[[str], None] | None) -> TrainResult:
     import torch
 
-    from graphmill.backends.torch.training.loop import (check_same_config, load_checkpoint, save_checkpoint,
-                                                        valid_threads)
+    from graphmill.backends.torch.training.loop import (check_same_config, checkpoint_damage, load_checkpoint,
+                                                        save_checkpoint)
 
     from .torchnet import SupernetModule
     from .weights import init_weights
@@ -250,10 +250,19 @@ def _train_supernet(out: str | os.PathLike, opts: TrainOptions | None, *,
     state = None
     if os.path.exists(files["checkpoint"]):
         state = load_checkpoint(files["checkpoint"])
-        saved = state["config"] if isinstance(state["config"], dict) else {}
-        if saved.get("threads") is not None and not valid_threads(saved["threads"]):
-            raise UserInputError(f"{files['checkpoint']}: a damaged supernet checkpoint (its config's threads is "
-                                 "not what graphmill writes); delete it to start afresh")
+        # a step of 'abc', a config of None, an rng of zeros: tracebacks; a step of -4 trained 34 of 30 steps
+        # and one of 10^6 rewrote the outputs as 'already trained' (an outside check)
+        rows, why = state.get("rows", []), checkpoint_damage(state)
+        limit = state["config"].get("steps") if not why else None  # another --steps than its own: refused below
+        limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else math.inf
+        why = why or (
+            "step is not what graphmill writes" if not state["step"] <= limit else
+            "rows is not what graphmill writes" if not (isinstance(rows, list) and all(isinstance(r, dict)
+                                                                                       for r in rows)) else "")
+        if why:
+            raise UserInputError(f"{files['checkpoint']}: a damaged supernet checkpoint ({why}); delete it to start "
+                                 "afresh")
+        saved = state["config"]
         # one from before the count was recorded: unknown, so not compared
         compared = config if "threads" in saved else {k: v for k, v in config.items() if k != "threads"}
         check_same_config(files["checkpoint"], state["config"], compared)

@@ -163,9 +163,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
-def _damage(state: dict) -> str:
+def checkpoint_damage(state: dict) -> str:
     """What is wrong with a checkpoint ``training_loop`` wrote ('' when nothing): each key its ``save`` writes, of
-    its type. Only there: ``load_checkpoint`` also reads AutoHAS's and the supernet's, which hold other fields."""
+    its type. The supernet's training writes these keys too (and checks its own besides); AutoHAS's holds
+    others."""
     import torch
 
     def number(x) -> bool:
@@ -300,7 +301,7 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
     res = LoopResult(total_steps=total)
     if resume:
         state = load_checkpoint(checkpoint)
-        why = _damage(state)
+        why = checkpoint_damage(state)
         if why:  # a traceback (KeyError: 'rng', a generator state of the wrong size), or a history row "x" written
             raise UserInputError(f"{checkpoint}: a damaged graphmill training checkpoint ({why}); delete it to "
                                  "start afresh")
