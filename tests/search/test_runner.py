@@ -382,17 +382,20 @@ def test_no_more_worker_processes_than_the_budget_and_a_bounded_pool(monkeypatch
     stalled (an outside check): the pool gets min(workers, budget), and more than 1024 local workers is refused
     before any process starts."""
     from graphmill.search import runner
-    from graphmill.search.executors.pool import ProcessPoolExecutor
 
     started = []
-    real = ProcessPoolExecutor._start
-    monkeypatch.setattr(ProcessPoolExecutor, "_start", lambda self, slot: (started.append(1), real(self, slot)))
+    real = runner.make
+
+    def make(name, evaluate, *, workers, **kw):
+        started.append((name, workers))
+        return real(name, evaluate, workers=workers, **kw)
+    monkeypatch.setattr(runner, "make", make)
     result = search.run(rh.small_space(), rh.evaluate, budget=2, workers=8, progress=False)
-    assert len(result.history) == 2 and len(started) == 2
+    assert len(result.history) == 2 and started == [("local", 2)]
     with pytest.raises(UserInputError, match="workers=100000: the local pool starts one process per worker, at most "
                                              "1024; executor='ray' runs more on a cluster"):
         search.run(rh.small_space(), rh.evaluate, budget=2, workers=100_000, progress=False)
-    assert len(started) == 2 and runner.MAX_LOCAL_WORKERS == 1024
+    assert len(started) == 1 and runner.MAX_LOCAL_WORKERS == 1024
 
 
 def test_progress_lines(capsys):
