@@ -290,6 +290,12 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
                 strat.load_state_dict(state["strategy_state"])
                 pending = list(state["pending"])
                 waiting = list(state["waiting"])
+                for what, configs in (("pending", pending), ("waiting", waiting)):
+                    for c in configs:  # `pending: [1]` was refused at its evaluation, naming no file
+                        try:
+                            space.key(c)
+                        except UserInputError as e:
+                            raise ValueError(f"{what}: {e}") from None
                 rng = rng_from_state(state["runner"]["rng"])
                 repeats = int(state["runner"]["repeats"])
             except (KeyError, TypeError, ValueError, OverflowError, AttributeError, IndexError) as e:
