@@ -700,3 +700,39 @@ def test_cli_scale_errors_name_the_file_and_never_suggest_a_missing_flag(tmp_pat
     err = capsys.readouterr().err.strip()
     assert f"-o {tmp_path / 'w.bin'}: is the input" in err and "--force" not in err and len(err.splitlines()) == 1
     assert open(tmp_path / "w.bin", "rb").read() == before
+
+
+@pytest.mark.parametrize("where, value, says", [
+    ("block", "x", "its graphmill meta block is 'x', where graphmill writes an integer"),
+    ("block", None, "its graphmill meta block is None"),
+    ("model_stage", [1], "its graphmill meta model_stage is [1]"),
+    ("kind", {"a": 1}, "its graphmill meta kind is {'a': 1}, where graphmill writes text"),
+    ("graph.stages", 5, "its graphmill meta stages is 5, where graphmill writes a list of objects"),
+    ("graph.blocks", [1, 2], "its graphmill meta blocks is [1, 2]"),
+    ("graph.stages[0].stage", [1], "its graphmill meta stages[0].stage is [1], where graphmill writes an integer"),
+])
+def test_structure_meta_of_types_graphmill_never_writes_is_refused_naming_the_file(tmp_path, capsys, where, value,
+                                                                                    says):
+    """A model file's graphmill meta is untrusted input: a block of "x", a stage of [1] or a graph stages entry
+    that is no list reached scaling as a TypeError traceback, exit 1 (an outside check). Reference: the types
+    the zoo writes (integers, text, lists of objects)."""
+    from graphmill.cli import main
+
+    g = zoo.build("resnet18", width=0.25, resolution=32)
+    if where.startswith("graph."):
+        path = where[len("graph."):]
+        if "[0]." in path:
+            key, field = path.split("[0].")
+            g.meta[key][0][field] = value
+        else:
+            g.meta[path] = value
+    else:
+        for n in g.nodes:
+            if n.meta:
+                n.meta[where] = value
+    model = str(tmp_path / "m.onnx")
+    gm.save(g, model)
+    assert main(["scale", model, "--phi", "1", "-o", str(tmp_path / "o.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"graphmill scale: error: {model}: ") and says in err and len(err.splitlines()) == 1, err
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx"]

@@ -37,7 +37,7 @@ from graphmill.util.limits import max_elements
 from ..base import Option, Pass, PassContext, PassResult, register_pass
 from . import channels
 from .depth import add_skips_where_shapes_allow, deepen, mbconv_inner_sizes, shape_preserving_blocks
-from .structure import Structure, find_structure
+from .structure import Structure, check_structure_meta, find_structure
 
 CHANNEL_KEYS = ("cin", "cout", "width", "se_channels", "stem", "head")
 
@@ -203,6 +203,7 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
         raise UserInputError(f"divisor={divisor!r}: must be an integer >= 1")
     d, w, r = (_multiplier(what, base, name, phi) for what, base, name in
                (("depth", alpha, "alpha"), ("width", beta, "beta"), ("resolution", gamma, "gamma")))
+    check_structure_meta(graph)  # before any work: the meta updated at the end is the file's too
     if not _weights_folded(graph):
         from graphmill.passes.base import pass_class
 

@@ -103,8 +103,37 @@ def _block_io(graph: Graph, nodes: list[Node], constant: set[int], where: str) -
     return next(iter(ins.values())), next(iter(outs.values()))
 
 
+def check_structure_meta(graph: Graph) -> None:
+    """Refuse structure meta of types graphmill never writes: a node's ``model_stage``/``block`` (integers) and
+    ``kind`` (text), the graph's ``stages`` and ``blocks`` (lists of objects whose ``stage``/``block`` are
+    integers). The meta comes from the model file, and a block of "x" or a stage of [1] reached scaling as a
+    TypeError traceback (an outside check)."""
+    def integer(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    for n in graph.nodes:
+        for key, ok, want in (("model_stage", integer, "an integer"), ("block", integer, "an integer"),
+                              ("kind", lambda v: isinstance(v, str), "text")):
+            if key in n.meta and not ok(n.meta[key]):
+                raise StructureError(f"{n.op_type} node {n.name!r}: its graphmill meta {key} is {n.meta[key]!r}, "
+                                     f"where graphmill writes {want}")
+    for key, fields in (("stages", ("stage", "repeats")), ("blocks", ("stage", "block"))):
+        rows = graph.meta.get(key)
+        if rows is None:
+            continue
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise StructureError(f"graph {graph.name!r}: its graphmill meta {key} is {str(rows)[:80]}, where "
+                                 "graphmill writes a list of objects")
+        for i, r in enumerate(rows):
+            for f in fields:
+                if f in r and not integer(r[f]):
+                    raise StructureError(f"graph {graph.name!r}: its graphmill meta {key}[{i}].{f} is {r[f]!r}, "
+                                         "where graphmill writes an integer")
+
+
 def from_meta(graph: Graph) -> Structure | None:
     """Stages from node meta, or None when the nodes carry no model_stage/block meta."""
+    check_structure_meta(graph)
     constant = constant_values(graph)
     table: dict[Any, dict[Any, list[Node]]] = {}
     kinds: dict[Any, str] = {}
