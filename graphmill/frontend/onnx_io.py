@@ -219,6 +219,13 @@ def check_schema(graph: Graph, path: str, *, writing: bool = False) -> None:
                     schemas[key] = onnx.defs.get_schema(n.op_type, version, domain) if version else None
                 except onnx.defs.SchemaError:
                     schemas[key] = None
+                if not writing and domain == "" and not onnx.defs.has(n.op_type) and not any(
+                        f.domain in ("", "ai.onnx") and f.name == n.op_type for f in graph.functions.values()):
+                    # no opset has it (a misspelt or made-up op): loaded, it ran through a whole place or partition
+                    # and was refused only as the output was written, naming the output (an outside check)
+                    raise ModelLoadError(f"{path}: {n.describe()}: the default ONNX domain has no op "
+                                         f"{n.op_type!r} at any opset (onnx's checker and ONNX Runtime refuse "
+                                         "such a file)")
                 if writing and domain == "" and schemas[key] is None and version:
                     since = _first_opset(n.op_type)
                     raise ModelLoadError(f"{path}: {n.describe()}: the default ONNX domain has no op {n.op_type!r} "

@@ -687,6 +687,30 @@ def test_save_refuses_what_onnx_refuses_in_a_built_graph(tmp_path, build, needle
     assert not list(tmp_path.iterdir())
 
 
+def test_load_refuses_a_default_domain_op_no_opset_has(tmp_path):
+    """A made-up op in the default domain loaded: `inspect` said nothing, and `place` or `partition` did all their
+    work before the write refused it, naming the output file (an outside check). Reference: onnx's checker,
+    which refuses the file; an op of a later opset than the model's (Gelu at 17) still loads, as before."""
+    import onnx
+    from onnx import helper
+
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])
+    made_up = helper.make_model(helper.make_graph([helper.make_node("Frobnicate", ["x"], ["y"], name="f")], "g",
+                                                  [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(onnx.checker.ValidationError):
+        onnx.checker.check_model(made_up)
+    path = tmp_path / "m.onnx"
+    onnx.save(made_up, path)
+    with pytest.raises(UserInputError, match=re.escape(f"{path}: Frobnicate node 'f': the default ONNX domain has no "
+                                                       "op 'Frobnicate' at any opset")):
+        graphmill.load(path)
+    later = helper.make_model(helper.make_graph([helper.make_node("Gelu", ["x"], ["y"], name="f")], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(later, path)
+    assert [n.op_type for n in graphmill.load(path).nodes] == ["Gelu"]
+
+
 def test_a_built_graph_of_a_custom_domain_imports_it_and_saves_checker_clean(tmp_path):
     """b.op("Foo", domain="my.dom") wrote a file with no opset import for my.dom, which onnx's checker and ONNX
     Runtime refuse (an outside check); the builder imports the domain (version 1), and a graph that lacks the
