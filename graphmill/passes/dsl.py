@@ -8,7 +8,7 @@ File form::
         fold-constants(size_limit=1048576)
         fixpoint(max_iters=8) { simplify; cse; dce }
         fuse-conv-bn
-        fuse-activation(emit="fused-conv", ops=[Relu, Clip])
+        fuse-activation(emit="fused-conv", disable=[activation-into-concat])
     }
 
 Inline form (the same grammar; separators are ``,`` ``;`` or new lines; a
@@ -32,13 +32,15 @@ where each ``fixpoint``, ``repeat`` and call of a named schedule is a level, and
 the repeat counts and fixpoint limits around any step (``repeat(100){repeat(1000){dce}}``
 would run dce 100,000 times: refused; a fixpoint counts its ``max_iters``, which a
 body that always changes something reaches), calls of named schedules included. Files are UTF-8 (a BOM is accepted).
-Errors give file:line:column, the line and a caret, and the nearest known name.
+Errors give file:line:column, the line and a caret (two columns for a wide character), and the nearest known
+name. The keywords are whole words: ``repeated-cleanup`` and ``fixpoint-helpers`` are names.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from lark import Lark, Token, Transformer, Tree, v_args
@@ -79,8 +81,8 @@ kwarg: NAME "=" value
       | STRING -> string
       | NAME -> word
       | "[" [value ("," value)*] "]" -> list
-FIXPOINT.2: "fixpoint"
-REPEAT.2: "repeat"
+FIXPOINT.2: /fixpoint(?![A-Za-z0-9_.\-])/
+REPEAT.2: /repeat(?![A-Za-z0-9_.\-])/
 NAME: /@WORD@/
 NUMBER: /[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?/
 STRING: /"([^"\\]|\\.)*"/
@@ -124,7 +126,9 @@ class ScheduleError(UserInputError):
             shown = "".join("?" if (ord(c) < 32 and c != "\t") or 127 <= ord(c) < 160 or c in "\u2028\u2029" else c
                             for c in shown)
             # the line's own tabs before the column, so that the caret lands under it however tabs are shown
-            pad = "".join(c if c == "\t" else " " for c in shown[:column - 1])
+            # and two columns for a wide character (CJK, emoji), as a terminal shows it (gcc and rustc do the same)
+            pad = "".join(c if c == "\t" else "  " if unicodedata.east_asian_width(c) in "WF" else " "
+                          for c in shown[:column - 1])
             text += f"\n    {shown}\n    {pad}^"
         super().__init__(text)
 
@@ -175,6 +179,19 @@ def _check_escapes(tree: Tree, source: str, lines: list[str]) -> None:
                 i += 2
             else:
                 i += 1
+
+
+def _check_numbers(tree: Tree, source: str, lines: list[str]) -> None:
+    """Refuse an integer longer than Python converts (4,300 digits), at its line and column: a
+    ``size_limit=999...`` of 5,000 digits was a ValueError traceback."""
+    for tok in tree.scan_values(lambda t: isinstance(t, Token) and t.type == "NUMBER"):
+        digits = sum(c.isdigit() for c in str(tok))
+        if digits > MAX_NUMBER_DIGITS and not any(c in str(tok) for c in ".eE"):
+            raise ScheduleError(f"an integer of {digits:,} digits; options take at most {MAX_NUMBER_DIGITS:,}",
+                                _loc(source, lines, tok.line, tok.column))
+
+
+MAX_NUMBER_DIGITS = 4000  # under Python's int() limit of 4,300; no option takes a number near 10^4000
 
 
 class _Values(Transformer):
@@ -381,6 +398,7 @@ class _Parser:
         except UnexpectedInput as e:
             raise self._syntax_error(e, text, source, lines) from None
         _check_escapes(parsed, source, lines)
+        _check_numbers(parsed, source, lines)
         tree = _Values().transform(parsed)  # option values become Python values
         top_steps = []
         for child in tree.children:

@@ -576,3 +576,47 @@ def test_a_trailing_separator_is_still_accepted():
     without it."""
     assert parse_schedule("cse,dce,") == parse_schedule("cse,dce")
     assert parse_schedule("fixpoint{simplify;cse;}") == parse_schedule("fixpoint{simplify;cse}")
+
+
+def test_the_caret_counts_two_columns_for_a_wide_character():
+    """One space per character put the caret left of the problem after CJK or emoji, which a terminal shows two
+    columns wide (an outside check; gcc and rustc pad by display width). Reference: unicodedata's east-asian
+    width of each character of the shown line, summed up to the caret."""
+    import unicodedata
+
+    e = located('schedule a { dce("图图😀", @) }', "s.mill")
+    _, shown, caret = str(e).splitlines()
+
+    def width(text):
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    at = caret.index("^")
+    cut = next(i for i in range(len(shown) + 1) if width(shown[:i]) >= at)
+    assert width(shown[:cut]) == at and shown[cut] == "@", (shown, caret)
+
+
+def test_an_integer_longer_than_python_converts_is_a_located_error():
+    """A size_limit of 5,000 digits was a ValueError traceback from int() (Python converts at most 4,300 digits;
+    an outside check)."""
+    e = located("fold-constants(size_limit=" + "9" * 5000 + ")", "s.mill")
+    assert str(e).startswith("s.mill:1:27: an integer of 5,000 digits; options take at most 4,000")
+
+
+@pytest.mark.parametrize("name", ["repeated-cleanup", "fixpoint-helpers", "repeat.2", "fixpoint_x"])
+def test_a_name_that_starts_with_a_keyword_is_a_name(name):
+    """A plugin pass `repeated-cleanup` or a file's `schedule fixpoint-helpers` was defined and could not be
+    called: the lexer took its first letters for the keyword ("'repeat' needs a body"; an outside check).
+    Reference: the README's rule, any word but the four keywords is a name."""
+    s = parse_schedule(f"schedule {name} {{ dce }}\nschedule default {{ {name}; cse }}\n")
+    assert [r.name for r in s.runs()] == ["dce", "cse"] and parse_schedule(s.to_text()) == s
+    assert [type(x).__name__ for x in parse_schedule("repeat(2){dce}, fixpoint{cse}").body] == ["Repeat", "Fixpoint"]
+
+
+def test_the_inline_form_leaves_out_a_called_empty_schedule():
+    """A call of an empty schedule printed 'dce,,cse', which the DSL refuses (an empty step): the report's
+    schedule_inline could not be rerun (an outside check). Reference: the DSL parsing the printed form back to
+    the same passes."""
+    s = parse_schedule("schedule e { }\nschedule main2 { dce; e; cse }\n", entry="main2")
+    assert s.to_inline() == "dce,cse"
+    assert [r.name for r in parse_schedule(s.to_inline()).runs()] == ["dce", "cse"]
+    assert parse_schedule("schedule e { }\nschedule m { fixpoint{ e }; dce }\n", entry="m").to_inline() == \
+        "fixpoint(max_iters=8){},dce"
