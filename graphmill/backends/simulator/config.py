@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 
 from graphmill.ir import UserInputError
 from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
+from graphmill.util.suggest import did_you_mean
 from graphmill.util.toml_lines import locate
 
 DATAFLOWS = ("os", "ws", "is")
@@ -155,14 +156,15 @@ def from_dict(d: dict, where: str = "accelerator config") -> AccelConfig:
     """Build and validate a config from the TOML schema's dict."""
     for k, v in d.items():
         if k not in _KNOWN:
-            raise ConfigKeyError(f"{where}: unknown section or key {k!r}; known: {', '.join(_KNOWN)}", k)
+            raise ConfigKeyError(f"{where}: unknown section or key {k!r}{did_you_mean(k, list(_KNOWN))}; known: "
+                                 f"{', '.join(_KNOWN)}", k)
         if _KNOWN[k] is not None:
             if not isinstance(v, dict):
                 raise ConfigKeyError(f"{where}: [{k}] must be a table", k)
             for kk in v:
                 if kk not in _KNOWN[k]:
-                    raise ConfigKeyError(f"{where}: unknown key {k}.{kk}; known: {', '.join(sorted(_KNOWN[k]))}",
-                                         f"{k}.{kk}")
+                    raise ConfigKeyError(f"{where}: unknown key {k}.{kk}{did_you_mean(kk, sorted(_KNOWN[k]))}; known: "
+                                         f"{', '.join(sorted(_KNOWN[k]))}", f"{k}.{kk}")
     if "name" in d and not isinstance(d["name"], str):  # `name = 5` was taken as the name "5"
         raise ConfigKeyError(f"{where}: name must be a string, got {d['name']!r}", "name")
     arr, mem = d.get("array", {}), d.get("memory", {})

@@ -82,7 +82,11 @@ LOCATED = [
     ("dram_bw_words = 8", "dram_bw_words = 8\n[clock]\nmhz = nan", ":12:1: clock.mhz"),
     ("dram_bw_words = 8", "dram_bw_words = 8\nwords = 3", ":11:1: unknown key memory.words"),
     ("dram_bw_words = 8", "dram_bw_words = 8\n# a comment\nfoo.bar = 1", ":12:1: unknown key memory.foo"),
-    ("dram_bw_words = 8", "dram_bw_words = 8\n\n[clocks]", ":12:1: unknown section or key 'clocks'"),
+    ("dram_bw_words = 8", "dram_bw_words = 8\n\n[clocks]", ":12:1: unknown section or key 'clocks' (did you mean "
+                                                            "'clock'?)"),
+    # a misspelt key got the list of known ones and no nearest name (an outside check)
+    ("dram_bw_words = 8", "dram_bw_words = 8\nwrod_bytes = 2", ":11:1: unknown key memory.wrod_bytes (did you mean "
+                                                              "'word_bytes'?)"),
     ('name = "t"', "name = 5", ":1:1: name must be a string, got 5"),  # was taken as the name "5"
 ]
 
