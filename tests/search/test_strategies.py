@@ -254,6 +254,10 @@ def test_tpe_options_are_tpesamplers():
     ("tpe", "n_startup_trials", -1, "option n_startup_trials=-1 must be an integer >= 0"),
     ("tpe", "n_ei_candidates", 0, "option n_ei_candidates=0 must be an integer >= 1"),
     ("tpe", "multivariate", 1, "option multivariate=1 must be true or false"),
+    ("default", "gamma", -1.0, "option gamma=-1.0 must be > 0.0 and <= 1.0"),  # these three ran (an outside check)
+    ("default", "ard_min", -5, "option ard_min=-5 must be >= 0"),
+    ("default", "niche", -1, "option niche=-1 must be >= 0"),
+    ("default", "init_pool", 0, "option init_pool=0 must be >= 1"),
 ])
 def test_option_values_out_of_range_are_refused_when_the_strategy_is_built(name, option, value, message):
     """An outside check: these reached torch's "Invalid learning rate", a ZeroDivisionError, or (tpe, whose

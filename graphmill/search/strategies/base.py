@@ -47,6 +47,9 @@ class Strategy:
 
     name = "base"
     OPTIONS: dict[str, Any] = {}
+    #: option -> (smallest value, whether it may equal it, largest value or None), checked with the types: an
+    #: lr of -1 or a bins of 0 reached torch's traceback or a ZeroDivisionError (an outside check)
+    RANGES: dict[str, tuple[float, bool, float | None]] = {}
     _budget: int | None = None
 
     @property
@@ -89,6 +92,12 @@ class Strategy:
                 if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(float(v)):
                     raise UserInputError(f"strategy {cls.name!r}: option {k}={v!r} must be a number")
                 v = float(v)
+            if k in cls.RANGES:
+                low, equal, high = cls.RANGES[k]
+                if v < low or (v == low and not equal) or (high is not None and v > high):
+                    within = f">= {low}" if equal else f"> {low}"
+                    raise UserInputError(f"strategy {cls.name!r}: option {k}={v!r} must be {within}"
+                                         + (f" and <= {high}" if high is not None else ""))
             out[k] = v
         return out
 

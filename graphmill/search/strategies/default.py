@@ -237,6 +237,12 @@ class PredictorEvolution(Strategy):
                "ard_sweeps": 1, "init": "random", "init_pool": 64,
                "ls_starts": 0, "ls_steps": 5, "niche": 2, "niche_top": 1, "noises": [1e-4, 1e-2, 1e-1],
                "cond_relevance": 0.01, "ei_noise": 1.0, "exploit_from": 0.75, "failed_as_worst": True}
+    # counts and fractions that have no meaning below (or above) these; gamma=-1, ard_min=-5 and niche=-1 ran
+    RANGES = {"gamma": (0.0, False, 1.0), "tpe_frac": (0.0, False, 1.0), "ard_min": (0, True, None),
+              "niche": (0, True, None), "niche_top": (0, True, None), "local_every": (0, True, None),
+              "tpe_until": (0, True, None), "ard_sweeps": (0, True, None), "init_pool": (1, True, None),
+              "ls_starts": (0, True, None), "ls_steps": (0, True, None), "enumerate_limit": (0, True, None),
+              "xi": (0.0, True, None)}
 
     def __init__(self, space: Space, *, seed: int = 0, **options: Any) -> None:
         super().__init__(space, seed=seed, **options)
