@@ -89,6 +89,8 @@ def restored_trials(state: dict, space: Space, checkpoint: str) -> list[Trial]:
     was resumed, and the run died with a traceback after evaluating more, or reported a configuration the space
     does not hold as its best (outside checks). Read before anything else reads the history."""
     try:
+        if not isinstance(state["history"], list):  # 'int' object is not iterable, said as the damage
+            raise ValueError(f"history is {str(state['history'])[:40]}, not a list of trials")
         trials = [Trial.from_json(t) for t in state["history"]]
         for t in trials:
             try:

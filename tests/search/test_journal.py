@@ -159,6 +159,7 @@ def test_a_result_answered_from_the_journal_does_not_count_in_the_rate(tmp_path,
     (lambda s: s["runner"].update(repeats="many"), "invalid literal"),
     # refused when its evaluation came, naming no file (an outside check)
     (lambda s: s.update(pending=[1]), "pending: config: expected a dict of parameters, got 1"),
+    (lambda s: s.update(history=5), "history is 5, not a list of trials"),  # "'int' object is not iterable"
     (lambda s: s.update(waiting=[{"op": "conv"}]), "waiting: k: missing (the parameter is active)"),
 ])
 def test_a_damaged_checkpoint_is_refused_before_any_evaluation(tmp_path, edit, why):
