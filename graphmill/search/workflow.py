@@ -167,6 +167,11 @@ def make_evaluator(spec: str, space_name: str, *, objective: tuple[str, dict] | 
     from graphmill.search.evaluators import AcceleratorEvaluator, MnasNetEvaluator
 
     proxy = dict(proxy or {})
+    if proxy and (spec != "builtin" or space_name not in ("mnasnet", "mnasnet+accelerator")):
+        # --steps 5 beside a user evaluator was accepted and ignored (an outside check)
+        who = f"--evaluator {spec}" if spec != "builtin" else f"the {space_name} space's built-in evaluator"
+        raise UserInputError(f"{who} takes no proxy settings (given: {', '.join(sorted(proxy))}): they configure "
+                             "the built-in evaluator's proxy task of the mnasnet spaces")
     if spec == "builtin":
         if space_name in ("mnasnet", "mnasnet+accelerator"):
             name, params = objective or ("mnasnet", {})

@@ -138,6 +138,11 @@ BAD_SPACE = '{"type": "space", "params": {"lr": {"type": "float", "low": "a", "h
     (["--space", "mnasnet", "--evaluator", "exits:f"], {"exits.py": "import sys\nsys.exit(3)\n"},
      "cannot import 'exits': SystemExit: the module called sys.exit(3) as it was imported"),
     (["--space", "mnasnet", "--evaluator", "json:nosuch"], {}, "json has no 'nosuch'"),
+    # a proxy setting beside an evaluator that has none was accepted and ignored (an outside check)
+    (["--space", "mnasnet", "--evaluator", "json:loads", "--steps", "5"], {},
+     "--evaluator json:loads takes no proxy settings (given: steps)"),
+    (["--space", "accelerator", "--latency-resolution", "32"], {},
+     "the accelerator space's built-in evaluator takes no proxy settings (given: latency_resolution)"),
     (["--space", "mnasnet", "--evaluator", "bultin"], {}, "MODULE:FUNCTION (did you mean 'builtin'?)"),
     (["--space", "mnasnet", "--objective", "mnasnet:target=3"], {}, "did you mean 'target_ms'"),
     # inf/nan reached the checkpoint's fingerprint: "not JSON-able", an empty --out left behind (an outside check)
