@@ -709,6 +709,21 @@ def test_load_refuses_a_default_domain_op_no_opset_has(tmp_path):
                               opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(later, path)
     assert [n.op_type for n in graphmill.load(path).nodes] == ["Gelu"]
+    # onnx dropped its experimental ops from its list, and ONNX Runtime still runs them (the model zoo's
+    # tinyyolov2-8 uses ImageScaler): they load (a review found them refused). Reference: ONNX Runtime runs it
+    import onnxruntime as ort
+
+    legacy = helper.make_model(helper.make_graph([helper.make_node("ImageScaler", ["x"], ["y"], name="f", scale=2.0,
+                                                                   bias=[1.0])], "g",
+                                                 [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT,
+                                                                                [1, 1, 2, 2])],
+                                                 [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)]),
+                               opset_imports=[helper.make_opsetid("", 8)], ir_version=4)
+    onnx.save(legacy, path)
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"x": np.ones((1, 1, 2, 2), np.float32)})[0]
+    assert out.ravel().tolist() == [3.0] * 4
+    assert [n.op_type for n in graphmill.load(path).nodes] == ["ImageScaler"]
 
 
 def test_a_built_graph_of_a_custom_domain_imports_it_and_saves_checker_clean(tmp_path):
