@@ -227,7 +227,8 @@ def check_schema(graph: Graph, path: str, *, writing: bool = False) -> None:
                     raise ModelLoadError(f"{path}: {n.describe()}: the default ONNX domain has no op "
                                          f"{n.op_type!r} at any opset (onnx's checker and ONNX Runtime refuse "
                                          "such a file)")
-                if writing and domain == "" and schemas[key] is None and version:
+                if writing and domain == "" and schemas[key] is None and version and \
+                        n.op_type not in ONNX_RUNTIME_LEGACY_OPS:  # read from a file ONNX Runtime runs: written back
                     since = _first_opset(n.op_type)
                     raise ModelLoadError(f"{path}: {n.describe()}: the default ONNX domain has no op {n.op_type!r} "
                                          f"at opset {version}" + (f" (it has since opset {since})" if since else "")

@@ -724,6 +724,10 @@ def test_load_refuses_a_default_domain_op_no_opset_has(tmp_path):
         None, {"x": np.ones((1, 1, 2, 2), np.float32)})[0]
     assert out.ravel().tolist() == [3.0] * 4
     assert [n.op_type for n in graphmill.load(path).nodes] == ["ImageScaler"]
+    graphmill.save(graphmill.load(path), tmp_path / "back.onnx")  # written back as read: ONNX Runtime runs it
+    again = ort.InferenceSession(str(tmp_path / "back.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"x": np.ones((1, 1, 2, 2), np.float32)})[0]
+    assert again.ravel().tolist() == [3.0] * 4
 
 
 def test_a_built_graph_of_a_custom_domain_imports_it_and_saves_checker_clean(tmp_path):
