@@ -321,8 +321,9 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
     report = _progress(progress, budget)
     size = space.size()
     result = SearchResult(space, strategy, history)
-    if executor != "inprocess":  # no more processes than evaluations: --workers 8 started 8 for a budget of 2
-        workers = min(workers, max(1, budget))
+    if executor != "inprocess":  # no more processes than evaluations left: --workers 8 started 8 for a budget of
+        # 2, and a resume with one evaluation left started all of them (a review)
+        workers = min(workers, max(1, budget - len(history)))
     exec_: Executor = make(executor, evaluate, workers=workers, timeout=timeout, ray_address=ray_address)
     in_flight: dict[int, tuple[dict, str, float]] = {}  # token -> (config, key, submitted at)
     ready: list[int] = []  # tokens answered from the journal, finished without an evaluation

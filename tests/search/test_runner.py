@@ -398,6 +398,24 @@ def test_no_more_worker_processes_than_the_budget_and_a_bounded_pool(monkeypatch
     assert len(started) == 1 and runner.MAX_LOCAL_WORKERS == 1024
 
 
+def test_a_resume_starts_no_more_workers_than_evaluations_left(tmp_path, monkeypatch):
+    """The cap counted the whole budget: a resume with 1 of 7 evaluations left started 7 processes (a review)."""
+    from graphmill.search import runner
+
+    ck = str(tmp_path / "run.json")
+    search.run(rh.small_space(), rh.evaluate, strategy="random", budget=6, checkpoint=ck, progress=False)
+    started = []
+    real = runner.make
+
+    def make(name, evaluate, *, workers, **kw):
+        started.append((name, workers))
+        return real(name, evaluate, workers=workers, **kw)
+    monkeypatch.setattr(runner, "make", make)
+    result = search.run(rh.small_space(), rh.evaluate, strategy="random", budget=7, workers=8, checkpoint=ck,
+                        progress=False)
+    assert len(result.history) == 7 and started == [("local", 1)]
+
+
 def test_progress_lines(capsys):
     lines = []
     search.run(rh.small_space(), rh.evaluate, strategy="random", budget=3, seed=0, progress=lambda s: lines.append(s))
