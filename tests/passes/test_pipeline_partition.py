@@ -413,6 +413,12 @@ def test_bad_input():
                             method=method)
         with pytest.raises(UserInputError, match=f"pass 'pipeline-partition': objective 'memory' .* '{method}'"):
             PipelinePartition(method=method, objective="memory")  # in a schedule: before any pass runs
+    with pytest.raises(UserInputError, match="did you mean 'equal-layers'"):  # the name first (a review)
+        PipelinePartition(method="equal-layrs", objective="memory")
+    from graphmill import api
+
+    with pytest.raises(UserInputError, match="did you mean 'equal-layers'"):  # api.partition checked the pair first
+        api.partition(mlp(batch=4), stages=2, microbatches=2, objective="memory", method="equal-layrs")
     with pytest.raises(UserInputError, match="symbolic batch dimension"):
         partition_graph(mlp(), TableCost(fwd), stages=2, microbatches=2)
     with pytest.raises(UserInputError, match="does not split into 3 equal micro-batches"):

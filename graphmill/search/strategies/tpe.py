@@ -35,7 +35,7 @@ def _wrong_value(name: str, value: Any, annotation: str) -> str | None:
     with their results written (an outside check)."""
     if value is None:
         return None if "None" in annotation else "must be given"
-    if "Callable" in annotation:
+    if annotation.startswith("Callable"):  # not a dict of callables (categorical_distance_func in optuna 4)
         return None if callable(value) else "must be a function (a Python callable: give it through the API)"
     if annotation.startswith("bool"):
         return None if isinstance(value, bool) else "must be true or false"
