@@ -309,6 +309,9 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
         # that predates an option, every run of that time lost; a review)
         compared = config if "threads" in state["config"] else {k: v for k, v in config.items() if k != "threads"}
         check_same_config(checkpoint, state["config"], compared, unused=MODE_OPTIONS)
+        if state["step"] > total:  # the same run has `total` steps: a step of 10^6 reported them done (a review)
+            raise UserInputError(f"{checkpoint}: a damaged graphmill training checkpoint (step {state['step']} of a "
+                                 f"run of {total} steps); delete it to start afresh")
         why = _mismatch(module, state["model"])
         if why:  # torch's message's first line named nothing ("Error(s) in loading state_dict for GraphModule:")
             raise UserInputError(f"{checkpoint}: does not fit this model: {why}")
