@@ -9,6 +9,7 @@ optima (the controller's argmax on a reward that only one choice earns; a learni
 from __future__ import annotations
 
 import json
+import re
 import os
 import warnings
 
@@ -590,3 +591,28 @@ def test_a_ray_run_interrupted_reports_what_its_folder_holds(tmp_path, monkeypat
                     options=dict(TINY), progress=None)
     assert s["interrupted"] and s["files"] == ["checkpoint.pt", "history.jsonl"] and s["trials"] == 3
     assert s["task"] == TASK and s["checkpoint"] == str(out / "checkpoint.pt") and s["budget"] == 10
+
+
+@pytest.mark.parametrize("key, value, why", [
+    ("config", None, "config is not what graphmill writes"),  # a TypeError traceback (a review)
+    ("step", "abc", "step is not what graphmill writes"),
+    ("step", 10 ** 6, "step 1000000 of a search of 10 steps"),
+    ("history", "[1", "history is not what graphmill writes"),
+    ("phase", "later", "phase is not what graphmill writes"),
+    ("rng", None, "rng is not what graphmill writes"),
+])
+def test_a_damaged_checkpoint_is_refused_in_one_line(tmp_path, key, value, why):
+    """Every field of an AutoHAS checkpoint was used unchecked: a config of None was a TypeError traceback (a
+    review). Reference: the types the run's own save writes (an undamaged one resumes: the Ctrl-C test above)."""
+    import torch
+
+    def stop(line: str) -> None:  # at the first progress line: after the checkpoint of step 5
+        raise KeyboardInterrupt
+    part = _run(tmp_path / "part", budget=10, progress=stop)
+    assert part["interrupted"]
+    path = tmp_path / "part" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    state[key] = value
+    torch.save(state, path)
+    with pytest.raises(UserInputError, match=re.escape(f"{path}: a damaged AutoHAS checkpoint ({why}); remove ")):
+        _run(tmp_path / "part", budget=10)

@@ -273,6 +273,43 @@ def _run_on_ray(out: str, *, budget: int, seed: int, workers: int, ray_address: 
     return value
 
 
+
+def _damage(state: dict) -> str:
+    """What is wrong with an AutoHAS checkpoint's fields ('' when nothing): each of the types ``_save`` writes
+    (state dicts, generator states, JSON text, a step within the run's budget, a phase)."""
+    import torch
+
+    def json_of(kind: type):
+        def ok(x) -> bool:
+            try:
+                return isinstance(x, str) and isinstance(json.loads(x), kind)
+            except ValueError:
+                return False
+        return ok
+
+    def generator_state(x) -> bool:
+        return isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and x.dim() == 1
+
+    checks = (("config", lambda x: isinstance(x, dict)), ("model", lambda x: isinstance(x, dict)),
+              ("optimizer", lambda x: isinstance(x, dict)), ("generator", generator_state), ("rng", generator_state),
+              ("controller", json_of(dict)), ("history", json_of(list)), ("probs", json_of(list)),
+              ("compute", json_of(dict)), ("phase", lambda x: x in ("search", "final", "done")),
+              ("step", lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 0))
+    for key, ok in checks:
+        if key not in state:
+            return f"no {key}"
+        if not ok(state[key]):
+            return f"{key} is not what graphmill writes"
+    budget = state["config"].get("budget")
+    if isinstance(budget, int) and state["step"] > budget:
+        return f"step {state['step']} of a search of {budget} steps"
+    for key, kind in (("pick", (dict, type(None))), ("screened", list)):
+        if key in state and not json_of(kind)(state[key]):
+            return f"{key} is not what graphmill writes"
+    if state.get("final") is not None and not isinstance(state["final"], dict):
+        return "final is not what graphmill writes"
+    return ""
+
 class _Run:
     """One AutoHAS run into a folder: state, checkpoint, the two phases, outputs."""
 
@@ -300,6 +337,10 @@ class _Run:
         if not os.path.exists(self.files["checkpoint"]):
             return None
         state = load_checkpoint(self.files["checkpoint"])
+        why = _damage(state)
+        if why:  # a config of None was a TypeError traceback (a review); so would any other field be, later
+            raise UserInputError(f"{self.files['checkpoint']}: a damaged AutoHAS checkpoint ({why}); remove "
+                                 f"{self.out} to start afresh")
         # a checkpoint written before the accelerator was recorded cannot say which it had: its runs resume
         config = {k: v for k, v in self.config.items() if k != "accel" or "accel" in state["config"]}
         check_same_config(self.files["checkpoint"], state["config"], config)
@@ -367,11 +408,16 @@ class _Run:
     def _restore(self, state: dict) -> None:
         import torch
 
-        self.module.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["rng"])
-        self.controller.load_state_dict(json.loads(state["controller"]))
+        try:
+            self.module.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.generator.set_state(state["generator"])
+            torch.set_rng_state(state["rng"])
+            self.controller.load_state_dict(json.loads(state["controller"]))
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+            raise UserInputError(f"{self.files['checkpoint']}: does not fit this AutoHAS run "
+                                 f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__}); remove "
+                                 f"{self.out} to start afresh") from None
         self.history = json.loads(state["history"])
         self.probs = json.loads(state["probs"])
         self.compute = json.loads(state["compute"])
