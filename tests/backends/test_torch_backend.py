@@ -171,6 +171,56 @@ def test_scatter_elements_add_trains_data_and_updates():
     assert upd.grad.tolist() == [[1.0, 100.0, 10.0], [1e5, 1e5, 1000.0]]
 
 
+def _one_node(op, inputs, consts, x_type, opset, **attrs):
+    """A model of one ``op`` reading the graph input ``x`` and the constants ``consts`` (name -> array)."""
+    h = onnx.helper
+    names = ["x", *inputs]
+    outs = ["v", "i"] if op == "TopK" else ["y"]
+    g = h.make_graph([h.make_node(op, names, outs, name="n", **attrs)], "g",
+                     [h.make_tensor_value_info("x", x_type, None)],
+                     [h.make_empty_tensor_value_info(o) for o in outs],
+                     [onnx.numpy_helper.from_array(v, k) for k, v in consts.items()])
+    return h.make_model(g, opset_imports=[h.make_opsetid("", opset)])
+
+
+F, I64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
+
+
+@pytest.mark.parametrize("name, model, x", [
+    # the sum shifted by one; "the sum minus x" gave NaN after an inf
+    ("cumsum-exclusive", _one_node("CumSum", ["ax"], {"ax": np.array(0, np.int64)}, F, 14, exclusive=1),
+     np.array([np.inf, 1, 2], np.float32)),
+    ("cumsum-exclusive-reverse", _one_node("CumSum", ["ax"], {"ax": np.array(0, np.int64)}, F, 14, exclusive=1,
+                                           reverse=1), np.array([1, 2, np.inf], np.float32)),
+    # torch has no integer mean: ORT truncates
+    ("reducemean-int", _one_node("ReduceMean", [], {}, I64, 13, axes=[1], keepdims=0),
+     np.array([[1, 2, 4], [-1, -2, -4]], np.int64)),
+    # before opset 10 TopK's k is an attribute (an IndexError)
+    ("topk-opset9", _one_node("TopK", [], {}, F, 9, k=2), np.array([1, 3, 2], np.float32)),
+    # a negative step over an empty range: torch.arange refused it
+    ("slice-empty-negative-step", _one_node("Slice", ["s", "e", "a", "st"], {
+        n: np.array([v], np.int64) for n, v in (("s", 0), ("e", 2), ("a", 0), ("st", -1))}, F, 13),
+     np.arange(4, dtype=np.float32)),
+    # empty axes with noop_with_empty_axes: the elementwise part still applies (the input came back)
+    *[(f"{op}-noop", _one_node(op, ["a"], {"a": np.array([], np.int64)}, F, 18, noop_with_empty_axes=1),
+       np.array([0.5, -2, 3] if op != "ReduceLogSum" else [0.5, 2, 3], np.float32))
+      for op in ("ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceSum", "ReduceMax")],
+])
+def test_edge_cases_a_fuzzer_found_match_onnxruntime(name, model, x):
+    """Compositions and attribute forms the node corpus does not reach (a fuzzer of to_torch against ONNX
+    Runtime): wrong values (CumSum exclusive after an inf, the Reduce ops' elementwise part under
+    noop_with_empty_axes) or a failure at run time (integer ReduceMean, TopK's k attribute, an empty slice with a
+    negative step). Reference: ONNX Runtime on the same one-node model."""
+    g = from_proto(model)
+    ref = list(ortb.run(g, {"x": x}).values())
+    got = run_torch(to_torch(g).eval(), {"x": torch.from_numpy(x)})
+    assert len(got) == len(ref)
+    for a, b in zip(got, ref):
+        a = a.numpy()
+        assert a.dtype == b.dtype and a.shape == b.shape, (name, a, b)
+        assert np.array_equal(a, b) or np.allclose(a, b, rtol=1e-6, atol=0, equal_nan=False), (name, a, b)
+
+
 # -- refusals ----------------------------------------------------------------------------------------------
 def _single_node_model(op_type: str, **attrs) -> onnx.ModelProto:
     h = onnx.helper

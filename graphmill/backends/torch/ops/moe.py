@@ -125,8 +125,11 @@ def _moe(rt, a, x):
 
 @op("TopK")
 def _topk(rt, a, x):
-    """ONNX TopK: (values, int64 indices) of the k largest (``largest=1``) or smallest along ``axis``."""
-    v, i = topk(x[0], int(x[1].reshape(-1)[0]), int(a.get("axis", -1)), largest=bool(a.get("largest", 1)))
+    """ONNX TopK: (values, int64 indices) of the k largest (``largest=1``) or smallest along ``axis``; ``k`` an input
+    (opset 10 on) or an attribute (before)."""
+    # before opset 10 k is an attribute (reading a second input was an IndexError; an outside check)
+    k = int(x[1].reshape(-1)[0]) if len(x) > 1 and x[1] is not None else int(a["k"])
+    v, i = topk(x[0], k, int(a.get("axis", -1)), largest=bool(a.get("largest", 1)))
     return v, i.to(torch.int64)
 
 

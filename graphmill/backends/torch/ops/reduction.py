@@ -7,7 +7,10 @@ import torch
 from .common import OPS, ints, norm_axis, op
 
 
-def _reduce(fn):
+def _reduce(fn, elementwise=None):
+    """``fn(X, axes, keepdims)``; ``elementwise``: what the op does to each element before summing (x*x, |x|) or
+    after (log), which an empty ``axes`` with ``noop_with_empty_axes`` still applies (onnx's reference and ONNX
+    Runtime do: ReduceSumSquare of [0.5, -2] is [0.25, 4], not the input; an outside check)."""
     def impl(rt, a, x):
         X = x[0]
         axes = x[1] if len(x) > 1 and x[1] is not None else a.get("axes")
@@ -15,7 +18,7 @@ def _reduce(fn):
         keep = bool(a.get("keepdims", 1))
         if not axes:
             if a.get("noop_with_empty_axes", 0):
-                return X
+                return X if elementwise is None else elementwise(X).to(X.dtype)
             axes = list(range(X.dim()))
         axes = sorted(norm_axis(v, X.dim()) for v in axes)
         if not axes:  # a scalar input reduces to itself
@@ -55,17 +58,28 @@ def _prod(X, axes, keep):
     return X
 
 
-for _n, _f in {
-    "ReduceMean": lambda X, ax, k: X.mean(dim=ax, keepdim=k),
-    "ReduceSum": lambda X, ax, k: X.sum(dim=ax, keepdim=k),
-    "ReduceMax": _amax, "ReduceMin": _amin, "ReduceProd": _prod,
-    "ReduceL1": lambda X, ax, k: X.abs().sum(dim=ax, keepdim=k),
-    "ReduceL2": lambda X, ax, k: (X * X).sum(dim=ax, keepdim=k).sqrt(),
-    "ReduceSumSquare": lambda X, ax, k: (X * X).sum(dim=ax, keepdim=k),
-    "ReduceLogSum": lambda X, ax, k: X.sum(dim=ax, keepdim=k).log(),
-    "ReduceLogSumExp": lambda X, ax, k: torch.logsumexp(X, dim=ax, keepdim=k),
-}.items():
-    OPS[_n] = _reduce(_f)
+def _mean(X, axes, keep):
+    if X.is_floating_point():
+        return X.mean(dim=axes, keepdim=keep)
+    # torch has no integer mean ("could not infer output dtype"); ONNX Runtime's truncates: [1, 2, 4] -> 2,
+    # [-1, -2, -4] -> -2 (an outside check)
+    count = 1
+    for ax in axes:
+        count *= X.shape[ax]
+    return torch.div(X.sum(dim=axes, keepdim=keep), count, rounding_mode="trunc")
+
+
+for _n, _f, _e in (
+    ("ReduceMean", _mean, None),
+    ("ReduceSum", lambda X, ax, k: X.sum(dim=ax, keepdim=k), None),
+    ("ReduceMax", _amax, None), ("ReduceMin", _amin, None), ("ReduceProd", _prod, None),
+    ("ReduceL1", lambda X, ax, k: X.abs().sum(dim=ax, keepdim=k), torch.abs),
+    ("ReduceL2", lambda X, ax, k: (X * X).sum(dim=ax, keepdim=k).sqrt(), torch.abs),
+    ("ReduceSumSquare", lambda X, ax, k: (X * X).sum(dim=ax, keepdim=k), lambda X: X * X),
+    ("ReduceLogSum", lambda X, ax, k: X.sum(dim=ax, keepdim=k).log(), torch.log),
+    ("ReduceLogSumExp", lambda X, ax, k: torch.logsumexp(X, dim=ax, keepdim=k), None),
+):
+    OPS[_n] = _reduce(_f, _e)
 
 
 def _arg(fn):
@@ -92,8 +106,9 @@ def _cumsum(rt, a, x):
     if a.get("reverse", 0):
         X = X.flip(axis)
     y = torch.cumsum(X, axis).to(X.dtype)
-    if a.get("exclusive", 0):
-        y = y - X
+    if a.get("exclusive", 0):  # the sum shifted by one: the sum minus X gave NaN after an inf (an outside check)
+        first = torch.zeros_like(X.narrow(axis, 0, min(1, X.shape[axis])))
+        y = torch.cat([first, y.narrow(axis, 0, max(0, X.shape[axis] - 1))], dim=axis)
     if a.get("reverse", 0):
         y = y.flip(axis)
     return y

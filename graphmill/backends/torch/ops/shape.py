@@ -85,7 +85,10 @@ def _slice(rt, a, x):
             X = X[tuple(idx)]
         else:
             st, en = min(max(st, 0), dim - 1), min(max(en, -1), dim - 1)
-            index = torch.arange(st, en, sp, device=X.device)
+            # an empty range (start at or before end, or an empty axis): torch.arange refuses a step of the wrong
+            # sign, where ONNX gives an empty slice (an outside check)
+            index = torch.arange(st, en, sp, device=X.device) if st > en else \
+                torch.zeros(0, dtype=torch.int64, device=X.device)
             X = X.index_select(ax, index)
     return X
 
