@@ -66,7 +66,7 @@ def type_from_proto(tp: onnx.TypeProto) -> Type | None:
             shape = tuple(dims)
             dim_dens = tuple(dens) if any(dens) else None
         if which == "sparse_tensor_type":
-            return SparseTensorType(_dtype(tt.elem_type), shape, den)
+            return SparseTensorType(_dtype(tt.elem_type), shape, den, dim_dens)
         return TensorType(_dtype(tt.elem_type), shape, den, dim_dens)
     if which == "sequence_type":
         et = tp.sequence_type.elem_type

@@ -80,6 +80,8 @@ class SparseTensorType:
     dtype: DataType = DataType.UNDEFINED
     shape: tuple[Dim, ...] | None = None
     denotation: str = ""
+    # per-dimension denotations, as TensorType keeps them (a round trip dropped them; an outside check)
+    dim_denotations: tuple[str, ...] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", DataType(self.dtype))
