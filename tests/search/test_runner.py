@@ -377,10 +377,8 @@ def test_bad_arguments():
         search.run(rh.small_space(), rh.evaluate, budget=-1)
 
 
-def test_no_more_worker_processes_than_the_budget_and_a_bounded_pool(monkeypatch):
-    """--workers 8 started 8 processes for 2 evaluations, and --workers 100000 started processes until the machine
-    stalled (an outside check): the pool gets min(workers, budget), and more than 1024 local workers is refused
-    before any process starts."""
+def _record_executors(monkeypatch) -> list:
+    """(executor name, workers) of every executor the runner makes, made as it would."""
     from graphmill.search import runner
 
     started = []
@@ -390,6 +388,16 @@ def test_no_more_worker_processes_than_the_budget_and_a_bounded_pool(monkeypatch
         started.append((name, workers))
         return real(name, evaluate, workers=workers, **kw)
     monkeypatch.setattr(runner, "make", make)
+    return started
+
+
+def test_no_more_worker_processes_than_the_budget_and_a_bounded_pool(monkeypatch):
+    """--workers 8 started 8 processes for 2 evaluations, and --workers 100000 started processes until the machine
+    stalled (an outside check): the pool gets min(workers, budget), and more than 1024 local workers is refused
+    before any process starts."""
+    from graphmill.search import runner
+
+    started = _record_executors(monkeypatch)
     result = search.run(rh.small_space(), rh.evaluate, budget=2, workers=8, progress=False)
     assert len(result.history) == 2 and started == [("local", 2)]
     with pytest.raises(UserInputError, match="workers=100000: the local pool starts one process per worker, at most "
@@ -400,17 +408,9 @@ def test_no_more_worker_processes_than_the_budget_and_a_bounded_pool(monkeypatch
 
 def test_a_resume_starts_no_more_workers_than_evaluations_left(tmp_path, monkeypatch):
     """The cap counted the whole budget: a resume with 1 of 7 evaluations left started 7 processes (a review)."""
-    from graphmill.search import runner
-
     ck = str(tmp_path / "run.json")
     search.run(rh.small_space(), rh.evaluate, strategy="random", budget=6, checkpoint=ck, progress=False)
-    started = []
-    real = runner.make
-
-    def make(name, evaluate, *, workers, **kw):
-        started.append((name, workers))
-        return real(name, evaluate, workers=workers, **kw)
-    monkeypatch.setattr(runner, "make", make)
+    started = _record_executors(monkeypatch)
     result = search.run(rh.small_space(), rh.evaluate, strategy="random", budget=7, workers=8, checkpoint=ck,
                         progress=False)
     assert len(result.history) == 7 and started == [("local", 1)]

@@ -84,24 +84,24 @@ def optimal_partition(n: int, k: int, value: StageFn, memory: MemFn | None = Non
     """
     if k < 1 or n < k:
         raise ValueError(f"cannot cut {n} elements into {k} blocks")
-    inf = np.inf
-    dp = np.full((k, n + 1), inf)
-    arg = np.zeros((k, n + 1), dtype=np.int64)
-    for s in range(k):
-        for j in range(s + 1, n - (k - 1 - s) + 1):
-            i = np.arange(s, j) if s else np.zeros(1, dtype=np.int64)
-            v = value(s, i, j)
-            if s:
-                v = np.maximum(dp[s - 1][i], v)
-            if memory is not None and cap > 0:
-                v = np.where(memory(s, i, j) <= cap, v, inf)
-            best = int(np.argmin(v))
-            dp[s][j] = v[best]
-            arg[s][j] = i[best]
+
+    def fits(s: int, i: np.ndarray, j: int) -> np.ndarray:
+        return memory(s, i, j) <= cap if memory is not None and cap > 0 else np.ones(len(i), dtype=bool)
+
+    def largest(s: int, i: np.ndarray, j: int, before: np.ndarray | None) -> np.ndarray:
+        v = value(s, i, j) if before is None else np.maximum(before, value(s, i, j))
+        return np.where(fits(s, i, j), v, np.inf)
+
+    dp, arg = _program(n, k, largest)
     if not np.isfinite(dp[k - 1][n]):
         return None
-    if tiebreak is not None:
-        arg = _least_sum_under(n, k, value, float(dp[k - 1][n]), tiebreak, memory, cap)
+    if tiebreak is not None:  # the least summed tiebreak under that bottleneck, recomputed by the same arithmetic
+        bound = float(dp[k - 1][n])
+
+        def summed(s: int, i: np.ndarray, j: int, before: np.ndarray | None) -> np.ndarray:
+            ok = (value(s, i, j) <= bound) & fits(s, i, j)
+            return np.where(ok, tiebreak(s, i, j) + (0.0 if before is None else before), np.inf)
+        arg = _program(n, k, summed)[1]
     ends = [n]
     for s in range(k - 1, 0, -1):
         ends.append(int(arg[s][ends[-1]]))
@@ -109,21 +109,17 @@ def optimal_partition(n: int, k: int, value: StageFn, memory: MemFn | None = Non
     return _sizes(ends), float(dp[k - 1][n])
 
 
-def _least_sum_under(n: int, k: int, value: StageFn, bound: float, cost: StageFn, memory: MemFn | None,
-                     cap: float) -> np.ndarray:
-    """Split points of the partition with the least summed ``cost`` whose every stage value is at most
-    ``bound`` (the optimal bottleneck, so one exists: the values are recomputed by the same arithmetic)."""
-    inf = np.inf
-    dp = np.full((k, n + 1), inf)
+def _program(n: int, k: int, stage) -> tuple[np.ndarray, np.ndarray]:
+    """The dynamic program over (stages used, prefix length): ``dp[s][j]`` is the least ``stage(s, i, j,
+    dp[s - 1][i])`` over the split points ``i`` of the first j elements into s + 1 stages (``None`` for the first
+    stage), ``arg[s][j]`` the earliest split point reaching it."""
+    dp = np.full((k, n + 1), np.inf)
     arg = np.zeros((k, n + 1), dtype=np.int64)
     for s in range(k):
         for j in range(s + 1, n - (k - 1 - s) + 1):
             i = np.arange(s, j) if s else np.zeros(1, dtype=np.int64)
-            ok = value(s, i, j) <= bound
-            if memory is not None and cap > 0:
-                ok &= memory(s, i, j) <= cap
-            v = np.where(ok, cost(s, i, j) + (dp[s - 1][i] if s else 0.0), inf)
+            v = stage(s, i, j, dp[s - 1][i] if s else None)
             best = int(np.argmin(v))
             dp[s][j] = v[best]
             arg[s][j] = i[best]
-    return arg
+    return dp, arg
