@@ -273,6 +273,7 @@ class _Importer:
             g.extra["quantization_annotation"] = [q.SerializeToString() for q in gp.quantization_annotation]
         scope = outer.new_child()
         vinfo = {vi.name: vi for vi in gp.value_info}
+        output_names = {vi.name for vi in gp.output}
 
         for vi in gp.input:
             v = Value(vi.name, self.value_type(vi, gp.name), doc_string=vi.doc_string)
@@ -318,7 +319,9 @@ class _Importer:
                 producers[name] = npb
                 vi = vinfo.get(name)
                 v = Value(name, self.value_type(vi, gp.name) if vi is not None else None)
-                if vi is not None:
+                if vi is not None and name not in output_names:  # an output's own declaration has its doc and
+                    # metadata; the value_info entry about it is kept verbatim (it lent them to the output: a
+                    # round-trip fuzzer)
                     v.doc_string = vi.doc_string
                     if len(vi.metadata_props):
                         v.metadata_props = _props(vi.metadata_props, self.path, f"value {name!r}")

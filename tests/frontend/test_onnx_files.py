@@ -984,3 +984,20 @@ def test_a_sparse_tensor_types_dimension_denotations_round_trip(tmp_path):
     onnx.save(m, tmp_path / "m.onnx")
     graphmill.save(graphmill.load(tmp_path / "m.onnx"), tmp_path / "back.onnx")
     assert onnx.load(tmp_path / "back.onnx").graph.output[0].type == tp
+
+
+def test_a_value_info_entry_about_a_graph_output_keeps_its_doc_to_itself(tmp_path):
+    """The value_info entry about output y lent its doc string and metadata to y's own declaration, which had
+    none (a round-trip fuzzer). Reference: the model written here, compared field by field after load and save."""
+    import onnx
+    from onnx import helper
+
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])
+    about = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2], doc_string="value_info doc")
+    helper.set_metadata_props(about, {"from": "value_info"})
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y], value_info=[about])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    graphmill.save(graphmill.load(tmp_path / "m.onnx"), tmp_path / "back.onnx")
+    back = onnx.load(tmp_path / "back.onnx").graph
+    assert back.output[0] == y and list(back.value_info) == [about]
