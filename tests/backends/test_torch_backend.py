@@ -195,6 +195,8 @@ F, I64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
     # torch has no integer mean: ORT truncates
     ("reducemean-int", _one_node("ReduceMean", [], {}, I64, 13, axes=[1], keepdims=0),
      np.array([[1, 2, 4], [-1, -2, -4]], np.int64)),
+    ("reducemean-int-empty-axis", _one_node("ReduceMean", [], {}, I64, 13, axes=[1], keepdims=0),
+     np.zeros((2, 0), np.int64)),  # ORT's 0 over nothing (a ZeroDivisionError; a review)
     # before opset 10 TopK's k is an attribute (an IndexError)
     ("topk-opset9", _one_node("TopK", [], {}, F, 9, k=2), np.array([1, 3, 2], np.float32)),
     # a negative step over an empty range: torch.arange refused it

@@ -600,6 +600,12 @@ def test_a_ray_run_interrupted_reports_what_its_folder_holds(tmp_path, monkeypat
     ("history", "[1", "history is not what graphmill writes"),
     ("phase", "later", "phase is not what graphmill writes"),
     ("rng", None, "rng is not what graphmill writes"),
+    # the right type, other contents: a TypeError or KeyError at the first use (a review)
+    ("history", "[1]", "history is not what graphmill writes"),
+    ("compute", "{}", "compute is not what graphmill writes"),
+    ("pick", "{}", "pick is not what graphmill writes"),
+    # the final phase before the search's end skipped the rest of it and reported the run finished (a review)
+    ("phase", "final", "phase 'final' at search step 5 of 10"),
 ])
 def test_a_damaged_checkpoint_is_refused_in_one_line(tmp_path, key, value, why):
     """Every field of an AutoHAS checkpoint was used unchecked: a config of None was a TypeError traceback (a

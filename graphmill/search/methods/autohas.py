@@ -274,26 +274,39 @@ def _run_on_ray(out: str, *, budget: int, seed: int, workers: int, ray_address: 
 
 
 
+#: the compute tallies a run keeps (images seen, CPU seconds, per phase)
+COMPUTE_KEYS = ("search_train_images", "search_val_images", "final_train_images", "search_cpu_seconds",
+                "final_cpu_seconds")
+
 def _damage(state: dict) -> str:
     """What is wrong with an AutoHAS checkpoint's fields ('' when nothing): each of the types ``_save`` writes
     (state dicts, generator states, JSON text, a step within the run's budget, a phase)."""
     import torch
 
-    def json_of(kind: type):
+    def json_of(kind: type, inside=lambda v: True):
         def ok(x) -> bool:
             try:
-                return isinstance(x, str) and isinstance(json.loads(x), kind)
+                return isinstance(x, str) and isinstance(json.loads(x), kind) and inside(json.loads(x))
             except ValueError:
                 return False
         return ok
+
+    def rows(v) -> bool:  # a list of objects ("[1]" was a TypeError at the first use; a review)
+        return all(isinstance(r, dict) for r in v)
+
+    def tally(v) -> bool:  # every count the run adds to
+        return all(isinstance(v.get(k), (int, float)) and not isinstance(v.get(k), bool) for k in COMPUTE_KEYS)
+
+    def picked(v) -> bool:
+        return v is None or (isinstance(v.get("arch"), dict) and isinstance(v.get("hp"), dict))
 
     def generator_state(x) -> bool:
         return isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and x.dim() == 1
 
     checks = (("config", lambda x: isinstance(x, dict)), ("model", lambda x: isinstance(x, dict)),
               ("optimizer", lambda x: isinstance(x, dict)), ("generator", generator_state), ("rng", generator_state),
-              ("controller", json_of(dict)), ("history", json_of(list)), ("probs", json_of(list)),
-              ("compute", json_of(dict)), ("phase", lambda x: x in ("search", "final", "done")),
+              ("controller", json_of(dict)), ("history", json_of(list, rows)), ("probs", json_of(list, rows)),
+              ("compute", json_of(dict, tally)), ("phase", lambda x: x in ("search", "final", "done")),
               ("step", lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 0))
     for key, ok in checks:
         if key not in state:
@@ -303,8 +316,12 @@ def _damage(state: dict) -> str:
     budget = state["config"].get("budget")
     if isinstance(budget, int) and state["step"] > budget:
         return f"step {state['step']} of a search of {budget} steps"
-    for key, kind in (("pick", (dict, type(None))), ("screened", list)):
-        if key in state and not json_of(kind)(state[key]):
+    if isinstance(budget, int) and state["phase"] != "search" and state["step"] != budget:
+        # the save writes the final phase once the search is over: a phase 'final' at step 5 of 10 skipped the
+        # rest of the search and reported it finished (a review)
+        return f"phase {state['phase']!r} at search step {state['step']} of {budget}"
+    for key, ok in (("pick", json_of((dict, type(None)), picked)), ("screened", json_of(list, rows))):
+        if key in state and not ok(state[key]):
             return f"{key} is not what graphmill writes"
     if state.get("final") is not None and not isinstance(state["final"], dict):
         return "final is not what graphmill writes"
@@ -377,8 +394,7 @@ class _Run:
             self.history: list[dict] = []
             self.probs: list[dict] = []
             self.step_no = 0
-            self.compute = {"search_train_images": 0, "search_val_images": 0, "final_train_images": 0,
-                            "search_cpu_seconds": 0.0, "final_cpu_seconds": 0.0}
+            self.compute = {k: 0.0 if k.endswith("seconds") else 0 for k in COMPUTE_KEYS}
             self.phase, self.final_state = "search", None
             self.pick: dict | None = None
             self.screened: list[dict] = []
@@ -546,7 +562,12 @@ class _Run:
         self.trainer = ChildTrainer(self.spec, pick["arch"], pick["hp"], weights, steps=o["final_steps"],
                                     batch=o["batch"], seed=self.seed, data=self.data)
         if self.final_state is not None:
-            self.trainer.load_state_dict(self.final_state)
+            try:  # the final training's own state: a damaged one was a KeyError traceback (a review)
+                self.trainer.load_state_dict(self.final_state)
+            except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+                raise UserInputError(f"{self.files['checkpoint']}: a damaged AutoHAS checkpoint (its final "
+                                     f"training's state: {type(e).__name__} {str(e)[:100]}); remove {self.out} to "
+                                     "start afresh") from None
         elif o["final_init"] == "scratch":
             torch.manual_seed(self.seed)  # RandAugment's draws: what a baseline candidate with this seed sees
         t_start, done_at_start = time.perf_counter(), self.trainer.step_no

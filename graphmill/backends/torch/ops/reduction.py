@@ -66,7 +66,9 @@ def _mean(X, axes, keep):
     count = 1
     for ax in axes:
         count *= X.shape[ax]
-    return torch.div(X.sum(dim=axes, keepdim=keep), count, rounding_mode="trunc")
+    total = X.sum(dim=axes, keepdim=keep)
+    # over nothing ONNX Runtime gives 0 (a division by zero here; a review)
+    return torch.div(total, count, rounding_mode="trunc") if count else torch.zeros_like(total)
 
 
 for _n, _f, _e in (
