@@ -197,6 +197,14 @@ F, I64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
      np.array([[1, 2, 4], [-1, -2, -4]], np.int64)),
     ("reducemean-int-empty-axis", _one_node("ReduceMean", [], {}, I64, 13, axes=[1], keepdims=0),
      np.zeros((2, 0), np.int64)),  # ORT's 0 over nothing (a ZeroDivisionError; a review)
+    # empty tensors where ONNX Runtime gives an empty result: each raised at run time
+    ("argmax-empty", _one_node("ArgMax", [], {}, F, 13, axis=0), np.zeros((0, 1, 0), np.float32)),
+    ("softmax-opset11-empty", _one_node("Softmax", [], {}, F, 11, axis=1), np.zeros((0, 3), np.float32)),
+    ("batchnorm-no-channels", _one_node("BatchNormalization", ["s", "b", "m", "v"],
+                                        {n: np.zeros(0, np.float32) for n in "sbmv"}, F, 15),
+     np.zeros((2, 0, 3), np.float32)),
+    ("resize-empty-axis", _one_node("Resize", ["", "", "sz"], {"sz": np.array([1, 0, 4], np.int64)}, F, 13,
+                                    mode="linear"), np.zeros((1, 0, 2), np.float32)),
     # before opset 10 TopK's k is an attribute (an IndexError)
     ("topk-opset9", _one_node("TopK", [], {}, F, 9, k=2), np.array([1, 3, 2], np.float32)),
     # a negative step over an empty range: torch.arange refused it

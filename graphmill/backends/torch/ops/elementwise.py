@@ -101,7 +101,8 @@ def _softmax_like(fn):
         if rt.opset >= 13:
             return fn(v, norm_axis(a.get("axis", -1), v.dim()))
         axis = norm_axis(a.get("axis", 1), v.dim())  # before opset 13: coerce to 2-D at axis
-        flat = v.reshape(int(np.prod(v.shape[:axis], dtype=np.int64)), -1)
+        # both sizes given: -1 cannot be inferred for a tensor of 0 elements (a [0, 3] input; a fuzzer)
+        flat = v.reshape(int(np.prod(v.shape[:axis], dtype=np.int64)), int(np.prod(v.shape[axis:], dtype=np.int64)))
         return fn(flat, 1).reshape(v.shape)
     return impl
 

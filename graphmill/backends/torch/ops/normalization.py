@@ -12,6 +12,8 @@ from .common import check, norm_axis, op
 def _bn(rt, a, x):
     X, scale, bias, mean, var = x[:5]
     eps = a.get("epsilon", 1e-5)
+    if X.numel() == 0:  # F.batch_norm indexes channel 0 (C = 0: an IndexError; a fuzzer): nothing to normalize
+        return X.clone()
     if mean.requires_grad or var.requires_grad:
         # statistics computed from the data (torch's BatchNorm without running statistics exports its batch
         # mean and variance as the inputs): the gradient flows through them, which F.batch_norm refuses

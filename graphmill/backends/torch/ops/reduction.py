@@ -89,6 +89,10 @@ def _arg(fn):
         X = x[0]
         axis = norm_axis(a.get("axis", 0), X.dim())
         keep = bool(a.get("keepdims", 1))
+        shape = [1 if i == axis else d for i, d in enumerate(X.shape)] if keep else \
+            [d for i, d in enumerate(X.shape) if i != axis]
+        if X.shape[axis] == 0 and 0 in shape:  # an empty result, which torch refuses to reduce to (a fuzzer)
+            return torch.zeros(shape, dtype=torch.int64, device=X.device)
         if a.get("select_last_index", 0):
             idx = X.shape[axis] - 1 - fn(X.flip(axis), dim=axis, keepdim=keep)
         else:

@@ -49,6 +49,14 @@ def _resize(rt, a, x):
     sizes = x[3] if len(x) > 3 and x[3] is not None and x[3].numel() else None
     axes = [norm_axis(v, rank) for v in (a.get("axes") or range(rank))]
     in_sz = [X.shape[ax] for ax in axes]
+    if X.numel() == 0:  # nothing to sample, only the output's shape to give (the sizes' ratios divided by an
+        # empty axis's 0; a fuzzer)
+        out = ints(sizes) if sizes is not None else [int(math.floor(i * float(v)))
+                                                     for i, v in zip(in_sz, scales.tolist())]
+        shape = list(X.shape)
+        for ax, n_out in zip(axes, out):
+            shape[ax] = n_out
+        return X.new_zeros(shape)
     if sizes is not None:
         out_sz = ints(sizes)
         policy = a.get("keep_aspect_ratio_policy", "stretch")
