@@ -180,7 +180,8 @@ def test_a_damaged_checkpoint_is_refused_before_any_evaluation(tmp_path, edit, w
     assert str(e.value).endswith("); remove it to start afresh") and calls == []
 
 
-@pytest.mark.parametrize("hyper", ["x", [0.4], [0.4, "a", 0.0], [0.4, 1e-4, 0.0, [1.0]], [0.4, 1e-4, float("inf")]])
+@pytest.mark.parametrize("hyper", ["x", [0.4], [0.4, "a", 0.0], [0.4, 1e-4, 0.0, [1.0]], [0.4, 1e-4, float("inf")],
+                                   [-0.4, 1e-4, 0.0], [0.4, -1e300, 0.0], [0.4, 1e-4, 0.0, [1.0, -3.0, 1.0, 1.0, 1.0]]])
 def test_a_damaged_default_strategy_state_is_refused_before_any_evaluation(tmp_path, hyper):
     """The default strategy's fitted Gaussian-process parameters edited ('x', too few, a relevance per parameter
     of the wrong length): an IndexError traceback at the first ask (an outside check). Reference: the state

@@ -621,8 +621,12 @@ class PredictorEvolution(Strategy):
 
         h = tuple(hyper) if isinstance(hyper, (list, tuple)) else ()
         rel = h[3] if len(h) > 3 else None
-        if not (2 <= len(h) <= 4 and all(number(v) for v in h[:3]) and (
-                rel is None or (isinstance(rel, list) and len(rel) == len(self._leaves) and all(map(number, rel))))):
+        # a lengthscale, noise and relevances > 0 and a linear weight in [0, 1), as a fit writes them: a negative
+        # one resumed into square roots of negatives (a review)
+        if not (2 <= len(h) <= 4 and all(number(v) for v in h[:3]) and h[0] > 0 and h[1] > 0
+                and (len(h) < 3 or 0 <= h[2] < 1) and (rel is None or (
+                    isinstance(rel, list) and len(rel) == len(self._leaves) and all(map(number, rel))
+                    and all(r > 0 for r in rel)))):
             raise ValueError(f"strategy_state.hyper {hyper!r} is not the fitted parameters of a Gaussian process "
                              "over this space")
         return h
