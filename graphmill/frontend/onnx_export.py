@@ -236,8 +236,13 @@ def graph_to_proto(g: Graph, gp: onnx.GraphProto, *, initializers_are_inputs: bo
         infos.append(vi := onnx.ValueInfoProto())
         vi.ParseFromString(blob)
     gp.value_info.extend(_in_file_order(infos, g.extra.get("value_info_order", ())))
-    for v in g.outputs:
-        _value_info(v, gp.output.add())
+    kept = g.extra.get("passthrough_outputs", {})
+    for i, v in enumerate(g.outputs):
+        name, typed, blob = kept.get(i, ("", "", b""))
+        if blob and v.name == name and v.producer is None and repr(v.type) == typed:  # as read: its own declaration
+            gp.output.add().ParseFromString(blob)
+        else:
+            _value_info(v, gp.output.add())
     _set_props(gp.metadata_props, g.metadata_props)
     _set_meta(gp.metadata_props, g.meta)
     for blob in g.extra.get("quantization_annotation", ()):

@@ -363,10 +363,18 @@ class _Importer:
                                      "twice; which one is meant cannot be told")
             g.append(node)  # adopts the node and its subgraphs; the Node already recorded its inputs' uses
 
+        passthrough: dict[int, tuple[str, str, bytes]] = {}
         for vi in gp.output:
             v = scope.get(vi.name) if vi.name else None
             if v is None:
                 raise self.error(f"graph {gp.name!r} output {vi.name!r} is not defined by any node, input or initializer")
+            if v.producer is None and v.graph is g:
+                # a graph input or initializer that is also an output has one Value and two declarations: the
+                # output's is kept verbatim, written back while the value is as read (it came back as the input's
+                # type, doc and metadata; a round-trip fuzzer)
+                passthrough[len(g.outputs)] = (v.name, repr(v.type), vi.SerializeToString())
+                g.outputs.append(v)
+                continue
             if vi.HasField("type") and v.graph is g and (v.type is None or v.producer is not None):
                 v.type = self.value_type(vi, gp.name)
             if vi.doc_string and not v.doc_string:
@@ -374,6 +382,8 @@ class _Importer:
             if len(vi.metadata_props) and not v.metadata_props:
                 v.metadata_props = _props(vi.metadata_props, self.path, f"output {vi.name!r}")
             g.outputs.append(v)
+        if passthrough:
+            g.extra["passthrough_outputs"] = passthrough
         # value_info the IR has no home for (about inputs, initializers, graph outputs, or names that do
         # not exist) rides along verbatim so that a round trip loses nothing.
         output_ids = {id(v) for v in g.outputs}

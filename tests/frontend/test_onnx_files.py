@@ -1001,3 +1001,31 @@ def test_a_value_info_entry_about_a_graph_output_keeps_its_doc_to_itself(tmp_pat
     graphmill.save(graphmill.load(tmp_path / "m.onnx"), tmp_path / "back.onnx")
     back = onnx.load(tmp_path / "back.onnx").graph
     assert back.output[0] == y and list(back.value_info) == [about]
+
+
+def test_an_output_that_is_a_graph_input_keeps_its_own_declaration(tmp_path):
+    """Valid ONNX (onnx's checker accepts it, ONNX Runtime runs it): output x is the input x, declared [?, ?] with
+    its own doc and metadata. It came back with the input's [N, 3] and doc, and its metadata moved onto the input
+    (a round-trip fuzzer). Reference: the model written here, compared field by field after load and save; once
+    a pass changes the value, its declaration follows the value again."""
+    import onnx
+    from onnx import helper
+
+    x_in = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3], doc_string="input doc")
+    x_out = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, None], doc_string="output doc")
+    helper.set_metadata_props(x_out, {"role": "passthrough"})
+    w_out = helper.make_tensor_value_info("w", onnx.TensorProto.FLOAT, [None])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 3])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x_in], [y, x_out, w_out],
+                          [onnx.numpy_helper.from_array(np.ones(3, np.float32), "w")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, tmp_path / "m.onnx")
+    loaded = graphmill.load(tmp_path / "m.onnx")
+    graphmill.save(loaded, tmp_path / "back.onnx")
+    back = onnx.load(tmp_path / "back.onnx").graph
+    assert list(back.input) == [x_in] and list(back.output) == [y, x_out, w_out]
+    loaded.inputs[0].type = loaded.inputs[0].type.with_shape([2, 3])  # the value changed: the declaration follows
+    graphmill.save(loaded, tmp_path / "changed.onnx")
+    changed = onnx.load(tmp_path / "changed.onnx").graph.output[1]
+    assert [d.dim_value for d in changed.type.tensor_type.shape.dim] == [2, 3]
