@@ -186,6 +186,19 @@ def _one_node(op, inputs, consts, x_type, opset, **attrs):
 F, I64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
 
 
+def test_an_empty_axis_resized_to_a_size_is_refused_as_onnxruntime_refuses_it():
+    """Resize of an axis of size 0 to 3 made up a tensor of zeros; ONNX Runtime and onnx's reference refuse it
+    ("Input dim is zero but required output dim is non-zero"; a review). Reference: ONNX Runtime's refusal."""
+    from graphmill.util.errors import ExecutionError
+
+    g = from_proto(_one_node("Resize", ["", "", "sz"], {"sz": np.array([1, 3, 4], np.int64)}, F, 13))
+    x = np.zeros((1, 0, 2), np.float32)
+    with pytest.raises(Exception, match="Input dim is zero"):
+        ortb.run(g, {"x": x})
+    with pytest.raises(ExecutionError, match="axis 1 has size 0 and cannot be resized to 3"):
+        run_torch(to_torch(g).eval(), {"x": torch.from_numpy(x)})
+
+
 @pytest.mark.parametrize("name, model, x", [
     # the sum shifted by one; "the sum minus x" gave NaN after an inf
     ("cumsum-exclusive", _one_node("CumSum", ["ax"], {"ax": np.array(0, np.int64)}, F, 14, exclusive=1),
@@ -205,6 +218,16 @@ F, I64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
      np.zeros((2, 0, 3), np.float32)),
     ("resize-empty-axis", _one_node("Resize", ["", "", "sz"], {"sz": np.array([1, 0, 4], np.int64)}, F, 13,
                                     mode="linear"), np.zeros((1, 0, 2), np.float32)),
+    # the aspect policy holds for an empty batch and over the axes that have a ratio (a review)
+    ("resize-empty-batch-policy", _one_node("Resize", ["", "", "sz"], {"sz": np.array([3, 4], np.int64)}, F, 18,
+                                            axes=[1, 2], keep_aspect_ratio_policy="not_larger"),
+     np.zeros((0, 2, 2), np.float32)),
+    ("resize-empty-axis-policy", _one_node("Resize", ["", "", "sz"], {"sz": np.array([1, 0, 4], np.int64)}, F,
+                                           18, keep_aspect_ratio_policy="not_larger"), np.zeros((1, 0, 2), np.float32)),
+    ("instancenorm-no-channels", _one_node("InstanceNormalization", ["s", "b"],
+                                           {n: np.zeros(0, np.float32) for n in "sb"}, F, 17),
+     np.zeros((2, 0, 3), np.float32)),
+    ("lrn-empty-batch", _one_node("LRN", [], {}, F, 13, size=3), np.zeros((0, 3, 2, 2), np.float32)),
     # before opset 10 TopK's k is an attribute (an IndexError)
     ("topk-opset9", _one_node("TopK", [], {}, F, 9, k=2), np.array([1, 3, 2], np.float32)),
     # a negative step over an empty range: torch.arange refused it

@@ -36,6 +36,8 @@ def _check_bn(node, opset):
 
 @op("InstanceNormalization")
 def _instnorm(rt, a, x):
+    if x[0].numel() == 0:  # torch indexes channel 0 (as BatchNormalization did): nothing to normalize
+        return x[0].clone()
     return F.instance_norm(x[0], weight=x[1], bias=x[2], eps=a.get("epsilon", 1e-5))
 
 
@@ -58,6 +60,8 @@ def _layernorm(rt, a, x):
 @op("LRN")
 def _lrn(rt, a, x):
     X = x[0]
+    if X.numel() == 0:  # nothing to normalize (the reshape's -1 had no size to infer; a review)
+        return X.clone()
     size = a["size"]
     alpha, beta, bias = a.get("alpha", 1e-4), a.get("beta", 0.75), a.get("bias", 1.0)
     sq = (X * X).reshape(X.shape[0], 1, X.shape[1], -1)

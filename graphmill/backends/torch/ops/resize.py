@@ -49,10 +49,19 @@ def _resize(rt, a, x):
     sizes = x[3] if len(x) > 3 and x[3] is not None and x[3].numel() else None
     axes = [norm_axis(v, rank) for v in (a.get("axes") or range(rank))]
     in_sz = [X.shape[ax] for ax in axes]
-    if X.numel() == 0:  # nothing to sample, only the output's shape to give (the sizes' ratios divided by an
-        # empty axis's 0; a fuzzer)
+    if 0 in in_sz:  # an empty axis resized: nothing to sample, only the output's shape to give (the sizes' ratios
+        # divided by its 0; a fuzzer). ONNX Runtime's rules: the aspect policy over the axes that have a ratio,
+        # and an empty axis cannot become a non-empty one
         out = ints(sizes) if sizes is not None else [int(math.floor(i * float(v)))
                                                      for i, v in zip(in_sz, scales.tolist())]
+        policy = a.get("keep_aspect_ratio_policy", "stretch")
+        if sizes is not None and policy != "stretch":
+            ratios = [o / i for o, i in zip(out, in_sz) if i]
+            r = (min(ratios) if policy == "not_larger" else max(ratios)) if ratios else 1.0
+            out = [int(math.floor(i * r + 0.5)) for i in in_sz]
+        grown = [(ax, o) for ax, i, o in zip(axes, in_sz, out) if i == 0 and o > 0]
+        if grown:
+            raise ValueError(f"axis {grown[0][0]} has size 0 and cannot be resized to {grown[0][1]}")
         shape = list(X.shape)
         for ax, n_out in zip(axes, out):
             shape[ax] = n_out
