@@ -340,12 +340,22 @@ def _lower_matmul(node: Node, name: str) -> list:
 
 def _lower_einsum(node: Node, name: str) -> list | None:
     """A two-operand Einsum as the batched matrix product it is: labels in both operands and the output are the
-    batch (``repeat``), in one operand and the output M or N, in neither output K (summed). None for one
-    operand or three (the vector unit, as their registry cost says)."""
+    batch (``repeat``), in one operand and the output M or N, in neither output K (summed). Three or more: the
+    loop nest the registry counts ((operands - 1) MACs per point of all labels), as that many matrix-vector
+    products of the output's points by the summed labels (they went to the vector unit with 0 MACs, where
+    ``inspect`` counted them; an outside check). None for one operand (a reduction: the vector unit)."""
     shapes = [_static(_tshape(v), f"operand {i}", node) for i, v in enumerate(node.inputs)]
     read = einsum_labels(str(node.attr("equation", "")), shapes)
-    if read is None or len(read[0]) != 2:
+    if read is None or len(read[0]) < 2:
         return None
+    if len(read[0]) > 2:
+        ops, out, size = read
+        every = set().union(*map(set, ops))
+        points_out = math.prod(size[c] for c in set(out))
+        summed = math.prod(size[c] for c in every - set(out))
+        if points_out * summed == 0:
+            return []
+        return [gemm_layer(name, node.op_type, points_out, 1, summed, repeat=len(ops) - 1).validate(node.describe())]
     (a, b), out, size = read
     a, b, o = set(a), set(b), set(out)
 

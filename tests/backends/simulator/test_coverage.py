@@ -349,6 +349,22 @@ def test_einsum_simulates_as_the_matmul_it_is(make_accel, equation, a, b, matmul
     assert graphmill.inspect(one("Einsum", [a, b], equation=equation))["macs"] == ein.macs > 0
 
 
+@pytest.mark.parametrize("equation, shapes, macs", [
+    ("ij,jk,kl->il", [[2, 1], [1, 4], [4, 3]], 2 * 2 * 1 * 4 * 3),  # (operands - 1) x every label's points
+    ("i,i,i->", [[5], [5], [5]], 2 * 5),
+])
+def test_einsum_of_three_operands_costs_the_macs_inspect_counts(make_accel, equation, shapes, macs):
+    """A three-operand Einsum ran on the vector unit with 0 MACs, no note, where `inspect` counted its loop nest
+    (an outside check). Reference: the loop nest by hand, (operands - 1) multiply-adds per point of every label."""
+    names = "abc"[:len(shapes)]
+    g = helper.make_graph([helper.make_node("Einsum", list(names), ["y"], equation=equation)], "g",
+                          [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in zip(names, shapes)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    graph = from_proto(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    rep = graphmill.simulate(graph, make_accel(8, 8, "ws"))
+    assert not rep.uncosted and rep.macs == macs == graphmill.inspect(graph)["macs"] and rep.total_cycles > 0
+
+
 @pytest.mark.parametrize("group", [1, 2])
 def test_conv_transpose_is_the_gemm_it_is_on_the_array(group):
     """Reference: the operator's definition (each input pixel times the weight: M = batch x input pixels, N = output
