@@ -242,13 +242,11 @@ class PredictorEvolution(Strategy):
               "niche": (0, True, None), "niche_top": (0, True, None), "local_every": (0, True, None),
               "tpe_until": (0, True, None), "ard_sweeps": (0, True, None), "init_pool": (1, True, None),
               "ls_starts": (0, True, None), "ls_steps": (0, True, None), "enumerate_limit": (0, True, None),
-              "xi": (0.0, True, None)}
+              "xi": (0.0, True, None), **{k: (1, True, None) for k in ("n_init", "candidates", "parents",
+                                                                        "max_train", "refit_every")}}
 
     def __init__(self, space: Space, *, seed: int = 0, **options: Any) -> None:
         super().__init__(space, seed=seed, **options)
-        for k in ("n_init", "candidates", "parents", "max_train", "refit_every"):
-            if self.options[k] < 1:
-                raise UserInputError(f"strategy 'default': option {k} must be >= 1")
         self.observed: list[tuple[dict, float | None]] = []  # in tell order
         self.pending: list[dict] = []
         self.asked = 0

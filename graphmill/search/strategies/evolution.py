@@ -12,18 +12,15 @@ from __future__ import annotations
 from collections import deque
 
 from graphmill.search.strategies.base import Strategy
-from graphmill.util.errors import UserInputError
 
 
 class RegularizedEvolution(Strategy):
     name = "evolution"
     OPTIONS = {"population": 20, "sample": 5}
+    RANGES = {"population": (1, True, None), "sample": (1, True, None)}
 
     def __init__(self, space, *, seed: int = 0, **options) -> None:
         super().__init__(space, seed=seed, **options)
-        for k in ("population", "sample"):
-            if self.options[k] < 1:
-                raise UserInputError(f"strategy 'evolution': option {k}={self.options[k]} must be >= 1")
         self.population: deque = deque()  # (config, reward), oldest first
         self.asked = 0
 
