@@ -815,7 +815,7 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     was written; the same call with ``resume=True`` continues).
     """
     from graphmill.backends.torch.training import TrainConfig, check_config
-    from graphmill.backends.torch.training.loop import MAX_THREADS
+    from graphmill.backends.torch.training.loop import MAX_THREADS, torch_threads
     from graphmill.util.files import check_out_folder
 
     if progressive and contrastive:
@@ -893,25 +893,11 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     if max_size is not None and isinstance(size, int) and size != max_size:
         raise UserInputError(f"--max-size {max_size}: {cfg.model} takes {size}x{size} images (the final size is the "
                              "model's own)")
-    import torch
-
-    from graphmill.backends.torch.training.loop import checkpoint_threads
-
-    # the count changes float rounding: it is recorded, a resume without --threads takes the checkpoint's (the
-    # resume command printed after Ctrl-C names none, and another shell's default count differs; a review), and
-    # a resume with another --threads is refused; torch's own count is given back at the end (a second api.train
-    # in the process recorded the first one's)
-    previous = torch.get_num_threads()
-    if threads is None and resume:
-        threads = checkpoint_threads(checkpoint)
-    try:
-        if threads is not None:
-            torch.set_num_threads(threads)
-        cfg.threads = torch.get_num_threads()
+    # the count is recorded, a resume without --threads takes the checkpoint's (the resume command printed after
+    # Ctrl-C names none; a review), and a resume with another --threads is refused
+    with torch_threads(threads, checkpoint if resume else None) as cfg.threads:
         return _train_and_write(graph, cfg, model=model, out=out, checkpoint=checkpoint, resume=resume,
                                 progress=progress)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _train_and_write(graph: Graph, cfg, *, model, out: str, checkpoint: str, resume: bool, progress) -> dict:

@@ -359,8 +359,7 @@ class _Run:
             raise UserInputError(f"{self.files['checkpoint']}: a damaged AutoHAS checkpoint ({why}); remove "
                                  f"{self.out} to start afresh")
         # a checkpoint written before the accelerator was recorded cannot say which it had: its runs resume
-        config = {k: v for k, v in self.config.items() if k != "accel" or "accel" in state["config"]}
-        check_same_config(self.files["checkpoint"], state["config"], config)
+        check_same_config(self.files["checkpoint"], state["config"], self.config, recorded_since=("accel",))
         return state
 
     def go(self) -> dict:

@@ -215,19 +215,10 @@ def train_supernet(out: str | os.PathLike, opts: TrainOptions | None = None, *,
     ``threads``: torch's thread count (default: a checkpoint's, else torch's own), recorded in the checkpoint's
     config, since it changes float rounding: a resume on another machine's default count continued with other
     numbers and no word (as ``graphmill train``'s did); torch's count is given back at the end."""
-    import torch
+    from graphmill.backends.torch.training.loop import torch_threads
 
-    from graphmill.backends.torch.training.loop import checkpoint_threads
-
-    previous = torch.get_num_threads()
-    try:
-        if threads is None and os.path.isfile(os.path.join(os.fspath(out), "checkpoint.pt")):
-            threads = checkpoint_threads(os.path.join(os.fspath(out), "checkpoint.pt"))
-        if threads is not None:
-            torch.set_num_threads(threads)
+    with torch_threads(threads, os.path.join(os.fspath(out), "checkpoint.pt")):
         return _train_supernet(out, opts, progress=progress)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _train_supernet(out: str | os.PathLike, opts: TrainOptions | None, *,
@@ -262,10 +253,7 @@ def _train_supernet(out: str | os.PathLike, opts: TrainOptions | None, *,
         if why:
             raise UserInputError(f"{files['checkpoint']}: a damaged supernet checkpoint ({why}); delete it to start "
                                  "afresh")
-        saved = state["config"]
-        # one from before the count was recorded: unknown, so not compared
-        compared = config if "threads" in saved else {k: v for k, v in config.items() if k != "threads"}
-        check_same_config(files["checkpoint"], state["config"], compared)
+        check_same_config(files["checkpoint"], state["config"], config, recorded_since=("threads",))
     torch.manual_seed(opts.seed)
     data = {r: digits_split(r, spec.in_channels) for r in spec.resolutions}
     module = SupernetModule(spec, init_weights(spec, opts.seed))

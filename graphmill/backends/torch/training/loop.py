@@ -19,11 +19,12 @@ stage's strength, the stage's dropout rate); ``calibrate_batchnorm`` starts a ra
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from graphmill.ir import Graph, Tensor, topological_order
 from graphmill.util.errors import ExecutionError, UserInputError
@@ -227,10 +228,28 @@ def valid_threads(n: Any) -> bool:
     return isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_THREADS
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None, checkpoint: str | os.PathLike | None) -> Iterator[int]:
+    """torch's thread count for a training run, which changes its float rounding: ``threads``, else the count
+    ``checkpoint`` records (a resume: another shell's default differs), else torch's own; yields the count, and
+    gives torch's own back afterwards (a second run in the process recorded the first one's)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads is None and checkpoint is not None and os.path.isfile(checkpoint):
+        threads = checkpoint_threads(checkpoint)
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+
+
 def checkpoint_threads(path: str | os.PathLike) -> int | None:
     """The torch thread count the training checkpoint ``path`` was made on; None when it does not say (one from
     before the count was recorded) or cannot be read or holds what graphmill never writes (the resume itself then
-    says why: ``_damage``)."""
+    says why: ``checkpoint_damage``)."""
     try:
         threads = load_checkpoint(path)["config"].get("threads")
     except (UserInputError, OSError, AttributeError, TypeError):
@@ -238,11 +257,16 @@ def checkpoint_threads(path: str | os.PathLike) -> int | None:
     return threads if valid_threads(threads) else None
 
 
-def check_same_config(path: str | os.PathLike, saved: dict, config: dict, *, unused: tuple[str, ...] = ()) -> None:
+def check_same_config(path: str | os.PathLike, saved: dict, config: dict, *, unused: tuple[str, ...] = (),
+                      recorded_since: tuple[str, ...] = ()) -> None:
     """Refuse to resume a checkpoint made with other options, naming the first that differs. An option the
     checkpoint does not hold is one added since it was written: unset (None) it cannot differ, set it is refused
     as newer than the checkpoint; an option only the checkpoint holds was removed since. ``unused``: options
-    that, None in ``config``, the run's mode does not use: what the checkpoint holds for them cannot differ."""
+    that, None in ``config``, the run's mode does not use: what the checkpoint holds for them cannot differ.
+    ``recorded_since``: settings recorded only since some checkpoints were written (the thread count, an
+    accelerator): one without them is not compared on them, since what it was made with is unknown (such
+    checkpoints were refused as predating an option, every run of that time lost; a review)."""
+    config = {k: v for k, v in config.items() if k not in recorded_since or k in saved}
     saved = {k: (None if k in unused and config.get(k, 0) is None else v) for k, v in saved.items()}
     for key in sorted(set(saved) | set(config)):
         if key not in saved and config[key] is not None:
@@ -305,10 +329,7 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
         if why:  # a traceback (KeyError: 'rng', a generator state of the wrong size), or a history row "x" written
             raise UserInputError(f"{checkpoint}: a damaged graphmill training checkpoint ({why}); delete it to "
                                  "start afresh")
-        # a checkpoint from before the thread count was recorded: unknown, so not compared (it was refused as one
-        # that predates an option, every run of that time lost; a review)
-        compared = config if "threads" in state["config"] else {k: v for k, v in config.items() if k != "threads"}
-        check_same_config(checkpoint, state["config"], compared, unused=MODE_OPTIONS)
+        check_same_config(checkpoint, state["config"], config, unused=MODE_OPTIONS, recorded_since=("threads",))
         if state["step"] > total:  # the same run has `total` steps: a step of 10^6 reported them done (a review)
             raise UserInputError(f"{checkpoint}: a damaged graphmill training checkpoint (step {state['step']} of a "
                                  f"run of {total} steps); delete it to start afresh")
