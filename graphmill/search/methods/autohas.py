@@ -273,15 +273,15 @@ def _run_on_ray(out: str, *, budget: int, seed: int, workers: int, ray_address: 
     return value
 
 
-
 #: the compute tallies a run keeps (images seen, CPU seconds, per phase)
 COMPUTE_KEYS = ("search_train_images", "search_val_images", "final_train_images", "search_cpu_seconds",
                 "final_cpu_seconds")
 
+
 def _damage(state: dict) -> str:
     """What is wrong with an AutoHAS checkpoint's fields ('' when nothing): each of the types ``_save`` writes
     (state dicts, generator states, JSON text, a step within the run's budget, a phase)."""
-    import torch
+    from graphmill.backends.torch.training.loop import is_generator_state
 
     def json_of(kind: type, inside=lambda v: True):
         def ok(x) -> bool:
@@ -300,11 +300,9 @@ def _damage(state: dict) -> str:
     def picked(v) -> bool:
         return v is None or (isinstance(v.get("arch"), dict) and isinstance(v.get("hp"), dict))
 
-    def generator_state(x) -> bool:
-        return isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and x.dim() == 1
-
     checks = (("config", lambda x: isinstance(x, dict)), ("model", lambda x: isinstance(x, dict)),
-              ("optimizer", lambda x: isinstance(x, dict)), ("generator", generator_state), ("rng", generator_state),
+              ("optimizer", lambda x: isinstance(x, dict)), ("generator", is_generator_state),
+              ("rng", is_generator_state),
               ("controller", json_of(dict)), ("history", json_of(list, rows)), ("probs", json_of(list, rows)),
               ("compute", json_of(dict, tally)), ("phase", lambda x: x in ("search", "final", "done")),
               ("step", lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 0))
@@ -326,6 +324,7 @@ def _damage(state: dict) -> str:
     if state.get("final") is not None and not isinstance(state["final"], dict):
         return "final is not what graphmill writes"
     return ""
+
 
 class _Run:
     """One AutoHAS run into a folder: state, checkpoint, the two phases, outputs."""

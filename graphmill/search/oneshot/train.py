@@ -243,13 +243,14 @@ def _train_supernet(out: str | os.PathLike, opts: TrainOptions | None, *,
         state = load_checkpoint(files["checkpoint"])
         # a step of 'abc', a config of None, an rng of zeros: tracebacks; a step of -4 trained 34 of 30 steps
         # and one of 10^6 rewrote the outputs as 'already trained' (an outside check)
-        rows, why = state.get("rows", []), checkpoint_damage(state)
-        limit = state["config"].get("steps") if not why else None  # another --steps than its own: refused below
-        limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else math.inf
-        why = why or (
-            "step is not what graphmill writes" if not state["step"] <= limit else
-            "rows is not what graphmill writes" if not (isinstance(rows, list) and all(isinstance(r, dict)
-                                                                                       for r in rows)) else "")
+        why = checkpoint_damage(state)
+        if not why:
+            steps, rows = state["config"].get("steps"), state.get("rows", [])  # its own steps: another --steps is
+            # refused below, as another config
+            if isinstance(steps, int) and not isinstance(steps, bool) and state["step"] > steps:
+                why = "step is not what graphmill writes"
+            elif not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
+                why = "rows is not what graphmill writes"
         if why:
             raise UserInputError(f"{files['checkpoint']}: a damaged supernet checkpoint ({why}); delete it to start "
                                  "afresh")

@@ -164,23 +164,25 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
+def is_generator_state(x: Any) -> bool:
+    """Whether ``x`` is what ``torch.get_rng_state`` and ``Generator.get_state`` return (a checkpoint's)."""
+    import torch
+
+    return isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and x.dim() == 1
+
+
 def checkpoint_damage(state: dict) -> str:
     """What is wrong with a checkpoint ``training_loop`` wrote ('' when nothing): each key its ``save`` writes, of
     its type. The supernet's training writes these keys too (and checks its own besides); AutoHAS's holds
     others."""
-    import torch
-
     def number(x) -> bool:
         return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x < math.inf
-
-    def generator_state(x) -> bool:  # what torch.get_rng_state and Generator.get_state return
-        return isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and x.dim() == 1
 
     def table(x) -> bool:
         return isinstance(x, dict)
 
     checks = (("model", table), ("optimizer", table), ("config", table),
-              ("rng", generator_state), ("generator", generator_state),
+              ("rng", is_generator_state), ("generator", is_generator_state),
               ("step", lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 0),
               ("history", lambda x: isinstance(x, list) and all(isinstance(r, dict) for r in x)),
               ("train_seconds", number))
