@@ -160,12 +160,16 @@ def test_fold_constants_refuses_a_growing_fold_before_evaluating_it(monkeypatch,
     """size_limit was checked after evaluation for all but four ops: two small constants ([30000, 1] + [1, 30000])
     took 3.7 GB before the 900-million-element result was refused (an outside check), an Einsum outer product
     908 MB and a Resize 501 MB (a review). The folded values' types are cleared, as an exporter that declares
-    symbolic dims leaves them, so the estimate comes from the op. Reference: the output size written above; the
-    evaluation is patched to fail if it is reached."""
+    symbolic dims leaves them, so the estimate comes from the op. Reference: the output size written above; both
+    evaluations (numpy's, and the context's node evaluator) fail the test if they are reached."""
+    from graphmill.passes import PassContext
     from graphmill.passes.cleanup import fold_constants
 
     def never(*args, **kwargs):
         raise AssertionError("evaluated a node whose output is over size_limit")
+
+    class NeverEvaluator:
+        evaluate = staticmethod(never)
 
     b = GraphBuilder(opset=17)
     x = b.input("x", "float32", [1])
@@ -175,8 +179,9 @@ def test_fold_constants_refuses_a_growing_fold_before_evaluating_it(monkeypatch,
         for v in n.outputs:
             if v is not None and v not in g.outputs:
                 v.type = None
-    monkeypatch.setattr(fold_constants, "_evaluate", never)
-    _, res = _run(g, "fold-constants(size_limit=1000)")
+    monkeypatch.setattr(fold_constants, "evaluate_numpy", never)
+    res = run_passes(g, "fold-constants(size_limit=1000)", verify_each=True,
+                     ctx=PassContext(node_evaluator=NeverEvaluator()))
     assert any("output over size_limit (1000 elements)" in n for n in res.records[0].notes)
 
 
