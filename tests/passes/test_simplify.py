@@ -684,6 +684,41 @@ def test_a_cast_that_changes_a_size_is_not_followed(tmp_path):
     _same_under_ort(src, out, [{"x": np.ones((b, 6), np.float32)} for b in (3, 2)])
 
 
+@pytest.mark.parametrize("narrow", [3, 2, 5, 4])  # INT8, UINT8, INT16, UINT16 (TensorProto's numbers)
+def test_a_symbol_cast_to_a_narrow_integer_is_not_kept(tmp_path, narrow):
+    """Cast(Shape(x), int8) wraps a 257-element dim to 1: inference kept the symbol N through 8- and 16-bit casts,
+    so ConstantOfShape gave [N] and the Expand to Shape(x) was dropped as a no-op; at N = 257 the optimized file
+    returned shape (1,) against ONNX Runtime's (257,) (an outside check's fuzzer). Reference: ONNX Runtime on the
+    original file, at N = 257 and 65,537 (which wrap at 8 and 16 bits) and 3."""
+    from onnx import helper, numpy_helper
+
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Cast", ["s"], ["n"], to=narrow),
+             helper.make_node("Cast", ["n"], ["s64"], to=7),
+             helper.make_node("ConstantOfShape", ["s64"], ["z"], value=numpy_helper.from_array(np.array([2.0], np.float32))),
+             helper.make_node("Expand", ["z", "s"], ["y"])]
+    src = _onnx_file(tmp_path, nodes, [helper.make_tensor_value_info("x", 1, ["N"])])
+    _, out = _optimized(src, tmp_path)
+    _same_under_ort(src, out, [{"x": np.zeros(n, np.float32)} for n in (257, 65537, 3)])
+
+
+def test_a_known_size_cast_to_a_narrow_integer_wraps(tmp_path):
+    """Beside a symbol, a known entry went through Cast(int8) unchanged: Shape([N, 300]) cast to int8 and back
+    held 300 where ONNX Runtime computes 44 (300 - 256), and the Reshape's output was declared [N, 300] in the
+    written file. Reference: ONNX Runtime's executed shape and values on the original file, at N = 22 and 11."""
+    from onnx import helper
+
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Cast", ["s"], ["n"], to=3),
+             helper.make_node("Cast", ["n"], ["s64"], to=7), _int_const("i1", [1]),
+             helper.make_node("Gather", ["s64", "i1"], ["c"]), _int_const("m1", [-1]),
+             helper.make_node("Concat", ["m1", "c"], ["shp"], axis=0), helper.make_node("Reshape", ["x", "shp"], ["y"])]
+    src = _onnx_file(tmp_path, nodes, [helper.make_tensor_value_info("x", 1, ["N", 300])])
+    g, out = _optimized(src, tmp_path)
+    rng = np.random.default_rng(2)
+    feeds = [{"x": rng.standard_normal((n, 300)).astype(np.float32)} for n in (22, 11)]
+    _same_under_ort(src, out, feeds)
+    assert g.outputs[0].type.shape[1] == _ort(src).run(None, feeds[0])[0].shape[1] == 44
+
+
 def test_no_minus_one_beside_a_copy_that_may_be_zero(tmp_path):
     """view(B, T * C) written with Shape/Gather/Mul became [0, -1]: at B = 0 ONNX Runtime cannot resolve the -1
     (the original gives (0, 12)); a review. Reference: ONNX Runtime on the original file, B and T at 0 too."""

@@ -81,6 +81,9 @@ EXACT_INT_LIMIT = {DataType.FLOAT16: 2**11, DataType.BFLOAT16: 2**8, DataType.FL
 # Symbolic dims (sizes of real tensors) are taken to fit float32 and double exactly, as onnx's data
 # propagation takes them to fit any type; float16 and bfloat16 drop them (a 4097-token sequence).
 SYMBOLS_SURVIVE = (DataType.FLOAT, DataType.DOUBLE)
+# Integer casts: a symbolic dim is taken to fit 32 bits (as it is taken to fit float32 above); 8- and 16-bit
+# types drop it, since a Cast to them wraps a 257-element dim to 1 (int8) and the symbol would claim 257.
+INT_SYMBOLS_SURVIVE = (DataType.INT32, DataType.UINT32, DataType.INT64, DataType.UINT64)
 
 
 def _cast_to(ctx: InferenceContext, dtype: DataType) -> list:
@@ -98,8 +101,10 @@ def _cast_to(ctx: InferenceContext, dtype: DataType) -> list:
             ctx.set_output_value(0, v.astype(np_dtype))
         elif v is None and dtype.is_integer and np_dtype is not None:
             p = ctx.input_partial(0)
-            if p is not None:  # int -> int, or a float-cast shape back to int: symbols are kept
-                ctx.set_output_partial(0, p, np_dtype)
+            if p is not None:  # int -> int, or a float-cast shape back to int: known entries wrap as the cast does
+                keep = [_cast_int(d, np_dtype) if isinstance(d, int) else d if dtype in INT_SYMBOLS_SURVIVE else None
+                        for d in p.ravel()]
+                ctx.set_output_partial(0, np.array(keep, dtype=object).reshape(p.shape), np_dtype)
     elif dtype in EXACT_INT_LIMIT and (src.is_integer or src in EXACT_INT_LIMIT):
         p = ctx.input_partial(0)
         if p is not None:
@@ -108,6 +113,11 @@ def _cast_to(ctx: InferenceContext, dtype: DataType) -> list:
                     else None for d in p.ravel()]
             ctx.set_output_partial(0, np.array(keep, dtype=object).reshape(p.shape), object)
     return [TensorType(dtype, t.shape if t is not None else None)]
+
+
+def _cast_int(d: int, np_dtype) -> int:
+    """An integer entry as a Cast to ``np_dtype`` leaves it (two's-complement wrap, as ONNX Runtime's)."""
+    return int(np.array(d, dtype=np.int64).astype(np_dtype))
 
 
 def _infer_cast(ctx: InferenceContext) -> list:
