@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.1, help="|alpha*beta^2*gamma^2 - 2| allowed (default 0.1)")
     p.add_argument("--steps", type=int, default=30, help="training steps per candidate (default 30)")
     p.add_argument("--limit", type=int, help="evaluate at most this many candidates")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the scaled models' new weights, the data split and the training (default 0)")
     p.add_argument("--stub", action="store_true", help="use the stub evaluator (NOT an accuracy; for trying the tool)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=run)
