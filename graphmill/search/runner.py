@@ -78,6 +78,10 @@ class Trial:
             raise ValueError(f"trial {d.get('number')!r}: reward {reward!r} is not a finite number")
         if not isinstance(d["config"], dict) or not isinstance(d.get("metrics", {}), dict):
             raise ValueError(f"trial {d.get('number')!r}: its config and metrics must be objects")
+        try:  # a run writes a non-finite metric as null (_jsonable): a NaN here reached results files as NaN
+            json.dumps(d.get("metrics", {}), allow_nan=False)
+        except ValueError:
+            raise ValueError(f"trial {d.get('number')!r}: its metrics hold a number that is not finite") from None
         return Trial(number=int(d["number"]), config=d["config"], key=str(d["key"]),
                      reward=None if reward is None else float(reward), status=status, metrics=d.get("metrics", {}),
                      seconds=float(d.get("seconds", 0.0)), error=d.get("error"))

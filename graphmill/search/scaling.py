@@ -258,10 +258,12 @@ def run_search(base: Graph, *, space: ScalingGrid, evaluator: Callable[[Graph], 
     grid = Space({"alpha": Choice(vals), "beta": Choice(vals), "gamma": Choice(vals)})
     options = {"configs": [{"alpha": a, "beta": b, "gamma": g} for a, b, g in cands],
                "label": json.loads(json.dumps(config, default=str))}
-    if progress is not None and checkpoint:
+    if checkpoint:
         state = ckpt.load(checkpoint)
         if state is not None and state.get("history") and state.get("options") == options:  # else it is refused
-            print(f"resuming: {len(state['history'])} of {budget} candidates already evaluated", file=progress)
+            _check_resumed(state["history"], checkpoint)
+            if progress is not None:
+                print(f"resuming: {len(state['history'])} of {budget} candidates already evaluated", file=progress)
 
     def evaluate(c: dict) -> dict:
         graph = scale(base, phi, c["alpha"], c["beta"], c["gamma"], divisor, seed=seed)
@@ -298,6 +300,20 @@ def run_search(base: Graph, *, space: ScalingGrid, evaluator: Callable[[Graph], 
     # the best is within the budget: with none there, the cheapest over it was reported as best, exit 0
     best = ranked[0] if ranked and ranked[0].get("status") == "ok" and ranked[0]["feasible"] else None
     return SearchResult(ranked, best, res.interrupted, config)
+
+
+def _check_resumed(history: Any, checkpoint: str) -> None:
+    """A one-line refusal of a checkpoint whose finished candidate has no numeric cost or accuracy, which every
+    evaluation here records: a cost of "cheap" ended in the plot's traceback after results.json was rewritten (an
+    outside check). The rest of the history is the search runner's to check."""
+    for t in history if isinstance(history, list) else []:
+        if isinstance(t, dict) and t.get("status") == "ok" and isinstance(t.get("metrics"), dict):
+            for name in ("cost", "accuracy"):
+                v = t["metrics"].get(name)
+                if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)):
+                    raise UserInputError(f"{checkpoint}: a damaged scale-search checkpoint (trial "
+                                         f"{str(t.get('number'))[:20]}: its {name} is {str(v)[:40]}, not a number); "
+                                         "delete it to start afresh")
 
 
 def _describe(component: Any) -> Any:

@@ -170,3 +170,20 @@ def test_a_grid_with_no_candidate_is_refused(tmp_path, monkeypatch, capsys, args
     err = cap.err.strip().splitlines()
     assert code == 2 and len(err) == 1 and says in err[0], err
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("metric, value", [("cost", "cheap"), ("accuracy", None), ("cost", True)])
+def test_a_finished_candidate_without_a_number_is_damage(tmp_path, monkeypatch, capsys, metric, value):
+    """A checkpoint edited by hand: a cost of "cheap" rewrote results.json, then failed in the plot with a
+    traceback, the old PNG left beside it (an outside check). Reference: every evaluation records a finite cost
+    and accuracy (the runner refuses a NaN metric itself: tests/search/test_journal.py)."""
+    out = tmp_path / "s"
+    assert _main(monkeypatch, capsys, "--out", str(out), "--stub", "--limit", "2")[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "checkpoint.json"}
+    state = json.loads((out / "checkpoint.json").read_text())
+    state["history"][1]["metrics"][metric] = value
+    (out / "checkpoint.json").write_text(json.dumps(state))
+    code, cap = _main(monkeypatch, capsys, "--out", str(out), "--stub", "--limit", "3")
+    assert code == 2 and len(cap.err.strip().splitlines()) == 1, cap.err
+    assert f"a damaged scale-search checkpoint (trial 1: its {metric} is {value}, not a number)" in cap.err, cap.err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "checkpoint.json"} == before

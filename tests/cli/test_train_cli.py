@@ -247,11 +247,26 @@ def test_a_damaged_or_foreign_checkpoint_is_refused_in_one_line_naming_what(tmp_
                "history is not what graphmill writes": lambda s: s.update(history="x"),
                "train_seconds is not what graphmill writes": lambda s: s.update(train_seconds=float("nan")),
                # reported 10^6 steps of a 1-step run done, the outputs rewritten, exit 0 (a review)
-               "step 1000000 of a run of 1 steps": lambda s: s.update(step=10 ** 6)}
+               "step 1000000 of a run of 1 steps": lambda s: s.update(step=10 ** 6),
+               # loaded as they were, then the first step's traceback (an outside check)
+               "its optimizer's exp_avg of parameter 0 is [2] torch.float32, the parameter [":
+                   lambda s: s["optimizer"]["state"][0].update(exp_avg=torch.zeros(2)),
+               "its optimizer's lr is fast, not what graphmill writes":
+                   lambda s: s["optimizer"]["param_groups"][0].update(lr="fast"),
+               # a NaN written into history.json and report.json, exit 0 (an outside check)
+               "pending_losses is not what graphmill writes": lambda s: s.update(pending_losses=[float("nan")]),
+               # the outputs written, then a TypeError traceback formatting the missing accuracy (an outside check)
+               "history row 1 has no number 'accuracy'": lambda s: s["history"][0].pop("accuracy"),
+               "history row 1's 'step' is x, not a finite number": lambda s: s["history"][0].update(step="x"),
+               "history row 1's 'loss' is nan, not a finite number": lambda s: s["history"][0].update(
+                   loss=float("nan"))}
     for i, (why, damage) in enumerate(damages.items()):
         out = tmp_path / f"d{i}"
         out.mkdir()
         state = dict(saved)
+        state["history"] = [dict(r) for r in state["history"]]
+        state["optimizer"] = {"state": {k: dict(v) for k, v in saved["optimizer"]["state"].items()},
+                              "param_groups": [dict(g) for g in saved["optimizer"]["param_groups"]]}
         damage(state)
         torch.save(state, out / "checkpoint.pt")
         rc = main(["train", str(model), "--steps", "1", "--batch", "8", "--out", str(out),
@@ -260,6 +275,17 @@ def test_a_damaged_or_foreign_checkpoint_is_refused_in_one_line_naming_what(tmp_
         assert rc == 2 and len(err.strip().splitlines()) == 1, err
         assert f"checkpoint.pt: a damaged graphmill training checkpoint ({why}" in err, err
         assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt"]
+    # an int64 weight: torch cast it into the float parameter, the small weights became 0 and training went on,
+    # exit 0 (an outside check)
+    state = {**saved, "model": dict(saved["model"])}
+    first = next(iter(state["model"]))
+    state["model"][first] = state["model"][first].to(torch.int64)
+    (tmp_path / "int").mkdir()
+    torch.save(state, tmp_path / "int" / "checkpoint.pt")
+    rc = main(["train", str(model), "--steps", "1", "--batch", "8", "--out", str(tmp_path / "int"), "--resume"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"does not fit this model: the checkpoint's {first} is torch.int64, this model's torch.float32" \
+        in err, err
     save(zoo.build("efficientnetv2_s", width=0.25, depth=0.2, num_classes=10, resolution=32), str(model))  # another model, the same options
     rc = main(["train", str(model), "--steps", "1", "--batch", "8", "--out", str(good),
                "--resume"])

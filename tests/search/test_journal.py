@@ -155,6 +155,9 @@ def test_a_result_answered_from_the_journal_does_not_count_in_the_rate(tmp_path,
     (lambda s: s["history"][0].update(reward="x"), "trial 0: reward 'x' is not a finite number"),
     (lambda s: s["history"][0].update(reward=10 ** 400), "trial 0: reward 1000"),
     (lambda s: s["history"][0].update(status="done"), "trial 0: status 'done' with reward"),
+    # a run writes a non-finite metric as null; NaN reached scale-search's results.json (an outside check)
+    (lambda s: s["history"][0].update(metrics={"accuracy": float("nan")}),
+     "trial 0: its metrics hold a number that is not finite"),
     (lambda s: s["history"][1].pop("config"), "no 'config'"),
     (lambda s: s["runner"].update(repeats="many"), "invalid literal"),
     # refused when its evaluation came, naming no file (an outside check)

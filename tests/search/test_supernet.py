@@ -21,6 +21,7 @@ from graphmill.search.evaluators.training import calibrate_batchnorm
 from graphmill.search.oneshot import (TINY_SPEC, ChildEvaluator, TrainOptions, child, graph_weights, init_weights,
                                       load_supernet, select_child, supernet_graph, train_supernet)
 from graphmill.search.oneshot.torchnet import SupernetModule
+from graphmill.search.oneshot.train import SANDWICH_KEYS, STEP_KEYS
 
 S = TINY_SPEC
 MID = {"resolution": 12, "stage1": {"depth": 2, "width": 4, "kernel": 3, "expand": 3},
@@ -187,6 +188,37 @@ def test_a_checkpoint_field_graphmill_never_writes_is_damage(tmp_path, two_steps
     torch.save(state, path)
     with pytest.raises(UserInputError, match=re.escape(f"{path}: a damaged supernet checkpoint ({key} is not what "
                                                        "graphmill writes); delete it to start afresh")):
+        train_supernet(folder, TrainOptions(steps=2, log_every=1, batch=8, calibrate=32, spec=S))
+
+
+@pytest.mark.parametrize("damage, why", [
+    # loaded as they were, then the first step's traceback (an outside check of graphmill train, which shares this)
+    (lambda s: s["optimizer"]["param_groups"][0].update(lr="fast"), "a damaged supernet checkpoint (its optimizer's lr "
+                                                                     "is fast"),
+    (lambda s: s["optimizer"]["state"][0].update(exp_avg=torch.zeros(2)), "its optimizer's exp_avg of parameter 0 is "
+                                                                          "[2]"),
+    # torch casts an int64 weight into the float parameter without a word
+    (lambda s: s["model"].update({k: v.to(torch.int64) for k, v in list(s["model"].items())[:1]}),
+     "does not fit this supernet: the checkpoint's "),
+    (lambda s: s["history"][0].pop("val_acc_largest"), "history row 1 has no number 'val_acc_largest'"),
+    (lambda s: s["history"][0].update(loss_largest=float("nan")), "history row 1's 'loss_largest' is nan"),
+    # a pending step row without a key the others have: the next history row's KeyError
+    (lambda s: s.update(rows=[{"loss_largest": 1.0}]), "step row 1 has no number 'train_acc_largest'"),
+    (lambda s: s.update(rows=[{**dict.fromkeys(STEP_KEYS + SANDWICH_KEYS, 1.0), "x": 1.0}]),
+     "a step row holds other keys than a step's"),
+])
+def test_damaged_weights_optimizer_or_rows_are_refused_in_one_line(tmp_path, two_steps, damage, why):
+    """Reference: what the training's save writes (the model's own tensors and Adam's state for them, rows of
+    the step's keys as numbers)."""
+    import shutil
+
+    folder = tmp_path / "run"
+    shutil.copytree(two_steps, folder)
+    path = folder / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    damage(state)
+    torch.save(state, path)
+    with pytest.raises(UserInputError, match=re.escape(why)):
         train_supernet(folder, TrainOptions(steps=2, log_every=1, batch=8, calibrate=32, spec=S))
 
 

@@ -48,6 +48,9 @@ SUPERNET_FILES = ("supernet.onnx", "supernet.json", "checkpoint.pt")
 FORMAT = "graphmill-supernet"
 VERSION = 1
 VAL = 300  #: training images held out as the validation set of child selection
+#: what a step reports (its row), and what a sandwich step adds; a history row is their mean over its steps
+STEP_KEYS = ("loss_largest", "train_acc_largest")
+SANDWICH_KEYS = ("train_acc_smallest", "loss_distill")
 TASK = ("scikit-learn digits (1,797 8x8 images, 10 classes), upsampled bilinearly to the child's resolution; "
         f"test = the seeded held-out fifth (359), validation = {VAL} more held out of the training part")
 
@@ -189,7 +192,7 @@ def _trainer(module, opts: TrainOptions, data: dict[int, DigitsSplit], generator
         if opts.weight_decay:
             loss = loss + 0.5 * opts.weight_decay * sum((p * p).sum() for p in decay)
         loss.backward()
-        row = {"loss_largest": float(loss.detach()), "train_acc_largest": float((out.argmax(1) == y).float().mean())}
+        row = dict(zip(STEP_KEYS, (float(loss.detach()), float((out.argmax(1) == y).float().mean()))))
         if opts.sandwich:
             soft = F.softmax(out.detach() / opts.temperature, dim=1)
             children = [small] + [sample_child(spec, generator) for _ in range(opts.random_children)]
@@ -202,8 +205,8 @@ def _trainer(module, opts: TrainOptions, data: dict[int, DigitsSplit], generator
                 loss_c.backward()
                 kd += float(loss_c.detach()) / len(children)
                 if i == 0:
-                    row["train_acc_smallest"] = float((o.argmax(1) == y).float().mean())
-            row["loss_distill"] = kd
+                    row[SANDWICH_KEYS[0]] = float((o.argmax(1) == y).float().mean())
+            row[SANDWICH_KEYS[1]] = kd
         optimizer.step()
         return row
     return step
@@ -226,7 +229,7 @@ def _train_supernet(out: str | os.PathLike, opts: TrainOptions | None, *,
     import torch
 
     from graphmill.backends.torch.training.loop import (check_same_config, checkpoint_damage, load_checkpoint,
-                                                        save_checkpoint)
+                                                        restore_weights, rows_damage, save_checkpoint)
 
     from .torchnet import SupernetModule
     from .weights import init_weights
@@ -249,12 +252,20 @@ def _train_supernet(out: str | os.PathLike, opts: TrainOptions | None, *,
             # refused below, as another config
             if isinstance(steps, int) and not isinstance(steps, bool) and state["step"] > steps:
                 why = "step is not what graphmill writes"
-            elif not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
+            elif not isinstance(rows, list):
                 why = "rows is not what graphmill writes"
+        if not why:
+            check_same_config(files["checkpoint"], state["config"], config, recorded_since=("threads",))
+            step_keys = STEP_KEYS + (SANDWICH_KEYS if opts.sandwich else ())  # a history row averages steps' rows
+            history_keys = ("step", "train_seconds", "val_acc_largest") + step_keys + (
+                ("val_acc_smallest",) if opts.sandwich else ())
+            why = rows_damage(state["history"], state["step"], history_keys) or rows_damage(
+                rows, state["step"], step_keys, "step row")
+            if not why and any(set(r) != set(step_keys) for r in rows):  # the next history row: a KeyError
+                why = "a step row holds other keys than a step's"
         if why:
             raise UserInputError(f"{files['checkpoint']}: a damaged supernet checkpoint ({why}); delete it to start "
                                  "afresh")
-        check_same_config(files["checkpoint"], state["config"], config, recorded_since=("threads",))
     torch.manual_seed(opts.seed)
     data = {r: digits_split(r, spec.in_channels) for r in spec.resolutions}
     module = SupernetModule(spec, init_weights(spec, opts.seed))
@@ -263,12 +274,7 @@ def _train_supernet(out: str | os.PathLike, opts: TrainOptions | None, *,
     history: list[dict] = []
     step_no, seconds, held = 0, 0.0, None
     if state is not None:
-        try:
-            module.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise UserInputError(f"{files['checkpoint']}: does not fit this supernet ({str(e).splitlines()[0][:200]})") \
-                from None
+        restore_weights(module, optimizer, state, files["checkpoint"], "this supernet", "supernet")
         torch.set_rng_state(state["rng"])
         generator.set_state(state["generator"])
         step_no = held = int(state["step"])

@@ -154,4 +154,5 @@ def train_contrastive(module, data: Callable[[int], tuple], stage: Stage, *, bat
         return {"knn_accuracy": knn_accuracy(module, xtr, ytr, xte, yte)}
 
     return training_loop(module, optimizer, [stage], step, evaluate, log_every=log_every, generator=gen,
-                         config=config or {}, checkpoint=checkpoint, resume=resume, progress=progress)
+                         config=config or {}, checkpoint=checkpoint, resume=resume, progress=progress,
+                         metrics=("knn_accuracy",))

@@ -171,12 +171,44 @@ def is_generator_state(x: Any) -> bool:
     return isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and x.dim() == 1
 
 
+#: what every history row of ``training_loop`` holds besides its evaluation's metrics
+ROW_KEYS = ("step", "epoch", "stage", "stages", "size", "loss", "train_seconds", "cpu_seconds")
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def rows_damage(rows: list, step: int, row_keys: tuple[str, ...] = (), name: str = "history row") -> str:
+    """What is wrong with the first damaged row of ``rows`` of a checkpoint at ``step`` ('' when nothing): see
+    ``row_damage``. Checked after the checkpoint's config is found to be this run's (another mode's rows hold other
+    metrics: the config's difference is what to say)."""
+    return next(filter(None, (row_damage(r, i, step, row_keys, name) for i, r in enumerate(rows))), "")
+
+
+def row_damage(row: Any, i: int, step: int, row_keys: tuple[str, ...], name: str = "history row") -> str:
+    """What is wrong with row ``i`` of a checkpoint at ``step`` ('' when nothing): a row holds numbers (None for
+    a setting its mode has not), ``row_keys`` among them, and a step of the run so far."""
+    if not isinstance(row, dict):
+        return f"{name} {i + 1} is not a table"
+    missing = [k for k in row_keys if not _finite(row.get(k))]
+    if missing:  # a row {'step': 'x'} wrote the outputs, then failed formatting the accuracy (an outside check)
+        return f"{name} {i + 1} has no number {missing[0]!r}"
+    bad = [k for k, v in row.items() if v is not None and not _finite(v)]
+    if bad:  # a NaN reached history.json, which strict JSON readers refuse
+        return f"{name} {i + 1}'s {bad[0]!r} is {str(row[bad[0]])[:40]}, not a finite number"
+    if "step" in row_keys and not (isinstance(row["step"], int) and 1 <= row["step"] <= step):
+        return f"{name} {i + 1}'s step {row['step']} is not a step of the run so far ({step})"
+    return ""
+
+
 def checkpoint_damage(state: dict) -> str:
     """What is wrong with a checkpoint ``training_loop`` wrote ('' when nothing): each key its ``save`` writes, of
-    its type. The supernet's training writes these keys too (and checks its own besides); AutoHAS's holds
-    others."""
+    its type, each history row a table of numbers (which keys it must hold: ``rows_damage``, once the config is
+    known to be the run's). The supernet's training writes these keys too, with rows of its own (and checks its
+    own keys besides); AutoHAS's holds others."""
     def number(x) -> bool:
-        return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x < math.inf
+        return _finite(x) and x >= 0
 
     def table(x) -> bool:
         return isinstance(x, dict)
@@ -184,7 +216,7 @@ def checkpoint_damage(state: dict) -> str:
     checks = (("model", table), ("optimizer", table), ("config", table),
               ("rng", is_generator_state), ("generator", is_generator_state),
               ("step", lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 0),
-              ("history", lambda x: isinstance(x, list) and all(isinstance(r, dict) for r in x)),
+              ("history", lambda x: isinstance(x, list)),
               ("train_seconds", number))
     for key, ok in checks:
         if key not in state:
@@ -192,26 +224,92 @@ def checkpoint_damage(state: dict) -> str:
         if not ok(state[key]):
             return f"{key} is not what graphmill writes"
     for key, ok in (("cpu_seconds", number),
-                    ("pending_losses", lambda x: isinstance(x, list) and all(isinstance(v, (int, float)) for v in x))):
-        if key in state and not ok(state[key]):
+                    ("pending_losses", lambda x: isinstance(x, list) and all(_finite(v) for v in x))):
+        if key in state and not ok(state[key]):  # a NaN loss: the run stops at it, so none is ever pending
             return f"{key} is not what graphmill writes"
     if state["config"].get("threads") is not None and not valid_threads(state["config"]["threads"]):
         # 2^31 reached torch.set_num_threads as a traceback; -1 was "made with threads=-1", which no one can repeat
         return "its config's threads is not what graphmill writes"
-    return ""
+    return rows_damage(state["history"], state["step"])
 
 
 def _mismatch(module, saved: dict) -> str:
-    """The first parameter or buffer where a checkpoint's model differs from ``module``'s: missing, unexpected or
-    of another shape ('' when none)."""
+    """The first parameter or buffer where a checkpoint's model differs from ``module``'s: missing, unexpected,
+    not a tensor, or of another shape or element type ('' when none): torch casts an int64 weight into a float
+    parameter without a word (an outside check: the small weights became 0 and training went on)."""
+    import torch
+
     own = module.state_dict()
     for name, t in own.items():
         if name not in saved:
             return f"the checkpoint has no {name}"
-        if hasattr(saved[name], "shape") and tuple(saved[name].shape) != tuple(t.shape):
+        if not isinstance(saved[name], torch.Tensor):
+            return f"the checkpoint's {name} is a {type(saved[name]).__name__}, not a tensor"
+        if tuple(saved[name].shape) != tuple(t.shape):
             return f"the checkpoint's {name} is {list(saved[name].shape)}, this model's {list(t.shape)}"
+        if saved[name].dtype != t.dtype:
+            return f"the checkpoint's {name} is {saved[name].dtype}, this model's {t.dtype}"
     extra = [name for name in saved if name not in own]
     return f"the checkpoint has {extra[0]}, which this model does not" if extra else ""
+
+
+def _same_kind(saved: Any, own: Any) -> bool:
+    """Whether an optimizer setting from a checkpoint is of the kind the optimizer's own is: a finite number for a
+    number, a sequence of as many for a sequence (Adam's betas), the same type otherwise (a flag, None)."""
+    if _finite(own):
+        return _finite(saved)
+    if isinstance(own, (tuple, list)):
+        return isinstance(saved, (tuple, list)) and len(saved) == len(own) and all(map(_same_kind, saved, own))
+    return type(saved) is type(own)
+
+
+def _optimizer_mismatch(optimizer, saved: dict) -> str:
+    """What in a checkpoint's optimizer state this ``optimizer`` could not step with ('' when nothing): its groups'
+    settings, and per parameter a state tensor of the parameter's shape and type (or a scalar, Adam's step). torch
+    loads both as they are, and the first step failed with a traceback: an exp_avg of [2], an lr of 'fast' (an
+    outside check)."""
+    import torch
+
+    own = optimizer.state_dict()
+    groups, state = saved.get("param_groups"), saved.get("state")
+    if not (isinstance(groups, list) and len(groups) == len(own["param_groups"]) and isinstance(state, dict)):
+        return "its optimizer state is not this optimizer's"
+    for i, (g, mine) in enumerate(zip(groups, own["param_groups"])):
+        if not isinstance(g, dict) or g.get("params") != mine["params"]:
+            return f"its optimizer's parameter group {i} is not this model's"
+        for key, value in mine.items():
+            if key != "params" and not (key in g and _same_kind(g[key], value)):
+                return f"its optimizer's {key} is {str(g.get(key))[:40]}, not what graphmill writes"
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, entry in state.items():
+        if not (isinstance(index, int) and 0 <= index < len(params) and isinstance(entry, dict)):
+            return f"its optimizer's state {str(index)[:20]} is not one of this model's parameters"
+        p = params[index]
+        for key, t in entry.items():
+            if t is None:  # SGD's momentum buffer before the first step
+                continue
+            if not isinstance(t, torch.Tensor) or not (t.dim() == 0 or (t.shape == p.shape and t.dtype == p.dtype)):
+                what = f"{list(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+                return f"its optimizer's {key} of parameter {index} is {what}, the parameter {list(p.shape)} {p.dtype}"
+    return ""
+
+
+def restore_weights(module, optimizer, state: dict, checkpoint: str | os.PathLike, what: str = "this model",
+                    kind: str = "graphmill training") -> None:
+    """Load a checkpoint's model and optimizer state into ``module`` and ``optimizer``, or a one-line
+    ``UserInputError`` (what differs) before either is touched: the one way ``graphmill train`` and the supernet's
+    training restore them. ``what``/``kind``: the model and the checkpoint, as the messages name them."""
+    why = _mismatch(module, state["model"])
+    if why:  # torch's message's first line named nothing ("Error(s) in loading state_dict for GraphModule:")
+        raise UserInputError(f"{checkpoint}: does not fit {what}: {why}")
+    why = _optimizer_mismatch(optimizer, state["optimizer"])
+    if why:
+        raise UserInputError(f"{checkpoint}: a damaged {kind} checkpoint ({why}); delete it to start afresh")
+    try:
+        module.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise UserInputError(f"{checkpoint}: does not fit {what} ({str(e).splitlines()[0][:200]})") from None
 
 
 #: the options of `graphmill train` a mode may not use: checkpoints before 9543a86 recorded a value for them
@@ -317,10 +415,12 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
                   evaluate: Callable[[], dict], *, log_every: int, generator, config: dict,
                   checkpoint: str | os.PathLike | None = None, resume: bool = False,
                   progress: Callable[[str], None] | None = None,
-                  on_stage: Callable[[Stage, Stage | None], None] | None = None) -> LoopResult:
+                  on_stage: Callable[[Stage, Stage | None], None] | None = None,
+                  metrics: tuple[str, ...] = ()) -> LoopResult:
     """Run ``stages`` through ``step``; see the module docstring. ``on_stage(stage, previous)`` runs when a
     stage begins (and on resume), before its first step; ``previous`` is the stage before when this one
-    starts now, None at the first stage or mid-stage on resume; ``generator`` is the batch sampler's, checkpointed too."""
+    starts now, None at the first stage or mid-stage on resume; ``generator`` is the batch sampler's, checkpointed
+    too; ``metrics``: the keys ``evaluate`` returns, which every resumed history row must hold."""
     import torch
 
     total = sum(s.steps for s in stages)
@@ -332,17 +432,14 @@ def training_loop(module, optimizer, stages: list[Stage], step: Callable[[Stage]
             raise UserInputError(f"{checkpoint}: a damaged graphmill training checkpoint ({why}); delete it to "
                                  "start afresh")
         check_same_config(checkpoint, state["config"], config, unused=MODE_OPTIONS, recorded_since=("threads",))
+        why = rows_damage(state["history"], state["step"], ROW_KEYS + metrics)
+        if why:
+            raise UserInputError(f"{checkpoint}: a damaged graphmill training checkpoint ({why}); delete it to "
+                                 "start afresh")
         if state["step"] > total:  # the same run has `total` steps: a step of 10^6 reported them done (a review)
             raise UserInputError(f"{checkpoint}: a damaged graphmill training checkpoint (step {state['step']} of a "
                                  f"run of {total} steps); delete it to start afresh")
-        why = _mismatch(module, state["model"])
-        if why:  # torch's message's first line named nothing ("Error(s) in loading state_dict for GraphModule:")
-            raise UserInputError(f"{checkpoint}: does not fit this model: {why}")
-        try:
-            module.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise UserInputError(f"{checkpoint}: does not fit this model ({str(e).splitlines()[0][:200]})") from None
+        restore_weights(module, optimizer, state, checkpoint)
         try:
             torch.set_rng_state(state["rng"])
             generator.set_state(state["generator"])
@@ -510,4 +607,4 @@ def train_classifier(module, data: Callable[[int], tuple], stages: list[Stage], 
 
     return training_loop(module, optimizer, stages, step, evaluate, log_every=log_every, generator=gen,
                          config=config or {}, checkpoint=checkpoint, resume=resume, progress=progress,
-                         on_stage=on_stage)
+                         on_stage=on_stage, metrics=("accuracy",))
