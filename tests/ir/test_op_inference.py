@@ -656,6 +656,43 @@ def test_shape_value_propagation_through_exporter_idioms(name: str) -> None:
         assert all(d is None or (b[d] if isinstance(d, str) else d) == r for d, r in zip(got, run)), (b, got, run)
 
 
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+@pytest.mark.parametrize("length, kernel, stride", [(2, 3, 2), (2, 3, 3), (2, 4, 3), (3, 5, 2)])
+def test_a_ceil_mode_window_longer_than_its_input(op: str, length: int, kernel: int, stride: int) -> None:
+    """With ceil_mode, ceil((2 - 3) / 2) + 1 = 1 window: 0 was inferred whenever the kernel outran the input, and
+    gather-shape folded Shape(pool)[2] to 0, so optimize's model returned nothing (an outside check's fuzzer).
+    Reference: ONNX Runtime's executed shape (and onnx's reference evaluator, which agrees)."""
+    from onnx.reference import ReferenceEvaluator
+
+    model = _model([oh.make_node(op, ["x"], ["y"], kernel_shape=[kernel], strides=[stride], ceil_mode=1)],
+                   [("x", F, [1, 3, length])])
+    executed = _ort_shapes(model, {})["y"]
+    x = np.zeros((1, 3, length), np.float32)
+    assert ReferenceEvaluator(model).run(None, {"x": x})[0].shape == executed
+    assert _ours(model)["y"].shape == executed
+
+
+@pytest.mark.parametrize("op", ["ReduceSum", "ReduceMax", "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSum"])
+def test_a_noop_reduce_still_applies_its_elementwise_step_to_shape_values(op: str) -> None:
+    """noop_with_empty_axes skips the reduction only: ReduceSumSquare still squares (the schema says so), and the
+    identity was carried, so Shape [3] through it held 3 where ONNX Runtime computes 9, and optimize refused the
+    valid model as ill-typed (an outside check's fuzzer). Reference: ONNX Runtime's executed shape of a
+    ConstantOfShape of the result's |value| (of -3, or 3 where the op takes logs)."""
+    model = _model([oh.make_node("Shape", ["x"], ["s"]), oh.make_node("Concat", ["s", "k"], ["c"], axis=0),
+                    oh.make_node(op, ["c", "e"], ["r"], noop_with_empty_axes=1),
+                    oh.make_node("Abs", ["r"], ["a"]), oh.make_node("ConstantOfShape", ["a"], ["y"])]
+                   if op not in ("ReduceL2", "ReduceLogSum") else  # float-only ops: through a Cast
+                   [oh.make_node("Shape", ["x"], ["s"]), oh.make_node("Concat", ["s", "k"], ["c"], axis=0),
+                    oh.make_node("Cast", ["c"], ["f"], to=TP.FLOAT),
+                    oh.make_node(op, ["f", "e"], ["r"], noop_with_empty_axes=1),
+                    oh.make_node("Cast", ["r"], ["ri"], to=TP.INT64),
+                    oh.make_node("Abs", ["ri"], ["a"]), oh.make_node("ConstantOfShape", ["a"], ["y"])],
+                   [("x", F, [3])], [("k", _i(3 if op in ("ReduceL2", "ReduceLogSum") else -3)),
+                                     ("e", np.zeros(0, np.int64))])
+    executed = _ort_shapes(model, {})["y"]
+    assert all(d is None or d == e for d, e in zip(_ours(model)["y"].shape, executed)), (_ours(model)["y"], executed)
+
+
 def test_shape_values_cast_to_float16_keep_only_exact_entries() -> None:
     """float16 holds integers exactly up to 2048 only (IEEE 754 half: 11 significant bits), so a
     symbolic dim cast to float16 and back is unknown and so is 4097, while 64 and 2048 stay: the

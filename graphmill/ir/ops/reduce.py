@@ -58,6 +58,15 @@ def _reduction_axes(ctx: InferenceContext, attr_name: str = "axes"):
     return [normalize_axis(a, len(xs), ctx) for a in axes], len(axes)
 
 
+#: what a Reduce op with no axes and ``noop_with_empty_axes`` computes, for the integer values inference carries:
+#: ReduceSumSquare still squares and ReduceL1 takes |x| (the identity was carried: Shape [3] through
+#: ReduceSumSquare held 3 where ONNX Runtime computes 9; an outside check); ReduceL2, ReduceLogSum and
+#: ReduceLogSumExp go through floats, so no value is carried
+_NOOP_VALUE = {"ReduceSum": lambda v: v, "ReduceMean": lambda v: v, "ReduceMax": lambda v: v,
+               "ReduceMin": lambda v: v, "ReduceProd": lambda v: v, "ReduceSumSquare": lambda v: v * v,
+               "ReduceL1": np.abs}
+
+
 def _infer_reduce(ctx: InferenceContext) -> list:
     """Reduced axes become 1 (keepdims=1, the default) or disappear; no axes means all of
     them, unless ``noop_with_empty_axes`` makes the op an identity."""
@@ -66,9 +75,10 @@ def _infer_reduce(ctx: InferenceContext) -> list:
     keepdims = bool(ctx.attr("keepdims", 1))
     axes, n_axes = _reduction_axes(ctx)
     xs = x.shape if x is not None else None
-    if axes == "noop":
-        if ctx.input_value(0) is not None:
-            ctx.set_output_value(0, ctx.input_value(0))
+    if axes == "noop":  # no reduction, but a composite op's elementwise step still runs (the schema's words)
+        v, step = ctx.input_value(0), _NOOP_VALUE.get(ctx.node.op_type)
+        if v is not None and step is not None:
+            ctx.set_output_value(0, step(v).astype(v.dtype))
         return [x]
     if xs is None:
         return [TensorType(dtype, None)]

@@ -83,14 +83,13 @@ def window_output_dim(size: Dim, w: Window, i: int, *, ceil_mode: bool = False) 
     if w.auto_pad == "VALID":
         return max(0, -(-(size - ext + 1) // s))
     span = size + pb + pe - ext
-    if span < 0:
-        return 0
-    if ceil_mode:
+    if ceil_mode:  # a kernel 1 longer than the input still gives one window: ceil(-1 / 2) + 1 (onnx's reference,
+        # ONNX Runtime and torch; 0 was inferred, and gather-shape folded it: the optimized model returned nothing)
         out = math.ceil(span / s) + 1
-        if (out - 1) * s >= size + pb:
+        if out > 0 and (out - 1) * s >= size + pb:
             out -= 1
-        return out
-    return span // s + 1
+        return max(0, out)
+    return max(0, span // s + 1)
 
 
 def transposed_output_dim(size: Dim, w: Window, i: int, output_padding: int) -> Dim:
