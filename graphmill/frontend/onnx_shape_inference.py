@@ -16,12 +16,15 @@ passes get through their ``PassContext`` (passes do not import the frontend).
 
 from __future__ import annotations
 
+import dataclasses
+
 import onnx
 
 import re
 
-from graphmill.ir import Graph, TensorType
+from graphmill.ir import Graph, OptionalType, SequenceType, TensorType
 from graphmill.ir.ops import InferenceReport, infer_types, merge_types, unregistered_open_values
+from graphmill.ir.rewrite import constant_value
 
 from .onnx_export import to_proto
 from .onnx_import import type_from_proto
@@ -54,7 +57,31 @@ def _drop_placeholders(t):
 
     if isinstance(t, TensorType) and t.shape is not None and any(unknown(d) for d in t.shape):
         return t.with_shape([None if unknown(d) else d for d in t.shape])
+    if isinstance(t, (SequenceType, OptionalType)) and t.elem_type is not None:  # seq<float32[N,unk__0]>
+        elem = _drop_placeholders(t.elem_type)
+        return t if elem is t.elem_type else dataclasses.replace(t, elem_type=elem)
     return t
+
+
+def _rank_only(t):
+    """A tensor type with its sizes unknown, its rank and element type kept."""
+    return t.with_shape([None] * len(t.shape)) if isinstance(t, TensorType) and t.shape is not None else t
+
+
+def _onnx_sizes_wrong(node, index: int) -> bool:
+    """Whether onnx's inference is known to give output ``index`` of ``node`` wrong sizes (its rank and type are
+    right), which graphmill, having no entry of its own for the op, would take as fact (an outside check's fuzzer
+    against ONNX Runtime, onnx 1.20): Attention's ``qk_matmul_output`` (the last dim is the total key length, past
+    included; onnx gave K's, or 0 for a symbolic one) and DFT's output with a ``dft_length`` computed at run time
+    (onnx kept the signal's length, and optimize dropped an Expand back to it)."""
+    if node.domain not in ("", "ai.onnx"):
+        return False
+    if node.op_type == "Attention":
+        return index == 3
+    if node.op_type == "DFT":
+        length = node.inputs[1] if len(node.inputs) > 1 else None
+        return length is not None and constant_value(length) is None
+    return False
 
 
 def infer_shapes(graph: Graph, *, use_onnx: bool = True, strict: bool = False) -> InferenceReport:
@@ -136,7 +163,10 @@ def refine_with_onnx(graph: Graph, report: InferenceReport) -> None:
         vi = found.get(name)
         if vi is None or not vi.HasField("type"):
             continue
-        merged = merge_types(v.type, _drop_placeholders(type_from_proto(vi.type)), f"%{name}", report)
+        theirs = _drop_placeholders(type_from_proto(vi.type))
+        if v.producer is not None and _onnx_sizes_wrong(v.producer, v.index):
+            theirs = _rank_only(theirs)
+        merged = merge_types(v.type, theirs, f"%{name}", report)
         if merged is not v.type:
             v.type = merged
             report.inferred += 1

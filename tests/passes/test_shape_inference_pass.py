@@ -17,6 +17,8 @@ from __future__ import annotations
 import collections
 import warnings
 
+import numpy as np
+
 import onnx
 import pytest
 from onnx import TensorProto as TP
@@ -149,3 +151,82 @@ def test_infer_shapes_follows_the_same_rule(monkeypatch):
     g = _det_relu_graph()
     graphmill.infer_shapes(g)
     assert calls.protobuf == 1 and g.nodes[1].outputs[0].type.shape == ("N", 5)
+
+
+def _attention_qk(past: bool):
+    """Attention (opset 23) with its qk_matmul_output; with ``past`` a past key/value of P steps before K's 5."""
+    kv = 5 if past else "L"
+    inputs = [oh.make_tensor_value_info(n, TP.FLOAT, ["B", 2, "S" if n == "Q" else kv, 4]) for n in ("Q", "K", "V")]
+    names, outs = ["Q", "K", "V"], ["Y", "", "", "QK"]
+    if past:
+        inputs += [oh.make_tensor_value_info(n, TP.FLOAT, ["B", 2, "P", 4]) for n in ("PK", "PV")]
+        names, outs = names + ["", "PK", "PV"], ["Y", "presK", "presV", "QK"]
+    return oh.make_model(oh.make_graph([oh.make_node("Attention", names, outs)], "g", inputs,
+                                       [oh.make_tensor_value_info("QK", TP.FLOAT, None)]),
+                         opset_imports=[oh.make_opsetid("", 23)], ir_version=11)
+
+
+@pytest.mark.parametrize("past", [False, True])
+def test_onnx_sizes_known_wrong_are_not_taken_attention_scores(past):
+    """onnx's inference (graphmill has no Attention entry) gave qk_matmul_output's last dim as 0 for a symbolic
+    key length, and as K's 5 where a past of P steps makes it P + 5; merged as fact into the written file's types
+    (an outside check's fuzzer). Reference: ONNX Runtime's executed shape; the rank stays known."""
+    import onnxruntime as ort
+
+    model = _attention_qk(past)
+    g = from_proto(model)
+    graphmill.infer_shapes(g)
+    qk = g.outputs[0].type
+    feeds = {"Q": np.ones((1, 2, 3, 4), np.float32)}
+    feeds["K"] = feeds["V"] = np.ones((1, 2, 5 if past else 6, 4), np.float32)
+    if past:
+        feeds["PK"] = feeds["PV"] = np.ones((1, 2, 2, 4), np.float32)
+    run = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    assert run.shape[3] == (7 if past else 6)
+    assert qk.shape is not None and len(qk.shape) == 4
+    assert qk.shape[3] in (None, run.shape[3]) and qk.shape[3] != 0
+
+
+def test_onnx_sizes_known_wrong_are_not_taken_dft_of_a_computed_length(tmp_path):
+    """DFT-20 with a dft_length computed at run time: onnx's inference kept the signal's length L, and optimize
+    removed an Expand of the result back to [N, L, 2], exit 0: the written model gave [2, 1, 2] where the original
+    gives [2, 5, 2] (an outside check's fuzzer). Reference: ONNX Runtime on the original file."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    ints = [numpy_helper.from_array(np.array(1, np.int64), "one"), numpy_helper.from_array(np.array([2], np.int64), "two")]
+    nodes = [oh.make_node("Shape", ["Z"], ["zs"]), oh.make_node("Gather", ["zs", "one"], ["n"]),
+             oh.make_node("DFT", ["X", "n", "one"], ["Y"]),
+             oh.make_node("Shape", ["X"], ["xs"], start=0, end=2), oh.make_node("Concat", ["xs", "two"], ["t"], axis=0),
+             oh.make_node("Expand", ["Y", "t"], ["E"])]
+    model = oh.make_model(oh.make_graph(nodes, "g", [oh.make_tensor_value_info("X", TP.FLOAT, ["N", "L", 1]),
+                                                     oh.make_tensor_value_info("Z", TP.FLOAT, [1, "K"])],
+                                        [oh.make_tensor_value_info("E", TP.FLOAT, None)], initializer=ints),
+                          opset_imports=[oh.make_opsetid("", 20)], ir_version=10)
+    src, out = tmp_path / "m.onnx", tmp_path / "o.onnx"
+    onnx.save(model, src)
+    g = graphmill.load(src)
+    graphmill.optimize(g)
+    graphmill.save(g, out)
+    feeds = {"X": np.random.default_rng(0).standard_normal((2, 5, 1)).astype(np.float32), "Z": np.ones((1, 1), np.float32)}
+    want, = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, feeds)
+    got, = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, feeds)
+    assert want.shape == (2, 5, 2) and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_onnx_placeholder_dims_inside_a_sequence_are_unknown():
+    """onnx names a size it cannot tell ``unk__N``; dropped in tensor types only, it stayed a symbol inside a
+    sequence's element type (an outside check). Reference: SplitToSequence's pieces are 1 and 2 wide, so the
+    sequence's element width is no one size."""
+    from onnx import numpy_helper
+
+    model = oh.make_model(oh.make_graph(
+        [oh.make_node("SplitToSequence", ["x", "sp"], ["s"], axis=1)], "g",
+        [oh.make_tensor_value_info("x", TP.FLOAT, ["N", 3])], [onnx.ValueInfoProto(name="s")],
+        initializer=[numpy_helper.from_array(np.array([1, 2], np.int64), "sp")]), opset_imports=[oh.make_opsetid("", 17)])
+    g = from_proto(model)
+    graphmill.infer_shapes(g)
+    elem = g.outputs[0].type.elem_type
+    assert elem.shape is not None and elem.shape[0] == "N" and elem.shape[1] is None, g.outputs[0].type
