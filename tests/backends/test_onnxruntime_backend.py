@@ -80,6 +80,36 @@ def test_compare_outputs_handles_nan_and_shape():
     assert not bad.ok and "shape" in bad.outputs[0].note
 
 
+def test_sequences_and_empty_optionals_are_compared_as_onnx_runtime_gives_them(tmp_path):
+    """ONNX Runtime gives a sequence output as a list of arrays of their own shapes (np.asarray of [1, 2]-wide
+    pieces failed with a traceback in optimize's comparison) and an empty optional as None (identical models were
+    "missing in the second graph", exit 1): outside checks. Reference: ONNX Runtime's own results for a
+    SplitToSequence and an empty Optional, compared with themselves and with changed copies."""
+    from onnx import TensorProto as TP
+    from onnx import helper as oh
+
+    model = oh.make_model(oh.make_graph(
+        [oh.make_node("SplitToSequence", ["x", "sp"], ["s"], axis=1),
+         oh.make_node("Optional", [], ["e"], type=oh.make_tensor_type_proto(TP.FLOAT, None))], "g",
+        [oh.make_tensor_value_info("x", TP.FLOAT, ["N", 3])],
+        [onnx.ValueInfoProto(name="s"), onnx.ValueInfoProto(name="e")],
+        initializer=[numpy_helper.from_array(np.array([1, 2], np.int64), "sp")]), opset_imports=[oh.make_opsetid("", 18)])
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    g = graphmill.load(path)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    got = dict(zip(("s", "e"), ortb.OrtSession(g).run({"x": x}).values()))
+    assert [p.shape for p in got["s"]] == [(2, 1), (2, 2)] and got["e"] is None  # what ONNX Runtime gives
+    assert ortb.compare_outputs(got, got, rtol=0, atol=0).ok
+    changed = {"s": [got["s"][0], got["s"][1] + 1], "e": None}
+    bad = ortb.compare_outputs(got, changed, rtol=0, atol=0)
+    assert not bad.ok and bad.first_mismatch.name == "s" and bad.first_mismatch.max_abs == 1.0
+    assert not ortb.compare_outputs(got, {"s": got["s"][:1], "e": None}, rtol=0, atol=0).ok
+    one = ortb.compare_outputs(got, {"s": got["s"], "e": np.zeros(1, np.float32)}, rtol=0, atol=0)
+    assert not one.ok and "empty optional in the first graph only" in one.first_mismatch.note
+    assert ortb.compare(g, g.copy(), {"x": x}).ok  # optimize's comparison, end to end
+
+
 def test_an_output_turned_all_nan_is_a_mismatch_without_numpy_warnings():
     """numpy's nanmax warned "All-NaN slice encountered" on stderr, in the middle of optimize's one-line error (an
     outside check). Reference: hand-made arrays."""
