@@ -30,6 +30,7 @@ from graphmill.ir import Graph, Tensor, topological_order
 from graphmill.util.errors import ExecutionError, UserInputError
 from graphmill.util.files import MODEL_FILE_LIMIT, load_torch_checkpoint, save_torch_checkpoint
 from graphmill.util.interrupts import DeferredInterrupt
+from graphmill.util.torch_state import finite_number, module_state_damage, optimizer_state_damage
 
 from .data import mixup, rand_augment
 from .progressive import DROPOUT_RATIO, Stage
@@ -175,10 +176,6 @@ def is_generator_state(x: Any) -> bool:
 ROW_KEYS = ("step", "epoch", "stage", "stages", "size", "loss", "train_seconds", "cpu_seconds")
 
 
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def rows_damage(rows: list, step: int, row_keys: tuple[str, ...] = (), name: str = "history row") -> str:
     """What is wrong with the first damaged row of ``rows`` of a checkpoint at ``step`` ('' when nothing): see
     ``row_damage``. Checked after the checkpoint's config is found to be this run's (another mode's rows hold other
@@ -191,10 +188,10 @@ def row_damage(row: Any, i: int, step: int, row_keys: tuple[str, ...], name: str
     a setting its mode has not), ``row_keys`` among them, and a step of the run so far."""
     if not isinstance(row, dict):
         return f"{name} {i + 1} is not a table"
-    missing = [k for k in row_keys if not _finite(row.get(k))]
+    missing = [k for k in row_keys if not finite_number(row.get(k))]
     if missing:  # a row {'step': 'x'} wrote the outputs, then failed formatting the accuracy (an outside check)
         return f"{name} {i + 1} has no number {missing[0]!r}"
-    bad = [k for k, v in row.items() if v is not None and not _finite(v)]
+    bad = [k for k, v in row.items() if v is not None and not finite_number(v)]
     if bad:  # a NaN reached history.json, which strict JSON readers refuse
         return f"{name} {i + 1}'s {bad[0]!r} is {str(row[bad[0]])[:40]}, not a finite number"
     if "step" in row_keys and not (isinstance(row["step"], int) and 1 <= row["step"] <= step):
@@ -208,7 +205,7 @@ def checkpoint_damage(state: dict) -> str:
     known to be the run's). The supernet's training writes these keys too, with rows of its own (and checks its
     own keys besides); AutoHAS's holds others."""
     def number(x) -> bool:
-        return _finite(x) and x >= 0
+        return finite_number(x) and x >= 0
 
     def table(x) -> bool:
         return isinstance(x, dict)
@@ -224,7 +221,7 @@ def checkpoint_damage(state: dict) -> str:
         if not ok(state[key]):
             return f"{key} is not what graphmill writes"
     for key, ok in (("cpu_seconds", number),
-                    ("pending_losses", lambda x: isinstance(x, list) and all(_finite(v) for v in x))):
+                    ("pending_losses", lambda x: isinstance(x, list) and all(finite_number(v) for v in x))):
         if key in state and not ok(state[key]):  # a NaN loss: the run stops at it, so none is ever pending
             return f"{key} is not what graphmill writes"
     if state["config"].get("threads") is not None and not valid_threads(state["config"]["threads"]):
@@ -233,76 +230,15 @@ def checkpoint_damage(state: dict) -> str:
     return rows_damage(state["history"], state["step"])
 
 
-def _mismatch(module, saved: dict) -> str:
-    """The first parameter or buffer where a checkpoint's model differs from ``module``'s: missing, unexpected,
-    not a tensor, or of another shape or element type ('' when none): torch casts an int64 weight into a float
-    parameter without a word (an outside check: the small weights became 0 and training went on)."""
-    import torch
-
-    own = module.state_dict()
-    for name, t in own.items():
-        if name not in saved:
-            return f"the checkpoint has no {name}"
-        if not isinstance(saved[name], torch.Tensor):
-            return f"the checkpoint's {name} is a {type(saved[name]).__name__}, not a tensor"
-        if tuple(saved[name].shape) != tuple(t.shape):
-            return f"the checkpoint's {name} is {list(saved[name].shape)}, this model's {list(t.shape)}"
-        if saved[name].dtype != t.dtype:
-            return f"the checkpoint's {name} is {saved[name].dtype}, this model's {t.dtype}"
-    extra = [name for name in saved if name not in own]
-    return f"the checkpoint has {extra[0]}, which this model does not" if extra else ""
-
-
-def _same_kind(saved: Any, own: Any) -> bool:
-    """Whether an optimizer setting from a checkpoint is of the kind the optimizer's own is: a finite number for a
-    number, a sequence of as many for a sequence (Adam's betas), the same type otherwise (a flag, None)."""
-    if _finite(own):
-        return _finite(saved)
-    if isinstance(own, (tuple, list)):
-        return isinstance(saved, (tuple, list)) and len(saved) == len(own) and all(map(_same_kind, saved, own))
-    return type(saved) is type(own)
-
-
-def _optimizer_mismatch(optimizer, saved: dict) -> str:
-    """What in a checkpoint's optimizer state this ``optimizer`` could not step with ('' when nothing): its groups'
-    settings, and per parameter a state tensor of the parameter's shape and type (or a scalar, Adam's step). torch
-    loads both as they are, and the first step failed with a traceback: an exp_avg of [2], an lr of 'fast' (an
-    outside check)."""
-    import torch
-
-    own = optimizer.state_dict()
-    groups, state = saved.get("param_groups"), saved.get("state")
-    if not (isinstance(groups, list) and len(groups) == len(own["param_groups"]) and isinstance(state, dict)):
-        return "its optimizer state is not this optimizer's"
-    for i, (g, mine) in enumerate(zip(groups, own["param_groups"])):
-        if not isinstance(g, dict) or g.get("params") != mine["params"]:
-            return f"its optimizer's parameter group {i} is not this model's"
-        for key, value in mine.items():
-            if key != "params" and not (key in g and _same_kind(g[key], value)):
-                return f"its optimizer's {key} is {str(g.get(key))[:40]}, not what graphmill writes"
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    for index, entry in state.items():
-        if not (isinstance(index, int) and 0 <= index < len(params) and isinstance(entry, dict)):
-            return f"its optimizer's state {str(index)[:20]} is not one of this model's parameters"
-        p = params[index]
-        for key, t in entry.items():
-            if t is None:  # SGD's momentum buffer before the first step
-                continue
-            if not isinstance(t, torch.Tensor) or not (t.dim() == 0 or (t.shape == p.shape and t.dtype == p.dtype)):
-                what = f"{list(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
-                return f"its optimizer's {key} of parameter {index} is {what}, the parameter {list(p.shape)} {p.dtype}"
-    return ""
-
-
 def restore_weights(module, optimizer, state: dict, checkpoint: str | os.PathLike, what: str = "this model",
                     kind: str = "graphmill training") -> None:
     """Load a checkpoint's model and optimizer state into ``module`` and ``optimizer``, or a one-line
     ``UserInputError`` (what differs) before either is touched: the one way ``graphmill train`` and the supernet's
     training restore them. ``what``/``kind``: the model and the checkpoint, as the messages name them."""
-    why = _mismatch(module, state["model"])
+    why = module_state_damage(module, state["model"])
     if why:  # torch's message's first line named nothing ("Error(s) in loading state_dict for GraphModule:")
         raise UserInputError(f"{checkpoint}: does not fit {what}: {why}")
-    why = _optimizer_mismatch(optimizer, state["optimizer"])
+    why = optimizer_state_damage(optimizer, state["optimizer"])
     if why:
         raise UserInputError(f"{checkpoint}: a damaged {kind} checkpoint ({why}); delete it to start afresh")
     try:
