@@ -18,6 +18,13 @@ def finite_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def is_generator_state(x: Any) -> bool:
+    """Whether ``x`` is what ``torch.get_rng_state`` and ``Generator.get_state`` return (a checkpoint's)."""
+    import torch
+
+    return isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and x.dim() == 1
+
+
 def module_state_damage(module, saved: Any) -> str:
     """The first parameter or buffer where a checkpoint's model differs from ``module``'s: missing, unexpected,
     not a tensor, of another shape or element type, or holding a NaN or an infinity ('' when none): torch casts

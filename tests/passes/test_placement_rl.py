@@ -264,3 +264,42 @@ def test_a_checkpoint_whose_policy_has_other_op_types_is_refused_in_one_line(tmp
                                              r"types differ\)"):
         place_graph(small_nmt(), PlacementCostModel(device_set(devices=2)), method="rl", budget=16, seed=0,
                     options={"samples": 4}, checkpoint=ck)
+
+
+def _forge_best(ck):
+    ck["best_t"], ck["best_pl"] = 0.0, [0] * len(ck["best_pl"])
+
+
+@pytest.mark.parametrize("method", ["rl", "hierarchical"])
+@pytest.mark.parametrize("damage, why", [
+    # a forged best step time: an all-on-one-device placement 2.9x slower than METIS's was the answer, exit 0
+    (_forge_best, "its best placement does not take the step time it records (0.0)"),
+    (lambda ck: ck.update(best_pl=[0] * 5), "its best placement is not one device in 0..1 per op"),  # IndexError
+    (lambda ck: ck["best_pl"].__setitem__(0, 99), "its best placement is not one device in 0..1 per op"),
+    (lambda ck: ck.update(best_t="fast"), "its best placement does not take the step time it records (fast)"),
+    (lambda ck: ck["state"].update(samples="many"), "its state's step and samples are not counts"),
+    (lambda ck: ck["state"].update(incumbent=None), "its incumbent is not a placement of this graph's units"),
+    (lambda ck: ck["state"].update(baseline="x"), "its state's baseline is not a number"),
+    (lambda ck: ck.update(torch_rng=None), "its random generator states are not what graphmill writes"),
+    (lambda ck: ck["optim"]["param_groups"][0].update(lr="fast"), "its optimizer's lr is fast"),
+    (lambda ck: ck["policy"].update({k: v * float("nan") for k, v in list(ck["policy"].items())[:1]}),
+     "holds a value that is not finite"),
+])
+def test_a_damaged_checkpoint_is_refused_in_one_line(tmp_path, method, damage, why):
+    """A checkpoint of this very run (its signature matches) with a field no run writes: tracebacks (an IndexError,
+    torch's 'probability tensor contains nan') or, for a forged best, a slower placement reported with exit 0
+    (an outside check). Reference: the best placement simulated again, and the fields the placer writes."""
+    import torch
+
+    from graphmill.ir import UserInputError
+
+    ck = str(tmp_path / "ck.pt")
+    place_graph(small_nmt(), PlacementCostModel(device_set(devices=2)), method=method, budget=8, seed=0,
+                options={"samples": 4}, checkpoint=ck)
+    state = torch.load(ck, weights_only=True)
+    damage(state)
+    torch.save(state, ck)
+    with pytest.raises(UserInputError) as e:
+        place_graph(small_nmt(), PlacementCostModel(device_set(devices=2)), method=method, budget=16, seed=0,
+                    options={"samples": 4}, checkpoint=ck)
+    assert str(e.value).startswith(f"{ck}: a damaged placement checkpoint (") and why in str(e.value), str(e.value)

@@ -66,6 +66,7 @@ from torch import nn
 
 from graphmill.ir import UserInputError
 from graphmill.util.files import load_torch_checkpoint, save_torch_checkpoint
+from graphmill.util.torch_state import is_generator_state, module_state_damage, optimizer_state_damage
 from graphmill.util.suggest import did_you_mean
 
 from .problem import PlacementProblem, op_bytes
@@ -318,6 +319,51 @@ def load_checkpoint(path: str, signature: str, what: str, differ: str) -> dict:
     return ck
 
 
+def _checkpoint_damage(ck: dict, prob: PlacementProblem, policy: "Policy", optim, units: int, groups: int | None) -> str:
+    """What in a placement checkpoint whose signature matched no run writes ('' when nothing). Its best placement
+    is simulated again and must take the step time it claims: a forged ``best_t`` of 0 made an all-on-one-device
+    placement 2.9 times slower than METIS's the answer, exit 0; other fields ended in tracebacks (an outside
+    check)."""
+    why = module_state_damage(policy, ck.get("policy")) or optimizer_state_damage(optim, ck.get("optim"))
+    if why:
+        return why
+    if not (is_generator_state(ck.get("gen")) and is_generator_state(ck.get("torch_rng"))):
+        return "its random generator states are not what graphmill writes"
+    state, D = ck.get("state"), prob.devices
+
+    def count(x) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+    def devices(t, width: int, top: int) -> bool:  # a [1, width] or [width] long tensor of choices below top
+        return isinstance(t, torch.Tensor) and t.dtype == torch.long and t.shape[-1] == width and \
+            t.numel() == width and bool(((t >= 0) & (t < top)).all())
+
+    if not isinstance(state, dict) or not all(count(state.get(k)) for k in ("step", "samples")):
+        return "its state's step and samples are not counts"
+    for key in ("to_best", "to_beat", "to_goal", "stalled_at", "warm"):
+        if state.get(key) is not None and not count(state[key]):
+            return f"its state's {key} is not a count"
+    for key in ("baseline", "incumbent_t", "projected_t"):
+        v = state.get(key)
+        if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)):
+            return f"its state's {key} is not a number"
+    if not isinstance(state.get("history"), list):
+        return "its state's history is not a list"
+    inc = state.get("incumbent")
+    if not (isinstance(inc, tuple) and len(inc) == 3 and devices(inc[0], groups or units, D) and devices(
+            inc[2], units, D) and (inc[1] is None if groups is None else devices(inc[1], units, groups))):
+        return "its incumbent is not a placement of this graph's units"
+    pl, t = ck.get("best_pl"), ck.get("best_t")
+    if pl is None:
+        return "" if t == math.inf else "its best step time has no placement"
+    if not (isinstance(pl, list) and len(pl) == prob.n and all(count(d) and d < D for d in pl)):
+        return f"its best placement is not one device in 0..{D - 1} per op ({prob.n})"
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isclose(t, _projected_time(prob, pl),
+                                                                                    rel_tol=1e-9, abs_tol=1e-9):
+        return f"its best placement does not take the step time it records ({str(t)[:30]})"
+    return ""
+
+
 def _projected_time(prob: PlacementProblem, placement) -> float:
     """The step time of ``placement`` (a device per op), infinite when it is over some device's memory."""
     sch = simulate(prob, np.asarray(placement).tolist())
@@ -399,6 +445,10 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
             # (ai.onnx::Relu was keyed apart from Relu before 2026-12-05), which no signature of the graph records
             raise UserInputError(f"{checkpoint}: a checkpoint of another placement run (its policy's op types "
                                  "differ); give another path or remove it") from None
+        why = _checkpoint_damage(ck, prob, policy, optim, U, G)
+        if why:
+            raise UserInputError(f"{checkpoint}: a damaged placement checkpoint ({why}); give another path or remove "
+                                 "it")
         optim.load_state_dict(ck["optim"])
         gen.set_state(ck["gen"])
         torch.set_rng_state(ck["torch_rng"])

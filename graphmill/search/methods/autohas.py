@@ -281,7 +281,7 @@ COMPUTE_KEYS = ("search_train_images", "search_val_images", "final_train_images"
 def _damage(state: dict) -> str:
     """What is wrong with an AutoHAS checkpoint's fields ('' when nothing): each of the types ``_save`` writes
     (state dicts, generator states, JSON text, a step within the run's budget, a phase)."""
-    from graphmill.backends.torch.training.loop import is_generator_state
+    from graphmill.util.torch_state import is_generator_state
 
     def json_of(kind: type, inside=lambda v: True):
         def ok(x) -> bool:

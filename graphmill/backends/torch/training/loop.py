@@ -30,7 +30,8 @@ from graphmill.ir import Graph, Tensor, topological_order
 from graphmill.util.errors import ExecutionError, UserInputError
 from graphmill.util.files import MODEL_FILE_LIMIT, load_torch_checkpoint, save_torch_checkpoint
 from graphmill.util.interrupts import DeferredInterrupt
-from graphmill.util.torch_state import finite_number, module_state_damage, optimizer_state_damage
+from graphmill.util.torch_state import (finite_number, is_generator_state, module_state_damage,
+                                        optimizer_state_damage)
 
 from .data import mixup, rand_augment
 from .progressive import DROPOUT_RATIO, Stage
@@ -163,13 +164,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(state, dict) or not {"model", "optimizer", "step", "config"} <= set(state):
         raise UserInputError(f"{path}: not a graphmill training checkpoint (keys missing)")
     return state
-
-
-def is_generator_state(x: Any) -> bool:
-    """Whether ``x`` is what ``torch.get_rng_state`` and ``Generator.get_state`` return (a checkpoint's)."""
-    import torch
-
-    return isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and x.dim() == 1
 
 
 #: what every history row of ``training_loop`` holds besides its evaluation's metrics
