@@ -58,14 +58,15 @@ import numpy as np
 
 from graphmill.util.errors import UserInputError
 from graphmill.util.files import atomic_write_bytes, load_torch_checkpoint, save_torch_checkpoint
+from graphmill.util.torch_state import module_state_damage, optimizer_state_damage
 
-from .cost import DEFAULT_WEIGHTS, ProxyCost
+from .cost import DEFAULT_WEIGHTS, ProxyCost, proxy_cost
 from .descent import check_options, coordinate_descent
 from .fd import ForceDirected, module_adjacency
-from .legality import EPS, legality, legalize, place_nearest
+from .legality import EPS, inside, legality, legalize, place_nearest
 from .positions import (add_footprint, assemble_features, footprint_density_increase, footprint_top_increase, lattice,
                         legal_positions, offsets_fit, position_features)
-from .problem import KIND_HARD, KIND_PORT, KIND_SOFT, ChipProblem
+from .problem import KIND_HARD, KIND_PORT, KIND_SOFT, ORIENT_CODE, ChipProblem
 from .sa import PlaceResult, Progress, global_placement
 
 CELL_FEATURES = 11
@@ -534,6 +535,57 @@ def start_key(problem: ChipProblem, seed: int) -> str:
     return h.hexdigest()[:16]
 
 
+#: the largest policy a checkpoint may ask for (the default is hidden 32, layers 2)
+POLICY_SIZE_LIMIT = {"hidden": 4096, "layers": 64}
+
+
+def _best_damage(state: dict, problems: list[ChipProblem], weights) -> str:
+    """What in a checkpoint's episode count and best placements no run writes ('' when nothing): a best placement
+    must be finite, oriented, keep the fixed nodes and ports where they are, have its macros on the canvas and
+    its hard macros apart (every episode's are), and cost what it records (recomputed)."""
+    done, best = state.get("episodes"), state.get("best", [])
+    if not (isinstance(done, int) and not isinstance(done, bool) and done >= 0):
+        return f"episodes {str(done)[:30]} is not a count"
+    if not (isinstance(best, list) and len(best) <= len(problems)):
+        return "best is not one entry per netlist"
+    for i, entry in enumerate(best):
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 2):
+            return f"best {i} is not a (proxy, placement) pair"
+        v, pl = entry
+        if pl is None:
+            continue
+        prob = problems[i]
+        n = len(prob.names)
+        if not (isinstance(pl, (list, tuple)) and len(pl) == 3 and all(isinstance(a, list) and len(a) == n for a in pl)):
+            return f"best {i}'s placement is not x, y and orientation for its {n} nodes"
+        try:
+            x, y, o = (np.array(a, dtype=float) for a in pl)
+        except (TypeError, ValueError):
+            return f"best {i}'s placement holds what is not a number"
+        if not (np.isfinite(x).all() and np.isfinite(y).all() and np.isin(o, np.arange(len(ORIENT_CODE))).all()):
+            return f"best {i}'s placement holds a coordinate that is not finite or an orientation outside 0..7"
+        start = prob.copy_placement()
+        still = (prob.kind == KIND_PORT) | (prob.fixed != 0)
+        if not (np.array_equal(x[still], start[0][still]) and np.array_equal(y[still], start[1][still])):
+            return f"best {i}'s placement moves a fixed node or a port"
+        prob.set_placement((x, y, o.astype(start[2].dtype)))
+        try:
+            w, h = prob.sizes()
+            macro = np.flatnonzero((prob.kind == KIND_HARD) | (prob.kind == KIND_SOFT))
+            off = [m for m in macro if not inside(prob, int(m), x[m], y[m], w[m], h[m])]
+            legal, why = legality(prob)
+            cost = proxy_cost(prob, weights).proxy
+        finally:
+            prob.set_placement(start)
+        if off:
+            return f"best {i}'s placement has macro {prob.names[off[0]]!r} off the canvas"
+        if not legal:
+            return f"best {i}'s placement is not legal: {why}"
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isclose(v, cost, rel_tol=1e-6)):
+            return f"best {i}'s proxy {str(v)[:30]} is not its placement's ({cost:.6g})"
+    return ""
+
+
 def _save_checkpoint(path: str, policy, optim, state: dict) -> None:
     save_torch_checkpoint(path, {"policy": policy.state_dict(), "optim": optim.state_dict(), "config": policy.config,
                                  "state": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
@@ -589,9 +641,20 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
                 raise UserInputError(f"{checkpoint}: a checkpoint of a run on another netlist or from another "
                                      "start (--init), seed or --weights; delete it (or write elsewhere with -o) to "
                                      "start over")
-            policy = new_policy(**ck["config"])
-            policy.load_state_dict(ck["policy"])
+            config = ck["config"]
+            if not (isinstance(config, dict) and set(config) <= {"hidden", "layers"} and all(
+                    isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= POLICY_SIZE_LIMIT[k]
+                    for k, v in config.items())):  # hidden=10^6 allocated gigabytes before torch refused
+                raise UserInputError(f"{checkpoint}: a damaged chip placement checkpoint (its policy's config "
+                                     f"{str(config)[:60]}); delete it to start over")
+            policy = new_policy(**config)
             optim = torch.optim.Adam(policy.parameters(), lr=lr)
+            why = module_state_damage(policy, ck["policy"]) or optimizer_state_damage(optim, ck["optim"]) or \
+                _best_damage(ck["state"], problems, weights)
+            if why:  # the best was written as the result: off-canvas macros reported legal, exit 0 (an outside check)
+                raise UserInputError(f"{checkpoint}: a damaged chip placement checkpoint ({why}); delete it to start "
+                                     "over")
+            policy.load_state_dict(ck["policy"])
             optim.load_state_dict(ck["optim"])
             done = int(ck["state"]["episodes"])
             prior_s = float(ck["state"].get("elapsed_s", 0.0))  # written since this was counted; older: 0

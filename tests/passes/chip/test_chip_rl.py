@@ -142,6 +142,39 @@ def test_checkpoint_of_another_netlist_or_weights_refused(tmp_path):
     assert torch.load(ck, weights_only=True)["state"]["episodes"] == 8
 
 
+def _best(state):
+    v, (x, y, o) = state["state"]["best"][0]
+    return v, x, y, o
+
+
+@pytest.mark.parametrize("damage, why", [
+    # written as the result: 24 of 26 nodes at (1e9, 1e9), reported legal, exit 0 (an outside check)
+    (lambda s, v, x, y, o: s["state"].update(best=[(v, [[1e9] * len(x), [1e9] * len(y), o])]),
+     "moves a fixed node or a port"),
+    (lambda s, v, x, y, o: s["state"].update(best=[(0.0, [x, y, o])]), "best 0's proxy 0.0 is not its placement's"),
+    (lambda s, v, x, y, o: s["state"].update(best=[(v, [x, y, [99] * len(o)])]), "an orientation outside 0..7"),
+    (lambda s, v, x, y, o: s["state"].update(best=[(v, [x, [float("nan")] * len(y), o])]),
+     "a coordinate that is not finite"),
+    (lambda s, v, x, y, o: s["state"].update(episodes=-4), "episodes -4 is not a count"),
+    (lambda s, v, x, y, o: s["config"].update(hidden=10 ** 6), "its policy's config"),  # gigabytes allocated first
+    (lambda s, v, x, y, o: s["optim"]["param_groups"][0].update(lr="fast"), "its optimizer's lr is fast"),
+])
+def test_a_damaged_checkpoint_is_refused_in_one_line(tmp_path, damage, why):
+    """Reference: the placement a checkpoint records recomputed here (fixed nodes and ports unmoved, on the
+    canvas, its proxy), and the fields the training writes."""
+    from graphmill.errors import UserInputError
+
+    probs = [_problem(seed=5, hard=4)]
+    ck = str(tmp_path / "ck.pt")
+    rl.train(probs, episodes=4, batch=4, seed=0, checkpoint=ck)
+    state = torch.load(ck, weights_only=True)
+    damage(state, *_best(state))
+    torch.save(state, ck)
+    with pytest.raises(UserInputError) as e:
+        rl.train(probs, episodes=8, batch=4, seed=0, checkpoint=ck)
+    assert str(e.value).startswith(f"{ck}: a damaged chip placement checkpoint (") and why in str(e.value), e.value
+
+
 def test_checkpoint_from_another_start_or_seed_refused(tmp_path):
     """A leftover OUT.plc.rl-checkpoint took over a rerun given another --init (every macro at the centre) and
     --seed: the run went on from the old start's best placement (an outside check). Reference: the runs' inputs,
