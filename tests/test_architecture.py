@@ -320,7 +320,7 @@ ANYWHERE = set().union(*DEFINED.values())
 
 #: functions and methods that take an attribute's name as a string: getattr(obj, name), monkeypatch.setattr(obj,
 #: name, value), mock.patch.object(obj, name), ...; the name is their second argument
-BY_NAME = {"getattr", "setattr", "hasattr", "delattr", "object", "delitem"}
+BY_NAME = {"getattr", "setattr", "hasattr", "delattr", "object", "setitem", "delitem", "patch"}
 
 
 def _private_names_in_strings(tree: ast.AST, own: set[str]):
@@ -410,6 +410,8 @@ def test_the_rules_catch_what_they_name(rule_source, offending):
     "setattr(fold_constants, '_evaluate', None)",
     "monkeypatch.setattr(fold_constants, '_evaluate', never)",
     "monkeypatch.setattr('graphmill.passes.cleanup.fold_constants._evaluate', never)",
+    "mock.patch('graphmill.passes.cleanup.fold_constants._evaluate')",
+    "monkeypatch.setitem(fold_constants.__dict__, '_evaluate', never)",
 ])
 def test_a_private_name_in_a_string_is_caught(offending):
     """The string form of reaching into a private attribute (how a test patched fold_constants._evaluate unseen)."""

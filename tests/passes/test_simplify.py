@@ -701,6 +701,27 @@ def test_a_symbol_cast_to_a_narrow_integer_is_not_kept(tmp_path, narrow):
     _same_under_ort(src, out, [{"x": np.zeros(n, np.float32)} for n in (257, 65537, 3)])
 
 
+def test_a_uint64_cast_of_a_minus_one_beside_a_symbol_is_inferred(tmp_path):
+    """Reshape(x, Cast(Cast(Concat(Shape(x), [-1]), uint64), int64)): -1 becomes 2^64 - 1 and back; the wrap of a
+    known entry overflowed numpy's int64 and shape inference failed on the Cast (a review). Reference: ONNX
+    Runtime on the original file."""
+    from onnx import helper
+
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), _int_const("m1", [-1]),
+             helper.make_node("Concat", ["s", "m1"], ["c"], axis=0), helper.make_node("Cast", ["c"], ["u"], to=13),
+             helper.make_node("Cast", ["u"], ["shp"], to=7), helper.make_node("Reshape", ["x", "shp"], ["y"])]
+    src = _onnx_file(tmp_path, nodes, [helper.make_tensor_value_info("x", 1, ["N", 2])])
+    import graphmill
+
+    g = graphmill.load(src)
+    report = graphmill.infer_shapes(g)
+    assert not report.errors, report.errors
+    shp = next(n for n in g.nodes if n.outputs[0].name == "shp").outputs[0]
+    assert shp.type.shape == (3,)
+    _, out = _optimized(src, tmp_path)
+    _same_under_ort(src, out, [{"x": np.ones((n, 2), np.float32)} for n in (3, 1)])
+
+
 def test_a_known_size_cast_to_a_narrow_integer_wraps(tmp_path):
     """Beside a symbol, a known entry went through Cast(int8) unchanged: Shape([N, 300]) cast to int8 and back
     held 300 where ONNX Runtime computes 44 (300 - 256), and the Reshape's output was declared [N, 300] in the

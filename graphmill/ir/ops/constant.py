@@ -117,7 +117,7 @@ def _cast_to(ctx: InferenceContext, dtype: DataType) -> list:
 
 def _cast_int(d: int, np_dtype) -> int:
     """An integer entry as a Cast to ``np_dtype`` leaves it (two's-complement wrap, as ONNX Runtime's)."""
-    return int(np.array(d, dtype=np.int64).astype(np_dtype))
+    return int(np.array(d & (2**64 - 1), dtype=np.uint64).astype(np_dtype))  # uint64's 2^63.. included
 
 
 def _infer_cast(ctx: InferenceContext) -> list:

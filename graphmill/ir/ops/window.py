@@ -63,7 +63,8 @@ def window_output_dim(size: Dim, w: Window, i: int, *, ceil_mode: bool = False) 
 
     NOTSET: floor((in + pad_begin + pad_end - extent) / stride) + 1 (ceil with
     ``ceil_mode``, dropping a last window that would start in the end padding,
-    as onnx's reference and PyTorch do); SAME_*: ceil(in / stride); VALID:
+    as onnx's reference and PyTorch do; unknown without it where the kernel outruns the
+    input by less than a stride, as the spec and ONNX Runtime disagree there); SAME_*: ceil(in / stride); VALID:
     ceil((in - extent + 1) / stride). A symbolic ``size`` survives only where
     the formula is the identity (stride 1 and padding that exactly makes up
     for the kernel's extent); otherwise the result is unknown.
@@ -89,7 +90,11 @@ def window_output_dim(size: Dim, w: Window, i: int, *, ceil_mode: bool = False) 
         if out > 0 and (out - 1) * s >= size + pb:
             out -= 1
         return max(0, out)
-    return max(0, span // s + 1)
+    if span < 0:  # a kernel past the input by less than a stride: the spec's floor gives 0 windows, ONNX Runtime
+        # (and onnx's inference) 1, truncating toward 0: unknown, so that no pass folds either (Shape(pool) folded to
+        # 0 gave an empty output where ONNX Runtime gives one window; an outside check)
+        return None if span > -s else 0
+    return span // s + 1
 
 
 def transposed_output_dim(size: Dim, w: Window, i: int, output_padding: int) -> Dim:

@@ -167,7 +167,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 #: what every history row of ``training_loop`` holds besides its evaluation's metrics
-ROW_KEYS = ("step", "epoch", "stage", "stages", "size", "loss", "train_seconds", "cpu_seconds")
+ROW_KEYS = ("step", "epoch", "stage", "stages", "size", "loss", "train_seconds")  # and cpu_seconds since 1806c79
 
 
 def rows_damage(rows: list, step: int, row_keys: tuple[str, ...] = (), name: str = "history row") -> str:
