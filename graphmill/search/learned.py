@@ -53,6 +53,7 @@ from graphmill.passes.placement import build_problem, training_graph
 from graphmill.passes.placement.rl import chain_units, load_checkpoint, merge_options, merge_units
 from graphmill.util.files import save_torch_checkpoint
 from graphmill.util.interrupts import DeferredInterrupt
+from graphmill.util.torch_state import finite_number, is_generator_state, module_state_damage, optimizer_state_damage
 
 __all__ = ["Task", "make_task", "random_graph", "training_set", "train", "fine_tune", "DEFAULTS",
            "TRAINING_MODELS", "task_units", "unit_moves",
@@ -280,6 +281,87 @@ def train(tasks: list[Task], *, seed: int = 0, options: dict | None = None, chec
         torch.set_num_threads(threads)
 
 
+def _count(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _decisions_damage(device: Any, fuse: Any, priority: Any, jp: JointProblem, like: Decisions) -> str:
+    """What in one state's decisions (arrays or lists) no run writes for ``jp`` ('' when nothing): a device per op
+    in range, as many fusion flags as ``like``'s, a finite priority per op."""
+    try:
+        d, f, p = np.asarray(device), np.asarray(fuse), np.asarray(priority)
+    except (TypeError, ValueError):
+        return "decisions that are not arrays"
+    if not (d.shape == (jp.n,) and d.dtype.kind in "iu" and ((d >= 0) & (d < jp.devices)).all()):
+        return f"decisions whose devices are not one in 0..{jp.devices - 1} per op ({jp.n})"
+    if not (f.shape == np.shape(like.fuse) and f.dtype == bool):
+        return "decisions whose fusion flags are not the graph's"
+    if not (p.shape == (jp.n,) and p.dtype.kind == "f" and np.isfinite(p).all()):
+        return "decisions whose priorities are not a finite number per op"
+    return ""
+
+
+#: what every row of train-policy's history holds as numbers (beside the step's task names)
+HISTORY_NUMBERS = ("step", "samples", "mean_time_vs_best_baseline", "best_state_vs_best_baseline", "loss")
+
+
+def _training_state_damage(state: Any, tasks: list[Task]) -> str:
+    """What in a train-policy checkpoint's state no run writes ('' when nothing)."""
+    if not isinstance(state, dict) or not (_count(state.get("step")) and _count(state.get("samples"))):
+        return "its step and samples are not counts"
+    if not (finite_number(state.get("seconds")) and state["seconds"] >= 0):  # inf ended the run at once
+        return f"its seconds {str(state.get('seconds'))[:30]} is not a time"
+    history = state.get("history")
+    if not (isinstance(history, list) and len(history) == state["step"] and all(
+            isinstance(r, dict) and all(finite_number(r.get(k)) for k in HISTORY_NUMBERS) for r in history)):
+        return "its history is not one row of numbers per step"  # a NaN reached the --json report
+    by_name = {t.name: t for t in tasks}
+    states = state.get("states")
+    if not isinstance(states, dict):
+        return "its states are not a table"
+    for name, dec in states.items():
+        if name not in by_name or not (isinstance(dec, list) and len(dec) == 3):
+            return f"its state of {str(name)[:40]} is not one of the training set's"
+        why = _decisions_damage(*dec, by_name[name].jp, by_name[name].obs["decisions"])
+        if why:
+            return f"its state of {name}: {why}"
+    return ""
+
+
+def _fine_tune_damage(ck: dict, jp: JointProblem, start: Decisions, budget: int) -> str:
+    """What in a fine-tuning checkpoint no run writes ('' when nothing); its best state's step time is checked
+    once it is simulated again (``_best_time_damage``), as the resume does anyway."""
+    try:  # the generator's state, checked by setting it on a scratch generator
+        torch.Generator().set_state(ck.get("gen"))
+    except (RuntimeError, TypeError, ValueError):
+        return "its random generator states are not what graphmill writes"
+    if not is_generator_state(ck.get("gen")) or not isinstance(ck.get("urng"), dict):
+        return "its random generator states are not what graphmill writes"
+    seen = ck.get("seen")
+    if not (isinstance(seen, list) and all(isinstance(k, bytes) for k in seen)):
+        return "its simulated states are not what graphmill writes"
+    b = ck.get("best")
+    if not isinstance(b, dict) or not all(_count(b.get(k)) for k in ("n", "steps")) or b["n"] > budget:
+        return "its best's sample and step counts are not counts within the budget"  # 10^12 skipped all sampling
+    if any(b.get(k) is not None and not _count(b[k]) for k in ("to_ref", "to_beat")) or not (isinstance(
+            b.get("curve"), list) and all(isinstance(t, (int, float)) and not isinstance(t, bool) and not math.isnan(t)
+                                         for t in b["curve"])):
+        return "its best's record is not what graphmill writes"
+    if not all(isinstance(b.get(k), torch.Tensor) for k in ("device", "fuse", "priority")):
+        return "its best decisions are not tensors"
+    why = _decisions_damage(b["device"].numpy(), b["fuse"].numpy(), b["priority"].numpy(), jp, start)
+    return f"its best has {why}" if why else ""
+
+
+def _best_time_damage(recorded: Any, out: Outcome) -> str:
+    """Whether a checkpoint's best state, simulated again (``out``), takes the step time it records."""
+    t = out.makespan if out.valid else math.inf
+    if isinstance(recorded, (int, float)) and not isinstance(recorded, bool) and (
+            recorded == t or math.isclose(recorded, t, rel_tol=1e-9)):
+        return ""
+    return f"its best state does not take the step time it records ({str(recorded)[:30]})"
+
+
 def _train(tasks, seed, opts, checkpoint, progress, output, meta):
     # Ctrl-C finishes the step under way and checkpoints it (a second: at once); from the start, so that one
     # while the policy and its optimizer are built (torch imports for seconds) ends the run before step 1 with
@@ -294,6 +376,11 @@ def _train(tasks, seed, opts, checkpoint, progress, output, meta):
         resumed = False
         if checkpoint and os.path.exists(checkpoint):
             ck = load_checkpoint(checkpoint, sig, "training", "training set, options, seed or policy format")
+            why = module_state_damage(policy, ck.get("policy")) or optimizer_state_damage(optim, ck.get("optim")) \
+                or _training_state_damage(ck.get("state"), tasks)
+            if why:  # tracebacks, or a silent wrong run: seconds=inf wrote a 3-step policy as finished (an outside check)
+                raise UserInputError(f"{checkpoint}: a damaged training checkpoint ({why}); give another path or "
+                                     "remove it")
             policy.load_state_dict(ck["policy"])
             optim.load_state_dict(ck["optim"])
             state = ck["state"]
@@ -461,14 +548,27 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
         if checkpoint and os.path.exists(checkpoint):
             ck = load_checkpoint(checkpoint, sig, "fine-tuning",
                                  "graph, devices, start, policy, seed, budget or options")
+            why = module_state_damage(pol, ck.get("policy")) or optimizer_state_damage(optim, ck.get("optim")) \
+                or _fine_tune_damage(ck, task.jp, dec0, budget)
+            if not why:
+                try:
+                    urng.bit_generator.state = ck["urng"]
+                except (TypeError, ValueError, KeyError):
+                    why = "its random generator states are not what graphmill writes"
+            if why:  # a forged best (t = 0) was the answer, exit 0; other fields: tracebacks (an outside check)
+                raise UserInputError(f"{checkpoint}: a damaged fine-tuning checkpoint ({why}); give another path or "
+                                     "remove it")
             pol.load_state_dict(ck["policy"])
             optim.load_state_dict(ck["optim"])
             gen.set_state(ck["gen"])
-            urng.bit_generator.state = ck["urng"]
             b = ck["best"]
             bdec = Decisions(b["device"].numpy(), b["fuse"].numpy(), b["priority"].numpy())
             best.update(t=b["t"], n=b["n"], steps=b["steps"], to_ref=b["to_ref"], to_beat=b["to_beat"],
                         curve=list(b["curve"]), dec=bdec, out=task.jp.evaluate(bdec))  # not a new sample
+            why = _best_time_damage(b["t"], best["out"])
+            if why:  # a forged best (t = 0) was the answer, exit 0 (an outside check)
+                raise UserInputError(f"{checkpoint}: a damaged fine-tuning checkpoint ({why}); give another path or "
+                                     "remove it")
             seen.update(ck["seen"])
             # obs was the best state's features unless it is still the task's own (the hint: no start, no
             # transform, nothing better found yet)

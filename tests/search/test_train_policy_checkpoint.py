@@ -168,3 +168,31 @@ def test_ctrl_c_while_the_policy_is_built_ends_before_step_1_with_its_report(tmp
     assert got["interrupted"] is True and got["steps"] == 0 and got["output"] is None and got["samples"] == 0
     assert "interrupted at step 0/2; no policy written" in capsys.readouterr().err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
+@pytest.mark.parametrize("damage, why", [
+    # the time limit fired at once: a 1-step policy written as finished, exit 0 (an outside check)
+    (lambda ck: ck["state"].update(seconds=float("inf")), "its seconds inf is not a time"),
+    (lambda ck: ck["state"].update(step=10 ** 12), "its history is not one row of numbers per step"),
+    (lambda ck: ck["state"].update(step="3"), "its step and samples are not counts"),  # a traceback
+    (lambda ck: ck["state"]["history"][0].update(loss=float("nan")), "not one row of numbers per step"),
+    (lambda ck: ck["optim"]["param_groups"][0].update(lr=float("nan")), "its optimizer's lr is nan"),
+    (lambda ck: [v.__setitem__(0, [99] * len(v[0])) for v in ck["state"]["states"].values()] or
+     ck["state"]["states"].update(x=[[0], [False], [0.0]]), "is not one of the training set's"),
+])
+def test_a_damaged_checkpoint_is_refused_in_one_line(tmp_path, damage, why):
+    """A checkpoint of this very training (its signature matches) with a field no run writes. Reference: the fields
+    the training writes (counts, a time, one row of numbers per step, decisions of the training set's graphs)."""
+    import torch
+
+    from graphmill.ir import UserInputError
+
+    out, ck = str(tmp_path / "p.npz"), tmp_path / "train.ckpt"
+    interrupted_after_step_1(out, ck)
+    state = torch.load(ck, weights_only=True)
+    damage(state)
+    torch.save(state, ck)
+    with pytest.raises(UserInputError) as e:
+        api.train_policy(out, steps=2, quick=True, options=OPTIONS, checkpoint=str(ck))
+    assert str(e.value).startswith(f"{ck}: a damaged training checkpoint (") and why in str(e.value), e.value
+    assert not (tmp_path / "p.npz").exists()

@@ -508,3 +508,39 @@ def test_train_policy_refuses_sizes_the_policy_loader_would_refuse(tmp_path, opt
         api.train_policy(str(out), steps=1, quick=True, options=option)
     assert str(e.value) == f"--option: {says} (the sizes a policy file may have)"
     assert not out.exists()
+
+
+def _forged_best(ck):
+    ck["best"]["t"] = 0.0
+
+
+@pytest.mark.parametrize("damage, why", [
+    # a forged best step time: its state was the answer, exit 0 (an outside check)
+    (_forged_best, "its best state does not take the step time it records (0.0)"),
+    (lambda ck: ck["best"].update(device=torch.full_like(ck["best"]["device"], 99)), "devices are not one in 0..3"),
+    (lambda ck: ck["best"].update(n=10 ** 12), "not counts within the budget"),  # every sample skipped
+    (lambda ck: ck["best"].update(n=-1000), "not counts within the budget"),  # 1,080 samples drawn for 80
+    (lambda ck: ck.update(gen=torch.zeros(3, dtype=torch.uint8)), "its random generator states"),  # a traceback
+    (lambda ck: ck.update(seen="abc"), "its simulated states are not what graphmill writes"),
+    (lambda ck: ck["optim"]["param_groups"][0].update(lr="fast"), "its optimizer's lr is fast"),
+])
+def test_a_damaged_fine_tuning_checkpoint_is_refused_in_one_line(tmp_path, damage, why):
+    """A checkpoint of this very fine-tuning (its signature matches) with a field no run writes. Reference: the
+    best state simulated again, and the fields fine_tune writes."""
+    task = make_task("m", random_graph(8, "mlp", 40), cost(4))
+    torch.manual_seed(0)
+    pol = GraphPolicy(hidden=16, layers=1)
+    kw = dict(budget=60, samples=4, seed=2, units=6, options={"epochs": 1})
+    ck = str(tmp_path / "ft.ck")
+
+    def interrupt(line: str) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fine_tune(pol, task, checkpoint=ck, progress=interrupt, **kw)
+    state = torch.load(ck, weights_only=True)
+    damage(state)
+    torch.save(state, ck)
+    with pytest.raises(UserInputError) as e:
+        fine_tune(pol, task, checkpoint=ck, **kw)
+    assert str(e.value).startswith(f"{ck}: a damaged fine-tuning checkpoint (") and why in str(e.value), e.value
