@@ -378,7 +378,7 @@ def _train(tasks, seed, opts, checkpoint, progress, output, meta):
             ck = load_checkpoint(checkpoint, sig, "training", "training set, options, seed or policy format")
             why = module_state_damage(policy, ck.get("policy")) or optimizer_state_damage(optim, ck.get("optim")) \
                 or _training_state_damage(ck.get("state"), tasks)
-            if why:  # tracebacks, or a silent wrong run: seconds=inf wrote a 3-step policy as finished (an outside check)
+            if why:  # tracebacks, or a silent wrong run: seconds=inf wrote a 3-step policy as finished (outside check)
                 raise UserInputError(f"{checkpoint}: a damaged training checkpoint ({why}); give another path or "
                                      "remove it")
             policy.load_state_dict(ck["policy"])

@@ -93,7 +93,8 @@ def test_sequences_and_empty_optionals_are_compared_as_onnx_runtime_gives_them(t
          oh.make_node("Optional", [], ["e"], type=oh.make_tensor_type_proto(TP.FLOAT, None))], "g",
         [oh.make_tensor_value_info("x", TP.FLOAT, ["N", 3])],
         [onnx.ValueInfoProto(name="s"), onnx.ValueInfoProto(name="e")],
-        initializer=[numpy_helper.from_array(np.array([1, 2], np.int64), "sp")]), opset_imports=[oh.make_opsetid("", 18)])
+        initializer=[numpy_helper.from_array(np.array([1, 2], np.int64), "sp")]),
+        opset_imports=[oh.make_opsetid("", 18)])
     path = tmp_path / "m.onnx"
     onnx.save(model, path)
     g = graphmill.load(path)

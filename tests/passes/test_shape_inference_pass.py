@@ -195,7 +195,8 @@ def test_onnx_sizes_known_wrong_are_not_taken_dft_of_a_computed_length(tmp_path)
     import onnxruntime as ort
     from onnx import numpy_helper
 
-    ints = [numpy_helper.from_array(np.array(1, np.int64), "one"), numpy_helper.from_array(np.array([2], np.int64), "two")]
+    ints = [numpy_helper.from_array(np.array(1, np.int64), "one"),
+            numpy_helper.from_array(np.array([2], np.int64), "two")]
     nodes = [oh.make_node("Shape", ["Z"], ["zs"]), oh.make_node("Gather", ["zs", "one"], ["n"]),
              oh.make_node("DFT", ["X", "n", "one"], ["Y"]),
              oh.make_node("Shape", ["X"], ["xs"], start=0, end=2), oh.make_node("Concat", ["xs", "two"], ["t"], axis=0),
@@ -209,7 +210,8 @@ def test_onnx_sizes_known_wrong_are_not_taken_dft_of_a_computed_length(tmp_path)
     g = graphmill.load(src)
     graphmill.optimize(g)
     graphmill.save(g, out)
-    feeds = {"X": np.random.default_rng(0).standard_normal((2, 5, 1)).astype(np.float32), "Z": np.ones((1, 1), np.float32)}
+    feeds = {"X": np.random.default_rng(0).standard_normal((2, 5, 1)).astype(np.float32),
+             "Z": np.ones((1, 1), np.float32)}
     want, = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, feeds)
     got, = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, feeds)
     assert want.shape == (2, 5, 2) and got.shape == want.shape
@@ -225,7 +227,8 @@ def test_onnx_placeholder_dims_inside_a_sequence_are_unknown():
     model = oh.make_model(oh.make_graph(
         [oh.make_node("SplitToSequence", ["x", "sp"], ["s"], axis=1)], "g",
         [oh.make_tensor_value_info("x", TP.FLOAT, ["N", 3])], [onnx.ValueInfoProto(name="s")],
-        initializer=[numpy_helper.from_array(np.array([1, 2], np.int64), "sp")]), opset_imports=[oh.make_opsetid("", 17)])
+        initializer=[numpy_helper.from_array(np.array([1, 2], np.int64), "sp")]),
+        opset_imports=[oh.make_opsetid("", 17)])
     g = from_proto(model)
     graphmill.infer_shapes(g)
     elem = g.outputs[0].type.elem_type

@@ -694,7 +694,8 @@ def test_a_symbol_cast_to_a_narrow_integer_is_not_kept(tmp_path, narrow):
 
     nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Cast", ["s"], ["n"], to=narrow),
              helper.make_node("Cast", ["n"], ["s64"], to=7),
-             helper.make_node("ConstantOfShape", ["s64"], ["z"], value=numpy_helper.from_array(np.array([2.0], np.float32))),
+             helper.make_node("ConstantOfShape", ["s64"], ["z"],
+                              value=numpy_helper.from_array(np.array([2.0], np.float32))),
              helper.make_node("Expand", ["z", "s"], ["y"])]
     src = _onnx_file(tmp_path, nodes, [helper.make_tensor_value_info("x", 1, ["N"])])
     _, out = _optimized(src, tmp_path)

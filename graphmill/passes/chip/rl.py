@@ -556,7 +556,8 @@ def _best_damage(state: dict, problems: list[ChipProblem], weights) -> str:
             continue
         prob = problems[i]
         n = len(prob.names)
-        if not (isinstance(pl, (list, tuple)) and len(pl) == 3 and all(isinstance(a, list) and len(a) == n for a in pl)):
+        if not (isinstance(pl, (list, tuple)) and len(pl) == 3 and all(
+                isinstance(a, list) and len(a) == n for a in pl)):
             return f"best {i}'s placement is not x, y and orientation for its {n} nodes"
         try:
             x, y, o = (np.array(a, dtype=float) for a in pl)

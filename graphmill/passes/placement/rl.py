@@ -319,7 +319,8 @@ def load_checkpoint(path: str, signature: str, what: str, differ: str) -> dict:
     return ck
 
 
-def _checkpoint_damage(ck: dict, prob: PlacementProblem, policy: "Policy", optim, units: int, groups: int | None) -> str:
+def _checkpoint_damage(ck: dict, prob: PlacementProblem, policy: "Policy", optim, units: int,
+                       groups: int | None) -> str:
     """What in a placement checkpoint whose signature matched no run writes ('' when nothing). Its best placement
     is simulated again and must take the step time it claims: a forged ``best_t`` of 0 made an all-on-one-device
     placement 2.9 times slower than METIS's the answer, exit 0; other fields ended in tracebacks (an outside
