@@ -662,3 +662,28 @@ def test_a_damaged_checkpoint_is_refused_before_the_evaluator_reads_it(tmp_path)
         _run(tmp_path / "a", budget=3, area_mm2="1.2", accel_sims="2")
     assert str(e.value) == (f"{path}: the checkpoint is damaged (trial 0: reward 'abc' is not a finite number); "
                             "remove it to start afresh")
+
+
+@pytest.mark.parametrize("key, value", [("accuracy", "x"), ("latency_ms", "x"), ("area_mm2", -1.0),
+                                        ("accel_config", "zzz")])
+def test_a_recorded_figure_that_is_not_a_number_is_damage(tmp_path, key, value):
+    """A finished trial's accuracy of 'x' in checkpoint.json: a TypeError traceback when the report was written
+    (an outside check). Reference: what a trial records (numbers >= 0, or null for a run's inf; an accelerator
+    as a table). A figure a run wrote as null resumes (the run below resumes after the damage-free edit)."""
+    _run(tmp_path / "a", budget=2, area_mm2="1.2", accel_sims="2")
+    path = tmp_path / "a" / "checkpoint.json"
+    good = path.read_text()
+    state = json.loads(good)
+    ok = next(t for t in state["history"] if t["status"] == "ok")
+    ok["metrics"][key] = value
+    path.write_text(json.dumps(state))
+    nahas.clear_caches()
+    with pytest.raises(UserInputError) as e:
+        _run(tmp_path / "a", budget=3, area_mm2="1.2", accel_sims="2")
+    assert str(e.value) == (f"{path}: the checkpoint is damaged (trial {ok['number']}: its {key} is {value}); "
+                            "remove it to start afresh")
+    state = json.loads(good)
+    next(t for t in state["history"] if t["status"] == "ok")["metrics"]["latency_ms"] = None
+    path.write_text(json.dumps(state))
+    nahas.clear_caches()
+    _run(tmp_path / "a", budget=3, area_mm2="1.2", accel_sims="2")

@@ -852,6 +852,27 @@ def _check_run(out: str, budget: int | None, seed: int, workers: int, executor: 
 
 # -- the run ----------------------------------------------------------------------------------------------------
 
+#: the figures a NAHAS trial records as numbers >= 0 (when it records them: an accelerator-only step trains nothing)
+RECORDED_NUMBERS = ("accuracy", "loss", "train_seconds", "area_mm2", "latency_ms", "energy_uj", "cycles", "macs",
+                    "sims")
+
+
+def _check_recorded_metrics(history: list[dict], checkpoint: str) -> None:
+    """A one-line refusal of a checkpoint whose finished trial records a figure that is not a number (the runner
+    checks rewards; an accuracy of 'x' was a TypeError traceback when the report was written: an outside check)."""
+    for t in history:
+        m = t.get("metrics", {})
+        if t.get("status") != "ok":
+            continue
+        bad = next((k for k in RECORDED_NUMBERS if m.get(k) is not None and not (  # None: a run's inf or NaN
+            isinstance(m[k], (int, float)) and not isinstance(m[k], bool) and 0 <= m[k] < math.inf)), None)
+        if bad is None and "accel_config" in m and not isinstance(m["accel_config"], dict):
+            bad = "accel_config"
+        if bad is not None:
+            raise UserInputError(f"{checkpoint}: the checkpoint is damaged (trial {t.get('number')}: its {bad} is "
+                                 f"{str(m[bad])[:40]}); remove it to start afresh")
+
+
 def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str | None,
         ray_address: str | None, accel: str | None, options: dict[str, str],
         progress: Callable[[str], None] | None) -> dict:
@@ -921,6 +942,7 @@ class _Run:
         state = ckpt.load(checkpoint)
         # checked before the evaluator is primed from it (a text reward was a traceback there; a review)
         history = [t.to_json() for t in restored_trials(state, space, checkpoint)] if state else []
+        _check_recorded_metrics(history, checkpoint)
         complete = len(history) >= budget or bool(trainings) and len(_networks(history)) >= trainings
         if complete and history and self.progress is not None:  # no trial will report: say it here
             self.progress(f"[nahas {name}] resumed from {checkpoint}: {len(history)} trial(s) recorded before; "
