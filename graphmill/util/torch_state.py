@@ -27,9 +27,9 @@ def is_generator_state(x: Any) -> bool:
 
 def module_state_damage(module, saved: Any) -> str:
     """The first parameter or buffer where a checkpoint's model differs from ``module``'s: missing, unexpected,
-    not a tensor, of another shape or element type, or holding a NaN or an infinity ('' when none): torch casts
-    an int64 weight into a float parameter without a word (an outside check: the small weights became 0 and
-    training went on)."""
+    not a tensor, of another shape or element type, or holding a NaN or an infinity where ``module``'s own tensor
+    is finite ('' when none): torch casts an int64 weight into a float parameter without a word (an outside check:
+    the small weights became 0 and training went on)."""
     import torch
 
     if not isinstance(saved, dict):
@@ -44,7 +44,8 @@ def module_state_damage(module, saved: Any) -> str:
             return f"the checkpoint's {name} is {list(saved[name].shape)}, this model's {list(t.shape)}"
         if saved[name].dtype != t.dtype:
             return f"the checkpoint's {name} is {saved[name].dtype}, this model's {t.dtype}"
-        if t.is_floating_point() and not bool(torch.isfinite(saved[name]).all()):  # a run stops before writing one
+        if t.is_floating_point() and bool((~torch.isfinite(saved[name]) & torch.isfinite(t)).any()):
+            # a run stops before writing a NaN weight; a constant's own -inf (an attention mask) stays where it is
             return f"the checkpoint's {name} holds a value that is not finite"
     extra = [name for name in saved if name not in own]
     return f"the checkpoint has {extra[0]}, which this model does not" if extra else ""
