@@ -319,13 +319,12 @@ def load_checkpoint(path: str, signature: str, what: str, differ: str) -> dict:
     return ck
 
 
-def _checkpoint_damage(ck: dict, prob: PlacementProblem, policy: "Policy", optim, units: int,
-                       groups: int | None) -> str:
+def _checkpoint_damage(ck: dict, prob: PlacementProblem, optim, units: int, groups: int | None) -> str:
     """What in a placement checkpoint whose signature matched no run writes ('' when nothing). Its best placement
     is simulated again and must take the step time it claims: a forged ``best_t`` of 0 made an all-on-one-device
     placement 2.9 times slower than METIS's the answer, exit 0; other fields ended in tracebacks (an outside
-    check)."""
-    why = module_state_damage(policy, ck.get("policy")) or optimizer_state_damage(optim, ck.get("optim"))
+    check). The policy's own tensors are checked before it is loaded (``module_state_damage``)."""
+    why = optimizer_state_damage(optim, ck.get("optim"))
     if why:
         return why
     if not (is_generator_state(ck.get("gen")) and is_generator_state(ck.get("torch_rng"))):
@@ -440,13 +439,18 @@ def _learned_placement(prob: PlacementProblem, method: str, baselines: list[Any]
     resumed = False
     if checkpoint and os.path.exists(checkpoint):
         ck = load_checkpoint(checkpoint, sig, "placement", "graph, devices, their memory or links, method or seed")
+        why = module_state_damage(policy, ck.get("policy"))  # against the fresh policy's own tensors
         try:
+            if not isinstance(ck.get("policy"), dict):
+                raise TypeError
             policy.load_state_dict(ck["policy"])
         except RuntimeError:  # the signature matched, the policy's shapes do not: its op-type vocabulary changed
             # (ai.onnx::Relu was keyed apart from Relu before 2026-12-05), which no signature of the graph records
             raise UserInputError(f"{checkpoint}: a checkpoint of another placement run (its policy's op types "
                                  "differ); give another path or remove it") from None
-        why = _checkpoint_damage(ck, prob, policy, optim, U, G)
+        except TypeError:
+            pass  # said below, as damage
+        why = why or _checkpoint_damage(ck, prob, optim, U, G)
         if why:
             raise UserInputError(f"{checkpoint}: a damaged placement checkpoint ({why}); give another path or remove "
                                  "it")
