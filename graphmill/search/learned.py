@@ -53,7 +53,8 @@ from graphmill.passes.placement import build_problem, training_graph
 from graphmill.passes.placement.rl import chain_units, load_checkpoint, merge_options, merge_units
 from graphmill.util.files import save_torch_checkpoint
 from graphmill.util.interrupts import DeferredInterrupt
-from graphmill.util.torch_state import finite_number, is_generator_state, module_state_damage, optimizer_state_damage
+from graphmill.util.torch_state import (finite_number, is_count, is_generator_state, module_state_damage,
+                                        optimizer_state_damage)
 
 __all__ = ["Task", "make_task", "random_graph", "training_set", "train", "fine_tune", "DEFAULTS",
            "TRAINING_MODELS", "task_units", "unit_moves",
@@ -281,10 +282,6 @@ def train(tasks: list[Task], *, seed: int = 0, options: dict | None = None, chec
         torch.set_num_threads(threads)
 
 
-def _count(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
-
-
 def _decisions_damage(device: Any, fuse: Any, priority: Any, jp: JointProblem, like: Decisions) -> str:
     """What in one state's decisions (arrays or lists) no run writes for ``jp`` ('' when nothing): a device per op
     in range, as many fusion flags as ``like``'s, a finite priority per op."""
@@ -307,7 +304,7 @@ HISTORY_NUMBERS = ("step", "samples", "mean_time_vs_best_baseline", "best_state_
 
 def _training_state_damage(state: Any, tasks: list[Task]) -> str:
     """What in a train-policy checkpoint's state no run writes ('' when nothing)."""
-    if not isinstance(state, dict) or not (_count(state.get("step")) and _count(state.get("samples"))):
+    if not isinstance(state, dict) or not (is_count(state.get("step")) and is_count(state.get("samples"))):
         return "its step and samples are not counts"
     if not (finite_number(state.get("seconds")) and state["seconds"] >= 0):  # inf ended the run at once
         return f"its seconds {str(state.get('seconds'))[:30]} is not a time"
@@ -341,9 +338,9 @@ def _fine_tune_damage(ck: dict, jp: JointProblem, start: Decisions, budget: int)
     if not (isinstance(seen, list) and all(isinstance(k, bytes) for k in seen)):
         return "its simulated states are not what graphmill writes"
     b = ck.get("best")
-    if not isinstance(b, dict) or not all(_count(b.get(k)) for k in ("n", "steps")) or b["n"] > budget:
+    if not isinstance(b, dict) or not all(is_count(b.get(k)) for k in ("n", "steps")) or b["n"] > budget:
         return "its best's sample and step counts are not counts within the budget"  # 10^12 skipped all sampling
-    if any(b.get(k) is not None and not _count(b[k]) for k in ("to_ref", "to_beat")) or not (isinstance(
+    if any(b.get(k) is not None and not is_count(b[k]) for k in ("to_ref", "to_beat")) or not (isinstance(
             b.get("curve"), list) and all(isinstance(t, (int, float)) and not isinstance(t, bool) and not math.isnan(t)
                                          for t in b["curve"])):
         return "its best's record is not what graphmill writes"

@@ -28,7 +28,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -85,6 +85,23 @@ class Trial:
         return Trial(number=int(d["number"]), config=d["config"], key=str(d["key"]),
                      reward=None if reward is None else float(reward), status=status, metrics=d.get("metrics", {}),
                      seconds=float(d.get("seconds", 0.0)), error=d.get("error"))
+
+
+def recorded_figure_damage(history: Any, names: Sequence[str], *, required: bool,
+                           minimum: float = -math.inf) -> tuple[Any, str, Any] | None:
+    """``(trial number, name, value)`` of the first finished trial of a checkpoint's ``history`` whose figure
+    ``name`` (of ``names``) is not a finite number >= ``minimum``; absent or null passes unless ``required`` (a run
+    writes a non-finite figure as null). For a search method whose report reads those figures: the runner checks
+    rewards, not what a method keeps in metrics (a cost of "cheap" or an accuracy of 'x' were tracebacks)."""
+    for t in history if isinstance(history, list) else []:
+        m = t.get("metrics") if isinstance(t, dict) and t.get("status") == "ok" else None
+        for name in names if isinstance(m, dict) else ():
+            v = m.get(name)
+            if v is None and not required:
+                continue
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and minimum <= v < math.inf):
+                return t.get("number"), name, v
+    return None
 
 
 def restored_trials(state: dict, space: Space, checkpoint: str) -> list[Trial]:

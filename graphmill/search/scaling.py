@@ -306,14 +306,13 @@ def _check_resumed(history: Any, checkpoint: str) -> None:
     """A one-line refusal of a checkpoint whose finished candidate has no numeric cost or accuracy, which every
     evaluation here records: a cost of "cheap" ended in the plot's traceback after results.json was rewritten (an
     outside check). The rest of the history is the search runner's to check."""
-    for t in history if isinstance(history, list) else []:
-        if isinstance(t, dict) and t.get("status") == "ok" and isinstance(t.get("metrics"), dict):
-            for name in ("cost", "accuracy"):
-                v = t["metrics"].get(name)
-                if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)):
-                    raise UserInputError(f"{checkpoint}: a damaged scale-search checkpoint (trial "
-                                         f"{str(t.get('number'))[:20]}: its {name} is {str(v)[:40]}, not a number); "
-                                         "delete it to start afresh")
+    from graphmill.search.runner import recorded_figure_damage
+
+    bad = recorded_figure_damage(history, ("cost", "accuracy"), required=True)
+    if bad is not None:
+        number, name, v = bad
+        raise UserInputError(f"{checkpoint}: a damaged scale-search checkpoint (trial {str(number)[:20]}: its {name} "
+                             f"is {str(v)[:40]}, not a number); delete it to start afresh")
 
 
 def _describe(component: Any) -> Any:

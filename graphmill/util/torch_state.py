@@ -18,6 +18,11 @@ def finite_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def is_count(x: Any) -> bool:
+    """A whole number >= 0 (not a bool): what a checkpoint's step, sample and episode counts are."""
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
 def is_generator_state(x: Any) -> bool:
     """Whether ``x`` is what ``torch.get_rng_state`` and ``Generator.get_state`` return (a checkpoint's)."""
     import torch

@@ -58,7 +58,7 @@ import numpy as np
 
 from graphmill.util.errors import UserInputError
 from graphmill.util.files import atomic_write_bytes, load_torch_checkpoint, save_torch_checkpoint
-from graphmill.util.torch_state import module_state_damage, optimizer_state_damage
+from graphmill.util.torch_state import is_count, module_state_damage, optimizer_state_damage
 
 from .cost import DEFAULT_WEIGHTS, ProxyCost, proxy_cost
 from .descent import check_options, coordinate_descent
@@ -544,7 +544,7 @@ def _best_damage(state: dict, problems: list[ChipProblem], weights) -> str:
     must be finite, oriented, keep the fixed nodes and ports where they are, have its macros on the canvas and
     its hard macros apart (every episode's are), and cost what it records (recomputed)."""
     done, best = state.get("episodes"), state.get("best", [])
-    if not (isinstance(done, int) and not isinstance(done, bool) and done >= 0):
+    if not is_count(done):
         return f"episodes {str(done)[:30]} is not a count"
     if not (isinstance(best, list) and len(best) <= len(problems)):
         return "best is not one entry per netlist"

@@ -66,7 +66,7 @@ from torch import nn
 
 from graphmill.ir import UserInputError
 from graphmill.util.files import load_torch_checkpoint, save_torch_checkpoint
-from graphmill.util.torch_state import is_generator_state, module_state_damage, optimizer_state_damage
+from graphmill.util.torch_state import is_count, is_generator_state, module_state_damage, optimizer_state_damage
 from graphmill.util.suggest import did_you_mean
 
 from .problem import PlacementProblem, op_bytes
@@ -331,17 +331,14 @@ def _checkpoint_damage(ck: dict, prob: PlacementProblem, optim, units: int, grou
         return "its random generator states are not what graphmill writes"
     state, D = ck.get("state"), prob.devices
 
-    def count(x) -> bool:
-        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
-
     def devices(t, width: int, top: int) -> bool:  # a [1, width] or [width] long tensor of choices below top
         return isinstance(t, torch.Tensor) and t.dtype == torch.long and t.shape[-1] == width and \
             t.numel() == width and bool(((t >= 0) & (t < top)).all())
 
-    if not isinstance(state, dict) or not all(count(state.get(k)) for k in ("step", "samples")):
+    if not isinstance(state, dict) or not all(is_count(state.get(k)) for k in ("step", "samples")):
         return "its state's step and samples are not counts"
     for key in ("to_best", "to_beat", "to_goal", "stalled_at", "warm"):
-        if state.get(key) is not None and not count(state[key]):
+        if state.get(key) is not None and not is_count(state[key]):
             return f"its state's {key} is not a count"
     for key in ("baseline", "incumbent_t", "projected_t"):
         v = state.get(key)
@@ -356,7 +353,7 @@ def _checkpoint_damage(ck: dict, prob: PlacementProblem, optim, units: int, grou
     pl, t = ck.get("best_pl"), ck.get("best_t")
     if pl is None:
         return "" if t == math.inf else "its best step time has no placement"
-    if not (isinstance(pl, list) and len(pl) == prob.n and all(count(d) and d < D for d in pl)):
+    if not (isinstance(pl, list) and len(pl) == prob.n and all(is_count(d) and d < D for d in pl)):
         return f"its best placement is not one device in 0..{D - 1} per op ({prob.n})"
     if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isclose(t, _projected_time(prob, pl),
                                                                                     rel_tol=1e-9, abs_tol=1e-9):

@@ -281,7 +281,7 @@ COMPUTE_KEYS = ("search_train_images", "search_val_images", "final_train_images"
 def _damage(state: dict) -> str:
     """What is wrong with an AutoHAS checkpoint's fields ('' when nothing): each of the types ``_save`` writes
     (state dicts, generator states, JSON text, a step within the run's budget, a phase)."""
-    from graphmill.util.torch_state import is_generator_state
+    from graphmill.util.torch_state import is_count, is_generator_state
 
     def json_of(kind: type, inside=lambda v: True):
         def ok(x) -> bool:
@@ -305,7 +305,7 @@ def _damage(state: dict) -> str:
               ("rng", is_generator_state),
               ("controller", json_of(dict)), ("history", json_of(list, rows)), ("probs", json_of(list, rows)),
               ("compute", json_of(dict, tally)), ("phase", lambda x: x in ("search", "final", "done")),
-              ("step", lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 0))
+              ("step", is_count))
     for key, ok in checks:
         if key not in state:
             return f"no {key}"

@@ -88,7 +88,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from graphmill.search.methods import parse_options
-from graphmill.search.runner import restored_trials
+from graphmill.search.runner import recorded_figure_damage, restored_trials
 from graphmill.search.space import Space, product
 from graphmill.search.spaces.accelerator import (ARRAY_SIZES, BANDWIDTH_WORDS, BUFFER_KB, DATAFLOWS, accel_config,
                                                  accelerator_space, point_name)
@@ -860,17 +860,15 @@ RECORDED_NUMBERS = ("accuracy", "loss", "train_seconds", "area_mm2", "latency_ms
 def _check_recorded_metrics(history: list[dict], checkpoint: str) -> None:
     """A one-line refusal of a checkpoint whose finished trial records a figure that is not a number (the runner
     checks rewards; an accuracy of 'x' was a TypeError traceback when the report was written: an outside check)."""
-    for t in history:
-        m = t.get("metrics", {})
-        if t.get("status") != "ok":
-            continue
-        bad = next((k for k in RECORDED_NUMBERS if m.get(k) is not None and not (  # None: a run's inf or NaN
-            isinstance(m[k], (int, float)) and not isinstance(m[k], bool) and 0 <= m[k] < math.inf)), None)
-        if bad is None and "accel_config" in m and not isinstance(m["accel_config"], dict):
-            bad = "accel_config"
-        if bad is not None:
-            raise UserInputError(f"{checkpoint}: the checkpoint is damaged (trial {t.get('number')}: its {bad} is "
-                                 f"{str(m[bad])[:40]}); remove it to start afresh")
+    bad = recorded_figure_damage(history, RECORDED_NUMBERS, required=False, minimum=0)  # None: a run's inf
+    if bad is None:
+        bad = next(((t.get("number"), "accel_config", t["metrics"]["accel_config"]) for t in history
+                    if t.get("status") == "ok" and not isinstance(t.get("metrics", {}).get("accel_config", {}), dict)),
+                   None)
+    if bad is not None:
+        number, name, v = bad
+        raise UserInputError(f"{checkpoint}: the checkpoint is damaged (trial {number}: its {name} is "
+                             f"{str(v)[:40]}); remove it to start afresh")
 
 
 def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str | None,

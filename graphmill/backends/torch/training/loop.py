@@ -30,7 +30,7 @@ from graphmill.ir import Graph, Tensor, topological_order
 from graphmill.util.errors import ExecutionError, UserInputError
 from graphmill.util.files import MODEL_FILE_LIMIT, load_torch_checkpoint, save_torch_checkpoint
 from graphmill.util.interrupts import DeferredInterrupt
-from graphmill.util.torch_state import (finite_number, is_generator_state, module_state_damage,
+from graphmill.util.torch_state import (finite_number, is_count, is_generator_state, module_state_damage,
                                         optimizer_state_damage)
 
 from .data import mixup, rand_augment
@@ -206,7 +206,7 @@ def checkpoint_damage(state: dict) -> str:
 
     checks = (("model", table), ("optimizer", table), ("config", table),
               ("rng", is_generator_state), ("generator", is_generator_state),
-              ("step", lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 0),
+              ("step", is_count),
               ("history", lambda x: isinstance(x, list)),
               ("train_seconds", number))
     for key, ok in checks:
