@@ -649,19 +649,27 @@ def test_rerunning_a_finished_run_says_so_and_trains_nothing(tmp_path, counted):
     assert counted[0].calls == trained + 1
 
 
-def test_a_damaged_checkpoint_is_refused_before_the_evaluator_reads_it(tmp_path):
-    """A text reward in checkpoint.json was read by NAHAS's evaluator before search.run checked the history: a
-    ValueError traceback, exit 1 (a review). Reference: the one line search.run gives for the same damage."""
+def _resumed_after(tmp_path, edit) -> tuple:
+    """A 2-trial run, its checkpoint edited by ``edit(state)``, then resumed for 3: (path, the refusal, or None)."""
     _run(tmp_path / "a", budget=2, area_mm2="1.2", accel_sims="2")
     path = tmp_path / "a" / "checkpoint.json"
     state = json.loads(path.read_text())
-    state["history"][0]["reward"] = "abc"
+    edit(state)
     path.write_text(json.dumps(state))
     nahas.clear_caches()
-    with pytest.raises(UserInputError) as e:
+    try:
         _run(tmp_path / "a", budget=3, area_mm2="1.2", accel_sims="2")
-    assert str(e.value) == (f"{path}: the checkpoint is damaged (trial 0: reward 'abc' is not a finite number); "
-                            "remove it to start afresh")
+    except UserInputError as e:
+        return path, str(e)
+    return path, None
+
+
+def test_a_damaged_checkpoint_is_refused_before_the_evaluator_reads_it(tmp_path):
+    """A text reward in checkpoint.json was read by NAHAS's evaluator before search.run checked the history: a
+    ValueError traceback, exit 1 (a review). Reference: the one line search.run gives for the same damage."""
+    path, refusal = _resumed_after(tmp_path, lambda state: state["history"][0].update(reward="abc"))
+    assert refusal == (f"{path}: the checkpoint is damaged (trial 0: reward 'abc' is not a finite number); "
+                       "remove it to start afresh")
 
 
 @pytest.mark.parametrize("key, value", [("accuracy", "x"), ("latency_ms", "x"), ("area_mm2", -1.0),
@@ -670,20 +678,13 @@ def test_a_recorded_figure_that_is_not_a_number_is_damage(tmp_path, key, value):
     """A finished trial's accuracy of 'x' in checkpoint.json: a TypeError traceback when the report was written
     (an outside check). Reference: what a trial records (numbers >= 0, or null for a run's inf; an accelerator
     as a table). A figure a run wrote as null resumes (the run below resumes after the damage-free edit)."""
-    _run(tmp_path / "a", budget=2, area_mm2="1.2", accel_sims="2")
-    path = tmp_path / "a" / "checkpoint.json"
-    good = path.read_text()
-    state = json.loads(good)
-    ok = next(t for t in state["history"] if t["status"] == "ok")
-    ok["metrics"][key] = value
-    path.write_text(json.dumps(state))
-    nahas.clear_caches()
-    with pytest.raises(UserInputError) as e:
-        _run(tmp_path / "a", budget=3, area_mm2="1.2", accel_sims="2")
-    assert str(e.value) == (f"{path}: the checkpoint is damaged (trial {ok['number']}: its {key} is {value}); "
-                            "remove it to start afresh")
-    state = json.loads(good)
-    next(t for t in state["history"] if t["status"] == "ok")["metrics"]["latency_ms"] = None
-    path.write_text(json.dumps(state))
-    nahas.clear_caches()
-    _run(tmp_path / "a", budget=3, area_mm2="1.2", accel_sims="2")
+    def first_ok(state):
+        return next(t for t in state["history"] if t["status"] == "ok")
+
+    edited = []
+    path, refusal = _resumed_after(tmp_path, lambda state: edited.append(first_ok(state)) or first_ok(
+        state)["metrics"].update({key: value}))
+    assert refusal == (f"{path}: the checkpoint is damaged (trial {edited[0]['number']}: its {key} is {value}); "
+                       "remove it to start afresh")
+    _, refusal = _resumed_after(tmp_path / "null", lambda state: first_ok(state)["metrics"].update(latency_ms=None))
+    assert refusal is None
