@@ -138,6 +138,8 @@ class Value:
                 for i, out in enumerate(g.outputs):
                     if out is self:
                         g.outputs[i] = new
+                        if new.type is None:  # the interface keeps its declaration, as a rewrite's merge does
+                            new.type = self.type
                         if (
                             new.producer is not None
                             and new.graph is g
@@ -351,11 +353,20 @@ class Node:
 
     def detach_inputs(self) -> None:
         """Drop every input, with its use record (the slots stay, empty): for a node being discarded,
-        e.g. one a rewrite built and then did not insert."""
+        e.g. one a rewrite built and then did not insert. Its subgraphs' reads of outer values are dropped too:
+        left, an ``If`` removed kept the values its branches read in use, and dce kept their dead producers (an
+        outside check)."""
         for i, v in enumerate(self._inputs):
             if v is not None:
                 v._uses.remove((self, i))
         self._inputs = [None] * len(self._inputs)
+        for sub in self.subgraphs():
+            inner = {id(v) for g in sub.all_graphs() for v in g.values()}
+            for node in sub.all_nodes():
+                for i, v in enumerate(node._inputs):
+                    if v is not None and id(v) not in inner:
+                        v._uses.remove((node, i))
+                        node._inputs[i] = None
 
     def __repr__(self) -> str:
         ins = ", ".join("%" + v.name if v is not None else "_" for v in self._inputs)
@@ -641,14 +652,25 @@ class Graph:
 
     # -- mutation: nodes ---------------------------------------------------------
     def _adopt(self, node: Node) -> None:
-        if node.graph is not None:
-            raise IRError(f"{node.describe()} already belongs to graph {node.graph.name!r}")
+        self._check_free([node])
         node.graph = self
         for v in node._outputs:
             if v is not None:
                 self._claim(v, (node.name or node.op_type.lower()) + "_out")
         for sub in node.subgraphs():
             sub.parent = node
+
+    @staticmethod
+    def _check_free(nodes: Sequence[Node]) -> None:
+        """Refuse before adopting any: checked one at a time, a list holding a node of a graph left the nodes
+        before it claimed by this graph and in none (an outside check)."""
+        seen: set[int] = set()
+        for node in nodes:
+            if node.graph is not None:
+                raise IRError(f"{node.describe()} already belongs to graph {node.graph.name!r}")
+            if id(node) in seen:
+                raise IRError(f"{node.describe()} is given twice")
+            seen.add(id(node))
 
     def append(self, node: Node) -> Node:
         self._adopt(node)
@@ -662,6 +684,7 @@ class Graph:
     def insert_before(self, anchor: Node, nodes: Node | Sequence[Node]) -> None:
         new = [nodes] if isinstance(nodes, Node) else list(nodes)
         i = self._index_of(anchor)
+        self._check_free(new)
         for n in new:
             self._adopt(n)
         self._nodes[i:i] = new
@@ -669,6 +692,7 @@ class Graph:
     def insert_after(self, anchor: Node, nodes: Node | Sequence[Node]) -> None:
         new = [nodes] if isinstance(nodes, Node) else list(nodes)
         i = self._index_of(anchor) + 1
+        self._check_free(new)
         for n in new:
             self._adopt(n)
         self._nodes[i:i] = new
@@ -704,13 +728,15 @@ class Graph:
     def remove_nodes(self, nodes: Iterable[Node]) -> None:
         """Remove many nodes at once (linear time); their outputs must be unused outside the set."""
         doomed = {id(n): n for n in nodes}
+        # a read by a node inside a doomed node's subgraph goes with it
+        going = doomed.keys() | {id(m) for n in doomed.values() for sub in n.subgraphs() for m in sub.all_nodes()}
         for n in doomed.values():
             if n.graph is not self:
                 raise IRError(f"{n.describe()} is not in graph {self.name!r}")
             for v in n._outputs:
                 if v is None:
                     continue
-                outside = [u for u, _ in v._uses if id(u) not in doomed]
+                outside = [u for u, _ in v._uses if id(u) not in going]
                 if outside:
                     raise IRError(f"cannot remove {n.describe()}: %{v.name} is used by {outside[0].describe()}")
                 if any(o is v for o in self.outputs):
@@ -733,7 +759,12 @@ class Graph:
         if len(outputs) < len(old._outputs) and any(v is not None for v in old._outputs[len(outputs):]):
             raise IRError(f"replace_node: {old.describe()} has {needed} output(s) in use, "
                           f"got {len(outputs)} replacement(s)")
+        for v_old, v_new in zip(old._outputs, outputs):
+            if v_old is not None and v_new is None and (v_old._uses or v_old.is_graph_output):
+                raise IRError(f"replace_node: output %{v_old.name} of {old.describe()} is in use and has no "
+                              "replacement")
         self._index_of(old)  # fail before changing anything when old is not here
+        self._check_free(new_nodes)
         self.insert_before(old, new_nodes)
         for v_old, v_new in zip(old._outputs, outputs):
             if v_old is not None and v_new is not None:
@@ -914,8 +945,10 @@ def _clone_graph(graph: Graph, memo: dict[int, Any], parent: Node | None) -> Gra
         nv = memo.get(id(v)) or fresh(v)
         nv._owner = g
         g.initializers[name] = nv
-    for n in graph._nodes:
-        outs = [fresh(v) if v is not None else None for v in n._outputs]
+    # every output first: a graph may be unsorted mid-pass, and a node reading a value made later took the
+    # original's (a use by another graph's node; an outside check)
+    made = [[fresh(v) if v is not None else None for v in n._outputs] for n in graph._nodes]
+    for n, outs in zip(graph._nodes, made):
         attrs = {}
         nn = Node(n.op_type, [val(v) for v in n._inputs], None, outputs=outs, domain=n.domain,
                   name=n.name, overload=n.overload, doc_string=n.doc_string)
