@@ -19,6 +19,7 @@ import pytest
 
 import graphmill
 from graphmill import api
+from graphmill.backends import onnxruntime as ortb
 from graphmill.ir import UserInputError
 from graphmill.ir.builder import GraphBuilder
 from graphmill.passes import registered_passes
@@ -85,6 +86,23 @@ def test_readme_plugin_command_runs_as_written(tmp_path):
     assert ops == ["Add", "Mul"]
     assert "the pattern matches, but the check fails: the constant is not 2 [rule of pass 'my-fusions'" in r.stdout
     assert "within atol" in r.stdout  # ONNX Runtime: same outputs as the original
+
+
+def test_the_readme_rule_leaves_a_broadcasting_two_alone(tmp_path):
+    """x[3] * [[2]] is rank 2; the README's rule checked only the constant's size, so it rewrote it to x + x,
+    rank 1 (an outside check; graphmill's end check refused the result). Reference: ONNX Runtime's output
+    shape of the original, and the README's file loaded as written."""
+    b = GraphBuilder("g")
+    x = b.input("x", "float32", [3])
+    b.output(b.Mul(x, np.full((1, 1), 2.0, np.float32)), "y")
+    g = b.build()
+    graphmill.save(g, tmp_path / "m.onnx")
+    r = run_cli("optimize", "m.onnx", "-o", "o.onnx", "--load-passes", EXAMPLE, "-p", "my-fusions", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = graphmill.load(tmp_path / "o.onnx")
+    assert [n.op_type for n in out.nodes] == ["Mul"]
+    feeds = {"x": np.arange(3, dtype=np.float32)}
+    assert ortb.run(out, feeds)["y"].shape == ortb.run(g, feeds)["y"].shape == (1, 3)
 
 
 def test_passes_lists_the_loaded_passes(tmp_path):
