@@ -32,6 +32,15 @@ def test_schedule_is_algorithm_1_by_hand():
     assert fixed_schedule(size=32, steps=7) == [Stage(size=32, steps=7, dropout=0.3, magnitude=15.0, mixup=0.2)]
 
 
+@pytest.mark.parametrize("stages,lo,hi,stage,size", [(15, 1, 22, 9, 14), (11, 16, 341, 7, 244), (15, 8, 183, 9, 120)])
+def test_a_size_halfway_between_two_pixels_rounds_half_to_even(stages, lo, hi, stage, size):
+    """S_i = S0 + (Se - S0) i/(M-1) rounded half to even, as the README says. By hand: 1 + 21 * 9/14 = 14.5 -> 14,
+    16 + 325 * 7/10 = 243.5 -> 244, 8 + 175 * 9/14 = 120.5 -> 120; in floats they landed either side of the half
+    (15, 243, 121; an outside check)."""
+    st = progressive_schedule(stages=stages, min_size=lo, max_size=hi, steps=100)
+    assert st[stage].size == size
+
+
 @pytest.mark.parametrize("kw,match", [(dict(min_size=40, max_size=32), "sizes shrink"),
                                       (dict(steps=3), "cannot fill"), (dict(steps=0), "--steps"),
                                       (dict(dropout=(0.1, 1.0)), "must be below 1"), (dict(magnitude=(-1, 5)), ">= 0"),

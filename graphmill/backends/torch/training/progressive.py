@@ -16,6 +16,7 @@ runs; the trained weights go back into the user's graph, which is exported uncha
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -90,7 +91,10 @@ def progressive_schedule(*, stages: int, min_size: int, max_size: int, steps: in
     for i, n in enumerate(split_steps(steps, stages)):
         t = i / (stages - 1) if stages > 1 else 1.0
         lerp = {k: lo + (hi - lo) * t for k, (lo, hi) in regs.items()}
-        out.append(Stage(size=int(round(min_size + (max_size - min_size) * t)), steps=n, **lerp))
+        # the size in exact arithmetic: in floats an exact n + 1/2 landed either side of it and rounded a pixel
+        # off the documented half-to-even (15 stages 1 -> 22: 15 for 29/2; an outside check)
+        size = round(min_size + Fraction((max_size - min_size) * i, stages - 1)) if stages > 1 else max_size
+        out.append(Stage(size=size, steps=n, **lerp))
     return out
 
 
