@@ -153,3 +153,16 @@ def test_peak_memory_grows_with_the_micro_batch_not_the_batch():
     # of a batch 4x smaller; a step that kept B's activations would peak ~400 MB above it.
     micro_large, full_small = _peak_rss_mb((1024, 16), (256, 0))
     assert micro_large + 20 < full_small, (micro_large, full_small)
+
+
+def test_knn_accuracy_is_the_exact_fraction_of_the_test_set():
+    """Reported at float32 precision it was 0.44568246603012085 for 160 of 359 (an outside check). Reference:
+    Python's 160 / 359 for a nearest-neighbour rule whose answer is known by construction (each test point is a
+    training point; 160 of them keep its label)."""
+    from graphmill.backends.torch.training.contrastive import knn_accuracy
+
+    rng = np.random.default_rng(0)
+    x_train = torch.tensor(rng.standard_normal((359, 8)))
+    y_train = torch.arange(359)
+    y_test = torch.where(torch.arange(359) < 160, y_train, y_train + 1000)
+    assert knn_accuracy(nn.Identity(), x_train, y_train, x_train.clone(), y_test) == 160 / 359
