@@ -385,3 +385,30 @@ def test_a_max_pool_added_or_removed_re_estimates_that_layers_statistics(tmp_pat
     mean, var = _bn_input_stats(child, "m2.l0.bn", x, tmp_path)
     np.testing.assert_allclose(child.initializers["m2.l0.bn.mean"].const.numpy(), mean, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(child.initializers["m2.l0.bn.var"].const.numpy(), var, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow  # one trial trained: ~5-8 s
+def test_a_damaged_best_weights_file_is_refused_before_anything_is_written(tmp_path):
+    """The finished run's best.onnx is built from ``weights/<best>.npz``. A damaged file was a numpy traceback
+    (garbage), or, exit 0, a best.onnx with a tensor of the wrong shape (ONNX Runtime cannot run it) or with a
+    missing tensor's fresh initialization (an untrained model under the best's name; an outside check).
+    Reference: the architecture's own tensors (``parameters`` of its fresh build) and the folder as it was."""
+    out = tmp_path / "o"
+    kw = dict(budget=1, seed=0, workers=1, executor=None, ray_address=None, accel=None, options=TINY,
+              progress=lambda line: None)
+    s = run(str(out), **kw)
+    path = out / "weights" / f"{s['best']['key']}.npz"
+    good = dict(np.load(path))
+    before = {f: (out / f).read_bytes() for f in ("best.onnx", "report.json", "evanet.png", "history.jsonl")}
+    wrong = dict(good, **{"stem.w": np.zeros(3, np.float32)})
+    missing = {k: v for k, v in good.items() if k != "stem.w"}
+    for arrays, match in ((wrong, r"tensor 'stem.w' is float32\[3\], the architecture's is float32\[8, 1, 3, 3, 3\]"),
+                          (missing, "tensor 'stem.w' is missing"), (None, "not a weights file of this search")):
+        if arrays is None:
+            path.write_bytes(b"garbage")
+        else:
+            with open(path, "wb") as f:
+                np.savez(f, **arrays)
+        with pytest.raises(UserInputError, match=match):
+            run(str(out), **kw)
+        assert {f: (out / f).read_bytes() for f in before} == before

@@ -38,6 +38,7 @@ import io
 import math
 import os
 import time
+import zipfile
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -185,12 +186,30 @@ def save_weights(path: str, graph, *, accuracy: float, total_steps: int) -> None
 
 
 def load_weights(path: str) -> tuple[dict[str, np.ndarray], float, int]:
-    """``(tensors, accuracy, total_steps)`` of a file ``save_weights`` wrote (``allow_pickle=False``)."""
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    acc = float(arrays.pop("__accuracy__"))
-    total = int(arrays.pop("__total_steps__"))
+    """``(tensors, accuracy, total_steps)`` of a file ``save_weights`` wrote (``allow_pickle=False``); anything
+    else is refused naming the file (a damaged one was a numpy traceback)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        acc = float(arrays.pop("__accuracy__"))
+        total = int(arrays.pop("__total_steps__"))
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+        raise UserInputError(f"{path}: not a weights file of this search ({type(e).__name__}: {e})") from None
     return arrays, acc, total
+
+
+def check_weights(path: str, arrays: dict[str, np.ndarray], graph) -> None:
+    """``arrays`` hold every inheritable tensor of ``graph`` with its shape and type, or the file is refused:
+    best.onnx was written from a damaged file with a tensor of the wrong shape (a model ONNX Runtime cannot run)
+    or, a tensor missing, with that tensor's fresh initialization (an untrained model under the best's name)."""
+    for name, want in parameters(graph).items():
+        got = arrays.get(name)
+        if got is None:
+            raise UserInputError(f"{path}: tensor {name!r} is missing; the file does not hold this architecture's "
+                                 "trained weights")
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise UserInputError(f"{path}: tensor {name!r} is {got.dtype}{list(got.shape)}, the architecture's is "
+                                 f"{want.dtype}{list(want.shape)}")
 
 
 def init_seed(key: str, seed: int) -> int:
@@ -398,13 +417,25 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
 def _finish(out: str, result, task: VideoTask, opts: dict, space: LineageSpace, checkpoint: str) -> dict:
     from graphmill.search.runner import write_history_jsonl
 
+    best = result.best
+    best_graph = None
+    path = os.path.join(out, "weights", f"{best.key}.npz") if best is not None else ""
+    if best is not None and os.path.exists(path) and not result.interrupted:
+        # read and checked before anything is written: a damaged file is refused with the outputs as they were
+        from graphmill.ir import Tensor
+
+        arrays, _, _ = load_weights(path)
+        best_graph = build(architecture(best.config), frames=task.frames, size=task.size, num_classes=NUM_CLASSES)
+        check_weights(path, arrays, best_graph)
+        for name, v in best_graph.initializers.items():
+            if name in arrays:
+                v.const = Tensor(np.ascontiguousarray(arrays[name]), name=name)
     # what is there: a Ctrl-C during the first evaluation leaves no checkpoint (it was listed all the same)
     files = [f for f in ("checkpoint.json", "job.json", "weights/") if os.path.exists(os.path.join(out, f))]
     write_history_jsonl(os.path.join(out, "history.jsonl"), result.history)
     files.append("history.jsonl")
     if plot(os.path.join(out, "evanet.png"), result.history, task):  # interrupted: the finished trials' (as autohas)
         files.append("evanet.png")
-    best = result.best
     best_json = None
     if best is not None:
         m = best.metrics
@@ -414,19 +445,11 @@ def _finish(out: str, result, task: VideoTask, opts: dict, space: LineageSpace, 
                      "key": best.key}
         if "latency_ms" in m:
             best_json["latency_ms"] = m["latency_ms"]
-        path = os.path.join(out, "weights", f"{best.key}.npz")
-        if os.path.exists(path) and not result.interrupted:
-            from graphmill.frontend import save
+    if best_graph is not None:
+        from graphmill.frontend import save
 
-            arrays, _, _ = load_weights(path)
-            graph = build(architecture(best.config), frames=task.frames, size=task.size, num_classes=NUM_CLASSES)
-            from graphmill.ir import Tensor
-
-            for name, v in graph.initializers.items():
-                if name in arrays:
-                    v.const = Tensor(np.ascontiguousarray(arrays[name]), name=name)
-            save(graph, os.path.join(out, "best.onnx"))
-            files.append("best.onnx")
+        save(best_graph, os.path.join(out, "best.onnx"))
+        files.append("best.onnx")
     inheritance = inheritance_summary(result.history)
     space_text = (f"{opts['modules']} video modules x {{layer: 3d, 2+1d, itgm, pool; kt: 1, 3, 5, 7; width: 8, 12, "
                   "16; repeat: 1, 2}")
