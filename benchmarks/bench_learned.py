@@ -35,6 +35,7 @@ Per graph, on the same environment (``passes.learned.env``):
 
     nice -n 10 .venv/bin/python benchmarks/bench_learned.py [--devices 4] [--graphs ...] [--json out.json]
     nice -n 10 .venv/bin/python benchmarks/bench_learned.py --speed     # the environment's episodes per second
+    nice -n 10 .venv/bin/python benchmarks/bench_learned.py --neighbourhood [GRAPH ...]   # one-change moves from the hint
 """
 
 from __future__ import annotations
@@ -125,6 +126,63 @@ def speed() -> None:
                   "per CPU second")
 
 
+def validation() -> dict:
+    """Zoo graphs neither trained on nor held out (docs/results/learned.md's validation graphs), at batch 8."""
+    return {
+        "bert_base-s64": lambda: zoo.build("bert_base", batch=8, seq=64),
+        "bert_base-s64-train": lambda: training_graph(zoo.build("bert_base", batch=8, seq=64)),
+        "vit_b16-train": lambda: training_graph(zoo.build("vit_b_16", batch=8)),
+        "efficientnet_b0-train": lambda: training_graph(zoo.build("efficientnet_b0", batch=8)),
+        "efficientnet_b0": lambda: zoo.build("efficientnet_b0", batch=8),
+        "coatnet_0": lambda: zoo.build("coatnet_0", batch=8),
+        "mnasnet_a1-train": lambda: training_graph(zoo.build("mnasnet_a1", batch=8)),
+        "switch_transformer-train": lambda: training_graph(zoo.build("switch_transformer", batch=8)),
+    }
+
+
+def neighbourhood(names: list[str], devices: int, policy) -> None:
+    """How far one change gets from the hint: every single device move and every single fusion added (each
+    simulated), how many beat the hint, the best, and the policy's rank of the best move among its device
+    changes (``infer.ranked_moves``; zero-shot tries its 32 most probable). Zero-shot refines from the hint, so
+    where no single change improves it can only win by several changes at once."""
+    import torch
+
+    from graphmill.passes.learned.infer import moved, ranked_moves
+
+    graphs = {**held_out(), **validation()}
+    print(f"{'graph':<26} {'ops':>5} {'moves':>6} {'better':>6} {'best':>8} {'rank':>5} "
+          f"{'fusions':>7} {'better':>6} {'best':>8} {'all better':>10}")
+    for name in names:
+        task = make_task(name, graphs[name](), PlacementCostModel(device_set(devices=devices)))
+        jp, hint = task.jp, task.baseline_decisions
+        base = jp.evaluate(hint).makespan
+        with torch.no_grad():
+            order, _ = ranked_moves(hint, policy.heads(task.t)[0])
+        rank = np.empty(jp.n, np.int64)
+        rank[order] = np.arange(jp.n)
+        dev = np.asarray(hint.device)
+        moves = [(base - o.makespan, i) for i in range(jp.n) for d in range(devices) if d != dev[i]
+                 for o in [jp.evaluate(moved(jp, hint, np.array([i]), np.array([d])))] if o.valid]
+        fp = jp.fuse_producer
+        fusions = []
+        for i in np.flatnonzero((fp >= 0) & ~np.asarray(hint.fuse, bool)):
+            if dev[fp[i]] == dev[i]:
+                f = np.asarray(hint.fuse, bool).copy()
+                f[i] = True
+                o = jp.evaluate(Decisions(dev, f, hint.priority))
+                if o.valid:
+                    fusions.append((base - o.makespan, i))
+        good_m = [m for m in moves if m[0] > 0]
+        good_f = [m for m in fusions if m[0] > 0]
+        f = np.asarray(hint.fuse, bool).copy()
+        f[[i for _, i in good_f]] = True
+        together = jp.evaluate(Decisions(dev, f, hint.priority)).makespan / base
+        best_m = max(good_m, default=(0.0, -1))
+        print(f"{name:<26} {jp.n:>5} {len(moves):>6} {len(good_m):>6} {best_m[0] / base:>8.5f} "
+              f"{(rank[best_m[1]] if good_m else '-'):>5} {len(fusions):>7} {len(good_f):>6} "
+              f"{max(good_f, default=(0.0, 0))[0] / base:>8.5f} {together:>10.5f}", flush=True)
+
+
 def samples_to(curve: list[float], target: float) -> int | None:
     for k, t in enumerate(curve):
         if t <= target:
@@ -150,6 +208,9 @@ def main() -> None:
                     help="first train a policy (seed 0, search.learned.train, the default training set) on this "
                          "benchmark's chip for N PPO steps, write it to --policy, and use it")
     ap.add_argument("--speed", action="store_true", help="only measure the environment's episodes per second")
+    ap.add_argument("--neighbourhood", nargs="*", default=None, metavar="GRAPH",
+                    help="only count the single device moves and fusions that beat the hint (default: the held-out "
+                         "graphs; also: " + ", ".join(validation()) + ")")
     ap.add_argument("--json", default=None, help="rows written after each graph; a rerun skips graphs already there")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -178,6 +239,9 @@ def main() -> None:
               meta={"command": "benchmarks/bench_learned.py --train-steps " + str(args.train_steps)
                     + (f" --dram-bw {args.dram_bw}" if args.dram_bw else "")})
     pol, meta = load_policy(args.policy)
+    if args.neighbourhood is not None:
+        neighbourhood(args.neighbourhood or list(held_out()), args.devices, pol)
+        return
     print(f"policy: {meta.get('command')} ({meta.get('train_seconds')} s, seed {meta.get('seed')}; training set: "
           f"{', '.join(t['name'] for t in meta.get('training_set', []))})")
     rows: list[dict] = []
