@@ -100,6 +100,27 @@ def test_onnxruntime_on_the_saved_model_equals_the_torch_backend(tmp_path):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+def test_compound_scaling_deepens_every_stage_from_the_recorded_structure():
+    """The NCHW -> NHWC Transpose before S3 had no stage, so `graphmill scale` fell back to discovering the
+    structure and deepened only the two MBConv stages (an outside check). Reference: Table 3's repeats (2, 3, 5,
+    2 for S1-S4 of CoAtNet-0) deepened by EfficientNet's rule ceil(alpha^phi n), and ONNX Runtime running the
+    result."""
+    import math
+
+    from graphmill import api
+    from graphmill.backends import onnxruntime as ortb
+
+    g = zoo.build("coatnet_0", width=0.25, resolution=64, batch=1)
+    assert all("model_stage" in n.meta for n in g.nodes)
+    rep = api.scale(g, phi=1, alpha=1.2, beta=1.0, gamma=1.0)
+    assert rep["structure"] == "meta"
+    body = [r for r in rep["stages"] if r["kind"] == "body"]
+    assert [r["repeats_before"] for r in body] == [2, 3, 5, 2]
+    assert [r["repeats_after"] for r in body] == [math.ceil(1.2 * n) for n in (2, 3, 5, 2)]
+    out = ortb.run(g, ortb.random_inputs(g, seed=0))["logits"]
+    assert out.shape == (1, 1000) and np.isfinite(out).all()
+
+
 def test_width_depth_and_resolution_options():
     g = zoo.build("coatnet_0", width=0.5, depth=2.0, resolution=96, batch=1)
     stages = g.meta["stages"]

@@ -183,7 +183,10 @@ def coatnet(variant: int = 0, *, width: float = 1.0, depth: float = 1.0, resolut
     for s in range(1, 5):
         kind, cout = BLOCK_TYPES[s], widths[s]
         if kind == "transformer" and stages[-1]["kind"] != "transformer":
-            y = b.Transpose(y, perm=[0, 2, 3, 1])  # NCHW -> NHWC for LayerNorm over channels
+            # NCHW -> NHWC for LayerNorm over channels: the stage's first block's (one node without a stage made
+            # `graphmill scale` ignore the recorded stages and deepen the two MBConv stages only)
+            with b.annotate(**node_meta(dict(stage=s, block=0, kind=kind, stride=2))):
+                y = b.Transpose(y, perm=[0, 2, 3, 1])
         size //= 2
         stages.append(dict(stage=s, kind=kind, cin=cin, cout=cout, repeats=repeats[s], stride=2, out_size=size,
                            **({"heads": cout // HEAD_SIZE} if kind == "transformer" else {})))
