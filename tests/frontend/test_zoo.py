@@ -9,6 +9,7 @@ import pytest
 import graphmill
 from graphmill.backends import onnxruntime as ortb
 from graphmill.frontend import zoo
+from graphmill.ir import UserInputError
 from graphmill.ir.summary import summarize
 
 # torchvision.models docs: num_params and GFLOPS (which torchvision counts as multiply-adds).
@@ -49,3 +50,24 @@ def test_symbolic_batch_flows_to_the_output():
     assert g.outputs[0].type.shape == ("N", 1000)
     y = ortb.run(g, ortb.random_inputs(g, seed=0, dims={"N": 2}))["logits"]
     assert y.shape == (2, 1000)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "x", True, 2**32])
+def test_a_seed_no_generator_takes_is_refused_naming_the_model(seed):
+    """``zoo.build("coatnet_0", seed=-1)`` was numpy's bare ValueError (an outside check). Reference: numpy's
+    generators take 0 .. 2**32 - 1 from every caller (graphmill's --seed range)."""
+    with pytest.raises(UserInputError, match=r"zoo model 'coatnet_0': seed .*must be an integer from 0 to 4294967295"):
+        zoo.build("coatnet_0", seed=seed)
+
+
+def test_an_integer_eps_is_written_as_the_float_onnx_requires(tmp_path):
+    """``eps=0`` wrote LayerNormalization's epsilon as an INT attribute, which onnx's checker refuses, so save
+    refused the model (an outside check). Reference: onnx.checker on the saved file (epsilon is a FLOAT
+    attribute in the ONNX spec)."""
+    import onnx
+
+    g = zoo.build("coatnet_0", width=0.25, resolution=64, eps=0)
+    graphmill.save(g, tmp_path / "m.onnx")
+    onnx.checker.check_model(onnx.load(str(tmp_path / "m.onnx")), full_check=True)
+    with pytest.raises(UserInputError, match="eps -1"):
+        zoo.build("coatnet_0", eps=-1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Callable
 
 from graphmill.ir import Graph, UserInputError
+from graphmill.util.limits import check_seed
 from graphmill.util.suggest import did_you_mean
 
 from ._common import (MODEL_STAGE, RESOLUTION_SIZE_THRESHOLD, Layers, check_batch, check_count, check_positive,
@@ -127,6 +128,13 @@ GROWTH_CHECKED = 4.0
 def build(name: str, **kwargs) -> Graph:
     """Build a zoo model by name (``graphmill zoo --list`` shows the names)."""
     key = resolve_name(name)
+    if "seed" in kwargs:  # numpy's own error for seed=-1 named neither the model nor the option (an outside check)
+        kwargs["seed"] = check_seed(kwargs["seed"], f"zoo model {key!r}: seed")
+    if "eps" in kwargs:  # an int became an INT epsilon attribute, which ONNX refuses at save (an outside check)
+        eps = kwargs["eps"]
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < float("inf"):
+            raise UserInputError(f"zoo model {key!r}: eps {eps!r}: must be a finite number >= 0")
+        kwargs["eps"] = float(eps)
     _check_size(key, kwargs)
     try:
         return MODELS[key](**kwargs)
