@@ -232,9 +232,14 @@ def graph_to_proto(g: Graph, gp: onnx.GraphProto, *, initializers_are_inputs: bo
             if v.type is not None or v.doc_string or v.metadata_props:
                 _value_info(v, vi := onnx.ValueInfoProto())
                 infos.append(vi)
+    about = set(g.extra.get("value_info_about", ()))
+    present = {v.name for v in g.values()} | {v.name for v in g.outputs} if about else set()
     for blob in g.extra.get("value_info", ()):
-        infos.append(vi := onnx.ValueInfoProto())
+        vi = onnx.ValueInfoProto()
         vi.ParseFromString(blob)
+        if vi.name in about and vi.name not in present:
+            continue  # it was about a weight or input a pass removed (a folded weight's entry stayed, stale)
+        infos.append(vi)
     gp.value_info.extend(_in_file_order(infos, g.extra.get("value_info_order", ())))
     kept = g.extra.get("passthrough_outputs", {})
     for i, v in enumerate(g.outputs):

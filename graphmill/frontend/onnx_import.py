@@ -387,13 +387,17 @@ class _Importer:
         # value_info the IR has no home for (about inputs, initializers, graph outputs, or names that do
         # not exist) rides along verbatim so that a round trip loses nothing.
         output_ids = {id(v) for v in g.outputs}
-        extra = []
+        extra, about = [], []
         for vi in gp.value_info:
             v = local.get(vi.name)
             if v is None or v.producer is None or id(v) in output_ids:
                 extra.append(vi.SerializeToString())
+                if v is not None:
+                    about.append(vi.name)
         if extra:
             g.extra["value_info"] = extra
+        if about:  # entries about values of this graph: save drops those whose value a pass removed
+            g.extra["value_info_about"] = about
         if len(gp.value_info) > 1:  # the file's order, which save keeps (an exporter may list initializers first)
             g.extra["value_info_order"] = [vi.name for vi in gp.value_info]
         # Out-of-order files are legal to read; the IR keeps nodes sorted.

@@ -527,6 +527,27 @@ def test_value_info_without_a_home_round_trips(tmp_path):
     assert back == model
 
 
+def test_value_info_about_a_removed_weight_is_not_written_back(tmp_path):
+    """An exporter's value_info entry about a weight stayed in the file after optimize folded the weight away
+    (stale; an outside check on dynamo exports: 1-19 per file). Reference: the names the written file defines
+    (onnx's own view of it); entries about names no value ever had are still kept verbatim."""
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 3])
+    ones = numpy_helper.from_array(np.ones((2, 3), np.float32), "ones")
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "ones"], ["m"]), helper.make_node("Relu", ["m"], ["y"])],
+                              "g", [x], [y], [ones])
+    graph.value_info.extend([helper.make_tensor_value_info("ones", onnx.TensorProto.FLOAT, [2, 3]),
+                             helper.make_tensor_value_info("nobody", onnx.TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    g = graphmill.frontend.from_proto(model)
+    graphmill.optimize(g)
+    graphmill.save(g, tmp_path / "o.onnx")
+    out = onnx.load(str(tmp_path / "o.onnx")).graph
+    assert [i.name for i in out.initializer] == []  # the x * 1 is gone, and its weight with it
+    assert [v.name for v in out.value_info] == ["nobody"]
+
+
 def test_annotations_travel_through_files(tmp_path):
     """node.meta / graph.meta (stage, device, ...) survive save and load as JSON metadata; others don't leak."""
     from graphmill.ir.builder import GraphBuilder
