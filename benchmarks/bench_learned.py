@@ -35,7 +35,7 @@ Per graph, on the same environment (``passes.learned.env``):
 
     nice -n 10 .venv/bin/python benchmarks/bench_learned.py [--devices 4] [--graphs ...] [--json out.json]
     nice -n 10 .venv/bin/python benchmarks/bench_learned.py --speed     # the environment's episodes per second
-    nice -n 10 .venv/bin/python benchmarks/bench_learned.py --neighbourhood [GRAPH ...]   # one-change moves from the hint
+    nice -n 10 .venv/bin/python benchmarks/bench_learned.py --neighbourhood [GRAPH ...]  # single changes from the hint
 """
 
 from __future__ import annotations
