@@ -394,3 +394,32 @@ def test_constant_of_shape_folds_like_onnxruntime(value):
     ref, _ = _run(g, "fold-constants, dce")
     assert _ops(g) == ["Add"]
     assert compare(ref, g, rtol=0, atol=0).ok
+
+
+def test_one_dce_sweep_removes_work_read_only_by_a_dead_node_inside_a_live_branch():
+    """A Conv whose only reader is an unused Exp inside a live If's branch outlived one dce run (the outer graph
+    was swept before its branches; an outside check). Reference: the model's own data flow (onnx's checker accepts
+    it; the Exp's output is read by nothing) and ONNX Runtime's outputs for both branches, unchanged."""
+    import onnx
+    from onnx import TensorProto as T, helper as h, numpy_helper
+
+    from graphmill.frontend.onnx_import import from_proto
+
+    vi = h.make_tensor_value_info
+    then_b = h.make_graph([h.make_node("Relu", ["x"], ["t"]), h.make_node("Exp", ["cv"], ["unused"])], "then", [],
+                          [vi("t", T.FLOAT, [2, 3])])
+    else_b = h.make_graph([h.make_node("Neg", ["x"], ["e"])], "else", [], [vi("e", T.FLOAT, [2, 3])])
+    model = h.make_model(h.make_graph(
+        [h.make_node("Unsqueeze", ["x", "ax"], ["x3"]), h.make_node("Conv", ["x3", "w"], ["cv"]),
+         h.make_node("If", ["c"], ["y"], then_branch=then_b, else_branch=else_b)],
+        "g", [vi("x", T.FLOAT, [2, 3]), vi("c", T.BOOL, [])], [vi("y", T.FLOAT, [2, 3])],
+        [numpy_helper.from_array(np.ones((2, 2, 1), np.float32), "w"),
+         numpy_helper.from_array(np.array([0], np.int64), "ax")]), opset_imports=[h.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    g = from_proto(model)
+    run_passes(g, "dce")
+    assert [n.op_type for n in g.nodes] == ["If"]
+    assert [n.op_type for n in g.nodes[0].attrs["then_branch"].value.nodes] == ["Relu"]
+    x = np.arange(6, dtype=np.float32).reshape(2, 3) - 2
+    for c in (True, False):
+        assert compare(from_proto(model), g, {"x": x, "c": np.array(c)}).ok

@@ -37,7 +37,9 @@ class DeadCodeElimination(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         removed_nodes = removed_inits = 0
-        for g in list(graph.all_graphs()):
+        # innermost first: a branch's dead node is gone before its parent graph asks who reads an outer value (in
+        # the other order a Conv read only by a dead Exp inside a live If outlived one sweep; an outside check)
+        for g in reversed(list(graph.all_graphs())):
             outputs = {id(v) for v in g.outputs}
             dead = []
             dead_ids: set[int] = set()
