@@ -301,6 +301,12 @@ class Node:
                 found.extend(a.value)
         return found
 
+    def owned_subgraphs(self) -> list["Graph"]:
+        """The subgraphs whose parent is this node (or none yet): a replacement may take over a node's branch
+        graphs (``If(Not(c))`` rewritten to ``If(c)`` with them swapped), and what is done to the node it replaced,
+        or to one a rule built and dropped, must not touch them (a review)."""
+        return [sub for sub in self.subgraphs() if sub.parent is None or sub.parent is self]
+
     @property
     def qualified_op(self) -> str:
         """``op_type``, with its domain when not ONNX's (``qualified_op``)."""
@@ -360,7 +366,7 @@ class Node:
             if v is not None:
                 v._uses.remove((self, i))
         self._inputs = [None] * len(self._inputs)
-        for sub in self.subgraphs():
+        for sub in self.owned_subgraphs():
             inner = {id(v) for g in sub.all_graphs() for v in g.values()}
             for node in sub.all_nodes():
                 for i, v in enumerate(node._inputs):
@@ -729,7 +735,7 @@ class Graph:
         """Remove many nodes at once (linear time); their outputs must be unused outside the set."""
         doomed = {id(n): n for n in nodes}
         # a read by a node inside a doomed node's subgraph goes with it
-        going = doomed.keys() | {id(m) for n in doomed.values() for sub in n.subgraphs() for m in sub.all_nodes()}
+        going = doomed.keys() | {id(m) for n in doomed.values() for sub in n.owned_subgraphs() for m in sub.all_nodes()}
         for n in doomed.values():
             if n.graph is not self:
                 raise IRError(f"{n.describe()} is not in graph {self.name!r}")
@@ -763,6 +769,14 @@ class Graph:
             if v_old is not None and v_new is None and (v_old._uses or v_old.is_graph_output):
                 raise IRError(f"replace_node: output %{v_old.name} of {old.describe()} is in use and has no "
                               "replacement")
+            if v_old is not None and v_new is v_old:
+                raise IRError(f"replace_node: the replacement of %{v_old.name} is that output itself, which goes "
+                              f"with {old.describe()}")
+        olds = {id(v) for v in old._outputs if v is not None}
+        for n in new_nodes:  # checked before anything is inserted (it was refused after: a review)
+            if any(v is not None and id(v) in olds for v in n._inputs):
+                raise IRError(f"replace_node: {n.describe()} reads an output of {old.describe()}, the node it "
+                              "replaces; insert it after that node and reroute the readers instead")
         self._index_of(old)  # fail before changing anything when old is not here
         self._check_free(new_nodes)
         self.insert_before(old, new_nodes)

@@ -521,6 +521,16 @@ def test_refused_inserts_and_replacements_change_nothing():
         g.replace_node(v["a"].producer, Node("Sigmoid", [v["x"]], name="sig"), outputs=[None])
     assert [n.name for n in g.nodes] == before
     _consistent(g)
+    # a replacement reading the node it replaces, or an output replaced by itself: refused before, not after,
+    # the insertion (a review found the graph left unsorted with the new node in it)
+    wrap = Node("Sigmoid", [v["a"]], name="wrap")
+    with pytest.raises(IRError, match="reads an output of Relu node 'relu', the node it replaces"):
+        g.replace_node(v["a"].producer, wrap)
+    assert wrap.graph is None and [n.name for n in g.nodes] == before
+    with pytest.raises(IRError, match="the replacement of %.* is that output itself"):
+        g.replace_node(v["a"].producer, Node("Abs", [v["x"]], name="abs"), outputs=[v["a"]])
+    assert [n.name for n in g.nodes] == before
+    _consistent(g)
 
 
 def test_a_replaced_graph_output_keeps_its_declared_type():
@@ -532,3 +542,53 @@ def test_a_replaced_graph_output_keeps_its_declared_type():
     g.replace_node(v["d"].producer, Node("Identity", [v["c"]], name="ident"))
     assert g.outputs[0].name == "y" and g.outputs[0].type == declared
     _consistent(g)
+
+
+def _if_not_model():
+    """If(Not(c)) whose branches read the outer x: then Relu(x), else Neg(x). Checked by onnx's checker."""
+    import onnx
+    from onnx import TensorProto as T, helper as h
+
+    vi = h.make_tensor_value_info
+    then_g = h.make_graph([h.make_node("Relu", ["x"], ["t"])], "then", [], [vi("t", T.FLOAT, [3])])
+    else_g = h.make_graph([h.make_node("Neg", ["x"], ["e"])], "else", [], [vi("e", T.FLOAT, [3])])
+    graph = h.make_graph([h.make_node("Not", ["c"], ["nc"]),
+                          h.make_node("If", ["nc"], ["y"], then_branch=then_g, else_branch=else_g, name="if")],
+                         "g", [vi("x", T.FLOAT, [3]), vi("c", T.BOOL, [])], [vi("y", T.FLOAT, [3])])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def test_a_replacement_that_takes_over_a_nodes_branches_keeps_their_reads():
+    """If(Not(c)) -> If(c) with the branches swapped, the new If taking the old one's branch graphs: removing the
+    old If (replace_node) or dropping a rule's unused new If (rollback) cleared the branches' reads of x, so ONNX
+    Runtime refused the model (a review of the change that made removal drop a removed node's subgraph reads).
+    Reference: ONNX Runtime's outputs of the original model for both conditions."""
+    from graphmill.frontend.onnx_import import from_proto
+    from graphmill.ir.rewrite import Op, Rule, Var
+
+    model = _if_not_model()
+    x = np.array([-1.0, 2.0, -3.0], np.float32)
+    want = {c: ortb.run(from_proto(model), {"x": x, "c": np.array(c)})["y"] for c in (True, False)}
+    g = from_proto(model)
+    nt, old = g.nodes
+    new = Node("If", [nt.inputs[0]], {"then_branch": old.attr("else_branch"), "else_branch": old.attr("then_branch")},
+               name="if2")
+    g.replace_node(old, new)
+    g.remove_node(nt)
+    _consistent(g)
+    for c in (True, False):
+        assert np.array_equal(ortb.run(g, {"x": x, "c": np.array(c)})["y"], want[c])
+
+    def built_then_dropped(m, r):
+        node = m.node("if")
+        r.op("If", m["c"], attrs={"then_branch": node.attr("else_branch"), "else_branch": node.attr("then_branch")})
+        return None  # no rewrite after all: the builder rolls back the If it made
+
+    g = from_proto(model)
+    rule = Rule(name="if-not", pattern=Op("If", Op("Not", Var("c")), name="if"), replace=built_then_dropped)
+    assert not rule.try_rewrite(g, g.nodes[-1])
+    _consistent(g)
+    for c in (True, False):
+        assert np.array_equal(ortb.run(g, {"x": x, "c": np.array(c)})["y"], want[c])

@@ -57,7 +57,7 @@ class DeadCodeElimination(Pass):
                     dead.append(node)
                     dead_ids.add(id(node))
                     # its subgraphs' reads of outer values die with it: an If's producers go in this same sweep
-                    dead_ids.update(id(m) for sub in node.subgraphs() for m in sub.all_nodes())
+                    dead_ids.update(id(m) for sub in node.owned_subgraphs() for m in sub.all_nodes())
             if dead:
                 g.remove_nodes(dead)
                 removed_nodes += len(dead)
