@@ -24,7 +24,7 @@ from graphmill.cli import supernet
 from graphmill.cli.common import OneLineParser, WarningLines, escaped_controls, json_stdout_only
 from graphmill.errors import GraphmillError
 from graphmill.util.files import folder_locks
-from graphmill.util.interrupts import TerminateAsInterrupt
+from graphmill.util.interrupts import TerminateAsInterrupt, is_interrupt
 
 # the order `graphmill --help` lists them: the model in and out, then the passes, then the backends and searches
 #: what rerunning does, for commands whose checkpoint is written as they go (Ctrl-C twice skipped their own line)
@@ -73,17 +73,6 @@ def _interrupted(name: str, term: TerminateAsInterrupt) -> int:
     return 130
 
 
-def _caused_by_interrupt(error: BaseException) -> bool:
-    seen: set[int] = set()
-    e: BaseException | None = error
-    while e is not None and id(e) not in seen:
-        if isinstance(e, KeyboardInterrupt):
-            return True
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return False
-
-
 def _run(args: argparse.Namespace, name: str, term: TerminateAsInterrupt) -> int:
     try:
         return args.func(args)
@@ -95,7 +84,7 @@ def _run(args: argparse.Namespace, name: str, term: TerminateAsInterrupt) -> int
     except SystemError as e:
         # numba wraps a Ctrl-C (or `kill`) arriving inside one of its callbacks in a SystemError: a traceback and
         # exit 1 for about 1 in 10 interrupts of a long `simulate` (an outside check)
-        if not _caused_by_interrupt(e):
+        if not is_interrupt(e):
             raise
         return _interrupted(name, term)
     except BrokenPipeError:  # `graphmill inspect m.onnx | head`: stopped as a Unix tool killed by SIGPIPE is;

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 
 from graphmill.ir import Graph, GraphmillError, UserInputError
 from graphmill.util.errors import names_a_file
+from graphmill.util.interrupts import is_interrupt
 from graphmill.ir.gc_pause import collector_paused
 
 from .base import GraphNote, Pass, PassContext, PassResult, check_preserved, pass_class
@@ -201,6 +202,8 @@ class PassManager:
         except KeyboardInterrupt:
             raise
         except (Exception, SystemExit) as e:  # noqa: BLE001 -- any crash inside a pass is reported with its context
+            if is_interrupt(e):  # a Ctrl-C numba wrapped in a SystemError (util.interrupts.INTERRUPTS)
+                raise KeyboardInterrupt from e
             # SystemExit too: a plugin's sys.exit(0) ended `optimize` with exit 0 and nothing written
             raise PassFailure(info, e, before, history, self._ran) from e
         self._ran.append(run)

@@ -10,6 +10,24 @@ import threading
 from typing import Any, Callable, Iterator
 
 
+#: what a place that handles Ctrl-C catches: numba wraps a KeyboardInterrupt that lands inside one of its callbacks
+#: (``_numba_unpickle``) in a SystemError, so that a long `simulate` or chip placement, about 1 interrupt in 10, ended
+#: in a traceback and exit 1 (an outside check); ``is_interrupt`` tells the two SystemErrors apart
+INTERRUPTS = (KeyboardInterrupt, SystemError)
+
+
+def is_interrupt(error: BaseException) -> bool:
+    """A KeyboardInterrupt, or an error whose chain of causes holds one."""
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
 @contextlib.contextmanager
 def held_signals() -> Iterator[None]:
     """Ctrl-C and SIGTERM wait until the block ends, then act as they would have (the handlers in place are

@@ -1114,3 +1114,23 @@ def test_a_replacement_takes_a_number_or_an_array_as_a_constant():
                 exactness=EXACT)
     assert rule.try_rewrite(g, g.nodes[0])
     assert [n.op_type for n in g.nodes] == ["Mul"] and ortb.compare(before, g, rtol=0, atol=0).ok
+
+
+@register_pass
+class NumbaInterrupted(Pass):
+    """Test pass: a Ctrl-C lands inside numba code it runs (the simulator's), which raises a SystemError."""
+
+    name = "test-numba-interrupted"
+
+    def run(self, graph, ctx):
+        from tests.support.interrupts import raise_numba_wrapped_interrupt
+
+        raise_numba_wrapped_interrupt()
+
+
+def test_a_ctrl_c_numba_wrapped_inside_a_pass_is_an_interrupt_not_a_failure():
+    """It was reported as the pass failing ('pass ... failed: SystemError', exit 2, a reproducer folder written;
+    a review). Reference: a plain Ctrl-C, which the manager lets through as KeyboardInterrupt."""
+    g = _add_of_input_twice()
+    with pytest.raises(KeyboardInterrupt):
+        PassManager("test-numba-interrupted").run(g)

@@ -473,6 +473,25 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     assert summary(rest) == summary(ref)
 
 
+def test_a_ctrl_c_numba_wrapped_inside_an_evaluation_stops_the_search():
+    """A Ctrl-C landing inside numba (an evaluator timing a model on the simulator) reaches Python as a
+    SystemError; it was recorded as a failed trial and the search went on (a review). Reference: the same run
+    with a plain KeyboardInterrupt at the same evaluation (the test above)."""
+    from tests.support.interrupts import raise_numba_wrapped_interrupt
+
+    calls = {"n": 0}
+
+    def interrupted_at_8(c):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise_numba_wrapped_interrupt()
+        return rh.evaluate(c)
+
+    part = search.run(rh.small_space(), interrupted_at_8, strategy="evolution", budget=20, seed=2, progress=False)
+    assert part.interrupted and len(part.history) == 7
+    assert all(t.status == "ok" for t in part.history)
+
+
 @pytest.mark.xdist_group("processes")  # a process pool
 def test_ctrl_c_with_two_workers_keeps_evaluations_that_finished(tmp_path, monkeypatch):
     """With 2 workers both evaluations (0.5 s each, started together) finish; Ctrl-C comes as the first one's

@@ -12,6 +12,7 @@ import pytest
 
 from graphmill.util.interrupts import DeferredInterrupt, TerminateAsInterrupt
 from tests.support.cli_process import run_graphmill
+from tests.support.interrupts import raise_numba_wrapped_interrupt
 from tests.support.models import save_relu_model
 
 # Loaded by the command as a pass plugin: the first file it flushes to disk, it terminates itself, as `kill PID`
@@ -236,28 +237,15 @@ def test_a_search_stopped_by_sigterm_says_terminated_and_how_to_resume(tmp_path)
     assert os.path.exists(line.rsplit(" ", 1)[1])
 
 
-def _numba_wrapped_interrupt(*args, **kwargs):
-    """What numba raises when a Ctrl-C lands inside one of its callbacks (an outside check's traceback of
-    `graphmill simulate`): a SystemError caused by a SystemError caused by the KeyboardInterrupt."""
-    try:
-        try:
-            raise KeyboardInterrupt
-        except KeyboardInterrupt as k:
-            raise SystemError("<function _numba_unpickle> returned a result with an exception set") from k
-    except SystemError as inner:
-        raise SystemError("CPUDispatcher(<function _build_stream>) returned a result with an exception set") \
-            from inner
-
-
 def test_a_ctrl_c_that_numba_wrapped_in_a_system_error_is_still_an_interrupt(tmp_path, monkeypatch, capsys):
     """About 1 in 10 Ctrl-Cs or `kill`s of a long `simulate` ended in numba's SystemError traceback and exit 1
     (an outside check). Reference: the README's promise (one line, 130 for Ctrl-C) and the exception chain numba
-    raises, rebuilt here; a SystemError with no interrupt in its chain is still a bug's traceback."""
+    raises (tests/support/interrupts.py); a SystemError with no interrupt in its chain is still a bug's traceback."""
     from graphmill import api
     from graphmill.cli import main
 
     model = save_relu_model(tmp_path)
-    monkeypatch.setattr(api, "simulate", _numba_wrapped_interrupt)
+    monkeypatch.setattr(api, "simulate", raise_numba_wrapped_interrupt)
     accel = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "accelerators", "edge.toml")
     assert main(["simulate", str(model), "--accel", accel]) == 130
     assert capsys.readouterr().err.strip() == "graphmill simulate: interrupted"

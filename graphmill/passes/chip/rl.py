@@ -58,6 +58,7 @@ import numpy as np
 
 from graphmill.util.errors import UserInputError
 from graphmill.util.files import atomic_write_bytes, load_torch_checkpoint, save_torch_checkpoint
+from graphmill.util.interrupts import INTERRUPTS, is_interrupt
 from graphmill.util.torch_state import is_count, module_state_damage, optimizer_state_damage
 
 from .cost import DEFAULT_WEIGHTS, ProxyCost, proxy_cost
@@ -733,7 +734,9 @@ def train(problems: list[ChipProblem], *, policy=None, budget_s: float = 60.0, e
                 progress({"elapsed": round(now - t0, 1), "episodes": done, "batch_mean_proxy": mean,
                           "best": min(v for v, _ in best)})
                 next_report = now + progress_every
-    except KeyboardInterrupt:
+    except INTERRUPTS as e:
+        if not is_interrupt(e):
+            raise
         if progress is not None:
             progress({"interrupted": True, "episodes": done})
         raise
@@ -793,7 +796,9 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
         v, pl = (ep.polish(ro.placement, ro.actions) if ep.offset_sweeps > 0 else (ro.proxy, ro.placement))
         if v < best_v:
             best_v, best_pl, best_ro_acts = v, pl, ro.actions
-    except KeyboardInterrupt:
+    except INTERRUPTS as e:
+        if not is_interrupt(e):
+            raise
         interrupted = True
     if best and best[0][1] is not None and best[0][0] < best_v:
         best_v, best_pl = best[0]
@@ -822,7 +827,9 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
             else:
                 ForceDirected(problem).run(cost, rounds=40, seed=seed,
                                            should_stop=lambda: time.monotonic() >= deadline)
-        except KeyboardInterrupt:  # the last finished step's placement, not a half-done sweep
+        except INTERRUPTS as e:  # the last finished step's placement, not a half-done sweep
+            if not is_interrupt(e):
+                raise
             problem.set_placement(kept)
             interrupted = True
     if not interrupted and descent_epochs > 0 and legality(problem)[0]:
@@ -831,7 +838,9 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
                                                   epochs=descent_epochs, swaps=descent_swaps, seed=seed,
                                                   should_stop=lambda: time.monotonic() >= deadline,
                                                   progress=progress)
-        except KeyboardInterrupt:
+        except INTERRUPTS as e:
+            if not is_interrupt(e):
+                raise
             interrupted = True
     report = cost.evaluate()
     if interrupted and checkpoint and legality(problem)[0]:

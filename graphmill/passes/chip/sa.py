@@ -23,6 +23,8 @@ from typing import Callable
 import numpy as np
 from numba import njit
 
+from graphmill.util.interrupts import INTERRUPTS, is_interrupt
+
 from .cost import DEFAULT_WEIGHTS, CostReport, ProxyCost
 from .fd import ForceDirected
 from .legality import EPS, fits, legality, legalize
@@ -243,7 +245,9 @@ def anneal(problem: ChipProblem, *, weights: tuple[float, float, float] = DEFAUL
         stats["iterations"] = it
     except StopIteration:
         pass
-    except KeyboardInterrupt:
+    except INTERRUPTS as e:
+        if not is_interrupt(e):
+            raise
         interrupted = True
     p.set_placement(best)
     report = cost.evaluate()
@@ -273,7 +277,9 @@ def force_directed(problem: ChipProblem, *, weights: tuple[float, float, float] 
                 if progress is not None and (now >= next_report or last):  # every 2 s: it was 20 lines in 0.3 s
                     progress({"elapsed": round(now - t0, 1), "rounds": rounds, "best": v})
                     next_report = now + 2.0
-    except KeyboardInterrupt:
+    except INTERRUPTS as e:
+        if not is_interrupt(e):
+            raise
         interrupted = True
     report = cost.evaluate()
     return PlaceResult(report, legality(problem)[0], time.monotonic() - t0, "fd", interrupted, {})

@@ -17,6 +17,8 @@ import time
 import traceback
 from typing import Any, Callable
 
+from graphmill.util.interrupts import is_interrupt
+
 
 class EvaluationTimeout(BaseException):
     """The alarm of an evaluation's timeout. Not an ``Exception``: an evaluator's own ``except Exception`` (a retry
@@ -55,6 +57,8 @@ def call(evaluate: Callable[[dict], Any], config: dict, timeout: float | None) -
     except EvaluationTimeout:
         return "failed", f"timeout: the evaluation took more than {timeout:g} s", time.perf_counter() - t0
     except (Exception, SystemExit) as e:  # the evaluator's own failure: recorded, the search goes on
+        if is_interrupt(e):  # a Ctrl-C numba wrapped (util.interrupts.INTERRUPTS) stops the search, as one does
+            raise KeyboardInterrupt from e
         # sys.exit() in an evaluator ended the whole in-process search (exit 1, no word, and the same on every
         # rerun) where a pool worker's exit is a failed trial: one worker, the same results on every executor.
         # But a SystemExit raised by a signal handler of the user's (SIGTERM -> sys.exit, as job schedulers'

@@ -72,6 +72,17 @@ def test_sa_ctrl_c_keeps_best_so_far():
     assert r.report.proxy == pytest.approx(proxy_cost(p).proxy)
 
 
+def test_sa_ctrl_c_wrapped_by_numba_keeps_best_so_far():
+    """The anneal runs numba code; a Ctrl-C landing there is a SystemError, which bypassed the stop that keeps the
+    best placement (a review). Reference: the plain Ctrl-C's result in the test above."""
+    from tests.support.interrupts import raise_numba_wrapped_interrupt
+
+    p = problem_from_graph(generate_netlist(hard=10, soft=10, seed=4))
+    r = anneal(p, budget_s=30, seed=0, progress=raise_numba_wrapped_interrupt, progress_every=0.0)
+    assert r.interrupted and r.legal and independent_legal(p)
+    assert r.report.proxy == pytest.approx(proxy_cost(p).proxy)
+
+
 def test_sa_shows_a_progress_line_even_when_the_set_up_used_the_budget():
     """A loaded machine can spend a short budget before the anneal's first clock check, which then stopped without
     a line (`chip place --budget-s 2.5` printed none once in a loaded test run). Reference: the line count."""
