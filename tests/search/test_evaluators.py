@@ -122,6 +122,24 @@ def test_timeout_fails_a_slow_evaluation_on_time(mode):
     assert ev({"seconds": 0.01}) == {"reward": 0.01}
 
 
+def test_a_process_timeout_is_refused_by_the_local_pool_before_anything_runs(tmp_path):
+    """The local pool's workers are daemonic processes, which Python forbids to start children: every trial of a
+    WithTimeout(mode="process") evaluator failed with an AssertionError and the run ended with no best (an outside
+    check). Reference: Python's multiprocessing rule ("daemonic processes are not allowed to have children") and
+    the folder, which stays empty; the same evaluator runs in-process."""
+    from graphmill import search
+
+    space = search.Space({"seconds": search.Choice([0.0, 0.01])})
+    ck = tmp_path / "run.json"
+    with pytest.raises(UserInputError, match="starts a child process per call, which the local pool's workers"):
+        search.run(space, WithTimeout(Sleeper(), 5.0, mode="process"), strategy="random", budget=2, seed=0,
+                   executor="local", workers=2, checkpoint=str(ck), progress=False)
+    assert not ck.exists()
+    r = search.run(space, WithTimeout(Sleeper(), 5.0, mode="process"), strategy="random", budget=2, seed=0,
+                   executor="inprocess", progress=False)
+    assert [t.status for t in r.history] == ["ok", "ok"]
+
+
 def test_a_signal_timeout_inside_search_run_keeps_the_runs_shorter_limit():
     # reference: the two limits given, 0.2 s (search.run) and 5 s (WithTimeout): the shorter one must stop the
     # 0.6-s evaluation. Before the fix WithTimeout's timer replaced the run's, so it ran to the end and was "ok"

@@ -63,6 +63,13 @@ class WithTimeout:
         if not (isinstance(self.seconds, (int, float)) and self.seconds > 0):
             raise UserInputError(f"timeout {self.seconds!r}: must be a number of seconds > 0")
 
+    @property
+    def starts_processes(self) -> bool:
+        """Whether every call starts a child process, which a daemonic process (the local pool's workers) may not:
+        executors that run evaluations there refuse such an evaluator up front (every trial failed with an
+        AssertionError; an outside check)."""
+        return self.mode == "process"
+
     def resolved_mode(self) -> str:
         if self.mode != "auto":
             return self.mode

@@ -70,6 +70,10 @@ class ProcessPoolExecutor(Executor):
         except Exception as e:
             raise UserInputError(f"evaluate {evaluate!r} cannot be sent to worker processes ({e}); make it a "
                                  "top-level function of an importable module, or use workers=1") from None
+        if getattr(evaluate, "starts_processes", False):  # WithTimeout(mode="process"), say
+            raise UserInputError(f"evaluate {evaluate!r} starts a child process per call, which the local pool's "
+                                 "workers (daemonic processes) may not: use its mode 'auto' (a SIGALRM in each "
+                                 "worker), search.run(timeout=...), or executor 'inprocess' or 'ray'")
         self.evaluate = evaluate
         self.workers = workers
         self.timeout = timeout
