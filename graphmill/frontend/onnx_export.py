@@ -7,6 +7,8 @@ the smallest IR version their opsets need, so older runtimes still load them.
 
 from __future__ import annotations
 
+import itertools
+
 import onnx
 
 from graphmill.ir import (
@@ -73,6 +75,26 @@ def _value_info(v: Value, vi: onnx.ValueInfoProto, *, type_override: Type | None
     if v.doc_string:
         vi.doc_string = v.doc_string
     _set_props(vi.metadata_props, v.metadata_props)
+
+
+def _contradicts(declared: onnx.TypeProto, t: Type | None) -> bool:
+    """Whether a value_info's tensor type says otherwise than the value's own type: another element type, rank or
+    known size (what is left out on either side contradicts nothing)."""
+    if t is None or declared.WhichOneof("value") != "tensor_type":
+        return False
+    own = onnx.TypeProto()
+    type_to_proto(t, own)
+    if own.WhichOneof("value") != "tensor_type":
+        return True
+    a, b = declared.tensor_type, own.tensor_type
+    if a.elem_type and b.elem_type and a.elem_type != b.elem_type:
+        return True
+    if not (a.HasField("shape") and b.HasField("shape")):
+        return False
+    if len(a.shape.dim) != len(b.shape.dim):
+        return True
+    return any(x.HasField("dim_value") and y.HasField("dim_value") and x.dim_value != y.dim_value
+               for x, y in zip(a.shape.dim, b.shape.dim))
 
 
 def _in_file_order(infos: list, order) -> list:
@@ -233,12 +255,14 @@ def graph_to_proto(g: Graph, gp: onnx.GraphProto, *, initializers_are_inputs: bo
                 _value_info(v, vi := onnx.ValueInfoProto())
                 infos.append(vi)
     about = set(g.extra.get("value_info_about", ()))
-    present = {v.name for v in g.values()} | {v.name for v in g.outputs} if about else set()
+    live = {v.name: v for v in itertools.chain(g.values(), g.outputs)} if about else {}
     for blob in g.extra.get("value_info", ()):
         vi = onnx.ValueInfoProto()
         vi.ParseFromString(blob)
-        if vi.name in about and vi.name not in present:
-            continue  # it was about a weight or input a pass removed (a folded weight's entry stayed, stale)
+        if vi.name in about and (vi.name not in live or _contradicts(vi.type, live[vi.name].type)):
+            # about a weight or input a pass removed or reshaped: stale (a folded weight's entry stayed; after
+            # `scale`, 101 entries kept the old shapes and onnx's checker refused the file)
+            continue
         infos.append(vi)
     gp.value_info.extend(_in_file_order(infos, g.extra.get("value_info_order", ())))
     kept = g.extra.get("passthrough_outputs", {})

@@ -548,6 +548,28 @@ def test_value_info_about_a_removed_weight_is_not_written_back(tmp_path):
     assert [v.name for v in out.value_info] == ["nobody"]
 
 
+def test_value_info_contradicting_a_reshaped_weight_is_not_written_back(tmp_path):
+    """Exporters list a value_info per weight; `scale` widens weights in place (same names), and the entries went
+    back with the old shapes, which onnx's checker refuses (a review: 101 on ResNet-18). Reference: onnx's checker
+    (full_check) on the written file; an entry that agrees with its weight is kept."""
+    from graphmill import api
+    from graphmill.frontend import zoo
+
+    graphmill.save(zoo.build("resnet18", batch=1, resolution=64), tmp_path / "r.onnx")
+    m = onnx.load(str(tmp_path / "r.onnx"))
+    m.graph.value_info.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                              for t in m.graph.initializer)
+    onnx.save(m, str(tmp_path / "r_vi.onnx"))
+    g = graphmill.load(tmp_path / "r_vi.onnx")
+    api.scale(g, phi=1, alpha=1.0, beta=1.5, gamma=1.0)
+    graphmill.save(g, tmp_path / "s.onnx")
+    out = onnx.load(str(tmp_path / "s.onnx"))
+    onnx.checker.check_model(out, full_check=True)
+    dims = {t.name: list(t.dims) for t in out.graph.initializer}
+    kept = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in out.graph.value_info if v.name in dims}
+    assert kept and all(kept[n] == dims[n] for n in kept)  # the unchanged weights' entries (the stem's BN...) stay
+
+
 def test_annotations_travel_through_files(tmp_path):
     """node.meta / graph.meta (stage, device, ...) survive save and load as JSON metadata; others don't leak."""
     from graphmill.ir.builder import GraphBuilder
