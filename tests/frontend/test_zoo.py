@@ -54,8 +54,9 @@ def test_symbolic_batch_flows_to_the_output():
 
 @pytest.mark.parametrize("seed", [-1, 1.5, "x", True, 2**32])
 def test_a_seed_no_generator_takes_is_refused_naming_the_model(seed):
-    """``zoo.build("coatnet_0", seed=-1)`` was numpy's bare ValueError (an outside check). Reference: numpy's
-    generators take 0 .. 2**32 - 1 from every caller (graphmill's --seed range)."""
+    """``zoo.build("coatnet_0", seed=-1)`` was numpy's bare ValueError (an outside check). Reference: graphmill's
+    --seed range, 0 .. 2**32 - 1, what every consumer of a seed takes (numpy refuses negatives, METIS more than
+    64 bits)."""
     with pytest.raises(UserInputError, match=r"zoo model 'coatnet_0': seed .*must be an integer from 0 to 4294967295"):
         zoo.build("coatnet_0", seed=seed)
 
@@ -71,3 +72,7 @@ def test_an_integer_eps_is_written_as_the_float_onnx_requires(tmp_path):
     onnx.checker.check_model(onnx.load(str(tmp_path / "m.onnx")), full_check=True)
     with pytest.raises(UserInputError, match="eps -1"):
         zoo.build("coatnet_0", eps=-1)
+    # a numpy float is a number (it was taken before the check); a model without eps says it has no such option
+    assert zoo.build("bert_base", layers=1, eps=np.float32(1e-12)).nodes
+    with pytest.raises(UserInputError, match="no option 'eps'"):
+        zoo.build("inception_v3", eps=-1)

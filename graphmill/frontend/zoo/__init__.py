@@ -11,6 +11,8 @@ pipeline stage ``pipeline-partition`` writes) and in ``graph.meta["stages"]`` / 
 
 from __future__ import annotations
 
+import inspect
+import numbers
 from typing import Callable
 
 from graphmill.ir import Graph, UserInputError
@@ -130,16 +132,17 @@ def build(name: str, **kwargs) -> Graph:
     key = resolve_name(name)
     if "seed" in kwargs:  # numpy's own error for seed=-1 named neither the model nor the option (an outside check)
         kwargs["seed"] = check_seed(kwargs["seed"], f"zoo model {key!r}: seed")
-    if "eps" in kwargs:  # an int became an INT epsilon attribute, which ONNX refuses at save (an outside check)
+    takes = inspect.signature(MODELS[key]).parameters
+    if "eps" in kwargs and ("eps" in takes or any(p.kind == p.VAR_KEYWORD for p in takes.values())):
+        # an int became an INT epsilon attribute, which ONNX refuses at save (an outside check)
         eps = kwargs["eps"]
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < float("inf"):
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 <= eps < float("inf"):
             raise UserInputError(f"zoo model {key!r}: eps {eps!r}: must be a finite number >= 0")
         kwargs["eps"] = float(eps)
     _check_size(key, kwargs)
     try:
         return MODELS[key](**kwargs)
     except TypeError as e:  # a misspelled option: Python's own error named the builder, not the model, nor a fix
-        import inspect
         import re
 
         m = re.search(r"(\w+)\(\) got an unexpected keyword argument '([^']+)'", str(e))
