@@ -142,27 +142,27 @@ def validation() -> dict:
 
 def neighbourhood(names: list[str], devices: int, policy) -> None:
     """How far one change gets from the hint: every single device move and every single fusion added (each
-    simulated), how many beat the hint, the best, and the policy's rank of the best move among its device
-    changes (``infer.ranked_moves``; zero-shot tries its 32 most probable). Zero-shot refines from the hint, so
-    where no single change improves it can only win by several changes at once."""
+    simulated), how many beat the hint and the best; and the policy's proposals (``infer.ranked_moves``: per op,
+    most probable first, its one best other device): the first of them that beats the hint, by rank (1-based;
+    zero-shot applies the first 1, 2, 4, ..., 32 together). Zero-shot refines from the hint, so where no single
+    change improves it can only win by several changes at once."""
     import torch
 
     from graphmill.passes.learned.infer import moved, ranked_moves
 
     graphs = {**held_out(), **validation()}
-    print(f"{'graph':<26} {'ops':>5} {'moves':>6} {'better':>6} {'best':>8} {'rank':>5} "
+    print(f"{'graph':<26} {'ops':>5} {'moves':>6} {'better':>6} {'best':>8} {'1st good proposal':>17} "
           f"{'fusions':>7} {'better':>6} {'best':>8} {'all better':>10}")
     for name in names:
         task = make_task(name, graphs[name](), PlacementCostModel(device_set(devices=devices)))
         jp, hint = task.jp, task.baseline_decisions
         base = jp.evaluate(hint).makespan
         with torch.no_grad():
-            order, _ = ranked_moves(hint, policy.heads(task.t)[0])
-        rank = np.empty(jp.n, np.int64)
-        rank[order] = np.arange(jp.n)
+            order, proposed = ranked_moves(hint, policy.heads(task.t)[0])
         dev = np.asarray(hint.device)
-        moves = [(base - o.makespan, i) for i in range(jp.n) for d in range(devices) if d != dev[i]
-                 for o in [jp.evaluate(moved(jp, hint, np.array([i]), np.array([d])))] if o.valid]
+        gain = {(i, d): base - o.makespan for i in range(jp.n) for d in range(devices) if d != dev[i]
+                for o in [jp.evaluate(moved(jp, hint, np.array([i]), np.array([d])))] if o.valid}
+        first = next((r + 1 for r, i in enumerate(order) if gain.get((i, proposed[i]), 0.0) > 0), None)
         fp = jp.fuse_producer
         fusions = []
         for i in np.flatnonzero((fp >= 0) & ~np.asarray(hint.fuse, bool)):
@@ -172,14 +172,18 @@ def neighbourhood(names: list[str], devices: int, policy) -> None:
                 o = jp.evaluate(Decisions(dev, f, hint.priority))
                 if o.valid:
                     fusions.append((base - o.makespan, i))
-        good_m = [m for m in moves if m[0] > 0]
+        good_m = [x for x in gain.values() if x > 0]
         good_f = [m for m in fusions if m[0] > 0]
         f = np.asarray(hint.fuse, bool).copy()
         f[[i for _, i in good_f]] = True
         together = jp.evaluate(Decisions(dev, f, hint.priority)).makespan / base
-        best_m = max(good_m, default=(0.0, -1))
-        print(f"{name:<26} {jp.n:>5} {len(moves):>6} {len(good_m):>6} {best_m[0] / base:>8.5f} "
-              f"{(rank[best_m[1]] if good_m else '-'):>5} {len(fusions):>7} {len(good_f):>6} "
+        if first is None:
+            first_text = "-"
+        else:
+            op = order[first - 1]
+            first_text = f"{first} ({gain[(op, proposed[op])] / base:.5f})"
+        print(f"{name:<26} {jp.n:>5} {len(gain):>6} {len(good_m):>6} {max(good_m, default=0.0) / base:>8.5f} "
+              f"{first_text:>17} {len(fusions):>7} {len(good_f):>6} "
               f"{max(good_f, default=(0.0, 0))[0] / base:>8.5f} {together:>10.5f}", flush=True)
 
 
