@@ -20,7 +20,8 @@ from graphmill.backends import onnxruntime as ortb
 from graphmill.backends.onnxruntime import check_tolerances
 from graphmill.frontend import save
 from graphmill.frontend.onnx_shape_inference import infer_shapes
-from graphmill.util.files import atomic_write_bytes, check_out_folder, check_output_paths
+from graphmill.util.files import (MODEL_FILE_LIMIT, atomic_write_bytes, check_out_folder, check_output_paths,
+                                  read_user_file)
 from graphmill.util.errors import naming_file
 from graphmill.util.limits import check_seed
 from graphmill.util.suggest import closest, did_you_mean
@@ -432,14 +433,67 @@ def _compare(original: Graph, graph: Graph, source: str | None, *, seed: int, rt
             raise
         raise UserInputError(f"{e} (to compare the optimized model with the input under ONNX Runtime; "
                              "--no-compare skips the comparison)") from None
+    given = _as_given(source)
+    if given is not None:
+        # the reference is the file as given, so that a reading of it that changed what it computes is caught too
+        # (an If branch's initializer named as an outer value was bound the other way: roundtrip and optimize
+        # changed the model and the comparison, against graphmill's own re-export, said 0; an outside check)
+        try:
+            return ortb.compare(original, graph, inputs, seed=seed, rtol=rtol, atol=atol,
+                                options=ortb.checking_options(), scale_atol=True,
+                                names=(source, "the optimized model"), reference_bytes=given).to_dict()
+        except ExecutionError as e:
+            if not str(e).startswith(f"{source}: "):
+                raise _compare_failed(e, original, dims) from e
+            # ONNX Runtime cannot run the file as given (an op its export spells otherwise): compared below with
+            # graphmill's reading of it, as before
     try:
         return ortb.compare(original, graph, inputs, seed=seed, rtol=rtol, atol=atol,
                             options=ortb.checking_options(), scale_atol=True,
                             names=(source or "the input model", "the optimized model")).to_dict()
     except ExecutionError as e:  # an op ONNX Runtime lacks, a size it refuses: say what the check is and its knobs
-        sized = "" if dims or not symbols(original) else "; symbolic sizes were 1: --dim NAME=SIZE sets them"
-        raise ExecutionError(f"{e} (while comparing the optimized model with the input under ONNX Runtime; "
-                             f"--no-compare skips the comparison{sized})") from e
+        raise _compare_failed(e, original, dims) from e
+
+
+def _compare_failed(e: ExecutionError, original: Graph, dims: dict[str, int] | None) -> ExecutionError:
+    sized = "" if dims or not symbols(original) else "; symbolic sizes were 1: --dim NAME=SIZE sets them"
+    return ExecutionError(f"{e} (while comparing the optimized model with the input under ONNX Runtime; "
+                          f"--no-compare skips the comparison{sized})")
+
+
+def _as_given(source: str | None) -> bytes | None:
+    """The bytes of the input file, for ONNX Runtime to run as the comparison's reference, where that is safe: a
+    regular file all of whose tensors are inline (ONNX Runtime resolves external data paths itself, unconfined,
+    and the file may have changed since graphmill checked its paths) and with no node that names none of its
+    outputs (ONNX Runtime 1.32 crashes on some: ``backends.onnxruntime.without_unread_nodes``). Else None."""
+    import onnx
+
+    if not source or not os.path.isfile(source):
+        return None
+    try:
+        data = read_user_file(source, MODEL_FILE_LIMIT, "an ONNX model file")
+        model = onnx.ModelProto.FromString(data)
+    except Exception:  # noqa: BLE001 -- changed or unreadable since it was loaded: graphmill's reading is the reference
+        return None
+    graphs = [model.graph, *(f for f in model.functions)]
+    tensors = []
+    while graphs:
+        g = graphs.pop()
+        nodes = g.node
+        if hasattr(g, "initializer"):  # a GraphProto (a FunctionProto has none)
+            tensors += [*g.initializer, *(t.values for t in g.sparse_initializer)]
+        for n in nodes:
+            if n.output and not any(n.output):
+                return None
+            for a in n.attribute:
+                tensors += [a.t, *a.tensors, *(t.values for t in a.sparse_tensors)]
+                if a.HasField("sparse_tensor"):
+                    tensors.append(a.sparse_tensor.values)
+                graphs += [a.g] if a.HasField("g") else []
+                graphs += list(a.graphs)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL or t.external_data for t in tensors):
+        return None
+    return data
 
 
 def _replay(start: Graph, ran: list, seed: int, allow: Iterable[str], cost_model: Any = None) -> Graph:

@@ -108,7 +108,9 @@ def without_unread_nodes(graph: Graph) -> Graph:
 class OrtSession:
     """A graph compiled into an ONNX Runtime session, ready to run many times."""
 
-    def __init__(self, graph: Graph, options: OrtOptions | None = None) -> None:
+    def __init__(self, graph: Graph, options: OrtOptions | None = None, *, model_bytes: bytes | None = None) -> None:
+        """``model_bytes``: a serialized model to run instead of ``graph``'s export (the file ``graph`` was read
+        from, as given: optimize's reference); ``graph`` still names it and bounds its loops."""
         import onnxruntime as ort
 
         self.graph = graph
@@ -120,7 +122,8 @@ class OrtSession:
         check_loop_iterations(graph)  # before ORT, whose run Ctrl-C cannot stop
         session_options = self.options.session_options()
         # graphmill-domain ops (MoE, relative attention, ...) run as their standard-ONNX lowering
-        model_bytes = to_proto(without_unread_nodes(lowered_copy(graph))).SerializeToString()
+        if model_bytes is None:
+            model_bytes = to_proto(without_unread_nodes(lowered_copy(graph))).SerializeToString()
         try:
             self.session = ort.InferenceSession(model_bytes, session_options, providers=[self.options.provider])
         except Exception as e:  # noqa: BLE001 -- ORT raises several unrelated types
@@ -497,16 +500,18 @@ def _output_diff(name: str, x: Any, y: Any, rtol: float, atol: float, scale_atol
 
 def compare(reference: Graph, candidate: Graph, inputs: Mapping[str, Any] | None = None, *, seed: int = 0,
             rtol: float = 1e-4, atol: float = 1e-5, options: OrtOptions | None = None,
-            scale_atol: bool = False, names: tuple[str, str] = ("the reference", "the candidate")) -> Comparison:
+            scale_atol: bool = False, names: tuple[str, str] = ("the reference", "the candidate"),
+            reference_bytes: bytes | None = None) -> Comparison:
     """Run both graphs under ONNX Runtime on the same (seeded random) inputs and compare outputs.
 
     Outputs are matched by position, so a pass that renames an output is still compared. A graph ONNX Runtime
     cannot load or run is named in the error (``names``): a model whose op has no kernel for its element type
-    (float64 Conv) failed the same way before and after, and the message blamed neither.
+    (float64 Conv) failed the same way before and after, and the message blamed neither. ``reference_bytes``: run
+    that serialized model as the reference (``OrtSession``'s ``model_bytes``).
     """
     feeds = dict(inputs) if inputs is not None else random_inputs(reference, seed=seed)
     try:
-        ref = OrtSession(reference, options)
+        ref = OrtSession(reference, options, model_bytes=reference_bytes)
         ra = ref.run(feeds)
     except ExecutionError as e:
         raise ExecutionError(f"{names[0]}: {e}") from e

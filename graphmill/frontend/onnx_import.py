@@ -287,7 +287,11 @@ class _Importer:
             v = local_inputs.get(tp.name)
             if v is None:
                 v = Value(tp.name, TensorType(t.dtype, t.shape))
-                scope.maps[0][tp.name] = v
+                if tp.name not in outer:
+                    scope.maps[0][tp.name] = v
+                # else a subgraph's initializer named as an enclosing value: ONNX Runtime and onnx's reference
+                # evaluator read the enclosing value, so its readers here do too (it was bound to this one, and a
+                # round trip changed what the model computes; an outside check). It stays, unread.
             v.const = t
             self.add_initializer(g, v)
         for sp in gp.sparse_initializer:
@@ -296,7 +300,8 @@ class _Importer:
             v = local_inputs.get(name)
             if v is None:
                 v = Value(name, SparseTensorType(st.dtype, st.dims))
-                scope.maps[0][name] = v
+                if name not in outer:  # as a dense initializer above
+                    scope.maps[0][name] = v
             v.const = st
             self.add_initializer(g, v)
 

@@ -379,6 +379,56 @@ def test_an_unnamed_node_is_named_by_its_output_in_load_errors(tmp_path):
         graphmill.load(path)
 
 
+def _branch_initializer_named_as_an_outer_value():
+    """r = Relu(x) outside; the If's then-branch holds its own initializer "r" (all 5) and computes x + r. onnx's
+    checker (full_check) accepts it."""
+    vi = lambda n, t=onnx.TensorProto.FLOAT, s=(2, 3): helper.make_tensor_value_info(n, t, list(s))  # noqa: E731
+    then_b = helper.make_graph([helper.make_node("Add", ["x", "r"], ["t"])], "then", [], [vi("t")],
+                               [numpy_helper.from_array(np.full((2, 3), 5, np.float32), "r")])
+    else_b = helper.make_graph([helper.make_node("Neg", ["r"], ["e"])], "else", [], [vi("e")])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["r"]),
+                               helper.make_node("If", ["c"], ["y"], then_branch=then_b, else_branch=else_b)],
+                              "g", [vi("x"), vi("c", onnx.TensorProto.BOOL, ())], [vi("y")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def test_a_branch_initializer_named_as_an_outer_value_is_read_as_onnx_runtime_reads_it(tmp_path):
+    """graphmill bound the branch's own "r", renamed it r__1 and wrote that: a round trip turned x + relu(x) into
+    x + 5 (an outside check). Reference: ONNX Runtime and onnx's ReferenceEvaluator on the file, which both read
+    the enclosing r."""
+    from onnx.reference import ReferenceEvaluator
+
+    model = _branch_initializer_named_as_an_outer_value()
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    feeds = {"x": np.array([[1, -1, 2], [0, 3, -2]], np.float32), "c": np.array(True)}
+    want = ReferenceEvaluator(model).run(None, feeds)[0]
+    assert np.array_equal(want, feeds["x"] + np.maximum(feeds["x"], 0))
+    g = graphmill.load(tmp_path / "m.onnx")
+    assert np.array_equal(ortb.run(g, feeds)["y"], want)
+    graphmill.save(g, tmp_path / "rt.onnx")
+    import onnxruntime as ort
+
+    assert np.array_equal(ort.InferenceSession(str(tmp_path / "rt.onnx")).run(None, feeds)[0], want)
+
+
+def test_optimize_compares_with_the_file_as_given(tmp_path):
+    """optimize's comparison ran graphmill's own export of the input as the reference, so a reading of the file that
+    changed what it computes compared equal (the branch initializer above: max |diff| 0 reported). Reference: ONNX
+    Runtime on the input file itself; here the graph is changed after loading, as a wrong reading would."""
+    path = tmp_path / "m.onnx"
+    onnx.save(_branch_initializer_named_as_an_outer_value(), str(path))
+    g = graphmill.load(path)
+    r = graphmill.optimize(g, "dce", compare=True, source=str(path))
+    assert r.comparison["ok"]
+    g = graphmill.load(path)
+    relu = next(n for n in g.nodes if n.op_type == "Relu")
+    relu.op_type = "Sigmoid"  # what the file does not compute
+    r = graphmill.optimize(g, "dce", compare=True, source=str(path))
+    assert not r.comparison["ok"]
+
+
 def test_sibling_branches_may_reuse_a_name(tmp_path):
     """An If whose then and else branches both name their output 'o' (and an inner temporary 't'): valid ONNX
     (onnx's full check passes it, ONNX Runtime runs it), but `optimize` refused it: "value name 'o' is defined
