@@ -769,12 +769,14 @@ class Graph:
             if v_old is not None and v_new is None and (v_old._uses or v_old.is_graph_output):
                 raise IRError(f"replace_node: output %{v_old.name} of {old.describe()} is in use and has no "
                               "replacement")
-            if v_old is not None and v_new is v_old:
-                raise IRError(f"replace_node: the replacement of %{v_old.name} is that output itself, which goes "
-                              f"with {old.describe()}")
         olds = {id(v) for v in old._outputs if v is not None}
+        for v_old, v_new in zip(old._outputs, outputs):
+            if v_old is not None and v_new is not None and id(v_new) in olds:
+                raise IRError(f"replace_node: the replacement of %{v_old.name} is %{v_new.name}, an output of "
+                              f"{old.describe()}, which goes with it")
         for n in new_nodes:  # checked before anything is inserted (it was refused after: a review)
-            if any(v is not None and id(v) in olds for v in n._inputs):
+            reads = [*n._inputs, *(v for sub in n.subgraphs() for v in captured_values(sub))]
+            if any(v is not None and id(v) in olds for v in reads):
                 raise IRError(f"replace_node: {n.describe()} reads an output of {old.describe()}, the node it "
                               "replaces; insert it after that node and reroute the readers instead")
         self._index_of(old)  # fail before changing anything when old is not here

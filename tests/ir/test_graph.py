@@ -527,9 +527,20 @@ def test_refused_inserts_and_replacements_change_nothing():
     with pytest.raises(IRError, match="reads an output of Relu node 'relu', the node it replaces"):
         g.replace_node(v["a"].producer, wrap)
     assert wrap.graph is None and [n.name for n in g.nodes] == before
-    with pytest.raises(IRError, match="the replacement of %.* is that output itself"):
+    with pytest.raises(IRError, match="the replacement of %.* is %.*, an output of Relu node .relu., which goes"):
         g.replace_node(v["a"].producer, Node("Abs", [v["x"]], name="abs"), outputs=[v["a"]])
     assert [n.name for n in g.nodes] == before
+    _consistent(g)
+    # the node's outputs permuted (a Split's two halves swapped) went through, rewiring Sub(a, b) to Sub(a, a)
+    b = GraphBuilder("s", opset=17)
+    x = b.input("x", "float32", [4])
+    half0, half1 = b.op("Split", x, outputs=2, num_outputs=2, name="split")
+    b.output(b.Sub(half0, half1, name="sub"), "y")
+    g = b.build()
+    split = g.nodes[0]
+    with pytest.raises(IRError, match="an output of Split node 'split', which goes with it"):
+        g.replace_node(split, Node("Identity", [g.inputs[0]], name="ident"), outputs=[half1, half0])
+    assert [n.name for n in g.nodes] == ["split", "sub"] and list(g.nodes[1].inputs) == [half0, half1]
     _consistent(g)
 
 
