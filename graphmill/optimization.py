@@ -477,20 +477,25 @@ def _as_given(source: str | None) -> bytes | None:
         return None
     graphs = [model.graph, *(f for f in model.functions)]
     tensors = []
+
+    def attributes(attrs) -> None:
+        for a in attrs:
+            tensors.extend([a.t, *a.tensors])
+            sparse = [*a.sparse_tensors, *([a.sparse_tensor] if a.HasField("sparse_tensor") else [])]
+            tensors.extend(t for sp in sparse for t in (sp.values, sp.indices))
+            graphs.extend([*([a.g] if a.HasField("g") else []), *a.graphs])
+
     while graphs:
         g = graphs.pop()
-        nodes = g.node
-        if hasattr(g, "initializer"):  # a GraphProto (a FunctionProto has none)
-            tensors += [*g.initializer, *(t.values for t in g.sparse_initializer)]
-        for n in nodes:
+        if isinstance(g, onnx.GraphProto):
+            tensors.extend(g.initializer)
+            tensors.extend(t for sp in g.sparse_initializer for t in (sp.values, sp.indices))
+        else:  # a FunctionProto: its attributes' defaults may hold tensors too
+            attributes(g.attribute_proto)
+        for n in g.node:
             if n.output and not any(n.output):
                 return None
-            for a in n.attribute:
-                tensors += [a.t, *a.tensors, *(t.values for t in a.sparse_tensors)]
-                if a.HasField("sparse_tensor"):
-                    tensors.append(a.sparse_tensor.values)
-                graphs += [a.g] if a.HasField("g") else []
-                graphs += list(a.graphs)
+            attributes(n.attribute)
     if any(t.data_location == onnx.TensorProto.EXTERNAL or t.external_data for t in tensors):
         return None
     return data
