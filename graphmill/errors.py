@@ -5,6 +5,7 @@ from graphmill.util.errors import (  # noqa: F401
     GraphmillError,
     IRError,
     ModelLoadError,
+    ModelWarning,
     SearchWarning,
     ShapeInferenceError,
     SimulationWarning,

@@ -12,7 +12,7 @@ import warnings
 from typing import IO, Iterator, NoReturn, Sequence
 
 from graphmill import api
-from graphmill.errors import SearchWarning, SimulationWarning, TracingWarning, UserInputError
+from graphmill.errors import ModelWarning, SearchWarning, SimulationWarning, TracingWarning, UserInputError
 from graphmill.util.files import atomic_write_text, check_output_paths
 from graphmill.util.limits import max_elements
 from graphmill.util.suggest import closest
@@ -335,7 +335,7 @@ class WarningLines:
         self._original = None
 
     def _show(self, message, category, filename, lineno, file=None, line=None) -> None:
-        if issubclass(category, (SearchWarning, SimulationWarning, TracingWarning)):
+        if issubclass(category, (ModelWarning, SearchWarning, SimulationWarning, TracingWarning)):
             text = " ".join(str(message).split())
             if text not in self.messages:
                 self.messages.append(text)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections import ChainMap
 
 import onnx
@@ -41,6 +42,7 @@ from graphmill.ir import (
     describe_node,
 )
 
+from graphmill.util.errors import ModelWarning
 from graphmill.util.files import JSON_NESTING_LIMIT, JsonDuplicateKey, JsonTooDeep, parse_json
 
 from .onnx_tensors import resolve_external_data, string_entries, tensor_from_proto
@@ -261,6 +263,18 @@ class _Importer:
             raise self.error(f"{where}: index {int(idx[at])} at {list(at)} is outside dims {list(dims)}")
 
     # -- graphs -------------------------------------------------------------
+    def warn_if_shadowing(self, name: str, outer: ChainMap, graph: str) -> None:
+        """A subgraph's initializer named as a value of an enclosing graph is read here, as ONNX Runtime reads it
+        in most layouts; but ONNX Runtime reads the enclosing value where a sibling branch reads that name too,
+        and onnx's reference evaluator always does (an outside check; binding the enclosing value instead made
+        7 other layouts differ from ONNX Runtime: a review). The model means different things to its readers,
+        so it is said."""
+        if name in outer:
+            warnings.warn(ModelWarning(
+                f"{self.path or 'the model'}: graph {graph!r} has an initializer {name!r} named as a value of an "
+                "enclosing graph; graphmill reads the initializer, ONNX Runtime and onnx's reference evaluator may "
+                "read the enclosing value: rename one of them"), stacklevel=2)
+
     def graph(self, gp: onnx.GraphProto, outer: ChainMap, *, is_function: bool = False,
               raw_data: list | None = None) -> Graph:
         g = Graph(gp.name)
@@ -287,11 +301,8 @@ class _Importer:
             v = local_inputs.get(tp.name)
             if v is None:
                 v = Value(tp.name, TensorType(t.dtype, t.shape))
-                if tp.name not in outer:
-                    scope.maps[0][tp.name] = v
-                # else a subgraph's initializer named as an enclosing value: ONNX Runtime and onnx's reference
-                # evaluator read the enclosing value, so its readers here do too (it was bound to this one, and a
-                # round trip changed what the model computes; an outside check). It stays, unread.
+                scope.maps[0][tp.name] = v
+                self.warn_if_shadowing(tp.name, outer, gp.name)
             v.const = t
             self.add_initializer(g, v)
         for sp in gp.sparse_initializer:
@@ -300,8 +311,8 @@ class _Importer:
             v = local_inputs.get(name)
             if v is None:
                 v = Value(name, SparseTensorType(st.dtype, st.dims))
-                if name not in outer:  # as a dense initializer above
-                    scope.maps[0][name] = v
+                scope.maps[0][name] = v
+                self.warn_if_shadowing(name, outer, gp.name)
             v.const = st
             self.add_initializer(g, v)
 

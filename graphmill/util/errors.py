@@ -72,6 +72,11 @@ class TracingWarning(UserWarning):
     of data-dependent Python control flow); the graph may be right only for the example inputs."""
 
 
+class ModelWarning(UserWarning):
+    """A model is legal but means different things to different readers (ONNX Runtime, onnx's reference
+    evaluator, graphmill): it is loaded as graphmill reads it, and the CLI says so in a line of its own."""
+
+
 class SearchWarning(UserWarning):
     """A search finished but its result is suspect (e.g. AutoHAS's shared weights diverged on most steps): the
     result is reported, and the CLI says why it should not be trusted in a line of its own."""
