@@ -13,6 +13,7 @@ from graphmill.cli.common import (add_output_args, check_output_path, check_outp
 from graphmill.util.errors import naming_file
 from graphmill.util.files import check_output_paths, check_target
 from graphmill.util.plots import check_png_path
+from graphmill.util.interrupts import INTERRUPTS, is_interrupt
 
 METHODS = "single, round-robin, expert, heft, heft-colocated, metis, rl, hierarchical, learned"
 
@@ -101,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
                                seed=args.seed, training=args.training, progress=progress,
                                checkpoint=args.checkpoint, plot=args.plot, info=info,
                                options={"policy": args.policy} if args.policy else None, dims=parse_dims(args.dim))
-    except KeyboardInterrupt:  # say what a rerun does (the CLI's handler then prints "interrupted", exit 130)
+    except INTERRUPTS as e:  # say what a rerun does (the CLI's handler then prints "interrupted", exit 130)
+        if not is_interrupt(e):
+            raise
         if args.checkpoint and os.path.exists(args.checkpoint):
             print(f"graphmill place: nothing written but {args.checkpoint}; run the same command again to resume "
                   "from it", file=sys.stderr)

@@ -9,6 +9,7 @@ import sys
 from graphmill import api
 from graphmill.cli.common import emit_json, stopped_word
 from graphmill.errors import UserInputError
+from graphmill.util.interrupts import INTERRUPTS, is_interrupt
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -79,8 +80,10 @@ def _run_method(args: argparse.Namespace, progress) -> int:
         s = api.search_method(args.method, out=args.out, budget=args.budget, seed=args.seed, workers=args.workers,
                               executor=args.executor, ray_address=args.ray_address, accel=args.accel,
                               options=args.option, progress=progress)
-    except KeyboardInterrupt:  # before the method's own handling (its setup): "resume from the last checkpoint"
+    except INTERRUPTS as e:  # before the method's own handling (its setup): "resume from the last checkpoint"
         # was promised where none was written, and --json printed nothing (an outside check)
+        if not is_interrupt(e):
+            raise
         return _stopped_before_checkpoint(args, {"method": args.method})
     if args.json:
         emit_json(s)
@@ -137,8 +140,10 @@ def run(args: argparse.Namespace) -> int:
                          out=args.out, workers=args.workers, executor=args.executor, ray_address=args.ray_address,
                          objective=args.objective, accel=args.accel, timeout=args.timeout, seed=args.seed,
                          proxy=proxy, progress=progress)
-    except KeyboardInterrupt:  # while Ray started, before the runner's own handling: it promised a checkpoint
+    except INTERRUPTS as e:  # while Ray started, before the runner's own handling: it promised a checkpoint
         # that was not there (an outside check)
+        if not is_interrupt(e):
+            raise
         return _stopped_before_checkpoint(args, {"space": args.space, "strategy": strategy, "failed": 0,
                                                  "new_trials": 0, "exhausted": False, "files": []})
     s = out["summary"]

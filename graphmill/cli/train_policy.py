@@ -11,6 +11,7 @@ from graphmill import api
 from graphmill.cli.common import emit_json, output_file, report_file, report_interrupted
 from graphmill.errors import UserInputError
 from graphmill.util.files import check_output_paths, check_target
+from graphmill.util.interrupts import INTERRUPTS, is_interrupt
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -59,8 +60,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = api.train_policy(args.output, steps=args.steps, seed=args.seed, quick=args.quick, options=options,
                                checkpoint=args.checkpoint, progress=progress, command=command)
-    except KeyboardInterrupt:  # a Ctrl-C outside the steps (building the training set, writing the policy) or a
+    except INTERRUPTS as e:  # a Ctrl-C outside the steps (building the training set, writing the policy) or a
         # second one during a step: say what a rerun does (the CLI's handler then prints "interrupted", exit 130)
+        if not is_interrupt(e):
+            raise
         if args.checkpoint and os.path.exists(args.checkpoint):
             print(f"graphmill train-policy: {args.checkpoint} holds the last finished step; rerun the same command "
                   "to resume", file=sys.stderr)

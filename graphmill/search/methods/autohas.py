@@ -75,7 +75,7 @@ from graphmill.search.methods._autohas_train import (UPDATES, ChildTrainer, Cont
 from graphmill.search.space import Choice, Space
 from graphmill.util.errors import SearchWarning, UserInputError
 from graphmill.util.files import CHECKPOINT_LIMIT, check_out_folder, parse_json, read_user_file
-from graphmill.util.interrupts import DeferredInterrupt
+from graphmill.util.interrupts import INTERRUPTS, DeferredInterrupt, is_interrupt
 from graphmill.util.suggest import did_you_mean
 
 METHOD = "autohas"
@@ -412,7 +412,9 @@ class _Run:
                     # the training is over: a Ctrl-C now waits for its files (it raised out of the writing, and
                     # the command printed no --json)
                     report = self._finish()
-            except KeyboardInterrupt:
+            except INTERRUPTS as e:
+                if not is_interrupt(e):
+                    raise
                 self._write_partial()
                 return self._summary(None, True)
             return self._summary(report, False)

@@ -96,7 +96,7 @@ from graphmill.search.strategies.base import Strategy, register
 from graphmill.util.suggest import did_you_mean
 from graphmill.util.errors import GraphmillError, UserInputError, at_least
 from graphmill.util.files import TEXT_FILE_LIMIT, check_out_folder, parse_json, read_user_file
-from graphmill.util.interrupts import DeferredInterrupt
+from graphmill.util.interrupts import INTERRUPTS, DeferredInterrupt, is_interrupt
 
 METHOD = "nahas"
 DEFAULT_BUDGET = 40
@@ -1024,7 +1024,9 @@ class _Run:
                     checkpoints.append(os.path.join(out, "checkpoint.step2.json"))
                     self._search("network", nn_space, dataclasses.replace(ev, fixed_accel=accel), n,
                                  checkpoints[-1], strategy=opts["strategy"])
-        except KeyboardInterrupt:
+        except INTERRUPTS as e:
+            if not is_interrupt(e):
+                raise
             self.interrupted = True
         with DeferredInterrupt():  # the search is over: a Ctrl-C now waits for its files and its --json
             return self._finish(checkpoints)
