@@ -416,16 +416,18 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
                              if numerics and _changed_after(result.records, resized) else ""))
     if original is not None and not resized:
         with naming_file(source):  # a run over the memory budget named no file (an outside check)
-            report.comparison = _compare(original, graph, source, seed=seed, rtol=rtol, atol=atol, dims=dims)
+            report.comparison = _compare(original, graph, source, seed=seed, rtol=rtol, atol=atol, dims=dims,
+                                         notes=report.notes)
     if explain_rule:
         report.explain = explain(graph, explain_rule, stats=result.stats(), allow=allow, schedule=sched)
     return report
 
 
 def _compare(original: Graph, graph: Graph, source: str | None, *, seed: int, rtol: float, atol: float,
-             dims: dict[str, int] | None) -> dict:
+             dims: dict[str, int] | None, notes: list[str] | None = None) -> dict:
     """The optimized model against the input under ONNX Runtime, on seeded random inputs (the report's
-    ``comparison``)."""
+    ``comparison``). Where they differ and the input as graphmill read it already differs from the file, that is
+    said in ``notes``: the difference is in the reading, not in the passes."""
     try:  # an input random data cannot be made for (an optional, a sequence): not "pass inputs explicitly",
         inputs = ortb.random_inputs(original, seed=seed, dims=dims, advice=None)  # which optimize cannot take
     except UserInputError as e:
@@ -438,10 +440,17 @@ def _compare(original: Graph, graph: Graph, source: str | None, *, seed: int, rt
         # the reference is the file as given, so that a reading of it that changed what it computes is caught too
         # (an If branch's initializer named as an outer value was bound the other way: roundtrip and optimize
         # changed the model and the comparison, against graphmill's own re-export, said 0; an outside check)
+        checks = dict(seed=seed, rtol=rtol, atol=atol, options=ortb.checking_options(), scale_atol=True,
+                      reference_bytes=given)
         try:
-            return ortb.compare(original, graph, inputs, seed=seed, rtol=rtol, atol=atol,
-                                options=ortb.checking_options(), scale_atol=True,
-                                names=(source, "the optimized model"), reference_bytes=given).to_dict()
+            cmp = ortb.compare(original, graph, inputs, names=(source, "the optimized model"), **checks)
+            if not cmp.ok and notes is not None:
+                reading = ortb.compare(original, original, inputs, names=(source, "graphmill's reading"), **checks)
+                if not reading.ok:
+                    notes.append(f"the input as graphmill read it already differs from {source} under ONNX Runtime "
+                                 f"(max |diff| {reading.max_abs:.3g}): the difference is in the reading, not in the "
+                                 "passes (see the warnings)")
+            return cmp.to_dict()
         except ExecutionError as e:
             if not str(e).startswith(f"{source}: "):
                 raise _compare_failed(e, original, dims) from e

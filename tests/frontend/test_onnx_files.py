@@ -428,6 +428,7 @@ def test_optimize_compares_with_the_file_as_given(tmp_path):
     relu.op_type = "Sigmoid"  # what the file does not compute
     r = graphmill.optimize(g, "dce", compare=True, source=str(path))
     assert not r.comparison["ok"]
+    assert any("as graphmill read it already differs" in n and "not in the passes" in n for n in r.notes)
 
 
 def _relu_model_for_compare():
