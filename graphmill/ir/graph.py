@@ -355,7 +355,11 @@ class Node:
         if value is None:
             self.attrs.pop(name, None)
         else:
-            self.attrs[name] = infer_attr(name, value)
+            a = self.attrs[name] = infer_attr(name, value)
+            if a.kind in (AttrKind.GRAPH, AttrKind.GRAPHS):  # the graphs are this node's now (as ``_adopt`` says):
+                # taken from another node, they were still its, and removing it cleared their reads (a review)
+                for sub in [a.value] if a.kind == AttrKind.GRAPH else a.value:
+                    sub.parent = self
 
     def detach_inputs(self) -> None:
         """Drop every input, with its use record (the slots stay, empty): for a node being discarded,

@@ -591,6 +591,19 @@ def test_a_replacement_that_takes_over_a_nodes_branches_keeps_their_reads():
     _consistent(g)
     for c in (True, False):
         assert np.array_equal(ortb.run(g, {"x": x, "c": np.array(c)})["y"], want[c])
+    # the same takeover through set_attr on a node already in the graph: the graphs become the new node's
+    g = from_proto(model)
+    nt, old = g.nodes
+    new = Node("If", [nt.inputs[0]], name="if2")
+    g.insert_after(old, new)
+    new.set_attr("then_branch", old.attr("else_branch"))
+    new.set_attr("else_branch", old.attr("then_branch"))
+    old.outputs[0].replace_all_uses_with(new.outputs[0])
+    g.remove_node(old)
+    g.remove_node(nt)
+    _consistent(g)
+    for c in (True, False):
+        assert np.array_equal(ortb.run(g, {"x": x, "c": np.array(c)})["y"], want[c])
 
     def built_then_dropped(m, r):
         node = m.node("if")
