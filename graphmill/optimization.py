@@ -449,7 +449,7 @@ def _compare(original: Graph, graph: Graph, source: str | None, *, seed: int, rt
                 if not reading.ok:
                     notes.append(f"the input as graphmill read it already differs from {source} under ONNX Runtime "
                                  f"(max |diff| {reading.max_abs:.3g}): the difference is in the reading, not in the "
-                                 "passes (see the warnings)")
+                                 "passes")
             return cmp.to_dict()
         except ExecutionError as e:
             if not str(e).startswith(f"{source}: "):
