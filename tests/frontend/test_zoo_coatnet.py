@@ -117,6 +117,10 @@ def test_compound_scaling_deepens_every_stage_from_the_recorded_structure():
     body = [r for r in rep["stages"] if r["kind"] == "body"]
     assert [r["repeats_before"] for r in body] == [2, 3, 5, 2]
     assert [r["repeats_after"] for r in body] == [math.ceil(1.2 * n) for n in (2, 3, 5, 2)]
+    # the attention stages' channels, not their feature maps' height behind the NHWC Transpose (it said 4 and 2
+    # here; a review). Reference: the zoo's stage table, whose widths the paper-count tests above check
+    table = [st["cout"] for st in zoo.build("coatnet_0", width=0.25, resolution=64, batch=1).meta["stages"][1:]]
+    assert [r["channels_before"] for r in body] == [r["channels_after"] for r in body] == table
     out = ortb.run(g, ortb.random_inputs(g, seed=0))["logits"]
     assert out.shape == (1, 1000) and np.isfinite(out).all()
 

@@ -69,8 +69,33 @@ class Stage:
 
     @property
     def channels(self) -> int | None:
-        s = self.blocks[-1].output.shape if self.blocks else None
-        return s[1] if s is not None and len(s) > 1 and isinstance(s[1], int) else None
+        v = self.blocks[-1].output if self.blocks else None
+        s = v.shape if v is not None else None
+        if s is None or len(s) < 2:
+            return None
+        c = s[channel_axis(v)]
+        return c if isinstance(c, int) else None
+
+
+#: the layout a Transpose of a rank-4 tensor leaves: channels last (NCHW -> NHWC) or first again
+_LAYOUT_PERMS = {(0, 2, 3, 1): 3, (0, 3, 1, 2): 1}
+
+
+def channel_axis(v: Value, reach: int = 256) -> int:
+    """The channel axis of a feature map: 1 (NCHW), or 3 behind a Transpose to NHWC (CoAtNet's attention stages:
+    their H was reported as the stage's channels; a review). The nearest layout Transpose up the first-input
+    chain decides; none within ``reach`` nodes, 1."""
+    for _ in range(reach):
+        n = v.producer
+        if n is None or not n.inputs or n.inputs[0] is None:
+            return 1
+        if n.op_type == "Transpose":
+            perm = n.attrs.get("perm")
+            axis = _LAYOUT_PERMS.get(tuple(perm.value)) if perm is not None else None
+            if axis is not None:
+                return axis
+        v = n.inputs[0]
+    return 1
 
 
 @dataclass
