@@ -352,6 +352,15 @@ class Node:
             self._inputs.append(None)
 
     def set_attr(self, name: str, value: Any) -> None:
+        before = self.attrs.get(name)
+        if before is not None and before.kind in (AttrKind.GRAPH, AttrKind.GRAPHS):
+            # a graph of this node replaced or dropped takes its reads of outer values with it (they kept their
+            # producers in use: dce kept a dead Relu; a review)
+            kept = [] if value is None else [value] if isinstance(value, Graph) else list(value) \
+                if isinstance(value, (list, tuple)) else []
+            for sub in [before.value] if before.kind == AttrKind.GRAPH else before.value:
+                if (sub.parent is None or sub.parent is self) and not any(sub is k for k in kept):
+                    _drop_outer_reads(sub)
         if value is None:
             self.attrs.pop(name, None)
         else:
@@ -371,12 +380,7 @@ class Node:
                 v._uses.remove((self, i))
         self._inputs = [None] * len(self._inputs)
         for sub in self.owned_subgraphs():
-            inner = {id(v) for g in sub.all_graphs() for v in g.values()}
-            for node in sub.all_nodes():
-                for i, v in enumerate(node._inputs):
-                    if v is not None and id(v) not in inner:
-                        v._uses.remove((node, i))
-                        node._inputs[i] = None
+            _drop_outer_reads(sub)
 
     def __repr__(self) -> str:
         ins = ", ".join("%" + v.name if v is not None else "_" for v in self._inputs)
@@ -783,8 +787,16 @@ class Graph:
             if any(v is not None and id(v) in olds for v in reads):
                 raise IRError(f"replace_node: {n.describe()} reads an output of {old.describe()}, the node it "
                               "replaces; insert it after that node and reroute the readers instead")
-        self._index_of(old)  # fail before changing anything when old is not here
+        at = self._index_of(old)  # fail before changing anything when old is not here
         self._check_free(new_nodes)
+        # the new nodes go where old is: what they read, and what replaces old's outputs, must be ready there (a
+        # value made later was read before it was computed, or in a cycle, and refused only after the insertion)
+        later = {id(v): n for n in self._nodes[at + 1:] for v in n._outputs if v is not None}
+        for v in [*(v for n in new_nodes for v in n._inputs), *(v for n in new_nodes for sub in n.subgraphs()
+                                                                  for v in captured_values(sub)), *outputs]:
+            if v is not None and id(v) in later:
+                raise IRError(f"replace_node: %{v.name} comes after {old.describe()} (from {later[id(v)].describe()}), "
+                              "so the replacement would read or give it before it is computed")
         self.insert_before(old, new_nodes)
         for v_old, v_new in zip(old._outputs, outputs):
             if v_old is not None and v_new is not None:
@@ -863,6 +875,17 @@ class Function:
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.domain, self.name, self.overload)
+
+
+def _drop_outer_reads(sub: "Graph") -> None:
+    """Clear the inputs by which ``sub`` (and graphs inside it) reads values defined outside it, with their use
+    records: for a subgraph leaving the graph, with its node or as an attribute replaced."""
+    inner = {id(v) for g in sub.all_graphs() for v in g.values()}
+    for node in sub.all_nodes():
+        for i, v in enumerate(node._inputs):
+            if v is not None and id(v) not in inner:
+                v._uses.remove((node, i))
+                node._inputs[i] = None
 
 
 def _node_reads(node: Node) -> Iterator[Value]:

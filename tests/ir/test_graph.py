@@ -531,6 +531,15 @@ def test_refused_inserts_and_replacements_change_nothing():
         g.replace_node(v["a"].producer, Node("Abs", [v["x"]], name="abs"), outputs=[v["a"]])
     assert [n.name for n in g.nodes] == before
     _consistent(g)
+    # a replacement reading, or replacing with, a value made after the node it replaces: refused after the
+    # insertion, or accepted with a cycle (a review)
+    g, v = small_graph()
+    with pytest.raises(IRError, match=r"%y comes after Relu node 'relu' \(from Mul node 'mul'\)"):
+        g.replace_node(v["a"].producer, Node("Identity", [v["x"]], name="ident"), outputs=[v["d"]])
+    with pytest.raises(IRError, match=r"%y comes after Relu node 'relu'"):
+        g.replace_node(v["a"].producer, Node("Abs", [v["d"]], name="abs"))
+    assert [n.name for n in g.nodes] == before
+    _consistent(g)
     # the node's outputs permuted (a Split's two halves swapped) went through, rewiring Sub(a, b) to Sub(a, a)
     b = GraphBuilder("s", opset=17)
     x = b.input("x", "float32", [4])
@@ -616,3 +625,42 @@ def test_a_replacement_that_takes_over_a_nodes_branches_keeps_their_reads():
     _consistent(g)
     for c in (True, False):
         assert np.array_equal(ortb.run(g, {"x": x, "c": np.array(c)})["y"], want[c])
+
+
+def test_a_branch_replaced_or_dropped_by_set_attr_takes_its_reads_with_it():
+    """The old then-branch's read of the outer Relu stayed recorded after set_attr replaced (or dropped) it: the
+    Relu could not be removed and dce kept it (a review). Reference: the model's data flow after the change (no
+    node reads the Relu), and ONNX Runtime running the result."""
+    import onnx
+    from onnx import TensorProto as T, helper as h
+
+    from graphmill.frontend.onnx_import import from_proto
+    from graphmill.passes import run_passes
+
+    vi = h.make_tensor_value_info
+    then_b = h.make_graph([h.make_node("Neg", ["r"], ["t"])], "then", [], [vi("t", T.FLOAT, [2])])
+    else_b = h.make_graph([h.make_node("Abs", ["x"], ["e"])], "else", [], [vi("e", T.FLOAT, [2])])
+    other = h.make_graph([h.make_node("Sigmoid", ["x"], ["s"])], "other", [], [vi("s", T.FLOAT, [2])])
+    model = h.make_model(h.make_graph(
+        [h.make_node("Relu", ["x"], ["r"], name="relu"),
+         h.make_node("If", ["c"], ["y"], name="if", then_branch=then_b, else_branch=else_b)],
+        "g", [vi("x", T.FLOAT, [2]), vi("c", T.BOOL, [])], [vi("y", T.FLOAT, [2])]),
+        opset_imports=[h.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    replacement = from_proto(h.make_model(h.make_graph([h.make_node("If", ["c"], ["y"], then_branch=other,
+                                                                      else_branch=else_b)], "w",
+                                                       [vi("x", T.FLOAT, [2]), vi("c", T.BOOL, [])],
+                                                       [vi("y", T.FLOAT, [2])]),
+                                          opset_imports=[h.make_opsetid("", 17)])).nodes[0].attr("then_branch")
+    g = from_proto(model)
+    relu, iff = g.nodes
+    for sub in replacement.all_graphs():  # its x is the model's own: reads of g's x, as a branch built here would
+        for n in sub.nodes:
+            n.set_input(0, g.inputs[0])
+    iff.set_attr("then_branch", replacement)
+    assert relu.outputs[0].uses() == []
+    run_passes(g, "dce")
+    assert [n.op_type for n in g.nodes] == ["If"]
+    _consistent(g)
+    x = np.array([-1.0, 2.0], np.float32)
+    assert np.allclose(ortb.run(g, {"x": x, "c": np.array(True)})["y"], 1 / (1 + np.exp(-x)))
