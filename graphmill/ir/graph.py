@@ -352,15 +352,6 @@ class Node:
             self._inputs.append(None)
 
     def set_attr(self, name: str, value: Any) -> None:
-        before = self.attrs.get(name)
-        if before is not None and before.kind in (AttrKind.GRAPH, AttrKind.GRAPHS):
-            # a graph of this node replaced or dropped takes its reads of outer values with it (they kept their
-            # producers in use: dce kept a dead Relu; a review)
-            kept = [] if value is None else [value] if isinstance(value, Graph) else list(value) \
-                if isinstance(value, (list, tuple)) else []
-            for sub in [before.value] if before.kind == AttrKind.GRAPH else before.value:
-                if (sub.parent is None or sub.parent is self) and not any(sub is k for k in kept):
-                    _drop_outer_reads(sub)
         if value is None:
             self.attrs.pop(name, None)
         else:
@@ -380,7 +371,12 @@ class Node:
                 v._uses.remove((self, i))
         self._inputs = [None] * len(self._inputs)
         for sub in self.owned_subgraphs():
-            _drop_outer_reads(sub)
+            inner = {id(v) for g in sub.all_graphs() for v in g.values()}
+            for node in sub.all_nodes():
+                for i, v in enumerate(node._inputs):
+                    if v is not None and id(v) not in inner:
+                        v._uses.remove((node, i))
+                        node._inputs[i] = None
 
     def __repr__(self) -> str:
         ins = ", ".join("%" + v.name if v is not None else "_" for v in self._inputs)
@@ -875,17 +871,6 @@ class Function:
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.domain, self.name, self.overload)
-
-
-def _drop_outer_reads(sub: "Graph") -> None:
-    """Clear the inputs by which ``sub`` (and graphs inside it) reads values defined outside it, with their use
-    records: for a subgraph leaving the graph, with its node or as an attribute replaced."""
-    inner = {id(v) for g in sub.all_graphs() for v in g.values()}
-    for node in sub.all_nodes():
-        for i, v in enumerate(node._inputs):
-            if v is not None and id(v) not in inner:
-                v._uses.remove((node, i))
-                node._inputs[i] = None
 
 
 def _node_reads(node: Node) -> Iterator[Value]:
