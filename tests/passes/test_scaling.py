@@ -736,3 +736,42 @@ def test_structure_meta_of_types_graphmill_never_writes_is_refused_naming_the_fi
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"graphmill scale: error: {model}: ") and says in err and len(err.splitlines()) == 1, err
     assert sorted(os.listdir(tmp_path)) == ["m.onnx"]
+
+
+def test_a_stage_ending_in_tokens_behind_an_nhwc_transpose_reports_its_channels(tmp_path):
+    """A body stage whose last block goes NCHW -> NHWC and flattens to [N, HW, C] tokens: the report indexed axis 3
+    of a rank-3 shape (a traceback) after the channel axis learned CoAtNet's NHWC maps, and gave the token count
+    before (a review). Reference: the block's MatMul weight, C x C with C = 8; onnx's checker accepts the model."""
+    import json
+
+    import onnx
+    from onnx import TensorProto as T, helper as h, numpy_helper as nh
+
+    c = 8
+
+    def node(op, ins, out, stage, block, kind=None, **kw):
+        n = h.make_node(op, ins, [out], name=out + "_n", **kw)
+        entry = n.metadata_props.add()
+        entry.key, entry.value = "graphmill.meta", json.dumps({"model_stage": stage, "block": block,
+                                                                 **({"kind": kind} if kind else {})})
+        return n
+
+    rng = np.random.default_rng(0)
+    inits = [nh.from_array(rng.standard_normal(s).astype(np.float32), name)
+             for name, s in (("w0", (c, 3, 3, 3)), ("w1", (c, c, 3, 3)), ("w2", (c, c)), ("wh", (c, 10)))]
+    inits.append(nh.from_array(np.array([0, -1, c], np.int64), "shp"))
+    nodes = [node("Conv", ["x", "w0"], "s0", 0, 0, "stem", pads=[1, 1, 1, 1]),
+             node("Conv", ["s0", "w1"], "b0c", 1, 0, pads=[1, 1, 1, 1]), node("Add", ["b0c", "s0"], "b0", 1, 0),
+             node("Transpose", ["b0"], "b1t", 1, 1, perm=[0, 2, 3, 1]), node("Reshape", ["b1t", "shp"], "b1r", 1, 1),
+             node("MatMul", ["b1r", "w2"], "b1m", 1, 1), node("Add", ["b1m", "b1r"], "b1", 1, 1),
+             node("ReduceMean", ["b1"], "p", 2, 0, "head", axes=[1], keepdims=0),
+             node("MatMul", ["p", "wh"], "y", 2, 0, "head")]
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", T.FLOAT, ["N", 3, 16, 16])],
+                         [h.make_tensor_value_info("y", T.FLOAT, ["N", 10])], inits)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    g = gm.load(tmp_path / "m.onnx")
+    rep = gm.api.scale(g, phi=0)
+    assert [s["channels_before"] for s in rep["stages"] if s["kind"] == "body"] == [c]

@@ -37,7 +37,7 @@ from graphmill.util.limits import max_elements
 from ..base import Option, Pass, PassContext, PassResult, register_pass
 from . import channels
 from .depth import add_skips_where_shapes_allow, deepen, mbconv_inner_sizes, shape_preserving_blocks
-from .structure import Structure, check_structure_meta, find_structure
+from .structure import Structure, channels_of, check_structure_meta, find_structure
 
 CHANNEL_KEYS = ("cin", "cout", "width", "se_channels", "stem", "head")
 
@@ -154,8 +154,7 @@ def _stage_rows(graph: Graph, struct: Structure | None) -> list[dict]:
     body = [s for s in struct.body() if s.blocks]
 
     def channels(v) -> int | None:
-        shape = v.shape if v is not None and isinstance(v.type, TensorType) else None
-        return shape[1] if shape is not None and len(shape) > 1 and isinstance(shape[1], int) else None
+        return channels_of(v) if v is not None and isinstance(v.type, TensorType) else None
 
     stem = channels(body[0].blocks[0].input) if body else None
     head = None

@@ -69,31 +69,40 @@ class Stage:
 
     @property
     def channels(self) -> int | None:
-        v = self.blocks[-1].output if self.blocks else None
-        s = v.shape if v is not None else None
-        if s is None or len(s) < 2:
-            return None
-        c = s[channel_axis(v)]
-        return c if isinstance(c, int) else None
+        return channels_of(self.blocks[-1].output) if self.blocks else None
 
 
-#: the layout a Transpose of a rank-4 tensor leaves: channels last (NCHW -> NHWC) or first again
-_LAYOUT_PERMS = {(0, 2, 3, 1): 3, (0, 3, 1, 2): 1}
+def channels_of(v: Value | None) -> int | None:
+    """A feature map's (or token sequence's) channel count, on its layout's channel axis (``channel_axis``)."""
+    s = v.shape if v is not None else None
+    if s is None or len(s) < 2:
+        return None
+    c = s[-1] if channel_axis(v) == LAST else s[1]
+    return c if isinstance(c, int) else None
 
 
-def channel_axis(v: Value, reach: int = 256) -> int:
-    """The channel axis of a feature map: 1 (NCHW), or 3 behind a Transpose to NHWC (CoAtNet's attention stages:
-    their H was reported as the stage's channels; a review). The nearest layout Transpose up the first-input
-    chain decides; none within ``reach`` nodes, 1."""
-    for _ in range(reach):
+#: ``channel_axis``'s answer for channels last (NHWC maps, [N, tokens, C] sequences)
+LAST = -1
+
+
+def channel_axis(v: Value) -> int:
+    """1 (channels first, NCHW), or ``LAST``: behind a Transpose that moves axis 1 to the end (CoAtNet's NCHW ->
+    NHWC before its attention stages, ViT's [N, C, HW] -> [N, HW, C]), whose maps' height or token count was
+    reported as the stage's channels (a review); a Reshape flattening the map after it keeps channels last. The
+    nearest such Transpose up the first-input chain decides (NHWC -> NCHW: first again); none, 1."""
+    seen: set[int] = set()
+    while id(v) not in seen:
+        seen.add(id(v))
         n = v.producer
         if n is None or not n.inputs or n.inputs[0] is None:
             return 1
-        if n.op_type == "Transpose":
-            perm = n.attrs.get("perm")
-            axis = _LAYOUT_PERMS.get(tuple(perm.value)) if perm is not None else None
-            if axis is not None:
-                return axis
+        if n.op_type == "Transpose" and n.attrs.get("perm") is not None:
+            perm = list(n.attrs["perm"].value)
+            if len(perm) > 2 and perm[0] == 0:
+                if perm[-1] == 1:
+                    return LAST
+                if perm[1] == len(perm) - 1:
+                    return 1
         v = n.inputs[0]
     return 1
 
