@@ -591,15 +591,19 @@ def test_a_replacement_that_takes_over_a_nodes_branches_keeps_their_reads():
     model = _if_not_model()
     x = np.array([-1.0, 2.0, -3.0], np.float32)
     want = {c: ortb.run(from_proto(model), {"x": x, "c": np.array(c)})["y"] for c in (True, False)}
+
+    def computes_the_original(g):
+        _consistent(g)
+        for c in (True, False):
+            assert np.array_equal(ortb.run(g, {"x": x, "c": np.array(c)})["y"], want[c])
+
     g = from_proto(model)
     nt, old = g.nodes
     new = Node("If", [nt.inputs[0]], {"then_branch": old.attr("else_branch"), "else_branch": old.attr("then_branch")},
                name="if2")
     g.replace_node(old, new)
     g.remove_node(nt)
-    _consistent(g)
-    for c in (True, False):
-        assert np.array_equal(ortb.run(g, {"x": x, "c": np.array(c)})["y"], want[c])
+    computes_the_original(g)
     # the branches swapped on the same node by two set_attr calls (and the condition negated): the same function
     # (a review of a set_attr that dropped a graph's reads as it left its attribute: the swap then read nothing)
     g = from_proto(model)
@@ -609,9 +613,7 @@ def test_a_replacement_that_takes_over_a_nodes_branches_keeps_their_reads():
     iff.set_attr("else_branch", t)
     iff.set_input(0, nt.inputs[0])  # If(Not(c)) with swapped branches is If(c)
     g.remove_node(nt)
-    _consistent(g)
-    for c in (True, False):
-        assert np.array_equal(ortb.run(g, {"x": x, "c": np.array(c)})["y"], want[c])
+    computes_the_original(g)
     # the same takeover through set_attr on a node already in the graph: the graphs become the new node's
     g = from_proto(model)
     nt, old = g.nodes
@@ -622,9 +624,7 @@ def test_a_replacement_that_takes_over_a_nodes_branches_keeps_their_reads():
     old.outputs[0].replace_all_uses_with(new.outputs[0])
     g.remove_node(old)
     g.remove_node(nt)
-    _consistent(g)
-    for c in (True, False):
-        assert np.array_equal(ortb.run(g, {"x": x, "c": np.array(c)})["y"], want[c])
+    computes_the_original(g)
 
     def built_then_dropped(m, r):
         node = m.node("if")
@@ -634,6 +634,4 @@ def test_a_replacement_that_takes_over_a_nodes_branches_keeps_their_reads():
     g = from_proto(model)
     rule = Rule(name="if-not", pattern=Op("If", Op("Not", Var("c")), name="if"), replace=built_then_dropped)
     assert not rule.try_rewrite(g, g.nodes[-1])
-    _consistent(g)
-    for c in (True, False):
-        assert np.array_equal(ortb.run(g, {"x": x, "c": np.array(c)})["y"], want[c])
+    computes_the_original(g)
