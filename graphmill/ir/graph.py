@@ -778,9 +778,12 @@ class Graph:
             if v_old is not None and v_new is not None and id(v_new) in olds:
                 raise IRError(f"replace_node: the replacement of %{v_old.name} is %{v_new.name}, an output of "
                               f"{old.describe()}, which goes with it")
-        for n in new_nodes:  # checked before anything is inserted (it was refused after: a review)
-            reads = [*n._inputs, *(v for sub in n.subgraphs() for v in captured_values(sub))]
-            if any(v is not None and id(v) in olds for v in reads):
+        # what each new node reads, its subgraphs' captures included: checked before anything is inserted (it was
+        # refused after: a review)
+        reads = [(n, [v for v in (*n._inputs, *(v for sub in n.subgraphs() for v in captured_values(sub)))
+                      if v is not None]) for n in new_nodes]
+        for n, vs in reads:
+            if any(id(v) in olds for v in vs):
                 raise IRError(f"replace_node: {n.describe()} reads an output of {old.describe()}, the node it "
                               "replaces; insert it after that node and reroute the readers instead")
         at = self._index_of(old)  # fail before changing anything when old is not here
@@ -788,8 +791,7 @@ class Graph:
         # the new nodes go where old is: what they read, and what replaces old's outputs, must be ready there (a
         # value made later was read before it was computed, or in a cycle, and refused only after the insertion)
         later = {id(v): n for n in self._nodes[at + 1:] for v in n._outputs if v is not None}
-        for v in [*(v for n in new_nodes for v in n._inputs), *(v for n in new_nodes for sub in n.subgraphs()
-                                                                  for v in captured_values(sub)), *outputs]:
+        for v in [*(v for _, vs in reads for v in vs), *outputs]:
             if v is not None and id(v) in later:
                 raise IRError(f"replace_node: %{v.name} comes after {old.describe()} (from {later[id(v)].describe()}), "
                               "so the replacement would read or give it before it is computed")
