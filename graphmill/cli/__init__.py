@@ -24,7 +24,7 @@ from graphmill.cli import supernet
 from graphmill.cli.common import OneLineParser, WarningLines, escaped_controls, json_stdout_only
 from graphmill.errors import GraphmillError
 from graphmill.util.files import folder_locks
-from graphmill.util.interrupts import TerminateAsInterrupt, is_interrupt
+from graphmill.util.interrupts import INTERRUPTS, TerminateAsInterrupt, is_interrupt
 
 # the order `graphmill --help` lists them: the model in and out, then the passes, then the backends and searches
 #: what rerunning does, for commands whose checkpoint is written as they go (Ctrl-C twice skipped their own line)
@@ -66,27 +66,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 143 if term.terminated else code  # 128 + SIGTERM
 
 
-def _interrupted(name: str, term: TerminateAsInterrupt) -> int:
-    again = RERUN.get(name)
-    print(f"graphmill {name}: {'terminated' if term.terminated else 'interrupted'}" +
-          (f"; {again}" if again else ""), file=sys.stderr)
-    return 130
-
-
 def _run(args: argparse.Namespace, name: str, term: TerminateAsInterrupt) -> int:
     try:
         return args.func(args)
     except GraphmillError as e:
         print(f"graphmill {name}: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:  # a second Ctrl-C while the command was stopping cleanly: say what a rerun does
-        return _interrupted(name, term)
-    except SystemError as e:
-        # numba wraps a Ctrl-C (or `kill`) arriving inside one of its callbacks in a SystemError: a traceback and
-        # exit 1 for about 1 in 10 interrupts of a long `simulate` (an outside check)
+    except INTERRUPTS as e:  # a second Ctrl-C while the command was stopping cleanly: say what a rerun does
+        # (numba's SystemError around a Ctrl-C is one too: a traceback and exit 1 for about 1 in 10 interrupts of a
+        # long `simulate`, an outside check)
         if not is_interrupt(e):
             raise
-        return _interrupted(name, term)
+        again = RERUN.get(name)
+        print(f"graphmill {name}: {'terminated' if term.terminated else 'interrupted'}" +
+              (f"; {again}" if again else ""), file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `graphmill inspect m.onnx | head`: stopped as a Unix tool killed by SIGPIPE is;
         # exit 0 told a script that a `search ... | head -2` cut off after 3 of 20 trials had finished (an outside
         # check), and a resumable command says how to go on
