@@ -12,8 +12,8 @@ from graphmill.cli.common import (add_output_args, check_output_path, check_outp
                                   model_output_file, parse_dims, report_file, save_output)
 from graphmill.util.errors import naming_file
 from graphmill.util.files import check_output_paths, check_target
-from graphmill.util.plots import check_png_path
 from graphmill.util.interrupts import INTERRUPTS, is_interrupt
+from graphmill.util.plots import check_png_path
 
 METHODS = "single, round-robin, expert, heft, heft-colocated, metis, rl, hierarchical, learned"
 
