@@ -222,16 +222,19 @@ def simulate(graph: Graph, accel, *, scalesim_compat: bool = False, dims: dict[s
     ``dims`` sizes symbolic dimensions (``{"N": 8}``; an unknown name is refused); the others are simulated at
     1, which the report's ``notes`` say. Types are inferred on ``graph`` itself first, as ``inspect`` does (it
     gains shapes, and an exporter's names for computed sizes take the computed ones), so a data-dependent count
-    is a name ``dims`` may give.
+    is a name ``dims`` may give. Unnamed or repeated node names are made unique (``ir.naming.name_nodes``), as
+    ``place`` and ``partition`` do, since the report's layers are keyed by name.
     """
     _require_graph(graph, "simulate")
     from graphmill.backends.simulator import simulate_graph
     from graphmill.frontend.onnx_shape_inference import infer_shapes
+    from graphmill.ir.naming import name_nodes
     from graphmill.ir.summary import check_nonempty_inputs
 
     infer_shapes(graph)  # first, as inspect and place do: a data-dependent count is a symbol --dim may name
     _check_sizes(graph, dims, "simulate")  # 0: the simulator's layers refused it as "repeat must be ... positive"
     check_nonempty_inputs(graph, "simulate")
+    name_nodes(graph)  # the report's layers are keyed by node name: two unnamed Relus were both "Relu"
     return simulate_graph(graph, accel, scalesim_compat=scalesim_compat, dims=dims)
 
 

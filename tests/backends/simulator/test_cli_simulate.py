@@ -115,3 +115,22 @@ def test_verbose_says_what_it_simulates_and_json_stays_clean(tmp_path):
     layers = len(json.loads(r.stdout)["layers"])
     assert r.stderr.strip().splitlines()[:2] == ["graphmill.simulator: lowering 2 nodes of graph 'g'",
                                                  f"graphmill.simulator: simulating {layers} layers on edge"]
+
+
+def test_json_layers_of_unnamed_and_repeated_nodes_have_distinct_names(tmp_path):
+    """Unnamed layers were named by their op and a repeated node name was kept, so `--json` listed two layers
+    "Relu" that a script keying by name merged (an outside check). They take `place`'s and `partition`'s unique
+    names. Reference: the model's own nodes, four of them, each one layer."""
+    w = helper.make_tensor("w", TensorProto.FLOAT, [8, 8], np.ones(64, np.float32).tolist())
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["a"]),
+                           helper.make_node("Relu", ["a"], ["b"]),
+                           helper.make_node("MatMul", ["b", "w"], ["c"], name="mm"),
+                           helper.make_node("MatMul", ["c", "w"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])], [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    r = run_cli("simulate", str(tmp_path / "m.onnx"), "--accel", "examples/accelerators/edge.toml", "--json")
+    assert r.returncode == 0, r.stderr
+    layers = json.loads(r.stdout)["layers"]
+    assert [x["op"] for x in layers] == ["Relu", "Relu", "MatMul", "MatMul"]
+    assert len({x["name"] for x in layers}) == 4 and layers[2]["name"] == "mm"
