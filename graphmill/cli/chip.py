@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
                             progress=progress, info=info)
     interrupted = None
     if info.get("interrupted"):  # exit 130 as every interrupted command: a script must not take it for finished
-        interrupted = f"{stopped_word()}: the best placement so far was written" + (
+        interrupted = f"{stopped_word('chip place')}: the best placement so far was written" + (
             f"; run the same command again to resume from {args.output}.rl-checkpoint" if args.method == "rl" else "")
     # a placement that is not legal (a canvas no arrangement fits, though the area does) is written for inspection
     # but is no result: exit 1, so that a script does not take it for one (it exited 0, saying NOT LEGAL); an

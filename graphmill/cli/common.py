@@ -355,11 +355,13 @@ class WarningLines:
             print(f"graphmill {self.command}: warning: {text}", file=sys.stderr)
 
 
-def stopped_word() -> str:
-    """How a command stopped before its end says it: "terminated" after a SIGTERM (``kill``), else "interrupted"."""
+def stopped_word(command: str) -> str:
+    """How ``graphmill COMMAND`` stopped before its end begins its last line: ``graphmill COMMAND: terminated``
+    after a SIGTERM (``kill``), else ``... interrupted``; the prefix every other line of the command carries (this
+    line alone lacked it, so a script following several commands' stderr could not tell whose it was)."""
     from graphmill.util.interrupts import sigterm_received
 
-    return "terminated" if sigterm_received() else "interrupted"
+    return f"graphmill {command}: {'terminated' if sigterm_received() else 'interrupted'}"
 
 
 def report_interrupted(report: dict, command: str, *, resume_flag: str | None = None,
@@ -373,6 +375,6 @@ def report_interrupted(report: dict, command: str, *, resume_flag: str | None = 
     again = ("graphmill " + " ".join(shlex.quote(a) for a in argv) + tail) if argv else \
         "the same command" + (f" with {resume_flag}" if resume_flag else "")
     held = report["checkpoint_step"]
-    stderr(f"{stopped_word()} at step {report['steps']}/{report['total_steps']}; "
+    stderr(f"{stopped_word(command)} at step {report['steps']}/{report['total_steps']}; "
            + (f"{report['files']['checkpoint']} holds step {held}; resume: {again}" if held else nothing))
     return 130

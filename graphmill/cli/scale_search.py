@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if result.interrupted:
         resume = "run the same command again to resume from the checkpoint" if out["checkpoint"] in out["written"] \
             else "no candidate was finished, nothing to resume"
-        print(f"{stopped_word()}: {resume}", file=sys.stderr)
+        print(f"{stopped_word('scale-search')}: {resume}", file=sys.stderr)
         return 130
     failed = [r for r in result.candidates if r.get("status") != "ok"]
     if result.candidates and len(failed) == len(result.candidates):

@@ -104,8 +104,9 @@ def _run_method(args: argparse.Namespace, progress) -> int:
         print(f"{s['method']} on {s['task']}: {s['trials']} trial(s); wrote {', '.join(s['files'])}{kept} in "
               f"{s['out']}")
     if s.get("interrupted"):
-        print(f"{stopped_word()}: run the same command again to resume from {s['checkpoint']}" if s.get("checkpoint")
-              else f"{stopped_word()} before the first checkpoint: run the same command again to start it over",
+        stopped = stopped_word("search")
+        print(f"{stopped}: run the same command again to resume from {s['checkpoint']}" if s.get("checkpoint")
+              else f"{stopped} before the first checkpoint: run the same command again to start it over",
               file=sys.stderr)  # a None checkpoint was printed as "resume from None"
         return 130
     return 0
@@ -118,7 +119,7 @@ def _stopped_before_checkpoint(args: argparse.Namespace, report: dict) -> int:
         raise KeyboardInterrupt
     if args.json:
         emit_json({**report, "out": args.out, "interrupted": True, "checkpoint": None, "trials": 0, "best": None})
-    print(f"graphmill search: {stopped_word()} before the first checkpoint: run the same command again to "
+    print(f"{stopped_word('search')} before the first checkpoint: run the same command again to "
           "start it over", file=sys.stderr)
     return 130
 
@@ -173,8 +174,9 @@ def run(args: argparse.Namespace) -> int:
             print(nothing)
     if out["summary"]["interrupted"]:
         ck = out["summary"]["checkpoint"]
-        print(f"{stopped_word()}: run the same command again to resume from {ck}" if ck and os.path.exists(ck)
-              else f"{stopped_word()} before the first result: run the same command again to start it over",
+        stopped = stopped_word("search")
+        print(f"{stopped}: run the same command again to resume from {ck}" if ck and os.path.exists(ck)
+              else f"{stopped} before the first result: run the same command again to start it over",
               file=sys.stderr)  # it named a checkpoint.json that was not there (an outside check)
         return 130
     return 0

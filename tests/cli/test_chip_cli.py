@@ -189,7 +189,7 @@ def test_ctrl_c_writes_best_so_far(tmp_path):
     assert proc.returncode == 130 and time.monotonic() - t0 < 30  # 130: interrupted, as every command (was 0)
     report = json.loads(rep.read_text())
     assert report["legal"] and api.chip_cost(NET, out)["proxy"] == pytest.approx(report["proxy"])
-    assert "interrupted: the best placement so far was written" in err and "resume" not in err  # sa: no resume
+    assert "graphmill chip place: interrupted: the best placement so far was written" in err and "resume" not in err
 
 
 def test_negative_seed_refused_in_one_line(tmp_path, capsys):

@@ -150,8 +150,8 @@ def test_real_methods_refuse_bad_options_in_one_line_exit_2_nothing_written(tmp_
 
 
 @pytest.mark.parametrize("checkpoint, expect", [
-    ("o/checkpoint.json", "interrupted: run the same command again to resume from o/checkpoint.json"),
-    (None, "interrupted before the first checkpoint: run the same command again to start it over"),
+    ("o/checkpoint.json", "graphmill search: interrupted: run the same command again to resume from o/checkpoint.json"),
+    (None, "graphmill search: interrupted before the first checkpoint: run the same command again to start it over"),
 ])
 def test_an_interrupted_method_says_how_to_resume(stand_in, monkeypatch, tmp_path, capsys, checkpoint, expect):
     """Reference: the summary's checkpoint. A method interrupted before its first checkpoint returns None there,

@@ -378,7 +378,7 @@ def test_ctrl_c_then_the_printed_resume_command_gives_the_uninterrupted_model(tm
     monkeypatch.setattr(sys, "stderr", ctrl_c)
     assert main(sys.argv[1:]) == 130
     line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert line.startswith("interrupted at step 3/6;") and "holds step 3" in line, line
+    assert line.startswith("graphmill train: interrupted at step 3/6;") and "holds step 3" in line, line
     again = shlex.split(line.split("resume: ", 1)[1])
     assert again[:2] == ["graphmill", "train"] and again.count("--resume") == 1
     assert not (tmp_path / "cut" / "model.onnx").exists()

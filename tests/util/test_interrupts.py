@@ -233,7 +233,7 @@ def test_a_search_stopped_by_sigterm_says_terminated_and_how_to_resume(tmp_path)
                       env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert r.returncode == 143, r.stderr
     line = next(x for x in r.stderr.splitlines() if "run the same command again" in x)
-    assert line.startswith("terminated: run the same command again to resume from "), r.stderr
+    assert line.startswith("graphmill search: terminated: run the same command again to resume from "), r.stderr
     assert os.path.exists(line.rsplit(" ", 1)[1])
 
 
