@@ -775,3 +775,13 @@ def test_a_stage_ending_in_tokens_behind_an_nhwc_transpose_reports_its_channels(
     g = gm.load(tmp_path / "m.onnx")
     rep = gm.api.scale(g, phi=0)
     assert [s["channels_before"] for s in rep["stages"] if s["kind"] == "body"] == [c]
+
+
+def test_vit_stages_report_the_hidden_size_as_channels():
+    """ViT's Concat reads the class token first, and the channel axis followed first inputs only, so the body
+    stage's channels were its token count (197 at 224x224; 17 here). Reference: ViT's table (Dosovitskiy et
+    al. 2020) makes the hidden size the width of every encoder layer: 64 as built here."""
+    g = zoo.build("vit_b_16", layers=2, hidden=64, heads=2, mlp=128, num_classes=10, image_size=32, patch=8)
+    rep = gm.api.scale(g, phi=0)
+    body = [s for s in rep["stages"] if s["kind"] == "body"]
+    assert body and [s["channels_before"] for s in body] == [64] * len(body)

@@ -89,13 +89,19 @@ def channel_axis(v: Value) -> int:
     """1 (channels first, NCHW), or ``LAST``: behind a Transpose that moves axis 1 to the end (CoAtNet's NCHW ->
     NHWC before its attention stages, ViT's [N, C, HW] -> [N, HW, C]), whose maps' height or token count was
     reported as the stage's channels (a review); a Reshape flattening the map after it keeps channels last. The
-    nearest such Transpose up the first-input chain decides (NHWC -> NCHW: first again); none, 1."""
+    nearest such Transpose up the producers decides (NHWC -> NCHW: first again), first inputs searched first and
+    the others only where that chain has none: ViT's Concat reads the class token first, whose chain has no
+    Transpose, so its stages' token count (197) was still reported as their channels. None at all: 1."""
     seen: set[int] = set()
-    while id(v) not in seen:
+    todo = [v]
+    while todo:
+        v = todo.pop()
+        if id(v) in seen:
+            continue
         seen.add(id(v))
         n = v.producer
-        if n is None or not n.inputs or n.inputs[0] is None:
-            return 1
+        if n is None:
+            continue
         if n.op_type == "Transpose" and n.attrs.get("perm") is not None:
             perm = list(n.attrs["perm"].value)
             if len(perm) > 2 and perm[0] == 0:
@@ -103,7 +109,7 @@ def channel_axis(v: Value) -> int:
                     return LAST
                 if perm[1] == len(perm) - 1:
                     return 1
-        v = n.inputs[0]
+        todo.extend(x for x in reversed(n.inputs) if x is not None)  # the first input is popped first
     return 1
 
 
