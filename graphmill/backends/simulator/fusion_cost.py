@@ -33,7 +33,10 @@ the roofline and the vector unit count them):
   its members cost 0, and the greedy fusion baseline and the learned passes kept such groups (an outside
   check: 10% of the step on a torch-exported encoder);
 * **fit**: the intermediates together must fit in the active halves of the activation buffers,
-  ``sum(intermediate words) <= (ifmap_words + ofmap_words) / 2`` (each buffer is double-buffered); a group that
+  ``sum(intermediate words) <= (ifmap_words + ofmap_words) / 2`` (each buffer is double-buffered). An
+  intermediate is an output of a member with primitives that a member with primitives reads, directly or through
+  free members: a free member's output (a Concat of intermediates) is a view of them, its parts counted once;
+  a group that
   does not fit is refused (``fits=False``) with the reason. A group holding an op the simulator cannot lower
   to one kernel (a training graph's ``graphmill::Backward``, control flow, an uncosted op) is refused too.
 
