@@ -352,6 +352,12 @@ class Node:
             self._inputs.append(None)
 
     def set_attr(self, name: str, value: Any) -> None:
+        """Set (or, with ``None``, remove) an attribute. A graph it holds becomes this node's, its reads of outer
+        values registered; a graph of this node it replaces, and no other attribute holds, stops reading them: left,
+        a branch replaced by one reading nothing kept the values the old branch read in use, and dce kept their
+        producers (an outside check). Swapping two branches of one node keeps both's reads (a review)."""
+        old = self.attrs.get(name)
+        before = self.owned_subgraphs() if old is not None and old.kind in (AttrKind.GRAPH, AttrKind.GRAPHS) else ()
         if value is None:
             self.attrs.pop(name, None)
         else:
@@ -360,6 +366,13 @@ class Node:
                 # taken from another node, they were still its, and removing it cleared their reads (a review)
                 for sub in [a.value] if a.kind == AttrKind.GRAPH else a.value:
                     sub.parent = self
+                    sub.register_outer_reads()
+        if before:
+            kept = {id(sub) for sub in self.subgraphs()}
+            for sub in before:
+                if id(sub) not in kept:
+                    sub.unregister_outer_reads()
+                    sub.parent = None
 
     def detach_inputs(self) -> None:
         """Drop every input, with its use record (the slots stay, empty): for a node being discarded,
@@ -371,12 +384,9 @@ class Node:
                 v._uses.remove((self, i))
         self._inputs = [None] * len(self._inputs)
         for sub in self.owned_subgraphs():
-            inner = {id(v) for g in sub.all_graphs() for v in g.values()}
-            for node in sub.all_nodes():
-                for i, v in enumerate(node._inputs):
-                    if v is not None and id(v) not in inner:
-                        v._uses.remove((node, i))
-                        node._inputs[i] = None
+            for node, i, v in sub.outer_reads():
+                v._uses.remove((node, i))
+                node._inputs[i] = None
 
     def __repr__(self) -> str:
         ins = ", ".join("%" + v.name if v is not None else "_" for v in self._inputs)
@@ -480,6 +490,32 @@ class Graph:
         while g.parent is not None and g.parent.graph is not None:
             g = g.parent.graph
         return g
+
+    def outer_reads(self) -> list[tuple[Node, int, Value]]:
+        """(node, input index, value) of every read, in this graph or one nested in it, of a value defined outside
+        it: what ties a subgraph to the graphs around it."""
+        inner = {id(v) for g in self.all_graphs() for v in g.values()}
+        return [(node, i, v) for node in self.all_nodes() for i, v in enumerate(node._inputs)
+                if v is not None and id(v) not in inner]
+
+    def register_outer_reads(self) -> None:
+        """Record each outer read in its value's uses again after ``unregister_outer_reads``: a subgraph taken off
+        its node stopped being a reader and reads again when a node takes it. A no-op otherwise (its nodes
+        registered their reads when built), so adopting a node does not walk its subgraphs."""
+        if not self.__dict__.get("_outer_reads_dropped"):
+            return
+        for node, i, v in self.outer_reads():
+            if (node, i) not in v._uses:
+                v._uses.append((node, i))
+        self._outer_reads_dropped = False
+
+    def unregister_outer_reads(self) -> None:
+        """Drop the outer reads from their values' uses, the reads themselves kept (unlike ``detach_inputs``): the
+        graph may be given to a node again."""
+        for node, i, v in self.outer_reads():
+            if (node, i) in v._uses:
+                v._uses.remove((node, i))
+        self._outer_reads_dropped = True
 
     def all_graphs(self) -> Iterator["Graph"]:
         """This graph and every nested subgraph, depth first (function bodies excluded)."""
@@ -669,6 +705,7 @@ class Graph:
                 self._claim(v, (node.name or node.op_type.lower()) + "_out")
         for sub in node.subgraphs():
             sub.parent = node
+            sub.register_outer_reads()  # a graph a set_attr took off a node, given to this one
 
     @staticmethod
     def _check_free(nodes: Sequence[Node]) -> None:

@@ -635,3 +635,63 @@ def test_a_replacement_that_takes_over_a_nodes_branches_keeps_their_reads():
     rule = Rule(name="if-not", pattern=Op("If", Op("Not", Var("c")), name="if"), replace=built_then_dropped)
     assert not rule.try_rewrite(g, g.nodes[-1])
     computes_the_original(g)
+
+
+def _branch_on_relu_model(then_reads: str):
+    """h = Relu(x); y = If(c, then: Neg(<then_reads>), else: Abs(x)). Checked by onnx's checker."""
+    import onnx
+    from onnx import TensorProto as T, helper as h
+
+    vi = h.make_tensor_value_info
+    then_g = h.make_graph([h.make_node("Neg", [then_reads], ["t"])], "then", [], [vi("t", T.FLOAT, [3])])
+    else_g = h.make_graph([h.make_node("Abs", ["x"], ["e"])], "else", [], [vi("e", T.FLOAT, [3])])
+    nodes = [h.make_node("Relu", ["x"], ["h"], name="relu")] if then_reads == "h" else []
+    graph = h.make_graph([*nodes, h.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g, name="if")],
+                         "g", [vi("x", T.FLOAT, [3]), vi("c", T.BOOL, [])], [vi("y", T.FLOAT, [3])])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def test_a_branch_replaced_by_set_attr_stops_reading_outer_values():
+    """``set_attr`` replacing a branch left the old branch's read of the outer Relu's output in its uses, so dce
+    kept the dead Relu (an outside check noted it; left alone then). Reference: the same function written directly
+    (then: Neg(x)), its ONNX Runtime outputs for both conditions and its nodes (the If alone)."""
+    from graphmill.frontend.onnx_import import from_proto
+    from graphmill.passes import run_passes
+
+    def neg_of(v, name):
+        neg = Node("Neg", [v], name=name)
+        return Graph(name, outputs=[neg.outputs[0]], nodes=[neg])
+
+    g = from_proto(_branch_on_relu_model("h"))
+    want = from_proto(_branch_on_relu_model("x"))
+    relu, iff = g.nodes
+    iff.set_attr("then_branch", neg_of(g.inputs[0], "then2"))
+    assert relu.outputs[0].uses() == []
+    _consistent(g)
+    run_passes(g, "dce")
+    assert [n.op_type for n in g.nodes] == ["If"]
+    x = np.array([-1.0, 2.0, -3.0], np.float32)
+    for c in (True, False):
+        feeds = {"x": x, "c": np.array(c)}
+        assert np.array_equal(ortb.run(g, feeds)["y"], ortb.run(want, feeds)["y"])
+    # the branch taken off is a graph that reads again when a node takes it: here, a new If reading the Relu
+    g = from_proto(_branch_on_relu_model("h"))
+    relu, iff = g.nodes
+    old_then = iff.attr("then_branch")
+    iff.set_attr("then_branch", neg_of(g.inputs[0], "then2"))
+    assert relu.outputs[0].uses() == []
+    again = Node("If", [g.inputs[1]], {"then_branch": old_then, "else_branch": neg_of(g.inputs[0], "else2")},
+                 name="again")
+    g.insert_after(iff, again)
+    again.outputs[0].type = g.outputs[0].type
+    g.outputs[0] = again.outputs[0]
+    assert [u for u, _ in relu.outputs[0].uses()] == [old_then.nodes[0]]
+    _consistent(g)
+    run_passes(g, "dce")
+    assert [n.name for n in g.nodes] == ["relu", "again"]
+    # an attribute removed (set_attr(name, None)) reads nothing either
+    g = from_proto(_branch_on_relu_model("h"))
+    g.nodes[1].set_attr("then_branch", None)
+    assert g.nodes[0].outputs[0].uses() == []
