@@ -35,7 +35,7 @@ import numpy as np
 from graphmill.search import checkpoint as ckpt
 from graphmill.search.executors import Executor, make
 from graphmill.search.executors.base import finite_or_none, not_a_number
-from graphmill.search.space import Space
+from graphmill.search.space import Space, check_root
 from graphmill.search.strategies.base import rng_from_state, rng_state, strategy_class
 from graphmill.util.errors import UserInputError
 from graphmill.util.files import atomic_write_text
@@ -253,6 +253,7 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
     """
     if not isinstance(space, Space):
         raise UserInputError(f"space must be a graphmill.search.Space, got {type(space).__name__}")
+    check_root(space)
     if not list(space.params()) or space.size() == 0:  # as graphmill search refuses a space file without any
         raise UserInputError("the space has no parameters to search")
     if not callable(evaluate):

@@ -15,7 +15,7 @@ never look inside a parameter's fields:
 * ``validate(config)``: the canonical form of a configuration, or a ``UserInputError`` naming the parameter path;
 * ``to_json()`` / ``Space.from_json()``: the documented JSON schema, which round-trips::
 
-    {"type": "space", "params": {NAME: PARAM, ...}, "when": {...}?}
+    {"type": "space", "params": {NAME: PARAM, ...}}
     PARAM = {"type": "choice", "values": [v, ...], "when": {SIBLING: v | [v, ...]}?}
           | {"type": "int", "low": 1, "high": 8, "log": false, "when": {...}?}
           | {"type": "float", "low": 0.0001, "high": 0.1, "log": true, "when": {...}?}
@@ -230,6 +230,13 @@ class Choice(Param):
 MAX_INT_BOUND = 2 ** 53
 
 
+def _shown(v: Any) -> str:
+    """A bound as a message quotes it: an integer of more than 20 digits shortened (1e300 as an int was quoted
+    whole, 301 digits: an outside check)."""
+    digits = len(str(v)) if isinstance(v, int) else 0
+    return f"{str(v)[:12]}... ({digits} digits)" if digits > 20 else repr(v)
+
+
 class _Numeric(Param):
     integral = False
 
@@ -242,13 +249,11 @@ class _Numeric(Param):
             except OverflowError:  # an integer past float's range: a traceback, exit 1 (an outside check)
                 finite = False
             if not finite:
-                digits = len(str(v)) if isinstance(v, int) else 0
-                shown = f"{str(v)[:12]}... ({digits} digits)" if digits > 20 else repr(v)
-                raise UserInputError(f"{name}: {what}={shown} must be a finite number")
+                raise UserInputError(f"{name}: {what}={_shown(v)} must be a finite number")
             if self.integral and not (isinstance(v, (int, np.integer)) or float(v).is_integer()):
                 raise UserInputError(f"{name}: {what}={v!r} must be an integer")
             if self.integral and abs(int(v)) > MAX_INT_BOUND:  # sampled as int64, encoded as float64: exact to 2^53
-                raise UserInputError(f"{name}: {what}={int(v)} must be within +-2^53 ({MAX_INT_BOUND})")
+                raise UserInputError(f"{name}: {what}={_shown(int(v))} must be within +-2^53 ({MAX_INT_BOUND})")
         if not isinstance(log, (bool, np.bool_)):
             raise UserInputError(f"{name}: log={log!r} must be true or false")
         conv = int if self.integral else float
@@ -706,11 +711,20 @@ class Space(Param):
         p = _param_from_json(data, path)
         if not isinstance(p, Space):
             raise UserInputError(f"{path}: expected {{\"type\": \"space\", \"params\": {{...}}}}, got type {p.kind!r}")
+        check_root(p, path)
         return p
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{n!r}: {p!r}" for n, p in self._params.items())
         return f"Space({{{inner}}}{', when=' + repr(self.when) if self.when else ''})"
+
+
+def check_root(space: Space, path: str = "space") -> None:
+    """Refuse a ``when`` on the space a search runs on: it has no siblings to be conditioned on, and was accepted,
+    kept in its JSON and ignored in sampling (an outside check)."""
+    if space.when:
+        raise UserInputError(f"{path}.when: the top-level space has no siblings to be conditioned on; a \"when\" "
+                             "belongs to a parameter or a nested space")
 
 
 _FIELDS = {"choice": {"type", "values", "when"}, "int": {"type", "low", "high", "log", "when"},

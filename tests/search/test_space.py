@@ -308,12 +308,28 @@ def test_malformed_json_names_the_json_path():
          r"^space\.params\.a: Float: low=-10000000000\.\.\. \(402 digits\) must be a finite number$"),
         ({"type": "space", "params": {"a": {"type": "int", "low": 0, "high": 2 ** 53 + 1}}},
          r"^space\.params\.a: Int: high=9007199254740993 must be within \+-2\^53 \(9007199254740992\)$"),
+        # a float-sized integer past 2^53 was quoted whole, 301 digits (an outside check)
+        ({"type": "space", "params": {"a": {"type": "int", "low": 0, "high": 10 ** 300}}},
+         r"^space\.params\.a: Int: high=100000000000\.\.\. \(301 digits\) must be within \+-2\^53 "
+         r"\(9007199254740992\)$"),
+        # a top-level "when" conditions on nothing: it was kept and ignored (an outside check)
+        ({"type": "space", "params": {"a": {"type": "choice", "values": [1, 2]}}, "when": {"zz": 1}},
+         r"^space\.when: the top-level space has no siblings to be conditioned on"),
         ('{"type": "space", "params": {}}',  # it quoted the whole text back
          r"^space: Space.from_json takes the parsed JSON \(json.load\(f\)\), not its text \(31 characters\)$"),
     ]
     for data, msg in bad:
         with pytest.raises(UserInputError, match=msg):
             search.Space.from_json(data)
+
+
+def test_a_search_over_a_space_with_a_when_of_its_own_is_refused():
+    """Reference: the space's own definition (no sibling to condition on); the run never called the evaluator."""
+    calls = []
+    space = search.Space({"a": search.Choice([1, 2])}, when={"zz": 1})
+    with pytest.raises(UserInputError, match=r"^space\.when: the top-level space has no siblings"):
+        search.run(space, lambda c: calls.append(c) or 0.0, budget=2, workers=1, executor="inprocess")
+    assert calls == []
 
 
 def test_bad_definitions_are_user_errors():
