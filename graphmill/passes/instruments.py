@@ -36,6 +36,7 @@ class PassStepInfo:
     index: int  # 1-based count of passes run so far in this pipeline
     path: str
     pass_obj: Any = None
+    seconds: float | None = None  # the pass's own run time, set once it returned (after_pass reads it)
 
     def __str__(self) -> str:
         return f"pass {self.name!r} (#{self.index}, {self.path})"
@@ -50,7 +51,9 @@ class PassCheckError(GraphmillError):
 
 
 class TimePasses:
-    """``--time-passes``: wall time per pass name, summed over its runs."""
+    """``--time-passes``: wall time per pass name, summed over its runs: the pass's own run, as the pass manager
+    measured it (``PassStepInfo.seconds``), not the checks other instruments make around it (``--verify-each``'s
+    verification was counted in: dce 5.27 ms with it against 0.19 ms without; an outside check)."""
 
     def __init__(self) -> None:
         self.total: dict[str, float] = defaultdict(float)
@@ -66,7 +69,7 @@ class TimePasses:
         self._t0 = time.perf_counter()
 
     def after_pass(self, step: PassStepInfo, graph: Graph, ctx: PassContext, result: PassResult) -> None:
-        self.total[step.name] += time.perf_counter() - self._t0
+        self.total[step.name] += step.seconds if step.seconds is not None else time.perf_counter() - self._t0
         self.count[step.name] += 1
 
     def exit_pipeline(self, graph: Graph, ctx: PassContext) -> None:

@@ -183,17 +183,17 @@ class PassManager:
         info = PassStepInfo(p.name, len(self._records) + 1, f"{path} > {p.name}", p)
         before = graph.copy() if self.keep_snapshots else None
         history = [r.name for r in self._records]
-        t0 = time.perf_counter()
         try:
             self._call("before_pass", info, graph, self.ctx)
+            t0 = time.perf_counter()  # the pass alone: the instruments' checks around it are not its time
             try:
                 result = p.run(graph, self.ctx)
             except UserInputError as e:
                 raise PassInputError(p.name, e) from e
+            seconds = info.seconds = time.perf_counter() - t0
             if not isinstance(result, PassResult):
                 raise TypeError(f"pass {p.name!r} returned {type(result).__name__}, not PassResult")
             check_stats(p.name, result.stats)
-            seconds = time.perf_counter() - t0
             if result.changed:
                 self.ctx.invalidate(p.preserves)
             self._call("after_pass", info, graph, self.ctx, result)
