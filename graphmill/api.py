@@ -61,11 +61,20 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices:
     if cost not in ("roofline", "simulator"):
         raise UserInputError(f"--cost {cost!r}: choose roofline or simulator")
     ds = device_set(devices=devices, accel=accel, devices_file=devices_file, memory_gb=memory_gb)
+    # what a reproducer's rerun command needs to make the same devices (a path; an AccelConfig object has none)
+    rerun = [*(["--devices", str(devices)] if devices is not None else []),
+             *(["--devices-file", os.path.abspath(devices_file)] if devices_file is not None else []),
+             *(["--accel", os.path.abspath(accel)] if isinstance(accel, (str, os.PathLike)) else []),
+             *(["--memory", repr(memory_gb)] if memory_gb is not None else []), "--cost", cost]
     if need and options.get("dims"):  # as place: costs need sizes, and the decisions hold for these (saved with them)
         _static_sizes(graph, options["dims"])
-        options = {**options, "dims": None}  # bound: no symbol is left for the figures and random inputs
+        # the input file still has the symbols, which a rerun of the whole schedule on it must bind again
+        options = {**options, "dims": None, "source_options": [a for k, v in sorted(options["dims"].items())
+                                                                for a in ("--dim", f"{k}={v}")]}
+        # bound: no symbol is left for the figures and random inputs
     before = {k: graph.meta.get(k) for k in ("learned", "placement")}
-    report = _run_optimize(graph, schedule, cost_model=PlacementCostModel(ds, cost), **options)
+    report = _run_optimize(graph, schedule, cost_model=PlacementCostModel(ds, cost), rerun_options=rerun,
+                           **options)
     # by this run's passes, which recorded the device set a replay needs (passes.placement.replay_record)
     written = [k for k, old in before.items() if isinstance(graph.meta.get(k), dict) and graph.meta[k] is not old]
     if written:  # the other one, from an earlier run, no longer describes the nodes' devices

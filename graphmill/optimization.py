@@ -12,7 +12,7 @@ import shlex
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, Callable, Iterable, Sequence, TextIO
 
 import numpy as np
 
@@ -188,25 +188,28 @@ def _brief(g: Graph, dims: dict[str, int] | None = None) -> dict:
 
 def rerun_command(folder: str, *, rtol: float, atol: float, seed: int, allow: Iterable[str],
                   dims: dict[str, int] | None, load_passes: Iterable[str] = (), verify_each: bool = False,
-                  model: str | None = None) -> str:
+                  check_numerics: bool = True, model: str | None = None, extra: Sequence[str] = ()) -> str:
     """The command line that reruns a reproducer with every option that decides its outcome (``--verify-each``
     too: without it a pass that broke the graph's interface or its typing reruns without complaint): the failing
     pass on ``before.onnx``, or with ``model`` (the input file) the whole schedule on it, which also reproduces a
     failure that built up over several passes (numbers drifting from the original's, an analysis an earlier pass
-    cached: the one-pass rerun passed both; an outside check)."""
+    cached: the one-pass rerun passed both; an outside check). ``--check-numerics`` only where the run had it:
+    the whole run with it added stopped at an earlier pass that changed the numbers, with another error (an
+    outside check). ``extra``: more options of the run that decide it (the devices of a schedule that places ops:
+    without them the rerun was refused for want of devices)."""
     folder = os.path.abspath(folder)  # a relative --reproducer-dir failed from any other folder (an outside check)
     start = (os.path.abspath(model), "schedule.mill") if model is not None else (os.path.join(folder, "before.onnx"),
                                                                                 "repro.mill")
     args = ["graphmill", "optimize", start[0], "-s", os.path.join(folder, start[1]),
-            "--check-numerics", *(["--verify-each"] if verify_each else []), "--rtol", repr(rtol),
-            "--atol", repr(atol), "--seed", str(seed)]
+            *(["--check-numerics"] if check_numerics else []), *(["--verify-each"] if verify_each else []),
+            "--rtol", repr(rtol), "--atol", repr(atol), "--seed", str(seed)]
     for plugin in load_passes:
         args += ["--load-passes", os.path.abspath(plugin)]
     for level in sorted(set(allow) - {EXACT, REASSOCIATING}):
         args += ["--allow", level]
     for name, size in sorted((dims or {}).items()):
         args += ["--dim", f"{name}={size}"]
-    args += ["-o", os.path.join(folder, "after.onnx")]
+    args += [*extra, "-o", os.path.join(folder, "after.onnx")]
     return " ".join(shlex.quote(a) for a in args)
 
 
@@ -291,7 +294,8 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
              print_ir_diff: bool = False, allow: Iterable[str] = (EXACT, REASSOCIATING),
              reproducer_dir: str | None = None, compare: bool = False, explain_rule: str | None = None,
              dims: dict[str, int] | None = None, stream: TextIO | None = None,
-             load_passes: Iterable[str] = (), cost_model: Any = None, source: str | None = None) -> OptimizeReport:
+             load_passes: Iterable[str] = (), cost_model: Any = None, source: str | None = None,
+             rerun_options: Sequence[str] = (), source_options: Sequence[str] = ()) -> OptimizeReport:
     """Optimize ``graph`` in place with ``schedule`` (default: the embedded one) and report what happened.
 
     ``check_numerics`` compares ONNX Runtime outputs with the original's after every
@@ -302,7 +306,10 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     the graph before that pass.
     ``dims`` sizes symbolic dimensions for the figures and the random inputs (default 1);
     ``load_passes`` (the files the user's passes came from) only goes into that command.
-    ``cost_model``: the ``PassContext``'s (the device cost model ``place`` and the learned passes need).
+    ``cost_model``: the ``PassContext``'s (the device cost model ``place`` and the learned passes need);
+    ``rerun_options``: the command-line options that made it (``--devices 2``), for a reproducer's rerun commands;
+    ``source_options``: those that only the rerun of the whole schedule on ``source`` needs (the sizes ``--dim``
+    bound in ``graph`` before the run, which ``before.onnx`` holds bound).
     ``source``: the file ``graph`` was read from; a refusal of its contents (inference, sizes, a pass that cannot
     take it) then names it (``util.errors.naming_file``), as a load error does.
     ``allow``: the exactness levels rules may have besides exact (exact rules always run): float-reassociating
@@ -367,7 +374,9 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
 
         def rerun(folder: str, model: str | None = None) -> str:
             return rerun_command(folder, rtol=rtol, atol=atol, seed=seed, allow=allow, dims=dims,
-                                 load_passes=list(plugins.values()), verify_each=verify_each, model=model)
+                                 load_passes=list(plugins.values()), verify_each=verify_each,
+                                 check_numerics=check_numerics, model=model,
+                                 extra=[*rerun_options, *(source_options if model is not None else ())])
 
         whole = (lambda folder: rerun(folder, source)) if source is not None and f.history else None
         folder = write_reproducer(f, sched, seed, reproducer_dir, rerun, whole)

@@ -152,6 +152,39 @@ def test_a_failure_built_up_over_several_passes_reruns_with_the_whole_run(torchs
     assert again.returncode == 2 and "after pass 'drift' (#2" in again.stderr, again.stderr
 
 
+BOOM = DRIFT + '''
+
+@register_pass
+class Boom(Pass):
+    name = "boom"
+
+    def run(self, graph, ctx):
+        raise ValueError("boom")
+'''
+
+
+def test_the_rerun_commands_repeat_the_runs_own_checks_and_devices(torchscript_cnn, tmp_path):
+    """The whole run's rerun added --check-numerics the run did not have, so it failed at an earlier pass that
+    moved the numbers, with another error; and both reruns dropped --devices, so a schedule placing ops was
+    refused for want of devices (an outside check). Reference: the first run's failure (the pass 'boom'), which
+    each printed command repeats."""
+    plugin = tmp_path / "boom.py"
+    plugin.write_text(BOOM)
+    for schedule, more in (("drift,repeat(2){drift},boom", []), ("place,boom", ["--devices", "2", "--dim", "N=2"])):
+        repro = tmp_path / f"repro{len(more)}"
+        r = run_cli("optimize", torchscript_cnn, "-o", str(tmp_path / "o.onnx"), "--load-passes", str(plugin),
+                    "-p", schedule, "--rtol", "0", "--atol", "0.01", "--reproducer-dir", str(repro), *more)
+        assert r.returncode == 2 and "pass 'boom'" in r.stderr and "ValueError: boom" in r.stderr, r.stderr
+        readme = (repro / "README.txt").read_text()
+        one = next(x for x in readme.splitlines() if x.startswith("rerun: ")).split(": ", 1)[1]
+        whole = readme.split("(a failure built up over several passes): ", 1)[1].splitlines()[0]
+        for command in (one, whole):
+            argv = shlex.split(command)
+            assert "--check-numerics" not in argv
+            again = run_cli(*argv[1:])
+            assert again.returncode == 2 and "pass 'boom'" in again.stderr and "ValueError: boom" in again.stderr, \
+                (command, again.stderr)
+
 
 NAN_BIAS = DRIFT.replace("class Drift", "class NanBias").replace('name = "drift"', 'name = "nan-bias"').replace(
     "b.const.numpy() + b.const.numpy().dtype.type(0.006)", "np.full_like(b.const.numpy(), np.nan)").replace(
