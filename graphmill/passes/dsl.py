@@ -50,16 +50,10 @@ from graphmill.ir import UserInputError
 from graphmill.passes.base import pass_class
 from graphmill.util.suggest import did_you_mean
 from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES
-from graphmill.passes.schedule import (KEYWORDS, MAX_ITERATIONS, WORD, Call, Fixpoint, Repeat, Run, Schedule,
-                                       SourceLoc, Step)
+from graphmill.passes.schedule import (KEYWORDS, MAX_ITERATIONS, MAX_NESTING, WORD, Call, Fixpoint, Repeat, Run,
+                                       Schedule, SourceLoc, Step, most_runs, nesting_height)
 from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
 
-MAX_NESTING = 64
-"""Deepest nesting of steps (each fixpoint, repeat and call of a named schedule is a level) and of includes.
-
-Real schedules use 3 or 4 levels (the built-in ``ort``: ort > default > cleanup > fixpoint); the limit
-keeps a generated or hostile file from reaching Python's recursion limit (a traceback of thousands of
-lines) in the parser, the printer or the pass manager."""
 
 
 
@@ -334,39 +328,6 @@ def read_schedule_text(path: str, *, included_from: SourceLoc | None = None) -> 
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def _height(steps: list[Step], memo: dict[int, int]) -> int:
-    """Levels of nesting below ``steps`` (fixpoint, repeat and calls each add one)."""
-    h = 0
-    for s in steps:
-        if isinstance(s, (Fixpoint, Repeat)):
-            h = max(h, 1 + _height(s.body, memo))
-        elif isinstance(s, Call):
-            key = id(s.schedule)
-            if key not in memo:
-                memo[key] = _height(s.schedule.body, memo)
-            h = max(h, 1 + memo[key])
-    return h
-
-
-def _runs(steps: list[Step], memo: dict[int, int]) -> int:
-    """The largest product of the repeat counts and fixpoint iteration limits around any step in ``steps`` (1 with
-    neither), through calls of named schedules: how many times the most repeated step can run. A fixpoint counts
-    its ``max_iters``: a body that always changes something runs that many times
-    (``fixpoint(max_iters=10000) { repeat(10000) { ... } }`` was 10^8 runs, accepted)."""
-    most = 1
-    for s in steps:
-        if isinstance(s, Repeat):
-            most = max(most, s.count * _runs(s.body, memo))
-        elif isinstance(s, Fixpoint):
-            most = max(most, s.max_iters * _runs(s.body, memo))
-        elif isinstance(s, Call):
-            key = id(s.schedule)
-            if key not in memo:
-                memo[key] = _runs(s.schedule.body, memo)
-            most = max(most, memo[key])
-    return most
-
-
 class _Parser:
     def __init__(self) -> None:
         self.defs: dict[str, _Def] = {}
@@ -570,7 +531,7 @@ class _Parser:
             raise _nesting_error(loc)
 
     def _call(self, callee: Schedule, loc: SourceLoc | None) -> Call:
-        self._enter(loc, _height(callee.body, self.heights))
+        self._enter(loc, nesting_height(callee.body, self.heights))
         return Call(callee, loc)
 
     def step(self, tree: Tree) -> Step:
@@ -597,7 +558,7 @@ class _Parser:
                 if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_ITERATIONS:
                     raise ScheduleError(f"fixpoint: option 'max_iters' must be an integer from 1 to "
                                         f"{MAX_ITERATIONS:,}, got {n!r}", n_loc)
-                inside = _runs(inner, self.runs)
+                inside = most_runs(inner, self.runs)
                 if n * inside > MAX_ITERATIONS:
                     raise ScheduleError(f"fixpoint(max_iters={n}) around steps already repeated {inside:,} times "
                                         f"could run them {n * inside:,} times (at most {MAX_ITERATIONS:,})", n_loc)
@@ -609,7 +570,7 @@ class _Parser:
             if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_ITERATIONS:
                 raise ScheduleError(f"repeat: count must be an integer from 0 to {MAX_ITERATIONS:,}, got {count!r}",
                                     count_loc)
-            inside = _runs(inner, self.runs)
+            inside = most_runs(inner, self.runs)
             if count * inside > MAX_ITERATIONS:
                 raise ScheduleError(f"repeat({count}) around steps already repeated {inside:,} times would run them "
                                     f"{count * inside:,} times (at most {MAX_ITERATIONS:,})", count_loc)

@@ -121,6 +121,7 @@ class PassManager:
     def __init__(self, schedule: Schedule | str | Sequence[Pass | str], instruments: Iterable[Any] = (), *,
                  verify_each: bool = False, keep_snapshots: bool = False, ctx: PassContext | None = None) -> None:
         self.schedule = as_schedule(schedule)
+        self.schedule.check_limits()  # as the DSL checks its text: a schedule built in Python had no limits
         self.instruments = list(instruments)
         # first the graph's verification, then the claims (an analysis recomputed on a broken graph would crash
         # before verify could say what is broken), all before the user's instruments

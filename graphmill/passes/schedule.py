@@ -31,6 +31,14 @@ which would run for days, into a one-line error when the schedule is parsed (the
 column) or built in Python (``Fixpoint``, ``Repeat``)."""
 
 
+MAX_NESTING = 64
+"""Deepest nesting of steps (each fixpoint, repeat and call of a named schedule is a level) and of includes.
+
+Real schedules use 3 or 4 levels (the built-in ``ort``: ort > default > cleanup > fixpoint); the limit
+keeps a generated or hostile file from reaching Python's recursion limit (a traceback of thousands of
+lines) in the parser, the printer or the pass manager."""
+
+
 def _check_count(what: str, n: Any, low: int) -> None:
     if not isinstance(n, int) or isinstance(n, bool) or not low <= n <= MAX_ITERATIONS:
         raise UserInputError(f"{what} must be an integer from {low} to {MAX_ITERATIONS:,}, got {n!r}")
@@ -98,6 +106,39 @@ class Call:
 Step = Union[Run, Fixpoint, Repeat, Call]
 
 
+def nesting_height(steps: list["Step"], memo: dict[int, int]) -> int:
+    """Levels of nesting below ``steps`` (fixpoint, repeat and calls each add one); ``memo`` by callee."""
+    h = 0
+    for s in steps:
+        if isinstance(s, (Fixpoint, Repeat)):
+            h = max(h, 1 + nesting_height(s.body, memo))
+        elif isinstance(s, Call):
+            key = id(s.schedule)
+            if key not in memo:
+                memo[key] = nesting_height(s.schedule.body, memo)
+            h = max(h, 1 + memo[key])
+    return h
+
+
+def most_runs(steps: list["Step"], memo: dict[int, int]) -> int:
+    """The largest product of the repeat counts and fixpoint iteration limits around any step in ``steps`` (1 with
+    neither), through calls of named schedules: how many times the most repeated step can run. A fixpoint counts
+    its ``max_iters``: a body that always changes something runs that many times
+    (``fixpoint(max_iters=10000) { repeat(10000) { ... } }`` was 10^8 runs, accepted)."""
+    most = 1
+    for s in steps:
+        if isinstance(s, Repeat):
+            most = max(most, s.count * most_runs(s.body, memo))
+        elif isinstance(s, Fixpoint):
+            most = max(most, s.max_iters * most_runs(s.body, memo))
+        elif isinstance(s, Call):
+            key = id(s.schedule)
+            if key not in memo:
+                memo[key] = most_runs(s.schedule.body, memo)
+            most = max(most, memo[key])
+    return most
+
+
 @dataclass
 class Schedule:
     name: str
@@ -132,6 +173,22 @@ class Schedule:
         taken: dict[str, object] = {} if self.name == "default" else {"default": object()}
         _define(self, out, names, taken)
         return "\n".join(out) + "\n"
+
+    def check_limits(self) -> None:
+        """Refuse a schedule nested deeper than ``MAX_NESTING`` or running a step more than ``MAX_ITERATIONS``
+        times, as the DSL refuses its text: one built in Python ran 40,000 times, and the reproducer of its
+        failure held a ``schedule.mill`` the parser refused, so its rerun could not start (an outside check)."""
+        try:
+            height = nesting_height(self.body, {})
+            runs = most_runs(self.body, {}) if height <= MAX_NESTING else 0
+        except RecursionError:
+            height, runs = MAX_NESTING + 1, 0
+        if height > MAX_NESTING:
+            raise UserInputError(f"schedule {self.name!r}: steps nest deeper than {MAX_NESTING} levels (the limit; "
+                                 "each fixpoint, repeat and call of a named schedule is a level)")
+        if runs > MAX_ITERATIONS:
+            raise UserInputError(f"schedule {self.name!r}: the repeat counts and fixpoint limits around a step "
+                                 f"could run it {runs:,} times (at most {MAX_ITERATIONS:,})")
 
     def callees(self) -> list["Schedule"]:
         """The schedules this one calls directly (inside fixpoint and repeat blocks too)."""

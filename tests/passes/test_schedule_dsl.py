@@ -620,3 +620,27 @@ def test_the_inline_form_leaves_out_a_called_empty_schedule():
     assert [r.name for r in parse_schedule(s.to_inline()).runs()] == ["dce", "cse"]
     assert parse_schedule("schedule e { }\nschedule m { fixpoint{ e }; dce }\n", entry="m").to_inline() == \
         "fixpoint(max_iters=8){},dce"
+
+
+def test_a_schedule_built_in_python_is_held_to_the_dsls_limits():
+    """A schedule built in Python ran dce 40,000 times, or 100 levels deep, where the same text is refused; the
+    reproducer of its failure then held a schedule.mill the parser refused (an outside check). Reference: the
+    DSL's refusal of the same schedules' text (hand computation: 200 x 200 = 40,000 runs; 65 levels)."""
+    from graphmill.ir.builder import GraphBuilder
+    from graphmill.passes import PassManager
+
+    many = Schedule("many", [Repeat([Repeat([Run("dce")], 200)], 200)])
+    deep_body: list = [Run("dce")]
+    for _ in range(MAX_NESTING + 1):
+        deep_body = [Repeat(deep_body, 1)]
+    deep = Schedule("deep", deep_body)
+    for schedule, message in ((many, "could run it 40,000 times (at most 10,000)"),
+                              (deep, f"steps nest deeper than {MAX_NESTING} levels")):
+        with pytest.raises(ScheduleError):
+            parse_schedule(schedule.to_inline())
+        with pytest.raises(UserInputError, match=re.escape(message)):
+            PassManager(schedule)
+    b = GraphBuilder("g")
+    b.output(b.Relu(b.input("x", "float32", [2])), "y")
+    ok = Schedule("ok", [Repeat([Repeat([Run("dce")], 100)], 100)])  # exactly the limit: runs
+    assert len(PassManager(ok).run(b.build()).records) == 10_000
