@@ -785,3 +785,55 @@ def test_vit_stages_report_the_hidden_size_as_channels():
     rep = gm.api.scale(g, phi=0)
     body = [s for s in rep["stages"] if s["kind"] == "body"]
     assert body and [s["channels_before"] for s in body] == [64] * len(body)
+
+
+def test_a_side_branch_transpose_does_not_make_a_conv_nets_stages_channels_last(tmp_path):
+    """ECA-Net's channel gate transposes its pooled [N, 1, C] vector for a Conv1d over the channels; a channel
+    axis that searched every input up the graph read the gate's Transpose on the main path's ancestry as channels
+    last, and reported the map widths 40 / 20 / 10 as the stages' channels (a review of the ViT fix). Reference:
+    the torch model's Conv out_channels, 16 / 32 / 64 (ECA's gate written as Wang et al. 2020's code writes it)."""
+    import warnings
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class ECA(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(1, 1, 3, padding=1, bias=False)
+
+        def forward(self, x):
+            y = F.adaptive_avg_pool2d(x, 1)
+            y = self.conv(y.squeeze(-1).transpose(-1, -2)).transpose(-1, -2).unsqueeze(-1)
+            return x * torch.sigmoid(y)
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1), nn.BatchNorm2d(cout)
+            self.c2, self.b2, self.eca = nn.Conv2d(cout, cout, 3, 1, 1), nn.BatchNorm2d(cout), ECA()
+            self.sc = nn.Sequential() if stride == 1 and cin == cout else \
+                nn.Sequential(nn.Conv2d(cin, cout, 1, stride), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            y = self.eca(self.b2(self.c2(F.relu(self.b1(self.c1(x))))))
+            return F.relu(y + self.sc(x))
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU())
+            self.layers = nn.Sequential(Block(16, 16, 1), Block(16, 16, 1), Block(16, 32, 2), Block(32, 32, 1),
+                                        Block(32, 64, 2), Block(64, 64, 1))
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.fc(F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1).flatten(1))
+
+    path = str(tmp_path / "eca.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Net().eval(), (torch.randn(1, 3, 40, 40),), path, opset_version=17, dynamo=False)
+    rep = gm.api.scale(gm.load(path), phi=0)
+    assert [s["channels_before"] for s in rep["stages"] if s["kind"] == "body"] == [16, 32, 64]

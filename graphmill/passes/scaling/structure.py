@@ -89,9 +89,11 @@ def channel_axis(v: Value) -> int:
     """1 (channels first, NCHW), or ``LAST``: behind a Transpose that moves axis 1 to the end (CoAtNet's NCHW ->
     NHWC before its attention stages, ViT's [N, C, HW] -> [N, HW, C]), whose maps' height or token count was
     reported as the stage's channels (a review); a Reshape flattening the map after it keeps channels last. The
-    nearest such Transpose up the producers decides (NHWC -> NCHW: first again), first inputs searched first and
-    the others only where that chain has none: ViT's Concat reads the class token first, whose chain has no
-    Transpose, so its stages' token count (197) was still reported as their channels. None at all: 1."""
+    nearest such Transpose up the chain of first inputs decides (NHWC -> NCHW: first again); none, 1. A Concat's
+    inputs are all on the chain, the first searched first: ViT's Concat reads the class token first, whose chain
+    has no Transpose, so its stages' token count (197) was reported as their channels. Other ops' other inputs
+    are not: a searched side branch (ECA-Net's channel gate, which transposes its pooled [N, 1, C] vector) made a
+    conv net's map width read as its channels (a review)."""
     seen: set[int] = set()
     todo = [v]
     while todo:
@@ -100,7 +102,7 @@ def channel_axis(v: Value) -> int:
             continue
         seen.add(id(v))
         n = v.producer
-        if n is None:
+        if n is None or not n.inputs or n.inputs[0] is None:
             continue
         if n.op_type == "Transpose" and n.attrs.get("perm") is not None:
             perm = list(n.attrs["perm"].value)
@@ -109,7 +111,8 @@ def channel_axis(v: Value) -> int:
                     return LAST
                 if perm[1] == len(perm) - 1:
                     return 1
-        todo.extend(x for x in reversed(n.inputs) if x is not None)  # the first input is popped first
+        # the first input is popped first, and its whole chain before a Concat's next input
+        todo.extend(x for x in reversed(n.inputs if n.op_type == "Concat" else n.inputs[:1]) if x is not None)
     return 1
 
 
