@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
 
@@ -119,8 +120,12 @@ def run(args: argparse.Namespace) -> int:
                             progress=progress, info=info)
     interrupted = None
     if info.get("interrupted"):  # exit 130 as every interrupted command: a script must not take it for finished
+        ck = f"{args.output}.rl-checkpoint"
+        # a Ctrl-C before the first checkpoint named one that was never written (an outside check)
+        resume = (f"; run the same command again to resume from {ck}" if os.path.exists(ck)
+                  else "; no checkpoint was written yet: the same command starts over")
         interrupted = f"{stopped_word('chip place')}: the best placement so far was written" + (
-            f"; run the same command again to resume from {args.output}.rl-checkpoint" if args.method == "rl" else "")
+            resume if args.method == "rl" else "")
     # a placement that is not legal (a canvas no arrangement fits, though the area does) is written for inspection
     # but is no result: exit 1, so that a script does not take it for one (it exited 0, saying NOT LEGAL); an
     # interrupted run's line says what a rerun does instead

@@ -328,6 +328,23 @@ def test_rl_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, capsys, monkeypatc
     assert f"chip place: stopped, episodes {seen[-1]['episodes']}" in err and "True" not in err, err
 
 
+def test_rl_ctrl_c_before_its_first_checkpoint_does_not_name_one(tmp_path, capsys, monkeypatch):
+    """A Ctrl-C during the first batch said "resume from o.plc.rl-checkpoint", a file never written (an outside
+    check). Reference: the files on disk after the run (the placement, no checkpoint)."""
+    from graphmill.passes.chip import rl
+
+    def ctrl_c_at_the_first_save(path, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rl, "save_torch_checkpoint", ctrl_c_at_the_first_save)
+    out = tmp_path / "o.plc"
+    assert main(["chip", "place", NET, "--init", PLC, "--method", "rl", "-o", str(out), "--budget-s", "60"]) == 130
+    err = capsys.readouterr().err
+    assert out.exists() and not os.path.exists(f"{out}.rl-checkpoint")
+    assert "graphmill chip place: interrupted: the best placement so far was written; no checkpoint was written " \
+           "yet: the same command starts over" in err and "resume from" not in err, err
+
+
 def test_an_output_not_named_plc_is_refused(tmp_path, capsys):
     """`chip place ... -o x.onnx` wrote .plc text into x.onnx, exit 0 (a new user's report)."""
     out = tmp_path / "x.onnx"
