@@ -11,6 +11,7 @@ only when the data is needed.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 
@@ -98,11 +99,16 @@ def resolve_external_data(proto: onnx.TensorProto, base_dir: str | None, model_p
     if not os.path.isfile(target):
         missing = "does not exist" if not os.path.exists(target) else "is not a regular file (a folder, a pipe, ...)"
         raise ModelLoadError(f"{where} refers to external data file {location!r}, which {missing} in {base_dir!r}")
+    for key in ("offset", "length"):  # ASCII digits only, as ONNX Runtime reads them: int() also took "0_0" and
+        # other scripts' digits, a file graphmill read and ONNX Runtime refused (an outside check)
+        if info.get(key) and not re.fullmatch(r"-?[0-9]+", info[key]):  # a negative one: the range check
+            raise ModelLoadError(f"{where} has an external data {key} that is not a whole number of bytes in "
+                                 f"ASCII digits: {info[key][:40]!r}")
     try:
         offset = int(info.get("offset", "0") or 0)
         length = int(info["length"]) if info.get("length") else None
-    except ValueError:
-        raise ModelLoadError(f"{where} has a non-integer external data offset/length") from None
+    except ValueError:  # past Python's 4,300 digits
+        raise ModelLoadError(f"{where} has an external data offset or length of thousands of digits") from None
     size = os.path.getsize(target)
     if offset < 0 or offset > size or (length is not None and (length < 0 or offset + length > size)):
         raise ModelLoadError(f"{where}: external data range offset={offset} length={length} lies outside "

@@ -120,6 +120,23 @@ def test_external_data_declared_range_beyond_the_file_is_one_line(tmp_path, fiel
         graphmill.load(path)
 
 
+@pytest.mark.parametrize("fields", [{"offset": "0_0"}, {"offset": "\u0660"}, {"length": "+16384"},
+                                    {"length": " 16384"}, {"offset": "9" * 5000}])
+def test_external_data_offsets_onnx_runtime_cannot_parse_are_refused(tmp_path, fields):
+    """Python's int() took "0_0", an Arabic-Indic zero, a sign or spaces, where ONNX Runtime refuses the file
+    ("Failed to parse value"; an outside check). Reference: ONNX Runtime's own refusal of the same file."""
+    import onnxruntime
+
+    model, _ = _model_with_weight()
+    path = _save_external(model, str(tmp_path))
+    _set_external(path, **fields)
+    if len(next(iter(fields.values()))) < 100:
+        with pytest.raises(Exception):
+            onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    with pytest.raises(ModelLoadError, match=r"tensor 'w' has an external data (offset|length)"):
+        graphmill.load(path)
+
+
 def test_external_data_without_length_runs_to_the_end_of_the_file(tmp_path):
     """No ``length``: the data runs to the end of the file (onnx.external_data_helper reads the rest of the file).
     A range that does not fill the tensor's dims is refused at load in one line naming the tensor, the file and the
