@@ -787,11 +787,14 @@ def test_vit_stages_report_the_hidden_size_as_channels():
     assert body and [s["channels_before"] for s in body] == [64] * len(body)
 
 
-def test_a_side_branch_transpose_does_not_make_a_conv_nets_stages_channels_last(tmp_path):
-    """ECA-Net's channel gate transposes its pooled [N, 1, C] vector for a Conv1d over the channels; a channel
-    axis that searched every input up the graph read the gate's Transpose on the main path's ancestry as channels
-    last, and reported the map widths 40 / 20 / 10 as the stages' channels (a review of the ViT fix). Reference:
-    the torch model's Conv out_channels, 16 / 32 / 64 (ECA's gate written as Wang et al. 2020's code writes it)."""
+@pytest.mark.parametrize("side", ["eca", "eca-gate-first", "non-local"])
+def test_a_side_branch_transpose_does_not_make_a_conv_nets_stages_channels_last(tmp_path, side):
+    """ECA-Net's channel gate transposes its pooled [N, 1, C] vector for a Conv1d over the channels, and a
+    non-local block transposes [N, C, HW] for its attention; a channel axis that searched every input up the graph,
+    or the first input of a ``gate * x`` or of a ``branch + x``, read such a Transpose as channels last and
+    reported the map widths 40 / 20 / 10 as the stages' channels (two reviews of the ViT fix). Reference: the torch
+    model's Conv out_channels, 16 / 32 / 64 (ECA's gate as Wang et al. 2020's code writes it, x * gate, and as a
+    squeeze-excitation gate is often written, gate * x; the non-local block as Wang et al. 2018's code: W(y) + x)."""
     import warnings
 
     import torch
@@ -799,25 +802,40 @@ def test_a_side_branch_transpose_does_not_make_a_conv_nets_stages_channels_last(
     from torch import nn
 
     class ECA(nn.Module):
-        def __init__(self) -> None:
+        def __init__(self, c: int) -> None:
             super().__init__()
             self.conv = nn.Conv1d(1, 1, 3, padding=1, bias=False)
 
         def forward(self, x):
             y = F.adaptive_avg_pool2d(x, 1)
-            y = self.conv(y.squeeze(-1).transpose(-1, -2)).transpose(-1, -2).unsqueeze(-1)
-            return x * torch.sigmoid(y)
+            gate = torch.sigmoid(self.conv(y.squeeze(-1).transpose(-1, -2)).transpose(-1, -2).unsqueeze(-1))
+            return gate * x if side == "eca-gate-first" else x * gate
+
+    class NonLocal(nn.Module):
+        def __init__(self, c: int) -> None:
+            super().__init__()
+            self.g, self.theta, self.phi = (nn.Conv2d(c, c // 2, 1) for _ in range(3))
+            self.w = nn.Conv2d(c // 2, c, 1)
+
+        def forward(self, x):
+            b, c, h, w = x.shape
+            g = self.g(x).view(b, c // 2, -1).permute(0, 2, 1)
+            theta = self.theta(x).view(b, c // 2, -1).permute(0, 2, 1)
+            f = F.softmax(torch.matmul(theta, self.phi(x).view(b, c // 2, -1)), -1)
+            y = torch.matmul(f, g).permute(0, 2, 1).contiguous().view(b, c // 2, h, w)
+            return self.w(y) + x
 
     class Block(nn.Module):
         def __init__(self, cin: int, cout: int, stride: int) -> None:
             super().__init__()
             self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1), nn.BatchNorm2d(cout)
-            self.c2, self.b2, self.eca = nn.Conv2d(cout, cout, 3, 1, 1), nn.BatchNorm2d(cout), ECA()
+            self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1), nn.BatchNorm2d(cout)
+            self.side = NonLocal(cout) if side == "non-local" else ECA(cout)
             self.sc = nn.Sequential() if stride == 1 and cin == cout else \
                 nn.Sequential(nn.Conv2d(cin, cout, 1, stride), nn.BatchNorm2d(cout))
 
         def forward(self, x):
-            y = self.eca(self.b2(self.c2(F.relu(self.b1(self.c1(x))))))
+            y = self.side(self.b2(self.c2(F.relu(self.b1(self.c1(x))))))
             return F.relu(y + self.sc(x))
 
     class Net(nn.Module):
@@ -831,7 +849,50 @@ def test_a_side_branch_transpose_does_not_make_a_conv_nets_stages_channels_last(
         def forward(self, x):
             return self.fc(F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1).flatten(1))
 
-    path = str(tmp_path / "eca.onnx")
+    path = str(tmp_path / "net.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Net().eval(), (torch.randn(1, 3, 40, 40),), path, opset_version=17, dynamo=False)
+    rep = gm.api.scale(gm.load(path), phi=0)
+    assert [s["channels_before"] for s in rep["stages"] if s["kind"] == "body"] == [16, 32, 64]
+
+
+@pytest.mark.parametrize("gamma_first", [False, True])
+def test_a_channels_last_net_with_a_layer_scale_reports_its_conv_widths(tmp_path, gamma_first):
+    """A channels-last residual net (NHWC between blocks, ConvNeXt-style) whose layer scale is written
+    ``gamma * y``, as ConvNeXt's code writes it: a channel axis that followed first inputs stopped at the weight
+    and read the map height as the channels (a review). Reference: the torch model's Conv out_channels."""
+    import warnings
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.c1, self.c2 = nn.Conv2d(cin, cout, 3, stride, 1), nn.Conv2d(cout, cout, 3, 1, 1)
+            self.gamma = nn.Parameter(torch.full((cout,), 0.5))
+            self.sc = None if cin == cout and stride == 1 else nn.Conv2d(cin, cout, 1, stride)
+
+        def forward(self, x):
+            xc = x.permute(0, 3, 1, 2)
+            y = self.c2(F.relu(self.c1(xc))).permute(0, 2, 3, 1)
+            y = self.gamma * y if gamma_first else y * self.gamma
+            return F.relu(y + (x if self.sc is None else self.sc(xc).permute(0, 2, 3, 1)))
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 16, 3, 1, 1)
+            self.layers = nn.Sequential(Block(16, 16, 1), Block(16, 16, 1), Block(16, 32, 2), Block(32, 32, 1),
+                                        Block(32, 64, 2), Block(64, 64, 1))
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.fc(self.layers(F.relu(self.stem(x)).permute(0, 2, 3, 1)).mean((1, 2)))
+
+    path = str(tmp_path / "net.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(Net().eval(), (torch.randn(1, 3, 40, 40),), path, opset_version=17, dynamo=False)

@@ -89,12 +89,13 @@ def channel_axis(v: Value) -> int:
     """1 (channels first, NCHW), or ``LAST``: behind a Transpose that moves axis 1 to the end (CoAtNet's NCHW ->
     NHWC before its attention stages, ViT's [N, C, HW] -> [N, HW, C]), whose maps' height or token count was
     reported as the stage's channels (a review); a Reshape flattening the map after it keeps channels last. The
-    nearest such Transpose up the chain of first inputs decides (NHWC -> NCHW: first again); none, 1. A Concat's
-    inputs are all on the chain, the first searched first: ViT's Concat reads the class token first, whose chain
-    has no Transpose, so its stages' token count (197) was reported as their channels. Other ops' other inputs
-    are not: a searched side branch (ECA-Net's channel gate, which transposes its pooled [N, 1, C] vector) made a
-    conv net's map width read as its channels (a review)."""
+    nearest such Transpose up the map's main path decides (NHWC -> NCHW: first again); none, 1. The main path
+    goes through each node's main input (``_main_input``), and through all of a Concat's inputs, the first
+    searched first: ViT's Concat reads the class token first, whose chain has no Transpose, so its stages' token
+    count (197) was reported as their channels. Side branches are not searched: ECA-Net's channel gate, which
+    transposes its pooled [N, 1, C] vector, made a conv net's map width read as its channels (a review)."""
     seen: set[int] = set()
+    order: dict[int, int] = {}
     todo = [v]
     while todo:
         v = todo.pop()
@@ -112,8 +113,26 @@ def channel_axis(v: Value) -> int:
                 if perm[1] == len(perm) - 1:
                     return 1
         # the first input is popped first, and its whole chain before a Concat's next input
-        todo.extend(x for x in reversed(n.inputs if n.op_type == "Concat" else n.inputs[:1]) if x is not None)
+        todo.extend(reversed([x for x in n.inputs if x is not None]) if n.op_type == "Concat"
+                    else [_main_input(n, order)])
     return 1
+
+
+def _main_input(n: Node, order: dict[int, int]) -> Value:
+    """The input of ``n`` that carries the map: of the computed ones (not a weight or a constant) with the
+    output's shape (not broadcast against it), the one made first (a residual Add's skip, the trunk, rather than
+    its branch); else the first computed one; else the first. ``gamma * y`` (ConvNeXt's layer scale as its code
+    writes it), ``sigmoid(gate) * x`` (a squeeze-excitation gate first) and ``branch + x`` (a non-local block,
+    whose branch transposes [N, C, HW] for its attention) led the search into the weight, the gate or the branch
+    (a review). ``order``: node positions, filled on first use."""
+    computed = [x for x in n.inputs if x is not None and x.const is None and not x.is_initializer]
+    out = n.outputs[0].shape if n.outputs and n.outputs[0] is not None else None
+    same = [x for x in computed if out is not None and x.shape is not None and tuple(x.shape) == tuple(out)]
+    if len(same) > 1:
+        if not order and n.graph is not None:
+            order.update((id(m), i) for i, m in enumerate(n.graph.nodes))
+        same.sort(key=lambda x: -1 if x.producer is None else order.get(id(x.producer), -1))
+    return (same or computed or [n.inputs[0]])[0]
 
 
 @dataclass
