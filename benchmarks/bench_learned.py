@@ -357,7 +357,7 @@ def main() -> None:
           f"needed; one pass alone worst {worst1:.3f}); fine-tuned beats per-graph RL on "
           f"{ft_wins}/{len(big)} graphs of >= 500 ops (all needed), the rl placer on {ft_wins_rl}/{len(big)} "
           f"(placement only: {place_wins}/{len(big)}); joint "
-          f"beats sequential on {joint_wins}/{n} (ties {joint_ties}; with as many simulations as the three passes: "
+          f"beats sequential on {joint_wins}/{n} (ties {joint_ties}; with as many rounds as the three passes: "
           f"{joint3_wins}/{n})")
 
 
