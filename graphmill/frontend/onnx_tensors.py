@@ -21,6 +21,7 @@ from onnx import numpy_helper
 
 from graphmill.ir import DataType, Tensor
 from graphmill.util.errors import ModelLoadError, UnsafeModelError
+from graphmill.util.text import short_number
 
 from .onnx_wire import TENSOR_RAW_DATA, RawData, field_boundary, field_key, varint
 
@@ -111,7 +112,8 @@ def resolve_external_data(proto: onnx.TensorProto, base_dir: str | None, model_p
         raise ModelLoadError(f"{where} has an external data offset or length of thousands of digits") from None
     size = os.path.getsize(target)
     if offset < 0 or offset > size or (length is not None and (length < 0 or offset + length > size)):
-        raise ModelLoadError(f"{where}: external data range offset={offset} length={length} lies outside "
+        raise ModelLoadError(f"{where}: external data range offset={short_number(offset)} "
+                             f"length={short_number(length)} lies outside "
                              f"{location!r} ({size} bytes)")
     return ExternalData(target, offset, length)
 

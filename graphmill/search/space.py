@@ -37,6 +37,7 @@ import numpy as np
 
 from graphmill.util.errors import UserInputError
 from graphmill.util.suggest import did_you_mean
+from graphmill.util.text import short_number
 
 __all__ = ["Param", "Choice", "Int", "Float", "Space", "product"]
 
@@ -230,13 +231,6 @@ class Choice(Param):
 MAX_INT_BOUND = 2 ** 53
 
 
-def _shown(v: Any) -> str:
-    """A bound as a message quotes it: an integer of more than 20 digits shortened (1e300 as an int was quoted
-    whole, 301 digits: an outside check)."""
-    digits = len(str(v)) if isinstance(v, int) else 0
-    return f"{str(v)[:12]}... ({digits} digits)" if digits > 20 else repr(v)
-
-
 class _Numeric(Param):
     integral = False
 
@@ -249,11 +243,11 @@ class _Numeric(Param):
             except OverflowError:  # an integer past float's range: a traceback, exit 1 (an outside check)
                 finite = False
             if not finite:
-                raise UserInputError(f"{name}: {what}={_shown(v)} must be a finite number")
+                raise UserInputError(f"{name}: {what}={short_number(v)} must be a finite number")
             if self.integral and not (isinstance(v, (int, np.integer)) or float(v).is_integer()):
                 raise UserInputError(f"{name}: {what}={v!r} must be an integer")
             if self.integral and abs(int(v)) > MAX_INT_BOUND:  # sampled as int64, encoded as float64: exact to 2^53
-                raise UserInputError(f"{name}: {what}={_shown(int(v))} must be within +-2^53 ({MAX_INT_BOUND})")
+                raise UserInputError(f"{name}: {what}={short_number(int(v))} must be within +-2^53 ({MAX_INT_BOUND})")
         if not isinstance(log, (bool, np.bool_)):
             raise UserInputError(f"{name}: log={log!r} must be true or false")
         conv = int if self.integral else float

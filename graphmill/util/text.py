@@ -1,4 +1,4 @@
-"""Names from a model file, shown in a line of text.
+"""Names and numbers from a user's file, shown in a line of text.
 
 A value, node or accelerator name may hold any character. The CLI escapes control characters on its streams
 (``cli/common.escaped_controls``) but must let line breaks through, since its own lines end with them: a name
@@ -19,4 +19,11 @@ def one_line(text: Any) -> str:
     return str(text).translate(_LINE_BREAKS)
 
 
-__all__ = ["one_line"]
+def short_number(v: Any) -> str:
+    """``v`` as a message quotes it: an integer of more than 20 digits shortened to its first 12 and its length
+    (a bound or an offset of thousands of digits made a one-line error thousands of characters long)."""
+    digits = len(str(v)) if isinstance(v, int) and not isinstance(v, bool) else 0
+    return f"{str(v)[:12]}... ({digits} digits)" if digits > 20 else repr(v)
+
+
+__all__ = ["one_line", "short_number"]
