@@ -898,3 +898,65 @@ def test_a_channels_last_net_with_a_layer_scale_reports_its_conv_widths(tmp_path
         torch.onnx.export(Net().eval(), (torch.randn(1, 3, 40, 40),), path, opset_version=17, dynamo=False)
     rep = gm.api.scale(gm.load(path), phi=0)
     assert [s["channels_before"] for s in rep["stages"] if s["kind"] == "body"] == [16, 32, 64]
+
+
+def test_a_token_stage_transposed_back_to_nchw_reports_its_conv_widths_after(tmp_path):
+    """A conv stage, a transformer stage on [N, HW, C] tokens (x.flatten(2).transpose(1, 2)), then back to NCHW by
+    the same swap (t.transpose(1, 2).reshape(...)) and a ResNet stage: a swap is its own inverse, and the nearest
+    one was read as channels last whatever its input's layout, so the last stage reported its map width 10 (a
+    review). Reference: the torch model's widths, 16 (conv), 32 (tokens), 64 (conv)."""
+    import warnings
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Res(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1), nn.BatchNorm2d(cout)
+            self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1), nn.BatchNorm2d(cout)
+            self.sc = None if stride == 1 and cin == cout else \
+                nn.Sequential(nn.Conv2d(cin, cout, 1, stride), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            y = self.b2(self.c2(F.relu(self.b1(self.c1(x)))))
+            return F.relu(y + (x if self.sc is None else self.sc(x)))
+
+    class Tokens(nn.Module):  # attention and a Mix-FFN (a depthwise conv between its Linears), on [N, HW, C]
+        def __init__(self, c: int, side: int) -> None:
+            super().__init__()
+            self.n1, self.attn, self.n2 = nn.LayerNorm(c), nn.MultiheadAttention(c, 2, batch_first=True), \
+                nn.LayerNorm(c)
+            self.f1, self.f2 = nn.Linear(c, 2 * c), nn.Linear(2 * c, c)
+            self.dw, self.side = nn.Conv2d(2 * c, 2 * c, 3, 1, 1, groups=2 * c), side
+
+        def forward(self, x):
+            h = self.n1(x)
+            x = x + self.attn(h, h, h, need_weights=False)[0]
+            y = self.f1(self.n2(x))
+            b, _, c = y.shape
+            y = self.dw(y.transpose(1, 2).reshape(b, c, self.side, self.side)).flatten(2).transpose(1, 2)
+            return x + self.f2(F.gelu(y))
+
+    class Hybrid(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU())
+            self.s1, self.down = nn.Sequential(Res(16, 16, 1), Res(16, 16, 1)), nn.Conv2d(16, 32, 2, 2)
+            self.s2 = nn.Sequential(Tokens(32, 20), Tokens(32, 20))
+            self.s3 = nn.Sequential(Res(32, 64, 2), Res(64, 64, 1), Res(64, 64, 1))
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x):
+            x = self.down(self.s1(self.stem(x)))
+            b, c, h, w = x.shape
+            x = self.s2(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
+            return self.fc(F.adaptive_avg_pool2d(self.s3(x), 1).flatten(1))
+
+    path = str(tmp_path / "hybrid.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Hybrid().eval(), (torch.randn(1, 3, 40, 40),), path, opset_version=17, dynamo=False)
+    body = [s["channels_before"] for s in gm.api.scale(gm.load(path), phi=0)["stages"] if s["kind"] == "body"]
+    assert body[0] == 16 and body[-1] == 64 and set(body) == {16, 32, 64}, body

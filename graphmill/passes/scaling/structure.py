@@ -86,36 +86,59 @@ LAST = -1
 
 
 def channel_axis(v: Value) -> int:
-    """1 (channels first, NCHW), or ``LAST``: behind a Transpose that moves axis 1 to the end (CoAtNet's NCHW ->
-    NHWC before its attention stages, ViT's [N, C, HW] -> [N, HW, C]), whose maps' height or token count was
-    reported as the stage's channels (a review); a Reshape flattening the map after it keeps channels last. The
-    nearest such Transpose up the map's main path decides (NHWC -> NCHW: first again); none, 1. The main path
-    goes through each node's main input (``_main_input``), and through all of a Concat's inputs, the first
-    searched first: ViT's Concat reads the class token first, whose chain has no Transpose, so its stages' token
-    count (197) was reported as their channels. Side branches are not searched: ECA-Net's channel gate, which
-    transposes its pooled [N, 1, C] vector, made a conv net's map width read as its channels (a review)."""
-    seen: set[int] = set()
+    """1 (channels first, NCHW), or ``LAST``: behind a Transpose that moves the channels to the end (CoAtNet's
+    NCHW -> NHWC before its attention stages, ViT's [N, C, HW] -> [N, HW, C]), whose maps' height or token count
+    was reported as the stage's channels (a review); a Reshape flattening the map after it keeps channels last.
+    The layout is followed forward from the graph's inputs (channels first) along the map's main path, each
+    Transpose moving the channel axis where its perm puts it: a swap such as [0, 2, 1] is its own inverse, so
+    whether it makes channels last or first again depends on its input's layout (a token stage transposed back
+    to NCHW, the attention inside a bottleneck block, read as channels last: a review). The main path goes
+    through each node's main input (``_main_input``); a Concat takes the layout of its first input whose path
+    holds a Transpose (ViT's Concat reads the class token first, whose chain has none, so its stages' token count,
+    197, was reported as their channels). Side branches are not followed: ECA-Net's channel gate, which transposes
+    its pooled [N, 1, C] vector, made a conv net's map width read as its channels (a review)."""
     order: dict[int, int] = {}
-    todo = [v]
-    while todo:
-        v = todo.pop()
-        if id(v) in seen:
+    layout: dict[int, int | None] = {}  # by value: FIRST, LAST, or None where no Transpose decided it
+    deps: dict[int, list[Value]] = {}
+    todo: list[Value] = [v]
+    while todo:  # post-order without recursion: a main path may be thousands of nodes long
+        x = todo[-1]
+        if id(x) in layout:
+            todo.pop()
             continue
-        seen.add(id(v))
-        n = v.producer
+        n = x.producer
         if n is None or not n.inputs or n.inputs[0] is None:
+            layout[id(x)] = None
+            todo.pop()
             continue
-        if n.op_type == "Transpose" and n.attrs.get("perm") is not None:
-            perm = list(n.attrs["perm"].value)
-            if len(perm) > 2 and perm[0] == 0:
-                if perm[-1] == 1:
-                    return LAST
-                if perm[1] == len(perm) - 1:
-                    return 1
-        # the first input is popped first, and its whole chain before a Concat's next input
-        todo.extend(reversed([x for x in n.inputs if x is not None]) if n.op_type == "Concat"
-                    else [_main_input(n, order)])
-    return 1
+        if id(x) not in deps:
+            deps[id(x)] = [i for i in n.inputs if i is not None] if n.op_type == "Concat" else [_main_input(n, order)]
+            todo.extend(d for d in deps[id(x)] if id(d) not in layout)
+            continue
+        todo.pop()
+        got = [layout[id(d)] for d in deps[id(x)]]
+        if n.op_type == "Concat":
+            layout[id(x)] = next((g for g in got if g is not None), None)
+        elif n.op_type == "Transpose" and n.attrs.get("perm") is not None:
+            layout[id(x)] = _transposed(list(n.attrs["perm"].value), got[0])
+        else:
+            layout[id(x)] = got[0]
+    return LAST if layout[id(v)] == LAST else FIRST
+
+
+#: ``channel_axis``'s answer for channels first (NCHW maps, the graph's inputs)
+FIRST = 1
+
+
+def _transposed(perm: list[int], before: int | None) -> int | None:
+    """The layout after a Transpose by ``perm`` of a map laid out ``before`` (None: channels first by default):
+    FIRST or LAST where the perm puts the channel axis at 1 or at the end, else None (not a layout a stage
+    reports by)."""
+    rank = len(perm)
+    if rank < 3 or perm[0] != 0 or sorted(perm) != list(range(rank)):
+        return before
+    at = perm.index(rank - 1 if before == LAST else 1)
+    return LAST if at == rank - 1 else FIRST if at == 1 else None
 
 
 def _main_input(n: Node, order: dict[int, int]) -> Value:
