@@ -21,9 +21,15 @@ def one_line(text: Any) -> str:
 
 def short_number(v: Any) -> str:
     """``v`` as a message quotes it: an integer of more than 20 digits shortened to its first 12 and its length
-    (a bound or an offset of thousands of digits made a one-line error thousands of characters long)."""
-    digits = len(str(v)) if isinstance(v, int) and not isinstance(v, bool) else 0
-    return f"{str(v)[:12]}... ({digits} digits)" if digits > 20 else repr(v)
+    (a bound or an offset of thousands of digits made a one-line error thousands of characters long); past
+    Python's 4,300-digit conversion limit, its approximate length alone (str() raised there)."""
+    if not isinstance(v, int) or isinstance(v, bool):
+        return repr(v)
+    try:
+        text = str(v)
+    except ValueError:  # sys.get_int_max_str_digits()
+        return f"{'a negative' if v < 0 else 'an'} integer of about {int(v.bit_length() * 0.30103):,} digits"
+    return f"{text[:12]}... ({len(text)} digits)" if len(text) > 20 else text
 
 
 __all__ = ["one_line", "short_number"]
