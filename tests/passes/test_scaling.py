@@ -960,3 +960,49 @@ def test_a_token_stage_transposed_back_to_nchw_reports_its_conv_widths_after(tmp
         torch.onnx.export(Hybrid().eval(), (torch.randn(1, 3, 40, 40),), path, opset_version=17, dynamo=False)
     body = [s["channels_before"] for s in gm.api.scale(gm.load(path), phi=0)["stages"] if s["kind"] == "body"]
     assert body[0] == 16 and body[-1] == 64 and set(body) == {16, 32, 64}, body
+
+
+def test_a_sequence_in_length_first_layout_reports_its_channels(tmp_path):
+    """A conv stage, then an [L, N, C] sequence (x.flatten(2).permute(2, 0, 1): nn.MultiheadAttention's layout
+    without batch_first) of Conformer-style conv blocks: a Transpose whose perm does not start at 0 was ignored, and
+    the sequence stage reported its batch (2) as channels (a review). Reference: the torch model's width, 24."""
+    import warnings
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Res(nn.Module):
+        def __init__(self, c: int) -> None:
+            super().__init__()
+            self.b = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1), nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, c, 3, 1, 1),
+                                   nn.BatchNorm2d(c))
+
+        def forward(self, x):
+            return F.relu(x + self.b(x))
+
+    class ConvModule(nn.Module):  # on [L, N, C]
+        def __init__(self, c: int) -> None:
+            super().__init__()
+            self.c = nn.Sequential(nn.Conv1d(c, c, 3, 1, 1), nn.BatchNorm1d(c), nn.ReLU(), nn.Conv1d(c, c, 1))
+
+        def forward(self, x):
+            return x + self.c(x.permute(1, 2, 0)).permute(2, 0, 1)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 24, 3, 2, 1), nn.BatchNorm2d(24), nn.ReLU())
+            self.convs = nn.Sequential(Res(24), Res(24))
+            self.seq = nn.Sequential(ConvModule(24), ConvModule(24), ConvModule(24))
+            self.fc = nn.Linear(24, 10)
+
+        def forward(self, x):
+            return self.fc(self.seq(self.convs(self.stem(x)).flatten(2).permute(2, 0, 1)).mean(0))
+
+    path = str(tmp_path / "lnc.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Net().eval(), (torch.randn(2, 3, 40, 40),), path, opset_version=17, dynamo=False)
+    body = [s["channels_before"] for s in gm.api.scale(gm.load(path), phi=0)["stages"] if s["kind"] == "body"]
+    assert body and set(body) == {24}, body

@@ -33,6 +33,7 @@ neither is deepened.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,68 +78,93 @@ def channels_of(v: Value | None) -> int | None:
     s = v.shape if v is not None else None
     if s is None or len(s) < 2:
         return None
-    c = s[-1] if channel_axis(v) == LAST else s[1]
+    axis = channel_axis(v)
+    c = s[axis] if axis < len(s) else s[1]
     return c if isinstance(c, int) else None
 
 
-#: ``channel_axis``'s answer for channels last (NHWC maps, [N, tokens, C] sequences)
-LAST = -1
+#: the ops whose output holds the input's data in another shape: the channel axis moves with ``_reshaped``
+_RESHAPES = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+
+#: ops that ONNX defines on channels-first data: their output's channels are on axis 1, whatever came before
+_CHANNELS_FIRST = frozenset({"Conv", "ConvTranspose", "BatchNormalization", "InstanceNormalization", "MaxPool",
+                             "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "LRN"})
 
 
 def channel_axis(v: Value) -> int:
-    """1 (channels first, NCHW), or ``LAST``: behind a Transpose that moves the channels to the end (CoAtNet's
-    NCHW -> NHWC before its attention stages, ViT's [N, C, HW] -> [N, HW, C]), whose maps' height or token count
-    was reported as the stage's channels (a review); a Reshape flattening the map after it keeps channels last.
-    The layout is followed forward from the graph's inputs (channels first) along the map's main path, each
-    Transpose moving the channel axis where its perm puts it: a swap such as [0, 2, 1] is its own inverse, so
-    whether it makes channels last or first again depends on its input's layout (a token stage transposed back
-    to NCHW, the attention inside a bottleneck block, read as channels last: a review). The main path goes
-    through each node's main input (``_main_input``); a Concat takes the layout of its first input whose path
-    holds a Transpose (ViT's Concat reads the class token first, whose chain has none, so its stages' token count,
-    197, was reported as their channels). Side branches are not followed: ECA-Net's channel gate, which transposes
-    its pooled [N, 1, C] vector, made a conv net's map width read as its channels (a review)."""
+    """The axis of ``v``'s shape that holds its channels: 1 for NCHW maps, the last for NHWC maps and [N, tokens,
+    C] sequences (CoAtNet's NCHW -> NHWC before its attention stages, ViT's [N, C, HW] -> [N, HW, C], whose maps'
+    height or token count was reported as the stage's channels: a review).
+
+    The axis is followed forward along the map's main path from the nearest op that fixes it (a Conv, a pool or a
+    BatchNormalization: axis 1, as ONNX defines them; a MatMul or Gemm by a weight: the last axis; else the
+    graph's input, taken as channels first; an NHWC input with a leading Transpose read as channels first was
+    reported by its map width: a review): each
+    Transpose moves it where its perm puts it (a swap such as [0, 2, 1] is its own inverse, so whether it makes
+    channels last or first again depends on its input's layout: a token stage transposed back to NCHW, or the
+    attention inside a bottleneck, was read as channels last; a perm not starting at 0, [L, N, C] sequences, was
+    ignored: reviews), and a Reshape, Flatten, Squeeze or Unsqueeze keeps it on the axis that holds the same data
+    (``_reshaped``: a video net's frames folded into the batch and back). The main path goes through each node's
+    main input (``_main_input``); a Concat takes the axis of its first input whose path holds a Transpose (ViT's
+    Concat reads the class token first, whose chain has none, so its stages' token count, 197, was reported as
+    their channels). Side branches are not followed: ECA-Net's channel gate, which transposes its pooled
+    [N, 1, C] vector, made a conv net's map width read as its channels (a review)."""
     order: dict[int, int] = {}
-    layout: dict[int, int | None] = {}  # by value: FIRST, LAST, or None where no Transpose decided it
+    axis: dict[int, tuple[int, bool]] = {}  # by value: the channel axis, and whether a Transpose decided it
     deps: dict[int, list[Value]] = {}
     todo: list[Value] = [v]
     while todo:  # post-order without recursion: a main path may be thousands of nodes long
         x = todo[-1]
-        if id(x) in layout:
+        if id(x) in axis:
             todo.pop()
             continue
         n = x.producer
         if n is None or not n.inputs or n.inputs[0] is None:
-            layout[id(x)] = None
+            axis[id(x)] = (1, False)
             todo.pop()
             continue
         if id(x) not in deps:
             deps[id(x)] = [i for i in n.inputs if i is not None] if n.op_type == "Concat" else [_main_input(n, order)]
-            todo.extend(d for d in deps[id(x)] if id(d) not in layout)
+            todo.extend(d for d in deps[id(x)] if id(d) not in axis)
             continue
         todo.pop()
-        got = [layout[id(d)] for d in deps[id(x)]]
-        if n.op_type == "Concat":
-            layout[id(x)] = next((g for g in got if g is not None), None)
-        elif n.op_type == "Transpose" and n.attrs.get("perm") is not None:
-            layout[id(x)] = _transposed(list(n.attrs["perm"].value), got[0])
+        got = [axis[id(d)] for d in deps[id(x)]]
+        at, decided = got[0]
+        perm = list(n.attrs["perm"].value) if n.op_type == "Transpose" and n.attrs.get("perm") is not None else None
+        weighted = n.op_type in ("MatMul", "Gemm") and len(n.inputs) > 1 and n.inputs[1] is not None and (
+            n.inputs[1].is_initializer or n.inputs[1].const is not None)
+        if n.op_type in _CHANNELS_FIRST and n.domain in ("", "ai.onnx"):
+            axis[id(x)] = (1, True)
+        elif weighted and x.shape is not None:  # x @ W: the features are the last axis
+            axis[id(x)] = (len(x.shape) - 1, True)
+        elif n.op_type == "Concat":
+            axis[id(x)] = next((g for g in got if g[1]), got[0])
+        elif perm is not None and sorted(perm) == list(range(len(perm))) and at < len(perm):
+            axis[id(x)] = (perm.index(at), True)
+        elif n.op_type in _RESHAPES:
+            axis[id(x)] = (_reshaped(at, deps[id(x)][0].shape, x.shape), decided)
         else:
-            layout[id(x)] = got[0]
-    return LAST if layout[id(v)] == LAST else FIRST
+            axis[id(x)] = (at, decided)
+    return axis[id(v)][0]
 
 
-#: ``channel_axis``'s answer for channels first (NCHW maps, the graph's inputs)
-FIRST = 1
-
-
-def _transposed(perm: list[int], before: int | None) -> int | None:
-    """The layout after a Transpose by ``perm`` of a map laid out ``before`` (None: channels first by default):
-    FIRST or LAST where the perm puts the channel axis at 1 or at the end, else None (not a layout a stage
-    reports by)."""
-    rank = len(perm)
-    if rank < 3 or perm[0] != 0 or sorted(perm) != list(range(rank)):
-        return before
-    at = perm.index(rank - 1 if before == LAST else 1)
-    return LAST if at == rank - 1 else FIRST if at == 1 else None
+def _reshaped(at: int, before, after) -> int:
+    """Where the channel axis ``at`` of a map shaped ``before`` is in the same data shaped ``after``: the axis of
+    ``after`` with the channels' size whose preceding axes hold as many elements as the axes before ``at`` did
+    (known sizes), or the same leading axes; the last axis stays last when its size is kept; else ``at``."""
+    if before is None or after is None or at >= len(before) or not after:
+        return at
+    if at == len(before) - 1 and after[-1] == before[-1]:
+        return len(after) - 1
+    lead = before[:at]
+    if all(isinstance(d, int) for d in lead) and all(isinstance(d, int) for d in after):
+        count = math.prod(lead)
+        for q in range(len(after)):
+            if math.prod(after[:q]) == count and after[q] == before[at]:
+                return q
+    if tuple(after[:at]) == tuple(lead) and at < len(after) and after[at] == before[at]:
+        return at
+    return at if at < len(after) else len(after) - 1
 
 
 def _main_input(n: Node, order: dict[int, int]) -> Value:
