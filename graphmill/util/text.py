@@ -24,7 +24,11 @@ def short_number(v: Any) -> str:
     (a bound or an offset of thousands of digits made a one-line error thousands of characters long); past
     Python's 4,300-digit conversion limit, its approximate length alone (str() raised there)."""
     if not isinstance(v, int) or isinstance(v, bool):
-        return repr(v)
+        try:
+            text = repr(v)
+        except ValueError:  # a Fraction or Decimal past the same limit
+            return f"a {type(v).__name__} of thousands of digits"
+        return text if len(text) <= 40 else f"{text[:12]}... ({len(text)} characters)"
     try:
         text = str(v)
     except ValueError:  # sys.get_int_max_str_digits()

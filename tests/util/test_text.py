@@ -35,5 +35,15 @@ def test_short_number_past_pythons_conversion_limit_gives_the_length_alone():
         search.Int(0, big)
 
 
+def test_short_number_of_a_huge_fraction_is_one_line():
+    """repr() of a Fraction past the limit raises too (search.Int(0, Fraction(10**5000, 3)) ended in a traceback; an
+    outside check)."""
+    from fractions import Fraction
+
+    assert short_number(Fraction(10 ** 5000, 3)) == "a Fraction of thousands of digits"
+    with pytest.raises(UserInputError, match=r"^Int: high=a Fraction of thousands of digits must be a finite number$"):
+        search.Int(0, Fraction(10 ** 5000, 3))
+
+
 def test_one_line_escapes_line_breaks():
     assert one_line("x\nINJECT\u2028y") == "x\\nINJECT\\u2028y"
