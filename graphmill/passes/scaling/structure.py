@@ -96,21 +96,20 @@ def channel_axis(v: Value) -> int:
     C] sequences (CoAtNet's NCHW -> NHWC before its attention stages, ViT's [N, C, HW] -> [N, HW, C], whose maps'
     height or token count was reported as the stage's channels: a review).
 
-    The axis is followed forward along the map's main path from the nearest op that fixes it (a Conv, a pool or a
-    BatchNormalization: axis 1, as ONNX defines them; a MatMul or Gemm by a weight: the last axis; else the
-    graph's input, taken as channels first; an NHWC input with a leading Transpose read as channels first was
-    reported by its map width: a review): each
-    Transpose moves it where its perm puts it (a swap such as [0, 2, 1] is its own inverse, so whether it makes
-    channels last or first again depends on its input's layout: a token stage transposed back to NCHW, or the
-    attention inside a bottleneck, was read as channels last; a perm not starting at 0, [L, N, C] sequences, was
-    ignored: reviews), and a Reshape, Flatten, Squeeze or Unsqueeze keeps it on the axis that holds the same data
-    (``_reshaped``: a video net's frames folded into the batch and back). The main path goes through each node's
-    main input (``_main_input``); a Concat takes the axis of its first input whose path holds a Transpose (ViT's
-    Concat reads the class token first, whose chain has none, so its stages' token count, 197, was reported as
-    their channels). Side branches are not followed: ECA-Net's channel gate, which transposes its pooled
-    [N, 1, C] vector, made a conv net's map width read as its channels (a review)."""
+    The axis is followed forward along the map's main path from the nearest op that fixes it: a Conv, a pool or a
+    BatchNormalization (axis 1, as ONNX defines them), a MatMul or Gemm by a weight (the last axis), else the
+    graph's input, taken as channels first (an NHWC input with a leading Transpose was reported by its map width:
+    a review). Each Transpose moves it where its perm puts it (a swap such as [0, 2, 1] is its own inverse, so
+    whether it makes channels last or first again depends on its input's layout: a token stage transposed back to
+    NCHW, or the attention inside a bottleneck, was read as channels last; a perm not starting at 0, [L, N, C]
+    sequences, was ignored: reviews), and a Reshape, Flatten, Squeeze or Unsqueeze keeps it on the axis that holds
+    the same data (``_reshaped``: a video net's frames folded into the batch and back). The main path goes through
+    each node's main input (``_main_input``); a Concat takes the axis of its first input whose path holds an op
+    that fixes it (ViT's Concat reads the class token first, whose chain has none, so its stages' token count, 197,
+    was reported as their channels). Side branches are not followed: ECA-Net's channel gate, which transposes its
+    pooled [N, 1, C] vector, made a conv net's map width read as its channels (a review)."""
     order: dict[int, int] = {}
-    axis: dict[int, tuple[int, bool]] = {}  # by value: the channel axis, and whether a Transpose decided it
+    axis: dict[int, tuple[int, bool]] = {}  # by value: the channel axis, and whether an op fixed it (not a guess)
     deps: dict[int, list[Value]] = {}
     todo: list[Value] = [v]
     while todo:  # post-order without recursion: a main path may be thousands of nodes long
