@@ -68,10 +68,10 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices:
              *(["--memory", repr(memory_gb)] if memory_gb is not None else []), "--cost", cost]
     if need and options.get("dims"):  # as place: costs need sizes, and the decisions hold for these (saved with them)
         _static_sizes(graph, options["dims"])
-        # the input file still has the symbols, which a rerun of the whole schedule on it must bind again
+        # bound: no symbol is left for the figures and random inputs; but the input file still has them, which a
+        # rerun of the whole schedule on it must bind again
         options = {**options, "dims": None, "source_options": [a for k, v in sorted(options["dims"].items())
                                                                 for a in ("--dim", f"{k}={v}")]}
-        # bound: no symbol is left for the figures and random inputs
     before = {k: graph.meta.get(k) for k in ("learned", "placement")}
     report = _run_optimize(graph, schedule, cost_model=PlacementCostModel(ds, cost), rerun_options=rerun,
                            **options)
