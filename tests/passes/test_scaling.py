@@ -787,6 +787,20 @@ def test_vit_stages_report_the_hidden_size_as_channels():
     assert body and [s["channels_before"] for s in body] == [64] * len(body)
 
 
+def _body_channels(tmp_path, net, input_shape: tuple) -> list:
+    """The body stages' channels that `graphmill scale` reports for ``net`` (a torch.nn module), exported by
+    torch.onnx (TorchScript, opset 17) at ``input_shape``."""
+    import warnings
+
+    import torch
+
+    path = str(tmp_path / "net.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net.eval(), (torch.randn(*input_shape),), path, opset_version=17, dynamo=False)
+    return [s["channels_before"] for s in gm.api.scale(gm.load(path), phi=0)["stages"] if s["kind"] == "body"]
+
+
 @pytest.mark.parametrize("side", ["eca", "eca-gate-first", "non-local"])
 def test_a_side_branch_transpose_does_not_make_a_conv_nets_stages_channels_last(tmp_path, side):
     """ECA-Net's channel gate transposes its pooled [N, 1, C] vector for a Conv1d over the channels, and a
@@ -795,8 +809,6 @@ def test_a_side_branch_transpose_does_not_make_a_conv_nets_stages_channels_last(
     reported the map widths 40 / 20 / 10 as the stages' channels (two reviews of the ViT fix). Reference: the torch
     model's Conv out_channels, 16 / 32 / 64 (ECA's gate as Wang et al. 2020's code writes it, x * gate, and as a
     squeeze-excitation gate is often written, gate * x; the non-local block as Wang et al. 2018's code: W(y) + x)."""
-    import warnings
-
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -849,12 +861,7 @@ def test_a_side_branch_transpose_does_not_make_a_conv_nets_stages_channels_last(
         def forward(self, x):
             return self.fc(F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1).flatten(1))
 
-    path = str(tmp_path / "net.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Net().eval(), (torch.randn(1, 3, 40, 40),), path, opset_version=17, dynamo=False)
-    rep = gm.api.scale(gm.load(path), phi=0)
-    assert [s["channels_before"] for s in rep["stages"] if s["kind"] == "body"] == [16, 32, 64]
+    assert _body_channels(tmp_path, Net(), (1, 3, 40, 40)) == [16, 32, 64]
 
 
 @pytest.mark.parametrize("gamma_first", [False, True])
@@ -862,8 +869,6 @@ def test_a_channels_last_net_with_a_layer_scale_reports_its_conv_widths(tmp_path
     """A channels-last residual net (NHWC between blocks, ConvNeXt-style) whose layer scale is written
     ``gamma * y``, as ConvNeXt's code writes it: a channel axis that followed first inputs stopped at the weight
     and read the map height as the channels (a review). Reference: the torch model's Conv out_channels."""
-    import warnings
-
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -892,12 +897,7 @@ def test_a_channels_last_net_with_a_layer_scale_reports_its_conv_widths(tmp_path
         def forward(self, x):
             return self.fc(self.layers(F.relu(self.stem(x)).permute(0, 2, 3, 1)).mean((1, 2)))
 
-    path = str(tmp_path / "net.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Net().eval(), (torch.randn(1, 3, 40, 40),), path, opset_version=17, dynamo=False)
-    rep = gm.api.scale(gm.load(path), phi=0)
-    assert [s["channels_before"] for s in rep["stages"] if s["kind"] == "body"] == [16, 32, 64]
+    assert _body_channels(tmp_path, Net(), (1, 3, 40, 40)) == [16, 32, 64]
 
 
 def test_a_token_stage_transposed_back_to_nchw_reports_its_conv_widths_after(tmp_path):
@@ -905,9 +905,6 @@ def test_a_token_stage_transposed_back_to_nchw_reports_its_conv_widths_after(tmp
     the same swap (t.transpose(1, 2).reshape(...)) and a ResNet stage: a swap is its own inverse, and the nearest
     one was read as channels last whatever its input's layout, so the last stage reported its map width 10 (a
     review). Reference: the torch model's widths, 16 (conv), 32 (tokens), 64 (conv)."""
-    import warnings
-
-    import torch
     import torch.nn.functional as F
     from torch import nn
 
@@ -954,11 +951,7 @@ def test_a_token_stage_transposed_back_to_nchw_reports_its_conv_widths_after(tmp
             x = self.s2(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
             return self.fc(F.adaptive_avg_pool2d(self.s3(x), 1).flatten(1))
 
-    path = str(tmp_path / "hybrid.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Hybrid().eval(), (torch.randn(1, 3, 40, 40),), path, opset_version=17, dynamo=False)
-    body = [s["channels_before"] for s in gm.api.scale(gm.load(path), phi=0)["stages"] if s["kind"] == "body"]
+    body = _body_channels(tmp_path, Hybrid(), (1, 3, 40, 40))
     assert body[0] == 16 and body[-1] == 64 and set(body) == {16, 32, 64}, body
 
 
@@ -966,9 +959,6 @@ def test_a_sequence_in_length_first_layout_reports_its_channels(tmp_path):
     """A conv stage, then an [L, N, C] sequence (x.flatten(2).permute(2, 0, 1): nn.MultiheadAttention's layout
     without batch_first) of Conformer-style conv blocks: a Transpose whose perm does not start at 0 was ignored, and
     the sequence stage reported its batch (2) as channels (a review). Reference: the torch model's width, 24."""
-    import warnings
-
-    import torch
     import torch.nn.functional as F
     from torch import nn
 
@@ -1000,9 +990,5 @@ def test_a_sequence_in_length_first_layout_reports_its_channels(tmp_path):
         def forward(self, x):
             return self.fc(self.seq(self.convs(self.stem(x)).flatten(2).permute(2, 0, 1)).mean(0))
 
-    path = str(tmp_path / "lnc.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Net().eval(), (torch.randn(2, 3, 40, 40),), path, opset_version=17, dynamo=False)
-    body = [s["channels_before"] for s in gm.api.scale(gm.load(path), phi=0)["stages"] if s["kind"] == "body"]
+    body = _body_channels(tmp_path, Net(), (2, 3, 40, 40))
     assert body and set(body) == {24}, body
