@@ -992,3 +992,13 @@ def test_a_sequence_in_length_first_layout_reports_its_channels(tmp_path):
 
     body = _body_channels(tmp_path, Net(), (2, 3, 40, 40))
     assert body and set(body) == {24}, body
+
+
+def test_bert_stages_report_the_hidden_size_as_channels():
+    """BERT's encoder reported no width: its residual path leads back to the embedding Gather, which fixed no
+    channel axis, so the symbolic sequence length was read as the channels (a review). Reference: BERT's table
+    (Devlin et al. 2019) makes the hidden size H the width of every layer: 64 as built here."""
+    g = zoo.build("bert_base", layers=2, hidden=64, heads=2, ffn=128, vocab=100, seq=16)
+    rep = gm.api.scale(g, phi=0)
+    body = [s["channels_before"] for s in rep["stages"] if s["kind"] == "body"]
+    assert body and set(body) == {64}, body

@@ -97,13 +97,15 @@ def channel_axis(v: Value) -> int:
     height or token count was reported as the stage's channels: a review).
 
     The axis is followed forward along the map's main path from the nearest op that fixes it: a Conv, a pool or a
-    BatchNormalization (axis 1, as ONNX defines them), a MatMul or Gemm by a weight (the last axis), else the
-    graph's input, taken as channels first (an NHWC input with a leading Transpose was reported by its map width:
-    a review). Each Transpose moves it where its perm puts it (a swap such as [0, 2, 1] is its own inverse, so
-    whether it makes channels last or first again depends on its input's layout: a token stage transposed back to
-    NCHW, or the attention inside a bottleneck, was read as channels last; a perm not starting at 0, [L, N, C]
-    sequences, was ignored: reviews), and a Reshape, Flatten, Squeeze or Unsqueeze keeps it on the axis that holds
-    the same data (``_reshaped``: a video net's frames folded into the batch and back). The main path goes through
+    BatchNormalization (axis 1, as ONNX defines them), a MatMul or Gemm by a weight or a Gather of a weight's rows
+    (an embedding; the last axis), else the graph's input, taken as channels first (an NHWC input with a leading
+    Transpose was reported by its map width: a review). Each Transpose moves it where its perm puts it (a swap
+    such as [0, 2, 1] is its own inverse, so whether it makes channels last or first again depends on its input's
+    layout: a token stage transposed back to NCHW, or the attention inside a bottleneck, was read as channels last;
+    a perm not starting at 0, [L, N, C] sequences, was ignored: reviews), and a Reshape, Flatten, Squeeze or
+    Unsqueeze keeps it on the axis that holds the same data (``_reshaped``: a video net's frames folded into the
+    batch and back), or on its position where the reshape's output shape is unknown (those frames folded into a
+    symbolic batch: the frame count is then reported). The main path goes through
     each node's main input (``_main_input``); a Concat takes the axis of its first input whose path holds an op
     that fixes it (ViT's Concat reads the class token first, whose chain has none, so its stages' token count, 197,
     was reported as their channels). Side branches are not followed: ECA-Net's channel gate, which transposes its
@@ -132,9 +134,12 @@ def channel_axis(v: Value) -> int:
         perm = list(n.attrs["perm"].value) if n.op_type == "Transpose" and n.attrs.get("perm") is not None else None
         weighted = n.op_type in ("MatMul", "Gemm") and len(n.inputs) > 1 and n.inputs[1] is not None and (
             n.inputs[1].is_initializer or n.inputs[1].const is not None)
+        # rows of a table of weights (an embedding: BERT's encoder reported no width, a review)
+        weighted = weighted or (n.op_type == "Gather" and n.attr("axis", 0) == 0 and n.inputs[0] is not None and (
+            n.inputs[0].is_initializer or n.inputs[0].const is not None))
         if n.op_type in _CHANNELS_FIRST and n.domain in ("", "ai.onnx"):
             axis[id(x)] = (1, True)
-        elif weighted and x.shape is not None:  # x @ W: the features are the last axis
+        elif weighted and x.shape is not None:  # x @ W, W[ids]: the features are the last axis
             axis[id(x)] = (len(x.shape) - 1, True)
         elif n.op_type == "Concat":
             axis[id(x)] = next((g for g in got if g[1]), got[0])
