@@ -58,18 +58,14 @@ class TimePasses:
     def __init__(self) -> None:
         self.total: dict[str, float] = defaultdict(float)
         self.count: dict[str, int] = defaultdict(int)
-        self._t0 = 0.0
         self._start = 0.0
         self.wall = 0.0
 
     def enter_pipeline(self, graph: Graph, ctx: PassContext) -> None:
         self._start = time.perf_counter()
 
-    def before_pass(self, step: PassStepInfo, graph: Graph, ctx: PassContext) -> None:
-        self._t0 = time.perf_counter()
-
     def after_pass(self, step: PassStepInfo, graph: Graph, ctx: PassContext, result: PassResult) -> None:
-        self.total[step.name] += step.seconds if step.seconds is not None else time.perf_counter() - self._t0
+        self.total[step.name] += step.seconds  # set by the PassManager, the one caller of after_pass
         self.count[step.name] += 1
 
     def exit_pipeline(self, graph: Graph, ctx: PassContext) -> None:
