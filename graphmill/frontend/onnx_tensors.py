@@ -101,13 +101,13 @@ def resolve_external_data(proto: onnx.TensorProto, base_dir: str | None, model_p
         missing = "does not exist" if not os.path.exists(target) else "is not a regular file (a folder, a pipe, ...)"
         raise ModelLoadError(f"{where} refers to external data file {location!r}, which {missing} in {base_dir!r}")
     for key in ("offset", "length"):  # ASCII digits only, as ONNX Runtime reads them: int() also took "0_0" and
-        # other scripts' digits, a file graphmill read and ONNX Runtime refused (an outside check)
-        if info.get(key) and not re.fullmatch(r"-?[0-9]+", info[key]):  # a negative one: the range check
+        # other scripts' digits, and an empty value as 0: files graphmill read and ONNX Runtime refused (outside checks)
+        if key in info and not re.fullmatch(r"-?[0-9]+", info[key]):  # a negative one: the range check
             raise ModelLoadError(f"{where} has an external data {key} that is not a whole number of bytes in "
                                  f"ASCII digits: {info[key][:40]!r}")
     try:
-        offset = int(info.get("offset", "0") or 0)
-        length = int(info["length"]) if info.get("length") else None
+        offset = int(info.get("offset", "0"))
+        length = int(info["length"]) if "length" in info else None
     except ValueError:  # past Python's 4,300 digits
         raise ModelLoadError(f"{where} has an external data offset or length of thousands of digits") from None
     size = os.path.getsize(target)

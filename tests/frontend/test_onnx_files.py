@@ -124,10 +124,11 @@ def test_external_data_declared_range_beyond_the_file_is_one_line(tmp_path, fiel
 
 
 @pytest.mark.parametrize("fields", [{"offset": "0_0"}, {"offset": "\u0660"}, {"length": "+16384"},
-                                    {"length": " 16384"}, {"offset": "9" * 5000}])
+                                    {"length": " 16384"}, {"offset": "9" * 5000}, {"offset": ""}, {"length": ""}])
 def test_external_data_offsets_onnx_runtime_cannot_parse_are_refused(tmp_path, fields):
-    """Python's int() took "0_0", an Arabic-Indic zero, a sign or spaces, where ONNX Runtime refuses the file
-    ("Failed to parse value"; an outside check). Reference: ONNX Runtime's own refusal of the same file."""
+    """Python's int() took "0_0", an Arabic-Indic zero, a sign or spaces, and an empty value was read as 0 (or as no
+    length), where ONNX Runtime refuses the file ("Failed to parse value", "model format error"; outside checks).
+    Reference: ONNX Runtime's own refusal of the same file."""
     import onnxruntime
 
     model, _ = _model_with_weight()
