@@ -105,7 +105,8 @@ def as_schedule(spec: Schedule | str | Sequence[Pass | str]) -> Schedule:
     body: list[Step] = []
     for p in spec:
         if isinstance(p, Pass):
-            body.append(Run(p.name, dict(p.given)))
+            body.append(Run(p.name, dict(p.given), instance=p))  # not rebuilt from its name: an unregistered
+            # pass was "unknown", and a registered one lost what its constructor kept besides its options
         else:
             body.append(Run(str(p)))
     return Schedule("main", body)
@@ -135,9 +136,9 @@ class PassManager:
         # Build every pass now: option errors (and a preserved analysis nobody registered) surface before anything runs.
         self._passes: dict[int, Pass] = {}
         for run in self.schedule.runs():
-            cls = pass_class(run.name)
+            cls = type(run.instance) if run.instance is not None else pass_class(run.name)
             check_preserved(cls)
-            self._passes[id(run)] = cls(**run.options)
+            self._passes[id(run)] = run.instance if run.instance is not None else cls(**run.options)
 
     def _call(self, hook: str, *args: Any) -> None:
         for inst in self.instruments:

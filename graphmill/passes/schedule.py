@@ -59,11 +59,13 @@ class SourceLoc:
 
 @dataclass
 class Run:
-    """Run one pass with options."""
+    """Run one pass with options; ``instance``: the ``Pass`` object given in Python, which runs as given (its
+    class need not be registered, and state its constructor keeps beyond its options is not lost)."""
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
     loc: SourceLoc | None = field(default=None, compare=False, repr=False)
+    instance: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass

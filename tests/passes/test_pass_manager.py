@@ -1153,3 +1153,29 @@ def test_a_ctrl_c_numba_wrapped_inside_a_pass_is_an_interrupt_not_a_failure():
     g = _add_of_input_twice()
     with pytest.raises(KeyboardInterrupt):
         PassManager("test-numba-interrupted").run(g)
+
+
+def test_a_pass_instance_runs_as_given_registered_or_not():
+    """A ``Pass`` object in the list runs itself: an unregistered class was refused as "unknown pass", and a
+    registered one was rebuilt from its name and options, losing what its constructor kept besides them.
+    Reference: the node counts the instance records, counted by hand from ``relu_chain``."""
+
+    class Recorder(Pass):
+        """Records the graph's node count into the list it was built with."""
+        name = "test-recorder-unregistered"
+        preserves = "all"
+
+        def __init__(self, sink: list, **opts):
+            super().__init__(**opts)
+            self.sink = sink
+
+        def run(self, graph, ctx):
+            self.sink.append(len(graph.nodes))
+            return PassResult(False)
+
+    seen: list[int] = []
+    result = PassManager([Recorder(seen), "dce", Recorder(seen)]).run(relu_chain(3))
+    assert seen == [3, 3]
+    assert [r.name for r in result.records] == ["test-recorder-unregistered", "dce", "test-recorder-unregistered"]
+    with pytest.raises(UserInputError, match="unknown pass 'test-recorder-unregistered'"):
+        PassManager(["test-recorder-unregistered"])  # by name it is still unknown: it was never registered
