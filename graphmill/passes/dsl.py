@@ -140,7 +140,7 @@ def _loc(source: str, lines: list[str], line: int, column: int) -> SourceLoc:
 
 
 #: the escapes a string may hold; any other backslash is refused (``"\\xff"`` became ``xff``, silently)
-ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
+ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
 
 
 def _unquote(s: str) -> str:
@@ -168,7 +168,7 @@ def _check_escapes(tree: Tree, source: str, lines: list[str]) -> None:
                     line = tok.line + before.count("\n")
                     column = i - before.rfind("\n") if "\n" in before else tok.column + i
                     shown = "\\" + c if c.isprintable() else f"\\ then {c!r}"
-                    raise ScheduleError(f"unknown escape {shown} in a string; a string knows \\n, \\t, \\\" and "
+                    raise ScheduleError(f"unknown escape {shown} in a string; a string knows \\n, \\r, \\t, \\\" and "
                                         "\\\\", _loc(source, lines, line, column))
                 i += 2
             else:

@@ -213,8 +213,10 @@ def format_value(v: Any) -> str:
         # 'true' (a bool) or 'repeat' (a keyword)
         if re.fullmatch(WORD, v) and v not in ("true", "false") + KEYWORDS:
             return v
-        # the DSL's escapes: a newline or tab written raw made the one-line form two lines
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
+        # the DSL's escapes: a newline or tab written raw made the one-line form two lines, and a carriage return
+        # came back as a newline
+        escaped = v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+        return '"' + escaped.replace("\t", "\\t") + '"'
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(format_value(x) for x in v) + "]"
     raise TypeError(f"cannot print option value {v!r}")

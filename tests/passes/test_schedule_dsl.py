@@ -104,7 +104,8 @@ class OptionKinds(Pass):
 
 
 @pytest.mark.parametrize("value", ["-3", ".5", "1e5", "-", "-x", ".", "-inf", "inf", "adám", "é", "true", "repeat",
-                                   "fixpoint", "schedule", "a.b-c_d", "tab\there", 'quo"te', "back\\slash", ""])
+                                   "fixpoint", "schedule", "a.b-c_d", "tab\there", 'quo"te', "back\\slash", "",
+                                   "carriage\rreturn", "crlf\r\nend"])
 def test_string_option_values_print_back_as_the_same_string(value):
     """A string printed bare must read back as that string: '-3' read back as a number, 'é' as no word at all
     (a reproducer's repro.mill then failed to parse instead of reproducing; an outside check). Reference: the
@@ -114,15 +115,15 @@ def test_string_option_values_print_back_as_the_same_string(value):
     assert parse_schedule(s.to_inline()).body == s.body
 
 
-def test_string_escapes_are_the_four_known_ones_and_any_other_is_refused_where_it_is():
+def test_string_escapes_are_the_five_known_ones_and_any_other_is_refused_where_it_is():
     """A backslash before any other character was dropped silently ("\\xff" read as 'xff', an outside check):
     it is refused now, at the backslash's line and column. Reference: the escapes the README lists."""
-    got = parse_schedule('test-option-kinds(c="a\\nb\\tc\\"d\\\\e")')
-    assert got.body == [Run("test-option-kinds", {"c": 'a\nb\tc"d\\e'})]
+    got = parse_schedule('test-option-kinds(c="a\\nb\\tc\\"d\\\\e\\rf")')
+    assert got.body == [Run("test-option-kinds", {"c": 'a\nb\tc"d\\e\rf'})]
     with pytest.raises(ScheduleError) as e:
         parse_schedule('schedule s {\n  test-option-kinds(c="ok",\n    e=["fine", "\\xff"])\n}\n', source="x.mill")
     msg = str(e.value)
-    assert msg.splitlines()[0] == ("x.mill:3:17: unknown escape \\x in a string; a string knows \\n, \\t, \\\" "
+    assert msg.splitlines()[0] == ("x.mill:3:17: unknown escape \\x in a string; a string knows \\n, \\r, \\t, \\\" "
                                    "and \\\\"), msg
     assert msg.splitlines()[2] == " " * (4 + 16) + "^", msg  # under the backslash (column 17; 4 spaces of margin)
 
