@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
                                   {"--accel": args.accel, "--devices-file": args.devices_file, "--policy": args.policy,
                                    "--policy's metadata": policy_meta})
     info: dict = {}
+    report = None
     try:
         with naming_file(args.model):  # "graph 'g' has symbolic dimension(s)" named no file (an outside check)
             report = api.place(graph, method=args.method, devices=args.devices, devices_file=args.devices_file,
@@ -102,10 +103,20 @@ def run(args: argparse.Namespace) -> int:
                                seed=args.seed, training=args.training, progress=progress,
                                checkpoint=args.checkpoint, plot=args.plot, info=info,
                                options={"policy": args.policy} if args.policy else None, dims=parse_dims(args.dim))
+        # inside the try: a Ctrl-C during the execution check or the writes said only "interrupted" (an outside check)
+        run_result = api.check_placement(graph) if args.run else None
+        save_output(graph, args)
+        if args.json:
+            emit_json(report, args.json)
     except INTERRUPTS as e:  # say what a rerun does (the CLI's handler then prints "interrupted", exit 130)
         if not is_interrupt(e):
             raise
-        if args.checkpoint and os.path.exists(args.checkpoint):
+        if report is not None:
+            resume = (f"it resumes from {args.checkpoint}, whose search is done" if args.checkpoint
+                      and os.path.exists(args.checkpoint) else "it places the model again")
+            print("graphmill place: stopped after the search, before all of its outputs were written; run the same "
+                  f"command again ({resume})", file=sys.stderr)
+        elif args.checkpoint and os.path.exists(args.checkpoint):
             print(f"graphmill place: nothing written but {args.checkpoint}; run the same command again to resume "
                   "from it", file=sys.stderr)
         elif args.checkpoint:  # stopped before the search's first checkpoint (an outside check: it said nothing)
@@ -115,10 +126,6 @@ def run(args: argparse.Namespace) -> int:
             print("graphmill place: nothing written; a rerun starts over (--checkpoint PATH saves the search as it "
                   "goes, for the same command to resume)", file=sys.stderr)
         raise
-    run_result = api.check_placement(graph) if args.run else None
-    save_output(graph, args)
-    if args.json:
-        emit_json(report, args.json)
     if args.json != "-":
         print(table(report, info))
         if run_result is not None:

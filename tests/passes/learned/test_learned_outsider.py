@@ -219,6 +219,29 @@ def test_place_ctrl_c_says_whether_a_rerun_resumes(torch_onnx, tmp_path, capsys,
     assert [e.endswith("interrupted") for e in err] == [False, True] * 3
 
 
+def test_place_ctrl_c_after_the_search_says_what_a_rerun_does(torch_onnx, tmp_path, capsys, monkeypatch):
+    # Ctrl-C after the search, during `--run`'s execution check or the writes, printed only "interrupted" (an
+    # outside check). Reference: the rerun itself, which finds the checkpoint's search done and samples nothing.
+    ckpt, out = tmp_path / "p.ckpt", tmp_path / "o.onnx"
+
+    def interrupted(graph):
+        raise KeyboardInterrupt
+
+    args = ["place", torch_onnx, "--devices", "2", "--method", "rl", "--budget", "8", "-o", str(out)]
+    with monkeypatch.context() as m:
+        m.setattr(api, "check_placement", interrupted)
+        assert main([*args, "--run", "--checkpoint", str(ckpt)]) == 130
+        assert main([*args, "--run"]) == 130
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("graphmill place:")]
+    said = ("graphmill place: stopped after the search, before all of its outputs were written; run the same "
+            "command again")
+    assert err == [f"{said} (it resumes from {ckpt}, whose search is done)", "graphmill place: interrupted",
+                   f"{said} (it places the model again)", "graphmill place: interrupted"], err
+    assert not out.exists()
+    assert main([*args, "--checkpoint", str(ckpt)]) == 0 and out.exists()
+    assert f"{ckpt} already holds 8 placements, --budget 8: nothing sampled" in capsys.readouterr().err
+
+
 def test_a_zero_time_op_is_not_refused_for_bytes_it_never_holds(tmp_path):
     # place refused "fits on no device: op 'concat' alone needs 32.8 KB" though the whole graph on one device
     # peaks at 20,484 bytes under the README's memory rule: a Concat costs no time, so its inputs are freed as its
