@@ -123,9 +123,15 @@ def all_rules() -> dict[str, tuple[Rule, str]]:
 def find_rule(name: str) -> tuple[Rule, str]:
     from graphmill.ir import UserInputError
 
+    from .base import registered_passes
 
     rules = all_rules()
     if name not in rules:
+        cls = registered_passes().get(name)
+        if cls is not None:  # a pass's name, the first thing a user types: "did you mean 'fused-conv'" (a new user)
+            own = [r.name for r in cls.rules] if isinstance(cls, type) and issubclass(cls, RewritePass) else []
+            raise UserInputError(f"{name!r} is a pass, not a rewrite rule; " + (
+                f"its rules: {', '.join(own)}" if own else "it has no rewrite rules to explain"))
         raise UserInputError(f"unknown rewrite rule {name!r}{did_you_mean(name, rules)}; `graphmill passes` lists "
                              f"the {len(rules)} rules with their passes (a rule of your own: name its file with "
                              "--load-passes)")

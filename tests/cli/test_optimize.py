@@ -14,6 +14,7 @@ import pytest
 import graphmill
 from graphmill.backends import onnxruntime as ortb
 from graphmill.passes.dsl import parse_schedule
+from graphmill.util.errors import UserInputError
 from tests.support.cli_process import run_graphmill
 
 
@@ -143,6 +144,20 @@ def test_explain_match_of_an_unknown_rule_is_one_short_line(resnet18_file, tmp_p
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "did you mean 'matmul-add'?" in r.stderr and len(r.stderr) < 300, r.stderr
     assert not (tmp_path / "o.onnx").exists()
+
+
+@pytest.mark.parametrize("name, needle", [
+    ("fuse-conv-bn", "'fuse-conv-bn' is a pass, not a rewrite rule; its rules: conv-bn, "),
+    ("dce", "'dce' is a pass, not a rewrite rule; it has no rewrite rules to explain"),
+])
+def test_explain_match_of_a_pass_name_names_its_rules(name, needle):
+    """A new user's first try is the pass's name; it was told "did you mean 'fused-conv'?", an unrelated rule (an
+    outside check). Reference: the README's rule of fuse-conv-bn (conv-bn); dce is no rewrite pass."""
+    from graphmill.passes.rewrite_pass import find_rule
+
+    with pytest.raises(UserInputError) as e:
+        find_rule(name)
+    assert str(e.value).startswith(needle) and "\n" not in str(e.value), str(e.value)
 
 
 @pytest.mark.parametrize("args, needle", [
