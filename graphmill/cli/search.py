@@ -164,8 +164,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         best = s.get("best")
         if best:
-            # latency in ms: the unit the objectives read it in (mnasnet:target_ms)
-            shown = ", ".join(f"{k} {v:.4g}{' ms' if k == 'latency' else ''}" for k, v in best["metrics"].items()
+            # latency in ms: the unit the built-in evaluator's objectives read it in (mnasnet:target_ms); a user
+            # evaluator's latency has whatever unit it has (it was shown as ms too: an outside check)
+            ms = " ms" if args.evaluator in (None, "builtin") else ""
+            shown = ", ".join(f"{k} {v:.4g}{ms if k == 'latency' else ''}" for k, v in best["metrics"].items()
                               if k in ("accuracy", "latency", "macs", "params") and isinstance(v, (int, float)))
             print(f"best: reward {best['reward']:.4f} (trial {best['number'] + 1}, number {best['number']} in "
                   f"history.jsonl){': ' + shown if shown else ''}")

@@ -44,6 +44,7 @@ def test_mnasnet_search_writes_a_best_model_that_runs_under_onnxruntime(tmp_path
     assert len(history) == 3 and all(h["status"] == "ok" for h in history)
     assert all({"accuracy", "latency", "cycles", "macs", "params"} <= set(h["metrics"]) for h in history)
     best = max(history, key=lambda h: h["reward"])
+    assert f"latency {best['metrics']['latency']:.4g} ms" in r.stdout, r.stdout  # the built-in evaluator's unit
     sess = ort.InferenceSession(str(out / "best.onnx"), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).standard_normal((2, 1, 16, 16)).astype(np.float32)
     (logits,) = sess.run(None, {sess.get_inputs()[0].name: x})
@@ -63,6 +64,9 @@ def test_mnasnet_search_writes_a_best_model_that_runs_under_onnxruntime(tmp_path
 EVALUATORS = '''
 def quadratic(config):
     return -(config["x"] - 0.3) ** 2
+
+def timed(config):
+    return {"reward": config["x"], "latency": 0.5}
 
 def chatty(config):
     import os
@@ -96,6 +100,18 @@ def test_user_space_and_evaluator(tmp_path):
     assert summary["best"]["reward"] == max(h["config"]["x"] for h in history if h["config"]["x"] <= 0.5)
     assert all("ValueError: no" in h["error"] for h in failed)
     assert not (tmp_path / "o" / "best.onnx").exists()  # no network for a user space
+
+
+def test_a_user_evaluators_latency_is_shown_without_a_unit(tmp_path):
+    """The summary showed a user evaluator's unitless latency as "latency 0.5 ms" (an outside check). Reference: the
+    evaluator's own return value, which names no unit."""
+    (tmp_path / "myeval.py").write_text(EVALUATORS)
+    (tmp_path / "space.json").write_text(json.dumps({"type": "space", "params": {
+        "x": {"type": "float", "low": 0.0, "high": 1.0}}}))
+    r = run_cli("--space", "space.json", "--evaluator", "myeval:timed", "--strategy", "random", "--budget", "2",
+                "--out", "o", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert ": latency 0.5\n" in r.stdout, r.stdout
 
 
 @pytest.mark.xdist_group("processes")
