@@ -43,10 +43,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"scaled {args.model} -> {args.output}: phi={args.phi:g}  depth x{report['depth']:.4g}  "
           f"width x{report['width']:.4g}  resolution x{report['resolution']:.4g}  "
-          f"(input {report['input_size_before']} -> {report['input_size_after']})")
+          f"({_input_sizes(report['input_size_before'], report['input_size_after'])})")
     for row in report["stages"]:
         channels = (f"  channels {row['channels_before']} -> {row['channels_after']}"
                     if row["channels_before"] is not None else "")  # a stem or head of no single width
         print(f"  stage {row['stage']!s:<4} {row['kind']:<5} repeats {row['repeats_before']} -> "
               f"{row['repeats_after']}{channels}")
     return 0
+
+
+def _input_sizes(before: dict, after: dict) -> str:
+    """``input 224x224 -> 258x258`` per image input (a dict's repr was printed), or that there is none."""
+    if not before:
+        return "no image input to resize"
+    return ", ".join(f"{name}: {'x'.join(map(str, size))} -> {'x'.join(map(str, after.get(name, size)))}"
+                     for name, size in before.items())

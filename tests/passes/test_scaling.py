@@ -478,6 +478,8 @@ def test_cli(tmp_path, capsys):
     assert main(["scale", str(src), "--phi", "1", "-o", str(tmp_path / "b1t.onnx")]) == 0
     text = capsys.readouterr().out
     assert "None" not in text and len([ln for ln in text.splitlines() if "  stage " in ln]) == len(rep["stages"])
+    # the input's size as the resolution scales it (a dict's repr was printed); 224 x 1.15 = 257.6 by hand
+    assert "(input: 224x224 -> 258x258)" in text.splitlines()[0], text
     for row in rep["stages"]:
         if row["channels_before"] is not None:
             assert f"channels {row['channels_before']} -> {row['channels_after']}" in text
@@ -492,6 +494,10 @@ def test_cli(tmp_path, capsys):
     assert main(["scale", str(plain), "--phi", "1", "-o", str(bad)]) == 2
     assert "no stages" in capsys.readouterr().err
     assert not bad.exists()
+    # no depth to apply (alpha 1) and a fixed-size input with no resolution change: width alone, said plainly
+    width_only = ["--phi", "1", "--alpha", "1", "--gamma", "1", "-o", str(tmp_path / "w.onnx")]
+    assert main(["scale", str(plain), *width_only]) == 0
+    assert "(x: 8x8 -> 8x8)" in capsys.readouterr().out
 
 
 class _UnitCost:
