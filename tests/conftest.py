@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 
 # Under pytest-xdist (`make test` runs two workers, one per core) these are set before numpy, torch or numba
 # load. One BLAS/OpenMP thread per worker: two workers each spinning two threads oversubscribe two cores. One
@@ -54,7 +55,7 @@ def pytest_configure(config):
         import glob
 
         ended = [f for f in glob.glob(os.path.join(tempfile.gettempdir(), "graphmill-tests-*")) if not _running(f)]
-        for old in sorted(ended, key=os.path.getmtime)[:-2]:
+        for old in sorted(ended, key=_mtime)[:-2]:
             shutil.rmtree(old, ignore_errors=True)
         # multiprocessing's own temporary folder stays outside: it is removed at exit, after this folder, and its
         # removal printed a FileNotFoundError traceback under the suite's summary
@@ -75,9 +76,19 @@ def _running(folder: str) -> bool:
     try:
         with open(os.path.join(folder, ".owner")) as f:
             pid = int(f.read().strip())
-    except (OSError, ValueError):
-        return False
+    except (OSError, ValueError):  # a suite starting beside this one has made its folder, not yet its .owner
+        return time.time() - _mtime(folder) < 60
     return process_running(pid)
+
+
+def _mtime(folder: str) -> float:
+    """The folder's modification time; -1 once it is gone: a suite that passed beside this one removes its own
+    folder, and ``os.path.getmtime`` of it between the glob and the sort stopped this suite before its first test
+    (INTERNALERROR, an outside check running two suites at once)."""
+    try:
+        return os.path.getmtime(folder)
+    except OSError:
+        return -1.0
 
 
 def pytest_sessionfinish(session, exitstatus):
