@@ -189,17 +189,20 @@ def test_an_evaluator_that_edits_its_config_changes_nothing():
         assert summary(b) == summary(a)
 
 
-@pytest.mark.xdist_group("processes")  # two worker processes, a 1 s timeout
+@pytest.mark.xdist_group("processes")  # two worker processes, a 5 s timeout
 def test_process_pool_two_workers_and_timeouts():
-    space = search.Space({"a": search.Choice([0.0, 0.2, 3.0])})
-    r = search.run(space, rh.sleep_for_a, strategy="random", budget=3, seed=0, workers=2, timeout=1.0,
+    # the timeout counts from the evaluation's start in its worker, so the second worker's spawn must not lag the
+    # first's by more than timeout - 0.2 s: at 1 s (a 3 s evaluation) it did under load, 2 runs in 8 (an outside
+    # check); at 5 s that needs a spawn 5 s late
+    space = search.Space({"a": search.Choice([0.0, 0.2, 30.0])})
+    r = search.run(space, rh.sleep_for_a, strategy="random", budget=3, seed=0, workers=2, timeout=5.0,
                    progress=False)
     by_a = {t.config["a"]: t for t in r.history}
-    assert set(by_a) == {0.0, 0.2, 3.0}
-    assert by_a[3.0].status == "failed" and "timeout" in by_a[3.0].error
+    assert set(by_a) == {0.0, 0.2, 30.0}
+    assert by_a[30.0].status == "failed" and "timeout" in by_a[30.0].error
     assert by_a[0.2].status == "ok" and by_a[0.2].reward == 0.2
     # asynchronous: the two short evaluations finish before the long one is given up
-    assert r.history[-1].config["a"] == 3.0
+    assert r.history[-1].config["a"] == 30.0
 
 
 @pytest.mark.slow
@@ -214,18 +217,19 @@ def test_timeout_counts_from_the_start_in_the_worker_not_the_submission():
 
 
 def test_timeout_outside_the_main_thread_still_fails_the_trial():
-    # reference: timeout=0.1 against evaluations of 0 and 0.3 s (the README: an evaluation that overruns
-    # timeout= is a failed trial). From a thread SIGALRM cannot be used; before the fix the 0.3 s one was "ok"
+    # reference: timeout=1 against evaluations of 0 and 2.5 s (the README: an evaluation that overruns
+    # timeout= is a failed trial). From a thread SIGALRM cannot be used; before the fix the long one was "ok".
+    # (At 0.1 s against 0 and 0.3 s, the instant one had 0.1 s of wall time under load to be "ok".)
     import threading
 
-    space = search.Space({"a": search.Choice([0.0, 0.3])})
+    space = search.Space({"a": search.Choice([0.0, 2.5])})
     out = {}
     t = threading.Thread(target=lambda: out.setdefault("r", search.run(
-        space, rh.sleep_for_a, strategy="random", budget=2, seed=0, timeout=0.1, progress=False)))
+        space, rh.sleep_for_a, strategy="random", budget=2, seed=0, timeout=1.0, progress=False)))
     t.start()
     t.join(30)
     by_a = {x.config["a"]: x for x in out["r"].history}
-    assert by_a[0.0].status == "ok" and by_a[0.3].status == "failed" and "timeout" in by_a[0.3].error
+    assert by_a[0.0].status == "ok" and by_a[2.5].status == "failed" and "timeout" in by_a[2.5].error
 
 
 @pytest.mark.parametrize("executor", [None, "local"])
@@ -509,7 +513,8 @@ def test_ctrl_c_with_two_workers_keeps_evaluations_that_finished(tmp_path, monke
             t0 = time.monotonic()  # the other worker finishes meanwhile (its own log says when)
             while len(log.read_text().split()) < 2 and time.monotonic() - t0 < 60:
                 time.sleep(0.05)
-            time.sleep(0.2)  # its result on the way back after its log line
+            time.sleep(1.0)  # its result on the way back after its log line (0.2 s left a worker paused under
+            # load between the two no time to send it: an outside check's reading)
             raise KeyboardInterrupt
 
     ck = str(tmp_path / "run.json")
