@@ -587,7 +587,8 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
               objective: str = "time", accel=None, devices_file: str | None = None, memory_cap: float = 0.0,
               batch: int = 0, remat: bool = True, optimizer: str = "adam", cost: str = "roofline",
               plot: str | os.PathLike | None = None, run: bool = False, steps: int = 2, lr: float = 0.01,
-              seed: int = 0, progress: Callable[[str], None] | None = None) -> dict:
+              seed: int = 0, progress: Callable[[str], None] | None = None,
+              dims: dict[str, int] | None = None) -> dict:
     """Pipeline-partition ``graph`` in place (GPipe): ``node.meta["stage"]``, simulated schedule, optional real run.
 
     Runs the ``pipeline-partition`` pass with the simulator's cost model (``cost``: ``"roofline"`` or
@@ -599,7 +600,8 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
     the calling script again: call ``partition(..., run=True)`` under ``if __name__ == "__main__":``.
     Returns the report: ``stages`` [{index, nodes, forward, backward, send_bytes, memory, ...}], ``bottleneck``,
     ``bubble_fraction``, ``step_time``, ``speedup_vs_one_device``, ``units``, ``node_times``, ... (README).
-    A model symbolic in its batch is costed at ``batch`` (default: ``microbatches``, one sample each).
+    A model symbolic in its batch is costed at ``batch`` (default: ``microbatches``, one sample each); ``dims``
+    binds its other symbols (a sequence length, an image size), as ``place``'s does.
     """
     _require_graph(graph, "partition")
     from graphmill.backends.simulator import RooflineCostModel, SimulatorCostModel
@@ -632,6 +634,7 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
 
     check_nonempty_inputs(graph, "partition")
     infer_shapes(graph)  # a torch.onnx.export file declares no intermediate shapes; --run cuts at typed values
+    _bind_sizes(graph, dims, "partition")
     ops = len(compute_nodes(graph))
     if stages > ops:
         raise UserInputError(f"--stages {stages}: graph {graph.name!r} has only {ops} compute op(s) to spread over "
@@ -676,22 +679,31 @@ def _check_sizes(graph: Graph, dims: dict[str, int] | None, verb: str) -> None:
         raise UserInputError(f"{given}: a size to {verb} at must be >= 1")
 
 
+def _bind_sizes(graph: Graph, dims: dict[str, int] | None, verb: str) -> None:
+    """Bind ``dims`` (checked: ``_check_sizes``) in ``graph``, whose shapes are inferred, and infer them again."""
+    from graphmill.frontend.onnx_shape_inference import infer_shapes
+    from graphmill.ir.summary import bind_symbols
+
+    if not dims:
+        return
+    _check_sizes(graph, dims, verb)
+    given = ", ".join(f"--dim {k}={v}" for k, v in dims.items())
+    bind_symbols(graph, dims, in_place=True)
+    try:  # what inference refuses now comes from the sizes given (it accepted the graph before)
+        infer_shapes(graph)
+    except UserInputError as e:
+        raise UserInputError(f"{given}: {e}") from None
+
+
 def _static_sizes(graph: Graph, dims: dict[str, int] | None) -> None:
     """Bind ``dims`` in ``graph`` and infer every intermediate shape (a torch.onnx.export file has none), or refuse
     in one line: placement costs ops, and costs need sizes."""
     from graphmill.frontend.onnx_shape_inference import infer_shapes
-    from graphmill.ir.summary import bind_symbols, check_nonempty_inputs, data_dependent_note, symbols, symbols_to_give
+    from graphmill.ir.summary import check_nonempty_inputs, data_dependent_note, symbols, symbols_to_give
 
     check_nonempty_inputs(graph, "place")
     infer_shapes(graph)  # first: a size the graph computes is no symbol to bind (ir.ops.infer)
-    if dims:
-        _check_sizes(graph, dims, "place")
-        given = ", ".join(f"--dim {k}={v}" for k, v in dims.items())
-        bind_symbols(graph, dims, in_place=True)
-        try:  # what inference refuses now comes from the sizes given (it accepted the graph before)
-            infer_shapes(graph)
-        except UserInputError as e:
-            raise UserInputError(f"{given}: {e}") from None
+    _bind_sizes(graph, dims, "place")
     free = symbols_to_give(graph, symbols(graph))
     if free:
         raise UserInputError(f"graph {graph.name!r} has symbolic dimension(s) {', '.join(free)}: op costs need sizes; "

@@ -7,7 +7,7 @@ import re
 
 from graphmill import api
 from graphmill.cli.common import (add_output_args, check_output_path, check_outputs_against_weights, emit_json,
-                                  model_output_file, report_file, save_output, stderr)
+                                  model_output_file, parse_dims, report_file, save_output, stderr)
 from graphmill.errors import UserInputError
 from graphmill.util.files import check_output_paths, check_target
 from graphmill.util.plots import check_png_path
@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "first K devices; none for an accelerator that declares no memory)")
     p.add_argument("--batch", type=int, default=0, metavar="B",
                    help="mini-batch size (default, or 0: the model's, or M for a symbolic batch)")
+    p.add_argument("--dim", action="append", metavar="NAME=SIZE",
+                   help="size of a symbolic dimension other than the batch (--batch sizes that), e.g. a sequence "
+                        "length: --dim S=128 (the partitioned model is saved at it)")
     p.add_argument("--no-remat", action="store_true", help="keep every micro-batch's activations (no re-materialization)")
     p.add_argument("--optimizer", default="adam",
                    help="optimizer state the memory model counts: adam, momentum, sgd (default adam)")
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                            method=args.method, objective=args.objective, accel=args.accel,
                            devices_file=args.devices_file, memory_cap=cap, batch=args.batch,
                            remat=not args.no_remat, optimizer=args.optimizer, cost=args.cost, plot=args.plot, run=args.run,
-                           steps=args.steps, lr=args.lr, progress=stderr)
+                           steps=args.steps, lr=args.lr, progress=stderr, dims=parse_dims(args.dim))
     save_output(graph, args)
     if args.json:
         emit_json(report, args.json)

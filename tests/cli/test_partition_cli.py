@@ -417,3 +417,24 @@ def test_a_finite_blow_up_of_the_loss_is_warned_about():
     assert line.startswith("warning: the loss grew from 523.8 to 1.459e+27 in 2 steps") and "--lr 0.01" in line
     assert divergence_warning({"losses": [2.3, 2.1, 40.0]}, 0.01) is None  # noisy, not diverged
     assert divergence_warning({"losses": [2.3]}, 0.01) is None and divergence_warning(None, 0.01) is None
+
+
+def test_dim_binds_a_symbol_other_than_the_batch(tmp_path, capsys):
+    """A model symbolic in its image size was refused with "bind the symbols: --dim NAME=SIZE where a command has
+    it", and `partition` had no --dim (an outside check). Reference: the saved model's input shape, and the MACs
+    of the two 3x3 convolutions at 16x16 counted by hand (3*8*9*256 + 8*8*9*256 per sample, 2 samples)."""
+    b = GraphBuilder("hw")
+    x = b.input("x", "float32", ["N", 3, "H", "W"])
+    rng = np.random.default_rng(0)
+    h = b.Relu(b.Conv(x, rng.standard_normal((8, 3, 3, 3)).astype(np.float32), pads=[1, 1, 1, 1]))
+    b.output(b.Conv(h, rng.standard_normal((8, 8, 3, 3)).astype(np.float32), pads=[1, 1, 1, 1]), "y")
+    model, out = str(tmp_path / "hw.onnx"), str(tmp_path / "p.onnx")
+    save(b.build(), model)
+    argv = ["partition", model, "--stages", "2", "--microbatches", "2", "-o", out]
+    assert main(argv) == 2
+    assert "no size for H, W" in capsys.readouterr().err and not os.path.exists(out)
+    assert main([*argv, "--dim", "H=16", "--dim", "W=16"]) == 0
+    assert load(out).inputs[0].type.shape == ("N", 3, 16, 16)  # the batch stays the model's symbol
+    assert api.inspect(load(out), dims={"N": 2})["macs"] == 2 * (3 * 8 * 9 * 256 + 8 * 8 * 9 * 256)
+    assert main([*argv, "--dim", "H=0", "--dim", "W=16"]) == 2
+    assert "--dim H=0, --dim W=16: a size to partition at must be >= 1" in capsys.readouterr().err
