@@ -130,7 +130,8 @@ def table(r: dict) -> str:
                  f"{r['bubble_fraction']:.1%}; speedup vs one device {r['speedup_vs_one_device']:.2f}x")
     run = r.get("run")
     if run:
-        lines.append(f"run: {run['stages']} processes, {run['steps']} steps, losses {run['losses']}; max relative "
+        lines.append(f"run: {run['stages']} process{'es' if run['stages'] > 1 else ''}, {run['steps']} step"
+                     f"{'s' if run['steps'] > 1 else ''}, losses {run['losses']}; max relative "
                      f"difference from one process: loss {run['max_loss_rel_diff']:.2e}, gradients "
                      f"{run['max_grad_rel_diff']:.2e}; step {run['step_time_s'] * 1e3:.1f} ms "
                      f"(one process {run['reference_step_time_s'] * 1e3:.1f} ms)")
