@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="verify the IR, the model interface (output names, types, symbolic dims) and the op "
                         "schemas' typing after every pass")
     p.add_argument("--time-passes", action="store_true", help="print a table of time per pass")
-    p.add_argument("--print-ir-after", metavar="PASS", help="print the IR after this pass ('all': as --print-ir-after-all)")
+    p.add_argument("--print-ir-after", metavar="PASS",
+                   help="print the IR after this pass ('all': as --print-ir-after-all)")
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass that changed it")
     p.add_argument("--print-ir-diff", action="store_true",
                    help="print a diff of the IR after every pass that changed it")

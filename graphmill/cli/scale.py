@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _input_sizes(before: dict, after: dict) -> str:
-    """``input 224x224 -> 258x258`` per image input (a dict's repr was printed), or that there is none."""
+    """``x: 224x224 -> 258x258`` per image input ``x`` (a dict's repr was printed), or that there is none."""
     if not before:
         return "no image input to resize"
     return ", ".join(f"{name}: {'x'.join(map(str, size))} -> {'x'.join(map(str, after.get(name, size)))}"

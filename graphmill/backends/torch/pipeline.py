@@ -318,8 +318,8 @@ def _worker(rank: int, world: int, port: int, stage_graph: Graph, trainable: lis
             if rank == world - 1:
                 losses.append(float(torch.stack([x.detach() for x in mb_losses]).mean()))
                 if lines is not None:  # the last stage holds the loss: it reports the step to the parent
-                    lines.put(step_line(f"{world} stage process{'es' if world > 1 else ''} ({schedule})", len(losses), steps, losses[-1],
-                                        times[-1]))
+                    who = f"{world} stage process{'es' if world > 1 else ''} ({schedule})"
+                    lines.put(step_line(who, len(losses), steps, losses[-1], times[-1]))
             grads.append({module.param_names[n]: p.grad.detach().clone() for n, p in module.named_parameters()
                           if p.grad is not None})
             if opt is not None:
