@@ -364,6 +364,7 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     # are replayed on it (they are deterministic for a seed) to rebuild the model before the failing one.
     start = original.copy() if original is not None else graph.copy()
     pm = PassManager(sched, instruments, verify_each=verify_each, ctx=ctx)
+    decided = {k: graph.meta.get(k) for k in DECISIONS}
     try:
         with naming_file(source):
             result = pm.run(graph)
@@ -411,6 +412,8 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
         # once each: a pass in a repeat or a fixpoint said the same note on every run ("rule 'conv-add' disabled")
         notes=list(dict.fromkeys(result.notes + [f"{r.name}: {n}" for r in result.records for n in r.notes])),
     )
+    if result.changed:
+        report.notes += _drop_stale_decisions(graph, decided)
     if timer:
         report.time_passes = timer.rows()
     if numerics:
@@ -430,6 +433,24 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     if explain_rule:
         report.explain = explain(graph, explain_rule, stats=result.stats(), allow=allow, schedule=sched)
     return report
+
+
+DECISIONS = {"placement": "graphmill place", "learned": "the learned passes"}
+"""The graph meta of decisions made per node, replayed by ``graphmill simulate``, and who writes each."""
+
+
+def _drop_stale_decisions(graph: Graph, decided: dict) -> list[str]:
+    """Drop the per-node decisions an earlier command left in ``graph.meta`` that this schedule's changes made stale
+    (a pass of it that places ops wrote its own, a new dict): the nodes a rewrite made have no device, and ``simulate``
+    refused the optimized model, or replayed a learned placement with defaults for them, without a word (an outside
+    check). Returns the notes that say so."""
+    notes = []
+    for key, who in DECISIONS.items():
+        if decided[key] is not None and graph.meta.get(key) is decided[key]:
+            del graph.meta[key]
+            notes.append(f"the decisions {who} made (graph.meta[{key!r}]) were dropped: the schedule changed the ops "
+                         "they were made for; decide again on the optimized model")
+    return notes
 
 
 def _compare(original: Graph, graph: Graph, source: str | None, *, seed: int, rtol: float, atol: float,

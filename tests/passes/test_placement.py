@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import pytest
 
+from graphmill import api
 from graphmill.backends.simulator.devices import PlacementCostModel, device_set, load_devices
 from graphmill.ir import UserInputError
 from graphmill.ir.builder import GraphBuilder
@@ -781,3 +782,31 @@ def test_a_cost_model_giving_a_time_that_is_not_a_number_ge_0_is_refused(bad):
     with pytest.raises(UserInputError, match=rf"the cost model gives Tanh node 'Tanh_0' a time of {bad} on device 0: "
                                              r"an op time must be a number >= 0"):
         build_problem(g, Odd())
+
+
+@pytest.mark.parametrize("decide", ["place", "learned"])
+def test_optimizing_a_placed_model_drops_the_decisions_it_made_stale(decide, tmp_path):
+    """place (or the learned passes), then optimize: the Identity the schedule removes took its device with it and
+    the MatMul kept one, but the graph still said it was placed; `simulate` refused the saved model (no device on a
+    node) or replayed the learned decisions with defaults for new nodes, without a word (an outside check).
+    Reference: the replay functions' own "not placed" answer (None) and the report's note; the decisions of a
+    schedule that itself places ops are kept (tests/passes/learned)."""
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("placed")
+    x = b.input("x", "float32", [8, 16])
+    h = b.Identity(b.MatMul(x, rng.standard_normal((16, 16)).astype(np.float32)))
+    b.output(b.Relu(b.MatMul(h, rng.standard_normal((16, 16)).astype(np.float32))), "y")
+    g = b.build()
+    if decide == "place":
+        api.place(g, method="heft", devices=2)
+        assert api.replay_placement(g) is not None
+    else:
+        api.learned_optimize(g, devices=2, samples=2)
+        assert api.learned_replay(g) is not None
+    report = api.optimize(g)
+    assert not any(n.op_type == "Identity" for n in g.nodes)  # the schedule changed the placed graph
+    key = "placement" if decide == "place" else "learned"
+    assert key not in g.meta and any(f"graph.meta['{key}']) were dropped" in n for n in report.notes), report.notes
+    path = str(tmp_path / "o.onnx")
+    api.save(g, path)
+    assert api.replay_placement(api.load(path)) is None and api.learned_replay(api.load(path)) is None
