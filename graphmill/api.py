@@ -382,7 +382,7 @@ def scale(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1.1, ga
     """Compound-scale ``graph`` in place (EfficientNet's rule); the report is also in ``graph.meta["scaling"]``."""
     from graphmill.passes.scaling import scale_graph
 
-    check_seed(seed)  # as every other command's --seed (scale took -1)
+    seed = check_seed(seed)  # as every other command's --seed (scale took -1)
     return scale_graph(graph, phi=phi, alpha=alpha, beta=beta, gamma=gamma, divisor=divisor, seed=seed)
 
 
@@ -744,7 +744,7 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
         raise UserInputError(f"--cost {cost!r}: choose roofline, simulator or ort")
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
         raise UserInputError(f"--budget {budget!r}: must be an integer >= 0 (0: the method's default)")
-    check_seed(seed)
+    seed = check_seed(seed)
     check_place_checkpoint(method, budget, checkpoint)
     if options is not None and not isinstance(options, dict):
         raise UserInputError(f"options: expected a dict of option names and values, got {type(options).__name__}")
@@ -1184,7 +1184,7 @@ def train_policy(output: str | os.PathLike, *, steps: int | None = None, seed: i
     if not output.endswith(".npz"):
         raise UserInputError(f"{output}: a policy file ends in .npz (its metadata goes beside it in .json)")
     check_target(output)
-    check_seed(seed)
+    seed = check_seed(seed)
     from graphmill.search.learned import DEFAULTS
 
     if checkpoint:
@@ -1303,7 +1303,7 @@ def chip_place(netlist: str | os.PathLike, init: str | os.PathLike, *, method: s
         raise UserInputError(f"--method {method!r}: choose fd, sa or rl")
     if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)) or not budget_s > 0 or not math.isfinite(budget_s):
         raise UserInputError(f"--budget-s {budget_s!r}: must be a number of seconds > 0")
-    check_seed(seed)
+    seed = check_seed(seed)
     weights = tuple(float(v) for v in weights)
     if len(weights) != 3 or not all(math.isfinite(v) and v >= 0 for v in weights) or not any(weights):
         raise UserInputError(f"--weights {','.join(map(str, weights))}: three numbers >= 0, not all 0 (wirelength, "

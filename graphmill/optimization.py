@@ -318,7 +318,7 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     ``--allow approximate`` leaves 39); one level may be given as a string.
     """
     check_tolerances(rtol, atol)
-    check_seed(seed)
+    seed = check_seed(seed)
     if isinstance(allow, str):  # one level: it was split into its letters ("unknown exactness level(s) ['a', ...")
         allow = (allow,)
     allow = tuple(dict.fromkeys((EXACT, *allow)))  # exact rules always run: allow=["approximate"] skipped them (an

@@ -810,3 +810,12 @@ def test_optimizing_a_placed_model_drops_the_decisions_it_made_stale(decide, tmp
     path = str(tmp_path / "o.onnx")
     api.save(g, path)
     assert api.replay_placement(api.load(path)) is None and api.learned_replay(api.load(path)) is None
+
+
+def test_a_numpy_seed_is_a_seed():
+    """`place(seed=np.int64(3))` passed check_seed and reached METIS as a numpy integer, which it refuses with a
+    traceback ("METIS options accept only integer values"; an outside check). Reference: the same call with 3."""
+    pytest.importorskip("pymetis")
+    want = api.place(three_towers(), method="metis", devices=2, seed=3)
+    got = api.place(three_towers(), method="metis", devices=2, seed=np.int64(3))
+    assert got["placement"] == want["placement"] and got["makespan"] == want["makespan"]
