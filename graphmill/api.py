@@ -9,21 +9,13 @@ from typing import Callable
 from graphmill.frontend import load
 from graphmill.frontend import save as _save_onnx
 from graphmill.frontend.onnx_io import external_data_files
-from graphmill.ir import Graph, UserInputError
+from graphmill.ir import Graph, UserInputError, require_graph
 from graphmill.optimization import (OptimizeReport, ReproducerError, check_dims, check_tolerances, model_summary,
                                     resolve_schedule)
 from graphmill.optimization import optimize as _run_optimize
 from graphmill.util.limits import check_seed
 from graphmill.util.plots import check_png_path
 from graphmill.util.suggest import did_you_mean
-
-
-def _require_graph(graph: object, call: str) -> None:
-    """A user error, not an AttributeError from deep inside, for a call given something other than a ``Graph``
-    (``graphmill.inspect("model.onnx")`` after reading ``graphmill inspect model.onnx``: an outside check)."""
-    if not isinstance(graph, Graph):
-        hint = ": graphmill.load(path) reads a model file" if isinstance(graph, (str, os.PathLike)) else ""
-        raise UserInputError(f"graphmill.{call}: expected a Graph, got {type(graph).__name__} {graph!r:.60}{hint}")
 
 
 def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices: int | None = None,
@@ -46,7 +38,7 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices:
     (``graph.meta["learned"]`` / ``["placement"]``), so that ``replay_placement`` (``graphmill simulate``)
     re-simulates the decisions.
     """
-    _require_graph(graph, "optimize")
+    require_graph(graph, "optimize")
     from graphmill.optimization import resolve_schedule
 
     names = [r.name for r in resolve_schedule(schedule, options.get("schedule_file")).runs()]
@@ -121,7 +113,7 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     Returns the number of nodes the file's main graph holds (more than ``len(graph)`` where ops were lowered).
     A model or weights file that ``graph``'s own weights are read from is refused unless ``force`` (the
     CLI's ``--force``): it would break the model ``graph`` was loaded from."""
-    _require_graph(graph, "save")
+    require_graph(graph, "save")
     if lower:
         from graphmill.frontend.onnx_io import check_structure
         from graphmill.passes.lowering import has_ops_to_lower, lowered_copy, unlowered_node
@@ -152,7 +144,7 @@ def inspect(graph: Graph, *, infer: bool = True, dims: dict[str, int] | None = N
     inferred ones): costs of such nodes are not counted. ``optimize``'s
     before/after figures are this same function (``model_summary``).
     """
-    _require_graph(graph, "inspect")
+    require_graph(graph, "inspect")
     return model_summary(graph, infer=infer, dims=dims)
 
 
@@ -234,7 +226,7 @@ def simulate(graph: Graph, accel, *, scalesim_compat: bool = False, dims: dict[s
     is a name ``dims`` may give. Unnamed or repeated node names are made unique (``ir.naming.name_nodes``), as
     ``place`` and ``partition`` do, since the report's layers are keyed by name.
     """
-    _require_graph(graph, "simulate")
+    require_graph(graph, "simulate")
     from graphmill.backends.simulator import simulate_graph
     from graphmill.frontend.onnx_shape_inference import infer_shapes
     from graphmill.ir.naming import name_nodes
@@ -251,7 +243,7 @@ def simulate_moe(graph: Graph, accel, *, chips: list[int] | None = None, seed: i
     """Per MoE layer of ``graph``: per-expert load measured on seeded inputs (ONNX Runtime), dropped assignments,
     and one step expert-parallel on ``chips`` chips against the layer replicated on one chip
     (``backends/simulator/expert_parallel.py``); [] for a graph without MoE layers."""
-    _require_graph(graph, "simulate_moe")
+    require_graph(graph, "api.simulate_moe")
     from graphmill.backends.simulator.expert_parallel import moe_report
 
     return moe_report(graph, accel, chips=chips, seed=seed)
@@ -380,6 +372,7 @@ def zoo_build(name: str, **options) -> Graph:
 def scale(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1.1, gamma: float = 1.15,
           divisor: int = 8, seed: int = 0) -> dict:
     """Compound-scale ``graph`` in place (EfficientNet's rule); the report is also in ``graph.meta["scaling"]``."""
+    require_graph(graph, "api.scale")
     from graphmill.passes.scaling import scale_graph
 
     seed = check_seed(seed)  # as every other command's --seed (scale took -1)
@@ -499,6 +492,7 @@ def check_trainable(graph: Graph, what: str = "the model") -> None:
     """UserInputError listing the ops of ``graph`` the torch backend cannot train (its op table:
     ``graphmill.backends.torch.supported_ops``), before any work: ``what`` it trains ("the candidates" of a
     search; `train` said so of the one model it trains: an outside check)."""
+    require_graph(graph, "api.check_trainable")
     from graphmill.backends.torch import supported_ops
 
     known = set(supported_ops())  # graphmill-domain ops it runs itself are keyed "graphmill::Op"
@@ -603,7 +597,7 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
     A model symbolic in its batch is costed at ``batch`` (default: ``microbatches``, one sample each); ``dims``
     binds its other symbols (a sequence length, an image size), as ``place``'s does.
     """
-    _require_graph(graph, "partition")
+    require_graph(graph, "partition")
     from graphmill.backends.simulator import RooflineCostModel, SimulatorCostModel
     from graphmill.backends.simulator.pipeline import SCHEDULES, pipeline_devices, simulate_pipeline
     from graphmill.passes import PassContext, run_passes
@@ -731,7 +725,7 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
     for one step size, so the placed model keeps them. The placement, method and device set travel in the graph's meta
     (``graph.meta["placement"]``), so that ``graphmill simulate`` can replay a saved placed model.
     """
-    _require_graph(graph, "place")
+    require_graph(graph, "place")
     from graphmill.backends.simulator.devices import PlacementCostModel, device_set
     from graphmill.backends.simulator.placement_sim import measured_cost, placement_gantt
     from graphmill.passes.placement import LEARNED as LEARNED_PLACERS
@@ -742,6 +736,8 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
         check_method(method)
     if cost not in ("roofline", "simulator", "ort"):
         raise UserInputError(f"--cost {cost!r}: choose roofline, simulator or ort")
+    if info is not None and not isinstance(info, dict):  # filled at the end: after the whole placement, in place
+        raise UserInputError(f"graphmill.place: info must be a dict to fill, got {type(info).__name__}")
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
         raise UserInputError(f"--budget {budget!r}: must be an integer >= 0 (0: the method's default)")
     seed = check_seed(seed)
@@ -786,6 +782,7 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
 def check_placement(graph: Graph, inputs: dict | None = None, *, runs: int = 3, seed: int = 0) -> dict:
     """Run a placed graph on one process per device (torch.distributed, gloo) and compare with one ONNX Runtime
     session: ``{"devices", "runs", "outputs_equal", "max_abs_diff", "step_time_s", "reference_step_time_s", ...}``."""
+    require_graph(graph, "api.check_placement")
     from graphmill.backends.placed_execution import run_placed
 
     out = run_placed(graph, inputs, runs=runs, seed=seed)
@@ -798,6 +795,7 @@ def replay_placement(graph: Graph) -> dict | None:
     on the device set it was made for: ``{"makespan", "units", "devices", "peak", "method"}``; None when the
     graph is not placed. A graph the learned passes placed (``graph.meta["learned"]``, no ``placement``) replays
     with its fusion groups and priorities (``learned_replay``; ``method`` is the pass)."""
+    require_graph(graph, "api.replay_placement")
     from graphmill.backends.simulator.devices import cost_from_meta
     from graphmill.backends.simulator.placement_sim import placed_device_set, replay_placement as _replay
 
@@ -1081,6 +1079,7 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
     or under the best baseline; None when none is); the decisions also
     travel in the graph's meta (``graph.meta["learned"]`` with the device set, node meta ``device``,
     ``fusion_group``, ``priority``) so that ``learned_replay`` re-simulates them."""
+    require_graph(graph, "api.learned_optimize")
     from graphmill.backends.simulator.devices import PlacementCostModel, device_set
     from graphmill.ir.naming import name_nodes
     from graphmill.passes.learned.baselines import best_baseline
@@ -1089,6 +1088,8 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
     from graphmill.passes.placement import training_graph
 
     seq = [passes] if isinstance(passes, str) else list(passes)
+    if not seq:  # an UnboundLocalError from the loop that runs none (an outside check)
+        raise UserInputError(f"passes: none given; choose from {', '.join(LEARNED_PASSES)}")
     for p in seq:
         if p not in LEARNED_PASSES:
             raise UserInputError(f"unknown learned pass {p!r}; choose from {', '.join(LEARNED_PASSES)}")
@@ -1142,6 +1143,7 @@ def learned_replay(graph: Graph, *, decisions: bool = False) -> dict | None:
     decisions themselves too, in ``learned_optimize``'s report schema (``placement``, ``fusion_groups``,
     ``priority``, ``order``, ``memory`` and the tables a re-simulation outside graphmill needs), for a graph
     the passes ran on in a schedule (``optimize``'s report key ``learned``)."""
+    require_graph(graph, "api.learned_replay")
     from graphmill.backends.simulator.devices import PlacementCostModel, cost_from_meta, device_set_from_meta
     from graphmill.passes.learned.passes import decisions_report, replay_state
 

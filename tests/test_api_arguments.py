@@ -12,6 +12,7 @@ import graphmill
 from graphmill import api
 from graphmill.backends import onnxruntime as ortb
 from graphmill.ir import UserInputError
+from graphmill.passes import run_passes
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +27,20 @@ def small():
     lambda: graphmill.simulate("model.onnx", "a.toml"),
     lambda: graphmill.place("model.onnx", devices=2),
     lambda: graphmill.partition("model.onnx", stages=2),
+    # these gave a bare AttributeError (and run_passes "pass 'dce' failed: AttributeError"; an outside check)
+    lambda: graphmill.verify("model.onnx"),
+    lambda: graphmill.infer_shapes("model.onnx"),
+    lambda: api.scale("model.onnx", phi=1),
+    lambda: api.check_trainable("model.onnx"),
+    lambda: api.check_placement("model.onnx"),
+    lambda: api.replay_placement("model.onnx"),
+    lambda: api.learned_optimize("model.onnx", devices=2),
+    lambda: api.learned_replay("model.onnx"),
+    lambda: run_passes("model.onnx", "dce"),
 ])
 def test_a_path_where_a_graph_goes_says_how_to_read_one(call, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(UserInputError, match=r"^graphmill\.\w+: expected a Graph, got str 'model.onnx': "
+    with pytest.raises(UserInputError, match=r"^graphmill\.[\w.]+: expected a Graph, got str 'model.onnx': "
                                              r"graphmill\.load\(path\) reads a model file$"):
         call()
     assert not list(tmp_path.iterdir())  # nothing written
@@ -126,3 +137,14 @@ def test_save_refuses_an_attribute_the_op_does_not_define(tmp_path):
                                              r"'alpha'\?\) is not one of LeakyRelu's \(opset 16\): alpha; not written"):
         graphmill.save(b.build(), out)
     assert not out.exists()
+
+
+def test_learned_optimize_refuses_no_passes_and_place_a_report_it_cannot_fill(small):
+    """passes=[] ended in an UnboundLocalError, and info=[] in an AttributeError after the whole placement had run
+    and changed the graph (an outside check). Reference: the README's lists of passes; a dict to fill."""
+    with pytest.raises(UserInputError, match=r"^passes: none given; choose from learned-optimize, "):
+        api.learned_optimize(small.copy(), passes=[], devices=2, dims={"N": 1})
+    g = small.copy()
+    with pytest.raises(UserInputError, match=r"^graphmill\.place: info must be a dict to fill, got list$"):
+        api.place(g, devices=2, info=[], dims={"N": 1})
+    assert "placement" not in g.meta  # refused before any work

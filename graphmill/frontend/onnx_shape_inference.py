@@ -22,7 +22,7 @@ import onnx
 
 import re
 
-from graphmill.ir import Graph, OptionalType, SequenceType, TensorType
+from graphmill.ir import Graph, OptionalType, SequenceType, TensorType, require_graph
 from graphmill.ir.ops import InferenceReport, infer_types, merge_types, unregistered_open_values
 from graphmill.ir.rewrite import constant_value
 
@@ -89,6 +89,7 @@ def infer_shapes(graph: Graph, *, use_onnx: bool = True, strict: bool = False) -
 
     onnx's inference (``use_onnx``) is asked only when an op without a registry entry leaves an
     output open (``graphmill.ir.ops.unregistered_open_values``)."""
+    require_graph(graph, "infer_shapes")
     report = infer_types(graph, strict=strict)
     if use_onnx and next(unregistered_open_values(graph), None) is not None:
         before = report.inferred

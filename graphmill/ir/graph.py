@@ -971,6 +971,17 @@ def stable_order(nodes: Sequence[Node]) -> tuple[list[Node], list[Node]]:
     return order, [nodes[i] for i in range(len(nodes)) if indeg[i] > 0]
 
 
+def require_graph(graph: object, call: str) -> None:
+    """A user error, not an AttributeError from deep inside, for a call given something other than a ``Graph``
+    (``graphmill.inspect("model.onnx")`` after reading ``graphmill inspect model.onnx``: an outside check)."""
+    if not isinstance(graph, Graph):
+        from graphmill.util.errors import UserInputError
+
+        hint = ": graphmill.load(path) reads a model file" if isinstance(graph, (str, bytes)) or hasattr(
+            graph, "__fspath__") else ""
+        raise UserInputError(f"graphmill.{call}: expected a Graph, got {type(graph).__name__} {graph!r:.60}{hint}")
+
+
 def topological_order(graph: Graph) -> list[Node]:
     """The graph's nodes in a stable topological order (``stable_order``); an IRError names a cycle."""
     order, stuck = stable_order(graph._nodes)

@@ -11,7 +11,7 @@ reports everything wrong.
 from __future__ import annotations
 
 from graphmill.util.errors import VerificationError
-from .graph import Graph, Node, Value, topological_order
+from .graph import Graph, Node, Value, require_graph, topological_order
 from graphmill.util.errors import IRError
 from .tensor import Tensor
 from .types import TensorType
@@ -19,6 +19,7 @@ from .types import TensorType
 
 def verify(graph: Graph) -> None:
     """Raise ``VerificationError`` listing every problem; return ``None`` when the graph is sound."""
+    require_graph(graph, "verify")
     problems = find_problems(graph)
     if problems:
         raise VerificationError(problems, graph.name)

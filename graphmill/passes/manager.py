@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from graphmill.ir import Graph, GraphmillError, UserInputError
+from graphmill.ir import Graph, GraphmillError, UserInputError, require_graph
 from graphmill.util.errors import names_a_file
 from graphmill.util.interrupts import is_interrupt
 from graphmill.ir.gc_pause import collector_paused
@@ -148,6 +148,7 @@ class PassManager:
 
     @collector_paused()
     def run(self, graph: Graph) -> PipelineResult:
+        require_graph(graph, "passes.PassManager.run")  # a path was "pass 'dce' failed: AttributeError"
         self._records: list[PassRecord] = []
         self._ran: list[Run] = []
         self._notes: list[str] = []
