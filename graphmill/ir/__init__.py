@@ -35,7 +35,8 @@ __all__ = [
     "Attr", "AttrKind", "infer_attr", "DataType", "ExecutionError", "GraphmillError", "IRError",
     "ModelLoadError", "ShapeInferenceError", "UnsafeModelError", "UnsupportedModelError",
     "UserInputError", "VerificationError", "Function", "Graph", "ModelInfo", "Node", "Value",
-    "captured_values", "describe_node", "require_graph", "topological_order", "SparseTensor", "Tensor", "as_tensor", "Dim", "MapType",
+    "captured_values", "describe_node", "require_graph", "topological_order", "SparseTensor", "Tensor", "as_tensor",
+    "Dim", "MapType",
     "OpaqueType", "OptionalType", "SequenceType", "SparseTensorType", "TensorType", "Type",
     "format_shape", "is_static", "num_elements", "find_problems", "verify",
 ]
