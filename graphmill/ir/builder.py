@@ -34,8 +34,12 @@ class GraphBuilder:
     constants, outputs; ``build()`` infers the types and verifies the graph."""
 
     def __init__(self, name: str = "main", *, opset: int = 17, opsets: dict[str, int] | None = None) -> None:
+        for domain, version in {"": opset, **(opsets or {})}.items():  # "17" or None failed later, in save
+            if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 1:
+                raise IRError(f"GraphBuilder: opset version {version!r}" + (f" of domain {domain!r}" if domain else "")
+                              + " must be an integer >= 1")
         self.graph = Graph(name)
-        self.graph.opset_imports = {"": opset, **(opsets or {})}
+        self.graph.opset_imports = {"": int(opset), **{d: int(v) for d, v in (opsets or {}).items()}}
         self._counts: dict[str, int] = {}
         # the graph's node names, kept as nodes are added (reading them per node was quadratic) and read again when
         # the graph's node count says a node came another way (graph.append between builder calls)
@@ -44,6 +48,16 @@ class GraphBuilder:
         self.meta_stack: list[dict[str, Any]] = []
 
     def input(self, name: str, dtype: Any, shape: Sequence[Dim] | None) -> Value:
+        """A graph input; ``shape`` a list of sizes (ints), symbol names and None (unknown), or None."""
+        if shape is not None:  # "batch" was a rank-5 shape [b,a,t,c,h], and 2.5 the size 2 (an outside check)
+            if isinstance(shape, (str, bytes)) or not isinstance(shape, (Sequence, np.ndarray)):
+                raise IRError(f"input {name!r}: shape must be a list of sizes, symbol names and None, got "
+                              f"{type(shape).__name__} {shape!r:.40}")
+            for d in shape:
+                if not (d is None or (isinstance(d, str) and d) or
+                        (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0)):
+                    raise IRError(f"input {name!r}: dimension {d!r} of shape {list(shape)!r:.60} is none of a size "
+                                  "(an integer >= 0), a symbol name or None")
         return self.graph.add_input(Value(name, TensorType(DataType.parse(dtype), shape)))
 
     def const(self, value: Any, name: str = "") -> Value:
@@ -55,6 +69,10 @@ class GraphBuilder:
     def _as_value(self, x: Any) -> Value | None:
         if x is None or isinstance(x, Value):
             return x
+        if isinstance(x, (str, bytes)):  # b.Relu("x") was a Relu of a string constant, which save wrote and ONNX
+            # Runtime refused (an outside check); a string tensor is still np.array(["x"])
+            raise IRError(f"{x!r:.40} is not a Value: pass the Value b.input() or an op returned (for a string "
+                          "constant, np.array([...]))")
         return self.const(x)
 
     def op(self, op_type: str, *inputs: Any, outputs: int = 1, domain: str = "", name: str = "",
@@ -93,6 +111,8 @@ class GraphBuilder:
         """Make ``value`` a graph output, named ``name`` when given: the value is renamed, except a graph input or
         an initializer, whose name is the model's interface or a weight's (renaming the input changed the names a
         caller feeds; an outside check): the output is then an ``Identity`` of it."""
+        if not isinstance(value, Value):
+            raise IRError(f"output {name!r}: {type(value).__name__} {value!r:.40} is not a Value")
         if name and value.name != name:
             if any(v.name == name for v in self.graph.values()):
                 raise IRError(f"output name {name!r} is already used")

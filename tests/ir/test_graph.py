@@ -434,6 +434,26 @@ def test_builder_names_nodes_uniquely_and_keeps_an_inputs_name():
     assert g.outputs[1].producer.op_type == "Identity" and g.outputs[1].producer.inputs[0] is g.inputs[0]
 
 
+@pytest.mark.parametrize("mistake, needle", [
+    (lambda b, x: b.Relu("x"), r"^'x' is not a Value: pass the Value b.input\(\) or an op returned"),
+    (lambda b, x: b.input("z", "float32", [2.5]), r"^input 'z': dimension 2.5 of shape \[2.5\] is none of a size"),
+    (lambda b, x: b.input("z", "float32", "batch"), r"^input 'z': shape must be a list of sizes, .* got str 'batch'"),
+    (lambda b, x: b.input("z", "float32", [""]), r"^input 'z': dimension '' of shape"),
+    (lambda b, x: b.output(None, "y"), r"^output 'y': NoneType None is not a Value"),
+    (lambda b, x: GraphBuilder("h", opset="17"), r"^GraphBuilder: opset version '17' must be an integer >= 1"),
+])
+def test_builder_refuses_a_script_writers_mistakes(mistake, needle):
+    """b.Relu("x") built a Relu of a string constant that save wrote and onnx's checker and ONNX Runtime refuse;
+    a shape of [2.5] became [2] and "batch" the rank-5 [b,a,t,c,h]; opset "17" failed in save (an outside check).
+    Reference: the ONNX spec (a dimension is an integer or a named symbol; Relu takes float tensors)."""
+    from graphmill.ir import IRError
+
+    b = GraphBuilder("g")
+    x = b.input("x", "float32", (np.int64(2), "N", None))  # numpy sizes, symbols and unknowns stay welcome
+    with pytest.raises(IRError, match=needle):
+        mistake(b, x)
+
+
 def _dead_if_model():
     """Conv -> If whose branches read the Conv's output; the graph's output reads only x: the If and the Conv are
     dead (what an outside check built). Checked by onnx's checker."""
