@@ -50,6 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before a command's own handling: the parsers are built (argparse asks the terminal's
+        # size for each argument), ~1 s; a traceback and death by SIGINT there (an outside check)
+        print("graphmill: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     verbose = args.verbose + args.command_verbose

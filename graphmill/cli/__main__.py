@@ -2,6 +2,10 @@
 
 import sys
 
-from graphmill.cli import main
+try:
+    from graphmill.cli import main
+except KeyboardInterrupt:  # Ctrl-C while graphmill imports (a second): one line, as main says it, not a traceback
+    print("graphmill: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

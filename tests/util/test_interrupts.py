@@ -256,3 +256,17 @@ def test_a_ctrl_c_that_numba_wrapped_in_a_system_error_is_still_an_interrupt(tmp
     monkeypatch.setattr(api, "simulate", plain_system_error)
     with pytest.raises(SystemError, match="a real bug"):
         main(["simulate", str(model), "--accel", accel])
+
+
+def test_ctrl_c_while_the_parsers_are_built_is_one_line(monkeypatch, capsys):
+    """Ctrl-C in the second argparse takes to build every command's parser (it asks the terminal's size per
+    argument) printed a KeyboardInterrupt traceback and killed graphmill by SIGINT (an outside check, `chip place`
+    interrupted 1 s after its start). Reference: the README's rule for every command (one line, exit 130)."""
+    import graphmill.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["inspect", "m.onnx"]) == 130
+    assert capsys.readouterr().err == "graphmill: interrupted\n"
