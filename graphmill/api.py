@@ -1247,8 +1247,9 @@ def chip_load(netlist: str | os.PathLike, init: str | os.PathLike):
     apply_plc(graph, plc)
     try:
         problem_from_graph(graph).check_area()
-    except ChipPlacementError as e:  # the canvas is the .plc's: name it
-        raise ChipPlacementError(f"{plc.path}: {e}") from None
+    except ChipPlacementError as e:  # the canvas is the .plc's, the macros' sizes the netlist's: name both (the
+        # .plc alone was named for a macro the netlist made too wide: an outside check)
+        raise ChipPlacementError(f"{os.fspath(netlist)} on the canvas of {plc.path}: {e}") from None
     return graph, plc
 
 

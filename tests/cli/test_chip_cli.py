@@ -80,8 +80,10 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys):
     small = tmp_path / "small.plc"
     small.write_text(open(PLC).read().replace("# Width : 500.000  Height : 500.000", "# Width : 130  Height : 130"))
     _bad(tmp_path, capsys, [NET, "--init", str(small), "--method", "sa"], "exceeds the canvas")
-    # the canvas is the .plc's, so the message names it (it did not: 'error: the macros' total area ...')
-    _bad(tmp_path, capsys, [NET, "--init", str(small), "--method", "sa"], f"error: {small}: the macros' total area")
+    # the canvas is the .plc's and the sizes the netlist's, so the message names both (it named neither: 'error:
+    # the macros' total area ...', then the .plc alone for a macro the netlist made too wide)
+    _bad(tmp_path, capsys, [NET, "--init", str(small), "--method", "sa"],
+         f"error: {NET} on the canvas of {small}: the macros' total area")
     _bad(tmp_path, capsys, [NET, "--init", PLC, "--method", "sa", "--budget-s", "0"], "--budget-s 0")
     _bad(tmp_path, capsys, [NET, "--init", PLC, "--method", "sa", "--budget-s", "-3"], "must be")
     _bad(tmp_path, capsys, [NET, "--init", PLC, "--method", "annealing"], "invalid choice")
