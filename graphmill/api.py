@@ -13,7 +13,7 @@ from graphmill.ir import Graph, UserInputError, require_graph
 from graphmill.optimization import (OptimizeReport, ReproducerError, check_dims, check_tolerances, model_summary,
                                     resolve_schedule)
 from graphmill.optimization import optimize as _run_optimize
-from graphmill.util.limits import check_seed
+from graphmill.util.limits import check_count, check_flags, check_seed
 from graphmill.util.plots import check_png_path
 from graphmill.util.suggest import did_you_mean
 
@@ -114,6 +114,7 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     A model or weights file that ``graph``'s own weights are read from is refused unless ``force`` (the
     CLI's ``--force``): it would break the model ``graph`` was loaded from."""
     require_graph(graph, "save")
+    check_flags("graphmill.save", lower=lower, force=force)
     if lower:
         from graphmill.frontend.onnx_io import check_structure
         from graphmill.passes.lowering import has_ops_to_lower, lowered_copy, unlowered_node
@@ -145,6 +146,7 @@ def inspect(graph: Graph, *, infer: bool = True, dims: dict[str, int] | None = N
     before/after figures are this same function (``model_summary``).
     """
     require_graph(graph, "inspect")
+    check_flags("graphmill.inspect", infer=infer)
     return model_summary(graph, infer=infer, dims=dims)
 
 
@@ -227,6 +229,7 @@ def simulate(graph: Graph, accel, *, scalesim_compat: bool = False, dims: dict[s
     ``place`` and ``partition`` do, since the report's layers are keyed by name.
     """
     require_graph(graph, "simulate")
+    check_flags("graphmill.simulate", scalesim_compat=scalesim_compat)
     from graphmill.backends.simulator import simulate_graph
     from graphmill.frontend.onnx_shape_inference import infer_shapes
     from graphmill.ir.naming import name_nodes
@@ -260,6 +263,8 @@ def simulate_scalesim(topology: str | os.PathLike, config: str | os.PathLike, *,
     """Simulate a SCALE-Sim topology CSV under a SCALE-Sim .cfg (USER or CALC interface bandwidth);
     ``scalesim_compat=True`` reproduces SCALE-Sim 3.0.0's cycle counts exactly."""
     from graphmill.backends.simulator import read_scalesim_config, read_topology, simulate_layers
+
+    check_flags("graphmill.api.simulate_scalesim", scalesim_compat=scalesim_compat)
 
     cfg = read_scalesim_config(config)
     return simulate_layers(read_topology(topology), cfg, scalesim_compat=scalesim_compat)
@@ -411,6 +416,7 @@ def scale_search(base: Graph | None = None, *, out: str | os.PathLike = "scale-s
         raise UserInputError(f"--step {step:g} --max-value {max_value:g} --tolerance {tolerance:g}: the grid from 1 to "
                              f"{max_value:g} has no alpha, beta, gamma with |alpha*beta^2*gamma^2 - 2| <= {tolerance:g}")
     cost_model = S.SimLatencyCost(load_accel(accel)) if cost == "sim" else S.MacsCost()
+    check_flags("graphmill.api.scale_search", stub=stub)
     evaluator = S.StubEvaluator() if stub else S.TrainEvaluator(steps=steps, seed=seed)
     base = base if base is not None else S.default_base(seed)
     if not stub:
@@ -476,9 +482,8 @@ def check_scale_search_args(*, cost: str, accel: str | None, max_cost: float | N
         raise UserInputError("--cost sim needs --accel A.toml (the accelerator to simulate on)")
     if cost != "sim" and accel:
         raise UserInputError("--accel is used only with --cost sim (the cost is MACs otherwise)")
-    for name, value, low in (("--steps", steps, 1), ("--limit", limit, 1), ("--seed", seed, 0)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-            raise UserInputError(f"{name} {value!r}: must be an integer >= {low}")
+    steps, limit, seed = (None if value is None else check_count(value, name, low)
+                          for name, value, low in (("--steps", steps, 1), ("--limit", limit, 1), ("--seed", seed, 0)))
     for name, value in (("--phi", phi), ("--max-cost", max_cost), ("--step", step), ("--max-value", max_value)):
         if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise UserInputError(f"{name} {value!r}: must be a number > 0")
@@ -603,10 +608,9 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
     from graphmill.passes import PassContext, run_passes
     from graphmill.passes.pipeline import PipelinePartition, batch_dimension, check_objective
 
-    for name, value, low in (("stages", stages, 1), ("microbatches", microbatches, 1), ("batch", batch, 0),
-                             ("steps", steps, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise UserInputError(f"--{name} {value!r}: must be an integer >= {low}")
+    stages, microbatches, batch, steps = (check_count(value, f"--{name}", low) for name, value, low in (
+        ("stages", stages, 1), ("microbatches", microbatches, 1), ("batch", batch, 0), ("steps", steps, 1)))
+    check_flags("graphmill.partition", remat=remat, run=run)
     if isinstance(memory_cap, bool) or not isinstance(memory_cap, (int, float)) or not (
             0 <= memory_cap < math.inf):
         raise UserInputError(f"--memory-cap {memory_cap!r}: bytes, a finite number >= 0 (0: the devices' own memory)")
@@ -738,8 +742,8 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
         raise UserInputError(f"--cost {cost!r}: choose roofline, simulator or ort")
     if info is not None and not isinstance(info, dict):  # filled at the end: after the whole placement, in place
         raise UserInputError(f"graphmill.place: info must be a dict to fill, got {type(info).__name__}")
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-        raise UserInputError(f"--budget {budget!r}: must be an integer >= 0 (0: the method's default)")
+    budget = check_count(budget, "--budget")
+    check_flags("graphmill.place", training=training)
     seed = check_seed(seed)
     check_place_checkpoint(method, budget, checkpoint)
     if options is not None and not isinstance(options, dict):
@@ -865,9 +869,9 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
                       min_size=min_size, dropout=dropout, magnitude=magnitude, mixup=mixup,
                       temperature=temperature, lr=lr, seed=seed)
     check_config(cfg)
-    for name, v, low in (("--max-size", max_size, 1), ("--embed-dim", embed_dim, 1), ("--threads", threads, 1)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
-            raise UserInputError(f"{name} {v!r}: must be an integer >= {low}")
+    max_size, embed_dim, threads = (None if v is None else check_count(v, name, low) for name, v, low in (
+        ("--max-size", max_size, 1), ("--embed-dim", embed_dim, 1), ("--threads", threads, 1)))
+    check_flags("graphmill.api.train", progressive=progressive, contrastive=contrastive, resume=resume)
     if threads is not None and threads > MAX_THREADS:  # torch refused 2^31 with an overflow traceback
         raise UserInputError(f"--threads {threads}: at most {MAX_THREADS}")
     for name, v in (("--max-size", max_size), ("--min-size", min_size)):
@@ -1093,9 +1097,8 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
     for p in seq:
         if p not in LEARNED_PASSES:
             raise UserInputError(f"unknown learned pass {p!r}; choose from {', '.join(LEARNED_PASSES)}")
-    for name, v in (("samples", samples), ("finetune", finetune)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise UserInputError(f"--{name} {v!r}: must be an integer >= 0")
+    samples, finetune = (check_count(v, f"--{name}") for name, v in (("samples", samples), ("finetune", finetune)))
+    check_flags("graphmill.api.learned_optimize", training=training)
     if finetune and "learned-optimize" not in seq:  # it was ignored: fine-tuning runs for the joint pass only
         raise UserInputError(f"finetune={finetune}: only the joint pass learned-optimize fine-tunes; passes {seq} "
                              "do not")
@@ -1211,8 +1214,7 @@ def train_policy(output: str | os.PathLike, *, steps: int | None = None, seed: i
     except ValueError as e:
         raise UserInputError(f"--option: {e} (the sizes a policy file may have)") from None
     if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise UserInputError(f"--steps {steps!r}: must be an integer >= 1")
+        steps = check_count(steps, "--steps", 1)
         if "steps" in opts and opts["steps"] != steps:  # --steps won silently (an outside check)
             raise UserInputError(f"--steps {steps} and --option steps={opts['steps']!r} disagree; give one")
         opts["steps"] = steps

@@ -23,7 +23,7 @@ from graphmill.frontend.onnx_shape_inference import infer_shapes
 from graphmill.util.files import (MODEL_FILE_LIMIT, atomic_write_bytes, check_out_folder, check_output_paths,
                                   read_user_file)
 from graphmill.util.errors import naming_file
-from graphmill.util.limits import check_seed
+from graphmill.util.limits import check_flags, check_seed
 from graphmill.util.suggest import closest, did_you_mean
 from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES, builtin_schedule, default_schedule
 from graphmill.passes.dsl import load_schedule
@@ -319,6 +319,8 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     """
     check_tolerances(rtol, atol)
     seed = check_seed(seed)
+    check_flags("graphmill.optimize", check_numerics=check_numerics, verify_each=verify_each, time_passes=time_passes,
+                print_ir_diff=print_ir_diff, compare=compare)
     if isinstance(allow, str):  # one level: it was split into its letters ("unknown exactness level(s) ['a', ...")
         allow = (allow,)
     allow = tuple(dict.fromkeys((EXACT, *allow)))  # exact rules always run: allow=["approximate"] skipped them (an

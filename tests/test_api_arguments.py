@@ -5,6 +5,8 @@ integers >= 0, ``--rtol``/``--atol`` finite numbers >= 0, ``--allow LEVEL``) and
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,8 @@ from graphmill import api
 from graphmill.backends import onnxruntime as ortb
 from graphmill.ir import UserInputError
 from graphmill.passes import run_passes
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +152,29 @@ def test_learned_optimize_refuses_no_passes_and_place_a_report_it_cannot_fill(sm
     with pytest.raises(UserInputError, match=r"^graphmill\.place: info must be a dict to fill, got list$"):
         api.place(g, devices=2, info=[], dims={"N": 1})
     assert "placement" not in g.meta  # refused before any work
+
+
+@pytest.mark.parametrize("call, needle", [
+    (lambda g: graphmill.simulate(g, "examples/accelerators/edge.toml", scalesim_compat="no", dims={"N": 1}),
+     "graphmill.simulate: scalesim_compat='no' must be True or False"),
+    (lambda g: graphmill.optimize(g, compare="yes"), "graphmill.optimize: compare='yes' must be True or False"),
+    (lambda g: graphmill.inspect(g, infer="no"), "graphmill.inspect: infer='no' must be True or False"),
+    (lambda g: graphmill.place(g, devices=2, training="yes", dims={"N": 1}),
+     "graphmill.place: training='yes' must be True or False"),
+    (lambda g: graphmill.partition(g, stages=2, remat="no"), "graphmill.partition: remat='no' must be True or False"),
+])
+def test_a_string_is_no_flag(small, call, needle, monkeypatch):
+    """simulate(scalesim_compat="no") switched SCALE-Sim's arithmetic on (89,781 cycles became 113,697), and so did
+    any string for the other flags, silently (an outside check). Reference: Python's bool, as the CLI's switches."""
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(UserInputError, match="^" + needle.replace("(", r"\(").replace(")", r"\)") + "$"):
+        call(small.copy())
+
+
+def test_numpy_integers_are_counts(small):
+    """np.int64(2) devices was refused as "--devices np.int64(2): must be an integer >= 1", which it is (an outside
+    check). Reference: the same calls with Python ints."""
+    want = graphmill.place(small.copy(), devices=2, dims={"N": 1})["makespan"]
+    assert graphmill.place(small.copy(), devices=np.int64(2), budget=np.int32(0), dims={"N": 1})["makespan"] == want
+    want = graphmill.partition(small.copy(), stages=2, microbatches=2)["bottleneck"]
+    assert graphmill.partition(small.copy(), stages=np.int64(2), microbatches=np.uint8(2))["bottleneck"] == want

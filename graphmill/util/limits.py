@@ -68,6 +68,30 @@ def check_seed(seed, flag: str = "--seed") -> int:
     return int(seed)
 
 
+def check_count(value, flag: str, low: int = 0) -> int:
+    """An integer >= ``low``, a numpy one too (a script's ``np.int64(4)`` devices was refused as "must be an integer
+    >= 1", which it is: an outside check); returned as a Python int, as a library below may insist."""
+    import numbers
+
+    from graphmill.util.errors import UserInputError
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise UserInputError(f"{flag} {value!r}: must be an integer >= {low}")
+    return int(value)
+
+
+def check_flags(call: str, **flags) -> None:
+    """Each flag True or False (numpy's too): a string is truthy, and ``simulate(..., scalesim_compat="no")``
+    switched the option on without a word (an outside check)."""
+    import numpy as np
+
+    from graphmill.util.errors import UserInputError
+
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise UserInputError(f"{call}: {name}={value!r:.40} must be True or False")
+
+
 def _env_int(name: str, default: int) -> int:
     text = os.environ.get(name, "").strip()
     if not text:

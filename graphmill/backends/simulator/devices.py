@@ -52,6 +52,7 @@ from graphmill.ir import Node, UserInputError
 from graphmill.ir.partition import value_bytes
 
 from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
+from graphmill.util.limits import check_count
 
 from .config import RANGES, AccelConfig, as_accel, decode_text, from_dict, load_accel
 from .costmodel import RooflineCostModel, SimulatorCostModel
@@ -216,9 +217,7 @@ def device_set(*, devices: int | None = None, accel: Any = None, devices_file: s
             ds.memory = [_check_memory(memory_gb, "--memory") * 1e9] * ds.count
         return ds
     cfg = as_accel(accel) if accel is not None else from_dict(DEFAULT_PLACEMENT_ACCEL, "the default accelerator")
-    n = cfg.chips if devices is None else devices
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise UserInputError(f"--devices {n!r}: must be an integer >= 1")
+    n = check_count(cfg.chips if devices is None else devices, "--devices", 1)
     if n > MAX_DEVICES:  # 10^5 devices: a 10^10-entry link matrix, reported as the model being out of memory
         where = "--devices" if devices is not None else "the accelerator's system.chips ="
         raise UserInputError(f"{where} {n}: at most {MAX_DEVICES:,} devices (placement keeps a device-by-device "
