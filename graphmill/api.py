@@ -115,6 +115,12 @@ def save(graph: Graph, path: str | os.PathLike, *, external_data: str | None = N
     CLI's ``--force``): it would break the model ``graph`` was loaded from."""
     require_graph(graph, "save")
     check_flags("graphmill.save", lower=lower, force=force)
+    if external_data is not None:  # a pathlib path was "bad argument type for built-in operation"
+        if not isinstance(external_data, (str, os.PathLike)):
+            raise UserInputError(f"graphmill.save: external_data {external_data!r:.40} must be a file name")
+        external_data = os.fspath(external_data)
+    size_threshold = check_count(size_threshold, "graphmill.save: size_threshold")  # "1" and None: "'<' not
+    # supported"; -5 and 1.5 were taken
     if lower:
         from graphmill.frontend.onnx_io import check_structure
         from graphmill.passes.lowering import has_ops_to_lower, lowered_copy, unlowered_node

@@ -64,6 +64,11 @@ def resolve_schedule(schedule: Schedule | str | None = None, schedule_file: str 
         return load_schedule(schedule_file)
     if schedule is None:
         return default_schedule()
+    if isinstance(schedule, os.PathLike):  # a pathlib path of a .mill file: "'PosixPath' object is not iterable"
+        schedule = os.fspath(schedule)
+    if not isinstance(schedule, (Schedule, str, list, tuple)):
+        raise UserInputError(f"schedule {schedule!r:.40}: give a built-in schedule's name, inline text, a .mill "
+                             "file, a Schedule or a list of passes")
     if isinstance(schedule, str) and re.fullmatch(r"[^\n{}(),;]+\.mill(:[\w.\-]+)?", schedule.strip()):
         return load_schedule(schedule.strip())  # graphmill.optimize(g, "my.mill"): a file, as the API says
     return as_schedule(schedule)  # inline text; a built-in schedule's name ("ort") is a one-step schedule

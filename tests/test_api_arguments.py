@@ -178,3 +178,30 @@ def test_numpy_integers_are_counts(small):
     assert graphmill.place(small.copy(), devices=np.int64(2), budget=np.int32(0), dims={"N": 1})["makespan"] == want
     want = graphmill.partition(small.copy(), stages=2, microbatches=2)["bottleneck"]
     assert graphmill.partition(small.copy(), stages=np.int64(2), microbatches=np.uint8(2))["bottleneck"] == want
+
+
+def test_a_schedule_may_be_a_pathlib_path_and_nothing_else_unexpected(small, tmp_path):
+    """optimize(g, Path("s.mill")) and optimize(g, 123) raised "'PosixPath' object is not iterable" from the pass
+    manager (an outside check). Reference: the docstring's forms of a schedule (a .mill path among them)."""
+    import pathlib
+
+    mill = tmp_path / "s.mill"
+    mill.write_text("schedule default { dce }\n")
+    assert graphmill.optimize(small.copy(), pathlib.Path(mill)).schedule_inline == "dce"
+    with pytest.raises(UserInputError, match=r"^schedule 123: give a built-in schedule's name, inline text, "):
+        graphmill.optimize(small.copy(), 123)
+
+
+def test_save_takes_a_pathlib_weights_file_and_refuses_a_threshold_that_is_no_count(small, tmp_path):
+    """external_data=Path("w.bin") was "bad argument type for built-in operation"; size_threshold="1" or None a
+    bare TypeError, and -5 or 1.5 were taken (an outside check). Reference: the weights written to that file."""
+    import pathlib
+
+    graphmill.save(small, str(tmp_path / "m.onnx"), external_data=pathlib.Path("w.bin"), size_threshold=np.int64(0))
+    assert (tmp_path / "w.bin").stat().st_size > 0
+    np.testing.assert_array_equal(*(next(iter(g.initializers.values())).const.numpy()
+                                    for g in (small, graphmill.load(str(tmp_path / "m.onnx")))))
+    for bad in ("1", None, -5, 1.5):
+        with pytest.raises(UserInputError, match=r"^graphmill\.save: size_threshold .*: must be an integer >= 0$"):
+            graphmill.save(small, str(tmp_path / "n.onnx"), size_threshold=bad)
+    assert not (tmp_path / "n.onnx").exists()
