@@ -54,10 +54,11 @@ class GraphBuilder:
                 raise IRError(f"input {name!r}: shape must be a list of sizes, symbol names and None, got "
                               f"{type(shape).__name__} {shape!r:.40}")
             for d in shape:
+                # (a negative size is an integer: save refuses it, naming the value, as load does)
                 if not (d is None or (isinstance(d, str) and d) or
-                        (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0)):
+                        (isinstance(d, (int, np.integer)) and not isinstance(d, bool))):
                     raise IRError(f"input {name!r}: dimension {d!r} of shape {list(shape)!r:.60} is none of a size "
-                                  "(an integer >= 0), a symbol name or None")
+                                  "(an integer), a symbol name or None")
         return self.graph.add_input(Value(name, TensorType(DataType.parse(dtype), shape)))
 
     def const(self, value: Any, name: str = "") -> Value:
