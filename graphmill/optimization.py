@@ -371,7 +371,6 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     # are replayed on it (they are deterministic for a seed) to rebuild the model before the failing one.
     start = original.copy() if original is not None else graph.copy()
     pm = PassManager(sched, instruments, verify_each=verify_each, ctx=ctx)
-    decided = {k: graph.meta.get(k) for k in DECISIONS}
     try:
         with naming_file(source):
             result = pm.run(graph)
@@ -420,7 +419,7 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
         notes=list(dict.fromkeys(result.notes + [f"{r.name}: {n}" for r in result.records for n in r.notes])),
     )
     if result.changed:
-        report.notes += _drop_stale_decisions(graph, decided)
+        report.notes += drop_stale_decisions(graph)
     if timer:
         report.time_passes = timer.rows()
     if numerics:
@@ -445,19 +444,29 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
 DECISIONS = {"placement": "graphmill place", "learned": "the learned passes"}
 """The graph meta of decisions made per node, replayed by ``graphmill simulate``, and who writes each."""
 
+NODE_DECISIONS = ("device", "fusion_group", "priority")
+"""What those decisions write on each node."""
 
-def _drop_stale_decisions(graph: Graph, decided: dict) -> list[str]:
-    """Drop the per-node decisions an earlier command left in ``graph.meta`` that this schedule's changes made stale
-    (a pass of it that places ops wrote its own, a new dict): the nodes a rewrite made have no device, and ``simulate``
-    refused the optimized model, or replayed a learned placement with defaults for them, without a word (an outside
-    check). Returns the notes that say so."""
-    notes = []
-    for key, who in DECISIONS.items():
-        if decided[key] is not None and graph.meta.get(key) is decided[key]:
-            del graph.meta[key]
-            notes.append(f"the decisions {who} made (graph.meta[{key!r}]) were dropped: the schedule changed the ops "
-                         "they were made for; decide again on the optimized model")
-    return notes
+
+def drop_stale_decisions(graph: Graph) -> list[str]:
+    """Drop the per-node decisions ``graph`` carries (``DECISIONS``: an earlier command's, or a pass's of this
+    schedule) once a node has no device: a rewrite after them made it, and ``simulate`` refused the model, or
+    replayed learned decisions with defaults for it, without a word (an outside check). Every node of a placed
+    graph has one (a constant its first reader's), so a rewrite that keeps the nodes (``fuse-activation``'s meta,
+    ``dce``'s removals) keeps the decisions. Both the graph's meta and the nodes' go: ``check_placement`` ran a
+    placement the nodes still held. Returns the notes that say so."""
+    meta = [k for k in DECISIONS if graph.meta.get(k) is not None]
+    bare = next((n for n in graph.nodes if isinstance(n.meta.get("device"), bool)
+                 or not isinstance(n.meta.get("device"), int)), None)
+    if not meta or bare is None:
+        return []
+    for key in meta:
+        del graph.meta[key]
+    for n in graph.nodes:
+        for k in NODE_DECISIONS:
+            n.meta.pop(k, None)
+    return [f"the decisions {DECISIONS[key]} made (graph.meta[{key!r}]) were dropped: {bare.describe()} has no "
+            "device after the schedule's rewrites; decide again on the optimized model" for key in meta]
 
 
 def _compare(original: Graph, graph: Graph, source: str | None, *, seed: int, rtol: float, atol: float,

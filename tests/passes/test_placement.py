@@ -784,32 +784,58 @@ def test_a_cost_model_giving_a_time_that_is_not_a_number_ge_0_is_refused(bad):
         build_problem(g, Odd())
 
 
-@pytest.mark.parametrize("decide", ["place", "learned"])
-def test_optimizing_a_placed_model_drops_the_decisions_it_made_stale(decide, tmp_path):
-    """place (or the learned passes), then optimize: the Identity the schedule removes took its device with it and
-    the MatMul kept one, but the graph still said it was placed; `simulate` refused the saved model (no device on a
-    node) or replayed the learned decisions with defaults for new nodes, without a word (an outside check).
-    Reference: the replay functions' own "not placed" answer (None) and the report's note; the decisions of a
-    schedule that itself places ops are kept (tests/passes/learned)."""
+def _matmul_add_relu():
+    """x -> MatMul -> Add(bias) -> Relu: the default schedule fuses MatMul + Add into a new Gemm node."""
     rng = np.random.default_rng(0)
     b = GraphBuilder("placed")
     x = b.input("x", "float32", [8, 16])
-    h = b.Identity(b.MatMul(x, rng.standard_normal((16, 16)).astype(np.float32)))
-    b.output(b.Relu(b.MatMul(h, rng.standard_normal((16, 16)).astype(np.float32))), "y")
-    g = b.build()
-    if decide == "place":
-        api.place(g, method="heft", devices=2)
-        assert api.replay_placement(g) is not None
-    else:
-        api.learned_optimize(g, devices=2, samples=2)
-        assert api.learned_replay(g) is not None
-    report = api.optimize(g)
-    assert not any(n.op_type == "Identity" for n in g.nodes)  # the schedule changed the placed graph
+    h = b.Add(b.MatMul(x, rng.standard_normal((16, 16)).astype(np.float32)), rng.standard_normal(16).astype(np.float32))
+    b.output(b.Relu(b.Identity(h)), "y")
+    return b.build()
+
+
+@pytest.mark.parametrize("decide", ["place", "learned"])
+def test_optimizing_a_placed_model_drops_the_decisions_it_made_stale(decide, tmp_path):
+    """place (or the learned passes), then optimize: the Gemm the schedule makes of MatMul + Add had no device, but
+    the graph still said it was placed; `simulate` refused the saved model, or replayed the learned decisions with
+    defaults for the new node, without a word (an outside check). Reference: the replay functions' own "not placed"
+    answer (None), the nodes' meta and the report's note; a schedule that keeps every node (dce removing one)
+    keeps the decisions, which still replay."""
+    def decided():
+        g = _matmul_add_relu()
+        if decide == "place":
+            api.place(g, method="heft", devices=2)
+        else:
+            api.learned_optimize(g, devices=2, samples=2)
+        return g
+
+    replay = api.replay_placement if decide == "place" else api.learned_replay
     key = "placement" if decide == "place" else "learned"
-    assert key not in g.meta and any(f"graph.meta['{key}']) were dropped" in n for n in report.notes), report.notes
+    g = decided()
+    assert replay(g) is not None
+    report = api.optimize(g, "simplify")  # the Identity goes; every other node keeps its device
+    assert not any(n.op_type == "Identity" for n in g.nodes)
+    assert replay(g) is not None and not any("dropped" in n for n in report.notes)
+    report = api.optimize(g)
+    assert any(n.op_type == "Gemm" for n in g.nodes)  # a node the decisions never saw
+    assert key not in g.meta and any(f"graph.meta['{key}']) were dropped: Gemm node" in n for n in report.notes), \
+        report.notes
+    assert not any("device" in n.meta for n in g.nodes)  # the nodes' decisions go too (check_placement ran them)
     path = str(tmp_path / "o.onnx")
     api.save(g, path)
     assert api.replay_placement(api.load(path)) is None and api.learned_replay(api.load(path)) is None
+
+
+def test_a_schedule_that_places_then_rewrites_drops_its_own_placement():
+    """`optimize -p place,fuse-matmul-add`: the Gemm made after the placement had no device, and the placement
+    the schedule wrote was kept; `simulate` refused it (a review). Reference: replay_placement's "not placed"."""
+    g = _matmul_add_relu()
+    report = api.optimize(g, "place,fuse-matmul-add", devices=2)
+    assert "placement" not in g.meta and api.replay_placement(g) is None
+    assert any("were dropped: Gemm node" in n for n in report.notes), report.notes
+    g = _matmul_add_relu()
+    api.optimize(g, "fuse-matmul-add,place", devices=2)  # placed after the rewrite: kept, and it replays
+    assert api.replay_placement(g)["makespan"] > 0
 
 
 def test_a_numpy_seed_is_a_seed():
