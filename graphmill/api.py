@@ -846,6 +846,8 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     per epoch and stage. Returns the report (``interrupted`` True after Ctrl-C: nothing but the checkpoint
     was written; the same call with ``resume=True`` continues).
     """
+    if not isinstance(model, (str, os.PathLike, Graph)):  # None: a TypeError from os.stat
+        raise UserInputError(f"graphmill.api.train: model {model!r:.40} must be a zoo name, an .onnx path or a Graph")
     from graphmill.backends.torch.training import TrainConfig, check_config
     from graphmill.backends.torch.training.loop import MAX_THREADS, torch_threads
     from graphmill.util.files import check_out_folder
@@ -1097,6 +1099,8 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
                                                  policy_for, run_learned)
     from graphmill.passes.placement import training_graph
 
+    if not isinstance(passes, (str, list, tuple)):  # None: "'NoneType' object is not iterable"
+        raise UserInputError(f"passes={passes!r:.40}: a learned pass's name or a list of them")
     seq = [passes] if isinstance(passes, str) else list(passes)
     if not seq:  # an UnboundLocalError from the loop that runs none (an outside check)
         raise UserInputError(f"passes: none given; choose from {', '.join(LEARNED_PASSES)}")
@@ -1153,6 +1157,7 @@ def learned_replay(graph: Graph, *, decisions: bool = False) -> dict | None:
     ``priority``, ``order``, ``memory`` and the tables a re-simulation outside graphmill needs), for a graph
     the passes ran on in a schedule (``optimize``'s report key ``learned``)."""
     require_graph(graph, "api.learned_replay")
+    check_flags("graphmill.api.learned_replay", decisions=decisions)
     from graphmill.backends.simulator.devices import PlacementCostModel, cost_from_meta, device_set_from_meta
     from graphmill.passes.learned.passes import decisions_report, replay_state
 
@@ -1185,6 +1190,7 @@ def train_policy(output: str | os.PathLike, *, steps: int | None = None, seed: i
     training set (tests). Returns ``{"output", "steps", "total_steps", "samples", "seconds", "resumed", "final",
     "interrupted", "checkpoint"}``: a run stopped by Ctrl-C (after the step under way) writes no policy
     (``output`` None) and names the ``checkpoint`` that resumes it (None without one)."""
+    check_flags("graphmill.api.train_policy", quick=quick)
     import time
 
     from graphmill.backends.simulator.devices import PlacementCostModel, device_set

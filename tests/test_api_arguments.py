@@ -41,6 +41,7 @@ def small():
     lambda: api.learned_optimize("model.onnx", devices=2),
     lambda: api.learned_replay("model.onnx"),
     lambda: run_passes("model.onnx", "dce"),
+    lambda: graphmill.ir.find_problems("model.onnx"),
 ])
 def test_a_path_where_a_graph_goes_says_how_to_read_one(call, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -162,6 +163,9 @@ def test_learned_optimize_refuses_no_passes_and_place_a_report_it_cannot_fill(sm
     (lambda g: graphmill.place(g, devices=2, training="yes", dims={"N": 1}),
      "graphmill.place: training='yes' must be True or False"),
     (lambda g: graphmill.partition(g, stages=2, remat="no"), "graphmill.partition: remat='no' must be True or False"),
+    (lambda g: api.learned_replay(g, decisions="no"), "graphmill.api.learned_replay: decisions='no' must be True or "
+                                                      "False"),
+    (lambda g: graphmill.infer_shapes(g, strict="no"), "graphmill.infer_shapes: strict='no' must be True or False"),
 ])
 def test_a_string_is_no_flag(small, call, needle, monkeypatch):
     """simulate(scalesim_compat="no") switched SCALE-Sim's arithmetic on (89,781 cycles became 113,697), and so did
@@ -205,3 +209,16 @@ def test_save_takes_a_pathlib_weights_file_and_refuses_a_threshold_that_is_no_co
         with pytest.raises(UserInputError, match=r"^graphmill\.save: size_threshold .*: must be an integer >= 0$"):
             graphmill.save(small, str(tmp_path / "n.onnx"), size_threshold=bad)
     assert not (tmp_path / "n.onnx").exists()
+
+
+def test_more_calls_refuse_what_they_cannot_take(small, tmp_path):
+    """learned_optimize(passes=None) and train(None) were bare TypeErrors; a numpy budget of a search method and a
+    numpy divisor of scale were refused as not integers (a review). Reference: the docstrings' argument types."""
+    with pytest.raises(UserInputError, match=r"^passes=None: a learned pass's name or a list of them$"):
+        api.learned_optimize(small.copy(), passes=None, devices=2, dims={"N": 1})
+    with pytest.raises(UserInputError, match=r"^graphmill\.api\.train: model None must be a zoo name, "):
+        api.train(None, out=str(tmp_path / "t"))
+    with pytest.raises(UserInputError, match=r"^--budget np\.int64\(0\): must be an integer >= 1$"):
+        api.search_method("nahas", out=str(tmp_path / "n"), budget=np.int64(0))
+    assert api.scale(small.copy(), phi=1, divisor=np.int64(8)) == api.scale(small.copy(), phi=1, divisor=8)
+    assert not list(tmp_path.iterdir())

@@ -23,6 +23,7 @@ import onnx
 import re
 
 from graphmill.ir import Graph, OptionalType, SequenceType, TensorType, require_graph
+from graphmill.util.limits import check_flags
 from graphmill.ir.ops import InferenceReport, infer_types, merge_types, unregistered_open_values
 from graphmill.ir.rewrite import constant_value
 
@@ -90,6 +91,7 @@ def infer_shapes(graph: Graph, *, use_onnx: bool = True, strict: bool = False) -
     onnx's inference (``use_onnx``) is asked only when an op without a registry entry leaves an
     output open (``graphmill.ir.ops.unregistered_open_values``)."""
     require_graph(graph, "infer_shapes")
+    check_flags("graphmill.infer_shapes", use_onnx=use_onnx, strict=strict)
     report = infer_types(graph, strict=strict)
     if use_onnx and next(unregistered_open_values(graph), None) is not None:
         before = report.inferred

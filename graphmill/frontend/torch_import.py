@@ -60,6 +60,7 @@ from typing import Any, Sequence
 from graphmill.ir import Graph, Node, Tensor, UserInputError, Value
 from graphmill.ir.graph import TORCH_ROLES_KEY
 from graphmill.util.errors import TracingWarning
+from graphmill.util.limits import check_flags
 
 from .onnx_import import from_proto
 
@@ -292,6 +293,7 @@ def from_torch(module, example_inputs, *, dynamic_batch: bool = True, opset: int
     cls = type(module).__name__
     if not isinstance(module, torch.nn.Module):
         raise UserInputError(f"from_torch needs a torch.nn.Module, got {cls}")
+    check_flags("graphmill.from_torch", dynamic_batch=dynamic_batch, strict=strict)
     args = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     if not args or not all(isinstance(a, torch.Tensor) for a in args):
         raise UserInputError(f"from_torch({cls}): example_inputs must be a tensor or a tuple of tensors")

@@ -26,6 +26,7 @@ def verify(graph: Graph) -> None:
 
 
 def find_problems(graph: Graph) -> list[str]:
+    require_graph(graph, "ir.find_problems")
     problems: list[str] = []
     names: dict[str, str] = {}
     _check_graph(graph, set(), problems, names, {})

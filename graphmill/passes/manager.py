@@ -148,7 +148,7 @@ class PassManager:
 
     @collector_paused()
     def run(self, graph: Graph) -> PipelineResult:
-        require_graph(graph, "passes.PassManager.run")  # a path was "pass 'dce' failed: AttributeError"
+        require_graph(graph, "passes.PassManager(...).run")  # a path was "pass 'dce' failed: AttributeError"
         self._records: list[PassRecord] = []
         self._ran: list[Run] = []
         self._notes: list[str] = []
@@ -242,4 +242,5 @@ def final_notes(notes: Sequence["str | GraphNote"], graph: Graph) -> list[str]:
 
 def run_passes(graph: Graph, schedule: Schedule | str | Sequence[Pass | str], **kwargs: Any) -> PipelineResult:
     """Run a schedule on ``graph`` in place (see ``PassManager`` for the keyword arguments)."""
+    require_graph(graph, "passes.run_passes")
     return PassManager(schedule, **kwargs).run(graph)

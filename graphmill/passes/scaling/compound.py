@@ -32,7 +32,7 @@ from graphmill.ir import Graph, ShapeInferenceError, TensorType, UserInputError,
 from graphmill.ir.summary import constant_values
 from graphmill.ir.ops import infer_types
 from graphmill.ir.scaling import round_filters, squeeze_channels  # the zoo's rules too: one definition
-from graphmill.util.limits import max_elements
+from graphmill.util.limits import check_count, max_elements
 
 from ..base import Option, Pass, PassContext, PassResult, register_pass
 from . import channels
@@ -198,8 +198,7 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
     if isinstance(phi, bool) or not isinstance(phi, (int, float)) or not math.isfinite(phi) or phi < 0:
         raise UserInputError(f"phi={phi!r}: must be a number >= 0")
     alpha, beta, gamma = (check_multiplier(k, v) for k, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma)))
-    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
-        raise UserInputError(f"divisor={divisor!r}: must be an integer >= 1")
+    divisor = check_count(divisor, "divisor", 1)
     d, w, r = (_multiplier(what, base, name, phi) for what, base, name in
                (("depth", alpha, "alpha"), ("width", beta, "beta"), ("resolution", gamma, "gamma")))
     check_structure_meta(graph)  # before any work: the meta updated at the end is the file's too

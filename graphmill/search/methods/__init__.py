@@ -26,6 +26,7 @@ import operator
 from typing import Any, Callable, Mapping
 
 from graphmill.util.errors import UserInputError
+from graphmill.util.limits import check_count
 
 #: method name -> the module implementing ``run`` (the contract above)
 METHODS: dict[str, str] = {
@@ -136,10 +137,8 @@ def run_method(name: str, *, out: str, budget: int | None = None, seed: int = 0,
     check_ray_address(executor, ray_address)  # for every method: one that ignored it ran locally
     if not str(out).strip():
         raise UserInputError("--out '': give a folder (an empty path would write into the current one)")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
-        raise UserInputError(f"--budget {budget!r}: must be a whole number >= 1")
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise UserInputError(f"--workers {workers!r}: must be a whole number >= 1")
+    budget = None if budget is None else check_count(budget, "--budget", 1)  # numpy's integers too
+    workers = check_count(workers, "--workers", 1)
     return module.run(str(out), budget=budget, seed=seed, workers=workers, executor=executor,
                       ray_address=ray_address, accel=accel, options=dict(options or {}), progress=progress)
 
