@@ -386,6 +386,14 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
                                  extra=[*rerun_options, *(source_options if model is not None else ())])
 
         whole = (lambda folder: rerun(folder, source)) if source is not None and f.history else None
+        unnamed = sorted({r.name for r in sched.runs() if r.instance is not None
+                          and registered_passes().get(r.name) is not type(r.instance)})
+        if unnamed:  # its rerun said "unknown pass or schedule" (a review): the text names passes by name only
+            def rerun(folder: str, model: str | None = None) -> str:  # noqa: F811 -- no command can rerun it
+                return (f"none: {', '.join(unnamed)} ran as Pass objects whose class is not registered by that name "
+                        "(register_pass, or --load-passes FILE, for a rerun)")
+
+            whole = None
         folder = write_reproducer(f, sched, seed, reproducer_dir, rerun, whole)
         raise ReproducerError(f, folder, rerun(folder), whole(folder) if whole is not None else None) from f
     # the output must be a graph that verifies, keeps its interface and is well-typed; --verify-each checked each

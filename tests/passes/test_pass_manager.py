@@ -1180,3 +1180,21 @@ def test_a_pass_instance_runs_as_given_registered_or_not():
     assert [r.name for r in result.records] == ["test-recorder-unregistered", "dce", "test-recorder-unregistered"]
     with pytest.raises(UserInputError, match="unknown pass 'test-recorder-unregistered'"):
         PassManager(["test-recorder-unregistered"])  # by name it is still unknown: it was never registered
+
+
+def test_a_reproducer_of_an_unregistered_pass_object_offers_no_rerun_that_cannot_run(tmp_path):
+    """optimize([..., Boom()]) wrote a rerun command that exits 2 with "unknown pass or schedule 'test-boom-...'"
+    (a review). Reference: the schedule language, which names registered passes only."""
+
+    class Boom(Pass):
+        """Fails."""
+        name = "test-boom-unregistered"
+
+        def run(self, graph, ctx):
+            raise RuntimeError("boom")
+
+    with pytest.raises(ReproducerError) as e:
+        optimize(relu_chain(3), ["dce", Boom()], reproducer_dir=str(tmp_path / "r"))
+    assert e.value.rerun.startswith("none: test-boom-unregistered ran as Pass objects whose class is not registered")
+    assert e.value.rerun_all is None
+    assert f"rerun: {e.value.rerun}" in (tmp_path / "r" / "README.txt").read_text()
