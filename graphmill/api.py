@@ -488,8 +488,9 @@ def check_scale_search_args(*, cost: str, accel: str | None, max_cost: float | N
         raise UserInputError("--cost sim needs --accel A.toml (the accelerator to simulate on)")
     if cost != "sim" and accel:
         raise UserInputError("--accel is used only with --cost sim (the cost is MACs otherwise)")
-    steps, limit, seed = (None if value is None else check_count(value, name, low)
-                          for name, value, low in (("--steps", steps, 1), ("--limit", limit, 1), ("--seed", seed, 0)))
+    for name, value, low in (("--steps", steps, 1), ("--limit", limit, 1), ("--seed", seed, 0)):
+        if value is not None:  # a check: the caller passes its own values on
+            check_count(value, name, low)
     for name, value in (("--phi", phi), ("--max-cost", max_cost), ("--step", step), ("--max-value", max_value)):
         if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise UserInputError(f"{name} {value!r}: must be a number > 0")

@@ -1134,6 +1134,11 @@ def test_a_replacement_takes_a_number_or_an_array_as_a_constant():
                 exactness=EXACT)
     assert rule.try_rewrite(g, g.nodes[0])
     assert [n.op_type for n in g.nodes] == ["Mul"] and ortb.compare(before, g, rtol=0, atol=0).ok
+    # a str, as GraphBuilder refuses it: a Value's name was a string constant (a review)
+    typo = Rule("add-self-typo", Op("Mul", Var("x"), Var("k")), replace=lambda m, r: r.op("Add", "x", "x"),
+                exactness=EXACT)
+    with pytest.raises(GraphmillError, match=r"rule 'add-self-typo': 'x' is not a Value"):
+        typo.try_rewrite(g, g.nodes[0])
 
 
 @register_pass
