@@ -9,7 +9,7 @@ from typing import Callable
 from graphmill.frontend import load
 from graphmill.frontend import save as _save_onnx
 from graphmill.frontend.onnx_io import external_data_files
-from graphmill.ir import Graph, UserInputError, require_graph
+from graphmill.ir import Graph, TensorType, UserInputError, require_graph
 from graphmill.optimization import (OptimizeReport, ReproducerError, check_dims, check_tolerances, model_summary,
                                     resolve_schedule)
 from graphmill.optimization import optimize as _run_optimize
@@ -639,6 +639,12 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
 
     check_nonempty_inputs(graph, "partition")
     infer_shapes(graph)  # a torch.onnx.export file declares no intermediate shapes; --run cuts at typed values
+    if dims:  # the batch is --batch's (a --dim of it fixed the batch, and --batch 8 then blamed the model: a review)
+        first = {v.type.shape[0] for v in graph.inputs if not v.is_initializer and isinstance(v.type, TensorType)
+                 and v.type.shape and isinstance(v.type.shape[0], str)}
+        if set(dims) & first:
+            name = sorted(set(dims) & first)[0]
+            raise UserInputError(f"--dim {name}: the batch dimension; --batch B sizes it (api: batch=)")
     _bind_sizes(graph, dims, "partition")
     ops = len(compute_nodes(graph))
     if stages > ops:

@@ -438,3 +438,5 @@ def test_dim_binds_a_symbol_other_than_the_batch(tmp_path, capsys):
     assert api.inspect(load(out), dims={"N": 2})["macs"] == 2 * (3 * 8 * 9 * 256 + 8 * 8 * 9 * 256)
     assert main([*argv, "--dim", "H=0", "--dim", "W=16"]) == 2
     assert "--dim H=0, --dim W=16: a size to partition at must be >= 1" in capsys.readouterr().err
+    assert main([*argv, "--dim", "N=4", "--dim", "H=16", "--dim", "W=16"]) == 2  # the batch is --batch's
+    assert "--dim N: the batch dimension; --batch B sizes it" in capsys.readouterr().err
