@@ -69,7 +69,11 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices:
                            **options)
     # by this run's passes, which recorded the device set a replay needs (passes.placement.replay_record)
     written = [k for k, old in before.items() if isinstance(graph.meta.get(k), dict) and graph.meta[k] is not old]
-    if written:  # the other one, from an earlier run, no longer describes the nodes' devices
+    if len(written) == 2:  # both in this schedule: the later pass's decisions are the nodes' (learned-place,place
+        # kept learned's: a review)
+        last = next(r["name"] for r in reversed(report.passes) if r["name"] == "place" or r["name"] in LEARNED_PASSES)
+        written = ["placement" if last == "place" else "learned"]
+    if written:  # the other one, from an earlier run or pass, no longer describes the nodes' devices
         graph.meta.pop("placement" if "learned" in written else "learned", None)
     if "learned" in written:  # the decisions in the report, re-simulated from the meta a saved model carries (the
         # report held the step time alone, so a check outside graphmill had to read the model's meta)
@@ -640,11 +644,11 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
     check_nonempty_inputs(graph, "partition")
     infer_shapes(graph)  # a torch.onnx.export file declares no intermediate shapes; --run cuts at typed values
     if dims:  # the batch is --batch's (a --dim of it fixed the batch, and --batch 8 then blamed the model: a review)
-        first = {v.type.shape[0] for v in graph.inputs if not v.is_initializer and isinstance(v.type, TensorType)
-                 and v.type.shape and isinstance(v.type.shape[0], str)}
-        if set(dims) & first:
-            name = sorted(set(dims) & first)[0]
-            raise UserInputError(f"--dim {name}: the batch dimension; --batch B sizes it (api: batch=)")
+        first = {v.type.shape[0] if isinstance(v.type, TensorType) and v.type.shape else None
+                 for v in graph.inputs if not v.is_initializer}
+        batch_symbol = first.pop() if len(first) == 1 else None  # inputs of other leading symbols: --dim binds them
+        if isinstance(batch_symbol, str) and batch_symbol in dims:
+            raise UserInputError(f"--dim {batch_symbol}: the batch dimension; --batch B sizes it (api: batch=)")
     _bind_sizes(graph, dims, "partition")
     ops = len(compute_nodes(graph))
     if stages > ops:

@@ -458,23 +458,36 @@ NODE_DECISIONS = ("device", "fusion_group", "priority")
 
 def drop_stale_decisions(graph: Graph) -> list[str]:
     """Drop the per-node decisions ``graph`` carries (``DECISIONS``: an earlier command's, or a pass's of this
-    schedule) once a node has no device: a rewrite after them made it, and ``simulate`` refused the model, or
-    replayed learned decisions with defaults for it, without a word (an outside check). Every node of a placed
-    graph has one (a constant its first reader's), so a rewrite that keeps the nodes (``fuse-activation``'s meta,
-    ``dce``'s removals) keeps the decisions. Both the graph's meta and the nodes' go: ``check_placement`` ran a
-    placement the nodes still held. Returns the notes that say so."""
+    schedule) once a top-level node has no device: a rewrite after them made it, and ``simulate`` refused the model,
+    or replayed learned decisions with defaults for it, without a word (an outside check); or, for a training step,
+    once a computed node's name is not in the decisions' table (a lowering copies the node's meta, device included,
+    to new names). A placed graph's nodes all have a device (a constant its first reader's), so a rewrite that keeps
+    the nodes (``fuse-activation``'s meta, ``dce``'s removals) keeps the decisions. Both the graph's meta and the
+    nodes' go: ``check_placement`` ran a placement the nodes still held. Returns the notes that say so."""
+    from graphmill.ir.summary import constant_values
+
     meta = [k for k in DECISIONS if graph.meta.get(k) is not None]
+    if not meta:
+        return []
     bare = next((n for n in graph.nodes if isinstance(n.meta.get("device"), bool)
                  or not isinstance(n.meta.get("device"), int)), None)
-    if not meta or bare is None:
+    tables = [m["decisions"] for m in map(graph.meta.get, meta) if isinstance(m, dict) and m.get("training")
+              and isinstance(m.get("decisions"), dict)]
+    if bare is None and tables:  # a training step's decisions go by op name (its backward ops are in no node): a
+        # rewrite that copied a node's meta to new nodes (a lowering) left names the table lacks (a review)
+        constant = constant_values(graph)
+        bare = next((n for n in graph.nodes if not all(id(o) in constant for o in n.outputs if o is not None)
+                     and any(n.name not in t for t in tables)), None)
+    if bare is None:
         return []
+    why = "has no device" if not isinstance(bare.meta.get("device"), int) else "is not in the training step's table"
     for key in meta:
         del graph.meta[key]
     for n in graph.nodes:
         for k in NODE_DECISIONS:
             n.meta.pop(k, None)
-    return [f"the decisions {DECISIONS[key]} made (graph.meta[{key!r}]) were dropped: {bare.describe()} has no "
-            "device after the schedule's rewrites; decide again on the optimized model" for key in meta]
+    return [f"the decisions {DECISIONS[key]} made (graph.meta[{key!r}]) were dropped: {bare.describe()} {why} "
+            "after the schedule's rewrites; decide again on the optimized model" for key in meta]
 
 
 def _compare(original: Graph, graph: Graph, source: str | None, *, seed: int, rtol: float, atol: float,

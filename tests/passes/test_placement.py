@@ -845,3 +845,33 @@ def test_a_numpy_seed_is_a_seed():
     want = api.place(three_towers(), method="metis", devices=2, seed=3)
     got = api.place(three_towers(), method="metis", devices=2, seed=np.int64(3))
     assert got["placement"] == want["placement"] and got["makespan"] == want["makespan"]
+
+
+@pytest.mark.parametrize("decide", ["place", "learned"])
+def test_a_training_steps_decisions_go_when_a_lowering_renames_the_ops(decide):
+    """A training step's decisions are a table by op name (its backward ops are in no node). lower-graphmill gives
+    the MoE's new nodes its meta, devices included, so every node had one and the decisions stayed: `simulate`
+    refused the placement ("'..._grad': meta['device'] = None"), and the learned replay used defaults for the new
+    ops silently (a review). Reference: the replay functions' "not placed" (None) and the note."""
+    from graphmill.frontend import zoo
+
+    g = zoo.build("switch_transformer", layers=2, hidden=32, heads=2, ffn=64, vocab=100, seq=8, batch=2, experts=2)
+    if decide == "place":
+        api.place(g, method="heft", devices=2, training=True)
+    else:
+        api.learned_optimize(g, devices=2, samples=1, training=True)
+    assert api.replay_placement(g) is not None
+    report = api.optimize(g, "lower-graphmill")
+    assert any("is not in the training step's table" in n for n in report.notes), report.notes
+    assert api.replay_placement(g) is None
+
+
+def test_the_later_of_place_and_a_learned_pass_in_one_schedule_is_kept():
+    """learned-place,place kept the learned decisions and dropped the placement that ran last (a review).
+    Reference: the schedule's order; replay_placement's method."""
+    g = _matmul_add_relu()
+    api.optimize(g, "learned-place,place", devices=2)
+    assert "learned" not in g.meta and api.replay_placement(g)["method"] == "heft"
+    g = _matmul_add_relu()
+    api.optimize(g, "place,learned-place", devices=2)
+    assert "placement" not in g.meta and api.replay_placement(g)["method"] == "learned-place"
