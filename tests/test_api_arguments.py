@@ -166,6 +166,7 @@ def test_learned_optimize_refuses_no_passes_and_place_a_report_it_cannot_fill(sm
     (lambda g: api.learned_replay(g, decisions="no"), "graphmill.api.learned_replay: decisions='no' must be True or "
                                                       "False"),
     (lambda g: graphmill.infer_shapes(g, strict="no"), "graphmill.infer_shapes: strict='no' must be True or False"),
+    (lambda g: api.train_policy("p.npz", quick="no"), "graphmill.api.train_policy: quick='no' must be True or False"),
 ])
 def test_a_string_is_no_flag(small, call, needle, monkeypatch):
     """simulate(scalesim_compat="no") switched SCALE-Sim's arithmetic on (89,781 cycles became 113,697), and so did

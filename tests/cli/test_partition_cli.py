@@ -440,3 +440,20 @@ def test_dim_binds_a_symbol_other_than_the_batch(tmp_path, capsys):
     assert "--dim H=0, --dim W=16: a size to partition at must be >= 1" in capsys.readouterr().err
     assert main([*argv, "--dim", "N=4", "--dim", "H=16", "--dim", "W=16"]) == 2  # the batch is --batch's
     assert "--dim N: the batch dimension; --batch B sizes it" in capsys.readouterr().err
+
+
+def test_dim_of_inputs_leading_with_different_symbols_fixes_the_batch():
+    """Inputs a:[N,8] and c:[M,8] have no one batch symbol: --dim N=4 --dim M=4 fixes their batch, as before the
+    refusal of --dim for the batch symbol, which took M for the batch (a review). Reference: the partition of the
+    same graph built at a fixed batch of 4."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((8, 8)).astype(np.float32)
+
+    def two(n, m):
+        b = GraphBuilder("two")
+        a, c = b.input("a", "float32", [n, 8]), b.input("c", "float32", [m, 8])
+        b.output(b.Relu(b.Add(b.MatMul(a, w), b.MatMul(c, w))), "y")
+        return b.build()
+
+    got = api.partition(two("N", "M"), stages=2, microbatches=2, dims={"N": 4, "M": 4})
+    assert got["bottleneck"] == api.partition(two(4, 4), stages=2, microbatches=2)["bottleneck"]
