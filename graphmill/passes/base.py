@@ -434,7 +434,10 @@ def register_pass(cls: type[Pass]) -> type[Pass]:
     ``graphmill optimize -p``. Checked here, where the pass is written, not when a schedule first runs it: a
     kebab-case name registered once, a known exactness, and option defaults their own options accept
     (``ValueError``: a programming error; ``api.load_passes`` turns it into a one-line error naming the file)."""
-    if not cls.name or cls.name != cls.name.lower() or "_" in cls.name or " " in cls.name:
+    if not (isinstance(cls, type) and issubclass(cls, Pass)):  # an AttributeError from deep inside (an outside check)
+        raise ValueError(f"register_pass takes a subclass of graphmill.passes.Pass, got {cls!r:.60}")
+    if not isinstance(cls.name, str) or not cls.name or cls.name != cls.name.lower() or "_" in cls.name \
+            or " " in cls.name:
         raise ValueError(f"pass name {cls.name!r} must be kebab-case")
     if cls.name in _PASSES and _PASSES[cls.name] is not cls:
         raise ValueError(f"pass {cls.name!r} is registered twice{_builtin_hint(_PASSES[cls.name])}")

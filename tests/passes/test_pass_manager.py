@@ -1203,3 +1203,11 @@ def test_a_reproducer_of_an_unregistered_pass_object_offers_no_rerun_that_cannot
     assert e.value.rerun.startswith("none: test-boom-unregistered ran as Pass objects whose class is not registered")
     assert e.value.rerun_all is None
     assert f"rerun: {e.value.rerun}" in (tmp_path / "r" / "README.txt").read_text()
+
+
+@pytest.mark.parametrize("cls", [3, object, type("NotAPass", (), {"name": "not-a-pass"})])
+def test_register_pass_refuses_what_is_not_a_pass_class(cls):
+    """register_pass(object) ended in an AttributeError from deep inside (an outside check). Reference: the
+    decorator's contract (a subclass of Pass); its errors are ValueErrors, which --load-passes turns into one line."""
+    with pytest.raises(ValueError, match=r"^register_pass takes a subclass of graphmill\.passes\.Pass, got "):
+        register_pass(cls)
