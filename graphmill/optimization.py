@@ -29,6 +29,7 @@ from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES, builtin_schedu
 from graphmill.passes.dsl import load_schedule
 from graphmill.passes.plugins import plugin_files
 from graphmill.ir import ExecutionError, Graph, GraphmillError, UserInputError, find_problems
+from graphmill.ir.graph import DECISIONS, drop_decisions
 from graphmill.ir.summary import bind_symbols, summarize, symbols
 from graphmill.ir.gc_pause import collector_paused
 from graphmill.providers import pass_context
@@ -449,13 +450,6 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
     return report
 
 
-DECISIONS = {"placement": "graphmill place", "learned": "the learned passes"}
-"""The graph meta of decisions made per node, replayed by ``graphmill simulate``, and who writes each."""
-
-NODE_DECISIONS = ("device", "fusion_group", "priority")
-"""What those decisions write on each node."""
-
-
 def drop_stale_decisions(graph: Graph) -> list[str]:
     """Drop the per-node decisions ``graph`` carries (``DECISIONS``: an earlier command's, or a pass's of this
     schedule) once a top-level node has no device: a rewrite after them made it, and ``simulate`` refused the model,
@@ -481,11 +475,7 @@ def drop_stale_decisions(graph: Graph) -> list[str]:
     if bare is None:
         return []
     why = "has no device" if not isinstance(bare.meta.get("device"), int) else "is not in the training step's table"
-    for key in meta:
-        del graph.meta[key]
-    for n in graph.nodes:
-        for k in NODE_DECISIONS:
-            n.meta.pop(k, None)
+    drop_decisions(graph)
     return [f"the decisions {DECISIONS[key]} made (graph.meta[{key!r}]) were dropped: {bare.describe()} {why} "
             "after the schedule's rewrites; decide again on the optimized model" for key in meta]
 

@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"scaled {args.model} -> {args.output}: phi={args.phi:g}  depth x{report['depth']:.4g}  "
           f"width x{report['width']:.4g}  resolution x{report['resolution']:.4g}  "
           f"({_input_sizes(report['input_size_before'], report['input_size_after'])})")
+    for who in report.get("decisions_dropped", ()):
+        print(f"  note: the decisions {who} made were dropped: they were made for the network before scaling")
     for row in report["stages"]:
         channels = (f"  channels {row['channels_before']} -> {row['channels_after']}"
                     if row["channels_before"] is not None else "")  # a stem or head of no single width

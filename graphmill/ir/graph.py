@@ -971,6 +971,27 @@ def stable_order(nodes: Sequence[Node]) -> tuple[list[Node], list[Node]]:
     return order, [nodes[i] for i in range(len(nodes)) if indeg[i] > 0]
 
 
+DECISIONS = {"placement": "graphmill place", "learned": "the learned passes"}
+"""The graph meta of decisions made per node, replayed by ``graphmill simulate``, and who writes each."""
+
+NODE_DECISIONS = ("device", "fusion_group", "priority")
+"""What those decisions write on each node."""
+
+
+def drop_decisions(graph: Graph) -> list[str]:
+    """Remove the per-node decisions ``graph`` carries, from its meta and its nodes; the ``DECISIONS`` keys it had.
+    For a change that makes them stale whatever the nodes still say (a rewrite copies a node's meta, device
+    included, to the nodes it makes)."""
+    had = [k for k in DECISIONS if graph.meta.get(k) is not None]
+    for key in had:
+        del graph.meta[key]
+    if had:
+        for n in graph.nodes:
+            for k in NODE_DECISIONS:
+                n.meta.pop(k, None)
+    return had
+
+
 def require_graph(graph: object, call: str) -> None:
     """A user error, not an AttributeError from deep inside, for a call given something other than a ``Graph``
     (``graphmill.inspect("model.onnx")`` after reading ``graphmill inspect model.onnx``: an outside check)."""

@@ -875,3 +875,25 @@ def test_the_later_of_place_and_a_learned_pass_in_one_schedule_is_kept():
     g = _matmul_add_relu()
     api.optimize(g, "place,learned-place", devices=2)
     assert "placement" not in g.meta and api.replay_placement(g)["method"] == "learned-place"
+
+
+def test_scaling_a_placed_model_drops_its_decisions():
+    """`graphmill scale` copied each node's device to the blocks it added and kept the placement: simulate refused
+    a training step's, and replayed a forward one past a device's memory (an outside check). Reference: the
+    replay's "not placed" answer (None) and the report."""
+    g = api.zoo_build("resnet18", width=0.25, resolution=32)
+    api.place(g, devices=2, dims={"N": 1})
+    report = api.scale(g, phi=1)
+    assert report["decisions_dropped"] == ["graphmill place"] and api.replay_placement(g) is None
+    assert not any("device" in n.meta for n in g.nodes)
+
+
+def test_a_replayed_placement_over_a_devices_memory_is_refused():
+    """simulate replayed a placement over a device's memory as a valid step time, which place refuses (an outside
+    check). Reference: the replay's own peak against the device set's memory, shrunk below it here."""
+    g = three_towers()
+    api.place(g, devices=2)
+    peak = max(api.replay_placement(g)["peak"])
+    g.meta["placement"]["device_set"]["memory"] = [peak / 2] * 2
+    with pytest.raises(UserInputError, match=r"its placement is invalid: device \d .* over its memory of"):
+        api.replay_placement(g)

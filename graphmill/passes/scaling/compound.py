@@ -29,6 +29,7 @@ import math
 from typing import Any
 
 from graphmill.ir import Graph, ShapeInferenceError, TensorType, UserInputError, verify
+from graphmill.ir.graph import DECISIONS, drop_decisions
 from graphmill.ir.summary import constant_values
 from graphmill.ir.ops import infer_types
 from graphmill.ir.scaling import round_filters, squeeze_channels  # the zoo's rules too: one definition
@@ -316,7 +317,17 @@ def scale_graph(graph: Graph, *, phi: float, alpha: float = 1.2, beta: float = 1
                                repeats_after=a["repeats"], channels_before=b["channels"],
                                channels_after=a["channels"]) for b, a in zip(before, after)])
     _update_meta(graph, struct, report)
+    if blocks_or_sizes_changed(report):  # another network: a placement's copied devices and a training table's
+        # names described the old one (simulate refused the result, or replayed it past a device's memory: an
+        # outside check)
+        report["decisions_dropped"] = [DECISIONS[k] for k in drop_decisions(graph)]
     return report
+
+
+def blocks_or_sizes_changed(report: dict) -> bool:
+    """Whether a scaling report's network differs from the one it scaled."""
+    return bool(report["blocks_added"] or report["tensors_resized"]
+                or report["input_size_before"] != report["input_size_after"])
 
 
 def _check_total_size(graph: Graph, before: int) -> None:
@@ -440,9 +451,11 @@ class CompoundScale(Pass):
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         rep = scale_graph(graph, phi=self.phi, alpha=self.alpha, beta=self.beta, gamma=self.gamma,
                           divisor=self.divisor, seed=self.seed)
-        changed = bool(rep["blocks_added"] or rep["tensors_resized"] or rep["input_size_before"] != rep["input_size_after"])
-        return PassResult(changed, {"blocks_added": rep["blocks_added"], "channel_groups": rep["channel_groups_resized"],
-                                    "tensors_resized": rep["tensors_resized"]})
+        notes = [f"the decisions {who} made were dropped: they were made for the network before scaling"
+                 for who in rep.get("decisions_dropped", ())]
+        return PassResult(blocks_or_sizes_changed(rep), {"blocks_added": rep["blocks_added"],
+                                                         "channel_groups": rep["channel_groups_resized"],
+                                                         "tensors_resized": rep["tensors_resized"]}, notes)
 
 
 def scale(graph: Graph, phi: float, alpha: float = 1.2, beta: float = 1.1, gamma: float = 1.15, divisor: int = 8,
