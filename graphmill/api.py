@@ -58,6 +58,8 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices:
              *(["--devices-file", os.path.abspath(devices_file)] if devices_file is not None else []),
              *(["--accel", os.path.abspath(accel)] if isinstance(accel, (str, os.PathLike)) else []),
              *(["--memory", repr(memory_gb)] if memory_gb is not None else []), "--cost", cost]
+    if need:
+        _lower_for_decisions(graph)
     if need and options.get("dims"):  # as place: costs need sizes, and the decisions hold for these (saved with them)
         _static_sizes(graph, options["dims"])
         # bound: no symbol is left for the figures and random inputs; but the input file still has them, which a
@@ -710,9 +712,21 @@ def _bind_sizes(graph: Graph, dims: dict[str, int] | None, verb: str) -> None:
         raise UserInputError(f"{given}: {e}") from None
 
 
+def _lower_for_decisions(graph: Graph) -> None:
+    """Lower graphmill-domain ops (a ``graphmill::MoE``) in ``graph`` before ops are placed: every saved model holds
+    them lowered, and decisions made on the op itself described another graph than the one written (simulate
+    refused a training step's, replayed a forward one at another step time: an outside check)."""
+    from graphmill.passes.lowering.lower import has_ops_to_lower, lower_graph
+
+    if has_ops_to_lower(graph):
+        lower_graph(graph)
+
+
 def _static_sizes(graph: Graph, dims: dict[str, int] | None) -> None:
     """Bind ``dims`` in ``graph`` and infer every intermediate shape (a torch.onnx.export file has none), or refuse
-    in one line: placement costs ops, and costs need sizes."""
+    in one line: placement costs ops, and costs need sizes. graphmill-domain ops are lowered first
+    (``_lower_for_decisions``)."""
+    _lower_for_decisions(graph)
     from graphmill.frontend.onnx_shape_inference import infer_shapes
     from graphmill.ir.summary import check_nonempty_inputs, data_dependent_note, symbols, symbols_to_give
 
