@@ -58,10 +58,11 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices:
              *(["--devices-file", os.path.abspath(devices_file)] if devices_file is not None else []),
              *(["--accel", os.path.abspath(accel)] if isinstance(accel, (str, os.PathLike)) else []),
              *(["--memory", repr(memory_gb)] if memory_gb is not None else []), "--cost", cost]
-    if need:
+    lower = "place-experts" not in names  # that pass places the MoE ops' experts: it needs them unlowered
+    if need and lower:
         _lower_for_decisions(graph)
     if need and options.get("dims"):  # as place: costs need sizes, and the decisions hold for these (saved with them)
-        _static_sizes(graph, options["dims"])
+        _static_sizes(graph, options["dims"], lower=lower)
         # bound: no symbol is left for the figures and random inputs; but the input file still has them, which a
         # rerun of the whole schedule on it must bind again
         options = {**options, "dims": None, "source_options": [a for k, v in sorted(options["dims"].items())
@@ -722,11 +723,12 @@ def _lower_for_decisions(graph: Graph) -> None:
         lower_graph(graph)
 
 
-def _static_sizes(graph: Graph, dims: dict[str, int] | None) -> None:
+def _static_sizes(graph: Graph, dims: dict[str, int] | None, *, lower: bool = True) -> None:
     """Bind ``dims`` in ``graph`` and infer every intermediate shape (a torch.onnx.export file has none), or refuse
     in one line: placement costs ops, and costs need sizes. graphmill-domain ops are lowered first
-    (``_lower_for_decisions``)."""
-    _lower_for_decisions(graph)
+    (``_lower_for_decisions``) unless not ``lower``."""
+    if lower:
+        _lower_for_decisions(graph)
     from graphmill.frontend.onnx_shape_inference import infer_shapes
     from graphmill.ir.summary import check_nonempty_inputs, data_dependent_note, symbols, symbols_to_give
 
