@@ -251,7 +251,7 @@ class GraphSummary:
         return asdict(self)
 
 
-def _is_bn_statistic(v: Value) -> bool:
+def is_bn_statistic(v: Value) -> bool:
     """Whether ``v`` is read only as BatchNormalization's running mean or variance (inputs 3 and 4)."""
     uses = v.uses()
     return bool(uses) and all(n.op_type == "BatchNormalization" and n.domain in ("", "ai.onnx") and i in (3, 4)
@@ -542,7 +542,7 @@ def _summarize(graph: Graph) -> GraphSummary:
             unknown_params += 1
         else:
             params += n
-            if _is_bn_statistic(v):
+            if is_bn_statistic(v):
                 bn_statistics += n
     init_ids = {id(v) for v in graph.initializers.values()}
     return GraphSummary(

@@ -459,3 +459,25 @@ def test_cost_model_memoizing_by_id_sees_each_microbatch_size():
     first = [partition_graph(g, cost, stages=2, microbatches=m, batch=8)["bottleneck"] for m in (1, 2, 4, 2, 1)]
     fresh = [partition_graph(g, IdMemoCost(), stages=2, microbatches=m, batch=8)["bottleneck"] for m in (1, 2, 4, 2, 1)]
     assert first == fresh
+
+
+@pytest.mark.parametrize("stages", [1, 2])
+def test_batchnorm_statistics_and_shapes_hold_no_gradient_or_optimizer_state(stages):
+    """Every constant a stage read was counted as a trained weight: BatchNorm's running mean and variance (buffers
+    in torch, which no optimizer sees) and a Reshape's int64 shape had gradients and Adam state (an outside check:
+    240 of a CNN stage's 256 parameters train). Reference: torch's split of nn.Conv2d/nn.BatchNorm2d into
+    parameters and buffers, counted by hand: trained 864 + 64 + 2,304 bytes of the 3,232 + 64 + 16 read."""
+    b = GraphBuilder("cnn")
+    x = b.input("x", "float32", [4, 3, 8, 8])
+    h = b.Conv(x, np.ones((8, 3, 3, 3), np.float32), pads=[1, 1, 1, 1], name="c1")  # 864 bytes
+    h = b.BatchNormalization(h, np.ones(8, np.float32), np.zeros(8, np.float32),  # scale, bias: 64 bytes, trained
+                             np.zeros(8, np.float32), np.ones(8, np.float32), name="bn")  # mean, var: 64, buffers
+    h = b.Conv(b.Relu(h, name="r"), np.ones((8, 8, 3, 3), np.float32), pads=[1, 1, 1, 1], name="c2")  # 2,304 bytes
+    b.output(b.Reshape(h, np.array([-1, 512], np.int64), name="flat"), "y")  # the shape: 16 bytes, no gradient
+    g = b.build()
+    plan = partition_graph(g, TableCost({n.name: 1.0 for n in g.nodes}), stages=stages, microbatches=2,
+                           optimizer="adam")
+    detail = [st["memory_detail"] for st in plan["stages"]]
+    assert sum(d["weights"] for d in detail) == 864 + 128 + 2304 + 16
+    assert sum(d["gradients"] for d in detail) == 864 + 64 + 2304
+    assert sum(d["optimizer"] for d in detail) == 2 * (864 + 64 + 2304)

@@ -29,7 +29,7 @@ import numpy as np
 from graphmill.ir import Graph, Node, TensorType, UserInputError, Value
 from graphmill.ir.ops import infer_types, lookup
 from graphmill.ir.partition import compute_nodes, crossing_values, value_bytes
-from graphmill.ir.summary import bind_symbols, constant_values, node_cost
+from graphmill.ir.summary import bind_symbols, constant_values, is_bn_statistic, node_cost
 
 
 @dataclass
@@ -144,6 +144,7 @@ class NodeCosts:
     forward: np.ndarray          # [n]
     backward: np.ndarray         # [n]
     weight_bytes: np.ndarray     # [n] constant inputs, each counted at its first reader (shared_weights: the rest)
+    trained_bytes: np.ndarray    # [n] of those, the ones training keeps a gradient and optimizer state of
     param_count: np.ndarray      # [n] elements of those (torchgpipe's balance by size)
     act_bytes: np.ndarray        # [n] output bytes (what the backward pass keeps)
     cut_bytes: np.ndarray        # [n + 1] bytes crossing cut j (0 and n: none); cut 0 holds the model inputs
@@ -153,10 +154,22 @@ class NodeCosts:
     microbatches: int
     units: str
     shared_weights: list[tuple[float, np.ndarray]]  # constant inputs read at several positions: (bytes, positions)
+    shared_trained: list[tuple[float, np.ndarray]]  # the same, (trained bytes, positions)
 
     @property
     def n(self) -> int:
         return len(self.order)
+
+
+def trained_bytes(v: Value) -> float:
+    """Bytes of the gradient (and, per byte, of the optimizer's state) that training keeps for constant ``v``: a
+    floating-point weight's; none for BatchNorm's running statistics (buffers, which no optimizer sees) or an
+    integer constant (a shape). Every constant counted as a trained weight before: a CNN's stages carried
+    gradients and Adam state for their statistics (an outside check)."""
+    t = v.type
+    if not isinstance(t, TensorType) or t.dtype is None or not t.dtype.is_floating or is_bn_statistic(v):
+        return 0.0
+    return float(value_bytes(v))
 
 
 def is_mac_op(node: Node) -> bool:
@@ -187,6 +200,7 @@ def node_costs(graph: Graph, cost: Any, *, stages: int, microbatches: int, batch
         bwd[i] = float(backward_time(node, 0)) if backward_time is not None else (2.0 if is_mac_op(node) else 1.0) * f
     seen: set[int] = set()
     wbytes = np.zeros(n)
+    tbytes = np.zeros(n)
     pcount = np.zeros(n)
     wconstant = constant_values(work)
     readers: dict[int, tuple[Value, list[int]]] = {}
@@ -200,10 +214,13 @@ def node_costs(graph: Graph, cost: Any, *, stages: int, microbatches: int, batch
             if id(v) not in seen:
                 seen.add(id(v))
                 wbytes[i] += value_bytes(v)
+                tbytes[i] += trained_bytes(v)
                 if v.const is not None and hasattr(v.const, "shape") and len(v.const.shape) > 0:
                     pcount[i] += int(np.prod(v.const.shape))
     shared = [(float(value_bytes(v)), np.array(at, dtype=np.int64)) for v, at in readers.values()
               if len(at) > 1 and value_bytes(v) > 0]
+    shared_trained = [(trained_bytes(v), np.array(at, dtype=np.int64)) for v, at in readers.values()
+                      if len(at) > 1 and trained_bytes(v) > 0]
     act = np.array([sum(value_bytes(o) for o in node.outputs) for node in worder], dtype=float)
     cross = crossing_values(work, worder)
     cut = np.array(cross.bytes(), dtype=float)
@@ -215,5 +232,5 @@ def node_costs(graph: Graph, cost: Any, *, stages: int, microbatches: int, batch
                       if 0 < j < n else 0.0 for j, b in enumerate(cut)])
         transfer.append(t)
     units = getattr(cost, "units", "cycles")
-    return NodeCosts(order, fwd, bwd, wbytes, pcount, act, cut, int(inputs), transfer, info, microbatches, units,
-                     shared)
+    return NodeCosts(order, fwd, bwd, wbytes, tbytes, pcount, act, cut, int(inputs), transfer, info, microbatches,
+                     units, shared, shared_trained)

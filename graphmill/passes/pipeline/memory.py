@@ -3,8 +3,9 @@
 Per stage, in bytes:
 
 * ``weights``: the constant tensors its nodes read (each counted once per stage);
-* ``gradients``: one gradient per weight (the same bytes);
-* ``optimizer``: the optimizer's state per weight: Adam 2x (first and second moments), momentum SGD 1x,
+* ``gradients``: one gradient per trained weight (the same bytes): the floating-point ones but BatchNorm's
+  running statistics (buffers, which no optimizer sees); integer constants (shapes) have none;
+* ``optimizer``: the optimizer's state per trained weight: Adam 2x (first and second moments), momentum SGD 1x,
   plain SGD 0x;
 * ``activations_remat``: with re-materialization only the stage's input activations of all ``M``
   micro-batches are kept, plus one micro-batch's internal activations while its forward pass is recomputed
@@ -31,9 +32,9 @@ import numpy as np
 OPTIMIZER_STATE = {"adam": 2.0, "momentum": 1.0, "sgd": 0.0}
 
 
-def weight_factor(optimizer: str) -> float:
-    """Bytes resident per weight byte: the weight, its gradient and the optimizer's state."""
-    return 2.0 + OPTIMIZER_STATE[optimizer]
+def trained_factor(optimizer: str) -> float:
+    """Bytes resident per trained weight byte beyond the weight itself: its gradient and the optimizer's state."""
+    return 1.0 + OPTIMIZER_STATE[optimizer]
 
 
 SCHEDULES = ("gpipe", "1f1b")
@@ -53,17 +54,20 @@ def activations(held: Any, inputs_micro: Any, internal_micro: Any, remat: bool) 
 
 
 def stage_memory(weights: float, inputs_micro: float, internal_micro: float, *, microbatches: int, stages: int,
-                 index: int, optimizer: str, remat: bool = True, schedule: str = "gpipe") -> dict:
-    """The memory figures of one stage (see the module docstring); inputs and internals are per micro-batch.
-    ``memory``: the figure of ``schedule`` with or without ``remat``."""
+                 index: int, optimizer: str, remat: bool = True, schedule: str = "gpipe",
+                 trained: float | None = None) -> dict:
+    """The memory figures of one stage (see the module docstring); inputs and internals are per micro-batch;
+    ``trained``: the bytes of its weights that train (default: all). ``memory``: the figure of ``schedule`` with
+    or without ``remat``."""
     m = microbatches
-    state = OPTIMIZER_STATE[optimizer] * weights
+    trained = weights if trained is None else trained
+    state = OPTIMIZER_STATE[optimizer] * trained
     n = in_flight("1f1b", m, stages, index)
     remat_acts, full = (activations(m, inputs_micro, internal_micro, r) for r in (True, False))
     f1b_remat, f1b = (activations(n, inputs_micro, internal_micro, r) for r in (True, False))
-    resident = 2 * weights + state
+    resident = weights + trained + state
     acts = activations(in_flight(schedule, m, stages, index), inputs_micro, internal_micro, remat)
-    return {"weights": int(weights), "gradients": int(weights), "optimizer": int(state),
+    return {"weights": int(weights), "gradients": int(trained), "optimizer": int(state),
             "activations_remat": int(remat_acts), "activations": int(full), "activations_1f1b": int(f1b),
             "activations_1f1b_remat": int(f1b_remat),
             "total_remat": int(resident + remat_acts), "total": int(resident + full),
@@ -73,7 +77,8 @@ def stage_memory(weights: float, inputs_micro: float, internal_micro: float, *, 
 
 def memory_vector(wprefix: np.ndarray, aprefix: np.ndarray, cut: np.ndarray, *, microbatches: int, optimizer: str,
                   remat: bool, shared: list[tuple[float, np.ndarray]] = (), stages: int = 1,
-                  schedule: str = "gpipe"):
+                  schedule: str = "gpipe", tprefix: np.ndarray | None = None,
+                  shared_trained: list[tuple[float, np.ndarray]] | None = None):
     """``f(s, i, j)`` giving the memory of stage ``s`` holding [i, j) for a vector of ``i``, under ``schedule``
     (of ``stages``): the model the partitioner caps.
 
@@ -83,35 +88,44 @@ def memory_vector(wprefix: np.ndarray, aprefix: np.ndarray, cut: np.ndarray, *, 
     after its first reader's: `--objective memory` missed the least-memory cut and `--memory-cap` refused
     models a cut would fit. Still approximate where a weight is also read through a folded constant node (a
     ``Transpose(W)``): the compute ops read W and W^T, both counted here, while a stage holding the constant
-    node keeps W alone; the pass re-checks the exact figures afterwards.
+    node keeps W alone; the pass re-checks the exact figures afterwards. ``tprefix`` and ``shared_trained``: the
+    same of the trained bytes, which also hold a gradient and the optimizer's state (default: all of them).
     """
-    wf = weight_factor(optimizer)
+    tf = trained_factor(optimizer)
     m = microbatches
     n = len(wprefix) - 1
-    if shared:
-        sizes = np.array([b for b, _ in shared], dtype=float)
-        first = np.array([r[0] for _, r in shared], dtype=np.int64)
-        width = max(len(r) for _, r in shared)
-        readers = np.full((len(shared), width), np.iinfo(np.int64).max, dtype=np.int64)
-        for s, (_, r) in enumerate(shared):
+    tprefix = wprefix if tprefix is None else tprefix
+    shared_trained = shared if shared_trained is None else shared_trained
+
+    def extra_of(entries: list[tuple[float, np.ndarray]]):
+        """Bytes of shared weights in [i, j) beyond what a prefix counts: each whose first reader is before ``i``
+        and a reader is in [i, j), i.e. first < i <= its last reader before j."""
+        if not entries:
+            return lambda i, j: 0.0
+        sizes = np.array([b for b, _ in entries], dtype=float)
+        first = np.array([r[0] for _, r in entries], dtype=np.int64)
+        width = max(len(r) for _, r in entries)
+        readers = np.full((len(entries), width), np.iinfo(np.int64).max, dtype=np.int64)
+        for s, (_, r) in enumerate(entries):
             readers[s, :len(r)] = r
 
-    def extra(i: np.ndarray, j: int) -> np.ndarray:
-        """Bytes of shared weights in [i, j) beyond what ``wprefix`` counts: each whose first reader is before
-        ``i`` and a reader is in [i, j), i.e. first < i <= its last reader before j."""
-        before = (readers < j).sum(1) - 1  # index of the last reader before j (0: only the first)
-        hit = before >= 1
-        last = readers[hit, before[hit]]
-        diff = np.zeros(n + 2)
-        np.add.at(diff, first[hit] + 1, sizes[hit])
-        np.add.at(diff, last + 1, -sizes[hit])
-        return np.cumsum(diff)[i]
+        def extra(i: np.ndarray, j: int) -> np.ndarray:
+            before = (readers < j).sum(1) - 1  # index of the last reader before j (0: only the first)
+            hit = before >= 1
+            last = readers[hit, before[hit]]
+            diff = np.zeros(n + 2)
+            np.add.at(diff, first[hit] + 1, sizes[hit])
+            np.add.at(diff, last + 1, -sizes[hit])
+            return np.cumsum(diff)[i]
+        return extra
+
+    extra_weights, extra_trained = extra_of(list(shared)), extra_of(list(shared_trained))
 
     def f(s: int, i: np.ndarray, j: int) -> np.ndarray:
         internal = aprefix[j] - aprefix[i]
         act = activations(in_flight(schedule, m, stages, s), cut[i], internal, remat)
-        weights = wprefix[j] - wprefix[i]
-        if shared:
-            weights = weights + extra(np.asarray(i), j)
-        return wf * weights + act
+        i = np.asarray(i)
+        weights = wprefix[j] - wprefix[i] + extra_weights(i, j)
+        trained = tprefix[j] - tprefix[i] + extra_trained(i, j)
+        return weights + tf * trained + act
     return f

@@ -38,7 +38,7 @@ from graphmill.ir.summary import constant_values, is_constant_node
 from graphmill.passes.base import Option, Pass, PassContext, PassResult, register_pass
 
 from .balance import block_partition, equal_split, optimal_partition
-from .costs import NodeCosts, node_costs
+from .costs import NodeCosts, node_costs, trained_bytes
 from .memory import OPTIMIZER_STATE, SCHEDULES, memory_vector, stage_memory
 
 METHODS = ("optimal", "balanced-time", "balanced-params", "equal-layers")
@@ -89,7 +89,8 @@ def partition_graph(graph: Graph, cost: Any, *, stages: int = 2, microbatches: i
     P = np.concatenate([[0.0], np.cumsum(fb + (c.forward if remat else 0.0))])  # a chip's work (remat: + forward)
     mem = memory_vector(np.concatenate([[0.0], np.cumsum(c.weight_bytes)]),
                         np.concatenate([[0.0], np.cumsum(c.act_bytes)]), c.cut_bytes, microbatches=microbatches,
-                        optimizer=optimizer, remat=remat, shared=c.shared_weights, stages=stages, schedule=schedule)
+                        optimizer=optimizer, remat=remat, shared=c.shared_weights, stages=stages, schedule=schedule,
+                        tprefix=np.concatenate([[0.0], np.cumsum(c.trained_bytes)]), shared_trained=c.shared_trained)
 
     def time_value(s: int, i: np.ndarray, j: int) -> np.ndarray:
         return np.maximum(P[j] - P[i], c.transfer[s][j])
@@ -172,7 +173,7 @@ def _plan(graph: Graph, c: NodeCosts, sizes: list[int], **opts: Any) -> dict:
         members[stage_of[id(node)]].append(node)
     report = []
     for s, (i, j) in enumerate(bounds):
-        weights = 0
+        weights = trained = 0.0
         seen: set[int] = set()
         for node in members[s]:
             for v in node.inputs:
@@ -180,12 +181,13 @@ def _plan(graph: Graph, c: NodeCosts, sizes: list[int], **opts: Any) -> dict:
                         (v.producer is None or stage_of.get(id(v.producer)) != s):
                     seen.add(id(v))
                     weights += value_bytes(v)
+                    trained += trained_bytes(v)
         fwd, bwd = float(c.forward[i:j].sum()), float(c.backward[i:j].sum())
         transfer = float(c.transfer[s][j]) if j < c.n else 0.0
         work = fwd + bwd + (fwd if opts["remat"] else 0.0)
         detail = stage_memory(weights, float(c.cut_bytes[i]), float(c.act_bytes[i:j].sum()), microbatches=m,
                               stages=k, index=s, optimizer=opts["optimizer"], remat=opts["remat"],
-                              schedule=opts["schedule"])
+                              schedule=opts["schedule"], trained=trained)
         report.append({"index": s, "nodes": [x.name for x in members[s]], "forward": fwd, "backward": bwd,
                        "transfer": transfer, "time": max(work, transfer),
                        "send_bytes": int(c.cut_bytes[j]) if j < c.n else 0,
