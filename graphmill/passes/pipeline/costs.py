@@ -165,7 +165,9 @@ def trained_bytes(v: Value) -> float:
     """Bytes of the gradient (and, per byte, of the optimizer's state) that training keeps for constant ``v``: a
     floating-point weight's; none for BatchNorm's running statistics (buffers, which no optimizer sees) or an
     integer constant (a shape). Every constant counted as a trained weight before: a CNN's stages carried
-    gradients and Adam state for their statistics (an outside check)."""
+    gradients and Adam state for their statistics (an outside check). Coarser than the torch backend's rule
+    (``backends/torch/weights.py``), which also keeps a float constant such as an attention scale or a GELU's 0.5
+    fixed: those are scalars, and passes may not import the backend."""
     t = v.type
     if not isinstance(t, TensorType) or t.dtype is None or not t.dtype.is_floating or is_bn_statistic(v):
         return 0.0
