@@ -93,8 +93,10 @@ def run(args: argparse.Namespace) -> int:
         print(report.table(), end="")
         print(api.moe_table(moe), end="")
         if replay is not None:  # a model saved by `graphmill place`: its placement on its devices
+            m = replay["makespan"]  # 20.5 printed as "20" (half to even; an outside check): exact where not whole
+            step = f"{m:,.0f}" if float(m).is_integer() else f"{m:,.2f}"
             print(f"placement ({replay['method']}) replayed on {len(replay['devices'])} devices: step time "
-                  f"{replay['makespan']:,.0f} {replay['units']}")
+                  f"{step} {replay['units']}")
         if args.plot:
             print(f"wrote {args.plot}")
     return 0

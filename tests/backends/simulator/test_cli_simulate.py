@@ -134,3 +134,17 @@ def test_json_layers_of_unnamed_and_repeated_nodes_have_distinct_names(tmp_path)
     layers = json.loads(r.stdout)["layers"]
     assert [x["op"] for x in layers] == ["Relu", "Relu", "MatMul", "MatMul"]
     assert len({x["name"] for x in layers}) == 4 and layers[2]["name"] == "mm"
+
+
+def test_a_replayed_step_time_of_half_a_cycle_is_printed_as_it_is(tmp_path, capsys, monkeypatch):
+    """A replayed step of 20.5 cycles printed as "20" (Python's half-to-even rounding; an outside check).
+    Reference: the replay's own number, here 20.5 by construction."""
+    from graphmill import api
+    from graphmill.cli import main
+    from tests.support.models import save_relu_model
+
+    model = save_relu_model(tmp_path)
+    monkeypatch.setattr(api, "replay_placement", lambda graph: {"makespan": 20.5, "units": "cycles at 1000 MHz",
+                                                                "devices": ["a", "b"], "method": "heft"})
+    assert main(["simulate", model, "--accel", "examples/accelerators/edge.toml"]) == 0
+    assert "placement (heft) replayed on 2 devices: step time 20.50 cycles at 1000 MHz" in capsys.readouterr().out
