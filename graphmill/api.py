@@ -58,11 +58,10 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices:
              *(["--devices-file", os.path.abspath(devices_file)] if devices_file is not None else []),
              *(["--accel", os.path.abspath(accel)] if isinstance(accel, (str, os.PathLike)) else []),
              *(["--memory", repr(memory_gb)] if memory_gb is not None else []), "--cost", cost]
-    lower = "place-experts" not in names  # that pass places the MoE ops' experts: it needs them unlowered
-    if need and lower:
+    if need and not options.get("dims"):  # with dims: lowered once they are bound (_static_sizes)
         _lower_for_decisions(graph)
     if need and options.get("dims"):  # as place: costs need sizes, and the decisions hold for these (saved with them)
-        _static_sizes(graph, options["dims"], lower=lower)
+        _static_sizes(graph, options["dims"])
         # bound: no symbol is left for the figures and random inputs; but the input file still has them, which a
         # rerun of the whole schedule on it must bind again
         options = {**options, "dims": None, "source_options": [a for k, v in sorted(options["dims"].items())
@@ -720,21 +719,21 @@ def _lower_for_decisions(graph: Graph) -> None:
     from graphmill.passes.lowering.lower import has_ops_to_lower, lower_graph
 
     if has_ops_to_lower(graph):
-        lower_graph(graph)
+        lower_graph(graph)  # infers the new values' types itself
 
 
-def _static_sizes(graph: Graph, dims: dict[str, int] | None, *, lower: bool = True) -> None:
+def _static_sizes(graph: Graph, dims: dict[str, int] | None) -> None:
     """Bind ``dims`` in ``graph`` and infer every intermediate shape (a torch.onnx.export file has none), or refuse
-    in one line: placement costs ops, and costs need sizes. graphmill-domain ops are lowered first
-    (``_lower_for_decisions``) unless not ``lower``."""
-    if lower:
-        _lower_for_decisions(graph)
+    in one line: placement costs ops, and costs need sizes. graphmill-domain ops are lowered once the sizes are
+    bound (``_lower_for_decisions``): a MoE lowered at a symbolic batch sizes its capacity at run time, and no
+    shape after it was static (a review: place of a MoE model with --dim N=8 was refused)."""
     from graphmill.frontend.onnx_shape_inference import infer_shapes
     from graphmill.ir.summary import check_nonempty_inputs, data_dependent_note, symbols, symbols_to_give
 
     check_nonempty_inputs(graph, "place")
     infer_shapes(graph)  # first: a size the graph computes is no symbol to bind (ir.ops.infer)
     _bind_sizes(graph, dims, "place")
+    _lower_for_decisions(graph)
     free = symbols_to_give(graph, symbols(graph))
     if free:
         raise UserInputError(f"graph {graph.name!r} has symbolic dimension(s) {', '.join(free)}: op costs need sizes; "
@@ -1194,6 +1193,14 @@ def learned_replay(graph: Graph, *, decisions: bool = False) -> dict | None:
     devset = device_set_from_meta(meta["device_set"], f"graph {graph.name!r}: the device set of its learned passes")
     model = PlacementCostModel(devset, cost_from_meta(meta, f"graph {graph.name!r}: its learned passes"))
     jp, dec, out = replay_state(graph, model)
+    over = [(d, p, c) for d, (p, c) in enumerate(zip(out.peak, devset.memory)) if p > c]
+    if over:  # as the placement replay (placement_sim.replay) refuses one: it was replayed as a valid step (a review)
+        from graphmill.passes.placement.place import fmt_bytes
+
+        d, peak, cap = over[0]
+        raise UserInputError(f"graph {graph.name!r}: its learned decisions are invalid: device {d} "
+                             f"({devset.names[d]}) needs {fmt_bytes(peak)}, {fmt_bytes(peak - cap)} over its memory of "
+                             f"{fmt_bytes(cap)}; run the learned passes again")
     brief = {"makespan": out.makespan, "peak": [float(x) for x in out.peak], "units": model.units,
              "devices": model.names}
     return {**brief, **decisions_report(jp, dec, out)} if decisions else brief

@@ -894,15 +894,47 @@ def test_scaling_a_placed_model_drops_its_decisions():
     assert not any("device" in n.meta for n in g.nodes)
 
 
-def test_a_replayed_placement_over_a_devices_memory_is_refused():
-    """simulate replayed a placement over a device's memory as a valid step time, which place refuses (an outside
-    check). Reference: the replay's own peak against the device set's memory, shrunk below it here."""
+@pytest.mark.parametrize("decide", ["place", "learned"])
+def test_a_replayed_placement_over_a_devices_memory_is_refused(decide):
+    """simulate replayed a placement (or learned decisions) over a device's memory as a valid step time, which place
+    refuses (an outside check, then a review). Reference: the replay's own peak against the device set's memory,
+    shrunk below it here."""
     g = three_towers()
-    api.place(g, devices=2)
+    if decide == "place":
+        api.place(g, devices=2)
+    else:
+        api.learned_optimize(g, devices=2, samples=1)
+    key = "placement" if decide == "place" else "learned"
     peak = max(api.replay_placement(g)["peak"])
-    g.meta["placement"]["device_set"]["memory"] = [peak / 2] * 2
-    with pytest.raises(UserInputError, match=r"its placement is invalid: device \d .* over its memory of"):
+    g.meta[key]["device_set"]["memory"] = [peak / 2] * 2
+    with pytest.raises(UserInputError, match=r"(placement|learned decisions) (is|are) invalid: device \d .* over its "
+                                             r"memory of"):
         api.replay_placement(g)
+
+
+def test_a_moe_model_with_a_symbolic_batch_is_placed_at_the_size_given(tmp_path):
+    """Lowered before its batch was bound, the MoE sized its capacity at run time and no shape after it was static:
+    place(dims={"N": 8}) was refused (a review). Reference: the saved file's replay against the report."""
+    from graphmill.frontend.zoo.moe import moe_layer
+
+    b = GraphBuilder("sym_moe", opset=18, opsets={"graphmill": 1})
+    x = b.input("x", "float32", ["N", 16])
+    y, _ = moe_layer(b, x, np.random.default_rng(0), d=16, experts=4, expert_hidden=32, k=2, capacity_factor=1.0)
+    b.output(b.Relu(y), "y")
+    g = b.build()
+    report = api.place(g, devices=2, dims={"N": 8})
+    api.save(g, str(tmp_path / "m.onnx"))
+    assert api.replay_placement(api.load(str(tmp_path / "m.onnx")))["makespan"] == report["makespan"]
+
+
+def test_a_schedule_placing_experts_and_ops_replays_as_saved(tmp_path):
+    """place-experts with place in one optimize schedule decided on the unlowered MoE (38,641 against the saved
+    file's 39,955; a review): place-experts works on a lowered model too, so the graph is lowered first.
+    Reference: the in-memory replay against the saved file's."""
+    g = api.zoo_build("switch_transformer", width=0.125, depth=0.25, experts=4)
+    api.optimize(g, "place-experts{chips=2},place", devices=3)
+    api.save(g, str(tmp_path / "m.onnx"))
+    assert api.replay_placement(api.load(str(tmp_path / "m.onnx")))["makespan"] == api.replay_placement(g)["makespan"]
 
 
 @pytest.mark.parametrize("training", [False, True])

@@ -166,8 +166,9 @@ def trained_bytes(v: Value) -> float:
     floating-point weight's; none for BatchNorm's running statistics (buffers, which no optimizer sees) or an
     integer constant (a shape). Every constant counted as a trained weight before: a CNN's stages carried
     gradients and Adam state for their statistics (an outside check). Coarser than the torch backend's rule
-    (``backends/torch/weights.py``), which also keeps a float constant such as an attention scale or a GELU's 0.5
-    fixed: those are scalars, and passes may not import the backend."""
+    (``backends/torch/weights.py``), which also keeps float constants such as an attention scale, a GELU's 0.5 or
+    a fixed mask or positional table fixed: mostly scalars (a transformer's 64 x 64 mask is 16 KB), and passes may
+    not import the backend."""
     t = v.type
     if not isinstance(t, TensorType) or t.dtype is None or not t.dtype.is_floating or is_bn_statistic(v):
         return 0.0
