@@ -1028,7 +1028,7 @@ def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict
     from graphmill.passes.learned.passes import decisions_from_graph, run_learned
     from graphmill.passes.placement import build_problem
     from graphmill.passes.placement.place import (PlaceResult, apply_placement, baseline_candidates, check_fits,
-                                                  evaluate, fmt_bytes, make_report)
+                                                  evaluate, make_report, memory_excess)
 
     opts = dict(options or {})
     policy_path = str(opts.pop("policy", "") or "")
@@ -1079,9 +1079,8 @@ def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict
         placement = list(best_base.placement)
         cand = evaluate(prob, placement, "learned", cand.seconds)
     if not cand.valid:
-        d, excess = cand.schedule.over(prob.capacity)
-        raise UserInputError(f"the learned placement of graph {graph.name!r} is invalid: device {d} "
-                             f"({prob.device_names[d]}) {fmt_bytes(excess)} over its memory")
+        raise UserInputError(f"the learned placement of graph {graph.name!r} is invalid: "
+                             f"{memory_excess(cand.schedule.peak, prob.capacity, prob.device_names)}")
     apply_placement(graph, prob, placement)
     report = make_report(prob, "learned", cand, cands)
     graph.meta["placement"] = {"method": "learned", "makespan": cand.schedule.makespan, "units": prob.units,
@@ -1193,14 +1192,12 @@ def learned_replay(graph: Graph, *, decisions: bool = False) -> dict | None:
     devset = device_set_from_meta(meta["device_set"], f"graph {graph.name!r}: the device set of its learned passes")
     model = PlacementCostModel(devset, cost_from_meta(meta, f"graph {graph.name!r}: its learned passes"))
     jp, dec, out = replay_state(graph, model)
-    over = [(d, p, c) for d, (p, c) in enumerate(zip(out.peak, devset.memory)) if p > c]
-    if over:  # as the placement replay (placement_sim.replay) refuses one: it was replayed as a valid step (a review)
-        from graphmill.passes.placement.place import fmt_bytes
+    from graphmill.passes.placement.place import memory_excess
 
-        d, peak, cap = over[0]
-        raise UserInputError(f"graph {graph.name!r}: its learned decisions are invalid: device {d} "
-                             f"({devset.names[d]}) needs {fmt_bytes(peak)}, {fmt_bytes(peak - cap)} over its memory of "
-                             f"{fmt_bytes(cap)}; run the learned passes again")
+    over = memory_excess(out.peak, devset.memory, devset.names)
+    if over is not None:  # as the placement replay refuses one: it was replayed as a valid step (a review)
+        raise UserInputError(f"graph {graph.name!r}: its learned decisions are invalid: {over}; run the learned "
+                             "passes again")
     brief = {"makespan": out.makespan, "peak": [float(x) for x in out.peak], "units": model.units,
              "devices": model.names}
     return {**brief, **decisions_report(jp, dec, out)} if decisions else brief

@@ -26,6 +26,7 @@ def replay_placement(graph: Graph, devset: DeviceSet | None = None, *, cost: str
     step rebuilt from ``graph`` with every op's device from the meta's ``decisions`` (``training_step``), as
     ``place`` scheduled it, not on the forward graph alone."""
     from graphmill.passes.placement import build_problem, simulate, training_step
+    from graphmill.passes.placement.place import memory_excess
 
     devset = devset or placed_device_set(graph)
     if devset is None:
@@ -47,15 +48,10 @@ def replay_placement(graph: Graph, devset: DeviceSet | None = None, *, cost: str
                                  f"(0..{devset.count - 1})")
         place.append(d)
     s = simulate(prob, place)
-    over = s.over(prob.capacity)
+    over = memory_excess(s.peak, prob.capacity, devset.names)
     if over is not None:  # place refuses such a placement; a model that reached simulate with one (a scaled placed
         # model, before scale dropped its decisions) was replayed as a valid step time (an outside check)
-        from graphmill.passes.placement.place import fmt_bytes
-
-        d, excess = over
-        raise UserInputError(f"graph {graph.name!r}: its placement is invalid: device {d} ({devset.names[d]}) needs "
-                             f"{fmt_bytes(s.peak[d])}, {fmt_bytes(excess)} over its memory of "
-                             f"{fmt_bytes(prob.capacity[d])}; place the model again")
+        raise UserInputError(f"graph {graph.name!r}: its placement is invalid: {over}; place the model again")
     return {"makespan": s.makespan, "units": prob.units, "devices": list(devset.names), "peak": s.peak.tolist(),
             "method": (graph.meta.get("placement") or {}).get("method")}
 

@@ -50,6 +50,17 @@ def fmt_bytes(b: float) -> str:
     return f"{int(b)} B"
 
 
+def memory_excess(peak, capacity, names) -> str | None:
+    """``device D (NAME) needs X, Y over its memory of Z`` for the device most over its memory, None when every one
+    fits: the one wording of place's refusal of a placement and of the replays' refusals of a saved one."""
+    excess = np.asarray(peak, dtype=float) - np.asarray(capacity, dtype=float)
+    d = int(np.argmax(excess))
+    if excess[d] <= 0:
+        return None
+    return (f"device {d} ({names[d]}) needs {fmt_bytes(peak[d])}, {fmt_bytes(excess[d])} over its memory of "
+            f"{fmt_bytes(capacity[d])}")
+
+
 @dataclass
 class Candidate:
     method: str
@@ -160,10 +171,8 @@ def place_graph(graph: Graph, cost: Any, *, method: str = "heft", budget: int = 
         info["learned"] = stats
     chosen = cands[method]
     if not chosen.valid:
-        d, excess = chosen.schedule.over(prob.capacity)
-        raise UserInputError(f"the {method} placement of graph {graph.name!r} is invalid: device {d} "
-                             f"({prob.device_names[d]}) needs {fmt_bytes(chosen.schedule.peak[d])}, "
-                             f"{fmt_bytes(excess)} over its memory of {fmt_bytes(prob.capacity[d])}")
+        raise UserInputError(f"the {method} placement of graph {graph.name!r} is invalid: "
+                             f"{memory_excess(chosen.schedule.peak, prob.capacity, prob.device_names)}")
     apply_placement(graph, prob, chosen.placement)
     report = make_report(prob, method, chosen, cands)
     graph.meta["placement"] = {"method": method, "makespan": chosen.schedule.makespan, "units": prob.units,
