@@ -9,7 +9,7 @@ from typing import Callable
 from graphmill.frontend import load
 from graphmill.frontend import save as _save_onnx
 from graphmill.frontend.onnx_io import external_data_files
-from graphmill.ir import Graph, TensorType, UserInputError, require_graph
+from graphmill.ir import Graph, UserInputError, require_graph
 from graphmill.optimization import (OptimizeReport, ReproducerError, check_dims, check_tolerances, model_summary,
                                     resolve_schedule)
 from graphmill.optimization import optimize as _run_optimize
@@ -58,14 +58,14 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices:
              *(["--devices-file", os.path.abspath(devices_file)] if devices_file is not None else []),
              *(["--accel", os.path.abspath(accel)] if isinstance(accel, (str, os.PathLike)) else []),
              *(["--memory", repr(memory_gb)] if memory_gb is not None else []), "--cost", cost]
-    if need and not options.get("dims"):  # with dims: lowered once they are bound (_static_sizes)
-        _lower_for_decisions(graph)
     if need and options.get("dims"):  # as place: costs need sizes, and the decisions hold for these (saved with them)
-        _static_sizes(graph, options["dims"])
+        _static_sizes(graph, options["dims"])  # lowers graphmill-domain ops too, once the sizes are bound
         # bound: no symbol is left for the figures and random inputs; but the input file still has them, which a
         # rerun of the whole schedule on it must bind again
         options = {**options, "dims": None, "source_options": [a for k, v in sorted(options["dims"].items())
                                                                 for a in ("--dim", f"{k}={v}")]}
+    elif need:
+        _lower_for_decisions(graph)
     before = {k: graph.meta.get(k) for k in ("learned", "placement")}
     report = _run_optimize(graph, schedule, cost_model=PlacementCostModel(ds, cost), rerun_options=rerun,
                            **options)
@@ -646,10 +646,11 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
     check_nonempty_inputs(graph, "partition")
     infer_shapes(graph)  # a torch.onnx.export file declares no intermediate shapes; --run cuts at typed values
     if dims:  # the batch is --batch's (a --dim of it fixed the batch, and --batch 8 then blamed the model: a review)
-        first = {v.type.shape[0] if isinstance(v.type, TensorType) and v.type.shape else None
-                 for v in graph.inputs if not v.is_initializer}
-        batch_symbol = first.pop() if len(first) == 1 else None  # inputs of other leading symbols: --dim binds them
-        if isinstance(batch_symbol, str) and batch_symbol in dims:
+        try:
+            batch_symbol = batch_dimension(graph, symbolic=1).symbol
+        except UserInputError:  # no one batch dimension (inputs of other leading symbols): --dim binds them
+            batch_symbol = None
+        if batch_symbol in dims:
             raise UserInputError(f"--dim {batch_symbol}: the batch dimension; --batch B sizes it (api: batch=)")
     _bind_sizes(graph, dims, "partition")
     ops = len(compute_nodes(graph))
