@@ -356,8 +356,8 @@ class ReplacementBuilder:
         merged.update({k: v for k, v in kw_attrs.items() if v is not None})
         # an array or a number is a constant, as GraphBuilder.op takes it (it crashed the rule: "'numpy.float32'
         # object has no attribute '_uses'"; an outside check); a str is a mistake there as here (a Value's name)
-        if any(isinstance(x, (str, bytes)) for x in inputs):
-            bad = next(x for x in inputs if isinstance(x, (str, bytes)))
+        bad = next((x for x in inputs if isinstance(x, (str, bytes))), None)
+        if bad is not None:
             raise IRError(f"rule {self.rule_name!r}: {bad!r:.40} is not a Value: pass the match's Value (m[NAME]) or "
                           "np.array([...]) for a string constant")
         ins = [x if x is None or isinstance(x, Value) else self.const(np.asarray(x)) for x in inputs]
