@@ -762,7 +762,8 @@ def _unit_members(unit: np.ndarray) -> list[list[int]]:
 def critical_chain(jp: JointProblem, out: Outcome) -> list[tuple]:
     """The chain of waits that sets the step time of a simulated state, walked back from the op finishing last:
     an op waited for its latest input (a local producer: ``("data", producer, op)``; a transfer:
-    ``("send", producer, op, seconds)``) or, ready earlier, for its device (``("device", op ahead, op, wait)``);
+    ``("send", producer, op, seconds)``; for an op of a fusion group, the latest outside input of any member, the
+    reader named) or, ready earlier, for its device (``("device", op ahead, op, wait)``);
     a transfer waited for its producer or for its link (``("link", producer of the transfer ahead, its
     destination device, wait)``: links carry one transfer at a time). Read from the ``Outcome`` alone."""
     prob = jp.prob
@@ -805,23 +806,28 @@ def critical_chain(jp: JointProblem, out: Outcome) -> list[tuple]:
         if st[i] <= eps:
             break
         ready, why = 0.0, None
-        for p in prob.preds[i]:
-            if grp[p] == grp[i]:
-                continue
-            if dev[p] == dev[i]:
-                a = fi[p]
-            else:
-                s = send_of(p, i)
-                a = s[1] if s is not None else fi[p] + prob.transfer(prob.edge_bytes.get((p, i), 0), int(dev[p]),
-                                                                       int(dev[i]))
-            if a > ready:
-                ready, why = a, p
+        # a fused group starts once every member's outside input is there: the latest of them all is the wait
+        # (read from the op alone, a later member seemed to wait for its device: an outside input of another
+        # member had come last, and the chain went on through the ops that ran before on the device)
+        for m in out.groups[grp[i]]:
+            for p in prob.preds[m]:
+                if grp[p] == grp[m]:
+                    continue
+                if dev[p] == dev[m]:
+                    a = fi[p]
+                else:
+                    s = send_of(p, m)
+                    a = s[1] if s is not None else fi[p] + prob.transfer(prob.edge_bytes.get((p, m), 0), int(dev[p]),
+                                                                           int(dev[m]))
+                if a > ready:
+                    ready, why, reader = a, p, m
         if ready < st[i] - eps and prev[i] >= 0:  # ready earlier: it waited for its device
             chain.append(("device", int(prev[i]), i, st[i] - ready))
             i = int(prev[i])
             continue
         if why is None:
             break
+        i = reader
         if dev[why] == dev[i]:
             chain.append(("data", int(why), i))
             i = int(why)

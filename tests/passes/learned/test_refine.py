@@ -278,6 +278,52 @@ def test_critical_chain_sees_a_transfer_waiting_for_its_link_by_hand():
     assert (int(unit[P1]), 1) in blame_unit_moves(jp, out, members)
 
 
+def test_critical_chain_of_a_fused_group_waits_for_its_latest_member_input_by_hand():
+    """A fusion group starts once every member's outside input is there (the list scheduler's rule on the
+    contracted problem), so the chain through a group follows the latest input of any member. By hand: S
+    (Sigmoid) and the group [A = Tanh, F = Add] on device 0, L (a MatMul whose output F adds) on device 1; the
+    group waits for L's output (t_L + transfer), not for S. Read from A alone (its only input is the graph's, there
+    at 0), the chain blamed device 0's queue ("device", S, A) and moved S away, which gains nothing (simulated: S then delays L);
+    the group's wait is the send from L, and the blamed moves are L to device 0 or F to device 1."""
+    from graphmill.search.learned import blame_unit_moves
+
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("late_member_input")
+    x, z = b.input("x", "float32", [256, 1024]), b.input("z", "float32", [256, 64])
+    s = b.Sigmoid(b.input("w", "float32", [256, 1024]))
+    a = b.Tanh(x)
+    b.output(b.Add(a, b.MatMul(z, (rng.standard_normal((64, 1024)) * 0.1).astype(np.float32))))
+    b.output(s)
+    cm = PlacementCostModel(device_set(devices=2))
+    jp = JointProblem(build_problem(b.build(), cm), cm)
+    names = [n.op_type for n in jp.prob.nodes]
+    S, A, L, F = (names.index(k) for k in ("Sigmoid", "Tanh", "MatMul", "Add"))
+    assert jp.fuse_producer[F] == A
+    dev = np.zeros(jp.n, np.int64)
+    dev[L] = 1
+    fuse = np.zeros(jp.n, bool)
+    fuse[F] = True
+    prio = np.zeros(jp.n)
+    prio[[S, A, L, F]] = [0, 1, 0, 2]
+    out = jp.evaluate(Decisions(dev, fuse, prio))
+    t = jp.prob.op_time
+    tr = jp.prob.transfer(jp.prob.edge_bytes[(L, F)], 1, 0)
+    assert sorted(map(sorted, out.groups)) == sorted([[S], [L], sorted([A, F])])
+    assert out.start[A] == out.start[F] == pytest.approx(t[L, 1] + tr)  # by hand: L's output, not S
+    assert t[L, 1] + tr > t[S, 0]
+    assert critical_chain(jp, out) == [("send", L, F, pytest.approx(tr))]
+    unit = task_units(jp)
+    members = [np.flatnonzero(unit == u).tolist() for u in range(unit.max() + 1)]
+    assert blame_unit_moves(jp, out, members)[:2] == [(int(unit[L]), 0), (int(unit[F]), 1)]
+
+    def with_moved(op: int, d: int) -> float:
+        moved_dev = dev.copy()
+        moved_dev[op] = d
+        return jp.evaluate(Decisions(moved_dev, fuse, prio)).makespan
+
+    assert with_moved(L, 0) < out.makespan <= with_moved(S, 1)
+
+
 def test_fine_tune_starts_with_the_zero_shot_rounds_counted():
     """Fine-tuning first runs zero-shot refinement (infer.refine, reached here through propose), each simulation
     counted: given as many samples as zero-shot simulates, its best-so-far curve is zero-shot's running minimum,
