@@ -36,12 +36,14 @@ Per graph, on the same environment (``passes.learned.env``):
     nice -n 10 .venv/bin/python benchmarks/bench_learned.py [--devices 4] [--graphs ...] [--json out.json]
     nice -n 10 .venv/bin/python benchmarks/bench_learned.py --speed     # the environment's episodes per second
     nice -n 10 .venv/bin/python benchmarks/bench_learned.py --neighbourhood [GRAPH ...]  # single changes from the hint
+    nice -n 10 .venv/bin/python benchmarks/bench_learned.py --finetune-validation  # fused validation states
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 import warnings
@@ -187,6 +189,40 @@ def neighbourhood(names: list[str], devices: int, policy) -> None:
               f"{max(good_f, default=(0.0, 0))[0] / base:>8.5f} {together:>10.5f}", flush=True)
 
 
+def finetune_validation(policy, json_path: str | None) -> None:
+    """Fine-tuning (100 samples, seeds 0-2) on the validation graphs (not held out) wherever their best baseline
+    fuses, at 2, 4 and 8 devices, on the default chip and on one where fusion pays (DRAM 32 words/cycle): the
+    states where fine-tuning's guided unit moves read a fusion group's chain of waits (docs/results/learned.md,
+    "The critical chain through a fusion group"). Unfused best baselines are skipped: nothing there depends on
+    groups. Prints each run's step time relative to the best baseline and their geometric mean."""
+    import copy
+
+    from graphmill.backends.simulator.config import from_dict
+    from graphmill.backends.simulator.devices import DEFAULT_PLACEMENT_ACCEL
+
+    acc = copy.deepcopy(DEFAULT_PLACEMENT_ACCEL)
+    acc["memory"]["dram_bw_words"] = 32
+    rows = []
+    for chip, accel in (("dram-bw-32", from_dict(acc)), ("default", None)):
+        for devices in (2, 4, 8):
+            for name, build in validation().items():
+                task = make_task(name, build(), PlacementCostModel(device_set(devices=devices, accel=accel)))
+                if "+none+" in task.baseline:
+                    continue
+                for seed in (0, 1, 2):
+                    ft = fine_tune(policy, task, budget=100, seed=seed)
+                    rows.append({"chip": chip, "devices": devices, "graph": name, "best_baseline": task.baseline,
+                                 "seed": seed, "fine_tuned": ft["outcome"].makespan / task.reference})
+                    print(f"{chip:<11} {devices} {name:<26} {task.baseline:<22} seed {seed} "
+                          f"{rows[-1]['fine_tuned']:.5f}", flush=True)
+    gm = math.exp(sum(math.log(r["fine_tuned"]) for r in rows) / len(rows))
+    print(f"{len(rows)} runs, geometric mean {gm:.5f} of the best baseline")
+    if json_path:
+        with open(json_path + ".tmp", "w") as f:
+            json.dump({"rows": rows, "geometric_mean": gm}, f, indent=1)
+        os.replace(json_path + ".tmp", json_path)
+
+
 def samples_to(curve: list[float], target: float) -> int | None:
     for k, t in enumerate(curve):
         if t <= target:
@@ -215,6 +251,9 @@ def main() -> None:
     ap.add_argument("--neighbourhood", nargs="*", default=None, metavar="GRAPH",
                     help="only count the single device moves and fusions that beat the hint (default: the held-out "
                          "graphs; also: " + ", ".join(validation()) + ")")
+    ap.add_argument("--finetune-validation", action="store_true",
+                    help="only fine-tune on the validation graphs whose best baseline fuses (2/4/8 devices, 2 chips, "
+                         "seeds 0-2)")
     ap.add_argument("--json", default=None, help="rows written after each graph; a rerun skips graphs already there")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -245,6 +284,9 @@ def main() -> None:
     pol, meta = load_policy(args.policy)
     if args.neighbourhood is not None:
         neighbourhood(args.neighbourhood or list(held_out()), args.devices, pol)
+        return
+    if args.finetune_validation:
+        finetune_validation(pol, args.json)
         return
     print(f"policy: {meta.get('command')} ({meta.get('train_seconds')} s, seed {meta.get('seed')}; training set: "
           f"{', '.join(t['name'] for t in meta.get('training_set', []))})")

@@ -783,17 +783,16 @@ def critical_chain(jp: JointProblem, out: Outcome) -> list[tuple]:
             elif last >= 0:
                 prev[i] = prev[last]
             last = i
-    fused = len(out.groups) != n  # the schedule's values are the contracted problem's: no link analysis
     sends: dict[tuple[int, int], tuple[float, float]] = {}  # (value, dst) -> (start, end)
     links: dict[tuple[int, int], list[tuple[float, float, int]]] = {}  # (src, dst) -> (start, end, producer op)
-    if not fused:
-        for v, src, dst, s0, e in out.schedule.transfers:
-            p = prob.values[v].producer
-            if p is not None:
-                links.setdefault((src, dst), []).append((s0, e, int(p)))
-                sends[(v, dst)] = (s0, e)
-        for lst in links.values():
-            lst.sort()
+    for v, src, dst, s0, e in out.schedule.transfers:
+        k = out.transfer_value(v)  # a fused state's schedule names the contracted problem's values
+        p = prob.values[k].producer
+        if p is not None:
+            links.setdefault((src, dst), []).append((s0, e, int(p)))
+            sends[(k, dst)] = (s0, e)
+    for lst in links.values():
+        lst.sort()
 
     def send_of(p: int, i: int) -> tuple[float, float] | None:  # the latest transfer of p's values to i's device
         got = [sends[(k, int(dev[i]))] for k in prob.out_values[p]

@@ -70,6 +70,13 @@ class Outcome:
     finish: np.ndarray  # [n]
     schedule: Schedule
     over: tuple[int, float] | None = None
+    # the problem's value index of each value ``schedule.transfers`` names: a fused state's schedule is of the
+    # contracted problem, whose value list drops the intermediates a group keeps on chip (None: the same list)
+    transfer_values: np.ndarray | None = None
+
+    def transfer_value(self, v: int) -> int:
+        """The problem's value index of the schedule's value ``v`` (as ``schedule.transfers`` name it)."""
+        return v if self.transfer_values is None else int(self.transfer_values[v])
 
     def order(self) -> list[list[int]]:
         """Per device, its ops in the order they ran (members of a group in the graph's order): by start time,
@@ -258,11 +265,13 @@ class JointProblem:
         gprio = np.full(G, np.inf)
         np.minimum.at(gprio, cg, prio)
         values: list[ValueInfo] = []
+        kept: list[int] = []  # the problem's index of each value of the contracted problem
         cgl = cg.tolist()
         for k, v in enumerate(prob.values):
             if v.producer is None:
                 cons = sorted({cgl[c] for c in v.consumers})
                 values.append(ValueInfo(v.name, v.bytes, None, cons))
+                kept.append(k)
                 continue
             pg = cgl[v.producer]
             cons = sorted({cgl[c] for c in v.consumers} - {pg})
@@ -270,17 +279,19 @@ class JointProblem:
                 continue  # an intermediate: stays on chip (a graph output read inside its group is still written:
                 # dropped, it left the peak that the group's time pays for; an outside check)
             values.append(ValueInfo(v.name, v.bytes, pg, cons))
+            kept.append(k)
         names = [prob.names[members[k][-1]] for k in order]
         nodes = [prob.nodes[members[k][-1]] for k in order]
         cprob = PlacementProblem(names, nodes, op_time, values, prob.latency, prob.bytes_per_unit, prob.capacity,
                                  prob.units, prob.device_names).finish()
         s = simulate(cprob, gdev, priority=gprio, memory=memory)
-        return self._outcome(s, dev, cg, [members[k] for k in order], refused, s.start[cg], s.finish[cg])
+        return self._outcome(s, dev, cg, [members[k] for k in order], refused, s.start[cg], s.finish[cg],
+                             np.asarray(kept, np.int64))
 
-    def _outcome(self, s: Schedule, dev, group, members, refused, start, finish) -> Outcome:
+    def _outcome(self, s: Schedule, dev, group, members, refused, start, finish, transfer_values=None) -> Outcome:
         over = s.over(self.prob.capacity) if s.peak.any() else None
         return Outcome(s.makespan, s.peak, over is None, dev, np.asarray(group), members, refused,
-                       np.asarray(start), np.asarray(finish), s, over)
+                       np.asarray(start), np.asarray(finish), s, over, transfer_values)
 
 
 def combine(learned: Decisions, base: Decisions, parts: set[str] | frozenset[str], jp: JointProblem) -> Decisions:

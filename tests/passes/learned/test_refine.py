@@ -245,13 +245,17 @@ def test_guided_unit_moves_first_move_is_the_critical_unit_to_the_idle_device_by
     assert any(m != best.tolist() for m in uniform)
 
 
-def test_critical_chain_sees_a_transfer_waiting_for_its_link_by_hand():
+@pytest.mark.parametrize("fusion_elsewhere", [False, True])
+def test_critical_chain_sees_a_transfer_waiting_for_its_link_by_hand(fusion_elsewhere):
     """critical_chain (search.learned) reads link contention that slack does not. By hand, with the list
     scheduler's rule: P1 and P2 (small MatMuls with 1 MB outputs) run on device 0 (t each), their readers C1, C2
     on device 1; the link 0 -> 1 carries one transfer at a time (tr each: latency + bytes / bandwidth, tr > t), so
     P2's output, ready at 2 t, waits tr - t behind P1's and reaches C2 at t + 2 tr, which ends the step. The chain
     holds that send (2 tr - t after P2's finish) and the link wait behind P1 (tr - t); features.slack, blind to
-    links, gives P1 slack, and its unit moved to device 1 (the transfer ahead's destination) is blamed."""
+    links, gives P1 slack, and its unit moved to device 1 (the transfer ahead's destination) is blamed. With a
+    fusion elsewhere (a Tanh -> Exp group on device 0, after the rest) the schedule is the contracted problem's,
+    whose value list drops the group's intermediate: the chain read no transfers of a fused state then (it
+    estimated each arrival without the link's queue) and must read the same chain as without it."""
     from graphmill.search.learned import blame_unit_moves
 
     rng = np.random.default_rng(0)
@@ -259,12 +263,19 @@ def test_critical_chain_sees_a_transfer_waiting_for_its_link_by_hand():
     x = b.input("x", "float32", [256, 64])
     for _ in range(2):
         b.output(b.Relu(b.MatMul(x, (rng.standard_normal((64, 1024)) * 0.1).astype(np.float32))))
+    if fusion_elsewhere:
+        b.output(b.Exp(b.Tanh(b.input("w", "float32", [4, 4]))))
     cm = PlacementCostModel(device_set(devices=2))
     jp = JointProblem(build_problem(b.build(), cm), cm)
-    assert [n.op_type for n in jp.prob.nodes] == ["MatMul", "Relu", "MatMul", "Relu"]
+    assert [n.op_type for n in jp.prob.nodes] == ["MatMul", "Relu", "MatMul", "Relu"] + ["Tanh", "Exp"] * fusion_elsewhere
     P1, C1, P2, C2 = range(4)
-    dev = np.array([0, 1, 0, 1])
-    out = jp.evaluate(Decisions(dev, np.zeros(4, bool), np.array([0.0, 2, 1, 3])))
+    dev = np.zeros(jp.n, np.int64)
+    dev[[C1, C2]] = 1
+    prio = np.array([0.0, 2, 1, 3, 4, 5][: jp.n])
+    fuse = np.zeros(jp.n, bool)
+    fuse[4:] = [False, True][: jp.n - 4]
+    out = jp.evaluate(Decisions(dev, fuse, prio))
+    assert len(out.groups) == jp.n - fusion_elsewhere
     t = jp.prob.op_time[P1, 0]
     tr = jp.prob.transfer(jp.prob.edge_bytes[(P1, C1)], 0, 1)
     assert jp.prob.op_time[P2, 0] == pytest.approx(t) and tr > t
