@@ -805,9 +805,8 @@ def critical_chain(jp: JointProblem, out: Outcome) -> list[tuple]:
         if st[i] <= eps:
             break
         ready, why = 0.0, None
-        # a fused group starts once every member's outside input is there: the latest of them all is the wait
-        # (read from the op alone, a later member seemed to wait for its device: an outside input of another
-        # member had come last, and the chain went on through the ops that ran before on the device)
+        # a fused group starts once every member's outside input is there: the latest of them all is the wait (an
+        # op's own inputs alone can be early, which would read as a wait for the device)
         for m in out.groups[grp[i]]:
             for p in prob.preds[m]:
                 if grp[p] == grp[m]:
