@@ -865,10 +865,14 @@ def blame_unit_moves(jp: JointProblem, out: Outcome, members: list[list[int]]) -
     st, fi = np.asarray(out.start, np.float64), np.asarray(out.finish, np.float64)
     score: dict[tuple[int, int], float] = {}
 
+    # one op per group: members share the group's start and finish, so each would count its whole time again
+    heads = np.array([g[0] for g in out.groups], np.int64)
+
     def idle_device(u: int) -> int:  # the other device least busy while the unit's ops run
         ops = members[u]
         lo, hi = float(st[ops].min()), float(fi[ops].max())
-        load = np.bincount(dev, weights=np.clip(np.minimum(fi, hi) - np.maximum(st, lo), 0, None), minlength=D)
+        busy = np.clip(np.minimum(fi[heads], hi) - np.maximum(st[heads], lo), 0, None)
+        load = np.bincount(dev[heads], weights=busy, minlength=D)
         load[np.bincount(dev[ops], minlength=D).argmax()] = np.inf
         return int(load.argmin())
 

@@ -298,9 +298,9 @@ def combine(learned: Decisions, base: Decisions, parts: set[str] | frozenset[str
     """``learned``'s choices for ``parts``, ``base``'s for the rest; no fusion across the resulting devices."""
     dev = np.asarray(learned.device if "place" in parts else base.device, np.int64)
     fuse = np.array(learned.fuse if "fuse" in parts else base.fuse, bool)
-    if "place" not in parts:
-        fp = jp.fuse_producer
-        fuse &= (fp >= 0) & (dev[np.maximum(fp, 0)] == dev)
+    # learned devices with kept fusions too: a fused op would run on its producer's device, not the one chosen
+    fp = jp.fuse_producer
+    fuse &= (fp >= 0) & (dev[np.maximum(fp, 0)] == dev)
     prio = np.asarray(learned.priority if "schedule" in parts else base.priority, np.float64)
     return Decisions(dev, fuse, prio)
 

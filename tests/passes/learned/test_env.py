@@ -17,6 +17,7 @@ from graphmill.backends.simulator.devices import PlacementCostModel, device_set
 from graphmill.ir.builder import GraphBuilder
 from graphmill.passes.learned import Decisions, JointProblem, OptimizationEnv
 from graphmill.passes.learned.baselines import best_baseline, memory_order, schedule_baseline
+from graphmill.passes.learned.env import combine
 from graphmill.passes.placement import build_problem, place_graph
 
 ACC = {"name": "tiny", "array": {"rows": 4, "cols": 4, "dataflow": "ws"},
@@ -218,6 +219,22 @@ def test_baselines_memory_order_is_topological_and_best_is_valid():
     bb = best_baseline(jp)
     assert bb.outcome.valid and bb.outcome.makespan == min(bb.table.values())
     assert len(bb.table) >= 30  # 5-6 placements (metis needs pymetis) x 2 fusions x 3 schedules
+
+
+def test_combine_drops_a_kept_fusion_across_the_learned_devices():
+    """env.combine: the learned devices with the base's fusions (learned-place after a fusion pass) drop every
+    fusion across the resulting devices, as its docstring says. Kept, the fused ops ran on their producer's device
+    whatever the policy chose (the env's rule, test above), so a move proposed for them changed nothing simulated."""
+    g = chain()
+    cm = tiny()
+    jp = JointProblem(build_problem(g, cm), cm)
+    base = Decisions(np.zeros(3, np.int64), np.array([False, True, False]), np.arange(3.0))
+    learned = Decisions(np.array([0, 1, 1]), np.zeros(3, bool), np.arange(3.0))
+    both = combine(learned, base, {"place"}, jp)
+    assert both.device.tolist() == [0, 1, 1] and both.fuse.tolist() == [False, False, False]
+    assert jp.evaluate(both).device.tolist() == [0, 1, 1]
+    same = combine(Decisions(np.zeros(3, np.int64), np.zeros(3, bool), np.arange(3.0)), base, {"place"}, jp)
+    assert same.fuse.tolist() == [False, True, False]  # a fusion on one device is kept
 
 
 def test_a_fused_group_takes_its_least_member_priority_by_hand():
