@@ -335,6 +335,37 @@ def test_critical_chain_of_a_fused_group_waits_for_its_latest_member_input_by_ha
     assert with_moved(L, 0) < out.makespan <= with_moved(S, 1)
 
 
+def test_blamed_move_goes_to_the_device_least_busy_counting_a_fused_group_once():
+    """blame_unit_moves sends a unit that waited for its device to the other device least busy while it runs. By
+    hand on 3 devices: W (a long Tanh) waits on device 0 behind P; device 1 runs a fused group of three short ops,
+    device 2 one longer op, both within W's window: device 1 is the less busy (the group's time once), and W moved
+    there finishes sooner (simulated). Each member carries the group's start and finish, so counting per op
+    charged device 1 three times its group and sent W to device 2."""
+    from graphmill.search.learned import blame_unit_moves
+
+    b = GraphBuilder("idle")
+    x = b.input("x", "float32", [1, 4096])
+    b.output(b.Sigmoid(b.Tanh(b.Relu(x))))  # 0-2: one group on device 1
+    b.output(b.Tanh(b.input("mid", "float32", [1, 4 * 4096])))  # 3: device 2
+    b.output(b.Tanh(x))  # 4 (P): device 0, first
+    b.output(b.Tanh(b.input("big", "float32", [1, 8 * 4096])))  # 5 (W): device 0, waits for P
+    cm = PlacementCostModel(device_set(devices=3))
+    jp = JointProblem(build_problem(b.build(), cm), cm)
+    dec = Decisions(np.array([1, 1, 1, 2, 0, 0]), np.array([False, True, True, False, False, False]), np.arange(6.0))
+    out = jp.evaluate(dec)
+    assert out.groups[out.group[0]] == [0, 1, 2]
+    assert critical_chain(jp, out)[0][:3] == ("device", 4, 5)
+    lo, hi = out.start[5], out.finish[5]
+
+    def busy(ops):
+        return sum(max(0.0, min(out.finish[i], hi) - max(out.start[i], lo)) for i in ops)
+
+    assert 0 < busy([0]) < busy([3]) < 3 * busy([0])  # the group (counted once) is the lighter load
+    assert blame_unit_moves(jp, out, [[i] for i in range(6)])[0] == (5, 1)
+    assert jp.evaluate(moved(jp, dec, np.array([5]), np.array([1]))).makespan < \
+        jp.evaluate(moved(jp, dec, np.array([5]), np.array([2]))).makespan
+
+
 def test_fine_tune_starts_with_the_zero_shot_rounds_counted():
     """Fine-tuning first runs zero-shot refinement (infer.refine, reached here through propose), each simulation
     counted: given as many samples as zero-shot simulates, its best-so-far curve is zero-shot's running minimum,
