@@ -119,7 +119,8 @@ def state_features(jp: JointProblem, obs: dict, dec: Decisions, out: Outcome) ->
     order[np.argsort(dec.priority, kind="stable")] = np.arange(n)
     ms = max(out.makespan, 1e-9)
     sl = slack(jp, out)
-    x[:, k + 11] = np.asarray(dec.fuse, bool) & (jp.fuse_producer >= 0)
+    fp = jp.fuse_producer  # fused: in its fusion producer's group (a fusion the buffers refused is not)
+    x[:, k + 11] = (fp >= 0) & (out.group == out.group[np.maximum(fp, 0)])
     x[:, k + 12] = order / max(1, n - 1)
     x[:, k + 13] = np.log1p(100 * sl / ms)
     x[:, k + 14] = sl <= 1e-9 * ms

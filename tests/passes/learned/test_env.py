@@ -221,6 +221,21 @@ def test_baselines_memory_order_is_topological_and_best_is_valid():
     assert len(bb.table) >= 30  # 5-6 placements (metis needs pymetis) x 2 fusions x 3 schedules
 
 
+def test_the_fused_feature_is_a_fusion_that_happened_not_one_refused():
+    """features.state_features' per-op "fused" column (hint_fuse): whether the op runs in its fusion producer's
+    group. The chain above with all three fusions asked keeps [Relu, Tanh] and runs Sigmoid alone (refused: by
+    hand, above); the column read the decisions (1 for Sigmoid) and told the policy a fusion that did not happen."""
+    from graphmill.passes.learned.features import NUMERIC, OP_VOCAB, node_features, state_features
+
+    cm = tiny()
+    jp = JointProblem(build_problem(chain(), cm), cm)
+    dec = Decisions(np.zeros(3, np.int64), np.array([False, True, True]), np.arange(3.0))
+    out = jp.evaluate(dec)
+    assert out.groups == [[0, 1], [2]] and len(out.refused) == 1
+    x = state_features(jp, node_features(jp), dec, out)["x"]
+    assert x[:, len(OP_VOCAB) + NUMERIC.index("hint_fuse")].tolist() == [0, 1, 0]
+
+
 def test_combine_drops_a_kept_fusion_across_the_learned_devices():
     """env.combine: the learned devices with the base's fusions (learned-place after a fusion pass) drop every
     fusion across the resulting devices, as its docstring says. Kept, the fused ops ran on their producer's device

@@ -374,8 +374,8 @@ def test_fine_tune_starts_with_the_zero_shot_rounds_counted():
     from graphmill.passes.learned.policy import load_policy
 
     # a graph where the shipped policy improves in round 2 (seed 8 before the policy of /3, 10 before the policy
-    # retrained with its recorded command, 2026-12-06)
-    task = make_task("m", random_graph(4, "mlp", 60), PlacementCostModel(device_set(devices=4)))
+    # retrained with its recorded command, 2026-12-06, 4 before the fused-feature fix, 2026-12-07)
+    task = make_task("m", random_graph(9, "mlp", 60), PlacementCostModel(device_set(devices=4)))
     pol, _ = load_policy()
     zs = propose(pol, task.jp, obs=task.obs)
     assert zs.outcome.makespan < task.reference and zs.source.startswith("round 2")
@@ -404,10 +404,10 @@ def every_candidate(pol, jp, obs, rounds):
     return best, sims
 
 
-def small_task(seed: int = 3):
-    # 40 ops on 2 chips: with seed 3 the shipped policy improves on the hint in round 2, and its rounds repeat
+def small_task(seed: int = 0):
+    # 40 ops on 2 chips: with seed 0 the shipped policy improves on the hint in round 2, and its rounds repeat
     # candidates (graph seeds chosen for these properties, which the tests need: 8 before the policy of /3, 0
-    # before the policy retrained with its recorded command, 2026-12-06)
+    # before the policy retrained with its recorded command, 2026-12-06, 3 before the fused-feature fix, 2026-12-07)
     return make_task("m", random_graph(seed, "mlp", 40), PlacementCostModel(device_set(devices=2)))
 
 
