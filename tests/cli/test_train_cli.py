@@ -639,6 +639,20 @@ def test_api_train_leaves_the_callers_graph_as_it_was(tmp_path, rng):
     assert all(np.array_equal(before[k], v.const.numpy()) for k, v in g.initializers.items())
 
 
+def test_api_train_takes_numpy_integers_as_counts(tmp_path):
+    """``api.train(..., batch=np.int64(8))`` was refused as "--batch np.int64(8): must be an integer >= 1", which
+    it is (an outside check; the other calls take them since util.limits.check_count). Reference: the same
+    training with Python ints, deterministic for one seed: the same report figures."""
+    from graphmill import api
+
+    kw = dict(progressive=True, stages=2, min_size=16, steps=2, seed=0, threads=1)
+    want = api.train("resnet18", out=str(tmp_path / "a"), batch=8, width=0.25, **kw)
+    got = api.train("resnet18", out=str(tmp_path / "b"), batch=np.int64(8), width=0.25,
+                    **{k: np.int32(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in kw.items()})
+    assert got["steps"] == want["steps"] == 2 and (got["accuracy"], got["loss"]) == (want["accuracy"], want["loss"])
+    assert got["config"]["batch"] == 8 and type(got["config"]["batch"]) is int
+
+
 @pytest.mark.parametrize("dropout", [(0.5,), "x", (0.1, 0.2, 0.3)])
 def test_api_train_refuses_a_malformed_regularization_in_one_line(tmp_path, dropout):
     """``dropout=(0.5,)`` raised a bare ValueError while unpacking (an outside check)."""
