@@ -46,9 +46,7 @@ def placement_baselines(jp: JointProblem, seed: int = 0) -> dict[str, np.ndarray
 def fusion_baseline(jp: JointProblem, name: str, placement: np.ndarray) -> np.ndarray:
     if name == "none":
         return np.zeros(jp.n, bool)
-    fp = jp.fuse_producer
-    pl = np.asarray(placement)
-    return (fp >= 0) & (pl[np.maximum(fp, 0)] == pl)
+    return jp.same_device_fusions(placement)
 
 
 def memory_order(jp: JointProblem) -> np.ndarray:

@@ -158,6 +158,13 @@ class JointProblem:
             self._cache[key] = hit
         return hit
 
+    def same_device_fusions(self, device: np.ndarray) -> np.ndarray:
+        """Per op, whether it has a fusion producer on its own device under ``device``: the fusions a placement
+        allows (a fused op runs on its producer's device, so one across devices would move it)."""
+        d = np.asarray(device, np.int64)
+        fp = self.fuse_producer
+        return (fp >= 0) & (d[np.maximum(fp, 0)] == d)
+
     def resolve(self, dec: Decisions) -> tuple[np.ndarray, np.ndarray, list[list[int]], list[str], list[float]]:
         """(devices, op -> group, groups, refusals, group times on their device) after the fusion mask."""
         n, fp = self.n, self.fuse_producer
@@ -298,9 +305,7 @@ def combine(learned: Decisions, base: Decisions, parts: set[str] | frozenset[str
     """``learned``'s choices for ``parts``, ``base``'s for the rest; no fusion across the resulting devices."""
     dev = np.asarray(learned.device if "place" in parts else base.device, np.int64)
     fuse = np.array(learned.fuse if "fuse" in parts else base.fuse, bool)
-    # learned devices with kept fusions too: a fused op would run on its producer's device, not the one chosen
-    fp = jp.fuse_producer
-    fuse &= (fp >= 0) & (dev[np.maximum(fp, 0)] == dev)
+    fuse &= jp.same_device_fusions(dev)  # learned devices with kept fusions too: not the producer's device instead
     prio = np.asarray(learned.priority if "schedule" in parts else base.priority, np.float64)
     return Decisions(dev, fuse, prio)
 

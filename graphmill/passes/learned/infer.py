@@ -138,8 +138,7 @@ def moved(jp: JointProblem, cur: Decisions, ops: np.ndarray, to: np.ndarray) -> 
     of a fused state pay for its lost fusions)."""
     d = np.asarray(cur.device, np.int64).copy()
     d[ops] = to
-    fp = jp.fuse_producer
-    fuse = np.asarray(cur.fuse, bool) & (fp >= 0) & (d[np.maximum(fp, 0)] == d)
+    fuse = np.asarray(cur.fuse, bool) & jp.same_device_fusions(d)
     return Decisions(d, fuse, np.asarray(cur.priority, np.float64))
 
 
