@@ -120,7 +120,8 @@ def state_features(jp: JointProblem, obs: dict, dec: Decisions, out: Outcome) ->
     ms = max(out.makespan, 1e-9)
     sl = slack(jp, out)
     fp = jp.fuse_producer  # fused: in its fusion producer's group (a fusion the buffers refused is not)
-    x[:, k + 11] = (fp >= 0) & (out.group == out.group[np.maximum(fp, 0)])
+    fused = (fp >= 0) & (out.group == out.group[np.maximum(fp, 0)])
+    x[:, k + 11] = fused
     x[:, k + 12] = order / max(1, n - 1)
     x[:, k + 13] = np.log1p(100 * sl / ms)
     x[:, k + 14] = sl <= 1e-9 * ms
@@ -136,7 +137,11 @@ def state_features(jp: JointProblem, obs: dict, dec: Decisions, out: Outcome) ->
     dev_x[:, :, 4] = np.sign(gain) * np.log1p(np.abs(gain) / obs["mean_time"])
     dev_x[:, :, 5] = np.clip(100 * gain / ms, -10, 10)
     dev_x[:, :, 6] = (gain > 0) & (sl <= 1e-9 * ms)[:, None]
-    return dict(obs, x=x, dev_x=dev_x, hint=cur, decisions=dec, outcome=out)
+    # the state as it ran (devices after the fusion mask, the fusions that happened): the same outcome, and the key
+    # an untrained policy's greedy decisions reproduce (a refused fusion kept in the decisions made them another
+    # key of the same state, simulated again)
+    ran = Decisions(cur.copy(), fused, np.asarray(dec.priority, np.float64))
+    return dict(obs, x=x, dev_x=dev_x, hint=cur, decisions=ran, outcome=out)
 
 
 def _transfer(prob, nbytes: float, a: int, b: int) -> float:

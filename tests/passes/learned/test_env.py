@@ -232,8 +232,20 @@ def test_the_fused_feature_is_a_fusion_that_happened_not_one_refused():
     dec = Decisions(np.zeros(3, np.int64), np.array([False, True, True]), np.arange(3.0))
     out = jp.evaluate(dec)
     assert out.groups == [[0, 1], [2]] and len(out.refused) == 1
-    x = state_features(jp, node_features(jp), dec, out)["x"]
-    assert x[:, len(OP_VOCAB) + NUMERIC.index("hint_fuse")].tolist() == [0, 1, 0]
+    state = state_features(jp, node_features(jp), dec, out)
+    assert state["x"][:, len(OP_VOCAB) + NUMERIC.index("hint_fuse")].tolist() == [0, 1, 0]
+    # the state's decisions are what ran: the same outcome, under the key a greedy decision of them would have
+    ran = state["decisions"]
+    assert ran.fuse.tolist() == [False, True, False] and ran.device.tolist() == [0, 0, 0]
+    again = jp.evaluate(ran)
+    assert again.makespan == out.makespan == 675.0 and again.groups == out.groups
+    import torch
+
+    from graphmill.passes.learned.infer import state_key
+    from graphmill.passes.learned.policy import GraphPolicy, obs_tensors
+
+    torch.manual_seed(0)  # an untrained policy's greedy decisions are the state itself (README), refused fusion or not
+    assert state_key(GraphPolicy().act(obs_tensors(state), greedy=True).decisions) == state_key(ran)
 
 
 def test_combine_drops_a_kept_fusion_across_the_learned_devices():
