@@ -189,28 +189,35 @@ def neighbourhood(names: list[str], devices: int, policy) -> None:
               f"{max(good_f, default=(0.0, 0))[0] / base:>8.5f} {together:>10.5f}", flush=True)
 
 
-def finetune_validation(policy, json_path: str | None) -> None:
-    """Fine-tuning (100 samples, seeds 0-2) on the validation graphs (not held out) wherever their best baseline
-    fuses, at 2, 4 and 8 devices, on the default chip and on one where fusion pays (DRAM 32 words/cycle): the
-    states where fine-tuning's guided unit moves read a fusion group's chain of waits (docs/results/learned.md,
-    "The critical chain through a fusion group"). Unfused best baselines are skipped: nothing there depends on
-    groups. Prints each run's step time relative to the best baseline and their geometric mean."""
+def chip_with_dram_bw(words: int):
+    """The placement default chip with ``words`` words per cycle of DRAM bandwidth (512 by default; at 32 fusion
+    pays, its intermediates kept on chip)."""
     import copy
 
     from graphmill.backends.simulator.config import from_dict
     from graphmill.backends.simulator.devices import DEFAULT_PLACEMENT_ACCEL
 
     acc = copy.deepcopy(DEFAULT_PLACEMENT_ACCEL)
-    acc["memory"]["dram_bw_words"] = 32
+    acc["memory"]["dram_bw_words"] = words
+    return from_dict(acc)
+
+
+def finetune_validation(policy, json_path: str | None, budget: int = 100) -> None:
+    """Fine-tuning (``--finetune`` samples, seeds 0-2) on the validation graphs (not held out) wherever their best baseline
+    fuses, at 2, 4 and 8 devices, on the default chip and on one where fusion pays (DRAM 32 words/cycle): the
+    states where fine-tuning's guided unit moves read a fusion group's chain of waits (docs/results/learned.md,
+    "The critical chain through a fusion group"). Unfused best baselines are skipped: nothing there depends on
+    groups. Prints each run's step time relative to the best baseline and their geometric mean; ``--json``
+    writes them at the end."""
     rows = []
-    for chip, accel in (("dram-bw-32", from_dict(acc)), ("default", None)):
+    for chip, accel in (("dram-bw-32", chip_with_dram_bw(32)), ("default", None)):
         for devices in (2, 4, 8):
             for name, build in validation().items():
                 task = make_task(name, build(), PlacementCostModel(device_set(devices=devices, accel=accel)))
                 if "+none+" in task.baseline:
                     continue
                 for seed in (0, 1, 2):
-                    ft = fine_tune(policy, task, budget=100, seed=seed)
+                    ft = fine_tune(policy, task, budget=budget, seed=seed)
                     rows.append({"chip": chip, "devices": devices, "graph": name, "best_baseline": task.baseline,
                                  "seed": seed, "fine_tuned": ft["outcome"].makespan / task.reference})
                     print(f"{chip:<11} {devices} {name:<26} {task.baseline:<22} seed {seed} "
@@ -252,8 +259,8 @@ def main() -> None:
                     help="only count the single device moves and fusions that beat the hint (default: the held-out "
                          "graphs; also: " + ", ".join(validation()) + ")")
     ap.add_argument("--finetune-validation", action="store_true",
-                    help="only fine-tune on the validation graphs whose best baseline fuses (2/4/8 devices, 2 chips, "
-                         "seeds 0-2)")
+                    help="only fine-tune (--finetune samples) on the validation graphs whose best baseline fuses "
+                         "(2/4/8 devices, 2 chips, seeds 0-2; --devices and --dram-bw do not apply)")
     ap.add_argument("--json", default=None, help="rows written after each graph; a rerun skips graphs already there")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -262,14 +269,7 @@ def main() -> None:
         return
     accel = None
     if args.dram_bw:
-        import copy
-
-        from graphmill.backends.simulator.config import from_dict
-        from graphmill.backends.simulator.devices import DEFAULT_PLACEMENT_ACCEL
-
-        acc = copy.deepcopy(DEFAULT_PLACEMENT_ACCEL)
-        acc["memory"]["dram_bw_words"] = args.dram_bw
-        accel = from_dict(acc)
+        accel = chip_with_dram_bw(args.dram_bw)
     if args.train_steps:
         if not args.policy:
             ap.error("--train-steps needs --policy PATH.npz (where the trained policy goes)")
@@ -286,7 +286,7 @@ def main() -> None:
         neighbourhood(args.neighbourhood or list(held_out()), args.devices, pol)
         return
     if args.finetune_validation:
-        finetune_validation(pol, args.json)
+        finetune_validation(pol, args.json, args.finetune)
         return
     print(f"policy: {meta.get('command')} ({meta.get('train_seconds')} s, seed {meta.get('seed')}; training set: "
           f"{', '.join(t['name'] for t in meta.get('training_set', []))})")

@@ -804,7 +804,7 @@ def critical_chain(jp: JointProblem, out: Outcome) -> list[tuple]:
     for _ in range(4 * n + 8):  # every step goes strictly back in time or to a producer
         if st[i] <= eps:
             break
-        ready, why = 0.0, None
+        ready, why, reader = 0.0, None, -1
         # a fused group starts once every member's outside input is there: the latest of them all is the wait (an
         # op's own inputs alone can be early, which would read as a wait for the device)
         for m in out.groups[grp[i]]:
