@@ -108,7 +108,8 @@ def node_features(jp: JointProblem, hint: np.ndarray | None = None) -> dict:
 
 def state_features(jp: JointProblem, obs: dict, dec: Decisions, out: Outcome) -> dict:
     """``obs`` with its dynamic columns (module docstring) rebuilt for the state ``dec`` (simulated: ``out``):
-    a new dict sharing the static arrays; ``decisions``/``outcome`` the state's."""
+    a new dict sharing the static arrays; ``outcome`` the state's, ``decisions`` the ones that ran (devices after
+    the fusion mask, the fusions that happened; the same outcome)."""
     prob = jp.prob
     n = prob.n
     k = len(OP_VOCAB)
