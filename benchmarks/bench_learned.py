@@ -60,6 +60,7 @@ from graphmill.passes.learned.passes import apply_decisions, combine, run_learne
 from graphmill.passes.learned.policy import load_policy
 from graphmill.passes.placement import place_graph, training_graph
 from graphmill.search.learned import fine_tune, make_task
+from graphmill.util.files import write_json
 
 
 def densenet_like(blocks: int = 3, layers: int = 6, growth: int = 32, batch: int = 8):
@@ -225,9 +226,7 @@ def finetune_validation(policy, json_path: str | None, budget: int = 100) -> Non
     gm = math.exp(sum(math.log(r["fine_tuned"]) for r in rows) / len(rows))
     print(f"{len(rows)} runs, geometric mean {gm:.5f} of the best baseline")
     if json_path:
-        with open(json_path + ".tmp", "w") as f:
-            json.dump({"rows": rows, "geometric_mean": gm}, f, indent=1)
-        os.replace(json_path + ".tmp", json_path)
+        write_json(json_path, {"rows": rows, "geometric_mean": gm}, indent=1)
 
 
 def samples_to(curve: list[float], target: float) -> int | None:
@@ -363,10 +362,8 @@ def main() -> None:
                        place_learned_samples_to_beat=lft["samples_to_beat"])
         rows.append(row)
         if args.json:
-            with open(args.json + ".tmp", "w") as f:
-                json.dump({"devices": args.devices, "dram_bw_words": args.dram_bw or 512, "rows": rows, "policy": meta},
-                          f, indent=1, default=str)
-            os.replace(args.json + ".tmp", args.json)
+            write_json(args.json, {"devices": args.devices, "dram_bw_words": args.dram_bw or 512, "rows": rows,
+                                   "policy": meta}, indent=1)
         print(f"{name:<20} {task.jp.n:>5} {task.baseline:>18} {B:>9.3g} {row['zero_shot']:>9.4f} "
               f"{row['one_pass']:>7.4f} {row['fine_tuned']:>10.4f} {row['per_graph_rl']:>12.4f} "
               f"{row['joint']:>7.4f} {row['sequential']:>10.4f} {row['joint_3x']:>8.4f} "

@@ -883,10 +883,11 @@ def train(model: "str | os.PathLike | Graph", *, out: "str | os.PathLike" = "tra
     if progressive and contrastive:
         raise UserInputError("--progressive and --contrastive are separate modes; choose one")
     # a script's numpy integers are integers (np.int64(8) was refused as "must be an integer >= 1": an outside
-    # check); anything else goes on to the checks below as given, for their messages
-    stages, min_size, max_size, batch, micro_batch, embed_dim, steps, epochs, seed, threads = (
+    # check); anything else goes on to TrainConfig's checks as given, for their messages (max_size, embed_dim and
+    # threads: check_count below)
+    stages, min_size, batch, micro_batch, steps, epochs, seed = (
         int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
-        for v in (stages, min_size, max_size, batch, micro_batch, embed_dim, steps, epochs, seed, threads))
+        for v in (stages, min_size, batch, micro_batch, steps, epochs, seed))
     mode = "progressive" if progressive else "contrastive" if contrastive else "fixed"
     # given but unused, they were recorded in the report's config as if applied (an outside check: --contrastive
     # --dropout 0.5 trained as --dropout 0 did, and the report said 0.5); the defaults are TrainConfig's
