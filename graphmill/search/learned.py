@@ -47,10 +47,11 @@ from graphmill.ir import Graph, UserInputError
 from graphmill.ir.builder import GraphBuilder
 from graphmill.passes.learned.env import Decisions, JointProblem, Outcome
 from graphmill.passes.learned.features import node_features, state_features
-from graphmill.passes.learned.infer import ROUNDS, TOP, moved, ranked_moves, refine, state_key, top_moves
+from graphmill.passes.learned.infer import (ROUNDS, TOP, UNIT_TOP, moved, ranked_moves, refine, state_key, task_units,
+                                            top_moves, unit_members)
 from graphmill.passes.learned.policy import POLICY_FORMAT, GraphPolicy, Sample, obs_tensors, save_policy
 from graphmill.passes.placement import build_problem, training_graph
-from graphmill.passes.placement.rl import chain_units, load_checkpoint, merge_options, merge_units
+from graphmill.passes.placement.rl import load_checkpoint, merge_options
 from graphmill.util.files import save_torch_checkpoint
 from graphmill.util.interrupts import DeferredInterrupt
 from graphmill.util.torch_state import (finite_number, is_count, is_generator_state, module_state_damage,
@@ -465,15 +466,16 @@ def _state_of(task: Task, saved: dict, current: dict, reset: bool) -> tuple[dict
 def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samples: int = 10, seed: int = 0,
               options: dict | None = None, progress: Callable[[str], None] | None = None,
               transform: Callable[[Decisions], Decisions] | None = None, reference: float | None = None,
-              top: tuple[int, ...] = TOP, singles: int = 4, units: int = 40, rounds: int = ROUNDS,
+              top: tuple[int, ...] = TOP, unit_top: tuple[int, ...] = UNIT_TOP, singles: int = 4, units: int = 40,
+              rounds: int = ROUNDS,
               start: tuple[Decisions, Outcome] | None = None, seen: set[bytes] | None = None,
               pick: str = "guided", mix: float = 0.0, checkpoint: str | None = None) -> dict:
     """PPO on one graph for ``budget`` simulated samples, starting from ``policy`` (a copy; None: a fresh
     policy, the per-graph RL baseline: the same algorithm from scratch). It first runs zero-shot use
-    (``infer.refine`` itself: ``rounds`` rounds of greedy decisions and top-k changes from the hint, each
-    simulation counted in the budget, its set of simulated states kept for what follows), so fine-tuning is
-    never worse than zero-shot; then, refining the best state so far,
-    each iteration simulates its greedy decisions and its
+    (``infer.refine`` itself: ``rounds`` rounds of greedy decisions, top-k changes and top-k unit moves
+    (``unit_top``) from the hint, each simulation counted in the budget, its set of simulated states kept for
+    what follows), so fine-tuning is never worse than zero-shot; then, refining the best state so far, each
+    iteration simulates its greedy decisions and its
     ``top`` most probable device changes (``infer.top_moves``), then up to ``singles`` of its most probable
     single changes not simulated yet (one at a time, in the policy's order; none once this iteration improved
     the state), a candidate already simulated, the start state included, being neither simulated again nor
@@ -539,7 +541,8 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
         unit_of = task_units(task.jp) if units else None
         urng = np.random.default_rng([seed, 1])
         sig = _fine_tune_signature(task, pol, dec0, seed, ref, dict(budget=budget, samples=samples, units=units,
-                                   singles=singles, top=list(top), rounds=rounds, pick=pick, mix=mix, unit_gen=GEN,
+                                   singles=singles, top=list(top), unit_top=list(unit_top), rounds=rounds, pick=pick,
+                                   mix=mix, unit_gen=GEN,
                                    transform=transform is not None, opts=[opts[k] for k in sorted(opts)]))
         resumed = False
         if checkpoint and os.path.exists(checkpoint):
@@ -607,7 +610,7 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
 
         if rounds and not resumed:  # zero-shot first (infer.refine: greedy + top-k per round), each one counted
             dec, out, _, times = refine(pol, task.jp, obs, rounds=rounds, transform=transform, start=(dec0, out0),
-                                        top=top, budget=budget, seen=seen)
+                                        top=top, units=unit_top, budget=budget, seen=seen)
             for x in times:
                 count(x)
             if best["t"] < t_start:  # refine's best: the fastest valid state it simulated
@@ -691,12 +694,6 @@ def _fine_tune_signature(task: Task, policy: GraphPolicy, start: Decisions, seed
             + "|".join(f"{k}={options[k]}" for k in sorted(options)))
 
 
-def task_units(jp: JointProblem, max_units: int = 256) -> np.ndarray:
-    """op -> chain unit of the placement RL placer (``placement.rl.chain_units``: chains of colocation groups
-    between forks and joins; merged per layer into at most ``max_units`` runs, ``rl.merge_units``, as ``rl`` does)."""
-    return merge_units(jp.prob, max_units, chain_units(jp.prob))
-
-
 def unit_moves(jp: JointProblem, current: Callable[[], Decisions], unit: np.ndarray, rng: np.random.Generator,
                k: int):
     """Up to ``k`` states, each the state ``current()`` returns then with one random chain unit (``unit``: op ->
@@ -706,7 +703,7 @@ def unit_moves(jp: JointProblem, current: Callable[[], Decisions], unit: np.ndar
     U = int(unit.max()) + 1 if len(unit) else 0
     if D < 2 or not U:
         return
-    members = _unit_members(unit)
+    members = unit_members(unit)
     for _ in range(k):
         u = int(rng.integers(U))
         ops = np.asarray(members[u], np.int64)
@@ -728,7 +725,7 @@ def guided_unit_moves(jp: JointProblem, current: Callable[[], tuple[Decisions, O
     U = int(unit.max()) + 1 if len(unit) else 0
     if D < 2 or not U:
         return
-    members = _unit_members(unit)
+    members = unit_members(unit)
     ranked: list[tuple[int, int]] = []
     last = None
     pos = 0
@@ -750,13 +747,6 @@ def _other_device(rng: np.random.Generator, D: int, cur: Decisions, ops: np.ndar
     """A uniform draw among the devices other than the one holding most of ``ops`` in ``cur``."""
     d = int(rng.integers(D - 1))
     return d + (d >= int(np.bincount(np.asarray(cur.device, np.int64)[ops], minlength=D).argmax()))
-
-
-def _unit_members(unit: np.ndarray) -> list[list[int]]:
-    members: list[list[int]] = [[] for _ in range(int(unit.max()) + 1 if len(unit) else 0)]
-    for i, u in enumerate(unit.tolist()):
-        members[u].append(i)
-    return members
 
 
 def critical_chain(jp: JointProblem, out: Outcome) -> list[tuple]:

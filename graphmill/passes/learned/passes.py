@@ -110,8 +110,8 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     the best baseline's). The policy refines the start state (the best baseline for ``learned-optimize``; for a
     pass deciding some of the three, the faster of the hint's decisions for its parts and the best of its parts'
     baselines, the graph's decisions for the others) for ``rounds`` rounds (``infer.refine``: one forward pass
-    each; its greedy decisions, its k most probable device changes for k in ``infer.TOP`` and ``samples`` draws
-    simulated), keeping the best
+    each; its greedy decisions, its k most probable device changes for k in ``infer.TOP``, its k most wanted chain
+    units moved whole for k in ``infer.UNIT_TOP`` and ``samples`` draws simulated), keeping the best
     state; so the pass is never worse than its start (the best baseline for ``learned-optimize``; ``guard`` is
     kept for callers and changes nothing).
     ``stats["candidates"]``: the step time of every candidate simulated, in order (inf when invalid);
@@ -120,7 +120,7 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     simulated states, filled in place (a caller that fine-tunes next passes it on: ``fine_tune`` proposes none
     of them again, PPO's draws aside)."""
     from .features import node_features
-    from .infer import ROUNDS, TOP, refine
+    from .infer import ROUNDS, TOP, UNIT_TOP, refine
 
     parts = PARTS[name]
     prob = build_problem(graph, cost)
@@ -148,7 +148,8 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     rounds = ROUNDS if rounds is None else rounds
     seen = set() if seen is None else seen
     dec, out, src, times = refine(pol, jp, obs, rounds=rounds, samples=samples, seed=seed,
-                                  transform=lambda d: combine(d, base, parts, jp), top=TOP, seen=seen, start=start)
+                                  transform=lambda d: combine(d, base, parts, jp), top=TOP, units=UNIT_TOP, seen=seen,
+                                  start=start)
     if parts == ALL_PARTS:
         dec, out, src = part_steps(pol, jp, obs, dec, out, src, rounds=rounds, samples=samples, seed=seed, seen=seen,
                                    times=times)
@@ -175,7 +176,7 @@ def part_steps(pol, jp: JointProblem, obs: dict, dec: Decisions, out: Outcome, s
     an outside check); with these steps the joint pass ended 15% faster than they did there. At most
     ``PART_SWEEPS`` sweeps, until one improves nothing; every state simulated is appended to ``times``. Never
     worse than its start (only an improvement is taken)."""
-    from .infer import TOP, refine
+    from .infer import TOP, UNIT_TOP, refine
 
     for _ in range(PART_SWEEPS):
         improved = False
@@ -185,7 +186,7 @@ def part_steps(pol, jp: JointProblem, obs: dict, dec: Decisions, out: Outcome, s
             if not (cand.outcome.valid and cand.outcome.makespan < out.makespan):
                 continue
             dec, out, inner, more = refine(pol, jp, obs, rounds=rounds, samples=samples, seed=seed, top=TOP,
-                                           seen=seen, start=(cand.decisions, cand.outcome))
+                                           units=UNIT_TOP, seen=seen, start=(cand.decisions, cand.outcome))
             times.extend(more)
             src, improved = (f"{part} baseline {cand.name}" if inner == "hint" else inner), True
         if not improved:

@@ -186,16 +186,19 @@ def test_place_learned_on_a_torch_export_resimulated_independently(torch_onnx, t
     assert resimulate(greedy)[0] <= min(r["baselines"].values())
     # the count is of simulations: the policy's greedy placement here is its start state, the best baseline's
     # (simulated already: answered from memory, not counted; it was counted as sample 1 while refinement
-    # re-simulated it), and none of its new candidates reaches the baseline, so None, and the baseline is returned
-    assert info["learned"]["samples_to_best_baseline"] is None and info["learned"]["best_from"] != "zero-shot"
+    # re-simulated it, and it ties the baseline, so counting it gives 1); none of the new candidates beats the
+    # baseline, which is returned (a later candidate, a unit moved to an idle device, may tie it)
+    s = info["learned"]["samples_to_best_baseline"]
+    assert (s is None or 1 < s <= info["learned"]["samples"]) and info["learned"]["best_from"] != "zero-shot"
     # with a budget, fine-tuning starts from zero-shot's best, here the baseline's own placement: that start is
     # no sample, so it must not count as "reached" (the report said n0 + 0 = n0, zero-shot's count, before); a
     # fine-tuning sample may reach it (tie) later
-    n0 = info["learned"]["samples"]
+    # (zero-shot's own reach, when it has one, is kept: fine-tuning comes after it)
+    n0, s0 = info["learned"]["samples"], s
     info = {}
     api.place(api.load(torch_onnx), method="learned", devices=3, budget=8, info=info)
     s = info["learned"]["samples_to_best_baseline"]
-    assert info["learned"]["samples"] == n0 + 8 and (s is None or s > n0)
+    assert info["learned"]["samples"] == n0 + 8 and (s == s0 if s0 is not None else s is None or s > n0)
 
 
 def record_simulations(monkeypatch) -> dict[str, list]:
