@@ -16,13 +16,16 @@ A pass deciding only some of the three keeps the others from the graph: the devi
 earlier pass wrote, else one device (the fastest), no fusion and the graph's order. A fusion the policy proposes
 across the kept devices is dropped. The refinement starts from the best baseline (below, for a pass deciding
 some of the three) and keeps the best state it simulated: per round (option ``rounds``, default 4) the policy's
-greedy decisions, its k most probable device changes (k = 1, 2, 4, 8, 16, 32) and ``samples`` draws (default 0);
+greedy decisions, its k most probable device changes (k = 1, 2, 4, 8, 16, 32), its k most wanted chain units
+moved whole (k = 1, 2, 4, 8, 16) and ``samples`` draws (default 0);
 so a learned pass is never worse than the best baseline
 (``from_sample`` says who won: the index of the winning candidate, -1 the start state). A pass deciding some of
 the three starts from the faster of the hint's decisions for its parts and the best of its parts' baselines with
 the rest kept (``baselines.best_baseline(parts=, keep=)``), and is never worse than either. ``learned-optimize``
 then takes block-coordinate steps (``part_steps``): each part's best baseline with the other two decisions of its
-result kept, refined again by the policy where it is faster.
+result kept, refined again by the policy where it is faster; and does the same (refinement, then part steps) from
+the best combination under each of the other two schedule baselines (``baselines.best_per_schedule``), keeping
+the fastest result.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from graphmill.passes.base import Option, Pass, PassContext, PassResult, registe
 from graphmill.passes.placement.place import apply_placement, check_fits
 from graphmill.passes.placement.problem import build_problem, cost_model_of, infer_open_shapes, replay_record
 
-from .baselines import best_baseline
+from .baselines import best_baseline, best_per_schedule
 from .env import ALL_PARTS, Decisions, JointProblem, Outcome, combine
 
 __all__ = ["LearnedPlace", "LearnedFuse", "LearnedSchedule", "LearnedOptimize", "decisions_from_graph", "replay",
@@ -113,14 +116,16 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     each; its greedy decisions, its k most probable device changes for k in ``infer.TOP``, its k most wanted chain
     units moved whole for k in ``infer.UNIT_TOP`` and ``samples`` draws simulated), keeping the best
     state; so the pass is never worse than its start (the best baseline for ``learned-optimize``; ``guard`` is
-    kept for callers and changes nothing).
+    kept for callers and changes nothing). ``learned-optimize`` then takes ``part_steps`` and refines likewise from
+    the best combination under each other schedule baseline (module docstring; their 36 baseline simulations are
+    the best baseline's, not counted).
     ``stats["candidates"]``: the step time of every candidate simulated, in order (inf when invalid);
     ``from_sample``: the winner's index among them (-1: the start state); ``held_to``: the start's name and
     step time (module docstring). ``seen``: ``infer.refine``'s set of
     simulated states, filled in place (a caller that fine-tunes next passes it on: ``fine_tune`` proposes none
     of them again, PPO's draws aside)."""
     from .features import node_features
-    from .infer import ROUNDS, TOP, UNIT_TOP, refine
+    from .infer import ROUNDS, TOP, UNIT_TOP, refine, state_key
 
     parts = PARTS[name]
     prob = build_problem(graph, cost)
@@ -147,12 +152,22 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
         held_to = {"name": obs["hint_name"], "makespan": obs["outcome"].makespan}
     rounds = ROUNDS if rounds is None else rounds
     seen = set() if seen is None else seen
-    dec, out, src, times = refine(pol, jp, obs, rounds=rounds, samples=samples, seed=seed,
-                                  transform=lambda d: combine(d, base, parts, jp), top=TOP, units=UNIT_TOP, seen=seen,
-                                  start=start)
+    transform = lambda d: combine(d, base, parts, jp)  # noqa: E731
+    dec, out, src, times = refine(pol, jp, obs, rounds=rounds, samples=samples, seed=seed, transform=transform,
+                                  top=TOP, units=UNIT_TOP, seen=seen, start=start)
     if parts == ALL_PARTS:
         dec, out, src = part_steps(pol, jp, obs, dec, out, src, rounds=rounds, samples=samples, seed=seed, seen=seen,
                                    times=times)
+        for order, other in best_per_schedule(jp, seed=seed).items():  # the other orders' best combinations
+            if state_key(other.decisions) in seen:
+                continue  # the hint's own, or a state the refinement reached
+            d2, o2, s2, more = refine(pol, jp, obs, rounds=rounds, samples=samples, seed=seed, transform=transform,
+                                      top=TOP, units=UNIT_TOP, seen=seen, start=(other.decisions, other.outcome))
+            times.extend(more)
+            d2, o2, s2 = part_steps(pol, jp, obs, d2, o2, s2, rounds=rounds, samples=samples, seed=seed, seen=seen,
+                                    times=times)
+            if o2.valid and (not out.valid or o2.makespan < out.makespan):
+                dec, out, src = d2, o2, (other.name if s2 == "hint" else f"{s2} from {other.name}")
     k = -1
     if src != "hint":
         k = next((i for i, t in enumerate(times) if t == out.makespan), -1)
