@@ -12,8 +12,9 @@ Per graph, on the same environment (``passes.learned.env``):
   METIS) x 2 fusions (none, greedy) x 3 schedules (graph order, critical path, memory-minimizing), 36 simulations;
 * **zero-shot**: iterative refinement (``passes.learned.infer.refine``) from the hint (the best baseline, which
   the policy reads as features): ``--rounds`` rounds, each one forward pass on the current state giving the
-  greedy decisions, the policy's k most probable device changes (k = 1, 2, 4, 8, 16, 32: ``infer.top_moves``) and
-  ``--samples`` draws, each distinct one simulated once, the next round refining the best state so far;
+  greedy decisions, the policy's k most probable device changes (k = 1, 2, 4, 8, 16, 32: ``infer.top_moves``),
+  its k most wanted chain units moved whole (k = 1, 2, 4, 8, 16: ``infer.top_unit_moves``) and ``--samples``
+  draws, each distinct one simulated once, the next round refining the best state so far;
   **one pass**: the greedy decisions of a single forward pass on the hint's state, simulated as they are (no
   state kept: this shows what the policy proposes on its own, and can be worse than the hint);
 * **fine-tuned**: PPO from the shipped policy for ``--finetune`` samples, refining the best state so far
@@ -29,7 +30,8 @@ Per graph, on the same environment (``passes.learned.env``):
   (every simulation counted, starting from the best placement baseline) against the ``rl`` placer's;
 * **joint vs sequential**: ``learned-optimize`` against ``learned-place`` -> ``learned-fuse`` ->
   ``learned-schedule`` (each keeping what the previous wrote), each with the zero-shot rounds and samples (so the
-  sequential passes have 3x the rounds; ``joint_3x``: the joint pass with as many rounds);
+  sequential passes have 3x the rounds; the joint pass refines from 3 starts, the best combination under each
+  schedule baseline; ``joint_3x``: the joint pass with 3x the rounds);
 * samples to beat the best baseline (< 1x) and to beat it by 1% (< 0.99x) for fine-tuning vs per-graph RL
   (both start from the hint's state, so both "reach" it at 0 samples).
 

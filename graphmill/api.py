@@ -1110,7 +1110,7 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
     dimensions, e.g. the zoo's batch ``{"N": 8}``, as ``place``'s ``--dim``): ``passes`` one of
     ``learned-optimize`` (placement, fusion and scheduling jointly) or a sequence of ``learned-place``,
     ``learned-fuse``, ``learned-schedule`` (each keeps what the others wrote). ``policy``: a policy file (default:
-    the shipped one); ``samples``: policy draws simulated per round besides its greedy and top-k decisions
+    the shipped one); ``samples``: policy draws simulated per round besides its greedy, top-k and unit decisions
     (default 0, as the passes' option and the benchmark); ``finetune``: more
     samples of PPO fine-tuning on this graph (joint pass only). Devices as ``place``; ``training=True``
     optimizes the training step. Returns ``{"passes", "devices", "units", "makespan", "best_baseline": {"name",

@@ -608,7 +608,7 @@ def fine_tune(policy: GraphPolicy | None, task: Task, *, budget: int = 100, samp
                 best.update(dec=dec, out=o)
             count(o.makespan if o.valid else math.inf)
 
-        if rounds and not resumed:  # zero-shot first (infer.refine: greedy + top-k per round), each one counted
+        if rounds and not resumed:  # zero-shot first (infer.refine), each simulation counted
             dec, out, _, times = refine(pol, task.jp, obs, rounds=rounds, transform=transform, start=(dec0, out0),
                                         top=top, units=unit_top, budget=budget, seen=seen)
             for x in times:

@@ -247,7 +247,7 @@ def decisions_report(jp: JointProblem, dec: Decisions, out: Outcome) -> dict:
 class _Learned(Pass):
     options = (
         Option("policy", str, "", "policy file (.npz with its .json); empty: the shipped pretrained policy"),
-        Option("samples", int, 0, "policy draws simulated per refinement round besides its greedy and top-k "
+        Option("samples", int, 0, "policy draws simulated per refinement round besides its greedy, top-k and unit "
                "decisions", min=0, max=10000),
         Option("rounds", int, 4, "refinement rounds (one forward pass of the policy each)", min=1, max=100),
         Option("guard", bool, True, "kept for old schedules: refinement never returns worse than its start"),
