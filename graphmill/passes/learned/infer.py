@@ -211,7 +211,7 @@ def top_unit_moves(jp: JointProblem, cur: Decisions, dev_logits: torch.Tensor, m
     out = []
     for k in ks:
         if k > len(ranked):
-            break
+            continue
         ops = np.concatenate([np.asarray(members[u], np.int64) for u, _ in ranked[:k]])
         to = np.concatenate([np.full(len(members[u]), d, np.int64) for u, d in ranked[:k]])
         out.append((k, moved(jp, cur, ops, to)))

@@ -21,7 +21,8 @@ moved whole (k = 1, 2, 4, 8, 16) and ``samples`` draws (default 0);
 so a learned pass is never worse than the best baseline
 (``from_sample`` says who won: the index of the winning candidate, -1 the start state). A pass deciding some of
 the three starts from the faster of the hint's decisions for its parts and the best of its parts' baselines with
-the rest kept (``baselines.best_baseline(parts=, keep=)``), and is never worse than either. ``learned-optimize``
+the rest kept (``baselines.best_baseline(parts=, keep=)``), and is never worse than either; every pass starts
+from the graph's own decisions instead where they are faster (an earlier pass's result). ``learned-optimize``
 then takes block-coordinate steps (``part_steps``): each part's best baseline with the other two decisions of its
 result kept, refined again by the policy where it is faster; and does the same (refinement, then part steps) from
 the best combination under each of the other two schedule baselines (``baselines.best_per_schedule``), keeping
@@ -112,11 +113,12 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     the placement the policy's features start from (default: the graph's own when it keeps the devices, else
     the best baseline's). The policy refines the start state (the best baseline for ``learned-optimize``; for a
     pass deciding some of the three, the faster of the hint's decisions for its parts and the best of its parts'
-    baselines, the graph's decisions for the others) for ``rounds`` rounds (``infer.refine``: one forward pass
+    baselines, the graph's decisions for the others; either way the graph's own decisions, all three, where they
+    are faster: an earlier pass's result is not undone) for ``rounds`` rounds (``infer.refine``: one forward pass
     each; its greedy decisions, its k most probable device changes for k in ``infer.TOP``, its k most wanted chain
     units moved whole for k in ``infer.UNIT_TOP`` and ``samples`` draws simulated), keeping the best
-    state; so the pass is never worse than its start (the best baseline for ``learned-optimize``; ``guard`` is
-    kept for callers and changes nothing). ``learned-optimize`` then takes ``part_steps`` and refines likewise from
+    state; so the pass is never worse than its start, nor than the graph it was given (``guard`` is kept for
+    callers and changes nothing). ``learned-optimize`` then takes ``part_steps`` and refines likewise from
     the best combination under each other schedule baseline (module docstring; their 36 baseline simulations are
     the best baseline's, not counted).
     ``stats["candidates"]``: the step time of every candidate simulated, in order (inf when invalid);
@@ -137,6 +139,9 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     pol = policy if policy is not None else policy_for(policy_path)
     obs = node_features(jp, hint=hint)
     start = None
+    # the graph as it is: an earlier pass's decisions can beat every baseline, and a pass appended to a schedule
+    # must not undo them (learned-fuse after learned-optimize ended 8% slower than the graph it was given: a review)
+    own = (base, jp.evaluate(base), "kept+kept+kept (the graph's own decisions)")
     if parts != ALL_PARTS:  # held to its parts' best baseline, the rest as the graph holds them (best_baseline)
         held = best_baseline(jp, parts=frozenset(parts), keep=base)
         from_hint = combine(obs["decisions"], base, parts, jp)
@@ -144,12 +149,13 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
         hint_name = "+".join(n if p in parts else "kept" for n, p in
                              zip(obs["hint_name"].split("+"), ("place", "fuse", "schedule")))
         hint_name += f" (the best combination's {'/'.join(sorted(parts))})"
-        start = min([(from_hint, jp.evaluate(from_hint), hint_name), (held.decisions, held.outcome, held.name)],
+        start = min([(from_hint, jp.evaluate(from_hint), hint_name), (held.decisions, held.outcome, held.name), own],
                     key=lambda c: (not c[1].valid, c[1].makespan))
-        held_to = {"name": start[2], "makespan": start[1].makespan}
-        start = start[:2]
     else:
-        held_to = {"name": obs["hint_name"], "makespan": obs["outcome"].makespan}
+        start = min([(obs["decisions"], obs["outcome"], obs["hint_name"]), own],
+                    key=lambda c: (not c[1].valid, c[1].makespan))
+    held_to = {"name": start[2], "makespan": start[1].makespan}
+    start = start[:2]
     rounds = ROUNDS if rounds is None else rounds
     seen = set() if seen is None else seen
     transform = lambda d: combine(d, base, parts, jp)  # noqa: E731
@@ -158,7 +164,8 @@ def run_learned(graph: Graph, cost, name: str, *, policy_path: str = "", samples
     if parts == ALL_PARTS:
         dec, out, src = part_steps(pol, jp, obs, dec, out, src, rounds=rounds, samples=samples, seed=seed, seen=seen,
                                    times=times)
-        for order, other in best_per_schedule(jp, seed=seed).items():  # the other orders' best combinations
+        # the other orders' best combinations, of the baselines the hint is the best of (their seed: the hint's)
+        for other in best_per_schedule(jp).values():
             if state_key(other.decisions) in seen:
                 continue  # the hint's own, or a state the refinement reached
             d2, o2, s2, more = refine(pol, jp, obs, rounds=rounds, samples=samples, seed=seed, transform=transform,

@@ -748,3 +748,49 @@ def test_learned_optimize_refines_from_the_best_combination_of_each_order(monkey
     monkeypatch.setattr(learned_passes, "best_per_schedule", lambda jp, seed=0: {})
     _, _, alone, _ = run_learned(g.copy(), cm, "learned-optimize")
     assert alone.makespan >= chain.makespan > out.makespan
+
+
+def test_learned_optimize_without_draws_does_not_depend_on_the_seed():
+    """The seed only drives the policy's random draws (``samples``) and fine-tuning: with ``samples=0`` the joint
+    pass is the same for every seed. Its starts under each order came from baselines of the pass's seed (METIS
+    seeded) while the hint and the reported best baseline were seed 0's: seed 2 gave 836,176 cycles against seed
+    0's 848,720 here, from a METIS start the report did not name (a review). Reference: the simulator on the two
+    results, and the best baseline the report names (the pass is never worse than it)."""
+    from graphmill.passes.learned.passes import run_learned
+
+    cm = PlacementCostModel(device_set(devices=3))
+    got = {}
+    for seed in (0, 2):
+        jp, dec, out, stats = run_learned(random_graph(0, "cnn", n=60), cm, "learned-optimize", seed=seed, rounds=1)
+        assert out.makespan <= stats["held_to"]["makespan"] and jp.evaluate(dec).makespan == out.makespan
+        got[seed] = out.makespan
+    assert got[0] == got[2]
+
+
+@pytest.mark.parametrize("then", ["learned-fuse", "learned-place", "learned-schedule", "learned-optimize"])
+def test_a_learned_pass_appended_never_undoes_an_earlier_one(then):
+    """learned-optimize, then another learned pass on its result: the second pass starts from the graph's own
+    decisions where they beat its baselines, so it is never slower than the graph it is given. Before, a pass
+    deciding one part started from the best of its part's baselines with the rest kept, and learned-fuse after
+    learned-optimize ended 8% slower (105,912 against 97,768 cycles; 2 chips where fusion pays, DRAM 32 words per
+    cycle: a review). Reference: the simulator on the decisions the graph holds after each pass."""
+    import copy
+
+    from graphmill.backends.simulator.config import from_dict
+    from graphmill.backends.simulator.devices import DEFAULT_PLACEMENT_ACCEL
+    from graphmill.passes.learned.passes import apply_decisions, decisions_from_graph, run_learned
+
+    acc = copy.deepcopy(DEFAULT_PLACEMENT_ACCEL)
+    acc["memory"]["dram_bw_words"] = 32
+    cm = PlacementCostModel(device_set(devices=2, accel=from_dict(acc)))
+    g = random_graph(1, "mlp", n=60)
+    jp, dec, out, _ = run_learned(g, cm, "learned-optimize")
+    apply_decisions(g, jp, dec, out, "learned-optimize")
+    given = JointProblem(build_problem(g, cm), cm)
+    before = given.evaluate(decisions_from_graph(g, given)).makespan
+    assert before == pytest.approx(out.makespan)
+    jp2, dec2, out2, stats = run_learned(g, cm, then)
+    apply_decisions(g, jp2, dec2, out2, then)
+    after = JointProblem(build_problem(g, cm), cm)
+    assert after.evaluate(decisions_from_graph(g, after)).makespan == pytest.approx(out2.makespan)
+    assert out2.makespan <= before
