@@ -1117,9 +1117,9 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
     "makespan"} (the best of every combination of the three parts' baselines), "held_to": {"name", "makespan"} (the
     start the last pass refined, which it is never worse than: for ``learned-optimize`` the best baseline, for a
     pass deciding one part the best of that part's baselines with the rest as the graph held them, "kept" in the
-    name; the graph's own decisions where those were faster), "placement": {op: device}, "fusion_groups": [[op]], "priority": {op: number}, "order": {device:
-    [op]}, "refused": [reason], "memory": {"capacity", "peak"}, "finetune": {"samples", "samples_to_best_baseline",
-    "improved"} | None}`` plus what a re-simulation needs (``passes.learned.passes.replay_tables``: ``op_time``,
+    name; the graph's own decisions where those were faster), "placement": {op: device}, "fusion_groups": [[op]],
+    "priority": {op: number}, "order": {device: [op]}, "refused": [reason], "memory": {"capacity", "peak"},
+    "finetune": {"samples", "samples_to_best_baseline", "improved"} | None}`` plus what a re-simulation needs (``passes.learned.passes.replay_tables``: ``op_time``,
     ``group_time``, ``values``, ``link``) (``finetune``'s count is of fine-tuning's own samples, from zero-shot's best, until one is at
     or under the best baseline; None when none is); the decisions also
     travel in the graph's meta (``graph.meta["learned"]`` with the device set, node meta ``device``,
