@@ -15,6 +15,8 @@ Per graph, on the same environment (``passes.learned.env``):
   greedy decisions, the policy's k most probable device changes (k = 1, 2, 4, 8, 16, 32: ``infer.top_moves``),
   its k most wanted chain units moved whole (k = 1, 2, 4, 8, 16: ``infer.top_unit_moves``) and ``--samples``
   draws, each distinct one simulated once, the next round refining the best state so far;
+  **untrained**: the same zero-shot use of the policy before training (``search.learned.fresh_policy(0)``: its
+  device logits are the hint's and the one-step move estimates', a heuristic), which says what training adds;
   **one pass**: the greedy decisions of a single forward pass on the hint's state, simulated as they are (no
   state kept: this shows what the policy proposes on its own, and can be worse than the hint);
 * **fine-tuned**: PPO from the shipped policy for ``--finetune`` samples, refining the best state so far
@@ -61,7 +63,7 @@ from graphmill.passes.learned.policy import obs_tensors
 from graphmill.passes.learned.passes import apply_decisions, combine, run_learned
 from graphmill.passes.learned.policy import load_policy
 from graphmill.passes.placement import place_graph, training_graph
-from graphmill.search.learned import fine_tune, make_task
+from graphmill.search.learned import fine_tune, fresh_policy, make_task
 from graphmill.util.files import write_json
 
 
@@ -296,13 +298,15 @@ def main() -> None:
         with open(args.json) as f:
             rows = [r for r in json.load(f)["rows"] if r["graph"] in args.graphs]
     done = {r["graph"] for r in rows}
-    hdr = (f"{'graph':<20} {'ops':>5} {'best baseline':>28} {'zero-shot':>9} {'1 pass':>7} {'fine-tuned':>10} "
+    hdr = (f"{'graph':<20} {'ops':>5} {'best baseline':>28} {'zero-shot':>9} {'untrained':>9} {'1 pass':>7} "
+           f"{'fine-tuned':>10} "
            f"{'per-graph RL':>12} "
            f"{'joint':>7} {'sequential':>10} {'joint 3x':>8} {'zs s':>6}")
     print(f"\n## {args.devices} devices; step times relative to the best baseline (lower is better)\n{hdr}")
     for r in rows:
         print(f"{r['graph']:<20} {r['ops']:>5} {r['best_baseline']:>18} {r['best_baseline_time']:>9.3g} "
-              f"{r['zero_shot']:>9.4f} {r['one_pass']:>7.4f} {r['fine_tuned']:>10.4f} "
+              f"{r['zero_shot']:>9.4f} {r.get('zero_shot_untrained', float('nan')):>9.4f} {r['one_pass']:>7.4f} "
+              f"{r['fine_tuned']:>10.4f} "
               f"{r['per_graph_rl']:>12.4f} {r['joint']:>7.4f} "
               f"{r['sequential']:>10.4f} {r.get('joint_3x', float('nan')):>8.4f} {r['zero_shot_seconds']:>6.1f}  "
               f"(from {args.json})")
@@ -318,6 +322,8 @@ def main() -> None:
         zs = propose(pol, task.jp, samples=args.samples, obs=task.obs, rounds=args.rounds)
         zs_s = time.perf_counter() - t0
         one = task.jp.evaluate(pol.act(obs_tensors(task.obs), greedy=True).decisions)
+        # the same zero-shot use of the policy before training (its seed-0 initialization): what training adds
+        zs0 = propose(fresh_policy(0), task.jp, samples=args.samples, obs=task.obs, rounds=args.rounds)
         ft = fine_tune(pol, task, budget=args.finetune, seed=0)
         rl = fine_tune(None, task, budget=args.finetune * args.rl_factor, seed=0)
         # joint vs sequential on copies of the graph
@@ -333,6 +339,7 @@ def main() -> None:
                                      rounds=3 * args.rounds)
         row = {"graph": name, "ops": task.jp.n, "best_baseline": task.baseline, "best_baseline_time": B,
                "zero_shot": zs.outcome.makespan / B, "zero_shot_seconds": zs_s, "zero_shot_from": zs.source,
+               "zero_shot_untrained": zs0.outcome.makespan / B,
                "one_pass": one.makespan / B if one.valid else float("inf"),
                "fine_tuned": ft["outcome"].makespan / B, "per_graph_rl": rl["outcome"].makespan / B,
                "joint": oj.makespan / B, "sequential": os_.makespan / B, "joint_3x": oj3.makespan / B,
@@ -367,7 +374,7 @@ def main() -> None:
             write_json(args.json, {"devices": args.devices, "dram_bw_words": args.dram_bw or 512, "rows": rows,
                                    "policy": meta}, indent=1)
         print(f"{name:<20} {task.jp.n:>5} {task.baseline:>18} {B:>9.3g} {row['zero_shot']:>9.4f} "
-              f"{row['one_pass']:>7.4f} {row['fine_tuned']:>10.4f} {row['per_graph_rl']:>12.4f} "
+              f"{row['zero_shot_untrained']:>9.4f} {row['one_pass']:>7.4f} {row['fine_tuned']:>10.4f} {row['per_graph_rl']:>12.4f} "
               f"{row['joint']:>7.4f} {row['sequential']:>10.4f} {row['joint_3x']:>8.4f} "
               f"{zs_s:>6.1f}", flush=True)
     print("\nsamples to beat (<1x) / beat by 1% (<0.99x) the best baseline: fine-tuned vs per-graph RL (both start "
@@ -385,6 +392,9 @@ def main() -> None:
                   f"{r['place_rl']:.4f} (beat at {r['place_rl_samples_to_beat']}) vs {r['place_best_baseline_name']}")
     n = len(rows)
     beats = sum(r["zero_shot"] < 1 for r in rows)
+    beats0 = sum(r.get("zero_shot_untrained", math.inf) < 1 for r in rows)
+    trained_better = sum(r["zero_shot"] < r.get("zero_shot_untrained", math.inf) for r in rows)
+    untrained_better = sum(r["zero_shot"] > r.get("zero_shot_untrained", -math.inf) for r in rows)
     worst = max(r["zero_shot"] for r in rows)
     worst1 = max(r["one_pass"] for r in rows)
     big = [r for r in rows if r["ops"] >= 500]
@@ -395,7 +405,8 @@ def main() -> None:
     joint3_wins = sum(r["joint_3x"] < r["sequential"] for r in rows)
     joint_ties = sum(r["joint"] == r["sequential"] for r in rows)
     print(f"\ngoal: zero-shot beats the best baseline on {beats}/{n} (majority needed), worst {worst:.3f} (<= 1.05 "
-          f"needed; one pass alone worst {worst1:.3f}); fine-tuned beats per-graph RL on "
+          f"needed; one pass alone worst {worst1:.3f}; the untrained policy beats it on {beats0}/{n}, the trained one "
+          f"is faster than it on {trained_better}, slower on {untrained_better}); fine-tuned beats per-graph RL on "
           f"{ft_wins}/{len(big)} graphs of >= 500 ops (all needed), the rl placer on {ft_wins_rl}/{len(big)} "
           f"(placement only: {place_wins}/{len(big)}); joint "
           f"beats sequential on {joint_wins}/{n} (ties {joint_ties}; with as many rounds as the three passes: "
