@@ -42,6 +42,7 @@ Per graph, on the same environment (``passes.learned.env``):
     nice -n 10 .venv/bin/python benchmarks/bench_learned.py --speed     # the environment's episodes per second
     nice -n 10 .venv/bin/python benchmarks/bench_learned.py --neighbourhood [GRAPH ...]  # single changes from the hint
     nice -n 10 .venv/bin/python benchmarks/bench_learned.py --finetune-validation  # fused validation states
+    nice -n 10 .venv/bin/python benchmarks/bench_learned.py --in-distribution  # trained vs untrained, random DAGs
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ from graphmill.passes.learned.policy import obs_tensors
 from graphmill.passes.learned.passes import apply_decisions, combine, run_learned
 from graphmill.passes.learned.policy import load_policy
 from graphmill.passes.placement import place_graph, training_graph
-from graphmill.search.learned import fine_tune, fresh_policy, make_task
+from graphmill.search.learned import fine_tune, fresh_policy, make_task, random_graph
 from graphmill.util.files import write_json
 
 
@@ -234,6 +235,31 @@ def finetune_validation(policy, json_path: str | None, budget: int = 100) -> Non
         write_json(json_path, {"rows": rows, "geometric_mean": gm}, indent=1)
 
 
+#: random DAGs of the training set's generators at seeds it never used (it uses 100-105) and other sizes
+IN_DISTRIBUTION = [(200, "mlp", 200), (201, "cnn", 150), (202, "rnn", 200), (203, "mlp", 400), (204, "cnn", 300),
+                   (205, "rnn", 400), (206, "mlp", 150), (207, "cnn", 100)]
+
+
+def in_distribution(policy, json_path: str | None) -> None:
+    """Zero-shot of ``policy`` against the untrained one (``fresh_policy(0)``) on ``IN_DISTRIBUTION`` at 2 and 4
+    devices: whether training helps on graphs like its own (the held-out table asks whether it transfers)."""
+    rows = []
+    untrained = fresh_policy(0)
+    for devices in (2, 4):
+        for seed, kind, n in IN_DISTRIBUTION:
+            task = make_task(f"random-{kind}-{n}-s{seed}", random_graph(seed, kind, n),
+                             PlacementCostModel(device_set(devices=devices)))
+            t = propose(policy, task.jp, obs=task.obs).outcome.makespan / task.reference
+            u = propose(untrained, task.jp, obs=task.obs).outcome.makespan / task.reference
+            rows.append({"graph": task.name, "devices": devices, "ops": task.jp.n, "trained": t, "untrained": u})
+            print(f"{devices} {task.name:<22} {task.jp.n:>5} ops: trained {t:.4f}, untrained {u:.4f}", flush=True)
+    better = sum(r["trained"] < r["untrained"] for r in rows)
+    worse = sum(r["trained"] > r["untrained"] for r in rows)
+    print(f"trained faster on {better}, slower on {worse}, equal on {len(rows) - better - worse} of {len(rows)}")
+    if json_path:
+        write_json(json_path, {"rows": rows}, indent=1)
+
+
 def samples_to(curve: list[float], target: float) -> int | None:
     for k, t in enumerate(curve):
         if t <= target:
@@ -265,6 +291,9 @@ def main() -> None:
     ap.add_argument("--finetune-validation", action="store_true",
                     help="only fine-tune (--finetune samples) on the validation graphs whose best baseline fuses "
                          "(2/4/8 devices, 2 chips, seeds 0-2; --devices and --dram-bw do not apply)")
+    ap.add_argument("--in-distribution", action="store_true",
+                    help="only zero-shot, trained against untrained, on random DAGs of the training set's generators "
+                         "at unseen seeds (2 and 4 devices)")
     ap.add_argument("--json", default=None, help="rows written after each graph; a rerun skips graphs already there")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -291,6 +320,9 @@ def main() -> None:
         return
     if args.finetune_validation:
         finetune_validation(pol, args.json, args.finetune)
+        return
+    if args.in_distribution:
+        in_distribution(pol, args.json)
         return
     print(f"policy: {meta.get('command')} ({meta.get('train_seconds')} s, seed {meta.get('seed')}; training set: "
           f"{', '.join(t['name'] for t in meta.get('training_set', []))})")
