@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from graphmill.search.executors.base import finite_or_none, not_a_number
 from graphmill.search.space import Space, check_root
 from graphmill.search.strategies.base import rng_from_state, rng_state, strategy_class
 from graphmill.util.errors import UserInputError
-from graphmill.util.files import atomic_write_text
+from graphmill.util.files import atomic_write_text, check_target
 
 MAX_REPEATS = 50
 FEW_REPEATS = 5
@@ -288,6 +289,9 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
     fresh: dict[int, Trial] = {}  # token -> trial received and journaled, not yet recorded (receive)
     run_id = ""
     if checkpoint is not None:
+        # before any evaluation: a checkpoint in a missing or read-only folder was refused at the first result,
+        # which was lost (an outside check)
+        check_target(os.fspath(checkpoint))
         state = ckpt.load(checkpoint)
         if state is not None and fingerprint is None and state.get("fingerprint") is not None:
             # resumed without one (from Python, of a folder `graphmill search` made): the checkpoint keeps its own,

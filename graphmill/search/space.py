@@ -42,6 +42,8 @@ from graphmill.util.text import short_number
 __all__ = ["Param", "Choice", "Int", "Float", "Space", "product"]
 
 _MISSING = object()
+_OTHER = object()  # Space.size: the values of a controller that no condition names, as one class
+_END = object()  # Space._enumerated: a domain used up
 
 
 def _canonical_json(obj: Any) -> str:
@@ -637,59 +639,115 @@ class Space(Param):
 
     def size(self) -> float:
         """The number of distinct configurations (conditionals counted exactly); ``math.inf`` with a
-        continuous parameter."""
-        memo: dict = {}
+        continuous parameter.
 
-        def count(i: int, assigned: tuple) -> float:
-            if i == len(self._order):
-                return 1
-            key = (i, _canonical_json([[n, _plain(v)] for n, v in assigned]))
-            if key in memo:
-                return memo[key]
-            name = self._order[i]
+        A pass over the parameters in dependency order keeping, per assignment of the controllers that a later
+        parameter still depends on, how many partial configurations lead to it (no recursion: a recursion per
+        parameter failed at ~1,000 parameters). A controller's values no condition names behave alike and are
+        counted as one class (an Int controller of 0..10^9 was walked value by value, for hours)."""
+        order = self._counting_order()
+        last_use: dict[str, int] = {}
+        for i, name in enumerate(order):
+            for sib in self._conds.get(name, {}):
+                last_use[sib] = i
+        states: dict[str, tuple[tuple, float]] = {"[]": ((), 1)}
+        for i, name in enumerate(order):
             p = self._params[name]
-            values = dict(assigned)
-            if not self._active(name, values):
-                r = count(i + 1, assigned)
-            elif name in self._controllers:
-                dom = p.values if isinstance(p, Choice) else range(p.low, p.high + 1)
-                r = sum(count(i + 1, assigned + ((name, v),)) for v in dom)
-            else:
-                c = p.cardinality()
-                r = math.inf if c == math.inf else c * count(i + 1, assigned)
-            memo[key] = r
-            return r
+            nxt: dict[str, tuple[tuple, float]] = {}
 
-        return count(0, ())
+            def add(assigned: tuple, n: float) -> None:
+                kept = tuple((k, v) for k, v in assigned if last_use.get(k, -1) > i)
+                key = _canonical_json([[k, 1] if v is _OTHER else [k, 0, _plain(v)] for k, v in kept])
+                nxt[key] = (kept, nxt[key][1] + n if key in nxt else n)
+
+            for assigned, n in states.values():
+                if not self._active(name, dict(assigned)):
+                    add(assigned, n)
+                elif name in self._controllers:
+                    for v, mult in self._value_classes(name, p):
+                        add(assigned + ((name, v),), n * mult)
+                else:
+                    c = p.cardinality()
+                    if c == math.inf:
+                        return math.inf
+                    add(assigned, n * c)
+            states = nxt
+        return sum(n for _, n in states.values())
+
+    def _counting_order(self) -> list[str]:
+        """A dependency order placing each parameter right after its last controller (Kahn's algorithm with a
+        stack), so that ``size`` holds few controllers open at once: in declaration order, 200 choices each
+        controlling one parameter declared after all of them held 2^200 assignments."""
+        indegree = {n: len(self._conds.get(n, {})) for n in self._params}
+        dependents: dict[str, list[str]] = {n: [] for n in self._params}
+        for n, conds in self._conds.items():
+            for sib in conds:
+                dependents[sib].append(n)
+        stack = [n for n in reversed(list(self._params)) if not indegree[n]]
+        order = []
+        while stack:
+            n = stack.pop()
+            order.append(n)
+            for d in reversed(dependents[n]):
+                indegree[d] -= 1
+                if not indegree[d]:
+                    stack.append(d)
+        return order
+
+    def _value_classes(self, name: str, p: Param) -> list[tuple[Any, int]]:
+        """(value, multiplicity) covering the domain of the controller ``name``: each value a condition names,
+        then the rest as one class (``_OTHER``, which no condition holds for) with its count."""
+        named = [a for c in self._conds.values() for a in c.get(name, ())]
+        if isinstance(p, Choice):
+            dom = list(p.values)
+            hit = [v for v in dom if any(_same(v, a) for a in named)]
+            rest = len(dom) - len(hit)
+        else:  # an Int
+            hit = sorted({int(a) for a in named if _is_number(a) and float(a).is_integer() and p.low <= a <= p.high})
+            rest = int(p.high) - int(p.low) + 1 - len(hit)
+        return [(v, 1) for v in hit] + ([(_OTHER, rest)] if rest > 0 else [])
 
     def enumerate(self) -> Iterator[dict]:
         """Every configuration (finite spaces only), in a fixed order."""
         if self.size() == math.inf:
             raise UserInputError("the space has a continuous parameter; it cannot be enumerated")
+        return self._enumerated()
 
-        def rec(i: int, values: dict) -> Iterator[dict]:
-            if i == len(self._order):
-                yield {n: values[n] for n in self._params if n in values}
-                return
-            name = self._order[i]
+    def _enumerated(self) -> Iterator[dict]:
+        # depth first in dependency order with an explicit stack (a recursion per parameter failed at ~1,000)
+        order, values = self._order, {}
+        if not order:
+            yield {}
+            return
+
+        def domain(name: str) -> Iterator[Any]:
             p = self._params[name]
             if not self._active(name, values):
-                yield from rec(i + 1, values)
-                return
+                return iter((_MISSING,))
             if isinstance(p, Space):
-                dom: Any = p.enumerate()
-            elif isinstance(p, Choice):
-                dom = p.values
-            elif isinstance(p, Int):
-                dom = range(p.low, p.high + 1)
-            else:  # a Float with low == high
-                dom = [p.low]
-            for v in dom:
-                values[name] = v
-                yield from rec(i + 1, values)
-            del values[name]
+                return p.enumerate()
+            if isinstance(p, Choice):
+                return iter(p.values)
+            if isinstance(p, Int):
+                return iter(range(p.low, p.high + 1))
+            return iter((p.low,))  # a Float with low == high
 
-        return rec(0, {})
+        stack = [domain(order[0])]
+        while stack:
+            name = order[len(stack) - 1]
+            v = next(stack[-1], _END)
+            if v is _END:
+                stack.pop()
+                values.pop(name, None)
+                continue
+            if v is _MISSING:
+                values.pop(name, None)
+            else:
+                values[name] = v
+            if len(stack) == len(order):
+                yield {n: values[n] for n in self._params if n in values}
+            else:
+                stack.append(domain(order[len(stack)]))
 
     # -- JSON
     def to_json(self) -> dict:

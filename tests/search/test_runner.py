@@ -875,3 +875,20 @@ def test_an_evaluator_ray_workers_cannot_import_stops_the_search(tmp_path):
         assert not (tmp_path / "run.json").exists()  # no failed trials kept as done
     finally:
         sys.modules.pop("hidden_evaluator_mod", None)
+
+
+def test_a_checkpoint_in_a_missing_folder_is_refused_before_any_evaluation(tmp_path):
+    """search.run refused a checkpoint whose folder does not exist only when it wrote the first result, which was
+    lost (hours of training with a real evaluator: an outside check). Reference: the evaluator's own record of its
+    calls (none) and the file system (nothing created)."""
+    calls = []
+
+    def evaluate(c: dict) -> float:
+        calls.append(c)
+        return 1.0
+
+    ck = tmp_path / "missing" / "run.json"
+    with pytest.raises(UserInputError, match="does not exist"):
+        search.run(rh.small_space(), evaluate, strategy="random", budget=3, seed=0, executor="inprocess",
+                   checkpoint=str(ck), progress=False)
+    assert calls == [] and not (tmp_path / "missing").exists()

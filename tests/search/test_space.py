@@ -385,3 +385,30 @@ def test_search_run_refuses_a_space_without_parameters():
 
 def _constant_reward(config: dict) -> float:
     return 1.0
+
+
+def test_size_and_enumeration_of_wide_spaces_need_no_recursion_per_parameter():
+    """size and enumerate recursed once per parameter: a flat space of ~1,000 choices raised RecursionError (an
+    outside check). Reference: arithmetic (2^3000; one configuration of 3,000 single-value choices)."""
+    assert search.Space({f"x{i}": search.Choice([0, 1]) for i in range(3000)}).size() == 2 ** 3000
+    assert list(search.Space({f"x{i}": search.Choice([7]) for i in range(3000)}).enumerate()) == [
+        {f"x{i}": 7 for i in range(3000)}]
+
+
+def test_size_counts_a_wide_int_controller_and_many_independent_conditions_at_once():
+    """An Int controlling a ``when`` was walked value by value (0..10^9: hours before the first trial), and
+    controllers declared before all their dependents were held open together (200 such pairs: 2^200 states).
+    Reference, by hand: a in 0..10^9, b (2 values) only when a == 3: 10^9 + 2; each pair c in {x, y}, d (10
+    values) only when c == x: 11 per pair."""
+    s = search.Space({"a": search.Int(0, 10 ** 9), "b": search.Choice([1, 2], when={"a": 3})})
+    assert s.size() == 10 ** 9 + 2
+    pairs = {**{f"c{i}": search.Choice(["x", "y"]) for i in range(200)},
+             **{f"d{i}": search.Int(0, 9, when={f"c{i}": "x"}) for i in range(200)}}
+    assert search.Space(pairs).size() == 11 ** 200
+    # the counting agrees with enumeration on a small mixed one (two controllers, a value list, an Int)
+    small = search.Space({"a": search.Int(-1, 3), "c": search.Choice(["p", "q", "r"]),
+                          "b": search.Choice([1, 2], when={"a": [0, 2], "c": "q"}),
+                          "d": search.Int(0, 2, when={"c": ["p", "r"]})})
+    configs = list(small.enumerate())
+    assert len({small.key(c) for c in configs}) == len(configs) == small.size() == 5 * 2 * 3 + 2 * 2 + 3
+    # (c = p or r: 5 a x 3 d; c = q: b's 2 values for a in {0, 2}, inactive for the other 3 a)
