@@ -212,6 +212,7 @@ def plot_best_so_far(path: str, history: list, title: str = "") -> None:
         ax.step([s[0] for s in steps], [s[1] for s in steps], where="post", color="C3", label="best so far")
     failed = sum(1 for t in history if t.status != "ok")
     ax.set_xlabel("trials")
+    ax.xaxis.get_major_locator().set_params(integer=True)  # a trial count: no 5.5 on a short run's axis
     ax.set_ylabel("reward")
     ax.set_title(title or f"{len(history)} trials ({failed} failed)")
     ax.legend(loc="best", framealpha=0.7)  # where it covers the fewest points (lower right hid trials)
