@@ -322,6 +322,8 @@ def test_grid_enumerates_in_order_resumes_and_takes_a_point_list():
     assert [g.ask() for _ in range(2)] == points
     with pytest.raises(UserInputError, match="a: 4 is not one of"):
         strategies.get("grid", sp, configs=[{"a": 4}])
+    with pytest.raises(UserInputError, match=r"configs\[2\]: a: 4 is not one of"):  # which point (an outside check)
+        strategies.get("grid", sp, configs=points + [{"a": 4}])
     with pytest.raises(UserInputError, match="non-empty list"):
         strategies.get("grid", sp, configs=[])
     with pytest.raises(UserInputError, match="continuous"):

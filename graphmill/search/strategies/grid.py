@@ -34,7 +34,11 @@ class Grid(Strategy):
         else:
             if not isinstance(configs, list) or not configs:
                 raise UserInputError("strategy 'grid': option configs must be a non-empty list of configurations")
-            configs = [space.validate(c) for c in configs]
+            try:
+                configs = [space.validate(c) for c in configs]
+            except UserInputError as e:  # which one: "y: missing" did not say it was the first of the list
+                bad = next(i for i, c in enumerate(configs) if not _valid(space, c))
+                raise UserInputError(f"strategy 'grid': option configs[{bad}]: {e}") from None
         self._configs = configs
         self._iter = None
         self.asked = 0
@@ -58,3 +62,11 @@ class Grid(Strategy):
         super().load_state_dict(state)
         self.asked = int(state["asked"])
         self._iter = None
+
+
+def _valid(space, config) -> bool:
+    try:
+        space.validate(config)
+    except UserInputError:
+        return False
+    return True
