@@ -404,22 +404,28 @@ class Space(Param):
 
     # -- structure
     def _topological(self) -> list[str]:
+        """Every parameter after the siblings its ``when`` names, otherwise in declaration order (depth first,
+        with an explicit stack: a recursion per link failed on a chain of ~1,000 conditions declared last first)."""
         order: list[str] = []
         state: dict[str, int] = {}
-
-        def visit(n: str, stack: list[str]) -> None:
-            if state.get(n) == 2:
-                return
-            if state.get(n) == 1:
-                raise UserInputError("conditions form a cycle: " + " -> ".join(stack + [n]))
-            state[n] = 1
-            for s in self._conds.get(n, {}):
-                visit(s, stack + [n])
-            state[n] = 2
-            order.append(n)
-
-        for n in self._params:
-            visit(n, [])
+        for root in self._params:
+            if state.get(root) == 2:
+                continue
+            path = [root]  # the chain being visited; each entry's controllers are visited before it is placed
+            todo = [iter(self._conds.get(root, {}))]
+            state[root] = 1
+            while todo:
+                sib = next(todo[-1], None)
+                if sib is None:
+                    todo.pop()
+                    state[path[-1]] = 2
+                    order.append(path.pop())
+                elif state.get(sib) == 1:
+                    raise UserInputError("conditions form a cycle: " + " -> ".join(path + [sib]))
+                elif state.get(sib) != 2:
+                    state[sib] = 1
+                    path.append(sib)
+                    todo.append(iter(self._conds.get(sib, {})))
         return order
 
     def __getitem__(self, name: str) -> Param:

@@ -412,3 +412,13 @@ def test_size_counts_a_wide_int_controller_and_many_independent_conditions_at_on
     configs = list(small.enumerate())
     assert len({small.key(c) for c in configs}) == len(configs) == small.size() == 5 * 2 * 3 + 2 * 2 + 3
     # (c = p or r: 5 a x 3 d; c = q: b's 2 values for a in {0, 2}, inactive for the other 3 a)
+
+
+def test_a_long_chain_of_conditions_declared_last_first_needs_no_recursion_per_link():
+    """The dependency order recursed once per link: 1,500 choices, each existing only when the one before it
+    takes 1, declared from the last to the first, raised RecursionError. Reference, by hand: the chain's
+    configurations are the first k at 1 then one 0 (k = 0..1,499) or all 1,500 at 1: 1,501 + ... = 1,501 in
+    all (the last parameter has no dependent: both of its values end the chain)."""
+    params = {f"p{i}": search.Choice([0, 1], when={f"p{i - 1}": 1}) for i in range(1499, 0, -1)}
+    params["p0"] = search.Choice([0, 1])
+    assert search.Space(params).size() == 1501
