@@ -416,9 +416,9 @@ def test_size_counts_a_wide_int_controller_and_many_independent_conditions_at_on
 
 def test_a_long_chain_of_conditions_declared_last_first_needs_no_recursion_per_link():
     """The dependency order recursed once per link: 1,500 choices, each existing only when the one before it
-    takes 1, declared from the last to the first, raised RecursionError. Reference, by hand: the chain's
-    configurations are the first k at 1 then one 0 (k = 0..1,499) or all 1,500 at 1: 1,501 + ... = 1,501 in
-    all (the last parameter has no dependent: both of its values end the chain)."""
+    takes 1, declared from the last to the first, raised RecursionError. Reference, by hand: a configuration is
+    the first k at 1 and the next at 0 (k = 0..1,498: 1,499 of them), or the first 1,499 at 1 and the last at
+    either value (2): 1,501."""
     params = {f"p{i}": search.Choice([0, 1], when={f"p{i - 1}": 1}) for i in range(1499, 0, -1)}
     params["p0"] = search.Choice([0, 1])
     assert search.Space(params).size() == 1501
