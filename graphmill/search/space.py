@@ -399,6 +399,7 @@ class Space(Param):
         self._order = self._topological()
         self._controllers = {s for c in self._conds.values() for s in c}
         self._layout_cache: list | None = None
+        self._size_cache: float | None = None  # a space is not changed once built: counted once (a run asks 5 times)
         self._has_conds: bool | None = None
         self._mutable_all: list | None = None
 
@@ -651,7 +652,13 @@ class Space(Param):
         parameter still depends on, how many partial configurations lead to it (no recursion: a recursion per
         parameter failed at ~1,000 parameters). A controller's values no condition names behave alike and are
         counted as one class (an Int controller of 0..10^9 was walked value by value, for hours)."""
+        if self._size_cache is None:
+            self._size_cache = self._count()
+        return self._size_cache
+
+    def _count(self) -> float:
         order = self._counting_order()
+        classes = {c: self._value_classes(c, self._params[c]) for c in self._controllers}
         last_use: dict[str, int] = {}
         for i, name in enumerate(order):
             for sib in self._conds.get(name, {}):
@@ -659,6 +666,10 @@ class Space(Param):
         states: dict[str, tuple[tuple, float]] = {"[]": ((), 1)}
         for i, name in enumerate(order):
             p = self._params[name]
+            conds = self._conds.get(name)
+            controller = name in self._controllers
+            closing = any(j == i for j in last_use.values())  # a controller's last dependent: the keys change
+            c = None if controller else p.cardinality()
             nxt: dict[str, tuple[tuple, float]] = {}
 
             def add(assigned: tuple, n: float) -> None:
@@ -666,17 +677,19 @@ class Space(Param):
                 key = _canonical_json([[k, 1] if v is _OTHER else [k, 0, _plain(v)] for k, v in kept])
                 nxt[key] = (kept, nxt[key][1] + n if key in nxt else n)
 
-            for assigned, n in states.values():
-                if not self._active(name, dict(assigned)):
-                    add(assigned, n)
-                elif name in self._controllers:
-                    for v, mult in self._value_classes(name, p):
+            for key, (assigned, n) in states.items():
+                active = not conds or self._active(name, dict(assigned))
+                if active and controller:
+                    for v, mult in classes[name]:
                         add(assigned + ((name, v),), n * mult)
-                else:
-                    c = p.cardinality()
-                    if c == math.inf:
-                        return math.inf
-                    add(assigned, n * c)
+                    continue
+                if active and c == math.inf:
+                    return math.inf
+                m = n * c if active else n
+                if closing:
+                    add(assigned, m)
+                else:  # the same controllers stay open: the same key (most steps; ~10^6 JSON keys on a wide star)
+                    nxt[key] = (assigned, nxt[key][1] + m if key in nxt else m)
             states = nxt
         return sum(n for _, n in states.values())
 
@@ -709,7 +722,7 @@ class Space(Param):
             hit = [v for v in dom if any(_same(v, a) for a in named)]
             rest = len(dom) - len(hit)
         else:  # an Int
-            hit = sorted({int(a) for a in named if _is_number(a) and float(a).is_integer() and p.low <= a <= p.high})
+            hit = sorted({int(a) for a in named})  # canonical: in-range integers (the constructor checked them)
             rest = int(p.high) - int(p.low) + 1 - len(hit)
         return [(v, 1) for v in hit] + ([(_OTHER, rest)] if rest > 0 else [])
 
