@@ -43,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--accel", metavar="A.toml", help="the accelerator for latency (base of the accelerator space)")
     p.add_argument("--timeout", type=float, metavar="S", help="seconds per evaluation; slower trials fail")
     p.add_argument("--seed", type=int, default=0, help="seed of the strategy (and the builtin evaluator) (default 0)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON (progress lines on stderr)")
+    p.add_argument("--json", action="store_true",
+                   help="print the result as JSON on stdout (progress lines then go to stderr; without --json, to "
+                        "stdout)")
     g = p.add_argument_group("built-in evaluator (proxy task)")
     g.add_argument("--steps", type=int, help="training steps per candidate (default 100)")
     g.add_argument("--proxy-width", type=float, help="channel multiplier of the trained proxy (default 0.25)")
