@@ -1119,11 +1119,11 @@ def learned_optimize(graph: Graph, *, passes: str | list[str] = "learned-optimiz
     pass deciding one part the best of that part's baselines with the rest as the graph held them, "kept" in the
     name; the graph's own decisions where those were faster), "placement": {op: device}, "fusion_groups": [[op]],
     "priority": {op: number}, "order": {device: [op]}, "refused": [reason], "memory": {"capacity", "peak"},
-    "finetune": {"samples", "samples_to_best_baseline", "improved"} | None}`` plus what a re-simulation needs (``passes.learned.passes.replay_tables``: ``op_time``,
-    ``group_time``, ``values``, ``link``) (``finetune``'s count is of fine-tuning's own samples, from zero-shot's best, until one is at
-    or under the best baseline; None when none is); the decisions also
-    travel in the graph's meta (``graph.meta["learned"]`` with the device set, node meta ``device``,
-    ``fusion_group``, ``priority``) so that ``learned_replay`` re-simulates them."""
+    "finetune": {"samples", "samples_to_best_baseline", "improved"} | None}`` plus what a re-simulation needs
+    (``passes.learned.passes.replay_tables``: ``op_time``, ``group_time``, ``values``, ``link``) (``finetune``'s
+    count is of fine-tuning's own samples, from zero-shot's best, until one is at or under the best baseline; None
+    when none is); the decisions also travel in the graph's meta (``graph.meta["learned"]`` with the device set,
+    node meta ``device``, ``fusion_group``, ``priority``) so that ``learned_replay`` re-simulates them."""
     require_graph(graph, "api.learned_optimize")
     from graphmill.backends.simulator.devices import PlacementCostModel, device_set
     from graphmill.ir.naming import name_nodes
