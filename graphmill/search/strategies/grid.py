@@ -34,11 +34,13 @@ class Grid(Strategy):
         else:
             if not isinstance(configs, list) or not configs:
                 raise UserInputError("strategy 'grid': option configs must be a non-empty list of configurations")
-            try:
-                configs = [space.validate(c) for c in configs]
-            except UserInputError as e:  # which one: "y: missing" did not say it was the first of the list
-                bad = next(i for i, c in enumerate(configs) if not _valid(space, c))
-                raise UserInputError(f"strategy 'grid': option configs[{bad}]: {e}") from None
+            checked = []
+            for k, c in enumerate(configs):
+                try:
+                    checked.append(space.validate(c))
+                except UserInputError as e:  # which one: "y: missing" did not say it was the first of the list
+                    raise UserInputError(f"strategy 'grid': option configs[{k}]: {e}") from None
+            configs = checked
         self._configs = configs
         self._iter = None
         self.asked = 0
@@ -62,11 +64,3 @@ class Grid(Strategy):
         super().load_state_dict(state)
         self.asked = int(state["asked"])
         self._iter = None
-
-
-def _valid(space, config) -> bool:
-    try:
-        space.validate(config)
-    except UserInputError:
-        return False
-    return True
