@@ -38,7 +38,12 @@ Per graph, on the same environment (``passes.learned.env``):
   (both start from the hint's state, so both "reach" it at 0 samples), and (a)'s best after as many samples as
   fine-tuning had (its best-so-far curve: transfer at equal samples).
 
-    nice -n 10 .venv/bin/python benchmarks/bench_learned.py [--devices 4] [--graphs ...] [--json out.json]
+``--plot PATH.png`` draws, per graph, the best-so-far step time against samples of fine-tuning and of per-graph
+RL (a) (both curves are kept in the ``--json`` rows, so a rerun that reads them back plots without simulating),
+with the ``rl`` placer's result at its budget and the best baseline at 1.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_learned.py [--devices 4] [--graphs ...] [--json out.json] \
+        [--plot out.png]
     nice -n 10 .venv/bin/python benchmarks/bench_learned.py --speed     # the environment's episodes per second
     nice -n 10 .venv/bin/python benchmarks/bench_learned.py --neighbourhood [GRAPH ...]  # single changes from the hint
     nice -n 10 .venv/bin/python benchmarks/bench_learned.py --finetune-validation  # fused validation states
@@ -67,6 +72,7 @@ from graphmill.passes.learned.policy import load_policy
 from graphmill.passes.placement import place_graph, training_graph
 from graphmill.search.learned import fine_tune, fresh_policy, make_task, random_graph
 from graphmill.util.files import write_json
+from graphmill.util.plots import check_png_path, pyplot, save_figure
 
 
 def densenet_like(blocks: int = 3, layers: int = 6, growth: int = 32, batch: int = 8):
@@ -260,6 +266,36 @@ def in_distribution(policy, json_path: str | None) -> None:
         write_json(json_path, {"rows": rows}, indent=1)
 
 
+def plot_curves(rows: list[dict], path: str, ft_budget: int, rl_budget: int) -> None:
+    """One panel per graph: best-so-far step time (relative to the best baseline) against samples, log x."""
+    plt = pyplot()
+    have = [r for r in rows if "ft_curve" in r]
+    if not have:
+        print(f"--plot {path}: no row has the curves (rows from a run before they were recorded); nothing drawn")
+        return
+    cols = min(3, len(have))
+    nrows = (len(have) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.2 * nrows), squeeze=False)
+    for ax, r in zip(axes.flat, have):
+        ax.plot(range(1, len(r["rl_curve"]) + 1), r["rl_curve"], color="tab:gray",
+                label=f"per-graph RL (a), fresh policy ({rl_budget})")
+        ax.plot(range(1, len(r["ft_curve"]) + 1), r["ft_curve"], color="tab:blue", lw=2,
+                label=f"fine-tuned from the shipped policy ({ft_budget})")
+        if "rl_placer" in r:
+            ax.plot([rl_budget], [r["rl_placer"]], "v", color="tab:red", label=f"rl placer ({rl_budget})")
+        ax.axhline(1.0, color="black", lw=0.8, ls="--", label="best of 36 baselines")
+        ax.set_xscale("log")
+        ax.set_title(f"{r['graph']} ({r['ops']} ops)", fontsize=10)
+        ax.set_xlabel("samples (simulations)")
+        ax.set_ylabel("best step time / best baseline")
+    for ax in list(axes.flat)[len(have):]:
+        ax.axis("off")
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    save_figure(fig, path)
+    print(f"wrote {path}")
+
+
 def samples_to(curve: list[float], target: float) -> int | None:
     for k, t in enumerate(curve):
         if t <= target:
@@ -295,7 +331,10 @@ def main() -> None:
                     help="only zero-shot, trained against untrained, on random DAGs of the training set's generators "
                          "at unseen seeds (2 and 4 devices)")
     ap.add_argument("--json", default=None, help="rows written after each graph; a rerun skips graphs already there")
+    ap.add_argument("--plot", default=None, metavar="PATH.png",
+                    help="best-so-far step time against samples, fine-tuned vs per-graph RL, one panel per graph")
     args = ap.parse_args()
+    check_png_path(args.plot)
     warnings.simplefilter("ignore")
     if args.speed:
         speed()
@@ -381,7 +420,9 @@ def main() -> None:
                "joint_3x_sims": len(st3["candidates"]), "sequential_sims": sims,
                "ft_samples_to_beat": ft["samples_to_beat"], "rl_samples_to_beat": rl["samples_to_beat"],
                "ft_samples_to_beat_1pct": samples_to(ft["curve"], 0.99 * B),
-               "rl_samples_to_beat_1pct": samples_to(rl["curve"], 0.99 * B)}
+               "rl_samples_to_beat_1pct": samples_to(rl["curve"], 0.99 * B),
+               # best-so-far after each sample, relative to the best baseline (for --plot)
+               "ft_curve": [round(t / B, 6) for t in ft["curve"]], "rl_curve": [round(t / B, 6) for t in rl["curve"]]}
         if not args.no_rl_placer:
             gp = g.copy()
             t0 = time.perf_counter()
@@ -427,6 +468,8 @@ def main() -> None:
             print(f"{r['graph']:<20} rl placer {r['rl_placer']:.4f} ({r['rl_placer_seconds']:.0f} s) | placement "
                   f"only: learned {r['place_learned_ft']:.4f} (beat at {r['place_learned_samples_to_beat']}) rl "
                   f"{r['place_rl']:.4f} (beat at {r['place_rl_samples_to_beat']}) vs {r['place_best_baseline_name']}")
+    if args.plot:
+        plot_curves(rows, args.plot, args.finetune, args.finetune * args.rl_factor)
     n = len(rows)
     beats = sum(r["zero_shot"] < 1 for r in rows)
     beats0 = sum(r.get("zero_shot_untrained", math.inf) < 1 for r in rows)
