@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from graphmill.util.errors import UserInputError
+from graphmill.util.errors import UserInputError, at_least, at_most
 
 #: the cost metrics a constraint may name, and what they mean
 CONSTRAINT_METRICS = {"macs": "multiply-accumulates", "params": "parameters", "cycles": "simulated cycles",
@@ -91,7 +91,7 @@ class Constraints:
             if k not in metrics:
                 raise KeyError(f"constraint on {k!r}: the evaluator returned no such metric")
             if float(metrics[k]) > limit:
-                out.append(f"{k} {metrics[k]:g} > {limit:g}")
+                out.append(f"{k} {at_least(float(metrics[k]))} > {at_most(limit)}")  # never "5 > 5"
         return out
 
     def feasible(self, metrics: dict) -> bool:

@@ -90,6 +90,14 @@ def at_least(value: float) -> str:
     return text if float(text) >= value else repr(value)
 
 
+def at_most(value: float) -> str:
+    """A limit as a refusal quotes it: ``value`` in 6 significant digits, or exactly (repr) where that rounding rose
+    above it, so that a limit just under what a thing needs does not read as equal to it ("no child satisfies
+    --max-macs 28128: the cheapest child needs 28128 MACs" for --max-macs 27127.9999: an outside check)."""
+    text = f"{value:g}"
+    return text if float(text) <= value else repr(value)
+
+
 def names_a_file(text: str) -> bool:
     """Whether ``text`` starts with a file's path (``FILE: ...`` or ``FILE:LINE:COL: ...``): an existing file, or a
     word without spaces with a folder or an extension in it (``my_policy.npz: no policy there``); what a refusal

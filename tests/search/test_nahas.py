@@ -133,6 +133,11 @@ def test_bad_input_refused_before_anything_is_written(tmp_path):
         _run(out, area_mm2="0.9294")
     quoted = float(re.search(r"is ([0-9.]+) mm\^2", str(e.value)).group(1))
     assert 0.9294 < quoted and quoted == pytest.approx(smallest, abs=1e-6)
+    with pytest.raises(UserInputError) as e:  # a hair under it: the budget as given, not rounded up to it
+        _run(out, area_mm2=repr(smallest - 1e-9))
+    found = re.search(r"area budget (\S+) mm\^2: .* is ([0-9.]+) mm\^2", str(e.value))
+    budget, quoted = (float(x) for x in found.groups())
+    assert budget == smallest - 1e-9 and budget < quoted
     with pytest.raises(UserInputError, match="did you mean 'strategy'"):
         _run(out, stratgey="evolution")
     with pytest.raises(UserInputError, match="did you mean 'joint'"):

@@ -892,3 +892,15 @@ def test_a_checkpoint_in_a_missing_folder_is_refused_before_any_evaluation(tmp_p
         search.run(rh.small_space(), evaluate, strategy="random", budget=3, seed=0, executor="inprocess",
                    checkpoint=str(ck), progress=False)
     assert calls == [] and not (tmp_path / "missing").exists()
+
+
+def test_a_violated_limit_never_reads_as_met():
+    """Six significant digits printed 1000000.4 > 1000000 as "macs 1e+06 > 1e+06"; the figures are now exact
+    where that rounding would make the metric look within the limit. Reference: Python's float comparison of the
+    quoted figures."""
+    from graphmill.search.objectives import Constraints
+
+    for value, limit in [(1000000.4, 1000000.0), (5.0000001, 5.0), (0.12345678, 0.123456749)]:
+        (line,) = Constraints({"macs": limit}).violations({"macs": value})
+        shown_value, shown_limit = (float(x) for x in line.split()[1::2])
+        assert shown_value > shown_limit and shown_limit <= limit < value <= shown_value

@@ -246,6 +246,11 @@ def test_selection_respects_the_budget_and_reports_inspect_macs(trained, tmp_pat
     assert graphmill.inspect(graphmill.load(path))["macs"] == sel.report["macs"]
     with pytest.raises(UserInputError, match=r"no child satisfies --max-macs 10: the cheapest child .* needs"):
         select_child(ev, "macs", 10)
+    # a limit a hair under the cheapest child is quoted as given, not rounded up to what it needs ("--max-macs
+    # 28128: ... needs 28128 MACs" for 28127.9999: an outside check); reference: the coarse grid's least MACs
+    low = min(ev.metric("macs", c) for c in spec.coarse_grid())
+    with pytest.raises(UserInputError, match=rf"--max-macs {low - 1e-4!r}: the cheapest child .* needs {low:g} MACs"):
+        select_child(ev, "macs", low - 1e-4)
 
 
 @pytest.mark.slow
@@ -268,6 +273,9 @@ def test_the_latency_a_refusal_names_admits_the_cheapest_child(trained):
         select_child(ev, "latency_ms", low * (1 - 1e-9))
     quoted = float(re.search(r"needs (\S+) ms", str(refused.value)).group(1))
     assert quoted >= low
+    # and the limit as quoted stays under it: "--max-latency-ms 0.0253664: ... needs 0.0253664 ms" read as equal
+    limit = float(re.search(r"--max-latency-ms (\S+):", str(refused.value)).group(1))
+    assert limit <= low * (1 - 1e-9) and limit < quoted
     assert select_child(ev, "latency_ms", quoted, coarse=1, max_evals=1).report["latency_ms"] <= quoted
 
 

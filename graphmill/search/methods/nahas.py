@@ -94,7 +94,7 @@ from graphmill.search.spaces.accelerator import (ARRAY_SIZES, BANDWIDTH_WORDS, B
                                                  accelerator_space, point_name)
 from graphmill.search.strategies.base import Strategy, register
 from graphmill.util.suggest import did_you_mean
-from graphmill.util.errors import GraphmillError, UserInputError, at_least
+from graphmill.util.errors import GraphmillError, UserInputError, at_least, at_most
 from graphmill.util.files import TEXT_FILE_LIMIT, check_out_folder, parse_json, read_user_file
 from graphmill.util.interrupts import INTERRUPTS, DeferredInterrupt, is_interrupt
 
@@ -712,7 +712,7 @@ def check_area(opts: Mapping[str, Any], area: AreaModel = AREA) -> float:
                        min(opts["ofmap_kb"]))
     if lo > opts["area_mm2"]:
         raise UserInputError(
-            f"area budget {opts['area_mm2']:g} mm^2: every accelerator of the space exceeds it (the smallest, "
+            f"area budget {at_most(opts['area_mm2'])} mm^2: every accelerator of the space exceeds it (the smallest, "
             f"{min(opts['rows'])}x{min(opts['cols'])} PEs with {min(opts['ifmap_kb']):g}+{min(opts['filter_kb']):g}+"
             f"{min(opts['ofmap_kb']):g} KB of buffers, is {at_least(lo)} mm^2); raise --option area_mm2 or offer "
             "smaller rows, cols or buffers")
@@ -750,7 +750,7 @@ def check_buildable(opts: Mapping[str, Any], base: Mapping[str, Any], area: Area
             f"double buffer (one word per port of the smallest array, {min(opts['rows'])}x{min(opts['cols'])}); "
             "offer bigger buffers or smaller rows and cols")
     raise UserInputError(
-        f"area budget {opts['area_mm2']:g} mm^2: every accelerator of the space the simulator accepts exceeds it "
+        f"area budget {at_most(opts['area_mm2'])} mm^2: every accelerator of the space the simulator accepts exceeds it "
         f"(the smallest is {at_least(smallest_accepted)} mm^2: smaller buffers cannot hold one tile of their "
         "array); raise --option area_mm2 or offer smaller rows and cols")
 

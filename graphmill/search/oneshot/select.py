@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from graphmill.ir import Graph
-from graphmill.util.errors import UserInputError, at_least
+from graphmill.util.errors import UserInputError, at_least, at_most
 
 from .space import SupernetSpec
 
@@ -166,7 +166,7 @@ def select_child(ev: ChildEvaluator, kind: str, limit: float, *, coarse: int = 6
     feasible = [(v, c) for v, c in fits if v <= limit]
     if not feasible:
         low = min(v for v, _ in fits)
-        raise UserInputError(f"no child satisfies {CONSTRAINTS[kind]} {limit:g}: the cheapest child of the supernet "
+        raise UserInputError(f"no child satisfies {CONSTRAINTS[kind]} {at_most(limit)}: the cheapest child of the supernet "
                              f"needs {at_least(low)} {UNITS[kind]}")
     feasible.sort(key=lambda vc: -vc[0])
     evaluated: list[dict] = []
