@@ -1086,8 +1086,9 @@ def _learned_place(graph: Graph, model, *, budget: int, seed: int, options: dict
         learned["best_from"] = best_base.method
         placement = list(best_base.placement)
         cand = evaluate(prob, placement, "learned", cand.seconds)
-    if not cand.valid:
-        raise UserInputError(f"the learned placement of graph {graph.name!r} is invalid: "
+    if not cand.valid:  # then no baseline was valid either (above): said as the rl placers say it
+        raise UserInputError(f"the learned placer found no placement of graph {graph.name!r} that fits the devices' "
+                             f"memory in {learned['samples']} samples (nor did any baseline); its best: "
                              f"{memory_excess(cand.schedule.peak, prob.capacity, prob.device_names)}")
     apply_placement(graph, prob, placement)
     report = make_report(prob, "learned", cand, cands)

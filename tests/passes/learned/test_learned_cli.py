@@ -444,3 +444,38 @@ def test_optimize_dim_sizes_a_schedule_with_learned_passes(tmp_path, capsys):
     g = api.load(out)
     assert list(g.inputs[0].type.shape) == [4, 3, 32, 32]
     assert f"{api.replay_placement(g)['makespan']:,.0f}" == noted
+
+
+def test_no_placement_fitting_the_memory_is_said_as_the_rl_placers_say_it(tmp_path, capsys):
+    """Four towers of 12.6 MB of weights on 2 chips of 25.21 MB: the weights fit the two together (the graph is
+    not refused up front), no baseline's placement fits (reference: each baseline through ``place``, refused
+    for its memory), and nothing the learned placer simulated does. It said "the learned placement ... is
+    invalid", naming a baseline's placement it never chose (an outside check); the rl placers' wording says what
+    happened."""
+    import numpy as np
+
+    from graphmill.ir.builder import GraphBuilder
+
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("towers")
+    x = b.input("x", "float32", [8, 1024])
+    outs = []
+    for _ in range(4):
+        h = x
+        for _ in range(3):
+            h = b.Relu(b.MatMul(h, (rng.standard_normal((1024, 1024)) * 0.01).astype(np.float32)))
+        outs.append(h)
+    b.output(b.Add(b.Add(outs[0], outs[1]), b.Add(outs[2], outs[3])))
+    g = b.build()
+    for method in ("single", "round-robin", "heft", "metis"):
+        with pytest.raises(UserInputError, match=rf"the {method} placement of graph 'towers' is invalid"):
+            api.place(g.copy(), method=method, devices=2, memory_gb=0.02521)
+    with pytest.raises(UserInputError, match=r"^the learned placer found no placement of graph 'towers' that fits "
+                                             r"the devices' memory in \d+ samples \(nor did any baseline\); its "
+                                             r"best: device \d \(chip\d\) needs .* over its memory"):
+        api.place(g.copy(), method="learned", devices=2, memory_gb=0.02521)
+    path, out = str(tmp_path / "t.onnx"), str(tmp_path / "placed.onnx")
+    api.save(g, path)
+    assert main(["place", path, "--method", "learned", "--devices", "2", "--memory", "0.02521", "-o", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nor did any baseline" in err[0] and not os.path.exists(out)
