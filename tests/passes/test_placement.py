@@ -21,6 +21,7 @@ from graphmill.ir import UserInputError
 from graphmill.ir.builder import GraphBuilder
 from graphmill.passes import PassContext, run_passes
 from graphmill.passes.placement import METHODS, Place, build_problem, place_graph, simulate
+from tests.support.graphs import matmul_towers
 
 
 def random_dag(seed: int, n: int = 40, h: int = 64, batch: int = 16, name: str = "dag"):
@@ -509,15 +510,7 @@ def test_metis_needs_pymetis(monkeypatch, tmp_path):
 
 def three_towers():
     """Three independent chains of 3 MatMul + Relu (128x128 weights, batch 32) summed: small and fast."""
-    rng = np.random.default_rng(0)
-    b = GraphBuilder("towers")
-    x = b.input("x", "float32", [32, 128])
-    tails = []
-    for _ in range(3):
-        v = x
-        for _ in range(3):
-            v = b.Relu(b.MatMul(v, (rng.standard_normal((128, 128)) * 0.1).astype(np.float32)))
-        tails.append(v)
+    b, tails = matmul_towers(3, 3, width=128, batch=32, scale=0.1)
     b.output(b.Add(b.Add(tails[0], tails[1]), tails[2]), "y")
     return b.build()
 

@@ -4,28 +4,19 @@ Runtime session of the whole graph (the reference)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from graphmill.backends.placed_execution import device_runs, run_placed
 from graphmill.backends.simulator.devices import PlacementCostModel, device_set
-from graphmill.ir.builder import GraphBuilder
 from graphmill.passes.placement import place_graph
+from tests.support.graphs import matmul_towers
 
 pytestmark = pytest.mark.xdist_group("processes")  # torch.distributed (gloo) process groups
 
 
 def branchy(seed: int = 0):
     """Two parallel MatMul towers joined at the end, so that a placement uses both devices."""
-    rng = np.random.default_rng(seed)
-    b = GraphBuilder("towers")
-    x = b.input("x", "float32", [64, 128])
-    tails = []
-    for _ in range(2):
-        v = x
-        for _ in range(4):
-            v = b.Tanh(b.MatMul(v, (rng.standard_normal((128, 128)) * 0.1).astype(np.float32)))
-        tails.append(v)
+    b, tails = matmul_towers(2, 4, width=128, batch=64, scale=0.1, act="Tanh", seed=seed)
     b.output(b.Add(*tails), "y")
     b.output(tails[0], "left")
     return b.build()

@@ -452,19 +452,9 @@ def test_no_placement_fitting_the_memory_is_said_as_the_rl_placers_say_it(tmp_pa
     for its memory), and nothing the learned placer simulated does. It said "the learned placement ... is
     invalid", naming a baseline's placement it never chose (an outside check); the rl placers' wording says what
     happened."""
-    import numpy as np
+    from tests.support.graphs import matmul_towers
 
-    from graphmill.ir.builder import GraphBuilder
-
-    rng = np.random.default_rng(0)
-    b = GraphBuilder("towers")
-    x = b.input("x", "float32", [8, 1024])
-    outs = []
-    for _ in range(4):
-        h = x
-        for _ in range(3):
-            h = b.Relu(b.MatMul(h, (rng.standard_normal((1024, 1024)) * 0.01).astype(np.float32)))
-        outs.append(h)
+    b, outs = matmul_towers(4, 3, width=1024, batch=8, scale=0.01)
     b.output(b.Add(b.Add(outs[0], outs[1]), b.Add(outs[2], outs[3])))
     g = b.build()
     for method in ("single", "round-robin", "heft", "metis"):
