@@ -32,15 +32,19 @@ SCHEDULES = ("graph", "critical-path", "memory")
 
 
 def placement_baselines(jp: JointProblem, seed: int = 0) -> dict[str, np.ndarray]:
-    """Every placement baseline available (``metis`` only when pymetis is installed)."""
-    out = {}
-    for name, fn in PLACEMENTS.items():
-        try:
-            out[name] = np.asarray(fn(jp.prob, seed) if name == "metis" else fn(jp.prob), np.int64)
-        except Exception:  # noqa: BLE001 -- METIS without pymetis: left out, as the place pass does
-            if name != "metis":
-                raise
-    return out
+    """Every placement baseline available (``metis`` only when pymetis is installed); computed once per problem
+    and seed (``jp.derived``), each call given its own arrays."""
+    key = ("placements", seed)
+    if key not in jp.derived:
+        out = {}
+        for name, fn in PLACEMENTS.items():
+            try:
+                out[name] = np.asarray(fn(jp.prob, seed) if name == "metis" else fn(jp.prob), np.int64)
+            except Exception:  # noqa: BLE001 -- METIS without pymetis: left out, as the place pass does
+                if name != "metis":
+                    raise
+        jp.derived[key] = out
+    return {name: pl.copy() for name, pl in jp.derived[key].items()}
 
 
 def fusion_baseline(jp: JointProblem, name: str, placement: np.ndarray) -> np.ndarray:
@@ -91,11 +95,15 @@ def memory_order(jp: JointProblem) -> np.ndarray:
 
 
 def schedule_baseline(jp: JointProblem, name: str) -> np.ndarray:
-    if name == "graph":
-        return np.arange(jp.n, dtype=np.float64)
-    if name == "critical-path":
-        return -np.asarray(upward_rank(jp.prob), np.float64)
-    return memory_order(jp)
+    key = ("schedule", name)
+    if key not in jp.derived:
+        if name == "graph":
+            jp.derived[key] = np.arange(jp.n, dtype=np.float64)
+        elif name == "critical-path":
+            jp.derived[key] = -np.asarray(upward_rank(jp.prob), np.float64)
+        else:
+            jp.derived[key] = memory_order(jp)
+    return jp.derived[key].copy()
 
 
 @dataclass
@@ -133,6 +141,9 @@ def _evaluated(jp: JointProblem, seed: int, placements: dict | None, parts: froz
     none is valid, the least bad (the first placement, no fusion), so that callers can say by how much."""
     if keep is None and parts != ALL_PARTS:
         raise ValueError("best_baseline: parts other than all three need keep, the decisions of the rest")
+    memo = ("baselines", seed) if placements is None and parts == ALL_PARTS else None  # the 36, as they stand
+    if memo in jp.derived:
+        return jp.derived[memo]
     placements = placements if placements is not None else (
         placement_baselines(jp, seed) if "place" in parts else {"kept": np.asarray(keep.device, np.int64)})
     scheds = ({s: schedule_baseline(jp, s) for s in SCHEDULES} if "schedule" in parts
@@ -162,4 +173,7 @@ def _evaluated(jp: JointProblem, seed: int, placements: dict | None, parts: froz
                 dec = combine(dec, keep, parts, jp)
             best[sn] = BaselineResult(f"{pn}+{'none' if 'fuse' in parts else 'kept'}+{sn}", dec, jp.evaluate(dec),
                                       table)
-    return (overall or best[next(iter(scheds))]), best
+    result = (overall or best[next(iter(scheds))]), best
+    if memo is not None:
+        jp.derived[memo] = result
+    return result

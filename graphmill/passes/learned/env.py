@@ -127,6 +127,10 @@ class JointProblem:
     #: the values (indices into ``prob.values``) that are graph outputs: written and held even when every
     #: reader is in its producer's group (the group's cost pays their write)
     graph_outputs: frozenset = frozenset()
+    #: what is computed from the problem alone, once (``baselines``: the placement and schedule baselines and the
+    #: 36 combinations, by seed): ``learned-optimize`` asked for the 36 twice (its hint, then the best under each
+    #: order) and for every placement baseline at each part step, half its time on NMT
+    derived: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.fuse_producer = fusion_producers(self.prob)

@@ -221,6 +221,35 @@ def test_baselines_memory_order_is_topological_and_best_is_valid():
     assert len(bb.table) >= 30  # 5-6 placements (metis needs pymetis) x 2 fusions x 3 schedules
 
 
+def test_the_baselines_are_simulated_once_per_problem_and_given_out_as_copies(monkeypatch):
+    """learned-optimize asked for the 36 combinations twice (its hint, then the best under each order) and for
+    every placement baseline at each part step. Now once per problem and seed; a caller changing what it was
+    given changes no later answer. Reference: counting the simulations, and a fresh problem's answers."""
+    from graphmill.passes.learned.baselines import best_per_schedule, placement_baselines
+    from tests.passes.test_placement import random_dag
+
+    g = random_dag(5, n=40)
+    cm = tiny(2)
+    jp = JointProblem(build_problem(g, cm), cm)
+    calls = []
+    evaluate = JointProblem.evaluate
+    monkeypatch.setattr(JointProblem, "evaluate", lambda self, dec: calls.append(1) or evaluate(self, dec))
+    bb = best_baseline(jp)
+    first = len(calls)
+    assert first == len(bb.table)
+    per = best_per_schedule(jp)
+    assert len(calls) == first and per[bb.name.split("+")[2]] is bb  # the same pass, not run again
+    assert len(best_baseline(jp, seed=1).table) == len(calls) - first  # another seed is another set
+    pl = placement_baselines(jp)
+    pl["heft"][:] = 0  # a caller's own arrays
+    order = schedule_baseline(jp, "memory")
+    order[:] = 0
+    fresh = JointProblem(build_problem(g, cm), cm)
+    assert all(np.array_equal(a, b) for a, b in zip(placement_baselines(jp).values(),
+                                                   placement_baselines(fresh).values()))
+    assert np.array_equal(schedule_baseline(jp, "memory"), schedule_baseline(fresh, "memory"))
+
+
 def test_the_fused_feature_is_a_fusion_that_happened_not_one_refused():
     """features.state_features' per-op "fused" column (hint_fuse): whether the op runs in its fusion producer's
     group. The chain above with all three fusions asked keeps [Relu, Tanh] and runs Sigmoid alone (refused: by
