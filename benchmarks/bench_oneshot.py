@@ -14,7 +14,11 @@ For every seed:
    optimizer, schedule and regularization: ``TrainOptions(sandwich=False)``), and measure it the same way;
 4. compound-scale the smallest child EfficientNet-style (depth x 1.2^phi, width x 1.1^phi, resolution
    x 1.15^phi, rounded) with phi chosen by bisection so that its MACs are the target's (the closest the
-   rounding allows, at most the target), and train it alone for the same number of steps.
+   rounding allows, at most the target), and train it alone for the same number of steps;
+5. and again at the chosen child's MACs: the compound-scaled network whose MACs are nearest the child's (of
+   those phi in 0..8 by 0.001 gives: the rounding makes a staircase, e.g. 437,744 then 667,824), trained alone
+   the same way. The goal compares at equal MACs; step 4's network can have 35% more MACs than the child,
+   since the selection keeps children under the target (512,640 for 715,366).
 
 Reported per target: MACs (mean over seeds of the chosen children) and test accuracy mean +- std over seeds
 for the three. Goal: supernet children within 1% of stand-alone training and above compound scaling.
@@ -64,6 +68,21 @@ def compound(spec: SupernetSpec, phi: float, a: float = 1.2, b: float = 1.1, g: 
                        resolutions=(cfg["resolution"],), stem=spec.stem, stem_stride=spec.stem_stride, head=spec.head,
                        in_channels=spec.in_channels, num_classes=spec.num_classes)
     return one, cfg
+
+
+def compound_near(spec: SupernetSpec, macs: float, staircase: dict[float, float]):
+    """The compound-scaled network whose MACs are nearest ``macs`` (ties: the cheaper), from ``staircase``
+    (``compound_staircase``)."""
+    near = min(staircase, key=lambda m: (abs(m - macs), m))
+    return compound(spec, staircase[near])
+
+
+def compound_staircase(spec: SupernetSpec) -> dict[float, float]:
+    """MACs -> the least phi in 0..8 (step 0.001) giving them: every compound-scaled network there is."""
+    out: dict[float, float] = {}
+    for phi in np.round(np.linspace(0.0, 8.0, 8001), 3):
+        out.setdefault(macs_of(*compound(spec, float(phi))), float(phi))
+    return out
 
 
 def compound_at(spec: SupernetSpec, target: float):
@@ -120,7 +139,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.merge:
         runs = [json.load(open(p)) for p in args.merge]
-        rows = {i: {k: sum((r["rows"][i][k] for r in runs), []) for k in runs[0]["rows"][i] if k != "target_macs"}
+        rows = {i: {k: sum((r["rows"][i].get(k, []) for r in runs), []) for k in runs[0]["rows"][i] if k != "target_macs"}
                 for i in range(len(runs[0]["rows"]))}
         table([r["target_macs"] for r in runs[0]["rows"]], rows, sum(r["seeds"] for r in runs), runs[0]["steps"])
         return 0
@@ -130,7 +149,9 @@ def main() -> int:
     fr = np.linspace(0.15, 0.85, args.targets)
     targets = [float(lo * (hi / lo) ** f) for f in fr]
     rows: dict[int, dict[str, list]] = {i: {"macs": [], "supernet": [], "alone": [], "compound": [],
-                                            "compound_macs": [], "configs": []} for i in range(len(targets))}
+                                            "compound_macs": [], "compound_at_child": [],
+                                            "compound_at_child_macs": [], "configs": []} for i in range(len(targets))}
+    staircase = compound_staircase(spec)
     tmp = args.cache or tempfile.mkdtemp(prefix="bench_oneshot_")
     os.makedirs(tmp, exist_ok=True)
     t0 = time.time()
@@ -150,8 +171,12 @@ def main() -> int:
             cspec, ccfg = compound_at(spec, t)
             r["compound_macs"].append(macs_of(cspec, ccfg))
             r["compound"].append(alone(cspec, ccfg, args.steps, seed, tmp, args.batch, args.lr))
+            nspec, ncfg = compound_near(spec, sel.report["macs"], staircase)
+            r["compound_at_child_macs"].append(macs_of(nspec, ncfg))
+            r["compound_at_child"].append(alone(nspec, ncfg, args.steps, seed, tmp, args.batch, args.lr))
             print(f"[seed {seed}] target {t:,.0f} MACs: child {r['macs'][-1]:,} MACs supernet {r['supernet'][-1]:.4f} "
                   f"alone {r['alone'][-1]:.4f} | compound {r['compound_macs'][-1]:,.0f} MACs {r['compound'][-1]:.4f} "
+                  f"| at the child's MACs {r['compound_at_child_macs'][-1]:,.0f} {r['compound_at_child'][-1]:.4f} "
                   f"({time.time() - t0:.0f}s)", file=sys.stderr, flush=True)
 
     table(targets, rows, len(seeds), args.steps)
@@ -178,6 +203,16 @@ def table(targets: list, rows: dict, n_seeds: int, steps: int) -> None:
               f"{np.mean(r['supernet']) / np.mean(r['alone']):>11.4f} "
               f"{np.mean(r['supernet']) / np.mean(r['compound']):>14.4f}  {str(gap <= 1.0):>9}  "
               f"{str(np.mean(r['supernet']) > np.mean(r['compound'])):>14}")
+    if all(rows[i].get("compound_at_child") for i in range(len(targets))):  # runs before it lack the column
+        print(f"\ncompound scaling at the chosen child's MACs (the nearest the staircase allows; goal (a)'s 'equal "
+              f"MACs')\n{'target MACs':>12} {'child MACs':>11} {'supernet child %':>17} {'compound MACs':>14} "
+              f"{'compound scaling %':>19} {'child/compound':>14}  beats compound")
+        for i, t in enumerate(targets):
+            r = rows[i]
+            print(f"{t:>12,.0f} {np.mean(r['macs']):>11,.0f} {ms(r['supernet']):>17} "
+                  f"{np.mean(r['compound_at_child_macs']):>14,.0f} {ms(r['compound_at_child']):>19} "
+                  f"{np.mean(r['supernet']) / np.mean(r['compound_at_child']):>14.4f}  "
+                  f"{str(np.mean(r['supernet']) > np.mean(r['compound_at_child'])):>14}")
 
 
 if __name__ == "__main__":
