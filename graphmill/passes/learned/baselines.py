@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import copy
 import heapq
 from dataclasses import dataclass
 
@@ -143,7 +144,7 @@ def _evaluated(jp: JointProblem, seed: int, placements: dict | None, parts: froz
         raise ValueError("best_baseline: parts other than all three need keep, the decisions of the rest")
     memo = ("baselines", seed) if placements is None and parts == ALL_PARTS else None  # the 36, as they stand
     if memo in jp.derived:
-        return jp.derived[memo]
+        return copy.deepcopy(jp.derived[memo])  # a caller's own: changing them changes no later answer
     placements = placements if placements is not None else (
         placement_baselines(jp, seed) if "place" in parts else {"kept": np.asarray(keep.device, np.int64)})
     scheds = ({s: schedule_baseline(jp, s) for s in SCHEDULES} if "schedule" in parts
@@ -175,5 +176,5 @@ def _evaluated(jp: JointProblem, seed: int, placements: dict | None, parts: froz
                                       table)
     result = (overall or best[next(iter(scheds))]), best
     if memo is not None:
-        jp.derived[memo] = result
+        jp.derived[memo] = copy.deepcopy(result)
     return result

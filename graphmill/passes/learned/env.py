@@ -130,7 +130,7 @@ class JointProblem:
     #: what is computed from the problem alone, once (``baselines``: the placement and schedule baselines and the
     #: 36 combinations, by seed): ``learned-optimize`` asked for the 36 twice (its hint, then the best under each
     #: order) and for every placement baseline at each part step, half its time on NMT
-    derived: dict = field(default_factory=dict)
+    derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.fuse_producer = fusion_producers(self.prob)

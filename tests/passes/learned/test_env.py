@@ -238,8 +238,15 @@ def test_the_baselines_are_simulated_once_per_problem_and_given_out_as_copies(mo
     first = len(calls)
     assert first == len(bb.table)
     per = best_per_schedule(jp)
-    assert len(calls) == first and per[bb.name.split("+")[2]] is bb  # the same pass, not run again
+    mine = per[bb.name.split("+")[2]]
+    assert len(calls) == first and (mine.name, mine.outcome.makespan) == (bb.name, bb.outcome.makespan)  # not rerun
+    bb.decisions.priority[:] = bb.decisions.priority[::-1].copy()  # a caller's own copy (an outside review)
+    bb.table["mine"] = 0.0
+    again = best_baseline(jp)
+    assert len(calls) == first and "mine" not in again.table
     assert len(best_baseline(jp, seed=1).table) == len(calls) - first  # another seed is another set
+    assert np.array_equal(again.decisions.priority,
+                          best_baseline(JointProblem(build_problem(g, cm), cm)).decisions.priority)
     pl = placement_baselines(jp)
     pl["heft"][:] = 0  # a caller's own arrays
     order = schedule_baseline(jp, "memory")
