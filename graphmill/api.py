@@ -14,6 +14,7 @@ from graphmill.ir import Graph, UserInputError, require_graph
 from graphmill.optimization import (OptimizeReport, ReproducerError, check_dims, check_tolerances, model_summary,
                                     resolve_schedule)
 from graphmill.optimization import optimize as _run_optimize
+from graphmill.util.errors import at_least, at_most
 from graphmill.util.limits import check_count, check_flags, check_seed
 from graphmill.util.plots import check_png_path
 from graphmill.util.suggest import did_you_mean
@@ -1483,8 +1484,8 @@ def supernet_select(path: str | os.PathLike, *, output: str | os.PathLike, max_m
             config = config["config"]  # an earlier select's report: its child (a child has no "config" key)
         chosen = spec.check(config)
         if kind is not None and ev.metric(kind, chosen) > limit:
-            raise UserInputError(f"the child given does not satisfy {CONSTRAINTS[kind]} {limit:g}: it needs "
-                                 f"{ev.metric(kind, chosen):g} {UNITS[kind]}")
+            raise UserInputError(f"the child given does not satisfy {CONSTRAINTS[kind]} {at_most(limit)}: it needs "
+                                 f"{at_least(ev.metric(kind, chosen))} {UNITS[kind]}")
         result, selection = ev.report(chosen), None
     else:
         selection = select_child(ev, kind, limit, progress=progress)

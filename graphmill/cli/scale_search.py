@@ -8,7 +8,7 @@ import sys
 
 from graphmill import api
 from graphmill.cli.common import emit_json, stderr, stopped_word
-from graphmill.util.errors import naming_file
+from graphmill.util.errors import at_least, at_most, naming_file
 from graphmill.util.files import check_output_paths
 
 
@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if result.best is None and len(failed) < len(result.candidates):
         cheapest = min((r for r in result.candidates if r.get("status") == "ok"), key=lambda r: r["cost"])
-        stderr(f"graphmill scale-search: error: no candidate within --max-cost {args.max_cost:g}; the cheapest, "
+        stderr(f"graphmill scale-search: error: no candidate within --max-cost {at_most(args.max_cost)}; the cheapest, "
                f"alpha={cheapest['alpha']:g} beta={cheapest['beta']:g} gamma={cheapest['gamma']:g}, costs "
-               f"{cheapest['cost']:.4g} {out['cost']} (results.json lists them all)")
+               f"{at_least(cheapest['cost'])} {out['cost']} (results.json lists them all)")
         return 1
     return 0

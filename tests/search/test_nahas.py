@@ -148,6 +148,12 @@ def test_bad_input_refused_before_anything_is_written(tmp_path):
         _run(out, strategy="evolutoin")
     with pytest.raises(UserInputError, match="fixed accelerator's area"):
         _run(out, mode="nn-then-accel", area_mm2="2")  # the edge default is 3.25 mm^2
+    edge = _area_by_hand(16, 16, [256, 256, 128])  # 3.2543 mm^2: at 3 digits it read as under a budget of 3.254
+    with pytest.raises(UserInputError) as e:
+        _run(out, mode="nn-then-accel", area_mm2=repr(edge - 1e-4))
+    area, budget = (float(x) for x in re.search(r"area (\S+) mm\^2 exceeds the area budget (\S+) mm\^2",
+                                                  str(e.value)).groups())
+    assert area == pytest.approx(edge, abs=1e-5) and area > budget == edge - 1e-4
     # buffers the simulator refuses for every array (each half of the double buffer must hold max(rows, cols)
     # words: the simulator's own check, backends/simulator/config.py): every trial would fail (an outside check saw
     # one run to the end, exit 0); refused before anything runs

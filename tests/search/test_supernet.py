@@ -251,6 +251,13 @@ def test_selection_respects_the_budget_and_reports_inspect_macs(trained, tmp_pat
     low = min(ev.metric("macs", c) for c in spec.coarse_grid())
     with pytest.raises(UserInputError, match=rf"--max-macs {low - 1e-4!r}: the cheapest child .* needs {low:g} MACs"):
         select_child(ev, "macs", low - 1e-4)
+    from graphmill import api
+
+    small = spec.smallest()  # and a child given by --config, the same way (a review)
+    need = ev.metric("macs", small)
+    with pytest.raises(UserInputError, match=rf"does not satisfy --max-macs {need - 1e-4!r}: it needs {need:g} MACs"):
+        api.supernet_select(trained, output=tmp_path / "no.onnx", max_macs=need - 1e-4, config=small)
+    assert not (tmp_path / "no.onnx").exists()
 
 
 @pytest.mark.slow

@@ -427,7 +427,7 @@ class NahasEvaluator:
         area = self.area.of(accel)
         if area > self.area_budget:
             return {"reward": -area / self.area_budget, "area_mm2": area, "feasible": False, "sims": 0,
-                    "over": f"area {area:.3g} > {self.area_budget:g} mm^2"}
+                    "over": f"area {at_least(area)} > {at_most(self.area_budget)} mm^2"}
         out: dict[str, Any] = {"area_mm2": area}
         out.update(self.simulate(nn_config, accel))  # first: a design the simulator rejects costs no training
         out["sims"] = 1
@@ -440,7 +440,7 @@ class NahasEvaluator:
         out["latency"] = out["latency_ms"]
         out["feasible"] = out["latency_ms"] <= self.latency_target
         if not out["feasible"]:
-            out["over"] = f"latency {out['latency_ms']:.4g} > {self.latency_target:.4g} ms"
+            out["over"] = f"latency {at_least(out['latency_ms'])} > {at_most(self.latency_target)} ms"
         out["hardware"] = self.hardware(out["latency_ms"], out["energy_uj"])
         out["reward"] = out["hardware"] if self.hardware_only else out["accuracy"] * out["hardware"]
 
@@ -802,8 +802,8 @@ def _check_run(out: str, budget: int | None, seed: int, workers: int, executor: 
     user_energy = accel is not None and "energy" in accel_config({}, accel)
     base_area = AREA.of(base)
     if opts["mode"] == "nn-then-accel" and base_area > opts["area_mm2"]:
-        raise UserInputError(f"--accel {accel or 'edge (default)'}: the fixed accelerator's area {base_area:.3g} mm^2 "
-                             f"exceeds the area budget {opts['area_mm2']:g} mm^2")
+        raise UserInputError(f"--accel {accel or 'edge (default)'}: the fixed accelerator's area {at_least(base_area)} "
+                             f"mm^2 exceeds the area budget {at_most(opts['area_mm2'])} mm^2")
     ref = reference_network(opts["nn"])
     ref_sim = simulate_design(opts["nn"], ref, base, opts["latency_scale"], opts["train_seed"])
     target = opts["latency_ms"] or ref_sim["latency_ms"]
