@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import heapq
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
@@ -35,8 +36,7 @@ SCHEDULES = ("graph", "critical-path", "memory")
 def placement_baselines(jp: JointProblem, seed: int = 0) -> dict[str, np.ndarray]:
     """Every placement baseline available (``metis`` only when pymetis is installed); computed once per problem
     and seed (``jp.derived``), each call given its own arrays."""
-    key = ("placements", seed)
-    if key not in jp.derived:
+    def compute() -> dict[str, np.ndarray]:
         out = {}
         for name, fn in PLACEMENTS.items():
             try:
@@ -44,8 +44,17 @@ def placement_baselines(jp: JointProblem, seed: int = 0) -> dict[str, np.ndarray
             except Exception:  # noqa: BLE001 -- METIS without pymetis: left out, as the place pass does
                 if name != "metis":
                     raise
-        jp.derived[key] = out
-    return {name: pl.copy() for name, pl in jp.derived[key].items()}
+        return out
+
+    return _once(jp, ("placements", seed), compute)
+
+
+def _once(jp: JointProblem, key: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()``, computed once per problem under ``key`` (``jp.derived``); every caller gets its own deep
+    copy, so that changing what it was given changes no later answer."""
+    if key not in jp.derived:
+        jp.derived[key] = compute()
+    return copy.deepcopy(jp.derived[key])
 
 
 def fusion_baseline(jp: JointProblem, name: str, placement: np.ndarray) -> np.ndarray:
@@ -96,15 +105,14 @@ def memory_order(jp: JointProblem) -> np.ndarray:
 
 
 def schedule_baseline(jp: JointProblem, name: str) -> np.ndarray:
-    key = ("schedule", name)
-    if key not in jp.derived:
+    def compute() -> np.ndarray:
         if name == "graph":
-            jp.derived[key] = np.arange(jp.n, dtype=np.float64)
-        elif name == "critical-path":
-            jp.derived[key] = -np.asarray(upward_rank(jp.prob), np.float64)
-        else:
-            jp.derived[key] = memory_order(jp)
-    return jp.derived[key].copy()
+            return np.arange(jp.n, dtype=np.float64)
+        if name == "critical-path":
+            return -np.asarray(upward_rank(jp.prob), np.float64)
+        return memory_order(jp)
+
+    return _once(jp, ("schedule", name), compute)
 
 
 @dataclass
@@ -142,9 +150,13 @@ def _evaluated(jp: JointProblem, seed: int, placements: dict | None, parts: froz
     none is valid, the least bad (the first placement, no fusion), so that callers can say by how much."""
     if keep is None and parts != ALL_PARTS:
         raise ValueError("best_baseline: parts other than all three need keep, the decisions of the rest")
-    memo = ("baselines", seed) if placements is None and parts == ALL_PARTS else None  # the 36, as they stand
-    if memo in jp.derived:
-        return copy.deepcopy(jp.derived[memo])  # a caller's own: changing them changes no later answer
+    if placements is None and parts == ALL_PARTS:  # the 36 as they stand: once per problem and seed
+        return _once(jp, ("baselines", seed), lambda: _combinations(jp, seed, None, parts, None))
+    return _combinations(jp, seed, placements, parts, keep)
+
+
+def _combinations(jp: JointProblem, seed: int, placements: dict | None, parts: frozenset[str],
+                  keep: Decisions | None) -> tuple[BaselineResult, dict[str, BaselineResult]]:
     placements = placements if placements is not None else (
         placement_baselines(jp, seed) if "place" in parts else {"kept": np.asarray(keep.device, np.int64)})
     scheds = ({s: schedule_baseline(jp, s) for s in SCHEDULES} if "schedule" in parts
@@ -174,7 +186,4 @@ def _evaluated(jp: JointProblem, seed: int, placements: dict | None, parts: froz
                 dec = combine(dec, keep, parts, jp)
             best[sn] = BaselineResult(f"{pn}+{'none' if 'fuse' in parts else 'kept'}+{sn}", dec, jp.evaluate(dec),
                                       table)
-    result = (overall or best[next(iter(scheds))]), best
-    if memo is not None:
-        jp.derived[memo] = copy.deepcopy(result)
-    return result
+    return (overall or best[next(iter(scheds))]), best
