@@ -147,7 +147,10 @@ def learned_line(method: str, learned: dict, baselines: set[str]) -> str:
     beats it, so "best from single; samples to reach the best baseline: not reached" read as a contradiction."""
     if not learned["samples"]:  # one device: nothing sampled ("its sample 0 was the first"; an outside check)
         return f"{method}: no placement sampled; the best baseline's ({learned['best_from']}) is kept"
-    head = f"{method}: {learned['samples']} placements in {learned['steps']} steps"
+    n, steps = learned["samples"], learned["steps"]
+    # zero-shot simulates without a training step ("6 placements in 0 steps"; a new user's reading)
+    head = f"{method}: {n} placement{'s' if n != 1 else ''} " + (
+        f"in {steps} step{'s' if steps != 1 else ''}" if steps else "(zero-shot, no training step)")
     if learned["best_from"] in baselines:
         head += f"; none beat the best baseline ({learned['best_from']}), whose placement is kept"
     else:

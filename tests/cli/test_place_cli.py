@@ -176,12 +176,15 @@ def test_the_learned_summary_line_says_when_the_best_baseline_was_kept():
 
     kept = {"samples": 6, "steps": 0, "best_from": "single", "samples_to_best_baseline": None}
     assert learned_line("learned", kept, {"single", "heft"}) == (
-        "learned: 6 placements in 0 steps; none beat the best baseline (single), whose placement is kept; "
+        "learned: 6 placements (zero-shot, no training step); none beat the best baseline (single), whose placement "
+        "is kept; "
         "none of its own samples was as fast as the best baseline")
     won = {"samples": 64, "steps": 8, "best_from": "rl sample 40", "samples_to_best_baseline": 7}
     assert learned_line("rl", won, {"single", "heft"}) == (
         "rl: 64 placements in 8 steps, best from rl sample 40; its sample 7 was the first as fast as the best baseline "
         "or faster")
+    one = {"samples": 31, "steps": 1, "best_from": "fine-tune", "samples_to_best_baseline": 3}
+    assert learned_line("learned", one, {"single"}).startswith("learned: 31 placements in 1 step, best from fine-tune")
     # one device: nothing sampled ("its sample 0 was the first as fast" named a sample that never was)
     none = {"samples": 0, "steps": 0, "best_from": "single", "samples_to_best_baseline": 0}
     assert learned_line("rl", none, {"single"}) == "rl: no placement sampled; the best baseline's (single) is kept"
