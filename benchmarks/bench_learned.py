@@ -40,7 +40,8 @@ Per graph, on the same environment (``passes.learned.env``):
 
 ``--plot PATH.png`` draws, per graph, the best-so-far step time against samples of fine-tuning and of per-graph
 RL (a) (both curves are kept in the ``--json`` rows, so a rerun that reads them back plots without simulating),
-with the ``rl`` placer's result at its budget and the best baseline at 1.
+with the ``rl`` placer's result at its budget and the best baseline at 1. A ``--json`` file measured with other
+settings (devices, DRAM bandwidth, samples, rounds, fine-tuning budget, RL factor, policy) is refused.
 
     nice -n 10 .venv/bin/python benchmarks/bench_learned.py [--devices 4] [--graphs ...] [--json out.json] \
         [--plot out.png]
@@ -275,7 +276,8 @@ def plot_curves(rows: list[dict], path: str, ft_budget: int, rl_budget: int) -> 
         return
     cols = min(3, len(have))
     nrows = (len(have) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.2 * nrows), squeeze=False)
+    size = (max(4.2 * cols, 5.0), 3.2 * nrows + (0.8 if cols == 1 else 0.0))  # room for the legend under one panel
+    fig, axes = plt.subplots(nrows, cols, figsize=size, squeeze=False)
     for ax, r in zip(axes.flat, have):
         ax.plot(range(1, len(r["rl_curve"]) + 1), r["rl_curve"], color="tab:gray",
                 label=f"per-graph RL (a), fresh policy ({rl_budget})")
@@ -290,8 +292,10 @@ def plot_curves(rows: list[dict], path: str, ft_budget: int, rl_budget: int) -> 
         ax.set_ylabel("best step time / best baseline")
     for ax in list(axes.flat)[len(have):]:
         ax.axis("off")
-    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    # the legend's 4 entries in 1, 2 or 4 rows under 3, 2 or 1 panels (in one row it was cut off at both edges)
+    ncol = {1: 1, 2: 2}.get(cols, 4)
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="lower center", ncol=ncol, fontsize=8)
+    fig.tight_layout(rect=(0, {1: 0.34, 2: 0.2}.get(cols, 0.06) / (1 if cols >= 3 else nrows), 1, 1))
     save_figure(fig, path)
     print(f"wrote {path}")
 
@@ -305,13 +309,15 @@ def samples_to(curve: list[float], target: float) -> int | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    ap.add_argument("--devices", type=int, default=4)
-    ap.add_argument("--graphs", nargs="+", default=list(held_out()))
+    ap.add_argument("--devices", type=int, default=4, help="identical chips (default 4)")
+    ap.add_argument("--graphs", nargs="+", default=list(held_out()), help=f"held-out graphs (default all: "
+                    f"{', '.join(held_out())})")
     ap.add_argument("--samples", type=int, default=0,
                     help="zero-shot policy draws per round besides the greedy and top-k decisions")
     ap.add_argument("--rounds", type=int, default=4, help="zero-shot refinement rounds (one forward pass each)")
-    ap.add_argument("--finetune", type=int, default=100)
-    ap.add_argument("--rl-factor", type=int, default=10)
+    ap.add_argument("--finetune", type=int, default=100, help="fine-tuning samples (default 100)")
+    ap.add_argument("--rl-factor", type=int, default=10, help="per-graph RL gets this many times the fine-tuning "
+                    "samples (default 10)")
     ap.add_argument("--no-rl-placer", action="store_true", help="skip the placement issue's rl placer columns")
     ap.add_argument("--dram-bw", type=int, default=None,
                     help="the default chip's DRAM bandwidth in words per cycle (default 512; fusion pays only when "
@@ -366,9 +372,22 @@ def main() -> None:
     print(f"policy: {meta.get('command')} ({meta.get('train_seconds')} s, seed {meta.get('seed')}; training set: "
           f"{', '.join(t['name'] for t in meta.get('training_set', []))})")
     rows: list[dict] = []
+    # what the rows depend on beside the graph: a file of other settings is refused, not read back as if measured
+    # with these (a 4-device file's rows printed under "2 devices" with another policy named: a new user's check)
+    settings = {"devices": args.devices, "dram_bw_words": args.dram_bw or 512, "samples": args.samples,
+                "rounds": args.rounds, "finetune": args.finetune, "rl_factor": args.rl_factor, "policy": meta}
     if args.json and os.path.exists(args.json):
         with open(args.json) as f:
-            rows = [r for r in json.load(f)["rows"] if r["graph"] in args.graphs]
+            stored = json.load(f)
+        # files written before the settings were recorded hold the defaults of the four added to them
+        theirs = {**{"samples": 0, "rounds": 4, "finetune": 100, "rl_factor": 10}, **stored.get("settings", {}),
+                  "devices": stored["devices"], "dram_bw_words": stored["dram_bw_words"], "policy": stored["policy"]}
+        differ = [k for k in settings if theirs.get(k) != settings[k]]
+        if differ:
+            policy = f": its policy {theirs['policy'].get('command')}" if "policy" in differ else ""
+            raise SystemExit(f"bench_learned.py: {args.json} holds rows measured with other settings "
+                             f"({', '.join(differ)}{policy}); give another --json or the same settings")
+        rows = [r for r in stored["rows"] if r["graph"] in args.graphs]
     done = {r["graph"] for r in rows}
     hdr = (f"{'graph':<20} {'ops':>5} {'best baseline':>28} {'zero-shot':>9} {'untrained':>9} {'1 pass':>7} "
            f"{'fine-tuned':>10} "
@@ -448,7 +467,7 @@ def main() -> None:
         rows.append(row)
         if args.json:
             write_json(args.json, {"devices": args.devices, "dram_bw_words": args.dram_bw or 512, "rows": rows,
-                                   "policy": meta}, indent=1)
+                                   "policy": meta, "settings": settings}, indent=1)
         print(f"{name:<20} {task.jp.n:>5} {task.baseline:>18} {B:>9.3g} {row['zero_shot']:>9.4f} "
               f"{row['zero_shot_untrained']:>9.4f} {row['one_pass']:>7.4f} {row['fine_tuned']:>10.4f} {row['per_graph_rl']:>12.4f} "
               f"{row['joint']:>7.4f} {row['sequential']:>10.4f} {row['joint_3x']:>8.4f} "
