@@ -139,8 +139,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.merge:
         runs = [json.load(open(p)) for p in args.merge]
-        rows = {i: {k: sum((r["rows"][i].get(k, []) for r in runs), []) for k in runs[0]["rows"][i] if k != "target_macs"}
-                for i in range(len(runs[0]["rows"]))}
+        rows = {i: {k: sum((r["rows"][i].get(k, []) for r in runs), [])
+                    for k in runs[0]["rows"][i] if k != "target_macs"} for i in range(len(runs[0]["rows"]))}
         table([r["target_macs"] for r in runs[0]["rows"]], rows, sum(r["seeds"] for r in runs), runs[0]["steps"])
         return 0
     seeds = [int(s) for s in args.seeds.split(",")]

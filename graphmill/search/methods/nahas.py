@@ -750,9 +750,9 @@ def check_buildable(opts: Mapping[str, Any], base: Mapping[str, Any], area: Area
             f"double buffer (one word per port of the smallest array, {min(opts['rows'])}x{min(opts['cols'])}); "
             "offer bigger buffers or smaller rows and cols")
     raise UserInputError(
-        f"area budget {at_most(opts['area_mm2'])} mm^2: every accelerator of the space the simulator accepts exceeds it "
-        f"(the smallest is {at_least(smallest_accepted)} mm^2: smaller buffers cannot hold one tile of their "
-        "array); raise --option area_mm2 or offer smaller rows and cols")
+        f"area budget {at_most(opts['area_mm2'])} mm^2: every accelerator of the space the simulator accepts "
+        f"exceeds it (the smallest is {at_least(smallest_accepted)} mm^2: smaller buffers cannot hold one tile of "
+        "their array); raise --option area_mm2 or offer smaller rows and cols")
 
 
 def base_accelerator(accel: str | None) -> dict:

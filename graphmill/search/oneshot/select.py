@@ -166,8 +166,8 @@ def select_child(ev: ChildEvaluator, kind: str, limit: float, *, coarse: int = 6
     feasible = [(v, c) for v, c in fits if v <= limit]
     if not feasible:
         low = min(v for v, _ in fits)
-        raise UserInputError(f"no child satisfies {CONSTRAINTS[kind]} {at_most(limit)}: the cheapest child of the supernet "
-                             f"needs {at_least(low)} {UNITS[kind]}")
+        raise UserInputError(f"no child satisfies {CONSTRAINTS[kind]} {at_most(limit)}: the cheapest child of the "
+                             f"supernet needs {at_least(low)} {UNITS[kind]}")
     feasible.sort(key=lambda vc: -vc[0])
     evaluated: list[dict] = []
     seen: set[str] = set()
