@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import shlex
 from typing import Callable
 
 from graphmill.frontend import load
@@ -1230,12 +1231,15 @@ def train_policy(output: str | os.PathLike, *, steps: int | None = None, seed: i
     with its .json: architecture, training set, seed, options, time, ``command``). ``quick``: a small
     training set (tests). Returns ``{"output", "steps", "total_steps", "samples", "seconds", "resumed", "final",
     "interrupted", "checkpoint"}``: a run stopped by Ctrl-C (after the step under way) writes no policy
-    (``output`` None) and names the ``checkpoint`` that resumes it (None without one)."""
+    (``output`` None) and names the ``checkpoint`` that resumes it (None without one). ``command``, the command
+    line recorded beside the policy, gets the variables of ``search.learned.PORTABLE_ENV`` this process was
+    started with in front of it (``ATEN_CPU_CAPABILITY=default ... graphmill train-policy ...``), so that rerunning
+    it on another CPU trains the same policy bit for bit."""
     check_flags("graphmill.api.train_policy", quick=quick)
     import time
 
     from graphmill.backends.simulator.devices import PlacementCostModel, device_set
-    from graphmill.search.learned import make_task, train, training_set
+    from graphmill.search.learned import PORTABLE_ENV, make_task, train, training_set
     from graphmill.util.files import check_target
 
     output = os.fspath(output)
@@ -1275,8 +1279,11 @@ def train_policy(output: str | os.PathLike, *, steps: int | None = None, seed: i
     tasks = [make_task(n, g, PlacementCostModel(device_set(devices=D))) for n, g, D in training_set(quick=quick)]
     if progress:
         progress(f"train-policy: {len(tasks)} training graphs ready in {time.perf_counter() - t0:.1f} s")
+    env = {k: os.environ[k] for k in PORTABLE_ENV if k in os.environ}
+    if command:
+        command = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + (" " if env else "") + command
     _, info = train(tasks, seed=seed, options=opts, checkpoint=checkpoint, progress=progress, output=output,
-                    meta={"command": command, "cost": "roofline", "accel": "placement-default"})
+                    meta={"command": command, "environment": env, "cost": "roofline", "accel": "placement-default"})
     last = info["history"][-1] if info["history"] else {}
     stopped = info["interrupted"]
     return {"output": None if stopped else output, "steps": info["steps"],

@@ -59,10 +59,18 @@ from graphmill.util.torch_state import (finite_number, is_count, is_generator_st
 
 __all__ = ["Task", "make_task", "random_graph", "training_set", "train", "fine_tune", "DEFAULTS",
            "TRAINING_MODELS", "task_units", "unit_moves", "fresh_policy",
-           "guided_unit_moves", "blame_unit_moves", "critical_chain"]
+           "guided_unit_moves", "blame_unit_moves", "critical_chain", "PORTABLE_ENV"]
 
 DEFAULTS = {"steps": 60, "graphs": 4, "samples": 8, "epochs": 3, "clip": 0.2, "lr": 0.003, "entropy": 0.001,
             "penalty": 3.0, "hidden": 64, "layers": 3, "time_limit": 600.0, "reset": 0.3}
+
+#: The environment under which training rounds alike on every x86-64 CPU: torch's kernels without the
+#: vectorization they pick by CPU (AVX2, AVX-512) and MKL's conditional numerical reproducibility (one code path
+#: whatever the CPU). Training is deterministic on one machine without them, but PPO turns a last-bit rounding
+#: difference into another policy: the shipped command retrained on a Zen 5 (AVX-512) CPU ended 0.92 away (largest
+#: weight difference) from the policy trained on the machine before, and 0.85-0.93 away with either variable set to
+#: imitate an AVX2 CPU. Both are read when torch loads, so they are set in the shell, before the command.
+PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
 
 #: unit moves generated per one simulated (``fine_tune``'s ``units`` counts new states: a move to a state simulated
 #: already is skipped, not counted, so an iteration on an unchanged state goes on past its earlier moves)
