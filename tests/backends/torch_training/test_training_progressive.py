@@ -210,6 +210,22 @@ def test_a_checkpoint_without_an_option_is_said_to_predate_it():
         check_same_config("ck.pt", {"seed": 0, "rows": 8}, {"seed": 0})
 
 
+def test_a_resume_with_another_mode_or_seed_is_refused_naming_that_option():
+    """Reference: the two configurations as api.train writes them (TrainConfig's order). A resume that added
+    --progressive was refused naming min_size=None against 16, one with another --seed naming the model's
+    description, the first keys alphabetically that differed (an outside check)."""
+    from graphmill.backends.torch.training.loop import MODE_OPTIONS, check_same_config
+    from graphmill.backends.torch.training.runner import TrainConfig
+
+    fixed = TrainConfig(mode="fixed", steps=30, min_size=None, stages=None, model="zoo m seed=0").to_dict()
+    progressive = TrainConfig(mode="progressive", steps=30, stages=2, model="zoo m seed=0").to_dict()
+    with pytest.raises(UserInputError, match="made with mode='fixed', this run has mode='progressive'"):
+        check_same_config("ck.pt", fixed, progressive, unused=MODE_OPTIONS)
+    reseeded = TrainConfig(mode="fixed", steps=30, min_size=None, stages=None, seed=1, model="zoo m seed=1").to_dict()
+    with pytest.raises(UserInputError, match="made with seed=0, this run has seed=1"):
+        check_same_config("ck.pt", fixed, reseeded, unused=MODE_OPTIONS)
+
+
 def test_a_checkpoint_holding_the_old_defaults_of_options_the_mode_does_not_use_resumes():
     """Checkpoints before 9543a86 recorded the defaults of options the mode does not use (a fixed run's stages 4
     and min_size 16, a contrastive run's dropout and mixup too); they hold null now, and such a checkpoint was

@@ -287,9 +287,16 @@ def checkpoint_threads(path: str | os.PathLike) -> int | None:
     return threads if valid_threads(threads) else None
 
 
+#: the options a refused resume names first when they differ (``check_same_config``)
+FIRST_COMPARED = ("mode", "seed")
+
+
 def check_same_config(path: str | os.PathLike, saved: dict, config: dict, *, unused: tuple[str, ...] = (),
                       recorded_since: tuple[str, ...] = ()) -> None:
-    """Refuse to resume a checkpoint made with other options, naming the first that differs. An option the
+    """Refuse to resume a checkpoint made with other options, naming the first that differs: ``mode`` and ``seed``,
+    then the others alphabetically (what follows from the mode and seed, such as the sizes only one mode has or a
+    model's description, which holds its seed, was named instead: ``min_size`` for a resume that added
+    ``--progressive``, an outside check). An option the
     checkpoint does not hold is one added since it was written: unset (None) it cannot differ, set it is refused
     as newer than the checkpoint; an option only the checkpoint holds was removed since. ``unused``: options
     that, None in ``config``, the run's mode does not use: what the checkpoint holds for them cannot differ.
@@ -298,7 +305,8 @@ def check_same_config(path: str | os.PathLike, saved: dict, config: dict, *, unu
     checkpoints were refused as predating an option, every run of that time lost; a review)."""
     config = {k: v for k, v in config.items() if k not in recorded_since or k in saved}
     saved = {k: (None if k in unused and config.get(k, 0) is None else v) for k, v in saved.items()}
-    for key in sorted(set(saved) | set(config)):
+    rank = {k: i for i, k in enumerate(FIRST_COMPARED)}
+    for key in sorted(set(saved) | set(config), key=lambda k: (rank.get(k, len(rank)), k)):
         if key not in saved and config[key] is not None:
             raise UserInputError(f"{path}: the checkpoint predates option {key} (this run has {key}="
                                  f"{config[key]!r}); it was made by an earlier version: use another --out to start "
