@@ -11,8 +11,9 @@ on chip ``s``; a chip runs one task at a time, in the schedule's fixed order:
 
 A forward of micro-batch ``m`` on stage ``s`` starts when stage ``s - 1``'s forward of ``m`` has ended and
 its activations have crossed the link ``(s - 1, s)``; a backward when stage ``s + 1``'s backward of ``m`` has
-ended and the gradients crossed ``(s + 1, s)`` (the last stage: after its own forward of ``m``). A link
-carries one transfer at a time (``CostModel.transfer_time``). With re-materialization a backward first
+ended and the gradients crossed ``(s + 1, s)`` (the last stage: after its own forward of ``m``). Each
+directed link carries one transfer at a time (``CostModel.transfer_time``): activations on ``(s - 1, s)`` never
+wait for gradients on ``(s, s - 1)``. With re-materialization a backward first
 recomputes the stage's forward (backward task = forward + backward time).
 
 Step time, per-chip busy time, the bubble (idle fraction of ``K x`` step time; on a perfectly balanced chain
