@@ -81,6 +81,17 @@ def test_start_up_settings_in_the_environment_take_effect(tmp_path):
     assert seen["1", False] != seen["2", False]
 
 
+
+def test_the_kernels_torch_picks_follow_the_commands_environment(tmp_path):
+    """The variables of search.learned.PORTABLE_ENV are read as torch loads its kernels: a command given them gets
+    the kernels they name, as a fresh interpreter does (cli_process counts them as start-up settings; the shipped
+    policy's retraining test relies on it). Reference: torch's own report of the kernels it picked."""
+    mark = tmp_path / "capability"
+    source = f"import pathlib, torch\npathlib.Path({str(mark)!r}).write_text(torch.backends.cpu.get_cpu_capability())\n"
+    r = _optimize_with_plugin(tmp_path, source, env={**os.environ, "ATEN_CPU_CAPABILITY": "default"})
+    assert r.returncode == 0, r.stderr
+    assert mark.read_text() == "DEFAULT"
+
 def test_timeout_kills_the_command_and_the_next_one_runs(tmp_path):
     mark = tmp_path / "survived"
     with pytest.raises(subprocess.TimeoutExpired):

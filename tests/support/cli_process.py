@@ -37,7 +37,9 @@ def _startup_settings(env: dict) -> dict:
             if (k.startswith("PYTHON") and k != "PYTHONPATH") or k.startswith("LC_") or k in _STARTUP_NAMES}
 
 
-_STARTUP_NAMES = {"LANG", "LANGUAGE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"}
+# thread counts, and the kernels torch and MKL pick for the CPU (search.learned.PORTABLE_ENV; numpy's too)
+_STARTUP_NAMES = {"LANG", "LANGUAGE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                  "ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "NPY_DISABLE_CPU_FEATURES"}
 
 
 def tree_under_test() -> str:

@@ -329,18 +329,17 @@ def test_zero_shot_proposal_is_valid_and_fast_on_the_shipped_policy():
 @pytest.mark.slow
 def test_the_shipped_policy_is_what_its_recorded_command_trains(tmp_path):
     """Issue 14: the shipped policy is "produced by one documented command". Reference: the command recorded in
-    policy.json, rerun here in a process of its own under the environment it records (the training is
+    policy.json, rerun here in a fresh interpreter under the environment it records (the training is
     deterministic: one torch thread, seeded; ``PORTABLE_ENV`` makes it round alike on every x86-64 CPU), and the
     shipped weights bit for bit. An outside check found the shipped file 0.876 away from what its command trained
     at its own commit; a later machine (an AVX-512 CPU) trained a policy 0.92 away from the one trained before
     without the environment."""
     import os
     import shlex
-    import subprocess
-    import sys
 
     from graphmill.passes.learned.policy import default_policy_path
     from graphmill.search.learned import PORTABLE_ENV
+    from tests.support.cli_process import run_graphmill
 
     _, meta = load_policy()
     argv = shlex.split(meta["command"])
@@ -352,8 +351,7 @@ def test_the_shipped_policy_is_what_its_recorded_command_trains(tmp_path):
     args[args.index("-o") + 1] = str(tmp_path / "p.npz")
     if "--checkpoint" in args:
         args[args.index("--checkpoint") + 1] = str(tmp_path / "p.ck")
-    run = subprocess.run([sys.executable, "-m", "graphmill", "train-policy", *args], capture_output=True, text=True,
-                         env={**os.environ, **env, "OMP_NUM_THREADS": "1"}, timeout=900)
+    run = run_graphmill("train-policy", *args, env={**os.environ, **env, "OMP_NUM_THREADS": "1"}, timeout=900)
     assert run.returncode == 0, run.stderr
     shipped, retrained = np.load(default_policy_path()), np.load(tmp_path / "p.npz")
     assert sorted(shipped.files) == sorted(retrained.files)
