@@ -376,25 +376,29 @@ def optimize(graph: Graph, schedule: Schedule | str | None = None, *, schedule_f
         with naming_file(source):
             result = pm.run(graph)
     except PassFailure as f:
-        if f.before is None:
-            f.before = _replay(start, f.ran, seed, allow, cost_model)
+        unbuilt = _rebuild_before(f, start, seed, allow, cost_model) if f.before is None else None
         plugins = {os.path.realpath(p): p for p in [*load_passes, *plugin_files(r.name for r in sched.runs())]}
 
-        def rerun(folder: str, model: str | None = None) -> str:
+        def command(folder: str, model: str | None = None) -> str:
             return rerun_command(folder, rtol=rtol, atol=atol, seed=seed, allow=allow, dims=dims,
                                  load_passes=list(plugins.values()), verify_each=verify_each,
                                  check_numerics=check_numerics, model=model,
                                  extra=[*rerun_options, *(source_options if model is not None else ())])
 
-        whole = (lambda folder: rerun(folder, source)) if source is not None and f.history else None
+        whole = (lambda folder: command(folder, source)) if source is not None and f.history else None
+        rerun = command
         unnamed = sorted({r.name for r in sched.runs() if r.instance is not None
                           and registered_passes().get(r.name) is not type(r.instance)})
         if unnamed:  # its rerun said "unknown pass or schedule" (a review): the text names passes by name only
-            def rerun(folder: str, model: str | None = None) -> str:  # noqa: F811 -- no command can rerun it
+            def rerun(folder: str) -> str:  # noqa: F811 -- no command can rerun it
                 return (f"none: {', '.join(unnamed)} ran as Pass objects whose class is not registered by that name "
                         "(register_pass, or --load-passes FILE, for a rerun)")
 
             whole = None
+        elif unbuilt:  # no before.onnx for the one-pass rerun to read
+            def rerun(folder: str) -> str:  # noqa: F811
+                return f"none: {unbuilt}"
+
         folder = write_reproducer(f, sched, seed, reproducer_dir, rerun, whole)
         raise ReproducerError(f, folder, rerun(folder), whole(folder) if whole is not None else None) from f
     # the output must be a graph that verifies, keeps its interface and is well-typed; --verify-each checked each
@@ -576,6 +580,22 @@ def _replay(start: Graph, ran: list, seed: int, allow: Iterable[str], cost_model
     ctx = pass_context(seed=seed, allow=allow, cost_model=cost_model)
     PassManager(Schedule("replay", list(ran)), ctx=ctx).run(start)
     return start
+
+
+def _rebuild_before(failure: PassFailure, start: Graph, seed: int, allow: Iterable[str],
+                    cost_model: Any = None) -> str | None:
+    """Set ``failure.before`` to the model the failing step was given, rebuilt by replaying the steps before it on
+    ``start`` (a copy of the input); returns why there is none when the replay itself fails. Passes must be
+    deterministic for a seed for the replay to rebuild that model: one that failed only on its second run in the
+    process failed again in the replay, and that error replaced the run's own, with no reproducer (an outside
+    check). The run's failure is what the user is told about, whatever the replay does."""
+    try:
+        failure.before = _replay(start, failure.ran, seed, allow, cost_model)
+    except Exception as e:  # noqa: BLE001 -- a user's pass may raise anything; the run's own error must survive
+        return (f"the model before it could not be rebuilt (replaying the {len(failure.ran)} steps before it on the "
+                f"input failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}; a pass that is not "
+                "deterministic for its seed?), so the reproducer holds no before.onnx: rerun the whole schedule")
+    return None
 
 
 def explain(graph: Graph, rule_name: str, *, stats: dict[str, dict[str, float]] | None = None,

@@ -1211,3 +1211,35 @@ def test_register_pass_refuses_what_is_not_a_pass_class(cls):
     decorator's contract (a subclass of Pass); its errors are ValueErrors, which --load-passes turns into one line."""
     with pytest.raises(ValueError, match=r"^register_pass takes a subclass of graphmill\.passes\.Pass, got "):
         register_pass(cls)
+
+
+@register_pass
+class CrashesFromItsSecondRun(Pass):
+    """Test pass: not deterministic (it counts its runs in the process), as a user's pass with a cache may be."""
+
+    name = "test-crash-from-second-run"
+    runs = 0
+
+    def run(self, graph, ctx):
+        type(self).runs += 1
+        if type(self).runs >= 2:
+            raise RuntimeError(f"crash on run {type(self).runs}")
+        return PassResult(False, {})
+
+
+def test_a_failure_the_replay_cannot_rebuild_keeps_its_own_error_and_reproducer(tmp_path):
+    """The reproducer's before.onnx is rebuilt by replaying the steps before the failing one. A pass that fails
+    from its second run in the process on failed again in that replay, and the replay's error (run 3, "replay >")
+    replaced the run's, with no reproducer written (an outside check). Reference: the run's own failure, raised by
+    the pass on its second run."""
+    CrashesFromItsSecondRun.runs = 0
+    with pytest.raises(ReproducerError) as ei:
+        optimize(relu_chain(), "test-crash-from-second-run,dce,test-crash-from-second-run",
+                 reproducer_dir=str(tmp_path / "r"))
+    message = str(ei.value)
+    assert message.startswith("pass 'test-crash-from-second-run' (#3, main > test-crash-from-second-run) failed: "
+                              "RuntimeError: crash on run 2 [passes run before it: test-crash-from-second-run, dce]")
+    assert "could not be rebuilt" in message and "crash on run 3" in message and "rerun the whole schedule" in message
+    assert not (tmp_path / "r" / "before.onnx").exists() and (tmp_path / "r" / "schedule.mill").exists()
+    readme = (tmp_path / "r" / "README.txt").read_text()
+    assert "error: pass 'test-crash-from-second-run' (#3" in readme and "rerun: none: the model before it" in readme
