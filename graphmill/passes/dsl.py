@@ -211,8 +211,12 @@ class _Values(Transformer):
 
 def _scan_brackets(text: str, stop: int | None = None) -> tuple[list[tuple[str, int, int, int]], tuple[int, int] | None]:
     """Brackets ``{([`` still open at ``stop`` (char, line, column, offset), ignoring comments and strings,
-    and the line/column of the first bracket nested deeper than the parser may recurse (``None`` if none)."""
+    and where steps first nest deeper than ``MAX_NESTING`` (``None`` if nowhere): the fixpoint or repeat whose body
+    is one level too many, where the parser's own check would point (it named the bracket at which a count of all
+    brackets gave up, two levels further in: an outside check), or failing that (bodies the keyword search below
+    does not see, such as one after a comment) the first bracket nested deeper than the parser may recurse."""
     stack: list[tuple[str, int, int, int]] = []
+    bodies: list[bool] = []  # per open bracket: a fixpoint's or repeat's body
     too_deep: tuple[int, int] | None = None
     line, col, i = 1, 0, 0
     end = len(text) if stop is None else min(stop, len(text))
@@ -236,11 +240,17 @@ def _scan_brackets(text: str, stop: int | None = None) -> tuple[list[tuple[str, 
             in_str = True
         elif c in "{([":
             stack.append((c, line, col, i))
+            keyword = _BODY_KEYWORD.search(text, max(0, i - 256), i) if c == "{" else None
+            bodies.append(keyword is not None)
+            if keyword is not None and too_deep is None and sum(bodies) > MAX_NESTING:
+                k = keyword.start(1)
+                too_deep = (line - text.count("\n", k, i), k - text.rfind("\n", 0, k))
             # MAX_NESTING levels of steps, plus a schedule block, an option list and a list inside it
             if len(stack) > MAX_NESTING + 3 and too_deep is None:
                 too_deep = (line, col)
         elif c in "})]" and stack:
             stack.pop()
+            bodies.pop()
         i += 1
     return stack, too_deep
 
