@@ -203,15 +203,19 @@ def check_schema(graph: Graph, path: str, *, writing: bool = False) -> None:
     ``writing`` (``save``): also an attribute of another type than the schema's (``alpha=1``, an int, for
     LeakyRelu's float; the loader refuses it as it reads the file), an op the default domain does not have at the
     graph's opset (``Gelu`` at 17, a misspelt ``Relux``) and a domain the graph has no opset import for: each was
-    written, and onnx's checker and ONNX Runtime refused the file (an outside check)."""
+    written, and onnx's checker and ONNX Runtime refused the file (an outside check). The last is refused on
+    loading too (outside function bodies, which import their own)."""
     schemas: dict = {}
     for g in graph.all_graphs():
         for n in g.nodes:
             domain = "" if n.domain in ("", "ai.onnx") else n.domain
             key = (domain, n.op_type)
-            if writing and domain and domain not in graph.opset_imports:
+            if domain and domain not in graph.opset_imports:  # loaded, such a file ran through a whole schedule and
+                # was refused as the output was written, naming the output (an outside check)
+                fix = f"graph.opset_imports[{domain!r}] = 1 declares one" if writing else "its opset_import lacks it"
+                why = _CHECKER_REFUSES if writing else "onnx's checker and ONNX Runtime refuse such a file"
                 raise ModelLoadError(f"{path}: {n.describe()}: the graph imports no opset of domain {domain!r} "
-                                     f"(graph.opset_imports[{domain!r}] = 1 declares one); {_CHECKER_REFUSES}")
+                                     f"({fix}); {why}")
             if key not in schemas:
                 version = graph.opset_imports.get(domain, graph.opset_imports.get("ai.onnx", 0)) if domain == "" \
                     else graph.opset_imports.get(domain, 0)

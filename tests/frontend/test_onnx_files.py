@@ -894,6 +894,28 @@ def test_a_built_graph_of_a_custom_domain_imports_it_and_saves_checker_clean(tmp
         graphmill.save(g, tmp_path / "n.onnx")
 
 
+
+def test_a_file_using_a_domain_it_does_not_import_is_refused_on_loading(tmp_path):
+    """A com.acme::Frob node in a file whose opset_import lacks com.acme loaded, ran through the whole optimize
+    schedule and was refused as the output was written, naming the output (an outside check). Reference: onnx's
+    checker, which refuses the same file."""
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Frob", ["x"], ["y"], domain="com.acme")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(onnx.checker.ValidationError, match="No opset import for domain"):
+        onnx.checker.check_model(model)
+    with pytest.raises(UserInputError, match=rf"^{re.escape(str(path))}: com.acme::Frob node .unnamed. producing 'y': "
+                                             r"the graph imports no opset of domain 'com.acme' \(its opset_import "):
+        graphmill.load(path)
+    model.opset_import.append(helper.make_opsetid("com.acme", 1))
+    onnx.save(model, str(path))
+    assert graphmill.load(path).nodes[0].domain == "com.acme"  # imported: loads
+
 def test_save_renames_a_repeated_node_name_and_checks_the_callers_graph(tmp_path):
     """Two nodes named "A" (a node appended by hand beside a builder's) were written, and ONNX Runtime refuses
     such a file; the second is written as "A__1" (in a copy: the caller's graph keeps its names), in a subgraph
