@@ -689,4 +689,10 @@ def load_schedule(path: str, *, entry: str | None = None) -> Schedule:
         path, entry = path.rsplit(":", 1)
     if not os.path.exists(path):  # a folder or device is refused by read_schedule_text, naming it
         raise UserInputError(f"{path}: no such schedule file")
+    # named as an include must be: a file of passes given to -s was parsed, "1:1: unexpected '\"\"'" (a device or
+    # FIFO is refused as not a regular file by read_schedule_text)
+    if os.path.isfile(path) and not path.endswith(".mill"):
+        hint = {".py": " (a file of passes is loaded with --load-passes FILE, its passes then named in the schedule)",
+                ".onnx": " (this is a model)"}.get(os.path.splitext(path)[1].lower(), "")
+        raise UserInputError(f"{path}: a schedule file is named *.mill{hint}")
     return parse_schedule(read_schedule_text(path), source=path, entry=entry)

@@ -184,6 +184,22 @@ def test_a_files_own_schedule_shadows_the_builtin_of_that_name():
     assert parse_schedule(text, entry="mine") == got
 
 
+
+def test_a_schedule_file_not_named_mill_is_refused_as_an_include_is(tmp_path):
+    """A Python file of passes given as the schedule was parsed, and refused at "1:1: unexpected '\"\"'" (an outside
+    check); an include already had to be a .mill file. Reference: the file names, by hand."""
+    plugin = tmp_path / "my_passes.py"
+    plugin.write_text('"""passes"""\n')
+    with pytest.raises(UserInputError, match=rf"^{re.escape(str(plugin))}: a schedule file is named \*\.mill \(a "
+                                             "file of passes is loaded with --load-passes FILE"):
+        load_schedule(str(plugin))
+    text = tmp_path / "s.txt"
+    text.write_text("dce\n")
+    with pytest.raises(UserInputError, match=r"s.txt: a schedule file is named \*\.mill$"):
+        load_schedule(str(text))
+    (tmp_path / "s.mill").write_text("dce\n")
+    assert load_schedule(str(tmp_path / "s.mill")).body == [Run("dce")]
+
 def test_several_schedules_and_none_named_is_refused_with_the_list(tmp_path):
     path = tmp_path / "two.mill"
     path.write_text("schedule a { dce }\nschedule b { cse }\n")
