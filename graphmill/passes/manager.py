@@ -94,8 +94,10 @@ class PipelineResult:
         return out
 
 
-def as_schedule(spec: Schedule | str | Sequence[Pass | str]) -> Schedule:
-    """A ``Schedule`` from a schedule, inline text, or a list of passes / pass names."""
+def as_schedule(spec: Schedule | str | Sequence[Pass | str | Step]) -> Schedule:
+    """A ``Schedule`` from a schedule, inline text, or a list of passes, pass names and steps (``Run``,
+    ``Fixpoint``, ``Repeat``, ``Call``: a schedule's own parts). Anything else is refused naming its type: a
+    ``Run`` was read as a pass name, "unknown pass \"Run(name='dce', options={})\"" (an outside check)."""
     if isinstance(spec, Schedule):
         return spec
     if isinstance(spec, str):
@@ -107,8 +109,13 @@ def as_schedule(spec: Schedule | str | Sequence[Pass | str]) -> Schedule:
         if isinstance(p, Pass):
             body.append(Run(p.name, dict(p.given), instance=p))  # not rebuilt from its name: an unregistered
             # pass was "unknown", and a registered one lost what its constructor kept besides its options
+        elif isinstance(p, (Run, Fixpoint, Repeat, Call)):
+            body.append(p)
+        elif isinstance(p, str):
+            body.append(Run(p))
         else:
-            body.append(Run(str(p)))
+            raise UserInputError(f"a schedule's list holds passes (Pass objects), pass names and steps (Run, "
+                                 f"Fixpoint, Repeat, Call), not {type(p).__name__} {p!r}")
     return Schedule("main", body)
 
 

@@ -1243,3 +1243,15 @@ def test_a_failure_the_replay_cannot_rebuild_keeps_its_own_error_and_reproducer(
     assert not (tmp_path / "r" / "before.onnx").exists() and (tmp_path / "r" / "schedule.mill").exists()
     readme = (tmp_path / "r" / "README.txt").read_text()
     assert "error: pass 'test-crash-from-second-run' (#3" in readme and "rerun: none: the model before it" in readme
+
+
+def test_a_list_schedule_takes_steps_and_refuses_other_types_by_name():
+    """``PassManager([Run("dce")])`` read the Run as a pass name ("unknown pass \"Run(name='dce', options={})\"")
+    and ``[42]`` said "unknown pass '42'" (an outside check). Reference: the same schedule written as DSL text."""
+    from graphmill.passes.schedule import Fixpoint, Repeat, Run
+
+    listed = PassManager([Run("dce"), Repeat([Run("cse")], 2), Fixpoint([Run("dce")], 3), "cse"]).schedule
+    assert listed.body == PassManager("dce,repeat(2){cse},fixpoint(max_iters=3){dce},cse").schedule.body
+    for item, kind in ((42, "int 42"), (None, "NoneType None")):
+        with pytest.raises(UserInputError, match=rf"schedule's list holds passes .*, not {kind}$"):
+            PassManager(["dce", item])
