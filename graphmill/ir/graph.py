@@ -655,7 +655,11 @@ class Graph:
             self._drop_initializer(value, False)
 
     def add_initializer(self, value: Value | Tensor, name: str = "") -> Value:
-        """Register a constant. A ``Tensor`` is wrapped in a new ``Value``."""
+        """Register a constant. A ``Tensor`` is wrapped in a new ``Value``; anything else is refused naming its
+        type (a numpy array failed with "'ndarray' object has no attribute 'const'": an outside check)."""
+        if not isinstance(value, (Value, Tensor, SparseTensor)):
+            raise IRError(f"add_initializer takes a Tensor or a Value holding one, not {type(value).__name__} (wrap "
+                          "an array: graph.add_initializer(Tensor(array), name))")
         if isinstance(value, (Tensor, SparseTensor)):
             t = value
             v = Value(name or t.name, TensorType(t.dtype, t.shape), const=t)

@@ -715,3 +715,16 @@ def test_a_branch_replaced_by_set_attr_stops_reading_outer_values():
     g = from_proto(_branch_on_relu_model("h"))
     g.nodes[1].set_attr("then_branch", None)
     assert g.nodes[0].outputs[0].uses() == []
+
+
+def test_add_initializer_refuses_an_array_naming_what_it_takes():
+    """A numpy array failed with "'ndarray' object has no attribute 'const'" (an outside check). Reference: the
+    Tensor the message names, which registers the same data."""
+    from graphmill.ir import Tensor
+
+    g = Graph("g")
+    with pytest.raises(IRError, match=r"add_initializer takes a Tensor or a Value holding one, not ndarray"):
+        g.add_initializer(np.ones(3, np.float32), "w")
+    assert not g.initializers
+    v = g.add_initializer(Tensor(np.ones(3, np.float32)), "w")
+    assert g.initializers["w"] is v and v.const.numpy().tolist() == [1.0, 1.0, 1.0]
