@@ -308,6 +308,20 @@ def test_discovered_stages_without_meta_have_the_papers_repeats(name, resolution
     assert [st.repeats for st in discover(g).stages if st.kind == "body"] == repeats
 
 
+
+@pytest.mark.parametrize("name, stem", [("resnet50", (64, 96)), ("efficientnet_b0", (None, None))])
+def test_the_stem_row_of_a_discovered_structure_is_what_it_hands_the_first_stage_or_null(name, stem):
+    """The report's stem channels are what the stem hands the first block: ResNet-50's 64 (He et al. Table 1), 96
+    at width 1.5 (round_filters). An imported EfficientNet-B0's first discovered stage opens with a block without a
+    skip that the cuts give only as its projection, so its input is not known: null, where the row read 24 -> 40,
+    the first stage's own output (an outside check; EfficientNet-B0's is 16, Table 1)."""
+    g = zoo.build(name, batch=1, resolution=96)
+    for n in g.nodes:
+        n.meta.clear()
+    rows = gm.api.scale(g, phi=1, alpha=1, beta=1.5, gamma=1)["stages"]
+    assert rows[0]["kind"] == "stem" and (rows[0]["channels_before"], rows[0]["channels_after"]) == stem
+    assert rows[1]["channels_before"] == (256 if name == "resnet50" else 24)  # the first stage's output
+
 @pytest.mark.parametrize("stem_convs, upsample", [(1, False), (3, False), (1, True)])
 def test_a_stem_with_the_first_stages_shape_is_no_block_of_it(stem_convs, upsample):
     """A CIFAR-style ResNet: stride-1 stem convs (one, or a deep stem of three) whose output has stage 1's shape,

@@ -147,7 +147,8 @@ def _weights_folded(graph: Graph) -> bool:
 
 
 def _stage_rows(graph: Graph, struct: Structure | None) -> list[dict]:
-    """Each stage's repeats and channels. A stem's channels are what it hands the first body block; a head's are
+    """Each stage's repeats and channels. A stem's channels are what it hands the first body block (None where
+    the discovered first stage opens with a block without a skip, whose input the cuts do not give); a head's are
     the output channels of its last convolution (EfficientNet's 1x1 to 1280), None without one (ResNet's pool
     and classifier keep the last stage's width)."""
     if struct is None:
@@ -157,7 +158,11 @@ def _stage_rows(graph: Graph, struct: Structure | None) -> list[dict]:
     def channels(v) -> int | None:
         return channels_of(v) if v is not None and isinstance(v.type, TensorType) else None
 
-    stem = channels(body[0].blocks[0].input) if body else None
+    # a discovered stage's opening block without a skip is counted but not listed, and the cuts give only its
+    # projection: what it reads is not known, and its first listed block's input read as the stem's (an imported
+    # EfficientNet-B0's stem 24 -> 40, its first stage's output, for 16 -> 24: an outside check)
+    opens_unlisted = bool(body) and body[0].meta.get("opener_without_skip", False)
+    stem = channels(body[0].blocks[0].input) if body and not opens_unlisted else None
     head = None
     last = body[-1].blocks[-1].output.producer if body else None
     if last is not None and last in graph.nodes:
