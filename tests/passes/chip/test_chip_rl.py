@@ -208,6 +208,28 @@ def test_rl_place_is_legal_and_no_worse_than_its_episodes():
     assert d["epochs"] >= 1 and d["proxy"] == pytest.approx(r.report.proxy) and d["proxy"] <= d["start"] + 1e-9
 
 
+
+def test_rl_place_keeps_a_legal_start_that_costs_less_than_what_it_found(tmp_path):
+    """With hard macro M0 of sample_clustered fixed, rl ended at 0.4863 from a start of 0.4827: worse than what it
+    was given, where fd and sa keep a start they do not beat (an outside check). Reference: the proxy cost of the
+    start itself (Circuit Training's formulas, checked against its evaluator in test_chip_ct_reference)."""
+    from graphmill import api
+
+    folder = os.path.join(os.path.dirname(__file__), "..", "..", "data", "chip", "sample_clustered")
+    with open(os.path.join(folder, "initial.plc")) as f:
+        text = f.read()
+    assert "2 125 375 N 0" in text  # M0, not fixed
+    init = tmp_path / "fixed.plc"
+    init.write_text(text.replace("2 125 375 N 0", "2 125 375 N 1"))
+    netlist = os.path.join(folder, "netlist.pb.txt")
+    start = api.chip_cost(netlist, init)["proxy"]
+    lines: list[str] = []
+    r = api.chip_place(netlist, init, method="rl", budget_s=3.0, seed=0, output=str(tmp_path / "o.plc"),
+                       progress=lines.append)
+    assert r["legal"] and r["proxy"] == pytest.approx(start, abs=1e-12)
+    assert api.chip_cost(netlist, tmp_path / "o.plc")["proxy"] == pytest.approx(start, abs=1e-12)
+    assert any("the start (0.4827) costs less than the placement found" in line for line in lines), lines
+
 def test_rl_place_legal_where_no_episode_is():
     """On tight_problem every episode places the 120 x 120 macro in the middle and the 80 x 40 one nowhere legal, and
     rl_place wrote its best episode, illegal ('NOT LEGAL'); it now legalizes a final placement that is not.
