@@ -182,48 +182,69 @@ def repeated(prims: list, k: int, prefix: str = "") -> list:
 
 
 def _static(shape, what: str, node: Node) -> tuple[int, ...]:
+    if shape is not None and num_elements(shape) is not None:
+        return tuple(shape)
+    stop = _shapes_stop(node)
+    if stop is not None:  # a Conv or MatMul after a custom op said only "unknown" (an outside check)
+        raise UserInputError(f"{node.describe()}: its {what} shape is {'unknown' if shape is None else shape}"
+                             f"{_stop_text(stop)}; the simulator needs static shapes")
     if shape is None:
         raise UserInputError(f"{node.describe()}: its {what} shape is unknown (shape inference could not infer it); "
                              "the simulator needs static shapes")
-    if num_elements(shape) is None:  # name what lacks a size: "fix the batch size" misled where H and W were open
-        if not any(isinstance(d, str) for d in shape):  # no symbol to bind: --dim cannot help (a review: a TopK with
-            # k=-1 has no size any run can have; `inspect` lists why)
-            raise UserInputError(f"{node.describe()}: {what} shape {shape} is not static: shape inference could not "
-                                 "size it (`graphmill inspect` lists the problems it found); the simulator needs a "
-                                 "size for every dimension")
-        open_dims = ", ".join(str(d) for d in shape if not isinstance(d, int)) or "?"
-        raise UserInputError(f"{node.describe()}: {what} shape {shape} is not static (no size for {open_dims}); the "
-                             "simulator needs a size for every dimension (bind the symbols: --dim NAME=SIZE where a "
-                             "command has it, or build the model with fixed sizes)")
-    return tuple(shape)
+    # name what lacks a size: "fix the batch size" misled where H and W were open
+    if not any(isinstance(d, str) for d in shape):  # no symbol to bind: --dim cannot help (a review: a TopK with
+        # k=-1 has no size any run can have; `inspect` lists why)
+        raise UserInputError(f"{node.describe()}: {what} shape {shape} is not static: shape inference could not "
+                             "size it (`graphmill inspect` lists the problems it found); the simulator needs a "
+                             "size for every dimension")
+    open_dims = ", ".join(str(d) for d in shape if not isinstance(d, int)) or "?"
+    raise UserInputError(f"{node.describe()}: {what} shape {shape} is not static (no size for {open_dims}); the "
+                         "simulator needs a size for every dimension (bind the symbols: --dim NAME=SIZE where a "
+                         "command has it, or build the model with fixed sizes)")
 
 
 def _tshape(v) -> tuple | None:
     return v.type.shape if v is not None and isinstance(v.type, TensorType) else None
 
 
-def _not_static(node: Node) -> UserInputError:
-    """"output shape is not static", with where the shapes stopped: walking back through the first input without a
-    static shape, the op whose inputs are static and outputs are not (an op without shape inference: a custom
-    domain's), or the graph input with a symbolic size. The message named the first costed op after a custom one,
-    whose own shape rule was fine (an outside check)."""
-    def static(v) -> bool:
-        shape = _tshape(v)
-        return shape is not None and num_elements(shape) is not None
+def _is_static(v) -> bool:
+    shape = _tshape(v)
+    return shape is not None and num_elements(shape) is not None
 
+
+def _shapes_stop(node: Node) -> Node | None:
+    """Where the shapes stopped before ``node``: walking back through the first input without a static shape, the
+    op whose inputs are static and outputs are not (an op without shape inference: a custom domain's); None when
+    ``node``'s own inputs are static or the walk ends at a graph input (a symbolic size: ``--dim`` binds it)."""
     where, seen = node, set()
     while id(where) not in seen:
         seen.add(id(where))
-        open_in = next((v for v in where.inputs if v is not None and not static(v)), None)
+        open_in = next((v for v in where.inputs if v is not None and not _is_static(v)), None)
         if open_in is None:
-            break
+            return None if where is node else where
         if open_in.producer is None:
+            return None
+        where = open_in.producer
+    return None
+
+
+def _stop_text(stop: Node) -> str:
+    return f" (the shapes stop at {stop.describe()}, whose output shape is not inferred: declare it in the model's " \
+        "value_info)"
+
+
+def _not_static(node: Node) -> UserInputError:
+    """"output shape is not static", with where the shapes stopped (``_shapes_stop``), or the graph input with a
+    symbolic size. The message named the first costed op after a custom one, whose own shape rule was fine (an
+    outside check)."""
+    stop = _shapes_stop(node)
+    if stop is None:
+        open_in = next((v for v in node.inputs if v is not None and not _is_static(v)), None)
+        if open_in is not None and open_in.producer is None:
             return UserInputError(f"{node.describe()}: output shape is not static (input {open_in.name!r} has shape "
                                   f"{_tshape(open_in)}); the simulator needs static shapes")
-        where = open_in.producer
-    stop = "" if where is node else (f" (the shapes stop at {where.describe()}, whose output shape is not inferred: "
-                                     "declare it in the model's value_info)")
-    return UserInputError(f"{node.describe()}: output shape is not static{stop}; the simulator needs static shapes")
+    return UserInputError(f"{node.describe()}: output shape is not static{_stop_text(stop) if stop else ''}; the "
+                          "simulator needs static shapes")
 
 
 def _elements(v) -> int:

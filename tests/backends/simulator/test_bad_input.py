@@ -417,6 +417,31 @@ def test_an_unknown_shape_is_traced_to_the_op_that_left_it_open():
         simulate(from_proto(model), "examples/accelerators/edge.toml")
 
 
+
+@pytest.mark.parametrize("op, what", [("Conv", "input"), ("MatMul", "A")])
+def test_an_unknown_shape_before_a_conv_or_matmul_is_traced_to_the_op_that_left_it_open(op, what):
+    """The same trace for the ops lowered to the array: a Conv or MatMul after my.ops::Foo said only "its input
+    shape is unknown (shape inference could not infer it)", naming neither the op nor value_info (an outside check).
+    Reference: the graph written by hand."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from graphmill import simulate
+    from graphmill.frontend.onnx_import import from_proto
+
+    vi = helper.make_tensor_value_info
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3) if op == "Conv" else (8, 4), np.float32), "w")
+    shape = [1, 3, 8, 8] if op == "Conv" else [2, 8]
+    nodes = [helper.make_node("Foo", ["x"], ["b"], name="foo", domain="my.ops"),
+             helper.make_node(op, ["b", "w"], ["y"], name="k")]
+    model = helper.make_model(helper.make_graph(nodes, "custom", [vi("x", TensorProto.FLOAT, shape)],
+                                                [vi("y", TensorProto.FLOAT, None)], [w]),
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("my.ops", 1)])
+    with pytest.raises(UserInputError, match=re.escape(
+            f"{op} node 'k': its {what} shape is unknown (the shapes stop at my.ops::Foo node 'foo', whose output "
+            "shape is not inferred: declare it in the model's value_info)")):
+        simulate(from_proto(model), "examples/accelerators/edge.toml")
+
 @pytest.mark.parametrize("declared, group, says", [
     ([4], 1, "input, weight and output ranks differ (3, 3, 1): the model declares a shape its Conv cannot give"),
     ([1, 1, 4], 0, "group 0 does not fit 1 input and 1 output channels with a weight of 1 input channels per group"),
