@@ -43,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g.add_argument("--mixup", type=_pair, help="mixup alpha START:END (default 0:0.2; not with --contrastive)")
     c = p.add_argument_group("contrastive training")
     c.add_argument("--contrastive", action="store_true", help="two-view contrastive loss (symmetric InfoNCE)")
-    c.add_argument("--micro-batch", type=int, help="micro-batch b; must divide --batch (default: whole batch)")
+    c.add_argument("--micro-batch", type=int, help="micro-batch b; must divide --batch (default: none, the whole "
+                                                   "batch in one pass with autograd; b = the batch still runs the two "
+                                                   "passes)")
     c.add_argument("--temperature", type=float, help="InfoNCE temperature (default 0.1)")
     c.add_argument("--embed-dim", type=int, help="zoo models' embedding size (default 64)")
     p.add_argument("--batch", type=int, default=64, help="batch size B (default 64)")
