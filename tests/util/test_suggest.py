@@ -25,6 +25,17 @@ def test_nothing_is_suggested_when_nothing_is_close():
     assert closest("ppo", ["tpe"]) is None
 
 
+
+def test_no_guess_among_names_equally_near():
+    """'gpuO' is as near gpu0 as gpu3 (difflib's ratio 0.75 for each): "did you mean 'gpu3'?" was difflib's pick
+    among equals (an outside check). Reference: difflib's SequenceMatcher ratios, computed here."""
+    import difflib
+
+    names = ["cpu", "gpu0", "gpu1", "gpu2", "gpu3"]
+    assert {n: difflib.SequenceMatcher(None, "gpuo", n).ratio() for n in names[1:]} == dict.fromkeys(names[1:], 0.75)
+    assert closest("gpuO", names) is None and did_you_mean("gpuO", names) == ""
+    assert closest("gpu00", names) == "gpu0"  # one nearest: shown
+
 def test_case_is_ignored_in_the_comparison_not_in_the_name_shown():
     assert closest("SAMPLED", ["sampled", "random"]) == "sampled"
     assert closest("relu", ["ReLU", "Tanh"]) == "ReLU"
