@@ -141,7 +141,23 @@ def test_identical_chips_from_accel_and_count():
     ("[[device]]\nname = 'a'\nmemory_gb = 1\n[[device]]\nname = 'a'\nmemory_gb = 1\n[link]\nbytes_per_cycle = 1\n"
      "latency_cycles = 0\n", "name 'a' is used twice"),
     ("[[device]]\nname = 'a'\nmemory_gb = 1\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n[[links]]\n"
-     "between = ['a', 'z']\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "between must name two different devices"),
+     "between = ['a', 'a']\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "between must name two different devices"),
+    # the unknown name named, with the nearest when one is nearest ("between must name two different devices ...,
+    # got ['cpu', 'gpuO']" left it to guess: an outside check); gpuO is as near gpu0 as gpu1, so no guess there
+    ("[[device]]\nname = 'a'\nmemory_gb = 1\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n[[links]]\n"
+     "between = ['a', 'z']\nbytes_per_cycle = 1\nlatency_cycles = 0\n", "links 0: between names 'z', no device of "
+     "this file; devices: a"),
+    ("[[device]]\nname = 'cpu'\nmemory_gb = 1\n[[device]]\nname = 'gpu0'\nmemory_gb = 1\n[link]\n"
+     "bytes_per_cycle = 1\nlatency_cycles = 0\n[[links]]\nbetween = ['cpu', 'gpo0']\nbytes_per_cycle = 1\n"
+     "latency_cycles = 0\n", "between names 'gpo0', no device of this file (did you mean 'gpu0'?); devices: cpu, gpu0"),
+    ("[[device]]\nname = 'cpu'\nmemory_gb = 1\n[[device]]\nname = 'gpu0'\nmemory_gb = 1\n[[device]]\nname = 'gpu1'"
+     "\nmemory_gb = 1\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n[[links]]\nbetween = ['cpu', 'gpuO']\n"
+     "bytes_per_cycle = 1\nlatency_cycles = 0\n", "between names 'gpuO', no device of this file; devices: cpu, gpu0, gpu1"),
+    # a misspelt required field named as the typo, not as "missing field 'bytes_per_cycle'" (an outside check)
+    ("[[device]]\nname = 'a'\nmemory_gb = 1\n[link]\nbytes_per_cylce = 1\nlatency_cycles = 0\n",
+     "[link]: unknown key 'bytes_per_cylce' (did you mean 'bytes_per_cycle'?); known: bytes_per_cycle, latency_cycles"),
+    ("[[device]]\nname = 'a'\nmemroy_gb = 1\n[link]\nbytes_per_cycle = 1\nlatency_cycles = 0\n",
+     "device 0: unknown key 'memroy_gb' (did you mean 'memory_gb'?); known: name, memory_gb, speed, accel"),
     ("[[device]\n", "not valid TOML"),
     # one link given twice (either direction): the later entry silently won (an outside check)
     ("[[device]]\nname = 'a'\nmemory_gb = 1\n[[device]]\nname = 'b'\nmemory_gb = 1\n[link]\nbytes_per_cycle = 1\n"

@@ -53,6 +53,7 @@ from graphmill.ir.partition import value_bytes
 
 from graphmill.util.files import TEXT_FILE_LIMIT, read_user_file
 from graphmill.util.limits import check_count
+from graphmill.util.suggest import did_you_mean
 
 from .config import RANGES, AccelConfig, as_accel, decode_text, from_dict, load_accel
 from .costmodel import RooflineCostModel, SimulatorCostModel
@@ -270,6 +271,16 @@ def _bandwidth(v: Any, where: str) -> float:
     return _num(v, where, low=BANDWIDTH_RANGE[0], inclusive=True, high=BANDWIDTH_RANGE[1])
 
 
+
+def _known_keys(table: dict, known: tuple[str, ...], where: str) -> None:
+    """Refuse a key the table does not have, with the nearest known one: checked before the required fields, so a
+    misspelt required field is named as the typo it is ("missing field 'bytes_per_cycle'" for ``bytes_per_cylce``;
+    an outside check)."""
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise UserInputError(f"{where}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], known)}; known: "
+                             f"{', '.join(known)}")
+
 def load_devices(path: str | os.PathLike, *, accel: Any = None) -> DeviceSet:
     """Read a devices TOML (module docstring); every error one line naming the file, the device and the key."""
     path = os.fspath(path)
@@ -283,9 +294,7 @@ def load_devices(path: str | os.PathLike, *, accel: Any = None) -> DeviceSet:
         raise UserInputError(f"{path}: not valid TOML: {str(e).splitlines()[0] if str(e) else e}") from None
     except RecursionError:
         raise UserInputError(f"{path}: not valid TOML: nested too deeply") from None
-    unknown = set(data) - {"accel", "device", "link", "links"}
-    if unknown:
-        raise UserInputError(f"{path}: unknown key {sorted(unknown)[0]!r}; known: accel, device, link, links")
+    _known_keys(data, ("accel", "device", "link", "links"), path)
     here = os.path.dirname(os.path.abspath(path))
     if data.get("accel") is not None:
         if not isinstance(data["accel"], str):
@@ -309,10 +318,7 @@ def load_devices(path: str | os.PathLike, *, accel: Any = None) -> DeviceSet:
     for i, d in enumerate(devs):
         if not isinstance(d, dict):
             raise UserInputError(f"{path}: device {i} must be a table")
-        extra = set(d) - {"name", "memory_gb", "speed", "accel"}
-        if extra:
-            raise UserInputError(f"{path}: device {i}: unknown key {sorted(extra)[0]!r}; known: name, memory_gb, "
-                                 "speed, accel")
+        _known_keys(d, ("name", "memory_gb", "speed", "accel"), f"{path}: device {i}")
         if "name" not in d:
             raise UserInputError(f"{path}: device {i}: missing field 'name'")
         name = d["name"]
@@ -340,12 +346,10 @@ def load_devices(path: str | os.PathLike, *, accel: Any = None) -> DeviceSet:
         hint = ("; [links] is the optional array of per-pair overrides, written [[links]]"
                 if isinstance(data.get("links"), dict) else "")  # a one-table [links] is the likely typo
         raise UserInputError(f"{path}: missing [link] (bytes_per_cycle and latency_cycles between devices){hint}")
+    _known_keys(link, ("bytes_per_cycle", "latency_cycles"), f"{path}: [link]")
     for key in ("bytes_per_cycle", "latency_cycles"):
         if key not in link:
             raise UserInputError(f"{path}: [link]: missing field {key!r}")
-    if set(link) - {"bytes_per_cycle", "latency_cycles"}:
-        raise UserInputError(f"{path}: [link]: unknown key {sorted(set(link) - {'bytes_per_cycle', 'latency_cycles'})[0]!r}"
-                             "; known: bytes_per_cycle, latency_cycles")
     lat, bw = _links(len(names), _latency(link["latency_cycles"], f"{path}: [link] latency_cycles"),
                      _bandwidth(link["bytes_per_cycle"], f"{path}: [link] bytes_per_cycle"))
     pairs = data.get("links", [])
@@ -356,12 +360,15 @@ def load_devices(path: str | os.PathLike, *, accel: Any = None) -> DeviceSet:
         where = f"{path}: links {k}"
         if not isinstance(p, dict):
             raise UserInputError(f"{where} must be a table")
+        _known_keys(p, ("between", "bytes_per_cycle", "latency_cycles"), where)
         for key in ("between", "bytes_per_cycle", "latency_cycles"):
             if key not in p:
                 raise UserInputError(f"{where}: missing field {key!r}")
-        if set(p) - {"between", "bytes_per_cycle", "latency_cycles"}:
-            raise UserInputError(f"{where}: unknown key {sorted(set(p) - {'between', 'bytes_per_cycle', 'latency_cycles'})[0]!r}")
         b = p["between"]
+        stranger = next((x for x in b if isinstance(x, str) and x not in names), None) if isinstance(b, list) else None
+        if stranger is not None:  # "between must name two different devices" left which one to guess (an outside check)
+            raise UserInputError(f"{where}: between names {stranger!r}, no device of this file"
+                                 f"{did_you_mean(stranger, names)}; devices: {', '.join(names)}")
         if not isinstance(b, list) or len(b) != 2 or any(x not in names for x in b) or b[0] == b[1]:
             raise UserInputError(f"{where}: between must name two different devices of this file, got {b!r}")
         i, j = names.index(b[0]), names.index(b[1])
