@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphmill.ir import Graph, Node, UserInputError
+from graphmill.ir import Graph, Node, UserInputError, Value
 from graphmill.ir.ops.nn import einsum_labels
 from graphmill.ir.ops.registry import InferenceContext
 from graphmill.ir.ops.window import read_window
@@ -185,7 +185,7 @@ def _static(shape, what: str, node: Node) -> tuple[int, ...]:
     if shape is not None and num_elements(shape) is not None:
         return tuple(shape)
     stop = _shapes_stop(node)
-    if stop is not None:  # a Conv or MatMul after a custom op said only "unknown" (an outside check)
+    if isinstance(stop, Node):  # a Conv or MatMul after a custom op said only "unknown" (an outside check)
         raise UserInputError(f"{node.describe()}: its {what} shape is {'unknown' if shape is None else shape}"
                              f"{_stop_text(stop)}; the simulator needs static shapes")
     if shape is None:
@@ -212,10 +212,11 @@ def _is_static(v) -> bool:
     return shape is not None and num_elements(shape) is not None
 
 
-def _shapes_stop(node: Node) -> Node | None:
+def _shapes_stop(node: Node) -> Node | Value | None:
     """Where the shapes stopped before ``node``: walking back through the first input without a static shape, the
-    op whose inputs are static and outputs are not (an op without shape inference: a custom domain's); None when
-    ``node``'s own inputs are static or the walk ends at a graph input (a symbolic size: ``--dim`` binds it)."""
+    op whose inputs are static and outputs are not (an op without shape inference: a custom domain's), or the graph
+    input whose size is not static (a symbolic one: ``--dim`` binds it); None when ``node``'s own inputs are
+    static."""
     where, seen = node, set()
     while id(where) not in seen:
         seen.add(id(where))
@@ -223,7 +224,7 @@ def _shapes_stop(node: Node) -> Node | None:
         if open_in is None:
             return None if where is node else where
         if open_in.producer is None:
-            return None
+            return open_in
         where = open_in.producer
     return None
 
@@ -238,13 +239,11 @@ def _not_static(node: Node) -> UserInputError:
     symbolic size. The message named the first costed op after a custom one, whose own shape rule was fine (an
     outside check)."""
     stop = _shapes_stop(node)
-    if stop is None:
-        open_in = next((v for v in node.inputs if v is not None and not _is_static(v)), None)
-        if open_in is not None and open_in.producer is None:
-            return UserInputError(f"{node.describe()}: output shape is not static (input {open_in.name!r} has shape "
-                                  f"{_tshape(open_in)}); the simulator needs static shapes")
-    return UserInputError(f"{node.describe()}: output shape is not static{_stop_text(stop) if stop else ''}; the "
-                          "simulator needs static shapes")
+    if isinstance(stop, Node):
+        return UserInputError(f"{node.describe()}: output shape is not static{_stop_text(stop)}; the simulator needs "
+                              "static shapes")
+    said = "" if stop is None else f" (input {stop.name!r} has shape {_tshape(stop)})"
+    return UserInputError(f"{node.describe()}: output shape is not static{said}; the simulator needs static shapes")
 
 
 def _elements(v) -> int:
