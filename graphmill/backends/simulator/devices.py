@@ -271,7 +271,6 @@ def _bandwidth(v: Any, where: str) -> float:
     return _num(v, where, low=BANDWIDTH_RANGE[0], inclusive=True, high=BANDWIDTH_RANGE[1])
 
 
-
 def _known_keys(table: dict, known: tuple[str, ...], where: str) -> None:
     """Refuse a key the table does not have, with the nearest known one: checked before the required fields, so a
     misspelt required field is named as the typo it is ("missing field 'bytes_per_cycle'" for ``bytes_per_cylce``;
@@ -280,6 +279,7 @@ def _known_keys(table: dict, known: tuple[str, ...], where: str) -> None:
     if unknown:
         raise UserInputError(f"{where}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], known)}; known: "
                              f"{', '.join(known)}")
+
 
 def load_devices(path: str | os.PathLike, *, accel: Any = None) -> DeviceSet:
     """Read a devices TOML (module docstring); every error one line naming the file, the device and the key."""
