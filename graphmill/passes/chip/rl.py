@@ -856,7 +856,6 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
         report, stats["kept_start"] = first, True
     else:
         problem.set_placement(final)
-        cost.evaluate()  # the state of the placement returned
     if interrupted and checkpoint and legality(problem)[0]:
         _keep_best_in_checkpoint(checkpoint, report.proxy, problem.copy_placement())
     return PlaceResult(report, legality(problem)[0], time.monotonic() - t0, "rl", interrupted,

@@ -16,7 +16,7 @@ from graphmill.passes.chip.cost import proxy_cost  # noqa: E402
 from graphmill.passes.chip.generate import generate_netlist  # noqa: E402
 from graphmill.passes.chip.problem import problem_from_graph  # noqa: E402
 
-from .test_chip_placers import independent_legal, tight_problem  # noqa: E402
+from .test_chip_placers import DATA, independent_legal, tight_problem  # noqa: E402
 
 
 def _problem(seed=7, hard=8):
@@ -215,7 +215,7 @@ def test_rl_place_keeps_a_legal_start_that_costs_less_than_what_it_found(tmp_pat
     start itself (Circuit Training's formulas, checked against its evaluator in test_chip_ct_reference)."""
     from graphmill import api
 
-    folder = os.path.join(os.path.dirname(__file__), "..", "..", "data", "chip", "sample_clustered")
+    folder = os.path.join(DATA, "sample_clustered")
     with open(os.path.join(folder, "initial.plc")) as f:
         text = f.read()
     assert "2 125 375 N 0" in text  # M0, not fixed
