@@ -744,9 +744,10 @@ def check_buildable(opts: Mapping[str, Any], base: Mapping[str, Any], area: Area
     if smallest_accepted is None:
         edge = max(min(opts["rows"]), min(opts["cols"]))
         k = next(k for k in kinds if words(max(opts[k])) // 2 < edge)
+        n = words(max(opts[k]))
         raise UserInputError(
             f"--option {k}: the simulator refuses every accelerator of the space: even {max(opts[k]):g} KB "
-            f"({words(max(opts[k]))} words of {word} bytes) holds fewer than {edge} words per half of its "
+            f"({n} {word}-byte word{'' if n == 1 else 's'}) holds fewer than {edge} words per half of its "
             f"double buffer (one word per port of the smallest array, {min(opts['rows'])}x{min(opts['cols'])}); "
             "offer bigger buffers or smaller rows and cols")
     raise UserInputError(
