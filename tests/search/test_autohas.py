@@ -83,9 +83,14 @@ def test_run_writes_outputs_and_the_onnx_pick_predicts_as_reported(tmp_path):
     logits = sess.run(None, {sess.get_inputs()[0].name: d.x_test.numpy()})[0]
     acc = float((logits.argmax(1) == d.y_test.numpy()).mean())
     assert abs(acc - best["accuracy"]) <= 1.5 / len(d.y_test)
-    # rerunning the finished command returns the same result without training again
-    again = _run(tmp_path / "a")
-    assert again["best"] == best
+    assert s["new_trials"] == 20
+    # rerunning the finished command returns the same result without training again, and says so (it printed
+    # nothing, and its --json had no new_trials, which the --space searches and EvaNet report: an outside check)
+    lines.clear()
+    again = _run(tmp_path / "a", progress=lines.append)
+    assert again["best"] == best and again["new_trials"] == 0 and again["trials"] == 20
+    assert lines == [f"[autohas] nothing run: {tmp_path / 'a' / 'checkpoint.pt'} holds the finished run (20 step(s) "
+                     f"of --budget 20); its result is {tmp_path / 'a' / 'report.json'}"], lines
 
 
 @pytest.mark.slow
@@ -96,11 +101,11 @@ def test_ctrl_c_then_rerun_resumes_to_the_uninterrupted_result(tmp_path):
         raise KeyboardInterrupt
 
     part = _run(tmp_path / "part", budget=10, progress=stop)
-    assert part["interrupted"] and part["checkpoint"] and part["trials"] == 5
+    assert part["interrupted"] and part["checkpoint"] and part["trials"] == 5 and part["new_trials"] == 5
     assert not os.path.exists(tmp_path / "part" / "best.onnx")
     lines: list[str] = []
     done = _run(tmp_path / "part", budget=10, progress=lines.append)
-    assert not done["interrupted"]
+    assert not done["interrupted"] and done["trials"] == 10 and done["new_trials"] == 5
     assert done["best"] == full["best"]
     # the resumed run says so first (it said nothing: an outside check)
     assert lines[0] == f"[autohas] resuming from {tmp_path / 'part' / 'checkpoint.pt'} at search step 5/10", lines

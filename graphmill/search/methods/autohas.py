@@ -229,6 +229,16 @@ def run(out: str, *, budget: int | None, seed: int, workers: int, executor: str 
     return _Run(out, opts, budget, seed, workers, accel_cfg, progress).go()
 
 
+def _steps_recorded(out: str) -> int:
+    """The controller steps ``history.jsonl`` holds (it follows the checkpoint): what a run on Ray, whose
+    state lives in its task, left in the folder."""
+    history = os.path.join(out, FILES["history"])
+    if not os.path.exists(history):
+        return 0
+    with open(history) as f:
+        return sum(1 for line in f if line.strip())
+
+
 @dataclass
 class _RayJob:
     """The whole loop as one evaluation of ``graphmill.search``'s Ray executor (picklable)."""
@@ -251,6 +261,7 @@ def _run_on_ray(out: str, *, budget: int, seed: int, workers: int, ray_address: 
 
     ex = make("ray", _RayJob(os.path.abspath(out), budget, seed, workers, accel, options), workers=1, timeout=None,
               ray_address=ray_address)
+    before = _steps_recorded(out)
     try:
         ex.submit(0, {})
         finished = ex.wait(None)
@@ -258,14 +269,10 @@ def _run_on_ray(out: str, *, budget: int, seed: int, workers: int, ray_address: 
         ex.close()  # (it said files [] beside an existing checkpoint, trials null: an outside check)
         ckpt = os.path.join(out, FILES["checkpoint"])
         files = [n for n in FILES.values() if os.path.exists(os.path.join(out, n))]
-        history = os.path.join(out, FILES["history"])
-        trials = 0
-        if os.path.exists(history):
-            with open(history) as f:
-                trials = sum(1 for line in f if line.strip())
+        trials = _steps_recorded(out)
         return {"method": METHOD, "task": _task(), "out": out, "files": files, "interrupted": True,
                 "checkpoint": ckpt if os.path.exists(ckpt) else None, "best": None, "current_pick": None,
-                "trials": trials, "budget": budget, "phase": None}
+                "trials": trials, "new_trials": trials - before, "budget": budget, "phase": None}
     ex.close()
     status, value, _ = finished[0][1]
     if status != "ok":
@@ -334,6 +341,7 @@ class _Run:
         self.out, self.opts, self.budget, self.seed, self.workers = out, opts, budget, seed, workers
         self.accel_cfg, self.progress = accel_cfg, progress
         self.stop: DeferredInterrupt | None = None  # set while run() trains
+        self.steps_before = 0  # the steps a resumed run's checkpoint held: `new_trials` counts the others
         self.spec = supernet_spec(opts["space"])
         self.space = joint_space(self.spec, lr=opts["lr"], weight_decay=opts["weight_decay"], augment=opts["augment"])
         self.files = {role: os.path.join(out, name) for role, name in FILES.items()}
@@ -380,6 +388,8 @@ class _Run:
                 except (OSError, ValueError) as e:
                     raise UserInputError(f"{self.files['report']}: cannot read the finished run's report ({e}); "
                                          f"remove {self.out} to start afresh") from None
+                self._say(f"[autohas] nothing run: {self.files['checkpoint']} holds the finished run ({done['trials']} "
+                          f"step(s) of --budget {self.budget}); its result is {self.files['report']}")
                 return self._summary(done, False)
             torch.manual_seed(self.seed)
             self.data = {r: digits_split(r, self.spec.in_channels) for r in self.spec.resolutions}
@@ -398,6 +408,7 @@ class _Run:
             self.screened: list[dict] = []
             if state is not None:
                 self._restore(state)
+                self.steps_before = len(self.history)
                 # the next line was a later step's, with nothing saying the run went on from a checkpoint
                 self._say(f"[autohas] resuming from {self.files['checkpoint']} at search step "
                           f"{self.step_no}/{self.budget}" + (f", {self.phase} phase" if self.phase != "search" else ""))
@@ -653,10 +664,12 @@ class _Run:
             return {"method": METHOD, "task": _task(), "out": self.out, "files": files, "interrupted": interrupted,
                     "checkpoint": self.files["checkpoint"] if os.path.exists(self.files["checkpoint"]) else None,
                     "best": None, "current_pick": pick_now, "trials": len(getattr(self, "history", [])),
+                    "new_trials": len(getattr(self, "history", [])) - self.steps_before,
                     "budget": self.budget, "phase": getattr(self, "phase", None)}
+        new = len(self.history) - self.steps_before if hasattr(self, "history") else 0  # 0: a finished run rerun
         return {"method": METHOD, "task": report["task"], "out": self.out, "files": files, "interrupted": False,
                 "checkpoint": self.files["checkpoint"], "best": report["best"], "trials": report["trials"],
-                "budget": report["budget"], "compute": report["compute"]}
+                "new_trials": new, "budget": report["budget"], "compute": report["compute"]}
 
 
 def _warn_if_shared_weights_diverged(history: list[dict]) -> int:
