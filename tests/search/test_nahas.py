@@ -179,12 +179,14 @@ def test_joint_run_resume_and_chosen_design_resimulated(tmp_path):
             raise KeyboardInterrupt
 
     part = _run(tmp_path / "a", progress=stop_at_two, area_mm2="1.2", accel_sims="8")
-    assert part["interrupted"] and part["trials"] == 2
+    assert part["interrupted"] and part["trials"] == part["new_trials"] == 2
     assert os.path.exists(part["checkpoint"]) and "best.onnx" not in part["files"]
     rest = []
     nahas.clear_caches()  # a fresh process: what was trained comes back from the checkpoint
     full = _run(tmp_path / "a", progress=rest.append, area_mm2="1.2", accel_sims="8")  # the same command resumes
     assert not full["interrupted"] and full["trials"] == 4 and len(rest) == 3  # the resume line, two trials
+    assert full["new_trials"] == 2  # what this command finished, as the --space searches count it
+    assert _run(tmp_path / "a", area_mm2="1.2", accel_sims="8")["new_trials"] == 0  # a finished run rerun
     assert rest[0].startswith("[nahas joint] resumed from ") and rest[0].endswith(": 2 trial(s) recorded before")
     assert full["trainings"] == 4 and full["simulations"] == 4 * 8  # nested (the default): K per network
     ref = _run(tmp_path / "b", area_mm2="1.2", accel_sims="8")  # uninterrupted

@@ -894,6 +894,7 @@ class _Run:
         self.ev: NahasEvaluator = job["evaluator"]
         self.trials: list[dict] = []  # every trial as JSON, with "step" and the full design
         self.interrupted = False
+        self.new_trials = 0  # finished by this command (a resumed run's checkpoints held the others)
         self.t0 = time.perf_counter()
 
     def _search(self, name: str, space: Space, evaluate: NahasEvaluator, budget: int, checkpoint: str, *,
@@ -920,6 +921,7 @@ class _Run:
         follower = HistoryFollower(os.path.join(self.out, "history.jsonl"))
 
         def report(info: dict) -> None:
+            self.new_trials += 1
             first = follower.add(self._row(info["trial"], name, evaluate),
                                 lambda: self.trials + [self._row(t, name, evaluate) for t in info["history"]])
             if self.progress is None:
@@ -1107,7 +1109,8 @@ class _Run:
         return {"method": METHOD, "task": TASK, "out": out, "files": files, "kept": kept,
                 "interrupted": self.interrupted,
                 "checkpoint": next((c for c in reversed(checkpoints) if os.path.exists(c)), None),
-                "best": best_json, "trials": len(self.trials), **self.accounting(), "mode": self.opts["mode"],
+                "best": best_json, "trials": len(self.trials), "new_trials": self.new_trials, **self.accounting(),
+                "mode": self.opts["mode"],
                 "constraints": report["constraints"], "seconds": time.perf_counter() - self.t0}
 
 
