@@ -1,4 +1,4 @@
-# my_passes.py: graphmill optimize m.onnx -o o.onnx --load-passes my_passes.py -p my-fusions
+# examples/my_passes.py: graphmill optimize m.onnx -o o.onnx --load-passes examples/my_passes.py -p my-fusions
 from graphmill.ir.rewrite import Op, Var, Const, Rule, EXACT
 from graphmill.passes import register_pass
 from graphmill.passes.rewrite_pass import RewritePass

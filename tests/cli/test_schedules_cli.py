@@ -66,17 +66,18 @@ def one_error_line(r: subprocess.CompletedProcess, command: str = "optimize") ->
 def readme_plugin_and_command() -> tuple[str, str]:
     text = open(README, encoding="utf-8").read()
     block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if 'name = "my-fusions"' in b)
-    command = re.search(r"^graphmill optimize m\.onnx .*--load-passes my_passes\.py.*$", text, re.M).group(0)
+    command = re.search(r"^graphmill optimize m\.onnx .*--load-passes examples/my_passes\.py.*$", text, re.M).group(0)
     return block, command
 
 
 def test_readme_plugin_command_runs_as_written(tmp_path):
     block, command = readme_plugin_and_command()
     assert open(EXAMPLE, encoding="utf-8").read() == block  # examples/my_passes.py is the README's file
-    assert command == ("graphmill optimize m.onnx -o o.onnx --load-passes my_passes.py -p my-fusions "
+    assert command == ("graphmill optimize m.onnx -o o.onnx --load-passes examples/my_passes.py -p my-fusions "
                        "--explain-match mul-by-two")
     graphmill.save(mul_model(), tmp_path / "m.onnx")
-    shutil.copy(EXAMPLE, tmp_path / "my_passes.py")
+    os.makedirs(tmp_path / "examples")  # the command names the file where the repository keeps it
+    shutil.copy(EXAMPLE, tmp_path / "examples" / "my_passes.py")
     argv = command.split()
     assert argv[0] == "graphmill"
     r = run_cli(*argv[1:], cwd=tmp_path)
