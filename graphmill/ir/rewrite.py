@@ -477,8 +477,11 @@ class Rule:
                     # not carries over (Identity(Loop output) -> output declared [2, 2], the Loop output typed
                     # float32 alone: the written model's output lost its shape). Only there: a graph input or
                     # weight keeps its own type (an intermediate's stale value_info narrowed an input [N, ?] to
-                    # [N, 4], and ONNX Runtime then refused inputs the model took: a review)
-                    nv.type = merge_types(nv.type, old.type, "", InferenceReport())
+                    # [N, 4], and ONNX Runtime then refused inputs the model took: a review). The declared type
+                    # comes first: where it names a size or a symbol, that stays (Identity(Sqrt(x: [N])) -> output
+                    # declared [3] was written as [N], a number become a symbol: an outside check's fuzzing);
+                    # only what it leaves unknown is nv's
+                    nv.type = merge_types(old.type, nv.type, "", InferenceReport())
                 elif nv.type is None:
                     nv.type = old.type
                 old.replace_all_uses_with(nv)
