@@ -224,6 +224,71 @@ def test_scale_shift_refusals(rng):
     assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
 
 
+def _fold_overflow_case(b, x, case, big):
+    """The graph of one fold whose constant float32 cannot hold (big 3e30 or tiny 1e-30 twice)."""
+    def c(v, *shape):
+        return np.full(shape, v, np.float32)
+
+    w = np.array([1.0, -1.0], np.float32).reshape(1, 2, 1, 1)
+    if case == "conv-mul":  # W * big folds; W * big * big cannot
+        return b.Mul(b.Mul(b.Conv(x, w), c(big, 1, 1, 1)), c(big, 1, 1, 1))
+    if case == "conv-bn":
+        return b.BatchNormalization(b.Conv(x, w * np.float32(big)), c(big, 1), c(0, 1), c(0, 1), c(1, 1))
+    if case == "gemm-bn":
+        g = b.Gemm(b.Flatten(x), np.array([[big], [-big]], np.float32))
+        return b.BatchNormalization(g, c(big, 1), c(0, 1), c(0, 1), c(1, 1))
+    if case == "conv-add":  # the bias: big + big
+        return b.Add(b.Conv(x, w, c(big * 1e8, 1)), c(big * 1e8, 1, 1, 1))
+    if case == "bn-mul":
+        return b.Mul(b.BatchNormalization(b.Relu(x), c(big, 2), c(0, 2), c(0, 2), c(1, 2)), c(big, 2, 1, 1))
+    assert case == "bn-add"
+    return b.Add(b.BatchNormalization(b.Relu(x), c(1, 2), c(big * 1e8, 2), c(0, 2), c(1, 2)), c(big * 1e8, 2, 1, 1))
+
+
+@pytest.mark.parametrize("case, big", [(case, 3e30) for case in ("conv-mul", "conv-bn", "gemm-bn", "conv-add",
+                                                                   "bn-mul", "bn-add")]
+                         + [(case, 1e-30) for case in ("conv-mul", "conv-bn", "gemm-bn", "bn-mul")])  # products
+def test_a_fold_whose_constant_float32_cannot_hold_is_refused(case, big):
+    """(Conv(x, W) * 3e30) * 3e30 folded W to [inf, -inf]: ONNX Runtime then gave nan where the original gave inf,
+    and the default schedule's check, whose random inputs had opposite signs, saw nothing (an outside check's
+    fuzzing). Every fold of fuse-conv-bn refuses a constant that overflows float32 or underflows it to 0 (a scale
+    of 1e-30 twice). Reference: ONNX Runtime on the original graph, at x = [2, 1] (the fuzzer's input), and the
+    rule's reason."""
+    from graphmill.ir.rewrite import explain
+    from graphmill.passes.fusion.conv_bn import RULES
+
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [1, 2, 1, 1])
+    b.output(_fold_overflow_case(b, x, case, big), "y")
+    g = b.build()
+    before = _ops(g)
+    ref, _ = _run(g, "fuse-conv-bn, dce")
+    assert _ops(g) == before or (case == "conv-mul" and _ops(g) == ["Conv", "Mul"])  # the first scale folds
+    rule = next(r for r in RULES if r.name == case)
+    why = explain(rule, g)
+    assert ("not finite" if big > 1 else "underflows") in why, why
+    x_in = {"x": np.array([2.0, 1.0], np.float32).reshape(1, 2, 1, 1)}
+    assert compare(ref, g, x_in, rtol=RTOL, atol=ATOL).ok
+
+
+def test_a_subnormal_weight_among_normal_ones_does_not_stop_the_fold(rng):
+    """A trained model's convolution may hold a subnormal weight (1e-40) among normal ones; scaled by the
+    BatchNormalization it may flush to 0, which changes the sum by less than float32's epsilon of its largest
+    term, so the fold goes on (refusing any underflow, as for an elementwise constant, kept the BatchNormalization
+    of such a model). Reference: ONNX Runtime on the original graph."""
+    b = GraphBuilder(opset=17)
+    x = b.input("x", "float32", [1, 4, 5, 5])
+    w = _f32(rng, 6, 4, 3, 3)
+    w[0, 0, 0, 0] = np.float32(1e-40)
+    y = b.BatchNormalization(b.Conv(x, w), np.full(6, 0.25, np.float32), _f32(rng, 6), _f32(rng, 6),
+                             np.full(6, 1.0, np.float32), epsilon=0.0)
+    b.output(y, "y")
+    g = b.build()
+    ref, _ = _run(g, "fuse-conv-bn, dce")
+    assert _ops(g) == ["Conv"]
+    assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
+
+
 # -- fuse-matmul-add ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("bias_shape", [(6,), (1, 6), (3, 6), ()])

@@ -319,6 +319,16 @@ def test_fused_matmul_refusals(rng):
              "fused-matmul-scale-a", "not a one-element constant")
     _refused(build(lambda b, a, c: b.MatMul(b.Mul(a, np.ones((1, 1, 1, 1), np.float32)), c)),
              "fused-matmul-scale-a", "broadcasts")
+    # the alpha float32 cannot hold: (a * 3e30) * 3e30 folded to alpha inf (an outside check's fuzzing), and the
+    # product of two tiny scales to 0; the first scale alone is fine and folds, the second stays a Mul
+    for big in (3e30, 1e-30):
+        g = build(lambda b, a, c: b.MatMul(b.Mul(b.Mul(a, np.array(big, np.float32)), np.array(big, np.float32)), c))
+        _run(g)
+        assert _ops(g) == ["Mul", "com.microsoft.FusedMatMul"]
+        fmm = g.nodes[1]
+        assert fmm.attr("alpha") == np.float32(big)  # not inf, not 0
+        why = "overflow" if big > 1 else "underflows"
+        assert why in explain(_rule("fused-matmul-scale-a-again"), g), explain(_rule("fused-matmul-scale-a-again"), g)
 
     b = GraphBuilder(opset=17)  # the Transpose has another reader: absorbing it would not remove it
     a = b.input("a", "float32", [4, 5])

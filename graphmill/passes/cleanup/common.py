@@ -118,6 +118,38 @@ def all_equal(a: np.ndarray | None, value: float) -> bool:
     return a is not None and a.size > 0 and bool(np.all(a == value))
 
 
+def checked_by(plan):
+    """A rule's check from its plan, which returns either what the replacement needs or why not (a str): the
+    reason, or None to fire."""
+    return lambda m: (lambda p: p if isinstance(p, str) else None)(plan(m))
+
+
+def folded_constant(exact: np.ndarray, dtype: np.dtype, *, summed: bool = False) -> np.ndarray | str:
+    """A constant a rewrite folded, computed exactly (float64), in the element type the model stores it in; or why
+    it must not be folded: where that type cannot hold it, the folded model computes inf, nan or 0 where the
+    original's ops, scaling at run time, may not ((Conv(x, W) * 3e30) * 3e30 folded W to +-inf, and ONNX Runtime
+    gave nan where the original gave inf: an outside check's fuzzing). For one operation on two constants of that
+    type the cast is the result computed in it (float64 holds the exact product or sum).
+
+    ``summed``: the constant's entries are weights summed together (a convolution's, a Gemm's), so an entry that
+    underflows matters only next to the others: refused only where it is at least the type's epsilon times the
+    largest (a trained model's subnormal weight among normal ones does not stop a BatchNormalization fold).
+    Otherwise every entry stands alone (an elementwise operand) and any underflow refuses."""
+    with np.errstate(all="ignore"):
+        exact = np.asarray(exact)
+        value = exact.astype(dtype)
+        if np.dtype(dtype).kind != "f":
+            return value
+        if not bool(np.all(np.isfinite(value))):
+            return "the folded constant is not finite (overflow, or a constant is inf or nan)"
+        lost = (np.abs(value) < np.finfo(dtype).tiny) & (exact != 0)
+        if summed and bool(np.any(lost)):
+            lost &= np.abs(exact) >= np.finfo(dtype).eps * float(np.max(np.abs(exact)))
+        if bool(np.any(lost)):
+            return "the folded constant underflows (subnormal or zero where the exact value is not)"
+    return value
+
+
 def output_unused(v: Value | None) -> bool:
     return v is None or (v.num_uses == 0 and not v.is_graph_output)
 

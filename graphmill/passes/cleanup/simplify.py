@@ -107,8 +107,10 @@ from .common import (
     all_equal,
     axes_of,
     broadcast_keeps,
+    checked_by,
     const_of,
     dtype_of,
+    folded_constant,
     int_list,
     normalize_axes,
     opset,
@@ -117,12 +119,6 @@ from .common import (
 )
 
 INT64_MAX_ISH = 1 << 62
-
-
-def checked_by(plan):
-    """A rule's check from its plan, which returns either what the replacement needs or why not (a str): the
-    reason, or None to fire."""
-    return lambda m: (lambda p: p if isinstance(p, str) else None)(plan(m))
 
 
 def _ok(cond: bool, reason: str) -> str | None:
@@ -459,19 +455,14 @@ def _const_chain_plan(combine) -> "callable":
             return f"the constants' shapes {c1.shape} and {c2.shape} do not broadcast"
         if int(np.prod(shape, dtype=np.int64)) > max(c1.size, c2.size):
             return f"the combined constant {shape} would be bigger than either of {c1.shape} and {c2.shape}"
+        if c1.dtype.kind != "f":
+            with np.errstate(all="ignore"):  # integers wrap alike in the chain and the combined constant
+                return np.asarray(combine(c1, c2), dtype=c1.dtype)
         with np.errstate(all="ignore"):
-            c = np.asarray(combine(c1, c2), dtype=c1.dtype)
-            if c1.dtype.kind == "f":
-                exact = combine(c1.astype(np.float64), c2.astype(np.float64))
-                if not bool(np.all(np.isfinite(c))):
-                    return "the combined constant is not finite (overflow, or a constant is inf or nan)"
-                tiny = np.finfo(c1.dtype).tiny
-                if bool(np.any((np.abs(c) < tiny) & (exact != 0))):
-                    return "the combined constant underflows (subnormal or zero where the exact value is not)"
-                why = _intermediate_risk(combine, np.abs(c1).astype(np.float64), c2.astype(np.float64), c1)
-                if why:
-                    return why
-        return c
+            c = folded_constant(combine(c1.astype(np.float64), c2.astype(np.float64)), c1.dtype)
+        if isinstance(c, str):
+            return c
+        return _intermediate_risk(combine, np.abs(c1).astype(np.float64), c2.astype(np.float64), c1) or c
     return plan
 
 

@@ -11,11 +11,14 @@ every BN parameter constant; a producer whose weights (and bias, if any) are con
 (float32/64) and whose only reader is the BN; opset >= 9 (no ``spatial``/``is_test`` forms;
 Gemm needs opset >= 11 for an optional C).
 
-Refused: float16 weights (the folded bias is rounded to float16 before it cancels against the scaled
-products, which the BN's own subtraction of the mean did not do: a fuzzer's model ended outside float16's
-tolerance under ONNX Runtime), non-constant weights or statistics, a producer with other readers (its unscaled output
-would be lost), BN in training mode or with its mean/var outputs used, unknown channel counts,
-Gemm whose C is not one bias per column ([M, N] or [M, 1] biases vary along rows).
+Refused: a folded constant (weights, bias, scale) that its element type cannot hold, overflowing to inf or
+underflowing to 0 where the exact value is not (``cleanup.common.folded_constant``; the original scales at run
+time and may not: (Conv(x, W) * 3e30) * 3e30 gave nan where the original gave inf), float16 weights (the folded
+bias is rounded to float16 before it cancels against the scaled products, which the BN's own subtraction of the
+mean did not do: a fuzzer's model ended outside float16's tolerance under ONNX Runtime), non-constant weights
+or statistics, a producer with other readers (its unscaled output would be lost), BN in training mode or with its
+mean/var outputs used, unknown channel counts, Gemm whose C is not one bias per column ([M, N] or [M, 1] biases
+vary along rows).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from graphmill.ir import DataType
 from graphmill.ir.rewrite import REASSOCIATING, Const, Match, Op, Opt, Rule, Var
 
 from ..base import register_pass
-from ..cleanup.common import FLOAT_TYPES, const_of, dtype_of, opset, output_unused, shape_of
+from ..cleanup.common import (FLOAT_TYPES, checked_by, const_of, dtype_of, folded_constant, opset, output_unused,
+                              shape_of)
 from ..rewrite_pass import RewritePass
 
 
@@ -75,23 +79,16 @@ def _bn_and_weights(m: Match):
     return (*p, *w)
 
 
-def _conv_check(m: Match, transpose: bool) -> str | None:
+def _conv_folded(m: Match, transpose: bool) -> tuple | str:
+    """The folded (weights, bias) in the weights' element type, or why not."""
     got = _bn_and_weights(m)
     if isinstance(got, str):
         return got
-    s, _, w, _ = got
+    s, shift, w, b = got
     group = int(m.node("conv").attr("group", 1))
     channels = w.shape[0] if not transpose else w.shape[1] * group
     if w.ndim < 3 or channels != s.size:
         return f"BatchNormalization has {s.size} channels, the convolution {channels}"
-    return None
-
-
-def _conv_replace(m: Match, r, transpose: bool):
-    s, shift = _bn_params(m)
-    w, b = _weights(m)
-    conv = m.node("conv")
-    group = int(conv.attr("group", 1))
     w64 = w.astype(np.float64)
     if not transpose:
         w_new = w64 * s.reshape((-1,) + (1,) * (w.ndim - 1))
@@ -101,9 +98,26 @@ def _conv_replace(m: Match, r, transpose: bool):
         g = g * s.reshape((group, 1, mg) + (1,) * (w.ndim - 2))
         w_new = g.reshape(w.shape)
     b64 = np.zeros(s.size) if b is None else b.astype(np.float64).reshape(-1)
-    b_new = b64 * s + shift
-    wv = r.const(w_new.astype(w.dtype), m["w"].name + "_bn")
-    bv = r.const(b_new.astype(w.dtype), (m["b"].name if "b" in m else m["w"].name) + "_bn_bias")
+    return _folded(("weights", w_new, w.dtype), ("bias", b64 * s + shift, w.dtype))
+
+
+def _folded(*parts: tuple[str, np.ndarray, np.dtype]) -> tuple | str:
+    """Each (what, exact value, element type) as ``folded_constant`` stores it, or why one cannot be stored; the
+    weights are summed by their op (``summed``), the rest stands alone."""
+    out = []
+    for what, exact, dtype in parts:
+        got = folded_constant(exact, dtype, summed=what == "weights")
+        if isinstance(got, str):
+            return f"{what}: {got}"
+        out.append(got)
+    return tuple(out)
+
+
+def _conv_replace(m: Match, r, transpose: bool):
+    w_new, b_new = _conv_folded(m, transpose)
+    conv = m.node("conv")
+    wv = r.const(w_new, m["w"].name + "_bn")
+    bv = r.const(b_new, (m["b"].name if "b" in m else m["w"].name) + "_bn_bias")
     extra = list(conv.inputs[3:])  # none for Conv/ConvTranspose today; kept for safety
     return r.op(conv.op_type, m["x"], wv, bv, *extra, attrs=dict(conv.attrs), name=conv.name)
 
@@ -114,19 +128,20 @@ def _conv_rule(op_type: str, transpose: bool) -> Rule:
         Op("BatchNormalization",
            Op(op_type, Var("x"), Const("w"), Opt(Const("b")), name="conv"),
            Const("scale"), Const("bias"), Const("mean"), Const("var"), name="bn"),
-        check=lambda m: _conv_check(m, transpose),
+        check=checked_by(lambda m: _conv_folded(m, transpose)),
         replace=lambda m, r: _conv_replace(m, r, transpose),
         exactness=REASSOCIATING,
         doc=f"BatchNormalization({op_type}(x, W, B)) -> {op_type}(x, W*s, (B-mean)*s+bias)")
 
 
-def _gemm_check(m: Match) -> str | None:
+def _gemm_folded(m: Match) -> tuple | str:
+    """The folded (B, C) in B's element type, or why not."""
     if opset(m.graph) < 11:
         return "Gemm with optional C needs opset >= 11"
     got = _bn_and_weights(m)
     if isinstance(got, str):
         return got
-    s, _, w, c = got
+    s, shift, w, c = got
     gemm = m.node("conv")
     if w.ndim != 2:
         return "B is not 2-D"
@@ -135,23 +150,20 @@ def _gemm_check(m: Match) -> str | None:
         return f"BatchNormalization has {s.size} channels, the Gemm {n} columns"
     if c is not None and not (c.size in (1, n) and (c.ndim < 2 or c.shape[0] == 1)):
         return f"C of shape {list(c.shape)} is not one bias per column"
-    return None
+    beta = float(gemm.attr("beta", 1.0))
+    w_new = w.astype(np.float64) * (s.reshape(-1, 1) if gemm.attr("transB", 0) else s.reshape(1, -1))
+    c64 = np.zeros(s.size) if c is None else np.broadcast_to(c.astype(np.float64).reshape(-1), (s.size,))
+    return _folded(("weights", w_new, w.dtype), ("bias", beta * c64 * s + shift, w.dtype))
 
 
 def _gemm_replace(m: Match, r):
-    s, shift = _bn_params(m)
-    w, c = _weights(m)
+    w_new, c_new = _gemm_folded(m)
     gemm = m.node("conv")
-    alpha, beta = float(gemm.attr("alpha", 1.0)), float(gemm.attr("beta", 1.0))
-    w64 = w.astype(np.float64)
-    w_new = w64 * (s.reshape(-1, 1) if gemm.attr("transB", 0) else s.reshape(1, -1))
-    c64 = np.zeros(s.size) if c is None else np.broadcast_to(c.astype(np.float64).reshape(-1), (s.size,))
-    c_new = beta * c64 * s + shift
     attrs = {k: a.value for k, a in gemm.attrs.items()}
     attrs["beta"] = 1.0
-    attrs["alpha"] = alpha
-    wv = r.const(w_new.astype(w.dtype), m["w"].name + "_bn")
-    cv = r.const(c_new.astype(w.dtype), m["w"].name + "_bn_bias")
+    attrs["alpha"] = float(gemm.attr("alpha", 1.0))
+    wv = r.const(w_new, m["w"].name + "_bn")
+    cv = r.const(c_new, m["w"].name + "_bn_bias")
     return r.op("Gemm", m["x"], wv, cv, attrs=attrs, name=gemm.name)
 
 
@@ -159,7 +171,7 @@ GEMM_BN = Rule(
     "gemm-bn",
     Op("BatchNormalization", Op("Gemm", Var("x"), Const("w"), Opt(Const("b")), name="conv"),
        Const("scale"), Const("bias"), Const("mean"), Const("var"), name="bn"),
-    check=_gemm_check, replace=_gemm_replace, exactness=REASSOCIATING,
+    check=checked_by(_gemm_folded), replace=_gemm_replace, exactness=REASSOCIATING,
     doc="BatchNormalization(Gemm(A, B, C)) -> Gemm(A, B*s, (beta*C-mean)*s+bias)")
 
 
@@ -232,26 +244,42 @@ def _scale_weights(w: np.ndarray, s: np.ndarray, conv) -> np.ndarray:
     return g.reshape(w.shape)
 
 
-def _conv_scale_check(m: Match) -> str | None:
+def _conv_scaled(m: Match) -> tuple | str:
+    """Mul(Conv(x, W, B), s): the folded (W*s, B*s or None) in W's element type, or why not."""
     got = _conv_affine(m)
-    return got if isinstance(got, str) else None
+    if isinstance(got, str):
+        return got
+    w, b, s = got
+    w_new = _scale_weights(w, s, m.node("conv"))
+    if b is None:
+        got = _folded(("weights", w_new, w.dtype))
+        return got if isinstance(got, str) else (got[0], None)
+    return _folded(("weights", w_new, w.dtype), ("bias", b.astype(np.float64).reshape(-1) * s, w.dtype))
+
+
+def _conv_shifted(m: Match) -> np.ndarray | str:
+    """Add(Conv(x, W, B), t): the folded B+t in W's element type, or why not."""
+    got = _conv_affine(m)
+    if isinstance(got, str):
+        return got
+    w, b, t = got
+    b64 = np.zeros(t.size) if b is None else b.astype(np.float64).reshape(-1)
+    got = _folded(("bias", b64 + t, w.dtype))
+    return got if isinstance(got, str) else got[0]
 
 
 def _conv_scale_replace(m: Match, r):
-    w, b, s = _conv_affine(m)
+    w_new, b_new = _conv_scaled(m)
     conv = m.node("conv")
-    wv = r.const(_scale_weights(w, s, conv).astype(w.dtype), m["w"].name + "_scaled")
-    ins = [m["x"], wv]
-    if b is not None:
-        ins.append(r.const((b.astype(np.float64).reshape(-1) * s).astype(w.dtype), m["b"].name + "_scaled"))
+    ins = [m["x"], r.const(w_new, m["w"].name + "_scaled")]
+    if b_new is not None:
+        ins.append(r.const(b_new, m["b"].name + "_scaled"))
     return r.op(conv.op_type, *ins, attrs=dict(conv.attrs), name=conv.name)
 
 
 def _conv_shift_replace(m: Match, r):
-    w, b, t = _conv_affine(m)
     conv = m.node("conv")
-    b64 = np.zeros(t.size) if b is None else b.astype(np.float64).reshape(-1)
-    bv = r.const((b64 + t).astype(w.dtype), (m["b"].name if "b" in m else m["w"].name) + "_shifted")
+    bv = r.const(_conv_shifted(m), (m["b"].name if "b" in m else m["w"].name) + "_shifted")
     return r.op(conv.op_type, m["x"], m["w"], bv, attrs=dict(conv.attrs), name=conv.name)
 
 
@@ -262,13 +290,13 @@ def _conv_operand(op_type: str):
 CONV_MUL = Rule(
     "conv-mul",
     Op("Mul", _conv_operand("Mul"), Const("c"), commutative=True, name="mul"),
-    check=_conv_scale_check, replace=_conv_scale_replace, exactness=REASSOCIATING,
+    check=checked_by(_conv_scaled), replace=_conv_scale_replace, exactness=REASSOCIATING,
     doc="Mul(Conv(x, W, B), s) with s per channel -> Conv(x, W*s, B*s)")
 
 CONV_ADD = Rule(
     "conv-add",
     Op("Add", _conv_operand("Add"), Const("c"), commutative=True, name="add"),
-    check=_conv_scale_check, replace=_conv_shift_replace, exactness=REASSOCIATING,
+    check=checked_by(_conv_shifted), replace=_conv_shift_replace, exactness=REASSOCIATING,
     doc="Add(Conv(x, W, B), t) with t per channel -> Conv(x, W, B+t)")
 
 
@@ -293,27 +321,33 @@ def _bn_affine(m: Match) -> tuple | str:
     return scale, bias, c
 
 
-def _bn_check(m: Match) -> str | None:
+def _bn_scaled(m: Match) -> tuple | str:
+    """Mul(BatchNormalization(x, scale, bias, ...), s): the folded (scale*s, bias*s), or why not."""
     got = _bn_affine(m)
-    return got if isinstance(got, str) else None
+    if isinstance(got, str):
+        return got
+    scale, bias, s = got
+    return _folded(("scale", scale.astype(np.float64) * s, scale.dtype),
+                   ("bias", bias.astype(np.float64) * s, bias.dtype))
 
 
-def _bn_rebuild(m: Match, r, scale: np.ndarray, bias: np.ndarray):
+def _bn_shifted(m: Match) -> tuple | str:
+    """Add(BatchNormalization(x, scale, bias, ...), t): the folded (scale, bias+t), or why not."""
+    got = _bn_affine(m)
+    if isinstance(got, str):
+        return got
+    scale, bias, t = got
+    return _folded(("scale", scale.astype(np.float64), scale.dtype),
+                   ("bias", bias.astype(np.float64) + t, bias.dtype))
+
+
+def _bn_rebuild(m: Match, r, folded: tuple):
     bn = m.node("bn")
-    sv = r.const(scale.astype(const_of(m["scale"]).dtype), m["scale"].name + "_scaled")
-    bv = r.const(bias.astype(const_of(m["bias"]).dtype), m["bias"].name + "_shifted")
+    scale, bias = folded
+    sv = r.const(scale, m["scale"].name + "_scaled")
+    bv = r.const(bias, m["bias"].name + "_shifted")
     attrs = {k: a.value for k, a in bn.attrs.items()}
     return r.op("BatchNormalization", m["x"], sv, bv, m["mean"], m["var"], attrs=attrs, name=bn.name)
-
-
-def _bn_scale_replace(m: Match, r):
-    scale, bias, s = _bn_affine(m)
-    return _bn_rebuild(m, r, scale.astype(np.float64) * s, bias.astype(np.float64) * s)
-
-
-def _bn_shift_replace(m: Match, r):
-    scale, bias, t = _bn_affine(m)
-    return _bn_rebuild(m, r, scale.astype(np.float64), bias.astype(np.float64) + t)
 
 
 def _bn_operand():
@@ -323,14 +357,15 @@ def _bn_operand():
 BN_MUL = Rule(
     "bn-mul",
     Op("Mul", _bn_operand(), Const("c"), commutative=True, name="mul"),
-    check=_bn_check, replace=_bn_scale_replace, exactness=REASSOCIATING,
+    check=checked_by(_bn_scaled), replace=lambda m, r: _bn_rebuild(m, r, _bn_scaled(m)), exactness=REASSOCIATING,
     doc="Mul(BatchNormalization(x, scale, bias, mean, var), s) with s per channel -> "
         "BatchNormalization(x, scale*s, bias*s, mean, var)")
 
 BN_ADD = Rule(
     "bn-add",
     Op("Add", _bn_operand(), Const("c"), commutative=True, name="add"),
-    check=_bn_check, replace=_bn_shift_replace, exactness=REASSOCIATING,
+    check=checked_by(_bn_shifted), replace=lambda m, r: _bn_rebuild(m, r, _bn_shifted(m)),
+    exactness=REASSOCIATING,
     doc="Add(BatchNormalization(x, scale, bias, mean, var), t) with t per channel -> "
         "BatchNormalization(x, scale, bias+t, mean, var)")
 

@@ -54,11 +54,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphmill.ir import DataType, TensorType, Value, infer_attr
+from graphmill.ir import DataType, Node, TensorType, Value, infer_attr
 from graphmill.ir.rewrite import REASSOCIATING, Const, Match, Op, Opt, Rule, Var
 
 from ..base import Option, PassContext, register_pass
-from ..cleanup.common import const_of, dtype_of, shape_of
+from ..cleanup.common import const_of, dtype_of, folded_constant, shape_of
 from ..rewrite_pass import RewritePass
 from .activation import fused_activation_params
 from .activation import activation_pattern as _activation_pattern
@@ -341,6 +341,17 @@ def _scale_factor(m: Match, scaled: Value) -> float | str:
     return float(v)
 
 
+def _fused_alpha(m: Match, mm: Node, scaled: Value) -> float | str:
+    """FusedMatMul's alpha once node ``scale``'s factor joins it (float32, as ORT holds it), or why not: an alpha
+    that overflows or underflows float32 ((x * 3e30) * 3e30 before a MatMul gave alpha inf, and ONNX Runtime -inf
+    where the original gave nan: an outside check's fuzzing)."""
+    f = _scale_factor(m, scaled)
+    if isinstance(f, str):
+        return f
+    alpha = folded_constant(np.float64(np.float32(_fmm_attrs(mm)["alpha"])) * np.float64(f), np.float32)
+    return f"alpha: {alpha}" if isinstance(alpha, str) else float(alpha)
+
+
 def _emit_fmm(m: Match, r, mm, a: Value, b: Value, **changes):
     attrs = _fmm_attrs(mm)
     attrs.update(changes)
@@ -452,14 +463,13 @@ def _scale_in_rule(side: str, domain: str) -> Rule:
         why = _mm_operands_check(*((x, o) if side == "a" else (o, x)))
         if why:
             return why
-        f = _scale_factor(m, x)
+        f = _fused_alpha(m, m.root, x)
         return f if isinstance(f, str) else None
 
     def replace(m: Match, r):
         mm = m.root
-        alpha = float(np.float32(_fmm_attrs(mm)["alpha"]) * np.float32(_scale_factor(m, m["x"])))
         a, b = (m["x"], m["b"]) if side == "a" else (m["a"], m["x"])
-        return _emit_fmm(m, r, mm, a, b, alpha=alpha)
+        return _emit_fmm(m, r, mm, a, b, alpha=_fused_alpha(m, mm, m["x"]))
 
     root = "MatMul" if domain == "" else "FusedMatMul"
     return Rule(f"fused-matmul-scale-{side}{'' if domain == '' else '-again'}",
@@ -475,13 +485,12 @@ def _scale_out_rule(domain: str) -> Rule:
         why = _mm_operands_check(m["a"], m["b"])
         if why:
             return why
-        f = _scale_factor(m, m.node("mm").outputs[0])
+        f = _fused_alpha(m, m.node("mm"), m.node("mm").outputs[0])
         return f if isinstance(f, str) else None
 
     def replace(m: Match, r):
         node = m.node("mm")
-        alpha = float(np.float32(_fmm_attrs(node)["alpha"]) * np.float32(_scale_factor(m, node.outputs[0])))
-        return _emit_fmm(m, r, node, m["a"], m["b"], alpha=alpha)
+        return _emit_fmm(m, r, node, m["a"], m["b"], alpha=_fused_alpha(m, node, node.outputs[0]))
 
     return Rule(f"fused-matmul-scale-out{'' if domain == '' else '-again'}",
                 Op(("Mul", "Div"), mm, Const("s"), commutative=True, name="scale"),
