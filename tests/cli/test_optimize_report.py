@@ -203,6 +203,8 @@ def test_an_output_outside_tolerance_says_why_when_the_difference_is_not_a_numbe
     lines = r.stdout.splitlines()
     at = next(i for i, x in enumerate(lines) if x.strip().startswith("outputs   max |diff|"))
     assert "OUTSIDE" in lines[at] and lines[at + 1].strip().endswith(": NaN positions differ"), r.stdout
+    # the largest difference is over the values both have: "max |diff| 0 ... OUTSIDE" read as a contradiction
+    assert "over the values compared under ONNX Runtime" in lines[at], lines[at]
 
 def test_a_relative_reproducer_dir_reruns_from_any_folder(torchscript_cnn, tmp_path):
     """`--reproducer-dir rd` printed `graphmill optimize rd/before.onnx -s rd/repro.mill ... -o rd/after.onnx`:
