@@ -395,6 +395,30 @@ def test_conv_transpose_whose_kernel_is_shorter_than_its_stride(attrs):
     assert g.outputs[0].type.shape == ref.shape
 
 
+def test_an_input_of_another_element_type_or_rank_is_refused_naming_it():
+    """A float64 array or a rank-2 tensor for a float32 rank-4 input failed inside the first op ("failed: 0",
+    "expected scalar type Double but found Float": an outside check); ONNX Runtime refuses both naming the input.
+    Sizes are not checked: a model exported at one batch size trains at others. Reference: ONNX Runtime's
+    refusal of the same inputs."""
+    import onnxruntime as ort
+
+    h = onnx.helper
+    w = h.make_tensor("w", onnx.TensorProto.FLOAT, [4, 3], np.ones(12, np.float32))
+    model = h.make_model(h.make_graph([h.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                                      [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 4])],
+                                      [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], [w]),
+                         opset_imports=[h.make_opsetid("", 17)])
+    sess = ort.InferenceSession(model.SerializeToString())
+    module = to_torch(from_proto(model)).eval()
+    for bad, got in ((np.zeros((2, 4)), r"float64\[2,4\]"), (torch.zeros(4), r"float32\[4\]"),
+                     (torch.zeros((2, 4), dtype=torch.int64), r"int64\[2,4\]")):
+        with pytest.raises(Exception):  # ONNX Runtime refuses it too
+            sess.run(None, {"x": np.asarray(bad)})
+        with pytest.raises(UserInputError, match=r"input 'x' is declared float32\[2,4\]; got " + got):
+            module(bad)
+    assert tuple(module(torch.ones(5, 4)).shape) == (5, 3)  # another batch size runs
+
+
 def test_ceil_mode_average_pool_1d_end_pad():
     node = onnx.helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2], strides=[2], pads=[0, 1],
                                  ceil_mode=1)

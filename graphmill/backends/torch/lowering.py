@@ -146,6 +146,7 @@ class GraphModule(nn.Module):
 
         inits = graph.initializers
         self.input_names = [v.name for v in graph.inputs if v.name not in inits]
+        self._expected = {v.name: _expected_input(v.type) for v in graph.inputs if v.name not in inits}
         self.output_names = [v.name for v in graph.outputs]
         copies = initializer_copies(graph)
         chosen = trainable is not None
@@ -303,6 +304,8 @@ class GraphModule(nn.Module):
                 raise UserInputError(f"graph {self.graph.name!r} has no input {name!r}; inputs: "
                                      f"{', '.join(self.input_names)}")
             env[name] = v if isinstance(v, torch.Tensor) else _as_tensor(v)
+        for name in self.input_names:
+            _check_input(name, env[name], self._expected[name])
         for vname, attr in self._slot.items():
             env.setdefault(vname, getattr(self, attr))
         for st in self._steps:
@@ -331,6 +334,27 @@ class GraphModule(nn.Module):
 
     def export_weights(self, graph: Graph | None = None) -> int:
         return export_weights(self, graph)
+
+
+def _expected_input(t: Any) -> tuple[torch.dtype | None, int | None, str]:
+    """(element type, rank, how the model declares it) of a graph input, None where it does not say."""
+    if not isinstance(t, TensorType):
+        return None, None, ""
+    try:
+        dtype = torch_dtype(t.dtype) if t.dtype else None
+    except TypeError:
+        dtype = None
+    return dtype, None if t.shape is None else len(t.shape), str(t)
+
+
+def _check_input(name: str, value: torch.Tensor, expected: tuple) -> None:
+    """A tensor of another element type or rank than the input declares is refused naming the input: the op that
+    then failed said "failed: 0" or "expected scalar type Double but found Float" (an outside check). Sizes are not
+    checked: a model exported at one batch size trains at others."""
+    dtype, rank, declared = expected
+    if (dtype is not None and value.dtype != dtype) or (rank is not None and value.dim() != rank):
+        got = str(value.dtype).removeprefix("torch.")
+        raise UserInputError(f"input {name!r} is declared {declared}; got {got}[{','.join(map(str, value.shape))}]")
 
 
 def _as_tensor(v) -> torch.Tensor:
