@@ -746,8 +746,9 @@ def _static_sizes(graph: Graph, dims: dict[str, int] | None) -> None:
 
 
 def place(graph: Graph, *, method: str = "heft", devices: int | None = None, devices_file: str | None = None,
-          accel=None, memory_gb: float | None = None, cost: str = "roofline", budget: int = 0, seed: int = 0,
-          options: dict | None = None, training: bool = False, progress=None, checkpoint: str | None = None,
+          accel=None, memory_gb: float | None = None, cost: str = "roofline", budget: int | None = None,
+          seed: int = 0, options: dict | None = None, training: bool = False, progress=None,
+          checkpoint: str | None = None,
           plot: str | os.PathLike | None = None, info: dict | None = None,
           dims: dict[str, int] | None = None) -> dict:
     """Place every op of ``graph`` on a device (``node.meta["device"]``) and return the JSON report (README,
@@ -759,7 +760,8 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
     profiler, ``backends/ort_costmodel.py``). ``training=True`` places the training step
     (``passes.placement.training_graph``: one backward op per forward op): the report covers both, ``graph``'s
     nodes get their forward ops' devices. ``budget``, ``seed``, ``options``, ``progress`` (a callable taking a
-    line), ``checkpoint``: the learned placers'. ``plot`` writes the schedule as a Gantt PNG; ``info`` (a dict)
+    line), ``checkpoint``: the learned placers' (``budget`` None: rl's and hierarchical's default, 800 samples;
+    learned's, no fine-tuning). ``plot`` writes the schedule as a Gantt PNG; ``info`` (a dict)
     receives wall times per method and the learned placer's statistics. ``dims`` binds symbolic dimensions
     (e.g. ``{"N": 32}``, the batch of a zoo model) in ``graph`` itself: op costs need sizes, and a placement holds
     for one step size, so the placed model keeps them. The placement, method and device set travel in the graph's meta
@@ -778,7 +780,12 @@ def place(graph: Graph, *, method: str = "heft", devices: int | None = None, dev
         raise UserInputError(f"--cost {cost!r}: choose roofline, simulator or ort")
     if info is not None and not isinstance(info, dict):  # filled at the end: after the whole placement, in place
         raise UserInputError(f"graphmill.place: info must be a dict to fill, got {type(info).__name__}")
-    budget = check_count(budget, "--budget")
+    if budget is not None:
+        budget = check_count(budget, "--budget")
+        if budget == 0 and method in LEARNED_PLACERS:  # it sampled their default 800 without a word (an outside check)
+            raise UserInputError(f"--budget 0: {method} samples at least one placement; leave --budget out for its "
+                                 "default (800)")
+    budget = budget or 0  # 0 below: the method's default (the place pass's option reads the same)
     check_flags("graphmill.place", training=training)
     seed = check_seed(seed)
     check_place_checkpoint(method, budget, checkpoint)

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     dev.add_argument("--devices-file", metavar="D.toml", help="heterogeneous devices and links (README)")
     p.add_argument("--accel", metavar="A.toml", help="accelerator config of the chips (default: built-in)")
     p.add_argument("--method", default="heft", help=f"{METHODS} (default heft)")
-    p.add_argument("--budget", type=int, default=0, metavar="N",
+    p.add_argument("--budget", type=int, metavar="N",
                    help="placements rl/hierarchical may simulate (default 800); learned: fine-tuning samples "
                         "after its zero-shot ones (default 0: none); the heuristics take none")
     p.add_argument("--memory", type=float, metavar="GB", help="memory of every device (default: the file's, or 16)")

@@ -60,7 +60,7 @@ def _devfile(tmp_path, text):
 
 
 @pytest.mark.parametrize("case", ["unknown_method", "zero_devices", "missing_field", "fits_nowhere", "bad_budget",
-                                  "budget_for_a_heuristic"])
+                                  "budget_for_a_heuristic", "zero_budget_rl", "zero_budget_hierarchical"])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, model, case):
     out = str(tmp_path / "o" / "p.onnx")
     os.makedirs(os.path.dirname(out))
@@ -71,7 +71,10 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, model, case):
             "fits_nowhere": ["--devices", "2", "--memory", "0.0001"],
             "bad_budget": ["--devices", "2", "--method", "rl", "--budget", "-3"],
             # it was ignored without a word (an outside check)
-            "budget_for_a_heuristic": ["--devices", "2", "--method", "heft", "--budget", "5"]}[case]
+            "budget_for_a_heuristic": ["--devices", "2", "--method", "heft", "--budget", "5"],
+            # it sampled the default 800 without a word (an outside check)
+            "zero_budget_rl": ["--devices", "2", "--method", "rl", "--budget", "0"],
+            "zero_budget_hierarchical": ["--devices", "2", "--method", "hierarchical", "--budget", "0"]}[case]
     r = run_cli("place", model, *args, "-o", out, "--json", str(tmp_path / "o" / "r.json"))
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
@@ -82,7 +85,9 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, model, case):
             "fits_nowhere": "fits on no device",
             "bad_budget": "--budget -3",
             "budget_for_a_heuristic": "--budget 5: only --method rl, hierarchical or learned sample placements; heft "
-                                      "is a heuristic that takes none"}[case]
+                                      "is a heuristic that takes none",
+            "zero_budget_rl": "--budget 0: rl samples at least one placement; leave --budget out for its default (800)",
+            "zero_budget_hierarchical": "--budget 0: hierarchical samples at least one placement"}[case]
     assert want in lines[0]
     assert os.listdir(tmp_path / "o") == []
 
