@@ -68,6 +68,11 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices:
         options = {**options, "dims": None, "source_options": [a for k, v in sorted(options["dims"].items())
                                                                 for a in ("--dim", f"{k}={v}")]}
     elif need:
+        from graphmill.ir.summary import check_nonempty_inputs
+
+        # as place and simulate refuse it: a learned pass costed ops on no data at 1 cycle, and simulate then
+        # refused to replay the model it wrote (an outside check's fuzzing)
+        check_nonempty_inputs(graph, "place")
         _lower_for_decisions(graph)
     before = {k: graph.meta.get(k) for k in ("learned", "placement")}
     report = _run_optimize(graph, schedule, cost_model=PlacementCostModel(ds, cost), rerun_options=rerun,

@@ -292,6 +292,28 @@ def test_optimize_learned_pass_without_devices_is_one_line_exit_2(torch_onnx, tm
     assert not (tmp_path / "o.onnx").exists()
 
 
+@pytest.mark.parametrize("schedule", ["learned-optimize", "learned-place", "place"])
+def test_a_schedule_placing_ops_refuses_an_empty_input_as_place_does(tmp_path, capsys, schedule):
+    """An input of shape [0, 2]: `graphmill place` and `simulate` refuse it ("nothing to place"); a learned pass in
+    `optimize` costed the ops on no data at 1 cycle and wrote a model simulate then refused to replay (an outside
+    check's fuzzing). Reference: place's own refusal of the same file."""
+    from onnx import TensorProto, helper
+
+    from graphmill.frontend import from_proto
+
+    src, out = str(tmp_path / "empty.onnx"), str(tmp_path / "o.onnx")
+    vi = helper.make_tensor_value_info
+    api.save(from_proto(helper.make_model(helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "empty", [vi("x", TensorProto.FLOAT, [0, 2])],
+        [vi("y", TensorProto.FLOAT, [0, 2])]), opset_imports=[helper.make_opsetid("", 17)])), src)
+    assert main(["place", src, "--devices", "2", "-o", out]) == 2
+    place_err = capsys.readouterr().err.strip()
+    assert main(["optimize", src, "-o", out, "-p", schedule, "--devices", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith("nothing to place") and place_err.endswith("nothing to place"), err
+    assert not os.path.exists(out)
+
+
 def test_bad_policy_files_are_one_line_exit_2(torch_onnx, tmp_path, capsys):
     import numpy as np
     import torch
