@@ -275,6 +275,11 @@ def _retie(graph: Graph, module) -> int:
     return done
 
 
+#: the least nn.Softplus threshold whose dropped branch stays under float32's resolution (exp(-16) = 1.1e-7): torch's
+#: default, 20, is far above it
+SOFTPLUS_THRESHOLD = 16
+
+
 def from_torch(module, example_inputs, *, dynamic_batch: bool = True, opset: int = 17,
                input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None,
                strict: bool = False) -> Graph:
@@ -298,12 +303,25 @@ def from_torch(module, example_inputs, *, dynamic_batch: bool = True, opset: int
     if not args or not all(isinstance(a, torch.Tensor) for a in args):
         raise UserInputError(f"from_torch({cls}): example_inputs must be a tensor or a tuple of tensors")
 
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not 7 <= opset <= newest:
+        # the dynamo fallback ignored it: opset=99 or "17" gave an opset-18 graph without a word (an outside check)
+        raise UserInputError(f"from_torch({cls}): opset={opset!r}: give an integer from 7 to {newest}")
     for name, m in module.named_modules():
         if isinstance(m, torch.nn.LSTM) and getattr(m, "proj_size", 0) > 0:
             # ONNX's LSTM has no projection: torch exports one whose initial_c has the projected size, which ONNX
             # Runtime refuses when it runs (and a graph with the wrong semantics besides)
             raise UserInputError(f"from_torch({cls}): {name or cls} is an nn.LSTM with proj_size={m.proj_size}, "
                                  "which ONNX's LSTM cannot express (the projected state feeds the recurrence)")
+        if isinstance(m, torch.nn.Softplus) and m.threshold < SOFTPLUS_THRESHOLD:
+            # torch returns x itself where beta*x > threshold; ONNX's Softplus has no threshold and torch's exporter
+            # drops it, so the graph differs from the module by up to exp(-threshold)/beta there (threshold 5:
+            # 3.3e-3 on values of 22, silently: an outside check's fuzzer)
+            raise UserInputError(f"from_torch({cls}): {name or cls} is an nn.Softplus with threshold={m.threshold:g}, "
+                                 f"which ONNX's Softplus cannot express (its exporter drops it, changing outputs by up "
+                                 f"to exp(-threshold)/beta); use a threshold of at least {SOFTPLUS_THRESHOLD}")
     modes = [(m, m.training) for m in module.modules()]  # restored exactly afterwards (mixed modes too)
 
     def restore() -> None:

@@ -223,6 +223,32 @@ def test_lstm_with_a_projection_is_refused_naming_the_module():
         graphmill.from_torch(Net(), torch.zeros(2, 5, 8))
 
 
+def test_softplus_with_a_low_threshold_is_refused_and_the_default_matches_torch():
+    """torch returns x itself where beta*x > threshold; ONNX's Softplus has no threshold and torch's exporter drops
+    it: Softplus(beta=2, threshold=5) imported and ran 3.3e-3 off torch at values of 22, silently (an outside
+    check's fuzzer). The default threshold (20) is under float32's resolution there. Reference: torch's own
+    outputs, ONNX Runtime on the imported graph."""
+    with pytest.raises(UserInputError, match=r"from_torch\(Softplus\): Softplus is an nn.Softplus with threshold=5, "
+                                             r"which ONNX's Softplus cannot express"):
+        graphmill.from_torch(nn.Softplus(beta=2, threshold=5), torch.zeros(2, 3))
+    m = nn.Softplus(beta=2)
+    x = torch.tensor([[-3.0, 2.6, 3.0], [4.0, 9.0, 11.0]])
+    g = graphmill.from_torch(m, x)
+    np.testing.assert_allclose(ortb.run(g, {"input": x.numpy()})["output"], m(x).numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("opset", [99, 0, "17", True, 6])
+def test_an_opset_outside_what_onnx_defines_is_refused(opset):
+    """The dynamo fallback ignored an opset the TorchScript exporter refused: opset=99 gave an opset-18 graph, and
+    "17" failed inside the exporter on a str/int comparison (an outside check's fuzzer). Reference: onnx's own
+    newest opset (onnx.defs.onnx_opset_version())."""
+    import onnx
+
+    with pytest.raises(UserInputError, match=rf"from_torch\(Linear\): opset={opset!r}: give an integer from 7 to "
+                                             rf"{onnx.defs.onnx_opset_version()}"):
+        graphmill.from_torch(nn.Linear(4, 2), torch.zeros(1, 4), opset=opset)
+
+
 def test_export_failure_is_a_clear_user_error(capfd):
     class SVDNet(nn.Module):  # neither exporter (legacy, then dynamo) handles linalg_svd in torch 2.13
         def forward(self, x):
