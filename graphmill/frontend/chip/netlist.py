@@ -12,7 +12,6 @@ The graph follows ``graphmill.ir.ops.chip``'s convention (ops, attributes, nets 
 from __future__ import annotations
 
 import gzip
-import math
 import os
 import re
 import zlib
@@ -158,6 +157,19 @@ def _attr(name: str, v: Any) -> Attr:
     return Attr(name, AttrKind.STRING, v)
 
 
+#: the largest length (microns) a netlist or placement may state, a kilometre: nan or inf in a position or offset
+#: became a .plc graphmill then refused to read, or a wirelength of 0, and sizes of 1e300 overflowed the area
+#: checks to inf and the costs to nan (an outside check's fuzzer)
+MAX_MICRONS = 1e9
+
+
+def _length(p: _Parser, node: str, key: str, v: Any, k: int, *, low: float = -MAX_MICRONS) -> float:
+    """A position, offset or size of ``node``: a number within [low, MAX_MICRONS], or a located refusal."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= MAX_MICRONS:
+        return float(v)
+    raise p.fail(f"node {node!r}: {key} must be a number of microns from {low:g} to {MAX_MICRONS:g}, got {v!r}", k)
+
+
 def _number(p: _Parser, v: str, k: int, what: str) -> float:
     try:
         return float(v)
@@ -237,15 +249,12 @@ def parse_netlist_text(text: str, path: str = "<netlist>") -> Graph:
         if op in (HARD_MACRO, SOFT_MACRO) and not ("x" in attrs and "y" in attrs):
             unpositioned.append(len(nodes))
         for key in ("x", "y"):
-            node_attrs[key] = float(attrs.pop(key, 0.0))
+            node_attrs[key] = _length(p, node_name, key, attrs.pop(key, 0.0), k)
         if op in (HARD_MACRO, SOFT_MACRO, STDCELL):
             for key in ("width", "height"):
                 if key not in attrs:
                     raise p.fail(f"node {node_name!r}: {kind} needs a {key}", k)
-                node_attrs[key] = float(attrs.pop(key))
-                if not 0 <= node_attrs[key] < math.inf:  # nan was called negative; inf is no size
-                    raise p.fail(f"node {node_name!r}: {key} must be a finite number >= 0, got {node_attrs[key]!r}",
-                                 k)
+                node_attrs[key] = _length(p, node_name, key, attrs.pop(key), k, low=0.0)
             orient = str(attrs.pop("orientation", "N"))
             if orient not in ORIENTATIONS:
                 raise p.fail(f"node {node_name!r}: unknown orientation {orient!r}", k)
@@ -260,12 +269,12 @@ def parse_netlist_text(text: str, path: str = "<netlist>") -> Graph:
                 raise p.fail(f"node {node_name!r}: {kind} needs a macro_name", k)
             node_attrs["macro"] = str(attrs.pop("macro_name"))
             pin_at[node_name] = k
-            node_attrs["x_offset"] = float(attrs.pop("x_offset", 0.0))
-            node_attrs["y_offset"] = float(attrs.pop("y_offset", 0.0))
+            for key in ("x_offset", "y_offset"):
+                node_attrs[key] = _length(p, node_name, key, attrs.pop(key, 0.0), k)
         if "weight" in attrs:
             w = attrs.pop("weight")
-            if not isinstance(w, (int, float)) or not w >= 0:
-                raise p.fail(f"node {node_name!r}: weight must be a number >= 0", k)
+            if not isinstance(w, (int, float)) or not 0 <= w <= MAX_MICRONS:  # nan, inf: a cost of nan (a fuzzer)
+                raise p.fail(f"node {node_name!r}: weight must be a number from 0 to {MAX_MICRONS:g}, got {w!r}", k)
             node_attrs["weight"] = float(w)
         for key, v in attrs.items():  # carried through (ref_name, ...)
             node_attrs[key] = v if isinstance(v, (int, float, str)) else str(v)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from graphmill.ir import Graph
 from graphmill.ir.ops.chip import (CANVAS_KEY, DOMAIN, HARD_MACRO, HARD_MACRO_PIN, MODULE_OPS, ORIENTATIONS, PORT,
                                    SOFT_MACRO, SOFT_MACRO_PIN, STDCELL, Canvas)
-from graphmill.frontend.chip.netlist import UNPOSITIONED_KEY
+from graphmill.frontend.chip.netlist import MAX_MICRONS, UNPOSITIONED_KEY
 from graphmill.util.errors import UserInputError
 from graphmill.util.files import TEXT_FILE_LIMIT, atomic_write_text, read_user_file
 
@@ -92,8 +92,8 @@ class PlcFile:
         w, h = v["size"]
         if cols != int(cols) or rows != int(rows) or cols < 1 or rows < 1 or cols * rows > 10**6:
             raise PlcError(f"{self.path}: Columns/Rows must be whole numbers from 1 with at most 10^6 cells")
-        if not (w > 0 and h > 0 and math.isfinite(w) and math.isfinite(h)):
-            raise PlcError(f"{self.path}: Width and Height must be positive")
+        if not (0 < w <= MAX_MICRONS and 0 < h <= MAX_MICRONS):  # 1e308 overflowed the costs to nan (a fuzzer)
+            raise PlcError(f"{self.path}: Width and Height must be positive, at most {MAX_MICRONS:g} microns")
         hr, vr = v.get("routes", DEFAULT_ROUTES)
         hm, vm = v.get("macro_routes", DEFAULT_MACRO_ROUTES)
         if not (hr > 0 and vr > 0):
@@ -141,7 +141,7 @@ def parse_plc_text(text: str, path: str = "<plc>") -> PlcFile:
             fixed = int(parts[4])
         except ValueError:
             raise PlcError(f"{path}: line {lineno}: expected 'index x y orientation fixed', found {s[:60]!r}") from None
-        if not (math.isfinite(x) and math.isfinite(y)) or fixed not in (0, 1) or idx < 0:
+        if not (abs(x) <= MAX_MICRONS and abs(y) <= MAX_MICRONS) or fixed not in (0, 1) or idx < 0:
             raise PlcError(f"{path}: line {lineno}: bad values in {s[:60]!r}")
         if parts[3] != "-" and parts[3] not in ORIENTATIONS:
             raise PlcError(f"{path}: line {lineno}: unknown orientation {parts[3]!r}")

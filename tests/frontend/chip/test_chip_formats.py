@@ -61,14 +61,35 @@ def _macro(name, width="80", extra=""):
 def test_bad_macro_sizes_and_pin_owners_name_their_line():
     """A width of nan was called "negative width", and a pin whose macro_name names no macro was refused without
     its line (an outside check). Reference: the line of the offending node in the text given here."""
-    with pytest.raises(NetlistError, match=r"line 1, column 1: node 'H0': width must be a finite number >= 0, got nan"):
+    want = r"line 1, column 1: node 'H0': width must be a number of microns from 0 to 1e\+09, got "
+    with pytest.raises(NetlistError, match=want + "nan"):
         parse_netlist_text(_macro("H0", "nan"), "<n>")
-    with pytest.raises(NetlistError, match=r"line 1, column 1: node 'H0': width must be a finite number >= 0, got -8"):
+    with pytest.raises(NetlistError, match=want + "-8"):
         parse_netlist_text(_macro("H0", "-8"), "<n>")
     pin = ('node { name: "H0/p" attr { key: "type" value { placeholder: "MACRO_PIN" } } '
            'attr { key: "macro_name" value { placeholder: "NOPE" } } }\n')
     with pytest.raises(NetlistError, match=r"<n>: line 2, column 1: pin 'H0/p': its macro 'NOPE' is not a hard macro"):
         parse_netlist_text(_macro("H0") + pin, "<n>")
+
+
+@pytest.mark.parametrize("extra, want", [
+    ('attr { key: "x" value { f: nan } }', r"x must be a number of microns from -1e\+09 to 1e\+09, got nan"),
+    ('attr { key: "y" value { f: inf } }', r"y must be a number of microns from -1e\+09 to 1e\+09, got inf"),
+    ('attr { key: "x" value { f: 1e300 } }', r"x must be a number of microns from -1e\+09 to 1e\+09, got 1e\+300"),
+])
+def test_a_position_that_is_no_length_is_refused_naming_its_line(extra, want):
+    """nan or inf in a position or a pin offset was accepted: a placer wrote a .plc with nan that graphmill then
+    refused to read, or a net's wirelength came out 0; 1e300 overflowed the area checks and the costs to nan (an
+    outside check's fuzzer). Reference: the line of the offending node in the text given here."""
+    with pytest.raises(NetlistError, match=r"<n>: line 1, column 1: node 'H0': " + want):
+        parse_netlist_text(_macro("H0", extra=extra), "<n>")
+    pin = ('node { name: "H0/p" attr { key: "type" value { placeholder: "MACRO_PIN" } } '
+           'attr { key: "macro_name" value { placeholder: "H0" } } attr { key: "x_offset" value { f: nan } } }\n')
+    with pytest.raises(NetlistError, match=r"line 2, column 1: node 'H0/p': x_offset must be a number of microns"):
+        parse_netlist_text(_macro("H0") + pin, "<n>")
+    weight = pin.replace("x_offset", "weight").replace("nan", "inf")
+    with pytest.raises(NetlistError, match=r"line 2, column 1: node 'H0/p': weight must be a number from 0 to 1e\+09"):
+        parse_netlist_text(_macro("H0") + weight, "<n>")
 
 
 def test_netlist_file_errors(tmp_path):
