@@ -395,6 +395,22 @@ def test_conv_transpose_whose_kernel_is_shorter_than_its_stride(attrs):
     assert g.outputs[0].type.shape == ref.shape
 
 
+def test_an_unsupported_op_is_refused_in_a_short_line_naming_where_the_list_is():
+    """The refusal listed every supported op, a 1,500-character line (an outside check). Reference: the backend's
+    own supported_ops(), which the line names, and ONNX's GatherND (an op it does not run)."""
+    h = onnx.helper
+    model = h.make_model(h.make_graph(
+        [h.make_node("GatherND", ["x", "i"], ["y"], name="gnd")], "g",
+        [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 2])], [h.make_tensor_value_info("y", 1, None)],
+        [h.make_tensor("i", onnx.TensorProto.INT64, [1, 2], [0, 1])]), opset_imports=[h.make_opsetid("", 17)])
+    assert "GatherND" not in supported_ops()
+    with pytest.raises(UserInputError) as e:
+        to_torch(from_proto(model))
+    assert str(e.value).endswith(f"op GatherND is not supported by the torch backend (graphmill.backends.torch."
+                                 f"supported_ops() lists the {len(supported_ops())} it runs)")
+    assert len(str(e.value)) < 200
+
+
 def test_an_input_of_another_element_type_or_rank_is_refused_naming_it():
     """A float64 array or a rank-2 tensor for a float32 rank-4 input failed inside the first op ("failed: 0",
     "expected scalar type Double but found Float": an outside check); ONNX Runtime refuses both naming the input.
