@@ -25,7 +25,7 @@ import numpy as np
 from graphmill.ir.rewrite import REASSOCIATING, Const, Match, Op, Opt, Rule, Var
 
 from ..base import PassContext, PassResult, register_pass
-from ..cleanup.common import FLOAT_TYPES, axes_of, const_of, dtype_of, normalize_axes, opset, shape_of
+from ..cleanup.common import FLOAT_TYPES, axes_of, checked_by, const_of, dtype_of, normalize_axes, opset, shape_of
 from ..rewrite_pass import RewritePass
 
 LN_OPSET = 17
@@ -117,9 +117,7 @@ def _plan(m: Match):
     return k, float(eps.reshape(-1)[0]), gamma.astype(dtype_of(m["x"]).numpy()), beta
 
 
-def _check(m: Match) -> str | None:
-    p = _plan(m)
-    return p if isinstance(p, str) else None
+_check = checked_by(_plan)
 
 
 def _replace(m: Match, r):

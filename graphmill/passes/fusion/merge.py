@@ -49,6 +49,7 @@ from ..cleanup.common import (
     ONNX_DOMAINS,
     PIECEWISE_LINEAR,
     TRANSCENDENTAL,
+    checked_by,
     concat_producers,
     const_of,
     is_static,
@@ -218,9 +219,7 @@ def _axis_permutation(x_shape: tuple, mid: tuple, perm: tuple) -> tuple[int, np.
     return "the three ops move entries across more than one axis"
 
 
-def _permutation_check(m: Match) -> str | None:
-    found = _single_axis_permutation(m)
-    return found if isinstance(found, str) else None
+_permutation_check = checked_by(_single_axis_permutation)
 
 
 def _permutation_gather(m: Match, r):

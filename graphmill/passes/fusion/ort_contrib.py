@@ -58,7 +58,7 @@ from graphmill.ir import DataType, Node, TensorType, Value, infer_attr
 from graphmill.ir.rewrite import REASSOCIATING, Const, Match, Op, Opt, Rule, Var
 
 from ..base import Option, PassContext, register_pass
-from ..cleanup.common import const_of, dtype_of, folded_constant, shape_of
+from ..cleanup.common import checked_by, const_of, dtype_of, folded_constant, shape_of
 from ..rewrite_pass import RewritePass
 from .activation import fused_activation_params
 from .activation import activation_pattern as _activation_pattern
@@ -161,9 +161,7 @@ def _bias_plan(m: Match) -> tuple[Value, Value | np.ndarray] | str:
     return why
 
 
-def _bias_check(m: Match) -> str | None:
-    p = _bias_plan(m)
-    return p if isinstance(p, str) else None
+_bias_check = checked_by(_bias_plan)
 
 
 def _bias_emit(op: str):
@@ -258,9 +256,7 @@ def _sln_plan(m: Match) -> tuple | str:
     return inp, skip, bias, others
 
 
-def _sln_check(m: Match) -> str | None:
-    p = _sln_plan(m)
-    return p if isinstance(p, str) else None
+_sln_check = checked_by(_sln_plan)
 
 
 def _sln_replace(m: Match, r):
