@@ -65,6 +65,7 @@ def test_capacity_hand_computed():
     (dict(experts=4, k=1, capacity_factor=-1), "capacity factor must be > 0"),
     (dict(experts=4, k=1, capacity_factor=1.0, gate="hash"), "unknown gate"),
     (dict(experts=4, k=0, capacity_factor=1.0), "positive integer"),
+    (dict(experts=4, k=1, capacity_factor="1.0"), "capacity factor must be a number"),  # as k refuses 2.0
 ])
 def test_bad_configuration_is_one_line_user_error(kwargs, match):
     with pytest.raises(UserInputError, match=match) as e:
@@ -90,3 +91,57 @@ def test_scalar_tokens_are_refused_at_inference():
     b.output(outs[0], "y")
     with pytest.raises(ShapeInferenceError, match=r"MoE.*X is a scalar"):
         b.build()
+
+
+def _layer(shapes: dict, *, x=(4, 3), dtypes: dict | None = None, noise=None):
+    """A graph with one MoE node whose weights have the given shapes (E = 4, d = 3, h = 5 unless changed)."""
+    sizes = {"Wg": (3, 4), "Wnoise": None, "W1": (4, 3, 5), "B1": (4, 5), "W2": (4, 5, 3), "B2": (4, 3), **shapes}
+    b = GraphBuilder("moe", opset=17, opsets={"graphmill": 1})
+    ins = [b.input("x", "float32", list(x))]
+    for name in ("Wg", "Wnoise", "W1", "B1", "W2", "B2"):
+        dtype = (dtypes or {}).get(name, np.float32)
+        ins.append(None if sizes[name] is None else b.const(np.full(sizes[name], 0.1, dtype)))
+    if noise is not None:
+        ins.append(b.input("noise", "float32", list(noise)))
+    outs = b.op("MoE", *ins, domain="graphmill", outputs=5, k=1, capacity_factor=1.0, gate="topk")
+    b.output(outs[0], "y")
+    return b
+
+
+@pytest.mark.parametrize("shapes, noise, match", [
+    ({"W1": (5, 3, 5)}, None, r"W1 \[5, 3, 5\] and Wg \[3, 4\] disagree on the number of experts E"),
+    ({"B1": (4, 6)}, None, r"B1 \[4, 6\] and W1 \[4, 3, 5\] disagree on the hidden size h"),
+    ({"B2": (3, 3)}, None, r"B2 \[3, 3\] and Wg \[3, 4\] disagree on the number of experts E"),
+    ({"W2": (4, 5, 7), "B2": (4, 7)}, None, r"W2 \[4, 5, 7\] and X \[4, 3\] disagree on the feature size d"),
+    ({"Wnoise": (3, 5)}, None, r"Wnoise \[3, 5\] and Wg \[3, 4\] disagree on the number of experts E"),
+    ({"Wnoise": (3, 4)}, (7, 4), r"noise \[7, 4\] and X \[4, 3\] disagree on the token count T"),
+    ({"Wnoise": (3, 4)}, (4, 5), r"noise \[4, 5\] and Wg \[3, 4\] disagree on the number of experts E"),
+    ({"W1": (4, 3)}, None, r"W1 must be 3-D \[E, d, h\], got shape \[4, 3\]"),
+])
+def test_inputs_whose_sizes_disagree_are_refused_when_built(shapes, noise, match):
+    """Reference: ONNX Runtime refuses each of these layers' lowering (its MatMul/Add shape checks); an outside
+    check found graphmill built, inspected and saved them, failing only inside ONNX Runtime on a lowered node."""
+    import onnxruntime as ort
+
+    from graphmill.frontend.onnx_export import to_proto
+    from graphmill.ir import ShapeInferenceError
+    from graphmill.passes.lowering.lower import lowered_copy
+
+    with pytest.raises(ShapeInferenceError, match=match) as e:
+        _layer(shapes, noise=noise).build()
+    assert "\n" not in str(e.value) and "MoE" in str(e.value)
+    raw = to_proto(lowered_copy(_layer(shapes, noise=noise).graph))
+    with pytest.raises(Exception, match="MoE"):  # the reference: ONNX Runtime refuses the same layer, lowered
+        sess = ort.InferenceSession(raw.SerializeToString(), providers=["CPUExecutionProvider"])
+        feeds = {"x": np.ones((4, 3), np.float32)}
+        if noise is not None:
+            feeds["noise"] = np.ones(noise, np.float32)
+        sess.run(None, feeds)
+
+
+def test_weights_of_another_element_type_than_x_are_refused_when_built():
+    """Reference: ONNX Runtime refuses the lowering ('MatMul bound to different types')."""
+    from graphmill.ir import ShapeInferenceError
+
+    with pytest.raises(ShapeInferenceError, match="W1 is float64 but X is float32"):
+        _layer({}, dtypes={"W1": np.float64}).build()

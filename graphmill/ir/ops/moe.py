@@ -98,10 +98,9 @@ def check_moe_config(*, experts: int, k: int, capacity_factor: float, gate: str 
     if k > experts:
         raise MoEConfigError(f"{where}: k = {k} experts per token, but the layer has only {experts} experts "
                              "(k must be <= E)")
-    try:
-        cf = float(capacity_factor)
-    except (TypeError, ValueError):
-        raise MoEConfigError(f"{where}: capacity factor must be a number > 0, got {capacity_factor!r}") from None
+    if not isinstance(capacity_factor, numbers.Real) or isinstance(capacity_factor, bool):  # not "1.0" either
+        raise MoEConfigError(f"{where}: capacity factor must be a number > 0, got {capacity_factor!r}")
+    cf = float(capacity_factor)
     if not cf > 0 or math.isinf(cf):
         raise MoEConfigError(f"{where}: capacity factor must be > 0 (and finite), got {capacity_factor!r}")
     if gate not in GATES:
@@ -149,6 +148,39 @@ def _has(node: Node, i: int) -> bool:
     return node.input_at(i) is not None
 
 
+#: every input but X by its dimensions' names; X is ``[..., d]`` and T the product of its leading dimensions
+LAYOUT = {WG: ("Wg", "dE"), WNOISE: ("Wnoise", "dE"), W1: ("W1", "Edh"), B1: ("B1", "Eh"), W2: ("W2", "Ehd"),
+          B2: ("B2", "Ed"), NOISE: ("noise", "TE")}
+_DIM_NAMES = {"d": "the feature size d", "E": "the number of experts E", "h": "the hidden size h",
+              "T": "the token count T"}
+
+
+def _check_layout(ctx: InferenceContext, x) -> None:
+    """Refuse inputs whose known sizes disagree with the layout (E, d, h, T named once across all inputs), so
+    that a malformed layer is refused when it is built, not inside ONNX Runtime's lowered MatMuls."""
+    seen: dict[str, tuple[int, str]] = {}
+    if x:
+        if isinstance(x[-1], int):
+            seen["d"] = (x[-1], f"X {list(x)}")
+        tokens = dims_product(x[:-1])
+        if tokens is not None:
+            seen["T"] = (tokens, f"X {list(x)}")
+    for i, (name, letters) in LAYOUT.items():
+        s = ctx.input_shape(i) if ctx.has_input(i) else None
+        if s is None:
+            continue
+        if len(s) != len(letters):
+            raise ctx.fail(f"{name} must be {len(letters)}-D [{', '.join(letters)}], got shape {list(s)}")
+        for letter, size in zip(letters, s):
+            if not isinstance(size, int):
+                continue
+            if letter in seen and seen[letter][0] != size:
+                size0, where = seen[letter]
+                raise ctx.fail(f"{name} {list(s)} and {where} disagree on {_DIM_NAMES[letter]} ({size} vs "
+                               f"{size0}; need {name} [{', '.join(letters)}])")
+            seen.setdefault(letter, (size, f"{name} {list(s)}"))
+
+
 def infer_moe(ctx: InferenceContext) -> list:
     node = ctx.node
     a = moe_attrs(node)
@@ -161,20 +193,13 @@ def infer_moe(ctx: InferenceContext) -> list:
     x = ctx.input_shape(X)
     if x is not None and len(x) == 0:
         raise ctx.fail("X is a scalar; expected tokens [..., d] (rank >= 1)")
-    want = {WG: 2, WNOISE: 2, W1: 3, B1: 2, W2: 3, B2: 2, NOISE: 2}
-    for i, rank in want.items():
-        s = ctx.input_shape(i) if ctx.has_input(i) else None
-        if s is not None and len(s) != rank:
-            raise ctx.fail(f"input {i} must be {rank}-D, got shape {list(s)}")
-    d = x[-1] if x else None
-    wg, w1, w2 = ctx.input_shape(WG), ctx.input_shape(W1), ctx.input_shape(W2)
-    if isinstance(d, int) and wg is not None and isinstance(wg[0], int) and wg[0] != d:
-        raise ctx.fail(f"X has {d} features but the gate weights Wg are {list(wg)} (need [{d}, E])")
-    if isinstance(d, int) and w1 is not None and isinstance(w1[1], int) and w1[1] != d:
-        raise ctx.fail(f"X has {d} features but the expert weights W1 are {list(w1)} (need [E, {d}, h])")
-    if w1 is not None and w2 is not None and all(isinstance(v, int) for v in (w1[2], w2[1])) and w1[2] != w2[1]:
-        raise ctx.fail(f"W1 {list(w1)} and W2 {list(w2)} disagree on the hidden size")
+    _check_layout(ctx, x)
     dtype = ctx.input_dtype(X) or DataType.FLOAT
+    for i, (name, _) in LAYOUT.items():
+        other = ctx.input_dtype(i) if ctx.has_input(i) else DataType.UNDEFINED
+        if other not in (DataType.UNDEFINED, dtype):
+            raise ctx.fail(f"{name} is {other.short_name} but X is {dtype.short_name}; every float input of an "
+                           "MoE layer has X's element type")
     return [TensorType(dtype, x), TensorType(dtype, ()), TensorType(dtype, ()),
             TensorType(DataType.INT64, (experts,)), TensorType(DataType.INT64, ())]
 
