@@ -17,7 +17,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from graphmill.frontend.onnx_export import node_to_proto, to_proto
-from graphmill.ir import DataType, ExecutionError, Graph, Node, TensorType, UserInputError, Value
+from graphmill.ir import (DataType, ExecutionError, Graph, Node, ShapeInferenceError, TensorType, UserInputError,
+                          Value)
 from graphmill.passes.lowering import lowered_copy
 from graphmill.ir.ops import infer_types
 from graphmill.ir.rewrite import constant_through_views
@@ -127,7 +128,8 @@ class OrtSession:
         try:
             self.session = ort.InferenceSession(model_bytes, session_options, providers=[self.options.provider])
         except Exception as e:  # noqa: BLE001 -- ORT raises several unrelated types
-            raise ExecutionError(f"ONNX Runtime cannot load graph {graph.name!r}: {_one_line(e)}") from e
+            raise ExecutionError(f"ONNX Runtime cannot load graph {graph.name!r}: {_one_line(e)}"
+                                 f"{_graphmill_reason(graph)}") from e
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
@@ -138,6 +140,18 @@ class OrtSession:
         except Exception as e:  # noqa: BLE001
             raise ExecutionError(f"ONNX Runtime failed running graph {self.graph.name!r}: {_one_line(e)}") from e
         return dict(zip(self.output_names, outs))
+
+
+def _graphmill_reason(graph: Graph) -> str:
+    """graphmill's own shape inference's objection to ``graph``, as a suffix: ORT names the node of a lowering
+    (``MoE_0/MatMul_18``), graphmill the op the user wrote and which of its inputs disagree."""
+    try:
+        infer_types(graph.copy(), strict=True)
+    except ShapeInferenceError as e:
+        return f"; graphmill's shape inference: {_one_line(e)}"
+    except Exception:  # noqa: BLE001 -- only a better message is at stake; ORT's stands
+        return ""
+    return ""
 
 
 def _one_line(e: BaseException, limit: int = 400) -> str:

@@ -222,3 +222,20 @@ def test_an_onnx_runtime_error_keeps_its_detail_on_one_line():
         ortb.OrtSession(b.build()).run({"x": np.zeros((2, 4), np.float32)})
     text = str(e.value)
     assert "\n" not in text and re.search(r"for the following indices\s+index: 1 Got: 4 Expected: 3", text)
+
+
+def test_a_graph_onnx_runtime_cannot_load_gets_graphmills_reason_naming_the_op_the_user_wrote():
+    """ORT refuses an MoE layer whose W1 holds 5 experts beside Wg's 4 by naming a node of the lowering
+    (``MoE_0/MatMul_...``); graphmill's shape inference names the layer and the two inputs. Reference: ONNX Runtime's
+    own refusal, kept in the line."""
+    b = GraphBuilder("g", opsets={"graphmill": 1})
+    z = lambda *s: b.const(np.zeros(s, np.float32))  # noqa: E731
+    outs = b.op("MoE", b.input("x", "float32", [4, 3]), z(3, 4), None, z(5, 3, 5), z(4, 5), z(4, 5, 3), z(4, 3),
+                domain="graphmill", outputs=5, k=1, capacity_factor=1.0, gate="topk")
+    b.output(outs[0], "y")
+    with pytest.raises(ExecutionError) as e:
+        ortb.OrtSession(b.graph)  # unverified, as a file's graph is loaded
+    text = str(e.value)
+    assert "\n" not in text and "ONNX Runtime cannot load" in text and "MatMul" in text
+    assert "graphmill's shape inference: graphmill::MoE node" in text
+    assert "W1 [5, 3, 5] and Wg [3, 4] disagree on the number of experts E" in text
