@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from graphmill.ir import Graph, GraphmillError, TensorType, find_problems
 from graphmill.ir.fingerprint import graph_state
+from graphmill.ir.ops.infer import input_symbols
 from graphmill.ir.printer import format_graph
 
 from .base import PassContext, PassResult
@@ -240,8 +241,10 @@ def output_change(before: list[tuple[str, Any]], graph: Graph, *, sizes: bool = 
     ``--verify-each`` is judged with them."""
     if len(graph.outputs) != len(before):
         return f"the graph had {len(before)} outputs and now has {len(graph.outputs)}"
+    bound = input_symbols(graph)
     for (name, was), v in zip(before, graph.outputs):
-        msg = _interface_change(was if sizes else _sizeless(was), v.type if sizes else _sizeless(v.type), shown=was)
+        msg = _interface_change(was if sizes else _sizeless(was), v.type if sizes else _sizeless(v.type), shown=was,
+                                bound=bound)
         if msg:
             return f"graph output {name!r} {msg}"
         if v.name != name:
@@ -304,11 +307,15 @@ def fresh_output_types(graph: Graph) -> list[Any]:
     return [v.type for v in copy.outputs]
 
 
-def _interface_change(before: Any, after: Any, *, unknown_ok: bool = False, shown: Any = None) -> str:
+def _interface_change(before: Any, after: Any, *, unknown_ok: bool = False, shown: Any = None,
+                      bound: frozenset[str] | None = None) -> str:
     """Why ``after`` is not compatible with ``before`` as a graph output's type, or "" when it is. A
     dimension may become known, or (``unknown_ok``) unknown; a symbol must not become a number nor a
     number a symbol, and the rank and element type must stay. ``shown``: the type a lost shape is quoted as
-    (``before`` with its sizes, where the comparison ignores them)."""
+    (``before`` with its sizes, where the comparison ignores them). ``bound``: the symbols the graph's inputs
+    carry, where one other than those may become a number: no input sizes it, so it names a size the model's
+    writer did not work out (the TorchScript exporter's ``Resizey_dim_1``), which inference may prove
+    (None: every symbol is held)."""
     if not isinstance(before, TensorType):
         return ""
     if not isinstance(after, TensorType):
@@ -323,7 +330,7 @@ def _interface_change(before: Any, after: Any, *, unknown_ok: bool = False, show
         if len(before.shape) != len(after.shape):
             return f"changed rank from {before} to {after}"
         for i, (a, b) in enumerate(zip(before.shape, after.shape)):
-            if isinstance(a, str) and isinstance(b, int):
+            if isinstance(a, str) and isinstance(b, int) and (bound is None or a in bound):
                 return f"had symbolic dimension {i} {a!r}, which a pass turned into the constant {b}"
             if isinstance(a, int) and isinstance(b, str):
                 return f"had dimension {i} = {a}, which a pass made the symbol {b!r} (other sizes now get through)"

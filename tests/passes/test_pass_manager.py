@@ -522,6 +522,32 @@ def test_verify_each_catches_interface_breaks(bad, needle):
     assert needle in str(ei.value)
 
 
+def test_verify_each_lets_a_symbol_no_input_carries_become_the_size_inference_proves(tmp_path):
+    """The TorchScript exporter names sizes it did not work out (``Resizey_dim_1``) in the declared outputs;
+    ``--verify-each`` refused the shape-inference pass for proving one (an outside check's fuzzer: 5 of 524 runs
+    on exported models; the same run without it wrote the size). A symbol an input carries stays held. Reference:
+    ONNX Runtime's output shape of the model at several batch sizes."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    def model(out_dims):
+        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_dims)])
+        path = str(tmp_path / f"m{len(out_dims)}{out_dims[1]}.onnx")
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+        return path
+
+    path = model(["N", "Reluy_dim_1"])
+    for batch in (1, 5):  # the reference: the output's dimension 1 is 3 whatever the batch
+        assert ortb.run(graphmill.load(path), {"x": np.ones((batch, 3), np.float32)})["y"].shape == (batch, 3)
+    g = graphmill.load(path)
+    PassManager("shape-inference", verify_each=True).run(g)
+    assert g.outputs[0].type.shape == ("N", 3)
+    with pytest.raises(PassFailure, match="symbolic dimension 0 'N', which a pass turned into the constant 1"):
+        PassManager("test-specialize-batch", verify_each=True).run(graphmill.load(path))
+
+
 def test_verify_each_catches_a_renamed_output():
     """The README promises outputs keep their names; before, a rename passed verify-each and the comparison."""
     with pytest.raises(PassFailure, match="after pass 'test-rename-output'") as ei:
