@@ -303,6 +303,28 @@ def test_batch_transpose_refuses_to_move_a_real_batch_axis(rng):
     _refused(b.build(), "fused-matmul-batch-transpose-a", "not a batch transpose FusedMatMul can read")
 
 
+@pytest.mark.parametrize("weight_shape", [(12, 8), (1, 2, 12, 8)])
+def test_batch_transpose_needs_both_operands_of_one_rank(rng, weight_shape):
+    """``Linear(x.reshape(4, 2, 12).transpose(0, 1))``: a rank-3 operand beside a rank-2 (or rank-4) weight. The
+    FusedMatMul with transBatchA failed under ONNX Runtime ("Two inputs should have same rank and rank >= 3 if
+    transBatchA or transBatchB is true"; an outside check's fuzzer, ``-s ort``). Reference: ONNX Runtime runs the
+    graph left as it is and the one where both are rank 3 is fused."""
+    def build(shape):
+        b = GraphBuilder(opset=17)
+        x = b.input("x", "float32", [8, 12])
+        b.output(b.MatMul(_heads(b, x, [1, 0, 2], (4, 2, 12)), _f32(rng, *shape)), "y")
+        return b.build()
+
+    g = build(weight_shape)
+    ref = g.copy()
+    _refused(g, "fused-matmul-batch-transpose-a", "the other operand's rank is not the transposed operand's 3")
+    _same(ref, g)
+    g = build((2, 12, 8))
+    ref, _ = _run(g)
+    assert "com.microsoft.FusedMatMul" in _ops(g) and g.nodes[-1].attr("transBatchA") == 1
+    _same(ref, g)
+
+
 def test_fused_matmul_refusals(rng):
     def build(make):
         b = GraphBuilder(opset=17)

@@ -37,7 +37,8 @@ Legal cases (Add/Mul operands in either order; inner nodes read only by the matc
   FusedMatMul can read with ``transBatchA/B`` (and ``transA/B``) once only unit axes move --
   attention's ``[1, S, heads, d] -> [1, heads, S, d]`` and its ``[.., d, S]`` form -> the
   operand ``Reshape(x)`` to the shape that makes that so, with ``transBatch`` set: the Transpose
-  goes and the two Reshapes are one. Static shapes only. The ``-again`` rules absorb into a
+  goes and the two Reshapes are one. Static shapes only, and both operands of one rank (ORT's kernel
+  refuses transBatch otherwise). The ``-again`` rules absorb into a
   FusedMatMul an earlier rule made (a MatMul with both operands scaled, say).
 - ``fused-gemm``: ``Gemm`` followed by Relu, LeakyRelu, Sigmoid, Tanh or HardSigmoid ->
   ``FusedGemm(activation=..., activation_alpha/beta)`` (fuse-activation's parameters); the Gemm
@@ -409,6 +410,11 @@ def _batch_plan(m: Match, side: str) -> tuple[int, list[int]] | str:
     if xs is None or len(xs) < 3 or not all(isinstance(d, int) and d > 0 for d in xs):
         return "the transposed operand is not of static rank >= 3 without zero dims"
     r = len(xs)
+    other = shape_of(m["b" if side == "a" else "a"])
+    if other is None or len(other) != r:  # ORT 1.32: "Two inputs should have same rank ... if transBatchA or
+        # transBatchB is true"; a rank-2 weight beside a rank-3 operand (Linear after transpose(0, 1)) failed at run
+        return (f"the other operand's rank is not the transposed operand's {r} (FusedMatMul's transBatch needs "
+                "both of one rank)")
     perm = list(t.attr("perm") or range(r - 1, -1, -1))
     if mm.attr("trans" + side.upper(), 0):
         perm = perm[:-2] + [perm[-1], perm[-2]]
