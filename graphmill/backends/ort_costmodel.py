@@ -58,7 +58,7 @@ def profile_node_times(graph: Graph, inputs: Mapping[str, Any] | None = None, *,
         raise ValueError(f"reduce must be one of {', '.join(map(repr, _REDUCERS))}, got {reduce!r}")
     import onnxruntime as ort
 
-    from .onnxruntime import OrtOptions, random_inputs
+    from .onnxruntime import OrtOptions, known_crash, random_inputs
     from graphmill.frontend.onnx_export import to_proto
 
     name_nodes(graph)
@@ -77,6 +77,9 @@ def profile_node_times(graph: Graph, inputs: Mapping[str, Any] | None = None, *,
         feeds = dict(inputs) if inputs is not None else random_inputs(graph, seed=seed)
         names = [i.name for i in sess.get_inputs()]
         feeds = {k: feeds[k] for k in names}
+        crash = known_crash(graph, feeds)
+        if crash:
+            raise ExecutionError(f"ONNX Runtime 1.32 would crash the process profiling graph {graph.name!r}: {crash}")
         for _ in range(warmup + max(1, runs)):
             sess.run(None, feeds)
         path = sess.end_profiling()

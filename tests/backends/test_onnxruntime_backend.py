@@ -239,3 +239,38 @@ def test_a_graph_onnx_runtime_cannot_load_gets_graphmills_reason_naming_the_op_t
     assert "\n" not in text and "ONNX Runtime cannot load" in text and "MatMul" in text
     assert "graphmill's shape inference: graphmill::MoE node" in text
     assert "W1 [5, 3, 5] and Wg [3, 4] disagree on the number of experts E" in text
+
+
+def _instance_norm_after_transpose(path):
+    """x [N, T, 4] -> Transpose -> InstanceNormalization: at T = 0 ONNX Runtime 1.32 dies with a segmentation
+    fault (a torch export's ``InstanceNorm1d(x[:, :T // 2].transpose(1, 2))`` at the comparison's T = 1)."""
+    from onnx import TensorProto, helper
+
+    scale = [helper.make_tensor(n, TensorProto.FLOAT, [4], [1.0] * 4) for n in ("s", "b")]
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1]),
+         helper.make_node("InstanceNormalization", ["t", "s", "b"], ["y"], name="norm")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], scale)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_a_run_onnx_runtime_would_crash_on_is_refused_naming_the_node(tmp_path):
+    """Reference: ONNX Runtime itself, in a child process, dies with SIGSEGV on the empty extent and runs T = 3
+    (an outside check's fuzzer: ``graphmill optimize`` exited 139 with no message). If a later ONNX Runtime stops
+    crashing, the first assertion fails and the guard (``known_crash``) can go."""
+    import subprocess
+    import sys
+
+    path = _instance_norm_after_transpose(str(tmp_path / "m.onnx"))
+    script = ("import sys, numpy as np, onnxruntime as ort; s = ort.InferenceSession(sys.argv[1], "
+              "providers=['CPUExecutionProvider']); s.run(None, {'x': np.ones((1, int(sys.argv[2]), 4), np.float32)})")
+    crashed = subprocess.run([sys.executable, "-c", script, path, "0"], capture_output=True)
+    assert crashed.returncode == -11  # SIGSEGV
+    assert subprocess.run([sys.executable, "-c", script, path, "3"], capture_output=True).returncode == 0
+    session = ortb.OrtSession(graphmill.load(path))
+    with pytest.raises(ExecutionError, match=r"would crash the process .*InstanceNormalization node 'norm' normalizes "
+                                             r"over an empty spatial extent \(input \[1, 4, 0\]"):
+        session.run({"x": np.ones((1, 0, 4), np.float32)})
+    assert session.run({"x": np.ones((1, 3, 4), np.float32)})["y"].shape == (1, 4, 3)
