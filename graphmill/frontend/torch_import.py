@@ -396,9 +396,16 @@ def from_torch(module, example_inputs, *, dynamic_batch: bool = True, opset: int
     fixed = [n for n, p in module.named_parameters() if not p.requires_grad] + [n for n, _ in module.named_buffers()]
     held = set(graph.initializers) | {o.name for n in graph.nodes if n.op_type == "Identity" for o in n.outputs
                                       if o is not None}
-    graph.meta[TORCH_ROLES_KEY] = {
-        "parameters": sorted(n for n, p in module.named_parameters() if p.requires_grad and n in held),
-        "buffers": sorted(n for n in fixed if n in held)}
+    trained = sorted(n for n, p in module.named_parameters() if p.requires_grad and n in held)
+    graph.meta[TORCH_ROLES_KEY] = {"parameters": trained, "buffers": sorted(n for n in fixed if n in held)}
+    # an nn.Embedding's padding_idx row gets no gradient in torch; ONNX's Gather cannot say so, and the torch backend
+    # trained it (an outside check: one SGD step moved outputs by 1.4 on a scale of 1.6)
+    rows = {f"{name}.weight" if name else "weight": [m.padding_idx % m.num_embeddings]
+            for name, m in module.named_modules()
+            if isinstance(m, torch.nn.Embedding) and m.padding_idx is not None}
+    rows = {n: r for n, r in rows.items() if n in trained}
+    if rows:
+        graph.meta[TORCH_ROLES_KEY]["fixed_rows"] = rows
     if graph.name in ("", "main_graph"):
         graph.name = cls
     return graph

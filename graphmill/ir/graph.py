@@ -424,6 +424,16 @@ def recorded_torch_roles(graph: "Graph") -> tuple[set[str], set[str]]:
     return set(roles.get("parameters", ())), set(roles.get("buffers", ()))
 
 
+def recorded_fixed_rows(graph: "Graph") -> dict[str, list[int]]:
+    """Rows of trained initializers that ``from_torch`` recorded as getting no gradient (``TORCH_ROLES_KEY``'s
+    ``"fixed_rows"``: an ``nn.Embedding``'s ``padding_idx`` row, which ONNX's Gather cannot say), by name."""
+    roles = graph.meta.get(TORCH_ROLES_KEY)
+    rows = roles.get("fixed_rows") if isinstance(roles, dict) else None
+    if not isinstance(rows, dict):
+        return {}
+    return {str(k): [int(r) for r in v] for k, v in rows.items() if isinstance(v, (list, tuple))}
+
+
 class Graph:
     """A dataflow graph: inputs, nodes in topological order, outputs, initializers.
 

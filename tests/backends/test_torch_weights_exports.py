@@ -311,3 +311,24 @@ def test_to_torch_of_a_path_says_what_it_takes():
     with pytest.raises(UserInputError, match=r"to_torch takes a graphmill Graph \(graphmill.load\(path\) reads a "
                                              r"file\), got str 'model.onnx'"):
         graphmill.to_torch("model.onnx")
+
+
+@pytest.mark.parametrize("padding_idx", [0, -1])
+def test_an_embeddings_padding_row_gets_no_gradient_as_in_torch(tmp_path, padding_idx):
+    """torch gives ``nn.Embedding(padding_idx=...)``'s row no gradient; ONNX's Gather cannot say so, and to_torch
+    trained it (an outside check: one SGD step moved outputs by 1.4 on a scale of 1.6). from_torch records the row,
+    a saved file keeps it. Reference: torch eager's gradient and its output after one SGD step."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Embedding(5, 3, padding_idx=padding_idx), nn.Linear(3, 2)).eval()
+    x = torch.tensor([[0, 1, 4, 2], [4, 0, 3, 4]])
+    graphmill.save(graphmill.from_torch(m, x), tmp_path / "m.onnx")
+    g = graphmill.load(str(tmp_path / "m.onnx"))
+    lowered = graphmill.to_torch(g)
+    lowered(x).sum().backward()
+    m(x).sum().backward()
+    table = dict(lowered.named_parameters())[{v: k for k, v in lowered.param_names.items()}["0.weight"]]
+    row = padding_idx % 5
+    assert m[0].weight.grad[row].abs().sum() == 0 and table.grad[row].abs().sum() == 0
+    np.testing.assert_allclose(table.grad.numpy(), m[0].weight.grad.numpy(), rtol=1e-6)
+    m.zero_grad()
+    _check_trains_like_eager(m, g, x)

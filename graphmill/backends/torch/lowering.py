@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from graphmill.ir import AttrKind, Graph, Tensor, TensorType, UserInputError, topological_order
-from graphmill.ir.graph import recorded_torch_roles
+from graphmill.ir.graph import recorded_fixed_rows, recorded_torch_roles
 from graphmill.passes.cleanup.cse import MERGED_INITIALIZERS, merged_initializers
 from graphmill.util.errors import ExecutionError
 
@@ -180,6 +180,8 @@ class GraphModule(nn.Module):
                     self._register(name, nn.Parameter(t) if trains else t.clone(), param=trains)
                     untied.add(name)
         self.copy_names = untied
+        self._fixed_rows = {name: rows for name, rows in recorded_fixed_rows(graph).items()
+                            if name in self.param_names.values()}
 
         self._steps: list[_Step] = []
         for node in order:
@@ -310,6 +312,12 @@ class GraphModule(nn.Module):
             _check_input(name, env[name], self._expected[name])
         for vname, attr in self._slot.items():
             env.setdefault(vname, getattr(self, attr))
+        for vname, rows in self._fixed_rows.items():  # the same values; no gradient reaches those rows
+            w = env[vname]
+            if w.requires_grad:
+                held = torch.zeros(w.shape[0], dtype=torch.bool, device=w.device)
+                held[rows] = True
+                env[vname] = torch.where(held.reshape(-1, *([1] * (w.dim() - 1))), w.detach(), w)
         for st in self._steps:
             ins = [env[n] if n is not None else None for n in st.inputs]
             self.current_outputs = len(st.outputs)
