@@ -153,6 +153,36 @@ def test_an_exporter_symbol_for_a_free_size_yields_to_it(tmp_path):
     assert _ort_output_shape(path, np.ones((8, 4), np.float32)) == (8, 4)
 
 
+def test_a_free_size_declared_where_the_graph_computes_a_number_yields_to_it_and_is_reported(tmp_path):
+    """torch's exporter declared a conv tap read on by a Flatten and a Gemm as [batch, 12, batch, ..] where the graph
+    computes [batch, 12, 3, 5]; graphmill kept the declared batch and sized the Gemm's K from it (MACs 1,920 for
+    2,520, simulate's K 60 for 180; learned-optimize wrote a model ONNX Runtime refused; an outside check). The
+    number is what runs; the contradiction is a reported problem. Reference: ONNX Runtime's output shape and the
+    MatMul's MACs by hand (N x 3 x 5)."""
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [3, 5], [0.5] * 15)
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["z"], name="relu"),
+                           helper.make_node("MatMul", ["z", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5]),
+                           helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", "N"])], [w])
+    path = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    report = api.inspect_file(path, dims={"N": 4})
+    assert report["macs"] == 4 * 3 * 5
+    assert any("declared float32[N,N], inferred float32[N,3]" in p for p in report["problems"])
+    graph = graphmill.load(path)
+    infer_shapes(graph)
+    assert tuple(graph.outputs[1].type.shape) == ("N", 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        assert sess.run(["z"], {"x": np.ones((4, 3), np.float32)})[0].shape == (4, 3)
+
+
 def test_a_data_dependent_size_is_asked_for_naming_its_op(tmp_path):
     """Unique's output size depends on the data (ONNX Runtime's run shows it), so there is nothing to infer: the
     refusal names the op it stands for, not an input; an estimate given with ``dims`` places the model (an

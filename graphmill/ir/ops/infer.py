@@ -1,9 +1,11 @@
 """Type and shape inference over a graph with the op registry.
 
 Inference only adds information: an unknown type is filled, an unknown
-dimension is refined, a symbolic dimension that a graph input carries (the
-model's free sizes: a batch ``N``) is never replaced by a number, and a declared
-type is never contradicted silently (conflicts are reported). A symbol no graph
+dimension is refined, and a declared type is never contradicted silently
+(conflicts are reported). A symbolic dimension that a graph input carries (the
+model's free sizes: a batch ``N``) stays where inference computes it as a symbol;
+where the graph computes a number, the declaration contradicts the graph: the
+number wins, as it is what runs, and the conflict is reported. A symbol no graph
 input carries is an exporter's name for a size the graph computes (torch names
 an output dim ``ReduceMeany_dim_0``): when inference computes it as a number,
 the number replaces it, as onnx's own inference does, so that it can neither
@@ -73,6 +75,13 @@ def merge_types(old: Type | None, new: Type | None, where: object, report: Infer
                 dims.append(a)
             elif isinstance(a, str) and isinstance(b, int) and free is not None and a not in free:
                 dims.append(b)  # a derived size the exporter named: the graph computes it
+            elif isinstance(a, str) and isinstance(b, int) and free is not None:
+                # a free size declared where the graph computes a number (torch's exporter declared a conv tap
+                # [batch, 12, batch, ..] that is [batch, 12, 3, 5]): the number is what runs (ONNX Runtime merges
+                # leniently to it), and the symbol carried on sized the ops after it wrongly (an outside check:
+                # a Gemm's K of 240 for 180); the contradiction is reported
+                report.conflicts.append(f"{where}: declared {old}, inferred {new}")
+                dims.append(b)
             elif isinstance(a, str) and isinstance(b, str) and free is not None and a not in free and b in free:
                 dims.append(b)  # the same, computed as a free size (torch's Addy_dim_0 is the input's N)
             elif isinstance(a, str) and isinstance(b, str) and free is not None and a not in free:
