@@ -472,8 +472,10 @@ def _preserved_names(cls: type[Pass]) -> frozenset[str] | str:
 
 def check_preserved(cls: type[Pass]) -> None:
     """Refuse a pass that declares an analysis preserved that no one registered (a misspelling was accepted, and
-    the analysis it meant was then dropped after every change it made)."""
+    the analysis it meant was then dropped after every change it made). Normalizes ``preserves`` first, as
+    ``register_pass`` does: a pass object run unregistered had its one name as a string read letter by letter."""
     _load_builtin_passes()
+    cls.preserves = _preserved_names(cls)
     if cls.preserves == "all":
         return
     for name in sorted(cls.preserves):

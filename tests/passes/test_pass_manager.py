@@ -403,6 +403,32 @@ def test_a_preserved_analysis_nobody_registered_is_refused_before_anything_runs(
         PassManager("test-preserves-misspelled")
 
 
+def test_an_unregistered_pass_object_preserving_one_name_as_a_string_runs():
+    """The README: ``preserves`` is "all" or a set of registered names, one name alone as a string, and a pass
+    object runs registered or not. Unregistered, the string was read letter by letter ("declares unknown analysis
+    'a' preserved" for "shapes"; an outside check); the analysis manager kept it as the one name. Reference: the
+    registered twin, and the analysis left cached after the run (the pass said it preserved it)."""
+    class KeepsCount(Pass):
+        name = "test-unregistered-keeps-count"
+        preserves = "test-count-checked"
+
+        def run(self, graph, ctx):
+            ctx.analysis("test-count-checked", graph)
+            return PassResult(drop_one_relu_pair(graph))
+
+    g = relu_chain(3)
+    pm = PassManager([KeepsCount()])
+    pm.run(g)
+    assert KeepsCount.preserves == frozenset({"test-count-checked"}) and len(g) == 2
+    assert "test-count-checked" in pm.ctx.cached()  # kept after a change: preserved, as declared
+
+    class Unknown(KeepsCount):
+        preserves = "no-such-analysis"
+
+    with pytest.raises(UserInputError, match="declares unknown analysis 'no-such-analysis' preserved"):
+        PassManager([Unknown()])
+
+
 def test_a_quiet_weight_edit_is_named_and_its_reproducer_reproduces(tmp_path):
     """A new Tensor for a weight is a change (tensors are immutable, so an edit is a new Tensor); the reproducer
     is the model before the pass that lied, so its rerun fails the same way."""
