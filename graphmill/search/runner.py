@@ -23,6 +23,7 @@ outside check). No benchmark table of the README reaches a quarter of its space 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -230,6 +231,23 @@ def _fmt_time(s: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+def check_takes_a_config(evaluate: Callable, what: str) -> None:
+    """Refuse an evaluator that cannot be called with one configuration dict: it failed every trial, each with a
+    TypeError located in the executor's call, not in the user's file (an outside check). Callables whose signature
+    Python cannot read (some builtins) are taken on trust."""
+    try:
+        signature = inspect.signature(evaluate)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind({})
+    except TypeError as e:
+        code = getattr(evaluate, "__code__", None)
+        where = f" (defined at {code.co_filename}:{code.co_firstlineno})" if code is not None else ""
+        raise UserInputError(f"{what}{where} cannot be called as evaluate(config): {e}; it takes the configuration "
+                             "dict as its one argument") from None
+
+
 def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "default", budget: int, seed: int = 0,
         workers: int = 1, executor: str | None = None, checkpoint: str | None = None,
         timeout: float | None = None, objective: Callable[[dict], float | None] | None = None,
@@ -259,6 +277,7 @@ def run(space: Space, evaluate: Callable[[dict], Any], *, strategy: str = "defau
         raise UserInputError("the space has no parameters to search")
     if not callable(evaluate):
         raise UserInputError(f"evaluate {evaluate!r} is not callable")
+    check_takes_a_config(evaluate, f"evaluate {getattr(evaluate, '__qualname__', evaluate)!r}")
     budget = _check_int("budget", budget, 0)
     workers = _check_int("workers", workers, 1)
     seed = _check_int("seed", seed, 0) if not isinstance(seed, (int, np.integer)) or seed < 0 else int(seed)

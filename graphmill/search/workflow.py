@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from graphmill.search.runner import check_takes_a_config
 from graphmill.search.space import Space
 from graphmill.util.errors import UserInputError
 from graphmill.util.files import TEXT_FILE_LIMIT, check_out_folder, parse_json, read_user_file
@@ -154,6 +155,7 @@ def import_evaluator(spec: str) -> Callable[[dict], Any]:
         obj = getattr(obj, part)
     if not callable(obj):
         raise UserInputError(f"--evaluator {spec!r}: {attr} is a {type(obj).__name__}, not a callable")
+    check_takes_a_config(obj, f"--evaluator {spec!r}")
     return obj
 
 

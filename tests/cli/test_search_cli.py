@@ -156,6 +156,9 @@ BAD_SPACE = '{"type": "space", "params": {"lr": {"type": "float", "low": "a", "h
     (["--space", "mnasnet", "--evaluator", "exits:f"], {"exits.py": "import sys\nsys.exit(3)\n"},
      "cannot import 'exits': SystemExit: the module called sys.exit(3) as it was imported"),
     (["--space", "mnasnet", "--evaluator", "json:nosuch"], {}, "json has no 'nosuch'"),
+    # a function of no argument failed every trial, located in graphmill's executor, exit 0 (an outside check)
+    (["--space", "mnasnet", "--evaluator", "noarg:f"], {"noarg.py": "def f():\n    return 1.0\n"},
+     "noarg.py:1) cannot be called as evaluate(config): too many positional arguments"),
     # a proxy setting beside an evaluator that has none was accepted and ignored (an outside check)
     (["--space", "mnasnet", "--evaluator", "json:loads", "--steps", "5"], {},
      "--evaluator json:loads takes no proxy settings (given: steps)"),

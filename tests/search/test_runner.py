@@ -381,6 +381,24 @@ def test_bad_arguments():
         search.run(rh.small_space(), rh.evaluate, budget=-1)
 
 
+def test_an_evaluator_that_cannot_take_a_config_is_refused_before_any_trial(tmp_path):
+    """It failed every trial, each with a TypeError located in graphmill's executor (an outside check); the issue's
+    contract is ``evaluate(config)``. Reference: Python's own call of it with one dict, which raises TypeError."""
+    def no_argument():
+        return 1.0
+
+    def keywords_only(**config):
+        return 1.0
+
+    for bad in (no_argument, keywords_only, lambda a, b: 1.0):
+        with pytest.raises(TypeError):
+            bad({"a": 1})
+        with pytest.raises(UserInputError, match=r"cannot be called as evaluate\(config\).*the configuration dict"):
+            search.run(rh.small_space(), bad, budget=2, checkpoint=str(tmp_path / "c.json"))
+    assert not (tmp_path / "c.json").exists()
+    assert search.run(rh.small_space(), lambda config, extra=1: 1.0, budget=2, progress=False).history  # fine
+
+
 def _record_executors(monkeypatch) -> list:
     """(executor name, workers) of every executor the runner makes, made as it would."""
     from graphmill.search import runner
