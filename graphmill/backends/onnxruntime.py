@@ -150,14 +150,19 @@ class OrtSession:
         return dict(zip(self.output_names, outs))
 
 
+def _empty_extent(shape: Sequence[int]) -> bool:
+    """Whether an InstanceNormalization input of this shape has data to normalize over an empty spatial extent, on
+    which ONNX Runtime 1.32 crashes (``known_crash``)."""
+    return len(shape) > 2 and 0 in shape[2:] and shape[0] * shape[1] > 0
+
+
 def known_crash(graph: Graph, feeds: Mapping[str, Any]) -> str | None:
     """Why ONNX Runtime 1.32 would die (not fail) running ``graph`` on inputs of these shapes, or None: an
     InstanceNormalization over an empty spatial extent (``[N, C, 0]``, a torch export's ``x[:, :T // 2]`` at T = 1)
     crashed ``graphmill optimize`` with exit 139 and no message (an outside check's fuzzer). Sizes are inferred
     afresh from the feeds' shapes, only for graphs that hold such a node."""
-    nodes = [n for g in graph.all_graphs() for n in g.nodes
-             if n.op_type == "InstanceNormalization" and n.domain in ("", "ai.onnx")]
-    if not nodes:
+    if not any(n.op_type == "InstanceNormalization" and n.domain in ("", "ai.onnx")
+               for g in graph.all_graphs() for n in g.nodes):
         return None
     copy = graph.copy()
     for v in copy.inputs:
@@ -172,8 +177,7 @@ def known_crash(graph: Graph, feeds: Mapping[str, Any]) -> str | None:
     for n in (n for g in copy.all_graphs() for n in g.nodes if n.op_type == "InstanceNormalization"):
         x = n.input_at(0)
         shape = x.type.shape if x is not None and isinstance(x.type, TensorType) else None
-        if shape and len(shape) > 2 and all(isinstance(d, int) for d in shape) and 0 in shape[2:] \
-                and shape[0] * shape[1] > 0:
+        if shape and all(isinstance(d, int) for d in shape) and _empty_extent(shape):
             return (f"{n.describe()} normalizes over an empty spatial extent (input {list(shape)} at these input "
                     "sizes)")
     return None
@@ -707,8 +711,7 @@ class OrtNodeEvaluator:
         ir = root.model.ir_version if root.model is not None else 8
         model = onnx.helper.make_model(g, opset_imports=opsets, ir_version=ir)
         x = feeds.get(npb.input[0]) if npb.input else None
-        if node.op_type == "InstanceNormalization" and x is not None and np.ndim(x) > 2 and np.size(x) == 0 \
-                and np.shape(x)[0] * np.shape(x)[1] > 0:  # ORT 1.32 crashes on it (known_crash)
+        if node.op_type == "InstanceNormalization" and x is not None and _empty_extent(np.shape(x)):  # known_crash
             raise ExecutionError("ONNX Runtime cannot evaluate it alone (an empty spatial extent crashes it)")
         try:
             sess = self._ort.InferenceSession(model.SerializeToString(), self._options,

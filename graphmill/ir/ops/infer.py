@@ -73,14 +73,13 @@ def merge_types(old: Type | None, new: Type | None, where: object, report: Infer
             elif isinstance(a, int) and isinstance(b, int) and a != b:
                 report.conflicts.append(f"{where}: declared {old}, inferred {new}")
                 dims.append(a)
-            elif isinstance(a, str) and isinstance(b, int) and free is not None and a not in free:
-                dims.append(b)  # a derived size the exporter named: the graph computes it
             elif isinstance(a, str) and isinstance(b, int) and free is not None:
-                # a free size declared where the graph computes a number (torch's exporter declared a conv tap
-                # [batch, 12, batch, ..] that is [batch, 12, 3, 5]): the number is what runs (ONNX Runtime merges
-                # leniently to it), and the symbol carried on sized the ops after it wrongly (an outside check:
-                # a Gemm's K of 240 for 180); the contradiction is reported
-                report.conflicts.append(f"{where}: declared {old}, inferred {new}")
+                # a derived size the exporter named: the graph computes it. A free size declared there (torch's
+                # exporter declared a conv tap [batch, 12, batch, ..] that is [batch, 12, 3, 5]) contradicts the
+                # graph: the number is what runs (ONNX Runtime merges leniently to it), the symbol carried on sized
+                # the ops after it wrongly (an outside check: a Gemm's K of 240 for 180), and it is reported
+                if a in free:
+                    report.conflicts.append(f"{where}: declared {old}, inferred {new}")
                 dims.append(b)
             elif isinstance(a, str) and isinstance(b, str) and free is not None and a not in free and b in free:
                 dims.append(b)  # the same, computed as a free size (torch's Addy_dim_0 is the input's N)
