@@ -184,8 +184,23 @@ def test_layer_norm_written_out_below_opset_17_trains_its_scale_and_bias(tmp_pat
     _check_trains_like_eager(m, g, x)
 
 
-@pytest.mark.parametrize("make, shape", [(ConvGroupNorm, (2, 3, 6, 6)), (Recurrent, (2, 5, 4))],
-                         ids=["groupnorm", "lstm-gru"])
+class RelativePositionBias(nn.Module):
+    """A learned table indexed by two relative-offset buffers: dynamo writes the lookup as GatherND."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(5, 5, 2))
+        i = torch.arange(3)
+        self.register_buffer("rows", i[:, None] - i[None, :] + 2)
+        self.register_buffer("cols", i[None, :] - i[:, None] + 2)
+
+    def forward(self, x):
+        return torch.softmax(x + self.table[self.rows, self.cols].permute(2, 0, 1), -1)
+
+
+@pytest.mark.parametrize("make, shape", [(ConvGroupNorm, (2, 3, 6, 6)), (Recurrent, (2, 5, 4)),
+                                         (RelativePositionBias, (4, 2, 3, 3))],
+                         ids=["groupnorm", "lstm-gru", "gathernd-table"])
 def test_dynamo_unoptimized_exports_train_every_parameter(tmp_path, make, shape):
     torch.manual_seed(0)
     m, x = make().eval(), torch.randn(*shape)

@@ -65,7 +65,7 @@ def op_key(node) -> str:
 
 
 def supported_ops() -> list[str]:
-    """ONNX ops (default domain) the torch backend runs."""
+    """The ops the torch backend runs: ONNX's (default domain) by name, graphmill's own as ``domain::op``."""
     return sorted(set(OPS) | {"Constant"})
 
 

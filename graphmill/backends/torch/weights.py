@@ -7,9 +7,10 @@ backend trains only what plays a weight's part in the graph's structure:
 
 * **weight slots**: Conv/ConvTranspose weight and bias; Gemm's operands and C; an
   initializer operand of MatMul or Einsum; the scale and bias of BatchNormalization,
-  LayerNormalization and InstanceNormalization (not BatchNormalization's running mean
-  and variance); Gather's data (an embedding table); PRelu's slope; LSTM/GRU/RNN's W, R, B (and LSTM's
-  peepholes);
+  LayerNormalization, InstanceNormalization and GroupNormalization, RMSNormalization's scale (not
+  BatchNormalization's running mean and variance); Gather's and GatherND's data (an embedding table,
+  a relative-position bias table as dynamo writes its lookup); PRelu's slope; LSTM/GRU/RNN's W, R, B
+  (and LSTM's peepholes);
 * **biases and affine parameters**: the initializer of an Add whose other operand comes
   from one of those products (Conv/ConvTranspose/Gemm/MatMul/Einsum with a weight: a
   Linear's bias on 3-D activations is exported as MatMul + Add), from a normalization,
@@ -63,12 +64,14 @@ VIEWS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "I
 #: a product, a normalization or a recurrent op only
 CUTS = frozenset({"Slice", "Split"})
 PRODUCTS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum"})
-NORMALIZATIONS = frozenset({"BatchNormalization", "LayerNormalization", "InstanceNormalization"})
+NORMALIZATIONS = frozenset({"BatchNormalization", "LayerNormalization", "InstanceNormalization",
+                            "GroupNormalization", "RMSNormalization"})
 EVERY_INPUT = None
 WEIGHT_SLOTS: dict[str, tuple[int, ...] | None] = {
     "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (0, 1, 2), "MatMul": (0, 1), "Einsum": EVERY_INPUT,
     "BatchNormalization": (1, 2), "LayerNormalization": (1, 2), "InstanceNormalization": (1, 2),
-    "Gather": (0,), "PRelu": (1,),
+    "GroupNormalization": (1, 2), "RMSNormalization": (1,),
+    "Gather": (0,), "GatherND": (0,), "PRelu": (1,),
     "LSTM": (1, 2, 3, 7), "GRU": (1, 2, 3), "RNN": (1, 2, 3),  # W, R, B (and LSTM's peepholes P)
     "RelativeAttention": (3,),  # graphmill::RelativeAttention: the relative position bias table
     "MoE": (1, 2, 3, 4, 5, 6),  # graphmill::MoE: gate, noise and expert weights (ir/ops/moe.py)

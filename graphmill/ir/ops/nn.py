@@ -362,6 +362,27 @@ def _einsum_cost(node: Node) -> Cost:
 
 
 register("Einsum", infer=_infer_einsum, cost=_einsum_cost)
+
+
+def _infer_det(ctx: InferenceContext) -> list:
+    """The determinant of each trailing [M, M] matrix: the leading dims, the input's element type."""
+    x = ctx.input_type(0)
+    if x is None:
+        return [None]
+    return [TensorType(x.dtype, None if x.shape is None else tuple(x.shape[:-2]))]
+
+
+def _det_cost(node: Node) -> Cost:
+    """Det: macs 0; flops ~ 2/3 M^3 per matrix (an LU factorization), counted as M per input element."""
+    x = node.input_at(0)
+    shape = x.type.shape if x is not None and isinstance(x.type, TensorType) else None
+    m = shape[-1] if shape else None
+    c = cost_with_elements(node, m if isinstance(m, int) else 0, of_input=0)
+    c.known = c.known and isinstance(m, int)
+    return c
+
+
+register("Det", infer=_infer_det, cost=_det_cost)
 register("MatMul", infer=_infer_matmul, cost=_matmul_cost)
 register("MatMulInteger", infer=_infer_matmul_integer, cost=_matmul_cost)
 register("QLinearMatMul", infer=_infer_qlinear_matmul, cost=_qlinear_matmul_cost)
@@ -386,6 +407,25 @@ def _hardmax_cost(node: Node) -> Cost:
 
 register(["Softmax", "LogSoftmax"], infer=_infer_same, cost=_softmax_cost)
 register("Hardmax", infer=_infer_same, cost=_hardmax_cost)
+
+
+def _infer_class_loss(ctx: InferenceContext) -> list:
+    """NegativeLogLikelihoodLoss / SoftmaxCrossEntropyLoss: the loss is a scalar of the scores' element type, or
+    one per target ([N, d1, ...], the labels' shape) with ``reduction`` none; SoftmaxCrossEntropyLoss's optional
+    log_prob is shaped like the scores."""
+    scores = ctx.input_type(0)
+    dtype = scores.dtype if scores is not None else None
+    loss_shape = ctx.input_shape(1) if ctx.attr("reduction", "mean") == "none" else ()
+    return [TensorType(dtype, loss_shape), scores][:len(ctx.node.outputs)]
+
+
+def _class_loss_cost(node: Node) -> Cost:
+    """NegativeLogLikelihoodLoss: macs 0; flops ~ 2 per score (pick, weight; counted over the scores, of which
+    it reads one per target); SoftmaxCrossEntropyLoss adds a LogSoftmax's 5 per score."""
+    return cost_with_elements(node, 7 if node.op_type == "SoftmaxCrossEntropyLoss" else 2, of_input=0)
+
+
+register(["NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss"], infer=_infer_class_loss, cost=_class_loss_cost)
 
 
 def _infer_dropout(ctx: InferenceContext) -> list:

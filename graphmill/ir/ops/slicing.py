@@ -366,16 +366,24 @@ def count_symbol(ctx: InferenceContext, *where: tuple[int, int]) -> str:
 
 
 def _infer_compress(ctx: InferenceContext) -> list:
-    """The kept count depends on the condition's data: a symbol of its own."""
+    """The kept count depends on the condition's data: a symbol of its own, or the number of true entries where
+    the condition is a constant and covers the axis (a condition shorter than the axis keeps none beyond it)."""
     xs = ctx.input_shape(0)
     dtype = ctx.input_dtype(0)
     axis = ctx.attr("axis")
+    cond = ctx.input_value(1)
+    a = None if axis is None or xs is None else normalize_axis(int(axis), len(xs), ctx)
+    length = (int(np.prod(xs)) if xs is not None and all(isinstance(d, int) for d in xs) else None) \
+        if axis is None else (xs[a] if a is not None else None)
+    if cond is not None and isinstance(length, int):
+        count: Dim = int(np.count_nonzero(np.asarray(cond).reshape(-1)[:length]))
+    else:
+        count = count_symbol(ctx, (0, 0 if axis is None else a if a is not None else 0))
     if axis is None:
-        return [TensorType(dtype, (count_symbol(ctx, (0, 0)),))]
+        return [TensorType(dtype, (count,))]
     if xs is None:
         return [TensorType(dtype, None)]
-    a = normalize_axis(int(axis), len(xs), ctx)
-    return [TensorType(dtype, tuple(count_symbol(ctx, (0, a)) if i == a else d for i, d in enumerate(xs)))]
+    return [TensorType(dtype, tuple(count if i == a else d for i, d in enumerate(xs)))]
 
 
 def _infer_nonzero(ctx: InferenceContext) -> list:

@@ -6,7 +6,8 @@ families share; each family module registers its ops when imported.
 
 from __future__ import annotations
 
-from . import elementwise, linear, normalization, pooling, recurrent, reduction, resize, shape  # noqa: F401 -- register
+from . import elementwise, linear, losses, normalization, pooling  # noqa: F401 -- each registers its ops
+from . import recurrent, reduction, resize, shape  # noqa: F401 -- each registers its ops
 from . import moe  # noqa: F401 -- graphmill::MoE, registered under its domain-qualified name
 from . import attention  # noqa: F401 -- graphmill::RelativeAttention
 from .common import CHECKS, OPS

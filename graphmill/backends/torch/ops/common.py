@@ -18,6 +18,10 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import torch
+import torch.nn.functional as F
+
+#: torch's convolution by the number of spatial axes (Conv's, and LpPool's window sums)
+CONV_BY_RANK = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 OPS: dict[str, Callable[..., Any]] = {}
 CHECKS: dict[str, Callable[[Any, int], str | None]] = {}

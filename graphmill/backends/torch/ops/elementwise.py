@@ -1,4 +1,5 @@
-"""Elementwise ops for the torch backend: activations, arithmetic, comparisons, casts, Softmax, Dropout."""
+"""Elementwise ops for the torch backend: activations, arithmetic, comparisons, bitwise ops, casts, Softmax,
+Hardmax, Dropout."""
 
 from __future__ import annotations
 
@@ -107,8 +108,16 @@ def _softmax_like(fn):
     return impl
 
 
+def _hardmax(v: torch.Tensor, dim: int) -> torch.Tensor:
+    """1 at the first largest element along ``dim`` (ONNX picks the first of ties, as argmax does), else 0."""
+    if v.numel() == 0:
+        return torch.zeros_like(v)
+    return torch.zeros_like(v).scatter(dim, v.argmax(dim, keepdim=True), 1)
+
+
 OPS["Softmax"] = _softmax_like(lambda v, d: torch.softmax(v, d))
 OPS["LogSoftmax"] = _softmax_like(lambda v, d: torch.log_softmax(v, d))
+OPS["Hardmax"] = _softmax_like(_hardmax)
 
 
 def _binary(fn):
@@ -121,6 +130,40 @@ for _n, _f in {
     "Or": torch.logical_or, "Xor": torch.logical_xor,
 }.items():
     OPS[_n] = _binary(_f)
+
+
+for _n, _f in {"BitwiseAnd": torch.bitwise_and, "BitwiseOr": torch.bitwise_or,
+               "BitwiseXor": torch.bitwise_xor}.items():
+    OPS[_n] = _binary(_f)
+OPS["BitwiseNot"] = _unary(torch.bitwise_not)
+
+
+@op("BitShift")
+def _bitshift(rt, a, x):
+    u, v = x
+    return torch.bitwise_left_shift(u, v) if a["direction"] == "LEFT" else torch.bitwise_right_shift(u, v)
+
+
+@op("Swish")
+def _swish(rt, a, x):
+    v = x[0]
+    return v * torch.sigmoid(a.get("alpha", 1.0) * v)
+
+
+@op("Shrink")
+def _shrink(rt, a, x):
+    v = x[0]
+    bias, lambd = a.get("bias", 0.0), a.get("lambd", 0.5)
+    zero = torch.zeros_like(v)
+    return torch.where(v < -lambd, v + bias, torch.where(v > lambd, v - bias, zero)).to(v.dtype)
+
+
+@op("IsInf")
+def _isinf(rt, a, x):
+    v = x[0]
+    neg = torch.isneginf(v) if a.get("detect_negative", 1) else torch.zeros_like(v, dtype=torch.bool)
+    pos = torch.isposinf(v) if a.get("detect_positive", 1) else torch.zeros_like(v, dtype=torch.bool)
+    return neg | pos
 
 
 @op("Div")

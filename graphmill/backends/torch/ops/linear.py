@@ -1,11 +1,11 @@
-"""Matrix products and convolutions for the torch backend: Gemm, MatMul, Einsum, Conv, ConvTranspose."""
+"""Matrix products and convolutions for the torch backend: Gemm, MatMul, Einsum, Det, Conv, ConvTranspose."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from .common import op, spatial, torch_pad
+from .common import CONV_BY_RANK, op, spatial, torch_pad
 
 
 @op("MatMul")
@@ -35,8 +35,12 @@ def _einsum(rt, a, x):
     return torch.einsum(a["equation"], *x)
 
 
-_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONVT = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+
+@op("Det")
+def _det(rt, a, x):
+    return torch.linalg.det(x[0])
 
 
 @op("Conv")
@@ -47,8 +51,8 @@ def _conv(rt, a, x):
     k, s, d, pads, _ = spatial(a, X, W.shape)
     begin, end = pads[:nsp], pads[nsp:]
     if begin == end:
-        return _CONV[nsp](X, W, B, s, begin, d, a.get("group", 1))
-    return _CONV[nsp](F.pad(X, torch_pad(pads)), W, B, s, 0, d, a.get("group", 1))
+        return CONV_BY_RANK[nsp](X, W, B, s, begin, d, a.get("group", 1))
+    return CONV_BY_RANK[nsp](F.pad(X, torch_pad(pads)), W, B, s, 0, d, a.get("group", 1))
 
 
 @op("ConvTranspose")

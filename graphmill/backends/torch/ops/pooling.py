@@ -1,4 +1,4 @@
-"""Pooling ops for the torch backend: MaxPool, AveragePool and their global forms."""
+"""Pooling ops for the torch backend: MaxPool, AveragePool, LpPool and their global forms."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from graphmill.ir.ops.window import Window, window_output_dim
 
-from .common import check, op, spatial, torch_pad
+from .common import CONV_BY_RANK, check, op, spatial, torch_pad
 
 
 def _pool_args(a, X):
@@ -87,3 +87,32 @@ def _gap(rt, a, x):
 @op("GlobalMaxPool")
 def _gmp(rt, a, x):
     return x[0].amax(dim=tuple(range(2, x[0].dim())), keepdim=True)
+
+
+@op("LpPool")
+def _lppool(rt, a, x):
+    """(sum of |x|^p over each window)^(1/p), the sum a depthwise convolution with a kernel of ones (which takes
+    dilations; the zero padding adds nothing); under ceil_mode the input is padded at the end with enough zeros
+    for ONNX's last window."""
+    X = x[0]
+    nsp, k, s, d, pads = _pool_args(a, X)
+    p = a.get("p", 2)
+    ceil = bool(a.get("ceil_mode", 0))
+    w = Window(tuple(k), tuple(s), tuple(d), tuple(pads), "NOTSET")
+    out = [window_output_dim(n, w, i, ceil_mode=ceil) for i, n in enumerate(X.shape[2:])]
+    end = [max(pe, (o - 1) * st + (kk - 1) * dd + 1 - n - pb)
+           for o, st, kk, dd, n, pb, pe in zip(out, s, k, d, X.shape[2:], pads[:nsp], pads[nsp:])]
+    powered = F.pad(X.abs() ** p, torch_pad(pads[:nsp] + end))
+    channels = X.shape[1]
+    ones = torch.ones((channels, 1) + tuple(k), dtype=X.dtype, device=X.device)
+    y = CONV_BY_RANK[nsp](powered, ones, stride=s, dilation=d, groups=channels)
+    for i, o in enumerate(out):
+        y = y.narrow(2 + i, 0, o)
+    return y ** (1.0 / p)
+
+
+@op("GlobalLpPool")
+def _glppool(rt, a, x):
+    X = x[0]
+    p = a.get("p", 2)
+    return (X.abs() ** p).sum(dim=tuple(range(2, X.dim())), keepdim=True) ** (1.0 / p)

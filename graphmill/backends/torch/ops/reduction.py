@@ -1,4 +1,4 @@
-"""Reductions for the torch backend: Reduce*, ArgMax/ArgMin and CumSum."""
+"""Reductions for the torch backend: Reduce*, ArgMax/ArgMin, CumSum and CumProd."""
 
 from __future__ import annotations
 
@@ -105,16 +105,23 @@ OPS["ArgMax"] = _arg(torch.argmax)
 OPS["ArgMin"] = _arg(torch.argmin)
 
 
-@op("CumSum")
-def _cumsum(rt, a, x):
-    X = x[0]
-    axis = norm_axis(int(x[1].item()), X.dim())
-    if a.get("reverse", 0):
-        X = X.flip(axis)
-    y = torch.cumsum(X, axis).to(X.dtype)
-    if a.get("exclusive", 0):  # the sum shifted by one: the sum minus X gave NaN after an inf (an outside check)
-        first = torch.zeros_like(X.narrow(axis, 0, min(1, X.shape[axis])))
-        y = torch.cat([first, y.narrow(axis, 0, max(0, X.shape[axis] - 1))], dim=axis)
-    if a.get("reverse", 0):
-        y = y.flip(axis)
-    return y
+def _cumulative(scan, identity: int):
+    """CumSum (``torch.cumsum``, 0) and CumProd (``torch.cumprod``, 1): ``exclusive`` shifts the running result by
+    one, starting at the identity; ``reverse`` runs from the end."""
+    def impl(rt, a, x):
+        X = x[0]
+        axis = norm_axis(int(x[1].item()), X.dim())
+        if a.get("reverse", 0):
+            X = X.flip(axis)
+        y = scan(X, axis).to(X.dtype)
+        if a.get("exclusive", 0):  # shifted by one: the sum minus X gave NaN after an inf (an outside check)
+            first = torch.full_like(X.narrow(axis, 0, min(1, X.shape[axis])), identity)
+            y = torch.cat([first, y.narrow(axis, 0, max(0, X.shape[axis] - 1))], dim=axis)
+        if a.get("reverse", 0):
+            y = y.flip(axis)
+        return y
+    return impl
+
+
+OPS["CumSum"] = _cumulative(torch.cumsum, 0)
+OPS["CumProd"] = _cumulative(torch.cumprod, 1)

@@ -1,5 +1,5 @@
 """Resize for the torch backend: nearest and linear modes from opset 11 (cubic, antialias and
-tf_crop_and_resize are refused when the module is built)."""
+tf_crop_and_resize are refused when the module is built), and Upsample (opsets 7-9) as the Resize it became."""
 
 from __future__ import annotations
 
@@ -99,6 +99,23 @@ def _resize(rt, a, x):
             w1 = w1.reshape(shape)
             X = X.index_select(ax, i0) * (1 - w1) + X.index_select(ax, i1) * w1
     return X
+
+
+@op("Upsample")
+def _upsample(rt, a, x):
+    """Resize with Upsample's fixed sampling: source coordinate = output / scale (asymmetric), nearest rounding
+    down (onnx's reference repeats each element ``scale`` times; ONNX Runtime truncates)."""
+    scales = x[1] if len(x) > 1 else torch.tensor(a["scales"], dtype=torch.float32)
+    attrs = {"mode": a.get("mode", "nearest"), "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    return _resize(rt, attrs, [x[0], None, scales])
+
+
+@check("Upsample")
+def _check_upsample(node, opset):
+    mode = node.attr("mode", "nearest")
+    if mode in ("nearest", "linear"):
+        return None
+    return f"Upsample mode {mode!r} is not supported (only nearest and linear)"
 
 
 @check("Resize")

@@ -1,4 +1,5 @@
-"""Shape and data-movement ops for the torch backend: Reshape, Transpose, Concat, Split, Slice, Gather,
+"""Shape and data-movement ops for the torch backend: Reshape, Transpose, DepthToSpace/SpaceToDepth, Concat,
+Split, Slice, Gather(Elements/ND), Scatter(Elements), Compress, NonZero, ReverseSequence, OneHot, EyeLike,
 Squeeze/Unsqueeze, Shape, ConstantOfShape, Pad, Expand, Tile, Range, Trilu."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..tensors import torch_dtype
 from .common import check, ints, norm_axis, op, torch_pad
 
 
@@ -38,6 +40,29 @@ def _transpose(rt, a, x):
     X = x[0]
     perm = a.get("perm") or list(reversed(range(X.dim())))
     return X.permute(perm)
+
+
+@op("DepthToSpace")
+def _depth_to_space(rt, a, x):
+    X = x[0]
+    n, c, h, w = X.shape
+    b = a["blocksize"]
+    if a.get("mode", "DCR") == "CRD":  # channel, then row and column of the block (torch's PixelShuffle)
+        y = X.reshape(n, c // (b * b), b, b, h, w).permute(0, 1, 4, 2, 5, 3)
+    else:  # DCR: the block's row and column, then the channel
+        y = X.reshape(n, b, b, c // (b * b), h, w).permute(0, 3, 4, 1, 5, 2)
+    return y.reshape(n, c // (b * b), h * b, w * b)
+
+
+@op("SpaceToDepth")
+def _space_to_depth(rt, a, x):
+    X = x[0]
+    n, c, h, w = X.shape
+    b = a["blocksize"]
+    y = X.reshape(n, c, h // b, b, w // b, b)
+    # CRD (opset 24): the channel, then the block's row and column (DepthToSpace CRD's inverse); DCR the other way
+    y = y.permute(0, 1, 3, 5, 2, 4) if a.get("mode", "DCR") == "CRD" else y.permute(0, 3, 5, 1, 2, 4)
+    return y.reshape(n, c * b * b, h // b, w // b)
 
 
 @op("Concat")
@@ -112,6 +137,82 @@ def _gather(rt, a, x):
 def _gather_el(rt, a, x):
     X, axis, idx = _gather_args(a, x)
     return torch.gather(X, axis, idx)
+
+
+@op("GatherND")
+def _gather_nd(rt, a, x):
+    """ONNX GatherND as one advanced index per batch: the leading ``batch_dims`` axes of data and indices
+    are flattened into one, the last axis of indices addresses the next ``m`` axes of data (negative counted from
+    the end). Differentiable in data, as torch's indexing is."""
+    X, idx = x
+    b = a.get("batch_dims", 0)
+    m = idx.shape[-1]
+    batch = int(np.prod(X.shape[:b], dtype=np.int64))
+    data = X.reshape((batch,) + tuple(X.shape[b:]))
+    flat = idx.to(torch.int64).reshape(batch, -1, m)
+    sizes = torch.tensor(X.shape[b:b + m], dtype=torch.int64, device=X.device)
+    flat = torch.where(flat < 0, flat + sizes, flat)
+    rows = torch.arange(batch, device=X.device).reshape(batch, 1)
+    out = data[(rows,) + tuple(flat[..., j] for j in range(m))]
+    return out.reshape(tuple(idx.shape[:-1]) + tuple(X.shape[b + m:]))
+
+
+@op("Compress")
+def _compress(rt, a, x):
+    X, cond = x
+    axis = a.get("axis")
+    if axis is None:  # over the flattened input
+        X, axis = X.reshape(-1), 0
+    axis = norm_axis(axis, X.dim())
+    keep = torch.nonzero(cond.reshape(-1)[:X.shape[axis]].to(torch.bool)).reshape(-1)
+    return X.index_select(axis, keep)
+
+
+@op("NonZero")
+def _nonzero(rt, a, x):
+    X = x[0]
+    return torch.nonzero(X.reshape(1) if X.dim() == 0 else X).T.contiguous()
+
+
+@op("ReverseSequence")
+def _reverse_sequence(rt, a, x):
+    """Each batch entry's first ``sequence_lens[b]`` steps in reverse, the rest as they are: one gather along the
+    time axis with a per-entry index."""
+    X, lens = x
+    t_axis, b_axis = a.get("time_axis", 0), a.get("batch_axis", 1)
+    steps = X.shape[t_axis]
+    t = torch.arange(steps, device=X.device).reshape(1, steps)
+    n = lens.to(torch.int64).reshape(-1, 1)
+    src = torch.where(t < n, n - 1 - t, t)  # [batch, time]
+    if t_axis < b_axis:
+        src = src.T
+    shape = [1] * X.dim()
+    shape[t_axis], shape[b_axis] = steps, X.shape[b_axis]
+    return torch.gather(X, t_axis, src.reshape(shape).expand(X.shape))
+
+
+@op("OneHot")
+def _one_hot(rt, a, x):
+    idx, depth, values = x
+    depth = int(depth.reshape(()).item())
+    rank = idx.dim() + 1
+    axis = norm_axis(a.get("axis", -1), rank)
+    ind = idx.to(torch.int64)
+    ind = torch.where(ind < 0, ind + depth, ind)  # -depth..-1 count from the end; what stays outside is all off
+    classes = torch.arange(depth, device=idx.device).reshape([depth] + [1] * idx.dim())
+    hot = (ind.unsqueeze(0) == classes).movedim(0, axis)
+    off, on = values.reshape(2)
+    return torch.where(hot, on, off)
+
+
+@op("EyeLike")
+def _eye_like(rt, a, x):
+    X = x[0]
+    n, m = X.shape
+    dt = a.get("dtype")
+    dtype = torch_dtype(dt) if dt is not None else X.dtype
+    diag = torch.arange(m, device=X.device).reshape(1, m) - torch.arange(n, device=X.device).reshape(n, 1)
+    return (diag == a.get("k", 0)).to(dtype)
 
 
 #: ONNX ScatterElements' reduction -> torch.scatter_reduce's (none and add: torch.scatter and scatter_add)
