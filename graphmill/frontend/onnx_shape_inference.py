@@ -24,7 +24,7 @@ import re
 
 from graphmill.ir import Graph, OptionalType, SequenceType, TensorType, require_graph
 from graphmill.util.limits import check_flags
-from graphmill.ir.ops import InferenceReport, infer_types, merge_types, unregistered_open_values
+from graphmill.ir.ops import InferenceReport, has_inference, infer_types, merge_types, unregistered_open_values
 from graphmill.ir.rewrite import constant_value
 
 from .onnx_export import to_proto
@@ -139,7 +139,12 @@ def unknown_standard_op(graph: Graph) -> str | None:
 def refine_with_onnx(graph: Graph, report: InferenceReport) -> None:
     """Merge onnx's inferred types into the values whose type is still incomplete, in place.
 
-    The graph is exported (big float weights without data) only when some value is open."""
+    The graph is exported (big float weights without data) only when some value is open. onnx answers first for
+    the ops the registry has no entry for; the registry then runs again from those answers, and onnx's answer for
+    a registry op's output is taken only where the registry still leaves it open. onnx's data propagation can be
+    wrong past an op it answered for (a Slice of a Shape cut to nothing, propagated whole, gave a Reshape seven
+    dims for a four-element shape: an outside check on ONNX Runtime's quantized models), and taken first it
+    stood against the registry's right answer."""
     open_values = {v.name: v for g in graph.all_graphs() for n in g.nodes for v in n.outputs
                    if v is not None and _needs_more(v.type)}
     if not open_values:
@@ -162,6 +167,7 @@ def refine_with_onnx(graph: Graph, report: InferenceReport) -> None:
                     stack.append(a.g)
                 elif a.type == onnx.AttributeProto.GRAPHS:
                     stack.extend(a.graphs)
+    answers = {}
     for name, v in open_values.items():
         vi = found.get(name)
         if vi is None or not vi.HasField("type"):
@@ -169,7 +175,20 @@ def refine_with_onnx(graph: Graph, report: InferenceReport) -> None:
         theirs = _drop_placeholders(type_from_proto(vi.type))
         if v.producer is not None and _onnx_sizes_wrong(v.producer, v.index):
             theirs = _rank_only(theirs)
-        merged = merge_types(v.type, theirs, f"%{name}", report)
+        answers[v] = theirs
+    registry_ops = {v: t for v, t in answers.items() if v.producer is not None and has_inference(v.producer)}
+    if _merge_answers({v: t for v, t in answers.items() if v not in registry_ops}, report) and registry_ops:
+        report.inferred += infer_types(graph).inferred
+    _merge_answers({v: t for v, t in registry_ops.items() if _needs_more(v.type)}, report)
+
+
+def _merge_answers(answers: dict, report: InferenceReport) -> bool:
+    """Merge onnx's ``answers`` (value -> type) into the values' types; whether any changed."""
+    changed = False
+    for v, theirs in answers.items():
+        merged = merge_types(v.type, theirs, f"%{v.name}", report)
         if merged is not v.type:
             v.type = merged
             report.inferred += 1
+            changed = True
+    return changed

@@ -119,14 +119,14 @@ def _huge_initializer(path) -> str:
 
 def _computed_huge(path) -> str:
     """Range(0, 2^33, 1) -> ConstantOfShape: a size no declaration states, computed from the model's constants,
-    beside an op without a registry entry (Det), which sends the graph to onnx's data propagation."""
+    beside an op without a registry entry (Bernoulli), which sends the graph to onnx's data propagation."""
     def const(name, v):
         return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, TensorProto.INT64, [], [v]))
 
     nodes = [const("s", 0), const("l", 1 << 33), const("d", 1),
              helper.make_node("Range", ["s", "l", "d"], ["r"], name="range"),
              helper.make_node("Shape", ["r"], ["sh"]), helper.make_node("ConstantOfShape", ["sh"], ["big"]),
-             helper.make_node("Det", ["x"], ["u"]), helper.make_node("Add", ["big", "big"], ["y"])]
+             helper.make_node("Bernoulli", ["x"], ["u"]), helper.make_node("Add", ["big", "big"], ["y"])]
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [2, 2])],
                           [helper.make_tensor_value_info("y", 1, None), helper.make_tensor_value_info("u", 1, None)])
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
