@@ -442,6 +442,8 @@ class Comparison:
     outputs: list[OutputDiff] = field(default_factory=list)
     scale_atol: bool = False
     precision: list[str] = field(default_factory=list)  # float types compared at their own precision (below)
+    computed_in: str = ""  # the narrow float type the reference graph computes in, when wider outputs were compared
+    # at its precision (``compare_outputs``' ``computed_in``)
 
     @property
     def tolerance(self) -> str:
@@ -449,6 +451,9 @@ class Comparison:
         scaled = "*max(1,max|ref|)" if self.scale_atol else ""
         own = "".join(f", {t} outputs at least at {t}'s precision (rtol eps, atol eps*max|ref|, eps = "
                       f"{float(np.finfo(t).eps):g})" for t in self.precision)
+        if self.computed_in:
+            own += (f", wider float outputs at least at {self.computed_in}'s precision, which the model computes in "
+                    f"(eps = {NARROW_FLOAT_EPS[self.computed_in]:g})")
         return f"atol={self.atol:g}{scaled} + rtol={self.rtol:g}*|ref|{own}"
 
     @property
@@ -479,8 +484,22 @@ def check_tolerances(rtol: float, atol: float) -> None:
             raise UserInputError(f"{flag} {tol}: a tolerance must be a finite number >= 0")
 
 
+#: machine epsilon of the float types narrower than float32 a model may compute in
+NARROW_FLOAT_EPS = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
+
+
+def narrowest_float(graph: Graph) -> str:
+    """The narrowest float type narrower than float32 that ``graph`` holds a tensor of (an input, a weight, a
+    node's output, in any subgraph): "bfloat16", "float16" or "" for none."""
+    found = {t.dtype.short_name for g in graph.all_graphs()
+             for v in [*g.inputs, *g.initializers.values(), *(o for n in g.nodes for o in n.outputs)]
+             if v is not None and isinstance(t := v.type, TensorType) and t.dtype is not None}
+    return max((name for name in NARROW_FLOAT_EPS if name in found), key=NARROW_FLOAT_EPS.__getitem__, default="")
+
+
 def compare_outputs(a: Mapping[str, Any], b: Mapping[str, Any], *, rtol: float, atol: float,
-                    names: Sequence[str] | None = None, scale_atol: bool = False) -> Comparison:
+                    names: Sequence[str] | None = None, scale_atol: bool = False,
+                    computed_in: str = "") -> Comparison:
     """Elementwise ``|a-b| <= atol + rtol*|a|`` per output, as ``numpy.allclose`` (NaNs must match NaNs); with
     ``scale_atol``, ``|a-b| <= atol*s + rtol*|a|``, ``s = max(1, max|a|)`` over that output's finite values.
 
@@ -495,19 +514,29 @@ def compare_outputs(a: Mapping[str, Any], b: Mapping[str, Any], *, rtol: float, 
     term at least ``eps`` times the output's largest |value| (a unit in the last place of its largest element,
     the rounding a float16 sum keeps after cancelling terms), so one unit in the last place, which ONNX Runtime's
     own float16 kernels differ by from a correctly rounded result, is not a mismatch (an outside check: a float16
-    Div folded exactly was "outputs differ" at the default rtol 1e-4). ``Comparison.tolerance`` says so."""
+    Div folded exactly was "outputs differ" at the default rtol 1e-4). ``Comparison.tolerance`` says so.
+
+    ``computed_in`` (a key of ``NARROW_FLOAT_EPS``, ``narrowest_float`` of the reference graph): the model computes
+    in that type, so its wider float outputs are compared at that type's precision too: a float16 model converted
+    with float32 inputs and outputs (``keep_io_types``) was "outputs differ" after a fold that moved a float16
+    intermediate by one unit (an outside check)."""
     check_tolerances(rtol, atol)
     diffs, precision = [], []
+    computed_eps = NARROW_FLOAT_EPS.get(computed_in, 0.0)
     for name in names if names is not None else list(a):
         if name not in b:
             diffs.append(OutputDiff(name, float("inf"), float("inf"), False, "missing in the second graph"))
             continue
-        diffs.append(_output_diff(name, a.get(name), b[name], rtol, atol, scale_atol, precision))
-    return Comparison(all(d.ok for d in diffs), rtol, atol, diffs, scale_atol, precision)
+        diffs.append(_output_diff(name, a.get(name), b[name], rtol, atol, scale_atol, precision, computed_eps))
+    widened = computed_eps > 0 and any(np.asarray(a.get(n)).dtype.kind == "f" and np.asarray(a.get(n)).itemsize >= 4
+                                       for n in (names if names is not None else list(a))
+                                       if not isinstance(a.get(n), (list, tuple)) and a.get(n) is not None)
+    return Comparison(all(d.ok for d in diffs), rtol, atol, diffs, scale_atol, precision,
+                      computed_in if widened and (rtol > 0 or atol > 0) else "")
 
 
 def _output_diff(name: str, x: Any, y: Any, rtol: float, atol: float, scale_atol: bool,
-                 precision: list[str]) -> OutputDiff:
+                 precision: list[str], computed_eps: float = 0.0) -> OutputDiff:
     """One output's comparison (see ``compare_outputs``). ONNX Runtime gives an empty optional as None (two were
     "missing in the second graph", exit 1, for identical models) and a sequence as a list of arrays, which need
     not share a shape (``np.asarray`` of one failed with a traceback): compared element by element (outside
@@ -520,7 +549,7 @@ def _output_diff(name: str, x: Any, y: Any, rtol: float, atol: float, scale_atol
         if not (isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)) and len(x) == len(y)):
             return OutputDiff(name, float("inf"), float("inf"), False, "sequences of different lengths" if isinstance(
                 x, (list, tuple)) and isinstance(y, (list, tuple)) else "a sequence in one graph only")
-        parts = [_output_diff(name, u, v, rtol, atol, scale_atol, precision) for u, v in zip(x, y)]
+        parts = [_output_diff(name, u, v, rtol, atol, scale_atol, precision, computed_eps) for u, v in zip(x, y)]
         bad = next(((i, d) for i, d in enumerate(parts) if not d.ok), None)
         return OutputDiff(name, max((d.max_abs for d in parts), default=0.0), max((d.max_rel for d in parts),
                           default=0.0), bad is None, f"element {bad[0]}: {bad[1].note}".rstrip(": ") if bad else "",
@@ -532,13 +561,14 @@ def _output_diff(name: str, x: Any, y: Any, rtol: float, atol: float, scale_atol
         same = bool(np.array_equal(x, y))
         return OutputDiff(name, 0.0 if same else float("inf"), 0.0 if same else float("inf"), same)
     xf, yf = x.astype(np.float64), y.astype(np.float64)
-    narrow = x.dtype.kind == "f" and x.dtype.itemsize < 4 and (rtol > 0 or atol > 0)  # 0, 0: exact, as asked
-    peak = _largest_finite(xf) if narrow or scale_atol else 0.0
+    inexact = x.dtype.kind == "f" and (rtol > 0 or atol > 0)  # 0, 0: exact, as asked
+    own_eps = float(np.finfo(x.dtype).eps) if inexact and x.dtype.itemsize < 4 else 0.0
+    eps = max(own_eps, computed_eps if inexact else 0.0)
+    peak = _largest_finite(xf) if eps or scale_atol else 0.0
     out_rtol, floor = rtol, 0.0
-    if narrow:
-        eps = float(np.finfo(x.dtype).eps)
+    if eps:
         out_rtol, floor = max(rtol, eps), eps * peak
-        if str(x.dtype) not in precision:
+        if own_eps and str(x.dtype) not in precision:
             precision.append(str(x.dtype))
     nan_ok = np.array_equal(np.isnan(xf), np.isnan(yf))
     with np.errstate(invalid="ignore"):
@@ -588,7 +618,8 @@ def compare(reference: Graph, candidate: Graph, inputs: Mapping[str, Any] | None
         return Comparison(False, rtol, atol, [OutputDiff("*", float("inf"), float("inf"), False,
                                                          f"{len(ref_outputs)} vs {len(cand.output_names)} outputs")])
     by_pos_b = {na: rb[nb] for na, nb in zip(ref_outputs, cand.output_names)}
-    return compare_outputs(ra, by_pos_b, rtol=rtol, atol=atol, names=ref_outputs, scale_atol=scale_atol)
+    return compare_outputs(ra, by_pos_b, rtol=rtol, atol=atol, names=ref_outputs, scale_atol=scale_atol,
+                           computed_in=narrowest_float(reference))
 
 
 def _nanmax(a: np.ndarray) -> float:
@@ -626,6 +657,7 @@ class NumericsCheck:
         self.inputs: dict[str, np.ndarray] = {}
         self.reference: dict[str, Any] = {}
         self.names: list[str] = []
+        self.computed_in = ""  # narrowest_float of the reference graph
         self.checks = 0
         self.worst: dict[str, float] = {}  # pass name -> max |diff| it left
 
@@ -634,6 +666,7 @@ class NumericsCheck:
         sess = OrtSession(graph, self.options)
         self.reference = sess.run(self.inputs)
         self.names = list(sess.output_names)
+        self.computed_in = narrowest_float(graph)
 
     def after_pass(self, step: Any, graph: Graph, ctx: Any, result: Any) -> None:
         if not getattr(result, "changed", True):
@@ -647,15 +680,14 @@ class NumericsCheck:
         got = sess.run(self.inputs)
         by_pos = {ref: got[new] for ref, new in zip(self.names, sess.output_names)}
         cmp = compare_outputs(self.reference, by_pos, rtol=self.rtol, atol=self.atol, names=self.names,
-                              scale_atol=True)
+                              scale_atol=True, computed_in=self.computed_in)
         self.checks += 1
         self.worst[step.name] = max(self.worst.get(step.name, 0.0), cmp.max_abs)
         bad = cmp.first_mismatch
         if bad is not None:
             detail = bad.note or f"max |diff| {bad.max_abs:.3g}, max rel {bad.max_rel:.3g}"
             raise NumericsMismatch(f"changed the numbers: output {bad.name!r} diverged ({detail}; "
-                                   f"tolerance atol={self.atol:g} + rtol={self.rtol:g}*|ref|, atol times "
-                                   f"{bad.scale:.3g}, the output's largest |ref|, seed {self.seed})")
+                                   f"tolerance {cmp.tolerance}, max|ref| {bad.scale:.3g}, seed {self.seed})")
 
 
 class OrtNodeEvaluator:

@@ -13,6 +13,7 @@ from onnx import numpy_helper
 import graphmill
 from graphmill.backends import onnxruntime as ortb
 from graphmill.ir import ExecutionError, UserInputError
+from graphmill.frontend import from_proto
 from graphmill.ir.builder import GraphBuilder
 
 
@@ -197,6 +198,33 @@ def test_float16_outputs_are_compared_at_their_own_precision_and_exactly_when_as
     assert not ortb.compare_outputs(ref, folded, rtol=0, atol=0).ok  # exact when asked
     f32 = {k: v.astype(np.float32) for k, v in ref.items()}
     assert not ortb.compare_outputs(f32, {k: v.astype(np.float32) for k, v in folded.items()}, rtol=1e-4, atol=1e-5).ok
+
+
+def _float16_inside(weight: float):
+    """float32 in and out, float16 inside (as onnxruntime.transformers.float16 converts with keep_io_types)."""
+    h = onnx.helper
+    nodes = [h.make_node("Cast", ["x"], ["x16"], to=onnx.TensorProto.FLOAT16),
+             h.make_node("Mul", ["x16", "w"], ["p16"]), h.make_node("Cast", ["p16"], ["y"], to=onnx.TensorProto.FLOAT)]
+    w = onnx.numpy_helper.from_array(np.array([weight], np.float16), "w")
+    return from_proto(h.make_model(h.make_graph(nodes, "g", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT,
+                                                                                          [64])],
+                                                [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [64])], [w]),
+                                   opset_imports=[h.make_opsetid("", 17)]))
+
+
+def test_float32_outputs_of_a_model_computing_in_float16_are_compared_at_float16s_precision():
+    """A float16 model converted with float32 inputs and outputs was "outputs differ" (optimize exit 1) after a
+    fold moved a float16 intermediate by a unit in the last place (an outside check on onnxruntime.transformers'
+    float16 converter). Reference: ONNX Runtime's outputs and hand arithmetic: a weight one unit (2^-10) above 1
+    moves y = x * w by |x| * 2^-10, within float16's precision; a weight of 1.01 (ten units) does not pass."""
+    x = {"x": np.random.default_rng(0).uniform(1, 2, 64).astype(np.float32)}
+    reference = _float16_inside(1.0)
+    assert ortb.narrowest_float(reference) == "float16"
+    got = ortb.compare(reference, _float16_inside(1.0 + 2.0 ** -10), x, scale_atol=True)
+    assert got.ok and got.computed_in == "float16" and "which the model computes in" in got.tolerance
+    assert got.max_abs > 1e-4 * 2  # over the float32 rtol: the old test failed it
+    assert not ortb.compare(reference, _float16_inside(1.01), x, scale_atol=True).ok
+    assert not ortb.compare(reference, _float16_inside(1.0 + 2.0 ** -10), x, rtol=0, atol=0).ok  # exact when asked
 
 
 def test_a_float16_divergence_keeps_its_numbers_and_small_values_keep_a_tight_absolute_term():
