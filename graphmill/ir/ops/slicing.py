@@ -387,9 +387,10 @@ def _infer_compress(ctx: InferenceContext) -> list:
 
 
 def _infer_nonzero(ctx: InferenceContext) -> list:
-    """int64 [rank, number of non-zeros]; the count depends on the data: a symbol of its own."""
+    """int64 [rank, number of non-zeros] (a scalar counts as rank 1, as ONNX Runtime runs it); the count depends on
+    the data: a symbol of its own."""
     xs = ctx.input_shape(0)
-    return [TensorType(DataType.INT64, (None if xs is None else len(xs), count_symbol(ctx, (0, 1))))]
+    return [TensorType(DataType.INT64, (None if xs is None else max(len(xs), 1), count_symbol(ctx, (0, 1))))]
 
 
 def _infer_unique(ctx: InferenceContext) -> list:

@@ -144,6 +144,12 @@ def _bitshift(rt, a, x):
     return torch.bitwise_left_shift(u, v) if a["direction"] == "LEFT" else torch.bitwise_right_shift(u, v)
 
 
+@check("BitShift")
+def _check_bitshift(node, opset):
+    direction = node.attr("direction")
+    return None if direction in ("LEFT", "RIGHT") else f"BitShift direction {direction!r} is not LEFT or RIGHT"
+
+
 @op("Swish")
 def _swish(rt, a, x):
     v = x[0]

@@ -40,7 +40,10 @@ _CONVT = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 @op("Det")
 def _det(rt, a, x):
-    return torch.linalg.det(x[0])
+    X = x[0]
+    if X.dtype in (torch.float16, torch.bfloat16):  # torch has no LU in half precision: float32, then back
+        return torch.linalg.det(X.float()).to(X.dtype)
+    return torch.linalg.det(X)
 
 
 @op("Conv")

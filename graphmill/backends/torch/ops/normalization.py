@@ -9,10 +9,12 @@ import torch.nn.functional as F
 from .common import check, norm_axis, op
 
 
-def _stash(X: torch.Tensor, a: dict) -> torch.Tensor:
+def _stash(X: torch.Tensor, a: dict, *, float64_stays: bool = True) -> torch.Tensor:
     """X in the precision ONNX's ``stash_type`` asks the statistics to be computed in (1: float32, the default;
-    float64 stays float64)."""
-    if X.dtype == torch.float64 or a.get("stash_type", 1) == 11:
+    11: float64). ``float64_stays``: a float64 input keeps float64 whatever ``stash_type`` says, as ONNX Runtime's
+    LayerNormalization and RMSNormalization kernels do; its GroupNormalization, like the onnx wheel's reference,
+    follows ``stash_type`` (float32 statistics of a float64 input: an outside check)."""
+    if (float64_stays and X.dtype == torch.float64) or a.get("stash_type", 1) == 11:
         return X.double()
     return X.float()
 
@@ -72,7 +74,7 @@ def _groupnorm(rt, a, x):
     if X.numel() == 0:
         return X.clone()
     groups = a["num_groups"]
-    comp = _stash(X, a).reshape(X.shape[0], groups, -1)
+    comp = _stash(X, a, float64_stays=False).reshape(X.shape[0], groups, -1)
     mean = comp.mean(-1, keepdim=True)
     var = ((comp - mean) ** 2).mean(-1, keepdim=True)
     y = ((comp - mean) * torch.rsqrt(var + a.get("epsilon", 1e-5))).reshape(X.shape).to(X.dtype)
@@ -109,8 +111,9 @@ def _mvn(rt, a, x):
     elements (ONNX Runtime's are within 5e-6)."""
     X = x[0]
     axes = [norm_axis(v, X.dim()) for v in (a.get("axes") or [0, 2, 3])]
-    centered = X - X.mean(axes, keepdim=True)
-    return centered / (torch.sqrt((centered * centered).mean(axes, keepdim=True)) + 1e-9)
+    comp = X if X.dtype == torch.float64 else X.float()  # float16's 1e-9 is 0: a zero variance gave NaN
+    centered = comp - comp.mean(axes, keepdim=True)
+    return (centered / (torch.sqrt((centered * centered).mean(axes, keepdim=True)) + 1e-9)).to(X.dtype)
 
 
 @op("LRN")

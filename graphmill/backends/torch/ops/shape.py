@@ -54,6 +54,12 @@ def _depth_to_space(rt, a, x):
     return y.reshape(n, c // (b * b), h * b, w * b)
 
 
+@check("DepthToSpace")
+def _check_depth_to_space(node, opset):
+    mode = node.attr("mode", "DCR")
+    return None if mode in ("DCR", "CRD") else f"DepthToSpace mode {mode!r} is not one of DCR, CRD"
+
+
 @op("SpaceToDepth")
 def _space_to_depth(rt, a, x):
     X = x[0]
@@ -147,6 +153,14 @@ def _gather_nd(rt, a, x):
     X, idx = x
     b = a.get("batch_dims", 0)
     m = idx.shape[-1]
+    out_shape = tuple(idx.shape[:-1]) + tuple(X.shape[b + m:])
+    if idx.numel() == 0 or X.numel() == 0:  # nothing to address: the reshapes below cannot infer their -1
+        if m == 0 and idx.numel() == 0 and X.numel():  # m = 0 gathers whole slices: [4, 0] indices of a [2, 3]
+            batch = int(np.prod(X.shape[:b], dtype=np.int64))
+            rows = X.reshape((batch, 1) + tuple(X.shape[b:]))
+            return rows.expand((batch, int(np.prod(idx.shape[b:-1], dtype=np.int64))) + tuple(X.shape[b:])) \
+                .reshape(out_shape)
+        return X.new_zeros(out_shape)
     batch = int(np.prod(X.shape[:b], dtype=np.int64))
     data = X.reshape((batch,) + tuple(X.shape[b:]))
     flat = idx.to(torch.int64).reshape(batch, -1, m)
@@ -154,7 +168,7 @@ def _gather_nd(rt, a, x):
     flat = torch.where(flat < 0, flat + sizes, flat)
     rows = torch.arange(batch, device=X.device).reshape(batch, 1)
     out = data[(rows,) + tuple(flat[..., j] for j in range(m))]
-    return out.reshape(tuple(idx.shape[:-1]) + tuple(X.shape[b + m:]))
+    return out.reshape(out_shape)
 
 
 @op("Compress")
