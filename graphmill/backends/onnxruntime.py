@@ -21,6 +21,7 @@ from graphmill.ir import (DataType, ExecutionError, Graph, Node, ShapeInferenceE
                           Value)
 from graphmill.passes.lowering import lowered_copy
 from graphmill.ir.ops import infer_types
+from graphmill.ir.control_flow import condition_may_end, passes_true_through, trip_count
 from graphmill.ir.rewrite import constant_through_views
 from graphmill.util.limits import max_loop_iterations, max_run_bytes, shape_problem, size_text
 
@@ -337,20 +338,6 @@ def check_run_bytes(graph: Graph, dims: Mapping[str, int] | None = None) -> None
                          "(GRAPHMILL_MAX_RUN_BYTES); skip the run (optimize --no-compare) or raise the budget")
 
 
-def _passes_true_through(body: Graph) -> bool:
-    """Whether a Loop body's condition output is its condition input (through Identity) or a constant true."""
-    if len(body.outputs) < 1 or len(body.inputs) < 2:
-        return False
-    out = body.outputs[0]
-    while out is not body.inputs[1] and out.const is None and out.producer is not None \
-            and out.producer.op_type == "Identity":
-        out = out.producer.input_at(0)
-    if out is body.inputs[1]:
-        return True
-    value = constant_through_views(out)
-    return value is not None and value.size == 1 and bool(value.reshape(-1)[0])
-
-
 def check_loop_iterations(graph: Graph) -> None:
     """Refuse a model with a Loop of more than ``GRAPHMILL_MAX_LOOP_ITERATIONS`` iterations (its trip count a
     constant, read through Identity/Cast/Reshape) or of none at all (no trip count, a condition that stays true),
@@ -362,8 +349,12 @@ def check_loop_iterations(graph: Graph) -> None:
         if n.op_type != "Loop" or n.domain not in ("", "ai.onnx"):
             continue
         trips = constant_through_views(n.input_at(0))
-        if trips is not None and trips.size == 1 and float(trips.reshape(-1)[0]) > limit:
-            raise UserInputError(f"{n.describe()} loops {float(trips.reshape(-1)[0]):,.0f} times, more than the "
+        if trips is not None and trips.size == 1 and float(trips.reshape(-1)[0]) > limit and not condition_may_end(n):
+            # (a bound beside a condition the body computes is no count: TorchScript's while loop is
+            # Loop(INT64_MAX, cond), which ends when its condition says; refused, it could not be optimized)
+            count, _ = trip_count(n)
+            said = f"{count:,}" if count is not None else f"{float(trips.reshape(-1)[0]):,.0f}"
+            raise UserInputError(f"{n.describe()} loops {said} times, more than the "
                                  f"{limit:,} of GRAPHMILL_MAX_LOOP_ITERATIONS a run under ONNX Runtime may take "
                                  "(Ctrl-C cannot stop it); skip the run (optimize --no-compare) or raise the limit")
         if n.input_at(0) is None:
@@ -371,7 +362,7 @@ def check_loop_iterations(graph: Graph) -> None:
             start = constant_through_views(cond) if cond is not None else None
             body = n.attr("body")
             if (cond is None or (start is not None and start.size == 1 and bool(start.reshape(-1)[0]))) \
-                    and isinstance(body, Graph) and _passes_true_through(body):
+                    and isinstance(body, Graph) and passes_true_through(body):
                 raise UserInputError(f"{n.describe()} has no trip count and a condition that stays true: it never "
                                      "ends under ONNX Runtime (Ctrl-C cannot stop it); skip the run (optimize "
                                      "--no-compare)")

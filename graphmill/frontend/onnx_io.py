@@ -224,7 +224,7 @@ def check_schema(graph: Graph, path: str, *, writing: bool = False) -> None:
                 except onnx.defs.SchemaError:
                     schemas[key] = None
                 if not writing and domain == "" and not onnx.defs.has(n.op_type) and \
-                        n.op_type not in ONNX_RUNTIME_LEGACY_OPS and not any(
+                        n.op_type not in RUN_BY_ONNX_RUNTIME and not any(
                         f.domain in ("", "ai.onnx") and f.name == n.op_type for f in graph.functions.values()):
                     # no opset has it (a misspelt or made-up op): loaded, it ran through a whole place or partition
                     # and was refused only as the output was written, naming the output (an outside check)
@@ -232,7 +232,7 @@ def check_schema(graph: Graph, path: str, *, writing: bool = False) -> None:
                                          f"{n.op_type!r} at any opset (onnx's checker and ONNX Runtime refuse "
                                          "such a file)")
                 if writing and domain == "" and schemas[key] is None and version and \
-                        n.op_type not in ONNX_RUNTIME_LEGACY_OPS:  # read from a file ONNX Runtime runs: written back
+                        n.op_type not in RUN_BY_ONNX_RUNTIME:  # read from a file ONNX Runtime runs: written back
                     since = _first_opset(n.op_type)
                     raise ModelLoadError(f"{path}: {n.describe()}: the default ONNX domain has no op {n.op_type!r} "
                                          f"at opset {version}" + (f" (it has since opset {since})" if since else "")
@@ -270,6 +270,11 @@ _CHECKER_REFUSES = "not written (onnx's checker and ONNX Runtime refuse such a f
 #: experimental ops onnx removed from its op list (onnx 1.5) that ONNX Runtime still runs in the default domain:
 #: the model zoo's tinyyolov2-8 uses ImageScaler. They load (a review found them refused as made-up ops)
 ONNX_RUNTIME_LEGACY_OPS = frozenset({"ImageScaler", "Crop", "Scale", "ScaledTanh", "ParametricSoftplus", "Affine"})
+#: ops ONNX Runtime defines in the default domain itself, where ONNX has none at the model's opset: its transformer
+#: optimizer writes LayerNormalization below opset 17 and SimplifiedLayerNormalization (an RMSNorm), which it runs;
+#: they were read, optimized and then refused when written (an outside check)
+ONNX_RUNTIME_OWN_OPS = frozenset({"LayerNormalization", "SimplifiedLayerNormalization"})
+RUN_BY_ONNX_RUNTIME = ONNX_RUNTIME_LEGACY_OPS | ONNX_RUNTIME_OWN_OPS
 
 
 def check_structure(graph: Graph, path: str) -> None:

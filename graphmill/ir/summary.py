@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from .attrs import AttrKind
+from .control_flow import loop_runs
 from .graph import Graph, Node, Value
 from .ops import Cost, lookup
 from .ops.common import is_weight_dtype
@@ -491,8 +492,8 @@ def _costs(graph: Graph, skip: set[int]) -> tuple[int, int, int, Counter]:
 
 
 def _control_flow_runs(node: Node) -> tuple[int, Graph] | None:
-    """(times, body) a control-flow node runs: a Loop's body M times (a constant trip count; its condition may
-    stop it sooner: an upper bound, as the simulator's), a Scan's once per element of its first scanned axis, an
+    """(times, body) a control-flow node runs: a Loop's body ``control_flow.loop_runs`` times (a constant trip
+    count; its condition may stop it sooner: an upper bound, as the simulator's), a Scan's once per element of its first scanned axis, an
     If's branch its constant condition picks; None where that is not known from the graph."""
     from .rewrite import constant_through_views
 
@@ -501,11 +502,8 @@ def _control_flow_runs(node: Node) -> tuple[int, Graph] | None:
         return a.value if a is not None and isinstance(a.value, Graph) else None
 
     if node.op_type == "Loop":
-        trip = constant_through_views(node.inputs[0] if node.inputs else None)
-        if trip is None or trip.size != 1 or body("body") is None:
-            return None
-        value = float(trip.reshape(-1)[0])
-        return (max(int(value), 0), body("body")) if value == value and abs(value) < 2 ** 63 else None
+        runs, _ = loop_runs(node)
+        return (runs, body("body")) if runs is not None and body("body") is not None else None
     if node.op_type == "Scan":
         n_scan = int(node.attr("num_scan_inputs", 0) or 0)
         if n_scan < 1 or body("body") is None or len(node.inputs) < n_scan:

@@ -873,6 +873,30 @@ def test_load_refuses_a_default_domain_op_no_opset_has(tmp_path):
     assert again.ravel().tolist() == [3.0] * 4
 
 
+@pytest.mark.parametrize("op, opset", [("LayerNormalization", 14), ("SimplifiedLayerNormalization", 17)])
+def test_onnx_runtimes_own_default_domain_ops_load_and_are_written_back(tmp_path, op, opset):
+    """ONNX Runtime's transformer optimizer writes LayerNormalization below opset 17 (ONNX has it from 17) and
+    SimplifiedLayerNormalization (ONNX has none), which ONNX Runtime defines in the default domain itself and
+    runs: read and optimized, they were refused when written, exit 2 (an outside check). Reference: ONNX Runtime
+    running the file before and after."""
+    import onnxruntime as ort
+
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node(op, ["x", "s"], ["y"], name="norm", axis=-1, epsilon=1e-5)], "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4])],
+        [onnx.numpy_helper.from_array(np.array([1, 2, 3, 4], np.float32), "s")]),
+        opset_imports=[helper.make_opsetid("", opset)])
+    path, back = tmp_path / "m.onnx", tmp_path / "back.onnx"
+    onnx.save(model, path)
+    g = graphmill.load(path)
+    graphmill.optimize(g)
+    graphmill.save(g, back)
+    x = {"x": np.arange(8, dtype=np.float32).reshape(2, 4)}
+    want, got = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, x)[0] for p in (path, back))
+    np.testing.assert_array_equal(got, want)
+
+
 def test_a_built_graph_of_a_custom_domain_imports_it_and_saves_checker_clean(tmp_path):
     """b.op("Foo", domain="my.dom") wrote a file with no opset import for my.dom, which onnx's checker and ONNX
     Runtime refuse (an outside check); the builder imports the domain (version 1), and a graph that lacks the

@@ -217,16 +217,12 @@ def simulate_graph(graph, accel, *, scalesim_compat: bool = False, dims: dict[st
 
     Nodes the simulator cannot cost are listed in the report's ``uncosted`` (its totals are then partial)."""
     from graphmill.frontend.onnx_shape_inference import infer_shapes
-    from graphmill.ir.summary import bound_sizes
-    from graphmill.ir.types import TensorType
+    from graphmill.ir.summary import bind_symbols, bound_sizes
 
     dims, defaulted = bound_sizes(graph, dims)
-    graph = graph.copy()
-    for v in graph.values():  # symbolic dims (a batch "N") are simulated at their size in dims, else 1; a computed
-        # one (10*N) at its value
-        t = v.type
-        if isinstance(t, TensorType) and t.shape is not None and any(isinstance(d, str) for d in t.shape):
-            v.type = TensorType(t.dtype, tuple(dims.get(d, 1) if isinstance(d, str) else d for d in t.shape))
+    # symbolic dims (a batch "N") are simulated at their size in dims, else 1, a computed one (10*N) at its value,
+    # in the control-flow bodies too (a Loop body's [N, 2] stayed symbolic, and --dim could not help: an outside check)
+    graph = bind_symbols(graph, dims)
     # graphmill ops the simulator has no model of its own for run as their standard-ONNX lowering
     # (RelativeAttention: both products on the array, bias and softmax on the vector unit); MoE has one
     from graphmill.passes.lowering import lower_node as lower_to_onnx

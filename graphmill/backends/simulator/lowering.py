@@ -40,9 +40,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from graphmill.ir import Graph, Node, UserInputError, Value
+from graphmill.ir.control_flow import loop_runs
 from graphmill.ir.ops.nn import einsum_labels
 from graphmill.ir.ops.registry import InferenceContext
 from graphmill.ir.ops.window import read_window
@@ -469,14 +468,10 @@ def _body(node: Node, graph: Graph, name: str, uncosted: list[dict]) -> list:
 def _lower_control_flow(node: Node, name: str, uncosted: list[dict]) -> list:
     op = node.op_type
     if op == "Loop":
-        trip = constant_through_views(_input(node, 0))
-        if trip is None or trip.size != 1:
-            raise Uncosted("its trip count M is not a constant input")
-        value = trip.reshape(-1)[0]  # read beneath a Cast: a float may be inf, nan or past int64
-        if not (np.isfinite(value) and -2 ** 63 <= value < 2 ** 63):
-            raise Uncosted(f"its trip count M is {value!r}, not a whole number an int64 holds")
-        count = int(value)
-        return repeated(_body(node, node.attr("body"), name, uncosted), max(count, 0))
+        count, why = loop_runs(node)
+        if count is None:
+            raise Uncosted(why)
+        return repeated(_body(node, node.attr("body"), name, uncosted), count)
     if op == "Scan":
         n_scan = int(node.attr("num_scan_inputs", 0))
         if n_scan < 1:

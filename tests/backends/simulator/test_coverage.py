@@ -246,6 +246,56 @@ def test_a_trip_count_cast_from_a_float_int64_cannot_hold_is_uncosted_not_a_cras
     assert rep.partial and "int64" in rep.to_dict()["uncosted"][0]["reason"]
 
 
+def _while_loop(rows) -> onnx.ModelProto:
+    """TorchScript's ``while i < 4: s = s @ ones`` as it exports it: Loop(M = INT64_MAX, cond) whose body computes
+    the next condition; ``rows`` the state's first dim (a symbol declared inside the body too)."""
+    k = 4
+    body = helper.make_graph(
+        [helper.make_node("Constant", [], ["four"], value=helper.make_tensor("four", TensorProto.INT64, [], [3])),
+         helper.make_node("Less", ["i", "four"], ["cond_out"]),
+         helper.make_node("MatMul", ["s_in", "w"], ["s_out"], name="mm")],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("s_in", TensorProto.FLOAT, [rows, k])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("s_out", TensorProto.FLOAT, [rows, k])],
+        [helper.make_tensor("w", TensorProto.FLOAT, [k, k], np.ones(k * k, np.float32).tolist())])
+    g = helper.make_graph([helper.make_node("Loop", ["M", "c", "x"], ["y"], name="loop", body=body)], "cf",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, k])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [rows, k])],
+                          [helper.make_tensor("M", TensorProto.INT64, [], [2**63 - 1]),
+                           helper.make_tensor("c", TensorProto.BOOL, [], [True])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_while_loops_no_bound_trip_count_is_no_count():
+    """TorchScript writes a while loop as Loop(INT64_MAX, cond): simulate costed its body 9.2e18 times, and the
+    ONNX Runtime backend refused to run it (so optimize refused it) though it ends after 4 iterations (an outside
+    check). Reference: ONNX Runtime running it (4 products by ones: each element times 4^4)."""
+    from graphmill.backends import onnxruntime as ortb
+
+    g = from_proto(_while_loop(2))
+    x = np.ones((2, 4), np.float32)
+    y, = ortb.run(g, {"x": x}).values()
+    np.testing.assert_array_equal(y, np.full((2, 4), 4.0 ** 4, np.float32))
+    with pytest.warns(SimulationWarning, match=r"not costed: loop \(Loop\)"):
+        rep = graphmill.simulate(g, ACCEL)
+    assert rep.partial and "no bound" in rep.to_dict()["uncosted"][0]["reason"]
+    assert graphmill.inspect(g)["ops_without_cost"] == {"Loop": 1}  # inspect agrees
+
+
+def test_a_symbol_declared_inside_a_loop_body_takes_its_size():
+    """A Loop body's [N, 4] state stayed symbolic when the simulator bound N in the main graph only: simulate
+    refused it, and --dim N=3 could not help (an outside check). Reference: the body's hand-counted MatMul
+    cycles at 3 rows, 5 times."""
+    model = _while_loop("N")
+    model.graph.initializer[0].CopyFrom(helper.make_tensor("M", TensorProto.INT64, [], [5]))
+    model.graph.node[0].attribute[0].g.node[1].CopyFrom(helper.make_node("Identity", ["cond_in"], ["cond_out"]))
+    rep = graphmill.simulate(from_proto(model), ACCEL, dims={"N": 3})
+    (lay,) = [x for x in rep.layers if x.name == "loop/mm"]
+    assert not rep.partial and lay.repeat == 5 and lay.total_cycles == 5 * _mm_cycles(3, 4, 4)
+
+
 def test_loop_without_constant_trip_count_is_listed_uncosted(capsys):
     body = _relu_loop_body()
     g = _model([helper.make_node("Loop", ["M", "c", "x"], ["y"], name="loop", body=body),

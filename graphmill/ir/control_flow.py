@@ -1,0 +1,72 @@
+"""How often a Loop runs its body, as far as the graph says: inspect's costs, the simulator's lowering and the
+ONNX Runtime backend's guard against endless runs read it here, so that they agree.
+
+A Loop has a trip count M, a condition, or both. M alone is the count; a condition its body passes through
+unchanged (or a constant true) never ends the loop, so M is the count then too; a condition the body computes
+can end it sooner, so M is an upper bound. TorchScript writes every ``while`` loop (and a ``for`` with a
+``break``) as ``Loop(M = INT64_MAX, cond)``: M there is no count at all, and taken as one the simulator
+multiplied the body's cycles by 9.2e18 and the backend refused to run a loop that ends after a few iterations
+(an outside check). So a bound over ``GRAPHMILL_MAX_LOOP_ITERATIONS`` beside a condition that can end the loop
+is read as unknown.
+"""
+
+from __future__ import annotations
+
+from graphmill.util.limits import max_loop_iterations
+
+from .graph import Graph, Node
+from .rewrite import constant_through_views
+
+
+def passes_true_through(body: Graph) -> bool:
+    """Whether a Loop body's condition output is its condition input (through Identity) or a constant true."""
+    if len(body.outputs) < 1 or len(body.inputs) < 2:
+        return False
+    out = body.outputs[0]
+    while out is not body.inputs[1] and out.const is None and out.producer is not None \
+            and out.producer.op_type == "Identity":
+        out = out.producer.input_at(0)
+    if out is body.inputs[1]:
+        return True
+    value = constant_through_views(out)
+    return value is not None and value.size == 1 and bool(value.reshape(-1)[0])
+
+
+def condition_may_end(loop: Node) -> bool:
+    """Whether ``loop``'s condition can stop it before its trip count: it has one, and its body computes the next
+    one (or it starts as a constant false)."""
+    cond = loop.input_at(1) if len(loop.inputs) > 1 else None
+    if cond is None:
+        return False
+    start = constant_through_views(cond)
+    if start is not None and start.size == 1 and not bool(start.reshape(-1)[0]):
+        return True
+    body = loop.attr("body")
+    return isinstance(body, Graph) and not passes_true_through(body)
+
+
+def trip_count(loop: Node) -> tuple[int | None, str]:
+    """``(M, "")``: the trip count, a constant, read through Identity/Cast/Reshape; ``(None, why)`` when there is
+    none or it is no whole number an int64 holds."""
+    trip = constant_through_views(loop.input_at(0) if loop.inputs else None)
+    if trip is None or trip.size != 1:
+        return None, "its trip count M is not a constant input"
+    value = trip.reshape(-1)[0]  # read beneath a Cast: a float may be inf, nan or past int64
+    try:
+        if not -2 ** 63 <= value < 2 ** 63:
+            raise ValueError
+        return max(int(value), 0), ""
+    except (ValueError, OverflowError):
+        return None, f"its trip count M is {value!r}, not a whole number an int64 holds"
+
+
+def loop_runs(loop: Node) -> tuple[int | None, str]:
+    """``(n, "")``: the most times ``loop`` runs its body (its trip count; an upper bound where its condition can
+    end it sooner); ``(None, why)`` where the graph does not say."""
+    count, why = trip_count(loop)
+    if count is None:
+        return None, why
+    if count > max_loop_iterations() and condition_may_end(loop):
+        return None, (f"its trip count M is {count:,}, over GRAPHMILL_MAX_LOOP_ITERATIONS ({max_loop_iterations():,}) "
+                      "beside a condition its body computes: an exporter's 'no bound' (a while loop), not a count")
+    return count, ""
