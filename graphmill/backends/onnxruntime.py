@@ -262,14 +262,47 @@ def random_inputs(graph: Graph, *, seed: int = 0, dims: Mapping[str, int] | None
             arr = rng.integers(0, 2, size=shape, dtype=np.bool_)
         elif dt.is_integer:
             npt = np.dtype(dt.numpy())
-            arr = (rng.integers(0, 4, size=shape, dtype=npt) if npt.kind in "iu"  # int4 & co. are not numpy's
-                   else rng.integers(0, 4, size=shape, dtype=np.int8).astype(npt))
+            high = _index_limit(v)
+            arr = (rng.integers(0, high, size=shape, dtype=npt) if npt.kind in "iu"  # int4 & co. are not numpy's
+                   else rng.integers(0, high, size=shape, dtype=np.int8).astype(npt))
         elif dt == DataType.STRING:
             arr = np.array(rng.choice(["a", "b", "c"], size=shape), dtype=object)
         else:
             raise UserInputError(f"cannot make random data for input %{v.name} of element type {dt.short_name}")
         out[v.name] = arr
     return out
+
+
+#: ops an integer input reaches unchanged in value on its way to an index (a cast, a reshape)
+_INDEX_VIEWS = frozenset({"Cast", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Expand"})
+#: (op, index input) -> the input holding the table it indexes (along axis 0): ONNX Runtime's
+#: EmbedLayerNormalization reads word rows by input_ids, segment rows by segment_ids, position rows by position_ids
+_EMBEDDING_TABLES = {("EmbedLayerNormalization", 0): 2, ("EmbedLayerNormalization", 1): 4,
+                     ("EmbedLayerNormalization", 8): 3}
+
+
+def _index_limit(v: Value, default: int = 4) -> int:
+    """Random integers lie in [0, this): ``default``, or fewer where ``v`` indexes a smaller table (a Gather's
+    data along its axis, an EmbedLayerNormalization's), through casts and reshapes: BERT's 2-row token-type
+    table made every comparison of a BERT export fail under ONNX Runtime (an outside check)."""
+    limit, todo, seen = default, [v], set()
+    while todo:
+        u = todo.pop()
+        if id(u) in seen:
+            continue
+        seen.add(id(u))
+        for node, i in u.uses():
+            table = None
+            if node.op_type in _INDEX_VIEWS and i == 0:
+                todo.extend(o for o in node.outputs if o is not None)
+            elif node.op_type == "Gather" and i == 1:
+                table, axis = node.input_at(0), int(node.attr("axis", 0))
+            elif (node.op_type, i) in _EMBEDDING_TABLES:
+                table, axis = node.input_at(_EMBEDDING_TABLES[node.op_type, i]), 0
+            shape = table.type.shape if table is not None and isinstance(table.type, TensorType) else None
+            if shape and -len(shape) <= axis < len(shape) and isinstance(shape[axis], int) and shape[axis] > 0:
+                limit = min(limit, shape[axis])
+    return limit
 
 
 def _normal(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

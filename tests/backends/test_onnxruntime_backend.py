@@ -227,6 +227,26 @@ def test_float32_outputs_of_a_model_computing_in_float16_are_compared_at_float16
     assert not ortb.compare(reference, _float16_inside(1.0 + 2.0 ** -10), x, rtol=0, atol=0).ok  # exact when asked
 
 
+def test_random_indices_stay_inside_the_smallest_table_they_index():
+    """Random integers lie in [0, 4): BERT's token-type table has 2 rows, and every comparison of a BERT export
+    (optimize's) failed under ONNX Runtime with "index out of range" (an outside check). Reference: ONNX Runtime
+    running the model on the inputs made for it; the bound follows casts and reshapes to each Gather."""
+    h = onnx.helper
+    nodes = [h.make_node("Cast", ["types"], ["t32"], to=onnx.TensorProto.INT32),
+             h.make_node("Gather", ["type_table", "t32"], ["e1"]),
+             h.make_node("Gather", ["word_table", "words"], ["e2"]), h.make_node("Add", ["e1", "e2"], ["y"])]
+    tables = [onnx.numpy_helper.from_array(np.ones((2, 4), np.float32), "type_table"),
+              onnx.numpy_helper.from_array(np.ones((30, 4), np.float32), "word_table")]
+    g = from_proto(h.make_model(h.make_graph(nodes, "bertish", [
+        h.make_tensor_value_info("types", onnx.TensorProto.INT64, [1, 64]),
+        h.make_tensor_value_info("words", onnx.TensorProto.INT64, [1, 64])],
+        [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], tables),
+        opset_imports=[h.make_opsetid("", 17)]))
+    feeds = ortb.random_inputs(g, seed=0)
+    assert set(np.unique(feeds["types"])) == {0, 1} and set(np.unique(feeds["words"])) == {0, 1, 2, 3}
+    assert ortb.compare(g, g, feeds).ok
+
+
 def test_a_float16_divergence_keeps_its_numbers_and_small_values_keep_a_tight_absolute_term():
     """Review of the float16 rule: a real divergence must still report its max |diff| (the note replaced it in
     NumericsCheck's message), and the absolute term is a unit in the last place of the output's largest value,
