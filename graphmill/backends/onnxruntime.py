@@ -473,12 +473,17 @@ class Comparison:
     def tolerance(self) -> str:
         """The criterion in words, as the reports print it."""
         scaled = "*max(1,max|ref|)" if self.scale_atol else ""
+        return f"atol={self.atol:g}{scaled} + rtol={self.rtol:g}*|ref|{self.precision_note}"
+
+    @property
+    def precision_note(self) -> str:
+        """The part of ``tolerance`` that says which outputs were compared at a narrower type's precision."""
         own = "".join(f", {t} outputs at least at {t}'s precision (rtol eps, atol eps*max|ref|, eps = "
                       f"{float(np.finfo(t).eps):g})" for t in self.precision)
         if self.computed_in:
             own += (f", wider float outputs at least at {self.computed_in}'s precision, which the model computes in "
                     f"(eps = {NARROW_FLOAT_EPS[self.computed_in]:g})")
-        return f"atol={self.atol:g}{scaled} + rtol={self.rtol:g}*|ref|{own}"
+        return own
 
     @property
     def max_abs(self) -> float:
@@ -711,7 +716,8 @@ class NumericsCheck:
         if bad is not None:
             detail = bad.note or f"max |diff| {bad.max_abs:.3g}, max rel {bad.max_rel:.3g}"
             raise NumericsMismatch(f"changed the numbers: output {bad.name!r} diverged ({detail}; "
-                                   f"tolerance {cmp.tolerance}, max|ref| {bad.scale:.3g}, seed {self.seed})")
+                                   f"tolerance atol={self.atol:g} + rtol={self.rtol:g}*|ref|, atol times "
+                                   f"{bad.scale:.3g}, the output's largest |ref|{cmp.precision_note}, seed {self.seed})")
 
 
 class OrtNodeEvaluator:
