@@ -156,6 +156,38 @@ def test_fold_constants_refusals():
     assert "size_limit" in notes and "non-deterministic" in notes and "non-ONNX domain" in notes
 
 
+@pytest.mark.parametrize("opset", [8, 9])
+def test_fold_constants_neither_writes_an_integer_constant_before_opset_9_nor_adds_nodes(tmp_path, opset):
+    """An outside check on old-opset models: a folded int64 graph output (Shape of a weight) became a Constant, which
+    holds only floats before opset 9, and optimize refused the valid opset-8 model as ill-typed; a TopK whose values
+    and indices are both graph outputs folded into two Constant nodes (1 node became 2). Reference: ONNX Runtime
+    running the model before and after, and onnx's checker on the written file."""
+    import onnx
+    import onnxruntime as ort
+
+    import graphmill
+
+    h = onnx.helper
+    c = onnx.numpy_helper.from_array(np.array([[3.0, 1.0, 2.0, 5.0]] * 3, np.float32), "c")
+    nodes = [h.make_node("Shape", ["c"], ["shape"]), h.make_node("TopK", ["c"], ["values", "indices"], axis=1, k=2),
+             h.make_node("Add", ["x", "x"], ["y"])]
+    outputs = [h.make_tensor_value_info(n, t, None) for n, t in (("shape", 7), ("values", 1), ("indices", 7),
+                                                                  ("y", 1))]
+    model = h.make_model(h.make_graph(nodes, "g", [h.make_tensor_value_info("x", 1, [2])], outputs, [c]),
+                         opset_imports=[h.make_opsetid("", opset)], ir_version=4)
+    path, out = tmp_path / "m.onnx", tmp_path / "o.onnx"
+    onnx.save(model, path)
+    g = graphmill.load(path)
+    graphmill.optimize(g)
+    graphmill.save(g, out)
+    assert len(g.nodes) <= len(nodes)
+    onnx.checker.check_model(onnx.load(out), full_check=True)
+    x = {"x": np.array([1, 2], np.float32)}
+    want, got = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, x) for p in (path, out))
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_fold_constants_size_limit_option():
     b = GraphBuilder(opset=17)
     x = b.input("x", "float32", [4, 4])

@@ -94,6 +94,25 @@ def test_conv_bn_refusals(rng):
 
 
 
+@pytest.mark.parametrize("opset, spatial, folds", [(7, None, True), (8, 1, True), (7, 0, False)])
+def test_conv_bn_folds_an_opset_7_and_8_batchnorm_of_opset_9s_form(rng, opset, spatial, folds):
+    """Below opset 9 every BatchNormalization was left unfolded, though with ``spatial`` absent or 1 it computes
+    what opset 9's does (an outside check on old-opset exports); ``spatial=0`` (statistics per element) stays.
+    Reference: ONNX Runtime running the graph before the pass."""
+    b = GraphBuilder(opset=opset)
+    x = b.input("x", "float32", [1, 4, 5, 5])
+    y = b.Conv(x, rng.standard_normal((6, 4, 3, 3)).astype(np.float32), rng.standard_normal(6).astype(np.float32))
+    if spatial == 0:  # per-element statistics: one per (channel, row, column)
+        stats = [rng.uniform(0.5, 2, (6, 3, 3)).astype(np.float32) for _ in range(4)]
+        b.output(b.BatchNormalization(y, *stats, epsilon=1e-3, spatial=0), "y")
+    else:
+        b.output(_bn(b, y, 6, rng, **({} if spatial is None else {"spatial": spatial})), "y")
+    g = b.build()
+    ref, _ = _run(g, "fuse-conv-bn, dce")
+    assert _ops(g) == (["Conv"] if folds else ["Conv", "BatchNormalization"])
+    assert compare(ref, g, rtol=RTOL, atol=ATOL).ok
+
+
 def test_conv_bn_keeps_a_float16_batchnorm():
     """A fuzzer's model (against ONNX Runtime): folding this float16 BN rounds the folded bias (-15.4) to
     float16 before W*s*x cancels it, and the optimized model's outputs left float16's tolerance (max |diff|

@@ -118,7 +118,7 @@ class FoldConstants(Pass):
                         known[id(_to_initializer(g, node, arr))] = arr
                         converted += 1
                     continue
-                reason = self._refuse(node, known, nested)
+                reason = self._refuse(node, known, nested) or _more_nodes(node, outputs)
                 if reason:
                     if reason != "-":
                         refused[reason] += 1
@@ -134,7 +134,8 @@ class FoldConstants(Pass):
                 except _CannotFold as e:
                     refused[f"{node.op_type}: {e}"] += 1
                     continue
-                why = _check_results(node, results, self.size_limit, freed)
+                why = _check_results(node, results, self.size_limit, freed) or \
+                    _constant_cannot_hold(node, results, outputs, opset(graph))
                 if why:
                     refused[f"{node.op_type}: {why}"] += 1
                     continue
@@ -172,6 +173,26 @@ class FoldConstants(Pass):
             if isinstance(t, TensorType) and t.dtype and t.dtype not in _NUMPY_TYPES:
                 return f"{node.op_type}: output element type {t.dtype.short_name} not foldable"
         return ""
+
+
+def _more_nodes(node: Node, outputs: set[int]) -> str:
+    """Why folding ``node`` would add nodes, or "": each of its outputs that is a graph output becomes a Constant
+    node of its own (a TopK returning values and indices was 1 node, folded 2: an outside check)."""
+    returned = sum(1 for v in node.outputs if v is not None and id(v) in outputs)
+    return f"{node.op_type}: {returned} of its outputs are graph outputs, a Constant node each" if returned > 1 else ""
+
+
+def _constant_cannot_hold(node: Node, results: list, outputs: set[int], version: int) -> str:
+    """Why a result that is a graph output cannot be a ``Constant`` node at opset ``version``, or "": before
+    opset 9 a Constant holds float16, float and double only (a folded int64 Shape, ArgMax or TopK index output
+    made the written model ill-typed, and optimize refused a valid opset-7/8 model: an outside check)."""
+    if version >= 9:
+        return ""
+    for v, arr in zip(node.outputs, results):
+        if v is not None and id(v) in outputs and np.asarray(arr).dtype not in (np.float16, np.float32, np.float64):
+            return (f"{node.op_type}: output %{v.name} is a graph output of element type {np.asarray(arr).dtype}, "
+                    "which a Constant holds only from opset 9")
+    return ""
 
 
 def _integer_typed(v: Value | None) -> bool:

@@ -8,8 +8,9 @@ before the accumulation instead of after).
 
 Legal cases: BN with one used output (no running statistics wanted), training_mode absent or 0,
 every BN parameter constant; a producer whose weights (and bias, if any) are constant floats
-(float32/64) and whose only reader is the BN; opset >= 9 (no ``spatial``/``is_test`` forms;
-Gemm needs opset >= 11 for an optional C).
+(float32/64) and whose only reader is the BN; opset >= 7, and at opsets 7-8 ``spatial`` absent or 1, which
+computes what opset 9's BatchNormalization does (``spatial=0``'s per-element statistics and opset 6's
+``is_test`` form are refused; Gemm needs opset >= 11 for an optional C).
 
 Refused: a folded constant (weights, bias, scale) that its element type cannot hold, overflowing to inf or
 underflowing to 0 where the exact value is not (``cleanup.common.folded_constant``; the original scales at run
@@ -34,10 +35,21 @@ from ..cleanup.common import (FLOAT_TYPES, checked_by, const_of, dtype_of, folde
 from ..rewrite_pass import RewritePass
 
 
+def _old_form(bn, graph) -> str | None:
+    """Why ``bn`` is a BatchNormalization form of an opset before 9 that the folds do not take, or None (opsets 7-8
+    with ``spatial`` absent or 1 are opset 9's: an outside check found every opset-7/8 BN left unfolded)."""
+    version = opset(graph)
+    if version < 7:
+        return "opset < 7 BatchNormalization (is_test / consumed_inputs forms)"
+    if version < 9 and bn.attr("spatial", 1) != 1:
+        return "BatchNormalization with spatial=0 (statistics per element, not per channel)"
+    return None
+
+
 def _bn_params(m: Match):
     bn = m.root
-    if opset(m.graph) < 9:
-        return "opset < 9 BatchNormalization (spatial / is_test forms)"
+    if why := _old_form(bn, m.graph):
+        return why
     if bn.attr("training_mode", 0):
         return "BatchNormalization in training mode"
     if any(not output_unused(o) for o in bn.outputs[1:]):
@@ -302,8 +314,8 @@ CONV_ADD = Rule(
 
 def _bn_affine(m: Match) -> tuple | str:
     bn = m.node("bn")
-    if opset(m.graph) < 9:
-        return "opset < 9 BatchNormalization (spatial / is_test forms)"
+    if why := _old_form(bn, m.graph):
+        return why
     if bn.attr("training_mode", 0):
         return "BatchNormalization in training mode"
     if any(not output_unused(o) for o in bn.outputs[1:]):
