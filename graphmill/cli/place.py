@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
                                options={"policy": args.policy} if args.policy else None, dims=parse_dims(args.dim))
         # inside the try: a Ctrl-C during the execution check or the writes said only "interrupted" (an outside check)
         run_result = api.check_placement(graph) if args.run else None
+        if run_result is not None:  # in the report, as partition --run's: with --json - it was said nowhere
+            report["run"] = run_result
         save_output(graph, args)
         if args.json:
             emit_json(report, args.json)
@@ -129,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json != "-":
         print(table(report, info))
         if run_result is not None:
-            print(f"execution check: {len(run_result['devices'])} processes, {run_result['runs']} runs, outputs "
+            processes, runs = len(run_result["devices"]), run_result["runs"]
+            print(f"execution check: {processes} process{'es' * (processes != 1)}, {runs} run{'s' * (runs != 1)}, outputs "
                   f"{'equal' if run_result['outputs_equal'] else 'DIFFER'} (max |diff| "
                   f"{run_result['max_abs_diff']:.2e}; tolerance {run_result['tolerance']}) vs one ONNX Runtime session; "
                   "measured step "

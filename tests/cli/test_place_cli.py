@@ -40,10 +40,11 @@ def test_place_writes_report_model_and_plot(tmp_path, model):
     assert r.returncode == 0, r.stderr
     report = json.load(open(rep))
     assert set(report) == {"method", "devices", "units", "makespan", "baselines", "placement", "op_time", "values",
-                           "link", "memory"}
+                           "link", "memory", "run"}  # run: --run's execution check (it was in no report before)
     assert report["makespan"] <= min(report["baselines"].values())
     assert "hierarchical: step" in r.stderr and "best step time" in r.stderr  # progress
     assert "execution check: " in r.stdout and "outputs equal" in r.stdout
+    assert report["run"]["outputs_equal"] is True and report["run"]["devices"] and report["run"]["runs"] >= 1
     g = api.load(out)
     assert {n.name: n.meta["device"] for n in g.nodes if n.name in report["placement"]} == report["placement"]
     assert os.path.getsize(png) > 0
