@@ -75,6 +75,27 @@ def shape_values(graph: Graph) -> set[str]:
     return {v.name for n in graph.nodes for v in n.outputs if v is not None and id(v) in values}
 
 
+def _measured_graph_inputs(graph: Graph, name: str) -> list[str]:
+    """The graph inputs whose shapes the size value ``name`` is computed from, when it measures nothing else (the
+    advice to move the cut cannot help then: an outside check), else []."""
+    producers = {o.name: n for n in graph.nodes for o in n.outputs if o is not None}
+    inputs = {v.name for v in graph.inputs if not v.is_initializer}
+    measured, todo, seen = [], [name], set()
+    while todo:
+        node = producers.get(todo.pop())
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.op_type in ("Shape", "Size"):
+            source = node.inputs[0].name if node.inputs and node.inputs[0] is not None else ""
+            if source not in inputs:
+                return []
+            measured.append(source)
+        else:
+            todo.extend(v.name for v in node.inputs if v is not None)
+    return sorted(set(measured))
+
+
 def check_pipelinable(graph: Graph, stage_graphs: list[StageGraph]) -> None:
     """Refuse, naming the boundary, what torch.distributed.pipelining cannot carry (module docstring)."""
     sizes = shape_values(graph)
@@ -83,10 +104,14 @@ def check_pipelinable(graph: Graph, stage_graphs: list[StageGraph]) -> None:
             where = f"boundary {st.index - 1}->{st.index} carries {v.name!r}"
             if v.name in sizes:  # the stage process then failed in torch's tracing ("SymIntArrayRef expected to
                 # contain only concrete integers"), after the reference had trained (an outside check)
+                inputs = _measured_graph_inputs(graph, v.name)
+                advice = (f"it measures graph input {inputs[0]!r}, which only stage 0 receives, so no --stages moves "
+                          "it: export the model with that size fixed (torch: x.view(-1, ...), not "
+                          "x.view(x.size(0), ...))" if inputs else
+                          "try another --stages (the cut falls elsewhere) or fix the model's sizes")
                 raise UserInputError(f"{where}, computed from tensor shapes alone (a size, or positions made from "
                                      "one): torch.distributed.pipelining traces each stage with symbolic sizes and "
-                                     "cannot receive it; try another --stages (the cut falls elsewhere) or fix the "
-                                     "model's sizes")
+                                     f"cannot receive it; {advice}")
             t = v.type
             if not isinstance(t, TensorType):
                 raise UserInputError(f"{where}, of type {t}: torch.distributed.pipelining passes only dense "
