@@ -779,14 +779,14 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
     best_acts: list = []
     best_ro_acts = None
     stats: dict = {"episodes": 0}
+    descent_reserve = min(DESCENT_SHARE * budget_s, DESCENT_RESERVE_S) if descent_epochs > 0 and len(problem.hard) \
+        else 0.0
     try:
         import torch
 
         ep = Episode(problem, weights, sub=sub, seed=seed, refine=refine, refine_density=refine_density,
                      refine_top=refine_top, offset_sweeps=offset_sweeps)
-        reserve = min((1.0 - finetune_share) * budget_s, FINALE_RESERVE_S)
-        if descent_epochs > 0 and len(problem.hard):
-            reserve += min(DESCENT_SHARE * budget_s, DESCENT_RESERVE_S)
+        reserve = min((1.0 - finetune_share) * budget_s, FINALE_RESERVE_S) + descent_reserve
         left = budget_s - reserve - (time.monotonic() - t0)
         policy, best = train([problem], policy=policy, budget_s=max(left, 0.0), seed=seed, weights=weights,
                              checkpoint=checkpoint, progress=progress, episodes_of=[ep], best_of=best,
@@ -811,22 +811,25 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
         legalize(problem)
         best_ro_acts = None
     cost = ProxyCost(problem, weights)
-    # the finale and the descent share what the training left, of the budget less what a resumed run had spent
+    # the finale and the descent share what the training left, of the budget less what a resumed run had spent;
+    # the finale stops where the descent's own reserve begins (on a loaded machine it took all of it, and the
+    # descent ran no epoch: the suite saw it)
     deadline = t0 + budget_s - stats.get("resumed_s", 0.0)
+    finale_deadline = deadline - descent_reserve
     if not interrupted and problem.soft.size:
         kept = problem.copy_placement()  # the last finished step's placement: what Ctrl-C leaves
         try:
             if offset_sweeps > 0 and best_ro_acts is not None and best_pl is not None:
                 for _ in range(4):  # the sweep and the rounds alternate (Episode.polish), same 40 rounds in all
-                    if time.monotonic() >= deadline:
+                    if time.monotonic() >= finale_deadline:
                         break
                     ep.sweep_offsets(best_ro_acts)
                     ForceDirected(problem).run(cost, rounds=10, seed=seed,
-                                               should_stop=lambda: time.monotonic() >= deadline)
+                                               should_stop=lambda: time.monotonic() >= finale_deadline)
                     kept = problem.copy_placement()
             else:
                 ForceDirected(problem).run(cost, rounds=40, seed=seed,
-                                           should_stop=lambda: time.monotonic() >= deadline)
+                                           should_stop=lambda: time.monotonic() >= finale_deadline)
         except INTERRUPTS as e:  # the last finished step's placement, not a half-done sweep
             if not is_interrupt(e):
                 raise
