@@ -82,3 +82,23 @@ def test_a_name_a_graph_input_carries_stays_a_size_to_give(tmp_path):
     report = graphmill.inspect(g, dims={"N": 3, "N+1": 7})
     assert report["symbols"]["N+1"] == 7
     assert graphmill.inspect(g, dims={"N": 3})["symbols"]["N+1"] == 1  # a free size: 1 unless given
+
+
+def test_a_kv_caches_concatenated_length_is_the_sum_of_its_parts(tmp_path):
+    """A KV cache concatenates past [B, P, 16] and new [B, S, 16] keys; the exporter named the result's length T on
+    the present output only, which no input carries: a free size bound to 1, and the attention product after it was
+    costed at length 1 (16 MACs for 816 at S=1, P=50; a 2-layer Llama's decode step 16% short: an outside check).
+    The Concat's length is now the size expression P + S. Reference: MACs by hand, B x S x (P + S) x 16."""
+    q = helper.make_tensor_value_info("q", TensorProto.FLOAT, ["B", "S", 16])
+    past = helper.make_tensor_value_info("past", TensorProto.FLOAT, ["B", "P", 16])
+    outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["B", "S", "T"]),
+               helper.make_tensor_value_info("present", TensorProto.FLOAT, ["B", "T", 16])]
+    nodes = [helper.make_node("Concat", ["past", "q"], ["present"], axis=1),
+             helper.make_node("Transpose", ["present"], ["kt"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["q", "kt"], ["scores"])]
+    path = tmp_path / "kv.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "kv", [q, past], outputs),
+                                opset_imports=[helper.make_opsetid("", 17)]), path)
+    report = graphmill.inspect(graphmill.load(path), dims={"B": 2, "S": 1, "P": 50})
+    assert report["macs"] == 2 * 1 * (50 + 1) * 16
+    assert report["symbols"] == {"B": 2, "P": 50, "S": 1, "P + S": 51}

@@ -39,6 +39,26 @@ def _merge_dim(a: Dim, b: Dim) -> Dim:
 # -- Concat -----------------------------------------------------------------------------------
 
 
+def symbolic_sum(dims: list[Dim]) -> Dim:
+    """The sum of sizes, symbols included, as a size expression (``P + S``, ``2*N``, ``S + 1``: what
+    ``ir.summary.size_expression`` reads, and torch dynamo writes) so that a KV cache's Concat of ``past [B, P, d]``
+    and ``new [B, S, d]`` is ``[B, P + S, d]``: unnamed, the exporter's own name for it (``T``, declared on the
+    present output only) was a free size of its own, bound to 1, and the attention products after it were counted
+    at length 1 (an outside check). None when a part is unknown."""
+    if any(d is None for d in dims):
+        return None
+    if len(dims) == 1 or all(isinstance(d, int) for d in dims):
+        return dims[0] if len(dims) == 1 else sum(dims)  # type: ignore[arg-type]
+    counts: dict[str, int] = {}
+    for d in dims:
+        if isinstance(d, str):
+            term = d if d.isidentifier() else f"({d})"
+            counts[term] = counts.get(term, 0) + 1
+    constant = sum(d for d in dims if isinstance(d, int))
+    terms = [t if n == 1 else f"{n}*{t}" for t, n in sorted(counts.items())]
+    return " + ".join(terms + ([str(constant)] if constant else []))
+
+
 def _infer_concat(ctx: InferenceContext) -> list:
     """Sizes along ``axis`` add up; every other dim must agree."""
     shapes = [ctx.input_shape(i) for i in range(ctx.num_inputs) if ctx.has_input(i)]
@@ -53,13 +73,7 @@ def _infer_concat(ctx: InferenceContext) -> list:
     out: list[Dim] = []
     for i in range(rank):
         if i == axis:
-            total: Dim = 0
-            for s in shapes:
-                d = None if s is None else s[i]
-                total = total + d if isinstance(total, int) and isinstance(d, int) else None
-            if total is None and len(shapes) == 1 and shapes[0] is not None:
-                total = shapes[0][i]
-            out.append(total)
+            out.append(symbolic_sum([None if s is None else s[i] for s in shapes]))
         else:
             d: Dim = None
             try:
