@@ -21,7 +21,8 @@ from graphmill.ir import (DataType, ExecutionError, Graph, Node, ShapeInferenceE
                           Value)
 from graphmill.passes.lowering import lowered_copy
 from graphmill.ir.ops import infer_types
-from graphmill.ir.control_flow import condition_may_end, passes_true_through, trip_count
+from graphmill.ir.control_flow import condition_may_end, trip_count
+from graphmill.ir.graph import captured_values
 from graphmill.ir.rewrite import constant_through_views
 from graphmill.util.limits import max_loop_iterations, max_run_bytes, shape_problem, size_text
 
@@ -395,7 +396,7 @@ def check_loop_iterations(graph: Graph) -> None:
             start = constant_through_views(cond) if cond is not None else None
             body = n.attr("body")
             if (cond is None or (start is not None and start.size == 1 and bool(start.reshape(-1)[0]))) \
-                    and isinstance(body, Graph) and passes_true_through(body):
+                    and isinstance(body, Graph) and not condition_may_end(n):
                 raise UserInputError(f"{n.describe()} has no trip count and a condition that stays true: it never "
                                      "ends under ONNX Runtime (Ctrl-C cannot stop it); skip the run (optimize "
                                      "--no-compare)")
@@ -466,8 +467,8 @@ class Comparison:
     outputs: list[OutputDiff] = field(default_factory=list)
     scale_atol: bool = False
     precision: list[str] = field(default_factory=list)  # float types compared at their own precision (below)
-    computed_in: str = ""  # the narrow float type the reference graph computes in, when wider outputs were compared
-    # at its precision (``compare_outputs``' ``computed_in``)
+    computed_in: str = ""  # the narrowest float type wider outputs were computed through and compared at the
+    # precision of (``compare_outputs``' ``computed_in``)
 
     @property
     def tolerance(self) -> str:
@@ -481,7 +482,7 @@ class Comparison:
         own = "".join(f", {t} outputs at least at {t}'s precision (rtol eps, atol eps*max|ref|, eps = "
                       f"{float(np.finfo(t).eps):g})" for t in self.precision)
         if self.computed_in:
-            own += (f", wider float outputs at least at {self.computed_in}'s precision, which the model computes in "
+            own += (f", wider float outputs computed through {self.computed_in} at least at its precision "
                     f"(eps = {NARROW_FLOAT_EPS[self.computed_in]:g})")
         return own
 
@@ -517,18 +518,41 @@ def check_tolerances(rtol: float, atol: float) -> None:
 NARROW_FLOAT_EPS = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
 
 
-def narrowest_float(graph: Graph) -> str:
-    """The narrowest float type narrower than float32 that ``graph`` holds a tensor of (an input, a weight, a
-    node's output, in any subgraph): "bfloat16", "float16" or "" for none."""
-    found = {t.dtype.short_name for g in graph.all_graphs()
-             for v in [*g.inputs, *g.initializers.values(), *(o for n in g.nodes for o in n.outputs)]
-             if v is not None and isinstance(t := v.type, TensorType) and t.dtype is not None}
-    return max((name for name in NARROW_FLOAT_EPS if name in found), key=NARROW_FLOAT_EPS.__getitem__, default="")
+def narrow_float_outputs(graph: Graph) -> dict[str, str]:
+    """Each output of ``graph`` computed through a float type narrower than float32 (a tensor it depends on, an
+    input, a weight or an intermediate, in any subgraph): its name -> the narrowest such type ("bfloat16" or
+    "float16"). An output computed in float32 alone is left out, whatever the rest of the model does (an outside
+    check: a float16 side branch loosened the comparison of a pure float32 output)."""
+    out: dict[str, str] = {}
+    for o in graph.outputs:
+        found, todo, seen = set(), [o], set()
+        while todo:
+            v = todo.pop()
+            if v is None or id(v) in seen:
+                continue
+            seen.add(id(v))
+            if isinstance(v.type, TensorType) and v.type.dtype is not None:
+                found.add(v.type.dtype.short_name)
+            node = v.producer
+            if node is not None:
+                if node.op_type == "Cast":  # an untyped file's float16 branch
+                    try:
+                        found.add(DataType(int(node.attr("to"))).short_name)
+                    except (TypeError, ValueError):  # no or no valid `to`: inference names that
+                        pass
+                todo.extend(node.inputs)
+                for sub in node.subgraphs():
+                    todo.extend(captured_values(sub))
+                    todo.extend(sub.outputs)
+        narrow = [name for name in NARROW_FLOAT_EPS if name in found]
+        if narrow:
+            out[o.name] = max(narrow, key=NARROW_FLOAT_EPS.__getitem__)
+    return out
 
 
 def compare_outputs(a: Mapping[str, Any], b: Mapping[str, Any], *, rtol: float, atol: float,
                     names: Sequence[str] | None = None, scale_atol: bool = False,
-                    computed_in: str = "") -> Comparison:
+                    computed_in: Mapping[str, str] | None = None) -> Comparison:
     """Elementwise ``|a-b| <= atol + rtol*|a|`` per output, as ``numpy.allclose`` (NaNs must match NaNs); with
     ``scale_atol``, ``|a-b| <= atol*s + rtol*|a|``, ``s = max(1, max|a|)`` over that output's finite values.
 
@@ -545,23 +569,27 @@ def compare_outputs(a: Mapping[str, Any], b: Mapping[str, Any], *, rtol: float, 
     own float16 kernels differ by from a correctly rounded result, is not a mismatch (an outside check: a float16
     Div folded exactly was "outputs differ" at the default rtol 1e-4). ``Comparison.tolerance`` says so.
 
-    ``computed_in`` (a key of ``NARROW_FLOAT_EPS``, ``narrowest_float`` of the reference graph): the model computes
-    in that type, so its wider float outputs are compared at that type's precision too: a float16 model converted
-    with float32 inputs and outputs (``keep_io_types``) was "outputs differ" after a fold that moved a float16
-    intermediate by one unit (an outside check)."""
+    ``computed_in`` (``narrow_float_outputs`` of the reference graph: output name -> a key of
+    ``NARROW_FLOAT_EPS``): such an output is computed through that type, so a wider float one is compared at that
+    type's precision too: a float16 model converted with float32 inputs and outputs (``keep_io_types``) was
+    "outputs differ" after a fold that moved a float16 intermediate by one unit (an outside check)."""
     check_tolerances(rtol, atol)
-    diffs, precision = [], []
-    computed_eps = NARROW_FLOAT_EPS.get(computed_in, 0.0)
+    diffs, precision, widened = [], [], []
+    computed_in = computed_in or {}
+    inexact = rtol > 0 or atol > 0
     for name in names if names is not None else list(a):
         if name not in b:
             diffs.append(OutputDiff(name, float("inf"), float("inf"), False, "missing in the second graph"))
             continue
-        diffs.append(_output_diff(name, a.get(name), b[name], rtol, atol, scale_atol, precision, computed_eps))
-    widened = computed_eps > 0 and any(np.asarray(a.get(n)).dtype.kind == "f" and np.asarray(a.get(n)).itemsize >= 4
-                                       for n in (names if names is not None else list(a))
-                                       if not isinstance(a.get(n), (list, tuple)) and a.get(n) is not None)
+        narrow = computed_in.get(name, "")
+        diffs.append(_output_diff(name, a.get(name), b[name], rtol, atol, scale_atol, precision,
+                                  NARROW_FLOAT_EPS.get(narrow, 0.0)))
+        value = a.get(name)
+        if narrow and inexact and not isinstance(value, (list, tuple)) and value is not None and \
+                np.asarray(value).dtype.kind == "f" and np.asarray(value).itemsize >= 4:
+            widened.append(narrow)
     return Comparison(all(d.ok for d in diffs), rtol, atol, diffs, scale_atol, precision,
-                      computed_in if widened and (rtol > 0 or atol > 0) else "")
+                      max(widened, key=NARROW_FLOAT_EPS.__getitem__) if widened else "")
 
 
 def _output_diff(name: str, x: Any, y: Any, rtol: float, atol: float, scale_atol: bool,
@@ -648,7 +676,7 @@ def compare(reference: Graph, candidate: Graph, inputs: Mapping[str, Any] | None
                                                          f"{len(ref_outputs)} vs {len(cand.output_names)} outputs")])
     by_pos_b = {na: rb[nb] for na, nb in zip(ref_outputs, cand.output_names)}
     return compare_outputs(ra, by_pos_b, rtol=rtol, atol=atol, names=ref_outputs, scale_atol=scale_atol,
-                           computed_in=narrowest_float(reference))
+                           computed_in=narrow_float_outputs(reference))
 
 
 def _nanmax(a: np.ndarray) -> float:
@@ -686,7 +714,7 @@ class NumericsCheck:
         self.inputs: dict[str, np.ndarray] = {}
         self.reference: dict[str, Any] = {}
         self.names: list[str] = []
-        self.computed_in = ""  # narrowest_float of the reference graph
+        self.computed_in: dict[str, str] = {}  # narrow_float_outputs of the reference graph
         self.checks = 0
         self.worst: dict[str, float] = {}  # pass name -> max |diff| it left
 
@@ -695,7 +723,7 @@ class NumericsCheck:
         sess = OrtSession(graph, self.options)
         self.reference = sess.run(self.inputs)
         self.names = list(sess.output_names)
-        self.computed_in = narrowest_float(graph)
+        self.computed_in = narrow_float_outputs(graph)
 
     def after_pass(self, step: Any, graph: Graph, ctx: Any, result: Any) -> None:
         if not getattr(result, "changed", True):
@@ -717,7 +745,8 @@ class NumericsCheck:
             detail = bad.note or f"max |diff| {bad.max_abs:.3g}, max rel {bad.max_rel:.3g}"
             raise NumericsMismatch(f"changed the numbers: output {bad.name!r} diverged ({detail}; "
                                    f"tolerance atol={self.atol:g} + rtol={self.rtol:g}*|ref|, atol times "
-                                   f"{bad.scale:.3g}, the output's largest |ref|{cmp.precision_note}, seed {self.seed})")
+                                   f"{bad.scale:.3g}, the output's largest |ref|{cmp.precision_note}, "
+                                   f"seed {self.seed})")
 
 
 class OrtNodeEvaluator:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from graphmill.util.limits import max_loop_iterations
 
-from .graph import Graph, Node
+from .graph import Graph, Node, Value, captured_values
 from .rewrite import constant_through_views
 
 
@@ -34,7 +34,10 @@ def passes_true_through(body: Graph) -> bool:
 
 def condition_may_end(loop: Node) -> bool:
     """Whether ``loop``'s condition can stop it before its trip count: it has one, and its body computes the next
-    one (or it starts as a constant false)."""
+    one from what changes between iterations (the iteration number, the carried values, the condition itself), or
+    it starts as a constant false. A condition computed from constants and outer values only is the same on every
+    iteration: true, it never ends the loop (``Less(0, 1)`` hung optimize's comparison, Ctrl-C could not stop it:
+    an outside check)."""
     cond = loop.input_at(1) if len(loop.inputs) > 1 else None
     if cond is None:
         return False
@@ -42,7 +45,29 @@ def condition_may_end(loop: Node) -> bool:
     if start is not None and start.size == 1 and not bool(start.reshape(-1)[0]):
         return True
     body = loop.attr("body")
-    return isinstance(body, Graph) and not passes_true_through(body)
+    return isinstance(body, Graph) and not passes_true_through(body) and len(body.outputs) > 0 \
+        and _varies(body, body.outputs[0])
+
+
+def _varies(body: Graph, value: Value) -> bool:
+    """Whether ``value`` of ``body`` depends on one of its inputs (what a Loop feeds anew each iteration),
+    through its nodes and what their subgraphs read."""
+    inputs = {id(v) for v in body.inputs}
+    todo, seen = [value], set()
+    while todo:
+        v = todo.pop()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        if id(v) in inputs:
+            return True
+        node = v.producer
+        if node is None:
+            continue
+        todo.extend(u for u in node.inputs if u is not None)
+        for sub in node.subgraphs():  # an If's branch reading the carried state
+            todo.extend(captured_values(sub))
+    return False
 
 
 def trip_count(loop: Node) -> tuple[int | None, str]:

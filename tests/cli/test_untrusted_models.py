@@ -768,6 +768,35 @@ def test_a_loop_that_would_not_end_is_refused_before_onnx_runtime_runs_it(tmp_pa
         ortb.OrtSession(graphmill.load(path))
 
 
+@pytest.mark.parametrize("trip", [10**12, None])
+def test_a_loop_whose_computed_condition_never_changes_is_refused(tmp_path, trip):
+    """TorchScript's while loop, Loop(INT64_MAX, cond), runs because its body computes its condition; one computed
+    from constants alone (Less(0, 1)) is the same every iteration, and it hung optimize's comparison, Ctrl-C
+    unable to stop it (an outside check). Reference: ONNX's Loop semantics (it ends only when the condition turns
+    false)."""
+    def const(name, v):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(v, np.float32), name))
+
+    body = helper.make_graph([const("zero", 0.0), const("one", 1.0),
+                              helper.make_node("Less", ["zero", "one"], ["c_out"]),
+                              helper.make_node("Cast", ["i"], ["s"], to=TensorProto.FLOAT)], "body",
+                             [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                              helper.make_tensor_value_info("c_in", TensorProto.BOOL, [])],
+                             [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+                              helper.make_tensor_value_info("s", TensorProto.FLOAT, [])])
+    inits = [numpy_helper.from_array(np.array(True), "c")]
+    if trip is not None:
+        inits.append(numpy_helper.from_array(np.array(trip, np.int64), "M"))
+    g = helper.make_graph([helper.make_node("Loop", ["M" if trip else "", "c"], ["big"], body=body, name="loop"),
+                           helper.make_node("ReduceMax", ["big"], ["y"], keepdims=0)], "g", [],
+                          [helper.make_tensor_value_info("y", 1, [])], inits)
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    needle = "loops 1,000,000,000,000 times" if trip else "has no trip count and a condition that stays true"
+    with pytest.raises(UserInputError, match=needle):
+        ortb.OrtSession(graphmill.load(path))
+
+
 def test_the_run_budget_reads_a_branch_and_shapes_load_left_open(tmp_path):
     """ConstantOfShape([2, 1e9]) inside an If branch went to ONNX Runtime unchecked, and a graph straight from
     ``graphmill.load`` (its ConstantOfShape output untyped) passed the check (a review of the fix). Reference:

@@ -5,7 +5,8 @@ elementwise (arithmetic, comparisons, activations), nn (Conv, ConvTranspose, Gem
 MatMul, Softmax, Dropout), norm (Batch/Layer/Instance/Group normalization...), pool,
 reduce, shape (Reshape, Transpose, Squeeze, Shape, Expand, Tile...), slicing (Concat,
 Split, Slice, Gather, Pad...), resize, constant (Constant, ConstantOfShape, Cast,
-Range), recurrent (LSTM, GRU, RNN), quantize (Quantize/DequantizeLinear), contrib (the com.microsoft ops graphmill's passes emit for ONNX Runtime). ``window`` holds the sliding-window arithmetic that conv and pool share.
+Range), recurrent (LSTM, GRU, RNN), quantize (Quantize/DequantizeLinear), contrib (the com.microsoft ops
+graphmill's passes emit for ONNX Runtime). ``window`` holds the sliding-window arithmetic that conv and pool share.
 """
 
 from . import chip, constant, contrib, elementwise, nn, norm, pool, recurrent, reduce, resize, shape, slicing  # noqa: F401  (register)
