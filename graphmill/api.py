@@ -632,7 +632,7 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
     stages, microbatches, batch, steps = (check_count(value, f"--{name}", low) for name, value, low in (
         ("stages", stages, 1), ("microbatches", microbatches, 1), ("batch", batch, 0), ("steps", steps, 1)))
     check_flags("graphmill.partition", remat=remat, run=run)
-    seed = check_seed(seed)  # -1 ran (the other commands refuse it: an outside check)
+    seed = check_seed(seed, "seed")  # -1 ran (the other commands refuse it; the CLI has no --seed: an outside check)
     if isinstance(memory_cap, bool) or not isinstance(memory_cap, (int, float)) or not (
             0 <= memory_cap < math.inf):
         raise UserInputError(f"--memory-cap {memory_cap!r}: bytes, a finite number >= 0 (0: the devices' own memory)")

@@ -293,7 +293,7 @@ def test_run_with_a_learning_rate_that_cannot_train_is_refused(cnn, tmp_path, ca
 @pytest.mark.parametrize("kwargs,flag", [({"run": True, "lr": -1.0}, "--lr"), ({"run": True, "lr": 0}, "--lr"),
                                          ({"memory_cap": -1.0}, "--memory-cap"),
                                          ({"memory_cap": float("nan")}, "--memory-cap"),
-                                         ({"run": True, "seed": -1}, "--seed")])  # as every other seed (it ran)
+                                         ({"run": True, "seed": -1}, "seed -1")])  # as every other seed (it ran)
 def test_the_python_api_refuses_what_the_cli_refuses(cnn, kwargs, flag):
     """`api.partition(run=True, lr=-1)` skipped the CLI's check (torch's ValueError from a stage process), lr=0
     trained nothing and reported success; a negative memory cap reached the partitioner. Reference: the CLI's

@@ -87,7 +87,8 @@ def test_fold_constants_keeps_a_quantized_models_weights_quantized(static_quanti
     quantized = {n for n, v in g.initializers.items() if v.type.dtype.name == "INT8" and len(v.type.shape) > 1}
     assert len(quantized) == 3
     dequantize = sum(n.op_type == "DequantizeLinear" for n in g)
-    run_passes(g, "fold-constants, dce" if keep else "fold-constants(keep_quantized=false), dce")
+    res = run_passes(g, "fold-constants, dce" if keep else "fold-constants(keep_quantized=false), dce")
+    assert any("quantized constant(s) folded to float" in n for n in res.records[0].notes) is not keep
     after = {n for n, v in g.initializers.items() if v.type.dtype.name == "INT8" and len(v.type.shape) > 1}
     if not keep:  # the option folds them, as before
         assert not after and sum(n.op_type == "DequantizeLinear" for n in g) < dequantize

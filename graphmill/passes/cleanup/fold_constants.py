@@ -83,7 +83,7 @@ class FoldConstants(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         refused: Counter[str] = Counter()
-        folded = converted = 0
+        folded = converted = dequantized = 0
         known: dict[int, np.ndarray] = {}  # id(value) -> data, for constants of the whole tree
         fold_inputs = input_initializers_are_constant(graph, self.input_initializers)
         unlisted = 0
@@ -139,10 +139,14 @@ class FoldConstants(Pass):
                 if why:
                     refused[f"{node.op_type}: {why}"] += 1
                     continue
+                dequantized += node.op_type == "DequantizeLinear" and _integer_typed(node.inputs[0])
                 for v, arr in _replace_with_constants(g, node, results, outputs):
                     known[id(v)] = arr
                 folded += 1
         notes = [f"not folded ({n}x): {r}" for r, n in refused.most_common(20)]
+        if dequantized:  # keep_quantized off: the check (ORT's optimizations off) cannot see what this changes
+            notes.append(f"{dequantized} quantized constant(s) folded to float: ONNX Runtime, its optimizations on, "
+                         "quantizes them again with parameters of its own, and outputs may move by a quantization step")
         stats = {"folded": folded, "constants_to_initializers": converted}
         if unlisted:
             stats["inputs_made_weights"] = unlisted

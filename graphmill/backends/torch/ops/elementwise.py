@@ -147,7 +147,9 @@ def _bitshift(rt, a, x):
 @check("BitShift")
 def _check_bitshift(node, opset):
     direction = node.attr("direction")
-    return None if direction in ("LEFT", "RIGHT") else f"BitShift direction {direction!r} is not LEFT or RIGHT"
+    if direction in ("LEFT", "RIGHT"):
+        return None
+    return f"BitShift direction {direction!r} (ONNX defines LEFT and RIGHT) is not supported"
 
 
 @op("Swish")
@@ -232,7 +234,7 @@ def _check_cast(node, opset):
     try:
         torch_dtype(node.attr("to"))
     except (TypeError, ValueError) as e:
-        return str(e)
+        return f"{e}: a Cast to it is not supported"
     return None
 
 

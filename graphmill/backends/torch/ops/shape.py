@@ -57,7 +57,7 @@ def _depth_to_space(rt, a, x):
 @check("DepthToSpace")
 def _check_depth_to_space(node, opset):
     mode = node.attr("mode", "DCR")
-    return None if mode in ("DCR", "CRD") else f"DepthToSpace mode {mode!r} is not one of DCR, CRD"
+    return None if mode in ("DCR", "CRD") else f"DepthToSpace mode {mode!r} (ONNX defines DCR and CRD) is not supported"
 
 
 @op("SpaceToDepth")
