@@ -21,8 +21,8 @@ from graphmill.ir import (DataType, ExecutionError, Graph, Node, ShapeInferenceE
                           Value)
 from graphmill.passes.lowering import lowered_copy
 from graphmill.ir.ops import infer_types
-from graphmill.ir.control_flow import condition_may_end, trip_count
-from graphmill.ir.graph import captured_values
+from graphmill.ir.control_flow import condition_may_end, loop_runs
+from graphmill.ir.graph import node_reads
 from graphmill.ir.rewrite import constant_through_views
 from graphmill.util.limits import max_loop_iterations, max_run_bytes, shape_problem, size_text
 
@@ -382,12 +382,12 @@ def check_loop_iterations(graph: Graph) -> None:
     for n in (n for g in graphs for n in g.nodes):
         if n.op_type != "Loop" or n.domain not in ("", "ai.onnx"):
             continue
+        runs, _ = loop_runs(n)  # its count, or None: no count (no M, or M a bound its condition may end sooner)
         trips = constant_through_views(n.input_at(0))
-        if trips is not None and trips.size == 1 and float(trips.reshape(-1)[0]) > limit and not condition_may_end(n):
-            # (a bound beside a condition the body computes is no count: TorchScript's while loop is
-            # Loop(INT64_MAX, cond), which ends when its condition says; refused, it could not be optimized)
-            count, _ = trip_count(n)
-            said = f"{count:,}" if count is not None else f"{float(trips.reshape(-1)[0]):,.0f}"
+        beyond = runs > limit if runs is not None else (
+            trips is not None and trips.size == 1 and float(trips.reshape(-1)[0]) > limit and not condition_may_end(n))
+        if beyond:  # (M beyond an int64 beneath a Cast, inf, has no count either: refused by its value)
+            said = f"{runs:,}" if runs is not None else f"{float(trips.reshape(-1)[0]):,.0f}"
             raise UserInputError(f"{n.describe()} loops {said} times, more than the "
                                  f"{limit:,} of GRAPHMILL_MAX_LOOP_ITERATIONS a run under ONNX Runtime may take "
                                  "(Ctrl-C cannot stop it); skip the run (optimize --no-compare) or raise the limit")
@@ -514,8 +514,8 @@ def check_tolerances(rtol: float, atol: float) -> None:
             raise UserInputError(f"{flag} {tol}: a tolerance must be a finite number >= 0")
 
 
-#: machine epsilon of the float types narrower than float32 a model may compute in
-NARROW_FLOAT_EPS = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
+#: machine epsilon of the float types narrower than float32 a model may compute in (float16: 2^-10, bfloat16: 2^-7)
+NARROW_FLOAT_EPS = {t.short_name: float(np.finfo(t.numpy()).eps) for t in (DataType.FLOAT16, DataType.BFLOAT16)}
 
 
 def narrow_float_outputs(graph: Graph) -> dict[str, str]:
@@ -534,16 +534,16 @@ def narrow_float_outputs(graph: Graph) -> dict[str, str]:
             if isinstance(v.type, TensorType) and v.type.dtype is not None:
                 found.add(v.type.dtype.short_name)
             node = v.producer
-            if node is not None:
-                if node.op_type == "Cast":  # an untyped file's float16 branch
-                    try:
-                        found.add(DataType(int(node.attr("to"))).short_name)
-                    except (TypeError, ValueError):  # no or no valid `to`: inference names that
-                        pass
-                todo.extend(node.inputs)
-                for sub in node.subgraphs():
-                    todo.extend(captured_values(sub))
-                    todo.extend(sub.outputs)
+            if node is None or node.op_type in ("Shape", "Size"):  # a size, not the data: read its type only
+                continue
+            if node.op_type == "Cast":  # an untyped file's float16 branch
+                try:
+                    found.add(DataType(int(node.attr("to"))).short_name)
+                except (TypeError, ValueError):  # no or no valid `to`: inference names that
+                    pass
+            todo.extend(node_reads(node))
+            for sub in node.subgraphs():
+                todo.extend(sub.outputs)
         narrow = [name for name in NARROW_FLOAT_EPS if name in found]
         if narrow:
             out[o.name] = max(narrow, key=NARROW_FLOAT_EPS.__getitem__)

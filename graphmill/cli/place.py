@@ -133,8 +133,7 @@ def run(args: argparse.Namespace) -> int:
         if run_result is not None:
             processes, runs = len(run_result["devices"]), run_result["runs"]
             print(f"execution check: {processes} process{'es' * (processes != 1)}, {runs} run{'s' * (runs != 1)}, "
-                  "outputs "
-                  f"{'equal' if run_result['outputs_equal'] else 'DIFFER'} (max |diff| "
+                  f"outputs {'equal' if run_result['outputs_equal'] else 'DIFFER'} (max |diff| "
                   f"{run_result['max_abs_diff']:.2e}; tolerance {run_result['tolerance']}) vs one ONNX Runtime session; "
                   "measured step "
                   f"{run_result['step_time_s'] * 1e3:.1f} ms (one session {run_result['reference_step_time_s'] * 1e3:.1f} ms)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from graphmill.util.limits import max_loop_iterations
 
-from .graph import Graph, Node, Value, captured_values
+from .graph import Graph, Node, Value, node_reads
 from .rewrite import constant_through_views
 
 
@@ -32,12 +32,24 @@ def passes_true_through(body: Graph) -> bool:
     return value is not None and value.size == 1 and bool(value.reshape(-1)[0])
 
 
+#: ops that draw anew on every run: a condition they compute changes between iterations
+_RANDOM = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+                     "Bernoulli"})
+
+
+def _constant_condition(body: Graph) -> bool | None:
+    """The body's next condition when it is a constant (through views), else None."""
+    value = constant_through_views(body.outputs[0]) if body.outputs else None
+    return bool(value.reshape(-1)[0]) if value is not None and value.size == 1 else None
+
+
 def condition_may_end(loop: Node) -> bool:
-    """Whether ``loop``'s condition can stop it before its trip count: it has one, and its body computes the next
-    one from what changes between iterations (the iteration number, the carried values, the condition itself), or
-    it starts as a constant false. A condition computed from constants and outer values only is the same on every
-    iteration: true, it never ends the loop (``Less(0, 1)`` hung optimize's comparison, Ctrl-C could not stop it:
-    an outside check)."""
+    """Whether ``loop``'s condition can stop it before its trip count: it has one, and it starts as a constant
+    false, or its body's next condition is a constant false (one iteration), or the body computes it from what
+    changes between iterations (the iteration number, the carried values, the condition itself, a random draw). A
+    condition computed from constants and outer values only is the same on every iteration: true, it never ends
+    the loop (``Less(0, 1)`` hung optimize's comparison, Ctrl-C could not stop it: an outside check); such a
+    computed one is taken as true, as graphmill does not evaluate it here."""
     cond = loop.input_at(1) if len(loop.inputs) > 1 else None
     if cond is None:
         return False
@@ -45,13 +57,14 @@ def condition_may_end(loop: Node) -> bool:
     if start is not None and start.size == 1 and not bool(start.reshape(-1)[0]):
         return True
     body = loop.attr("body")
-    return isinstance(body, Graph) and not passes_true_through(body) and len(body.outputs) > 0 \
-        and _varies(body, body.outputs[0])
+    if not isinstance(body, Graph) or not body.outputs or passes_true_through(body):
+        return False
+    return _constant_condition(body) is False or _varies(body, body.outputs[0])
 
 
 def _varies(body: Graph, value: Value) -> bool:
-    """Whether ``value`` of ``body`` depends on one of its inputs (what a Loop feeds anew each iteration),
-    through its nodes and what their subgraphs read."""
+    """Whether ``value`` of ``body`` depends on one of its inputs (what a Loop feeds anew each iteration) or on a
+    random draw, through its nodes and what their subgraphs read."""
     inputs = {id(v) for v in body.inputs}
     todo, seen = [value], set()
     while todo:
@@ -64,9 +77,9 @@ def _varies(body: Graph, value: Value) -> bool:
         node = v.producer
         if node is None:
             continue
-        todo.extend(u for u in node.inputs if u is not None)
-        for sub in node.subgraphs():  # an If's branch reading the carried state
-            todo.extend(captured_values(sub))
+        if node.op_type in _RANDOM:
+            return True
+        todo.extend(node_reads(node))
     return False
 
 
@@ -91,6 +104,13 @@ def loop_runs(loop: Node) -> tuple[int | None, str]:
     count, why = trip_count(loop)
     if count is None:
         return None, why
+    cond = loop.input_at(1) if len(loop.inputs) > 1 else None
+    start = constant_through_views(cond) if cond is not None else None
+    if start is not None and start.size == 1 and not bool(start.reshape(-1)[0]):
+        return 0, ""  # it starts false: the body never runs
+    body = loop.attr("body")
+    if cond is not None and isinstance(body, Graph) and _constant_condition(body) is False:
+        return min(count, 1), ""  # its body's next condition is false: it runs once at most
     if count > max_loop_iterations() and condition_may_end(loop):
         return None, (f"its trip count M is {count:,}, over GRAPHMILL_MAX_LOOP_ITERATIONS ({max_loop_iterations():,}) "
                       "beside a condition its body computes: an exporter's 'no bound' (a while loop), not a count")

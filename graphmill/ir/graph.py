@@ -889,7 +889,7 @@ class Graph:
         for i, n in enumerate(self._nodes):
             g.add_node(i, node=n, op_type=n.op_type, name=n.name)
         for i, n in enumerate(self._nodes):
-            for v in _node_reads(n):
+            for v in node_reads(n):
                 if v.producer is not None and id(v.producer) in pos:
                     g.add_edge(pos[id(v.producer)], i, value=v.name)
         return g
@@ -926,7 +926,7 @@ class Function:
         return (self.domain, self.name, self.overload)
 
 
-def _node_reads(node: Node) -> Iterator[Value]:
+def node_reads(node: Node) -> Iterator[Value]:
     """Values a node reads: its inputs plus outer values its subgraphs capture."""
     for v in node._inputs:
         if v is not None:
@@ -965,7 +965,7 @@ def stable_order(nodes: Sequence[Node]) -> tuple[list[Node], list[Node]]:
     succs: list[list[int]] = [[] for _ in nodes]
     for i, n in enumerate(nodes):
         preds = set()
-        for v in _node_reads(n):
+        for v in node_reads(n):
             p = v.producer
             if p is not None and id(p) in pos:
                 preds.add(pos[id(p)])

@@ -493,9 +493,9 @@ def _costs(graph: Graph, skip: set[int]) -> tuple[int, int, int, Counter]:
 
 def _control_flow_runs(node: Node) -> tuple[int, Graph] | None:
     """(times, body) a control-flow node runs: a Loop's body ``control_flow.loop_runs`` times (a constant trip
-    count; its condition may stop it sooner: an upper bound, as the simulator's), a Scan's once per element of its
-    first scanned axis, an
-    If's branch its constant condition picks; None where that is not known from the graph."""
+    count; its condition may stop it sooner: an upper bound, as the simulator's), a Scan's once per element of
+    its first scanned axis, an If's branch its constant condition picks; None where that is not known from the
+    graph."""
     from .rewrite import constant_through_views
 
     def body(name: str) -> Graph | None:

@@ -243,6 +243,14 @@ def test_a_float32_output_beside_a_float16_branch_keeps_float32s_tolerance():
 
     reference = model(1.0)
     assert ortb.narrow_float_outputs(reference) == {"side": "float16"}
+    # a size read off a float16 tensor is no float16 computation (a review: Cast(Shape(x16)) * w was widened)
+    h = onnx.helper
+    sized = from_proto(h.make_model(h.make_graph(
+        [h.make_node("Cast", ["x"], ["x16"], to=10), h.make_node("Shape", ["x16"], ["s"]),
+         h.make_node("Cast", ["s"], ["sf"], to=1), h.make_node("Mul", ["sf", "x"], ["y"])], "g",
+        [h.make_tensor_value_info("x", 1, [8])], [h.make_tensor_value_info("y", 1, [8])]),
+        opset_imports=[h.make_opsetid("", 17)]))
+    assert ortb.narrow_float_outputs(sized) == {}
     x = {"x": np.random.default_rng(0).uniform(1, 2, 8).astype(np.float32)}
     got = ortb.compare(reference, model(1.0 + 5e-4), x, scale_atol=True)
     assert not got.ok and got.first_mismatch.name == "y"

@@ -335,20 +335,21 @@ def test_mean_variance_normalization_of_a_constant_is_zero_in_float16_too():
 
 
 @pytest.mark.parametrize("op, attrs", [("DepthToSpace", {"blocksize": 2, "mode": "XYZ"}),
+                                       ("SpaceToDepth", {"blocksize": 2, "mode": "XYZ"}),
                                        ("BitShift", {"direction": "UP"})])
 def test_an_attribute_value_onnx_does_not_define_is_refused_when_built(op, attrs):
     """DepthToSpace mode 'XYZ' ran as DCR and BitShift direction 'UP' as RIGHT, where ONNX Runtime refuses both (an
     outside check). Reference: the ONNX operator schema's allowed values."""
-    x = np.zeros((1, 4, 2, 2), np.float32 if op == "DepthToSpace" else np.uint8)
-    consts = {} if op == "DepthToSpace" else {"s": np.ones((1,), np.uint8)}
-    g = from_proto(_model_of(op, {"x": x}, consts, 13, **attrs))
+    x = np.zeros((1, 4, 2, 2), np.uint8 if op == "BitShift" else np.float32)
+    consts = {"s": np.ones((1,), np.uint8)} if op == "BitShift" else {}
+    g = from_proto(_model_of(op, {"x": x}, consts, 28 if op == "SpaceToDepth" else 13, **attrs))
     with pytest.raises(UserInputError, match=f"{op} (mode 'XYZ'|direction 'UP') .ONNX defines .* is not supported by "
                                              "the torch backend$"):
         to_torch(g)
 
 
 class _PixelShuffleNet(nn.Module):
-    """ESPCN's upscaler (exports as DepthToSpace) with a GroupNorm and RMSNorm the exporter writes out."""
+    """ESPCN's upscaler: a Conv to r^2 channels, then PixelShuffle (exported as DepthToSpace)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -102,3 +102,19 @@ def test_a_kv_caches_concatenated_length_is_the_sum_of_its_parts(tmp_path):
     report = graphmill.inspect(graphmill.load(path), dims={"B": 2, "S": 1, "P": 50})
     assert report["macs"] == 2 * 1 * (50 + 1) * 16
     assert report["symbols"] == {"B": 2, "P": 50, "S": 1, "P + S": 51}
+
+
+def test_a_concat_of_a_name_that_is_no_sum_of_names_stays_unknown(tmp_path):
+    """``past-len`` is one name an exporter chose; wrapped into ``(past-len) + 1`` it was read back as past minus
+    len, and the size bound to 1 (a review). The concatenated size is then unknown, as before size expressions.
+    Reference: hand arithmetic (past-len = 9 gives 10, which the misread could not)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["past-len", 4])
+    nodes = [helper.make_node("Concat", ["x", "one"], ["y"], axis=0)]
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(helper.make_graph(
+        nodes, "g", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.zeros((1, 4), np.float32), "one")]), opset_imports=[helper.make_opsetid("", 17)]),
+        path)
+    g = graphmill.load(path)
+    graphmill.infer_shapes(g)
+    assert g.outputs[0].type.shape == (None, 4)

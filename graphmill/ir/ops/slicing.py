@@ -50,22 +50,43 @@ def symbolic_sum(dims: list[Dim]) -> Dim:
     if len(dims) == 1 or all(isinstance(d, int) for d in dims):
         return dims[0] if len(dims) == 1 else sum(dims)  # type: ignore[arg-type]
     counts: dict[str, int] = {}
+    constant = 0
     for d in dims:
-        if isinstance(d, str):
-            term = d if d.isidentifier() else f"({d})"
-            counts[term] = counts.get(term, 0) + 1
-    constant = sum(d for d in dims if isinstance(d, int))
-    terms = [t if n == 1 else f"{n}*{t}" for t, n in sorted(counts.items())]
+        terms = _sum_terms(d)
+        if terms is None:  # a name that is no sum of names (``past-len``): read as arithmetic, it would be wrong
+            return None
+        for name, n in terms.items():
+            if name:
+                counts[name] = counts.get(name, 0) + n
+            else:
+                constant += n
+    terms = [name if n == 1 else f"{n}*{name}" for name, n in sorted(counts.items())]
     return " + ".join(terms + ([str(constant)] if constant else []))
 
 
-def _infer_concat(ctx: InferenceContext) -> list:
-    """Sizes along ``axis`` add up; every other dim must agree."""
-    shapes = [ctx.input_shape(i) for i in range(ctx.num_inputs) if ctx.has_input(i)]
-    dtype = next((ctx.input_dtype(i) for i in range(ctx.num_inputs) if ctx.input_dtype(i)), DataType.UNDEFINED)
+def _sum_terms(d: Dim) -> dict[str, int] | None:
+    """A size as {name: count} ("" for the constant): an int, a name, or a sum ``symbolic_sum`` wrote
+    (``P + S``, ``2*N + 1``, torch dynamo's ``S + P``); None for anything else."""
+    if isinstance(d, int):
+        return {"": d}
+    out: dict[str, int] = {}
+    for term in str(d).split(" + "):
+        count, _, name = term.rpartition("*")
+        if term.isdigit():
+            out[""] = out.get("", 0) + int(term)
+        elif name.isidentifier() and (not count or count.isdigit()):
+            out[name] = out.get(name, 0) + (int(count) if count else 1)
+        else:
+            return None
+    return out
+
+
+def concat_shape(ctx: InferenceContext, shapes: list) -> tuple[tuple[Dim, ...] | None, int | None]:
+    """(the shape of ``shapes`` (None: unknown) concatenated along ``ctx``'s ``axis``, that axis): its sizes add
+    up (``symbolic_sum``), every other dim must agree."""
     known = [s for s in shapes if s is not None]
     if not known:
-        return [TensorType(dtype, None)]
+        return None, None
     rank = len(known[0])
     if any(len(s) != rank for s in known):
         raise ctx.fail(f"inputs have different ranks: {[list(s) for s in known]}")
@@ -82,10 +103,21 @@ def _infer_concat(ctx: InferenceContext) -> list:
             except ValueError as e:
                 raise ctx.fail(f"dim {i} differs between inputs: {e}") from None
             out.append(d)
+    return tuple(out), axis
+
+
+def _infer_concat(ctx: InferenceContext) -> list:
+    """Sizes along ``axis`` add up; every other dim must agree."""
+    shapes = [ctx.input_shape(i) for i in range(ctx.num_inputs) if ctx.has_input(i)]
+    dtype = next((ctx.input_dtype(i) for i in range(ctx.num_inputs) if ctx.input_dtype(i)), DataType.UNDEFINED)
+    out, axis = concat_shape(ctx, shapes)
+    if out is None:
+        return [TensorType(dtype, None)]
+    rank = len(out)
     parts = [ctx.input_partial_or_unknown(i) for i in range(ctx.num_inputs) if ctx.has_input(i)]
     if parts and all(p is not None and p.ndim == rank for p in parts):
         ctx.set_output_partial(0, np.concatenate(parts, axis=axis), partial_dtype(dtype))
-    return [TensorType(dtype, tuple(out))]
+    return [TensorType(dtype, out)]
 
 
 register("Concat", infer=_infer_concat, cost=movement_cost)

@@ -815,7 +815,7 @@ def rl_place(problem: ChipProblem, *, weights=DEFAULT_WEIGHTS, budget_s: float =
     # the finale stops where the descent's own reserve begins (on a loaded machine it took all of it, and the
     # descent ran no epoch: the suite saw it)
     deadline = t0 + budget_s - stats.get("resumed_s", 0.0)
-    finale_deadline = deadline - descent_reserve
+    finale_deadline = deadline - (descent_reserve if legality(problem)[0] else 0.0)  # no descent from illegal
     if not interrupted and problem.soft.size:
         kept = problem.copy_placement()  # the last finished step's placement: what Ctrl-C leaves
         try:

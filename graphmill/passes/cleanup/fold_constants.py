@@ -139,7 +139,7 @@ class FoldConstants(Pass):
                 if why:
                     refused[f"{node.op_type}: {why}"] += 1
                     continue
-                dequantized += node.op_type == "DequantizeLinear" and _integer_typed(node.inputs[0])
+                dequantized += _dequantizes(node)
                 for v, arr in _replace_with_constants(g, node, results, outputs):
                     known[id(v)] = arr
                 folded += 1
@@ -164,7 +164,7 @@ class FoldConstants(Pass):
             return f"{node.op_type}: non-deterministic"
         if node.subgraphs():
             return f"{node.op_type}: has a subgraph"
-        if self.keep_quantized and node.op_type == "DequantizeLinear" and _integer_typed(node.inputs[0]):
+        if self.keep_quantized and _dequantizes(node):
             return "DequantizeLinear: a quantized constant stays quantized (keep_quantized)"
         if any(v is not None and id(v) in nested for v in node.outputs):
             return f"{node.op_type}: output returned by a subgraph"
@@ -199,7 +199,9 @@ def _constant_cannot_hold(node: Node, results: list, outputs: set[int], version:
     return ""
 
 
-def _integer_typed(v: Value | None) -> bool:
+def _dequantizes(node: Node) -> bool:
+    """Whether ``node`` is a DequantizeLinear of an integer tensor (a quantized weight, when it is constant)."""
+    v = node.inputs[0] if node.op_type == "DequantizeLinear" and node.inputs else None
     t = v.type if v is not None else None
     return isinstance(t, TensorType) and t.dtype is not None and t.dtype.is_integer
 

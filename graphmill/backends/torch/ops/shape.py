@@ -54,10 +54,12 @@ def _depth_to_space(rt, a, x):
     return y.reshape(n, c // (b * b), h * b, w * b)
 
 
-@check("DepthToSpace")
-def _check_depth_to_space(node, opset):
+@check("DepthToSpace", "SpaceToDepth")
+def _check_block_mode(node, opset):
     mode = node.attr("mode", "DCR")
-    return None if mode in ("DCR", "CRD") else f"DepthToSpace mode {mode!r} (ONNX defines DCR and CRD) is not supported"
+    if mode in ("DCR", "CRD"):
+        return None
+    return f"{node.op_type} mode {mode!r} (ONNX defines DCR and CRD) is not supported"
 
 
 @op("SpaceToDepth")
@@ -66,7 +68,7 @@ def _space_to_depth(rt, a, x):
     n, c, h, w = X.shape
     b = a["blocksize"]
     y = X.reshape(n, c, h // b, b, w // b, b)
-    # CRD (opset 24): the channel, then the block's row and column (DepthToSpace CRD's inverse); DCR the other way
+    # CRD (opset 28): the channel, then the block's row and column (DepthToSpace CRD's inverse); DCR the other way
     y = y.permute(0, 1, 3, 5, 2, 4) if a.get("mode", "DCR") == "CRD" else y.permute(0, 3, 5, 1, 2, 4)
     return y.reshape(n, c * b * b, h // b, w // b)
 
