@@ -55,3 +55,56 @@ def test_fused_conv_and_gemm_count_like_conv_and_gemm():
     y, node = _run_one("FusedGemm", [(3, 5), (4, 5)], transB=1, activation="Relu")
     assert tuple(node.outputs[0].type.shape) == y.shape
     assert lookup(node.domain, node.op_type).cost(node).macs == int(y.sum())
+
+
+def test_onnx_runtimes_quantized_ops_shapes_and_types_equal_what_it_executes(tmp_path):
+    """ONNX Runtime's quantizer writes QLinearAdd, QLinearMul, QLinearSigmoid, QLinearLeakyRelu,
+    QLinearGlobalAveragePool, QLinearConcat and QGemm in its QOperator format; without registry entries the shapes
+    stopped at the first of them and simulate refused the model (an outside check). Reference: every such node's
+    output as ONNX Runtime executes it (shape and element type), on a CNN it quantized itself."""
+    import onnx
+    import torch
+    from onnxruntime import quantization
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(3, 8, 1)
+            self.fc = torch.nn.Linear(16, 5)
+
+        def forward(self, x):
+            y = torch.nn.functional.leaky_relu(self.a(x)) + torch.sigmoid(self.b(x)) * self.b(x)
+            pooled = torch.nn.functional.adaptive_avg_pool2d(torch.cat([y, self.a(x)], 1), 1).flatten(1)
+            return self.fc(pooled)
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    torch.onnx.export(Net().eval(), (torch.randn(2, 3, 8, 8),), str(tmp_path / "f.onnx"), dynamo=False,
+                      opset_version=17, input_names=["x"], output_names=["y"])
+
+    class Calibration(quantization.CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)} for _ in range(3)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantization.quantize_static(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), Calibration(),
+                                 quant_format=quantization.QuantFormat.QOperator)
+    model = onnx.load(str(tmp_path / "q.onnx"))
+    contrib = [n for n in model.graph.node if n.domain == "com.microsoft"]
+    ops = {n.op_type for n in contrib}
+    assert {"QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearGlobalAveragePool",
+            "QLinearConcat", "QGemm"} <= ops, ops
+    names = [n.output[0] for n in contrib]
+    model.graph.output.extend(oh.make_empty_tensor_value_info(name) for name in names)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    executed = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(
+        names, {"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)})
+    graph = from_proto(onnx.load(str(tmp_path / "q.onnx")))
+    report = infer_types(graph)
+    assert not report.unknown_ops and not report.errors, report
+    types = {o.name: o.type for n in graph.nodes for o in n.outputs if o is not None}
+    for name, value in zip(names, executed):
+        assert tuple(types[name].shape) == value.shape and types[name].dtype.numpy() == value.dtype, name

@@ -181,7 +181,7 @@ def _same(a: Dim, b: Dim) -> bool:
     return not (isinstance(a, int) and isinstance(b, int) and a != b)
 
 
-def _gemm_mnk(a: tuple[Dim, ...], b: tuple[Dim, ...], trans_a: bool, trans_b: bool):
+def gemm_mnk(a: tuple[Dim, ...], b: tuple[Dim, ...], trans_a: bool, trans_b: bool):
     """(M, N, K of A, K of B) of Gemm operands after transA/transB."""
     m, ka = (a[1], a[0]) if trans_a else (a[0], a[1])
     kb, n = (b[1], b[0]) if trans_b else (b[0], b[1])
@@ -201,7 +201,7 @@ def infer_gemm(ctx: InferenceContext) -> list:
         return [TensorType(dtype, (m, n))]
     if len(a) != 2 or len(b) != 2:
         raise ctx.fail(f"A and B must be 2-D, got {list(a)} and {list(b)}")
-    m, n, ka, kb = _gemm_mnk(a, b, bool(ctx.attr("transA", 0)), bool(ctx.attr("transB", 0)))
+    m, n, ka, kb = gemm_mnk(a, b, bool(ctx.attr("transA", 0)), bool(ctx.attr("transB", 0)))
     if not _same(ka, kb):
         raise ctx.fail(f"inner dimensions differ: {ka} vs {kb}")
     if ctx.has_input(2) and ctx.input_shape(2) is not None:
@@ -217,7 +217,7 @@ def gemm_cost(node: Node) -> Cost:
     a, b = value_shape(node, 0), value_shape(node, 1)
     if a is None or b is None or len(a) != 2 or len(b) != 2:
         return unknown_cost(node)
-    m, n, k, _ = _gemm_mnk(a, b, bool(node.attr("transA", 0)), bool(node.attr("transB", 0)))
+    m, n, k, _ = gemm_mnk(a, b, bool(node.attr("transA", 0)), bool(node.attr("transB", 0)))
     macs = dims_product((m, n, k))
     if macs is None:
         return unknown_cost(node)

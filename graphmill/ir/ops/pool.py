@@ -14,7 +14,7 @@ from .registry import Cost, InferenceContext, register
 from .window import read_window, window_output_dim
 
 
-def _pooled_shape(ctx: InferenceContext):
+def pooled_shape(ctx: InferenceContext):
     xs = ctx.input_shape(0)
     if xs is None:
         return None
@@ -32,7 +32,7 @@ def _pooled_shape(ctx: InferenceContext):
 
 def _infer_pool(ctx: InferenceContext) -> list:
     """Y is [N, C, pooled spatial...]; MaxPool's optional Indices has Y's shape, int64."""
-    shape = _pooled_shape(ctx)
+    shape = pooled_shape(ctx)
     out = [TensorType(ctx.input_dtype(0), shape)]
     if len(ctx.node.outputs) > 1:
         out.append(TensorType(DataType.INT64, shape))
