@@ -43,6 +43,9 @@ def print_summary(report: dict, out=None) -> None:
     if report.get("ops_without_cost"):
         p("         no cost model for: " + ", ".join(f"{one_line(k)} x{v}"
                                                      for k, v in report["ops_without_cost"].items()))
+    if report.get("defaulted"):
+        p(f"note:    symbolic dimension(s) {', '.join(report['defaulted'])} counted at size 1 (--dim NAME=SIZE sets "
+          "them)")
     for problem in report.get("problems", [])[:10]:
         p(f"warning: {one_line(problem)}")
     if len(report.get("problems", [])) > 10:

@@ -247,6 +247,9 @@ class GraphSummary:
     unknown_params: int = 0  # parameter tensors whose size could not be determined
     cost_unknown_nodes: int = 0  # nodes whose cost the registry could not compute
     ops_without_cost: dict[str, int] = field(default_factory=dict)
+    # of ``symbols``, those taken as 1 for want of a size (not given, not computed from given ones): simulate said
+    # so in a note, inspect did not (an outside check)
+    defaulted: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -451,10 +454,10 @@ def summarize(graph: Graph, dims: dict[str, int] | None = None) -> GraphSummary:
     Costs need sizes: symbolic dimensions are bound to ``dims`` (default 1, i.e.
     MACs per sample for a batch symbol); the bindings are reported in ``symbols``.
     """
-    bound, _ = bound_sizes(graph, dims)
+    bound, defaulted = bound_sizes(graph, dims)
     work = bind_symbols(graph, bound) if bound else graph
     summary = _summarize(work)
-    summary.symbols = bound
+    summary.symbols, summary.defaulted = bound, defaulted
     summary.inputs = [_io(v) for v in graph.inputs if not v.is_initializer]
     summary.outputs = [_io(v) for v in graph.outputs]
     return summary

@@ -118,3 +118,23 @@ def test_a_concat_of_a_name_that_is_no_sum_of_names_stays_unknown(tmp_path):
     g = graphmill.load(path)
     graphmill.infer_shapes(g)
     assert g.outputs[0].type.shape == (None, 4)
+
+
+def test_inspect_says_which_sizes_it_took_as_1(tmp_path):
+    """simulate noted the symbols it simulated at 1; inspect's JSON and text did not (an outside check). Reference:
+    the model's own symbols, N given and the rest not."""
+    from graphmill.cli import main
+
+    path = tmp_path / "m.onnx"
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "S", 4])
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x],
+                                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]),
+                                opset_imports=[helper.make_opsetid("", 17)]), path)
+    assert graphmill.inspect(graphmill.load(path), dims={"N": 2})["defaulted"] == ["S"]
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["inspect", str(path), "--dim", "N=2"]) == 0
+    assert "note:    symbolic dimension(s) S counted at size 1 (--dim NAME=SIZE sets them)" in out.getvalue()
