@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from graphmill.util.limits import max_loop_iterations
 
+from .dtypes import DataType
 from .graph import Graph, Node, Value, node_reads
 from .rewrite import constant_through_views
+from .types import TensorType
 
 
 def passes_true_through(body: Graph) -> bool:
@@ -115,3 +117,36 @@ def loop_runs(loop: Node) -> tuple[int | None, str]:
         return None, (f"its trip count M is {count:,}, over GRAPHMILL_MAX_LOOP_ITERATIONS ({max_loop_iterations():,}) "
                       "beside a condition its body computes: an exporter's 'no bound' (a while loop), not a count")
     return count, ""
+
+
+def type_body_inputs(graph: Graph) -> None:
+    """Give every Loop's and Scan's body inputs the types the node feeds them, in ``graph`` and its subgraphs, as
+    onnx's inference assumes them: a Loop's iteration number (int64 scalar), condition (bool scalar) and carried
+    values (their initial types); a Scan's (opset 9 on) state values and one slice of each scanned input. What the
+    file declares stays; only its unknown parts are filled. For a working copy only (the simulator's): a carried
+    value may change shape between iterations, and a saved model declaring its first shape would not run. Left
+    untyped, nothing in the body had a shape, and simulate refused a Loop over a MatMul (an outside check)."""
+    from .ops import InferenceReport, merge_types  # ops imports this module's readers lazily: no cycle
+
+    for g in list(graph.all_graphs()):
+        for node in g.nodes:
+            body = node.attr("body") if node.domain in ("", "ai.onnx") else None
+            if node.op_type not in ("Loop", "Scan") or not isinstance(body, Graph):
+                continue
+            if node.op_type == "Loop":
+                fed = [TensorType(DataType.INT64, ()), TensorType(DataType.BOOL, ())] + [
+                    v.type if v is not None else None for v in node.inputs[2:]]
+            else:
+                n_scan = int(node.attr("num_scan_inputs", 0) or 0)
+                if len(node.inputs) != len(body.inputs):  # opset 8's Scan: a batch axis and sequence_lens
+                    continue
+                fed = [v.type if v is not None else None for v in node.inputs[:len(node.inputs) - n_scan]]
+                axes = list(node.attr("scan_input_axes") or [0] * n_scan)
+                for v, axis in zip(node.inputs[len(node.inputs) - n_scan:], axes):
+                    t = v.type if v is not None else None
+                    shape = t.shape if isinstance(t, TensorType) else None
+                    fed.append(TensorType(t.dtype, shape[:int(axis) % len(shape)] + shape[int(axis) % len(shape) + 1:])
+                               if shape else None)
+            for v, t in zip(body.inputs, fed):
+                if isinstance(t, TensorType) and t.dtype:
+                    v.type = merge_types(v.type, t, v.name, InferenceReport())

@@ -217,12 +217,14 @@ def simulate_graph(graph, accel, *, scalesim_compat: bool = False, dims: dict[st
 
     Nodes the simulator cannot cost are listed in the report's ``uncosted`` (its totals are then partial)."""
     from graphmill.frontend.onnx_shape_inference import infer_shapes
+    from graphmill.ir.control_flow import type_body_inputs
     from graphmill.ir.summary import bind_symbols, bound_sizes
 
     dims, defaulted = bound_sizes(graph, dims)
     # symbolic dims (a batch "N") are simulated at their size in dims, else 1, a computed one (10*N) at its value,
     # in the control-flow bodies too (a Loop body's [N, 2] stayed symbolic, and --dim could not help: an outside check)
     graph = bind_symbols(graph, dims)
+    type_body_inputs(graph)  # a Loop body's untyped inputs take what the Loop feeds them (on this copy only)
     # graphmill ops the simulator has no model of its own for run as their standard-ONNX lowering
     # (RelativeAttention: both products on the array, bias and softmax on the vector unit); MoE has one
     from graphmill.passes.lowering import lower_node as lower_to_onnx

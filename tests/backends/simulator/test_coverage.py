@@ -284,11 +284,16 @@ def test_a_while_loops_no_bound_trip_count_is_no_count():
     assert graphmill.inspect(g)["ops_without_cost"] == {"Loop": 1}  # inspect agrees
 
 
-def test_a_symbol_declared_inside_a_loop_body_takes_its_size():
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_symbol_declared_inside_a_loop_body_takes_its_size(declared):
     """A Loop body's [N, 4] state stayed symbolic when the simulator bound N in the main graph only: simulate
-    refused it, and --dim N=3 could not help (an outside check). Reference: the body's hand-counted MatMul
-    cycles at 3 rows, 5 times."""
+    refused it, and --dim N=3 could not help; a body whose inputs declare no shape had none at all (outside
+    checks). Reference: the body's hand-counted MatMul cycles at 3 rows, 5 times."""
     model = _while_loop("N")
+    if not declared:  # the body's state and its result declare an element type only
+        body = model.graph.node[0].attribute[0].g
+        for v in (body.input[2], body.output[1]):
+            v.type.tensor_type.ClearField("shape")
     model.graph.initializer[0].CopyFrom(helper.make_tensor("M", TensorProto.INT64, [], [5]))
     model.graph.node[0].attribute[0].g.node[1].CopyFrom(helper.make_node("Identity", ["cond_in"], ["cond_out"]))
     rep = graphmill.simulate(from_proto(model), ACCEL, dims={"N": 3})
