@@ -30,7 +30,7 @@ from graphmill.passes.dsl import load_schedule
 from graphmill.passes.plugins import plugin_files
 from graphmill.ir import ExecutionError, Graph, GraphmillError, UserInputError, find_problems
 from graphmill.ir.graph import DECISIONS, drop_decisions
-from graphmill.ir.summary import bind_symbols, summarize, symbols
+from graphmill.ir.summary import bind_symbols, loose_symbols, summarize, symbols
 from graphmill.ir.gc_pause import collector_paused
 from graphmill.providers import pass_context
 from graphmill.passes.instruments import ChangeClaimCheck, input_change, output_change, type_error
@@ -164,14 +164,19 @@ def model_summary(graph: Graph, *, infer: bool = True, dims: dict[str, int] | No
         problems = report.errors + report.conflicts
     check_dims(graph, dims)
     out = summarize(graph, dims).to_dict()
-    if infer and out["cost_unknown_nodes"] and out["symbols"]:
+    loose = loose_symbols(graph, dims)
+    if infer and out["symbols"] and (out["cost_unknown_nodes"] or loose):
         # sizes inference could not carry as symbols (a Reshape to [L*N, E] from Shape -> Gather -> Mul ->
         # Concat, as torch's MultiheadAttention exports) follow once the symbols are numbers, as the simulator
-        # infers them: its out-projection counted there and not here (an outside check)
-        bound = bind_symbols(graph, out["symbols"])
+        # infers them: its out-projection counted there and not here (an outside check); so does an exporter's
+        # loose name for a size the graph computes (a Conv1d output's L, bound to 1 above: ``loose_symbols``)
+        bound = bind_symbols(graph, {s: v for s, v in out["symbols"].items() if s not in loose})
         infer_shapes(bound)
         again = summarize(bound).to_dict()
         out.update({k: again[k] for k in ("macs", "flops", "cost_unknown_nodes", "ops_without_cost")})
+        resolved = loose - set(again["symbols"])  # computed once the others were numbers: no size of their own
+        out["symbols"] = {s: v for s, v in out["symbols"].items() if s not in resolved}
+        out["defaulted"] = [s for s in out["defaulted"] if s not in resolved]
     out["problems"] = problems
     return out
 

@@ -304,11 +304,13 @@ def symbols(graph: Graph) -> list[str]:
 
 _SIZE_ARITH = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
                ast.Mod: operator.mod}
+_SIZE_CALLS = {"Min": min, "Max": max, "min": min, "max": max}  # torch dynamo (sympy) writes Min and Max
 
 
 def size_expression(name: str, others: set[str] | frozenset[str]) -> ast.expr | None:
-    """An exporter's name for a size computed from other sizes (torch dynamo's ``10*N``, ``s0*s1``, ``2*s0 + 1``):
-    its parsed expression when it is integer arithmetic (+, -, *, //, %) over names in ``others``, naming at least
+    """An exporter's name for a size computed from other sizes (torch dynamo's ``10*N``, ``s0*s1``, ``2*s0 + 1``,
+    ``Min(64, s27)``): its parsed expression when it is integer arithmetic (+, -, *, //, %, Min, Max) over names in
+    ``others``, naming at least
     one; else None. Such a name is no size of its own: bound to 1 beside ``N=2``, a Gemm of ``[10*N, 64]`` was
     costed at M = 1, and ``--dim 10*N=20`` could contradict ``N`` (an outside check)."""
     try:
@@ -322,6 +324,9 @@ def size_expression(name: str, others: set[str] | frozenset[str]) -> ast.expr | 
             return arithmetic(n.left) and arithmetic(n.right)
         if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
             return arithmetic(n.operand)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _SIZE_CALLS and n.args \
+                and not n.keywords:  # dynamo's Min(64, s27): a table sliced to the sequence length
+            return all(arithmetic(a) for a in n.args)
         if isinstance(n, ast.Constant):
             return type(n.value) is int
         if isinstance(n, ast.Name):
@@ -343,6 +348,9 @@ def _evaluate_size(tree: ast.expr, sizes: dict[str, int]) -> int | None:
         return None if a is None else -a
     if isinstance(tree, ast.Constant):
         return tree.value
+    if isinstance(tree, ast.Call):
+        args = [_evaluate_size(a, sizes) for a in tree.args]
+        return None if any(a is None for a in args) else _SIZE_CALLS[tree.func.id](args)
     return sizes.get(tree.id)
 
 
@@ -385,6 +393,19 @@ def bound_sizes(graph: Graph, dims: dict[str, int] | None) -> tuple[dict[str, in
     defaulted = [s for s in names if s not in given and (s not in computed or s not in sizes)]
     sizes.update({s: 1 for s in names if s not in sizes})
     return sizes, defaulted
+
+
+def loose_symbols(graph: Graph, dims: dict[str, int] | None) -> set[str]:
+    """The names among ``graph``'s symbols that no graph input carries, ``dims`` does not give and no given size
+    computes (``with_computed_sizes``): an exporter's name for a size the graph computes where inference could not
+    relate it (``L`` on a Conv1d's output, T - 2), or a count only the data decides. A costing binds the others,
+    infers again, so that what the graph computes from them replaces these names, and takes what is left at 1
+    (``bound_sizes``): bound
+    to 1 first, ``L`` stood against the Conv's inferred 20 and the Conv was costed at length 1 (an outside check)."""
+    from .ops.infer import input_symbols
+
+    carried, computed = input_symbols(graph), graph_computed_symbols(graph)
+    return {s for s in symbols(graph) if s not in carried and s not in computed and s not in (dims or {})}
 
 
 def symbols_to_give(graph: Graph, free: list[str]) -> list[str]:

@@ -218,12 +218,14 @@ def simulate_graph(graph, accel, *, scalesim_compat: bool = False, dims: dict[st
     Nodes the simulator cannot cost are listed in the report's ``uncosted`` (its totals are then partial)."""
     from graphmill.frontend.onnx_shape_inference import infer_shapes
     from graphmill.ir.control_flow import type_body_inputs
-    from graphmill.ir.summary import bind_symbols, bound_sizes
+    from graphmill.ir.summary import bind_symbols, bound_sizes, loose_symbols, symbols
 
+    loose = loose_symbols(graph, dims)
     dims, defaulted = bound_sizes(graph, dims)
     # symbolic dims (a batch "N") are simulated at their size in dims, else 1, a computed one (10*N) at its value,
-    # in the control-flow bodies too (a Loop body's [N, 2] stayed symbolic, and --dim could not help: an outside check)
-    graph = bind_symbols(graph, dims)
+    # in the control-flow bodies too (a Loop body's [N, 2] stayed symbolic, and --dim could not help: an outside check);
+    # a loose name (an output's L the graph computes) first gets what inference computes from the others
+    graph = bind_symbols(graph, {s: v for s, v in dims.items() if s not in loose})
     type_body_inputs(graph)  # a Loop body's untyped inputs take what the Loop feeds them (on this copy only)
     # graphmill ops the simulator has no model of its own for run as their standard-ONNX lowering
     # (RelativeAttention: both products on the array, bias and softmax on the vector unit); MoE has one
@@ -231,6 +233,9 @@ def simulate_graph(graph, accel, *, scalesim_compat: bool = False, dims: dict[st
     for n in [n for n in graph.nodes if n.domain == "graphmill" and n.op_type != "MoE"]:
         lower_to_onnx(graph, n)
     infer_shapes(graph)
+    left = loose & set(symbols(graph))  # what inference could not compute (a data-dependent count): at 1
+    bind_symbols(graph, {s: dims[s] for s in left}, in_place=True)
+    defaulted = [s for s in defaulted if s not in loose or s in left]
     log.info("lowering %d nodes of graph %r", len(graph.nodes), graph.name)
     lowered = lower(graph)
     log.info("simulating %d layers on %s", len(lowered.primitives), as_accel(accel).name)
