@@ -135,9 +135,11 @@ def check_dims(graph: Graph, dims: dict[str, int] | None) -> None:
     if given:
         import ast
 
-        sources = sorted({n.id for n in ast.walk(computed[given[0]]) if isinstance(n, ast.Name)})
+        calls = {n.func.id for n in ast.walk(computed[given[0]]) if isinstance(n, ast.Call)}  # Min, Max
+        sources = sorted({n.id for n in ast.walk(computed[given[0]]) if isinstance(n, ast.Name)} - calls)
+        asked = " ".join(f"--dim {s}=SIZE" for s in sources)  # every one (it asked for the first alone: a review)
         raise UserInputError(f"--dim {given[0]}: a size graph {graph.name!r} computes from {', '.join(sources)}; "
-                             f"give --dim {sources[0]}=SIZE and {given[0]} follows")
+                             f"give {asked} and {given[0]} follows")
     unknown = sorted(set(dims or {}) - set(symbols(graph)))
     if unknown:
         have = symbols(graph)

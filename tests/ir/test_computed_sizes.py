@@ -103,6 +103,9 @@ def test_a_kv_caches_concatenated_length_is_the_sum_of_its_parts(tmp_path):
     report = graphmill.inspect(graphmill.load(path), dims={"B": 2, "S": 1, "P": 50})
     assert report["macs"] == 2 * 1 * (50 + 1) * 16
     assert report["symbols"] == {"B": 2, "P": 50, "S": 1, "P + S": 51}
+    with pytest.raises(UserInputError, match=r"--dim P \+ S: a size graph 'kv' computes from P, S; give --dim P=SIZE "
+                                             r"--dim S=SIZE and P \+ S follows"):  # both (a review: P alone)
+        graphmill.inspect(graphmill.load(path), dims={"P + S": 5})
 
 
 def test_a_concat_of_a_name_that_is_no_sum_of_names_stays_unknown(tmp_path):
