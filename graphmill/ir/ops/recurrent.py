@@ -95,3 +95,35 @@ def recurrent_cost(node: Node) -> Cost:
 
 
 register(["LSTM", "GRU", "RNN"], infer=infer_recurrent, cost=recurrent_cost)
+
+
+def _infer_dynamic_quantize_lstm(ctx: InferenceContext) -> list:
+    """ONNX Runtime's com.microsoft DynamicQuantizeLSTM (what its ``quantize_dynamic`` makes of an LSTM): LSTM's
+    inputs and outputs (layout 0), its W [dirs, input, 4*hidden] and R [dirs, hidden, 4*hidden] stored transposed
+    and quantized."""
+    node = ctx.node
+    x, r = ctx.input_shape(0), ctx.input_shape(2)
+    hidden = node.attr("hidden_size", None)
+    hidden = int(hidden) if hidden is not None else (r[1] if r is not None and len(r) == 3 else None)
+    dirs = _directions(node)
+    seq, batch = _seq_batch(x, 0)
+    dtype = ctx.input_dtype(0)
+    state = TensorType(dtype, (dirs, batch, hidden))
+    return [TensorType(dtype, (seq, dirs, batch, hidden)), state, state][:len(node.outputs)]
+
+
+def _dynamic_quantize_lstm_cost(node: Node) -> Cost:
+    """DynamicQuantizeLSTM: an LSTM's count (``recurrent_cost``), the input width read off X or W's axis 1."""
+    x, w, r = value_shape(node, 0), value_shape(node, 1), value_shape(node, 2)
+    seq, batch = _seq_batch(x, 0)
+    hidden = node.attr("hidden_size", None)
+    hidden = int(hidden) if hidden is not None else (r[1] if r is not None and len(r) == 3 else None)
+    inputs = x[2] if x is not None and len(x) == 3 else (w[1] if w is not None and len(w) == 3 else None)
+    steps = dims_product((_directions(node), seq, batch))
+    if steps is None or not isinstance(inputs, int) or not isinstance(hidden, int):
+        return unknown_cost(node)
+    macs = steps * GATES["LSTM"] * hidden * (inputs + hidden)
+    return io_cost(node, macs=macs, flops=2 * macs + steps * hidden * GATE_FLOPS["LSTM"])
+
+
+register("DynamicQuantizeLSTM", "com.microsoft", infer=_infer_dynamic_quantize_lstm, cost=_dynamic_quantize_lstm_cost)
