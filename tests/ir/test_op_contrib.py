@@ -81,16 +81,10 @@ def test_onnx_runtimes_quantized_ops_shapes_and_types_equal_what_it_executes(tmp
     rng = np.random.default_rng(0)
     torch.onnx.export(Net().eval(), (torch.randn(2, 3, 8, 8),), str(tmp_path / "f.onnx"), dynamo=False,
                       opset_version=17, input_names=["x"], output_names=["y"])
+    from tests.support.quantization import quantize_static
 
-    class Calibration(quantization.CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"x": rng.standard_normal((2, 3, 8, 8)).astype(np.float32)} for _ in range(3)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    quantization.quantize_static(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), Calibration(),
-                                 quant_format=quantization.QuantFormat.QOperator)
+    quantize_static(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), "x", (2, 3, 8, 8), batches=3,
+                    quant_format=quantization.QuantFormat.QOperator)
     model = onnx.load(str(tmp_path / "q.onnx"))
     contrib = [n for n in model.graph.node if n.domain == "com.microsoft"]
     ops = {n.op_type for n in contrib}

@@ -57,19 +57,11 @@ def static_quantized_cnn(tmp_path_factory):
         warnings.simplefilter("ignore")
         torch.onnx.export(net, (torch.randn(1, 3, 12, 12),), str(folder / "f.onnx"), dynamo=False,
                           opset_version=17, input_names=["x"], output_names=["y"])
-    rng = np.random.default_rng(0)
+    from tests.support.quantization import quantize_static
 
-    class Calibration(quantization.CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"x": rng.standard_normal((1, 3, 12, 12)).astype(np.float32)} for _ in range(4)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    quantization.quantize_static(str(folder / "f.onnx"), str(folder / "q.onnx"), Calibration(),
-                                 quant_format=quantization.QuantFormat.QDQ,
-                                 activation_type=quantization.QuantType.QUInt8,
-                                 weight_type=quantization.QuantType.QInt8)
+    quantize_static(str(folder / "f.onnx"), str(folder / "q.onnx"), "x", (1, 3, 12, 12),
+                    quant_format=quantization.QuantFormat.QDQ, activation_type=quantization.QuantType.QUInt8,
+                    weight_type=quantization.QuantType.QInt8)
     return folder / "q.onnx"
 
 

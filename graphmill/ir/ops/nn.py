@@ -214,14 +214,19 @@ def infer_gemm(ctx: InferenceContext) -> list:
 
 def gemm_cost(node: Node) -> Cost:
     """Gemm MACs = M*N*K; flops = 2*M*N*K (+ M*N for adding C). Unknown unless A and B are static."""
-    a, b = value_shape(node, 0), value_shape(node, 1)
+    return gemm_cost_from(node, 0, 1, 2)
+
+
+def gemm_cost_from(node: Node, a_at: int, b_at: int, c_at: int) -> Cost:
+    """``gemm_cost`` with A, B and C at those input positions (QGemm's are 0, 3 and 6)."""
+    a, b = value_shape(node, a_at), value_shape(node, b_at)
     if a is None or b is None or len(a) != 2 or len(b) != 2:
         return unknown_cost(node)
     m, n, k, _ = gemm_mnk(a, b, bool(node.attr("transA", 0)), bool(node.attr("transB", 0)))
     macs = dims_product((m, n, k))
     if macs is None:
         return unknown_cost(node)
-    has_c = len(node.inputs) > 2 and node.inputs[2] is not None
+    has_c = len(node.inputs) > c_at and node.inputs[c_at] is not None
     return io_cost(node, macs=macs, flops=2 * macs + (m * n if has_c else 0))  # type: ignore[operator]
 
 

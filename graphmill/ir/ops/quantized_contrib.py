@@ -12,7 +12,7 @@ from ..dtypes import DataType
 from ..graph import Node
 from ..types import TensorType
 from .common import broadcast_shapes, cost_with_elements, dims_product, elementwise_cost, io_cost
-from .nn import gemm_mnk, unknown_cost, value_shape
+from .nn import gemm_cost_from, gemm_mnk, unknown_cost
 from .pool import pooled_shape
 from .registry import Cost, InferenceContext, register
 from .slicing import concat_shape
@@ -81,15 +81,8 @@ def _infer_qgemm(ctx: InferenceContext) -> list:
 
 
 def _qgemm_cost(node: Node) -> Cost:
-    """QGemm: MACs = M*N*K of A (input 0) and B (input 3); flops = 2*MACs."""
-    a, b = value_shape(node, 0), value_shape(node, 3)
-    if a is None or b is None or len(a) != 2 or len(b) != 2:
-        return unknown_cost(node)
-    m, n, k, _ = gemm_mnk(a, b, bool(node.attr("transA", 0)), bool(node.attr("transB", 0)))
-    macs = dims_product((m, n, k))
-    if macs is None:
-        return unknown_cost(node)
-    return io_cost(node, macs=macs, flops=2 * macs)
+    """QGemm: Gemm's count on A (input 0), B (input 3) and C (input 6)."""
+    return gemm_cost_from(node, 0, 3, 6)
 
 
 def _average_pool_cost(node: Node) -> Cost:

@@ -45,6 +45,17 @@ def check(*names: str) -> Callable:
     return deco
 
 
+def refuse_other_values(attr: str, allowed: Sequence[str], default: str | None = None) -> Callable:
+    """A construction-time check (``CHECKS``) refusing a value of attribute ``attr`` outside ``allowed`` (a mode
+    ONNX does not define ran as the default's: an outside check)."""
+    def check_value(node, opset):
+        value = node.attr(attr, default)
+        if value in allowed:
+            return None
+        return f"{node.op_type} {attr} {value!r} (this backend runs {', '.join(allowed)}) is not supported"
+    return check_value
+
+
 def ints(t: torch.Tensor | Sequence[int]) -> list[int]:
     """A shape-like input (tensor or sequence) as Python ints."""
     return [int(v) for v in (t.tolist() if isinstance(t, torch.Tensor) else t)]

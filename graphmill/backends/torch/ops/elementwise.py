@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..tensors import torch_dtype
-from .common import OPS, check, norm_axis, op
+from .common import CHECKS, OPS, check, norm_axis, op, refuse_other_values
 
 
 def _unary(fn):
@@ -144,12 +144,7 @@ def _bitshift(rt, a, x):
     return torch.bitwise_left_shift(u, v) if a["direction"] == "LEFT" else torch.bitwise_right_shift(u, v)
 
 
-@check("BitShift")
-def _check_bitshift(node, opset):
-    direction = node.attr("direction")
-    if direction in ("LEFT", "RIGHT"):
-        return None
-    return f"BitShift direction {direction!r} (ONNX defines LEFT and RIGHT) is not supported"
+CHECKS["BitShift"] = refuse_other_values("direction", ("LEFT", "RIGHT"))
 
 
 @op("Swish")

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .common import check, ints, norm_axis, op
+from .common import CHECKS, check, ints, norm_axis, op, refuse_other_values
 
 
 def _source_coords(mode: str, n_out: int, n_in: int, scale: float, device, n_out_f: float) -> torch.Tensor:
@@ -110,12 +110,7 @@ def _upsample(rt, a, x):
     return _resize(rt, attrs, [x[0], None, scales])
 
 
-@check("Upsample")
-def _check_upsample(node, opset):
-    mode = node.attr("mode", "nearest")
-    if mode in ("nearest", "linear"):
-        return None
-    return f"Upsample mode {mode!r} is not supported (only nearest and linear)"
+CHECKS["Upsample"] = refuse_other_values("mode", ("nearest", "linear"), "nearest")
 
 
 @check("Resize")

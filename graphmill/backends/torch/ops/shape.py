@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..tensors import torch_dtype
-from .common import check, ints, norm_axis, op, torch_pad
+from .common import CHECKS, check, ints, norm_axis, op, refuse_other_values, torch_pad
 
 
 @op("Reshape")
@@ -54,12 +54,7 @@ def _depth_to_space(rt, a, x):
     return y.reshape(n, c // (b * b), h * b, w * b)
 
 
-@check("DepthToSpace", "SpaceToDepth")
-def _check_block_mode(node, opset):
-    mode = node.attr("mode", "DCR")
-    if mode in ("DCR", "CRD"):
-        return None
-    return f"{node.op_type} mode {mode!r} (ONNX defines DCR and CRD) is not supported"
+CHECKS["DepthToSpace"] = CHECKS["SpaceToDepth"] = refuse_other_values("mode", ("DCR", "CRD"), "DCR")
 
 
 @op("SpaceToDepth")
