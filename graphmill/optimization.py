@@ -28,7 +28,7 @@ from graphmill.util.suggest import closest, did_you_mean
 from graphmill.passes.builtin_schedules import BUILTIN_SCHEDULES, builtin_schedule, default_schedule
 from graphmill.passes.dsl import load_schedule
 from graphmill.passes.plugins import plugin_files
-from graphmill.ir import ExecutionError, Graph, GraphmillError, UserInputError, find_problems
+from graphmill.ir import ExecutionError, Graph, GraphmillError, TensorType, UserInputError, find_problems
 from graphmill.ir.graph import DECISIONS, drop_decisions
 from graphmill.ir.summary import bind_symbols, loose_symbols, summarize, symbols
 from graphmill.ir.gc_pause import collector_paused
@@ -173,12 +173,16 @@ def model_summary(graph: Graph, *, infer: bool = True, dims: dict[str, int] | No
         # infers them: its out-projection counted there and not here (an outside check); so does an exporter's
         # loose name for a size the graph computes (a Conv1d output's L, bound to 1 above: ``loose_symbols``)
         bound = bind_symbols(graph, {s: v for s, v in out["symbols"].items() if s not in loose})
+        named = [(v, i, d) for g in bound.all_graphs() for v in [*g.values(), *g.outputs]
+                 if isinstance(v.type, TensorType) and v.type.shape for i, d in enumerate(v.type.shape) if d in loose]
         infer_shapes(bound)
         again = summarize(bound).to_dict()
         out.update({k: again[k] for k in ("macs", "flops", "cost_unknown_nodes", "ops_without_cost")})
-        resolved = loose - set(again["symbols"])  # computed once the others were numbers: no size of their own
-        out["symbols"] = {s: v for s, v in out["symbols"].items() if s not in resolved}
-        out["defaulted"] = [s for s in out["defaulted"] if s not in resolved]
+        # a loose name computed once the others were numbers: its value, where inference put one in its place
+        computed = {d: v.type.shape[i] for v, i, d in named if isinstance(v.type.shape[i], int)}
+        out["symbols"] = {s: computed.get(s, v) for s, v in out["symbols"].items() if s in computed or s not in loose
+                          or s in again["symbols"]}
+        out["defaulted"] = [s for s in out["defaulted"] if s not in computed]
     out["problems"] = problems
     return out
 
