@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .common import op
+from .common import CHECKS, op, refuse_other_values
 
 #: torch's ignore_index when ONNX gives none: a class index no valid target can have (ONNX indexes from 0)
 _NO_IGNORED_CLASS = -100
@@ -17,6 +17,10 @@ def _nll(log_prob: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | No
     divisor), the sum or none, targets equal to ``ignore_index`` counted as weight 0, as torch's nll_loss."""
     return F.nll_loss(log_prob, target.to(torch.int64), weight=weight, reduction=a.get("reduction", "mean"),
                       ignore_index=a.get("ignore_index", _NO_IGNORED_CLASS))
+
+
+CHECKS["NegativeLogLikelihoodLoss"] = CHECKS["SoftmaxCrossEntropyLoss"] = refuse_other_values(
+    "reduction", ("none", "sum", "mean"), "mean")  # 'avg' failed at run time with torch's own message
 
 
 @op("NegativeLogLikelihoodLoss")

@@ -74,7 +74,8 @@ def _groupnorm(rt, a, x):
     if X.numel() == 0:
         return X.clone()
     groups = a["num_groups"]
-    comp = _stash(X, a, float64_stays=False).reshape(X.shape[0], groups, -1)
+    # stash_type (opset 21) defaults to float32 statistics; opset 18's function body computes in X's own type
+    comp = _stash(X, a, float64_stays=rt.opset < 21).reshape(X.shape[0], groups, -1)
     mean = comp.mean(-1, keepdim=True)
     var = ((comp - mean) ** 2).mean(-1, keepdim=True)
     y = ((comp - mean) * torch.rsqrt(var + a.get("epsilon", 1e-5))).reshape(X.shape).to(X.dtype)
