@@ -45,6 +45,13 @@ def _constant_condition(body: Graph) -> bool | None:
     return bool(value.reshape(-1)[0]) if value is not None and value.size == 1 else None
 
 
+def _starts_false(loop: Node) -> bool:
+    """Whether ``loop``'s condition input is a constant false: the body never runs."""
+    cond = loop.input_at(1) if len(loop.inputs) > 1 else None
+    start = constant_through_views(cond) if cond is not None else None
+    return start is not None and start.size == 1 and not bool(start.reshape(-1)[0])
+
+
 def condition_may_end(loop: Node) -> bool:
     """Whether ``loop``'s condition can stop it before its trip count: it has one, and it starts as a constant
     false, or its body's next condition is a constant false (one iteration), or the body computes it from what
@@ -52,11 +59,9 @@ def condition_may_end(loop: Node) -> bool:
     condition computed from constants and outer values only is the same on every iteration: true, it never ends
     the loop (``Less(0, 1)`` hung optimize's comparison, Ctrl-C could not stop it: an outside check); such a
     computed one is taken as true, as graphmill does not evaluate it here."""
-    cond = loop.input_at(1) if len(loop.inputs) > 1 else None
-    if cond is None:
+    if len(loop.inputs) < 2 or loop.input_at(1) is None:
         return False
-    start = constant_through_views(cond)
-    if start is not None and start.size == 1 and not bool(start.reshape(-1)[0]):
+    if _starts_false(loop):
         return True
     body = loop.attr("body")
     if not isinstance(body, Graph) or not body.outputs or passes_true_through(body):
@@ -106,12 +111,11 @@ def loop_runs(loop: Node) -> tuple[int | None, str]:
     count, why = trip_count(loop)
     if count is None:
         return None, why
-    cond = loop.input_at(1) if len(loop.inputs) > 1 else None
-    start = constant_through_views(cond) if cond is not None else None
-    if start is not None and start.size == 1 and not bool(start.reshape(-1)[0]):
-        return 0, ""  # it starts false: the body never runs
+    if _starts_false(loop):
+        return 0, ""
     body = loop.attr("body")
-    if cond is not None and isinstance(body, Graph) and _constant_condition(body) is False:
+    has_condition = len(loop.inputs) > 1 and loop.input_at(1) is not None
+    if has_condition and isinstance(body, Graph) and _constant_condition(body) is False:
         return min(count, 1), ""  # its body's next condition is false: it runs once at most
     if count > max_loop_iterations() and condition_may_end(loop):
         return None, (f"its trip count M is {count:,}, over GRAPHMILL_MAX_LOOP_ITERATIONS ({max_loop_iterations():,}) "
@@ -145,8 +149,8 @@ def type_body_inputs(graph: Graph) -> None:
                 for v, axis in zip(node.inputs[len(node.inputs) - n_scan:], axes):
                     t = v.type if v is not None else None
                     shape = t.shape if isinstance(t, TensorType) else None
-                    fed.append(TensorType(t.dtype, shape[:int(axis) % len(shape)] + shape[int(axis) % len(shape) + 1:])
-                               if shape else None)
+                    cut = int(axis) % len(shape) if shape else 0
+                    fed.append(TensorType(t.dtype, shape[:cut] + shape[cut + 1:]) if shape else None)
             for v, t in zip(body.inputs, fed):
                 if isinstance(t, TensorType) and t.dtype:
                     v.type = merge_types(v.type, t, v.name, InferenceReport())

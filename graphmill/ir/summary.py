@@ -310,8 +310,7 @@ _SIZE_CALLS = {"Min": min, "Max": max, "min": min, "max": max}  # torch dynamo (
 def size_expression(name: str, others: set[str] | frozenset[str]) -> ast.expr | None:
     """An exporter's name for a size computed from other sizes (torch dynamo's ``10*N``, ``s0*s1``, ``2*s0 + 1``,
     ``Min(64, s27)``): its parsed expression when it is integer arithmetic (+, -, *, //, %, Min, Max) over names in
-    ``others``, naming at least
-    one; else None. Such a name is no size of its own: bound to 1 beside ``N=2``, a Gemm of ``[10*N, 64]`` was
+    ``others``, naming at least one; else None. Such a name is no size of its own: bound to 1 beside ``N=2``, a Gemm of ``[10*N, 64]`` was
     costed at M = 1, and ``--dim 10*N=20`` could contradict ``N`` (an outside check)."""
     try:
         tree = ast.parse(name, mode="eval").body
@@ -400,8 +399,8 @@ def loose_symbols(graph: Graph, dims: dict[str, int] | None) -> set[str]:
     computes (``with_computed_sizes``): an exporter's name for a size the graph computes where inference could not
     relate it (``L`` on a Conv1d's output, T - 2), or a count only the data decides. A costing binds the others,
     infers again, so that what the graph computes from them replaces these names, and takes what is left at 1
-    (``bound_sizes``): bound
-    to 1 first, ``L`` stood against the Conv's inferred 20 and the Conv was costed at length 1 (an outside check)."""
+    (``bound_sizes``): bound to 1 first, ``L`` stood against the Conv's inferred 20 and the Conv was costed at
+    length 1 (an outside check)."""
     from .ops.infer import input_symbols
 
     carried, computed = input_symbols(graph), graph_computed_symbols(graph)
