@@ -142,7 +142,7 @@ def check_dims(graph: Graph, dims: dict[str, int] | None) -> None:
                              f"give {asked} and {given[0]} follows")
     unknown = sorted(set(dims or {}) - set(symbols(graph)))
     if unknown:
-        have = symbols(graph)
+        have = [s for s in symbols(graph) if s not in computed]  # Min(512, seq) is seq's, no size to give
         why = "" if closest(unknown[0], have) else (" (a name the file gives a size the graph computes takes that "
                                                     "size, or the name of the size it is computed from)")
         raise UserInputError(f"--dim {unknown[0]}: graph {graph.name!r} has no symbolic dimension named "

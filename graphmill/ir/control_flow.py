@@ -1,5 +1,5 @@
-"""How often a Loop runs its body, as far as the graph says: inspect's costs, the simulator's lowering and the
-ONNX Runtime backend's guard against endless runs read it here, so that they agree.
+"""How often a Loop runs its body, and which branch an If runs, as far as the graph says: inspect's costs, the
+simulator's lowering and the ONNX Runtime backend's guard against endless runs read it here, so that they agree.
 
 A Loop has a trip count M, a condition, or both. M alone is the count; a condition its body passes through
 unchanged (or a constant true) never ends the loop, so M is the count then too; a condition the body computes
@@ -16,6 +16,8 @@ from graphmill.util.limits import max_loop_iterations
 
 from .dtypes import DataType
 from .graph import Graph, Node, Value, node_reads
+from .ops.branch import taken_branch
+from .ops.infer import propagated_value
 from .rewrite import constant_through_views
 from .types import TensorType
 
@@ -154,3 +156,14 @@ def type_body_inputs(graph: Graph) -> None:
             for v, t in zip(body.inputs, fed):
                 if isinstance(t, TensorType) and t.dtype:
                     v.type = merge_types(v.type, t, v.name, InferenceReport())
+
+
+def if_branch(node: Node) -> str | None:
+    """The branch attribute an If runs ("then_branch" or "else_branch") when its condition is known from the graph:
+    a constant, or computed from constants and static shapes (a static export's rank test before ``x.repeat``);
+    else None. The graph's shapes must have been inferred."""
+    cond = node.input_at(0)
+    if cond is None:
+        return None
+    value = constant_through_views(cond)
+    return taken_branch(value if value is not None else propagated_value(cond))

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from .attrs import AttrKind
-from .control_flow import loop_runs
+from .control_flow import if_branch, loop_runs
 from .graph import Graph, Node, Value
 from .ops import Cost, lookup
 from .ops.common import is_weight_dtype
@@ -446,9 +446,34 @@ def data_dependent_note(graph: Graph, free: list[str]) -> str:
             shape = getattr(v.type, "shape", None)
             if shape and s in shape:
                 n = v.producer
+                lost = _sizes_lost_at(n)
+                if lost is not None:  # a LayerNormalization's output is no count the data decides (an outside check)
+                    return (f"; {s} is the file's name for a size of output {v.name!r} of {n.op_type} node "
+                            f"{n.name!r} that shape inference could not compute (sizes are lost at "
+                            f"{lost.describe()}): give the size it has")
                 return (f"; {s} is the data-dependent size of output {v.name!r} of {n.op_type} node "
                         f"{n.name!r}: give an estimate (memory and transfers are sized from it)")
     return ""
+
+
+def _sizes_lost_at(node: Node) -> Node | None:
+    """Walking back from ``node`` through an input with an unknown size (not a symbol: no size at all), the first op
+    whose inputs have every size and whose output does not: where inference lost one; None when ``node``'s own
+    inputs have every size (the size it lacks is its own: a count the data decides)."""
+    def lacks(v: Value | None) -> bool:
+        t = v.type if v is not None else None
+        return isinstance(t, TensorType) and (t.shape is None or None in t.shape) or (v is not None and t is None)
+
+    where, seen = node, set()
+    while id(where) not in seen:
+        seen.add(id(where))
+        open_in = next((v for v in where.inputs if lacks(v)), None)
+        if open_in is None:
+            return None if where is node else where
+        if open_in.producer is None:
+            return None
+        where = open_in.producer
+    return None
 
 
 def bind_symbols(graph: Graph, dims: dict[str, int], *, in_place: bool = False) -> Graph:
@@ -517,9 +542,8 @@ def _costs(graph: Graph, skip: set[int]) -> tuple[int, int, int, Counter]:
 def _control_flow_runs(node: Node) -> tuple[int, Graph] | None:
     """(times, body) a control-flow node runs: a Loop's body ``control_flow.loop_runs`` times (a constant trip
     count; its condition may stop it sooner: an upper bound, as the simulator's), a Scan's once per element of
-    its first scanned axis, an If's branch its constant condition picks; None where that is not known from the
-    graph."""
-    from .rewrite import constant_through_views
+    its first scanned axis, an If's branch its known condition picks (``control_flow.if_branch``); None where that
+    is not known from the graph."""
 
     def body(name: str) -> Graph | None:
         a = node.attrs.get(name)
@@ -539,10 +563,8 @@ def _control_flow_runs(node: Node) -> tuple[int, Graph] | None:
             return None
         length = shape[int(axes[0]) % len(shape)]
         return (length, body("body")) if isinstance(length, int) else None
-    cond = constant_through_views(node.inputs[0] if node.inputs else None)  # If
-    if cond is None or cond.size != 1:
-        return None
-    branch = body("then_branch" if bool(cond.reshape(-1)[0]) else "else_branch")
+    taken = if_branch(node)
+    branch = body(taken) if taken is not None else None
     return (1, branch) if branch is not None else None
 
 

@@ -12,6 +12,7 @@ shapes and ONNX Runtime for the outputs' real shapes.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -264,3 +265,168 @@ def test_an_exporters_names_for_one_data_dependent_size_become_one(tmp_path):
     placed = graphmill.load(path)
     api.place(placed, devices=2, method="heft", dims={"u0": 8})
     assert tuple(placed.outputs[0].type.shape) == (8,)
+
+
+EDGE = str(Path(__file__).resolve().parents[2] / "examples" / "accelerators" / "edge.toml")
+
+
+class TileNet(torch.nn.Module):
+    """``torch.tile`` with fewer repeats than dims: the exporter tests the rank in two Ifs (an outside check's
+    model), whose outputs onnx's inference cannot know; simulate, place and partition refused the model."""
+
+    def forward(self, x):
+        return torch.tile(x, (2,)) * 2
+
+
+def _ort_shapes(path: str, feeds: dict) -> dict[str, tuple]:
+    """The shape ONNX Runtime computes for every top-level value (each made a graph output)."""
+    import onnxruntime as ort
+
+    m = onnx.load(path)
+    names = [o for n in m.graph.node for o in n.output if o]
+    del m.graph.output[:]
+    m.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names)
+    got = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(names, feeds)
+    return {n: tuple(a.shape) for n, a in zip(names, got)}
+
+
+def test_an_if_on_a_rank_test_takes_its_branchs_shapes(tmp_path):
+    """Propagation knows the rank test (Greater/Less of ``Size(Shape(x)) - 2``), so each If's outputs are its taken
+    branch's and every size after it is static. Reference: the shape ONNX Runtime computes for every value."""
+    x = np.random.default_rng(0).standard_normal((2, 4, 8)).astype(np.float32)
+    path = _export(TileNet(), torch.from_numpy(x), tmp_path / "m.onnx")
+    g = graphmill.load(path)
+    assert sum(n.op_type == "If" for n in g.nodes) == 2
+    infer_shapes(g)
+    ours = {v.name: tuple(v.type.shape) for n in g.nodes for v in n.outputs
+            if isinstance(v.type, TensorType) and v.type.shape is not None}
+    ref = _ort_shapes(path, {"x": x})
+    assert {k: ours.get(k) for k in ref} == ref
+    report = api.simulate(graphmill.load(path), EDGE)
+    assert not report.uncosted and report.total_cycles > 0
+    placed = graphmill.load(path)
+    api.place(placed, devices=2, method="heft")
+    assert tuple(placed.outputs[0].type.shape) == (2, 4, 16)
+
+
+def _branch_model(path, *, rank_test: bool) -> str:
+    """y = x @ w (16x16) in the then branch, y = x in the else branch; the condition is ``rank(x) == 2`` (true:
+    the MatMul runs) or a graph input (unknown)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    then = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["t"])], "then", [],
+                             [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    other = helper.make_graph([helper.make_node("Concat", ["x", "x"], ["e"], axis=1)], "else", [],
+                              [helper.make_tensor_value_info("e", TensorProto.FLOAT, None)])
+    nodes = [helper.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other, name="branch")]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])]
+    if rank_test:
+        nodes[:0] = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Size", ["s"], ["r"]),
+                     helper.make_node("Constant", [], ["two"], value=numpy_helper.from_array(np.int64(2))),
+                     helper.make_node("Equal", ["r", "two"], ["c"])]
+    else:
+        inputs.append(helper.make_tensor_value_info("c", TensorProto.BOOL, []))
+    w = numpy_helper.from_array(np.ones((16, 16), np.float32), "w")
+    g = helper.make_graph(nodes, "branch", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          initializer=[w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+def test_an_if_costs_the_branch_its_known_condition_takes(tmp_path):
+    """The simulator and inspect cost the MatMul of the branch a rank test takes (4*16*16 MACs), as the same MatMul
+    written without the If; with an unknown condition inspect cannot say, and the output keeps what both branches
+    agree on (onnx's rule: [4, ?], here against onnx's own inference)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    known = _branch_model(tmp_path / "known.onnx", rank_test=True)
+    plain = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="branch/mm")], "plain",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(np.ones((16, 16), np.float32), "w")])
+    onnx.save(helper.make_model(plain, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "plain.onnx"))
+    assert api.inspect_file(known)["macs"] == 4 * 16 * 16
+    ours = api.simulate(graphmill.load(known), EDGE)
+    ref = api.simulate(graphmill.load(str(tmp_path / "plain.onnx")), EDGE)
+    assert ours.total_cycles == ref.total_cycles > 0
+    unknown = _branch_model(tmp_path / "unknown.onnx", rank_test=False)
+    g = graphmill.load(unknown)
+    infer_shapes(g)
+    onnx_dims = _onnx_shapes(unknown)["y"]  # onnx names its unknown dim (unk__0)
+    assert tuple(g.outputs[0].type.shape) == (4, None)
+    assert onnx_dims[0] == 4 and len(onnx_dims) == 2 and not isinstance(onnx_dims[1], int)
+    assert api.inspect(g)["ops_without_cost"] == {"If": 1}
+
+
+def _position_table_model(path) -> str:
+    """HF BERT's embeddings as the TorchScript exporter writes them: ``position_ids[:, :seq]`` of a [1, 16] buffer,
+    looked up and added to the word embeddings, then a LayerNormalization whose output the exporter names
+    ``LNy_dim_1`` (an outside check's BERT: the Slice's length was lost, so every size after it, and placement
+    asked for that name as "data-dependent")."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def const(name, value):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(value), name))
+
+    rng = np.random.default_rng(0)
+    nodes = [const("zero", np.array([0], np.int64)), const("one", np.array([1], np.int64)),
+             const("i1", np.int64(1)), const("ax0", np.array([0], np.int64)),
+             helper.make_node("Shape", ["ids"], ["s"]), helper.make_node("Gather", ["s", "i1"], ["seq_len"]),
+             helper.make_node("Unsqueeze", ["seq_len", "ax0"], ["end"]),
+             helper.make_node("Slice", ["pos", "zero", "end", "one", "one"], ["pos_ids"]),
+             helper.make_node("Gather", ["pos_table", "pos_ids"], ["pe"]),
+             helper.make_node("Gather", ["words", "ids"], ["we"]),
+             helper.make_node("Add", ["we", "pe"], ["h"]),
+             helper.make_node("LayerNormalization", ["h", "scale", "bias"], ["y"], axis=-1)]
+    inits = [numpy_helper.from_array(np.arange(16, dtype=np.int64).reshape(1, 16), "pos"),
+             numpy_helper.from_array(rng.standard_normal((16, 4)).astype(np.float32), "pos_table"),
+             numpy_helper.from_array(rng.standard_normal((10, 4)).astype(np.float32), "words"),
+             numpy_helper.from_array(np.ones(4, np.float32), "scale"),
+             numpy_helper.from_array(np.zeros(4, np.float32), "bias")]
+    g = helper.make_graph(nodes, "bert_embeddings", [helper.make_tensor_value_info("ids", TensorProto.INT64,
+                                                                                  ["batch", "seq"])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "LNy_dim_1", 4])],
+                          initializer=inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+def test_a_table_cut_to_the_sequence_length_keeps_the_length(tmp_path):
+    """The Slice is [1, Min(16, seq)], which broadcast beside [batch, seq] is seq: the output is [batch, seq, 4],
+    the exporter's name yields to seq, and placement at batch 2, seq 5 declares ONNX Runtime's shape."""
+    import onnxruntime as ort
+
+    path = _position_table_model(tmp_path / "m.onnx")
+    g = graphmill.load(path)
+    infer_shapes(g)
+    assert tuple(g.outputs[0].type.shape) == ("batch", "seq", 4)
+    ids = np.array([[1, 2, 3, 4, 5], [5, 4, 3, 2, 1]], np.int64)
+    ref = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"ids": ids})[0].shape
+    placed = graphmill.load(path)
+    api.place(placed, devices=2, method="heft", dims={"batch": 2, "seq": 5})
+    assert tuple(placed.outputs[0].type.shape) == ref == (2, 5, 4)
+    with pytest.raises(UserInputError, match="no symbolic dimension named 'LNy_dim_1'; its symbols: batch, seq "):
+        api.place(graphmill.load(path), devices=2, method="heft", dims={"batch": 2, "seq": 5, "LNy_dim_1": 3})
+
+
+def test_a_size_inference_lost_upstream_is_not_called_data_dependent(tmp_path):
+    """A Relu's output size is its input's: when a Reshape to a shape computed from the data loses it, the refusal
+    names the Reshape as where sizes are lost, not the Relu's size as one the data decides."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("ReduceMax", ["x"], ["m"], keepdims=1, name="max"),
+             helper.make_node("Cast", ["m"], ["k"], to=TensorProto.INT64, name="cast"),
+             helper.make_node("Reshape", ["k", "one"], ["k1"], name="flat"),
+             helper.make_node("Concat", ["two", "k1"], ["shape"], axis=0, name="cat"),
+             helper.make_node("Reshape", ["x", "shape"], ["r"], name="reshape"),
+             helper.make_node("Relu", ["r"], ["y"], name="relu")]
+    g = helper.make_graph(nodes, "lost", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, "Reluy_dim_1"])],
+                          initializer=[numpy_helper.from_array(np.array([1], np.int64), "one"),
+                                       numpy_helper.from_array(np.array([2], np.int64), "two")])
+    path = str(tmp_path / "lost.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(UserInputError, match="Reluy_dim_1 is the file's name for a size of output 'y' of Relu node "
+                                             "'relu' that shape inference could not compute \\(sizes are lost at "
+                                             "Reshape node 'reshape'"):
+        api.place(graphmill.load(path), devices=2, method="heft")

@@ -41,11 +41,10 @@ import math
 from dataclasses import dataclass, field
 
 from graphmill.ir import Graph, Node, UserInputError, Value
-from graphmill.ir.control_flow import loop_runs
+from graphmill.ir.control_flow import if_branch, loop_runs
 from graphmill.ir.ops.nn import einsum_labels
 from graphmill.ir.ops.registry import InferenceContext
 from graphmill.ir.ops.window import read_window
-from graphmill.ir.rewrite import constant_through_views
 from graphmill.ir.summary import computed_from_shapes, constant_values, is_constant_node, node_cost, reads_shape_only
 from graphmill.ir.types import TensorType, num_elements
 
@@ -481,9 +480,8 @@ def _lower_control_flow(node: Node, name: str, uncosted: list[dict]) -> list:
         shape = _static(_tshape(first), "scan input", node)
         axis = int(axes[0]) % len(shape) if shape else 0
         return repeated(_body(node, node.attr("body"), name, uncosted), shape[axis] if shape else 1)
-    cond = constant_through_views(_input(node, 0))  # If
-    if cond is not None and cond.size == 1:
-        branch = "then_branch" if bool(cond.reshape(-1)[0]) else "else_branch"
+    branch = if_branch(node)
+    if branch is not None:
         return _body(node, node.attr(branch), f"{name}/{branch[:4]}", uncosted)
     then = _body(node, node.attr("then_branch"), f"{name}/then", uncosted)
     other = _body(node, node.attr("else_branch"), f"{name}/else", uncosted)

@@ -6,13 +6,14 @@ MatMul, Softmax, Dropout), norm (Batch/Layer/Instance/Group normalization...), p
 reduce, shape (Reshape, Transpose, Squeeze, Shape, Expand, Tile...), slicing (Concat,
 Split, Slice, Gather, Pad...), resize, constant (Constant, ConstantOfShape, Cast,
 Range), recurrent (LSTM, GRU, RNN), quantize (Quantize/DequantizeLinear), quantized_contrib (ONNX Runtime's
-QLinear* ops), contrib (the com.microsoft ops graphmill's passes emit for ONNX Runtime). ``window`` holds the sliding-window arithmetic that conv and pool share.
+QLinear* ops), contrib (the com.microsoft ops graphmill's passes emit for ONNX Runtime), branch (If: inference only). ``window`` holds the sliding-window arithmetic that conv and pool share.
 """
 
 from . import chip, constant, contrib, elementwise, nn, norm, pool, recurrent, reduce, resize, shape, slicing  # noqa: F401  (register)
 from . import quantize, quantized_contrib  # noqa: F401  (register)
 from . import moe  # noqa: F401  (register graphmill::MoE)
 from . import attention  # noqa: F401  (register graphmill::RelativeAttention)
+from . import branch  # noqa: F401  (register If)
 from .infer import InferenceReport, has_inference, infer_types, is_open, merge_types, unregistered_open_values
 from .registry import Cost, InferenceContext, OpDef, lookup, register, registered_ops
 

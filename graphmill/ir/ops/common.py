@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 import numpy as np
@@ -30,6 +31,7 @@ def broadcast_shapes(shapes: list[tuple[Dim, ...] | None]) -> tuple[Dim, ...] | 
             out.append(known.pop())
             continue
         others = [d for d in dims if d != 1]
+        others = [d for d in others if (c := _clamped(d)) is None or c not in others]  # Min(512, seq) by seq: seq
         if not others:
             out.append(1)
         elif all(d == others[0] and d is not None for d in others):
@@ -37,6 +39,20 @@ def broadcast_shapes(shapes: list[tuple[Dim, ...] | None]) -> tuple[Dim, ...] | 
         else:
             out.append(None)
     return tuple(out)
+
+
+_CLAMP = re.compile(r"Min\((\d+), ([A-Za-z_][\w]*)\)|Min\(([A-Za-z_][\w]*), (\d+)\)")
+
+
+def _clamped(d: Dim) -> str | None:
+    """The size ``s`` that ``Min(K, s)`` (or ``Min(s, K)``) clamps, K >= 1 (a table cut to the sequence length:
+    ``slicing._slice_to_sizes``, torch dynamo's ``Min(64, s27)``), else None. Broadcast beside ``s`` it is ``s``:
+    the two are equal, or one is 1, and then (K >= 1) so is the other, or the model cannot run."""
+    m = _CLAMP.fullmatch(d) if isinstance(d, str) else None
+    if m is None:
+        return None
+    k, s = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
+    return s if int(k) >= 1 else None
 
 
 def tensor_bytes(t) -> int | None:

@@ -117,8 +117,21 @@ def _infer_arith(ctx: InferenceContext):
     return [TensorType(dtype, shape)]
 
 
+_NUMPY_COMPARE = {"Equal": np.equal, "Less": np.less, "Greater": np.greater, "LessOrEqual": np.less_equal,
+                  "GreaterOrEqual": np.greater_equal, "And": np.logical_and, "Or": np.logical_or,
+                  "Xor": np.logical_xor}
+
+
 def _infer_compare(ctx: InferenceContext):
-    if ctx.node.op_type == "Equal" and ctx.num_inputs == 2 and ctx.input_dtype(0).is_integer:
+    a, b = ctx.input_value(0), ctx.input_value(1)
+    if a is not None and b is not None and a.dtype.kind in "iub" and b.dtype.kind in "iub":
+        # a test on sizes (a static export's ``rank(x) - len(repeats) > 0`` before an If) stays known, so that
+        # the If's branch is known (``ir.ops.branch``)
+        try:
+            ctx.set_output_value(0, _NUMPY_COMPARE[ctx.node.op_type](a, b))
+        except ValueError:
+            pass  # shapes that do not broadcast: _broadcast names them
+    elif ctx.node.op_type == "Equal" and ctx.num_inputs == 2 and ctx.input_dtype(0).is_integer:
         _partial_equal(ctx)
     return [TensorType(DataType.BOOL, _broadcast(ctx))]
 
@@ -212,6 +225,9 @@ register(list(_NUMPY_UNARY), infer=_infer_int_unary)
 
 
 def _infer_not(ctx: InferenceContext):
+    v = ctx.input_value(0)
+    if v is not None and v.dtype.kind == "b":
+        ctx.set_output_value(0, np.logical_not(v))
     return [TensorType(DataType.BOOL, ctx.input_shape(0))]
 
 

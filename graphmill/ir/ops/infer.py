@@ -26,6 +26,7 @@ from graphmill.util.errors import ShapeInferenceError, UserInputError
 from graphmill.util.limits import shape_problem, tensor_limits
 from ..graph import Graph, Node, Value
 from ..types import TensorType, Type
+from .branch import taken_branch
 from .registry import InferenceContext, lookup
 from .type_constraints import mismatched_input_types
 
@@ -145,9 +146,24 @@ def _infer_graph(graph: Graph, opsets: dict[str, int], known: dict[int, np.ndarr
         free = free | input_symbols(graph)
     for node in graph.nodes:
         if recurse:
+            dead = _untaken_branch(node, opsets, known)
             for sub in node.subgraphs():
-                _infer_graph(sub, opsets, known, report, strict, recurse, free, limits)
+                if sub is dead:  # it never runs: what is wrong in it is not the model's problem (ONNX Runtime runs it)
+                    _infer_graph(sub, opsets, known, InferenceReport(), False, recurse, free, limits)
+                else:
+                    _infer_graph(sub, opsets, known, report, strict, recurse, free, limits)
         _infer_node(node, opsets, known, report, strict, free, limits)
+
+
+def _untaken_branch(node: Node, opsets: dict[str, int], known: dict[int, np.ndarray]) -> Graph | None:
+    """The branch of an If that its known condition rules out (a static export's rank test), else None."""
+    if node.op_type != "If" or node.domain not in ("", "ai.onnx") or not node.inputs:
+        return None
+    taken = taken_branch(InferenceContext(node, _opset_of(node, opsets), known).input_value(0))
+    if taken is None:
+        return None
+    other = node.attr("else_branch" if taken == "then_branch" else "then_branch")
+    return other if isinstance(other, Graph) else None
 
 
 class _OutputOf:
@@ -168,10 +184,58 @@ def _negative_dims(t) -> bool:
     return isinstance(t, TensorType) and t.shape is not None and any(isinstance(d, int) and d < 0 for d in t.shape)
 
 
+def _opset_of(node: Node, opsets: dict[str, int]) -> int:
+    domain = "" if node.domain in ("", "ai.onnx") else node.domain
+    return opsets.get(domain, opsets.get("ai.onnx", 0)) if domain == "" else opsets.get(domain, 1)
+
+
+# Shape arithmetic is a few ops; a cone past this many nodes computes data, not a size.
+_MAX_PROPAGATION_CONE = 256
+
+
+def propagated_value(value: Value) -> np.ndarray | None:
+    """``value``'s data where the registry's value propagation computes it from constants and the static shapes
+    of an inferred graph (an If condition a static export computes from ``Shape``: ``ir.control_flow.if_branch``),
+    else None. Only the producers of ``value`` run, back to constants and Shape/Size, on a scratch table: no type
+    is written, and code that lowers one node at a time (the simulator) needs no inference run of its own."""
+    order: list[Node] = []
+    seen: set[int] = set()
+    stack: list[tuple[Value, bool]] = [(value, False)]
+    while stack:
+        v, done = stack.pop()
+        node = v.producer
+        if node is None or v.const is not None:
+            continue
+        if done:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        d = lookup(node.domain, node.op_type)
+        if d is None or d.infer is None or node.subgraphs() or len(seen) > _MAX_PROPAGATION_CONE:
+            return None
+        stack.append((v, True))
+        if node.op_type not in ("Shape", "Size"):  # they read their input's type, not its data
+            stack.extend((i, False) for i in node.inputs if i is not None)
+    known: dict[int, np.ndarray] = {}
+    opsets = value.graph.root.opset_imports if value.graph is not None else {}
+    for node in order:
+        ctx = InferenceContext(node, _opset_of(node, opsets), known)
+        try:
+            lookup(node.domain, node.op_type).infer(ctx)
+        except (ShapeInferenceError, ValueError, TypeError, IndexError, KeyError, OverflowError):
+            return None
+        for i, out in enumerate(node.outputs):
+            if out is not None and i in ctx.output_values:
+                known[id(out)] = ctx.output_values[i]
+    got = known.get(id(value))
+    return got if got is not None and got.dtype != object else None
+
+
 def _infer_node(node: Node, opsets: dict[str, int], known: dict[int, np.ndarray], report: InferenceReport,
                 strict: bool, free: frozenset[str], limits: tuple[int, int]) -> None:
-    domain = "" if node.domain in ("", "ai.onnx") else node.domain
-    opset = opsets.get(domain, opsets.get("ai.onnx", 0)) if domain == "" else opsets.get(domain, 1)
+    opset = _opset_of(node, opsets)
     mismatch = mismatched_input_types(node, opset)
     if mismatch is not None:
         if strict:

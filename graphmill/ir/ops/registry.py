@@ -96,7 +96,15 @@ class InferenceContext:
 
     def input_value(self, i: int) -> np.ndarray | None:
         """The input's data when it is a constant or a propagated shape value, else None."""
-        v = self.input(i)
+        return self.value_of(self.input(i))
+
+    def propagated(self, v: Value) -> np.ndarray | None:
+        """What propagation knows of any value of the graph tree (an If's branch output): a full value or a
+        partial one (an object array, ``input_partial``), else None. Constants are not included."""
+        return self._known.get(id(v))
+
+    def value_of(self, v: Value | None) -> np.ndarray | None:
+        """``input_value`` for any value of the graph tree."""
         if v is None:
             return None
         got = self._known.get(id(v))
