@@ -1007,6 +1007,69 @@ def test_genuine_weight_tying_stays_one_parameter():
     assert close(got["W"], ref["W"])
 
 
+class _SharedLayer(nn.Module):
+    """A bias-free Linear applied twice on 3-D input (ALBERT shares its layers so): the TorchScript exporter folds the
+    weight's transpose once per use and stores the second as ``onnx::MatMul_N = Identity(onnx::MatMul_M)``."""
+
+    def __init__(self, same_start: bool = False) -> None:
+        super().__init__()
+        self.inp = nn.Linear(8, 16)
+        self.shared = nn.Linear(16, 16, bias=False)
+        self.other = nn.Linear(16, 16, bias=False)
+        self.out = nn.Linear(16, 4)
+        self.same_start = same_start
+        if same_start:  # two parameters of equal (uniform) initial values: the exporter dedups them alike
+            nn.init.constant_(self.shared.weight, 0.05)
+            nn.init.constant_(self.other.weight, 0.05)
+
+    def forward(self, x):
+        h = torch.tanh(self.shared(self.inp(x)))
+        second = self.other if self.same_start else self.shared
+        return self.out(torch.tanh(second(h)))
+
+
+def _export_file(module: nn.Module, x, path) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (x,), str(path), dynamo=False, opset_version=17)
+    return str(path)
+
+
+def test_a_layer_applied_twice_stays_one_parameter_in_a_file(tmp_path):
+    """Counted as two tensors, ALBERT had 37% more parameters than torch and to_torch untied its layers (an outside
+    check). References: torch's own parameter count, and one SGD step of the torch module in eager mode."""
+    torch.manual_seed(0)
+    src = _SharedLayer()
+    x = torch.randn(2, 3, 8)
+    g = load(_export_file(src, x, tmp_path / "shared.onnx"))
+    assert any(n.op_type == "Identity" and n.outputs[0].name.startswith("onnx::MatMul") for n in g), "no folded copy"
+    used = [p for n, p in src.named_parameters() if not n.startswith("other.")]
+    assert graphmill.api.inspect(g)["params"] == sum(p.numel() for p in used)
+    m = to_torch(g)
+    assert sorted(p.numel() for p in m.parameters()) == sorted(p.numel() for p in used)
+    torch.manual_seed(1)
+    target = torch.randn(2, 3, 4)
+    for module in (src, m.train()):  # one step each, on the same loss; then the same function
+        opt = torch.optim.SGD(module.parameters(), lr=0.5)
+        opt.zero_grad()
+        ((module(x) - target) ** 2).sum().backward()
+        opt.step()
+    xs = torch.randn(3, 3, 8)
+    with torch.no_grad():
+        assert close(m(xs).numpy(), src(xs).numpy())
+
+
+def test_two_parameters_of_equal_uniform_start_stay_two_in_a_file(tmp_path):
+    """Two layers that start at the same constant are stored alike (a folded, exporter-named Identity) but are two
+    parameters: torch counts both."""
+    torch.manual_seed(0)
+    src = _SharedLayer(same_start=True)
+    g = load(_export_file(src, torch.randn(2, 3, 8), tmp_path / "two.onnx"))
+    assert any(n.op_type == "Identity" and n.outputs[0].name.startswith("onnx::MatMul") for n in g), "no folded copy"
+    assert graphmill.api.inspect(g)["params"] == sum(p.numel() for p in src.parameters())
+    assert len(list(to_torch(g).parameters())) == len(list(src.parameters()))
+
+
 def test_export_weights_of_untouched_copies_keeps_the_identity_and_trainable_names_copies(two_linear_two_norm):
     torch.manual_seed(0)
     g = graphmill.from_torch(two_linear_two_norm().eval(), (torch.randn(2, 8),))
