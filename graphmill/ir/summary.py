@@ -20,7 +20,7 @@ from __future__ import annotations
 import ast
 import operator
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 from .attrs import AttrKind
@@ -286,14 +286,41 @@ def _io(v: Value) -> dict:
 
 
 def check_nonempty_inputs(graph: Graph, what: str) -> None:
-    """Refuse a graph whose input has a dimension of size 0 (valid ONNX: an empty tensor) before ``what``:
+    """Make ``graph``'s inputs ones a costing (``what``) can size: an unnamed dimension gets a name
+    (``name_unnamed_input_dims``), and an input with a dimension of size 0 (valid ONNX: an empty tensor) is refused:
     costs of ops on no data are 0 or meaningless, and the simulator's layers refused it as
     "Conv node 'Conv_0': repeat must be a positive integer, got 0"."""
+    name_unnamed_input_dims(graph)
     for v in graph.inputs:
         shape = getattr(v.type, "shape", None)
         if shape and any(d == 0 for d in shape):
             raise UserInputError(f"graph {graph.name!r}: input {v.name!r} has shape {format_shape(shape)}, a "
                                  f"dimension of size 0 (an empty tensor): nothing to {what}")
+
+
+def name_unnamed_input_dims(graph: Graph) -> list[str]:
+    """Name each unnamed dimension of ``graph``'s inputs (``[?, 4]``: skl2onnx, onnxmltools and tf2onnx write the
+    batch so) ``<input>_dim_<axis>``, in place, and return the names. ONNX Runtime runs such a dimension at any size:
+    it is a free size like a named one, which ``--dim`` gives and which is 1 where not given. Unnamed, it was no size
+    at all: inference could size nothing after it, simulate and place refused the model as "not static", partition
+    as having no batch dimension, and inspect counted 0 MACs (an outside check)."""
+    taken = set(symbols(graph))
+    named: list[str] = []
+    for v in graph.inputs:
+        t = v.type
+        if v.is_initializer or not isinstance(t, TensorType) or t.shape is None or None not in t.shape:
+            continue
+        shape = list(t.shape)
+        for axis, d in enumerate(shape):
+            if d is None:
+                name, k = f"{v.name}_dim_{axis}", 1
+                while name in taken:
+                    name, k = f"{v.name}_dim_{axis}_{k}", k + 1
+                taken.add(name)
+                named.append(name)
+                shape[axis] = name
+        v.type = replace(t, shape=tuple(shape))
+    return named
 
 
 def symbols(graph: Graph) -> list[str]:

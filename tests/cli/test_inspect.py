@@ -299,3 +299,41 @@ def test_json_on_a_stdout_that_cannot_be_written_is_one_line_exit_2(tmp_path):
                            stderr=subprocess.PIPE, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "graphmill inspect: error: No space left on device"], r.stderr
+
+
+def test_an_unnamed_input_dimension_is_a_size_to_give(tmp_path):
+    """skl2onnx, onnxmltools and tf2onnx write the batch as an unnamed dimension ([?, 4]), which ONNX Runtime runs at
+    any size: inspect counted 0 MACs, simulate and place refused the model as not static and partition as having no
+    batch (an outside check). It is named ``X_dim_0``, a size --dim gives. References: the MatMul's MACs by hand
+    (rows x 4 x 3) and ONNX Runtime's output shape of the placed model; optimize keeps the dimension unnamed."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from graphmill import api
+
+    g = helper.make_graph([helper.make_node("MatMul", ["X", "W"], ["Y"], name="mm")], "anon",
+                          [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])],
+                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 3])],
+                          [numpy_helper.from_array(np.ones((4, 3), np.float32), "W")])
+    path = str(tmp_path / "anon.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    report = api.inspect_file(path, dims={"X_dim_0": 8})
+    assert report["macs"] == 8 * 4 * 3 and report["inputs"][0]["shape"] == ["X_dim_0", 4]
+    assert api.inspect_file(path)["defaulted"] == ["X_dim_0"]
+    edge = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "accelerators", "edge.toml")
+    sim = api.simulate(graphmill.load(path), edge, dims={"X_dim_0": 8})
+    assert not sim.uncosted and sim.total_cycles > 0
+    placed = graphmill.load(path)
+    api.place(placed, devices=2, method="heft", dims={"X_dim_0": 8})
+    api.save(placed, str(tmp_path / "placed.onnx"))
+    got = ort.InferenceSession(str(tmp_path / "placed.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"X": np.ones((8, 4), np.float32)})[0]
+    assert tuple(placed.outputs[0].type.shape) == got.shape == (8, 3)
+    staged = graphmill.load(path)
+    api.partition(staged, stages=1, microbatches=2, batch=8)
+    optimized = graphmill.load(path)
+    api.optimize(optimized)
+    api.save(optimized, str(tmp_path / "opt.onnx"))
+    dim = onnx.load(str(tmp_path / "opt.onnx")).graph.input[0].type.tensor_type.shape.dim[0]
+    assert not dim.HasField("dim_param") and not dim.HasField("dim_value")
