@@ -1146,3 +1146,18 @@ def test_training_refuses_weights_cse_merged(two_linear_two_norm, tmp_path):
         to_torch(graphmill.load(path))
     del g.metadata_props[MERGED_INITIALIZERS]
     assert len(to_torch(g).param_names) == 4  # what training would have done silently: 4 for torch's 8
+
+
+def test_an_op_of_another_domain_is_refused_naming_it():
+    """ai.onnx.ml's Scaler: the message had said "lower ai.onnx.ml::Scaler first", though graphmill has no such
+    lowering (an outside check)."""
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Scaler", ["x"], ["y"], domain="ai.onnx.ml", offset=[0.5], scale=[2.0],
+                                            name="scale")], "ml",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+    with pytest.raises(UserInputError, match=r"Scaler node 'scale': the torch backend runs only default-domain ONNX "
+                                             r"ops \(and graphmill's own\); it has no ai.onnx.ml::Scaler$"):
+        to_torch(from_proto(model))

@@ -12,6 +12,7 @@ import json
 import shlex
 import subprocess
 
+import numpy as np
 import pytest
 from tests.support.cli_process import run_graphmill
 
@@ -265,5 +266,32 @@ def test_an_input_random_data_cannot_be_made_for_points_to_no_compare(tmp_path):
     assert "cannot make random data for input %o of type optional<" in r.stderr
     assert "--no-compare skips the comparison" in r.stderr and "pass inputs explicitly" not in r.stderr
     assert not out.exists()
+    r = run_graphmill("optimize", str(model), "-o", str(out), "--no-compare", "--check-numerics")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr  # the instrument said it too
+    assert "(leave --check-numerics out)" in r.stderr and "pass inputs explicitly" not in r.stderr
     r = run_graphmill("optimize", str(model), "-o", str(out), "--no-compare")
     assert r.returncode == 0 and out.exists(), r.stderr
+
+
+def test_an_input_onnxruntime_cannot_run_is_refused_naming_the_file(tmp_path):
+    """--check-numerics runs the input first: ai.onnx.ml's OneHotEncoder (zeros=0, as skl2onnx writes
+    handle_unknown='error') fails under ONNX Runtime on the random strings, and the line named no file and no way out
+    (an outside check). Reference: ONNX Runtime refusing the same input itself."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto
+    from onnx import helper as h
+
+    graph = h.make_graph([h.make_node("OneHotEncoder", ["s"], ["y"], domain="ai.onnx.ml", cats_strings=["x", "y"],
+                                      zeros=0)], "g", [h.make_tensor_value_info("s", TensorProto.STRING, [1])],
+                         [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
+    model = tmp_path / "enc.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17), h.make_opsetid("ai.onnx.ml", 1)]),
+              str(model))
+    with pytest.raises(Exception, match="Unknown Category"):
+        ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"s": np.array(["a"], object)})
+    out = tmp_path / "o.onnx"
+    r = run_graphmill("optimize", str(model), "-o", str(out), "--no-compare", "--check-numerics")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"error: {model}: ONNX Runtime failed running graph" in r.stderr
+    assert r.stderr.rstrip().endswith("(leave --check-numerics out))") and not out.exists()

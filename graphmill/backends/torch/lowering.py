@@ -218,8 +218,9 @@ class GraphModule(nn.Module):
                                          "float16/32/64, bfloat16, bool, int8/16/32/64, uint8)") from None
         for node in order:
             if node.domain not in _DEFAULT_DOMAINS and op_key(node) not in OPS:
-                raise UserInputError(f"{node.describe()}: the torch backend runs only default-domain ONNX ops; "
-                                     f"lower {node.domain}::{node.op_type} first")
+                # "lower it first" read as if a lowering existed: graphmill has none for ai.onnx.ml (an outside check)
+                raise UserInputError(f"{node.describe()}: the torch backend runs only default-domain ONNX ops "
+                                     f"(and graphmill's own); it has no {node.domain}::{node.op_type}")
             if any(True for _ in node.subgraphs()):
                 raise UserInputError(f"{node.describe()}: ops with subgraphs ({node.op_type}) are not supported by "
                                      "the torch backend")
