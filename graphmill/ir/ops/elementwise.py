@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..dtypes import DataType
-from ..types import TensorType
+from ..types import TensorType, num_elements
 from .common import broadcast_shapes, elementwise_cost, same_as_input
-from .registry import InferenceContext, partial_dtype, register
+from .registry import MAX_PROPAGATED_FLOATS, InferenceContext, partial_dtype, register
 
 _BINARY_ARITH = ["Add", "Sub", "Mul", "Div", "Pow", "Mod", "Max", "Min", "Sum", "Mean", "PRelu",
                  "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor"]
@@ -114,7 +114,33 @@ def _infer_arith(ctx: InferenceContext):
                 pass  # the value stays unknown; the type does not depend on it
         elif op in _NUMPY_BINARY:
             _partial_arith(ctx, op)
+    elif ctx.num_inputs == 2 and dtype.is_floating and op in _FLOAT_SHAPE_ARITH:
+        a, b = _float_value(ctx, 0), _float_value(ctx, 1)
+        if a is not None and b is not None:
+            with np.errstate(all="ignore"):  # a division by 0 gives inf, as it runs; Cast then leaves it unknown
+                ctx.set_output_value(0, _FLOAT_SHAPE_ARITH[op](a.astype(dtype.numpy()), b.astype(dtype.numpy())))
     return [TensorType(dtype, shape)]
+
+
+# Arithmetic an exporter does on sizes in float (MobileViT's ``int(math.ceil(h / p) * p)`` traced: Cast, Div, Ceil,
+# Mul, Cast back): computed in the tensor's own type, as it runs, so that the Reshape after it is sized (342 nodes of
+# MobileViT were not: an outside check)
+_FLOAT_SHAPE_ARITH = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
+
+
+def _float_value(ctx: InferenceContext, i: int) -> np.ndarray | None:
+    """A floating input's value when it is small and known: a constant, a computed float, or a shape cast to float
+    (a partial value whose entries are all ints)."""
+    t = ctx.input_type(i)  # its size first: a bias of 1,024 floats is not read for this
+    if t is None or t.shape is None or (n := num_elements(t.shape)) is None or n > MAX_PROPAGATED_FLOATS:
+        return None
+    v = ctx.input_value(i)
+    if v is not None:
+        return v if v.dtype.kind == "f" and v.size <= MAX_PROPAGATED_FLOATS else None
+    p = ctx.input_partial(i)
+    if p is None or p.size > MAX_PROPAGATED_FLOATS or not all(isinstance(d, int) for d in p.ravel()):
+        return None
+    return np.array([int(d) for d in p.ravel()], dtype=np.float64).reshape(p.shape)
 
 
 _NUMPY_COMPARE = {"Equal": np.equal, "Less": np.less, "Greater": np.greater, "LessOrEqual": np.less_equal,
@@ -211,6 +237,7 @@ for _op, _flops in _UNARY.items():
 
 
 _NUMPY_UNARY = {"Neg": np.negative, "Abs": np.abs}
+_FLOAT_ROUNDING = {"Ceil": np.ceil, "Floor": np.floor, "Round": np.round}  # numpy rounds half to even, as ONNX
 
 
 def _infer_int_unary(ctx: InferenceContext):
@@ -222,6 +249,17 @@ def _infer_int_unary(ctx: InferenceContext):
 
 
 register(list(_NUMPY_UNARY), infer=_infer_int_unary)
+
+
+def _infer_rounding(ctx: InferenceContext):
+    """Ceil/Floor/Round keep a float size known (``_FLOAT_SHAPE_ARITH``)."""
+    v = _float_value(ctx, 0)
+    if v is not None and ctx.input_dtype(0).is_floating:
+        ctx.set_output_value(0, _FLOAT_ROUNDING[ctx.node.op_type](v.astype(ctx.input_dtype(0).numpy())))
+    return [ctx.input_type(0)]
+
+
+register(list(_FLOAT_ROUNDING), infer=_infer_rounding)
 
 
 def _infer_not(ctx: InferenceContext):

@@ -14,7 +14,10 @@ data propagation does), so shape computations such as Shape -> Gather ->
 Concat -> Reshape resolve to static shapes; those values live in the
 inference run only and never change the graph. A value may also be *partial*
 (an object array whose entries are ints, dim symbols or None) so that a
-symbolic batch size survives Shape -> Gather -> Concat -> Reshape too.
+symbolic batch size survives Shape -> Gather -> Concat -> Reshape too. A few
+floats go along as well (``MAX_PROPAGATED_FLOATS``): sizes an exporter computes
+in float (Cast, Div, Ceil, Mul, Cast back), and comparisons of sizes give known
+booleans (an If's condition: ``branch``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from ..types import Dim, TensorType, Type
 DEFAULT_DOMAINS = ("", "ai.onnx")
 # Integer tensors up to this many elements are propagated as known values.
 MAX_PROPAGATED_ELEMENTS = 1024
+# Floating ones up to this many: sizes an exporter computes in float (MobileViT's ceil(H / 2) * 2), not weights.
+MAX_PROPAGATED_FLOATS = 8
 
 
 @dataclass
@@ -175,9 +180,11 @@ class InferenceContext:
         return self.node.attr(name, default)
 
     def set_output_value(self, i: int, value: np.ndarray) -> None:
-        """Record a small integer output value (shape arithmetic) for downstream inference."""
+        """Record a small integer output value (shape arithmetic) for downstream inference, or a float one of at
+        most ``MAX_PROPAGATED_FLOATS`` elements (shape arithmetic an exporter does in float: ``elementwise``)."""
         value = np.asarray(value)
-        if value.size <= MAX_PROPAGATED_ELEMENTS and value.dtype.kind in "iub":
+        if value.size <= MAX_PROPAGATED_ELEMENTS and value.dtype.kind in "iub" or \
+                value.size <= MAX_PROPAGATED_FLOATS and value.dtype.kind == "f":
             self.output_values[i] = value
 
     def dtype_attr(self, name: str, default: int | None = None) -> DataType | None:
