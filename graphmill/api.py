@@ -161,17 +161,18 @@ def inspect(graph: Graph, *, infer: bool = True, dims: dict[str, int] | None = N
     computed from: ``ir.ops.infer``). Symbolic dimensions
     are bound to ``dims`` (default 1) for the cost figures; a name the graph
     does not have is refused. An unnamed input dimension (``[?, 4]``) is named
-    ``<input>_dim_<axis>`` on the graph itself (``ir.summary.name_unnamed_input_dims``). ``problems`` lists what inference found wrong
+    ``<input>_dim_<axis>`` for the report (``ir.summary.input_dims_named``); the
+    graph keeps it unnamed. ``problems`` lists what inference found wrong
     (inputs that break an op's contract, declared types that contradict
     inferred ones): costs of such nodes are not counted. ``optimize``'s
     before/after figures are this same function (``model_summary``).
     """
     require_graph(graph, "inspect")
     check_flags("graphmill.inspect", infer=infer)
-    from graphmill.ir.summary import name_unnamed_input_dims
+    from graphmill.ir.summary import input_dims_named
 
-    name_unnamed_input_dims(graph)  # a free size --dim gives, as simulate, place and partition take it
-    return model_summary(graph, infer=infer, dims=dims)
+    with input_dims_named(graph):  # a free size --dim gives, as simulate, place and partition take it
+        return model_summary(graph, infer=infer, dims=dims)
 
 
 def inspect_file(path: str | os.PathLike, *, dims: dict[str, int] | None = None) -> dict:
@@ -257,13 +258,14 @@ def simulate(graph: Graph, accel, *, scalesim_compat: bool = False, dims: dict[s
     from graphmill.backends.simulator import simulate_graph
     from graphmill.frontend.onnx_shape_inference import infer_shapes
     from graphmill.ir.naming import name_nodes
-    from graphmill.ir.summary import check_nonempty_inputs
+    from graphmill.ir.summary import check_nonempty_inputs, input_dims_named
 
-    check_nonempty_inputs(graph, "simulate")  # first: it names an unnamed input dimension, which dims may give
-    infer_shapes(graph)  # first, as inspect and place do: a data-dependent count is a symbol --dim may name
-    _check_sizes(graph, dims, "simulate")  # 0: the simulator's layers refused it as "repeat must be ... positive"
-    name_nodes(graph)  # the report's layers are keyed by node name: two unnamed Relus were both "Relu"
-    return simulate_graph(graph, accel, scalesim_compat=scalesim_compat, dims=dims)
+    with input_dims_named(graph):  # first: an unnamed input dimension is a size dims may give
+        check_nonempty_inputs(graph, "simulate")
+        infer_shapes(graph)  # first, as inspect and place do: a data-dependent count is a symbol --dim may name
+        _check_sizes(graph, dims, "simulate")  # 0: the simulator's layers refused it as "repeat must be ... positive"
+        name_nodes(graph)  # the report's layers are keyed by node name: two unnamed Relus were both "Relu"
+        return simulate_graph(graph, accel, scalesim_compat=scalesim_compat, dims=dims)
 
 
 def simulate_moe(graph: Graph, accel, *, chips: list[int] | None = None, seed: int = 0) -> list[dict]:

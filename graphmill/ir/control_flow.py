@@ -16,7 +16,7 @@ from graphmill.util.limits import max_loop_iterations
 
 from .dtypes import DataType
 from .graph import Graph, Node, Value, node_reads
-from .ops.branch import taken_branch
+from .ops.branch import reads_loop_state, taken_branch
 from .ops.infer import propagated_value
 from .rewrite import constant_through_views
 from .types import TensorType
@@ -161,9 +161,13 @@ def type_body_inputs(graph: Graph) -> None:
 def if_branch(node: Node) -> str | None:
     """The branch attribute an If runs ("then_branch" or "else_branch") when its condition is known from the graph:
     a constant, or computed from constants and static shapes (a static export's rank test before ``x.repeat``);
-    else None. The graph's shapes must have been inferred."""
+    else None. The graph's shapes must have been inferred. A condition computed from what a Loop or Scan feeds its
+    body anew is not known (``reads_loop_state``), whatever the first iteration's shapes say."""
     cond = node.input_at(0)
     if cond is None:
         return None
     value = constant_through_views(cond)
-    return taken_branch(value if value is not None else propagated_value(cond))
+    if value is None and not reads_loop_state(cond):
+        value = propagated_value(cond)
+    return taken_branch(value)
+

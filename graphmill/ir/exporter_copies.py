@@ -32,18 +32,26 @@ def identity_source(v: Value | None) -> Value | None:
     return p.inputs[0]
 
 
+def initializer_root(v: Value | None) -> Value | None:
+    """The initializer ``v`` is, or is an ``Identity`` chain of, else None."""
+    while v is not None and not v.is_initializer:
+        v = identity_source(v)
+    return v
+
+
 def is_tied_copy(v: Value | None) -> bool:
     """Whether ``v`` is an exporter-named ``Identity`` of an initializer (or of a copy of one) holding values that
     are not all equal: the same tensor read a second time (module docstring)."""
     src = identity_source(v)
     if src is None or not v.name.startswith(EXPORTER_PREFIX):
         return False
-    root = src
-    while not root.is_initializer:
-        root = identity_source(root)
-        if root is None:
-            return False
+    root = initializer_root(src)
+    if root is None:
+        return False
     from .rewrite import constant_value
 
     data = constant_value(root)
-    return data is not None and data.size > 1 and bool(np.any(data.ravel() != data.ravel()[0]))
+    if data is None or data.size <= 1:
+        return False
+    flat = data.ravel()
+    return not np.array_equal(flat, np.full_like(flat, flat[0]), equal_nan=flat.dtype.kind in "fc")

@@ -20,8 +20,9 @@ from __future__ import annotations
 import ast
 import operator
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
+from typing import Callable, Iterator
 
 from .attrs import AttrKind
 from .control_flow import if_branch, loop_runs
@@ -299,7 +300,7 @@ def check_nonempty_inputs(graph: Graph, what: str) -> None:
 
 
 def name_unnamed_input_dims(graph: Graph) -> list[str]:
-    """Name each unnamed dimension of ``graph``'s inputs (``[?, 4]``: skl2onnx, onnxmltools and tf2onnx write the
+    """Name each unnamed dimension of ``graph``'s inputs (``[?, 4]``: skl2onnx and onnxmltools write the
     batch so) ``<input>_dim_<axis>``, in place, and return the names. ONNX Runtime runs such a dimension at any size:
     it is a free size like a named one, which ``--dim`` gives and which is 1 where not given. Unnamed, it was no size
     at all: inference could size nothing after it, simulate and place refused the model as "not static", partition
@@ -313,14 +314,33 @@ def name_unnamed_input_dims(graph: Graph) -> list[str]:
         shape = list(t.shape)
         for axis, d in enumerate(shape):
             if d is None:
-                name, k = f"{v.name}_dim_{axis}", 1
+                base = v.name.replace("=", "_")  # --dim NAME=SIZE could not give "a=b_dim_0" (a review)
+                name, k = f"{base}_dim_{axis}", 1
                 while name in taken:
-                    name, k = f"{v.name}_dim_{axis}_{k}", k + 1
+                    name, k = f"{base}_dim_{axis}_{k}", k + 1
                 taken.add(name)
                 named.append(name)
                 shape[axis] = name
         v.type = replace(t, shape=tuple(shape))
     return named
+
+
+@contextmanager
+def input_dims_named(graph: Graph) -> Iterator[list[str]]:
+    """``name_unnamed_input_dims`` for the span of a report on the caller's graph, unnamed again after (wherever
+    inference carried the names): a graph inspected, then optimized and saved, declared the invented name (a
+    review). ``place`` and ``partition``, which save the model at the sizes given, keep them."""
+    names = name_unnamed_input_dims(graph)
+    try:
+        yield names
+    finally:
+        if names:
+            gone = set(names)
+            for g in graph.all_graphs():
+                for v in list(g.values()) + list(g.outputs):
+                    t = v.type
+                    if isinstance(t, TensorType) and t.shape is not None and gone.intersection(t.shape):
+                        v.type = replace(t, shape=tuple(None if d in gone else d for d in t.shape))
 
 
 def symbols(graph: Graph) -> list[str]:
@@ -479,31 +499,56 @@ def data_dependent_note(graph: Graph, free: list[str]) -> str:
             if shape and s in shape:
                 n = v.producer
                 lost = _sizes_lost_at(n)
-                if lost is not None:  # a LayerNormalization's output is no count the data decides (an outside check)
+                if lost is not None and not _sized_by_data(lost, graph):  # a LayerNormalization's output is no
+                    # count the data decides (an outside check)
                     return (f"; {s} is the file's name for a size of output {v.name!r} of {n.op_type} node "
                             f"{n.name!r} that shape inference could not compute (sizes are lost at "
                             f"{lost.describe()}): give the size it has")
+                at = f" (it follows {lost.describe()})" if lost is not None else ""
                 return (f"; {s} is the data-dependent size of output {v.name!r} of {n.op_type} node "
-                        f"{n.name!r}: give an estimate (memory and transfers are sized from it)")
+                        f"{n.name!r}{at}: give an estimate (memory and transfers are sized from it)")
     return ""
 
 
-def _sizes_lost_at(node: Node) -> Node | None:
-    """Walking back from ``node`` through an input with an unknown size (not a symbol: no size at all), the first op
-    whose inputs have every size and whose output does not: where inference lost one; None when ``node``'s own
-    inputs have every size (the size it lacks is its own: a count the data decides)."""
-    def lacks(v: Value | None) -> bool:
-        t = v.type if v is not None else None
-        return isinstance(t, TensorType) and (t.shape is None or None in t.shape) or (v is not None and t is None)
+#: ops whose output size is a count of what their data holds
+_COUNTS_OF_DATA = frozenset({"NonZero", "Unique", "Compress", "NonMaxSuppression"})
 
+
+def _sized_by_data(node: Node, graph: Graph) -> bool:
+    """Whether ``node``'s output size is decided by data: it counts its data (NonZero), or an integer input it is
+    sized by (a Range's limit, a Reshape's shape) is computed from data, not from constants and shapes alone."""
+    if node.op_type in _COUNTS_OF_DATA:
+        return True
+    constant = constant_values(graph)
+    from_shapes = computed_from_shapes(graph, constant)[0]
+    return any(v is not None and v.dtype.is_integer and id(v) not in constant and id(v) not in from_shapes
+               and v.producer is not None for v in node.inputs)
+
+
+def _sizes_lost_at(node: Node) -> Node | None:
+    """Where inference lost a size before ``node`` (``where_shapes_stop`` over inputs with an unknown size, not a
+    symbol: no size at all); None when ``node``'s own inputs have every size (the size it lacks is its own: a count
+    the data decides)."""
+    def lacks(v: Value) -> bool:
+        t = v.type
+        return t is None or isinstance(t, TensorType) and (t.shape is None or None in t.shape)
+
+    stop = where_shapes_stop(node, lacks)
+    return stop if isinstance(stop, Node) else None
+
+
+def where_shapes_stop(node: Node, is_open: Callable[[Value], bool]) -> Node | Value | None:
+    """Walking back from ``node`` through its first input ``is_open`` calls open: the op whose inputs are not open
+    and whose output is (where the shapes stop: an op without shape inference, a size computed from data), or the
+    graph input that is open (a symbolic size); None when ``node``'s own inputs are not open."""
     where, seen = node, set()
     while id(where) not in seen:
         seen.add(id(where))
-        open_in = next((v for v in where.inputs if lacks(v)), None)
+        open_in = next((v for v in where.inputs if v is not None and is_open(v)), None)
         if open_in is None:
             return None if where is node else where
         if open_in.producer is None:
-            return None
+            return open_in
         where = open_in.producer
     return None
 

@@ -1067,7 +1067,23 @@ def test_two_parameters_of_equal_uniform_start_stay_two_in_a_file(tmp_path):
     g = load(_export_file(src, torch.randn(2, 3, 8), tmp_path / "two.onnx"))
     assert any(n.op_type == "Identity" and n.outputs[0].name.startswith("onnx::MatMul") for n in g), "no folded copy"
     assert graphmill.api.inspect(g)["params"] == sum(p.numel() for p in src.parameters())
-    assert len(list(to_torch(g).parameters())) == len(list(src.parameters()))
+    m = to_torch(g)
+    assert len(list(m.parameters())) == len(list(src.parameters()))
+    # trained, the source is no longer uniform: export_weights read the copy as a tie then, and refused (a review)
+    x = torch.randn(2, 3, 8)
+    torch.manual_seed(1)
+    target = torch.randn(2, 3, 4)
+    for module in (src, m.train()):
+        opt = torch.optim.SGD(module.parameters(), lr=0.5)
+        opt.zero_grad()
+        ((module(x) - target) ** 2).sum().backward()
+        opt.step()
+    assert export_weights(m) == len(list(src.parameters()))
+    xs = torch.randn(2, 3, 8)  # the export's fixed batch
+    with torch.no_grad():
+        want = src(xs).numpy()
+    got = list(ortb.run(from_proto(to_proto(g)), {m.input_names[0]: xs.numpy()}).values())[0]
+    assert close(got, want)
 
 
 def test_export_weights_of_untouched_copies_keeps_the_identity_and_trainable_names_copies(two_linear_two_norm):

@@ -333,6 +333,8 @@ def test_an_unnamed_input_dimension_is_a_size_to_give(tmp_path):
     staged = graphmill.load(path)
     api.partition(staged, stages=1, microbatches=2, batch=8)
     optimized = graphmill.load(path)
+    api.inspect(optimized)  # names it for its report only: optimized and saved after, it wrote X_dim_0 (a review)
+    api.simulate(optimized, edge)
     api.optimize(optimized)
     api.save(optimized, str(tmp_path / "opt.onnx"))
     dim = onnx.load(str(tmp_path / "opt.onnx")).graph.input[0].type.tensor_type.shape.dim[0]

@@ -45,7 +45,8 @@ from graphmill.ir.control_flow import if_branch, loop_runs
 from graphmill.ir.ops.nn import einsum_labels
 from graphmill.ir.ops.registry import InferenceContext
 from graphmill.ir.ops.window import read_window
-from graphmill.ir.summary import computed_from_shapes, constant_values, is_constant_node, node_cost, reads_shape_only
+from graphmill.ir.summary import (computed_from_shapes, constant_values, is_constant_node, node_cost, reads_shape_only,
+                                   where_shapes_stop)
 from graphmill.ir.types import TensorType, num_elements
 
 FUSED_KEY = "fused_into"
@@ -211,20 +212,11 @@ def _is_static(v) -> bool:
 
 
 def _shapes_stop(node: Node) -> Node | Value | None:
-    """Where the shapes stopped before ``node``: walking back through the first input without a static shape, the
-    op whose inputs are static and outputs are not (an op without shape inference: a custom domain's), or the graph
+    """Where the shapes stopped before ``node`` (``where_shapes_stop`` over inputs without a static shape): an op
+    whose inputs are static and outputs are not (an op without shape inference: a custom domain's), or the graph
     input whose size is not static (a symbolic one: ``--dim`` binds it); None when ``node``'s own inputs are
     static."""
-    where, seen = node, set()
-    while id(where) not in seen:
-        seen.add(id(where))
-        open_in = next((v for v in where.inputs if v is not None and not _is_static(v)), None)
-        if open_in is None:
-            return None if where is node else where
-        if open_in.producer is None:
-            return open_in
-        where = open_in.producer
-    return None
+    return where_shapes_stop(node, lambda v: not _is_static(v))
 
 
 def _stop_text(stop: Node) -> str:

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from graphmill.ir import AttrKind, Graph, Tensor, TensorType, UserInputError, topological_order
+from graphmill.ir.exporter_copies import initializer_root
 from graphmill.ir.graph import recorded_fixed_rows, recorded_torch_roles
 from graphmill.passes.cleanup.cse import MERGED_INITIALIZERS, merged_initializers
 from graphmill.util.errors import ExecutionError
@@ -401,6 +402,9 @@ def export_weights(module: GraphModule, graph: Graph | None = None) -> int:
     g = graph if graph is not None else module.graph
     n = 0
     pending: dict[str, np.ndarray] = {}
+    # read before any weight is written: a copy of uniform values is a weight of its own, and its trained source,
+    # written first, made it read as the same tensor (exporter_copies) and refused (a review)
+    copies = initializer_copies(g) if module.copy_names else {}
     for pname, vname in module.param_names.items():
         v = g.initializers.get(vname)
         if v is None:
@@ -422,7 +426,6 @@ def export_weights(module: GraphModule, graph: Graph | None = None) -> int:
         if vname in module.copy_names and vname not in g.initializers:
             pending[vname] = to_numpy(getattr(module, attr))
     if pending:
-        copies = initializer_copies(g)
         values = g.value_map()
         for vname in [c for c in copies if c in pending]:  # node order: a copy of a copy after what it reads
             _write_copy(g, values[vname], pending.pop(vname))
@@ -436,9 +439,7 @@ def export_weights(module: GraphModule, graph: Graph | None = None) -> int:
 
 def _current(v) -> np.ndarray:
     """What an initializer or an initializer copy holds in the graph now."""
-    while not v.is_initializer:
-        v = v.producer.inputs[0]
-    return v.const.numpy()
+    return initializer_root(v).const.numpy()
 
 
 def _write_copy(g: Graph, v, arr: np.ndarray) -> None:

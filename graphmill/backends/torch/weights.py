@@ -58,7 +58,7 @@ trainable initializers and copies.
 from __future__ import annotations
 
 from graphmill.ir import Graph, Node, Tensor, Value, topological_order
-from graphmill.ir.exporter_copies import identity_source, is_tied_copy
+from graphmill.ir.exporter_copies import identity_source, initializer_root, is_tied_copy
 from graphmill.ir.graph import recorded_torch_roles
 
 VIEWS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Cast", "CastLike",
@@ -110,9 +110,7 @@ def _is_copy(v: Value) -> bool:
 
 def _source(v: Value) -> Value:
     """The initializer holding a copy's (or an initializer's) values."""
-    while not v.is_initializer:
-        v = v.producer.inputs[0]
-    return v
+    return initializer_root(v)
 
 
 def _weight_sources(v: Value | None, *, cuts: bool = True) -> list[Value]:

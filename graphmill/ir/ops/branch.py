@@ -14,9 +14,38 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..graph import Graph
+from ..graph import Graph, Value, node_reads
 from ..types import TensorType, Type
 from .registry import InferenceContext, register
+
+
+def reads_loop_state(value: Value) -> bool:
+    """Whether ``value`` is computed from an input of a Loop's or Scan's body, in whichever enclosing body: what
+    changes between iterations, shapes included (a carried tensor that grows by a row). Typed with the first
+    iteration's shapes (``control_flow.type_body_inputs``), a rank test on it was taken as known, and the simulator
+    costed every iteration's If by the first one's branch (a review: a MatMul taken from the third iteration on was
+    not counted): such a condition is not known."""
+    todo, seen = [value], set()
+    while todo:
+        v = todo.pop()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        node = v.producer
+        if node is None:
+            owner = v.graph
+            if v.is_graph_input and owner.parent is not None and owner.parent.op_type in ("Loop", "Scan"):
+                return True
+            continue
+        todo.extend(node_reads(node))
+    return False
+
+
+def known_condition(ctx: InferenceContext) -> str | None:
+    """The branch an If's condition, as inference knows it, selects (``taken_branch``); None when unknown or read
+    from a loop's state (``reads_loop_state``)."""
+    taken = taken_branch(ctx.input_value(0))
+    return None if taken is None or reads_loop_state(ctx.input(0)) else taken
 
 
 def taken_branch(cond: np.ndarray | None) -> str | None:
@@ -43,7 +72,7 @@ def _infer_if(ctx: InferenceContext) -> list:
     branches = {name: ctx.node.attr(name) for name in ("then_branch", "else_branch")}
     if not all(isinstance(g, Graph) for g in branches.values()):
         return []
-    taken = taken_branch(ctx.input_value(0))
+    taken = known_condition(ctx)
     if taken is None:
         then, other = branches["then_branch"].outputs, branches["else_branch"].outputs
         return [_agreed(a.type, b.type) for a, b in zip(then, other)]

@@ -26,7 +26,7 @@ from graphmill.util.errors import ShapeInferenceError, UserInputError
 from graphmill.util.limits import shape_problem, tensor_limits
 from ..graph import Graph, Node, Value
 from ..types import TensorType, Type
-from .branch import taken_branch
+from .branch import known_condition
 from .registry import InferenceContext, lookup
 from .type_constraints import mismatched_input_types
 
@@ -148,8 +148,10 @@ def _infer_graph(graph: Graph, opsets: dict[str, int], known: dict[int, np.ndarr
         if recurse:
             dead = _untaken_branch(node, opsets, known)
             for sub in node.subgraphs():
-                if sub is dead:  # it never runs: what is wrong in it is not the model's problem (ONNX Runtime runs it)
-                    _infer_graph(sub, opsets, known, InferenceReport(), False, recurse, free, limits)
+                if sub is dead:  # it never runs: inferred from its types alone, as onnx's inference (and ONNX
+                    # Runtime's, which refuses a model on what that finds) sees it. With the values propagated from
+                    # outside, sizes no run gives it were refused: the onnx corpus's affine_grid, which runs (a review)
+                    _infer_graph(sub, opsets, {}, report, strict, recurse, free, limits)
                 else:
                     _infer_graph(sub, opsets, known, report, strict, recurse, free, limits)
         _infer_node(node, opsets, known, report, strict, free, limits)
@@ -159,7 +161,7 @@ def _untaken_branch(node: Node, opsets: dict[str, int], known: dict[int, np.ndar
     """The branch of an If that its known condition rules out (a static export's rank test), else None."""
     if node.op_type != "If" or node.domain not in ("", "ai.onnx") or not node.inputs:
         return None
-    taken = taken_branch(InferenceContext(node, _opset_of(node, opsets), known).input_value(0))
+    taken = known_condition(InferenceContext(node, _opset_of(node, opsets), known))
     if taken is None:
         return None
     other = node.attr("else_branch" if taken == "then_branch" else "then_branch")

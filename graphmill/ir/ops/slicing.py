@@ -262,7 +262,7 @@ def _slice_to_sizes(ctx: InferenceContext, xs: tuple, starts, ends: list, axes, 
     """The shape of a Slice whose ends include sizes (symbols): a buffer cut to the sequence length, HF BERT's
     ``position_ids[:, :seq]`` of a [1, 512] table, is [1, Min(512, seq)], the clamp written as torch dynamo writes it
     (``ir.summary.size_expression`` reads it; ``common.broadcast_shapes`` knows it is ``seq`` wherever it meets
-    ``seq``). Only a cut from 0 by 1 is sized: anything else is unknown on that axis."""
+    ``seq``). On an axis whose end is a size, only a cut from 0 by 1 is sized; anything else there is unknown."""
     r = len(xs)
     if starts is ABSENT:
         raise ctx.fail("starts and ends are required")
@@ -273,10 +273,12 @@ def _slice_to_sizes(ctx: InferenceContext, xs: tuple, starts, ends: list, axes, 
     out = list(xs)
     for s, e, a, st in zip(starts, ends, axes, steps):
         a = normalize_axis(a, r, ctx)
+        if st == 0:  # as the integer path says it (a review: slice_bounds divided by it)
+            raise ctx.fail("slice step cannot be 0")
         d = xs[a]
         if isinstance(e, str):
-            out[a] = (e if d == e else f"Min({d}, {e})" if isinstance(d, int) else None) if s == 0 and st == 1 \
-                else None
+            clamp = 0 if d == 0 else f"Min({d}, {e})"  # an empty table cut to any length is empty
+            out[a] = (e if d == e else clamp if isinstance(d, int) else None) if s == 0 and st == 1 else None
         elif isinstance(d, int):
             out[a] = slice_bounds(d, s, int(e), st)[2]
         else:
