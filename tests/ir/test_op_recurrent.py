@@ -88,3 +88,44 @@ def test_inconsistent_weights_are_a_shape_error(tmp_path):
     g = graphmill.load(path)
     report = infer_types(g)
     assert any("3 x hidden_size 5" in e for e in report.errors), report.errors
+
+
+def test_an_initial_state_at_another_batch_is_refused_as_onnxruntime_does(tmp_path):
+    """tf2onnx writes an LSTM's zero states as constants at the export's batch ([1, 2, 16]): split into micro-batches
+    of 1 by partition (exit 0), the model could not run, and to_torch broadcast the state to a batch-2 output for a
+    batch-1 input (an outside check). Reference: ONNX Runtime refusing the batch-1 model."""
+    from onnx import numpy_helper
+
+    from graphmill import api
+    from graphmill.backends.torch import to_torch
+    from graphmill.util.errors import ExecutionError, UserInputError
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),  # tf2onnx's: batch first outside
+             helper.make_node("LSTM", ["xt", "W", "R", "", "", "h0", "c0"], ["y", "yh"], hidden_size=4, name="lstm"),
+             helper.make_node("Squeeze", ["yh", "axes"], ["h"]), helper.make_node("Relu", ["h"], ["out"])]
+    inits = [numpy_helper.from_array(rng.standard_normal((1, 16, 3)).astype(np.float32), "W"),
+             numpy_helper.from_array(rng.standard_normal((1, 16, 4)).astype(np.float32), "R"),
+             numpy_helper.from_array(np.zeros((1, 2, 4), np.float32), "h0"),
+             numpy_helper.from_array(np.zeros((1, 2, 4), np.float32), "c0"),
+             numpy_helper.from_array(np.array([0], np.int64), "axes")]
+
+    def save(batch: int) -> str:
+        g = helper.make_graph(nodes, "lstm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 5, 3])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], initializer=inits)
+        path = str(tmp_path / f"b{batch}.onnx")
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)]), path)
+        return path
+
+    one, two = save(1), save(2)
+    x1 = np.zeros((1, 5, 3), np.float32)
+    with pytest.raises(Exception, match="initial_h"):
+        ort.InferenceSession(one, providers=["CPUExecutionProvider"]).run(None, {"x": x1})
+    assert ort.InferenceSession(two, providers=["CPUExecutionProvider"]).run(
+        None, {"x": np.zeros((2, 5, 3), np.float32)})[0].shape == (2, 4)
+    assert "LSTM node 'lstm': initial_h has shape [1, 2, 4], X and the attributes need [1, 1, 4]" in \
+        api.inspect_file(one)["problems"]
+    with pytest.raises(ExecutionError, match="LSTM node 'lstm' failed: an initial state of batch 2 for X of batch 1"):
+        to_torch(graphmill.load(one))(__import__("torch").from_numpy(x1))
+    with pytest.raises(UserInputError, match="then LSTM node 'lstm' has no shape"):
+        api.partition(graphmill.load(two), stages=1, microbatches=2, batch=2)

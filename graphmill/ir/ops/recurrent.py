@@ -67,6 +67,7 @@ def infer_recurrent(ctx: InferenceContext) -> list:
         raise ctx.fail(f"X has {x[2]} input features but W expects {w[2]}")
     layout = _layout(node)
     seq, batch = _seq_batch(x, layout)
+    _check_states(ctx, batch, dirs, hidden, layout)
     dtype = ctx.input_dtype(0) or ctx.input_dtype(1)
     y = (batch, seq, dirs, hidden) if layout else (seq, dirs, batch, hidden)
     state = (batch, dirs, hidden) if layout else (dirs, batch, hidden)
@@ -74,6 +75,25 @@ def infer_recurrent(ctx: InferenceContext) -> list:
     if node.op_type == "LSTM":
         out.append(TensorType(dtype, state))
     return out
+
+
+#: the initial state inputs (initial_h, and LSTM's initial_c) by position
+_STATES = {"LSTM": (5, 6), "GRU": (5,), "RNN": (5,)}
+
+
+def _check_states(ctx: InferenceContext, batch: Dim, dirs: int, hidden: Dim, layout: int) -> None:
+    """The initial states are [directions, batch, hidden] ([batch, directions, hidden] with layout 1), as ONNX
+    Runtime requires: tf2onnx writes an LSTM's zero states as constants at the export's batch, and partition split
+    such a model into micro-batches ONNX Runtime refuses to run (an outside check)."""
+    names = {5: "initial_h", 6: "initial_c"}
+    for i in _STATES[ctx.node.op_type]:
+        s = ctx.input_shape(i) if ctx.has_input(i) else None
+        if s is None:
+            continue
+        want = (batch, dirs, hidden) if layout else (dirs, batch, hidden)
+        if len(s) != 3 or any(isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(s, want)):
+            raise ctx.fail(f"{names[i]} has shape {list(s)}, X and the attributes need "
+                           f"{[d if d is not None else '?' for d in want]}")
 
 
 def recurrent_cost(node: Node) -> Cost:

@@ -65,6 +65,9 @@ def _unpack(a: dict, x: list, n_states: int):
     states = [x[5 + i] if len(x) > 5 + i else None for i in range(n_states)]
     if layout:
         states = [s.transpose(0, 1) if s is not None else None for s in states]
+    for s in states:  # ONNX Runtime refuses it; broadcast, a batch of 1 came out at the state's (an outside check)
+        if s is not None and s.shape[1] != X.shape[1]:
+            raise ValueError(f"an initial state of batch {s.shape[1]} for X of batch {X.shape[1]}")
     direction = _text(a.get("direction", "forward"))
     dirs = ["forward", "reverse"] if direction == "bidirectional" else [direction]
     return X, W, R, B, lens, states, dirs, layout
