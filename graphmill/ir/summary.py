@@ -494,6 +494,9 @@ def data_dependent_note(graph: Graph, free: list[str]) -> str:
     for s in symbols_to_give(graph, free):
         if s in carried:
             continue
+        body_input = _body_input_note(graph, s)
+        if body_input:
+            return body_input
         for v in _node_outputs(graph):
             shape = getattr(v.type, "shape", None)
             if shape and s in shape:
@@ -507,6 +510,24 @@ def data_dependent_note(graph: Graph, free: list[str]) -> str:
                 at = f" (it follows {lost.describe()})" if lost is not None else ""
                 return (f"; {s} is the data-dependent size of output {v.name!r} of {n.op_type} node "
                         f"{n.name!r}{at}: give an estimate (memory and transfers are sized from it)")
+    return ""
+
+
+def _body_input_note(graph: Graph, s: str) -> str:
+    """Where a control-flow body's input declares ``s`` (tf2onnx names a Keras GRU's state in its Loop body
+    ``[unk__1192, 16]``): the refusal called it the data-dependent size of the first MatMul reading it (an outside
+    check); it is a size of what the node feeds its body, given at the node."""
+    for g in graph.all_graphs():
+        owner = g.parent
+        if owner is None:
+            continue
+        for i, v in enumerate(g.inputs):
+            if s in (getattr(v.type, "shape", None) or ()):
+                states = len(owner.inputs) - int(owner.attr("num_scan_inputs", 0) or 0)  # a Scan's slices: no
+                fed = owner.input_at(i) if owner.op_type in ("Loop", "Scan") and i < states else None
+                feeds = f" (it feeds it {fed.type})" if fed is not None and fed.type is not None else ""
+                return (f"; {s} is the file's name for a size of input {v.name!r} of the body of "
+                        f"{owner.describe()}{feeds}: give the size it has")
     return ""
 
 

@@ -583,3 +583,42 @@ def test_a_slice_to_a_size_refuses_a_step_of_0_and_keeps_an_empty_table_empty(tm
     g = graphmill.load(empty)
     infer_shapes(g)
     assert tuple(g.outputs[0].type.shape) == got == (0, 5)
+
+
+def test_a_size_a_loop_body_declares_is_asked_for_at_the_loop(tmp_path):
+    """tf2onnx writes a Keras GRU as a Loop whose state, fed as zeros [batch, 16], its body declares [unk__1192, 16]:
+    the refusal called that size the data-dependent size of the MatMul reading the state (an outside check). It
+    names the body's input and what the Loop feeds it. Reference: ONNX Runtime running the model, the state at the
+    batch."""
+    import onnxruntime as ort
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    body = h.make_graph([h.make_node("Identity", ["cond_in"], ["cond_out"]),
+                         h.make_node("MatMul", ["state", "R"], ["m"], name="recur"),
+                         h.make_node("Tanh", ["m"], ["state_out"])], "body",
+                        [h.make_tensor_value_info("i", T.INT64, []), h.make_tensor_value_info("cond_in", T.BOOL, []),
+                         h.make_tensor_value_info("state", T.FLOAT, ["unk__9", 4])],
+                        [h.make_tensor_value_info("cond_out", T.BOOL, []),
+                         h.make_tensor_value_info("state_out", T.FLOAT, ["unk__10", 4])])
+    g = h.make_graph([h.make_node("Shape", ["x"], ["s"]), h.make_node("Slice", ["s", "zero", "one"], ["n"]),
+                      h.make_node("Concat", ["n", "four"], ["shape"], axis=0),
+                      h.make_node("Expand", ["one_f", "shape"], ["h0"]),
+                      h.make_node("Loop", ["M", "", "h0"], ["h"], body=body, name="while")], "gru",
+                     [h.make_tensor_value_info("x", T.FLOAT, ["unk__7", 3])],
+                     [h.make_tensor_value_info("h", T.FLOAT, None)],
+                     initializer=[nh.from_array(np.full((4, 4), 0.1, np.float32), "R"),
+                                  nh.from_array(np.array([0], np.int64), "zero"),
+                                  nh.from_array(np.array([1], np.int64), "one"),
+                                  nh.from_array(np.array([4], np.int64), "four"),
+                                  nh.from_array(np.float32(1.0), "one_f"), nh.from_array(np.int64(3), "M")])
+    path = str(tmp_path / "loop.onnx")
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), path)
+    got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": np.zeros((5, 3), np.float32)})
+    assert got[0].shape == (5, 4)
+    with pytest.raises(UserInputError, match="unk__9 is the file's name for a size of input 'state' of the body of "
+                                             "Loop node 'while' \\(it feeds it float32\\[5,4\\]\\): give the size"):
+        api.place(graphmill.load(path), devices=2, method="heft", dims={"unk__7": 5})
+    placed = graphmill.load(path)
+    api.place(placed, devices=2, method="heft", dims={"unk__7": 5, "unk__9": 5})
