@@ -175,9 +175,19 @@ def _read_as_weight(v: Value, user: Node) -> bool:
     return not slots or any(x is v and i not in slots for i, x in enumerate(user.inputs))
 
 
+def _loop_state(node: Node, i: int) -> bool:
+    """Whether input ``i`` of ``node`` is the initial value of a state it carries: a Loop's carried values, a Scan's
+    states (its inputs before the scanned ones)."""
+    if node.op_type == "Loop":
+        return i >= 2
+    if node.op_type == "Scan":
+        return i < len(node.inputs) - int(node.attr("num_scan_inputs", 0) or 0)
+    return False
+
+
 def _default_state(v: Value) -> bool:
-    """Zeros read only as recurrent ops' initial states (``_STATE_INPUTS``), directly or through views and
-    broadcasts: the ops' default state, not a weight."""
+    """Zeros read only as recurrent ops' initial states (``_STATE_INPUTS``) or as what a Loop or Scan starts its
+    state at (``_loop_state``), directly or through views and broadcasts: a default state, not a weight."""
     from .rewrite import constant_value
 
     def state_only(x: Value) -> bool:
@@ -188,6 +198,8 @@ def _default_state(v: Value) -> bool:
                 return False
             if node.op_type in _STATE_INPUTS and i in _STATE_INPUTS[node.op_type]:
                 continue
+            if _loop_state(node, i):  # tf2onnx writes a Keras GRU as a Loop whose state starts at zeros: counted,
+                continue  # it grew with the batch as the recurrent ops' did (an outside check)
             if node.op_type not in _VIEWS | _BROADCASTS or i != 0 or not all(state_only(o) for o in node.outputs
                                                                              if o is not None):
                 return False

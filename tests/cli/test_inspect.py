@@ -339,3 +339,33 @@ def test_an_unnamed_input_dimension_is_a_size_to_give(tmp_path):
     api.save(optimized, str(tmp_path / "opt.onnx"))
     dim = onnx.load(str(tmp_path / "opt.onnx")).graph.input[0].type.tensor_type.shape.dim[0]
     assert not dim.HasField("dim_param") and not dim.HasField("dim_value")
+
+
+def test_zeros_a_loop_starts_its_state_at_are_no_parameters():
+    """tf2onnx writes a Keras GRU as a Loop whose state starts at zeros of the export's batch: counted, the
+    parameters grew with the batch (an outside check), as the recurrent ops' zero states had. Reference: the
+    weights by hand (R, 4 x 4), as Keras counts them; a Loop state that is not zeros still counts."""
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    from graphmill import api
+    from graphmill.frontend import from_proto
+
+    body = h.make_graph([h.make_node("Identity", ["cond_in"], ["cond_out"]),
+                         h.make_node("MatMul", ["state", "R"], ["m"]), h.make_node("Add", ["m", "x"], ["state_out"])],
+                        "body", [h.make_tensor_value_info("i", T.INT64, []),
+                                 h.make_tensor_value_info("cond_in", T.BOOL, []),
+                                 h.make_tensor_value_info("state", T.FLOAT, [2, 4])],
+                        [h.make_tensor_value_info("cond_out", T.BOOL, []),
+                         h.make_tensor_value_info("state_out", T.FLOAT, [2, 4])])
+
+    def params(start: np.ndarray) -> int:
+        g = h.make_graph([h.make_node("Loop", ["M", "", "h0"], ["h"], body=body)], "gru",
+                         [h.make_tensor_value_info("x", T.FLOAT, [2, 4])], [h.make_tensor_value_info("h", T.FLOAT, None)],
+                         initializer=[nh.from_array(np.full((4, 4), 0.1, np.float32), "R"),
+                                      nh.from_array(start, "h0"), nh.from_array(np.int64(3), "M")])
+        return api.inspect(from_proto(h.make_model(g, opset_imports=[h.make_opsetid("", 17)])))["params"]
+
+    assert params(np.zeros((2, 4), np.float32)) == 16
+    assert params(np.ones((2, 4), np.float32)) == 16 + 8
