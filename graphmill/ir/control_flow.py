@@ -15,7 +15,7 @@ from __future__ import annotations
 from graphmill.util.limits import max_loop_iterations
 
 from .dtypes import DataType
-from .graph import Graph, Node, Value, node_reads
+from .graph import Graph, Node, Value, depends_on
 from .ops.branch import reads_loop_state, taken_branch
 from .ops.infer import propagated_value
 from .rewrite import constant_through_views
@@ -75,21 +75,7 @@ def _varies(body: Graph, value: Value) -> bool:
     """Whether ``value`` of ``body`` depends on one of its inputs (what a Loop feeds anew each iteration) or on a
     random draw, through its nodes and what their subgraphs read."""
     inputs = {id(v) for v in body.inputs}
-    todo, seen = [value], set()
-    while todo:
-        v = todo.pop()
-        if id(v) in seen:
-            continue
-        seen.add(id(v))
-        if id(v) in inputs:
-            return True
-        node = v.producer
-        if node is None:
-            continue
-        if node.op_type in _RANDOM:
-            return True
-        todo.extend(node_reads(node))
-    return False
+    return depends_on(value, lambda v: id(v) in inputs or v.producer is not None and v.producer.op_type in _RANDOM)
 
 
 def trip_count(loop: Node) -> tuple[int | None, str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy as _copy
 import itertools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from .attrs import Attr, AttrKind, infer_attr
 from graphmill.util.errors import IRError
@@ -933,6 +933,22 @@ def node_reads(node: Node) -> Iterator[Value]:
             yield v
     for sub in node.subgraphs():
         yield from captured_values(sub)
+
+
+def depends_on(value: Value, test: Callable[[Value], bool]) -> bool:
+    """Whether ``test`` holds for ``value`` or for any value it is computed from, through its producers' inputs and
+    what their subgraphs capture (``node_reads``)."""
+    todo, seen = [value], set()
+    while todo:
+        v = todo.pop()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        if test(v):
+            return True
+        if v.producer is not None:
+            todo.extend(node_reads(v.producer))
+    return False
 
 
 def captured_values(graph: Graph) -> list[Value]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..graph import Graph, Value, node_reads
+from ..graph import Graph, Value, depends_on
 from ..types import TensorType, Type
 from .registry import InferenceContext, register
 
@@ -25,20 +25,12 @@ def reads_loop_state(value: Value) -> bool:
     iteration's shapes (``control_flow.type_body_inputs``), a rank test on it was taken as known, and the simulator
     costed every iteration's If by the first one's branch (a review: a MatMul taken from the third iteration on was
     not counted): such a condition is not known."""
-    todo, seen = [value], set()
-    while todo:
-        v = todo.pop()
-        if id(v) in seen:
-            continue
-        seen.add(id(v))
-        node = v.producer
-        if node is None:
-            owner = v.graph
-            if v.is_graph_input and owner.parent is not None and owner.parent.op_type in ("Loop", "Scan"):
-                return True
-            continue
-        todo.extend(node_reads(node))
-    return False
+    def loop_input(v: Value) -> bool:
+        owner = v.graph
+        return v.producer is None and v.is_graph_input and owner.parent is not None \
+            and owner.parent.op_type in ("Loop", "Scan")
+
+    return depends_on(value, loop_input)
 
 
 def known_condition(ctx: InferenceContext) -> str | None:
