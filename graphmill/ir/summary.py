@@ -26,7 +26,6 @@ from typing import Callable, Iterator
 
 from .attrs import AttrKind
 from .control_flow import if_branch, loop_runs
-from .exporter_copies import is_tied_copy
 from .graph import Graph, Node, Value
 from .ops import Cost, lookup
 from .ops.common import is_weight_dtype
@@ -103,8 +102,7 @@ def _constant_node_ids(graph: Graph, constant: set[int]) -> set[int]:
 
 # Not Identity: torch's exporter stores tensors of equal values once and hands each its own Identity (a fresh
 # network's zero biases, its BatchNorms' zero means and unit variances), so an Identity of a weight is a tensor of
-# its own, as torch counts it (its BatchNorm statistics were counted once, and never as statistics: an outside check),
-# but for one parameter folded twice (``exporter_copies.is_tied_copy``: a shared layer's transposed weight)
+# its own, as torch counts it (its BatchNorm statistics were counted once, and never as statistics: an outside check)
 _VIEWS = frozenset({"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten"})
 
 
@@ -127,9 +125,6 @@ def _copied_from(v: Value, const_nodes: set[int]) -> Value | None:
     counted twice). Walked to the root of the chain."""
     start = v
     while (p := v.producer) is not None and id(p) in const_nodes and p.domain in ("", "ai.onnx") and p.inputs:
-        if is_tied_copy(v):  # one parameter the exporter folded twice (exporter_copies)
-            v = p.inputs[0]
-            continue
         if p.op_type in _GATHERS and p.inputs[0] is not None and is_weight_dtype(p.inputs[0].dtype):
             v = p.inputs[0]
             continue

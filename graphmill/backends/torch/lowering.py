@@ -402,9 +402,7 @@ def export_weights(module: GraphModule, graph: Graph | None = None) -> int:
     g = graph if graph is not None else module.graph
     n = 0
     pending: dict[str, np.ndarray] = {}
-    # read before any weight is written: a copy of uniform values is a weight of its own, and its trained source,
-    # written first, made it read as the same tensor (exporter_copies) and refused (a review)
-    copies = initializer_copies(g) if module.copy_names else {}
+    copies = initializer_copies(g) if module.copy_names else {}  # as the module was built from the graph
     for pname, vname in module.param_names.items():
         v = g.initializers.get(vname)
         if v is None:

@@ -47,9 +47,8 @@ Identity(a.bias)``). Such an ``Identity`` is the exporter's deduplication marker
 model's weight tying, so the rule is: **the output of an ``Identity`` whose input is an
 initializer (or another such copy) is a copy** (``initializer_copies``), classified by its
 own uses like an initializer of its own, and ``to_torch`` gives each trainable copy its own
-``nn.Parameter`` initialized with the initializer's values. Not an exporter-named one (``onnx::MatMul_7``) of
-values not all equal: that is one parameter folded twice (a shared layer's weight), the same tensor
-(``graphmill.ir.exporter_copies``), and its ``Identity`` reads the one Parameter. Ops that read one initializer
+``nn.Parameter`` initialized with the initializer's values; so is an exporter-named copy of a folded weight
+(``graphmill.ir.exporter_copies`` says why). Ops that read one initializer
 directly (no ``Identity``), e.g. an embedding table shared with the LM head, share it: that
 is genuine tying, and it stays one Parameter. ``weight_initializers`` returns the names of
 trainable initializers and copies.
@@ -58,7 +57,7 @@ trainable initializers and copies.
 from __future__ import annotations
 
 from graphmill.ir import Graph, Node, Tensor, Value, topological_order
-from graphmill.ir.exporter_copies import identity_source, initializer_root, is_tied_copy
+from graphmill.ir.exporter_copies import identity_source, initializer_root
 from graphmill.ir.graph import recorded_torch_roles
 
 VIEWS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Cast", "CastLike",
@@ -90,10 +89,8 @@ def initializer_copies(graph: Graph) -> dict[str, str]:
         if node.op_type != "Identity" or not node.inputs or node.inputs[0] is None or not node.outputs:
             continue
         src, out = node.inputs[0], node.outputs[0]
-        if out is None or is_tied_copy(out):  # the same tensor read again: its Identity runs on that Parameter
+        if out is None:
             continue
-        while is_tied_copy(src):
-            src = identity_source(src)
         if src.is_initializer:
             copies[out.name] = src.name
         elif src.name in copies and src.producer is not None and src.producer.op_type == "Identity":
@@ -103,9 +100,7 @@ def initializer_copies(graph: Graph) -> dict[str, str]:
 
 def _is_copy(v: Value) -> bool:
     src = identity_source(v)
-    if src is None or is_tied_copy(v):
-        return False
-    return src.is_initializer or _is_copy(src) or is_tied_copy(src)
+    return src is not None and (src.is_initializer or _is_copy(src))
 
 
 def _source(v: Value) -> Value:
