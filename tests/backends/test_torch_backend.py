@@ -1176,3 +1176,46 @@ def test_an_op_of_another_domain_is_refused_naming_it():
     with pytest.raises(UserInputError, match=r"Scaler node 'scale': the torch backend runs only default-domain ONNX "
                                              r"ops \(and graphmill's own\); it has no ai.onnx.ml::Scaler$"):
         to_torch(from_proto(model))
+
+
+class _WeightStandardizedConv(nn.Conv2d):
+    """timm's ScaledStdConv2d / BiT's StdConv2d: the weight normalized by F.batch_norm in training mode, which
+    from_torch imports as a BatchNormalization with training_mode=1 whose running statistics nothing reads."""
+
+    def forward(self, x):
+        w = nn.functional.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None, training=True,
+                                     momentum=0.0, eps=1e-5).reshape_as(self.weight)
+        return nn.functional.conv2d(x, w, self.bias, self.stride, self.padding)
+
+
+def test_a_weight_standardized_conv_runs_and_trains_as_torch():
+    """to_torch refused it, advising .eval() on a module in eval already (an outside check: timm's nfnet_l0).
+    References: torch eager's output and one SGD step, ONNX Runtime's output of the imported graph."""
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = _WeightStandardizedConv(3, 8, 3, padding=1)
+            self.fc = nn.Linear(8, 10)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+    src = Net().eval()
+    x = torch.randn(2, 3, 8, 8)
+    g = graphmill.from_torch(src, (x,))
+    assert any(n.op_type == "BatchNormalization" and n.attr("training_mode") == 1 for n in g)
+    m = to_torch(g)
+    with torch.no_grad():
+        want = src(x).numpy()
+        assert close(m(x).numpy(), want)
+    ort_out = list(ortb.run(from_proto(to_proto(g)), {m.input_names[0]: x.numpy()}).values())[0]
+    assert close(ort_out, want)
+    target = torch.randn(2, 10)
+    names = dict(src.named_parameters())
+    ref = _sgd_step(src, x, target, {n: n for n in names})
+    got = _sgd_step(m.train(), x, target, m.param_names)
+    assert sorted(got) == sorted(ref)
+    for n in ref:
+        assert close(got[n], ref[n]), n

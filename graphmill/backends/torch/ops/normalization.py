@@ -25,6 +25,15 @@ def _bn(rt, a, x):
     eps = a.get("epsilon", 1e-5)
     if X.numel() == 0:  # F.batch_norm indexes channel 0 (C = 0: an IndexError; a fuzzer): nothing to normalize
         return X.clone()
+    if a.get("training_mode", 0):  # the batch's own statistics (_check_bn: nothing reads the running ones), as the
+        # onnx reference computes them: a weight-standardized conv (timm's NFNet, BiT) is F.batch_norm of its weight
+        dims = [0] + list(range(2, X.dim()))
+        shape = [1, -1] + [1] * (X.dim() - 2)
+        batch_mean, batch_var = X.mean(dims), X.var(dims, unbiased=False)
+        y = (X - batch_mean.reshape(shape)) * torch.rsqrt(batch_var.reshape(shape) + eps) * scale.reshape(shape) \
+            + bias.reshape(shape)
+        momentum = a.get("momentum", 0.9)
+        return y, mean * momentum + batch_mean * (1 - momentum), var * momentum + batch_var * (1 - momentum)
     if mean.requires_grad or var.requires_grad:
         # statistics computed from the data (torch's BatchNorm without running statistics exports its batch
         # mean and variance as the inputs): the gradient flows through them, which F.batch_norm refuses
@@ -36,10 +45,15 @@ def _bn(rt, a, x):
 
 @check("BatchNormalization")
 def _check_bn(node, opset):
-    if node.attr("training_mode", 0) or sum(1 for o in node.outputs if o is not None) > 1:
-        return ("training-mode BatchNormalization (running-statistics outputs) is not supported (from torch: call "
-                ".eval() on the module before torch.onnx.export; training=TrainingMode.PRESERVE then keeps BatchNorm "
-                "in its inference form)")
+    extra = [o for o in node.outputs[1:] if o is not None]
+    read = any(o.num_uses or o.is_graph_output for o in extra)
+    if read or extra and (opset < 14 or not node.attr("training_mode", 0)):  # before 14 the outputs' count says it
+        # normalizing by the batch's statistics runs (a weight-standardized conv: timm's NFNet, whose import was
+        # refused with advice to call .eval() on a module in eval already: an outside check); updating the running
+        # statistics a graph reads would be training BatchNorm inside the model
+        return ("training-mode BatchNormalization whose running statistics the graph reads is not supported (from "
+                "torch: call .eval() on the module before torch.onnx.export; training=TrainingMode.PRESERVE then "
+                "keeps BatchNorm in its inference form)")
     if opset < 7 and node.attr("spatial", 1) == 0:
         return "BatchNormalization with spatial=0 is not supported"
     return None
