@@ -24,6 +24,7 @@ from graphmill.frontend import from_proto, load, to_proto, zoo  # noqa: E402
 from graphmill.ir import Tensor, UserInputError  # noqa: E402
 from graphmill.ir.ops import infer_types  # noqa: E402
 from graphmill.passes.cleanup.cse import MERGED_INITIALIZERS, merged_initializers  # noqa: E402
+from tests.support.training import one_sgd_step_each  # noqa: E402
 
 
 def close(got, ref) -> bool:
@@ -1047,15 +1048,8 @@ def test_deep_copied_layers_stay_two_parameters_in_a_file(tmp_path):
     m = to_torch(g)
     assert sorted(p.numel() for p in m.parameters()) == sorted(p.numel() for p in src.parameters())
     torch.manual_seed(1)
-    target = torch.randn(2, 3, 4)
-    for module in (src, m.train()):  # one step each, on the same loss; then the same function
-        opt = torch.optim.SGD(module.parameters(), lr=0.5)
-        opt.zero_grad()
-        ((module(x) - target) ** 2).sum().backward()
-        opt.step()
-    xs = torch.randn(3, 3, 8)
-    with torch.no_grad():
-        assert close(m(xs).numpy(), src(xs).numpy())
+    want, got = one_sgd_step_each(src, m.train(), x, torch.randn(2, 3, 4), lr=0.5)
+    assert close(got, want)
 
 
 def test_two_parameters_of_equal_uniform_start_stay_two_in_a_file(tmp_path):
@@ -1069,19 +1063,11 @@ def test_two_parameters_of_equal_uniform_start_stay_two_in_a_file(tmp_path):
     m = to_torch(g)
     assert len(list(m.parameters())) == len(list(src.parameters()))
     # trained, the source is no longer uniform: export_weights read the copy as a tie then, and refused (a review)
-    x = torch.randn(2, 3, 8)
+    x = torch.randn(2, 3, 8)  # the export's fixed batch
     torch.manual_seed(1)
-    target = torch.randn(2, 3, 4)
-    for module in (src, m.train()):
-        opt = torch.optim.SGD(module.parameters(), lr=0.5)
-        opt.zero_grad()
-        ((module(x) - target) ** 2).sum().backward()
-        opt.step()
+    want, _ = one_sgd_step_each(src, m.train(), x, torch.randn(2, 3, 4), lr=0.5)
     assert export_weights(m) == len(list(src.parameters()))
-    xs = torch.randn(2, 3, 8)  # the export's fixed batch
-    with torch.no_grad():
-        want = src(xs).numpy()
-    got = list(ortb.run(from_proto(to_proto(g)), {m.input_names[0]: xs.numpy()}).values())[0]
+    got = list(ortb.run(from_proto(to_proto(g)), {m.input_names[0]: x.numpy()}).values())[0]
     assert close(got, want)
 
 

@@ -500,3 +500,17 @@ def test_batchnorm_without_running_statistics_trains_like_the_original():
     x, target = torch.randn(4, 3, 8, 8), torch.randn(4, 4)
     want, got = one_sgd_step_each(m, graphmill.to_torch(from_torch(m, x)), x, target)
     assert close(got, want)
+
+
+def test_upsample_scales_from_torch_are_read_so_what_follows_is_costed():
+    """from_torch exports without constant folding: nn.Upsample's scales arrive as Concat(Constant, Constant), which
+    inference did not read, so nothing after the Resize had a shape and inspect left HRNet's fuse layers uncosted
+    (an outside check). Reference: the two convolutions' MACs by hand, at batch 1."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.Upsample(scale_factor=2, mode="nearest"),
+                        nn.Conv2d(16, 16, 3, 1, 1))
+    g = from_torch(net.eval(), (torch.randn(2, 3, 32, 32),))
+    assert any(n.op_type == "Concat" for n in g) and any(n.op_type == "Resize" for n in g)
+    report = graphmill.inspect(g)
+    assert report["cost_unknown_nodes"] == 0
+    assert report["macs"] == 16 * 3 * 9 * 16 * 16 + 16 * 16 * 9 * 32 * 32

@@ -117,6 +117,11 @@ def _infer_concat(ctx: InferenceContext) -> list:
     parts = [ctx.input_partial_or_unknown(i) for i in range(ctx.num_inputs) if ctx.has_input(i)]
     if parts and all(p is not None and p.ndim == rank for p in parts):
         ctx.set_output_partial(0, np.concatenate(parts, axis=axis), partial_dtype(dtype))
+    elif dtype.is_floating:  # a few floats (set_output_value's limit): nn.Upsample's scales as from_torch writes
+        # them, Concat of two Constants; unread, nothing after the Resize had a shape (an outside check: HRNet)
+        values = [ctx.input_value(i) for i in range(ctx.num_inputs) if ctx.has_input(i)]
+        if values and all(v is not None and v.ndim == rank for v in values):
+            ctx.set_output_value(0, np.concatenate(values, axis=axis))
     return [TensorType(dtype, out)]
 
 
