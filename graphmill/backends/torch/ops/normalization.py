@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from graphmill.ir.graph import depends_on
+
 from .common import check, norm_axis, op
 
 
@@ -25,8 +27,8 @@ def _bn(rt, a, x):
     eps = a.get("epsilon", 1e-5)
     if X.numel() == 0:  # F.batch_norm indexes channel 0 (C = 0: an IndexError; a fuzzer): nothing to normalize
         return X.clone()
-    if a.get("training_mode", 0):  # the batch's own statistics (_check_bn: nothing reads the running ones), as the
-        # onnx reference computes them: a weight-standardized conv (timm's NFNet, BiT) is F.batch_norm of its weight
+    if a.get("training_mode", 0):  # a weight's own statistics (_check_bn: on a weight, the running ones unread), as
+        # the onnx reference computes them: a weight-standardized conv (timm's NFNet, BiT) is F.batch_norm of it
         dims = [0] + list(range(2, X.dim()))
         shape = [1, -1] + [1] * (X.dim() - 2)
         batch_mean, batch_var = X.mean(dims), X.var(dims, unbiased=False)
@@ -46,14 +48,18 @@ def _bn(rt, a, x):
 @check("BatchNormalization")
 def _check_bn(node, opset):
     extra = [o for o in node.outputs[1:] if o is not None]
-    read = any(o.num_uses or o.is_graph_output for o in extra)
-    if read or extra and (opset < 14 or not node.attr("training_mode", 0)):  # before 14 the outputs' count says it
-        # normalizing by the batch's statistics runs (a weight-standardized conv: timm's NFNet, whose import was
-        # refused with advice to call .eval() on a module in eval already: an outside check); updating the running
-        # statistics a graph reads would be training BatchNorm inside the model
-        return ("training-mode BatchNormalization whose running statistics the graph reads is not supported (from "
-                "torch: call .eval() on the module before torch.onnx.export; training=TrainingMode.PRESERVE then "
-                "keeps BatchNorm in its inference form)")
+    training = bool(node.attr("training_mode", 0)) or opset < 14 and bool(extra)  # before 14, the outputs say it
+    if training or extra:
+        # a weight normalized by its own statistics runs (a weight-standardized conv, timm's NFNet: to_torch refused
+        # it, advising .eval() on a module in eval already; an outside check). On the data it is a module exported
+        # in train mode, whose BatchNorm would never use running statistics; and running statistics the graph reads
+        # would be training BatchNorm inside the model
+        x = node.inputs[0]
+        on_data = x is None or depends_on(x, lambda v: v.is_graph_input and not v.is_initializer)
+        if on_data or not training or opset < 14 or any(o.num_uses or o.is_graph_output for o in extra):
+            return ("training-mode BatchNormalization (running-statistics outputs) is not supported (from torch: "
+                    "call .eval() on the module before torch.onnx.export; training=TrainingMode.PRESERVE then keeps "
+                    "BatchNorm in its inference form)")
     if opset < 7 and node.attr("spatial", 1) == 0:
         return "BatchNormalization with spatial=0 is not supported"
     return None
