@@ -11,9 +11,8 @@ weights, and are not counted; 8- and 4-bit integers are (quantized weights). Nor
 alone (an MoE lowering's ``Cast(Max(token count, 1))``): constants of the formula, not learned weights. A
 weight looked up by constant indices (a ``Gather``, e.g. a relative-position bias expanded from its
 table), broadcast by ``Expand``/``Tile`` (an LSTM's initial state to the batch) or viewed (``Reshape``,
-``Transpose``...) counts as what it copies, once, not as the copy; a tensor computed from constants by other ops
-(a weight times a gain) counts as the weights it is computed from (``_computed_from``). Zeros read only as a
-recurrent op's initial state are the op's default state, not a parameter.
+``Transpose``...) counts as what it copies, once, not as the copy. Zeros read only as a recurrent op's initial
+state are the op's default state, not a parameter.
 """
 
 from __future__ import annotations
@@ -233,29 +232,12 @@ def parameter_values(graph: Graph, constant: set[int] | None = None,
             continue
         if id(v) in outputs or any(id(u) not in const_nodes and _read_as_weight(v, u) for u in v.users):
             v = _copied_from(v, const_nodes) or v
-            for w in _computed_from(v, const_nodes, formula):
-                if _is_scalar(w) or not is_weight_dtype(w.dtype):  # a broadcast 0-d zero state: a formula constant
-                    continue
-                if id(w) not in counted:
-                    counted.add(id(w))
-                    params.append(w)
+            if _is_scalar(v) or not is_weight_dtype(v.dtype):  # a broadcast 0-d zero state: a formula constant
+                continue
+            if id(v) not in counted:
+                counted.add(id(v))
+                params.append(v)
     return params
-
-
-def _computed_from(v: Value, const_nodes: set[int], formula: dict[int, bool]) -> list[Value]:
-    """The weights a constant ``v`` is computed from: itself when it holds values of its own (an initializer, a
-    Constant), else those its constant producers read (a weight times a gain, NFNet's; a position-bias MLP run on
-    constant coordinates, Swin V2's), less the formula's constants. Counted as the result, NFNet lost its gains
-    and Swin V2 counted its 89,088 MLP weights as the 2,208 biases they make (an outside check)."""
-    p = v.producer
-    if p is None or id(p) not in const_nodes or p.op_type in ("Constant", "ConstantOfShape", "Identity") \
-            or any(a.kind in (AttrKind.TENSOR, AttrKind.TENSORS) for a in p.attrs.values()):
-        return [v]  # (an Identity of a weight is a tensor of its own: _VIEWS says why)
-    found: list[Value] = []
-    for x in p.inputs:
-        if x is not None and not _formula_only(x, const_nodes, formula):
-            found.extend(_computed_from(_copied_from(x, const_nodes) or x, const_nodes, formula))
-    return found or [v]
 
 
 @dataclass

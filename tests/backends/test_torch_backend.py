@@ -1205,3 +1205,15 @@ def test_a_weight_standardized_conv_runs_and_trains_as_torch():
     assert sorted(got) == sorted(ref)
     for n in ref:
         assert close(got[n], ref[n]), n
+
+
+def test_a_weight_standardized_conv_from_a_file_is_refused_naming_from_torch(tmp_path):
+    """torch.onnx.export writes the weight as the BatchNorm's data and its gain through a Mul, where the weight rules
+    find no weight slot: run, both were buffers and would not have trained (a review). Reference: torch's export."""
+    torch.manual_seed(0)
+    path = _export_file(nn.Sequential(_WeightStandardizedConv(3, 8, 3, padding=1)), torch.randn(2, 3, 8, 8),
+                        tmp_path / "ws.onnx")
+    g = load(path)
+    assert any(n.op_type == "BatchNormalization" and n.attr("training_mode") == 1 for n in g)
+    with pytest.raises(UserInputError, match="runs only in a graph from graphmill.from_torch"):
+        to_torch(g)

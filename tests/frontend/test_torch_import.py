@@ -514,29 +514,3 @@ def test_upsample_scales_from_torch_are_read_so_what_follows_is_costed():
     report = graphmill.inspect(g)
     assert report["cost_unknown_nodes"] == 0
     assert report["macs"] == 16 * 3 * 9 * 16 * 16 + 16 * 16 * 9 * 32 * 32
-
-
-def test_weights_a_constant_computation_reads_count_as_torch_counts_them():
-    """A conv weight times a gain (timm's NFNet) and an MLP run on constant coordinates to make a position bias
-    (Swin V2's continuous position bias): inspect counted the computed tensors (the weight's size, the 2-D bias) in
-    place of what they are computed from, 32,816 and 80,992 under torch's count (an outside check). Reference: torch's
-    ``sum(p.numel() for p in parameters())``."""
-
-    class Gained(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.weight = nn.Parameter(torch.randn(8, 3, 3, 3))
-            self.gain = nn.Parameter(torch.ones(8, 1, 1, 1))
-            self.mlp = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
-
-        def forward(self, x):
-            y = nn.functional.conv2d(x, self.weight * self.gain, padding=1)
-            steps = torch.arange(6, dtype=torch.float32) / 6
-            coords = torch.stack([steps.reshape(6, 1).expand(6, 6), steps.reshape(1, 6).expand(6, 6)], -1)
-            return y + self.mlp(coords).reshape(1, 1, 6, 6)
-
-    net = Gained().eval()
-    g = from_torch(net, (torch.randn(2, 3, 6, 6),))
-    report = graphmill.inspect(g)
-    coords = 6 * 6 * 2  # the tracer writes the coordinates as a Constant: a float table counts, as documented
-    assert report["params"] - report["bn_statistics"] == sum(p.numel() for p in net.parameters()) + coords

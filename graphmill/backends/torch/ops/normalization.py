@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from graphmill.ir.graph import depends_on
+from graphmill.ir.graph import depends_on, recorded_torch_roles
 
 from .common import check, norm_axis, op
 
@@ -60,6 +60,10 @@ def _check_bn(node, opset):
             return ("training-mode BatchNormalization (running-statistics outputs) is not supported (from torch: "
                     "call .eval() on the module before torch.onnx.export; training=TrainingMode.PRESERVE then keeps "
                     "BatchNorm in its inference form)")
+        if not recorded_torch_roles(node.graph.root)[0]:  # a file: the weight reaches the BatchNorm as its data, and
+            # its gain through a Mul, where the weight rules find no weight slot: both were left untrained (a review)
+            return ("BatchNormalization in training mode on a weight (weight standardization) runs only in a graph "
+                    "from graphmill.from_torch, which records which tensors train; import the module with it")
     if opset < 7 and node.attr("spatial", 1) == 0:
         return "BatchNormalization with spatial=0 is not supported"
     return None
