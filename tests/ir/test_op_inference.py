@@ -26,7 +26,7 @@ from onnx import helper as oh
 from onnx import numpy_helper
 
 from graphmill.frontend import from_proto
-from graphmill.ir import DataType, TensorType
+from graphmill.ir import DataType, ShapeInferenceError, TensorType
 from graphmill.ir.ops import infer_types, lookup
 
 # The ops the registry must cover (the brief's list), elementwise arithmetic spelled out.
@@ -951,3 +951,28 @@ def test_a_negative_size_on_a_node_that_runs_is_a_problem_inspect_lists() -> Non
     assert any("TopK node 'top'" in e and "which no run can have" in e for e in report.errors), report.errors
     with pytest.raises(ShapeInferenceError, match="which no run can have"):
         infer_types(from_proto(model, path="top.onnx"), strict=True)
+
+
+def test_resize_sizes_from_scales_as_onnxruntime_computes_them():
+    """floor(3 x float32(5/3)) is 5 in float32, where ONNX Runtime multiplies, and 4 in float64 (onnx's reference):
+    inference declared 4 against ONNX Runtime's 5 (a review); a NaN or infinite scale is refused as ONNX Runtime
+    refuses it, not with float's own error. Reference: ONNX Runtime's output shape and its refusal."""
+    import onnxruntime as ort
+
+    def model(scale):
+        g = oh.make_graph([oh.make_node("Resize", ["x", "", "s"], ["y"], mode="nearest")], "r",
+                          [oh.make_tensor_value_info("x", TP.FLOAT, [1, 1, 4, 3])],
+                          [oh.make_tensor_value_info("y", TP.FLOAT, None)],
+                          [numpy_helper.from_array(np.array([1, 1, 1, scale], np.float32), "s")])
+        return oh.make_model(g, opset_imports=[oh.make_opsetid("", 18)])
+
+    m = model(np.float32(5 / 3))
+    got = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": np.zeros((1, 1, 4, 3), np.float32)})[0].shape
+    g = from_proto(m)
+    infer_types(g)
+    assert tuple(g.outputs[0].type.shape) == got == (1, 1, 4, 5)
+    for bad in (np.nan, np.inf):
+        g = from_proto(model(bad))
+        with pytest.raises(ShapeInferenceError, match=f"scale {bad} must be finite"):
+            infer_types(g, strict=True)

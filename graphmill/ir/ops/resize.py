@@ -19,9 +19,13 @@ from .registry import Cost, InferenceContext, register
 
 
 def scaled_dim(d: Dim, scale: float) -> Dim:
-    """floor(d * scale), as onnx's reference computes the output size from scales."""
+    """floor(d * scale), the product in float32 as ONNX Runtime computes it (``float * int64``): width 3 at
+    float32(5/3) is 5 there, 4 in float64 (onnx's reference and torch say 4), and the declared 4 contradicted ONNX
+    Runtime's run (a review)."""
+    if not np.isfinite(scale):
+        raise ValueError(f"scale {scale} must be finite")
     if isinstance(d, int):
-        return int(math.floor(d * float(scale)))
+        return int(math.floor(np.float32(d) * np.float32(scale)))
     return d if scale == 1 else None
 
 
@@ -82,6 +86,8 @@ def _infer_resize(ctx: InferenceContext) -> list:
         if len(scales) != len(axes):
             raise ctx.fail(f"{len(scales)} scales for {len(axes)} axes")
         for a, s in zip(axes, scales):
+            if not np.isfinite(s):  # as ONNX Runtime says it (inference failed with float's own error: a review)
+                raise ctx.fail(f"scale {s} must be finite")
             if s <= 0:
                 raise ctx.fail(f"scale {s} must be positive")
             out[a] = scaled_dim(xs[a], np.float32(s))

@@ -377,7 +377,7 @@ def _resize_elements(shape: tuple, args: list) -> int | None:
     if sizes is not None:
         return int(np.prod(sizes.astype(np.int64)))
     scales = next((a for a in reversed(args[1:3]) if isinstance(a, np.ndarray) and a.size == len(shape)), None)
-    if scales is None:
+    if scales is None or not np.all(np.isfinite(scales)):  # ONNX Runtime refuses such a node: it does not fold
         return None
     return math.prod(scaled_dim(int(d), sc) for d, sc in zip(shape, scales.reshape(-1)))
 

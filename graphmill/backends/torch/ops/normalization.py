@@ -56,7 +56,8 @@ def _check_bn(node, opset):
         # would be training BatchNorm inside the model
         x = node.inputs[0]
         on_data = x is None or depends_on(x, lambda v: v.is_graph_input and not v.is_initializer)
-        if on_data or not training or opset < 14 or any(o.num_uses or o.is_graph_output for o in extra):
+        if on_data or not training or opset < 14 or len(extra) != 2 or any(o.num_uses or o.is_graph_output
+                                                                           for o in extra):  # (ORT needs 3 outputs)
             return ("training-mode BatchNormalization (running-statistics outputs) is not supported (from torch: "
                     "call .eval() on the module before torch.onnx.export; training=TrainingMode.PRESERVE then keeps "
                     "BatchNorm in its inference form)")
