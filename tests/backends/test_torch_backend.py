@@ -1217,3 +1217,19 @@ def test_a_weight_standardized_conv_from_a_file_is_refused_naming_from_torch(tmp
     assert any(n.op_type == "BatchNormalization" and n.attr("training_mode") == 1 for n in g)
     with pytest.raises(UserInputError, match="runs only in a graph from graphmill.from_torch"):
         to_torch(g)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+def test_resize_at_a_scale_float32_rounds_up_matches_onnxruntime(mode):
+    """Width 3 at float32(5/3): ONNX Runtime sizes the output in float32 (5), torch's interpolate and the float64
+    product say 4; the torch backend gave 4 columns (a review). Reference: ONNX Runtime's output."""
+    g = onnx.helper.make_graph([onnx.helper.make_node("Resize", ["x", "", "s"], ["y"], mode=mode)], "r",
+                               [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 4, 3])],
+                               [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+                               [onnx.numpy_helper.from_array(np.array([1, 1, 1, 5 / 3], np.float32), "s")])
+    graph = from_proto(onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 18)]))
+    x = np.random.default_rng(0).standard_normal((1, 1, 4, 3)).astype(np.float32)
+    ref = list(ortb.run(graph, {"x": x}).values())[0]
+    got = to_torch(graph)(torch.from_numpy(x)).detach().numpy()
+    assert got.shape == ref.shape == (1, 1, 4, 5)
+    assert close(got, ref)

@@ -7,6 +7,8 @@ import math
 
 import torch
 
+from graphmill.ir.ops.resize import scaled_dim
+
 from .common import CHECKS, check, ints, norm_axis, op, refuse_other_values
 
 
@@ -52,8 +54,7 @@ def _resize(rt, a, x):
     if 0 in in_sz:  # an empty axis resized: nothing to sample, only the output's shape to give (the sizes' ratios
         # divided by its 0; a fuzzer). ONNX Runtime's rules: the aspect policy over the axes that have a ratio,
         # and an empty axis cannot become a non-empty one
-        out = ints(sizes) if sizes is not None else [int(math.floor(i * float(v)))
-                                                     for i, v in zip(in_sz, scales.tolist())]
+        out = ints(sizes) if sizes is not None else [scaled_dim(i, v) for i, v in zip(in_sz, scales.tolist())]
         policy = a.get("keep_aspect_ratio_policy", "stretch")
         if sizes is not None and policy != "stretch":
             ratios = [o / i for o, i in zip(out, in_sz) if i]
@@ -78,7 +79,7 @@ def _resize(rt, a, x):
             sc = [o / i for o, i in zip(out_sz, in_sz)]
     else:
         sc = [float(v) for v in scales.tolist()]
-        out_sz = [int(math.floor(i * s)) for i, s in zip(in_sz, sc)]
+        out_sz = [scaled_dim(i, s) for i, s in zip(in_sz, sc)]  # in float32, as ONNX Runtime sizes it
     mode = a.get("mode", "nearest")
     ctm = a.get("coordinate_transformation_mode", "half_pixel")
     how = a.get("nearest_mode", "round_prefer_floor")
