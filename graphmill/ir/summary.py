@@ -530,12 +530,25 @@ def _body_input_note(graph: Graph, s: str) -> str:
             continue
         for i, v in enumerate(g.inputs):
             if s in (getattr(v.type, "shape", None) or ()):
-                states = len(owner.inputs) - int(owner.attr("num_scan_inputs", 0) or 0)  # a Scan's slices: no
-                fed = owner.input_at(i) if owner.op_type in ("Loop", "Scan") and i < states else None
+                fed = _fed_body_input(owner, i)
                 feeds = f" (it feeds it {fed.type})" if fed is not None and fed.type is not None else ""
                 return (f"; {s} is the file's name for a size of input {v.name!r} of the body of "
                         f"{owner.describe()}{feeds}: give the size it has")
     return ""
+
+
+def _fed_body_input(node: Node, i: int) -> Value | None:
+    """What a Loop or Scan ``node`` feeds its body's input ``i`` whole (a Loop's carried values, a Scan's states),
+    else None (a Loop's iteration number and condition are its own; a Scan's scanned inputs arrive a slice at a
+    time; opset 8's Scan takes its sequence lengths first)."""
+    if node.op_type == "Loop":
+        return node.input_at(i) if i >= 2 else None
+    if node.op_type == "Scan":
+        imports = node.graph.root.opset_imports if node.graph is not None else {}
+        first = 1 if imports.get("", imports.get("ai.onnx", 21)) < 9 else 0
+        states = len(node.inputs) - first - int(node.attr("num_scan_inputs", 0) or 0)
+        return node.input_at(first + i) if i < states else None
+    return None
 
 
 #: ops whose output size is a count of what their data holds
