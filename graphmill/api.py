@@ -68,8 +68,9 @@ def optimize(graph: Graph, schedule: "Schedule | str | None" = None, *, devices:
         options = {**options, "dims": None, "source_options": [a for k, v in sorted(options["dims"].items())
                                                                 for a in ("--dim", f"{k}={v}")]}
     elif need:
-        from graphmill.ir.summary import check_nonempty_inputs
+        from graphmill.ir.summary import check_nonempty_inputs, name_unnamed_input_dims
 
+        name_unnamed_input_dims(graph)  # as place names them: sizes the learned passes cost
         # as place and simulate refuse it: a learned pass costed ops on no data at 1 cycle, and simulate then
         # refused to replay the model it wrote (an outside check's fuzzing)
         check_nonempty_inputs(graph, "place")
@@ -656,8 +657,9 @@ def partition(graph: Graph, *, stages: int, microbatches: int = 1, schedule: str
     check_objective(objective, method)
     from graphmill.frontend.onnx_shape_inference import infer_shapes
     from graphmill.ir.partition import compute_nodes
-    from graphmill.ir.summary import check_nonempty_inputs
+    from graphmill.ir.summary import check_nonempty_inputs, name_unnamed_input_dims
 
+    name_unnamed_input_dims(graph)  # an unnamed batch ([?, 4]) is the batch --batch sizes
     check_nonempty_inputs(graph, "partition")
     infer_shapes(graph)  # a torch.onnx.export file declares no intermediate shapes; --run cuts at typed values
     if dims:  # the batch is --batch's (a --dim of it fixed the batch, and --batch 8 then blamed the model: a review)
@@ -744,8 +746,10 @@ def _static_sizes(graph: Graph, dims: dict[str, int] | None) -> None:
     bound (``_lower_for_decisions``): a MoE lowered at a symbolic batch sizes its capacity at run time, and no
     shape after it was static (a review: place of a MoE model with --dim N=8 was refused)."""
     from graphmill.frontend.onnx_shape_inference import infer_shapes
-    from graphmill.ir.summary import check_nonempty_inputs, data_dependent_note, symbols, symbols_to_give
+    from graphmill.ir.summary import (check_nonempty_inputs, data_dependent_note, name_unnamed_input_dims, symbols,
+                                      symbols_to_give)
 
+    name_unnamed_input_dims(graph)  # first: a size --dim gives
     check_nonempty_inputs(graph, "place")
     infer_shapes(graph)  # first: a size the graph computes is no symbol to bind (ir.ops.infer)
     _bind_sizes(graph, dims, "place")

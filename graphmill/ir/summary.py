@@ -294,11 +294,9 @@ def _io(v: Value) -> dict:
 
 
 def check_nonempty_inputs(graph: Graph, what: str) -> None:
-    """Make ``graph``'s inputs ones a costing (``what``) can size: an unnamed dimension gets a name
-    (``name_unnamed_input_dims``), and an input with a dimension of size 0 (valid ONNX: an empty tensor) is refused:
+    """Refuse a graph whose input has a dimension of size 0 (valid ONNX: an empty tensor) before ``what``:
     costs of ops on no data are 0 or meaningless, and the simulator's layers refused it as
     "Conv node 'Conv_0': repeat must be a positive integer, got 0"."""
-    name_unnamed_input_dims(graph)
     for v in graph.inputs:
         shape = getattr(v.type, "shape", None)
         if shape and any(d == 0 for d in shape):
