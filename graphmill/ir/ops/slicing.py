@@ -220,8 +220,8 @@ def _infer_slice(ctx: InferenceContext) -> list:
     steps = ints_from_attr_or_input(ctx, "steps", 4)
     if axes is None:
         return [TensorType(dtype, (None,) * r)]
-    if ends is None and starts is not None and steps is not None and (symbolic := _symbolic_ends(ctx)) is not None:
-        return [TensorType(dtype, _slice_to_sizes(ctx, xs, starts, symbolic, axes, steps))]
+    if ends is None:
+        ends = _symbolic_ends(ctx)
     if starts is None or ends is None or steps is None:
         if axes is ABSENT:
             return [TensorType(dtype, (None,) * r)]
@@ -242,15 +242,22 @@ def _infer_slice(ctx: InferenceContext) -> list:
         if st == 0:
             raise ctx.fail("slice step cannot be 0")
         d = xs[a]
-        if isinstance(d, int):
+        if isinstance(e, str):  # cut to a size: HF BERT's position_ids[:, :seq] of a [1, 512] table is
+            # [1, Min(512, seq)], the clamp written as torch dynamo writes it (ir.summary.size_expression reads it;
+            # common.broadcast_shapes knows it is seq wherever it meets seq); only a cut from 0 by 1 is sized
+            clamp = 0 if d == 0 else f"Min({d}, {e})"  # an empty table cut to any length is empty
+            out[a] = (e if d == e else clamp if isinstance(d, int) else None) if s == 0 and st == 1 else None
+            index = None  # which entries: not known
+        elif isinstance(d, int):
             b, f, n = slice_bounds(d, s, e, st)
             out[a] = n
-            index[a] = slice(b, f if f >= 0 else None, st)
+            if index is not None:
+                index[a] = slice(b, f if f >= 0 else None, st)
         else:
             whole = s == 0 and st == 1 and e >= INT_BIG
             out[a] = d if whole else None
     p = ctx.input_partial(0)
-    if p is not None and p.ndim == r:
+    if p is not None and p.ndim == r and index is not None:
         ctx.set_output_partial(0, p[tuple(index)], partial_dtype(dtype))
     return [TensorType(dtype, tuple(out))]
 
@@ -260,35 +267,7 @@ def _symbolic_ends(ctx: InferenceContext) -> list | None:
     p = ctx.input_partial(2) if ctx.has_input(2) and ctx.attr("ends") is None else None
     if p is None or p.ndim != 1 or any(e is None for e in p) or not any(isinstance(e, str) for e in p):
         return None
-    return list(p)
-
-
-def _slice_to_sizes(ctx: InferenceContext, xs: tuple, starts, ends: list, axes, steps) -> tuple:
-    """The shape of a Slice whose ends include sizes (symbols): a buffer cut to the sequence length, HF BERT's
-    ``position_ids[:, :seq]`` of a [1, 512] table, is [1, Min(512, seq)], the clamp written as torch dynamo writes it
-    (``ir.summary.size_expression`` reads it; ``common.broadcast_shapes`` knows it is ``seq`` wherever it meets
-    ``seq``). On an axis whose end is a size, only a cut from 0 by 1 is sized; anything else there is unknown."""
-    r = len(xs)
-    if starts is ABSENT:
-        raise ctx.fail("starts and ends are required")
-    axes = list(range(len(starts))) if axes is ABSENT else axes
-    steps = [1] * len(starts) if steps is ABSENT else steps
-    if not len(starts) == len(ends) == len(axes) == len(steps):
-        raise ctx.fail(f"starts {starts}, ends {ends}, axes {axes}, steps {steps} differ in length")
-    out = list(xs)
-    for s, e, a, st in zip(starts, ends, axes, steps):
-        a = normalize_axis(a, r, ctx)
-        if st == 0:  # as the integer path says it (a review: slice_bounds divided by it)
-            raise ctx.fail("slice step cannot be 0")
-        d = xs[a]
-        if isinstance(e, str):
-            clamp = 0 if d == 0 else f"Min({d}, {e})"  # an empty table cut to any length is empty
-            out[a] = (e if d == e else clamp if isinstance(d, int) else None) if s == 0 and st == 1 else None
-        elif isinstance(d, int):
-            out[a] = slice_bounds(d, s, int(e), st)[2]
-        else:
-            out[a] = d if s == 0 and st == 1 and int(e) >= INT_BIG else None
-    return tuple(out)
+    return [e if isinstance(e, str) else int(e) for e in p]
 
 
 register("Slice", infer=_infer_slice, cost=movement_cost)
