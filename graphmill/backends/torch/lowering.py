@@ -402,7 +402,6 @@ def export_weights(module: GraphModule, graph: Graph | None = None) -> int:
     g = graph if graph is not None else module.graph
     n = 0
     pending: dict[str, np.ndarray] = {}
-    copies = initializer_copies(g) if module.copy_names else {}  # as the module was built from the graph
     for pname, vname in module.param_names.items():
         v = g.initializers.get(vname)
         if v is None:
@@ -424,6 +423,7 @@ def export_weights(module: GraphModule, graph: Graph | None = None) -> int:
         if vname in module.copy_names and vname not in g.initializers:
             pending[vname] = to_numpy(getattr(module, attr))
     if pending:
+        copies = initializer_copies(g)
         values = g.value_map()
         for vname in [c for c in copies if c in pending]:  # node order: a copy of a copy after what it reads
             _write_copy(g, values[vname], pending.pop(vname))
